@@ -1,0 +1,136 @@
+// Configuration of one Raft node, with defaults and the start-up checks of the relations
+// between limits (TigerBeetle style: every limit is explicit and checked once).
+
+import { AssertionError } from './errors.js';
+import type { Rng } from './rng.js';
+import type { InitialState, NodeId } from './types.js';
+
+/** Something the core reports for people to follow: role changes, votes, elections. */
+export interface RaftEvent {
+  readonly kind:
+    | 'become-follower'
+    | 'become-pre-candidate'
+    | 'become-candidate'
+    | 'become-leader'
+    | 'vote-granted'
+    | 'vote-refused'
+    | 'step-down'
+    | 'transfer-started'
+    | 'transfer-aborted';
+  readonly node: NodeId;
+  readonly term: number;
+  /** The other node involved (candidate voted for, leader followed, transfer target), or 0. */
+  readonly peer: number;
+  readonly reason: string;
+}
+
+export interface RaftConfig {
+  /** This node's id (> 0). */
+  readonly id: NodeId;
+  /** The voting members, this node included; used when `initial` has no snapshot. */
+  readonly voters: readonly NodeId[];
+  /** Source of randomness for election timeouts. */
+  readonly rng: Rng;
+  /** Ticks without hearing from a leader before a follower campaigns. Default 10. */
+  readonly electionTicks?: number;
+  /** Ticks between leader heartbeats. Default 1. Must be < electionTicks. */
+  readonly heartbeatTicks?: number;
+  /** Pre-vote (thesis §9.6). Default true. */
+  readonly preVote?: boolean;
+  /** Check-quorum: a leader steps down without a quorum's contact for an election timeout. Default true. */
+  readonly checkQuorum?: boolean;
+  /** Max AppendEntries messages in flight to one follower. Default 256. */
+  readonly maxInflightMsgs?: number;
+  /** Max bytes of entry data in flight to one follower. Default 64 MiB. */
+  readonly maxInflightBytes?: number;
+  /** Max entries in one AppendEntries message. Default 4,096. */
+  readonly maxEntriesPerMsg?: number;
+  /** Max bytes of entry data in one AppendEntries message. Default 1 MiB. */
+  readonly maxBytesPerMsg?: number;
+  /** Max bytes of uncommitted entry data a leader accepts before refusing proposals. Default 64 MiB. */
+  readonly maxUncommittedBytes?: number;
+  /** Max entries handed out in one Ready as committedEntries. Default 16,384. */
+  readonly maxCommittedPerReady?: number;
+  /** Recovered state; omitted for a brand-new node. */
+  readonly initial?: InitialState;
+  /** Receives events worth logging. Called synchronously; must not call back into the node. */
+  readonly onEvent?: (event: RaftEvent) => void;
+}
+
+export interface ResolvedConfig {
+  readonly id: NodeId;
+  readonly voters: readonly NodeId[];
+  readonly rng: Rng;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
+  readonly maxInflightMsgs: number;
+  readonly maxInflightBytes: number;
+  readonly maxEntriesPerMsg: number;
+  readonly maxBytesPerMsg: number;
+  readonly maxUncommittedBytes: number;
+  readonly maxCommittedPerReady: number;
+  readonly onEvent: ((event: RaftEvent) => void) | null;
+}
+
+function check(condition: boolean, message: string): void {
+  if (!condition) throw new AssertionError(`Invalid Raft config: ${message}`);
+}
+
+export function resolveConfig(config: RaftConfig): ResolvedConfig {
+  const resolved: ResolvedConfig = {
+    id: config.id,
+    voters: [...new Set(config.initial?.snapshot?.voters ?? config.voters)].sort((a, b) => a - b),
+    rng: config.rng,
+    electionTicks: config.electionTicks ?? 10,
+    heartbeatTicks: config.heartbeatTicks ?? 1,
+    preVote: config.preVote ?? true,
+    checkQuorum: config.checkQuorum ?? true,
+    maxInflightMsgs: config.maxInflightMsgs ?? 256,
+    maxInflightBytes: config.maxInflightBytes ?? 64 * 1024 * 1024,
+    maxEntriesPerMsg: config.maxEntriesPerMsg ?? 4096,
+    maxBytesPerMsg: config.maxBytesPerMsg ?? 1024 * 1024,
+    maxUncommittedBytes: config.maxUncommittedBytes ?? 64 * 1024 * 1024,
+    maxCommittedPerReady: config.maxCommittedPerReady ?? 16384,
+    onEvent: config.onEvent ?? null,
+  };
+  check(
+    Number.isSafeInteger(resolved.id) && resolved.id > 0,
+    `id must be a positive integer, got ${resolved.id}`,
+  );
+  check(resolved.voters.length > 0, 'voters must not be empty');
+  for (const v of resolved.voters) {
+    check(Number.isSafeInteger(v) && v > 0, `voter ids must be positive integers, got ${v}`);
+  }
+  check(
+    resolved.heartbeatTicks >= 1,
+    `heartbeatTicks must be >= 1, got ${resolved.heartbeatTicks}`,
+  );
+  check(
+    resolved.electionTicks > resolved.heartbeatTicks,
+    `electionTicks (${resolved.electionTicks}) must exceed heartbeatTicks (${resolved.heartbeatTicks})`,
+  );
+  check(
+    resolved.maxInflightMsgs >= 1,
+    `maxInflightMsgs must be >= 1, got ${resolved.maxInflightMsgs}`,
+  );
+  check(
+    resolved.maxEntriesPerMsg >= 1,
+    `maxEntriesPerMsg must be >= 1, got ${resolved.maxEntriesPerMsg}`,
+  );
+  check(
+    resolved.maxBytesPerMsg >= 1,
+    `maxBytesPerMsg must be >= 1, got ${resolved.maxBytesPerMsg}`,
+  );
+  check(
+    resolved.maxInflightBytes >= resolved.maxBytesPerMsg,
+    `maxInflightBytes (${resolved.maxInflightBytes}) must be >= maxBytesPerMsg (${resolved.maxBytesPerMsg})`,
+  );
+  check(
+    resolved.maxUncommittedBytes >= resolved.maxBytesPerMsg,
+    `maxUncommittedBytes (${resolved.maxUncommittedBytes}) must be >= maxBytesPerMsg (${resolved.maxBytesPerMsg})`,
+  );
+  check(resolved.maxCommittedPerReady >= 1, 'maxCommittedPerReady must be >= 1');
+  return resolved;
+}

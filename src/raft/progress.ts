@@ -1,0 +1,107 @@
+// The leader's view of one follower's log (paper Figure 2, nextIndex/matchIndex), with the
+// replication states of etcd-io/raft's tracker:
+//   probe:     we do not know where the follower's log agrees with ours; send one append at a
+//              time and wait for the answer before sending the next.
+//   replicate: the follower is caught up to `match`; stream appends optimistically, bounded by
+//              the inflight window.
+//   snapshot:  the entries the follower needs were compacted; a snapshot is on its way.
+
+import { Inflights } from './inflights.js';
+import type { Index } from './types.js';
+
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
+
+export class Progress {
+  /** Invariant: match < next. The highest index known to be replicated on the follower. */
+  match: Index = 0;
+  /** The next index to send. */
+  next: Index;
+  state: ProgressState = 'probe';
+  /** In probe state: an append was sent and not yet answered. */
+  probeSent = false;
+  /** In snapshot state: the index of the snapshot being sent. */
+  pendingSnapshot: Index = 0;
+  /** Heard from since the last check-quorum round. */
+  recentActive = false;
+  readonly inflights: Inflights;
+
+  constructor(next: Index, maxInflightMsgs: number, maxInflightBytes: number) {
+    this.next = next;
+    this.inflights = new Inflights(maxInflightMsgs, maxInflightBytes);
+  }
+
+  becomeProbe(): void {
+    // After a snapshot, resume from the snapshot index if it is past what we know matched.
+    if (this.state === 'snapshot') {
+      this.next = Math.max(this.match + 1, this.pendingSnapshot + 1);
+    } else {
+      this.next = this.match + 1;
+    }
+    this.state = 'probe';
+    this.probeSent = false;
+    this.pendingSnapshot = 0;
+    this.inflights.reset();
+  }
+
+  becomeReplicate(): void {
+    this.state = 'replicate';
+    this.next = this.match + 1;
+    this.probeSent = false;
+    this.pendingSnapshot = 0;
+    this.inflights.reset();
+  }
+
+  becomeSnapshot(snapshotIndex: Index): void {
+    this.state = 'snapshot';
+    this.pendingSnapshot = snapshotIndex;
+    this.probeSent = false;
+    this.inflights.reset();
+  }
+
+  /** Whether the leader must hold back further appends to this follower. */
+  isPaused(): boolean {
+    switch (this.state) {
+      case 'probe':
+        return this.probeSent;
+      case 'replicate':
+        return this.inflights.full();
+      case 'snapshot':
+        return true;
+    }
+  }
+
+  /** A successful append answer up to `index`; returns whether it told us anything new. */
+  maybeUpdate(index: Index): boolean {
+    let updated = false;
+    if (this.match < index) {
+      this.match = index;
+      updated = true;
+      this.probeSent = false;
+    }
+    this.next = Math.max(this.next, index + 1);
+    return updated;
+  }
+
+  /**
+   * A rejected append for `rejected` (its prevIndex), with the follower's hint translated to
+   * `probeFrom` (the highest index where the logs may agree). Returns false for stale answers.
+   */
+  maybeDecrTo(rejected: Index, probeFrom: Index): boolean {
+    if (this.state === 'replicate') {
+      // Stale: we already know the follower matches past this point.
+      if (rejected <= this.match) return false;
+      this.next = this.match + 1;
+      return true;
+    }
+    // In probe state only the answer to the one outstanding probe counts.
+    if (this.next - 1 !== rejected) return false;
+    this.next = Math.max(Math.min(rejected, probeFrom + 1), this.match + 1);
+    this.probeSent = false;
+    return true;
+  }
+
+  /** The follower is known to have everything up to `lastIndex`. */
+  caughtUp(lastIndex: Index): boolean {
+    return this.match === lastIndex;
+  }
+}

@@ -1,0 +1,205 @@
+// The data types of the Raft core: log entries, persistent state, messages and the Ready
+// batch the caller acts on. Everything here is plain data (no classes, no methods) so it can be
+// encoded by any transport or storage layer and compared structurally in tests.
+
+/** A node's identity: a positive integer, unique within a cluster. 0 means "none". */
+export type NodeId = number;
+/** A Raft term (paper §5.1): 0 before any election. */
+export type Term = number;
+/** A log index, 1-based (paper Figure 2); 0 means "before the first entry". */
+export type Index = number;
+
+/** No node (no leader known, no vote cast). */
+export const NONE: NodeId = 0;
+
+export type EntryType = 'normal' | 'noop';
+
+/**
+ * One log entry. A `noop` entry is appended by every new leader at the start of its term so
+ * that entries from earlier terms can be committed (paper §5.4.2, §8) and ReadIndex can be
+ * served; its data is empty and it is never handed to the state machine as a command.
+ */
+export interface Entry {
+  readonly term: Term;
+  readonly index: Index;
+  readonly type: EntryType;
+  readonly data: Uint8Array;
+}
+
+/**
+ * The state a node must persist before it answers any message that depends on it
+ * (paper Figure 2 "Persistent state on all servers"). `commit` is persisted lazily: it is
+ * an optimisation for restarts, never needed for safety.
+ */
+export interface HardState {
+  readonly term: Term;
+  readonly vote: NodeId;
+  readonly commit: Index;
+}
+
+/** Metadata of a snapshot: the last index and term it covers, and the voters at that point. */
+export interface SnapshotMeta {
+  readonly index: Index;
+  readonly term: Term;
+  readonly voters: readonly NodeId[];
+}
+
+export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+
+// ---------------------------------------------------------------------------------------------
+// Messages. Every message carries the sender's term; a receiver compares terms first (§5.1).
+
+interface MessageBase {
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: Term;
+}
+
+/** RequestVote (paper §5.2) or its pre-vote rehearsal (thesis §9.6). */
+export interface VoteRequest extends MessageBase {
+  readonly type: 'vote' | 'pre-vote';
+  readonly lastLogIndex: Index;
+  readonly lastLogTerm: Term;
+  /** Set when the campaign follows a TimeoutNow: voters ignore their leader lease (§3.10). */
+  readonly transfer: boolean;
+}
+
+export interface VoteResponse extends MessageBase {
+  readonly type: 'vote-resp' | 'pre-vote-resp';
+  readonly granted: boolean;
+}
+
+/** AppendEntries (paper §5.3). */
+export interface AppendRequest extends MessageBase {
+  readonly type: 'append';
+  readonly prevIndex: Index;
+  readonly prevTerm: Term;
+  readonly entries: readonly Entry[];
+  readonly commit: Index;
+}
+
+/**
+ * Answer to AppendEntries. On success `index` is the last index now known to match the
+ * leader. On rejection `index` is the prevIndex that failed and (`hintIndex`, `hintTerm`) is
+ * the follower's guess of where the logs may agree: the largest index <= min(prevIndex,
+ * follower's last index) whose term is <= the leader's prevTerm, so the leader can skip a
+ * whole conflicting term in one round trip (paper §5.3, "fast backtracking").
+ */
+export interface AppendResponse extends MessageBase {
+  readonly type: 'append-resp';
+  readonly success: boolean;
+  readonly index: Index;
+  readonly hintIndex: Index;
+  readonly hintTerm: Term;
+}
+
+/**
+ * Heartbeat: asserts leadership and carries the commit index (bounded by what the follower
+ * is known to have). `seq` is the leader's ReadIndex round; followers echo it back.
+ */
+export interface Heartbeat extends MessageBase {
+  readonly type: 'heartbeat';
+  readonly commit: Index;
+  readonly seq: number;
+}
+
+export interface HeartbeatResponse extends MessageBase {
+  readonly type: 'heartbeat-resp';
+  readonly seq: number;
+}
+
+/** Leadership transfer: tells the target to start an election at once (thesis §3.10). */
+export interface TimeoutNow extends MessageBase {
+  readonly type: 'timeout-now';
+}
+
+/** A follower asks the leader for a read index on behalf of one of its clients (§6.4). */
+export interface ReadIndexRequest extends MessageBase {
+  readonly type: 'read-index';
+  readonly requestId: number;
+}
+
+/** The leader's answer; `index` is meaningful only when `ok`. */
+export interface ReadIndexResponse extends MessageBase {
+  readonly type: 'read-index-resp';
+  readonly requestId: number;
+  readonly ok: boolean;
+  readonly index: Index;
+}
+
+/**
+ * InstallSnapshot (paper §7). The core only names the snapshot; the runtime that sends it
+ * attaches (or streams) the snapshot's bytes, and the receiving runtime stores them before
+ * stepping this message into its core.
+ */
+export interface SnapshotRequest extends MessageBase {
+  readonly type: 'snapshot';
+  readonly snapshot: SnapshotMeta;
+}
+
+export type Message =
+  | VoteRequest
+  | VoteResponse
+  | AppendRequest
+  | AppendResponse
+  | Heartbeat
+  | HeartbeatResponse
+  | TimeoutNow
+  | ReadIndexRequest
+  | ReadIndexResponse
+  | SnapshotRequest;
+
+export type MessageType = Message['type'];
+
+/** A ReadIndex request that became safe (or failed): see RaftNode.readIndex. */
+export interface ReadState {
+  readonly requestId: number;
+  /** Serve the read once the local state machine has applied at least this index. */
+  readonly index: Index;
+  /** False when the request could not be served (the leader stepped down, no leader, ...). */
+  readonly ok: boolean;
+}
+
+/** Volatile state that callers display and use for routing. */
+export interface SoftState {
+  readonly leader: NodeId;
+  readonly role: Role;
+}
+
+/**
+ * What the caller must do next, in this order (DESIGN.md, "The runtime"):
+ *
+ * 1. Send `messages` at once: they do not depend on anything in this Ready being durable (the
+ *    leader's AppendEntries may go out before its own write, thesis §10.2.1).
+ * 2. Persist `snapshot` (if any), then `entries` and `hardState` to stable storage. Entries
+ *    whose index is at or below the last stored one replace the stored suffix.
+ * 3. Only after step 2 is durable, send `messagesAfterPersist` (votes and append
+ *    acknowledgements promise that the state is on disk).
+ * 4. Apply `snapshot` (if any) and then `committedEntries` to the state machine, in order.
+ *    Serve `readStates` once the state machine has applied up to each one's index.
+ * 5. Call `advance(ready)`.
+ */
+export interface Ready {
+  readonly softState: SoftState | null;
+  /** Non-null when term, vote or commit changed since the last Ready. */
+  readonly hardState: HardState | null;
+  /** A snapshot received from the leader that replaces the log up to its index. */
+  readonly snapshot: SnapshotMeta | null;
+  readonly entries: readonly Entry[];
+  readonly messages: readonly Message[];
+  readonly messagesAfterPersist: readonly Message[];
+  /** Committed and locally persisted entries, to apply in order. Includes noop entries. */
+  readonly committedEntries: readonly Entry[];
+  readonly readStates: readonly ReadState[];
+}
+
+/** What a restarting node recovered from its stable storage. */
+export interface InitialState {
+  readonly hardState: HardState;
+  /** The latest snapshot, if the log was compacted. */
+  readonly snapshot: SnapshotMeta | null;
+  /** Persisted entries after the snapshot, contiguous. */
+  readonly entries: readonly Entry[];
+  /** The index the state machine had applied durably (at least the snapshot index). */
+  readonly applied: Index;
+}
