@@ -88,6 +88,8 @@ export class RaftNode {
   private uncommittedBytes = 0;
   /** Proposals arrived since the last Ready: appends go out in one batch per Ready. */
   private needsBroadcast = false;
+  /** The commit index advanced: followers learn it from the next Ready's appends. */
+  private commitBroadcast = false;
 
   // ReadIndex (thesis §6.4). Requests get the seq of the next heartbeat round; a round is sent
   // at most once per Ready, so a burst of reads costs one round.
@@ -273,7 +275,7 @@ export class RaftNode {
       this.pendingSnapshot !== null ||
       this.log.hasUnstable() ||
       (this.pendingSnapshot === null && this.log.hasNextCommitted()) ||
-      (this.role === 'leader' && (this.needsBroadcast || this.readRoundPending)) ||
+      (this.role === 'leader' && (this.needsBroadcast || this.commitBroadcast || this.readRoundPending)) ||
       !sameHard(this.hardState(), this.lastHard) ||
       !sameSoft(this.softState(), this.lastSoft)
     );
@@ -282,7 +284,8 @@ export class RaftNode {
   ready(): Ready {
     assert(this.outstanding === null, 'ready() called before the previous Ready was advanced');
     if (this.role === 'leader') {
-      if (this.needsBroadcast) this.broadcastAppend(false);
+      // One append per follower per Ready carries both new entries and the new commit index.
+      if (this.needsBroadcast || this.commitBroadcast) this.broadcastAppend(this.commitBroadcast);
       if (this.readRoundPending) {
         this.readSeq++;
         this.readRoundPending = false;
@@ -290,6 +293,7 @@ export class RaftNode {
       }
     }
     this.needsBroadcast = false;
+    this.commitBroadcast = false;
     const soft = this.softState();
     const hard = this.hardState();
     const rd: Ready = {
@@ -345,7 +349,7 @@ export class RaftNode {
       // The leader counts itself in the quorum only for entries it has persisted (§10.2.1).
       const self = this.progress.get(this.id) as Progress;
       self.maybeUpdate(this.log.persisted);
-      if (this.maybeCommit()) this.broadcastAppend(true);
+      if (this.maybeCommit()) this.commitBroadcast = true;
     }
   }
 
@@ -466,6 +470,7 @@ export class RaftNode {
     this.abortTransfer('term or role changed');
     this.uncommittedBytes = 0;
     this.needsBroadcast = false;
+    this.commitBroadcast = false;
     this.failPendingReads();
     this.readRoundPending = false;
     this.readAcks.clear();
@@ -868,8 +873,8 @@ export class RaftNode {
       pr.becomeReplicate();
     } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
 
-    if (this.maybeCommit()) this.broadcastAppend(true);
-    else while (this.sendAppend(m.from, false));
+    if (this.maybeCommit()) this.commitBroadcast = true;
+    while (this.sendAppend(m.from, false));
     if (m.from === this.leadTransferee && pr.caughtUp(this.log.lastIndex()))
       this.sendTimeoutNow(m.from);
   }

@@ -1,0 +1,382 @@
+// An interaction environment for transcript tests (in the manner of etcd-io/raft's
+// rafttest): a few RaftNodes, a message queue per node, a durable store per node, and a small
+// command language whose output is compared with the expected text in testdata/*.txt.
+
+import {
+  RaftNode,
+  createRng,
+  type Entry,
+  type HardState,
+  type Message,
+  type RaftConfig,
+  type Ready,
+  type SnapshotMeta,
+} from '../../src/raft/index.js';
+
+/** What a node has made durable: the harness's stand-in for a WAL. */
+interface Durable {
+  hardState: HardState;
+  snapshot: SnapshotMeta | null;
+  entries: Entry[];
+  applied: number;
+}
+
+export interface Command {
+  readonly name: string;
+  readonly args: readonly string[];
+  readonly kv: ReadonlyMap<string, string>;
+}
+
+const text = new TextDecoder();
+const enc = new TextEncoder();
+
+export function renderEntry(e: Entry): string {
+  return e.type === 'noop' ? `${e.term}/${e.index} noop` : `${e.term}/${e.index} "${text.decode(e.data)}"`;
+}
+
+export function renderMessage(m: Message): string {
+  const head = `${m.from}->${m.to} ${m.type} term=${m.term}`;
+  switch (m.type) {
+    case 'vote':
+    case 'pre-vote':
+      return `${head} last=${m.lastLogTerm}/${m.lastLogIndex}${m.transfer ? ' transfer' : ''}`;
+    case 'vote-resp':
+    case 'pre-vote-resp':
+      return `${head} ${m.granted ? 'granted' : 'rejected'}`;
+    case 'append':
+      return `${head} prev=${m.prevTerm}/${m.prevIndex} commit=${m.commit} entries=[${m.entries.map(renderEntry).join(', ')}]`;
+    case 'append-resp':
+      return m.success
+        ? `${head} ok index=${m.index}`
+        : `${head} reject index=${m.index} hint=${m.hintTerm}/${m.hintIndex}`;
+    case 'heartbeat':
+      return `${head} commit=${m.commit} seq=${m.seq}`;
+    case 'heartbeat-resp':
+      return `${head} seq=${m.seq}`;
+    case 'timeout-now':
+      return head;
+    case 'read-index':
+      return `${head} req=${m.requestId}`;
+    case 'read-index-resp':
+      return `${head} req=${m.requestId} ${m.ok ? `index=${m.index}` : 'refused'}`;
+    case 'snapshot':
+      return `${head} snapshot=${m.snapshot.term}/${m.snapshot.index} voters=(${m.snapshot.voters.join(',')})`;
+  }
+}
+
+export class Interaction {
+  private nodes = new Map<number, RaftNode>();
+  private configs = new Map<number, Omit<RaftConfig, 'initial' | 'rng' | 'id'>>();
+  private durable = new Map<number, Durable>();
+  private inbox = new Map<number, Message[]>();
+  /** Pairs (from,to) whose messages are dropped. */
+  private cut = new Set<string>();
+  /** Output of the command being run; events from the nodes interleave with it. */
+  private out: string[] = [];
+  private seed = 1;
+
+  run(cmd: Command): string {
+    this.out = [];
+    this.dispatch(cmd).forEach((l) => this.out.push(l));
+    return this.out.length === 0 ? 'ok' : this.out.join('\n');
+  }
+
+  private dispatch(cmd: Command): string[] {
+    switch (cmd.name) {
+      case 'add-nodes':
+        return this.addNodes(cmd);
+      case 'campaign':
+        this.node(num(cmd.args[0])).campaign();
+        return [];
+      case 'tick':
+        return this.tick(cmd);
+      case 'propose':
+        return this.propose(cmd);
+      case 'read-index':
+        return this.readIndex(cmd);
+      case 'transfer-leadership':
+        return this.transfer(cmd);
+      case 'process-ready':
+        return this.ids(cmd).flatMap((id) => this.processReady(id));
+      case 'deliver-msgs':
+        return this.deliver(cmd);
+      case 'stabilize':
+        return this.stabilize(cmd);
+      case 'partition':
+        return this.partition(cmd);
+      case 'heal':
+        this.cut.clear();
+        return [];
+      case 'status':
+        return this.ids(cmd).map((id) => this.status(id));
+      case 'raft-log':
+        return this.ids(cmd).map((id) => this.raftLog(id));
+      case 'crash':
+        return this.crash(cmd);
+      case 'restart':
+        return this.restart(cmd);
+      case 'compact':
+        this.node(num(cmd.args[0])).compact(num(cmd.args[1]));
+        this.durableOf(num(cmd.args[0])).snapshot = this.snapshotMeta(num(cmd.args[0]), num(cmd.args[1]));
+        return [];
+      default:
+        throw new Error(`Unknown transcript command "${cmd.name}"`);
+    }
+  }
+
+  private addNodes(cmd: Command): string[] {
+    const n = num(cmd.args[0]);
+    const start = this.nodes.size + 1;
+    const voters = Array.from({ length: n }, (_, i) => start + i);
+    this.seed = Number(cmd.kv.get('seed') ?? '1');
+    for (const id of voters) {
+      const config = {
+        voters,
+        electionTicks: Number(cmd.kv.get('election') ?? '10'),
+        heartbeatTicks: Number(cmd.kv.get('heartbeat') ?? '1'),
+        preVote: (cmd.kv.get('prevote') ?? 'true') === 'true',
+        checkQuorum: (cmd.kv.get('checkquorum') ?? 'true') === 'true',
+        maxInflightMsgs: Number(cmd.kv.get('max-inflight') ?? '256'),
+        maxEntriesPerMsg: Number(cmd.kv.get('max-entries') ?? '4096'),
+        maxUncommittedBytes: Number(cmd.kv.get('max-uncommitted') ?? String(64 * 1024 * 1024)),
+        maxBytesPerMsg: Number(cmd.kv.get('max-msg-bytes') ?? String(1024 * 1024)),
+      };
+      this.configs.set(id, config);
+      this.durable.set(id, { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, entries: [], applied: 0 });
+      this.inbox.set(id, []);
+      this.startNode(id);
+    }
+    return [`added nodes ${voters.join(',')}`];
+  }
+
+  private startNode(id: number): void {
+    const d = this.durableOf(id);
+    const config: RaftConfig = {
+      ...(this.configs.get(id) as Omit<RaftConfig, 'initial' | 'rng' | 'id'>),
+      id,
+      rng: createRng(this.seed * 1000 + id),
+      initial: { hardState: d.hardState, snapshot: d.snapshot, entries: [...d.entries], applied: d.applied },
+      onEvent: (e) => {
+        if (e.kind === 'become-follower' && e.reason === 'start') return;
+        this.out.push(`  [${e.node}] ${e.kind}${e.peer ? ` ${e.peer}` : ''} term=${e.term}: ${e.reason}`);
+      },
+    };
+    this.nodes.set(id, new RaftNode(config));
+  }
+
+  private tick(cmd: Command): string[] {
+    const id = num(cmd.args[0]);
+    const times = Number(cmd.args[1] ?? '1');
+    for (let i = 0; i < times; i++) this.node(id).tick();
+    return [];
+  }
+
+  private propose(cmd: Command): string[] {
+    const r = this.node(num(cmd.args[0])).propose(enc.encode(cmd.args[1] ?? ''));
+    return [r.ok ? `ok index=${r.value.index} term=${r.value.term}` : `error ${r.error.code} leader=${r.error.leader}`];
+  }
+
+  private readIndex(cmd: Command): string[] {
+    const r = this.node(num(cmd.args[0])).readIndex(num(cmd.args[1]));
+    return [r.ok ? 'ok' : `error ${r.error.code} leader=${r.error.leader}`];
+  }
+
+  private transfer(cmd: Command): string[] {
+    const r = this.node(num(cmd.kv.get('from'))).transferLeadership(num(cmd.kv.get('to')));
+    return [r.ok ? 'ok' : `error ${r.error.code}`];
+  }
+
+  /** Handles one Ready exactly as the runtime must: send, persist, send after persist, apply. */
+  processReady(id: number): string[] {
+    const node = this.node(id);
+    if (!node.hasReady()) return [];
+    const rd = node.ready();
+    const out = this.renderReady(id, rd);
+    for (const m of rd.messages) this.enqueue(m);
+    this.persist(id, rd);
+    for (const m of rd.messagesAfterPersist) this.enqueue(m);
+    const last = rd.committedEntries[rd.committedEntries.length - 1];
+    if (last !== undefined) this.durableOf(id).applied = last.index;
+    node.advance(rd);
+    return out;
+  }
+
+  private renderReady(id: number, rd: Ready): string[] {
+    const out = [`> ${id} handling Ready`];
+    if (rd.softState) out.push(`  role=${rd.softState.role} leader=${rd.softState.leader}`);
+    if (rd.hardState) out.push(`  hard-state term=${rd.hardState.term} vote=${rd.hardState.vote} commit=${rd.hardState.commit}`);
+    if (rd.snapshot) out.push(`  snapshot ${rd.snapshot.term}/${rd.snapshot.index}`);
+    if (rd.entries.length > 0) out.push(`  persist [${rd.entries.map(renderEntry).join(', ')}]`);
+    for (const m of rd.messages) out.push(`  send ${renderMessage(m)}`);
+    for (const m of rd.messagesAfterPersist) out.push(`  send-after-persist ${renderMessage(m)}`);
+    if (rd.committedEntries.length > 0) out.push(`  apply [${rd.committedEntries.map(renderEntry).join(', ')}]`);
+    for (const r of rd.readStates) out.push(`  read-state req=${r.requestId} ${r.ok ? `index=${r.index}` : 'refused'}`);
+    return out;
+  }
+
+  private persist(id: number, rd: Ready): void {
+    const d = this.durableOf(id);
+    if (rd.snapshot) {
+      d.snapshot = rd.snapshot;
+      d.entries = [];
+      d.applied = rd.snapshot.index;
+    }
+    const first = rd.entries[0];
+    if (first !== undefined) {
+      d.entries = d.entries.filter((e) => e.index < first.index);
+      d.entries.push(...rd.entries);
+    }
+    if (rd.hardState) d.hardState = rd.hardState;
+  }
+
+  private enqueue(m: Message): void {
+    if (this.cut.has(`${m.from}-${m.to}`) || !this.inbox.has(m.to)) return;
+    (this.inbox.get(m.to) as Message[]).push(m);
+  }
+
+  private deliver(cmd: Command): string[] {
+    const drop = new Set(parseList(cmd.kv.get('drop')));
+    const targets = this.ids(cmd).filter((id) => !drop.has(id));
+    for (const id of drop) {
+      for (const m of this.take(id)) this.out.push(`dropped: ${renderMessage(m)}`);
+    }
+    for (const id of targets) {
+      for (const m of this.take(id)) {
+        this.out.push(renderMessage(m));
+        this.node(id).step(m);
+      }
+    }
+    return [];
+  }
+
+  private take(id: number): Message[] {
+    const msgs = this.inbox.get(id) ?? [];
+    this.inbox.set(id, []);
+    return msgs;
+  }
+
+  private stabilize(cmd: Command): string[] {
+    const ids = this.ids(cmd);
+    for (let round = 0; round < 1000; round++) {
+      let progressed = false;
+      for (const id of ids) {
+        const r = this.processReady(id);
+        if (r.length > 0) progressed = true;
+        this.out.push(...r);
+      }
+      for (const id of ids) {
+        const msgs = this.take(id);
+        if (msgs.length === 0) continue;
+        progressed = true;
+        this.out.push(`> ${id} receiving messages`);
+        for (const m of msgs) {
+          this.out.push(`  ${renderMessage(m)}`);
+          this.node(id).step(m);
+        }
+      }
+      if (!progressed) return [];
+    }
+    throw new Error('stabilize did not converge in 1000 rounds');
+  }
+
+  private partition(cmd: Command): string[] {
+    // partition 1 / 2 3 : everything between the groups is cut (both ways); "oneway=1->2" cuts one direction.
+    const oneway = cmd.kv.get('oneway');
+    if (oneway !== undefined) {
+      const [a, b] = oneway.split('->').map(Number);
+      this.cut.add(`${a}-${b}`);
+      return [];
+    }
+    const groups: number[][] = [[]];
+    for (const a of cmd.args) {
+      if (a === '/') groups.push([]);
+      else (groups[groups.length - 1] as number[]).push(num(a));
+    }
+    for (const g of groups) {
+      for (const h of groups) {
+        if (g === h) continue;
+        for (const a of g) for (const b of h) this.cut.add(`${a}-${b}`);
+      }
+    }
+    return [];
+  }
+
+  private status(id: number): string {
+    const s = this.node(id).status();
+    const pr = Object.entries(s.progress)
+      .map(([pid, p]) => `${pid}:${p.state} match=${p.match} next=${p.next}`)
+      .join(' ');
+    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${pr ? ` | ${pr}` : ''}`;
+  }
+
+  private raftLog(id: number): string {
+    const s = this.node(id).status();
+    const entries: string[] = [];
+    for (let i = s.firstIndex; i <= s.lastIndex; i++) {
+      const e = this.node(id).entry(i);
+      if (e) entries.push(renderEntry(e));
+    }
+    return `${id}: [${entries.join(', ')}]`;
+  }
+
+  private crash(cmd: Command): string[] {
+    for (const id of this.ids(cmd)) {
+      this.nodes.delete(id);
+      this.inbox.set(id, []);
+    }
+    return [];
+  }
+
+  private restart(cmd: Command): string[] {
+    for (const id of this.ids(cmd)) this.startNode(id);
+    return this.ids(cmd).map((id) => this.status(id));
+  }
+
+  private snapshotMeta(id: number, index: number): SnapshotMeta {
+    const d = this.durableOf(id);
+    const e = d.entries.find((x) => x.index === index);
+    d.entries = d.entries.filter((x) => x.index > index);
+    return { index, term: e?.term ?? 0, voters: [...this.nodes.keys()].sort() };
+  }
+
+  private ids(cmd: Command): number[] {
+    const listed = cmd.args.filter((a) => /^\d+$/.test(a)).map(Number);
+    return listed.length > 0 ? listed : [...this.durable.keys()].filter((id) => this.nodes.has(id));
+  }
+
+  private node(id: number): RaftNode {
+    const n = this.nodes.get(id);
+    if (n === undefined) throw new Error(`No running node ${id}`);
+    return n;
+  }
+
+  private durableOf(id: number): Durable {
+    const d = this.durable.get(id);
+    if (d === undefined) throw new Error(`No node ${id}`);
+    return d;
+  }
+}
+
+function num(s: string | undefined): number {
+  const n = Number(s);
+  if (!Number.isInteger(n)) throw new Error(`Expected an integer, got "${s}"`);
+  return n;
+}
+
+function parseList(s: string | undefined): number[] {
+  if (s === undefined) return [];
+  return s.replace(/[()]/g, '').split(',').filter(Boolean).map(Number);
+}
+
+/** Parses one command line: `name arg arg key=value`. */
+export function parseCommand(line: string): Command {
+  const parts = line.trim().split(/\s+/);
+  const args: string[] = [];
+  const kv = new Map<string, string>();
+  for (const p of parts.slice(1)) {
+    const eq = p.indexOf('=');
+    if (eq > 0) kv.set(p.slice(0, eq), p.slice(eq + 1));
+    else args.push(p);
+  }
+  return { name: parts[0] ?? '', args, kv };
+}
