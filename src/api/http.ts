@@ -1,0 +1,167 @@
+// A small JSON-over-HTTP/1.1 server on node:http: keep-alive, a body limit enforced while
+// reading (an oversized body is refused without being buffered), strict JSON, and every error
+// answered as JSON with a stable code. Routes are exact paths; handlers get the parsed body.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { ApiError } from './errors.js';
+
+export interface RouteContext {
+  readonly body: unknown;
+  readonly query: URLSearchParams;
+  readonly signal: AbortSignal;
+  readonly headers: IncomingMessage['headers'];
+}
+
+export type RouteResult = {
+  readonly status?: number;
+  readonly json?: unknown;
+  readonly text?: string;
+  readonly contentType?: string;
+};
+export type Handler = (ctx: RouteContext) => Promise<RouteResult> | RouteResult;
+
+export interface HttpServerOptions {
+  readonly maxBodyBytes: number;
+  readonly onRequest?: (route: string, status: number) => void;
+  readonly onError?: (err: unknown) => void;
+}
+
+export class JsonHttpServer {
+  private readonly routes = new Map<string, Handler>();
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly opts: HttpServerOptions) {
+    this.server = createServer(
+      { keepAliveTimeout: 30_000, requestTimeout: 60_000, headersTimeout: 10_000 },
+      (req, res) => {
+        void this.handle(req, res);
+      },
+    );
+    this.server.on('connection', (s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    // A client that sends garbage instead of HTTP gets a 400 and is disconnected; the server lives on.
+    this.server.on('clientError', (_err, socket) => {
+      if (socket.writable)
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  route(method: 'GET' | 'POST', path: string, handler: Handler): void {
+    this.routes.set(`${method} ${path}`, handler);
+  }
+
+  async listen(hostPort: string): Promise<AddressInfo> {
+    const idx = hostPort.lastIndexOf(':');
+    const host = hostPort.slice(0, idx);
+    const port = Number(hostPort.slice(idx + 1));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const key = `${req.method ?? 'GET'} ${url.pathname}`;
+    const controller = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+    let status = 500;
+    try {
+      const handler = this.routes.get(key);
+      if (handler === undefined) {
+        const other = [...this.routes.keys()].some((k) => k.endsWith(` ${url.pathname}`));
+        throw other
+          ? new ApiError(
+              'METHOD_NOT_ALLOWED',
+              `${req.method ?? ''} is not allowed on ${url.pathname}`,
+            )
+          : new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
+      }
+      const body = req.method === 'POST' ? await this.readJson(req) : undefined;
+      const result = await handler({
+        body,
+        query: url.searchParams,
+        signal: controller.signal,
+        headers: req.headers,
+      });
+      status = result.status ?? 200;
+      if (result.text !== undefined)
+        this.send(res, status, result.text, result.contentType ?? 'text/plain; charset=utf-8');
+      else this.send(res, status, JSON.stringify(result.json ?? {}), 'application/json');
+    } catch (err) {
+      const e =
+        err instanceof ApiError
+          ? err
+          : new ApiError('INTERNAL', `Internal error: ${(err as Error).message}`, true);
+      if (!(err instanceof ApiError)) this.opts.onError?.(err);
+      status = e.status;
+      // A body we refused to read may still be arriving: close the connection after answering.
+      if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
+      this.send(res, status, JSON.stringify(e.toJSON()), 'application/json');
+    }
+    this.opts.onRequest?.(this.routes.has(key) ? url.pathname : 'unmatched', status);
+  }
+
+  private send(res: ServerResponse, status: number, body: string, contentType: string): void {
+    if (res.headersSent || res.destroyed) return;
+    res.writeHead(status, {
+      'Content-Type': contentType,
+      'Content-Length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  }
+
+  private async readJson(req: IncomingMessage): Promise<unknown> {
+    const type = req.headers['content-type'] ?? 'application/json';
+    if (!type.startsWith('application/json')) {
+      throw new ApiError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Content-Type must be application/json, got "${type}"`,
+      );
+    }
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (declared > this.opts.maxBodyBytes) {
+      throw new ApiError(
+        'BODY_TOO_LARGE',
+        `Body of ${declared} bytes exceeds the limit of ${this.opts.maxBodyBytes}`,
+      );
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > this.opts.maxBodyBytes) {
+        throw new ApiError(
+          'BODY_TOO_LARGE',
+          `Body exceeds the limit of ${this.opts.maxBodyBytes} bytes`,
+        );
+      }
+      chunks.push(chunk);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (text.trim() === '') return {};
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw new ApiError('BAD_JSON', `Body is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,258 @@
+// Configuration of one Flotilla node: from a file (YAML or JSON), environment variables
+// (FLOTILLA_*) and flags, in rising precedence. Every field is validated with a message that
+// names the field, what was expected and the value seen; unknown fields are refused so a typo
+// never silently falls back to a default.
+
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+
+export interface Member {
+  readonly id: number;
+  /** host:port of the peer (Raft) listener. */
+  readonly peer: string;
+  /** Base URL of the client (HTTP) listener, e.g. http://127.0.0.1:8001. */
+  readonly client: string;
+}
+
+export interface NodeConfig {
+  readonly id: number;
+  readonly clusterId: string;
+  readonly dataDir: string;
+  readonly members: readonly Member[];
+  /** Where this node listens for peers; default: its own member entry's peer address. */
+  readonly listenPeer: string;
+  /** Where this node serves HTTP; default: its own member entry's client address. */
+  readonly listenClient: string;
+  readonly storage: 'wal' | 'sqlite';
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly snapshotEveryEntries: number;
+  readonly requestTimeoutMs: number;
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+  readonly maxBodyBytes: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'CONFIG_INVALID';
+}
+
+export const configDefaults = {
+  clusterId: 'flotilla',
+  storage: 'wal',
+  tickMs: 10,
+  electionTicks: 15,
+  heartbeatTicks: 5,
+  snapshotEveryEntries: 10_000,
+  requestTimeoutMs: 5_000,
+  maxKeyBytes: 1024,
+  maxValueBytes: 1024 * 1024,
+  maxBodyBytes: 2 * 1024 * 1024 + 64 * 1024,
+  logLevel: 'info',
+} as const;
+
+type Raw = Record<string, unknown>;
+
+const numericFields = [
+  ['tickMs', 1, 10_000],
+  ['electionTicks', 2, 10_000],
+  ['heartbeatTicks', 1, 10_000],
+  ['snapshotEveryEntries', 10, 1e9],
+  ['requestTimeoutMs', 1, 3_600_000],
+  ['maxKeyBytes', 1, 64 * 1024],
+  ['maxValueBytes', 1, 64 * 1024 * 1024],
+  ['maxBodyBytes', 1024, 128 * 1024 * 1024],
+] as const;
+
+const knownFields = new Set([
+  'id',
+  'clusterId',
+  'dataDir',
+  'members',
+  'initialCluster',
+  'listenPeer',
+  'listenClient',
+  'storage',
+  'logLevel',
+  ...numericFields.map(([n]) => n),
+]);
+
+/** Reads a YAML or JSON config file (by extension; YAML is a superset of JSON anyway). */
+export function readConfigFile(path: string): Raw {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`Cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`Config file ${path} is not valid YAML/JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`Config file ${path} must hold a mapping of settings`);
+  }
+  return parsed as Raw;
+}
+
+/** FLOTILLA_ID, FLOTILLA_DATA_DIR, FLOTILLA_INITIAL_CLUSTER, ... -> config fields. */
+export function configFromEnv(env: NodeJS.ProcessEnv): Raw {
+  const out: Raw = {};
+  for (const field of knownFields) {
+    const name = 'FLOTILLA_' + field.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+    const v = env[name];
+    if (v !== undefined && v !== '') out[field] = v;
+  }
+  return out;
+}
+
+/**
+ * Parses `1=127.0.0.1:7001@http://127.0.0.1:8001,2=...`: each member's id, peer address and
+ * client URL (the client URL lets any node forward writes to the leader).
+ */
+export function parseInitialCluster(spec: string): Member[] {
+  const members: Member[] = [];
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const m = /^(\d+)=([^@\s]+)@(https?:\/\/\S+)$/.exec(part);
+    if (m === null) {
+      throw new ConfigError(
+        `initialCluster entry "${part}" must look like 1=127.0.0.1:7001@http://127.0.0.1:8001`,
+      );
+    }
+    members.push({
+      id: Number(m[1]),
+      peer: m[2] as string,
+      client: (m[3] as string).replace(/\/$/, ''),
+    });
+  }
+  return members;
+}
+
+export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
+  const merged: Raw = {};
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue;
+      if (!knownFields.has(k)) throw new ConfigError(`Unknown config field "${k}"`);
+      merged[k] = v;
+    }
+  }
+  const id = toInt(merged['id'], 'id', 1, 2 ** 31);
+  const members = resolveMembers(merged);
+  const self = members.find((m) => m.id === id);
+  if (self === undefined)
+    throw new ConfigError(
+      `id ${id} is not among the members (${members.map((m) => m.id).join(', ')})`,
+    );
+  const numbers = Object.fromEntries(
+    numericFields.map(([name, min, max]) => [
+      name,
+      toInt(merged[name] ?? configDefaults[name], name, min, max),
+    ]),
+  ) as Record<(typeof numericFields)[number][0], number>;
+  if (numbers.heartbeatTicks >= numbers.electionTicks) {
+    throw new ConfigError(
+      `heartbeatTicks (${numbers.heartbeatTicks}) must be below electionTicks (${numbers.electionTicks})`,
+    );
+  }
+  if (numbers.maxBodyBytes < numbers.maxValueBytes + numbers.maxKeyBytes) {
+    throw new ConfigError(
+      `maxBodyBytes (${numbers.maxBodyBytes}) must hold a key and a value (${numbers.maxKeyBytes + numbers.maxValueBytes})`,
+    );
+  }
+  const storage = str(merged['storage'], 'storage', configDefaults.storage);
+  if (storage !== 'wal' && storage !== 'sqlite')
+    throw new ConfigError(`storage must be "wal" or "sqlite", got "${storage}"`);
+  const logLevel = str(merged['logLevel'], 'logLevel', configDefaults.logLevel);
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new ConfigError(`logLevel "${logLevel}" is not a pino level`);
+  }
+  const dataDir = merged['dataDir'];
+  if (typeof dataDir !== 'string' || dataDir === '')
+    throw new ConfigError('dataDir is required (a directory path)');
+  const clusterId = str(merged['clusterId'], 'clusterId', configDefaults.clusterId);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterId))
+    throw new ConfigError(`clusterId "${clusterId}" must be 1-64 of [A-Za-z0-9._-]`);
+  return {
+    id,
+    clusterId,
+    dataDir,
+    members,
+    listenPeer: typeof merged['listenPeer'] === 'string' ? merged['listenPeer'] : self.peer,
+    listenClient:
+      typeof merged['listenClient'] === 'string'
+        ? merged['listenClient']
+        : new URL(self.client).host,
+    storage,
+    logLevel: logLevel as NodeConfig['logLevel'],
+    ...numbers,
+  };
+}
+
+function resolveMembers(merged: Raw): Member[] {
+  const raw = merged['members'] ?? merged['initialCluster'];
+  let members: Member[];
+  if (typeof raw === 'string') members = parseInitialCluster(raw);
+  else if (Array.isArray(raw)) {
+    members = raw.map((m: unknown, i) => {
+      if (m === null || typeof m !== 'object')
+        throw new ConfigError(`members[${i}] must be a mapping`);
+      const r = m as Raw;
+      for (const k of Object.keys(r))
+        if (!['id', 'peer', 'client'].includes(k))
+          throw new ConfigError(`members[${i}] has unknown field "${k}"`);
+      if (typeof r['peer'] !== 'string' || typeof r['client'] !== 'string') {
+        throw new ConfigError(
+          `members[${i}] needs string fields peer (host:port) and client (URL)`,
+        );
+      }
+      return {
+        id: toInt(r['id'], `members[${i}].id`, 1, 2 ** 31),
+        peer: r['peer'],
+        client: r['client'].replace(/\/$/, ''),
+      };
+    });
+  } else
+    throw new ConfigError(
+      'initialCluster is required, e.g. 1=127.0.0.1:7001@http://127.0.0.1:8001,...',
+    );
+  if (members.length === 0) throw new ConfigError('initialCluster lists no members');
+  if (members.length > 9)
+    throw new ConfigError(`At most 9 voting members are supported, got ${members.length}`);
+  const ids = new Set(members.map((m) => m.id));
+  if (ids.size !== members.length) throw new ConfigError('initialCluster lists a member id twice');
+  for (const m of members) {
+    if (!/^[^:\s]+:\d{1,5}$/.test(m.peer))
+      throw new ConfigError(`Member ${m.id} peer "${m.peer}" must be host:port`);
+    try {
+      new URL(m.client);
+    } catch {
+      throw new ConfigError(`Member ${m.id} client "${m.client}" is not a URL`);
+    }
+  }
+  return members;
+}
+
+function toInt(v: unknown, name: string, min: number, max: number): number {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(
+      `${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`,
+    );
+  }
+  return n;
+}
+
+function str(v: unknown, name: string, fallback: string): string {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string') throw new ConfigError(`${name} must be a string, got ${JSON.stringify(v)}`);
+  return v;
+}

@@ -1,0 +1,147 @@
+// Prometheus metrics of one node (prom-client), on a registry of its own so that several nodes
+// in one process (tests) do not collide. Names follow Prometheus conventions: units last.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RuntimeEvent } from './runtime.js';
+
+const latencyBuckets = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+];
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  readonly proposals: Counter<'outcome'>;
+  readonly applied: Counter;
+  readonly applyLatency: Histogram;
+  readonly fsyncLatency: Histogram;
+  readonly persistedEntries: Counter;
+  readonly elections: Counter;
+  readonly leaderChanges: Counter;
+  readonly isLeader: Gauge;
+  readonly term: Gauge;
+  readonly commitIndex: Gauge;
+  readonly appliedIndex: Gauge;
+  readonly messagesSent: Counter<'type'>;
+  readonly messagesReceived: Counter<'type'>;
+  readonly reads: Counter<'level' | 'outcome'>;
+  readonly httpRequests: Counter<'route' | 'status'>;
+  readonly snapshots: Counter<'kind'>;
+
+  constructor(nodeId: number, withDefaults = true) {
+    this.registry.setDefaultLabels({ node: String(nodeId) });
+    if (withDefaults)
+      collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_process_' });
+    const r = [this.registry];
+    this.proposals = new Counter({
+      name: 'flotilla_proposals_total',
+      help: 'Proposals by outcome',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    this.applied = new Counter({
+      name: 'flotilla_applied_entries_total',
+      help: 'Entries applied to the state machine',
+      registers: r,
+    });
+    this.applyLatency = new Histogram({
+      name: 'flotilla_proposal_apply_seconds',
+      help: 'From proposal to applied result',
+      buckets: latencyBuckets,
+      registers: r,
+    });
+    this.fsyncLatency = new Histogram({
+      name: 'flotilla_persist_seconds',
+      help: 'Duration of one durable write (entries + hard state)',
+      buckets: latencyBuckets,
+      registers: r,
+    });
+    this.persistedEntries = new Counter({
+      name: 'flotilla_persisted_entries_total',
+      help: 'Entries written durably',
+      registers: r,
+    });
+    this.elections = new Counter({
+      name: 'flotilla_elections_total',
+      help: 'Elections this node started',
+      registers: r,
+    });
+    this.leaderChanges = new Counter({
+      name: 'flotilla_leader_changes_total',
+      help: 'Leader changes seen',
+      registers: r,
+    });
+    this.isLeader = new Gauge({
+      name: 'flotilla_is_leader',
+      help: '1 if this node leads',
+      registers: r,
+    });
+    this.term = new Gauge({ name: 'flotilla_term', help: 'Current term', registers: r });
+    this.commitIndex = new Gauge({
+      name: 'flotilla_commit_index',
+      help: 'Commit index',
+      registers: r,
+    });
+    this.appliedIndex = new Gauge({
+      name: 'flotilla_applied_index',
+      help: 'Applied index',
+      registers: r,
+    });
+    this.messagesSent = new Counter({
+      name: 'flotilla_messages_sent_total',
+      help: 'Raft messages sent by type',
+      labelNames: ['type'],
+      registers: r,
+    });
+    this.messagesReceived = new Counter({
+      name: 'flotilla_messages_received_total',
+      help: 'Raft messages received by type',
+      labelNames: ['type'],
+      registers: r,
+    });
+    this.reads = new Counter({
+      name: 'flotilla_reads_total',
+      help: 'Reads by consistency level and outcome',
+      labelNames: ['level', 'outcome'],
+      registers: r,
+    });
+    this.httpRequests = new Counter({
+      name: 'flotilla_http_requests_total',
+      help: 'HTTP requests by route and status',
+      labelNames: ['route', 'status'],
+      registers: r,
+    });
+    this.snapshots = new Counter({
+      name: 'flotilla_snapshots_total',
+      help: 'Snapshots saved or restored',
+      labelNames: ['kind'],
+      registers: r,
+    });
+  }
+
+  /** Folds runtime events into the counters. */
+  observe(e: RuntimeEvent): void {
+    switch (e.kind) {
+      case 'persisted':
+        this.fsyncLatency.observe(e.durationMs / 1000);
+        this.persistedEntries.inc(e.entries);
+        return;
+      case 'applied':
+        this.applied.inc(e.entries);
+        return;
+      case 'leader-changed':
+        this.leaderChanges.inc();
+        return;
+      case 'snapshot-saved':
+        this.snapshots.inc({ kind: 'saved' });
+        return;
+      case 'snapshot-restored':
+        this.snapshots.inc({ kind: 'restored' });
+        return;
+      case 'raft':
+        if (e.event.kind === 'become-candidate') this.elections.inc();
+        return;
+      case 'fatal':
+        return;
+    }
+  }
+}

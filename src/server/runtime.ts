@@ -1,0 +1,565 @@
+// The runtime that drives one RaftNode: ticks from a clock, the Ready loop in the order the
+// core's Ready contract demands, group commit, apply, waiters for proposals and reads, and
+// snapshots. The event loop never waits on a disk sync: while one persist is in flight, new
+// proposals and messages step into the core and gather into the next Ready (group commit).
+
+import {
+  RaftNode,
+  createRng,
+  type Entry,
+  type Message,
+  type RaftConfig,
+  type RaftEvent,
+  type Ready,
+  type Rng,
+  type SnapshotMeta,
+  type Status,
+} from '../raft/index.js';
+import type { ApplyTarget, Clock, RuntimeStorage, RuntimeTransport } from './contracts.js';
+import { ServerError } from './errors.js';
+
+export interface RuntimeOptions {
+  readonly id: number;
+  readonly voters: readonly number[];
+  readonly storage: RuntimeStorage;
+  readonly transport: RuntimeTransport;
+  readonly stateMachine: ApplyTarget;
+  readonly clock: Clock;
+  readonly rng?: Rng;
+  /** Milliseconds per Raft tick. Default 10. */
+  readonly tickMs?: number;
+  /** Election timeout in ticks (randomised in [e, 2e)). Default 15: 150-300 ms at 10 ms ticks. */
+  readonly electionTicks?: number;
+  /** Heartbeat interval in ticks. Default 5. */
+  readonly heartbeatTicks?: number;
+  /** Take a snapshot after this many applied entries. Default 10,000. */
+  readonly snapshotEveryEntries?: number;
+  /** Entries kept behind a snapshot for slow followers to catch up from the log. Default 1,000. */
+  readonly snapshotCatchupEntries?: number;
+  /** Default wait for a proposal or read. Default 5,000 ms. */
+  readonly requestTimeoutMs?: number;
+  /** Max proposals and reads waiting at once; more are refused. Default 65,536. */
+  readonly maxPendingRequests?: number;
+  readonly raft?: Partial<Omit<RaftConfig, 'id' | 'voters' | 'rng' | 'initial' | 'onEvent'>>;
+  readonly onEvent?: (event: RuntimeEvent) => void;
+}
+
+export type RuntimeEvent =
+  | { readonly kind: 'raft'; readonly event: RaftEvent }
+  | { readonly kind: 'leader-changed'; readonly leader: number; readonly term: number }
+  | { readonly kind: 'snapshot-saved'; readonly index: number; readonly bytes: number }
+  | { readonly kind: 'snapshot-restored'; readonly index: number; readonly bytes: number }
+  | { readonly kind: 'persisted'; readonly entries: number; readonly durationMs: number }
+  | { readonly kind: 'applied'; readonly entries: number }
+  | { readonly kind: 'fatal'; readonly error: Error };
+
+export interface WaitOptions {
+  readonly signal?: AbortSignal;
+  readonly timeoutMs?: number;
+}
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: ServerError): void;
+  timer: unknown;
+}
+
+interface ProposalWaiter extends Waiter<unknown> {
+  readonly term: number;
+}
+
+interface ReadWaiter extends Waiter<void> {
+  /** Set once the leader answered: resolve when the state machine reaches it. */
+  index: number;
+}
+
+export class RaftRuntime {
+  private readonly node: RaftNode;
+  private readonly opts: Required<
+    Pick<
+      RuntimeOptions,
+      | 'tickMs'
+      | 'snapshotEveryEntries'
+      | 'snapshotCatchupEntries'
+      | 'requestTimeoutMs'
+      | 'maxPendingRequests'
+    >
+  >;
+  private readonly proposals = new Map<number, ProposalWaiter>();
+  private readonly reads = new Map<number, ReadWaiter>();
+  /** Reads confirmed by the leader, waiting for apply to reach their index (sorted by index). */
+  private readonly readsByIndex: { index: number; id: number }[] = [];
+  private nextReadId = 1;
+  private tickTimer: unknown = null;
+  private running = false;
+  private loopActive = false;
+  private closed = false;
+  private fatal: Error | null = null;
+  private leader = 0;
+  private role: Status['role'] = 'follower';
+  private applied: number;
+  private lastSnapshotIndex: number;
+  /** Latest snapshot bytes, attached to outgoing snapshot messages. */
+  private snapshotData: Uint8Array | null = null;
+  /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
+  private readonly incomingSnapshots = new Map<number, Uint8Array>();
+
+  private constructor(
+    private readonly o: RuntimeOptions,
+    initialSnapshot: { meta: SnapshotMeta; data: Uint8Array } | null,
+  ) {
+    this.opts = {
+      tickMs: o.tickMs ?? 10,
+      snapshotEveryEntries: o.snapshotEveryEntries ?? 10_000,
+      snapshotCatchupEntries: o.snapshotCatchupEntries ?? 1_000,
+      requestTimeoutMs: o.requestTimeoutMs ?? 5_000,
+      maxPendingRequests: o.maxPendingRequests ?? 65_536,
+    };
+    const initial = o.storage.initialState();
+    if (initialSnapshot !== null) {
+      o.stateMachine.restore(initialSnapshot.data);
+      this.snapshotData = initialSnapshot.data;
+    }
+    this.lastSnapshotIndex = initial.snapshot?.index ?? 0;
+    // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
+    this.applied = this.lastSnapshotIndex;
+    this.node = new RaftNode({
+      ...o.raft,
+      id: o.id,
+      voters: o.voters,
+      rng: o.rng ?? createRng(o.id),
+      electionTicks: o.electionTicks ?? 15,
+      heartbeatTicks: o.heartbeatTicks ?? 5,
+      initial: { ...initial, applied: this.lastSnapshotIndex },
+      onEvent: (event) => this.o.onEvent?.({ kind: 'raft', event }),
+    });
+  }
+
+  /** Opens the runtime on recovered storage and starts ticking. */
+  static async start(o: RuntimeOptions): Promise<RaftRuntime> {
+    const snapshot = await o.storage.loadSnapshot();
+    const rt = new RaftRuntime(o, snapshot);
+    o.transport.onMessage((msg, attachment) => rt.receive(msg, attachment));
+    rt.running = true;
+    rt.scheduleTick();
+    // A single-voter cluster elects itself at once rather than after a timeout.
+    if (o.voters.length === 1 && o.voters[0] === o.id) rt.node.campaign();
+    rt.kick();
+    return rt;
+  }
+
+  get id(): number {
+    return this.o.id;
+  }
+
+  status(): Status {
+    return this.node.status();
+  }
+
+  leaderId(): number {
+    return this.leader;
+  }
+
+  isLeader(): boolean {
+    return this.role === 'leader';
+  }
+
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  /**
+   * Replicates `data` and resolves with the state machine's result once applied here.
+   * Refusals from the core are definite; a timeout or a leadership change is indefinite.
+   */
+  propose(data: Uint8Array, w: WaitOptions = {}): Promise<unknown> {
+    const refused = this.refuseNew();
+    if (refused !== null) return Promise.reject(refused);
+    const r = this.node.propose(data);
+    if (!r.ok) {
+      const e = r.error;
+      return Promise.reject(
+        new ServerError(
+          e.code === 'UNKNOWN_NODE' || e.code === 'INVALID_REQUEST' ? 'INVALID_REQUEST' : e.code,
+          e.message,
+          false,
+          e.leader,
+        ),
+      );
+    }
+    const { index, term } = r.value;
+    this.kick();
+    return new Promise((resolve, reject) => {
+      const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
+      this.proposals.set(index, waiter);
+      this.arm(waiter, w, () => this.proposals.delete(index), true, `Proposal at index ${index}`);
+    });
+  }
+
+  /**
+   * Waits until a linearizable read may be served from the local state machine (ReadIndex,
+   * thesis §6.4): the leader confirmed its leadership after the read arrived, and this node has
+   * applied everything committed before that.
+   */
+  linearizableRead(w: WaitOptions = {}): Promise<void> {
+    const refused = this.refuseNew();
+    if (refused !== null) return Promise.reject(refused);
+    const id = this.nextReadId++;
+    const r = this.node.readIndex(id);
+    if (!r.ok) {
+      return Promise.reject(new ServerError('NO_LEADER', r.error.message, false, r.error.leader));
+    }
+    this.kick();
+    return new Promise((resolve, reject) => {
+      const waiter: ReadWaiter = { resolve, reject, timer: null, index: -1 };
+      this.reads.set(id, waiter);
+      this.arm(waiter, w, () => this.reads.delete(id), false, 'Read');
+    });
+  }
+
+  transferLeadership(to: number): void {
+    const r = this.node.transferLeadership(to);
+    if (!r.ok)
+      throw new ServerError(
+        r.error.code === 'NOT_LEADER' ? 'NOT_LEADER' : 'INVALID_REQUEST',
+        r.error.message,
+        false,
+        r.error.leader,
+      );
+    this.kick();
+  }
+
+  /**
+   * Stops the node. A leader first hands leadership to the most caught-up peer and waits
+   * (bounded) for it to take over, so clients see a quick re-election instead of a timeout.
+   */
+  async close(handoffTimeoutMs = 2_000): Promise<void> {
+    if (this.closed) return;
+    if (this.role === 'leader' && this.o.voters.length > 1 && this.fatal === null) {
+      await this.handOff(handoffTimeoutMs);
+    }
+    this.closed = true;
+    this.running = false;
+    if (this.tickTimer !== null) this.o.clock.clearTimeout(this.tickTimer);
+    while (this.loopActive) await new Promise((r) => setImmediate(r));
+    this.failAll(new ServerError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true));
+    await this.o.transport.close();
+    await this.o.storage.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private async handOff(timeoutMs: number): Promise<void> {
+    const st = this.node.status();
+    let best = 0;
+    let bestMatch = -1;
+    for (const [id, p] of Object.entries(st.progress)) {
+      if (Number(id) !== this.o.id && p.match > bestMatch) {
+        best = Number(id);
+        bestMatch = p.match;
+      }
+    }
+    if (best === 0) return;
+    try {
+      this.transferLeadership(best);
+    } catch {
+      return;
+    }
+    const deadline = this.o.clock.nowMs() + timeoutMs;
+    while (this.role === 'leader' && this.o.clock.nowMs() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private refuseNew(): ServerError | null {
+    if (this.fatal !== null)
+      return new ServerError('STORAGE_FAILED', `Node stopped: ${this.fatal.message}`, false);
+    if (this.closed || !this.running)
+      return new ServerError('SHUTTING_DOWN', 'Node is shutting down', false);
+    if (this.proposals.size + this.reads.size >= this.opts.maxPendingRequests) {
+      return new ServerError(
+        'UNCOMMITTED_LIMIT',
+        `Too many requests in flight (${this.opts.maxPendingRequests})`,
+        false,
+      );
+    }
+    return null;
+  }
+
+  private arm<T>(
+    waiter: Waiter<T>,
+    w: WaitOptions,
+    remove: () => void,
+    indefinite: boolean,
+    what: string,
+  ): void {
+    const timeoutMs = w.timeoutMs ?? this.opts.requestTimeoutMs;
+    waiter.timer = this.o.clock.setTimeout(() => {
+      remove();
+      waiter.reject(
+        new ServerError('TIMEOUT', `${what} timed out after ${timeoutMs} ms`, indefinite),
+      );
+    }, timeoutMs);
+    const signal = w.signal;
+    if (signal !== undefined) {
+      const onAbort = (): void => {
+        remove();
+        this.o.clock.clearTimeout(waiter.timer);
+        waiter.reject(new ServerError('ABORTED', `${what} aborted by the caller`, indefinite));
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
+  }
+
+  private settle<T>(waiter: Waiter<T>): void {
+    this.o.clock.clearTimeout(waiter.timer);
+  }
+
+  private scheduleTick(): void {
+    if (!this.running) return;
+    this.tickTimer = this.o.clock.setTimeout(() => {
+      this.node.tick();
+      this.kick();
+      this.scheduleTick();
+    }, this.opts.tickMs);
+  }
+
+  private receive(msg: Message, attachment: Uint8Array | null): void {
+    if (!this.running || msg.to !== this.o.id) return;
+    if (msg.type === 'snapshot') {
+      if (attachment === null) return; // a snapshot without its bytes cannot be installed
+      this.incomingSnapshots.clear();
+      this.incomingSnapshots.set(msg.snapshot.index, attachment);
+    }
+    this.node.step(msg);
+    this.kick();
+  }
+
+  /** Runs the Ready loop until the core has nothing more to do. One loop at a time. */
+  private kick(): void {
+    if (this.loopActive || !this.running) return;
+    this.loopActive = true;
+    this.loop().then(
+      () => {
+        this.loopActive = false;
+      },
+      (err: unknown) => {
+        this.loopActive = false;
+        this.die(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running && this.node.hasReady()) {
+      const rd = this.node.ready();
+      await this.handleReady(rd);
+      this.node.advance(rd);
+      this.afterAdvance();
+    }
+  }
+
+  /** The order is the core's contract (types.ts, Ready): send, persist, send, apply. */
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
+    for (const m of rd.messages) this.sendMessage(m);
+    if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
+    if (rd.entries.length > 0 || rd.hardState !== null) {
+      const started = this.o.clock.nowMs();
+      await this.o.storage.persist(rd.entries, rd.hardState);
+      this.o.onEvent?.({
+        kind: 'persisted',
+        entries: rd.entries.length,
+        durationMs: this.o.clock.nowMs() - started,
+      });
+    }
+    for (const m of rd.messagesAfterPersist) this.sendMessage(m);
+    if (rd.committedEntries.length > 0) this.applyEntries(rd.committedEntries);
+    for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
+  }
+
+  private sendMessage(m: Message): void {
+    if (m.type === 'snapshot') {
+      if (this.snapshotData === null) return;
+      this.o.transport.send(m, this.snapshotData);
+      return;
+    }
+    this.o.transport.send(m);
+  }
+
+  private async persistSnapshot(meta: SnapshotMeta): Promise<void> {
+    const data = this.incomingSnapshots.get(meta.index);
+    if (data === undefined)
+      throw new Error(
+        `Snapshot ${meta.term}/${meta.index} requested by the core was never received`,
+      );
+    this.incomingSnapshots.delete(meta.index);
+    await this.o.storage.saveSnapshot(meta, data);
+    this.o.stateMachine.restore(data);
+    this.snapshotData = data;
+    this.applied = meta.index;
+    this.lastSnapshotIndex = meta.index;
+    this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
+    this.releaseReads();
+  }
+
+  private applyEntries(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      const result = e.type === 'normal' ? this.o.stateMachine.apply(e) : undefined;
+      this.applied = e.index;
+      const w = this.proposals.get(e.index);
+      if (w === undefined) continue;
+      this.proposals.delete(e.index);
+      this.settle(w);
+      if (w.term === e.term) w.resolve(result);
+      // Another leader's entry took this index: ours was never committed, and never will be.
+      else
+        w.reject(
+          new ServerError(
+            'PROPOSAL_DROPPED',
+            `Entry ${e.index} was replaced by a newer leader's entry`,
+            false,
+            this.leader,
+          ),
+        );
+    }
+    this.o.onEvent?.({ kind: 'applied', entries: entries.length });
+    this.releaseReads();
+  }
+
+  private onReadState(id: number, index: number, ok: boolean): void {
+    const w = this.reads.get(id);
+    if (w === undefined) return;
+    if (!ok) {
+      this.reads.delete(id);
+      this.settle(w);
+      w.reject(
+        new ServerError(
+          'READ_FAILED',
+          'The leader could not confirm the read (leadership changed); retry',
+          false,
+          this.leader,
+        ),
+      );
+      return;
+    }
+    w.index = index;
+    insertSorted(this.readsByIndex, { index, id });
+    this.releaseReads();
+  }
+
+  private releaseReads(): void {
+    let n = 0;
+    while (
+      n < this.readsByIndex.length &&
+      (this.readsByIndex[n] as { index: number }).index <= this.applied
+    ) {
+      const { id } = this.readsByIndex[n] as { id: number };
+      const w = this.reads.get(id);
+      if (w !== undefined) {
+        this.reads.delete(id);
+        this.settle(w);
+        w.resolve();
+      }
+      n++;
+    }
+    if (n > 0) this.readsByIndex.splice(0, n);
+  }
+
+  private onSoftState(leader: number, role: Status['role']): void {
+    const wasLeader = this.role === 'leader';
+    this.role = role;
+    if (leader !== this.leader) {
+      this.leader = leader;
+      this.o.onEvent?.({ kind: 'leader-changed', leader, term: this.node.status().term });
+    }
+    if (wasLeader && role !== 'leader') {
+      // Our entries may still commit under the next leader, or be overwritten: we cannot tell.
+      for (const [index, w] of this.proposals) {
+        this.proposals.delete(index);
+        this.settle(w);
+        w.reject(
+          new ServerError(
+            'LEADERSHIP_LOST',
+            `Leadership lost before entry ${index} was applied; it may still commit`,
+            true,
+            leader,
+          ),
+        );
+      }
+    }
+  }
+
+  private afterAdvance(): void {
+    const sinceSnapshot = this.applied - this.lastSnapshotIndex;
+    if (sinceSnapshot >= this.opts.snapshotEveryEntries) this.takeSnapshot();
+  }
+
+  private takeSnapshot(): void {
+    const st = this.node.status();
+    const index = this.applied;
+    const term = this.termAt(index);
+    if (term === undefined) return;
+    const data = this.o.stateMachine.snapshot();
+    const meta: SnapshotMeta = { index, term, voters: this.o.voters };
+    this.lastSnapshotIndex = index;
+    // Persist in the background; compact the in-memory log only once the snapshot is durable.
+    this.o.storage.saveSnapshot(meta, data).then(
+      () => {
+        this.snapshotData = data;
+        const compactTo = Math.min(index - this.opts.snapshotCatchupEntries, st.persistedIndex);
+        if (compactTo > this.node.status().firstIndex) this.node.compact(compactTo);
+        this.o.onEvent?.({ kind: 'snapshot-saved', index, bytes: data.length });
+      },
+      (err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+
+  private termAt(index: number): number | undefined {
+    return this.node.entry(index)?.term;
+  }
+
+  private die(err: Error): void {
+    // A failed fsync leaves the disk's state unknown: stop rather than pretend (fsyncgate).
+    if (this.fatal !== null) return;
+    this.fatal = err;
+    this.running = false;
+    if (this.tickTimer !== null) this.o.clock.clearTimeout(this.tickTimer);
+    this.o.onEvent?.({ kind: 'fatal', error: err });
+    this.failAll(
+      new ServerError(
+        'STORAGE_FAILED',
+        `Node stopped after a storage failure: ${err.message}`,
+        true,
+      ),
+    );
+  }
+
+  private failAll(err: ServerError): void {
+    for (const [, w] of this.proposals) {
+      this.settle(w);
+      w.reject(err);
+    }
+    this.proposals.clear();
+    for (const [, w] of this.reads) {
+      this.settle(w);
+      w.reject(new ServerError(err.code, err.message, false, err.leader));
+    }
+    this.reads.clear();
+    this.readsByIndex.length = 0;
+  }
+}
+
+function insertSorted(
+  list: { index: number; id: number }[],
+  item: { index: number; id: number },
+): void {
+  let i = list.length;
+  while (i > 0 && (list[i - 1] as { index: number }).index > item.index) i--;
+  list.splice(i, 0, item);
+}
