@@ -1,0 +1,159 @@
+// The JSON shapes of the HTTP API, shared by the server and the TypeScript client.
+// Keys and values travel as UTF-8 strings, or base64 when the request says
+// `"encoding": "base64"` (responses then use base64 too). Revisions are JSON numbers: they
+// stay below 2^53 for any realistic cluster lifetime.
+
+export interface ResponseHeader {
+  /** The store's revision when the request was served (etcd's header.revision). */
+  readonly revision: number;
+  /** The node that answered. */
+  readonly memberId: number;
+  readonly raftTerm: number;
+}
+
+export interface KeyValue {
+  readonly key: string;
+  readonly value: string;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+}
+
+/** Exactly-once session fields (Raft thesis §6.3): the client's id and this request's number. */
+export interface SessionFields {
+  readonly clientId?: string;
+  readonly seq?: number;
+}
+
+export interface PutRequest extends SessionFields {
+  readonly key: string;
+  readonly value: string;
+  readonly prevKv?: boolean;
+  readonly encoding?: 'utf8' | 'base64';
+}
+
+export interface PutResponse {
+  readonly header: ResponseHeader;
+  readonly prevKv?: KeyValue;
+}
+
+export interface RangeRequest {
+  readonly key: string;
+  /** Exclusive end of the range; omit for a single key. */
+  readonly rangeEnd?: string;
+  /** Treat `key` as a prefix. */
+  readonly prefix?: boolean;
+  readonly limit?: number;
+  readonly countOnly?: boolean;
+  /** Serve from this node's state without confirming leadership (may be stale). */
+  readonly serializable?: boolean;
+  readonly encoding?: 'utf8' | 'base64';
+}
+
+export interface RangeResponse {
+  readonly header: ResponseHeader;
+  readonly kvs: readonly KeyValue[];
+  readonly count: number;
+  readonly more: boolean;
+}
+
+export interface DeleteRequest extends SessionFields {
+  readonly key: string;
+  readonly rangeEnd?: string;
+  readonly prefix?: boolean;
+  readonly prevKv?: boolean;
+  readonly encoding?: 'utf8' | 'base64';
+}
+
+export interface DeleteResponse {
+  readonly header: ResponseHeader;
+  readonly deleted: number;
+  readonly prevKvs?: readonly KeyValue[];
+}
+
+export type CompareTarget = 'value' | 'version' | 'createRevision' | 'modRevision';
+export type CompareOp = '=' | '!=' | '<' | '>';
+
+export interface Compare {
+  readonly key: string;
+  readonly target: CompareTarget;
+  readonly op: CompareOp;
+  /** A string for target "value", an integer otherwise. */
+  readonly value: string | number;
+}
+
+export type TxnOp =
+  | { readonly put: { readonly key: string; readonly value: string; readonly prevKv?: boolean } }
+  | {
+      readonly delete: {
+        readonly key: string;
+        readonly rangeEnd?: string;
+        readonly prefix?: boolean;
+        readonly prevKv?: boolean;
+      };
+    }
+  | {
+      readonly range: {
+        readonly key: string;
+        readonly rangeEnd?: string;
+        readonly prefix?: boolean;
+        readonly limit?: number;
+      };
+    };
+
+export interface TxnRequest extends SessionFields {
+  readonly compare: readonly Compare[];
+  readonly success: readonly TxnOp[];
+  readonly failure?: readonly TxnOp[];
+  readonly encoding?: 'utf8' | 'base64';
+}
+
+export type TxnOpResponse =
+  | { readonly put: { readonly prevKv?: KeyValue } }
+  | { readonly delete: { readonly deleted: number; readonly prevKvs?: readonly KeyValue[] } }
+  | {
+      readonly range: {
+        readonly kvs: readonly KeyValue[];
+        readonly count: number;
+        readonly more: boolean;
+      };
+    };
+
+export interface TxnResponse {
+  readonly header: ResponseHeader;
+  readonly succeeded: boolean;
+  readonly responses: readonly TxnOpResponse[];
+}
+
+export interface NodeStatus {
+  readonly id: number;
+  readonly role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+  readonly term: number;
+  readonly leader: number;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly firstIndex: number;
+  readonly revision: number;
+  readonly members: readonly {
+    readonly id: number;
+    readonly peer: string;
+    readonly client: string;
+  }[];
+}
+
+export interface ClusterStatus {
+  readonly leader: number;
+  readonly nodes: readonly ({ readonly id: number; readonly client: string } & (
+    { readonly status: NodeStatus } | { readonly error: string }
+  ))[];
+}
+
+export interface ErrorBody {
+  readonly error: {
+    readonly code: string;
+    readonly message: string;
+    readonly indefinite: boolean;
+    readonly leader?: number;
+  };
+}

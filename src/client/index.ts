@@ -1,0 +1,326 @@
+// The TypeScript client for a Flotilla cluster: a list of endpoints, leader discovery, and
+// retries that are safe because every write carries an exactly-once session (client id and a
+// sequence number that a retry reuses; Raft thesis §6.3).
+//
+// Retry policy: errors that say the write surely did not happen (NOT_LEADER, NO_LEADER, ...)
+// and errors that say it may have (TIMEOUT, LEADERSHIP_LOST, a dropped connection) are both
+// retried with the same sequence number, until the attempt budget or the deadline runs out.
+// The final error keeps `indefinite` so the caller knows whether the write may have applied.
+
+import { randomUUID } from 'node:crypto';
+import { Pool } from 'undici';
+import type {
+  ClusterStatus,
+  Compare,
+  DeleteResponse,
+  ErrorBody,
+  KeyValue,
+  NodeStatus,
+  PutResponse,
+  RangeResponse,
+  TxnOp,
+  TxnResponse,
+} from '../api/types.js';
+
+export type * from '../api/types.js';
+
+export class FlotillaError extends Error {
+  override readonly name = 'FlotillaError';
+  constructor(
+    readonly code: string,
+    message: string,
+    /** True when the operation may have taken effect. */
+    readonly indefinite: boolean,
+    readonly status = 0,
+    /** The leader the answering node named, when it named one (0 otherwise). */
+    readonly leader = 0,
+  ) {
+    super(message);
+  }
+}
+
+export interface ClientOptions {
+  /** Base URLs of the nodes, e.g. http://127.0.0.1:8001. */
+  readonly endpoints: readonly string[];
+  /** Per-attempt timeout. Default 5,000 ms. */
+  readonly timeoutMs?: number;
+  /** Total time one call may take, retries included. Default 15,000 ms. */
+  readonly deadlineMs?: number;
+  /** Attempts per call. Default 8. */
+  readonly maxAttempts?: number;
+  /** Connections per endpoint. Default 64. */
+  readonly connections?: number;
+  /** Session id; a new random one by default. */
+  readonly clientId?: string;
+}
+
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+/** Codes after which trying again (elsewhere or later) can succeed. */
+const retryable = new Set([
+  'NOT_LEADER',
+  'NO_LEADER',
+  'TRANSFER_IN_PROGRESS',
+  'UNCOMMITTED_LIMIT',
+  'PROPOSAL_DROPPED',
+  'LEADERSHIP_LOST',
+  'TIMEOUT',
+  'READ_FAILED',
+  'SHUTTING_DOWN',
+  'FORWARD_FAILED',
+  'CONNECTION',
+]);
+
+export class FlotillaClient {
+  private readonly endpoints: string[];
+  private readonly pools = new Map<string, Pool>();
+  private readonly timeoutMs: number;
+  private readonly deadlineMs: number;
+  private readonly maxAttempts: number;
+  readonly clientId: string;
+  private seq = 0;
+  /** Index into endpoints of the node we believe leads. */
+  private preferred = 0;
+  private leaderUrlById = new Map<number, string>();
+
+  constructor(opts: ClientOptions) {
+    if (opts.endpoints.length === 0)
+      throw new FlotillaError('BAD_REQUEST', 'At least one endpoint is required', false);
+    this.endpoints = opts.endpoints.map((e) => e.replace(/\/$/, ''));
+    this.timeoutMs = opts.timeoutMs ?? 5_000;
+    this.deadlineMs = opts.deadlineMs ?? 15_000;
+    this.maxAttempts = opts.maxAttempts ?? 8;
+    this.clientId = opts.clientId ?? randomUUID();
+    for (const e of this.endpoints)
+      this.pools.set(e, new Pool(e, { connections: opts.connections ?? 64, pipelining: 1 }));
+  }
+
+  async put(
+    key: string,
+    value: string,
+    o: { prevKv?: boolean; encoding?: 'utf8' | 'base64' } & CallOptions = {},
+  ): Promise<PutResponse> {
+    return this.write<PutResponse>(
+      '/v1/kv/put',
+      { key, value, ...pick(o, 'prevKv', 'encoding') },
+      o.signal,
+    );
+  }
+
+  async get(
+    key: string,
+    o: { serializable?: boolean; encoding?: 'utf8' | 'base64' } & CallOptions = {},
+  ): Promise<KeyValue | null> {
+    const r = await this.range(key, o);
+    return r.kvs[0] ?? null;
+  }
+
+  async range(
+    key: string,
+    o: {
+      rangeEnd?: string;
+      prefix?: boolean;
+      limit?: number;
+      countOnly?: boolean;
+      serializable?: boolean;
+      encoding?: 'utf8' | 'base64';
+    } & CallOptions = {},
+  ): Promise<RangeResponse> {
+    const body = {
+      key,
+      ...pick(o, 'rangeEnd', 'prefix', 'limit', 'countOnly', 'serializable', 'encoding'),
+    };
+    return this.call<RangeResponse>('POST', '/v1/kv/range', body, o.signal);
+  }
+
+  async delete(
+    key: string,
+    o: {
+      rangeEnd?: string;
+      prefix?: boolean;
+      prevKv?: boolean;
+      encoding?: 'utf8' | 'base64';
+    } & CallOptions = {},
+  ): Promise<DeleteResponse> {
+    return this.write<DeleteResponse>(
+      '/v1/kv/delete',
+      { key, ...pick(o, 'rangeEnd', 'prefix', 'prevKv', 'encoding') },
+      o.signal,
+    );
+  }
+
+  async txn(
+    compare: readonly Compare[],
+    success: readonly TxnOp[],
+    failure: readonly TxnOp[] = [],
+    o: CallOptions = {},
+  ): Promise<TxnResponse> {
+    return this.write<TxnResponse>('/v1/kv/txn', { compare, success, failure }, o.signal);
+  }
+
+  /**
+   * Sets `key` to `next` only if its value is `expected` (null: only if absent). Returns
+   * whether it swapped.
+   */
+  async compareAndSwap(
+    key: string,
+    expected: string | null,
+    next: string,
+    o: CallOptions = {},
+  ): Promise<boolean> {
+    const cmp: Compare =
+      expected === null
+        ? { key, target: 'version', op: '=', value: 0 }
+        : { key, target: 'value', op: '=', value: expected };
+    const r = await this.txn([cmp], [{ put: { key, value: next } }], [], o);
+    return r.succeeded;
+  }
+
+  async status(endpoint?: string, o: CallOptions = {}): Promise<NodeStatus> {
+    return this.callOnce<NodeStatus>(
+      endpoint ?? (this.endpoints[this.preferred] as string),
+      'GET',
+      '/v1/status',
+      undefined,
+      o.signal,
+    );
+  }
+
+  async clusterStatus(o: CallOptions = {}): Promise<ClusterStatus> {
+    return this.call<ClusterStatus>('GET', '/v1/cluster/status', undefined, o.signal);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** A write: one session sequence number for all its attempts. */
+  private write<T>(path: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
+    const seq = ++this.seq;
+    return this.call<T>('POST', path, { ...body, clientId: this.clientId, seq }, signal);
+  }
+
+  private async call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const deadline = Date.now() + this.deadlineMs;
+    let last: FlotillaError | null = null;
+    let indefinite = false;
+    for (let attempt = 0; attempt < this.maxAttempts && Date.now() < deadline; attempt++) {
+      if (signal?.aborted) throw new FlotillaError('ABORTED', 'Aborted by the caller', indefinite);
+      const endpoint = this.endpoints[this.preferred] as string;
+      try {
+        return await this.callOnce<T>(endpoint, method, path, body, signal);
+      } catch (err) {
+        const e =
+          err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err), true);
+        indefinite ||= e.indefinite;
+        last = e;
+        if (!retryable.has(e.code)) throw e;
+        if (e.leader > 0 && !this.leaderUrlById.has(e.leader)) await this.refreshMembers(endpoint);
+        this.redirect(e);
+        await sleep(Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2));
+      }
+    }
+    const l =
+      last ?? new FlotillaError('TIMEOUT', 'No attempt was made before the deadline', false);
+    throw new FlotillaError(
+      l.code,
+      `${l.message} (gave up after retries)`,
+      indefinite,
+      l.status,
+      l.leader,
+    );
+  }
+
+  /** Learns the members' client URLs, so a NOT_LEADER hint (a node id) can be followed. */
+  private async refreshMembers(endpoint: string): Promise<void> {
+    try {
+      const st = await this.callOnce<NodeStatus>(endpoint, 'GET', '/v1/status', undefined);
+      for (const m of st.members) this.leaderUrlById.set(m.id, m.client);
+    } catch {
+      // Best effort: without the map we rotate through the endpoints instead.
+    }
+  }
+
+  /** After a failure, move to the leader if the error named one, else to the next endpoint. */
+  private redirect(e: FlotillaError): void {
+    const url = e.leader > 0 ? this.leaderUrlById.get(e.leader) : undefined;
+    if (url !== undefined) {
+      const i = this.endpoints.indexOf(url);
+      if (i >= 0) {
+        this.preferred = i;
+        return;
+      }
+    }
+    this.preferred = (this.preferred + 1) % this.endpoints.length;
+  }
+
+  private async callOnce<T>(
+    endpoint: string,
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const pool = this.pools.get(endpoint) ?? new Pool(endpoint);
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+    let res;
+    try {
+      res = await pool.request({
+        method,
+        path,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: combined,
+      });
+    } catch (err) {
+      // The request may have reached the server: whether it applied is unknown.
+      const code = timeout.aborted ? 'TIMEOUT' : 'CONNECTION';
+      throw new FlotillaError(
+        code,
+        `${method} ${endpoint}${path} failed: ${(err as Error).message}`,
+        method === 'POST',
+      );
+    }
+    const text = await res.body.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new FlotillaError(
+        'BAD_RESPONSE',
+        `Non-JSON answer (${res.statusCode}) from ${endpoint}${path}: ${text.slice(0, 200)}`,
+        method === 'POST',
+        res.statusCode,
+      );
+    }
+    if (res.statusCode >= 400) {
+      const e = (json as ErrorBody).error;
+      throw new FlotillaError(e.code, e.message, e.indefinite, res.statusCode, e.leader ?? 0);
+    }
+    return json as T;
+  }
+}
+
+function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
