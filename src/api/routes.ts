@@ -1,0 +1,352 @@
+// The HTTP routes of a node: validate each request strictly, hand it to the backend as typed
+// bytes, and render the answer in the request's encoding.
+
+import type { Registry } from 'prom-client';
+import { ApiError } from './errors.js';
+import type { JsonHttpServer } from './http.js';
+import type { ClusterStatus, NodeStatus } from './types.js';
+import {
+  asObject,
+  bytesField,
+  encodeBytes,
+  encodingOf,
+  onlyFields,
+  optArray,
+  optBool,
+  optBytesField,
+  optInt,
+  optString,
+  reqString,
+  type Encoding,
+  type Json,
+  type Obj,
+} from './validate.js';
+
+export interface Session {
+  readonly clientId: string;
+  readonly seq: number;
+}
+
+export interface KvRecord {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+}
+
+export interface RangeSpec {
+  readonly key: Uint8Array;
+  /** Exclusive end; null for a single key. */
+  readonly rangeEnd: Uint8Array | null;
+}
+
+export type BackendOp =
+  | {
+      readonly kind: 'put';
+      readonly key: Uint8Array;
+      readonly value: Uint8Array;
+      readonly prevKv: boolean;
+    }
+  | { readonly kind: 'delete'; readonly range: RangeSpec; readonly prevKv: boolean }
+  | {
+      readonly kind: 'range';
+      readonly range: RangeSpec;
+      readonly limit: number;
+      readonly countOnly: boolean;
+    };
+
+export interface BackendCompare {
+  readonly key: Uint8Array;
+  readonly target: 'value' | 'version' | 'createRevision' | 'modRevision';
+  readonly op: '=' | '!=' | '<' | '>';
+  readonly value: Uint8Array | number;
+}
+
+export type BackendOpResult =
+  | { readonly kind: 'put'; readonly prevKv: KvRecord | null }
+  | { readonly kind: 'delete'; readonly deleted: number; readonly prevKvs: readonly KvRecord[] }
+  | {
+      readonly kind: 'range';
+      readonly kvs: readonly KvRecord[];
+      readonly count: number;
+      readonly more: boolean;
+    };
+
+export interface Header {
+  readonly revision: number;
+  readonly memberId: number;
+  readonly raftTerm: number;
+}
+
+/** What the routes need from the node. Throws ApiError (or errors it maps) on failure. */
+export interface KvBackend {
+  readonly limits: { readonly maxKeyBytes: number; readonly maxValueBytes: number };
+  /** A write (put, delete or txn) through the log. */
+  write(
+    txn: {
+      readonly compare: readonly BackendCompare[];
+      readonly success: readonly BackendOp[];
+      readonly failure: readonly BackendOp[];
+    },
+    session: Session | null,
+    signal: AbortSignal,
+  ): Promise<{ header: Header; succeeded: boolean; results: readonly BackendOpResult[] }>;
+  read(
+    op: { readonly range: RangeSpec; readonly limit: number; readonly countOnly: boolean },
+    serializable: boolean,
+    signal: AbortSignal,
+  ): Promise<{ header: Header; result: Extract<BackendOpResult, { kind: 'range' }> }>;
+  status(): NodeStatus;
+  clusterStatus(signal: AbortSignal): Promise<ClusterStatus>;
+  ready(): { ready: boolean; reason: string };
+  transferLeadership(to: number): Promise<void>;
+  metrics: Registry;
+}
+
+const MAX_TXN_OPS = 128;
+const MAX_LIMIT = 100_000;
+
+export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
+  http.route('POST', '/v1/kv/put', async ({ body, signal }) => {
+    const o = asObject(body);
+    onlyFields(o, ['key', 'value', 'prevKv', 'encoding', 'clientId', 'seq']);
+    const enc = encodingOf(o);
+    const op = parsePut(o, enc, b);
+    const r = await b.write({ compare: [], success: [op], failure: [] }, session(o), signal);
+    const res = r.results[0] as Extract<BackendOpResult, { kind: 'put' }>;
+    return {
+      json: { header: r.header, ...(res.prevKv ? { prevKv: renderKv(res.prevKv, enc) } : {}) },
+    };
+  });
+
+  http.route('POST', '/v1/kv/range', async ({ body, signal }) => {
+    const o = asObject(body);
+    onlyFields(o, ['key', 'rangeEnd', 'prefix', 'limit', 'countOnly', 'serializable', 'encoding']);
+    const enc = encodingOf(o);
+    const op = parseRange(o, enc, b);
+    const r = await b.read(op, optBool(o, 'serializable'), signal);
+    return {
+      json: {
+        header: r.header,
+        kvs: r.result.kvs.map((kv) => renderKv(kv, enc)),
+        count: r.result.count,
+        more: r.result.more,
+      },
+    };
+  });
+
+  http.route('POST', '/v1/kv/delete', async ({ body, signal }) => {
+    const o = asObject(body);
+    onlyFields(o, ['key', 'rangeEnd', 'prefix', 'prevKv', 'encoding', 'clientId', 'seq']);
+    const enc = encodingOf(o);
+    const op: BackendOp = {
+      kind: 'delete',
+      range: parseRangeSpec(o, enc, b),
+      prevKv: optBool(o, 'prevKv'),
+    };
+    const r = await b.write({ compare: [], success: [op], failure: [] }, session(o), signal);
+    const res = r.results[0] as Extract<BackendOpResult, { kind: 'delete' }>;
+    return {
+      json: {
+        header: r.header,
+        deleted: res.deleted,
+        ...(op.prevKv ? { prevKvs: res.prevKvs.map((kv) => renderKv(kv, enc)) } : {}),
+      },
+    };
+  });
+
+  http.route('POST', '/v1/kv/txn', async ({ body, signal }) => {
+    const o = asObject(body);
+    onlyFields(o, ['compare', 'success', 'failure', 'encoding', 'clientId', 'seq']);
+    const enc = encodingOf(o);
+    const compare = optArray(o, 'compare', MAX_TXN_OPS).map((c, i) =>
+      parseCompare(asObject(c, `compare[${i}]`), enc, b, i),
+    );
+    const success = optArray(o, 'success', MAX_TXN_OPS).map((x, i) =>
+      parseTxnOp(x, enc, b, `success[${i}]`),
+    );
+    const failure = optArray(o, 'failure', MAX_TXN_OPS).map((x, i) =>
+      parseTxnOp(x, enc, b, `failure[${i}]`),
+    );
+    const r = await b.write({ compare, success, failure }, session(o), signal);
+    return {
+      json: {
+        header: r.header,
+        succeeded: r.succeeded,
+        responses: r.results.map((x) => renderOpResult(x, enc)),
+      },
+    };
+  });
+
+  http.route('GET', '/v1/status', () => ({ json: b.status() }));
+  http.route('GET', '/v1/cluster/status', async ({ signal }) => ({
+    json: await b.clusterStatus(signal),
+  }));
+  http.route('POST', '/v1/cluster/transfer-leadership', async ({ body }) => {
+    const o = asObject(body);
+    onlyFields(o, ['to']);
+    const to = optInt(o, 'to', 1, 2 ** 31);
+    if (to === undefined) throw new ApiError('BAD_REQUEST', '"to" (a member id) is required');
+    await b.transferLeadership(to);
+    return { json: { ok: true } };
+  });
+  http.route('GET', '/healthz', () => ({ json: { ok: true } }));
+  http.route('GET', '/readyz', () => {
+    const r = b.ready();
+    return { status: r.ready ? 200 : 503, json: { ready: r.ready, reason: r.reason } };
+  });
+  http.route('GET', '/metrics', async () => ({
+    text: await b.metrics.metrics(),
+    contentType: b.metrics.contentType,
+  }));
+}
+
+function session(o: Obj): Session | null {
+  const clientId = optString(o, 'clientId');
+  const seq = optInt(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
+  if (clientId === undefined && seq === undefined) return null;
+  if (clientId === undefined || seq === undefined)
+    throw new ApiError('BAD_REQUEST', '"clientId" and "seq" go together');
+  if (clientId.length === 0 || clientId.length > 128)
+    throw new ApiError('BAD_REQUEST', '"clientId" must have 1 to 128 characters');
+  return { clientId, seq };
+}
+
+function checkKey(key: Uint8Array, b: KvBackend, field = 'key'): Uint8Array {
+  if (key.length === 0) throw new ApiError('KEY_EMPTY', `"${field}" must not be empty`);
+  if (key.length > b.limits.maxKeyBytes) {
+    throw new ApiError(
+      'KEY_TOO_LARGE',
+      `"${field}" is ${key.length} bytes; the limit is ${b.limits.maxKeyBytes}`,
+    );
+  }
+  return key;
+}
+
+function checkValue(value: Uint8Array, b: KvBackend): Uint8Array {
+  if (value.length > b.limits.maxValueBytes) {
+    throw new ApiError(
+      'VALUE_TOO_LARGE',
+      `"value" is ${value.length} bytes; the limit is ${b.limits.maxValueBytes}`,
+    );
+  }
+  return value;
+}
+
+function parsePut(o: Obj, enc: Encoding, b: KvBackend): BackendOp {
+  return {
+    kind: 'put',
+    key: checkKey(bytesField(o, 'key', enc), b),
+    value: checkValue(bytesField(o, 'value', enc), b),
+    prevKv: optBool(o, 'prevKv'),
+  };
+}
+
+function parseRangeSpec(o: Obj, enc: Encoding, b: KvBackend): RangeSpec {
+  const key = checkKey(bytesField(o, 'key', enc), b);
+  const prefix = optBool(o, 'prefix');
+  const rangeEnd = optBytesField(o, 'rangeEnd', enc);
+  if (prefix && rangeEnd !== undefined)
+    throw new ApiError('BAD_REQUEST', '"prefix" and "rangeEnd" are exclusive');
+  if (rangeEnd !== undefined) return { key, rangeEnd: checkKey(rangeEnd, b, 'rangeEnd') };
+  return { key, rangeEnd: prefix ? prefixEnd(key) : null };
+}
+
+function parseRange(
+  o: Obj,
+  enc: Encoding,
+  b: KvBackend,
+): { range: RangeSpec; limit: number; countOnly: boolean } {
+  return {
+    range: parseRangeSpec(o, enc, b),
+    limit: optInt(o, 'limit', 0, MAX_LIMIT) ?? 0,
+    countOnly: optBool(o, 'countOnly'),
+  };
+}
+
+/** The smallest key greater than every key with this prefix (etcd's GetPrefixRangeEnd). */
+export function prefixEnd(prefix: Uint8Array): Uint8Array {
+  const end = prefix.slice();
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1;
+      return end.slice(0, i + 1);
+    }
+  }
+  // All 0xff: no upper bound. A single zero byte means "to the end" (etcd's convention).
+  return new Uint8Array([0]);
+}
+
+function parseCompare(c: Obj, enc: Encoding, b: KvBackend, i: number): BackendCompare {
+  onlyFields(c, ['key', 'target', 'op', 'value'], `compare[${i}]`);
+  const key = checkKey(bytesField(c, 'key', enc), b);
+  const target = reqString(c, 'target');
+  const op = reqString(c, 'op');
+  if (!['value', 'version', 'createRevision', 'modRevision'].includes(target)) {
+    throw new ApiError(
+      'BAD_REQUEST',
+      `compare[${i}].target must be value, version, createRevision or modRevision, got "${target}"`,
+    );
+  }
+  if (!['=', '!=', '<', '>'].includes(op))
+    throw new ApiError('BAD_REQUEST', `compare[${i}].op must be =, !=, < or >, got "${op}"`);
+  const value =
+    target === 'value'
+      ? checkValue(bytesField(c, 'value', enc), b)
+      : optInt(c, 'value', 0, Number.MAX_SAFE_INTEGER);
+  if (value === undefined)
+    throw new ApiError(
+      'BAD_REQUEST',
+      `compare[${i}].value must be an integer for target ${target}`,
+    );
+  return { key, target: target as BackendCompare['target'], op: op as BackendCompare['op'], value };
+}
+
+function parseTxnOp(x: Json, enc: Encoding, b: KvBackend, where: string): BackendOp {
+  const o = asObject(x, where);
+  const kinds = Object.keys(o);
+  if (kinds.length !== 1)
+    throw new ApiError('BAD_REQUEST', `${where} must have exactly one of put, delete, range`);
+  const kind = kinds[0] as string;
+  const inner = asObject(o[kind], `${where}.${kind}`);
+  switch (kind) {
+    case 'put':
+      onlyFields(inner, ['key', 'value', 'prevKv'], `${where}.put`);
+      return parsePut(inner, enc, b);
+    case 'delete':
+      onlyFields(inner, ['key', 'rangeEnd', 'prefix', 'prevKv'], `${where}.delete`);
+      return {
+        kind: 'delete',
+        range: parseRangeSpec(inner, enc, b),
+        prevKv: optBool(inner, 'prevKv'),
+      };
+    case 'range': {
+      onlyFields(inner, ['key', 'rangeEnd', 'prefix', 'limit'], `${where}.range`);
+      return { kind: 'range', ...parseRange(inner, enc, b) };
+    }
+    default:
+      throw new ApiError('BAD_REQUEST', `${where} has unknown operation "${kind}"`);
+  }
+}
+
+function renderKv(kv: KvRecord, enc: Encoding): Json {
+  return {
+    key: encodeBytes(kv.key, enc),
+    value: encodeBytes(kv.value, enc),
+    createRevision: kv.createRevision,
+    modRevision: kv.modRevision,
+    version: kv.version,
+  };
+}
+
+function renderOpResult(r: BackendOpResult, enc: Encoding): Json {
+  switch (r.kind) {
+    case 'put':
+      return { put: r.prevKv ? { prevKv: renderKv(r.prevKv, enc) } : {} };
+    case 'delete':
+      return { delete: { deleted: r.deleted, prevKvs: r.prevKvs.map((kv) => renderKv(kv, enc)) } };
+    case 'range':
+      return { range: { kvs: r.kvs.map((kv) => renderKv(kv, enc)), count: r.count, more: r.more } };
+  }
+}
