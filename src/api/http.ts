@@ -8,6 +8,8 @@ import { ApiError } from './errors.js';
 
 export interface RouteContext {
   readonly body: unknown;
+  /** The body as received, for forwarding a write to the leader unchanged. */
+  readonly rawBody: string;
   readonly query: URLSearchParams;
   readonly signal: AbortSignal;
   readonly headers: IncomingMessage['headers'];
@@ -95,9 +97,11 @@ export class JsonHttpServer {
             )
           : new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
       }
-      const body = req.method === 'POST' ? await this.readJson(req) : undefined;
+      const rawBody = req.method === 'POST' ? await this.readBody(req) : '';
+      const body = req.method === 'POST' ? parseJson(rawBody) : undefined;
       const result = await handler({
         body,
+        rawBody,
         query: url.searchParams,
         signal: controller.signal,
         headers: req.headers,
@@ -129,7 +133,7 @@ export class JsonHttpServer {
     res.end(body);
   }
 
-  private async readJson(req: IncomingMessage): Promise<unknown> {
+  private async readBody(req: IncomingMessage): Promise<string> {
     const type = req.headers['content-type'] ?? 'application/json';
     if (!type.startsWith('application/json')) {
       throw new ApiError(
@@ -156,12 +160,15 @@ export class JsonHttpServer {
       }
       chunks.push(chunk);
     }
-    const text = Buffer.concat(chunks).toString('utf8');
-    if (text.trim() === '') return {};
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (err) {
-      throw new ApiError('BAD_JSON', `Body is not valid JSON: ${(err as Error).message}`);
-    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+}
+
+function parseJson(text: string): unknown {
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ApiError('BAD_JSON', `Body is not valid JSON: ${(err as Error).message}`);
   }
 }

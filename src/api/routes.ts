@@ -97,6 +97,18 @@ export interface KvBackend {
     serializable: boolean,
     signal: AbortSignal,
   ): Promise<{ header: Header; result: Extract<BackendOpResult, { kind: 'range' }> }>;
+  /**
+   * Where a write must go when this node cannot propose it: the leader's client URL, or null
+   * to handle it here (this node leads, or no leader is known and write() will say so).
+   */
+  forwardTarget(): string | null;
+  /** Sends a write's body unchanged to the leader and returns its answer verbatim. */
+  forward(
+    url: string,
+    path: string,
+    rawBody: string,
+    signal: AbortSignal,
+  ): Promise<{ status: number; json: unknown }>;
   status(): NodeStatus;
   clusterStatus(signal: AbortSignal): Promise<ClusterStatus>;
   ready(): { ready: boolean; reason: string };
@@ -108,7 +120,9 @@ const MAX_TXN_OPS = 128;
 const MAX_LIMIT = 100_000;
 
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
-  http.route('POST', '/v1/kv/put', async ({ body, signal }) => {
+  http.route('POST', '/v1/kv/put', async ({ body, rawBody, signal, headers }) => {
+    const fwd = forwarded(b, '/v1/kv/put', rawBody, signal, headers);
+    if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['key', 'value', 'prevKv', 'encoding', 'clientId', 'seq']);
     const enc = encodingOf(o);
@@ -136,7 +150,9 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     };
   });
 
-  http.route('POST', '/v1/kv/delete', async ({ body, signal }) => {
+  http.route('POST', '/v1/kv/delete', async ({ body, rawBody, signal, headers }) => {
+    const fwd = forwarded(b, '/v1/kv/delete', rawBody, signal, headers);
+    if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['key', 'rangeEnd', 'prefix', 'prevKv', 'encoding', 'clientId', 'seq']);
     const enc = encodingOf(o);
@@ -156,7 +172,9 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     };
   });
 
-  http.route('POST', '/v1/kv/txn', async ({ body, signal }) => {
+  http.route('POST', '/v1/kv/txn', async ({ body, rawBody, signal, headers }) => {
+    const fwd = forwarded(b, '/v1/kv/txn', rawBody, signal, headers);
+    if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['compare', 'success', 'failure', 'encoding', 'clientId', 'seq']);
     const enc = encodingOf(o);
@@ -201,6 +219,24 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     contentType: b.metrics.contentType,
   }));
 }
+
+const FORWARDED_HEADER = 'x-flotilla-forwarded';
+
+/** Forwards a write to the leader once; a forwarded write is never forwarded again. */
+function forwarded(
+  b: KvBackend,
+  path: string,
+  rawBody: string,
+  signal: AbortSignal,
+  headers: Record<string, string | string[] | undefined>,
+): Promise<{ status: number; json: unknown }> | null {
+  if (headers[FORWARDED_HEADER] !== undefined) return null;
+  const target = b.forwardTarget();
+  if (target === null) return null;
+  return b.forward(target, path, rawBody, signal);
+}
+
+export const forwardedHeader = FORWARDED_HEADER;
 
 function session(o: Obj): Session | null {
   const clientId = optString(o, 'clientId');

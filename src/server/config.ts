@@ -253,6 +253,7 @@ function toInt(v: unknown, name: string, min: number, max: number): number {
 
 function str(v: unknown, name: string, fallback: string): string {
   if (v === undefined) return fallback;
-  if (typeof v !== 'string') throw new ConfigError(`${name} must be a string, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string')
+    throw new ConfigError(`${name} must be a string, got ${JSON.stringify(v)}`);
   return v;
 }

@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+// The `flotilla` command: run a node, run a local cluster, and talk to a cluster.
+
+import { Command, InvalidArgumentError } from 'commander';
+import { FlotillaClient, FlotillaError } from '../client/index.js';
+import { ConfigError, configFromEnv, readConfigFile, resolveNodeConfig } from '../server/config.js';
+import { clusterUp } from './cluster.js';
+
+const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
+
+function int(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n))
+      throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
+    return n;
+  };
+}
+
+function client(opts: { endpoints: string }): FlotillaClient {
+  return new FlotillaClient({
+    endpoints: opts.endpoints
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean),
+    deadlineMs: 10_000,
+  });
+}
+
+async function withClient<T>(
+  opts: { endpoints: string },
+  fn: (c: FlotillaClient) => Promise<T>,
+): Promise<void> {
+  const c = client(opts);
+  try {
+    const r = await fn(c);
+    if (r !== undefined) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  } finally {
+    await c.close();
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('flotilla')
+    .description('Raft-replicated key-value store')
+    .showHelpAfterError();
+
+  program
+    .command('start')
+    .description(
+      'run one node (flags override FLOTILLA_* environment variables, which override the config file)',
+    )
+    .option('--config <file>', 'YAML or JSON config file')
+    .option('--id <n>', 'this node id', int('--id'))
+    .option('--data-dir <dir>', 'data directory')
+    .option('--initial-cluster <spec>', 'members: 1=host:peerPort@http://host:clientPort,...')
+    .option('--cluster-id <id>', 'cluster id; peers from another cluster are refused')
+    .option('--listen-peer <host:port>', 'peer listen address (default: from the member entry)')
+    .option('--listen-client <host:port>', 'HTTP listen address (default: from the member entry)')
+    .option('--storage <kind>', 'wal or sqlite')
+    .option('--tick-ms <ms>', 'milliseconds per Raft tick', int('--tick-ms'))
+    .option('--election-ticks <n>', 'election timeout in ticks', int('--election-ticks'))
+    .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', int('--heartbeat-ticks'))
+    .option(
+      '--snapshot-every-entries <n>',
+      'snapshot after this many applied entries',
+      int('--snapshot-every-entries'),
+    )
+    .option('--log-level <level>', 'pino log level')
+    .action(async (o: Record<string, unknown>) => {
+      const file = typeof o['config'] === 'string' ? readConfigFile(o['config']) : {};
+      const flags = {
+        id: o['id'],
+        dataDir: o['dataDir'],
+        initialCluster: o['initialCluster'],
+        clusterId: o['clusterId'],
+        listenPeer: o['listenPeer'],
+        listenClient: o['listenClient'],
+        storage: o['storage'],
+        tickMs: o['tickMs'],
+        electionTicks: o['electionTicks'],
+        heartbeatTicks: o['heartbeatTicks'],
+        snapshotEveryEntries: o['snapshotEveryEntries'],
+        logLevel: o['logLevel'],
+      };
+      const config = resolveNodeConfig(file, configFromEnv(process.env), flags);
+      const { runNode } = await import('../server/node.js');
+      await runNode(config);
+    });
+
+  const cluster = program.command('cluster').description('local clusters');
+  cluster
+    .command('up')
+    .description('start a local cluster as child processes on 127.0.0.1; Ctrl-C stops it')
+    .option('--nodes <n>', 'number of nodes', int('--nodes'), 3)
+    .option('--data-dir <dir>', 'data directory (one subdirectory per node)', './data')
+    .option('--peer-port <port>', 'first peer port', int('--peer-port'), 7001)
+    .option('--client-port <port>', 'first client (HTTP) port', int('--client-port'), 8001)
+    .option('--storage <kind>', 'wal or sqlite', 'wal')
+    .option('--log-level <level>', 'node log level', 'info')
+    .option('--cluster-id <id>', 'cluster id', 'flotilla-local')
+    .action(
+      async (o: {
+        nodes: number;
+        dataDir: string;
+        peerPort: number;
+        clientPort: number;
+        storage: string;
+        logLevel: string;
+        clusterId: string;
+      }) => {
+        if (o.storage !== 'wal' && o.storage !== 'sqlite')
+          throw new InvalidArgumentError(`--storage must be wal or sqlite, got "${o.storage}"`);
+        const code = await clusterUp({
+          nodes: o.nodes,
+          dataDir: o.dataDir,
+          host: '127.0.0.1',
+          peerPortBase: o.peerPort,
+          clientPortBase: o.clientPort,
+          storage: o.storage,
+          logLevel: o.logLevel,
+          clusterId: o.clusterId,
+        });
+        process.exitCode = code;
+      },
+    );
+
+  const kv = program
+    .command('kv')
+    .description('key-value operations')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
+  kv.command('put <key> <value>')
+    .description('write a key')
+    .action(async (key: string, value: string) =>
+      withClient(kv.opts<{ endpoints: string }>(), (c) => c.put(key, value)),
+    );
+  kv.command('get <key>')
+    .description('read a key (linearizable unless --serializable)')
+    .option('--serializable', 'serve locally, possibly stale')
+    .action(async (key: string, o: { serializable?: boolean }) =>
+      withClient(kv.opts<{ endpoints: string }>(), async (c) => {
+        const r = await c.get(key, { serializable: o.serializable === true });
+        if (r === null) {
+          process.exitCode = 1;
+          process.stderr.write(`key "${key}" not found\n`);
+          return undefined;
+        }
+        return r;
+      }),
+    );
+  kv.command('del <key>')
+    .description('delete a key (or all keys with a prefix)')
+    .option('--prefix', 'treat key as a prefix')
+    .action(async (key: string, o: { prefix?: boolean }) =>
+      withClient(kv.opts<{ endpoints: string }>(), (c) =>
+        c.delete(key, { prefix: o.prefix === true }),
+      ),
+    );
+  kv.command('ls [prefix]')
+    .description('list keys with a prefix')
+    .option('--limit <n>', 'at most n keys', int('--limit'), 100)
+    .action(async (prefix: string | undefined, o: { limit: number }) =>
+      withClient(kv.opts<{ endpoints: string }>(), async (c) => {
+        const r = await c.range(
+          prefix ?? '\u0000',
+          prefix === undefined
+            ? { rangeEnd: '\u0000', limit: o.limit }
+            : { prefix: true, limit: o.limit },
+        );
+        for (const x of r.kvs) process.stdout.write(`${x.key}\t${x.value}\n`);
+        if (r.more) process.stdout.write(`... ${r.count - r.kvs.length} more\n`);
+        return undefined;
+      }),
+    );
+
+  program
+    .command('status')
+    .description('a table of the nodes: role, term, indices')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .action(async (o: { endpoints: string }) =>
+      withClient(o, async (c) => {
+        const s = await c.clusterStatus();
+        const rows = [
+          ['ID', 'CLIENT', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'REVISION'],
+        ];
+        for (const n of s.nodes) {
+          if ('status' in n) {
+            const st = n.status;
+            rows.push(
+              [
+                st.id,
+                n.client,
+                st.role,
+                st.term,
+                st.leader,
+                st.commit,
+                st.applied,
+                st.lastIndex,
+                st.revision,
+              ].map(String),
+            );
+          } else
+            rows.push([String(n.id), n.client, `unreachable: ${n.error}`, '', '', '', '', '', '']);
+        }
+        const widths =
+          rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+        for (const r of rows)
+          process.stdout.write(r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ') + '\n');
+        return undefined;
+      }),
+    );
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`flotilla: ${err.code}: ${err.message}\n`);
+      process.exitCode = 2;
+    } else if (err instanceof FlotillaError) {
+      process.stderr.write(
+        `flotilla: ${err.code}: ${err.message}${err.indefinite ? ' (the operation may have taken effect)' : ''}\n`,
+      );
+      process.exitCode = 1;
+    } else throw err;
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,163 @@
+// Real-process clusters for end-to-end tests: each node is a `flotilla start` child process on
+// 127.0.0.1 with its own data directory. Ports come from a per-process range so parallel test
+// files do not collide. Every process the harness starts is ended by PID in `stop()`.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cliEntry, initialClusterSpec, type LocalMember } from '../../src/cli/cluster.js';
+import { FlotillaClient } from '../../src/client/index.js';
+import type { NodeStatus } from '../../src/api/types.js';
+
+let portCursor = 20000 + (process.pid % 400) * 100;
+
+export interface TestClusterOptions {
+  readonly nodes: number;
+  readonly storage?: 'wal' | 'sqlite';
+  readonly extraArgs?: readonly string[];
+}
+
+export class TestCluster {
+  readonly members: LocalMember[];
+  readonly dir: string;
+  private readonly procs = new Map<number, ChildProcess>();
+  private readonly logs = new Map<number, string[]>();
+
+  constructor(private readonly o: TestClusterOptions) {
+    this.dir = mkdtempSync(join(tmpdir(), 'flotilla-e2e-'));
+    const base = portCursor;
+    portCursor += 20;
+    this.members = Array.from({ length: o.nodes }, (_, i) => ({
+      id: i + 1,
+      peer: `127.0.0.1:${base + i}`,
+      client: `http://127.0.0.1:${base + 10 + i}`,
+      dataDir: join(this.dir, `node${i + 1}`),
+    }));
+  }
+
+  endpoints(ids?: readonly number[]): string[] {
+    return this.members.filter((m) => ids === undefined || ids.includes(m.id)).map((m) => m.client);
+  }
+
+  client(ids?: readonly number[]): FlotillaClient {
+    return new FlotillaClient({ endpoints: this.endpoints(ids), timeoutMs: 3_000, deadlineMs: 20_000, maxAttempts: 40 });
+  }
+
+  member(id: number): LocalMember {
+    const m = this.members.find((x) => x.id === id);
+    if (m === undefined) throw new Error(`No member ${id}`);
+    return m;
+  }
+
+  async start(): Promise<void> {
+    for (const m of this.members) this.startNode(m.id);
+    await this.waitForLeader();
+  }
+
+  startNode(id: number): void {
+    const m = this.member(id);
+    const args = [
+      cliEntry(),
+      'start',
+      '--id',
+      String(id),
+      '--data-dir',
+      m.dataDir,
+      '--initial-cluster',
+      initialClusterSpec(this.members),
+      '--cluster-id',
+      'e2e',
+      '--storage',
+      this.o.storage ?? 'wal',
+      '--log-level',
+      'warn',
+      ...(this.o.extraArgs ?? []),
+    ];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const log: string[] = this.logs.get(id) ?? [];
+    this.logs.set(id, log);
+    const keep = (b: Buffer): void => {
+      log.push(b.toString('utf8'));
+      if (log.length > 200) log.shift();
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.procs.set(id, child);
+    child.on('exit', () => {
+      if (this.procs.get(id) === child) this.procs.delete(id);
+    });
+  }
+
+  /** kill -9: no chance to flush or hand off. */
+  async kill(id: number): Promise<void> {
+    const p = this.procs.get(id);
+    if (p === undefined) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  }
+
+  /** SIGTERM: a clean shutdown (leadership hand-off, flush). */
+  async terminate(id: number): Promise<number | null> {
+    const p = this.procs.get(id);
+    if (p === undefined) return null;
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    p.kill('SIGTERM');
+    return exited;
+  }
+
+  running(): number[] {
+    return [...this.procs.keys()].sort();
+  }
+
+  async status(id: number): Promise<NodeStatus | null> {
+    try {
+      const res = await fetch(`${this.member(id).client}/v1/status`, { signal: AbortSignal.timeout(1_000) });
+      if (!res.ok) return null;
+      return (await res.json()) as NodeStatus;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Waits until the running nodes agree on one leader among them; returns its id. */
+  async waitForLeader(timeoutMs = 15_000, among: readonly number[] = this.running()): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const sts = await Promise.all(among.map((id) => this.status(id)));
+      const leaders = new Set(sts.map((s) => s?.leader ?? 0));
+      const leader = [...leaders][0] ?? 0;
+      if (leaders.size === 1 && leader !== 0 && among.includes(leader) && sts.every((s) => s !== null)) {
+        const ls = sts.find((s) => s?.id === leader);
+        if (ls?.role === 'leader') return leader;
+      }
+      await sleep(100);
+    }
+    throw new Error(`No agreed leader among ${among.join(',')} within ${timeoutMs} ms\n${this.dumpLogs()}`);
+  }
+
+  /** Waits until every running node has applied at least `index`. */
+  async waitForApplied(index: number, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const sts = await Promise.all(this.running().map((id) => this.status(id)));
+      if (sts.every((s) => s !== null && s.applied >= index)) return;
+      await sleep(100);
+    }
+    throw new Error(`Nodes did not apply ${index} within ${timeoutMs} ms\n${this.dumpLogs()}`);
+  }
+
+  dumpLogs(): string {
+    return [...this.logs].map(([id, l]) => `--- node ${id}\n${l.join('').slice(-3000)}`).join('\n');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.running().map((id) => this.kill(id)));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
