@@ -1,0 +1,270 @@
+// The accepting side of one connection on the peer port: checks the preface and handshake,
+// then decodes, validates and delivers messages, reassembling snapshot attachments from their
+// chunks. Any protocol error closes this connection only; the server keeps serving the rest.
+
+import type { Socket } from 'node:net';
+import type { Message, NodeId } from '../raft/types.js';
+import {
+  CHUNK_HEADER_BYTES,
+  PROTOCOL_VERSION_MAX,
+  PROTOCOL_VERSION_MIN,
+  decodeHello,
+  decodeMessage,
+  pack,
+  type Hello,
+} from './codec.js';
+import { TransportError, hexPreview } from './errors.js';
+import {
+  FrameDecoder,
+  FrameType,
+  PREFACE,
+  encodeSmallFrame,
+  HEADER_BYTES,
+  type Frame,
+} from './frame.js';
+import type { ResolvedTcpOptions } from './options.js';
+import type { TransportClock } from './types.js';
+
+export interface InboundContext {
+  readonly opts: ResolvedTcpOptions;
+  readonly clock: TransportClock;
+  isPeer(id: NodeId): boolean;
+  /** Called once the handshake named a valid peer. */
+  accepted(conn: InboundConnection): void;
+  refused(conn: InboundConnection, claimed: NodeId, reason: string): void;
+  error(conn: InboundConnection, e: TransportError): void;
+  deliver(
+    conn: InboundConnection,
+    msg: Message,
+    attachment: Uint8Array | null,
+    frameBytes: number,
+  ): void;
+  closed(conn: InboundConnection): void;
+}
+
+interface Assembly {
+  readonly id: number;
+  readonly total: number;
+  readonly parts: Buffer[];
+  received: number;
+  frameBytes: number;
+}
+
+export class InboundConnection {
+  peer: NodeId = 0;
+  private state: 'preface' | 'hello' | 'open' | 'closed' = 'preface';
+  private readonly decoder: FrameDecoder;
+  private timer: unknown;
+  private assembly: Assembly | null = null;
+  readonly remote: string;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly ctx: InboundContext,
+  ) {
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    this.decoder = new FrameDecoder(ctx.opts.maxHandshakeFrameBytes);
+    this.timer = ctx.clock.setTimeout(() => {
+      this.timer = null;
+      this.fail(
+        new TransportError(
+          'TRANSPORT_HANDSHAKE_TIMEOUT',
+          `no handshake within ${ctx.opts.handshakeTimeoutMs} ms`,
+        ),
+      );
+    }, ctx.opts.handshakeTimeoutMs);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => undefined); // 'close' follows
+    socket.on('close', () => {
+      this.state = 'closed';
+      this.clearTimer();
+      this.assembly = null;
+      ctx.closed(this);
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  close(): void {
+    this.clearTimer();
+    this.socket.destroy();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) this.ctx.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.decoder.push(chunk);
+    try {
+      if (this.state === 'preface') this.readPreface();
+      // Bounded by the bytes received: each iteration consumes one whole frame.
+      while (this.state === 'hello' || this.state === 'open') {
+        const frame = this.decoder.next();
+        if (frame === null) break;
+        if (frame instanceof TransportError) throw frame;
+        if (this.state === 'hello') this.onHello(frame);
+        else this.onFrame(frame);
+      }
+    } catch (e) {
+      if (e instanceof TransportError) this.fail(e);
+      else throw e;
+    }
+  }
+
+  private readPreface(): void {
+    const got = this.decoder.take(PREFACE.length);
+    if (got === null) return;
+    if (!got.equals(PREFACE))
+      return this.refuse(
+        0,
+        `bad magic: expected ${hexPreview(PREFACE)} ("FLOT"), saw ${hexPreview(got)}`,
+      );
+    this.state = 'hello';
+  }
+
+  private onHello(frame: Frame): void {
+    if (frame.type !== FrameType.hello)
+      throw new TransportError(
+        'TRANSPORT_BAD_FRAME',
+        `expected hello, saw frame type ${frame.type}`,
+      );
+    const h = decodeHello(frame.payload);
+    const version = Math.min(h.maxVersion, PROTOCOL_VERSION_MAX);
+    const reason = this.checkHello(h, version);
+    if (reason !== null) return this.refuse(h.from, reason);
+    this.clearTimer();
+    this.peer = h.from;
+    this.state = 'open';
+    this.decoder.maxFrameBytes = this.ctx.opts.maxFrameBytes;
+    const accept = { version, clusterId: this.ctx.opts.clusterId, nodeId: this.ctx.opts.nodeId };
+    this.socket.write(encodeSmallFrame(FrameType.accept, pack(accept)));
+    this.ctx.accepted(this);
+  }
+
+  private checkHello(h: Hello, version: number): string | null {
+    const o = this.ctx.opts;
+    if (h.clusterId !== o.clusterId)
+      return `cluster id mismatch: ours ${JSON.stringify(o.clusterId)}, node ${h.from} sent ${JSON.stringify(h.clusterId)}`;
+    if (version < Math.max(h.minVersion, PROTOCOL_VERSION_MIN))
+      return `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}, node ${h.from} speaks ${h.minVersion}..${h.maxVersion}`;
+    if (h.to !== o.nodeId) return `node ${h.from} dialled node ${h.to}, this is node ${o.nodeId}`;
+    if (!this.ctx.isPeer(h.from))
+      return `unknown node id ${h.from}: not a configured peer of node ${o.nodeId}`;
+    return null;
+  }
+
+  private refuse(claimed: NodeId, reason: string): void {
+    this.clearTimer();
+    this.state = 'closed';
+    this.ctx.refused(this, claimed, reason);
+    // Say why before closing, so the dialler can log it; then drop the socket once flushed.
+    this.socket.end(encodeSmallFrame(FrameType.refuse, pack({ reason })), () =>
+      this.socket.destroy(),
+    );
+  }
+
+  private fail(e: TransportError): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.ctx.error(this, e);
+    this.close();
+  }
+
+  private onFrame(frame: Frame): void {
+    const bytes = frame.payload.byteLength + HEADER_BYTES;
+    if (frame.type === FrameType.message) {
+      if (this.assembly !== null)
+        throw new TransportError(
+          'TRANSPORT_BAD_FRAME',
+          `message frame inside snapshot transfer ${this.assembly.id}`,
+        );
+      return this.deliver(decodeMessage(frame.payload, this.ctx.opts.validation), null, bytes);
+    }
+    if (frame.type === FrameType.chunk) return this.onChunk(frame.payload);
+    if (frame.type === FrameType.messageWithAttachment)
+      return this.onAttachedMessage(frame.payload, bytes);
+    throw new TransportError(
+      'TRANSPORT_BAD_FRAME',
+      `unexpected frame type ${frame.type} after handshake`,
+    );
+  }
+
+  private deliver(
+    msg: Message | TransportError,
+    attachment: Uint8Array | null,
+    bytes: number,
+  ): void {
+    if (msg instanceof TransportError) throw msg;
+    // The handshake authenticated the sender; a message claiming otherwise is malformed.
+    if (msg.from !== this.peer || msg.to !== this.ctx.opts.nodeId)
+      throw new TransportError(
+        'TRANSPORT_BAD_MESSAGE',
+        `message ${msg.from}->${msg.to} on the connection from node ${this.peer} to node ${this.ctx.opts.nodeId}`,
+      );
+    this.ctx.deliver(this, msg, attachment, bytes);
+  }
+
+  private onChunk(payload: Buffer): void {
+    if (payload.byteLength < CHUNK_HEADER_BYTES)
+      throw new TransportError(
+        'TRANSPORT_BAD_FRAME',
+        `chunk frame of ${payload.byteLength} bytes has no header`,
+      );
+    const id = payload.readUInt32BE(0);
+    const offset = payload.readUInt32BE(4);
+    const total = payload.readUInt32BE(8);
+    const data = payload.subarray(CHUNK_HEADER_BYTES);
+    if (total > this.ctx.opts.maxAttachmentBytes)
+      throw new TransportError(
+        'TRANSPORT_ATTACHMENT_TOO_LARGE',
+        `attachment of ${total} bytes exceeds limit ${this.ctx.opts.maxAttachmentBytes}`,
+      );
+    if (this.assembly === null)
+      this.assembly = { id, total, parts: [], received: 0, frameBytes: 0 };
+    const a = this.assembly;
+    if (
+      a.id !== id ||
+      a.total !== total ||
+      a.received !== offset ||
+      offset + data.byteLength > total
+    )
+      throw new TransportError(
+        'TRANSPORT_BAD_FRAME',
+        `chunk (transfer ${id}, offset ${offset}, total ${total}) does not continue transfer ${a.id} at ${a.received} of ${a.total}`,
+      );
+    a.parts.push(data);
+    a.received += data.byteLength;
+    a.frameBytes += payload.byteLength + HEADER_BYTES;
+  }
+
+  private onAttachedMessage(payload: Buffer, bytes: number): void {
+    const a = this.assembly;
+    if (payload.byteLength < 4)
+      throw new TransportError('TRANSPORT_BAD_FRAME', 'attached message frame has no transfer id');
+    const id = payload.readUInt32BE(0);
+    if (a === null || a.id !== id || a.received !== a.total)
+      throw new TransportError(
+        'TRANSPORT_BAD_FRAME',
+        `message for transfer ${id} but ${a === null ? 'no transfer is open' : `transfer ${a.id} has ${a.received} of ${a.total} bytes`}`,
+      );
+    this.assembly = null;
+    const msg = decodeMessage(payload.subarray(4), this.ctx.opts.validation);
+    if (!(msg instanceof TransportError) && msg.type !== 'snapshot')
+      throw new TransportError(
+        'TRANSPORT_BAD_MESSAGE',
+        `attachment sent with a ${msg.type} message, only snapshot may carry one`,
+      );
+    const joined = Buffer.concat(a.parts, a.total);
+    this.deliver(
+      msg,
+      new Uint8Array(joined.buffer, joined.byteOffset, joined.byteLength),
+      bytes + a.frameBytes,
+    );
+  }
+}

@@ -1,0 +1,132 @@
+// Options of the TCP transport, their defaults, and the start-up check of their relations
+// (a limit that contradicts another is a configuration error, caught before any socket opens).
+
+import type { Rng } from '../raft/rng.js';
+import type { NodeId } from '../raft/types.js';
+import type { BackoffOptions } from './backoff.js';
+import { TransportError } from './errors.js';
+import { HEADER_BYTES } from './frame.js';
+import { CHUNK_HEADER_BYTES } from './codec.js';
+import type { TransportClock } from './types.js';
+import type { ValidationLimits } from './validate.js';
+import { defaultValidationLimits } from './validate.js';
+
+export interface PeerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface TcpTransportOptions {
+  readonly nodeId: NodeId;
+  /** Nodes with a different cluster id are refused at the handshake. At most 256 characters. */
+  readonly clusterId: string;
+  /** Where the peer port listens; port 0 lets the OS choose (see TcpTransport.address). */
+  readonly listen: PeerAddress;
+  readonly peers?: ReadonlyMap<NodeId, PeerAddress>;
+  readonly clock?: TransportClock;
+  /** Drives the reconnect jitter; pass a seeded one for reproducible tests. */
+  readonly rng?: Rng;
+  /** Largest frame payload accepted after the handshake. Default 16 MiB. */
+  readonly maxFrameBytes?: number;
+  /** Largest frame accepted before the handshake completes. Default 4 KiB. */
+  readonly maxHandshakeFrameBytes?: number;
+  /** Snapshot attachments travel in chunks of this many bytes. Default 1 MiB. */
+  readonly chunkBytes?: number;
+  /** Largest snapshot attachment sent or reassembled. Default 1 GiB. */
+  readonly maxAttachmentBytes?: number;
+  /** Most messages waiting per lane per peer. Default 4,096. */
+  readonly maxQueuedMessages?: number;
+  /** Most entry/attachment bytes waiting in a peer's bulk lane. Default 64 MiB. */
+  readonly maxQueuedBytes?: number;
+  /** Bulk frames are written only while the socket buffers less than this. Default 256 KiB. */
+  readonly bulkWatermarkBytes?: number;
+  readonly backoff?: BackoffOptions;
+  /** A connection that has not completed its handshake by then is closed. Default 5 s. */
+  readonly handshakeTimeoutMs?: number;
+  /** Most simultaneous inbound connections on the peer port. Default 64. */
+  readonly maxInboundConnections?: number;
+  readonly validation?: ValidationLimits;
+}
+
+export interface ResolvedTcpOptions {
+  readonly nodeId: NodeId;
+  readonly clusterId: string;
+  readonly listen: PeerAddress;
+  readonly maxFrameBytes: number;
+  readonly maxHandshakeFrameBytes: number;
+  readonly chunkBytes: number;
+  readonly maxAttachmentBytes: number;
+  readonly maxQueuedMessages: number;
+  readonly maxQueuedBytes: number;
+  readonly bulkWatermarkBytes: number;
+  readonly backoff: BackoffOptions;
+  readonly handshakeTimeoutMs: number;
+  readonly maxInboundConnections: number;
+  readonly validation: ValidationLimits;
+}
+
+const MiB = 1024 * 1024;
+
+export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
+  const r: ResolvedTcpOptions = {
+    nodeId: o.nodeId,
+    clusterId: o.clusterId,
+    listen: o.listen,
+    maxFrameBytes: o.maxFrameBytes ?? 16 * MiB,
+    maxHandshakeFrameBytes: o.maxHandshakeFrameBytes ?? 4096,
+    chunkBytes: o.chunkBytes ?? MiB,
+    maxAttachmentBytes: o.maxAttachmentBytes ?? 1024 * MiB,
+    maxQueuedMessages: o.maxQueuedMessages ?? 4096,
+    maxQueuedBytes: o.maxQueuedBytes ?? 64 * MiB,
+    bulkWatermarkBytes: o.bulkWatermarkBytes ?? 256 * 1024,
+    backoff: o.backoff ?? { baseMs: 50, maxMs: 5000 },
+    handshakeTimeoutMs: o.handshakeTimeoutMs ?? 5000,
+    maxInboundConnections: o.maxInboundConnections ?? 64,
+    validation: o.validation ?? defaultValidationLimits,
+  };
+  checkRelations(r);
+  return r;
+}
+
+function need(cond: boolean, message: string): void {
+  if (!cond) throw new TransportError('TRANSPORT_INVALID_CONFIG', message);
+}
+
+function checkRelations(r: ResolvedTcpOptions): void {
+  need(
+    Number.isSafeInteger(r.nodeId) && r.nodeId > 0,
+    `nodeId must be a positive integer, got ${r.nodeId}`,
+  );
+  need(
+    r.clusterId.length > 0 && r.clusterId.length <= 256,
+    `clusterId must be 1..256 characters, got ${r.clusterId.length}`,
+  );
+  need(
+    r.maxFrameBytes >= 1024 && r.maxFrameBytes <= 2 ** 32 - 1,
+    `maxFrameBytes must be in [1 KiB, 4 GiB), got ${r.maxFrameBytes}`,
+  );
+  need(
+    r.maxHandshakeFrameBytes >= 512 && r.maxHandshakeFrameBytes <= r.maxFrameBytes,
+    `maxHandshakeFrameBytes must be in [512, maxFrameBytes], got ${r.maxHandshakeFrameBytes}`,
+  );
+  need(
+    r.chunkBytes >= 1 && r.chunkBytes + CHUNK_HEADER_BYTES + HEADER_BYTES <= r.maxFrameBytes,
+    `chunkBytes plus headers must fit in maxFrameBytes ${r.maxFrameBytes}, got ${r.chunkBytes}`,
+  );
+  need(
+    r.maxAttachmentBytes >= 0 && r.maxAttachmentBytes <= 2 ** 32 - 1,
+    `maxAttachmentBytes must be below 4 GiB (u32 offsets), got ${r.maxAttachmentBytes}`,
+  );
+  need(r.maxQueuedMessages >= 1, `maxQueuedMessages must be >= 1, got ${r.maxQueuedMessages}`);
+  need(r.maxQueuedBytes >= 1, `maxQueuedBytes must be >= 1, got ${r.maxQueuedBytes}`);
+  need(r.bulkWatermarkBytes >= 1, `bulkWatermarkBytes must be >= 1, got ${r.bulkWatermarkBytes}`);
+  need(
+    r.backoff.baseMs >= 1 && r.backoff.maxMs >= r.backoff.baseMs,
+    `backoff needs 1 <= baseMs <= maxMs, got ${r.backoff.baseMs}..${r.backoff.maxMs}`,
+  );
+  need(r.handshakeTimeoutMs >= 1, `handshakeTimeoutMs must be >= 1, got ${r.handshakeTimeoutMs}`);
+  need(
+    r.maxInboundConnections >= 1,
+    `maxInboundConnections must be >= 1, got ${r.maxInboundConnections}`,
+  );
+}

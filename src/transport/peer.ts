@@ -1,0 +1,340 @@
+// The outbound side of one peer: a single persistent TCP connection that this node dials and
+// uses only to send. Each node dials every peer, so a pair of nodes has two connections, one per
+// direction; no tie-break between simultaneous dials is needed, and each sender owns its own
+// backpressure (docs/PROTOCOL.md, "Connections").
+
+import { connect, type Socket } from 'node:net';
+import type { Rng } from '../raft/rng.js';
+import type { Message, NodeId } from '../raft/types.js';
+import { backoffDelayMs } from './backoff.js';
+import {
+  PROTOCOL_VERSION_MAX,
+  PROTOCOL_VERSION_MIN,
+  chunkHeader,
+  decodeAccept,
+  decodeRefuse,
+  encodeMessage,
+  pack,
+} from './codec.js';
+import { TransportError } from './errors.js';
+import {
+  FrameDecoder,
+  FrameType,
+  PREFACE,
+  encodeFrame,
+  encodeSmallFrame,
+  HEADER_BYTES,
+} from './frame.js';
+import type { PeerAddress, ResolvedTcpOptions } from './options.js';
+import { SendQueue, type QueuedMessage } from './sendqueue.js';
+import { PeerCounters } from './stats.js';
+import type { PeerStats, TransportClock, TransportEvent } from './types.js';
+
+interface Transfer {
+  readonly item: QueuedMessage & { readonly attachment: Uint8Array };
+  readonly id: number;
+  offset: number;
+  bytes: number;
+}
+
+export interface PeerContext {
+  readonly opts: ResolvedTcpOptions;
+  readonly clock: TransportClock;
+  readonly rng: Rng;
+  emit(event: TransportEvent): void;
+}
+
+type State = 'connecting' | 'open' | 'backoff' | 'closed';
+
+export class PeerLink {
+  readonly counters = new PeerCounters();
+  private readonly queue: SendQueue;
+  private state: State = 'backoff';
+  private socket: Socket | null = null;
+  private timer: unknown = null;
+  private attempt = 0;
+  private everConnected = false;
+  private bulkBlocked = false;
+  private pumpScheduled = false;
+  private transfer: Transfer | null = null;
+  private nextTransferId = 1;
+
+  constructor(
+    readonly peer: NodeId,
+    private address: PeerAddress,
+    private readonly ctx: PeerContext,
+  ) {
+    this.queue = new SendQueue(ctx.opts);
+    this.dial();
+  }
+
+  stats(): PeerStats {
+    return this.counters.snapshot(this.state === 'open', this.queue.length);
+  }
+
+  /** Points the link at a new address; the current connection is dropped and redialled. */
+  setAddress(address: PeerAddress): void {
+    if (address.host === this.address.host && address.port === this.address.port) return;
+    this.address = address;
+    this.socket?.destroy();
+  }
+
+  send(msg: Message, attachment: Uint8Array | null): void {
+    if (this.state === 'closed') return this.counters.countDrop('closed');
+    if (!this.queue.offer(msg, attachment)) return this.counters.countDrop('queueFull');
+    this.schedulePump();
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.clearTimer();
+    this.counters.countDrop('closed', this.queue.clear());
+    this.socket?.destroy();
+    this.socket = null;
+  }
+
+  private dial(): void {
+    this.state = 'connecting';
+    const socket = connect({ host: this.address.host, port: this.address.port, noDelay: true });
+    this.socket = socket;
+    const decoder = new FrameDecoder(this.ctx.opts.maxHandshakeFrameBytes);
+    this.timer = this.ctx.clock.setTimeout(() => {
+      this.protocolError(
+        new TransportError(
+          'TRANSPORT_HANDSHAKE_TIMEOUT',
+          `no handshake answer within ${this.ctx.opts.handshakeTimeoutMs} ms`,
+        ),
+      );
+    }, this.ctx.opts.handshakeTimeoutMs);
+    socket.on('connect', () => {
+      socket.setKeepAlive(true, 10_000);
+      const hello = {
+        minVersion: PROTOCOL_VERSION_MIN,
+        maxVersion: PROTOCOL_VERSION_MAX,
+        clusterId: this.ctx.opts.clusterId,
+        from: this.ctx.opts.nodeId,
+        to: this.peer,
+      };
+      socket.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));
+    });
+    socket.on('data', (chunk: Buffer) => {
+      decoder.push(chunk);
+      this.onHandshakeData(decoder);
+    });
+    socket.on('drain', () => {
+      this.bulkBlocked = false;
+      this.pump();
+    });
+    socket.on('error', () => undefined); // 'close' follows and carries the consequence
+    socket.on('close', () => this.onClose(socket));
+  }
+
+  private onHandshakeData(decoder: FrameDecoder): void {
+    const frame = decoder.next();
+    if (frame === null) return;
+    try {
+      if (frame instanceof TransportError) throw frame;
+      if (this.state === 'open')
+        throw new TransportError(
+          'TRANSPORT_BAD_FRAME',
+          `unexpected frame type ${frame.type} on a send-only connection`,
+        );
+      if (frame.type === FrameType.refuse) {
+        const reason = decodeRefuse(frame.payload).reason;
+        this.counters.countError('TRANSPORT_HANDSHAKE_REFUSED');
+        this.ctx.emit({
+          kind: 'handshake-refused',
+          direction: 'outbound',
+          peer: this.peer,
+          remote: this.remote(),
+          reason,
+        });
+        this.socket?.destroy();
+        return;
+      }
+      if (frame.type !== FrameType.accept)
+        throw new TransportError(
+          'TRANSPORT_BAD_FRAME',
+          `expected accept or refuse, saw frame type ${frame.type}`,
+        );
+      this.onAccept(decodeAccept(frame.payload));
+    } catch (e) {
+      if (e instanceof TransportError) this.protocolError(e);
+      else throw e;
+    }
+  }
+
+  private onAccept(a: { version: number; clusterId: string; nodeId: NodeId }): void {
+    // The dialled address may hold another node or cluster (stale config): check both ways.
+    const wrong =
+      a.clusterId !== this.ctx.opts.clusterId
+        ? `peer is in cluster ${JSON.stringify(a.clusterId)}, we are in ${JSON.stringify(this.ctx.opts.clusterId)}`
+        : a.nodeId !== this.peer
+          ? `dialled node ${this.peer} but node ${a.nodeId} answered`
+          : a.version < PROTOCOL_VERSION_MIN || a.version > PROTOCOL_VERSION_MAX
+            ? `peer chose protocol version ${a.version}, we speak ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}`
+            : null;
+    if (wrong !== null) {
+      this.counters.countError('TRANSPORT_HANDSHAKE_REFUSED');
+      this.ctx.emit({
+        kind: 'handshake-refused',
+        direction: 'outbound',
+        peer: this.peer,
+        remote: this.remote(),
+        reason: wrong,
+      });
+      this.socket?.destroy();
+      return;
+    }
+    this.clearTimer();
+    this.state = 'open';
+    this.attempt = 0;
+    if (this.everConnected) this.counters.reconnects += 1;
+    this.everConnected = true;
+    this.ctx.emit({
+      kind: 'peer-connected',
+      peer: this.peer,
+      direction: 'outbound',
+      remote: this.remote(),
+    });
+    this.pump();
+  }
+
+  private protocolError(e: TransportError): void {
+    this.counters.countError(e.code);
+    this.ctx.emit({
+      kind: 'protocol-error',
+      peer: this.peer,
+      code: e.code,
+      remote: this.remote(),
+      message: e.message,
+    });
+    this.socket?.destroy();
+  }
+
+  private onClose(socket: Socket): void {
+    if (this.socket !== socket) return;
+    const wasOpen = this.state === 'open';
+    this.socket = null;
+    this.clearTimer();
+    this.bulkBlocked = false;
+    if (this.transfer !== null) this.counters.countDrop('disconnected');
+    this.transfer = null;
+    if (this.state === 'closed') return;
+    if (wasOpen)
+      this.ctx.emit({
+        kind: 'peer-disconnected',
+        peer: this.peer,
+        direction: 'outbound',
+        reason: 'connection closed',
+      });
+    const delayMs = backoffDelayMs(this.attempt, this.ctx.opts.backoff, this.ctx.rng);
+    this.attempt += 1;
+    this.state = 'backoff';
+    this.ctx.emit({ kind: 'reconnect-scheduled', peer: this.peer, delayMs });
+    this.timer = this.ctx.clock.setTimeout(() => {
+      this.timer = null;
+      if (this.state === 'backoff') this.dial();
+    }, delayMs);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) this.ctx.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private remote(): string {
+    return `${this.address.host}:${this.address.port}`;
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.state !== 'open') return;
+    this.pumpScheduled = true;
+    // One pump per turn of the event loop: every message of one Ready leaves in one writev.
+    queueMicrotask(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /**
+   * Writes control frames first, always; then bulk frames while the socket buffers less than
+   * bulkWatermarkBytes. Past the mark we wait for 'drain', so at most one watermark plus one
+   * frame of bulk data sits in user space ahead of the next heartbeat.
+   */
+  private pump(): void {
+    const socket = this.socket;
+    if (this.state !== 'open' || socket === null) return;
+    socket.cork();
+    for (let item = this.queue.nextControl(); item !== undefined; item = this.queue.nextControl())
+      this.writeMessage(socket, item);
+    while (!this.bulkBlocked) {
+      if (this.transfer !== null) this.writeChunk(socket, this.transfer);
+      else {
+        const item = this.queue.nextBulk();
+        if (item === undefined) break;
+        this.writeMessage(socket, item);
+      }
+      if (socket.writableLength >= this.ctx.opts.bulkWatermarkBytes) this.bulkBlocked = true;
+    }
+    socket.uncork();
+  }
+
+  private writeMessage(socket: Socket, item: QueuedMessage): void {
+    const { msg, attachment } = item;
+    if (attachment !== null) {
+      this.startTransfer(item as Transfer['item']);
+      return;
+    }
+    const payload = encodeMessage(msg);
+    if (payload.byteLength > this.ctx.opts.maxFrameBytes)
+      return this.tooLarge(item, payload.byteLength);
+    socket.write(encodeSmallFrame(FrameType.message, payload));
+    this.counters.countSent(msg.type, payload.byteLength + HEADER_BYTES);
+  }
+
+  private tooLarge(item: QueuedMessage, sizeBytes: number): void {
+    this.counters.countDrop('invalid');
+    this.ctx.emit({
+      kind: 'protocol-error',
+      peer: this.peer,
+      code: 'TRANSPORT_FRAME_TOO_LARGE',
+      remote: this.remote(),
+      message: `not sending ${item.msg.type}: ${sizeBytes} bytes exceed maxFrameBytes ${this.ctx.opts.maxFrameBytes}`,
+    });
+  }
+
+  private startTransfer(item: Transfer['item']): void {
+    if (item.attachment.byteLength > this.ctx.opts.maxAttachmentBytes)
+      return this.tooLarge(item, item.attachment.byteLength);
+    this.transfer = { item, id: this.nextTransferId++ >>> 0, offset: 0, bytes: 0 };
+  }
+
+  /** Writes the next chunk of the snapshot in flight, then its message frame after the last. */
+  private writeChunk(socket: Socket, t: Transfer): void {
+    const data = t.item.attachment;
+    if (t.offset < data.byteLength || (data.byteLength === 0 && t.bytes === 0)) {
+      const end = Math.min(t.offset + this.ctx.opts.chunkBytes, data.byteLength);
+      const parts = encodeFrame(FrameType.chunk, [
+        chunkHeader(t.id, t.offset, data.byteLength),
+        data.subarray(t.offset, end),
+      ]);
+      for (const p of parts) {
+        socket.write(p);
+        t.bytes += p.byteLength;
+      }
+      t.offset = end;
+      if (data.byteLength > 0) return;
+    }
+    const id = Buffer.allocUnsafe(4);
+    id.writeUInt32BE(t.id, 0);
+    const frame = encodeSmallFrame(
+      FrameType.messageWithAttachment,
+      Buffer.concat([id, encodeMessage(t.item.msg)]),
+    );
+    socket.write(frame);
+    this.counters.countSent(t.item.msg.type, t.bytes + frame.byteLength);
+    this.transfer = null;
+  }
+}

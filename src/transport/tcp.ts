@@ -1,0 +1,256 @@
+// The TCP transport: a listener for the peer port plus one outbound PeerLink per peer. Frames,
+// handshake and limits are specified in docs/PROTOCOL.md.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import { createRng, type Rng } from '../raft/rng.js';
+import type { Message, NodeId } from '../raft/types.js';
+import { TransportError } from './errors.js';
+import { InboundConnection, type InboundContext } from './inbound.js';
+import {
+  resolveTcpOptions,
+  type PeerAddress,
+  type ResolvedTcpOptions,
+  type TcpTransportOptions,
+} from './options.js';
+import { PeerLink } from './peer.js';
+import { ErrorCounters, PeerCounters, buildStats } from './stats.js';
+import {
+  systemTransportClock,
+  type PeerStats,
+  type Transport,
+  type TransportClock,
+  type TransportEvent,
+  type TransportStats,
+} from './types.js';
+
+type Handler = (msg: Message, attachment: Uint8Array | null) => void;
+
+export class TcpTransport implements Transport {
+  private readonly opts: ResolvedTcpOptions;
+  private readonly clock: TransportClock;
+  private readonly rng: Rng;
+  private readonly server: Server;
+  private readonly links = new Map<NodeId, PeerLink>();
+  /** Receive-side counters of peers, kept apart from links so they survive removePeer. */
+  private readonly inboundCounters = new Map<NodeId, PeerCounters>();
+  private readonly connections = new Set<InboundConnection>();
+  private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
+  private readonly anonymous = new ErrorCounters();
+  private droppedUnknownPeer = 0;
+  private handler: Handler = () => undefined;
+  private eventHandler: (e: TransportEvent) => void = () => undefined;
+  private closed: Promise<void> | null = null;
+  private readonly inboundContext: InboundContext;
+
+  private constructor(options: TcpTransportOptions) {
+    this.opts = resolveTcpOptions(options);
+    this.clock = options.clock ?? systemTransportClock;
+    this.rng = options.rng ?? createRng(this.opts.nodeId * 2654435761);
+    this.inboundContext = this.makeInboundContext();
+    this.server = createServer((socket) => this.onConnection(socket));
+    this.server.on('error', (e) =>
+      this.emit({ kind: 'handler-error', peer: 0, message: `peer listener: ${e.message}` }),
+    );
+    for (const [id, address] of options.peers ?? []) this.setPeer(id, address);
+  }
+
+  /** Creates a transport and starts listening; resolves once the peer port is bound. */
+  static async listen(options: TcpTransportOptions): Promise<TcpTransport> {
+    const t = new TcpTransport(options);
+    await new Promise<void>((resolve, reject) => {
+      t.server.once('error', reject);
+      t.server.listen(t.opts.listen.port, t.opts.listen.host, () => {
+        t.server.off('error', reject);
+        resolve();
+      });
+    }).catch(async (e: unknown) => {
+      await t.close();
+      throw e;
+    });
+    return t;
+  }
+
+  /** The bound address of the peer port (the OS's choice when listen.port was 0). */
+  get address(): PeerAddress {
+    const a = this.server.address();
+    if (a === null || typeof a === 'string') return this.opts.listen;
+    return { host: a.address, port: a.port };
+  }
+
+  /** Adds a peer or changes its address (membership changes call this). */
+  setPeer(id: NodeId, address: PeerAddress): void {
+    if (this.closed !== null || id === this.opts.nodeId) return;
+    if (!Number.isSafeInteger(id) || id <= 0)
+      throw new TransportError(
+        'TRANSPORT_INVALID_CONFIG',
+        `peer id must be a positive integer, got ${id}`,
+      );
+    const link = this.links.get(id);
+    if (link !== undefined) return link.setAddress(address);
+    const ctx = {
+      opts: this.opts,
+      clock: this.clock,
+      rng: this.rng,
+      emit: (e: TransportEvent) => this.emit(e),
+    };
+    this.links.set(id, new PeerLink(id, address, ctx));
+  }
+
+  /** Forgets a peer: its queue is dropped and its connections in both directions closed. */
+  removePeer(id: NodeId): void {
+    this.links.get(id)?.close();
+    this.links.delete(id);
+    this.inboundByPeer.get(id)?.close();
+  }
+
+  send(msg: Message, attachment?: Uint8Array): void {
+    const link = this.links.get(msg.to);
+    if (link === undefined) {
+      this.droppedUnknownPeer += 1;
+      return;
+    }
+    if (attachment !== undefined && msg.type !== 'snapshot')
+      return link.counters.countDrop('invalid');
+    link.send(msg, attachment ?? null);
+  }
+
+  onMessage(handler: Handler): void {
+    this.handler = handler;
+  }
+
+  onEvent(handler: (event: TransportEvent) => void): void {
+    this.eventHandler = handler;
+  }
+
+  stats(): TransportStats & { readonly droppedUnknownPeer: number } {
+    const ids = new Set([...this.links.keys(), ...this.inboundCounters.keys()]);
+    const rows: [NodeId, PeerStats][] = [...ids].map((id) => [id, this.peerStats(id)]);
+    return { ...buildStats(rows, this.anonymous), droppedUnknownPeer: this.droppedUnknownPeer };
+  }
+
+  private peerStats(id: NodeId): PeerStats {
+    const out = this.links.get(id)?.stats();
+    const inbound = this.inboundCounters.get(id)?.snapshot(false, 0);
+    if (out === undefined) return inbound as PeerStats;
+    if (inbound === undefined) return out;
+    const errors = { ...out.errors };
+    for (const [code, n] of Object.entries(inbound.errors) as [TransportError['code'], number][])
+      errors[code] = (errors[code] ?? 0) + n;
+    return { ...out, received: inbound.received, errors };
+  }
+
+  close(): Promise<void> {
+    this.closed ??= this.doClose();
+    return this.closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private async doClose(): Promise<void> {
+    for (const link of this.links.values()) link.close();
+    for (const conn of this.connections) conn.close();
+    await new Promise<void>((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+    });
+  }
+
+  private emit(e: TransportEvent): void {
+    try {
+      this.eventHandler(e);
+    } catch {
+      // A broken log sink must not break the transport.
+    }
+  }
+
+  private counters(id: NodeId): PeerCounters {
+    let c = this.inboundCounters.get(id);
+    if (c === undefined) this.inboundCounters.set(id, (c = new PeerCounters()));
+    return c;
+  }
+
+  private onConnection(socket: Socket): void {
+    if (this.closed !== null) return void socket.destroy();
+    if (this.connections.size >= this.opts.maxInboundConnections) {
+      this.anonymous.count('TRANSPORT_TOO_MANY_CONNECTIONS');
+      const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+      const message = `peer port already holds ${this.connections.size} connections (limit ${this.opts.maxInboundConnections})`;
+      this.emit({
+        kind: 'protocol-error',
+        peer: 0,
+        code: 'TRANSPORT_TOO_MANY_CONNECTIONS',
+        remote,
+        message,
+      });
+      return void socket.destroy();
+    }
+    this.connections.add(new InboundConnection(socket, this.inboundContext));
+  }
+
+  private makeInboundContext(): InboundContext {
+    return {
+      opts: this.opts,
+      clock: this.clock,
+      isPeer: (id) => this.links.has(id),
+      accepted: (conn) => {
+        // A redial replaces a half-open predecessor from the same peer.
+        this.inboundByPeer.get(conn.peer)?.close();
+        this.inboundByPeer.set(conn.peer, conn);
+        this.emit({
+          kind: 'peer-connected',
+          peer: conn.peer,
+          direction: 'inbound',
+          remote: conn.remote,
+        });
+      },
+      refused: (conn, claimed, reason) => {
+        if (this.links.has(claimed))
+          this.counters(claimed).countError('TRANSPORT_HANDSHAKE_REFUSED');
+        else this.anonymous.count('TRANSPORT_HANDSHAKE_REFUSED');
+        this.emit({
+          kind: 'handshake-refused',
+          direction: 'inbound',
+          peer: claimed,
+          remote: conn.remote,
+          reason,
+        });
+      },
+      error: (conn, e) => {
+        if (conn.peer !== 0) this.counters(conn.peer).countError(e.code);
+        else this.anonymous.count(e.code);
+        this.emit({
+          kind: 'protocol-error',
+          peer: conn.peer,
+          code: e.code,
+          remote: conn.remote,
+          message: e.message,
+        });
+      },
+      deliver: (conn, msg, attachment, frameBytes) => {
+        this.counters(conn.peer).countReceived(msg.type, frameBytes);
+        try {
+          this.handler(msg, attachment);
+        } catch (e) {
+          this.emit({
+            kind: 'handler-error',
+            peer: conn.peer,
+            message: e instanceof Error ? e.message : String(e),
+          });
+        }
+      },
+      closed: (conn) => {
+        this.connections.delete(conn);
+        if (this.inboundByPeer.get(conn.peer) !== conn) return;
+        this.inboundByPeer.delete(conn.peer);
+        this.emit({
+          kind: 'peer-disconnected',
+          peer: conn.peer,
+          direction: 'inbound',
+          reason: 'connection closed',
+        });
+      },
+    };
+  }
+}

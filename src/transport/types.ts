@@ -1,0 +1,113 @@
+// The contract every peer transport honours (TCP and in-memory alike), shaped after
+// hashicorp/raft's Transport: the Raft runtime hands messages over and never waits. Raft
+// tolerates message loss, duplication of retries and reordering across connections (paper §5.3:
+// AppendEntries is idempotent and RPCs are retried), so a transport that drops under pressure
+// is correct; one that blocks the runtime's event loop is not.
+
+import type { Message, MessageType, NodeId } from '../raft/types.js';
+import type { TransportErrorCode } from './errors.js';
+
+export interface Transport extends AsyncDisposable {
+  /**
+   * Queues `msg` for `msg.to` and returns at once. Never throws and never blocks: when the
+   * peer is unknown, down, or its bounded queue is full, the message is dropped and counted
+   * in the peer's stats. `attachment` carries a snapshot's bytes with a `snapshot` message and
+   * is ignored (and counted as a bad send) with any other type. The caller must not mutate
+   * `attachment` or the message's entry data after the call.
+   */
+  send(msg: Message, attachment?: Uint8Array): void;
+  /**
+   * Sets the one handler for incoming messages (a later call replaces it). Messages are
+   * structurally validated before the handler sees them; `msg.to` is this node and `msg.from`
+   * is the authenticated peer of the connection. `attachment` is non-null only for `snapshot`
+   * messages that carried bytes. The handler runs synchronously on the event loop; an
+   * exception it throws is reported as an event and does not close the connection.
+   */
+  onMessage(handler: (msg: Message, attachment: Uint8Array | null) => void): void;
+  /** Sets the one handler for log-worthy events (a later call replaces it). */
+  onEvent(handler: (event: TransportEvent) => void): void;
+  /** A consistent copy of the counters of every configured peer. */
+  stats(): TransportStats;
+  /** Stops accepting and dialling, drops queued messages, closes every socket and timer. */
+  close(): Promise<void>;
+}
+
+/** Time and timers, injected so reconnect backoff is testable (same shape as the server's Clock). */
+export interface TransportClock {
+  nowMs(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemTransportClock: TransportClock = {
+  nowMs: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export type TransportEvent =
+  | {
+      readonly kind: 'peer-connected';
+      readonly peer: NodeId;
+      /** outbound: our sending connection to the peer; inbound: the peer's to us. */
+      readonly direction: 'outbound' | 'inbound';
+      readonly remote: string;
+    }
+  | {
+      readonly kind: 'peer-disconnected';
+      readonly peer: NodeId;
+      readonly direction: 'outbound' | 'inbound';
+      readonly reason: string;
+    }
+  | {
+      readonly kind: 'handshake-refused';
+      /** inbound: we refused a dialler; outbound: a peer refused us. */
+      readonly direction: 'outbound' | 'inbound';
+      /** The peer we dialled, or the node id the dialler claimed (0 if it sent none). */
+      readonly peer: NodeId;
+      readonly remote: string;
+      readonly reason: string;
+    }
+  | {
+      readonly kind: 'protocol-error';
+      /** 0 when the error came before the handshake named the peer. */
+      readonly peer: NodeId;
+      readonly code: TransportErrorCode;
+      readonly remote: string;
+      readonly message: string;
+    }
+  | { readonly kind: 'handler-error'; readonly peer: NodeId; readonly message: string }
+  | { readonly kind: 'reconnect-scheduled'; readonly peer: NodeId; readonly delayMs: number };
+
+/** Messages and bytes (frame bytes on TCP, encoded-size estimate in memory) per message type. */
+export type TrafficByType = Partial<Record<MessageType, { messages: number; bytes: number }>>;
+
+export interface PeerStats {
+  readonly sent: TrafficByType;
+  readonly received: TrafficByType;
+  /** Messages dropped on the way out, by reason. */
+  readonly drops: {
+    readonly queueFull: number;
+    readonly disconnected: number;
+    readonly closed: number;
+    readonly invalid: number;
+  };
+  /** Successful outbound connections after the first one. */
+  readonly reconnects: number;
+  /** Protocol errors seen on connections with this peer, by code. */
+  readonly errors: Partial<Record<TransportErrorCode, number>>;
+  readonly connected: boolean;
+  /** Messages waiting in the send queue now. */
+  readonly queuedMessages: number;
+}
+
+export interface TransportStats {
+  readonly peers: ReadonlyMap<NodeId, PeerStats>;
+  /** Errors on connections that never named a valid peer (garbage, refused handshakes). */
+  readonly anonymousErrors: Partial<Record<TransportErrorCode, number>>;
+}
+
+/** Message types that ride the bulk lane: large, and useless to prioritise over liveness. */
+export function isBulk(type: MessageType): boolean {
+  return type === 'append' || type === 'snapshot';
+}

@@ -1,0 +1,181 @@
+// Structural validation of decoded messages. msgpack gives us arbitrary values; before one
+// reaches the Raft core it must be exactly one of the Message shapes of src/raft/types.ts, with
+// ids positive integers, terms and indices non-negative safe integers, and arrays bounded. The
+// result is a fresh object holding only the known fields, so nothing unexpected rides along.
+
+import type { Entry, Message, MessageType, SnapshotMeta } from '../raft/types.js';
+import { TransportError } from './errors.js';
+
+export interface ValidationLimits {
+  /** Most entries one append may carry. */
+  readonly maxEntriesPerMessage: number;
+  /** Most voters a snapshot's metadata may list. */
+  readonly maxVoters: number;
+}
+
+export const defaultValidationLimits: ValidationLimits = {
+  maxEntriesPerMessage: 65_536,
+  maxVoters: 1_024,
+};
+
+export const messageTypes: readonly MessageType[] = [
+  'vote',
+  'pre-vote',
+  'vote-resp',
+  'pre-vote-resp',
+  'append',
+  'append-resp',
+  'heartbeat',
+  'heartbeat-resp',
+  'timeout-now',
+  'read-index',
+  'read-index-resp',
+  'snapshot',
+];
+
+/** Thrown inside this module only; validateMessage turns it into a returned error. */
+class Invalid extends Error {}
+
+type Rec = Record<string, unknown>;
+
+function rec(v: unknown, what: string): Rec {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array)
+    throw new Invalid(`${what} must be a map, saw ${describe(v)}`);
+  return v as Rec;
+}
+
+function uint(o: Rec, key: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw new Invalid(`field ${key} must be a non-negative safe integer, saw ${describe(v)}`);
+  return v;
+}
+
+function nodeId(o: Rec, key: string): number {
+  const v = uint(o, key);
+  if (v === 0) throw new Invalid(`field ${key} must be a positive node id, saw 0`);
+  return v;
+}
+
+function bool(o: Rec, key: string): boolean {
+  const v = o[key];
+  if (typeof v !== 'boolean')
+    throw new Invalid(`field ${key} must be a boolean, saw ${describe(v)}`);
+  return v;
+}
+
+function array(o: Rec, key: string, max: number): unknown[] {
+  const v = o[key];
+  if (!Array.isArray(v)) throw new Invalid(`field ${key} must be an array, saw ${describe(v)}`);
+  if (v.length > max) throw new Invalid(`field ${key} has ${v.length} items, limit ${max}`);
+  return v;
+}
+
+function entry(v: unknown, i: number): Entry {
+  const o = rec(v, `entries[${i}]`);
+  const type = o['type'];
+  if (type !== 'normal' && type !== 'noop')
+    throw new Invalid(`entries[${i}].type must be normal or noop, saw ${describe(type)}`);
+  const data = o['data'];
+  if (!(data instanceof Uint8Array))
+    throw new Invalid(`entries[${i}].data must be bytes, saw ${describe(data)}`);
+  // A plain Uint8Array view (not a Buffer) so decoded entries compare equal to the originals.
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return { term: uint(o, 'term'), index: uint(o, 'index'), type, data: bytes };
+}
+
+function snapshotMeta(v: unknown, limits: ValidationLimits): SnapshotMeta {
+  const o = rec(v, 'snapshot');
+  const voters = array(o, 'voters', limits.maxVoters).map((v, i) => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+      throw new Invalid(`snapshot.voters[${i}] must be a positive node id, saw ${describe(v)}`);
+    return v;
+  });
+  return { index: uint(o, 'index'), term: uint(o, 'term'), voters };
+}
+
+function body(o: Rec, type: MessageType, limits: ValidationLimits): Message {
+  const base = { from: nodeId(o, 'from'), to: nodeId(o, 'to'), term: uint(o, 'term') };
+  switch (type) {
+    case 'vote':
+    case 'pre-vote':
+      return {
+        ...base,
+        type,
+        lastLogIndex: uint(o, 'lastLogIndex'),
+        lastLogTerm: uint(o, 'lastLogTerm'),
+        transfer: bool(o, 'transfer'),
+      };
+    case 'vote-resp':
+    case 'pre-vote-resp':
+      return { ...base, type, granted: bool(o, 'granted') };
+    case 'append': {
+      const entries = array(o, 'entries', limits.maxEntriesPerMessage).map(entry);
+      const prevIndex = uint(o, 'prevIndex');
+      entries.forEach((e, i) => {
+        if (e.index !== prevIndex + 1 + i)
+          throw new Invalid(`entries[${i}].index must be ${prevIndex + 1 + i}, saw ${e.index}`);
+      });
+      return {
+        ...base,
+        type,
+        prevIndex,
+        prevTerm: uint(o, 'prevTerm'),
+        entries,
+        commit: uint(o, 'commit'),
+      };
+    }
+    case 'append-resp':
+      return {
+        ...base,
+        type,
+        success: bool(o, 'success'),
+        index: uint(o, 'index'),
+        hintIndex: uint(o, 'hintIndex'),
+        hintTerm: uint(o, 'hintTerm'),
+      };
+    case 'heartbeat':
+      return { ...base, type, commit: uint(o, 'commit'), seq: uint(o, 'seq') };
+    case 'heartbeat-resp':
+      return { ...base, type, seq: uint(o, 'seq') };
+    case 'timeout-now':
+      return { ...base, type };
+    case 'read-index':
+      return { ...base, type, requestId: uint(o, 'requestId') };
+    case 'read-index-resp':
+      return {
+        ...base,
+        type,
+        requestId: uint(o, 'requestId'),
+        ok: bool(o, 'ok'),
+        index: uint(o, 'index'),
+      };
+    case 'snapshot':
+      return { ...base, type, snapshot: snapshotMeta(o['snapshot'], limits) };
+  }
+}
+
+/** Returns the validated message, or a TRANSPORT_BAD_MESSAGE error naming the first problem. */
+export function validateMessage(
+  value: unknown,
+  limits: ValidationLimits = defaultValidationLimits,
+): Message | TransportError {
+  try {
+    const o = rec(value, 'message');
+    const type = o['type'];
+    if (typeof type !== 'string' || !(messageTypes as readonly string[]).includes(type))
+      throw new Invalid(`unknown message type ${describe(type)}`);
+    return body(o, type as MessageType, limits);
+  } catch (e) {
+    if (e instanceof Invalid) return new TransportError('TRANSPORT_BAD_MESSAGE', e.message);
+    throw e;
+  }
+}
+
+function describe(v: unknown): string {
+  if (v instanceof Uint8Array) return `bytes(${v.byteLength})`;
+  if (Array.isArray(v)) return `array(${v.length})`;
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
+  if (typeof v === 'object' && v !== null) return 'map';
+  return String(v);
+}

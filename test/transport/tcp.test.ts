@@ -1,0 +1,250 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { pack, encodeMessage } from '../../src/transport/codec.js';
+import { FrameType, PREFACE, encodeSmallFrame } from '../../src/transport/frame.js';
+import type { Message } from '../../src/raft/types.js';
+import type { TransportEvent } from '../../src/transport/types.js';
+import {
+  closedBy,
+  entries,
+  everyMessage,
+  handleCounts,
+  rawSocket,
+  startNode,
+  startPair,
+  waitFor,
+  type Node,
+} from './fixtures.js';
+
+const open: Node[] = [];
+async function pair(...args: Parameters<typeof startPair>): Promise<[Node, Node]> {
+  const p = await startPair(...args);
+  open.push(...p);
+  return p;
+}
+after(async () => {
+  await Promise.all(open.map((n) => n.t.close()));
+});
+
+function hello(over: Record<string, unknown> = {}): Buffer {
+  const h = { minVersion: 1, maxVersion: 1, clusterId: 'test-cluster', from: 1, to: 2, ...over };
+  return Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(h))]);
+}
+
+function events(n: Node, kind: TransportEvent['kind']): TransportEvent[] {
+  return n.events.filter((e) => e.kind === kind);
+}
+
+void describe('TcpTransport', () => {
+  void it('round-trips every message type with entries as Uint8Array', async () => {
+    const [a, b] = await pair();
+    const msgs = everyMessage(1, 2);
+    for (const m of msgs) a.t.send(m);
+    await waitFor(() => b.inbox.length === msgs.length, 'all messages');
+    // The control lane overtakes the bulk lane, so compare as sets keyed by type.
+    const byType = new Map(b.inbox.map((r) => [r.msg.type, r]));
+    for (const m of msgs) assert.deepStrictEqual(byType.get(m.type)?.msg, m);
+    const append = byType.get('append')?.msg;
+    assert.ok(append?.type === 'append');
+    assert.equal(Object.getPrototypeOf(append.entries[1]?.data), Uint8Array.prototype);
+    const sent = a.t.stats().peers.get(2)?.sent;
+    assert.equal(sent?.append?.messages, 1);
+    assert.equal(b.t.stats().peers.get(1)?.received.heartbeat?.messages, 1);
+  });
+
+  void it('carries a multi-MiB snapshot attachment in chunks', async () => {
+    const [a, b] = await pair({ chunkBytes: 64 * 1024, maxFrameBytes: 256 * 1024 });
+    const data = new Uint8Array(5 * 1024 * 1024 + 17);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
+    const snap = everyMessage(1, 2).find((m) => m.type === 'snapshot') as Message;
+    a.t.send(snap, data);
+    a.t.send({ from: 1, to: 2, term: 3, type: 'heartbeat', commit: 1, seq: 1 });
+    await waitFor(() => b.inbox.some((r) => r.msg.type === 'snapshot'), 'snapshot');
+    const got = b.inbox.find((r) => r.msg.type === 'snapshot');
+    assert.deepStrictEqual(got?.msg, snap);
+    assert.ok(got?.attachment !== null && got?.attachment !== undefined);
+    assert.equal(Buffer.compare(Buffer.from(got.attachment), Buffer.from(data)), 0);
+  });
+
+  void it('refuses an attachment over maxAttachmentBytes on the receiving side', async () => {
+    const [a, b] = await pair({ chunkBytes: 1024, maxAttachmentBytes: 4096 });
+    // The sender's own limit is higher, so the receiver's check is what is exercised.
+    const sender = await startNode(3, { chunkBytes: 1024 });
+    open.push(sender);
+    b.t.setPeer(3, sender.t.address);
+    sender.t.setPeer(2, b.t.address);
+    const snap = { ...(everyMessage(3, 2).at(-1) as Message) };
+    sender.t.send(snap, new Uint8Array(10_000));
+    await waitFor(
+      () => (b.t.stats().peers.get(3)?.errors.TRANSPORT_ATTACHMENT_TOO_LARGE ?? 0) === 1,
+      'refusal',
+    );
+    assert.equal(b.inbox.length, 0);
+    a.t.send({ from: 1, to: 2, term: 1, type: 'timeout-now' });
+    await waitFor(() => b.inbox.length === 1, 'other peer still served');
+  });
+
+  void it('reconnects after the peer restarts on the same port', async () => {
+    const [a, b] = await pair();
+    a.t.send({ from: 1, to: 2, term: 1, type: 'timeout-now' });
+    await waitFor(() => b.inbox.length === 1, 'first message');
+    const port = b.t.address.port;
+    await b.t.close();
+    await waitFor(() => events(a, 'peer-disconnected').length >= 1, 'disconnect seen');
+    const b2 = await startNode(2, { listen: { host: '127.0.0.1', port } });
+    open.push(b2);
+    b2.t.setPeer(1, a.t.address);
+    // Keep sending: messages sent while the peer was down may be lost; later ones arrive.
+    await waitFor(() => {
+      a.t.send({ from: 1, to: 2, term: 2, type: 'heartbeat', commit: 0, seq: 2 });
+      return b2.inbox.length > 0;
+    }, 'message after restart');
+    assert.ok((a.t.stats().peers.get(2)?.reconnects ?? 0) >= 1);
+    assert.ok(events(a, 'reconnect-scheduled').length >= 1);
+  });
+
+  void it('drops with a counter when the bounded queue is full', async () => {
+    // Peer 2 never comes up: everything queues, and the lane bound caps it.
+    const a = await startNode(1, { maxQueuedMessages: 8 });
+    open.push(a);
+    a.t.setPeer(2, { host: '127.0.0.1', port: 1 });
+    for (let i = 0; i < 20; i++)
+      a.t.send({ from: 1, to: 2, term: 1, type: 'heartbeat', commit: 0, seq: i });
+    a.t.send({ from: 1, to: 9, term: 1, type: 'timeout-now' });
+    const s = a.t.stats();
+    assert.equal(s.peers.get(2)?.drops.queueFull, 12);
+    assert.equal(s.peers.get(2)?.queuedMessages, 8);
+    assert.equal(s.droppedUnknownPeer, 1);
+  });
+
+  void it('lets heartbeats overtake a backlog of large appends', async () => {
+    const [a, b] = await pair();
+    const order: string[] = [];
+    b.t.onMessage((m) => order.push(m.type));
+    for (let i = 0; i < 100; i++)
+      a.t.send({
+        from: 1,
+        to: 2,
+        term: 1,
+        type: 'append',
+        prevIndex: i * 8,
+        prevTerm: 1,
+        entries: entries(8, 32 * 1024, i * 8 + 1),
+        commit: 0,
+      });
+    a.t.send({ from: 1, to: 2, term: 1, type: 'heartbeat', commit: 0, seq: 1 });
+    await waitFor(() => order.length === 101, 'all delivered', 15_000);
+    const at = order.indexOf('heartbeat');
+    assert.ok(at < 25, `heartbeat arrived after ${at} of 100 appends`);
+  });
+});
+
+void describe('TcpTransport peer port under bad input', () => {
+  async function expectRefusal(n: Node, bytes: Buffer, code: string): Promise<void> {
+    const s = await rawSocket(n.t.address.port);
+    s.write(bytes);
+    await closedBy(s);
+    const seen = n.events.filter(
+      (e) =>
+        (e.kind === 'protocol-error' && e.code === code) ||
+        (e.kind === 'handshake-refused' && code === 'TRANSPORT_HANDSHAKE_REFUSED'),
+    );
+    assert.ok(seen.length >= 1, `expected ${code}, events: ${JSON.stringify(n.events)}`);
+  }
+
+  void it('closes on garbage, truncated and oversized frames, bad versions, clusters and ids, and keeps serving', async () => {
+    const [a, b] = await pair({ handshakeTimeoutMs: 300 });
+    const goodAppend = encodeSmallFrame(
+      FrameType.message,
+      encodeMessage(everyMessage(1, 2)[4] as Message),
+    );
+    await expectRefusal(b, Buffer.from('GET / HTTP/1.1\r\n\r\n'), 'TRANSPORT_HANDSHAKE_REFUSED');
+    await expectRefusal(b, hello({ clusterId: 'other' }), 'TRANSPORT_HANDSHAKE_REFUSED');
+    await expectRefusal(b, hello({ minVersion: 7, maxVersion: 9 }), 'TRANSPORT_HANDSHAKE_REFUSED');
+    await expectRefusal(b, hello({ from: 42 }), 'TRANSPORT_HANDSHAKE_REFUSED');
+    const refusals = events(b, 'handshake-refused').map((e) =>
+      e.kind === 'handshake-refused' ? e.reason : '',
+    );
+    assert.match(refusals.join('\n'), /bad magic.*474554/);
+    assert.match(
+      refusals.join('\n'),
+      /cluster id mismatch: ours "test-cluster", node 1 sent "other"/,
+    );
+    assert.match(refusals.join('\n'), /no common protocol version/);
+    assert.match(refusals.join('\n'), /unknown node id 42/);
+    // Over the handshake limit, then over the frame limit after a valid handshake.
+    const huge = Buffer.alloc(9);
+    huge.writeUInt32BE(0xfffffff0, 0);
+    huge.writeUInt8(FrameType.hello, 8);
+    await expectRefusal(b, Buffer.concat([PREFACE, huge]), 'TRANSPORT_FRAME_TOO_LARGE');
+    const big = Buffer.from(huge);
+    big.writeUInt8(FrameType.message, 8);
+    await expectRefusal(b, Buffer.concat([hello(), big]), 'TRANSPORT_FRAME_TOO_LARGE');
+    // Garbage after the handshake: corrupt CRC, then a valid frame holding a bad message.
+    const corrupt = Buffer.from(goodAppend);
+    corrupt.writeUInt8((corrupt.at(-1) ?? 0) ^ 0xff, corrupt.length - 1);
+    await expectRefusal(b, Buffer.concat([hello(), corrupt]), 'TRANSPORT_CHECKSUM_MISMATCH');
+    const badMsg = encodeSmallFrame(
+      FrameType.message,
+      pack({ type: 'append', from: 1, to: 2, term: -1 }),
+    );
+    await expectRefusal(b, Buffer.concat([hello(), badMsg]), 'TRANSPORT_BAD_MESSAGE');
+    const notMsgpack = encodeSmallFrame(FrameType.message, Buffer.from([0xc1, 0xc1]));
+    await expectRefusal(b, Buffer.concat([hello(), notMsgpack]), 'TRANSPORT_BAD_FRAME');
+    // Truncated: half a frame, then silence; the handshake timer or the close ends it.
+    const s = await rawSocket(b.t.address.port);
+    s.end(Buffer.concat([hello(), goodAppend.subarray(0, 20)]));
+    await closedBy(s);
+    const stalled = await rawSocket(b.t.address.port);
+    stalled.write(PREFACE);
+    await closedBy(stalled);
+    assert.ok(
+      b.events.some((e) => e.kind === 'protocol-error' && e.code === 'TRANSPORT_HANDSHAKE_TIMEOUT'),
+    );
+    // Still serving the real peer, and nothing half-received was delivered.
+    assert.ok(b.inbox.every((r) => r.msg.from === 1));
+    const before = b.inbox.length;
+    a.t.send({ from: 1, to: 2, term: 1, type: 'heartbeat', commit: 0, seq: 99 });
+    await waitFor(() => b.inbox.length === before + 1, 'real peer still served');
+    assert.equal(b.t.stats().anonymousErrors.TRANSPORT_HANDSHAKE_REFUSED, 2); // bad magic, node 42
+    assert.ok((b.t.stats().peers.get(1)?.errors.TRANSPORT_HANDSHAKE_REFUSED ?? 0) >= 2);
+  });
+
+  void it('a dialler from another cluster logs why it was refused', async () => {
+    const b = await startNode(2);
+    const stranger = await startNode(1, { clusterId: 'elsewhere' });
+    open.push(b, stranger);
+    b.t.setPeer(1, stranger.t.address);
+    stranger.t.setPeer(2, b.t.address);
+    await waitFor(
+      () =>
+        events(stranger, 'handshake-refused').some(
+          (x) => x.kind === 'handshake-refused' && x.direction === 'outbound',
+        ),
+      'refusal event',
+    );
+    const e = events(stranger, 'handshake-refused').find(
+      (x) => x.kind === 'handshake-refused' && x.direction === 'outbound',
+    );
+    assert.ok(e?.kind === 'handshake-refused');
+    assert.match(e.reason, /cluster id mismatch/);
+    assert.equal(e.direction, 'outbound');
+  });
+
+  void it('leaves no sockets or timers behind after close', async () => {
+    const baseline = handleCounts();
+    const [a, b] = await startPair();
+    a.t.send({ from: 1, to: 2, term: 1, type: 'timeout-now' });
+    b.t.send({ from: 2, to: 1, term: 1, type: 'timeout-now' });
+    await waitFor(() => a.inbox.length === 1 && b.inbox.length === 1, 'both ways');
+    await Promise.all([a.t.close(), b.t.close()]);
+    await waitFor(
+      () => JSON.stringify(handleCounts()) === JSON.stringify(baseline),
+      'handles released',
+      2000,
+    );
+    // Sends after close are dropped and counted, never thrown.
+    a.t.send({ from: 1, to: 2, term: 1, type: 'timeout-now' });
+    assert.equal(a.t.stats().peers.get(2)?.drops.closed, 1);
+  });
+});
