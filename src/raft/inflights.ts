@@ -49,6 +49,12 @@ export class Inflights {
     if (this.count === 0) this.start = 0;
   }
 
+  /** Frees the oldest message: a heartbeat answer proved the follower alive, so let one through. */
+  freeFirstOne(): void {
+    if (this.count === 0) return;
+    this.freeLE(this.lastIndexes[this.start] as number);
+  }
+
   full(): boolean {
     return this.count === this.capacity || this.bytes >= this.maxBytes;
   }

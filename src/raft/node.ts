@@ -983,7 +983,12 @@ export class RaftNode {
     if (pr === undefined) return;
     pr.recentActive = true;
     pr.probeSent = false;
-    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, false);
+    // A lagging follower that answers heartbeats may have lost appends (§5.3: the leader retries
+    // until every follower stores every entry). Free one inflight slot so a full window of lost
+    // messages cannot wedge replication, and send an append even if it carries nothing new: a
+    // follower missing its prevIndex rejects it, which moves it back to probing.
+    if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
     if (m.seq > (this.readAcks.get(m.from) ?? 0)) {
       this.readAcks.set(m.from, m.seq);
       this.releaseConfirmedReads();
