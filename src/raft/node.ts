@@ -275,7 +275,8 @@ export class RaftNode {
       this.pendingSnapshot !== null ||
       this.log.hasUnstable() ||
       (this.pendingSnapshot === null && this.log.hasNextCommitted()) ||
-      (this.role === 'leader' && (this.needsBroadcast || this.commitBroadcast || this.readRoundPending)) ||
+      (this.role === 'leader' &&
+        (this.needsBroadcast || this.commitBroadcast || this.readRoundPending)) ||
       !sameHard(this.hardState(), this.lastHard) ||
       !sameSoft(this.softState(), this.lastSoft)
     );
