@@ -817,6 +817,11 @@ export class RaftNode {
       this.sendAppendResponse(m.from, true, s.index, 0, 0);
       return;
     }
+    if (this.outstanding !== null && this.outstanding.snapshot !== null) {
+      // The caller is still installing the previous snapshot; it cannot be swapped mid-write.
+      // Drop this one: the leader retries once its progress times out (tickHeartbeat).
+      return;
+    }
     this.log.resetToSnapshot(s);
     this.voters = [...s.voters].sort((a, b) => a - b);
     // Entries handed out before the reset must not count as durable log any more.

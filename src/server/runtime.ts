@@ -99,8 +99,8 @@ export class RaftRuntime {
   private role: Status['role'] = 'follower';
   private applied: number;
   private lastSnapshotIndex: number;
-  /** Latest snapshot bytes, attached to outgoing snapshot messages. */
-  private snapshotData: Uint8Array | null = null;
+  /** Latest durable snapshot, attached to outgoing snapshot messages. */
+  private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
   /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
   private readonly incomingSnapshots = new Map<number, Uint8Array>();
 
@@ -118,7 +118,7 @@ export class RaftRuntime {
     const initial = o.storage.initialState();
     if (initialSnapshot !== null) {
       o.stateMachine.restore(initialSnapshot.data);
-      this.snapshotData = initialSnapshot.data;
+      this.snapshot = initialSnapshot;
     }
     this.lastSnapshotIndex = initial.snapshot?.index ?? 0;
     // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
@@ -333,8 +333,12 @@ export class RaftRuntime {
     if (!this.running || msg.to !== this.o.id) return;
     if (msg.type === 'snapshot') {
       if (attachment === null) return; // a snapshot without its bytes cannot be installed
-      this.incomingSnapshots.clear();
+      // Keep a few by index: the core may still ask for one received before the latest.
       this.incomingSnapshots.set(msg.snapshot.index, attachment);
+      while (this.incomingSnapshots.size > 2) {
+        const oldest = Math.min(...this.incomingSnapshots.keys());
+        this.incomingSnapshots.delete(oldest);
+      }
     }
     this.node.step(msg);
     this.kick();
@@ -385,8 +389,10 @@ export class RaftRuntime {
 
   private sendMessage(m: Message): void {
     if (m.type === 'snapshot') {
-      if (this.snapshotData === null) return;
-      this.o.transport.send(m, this.snapshotData);
+      // The core names the snapshot its log was compacted to; we may hold a newer one by now.
+      // Ship the newest under its own name: it covers only committed entries, so it is safe.
+      if (this.snapshot === null) return;
+      this.o.transport.send({ ...m, snapshot: this.snapshot.meta }, this.snapshot.data);
       return;
     }
     this.o.transport.send(m);
@@ -401,7 +407,7 @@ export class RaftRuntime {
     this.incomingSnapshots.delete(meta.index);
     await this.o.storage.saveSnapshot(meta, data);
     this.o.stateMachine.restore(data);
-    this.snapshotData = data;
+    this.snapshot = { meta, data };
     this.applied = meta.index;
     this.lastSnapshotIndex = meta.index;
     this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
@@ -511,7 +517,7 @@ export class RaftRuntime {
     // Persist in the background; compact the in-memory log only once the snapshot is durable.
     this.o.storage.saveSnapshot(meta, data).then(
       () => {
-        this.snapshotData = data;
+        this.snapshot = { meta, data };
         const compactTo = Math.min(index - this.opts.snapshotCatchupEntries, st.persistedIndex);
         if (compactTo > this.node.status().firstIndex) this.node.compact(compactTo);
         this.o.onEvent?.({ kind: 'snapshot-saved', index, bytes: data.length });

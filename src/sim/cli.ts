@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// Runs the simulator over a range of seeds:
+//   node dist/src/sim/cli.js --seeds 1000 [--start 0] [--nodes 3|5|7]
+//   node dist/src/sim/cli.js --seed 1234 --verbose
+// Exit code 1 when any seed finds a violation, 2 on bad options.
+
+import { Command, InvalidArgumentError } from 'commander';
+import { describeProfile, runSeed, type ClusterSize, type SimResult } from './index.js';
+
+const MAX_SEEDS = 10_000_000;
+
+function intOption(name: string, lo: number, hi: number): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < lo || n > hi) {
+      throw new InvalidArgumentError(
+        `${name} must be an integer in [${lo}, ${hi}], got ${JSON.stringify(v)}`,
+      );
+    }
+    return n;
+  };
+}
+
+function nodesOption(v: string): ClusterSize {
+  if (v === '3' || v === '5' || v === '7') return Number(v) as ClusterSize;
+  throw new InvalidArgumentError(`--nodes must be 3, 5 or 7, got ${JSON.stringify(v)}`);
+}
+
+interface CliOptions {
+  seeds?: number;
+  start: number;
+  seed?: number;
+  nodes?: ClusterSize;
+  verbose?: boolean;
+}
+
+function report(r: SimResult): void {
+  console.log(`seed ${r.seed} FAILED: ${describeProfile(r.profile)}`);
+  for (const v of r.violations) console.log(`  [${v.kind}] at ${v.timeMs}ms: ${v.message}`);
+  console.log(`  replay: ${r.replay}`);
+}
+
+function main(argv: readonly string[]): number {
+  const program = new Command()
+    .name('flotilla-sim')
+    .description('Deterministic Raft cluster simulator: runs seeds and checks safety and liveness')
+    .option('--seeds <n>', 'number of seeds to run', intOption('--seeds', 1, MAX_SEEDS))
+    .option('--start <s>', 'first seed of the range', intOption('--start', 0, 0xffffffff), 0)
+    .option('--seed <s>', 'run this one seed', intOption('--seed', 0, 0xffffffff))
+    .option('--nodes <n>', 'cluster size (3, 5 or 7) instead of the drawn one', nodesOption)
+    .option('--verbose', 'print every event')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch {
+    return 2;
+  }
+  const o = program.opts<CliOptions>();
+  const first = o.seed ?? o.start;
+  const count = o.seed !== undefined ? 1 : (o.seeds ?? 100);
+  if (first + count - 1 > 0xffffffff) {
+    console.error(`seed range ${first}..${first + count - 1} goes past 2^32-1`);
+    return 2;
+  }
+  return runRange(first, count, o);
+}
+
+function runRange(first: number, count: number, o: CliOptions): number {
+  const began = process.hrtime.bigint();
+  let failed = 0;
+  let events = 0;
+  let lastProgress = began;
+  for (let i = 0; i < count; i++) {
+    const seed = first + i;
+    const r = runSeed({
+      seed,
+      ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
+      ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
+    });
+    events += r.stats.events;
+    if (o.verbose === true) {
+      console.log(`seed ${seed}: ${describeProfile(r.profile)}`);
+      console.log(`  stats ${JSON.stringify(r.stats)}`);
+    }
+    if (!r.ok) {
+      failed++;
+      report(r);
+    }
+    const now = process.hrtime.bigint();
+    if (now - lastProgress > 5_000_000_000n) {
+      lastProgress = now;
+      console.log(`... ${i + 1}/${count} seeds, ${failed} failed`);
+    }
+  }
+  const secs = Number(process.hrtime.bigint() - began) / 1e9;
+  console.log(
+    `${count} seeds (${first}..${first + count - 1}), ${failed} failed, ${events} events in ${secs.toFixed(1)}s (${(count / secs).toFixed(1)} seeds/s)`,
+  );
+  return failed > 0 ? 1 : 0;
+}
+
+process.exitCode = main(process.argv.slice(2));

@@ -1,0 +1,106 @@
+// A virtual disk: only what a node finished persisting survives a crash. A write is the whole
+// of one Ready (snapshot, entries, hard state) and is atomic, as a WAL record batch guarded by
+// a checksum would be: either all of it is durable or none of it is.
+
+import type { Entry, HardState, InitialState, Ready, SnapshotMeta } from '../raft/index.js';
+import { SimError } from './errors.js';
+
+export interface StoredSnapshot {
+  readonly meta: SnapshotMeta;
+  readonly bytes: Uint8Array;
+}
+
+/** Called for every entry a write puts at an index, before it lands (for the checker). */
+export type OverwriteHook = (entry: Entry) => void;
+
+export class VirtualDisk {
+  private hardState: HardState = { term: 0, vote: 0, commit: 0 };
+  private snap: StoredSnapshot | null = null;
+  /** Invariant: entries[i].index === snapshotIndex() + 1 + i. */
+  private entries: Entry[] = [];
+
+  snapshot(): StoredSnapshot | null {
+    return this.snap;
+  }
+
+  snapshotIndex(): number {
+    return this.snap?.meta.index ?? 0;
+  }
+
+  lastIndex(): number {
+    return this.snapshotIndex() + this.entries.length;
+  }
+
+  /** The stored term at `index`, or undefined when it is not stored (or compacted). */
+  termAt(index: number): number | undefined {
+    if (index === this.snapshotIndex()) return this.snap?.meta.term;
+    return this.entries[index - this.snapshotIndex() - 1]?.term;
+  }
+
+  /** Whether the disk durably covers `index` with `term`, as an entry or inside the snapshot. */
+  holds(index: number, term: number): boolean {
+    if (index <= this.snapshotIndex()) return true;
+    return this.termAt(index) === term;
+  }
+
+  /** Makes one Ready durable (Ready doc comment, step 2). */
+  write(rd: Ready, snapshot: StoredSnapshot | null, onEntry: OverwriteHook): void {
+    if (rd.snapshot !== null) {
+      if (snapshot === null || snapshot.meta.index !== rd.snapshot.index) {
+        throw new SimError(
+          'HARNESS',
+          `Ready carries snapshot ${rd.snapshot.index} but its bytes were not received`,
+        );
+      }
+      // An installed snapshot replaces the whole log (paper §7).
+      this.snap = snapshot;
+      this.entries = [];
+    }
+    if (rd.entries.length > 0) this.appendEntries(rd.entries, onEntry);
+    if (rd.hardState !== null) this.hardState = rd.hardState;
+  }
+
+  private appendEntries(entries: readonly Entry[], onEntry: OverwriteHook): void {
+    const first = (entries[0] as Entry).index;
+    const base = this.snapshotIndex();
+    if (first > this.lastIndex() + 1) {
+      throw new SimError(
+        'HARNESS',
+        `Cannot persist entries from ${first}: the disk ends at ${this.lastIndex()}`,
+      );
+    }
+    // Entries at or below the last stored one replace the stored suffix (Ready doc comment).
+    const keep = Math.max(0, first - base - 1);
+    if (keep < this.entries.length) this.entries.length = keep;
+    for (const e of entries) {
+      if (e.index <= base) continue;
+      onEntry(e);
+      this.entries.push(e);
+    }
+  }
+
+  /** Stores a snapshot the node took itself and drops the entries it covers. */
+  saveSnapshot(snapshot: StoredSnapshot): void {
+    const index = snapshot.meta.index;
+    if (index <= this.snapshotIndex()) return;
+    if (index > this.lastIndex()) {
+      throw new SimError(
+        'HARNESS',
+        `Cannot snapshot at ${index}: the disk only holds entries up to ${this.lastIndex()}`,
+      );
+    }
+    this.entries = this.entries.slice(index - this.snapshotIndex());
+    this.snap = snapshot;
+  }
+
+  /** What a restarting node recovers (the `initial` of its new RaftNode). */
+  initialState(): InitialState {
+    const snapshotIndex = this.snapshotIndex();
+    return {
+      hardState: this.hardState,
+      snapshot: this.snap?.meta ?? null,
+      entries: [...this.entries],
+      applied: snapshotIndex,
+    };
+  }
+}

@@ -1,0 +1,138 @@
+// Swarm testing (Groce et al., "Swarm Testing", ISSTA 2012): rather than every run using every
+// fault at a fixed rate, each seed draws which faults are on and how often, the cluster size
+// and the timing. Runs that leave some faults out reach states the full mix drowns out.
+
+import type { Rng } from '../raft/index.js';
+import { SimError } from './errors.js';
+
+export type ClusterSize = 3 | 5 | 7;
+
+export interface Profile {
+  readonly nodes: ClusterSize;
+  // Raft configuration.
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
+  readonly maxEntriesPerMsg: number;
+  readonly maxInflightMsgs: number;
+  // Timing.
+  readonly tickMs: number;
+  /** Each node's tick period is tickMs scaled by up to +-this fraction (clock drift). */
+  readonly tickSkew: number;
+  readonly delayMinMs: number;
+  readonly delayMaxMs: number;
+  /** Upper bound of one persist's virtual latency (0: writes finish at once). */
+  readonly persistMaxMs: number;
+  // Faults (rates are per message; intervals are means, 0 turns the fault off).
+  readonly dropRate: number;
+  readonly dupRate: number;
+  readonly partitionEveryMs: number;
+  readonly partitionForMs: number;
+  readonly oneWay: boolean;
+  readonly crashEveryMs: number;
+  readonly restartAfterMs: number;
+  readonly transferEveryMs: number;
+  /** Take a snapshot and compact once this many entries were applied since the last (0: never). */
+  readonly snapshotEvery: number;
+  // Workload.
+  readonly clients: number;
+  readonly thinkMs: number;
+  readonly readRatio: number;
+  readonly keys: number;
+  /** Length of the phase with faults; a fault-free liveness phase follows. */
+  readonly faultPhaseMs: number;
+}
+
+function pick<T>(rng: Rng, options: readonly T[]): T {
+  return options[rng.int(options.length)] as T;
+}
+
+function onOff(rng: Rng, pOn: number, value: () => number): number {
+  return rng.float() < pOn ? value() : 0;
+}
+
+/** Draws a profile from `rng`; every draw happens whatever `overrides` says, so replaying a
+ * seed with an override changes only the overridden fields. */
+export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile {
+  const tickMs = 10;
+  const drawn: Profile = {
+    nodes: pick(rng, [3, 3, 5, 5, 7] as const),
+    electionTicks: 5 + rng.int(11),
+    heartbeatTicks: pick(rng, [1, 1, 2, 3]),
+    preVote: rng.float() < 0.7,
+    checkQuorum: rng.float() < 0.7,
+    maxEntriesPerMsg: pick(rng, [1, 2, 4, 64, 4096]),
+    maxInflightMsgs: pick(rng, [1, 2, 8, 256]),
+    tickMs,
+    tickSkew: pick(rng, [0, 0.05, 0.2]),
+    delayMinMs: pick(rng, [0, 1, 2]),
+    delayMaxMs: pick(rng, [3, 10, 30, 60]),
+    persistMaxMs: pick(rng, [0, 2, 10, 25]),
+    dropRate: onOff(rng, 0.5, () => rng.float() * 0.2),
+    dupRate: onOff(rng, 0.4, () => rng.float() * 0.1),
+    partitionEveryMs: onOff(rng, 0.5, () => 200 + rng.int(1000)),
+    partitionForMs: 100 + rng.int(600),
+    oneWay: rng.float() < 0.4,
+    crashEveryMs: onOff(rng, 0.5, () => 150 + rng.int(1000)),
+    restartAfterMs: 10 + rng.int(400),
+    transferEveryMs: onOff(rng, 0.25, () => 200 + rng.int(800)),
+    snapshotEvery: onOff(rng, 0.5, () => 3 + rng.int(40)),
+    clients: 1 + rng.int(4),
+    thinkMs: pick(rng, [0, 5, 20, 60]),
+    readRatio: pick(rng, [0, 0.2, 0.5]),
+    keys: 1 + rng.int(4),
+    faultPhaseMs: 1500 + rng.int(1500),
+  };
+  const profile = { ...drawn, ...overrides };
+  validateProfile(profile);
+  return profile;
+}
+
+function range(name: string, v: number, lo: number, hi: number): void {
+  if (!(Number.isFinite(v) && v >= lo && v <= hi)) {
+    throw new SimError('INVALID_OPTION', `${name} must be in [${lo}, ${hi}], got ${v}`);
+  }
+}
+
+export function validateProfile(p: Profile): void {
+  if (p.nodes !== 3 && p.nodes !== 5 && p.nodes !== 7) {
+    throw new SimError('INVALID_OPTION', `nodes must be 3, 5 or 7, got ${String(p.nodes)}`);
+  }
+  range('electionTicks', p.electionTicks, 2, 100);
+  range('heartbeatTicks', p.heartbeatTicks, 1, p.electionTicks - 1);
+  range('maxEntriesPerMsg', p.maxEntriesPerMsg, 1, 1 << 20);
+  range('maxInflightMsgs', p.maxInflightMsgs, 1, 1 << 20);
+  range('tickMs', p.tickMs, 1, 1000);
+  range('tickSkew', p.tickSkew, 0, 0.5);
+  range('delayMinMs', p.delayMinMs, 0, 10_000);
+  range('delayMaxMs', p.delayMaxMs, p.delayMinMs, 10_000);
+  range('persistMaxMs', p.persistMaxMs, 0, 10_000);
+  range('dropRate', p.dropRate, 0, 0.9);
+  range('dupRate', p.dupRate, 0, 0.9);
+  for (const name of ['partitionEveryMs', 'crashEveryMs', 'transferEveryMs'] as const) {
+    range(name, p[name], 0, 1_000_000);
+  }
+  range('partitionForMs', p.partitionForMs, 1, 1_000_000);
+  range('restartAfterMs', p.restartAfterMs, 0, 1_000_000);
+  range('snapshotEvery', p.snapshotEvery, 0, 1_000_000);
+  range('clients', p.clients, 0, 64);
+  range('thinkMs', p.thinkMs, 0, 1_000_000);
+  range('readRatio', p.readRatio, 0, 1);
+  range('keys', p.keys, 1, 1000);
+  range('faultPhaseMs', p.faultPhaseMs, 0, 10_000_000);
+}
+
+export function describeProfile(p: Profile): string {
+  const on = (ms: number): string => (ms === 0 ? 'off' : `~${ms}ms`);
+  return [
+    `nodes=${p.nodes} election=${p.electionTicks}t heartbeat=${p.heartbeatTicks}t`,
+    `prevote=${p.preVote} checkquorum=${p.checkQuorum}`,
+    `batch=${p.maxEntriesPerMsg} inflight=${p.maxInflightMsgs}`,
+    `delay=${p.delayMinMs}-${p.delayMaxMs}ms persist<=${p.persistMaxMs}ms skew=${p.tickSkew}`,
+    `drop=${p.dropRate.toFixed(3)} dup=${p.dupRate.toFixed(3)}`,
+    `partition=${on(p.partitionEveryMs)}${p.oneWay ? '(one-way)' : ''} crash=${on(p.crashEveryMs)}`,
+    `transfer=${on(p.transferEveryMs)} snapshot=${p.snapshotEvery || 'off'}`,
+    `clients=${p.clients} reads=${p.readRatio} keys=${p.keys} faults=${p.faultPhaseMs}ms`,
+  ].join(' ');
+}

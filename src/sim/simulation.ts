@@ -1,0 +1,542 @@
+// The deterministic cluster simulator (in the manner of FoundationDB's simulation and
+// TigerBeetle's VOPR): real RaftNodes on a virtual clock, network and disks, all driven from
+// one seed. A run has a phase with the seed's faults, then a fault-free liveness phase; the
+// checkers run after every event and a failure names the command that replays it.
+
+import {
+  createRng,
+  RaftNode,
+  type Entry,
+  type Message,
+  type RaftConfig,
+  type RaftEvent,
+  type Ready,
+  type Rng,
+} from '../raft/index.js';
+import { ReadChecker, SafetyChecker, type DiskView, type Violation } from './checker.js';
+import type { StoredSnapshot } from './disk.js';
+import { SimError } from './errors.js';
+import { EventQueue } from './event-queue.js';
+import { Workload, type WorkloadHost } from './workload.js';
+import type { KvOp } from './kv.js';
+import { LinkTable } from './network.js';
+import { drawProfile, type ClusterSize, type Profile } from './profile.js';
+import { SimNode, type NodeFactory, type NodeHost } from './sim-node.js';
+import { Trace } from './trace.js';
+
+export interface SimOptions {
+  readonly seed: number;
+  /** Overrides the drawn cluster size (the other draws stay as the seed made them). */
+  readonly nodes?: ClusterSize;
+  /** Overrides any drawn profile field (tests choose fault mixes with this). */
+  readonly profile?: Partial<Profile>;
+  /** Builds each node's core; tests pass subclasses with planted bugs. */
+  readonly createNode?: NodeFactory;
+  /** Receives one line per event (the --verbose output). */
+  readonly log?: (line: string) => void;
+  /** Keep the event trace in the result (determinism tests). */
+  readonly keepTrace?: boolean;
+  /** Hard bound on events; reaching it is a liveness violation. Default 400,000. */
+  readonly maxEvents?: number;
+}
+
+export interface SimStats {
+  events: number;
+  virtualMs: number;
+  messages: number;
+  dropped: number;
+  elections: number;
+  crashes: number;
+  partitions: number;
+  snapshots: number;
+  committed: number;
+  writesDone: number;
+  readsOk: number;
+  readsFailed: number;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly profile: Profile;
+  readonly violations: readonly Violation[];
+  readonly stats: SimStats;
+  /** FNV-1a hash of the event trace: equal for two runs of one seed. */
+  readonly traceHash: number;
+  readonly trace: readonly string[] | null;
+  /** A one-line command that replays this seed. */
+  readonly replay: string;
+}
+
+export type SimEvent =
+  | { readonly kind: 'tick'; readonly node: number; readonly gen: number }
+  | { readonly kind: 'deliver'; readonly msg: Message; readonly snapshot: StoredSnapshot | null }
+  | { readonly kind: 'persist'; readonly node: number; readonly gen: number }
+  | { readonly kind: 'crash' }
+  | { readonly kind: 'restart'; readonly node: number }
+  | { readonly kind: 'partition' }
+  | { readonly kind: 'heal' }
+  | { readonly kind: 'transfer' }
+  | { readonly kind: 'client'; readonly client: number; readonly token: number }
+  | { readonly kind: 'liveness' }
+  | { readonly kind: 'probe' };
+
+const DEFAULT_MAX_EVENTS = 400_000;
+/** Events between full pairwise log comparisons (the incremental checks run every event). */
+const FULL_CHECK_EVERY = 512;
+
+export function replayCommand(seed: number, nodes?: ClusterSize): string {
+  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`} --verbose`;
+}
+
+export function runSeed(options: SimOptions): SimResult {
+  return new Simulation(options).run();
+}
+
+export class Simulation implements NodeHost, WorkloadHost {
+  readonly profile: Profile;
+  readonly nodes: SimNode[] = [];
+  readonly checker = new SafetyChecker();
+  readonly reads = new ReadChecker(this.checker);
+  nowMs = 0;
+  private readonly queue = new EventQueue<SimEvent>();
+  private readonly links: LinkTable;
+  private readonly netRng: Rng;
+  private readonly faultRng: Rng;
+  private readonly workload: Workload;
+  private readonly trace: Trace;
+  private readonly tickPeriodMs: number[] = [];
+  private readonly newLeaders: { node: number; term: number }[] = [];
+  /** Committed indexes a write in progress replaces: rechecked once it lands. */
+  private readonly overwritten: number[] = [];
+  private readonly stats: SimStats = {
+    events: 0,
+    virtualMs: 0,
+    messages: 0,
+    dropped: 0,
+    elections: 0,
+    crashes: 0,
+    partitions: 0,
+    snapshots: 0,
+    committed: 0,
+    writesDone: 0,
+    readsOk: 0,
+    readsFailed: 0,
+  };
+  private inLiveness = false;
+  private livenessStartMs = 0;
+  private leaderSeenMs = -1;
+  private finished = false;
+
+  constructor(private readonly options: SimOptions) {
+    if (!Number.isSafeInteger(options.seed) || options.seed < 0 || options.seed > 0xffffffff) {
+      throw new SimError(
+        'INVALID_OPTION',
+        `seed must be an integer in [0, 2^32), got ${options.seed}`,
+      );
+    }
+    const root = createRng(options.seed);
+    const child = (): Rng => createRng(root.int(0x100000000));
+    const overrides = { ...options.profile, ...(options.nodes ? { nodes: options.nodes } : {}) };
+    this.profile = drawProfile(child(), overrides);
+    this.netRng = child();
+    this.faultRng = child();
+    const workloadRng = child();
+    const p = this.profile;
+    this.links = new LinkTable(p.nodes);
+    this.trace = new Trace(options.keepTrace === true, options.log ?? null);
+    const voters = Array.from({ length: p.nodes }, (_, i) => i + 1);
+    const factory = options.createNode ?? ((c: RaftConfig) => new RaftNode(c));
+    for (const id of voters) {
+      this.nodes.push(
+        new SimNode({
+          id,
+          voters,
+          config: {
+            electionTicks: p.electionTicks,
+            heartbeatTicks: p.heartbeatTicks,
+            preVote: p.preVote,
+            checkQuorum: p.checkQuorum,
+            maxEntriesPerMsg: p.maxEntriesPerMsg,
+            maxInflightMsgs: p.maxInflightMsgs,
+          },
+          factory,
+          seed: root.int(0x100000000),
+          snapshotEvery: p.snapshotEvery,
+          host: this,
+        }),
+      );
+      const skew = 1 + (this.faultRng.float() * 2 - 1) * p.tickSkew;
+      this.tickPeriodMs.push(Math.max(1, Math.round(p.tickMs * skew)));
+    }
+    this.workload = new Workload(p, workloadRng, this);
+  }
+
+  node(id: number): SimNode {
+    const n = this.nodes[id - 1];
+    if (n === undefined) throw new SimError('HARNESS', `no node ${id}`);
+    return n;
+  }
+
+  schedule(delayMs: number, event: SimEvent): void {
+    this.queue.push(this.nowMs + Math.max(0, Math.round(delayMs)), event);
+  }
+
+  run(): SimResult {
+    this.boot();
+    const maxEvents = this.options.maxEvents ?? DEFAULT_MAX_EVENTS;
+    while (!this.finished && this.checker.violations.length === 0) {
+      const item = this.queue.pop();
+      if (item === undefined) break;
+      this.nowMs = item.timeMs;
+      this.checker.nowMs = item.timeMs;
+      if (++this.stats.events > maxEvents) {
+        this.checker.report('liveness', `event budget of ${maxEvents} exhausted`);
+        break;
+      }
+      this.trace.record(item.timeMs, item.event);
+      this.step(item.event);
+    }
+    return this.result();
+  }
+
+  private step(event: SimEvent): void {
+    try {
+      this.handle(event);
+      this.afterEvent();
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      const where = e instanceof SimError ? `simulator ${e.code}` : `core ${e.name}`;
+      this.checker.report('core-failure', `${where}: ${e.message}`);
+    }
+  }
+
+  private boot(): void {
+    const p = this.profile;
+    for (const n of this.nodes) {
+      n.start();
+      this.schedule(this.faultRng.int(this.tickPeriodMs[n.id - 1] as number), {
+        kind: 'tick',
+        node: n.id,
+        gen: n.gen,
+      });
+    }
+    const jitter = (ms: number): number => ms * (0.5 + this.faultRng.float());
+    if (p.partitionEveryMs > 0) this.schedule(jitter(p.partitionEveryMs), { kind: 'partition' });
+    if (p.crashEveryMs > 0) this.schedule(jitter(p.crashEveryMs), { kind: 'crash' });
+    if (p.transferEveryMs > 0) this.schedule(jitter(p.transferEveryMs), { kind: 'transfer' });
+    this.workload.start();
+    this.queue.push(p.faultPhaseMs, { kind: 'liveness' });
+  }
+
+  private handle(ev: SimEvent): void {
+    switch (ev.kind) {
+      case 'tick':
+        return this.onTick(ev.node, ev.gen);
+      case 'deliver':
+        return this.onDeliver(ev.msg, ev.snapshot);
+      case 'persist': {
+        const n = this.node(ev.node);
+        if (n.up) n.completePersist(ev.gen);
+        return;
+      }
+      case 'crash':
+        return this.onCrash();
+      case 'restart':
+        return this.onRestart(ev.node);
+      case 'partition':
+        return this.onPartition();
+      case 'heal':
+        this.links.healAll();
+        return;
+      case 'transfer':
+        return this.onTransfer();
+      case 'client':
+        return this.workload.onClientEvent(ev.client, ev.token);
+      case 'liveness':
+        return this.onLivenessStart();
+      case 'probe':
+        return this.onProbe();
+    }
+  }
+
+  private afterEvent(): void {
+    while (this.newLeaders.length > 0) {
+      const { node, term } = this.newLeaders.shift() as { node: number; term: number };
+      this.checker.onLeader(node, term);
+      const n = this.node(node);
+      if (n.up) this.checker.checkLeaderCompleteness(n, term);
+    }
+    if (this.stats.events % FULL_CHECK_EVERY === 0) {
+      this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Nodes, network and faults
+
+  private onTick(id: number, gen: number): void {
+    const n = this.node(id);
+    if (!n.up || n.gen !== gen) return;
+    n.raft.tick();
+    n.pump();
+    this.schedule(this.tickPeriodMs[id - 1] as number, { kind: 'tick', node: id, gen });
+  }
+
+  send(from: number, m: Message, snapshot: StoredSnapshot | null): void {
+    this.stats.messages++;
+    const p = this.profile;
+    const faulty = !this.inLiveness;
+    if (this.links.blocked(from, m.to) || (faulty && this.netRng.float() < p.dropRate)) {
+      this.stats.dropped++;
+      return;
+    }
+    // A slow network is a fault too: once healed, a round trip fits well inside an election
+    // timeout, as Raft's timing requirement asks (paper §5.6, broadcastTime << electionTimeout).
+    const maxMs = faulty
+      ? p.delayMaxMs
+      : Math.min(p.delayMaxMs, Math.max(p.delayMinMs, this.healedDelayMaxMs()));
+    const span = maxMs - p.delayMinMs + 1;
+    this.schedule(p.delayMinMs + this.netRng.int(span), { kind: 'deliver', msg: m, snapshot });
+    if (faulty && this.netRng.float() < p.dupRate) {
+      this.schedule(p.delayMinMs + this.netRng.int(span), { kind: 'deliver', msg: m, snapshot });
+    }
+  }
+
+  private onDeliver(m: Message, snapshot: StoredSnapshot | null): void {
+    const n = this.node(m.to);
+    // A partition that began while the message was in flight also stops it.
+    if (!n.up || this.links.blocked(m.from, m.to)) {
+      this.stats.dropped++;
+      return;
+    }
+    n.deliver(m, snapshot);
+  }
+
+  schedulePersist(node: SimNode): void {
+    const p = this.profile;
+    const maxMs = this.inLiveness
+      ? Math.min(p.persistMaxMs, this.healedDelayMaxMs())
+      : p.persistMaxMs;
+    const latency = maxMs === 0 ? 0 : this.faultRng.int(maxMs + 1);
+    this.schedule(latency, { kind: 'persist', node: node.id, gen: node.gen });
+  }
+
+  private onCrash(): void {
+    if (this.inLiveness) return;
+    const p = this.profile;
+    const up = this.nodes.filter((n) => n.up);
+    if (up.length > 0) {
+      const victim = up[this.faultRng.int(up.length)] as SimNode;
+      this.stats.crashes++;
+      for (const requestId of victim.crash()) this.workload.onReadLost(requestId);
+      // Whatever was lost, every committed entry must still be durable on a majority.
+      this.checker.checkDurable(this.diskViews());
+      this.schedule(p.restartAfterMs * (0.5 + this.faultRng.float()), {
+        kind: 'restart',
+        node: victim.id,
+      });
+    }
+    this.schedule(p.crashEveryMs * (0.5 + this.faultRng.float()), { kind: 'crash' });
+  }
+
+  private onRestart(id: number): void {
+    const n = this.node(id);
+    if (n.up) return;
+    n.start();
+    n.pump();
+    this.schedule(this.tickPeriodMs[id - 1] as number, { kind: 'tick', node: id, gen: n.gen });
+  }
+
+  private onPartition(): void {
+    if (this.inLiveness) return;
+    const p = this.profile;
+    const r = this.faultRng;
+    this.links.healAll();
+    if (p.oneWay && r.float() < 0.5) {
+      // One-way cuts: a node may hear a leader it cannot answer (or the reverse).
+      const cuts = 1 + r.int(p.nodes);
+      for (let i = 0; i < cuts; i++) this.links.cutOneWay(1 + r.int(p.nodes), 1 + r.int(p.nodes));
+    } else {
+      const side = new Set<number>();
+      const size = 1 + r.int(Math.floor(p.nodes / 2));
+      while (side.size < size) side.add(1 + r.int(p.nodes));
+      this.links.split(side);
+    }
+    this.stats.partitions++;
+    this.trace.note(this.nowMs, `partition ${this.links.describe()}`);
+    this.schedule(p.partitionForMs * (0.5 + r.float()), { kind: 'heal' });
+    this.schedule(p.partitionEveryMs * (0.5 + r.float()), { kind: 'partition' });
+  }
+
+  private onTransfer(): void {
+    if (this.inLiveness) return;
+    const p = this.profile;
+    const leader = this.nodes.find((n) => n.up && n.role === 'leader');
+    if (leader !== undefined) {
+      let to = 1 + this.faultRng.int(p.nodes);
+      if (to === leader.id) to = (to % p.nodes) + 1;
+      leader.raft.transferLeadership(to);
+      leader.pump();
+    }
+    this.schedule(p.transferEveryMs * (0.5 + this.faultRng.float()), { kind: 'transfer' });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Liveness phase: faults heal; a leader and every retried proposal must follow in bounded time.
+
+  private healedDelayMaxMs(): number {
+    return Math.floor((this.profile.tickMs * this.profile.electionTicks) / 8);
+  }
+
+  private electionTimeoutMs(): number {
+    return this.profile.tickMs * this.profile.electionTicks * (1 + this.profile.tickSkew);
+  }
+
+  private onLivenessStart(): void {
+    this.inLiveness = true;
+    this.livenessStartMs = this.nowMs;
+    this.links.healAll();
+    for (const n of this.nodes) if (!n.up) this.onRestart(n.id);
+    this.workload.stopIssuing();
+    this.trace.note(this.nowMs, 'liveness phase: faults healed');
+    this.schedule(this.profile.tickMs, { kind: 'probe' });
+  }
+
+  private onProbe(): void {
+    const elapsed = this.nowMs - this.livenessStartMs;
+    // Bounds: randomized timeouts make a split vote repeat with probability < 1/2 per round
+    // (paper §5.2), so 30 election timeouts bound a leader's arrival very loosely.
+    const leaderBoundMs = 30 * 2 * this.electionTimeoutMs();
+    if (this.leaderSeenMs < 0 && this.hasStableLeader()) this.leaderSeenMs = this.nowMs;
+    if (this.leaderSeenMs < 0 && elapsed > leaderBoundMs) {
+      this.checker.report(
+        'liveness',
+        `no leader ${leaderBoundMs}ms after the faults healed; ${this.describeNodes()}`,
+      );
+      return;
+    }
+    const pending = this.workload.pendingDescription();
+    if (this.leaderSeenMs >= 0 && pending === '') {
+      this.finished = true;
+      return;
+    }
+    const opsBoundMs = leaderBoundMs + this.workload.retryBoundMs();
+    if (elapsed > opsBoundMs) {
+      this.checker.report(
+        'liveness',
+        `${opsBoundMs}ms after the faults healed, still pending: ${pending}; ${this.describeNodes()}`,
+      );
+      return;
+    }
+    this.schedule(this.profile.tickMs, { kind: 'probe' });
+  }
+
+  /** Each node's role, term, commit and (for leaders) follower progress, for liveness reports. */
+  private describeNodes(): string {
+    return this.nodes
+      .map((n) => {
+        if (!n.up) return `n${n.id} down`;
+        const st = n.raft.status();
+        const prs = Object.entries(st.progress)
+          .map(([id, pr]) => `${id}:${pr.state}/m${pr.match}/n${pr.next}`)
+          .join(' ');
+        return `n${n.id} ${st.role} t${st.term} commit=${st.commit} last=${st.lastIndex}${prs === '' ? '' : ` [${prs}]`}`;
+      })
+      .join('; ');
+  }
+
+  /** A leader whose term has committed an entry (its no-op), so it can serve. */
+  private hasStableLeader(): boolean {
+    for (const n of this.nodes) {
+      if (!n.up || n.role !== 'leader') continue;
+      const st = n.raft.status();
+      const t = n.raft.entry(st.commit)?.term ?? st.term;
+      if (st.role === 'leader' && t === st.term) return true;
+    }
+    return false;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // NodeHost: what the nodes report
+
+  onEvent(e: RaftEvent): void {
+    if (e.kind === 'become-leader') {
+      this.stats.elections++;
+      this.newLeaders.push({ node: e.node, term: e.term });
+    }
+    if (this.trace.verbose)
+      this.trace.note(this.nowMs, `node ${e.node} ${e.kind} term=${e.term} ${e.reason}`);
+  }
+
+  onReady(node: SimNode, rd: Ready): void {
+    const raft = node.raft;
+    if (rd.entries.length > 0) {
+      const first = (rd.entries[0] as Entry).index;
+      this.checker.onLogEntries(node.id, rd.entries, raft.entry(first - 1)?.term);
+    }
+    if (rd.hardState !== null) {
+      this.checker.onCommit(node.id, rd.hardState.commit, (i) => raft.entry(i));
+      this.stats.committed = this.checker.maxCommitted;
+    }
+  }
+
+  onPersist(_node: SimNode, entry: Entry): void {
+    if (this.checker.overwritesCommitted(entry)) this.overwritten.push(entry.index);
+  }
+
+  afterPersist(): void {
+    if (this.overwritten.length === 0) return;
+    this.checker.checkDurable(this.diskViews(), this.overwritten);
+    this.overwritten.length = 0;
+  }
+
+  private diskViews(): DiskView[] {
+    return this.nodes.map((n) => ({ id: n.id, holds: (i, t) => n.disk.holds(i, t) }));
+  }
+
+  onApply(node: SimNode, entry: Entry, op: KvOp | null, effective: boolean): void {
+    const first = this.checker.onApply(node.id, entry);
+    if (op === null) return;
+    if (first && effective) this.reads.onWrite(op.k, op.v, entry.index);
+    this.workload.onApplied(op);
+  }
+
+  onSnapshot(node: SimNode, index: number, image: Uint8Array): void {
+    this.stats.snapshots++;
+    this.checker.onSnapshot(node.id, index, new TextDecoder().decode(image));
+  }
+
+  onReadDone(node: SimNode, requestId: number, ok: boolean, value: string | undefined): void {
+    this.workload.onReadDone(node.id, requestId, ok, value);
+  }
+
+  // WorkloadHost
+  upNodes(): SimNode[] {
+    return this.nodes.filter((n) => n.up);
+  }
+
+  count(what: 'writesDone' | 'readsOk' | 'readsFailed'): void {
+    this.stats[what]++;
+  }
+
+  private result(): SimResult {
+    if (this.checker.violations.length === 0) {
+      this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
+      this.checker.checkDurable(this.diskViews());
+      this.reads.finish();
+    }
+    this.stats.virtualMs = this.nowMs;
+    const violations = this.checker.violations;
+    return {
+      seed: this.options.seed,
+      ok: violations.length === 0,
+      profile: this.profile,
+      violations,
+      stats: { ...this.stats },
+      traceHash: this.trace.hash,
+      trace: this.trace.lines,
+      replay: replayCommand(this.options.seed, this.options.nodes),
+    };
+  }
+}

@@ -1,0 +1,46 @@
+// The simulator's command line: a passing range exits 0 with a summary, bad options exit 2.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    assert.notEqual(up, dir, 'package.json not found above the test file');
+    dir = up;
+  }
+  return dir;
+}
+
+const cli = join(repoRoot(), 'dist', 'src', 'sim', 'cli.js');
+
+function run(args: string[]): { status: number | null; out: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+void test('a range of seeds prints a summary line', () => {
+  const r = run(['--seeds', '3', '--start', '100', '--nodes', '5']);
+  assert.match(r.out, /3 seeds \(100\.\.102\), \d+ failed, \d+ events in/);
+  assert.equal(r.status, r.out.includes(', 0 failed,') ? 0 : 1);
+});
+
+void test('one seed with --verbose prints its events', () => {
+  const r = run(['--seed', '100', '--verbose']);
+  assert.match(r.out, /deliver \d->\d /);
+  assert.match(r.out, /1 seeds \(100\.\.100\)/);
+});
+
+void test('bad options exit 2 and name the value', () => {
+  const r = run(['--nodes', '4']);
+  assert.equal(r.status, 2);
+  assert.match(r.out, /--nodes must be 3, 5 or 7, got "4"/);
+  const s = run(['--seeds', 'many']);
+  assert.equal(s.status, 2);
+  assert.match(s.out, /--seeds must be an integer/);
+});
