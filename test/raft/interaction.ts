@@ -31,7 +31,9 @@ const text = new TextDecoder();
 const enc = new TextEncoder();
 
 export function renderEntry(e: Entry): string {
-  return e.type === 'noop' ? `${e.term}/${e.index} noop` : `${e.term}/${e.index} "${text.decode(e.data)}"`;
+  return e.type === 'noop'
+    ? `${e.term}/${e.index} noop`
+    : `${e.term}/${e.index} "${text.decode(e.data)}"`;
 }
 
 export function renderMessage(m: Message): string {
@@ -74,6 +76,8 @@ export class Interaction {
   /** Output of the command being run; events from the nodes interleave with it. */
   private out: string[] = [];
   private seed = 1;
+  /** Readies handed out with persist=false: sent, but not yet durable nor advanced. */
+  private held = new Map<number, Ready>();
 
   run(cmd: Command): string {
     this.out = [];
@@ -90,16 +94,28 @@ export class Interaction {
         return [];
       case 'tick':
         return this.tick(cmd);
+      case 'tick-election':
+        return this.tickElection(cmd);
+      case 'tick-heartbeat':
+        return this.tickHeartbeat(cmd);
       case 'propose':
         return this.propose(cmd);
+      case 'propose-batch':
+        return this.proposeBatch(cmd);
       case 'read-index':
         return this.readIndex(cmd);
       case 'transfer-leadership':
         return this.transfer(cmd);
       case 'process-ready':
-        return this.ids(cmd).flatMap((id) => this.processReady(id));
+        return this.ids(cmd).flatMap((id) =>
+          cmd.kv.get('persist') === 'false' ? this.holdReady(id) : this.processReady(id),
+        );
+      case 'persist':
+        return this.ids(cmd).flatMap((id) => this.completeReady(id));
       case 'deliver-msgs':
         return this.deliver(cmd);
+      case 'dup-msgs':
+        return this.duplicate(cmd);
       case 'stabilize':
         return this.stabilize(cmd);
       case 'partition':
@@ -117,7 +133,10 @@ export class Interaction {
         return this.restart(cmd);
       case 'compact':
         this.node(num(cmd.args[0])).compact(num(cmd.args[1]));
-        this.durableOf(num(cmd.args[0])).snapshot = this.snapshotMeta(num(cmd.args[0]), num(cmd.args[1]));
+        this.durableOf(num(cmd.args[0])).snapshot = this.snapshotMeta(
+          num(cmd.args[0]),
+          num(cmd.args[1]),
+        );
         return [];
       default:
         throw new Error(`Unknown transcript command "${cmd.name}"`);
@@ -142,7 +161,12 @@ export class Interaction {
         maxBytesPerMsg: Number(cmd.kv.get('max-msg-bytes') ?? String(1024 * 1024)),
       };
       this.configs.set(id, config);
-      this.durable.set(id, { hardState: { term: 0, vote: 0, commit: 0 }, snapshot: null, entries: [], applied: 0 });
+      this.durable.set(id, {
+        hardState: { term: 0, vote: 0, commit: 0 },
+        snapshot: null,
+        entries: [],
+        applied: 0,
+      });
       this.inbox.set(id, []);
       this.startNode(id);
     }
@@ -155,10 +179,17 @@ export class Interaction {
       ...(this.configs.get(id) as Omit<RaftConfig, 'initial' | 'rng' | 'id'>),
       id,
       rng: createRng(this.seed * 1000 + id),
-      initial: { hardState: d.hardState, snapshot: d.snapshot, entries: [...d.entries], applied: d.applied },
+      initial: {
+        hardState: d.hardState,
+        snapshot: d.snapshot,
+        entries: [...d.entries],
+        applied: d.applied,
+      },
       onEvent: (e) => {
         if (e.kind === 'become-follower' && e.reason === 'start') return;
-        this.out.push(`  [${e.node}] ${e.kind}${e.peer ? ` ${e.peer}` : ''} term=${e.term}: ${e.reason}`);
+        this.out.push(
+          `  [${e.node}] ${e.kind}${e.peer ? ` ${e.peer}` : ''} term=${e.term}: ${e.reason}`,
+        );
       },
     };
     this.nodes.set(id, new RaftNode(config));
@@ -171,9 +202,47 @@ export class Interaction {
     return [];
   }
 
+  /**
+   * Ticks the listed nodes in lockstep until one of them starts a campaign: the node whose
+   * randomized election timeout (paper §5.2) is shortest. Bounded: a timeout is below
+   * 2 * electionTicks.
+   */
+  private tickElection(cmd: Command): string[] {
+    const ids = this.ids(cmd);
+    const limit = 2 * Math.max(...ids.map((id) => this.configs.get(id)?.electionTicks ?? 10));
+    for (let i = 1; i <= limit; i++) {
+      const before = this.out.length;
+      for (const id of ids) this.node(id).tick();
+      const campaigned = this.out.slice(before).some((l) => / become-(pre-)?candidate /.test(l));
+      if (campaigned) return [`ticked ${i} times`];
+    }
+    throw new Error(`None of nodes ${ids.join(',')} campaigned within ${limit} ticks`);
+  }
+
+  /** Ticks a node for one heartbeat interval. */
+  private tickHeartbeat(cmd: Command): string[] {
+    const id = num(cmd.args[0]);
+    const n = this.configs.get(id)?.heartbeatTicks ?? 1;
+    for (let i = 0; i < n; i++) this.node(id).tick();
+    return [];
+  }
+
+  private proposeBatch(cmd: Command): string[] {
+    const r = this.node(num(cmd.args[0])).proposeBatch(cmd.args.slice(1).map((a) => enc.encode(a)));
+    return [
+      r.ok
+        ? `ok first=${r.value.firstIndex} term=${r.value.term}`
+        : `error ${r.error.code} leader=${r.error.leader}`,
+    ];
+  }
+
   private propose(cmd: Command): string[] {
     const r = this.node(num(cmd.args[0])).propose(enc.encode(cmd.args[1] ?? ''));
-    return [r.ok ? `ok index=${r.value.index} term=${r.value.term}` : `error ${r.error.code} leader=${r.error.leader}`];
+    return [
+      r.ok
+        ? `ok index=${r.value.index} term=${r.value.term}`
+        : `error ${r.error.code} leader=${r.error.leader}`,
+    ];
   }
 
   private readIndex(cmd: Command): string[] {
@@ -193,24 +262,55 @@ export class Interaction {
     const rd = node.ready();
     const out = this.renderReady(id, rd);
     for (const m of rd.messages) this.enqueue(m);
+    this.finishReady(id, rd);
+    return out;
+  }
+
+  /** Steps 2-5 of the Ready contract: persist, send after persist, apply, advance. */
+  private finishReady(id: number, rd: Ready): void {
     this.persist(id, rd);
     for (const m of rd.messagesAfterPersist) this.enqueue(m);
     const last = rd.committedEntries[rd.committedEntries.length - 1];
     if (last !== undefined) this.durableOf(id).applied = last.index;
-    node.advance(rd);
-    return out;
+    this.node(id).advance(rd);
+  }
+
+  /**
+   * Step 1 only: sends `messages` and holds the rest of the Ready as a slow disk would, until
+   * `persist ID`. A crash before then loses the write.
+   */
+  private holdReady(id: number): string[] {
+    const node = this.node(id);
+    if (this.held.has(id) || !node.hasReady()) return [];
+    const rd = node.ready();
+    for (const m of rd.messages) this.enqueue(m);
+    this.held.set(id, rd);
+    return [...this.renderReady(id, rd), '  (write held: not yet persisted)'];
+  }
+
+  private completeReady(id: number): string[] {
+    const rd = this.held.get(id);
+    if (rd === undefined) throw new Error(`Node ${id} holds no Ready to persist`);
+    this.held.delete(id);
+    this.finishReady(id, rd);
+    return [`> ${id} persisted its held Ready`];
   }
 
   private renderReady(id: number, rd: Ready): string[] {
     const out = [`> ${id} handling Ready`];
     if (rd.softState) out.push(`  role=${rd.softState.role} leader=${rd.softState.leader}`);
-    if (rd.hardState) out.push(`  hard-state term=${rd.hardState.term} vote=${rd.hardState.vote} commit=${rd.hardState.commit}`);
+    if (rd.hardState)
+      out.push(
+        `  hard-state term=${rd.hardState.term} vote=${rd.hardState.vote} commit=${rd.hardState.commit}`,
+      );
     if (rd.snapshot) out.push(`  snapshot ${rd.snapshot.term}/${rd.snapshot.index}`);
     if (rd.entries.length > 0) out.push(`  persist [${rd.entries.map(renderEntry).join(', ')}]`);
     for (const m of rd.messages) out.push(`  send ${renderMessage(m)}`);
     for (const m of rd.messagesAfterPersist) out.push(`  send-after-persist ${renderMessage(m)}`);
-    if (rd.committedEntries.length > 0) out.push(`  apply [${rd.committedEntries.map(renderEntry).join(', ')}]`);
-    for (const r of rd.readStates) out.push(`  read-state req=${r.requestId} ${r.ok ? `index=${r.index}` : 'refused'}`);
+    if (rd.committedEntries.length > 0)
+      out.push(`  apply [${rd.committedEntries.map(renderEntry).join(', ')}]`);
+    for (const r of rd.readStates)
+      out.push(`  read-state req=${r.requestId} ${r.ok ? `index=${r.index}` : 'refused'}`);
     return out;
   }
 
@@ -230,7 +330,8 @@ export class Interaction {
   }
 
   private enqueue(m: Message): void {
-    if (this.cut.has(`${m.from}-${m.to}`) || !this.inbox.has(m.to)) return;
+    // A crashed node receives nothing: the network does not buffer for it.
+    if (this.cut.has(`${m.from}-${m.to}`) || !this.nodes.has(m.to)) return;
     (this.inbox.get(m.to) as Message[]).push(m);
   }
 
@@ -240,11 +341,24 @@ export class Interaction {
     for (const id of drop) {
       for (const m of this.take(id)) this.out.push(`dropped: ${renderMessage(m)}`);
     }
+    // reverse=true delivers each node's waiting messages newest first (the network reorders).
+    const reverse = cmd.kv.get('reverse') === 'true';
     for (const id of targets) {
-      for (const m of this.take(id)) {
+      const msgs = this.take(id);
+      if (reverse) msgs.reverse();
+      for (const m of msgs) {
         this.out.push(renderMessage(m));
         this.node(id).step(m);
       }
+    }
+    return [];
+  }
+
+  /** The network delivers every message now waiting for the node a second time. */
+  private duplicate(cmd: Command): string[] {
+    for (const id of this.ids(cmd)) {
+      const msgs = this.inbox.get(id) ?? [];
+      msgs.push(...msgs);
     }
     return [];
   }
@@ -306,7 +420,9 @@ export class Interaction {
     const pr = Object.entries(s.progress)
       .map(([pid, p]) => `${pid}:${p.state} match=${p.match} next=${p.next}`)
       .join(' ');
-    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${pr ? ` | ${pr}` : ''}`;
+    // Shown only while part of the log is not yet durable, to keep settled states short.
+    const persisted = s.persistedIndex < s.lastIndex ? ` persisted=${s.persistedIndex}` : '';
+    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${persisted}${pr ? ` | ${pr}` : ''}`;
   }
 
   private raftLog(id: number): string {
@@ -323,6 +439,8 @@ export class Interaction {
     for (const id of this.ids(cmd)) {
       this.nodes.delete(id);
       this.inbox.set(id, []);
+      // A write the disk had not finished is lost with the process.
+      this.held.delete(id);
     }
     return [];
   }

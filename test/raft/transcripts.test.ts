@@ -32,7 +32,8 @@ function parse(textIn: string): { blocks: Block[]; trailer: string[] } {
       continue;
     }
     const command = line;
-    if (lines[i + 1] !== '----') throw new Error(`Expected ---- after "${command}" at line ${i + 2}`);
+    if (lines[i + 1] !== '----')
+      throw new Error(`Expected ---- after "${command}" at line ${i + 2}`);
     i += 2;
     const out: string[] = [];
     while (i < lines.length && (lines[i] as string).trim() !== '') out.push(lines[i++] as string);
@@ -42,8 +43,10 @@ function parse(textIn: string): { blocks: Block[]; trailer: string[] } {
   return { blocks, trailer: preamble };
 }
 
-for (const file of readdirSync(dir).filter((f) => f.endsWith('.txt')).sort()) {
-  test(`transcript ${file}`, () => {
+for (const file of readdirSync(dir)
+  .filter((f) => f.endsWith('.txt'))
+  .sort()) {
+  void test(`transcript ${file}`, () => {
     const path = join(dir, file);
     const { blocks, trailer } = parse(readFileSync(path, 'utf8'));
     const env = new Interaction();
