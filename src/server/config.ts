@@ -33,6 +33,12 @@ export interface NodeConfig {
   readonly maxValueBytes: number;
   readonly maxBodyBytes: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * Deliberately unsafe behaviour for proving the fault-injection checker can fail; never for
+   * production: `local-reads` serves every read without ReadIndex, `early-ack` acknowledges
+   * writes as soon as they are proposed, before they commit.
+   */
+  readonly unsafeTestMode: 'none' | 'local-reads' | 'early-ack';
 }
 
 export class ConfigError extends Error {
@@ -175,6 +181,16 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`logLevel "${logLevel}" is not a pino level`);
   }
+  const unsafeTestMode = str(merged['unsafeTestMode'], 'unsafeTestMode', 'none');
+  if (
+    unsafeTestMode !== 'none' &&
+    unsafeTestMode !== 'local-reads' &&
+    unsafeTestMode !== 'early-ack'
+  ) {
+    throw new ConfigError(
+      `unsafeTestMode must be none, local-reads or early-ack, got "${unsafeTestMode}"`,
+    );
+  }
   const dataDir = merged['dataDir'];
   if (typeof dataDir !== 'string' || dataDir === '')
     throw new ConfigError('dataDir is required (a directory path)');
@@ -193,6 +209,7 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
         : new URL(self.client).host,
     storage,
     logLevel: logLevel as NodeConfig['logLevel'],
+    unsafeTestMode,
     ...numbers,
   };
 }

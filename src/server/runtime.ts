@@ -188,12 +188,14 @@ export class RaftRuntime {
       );
     }
     const { index, term } = r.value;
-    this.kick();
-    return new Promise((resolve, reject) => {
+    // Register the waiter before kicking: the loop may run to the apply synchronously.
+    const p = new Promise<unknown>((resolve, reject) => {
       const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
       this.proposals.set(index, waiter);
       this.arm(waiter, w, () => this.proposals.delete(index), true, `Proposal at index ${index}`);
     });
+    this.kick();
+    return p;
   }
 
   /**
@@ -209,12 +211,13 @@ export class RaftRuntime {
     if (!r.ok) {
       return Promise.reject(new ServerError('NO_LEADER', r.error.message, false, r.error.leader));
     }
-    this.kick();
-    return new Promise((resolve, reject) => {
+    const p = new Promise<void>((resolve, reject) => {
       const waiter: ReadWaiter = { resolve, reject, timer: null, index: -1 };
       this.reads.set(id, waiter);
       this.arm(waiter, w, () => this.reads.delete(id), false, 'Read');
     });
+    this.kick();
+    return p;
   }
 
   transferLeadership(to: number): void {

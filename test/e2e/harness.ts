@@ -41,7 +41,12 @@ export class TestCluster {
   }
 
   client(ids?: readonly number[]): FlotillaClient {
-    return new FlotillaClient({ endpoints: this.endpoints(ids), timeoutMs: 3_000, deadlineMs: 20_000, maxAttempts: 40 });
+    return new FlotillaClient({
+      endpoints: this.endpoints(ids),
+      timeoutMs: 3_000,
+      deadlineMs: 20_000,
+      maxAttempts: 40,
+    });
   }
 
   member(id: number): LocalMember {
@@ -113,7 +118,9 @@ export class TestCluster {
 
   async status(id: number): Promise<NodeStatus | null> {
     try {
-      const res = await fetch(`${this.member(id).client}/v1/status`, { signal: AbortSignal.timeout(1_000) });
+      const res = await fetch(`${this.member(id).client}/v1/status`, {
+        signal: AbortSignal.timeout(1_000),
+      });
       if (!res.ok) return null;
       return (await res.json()) as NodeStatus;
     } catch {
@@ -122,19 +129,35 @@ export class TestCluster {
   }
 
   /** Waits until the running nodes agree on one leader among them; returns its id. */
-  async waitForLeader(timeoutMs = 15_000, among: readonly number[] = this.running()): Promise<number> {
+  async waitForLeader(
+    timeoutMs = 15_000,
+    among: readonly number[] = this.running(),
+  ): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const sts = await Promise.all(among.map((id) => this.status(id)));
       const leaders = new Set(sts.map((s) => s?.leader ?? 0));
       const leader = [...leaders][0] ?? 0;
-      if (leaders.size === 1 && leader !== 0 && among.includes(leader) && sts.every((s) => s !== null)) {
+      if (
+        leaders.size === 1 &&
+        leader !== 0 &&
+        among.includes(leader) &&
+        sts.every((s) => s !== null)
+      ) {
         const ls = sts.find((s) => s?.id === leader);
         if (ls?.role === 'leader') return leader;
       }
       await sleep(100);
     }
-    throw new Error(`No agreed leader among ${among.join(',')} within ${timeoutMs} ms\n${this.dumpLogs()}`);
+    throw new Error(
+      `No agreed leader among ${among.join(',')} within ${timeoutMs} ms\n${this.dumpLogs()}`,
+    );
+  }
+
+  /** The highest commit index any running node reports. */
+  async maxCommit(): Promise<number> {
+    const sts = await Promise.all(this.running().map((id) => this.status(id)));
+    return Math.max(0, ...sts.map((s) => s?.commit ?? 0));
   }
 
   /** Waits until every running node has applied at least `index`. */

@@ -1,0 +1,334 @@
+// One Flotilla node, assembled: storage, peer transport, the key-value state machine behind
+// exactly-once sessions, the Raft runtime, the HTTP API, metrics and logs. `runNode` is what
+// `flotilla start` runs; `FlotillaNode.start` is the same for tests and embedders.
+
+import { mkdirSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { Pool } from 'undici';
+import { ApiError, isApiErrorCode } from '../api/errors.js';
+import { JsonHttpServer } from '../api/http.js';
+import {
+  forwardedHeader,
+  installRoutes,
+  type BackendOp,
+  type BackendOpResult,
+  type KvBackend,
+} from '../api/routes.js';
+import type { ClusterStatus, NodeStatus } from '../api/types.js';
+import { createRng } from '../raft/index.js';
+import { openSqliteStorage, openWalStorage } from '../storage/index.js';
+import { TcpTransport } from '../transport/index.js';
+import type { NodeConfig } from './config.js';
+import { systemClock, type RuntimeStorage } from './contracts.js';
+import { ServerError } from './errors.js';
+import { KvStateMachine } from './kv-backend.js';
+import { createLogger, logRuntimeEvent } from './logging.js';
+import { NodeMetrics } from './metrics.js';
+import { RaftRuntime, type RuntimeEvent } from './runtime.js';
+
+export class FlotillaNode implements AsyncDisposable {
+  private closing = false;
+  private readonly pools = new Map<string, Pool>();
+
+  private constructor(
+    readonly config: NodeConfig,
+    readonly runtime: RaftRuntime,
+    readonly kv: KvStateMachine,
+    private readonly http: JsonHttpServer,
+    readonly metrics: NodeMetrics,
+    readonly log: Logger,
+  ) {}
+
+  static async start(config: NodeConfig, o: { logger?: Logger } = {}): Promise<FlotillaNode> {
+    const log = o.logger ?? createLogger(config.id, config.logLevel);
+    mkdirSync(config.dataDir, { recursive: true });
+    const metrics = new NodeMetrics(config.id);
+    const storage: RuntimeStorage =
+      config.storage === 'sqlite'
+        ? await openSqliteStorage(config.dataDir)
+        : await openWalStorage(config.dataDir);
+    const peers = new Map(
+      config.members
+        .filter((m) => m.id !== config.id)
+        .map((m) => [m.id, parseHostPort(m.peer)] as const),
+    );
+    let transport: TcpTransport;
+    try {
+      transport = await TcpTransport.listen({
+        nodeId: config.id,
+        clusterId: config.clusterId,
+        listen: parseHostPort(config.listenPeer),
+        peers,
+        rng: createRng(config.id * 7919 + Date.now()),
+      });
+    } catch (err) {
+      await storage.close();
+      throw err;
+    }
+    transport.onEvent((e) => {
+      if (e.kind === 'reconnect-scheduled') return;
+      const level = e.kind === 'peer-connected' ? 'info' : 'warn';
+      log[level]({ transport: e }, `peer ${e.kind}`);
+    });
+    const kv = new KvStateMachine({
+      maxKeyBytes: config.maxKeyBytes,
+      maxValueBytes: config.maxValueBytes,
+    });
+    const runtime = await RaftRuntime.start({
+      id: config.id,
+      voters: config.members.map((m) => m.id),
+      storage,
+      transport: {
+        send: (m, a) => {
+          metrics.messagesSent.inc({ type: m.type });
+          transport.send(m, a);
+        },
+        onMessage: (h) =>
+          transport.onMessage((m, a) => {
+            metrics.messagesReceived.inc({ type: m.type });
+            h(m, a);
+          }),
+        close: () => transport.close(),
+      },
+      stateMachine: kv,
+      clock: systemClock,
+      rng: createRng(config.id * 104729 + Date.now()),
+      tickMs: config.tickMs,
+      electionTicks: config.electionTicks,
+      heartbeatTicks: config.heartbeatTicks,
+      snapshotEveryEntries: config.snapshotEveryEntries,
+      requestTimeoutMs: config.requestTimeoutMs,
+      onEvent: (e: RuntimeEvent) => {
+        metrics.observe(e);
+        logRuntimeEvent(log, e);
+      },
+    });
+    if (config.unsafeTestMode !== 'none') {
+      log.warn(
+        { unsafeTestMode: config.unsafeTestMode },
+        'UNSAFE TEST MODE: this node breaks linearizability on purpose',
+      );
+    }
+    const http = new JsonHttpServer({
+      maxBodyBytes: config.maxBodyBytes,
+      onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
+      onError: (err) => log.error({ err }, 'request failed with an internal error'),
+    });
+    const node = new FlotillaNode(config, runtime, kv, http, metrics, log);
+    installRoutes(http, node.backend());
+    try {
+      const addr = await http.listen(config.listenClient);
+      log.info(
+        {
+          client: `${addr.address}:${addr.port}`,
+          peer: config.listenPeer,
+          dataDir: config.dataDir,
+          storage: config.storage,
+        },
+        'node started',
+      );
+    } catch (err) {
+      await runtime.close(0);
+      throw err;
+    }
+    return node;
+  }
+
+  /** Clean shutdown: hand leadership over, stop serving, flush and close. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await this.runtime.close();
+    await this.http.close();
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.log.info('node stopped');
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  nodeStatus(): NodeStatus {
+    const s = this.runtime.status();
+    return {
+      id: s.id,
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      commit: s.commit,
+      applied: this.runtime.appliedIndex(),
+      lastIndex: s.lastIndex,
+      firstIndex: s.firstIndex,
+      revision: this.kv.revision(),
+      members: this.config.members,
+    };
+  }
+
+  private backend(): KvBackend {
+    const header = () => ({
+      revision: this.kv.revision(),
+      memberId: this.config.id,
+      raftTerm: this.runtime.status().term,
+    });
+    return {
+      limits: { maxKeyBytes: this.config.maxKeyBytes, maxValueBytes: this.config.maxValueBytes },
+      metrics: this.metrics.registry,
+      write: async (txn, session, signal) => {
+        const data = this.kv.encode(txn, session, Date.now());
+        if (this.config.unsafeTestMode === 'early-ack') {
+          // Planted bug for the fault-injection checker: acknowledge before the entry commits.
+          this.runtime.propose(data, { signal }).catch(() => undefined);
+          return { header: header(), succeeded: true, results: txn.success.map(unsafeEmptyResult) };
+        }
+        const started = performance.now();
+        try {
+          const result = await this.runtime.propose(data, { signal });
+          this.metrics.proposals.inc({ outcome: 'ok' });
+          this.metrics.applyLatency.observe((performance.now() - started) / 1000);
+          return this.kv.toWriteResult(result, header);
+        } catch (err) {
+          this.metrics.proposals.inc({ outcome: err instanceof ServerError ? err.code : 'error' });
+          throw toApiError(err);
+        }
+      },
+      read: async (op, serializable, signal) => {
+        // The planted `local-reads` bug skips ReadIndex: a deposed leader serves stale data.
+        if (!serializable && this.config.unsafeTestMode !== 'local-reads') {
+          try {
+            await this.runtime.linearizableRead({ signal });
+          } catch (err) {
+            this.metrics.reads.inc({ level: 'linearizable', outcome: 'error' });
+            throw toApiError(err);
+          }
+        }
+        this.metrics.reads.inc({
+          level: serializable ? 'serializable' : 'linearizable',
+          outcome: 'ok',
+        });
+        return { header: header(), result: this.kv.range(op) };
+      },
+      forwardTarget: () => {
+        if (this.runtime.isLeader()) return null;
+        const leader = this.runtime.leaderId();
+        return this.config.members.find((m) => m.id === leader)?.client ?? null;
+      },
+      forward: (url, path, rawBody, signal) => this.forward(url, path, rawBody, signal),
+      status: () => this.nodeStatus(),
+      clusterStatus: (signal) => this.clusterStatus(signal),
+      ready: () => {
+        const s = this.runtime.status();
+        if (s.leader === 0) return { ready: false, reason: 'no leader known' };
+        if (this.runtime.appliedIndex() < s.commit)
+          return {
+            ready: false,
+            reason: `applying: ${this.runtime.appliedIndex()} of ${s.commit}`,
+          };
+        return { ready: true, reason: s.leader === s.id ? 'leader' : `following ${s.leader}` };
+      },
+      transferLeadership: (to) => {
+        try {
+          this.runtime.transferLeadership(to);
+        } catch (err) {
+          throw toApiError(err);
+        }
+        return Promise.resolve();
+      },
+    };
+  }
+
+  private pool(url: string): Pool {
+    let p = this.pools.get(url);
+    if (p === undefined) {
+      p = new Pool(url, { connections: 128 });
+      this.pools.set(url, p);
+    }
+    return p;
+  }
+
+  private async forward(
+    url: string,
+    path: string,
+    rawBody: string,
+    signal: AbortSignal,
+  ): Promise<{ status: number; json: unknown }> {
+    try {
+      const res = await this.pool(url).request({
+        method: 'POST',
+        path,
+        headers: { 'content-type': 'application/json', [forwardedHeader]: String(this.config.id) },
+        body: rawBody,
+        signal: AbortSignal.any([
+          signal,
+          AbortSignal.timeout(this.config.requestTimeoutMs + 1_000),
+        ]),
+      });
+      const text = await res.body.text();
+      return { status: res.statusCode, json: JSON.parse(text) as unknown };
+    } catch (err) {
+      throw new ApiError(
+        'FORWARD_FAILED',
+        `Forwarding to the leader at ${url} failed: ${(err as Error).message}`,
+        true,
+      );
+    }
+  }
+
+  private async clusterStatus(signal: AbortSignal): Promise<ClusterStatus> {
+    const nodes = await Promise.all(
+      this.config.members.map(async (m) => {
+        if (m.id === this.config.id)
+          return { id: m.id, client: m.client, status: this.nodeStatus() };
+        try {
+          const res = await this.pool(m.client).request({
+            method: 'GET',
+            path: '/v1/status',
+            signal: AbortSignal.any([signal, AbortSignal.timeout(1_000)]),
+          });
+          const text = await res.body.text();
+          if (res.statusCode !== 200)
+            return { id: m.id, client: m.client, error: `HTTP ${res.statusCode}` };
+          return { id: m.id, client: m.client, status: JSON.parse(text) as NodeStatus };
+        } catch (err) {
+          return { id: m.id, client: m.client, error: (err as Error).message };
+        }
+      }),
+    );
+    return { leader: this.runtime.leaderId(), nodes };
+  }
+}
+
+function unsafeEmptyResult(op: BackendOp): BackendOpResult {
+  if (op.kind === 'put') return { kind: 'put', prevKv: null };
+  if (op.kind === 'delete') return { kind: 'delete', deleted: 0, prevKvs: [] };
+  return { kind: 'range', kvs: [], count: 0, more: false };
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof ServerError) {
+    const code = isApiErrorCode(err.code) ? err.code : 'INTERNAL';
+    return new ApiError(code, err.message, err.indefinite, err.leader);
+  }
+  return new ApiError('INTERNAL', `Unexpected error: ${(err as Error).message}`, true);
+}
+
+function parseHostPort(s: string): { host: string; port: number } {
+  const i = s.lastIndexOf(':');
+  return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
+}
+
+/** Runs a node until SIGTERM or SIGINT, then shuts it down cleanly. */
+export async function runNode(config: NodeConfig): Promise<void> {
+  const node = await FlotillaNode.start(config);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      node.log.info({ signal }, 'shutting down');
+      node.close().then(resolve, (err: unknown) => {
+        node.log.error({ err }, 'shutdown failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,96 @@
+// File-system steps that durability depends on, each routed through the optional sync hook so
+// tests can make them fail. A new file or a rename is durable only once its directory is
+// fsynced (the directory entry is separate metadata; see ext4's and POSIX's fsync notes).
+
+import { open, rename, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { ioFailure } from './errors.js';
+import type { SyncHook } from './types.js';
+
+export class Syncer {
+  constructor(private readonly hook: SyncHook | undefined) {}
+
+  /** fdatasync: data and the metadata needed to read it back (the file size), not mtime. */
+  async datasync(fh: FileHandle, path: string): Promise<void> {
+    await this.run(path, () => fh.datasync());
+  }
+
+  async fsync(fh: FileHandle, path: string): Promise<void> {
+    await this.run(path, () => fh.sync());
+  }
+
+  async fsyncDir(dir: string): Promise<void> {
+    await this.run(dir, async () => {
+      const fh = await open(dir, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    });
+  }
+
+  private async run(path: string, sync: () => Promise<void>): Promise<void> {
+    try {
+      if (this.hook === undefined) await sync();
+      else await this.hook(path, sync);
+    } catch (err) {
+      throw ioFailure('STORAGE_FSYNC_FAILED', `fsync of ${path}`, err);
+    }
+  }
+}
+
+/** Writes a whole file durably under a temporary name, then renames it into place. */
+export async function writeFileAtomic(
+  syncer: Syncer,
+  dir: string,
+  finalPath: string,
+  parts: readonly Uint8Array[],
+): Promise<void> {
+  const tmp = `${finalPath}.tmp`;
+  const fh = await open(tmp, 'w', 0o644);
+  try {
+    let position = 0;
+    for (const part of parts) {
+      await writeFully(fh, part, position);
+      position += part.length;
+    }
+    await syncer.fsync(fh, tmp);
+  } catch (err) {
+    await fh.close();
+    await rm(tmp, { force: true });
+    throw ioFailure('STORAGE_WRITE_FAILED', `writing ${tmp}`, err);
+  }
+  await fh.close();
+  await rename(tmp, finalPath);
+  await syncer.fsyncDir(dir);
+}
+
+/** FileHandle.write may write less than asked: loop until all bytes are down. */
+export async function writeFully(
+  fh: FileHandle,
+  data: Uint8Array,
+  position: number,
+): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+    if (bytesWritten <= 0) throw new Error(`write returned ${bytesWritten} at ${position + done}`);
+    done += bytesWritten;
+  }
+}
+
+export async function writevFully(
+  fh: FileHandle,
+  bufs: Buffer[],
+  position: number,
+): Promise<number> {
+  const total = bufs.reduce((n, b) => n + b.length, 0);
+  const { bytesWritten } = await fh.writev(bufs, position);
+  if (bytesWritten < total) {
+    // Rare short write: finish the remainder byte-exactly with plain writes.
+    const rest = Buffer.concat(bufs).subarray(bytesWritten);
+    await writeFully(fh, rest, position + bytesWritten);
+  }
+  return total;
+}

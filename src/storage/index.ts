@@ -1,0 +1,23 @@
+// Public entry point of the storage layer: the contracts and the three backends.
+
+export type {
+  LogStore,
+  StableStore,
+  SnapshotStore,
+  StoredSnapshot,
+  RaftStorage,
+  StorageLimits,
+  WalOptions,
+  SqliteOptions,
+  SyncHook,
+} from './types.js';
+export { StorageError, type StorageErrorCode } from './errors.js';
+export { openWalStorage, WalStorage } from './wal.js';
+export { openSqliteStorage } from './sqlite.js';
+export {
+  createMemoryStorage,
+  createMemoryDisk,
+  type MemoryDisk,
+  type MemoryOptions,
+} from './memory.js';
+export { DEFAULT_LIMITS } from './limits.js';

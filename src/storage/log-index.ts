@@ -1,0 +1,170 @@
+// The in-memory copy of the log after the snapshot, shared by every backend. It owns the
+// log's rules (contiguity, suffix replacement, compaction, snapshot reset) so the WAL, SQLite
+// and memory stores cannot disagree about them; the backends only make its changes durable.
+
+import type { Entry, HardState, SnapshotMeta } from '../raft/index.js';
+import { invalid } from './errors.js';
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+function isCount(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_SAFE;
+}
+
+export function checkEntryShape(e: Entry): void {
+  if (!isCount(e.index) || e.index < 1) throw invalid(`Entry index must be >= 1, got ${e.index}`);
+  if (!isCount(e.term) || e.term < 1)
+    throw invalid(`Entry ${e.index} has term ${e.term}: terms of entries are >= 1`);
+  if (e.type !== 'normal' && e.type !== 'noop')
+    throw invalid(`Entry ${e.index} has type ${String(e.type)}: expected normal or noop`);
+  if (!(e.data instanceof Uint8Array)) throw invalid(`Entry ${e.index} data is not a Uint8Array`);
+}
+
+export function checkHardState(hs: HardState, prev: HardState): void {
+  if (!isCount(hs.term) || !isCount(hs.vote) || !isCount(hs.commit))
+    throw invalid(
+      `Hard state fields must be safe non-negative integers, got ${JSON.stringify(hs)}`,
+    );
+  // A term never goes back and a vote is cast once per term (paper Figure 2): a caller that
+  // breaks this is about to vote twice, the classic lost-vote bug, so refuse it here too.
+  if (hs.term < prev.term)
+    throw invalid(`Cannot save hard state: term ${hs.term} is below the stored term ${prev.term}`);
+  if (hs.term === prev.term && prev.vote !== 0 && hs.vote !== prev.vote)
+    throw invalid(
+      `Cannot save hard state: vote for ${hs.vote} in term ${hs.term}, already voted for ${prev.vote}`,
+    );
+}
+
+export function checkSnapshotMeta(meta: SnapshotMeta): void {
+  if (!isCount(meta.index) || meta.index < 1 || !isCount(meta.term) || meta.term < 1)
+    throw invalid(`Snapshot index and term must be >= 1, got ${meta.index}/${meta.term}`);
+  if (!Array.isArray(meta.voters) || meta.voters.length > 1024 || !meta.voters.every(isCount))
+    throw invalid(`Snapshot voters must be up to 1024 node ids, got ${String(meta.voters)}`);
+}
+
+export type SnapshotOutcome = 'stale' | 'compacted' | 'reset';
+
+export class LogIndex {
+  /** Invariant: entries[k].index === baseIndex + 1 + k, and terms never decrease. */
+  private log: Entry[] = [];
+  private baseIndex = 0;
+  private baseTerm = 0;
+
+  constructor(
+    base: { index: number; term: number } = { index: 0, term: 0 },
+    entries: Entry[] = [],
+  ) {
+    this.baseIndex = base.index;
+    this.baseTerm = base.term;
+    this.log = entries;
+  }
+
+  firstIndex(): number {
+    return this.baseIndex + 1;
+  }
+
+  lastIndex(): number {
+    return this.baseIndex + this.log.length;
+  }
+
+  base(): { index: number; term: number } {
+    return { index: this.baseIndex, term: this.baseTerm };
+  }
+
+  term(index: number): number | undefined {
+    if (index === this.baseIndex) return this.baseTerm;
+    return this.log[index - this.baseIndex - 1]?.term;
+  }
+
+  entries(lo: number, hiExclusive: number): Entry[] {
+    if (!Number.isInteger(lo) || !Number.isInteger(hiExclusive) || lo > hiExclusive)
+      throw invalid(`Cannot read entries [${lo}, ${hiExclusive}): not a range`);
+    if (lo < this.firstIndex() || hiExclusive > this.lastIndex() + 1)
+      throw invalid(
+        `Cannot read entries [${lo}, ${hiExclusive}): the log holds [${this.firstIndex()}, ${this.lastIndex() + 1})`,
+      );
+    return this.log.slice(lo - this.baseIndex - 1, hiExclusive - this.baseIndex - 1);
+  }
+
+  all(): readonly Entry[] {
+    return this.log;
+  }
+
+  /** Throws STORAGE_INVALID_ARGUMENT unless `entries` may be appended (nothing changes). */
+  checkAppend(entries: readonly Entry[]): void {
+    const first = entries[0];
+    if (first === undefined) return;
+    let prevTerm = this.term(first.index - 1);
+    if (first.index < this.firstIndex() || prevTerm === undefined)
+      throw invalid(
+        `Cannot append at index ${first.index}: the log holds [${this.firstIndex()}, ${this.lastIndex() + 1}) and may only be extended or have its suffix replaced`,
+      );
+    let expected = first.index;
+    for (const e of entries) {
+      checkEntryShape(e);
+      if (e.index !== expected)
+        throw invalid(
+          `Cannot append: entries are not contiguous, expected ${expected}, got ${e.index}`,
+        );
+      if (e.term < prevTerm)
+        throw invalid(
+          `Cannot append entry ${e.index}: term ${e.term} is below the previous term ${prevTerm}`,
+        );
+      prevTerm = e.term;
+      expected++;
+    }
+  }
+
+  /** Applies a checked append; returns the index from which the old suffix was replaced, or null. */
+  append(entries: readonly Entry[]): number | null {
+    const first = entries[0];
+    if (first === undefined) return null;
+    let replacedFrom: number | null = null;
+    if (first.index <= this.lastIndex()) {
+      replacedFrom = first.index;
+      this.log.length = first.index - this.baseIndex - 1;
+    }
+    for (const e of entries) this.log.push(e);
+    return replacedFrom;
+  }
+
+  /** Drops entries after `index` (base <= index <= lastIndex). */
+  truncateAfter(index: number): void {
+    if (index < this.baseIndex || index > this.lastIndex())
+      throw invalid(
+        `Cannot truncate after ${index}: the log holds [${this.firstIndex()}, ${this.lastIndex() + 1})`,
+      );
+    this.log.length = index - this.baseIndex;
+  }
+
+  /** Drops entries <= index (index must be within the log). */
+  compact(index: number): void {
+    if (index <= this.baseIndex) return;
+    const term = this.term(index);
+    if (term === undefined)
+      throw invalid(`Cannot compact through ${index}: the log ends at ${this.lastIndex()}`);
+    this.log = this.log.slice(index - this.baseIndex);
+    this.baseIndex = index;
+    this.baseTerm = term;
+  }
+
+  /** Discards the whole log: it now starts after (index, term). */
+  reset(index: number, term: number): void {
+    this.log = [];
+    this.baseIndex = index;
+    this.baseTerm = term;
+  }
+
+  /** What installing a snapshot does to the log (etcd's raftLog.restore; paper §7). */
+  outcomeOf(meta: SnapshotMeta): SnapshotOutcome {
+    if (meta.index <= this.baseIndex) return 'stale';
+    return this.term(meta.index) === meta.term ? 'compacted' : 'reset';
+  }
+
+  applySnapshot(meta: SnapshotMeta): SnapshotOutcome {
+    const outcome = this.outcomeOf(meta);
+    if (outcome === 'compacted') this.compact(meta.index);
+    else if (outcome === 'reset') this.reset(meta.index, meta.term);
+    return outcome;
+  }
+}

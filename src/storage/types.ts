@@ -1,0 +1,102 @@
+// The contracts between the Raft runtime and durable storage (hashicorp/raft names the same
+// roles: LogStore, StableStore, SnapshotStore). Every backend (WAL, SQLite, memory) implements
+// RaftStorage and passes the same contract test suite (test/storage/contract.ts).
+
+import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
+
+/**
+ * The log entries after the latest snapshot.
+ *
+ * Reads are answered from an in-memory copy of the log (every backend keeps one; the disk is
+ * written, and read only at recovery). Reads see an append as soon as `append` was called,
+ * before it is durable: durability is what the returned promise reports.
+ */
+export interface LogStore {
+  /** Index of the first stored entry; lastIndex() + 1 when the log is empty. */
+  firstIndex(): number;
+  /** Index of the last stored entry; the snapshot index (or 0) when the log is empty. */
+  lastIndex(): number;
+  /** Term of the entry at `index`; the snapshot's term at the snapshot index; else undefined. */
+  term(index: number): number | undefined;
+  /** Entries with lo <= index < hiExclusive. Throws STORAGE_INVALID_ARGUMENT outside the log. */
+  entries(lo: number, hiExclusive: number): Entry[];
+  /**
+   * Appends contiguous entries. If entries[0].index <= lastIndex() the stored suffix from there
+   * is replaced (a follower overwriting a conflicting, uncommitted tail, paper §5.3). Resolves
+   * only once durable; concurrent calls share one sync (group commit).
+   */
+  append(entries: readonly Entry[]): Promise<void>;
+  /** Drops entries <= throughIndex; backends may keep more (whole WAL segments only). */
+  compact(throughIndex: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Term, vote and commit (paper Figure 2, "persistent state on all servers"). */
+export interface StableStore {
+  /** The latest hard state handed to save(), durable or not; zeros on a fresh store. */
+  load(): HardState;
+  /** Resolves once durable. */
+  save(hs: HardState): Promise<void>;
+}
+
+export interface StoredSnapshot {
+  readonly meta: SnapshotMeta;
+  readonly data: Uint8Array;
+}
+
+export interface SnapshotStore {
+  /** Durable once resolved; older snapshots are removed only after this one is durable. */
+  save(meta: SnapshotMeta, data: Uint8Array): Promise<void>;
+  latest(): Promise<StoredSnapshot | null>;
+}
+
+/** One node's data directory as the runtime uses it. */
+export interface RaftStorage extends AsyncDisposable {
+  /** What was recovered at open, updated by every later call (so a reopen is not needed). */
+  initialState(): InitialState;
+  /**
+   * One durable write for a Ready: entries (replacing a conflicting suffix, as LogStore.append)
+   * and hard state together. Calls made while a sync is in flight gather into the next sync.
+   */
+  persist(entries: readonly Entry[], hardState: HardState | null): Promise<void>;
+  /**
+   * Stores the snapshot durably, then compacts the log through meta.index. If the log does not
+   * hold meta.index with meta.term (a follower installing a leader's snapshot, paper §7), the
+   * whole log is discarded and the next append must be meta.index + 1. A snapshot older than
+   * the stored one is ignored.
+   */
+  saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<void>;
+  loadSnapshot(): Promise<StoredSnapshot | null>;
+  close(): Promise<void>;
+  readonly log: LogStore;
+  readonly stable: StableStore;
+  readonly snapshots: SnapshotStore;
+}
+
+/** Limits on every input (defaults in limits.ts). */
+export interface StorageLimits {
+  /** Largest entry payload accepted. */
+  readonly maxEntryBytes?: number;
+  /** Largest number of entries in one append/persist call. */
+  readonly maxBatchEntries?: number;
+  /** Largest snapshot accepted. */
+  readonly maxSnapshotBytes?: number;
+}
+
+/**
+ * Test hook: replaces the durability barrier. Called for every fdatasync/fsync the WAL issues,
+ * with the path being synced; when it throws (or rejects) the sync counts as failed. `sync`
+ * performs the real call. Off (undefined) in production.
+ */
+export type SyncHook = (path: string, sync: () => Promise<void>) => Promise<void>;
+
+export interface WalOptions extends StorageLimits {
+  /** A new segment is started once the active one reaches this size. Default 64 MiB. */
+  readonly segmentBytes?: number;
+  readonly syncHook?: SyncHook;
+}
+
+export interface SqliteOptions extends StorageLimits {
+  /** File name inside the directory, when a directory is given. Default raft.sqlite. */
+  readonly fileName?: string;
+}

@@ -1,0 +1,235 @@
+// Recovery: rebuilds the in-memory log and hard state from the segments (and the snapshot),
+// truncating a torn tail of the last segment and refusing anything else that is damaged.
+//
+// Replay rules (docs/STORAGE.md, "Recovery"): segments are read in sequence order. A segment
+// header names `prev`, the log position before the first entry written to it; the log so far
+// must hold prev (the new segment continues or overwrites the suffix after it), unless the
+// segment opens with a Base record equal to prev (a snapshot replaced the whole log). An entry
+// record either extends the log or replaces its suffix from its index (paper §5.3). Base records
+// say how far the log was compacted; the latest Base and the snapshot bound where it must start.
+
+import { readFile, rm } from 'node:fs/promises';
+import type { HardState } from '../raft/index.js';
+import { StorageError, corrupt } from './errors.js';
+import { LogIndex } from './log-index.js';
+import type { Position, SegmentHeader } from './records.js';
+import {
+  RecordType,
+  decodeEntries,
+  decodeHardState,
+  decodePosition,
+  decodeSegmentHeader,
+  readRecord,
+} from './records.js';
+
+export interface SegmentInfo {
+  readonly seq: number;
+  readonly path: string;
+  readonly prev: Position;
+  sizeBytes: number;
+}
+
+export interface Recovered {
+  readonly log: LogIndex;
+  readonly hardState: HardState;
+  readonly segments: SegmentInfo[];
+  /** The snapshot is newer than the WAL's record of it and the log had to be reset to it. */
+  readonly resetTo: Position | null;
+  /** Bytes cut from a torn tail, for the operator's log. */
+  readonly tornBytes: number;
+}
+
+interface ReplayState {
+  log: LogIndex | null;
+  hardState: HardState;
+  base: Position;
+}
+
+const ZERO_HS: HardState = { term: 0, vote: 0, commit: 0 };
+
+function allZero(buf: Buffer, from: number): boolean {
+  for (let k = from; k < buf.length; k++) if (buf[k] !== 0) return false;
+  return true;
+}
+
+/** Is the bad record at `at` a torn final write rather than damage? Only asked for the last segment. */
+function isTornTail(buf: Buffer, at: number, r: ReturnType<typeof readRecord>): boolean {
+  if (r.kind === 'short') return true;
+  if (r.kind === 'ok') return false;
+  // A write cut short by a crash leaves the record's sectors unwritten (zeros) or ends the file.
+  return allZero(buf, at) || r.end === buf.length;
+}
+
+function applyHeader(
+  st: ReplayState,
+  hdr: SegmentHeader,
+  opensWithBase: Position | null,
+  file: string,
+): void {
+  const { prev } = hdr;
+  if (st.log === null) {
+    st.log = new LogIndex(prev);
+    return;
+  }
+  if (prev.index >= st.log.base().index && st.log.term(prev.index) === prev.term) {
+    st.log.truncateAfter(prev.index);
+    return;
+  }
+  if (opensWithBase?.index === prev.index && opensWithBase.term === prev.term) {
+    st.log.reset(prev.index, prev.term);
+    return;
+  }
+  throw corrupt(
+    file,
+    0,
+    `a segment continuing the log, which ends at index ${st.log.lastIndex()} term ${st.log.term(st.log.lastIndex())}`,
+    `a segment starting after index ${prev.index} term ${prev.term}`,
+  );
+}
+
+function applyRecord(
+  st: ReplayState,
+  type: number,
+  payload: Buffer,
+  file: string,
+  at: number,
+): void {
+  const log = st.log;
+  if (log === null) throw corrupt(file, at, 'a segment header first', `record type ${type}`);
+  if (type === RecordType.Entries) {
+    const entries = decodeEntries(payload);
+    if (entries === null)
+      throw corrupt(file, at, 'a well-formed run of entries', `${payload.length} bytes`);
+    try {
+      log.checkAppend(entries);
+    } catch (err) {
+      const e = entries[0];
+      throw corrupt(
+        file,
+        at,
+        `entries from an index in [${log.firstIndex()}, ${log.lastIndex() + 1}] with terms >= their predecessor's`,
+        `entry ${e?.index} term ${e?.term} (${(err as Error).message})`,
+      );
+    }
+    log.append(entries);
+  } else if (type === RecordType.HardState) {
+    const hs = decodeHardState(payload);
+    if (hs === null) throw corrupt(file, at, 'a well-formed hard state', `${payload.length} bytes`);
+    st.hardState = hs;
+  } else if (type === RecordType.Base) {
+    const pos = decodePosition(payload);
+    if (pos === null)
+      throw corrupt(file, at, 'a well-formed base position', `${payload.length} bytes`);
+    if (pos.index > st.base.index) st.base = pos;
+  } else {
+    throw corrupt(file, at, 'a record type in 2..4', `type ${type}`);
+  }
+}
+
+/** Replays one segment; returns the byte length of its valid prefix (< file length when torn). */
+async function replaySegment(
+  st: ReplayState,
+  seg: { seq: number; path: string },
+  isLast: boolean,
+  maxRecordBytes: number,
+): Promise<{ validBytes: number; header: SegmentHeader | null; fileBytes: number }> {
+  const buf = await readFile(seg.path);
+  const first = readRecord(buf, 0, maxRecordBytes);
+  if (first.kind !== 'ok' || first.type !== RecordType.SegmentHeader) {
+    if (isLast && isTornTail(buf, 0, first))
+      return { validBytes: 0, header: null, fileBytes: buf.length };
+    throw corrupt(
+      seg.path,
+      0,
+      'a segment header record',
+      first.kind === 'ok' ? `record type ${first.type}` : first.expected,
+    );
+  }
+  const header = decodeSegmentHeader(first.payload, seg.path);
+  if (header.seq !== seg.seq)
+    throw corrupt(seg.path, 0, `sequence ${seg.seq} (from the file name)`, `${header.seq}`);
+  const second = readRecord(buf, first.end, maxRecordBytes);
+  const opensWithBase =
+    second.kind === 'ok' && second.type === RecordType.Base ? decodePosition(second.payload) : null;
+  applyHeader(st, header, opensWithBase, seg.path);
+  let at = first.end;
+  while (at < buf.length) {
+    const r = readRecord(buf, at, maxRecordBytes);
+    if (r.kind !== 'ok') {
+      if (isLast && isTornTail(buf, at, r))
+        return { validBytes: at, header, fileBytes: buf.length };
+      throw corrupt(seg.path, at, r.expected, r.kind === 'bad' ? r.seen : 'end of file');
+    }
+    applyRecord(st, r.type, r.payload, seg.path, at);
+    at = r.end;
+  }
+  return { validBytes: at, header, fileBytes: buf.length };
+}
+
+export interface RecoverInput {
+  readonly segments: readonly { seq: number; path: string }[];
+  readonly snapshot: Position | null;
+  readonly maxRecordBytes: number;
+  /** Cuts a torn tail off the last segment durably (or removes a segment with no valid header). */
+  readonly truncate: (path: string, sizeBytes: number) => Promise<void>;
+}
+
+export async function recoverWal(input: RecoverInput): Promise<Recovered> {
+  checkSequence(input.segments);
+  const st: ReplayState = { log: null, hardState: ZERO_HS, base: { index: 0, term: 0 } };
+  const segments: SegmentInfo[] = [];
+  let tornBytes = 0;
+  for (const [k, seg] of input.segments.entries()) {
+    const isLast = k === input.segments.length - 1;
+    const r = await replaySegment(st, seg, isLast, input.maxRecordBytes);
+    if (r.validBytes < r.fileBytes) {
+      tornBytes = r.fileBytes - r.validBytes;
+      if (r.header === null) await rm(seg.path, { force: true });
+      else await input.truncate(seg.path, r.validBytes);
+    }
+    if (r.header !== null)
+      segments.push({ seq: seg.seq, path: seg.path, prev: r.header.prev, sizeBytes: r.validBytes });
+  }
+  const { log, resetTo } = settleBase(st, input.snapshot, segments[0]?.path ?? '(no segment)');
+  return { log, hardState: st.hardState, segments, resetTo, tornBytes };
+}
+
+function checkSequence(segments: readonly { seq: number; path: string }[]): void {
+  for (let k = 1; k < segments.length; k++) {
+    const prev = segments[k - 1];
+    const cur = segments[k];
+    if (prev !== undefined && cur !== undefined && cur.seq !== prev.seq + 1)
+      throw new StorageError(
+        'STORAGE_CORRUPT',
+        `WAL segment ${prev.seq + 1} is missing: found ${prev.path} then ${cur.path}`,
+        { file: cur.path, offset: 0, expected: `segment ${prev.seq + 1}` },
+      );
+  }
+}
+
+/** Applies the compaction point (latest Base record or snapshot) to the replayed log. */
+function settleBase(
+  st: ReplayState,
+  snapshot: Position | null,
+  file: string,
+): { log: LogIndex; resetTo: Position | null } {
+  const base = snapshot !== null && snapshot.index >= st.base.index ? snapshot : st.base;
+  const log = st.log ?? new LogIndex(base);
+  const anchor = log.base().index;
+  if (anchor > base.index)
+    throw corrupt(
+      file,
+      0,
+      `the log to start at or before index ${base.index + 1} (the compaction point)`,
+      `a first segment starting after index ${anchor}: entries ${base.index + 1}..${anchor} are missing`,
+    );
+  if (base.index === anchor) return { log, resetTo: null };
+  if (log.term(base.index) === base.term) {
+    log.compact(base.index);
+    return { log, resetTo: null };
+  }
+  // Only a snapshot can be ahead of the WAL: it was made durable and the process died before
+  // the WAL recorded it. The log is replaced by the snapshot, as it would have been then.
+  log.reset(base.index, base.term);
+  return { log, resetTo: base };
+}

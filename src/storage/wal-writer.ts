@@ -1,0 +1,162 @@
+// The WAL's write side: the active segment, rotation to new segments, and group commit.
+// Invariant: every entry written to segment k has an index > prev(k), the position its header
+// names; so segments before the newest one whose prev <= T hold nothing after T and may be
+// deleted once the log is compacted through T (see dropThrough).
+
+import { open, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { HardState } from '../raft/index.js';
+import { hex } from './codec.js';
+import { ioFailure } from './errors.js';
+import type { Syncer } from './fsutil.js';
+import { writevFully } from './fsutil.js';
+import { GroupCommitter } from './group-commit.js';
+import type { Position } from './records.js';
+import { encodeBase, encodeHardState, encodeSegmentHeader } from './records.js';
+import type { SegmentInfo } from './wal-recover.js';
+
+export const SEGMENT_NAME = /^wal-([0-9a-f]{16})\.seg$/;
+
+export function segmentFileName(seq: number): string {
+  return `wal-${hex(seq, 16)}.seg`;
+}
+
+/** One unit of the write queue, built by WalStorage from the in-memory log at submit time. */
+export interface WalItem {
+  readonly records: readonly Buffer[];
+  /** Index of the first entry when it replaces part of the suffix; else null. */
+  readonly replaceFrom: number | null;
+  /** Position before the first entry (used as a new segment's prev on a forced rotation). */
+  readonly prevOfFirst: Position;
+  /** A snapshot replaced the whole log: start a segment whose prev is this position. */
+  readonly resetTo: Position | null;
+  /** State after this item: last entry, compaction base and hard state. */
+  readonly lastAfter: Position;
+  readonly baseAfter: Position;
+  readonly hardStateAfter: HardState;
+}
+
+interface Active {
+  readonly info: SegmentInfo;
+  readonly fh: FileHandle;
+}
+
+export interface WriterState {
+  readonly last: Position;
+  readonly base: Position;
+  readonly hardState: HardState;
+}
+
+export class WalWriter {
+  private active: Active | null = null;
+  private written: WriterState;
+  readonly commits: GroupCommitter<WalItem>;
+
+  constructor(
+    private readonly dir: string,
+    private readonly syncer: Syncer,
+    private readonly segmentBytes: number,
+    readonly segments: SegmentInfo[],
+    initial: WriterState,
+  ) {
+    this.written = initial;
+    this.commits = new GroupCommitter((items) => this.flush(items), `WAL in ${dir}`);
+  }
+
+  /** Opens the last recovered segment for appending. */
+  async resume(): Promise<void> {
+    const info = this.segments[this.segments.length - 1];
+    if (info === undefined) throw new Error('resume() needs a segment');
+    this.active = { info, fh: await open(info.path, 'r+') };
+  }
+
+  /** Starts a new segment (at open, on size, on a deep suffix replacement, or on a reset). */
+  async rotate(prev: Position, base: Position): Promise<void> {
+    if (this.active !== null) {
+      await this.syncer.datasync(this.active.fh, this.active.info.path);
+      await this.active.fh.close();
+      this.active = null;
+    }
+    const seq = (this.segments[this.segments.length - 1]?.seq ?? 0) + 1;
+    const path = join(this.dir, segmentFileName(seq));
+    const head = [
+      encodeSegmentHeader(seq, prev),
+      encodeBase(base),
+      encodeHardState(this.written.hardState),
+    ];
+    const fh = await open(path, 'wx', 0o644);
+    const info: SegmentInfo = { seq, path, prev, sizeBytes: 0 };
+    this.active = { info, fh };
+    this.segments.push(info);
+    try {
+      info.sizeBytes = await writevFully(fh, head, 0);
+    } catch (err) {
+      throw ioFailure('STORAGE_WRITE_FAILED', `writing ${path}`, err);
+    }
+    await this.syncer.datasync(fh, path);
+    await this.syncer.fsyncDir(this.dir);
+  }
+
+  private rotationFor(item: WalItem, info: SegmentInfo): { prev: Position; base: Position } | null {
+    if (item.resetTo !== null) return { prev: item.resetTo, base: item.resetTo };
+    if (item.replaceFrom !== null && item.replaceFrom <= info.prev.index)
+      return { prev: item.prevOfFirst, base: this.written.base };
+    if (info.sizeBytes >= this.segmentBytes)
+      return { prev: this.written.last, base: this.written.base };
+    return null;
+  }
+
+  private async flush(items: readonly WalItem[]): Promise<void> {
+    let bufs: Buffer[] = [];
+    for (const item of items) {
+      const active = this.activeOrThrow();
+      const rot = this.rotationFor(item, active.info);
+      if (rot !== null) {
+        await this.writeOut(bufs);
+        bufs = [];
+        await this.rotate(rot.prev, rot.base);
+      }
+      bufs.push(...item.records);
+      this.written = { last: item.lastAfter, base: item.baseAfter, hardState: item.hardStateAfter };
+    }
+    await this.writeOut(bufs);
+    const active = this.activeOrThrow();
+    await this.syncer.datasync(active.fh, active.info.path);
+  }
+
+  private async writeOut(bufs: Buffer[]): Promise<void> {
+    if (bufs.length === 0) return;
+    const { info, fh } = this.activeOrThrow();
+    try {
+      info.sizeBytes += await writevFully(fh, bufs, info.sizeBytes);
+    } catch (err) {
+      throw ioFailure('STORAGE_WRITE_FAILED', `writing ${info.path}`, err);
+    }
+  }
+
+  private activeOrThrow(): Active {
+    if (this.active === null) throw new Error('WAL has no active segment');
+    return this.active;
+  }
+
+  /**
+   * Deletes the segments that hold nothing after `through`: all before the newest segment
+   * whose prev <= through. Oldest first, so a crash part-way leaves a valid suffix.
+   */
+  async dropThrough(through: number): Promise<number> {
+    let keepFrom = 0;
+    for (const [k, s] of this.segments.entries()) if (s.prev.index <= through) keepFrom = k;
+    const doomed = this.segments.splice(0, keepFrom);
+    for (const s of doomed) await rm(s.path, { force: true });
+    if (doomed.length > 0) await this.syncer.fsyncDir(this.dir);
+    return doomed.length;
+  }
+
+  async close(): Promise<void> {
+    await this.commits.close();
+    const active = this.active;
+    this.active = null;
+    await active?.fh.close();
+  }
+}

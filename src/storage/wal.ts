@@ -1,0 +1,313 @@
+// The default backend: a write-ahead log of segment files plus snapshot files, one directory
+// per node. See docs/STORAGE.md for the format, recovery rules and guarantees.
+
+import { ftruncate } from 'node:fs';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
+import { StorageError, closedError, ioFailure } from './errors.js';
+import { Syncer } from './fsutil.js';
+import { checkBatch, checkSnapshotSize, resolveLimits } from './limits.js';
+import type { ResolvedLimits } from './limits.js';
+import { LogIndex, checkHardState, checkSnapshotMeta } from './log-index.js';
+import { lockDir } from './lock.js';
+import type { DirLock } from './lock.js';
+import {
+  encodeBase,
+  encodeEntries,
+  encodeHardState,
+  entriesEncodedBytes,
+  firstIndexOfEntries,
+  readRecord,
+} from './records.js';
+import type { Position } from './records.js';
+import {
+  listSnapshotFiles,
+  readSnapshotFile,
+  removeOlderSnapshots,
+  writeSnapshotFile,
+  snapshotFileName,
+} from './snapshot-file.js';
+import type {
+  LogStore,
+  RaftStorage,
+  SnapshotStore,
+  StableStore,
+  StoredSnapshot,
+  WalOptions,
+} from './types.js';
+import { recoverWal } from './wal-recover.js';
+import { SEGMENT_NAME, WalWriter } from './wal-writer.js';
+import type { WalItem } from './wal-writer.js';
+
+const ftruncateAsync = promisify(ftruncate);
+const MIN_SEGMENT_BYTES = 4096;
+const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+
+export class WalStorage implements RaftStorage {
+  private hardState: HardState;
+  private snapshotMeta: SnapshotMeta | null;
+  private snapshotChain: Promise<void> = Promise.resolve();
+  private closing: Promise<void> | null = null;
+  readonly log: LogStore;
+  readonly stable: StableStore;
+  readonly snapshots: SnapshotStore;
+
+  constructor(
+    private readonly dir: string,
+    private readonly index: LogIndex,
+    private readonly writer: WalWriter,
+    private readonly syncer: Syncer,
+    private readonly limits: ResolvedLimits,
+    private readonly lock: DirLock,
+    recovered: { hardState: HardState; snapshot: SnapshotMeta | null },
+  ) {
+    this.hardState = recovered.hardState;
+    this.snapshotMeta = recovered.snapshot;
+    this.log = {
+      firstIndex: () => this.index.firstIndex(),
+      lastIndex: () => this.index.lastIndex(),
+      term: (i) => this.index.term(i),
+      entries: (lo, hi) => this.index.entries(lo, hi),
+      append: (entries) => this.persist(entries, null),
+      compact: (through) => this.compact(through),
+      close: () => this.close(),
+    };
+    this.stable = { load: () => this.hardState, save: (hs) => this.persist([], hs) };
+    this.snapshots = { save: (m, d) => this.saveSnapshot(m, d), latest: () => this.loadSnapshot() };
+  }
+
+  initialState(): InitialState {
+    return {
+      hardState: this.hardState,
+      snapshot: this.snapshotMeta,
+      entries: this.index.all().slice(),
+      applied: this.snapshotMeta?.index ?? 0,
+    };
+  }
+
+  persist(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
+    try {
+      this.writer.commits.checkWritable();
+      checkBatch(entries, this.limits);
+      this.index.checkAppend(entries);
+      if (hardState !== null) checkHardState(hardState, this.hardState);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (entries.length === 0 && hardState === null) return Promise.resolve();
+    return this.writer.commits.submit(this.appendItem(entries, hardState));
+  }
+
+  /** Applies the append to the in-memory log and encodes its records (checked before writing). */
+  private appendItem(entries: readonly Entry[], hardState: HardState | null): WalItem {
+    const first = entries[0];
+    const prevOfFirst =
+      first === undefined
+        ? this.lastPosition()
+        : { index: first.index - 1, term: this.index.term(first.index - 1) ?? 0 };
+    const replaceFrom = this.index.append(entries);
+    if (hardState !== null) this.hardState = hardState;
+    const buf = Buffer.allocUnsafe(entriesEncodedBytes(entries));
+    const end = encodeEntries(buf, 0, entries);
+    verifyEncoded(buf, end, entries);
+    const records = hardState === null ? [buf] : [buf, encodeHardState(hardState)];
+    return { records, replaceFrom, prevOfFirst, resetTo: null, ...this.stateAfter() };
+  }
+
+  private lastPosition(): Position {
+    const index = this.index.lastIndex();
+    return { index, term: this.index.term(index) ?? 0 };
+  }
+
+  private stateAfter(): Pick<WalItem, 'lastAfter' | 'baseAfter' | 'hardStateAfter'> {
+    return {
+      lastAfter: this.lastPosition(),
+      baseAfter: this.index.base(),
+      hardStateAfter: this.hardState,
+    };
+  }
+
+  private baseItem(resetTo: Position | null): WalItem {
+    const base = this.index.base();
+    return {
+      records: [encodeBase(base)],
+      replaceFrom: null,
+      prevOfFirst: base,
+      resetTo,
+      ...this.stateAfter(),
+    };
+  }
+
+  async compact(through: number): Promise<void> {
+    this.writer.commits.checkWritable();
+    if (through <= this.index.base().index) return;
+    this.index.compact(through);
+    await this.writer.commits.submit(this.baseItem(null));
+    await this.writer.dropThrough(through);
+  }
+
+  saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<void> {
+    try {
+      this.writer.commits.checkWritable();
+      checkSnapshotMeta(meta);
+      checkSnapshotSize(data.length, this.limits);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const next = this.snapshotChain.then(() => this.writeSnapshot(meta, data));
+    this.snapshotChain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async writeSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<void> {
+    this.writer.commits.checkWritable();
+    if (meta.index <= (this.snapshotMeta?.index ?? 0)) return;
+    try {
+      await writeSnapshotFile(this.syncer, this.dir, meta, data);
+    } catch (err) {
+      const failure = ioFailure('STORAGE_WRITE_FAILED', `writing snapshot ${meta.index}`, err);
+      this.writer.commits.fail(failure);
+      throw failure;
+    }
+    this.snapshotMeta = meta;
+    const outcome = this.index.applySnapshot(meta);
+    if (outcome !== 'stale') {
+      const resetTo = outcome === 'reset' ? { index: meta.index, term: meta.term } : null;
+      await this.writer.commits.submit(this.baseItem(resetTo));
+    }
+    await removeOlderSnapshots(this.dir, meta.index);
+    await this.writer.dropThrough(meta.index);
+  }
+
+  async loadSnapshot(): Promise<StoredSnapshot | null> {
+    if (this.closing !== null) throw closedError('the WAL');
+    const meta = this.snapshotMeta;
+    if (meta === null) return null;
+    const snap = await readSnapshotFile(join(this.dir, snapshotFileName(meta.index)));
+    if (snap.meta.index !== meta.index || snap.meta.term !== meta.term)
+      throw new StorageError(
+        'STORAGE_CORRUPT',
+        `Snapshot file for index ${meta.index} holds ${snap.meta.index}/${snap.meta.term}`,
+      );
+    return snap;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    try {
+      await this.snapshotChain;
+      await this.writer.close();
+    } finally {
+      await this.lock.release();
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Directory this store owns (for operators and tests). */
+  get path(): string {
+    return this.dir;
+  }
+}
+
+/** Re-reads the encoded records (crc, count, first index) before they go to disk. */
+function verifyEncoded(buf: Buffer, end: number, entries: readonly Entry[]): void {
+  let at = 0;
+  let k = 0;
+  while (at < end) {
+    const r = readRecord(buf, at, end);
+    const e = entries[k];
+    if (r.kind !== 'ok' || e === undefined || firstIndexOfEntries(r.payload) !== e.index)
+      throw new Error(`Encoded record at ${at} for entry ${e?.index} does not read back`);
+    k += r.payload.readUInt32LE(0);
+    at = r.end;
+  }
+  if (at !== end || k !== entries.length)
+    throw new Error(`Encoded ${entries.length} entries but read back ${k}`);
+}
+
+async function listSegments(dir: string): Promise<{ seq: number; path: string }[]> {
+  const out: { seq: number; path: string }[] = [];
+  for (const name of await readdir(dir)) {
+    const m = SEGMENT_NAME.exec(name);
+    if (m?.[1] !== undefined) out.push({ seq: Number.parseInt(m[1], 16), path: join(dir, name) });
+    else if (name.endsWith('.tmp')) await rm(join(dir, name), { force: true });
+  }
+  return out.sort((a, b) => a.seq - b.seq);
+}
+
+async function latestSnapshotMeta(dir: string): Promise<SnapshotMeta | null> {
+  const newest = (await listSnapshotFiles(dir))[0];
+  if (newest === undefined) return null;
+  const snap = await readSnapshotFile(newest.path);
+  if (snap.meta.index !== newest.index)
+    throw new StorageError(
+      'STORAGE_CORRUPT',
+      `${newest.path} holds snapshot index ${snap.meta.index}`,
+      { file: newest.path, offset: 12, expected: `index ${newest.index}` },
+    );
+  return snap.meta;
+}
+
+async function truncateFile(syncer: Syncer, path: string, sizeBytes: number): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    await ftruncateAsync(fh.fd, sizeBytes);
+    await syncer.fsync(fh, path);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Opens (creating if needed) the WAL in `dir`: takes the directory lock, verifies the latest
+ * snapshot, replays the segments (cutting a torn tail of the last one) and starts a segment
+ * when needed. Throws STORAGE_LOCKED, STORAGE_CORRUPT or STORAGE_VERSION.
+ */
+export async function openWalStorage(dir: string, opts: WalOptions = {}): Promise<WalStorage> {
+  const limits = resolveLimits(opts);
+  const segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+  if (!Number.isInteger(segmentBytes) || segmentBytes < MIN_SEGMENT_BYTES || segmentBytes > 2 ** 31)
+    throw new StorageError(
+      'STORAGE_INVALID_ARGUMENT',
+      `segmentBytes must be an integer in ${MIN_SEGMENT_BYTES}..2^31, got ${segmentBytes}`,
+    );
+  await mkdir(dir, { recursive: true });
+  const lock = await lockDir(dir);
+  try {
+    const syncer = new Syncer(opts.syncHook);
+    const snapshot = await latestSnapshotMeta(dir);
+    const rec = await recoverWal({
+      segments: await listSegments(dir),
+      snapshot,
+      maxRecordBytes: Math.max(limits.maxEntryBytes, 1 << 20) + 64,
+      truncate: (path, size) => truncateFile(syncer, path, size),
+    });
+    if (rec.tornBytes > 0) await syncer.fsyncDir(dir);
+    const last = rec.log.lastIndex();
+    const state = {
+      last: { index: last, term: rec.log.term(last) ?? 0 },
+      base: rec.log.base(),
+      hardState: rec.hardState,
+    };
+    const writer = new WalWriter(dir, syncer, segmentBytes, rec.segments, state);
+    if (rec.resetTo !== null) await writer.rotate(rec.resetTo, rec.resetTo);
+    else if (rec.segments.length === 0) await writer.rotate(rec.log.base(), rec.log.base());
+    else await writer.resume();
+    return new WalStorage(dir, rec.log, writer, syncer, limits, lock, {
+      hardState: rec.hardState,
+      snapshot,
+    });
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}

@@ -1,0 +1,214 @@
+// Bad input on every endpoint of a real (single-node, in-process) Flotilla node: each gets a
+// JSON error with a stable code and a fitting status, the node keeps serving, and nothing
+// written before is lost.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
+
+let node: FlotillaNode;
+let base: string;
+let dir: string;
+
+const port = 21000 + (process.pid % 500) * 4;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'flotilla-api-'));
+  const config = resolveNodeConfig({
+    id: 1,
+    dataDir: dir,
+    initialCluster: `1=127.0.0.1:${port}@http://127.0.0.1:${port + 1}`,
+    logLevel: 'silent',
+    maxValueBytes: 4096,
+    maxBodyBytes: 16384,
+  });
+  node = await FlotillaNode.start(config);
+  base = `http://127.0.0.1:${port + 1}`;
+  const deadline = Date.now() + 5000;
+  while (!node.runtime.isLeader() && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 10));
+});
+
+after(async () => {
+  await node.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function post(
+  path: string,
+  body: string,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+) {
+  const res = await fetch(base + path, { method: 'POST', headers, body });
+  const json = (await res.json()) as { error?: { code: string; message: string } } & Record<
+    string,
+    unknown
+  >;
+  return { status: res.status, json };
+}
+
+async function expectError(
+  path: string,
+  body: string,
+  status: number,
+  code: string,
+  headers?: Record<string, string>,
+) {
+  const r = await post(path, body, headers);
+  assert.equal(r.status, status, `${path} ${body.slice(0, 60)}: status`);
+  assert.equal(
+    r.json.error?.code,
+    code,
+    `${path} ${body.slice(0, 60)}: code (message: ${r.json.error?.message})`,
+  );
+  assert.ok((r.json.error?.message.length ?? 0) > 10, 'the message says what was wrong');
+}
+
+void test('a write before the abuse', async () => {
+  const r = await post('/v1/kv/put', JSON.stringify({ key: 'keep', value: 'me' }));
+  assert.equal(r.status, 200);
+});
+
+void test('malformed bodies on every kv endpoint', async () => {
+  for (const path of ['/v1/kv/put', '/v1/kv/range', '/v1/kv/delete', '/v1/kv/txn']) {
+    await expectError(path, '{"key":', 400, 'BAD_JSON');
+    await expectError(path, '[1,2]', 400, 'BAD_REQUEST');
+    await expectError(path, '"str"', 400, 'BAD_REQUEST');
+    await expectError(path, '{"key":"a","bogus":1}', 400, 'UNKNOWN_FIELD');
+    await expectError(path, '{"key":"a"}', 415, 'UNSUPPORTED_MEDIA_TYPE', {
+      'content-type': 'text/plain',
+    });
+  }
+});
+
+void test('wrong types and limits', async () => {
+  await expectError('/v1/kv/put', JSON.stringify({ key: 5, value: 'x' }), 400, 'BAD_REQUEST');
+  await expectError('/v1/kv/put', JSON.stringify({ key: 'a', value: null }), 400, 'BAD_REQUEST');
+  await expectError('/v1/kv/put', JSON.stringify({ key: '', value: 'x' }), 400, 'KEY_EMPTY');
+  await expectError(
+    '/v1/kv/put',
+    JSON.stringify({ key: 'k'.repeat(1025), value: 'x' }),
+    400,
+    'KEY_TOO_LARGE',
+  );
+  await expectError(
+    '/v1/kv/put',
+    JSON.stringify({ key: 'a', value: 'v'.repeat(4097) }),
+    413,
+    'VALUE_TOO_LARGE',
+  );
+  await expectError(
+    '/v1/kv/put',
+    JSON.stringify({ key: 'a', value: 'v'.repeat(20000) }),
+    413,
+    'BODY_TOO_LARGE',
+  );
+  await expectError(
+    '/v1/kv/put',
+    JSON.stringify({ key: 'a', value: 'x', encoding: 'base64' }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/kv/put',
+    JSON.stringify({ key: 'a', value: 'x', seq: 1 }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/kv/put',
+    JSON.stringify({ key: 'a', value: 'x', clientId: 'c', seq: -1 }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError('/v1/kv/range', JSON.stringify({ key: 'a', limit: 'ten' }), 400, 'BAD_REQUEST');
+  await expectError(
+    '/v1/kv/range',
+    JSON.stringify({ key: 'a', prefix: true, rangeEnd: 'b' }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/kv/range',
+    JSON.stringify({ key: 'a', serializable: 'yes' }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/kv/txn',
+    JSON.stringify({ compare: [{ key: 'a', target: 'colour', op: '=', value: 1 }] }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/kv/txn',
+    JSON.stringify({ compare: [{ key: 'a', target: 'version', op: '~', value: 1 }] }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/kv/txn',
+    JSON.stringify({ success: [{ put: { key: 'a', value: 'b' }, delete: { key: 'a' } }] }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/kv/txn',
+    JSON.stringify({ success: [{ launch: { key: 'a' } }] }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/kv/txn',
+    JSON.stringify({
+      success: Array.from({ length: 200 }, () => ({ put: { key: 'a', value: 'b' } })),
+    }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    '/v1/cluster/transfer-leadership',
+    JSON.stringify({ to: 'two' }),
+    400,
+    'BAD_REQUEST',
+  );
+});
+
+void test('unknown routes and methods', async () => {
+  const r = await fetch(base + '/v1/nope');
+  assert.equal(r.status, 404);
+  assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
+  const m = await fetch(base + '/v1/kv/put');
+  assert.equal(m.status, 405);
+  assert.equal(((await m.json()) as { error: { code: string } }).error.code, 'METHOD_NOT_ALLOWED');
+});
+
+void test('garbage bytes on the client port get a 400 and the node keeps serving', async () => {
+  const reply = await new Promise<string>((resolve, reject) => {
+    const s = connect(port + 1, '127.0.0.1', () =>
+      s.write(Buffer.from([0, 1, 2, 255, 254, 10, 13, 10, 13, 10])),
+    );
+    let data = '';
+    s.on('data', (d) => (data += d.toString('latin1')));
+    s.on('close', () => resolve(data));
+    s.on('error', reject);
+    s.setTimeout(3000, () => s.destroy());
+  });
+  assert.match(reply, /^HTTP\/1\.1 400/);
+});
+
+void test('after all that, the node serves and the earlier write is intact', async () => {
+  const r = await post('/v1/kv/range', JSON.stringify({ key: 'keep' }));
+  assert.equal(r.status, 200);
+  const kvs = r.json['kvs'] as { value: string }[];
+  assert.equal(kvs[0]?.value, 'me');
+  const health = await fetch(base + '/healthz');
+  assert.equal(health.status, 200);
+  const metrics = await (await fetch(base + '/metrics')).text();
+  assert.match(metrics, /flotilla_http_requests_total\{[^}]*status="400"/);
+});
