@@ -134,8 +134,13 @@ export class JsonHttpServer {
   }
 
   private async readBody(req: IncomingMessage): Promise<string> {
+    // curl -d sends application/x-www-form-urlencoded; the body is still parsed as JSON, so
+    // `curl -d '{...}'` works as people expect. Any other declared type is refused.
     const type = req.headers['content-type'] ?? 'application/json';
-    if (!type.startsWith('application/json')) {
+    if (
+      !type.startsWith('application/json') &&
+      !type.startsWith('application/x-www-form-urlencoded')
+    ) {
       throw new ApiError(
         'UNSUPPORTED_MEDIA_TYPE',
         `Content-Type must be application/json, got "${type}"`,

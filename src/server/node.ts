@@ -66,9 +66,37 @@ export class FlotillaNode implements AsyncDisposable {
       throw err;
     }
     transport.onEvent((e) => {
-      if (e.kind === 'reconnect-scheduled') return;
-      const level = e.kind === 'peer-connected' ? 'info' : 'warn';
-      log[level]({ transport: e }, `peer ${e.kind}`);
+      switch (e.kind) {
+        case 'reconnect-scheduled':
+          return;
+        case 'peer-connected':
+          log.info(
+            { peer: e.peer, direction: e.direction, remote: e.remote },
+            `peer ${e.peer} connected`,
+          );
+          return;
+        case 'peer-disconnected':
+          log.warn(
+            { peer: e.peer, direction: e.direction, reason: e.reason },
+            `peer ${e.peer} disconnected`,
+          );
+          return;
+        case 'handshake-refused':
+          log.warn(
+            { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
+            'peer handshake refused',
+          );
+          return;
+        case 'protocol-error':
+          log.warn(
+            { peer: e.peer, code: e.code, remote: e.remote, reason: e.message },
+            'peer protocol error',
+          );
+          return;
+        case 'handler-error':
+          log.error({ peer: e.peer, reason: e.message }, 'error handling a peer message');
+          return;
+      }
     });
     const kv = new KvStateMachine({
       maxKeyBytes: config.maxKeyBytes,
