@@ -224,6 +224,10 @@ export async function main(argv: readonly string[]): Promise<void> {
         `flotilla: ${err.code}: ${err.message}${err.indefinite ? ' (the operation may have taken effect)' : ''}\n`,
       );
       process.exitCode = 1;
+    } else if (err instanceof Error && 'code' in err && typeof err.code === 'string') {
+      // Operating errors (a port in use, a locked or damaged data directory): one clear line.
+      process.stderr.write(`flotilla: ${err.code}: ${err.message}\n`);
+      process.exitCode = 1;
     } else throw err;
   }
 }

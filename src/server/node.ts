@@ -58,6 +58,7 @@ export class FlotillaNode implements AsyncDisposable {
         nodeId: config.id,
         clusterId: config.clusterId,
         listen: parseHostPort(config.listenPeer),
+        backoff: { baseMs: 25, maxMs: 1000 },
         peers,
         rng: createRng(config.id * 7919 + Date.now()),
       });

@@ -111,7 +111,10 @@ export class RaftRuntime {
     this.opts = {
       tickMs: o.tickMs ?? 10,
       snapshotEveryEntries: o.snapshotEveryEntries ?? 10_000,
-      snapshotCatchupEntries: o.snapshotCatchupEntries ?? 1_000,
+      // Keep at most half a snapshot interval behind, so compaction always makes progress.
+      snapshotCatchupEntries:
+        o.snapshotCatchupEntries ??
+        Math.min(1_000, Math.floor((o.snapshotEveryEntries ?? 10_000) / 2)),
       requestTimeoutMs: o.requestTimeoutMs ?? 5_000,
       maxPendingRequests: o.maxPendingRequests ?? 65_536,
     };

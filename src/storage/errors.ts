@@ -77,3 +77,8 @@ export function ioFailure(
     cause,
   });
 }
+
+/** A rejected promise carrying `err` as an Error (validation errors thrown synchronously). */
+export function rejected(err: unknown): Promise<never> {
+  return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+}

@@ -3,7 +3,7 @@
 // A failed flush latches: the disk's state is unknown after a failed fsync (a retried fsync
 // can report success for data the kernel already dropped), so every later submit is refused.
 
-import { StorageError, closedError } from './errors.js';
+import { StorageError, closedError, rejected } from './errors.js';
 
 interface Pending<T> {
   readonly item: T;
@@ -37,7 +37,7 @@ export class GroupCommitter<T> {
     try {
       this.checkWritable();
     } catch (err) {
-      return Promise.reject(err);
+      return rejected(err);
     }
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ item, resolve, reject });

@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
-import { StorageError, closedError } from './errors.js';
+import { StorageError, closedError, rejected } from './errors.js';
 import { GroupCommitter } from './group-commit.js';
 import { checkBatch, checkSnapshotSize, resolveLimits } from './limits.js';
 import type { ResolvedLimits } from './limits.js';
@@ -131,7 +131,7 @@ class SqliteStorage implements RaftStorage {
       this.index.checkAppend(entries);
       if (hardState !== null) checkHardState(hardState, this.hardState);
     } catch (err) {
-      return Promise.reject(err);
+      return rejected(err);
     }
     if (entries.length === 0 && hardState === null) return Promise.resolve();
     this.index.append(entries);
@@ -158,7 +158,7 @@ class SqliteStorage implements RaftStorage {
       checkSnapshotMeta(meta);
       checkSnapshotSize(data.length, this.limits);
     } catch (err) {
-      return Promise.reject(err);
+      return rejected(err);
     }
     const next = this.snapshotChain.then(() => this.writeSnapshot(meta, data));
     this.snapshotChain = next.catch(() => undefined);

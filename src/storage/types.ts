@@ -94,6 +94,11 @@ export interface WalOptions extends StorageLimits {
   /** A new segment is started once the active one reaches this size. Default 64 MiB. */
   readonly segmentBytes?: number;
   readonly syncHook?: SyncHook;
+  /**
+   * 'dsync' (default): segments are opened with O_DSYNC, each write is durable when it returns.
+   * 'fdatasync': write, then fdatasync (the default when a syncHook is given, so it sees syncs).
+   */
+  readonly syncMode?: 'dsync' | 'fdatasync';
 }
 
 export interface SqliteOptions extends StorageLimits {

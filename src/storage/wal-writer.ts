@@ -3,6 +3,7 @@
 // names; so segments before the newest one whose prev <= T hold nothing after T and may be
 // deleted once the log is compacted through T (see dropThrough).
 
+import { constants } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -48,6 +49,15 @@ export interface WriterState {
   readonly hardState: HardState;
 }
 
+/**
+ * How a write becomes durable. 'dsync' opens segments with O_DSYNC, so each write returns only
+ * once its data (and the size needed to read it back) is on stable storage: the same promise
+ * as write + fdatasync (POSIX synchronized I/O data integrity), in one system call and one trip
+ * to the thread pool, so the next batch is encoded while this one is written. 'fdatasync'
+ * writes, then calls fdatasync, through the sync hook (tests use it to inject failures).
+ */
+export type SyncMode = 'dsync' | 'fdatasync';
+
 export class WalWriter {
   private active: Active | null = null;
   private written: WriterState;
@@ -57,6 +67,7 @@ export class WalWriter {
     private readonly dir: string,
     private readonly syncer: Syncer,
     private readonly segmentBytes: number,
+    private readonly mode: SyncMode,
     readonly segments: SegmentInfo[],
     initial: WriterState,
   ) {
@@ -68,13 +79,13 @@ export class WalWriter {
   async resume(): Promise<void> {
     const info = this.segments[this.segments.length - 1];
     if (info === undefined) throw new Error('resume() needs a segment');
-    this.active = { info, fh: await open(info.path, 'r+') };
+    this.active = { info, fh: await open(info.path, this.flags(constants.O_RDWR)) };
   }
 
   /** Starts a new segment (at open, on size, on a deep suffix replacement, or on a reset). */
   async rotate(prev: Position, base: Position): Promise<void> {
     if (this.active !== null) {
-      await this.syncer.datasync(this.active.fh, this.active.info.path);
+      await this.sync(this.active);
       await this.active.fh.close();
       this.active = null;
     }
@@ -85,7 +96,11 @@ export class WalWriter {
       encodeBase(base),
       encodeHardState(this.written.hardState),
     ];
-    const fh = await open(path, 'wx', 0o644);
+    const fh = await open(
+      path,
+      this.flags(constants.O_RDWR | constants.O_CREAT | constants.O_EXCL),
+      0o644,
+    );
     const info: SegmentInfo = { seq, path, prev, sizeBytes: 0 };
     this.active = { info, fh };
     this.segments.push(info);
@@ -94,7 +109,7 @@ export class WalWriter {
     } catch (err) {
       throw ioFailure('STORAGE_WRITE_FAILED', `writing ${path}`, err);
     }
-    await this.syncer.datasync(fh, path);
+    await this.sync(this.active);
     await this.syncer.fsyncDir(this.dir);
   }
 
@@ -121,8 +136,16 @@ export class WalWriter {
       this.written = { last: item.lastAfter, base: item.baseAfter, hardState: item.hardStateAfter };
     }
     await this.writeOut(bufs);
-    const active = this.activeOrThrow();
-    await this.syncer.datasync(active.fh, active.info.path);
+    await this.sync(this.activeOrThrow());
+  }
+
+  private flags(base: number): number {
+    return this.mode === 'dsync' ? base | constants.O_DSYNC : base;
+  }
+
+  /** In dsync mode every completed write is already durable. */
+  private async sync(active: Active): Promise<void> {
+    if (this.mode === 'fdatasync') await this.syncer.datasync(active.fh, active.info.path);
   }
 
   private async writeOut(bufs: Buffer[]): Promise<void> {

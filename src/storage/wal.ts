@@ -6,11 +6,12 @@ import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
-import { StorageError, closedError, ioFailure } from './errors.js';
+import { StorageError, closedError, ioFailure, rejected } from './errors.js';
 import { Syncer } from './fsutil.js';
 import { checkBatch, checkSnapshotSize, resolveLimits } from './limits.js';
 import type { ResolvedLimits } from './limits.js';
-import { LogIndex, checkHardState, checkSnapshotMeta } from './log-index.js';
+import { checkHardState, checkSnapshotMeta } from './log-index.js';
+import type { LogIndex } from './log-index.js';
 import { lockDir } from './lock.js';
 import type { DirLock } from './lock.js';
 import {
@@ -94,7 +95,7 @@ export class WalStorage implements RaftStorage {
       this.index.checkAppend(entries);
       if (hardState !== null) checkHardState(hardState, this.hardState);
     } catch (err) {
-      return Promise.reject(err);
+      return rejected(err);
     }
     if (entries.length === 0 && hardState === null) return Promise.resolve();
     return this.writer.commits.submit(this.appendItem(entries, hardState));
@@ -154,7 +155,7 @@ export class WalStorage implements RaftStorage {
       checkSnapshotMeta(meta);
       checkSnapshotSize(data.length, this.limits);
     } catch (err) {
-      return Promise.reject(err);
+      return rejected(err);
     }
     const next = this.snapshotChain.then(() => this.writeSnapshot(meta, data));
     this.snapshotChain = next.catch(() => undefined);
@@ -298,7 +299,8 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       base: rec.log.base(),
       hardState: rec.hardState,
     };
-    const writer = new WalWriter(dir, syncer, segmentBytes, rec.segments, state);
+    const mode = opts.syncMode ?? (opts.syncHook === undefined ? 'dsync' : 'fdatasync');
+    const writer = new WalWriter(dir, syncer, segmentBytes, mode, rec.segments, state);
     if (rec.resetTo !== null) await writer.rotate(rec.resetTo, rec.resetTo);
     else if (rec.segments.length === 0) await writer.rotate(rec.log.base(), rec.log.base());
     else await writer.resume();

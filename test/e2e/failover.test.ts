@@ -49,7 +49,7 @@ void test(
   '3 nodes: kill -9 the leader, a new leader serves, nothing acknowledged is lost',
   { timeout: 90_000 },
   async () => {
-    const cluster = new TestCluster({ nodes: 3 });
+    const cluster = await TestCluster.create({ nodes: 3 });
     clusters.push(cluster);
     await cluster.start();
     const client = cluster.client();
@@ -84,7 +84,7 @@ void test(
   '5 nodes: kill -9 two nodes (the leader among them), the majority serves; they rejoin',
   { timeout: 120_000 },
   async () => {
-    const cluster = new TestCluster({ nodes: 5 });
+    const cluster = await TestCluster.create({ nodes: 5 });
     clusters.push(cluster);
     await cluster.start();
     const client = cluster.client();
@@ -110,7 +110,7 @@ void test(
   'a retried write with the same session and sequence applies once',
   { timeout: 60_000 },
   async () => {
-    const cluster = new TestCluster({ nodes: 3 });
+    const cluster = await TestCluster.create({ nodes: 3 });
     clusters.push(cluster);
     await cluster.start();
     const url = cluster.endpoints()[0] as string;

@@ -4,13 +4,30 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliEntry, initialClusterSpec, type LocalMember } from '../../src/cli/cluster.js';
 import { FlotillaClient } from '../../src/client/index.js';
 import type { NodeStatus } from '../../src/api/types.js';
 
-let portCursor = 20000 + (process.pid % 400) * 100;
+/** Ports the OS reports free right now (bound to port 0, then released). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<Server>((resolve, reject) => {
+          const srv = createServer();
+          srv.once('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
 
 export interface TestClusterOptions {
   readonly nodes: number;
@@ -24,16 +41,22 @@ export class TestCluster {
   private readonly procs = new Map<number, ChildProcess>();
   private readonly logs = new Map<number, string[]>();
 
-  constructor(private readonly o: TestClusterOptions) {
+  private constructor(
+    private readonly o: TestClusterOptions,
+    ports: readonly number[],
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), 'flotilla-e2e-'));
-    const base = portCursor;
-    portCursor += 20;
     this.members = Array.from({ length: o.nodes }, (_, i) => ({
       id: i + 1,
-      peer: `127.0.0.1:${base + i}`,
-      client: `http://127.0.0.1:${base + 10 + i}`,
+      peer: `127.0.0.1:${ports[i] as number}`,
+      client: `http://127.0.0.1:${ports[o.nodes + i] as number}`,
       dataDir: join(this.dir, `node${i + 1}`),
     }));
+  }
+
+  /** A cluster on ports the OS says are free. */
+  static async create(o: TestClusterOptions): Promise<TestCluster> {
+    return new TestCluster(o, await freePorts(o.nodes * 2));
   }
 
   endpoints(ids?: readonly number[]): string[] {
