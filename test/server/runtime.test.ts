@@ -1,0 +1,156 @@
+// The runtime on an in-memory network and in-memory storage: proposals resolve with their
+// apply result, and every failure says whether the write may have happened (leadership lost,
+// timeout, abort) or surely did not (not leader, storage stopped).
+
+import assert from 'node:assert/strict';
+import { afterEach, test } from 'node:test';
+import type { Entry } from '../../src/raft/index.js';
+import { systemClock, type ApplyTarget, type RuntimeStorage } from '../../src/server/contracts.js';
+import { ServerError } from '../../src/server/errors.js';
+import { RaftRuntime } from '../../src/server/runtime.js';
+import { createMemoryStorage } from '../../src/storage/index.js';
+import { MemoryNetwork } from '../../src/transport/index.js';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+class Log implements ApplyTarget {
+  readonly applied: string[] = [];
+  apply(e: Entry): unknown {
+    this.applied.push(dec.decode(e.data));
+    return `applied ${e.index}`;
+  }
+  snapshot(): Uint8Array {
+    return enc.encode(JSON.stringify(this.applied));
+  }
+  restore(data: Uint8Array): void {
+    this.applied.splice(0, this.applied.length, ...(JSON.parse(dec.decode(data)) as string[]));
+  }
+}
+
+interface Cluster {
+  net: MemoryNetwork;
+  nodes: RaftRuntime[];
+  sms: Log[];
+}
+
+const open: RaftRuntime[] = [];
+afterEach(async () => {
+  for (const n of open.splice(0)) await n.close(0);
+});
+
+async function cluster(n: number, storageFor?: (id: number) => RuntimeStorage): Promise<Cluster> {
+  const net = new MemoryNetwork();
+  const voters = Array.from({ length: n }, (_, i) => i + 1);
+  const sms = voters.map(() => new Log());
+  const nodes = await Promise.all(
+    voters.map((id) =>
+      RaftRuntime.start({
+        id,
+        voters,
+        storage: storageFor?.(id) ?? createMemoryStorage({ quiet: true }),
+        transport: net.connect(id),
+        stateMachine: sms[id - 1] as Log,
+        clock: systemClock,
+        tickMs: 5,
+        electionTicks: 15,
+        heartbeatTicks: 3,
+      }),
+    ),
+  );
+  open.push(...nodes);
+  return { net, nodes, sms };
+}
+
+async function leaderOf(c: Cluster, timeoutMs = 5_000): Promise<RaftRuntime> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const l = c.nodes.find((n) => n.isLeader());
+    if (l !== undefined && c.nodes.every((n) => n.leaderId() === l.id || n === l)) return l;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error('no leader');
+}
+
+async function rejects(
+  p: Promise<unknown>,
+  code: string,
+  indefinite: boolean,
+): Promise<ServerError> {
+  const err = await p.then(
+    () => assert.fail(`expected ${code}`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof ServerError, `not a ServerError: ${String(err)}`);
+  assert.equal(err.code, code, err.message);
+  assert.equal(err.indefinite, indefinite, `${code} indefinite`);
+  return err;
+}
+
+void test('proposals resolve with the apply result; every node applies the same sequence', async () => {
+  const c = await cluster(3);
+  const leader = await leaderOf(c);
+  const results = await Promise.all(['a', 'b', 'c'].map((v) => leader.propose(enc.encode(v))));
+  assert.deepEqual(
+    results.map((r) => String(r).startsWith('applied ')),
+    [true, true, true],
+  );
+  const deadline = Date.now() + 2000;
+  while (c.sms.some((s) => s.applied.length < 3) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 5));
+  for (const s of c.sms) assert.deepEqual(s.applied, ['a', 'b', 'c']);
+});
+
+void test('a follower refuses a proposal definitely and names the leader', async () => {
+  const c = await cluster(3);
+  const leader = await leaderOf(c);
+  const follower = c.nodes.find((n) => n !== leader) as RaftRuntime;
+  const err = await rejects(follower.propose(enc.encode('x')), 'NOT_LEADER', false);
+  assert.equal(err.leader, leader.id);
+});
+
+void test('linearizable reads on a follower see a write acknowledged before them', async () => {
+  const c = await cluster(3);
+  const leader = await leaderOf(c);
+  await leader.propose(enc.encode('w1'));
+  const idx = c.nodes.indexOf(leader);
+  const followerIdx = (idx + 1) % 3;
+  await (c.nodes[followerIdx] as RaftRuntime).linearizableRead();
+  assert.ok((c.sms[followerIdx] as Log).applied.includes('w1'));
+});
+
+void test('an isolated leader: a timeout and an abort are indefinite, then leadership is lost', async () => {
+  const c = await cluster(3);
+  const leader = await leaderOf(c);
+  c.net.isolate(leader.id);
+  await rejects(leader.propose(enc.encode('t'), { timeoutMs: 20 }), 'TIMEOUT', true);
+  const ac = new AbortController();
+  const aborted = leader.propose(enc.encode('a'), { signal: ac.signal, timeoutMs: 5_000 });
+  ac.abort();
+  await rejects(aborted, 'ABORTED', true);
+  // Check-quorum makes it step down within an election timeout or two.
+  await rejects(leader.propose(enc.encode('l'), { timeoutMs: 5_000 }), 'LEADERSHIP_LOST', true);
+  await rejects(leader.linearizableRead({ timeoutMs: 200 }), 'NO_LEADER', false).catch(
+    () => undefined,
+  );
+});
+
+void test('a failed disk write stops the node: waiters fail and new requests are refused', async () => {
+  let failWrites = false;
+  const c = await cluster(1, () => {
+    const inner = createMemoryStorage({ quiet: true });
+    return {
+      initialState: () => inner.initialState(),
+      persist: (e, h) =>
+        failWrites ? Promise.reject(new Error('EIO: injected fsync failure')) : inner.persist(e, h),
+      saveSnapshot: (m, d) => inner.saveSnapshot(m, d),
+      loadSnapshot: () => inner.loadSnapshot(),
+      close: () => inner.close(),
+    };
+  });
+  const node = await leaderOf(c);
+  await node.propose(enc.encode('ok'));
+  failWrites = true;
+  await rejects(node.propose(enc.encode('lost')), 'STORAGE_FAILED', true);
+  await rejects(node.propose(enc.encode('after')), 'STORAGE_FAILED', false);
+});
