@@ -1,0 +1,208 @@
+// The key-value store against etcd's rules, a naive model, and its own snapshots; the
+// exactly-once session table; and the command envelope's refusal of bad bytes.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { prefixEnd } from '../../src/api/routes.js';
+import { KvStore, type Op } from '../../src/kv/kv-store.js';
+import { KvStateMachine } from '../../src/server/kv-backend.js';
+import { SessionTable } from '../../src/server/sessions.js';
+
+const b = (s: string): Uint8Array => new TextEncoder().encode(s);
+const s = (u: Uint8Array): string => new TextDecoder().decode(u);
+const put = (k: string, v: string): Op => ({ kind: 'put', key: b(k), value: b(v), prevKv: true });
+const del = (k: string, end: string | null = null): Op => ({
+  kind: 'delete',
+  range: { key: b(k), rangeEnd: end === null ? null : b(end) },
+  prevKv: true,
+});
+const txn = (...success: Op[]) => ({ compare: [], success, failure: [] });
+
+void test('revisions, versions and create revisions follow etcd', () => {
+  const kv = new KvStore();
+  assert.equal(kv.revision(), 1, 'an empty store is at revision 1');
+  assert.equal(kv.apply(txn(put('a', '1'))).revision, 2);
+  kv.apply(txn(put('a', '2')));
+  const a = kv.get(b('a'));
+  assert.deepEqual([a?.createRevision, a?.modRevision, a?.version], [2, 3, 2]);
+  const r = kv.apply(txn(del('a')));
+  assert.equal(r.revision, 4);
+  assert.equal(r.results[0]?.kind === 'delete' && r.results[0].deleted, 1);
+  assert.equal(kv.apply(txn(del('a'))).revision, 4, 'deleting nothing does not raise the revision');
+  kv.apply(txn(put('a', '3')));
+  const again = kv.get(b('a'));
+  assert.deepEqual([again?.createRevision, again?.version], [5, 1], 'version resets after delete');
+  assert.equal(
+    kv.apply(txn(put('x', '1'), put('y', '2'))).revision,
+    6,
+    'one revision per transaction',
+  );
+});
+
+void test('ranges: prefix, limit, count, more, byte order including 0xff', () => {
+  const kv = new KvStore();
+  for (const k of ['b/2', 'b/1', 'a', 'b/10', 'c']) kv.apply(txn(put(k, k)));
+  const pre = kv.range({ key: b('b/'), rangeEnd: prefixEnd(b('b/')) }, 0, false);
+  assert.deepEqual(
+    pre.kvs.map((x) => s(x.key)),
+    ['b/1', 'b/10', 'b/2'],
+  );
+  const lim = kv.range({ key: b('b/'), rangeEnd: prefixEnd(b('b/')) }, 2, false);
+  assert.deepEqual([lim.kvs.length, lim.count, lim.more], [2, 3, true]);
+  const cnt = kv.range({ key: b('a'), rangeEnd: new Uint8Array([0]) }, 0, true);
+  assert.deepEqual([cnt.kvs.length, cnt.count], [0, 5]);
+  const hi = new Uint8Array([0xff, 0xff]);
+  kv.apply(txn({ kind: 'put', key: hi, value: b('v'), prevKv: false }));
+  assert.deepEqual(
+    prefixEnd(new Uint8Array([0xff])),
+    new Uint8Array([0]),
+    'an all-0xff prefix ranges to the end',
+  );
+  assert.equal(
+    kv.range({ key: new Uint8Array([0xff]), rangeEnd: prefixEnd(new Uint8Array([0xff])) }, 0, false)
+      .count,
+    1,
+  );
+});
+
+void test('txn compares choose the branch (compare-and-swap)', () => {
+  const kv = new KvStore();
+  kv.apply(txn(put('k', 'old')));
+  const cas = (expected: string, next: string) =>
+    kv.apply({
+      compare: [{ key: b('k'), target: 'value', op: '=', value: b(expected) }],
+      success: [put('k', next)],
+      failure: [],
+    });
+  assert.equal(cas('stale', 'x').succeeded, false);
+  assert.equal(cas('old', 'new').succeeded, true);
+  assert.equal(s(kv.get(b('k'))?.value ?? b('')), 'new');
+  const absent = kv.apply({
+    compare: [{ key: b('none'), target: 'version', op: '=', value: 0 }],
+    success: [put('none', '1')],
+    failure: [],
+  });
+  assert.equal(absent.succeeded, true, 'version 0 means absent');
+  const missingValue = kv.apply({
+    compare: [{ key: b('ghost'), target: 'value', op: '!=', value: b('x') }],
+    success: [],
+    failure: [],
+  });
+  assert.equal(missingValue.succeeded, false, 'a value compare on a missing key is false');
+});
+
+type ModelOp =
+  { t: 'put'; k: string; v: string } | { t: 'del'; k: string } | { t: 'delp'; k: string };
+
+void test('property: the store matches a naive sorted map, and snapshots restore exactly', () => {
+  const key = fc.constantFrom('a', 'ab', 'abc', 'b', 'ba', 'c', '\u00ff', 'a\u0000');
+  const op: fc.Arbitrary<ModelOp> = fc.oneof(
+    fc.record({ t: fc.constant('put' as const), k: key, v: fc.string({ maxLength: 4 }) }),
+    fc.record({ t: fc.constant('del' as const), k: key }),
+    fc.record({ t: fc.constant('delp' as const), k: key }),
+  );
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
+      const kv = new KvStore();
+      const model = new Map<string, string>();
+      for (const o of ops) {
+        if (o.t === 'put') {
+          kv.apply(txn(put(o.k, o.v)));
+          model.set(o.k, o.v);
+        } else if (o.t === 'del') {
+          kv.apply(txn(del(o.k)));
+          model.delete(o.k);
+        } else {
+          const p = b(o.k);
+          kv.apply(
+            txn({ kind: 'delete', range: { key: p, rangeEnd: prefixEnd(p) }, prevKv: false }),
+          );
+          for (const mk of [...model.keys()])
+            if (Buffer.from(b(mk)).subarray(0, p.length).equals(Buffer.from(p))) model.delete(mk);
+        }
+      }
+      const all = kv.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) }, 0, false);
+      const expected = [...model.entries()].sort((x, y) =>
+        Buffer.compare(Buffer.from(b(x[0])), Buffer.from(b(y[0]))),
+      );
+      assert.deepEqual(
+        all.kvs.map((x) => [s(x.key), s(x.value)]),
+        expected,
+      );
+      const sm = new KvStateMachine({ maxKeyBytes: 1024, maxValueBytes: 1024 });
+      const copy = new KvStore();
+      copy.restoreState(kv.snapshotState());
+      assert.equal(copy.revision(), kv.revision());
+      assert.deepEqual(copy.snapshotState(), kv.snapshotState());
+      assert.ok(sm.snapshot().length > 0);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+void test('sessions: a retried seq returns the first result; old seqs refused; idle sessions expire by log time', () => {
+  const t = new SessionTable({ ttlMs: 1000, maxSessions: 2, window: 3 });
+  t.tick(0);
+  assert.equal(t.check('c', 1).kind, 'apply');
+  t.record('c', 1, 'r1');
+  assert.deepEqual(t.check('c', 1), { kind: 'duplicate', result: 'r1' });
+  for (const seq of [2, 3, 4]) t.record('c', seq, `r${seq}`);
+  assert.equal(t.check('c', 1).kind, 'stale', 'seq 1 fell out of the window of 3');
+  assert.equal(t.check('c', 5).kind, 'apply');
+  t.tick(500);
+  t.record('d', 1, 'x');
+  t.tick(1400);
+  assert.equal(t.check('c', 4).kind, 'apply', 'c idled past the ttl and was forgotten');
+  assert.deepEqual(t.check('d', 1), { kind: 'duplicate', result: 'x' });
+  t.tick(100);
+  assert.deepEqual(
+    t.check('d', 1),
+    { kind: 'duplicate', result: 'x' },
+    'the session clock never goes backwards',
+  );
+  t.record('e', 1, 'y');
+  t.record('f', 1, 'z');
+  assert.equal(t.size(), 2, 'the least recently used session is evicted past maxSessions');
+  const copy = new SessionTable({ ttlMs: 1000, maxSessions: 2, window: 3 });
+  copy.load(t.save());
+  assert.deepEqual(copy.save(), t.save());
+});
+
+void test('the state machine applies a retried command once and refuses bad bytes deterministically', () => {
+  const sm = new KvStateMachine({ maxKeyBytes: 16, maxValueBytes: 16 });
+  const w = {
+    compare: [],
+    success: [{ kind: 'put' as const, key: b('k'), value: b('v'), prevKv: false }],
+    failure: [],
+  };
+  const data = sm.encode(w, { clientId: 'c1', seq: 7 }, 1000);
+  const entry = (index: number, d: Uint8Array) => ({
+    term: 1,
+    index,
+    type: 'normal' as const,
+    data: d,
+  });
+  const first = sm.apply(entry(1, data));
+  const second = sm.apply(entry(2, data));
+  assert.deepEqual(second, first, 'the retry returns the first result');
+  assert.equal(sm.revision(), 2, 'and did not apply again');
+  const bad = sm.apply(entry(3, new Uint8Array([0xc1, 0x00, 0xff])));
+  assert.equal(bad.ok, false);
+  assert.equal(!bad.ok && bad.code, 'BAD_COMMAND');
+  const big = sm.encode(
+    {
+      compare: [],
+      success: [{ kind: 'put', key: b('k'.repeat(17)), value: b('v'), prevKv: false }],
+      failure: [],
+    },
+    null,
+    0,
+  );
+  const r = sm.apply(entry(4, big));
+  assert.equal(!r.ok && r.code, 'BAD_COMMAND', 'limits are enforced again at apply');
+  const restored = new KvStateMachine({ maxKeyBytes: 16, maxValueBytes: 16 });
+  restored.restore(sm.snapshot());
+  assert.equal(restored.revision(), sm.revision());
+  assert.deepEqual(restored.apply(entry(5, data)), first, 'sessions survive a snapshot');
+});
