@@ -82,6 +82,7 @@ export function encodeEntries(buf: Buffer, at: number, entries: readonly Entry[]
   let recordAt = at;
   let off = at;
   let count = 0;
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const seal = (): void => {
     if (count === 0) return;
     buf.writeUInt32LE(count, recordAt + RECORD_HEADER_BYTES);
@@ -95,10 +96,13 @@ export function encodeEntries(buf: Buffer, at: number, entries: readonly Entry[]
       off = recordAt + RECORD_HEADER_BYTES + ENTRIES_COUNT_BYTES;
       count = 0;
     }
-    writeU64(buf, off, e.term);
-    writeU64(buf, off + 8, e.index);
-    buf.writeUInt8(e.type === 'noop' ? 1 : 0, off + 16);
-    buf.writeUInt32LE(e.data.length, off + 17);
+    // DataView setters are inlined by V8; Buffer's checked writers cost ~3x more per entry.
+    view.setUint32(off, e.term >>> 0, true);
+    view.setUint32(off + 4, Math.floor(e.term / 0x1_0000_0000), true);
+    view.setUint32(off + 8, e.index >>> 0, true);
+    view.setUint32(off + 12, Math.floor(e.index / 0x1_0000_0000), true);
+    view.setUint8(off + 16, e.type === 'noop' ? 1 : 0);
+    view.setUint32(off + 17, e.data.length, true);
     buf.set(e.data, off + ENTRY_FIXED_BYTES);
     off += size;
     count++;
@@ -229,7 +233,7 @@ export function decodeEntries(payload: Buffer): Entry[] | null {
   return at === payload.length && count > 0 ? out : null;
 }
 
-/** Index of the k-th entry's fields in an Entries payload is not needed outside; this reads the first index. */
+/** The index of the first entry in an Entries payload (-1 if too short): a cheap read-back check. */
 export function firstIndexOfEntries(payload: Buffer): number {
   return payload.length < ENTRIES_COUNT_BYTES + 16 ? -1 : readU64(payload, ENTRIES_COUNT_BYTES + 8);
 }

@@ -1,0 +1,171 @@
+// Damage tests: a torn tail must be cut and the node must start; anything damaged before the
+// tail (a flipped bit, a missing segment, a bad snapshot) must refuse to start with an error
+// naming the file and offset.
+
+import { crc32c } from '@node-rs/crc32';
+import assert from 'node:assert/strict';
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { openWalStorage } from '../../src/storage/wal.js';
+import { ents, plain, rejectsCode, tempDir } from './helpers.js';
+
+const RECORD_BYTES = 13 + 4 + 21 + 8; // header, entry count, entry fields, 8-byte payload
+
+async function segmentFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir))
+    .filter((n) => n.endsWith('.seg'))
+    .sort()
+    .map((n) => join(dir, n));
+}
+
+/** A WAL with entries 1..n, each written by its own persist (one record each). */
+async function walWith(dir: string, n: number, segmentBytes?: number): Promise<void> {
+  const s = await openWalStorage(dir, segmentBytes === undefined ? {} : { segmentBytes });
+  for (let i = 1; i <= n; i++) await s.persist(ents(i, i, 1), null);
+  await s.close();
+}
+
+void describe('WAL damage', () => {
+  void it('recovers from a cut at every offset of the last record', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 5);
+      const [seg] = await segmentFiles(dir);
+      assert.ok(seg !== undefined);
+      const whole = await readFile(seg);
+      const lastStart = whole.length - RECORD_BYTES;
+      for (let cut = lastStart; cut < whole.length; cut++) {
+        await writeFile(seg, whole.subarray(0, cut));
+        const s = await openWalStorage(dir);
+        assert.equal(s.log.lastIndex(), 4, `cut at ${cut}`);
+        assert.deepEqual(plain(s.log.entries(1, 5)), plain(ents(1, 4, 1)));
+        await s.close();
+        assert.equal((await stat(seg)).size, lastStart, 'the torn tail was removed from the file');
+      }
+      const s = await openWalStorage(dir);
+      await s.persist(ents(5, 6, 1), null);
+      await s.close();
+      const again = await openWalStorage(dir);
+      assert.equal(again.log.lastIndex(), 6);
+      await again.close();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('recovers from a zero-filled tail and from a torn new segment header', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 3);
+      const [seg] = await segmentFiles(dir);
+      assert.ok(seg !== undefined);
+      const whole = await readFile(seg);
+      await writeFile(seg, Buffer.concat([whole, Buffer.alloc(4096)]));
+      let s = await openWalStorage(dir);
+      assert.equal(s.log.lastIndex(), 3);
+      await s.close();
+      assert.equal((await stat(seg)).size, whole.length);
+      // A crash while a new segment's header was being written (rotation syncs the old one first).
+      await writeFile(join(dir, 'wal-0000000000000002.seg'), Buffer.from([40, 0, 0]));
+      s = await openWalStorage(dir);
+      assert.equal(s.log.lastIndex(), 3);
+      await s.close();
+      assert.deepEqual(await segmentFiles(dir), [seg]);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('refuses to start when any bit of an earlier record is flipped', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 4);
+      const [seg] = await segmentFiles(dir);
+      assert.ok(seg !== undefined);
+      const whole = await readFile(seg);
+      const secondStart = whole.length - 3 * RECORD_BYTES; // the record of entry 2
+      for (let at = secondStart; at < secondStart + RECORD_BYTES; at++) {
+        const bad = Buffer.from(whole);
+        bad[at] = (bad[at] ?? 0) ^ (1 << (at % 8));
+        await writeFile(seg, bad);
+        const err = await rejectsCode(() => openWalStorage(dir), 'STORAGE_CORRUPT');
+        assert.equal(err.file, seg);
+        assert.equal(err.offset, secondStart, `flip at ${at}: ${err.message}`);
+        assert.match(err.message, /expected/);
+      }
+      await writeFile(seg, whole);
+      const s = await openWalStorage(dir);
+      assert.equal(s.log.lastIndex(), 4, 'the lock was released after each refusal');
+      await s.close();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('refuses to start when a middle segment is missing', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 400, 4096);
+      const segs = await segmentFiles(dir);
+      assert.ok(segs.length >= 3, `expected several segments, got ${segs.length}`);
+      const middle = segs[1];
+      assert.ok(middle !== undefined);
+      await rm(middle);
+      const err = await rejectsCode(() => openWalStorage(dir), 'STORAGE_CORRUPT');
+      assert.match(err.message, /segment 2 is missing/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('refuses to start when the first segment is missing and nothing compacted it', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 400, 4096);
+      const [first] = await segmentFiles(dir);
+      assert.ok(first !== undefined);
+      await rm(first);
+      const err = await rejectsCode(() => openWalStorage(dir), 'STORAGE_CORRUPT');
+      assert.match(err.message, /missing/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('refuses a damaged snapshot file', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const s = await openWalStorage(dir);
+      await s.persist(ents(1, 10, 1), null);
+      await s.saveSnapshot({ index: 8, term: 1, voters: [1] }, new Uint8Array(1000).fill(7));
+      await s.close();
+      const snap = join(dir, (await readdir(dir)).find((n) => n.endsWith('.snap')) ?? '');
+      const bytes = await readFile(snap);
+      bytes[500] = (bytes[500] ?? 0) ^ 0x10;
+      await writeFile(snap, bytes);
+      const err = await rejectsCode(() => openWalStorage(dir), 'STORAGE_CORRUPT');
+      assert.equal(err.file, snap);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('refuses a segment written by a newer format version', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 2);
+      const [seg] = await segmentFiles(dir);
+      assert.ok(seg !== undefined);
+      const bytes = await readFile(seg);
+      bytes.writeUInt32LE(99, 13 + 8); // the version field of the segment header's payload
+      const payloadEnd = 13 + bytes.readUInt32LE(0);
+      bytes.writeUInt32LE(crc32c(bytes.subarray(13, payloadEnd), crc32c(bytes.subarray(0, 5))), 9);
+      await writeFile(seg, bytes);
+      const err = await rejectsCode(() => openWalStorage(dir), 'STORAGE_VERSION');
+      assert.match(err.message, /version 99/);
+    } finally {
+      await cleanup();
+    }
+  });
+});
