@@ -23,7 +23,10 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-explicit-any': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-console': 'off',
     },
@@ -65,7 +68,15 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['../server/*', '../kv/*', '../queue/*', '../api/*', '../client/*', '../cli/*', '../sim/*'],
+              group: [
+                '../server/*',
+                '../kv/*',
+                '../queue/*',
+                '../api/*',
+                '../client/*',
+                '../cli/*',
+                '../sim/*',
+              ],
               message: 'storage and transport depend only on raft types.',
             },
           ],
