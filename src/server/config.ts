@@ -83,6 +83,7 @@ const knownFields = new Set([
   'listenClient',
   'storage',
   'logLevel',
+  'unsafeTestMode',
   ...numericFields.map(([n]) => n),
 ]);
 

@@ -1,0 +1,97 @@
+// Node configuration: file < environment < flags, and every bad value refused with a message
+// naming the field and the value seen.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import {
+  ConfigError,
+  configFromEnv,
+  parseInitialCluster,
+  readConfigFile,
+  resolveNodeConfig,
+} from '../../src/server/config.js';
+
+const cluster =
+  '1=127.0.0.1:7001@http://127.0.0.1:8001,2=127.0.0.1:7002@http://127.0.0.1:8002,3=127.0.0.1:7003@http://127.0.0.1:8003';
+
+void test('file, then environment, then flags', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-config-'));
+  try {
+    const file = join(dir, 'node.yaml');
+    writeFileSync(
+      file,
+      `id: 1\ndataDir: /var/lib/flotilla\ninitialCluster: "${cluster}"\ntickMs: 20\nelectionTicks: 12\n`,
+    );
+    const env = configFromEnv({ FLOTILLA_TICK_MS: '30', FLOTILLA_STORAGE: 'sqlite' });
+    const c = resolveNodeConfig(readConfigFile(file), env, { electionTicks: 20, id: undefined });
+    assert.equal(c.id, 1);
+    assert.equal(c.tickMs, 30, 'environment overrides the file');
+    assert.equal(c.electionTicks, 20, 'flags override the file');
+    assert.equal(c.storage, 'sqlite');
+    assert.equal(c.listenPeer, '127.0.0.1:7001', 'listen addresses default to the member entry');
+    assert.equal(c.listenClient, '127.0.0.1:8001');
+    assert.equal(c.members.length, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('bad values are refused with the field and the value', () => {
+  const base = { id: 1, dataDir: '/d', initialCluster: cluster };
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ ...base, id: 4 }, /id 4 is not among the members/],
+    [{ ...base, tickMs: 0 }, /tickMs must be an integer in \[1, 10000\], got 0/],
+    [{ ...base, tickMs: 'fast' }, /tickMs must be an integer.*"fast"/],
+    [
+      { ...base, heartbeatTicks: 20, electionTicks: 10 },
+      /heartbeatTicks \(20\) must be below electionTicks \(10\)/,
+    ],
+    [{ ...base, storage: 'tape' }, /storage must be "wal" or "sqlite", got "tape"/],
+    [{ ...base, colour: 'red' }, /Unknown config field "colour"/],
+    [{ ...base, dataDir: '' }, /dataDir is required/],
+    [{ ...base, clusterId: 'has space' }, /clusterId "has space"/],
+    [
+      { ...base, maxBodyBytes: 2048, maxValueBytes: 4096 },
+      /maxBodyBytes \(2048\) must hold a key and a value/,
+    ],
+    [{ ...base, unsafeTestMode: 'yolo' }, /unsafeTestMode must be/],
+    [{ id: 1, dataDir: '/d' }, /initialCluster is required/],
+    [{ ...base, initialCluster: '1=nohost' }, /must look like 1=127.0.0.1:7001@http/],
+    [
+      { ...base, initialCluster: `${cluster},1=127.0.0.1:7009@http://127.0.0.1:8009` },
+      /lists a member id twice/,
+    ],
+  ];
+  for (const [raw, message] of bad) {
+    assert.throws(
+      () => resolveNodeConfig(raw),
+      (e: unknown) =>
+        e instanceof ConfigError && e.code === 'CONFIG_INVALID' && message.test(e.message),
+      JSON.stringify(raw),
+    );
+  }
+});
+
+void test('config files that are not mappings, or not YAML, are refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-config-'));
+  try {
+    const list = join(dir, 'list.yaml');
+    writeFileSync(list, '- 1\n- 2\n');
+    assert.throws(() => readConfigFile(list), /must hold a mapping/);
+    const broken = join(dir, 'broken.json');
+    writeFileSync(broken, '{"id": 1,');
+    assert.throws(() => readConfigFile(broken), /not valid YAML\/JSON/);
+    assert.throws(() => readConfigFile(join(dir, 'missing.yaml')), /Cannot read config file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('initial cluster parsing', () => {
+  assert.deepEqual(parseInitialCluster('7=10.0.0.1:2380@https://10.0.0.1:2379/'), [
+    { id: 7, peer: '10.0.0.1:2380', client: 'https://10.0.0.1:2379' },
+  ]);
+});
