@@ -17,10 +17,6 @@ export class NodeMetrics {
   readonly persistedEntries: Counter;
   readonly elections: Counter;
   readonly leaderChanges: Counter;
-  readonly isLeader: Gauge;
-  readonly term: Gauge;
-  readonly commitIndex: Gauge;
-  readonly appliedIndex: Gauge;
   readonly messagesSent: Counter<'type'>;
   readonly messagesReceived: Counter<'type'>;
   readonly reads: Counter<'level' | 'outcome'>;
@@ -70,22 +66,6 @@ export class NodeMetrics {
       help: 'Leader changes seen',
       registers: r,
     });
-    this.isLeader = new Gauge({
-      name: 'flotilla_is_leader',
-      help: '1 if this node leads',
-      registers: r,
-    });
-    this.term = new Gauge({ name: 'flotilla_term', help: 'Current term', registers: r });
-    this.commitIndex = new Gauge({
-      name: 'flotilla_commit_index',
-      help: 'Commit index',
-      registers: r,
-    });
-    this.appliedIndex = new Gauge({
-      name: 'flotilla_applied_index',
-      help: 'Applied index',
-      registers: r,
-    });
     this.messagesSent = new Counter({
       name: 'flotilla_messages_sent_total',
       help: 'Raft messages sent by type',
@@ -115,6 +95,44 @@ export class NodeMetrics {
       help: 'Snapshots saved or restored',
       labelNames: ['kind'],
       registers: r,
+    });
+  }
+
+  /** Reads the gauges (role, term, commit and applied index) from `status` at each scrape. */
+  bindStatus(status: () => { role: string; term: number; commit: number; applied: number }): void {
+    const read = () => status();
+    const r = [this.registry];
+    new Gauge({
+      name: 'flotilla_is_leader',
+      help: '1 if this node leads',
+      registers: r,
+      collect() {
+        this.set(read().role === 'leader' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_term',
+      help: 'Current term',
+      registers: r,
+      collect() {
+        this.set(read().term);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_commit_index',
+      help: 'Commit index',
+      registers: r,
+      collect() {
+        this.set(read().commit);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_applied_index',
+      help: 'Applied index',
+      registers: r,
+      collect() {
+        this.set(read().applied);
+      },
     });
   }
 

@@ -144,6 +144,7 @@ export class FlotillaNode implements AsyncDisposable {
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
     });
     const node = new FlotillaNode(config, runtime, kv, http, metrics, log);
+    metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
     installRoutes(http, node.backend());
     try {
       const addr = await http.listen(config.listenClient);
