@@ -636,15 +636,7 @@ export class RaftNode {
         granted: false,
       });
     } else if (m.type === 'read-index') {
-      this.send({
-        type: 'read-index-resp',
-        from: this.id,
-        to: m.from,
-        term: this.term,
-        requestId: m.requestId,
-        ok: false,
-        index: 0,
-      });
+      this.refuseRead(m.from, m.requestId);
     }
     // Anything else from an old term is stale and ignored.
   }
@@ -703,15 +695,7 @@ export class RaftNode {
         return;
       case 'read-index':
         // Not the leader (any more): the asker retries elsewhere.
-        this.send({
-          type: 'read-index-resp',
-          from: this.id,
-          to: m.from,
-          term: this.term,
-          requestId: m.requestId,
-          ok: false,
-          index: 0,
-        });
+        this.refuseRead(m.from, m.requestId);
         return;
       default:
         return; // responses meant for a leader or candidate of this term: stale
@@ -736,15 +720,7 @@ export class RaftNode {
         return;
       }
       case 'read-index':
-        this.send({
-          type: 'read-index-resp',
-          from: this.id,
-          to: m.from,
-          term: this.term,
-          requestId: m.requestId,
-          ok: false,
-          index: 0,
-        });
+        this.refuseRead(m.from, m.requestId);
         return;
       default:
         return;
@@ -1046,6 +1022,19 @@ export class RaftNode {
       done++;
     }
     if (done > 0) this.pendingReads = this.pendingReads.slice(done);
+  }
+
+  /** Tells a node that forwarded a read that this node cannot serve it (not the leader). */
+  private refuseRead(to: NodeId, requestId: number): void {
+    this.send({
+      type: 'read-index-resp',
+      from: this.id,
+      to,
+      term: this.term,
+      requestId,
+      ok: false,
+      index: 0,
+    });
   }
 
   private answerRead(r: PendingRead, okay: boolean): void {
