@@ -175,8 +175,10 @@ export interface SoftState {
  *    whose index is at or below the last stored one replace the stored suffix.
  * 3. Only after step 2 is durable, send `messagesAfterPersist` (votes and append
  *    acknowledgements promise that the state is on disk).
- * 4. Apply `snapshot` (if any) and then `committedEntries` to the state machine, in order.
- *    Serve `readStates` once the state machine has applied up to each one's index.
+ * 4. Apply `snapshot` (if any, after persisting it) and then `committedEntries` to the state
+ *    machine, in order. `committedEntries` are already durable locally (they are at or below
+ *    the persisted index), so they may be applied before step 2 finishes. Serve `readStates`
+ *    once the state machine has applied up to each one's index.
  * 5. Call `advance(ready)`.
  */
 export interface Ready {

@@ -7,6 +7,7 @@ import {
   RaftNode,
   createRng,
   type Entry,
+  type HardState,
   type Message,
   type RaftConfig,
   type RaftEvent,
@@ -101,6 +102,10 @@ export class RaftRuntime {
   private lastSnapshotIndex: number;
   /** Latest durable snapshot, attached to outgoing snapshot messages. */
   private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
+  /** The hard state last made durable (term and vote changes must sync). */
+  private syncedHard: HardState | null = null;
+  /** When the next tick is due, so late timers do not accumulate drift. */
+  private nextTickAtMs = 0;
   /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
   private readonly incomingSnapshots = new Map<number, Uint8Array>();
 
@@ -124,6 +129,7 @@ export class RaftRuntime {
       this.snapshot = initialSnapshot;
     }
     this.lastSnapshotIndex = initial.snapshot?.index ?? 0;
+    this.syncedHard = initial.hardState;
     // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
     this.applied = this.lastSnapshotIndex;
     this.node = new RaftNode({
@@ -326,13 +332,27 @@ export class RaftRuntime {
     this.o.clock.clearTimeout(waiter.timer);
   }
 
+  /**
+   * Ticks at a fixed rate: each timer aims at the next due time rather than "tickMs from now",
+   * so a late timer does not push every later tick back (which stretched election timeouts on
+   * a loaded machine). Ticks missed during a stall are not replayed in a burst: messages that
+   * arrived meanwhile must be processed before the clock moves on, or a leader would conclude
+   * it lost its quorum while the proof sat unread in its socket buffers.
+   */
   private scheduleTick(): void {
     if (!this.running) return;
-    this.tickTimer = this.o.clock.setTimeout(() => {
-      this.node.tick();
-      this.kick();
-      this.scheduleTick();
-    }, this.opts.tickMs);
+    const now = this.o.clock.nowMs();
+    if (this.nextTickAtMs === 0 || now - this.nextTickAtMs > this.opts.tickMs)
+      this.nextTickAtMs = now;
+    this.nextTickAtMs += this.opts.tickMs;
+    this.tickTimer = this.o.clock.setTimeout(
+      () => {
+        this.node.tick();
+        this.kick();
+        this.scheduleTick();
+      },
+      Math.max(0, this.nextTickAtMs - now),
+    );
   }
 
   private receive(msg: Message, attachment: Uint8Array | null): void {
@@ -379,9 +399,15 @@ export class RaftRuntime {
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
     for (const m of rd.messages) this.sendMessage(m);
     if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
-    if (rd.entries.length > 0 || rd.hardState !== null) {
+    // Committed entries are already durable here (the core hands out only entries at or below
+    // its persisted index), so they are applied before this Ready's write, not after it: a
+    // client's answer never waits for an fsync that only records the new commit index.
+    if (rd.committedEntries.length > 0) this.applyEntries(rd.committedEntries);
+    for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
+    if (rd.entries.length > 0 || this.hardStateNeedsSync(rd.hardState)) {
       const started = this.o.clock.nowMs();
       await this.o.storage.persist(rd.entries, rd.hardState);
+      if (rd.hardState !== null) this.syncedHard = rd.hardState;
       this.o.onEvent?.({
         kind: 'persisted',
         entries: rd.entries.length,
@@ -389,8 +415,18 @@ export class RaftRuntime {
       });
     }
     for (const m of rd.messagesAfterPersist) this.sendMessage(m);
-    if (rd.committedEntries.length > 0) this.applyEntries(rd.committedEntries);
-    for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
+  }
+
+  /**
+   * Term and vote must be durable before anything that depends on them is sent (Figure 2).
+   * The commit index need not be: it is a restart hint, re-learned from the leader. A Ready
+   * whose only change is the commit index is therefore not synced on its own; the new value
+   * rides along with the next write.
+   */
+  private hardStateNeedsSync(hs: HardState | null): boolean {
+    if (hs === null) return false;
+    const last = this.syncedHard;
+    return last === null || hs.term !== last.term || hs.vote !== last.vote;
   }
 
   private sendMessage(m: Message): void {
