@@ -209,6 +209,17 @@ export function buildProgram(): Command {
         return undefined;
       }),
     );
+  program
+    .command('bench')
+    .description('the evaluation against etcd (see docs/BENCHMARKS.md); --help lists its options')
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument('[args...]')
+    .action(async (args: string[]) => {
+      // The evaluation lives under bench/ and is loaded only when asked for.
+      const { buildBenchCommand } = await import('../../bench/eval/main.js');
+      await buildBenchCommand().parseAsync(['node', 'bench', ...args]);
+    });
   return program;
 }
 

@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+// `flotilla bench` / `npm run bench`: the evaluation against etcd. Starts the clusters it needs,
+// runs the scenarios, writes results.json, report.html and one SVG per chart.
+//
+//   node dist/bench/eval/main.js [--quick] [--out DIR] [--docs DIR] [--systems flotilla,etcd]
+//        [--scenarios writes,failover,reads,payload,sizes,profile] [--failover-trials N]
+//   node dist/bench/eval/main.js --report-from results.json --out DIR   (re-render only)
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import type { SystemName } from './clusters.js';
+import { EvalError } from './errors.js';
+import { fullPlan, parseScenarios, quickPlan, scenarioNames, type Plan } from './plan.js';
+import { renderCharts, renderHtml } from './report.js';
+import { runEvaluation, type EvalResults } from './run.js';
+import type { Progress } from './scenarios.js';
+
+function etcdOnPath(): boolean {
+  try {
+    execFileSync('etcd', ['--version'], { stdio: 'ignore', timeout: 5_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Progress lines; on a terminal the running point redraws in place as a bar. */
+export function consoleProgress(stream: NodeJS.WriteStream = process.stderr): Progress & {
+  line(s: string): void;
+} {
+  const tty = stream.isTTY;
+  let last = 0;
+  return {
+    tick(label, elapsed, total, ops) {
+      const now = Date.now();
+      if (!tty && now - last < 5_000) return;
+      last = now;
+      const f = Math.min(1, elapsed / Math.max(total, 1));
+      const bar = '#'.repeat(Math.round(f * 20)).padEnd(20, '.');
+      const o = ops > 0 ? `  ${ops.toLocaleString('en-US')} ops` : '';
+      stream.write(`${tty ? '\r\x1b[K' : ''}[${bar}] ${label}${o}${tty ? '' : '\n'}`);
+    },
+    done(label, s) {
+      stream.write(`${tty ? '\r\x1b[K' : ''}✓ ${label}: ${s}\n`);
+    },
+    line(s) {
+      stream.write(`${tty ? '\r\x1b[K' : ''}${s}\n`);
+    },
+  };
+}
+
+function positive(name: string, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      throw new InvalidArgumentError(`${name} must be an integer 1..${max}, got "${v}"`);
+    return n;
+  };
+}
+
+interface CliOptions {
+  quick?: boolean;
+  out: string;
+  docs?: string;
+  systems: string;
+  scenarios: string;
+  failoverTrials?: number;
+  duration?: number;
+  reportFrom?: string;
+  keepData?: boolean;
+}
+
+export function writeOutputs(results: EvalResults, out: string, docs?: string): void {
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(out, 'report.html'), renderHtml(results));
+  const charts = renderCharts(results);
+  for (const dir of docs === undefined ? [out] : [out, docs]) {
+    mkdirSync(dir, { recursive: true });
+    for (const [name, svg] of charts) writeFileSync(join(dir, `${name}.svg`), svg);
+  }
+}
+
+async function run(o: CliOptions): Promise<void> {
+  const out = resolve(o.out);
+  const progress = consoleProgress();
+  if (o.reportFrom !== undefined) {
+    const results = JSON.parse(readFileSync(o.reportFrom, 'utf8')) as EvalResults;
+    writeOutputs(results, out, o.docs);
+    progress.line(`report written to ${join(out, 'report.html')}`);
+    return;
+  }
+  const names = o.systems.split(',').map((s) => s.trim());
+  for (const s of names)
+    if (s !== 'flotilla' && s !== 'etcd')
+      throw new EvalError('EVAL_BAD_OPTION', `--systems takes flotilla,etcd; got "${s}"`);
+  let systems = names as SystemName[];
+  if (systems.includes('etcd') && !etcdOnPath()) {
+    progress.line('etcd is not on the PATH: measuring Flotilla only (apt-get install etcd-server)');
+    systems = systems.filter((s) => s !== 'etcd');
+  }
+  const base: Plan = o.quick === true ? quickPlan : fullPlan;
+  const plan: Plan = {
+    ...base,
+    ...(o.failoverTrials === undefined ? {} : { failoverTrials: o.failoverTrials }),
+    ...(o.duration === undefined ? {} : { durationMs: o.duration * 1000 }),
+  };
+  const results = await runEvaluation({
+    plan,
+    quick: o.quick === true,
+    systems,
+    scenarios: parseScenarios(o.scenarios),
+    progress,
+    keepData: o.keepData === true,
+  });
+  writeOutputs(results, out, o.docs);
+  progress.line(`results: ${join(out, 'results.json')}\nreport:  ${join(out, 'report.html')}`);
+}
+
+export function buildBenchCommand(): Command {
+  return new Command('bench')
+    .description('evaluation against etcd: throughput, latency, reads, payloads, failover')
+    .option('--quick', 'short durations and fewer points (~3 minutes)')
+    .option('--out <dir>', 'where results.json, report.html and charts go', 'bench-results')
+    .option('--docs <dir>', 'also write the chart SVGs here (e.g. docs/bench)')
+    .option('--systems <list>', 'flotilla,etcd', 'flotilla,etcd')
+    .option('--scenarios <list>', scenarioNames.join(','), scenarioNames.join(','))
+    .option('--failover-trials <n>', 'leader kills per system', positive('--failover-trials', 5000))
+    .option('--duration <s>', 'measured seconds per load point', positive('--duration', 600))
+    .option('--report-from <file>', 're-render the report from a results.json, run nothing')
+    .option('--keep-data', 'keep the data directories and member logs')
+    .action(run);
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  try {
+    await buildBenchCommand().parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof EvalError) {
+      process.stderr.write(`bench: ${err.code}: ${err.message}\n`);
+      process.exitCode = 1;
+    } else throw err;
+  }
+}
+
+if (
+  process.argv[1] !== undefined &&
+  resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)
+)
+  await main(process.argv);

@@ -1,0 +1,75 @@
+// What a run measures: the points of every scenario and their durations, for the quick and the
+// full run. Kept apart from the code that runs them so the report can print the plan.
+
+import { EvalError } from './errors.js';
+
+export const scenarioNames = [
+  'writes',
+  'failover',
+  'reads',
+  'payload',
+  'sizes',
+  'profile',
+] as const;
+export type ScenarioName = (typeof scenarioNames)[number];
+
+export interface Plan {
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly writeClients: readonly number[];
+  readonly payloadBytes: readonly number[];
+  readonly payloadClients: number;
+  readonly readClients: number;
+  readonly sizeNodes: number;
+  readonly sizeClients: readonly number[];
+  readonly failoverTrials: number;
+  readonly failoverNodes: number;
+  readonly profileMs: number;
+  readonly profileClients: number;
+}
+
+export const fullPlan: Plan = {
+  warmupMs: 2_000,
+  durationMs: 8_000,
+  writeClients: [1, 16, 64, 256, 1024],
+  payloadBytes: [16, 256, 4096, 65536],
+  payloadClients: 64,
+  readClients: 64,
+  sizeNodes: 5,
+  sizeClients: [1, 64, 256],
+  failoverTrials: 100,
+  failoverNodes: 5,
+  profileMs: 10_000,
+  profileClients: 256,
+};
+
+export const quickPlan: Plan = {
+  warmupMs: 500,
+  durationMs: 2_500,
+  writeClients: [1, 64, 256],
+  payloadBytes: [16, 4096, 65536],
+  payloadClients: 64,
+  readClients: 64,
+  sizeNodes: 5,
+  sizeClients: [64],
+  failoverTrials: 10,
+  failoverNodes: 5,
+  profileMs: 4_000,
+  profileClients: 256,
+};
+
+export function parseScenarios(spec: string): ScenarioName[] {
+  const out: ScenarioName[] = [];
+  for (const s of spec
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    if (!(scenarioNames as readonly string[]).includes(s))
+      throw new EvalError(
+        'EVAL_BAD_OPTION',
+        `unknown scenario "${s}"; expected some of ${scenarioNames.join(',')}`,
+      );
+    out.push(s as ScenarioName);
+  }
+  return out;
+}

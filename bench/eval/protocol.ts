@@ -1,0 +1,59 @@
+// Request bodies for the two systems, built so both carry the same key and value bytes: keys and
+// values travel base64-encoded in JSON for both (etcd's JSON gateway requires base64; Flotilla
+// takes it with "encoding":"base64"). Flotilla writers add their exactly-once session fields
+// (clientId and a rising seq, docs/API.md), about 40 bytes more per request.
+
+import type { SystemName } from './clusters.js';
+
+export interface HttpOp {
+  readonly path: string;
+  readonly body: string;
+}
+
+export interface Session {
+  readonly clientId: string;
+  readonly seq: number;
+}
+
+export function b64(s: string | Buffer): string {
+  return (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('base64');
+}
+
+/** A put of pre-encoded base64 key and value. */
+export function putOp(
+  system: SystemName,
+  keyB64: string,
+  valueB64: string,
+  session?: Session,
+): HttpOp {
+  if (system === 'etcd')
+    return { path: '/v3/kv/put', body: `{"key":"${keyB64}","value":"${valueB64}"}` };
+  const s = session === undefined ? '' : `,"clientId":"${session.clientId}","seq":${session.seq}`;
+  return {
+    path: '/v1/kv/put',
+    body: `{"key":"${keyB64}","value":"${valueB64}","encoding":"base64"${s}}`,
+  };
+}
+
+/** A single-key range (get); linearizable unless `serializable`. */
+export function getOp(system: SystemName, keyB64: string, serializable: boolean): HttpOp {
+  const ser = serializable ? ',"serializable":true' : '';
+  if (system === 'etcd') return { path: '/v3/kv/range', body: `{"key":"${keyB64}"${ser}}` };
+  return { path: '/v1/kv/range', body: `{"key":"${keyB64}","encoding":"base64"${ser}}` };
+}
+
+/** `sizeBytes` of pseudo-random bytes, base64-encoded (random so no layer compresses it). */
+export function randomValueB64(sizeBytes: number, seed: number): string {
+  const buf = Buffer.alloc(sizeBytes);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < sizeBytes; i++) {
+    // xorshift32: cheap, deterministic filler.
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    buf[i] = x & 0xff;
+  }
+  return buf.toString('base64');
+}

@@ -1,0 +1,409 @@
+// The report: goals with their ratios, tables of every figure, and the charts, as one
+// self-contained HTML file (inline SVG, inline CSS); the same charts as SVG files for the docs.
+
+import { fmtNumber, escapeXml, palette, renderChart, type Series } from './chart.js';
+import type { SystemName } from './clusters.js';
+import type { LoadResult } from './loadgen.js';
+import type { EvalResults, SystemResults } from './run.js';
+import type { WritePoint } from './scenarios.js';
+
+const colors: Record<SystemName, string> = {
+  flotilla: palette[0] as string,
+  etcd: palette[1] as string,
+};
+
+/** The paper's Figure 16, 150–300 ms line (Raft paper §9.3), read off the figure. */
+export const paperFailover = { medianMs: 171, maxMs: 603 } as const;
+
+export interface Goal {
+  readonly goal: string;
+  readonly flotilla: string;
+  readonly anchor: string;
+  readonly ratio: string;
+  readonly met: boolean | null;
+}
+
+function sys(r: EvalResults, s: SystemName): SystemResults | undefined {
+  return r.systems[s];
+}
+
+function at(points: readonly LoadResult[] | undefined, clients: number): LoadResult | undefined {
+  return points?.find((p) => p.clients === clients);
+}
+
+const ops = (x: number): string => `${x.toLocaleString('en-US')} ops/s`;
+
+export function goals(r: EvalResults): Goal[] {
+  const f = sys(r, 'flotilla');
+  const e = sys(r, 'etcd');
+  const out: Goal[] = [];
+  const w256f = at(f?.writes, 256);
+  const w256e = at(e?.writes, 256);
+  if (w256f !== undefined && w256e !== undefined) {
+    const ratio = w256f.throughputOpsPerSec / w256e.throughputOpsPerSec;
+    out.push({
+      goal: 'write throughput, 256 clients ≥ 3× etcd',
+      flotilla: ops(w256f.throughputOpsPerSec),
+      anchor: ops(w256e.throughputOpsPerSec),
+      ratio: `${ratio.toFixed(2)}×`,
+      met: ratio >= 3,
+    });
+    out.push({
+      goal: 'write p99, 256 clients ≤ etcd',
+      flotilla: `${w256f.latencyMs.p99} ms`,
+      anchor: `${w256e.latencyMs.p99} ms`,
+      ratio: `${(w256f.latencyMs.p99 / w256e.latencyMs.p99).toFixed(2)}×`,
+      met: w256f.latencyMs.p99 <= w256e.latencyMs.p99,
+    });
+  }
+  const rf = f?.reads.find((x) => x.consistency === 'linearizable' && x.target === 'leader');
+  const re = e?.reads.find((x) => x.consistency === 'linearizable' && x.target === 'leader');
+  if (rf !== undefined && re !== undefined) {
+    const ratio = rf.throughputOpsPerSec / re.throughputOpsPerSec;
+    out.push({
+      goal: `linearizable reads, ${rf.clients} clients ≥ 3× etcd`,
+      flotilla: ops(rf.throughputOpsPerSec),
+      anchor: ops(re.throughputOpsPerSec),
+      ratio: `${ratio.toFixed(2)}×`,
+      met: ratio >= 3,
+    });
+  }
+  const w1f = at(f?.writes, 1);
+  const w1e = at(e?.writes, 1);
+  if (w1f !== undefined && w1e !== undefined)
+    out.push({
+      goal: 'single-client write latency (p50) ≤ etcd',
+      flotilla: `${w1f.latencyMs.p50} ms (p99 ${w1f.latencyMs.p99})`,
+      anchor: `${w1e.latencyMs.p50} ms (p99 ${w1e.latencyMs.p99})`,
+      ratio: `${(w1f.latencyMs.p50 / w1e.latencyMs.p50).toFixed(2)}×`,
+      met: w1f.latencyMs.p50 <= w1e.latencyMs.p50,
+    });
+  const fo = f?.failover;
+  if (fo !== null && fo !== undefined && fo.timesMs.length > 0) {
+    const med = fo.summary['p50'] ?? NaN;
+    const eMed = e?.failover?.summary['p50'];
+    out.push({
+      goal: `failover median ≤ ${paperFailover.medianMs} ms (paper, 150–300 ms)`,
+      flotilla: `${med} ms (n=${fo.timesMs.length})`,
+      anchor: `paper ${paperFailover.medianMs} ms${eMed === undefined ? '' : `; etcd ${eMed} ms`}`,
+      ratio: `${(med / paperFailover.medianMs).toFixed(2)}× paper`,
+      met: med <= paperFailover.medianMs,
+    });
+  }
+  return out;
+}
+
+function line(s: SystemName, pts: [number, number][], extra: Partial<Series> = {}): Series {
+  return { name: s, color: colors[s], points: pts, ...extra };
+}
+
+const both: SystemName[] = ['flotilla', 'etcd'];
+
+function present(r: EvalResults): SystemName[] {
+  return both.filter((s) => r.systems[s] !== undefined);
+}
+
+const machineNote = (r: EvalResults): string =>
+  `${r.machine.cores} shared cores, ${r.quick ? 'quick run' : 'full run'}`;
+
+export function renderCharts(r: EvalResults): Map<string, string> {
+  const charts = new Map<string, string>();
+  const ss = present(r);
+  const clientTicks = [
+    ...new Set(ss.flatMap((s) => r.systems[s]?.writes.map((w) => w.clients) ?? [])),
+  ];
+  if (clientTicks.length > 0) {
+    charts.set(
+      'throughput-vs-clients',
+      renderChart({
+        title: 'Writes (256 B, 3 members): throughput vs clients',
+        xLabel: 'concurrent clients (closed loop)',
+        yLabel: 'committed writes per second',
+        xLog: true,
+        xTicks: clientTicks,
+        series: ss.map((s) =>
+          line(
+            s,
+            (r.systems[s]?.writes ?? []).map((w) => [w.clients, w.throughputOpsPerSec]),
+          ),
+        ),
+        note: machineNote(r),
+      }),
+    );
+    charts.set(
+      'latency-vs-clients',
+      renderChart({
+        title: 'Writes (256 B, 3 members): latency percentiles vs clients',
+        xLabel: 'concurrent clients (closed loop)',
+        yLabel: 'latency, ms (log)',
+        xLog: true,
+        yLog: true,
+        xTicks: clientTicks,
+        series: ss.flatMap((s) =>
+          (['p50', 'p99'] as const).map((q) =>
+            line(
+              s,
+              (r.systems[s]?.writes ?? []).map((w) => [w.clients, w.latencyMs[q]]),
+              {
+                name: `${s} ${q}`,
+                dashed: q === 'p99',
+              },
+            ),
+          ),
+        ),
+        note: machineNote(r),
+      }),
+    );
+  }
+  const payloadTicks = [
+    ...new Set(ss.flatMap((s) => r.systems[s]?.payload.map((w) => w.valueBytes) ?? [])),
+  ];
+  if (payloadTicks.length > 0)
+    charts.set(
+      'payload-sweep',
+      renderChart({
+        title: `Payload sweep: writes at ${r.plan.payloadClients} clients`,
+        xLabel: 'value size (bytes)',
+        yLabel: 'committed writes per second',
+        xLog: true,
+        xTicks: payloadTicks,
+        xTickFormat: (b) => (b >= 1024 ? `${b / 1024} KiB` : `${b} B`),
+        series: ss.map((s) =>
+          line(
+            s,
+            (r.systems[s]?.payload ?? []).map((w) => [w.valueBytes, w.throughputOpsPerSec]),
+          ),
+        ),
+        note: machineNote(r),
+      }),
+    );
+  const cdfs = ss.filter((s) => (r.systems[s]?.failover?.timesMs.length ?? 0) > 0);
+  if (cdfs.length > 0)
+    charts.set(
+      'failover-cdf',
+      renderChart({
+        title: 'Failover: kill -9 the leader → first committed write (150–300 ms timeouts)',
+        xLabel: 'milliseconds after the kill',
+        yLabel: 'fraction of trials',
+        yMin: 0,
+        yMax: 1,
+        xMin: 0,
+        series: cdfs.flatMap((s) => {
+          const f = r.systems[s]?.failover;
+          return [
+            line(s, cdf(f?.timesMs ?? []), {
+              name: `${s}: write committed (${f?.nodes} members, n=${f?.timesMs.length})`,
+              step: true,
+            }),
+            line(s, cdf(f?.electedMs ?? []), {
+              name: `${s}: leader elected`,
+              step: true,
+              dashed: true,
+            }),
+          ];
+        }),
+        refLines: [
+          { x: paperFailover.medianMs, label: `paper median ${paperFailover.medianMs} ms` },
+          { x: paperFailover.maxMs, label: `paper max ${paperFailover.maxMs} ms` },
+        ],
+        note: 'paper: Raft §9.3, Fig. 16, 5 servers',
+      }),
+    );
+  return charts;
+}
+
+export function cdf(timesMs: readonly number[]): [number, number][] {
+  const s = [...timesMs].sort((a, b) => a - b);
+  const pts: [number, number][] = [[s[0] ?? 0, 0]];
+  s.forEach((v, i) => pts.push([v, (i + 1) / s.length]));
+  return pts;
+}
+
+function table(head: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
+  const th = head.map((h) => `<th>${escapeXml(h)}</th>`).join('');
+  const tr = rows
+    .map((r) => `<tr>${r.map((c) => `<td>${escapeXml(String(c))}</td>`).join('')}</tr>`)
+    .join('\n');
+  return `<table><thead><tr>${th}</tr></thead><tbody>${tr}</tbody></table>`;
+}
+
+function loadRow(label: string, x: LoadResult): (string | number)[] {
+  const l = x.latencyMs;
+  return [
+    label,
+    x.clients,
+    fmtNumber(x.throughputOpsPerSec),
+    l.p50,
+    l.p90,
+    l.p99,
+    l.p999,
+    l.max,
+    x.errors,
+  ];
+}
+
+const loadHead = [
+  'system',
+  'clients',
+  'ops/s',
+  'p50 ms',
+  'p90 ms',
+  'p99 ms',
+  'p99.9 ms',
+  'max ms',
+  'errors',
+];
+
+function wireCell(w: WritePoint['wire']): string {
+  const m = w.messages === null ? '–' : String(w.messages);
+  const b = w.peerBytes === null ? '–' : fmtNumber(Math.round(w.peerBytes));
+  return `${m} msgs, ${b} B`;
+}
+
+export function renderTables(r: EvalResults): string {
+  const ss = present(r);
+  const parts: string[] = [];
+  const writes = ss.flatMap((s) =>
+    (r.systems[s]?.writes ?? []).map((w) => [...loadRow(s, w), wireCell(w.wire)]),
+  );
+  if (writes.length > 0)
+    parts.push(
+      '<h2>Writes, 256-byte values, 3 members</h2>',
+      table([...loadHead, 'peer traffic per write'], writes),
+    );
+  const reads = ss.flatMap((s) =>
+    (r.systems[s]?.reads ?? []).map((x) => loadRow(`${s} ${x.consistency} @${x.target}`, x)),
+  );
+  if (reads.length > 0) parts.push('<h2>Reads (single key, 256 B)</h2>', table(loadHead, reads));
+  const payload = ss.flatMap((s) =>
+    (r.systems[s]?.payload ?? []).map((w) => [
+      ...loadRow(`${s} ${w.valueBytes} B`, w),
+      fmtNumber(Math.round((w.throughputOpsPerSec * w.valueBytes) / 1e4) / 100) + ' MB/s',
+      wireCell(w.wire),
+    ]),
+  );
+  if (payload.length > 0)
+    parts.push(
+      '<h2>Payload sweep</h2>',
+      table([...loadHead, 'payload', 'peer traffic per write'], payload),
+    );
+  const sizes = ss.flatMap((s) => {
+    const three = r.systems[s]?.writes ?? [];
+    return (r.systems[s]?.sizes ?? []).flatMap((w) => {
+      const t = three.find((x) => x.clients === w.clients);
+      const rows = [[...loadRow(`${s} ${w.nodes} members`, w), wireCell(w.wire)]];
+      if (t !== undefined) rows.unshift([...loadRow(`${s} 3 members`, t), wireCell(t.wire)]);
+      return rows;
+    });
+  });
+  if (sizes.length > 0)
+    parts.push(
+      '<h2>Cluster size: 3 vs 5 members (256 B writes)</h2>',
+      table([...loadHead, 'peer traffic per write'], sizes),
+    );
+  const fo = ss.flatMap((s) => {
+    const f = r.systems[s]?.failover;
+    if (f === null || f === undefined) return [];
+    const a = f.summary;
+    const e = f.electedSummary;
+    return [
+      [
+        s,
+        f.nodes,
+        a['n'] ?? 0,
+        f.failedTrials,
+        a['min'] ?? 0,
+        a['p50'] ?? 0,
+        a['p90'] ?? 0,
+        a['p99'] ?? 0,
+        a['max'] ?? 0,
+        `${e['p50']} / ${e['max']}`,
+      ],
+    ];
+  });
+  if (fo.length > 0)
+    parts.push(
+      '<h2>Failover (kill -9 the leader)</h2>',
+      table(
+        [
+          'system',
+          'members',
+          'trials',
+          'failed',
+          'min ms',
+          'p50 ms',
+          'p90 ms',
+          'p99 ms',
+          'max ms',
+          'leader seen p50 / max ms',
+        ],
+        [
+          ...fo,
+          [
+            'Raft paper Fig. 16 (150–300 ms)',
+            5,
+            1000,
+            '',
+            '',
+            paperFailover.medianMs,
+            '',
+            '',
+            paperFailover.maxMs,
+            '',
+          ],
+        ],
+      ),
+    );
+  if (r.profile !== null) {
+    parts.push(
+      `<h2>CPU profile of the Flotilla leader</h2><p>${escapeXml(r.profile.load)}; ${r.profile.totalMs} ms sampled.</p>`,
+      table(
+        ['area', 'self ms', 'self %'],
+        r.profile.byArea.map((x) => [x.name, x.selfMs, x.selfPercent]),
+      ),
+      table(
+        ['function', 'self ms', 'self %'],
+        r.profile.topFunctions.map((x) => [x.name, x.selfMs, x.selfPercent]),
+      ),
+    );
+  }
+  return parts.join('\n');
+}
+
+export function renderHtml(r: EvalResults): string {
+  const m = r.machine;
+  const g = goals(r);
+  const goalRows = g.map((x) => [
+    x.goal,
+    x.flotilla,
+    x.anchor,
+    x.ratio,
+    x.met === null ? '–' : x.met ? 'met' : 'MISSED',
+  ]);
+  const charts = [...renderCharts(r).values()].map((svg) => `<figure>${svg}</figure>`).join('\n');
+  const settings = Object.entries(r.settings)
+    .map(([k, v]) => `<li><b>${escapeXml(k)}</b>: ${escapeXml(v)}</li>`)
+    .join('');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Flotilla evaluation against etcd</title>
+<style>
+body{font-family:Helvetica,Arial,sans-serif;max-width:1000px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}
+td:first-child,th:first-child{text-align:left}figure{margin:1em 0}.facts td{text-align:left}
+</style></head><body>
+<h1>Flotilla evaluation against etcd</h1>
+<table class="facts"><tbody>
+<tr><td>CPU</td><td>${escapeXml(m.cpuModel)}, ${m.cores} cores (shared with other work; load average at start ${m.loadAverageAtStart.join(' / ')})</td></tr>
+<tr><td>memory</td><td>${m.memoryGiB} GiB</td></tr>
+<tr><td>disk</td><td>${escapeXml(m.disk)} (both systems' data on it, fsync on)</td></tr>
+<tr><td>software</td><td>Linux ${escapeXml(m.kernel)}, Node.js ${escapeXml(m.node)}, etcd ${escapeXml(m.etcd ?? 'not installed')}</td></tr>
+<tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point</td></tr>
+</tbody></table>
+<ul>${settings}</ul>
+<h2>Goals (same machine, same run)</h2>
+${table(['goal', 'Flotilla', 'anchor', 'ratio', 'verdict'], goalRows)}
+${charts}
+${renderTables(r)}
+</body></html>
+`;
+}

@@ -1,0 +1,245 @@
+// Runs the evaluation: starts each system's clusters in turn (never both at once, so neither
+// steals CPU from the other), runs the planned scenarios against them, and stops every process
+// it started, by PID, even when a scenario throws.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  EtcdCluster,
+  FlotillaCluster,
+  makeCluster,
+  type BenchCluster,
+  type SystemName,
+} from './clusters.js';
+import { runFailover, summarize, type FailoverResult } from './failover.js';
+import { machineFacts, type MachineFacts } from './machine.js';
+import type { Plan, ScenarioName } from './plan.js';
+import { ProcessGroup } from './procs.js';
+import { profileFlotillaLeader, type ProfileSummary } from './profile.js';
+import {
+  preloadKeys,
+  readPoint,
+  writePoint,
+  type Progress,
+  type ReadPoint,
+  type WritePoint,
+} from './scenarios.js';
+
+export interface EvalOptions {
+  readonly plan: Plan;
+  readonly quick: boolean;
+  readonly systems: readonly SystemName[];
+  readonly scenarios: readonly ScenarioName[];
+  readonly progress: Progress & { line(s: string): void };
+  readonly keepData: boolean;
+}
+
+export interface SystemResults {
+  writes: WritePoint[];
+  payload: WritePoint[];
+  reads: ReadPoint[];
+  sizes: (WritePoint & { nodes: number })[];
+  failover:
+    | (FailoverResult & {
+        nodes: number;
+        summary: Record<string, number>;
+        electedSummary: Record<string, number>;
+      })
+    | null;
+}
+
+export interface EvalResults {
+  readonly machine: MachineFacts;
+  readonly startedAt: string;
+  finishedAt: string;
+  readonly quick: boolean;
+  readonly plan: Plan;
+  readonly settings: Record<string, string>;
+  readonly systems: Partial<Record<SystemName, SystemResults>>;
+  profile: ProfileSummary | null;
+  /** Scenario groups that failed, with why; the others' figures stand. */
+  readonly failures: string[];
+}
+
+const settings: Record<string, string> = {
+  flotilla:
+    'wal storage (fsync every batch), --tick-ms 10 --election-ticks 15 --heartbeat-ticks 5 (election 150–300 ms, heartbeat 50 ms); writers use exactly-once sessions (own clientId, seq 1, 2, ...)',
+  etcd: 'etcd 3.4 defaults (fsync on) plus --heartbeat-interval 10 --election-timeout 150 (election 150–300 ms) --quota-backend-bytes 8 GiB; JSON gateway',
+  client:
+    'one Node.js load generator, undici Pool, HTTP/1.1 keep-alive, one connection per client, closed loop, JSON with base64 keys and values; writes and reads go to the leader unless stated',
+};
+
+export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-eval-'));
+  const procs = new ProcessGroup();
+  const onExit = (): void => procs.killAllSync();
+  process.once('exit', onExit);
+  const results: EvalResults = {
+    machine: machineFacts(dir),
+    startedAt: new Date().toISOString(),
+    finishedAt: '',
+    quick: o.quick,
+    plan: o.plan,
+    settings,
+    systems: {},
+    profile: null,
+    failures: [],
+  };
+  const guard = async (what: string, fn: () => Promise<void>): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      const msg = `${what}: ${(err as Error).message}`;
+      results.failures.push(msg);
+      o.progress.line(`FAILED ${msg}`);
+    }
+  };
+  o.progress.line(`data under ${dir}`);
+  try {
+    for (const system of o.systems) {
+      const r: SystemResults = { writes: [], payload: [], reads: [], sizes: [], failover: null };
+      results.systems[system] = r;
+      await guard(system, () => runSystem(system, r, o, dir, procs));
+    }
+    if (o.scenarios.includes('profile') && o.systems.includes('flotilla'))
+      await guard('profile', async () => {
+        results.profile = await profileFlotillaLeader(o.plan, dir, procs, o.progress);
+      });
+  } finally {
+    await procs.stopAll();
+    process.removeListener('exit', onExit);
+    if (!o.keepData) rmSync(dir, { recursive: true, force: true });
+  }
+  results.finishedAt = new Date().toISOString();
+  return results;
+}
+
+async function withCluster<T>(
+  c: BenchCluster,
+  o: EvalOptions,
+  fn: (c: BenchCluster) => Promise<T>,
+): Promise<T> {
+  o.progress.line(`starting ${c.system} with ${c.size} members`);
+  try {
+    await c.start();
+    return await fn(c);
+  } finally {
+    await c.stop();
+  }
+}
+
+async function runSystem(
+  system: SystemName,
+  r: SystemResults,
+  o: EvalOptions,
+  dir: string,
+  procs: ProcessGroup,
+): Promise<void> {
+  const p = o.plan;
+  const t = { warmupMs: p.warmupMs, durationMs: p.durationMs };
+  const has = (s: ScenarioName): boolean => o.scenarios.includes(s);
+  const sub = (name: string): string => join(dir, name);
+  if (has('writes') || has('reads') || has('payload')) {
+    await withCluster(makeCluster(system, { size: 3, dir: sub('main'), procs }), o, async (c) => {
+      if (has('writes'))
+        for (const n of p.writeClients)
+          r.writes.push(
+            await writePoint(c, n, 256, t, o.progress, `${system} writes ${n} clients`),
+          );
+      if (has('reads')) {
+        await preloadKeys(c, 1000);
+        for (const consistency of ['linearizable', 'serializable'] as const)
+          for (const target of ['leader', 'follower'] as const)
+            r.reads.push(
+              await readPoint(
+                c,
+                p.readClients,
+                consistency,
+                target,
+                t,
+                o.progress,
+                `${system} ${consistency} reads, ${target}, ${p.readClients} clients`,
+              ),
+            );
+      }
+      if (has('payload'))
+        for (const bytes of p.payloadBytes)
+          r.payload.push(
+            await writePoint(
+              c,
+              p.payloadClients,
+              bytes,
+              t,
+              o.progress,
+              `${system} writes ${bytes} B, ${p.payloadClients} clients`,
+            ),
+          );
+    });
+  }
+  if (has('sizes')) {
+    const n = p.sizeNodes;
+    await withCluster(
+      makeCluster(system, { size: n, dir: sub(`size${n}`), procs }),
+      o,
+      async (c) => {
+        for (const clients of p.sizeClients)
+          r.sizes.push({
+            ...(await writePoint(
+              c,
+              clients,
+              256,
+              t,
+              o.progress,
+              `${system} ${n} members, writes ${clients} clients`,
+            )),
+            nodes: n,
+          });
+      },
+    );
+  }
+  if (has('failover')) await runFailoverFor(system, r, o, sub('failover'), procs);
+}
+
+async function runFailoverFor(
+  system: SystemName,
+  r: SystemResults,
+  o: EvalOptions,
+  dir: string,
+  procs: ProcessGroup,
+): Promise<void> {
+  const nodes = o.plan.failoverNodes;
+  const c =
+    system === 'flotilla'
+      ? new FlotillaCluster({ size: nodes, dir, procs, logLevel: 'info' })
+      : new EtcdCluster({ size: nodes, dir, procs });
+  // Heartbeat interval: Flotilla 5 ticks × 10 ms; etcd 10 ms.
+  const heartbeatMs = system === 'flotilla' ? 50 : 10;
+  await withCluster(c, o, async () => {
+    const times: number[] = [];
+    const f = await runFailover(c, {
+      trials: o.plan.failoverTrials,
+      heartbeatMs,
+      onTrial: (i, ms) => {
+        if (ms !== null) times.push(ms);
+        const s = summarize(times);
+        o.progress.tick(
+          `${system} failover (${nodes} members): trial ${i + 1}/${o.plan.failoverTrials}, last ${ms === null ? 'FAILED' : ms.toFixed(0) + ' ms'}, median ${s['p50']} ms`,
+          i + 1,
+          o.plan.failoverTrials,
+          0,
+        );
+      },
+    });
+    r.failover = {
+      ...f,
+      nodes,
+      summary: summarize(f.timesMs),
+      electedSummary: summarize(f.electedMs),
+    };
+    o.progress.done(
+      `${system} failover`,
+      `write ${JSON.stringify(r.failover.summary)}; leader seen ${JSON.stringify(r.failover.electedSummary)}`,
+    );
+  });
+}

@@ -1,0 +1,169 @@
+// The evaluation's scenarios. Each runs against a cluster the caller started and returns plain
+// data for results.json; nothing here starts or stops processes except failover's kill/restart.
+
+import type { BenchCluster, SystemName } from './clusters.js';
+import { runClosedLoop, type LoadResult } from './loadgen.js';
+import { delta, parsePrometheus, sumBy } from './prom.js';
+import { b64, getOp, putOp, randomValueB64, type HttpOp } from './protocol.js';
+import { peerBytesSent } from './wire.js';
+
+export interface Timing {
+  readonly warmupMs: number;
+  readonly durationMs: number;
+}
+
+export interface Progress {
+  /** Called every ~0.5 s while a load point runs. */
+  tick(label: string, elapsedMs: number, totalMs: number, ops: number): void;
+  done(label: string, summary: string): void;
+}
+
+export interface WirePerWrite {
+  /** Raft messages sent by all members per committed write, by type (Flotilla's /metrics). */
+  readonly messagesByType: Record<string, number> | null;
+  readonly messages: number | null;
+  /** Peer-link payload bytes per write (kernel tcp_info, all members). */
+  readonly peerBytes: number | null;
+  /** etcd's own etcd_network_peer_sent_bytes_total per write, as a cross-check. */
+  readonly reportedPeerBytes: number | null;
+}
+
+export interface WritePoint extends LoadResult {
+  readonly valueBytes: number;
+  readonly wire: WirePerWrite;
+}
+
+const keysPerClient = 1000;
+
+/** Distinct keys per client, reused cyclically so the key space stays bounded. */
+function writer(system: SystemName, valueBytes: number, runTag: string) {
+  const values = Array.from({ length: 8 }, (_, i) => randomValueB64(valueBytes, i + 1));
+  return (client: number, n: number): HttpOp =>
+    putOp(
+      system,
+      b64(`bench/${client}/${n % keysPerClient}`),
+      values[n % values.length] as string,
+      system === 'flotilla' ? { clientId: `${runTag}-${client}`, seq: n + 1 } : undefined,
+    );
+}
+
+interface Counters {
+  readonly messages: Map<string, number>;
+  readonly etcdPeerBytes: Map<string, number>;
+  readonly wireBytes: number | null;
+}
+
+async function counters(c: BenchCluster): Promise<Counters> {
+  const texts = await Promise.all(c.running().map((id) => c.metricsText(id).catch(() => '')));
+  const samples = texts.flatMap(parsePrometheus);
+  return {
+    messages: sumBy(samples, 'flotilla_messages_sent_total', 'type'),
+    etcdPeerBytes: sumBy(samples, 'etcd_network_peer_sent_bytes_total'),
+    wireBytes: await peerBytesSent(c.peerPorts()),
+  };
+}
+
+function perWrite(before: Counters, after: Counters, ops: number): WirePerWrite {
+  const per = (x: number): number => Math.round((x / Math.max(1, ops)) * 1000) / 1000;
+  const msgs = delta(before.messages, after.messages);
+  const byType: Record<string, number> = {};
+  let total = 0;
+  for (const [k, v] of msgs) {
+    byType[k] = per(v);
+    total += v;
+  }
+  const etcdBytes = delta(before.etcdPeerBytes, after.etcdPeerBytes).get('');
+  const wire =
+    before.wireBytes === null || after.wireBytes === null
+      ? null
+      : per(after.wireBytes - before.wireBytes);
+  return {
+    messagesByType: msgs.size === 0 ? null : byType,
+    messages: msgs.size === 0 ? null : per(total),
+    peerBytes: wire,
+    reportedPeerBytes: etcdBytes === undefined ? null : per(etcdBytes),
+  };
+}
+
+export async function writePoint(
+  c: BenchCluster,
+  clients: number,
+  valueBytes: number,
+  t: Timing,
+  p: Progress,
+  label: string,
+): Promise<WritePoint> {
+  const leader = await c.waitForLeader();
+  // Counters are read after the warm-up's requests are in flight; the deltas cover the
+  // measured window plus the tail of the warm-up, divided by the measured ops: close enough
+  // for per-write ratios, and stated as such in the report.
+  let before: Counters | undefined;
+  const snap = setTimeout(() => {
+    void counters(c).then((x) => (before = x));
+  }, t.warmupMs);
+  const r = await runClosedLoop({
+    urls: [c.clientUrl(leader)],
+    clients,
+    warmupMs: t.warmupMs,
+    durationMs: t.durationMs,
+    next: writer(c.system, valueBytes, `w${Date.now().toString(36)}`),
+    onTick: (e, total, ops) => p.tick(label, e, total, ops),
+  });
+  clearTimeout(snap);
+  const after = await counters(c);
+  const wire =
+    before === undefined
+      ? { messagesByType: null, messages: null, peerBytes: null, reportedPeerBytes: null }
+      : perWrite(before, after, r.ops);
+  p.done(label, summary(r));
+  return { ...r, valueBytes, wire };
+}
+
+export function summary(r: LoadResult): string {
+  const e = r.errors > 0 ? `, ${r.errors} errors ${JSON.stringify(r.errorsByStatus)}` : '';
+  return `${r.throughputOpsPerSec.toLocaleString('en-US')} ops/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms${e}`;
+}
+
+export interface ReadPoint extends LoadResult {
+  readonly consistency: 'linearizable' | 'serializable';
+  readonly target: 'leader' | 'follower';
+}
+
+/** Fills the keys the read scenarios read (one per reader slot, 256-byte values). */
+export async function preloadKeys(c: BenchCluster, count: number): Promise<void> {
+  const leader = await c.waitForLeader();
+  const value = randomValueB64(256, 7);
+  const clients = Math.min(64, count);
+  await runClosedLoop({
+    urls: [c.clientUrl(leader)],
+    clients,
+    warmupMs: 0,
+    durationMs: 1_500,
+    next: (client, n) => putOp(c.system, b64(`read/${(client + n * clients) % count}`), value),
+  });
+}
+
+export async function readPoint(
+  c: BenchCluster,
+  clients: number,
+  consistency: ReadPoint['consistency'],
+  target: ReadPoint['target'],
+  t: Timing,
+  p: Progress,
+  label: string,
+): Promise<ReadPoint> {
+  const leader = await c.waitForLeader();
+  const followers = c.ids.filter((id) => id !== leader);
+  const urls = target === 'leader' ? [c.clientUrl(leader)] : followers.map((id) => c.clientUrl(id));
+  const r = await runClosedLoop({
+    urls,
+    clients,
+    warmupMs: t.warmupMs,
+    durationMs: t.durationMs,
+    next: (client, n) =>
+      getOp(c.system, b64(`read/${(client * 7 + n) % 1000}`), consistency === 'serializable'),
+    onTick: (e, total, ops) => p.tick(label, e, total, ops),
+  });
+  p.done(label, summary(r));
+  return { ...r, consistency, target };
+}
