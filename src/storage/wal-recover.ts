@@ -37,6 +37,8 @@ export interface Recovered {
   readonly resetTo: Position | null;
   /** Bytes cut from a torn tail, for the operator's log. */
   readonly tornBytes: number;
+  /** Segments removed because they held no valid header (a crash while creating them). */
+  readonly removedSegments: number;
 }
 
 interface ReplayState {
@@ -179,19 +181,25 @@ export async function recoverWal(input: RecoverInput): Promise<Recovered> {
   const st: ReplayState = { log: null, hardState: ZERO_HS, base: { index: 0, term: 0 } };
   const segments: SegmentInfo[] = [];
   let tornBytes = 0;
+  let removedSegments = 0;
   for (const [k, seg] of input.segments.entries()) {
     const isLast = k === input.segments.length - 1;
     const r = await replaySegment(st, seg, isLast, input.maxRecordBytes);
-    if (r.validBytes < r.fileBytes) {
+    if (r.header === null) {
+      // A crash right after creating a segment leaves it empty or with a torn header: it holds
+      // nothing, and left in place it would collide with the next segment of that number.
+      await rm(seg.path, { force: true });
+      removedSegments++;
+      tornBytes += r.fileBytes;
+    } else if (r.validBytes < r.fileBytes) {
       tornBytes = r.fileBytes - r.validBytes;
-      if (r.header === null) await rm(seg.path, { force: true });
-      else await input.truncate(seg.path, r.validBytes);
+      await input.truncate(seg.path, r.validBytes);
     }
     if (r.header !== null)
       segments.push({ seq: seg.seq, path: seg.path, prev: r.header.prev, sizeBytes: r.validBytes });
   }
   const { log, resetTo } = settleBase(st, input.snapshot, segments[0]?.path ?? '(no segment)');
-  return { log, hardState: st.hardState, segments, resetTo, tornBytes };
+  return { log, hardState: st.hardState, segments, resetTo, tornBytes, removedSegments };
 }
 
 function checkSequence(segments: readonly { seq: number; path: string }[]): void {

@@ -292,7 +292,7 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       maxRecordBytes: Math.max(limits.maxEntryBytes, 1 << 20) + 64,
       truncate: (path, size) => truncateFile(syncer, path, size),
     });
-    if (rec.tornBytes > 0) await syncer.fsyncDir(dir);
+    if (rec.tornBytes > 0 || rec.removedSegments > 0) await syncer.fsyncDir(dir);
     const last = rec.log.lastIndex();
     const state = {
       last: { index: last, term: rec.log.term(last) ?? 0 },

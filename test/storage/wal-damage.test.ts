@@ -8,9 +8,14 @@ import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openWalStorage } from '../../src/storage/wal.js';
+import { segmentFileName } from '../../src/storage/wal-writer.js';
 import { ents, plain, rejectsCode, tempDir } from './helpers.js';
 
 const RECORD_BYTES = 13 + 4 + 21 + 8; // header, entry count, entry fields, 8-byte payload
+
+async function cleanupDir(dir: string): Promise<void> {
+  for (const n of await readdir(dir)) await rm(join(dir, n), { recursive: true, force: true });
+}
 
 async function segmentFiles(dir: string): Promise<string[]> {
   return (await readdir(dir))
@@ -27,6 +32,39 @@ async function walWith(dir: string, n: number, segmentBytes?: number): Promise<v
 }
 
 void describe('WAL damage', () => {
+  void it('removes a segment left empty by a crash while it was being created', async () => {
+    // Found by the SIGKILL crash test: the empty file survived recovery, and the next
+    // rotation failed with EEXIST trying to create a segment of the same number.
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 3, 4096);
+      const segs = await segmentFiles(dir);
+      const lastName = (segs[segs.length - 1] as string).split('/').pop() as string;
+      const seq = parseInt(lastName.replace(/^wal-|\.seg$/g, ''), 16);
+      const orphan = join(dir, segmentFileName(seq + 1));
+      for (const content of [Buffer.alloc(0), Buffer.from([1, 2, 3])]) {
+        await writeFile(orphan, content);
+        const s = await openWalStorage(dir, { segmentBytes: 4096 });
+        assert.equal(s.log.lastIndex(), 3);
+        assert.ok(!(await segmentFiles(dir)).includes(orphan), 'the orphan segment was removed');
+        // Enough to rotate into a segment of the orphan's number.
+        await s.persist(ents(4, 4, 1, 5000), null);
+        assert.equal(s.log.lastIndex(), 4);
+        await s.close();
+        await walWith(dir, 0, 4096);
+        const t = await openWalStorage(dir, { segmentBytes: 4096 });
+        assert.equal(t.log.lastIndex(), 4);
+        await t.close();
+        await rm(orphan, { force: true });
+        // Reset for the next content: rebuild a 3-entry log.
+        await cleanupDir(dir);
+        await walWith(dir, 3, 4096);
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+
   void it('recovers from a cut at every offset of the last record', async () => {
     const { dir, cleanup } = await tempDir();
     try {
