@@ -102,6 +102,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     );
   out(`Try: curl -s ${members[0]?.client}/v1/kv/put -d '{"key":"hello","value":"world"}'`);
   out('Press Ctrl-C to stop all nodes.');
+  void announceLeader(members, out, () => stopping);
 
   return new Promise((resolveDone) => {
     const stop = (): void => {
@@ -173,4 +174,29 @@ export function humanize(line: string): string {
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
   return `${t} ${levels[level as number] ?? String(level)} ${msg}${fields ? ' ' + fields : ''}`;
+}
+
+/** Polls the nodes (bounded) and says once a leader is elected, so people know when to start. */
+async function announceLeader(
+  members: readonly LocalMember[],
+  out: (l: string) => void,
+  stopped: () => boolean,
+): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && !stopped()) {
+    for (const m of members) {
+      try {
+        const res = await fetch(`${m.client}/v1/status`, { signal: AbortSignal.timeout(500) });
+        const st = (await res.json()) as { leader?: number };
+        if (typeof st.leader === 'number' && st.leader > 0) {
+          out(`Ready: node ${st.leader} leads; every node accepts reads and writes.`);
+          return;
+        }
+      } catch {
+        // not up yet
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  if (!stopped()) out('No leader after 20 s: check the node logs above.');
 }

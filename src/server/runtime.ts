@@ -187,6 +187,15 @@ export class RaftRuntime {
     const r = this.node.propose(data);
     if (!r.ok) {
       const e = r.error;
+      if (e.code === 'NOT_LEADER' && e.leader === 0) {
+        return Promise.reject(
+          new ServerError(
+            'NO_LEADER',
+            `Node ${this.o.id} knows no leader yet (an election may be under way); retry`,
+            false,
+          ),
+        );
+      }
       return Promise.reject(
         new ServerError(
           e.code === 'UNKNOWN_NODE' || e.code === 'INVALID_REQUEST' ? 'INVALID_REQUEST' : e.code,
