@@ -136,6 +136,25 @@ export class NodeMetrics {
     });
   }
 
+  /**
+   * Exposes the transport's per-peer frame bytes, summed by direction and message type, so
+   * bytes on the wire per committed write can be read from the metrics.
+   */
+  bindPeerBytes(
+    read: () => { direction: 'sent' | 'received'; type: string; bytes: number }[],
+  ): void {
+    new Gauge({
+      name: 'flotilla_peer_bytes',
+      help: 'Peer frame bytes by direction and message type since start (a running total)',
+      labelNames: ['direction', 'type'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const r of read()) this.inc({ direction: r.direction, type: r.type }, r.bytes);
+      },
+    });
+  }
+
   /** Folds runtime events into the counters. */
   observe(e: RuntimeEvent): void {
     switch (e.kind) {

@@ -145,6 +145,16 @@ export class FlotillaNode implements AsyncDisposable {
     });
     const node = new FlotillaNode(config, runtime, kv, http, metrics, log);
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
+    metrics.bindPeerBytes(() => {
+      const rows: { direction: 'sent' | 'received'; type: string; bytes: number }[] = [];
+      for (const peer of transport.stats().peers.values()) {
+        for (const direction of ['sent', 'received'] as const) {
+          for (const [type, t] of Object.entries(peer[direction]))
+            rows.push({ direction, type, bytes: t.bytes });
+        }
+      }
+      return rows;
+    });
     installRoutes(http, node.backend());
     try {
       const addr = await http.listen(config.listenClient);

@@ -212,5 +212,6 @@ void test('after all that, the node serves and the earlier write is intact', asy
   const metrics = await (await fetch(base + '/metrics')).text();
   assert.match(metrics, /flotilla_http_requests_total\{[^}]*status="400"/);
   assert.match(metrics, /flotilla_is_leader\{[^}]*\} 1/);
+  assert.match(metrics, /# TYPE flotilla_peer_bytes gauge/);
   assert.match(metrics, /flotilla_commit_index\{[^}]*\} [1-9]/);
 });
