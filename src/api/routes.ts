@@ -2,6 +2,13 @@
 // bytes, and render the answer in the request's encoding.
 
 import type { Registry } from 'prom-client';
+import type {
+  Compare as BackendCompare,
+  KeyValue as KvRecord,
+  Op as BackendOp,
+  OpResult as BackendOpResult,
+  Range as RangeSpec,
+} from '../kv/kv-store.js';
 import { ApiError } from './errors.js';
 import type { JsonHttpServer } from './http.js';
 import type { ClusterStatus, NodeStatus } from './types.js';
@@ -27,51 +34,15 @@ export interface Session {
   readonly seq: number;
 }
 
-export interface KvRecord {
-  readonly key: Uint8Array;
-  readonly value: Uint8Array;
-  readonly createRevision: number;
-  readonly modRevision: number;
-  readonly version: number;
-}
-
-export interface RangeSpec {
-  readonly key: Uint8Array;
-  /** Exclusive end; null for a single key. */
-  readonly rangeEnd: Uint8Array | null;
-}
-
-export type BackendOp =
-  | {
-      readonly kind: 'put';
-      readonly key: Uint8Array;
-      readonly value: Uint8Array;
-      readonly prevKv: boolean;
-    }
-  | { readonly kind: 'delete'; readonly range: RangeSpec; readonly prevKv: boolean }
-  | {
-      readonly kind: 'range';
-      readonly range: RangeSpec;
-      readonly limit: number;
-      readonly countOnly: boolean;
-    };
-
-export interface BackendCompare {
-  readonly key: Uint8Array;
-  readonly target: 'value' | 'version' | 'createRevision' | 'modRevision';
-  readonly op: '=' | '!=' | '<' | '>';
-  readonly value: Uint8Array | number;
-}
-
-export type BackendOpResult =
-  | { readonly kind: 'put'; readonly prevKv: KvRecord | null }
-  | { readonly kind: 'delete'; readonly deleted: number; readonly prevKvs: readonly KvRecord[] }
-  | {
-      readonly kind: 'range';
-      readonly kvs: readonly KvRecord[];
-      readonly count: number;
-      readonly more: boolean;
-    };
+// The operations, compares and results are the key-value store's own types: the API
+// validates into them and renders from them, so there is one definition of each.
+export type {
+  KeyValue as KvRecord,
+  Range as RangeSpec,
+  Op as BackendOp,
+  Compare as BackendCompare,
+  OpResult as BackendOpResult,
+} from '../kv/kv-store.js';
 
 export interface Header {
   readonly revision: number;
