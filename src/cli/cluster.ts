@@ -105,9 +105,18 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   void announceLeader(members, out, () => stopping);
 
   return new Promise((resolveDone) => {
+    // Every timer is cleared on the way out, so the process exits once its nodes have.
+    const watch = setInterval(() => {
+      if (children.size === 0 && !stopping) {
+        clearInterval(watch);
+        out('All nodes have exited.');
+        resolveDone(1);
+      }
+    }, 200);
     const stop = (): void => {
       if (stopping) return;
       stopping = true;
+      clearInterval(watch);
       out('Stopping all nodes...');
       for (const c of children.values()) c.kill('SIGTERM');
       const deadline = setTimeout(() => {
@@ -123,14 +132,6 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    const watch = setInterval(() => {
-      if (children.size === 0 && !stopping) {
-        clearInterval(watch);
-        out('All nodes have exited.');
-        resolveDone(1);
-      }
-    }, 200);
-    process.once('exit', () => clearInterval(watch));
   });
 }
 
