@@ -1,0 +1,62 @@
+// The bounded part of the fault-injection suite that runs with every `npm test`: a few seeded
+// runs against real 3-node clusters with every nemesis, which must come out linearizable, and
+// one run per planted bug, which must not. The long campaign (50 runs of 60 s) is run with
+// `npm run chaos` and recorded in docs/TESTING.md.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { defaultChaosOptions, formatReport, runChaos, type ChaosOptions } from './run.js';
+
+function options(over: Partial<ChaosOptions> & { seed: number }): ChaosOptions {
+  return { ...defaultChaosOptions, log: () => undefined, ...over };
+}
+
+void describe('fault injection against a real cluster', { concurrency: false }, () => {
+  for (const seed of [101, 102]) {
+    void it(
+      `seed ${seed}: kills, pauses and partitions leave the history linearizable`,
+      {
+        timeout: 240_000,
+      },
+      async () => {
+        const r = await runChaos(options({ seed, timeSec: 20 }));
+        const summary = formatReport(r);
+        assert.equal(r.verdict, 'ok', summary);
+        // A run that did nothing would also be "ok": make sure this one did work and faults.
+        assert.ok(r.faults.length >= 2, `faults injected:\n${summary}`);
+        assert.ok((r.register?.counts.ok ?? 0) > 200, `register operations:\n${summary}`);
+        assert.ok((r.set?.report.acknowledged ?? 0) > 50, `set adds:\n${summary}`);
+      },
+    );
+  }
+
+  void it(
+    'catches reads served locally without ReadIndex (planted bug)',
+    { timeout: 240_000 },
+    async () => {
+      const r = await runChaos(
+        options({
+          seed: 201,
+          timeSec: 15,
+          unsafeMode: 'local-reads',
+          nemeses: ['partition', 'pause'],
+          workloads: ['register'],
+        }),
+      );
+      assert.equal(r.verdict, 'anomaly', formatReport(r));
+      assert.equal(r.register?.result.verdict, 'violation');
+    },
+  );
+
+  void it(
+    'catches writes acknowledged before they commit (planted bug)',
+    { timeout: 240_000 },
+    async () => {
+      const r = await runChaos(
+        options({ seed: 202, timeSec: 15, unsafeMode: 'early-ack', nemeses: ['kill'] }),
+      );
+      assert.equal(r.verdict, 'anomaly', formatReport(r));
+      assert.equal(r.set?.report.valid, false, 'acknowledged adds were lost:\n' + formatReport(r));
+    },
+  );
+});

@@ -1,0 +1,118 @@
+// npm run chaos -- --time 60 --nemesis kill,pause,partition --seed 7
+// npm run chaos -- --seeds 50 --time 60 --out chaos-results
+//
+// Runs seeded fault-injection runs against real local clusters and prints, per run, the
+// operations that succeeded, failed and ended unknown, the faults injected and the verdict.
+// Exits 1 if any run found an anomaly, 2 if a run could not be judged (checker budget), 0
+// otherwise. With --expect-anomaly (for the planted-bug modes) the exit code is inverted:
+// 0 only when every run found an anomaly.
+
+import { Command, InvalidArgumentError } from 'commander';
+import { defaultChaosOptions, formatReport, runChaos, type ChaosReport } from './run.js';
+import { NEMESES, type NemesisKind } from './nemesis.js';
+import { WORKLOADS, type WorkloadKind } from './workload.js';
+import type { UnsafeMode } from './cluster.js';
+
+function int(name: string, min: number, max: number): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+function listOf<T extends string>(name: string, allowed: readonly T[]): (v: string) => T[] {
+  return (v) => {
+    if (v === 'none') return [];
+    const items = v.split(',').map((s) => s.trim());
+    for (const i of items) {
+      if (!(allowed as readonly string[]).includes(i))
+        throw new InvalidArgumentError(
+          `${name}: unknown "${i}"; choose from ${allowed.join(', ')}`,
+        );
+    }
+    return items as T[];
+  };
+}
+
+const UNSAFE: readonly UnsafeMode[] = ['none', 'local-reads', 'early-ack'];
+
+const program = new Command()
+  .name('chaos')
+  .description('Fault injection against real Flotilla clusters, checked for linearizability')
+  .option('--seed <n>', 'first seed', int('--seed', 0, 2 ** 31 - 1), 1)
+  .option('--seeds <n>', 'number of runs (seeds seed, seed+1, ...)', int('--seeds', 1, 10_000), 1)
+  .option('--time <s>', 'seconds of load and faults per run', int('--time', 1, 3_600), 60)
+  .option('--nodes <n>', 'cluster size', int('--nodes', 3, 7), 3)
+  .option(
+    '--nemesis <list>',
+    `faults: ${NEMESES.join(',')} or none`,
+    listOf('--nemesis', NEMESES),
+    [...NEMESES],
+  )
+  .option(
+    '--workload <list>',
+    `workloads: ${WORKLOADS.join(',')}`,
+    listOf('--workload', WORKLOADS),
+    [...WORKLOADS],
+  )
+  .option('--clients <n>', 'register clients', int('--clients', 1, 200), 12)
+  .option('--keys <n>', 'register keys', int('--keys', 1, 1_000), 5)
+  .option('--storage <kind>', 'wal or sqlite', 'wal')
+  .option(
+    '--unsafe <mode>',
+    `run the nodes with a planted bug: ${UNSAFE.join(', ')}`,
+    (v: string) => {
+      if (!(UNSAFE as readonly string[]).includes(v))
+        throw new InvalidArgumentError(`--unsafe must be one of ${UNSAFE.join(', ')}`);
+      return v as UnsafeMode;
+    },
+    'none',
+  )
+  .option('--expect-anomaly', 'succeed only if every run finds an anomaly (planted bugs)')
+  .option(
+    '--out <dir>',
+    "write each run's history and summary under this directory",
+    'chaos-results',
+  )
+  .action(async (o: Record<string, unknown>) => {
+    const storage = o['storage'];
+    if (storage !== 'wal' && storage !== 'sqlite')
+      throw new InvalidArgumentError('--storage must be wal or sqlite');
+    const workloads = o['workload'] as WorkloadKind[];
+    if (workloads.length === 0) throw new InvalidArgumentError('--workload needs at least one');
+    const reports: ChaosReport[] = [];
+    const first = o['seed'] as number;
+    const seeds = o['seeds'] as number;
+    for (let seed = first; seed < first + seeds; seed++) {
+      const report = await runChaos({
+        ...defaultChaosOptions,
+        seed,
+        timeSec: o['time'] as number,
+        nodes: o['nodes'] as number,
+        nemeses: o['nemesis'] as NemesisKind[],
+        workloads,
+        registerClients: o['clients'] as number,
+        registerKeys: o['keys'] as number,
+        storage,
+        unsafeMode: o['unsafe'] as UnsafeMode,
+        outDir: o['out'] as string,
+        log: (line) => process.stderr.write(`[seed ${seed}] ${line}\n`),
+      });
+      reports.push(report);
+      process.stdout.write(formatReport(report) + '\n');
+    }
+    const by = (v: string): number => reports.filter((r) => r.verdict === v).length;
+    process.stdout.write(
+      `\n${reports.length} runs: ${by('ok')} ok, ${by('anomaly')} with anomalies, ${by('unknown')} unknown. ` +
+        `Histories under ${String(o['out'])}/\n`,
+    );
+    if (o['expectAnomaly'] === true) process.exitCode = by('anomaly') === reports.length ? 0 : 1;
+    else process.exitCode = by('anomaly') > 0 ? 1 : by('unknown') > 0 ? 2 : 0;
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`chaos: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 3;
+});

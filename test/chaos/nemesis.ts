@@ -1,0 +1,198 @@
+// The fault injector. On a schedule drawn from the run's seed it injects one fault at a time,
+// holds it, heals it, and lets the cluster breathe before the next:
+//
+//   kill       SIGKILL the leader, a random node, or every node at once (writes in flight and
+//              anything not yet synced are lost), then restart them;
+//   pause      SIGSTOP the leader or a random node for longer than an election timeout, then
+//              SIGCONT (a paused old leader wakes up believing it still leads);
+//   partition  cut links: majority/minority halves, the leader alone, a bridge (one node sees
+//              both sides, the sides do not see each other), or one-way (a node can hear but
+//              not speak, or speak but not hear).
+//
+// Which node is "the leader" is asked of the cluster at injection time. The schedule's choices
+// come from the seed; what the cluster does in response (who leads) does not, so a seed fixes
+// the faults' kinds and timing, not the exact history.
+
+import type { Rng } from '../../src/raft/index.js';
+import type { ChaosCluster } from './cluster.js';
+
+export const NEMESES = ['kill', 'pause', 'partition'] as const;
+export type NemesisKind = (typeof NEMESES)[number];
+
+export interface FaultRecord {
+  readonly kind: NemesisKind;
+  /** What exactly was done, e.g. "kill leader 2" or "partition [1] | [2,3]". */
+  detail: string;
+  readonly startMs: number;
+  endMs: number | null;
+}
+
+export interface NemesisTiming {
+  /** Quiet time between faults, ms: [min, max). */
+  readonly quietMs: readonly [number, number];
+  /** How long a fault is held, ms: [min, max). */
+  readonly holdMs: readonly [number, number];
+}
+
+export const defaultTiming: NemesisTiming = { quietMs: [500, 2_500], holdMs: [1_000, 5_000] };
+
+type Heal = () => Promise<void>;
+
+export class Nemesis {
+  readonly faults: FaultRecord[] = [];
+
+  constructor(
+    private readonly cluster: ChaosCluster,
+    private readonly rng: Rng,
+    private readonly kinds: readonly NemesisKind[],
+    private readonly timing: NemesisTiming,
+    private readonly now: () => number,
+    private readonly log: (line: string) => void,
+  ) {
+    if (kinds.length === 0) throw new Error('Nemesis needs at least one fault kind');
+  }
+
+  /** Injects faults until `untilMs` (on `now`'s clock); leaves everything healed. */
+  async run(untilMs: number): Promise<void> {
+    while (this.now() < untilMs) {
+      await this.sleepUntil(this.between(this.timing.quietMs), untilMs);
+      if (this.now() >= untilMs) break;
+      const kind = this.kinds[this.rng.int(this.kinds.length)] as NemesisKind;
+      const hold = this.between(this.timing.holdMs);
+      const record: FaultRecord = { kind, detail: '', startMs: this.now(), endMs: null };
+      const heal = await this.inject(kind, record);
+      this.faults.push(record);
+      this.log(`fault  ${record.detail}`);
+      await this.sleepUntil(hold, untilMs);
+      await heal();
+      record.endMs = this.now();
+      this.log(`healed ${record.detail}`);
+    }
+    await this.healAll();
+  }
+
+  /** Undoes every fault that may be in force: links healed, paused nodes resumed, dead restarted. */
+  async healAll(): Promise<void> {
+    this.cluster.healLinks();
+    for (const id of this.cluster.ids) {
+      if (this.cluster.state(id) === 'paused') this.cluster.resume(id);
+      if (this.cluster.state(id) === 'down') this.cluster.startNode(id);
+    }
+    return Promise.resolve();
+  }
+
+  private async inject(kind: NemesisKind, record: FaultRecord): Promise<Heal> {
+    switch (kind) {
+      case 'kill':
+        return this.kill(record);
+      case 'pause':
+        return this.pause(record);
+      case 'partition':
+        return this.partition(record);
+    }
+  }
+
+  private async target(): Promise<{ id: number; what: string }> {
+    const leader = await this.cluster.leader();
+    if (leader !== 0 && this.rng.float() < 0.5) return { id: leader, what: `leader ${leader}` };
+    const id = this.pick(this.cluster.ids);
+    return { id, what: `node ${id}` };
+  }
+
+  private async kill(record: FaultRecord): Promise<Heal> {
+    const ids =
+      this.rng.float() < 0.15
+        ? { list: this.cluster.ids, what: 'every node' }
+        : await this.target().then((t) => ({ list: [t.id], what: t.what }));
+    record.detail = `kill -9 ${ids.what}`;
+    await Promise.all(ids.list.map((id) => this.cluster.kill(id)));
+    return async () => {
+      for (const id of ids.list) this.cluster.startNode(id);
+      return Promise.resolve();
+    };
+  }
+
+  private async pause(record: FaultRecord): Promise<Heal> {
+    const t = await this.target();
+    record.detail = `pause ${t.what}`;
+    this.cluster.pause(t.id);
+    return async () => {
+      this.cluster.resume(t.id);
+      return Promise.resolve();
+    };
+  }
+
+  private async partition(record: FaultRecord): Promise<Heal> {
+    const ids = this.cluster.ids;
+    const variant = this.rng.int(4);
+    let detail: string;
+    if (variant === 0 || variant === 1) {
+      const shuffled = this.shuffle(ids);
+      let minority: number[];
+      if (variant === 1) {
+        const leader = await this.cluster.leader();
+        minority = [leader !== 0 ? leader : (shuffled[0] as number)];
+        detail = 'partition leader alone';
+      } else {
+        minority = shuffled.slice(0, 1 + this.rng.int(Math.floor((ids.length - 1) / 2)));
+        detail = `partition halves`;
+      }
+      const majority = ids.filter((id) => !minority.includes(id));
+      this.cutBetween(minority, majority);
+      detail += ` [${minority.join(',')}] | [${majority.join(',')}]`;
+    } else if (variant === 2) {
+      const [bridge, ...rest] = this.shuffle(ids) as [number, ...number[]];
+      const half = Math.ceil(rest.length / 2);
+      const a = rest.slice(0, half);
+      const b = rest.slice(half);
+      this.cutBetween(a, b);
+      detail = `partition bridge ${bridge} between [${a.join(',')}] and [${b.join(',')}]`;
+    } else {
+      const { id, what } = await this.target();
+      const others = ids.filter((x) => x !== id);
+      if (this.rng.float() < 0.5) {
+        for (const o of others) this.cluster.cut(id, o);
+        detail = `partition one-way: ${what} cannot send`;
+      } else {
+        for (const o of others) this.cluster.cut(o, id);
+        detail = `partition one-way: ${what} cannot receive`;
+      }
+    }
+    record.detail = detail;
+    return async () => {
+      this.cluster.healLinks();
+      return Promise.resolve();
+    };
+  }
+
+  private cutBetween(a: readonly number[], b: readonly number[]): void {
+    for (const x of a) {
+      for (const y of b) {
+        this.cluster.cut(x, y);
+        this.cluster.cut(y, x);
+      }
+    }
+  }
+
+  private pick(list: readonly number[]): number {
+    return list[this.rng.int(list.length)] as number;
+  }
+
+  private shuffle(list: readonly number[]): number[] {
+    const out = [...list];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = this.rng.int(i + 1);
+      [out[i], out[j]] = [out[j] as number, out[i] as number];
+    }
+    return out;
+  }
+
+  private between([lo, hi]: readonly [number, number]): number {
+    return lo + this.rng.float() * (hi - lo);
+  }
+
+  private async sleepUntil(ms: number, untilMs: number): Promise<void> {
+    const wait = Math.max(0, Math.min(ms, untilMs - this.now()));
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}

@@ -1,0 +1,280 @@
+// The workloads a chaos run drives, each recording what every client did in the form the
+// checkers in src/check judge.
+//
+//   register  clients read, write and compare-and-swap a few keys; every write carries a value
+//             no one else writes, so the checker can tell which write a read saw;
+//   set       clients add unique elements (one key each under `set/`); after the faults heal,
+//             every node is read on its own. A key's version counts how many times its put was
+//             applied, so an add applied twice (a retry without exactly-once sessions) shows up
+//             as a duplicate.
+//
+// Outcomes: an answer is 'ok'; an error the server marks definite (refused before proposing:
+// NOT_LEADER, NO_LEADER, bad request...) is 'fail'; anything else on a write (timeout, reset
+// after sending, an indefinite error) is 'unknown' and may take effect at any later time. A
+// read that fails has no effect, so it is recorded as 'fail' and the checker drops it.
+
+import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
+import type { FinalRead, Operation, OpStatus, SetAdd, Value } from '../../src/check/index.js';
+import type { Rng } from '../../src/raft/index.js';
+
+export const WORKLOADS = ['register', 'set'] as const;
+export type WorkloadKind = (typeof WORKLOADS)[number];
+
+export interface ClientTiming {
+  /** Per attempt. */
+  readonly timeoutMs: number;
+  /** Per operation, retries included. */
+  readonly deadlineMs: number;
+  /** Think time between a client's operations, ms: [min, max). */
+  readonly thinkMs: readonly [number, number];
+}
+
+export const defaultClientTiming: ClientTiming = {
+  timeoutMs: 1_000,
+  deadlineMs: 3_000,
+  thinkMs: [0, 30],
+};
+
+function writeStatus(err: unknown): OpStatus {
+  return err instanceof FlotillaError && !err.indefinite ? 'fail' : 'unknown';
+}
+
+/** Endpoints rotated so client `k` starts on node k mod n (reads then spread over nodes). */
+function rotated(endpoints: readonly string[], k: number): string[] {
+  const n = endpoints.length;
+  return endpoints.map((_, i) => endpoints[(i + k) % n] as string);
+}
+
+function newClient(endpoints: readonly string[], k: number, t: ClientTiming): FlotillaClient {
+  return new FlotillaClient({
+    endpoints: rotated(endpoints, k),
+    timeoutMs: t.timeoutMs,
+    deadlineMs: t.deadlineMs,
+    maxAttempts: 10,
+    connections: 2,
+  });
+}
+
+async function think(rng: Rng, t: ClientTiming): Promise<void> {
+  const [lo, hi] = t.thinkMs;
+  const ms = lo + rng.float() * (hi - lo);
+  if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+}
+
+export interface RegisterOptions {
+  readonly clients: number;
+  readonly keys: number;
+  /** Client numbers start here (the history's client ids are unique across workloads). */
+  readonly firstClient: number;
+}
+
+export class RegisterWorkload {
+  readonly history: Operation[] = [];
+
+  constructor(
+    private readonly endpoints: readonly string[],
+    private readonly rng: Rng,
+    private readonly o: RegisterOptions,
+    private readonly timing: ClientTiming,
+    private readonly now: () => number,
+  ) {}
+
+  /** Runs the clients until `untilMs`; each finishes the operation it has started. */
+  async runUntil(untilMs: number): Promise<void> {
+    await Promise.all(
+      Array.from({ length: this.o.clients }, (_, k) =>
+        this.client(this.o.firstClient + k, k, untilMs),
+      ),
+    );
+  }
+
+  private async client(id: number, k: number, untilMs: number): Promise<void> {
+    const client = newClient(this.endpoints, k, this.timing);
+    /** The last value this client saw per key: CAS expects it, so some swaps succeed. */
+    const seen = new Map<string, Value>();
+    let n = 0;
+    try {
+      while (this.now() < untilMs) {
+        const key = `r${this.rng.int(this.o.keys)}`;
+        const roll = this.rng.float();
+        if (roll < 0.5) await this.read(client, id, key, seen);
+        else if (roll < 0.75) await this.write(client, id, key, `${id}.${n++}`, seen);
+        else await this.cas(client, id, key, seen.get(key) ?? null, `${id}.${n++}`, seen);
+        await think(this.rng, this.timing);
+      }
+    } finally {
+      await client.close();
+    }
+  }
+
+  private async read(
+    c: FlotillaClient,
+    client: number,
+    key: string,
+    seen: Map<string, Value>,
+  ): Promise<void> {
+    const invokeMs = this.now();
+    try {
+      const kv = await c.get(key);
+      const output = kv?.value ?? null;
+      seen.set(key, output);
+      this.history.push({
+        kind: 'read',
+        client,
+        key,
+        invokeMs,
+        completeMs: this.now(),
+        status: 'ok',
+        output,
+      });
+    } catch {
+      this.history.push({
+        kind: 'read',
+        client,
+        key,
+        invokeMs,
+        completeMs: this.now(),
+        status: 'fail',
+      });
+    }
+  }
+
+  private async write(
+    c: FlotillaClient,
+    client: number,
+    key: string,
+    value: string,
+    seen: Map<string, Value>,
+  ): Promise<void> {
+    const invokeMs = this.now();
+    let status: OpStatus = 'ok';
+    try {
+      await c.put(key, value);
+      seen.set(key, value);
+    } catch (err) {
+      status = writeStatus(err);
+    }
+    this.history.push({
+      kind: 'write',
+      client,
+      key,
+      invokeMs,
+      completeMs: this.now(),
+      status,
+      input: value,
+    });
+  }
+
+  private async cas(
+    c: FlotillaClient,
+    client: number,
+    key: string,
+    expected: Value,
+    next: string,
+    seen: Map<string, Value>,
+  ): Promise<void> {
+    const invokeMs = this.now();
+    const input = { expected, new: next };
+    try {
+      const swapped = await c.compareAndSwap(key, expected, next);
+      if (swapped) seen.set(key, next);
+      this.history.push({
+        kind: 'cas',
+        client,
+        key,
+        invokeMs,
+        completeMs: this.now(),
+        status: 'ok',
+        input,
+        output: swapped,
+      });
+    } catch (err) {
+      const status = writeStatus(err);
+      this.history.push({
+        kind: 'cas',
+        client,
+        key,
+        invokeMs,
+        completeMs: this.now(),
+        status,
+        input,
+      });
+    }
+  }
+}
+
+export const SET_PREFIX = 'set/';
+
+export interface SetOptions {
+  readonly clients: number;
+  readonly firstClient: number;
+}
+
+export class SetWorkload {
+  readonly adds: SetAdd[] = [];
+
+  constructor(
+    private readonly endpoints: readonly string[],
+    private readonly rng: Rng,
+    private readonly o: SetOptions,
+    private readonly timing: ClientTiming,
+    private readonly now: () => number,
+  ) {}
+
+  async runUntil(untilMs: number): Promise<void> {
+    await Promise.all(
+      Array.from({ length: this.o.clients }, (_, k) =>
+        this.client(this.o.firstClient + k, k, untilMs),
+      ),
+    );
+  }
+
+  private async client(id: number, k: number, untilMs: number): Promise<void> {
+    const client = newClient(this.endpoints, k, this.timing);
+    let n = 0;
+    try {
+      while (this.now() < untilMs) {
+        const element = `${id}-${n++}`;
+        let status: OpStatus = 'ok';
+        try {
+          await client.put(`${SET_PREFIX}${element}`, '1');
+        } catch (err) {
+          status = writeStatus(err);
+        }
+        this.adds.push({ element, status });
+        await think(this.rng, this.timing);
+      }
+    } finally {
+      await client.close();
+    }
+  }
+
+  /**
+   * Reads the whole set from one node, locally (serializable), page by page. Run after the
+   * cluster converged, so every node must hold every committed add.
+   */
+  static async finalRead(endpoint: string, node: string): Promise<FinalRead> {
+    const client = new FlotillaClient({ endpoints: [endpoint], timeoutMs: 5_000, maxAttempts: 3 });
+    const elements: string[] = [];
+    const rangeEnd =
+      SET_PREFIX.slice(0, -1) +
+      String.fromCharCode(SET_PREFIX.charCodeAt(SET_PREFIX.length - 1) + 1);
+    let from = SET_PREFIX;
+    try {
+      for (let page = 0; page < 10_000; page++) {
+        const r = await client.range(from, { rangeEnd, limit: 1_000, serializable: true });
+        for (const kv of r.kvs) {
+          const element = kv.key.slice(SET_PREFIX.length);
+          // A key's version is the number of puts applied to it: each is one "add".
+          for (let v = 0; v < kv.version; v++) elements.push(element);
+        }
+        const last = r.kvs[r.kvs.length - 1];
+        if (!r.more || last === undefined) return { node, elements };
+        from = `${last.key}\u0000`;
+      }
+      throw new Error(`final read of ${node} did not finish in 10,000 pages`);
+    } finally {
+      await client.close();
+    }
+  }
+}
