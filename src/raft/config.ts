@@ -16,6 +16,7 @@ export interface RaftEvent {
     | 'vote-refused'
     | 'step-down'
     | 'transfer-started'
+    | 'transfer-handed-off'
     | 'transfer-aborted';
   readonly node: NodeId;
   readonly term: number;

@@ -597,6 +597,11 @@ export class RaftNode {
       }
       // A pre-vote does not move our term: the candidate has not started a real election.
       if (m.type === 'pre-vote') return true;
+      if (m.transfer && m.from === this.leadTransferee) {
+        // The target got our TimeoutNow and campaigns: the hand-off is done on our side.
+        this.emit('transfer-handed-off', m.from, `target campaigns in term ${m.term}`);
+        this.leadTransferee = NONE;
+      }
       this.becomeFollower(m.term, NONE, `vote request from ${m.from} in term ${m.term}`);
       return true;
     }
