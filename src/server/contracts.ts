@@ -25,7 +25,12 @@ export interface RuntimeTransport {
 export interface ApplyTarget {
   /** Applies one committed normal entry and returns the result handed to its proposer. */
   apply(entry: Entry): unknown;
-  snapshot(): Uint8Array;
+  /**
+   * The state as of this call: whatever is captured must be captured before this returns
+   * (entries applied after it must not show). The encoding may finish later, asynchronously,
+   * so that a large state does not block the event loop.
+   */
+  snapshot(): Uint8Array | Promise<Uint8Array>;
   restore(data: Uint8Array): void;
 }
 

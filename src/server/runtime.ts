@@ -100,6 +100,8 @@ export class RaftRuntime {
   private role: Status['role'] = 'follower';
   private applied: number;
   private lastSnapshotIndex: number;
+  /** A snapshot is being encoded or saved; at most one at a time. */
+  private snapshotting = false;
   /** Latest durable snapshot, attached to outgoing snapshot messages. */
   private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
   /** The hard state last made durable (term and vote changes must sync). */
@@ -558,23 +560,30 @@ export class RaftRuntime {
   }
 
   private takeSnapshot(): void {
+    if (this.snapshotting) return;
     const st = this.node.status();
     const index = this.applied;
     const term = this.termAt(index);
     if (term === undefined) return;
-    const data = this.o.stateMachine.snapshot();
     const meta: SnapshotMeta = { index, term, voters: this.o.voters };
     this.lastSnapshotIndex = index;
-    // Persist in the background; compact the in-memory log only once the snapshot is durable.
-    this.o.storage.saveSnapshot(meta, data).then(
-      () => {
+    this.snapshotting = true;
+    // Capture now (synchronously, at `index`); encode and persist in the background; compact
+    // the in-memory log only once the snapshot is durable.
+    Promise.resolve(this.o.stateMachine.snapshot())
+      .then(async (data) => {
+        await this.o.storage.saveSnapshot(meta, data);
+        // A snapshot installed from the leader meanwhile may be newer: never go back.
+        if (this.snapshot !== null && this.snapshot.meta.index >= index) return;
         this.snapshot = { meta, data };
         const compactTo = Math.min(index - this.opts.snapshotCatchupEntries, st.persistedIndex);
         if (compactTo > this.node.status().firstIndex) this.node.compact(compactTo);
         this.o.onEvent?.({ kind: 'snapshot-saved', index, bytes: data.length });
-      },
-      (err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))),
-    );
+      })
+      .catch((err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => {
+        this.snapshotting = false;
+      });
   }
 
   private termAt(index: number): number | undefined {

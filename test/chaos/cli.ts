@@ -11,7 +11,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { defaultChaosOptions, formatReport, runChaos, type ChaosReport } from './run.js';
 import { NEMESES, type NemesisKind } from './nemesis.js';
 import { WORKLOADS, type WorkloadKind } from './workload.js';
-import type { UnsafeMode } from './cluster.js';
+import { ChaosCluster, type UnsafeMode } from './cluster.js';
 
 function int(name: string, min: number, max: number): (v: string) => number {
   return (v) => {
@@ -111,6 +111,14 @@ const program = new Command()
     if (o['expectAnomaly'] === true) process.exitCode = by('anomaly') === reports.length ? 0 : 1;
     else process.exitCode = by('anomaly') > 0 ? 1 : by('unknown') > 0 ? 2 : 0;
   });
+
+// Ctrl-C or a CI timeout: end the nodes this run started before leaving.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`chaos: ${signal}, stopping the cluster\n`);
+    void ChaosCluster.stopAll().finally(() => process.exit(130));
+  });
+}
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`chaos: ${err instanceof Error ? err.message : String(err)}\n`);

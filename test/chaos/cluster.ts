@@ -42,6 +42,14 @@ interface Member {
 type NodeState = 'running' | 'paused' | 'down';
 
 export class ChaosCluster {
+  /** Clusters not yet stopped, so an interrupted run can end its processes (stopAll). */
+  private static readonly live = new Set<ChaosCluster>();
+
+  /** Ends every cluster still running: for SIGINT/SIGTERM handlers. */
+  static async stopAll(): Promise<void> {
+    await Promise.all([...ChaosCluster.live].map((c) => c.stop()));
+  }
+
   readonly dir: string;
   private readonly members: Member[];
   /** Proxies by `${from}>${to}`: [peer, client]. */
@@ -67,6 +75,7 @@ export class ChaosCluster {
 
   static async create(o: ChaosClusterOptions): Promise<ChaosCluster> {
     const c = new ChaosCluster(o, await freePorts(o.nodes * 2));
+    ChaosCluster.live.add(c);
     await c.openLinks();
     return c;
   }
@@ -271,6 +280,7 @@ export class ChaosCluster {
 
   /** Ends every process and proxy; removes the data unless asked to keep it. */
   async stop(): Promise<void> {
+    ChaosCluster.live.delete(this);
     for (const id of this.ids) this.resume(id);
     await Promise.all(this.ids.map((id) => this.kill(id)));
     await Promise.all([...this.links.values()].flat().map((p) => p.close()));
