@@ -44,19 +44,39 @@ export function checkSnapshotMeta(meta: SnapshotMeta): void {
 
 export type SnapshotOutcome = 'stale' | 'compacted' | 'reset';
 
+/**
+ * An append of at least this many entries is kept as a chunk of its own; smaller ones extend
+ * the last chunk, so the chunk count stays small for one-entry appends.
+ */
+const OWN_CHUNK_ENTRIES = 64;
+
+function firstOf(chunk: readonly Entry[]): number {
+  return (chunk[0] as Entry).index;
+}
+
 export class LogIndex {
-  /** Invariant: entries[k].index === baseIndex + 1 + k, and terms never decrease. */
-  private log: Entry[] = [];
+  /**
+   * The entries after the base, in chunks (one per large append). Pushing thousands of
+   * freshly allocated entries one by one into a long-lived array costs a GC write barrier
+   * per entry (old array, young objects); copying a batch into a new array of its own does
+   * not, and compaction drops whole chunks instead of copying the rest of the log.
+   * Invariant: chunks are non-empty and hold baseIndex + 1 .. baseIndex + count in order,
+   * contiguous, with terms that never decrease.
+   */
+  private chunks: Entry[][] = [];
+  private count = 0;
   private baseIndex = 0;
   private baseTerm = 0;
 
+  /** Takes ownership of `entries`, which must be contiguous from base.index + 1. */
   constructor(
     base: { index: number; term: number } = { index: 0, term: 0 },
     entries: Entry[] = [],
   ) {
     this.baseIndex = base.index;
     this.baseTerm = base.term;
-    this.log = entries;
+    if (entries.length > 0) this.chunks.push(entries);
+    this.count = entries.length;
   }
 
   firstIndex(): number {
@@ -64,7 +84,7 @@ export class LogIndex {
   }
 
   lastIndex(): number {
-    return this.baseIndex + this.log.length;
+    return this.baseIndex + this.count;
   }
 
   base(): { index: number; term: number } {
@@ -73,7 +93,27 @@ export class LogIndex {
 
   term(index: number): number | undefined {
     if (index === this.baseIndex) return this.baseTerm;
-    return this.log[index - this.baseIndex - 1]?.term;
+    return this.at(index)?.term;
+  }
+
+  private at(index: number): Entry | undefined {
+    if (!(index > this.baseIndex && index <= this.lastIndex())) return undefined;
+    const chunk = this.chunks[this.chunkOf(index)] as Entry[];
+    return chunk[index - firstOf(chunk)];
+  }
+
+  /** The position in `chunks` of the chunk holding `index` (which must be in the log). */
+  private chunkOf(index: number): number {
+    let lo = 0;
+    let hi = this.chunks.length - 1;
+    // Most lookups are near the end of the log (the last term, the append point).
+    if (firstOf(this.chunks[hi] as Entry[]) <= index) return hi;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (firstOf(this.chunks[mid] as Entry[]) <= index) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   entries(lo: number, hiExclusive: number): Entry[] {
@@ -83,11 +123,20 @@ export class LogIndex {
       throw invalid(
         `Cannot read entries [${lo}, ${hiExclusive}): the log holds [${this.firstIndex()}, ${this.lastIndex() + 1})`,
       );
-    return this.log.slice(lo - this.baseIndex - 1, hiExclusive - this.baseIndex - 1);
+    const out: Entry[] = [];
+    if (lo === hiExclusive) return out;
+    for (let k = this.chunkOf(lo); out.length < hiExclusive - lo; k++) {
+      const chunk = this.chunks[k] as Entry[];
+      const from = Math.max(lo - firstOf(chunk), 0);
+      const to = Math.min(hiExclusive - firstOf(chunk), chunk.length);
+      for (let i = from; i < to; i++) out.push(chunk[i] as Entry);
+    }
+    return out;
   }
 
-  all(): readonly Entry[] {
-    return this.log;
+  /** Every entry after the base, in a new array. */
+  all(): Entry[] {
+    return this.chunks.flat();
   }
 
   /** Throws STORAGE_INVALID_ARGUMENT unless `entries` may be appended (nothing changes). */
@@ -122,9 +171,13 @@ export class LogIndex {
     let replacedFrom: number | null = null;
     if (first.index <= this.lastIndex()) {
       replacedFrom = first.index;
-      this.log.length = first.index - this.baseIndex - 1;
+      this.truncateAfter(first.index - 1);
     }
-    for (const e of entries) this.log.push(e);
+    const last = this.chunks[this.chunks.length - 1];
+    if (last !== undefined && entries.length < OWN_CHUNK_ENTRIES)
+      for (const e of entries) last.push(e);
+    else this.chunks.push(entries.slice());
+    this.count += entries.length;
     return replacedFrom;
   }
 
@@ -134,7 +187,16 @@ export class LogIndex {
       throw invalid(
         `Cannot truncate after ${index}: the log holds [${this.firstIndex()}, ${this.lastIndex() + 1})`,
       );
-    this.log.length = index - this.baseIndex;
+    if (index === this.lastIndex()) return;
+    if (index === this.baseIndex) {
+      this.chunks = [];
+    } else {
+      const k = this.chunkOf(index);
+      const chunk = this.chunks[k] as Entry[];
+      chunk.length = index - firstOf(chunk) + 1;
+      this.chunks.length = k + 1;
+    }
+    this.count = index - this.baseIndex;
   }
 
   /** Drops entries <= index (index must be within the log). */
@@ -143,14 +205,20 @@ export class LogIndex {
     const term = this.term(index);
     if (term === undefined)
       throw invalid(`Cannot compact through ${index}: the log ends at ${this.lastIndex()}`);
-    this.log = this.log.slice(index - this.baseIndex);
+    const k = this.chunkOf(index);
+    const chunk = this.chunks[k] as Entry[];
+    const rest = chunk.slice(index - firstOf(chunk) + 1);
+    const later = this.chunks.slice(k + 1);
+    this.chunks = rest.length > 0 ? [rest, ...later] : later;
+    this.count = this.lastIndex() - index;
     this.baseIndex = index;
     this.baseTerm = term;
   }
 
   /** Discards the whole log: it now starts after (index, term). */
   reset(index: number, term: number): void {
-    this.log = [];
+    this.chunks = [];
+    this.count = 0;
     this.baseIndex = index;
     this.baseTerm = term;
   }

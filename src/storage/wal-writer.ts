@@ -12,10 +12,14 @@ import { hex } from './codec.js';
 import { ioFailure } from './errors.js';
 import type { Syncer } from './fsutil.js';
 import { writevFully } from './fsutil.js';
+import { BufferPool } from './buffer-pool.js';
 import { GroupCommitter } from './group-commit.js';
 import type { Position } from './records.js';
 import { encodeBase, encodeHardState, encodeSegmentHeader } from './records.js';
 import type { SegmentInfo } from './wal-recover.js';
+
+const POOLED_BUFFER_MAX_BYTES = 4 * 1024 * 1024;
+const POOLED_BUFFERS = 4;
 
 export const SEGMENT_NAME = /^wal-([0-9a-f]{16})\.seg$/;
 
@@ -26,6 +30,8 @@ export function segmentFileName(seq: number): string {
 /** One unit of the write queue, built by WalStorage from the in-memory log at submit time. */
 export interface WalItem {
   readonly records: readonly Buffer[];
+  /** A buffer from the writer's pool that `records` use; handed back once the flush is over. */
+  readonly lease: Buffer | null;
   /** Index of the first entry when it replaces part of the suffix; else null. */
   readonly replaceFrom: number | null;
   /** Position before the first entry (used as a new segment's prev on a forced rotation). */
@@ -62,6 +68,8 @@ export class WalWriter {
   private active: Active | null = null;
   private written: WriterState;
   readonly commits: GroupCommitter<WalItem>;
+  /** Encode buffers: a few, since one batch is encoded while the previous ones are written. */
+  readonly encodeBuffers = new BufferPool(POOLED_BUFFER_MAX_BYTES, POOLED_BUFFERS);
 
   constructor(
     private readonly dir: string,
@@ -123,6 +131,15 @@ export class WalWriter {
   }
 
   private async flush(items: readonly WalItem[]): Promise<void> {
+    try {
+      await this.writeItems(items);
+    } finally {
+      // Settled writes no longer read the buffers (and failed ones are never retried).
+      for (const item of items) if (item.lease !== null) this.encodeBuffers.give(item.lease);
+    }
+  }
+
+  private async writeItems(items: readonly WalItem[]): Promise<void> {
     let bufs: Buffer[] = [];
     for (const item of items) {
       const active = this.activeOrThrow();

@@ -110,11 +110,11 @@ export class WalStorage implements RaftStorage {
         : { index: first.index - 1, term: this.index.term(first.index - 1) ?? 0 };
     const replaceFrom = this.index.append(entries);
     if (hardState !== null) this.hardState = hardState;
-    const buf = Buffer.allocUnsafe(entriesEncodedBytes(entries));
+    const buf = this.writer.encodeBuffers.take(entriesEncodedBytes(entries));
     const end = encodeEntries(buf, 0, entries);
     verifyEncoded(buf, end, entries);
     const records = hardState === null ? [buf] : [buf, encodeHardState(hardState)];
-    return { records, replaceFrom, prevOfFirst, resetTo: null, ...this.stateAfter() };
+    return { records, lease: buf, replaceFrom, prevOfFirst, resetTo: null, ...this.stateAfter() };
   }
 
   private lastPosition(): Position {
@@ -134,6 +134,7 @@ export class WalStorage implements RaftStorage {
     const base = this.index.base();
     return {
       records: [encodeBase(base)],
+      lease: null,
       replaceFrom: null,
       prevOfFirst: base,
       resetTo,
