@@ -61,22 +61,16 @@ async function think(rng: Rng, t: ClientTiming): Promise<void> {
   if (ms > 0) await new Promise((r) => setTimeout(r, ms));
 }
 
-export interface RegisterOptions {
-  readonly clients: number;
-  readonly keys: number;
-  /** Client numbers start here (the history's client ids are unique across workloads). */
-  readonly firstClient: number;
-}
-
-export class RegisterWorkload {
-  readonly history: Operation[] = [];
-
+/** A workload: `clients` concurrent clients, each running its own loop until a deadline. */
+abstract class ClientWorkload<
+  O extends { readonly clients: number; readonly firstClient: number },
+> {
   constructor(
-    private readonly endpoints: readonly string[],
-    private readonly rng: Rng,
-    private readonly o: RegisterOptions,
-    private readonly timing: ClientTiming,
-    private readonly now: () => number,
+    protected readonly endpoints: readonly string[],
+    protected readonly rng: Rng,
+    protected readonly o: O,
+    protected readonly timing: ClientTiming,
+    protected readonly now: () => number,
   ) {}
 
   /** Runs the clients until `untilMs`; each finishes the operation it has started. */
@@ -88,7 +82,21 @@ export class RegisterWorkload {
     );
   }
 
-  private async client(id: number, k: number, untilMs: number): Promise<void> {
+  /** Client `id` (the history's number for it), the `k`-th of this workload. */
+  protected abstract client(id: number, k: number, untilMs: number): Promise<void>;
+}
+
+export interface RegisterOptions {
+  readonly clients: number;
+  readonly keys: number;
+  /** Client numbers start here (the history's client ids are unique across workloads). */
+  readonly firstClient: number;
+}
+
+export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
+  readonly history: Operation[] = [];
+
+  protected async client(id: number, k: number, untilMs: number): Promise<void> {
     const client = newClient(this.endpoints, k, this.timing);
     /** The last value this client saw per key: CAS expects it, so some swaps succeed. */
     const seen = new Map<string, Value>();
@@ -210,26 +218,10 @@ export interface SetOptions {
   readonly firstClient: number;
 }
 
-export class SetWorkload {
+export class SetWorkload extends ClientWorkload<SetOptions> {
   readonly adds: SetAdd[] = [];
 
-  constructor(
-    private readonly endpoints: readonly string[],
-    private readonly rng: Rng,
-    private readonly o: SetOptions,
-    private readonly timing: ClientTiming,
-    private readonly now: () => number,
-  ) {}
-
-  async runUntil(untilMs: number): Promise<void> {
-    await Promise.all(
-      Array.from({ length: this.o.clients }, (_, k) =>
-        this.client(this.o.firstClient + k, k, untilMs),
-      ),
-    );
-  }
-
-  private async client(id: number, k: number, untilMs: number): Promise<void> {
+  protected async client(id: number, k: number, untilMs: number): Promise<void> {
     const client = newClient(this.endpoints, k, this.timing);
     let n = 0;
     try {
