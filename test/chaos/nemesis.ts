@@ -48,13 +48,11 @@ export class Nemesis {
     private readonly timing: NemesisTiming,
     private readonly now: () => number,
     private readonly log: (line: string) => void,
-  ) {
-    if (kinds.length === 0) throw new Error('Nemesis needs at least one fault kind');
-  }
+  ) {}
 
-  /** Injects faults until `untilMs` (on `now`'s clock); leaves everything healed. */
+  /** Injects faults until `untilMs` (on `now`'s clock), none if `kinds` is empty; leaves everything healed. */
   async run(untilMs: number): Promise<void> {
-    while (this.now() < untilMs) {
+    while (this.kinds.length > 0 && this.now() < untilMs) {
       await this.sleepUntil(this.between(this.timing.quietMs), untilMs);
       if (this.now() >= untilMs) break;
       const kind = this.kinds[this.rng.int(this.kinds.length)] as NemesisKind;

@@ -138,7 +138,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }, 10_000);
     try {
       await Promise.all([
-        o.nemeses.length > 0 ? nemesis.run(until - 1_000) : Promise.resolve(),
+        nemesis.run(until - 1_000),
         register?.runUntil(until),
         set?.runUntil(until),
       ]);
