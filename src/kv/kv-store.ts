@@ -3,9 +3,12 @@
 // create revision, mod revision and version (1 at creation, reset when the key is deleted).
 // Keys are bytes ordered bytewise. Pure and deterministic: no I/O, no clock.
 //
-// Keys are held in a Map for point lookups and in a sorted array for ranges. Inserting a new
-// key is O(n) (an array splice, a memmove in practice); lookups O(1); a range costs
-// O(log n + k). Like etcd, the first write of an empty store gets revision 2.
+// Keys are held in a Map for point lookups and in a chunked sorted index for ranges
+// (sorted-keys.ts): a new key costs O(log n) plus a splice within one chunk of at most 1,024;
+// lookups O(1); a range O(log n + k). Like etcd, the first write of an empty store gets
+// revision 2.
+
+import { SortedKeys } from './sorted-keys.js';
 
 export interface KeyValue {
   readonly key: Uint8Array;
@@ -77,8 +80,8 @@ function k(bytes: Uint8Array): string {
 export class KvStore {
   private rev = 1;
   private readonly map = new Map<string, KeyValue>();
-  /** Invariant: the keys of `map`, sorted ascending, no duplicates. */
-  private sorted: string[] = [];
+  /** Invariant: exactly the keys of `map`. */
+  private keys = new SortedKeys();
 
   revision(): number {
     return this.rev;
@@ -127,30 +130,22 @@ export class KvStore {
       const kvs = kv === undefined ? [] : [kv];
       return { kind: 'range', kvs: countOnly ? [] : kvs, count: kvs.length, more: false };
     }
-    const [lo, hi] = this.bounds(range);
-    const count = Math.max(0, hi - lo);
-    if (countOnly) return { kind: 'range', kvs: [], count, more: false };
-    const n = limit > 0 ? Math.min(limit, count) : count;
-    const kvs: KeyValue[] = new Array<KeyValue>(n);
-    for (let i = 0; i < n; i++) kvs[i] = this.map.get(this.sorted[lo + i] as string) as KeyValue;
-    return { kind: 'range', kvs, count, more: n < count };
+    const [from, to] = bounds(range);
+    if (countOnly) return { kind: 'range', kvs: [], count: this.keys.count(from, to), more: false };
+    const { keys, count } = this.keys.scan(from, to, limit);
+    const kvs = keys.map((key) => this.map.get(key) as KeyValue);
+    return { kind: 'range', kvs, count, more: kvs.length < count };
   }
 
   snapshotState(): { revision: number; kvs: KeyValue[] } {
-    return { revision: this.rev, kvs: this.sorted.map((s) => this.map.get(s) as KeyValue) };
+    return { revision: this.rev, kvs: this.keys.all().map((s) => this.map.get(s) as KeyValue) };
   }
 
   restoreState(state: { revision: number; kvs: readonly KeyValue[] }): void {
     this.rev = state.revision;
     this.map.clear();
-    const keys: string[] = [];
-    for (const kv of state.kvs) {
-      const s = k(kv.key);
-      this.map.set(s, kv);
-      keys.push(s);
-    }
-    keys.sort();
-    this.sorted = keys;
+    for (const kv of state.kvs) this.map.set(k(kv.key), kv);
+    this.keys = SortedKeys.fromSorted([...this.map.keys()].sort());
   }
 
   private put(key: Uint8Array, value: Uint8Array, rev: number, wantPrev: boolean): KeyValue | null {
@@ -163,7 +158,7 @@ export class KvStore {
       modRevision: rev,
       version: (prev?.version ?? 0) + 1,
     });
-    if (prev === undefined) this.sorted.splice(this.lowerBound(s), 0, s);
+    if (prev === undefined) this.keys.insert(s);
     return wantPrev ? (prev ?? null) : null;
   }
 
@@ -173,12 +168,11 @@ export class KvStore {
       const prev = this.map.get(s);
       if (prev === undefined) return { kind: 'delete', deleted: 0, prevKvs: [] };
       this.map.delete(s);
-      this.sorted.splice(this.lowerBound(s), 1);
+      this.keys.remove(s);
       return { kind: 'delete', deleted: 1, prevKvs: wantPrev ? [prev] : [] };
     }
-    const [lo, hi] = this.bounds(range);
-    if (hi <= lo) return { kind: 'delete', deleted: 0, prevKvs: [] };
-    const removed = this.sorted.splice(lo, hi - lo);
+    const [from, to] = bounds(range);
+    const removed = this.keys.removeRange(from, to);
     const prevKvs: KeyValue[] = [];
     for (const s of removed) {
       if (wantPrev) prevKvs.push(this.map.get(s) as KeyValue);
@@ -197,26 +191,13 @@ export class KvStore {
     const actual = kv === undefined ? 0 : kv[c.target];
     return cmp(actual - (c.value as number), c.op);
   }
+}
 
-  private bounds(range: Range): [number, number] {
-    const lo = this.lowerBound(k(range.key));
-    const end = range.rangeEnd as Uint8Array;
-    const toEnd = end.length === 1 && end[0] === 0;
-    const hi = toEnd ? this.sorted.length : this.lowerBound(k(end));
-    return [lo, Math.max(lo, hi)];
-  }
-
-  /** First position whose key is >= s. */
-  private lowerBound(s: string): number {
-    let lo = 0;
-    let hi = this.sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((this.sorted[mid] as string) < s) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
+/** [from, to) as index keys; `to` null means to the end of the keyspace (rangeEnd [0]). */
+function bounds(range: Range): [string, string | null] {
+  const end = range.rangeEnd as Uint8Array;
+  const toEnd = end.length === 1 && end[0] === 0;
+  return [k(range.key), toEnd ? null : k(end)];
 }
 
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
