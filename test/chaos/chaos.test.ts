@@ -48,12 +48,15 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
     },
   );
 
+  // Seed 200's schedule kills the leader, then every node, early in the run: acknowledged adds
+  // that had not committed are then certainly lost (a run that only killed followers could
+  // lose nothing).
   void it(
     'catches writes acknowledged before they commit (planted bug)',
     { timeout: 240_000 },
     async () => {
       const r = await runChaos(
-        options({ seed: 202, timeSec: 15, unsafeMode: 'early-ack', nemeses: ['kill'] }),
+        options({ seed: 200, timeSec: 15, unsafeMode: 'early-ack', nemeses: ['kill'] }),
       );
       assert.equal(r.verdict, 'anomaly', formatReport(r));
       assert.equal(r.set?.report.valid, false, 'acknowledged adds were lost:\n' + formatReport(r));
