@@ -227,7 +227,11 @@ export class FlotillaClient {
           err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err), true);
         indefinite ||= e.indefinite;
         last = e;
-        if (!retryable.has(e.code)) throw e;
+        // An earlier attempt may have applied even if this one was refused outright.
+        if (!retryable.has(e.code))
+          throw indefinite === e.indefinite
+            ? e
+            : new FlotillaError(e.code, e.message, indefinite, e.status, e.leader);
         if (e.leader > 0 && !this.leaderUrlById.has(e.leader)) await this.refreshMembers(endpoint);
         this.redirect(e);
         await sleep(Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2));

@@ -1,0 +1,106 @@
+// The client's retry loop against scripted HTTP servers: what it tells the caller about an
+// operation that may or may not have taken effect is what every history checker relies on.
+
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
+
+type Handler = (body: string, res: ServerResponse, attempt: number) => void;
+
+const servers: Server[] = [];
+
+async function serve(handler: Handler): Promise<string> {
+  let attempt = 0;
+  const server = createServer((req: IncomingMessage, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => handler(body, res, attempt++));
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+function error(code: string, indefinite: boolean, leader?: number) {
+  return {
+    error: { code, message: `scripted ${code}`, indefinite, ...(leader ? { leader } : {}) },
+  };
+}
+
+after(async () => {
+  await Promise.all(
+    servers.map((s) => {
+      s.closeAllConnections();
+      return new Promise((r) => s.close(r));
+    }),
+  );
+});
+
+void describe('FlotillaClient retries', () => {
+  void it('a definite refusal after an attempt that timed out is reported indefinite', async () => {
+    // Attempt 1 never answers (it may have been applied); attempt 2 is refused outright.
+    const url = await serve((_body, res, attempt) => {
+      if (attempt === 0) return; // hang until the client's per-attempt timeout
+      reply(res, 409, error('SESSION_STALE_SEQUENCE', false));
+    });
+    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 200, maxAttempts: 3 });
+    try {
+      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'SESSION_STALE_SEQUENCE');
+        assert.equal(e.indefinite, true, 'the first attempt may have taken effect');
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
+  void it('a definite refusal on the first attempt stays definite', async () => {
+    const url = await serve((_body, res) => reply(res, 400, error('BAD_REQUEST', false)));
+    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 1_000 });
+    try {
+      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.indefinite, false);
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
+  void it('follows NOT_LEADER to another endpoint with the same session sequence', async () => {
+    const seen: unknown[] = [];
+    const note = (body: string): void => {
+      const b = JSON.parse(body) as { clientId: string; seq: number };
+      seen.push([b.clientId, b.seq]);
+    };
+    const follower = await serve((body, res) => {
+      note(body);
+      reply(res, 503, error('NOT_LEADER', false));
+    });
+    const leader = await serve((body, res) => {
+      note(body);
+      reply(res, 200, { header: { revision: 2, memberId: 2, raftTerm: 1 } });
+    });
+    const client = new FlotillaClient({ endpoints: [follower, leader], timeoutMs: 1_000 });
+    try {
+      const r = await client.put('k', 'v');
+      assert.equal(r.header.revision, 2);
+    } finally {
+      await client.close();
+    }
+    assert.deepEqual(seen, [
+      [client.clientId, 1],
+      [client.clientId, 1],
+    ]);
+  });
+});
