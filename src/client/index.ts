@@ -291,12 +291,14 @@ export class FlotillaClient {
         signal: combined,
       });
     } catch (err) {
-      // The request may have reached the server: whether it applied is unknown.
+      // The request may have reached the server: whether it applied is unknown, unless the
+      // connection was refused (nothing listened, so nothing was sent).
       const code = timeout.aborted ? 'TIMEOUT' : 'CONNECTION';
+      const refused = (err as { code?: unknown }).code === 'ECONNREFUSED';
       throw new FlotillaError(
         code,
         `${method} ${endpoint}${path} failed: ${(err as Error).message}`,
-        method === 'POST',
+        method === 'POST' && !refused,
       );
     }
     const text = await res.body.text();

@@ -13,12 +13,53 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NodeStatus } from '../../src/api/types.js';
 import { cliEntry } from '../../src/cli/cluster.js';
-import { freePorts, sleep } from '../e2e/harness.js';
+import { createRng } from '../../src/raft/index.js';
+import { sleep } from '../e2e/harness.js';
 import { LinkProxy } from './proxy.js';
+
+/**
+ * Node ports come from below Linux's default ephemeral range (32768-60999). Proxies listen on
+ * ephemeral ports and every outgoing connection takes one as its source port; if a node's
+ * port were in that range, a connection could take it while the node is down after a kill,
+ * and the restart would fail with EADDRINUSE.
+ */
+const NODE_PORT_RANGE: readonly [number, number] = [20_000, 32_000];
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** `n` ports in NODE_PORT_RANGE that are free now, tried in an order drawn from the clock. */
+async function nodePorts(n: number): Promise<number[]> {
+  const rng = createRng(Math.floor(performance.timeOrigin + performance.now()) ^ process.pid);
+  const [lo, hi] = NODE_PORT_RANGE;
+  const out: number[] = [];
+  for (let tries = 0; out.length < n && tries < 10_000; tries++) {
+    const port = lo + rng.int(hi - lo);
+    if (!out.includes(port) && (await portIsFree(port))) out.push(port);
+  }
+  if (out.length < n) throw new Error(`No ${n} free ports in ${lo}-${hi}`);
+  return out;
+}
+
+/** Every node process any cluster started, so an exiting harness can end them all. */
+const allProcesses = new Set<ChildProcess>();
+process.once('exit', () => {
+  // Synchronous last resort (Ctrl-C, an uncaught exception): wake paused nodes, then kill.
+  for (const p of allProcesses) {
+    p.kill('SIGCONT');
+    p.kill('SIGKILL');
+  }
+});
 
 export type UnsafeMode = 'none' | 'local-reads' | 'early-ack';
 
@@ -59,6 +100,8 @@ export class ChaosCluster {
   private readonly logs = new Map<number, string[]>();
   /** Exits nobody asked for (a crash is a finding, not a fault we injected). */
   readonly unexpectedExits: string[] = [];
+  /** Set by stop(): nothing is started after it (a heal racing a Ctrl-C must not respawn). */
+  private stopped = false;
 
   private constructor(
     private readonly o: ChaosClusterOptions,
@@ -74,7 +117,7 @@ export class ChaosCluster {
   }
 
   static async create(o: ChaosClusterOptions): Promise<ChaosCluster> {
-    const c = new ChaosCluster(o, await freePorts(o.nodes * 2));
+    const c = new ChaosCluster(o, await nodePorts(o.nodes * 2));
     ChaosCluster.live.add(c);
     await c.openLinks();
     return c;
@@ -141,6 +184,7 @@ export class ChaosCluster {
   }
 
   startNode(id: number): void {
+    if (this.stopped) return;
     const m = this.member(id);
     const args = [
       cliEntry(),
@@ -160,8 +204,20 @@ export class ChaosCluster {
       '--log-level',
       'warn',
     ];
-    const env = { ...process.env, FLOTILLA_UNSAFE_TEST_MODE: this.o.unsafeMode };
+    // Only this harness configures the nodes: a FLOTILLA_* variable in the caller's shell or CI
+    // would otherwise change their settings unseen.
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLOTILLA_')) env[k] = v;
+    env['FLOTILLA_UNSAFE_TEST_MODE'] = this.o.unsafeMode;
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    allProcesses.add(child);
+    child.on('error', (err) => {
+      // No 'exit' follows a failed spawn: forget the process so nothing waits for it.
+      allProcesses.delete(child);
+      if (this.procs.get(id) === child) this.procs.delete(id);
+      this.states.set(id, 'down');
+      this.unexpectedExits.push(`node ${id} failed to spawn: ${err.message}`);
+    });
     const log = this.logs.get(id) ?? [];
     this.logs.set(id, log);
     const keep = (b: Buffer): void => {
@@ -173,6 +229,7 @@ export class ChaosCluster {
     this.procs.set(id, child);
     this.states.set(id, 'running');
     child.on('exit', (code, signal) => {
+      allProcesses.delete(child);
       if (this.procs.get(id) !== child) return;
       this.procs.delete(id);
       if (this.states.get(id) !== 'down') {
@@ -280,6 +337,7 @@ export class ChaosCluster {
 
   /** Ends every process and proxy; removes the data unless asked to keep it. */
   async stop(): Promise<void> {
+    this.stopped = true;
     ChaosCluster.live.delete(this);
     for (const id of this.ids) this.resume(id);
     await Promise.all(this.ids.map((id) => this.kill(id)));

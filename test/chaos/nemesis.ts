@@ -90,11 +90,16 @@ export class Nemesis {
     }
   }
 
+  /**
+   * The leader half of the time, else a random node. Every draw is made whatever the cluster
+   * answers, so the random stream (and every later choice) depends on the seed alone.
+   */
   private async target(): Promise<{ id: number; what: string }> {
-    const leader = await this.cluster.leader();
-    if (leader !== 0 && this.rng.float() < 0.5) return { id: leader, what: `leader ${leader}` };
-    const id = this.pick(this.cluster.ids);
-    return { id, what: `node ${id}` };
+    const wantLeader = this.rng.float() < 0.5;
+    const random = this.pick(this.cluster.ids);
+    const leader = wantLeader ? await this.cluster.leader() : 0;
+    if (leader !== 0) return { id: leader, what: `leader ${leader}` };
+    return { id: random, what: `node ${random}` };
   }
 
   private async kill(record: FaultRecord): Promise<Heal> {

@@ -11,10 +11,13 @@ import {
   formatResult,
   writeHistory,
   type CheckResult,
+  type FinalRead,
   type Operation,
+  type SetHistory,
   type SetReport,
 } from '../../src/check/index.js';
-import { createRng } from '../../src/raft/index.js';
+import { FlotillaClient } from '../../src/client/index.js';
+import { createRng, type Rng } from '../../src/raft/index.js';
 import { ChaosCluster, type UnsafeMode } from './cluster.js';
 import { Nemesis, defaultTiming, type FaultRecord, type NemesisKind } from './nemesis.js';
 import {
@@ -71,8 +74,12 @@ export interface ChaosReport {
   readonly register: { readonly counts: OpCounts; readonly result: CheckResult } | null;
   readonly set: { readonly report: SetReport } | null;
   readonly faults: readonly FaultRecord[];
-  /** Nodes that exited without being killed: always an anomaly. */
-  readonly unexpectedExits: readonly string[];
+  /**
+   * What went wrong outside the checkers: a node that exited without being killed, a cluster
+   * that did not settle after the faults healed, final reads that failed or disagree, a
+   * harness error. Any of them makes the run an anomaly.
+   */
+  readonly problems: readonly string[];
   readonly elapsedSec: number;
 }
 
@@ -89,6 +96,11 @@ function count(statuses: readonly { status: string }[]): OpCounts {
 }
 
 const CONVERGE_MS = 60_000;
+/**
+ * After the clients stop: longer than a node's request timeout (5 s), so every proposal still
+ * in flight has committed or been given up on before the final reads.
+ */
+const DRAIN_MS = 6_000;
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const started = performance.now();
@@ -101,63 +113,27 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     storage: o.storage,
     keepData: false,
   });
+  const problems: string[] = [];
   try {
     await cluster.start();
     o.log(`cluster of ${o.nodes} up in ${(now() / 1000).toFixed(1)} s; running ${o.timeSec} s`);
-    const until = now() + o.timeSec * 1000;
-    const register = o.workloads.includes('register')
-      ? new RegisterWorkload(
-          cluster.endpoints(),
-          createRng(rng.int(2 ** 31)),
-          { clients: o.registerClients, keys: o.registerKeys, firstClient: 0 },
-          defaultClientTiming,
-          now,
-        )
-      : null;
-    const set = o.workloads.includes('set')
-      ? new SetWorkload(
-          cluster.endpoints(),
-          createRng(rng.int(2 ** 31)),
-          { clients: o.setClients, firstClient: o.registerClients },
-          defaultClientTiming,
-          now,
-        )
-      : null;
-    const nemesis = new Nemesis(
-      cluster,
-      createRng(rng.int(2 ** 31)),
-      o.nemeses,
-      defaultTiming,
-      now,
-      o.log,
-    );
-    // The nemesis stops a little before the clients so the last operations see a healed cluster.
-    const progress = setInterval(() => {
-      const ops = (register?.history.length ?? 0) + (set?.adds.length ?? 0);
-      o.log(`t=${(now() / 1000).toFixed(0)} s: ${ops} operations, ${nemesis.faults.length} faults`);
-    }, 10_000);
-    try {
-      await Promise.all([
-        nemesis.run(until - 1_000),
-        register?.runUntil(until),
-        set?.runUntil(until),
-      ]);
-    } finally {
-      clearInterval(progress);
-      await nemesis.healAll();
+    const { register, set, nemesis } = makeRun(o, rng, cluster, now);
+    await drive(o, now, { register, set, nemesis }, problems);
+    const settled = await settle(o, cluster, problems);
+    let finalReads: FinalRead[] = [];
+    if (settled) {
+      if (register !== null) {
+        const failed = await register.finalReads(cluster.endpoints(), FINAL_READ_CLIENTS);
+        if (failed > 0) problems.push(`${failed} final register reads failed on a settled cluster`);
+      }
+      if (set !== null) finalReads = await setFinalReads(cluster, problems);
     }
-    await cluster.waitForLeader(CONVERGE_MS);
-    await cluster.waitForConvergence(CONVERGE_MS);
-    const finalReads = set
-      ? await Promise.all(
-          cluster.ids.map((id) => SetWorkload.finalRead(cluster.endpoint(id), `node ${id}`)),
-        )
-      : [];
-    return await judge(o, {
+    problems.push(...cluster.unexpectedExits);
+    return await judge(o, cluster, {
       register: register?.history ?? null,
-      set: set === null ? null : { adds: set.adds, finalReads },
+      set: set === null || !settled ? null : { adds: set.adds, finalReads },
       faults: nemesis.faults,
-      unexpectedExits: cluster.unexpectedExits,
+      problems,
       elapsedSec: now() / 1000,
     });
   } finally {
@@ -165,15 +141,114 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   }
 }
 
+/** Client ids of the final register reads: one per node, after every workload client. */
+const FINAL_READ_CLIENTS = 100_000;
+
+function makeRun(o: ChaosOptions, rng: Rng, cluster: ChaosCluster, now: () => number) {
+  const register = o.workloads.includes('register')
+    ? new RegisterWorkload(
+        cluster.endpoints(),
+        createRng(rng.int(2 ** 31)),
+        { clients: o.registerClients, keys: o.registerKeys, firstClient: 0 },
+        defaultClientTiming,
+        now,
+      )
+    : null;
+  const set = o.workloads.includes('set')
+    ? new SetWorkload(
+        cluster.endpoints(),
+        createRng(rng.int(2 ** 31)),
+        { clients: o.setClients, firstClient: o.registerClients },
+        defaultClientTiming,
+        now,
+      )
+    : null;
+  const nemesis = new Nemesis(
+    cluster,
+    createRng(rng.int(2 ** 31)),
+    o.nemeses,
+    defaultTiming,
+    now,
+    o.log,
+  );
+  return { register, set, nemesis };
+}
+
+/** Load and faults for `timeSec`; the nemesis stops a second early and heals everything. */
+async function drive(
+  o: ChaosOptions,
+  now: () => number,
+  r: ReturnType<typeof makeRun>,
+  problems: string[],
+): Promise<void> {
+  const until = now() + o.timeSec * 1000;
+  const progress = setInterval(() => {
+    const ops = (r.register?.history.length ?? 0) + (r.set?.adds.length ?? 0);
+    o.log(`t=${(now() / 1000).toFixed(0)} s: ${ops} operations, ${r.nemesis.faults.length} faults`);
+  }, 10_000);
+  try {
+    const outcomes = await Promise.allSettled([
+      r.nemesis.run(until - 1_000),
+      r.register?.runUntil(until),
+      r.set?.runUntil(until),
+    ]);
+    for (const out of outcomes) {
+      if (out.status === 'rejected') problems.push(`harness error: ${String(out.reason)}`);
+    }
+  } finally {
+    clearInterval(progress);
+    await r.nemesis.healAll();
+  }
+}
+
+/**
+ * The barrier before the final reads: every node up and agreeing on a leader, in-flight
+ * proposals drained, then one write through the leader, whose commit commits everything
+ * before it in the leader's log. A cluster that cannot get there is a finding.
+ */
+async function settle(
+  o: ChaosOptions,
+  cluster: ChaosCluster,
+  problems: string[],
+): Promise<boolean> {
+  try {
+    await new Promise((r) => setTimeout(r, DRAIN_MS));
+    await cluster.waitForLeader(CONVERGE_MS);
+    const client = new FlotillaClient({ endpoints: cluster.endpoints(), deadlineMs: CONVERGE_MS });
+    try {
+      await client.put('chaos/barrier', String(o.seed));
+    } finally {
+      await client.close();
+    }
+    await cluster.waitForConvergence(CONVERGE_MS);
+    return true;
+  } catch (err) {
+    problems.push(`the cluster did not settle after the faults healed: ${(err as Error).message}`);
+    return false;
+  }
+}
+
+async function setFinalReads(cluster: ChaosCluster, problems: string[]): Promise<FinalRead[]> {
+  const reads: FinalRead[] = [];
+  for (const id of cluster.ids) {
+    try {
+      reads.push(await SetWorkload.finalRead(cluster.endpoint(id), `node ${id}`));
+    } catch (err) {
+      problems.push(`final set read on node ${id} failed: ${(err as Error).message}`);
+    }
+  }
+  return reads;
+}
+
 interface Recorded {
   readonly register: Operation[] | null;
-  readonly set: Parameters<typeof checkSet>[0] | null;
+  readonly set: SetHistory | null;
   readonly faults: readonly FaultRecord[];
-  readonly unexpectedExits: readonly string[];
+  readonly problems: string[];
   readonly elapsedSec: number;
 }
 
-async function judge(o: ChaosOptions, r: Recorded): Promise<ChaosReport> {
+async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promise<ChaosReport> {
   const register =
     r.register === null
       ? null
@@ -182,10 +257,12 @@ async function judge(o: ChaosOptions, r: Recorded): Promise<ChaosReport> {
           result: checkHistory(r.register, { timeBudgetMs: o.checkBudgetMs }),
         };
   const set = r.set === null ? null : { report: checkSet(r.set) };
+  // After the barrier every node must hold exactly the same set.
+  if (set !== null && !set.report.readsAgree) r.problems.push("the nodes' final set reads differ");
   const anomaly =
     register?.result.verdict === 'violation' ||
     set?.report.valid === false ||
-    r.unexpectedExits.length > 0;
+    r.problems.length > 0;
   const verdict: RunVerdict = anomaly
     ? 'anomaly'
     : register?.result.verdict === 'unknown'
@@ -197,7 +274,7 @@ async function judge(o: ChaosOptions, r: Recorded): Promise<ChaosReport> {
     register,
     set,
     faults: r.faults,
-    unexpectedExits: r.unexpectedExits,
+    problems: r.problems,
     elapsedSec: r.elapsedSec,
   };
   if (o.outDir !== null) {
@@ -206,6 +283,7 @@ async function judge(o: ChaosOptions, r: Recorded): Promise<ChaosReport> {
     if (r.register !== null) await writeHistory(join(dir, 'register.jsonl'), r.register);
     if (r.set !== null) await writeFile(join(dir, 'set.json'), JSON.stringify(r.set));
     await writeFile(join(dir, 'summary.txt'), formatReport(report) + '\n');
+    if (verdict !== 'ok') await writeFile(join(dir, 'nodes.log'), cluster.dumpLogs());
   }
   return report;
 }
@@ -238,7 +316,7 @@ export function formatReport(r: ChaosReport): string {
     for (const d of s.duplicated.slice(0, 5))
       lines.push(`    duplicated ${d.element} ×${d.count} on ${d.node}`);
   }
-  for (const e of r.unexpectedExits) lines.push(`  ${e}`);
+  for (const e of r.problems) lines.push(`  problem: ${e}`);
   return lines.join('\n');
 }
 

@@ -45,12 +45,17 @@ function rotated(endpoints: readonly string[], k: number): string[] {
   return endpoints.map((_, i) => endpoints[(i + k) % n] as string);
 }
 
-function newClient(endpoints: readonly string[], k: number, t: ClientTiming): FlotillaClient {
+function newClient(
+  endpoints: readonly string[],
+  k: number,
+  t: ClientTiming,
+  maxAttempts = 10,
+): FlotillaClient {
   return new FlotillaClient({
     endpoints: rotated(endpoints, k),
     timeoutMs: t.timeoutMs,
     deadlineMs: t.deadlineMs,
-    maxAttempts: 10,
+    maxAttempts,
     connections: 2,
   });
 }
@@ -98,6 +103,10 @@ export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
 
   protected async client(id: number, k: number, untilMs: number): Promise<void> {
     const client = newClient(this.endpoints, k, this.timing);
+    // Reads make one attempt each. A read retried inside the client would be recorded as
+    // invoked at its first attempt, so a stale answer from a later attempt could be placed
+    // early enough to pass; a failed read has no effect, so nothing is lost by not retrying.
+    const reader = newClient(this.endpoints, k, this.timing, 1);
     /** The last value this client saw per key: CAS expects it, so some swaps succeed. */
     const seen = new Map<string, Value>();
     let n = 0;
@@ -105,14 +114,38 @@ export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
       while (this.now() < untilMs) {
         const key = `r${this.rng.int(this.o.keys)}`;
         const roll = this.rng.float();
-        if (roll < 0.5) await this.read(client, id, key, seen);
+        if (roll < 0.5) await this.read(reader, id, key, seen);
         else if (roll < 0.75) await this.write(client, id, key, `${id}.${n++}`, seen);
         else await this.cas(client, id, key, seen.get(key) ?? null, `${id}.${n++}`, seen);
         await think(this.rng, this.timing);
       }
     } finally {
       await client.close();
+      await reader.close();
     }
+  }
+
+  /**
+   * After the faults healed and the cluster settled: a linearizable read of every key on
+   * every node, one node after the other, recorded in the history as clients `firstClient`,
+   * `firstClient + 1`, ... (one per node). A lost write that no read happened to observe
+   * during the run shows up here.
+   */
+  async finalReads(endpoints: readonly string[], firstClient: number): Promise<number> {
+    let failed = 0;
+    for (const [i, endpoint] of endpoints.entries()) {
+      const c = new FlotillaClient({ endpoints: [endpoint], timeoutMs: 5_000, maxAttempts: 1 });
+      try {
+        for (let key = 0; key < this.o.keys; key++) {
+          const before = this.history.length;
+          await this.read(c, firstClient + i, `r${key}`, new Map());
+          if (this.history[before]?.status !== 'ok') failed++;
+        }
+      } finally {
+        await c.close();
+      }
+    }
+    return failed;
   }
 
   private async read(
@@ -242,8 +275,9 @@ export class SetWorkload extends ClientWorkload<SetOptions> {
   }
 
   /**
-   * Reads the whole set from one node, locally (serializable), page by page. Run after the
-   * cluster converged, so every node must hold every committed add.
+   * Reads the whole set from one node, page by page, with linearizable reads: the node
+   * answers from its own state once it has applied everything committed when it was asked.
+   * Run after the cluster settled, so every node must hold every acknowledged add.
    */
   static async finalRead(endpoint: string, node: string): Promise<FinalRead> {
     const client = new FlotillaClient({ endpoints: [endpoint], timeoutMs: 5_000, maxAttempts: 3 });
@@ -254,7 +288,7 @@ export class SetWorkload extends ClientWorkload<SetOptions> {
     let from = SET_PREFIX;
     try {
       for (let page = 0; page < 10_000; page++) {
-        const r = await client.range(from, { rangeEnd, limit: 1_000, serializable: true });
+        const r = await client.range(from, { rangeEnd, limit: 1_000 });
         for (const kv of r.kvs) {
           const element = kv.key.slice(SET_PREFIX.length);
           // A key's version is the number of puts applied to it: each is one "add".

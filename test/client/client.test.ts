@@ -104,3 +104,37 @@ void describe('FlotillaClient retries', () => {
     ]);
   });
 });
+
+void describe('FlotillaClient connection failures', () => {
+  void it('a refused connection is a definite failure: nothing was sent', async () => {
+    const url = await serve(() => undefined);
+    const server = servers.pop() as Server;
+    await new Promise((r) => server.close(r)); // the port is now closed
+    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 500, maxAttempts: 2 });
+    try {
+      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'CONNECTION');
+        assert.equal(e.indefinite, false);
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
+  void it('a request that times out after being sent is indefinite', async () => {
+    const url = await serve(() => undefined); // never answers
+    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 200, maxAttempts: 1 });
+    try {
+      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'TIMEOUT');
+        assert.equal(e.indefinite, true);
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+});
