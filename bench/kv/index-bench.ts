@@ -6,7 +6,7 @@
 
 import { parseArgs } from 'node:util';
 import { Xoshiro128 } from '../../src/raft/index.js';
-import { SortedKeys } from '../../src/kv/sorted-keys.js';
+import { SortedKeys, lowerBound } from '../../src/kv/sorted-keys.js';
 
 const { values } = parseArgs({
   options: {
@@ -23,17 +23,6 @@ for (const n of [...sizes, probe]) {
 const rng = new Xoshiro128(7);
 const randomKey = (): string =>
   `key-${rng.nextU32().toString(16).padStart(8, '0')}-${rng.int(1e6)}`;
-
-function lowerBound(sorted: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((sorted[mid] as string) < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
 
 function rate(keys: readonly string[], insert: (k: string) => void): number {
   const start = performance.now();

@@ -161,7 +161,7 @@ export class SortedKeys {
 }
 
 /** First position in `sorted` whose key is >= key. */
-function lowerBound(sorted: readonly string[], key: string): number {
+export function lowerBound(sorted: readonly string[], key: string): number {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {

@@ -34,6 +34,24 @@ function error(code: string, indefinite: boolean, leader?: number) {
   };
 }
 
+/** Runs one put that must fail, and checks the error the client reports. */
+async function putFails(
+  options: ConstructorParameters<typeof FlotillaClient>[0],
+  expected: { code?: string; indefinite: boolean; why?: string },
+): Promise<void> {
+  const client = new FlotillaClient(options);
+  try {
+    await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+      assert.ok(e instanceof FlotillaError);
+      if (expected.code !== undefined) assert.equal(e.code, expected.code);
+      assert.equal(e.indefinite, expected.indefinite, expected.why);
+      return true;
+    });
+  } finally {
+    await client.close();
+  }
+}
+
 after(async () => {
   await Promise.all(
     servers.map((s) => {
@@ -50,31 +68,19 @@ void describe('FlotillaClient retries', () => {
       if (attempt === 0) return; // hang until the client's per-attempt timeout
       reply(res, 409, error('SESSION_STALE_SEQUENCE', false));
     });
-    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 200, maxAttempts: 3 });
-    try {
-      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
-        assert.ok(e instanceof FlotillaError);
-        assert.equal(e.code, 'SESSION_STALE_SEQUENCE');
-        assert.equal(e.indefinite, true, 'the first attempt may have taken effect');
-        return true;
-      });
-    } finally {
-      await client.close();
-    }
+    await putFails(
+      { endpoints: [url], timeoutMs: 200, maxAttempts: 3 },
+      {
+        code: 'SESSION_STALE_SEQUENCE',
+        indefinite: true,
+        why: 'the first attempt may have taken effect',
+      },
+    );
   });
 
   void it('a definite refusal on the first attempt stays definite', async () => {
     const url = await serve((_body, res) => reply(res, 400, error('BAD_REQUEST', false)));
-    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 1_000 });
-    try {
-      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
-        assert.ok(e instanceof FlotillaError);
-        assert.equal(e.indefinite, false);
-        return true;
-      });
-    } finally {
-      await client.close();
-    }
+    await putFails({ endpoints: [url], timeoutMs: 1_000 }, { indefinite: false });
   });
 
   void it('follows NOT_LEADER to another endpoint with the same session sequence', async () => {
@@ -110,31 +116,17 @@ void describe('FlotillaClient connection failures', () => {
     const url = await serve(() => undefined);
     const server = servers.pop() as Server;
     await new Promise((r) => server.close(r)); // the port is now closed
-    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 500, maxAttempts: 2 });
-    try {
-      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
-        assert.ok(e instanceof FlotillaError);
-        assert.equal(e.code, 'CONNECTION');
-        assert.equal(e.indefinite, false);
-        return true;
-      });
-    } finally {
-      await client.close();
-    }
+    await putFails(
+      { endpoints: [url], timeoutMs: 500, maxAttempts: 2 },
+      { code: 'CONNECTION', indefinite: false },
+    );
   });
 
   void it('a request that times out after being sent is indefinite', async () => {
     const url = await serve(() => undefined); // never answers
-    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 200, maxAttempts: 1 });
-    try {
-      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
-        assert.ok(e instanceof FlotillaError);
-        assert.equal(e.code, 'TIMEOUT');
-        assert.equal(e.indefinite, true);
-        return true;
-      });
-    } finally {
-      await client.close();
-    }
+    await putFails(
+      { endpoints: [url], timeoutMs: 200, maxAttempts: 1 },
+      { code: 'TIMEOUT', indefinite: true },
+    );
   });
 });
