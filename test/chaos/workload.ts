@@ -66,6 +66,12 @@ async function think(rng: Rng, t: ClientTiming): Promise<void> {
   if (ms > 0) await new Promise((r) => setTimeout(r, ms));
 }
 
+export interface WorkloadOptions {
+  readonly clients: number;
+  /** Client numbers start here (the history's client ids are unique across workloads). */
+  readonly firstClient: number;
+}
+
 /** A workload: `clients` concurrent clients, each running its own loop until a deadline. */
 abstract class ClientWorkload<
   O extends { readonly clients: number; readonly firstClient: number },
@@ -91,11 +97,8 @@ abstract class ClientWorkload<
   protected abstract client(id: number, k: number, untilMs: number): Promise<void>;
 }
 
-export interface RegisterOptions {
-  readonly clients: number;
+export interface RegisterOptions extends WorkloadOptions {
   readonly keys: number;
-  /** Client numbers start here (the history's client ids are unique across workloads). */
-  readonly firstClient: number;
 }
 
 export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
@@ -246,10 +249,7 @@ export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
 
 export const SET_PREFIX = 'set/';
 
-export interface SetOptions {
-  readonly clients: number;
-  readonly firstClient: number;
-}
+export type SetOptions = WorkloadOptions;
 
 export class SetWorkload extends ClientWorkload<SetOptions> {
   readonly adds: SetAdd[] = [];
