@@ -17,7 +17,10 @@ export interface RaftEvent {
     | 'step-down'
     | 'transfer-started'
     | 'transfer-handed-off'
-    | 'transfer-aborted';
+    | 'transfer-aborted'
+    | 'recovery-started'
+    | 'recovery-finished'
+    | 'follower-lost-log';
   readonly node: NodeId;
   readonly term: number;
   /** The other node involved (candidate voted for, leader followed, transfer target), or 0. */
@@ -54,6 +57,13 @@ export interface RaftConfig {
   readonly maxCommittedPerReady?: number;
   /** Recovered state; omitted for a brand-new node. */
   readonly initial?: InitialState;
+  /**
+   * This node's durable state was lost and is being rebuilt from the leader (the caller keeps
+   * this flag durably until the node reports `recovery() === 'none'`). A recovering node
+   * neither votes nor campaigns until it has caught up (DESIGN.md, "A node that lost its
+   * data"). Default false.
+   */
+  readonly recovering?: boolean;
   /** Receives events worth logging. Called synchronously; must not call back into the node. */
   readonly onEvent?: (event: RaftEvent) => void;
 }

@@ -33,6 +33,17 @@ import {
   type VoteRequest,
 } from './types.js';
 
+/**
+ * Whether this node may be missing state it once promised to keep (DESIGN.md, "A node that
+ * lost its data"):
+ * - `fresh`: it started with nothing stored; it behaves as a member, but the first message
+ *   showing that the cluster already has a log makes it `recovering`;
+ * - `recovering`: its data was lost (or it is a fresh node joining a cluster with a log); it
+ *   neither votes nor campaigns until it has caught up with a leader;
+ * - `none`: a full member.
+ */
+export type Recovery = 'fresh' | 'recovering' | 'none';
+
 export interface Status {
   readonly id: NodeId;
   readonly role: Role;
@@ -45,6 +56,7 @@ export interface Status {
   readonly lastIndex: Index;
   readonly persistedIndex: Index;
   readonly transferee: NodeId;
+  readonly recovery: Recovery;
   /** Per follower replication state; empty unless this node leads. */
   readonly progress: Readonly<Record<number, { match: Index; next: Index; state: ProgressState }>>;
 }
@@ -72,6 +84,12 @@ export class RaftNode {
 
   private role: Role = 'follower';
   private leader: NodeId = NONE;
+  private recoveryState: Recovery;
+  /**
+   * While recovering: the highest commit index the leader of this term announced in an
+   * append. Recovery ends once our commit reaches it at an entry of this term.
+   */
+  private recoveryTarget: Index = 0;
   private stepRole: StepFn;
   private tickRole: () => void;
 
@@ -129,6 +147,8 @@ export class RaftNode {
         initial.applied,
       );
     }
+    const empty = this.term === 0 && this.vote === NONE && this.log.lastIndex() === 0;
+    this.recoveryState = config.recovering === true ? 'recovering' : empty ? 'fresh' : 'none';
     this.lastHard = this.hardState();
     this.lastSoft = { leader: NONE, role: 'follower' };
     this.stepRole = this.stepFollower.bind(this);
@@ -245,6 +265,17 @@ export class RaftNode {
 
   step(m: Message): void {
     assert(m.to === this.id, `Message for node ${m.to} stepped into node ${this.id}`);
+    if (this.recoveryState === 'fresh') this.noticeExistingLog(m);
+    this.stepMessage(m);
+    if (this.recoveryState !== 'none') this.maybeFinishRecovery();
+  }
+
+  /** Whether this node may be missing state it promised to keep (see Recovery). */
+  recovery(): Recovery {
+    return this.recoveryState;
+  }
+
+  private stepMessage(m: Message): void {
     if (m.term > this.term) {
       if (!this.stepHigherTerm(m)) return;
     } else if (m.term < this.term) {
@@ -352,6 +383,7 @@ export class RaftNode {
       self.maybeUpdate(this.log.persisted);
       if (this.maybeCommit()) this.commitBroadcast = true;
     }
+    if (this.recoveryState !== 'none') this.maybeFinishRecovery();
   }
 
   status(): Status {
@@ -372,6 +404,7 @@ export class RaftNode {
       lastIndex: this.log.lastIndex(),
       persistedIndex: this.log.persisted,
       transferee: this.leadTransferee,
+      recovery: this.recoveryState,
       progress,
     };
   }
@@ -392,6 +425,20 @@ export class RaftNode {
   /** Paper §5.4.2: only entries of the leader's current term are committed by counting replicas. */
   protected mayCommitAt(index: Index): boolean {
     return this.log.term(index) === this.term;
+  }
+
+  /** A node that lost its data neither votes nor campaigns until it has caught up. */
+  protected withholdsVotes(): boolean {
+    return this.recoveryState === 'recovering';
+  }
+
+  /**
+   * A rejection whose hint lies below what the follower acknowledged (and that answers an
+   * append at or past it) shows the follower lost its log; hints never go below a match
+   * otherwise, since the follower holds that entry with a term <= the append's prevTerm.
+   */
+  protected followerLostLog(m: AppendResponse, match: Index): boolean {
+    return m.hintIndex < match && m.index >= match;
   }
 
   /** Votes and append acknowledgements promise durable state: they wait for the write. */
@@ -453,6 +500,7 @@ export class RaftNode {
       type: 'noop',
       data: new Uint8Array(0),
     });
+    if (this.recoveryState === 'fresh') this.recoveryState = 'none';
     this.emit('become-leader', NONE, 'won election');
     this.broadcastAppend(true);
   }
@@ -462,6 +510,7 @@ export class RaftNode {
     if (this.term !== term) {
       this.term = term;
       this.vote = NONE;
+      this.recoveryTarget = 0;
     }
     this.leader = NONE;
     this.electionElapsed = 0;
@@ -530,7 +579,65 @@ export class RaftNode {
   }
 
   private promotable(): boolean {
-    return this.voters.includes(this.id);
+    return this.voters.includes(this.id) && !this.withholdsVotes();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // A node that lost its data (DESIGN.md, "A node that lost its data")
+
+  /**
+   * A fresh node (nothing stored) learns from `m` that the cluster already has a log it never
+   * received. It may be a member whose data directory was wiped: it forgot its votes and the
+   * entries it acknowledged, so it must not vote or campaign until it has caught up.
+   */
+  private noticeExistingLog(m: Message): void {
+    if (m.from === this.id || this.log.lastIndex() > 0) return;
+    let evidence = '';
+    if (m.type === 'append' && (m.prevIndex > 0 || m.commit > 0)) {
+      evidence = `append from ${m.from} in term ${m.term} after index ${m.prevIndex}, commit ${m.commit}`;
+    } else if (m.type === 'snapshot') {
+      evidence = `snapshot from ${m.from} at index ${m.snapshot.index}`;
+    } else if ((m.type === 'vote' || m.type === 'pre-vote') && m.lastLogIndex > 0) {
+      evidence = `${m.type} request from ${m.from} whose log ends at (${m.lastLogTerm}, ${m.lastLogIndex})`;
+    }
+    if (evidence === '') return;
+    this.recoveryState = 'recovering';
+    this.recoveryTarget = 0;
+    this.emit(
+      'recovery-started',
+      m.from,
+      `started with no data but the cluster has a log (${evidence}): no votes until caught up`,
+    );
+  }
+
+  /**
+   * Recovery ends when this node holds the leader's log up to a commit index the leader
+   * announced after we started, at an entry of the leader's term. Every entry committed
+   * before then is at or below that index (earlier terms: below this term's first entry,
+   * which is committed; this term: the leader's commit only grows), so our vote can no longer
+   * help elect a leader that lacks one.
+   */
+  private maybeFinishRecovery(): void {
+    const c = this.log.committed;
+    if (this.leader === NONE || c === 0 || this.log.term(c) !== this.term) return;
+    if (
+      this.recoveryState === 'recovering' &&
+      (this.recoveryTarget === 0 || c < this.recoveryTarget)
+    ) {
+      return;
+    }
+    const was = this.recoveryState;
+    this.recoveryState = 'none';
+    // We may have voted in this term before we lost our data: count that vote as the
+    // leader's, so this term gets no second vote from us.
+    if (this.vote === NONE) this.vote = this.leader;
+    if (was === 'recovering') {
+      this.emit(
+        'recovery-finished',
+        this.leader,
+        `caught up to commit ${c} of leader ${this.leader} in term ${this.term}`,
+      );
+    }
   }
 
   /** The election timeout fired, or a transfer asked us to campaign. */
@@ -647,6 +754,21 @@ export class RaftNode {
   }
 
   private handleVoteRequest(m: VoteRequest): void {
+    if (this.withholdsVotes()) {
+      this.send({
+        type: m.type === 'vote' ? 'vote-resp' : 'pre-vote-resp',
+        from: this.id,
+        to: m.from,
+        term: this.term,
+        granted: false,
+      });
+      this.emit(
+        'vote-refused',
+        m.from,
+        `${m.type} for term ${m.term}: recovering lost data, not caught up with a leader yet`,
+      );
+      return;
+    }
     // We may vote for the same candidate twice (a retried request), for anyone if we have not
     // voted and know no leader, and pre-vote for any future term.
     const canVote =
@@ -661,6 +783,7 @@ export class RaftNode {
       if (m.type === 'vote') {
         this.electionElapsed = 0;
         this.vote = m.from;
+        if (this.recoveryState === 'fresh') this.recoveryState = 'none';
       }
       this.emit('vote-granted', m.from, `${m.type} for term ${m.term}`);
       return;
@@ -752,6 +875,9 @@ export class RaftNode {
   // Follower handlers
 
   private handleAppend(m: AppendRequest): void {
+    if (this.recoveryState === 'recovering') {
+      this.recoveryTarget = Math.max(this.recoveryTarget, m.commit);
+    }
     if (m.prevIndex < this.log.committed) {
       // Everything up to our commit index is settled; tell the leader where we are.
       this.sendAppendResponse(m.from, true, this.log.committed, 0, 0);
@@ -843,6 +969,18 @@ export class RaftNode {
       // term is <= hintTerm, where our logs may agree (fast backtracking).
       const probeFrom =
         m.hintTerm > 0 ? this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index : m.hintIndex;
+      if (this.followerLostLog(m, pr.match)) {
+        // The follower's log ends below what it acknowledged: it lost its data. Without this
+        // the probe never goes below match + 1 and the follower rejects it forever.
+        this.emit(
+          'follower-lost-log',
+          m.from,
+          `follower ${m.from} acknowledged index ${pr.match} but its log now ends at or below ${m.hintIndex}`,
+        );
+        pr.resetAfterLoss(probeFrom);
+        this.sendAppend(m.from, true);
+        return;
+      }
       if (pr.maybeDecrTo(m.index, probeFrom)) {
         if (pr.state === 'replicate') pr.becomeProbe();
         this.sendAppend(m.from, true);

@@ -100,6 +100,19 @@ export class Progress {
     return true;
   }
 
+  /**
+   * The follower answered with a log that ends below `match`: it lost entries it had
+   * acknowledged (its data directory was wiped). Forget what we knew and probe from its hint.
+   */
+  resetAfterLoss(probeFrom: Index): void {
+    this.match = 0;
+    this.state = 'probe';
+    this.next = probeFrom + 1;
+    this.probeSent = false;
+    this.pendingSnapshot = 0;
+    this.inflights.reset();
+  }
+
   /** The follower is known to have everything up to `lastIndex`. */
   caughtUp(lastIndex: Index): boolean {
     return this.match === lastIndex;

@@ -2,6 +2,7 @@
 // Runs the simulator over a range of seeds:
 //   node dist/src/sim/cli.js --seeds 1000 [--start 0] [--nodes 3|5|7]
 //   node dist/src/sim/cli.js --seed 1234 --verbose
+//   node dist/src/sim/cli.js --seeds 1000 --wipe-every 400   (every seed loses disks)
 // Exit code 1 when any seed finds a violation, 2 on bad options.
 
 import { Command, InvalidArgumentError } from 'commander';
@@ -32,6 +33,7 @@ interface CliOptions {
   seed?: number;
   nodes?: ClusterSize;
   verbose?: boolean;
+  wipeEvery?: number;
 }
 
 function report(r: SimResult): void {
@@ -48,6 +50,11 @@ function main(argv: readonly string[]): number {
     .option('--start <s>', 'first seed of the range', intOption('--start', 0, 0xffffffff), 0)
     .option('--seed <s>', 'run this one seed', intOption('--seed', 0, 0xffffffff))
     .option('--nodes <n>', 'cluster size (3, 5 or 7) instead of the drawn one', nodesOption)
+    .option(
+      '--wipe-every <ms>',
+      "wipe a node's data directory about every <ms> of virtual time in every seed",
+      intOption('--wipe-every', 1, 1_000_000),
+    )
     .option('--verbose', 'print every event')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -76,6 +83,7 @@ function runRange(first: number, count: number, o: CliOptions): number {
     const r = runSeed({
       seed,
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
+      ...(o.wipeEvery !== undefined ? { profile: { wipeEveryMs: o.wipeEvery } } : {}),
       ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
     });
     events += r.stats.events;

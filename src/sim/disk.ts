@@ -18,6 +18,24 @@ export class VirtualDisk {
   private snap: StoredSnapshot | null = null;
   /** Invariant: entries[i].index === snapshotIndex() + 1 + i. */
   private entries: Entry[] = [];
+  /**
+   * The runtime's durable recovery flag (RaftConfig.recovering), written with each Ready before
+   * its entries, as the product writes it to the data directory's identity file first.
+   */
+  recovering = false;
+
+  /** The whole data directory is lost: the node restarts with nothing, flag included. */
+  wipe(): void {
+    this.hardState = { term: 0, vote: 0, commit: 0 };
+    this.snap = null;
+    this.entries = [];
+    this.recovering = false;
+  }
+
+  /** Whether nothing at all is stored (no term, no vote, no entry, no snapshot). */
+  isEmpty(): boolean {
+    return this.hardState.term === 0 && this.snap === null && this.entries.length === 0;
+  }
 
   snapshot(): StoredSnapshot | null {
     return this.snap;

@@ -33,6 +33,8 @@ export interface Profile {
   readonly crashEveryMs: number;
   readonly restartAfterMs: number;
   readonly transferEveryMs: number;
+  /** Mean interval between disk wipes (a node's data directory lost; 0: off). */
+  readonly wipeEveryMs: number;
   /** Take a snapshot and compact once this many entries were applied since the last (0: never). */
   readonly snapshotEvery: number;
   // Workload.
@@ -83,6 +85,8 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
     readRatio: pick(rng, [0, 0.2, 0.5]),
     keys: 1 + rng.int(4),
     faultPhaseMs: 1500 + rng.int(1500),
+    // Drawn last, so every earlier field of a seed is what it was before wipes existed.
+    wipeEveryMs: onOff(rng, 0.25, () => 300 + rng.int(1200)),
   };
   const profile = { ...drawn, ...overrides };
   validateProfile(profile);
@@ -110,7 +114,12 @@ export function validateProfile(p: Profile): void {
   range('persistMaxMs', p.persistMaxMs, 0, 10_000);
   range('dropRate', p.dropRate, 0, 0.9);
   range('dupRate', p.dupRate, 0, 0.9);
-  for (const name of ['partitionEveryMs', 'crashEveryMs', 'transferEveryMs'] as const) {
+  for (const name of [
+    'partitionEveryMs',
+    'crashEveryMs',
+    'transferEveryMs',
+    'wipeEveryMs',
+  ] as const) {
     range(name, p[name], 0, 1_000_000);
   }
   range('partitionForMs', p.partitionForMs, 1, 1_000_000);
@@ -132,7 +141,7 @@ export function describeProfile(p: Profile): string {
     `delay=${p.delayMinMs}-${p.delayMaxMs}ms persist<=${p.persistMaxMs}ms skew=${p.tickSkew}`,
     `drop=${p.dropRate.toFixed(3)} dup=${p.dupRate.toFixed(3)}`,
     `partition=${on(p.partitionEveryMs)}${p.oneWay ? '(one-way)' : ''} crash=${on(p.crashEveryMs)}`,
-    `transfer=${on(p.transferEveryMs)} snapshot=${p.snapshotEvery || 'off'}`,
+    `transfer=${on(p.transferEveryMs)} wipe=${on(p.wipeEveryMs)} snapshot=${p.snapshotEvery || 'off'}`,
     `clients=${p.clients} reads=${p.readRatio} keys=${p.keys} faults=${p.faultPhaseMs}ms`,
   ].join(' ');
 }

@@ -47,6 +47,7 @@ export interface SimStats {
   dropped: number;
   elections: number;
   crashes: number;
+  wipes: number;
   partitions: number;
   snapshots: number;
   committed: number;
@@ -74,6 +75,7 @@ export type SimEvent =
   | { readonly kind: 'persist'; readonly node: number; readonly gen: number }
   | { readonly kind: 'crash' }
   | { readonly kind: 'restart'; readonly node: number }
+  | { readonly kind: 'wipe' }
   | { readonly kind: 'partition' }
   | { readonly kind: 'heal' }
   | { readonly kind: 'transfer' }
@@ -107,6 +109,8 @@ export class Simulation implements NodeHost, WorkloadHost {
   private readonly trace: Trace;
   private readonly tickPeriodMs: number[] = [];
   private readonly newLeaders: { node: number; term: number }[] = [];
+  /** Nodes whose data directory was wiped and that have not caught up since. */
+  private readonly wiped = new Set<number>();
   /** Committed indexes a write in progress replaces: rechecked once it lands. */
   private readonly overwritten: number[] = [];
   private readonly stats: SimStats = {
@@ -116,6 +120,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     dropped: 0,
     elections: 0,
     crashes: 0,
+    wipes: 0,
     partitions: 0,
     snapshots: 0,
     committed: 0,
@@ -224,6 +229,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     const jitter = (ms: number): number => ms * (0.5 + this.faultRng.float());
     if (p.partitionEveryMs > 0) this.schedule(jitter(p.partitionEveryMs), { kind: 'partition' });
     if (p.crashEveryMs > 0) this.schedule(jitter(p.crashEveryMs), { kind: 'crash' });
+    if (p.wipeEveryMs > 0) this.schedule(jitter(p.wipeEveryMs), { kind: 'wipe' });
     if (p.transferEveryMs > 0) this.schedule(jitter(p.transferEveryMs), { kind: 'transfer' });
     this.workload.start();
     this.queue.push(p.faultPhaseMs, { kind: 'liveness' });
@@ -242,6 +248,8 @@ export class Simulation implements NodeHost, WorkloadHost {
       }
       case 'crash':
         return this.onCrash();
+      case 'wipe':
+        return this.onWipe();
       case 'restart':
         return this.onRestart(ev.node);
       case 'partition':
@@ -340,6 +348,33 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.schedule(p.crashEveryMs * (0.5 + this.faultRng.float()), { kind: 'crash' });
   }
 
+  /**
+   * A node loses its whole data directory (DESIGN.md, "A node that lost its data"). Its disk
+   * counts as holding everything until it has caught up, since the durability check is about
+   * what the cluster can still lose; election safety, leader completeness and the applied
+   * values prove the rule. Preconditions, as documented: one lost disk at a time, and every
+   * other node holds some log (with a majority of empty logs the cluster looks brand new).
+   */
+  private onWipe(): void {
+    if (this.inLiveness) return;
+    const p = this.profile;
+    this.schedule(p.wipeEveryMs * (0.5 + this.faultRng.float()), { kind: 'wipe' });
+    const victim = this.nodes[this.faultRng.int(this.nodes.length)] as SimNode;
+    const othersHoldLogs = this.nodes.every((n) => n === victim || !n.disk.isEmpty());
+    if (this.wiped.size > 0 || !othersHoldLogs) return;
+    this.stats.wipes++;
+    this.wiped.add(victim.id);
+    this.trace.note(this.nowMs, `node ${victim.id} data directory wiped`);
+    if (victim.up) {
+      for (const requestId of victim.crash()) this.workload.onReadLost(requestId);
+      this.schedule(p.restartAfterMs * (0.5 + this.faultRng.float()), {
+        kind: 'restart',
+        node: victim.id,
+      });
+    }
+    victim.disk.wipe();
+  }
+
   private onRestart(id: number): void {
     const n = this.node(id);
     if (n.up) return;
@@ -416,7 +451,10 @@ export class Simulation implements NodeHost, WorkloadHost {
       );
       return;
     }
-    const pending = this.workload.pendingDescription();
+    this.noteRecoveries();
+    const pending =
+      this.workload.pendingDescription() +
+      (this.wiped.size > 0 ? ` wiped nodes not caught up: ${[...this.wiped].join(',')}` : '');
     if (this.leaderSeenMs >= 0 && pending === '') {
       this.finished = true;
       return;
@@ -492,7 +530,19 @@ export class Simulation implements NodeHost, WorkloadHost {
   }
 
   private diskViews(): DiskView[] {
-    return this.nodes.map((n) => ({ id: n.id, holds: (i, t) => n.disk.holds(i, t) }));
+    this.noteRecoveries();
+    return this.nodes.map((n) => ({
+      id: n.id,
+      holds: (i, t) => this.wiped.has(n.id) || n.disk.holds(i, t),
+    }));
+  }
+
+  /** A wiped node is whole again once it has caught up and its disk no longer says recovering. */
+  private noteRecoveries(): void {
+    for (const id of this.wiped) {
+      const n = this.node(id);
+      if (n.up && n.raft.recovery() === 'none' && !n.disk.recovering) this.wiped.delete(id);
+    }
   }
 
   onApply(node: SimNode, entry: Entry, op: KvOp | null, effective: boolean): void {

@@ -14,11 +14,23 @@ import {
 } from '../../src/raft/index.js';
 
 /** What a node has made durable: the harness's stand-in for a WAL. */
+function emptyDurable(): Durable {
+  return {
+    hardState: { term: 0, vote: 0, commit: 0 },
+    snapshot: null,
+    entries: [],
+    applied: 0,
+    recovering: false,
+  };
+}
+
 interface Durable {
   hardState: HardState;
   snapshot: SnapshotMeta | null;
   entries: Entry[];
   applied: number;
+  /** The caller's durable copy of the core's recovery flag (RaftConfig.recovering). */
+  recovering: boolean;
 }
 
 export interface Command {
@@ -131,6 +143,8 @@ export class Interaction {
         return this.crash(cmd);
       case 'restart':
         return this.restart(cmd);
+      case 'wipe':
+        return this.wipe(cmd);
       case 'compact':
         this.node(num(cmd.args[0])).compact(num(cmd.args[1]));
         this.durableOf(num(cmd.args[0])).snapshot = this.snapshotMeta(
@@ -161,12 +175,7 @@ export class Interaction {
         maxBytesPerMsg: Number(cmd.kv.get('max-msg-bytes') ?? String(1024 * 1024)),
       };
       this.configs.set(id, config);
-      this.durable.set(id, {
-        hardState: { term: 0, vote: 0, commit: 0 },
-        snapshot: null,
-        entries: [],
-        applied: 0,
-      });
+      this.durable.set(id, emptyDurable());
       this.inbox.set(id, []);
       this.startNode(id);
     }
@@ -179,6 +188,7 @@ export class Interaction {
       ...(this.configs.get(id) as Omit<RaftConfig, 'initial' | 'rng' | 'id'>),
       id,
       rng: createRng(this.seed * 1000 + id),
+      recovering: d.recovering,
       initial: {
         hardState: d.hardState,
         snapshot: d.snapshot,
@@ -316,6 +326,8 @@ export class Interaction {
 
   private persist(id: number, rd: Ready): void {
     const d = this.durableOf(id);
+    // As the runtime does: the flag is durable before the Ready's entries are.
+    d.recovering = this.node(id).recovery() === 'recovering';
     if (rd.snapshot) {
       d.snapshot = rd.snapshot;
       d.entries = [];
@@ -422,7 +434,8 @@ export class Interaction {
       .join(' ');
     // Shown only while part of the log is not yet durable, to keep settled states short.
     const persisted = s.persistedIndex < s.lastIndex ? ` persisted=${s.persistedIndex}` : '';
-    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${persisted}${pr ? ` | ${pr}` : ''}`;
+    const recovering = s.recovery === 'recovering' ? ' recovering' : '';
+    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${persisted}${recovering}${pr ? ` | ${pr}` : ''}`;
   }
 
   private raftLog(id: number): string {
@@ -441,6 +454,15 @@ export class Interaction {
       this.inbox.set(id, []);
       // A write the disk had not finished is lost with the process.
       this.held.delete(id);
+    }
+    return [];
+  }
+
+  /** The node's data directory is lost while it is down: it restarts with nothing. */
+  private wipe(cmd: Command): string[] {
+    for (const id of this.ids(cmd)) {
+      if (this.nodes.has(id)) throw new Error(`Node ${id} must be crashed before it is wiped`);
+      this.durable.set(id, emptyDurable());
     }
     return [];
   }

@@ -4,7 +4,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runSeed } from '../../src/sim/index.js';
-import { findCaught, PLANTED_BUGS, SAFETY_KINDS } from './planted.js';
+import {
+  findCaught,
+  LOST_LOG_PROFILE,
+  MissesLostLogs,
+  PLANTED_BUGS,
+  SAFETY_KINDS,
+} from './planted.js';
 
 const SEED_BOUND = 400;
 
@@ -17,3 +23,19 @@ for (const bug of PLANTED_BUGS) {
     assert.deepEqual(broken, [], `the correct core also fails seed ${caught.seed}`);
   });
 }
+
+void test('the simulator catches a leader that never notices a follower lost its log', () => {
+  let caught: number | null = null;
+  for (let seed = 0; seed < SEED_BOUND && caught === null; seed++) {
+    const r = runSeed({
+      seed,
+      profile: LOST_LOG_PROFILE,
+      createNode: (c) => new MissesLostLogs(c),
+    });
+    if (r.violations.some((v) => v.kind === 'liveness')) caught = seed;
+  }
+  assert.ok(caught !== null, `no liveness violation in ${SEED_BOUND} seeds`);
+  const control = runSeed({ seed: caught, profile: LOST_LOG_PROFILE });
+  assert.deepEqual(control.violations, [], `the correct core also fails seed ${caught}`);
+  assert.ok(control.stats.wipes > 0, `seed ${caught} wiped no disk`);
+});

@@ -1,7 +1,12 @@
 // Cores with one Raft rule broken each, through the protected hooks RaftNode offers for this
 // purpose, and the fault mixes that make the simulator likely to expose them.
 
-import { RaftNode, type Message, type RaftConfig } from '../../src/raft/index.js';
+import {
+  RaftNode,
+  type AppendResponse,
+  type Message,
+  type RaftConfig,
+} from '../../src/raft/index.js';
 import { runSeed, type Profile, type SimResult, type ViolationKind } from '../../src/sim/index.js';
 
 /** Grants votes by log length alone, ignoring the last term (breaks §5.4.1). */
@@ -21,6 +26,20 @@ export class CommitsEarlierTerms extends RaftNode {
 /** Sends votes and append acknowledgements before its state is durable (breaks Figure 2). */
 export class AnswersBeforePersist extends RaftNode {
   protected override mustPersistBeforeSending(_m: Message): boolean {
+    return false;
+  }
+}
+
+/** Votes and campaigns although its data was lost and it has not caught up. */
+export class VotesAfterLosingData extends RaftNode {
+  protected override withholdsVotes(): boolean {
+    return false;
+  }
+}
+
+/** Never notices a follower that lost its log: probes stay above the old match forever. */
+export class MissesLostLogs extends RaftNode {
+  protected override followerLostLog(_m: AppendResponse, _match: number): boolean {
     return false;
   }
 }
@@ -99,7 +118,24 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
       dropRate: 0,
     },
   },
+  {
+    name: 'node votes after losing its data',
+    make: (c) => new VotesAfterLosingData(c),
+    profile: {
+      nodes: 3,
+      wipeEveryMs: 200,
+      preVote: false,
+      checkQuorum: false,
+      crashEveryMs: 200,
+      restartAfterMs: 50,
+      clients: 4,
+      thinkMs: 0,
+    },
+  },
 ];
+
+/** Wipes with no other faults but the drawn ones: a missed lost log never catches up. */
+export const LOST_LOG_PROFILE: Partial<Profile> = { nodes: 3, wipeEveryMs: 300, snapshotEvery: 0 };
 
 /** The first seed in [start, start+bound) where the planted core breaks a safety property. */
 export function findCaught(bug: PlantedBug, start: number, bound: number): SimResult | null {
