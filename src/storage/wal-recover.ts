@@ -11,6 +11,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import type { HardState } from '../raft/index.js';
 import { StorageError, corrupt } from './errors.js';
+import { snapshotFileName } from './snapshot-file.js';
 import { LogIndex } from './log-index.js';
 import type { Position, SegmentHeader } from './records.js';
 import {
@@ -45,6 +46,8 @@ interface ReplayState {
   log: LogIndex | null;
   hardState: HardState;
   base: Position;
+  /** Where the latest Base record was read, for the error when its snapshot is missing. */
+  baseAt: { file: string; offset: number } | null;
 }
 
 const ZERO_HS: HardState = { term: 0, vote: 0, commit: 0 };
@@ -122,7 +125,10 @@ function applyRecord(
     const pos = decodePosition(payload);
     if (pos === null)
       throw corrupt(file, at, 'a well-formed base position', `${payload.length} bytes`);
-    if (pos.index > st.base.index) st.base = pos;
+    if (pos.index > st.base.index) {
+      st.base = pos;
+      st.baseAt = { file, offset: at };
+    }
   } else {
     throw corrupt(file, at, 'a record type in 2..4', `type ${type}`);
   }
@@ -172,13 +178,20 @@ export interface RecoverInput {
   readonly segments: readonly { seq: number; path: string }[];
   readonly snapshot: Position | null;
   readonly maxRecordBytes: number;
+  /** The directory holding the snapshot files (named in errors). */
+  readonly snapshotDir: string;
   /** Cuts a torn tail off the last segment durably (or removes a segment with no valid header). */
   readonly truncate: (path: string, sizeBytes: number) => Promise<void>;
 }
 
 export async function recoverWal(input: RecoverInput): Promise<Recovered> {
   checkSequence(input.segments);
-  const st: ReplayState = { log: null, hardState: ZERO_HS, base: { index: 0, term: 0 } };
+  const st: ReplayState = {
+    log: null,
+    hardState: ZERO_HS,
+    base: { index: 0, term: 0 },
+    baseAt: null,
+  };
   const segments: SegmentInfo[] = [];
   let tornBytes = 0;
   let removedSegments = 0;
@@ -198,8 +211,30 @@ export async function recoverWal(input: RecoverInput): Promise<Recovered> {
     if (r.header !== null)
       segments.push({ seq: seg.seq, path: seg.path, prev: r.header.prev, sizeBytes: r.validBytes });
   }
+  checkSnapshotCoversBase(st, input.snapshot, input.snapshotDir);
   const { log, resetTo } = settleBase(st, input.snapshot, segments[0]?.path ?? '(no segment)');
   return { log, hardState: st.hardState, segments, resetTo, tornBytes, removedSegments };
+}
+
+/**
+ * The log is compacted only after a snapshot through that index is durable, so a Base record
+ * past the newest snapshot file means the file was lost (deleted by hand, or a restore that
+ * forgot it): the entries before the base exist nowhere, and starting would serve a state
+ * machine missing them.
+ */
+function checkSnapshotCoversBase(
+  st: ReplayState,
+  snapshot: Position | null,
+  snapshotDir: string,
+): void {
+  const covered = snapshot?.index ?? 0;
+  if (st.base.index <= covered || st.baseAt === null) return;
+  const expected = `a snapshot file through index ${st.base.index} or later (${snapshotFileName(st.base.index)}) in ${snapshotDir}`;
+  throw new StorageError(
+    'STORAGE_CORRUPT',
+    `The log was compacted through index ${st.base.index} (term ${st.base.term}) by the record at offset ${st.baseAt.offset} of ${st.baseAt.file}, but ${snapshot === null ? 'there is no snapshot file' : `the newest snapshot file ends at index ${covered}`}: expected ${expected}. Entries ${covered + 1}..${st.base.index} exist nowhere; restore the snapshot file or wipe this data directory so the node recovers from its peers`,
+    { file: st.baseAt.file, offset: st.baseAt.offset, expected },
+  );
 }
 
 function checkSequence(segments: readonly { seq: number; path: string }[]): void {

@@ -291,6 +291,7 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       segments: await listSegments(dir),
       snapshot,
       maxRecordBytes: Math.max(limits.maxEntryBytes, 1 << 20) + 64,
+      snapshotDir: dir,
       truncate: (path, size) => truncateFile(syncer, path, size),
     });
     if (rec.tornBytes > 0 || rec.removedSegments > 0) await syncer.fsyncDir(dir);

@@ -189,6 +189,28 @@ void describe('WAL damage', () => {
     }
   });
 
+  void it('refuses a log compacted past a snapshot file that is missing', async () => {
+    // Found by a new user: deleting the snapshot file crashed start-up with an assertion
+    // ("entry index 10039 does not follow 0") instead of naming the missing file.
+    const { dir, cleanup } = await tempDir();
+    try {
+      const s = await openWalStorage(dir);
+      await s.persist(ents(1, 10, 1), null);
+      await s.saveSnapshot({ index: 8, term: 1, voters: [1] }, new Uint8Array(100).fill(7));
+      await s.close();
+      const snap = (await readdir(dir)).find((n) => n.endsWith('.snap'));
+      assert.ok(snap !== undefined, 'a snapshot file was written');
+      await rm(join(dir, snap));
+      const err = await rejectsCode(() => openWalStorage(dir), 'STORAGE_CORRUPT');
+      assert.match(err.message, /compacted through index 8/);
+      assert.match(err.message, /snap-0+8\.snap/);
+      assert.ok(err.file?.endsWith('.seg'), `names the segment holding the record: ${err.file}`);
+      assert.match(err.expected ?? '', /snapshot file through index 8/);
+    } finally {
+      await cleanup();
+    }
+  });
+
   void it('refuses a segment written by a newer format version', async () => {
     const { dir, cleanup } = await tempDir();
     try {
