@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   b.onMessage((m) => {
     if (m.type === 'append') received.n += 1;
     else if (m.type === 'heartbeat')
-      b.send({ from: 2, to: 1, term: 1, type: 'heartbeat-resp', seq: m.seq });
+      b.send({ from: 2, to: 1, term: 1, type: 'heartbeat-resp', seq: m.seq, catchingUp: false });
   });
   await sleep(200);
 

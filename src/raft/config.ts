@@ -3,7 +3,7 @@
 
 import { AssertionError } from './errors.js';
 import type { Rng } from './rng.js';
-import type { InitialState, NodeId } from './types.js';
+import type { InitialState, NodeId, Recovery } from './types.js';
 
 /** Something the core reports for people to follow: role changes, votes, elections. */
 export interface RaftEvent {
@@ -57,13 +57,8 @@ export interface RaftConfig {
   readonly maxCommittedPerReady?: number;
   /** Recovered state; omitted for a brand-new node. */
   readonly initial?: InitialState;
-  /**
-   * This node's durable state was lost and is being rebuilt from the leader (the caller keeps
-   * this flag durably until the node reports `recovery() === 'none'`). A recovering node
-   * neither votes nor campaigns until it has caught up (DESIGN.md, "A node that lost its
-   * data"). Default false.
-   */
-  readonly recovering?: boolean;
+  /** The recovery state the caller stored (see Recovery). Default `none`. */
+  readonly recovery?: Recovery;
   /** Receives events worth logging. Called synchronously; must not call back into the node. */
   readonly onEvent?: (event: RaftEvent) => void;
 }

@@ -21,6 +21,7 @@ import {
   type HeartbeatResponse,
   type Index,
   type Message,
+  type Recovery,
   type NodeId,
   type ReadIndexRequest,
   type ReadState,
@@ -32,17 +33,6 @@ import {
   type Term,
   type VoteRequest,
 } from './types.js';
-
-/**
- * Whether this node may be missing state it once promised to keep (DESIGN.md, "A node that
- * lost its data"):
- * - `fresh`: it started with nothing stored; it behaves as a member, but the first message
- *   showing that the cluster already has a log makes it `recovering`;
- * - `recovering`: its data was lost (or it is a fresh node joining a cluster with a log); it
- *   neither votes nor campaigns until it has caught up with a leader;
- * - `none`: a full member.
- */
-export type Recovery = 'fresh' | 'recovering' | 'none';
 
 export interface Status {
   readonly id: NodeId;
@@ -86,9 +76,11 @@ export class RaftNode {
   private leader: NodeId = NONE;
   private recoveryState: Recovery;
   /**
-   * While recovering: the highest commit index the leader of this term announced in an
-   * append. Recovery ends once our commit reaches it at an entry of this term.
+   * While recovering: the commit index in the first append from this term's leader (-1 before
+   * it), and the highest one announced since that is above it (0 before one is). Recovery
+   * ends once our commit reaches the target (maybeFinishRecovery).
    */
+  private recoveryBaseline: Index = -1;
   private recoveryTarget: Index = 0;
   private stepRole: StepFn;
   private tickRole: () => void;
@@ -127,6 +119,7 @@ export class RaftNode {
   // What the last Ready reported, to detect changes.
   private lastSoft: SoftState;
   private lastHard: HardState;
+  private lastRecovery: Recovery;
   /** The Ready handed out and not yet advanced. */
   private outstanding: Ready | null = null;
   /** Lowest index truncated or replaced since the outstanding Ready was handed out. */
@@ -147,8 +140,11 @@ export class RaftNode {
         initial.applied,
       );
     }
-    const empty = this.term === 0 && this.vote === NONE && this.log.lastIndex() === 0;
-    this.recoveryState = config.recovering === true ? 'recovering' : empty ? 'fresh' : 'none';
+    this.recoveryState = config.recovery ?? 'none';
+    if (this.recoveryState === 'recovering') {
+      this.emit('recovery-started', NONE, 'data lost: no votes and no campaign until caught up');
+    }
+    this.lastRecovery = this.recoveryState;
     this.lastHard = this.hardState();
     this.lastSoft = { leader: NONE, role: 'follower' };
     this.stepRole = this.stepFollower.bind(this);
@@ -265,9 +261,8 @@ export class RaftNode {
 
   step(m: Message): void {
     assert(m.to === this.id, `Message for node ${m.to} stepped into node ${this.id}`);
-    if (this.recoveryState === 'fresh') this.noticeExistingLog(m);
     this.stepMessage(m);
-    if (this.recoveryState !== 'none') this.maybeFinishRecovery();
+    if (this.recoveryState === 'recovering') this.maybeFinishRecovery();
   }
 
   /** Whether this node may be missing state it promised to keep (see Recovery). */
@@ -309,6 +304,7 @@ export class RaftNode {
       (this.role === 'leader' &&
         (this.needsBroadcast || this.commitBroadcast || this.readRoundPending)) ||
       !sameHard(this.hardState(), this.lastHard) ||
+      this.recoveryState !== this.lastRecovery ||
       !sameSoft(this.softState(), this.lastSoft)
     );
   }
@@ -338,8 +334,10 @@ export class RaftNode {
       committedEntries:
         this.pendingSnapshot === null ? this.log.nextCommitted(this.cfg.maxCommittedPerReady) : [],
       readStates: this.readStates,
+      recovery: this.recoveryState === this.lastRecovery ? null : this.recoveryState,
     };
     this.lastSoft = soft;
+    this.lastRecovery = this.recoveryState;
     this.msgs = [];
     this.msgsAfterPersist = [];
     this.readStates = [];
@@ -383,7 +381,7 @@ export class RaftNode {
       self.maybeUpdate(this.log.persisted);
       if (this.maybeCommit()) this.commitBroadcast = true;
     }
-    if (this.recoveryState !== 'none') this.maybeFinishRecovery();
+    if (this.recoveryState === 'recovering') this.maybeFinishRecovery();
   }
 
   status(): Status {
@@ -427,18 +425,14 @@ export class RaftNode {
     return this.log.term(index) === this.term;
   }
 
-  /** A node that lost its data neither votes nor campaigns until it has caught up. */
-  protected withholdsVotes(): boolean {
+  /** A node that lost its data votes for nobody until it has caught up. */
+  protected withholdsVote(_m: VoteRequest): boolean {
     return this.recoveryState === 'recovering';
   }
 
-  /**
-   * A rejection whose hint lies below what the follower acknowledged (and that answers an
-   * append at or past it) shows the follower lost its log; hints never go below a match
-   * otherwise, since the follower holds that entry with a term <= the append's prevTerm.
-   */
+  /** The follower says it lost entries it acknowledged (AppendResponse.lost). */
   protected followerLostLog(m: AppendResponse, match: Index): boolean {
-    return m.hintIndex < match && m.index >= match;
+    return m.lost && m.hintIndex < match;
   }
 
   /** Votes and append acknowledgements promise durable state: they wait for the write. */
@@ -500,7 +494,6 @@ export class RaftNode {
       type: 'noop',
       data: new Uint8Array(0),
     });
-    if (this.recoveryState === 'fresh') this.recoveryState = 'none';
     this.emit('become-leader', NONE, 'won election');
     this.broadcastAppend(true);
   }
@@ -510,6 +503,7 @@ export class RaftNode {
     if (this.term !== term) {
       this.term = term;
       this.vote = NONE;
+      this.recoveryBaseline = -1;
       this.recoveryTarget = 0;
     }
     this.leader = NONE;
@@ -575,69 +569,53 @@ export class RaftNode {
   }
 
   private isRecentlyActive(id: NodeId): boolean {
-    return id === this.id || (this.progress.get(id)?.recentActive ?? false);
+    return (
+      id === this.id || ((this.progress.get(id)?.recentActive ?? false) && this.countsInQuorum(id))
+    );
+  }
+
+  /**
+   * A follower that is recovering lost data may have forgotten a term it knew, and could help
+   * a stale leader reach a quorum that overlaps the current leader's only in itself. Like a
+   * learner, it is replicated to but counts toward no quorum (commit, ReadIndex, check-quorum)
+   * until it has caught up.
+   */
+  private countsInQuorum(id: NodeId): boolean {
+    return id === this.id || !(this.progress.get(id)?.catchingUp ?? false);
   }
 
   private promotable(): boolean {
-    return this.voters.includes(this.id) && !this.withholdsVotes();
+    return this.voters.includes(this.id) && this.recoveryState !== 'recovering';
   }
 
   // -------------------------------------------------------------------------------------------
   // A node that lost its data (DESIGN.md, "A node that lost its data")
 
   /**
-   * A fresh node (nothing stored) learns from `m` that the cluster already has a log it never
-   * received. It may be a member whose data directory was wiped: it forgot its votes and the
-   * entries it acknowledged, so it must not vote or campaign until it has caught up.
-   */
-  private noticeExistingLog(m: Message): void {
-    if (m.from === this.id || this.log.lastIndex() > 0) return;
-    let evidence = '';
-    if (m.type === 'append' && (m.prevIndex > 0 || m.commit > 0)) {
-      evidence = `append from ${m.from} in term ${m.term} after index ${m.prevIndex}, commit ${m.commit}`;
-    } else if (m.type === 'snapshot') {
-      evidence = `snapshot from ${m.from} at index ${m.snapshot.index}`;
-    } else if ((m.type === 'vote' || m.type === 'pre-vote') && m.lastLogIndex > 0) {
-      evidence = `${m.type} request from ${m.from} whose log ends at (${m.lastLogTerm}, ${m.lastLogIndex})`;
-    }
-    if (evidence === '') return;
-    this.recoveryState = 'recovering';
-    this.recoveryTarget = 0;
-    this.emit(
-      'recovery-started',
-      m.from,
-      `started with no data but the cluster has a log (${evidence}): no votes until caught up`,
-    );
-  }
-
-  /**
    * Recovery ends when this node holds the leader's log up to a commit index the leader
-   * announced after we started, at an entry of the leader's term. Every entry committed
-   * before then is at or below that index (earlier terms: below this term's first entry,
-   * which is committed; this term: the leader's commit only grows), so our vote can no longer
-   * help elect a leader that lacks one.
+   * reached after we started: one above the commit index of its first append to us. That
+   * commit was counted by a majority that excludes us (we count toward no quorum while
+   * recovering), after we lost our data. Such a majority shares a node with any majority that
+   * committed an entry or elected a leader in a higher term before then, and that node would
+   * have refused this leader's term; so no higher term committed anything, and every entry
+   * committed before we lost our data is at or below this leader's commit index (earlier
+   * terms: below its term's first entry; its own term: its commit only grows). Our vote can
+   * then no longer help elect a leader that lacks one. A leader whose commit index has not
+   * moved since may be a stale one that never learned of a newer term: we wait for it to
+   * commit (it appends a no-op for us, maybeCommitForRecovery).
    */
   private maybeFinishRecovery(): void {
     const c = this.log.committed;
-    if (this.leader === NONE || c === 0 || this.log.term(c) !== this.term) return;
-    if (
-      this.recoveryState === 'recovering' &&
-      (this.recoveryTarget === 0 || c < this.recoveryTarget)
-    ) {
-      return;
-    }
-    const was = this.recoveryState;
+    if (this.leader === NONE || this.recoveryTarget === 0 || c < this.recoveryTarget) return;
     this.recoveryState = 'none';
     // We may have voted in this term before we lost our data: count that vote as the
     // leader's, so this term gets no second vote from us.
     if (this.vote === NONE) this.vote = this.leader;
-    if (was === 'recovering') {
-      this.emit(
-        'recovery-finished',
-        this.leader,
-        `caught up to commit ${c} of leader ${this.leader} in term ${this.term}`,
-      );
-    }
+    this.emit(
+      'recovery-finished',
+      this.leader,
+      `caught up to commit ${c} of leader ${this.leader} in term ${this.term}`,
+    );
   }
 
   /** The election timeout fired, or a transfer asked us to campaign. */
@@ -738,6 +716,8 @@ export class RaftNode {
         index: 0,
         hintIndex: 0,
         hintTerm: 0,
+        lost: false,
+        catchingUp: this.recoveryState === 'recovering',
       });
     } else if (m.type === 'pre-vote') {
       this.send({
@@ -754,7 +734,7 @@ export class RaftNode {
   }
 
   private handleVoteRequest(m: VoteRequest): void {
-    if (this.withholdsVotes()) {
+    if (this.withholdsVote(m)) {
       this.send({
         type: m.type === 'vote' ? 'vote-resp' : 'pre-vote-resp',
         from: this.id,
@@ -783,7 +763,6 @@ export class RaftNode {
       if (m.type === 'vote') {
         this.electionElapsed = 0;
         this.vote = m.from;
-        if (this.recoveryState === 'fresh') this.recoveryState = 'none';
       }
       this.emit('vote-granted', m.from, `${m.type} for term ${m.term}`);
       return;
@@ -876,7 +855,10 @@ export class RaftNode {
 
   private handleAppend(m: AppendRequest): void {
     if (this.recoveryState === 'recovering') {
-      this.recoveryTarget = Math.max(this.recoveryTarget, m.commit);
+      if (this.recoveryBaseline < 0) this.recoveryBaseline = m.commit;
+      else if (m.commit > this.recoveryBaseline) {
+        this.recoveryTarget = Math.max(this.recoveryTarget, m.commit);
+      }
     }
     if (m.prevIndex < this.log.committed) {
       // Everything up to our commit index is settled; tell the leader where we are.
@@ -900,6 +882,19 @@ export class RaftNode {
   }
 
   private handleHeartbeat(m: Heartbeat): void {
+    if (m.commit > this.log.lastIndex()) {
+      // The leader sends min(commit, our match): it believes we acknowledged entries we do not
+      // have, so we lost them. Say where our log ends, as a rejected append does, so the
+      // leader stops believing it (an idle leader sends no append that would show it).
+      this.sendAppendResponse(
+        m.from,
+        false,
+        m.commit,
+        this.log.lastIndex(),
+        this.log.lastTerm(),
+        true,
+      );
+    }
     // The leader sends min(commit, our match), so this never commits past our agreement.
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
     const resp: HeartbeatResponse = {
@@ -908,6 +903,7 @@ export class RaftNode {
       to: m.from,
       term: this.term,
       seq: m.seq,
+      catchingUp: this.recoveryState === 'recovering',
     };
     this.send(resp);
   }
@@ -943,6 +939,7 @@ export class RaftNode {
     index: Index,
     hintIndex: Index,
     hintTerm: Term,
+    lost = false,
   ): void {
     const resp: AppendResponse = {
       type: 'append-resp',
@@ -953,6 +950,8 @@ export class RaftNode {
       index,
       hintIndex,
       hintTerm,
+      lost,
+      catchingUp: this.recoveryState === 'recovering',
     };
     this.send(resp);
   }
@@ -964,21 +963,14 @@ export class RaftNode {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    pr.catchingUp = m.catchingUp;
     if (!m.success) {
       // Translate the follower's hint into our log: the largest index <= hintIndex whose
       // term is <= hintTerm, where our logs may agree (fast backtracking).
       const probeFrom =
         m.hintTerm > 0 ? this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index : m.hintIndex;
-      if (this.followerLostLog(m, pr.match)) {
-        // The follower's log ends below what it acknowledged: it lost its data. Without this
-        // the probe never goes below match + 1 and the follower rejects it forever.
-        this.emit(
-          'follower-lost-log',
-          m.from,
-          `follower ${m.from} acknowledged index ${pr.match} but its log now ends at or below ${m.hintIndex}`,
-        );
-        pr.resetAfterLoss(probeFrom);
-        this.sendAppend(m.from, true);
+      if (m.hintIndex < pr.match) {
+        this.maybeFollowerLostLog(m, pr, probeFrom);
         return;
       }
       if (pr.maybeDecrTo(m.index, probeFrom)) {
@@ -998,15 +990,61 @@ export class RaftNode {
       pr.becomeReplicate();
     } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
 
+    // A follower that was paused when the commit index last moved has not heard it but in
+    // heartbeats, which carry less (min(commit, match)); a follower recovering lost data waits
+    // for the whole of it. One append goes out even with no entries to carry it.
+    let sendIfEmpty = false;
+    if (pr.catchingUp) this.maybeCommitForRecovery(pr);
     if (this.maybeCommit()) this.commitBroadcast = true;
-    while (this.sendAppend(m.from, false));
+    else if (!this.commitBroadcast) sendIfEmpty = pr.sentCommit < this.log.committed;
+    while (this.sendAppend(m.from, sendIfEmpty)) sendIfEmpty = false;
     if (m.from === this.leadTransferee && pr.caughtUp(this.log.lastIndex()))
       this.sendTimeoutNow(m.from);
   }
 
+  /**
+   * A rejection hinting at a log shorter than what the follower acknowledged. Within one
+   * leader's term a follower never drops entries it acknowledged, so either it lost its data
+   * or the answer is older than the acknowledgement (a network that reorders). Only an answer
+   * to a heartbeat (`lost`) decides, since it cannot be older; an append rejection falls back
+   * to one probe (replicate state) or is ignored (probe state, where resending at once would
+   * spin: the follower rejects every probe above its log until the heartbeat says why).
+   */
+  private maybeFollowerLostLog(m: AppendResponse, pr: Progress, probeFrom: Index): void {
+    if (this.followerLostLog(m, pr.match)) {
+      this.emit(
+        'follower-lost-log',
+        m.from,
+        `follower ${m.from} acknowledged index ${pr.match} but its log now ends at ${m.hintIndex}`,
+      );
+      pr.resetAfterLoss(probeFrom);
+      this.sendAppend(m.from, true);
+      return;
+    }
+    if (pr.state === 'replicate') {
+      pr.becomeProbe();
+      this.sendAppend(m.from, true);
+    }
+  }
+
+  /**
+   * A follower recovering lost data waits for us to commit something after it started
+   * (maybeFinishRecovery). In an idle cluster nothing would come, so once it holds our whole
+   * log we append a no-op, as at the start of a term. One at a time: not while our log holds
+   * anything uncommitted.
+   */
+  private maybeCommitForRecovery(pr: Progress): void {
+    const last = this.log.lastIndex();
+    if (pr.match < last || this.log.committed < last || this.leadTransferee !== NONE) return;
+    this.log.append({ term: this.term, index: last + 1, type: 'noop', data: new Uint8Array(0) });
+    this.needsBroadcast = true;
+  }
+
   /** Advances the commit index to what a majority holds, if that entry is of our term. */
   private maybeCommit(): boolean {
-    const index = committedIndex(this.voters, (id) => this.progress.get(id)?.match ?? 0);
+    const index = committedIndex(this.voters, (id) =>
+      this.countsInQuorum(id) ? (this.progress.get(id)?.match ?? 0) : 0,
+    );
     if (index <= this.log.committed || !this.mayCommitAt(index)) return false;
     const before = this.log.committed;
     this.log.commitTo(index);
@@ -1026,7 +1064,7 @@ export class RaftNode {
     for (const id of this.voters) {
       if (id === this.id) continue;
       // The first message may be empty (to carry the commit index); the rest fill the window.
-      let first = sendIfEmpty;
+      let first = sendIfEmpty && (this.progress.get(id)?.sentCommit ?? 0) < this.log.committed;
       while (this.sendAppend(id, first)) first = false;
     }
   }
@@ -1059,6 +1097,7 @@ export class RaftNode {
       commit: this.log.committed,
     };
     this.send(msg);
+    pr.sentCommit = msg.commit;
     const n = entries.length;
     if (n > 0) {
       const last = (entries[n - 1] as Entry).index;
@@ -1107,14 +1146,16 @@ export class RaftNode {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
     pr.recentActive = true;
+    pr.catchingUp = m.catchingUp;
     pr.probeSent = false;
+    if (pr.catchingUp) this.maybeCommitForRecovery(pr);
     // A lagging follower that answers heartbeats may have lost appends (§5.3: the leader retries
     // until every follower stores every entry). Free one inflight slot so a full window of lost
     // messages cannot wedge replication, and send an append even if it carries nothing new: a
     // follower missing its prevIndex rejects it, which moves it back to probing.
     if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
-    if (m.seq > (this.readAcks.get(m.from) ?? 0)) {
+    if (this.countsInQuorum(m.from) && m.seq > (this.readAcks.get(m.from) ?? 0)) {
       this.readAcks.set(m.from, m.seq);
       this.releaseConfirmedReads();
     }

@@ -23,6 +23,10 @@ export class Progress {
   pendingSnapshot: Index = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
+  /** The follower's last answer said it is recovering lost data (HeartbeatResponse). */
+  catchingUp = false;
+  /** The commit index carried by the last append sent to this follower. */
+  sentCommit: Index = 0;
   readonly inflights: Inflights;
 
   constructor(next: Index, maxInflightMsgs: number, maxInflightBytes: number) {

@@ -46,6 +46,17 @@ export interface SnapshotMeta {
 
 export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
 
+/**
+ * Whether a node may be missing state it once promised to keep (DESIGN.md, "A node that lost
+ * its data"). The caller decides `recovering` when a node starts with an empty data directory
+ * in a cluster that already has a log, and stores the state durably (RaftConfig.recovery)
+ * until a Ready reports `none`:
+ * - `recovering`: it neither votes nor campaigns, and its answers count toward no quorum,
+ *   until it has caught up with a leader;
+ * - `none`: a full member.
+ */
+export type Recovery = 'recovering' | 'none';
+
 // ---------------------------------------------------------------------------------------------
 // Messages. Every message carries the sender's term; a receiver compares terms first (§5.1).
 
@@ -91,6 +102,15 @@ export interface AppendResponse extends MessageBase {
   readonly index: Index;
   readonly hintIndex: Index;
   readonly hintTerm: Term;
+  /**
+   * Set on the answer to a heartbeat whose commit index (min(commit, the follower's match))
+   * lies past the follower's log: the follower lost entries it acknowledged. The heartbeat was
+   * sent after the acknowledgement arrived, so unlike an append rejection this can never be an
+   * answer older than the acknowledgement, however the network reorders.
+   */
+  readonly lost: boolean;
+  /** The sender is recovering lost data (Recovery): see HeartbeatResponse.catchingUp. */
+  readonly catchingUp: boolean;
 }
 
 /**
@@ -106,6 +126,12 @@ export interface Heartbeat extends MessageBase {
 export interface HeartbeatResponse extends MessageBase {
   readonly type: 'heartbeat-resp';
   readonly seq: number;
+  /**
+   * The sender is recovering lost data: it may have forgotten a newer term it once knew, so
+   * its answers count toward no quorum (commit, ReadIndex, check-quorum); it is replicated to
+   * as a learner would be.
+   */
+  readonly catchingUp: boolean;
 }
 
 /** Leadership transfer: tells the target to start an election at once (thesis §3.10). */
@@ -193,6 +219,11 @@ export interface Ready {
   /** Committed and locally persisted entries, to apply in order. Includes noop entries. */
   readonly committedEntries: readonly Entry[];
   readonly readStates: readonly ReadState[];
+  /**
+   * Non-null when the node's recovery state changed since the last Ready: store it durably
+   * before this Ready's entries (it is RaftConfig.recovery at the next start).
+   */
+  readonly recovery: Recovery | null;
 }
 
 /** What a restarting node recovered from its stable storage. */

@@ -46,7 +46,7 @@ export class FlotillaNode implements AsyncDisposable {
     const storage: RuntimeStorage =
       config.storage === 'sqlite'
         ? await openSqliteStorage(config.dataDir)
-        : await openWalStorage(config.dataDir);
+        : await openWalStorage(config.dataDir, { snapshotsCoverCompaction: true });
     const peers = new Map(
       config.members
         .filter((m) => m.id !== config.id)

@@ -2,7 +2,14 @@
 // of one Ready (snapshot, entries, hard state) and is atomic, as a WAL record batch guarded by
 // a checksum would be: either all of it is durable or none of it is.
 
-import type { Entry, HardState, InitialState, Ready, SnapshotMeta } from '../raft/index.js';
+import type {
+  Entry,
+  HardState,
+  InitialState,
+  Ready,
+  Recovery,
+  SnapshotMeta,
+} from '../raft/index.js';
 import { SimError } from './errors.js';
 
 export interface StoredSnapshot {
@@ -19,22 +26,28 @@ export class VirtualDisk {
   /** Invariant: entries[i].index === snapshotIndex() + 1 + i. */
   private entries: Entry[] = [];
   /**
-   * The runtime's durable recovery flag (RaftConfig.recovering), written with each Ready before
-   * its entries, as the product writes it to the data directory's identity file first.
+   * The runtime's durable recovery state (RaftConfig.recovery), written with each Ready before
+   * its entries, as the product writes it to the data directory's identity file first. Null
+   * until first written: the core then derives it from what else is stored.
    */
-  recovering = false;
+  recovery: Recovery | null = null;
 
   /** The whole data directory is lost: the node restarts with nothing, flag included. */
   wipe(): void {
     this.hardState = { term: 0, vote: 0, commit: 0 };
     this.snap = null;
     this.entries = [];
-    this.recovering = false;
+    this.recovery = null;
   }
 
-  /** Whether nothing at all is stored (no term, no vote, no entry, no snapshot). */
-  isEmpty(): boolean {
-    return this.hardState.term === 0 && this.snap === null && this.entries.length === 0;
+  /** Whether nothing at all is stored: no term, no entry, no snapshot (a new or wiped disk). */
+  isBlank(): boolean {
+    return this.hardState.term === 0 && !this.hasLog();
+  }
+
+  /** Whether some log is stored (an entry or a snapshot). */
+  hasLog(): boolean {
+    return this.snap !== null || this.entries.length > 0;
   }
 
   snapshot(): StoredSnapshot | null {

@@ -100,7 +100,7 @@ export class SimNode implements LogView {
       voters: this.opts.voters,
       rng: createRng(this.seeds.int(0x100000000)),
       initial,
-      recovering: this.disk.recovering,
+      ...(this.disk.recovery === null ? {} : { recovery: this.disk.recovery }),
       onEvent: (e) => this.opts.host.onEvent(e),
     });
     this.sm = snap === null ? new KvStateMachine() : KvStateMachine.decode(snap.bytes);
@@ -181,7 +181,7 @@ export class SimNode implements LogView {
     if (gen !== this.gen || rd === null) return;
     this.persisting = null;
     const snap = rd.snapshot === null ? null : (this.received.get(rd.snapshot.index) ?? null);
-    this.disk.recovering = this.raft.recovery() === 'recovering';
+    if (rd.recovery !== null) this.disk.recovery = rd.recovery;
     this.disk.write(rd, snap, (e) => this.opts.host.onPersist(this, e));
     this.opts.host.afterPersist(this);
     for (const m of rd.messagesAfterPersist) this.send(m);

@@ -71,7 +71,13 @@ export interface SimResult {
 
 export type SimEvent =
   | { readonly kind: 'tick'; readonly node: number; readonly gen: number }
-  | { readonly kind: 'deliver'; readonly msg: Message; readonly snapshot: StoredSnapshot | null }
+  | {
+      readonly kind: 'deliver';
+      readonly msg: Message;
+      readonly snapshot: StoredSnapshot | null;
+      /** The receiver's incarnation when sent: a crash loses what was in flight to it. */
+      readonly toGen: number;
+    }
   | { readonly kind: 'persist'; readonly node: number; readonly gen: number }
   | { readonly kind: 'crash' }
   | { readonly kind: 'restart'; readonly node: number }
@@ -240,7 +246,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       case 'tick':
         return this.onTick(ev.node, ev.gen);
       case 'deliver':
-        return this.onDeliver(ev.msg, ev.snapshot);
+        return this.onDeliver(ev.msg, ev.snapshot, ev.toGen);
       case 'persist': {
         const n = this.node(ev.node);
         if (n.up) n.completePersist(ev.gen);
@@ -305,16 +311,29 @@ export class Simulation implements NodeHost, WorkloadHost {
       ? p.delayMaxMs
       : Math.min(p.delayMaxMs, Math.max(p.delayMinMs, this.healedDelayMaxMs()));
     const span = maxMs - p.delayMinMs + 1;
-    this.schedule(p.delayMinMs + this.netRng.int(span), { kind: 'deliver', msg: m, snapshot });
+    const toGen = this.node(m.to).gen;
+    this.schedule(p.delayMinMs + this.netRng.int(span), {
+      kind: 'deliver',
+      msg: m,
+      snapshot,
+      toGen,
+    });
     if (faulty && this.netRng.float() < p.dupRate) {
-      this.schedule(p.delayMinMs + this.netRng.int(span), { kind: 'deliver', msg: m, snapshot });
+      this.schedule(p.delayMinMs + this.netRng.int(span), {
+        kind: 'deliver',
+        msg: m,
+        snapshot,
+        toGen,
+      });
     }
   }
 
-  private onDeliver(m: Message, snapshot: StoredSnapshot | null): void {
+  private onDeliver(m: Message, snapshot: StoredSnapshot | null, toGen: number): void {
     const n = this.node(m.to);
-    // A partition that began while the message was in flight also stops it.
-    if (!n.up || this.links.blocked(m.from, m.to)) {
+    // A partition that began while the message was in flight also stops it, and so does a
+    // crash of the receiver (its connections die with it; the transport drops what it had
+    // queued for the dead process).
+    if (!n.up || n.gen !== toGen || this.links.blocked(m.from, m.to)) {
       this.stats.dropped++;
       return;
     }
@@ -352,16 +371,23 @@ export class Simulation implements NodeHost, WorkloadHost {
    * A node loses its whole data directory (DESIGN.md, "A node that lost its data"). Its disk
    * counts as holding everything until it has caught up, since the durability check is about
    * what the cluster can still lose; election safety, leader completeness and the applied
-   * values prove the rule. Preconditions, as documented: one lost disk at a time, and every
-   * other node holds some log (with a majority of empty logs the cluster looks brand new).
+   * values prove the rule. Preconditions, as documented: the rest of the cluster is whole
+   * when a disk is lost, that is every other node holds some log (with a majority of empty
+   * logs the cluster looks brand new) and none is itself recovering.
    */
   private onWipe(): void {
     if (this.inLiveness) return;
     const p = this.profile;
     this.schedule(p.wipeEveryMs * (0.5 + this.faultRng.float()), { kind: 'wipe' });
     const victim = this.nodes[this.faultRng.int(this.nodes.length)] as SimNode;
-    const othersHoldLogs = this.nodes.every((n) => n === victim || !n.disk.isEmpty());
-    if (this.wiped.size > 0 || !othersHoldLogs) return;
+    const othersWhole = this.nodes.every(
+      (n) =>
+        n === victim ||
+        (n.disk.hasLog() &&
+          n.disk.recovery !== 'recovering' &&
+          (!n.up || n.raft.recovery() !== 'recovering')),
+    );
+    if (this.wiped.size > 0 || !othersWhole) return;
     this.stats.wipes++;
     this.wiped.add(victim.id);
     this.trace.note(this.nowMs, `node ${victim.id} data directory wiped`);
@@ -378,6 +404,11 @@ export class Simulation implements NodeHost, WorkloadHost {
   private onRestart(id: number): void {
     const n = this.node(id);
     if (n.up) return;
+    // The runtime's start-up rule for an empty data directory (DESIGN.md, "A node that lost
+    // its data"): if any peer holds a log, the cluster exists and this node recovers.
+    if (n.disk.isBlank() && this.nodes.some((o) => o !== n && o.disk.hasLog())) {
+      n.disk.recovery = 'recovering';
+    }
     n.start();
     n.pump();
     this.schedule(this.tickPeriodMs[id - 1] as number, { kind: 'tick', node: id, gen: n.gen });
@@ -541,7 +572,7 @@ export class Simulation implements NodeHost, WorkloadHost {
   private noteRecoveries(): void {
     for (const id of this.wiped) {
       const n = this.node(id);
-      if (n.up && n.raft.recovery() === 'none' && !n.disk.recovering) this.wiped.delete(id);
+      if (n.up && n.raft.recovery() === 'none' && n.disk.recovery === 'none') this.wiped.delete(id);
     }
   }
 

@@ -13,7 +13,7 @@ export function describeMessage(m: Message): string {
     case 'append':
       return `${head} prev=${m.prevTerm}/${m.prevIndex} n=${m.entries.length} commit=${m.commit}`;
     case 'append-resp':
-      return `${head} ${m.success ? 'ok' : 'reject'} index=${m.index} hint=${m.hintTerm}/${m.hintIndex}`;
+      return `${head} ${m.success ? 'ok' : 'reject'} index=${m.index} hint=${m.hintTerm}/${m.hintIndex}${m.lost ? ' lost' : ''}`;
     case 'vote':
     case 'pre-vote':
       return `${head} last=${m.lastLogTerm}/${m.lastLogIndex}`;

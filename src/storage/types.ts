@@ -99,6 +99,12 @@ export interface WalOptions extends StorageLimits {
    * 'fdatasync': write, then fdatasync (the default when a syncHook is given, so it sees syncs).
    */
   readonly syncMode?: 'dsync' | 'fdatasync';
+  /**
+   * The caller compacts only behind a durable snapshot (a Raft runtime does): a log compacted
+   * past the newest snapshot file means that file was lost, and opening refuses with
+   * STORAGE_CORRUPT naming it. Off for plain log stores, which may compact on their own.
+   */
+  readonly snapshotsCoverCompaction?: boolean;
 }
 
 export interface SqliteOptions extends StorageLimits {

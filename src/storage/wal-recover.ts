@@ -180,6 +180,8 @@ export interface RecoverInput {
   readonly maxRecordBytes: number;
   /** The directory holding the snapshot files (named in errors). */
   readonly snapshotDir: string;
+  /** WalOptions.snapshotsCoverCompaction. */
+  readonly snapshotsCoverCompaction: boolean;
   /** Cuts a torn tail off the last segment durably (or removes a segment with no valid header). */
   readonly truncate: (path: string, sizeBytes: number) => Promise<void>;
 }
@@ -211,7 +213,8 @@ export async function recoverWal(input: RecoverInput): Promise<Recovered> {
     if (r.header !== null)
       segments.push({ seq: seg.seq, path: seg.path, prev: r.header.prev, sizeBytes: r.validBytes });
   }
-  checkSnapshotCoversBase(st, input.snapshot, input.snapshotDir);
+  if (input.snapshotsCoverCompaction)
+    checkSnapshotCoversBase(st, input.snapshot, input.snapshotDir);
   const { log, resetTo } = settleBase(st, input.snapshot, segments[0]?.path ?? '(no segment)');
   return { log, hardState: st.hardState, segments, resetTo, tornBytes, removedSegments };
 }

@@ -292,6 +292,7 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       snapshot,
       maxRecordBytes: Math.max(limits.maxEntryBytes, 1 << 20) + 64,
       snapshotDir: dir,
+      snapshotsCoverCompaction: opts.snapshotsCoverCompaction ?? false,
       truncate: (path, size) => truncateFile(syncer, path, size),
     });
     if (rec.tornBytes > 0 || rec.removedSegments > 0) await syncer.fsyncDir(dir);

@@ -222,6 +222,11 @@ export class PeerLink {
     if (this.transfer !== null) this.counters.countDrop('disconnected');
     this.transfer = null;
     if (this.state === 'closed') return;
+    // What was queued while the connection was up was meant for the process at its other end,
+    // which may be gone: a restarted peer must not receive what was written for its previous
+    // life (a node recovering lost data judges votes by what its peers tell it after it
+    // started; DESIGN.md, "A node that lost its data"). Raft retries whatever matters.
+    if (wasOpen) this.counters.countDrop('disconnected', this.queue.clear());
     if (wasOpen)
       this.ctx.emit({
         kind: 'peer-disconnected',

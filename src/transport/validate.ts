@@ -133,11 +133,19 @@ function body(o: Rec, type: MessageType, limits: ValidationLimits): Message {
         index: uint(o, 'index'),
         hintIndex: uint(o, 'hintIndex'),
         hintTerm: uint(o, 'hintTerm'),
+        // Absent from peers that predate it: they never report a lost log.
+        lost: o['lost'] === undefined ? false : bool(o, 'lost'),
+        catchingUp: o['catchingUp'] === undefined ? false : bool(o, 'catchingUp'),
       };
     case 'heartbeat':
       return { ...base, type, commit: uint(o, 'commit'), seq: uint(o, 'seq') };
     case 'heartbeat-resp':
-      return { ...base, type, seq: uint(o, 'seq') };
+      return {
+        ...base,
+        type,
+        seq: uint(o, 'seq'),
+        catchingUp: o['catchingUp'] === undefined ? false : bool(o, 'catchingUp'),
+      };
     case 'timeout-now':
       return { ...base, type };
     case 'read-index':

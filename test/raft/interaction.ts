@@ -10,6 +10,7 @@ import {
   type Message,
   type RaftConfig,
   type Ready,
+  type Recovery,
   type SnapshotMeta,
 } from '../../src/raft/index.js';
 
@@ -20,7 +21,7 @@ function emptyDurable(): Durable {
     snapshot: null,
     entries: [],
     applied: 0,
-    recovering: false,
+    recovery: null,
   };
 }
 
@@ -29,8 +30,8 @@ interface Durable {
   snapshot: SnapshotMeta | null;
   entries: Entry[];
   applied: number;
-  /** The caller's durable copy of the core's recovery flag (RaftConfig.recovering). */
-  recovering: boolean;
+  /** The caller's durable copy of the core's recovery state (RaftConfig.recovery). */
+  recovery: Recovery | null;
 }
 
 export interface Command {
@@ -62,7 +63,7 @@ export function renderMessage(m: Message): string {
     case 'append-resp':
       return m.success
         ? `${head} ok index=${m.index}`
-        : `${head} reject index=${m.index} hint=${m.hintTerm}/${m.hintIndex}`;
+        : `${head} reject index=${m.index} hint=${m.hintTerm}/${m.hintIndex}${m.lost ? ' lost' : ''}`;
     case 'heartbeat':
       return `${head} commit=${m.commit} seq=${m.seq}`;
     case 'heartbeat-resp':
@@ -188,7 +189,7 @@ export class Interaction {
       ...(this.configs.get(id) as Omit<RaftConfig, 'initial' | 'rng' | 'id'>),
       id,
       rng: createRng(this.seed * 1000 + id),
-      recovering: d.recovering,
+      ...(d.recovery === null ? {} : { recovery: d.recovery }),
       initial: {
         hardState: d.hardState,
         snapshot: d.snapshot,
@@ -321,13 +322,18 @@ export class Interaction {
       out.push(`  apply [${rd.committedEntries.map(renderEntry).join(', ')}]`);
     for (const r of rd.readStates)
       out.push(`  read-state req=${r.requestId} ${r.ok ? `index=${r.index}` : 'refused'}`);
+    // Shown when it enters or leaves `recovering`; every fresh node's change to `none` at its
+    // first commit would only add noise to transcripts about other things.
+    const stored = this.durableOf(id).recovery;
+    if (rd.recovery !== null && (rd.recovery === 'recovering' || stored === 'recovering'))
+      out.push(`  store recovery=${rd.recovery}`);
     return out;
   }
 
   private persist(id: number, rd: Ready): void {
     const d = this.durableOf(id);
-    // As the runtime does: the flag is durable before the Ready's entries are.
-    d.recovering = this.node(id).recovery() === 'recovering';
+    // As the runtime does: the recovery state is durable before the Ready's entries are.
+    if (rd.recovery !== null) d.recovery = rd.recovery;
     if (rd.snapshot) {
       d.snapshot = rd.snapshot;
       d.entries = [];
@@ -462,7 +468,8 @@ export class Interaction {
   private wipe(cmd: Command): string[] {
     for (const id of this.ids(cmd)) {
       if (this.nodes.has(id)) throw new Error(`Node ${id} must be crashed before it is wiped`);
-      this.durable.set(id, emptyDurable());
+      // As the runtime decides for an empty data directory whose peers hold a log.
+      this.durable.set(id, { ...emptyDurable(), recovery: 'recovering' });
     }
     return [];
   }

@@ -43,6 +43,7 @@ function ready(entries: Entry[], term = 1): Ready {
     messagesAfterPersist: [],
     committedEntries: [],
     readStates: [],
+    recovery: null,
   };
 }
 

@@ -6,6 +6,7 @@ import {
   type AppendResponse,
   type Message,
   type RaftConfig,
+  type VoteRequest,
 } from '../../src/raft/index.js';
 import { runSeed, type Profile, type SimResult, type ViolationKind } from '../../src/sim/index.js';
 
@@ -32,7 +33,7 @@ export class AnswersBeforePersist extends RaftNode {
 
 /** Votes and campaigns although its data was lost and it has not caught up. */
 export class VotesAfterLosingData extends RaftNode {
-  protected override withholdsVotes(): boolean {
+  protected override withholdsVote(_m: VoteRequest): boolean {
     return false;
   }
 }
