@@ -10,6 +10,7 @@ export type ApiErrorCode =
   | 'KEY_TOO_LARGE'
   | 'KEY_EMPTY'
   | 'VALUE_TOO_LARGE'
+  | 'TXN_TOO_LARGE'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
   | 'UNSUPPORTED_MEDIA_TYPE'
@@ -35,6 +36,7 @@ const statusOf: Record<ApiErrorCode, number> = {
   KEY_TOO_LARGE: 400,
   KEY_EMPTY: 400,
   VALUE_TOO_LARGE: 413,
+  TXN_TOO_LARGE: 413,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   UNSUPPORTED_MEDIA_TYPE: 415,

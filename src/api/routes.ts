@@ -88,6 +88,8 @@ export interface KvBackend {
 }
 
 const MAX_TXN_OPS = 128;
+/** The longest `clientId`, in UTF-16 code units (JavaScript string length). */
+export const MAX_CLIENT_ID_CHARS = 128;
 const MAX_LIMIT = 100_000;
 
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
@@ -215,8 +217,11 @@ function session(o: Obj): Session | null {
   if (clientId === undefined && seq === undefined) return null;
   if (clientId === undefined || seq === undefined)
     throw new ApiError('BAD_REQUEST', '"clientId" and "seq" go together');
-  if (clientId.length === 0 || clientId.length > 128)
-    throw new ApiError('BAD_REQUEST', '"clientId" must have 1 to 128 characters');
+  if (clientId.length === 0 || clientId.length > MAX_CLIENT_ID_CHARS)
+    throw new ApiError(
+      'BAD_REQUEST',
+      `"clientId" must have 1 to ${MAX_CLIENT_ID_CHARS} characters, got ${clientId.length}`,
+    );
   return { clientId, seq };
 }
 

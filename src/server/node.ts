@@ -127,6 +127,8 @@ export class FlotillaNode implements AsyncDisposable {
       heartbeatTicks: config.heartbeatTicks,
       snapshotEveryEntries: config.snapshotEveryEntries,
       requestTimeoutMs: config.requestTimeoutMs,
+      // The API refuses a write larger than this before proposing it (kv-backend.ts).
+      raft: { maxProposalBytes: config.maxProposalBytes },
       onEvent: (e: RuntimeEvent) => {
         metrics.observe(e);
         logRuntimeEvent(log, e);

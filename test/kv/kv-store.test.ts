@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { prefixEnd } from '../../src/api/routes.js';
 import { KvStore, type Op } from '../../src/kv/kv-store.js';
-import { KvStateMachine } from '../../src/server/kv-backend.js';
+import { ApiError } from '../../src/api/errors.js';
+import { MAX_CLIENT_ID_CHARS } from '../../src/api/routes.js';
+import { KvStateMachine, maxWriteEnvelopeBytes } from '../../src/server/kv-backend.js';
 import { SessionTable } from '../../src/server/sessions.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -165,6 +167,48 @@ void test('sessions: a retried seq returns the first result; old seqs refused; i
   const copy = new SessionTable({ ttlMs: 1000, maxSessions: 2, window: 3 });
   copy.load(t.save());
   assert.deepEqual(copy.save(), t.save());
+});
+
+void test('the proposal limit is the largest single write, exactly, at every msgpack size class', () => {
+  const sizes = [1, 255, 256, 65_535, 65_536, 70_000];
+  for (const maxKeyBytes of [1, 255, 256, 1024]) {
+    for (const maxValueBytes of sizes) {
+      const sm = new KvStateMachine({ maxKeyBytes, maxValueBytes });
+      assert.equal(sm.maxProposalBytes, maxWriteEnvelopeBytes({ maxKeyBytes, maxValueBytes }));
+      const key = new Uint8Array(maxKeyBytes).fill(0x6b);
+      const session = { clientId: '\uffff'.repeat(MAX_CLIENT_ID_CHARS), seq: 2 ** 53 - 1 };
+      const ops: Op[] = [
+        { kind: 'put', key, value: new Uint8Array(maxValueBytes), prevKv: true },
+        { kind: 'delete', range: { key, rangeEnd: key }, prevKv: true },
+      ];
+      const sizesSeen = ops.map(
+        (op) => sm.encode({ compare: [], success: [op], failure: [] }, session, Date.now()).length,
+      );
+      assert.equal(
+        Math.max(...sizesSeen),
+        sm.maxProposalBytes,
+        `key ${maxKeyBytes}, value ${maxValueBytes}: the worst write is exactly the limit`,
+      );
+    }
+  }
+});
+
+void test('a transaction that does not fit one log entry is refused with TXN_TOO_LARGE', () => {
+  const sm = new KvStateMachine({ maxKeyBytes: 16, maxValueBytes: 100 });
+  const op = (k: string): Op => ({
+    kind: 'put',
+    key: b(k),
+    value: new Uint8Array(100),
+    prevKv: false,
+  });
+  const ops = (n: number) => Array.from({ length: n }, (_, i) => op(`k${i}`));
+  const fits = sm.encode({ compare: [], success: ops(4), failure: [] }, null, 0);
+  assert.ok(fits.length <= sm.maxProposalBytes, 'four small puts fit');
+  assert.throws(
+    () => sm.encode({ compare: [], success: ops(8), failure: [] }, null, 0),
+    (e: unknown) =>
+      e instanceof ApiError && e.code === 'TXN_TOO_LARGE' && e.status === 413 && !e.indefinite,
+  );
 });
 
 void test('the state machine applies a retried command once and refuses bad bytes deterministically', async () => {
