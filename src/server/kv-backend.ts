@@ -135,7 +135,9 @@ export class KvStateMachine implements ApplyTarget {
         return {
           ok: false,
           code: 'SESSION_STALE_SEQUENCE',
-          message: `Client ${env.c} sequence ${env.s} is older than its session window`,
+          message:
+            `Client ${env.c} sequence ${env.s} is below its session window (sequence numbers ` +
+            `up to ${check.floor} are refused): whether a write with it applied can no longer be told`,
         };
       }
     }
@@ -150,7 +152,12 @@ export class KvStateMachine implements ApplyTarget {
     header: () => Header,
   ): { header: Header; succeeded: boolean; results: readonly BackendOpResult[] } {
     const r = result as ApplyResult;
-    if (!r.ok) throw new ApiError(r.code === 'BAD_COMMAND' ? 'BAD_REQUEST' : r.code, r.message);
+    if (!r.ok) {
+      // A stale sequence number applied nothing now, but an earlier attempt with it may have:
+      // the window no longer remembers, so the write's fate is unknown (indefinite).
+      if (r.code === 'SESSION_STALE_SEQUENCE') throw new ApiError(r.code, r.message, true);
+      throw new ApiError('BAD_REQUEST', r.message);
+    }
     const h = header();
     return {
       header: { ...h, revision: r.txn.revision },

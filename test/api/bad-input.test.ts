@@ -188,6 +188,34 @@ void test('unknown routes and methods', async () => {
   assert.equal(((await m.json()) as { error: { code: string } }).error.code, 'METHOD_NOT_ALLOWED');
 });
 
+void test('sequence numbers: a window of 256 per client, out of order inside it', async () => {
+  const put = (seq: number, value: string) =>
+    post('/v1/kv/put', JSON.stringify({ key: 'session', value, clientId: 'w', seq }));
+  const five = await put(5, 'five');
+  assert.equal(five.status, 200);
+  const four = await put(4, 'four');
+  assert.equal(four.status, 200, 'seq 4 after 5 is a write still in flight: it applies');
+  const rev = (r: { json: Record<string, unknown> }) =>
+    (r.json['header'] as { revision: number }).revision;
+  assert.ok(rev(four) > rev(five));
+  const retry = await put(4, 'four again');
+  assert.equal(rev(retry), rev(four), 'a retry of seq 4 answers its first result');
+  const high = await put(300, 'three hundred');
+  assert.equal(high.status, 200);
+  const stale = await put(44, 'forty-four');
+  assert.equal(stale.status, 409, 'seq 44 is below the window 45..300');
+  assert.equal(stale.json.error?.code, 'SESSION_STALE_SEQUENCE');
+  assert.equal(
+    (stale.json.error as { indefinite?: boolean } | undefined)?.indefinite,
+    true,
+    'whether a write with seq 44 applied before can no longer be told',
+  );
+  const inside = await put(45, 'forty-five');
+  assert.equal(inside.status, 200, 'seq 45 is inside the window and never applied');
+  const value = await post('/v1/kv/range', JSON.stringify({ key: 'session' }));
+  assert.equal((value.json['kvs'] as { value: string }[])[0]?.value, 'forty-five');
+});
+
 void test('garbage bytes on the client port get a 400 and the node keeps serving', async () => {
   const reply = await new Promise<string>((resolve, reject) => {
     const s = connect(port + 1, '127.0.0.1', () =>
