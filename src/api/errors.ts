@@ -4,6 +4,8 @@
 
 export type ApiErrorCode =
   | 'BAD_JSON'
+  | 'INVALID_UTF8'
+  | 'DUPLICATE_FIELD'
   | 'BAD_REQUEST'
   | 'UNKNOWN_FIELD'
   | 'BODY_TOO_LARGE'
@@ -30,6 +32,8 @@ export type ApiErrorCode =
 
 const statusOf: Record<ApiErrorCode, number> = {
   BAD_JSON: 400,
+  INVALID_UTF8: 400,
+  DUPLICATE_FIELD: 400,
   BAD_REQUEST: 400,
   UNKNOWN_FIELD: 400,
   BODY_TOO_LARGE: 413,

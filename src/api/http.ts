@@ -1,10 +1,12 @@
 // A small JSON-over-HTTP/1.1 server on node:http: keep-alive, a body limit enforced while
-// reading (an oversized body is refused without being buffered), strict JSON, and every error
-// answered as JSON with a stable code. Routes are exact paths; handlers get the parsed body.
+// reading (an oversized body is refused without being buffered), strict JSON (json-body.ts),
+// and every error answered as JSON with a stable code. Routes are exact paths; handlers get the
+// parsed body.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { ApiError } from './errors.js';
+import { parseJsonBody } from './json-body.js';
 
 export interface RouteContext {
   readonly body: unknown;
@@ -97,8 +99,9 @@ export class JsonHttpServer {
             )
           : new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
       }
-      const rawBody = req.method === 'POST' ? await this.readBody(req) : '';
-      const body = req.method === 'POST' ? parseJson(rawBody) : undefined;
+      const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
+      const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
+      const rawBody = bytes.toString('utf8');
       const result = await handler({
         body,
         rawBody,
@@ -133,7 +136,7 @@ export class JsonHttpServer {
     res.end(body);
   }
 
-  private async readBody(req: IncomingMessage): Promise<string> {
+  private async readBody(req: IncomingMessage): Promise<Buffer> {
     // curl -d sends application/x-www-form-urlencoded; the body is still parsed as JSON, so
     // `curl -d '{...}'` works as people expect. Any other declared type is refused.
     const type = req.headers['content-type'] ?? 'application/json';
@@ -165,15 +168,6 @@ export class JsonHttpServer {
       }
       chunks.push(chunk);
     }
-    return Buffer.concat(chunks).toString('utf8');
-  }
-}
-
-function parseJson(text: string): unknown {
-  if (text.trim() === '') return {};
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ApiError('BAD_JSON', `Body is not valid JSON: ${(err as Error).message}`);
+    return Buffer.concat(chunks);
   }
 }

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,6 +187,106 @@ void test('unknown routes and methods', async () => {
   const m = await fetch(base + '/v1/kv/put');
   assert.equal(m.status, 405);
   assert.equal(((await m.json()) as { error: { code: string } }).error.code, 'METHOD_NOT_ALLOWED');
+});
+
+/** A request with exactly these body bytes and headers (fetch would add a content type). */
+function rawPost(
+  path: string,
+  body: Buffer,
+  headers: Record<string, string>,
+): Promise<{ status: number; json: { error?: { code: string; message: string } } }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      base + path,
+      { method: 'POST', headers: { ...headers, 'content-length': String(body.length) } },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString('utf8')));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as never });
+          } catch (err) {
+            reject(new Error(`Non-JSON answer ${res.statusCode}: ${text}`, { cause: err }));
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const json = { 'content-type': 'application/json' };
+
+void test('a body that is not valid UTF-8 is refused, not repaired into another key', async () => {
+  for (const bytes of [
+    [0xff],
+    [0xc0, 0xaf], // an overlong '/'
+    [0xed, 0xa0, 0x80], // a surrogate encoded as UTF-8
+    [0xe2, 0x82], // a truncated sequence
+  ]) {
+    const body = Buffer.concat([
+      Buffer.from('{"key":"k'),
+      Buffer.from(bytes),
+      Buffer.from('","value":"x"}'),
+    ]);
+    for (const path of ['/v1/kv/put', '/v1/kv/range', '/v1/kv/delete']) {
+      const r = await rawPost(path, body, json);
+      assert.equal(r.status, 400, `${path} ${bytes.join(',')}`);
+      assert.equal(r.json.error?.code, 'INVALID_UTF8', r.json.error?.message);
+      assert.match(r.json.error?.message ?? '', /offset 9/, 'the message says where');
+    }
+  }
+  const kv = await post('/v1/kv/range', JSON.stringify({ key: 'k\ufffd' }));
+  assert.equal(kv.json['count'], 0, 'no key with U+FFFD was written in their place');
+});
+
+void test('a string holding a lone surrogate is refused in every field that takes one', async () => {
+  const bodies: [string, string][] = [
+    ['/v1/kv/put', '{"key":"a\\ud800","value":"x"}'],
+    ['/v1/kv/put', '{"key":"\\udc00b","value":"x"}'],
+    ['/v1/kv/put', '{"key":"a","value":"\\ud83d"}'],
+    ['/v1/kv/put', '{"key":"a","value":"x","clientId":"c\\udfff","seq":1}'],
+    ['/v1/kv/range', '{"key":"a\\ud800"}'],
+    ['/v1/kv/range', '{"key":"a","rangeEnd":"b\\udbff"}'],
+    ['/v1/kv/delete', '{"key":"a","rangeEnd":"\\ud800"}'],
+    ['/v1/kv/txn', '{"compare":[{"key":"\\ud800","target":"value","op":"=","value":"x"}]}'],
+    ['/v1/kv/txn', '{"success":[{"put":{"key":"k","value":"\\udc00"}}]}'],
+  ];
+  for (const [path, body] of bodies) {
+    const r = await post(path, body);
+    assert.equal(r.status, 400, `${path} ${body}`);
+    assert.equal(r.json.error?.code, 'INVALID_UTF8', `${body}: ${r.json.error?.message}`);
+    assert.match(r.json.error?.message ?? '', /lone surrogate \\u[dD][89a-fA-F]/);
+  }
+  const pair = await post('/v1/kv/put', '{"key":"emoji\\ud83d\\ude00","value":"ok"}');
+  assert.equal(pair.status, 200, 'a surrogate pair is one valid character');
+  const back = await post('/v1/kv/range', JSON.stringify({ key: 'emoji😀', encoding: 'utf8' }));
+  assert.equal(back.json['count'], 1);
+});
+
+void test('an object naming a field twice is refused, at any depth and however escaped', async () => {
+  const bodies: [string, string][] = [
+    ['/v1/kv/put', '{"key":"a","value":"x","key":"b"}'],
+    ['/v1/kv/put', '{"key":"a","value":"x","k\\u0065y":"b"}'],
+    ['/v1/kv/range', '{"key":"a","limit":1,"limit":2}'],
+    ['/v1/kv/txn', '{"success":[{"put":{"key":"a","value":"1","value":"2"}}]}'],
+    ['/v1/kv/txn', '{"success":[],"success":[]}'],
+    ['/v1/cluster/transfer-leadership', '{"to":1,"to":2}'],
+  ];
+  for (const [path, body] of bodies) {
+    const r = await post(path, body);
+    assert.equal(r.status, 400, `${path} ${body}`);
+    assert.equal(r.json.error?.code, 'DUPLICATE_FIELD', `${body}: ${r.json.error?.message}`);
+  }
+  // The same name in different objects, or as a string value, is not a duplicate.
+  const ok = await post(
+    '/v1/kv/txn',
+    '{"compare":[{"key":"key","target":"version","op":">","value":0}],' +
+      '"success":[{"put":{"key":"key","value":"{\\"key\\":1,\\"key\\":2}"}}],' +
+      '"failure":[{"put":{"key":"key","value":"value"}}]}',
+  );
+  assert.equal(ok.status, 200, JSON.stringify(ok.json.error));
 });
 
 void test('sequence numbers: a window of 256 per client, out of order inside it', async () => {
