@@ -6,6 +6,7 @@ export type ApiErrorCode =
   | 'BAD_JSON'
   | 'INVALID_UTF8'
   | 'DUPLICATE_FIELD'
+  | 'DUPLICATE_KEY'
   | 'BAD_REQUEST'
   | 'UNKNOWN_FIELD'
   | 'BODY_TOO_LARGE'
@@ -34,6 +35,7 @@ const statusOf: Record<ApiErrorCode, number> = {
   BAD_JSON: 400,
   INVALID_UTF8: 400,
   DUPLICATE_FIELD: 400,
+  DUPLICATE_KEY: 400,
   BAD_REQUEST: 400,
   UNKNOWN_FIELD: 400,
   BODY_TOO_LARGE: 413,

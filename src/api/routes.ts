@@ -11,6 +11,7 @@ import type {
 } from '../kv/kv-store.js';
 import { ApiError } from './errors.js';
 import type { JsonHttpServer } from './http.js';
+import { checkTxnKeysDistinct } from './txn-keys.js';
 import type { ClusterStatus, NodeStatus } from './types.js';
 import {
   asObject,
@@ -160,6 +161,8 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     const failure = optArray(o, 'failure', MAX_TXN_OPS).map((x, i) =>
       parseTxnOp(x, enc, b, `failure[${i}]`),
     );
+    checkTxnKeysDistinct(success, 'success');
+    checkTxnKeysDistinct(failure, 'failure');
     const r = await b.write({ compare, success, failure }, session(o), signal);
     return {
       json: {

@@ -289,6 +289,36 @@ void test('an object naming a field twice is refused, at any depth and however e
   assert.equal(ok.status, 200, JSON.stringify(ok.json.error));
 });
 
+void test('a transaction writing one key twice in a branch is refused, as etcd does', async () => {
+  const put = (key: string) => ({ put: { key, value: 'v' } });
+  const del = (key: string, more: Record<string, unknown> = {}) => ({ delete: { key, ...more } });
+  const refused: unknown[] = [
+    { success: [put('a'), put('a')] },
+    { success: [put('a'), put('b'), del('a')] },
+    { success: [del('a', { prefix: true }), put('ab')] },
+    { success: [del('a', { rangeEnd: 'c' }), put('b')] },
+    { failure: [put('z'), put('z')] },
+    { success: [put('/'), del('.', { rangeEnd: '\u0000' })] },
+  ];
+  for (const txn of refused) {
+    const r = await post('/v1/kv/txn', JSON.stringify(txn));
+    assert.equal(r.status, 400, JSON.stringify(txn));
+    assert.equal(r.json.error?.code, 'DUPLICATE_KEY', r.json.error?.message);
+    assert.match(r.json.error?.message ?? '', /(success|failure)\[\d\] .* key/);
+  }
+  const allowed: unknown[] = [
+    { success: [put('a'), put('b')] },
+    { success: [put('a')], failure: [put('a')] },
+    { success: [{ range: { key: 'a' } }, put('a'), { range: { key: 'a' } }] },
+    { success: [del('a'), del('a', { prefix: true })] },
+    { success: [del('a', { rangeEnd: 'c' }), put('c')] },
+  ];
+  for (const txn of allowed) {
+    const r = await post('/v1/kv/txn', JSON.stringify(txn));
+    assert.equal(r.status, 200, `${JSON.stringify(txn)}: ${JSON.stringify(r.json.error)}`);
+  }
+});
+
 void test('sequence numbers: a window of 256 per client, out of order inside it', async () => {
   const put = (seq: number, value: string) =>
     post('/v1/kv/put', JSON.stringify({ key: 'session', value, clientId: 'w', seq }));
