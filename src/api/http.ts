@@ -31,8 +31,11 @@ export interface HttpServerOptions {
   readonly onError?: (err: unknown) => void;
 }
 
+type Method = 'GET' | 'POST';
+
 export class JsonHttpServer {
-  private readonly routes = new Map<string, Handler>();
+  /** path -> method -> handler. */
+  private readonly routes = new Map<string, Map<string, Handler>>();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
 
@@ -55,8 +58,13 @@ export class JsonHttpServer {
     });
   }
 
-  route(method: 'GET' | 'POST', path: string, handler: Handler): void {
-    this.routes.set(`${method} ${path}`, handler);
+  route(method: Method, path: string, handler: Handler): void {
+    let byMethod = this.routes.get(path);
+    if (byMethod === undefined) {
+      byMethod = new Map();
+      this.routes.set(path, byMethod);
+    }
+    byMethod.set(method, handler);
   }
 
   async listen(hostPort: string): Promise<AddressInfo> {
@@ -82,22 +90,23 @@ export class JsonHttpServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const key = `${req.method ?? 'GET'} ${url.pathname}`;
     const controller = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) controller.abort();
     });
     let status = 500;
+    const byMethod = this.routes.get(url.pathname);
+    const handler = byMethod?.get(req.method ?? '');
     try {
-      const handler = this.routes.get(key);
+      if (byMethod === undefined)
+        throw new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
       if (handler === undefined) {
-        const other = [...this.routes.keys()].some((k) => k.endsWith(` ${url.pathname}`));
-        throw other
-          ? new ApiError(
-              'METHOD_NOT_ALLOWED',
-              `${req.method ?? ''} is not allowed on ${url.pathname}`,
-            )
-          : new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
+        const allowed = [...byMethod.keys()].join(', ');
+        res.setHeader('Allow', allowed);
+        throw new ApiError(
+          'METHOD_NOT_ALLOWED',
+          `${req.method ?? ''} is not allowed on ${url.pathname} (allowed: ${allowed})`,
+        );
       }
       const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
       const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
@@ -124,7 +133,7 @@ export class JsonHttpServer {
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
       this.send(res, status, JSON.stringify(e.toJSON()), 'application/json');
     }
-    this.opts.onRequest?.(this.routes.has(key) ? url.pathname : 'unmatched', status);
+    this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
   }
 
   private send(res: ServerResponse, status: number, body: string, contentType: string): void {
@@ -137,18 +146,8 @@ export class JsonHttpServer {
   }
 
   private async readBody(req: IncomingMessage): Promise<Buffer> {
-    // curl -d sends application/x-www-form-urlencoded; the body is still parsed as JSON, so
-    // `curl -d '{...}'` works as people expect. Any other declared type is refused.
-    const type = req.headers['content-type'] ?? 'application/json';
-    if (
-      !type.startsWith('application/json') &&
-      !type.startsWith('application/x-www-form-urlencoded')
-    ) {
-      throw new ApiError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        `Content-Type must be application/json, got "${type}"`,
-      );
-    }
+    const type = req.headers['content-type'];
+    if (type !== undefined) checkJsonContentType(type);
     const declared = Number(req.headers['content-length'] ?? '0');
     if (declared > this.opts.maxBodyBytes) {
       throw new ApiError(
@@ -168,6 +167,29 @@ export class JsonHttpServer {
       }
       chunks.push(chunk);
     }
+    // A body must say it is JSON. Refusing other types (curl -d sends form-urlencoded) also
+    // keeps web pages out: a browser sends a cross-origin POST without asking first only with
+    // a form or text type, or none, so such a request can never write to a node.
+    if (size > 0 && type === undefined) {
+      throw new ApiError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'A body needs Content-Type: application/json (with curl: -H "content-type: application/json")',
+      );
+    }
     return Buffer.concat(chunks);
+  }
+}
+
+/** Accepts `application/json`, with no charset or with UTF-8, in any letter case. */
+function checkJsonContentType(header: string): void {
+  const [mediaType = '', ...params] = header.split(';').map((p) => p.trim().toLowerCase());
+  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length);
+  const utf8 = charset === undefined || ['utf-8', 'utf8', '"utf-8"'].includes(charset);
+  if (mediaType !== 'application/json' || !utf8) {
+    throw new ApiError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `Content-Type must be application/json (UTF-8), got "${header}" ` +
+        '(with curl: -H "content-type: application/json")',
+    );
   }
 }

@@ -180,13 +180,22 @@ void test('wrong types and limits', async () => {
   );
 });
 
-void test('unknown routes and methods', async () => {
+void test('unknown routes and methods; a 405 names the allowed methods', async () => {
   const r = await fetch(base + '/v1/nope');
   assert.equal(r.status, 404);
   assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
-  const m = await fetch(base + '/v1/kv/put');
-  assert.equal(m.status, 405);
-  assert.equal(((await m.json()) as { error: { code: string } }).error.code, 'METHOD_NOT_ALLOWED');
+  for (const [method, path, allow] of [
+    ['GET', '/v1/kv/put', 'POST'],
+    ['DELETE', '/v1/kv/range', 'POST'],
+    ['POST', '/v1/status', 'GET'],
+    ['PUT', '/healthz', 'GET'],
+  ] as const) {
+    const m = await fetch(base + path, { method });
+    assert.equal(m.status, 405, `${method} ${path}`);
+    assert.equal(m.headers.get('allow'), allow, `${method} ${path}: Allow`);
+    const code = ((await m.json()) as { error: { code: string } }).error.code;
+    assert.equal(code, 'METHOD_NOT_ALLOWED');
+  }
 });
 
 /** A request with exactly these body bytes and headers (fetch would add a content type). */
@@ -317,6 +326,35 @@ void test('a transaction writing one key twice in a branch is refused, as etcd d
     const r = await post('/v1/kv/txn', JSON.stringify(txn));
     assert.equal(r.status, 200, `${JSON.stringify(txn)}: ${JSON.stringify(r.json.error)}`);
   }
+});
+
+void test('a body must be declared application/json; curl -d (form-urlencoded) is refused', async () => {
+  const body = Buffer.from(JSON.stringify({ key: 'ct', value: 'v' }));
+  for (const type of [
+    'application/x-www-form-urlencoded',
+    'text/plain;charset=UTF-8',
+    'multipart/form-data; boundary=x',
+    'application/jsonx',
+    'application/json; charset=latin1',
+  ]) {
+    const r = await rawPost('/v1/kv/put', body, { 'content-type': type });
+    assert.equal(r.status, 415, type);
+    assert.equal(r.json.error?.code, 'UNSUPPORTED_MEDIA_TYPE');
+    assert.match(r.json.error?.message ?? '', /-H "content-type: application\/json"/);
+  }
+  const none = await rawPost('/v1/kv/put', body, {});
+  assert.equal(none.status, 415, 'a body without a content type');
+  for (const type of [
+    'application/json',
+    'Application/JSON; charset=UTF-8',
+    'application/json;charset=utf8',
+  ]) {
+    const r = await rawPost('/v1/kv/put', body, { 'content-type': type });
+    assert.equal(r.status, 200, `${type}: ${JSON.stringify(r.json.error)}`);
+  }
+  const empty = await rawPost('/v1/cluster/transfer-leadership', Buffer.alloc(0), {});
+  assert.equal(empty.status, 400, 'an empty body needs no content type');
+  assert.equal(empty.json.error?.code, 'BAD_REQUEST');
 });
 
 void test('sequence numbers: a window of 256 per client, out of order inside it', async () => {
