@@ -7,6 +7,7 @@ export type ApiErrorCode =
   | 'INVALID_UTF8'
   | 'DUPLICATE_FIELD'
   | 'DUPLICATE_KEY'
+  | 'REQUEST_TIMEOUT'
   | 'BAD_REQUEST'
   | 'UNKNOWN_FIELD'
   | 'BODY_TOO_LARGE'
@@ -36,6 +37,7 @@ const statusOf: Record<ApiErrorCode, number> = {
   INVALID_UTF8: 400,
   DUPLICATE_FIELD: 400,
   DUPLICATE_KEY: 400,
+  REQUEST_TIMEOUT: 408,
   BAD_REQUEST: 400,
   UNKNOWN_FIELD: 400,
   BODY_TOO_LARGE: 413,

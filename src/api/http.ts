@@ -1,10 +1,13 @@
 // A small JSON-over-HTTP/1.1 server on node:http: keep-alive, a body limit enforced while
 // reading (an oversized body is refused without being buffered), strict JSON (json-body.ts),
 // and every error answered as JSON with a stable code. Routes are exact paths; handlers get the
-// parsed body.
+// parsed body. Every connection is bounded in time and number: a client that sends its request
+// slowly, or sends nothing, or idles between requests, is disconnected, and connections past
+// the limit are closed on arrival, so a crowd of half-open connections cannot pin the server.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ApiError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 
@@ -27,6 +30,17 @@ export type Handler = (ctx: RouteContext) => Promise<RouteResult> | RouteResult;
 
 export interface HttpServerOptions {
   readonly maxBodyBytes: number;
+  /**
+   * A connection must send a request's headers within this (from the request's first byte, or
+   * from connecting for the first request), else it is answered 408 and closed.
+   */
+  readonly headersTimeoutMs: number;
+  /** A connection must send a whole request within this. At least headersTimeoutMs. */
+  readonly requestTimeoutMs: number;
+  /** A keep-alive connection idle this long between requests is closed. */
+  readonly idleTimeoutMs: number;
+  /** Connections open at once; one past the limit is closed before anything is read from it. */
+  readonly maxConnections: number;
   readonly onRequest?: (route: string, status: number) => void;
   readonly onError?: (err: unknown) => void;
 }
@@ -40,22 +54,30 @@ export class JsonHttpServer {
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly opts: HttpServerOptions) {
+    if (opts.headersTimeoutMs > opts.requestTimeoutMs)
+      throw new RangeError(
+        `headersTimeoutMs (${opts.headersTimeoutMs}) must not exceed requestTimeoutMs (${opts.requestTimeoutMs})`,
+      );
     this.server = createServer(
-      { keepAliveTimeout: 30_000, requestTimeout: 60_000, headersTimeout: 10_000 },
+      {
+        keepAliveTimeout: opts.idleTimeoutMs,
+        requestTimeout: opts.requestTimeoutMs,
+        headersTimeout: opts.headersTimeoutMs,
+        // Node checks the two request timeouts on this period (30 s by default, which let
+        // half-open connections live for 40 s). A quarter of the header timeout closes them
+        // within 1.25 times it, while checking at most 100 times a second.
+        connectionsCheckingInterval: Math.min(1_000, Math.max(10, opts.headersTimeoutMs / 4)),
+      },
       (req, res) => {
         void this.handle(req, res);
       },
     );
+    this.server.maxConnections = opts.maxConnections;
     this.server.on('connection', (s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
-    // A client that sends garbage instead of HTTP gets a 400 and is disconnected; the server lives on.
-    this.server.on('clientError', (_err, socket) => {
-      if (socket.writable)
-        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    this.server.on('clientError', (err, socket) => this.onClientError(err, socket));
   }
 
   route(method: Method, path: string, handler: Handler): void {
@@ -65,6 +87,11 @@ export class JsonHttpServer {
       this.routes.set(path, byMethod);
     }
     byMethod.set(method, handler);
+  }
+
+  /** Connections open now (for tests and metrics). */
+  connections(): number {
+    return this.sockets.size;
   }
 
   async listen(hostPort: string): Promise<AddressInfo> {
@@ -134,6 +161,32 @@ export class JsonHttpServer {
       this.send(res, status, JSON.stringify(e.toJSON()), 'application/json');
     }
     this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
+  }
+
+  /**
+   * A connection that broke HTTP: garbage instead of a request (400), or too slow to send one
+   * (408, the header or request timeout). It is answered if nothing was written to it yet,
+   * then closed; the server lives on.
+   */
+  private onClientError(err: Error & { code?: string }, socket: Duplex): void {
+    if (!socket.writable || (socket as Socket).bytesWritten > 0) {
+      socket.destroy();
+      return;
+    }
+    const e =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ApiError(
+            'REQUEST_TIMEOUT',
+            `The request did not arrive in time (headers within ${this.opts.headersTimeoutMs} ms, ` +
+              `all of it within ${this.opts.requestTimeoutMs} ms)`,
+          )
+        : new ApiError('BAD_REQUEST', `Not an HTTP/1.1 request: ${err.code ?? err.message}`);
+    const body = JSON.stringify(e.toJSON());
+    socket.end(
+      `HTTP/1.1 ${e.status} ${e.status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+        `Connection: close\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   }
 
   private send(res: ServerResponse, status: number, body: string, contentType: string): void {

@@ -41,6 +41,14 @@ export interface NodeConfig {
    * them first, so a client never sees the core's refusal.
    */
   readonly maxProposalBytes: number;
+  /** A connection must send a request's headers within this, or it is answered 408 and closed. */
+  readonly httpHeadersTimeoutMs: number;
+  /** A connection must send a whole request (headers and body) within this. */
+  readonly httpRequestTimeoutMs: number;
+  /** A keep-alive connection idle this long between requests is closed. */
+  readonly httpIdleTimeoutMs: number;
+  /** Client connections open at once; connections past it are closed on arrival. */
+  readonly httpMaxConnections: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
    * Deliberately unsafe behaviour for proving the fault-injection checker can fail; never for
@@ -66,6 +74,10 @@ export const configDefaults = {
   maxKeyBytes: 1024,
   maxValueBytes: 1024 * 1024,
   maxBodyBytes: 2 * 1024 * 1024 + 64 * 1024,
+  httpHeadersTimeoutMs: 5_000,
+  httpRequestTimeoutMs: 30_000,
+  httpIdleTimeoutMs: 10_000,
+  httpMaxConnections: 8_192,
   logLevel: 'info',
 } as const;
 
@@ -80,6 +92,10 @@ const numericFields = [
   ['maxKeyBytes', 1, 64 * 1024],
   ['maxValueBytes', 1, 64 * 1024 * 1024],
   ['maxBodyBytes', 1024, 128 * 1024 * 1024],
+  ['httpHeadersTimeoutMs', 10, 600_000],
+  ['httpRequestTimeoutMs', 10, 3_600_000],
+  ['httpIdleTimeoutMs', 10, 3_600_000],
+  ['httpMaxConnections', 1, 1_000_000],
 ] as const;
 
 /** Headers, flags and punctuation of a put request's JSON body beyond its key and value. */
@@ -225,7 +241,7 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
 }
 
 /**
- * Checks the relations between the size limits, and returns the largest
+ * Checks the relations between the size limits and the time limits, and returns the largest
  * proposal, so that every request the API accepts fits each layer below it: the body holds a
  * put of a key and a value at their limits even in base64; the log entry holds its envelope;
  * storage and peer frames hold the entry.
@@ -249,6 +265,11 @@ function checkLimits(n: Record<(typeof numericFields)[number][0], number>): numb
     throw new ConfigError(
       `maxKeyBytes (${n.maxKeyBytes}) and maxValueBytes (${n.maxValueBytes}) make log entries of up to ` +
         `${maxProposalBytes} bytes; storage and peer messages hold at most ${entryLimit}`,
+    );
+  }
+  if (n.httpHeadersTimeoutMs > n.httpRequestTimeoutMs) {
+    throw new ConfigError(
+      `httpHeadersTimeoutMs (${n.httpHeadersTimeoutMs}) must not exceed httpRequestTimeoutMs (${n.httpRequestTimeoutMs})`,
     );
   }
   return maxProposalBytes;

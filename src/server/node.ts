@@ -142,6 +142,10 @@ export class FlotillaNode implements AsyncDisposable {
     }
     const http = new JsonHttpServer({
       maxBodyBytes: config.maxBodyBytes,
+      headersTimeoutMs: config.httpHeadersTimeoutMs,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
+      idleTimeoutMs: config.httpIdleTimeoutMs,
+      maxConnections: config.httpMaxConnections,
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
     });

@@ -1,10 +1,11 @@
 // The documented limits of a real (single-node, in-process) node with its default settings:
 // a value of exactly the value limit is stored, whatever else the request carries, and anything
 // larger, alone or in a transaction, is refused with 413 before the Raft core could refuse it
-// (which answered 500).
+// (which answered 500). The node's HTTP timeouts come from its config.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -16,6 +17,7 @@ let node: FlotillaNode;
 let base: string;
 let clientPort: number;
 let dir: string;
+const headersTimeoutMs = 500;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'flotilla-limits-'));
@@ -27,6 +29,7 @@ before(async () => {
       dataDir: dir,
       initialCluster: `1=127.0.0.1:${peerPort}@http://127.0.0.1:${clientPort}`,
       logLevel: 'silent',
+      httpHeadersTimeoutMs: headersTimeoutMs,
     }),
   );
   base = `http://127.0.0.1:${clientPort}`;
@@ -107,4 +110,27 @@ void test('a transaction larger than one log entry is refused with 413 TXN_TOO_L
   assert.match(r.json.error?.message ?? '', /takes \d+ bytes in the log; one write holds at most/);
   const after = await post('/v1/kv/range', { key: 'a' });
   assert.equal(after.json['count'], 0, 'nothing of it applied');
+});
+
+void test('a connection that sends half a request is closed after httpHeadersTimeoutMs', async () => {
+  // A time bound: the node checks every quarter of the 500 ms header timeout, so it closes
+  // the connection after 500-625 ms; 5 s leaves room for a loaded machine.
+  const started = performance.now();
+  const reply = await new Promise<string>((resolve, reject) => {
+    const s = connect(clientPort, '127.0.0.1', () =>
+      s.write('POST /v1/kv/put HTTP/1.1\r\nHost: x\r\n'),
+    );
+    let data = '';
+    s.on('data', (d) => (data += d.toString('latin1')));
+    s.on('close', () => resolve(data));
+    s.on('error', reject);
+    s.setTimeout(5000, () => {
+      s.destroy();
+      reject(new Error(`still open after 5 s; received ${JSON.stringify(data)}`));
+    });
+  });
+  const elapsed = performance.now() - started;
+  assert.ok(elapsed >= headersTimeoutMs * 0.9, `closed after ${elapsed} ms, before the timeout`);
+  assert.match(reply, /^HTTP\/1\.1 408 /);
+  assert.match(reply, /"code":"REQUEST_TIMEOUT"/);
 });

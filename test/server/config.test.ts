@@ -66,6 +66,12 @@ void test('bad values are refused with the field and the value', () => {
       { ...base, maxValueBytes: 16 * 1024 * 1024, maxBodyBytes: 32 * 1024 * 1024 },
       /maxKeyBytes \(1024\) and maxValueBytes \(16777216\) make log entries of up to \d+ bytes; storage and peer messages hold at most 15728640/,
     ],
+    [
+      { ...base, httpHeadersTimeoutMs: 2000, httpRequestTimeoutMs: 1000 },
+      /httpHeadersTimeoutMs \(2000\) must not exceed httpRequestTimeoutMs \(1000\)/,
+    ],
+    [{ ...base, httpMaxConnections: 0 }, /httpMaxConnections must be an integer in \[1, /],
+    [{ ...base, httpIdleTimeoutMs: 5 }, /httpIdleTimeoutMs must be an integer in \[10, /],
     [{ ...base, unsafeTestMode: 'yolo' }, /unsafeTestMode must be/],
     [{ id: 1, dataDir: '/d' }, /initialCluster is required/],
     [{ ...base, initialCluster: '1=nohost' }, /must look like 1=127.0.0.1:7001@http/],
@@ -118,4 +124,19 @@ void test('the proposal limit is derived from the key and value limits', () => {
     maxBodyBytes: 12 * 1024 * 1024,
   });
   assert.equal(big.maxProposalBytes, maxWriteEnvelopeBytes(big));
+});
+
+void test('the HTTP connection limits have defaults and come from the environment too', () => {
+  const base = { id: 1, dataDir: '/d', initialCluster: cluster };
+  const c = resolveNodeConfig(base);
+  assert.deepEqual(
+    [c.httpHeadersTimeoutMs, c.httpRequestTimeoutMs, c.httpIdleTimeoutMs, c.httpMaxConnections],
+    [5_000, 30_000, 10_000, 8_192],
+  );
+  const env = configFromEnv({
+    FLOTILLA_HTTP_MAX_CONNECTIONS: '64',
+    FLOTILLA_HTTP_IDLE_TIMEOUT_MS: '250',
+  });
+  const e = resolveNodeConfig(base, env);
+  assert.deepEqual([e.httpMaxConnections, e.httpIdleTimeoutMs], [64, 250]);
 });
