@@ -1,10 +1,15 @@
 // A small JSON-over-HTTP/1.1 server on node:http: keep-alive, a body limit enforced while
-// reading (an oversized body is refused without being buffered), strict JSON, and every error
-// answered as JSON with a stable code. Routes are exact paths; handlers get the parsed body.
+// reading (an oversized body is refused without being buffered), strict JSON (json-body.ts),
+// and every error answered as JSON with a stable code. Routes are exact paths; handlers get the
+// parsed body. Every connection is bounded in time and number: a client that sends its request
+// slowly, or sends nothing, or idles between requests, is disconnected, and connections past
+// the limit are closed on arrival, so a crowd of half-open connections cannot pin the server.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ApiError } from './errors.js';
+import { parseJsonBody } from './json-body.js';
 
 export interface RouteContext {
   readonly body: unknown;
@@ -25,36 +30,68 @@ export type Handler = (ctx: RouteContext) => Promise<RouteResult> | RouteResult;
 
 export interface HttpServerOptions {
   readonly maxBodyBytes: number;
+  /**
+   * A connection must send a request's headers within this (from the request's first byte, or
+   * from connecting for the first request), else it is answered 408 and closed.
+   */
+  readonly headersTimeoutMs: number;
+  /** A connection must send a whole request within this. At least headersTimeoutMs. */
+  readonly requestTimeoutMs: number;
+  /** A keep-alive connection idle this long between requests is closed. */
+  readonly idleTimeoutMs: number;
+  /** Connections open at once; one past the limit is closed before anything is read from it. */
+  readonly maxConnections: number;
   readonly onRequest?: (route: string, status: number) => void;
   readonly onError?: (err: unknown) => void;
 }
 
+type Method = 'GET' | 'POST';
+
 export class JsonHttpServer {
-  private readonly routes = new Map<string, Handler>();
+  /** path -> method -> handler. */
+  private readonly routes = new Map<string, Map<string, Handler>>();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly opts: HttpServerOptions) {
+    if (opts.headersTimeoutMs > opts.requestTimeoutMs)
+      throw new RangeError(
+        `headersTimeoutMs (${opts.headersTimeoutMs}) must not exceed requestTimeoutMs (${opts.requestTimeoutMs})`,
+      );
     this.server = createServer(
-      { keepAliveTimeout: 30_000, requestTimeout: 60_000, headersTimeout: 10_000 },
+      {
+        keepAliveTimeout: opts.idleTimeoutMs,
+        requestTimeout: opts.requestTimeoutMs,
+        headersTimeout: opts.headersTimeoutMs,
+        // Node checks the two request timeouts on this period (30 s by default, which let
+        // half-open connections live for 40 s). A quarter of the header timeout closes them
+        // within 1.25 times it, while checking at most 100 times a second.
+        connectionsCheckingInterval: Math.min(1_000, Math.max(10, opts.headersTimeoutMs / 4)),
+      },
       (req, res) => {
         void this.handle(req, res);
       },
     );
+    this.server.maxConnections = opts.maxConnections;
     this.server.on('connection', (s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
-    // A client that sends garbage instead of HTTP gets a 400 and is disconnected; the server lives on.
-    this.server.on('clientError', (_err, socket) => {
-      if (socket.writable)
-        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    this.server.on('clientError', (err, socket) => this.onClientError(err, socket));
   }
 
-  route(method: 'GET' | 'POST', path: string, handler: Handler): void {
-    this.routes.set(`${method} ${path}`, handler);
+  route(method: Method, path: string, handler: Handler): void {
+    let byMethod = this.routes.get(path);
+    if (byMethod === undefined) {
+      byMethod = new Map();
+      this.routes.set(path, byMethod);
+    }
+    byMethod.set(method, handler);
+  }
+
+  /** Connections open now (for tests and metrics). */
+  connections(): number {
+    return this.sockets.size;
   }
 
   async listen(hostPort: string): Promise<AddressInfo> {
@@ -80,25 +117,27 @@ export class JsonHttpServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const key = `${req.method ?? 'GET'} ${url.pathname}`;
     const controller = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) controller.abort();
     });
     let status = 500;
+    const byMethod = this.routes.get(url.pathname);
+    const handler = byMethod?.get(req.method ?? '');
     try {
-      const handler = this.routes.get(key);
+      if (byMethod === undefined)
+        throw new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
       if (handler === undefined) {
-        const other = [...this.routes.keys()].some((k) => k.endsWith(` ${url.pathname}`));
-        throw other
-          ? new ApiError(
-              'METHOD_NOT_ALLOWED',
-              `${req.method ?? ''} is not allowed on ${url.pathname}`,
-            )
-          : new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
+        const allowed = [...byMethod.keys()].join(', ');
+        res.setHeader('Allow', allowed);
+        throw new ApiError(
+          'METHOD_NOT_ALLOWED',
+          `${req.method ?? ''} is not allowed on ${url.pathname} (allowed: ${allowed})`,
+        );
       }
-      const rawBody = req.method === 'POST' ? await this.readBody(req) : '';
-      const body = req.method === 'POST' ? parseJson(rawBody) : undefined;
+      const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
+      const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
+      const rawBody = bytes.toString('utf8');
       const result = await handler({
         body,
         rawBody,
@@ -121,7 +160,33 @@ export class JsonHttpServer {
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
       this.send(res, status, JSON.stringify(e.toJSON()), 'application/json');
     }
-    this.opts.onRequest?.(this.routes.has(key) ? url.pathname : 'unmatched', status);
+    this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
+  }
+
+  /**
+   * A connection that broke HTTP: garbage instead of a request (400), or too slow to send one
+   * (408, the header or request timeout). It is answered if nothing was written to it yet,
+   * then closed; the server lives on.
+   */
+  private onClientError(err: Error & { code?: string }, socket: Duplex): void {
+    if (!socket.writable || (socket as Socket).bytesWritten > 0) {
+      socket.destroy();
+      return;
+    }
+    const e =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ApiError(
+            'REQUEST_TIMEOUT',
+            `The request did not arrive in time (headers within ${this.opts.headersTimeoutMs} ms, ` +
+              `all of it within ${this.opts.requestTimeoutMs} ms)`,
+          )
+        : new ApiError('BAD_REQUEST', `Not an HTTP/1.1 request: ${err.code ?? err.message}`);
+    const body = JSON.stringify(e.toJSON());
+    socket.end(
+      `HTTP/1.1 ${e.status} ${e.status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+        `Connection: close\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   }
 
   private send(res: ServerResponse, status: number, body: string, contentType: string): void {
@@ -133,19 +198,9 @@ export class JsonHttpServer {
     res.end(body);
   }
 
-  private async readBody(req: IncomingMessage): Promise<string> {
-    // curl -d sends application/x-www-form-urlencoded; the body is still parsed as JSON, so
-    // `curl -d '{...}'` works as people expect. Any other declared type is refused.
-    const type = req.headers['content-type'] ?? 'application/json';
-    if (
-      !type.startsWith('application/json') &&
-      !type.startsWith('application/x-www-form-urlencoded')
-    ) {
-      throw new ApiError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        `Content-Type must be application/json, got "${type}"`,
-      );
-    }
+  private async readBody(req: IncomingMessage): Promise<Buffer> {
+    const type = req.headers['content-type'];
+    if (type !== undefined) checkJsonContentType(type);
     const declared = Number(req.headers['content-length'] ?? '0');
     if (declared > this.opts.maxBodyBytes) {
       throw new ApiError(
@@ -165,15 +220,29 @@ export class JsonHttpServer {
       }
       chunks.push(chunk);
     }
-    return Buffer.concat(chunks).toString('utf8');
+    // A body must say it is JSON. Refusing other types (curl -d sends form-urlencoded) also
+    // keeps web pages out: a browser sends a cross-origin POST without asking first only with
+    // a form or text type, or none, so such a request can never write to a node.
+    if (size > 0 && type === undefined) {
+      throw new ApiError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'A body needs Content-Type: application/json (with curl: -H "content-type: application/json")',
+      );
+    }
+    return Buffer.concat(chunks);
   }
 }
 
-function parseJson(text: string): unknown {
-  if (text.trim() === '') return {};
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ApiError('BAD_JSON', `Body is not valid JSON: ${(err as Error).message}`);
+/** Accepts `application/json`, with no charset or with UTF-8, in any letter case. */
+function checkJsonContentType(header: string): void {
+  const [mediaType = '', ...params] = header.split(';').map((p) => p.trim().toLowerCase());
+  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length);
+  const utf8 = charset === undefined || ['utf-8', 'utf8', '"utf-8"'].includes(charset);
+  if (mediaType !== 'application/json' || !utf8) {
+    throw new ApiError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `Content-Type must be application/json (UTF-8), got "${header}" ` +
+        '(with curl: -H "content-type: application/json")',
+    );
   }
 }

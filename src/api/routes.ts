@@ -11,6 +11,7 @@ import type {
 } from '../kv/kv-store.js';
 import { ApiError } from './errors.js';
 import type { JsonHttpServer } from './http.js';
+import { checkTxnKeysDistinct } from './txn-keys.js';
 import type { ClusterStatus, NodeStatus } from './types.js';
 import {
   asObject,
@@ -88,6 +89,8 @@ export interface KvBackend {
 }
 
 const MAX_TXN_OPS = 128;
+/** The longest `clientId`, in UTF-16 code units (JavaScript string length). */
+export const MAX_CLIENT_ID_CHARS = 128;
 const MAX_LIMIT = 100_000;
 
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
@@ -158,6 +161,8 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     const failure = optArray(o, 'failure', MAX_TXN_OPS).map((x, i) =>
       parseTxnOp(x, enc, b, `failure[${i}]`),
     );
+    checkTxnKeysDistinct(success, 'success');
+    checkTxnKeysDistinct(failure, 'failure');
     const r = await b.write({ compare, success, failure }, session(o), signal);
     return {
       json: {
@@ -215,8 +220,11 @@ function session(o: Obj): Session | null {
   if (clientId === undefined && seq === undefined) return null;
   if (clientId === undefined || seq === undefined)
     throw new ApiError('BAD_REQUEST', '"clientId" and "seq" go together');
-  if (clientId.length === 0 || clientId.length > 128)
-    throw new ApiError('BAD_REQUEST', '"clientId" must have 1 to 128 characters');
+  if (clientId.length === 0 || clientId.length > MAX_CLIENT_ID_CHARS)
+    throw new ApiError(
+      'BAD_REQUEST',
+      `"clientId" must have 1 to ${MAX_CLIENT_ID_CHARS} characters, got ${clientId.length}`,
+    );
   return { clientId, seq };
 }
 

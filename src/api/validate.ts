@@ -25,10 +25,22 @@ export function onlyFields(o: Obj, allowed: readonly string[], what = 'body'): v
   }
 }
 
+/** A UTF-16 surrogate without its other half: it has no UTF-8 form. */
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** A string field; it must be valid Unicode, so that it has exactly one UTF-8 form. */
 export function reqString(o: Obj, k: string): string {
   const v = o[k];
   if (typeof v !== 'string')
     throw new ApiError('BAD_REQUEST', `"${k}" must be a string, got ${describe(v)}`);
+  const bad = loneSurrogate.exec(v);
+  if (bad !== null) {
+    const unit = bad[0].charCodeAt(0).toString(16);
+    throw new ApiError(
+      'INVALID_UTF8',
+      `"${k}" holds a lone surrogate \\u${unit} at index ${bad.index}: strings must be valid Unicode`,
+    );
+  }
   return v;
 }
 

@@ -100,7 +100,9 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     out(
       `  node ${m.id}: client ${m.client}  peer ${m.peer}  pid ${children.get(m.id)?.pid ?? '?'}`,
     );
-  out(`Try: curl -s ${members[0]?.client}/v1/kv/put -d '{"key":"hello","value":"world"}'`);
+  out(
+    `Try: curl -s ${members[0]?.client}/v1/kv/put -H 'content-type: application/json' -d '{"key":"hello","value":"world"}'`,
+  );
   out('Press Ctrl-C to stop all nodes.');
   void announceLeader(members, out, () => stopping);
 

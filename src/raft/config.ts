@@ -51,6 +51,11 @@ export interface RaftConfig {
   readonly maxEntriesPerMsg?: number;
   /** Max bytes of entry data in one AppendEntries message. Default 1 MiB. */
   readonly maxBytesPerMsg?: number;
+  /**
+   * Max bytes of one proposal's data; larger ones are refused with PROPOSAL_TOO_LARGE. An entry
+   * may exceed maxBytesPerMsg (it then travels alone). Default: maxBytesPerMsg.
+   */
+  readonly maxProposalBytes?: number;
   /** Max bytes of uncommitted entry data a leader accepts before refusing proposals. Default 64 MiB. */
   readonly maxUncommittedBytes?: number;
   /** Max entries handed out in one Ready as committedEntries. Default 16,384. */
@@ -75,6 +80,7 @@ export interface ResolvedConfig {
   readonly maxInflightBytes: number;
   readonly maxEntriesPerMsg: number;
   readonly maxBytesPerMsg: number;
+  readonly maxProposalBytes: number;
   readonly maxUncommittedBytes: number;
   readonly maxCommittedPerReady: number;
   readonly onEvent: ((event: RaftEvent) => void) | null;
@@ -97,6 +103,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     maxInflightBytes: config.maxInflightBytes ?? 64 * 1024 * 1024,
     maxEntriesPerMsg: config.maxEntriesPerMsg ?? 4096,
     maxBytesPerMsg: config.maxBytesPerMsg ?? 1024 * 1024,
+    maxProposalBytes: config.maxProposalBytes ?? config.maxBytesPerMsg ?? 1024 * 1024,
     maxUncommittedBytes: config.maxUncommittedBytes ?? 64 * 1024 * 1024,
     maxCommittedPerReady: config.maxCommittedPerReady ?? 16384,
     onEvent: config.onEvent ?? null,
@@ -128,6 +135,10 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
   check(
     resolved.maxBytesPerMsg >= 1,
     `maxBytesPerMsg must be >= 1, got ${resolved.maxBytesPerMsg}`,
+  );
+  check(
+    Number.isSafeInteger(resolved.maxProposalBytes) && resolved.maxProposalBytes >= 1,
+    `maxProposalBytes must be a positive integer, got ${resolved.maxProposalBytes}`,
   );
   check(
     resolved.maxInflightBytes >= resolved.maxBytesPerMsg,

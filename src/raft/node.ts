@@ -189,10 +189,10 @@ export class RaftNode {
     }
     let bytes = 0;
     for (const d of datas) {
-      if (d.length > this.cfg.maxBytesPerMsg) {
+      if (d.length > this.cfg.maxProposalBytes) {
         return fail(
           'PROPOSAL_TOO_LARGE',
-          `Proposal of ${d.length} bytes exceeds the limit of ${this.cfg.maxBytesPerMsg}`,
+          `Proposal of ${d.length} bytes exceeds the limit of ${this.cfg.maxProposalBytes}`,
         );
       }
       bytes += d.length;

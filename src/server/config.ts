@@ -5,6 +5,9 @@
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_LIMITS } from '../storage/index.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../transport/index.js';
+import { maxWriteEnvelopeBytes } from './kv-backend.js';
 
 export interface Member {
   readonly id: number;
@@ -32,6 +35,20 @@ export interface NodeConfig {
   readonly maxKeyBytes: number;
   readonly maxValueBytes: number;
   readonly maxBodyBytes: number;
+  /**
+   * Derived, not set: the most bytes one write takes in the log (a key and a value at their
+   * limits in the command envelope). The Raft core refuses larger proposals; the API refuses
+   * them first, so a client never sees the core's refusal.
+   */
+  readonly maxProposalBytes: number;
+  /** A connection must send a request's headers within this, or it is answered 408 and closed. */
+  readonly httpHeadersTimeoutMs: number;
+  /** A connection must send a whole request (headers and body) within this. */
+  readonly httpRequestTimeoutMs: number;
+  /** A keep-alive connection idle this long between requests is closed. */
+  readonly httpIdleTimeoutMs: number;
+  /** Client connections open at once; connections past it are closed on arrival. */
+  readonly httpMaxConnections: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
    * Deliberately unsafe behaviour for proving the fault-injection checker can fail; never for
@@ -57,6 +74,10 @@ export const configDefaults = {
   maxKeyBytes: 1024,
   maxValueBytes: 1024 * 1024,
   maxBodyBytes: 2 * 1024 * 1024 + 64 * 1024,
+  httpHeadersTimeoutMs: 5_000,
+  httpRequestTimeoutMs: 30_000,
+  httpIdleTimeoutMs: 10_000,
+  httpMaxConnections: 8_192,
   logLevel: 'info',
 } as const;
 
@@ -71,7 +92,14 @@ const numericFields = [
   ['maxKeyBytes', 1, 64 * 1024],
   ['maxValueBytes', 1, 64 * 1024 * 1024],
   ['maxBodyBytes', 1024, 128 * 1024 * 1024],
+  ['httpHeadersTimeoutMs', 10, 600_000],
+  ['httpRequestTimeoutMs', 10, 3_600_000],
+  ['httpIdleTimeoutMs', 10, 3_600_000],
+  ['httpMaxConnections', 1, 1_000_000],
 ] as const;
+
+/** Headers, flags and punctuation of a put request's JSON body beyond its key and value. */
+const putBodyOverheadBytes = 1024;
 
 const knownFields = new Set([
   'id',
@@ -170,11 +198,7 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
       `heartbeatTicks (${numbers.heartbeatTicks}) must be below electionTicks (${numbers.electionTicks})`,
     );
   }
-  if (numbers.maxBodyBytes < numbers.maxValueBytes + numbers.maxKeyBytes) {
-    throw new ConfigError(
-      `maxBodyBytes (${numbers.maxBodyBytes}) must hold a key and a value (${numbers.maxKeyBytes + numbers.maxValueBytes})`,
-    );
-  }
+  const maxProposalBytes = checkLimits(numbers);
   const storage = str(merged['storage'], 'storage', configDefaults.storage);
   if (storage !== 'wal' && storage !== 'sqlite')
     throw new ConfigError(`storage must be "wal" or "sqlite", got "${storage}"`);
@@ -212,8 +236,47 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
     logLevel: logLevel as NodeConfig['logLevel'],
     unsafeTestMode,
     ...numbers,
+    maxProposalBytes,
   };
 }
+
+/**
+ * Checks the relations between the size limits and the time limits, and returns the largest
+ * proposal, so that every request the API accepts fits each layer below it: the body holds a
+ * put of a key and a value at their limits even in base64; the log entry holds its envelope;
+ * storage and peer frames hold the entry.
+ */
+function checkLimits(n: Record<(typeof numericFields)[number][0], number>): number {
+  const base64Bytes = (bytes: number): number => 4 * Math.ceil(bytes / 3);
+  const putBodyBytes =
+    base64Bytes(n.maxKeyBytes) + base64Bytes(n.maxValueBytes) + putBodyOverheadBytes;
+  if (n.maxBodyBytes < putBodyBytes) {
+    throw new ConfigError(
+      `maxBodyBytes (${n.maxBodyBytes}) must hold a put of a key and a value at their limits ` +
+        `in base64 (${putBodyBytes} bytes for maxKeyBytes ${n.maxKeyBytes} and maxValueBytes ${n.maxValueBytes})`,
+    );
+  }
+  const maxProposalBytes = maxWriteEnvelopeBytes(n);
+  const entryLimit = Math.min(
+    DEFAULT_LIMITS.maxEntryBytes,
+    DEFAULT_MAX_FRAME_BYTES - appendFrameReserveBytes,
+  );
+  if (maxProposalBytes > entryLimit) {
+    throw new ConfigError(
+      `maxKeyBytes (${n.maxKeyBytes}) and maxValueBytes (${n.maxValueBytes}) make log entries of up to ` +
+        `${maxProposalBytes} bytes; storage and peer messages hold at most ${entryLimit}`,
+    );
+  }
+  if (n.httpHeadersTimeoutMs > n.httpRequestTimeoutMs) {
+    throw new ConfigError(
+      `httpHeadersTimeoutMs (${n.httpHeadersTimeoutMs}) must not exceed httpRequestTimeoutMs (${n.httpRequestTimeoutMs})`,
+    );
+  }
+  return maxProposalBytes;
+}
+
+/** Room left in a peer frame for an append's fields and the other entries sent with one. */
+const appendFrameReserveBytes = 1024 * 1024;
 
 function resolveMembers(merged: Raw): Member[] {
   const raw = merged['members'] ?? merged['initialCluster'];

@@ -5,13 +5,14 @@
 
 import { Packr } from 'msgpackr';
 import { ApiError } from '../api/errors.js';
-import type {
-  BackendCompare,
-  BackendOp,
-  BackendOpResult,
-  Header,
-  RangeSpec,
-  Session,
+import {
+  MAX_CLIENT_ID_CHARS,
+  type BackendCompare,
+  type BackendOp,
+  type BackendOpResult,
+  type Header,
+  type RangeSpec,
+  type Session,
 } from '../api/routes.js';
 import { KvStore, type Compare, type Op, type TxnResult } from '../kv/kv-store.js';
 import type { Entry } from '../raft/index.js';
@@ -41,22 +42,58 @@ export type ApplyResult =
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
+/** Bytes msgpack spends on a `bin` field of `n` bytes: bin8, bin16 or bin32 header and data. */
+function binBytes(n: number): number {
+  return n + (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+}
+
+/**
+ * The most bytes one put or delete can take in the log: a key and a value (or a range end) at
+ * their limits, inside an envelope whose other fields are at their worst (the longest client
+ * id in 3-byte characters, the largest sequence number, a 9-byte time). This is the core's
+ * proposal limit, so a write the API accepted is never refused by the core; a transaction
+ * whose operations together encode to more is refused by the API (`TXN_TOO_LARGE`).
+ */
+export function maxWriteEnvelopeBytes(limits: {
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+}): number {
+  const none = new Uint8Array(0);
+  const envelope = (op: Op): Envelope => ({
+    c: '\uffff'.repeat(MAX_CLIENT_ID_CHARS),
+    s: Number.MAX_SAFE_INTEGER,
+    t: 2 ** 53,
+    x: { compare: [], success: [op], failure: [] },
+  });
+  const put = envelope({ kind: 'put', key: none, value: none, prevKv: true });
+  const del = envelope({ kind: 'delete', range: { key: none, rangeEnd: none }, prevKv: true });
+  const key = binBytes(limits.maxKeyBytes) - binBytes(0);
+  const value = binBytes(limits.maxValueBytes) - binBytes(0);
+  return Math.max(packr.pack(put).length + key + value, packr.pack(del).length + 2 * key);
+}
+
 export class KvStateMachine implements ApplyTarget {
   private readonly store = new KvStore();
   private readonly sessions: SessionTable;
+  /** The most bytes `encode` hands out: maxWriteEnvelopeBytes of the limits. */
+  readonly maxProposalBytes: number;
 
   constructor(
     private readonly limits: { readonly maxKeyBytes: number; readonly maxValueBytes: number },
     sessionLimits: SessionLimits = defaultSessionLimits,
   ) {
     this.sessions = new SessionTable(sessionLimits);
+    this.maxProposalBytes = maxWriteEnvelopeBytes(limits);
   }
 
   revision(): number {
     return this.store.revision();
   }
 
-  /** Encodes a write for the log; `timeMs` is the proposing leader's clock. */
+  /**
+   * Encodes a write for the log; `timeMs` is the proposing leader's clock. Throws
+   * `TXN_TOO_LARGE` when it would exceed maxProposalBytes (only a transaction can).
+   */
   encode(
     txn: {
       readonly compare: readonly BackendCompare[];
@@ -67,7 +104,15 @@ export class KvStateMachine implements ApplyTarget {
     timeMs: number,
   ): Uint8Array {
     const env: Envelope = { c: session?.clientId ?? '', s: session?.seq ?? 0, t: timeMs, x: txn };
-    return packr.pack(env);
+    const data = packr.pack(env);
+    if (data.length > this.maxProposalBytes) {
+      throw new ApiError(
+        'TXN_TOO_LARGE',
+        `The transaction takes ${data.length} bytes in the log; one write holds at most ` +
+          `${this.maxProposalBytes} (a key and a value at their limits): split it`,
+      );
+    }
+    return data;
   }
 
   apply(entry: Entry): ApplyResult {
@@ -90,7 +135,9 @@ export class KvStateMachine implements ApplyTarget {
         return {
           ok: false,
           code: 'SESSION_STALE_SEQUENCE',
-          message: `Client ${env.c} sequence ${env.s} is older than its session window`,
+          message:
+            `Client ${env.c} sequence ${env.s} is below its session window (sequence numbers ` +
+            `up to ${check.floor} are refused): whether a write with it applied can no longer be told`,
         };
       }
     }
@@ -105,7 +152,12 @@ export class KvStateMachine implements ApplyTarget {
     header: () => Header,
   ): { header: Header; succeeded: boolean; results: readonly BackendOpResult[] } {
     const r = result as ApplyResult;
-    if (!r.ok) throw new ApiError(r.code === 'BAD_COMMAND' ? 'BAD_REQUEST' : r.code, r.message);
+    if (!r.ok) {
+      // A stale sequence number applied nothing now, but an earlier attempt with it may have:
+      // the window no longer remembers, so the write's fate is unknown (indefinite).
+      if (r.code === 'SESSION_STALE_SEQUENCE') throw new ApiError(r.code, r.message, true);
+      throw new ApiError('BAD_REQUEST', r.message);
+    }
     const h = header();
     return {
       header: { ...h, revision: r.txn.revision },

@@ -127,6 +127,8 @@ export class FlotillaNode implements AsyncDisposable {
       heartbeatTicks: config.heartbeatTicks,
       snapshotEveryEntries: config.snapshotEveryEntries,
       requestTimeoutMs: config.requestTimeoutMs,
+      // The API refuses a write larger than this before proposing it (kv-backend.ts).
+      raft: { maxProposalBytes: config.maxProposalBytes },
       onEvent: (e: RuntimeEvent) => {
         metrics.observe(e);
         logRuntimeEvent(log, e);
@@ -140,6 +142,10 @@ export class FlotillaNode implements AsyncDisposable {
     }
     const http = new JsonHttpServer({
       maxBodyBytes: config.maxBodyBytes,
+      headersTimeoutMs: config.httpHeadersTimeoutMs,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
+      idleTimeoutMs: config.httpIdleTimeoutMs,
+      maxConnections: config.httpMaxConnections,
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
     });

@@ -2,17 +2,30 @@
 // writes; the state machine remembers the results of each client's recent writes, so a retry
 // of a write that already applied returns the first result instead of applying again.
 //
-// A client may have several writes in flight, so results are kept for a window of recent
-// sequence numbers per client, not only the last. Time comes only from the leader's
-// timestamps in the log (never a local clock), and the session clock never goes backwards,
-// so every replica expires the same sessions at the same log index.
+// A client may have several writes in flight, and they can reach the log out of order (sent
+// on different connections, through different nodes, retried after a timeout). So each client
+// has a window: the `window` sequence numbers ending at the highest it has used. Inside the
+// window every applied sequence number keeps its result, and one not yet applied is applied
+// (it is a write still in flight, overtaken by a later one); below the window a sequence
+// number is refused, because whether it applied can no longer be told. docs/API.md
+// ("Exactly-once writes") states the rule for clients.
+//
+// Every decision depends only on the log: time comes from the leader's timestamps in the
+// entries (never a local clock), and the session clock never goes backwards, so every replica
+// answers, expires and evicts the same way at the same log index.
+
+import { strict as assert } from 'node:assert';
 
 export interface SessionLimits {
   /** Sessions idle longer than this (by log time) are forgotten. Default 10 minutes. */
   readonly ttlMs: number;
   /** Most sessions remembered; the least recently used is forgotten first. Default 10,000. */
   readonly maxSessions: number;
-  /** Results remembered per client (the most writes it may have in flight). Default 256. */
+  /**
+   * Sequence numbers per client, ending at its highest, inside which an out-of-order write is
+   * still applied and every applied one remembered: the most writes a client may have in
+   * flight. Default 256.
+   */
   readonly window: number;
 }
 
@@ -24,16 +37,21 @@ export const defaultSessionLimits: SessionLimits = {
 
 interface Session {
   lastSeenMs: number;
-  /** seq -> result, for the most recent `window` sequence numbers applied. */
+  /** seq -> result for every applied sequence number above `floor`. */
   readonly results: Map<number, unknown>;
-  /** Sequence numbers at or below this fell out of the window: their retries are refused. */
+  /**
+   * Sequence numbers at or below this are below the window and refused.
+   * Invariant: floor >= (highest sequence number applied) - window, and no result is kept for
+   * a sequence number at or below it.
+   */
   floor: number;
 }
 
 export type SessionCheck =
   | { readonly kind: 'apply' }
   | { readonly kind: 'duplicate'; readonly result: unknown }
-  | { readonly kind: 'stale' };
+  /** Below the window: sequence numbers at or below `floor` are refused. */
+  | { readonly kind: 'stale'; readonly floor: number };
 
 export class SessionTable {
   /** Map order is least recently used first: a touched session is re-inserted at the end. */
@@ -55,12 +73,17 @@ export class SessionTable {
     const s = this.sessions.get(clientId);
     if (s === undefined) return { kind: 'apply' };
     if (s.results.has(seq)) return { kind: 'duplicate', result: s.results.get(seq) };
-    if (seq <= s.floor) return { kind: 'stale' };
+    if (seq <= s.floor) return { kind: 'stale', floor: s.floor };
     return { kind: 'apply' };
   }
 
+  /** Remembers the result of applying `seq`; `check` must have answered `apply` for it. */
   record(clientId: string, seq: number, result: unknown): void {
     let s = this.sessions.get(clientId);
+    assert(
+      s === undefined || (seq > s.floor && !s.results.has(seq)),
+      `seq ${seq} of ${clientId} was not checked`,
+    );
     if (s === undefined) {
       s = { lastSeenMs: this.clockMs, results: new Map(), floor: 0 };
     } else {
@@ -68,16 +91,23 @@ export class SessionTable {
     }
     s.lastSeenMs = this.clockMs;
     s.results.set(seq, result);
-    if (s.results.size > this.limits.window) {
-      const oldest = Math.min(...s.results.keys());
-      s.results.delete(oldest);
-      s.floor = Math.max(s.floor, oldest);
-    }
+    this.raiseFloor(s, seq - this.limits.window);
     this.sessions.set(clientId, s);
     while (this.sessions.size > this.limits.maxSessions) {
       const first = this.sessions.keys().next().value as string;
       this.sessions.delete(first);
     }
+  }
+
+  /** Moves the window's lower edge up to `floor` and forgets the results it leaves behind. */
+  private raiseFloor(s: Session, floor: number): void {
+    if (floor <= s.floor) return;
+    if (floor - s.floor < s.results.size) {
+      for (let q = s.floor + 1; q <= floor; q++) s.results.delete(q);
+    } else {
+      for (const q of s.results.keys()) if (q <= floor) s.results.delete(q);
+    }
+    s.floor = floor;
   }
 
   size(): number {

@@ -67,12 +67,15 @@ export interface ResolvedTcpOptions {
 
 const MiB = 1024 * 1024;
 
+/** The largest frame a peer accepts unless maxFrameBytes says otherwise. */
+export const DEFAULT_MAX_FRAME_BYTES = 16 * MiB;
+
 export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
   const r: ResolvedTcpOptions = {
     nodeId: o.nodeId,
     clusterId: o.clusterId,
     listen: o.listen,
-    maxFrameBytes: o.maxFrameBytes ?? 16 * MiB,
+    maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     maxHandshakeFrameBytes: o.maxHandshakeFrameBytes ?? 4096,
     chunkBytes: o.chunkBytes ?? MiB,
     maxAttachmentBytes: o.maxAttachmentBytes ?? 1024 * MiB,

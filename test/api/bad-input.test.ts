@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -179,13 +180,209 @@ void test('wrong types and limits', async () => {
   );
 });
 
-void test('unknown routes and methods', async () => {
+void test('unknown routes and methods; a 405 names the allowed methods', async () => {
   const r = await fetch(base + '/v1/nope');
   assert.equal(r.status, 404);
   assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
-  const m = await fetch(base + '/v1/kv/put');
-  assert.equal(m.status, 405);
-  assert.equal(((await m.json()) as { error: { code: string } }).error.code, 'METHOD_NOT_ALLOWED');
+  for (const [method, path, allow] of [
+    ['GET', '/v1/kv/put', 'POST'],
+    ['DELETE', '/v1/kv/range', 'POST'],
+    ['POST', '/v1/status', 'GET'],
+    ['PUT', '/healthz', 'GET'],
+  ] as const) {
+    const m = await fetch(base + path, { method });
+    assert.equal(m.status, 405, `${method} ${path}`);
+    assert.equal(m.headers.get('allow'), allow, `${method} ${path}: Allow`);
+    const code = ((await m.json()) as { error: { code: string } }).error.code;
+    assert.equal(code, 'METHOD_NOT_ALLOWED');
+  }
+});
+
+/** A request with exactly these body bytes and headers (fetch would add a content type). */
+function rawPost(
+  path: string,
+  body: Buffer,
+  headers: Record<string, string>,
+): Promise<{ status: number; json: { error?: { code: string; message: string } } }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      base + path,
+      { method: 'POST', headers: { ...headers, 'content-length': String(body.length) } },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString('utf8')));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as never });
+          } catch (err) {
+            reject(new Error(`Non-JSON answer ${res.statusCode}: ${text}`, { cause: err }));
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const json = { 'content-type': 'application/json' };
+
+void test('a body that is not valid UTF-8 is refused, not repaired into another key', async () => {
+  for (const bytes of [
+    [0xff],
+    [0xc0, 0xaf], // an overlong '/'
+    [0xed, 0xa0, 0x80], // a surrogate encoded as UTF-8
+    [0xe2, 0x82], // a truncated sequence
+  ]) {
+    const body = Buffer.concat([
+      Buffer.from('{"key":"k'),
+      Buffer.from(bytes),
+      Buffer.from('","value":"x"}'),
+    ]);
+    for (const path of ['/v1/kv/put', '/v1/kv/range', '/v1/kv/delete']) {
+      const r = await rawPost(path, body, json);
+      assert.equal(r.status, 400, `${path} ${bytes.join(',')}`);
+      assert.equal(r.json.error?.code, 'INVALID_UTF8', r.json.error?.message);
+      assert.match(r.json.error?.message ?? '', /offset 9/, 'the message says where');
+    }
+  }
+  const kv = await post('/v1/kv/range', JSON.stringify({ key: 'k\ufffd' }));
+  assert.equal(kv.json['count'], 0, 'no key with U+FFFD was written in their place');
+});
+
+void test('a string holding a lone surrogate is refused in every field that takes one', async () => {
+  const bodies: [string, string][] = [
+    ['/v1/kv/put', '{"key":"a\\ud800","value":"x"}'],
+    ['/v1/kv/put', '{"key":"\\udc00b","value":"x"}'],
+    ['/v1/kv/put', '{"key":"a","value":"\\ud83d"}'],
+    ['/v1/kv/put', '{"key":"a","value":"x","clientId":"c\\udfff","seq":1}'],
+    ['/v1/kv/range', '{"key":"a\\ud800"}'],
+    ['/v1/kv/range', '{"key":"a","rangeEnd":"b\\udbff"}'],
+    ['/v1/kv/delete', '{"key":"a","rangeEnd":"\\ud800"}'],
+    ['/v1/kv/txn', '{"compare":[{"key":"\\ud800","target":"value","op":"=","value":"x"}]}'],
+    ['/v1/kv/txn', '{"success":[{"put":{"key":"k","value":"\\udc00"}}]}'],
+  ];
+  for (const [path, body] of bodies) {
+    const r = await post(path, body);
+    assert.equal(r.status, 400, `${path} ${body}`);
+    assert.equal(r.json.error?.code, 'INVALID_UTF8', `${body}: ${r.json.error?.message}`);
+    assert.match(r.json.error?.message ?? '', /lone surrogate \\u[dD][89a-fA-F]/);
+  }
+  const pair = await post('/v1/kv/put', '{"key":"emoji\\ud83d\\ude00","value":"ok"}');
+  assert.equal(pair.status, 200, 'a surrogate pair is one valid character');
+  const back = await post('/v1/kv/range', JSON.stringify({ key: 'emoji😀', encoding: 'utf8' }));
+  assert.equal(back.json['count'], 1);
+});
+
+void test('an object naming a field twice is refused, at any depth and however escaped', async () => {
+  const bodies: [string, string][] = [
+    ['/v1/kv/put', '{"key":"a","value":"x","key":"b"}'],
+    ['/v1/kv/put', '{"key":"a","value":"x","k\\u0065y":"b"}'],
+    ['/v1/kv/range', '{"key":"a","limit":1,"limit":2}'],
+    ['/v1/kv/txn', '{"success":[{"put":{"key":"a","value":"1","value":"2"}}]}'],
+    ['/v1/kv/txn', '{"success":[],"success":[]}'],
+    ['/v1/cluster/transfer-leadership', '{"to":1,"to":2}'],
+  ];
+  for (const [path, body] of bodies) {
+    const r = await post(path, body);
+    assert.equal(r.status, 400, `${path} ${body}`);
+    assert.equal(r.json.error?.code, 'DUPLICATE_FIELD', `${body}: ${r.json.error?.message}`);
+  }
+  // The same name in different objects, or as a string value, is not a duplicate.
+  const ok = await post(
+    '/v1/kv/txn',
+    '{"compare":[{"key":"key","target":"version","op":">","value":0}],' +
+      '"success":[{"put":{"key":"key","value":"{\\"key\\":1,\\"key\\":2}"}}],' +
+      '"failure":[{"put":{"key":"key","value":"value"}}]}',
+  );
+  assert.equal(ok.status, 200, JSON.stringify(ok.json.error));
+});
+
+void test('a transaction writing one key twice in a branch is refused, as etcd does', async () => {
+  const put = (key: string) => ({ put: { key, value: 'v' } });
+  const del = (key: string, more: Record<string, unknown> = {}) => ({ delete: { key, ...more } });
+  const refused: unknown[] = [
+    { success: [put('a'), put('a')] },
+    { success: [put('a'), put('b'), del('a')] },
+    { success: [del('a', { prefix: true }), put('ab')] },
+    { success: [del('a', { rangeEnd: 'c' }), put('b')] },
+    { failure: [put('z'), put('z')] },
+    { success: [put('/'), del('.', { rangeEnd: '\u0000' })] },
+  ];
+  for (const txn of refused) {
+    const r = await post('/v1/kv/txn', JSON.stringify(txn));
+    assert.equal(r.status, 400, JSON.stringify(txn));
+    assert.equal(r.json.error?.code, 'DUPLICATE_KEY', r.json.error?.message);
+    assert.match(r.json.error?.message ?? '', /(success|failure)\[\d\] .* key/);
+  }
+  const allowed: unknown[] = [
+    { success: [put('a'), put('b')] },
+    { success: [put('a')], failure: [put('a')] },
+    { success: [{ range: { key: 'a' } }, put('a'), { range: { key: 'a' } }] },
+    { success: [del('a'), del('a', { prefix: true })] },
+    { success: [del('a', { rangeEnd: 'c' }), put('c')] },
+  ];
+  for (const txn of allowed) {
+    const r = await post('/v1/kv/txn', JSON.stringify(txn));
+    assert.equal(r.status, 200, `${JSON.stringify(txn)}: ${JSON.stringify(r.json.error)}`);
+  }
+});
+
+void test('a body must be declared application/json; curl -d (form-urlencoded) is refused', async () => {
+  const body = Buffer.from(JSON.stringify({ key: 'ct', value: 'v' }));
+  for (const type of [
+    'application/x-www-form-urlencoded',
+    'text/plain;charset=UTF-8',
+    'multipart/form-data; boundary=x',
+    'application/jsonx',
+    'application/json; charset=latin1',
+  ]) {
+    const r = await rawPost('/v1/kv/put', body, { 'content-type': type });
+    assert.equal(r.status, 415, type);
+    assert.equal(r.json.error?.code, 'UNSUPPORTED_MEDIA_TYPE');
+    assert.match(r.json.error?.message ?? '', /-H "content-type: application\/json"/);
+  }
+  const none = await rawPost('/v1/kv/put', body, {});
+  assert.equal(none.status, 415, 'a body without a content type');
+  for (const type of [
+    'application/json',
+    'Application/JSON; charset=UTF-8',
+    'application/json;charset=utf8',
+  ]) {
+    const r = await rawPost('/v1/kv/put', body, { 'content-type': type });
+    assert.equal(r.status, 200, `${type}: ${JSON.stringify(r.json.error)}`);
+  }
+  const empty = await rawPost('/v1/cluster/transfer-leadership', Buffer.alloc(0), {});
+  assert.equal(empty.status, 400, 'an empty body needs no content type');
+  assert.equal(empty.json.error?.code, 'BAD_REQUEST');
+});
+
+void test('sequence numbers: a window of 256 per client, out of order inside it', async () => {
+  const put = (seq: number, value: string) =>
+    post('/v1/kv/put', JSON.stringify({ key: 'session', value, clientId: 'w', seq }));
+  const five = await put(5, 'five');
+  assert.equal(five.status, 200);
+  const four = await put(4, 'four');
+  assert.equal(four.status, 200, 'seq 4 after 5 is a write still in flight: it applies');
+  const rev = (r: { json: Record<string, unknown> }) =>
+    (r.json['header'] as { revision: number }).revision;
+  assert.ok(rev(four) > rev(five));
+  const retry = await put(4, 'four again');
+  assert.equal(rev(retry), rev(four), 'a retry of seq 4 answers its first result');
+  const high = await put(300, 'three hundred');
+  assert.equal(high.status, 200);
+  const stale = await put(44, 'forty-four');
+  assert.equal(stale.status, 409, 'seq 44 is below the window 45..300');
+  assert.equal(stale.json.error?.code, 'SESSION_STALE_SEQUENCE');
+  assert.equal(
+    (stale.json.error as { indefinite?: boolean } | undefined)?.indefinite,
+    true,
+    'whether a write with seq 44 applied before can no longer be told',
+  );
+  const inside = await put(45, 'forty-five');
+  assert.equal(inside.status, 200, 'seq 45 is inside the window and never applied');
+  const value = await post('/v1/kv/range', JSON.stringify({ key: 'session' }));
+  assert.equal((value.json['kvs'] as { value: string }[])[0]?.value, 'forty-five');
 });
 
 void test('garbage bytes on the client port get a 400 and the node keeps serving', async () => {

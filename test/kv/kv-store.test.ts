@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { prefixEnd } from '../../src/api/routes.js';
 import { KvStore, type Op } from '../../src/kv/kv-store.js';
-import { KvStateMachine } from '../../src/server/kv-backend.js';
+import { ApiError } from '../../src/api/errors.js';
+import { MAX_CLIENT_ID_CHARS } from '../../src/api/routes.js';
+import { KvStateMachine, maxWriteEnvelopeBytes } from '../../src/server/kv-backend.js';
 import { SessionTable } from '../../src/server/sessions.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -165,6 +167,104 @@ void test('sessions: a retried seq returns the first result; old seqs refused; i
   const copy = new SessionTable({ ttlMs: 1000, maxSessions: 2, window: 3 });
   copy.load(t.save());
   assert.deepEqual(copy.save(), t.save());
+});
+
+void test('sessions: a window of sequence numbers ending at the highest, in any order inside it', () => {
+  const t = new SessionTable({ ttlMs: 1000, maxSessions: 10, window: 4 });
+  t.tick(0);
+  t.record('c', 5, 'r5');
+  assert.equal(t.check('c', 4).kind, 'apply', 'seq 4 overtaken by 5 is still in flight: apply');
+  assert.equal(t.check('c', 2).kind, 'apply', 'the window of 4 ending at 5 holds 2..5');
+  assert.deepEqual(t.check('c', 1), { kind: 'stale', floor: 1 }, 'seq 1 is below the window');
+  t.record('c', 3, 'r3');
+  assert.deepEqual(t.check('c', 3), { kind: 'duplicate', result: 'r3' });
+  assert.deepEqual(t.check('c', 5), { kind: 'duplicate', result: 'r5' });
+  t.record('c', 100, 'r100');
+  for (const seq of [3, 5, 96])
+    assert.equal(t.check('c', seq).kind, 'stale', `seq ${seq} is below the window 97..100`);
+  assert.equal(t.check('c', 97).kind, 'apply');
+  assert.equal(t.check('c', 101).kind, 'apply');
+  assert.equal(t.save().sessions[0]?.[3].length, 1, 'results below the window are forgotten');
+  assert.throws(() => t.record('c', 100, 'again'), /was not checked/, 'a result is recorded once');
+  assert.throws(() => t.record('c', 50, 'late'), /was not checked/, 'never below the window');
+});
+
+void test('property: every replica answers a stream of sequence numbers the same way, exactly once', () => {
+  // Model: a sequence number applies at most once, is remembered while inside the window, and
+  // is refused once the client's highest is `window` or more above it.
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 200 }), (seqs) => {
+      const window = 8;
+      const replicas = [new SessionTable({ ttlMs: 1e9, maxSessions: 10, window })];
+      replicas.push(new SessionTable({ ttlMs: 1e9, maxSessions: 10, window }));
+      const applied = new Set<number>();
+      let highest = 0;
+      seqs.forEach((seq, i) => {
+        if (i === seqs.length >> 1) replicas[1]?.load(structuredClone(replicas[1].save()));
+        const answers = replicas.map((t) => {
+          const c = t.check('c', seq);
+          if (c.kind === 'apply') t.record('c', seq, `r${seq}`);
+          return c.kind;
+        });
+        assert.equal(answers[0], answers[1], 'replicas agree');
+        const expected = applied.has(seq)
+          ? seq > highest - window
+            ? 'duplicate'
+            : 'stale'
+          : seq > highest - window
+            ? 'apply'
+            : 'stale';
+        assert.equal(answers[0], expected, `seq ${seq} after ${[...applied].join(',')}`);
+        if (expected === 'apply') {
+          applied.add(seq);
+          highest = Math.max(highest, seq);
+        }
+      });
+    }),
+    { numRuns: 300 },
+  );
+});
+
+void test('the proposal limit is the largest single write, exactly, at every msgpack size class', () => {
+  const sizes = [1, 255, 256, 65_535, 65_536, 70_000];
+  for (const maxKeyBytes of [1, 255, 256, 1024]) {
+    for (const maxValueBytes of sizes) {
+      const sm = new KvStateMachine({ maxKeyBytes, maxValueBytes });
+      assert.equal(sm.maxProposalBytes, maxWriteEnvelopeBytes({ maxKeyBytes, maxValueBytes }));
+      const key = new Uint8Array(maxKeyBytes).fill(0x6b);
+      const session = { clientId: '\uffff'.repeat(MAX_CLIENT_ID_CHARS), seq: 2 ** 53 - 1 };
+      const ops: Op[] = [
+        { kind: 'put', key, value: new Uint8Array(maxValueBytes), prevKv: true },
+        { kind: 'delete', range: { key, rangeEnd: key }, prevKv: true },
+      ];
+      const sizesSeen = ops.map(
+        (op) => sm.encode({ compare: [], success: [op], failure: [] }, session, Date.now()).length,
+      );
+      assert.equal(
+        Math.max(...sizesSeen),
+        sm.maxProposalBytes,
+        `key ${maxKeyBytes}, value ${maxValueBytes}: the worst write is exactly the limit`,
+      );
+    }
+  }
+});
+
+void test('a transaction that does not fit one log entry is refused with TXN_TOO_LARGE', () => {
+  const sm = new KvStateMachine({ maxKeyBytes: 16, maxValueBytes: 100 });
+  const op = (k: string): Op => ({
+    kind: 'put',
+    key: b(k),
+    value: new Uint8Array(100),
+    prevKv: false,
+  });
+  const ops = (n: number) => Array.from({ length: n }, (_, i) => op(`k${i}`));
+  const fits = sm.encode({ compare: [], success: ops(4), failure: [] }, null, 0);
+  assert.ok(fits.length <= sm.maxProposalBytes, 'four small puts fit');
+  assert.throws(
+    () => sm.encode({ compare: [], success: ops(8), failure: [] }, null, 0),
+    (e: unknown) =>
+      e instanceof ApiError && e.code === 'TXN_TOO_LARGE' && e.status === 413 && !e.indefinite,
+  );
 });
 
 void test('the state machine applies a retried command once and refuses bad bytes deterministically', async () => {

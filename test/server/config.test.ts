@@ -13,6 +13,7 @@ import {
   readConfigFile,
   resolveNodeConfig,
 } from '../../src/server/config.js';
+import { maxWriteEnvelopeBytes } from '../../src/server/kv-backend.js';
 
 const cluster =
   '1=127.0.0.1:7001@http://127.0.0.1:8001,2=127.0.0.1:7002@http://127.0.0.1:8002,3=127.0.0.1:7003@http://127.0.0.1:8003';
@@ -55,8 +56,22 @@ void test('bad values are refused with the field and the value', () => {
     [{ ...base, clusterId: 'has space' }, /clusterId "has space"/],
     [
       { ...base, maxBodyBytes: 2048, maxValueBytes: 4096 },
-      /maxBodyBytes \(2048\) must hold a key and a value/,
+      /maxBodyBytes \(2048\) must hold a put of a key and a value at their limits in base64 \(7856 bytes/,
     ],
+    [
+      { ...base, maxBodyBytes: 6000, maxValueBytes: 4096 },
+      /maxBodyBytes \(6000\) must hold a put .* in base64/,
+    ],
+    [
+      { ...base, maxValueBytes: 16 * 1024 * 1024, maxBodyBytes: 32 * 1024 * 1024 },
+      /maxKeyBytes \(1024\) and maxValueBytes \(16777216\) make log entries of up to \d+ bytes; storage and peer messages hold at most 15728640/,
+    ],
+    [
+      { ...base, httpHeadersTimeoutMs: 2000, httpRequestTimeoutMs: 1000 },
+      /httpHeadersTimeoutMs \(2000\) must not exceed httpRequestTimeoutMs \(1000\)/,
+    ],
+    [{ ...base, httpMaxConnections: 0 }, /httpMaxConnections must be an integer in \[1, /],
+    [{ ...base, httpIdleTimeoutMs: 5 }, /httpIdleTimeoutMs must be an integer in \[10, /],
     [{ ...base, unsafeTestMode: 'yolo' }, /unsafeTestMode must be/],
     [{ id: 1, dataDir: '/d' }, /initialCluster is required/],
     [{ ...base, initialCluster: '1=nohost' }, /must look like 1=127.0.0.1:7001@http/],
@@ -94,4 +109,34 @@ void test('initial cluster parsing', () => {
   assert.deepEqual(parseInitialCluster('7=10.0.0.1:2380@https://10.0.0.1:2379/'), [
     { id: 7, peer: '10.0.0.1:2380', client: 'https://10.0.0.1:2379' },
   ]);
+});
+
+void test('the proposal limit is derived from the key and value limits', () => {
+  const base = { id: 1, dataDir: '/d', initialCluster: cluster };
+  const c = resolveNodeConfig(base);
+  assert.equal(c.maxProposalBytes, maxWriteEnvelopeBytes(c));
+  assert.ok(c.maxProposalBytes > c.maxKeyBytes + c.maxValueBytes);
+  assert.ok(c.maxProposalBytes < c.maxKeyBytes + c.maxValueBytes + 1024, 'the envelope is small');
+  assert.throws(() => resolveNodeConfig({ ...base, maxProposalBytes: 5 }), /Unknown config field/);
+  const big = resolveNodeConfig({
+    ...base,
+    maxValueBytes: 8 * 1024 * 1024,
+    maxBodyBytes: 12 * 1024 * 1024,
+  });
+  assert.equal(big.maxProposalBytes, maxWriteEnvelopeBytes(big));
+});
+
+void test('the HTTP connection limits have defaults and come from the environment too', () => {
+  const base = { id: 1, dataDir: '/d', initialCluster: cluster };
+  const c = resolveNodeConfig(base);
+  assert.deepEqual(
+    [c.httpHeadersTimeoutMs, c.httpRequestTimeoutMs, c.httpIdleTimeoutMs, c.httpMaxConnections],
+    [5_000, 30_000, 10_000, 8_192],
+  );
+  const env = configFromEnv({
+    FLOTILLA_HTTP_MAX_CONNECTIONS: '64',
+    FLOTILLA_HTTP_IDLE_TIMEOUT_MS: '250',
+  });
+  const e = resolveNodeConfig(base, env);
+  assert.deepEqual([e.httpMaxConnections, e.httpIdleTimeoutMs], [64, 250]);
 });
