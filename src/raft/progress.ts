@@ -23,11 +23,23 @@ export class Progress {
   pendingSnapshot: Index = 0;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
+  /**
+   * Leader ticks since the follower last answered. Unlike `recentActive`, which check-quorum
+   * clears every election timeout, this says how long the silence has lasted at any moment.
+   * Starts at Infinity: not heard from yet in this term.
+   */
+  silentTicks = Number.POSITIVE_INFINITY;
   readonly inflights: Inflights;
 
   constructor(next: Index, maxInflightMsgs: number, maxInflightBytes: number) {
     this.next = next;
     this.inflights = new Inflights(maxInflightMsgs, maxInflightBytes);
+  }
+
+  /** The follower answered: it is alive and reachable now. */
+  markActive(): void {
+    this.recentActive = true;
+    this.silentTicks = 0;
   }
 
   becomeProbe(): void {
