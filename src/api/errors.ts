@@ -30,6 +30,8 @@ export type ApiErrorCode =
   | 'STORAGE_FAILED'
   | 'SESSION_STALE_SEQUENCE'
   | 'FORWARD_FAILED'
+  | 'UNKNOWN_NODE'
+  | 'PEER_INACTIVE'
   | 'INTERNAL';
 
 const statusOf: Record<ApiErrorCode, number> = {
@@ -60,6 +62,8 @@ const statusOf: Record<ApiErrorCode, number> = {
   STORAGE_FAILED: 500,
   SESSION_STALE_SEQUENCE: 409,
   FORWARD_FAILED: 502,
+  UNKNOWN_NODE: 400,
+  PEER_INACTIVE: 503,
   INTERNAL: 500,
 };
 

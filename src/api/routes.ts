@@ -70,17 +70,14 @@ export interface KvBackend {
     signal: AbortSignal,
   ): Promise<{ header: Header; result: Extract<BackendOpResult, { kind: 'range' }> }>;
   /**
-   * Where a write must go when this node cannot propose it: the leader's client URL, or null
-   * to handle it here (this node leads, or no leader is known and write() will say so).
+   * Sends a request's body unchanged to the leader and returns its answer verbatim, or null
+   * when this node must handle it here (it leads, or no leader was found and it will say so).
    */
-  forwardTarget(): string | null;
-  /** Sends a write's body unchanged to the leader and returns its answer verbatim. */
   forward(
-    url: string,
     path: string,
     rawBody: string,
     signal: AbortSignal,
-  ): Promise<{ status: number; json: unknown }>;
+  ): Promise<{ status: number; json: unknown } | null>;
   status(): NodeStatus;
   clusterStatus(signal: AbortSignal): Promise<ClusterStatus>;
   ready(): { ready: boolean; reason: string };
@@ -95,7 +92,7 @@ const MAX_LIMIT = 100_000;
 
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   http.route('POST', '/v1/kv/put', async ({ body, rawBody, signal, headers }) => {
-    const fwd = forwarded(b, '/v1/kv/put', rawBody, signal, headers);
+    const fwd = await forwarded(b, '/v1/kv/put', rawBody, signal, headers);
     if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['key', 'value', 'prevKv', 'encoding', 'clientId', 'seq']);
@@ -125,7 +122,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   });
 
   http.route('POST', '/v1/kv/delete', async ({ body, rawBody, signal, headers }) => {
-    const fwd = forwarded(b, '/v1/kv/delete', rawBody, signal, headers);
+    const fwd = await forwarded(b, '/v1/kv/delete', rawBody, signal, headers);
     if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['key', 'rangeEnd', 'prefix', 'prevKv', 'encoding', 'clientId', 'seq']);
@@ -147,7 +144,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   });
 
   http.route('POST', '/v1/kv/txn', async ({ body, rawBody, signal, headers }) => {
-    const fwd = forwarded(b, '/v1/kv/txn', rawBody, signal, headers);
+    const fwd = await forwarded(b, '/v1/kv/txn', rawBody, signal, headers);
     if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['compare', 'success', 'failure', 'encoding', 'clientId', 'seq']);
@@ -177,7 +174,10 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   http.route('GET', '/v1/cluster/status', async ({ signal }) => ({
     json: await b.clusterStatus(signal),
   }));
-  http.route('POST', '/v1/cluster/transfer-leadership', async ({ body }) => {
+  const transfer = '/v1/cluster/transfer-leadership';
+  http.route('POST', transfer, async ({ body, rawBody, signal, headers }) => {
+    const fwd = await forwarded(b, transfer, rawBody, signal, headers);
+    if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['to']);
     const to = optInt(o, 'to', 1, 2 ** 31);
@@ -198,18 +198,16 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
 
 const FORWARDED_HEADER = 'x-flotilla-forwarded';
 
-/** Forwards a write to the leader once; a forwarded write is never forwarded again. */
-function forwarded(
+/** Forwards a request to the leader; a forwarded request is never forwarded again. */
+async function forwarded(
   b: KvBackend,
   path: string,
   rawBody: string,
   signal: AbortSignal,
   headers: Record<string, string | string[] | undefined>,
-): Promise<{ status: number; json: unknown }> | null {
+): Promise<{ status: number; json: unknown } | null> {
   if (headers[FORWARDED_HEADER] !== undefined) return null;
-  const target = b.forwardTarget();
-  if (target === null) return null;
-  return b.forward(target, path, rawBody, signal);
+  return b.forward(path, rawBody, signal);
 }
 
 export const forwardedHeader = FORWARDED_HEADER;

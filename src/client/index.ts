@@ -6,9 +6,15 @@
 // and errors that say it may have (TIMEOUT, LEADERSHIP_LOST, a dropped connection) are both
 // retried with the same sequence number, until the attempt budget or the deadline runs out.
 // The final error keeps `indefinite` so the caller knows whether the write may have applied.
+//
+// The cluster remembers results for a window of each client's recent sequence numbers (256),
+// and refuses a sequence number that fell behind it. A write is therefore sent only while its
+// number is within `writeWindow` of the oldest write still in flight; more writes wait their
+// turn in the client rather than be refused with SESSION_STALE_SEQUENCE.
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
+import { Deadline } from '../api/deadline.js';
 import type {
   ClusterStatus,
   Compare,
@@ -52,6 +58,11 @@ export interface ClientOptions {
   readonly connections?: number;
   /** Session id; a new random one by default. */
   readonly clientId?: string;
+  /**
+   * How far a write's sequence number may run ahead of the oldest write still in flight;
+   * keep it below the cluster's session window (256). Default 128.
+   */
+  readonly writeWindow?: number;
 }
 
 export interface CallOptions {
@@ -81,6 +92,13 @@ export class FlotillaClient {
   private readonly maxAttempts: number;
   readonly clientId: string;
   private seq = 0;
+  private readonly writeWindow: number;
+  /** Sequence numbers handed out and not yet finished. */
+  private readonly writesInFlight = new Set<number>();
+  /** Invariant: no write in flight has a lower sequence number. */
+  private oldestInFlight = 1;
+  /** Writes waiting for their sequence number to come within the window. */
+  private readonly windowWaiters: (() => void)[] = [];
   /** Index into endpoints of the node we believe leads. */
   private preferred = 0;
   private leaderUrlById = new Map<number, string>();
@@ -93,6 +111,13 @@ export class FlotillaClient {
     this.deadlineMs = opts.deadlineMs ?? 15_000;
     this.maxAttempts = opts.maxAttempts ?? 8;
     this.clientId = opts.clientId ?? randomUUID();
+    this.writeWindow = opts.writeWindow ?? 128;
+    if (!Number.isInteger(this.writeWindow) || this.writeWindow < 1 || this.writeWindow > 256)
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `writeWindow must be an integer from 1 to 256, got ${String(opts.writeWindow)}`,
+        false,
+      );
     for (const e of this.endpoints)
       this.pools.set(e, new Pool(e, { connections: opts.connections ?? 64, pipelining: 1 }));
   }
@@ -203,9 +228,63 @@ export class FlotillaClient {
   // -------------------------------------------------------------------------------------------
 
   /** A write: one session sequence number for all its attempts. */
-  private write<T>(path: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
+  private async write<T>(
+    path: string,
+    body: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const deadline = Date.now() + this.deadlineMs;
+    const seq = await this.takeSeq(deadline, signal);
+    try {
+      return await this.call<T>(
+        'POST',
+        path,
+        { ...body, clientId: this.clientId, seq },
+        signal,
+        deadline,
+      );
+    } finally {
+      this.finishSeq(seq);
+    }
+  }
+
+  /** The next sequence number, once it is within the window of the oldest write in flight. */
+  private async takeSeq(deadline: number, signal?: AbortSignal): Promise<number> {
+    while (this.seq + 1 >= this.oldestInFlight + this.writeWindow) {
+      if (signal?.aborted) throw new FlotillaError('ABORTED', 'Aborted by the caller', false);
+      const waitMs = deadline - Date.now();
+      if (waitMs <= 0)
+        throw new FlotillaError(
+          'TIMEOUT',
+          `The write waited ${this.deadlineMs} ms for one of the ${this.writeWindow} writes ` +
+            `in flight to finish; it was never sent`,
+          false,
+        );
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', wake);
+          const i = this.windowWaiters.indexOf(wake);
+          if (i >= 0) this.windowWaiters.splice(i, 1);
+          resolve();
+        };
+        const timer = setTimeout(wake, waitMs);
+        signal?.addEventListener('abort', wake, { once: true });
+        this.windowWaiters.push(wake);
+      });
+    }
     const seq = ++this.seq;
-    return this.call<T>('POST', path, { ...body, clientId: this.clientId, seq }, signal);
+    this.writesInFlight.add(seq);
+    return seq;
+  }
+
+  private finishSeq(seq: number): void {
+    this.writesInFlight.delete(seq);
+    while (this.oldestInFlight <= this.seq && !this.writesInFlight.has(this.oldestInFlight))
+      this.oldestInFlight++;
+    // Wake, oldest first, as many waiters as the window now has room for; each re-checks.
+    const room = this.oldestInFlight + this.writeWindow - 1 - this.seq;
+    for (const wake of this.windowWaiters.slice(0, Math.max(0, room))) wake();
   }
 
   private async call<T>(
@@ -213,8 +292,8 @@ export class FlotillaClient {
     path: string,
     body: unknown,
     signal?: AbortSignal,
+    deadline = Date.now() + this.deadlineMs,
   ): Promise<T> {
-    const deadline = Date.now() + this.deadlineMs;
     let last: FlotillaError | null = null;
     let indefinite = false;
     for (let attempt = 0; attempt < this.maxAttempts && Date.now() < deadline; attempt++) {
@@ -279,21 +358,37 @@ export class FlotillaClient {
     signal?: AbortSignal,
   ): Promise<T> {
     const pool = this.pools.get(endpoint) ?? new Pool(endpoint);
-    const timeout = AbortSignal.timeout(this.timeoutMs);
-    const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+    const deadline = new Deadline(this.timeoutMs, signal);
+    try {
+      return await this.exchange<T>(pool, endpoint, method, path, body, deadline);
+    } finally {
+      deadline[Symbol.dispose]();
+    }
+  }
+
+  private async exchange<T>(
+    pool: Pool,
+    endpoint: string,
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    deadline: Deadline,
+  ): Promise<T> {
     let res;
+    let text: string;
     try {
       res = await pool.request({
         method,
         path,
         headers: body === undefined ? {} : { 'content-type': 'application/json' },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: combined,
+        signal: deadline.signal,
       });
+      text = await res.body.text();
     } catch (err) {
       // The request may have reached the server: whether it applied is unknown, unless the
       // connection was refused (nothing listened, so nothing was sent).
-      const code = timeout.aborted ? 'TIMEOUT' : 'CONNECTION';
+      const code = deadline.timedOut ? 'TIMEOUT' : 'CONNECTION';
       const refused = (err as { code?: unknown }).code === 'ECONNREFUSED';
       throw new FlotillaError(
         code,
@@ -301,7 +396,6 @@ export class FlotillaClient {
         method === 'POST' && !refused,
       );
     }
-    const text = await res.body.text();
     let json: unknown;
     try {
       json = JSON.parse(text);

@@ -17,6 +17,8 @@ export type RaftErrorCode =
   | 'PROPOSAL_DROPPED'
   /** The named node is not a member of the cluster. */
   | 'UNKNOWN_NODE'
+  /** The leader has not heard from the named node within an election timeout: probably down. */
+  | 'PEER_INACTIVE'
   /** The node asked to do nothing useful, e.g. transfer leadership to itself. */
   | 'INVALID_REQUEST';
 

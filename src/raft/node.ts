@@ -244,11 +244,23 @@ export class RaftNode {
     if (to === this.id) return fail('INVALID_REQUEST', `Node ${to} already leads`);
     if (!this.voters.includes(to)) return fail('UNKNOWN_NODE', `Node ${to} is not a voter`);
     if (this.leadTransferee === to) return ok(undefined);
+    const pr = this.progress.get(to) as Progress;
+    // A target that has not answered within an election timeout is probably down: it would
+    // never take over, and proposals would be refused until the transfer timed out.
+    if (pr.silentTicks > this.cfg.electionTicks) {
+      const silence = Number.isFinite(pr.silentTicks)
+        ? `for ${pr.silentTicks} ticks`
+        : `since node ${this.id} became leader`;
+      return fail(
+        'PEER_INACTIVE',
+        `Node ${to} has not answered the leader ${silence} (election timeout ${this.cfg.electionTicks} ticks)`,
+        this.leader,
+      );
+    }
     this.leadTransferee = to;
     // The transfer must finish within one election timeout or it is aborted (tickHeartbeat).
     this.electionElapsed = 0;
     this.emit('transfer-started', to, 'requested');
-    const pr = this.progress.get(to) as Progress;
     if (pr.caughtUp(this.log.lastIndex())) this.sendTimeoutNow(to);
     else this.sendAppend(to, true);
     return ok(undefined);
@@ -382,6 +394,15 @@ export class RaftNode {
       if (this.maybeCommit()) this.commitBroadcast = true;
     }
     if (this.recoveryState === 'recovering') this.maybeFinishRecovery();
+  }
+
+  /**
+   * The leader this node knows now: its own id when it leads, 0 when it knows none. It may be
+   * ahead of the soft state of the last Ready; it is for routing a request, not for the Ready's
+   * bookkeeping.
+   */
+  leaderNow(): NodeId {
+    return this.leader;
   }
 
   status(): Status {
@@ -547,6 +568,7 @@ export class RaftNode {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    for (const [id, pr] of this.progress) if (id !== this.id) pr.silentTicks++;
     if (this.electionElapsed >= this.cfg.electionTicks) {
       this.electionElapsed = 0;
       // Check-quorum (thesis §6.2): a leader cut off from a majority steps down, so clients
@@ -962,7 +984,7 @@ export class RaftNode {
   private handleAppendResponse(m: AppendResponse): void {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
-    pr.recentActive = true;
+    pr.markActive();
     pr.catchingUp = m.catchingUp;
     if (!m.success) {
       // Translate the follower's hint into our log: the largest index <= hintIndex whose
@@ -1145,7 +1167,7 @@ export class RaftNode {
   private handleHeartbeatResponse(m: HeartbeatResponse): void {
     const pr = this.progress.get(m.from);
     if (pr === undefined) return;
-    pr.recentActive = true;
+    pr.markActive();
     pr.catchingUp = m.catchingUp;
     pr.probeSent = false;
     if (pr.catchingUp) this.maybeCommitForRecovery(pr);

@@ -27,11 +27,23 @@ export class Progress {
   catchingUp = false;
   /** The commit index carried by the last append sent to this follower. */
   sentCommit: Index = 0;
+  /**
+   * Leader ticks since the follower last answered. Unlike `recentActive`, which check-quorum
+   * clears every election timeout, this says how long the silence has lasted at any moment.
+   * Starts at Infinity: not heard from yet in this term.
+   */
+  silentTicks = Number.POSITIVE_INFINITY;
   readonly inflights: Inflights;
 
   constructor(next: Index, maxInflightMsgs: number, maxInflightBytes: number) {
     this.next = next;
     this.inflights = new Inflights(maxInflightMsgs, maxInflightBytes);
+  }
+
+  /** The follower answered: it is alive and reachable now. */
+  markActive(): void {
+    this.recentActive = true;
+    this.silentTicks = 0;
   }
 
   becomeProbe(): void {

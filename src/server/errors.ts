@@ -17,7 +17,8 @@ export type ServerErrorCode =
   | 'SHUTTING_DOWN'
   | 'STORAGE_FAILED'
   | 'INVALID_REQUEST'
-  | 'UNKNOWN_NODE';
+  | 'UNKNOWN_NODE'
+  | 'PEER_INACTIVE';
 
 export class ServerError extends Error {
   override readonly name = 'ServerError';

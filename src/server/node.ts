@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
+import { Deadline } from '../api/deadline.js';
 import { ApiError, isApiErrorCode } from '../api/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import {
@@ -22,6 +23,7 @@ import type { NodeConfig } from './config.js';
 import { systemClock, type RuntimeStorage } from './contracts.js';
 import { ServerError } from './errors.js';
 import { KvStateMachine } from './kv-backend.js';
+import { Forwarder, type ForwardAnswer } from './forward.js';
 import { createLogger, logRuntimeEvent } from './logging.js';
 import { NodeMetrics } from './metrics.js';
 import { RaftRuntime, type RuntimeEvent } from './runtime.js';
@@ -29,6 +31,7 @@ import { RaftRuntime, type RuntimeEvent } from './runtime.js';
 export class FlotillaNode implements AsyncDisposable {
   private closing = false;
   private readonly pools = new Map<string, Pool>();
+  private readonly forwarder: Forwarder;
 
   private constructor(
     readonly config: NodeConfig,
@@ -37,7 +40,18 @@ export class FlotillaNode implements AsyncDisposable {
     private readonly http: JsonHttpServer,
     readonly metrics: NodeMetrics,
     readonly log: Logger,
-  ) {}
+  ) {
+    this.forwarder = new Forwarder({
+      selfId: config.id,
+      members: config.members,
+      leaders: runtime,
+      send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
+      // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
+      timeoutMs: config.requestTimeoutMs + 1_000,
+      // One of the longest election timeouts: the new leader was elected after about as long.
+      replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
+    });
+  }
 
   static async start(config: NodeConfig, o: { logger?: Logger } = {}): Promise<FlotillaNode> {
     const log = o.logger ?? createLogger(config.id, config.logLevel);
@@ -253,12 +267,7 @@ export class FlotillaNode implements AsyncDisposable {
         });
         return { header: header(), result: this.kv.range(op) };
       },
-      forwardTarget: () => {
-        if (this.runtime.isLeader()) return null;
-        const leader = this.runtime.leaderId();
-        return this.config.members.find((m) => m.id === leader)?.client ?? null;
-      },
-      forward: (url, path, rawBody, signal) => this.forward(url, path, rawBody, signal),
+      forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
       status: () => this.nodeStatus(),
       clusterStatus: (signal) => this.clusterStatus(signal),
       ready: () => {
@@ -291,32 +300,22 @@ export class FlotillaNode implements AsyncDisposable {
     return p;
   }
 
-  private async forward(
+  /** One forwarded request; the forwarder owns its deadline and what a failure means. */
+  private async send(
     url: string,
     path: string,
     rawBody: string,
     signal: AbortSignal,
-  ): Promise<{ status: number; json: unknown }> {
-    try {
-      const res = await this.pool(url).request({
-        method: 'POST',
-        path,
-        headers: { 'content-type': 'application/json', [forwardedHeader]: String(this.config.id) },
-        body: rawBody,
-        signal: AbortSignal.any([
-          signal,
-          AbortSignal.timeout(this.config.requestTimeoutMs + 1_000),
-        ]),
-      });
-      const text = await res.body.text();
-      return { status: res.statusCode, json: JSON.parse(text) as unknown };
-    } catch (err) {
-      throw new ApiError(
-        'FORWARD_FAILED',
-        `Forwarding to the leader at ${url} failed: ${(err as Error).message}`,
-        true,
-      );
-    }
+  ): Promise<ForwardAnswer> {
+    const res = await this.pool(url).request({
+      method: 'POST',
+      path,
+      headers: { 'content-type': 'application/json', [forwardedHeader]: String(this.config.id) },
+      body: rawBody,
+      signal,
+    });
+    const text = await res.body.text();
+    return { status: res.statusCode, json: JSON.parse(text) as unknown };
   }
 
   private async clusterStatus(signal: AbortSignal): Promise<ClusterStatus> {
@@ -324,11 +323,12 @@ export class FlotillaNode implements AsyncDisposable {
       this.config.members.map(async (m) => {
         if (m.id === this.config.id)
           return { id: m.id, client: m.client, status: this.nodeStatus() };
+        const deadline = new Deadline(1_000, signal);
         try {
           const res = await this.pool(m.client).request({
             method: 'GET',
             path: '/v1/status',
-            signal: AbortSignal.any([signal, AbortSignal.timeout(1_000)]),
+            signal: deadline.signal,
           });
           const text = await res.body.text();
           if (res.statusCode !== 200)
@@ -336,6 +336,8 @@ export class FlotillaNode implements AsyncDisposable {
           return { id: m.id, client: m.client, status: JSON.parse(text) as NodeStatus };
         } catch (err) {
           return { id: m.id, client: m.client, error: (err as Error).message };
+        } finally {
+          deadline[Symbol.dispose]();
         }
       }),
     );

@@ -41,6 +41,12 @@ export interface RuntimeOptions {
   readonly requestTimeoutMs?: number;
   /** Max proposals and reads waiting at once; more are refused. Default 65,536. */
   readonly maxPendingRequests?: number;
+  /**
+   * How long a request that finds no leader waits for one to be elected before it is refused
+   * with NO_LEADER. Default: two of the longest election timeouts (4 × electionTicks × tickMs,
+   * 600 ms at the defaults), enough for one split vote.
+   */
+  readonly leaderWaitMs?: number;
   readonly raft?: Partial<Omit<RaftConfig, 'id' | 'voters' | 'rng' | 'initial' | 'onEvent'>>;
   readonly onEvent?: (event: RuntimeEvent) => void;
 }
@@ -70,8 +76,17 @@ interface ProposalWaiter extends Waiter<unknown> {
 }
 
 interface ReadWaiter extends Waiter<void> {
+  /** The core's request id; a new one each time the read is re-sent to a new leader. */
+  requestId: number;
+  /** The leader the read index was asked of (this node's id when it led). */
+  askedOf: number;
   /** Set once the leader answered: resolve when the state machine reaches it. */
   index: number;
+}
+
+interface LeaderWaiter extends Waiter<number> {
+  /** Resolve only for a leader other than this one (0: any leader). */
+  readonly other: number;
 }
 
 export class RaftRuntime {
@@ -84,10 +99,13 @@ export class RaftRuntime {
       | 'snapshotCatchupEntries'
       | 'requestTimeoutMs'
       | 'maxPendingRequests'
+      | 'leaderWaitMs'
     >
   >;
   private readonly proposals = new Map<number, ProposalWaiter>();
   private readonly reads = new Map<number, ReadWaiter>();
+  private readonly leaderWaiters = new Set<LeaderWaiter>();
+  private readonly leaderListeners = new Set<(leader: number) => void>();
   /** Reads confirmed by the leader, waiting for apply to reach their index (sorted by index). */
   private readonly readsByIndex: { index: number; id: number }[] = [];
   private nextReadId = 1;
@@ -124,6 +142,7 @@ export class RaftRuntime {
         Math.min(1_000, Math.floor((o.snapshotEveryEntries ?? 10_000) / 2)),
       requestTimeoutMs: o.requestTimeoutMs ?? 5_000,
       maxPendingRequests: o.maxPendingRequests ?? 65_536,
+      leaderWaitMs: o.leaderWaitMs ?? 4 * (o.electionTicks ?? 15) * (o.tickMs ?? 10),
     };
     const initial = o.storage.initialState();
     if (initialSnapshot !== null) {
@@ -167,8 +186,14 @@ export class RaftRuntime {
     return this.node.status();
   }
 
+  /**
+   * The leader this node knows now (its own id when it leads, 0: none). It reads the core, so
+   * it may be ahead of `isLeader()` and of the leader-changed events, which follow the Ready
+   * loop; under load a Ready can wait for a disk write, and a request routed by the older view
+   * would be refused.
+   */
   leaderId(): number {
-    return this.leader;
+    return this.node.leaderNow();
   }
 
   isLeader(): boolean {
@@ -223,32 +248,89 @@ export class RaftRuntime {
    * thesis §6.4): the leader confirmed its leadership after the read arrived, and this node has
    * applied everything committed before that.
    */
-  linearizableRead(w: WaitOptions = {}): Promise<void> {
+  async linearizableRead(w: WaitOptions = {}): Promise<void> {
     const refused = this.refuseNew();
-    if (refused !== null) return Promise.reject(refused);
-    const id = this.nextReadId++;
-    const r = this.node.readIndex(id);
-    if (!r.ok) {
-      return Promise.reject(new ServerError('NO_LEADER', r.error.message, false, r.error.leader));
+    if (refused !== null) throw refused;
+    const timeoutMs = w.timeoutMs ?? this.opts.requestTimeoutMs;
+    const started = this.o.clock.nowMs();
+    // With no leader known (an election is under way), wait for one rather than refuse: the
+    // caller would only retry, and likely on a node that knows no more than this one.
+    if (this.leaderId() === 0) {
+      const waitMs = Math.min(this.opts.leaderWaitMs, timeoutMs);
+      await this.waitForLeader({ ...w, timeoutMs: waitMs });
     }
+    const requestId = this.nextReadId++;
+    const r = this.node.readIndex(requestId);
+    if (!r.ok) throw new ServerError('NO_LEADER', r.error.message, false, r.error.leader);
+    const remainingMs = Math.max(0, timeoutMs - (this.o.clock.nowMs() - started));
     const p = new Promise<void>((resolve, reject) => {
-      const waiter: ReadWaiter = { resolve, reject, timer: null, index: -1 };
-      this.reads.set(id, waiter);
-      this.arm(waiter, w, () => this.reads.delete(id), false, 'Read');
+      const waiter: ReadWaiter = {
+        resolve,
+        reject,
+        timer: null,
+        requestId,
+        askedOf: this.leaderId(),
+        index: -1,
+      };
+      this.reads.set(requestId, waiter);
+      const remove = (): boolean => this.reads.delete(waiter.requestId);
+      this.arm(waiter, { ...w, timeoutMs: remainingMs }, remove, false, 'Read');
     });
     this.kick();
     return p;
   }
 
+  /**
+   * Resolves with the leader's id once this node knows one (at once if it does), or one other
+   * than `other` when given; refuses with NO_LEADER (definite) after `timeoutMs`, by default
+   * `leaderWaitMs`.
+   */
+  waitForLeader(w: WaitOptions & { readonly other?: number } = {}): Promise<number> {
+    const other = w.other ?? 0;
+    const now = this.leaderId();
+    if (now !== 0 && now !== other) return Promise.resolve(now);
+    const refused = this.refuseNew();
+    if (refused !== null) return Promise.reject(refused);
+    const timeoutMs = w.timeoutMs ?? this.opts.leaderWaitMs;
+    return new Promise<number>((resolve, reject) => {
+      const waiter: LeaderWaiter = { resolve, reject, timer: null, other };
+      this.leaderWaiters.add(waiter);
+      const remove = (): boolean => this.leaderWaiters.delete(waiter);
+      const what =
+        other === 0
+          ? `Node ${this.o.id} waited for a leader to be elected`
+          : `Node ${this.o.id} waited for a leader other than ${other} to be elected`;
+      this.arm(waiter, { ...w, timeoutMs }, remove, false, what, 'NO_LEADER');
+    });
+  }
+
+  /** Calls `listener` with the new leader (0: none known) whenever it changes. */
+  onLeaderChange(listener: (leader: number) => void): () => void {
+    this.leaderListeners.add(listener);
+    return () => this.leaderListeners.delete(listener);
+  }
+
+  /**
+   * Starts handing leadership to `to` (thesis §3.10). A no-op when `to` is this node and it
+   * leads. Refused (definite) when this node does not lead, `to` is not a voter, or the leader
+   * has not heard from `to` within an election timeout (it is probably down).
+   */
   transferLeadership(to: number): void {
+    if (to === this.o.id && this.leaderId() === this.o.id) return;
     const r = this.node.transferLeadership(to);
-    if (!r.ok)
+    if (!r.ok) {
+      const e = r.error;
+      if (e.code === 'NOT_LEADER' && e.leader === 0)
+        throw new ServerError('NO_LEADER', `${e.message}, and knows no leader`, false);
       throw new ServerError(
-        r.error.code === 'NOT_LEADER' ? 'NOT_LEADER' : 'INVALID_REQUEST',
-        r.error.message,
+        e.code === 'NOT_LEADER' || e.code === 'UNKNOWN_NODE' || e.code === 'PEER_INACTIVE'
+          ? e.code
+          : 'INVALID_REQUEST',
+        e.message,
         false,
-        r.error.leader,
+        e.leader,
       );
+    }
     this.kick();
   }
 
@@ -303,7 +385,8 @@ export class RaftRuntime {
       return new ServerError('STORAGE_FAILED', `Node stopped: ${this.fatal.message}`, false);
     if (this.closed || !this.running)
       return new ServerError('SHUTTING_DOWN', 'Node is shutting down', false);
-    if (this.proposals.size + this.reads.size >= this.opts.maxPendingRequests) {
+    const pending = this.proposals.size + this.reads.size + this.leaderWaiters.size;
+    if (pending >= this.opts.maxPendingRequests) {
       return new ServerError(
         'UNCOMMITTED_LIMIT',
         `Too many requests in flight (${this.opts.maxPendingRequests})`,
@@ -319,13 +402,16 @@ export class RaftRuntime {
     remove: () => void,
     indefinite: boolean,
     what: string,
+    timeoutCode: 'TIMEOUT' | 'NO_LEADER' = 'TIMEOUT',
   ): void {
     const timeoutMs = w.timeoutMs ?? this.opts.requestTimeoutMs;
     waiter.timer = this.o.clock.setTimeout(() => {
       remove();
-      waiter.reject(
-        new ServerError('TIMEOUT', `${what} timed out after ${timeoutMs} ms`, indefinite),
-      );
+      const message =
+        timeoutCode === 'TIMEOUT'
+          ? `${what} timed out after ${timeoutMs} ms`
+          : `${what} for ${timeoutMs} ms in vain; retry`;
+      waiter.reject(new ServerError(timeoutCode, message, indefinite));
     }, timeoutMs);
     const signal = w.signal;
     if (signal !== undefined) {
@@ -483,7 +569,7 @@ export class RaftRuntime {
             'PROPOSAL_DROPPED',
             `Entry ${e.index} was replaced by a newer leader's entry`,
             false,
-            this.leader,
+            this.leaderId(),
           ),
         );
     }
@@ -502,7 +588,7 @@ export class RaftRuntime {
           'READ_FAILED',
           'The leader could not confirm the read (leadership changed); retry',
           false,
-          this.leader,
+          this.leaderId(),
         ),
       );
       return;
@@ -536,6 +622,11 @@ export class RaftRuntime {
     if (leader !== this.leader) {
       this.leader = leader;
       this.o.onEvent?.({ kind: 'leader-changed', leader, term: this.node.status().term });
+      if (leader !== 0) {
+        this.reaskReads();
+        this.releaseLeaderWaiters(leader);
+      }
+      for (const listener of this.leaderListeners) listener(leader);
     }
     if (wasLeader && role !== 'leader') {
       // Our entries may still commit under the next leader, or be overwritten: we cannot tell.
@@ -551,6 +642,35 @@ export class RaftRuntime {
           ),
         );
       }
+    }
+  }
+
+  /**
+   * Reads still waiting for a read index from a leader that is no longer the one this node
+   * knows are asked again of the new one, under new request ids: the old leader may be paused
+   * or partitioned and never answer, and a read index confirmed by any leader after the read
+   * arrived is safe (thesis §6.4). A late answer to an old id is ignored.
+   */
+  private reaskReads(): void {
+    const leader = this.leaderId(); // where the core sends a read index now
+    if (leader === 0) return;
+    for (const [requestId, w] of [...this.reads]) {
+      if (w.index !== -1 || w.askedOf === leader) continue;
+      const next = this.nextReadId++;
+      if (!this.node.readIndex(next).ok) return;
+      this.reads.delete(requestId);
+      w.requestId = next;
+      w.askedOf = leader;
+      this.reads.set(next, w);
+    }
+  }
+
+  private releaseLeaderWaiters(leader: number): void {
+    for (const w of this.leaderWaiters) {
+      if (w.other === leader) continue;
+      this.leaderWaiters.delete(w);
+      this.settle(w);
+      w.resolve(leader);
     }
   }
 
@@ -618,6 +738,11 @@ export class RaftRuntime {
     }
     this.reads.clear();
     this.readsByIndex.length = 0;
+    for (const w of this.leaderWaiters) {
+      this.settle(w);
+      w.reject(new ServerError(err.code, err.message, false, err.leader));
+    }
+    this.leaderWaiters.clear();
   }
 }
 

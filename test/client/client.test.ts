@@ -130,3 +130,62 @@ void describe('FlotillaClient connection failures', () => {
     );
   });
 });
+
+void describe('FlotillaClient write window', () => {
+  void it('keeps every write in flight within the window of the oldest one', async () => {
+    // The cluster refuses a sequence number that fell out of its per-client window (256): a
+    // client with more writes in flight than that had them refused SESSION_STALE_SEQUENCE.
+    const inFlight = new Set<number>();
+    let widest = 0;
+    const url = await serve((body, res) => {
+      const { seq } = JSON.parse(body) as { seq: number };
+      inFlight.add(seq);
+      widest = Math.max(widest, seq - Math.min(...inFlight) + 1);
+      // Answer in a shuffled order, so the oldest write is not always the first done.
+      setTimeout(
+        () => {
+          inFlight.delete(seq);
+          reply(res, 200, { header: { revision: seq, memberId: 1, raftTerm: 1 } });
+        },
+        1 + (seq % 7),
+      );
+    });
+    const client = new FlotillaClient({ endpoints: [url], writeWindow: 16, connections: 64 });
+    try {
+      const all = await Promise.all(
+        Array.from({ length: 300 }, (_, i) => client.put(`k${i}`, 'v')),
+      );
+      assert.equal(all.length, 300);
+    } finally {
+      await client.close();
+    }
+    assert.ok(widest <= 16, `sequence numbers in flight spanned ${widest}`);
+  });
+
+  void it('a write that waits for the window past its deadline is never sent: definite', async () => {
+    let requests = 0;
+    const url = await serve(() => {
+      requests++; // never answers
+    });
+    const client = new FlotillaClient({
+      endpoints: [url],
+      writeWindow: 1,
+      timeoutMs: 500,
+      deadlineMs: 200,
+      maxAttempts: 1,
+    });
+    const first = client.put('a', 'v');
+    try {
+      await assert.rejects(client.put('b', 'v'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'TIMEOUT');
+        assert.equal(e.indefinite, false, 'it was never sent');
+        return true;
+      });
+      assert.equal(requests, 1);
+    } finally {
+      await client.close();
+    }
+    await assert.rejects(first, (e: unknown) => e instanceof FlotillaError && e.indefinite);
+  });
+});

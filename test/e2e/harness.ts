@@ -135,6 +135,18 @@ export class TestCluster {
     return exited;
   }
 
+  /** SIGSTOP: the process freezes, its sockets open and unanswered, until `resume`. */
+  pause(id: number): void {
+    const p = this.procs.get(id);
+    if (p === undefined) throw new Error(`Node ${id} is not running`);
+    p.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after `pause`. */
+  resume(id: number): void {
+    this.procs.get(id)?.kill('SIGCONT');
+  }
+
   running(): number[] {
     return [...this.procs.keys()].sort();
   }

@@ -1,0 +1,236 @@
+// Forwarding a write from a follower to the leader over HTTP, so that any node accepts any
+// write. Three rules keep a forwarded request from waiting longer than it must:
+//
+//   - no leader known (an election is under way): wait for one, briefly, rather than refuse;
+//     if this node wins, it answers the request itself;
+//   - a definite refusal from the node we took for the leader (NOT_LEADER, NO_LEADER: it did
+//     not propose the write) or a refused connection (nothing was sent) is safe to send again:
+//     the request goes to the leader this node knows next, or the one the refusal names;
+//   - the leader it waits on is replaced (this node learned of a newer one): the old leader may
+//     be paused or cut off and never answer, so the node stops waiting. A write that carries an
+//     exactly-once session (clientId, seq) is sent to the new leader: if the first copy commits
+//     too, the state machine applies only one of them (Raft thesis §6.3). Any other request
+//     waits a little longer (a leader that is only slow then refuses it, definitely, and it
+//     goes to the new leader), then fails as indefinite (it may have been proposed), and the
+//     client retries.
+//
+// Every forwarded request has one deadline for all of this (`timeoutMs`).
+
+import { ApiError } from '../api/errors.js';
+import { Deadline } from '../api/deadline.js';
+import type { Member } from './config.js';
+
+export interface ForwardAnswer {
+  readonly status: number;
+  readonly json: unknown;
+}
+
+/** What the forwarder needs to know of the node's view of the leader (the runtime has it). */
+export interface LeaderView {
+  /** The leader this node knows (its own id when it leads; 0 when none). */
+  leaderId(): number;
+  /**
+   * Resolves with the leader's id once one other than `other` is known (at once if it is);
+   * rejects after a bounded wait, or when `signal` aborts.
+   */
+  waitForLeader(o: { readonly other?: number; readonly signal?: AbortSignal }): Promise<number>;
+  /** Calls `listener` with the new leader (0: none) on every change; returns the unsubscribe. */
+  onLeaderChange(listener: (leader: number) => void): () => void;
+}
+
+/** Sends one request to `url` + `path`, marked as forwarded; throws when there is no answer. */
+export type SendFn = (
+  url: string,
+  path: string,
+  rawBody: string,
+  signal: AbortSignal,
+) => Promise<ForwardAnswer>;
+
+export interface ForwarderOptions {
+  readonly selfId: number;
+  readonly members: readonly Member[];
+  readonly leaders: LeaderView;
+  readonly send: SendFn;
+  /** The whole budget of one forwarded request: leader waits and every hop included. */
+  readonly timeoutMs: number;
+  /**
+   * How long a request without a session still waits for a replaced leader's answer: a leader
+   * that is only slow answers with a definite refusal, and the request can go to the new one.
+   * Default 0.
+   */
+  readonly replacedLeaderGraceMs?: number;
+  /** Hops to a new leader after definite refusals. Default 3. */
+  readonly maxHops?: number;
+}
+
+/** Why a forward stopped waiting for the leader it was sent to. */
+class LeaderReplaced extends Error {
+  constructor(readonly to: number) {
+    super(`node ${to} leads now`);
+  }
+}
+
+export class Forwarder {
+  private readonly maxHops: number;
+
+  constructor(private readonly o: ForwarderOptions) {
+    this.maxHops = o.maxHops ?? 3;
+  }
+
+  /**
+   * Sends the request to the leader and returns its answer unchanged, or null when this node
+   * must answer the request itself: it leads, or no leader could be found in time (it then
+   * refuses with NO_LEADER).
+   */
+  async forward(path: string, rawBody: string, signal: AbortSignal): Promise<ForwardAnswer | null> {
+    if (this.o.leaders.leaderId() === this.o.selfId) return null; // the common case: no timer
+    const budget = new Deadline(this.o.timeoutMs, signal);
+    try {
+      let tried = 0;
+      let hint = 0;
+      // The last failure that allows sending again, answered if no other leader turns up.
+      let refusal: ForwardAnswer | ApiError | null = null;
+      // Set once a copy went to a leader that was replaced before answering.
+      let maybeApplied: ApiError | null = null;
+      for (let hop = 0; hop <= this.maxHops; hop++) {
+        const leader = await this.nextLeader(tried, hint, budget);
+        if (leader === this.o.selfId && maybeApplied === null) return null;
+        if (leader === 0 || leader === this.o.selfId) break;
+        const r = await this.sendTo(leader, path, rawBody, budget);
+        if (r.resend === null) return r.answer;
+        tried = leader;
+        hint = r.resend.leader;
+        refusal = r.answer;
+        if (r.answer instanceof ApiError && r.answer.indefinite) maybeApplied = r.answer;
+      }
+      // A refusal of a later copy does not undo an earlier copy that may have been applied.
+      if (maybeApplied !== null) throw maybeApplied;
+      if (refusal instanceof ApiError) throw refusal;
+      return refusal;
+    } finally {
+      budget[Symbol.dispose]();
+    }
+  }
+
+  /**
+   * The leader to try next: the one this node knows if it has not refused us, else the one the
+   * refusal named, else the next one elected (bounded wait). 0 when none turned up in time.
+   */
+  private async nextLeader(tried: number, hint: number, budget: Deadline): Promise<number> {
+    const known = this.o.leaders.leaderId();
+    if (known !== 0 && known !== tried) return known;
+    if (hint !== 0 && hint !== tried && hint !== this.o.selfId && this.member(hint) !== undefined)
+      return hint;
+    try {
+      return await this.o.leaders.waitForLeader({ other: tried, signal: budget.signal });
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * One hop. `resend` is set when the answer says the request surely was not proposed and
+   * another leader may take it; its `leader` is the one the refusal named (0: none).
+   */
+  private async sendTo(
+    leader: number,
+    path: string,
+    rawBody: string,
+    budget: Deadline,
+  ): Promise<
+    | { answer: ForwardAnswer; resend: null }
+    | { answer: ForwardAnswer | ApiError; resend: { leader: number } }
+  > {
+    const url = this.member(leader)?.client;
+    if (url === undefined)
+      throw new ApiError('FORWARD_FAILED', `Leader ${leader} is not among the members`, false);
+    // This hop ends with the budget, or when a newer leader is known (after the grace).
+    const hop = new AbortController();
+    const onBudget = (): void => hop.abort(budget.signal.reason);
+    budget.signal.addEventListener('abort', onBudget, { once: true });
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const off = this.o.leaders.onLeaderChange((now) => {
+      if (now === 0 || now === leader || grace !== undefined) return;
+      const graceMs = hasSession(rawBody) ? 0 : (this.o.replacedLeaderGraceMs ?? 0);
+      grace = setTimeout(() => hop.abort(new LeaderReplaced(now)), graceMs);
+    });
+    try {
+      if (budget.signal.aborted) onBudget();
+      const answer = await this.o.send(url, path, rawBody, hop.signal);
+      const refusal = definiteRefusal(answer);
+      return refusal === null ? { answer, resend: null } : { answer, resend: refusal };
+    } catch (err) {
+      if (isConnectionRefused(err)) {
+        // Nothing was sent: as safe to send elsewhere as a definite refusal.
+        const answer = new ApiError(
+          'FORWARD_FAILED',
+          `Forwarding to the leader (node ${leader} at ${url}) failed: the connection was ` +
+            `refused (is it down?), and no other leader was elected in time; nothing was sent`,
+          false,
+        );
+        return { answer, resend: { leader: 0 } };
+      }
+      const failure = this.failure(leader, url, err, budget);
+      const reason = hopAbortReason(err);
+      if (reason instanceof LeaderReplaced && hasSession(rawBody))
+        return { answer: failure, resend: { leader: reason.to } };
+      throw failure;
+    } finally {
+      off();
+      clearTimeout(grace);
+      budget.signal.removeEventListener('abort', onBudget);
+    }
+  }
+
+  private failure(leader: number, url: string, err: unknown, budget: Deadline): ApiError {
+    const reason = hopAbortReason(err);
+    const why =
+      reason instanceof LeaderReplaced
+        ? `node ${reason.to} was elected leader while node ${leader} held the request`
+        : budget.timedOut
+          ? `no answer within ${this.o.timeoutMs} ms`
+          : (err as Error).message;
+    return new ApiError(
+      'FORWARD_FAILED',
+      `Forwarding to the leader (node ${leader} at ${url}) failed: ${why}; the request may ` +
+        `have been applied (retry with the same session sequence number)`,
+      true,
+      reason instanceof LeaderReplaced ? reason.to : 0,
+    );
+  }
+
+  private member(id: number): Member | undefined {
+    return this.o.members.find((m) => m.id === id);
+  }
+}
+
+/** NOT_LEADER or NO_LEADER, marked definite: the node did not propose the request. */
+function definiteRefusal(a: ForwardAnswer): { leader: number } | null {
+  if (a.status !== 421 && a.status !== 503) return null;
+  const e = (a.json as { error?: { code?: unknown; indefinite?: unknown; leader?: unknown } })
+    .error;
+  if (e === undefined || e.indefinite !== false) return null;
+  if (e.code !== 'NOT_LEADER' && e.code !== 'NO_LEADER') return null;
+  return { leader: typeof e.leader === 'number' ? e.leader : 0 };
+}
+
+/** Whether the body carries an exactly-once session, so that a second copy applies at most once. */
+function hasSession(rawBody: string): boolean {
+  try {
+    const o = JSON.parse(rawBody) as { clientId?: unknown; seq?: unknown } | null;
+    return typeof o?.clientId === 'string' && Number.isSafeInteger(o.seq) && (o.seq as number) > 0;
+  } catch {
+    return false;
+  }
+}
+
+function isConnectionRefused(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 'ECONNREFUSED';
+}
+
+/** undici rejects an aborted request with the signal's reason, or wraps it. */
+function hopAbortReason(err: unknown): unknown {
+  if (err instanceof LeaderReplaced) return err;
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  return cause instanceof LeaderReplaced ? cause : err;
+}

@@ -1,0 +1,148 @@
+// In-process Flotilla nodes for tests of what a node does over HTTP with its peers (forwarding,
+// leadership transfer): real storage, transport and HTTP on 127.0.0.1, one process. Each
+// member's advertised client URL can be replaced, e.g. by a server that never answers, to
+// stand for a leader whose HTTP side hangs.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import { freePorts } from '../e2e/harness.js';
+
+export interface TestNodesOptions {
+  readonly nodes: number;
+  /** The client URL the others use to reach node `id` (default: where it listens). */
+  readonly advertise?: (id: number, listening: string) => string;
+  readonly requestTimeoutMs?: number;
+}
+
+export class TestNodes {
+  private constructor(
+    readonly nodes: FlotillaNode[],
+    /** Where each node's HTTP server listens, by id - 1. */
+    readonly urls: string[],
+    private readonly dir: string,
+  ) {}
+
+  static async start(o: TestNodesOptions): Promise<TestNodes> {
+    const ports = await freePorts(o.nodes * 2);
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-nodes-'));
+    const ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
+    const listening = ids.map((id) => `127.0.0.1:${ports[o.nodes + id - 1] as number}`);
+    const spec = ids
+      .map((id) => {
+        const url = `http://${listening[id - 1] as string}`;
+        return `${id}=127.0.0.1:${ports[id - 1] as number}@${o.advertise?.(id, url) ?? url}`;
+      })
+      .join(',');
+    const nodes: FlotillaNode[] = [];
+    try {
+      for (const id of ids) {
+        const config = resolveNodeConfig({
+          id,
+          dataDir: join(dir, `node${id}`),
+          initialCluster: spec,
+          listenClient: listening[id - 1],
+          logLevel: 'silent',
+          ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
+        });
+        nodes.push(await FlotillaNode.start(config));
+      }
+    } catch (err) {
+      await Promise.all(nodes.map((n) => n.close()));
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+    return new TestNodes(
+      nodes,
+      listening.map((l) => `http://${l}`),
+      dir,
+    );
+  }
+
+  node(id: number): FlotillaNode {
+    const n = this.nodes[id - 1];
+    if (n === undefined) throw new Error(`No node ${id}`);
+    return n;
+  }
+
+  url(id: number): string {
+    return this.urls[id - 1] as string;
+  }
+
+  /** Waits until every open node agrees on one leader; returns its id. */
+  async waitForLeader(timeoutMs = 10_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let seen = '';
+    while (Date.now() < deadline) {
+      const leaders = this.nodes.map((n) => n.runtime.leaderId());
+      seen = leaders.join(',');
+      const l = leaders[0] ?? 0;
+      if (l !== 0 && leaders.every((x) => x === l) && this.node(l).runtime.isLeader()) return l;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`No agreed leader within ${timeoutMs} ms (leaders seen: ${seen})`);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.close()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** An HTTP server that reads requests and never answers them, until closed. */
+export class BlackHole {
+  private readonly held: ServerResponse[] = [];
+  requests = 0;
+
+  private constructor(private readonly server: Server) {}
+
+  static async start(): Promise<BlackHole> {
+    const server = createServer();
+    const hole = new BlackHole(server);
+    server.on('request', (_req, res) => {
+      hole.requests++;
+      hole.held.push(res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return hole;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+/** A POST with its own strongly held timer (not AbortSignal.timeout, which GC may lose). */
+export async function postJson(
+  url: string,
+  body: unknown,
+  o: { timeoutMs: number; headers?: Record<string, string> },
+): Promise<{ status: number; json: Record<string, unknown>; ms: number }> {
+  const ac = new AbortController();
+  const timer = setTimeout(
+    () => ac.abort(new Error(`no answer within ${o.timeoutMs} ms`)),
+    o.timeoutMs,
+  );
+  const started = performance.now();
+  try {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...o.headers },
+      body: JSON.stringify(body),
+      signal: ac.signal,
+    });
+    const json = (await res.json()) as Record<string, unknown>;
+    return { status: res.status, json, ms: performance.now() - started };
+  } finally {
+    clearTimeout(timer);
+  }
+}
