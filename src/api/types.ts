@@ -135,6 +135,8 @@ export interface NodeStatus {
   readonly lastIndex: number;
   readonly firstIndex: number;
   readonly revision: number;
+  /** The node lost its data and is catching up: it neither votes nor counts toward a quorum. */
+  readonly recovering: boolean;
   readonly members: readonly {
     readonly id: number;
     readonly peer: string;

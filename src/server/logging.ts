@@ -21,6 +21,10 @@ export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
         );
       else if (r.kind === 'become-leader') log.info(fields, 'became leader');
       else if (r.kind === 'step-down') log.warn(fields, 'stepped down');
+      else if (r.kind === 'follower-lost-log')
+        log.warn(fields, `follower ${r.peer} lost its data: replicating it again from the start`);
+      else if (r.kind === 'recovery-started' || r.kind === 'recovery-finished')
+        log.warn(fields, r.kind.replace(/-/g, ' '));
       else log.info(fields, r.kind.replace(/-/g, ' '));
       return;
     }

@@ -16,11 +16,19 @@ import {
   type KvBackend,
 } from '../api/routes.js';
 import type { ClusterStatus, NodeStatus } from '../api/types.js';
-import { createRng } from '../raft/index.js';
+import { createRng, type Recovery } from '../raft/index.js';
 import { openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { TcpTransport } from '../transport/index.js';
 import type { NodeConfig } from './config.js';
 import { systemClock, type RuntimeStorage } from './contracts.js';
+import {
+  DataDirError,
+  checkIdentity,
+  readIdentity,
+  storageFilesIn,
+  writeIdentity,
+  type DataDirIdentity,
+} from './data-dir.js';
 import { ServerError } from './errors.js';
 import { KvStateMachine } from './kv-backend.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
@@ -57,6 +65,21 @@ export class FlotillaNode implements AsyncDisposable {
     const log = o.logger ?? createLogger(config.id, config.logLevel);
     mkdirSync(config.dataDir, { recursive: true });
     const metrics = new NodeMetrics(config.id);
+    const identity: Omit<DataDirIdentity, 'format' | 'recovery'> = {
+      clusterId: config.clusterId,
+      memberId: config.id,
+      members: config.members.map((m) => m.id),
+      storage: config.storage,
+    };
+    const recorded = readIdentity(config.dataDir);
+    if (recorded !== null) checkIdentity(config.dataDir, recorded, identity);
+    const otherKind = storageFilesIn(config.dataDir);
+    if (otherKind !== null && otherKind !== config.storage)
+      throw new DataDirError(
+        'DATA_DIR_MISMATCH',
+        `Data directory ${config.dataDir} holds ${otherKind} storage files, but this node was started with --storage ${config.storage}: it would start empty and forget its term and vote. Start with --storage ${otherKind}, or give this node an empty data directory.`,
+        config.dataDir,
+      );
     const storage: RuntimeStorage =
       config.storage === 'sqlite'
         ? await openSqliteStorage(config.dataDir)
@@ -66,11 +89,15 @@ export class FlotillaNode implements AsyncDisposable {
         .filter((m) => m.id !== config.id)
         .map((m) => [m.id, parseHostPort(m.peer)] as const),
     );
+    const initial = storage.initialState();
+    const holdsLog = initial.entries.length > 0 || initial.snapshot !== null;
+    let runtimeHolder: RaftRuntime | null = null;
     let transport: TcpTransport;
     try {
       transport = await TcpTransport.listen({
         nodeId: config.id,
         clusterId: config.clusterId,
+        hasLog: () => (runtimeHolder === null ? holdsLog : runtimeHolder.status().lastIndex > 0),
         listen: parseHostPort(config.listenPeer),
         backoff: { baseMs: 25, maxMs: 1000 },
         peers,
@@ -80,11 +107,13 @@ export class FlotillaNode implements AsyncDisposable {
       await storage.close();
       throw err;
     }
+    const peerLogs = new Map<number, boolean | null>();
     transport.onEvent((e) => {
       switch (e.kind) {
         case 'reconnect-scheduled':
           return;
         case 'peer-connected':
+          peerLogs.set(e.peer, e.peerHasLog);
           log.info(
             { peer: e.peer, direction: e.direction, remote: e.remote },
             `peer ${e.peer} connected`,
@@ -113,6 +142,26 @@ export class FlotillaNode implements AsyncDisposable {
           return;
       }
     });
+    let recovery: Recovery;
+    try {
+      recovery =
+        recorded !== null && recorded.recovery === 'recovering'
+          ? 'recovering'
+          : holdsLog || initial.hardState.term > 0
+            ? 'none'
+            : await decideEmptyStart(config, peerLogs, log);
+      writeIdentity(config.dataDir, { ...identity, recovery });
+    } catch (err) {
+      await transport.close();
+      await storage.close();
+      throw err;
+    }
+    if (recovery === 'recovering') {
+      log.warn(
+        { dataDir: config.dataDir },
+        'this node lost its data: recovering from the leader; it votes and counts toward no quorum until caught up',
+      );
+    }
     const kv = new KvStateMachine({
       maxKeyBytes: config.maxKeyBytes,
       maxValueBytes: config.maxValueBytes,
@@ -142,12 +191,18 @@ export class FlotillaNode implements AsyncDisposable {
       snapshotEveryEntries: config.snapshotEveryEntries,
       requestTimeoutMs: config.requestTimeoutMs,
       // The API refuses a write larger than this before proposing it (kv-backend.ts).
-      raft: { maxProposalBytes: config.maxProposalBytes },
+      raft: { maxProposalBytes: config.maxProposalBytes, recovery },
+      storeRecovery: (r) => {
+        writeIdentity(config.dataDir, { ...identity, recovery: r });
+        if (r === 'none')
+          log.warn('caught up with the leader: recovery finished, a full member again');
+      },
       onEvent: (e: RuntimeEvent) => {
         metrics.observe(e);
         logRuntimeEvent(log, e);
       },
     });
+    runtimeHolder = runtime;
     if (config.unsafeTestMode !== 'none') {
       log.warn(
         { unsafeTestMode: config.unsafeTestMode },
@@ -220,6 +275,7 @@ export class FlotillaNode implements AsyncDisposable {
       lastIndex: s.lastIndex,
       firstIndex: s.firstIndex,
       revision: this.kv.revision(),
+      recovering: s.recovery === 'recovering',
       members: this.config.members,
     };
   }
@@ -272,6 +328,11 @@ export class FlotillaNode implements AsyncDisposable {
       clusterStatus: (signal) => this.clusterStatus(signal),
       ready: () => {
         const s = this.runtime.status();
+        if (s.recovery === 'recovering')
+          return {
+            ready: false,
+            reason: `recovering lost data: holds ${s.lastIndex} entries, commit ${s.commit}; not a voter until caught up`,
+          };
         if (s.leader === 0) return { ready: false, reason: 'no leader known' };
         if (this.runtime.appliedIndex() < s.commit)
           return {
@@ -358,6 +419,48 @@ function toApiError(err: unknown): ApiError {
     return new ApiError(code, err.message, err.indefinite, err.leader);
   }
   return new ApiError('INTERNAL', `Unexpected error: ${(err as Error).message}`, true);
+}
+
+/**
+ * A node whose data directory holds nothing asks its peers, in the transport handshake,
+ * whether they hold a Raft log (DESIGN.md, "A node that lost its data"). If any does, the
+ * cluster exists and this node lost its data: it recovers, neither voting nor counting toward
+ * a quorum until a current leader has caught it up. If a majority, itself included, hold
+ * nothing, the cluster is new and it starts as a member. Until one of the two is known it
+ * waits, saying every few seconds whom it has heard from.
+ */
+async function decideEmptyStart(
+  config: NodeConfig,
+  peerLogs: ReadonlyMap<number, boolean | null>,
+  log: Logger,
+): Promise<Recovery> {
+  const majority = Math.floor(config.members.length / 2) + 1;
+  const startedMs = Date.now();
+  let reportedMs = startedMs;
+  for (;;) {
+    const withLog = [...peerLogs].filter(([, has]) => has === true).map(([id]) => id);
+    if (withLog.length > 0) {
+      log.warn(
+        { dataDir: config.dataDir, peersWithLog: withLog },
+        `data directory is empty but peers ${withLog.join(',')} hold a log: this node lost its data`,
+      );
+      return 'recovering';
+    }
+    const empty = [...peerLogs].filter(([, has]) => has === false).map(([id]) => id);
+    if (empty.length + 1 >= majority) {
+      log.info({ peersEmpty: empty }, 'a majority of members hold no log: starting a new cluster');
+      return 'none';
+    }
+    const now = Date.now();
+    if (now - reportedMs >= 3_000) {
+      reportedMs = now;
+      log.warn(
+        { heardFrom: [...peerLogs.keys()], needEmpty: majority - 1, waitedMs: now - startedMs },
+        'data directory is empty: waiting for peers to say whether this cluster is new or this node lost its data',
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 function parseHostPort(s: string): { host: string; port: number } {

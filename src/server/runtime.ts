@@ -12,6 +12,7 @@ import {
   type RaftConfig,
   type RaftEvent,
   type Ready,
+  type Recovery,
   type Rng,
   type SnapshotMeta,
   type Status,
@@ -49,6 +50,12 @@ export interface RuntimeOptions {
   readonly leaderWaitMs?: number;
   readonly raft?: Partial<Omit<RaftConfig, 'id' | 'voters' | 'rng' | 'initial' | 'onEvent'>>;
   readonly onEvent?: (event: RuntimeEvent) => void;
+  /**
+   * Stores the core's recovery state durably (Ready.recovery) before the Ready's entries are
+   * written; its value is `raft.recovery` at the next start. Synchronous: it changes at most
+   * twice in a node's life.
+   */
+  readonly storeRecovery?: (recovery: Recovery) => void;
 }
 
 export type RuntimeEvent =
@@ -501,6 +508,7 @@ export class RaftRuntime {
     // client's answer never waits for an fsync that only records the new commit index.
     if (rd.committedEntries.length > 0) this.applyEntries(rd.committedEntries);
     for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
+    if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
     if (rd.entries.length > 0 || this.hardStateNeedsSync(rd.hardState)) {
       const started = this.o.clock.nowMs();
       await this.o.storage.persist(rd.entries, rd.hardState);

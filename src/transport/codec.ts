@@ -24,12 +24,27 @@ export interface Hello {
   readonly clusterId: string;
   readonly from: NodeId;
   readonly to: NodeId;
+  /** Whether the sender holds any Raft log; null when it did not say (TransportOptions.hasLog). */
+  readonly hasLog: boolean | null;
 }
 
 export interface Accept {
   readonly version: number;
   readonly clusterId: string;
   readonly nodeId: NodeId;
+  readonly hasLog: boolean | null;
+}
+
+/** An optional boolean handshake field: absent (an older peer) is null. */
+function optionalBool(o: Record<string, unknown>, key: string, what: string): boolean | null {
+  const v = o[key];
+  if (v === undefined) return null;
+  if (typeof v !== 'boolean')
+    throw new TransportError(
+      'TRANSPORT_BAD_FRAME',
+      `${what}.${key} must be a boolean, saw ${JSON.stringify(v) ?? String(v)}`,
+    );
+  return v;
 }
 
 export interface Refuse {
@@ -88,6 +103,7 @@ export function decodeHello(payload: Uint8Array): Hello {
     clusterId: field(o, 'clusterId', 'string', 'hello'),
     from: field(o, 'from', 'number', 'hello'),
     to: field(o, 'to', 'number', 'hello'),
+    hasLog: optionalBool(o, 'hasLog', 'hello'),
   };
 }
 
@@ -97,6 +113,7 @@ export function decodeAccept(payload: Uint8Array): Accept {
     version: field(o, 'version', 'number', 'accept'),
     clusterId: field(o, 'clusterId', 'string', 'accept'),
     nodeId: field(o, 'nodeId', 'number', 'accept'),
+    hasLog: optionalBool(o, 'hasLog', 'accept'),
   };
 }
 

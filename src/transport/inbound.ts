@@ -53,6 +53,8 @@ interface Assembly {
 export class InboundConnection {
   peer: NodeId = 0;
   private state: 'preface' | 'hello' | 'open' | 'closed' = 'preface';
+  /** What the dialler's HELLO said of its log (null: not said). */
+  peerHasLog: boolean | null = null;
   private readonly decoder: FrameDecoder;
   private timer: unknown;
   private assembly: Assembly | null = null;
@@ -142,7 +144,14 @@ export class InboundConnection {
     this.peer = h.from;
     this.state = 'open';
     this.decoder.maxFrameBytes = this.ctx.opts.maxFrameBytes;
-    const accept = { version, clusterId: this.ctx.opts.clusterId, nodeId: this.ctx.opts.nodeId };
+    this.peerHasLog = h.hasLog;
+    const o = this.ctx.opts;
+    const accept = {
+      version,
+      clusterId: o.clusterId,
+      nodeId: o.nodeId,
+      ...(o.hasLog === null ? {} : { hasLog: o.hasLog() }),
+    };
     this.socket.write(encodeSmallFrame(FrameType.accept, pack(accept)));
     this.ctx.accepted(this);
   }

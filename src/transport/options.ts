@@ -20,6 +20,12 @@ export interface TcpTransportOptions {
   readonly nodeId: NodeId;
   /** Nodes with a different cluster id are refused at the handshake. At most 256 characters. */
   readonly clusterId: string;
+  /**
+   * Whether this node holds any Raft log, said in every handshake: a node that starts with an
+   * empty data directory asks its peers this to tell a new cluster from an existing one
+   * (DESIGN.md, "A node that lost its data"). Omitted: not said.
+   */
+  readonly hasLog?: () => boolean;
   /** Where the peer port listens; port 0 lets the OS choose (see TcpTransport.address). */
   readonly listen: PeerAddress;
   readonly peers?: ReadonlyMap<NodeId, PeerAddress>;
@@ -51,6 +57,7 @@ export interface TcpTransportOptions {
 export interface ResolvedTcpOptions {
   readonly nodeId: NodeId;
   readonly clusterId: string;
+  readonly hasLog: (() => boolean) | null;
   readonly listen: PeerAddress;
   readonly maxFrameBytes: number;
   readonly maxHandshakeFrameBytes: number;
@@ -74,6 +81,7 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
   const r: ResolvedTcpOptions = {
     nodeId: o.nodeId,
     clusterId: o.clusterId,
+    hasLog: o.hasLog ?? null,
     listen: o.listen,
     maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     maxHandshakeFrameBytes: o.maxHandshakeFrameBytes ?? 4096,

@@ -12,6 +12,7 @@ import {
   PROTOCOL_VERSION_MIN,
   chunkHeader,
   decodeAccept,
+  type Accept,
   decodeRefuse,
   encodeMessage,
   pack,
@@ -115,6 +116,7 @@ export class PeerLink {
         clusterId: this.ctx.opts.clusterId,
         from: this.ctx.opts.nodeId,
         to: this.peer,
+        ...(this.ctx.opts.hasLog === null ? {} : { hasLog: this.ctx.opts.hasLog() }),
       };
       socket.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));
     });
@@ -165,7 +167,7 @@ export class PeerLink {
     }
   }
 
-  private onAccept(a: { version: number; clusterId: string; nodeId: NodeId }): void {
+  private onAccept(a: Accept): void {
     // The dialled address may hold another node or cluster (stale config): check both ways.
     const wrong =
       a.clusterId !== this.ctx.opts.clusterId
@@ -197,6 +199,7 @@ export class PeerLink {
       peer: this.peer,
       direction: 'outbound',
       remote: this.remote(),
+      peerHasLog: a.hasLog,
     });
     this.pump();
   }

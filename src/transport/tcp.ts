@@ -203,6 +203,7 @@ export class TcpTransport implements Transport {
           peer: conn.peer,
           direction: 'inbound',
           remote: conn.remote,
+          peerHasLog: conn.peerHasLog,
         });
       },
       refused: (conn, claimed, reason) => {

@@ -52,6 +52,8 @@ export type TransportEvent =
       /** outbound: our sending connection to the peer; inbound: the peer's to us. */
       readonly direction: 'outbound' | 'inbound';
       readonly remote: string;
+      /** What the peer's handshake said of its Raft log (TransportOptions.hasLog); null: not said. */
+      readonly peerHasLog: boolean | null;
     }
   | {
       readonly kind: 'peer-disconnected';

@@ -1,0 +1,169 @@
+// What a data directory is: which cluster, which member and which storage it belongs to, and
+// whether the node in it is recovering lost data (DESIGN.md, "A node that lost its data").
+// Written once on first start, then only when the recovery state changes, as a small JSON file
+// beside the log: `flotilla-node.json`. A node refuses to open a directory that belongs to
+// another cluster, member or storage kind, rather than start with a term and vote it never had.
+
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { Recovery } from '../raft/index.js';
+
+export const IDENTITY_FILE = 'flotilla-node.json';
+const FORMAT = 1;
+
+export type StorageKind = 'wal' | 'sqlite';
+
+export interface DataDirIdentity {
+  readonly format: number;
+  readonly clusterId: string;
+  readonly memberId: number;
+  /** The voter ids of the initial cluster, sorted. */
+  readonly members: readonly number[];
+  readonly storage: StorageKind;
+  readonly recovery: Recovery;
+}
+
+export type DataDirErrorCode =
+  /** The directory belongs to another cluster, member or storage kind. */
+  | 'DATA_DIR_MISMATCH'
+  /** The identity file cannot be read or is not one this version writes. */
+  | 'DATA_DIR_INVALID';
+
+export class DataDirError extends Error {
+  override readonly name = 'DataDirError';
+  constructor(
+    readonly code: DataDirErrorCode,
+    message: string,
+    readonly file: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The identity recorded in `dir`, or null when there is none yet. */
+export function readIdentity(dir: string): DataDirIdentity | null {
+  const file = join(dir, IDENTITY_FILE);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new DataDirError(
+      'DATA_DIR_INVALID',
+      `Cannot read ${file}: ${(err as Error).message}`,
+      file,
+    );
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new DataDirError(
+      'DATA_DIR_INVALID',
+      `${file} is not valid JSON: ${(err as Error).message}`,
+      file,
+    );
+  }
+  return parseIdentity(v, file);
+}
+
+function parseIdentity(v: unknown, file: string): DataDirIdentity {
+  const bad = (what: string): DataDirError =>
+    new DataDirError('DATA_DIR_INVALID', `${file}: ${what}`, file);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('expected an object');
+  const o = v as Record<string, unknown>;
+  if (o['format'] !== FORMAT) throw bad(`format ${JSON.stringify(o['format'])} is not ${FORMAT}`);
+  const { clusterId, memberId, members, storage, recovery } = o;
+  if (typeof clusterId !== 'string' || clusterId === '') throw bad('clusterId must be a string');
+  if (!Number.isSafeInteger(memberId) || (memberId as number) < 1)
+    throw bad('memberId must be a positive integer');
+  if (!Array.isArray(members) || !members.every((m) => Number.isSafeInteger(m) && m > 0))
+    throw bad('members must be a list of positive integers');
+  if (storage !== 'wal' && storage !== 'sqlite') throw bad('storage must be "wal" or "sqlite"');
+  if (recovery !== 'recovering' && recovery !== 'none')
+    throw bad('recovery must be "recovering" or "none"');
+  return {
+    format: FORMAT,
+    clusterId,
+    memberId: memberId as number,
+    members: members as number[],
+    storage,
+    recovery,
+  };
+}
+
+/** Writes the identity durably: a temporary file, fsync, rename, fsync of the directory. */
+export function writeIdentity(dir: string, id: Omit<DataDirIdentity, 'format'>): void {
+  const file = join(dir, IDENTITY_FILE);
+  const tmp = `${file}.tmp`;
+  const body = `${JSON.stringify({ format: FORMAT, ...id, members: [...id.members].sort((a, b) => a - b) }, null, 2)}\n`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeFileSync(fd, body);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
+
+/** What this node was started as, to compare with what the directory records. */
+export interface ExpectedIdentity {
+  readonly clusterId: string;
+  readonly memberId: number;
+  readonly members: readonly number[];
+  readonly storage: StorageKind;
+}
+
+/**
+ * Refuses a directory recorded for another cluster, member, initial cluster or storage kind,
+ * naming every difference and what to do.
+ */
+export function checkIdentity(dir: string, found: DataDirIdentity, want: ExpectedIdentity): void {
+  const diffs: string[] = [];
+  if (found.clusterId !== want.clusterId)
+    diffs.push(
+      `cluster id ${JSON.stringify(found.clusterId)}, not ${JSON.stringify(want.clusterId)}`,
+    );
+  if (found.memberId !== want.memberId)
+    diffs.push(`member id ${found.memberId}, not ${want.memberId}`);
+  const sorted = [...want.members].sort((a, b) => a - b);
+  if (found.members.join(',') !== sorted.join(','))
+    diffs.push(`initial cluster members ${found.members.join(',')}, not ${sorted.join(',')}`);
+  if (found.storage !== want.storage) diffs.push(`storage ${found.storage}, not ${want.storage}`);
+  if (diffs.length === 0) return;
+  const file = join(dir, IDENTITY_FILE);
+  throw new DataDirError(
+    'DATA_DIR_MISMATCH',
+    `Data directory ${dir} belongs to another node: it records ${diffs.join('; ')} (${file}). ` +
+      'Start with the settings it records, or give this node an empty data directory.',
+    file,
+  );
+}
+
+/** Which storage kind's files a directory holds (null when neither's). */
+export function storageFilesIn(dir: string): StorageKind | null {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return null;
+  }
+  if (names.some((n) => /^wal-[0-9a-f]+\.seg$/.test(n) || /^snap-\d+\.snap$/.test(n))) return 'wal';
+  if (names.some((n) => n.startsWith('raft.sqlite'))) return 'sqlite';
+  return null;
+}

@@ -1,0 +1,220 @@
+// A data directory, end to end, as a new user met it: wiped under a running cluster, opened with
+// other settings than it was made with, or missing its snapshot file.
+//
+// - A follower whose data directory is wiped and which is started again with the same command
+//   learns from its peers that the cluster exists, recovers as a non-voter, catches up, says so
+//   in its log and in /readyz, and then serves linearizable reads of every acknowledged write.
+// - A directory opened with another cluster id, initial cluster or storage kind is refused
+//   with DATA_DIR_MISMATCH naming what differs; nothing in it changes.
+// - A directory whose snapshot file was deleted is refused with STORAGE_CORRUPT naming the file.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { cliEntry, initialClusterSpec } from '../../src/cli/cluster.js';
+import { TestCluster, sleep } from './harness.js';
+
+const clusters: TestCluster[] = [];
+after(async () => {
+  for (const c of clusters) await c.stop();
+});
+
+/** Polls `probe` until it returns a value, or fails after `timeoutMs` with what it saw last. */
+async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<{ done: T } | { seen: string }>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const r = await probe();
+    if ('done' in r) return r.done;
+    last = r.seen;
+    await sleep(100);
+  }
+  throw new Error(`${what} not within ${timeoutMs} ms; last seen: ${last}`);
+}
+
+async function readyz(url: string): Promise<{ status: number; reason: string }> {
+  try {
+    const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1_000) });
+    const body = (await res.json()) as { reason: string };
+    return { status: res.status, reason: body.reason };
+  } catch (err) {
+    return { status: 0, reason: String(err) };
+  }
+}
+
+void test(
+  'a follower whose data directory was wiped recovers, catches up and serves every write',
+  { timeout: 120_000 },
+  async () => {
+    const cluster = await TestCluster.create({ nodes: 3, extraArgs: ['--log-level', 'info'] });
+    clusters.push(cluster);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const wiped = leader === 2 ? 3 : 2;
+    const client = cluster.client();
+    const acked = new Map<string, string>();
+    try {
+      for (let i = 0; i < 60; i++) {
+        await client.put(`k${i}`, `before-${i}`);
+        acked.set(`k${i}`, `before-${i}`);
+      }
+      await cluster.kill(wiped);
+      rmSync(cluster.member(wiped).dataDir, { recursive: true, force: true });
+      // Writes go on while it is down and while it comes back.
+      const writing = (async () => {
+        for (let i = 0; i < 60; i++) {
+          await client.put(`k${i}`, `after-${i}`);
+          acked.set(`k${i}`, `after-${i}`);
+        }
+      })();
+      cluster.startNode(wiped);
+      await writing;
+      const url = cluster.member(wiped).client;
+      const commit = await cluster.maxCommit();
+      await waitFor('the wiped node to catch up and be ready', 30_000, async () => {
+        const [st, rz] = await Promise.all([cluster.status(wiped), readyz(url)]);
+        if (st !== null && !st.recovering && st.applied >= commit && rz.status === 200)
+          return { done: true };
+        return { seen: `status ${JSON.stringify(st)}; readyz ${rz.status} ${rz.reason}` };
+      });
+      const log = cluster.dumpLogs();
+      assert.match(log, /this node lost its data/, 'the wiped node says it lost its data');
+      assert.match(log, /recovery finished/, 'and that it caught up');
+      const identity = JSON.parse(
+        readFileSync(join(cluster.member(wiped).dataDir, 'flotilla-node.json'), 'utf8'),
+      ) as { recovery: string; memberId: number };
+      assert.deepEqual([identity.memberId, identity.recovery], [wiped, 'none']);
+      const local = cluster.client([wiped]);
+      try {
+        for (const [k, v] of acked) assert.equal((await local.get(k))?.value, v, `read of ${k}`);
+      } finally {
+        await local.close();
+      }
+    } finally {
+      await client.close();
+    }
+  },
+);
+
+void test(
+  'the readiness probe says a recovering node is not ready, and why',
+  { timeout: 60_000 },
+  async () => {
+    // Nodes 1 and 2 form the cluster and write; node 3 starts empty afterwards, so it must
+    // recover. With node 1 down it cannot finish (node 2 alone commits nothing), and says so.
+    const cluster = await TestCluster.create({ nodes: 3 });
+    clusters.push(cluster);
+    cluster.startNode(1);
+    cluster.startNode(2);
+    await cluster.waitForLeader(15_000, [1, 2]);
+    const client = cluster.client([1, 2]);
+    try {
+      for (let i = 0; i < 10; i++) await client.put(`k${i}`, `v${i}`);
+    } finally {
+      await client.close();
+    }
+    await cluster.kill(1);
+    cluster.startNode(3);
+    const url = cluster.member(3).client;
+    const seen = await waitFor('node 3 to report recovering', 20_000, async () => {
+      const rz = await readyz(url);
+      return rz.status === 503 && /recovering lost data/.test(rz.reason)
+        ? { done: rz.reason }
+        : { seen: `${rz.status} ${rz.reason}` };
+    });
+    assert.match(seen, /not a voter until caught up/);
+    const st = await cluster.status(3);
+    assert.equal(st?.recovering, true);
+  },
+);
+
+function runStart(args: readonly string[]): { code: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [cliEntry(), 'start', ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { code: r.status, stderr: `${r.stderr}${r.stdout}` };
+}
+
+void test(
+  'a data directory opened with another cluster, member list or storage is refused',
+  { timeout: 120_000 },
+  async () => {
+    const cluster = await TestCluster.create({
+      nodes: 1,
+      extraArgs: ['--snapshot-every-entries', '20'],
+    });
+    clusters.push(cluster);
+    await cluster.start();
+    const client = cluster.client();
+    try {
+      for (let i = 0; i < 50; i++) await client.put(`k${i}`, `v${i}`);
+    } finally {
+      await client.close();
+    }
+    await cluster.kill(1);
+    const m = cluster.member(1);
+    const base = ['--id', '1', '--data-dir', m.dataDir, '--log-level', 'warn'];
+    const spec = initialClusterSpec(cluster.members);
+    const before = readdirSync(m.dataDir).sort();
+
+    const otherCluster = runStart([...base, '--initial-cluster', spec, '--cluster-id', 'other']);
+    assert.notEqual(otherCluster.code, 0);
+    assert.match(otherCluster.stderr, /DATA_DIR_MISMATCH/);
+    assert.match(otherCluster.stderr, /cluster id "e2e", not "other"/);
+
+    const twoMembers = `${spec},2=127.0.0.1:1@http://127.0.0.1:2`;
+    const otherMembers = runStart([
+      ...base,
+      '--initial-cluster',
+      twoMembers,
+      '--cluster-id',
+      'e2e',
+    ]);
+    assert.match(otherMembers.stderr, /initial cluster members 1, not 1,2/);
+
+    const otherStorage = runStart([
+      ...base,
+      '--initial-cluster',
+      spec,
+      '--cluster-id',
+      'e2e',
+      '--storage',
+      'sqlite',
+    ]);
+    assert.match(otherStorage.stderr, /DATA_DIR_MISMATCH/);
+    assert.match(otherStorage.stderr, /storage wal, not sqlite/);
+    for (const r of [otherCluster, otherMembers, otherStorage])
+      assert.doesNotMatch(r.stderr, /\n\s+at /, `no stack trace:\n${r.stderr}`);
+    assert.deepEqual(readdirSync(m.dataDir).sort(), before, 'the directory is unchanged');
+
+    // The identity file is gone too (a directory from before it existed): the WAL files still
+    // say which storage the directory holds.
+    rmSync(join(m.dataDir, 'flotilla-node.json'));
+    const walAsSqlite = runStart([
+      ...base,
+      '--initial-cluster',
+      spec,
+      '--cluster-id',
+      'e2e',
+      '--storage',
+      'sqlite',
+    ]);
+    assert.match(walAsSqlite.stderr, /holds wal storage files/);
+
+    const snap = readdirSync(m.dataDir).find((n) => n.endsWith('.snap'));
+    assert.ok(snap !== undefined, `a snapshot was taken: ${readdirSync(m.dataDir).join(' ')}`);
+    rmSync(join(m.dataDir, snap));
+    const noSnapshot = runStart([...base, '--initial-cluster', spec, '--cluster-id', 'e2e']);
+    assert.notEqual(noSnapshot.code, 0);
+    assert.match(noSnapshot.stderr, /STORAGE_CORRUPT/);
+    assert.match(noSnapshot.stderr, new RegExp(snap.replace('.', '\\.')));
+    assert.doesNotMatch(noSnapshot.stderr, /\n\s+at /, `no stack trace:\n${noSnapshot.stderr}`);
+  },
+);
