@@ -42,7 +42,7 @@ function optionalBool(o: Record<string, unknown>, key: string, what: string): bo
   if (typeof v !== 'boolean')
     throw new TransportError(
       'TRANSPORT_BAD_FRAME',
-      `${what}.${key} must be a boolean, saw ${JSON.stringify(v) ?? String(v)}`,
+      `${what}.${key} must be a boolean, saw ${typeof v}`,
     );
   return v;
 }

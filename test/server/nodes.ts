@@ -38,23 +38,28 @@ export class TestNodes {
         return `${id}=127.0.0.1:${ports[id - 1] as number}@${o.advertise?.(id, url) ?? url}`;
       })
       .join(',');
-    const nodes: FlotillaNode[] = [];
-    try {
-      for (const id of ids) {
-        const config = resolveNodeConfig({
-          id,
-          dataDir: join(dir, `node${id}`),
-          initialCluster: spec,
-          listenClient: listening[id - 1],
-          logLevel: 'silent',
-          ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
-        });
-        nodes.push(await FlotillaNode.start(config));
-      }
-    } catch (err) {
+    // All at once, as a new cluster's processes start: a node with an empty data directory
+    // waits to hear from a majority of its peers before it starts (DESIGN.md).
+    const started = await Promise.allSettled(
+      ids.map((id) =>
+        FlotillaNode.start(
+          resolveNodeConfig({
+            id,
+            dataDir: join(dir, `node${id}`),
+            initialCluster: spec,
+            listenClient: listening[id - 1],
+            logLevel: 'silent',
+            ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
+          }),
+        ),
+      ),
+    );
+    const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed !== undefined) {
       await Promise.all(nodes.map((n) => n.close()));
       rmSync(dir, { recursive: true, force: true });
-      throw err;
+      throw failed.reason;
     }
     return new TestNodes(
       nodes,
