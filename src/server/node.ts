@@ -2,7 +2,6 @@
 // exactly-once sessions, the Raft runtime, the HTTP API, metrics and logs. `runNode` is what
 // `flotilla start` runs; `FlotillaNode.start` is the same for tests and embedders.
 
-import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { ApiError, isApiErrorCode } from '../api/errors.js';
@@ -25,6 +24,7 @@ import { KvStateMachine } from './kv-backend.js';
 import { createLogger, logRuntimeEvent } from './logging.js';
 import { NodeMetrics } from './metrics.js';
 import { RaftRuntime, type RuntimeEvent } from './runtime.js';
+import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 export class FlotillaNode implements AsyncDisposable {
   private closing = false;
@@ -41,12 +41,13 @@ export class FlotillaNode implements AsyncDisposable {
 
   static async start(config: NodeConfig, o: { logger?: Logger } = {}): Promise<FlotillaNode> {
     const log = o.logger ?? createLogger(config.id, config.logLevel);
-    mkdirSync(config.dataDir, { recursive: true });
+    // Fail before touching storage: an unusable data directory or a taken port is reported
+    // at once, not after the log was replayed and an election won. The peer port is bound
+    // for real (messages arriving before the runtime starts are dropped; Raft resends); the
+    // client port is only checked, as the HTTP routes need the runtime.
+    prepareDataDir(config.dataDir);
+    await checkListenable(config.listenClient, 'clients (listenClient)');
     const metrics = new NodeMetrics(config.id);
-    const storage: RuntimeStorage =
-      config.storage === 'sqlite'
-        ? await openSqliteStorage(config.dataDir)
-        : await openWalStorage(config.dataDir);
     const peers = new Map(
       config.members
         .filter((m) => m.id !== config.id)
@@ -63,7 +64,16 @@ export class FlotillaNode implements AsyncDisposable {
         rng: createRng(config.id * 7919 + Date.now()),
       });
     } catch (err) {
-      await storage.close();
+      throw listenError(config.listenPeer, 'peers (listenPeer)', err);
+    }
+    let storage: RuntimeStorage;
+    try {
+      storage =
+        config.storage === 'sqlite'
+          ? await openSqliteStorage(config.dataDir)
+          : await openWalStorage(config.dataDir);
+    } catch (err) {
+      await transport.close();
       throw err;
     }
     transport.onEvent((e) => {
@@ -169,7 +179,7 @@ export class FlotillaNode implements AsyncDisposable {
       );
     } catch (err) {
       await runtime.close(0);
-      throw err;
+      throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     return node;
   }
@@ -192,6 +202,7 @@ export class FlotillaNode implements AsyncDisposable {
     const s = this.runtime.status();
     return {
       id: s.id,
+      pid: process.pid,
       role: s.role,
       term: s.term,
       leader: s.leader,
@@ -350,11 +361,6 @@ function toApiError(err: unknown): ApiError {
     return new ApiError(code, err.message, err.indefinite, err.leader);
   }
   return new ApiError('INTERNAL', `Unexpected error: ${(err as Error).message}`, true);
-}
-
-function parseHostPort(s: string): { host: string; port: number } {
-  const i = s.lastIndexOf(':');
-  return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
 }
 
 /** Runs a node until SIGTERM or SIGINT, then shuts it down cleanly. */
