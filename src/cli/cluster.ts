@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeStatus } from '../api/types.js';
+import { humanize } from '../server/logging.js';
 import { StartupError, checkListenable, prepareDataDir } from '../server/startup.js';
 
 export interface ClusterUpOptions {
@@ -120,6 +121,9 @@ export function startArgs(
     o.storage,
     '--log-level',
     o.logLevel,
+    // JSON whatever the terminal: this process renders the lines, prefixed with the node.
+    '--log-format',
+    'json',
     ...(o.extraArgs ?? []),
   ];
 }
@@ -205,32 +209,6 @@ function prefixLines(child: ChildProcess, prefix: string, out: (l: string) => vo
       }
     });
   }
-}
-
-const levels: Record<number, string> = {
-  10: 'TRACE',
-  20: 'DEBUG',
-  30: 'INFO',
-  40: 'WARN',
-  50: 'ERROR',
-  60: 'FATAL',
-};
-
-/** Renders a pino JSON line as `12:00:01.123 INFO message key=value ...` for people. */
-export function humanize(line: string): string {
-  let rec: Record<string, unknown>;
-  try {
-    rec = JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return line;
-  }
-  if (typeof rec['msg'] !== 'string') return line;
-  const { level, time, msg, pid: _pid, hostname: _host, node: _node, ...rest } = rec;
-  const t = typeof time === 'number' ? new Date(time).toISOString().slice(11, 23) : '';
-  const fields = Object.entries(rest)
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-    .join(' ');
-  return `${t} ${levels[level as number] ?? String(level)} ${msg}${fields ? ' ' + fields : ''}`;
 }
 
 export interface AnnounceOptions {

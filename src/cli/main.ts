@@ -75,6 +75,7 @@ export function buildProgram(): Command {
       int('--snapshot-every-entries'),
     )
     .option('--log-level <level>', 'pino log level')
+    .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
     .action(async (o: Record<string, unknown>) => {
       const file = typeof o['config'] === 'string' ? readConfigFile(o['config']) : {};
       const flags = {
@@ -90,6 +91,7 @@ export function buildProgram(): Command {
         heartbeatTicks: o['heartbeatTicks'],
         snapshotEveryEntries: o['snapshotEveryEntries'],
         logLevel: o['logLevel'],
+        logFormat: o['logFormat'],
       };
       const config = resolveNodeConfig(file, configFromEnv(process.env), flags);
       const { runNode } = await import('../server/node.js');

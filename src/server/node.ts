@@ -40,7 +40,8 @@ export class FlotillaNode implements AsyncDisposable {
   ) {}
 
   static async start(config: NodeConfig, o: { logger?: Logger } = {}): Promise<FlotillaNode> {
-    const log = o.logger ?? createLogger(config.id, config.logLevel);
+    const log =
+      o.logger ?? createLogger(config.id, { level: config.logLevel, format: config.logFormat });
     // Fail before touching storage: an unusable data directory or a taken port is reported
     // at once, not after the log was replayed and an election won. The peer port is bound
     // for real (messages arriving before the runtime starts are dropped; Raft resends); the

@@ -273,3 +273,39 @@ void describe('start fails fast, before opening storage', () => {
     },
   );
 });
+
+void describe('start logs', () => {
+  const cases: [string, string[], NodeJS.ProcessEnv, boolean][] = [
+    ['JSON lines when piped', [], {}, false],
+    ['human lines with --log-format pretty', ['--log-format', 'pretty'], {}, true],
+    ['human lines with FLOTILLA_LOG_FORMAT=pretty', [], { FLOTILLA_LOG_FORMAT: 'pretty' }, true],
+  ];
+  for (const [name, args, env, pretty] of cases) {
+    void it(name, async () => {
+      const [peer, client] = (await freePorts(2)) as [number, number];
+      const run = startCli(
+        [
+          'start',
+          '--id',
+          '1',
+          '--data-dir',
+          join(tempDir(), 'node1'),
+          '--initial-cluster',
+          `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+          ...args,
+        ],
+        env,
+      );
+      const [line] = await waitForOutput(run, /^.*node started.*$/m, 15_000);
+      run.child.kill('SIGTERM');
+      assert.equal(await exitOf(run, 15_000), 0, run.out.stderr);
+      if (pretty)
+        assert.match(line, /^\d\d:\d\d:\d\d\.\d{3} INFO node started client=127\.0\.0\.1:/);
+      else {
+        const rec = JSON.parse(line) as { msg?: unknown; time?: unknown };
+        assert.equal(rec.msg, 'node started');
+        assert.equal(typeof rec.time, 'number');
+      }
+    });
+  }
+});

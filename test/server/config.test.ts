@@ -58,6 +58,7 @@ void test('bad values are refused with the field and the value', () => {
       /maxBodyBytes \(2048\) must hold a key and a value/,
     ],
     [{ ...base, unsafeTestMode: 'yolo' }, /unsafeTestMode must be/],
+    [{ ...base, logFormat: 'xml' }, /logFormat must be auto, json or pretty, got "xml"/],
     [{ id: 1, dataDir: '/d' }, /initialCluster is required/],
     [{ ...base, initialCluster: '1=nohost' }, /must look like 1=127.0.0.1:7001@http/],
     [
