@@ -7,6 +7,7 @@
 // term=2`) for a terminal. `auto` picks human on a terminal and JSON otherwise.
 
 import { pino, type Logger } from 'pino';
+import type { WalRecoveryReport } from '../storage/index.js';
 import type { RuntimeEvent } from './runtime.js';
 
 export type LogFormat = 'json' | 'pretty';
@@ -76,6 +77,27 @@ export function humanize(line: string): string {
   if (typeof stack === 'string') return `${head}\n    ${stack.split('\n').join('\n    ')}`;
   if (err !== undefined) return `${head} err=${JSON.stringify(err)}`;
   return head;
+}
+
+/** What WAL recovery repaired: each repair dropped bytes that were never acknowledged. */
+export function logWalRecovery(log: Logger, report: WalRecoveryReport): void {
+  for (const r of report.repairs) {
+    if (r.kind === 'tail-cut')
+      log.warn(
+        { file: r.file, offset: r.offset, droppedBytes: r.droppedBytes },
+        'cut a torn write from the end of the WAL (a crash during a write that was never acknowledged)',
+      );
+    else
+      log.warn(
+        { file: r.file, droppedBytes: r.droppedBytes },
+        'removed a WAL segment with no valid header (a crash while creating it)',
+      );
+  }
+  if (report.resetTo !== null)
+    log.warn(
+      { index: report.resetTo.index, term: report.resetTo.term },
+      'the snapshot was ahead of the WAL: the log was reset to it',
+    );
 }
 
 export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {

@@ -21,7 +21,7 @@ import type { NodeConfig } from './config.js';
 import { systemClock, type RuntimeStorage } from './contracts.js';
 import { ServerError } from './errors.js';
 import { KvStateMachine } from './kv-backend.js';
-import { createLogger, logRuntimeEvent } from './logging.js';
+import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
 import { NodeMetrics } from './metrics.js';
 import { RaftRuntime, type RuntimeEvent } from './runtime.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
@@ -69,10 +69,12 @@ export class FlotillaNode implements AsyncDisposable {
     }
     let storage: RuntimeStorage;
     try {
-      storage =
-        config.storage === 'sqlite'
-          ? await openSqliteStorage(config.dataDir)
-          : await openWalStorage(config.dataDir);
+      if (config.storage === 'sqlite') storage = await openSqliteStorage(config.dataDir);
+      else {
+        const wal = await openWalStorage(config.dataDir);
+        logWalRecovery(log, wal.recovery);
+        storage = wal;
+      }
     } catch (err) {
       await transport.close();
       throw err;

@@ -2,6 +2,8 @@
 // terminal and JSON lines for collectors.
 
 import assert from 'node:assert/strict';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { RaftEvent } from '../../src/raft/index.js';
 import {
@@ -10,6 +12,11 @@ import {
   logRuntimeEvent,
   resolveLogFormat,
 } from '../../src/server/logging.js';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import { openWalStorage } from '../../src/storage/index.js';
+import { freePorts } from '../e2e/harness.js';
+import { ents, tempDir } from '../storage/helpers.js';
 
 function sink(isTTY = false): { lines: string[]; write(s: string): void; isTTY: boolean } {
   const lines: string[] = [];
@@ -81,4 +88,36 @@ void test('pre-votes are logged as pre-votes, votes as votes', () => {
       'INFO refused vote to 3 term=1 peer=3 reason=vote for term 1: already voted for 2 in term 1',
     ],
   );
+});
+
+void test('a node logs the torn WAL tail it cut at start-up: file, offset and bytes dropped', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const wal = await openWalStorage(dir);
+    for (let i = 1; i <= 3; i++) await wal.persist(ents(i, i, 1, 0), null);
+    await wal.close();
+    const seg = join(dir, (await readdir(dir)).find((n) => n.endsWith('.seg')) ?? '');
+    const whole = await readFile(seg);
+    await writeFile(seg, Buffer.concat([whole, Buffer.from([1, 2, 3, 4, 5, 6, 7])]));
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const out = sink();
+    const config = resolveNodeConfig({
+      id: 1,
+      dataDir: dir,
+      initialCluster: `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+    });
+    const node = await FlotillaNode.start(config, {
+      logger: createLogger(1, { level: 'info', format: 'json', out }),
+    });
+    await node.close();
+    const records = out.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const torn = records.filter((r) => /torn write/.test(String(r['msg'])));
+    assert.equal(torn.length, 1, out.lines.join('\n'));
+    assert.equal(torn[0]?.['level'], 40, 'at warn');
+    assert.equal(torn[0]?.['file'], seg);
+    assert.equal(torn[0]?.['offset'], whole.length);
+    assert.equal(torn[0]?.['droppedBytes'], 7);
+  } finally {
+    await cleanup();
+  }
 });
