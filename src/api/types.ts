@@ -127,6 +127,8 @@ export interface TxnResponse {
 
 export interface NodeStatus {
   readonly id: number;
+  /** The operating-system process id of the node answering. */
+  readonly pid: number;
   readonly role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
   readonly term: number;
   readonly leader: number;

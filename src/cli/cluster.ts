@@ -3,9 +3,11 @@
 // keep running. Ctrl-C (or SIGTERM) stops every node it started, by PID, and waits for them.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { NodeStatus } from '../api/types.js';
+import { humanize } from '../server/logging.js';
+import { StartupError, checkListenable, prepareDataDir } from '../server/startup.js';
 
 export interface ClusterUpOptions {
   readonly nodes: number;
@@ -28,16 +30,66 @@ export interface LocalMember {
   readonly dataDir: string;
 }
 
+/** A bad combination of `cluster up` options: nothing was started (exit code 2). */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+  readonly code = 'USAGE';
+}
+
+export const maxLocalNodes = 9;
+const maxPort = 65_535;
+
+/** The members of a local cluster; refuses options that could not work before anything starts. */
 export function planCluster(o: ClusterUpOptions): LocalMember[] {
-  if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > 9) {
-    throw new Error(`--nodes must be an integer from 1 to 9, got ${o.nodes}`);
+  if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > maxLocalNodes)
+    throw new UsageError(`--nodes must be an integer from 1 to ${maxLocalNodes}, got ${o.nodes}`);
+  const ranges = [
+    ['--peer-port', o.peerPortBase],
+    ['--client-port', o.clientPortBase],
+  ] as const;
+  for (const [flag, base] of ranges) {
+    if (!Number.isInteger(base) || base < 1 || base + o.nodes - 1 > maxPort)
+      throw new UsageError(
+        `${flag} ${base} with ${o.nodes} node(s) needs ports ${base}..${base + o.nodes - 1}; ports must be in 1..${maxPort}`,
+      );
   }
+  if (Math.abs(o.peerPortBase - o.clientPortBase) < o.nodes)
+    throw new UsageError(
+      `--peer-port ${o.peerPortBase} and --client-port ${o.clientPortBase} overlap with ${o.nodes} node(s): each needs ${o.nodes} consecutive ports`,
+    );
   return Array.from({ length: o.nodes }, (_, i) => ({
     id: i + 1,
     peer: `${o.host}:${o.peerPortBase + i}`,
     client: `http://${o.host}:${o.clientPortBase + i}`,
     dataDir: resolve(join(o.dataDir, `node${i + 1}`)),
   }));
+}
+
+/**
+ * Checks every port of the plan can be bound now, and names each one that cannot: a cluster
+ * started on ports another cluster holds would ask that cluster whether it is ready.
+ */
+export async function checkPorts(members: readonly LocalMember[]): Promise<void> {
+  const problems: string[] = [];
+  for (const m of members) {
+    for (const [address, purpose] of [
+      [m.peer, `the peer port of node ${m.id}`],
+      [new URL(m.client).host, `the client port of node ${m.id}`],
+    ] as const) {
+      try {
+        await checkListenable(address, purpose);
+      } catch (err) {
+        if (!(err instanceof StartupError)) throw err;
+        problems.push(`  ${err.message}`);
+      }
+    }
+  }
+  if (problems.length > 0)
+    throw new StartupError(
+      'ADDRESS_IN_USE',
+      `Cannot start the cluster; nothing was started:\n${problems.join('\n')}\n` +
+        'Stop what holds these ports, or choose others with --peer-port and --client-port.',
+    );
 }
 
 export function initialClusterSpec(members: readonly LocalMember[]): string {
@@ -69,6 +121,9 @@ export function startArgs(
     o.storage,
     '--log-level',
     o.logLevel,
+    // JSON whatever the terminal: this process renders the lines, prefixed with the node.
+    '--log-format',
+    'json',
     ...(o.extraArgs ?? []),
   ];
 }
@@ -76,14 +131,17 @@ export function startArgs(
 export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   const out = o.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const members = planCluster(o);
+  for (const m of members) prepareDataDir(m.dataDir);
+  await checkPorts(members);
   const children = new Map<number, ChildProcess>();
+  const pids = new Map<number, number>();
   let stopping = false;
   for (const m of members) {
-    mkdirSync(m.dataDir, { recursive: true });
     const child = spawn(process.execPath, startArgs(m, members, o), {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.set(m.id, child);
+    if (child.pid !== undefined) pids.set(m.id, child.pid);
     prefixLines(child, `[node ${m.id}] `, out);
     child.on('exit', (code, signal) => {
       children.delete(m.id);
@@ -104,7 +162,9 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     `Try: curl -s ${members[0]?.client}/v1/kv/put -H 'content-type: application/json' -d '{"key":"hello","value":"world"}'`,
   );
   out('Press Ctrl-C to stop all nodes.');
-  void announceLeader(members, out, () => stopping);
+  void announceLeader({ members, pids, out, stopped: () => stopping }).then((ready) => {
+    if (!ready && !stopping) out('No leader after 20 s: check the node logs above.');
+  });
 
   return new Promise((resolveDone) => {
     // Every timer is cleared on the way out, so the process exits once its nodes have.
@@ -153,53 +213,47 @@ function prefixLines(child: ChildProcess, prefix: string, out: (l: string) => vo
   }
 }
 
-const levels: Record<number, string> = {
-  10: 'TRACE',
-  20: 'DEBUG',
-  30: 'INFO',
-  40: 'WARN',
-  50: 'ERROR',
-  60: 'FATAL',
-};
-
-/** Renders a pino JSON line as `12:00:01.123 INFO message key=value ...` for people. */
-export function humanize(line: string): string {
-  let rec: Record<string, unknown>;
-  try {
-    rec = JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return line;
-  }
-  if (typeof rec['msg'] !== 'string') return line;
-  const { level, time, msg, pid: _pid, hostname: _host, node: _node, ...rest } = rec;
-  const t = typeof time === 'number' ? new Date(time).toISOString().slice(11, 23) : '';
-  const fields = Object.entries(rest)
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-    .join(' ');
-  return `${t} ${levels[level as number] ?? String(level)} ${msg}${fields ? ' ' + fields : ''}`;
+export interface AnnounceOptions {
+  readonly members: readonly Pick<LocalMember, 'id' | 'client'>[];
+  /** The PID of the process started for each member: only those processes are believed. */
+  readonly pids: ReadonlyMap<number, number>;
+  readonly out: (line: string) => void;
+  readonly stopped: () => boolean;
+  readonly timeoutMs?: number;
 }
 
-/** Polls the nodes (bounded) and says once a leader is elected, so people know when to start. */
-async function announceLeader(
-  members: readonly LocalMember[],
-  out: (l: string) => void,
-  stopped: () => boolean,
-): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline && !stopped()) {
-    for (const m of members) {
+/**
+ * Polls the nodes (bounded) and says once one of them leads, so people know when to start.
+ * Only a node that answers with the id and the PID of the process started for it counts: a
+ * stranger answering on the port (another cluster) is named, never taken for a leader.
+ * Returns whether a leader was announced.
+ */
+export async function announceLeader(o: AnnounceOptions): Promise<boolean> {
+  const deadline = Date.now() + (o.timeoutMs ?? 20_000);
+  const strangers = new Set<number>();
+  while (Date.now() < deadline && !o.stopped()) {
+    for (const m of o.members) {
+      let st: Partial<NodeStatus>;
       try {
         const res = await fetch(`${m.client}/v1/status`, { signal: AbortSignal.timeout(500) });
-        const st = (await res.json()) as { leader?: number };
-        if (typeof st.leader === 'number' && st.leader > 0) {
-          out(`Ready: node ${st.leader} leads; every node accepts reads and writes.`);
-          return;
-        }
+        st = (await res.json()) as Partial<NodeStatus>;
       } catch {
-        // not up yet
+        continue; // not up yet
+      }
+      if (st.id !== m.id || st.pid === undefined || st.pid !== o.pids.get(m.id)) {
+        if (!strangers.has(m.id))
+          o.out(
+            `${m.client} is answered by another process (node ${st.id ?? '?'}, pid ${st.pid ?? '?'}), not node ${m.id} (pid ${o.pids.get(m.id) ?? '?'}) started here`,
+          );
+        strangers.add(m.id);
+        continue;
+      }
+      if (st.role === 'leader' && st.leader === m.id) {
+        o.out(`Ready: node ${m.id} leads; every node accepts reads and writes.`);
+        return true;
       }
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  if (!stopped()) out('No leader after 20 s: check the node logs above.');
+  return false;
 }

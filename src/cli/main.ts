@@ -1,21 +1,26 @@
 #!/usr/bin/env node
 // The `flotilla` command: run a node, run a local cluster, and talk to a cluster.
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { FlotillaClient, FlotillaError } from '../client/index.js';
 import { ConfigError, configFromEnv, readConfigFile, resolveNodeConfig } from '../server/config.js';
-import { clusterUp } from './cluster.js';
+import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 
 const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
 
-function int(name: string) {
+/** An integer option; with bounds, a value outside [min, max] is refused before anything runs. */
+function int(name: string, min = -Infinity, max = Infinity) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n))
+    if (v.trim() === '' || !Number.isInteger(n))
       throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
+    if (n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be in ${min}..${max}, got ${n}`);
     return n;
   };
 }
+
+const port = (name: string) => int(name, 1, 65_535);
 
 function client(opts: { endpoints: string }): FlotillaClient {
   return new FlotillaClient({
@@ -43,7 +48,10 @@ async function withClient<T>(
 export function buildProgram(): Command {
   const program = new Command('flotilla')
     .description('Raft-replicated key-value store')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Usage errors throw (exit code 2, see main) rather than exit inside the parser; the
+    // subcommands defined below inherit this.
+    .exitOverride();
 
   program
     .command('start')
@@ -67,6 +75,7 @@ export function buildProgram(): Command {
       int('--snapshot-every-entries'),
     )
     .option('--log-level <level>', 'pino log level')
+    .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
     .action(async (o: Record<string, unknown>) => {
       const file = typeof o['config'] === 'string' ? readConfigFile(o['config']) : {};
       const flags = {
@@ -82,6 +91,7 @@ export function buildProgram(): Command {
         heartbeatTicks: o['heartbeatTicks'],
         snapshotEveryEntries: o['snapshotEveryEntries'],
         logLevel: o['logLevel'],
+        logFormat: o['logFormat'],
       };
       const config = resolveNodeConfig(file, configFromEnv(process.env), flags);
       const { runNode } = await import('../server/node.js');
@@ -92,11 +102,13 @@ export function buildProgram(): Command {
   cluster
     .command('up')
     .description('start a local cluster as child processes on 127.0.0.1; Ctrl-C stops it')
-    .option('--nodes <n>', 'number of nodes', int('--nodes'), 3)
+    .option('--nodes <n>', 'number of nodes', int('--nodes', 1, maxLocalNodes), 3)
     .option('--data-dir <dir>', 'data directory (one subdirectory per node)', './data')
-    .option('--peer-port <port>', 'first peer port', int('--peer-port'), 7001)
-    .option('--client-port <port>', 'first client (HTTP) port', int('--client-port'), 8001)
-    .option('--storage <kind>', 'wal or sqlite', 'wal')
+    .option('--peer-port <port>', 'first peer port', port('--peer-port'), 7001)
+    .option('--client-port <port>', 'first client (HTTP) port', port('--client-port'), 8001)
+    .addOption(
+      new Option('--storage <kind>', 'storage backend').choices(['wal', 'sqlite']).default('wal'),
+    )
     .option('--log-level <level>', 'node log level', 'info')
     .option('--cluster-id <id>', 'cluster id', 'flotilla-local')
     .action(
@@ -105,12 +117,10 @@ export function buildProgram(): Command {
         dataDir: string;
         peerPort: number;
         clientPort: number;
-        storage: string;
+        storage: 'wal' | 'sqlite';
         logLevel: string;
         clusterId: string;
       }) => {
-        if (o.storage !== 'wal' && o.storage !== 'sqlite')
-          throw new InvalidArgumentError(`--storage must be wal or sqlite, got "${o.storage}"`);
         const code = await clusterUp({
           nodes: o.nodes,
           dataDir: o.dataDir,
@@ -175,13 +185,24 @@ export function buildProgram(): Command {
 
   program
     .command('status')
-    .description('a table of the nodes: role, term, indices')
+    .description('a table of the nodes: process id, role, term, indices')
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .action(async (o: { endpoints: string }) =>
       withClient(o, async (c) => {
         const s = await c.clusterStatus();
         const rows = [
-          ['ID', 'CLIENT', 'ROLE', 'TERM', 'LEADER', 'COMMIT', 'APPLIED', 'LAST', 'REVISION'],
+          [
+            'ID',
+            'PID',
+            'CLIENT',
+            'ROLE',
+            'TERM',
+            'LEADER',
+            'COMMIT',
+            'APPLIED',
+            'LAST',
+            'REVISION',
+          ],
         ];
         for (const n of s.nodes) {
           if ('status' in n) {
@@ -189,6 +210,7 @@ export function buildProgram(): Command {
             rows.push(
               [
                 st.id,
+                st.pid,
                 n.client,
                 st.role,
                 st.term,
@@ -200,7 +222,13 @@ export function buildProgram(): Command {
               ].map(String),
             );
           } else
-            rows.push([String(n.id), n.client, `unreachable: ${n.error}`, '', '', '', '', '', '']);
+            rows.push([
+              String(n.id),
+              '',
+              n.client,
+              `unreachable: ${n.error}`,
+              ...new Array<string>(6).fill(''),
+            ]);
         }
         const widths =
           rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -227,7 +255,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   try {
     await buildProgram().parseAsync([...argv]);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof CommanderError) {
+      // The parser has printed the problem (or the help or version asked for).
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+    } else if (err instanceof UsageError) {
+      process.stderr.write(`flotilla: ${err.message}\n`);
+      process.exitCode = 2;
+    } else if (err instanceof ConfigError) {
       process.stderr.write(`flotilla: ${err.code}: ${err.message}\n`);
       process.exitCode = 2;
     } else if (err instanceof FlotillaError) {

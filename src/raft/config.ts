@@ -14,6 +14,9 @@ export interface RaftEvent {
     | 'become-leader'
     | 'vote-granted'
     | 'vote-refused'
+    /** A pre-vote (thesis §9.6) moves no term and records no vote: logged apart from votes. */
+    | 'pre-vote-granted'
+    | 'pre-vote-refused'
     | 'step-down'
     | 'transfer-started'
     | 'transfer-handed-off'

@@ -696,7 +696,7 @@ export class RaftNode {
         this.electionElapsed < this.cfg.electionTicks;
       if (inLease && !m.transfer) {
         this.emit(
-          'vote-refused',
+          m.type === 'vote' ? 'vote-refused' : 'pre-vote-refused',
           m.from,
           `${m.type} in term ${m.term}: leader ${this.leader} is alive`,
         );
@@ -786,16 +786,33 @@ export class RaftNode {
         this.electionElapsed = 0;
         this.vote = m.from;
       }
-      this.emit('vote-granted', m.from, `${m.type} for term ${m.term}`);
+      this.emit(
+        m.type === 'vote' ? 'vote-granted' : 'pre-vote-granted',
+        m.from,
+        `${m.type} for term ${m.term}`,
+      );
       return;
     }
     this.send({ type: respType, from: this.id, to: m.from, term: this.term, granted: false });
-    const why = !canVote
-      ? this.vote !== NONE
-        ? `already voted for ${this.vote} in term ${this.term}`
-        : `following leader ${this.leader}`
-      : `candidate log (${m.lastLogTerm}, ${m.lastLogIndex}) is behind ours (${this.log.lastTerm()}, ${this.log.lastIndex()})`;
-    this.emit('vote-refused', m.from, `${m.type} for term ${m.term}: ${why}`);
+    this.emit(
+      m.type === 'vote' ? 'vote-refused' : 'pre-vote-refused',
+      m.from,
+      `${m.type} for term ${m.term}: ${this.refusalReason(m, canVote)}`,
+    );
+  }
+
+  /** Why handleVoteRequest refused `m`, in the terms of the rule that refused it. */
+  private refusalReason(m: VoteRequest, canVote: boolean): string {
+    if (canVote)
+      return `candidate log (${m.lastLogTerm}, ${m.lastLogIndex}) is behind ours (${this.log.lastTerm()}, ${this.log.lastIndex()})`;
+    if (m.type === 'pre-vote') {
+      // A pre-vote asks no vote of ours, only whether we would move past our term.
+      const bound = this.vote !== NONE ? `voted for ${this.vote}` : `follow leader ${this.leader}`;
+      return `that term is not past ours (${this.term}), in which we ${bound}`;
+    }
+    return this.vote !== NONE
+      ? `already voted for ${this.vote} in term ${this.term}`
+      : `following leader ${this.leader}`;
   }
 
   // -------------------------------------------------------------------------------------------

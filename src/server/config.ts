@@ -50,6 +50,8 @@ export interface NodeConfig {
   /** Client connections open at once; connections past it are closed on arrival. */
   readonly httpMaxConnections: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** `auto`: human-readable on a terminal, JSON lines otherwise. */
+  readonly logFormat: 'auto' | 'json' | 'pretty';
   /**
    * Deliberately unsafe behaviour for proving the fault-injection checker can fail; never for
    * production: `local-reads` serves every read without ReadIndex, `early-ack` acknowledges
@@ -79,11 +81,13 @@ export const configDefaults = {
   httpIdleTimeoutMs: 10_000,
   httpMaxConnections: 8_192,
   logLevel: 'info',
+  logFormat: 'auto',
 } as const;
 
 type Raw = Record<string, unknown>;
 
-const numericFields = [
+/** Integer fields with their inclusive bounds. */
+export const numericFields = [
   ['tickMs', 1, 10_000],
   ['electionTicks', 2, 10_000],
   ['heartbeatTicks', 1, 10_000],
@@ -101,7 +105,7 @@ const numericFields = [
 /** Headers, flags and punctuation of a put request's JSON body beyond its key and value. */
 const putBodyOverheadBytes = 1024;
 
-const knownFields = new Set([
+const otherFields = [
   'id',
   'clusterId',
   'dataDir',
@@ -111,9 +115,24 @@ const knownFields = new Set([
   'listenClient',
   'storage',
   'logLevel',
+  'logFormat',
   'unsafeTestMode',
+] as const;
+
+/** Every field a config file may hold; each is documented in docs/CONFIG.md. */
+export type ConfigField = (typeof otherFields)[number] | (typeof numericFields)[number][0];
+
+export const configFields: readonly ConfigField[] = [
+  ...otherFields,
   ...numericFields.map(([n]) => n),
-]);
+];
+
+const knownFields = new Set<string>(configFields);
+
+/** The environment variable of a field: dataDir -> FLOTILLA_DATA_DIR. */
+export function envVarName(field: ConfigField): string {
+  return 'FLOTILLA_' + field.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
 
 /** Reads a YAML or JSON config file (by extension; YAML is a superset of JSON anyway). */
 export function readConfigFile(path: string): Raw {
@@ -138,9 +157,8 @@ export function readConfigFile(path: string): Raw {
 /** FLOTILLA_ID, FLOTILLA_DATA_DIR, FLOTILLA_INITIAL_CLUSTER, ... -> config fields. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Raw {
   const out: Raw = {};
-  for (const field of knownFields) {
-    const name = 'FLOTILLA_' + field.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
-    const v = env[name];
+  for (const field of configFields) {
+    const v = env[envVarName(field)];
     if (v !== undefined && v !== '') out[field] = v;
   }
   return out;
@@ -206,6 +224,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`logLevel "${logLevel}" is not a pino level`);
   }
+  const logFormat = str(merged['logFormat'], 'logFormat', configDefaults.logFormat);
+  if (logFormat !== 'auto' && logFormat !== 'json' && logFormat !== 'pretty')
+    throw new ConfigError(`logFormat must be auto, json or pretty, got "${logFormat}"`);
   const unsafeTestMode = str(merged['unsafeTestMode'], 'unsafeTestMode', 'none');
   if (
     unsafeTestMode !== 'none' &&
@@ -234,6 +255,7 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
         : new URL(self.client).host,
     storage,
     logLevel: logLevel as NodeConfig['logLevel'],
+    logFormat,
     unsafeTestMode,
     ...numbers,
     maxProposalBytes,

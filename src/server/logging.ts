@@ -1,12 +1,103 @@
 // Structured logs (pino) of the events a person follows when watching a cluster: role
-// changes, elections with who voted for whom and why a vote was refused, leader changes,
-// snapshots, peer connections, and fatal errors.
+// changes, elections with who voted (or pre-voted) for whom and why a vote was refused,
+// leader changes, snapshots, peer connections, storage recovery, and fatal errors.
+//
+// Two renderings of the same records: JSON lines (one object per line, `time` in epoch
+// milliseconds) for log collectors, and a human one (`12:00:01.123 INFO became leader
+// term=2`) for a terminal. `auto` picks human on a terminal and JSON otherwise.
 
 import { pino, type Logger } from 'pino';
+import type { WalRecoveryReport } from '../storage/index.js';
 import type { RuntimeEvent } from './runtime.js';
 
-export function createLogger(nodeId: number, level: string): Logger {
-  return pino({ level, base: { node: nodeId } });
+export type LogFormat = 'json' | 'pretty';
+
+export interface LoggerOptions {
+  /** A pino level name. */
+  readonly level: string;
+  /** Default `auto`: `pretty` when `out` is a terminal, `json` otherwise. */
+  readonly format?: LogFormat | 'auto';
+  /** Where lines go; default standard output. */
+  readonly out?: { write(line: string): unknown; readonly isTTY?: boolean };
+}
+
+export function resolveLogFormat(format: LogFormat | 'auto', isTTY: boolean): LogFormat {
+  if (format !== 'auto') return format;
+  return isTTY ? 'pretty' : 'json';
+}
+
+export function createLogger(nodeId: number, o: LoggerOptions): Logger {
+  const out = o.out ?? process.stdout;
+  const format = resolveLogFormat(o.format ?? 'auto', out.isTTY === true);
+  const options = { level: o.level, base: { node: nodeId } };
+  if (format === 'json' && o.out === undefined) return pino(options);
+  const write =
+    format === 'json'
+      ? (line: string) => out.write(line)
+      : (line: string) => out.write(humanize(line.trimEnd()) + '\n');
+  return pino(options, { write });
+}
+
+const levels: Record<number, string> = {
+  10: 'TRACE',
+  20: 'DEBUG',
+  30: 'INFO',
+  40: 'WARN',
+  50: 'ERROR',
+  60: 'FATAL',
+};
+
+function clockTime(ms: number): string {
+  const d = new Date(ms);
+  const two = (n: number) => String(n).padStart(2, '0');
+  const millis = String(d.getMilliseconds()).padStart(3, '0');
+  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${millis}`;
+}
+
+/**
+ * Renders a pino JSON line as `12:00:01.123 INFO message key=value ...` (local time) for
+ * people; an error's stack follows on indented lines. A line that is not a pino record is
+ * returned unchanged.
+ */
+export function humanize(line: string): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  if (rec === null || typeof rec !== 'object' || typeof rec['msg'] !== 'string') return line;
+  const { level, time, msg, err, pid: _pid, hostname: _host, node: _node, ...rest } = rec;
+  const t = typeof time === 'number' ? clockTime(time) : '';
+  const fields = Object.entries(rest)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  const head = `${t} ${levels[level as number] ?? String(level)} ${msg}${fields ? ' ' + fields : ''}`;
+  const stack = (err as { stack?: unknown } | undefined)?.stack;
+  if (typeof stack === 'string') return `${head}\n    ${stack.split('\n').join('\n    ')}`;
+  if (err !== undefined) return `${head} err=${JSON.stringify(err)}`;
+  return head;
+}
+
+/** What WAL recovery repaired: each repair dropped bytes that were never acknowledged. */
+export function logWalRecovery(log: Logger, report: WalRecoveryReport): void {
+  for (const r of report.repairs) {
+    if (r.kind === 'tail-cut')
+      log.warn(
+        { file: r.file, offset: r.offset, droppedBytes: r.droppedBytes },
+        'cut a torn write from the end of the WAL (a crash during a write that was never acknowledged)',
+      );
+    else
+      log.warn(
+        { file: r.file, droppedBytes: r.droppedBytes },
+        'removed a WAL segment with no valid header (a crash while creating it)',
+      );
+  }
+  if (report.resetTo !== null)
+    log.warn(
+      { index: report.resetTo.index, term: report.resetTo.term },
+      'the snapshot was ahead of the WAL: the log was reset to it',
+    );
 }
 
 export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
@@ -14,11 +105,10 @@ export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
     case 'raft': {
       const r = e.event;
       const fields = { term: r.term, ...(r.peer ? { peer: r.peer } : {}), reason: r.reason };
-      if (r.kind === 'vote-granted' || r.kind === 'vote-refused')
-        log.info(
-          fields,
-          r.kind === 'vote-granted' ? `voted for ${r.peer}` : `refused vote to ${r.peer}`,
-        );
+      if (r.kind === 'vote-granted') log.info(fields, `voted for ${r.peer}`);
+      else if (r.kind === 'vote-refused') log.info(fields, `refused vote to ${r.peer}`);
+      else if (r.kind === 'pre-vote-granted') log.info(fields, `granted pre-vote to ${r.peer}`);
+      else if (r.kind === 'pre-vote-refused') log.info(fields, `refused pre-vote to ${r.peer}`);
       else if (r.kind === 'become-leader') log.info(fields, 'became leader');
       else if (r.kind === 'step-down') log.warn(fields, 'stepped down');
       else if (r.kind === 'follower-lost-log')

@@ -2,7 +2,24 @@
 // in one process (tests) do not collide. Names follow Prometheus conventions: units last.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ProgressState } from '../raft/index.js';
 import type { RuntimeEvent } from './runtime.js';
+
+const progressStates: readonly ProgressState[] = ['probe', 'replicate', 'snapshot'];
+
+/** What the gauges read from the node at each scrape (the core's status, plus applied). */
+export interface StatusView {
+  readonly id: number;
+  readonly role: string;
+  readonly term: number;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  /** Per follower, on the leader only. */
+  readonly progress: Readonly<
+    Record<number, { readonly match: number; readonly next: number; readonly state: ProgressState }>
+  >;
+}
 
 const latencyBuckets = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -98,10 +115,14 @@ export class NodeMetrics {
     });
   }
 
-  /** Reads the gauges (role, term, commit and applied index) from `status` at each scrape. */
-  bindStatus(status: () => { role: string; term: number; commit: number; applied: number }): void {
+  /**
+   * Reads the gauges (role, term, commit and applied index) from `status` at each scrape, and
+   * on the leader, each follower's replication progress (see `followerGauges`).
+   */
+  bindStatus(status: () => StatusView): void {
     const read = () => status();
     const r = [this.registry];
+    this.followerGauges(read);
     new Gauge({
       name: 'flotilla_is_leader',
       help: '1 if this node leads',
@@ -132,6 +153,65 @@ export class NodeMetrics {
       registers: r,
       collect() {
         this.set(read().applied);
+      },
+    });
+  }
+
+  /**
+   * The leader's view of each follower (etcd's tracker): the highest index known replicated
+   * (match), the next index to send, the progress state, and the lag, the leader's last index
+   * minus match. A follower whose lag only grows is not catching up. Empty on other nodes.
+   */
+  private followerGauges(read: () => StatusView): void {
+    const r = [this.registry];
+    const followers = () => {
+      const st = read();
+      return st.role === 'leader'
+        ? Object.entries(st.progress)
+            .filter(([id]) => Number(id) !== st.id)
+            .map(([peer, p]) => ({ peer, ...p, lag: st.lastIndex - p.match }))
+        : [];
+    };
+    const gauge = (
+      name: string,
+      help: string,
+      value: (f: ReturnType<typeof followers>[number]) => number,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['peer'],
+        registers: r,
+        collect() {
+          this.reset();
+          for (const f of followers()) this.set({ peer: f.peer }, value(f));
+        },
+      });
+    gauge(
+      'flotilla_follower_match_index',
+      'Leader only: highest index known replicated on the follower',
+      (f) => f.match,
+    );
+    gauge(
+      'flotilla_follower_next_index',
+      'Leader only: next index the leader sends the follower',
+      (f) => f.next,
+    );
+    gauge(
+      'flotilla_follower_lag_entries',
+      "Leader only: the leader's last index minus the follower's match index",
+      (f) => f.lag,
+    );
+    new Gauge({
+      name: 'flotilla_follower_progress_state',
+      help: 'Leader only: 1 for the state the follower is in (probe, replicate, snapshot)',
+      labelNames: ['peer', 'state'],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const f of followers())
+          for (const state of progressStates)
+            this.set({ peer: f.peer, state }, f.state === state ? 1 : 0);
       },
     });
   }

@@ -2,7 +2,6 @@
 // exactly-once sessions, the Raft runtime, the HTTP API, metrics and logs. `runNode` is what
 // `flotilla start` runs; `FlotillaNode.start` is the same for tests and embedders.
 
-import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
@@ -32,9 +31,10 @@ import {
 import { ServerError } from './errors.js';
 import { KvStateMachine } from './kv-backend.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
-import { createLogger, logRuntimeEvent } from './logging.js';
+import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
 import { NodeMetrics } from './metrics.js';
 import { RaftRuntime, type RuntimeEvent } from './runtime.js';
+import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 export class FlotillaNode implements AsyncDisposable {
   private closing = false;
@@ -62,8 +62,14 @@ export class FlotillaNode implements AsyncDisposable {
   }
 
   static async start(config: NodeConfig, o: { logger?: Logger } = {}): Promise<FlotillaNode> {
-    const log = o.logger ?? createLogger(config.id, config.logLevel);
-    mkdirSync(config.dataDir, { recursive: true });
+    const log =
+      o.logger ?? createLogger(config.id, { level: config.logLevel, format: config.logFormat });
+    // Fail before touching storage: an unusable data directory or a taken port is reported
+    // at once, not after the log was replayed and an election won. The peer port is bound
+    // for real (messages arriving before the runtime starts are dropped; Raft resends); the
+    // client port is only checked, as the HTTP routes need the runtime.
+    prepareDataDir(config.dataDir);
+    await checkListenable(config.listenClient, 'clients (listenClient)');
     const metrics = new NodeMetrics(config.id);
     const identity: Omit<DataDirIdentity, 'format' | 'recovery'> = {
       clusterId: config.clusterId,
@@ -80,10 +86,16 @@ export class FlotillaNode implements AsyncDisposable {
         `Data directory ${config.dataDir} holds ${otherKind} storage files, but this node was started with --storage ${config.storage}: it would start empty and forget its term and vote. Start with --storage ${otherKind}, or give this node an empty data directory.`,
         config.dataDir,
       );
-    const storage: RuntimeStorage =
-      config.storage === 'sqlite'
-        ? await openSqliteStorage(config.dataDir)
-        : await openWalStorage(config.dataDir, { snapshotsCoverCompaction: true });
+    // Storage opens before the peer port is bound: every handshake says whether this node
+    // holds a log, and must not say "no" for want of having looked.
+    await checkListenable(config.listenPeer, 'peers (listenPeer)');
+    let storage: RuntimeStorage;
+    if (config.storage === 'sqlite') storage = await openSqliteStorage(config.dataDir);
+    else {
+      const wal = await openWalStorage(config.dataDir, { snapshotsCoverCompaction: true });
+      logWalRecovery(log, wal.recovery);
+      storage = wal;
+    }
     const peers = new Map(
       config.members
         .filter((m) => m.id !== config.id)
@@ -105,7 +117,7 @@ export class FlotillaNode implements AsyncDisposable {
       });
     } catch (err) {
       await storage.close();
-      throw err;
+      throw listenError(config.listenPeer, 'peers (listenPeer)', err);
     }
     const peerLogs = new Map<number, boolean | null>();
     transport.onEvent((e) => {
@@ -244,7 +256,7 @@ export class FlotillaNode implements AsyncDisposable {
       );
     } catch (err) {
       await runtime.close(0);
-      throw err;
+      throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     return node;
   }
@@ -267,6 +279,7 @@ export class FlotillaNode implements AsyncDisposable {
     const s = this.runtime.status();
     return {
       id: s.id,
+      pid: process.pid,
       role: s.role,
       term: s.term,
       leader: s.leader,
@@ -463,10 +476,6 @@ async function decideEmptyStart(
   }
 }
 
-function parseHostPort(s: string): { host: string; port: number } {
-  const i = s.lastIndexOf(':');
-  return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
-}
 
 /** Runs a node until SIGTERM or SIGINT, then shuts it down cleanly. */
 export async function runNode(config: NodeConfig): Promise<void> {

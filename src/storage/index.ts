@@ -12,7 +12,7 @@ export type {
   SyncHook,
 } from './types.js';
 export { StorageError, type StorageErrorCode } from './errors.js';
-export { openWalStorage, WalStorage } from './wal.js';
+export { openWalStorage, WalStorage, type WalRecoveryReport, type WalRepair } from './wal.js';
 export { openSqliteStorage } from './sqlite.js';
 export {
   createMemoryStorage,

@@ -30,16 +30,26 @@ export interface SegmentInfo {
   sizeBytes: number;
 }
 
+/** Something recovery changed on disk, for the operator's log. */
+export type WalRepair =
+  /** A torn final write: the last segment was cut back to `offset`, its valid prefix. */
+  | {
+      readonly kind: 'tail-cut';
+      readonly file: string;
+      readonly offset: number;
+      readonly droppedBytes: number;
+    }
+  /** A last segment with no valid header (a crash while creating it), removed. */
+  | { readonly kind: 'segment-removed'; readonly file: string; readonly droppedBytes: number };
+
 export interface Recovered {
   readonly log: LogIndex;
   readonly hardState: HardState;
   readonly segments: SegmentInfo[];
   /** The snapshot is newer than the WAL's record of it and the log had to be reset to it. */
   readonly resetTo: Position | null;
-  /** Bytes cut from a torn tail, for the operator's log. */
-  readonly tornBytes: number;
-  /** Segments removed because they held no valid header (a crash while creating them). */
-  readonly removedSegments: number;
+  /** What was cut or removed; empty after a clean shutdown. */
+  readonly repairs: readonly WalRepair[];
 }
 
 interface ReplayState {
@@ -195,8 +205,7 @@ export async function recoverWal(input: RecoverInput): Promise<Recovered> {
     baseAt: null,
   };
   const segments: SegmentInfo[] = [];
-  let tornBytes = 0;
-  let removedSegments = 0;
+  const repairs: WalRepair[] = [];
   for (const [k, seg] of input.segments.entries()) {
     const isLast = k === input.segments.length - 1;
     const r = await replaySegment(st, seg, isLast, input.maxRecordBytes);
@@ -204,11 +213,15 @@ export async function recoverWal(input: RecoverInput): Promise<Recovered> {
       // A crash right after creating a segment leaves it empty or with a torn header: it holds
       // nothing, and left in place it would collide with the next segment of that number.
       await rm(seg.path, { force: true });
-      removedSegments++;
-      tornBytes += r.fileBytes;
+      repairs.push({ kind: 'segment-removed', file: seg.path, droppedBytes: r.fileBytes });
     } else if (r.validBytes < r.fileBytes) {
-      tornBytes = r.fileBytes - r.validBytes;
       await input.truncate(seg.path, r.validBytes);
+      repairs.push({
+        kind: 'tail-cut',
+        file: seg.path,
+        offset: r.validBytes,
+        droppedBytes: r.fileBytes - r.validBytes,
+      });
     }
     if (r.header !== null)
       segments.push({ seq: seg.seq, path: seg.path, prev: r.header.prev, sizeBytes: r.validBytes });
@@ -216,7 +229,7 @@ export async function recoverWal(input: RecoverInput): Promise<Recovered> {
   if (input.snapshotsCoverCompaction)
     checkSnapshotCoversBase(st, input.snapshot, input.snapshotDir);
   const { log, resetTo } = settleBase(st, input.snapshot, segments[0]?.path ?? '(no segment)');
-  return { log, hardState: st.hardState, segments, resetTo, tornBytes, removedSegments };
+  return { log, hardState: st.hardState, segments, resetTo, repairs };
 }
 
 /**

@@ -39,6 +39,17 @@ import type {
   WalOptions,
 } from './types.js';
 import { recoverWal } from './wal-recover.js';
+import type { WalRepair } from './wal-recover.js';
+
+export type { WalRepair };
+
+/** What recovery did when the WAL was opened. */
+export interface WalRecoveryReport {
+  /** Torn writes cut and empty segments removed: each was never acknowledged. */
+  readonly repairs: readonly WalRepair[];
+  /** Set when the snapshot was ahead of the WAL and the log was reset to it. */
+  readonly resetTo: Position | null;
+}
 import { SEGMENT_NAME, WalWriter } from './wal-writer.js';
 import type { WalItem } from './wal-writer.js';
 
@@ -54,6 +65,8 @@ export class WalStorage implements RaftStorage {
   readonly log: LogStore;
   readonly stable: StableStore;
   readonly snapshots: SnapshotStore;
+  /** What opening this store repaired on disk; the opener logs it (nothing, after a clean stop). */
+  readonly recovery: WalRecoveryReport;
 
   constructor(
     private readonly dir: string,
@@ -62,10 +75,11 @@ export class WalStorage implements RaftStorage {
     private readonly syncer: Syncer,
     private readonly limits: ResolvedLimits,
     private readonly lock: DirLock,
-    recovered: { hardState: HardState; snapshot: SnapshotMeta | null },
+    recovered: { hardState: HardState; snapshot: SnapshotMeta | null; report: WalRecoveryReport },
   ) {
     this.hardState = recovered.hardState;
     this.snapshotMeta = recovered.snapshot;
+    this.recovery = recovered.report;
     this.log = {
       firstIndex: () => this.index.firstIndex(),
       lastIndex: () => this.index.lastIndex(),
@@ -295,7 +309,7 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       snapshotsCoverCompaction: opts.snapshotsCoverCompaction ?? false,
       truncate: (path, size) => truncateFile(syncer, path, size),
     });
-    if (rec.tornBytes > 0 || rec.removedSegments > 0) await syncer.fsyncDir(dir);
+    if (rec.repairs.length > 0) await syncer.fsyncDir(dir);
     const last = rec.log.lastIndex();
     const state = {
       last: { index: last, term: rec.log.term(last) ?? 0 },
@@ -310,6 +324,7 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
     return new WalStorage(dir, rec.log, writer, syncer, limits, lock, {
       hardState: rec.hardState,
       snapshot,
+      report: { repairs: rec.repairs, resetTo: rec.resetTo },
     });
   } catch (err) {
     await lock.release();

@@ -73,6 +73,7 @@ void test('bad values are refused with the field and the value', () => {
     [{ ...base, httpMaxConnections: 0 }, /httpMaxConnections must be an integer in \[1, /],
     [{ ...base, httpIdleTimeoutMs: 5 }, /httpIdleTimeoutMs must be an integer in \[10, /],
     [{ ...base, unsafeTestMode: 'yolo' }, /unsafeTestMode must be/],
+    [{ ...base, logFormat: 'xml' }, /logFormat must be auto, json or pretty, got "xml"/],
     [{ id: 1, dataDir: '/d' }, /initialCluster is required/],
     [{ ...base, initialCluster: '1=nohost' }, /must look like 1=127.0.0.1:7001@http/],
     [

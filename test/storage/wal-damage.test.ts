@@ -115,6 +115,43 @@ void describe('WAL damage', () => {
     }
   });
 
+  void it('reports each repair to the opener: the file, where it was cut, the bytes dropped', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 3);
+      const clean = await openWalStorage(dir);
+      assert.deepEqual(
+        clean.recovery,
+        { repairs: [], resetTo: null },
+        'a clean stop repairs nothing',
+      );
+      await clean.close();
+      const [seg] = await segmentFiles(dir);
+      assert.ok(seg !== undefined);
+      const whole = await readFile(seg);
+      await writeFile(seg, whole.subarray(0, whole.length - 5)); // the last record, torn
+      const s = await openWalStorage(dir);
+      await s.close();
+      assert.deepEqual(s.recovery.repairs, [
+        {
+          kind: 'tail-cut',
+          file: seg,
+          offset: whole.length - RECORD_BYTES,
+          droppedBytes: RECORD_BYTES - 5,
+        },
+      ]);
+      const orphan = join(dir, 'wal-0000000000000002.seg');
+      await writeFile(orphan, Buffer.from([40, 0, 0])); // a crash while creating a segment
+      const t = await openWalStorage(dir);
+      await t.close();
+      assert.deepEqual(t.recovery.repairs, [
+        { kind: 'segment-removed', file: orphan, droppedBytes: 3 },
+      ]);
+    } finally {
+      await cleanup();
+    }
+  });
+
   void it('refuses to start when any bit of an earlier record is flipped', async () => {
     const { dir, cleanup } = await tempDir();
     try {

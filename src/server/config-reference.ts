@@ -1,0 +1,152 @@
+// What every configuration field means, and the reference table of docs/CONFIG.md rendered
+// from it. The table is typed over every field config.ts accepts, so a new field does not
+// compile until it is described here, and test/server/config-reference.test.ts fails until
+// docs/CONFIG.md shows it (REWRITE=1 regenerates the table).
+
+import {
+  type ConfigField,
+  configDefaults,
+  configFields,
+  envVarName,
+  numericFields,
+} from './config.js';
+
+interface FieldDoc {
+  readonly meaning: string;
+  /** What values are accepted; numeric fields take their bounds from config.ts. */
+  readonly values?: string;
+  /** The default when not set; otherwise configDefaults' value. */
+  readonly default?: string;
+}
+
+const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
+  id: {
+    meaning: "This node's id; one of the members' ids.",
+    values: 'integer in [1, 2147483648]',
+    default: 'required',
+  },
+  clusterId: {
+    meaning: 'Sent in the peer handshake: peers of another cluster are refused.',
+    values: '1-64 of `A-Z a-z 0-9 . _ -`',
+  },
+  dataDir: {
+    meaning:
+      "This node's log, hard state and snapshots; created if missing. One process per directory.",
+    values: 'a directory path',
+    default: 'required',
+  },
+  initialCluster: {
+    meaning:
+      'The voting members, comma-separated: `id=peerHost:peerPort@clientURL`. The client URL lets any node forward writes to the leader.',
+    values: '1 to 9 members, ids distinct',
+    default: 'required (or `members`)',
+  },
+  members: {
+    meaning:
+      'The members as a list of `{id, peer, client}` mappings (in a file); a string is read as `initialCluster`. Takes precedence over `initialCluster`.',
+    values: 'as `initialCluster`',
+    default: '`initialCluster`',
+  },
+  listenPeer: {
+    meaning: 'Where to listen for peers.',
+    values: '`host:port`',
+    default: "this node's member peer address",
+  },
+  listenClient: {
+    meaning: 'Where to serve the HTTP API.',
+    values: '`host:port`',
+    default: "host and port of this node's client URL",
+  },
+  storage: {
+    meaning: 'Storage backend: write-ahead log files, or SQLite (docs/STORAGE.md).',
+    values: '`wal`, `sqlite`',
+  },
+  logLevel: {
+    meaning: 'Least severe log level written.',
+    values: '`fatal`, `error`, `warn`, `info`, `debug`, `trace`, `silent`',
+  },
+  logFormat: {
+    meaning:
+      '`pretty`: one line per record with local clock times; `json`: one JSON object per line (`time` in epoch milliseconds); `auto`: `pretty` on a terminal, `json` otherwise.',
+    values: '`auto`, `json`, `pretty`',
+  },
+  unsafeTestMode: {
+    meaning:
+      'Breaks linearizability on purpose, to prove the fault-injection checker catches it: `local-reads` skips ReadIndex, `early-ack` answers writes before they commit. Never in production.',
+    values: '`none`, `local-reads`, `early-ack`',
+    default: '`none`',
+  },
+  tickMs: { meaning: 'Milliseconds per Raft tick, the unit of the two timeouts below.' },
+  electionTicks: {
+    meaning: 'Election timeout in ticks: a follower campaigns after a random [e, 2e) ticks.',
+  },
+  heartbeatTicks: { meaning: "The leader's heartbeat interval in ticks; below `electionTicks`." },
+  snapshotEveryEntries: {
+    meaning: 'Snapshot the state machine and compact the log after this many applied entries.',
+  },
+  requestTimeoutMs: {
+    meaning: 'How long a write or a linearizable read may wait in a node before `TIMEOUT`.',
+  },
+  maxKeyBytes: { meaning: 'Largest key, in bytes.' },
+  maxValueBytes: { meaning: 'Largest value, in bytes.' },
+  maxBodyBytes: {
+    meaning:
+      'Largest HTTP request body, in bytes; it must hold a put of a key and a value at their limits in base64.',
+  },
+  httpHeadersTimeoutMs: {
+    meaning:
+      "A request's headers must arrive within this, from the connection's opening for its first request; else `408 REQUEST_TIMEOUT` and the connection is closed. At most `httpRequestTimeoutMs`.",
+  },
+  httpRequestTimeoutMs: {
+    meaning:
+      'The whole request, body included, must arrive within this (waiting for the answer is not counted).',
+  },
+  httpIdleTimeoutMs: {
+    meaning:
+      'A connection idle this long between requests is closed (advertised as `Keep-Alive: timeout=`; Node closes 1 s after it).',
+  },
+  httpMaxConnections: {
+    meaning:
+      'HTTP connections open at once; one more is closed as it arrives, while the open ones keep working.',
+  },
+};
+
+function valuesOf(field: ConfigField): string {
+  const range = numericFields.find(([name]) => name === field);
+  if (range !== undefined) return `integer in [${range[1]}, ${range[2]}]`;
+  return fieldDocs[field].values ?? '';
+}
+
+function defaultOf(field: ConfigField): string {
+  const doc = fieldDocs[field].default;
+  if (doc !== undefined) return doc;
+  const value = (configDefaults as Record<string, string | number | undefined>)[field];
+  if (value === undefined) throw new Error(`Config field ${field} has no documented default`);
+  return typeof value === 'number' ? String(value) : `\`${value}\``;
+}
+
+/** The rows of the reference table: header first. */
+export function configReferenceRows(): string[][] {
+  return [
+    ['field', 'environment variable', 'values', 'default', 'meaning'],
+    ...configFields.map((f) => [
+      `\`${f}\``,
+      `\`${envVarName(f)}\``,
+      valuesOf(f),
+      defaultOf(f),
+      fieldDocs[f].meaning,
+    ]),
+  ];
+}
+
+/** The table as Markdown, columns padded as the formatter pads them. */
+export function renderConfigReference(): string {
+  const rows = configReferenceRows().map((r) => r.map((c) => c.replace(/\|/g, '\\|')));
+  const widths = (rows[0] ?? []).map((_, i) =>
+    Math.max(3, ...rows.map((r) => (r[i] ?? '').length)),
+  );
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const [header, ...body] = rows;
+  return [line(header ?? []), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}

@@ -1,0 +1,18 @@
+// Public entry point of the server assembly (`flotilla/server`), for programs that embed a
+// Flotilla node: the node itself, the configuration it is built from, and the errors start-up
+// can report. `flotilla start` is `runNode(resolveNodeConfig(file, env, flags))`.
+
+export { FlotillaNode, runNode } from './node.js';
+export {
+  ConfigError,
+  configDefaults,
+  configFromEnv,
+  parseInitialCluster,
+  readConfigFile,
+  resolveNodeConfig,
+  type Member,
+  type NodeConfig,
+} from './config.js';
+export { StartupError, type StartupErrorCode } from './startup.js';
+export { ServerError, type ServerErrorCode } from './errors.js';
+export { createLogger } from './logging.js';

@@ -1,0 +1,122 @@
+// Checks a node (or `flotilla cluster up`) makes before it opens storage or starts anything, so
+// that an unusable data directory or a taken port is reported at once, with the path or the
+// address and the cause, rather than after the log was replayed and an election won.
+
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, resolve } from 'node:path';
+
+export type StartupErrorCode = 'DATA_DIR_UNUSABLE' | 'ADDRESS_IN_USE' | 'ADDRESS_UNAVAILABLE';
+
+/** An operating error found before start-up: the node did not start and changed nothing. */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+  constructor(
+    readonly code: StartupErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+function errnoOf(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return typeof code === 'string' ? code : 'UNKNOWN';
+}
+
+/**
+ * Creates the data directory (and its missing parents) and checks this process can write it.
+ *
+ * Why not `mkdirSync(dir, { recursive: true })`: on Linux it never returns for a path under
+ * /proc (mkdir answers ENOENT although the parent exists, and Node retries forever). Here each
+ * missing component is created once, from the top down, so the walk is bounded by the path's
+ * depth and the first failure is reported with the component that failed.
+ */
+export function prepareDataDir(dir: string): void {
+  const target = resolve(dir);
+  const fail = (what: string, err: unknown): StartupError =>
+    new StartupError(
+      'DATA_DIR_UNUSABLE',
+      `Cannot use data directory ${target}: ${what} (${(err as Error).message})`,
+      { cause: err },
+    );
+  const missing: string[] = [];
+  for (let p = target; ;) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch (err) {
+      // ENOTDIR: a component above is a file; the walk up finds it and says so.
+      const errno = errnoOf(err);
+      if (errno !== 'ENOENT' && errno !== 'ENOTDIR') throw fail(`cannot inspect ${p}`, err);
+      missing.push(p);
+      const parent = dirname(p);
+      if (parent === p) throw fail(`the root ${p} does not exist`, err);
+      p = parent;
+      continue;
+    }
+    if (!isDir)
+      throw new StartupError(
+        'DATA_DIR_UNUSABLE',
+        `Cannot use data directory ${target}: ${p} exists and is not a directory`,
+      );
+    break;
+  }
+  for (const p of missing.reverse()) {
+    try {
+      mkdirSync(p);
+    } catch (err) {
+      // Another process may have created it meanwhile; statSync below would catch a file.
+      if (errnoOf(err) !== 'EEXIST') throw fail(`cannot create ${p}`, err);
+    }
+  }
+  try {
+    accessSync(target, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (err) {
+    throw fail('this process cannot read and write it', err);
+  }
+}
+
+/** Splits `host:port` (the host may be an IPv6 address in brackets or not). */
+export function parseHostPort(s: string): { host: string; port: number } {
+  const i = s.lastIndexOf(':');
+  const host = s.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(s.slice(i + 1)) };
+}
+
+/** Turns a listen failure into one line naming the address and what it was for. */
+export function listenError(address: string, purpose: string, err: unknown): StartupError {
+  const errno = errnoOf(err);
+  const why =
+    errno === 'EADDRINUSE'
+      ? 'the address is already in use (another process listens there)'
+      : errno === 'EADDRNOTAVAIL'
+        ? 'no local interface has that address'
+        : errno === 'EACCES'
+          ? 'permission denied (ports below 1024 need privileges)'
+          : `${errno}: ${(err as Error).message}`;
+  return new StartupError(
+    errno === 'EADDRINUSE' ? 'ADDRESS_IN_USE' : 'ADDRESS_UNAVAILABLE',
+    `Cannot listen for ${purpose} on ${address}: ${why}`,
+    { cause: err },
+  );
+}
+
+/**
+ * Binds `address` and releases it at once: whether a listener could be opened there now. A
+ * check, not a reservation: another process may take the port before the real listener binds.
+ */
+export async function checkListenable(address: string, purpose: string): Promise<void> {
+  const { host, port } = parseHostPort(address);
+  const probe = createServer();
+  try {
+    await new Promise<void>((ok, fail) => {
+      probe.once('error', fail);
+      probe.listen({ host, port, exclusive: true }, () => ok());
+    });
+  } catch (err) {
+    throw listenError(address, purpose, err);
+  }
+  await new Promise<void>((ok) => probe.close(() => ok()));
+}

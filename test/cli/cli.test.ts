@@ -1,0 +1,311 @@
+// The `flotilla` command as a user meets it: bad options are refused before anything starts,
+// with one line and exit code 2; a taken port or an unusable data directory is named at once;
+// `cluster up` announces a leader only when one of the nodes it started leads.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { announceLeader } from '../../src/cli/cluster.js';
+import { freePorts } from '../e2e/harness.js';
+import {
+  holdPort,
+  printedPids,
+  release,
+  runCli,
+  startCli,
+  stopAll,
+  waitForOutput,
+  exitOf,
+  freePortRun,
+} from './run.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'flotilla-cli-'));
+  dirs.push(d);
+  return d;
+}
+
+after(async () => {
+  await stopAll();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A usage error: one line on stderr, exit code 2, no stack trace, nothing started. */
+function assertUsageError(
+  r: { code: number | string; stdout: string; stderr: string },
+  message: RegExp,
+): void {
+  assert.equal(r.code, 2, `exit code\nstderr: ${r.stderr}`);
+  assert.match(r.stderr, message);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  assert.doesNotMatch(r.stdout, /pid \d+/, 'no node was started');
+}
+
+void describe('cluster up refuses bad options before starting anything', () => {
+  const bound = 10_000; // generous: one Node start-up on a loaded machine
+  void it('--nodes 0', async () => {
+    const r = await runCli(['cluster', 'up', '--nodes', '0', '--data-dir', tempDir()], bound);
+    assertUsageError(r, /--nodes must be in 1\.\.9, got 0/);
+  });
+  void it('--client-port 70000', async () => {
+    const r = await runCli(
+      ['cluster', 'up', '--client-port', '70000', '--data-dir', tempDir()],
+      bound,
+    );
+    assertUsageError(r, /--client-port must be in 1\.\.65535, got 70000/);
+  });
+  void it('a port range that runs past 65535', async () => {
+    const r = await runCli(
+      ['cluster', 'up', '--nodes', '3', '--client-port', '65534', '--data-dir', tempDir()],
+      bound,
+    );
+    assertUsageError(r, /--client-port 65534 with 3 node\(s\) needs ports 65534\.\.65536/);
+  });
+  void it('peer and client ranges that overlap', async () => {
+    const r = await runCli(
+      ['cluster', 'up', '--peer-port', '9000', '--client-port', '9002', '--data-dir', tempDir()],
+      bound,
+    );
+    assertUsageError(r, /--peer-port 9000 and --client-port 9002 overlap with 3 node\(s\)/);
+  });
+  void it('an unknown storage kind', async () => {
+    const r = await runCli(['cluster', 'up', '--storage', 'tape', '--data-dir', tempDir()], bound);
+    assertUsageError(r, /'tape' is invalid/);
+  });
+});
+
+void describe('cluster up names a taken port and starts nothing', () => {
+  void it('when another program holds the client port of node 2', async () => {
+    const peer = await freePortRun(6);
+    const client = peer + 3;
+    const held = await holdPort(client + 1);
+    try {
+      const r = await runCli(
+        [
+          'cluster',
+          'up',
+          '--peer-port',
+          String(peer),
+          '--client-port',
+          String(client),
+          '--data-dir',
+          tempDir(),
+        ],
+        10_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `Cannot listen for the client port of node 2 on 127\\.0\\.0\\.1:${client + 1}: the address is already in use`,
+        ),
+      );
+      assert.match(r.stderr, /nothing was started/);
+      assert.doesNotMatch(r.stdout, /Ready|pid \d+/);
+    } finally {
+      await release(held);
+    }
+  });
+});
+
+void describe('cluster up', () => {
+  void it('announces the leader only from the nodes it started, and stops them on SIGINT', async () => {
+    const peer = await freePortRun(6);
+    const client = peer + 3;
+    const run = startCli([
+      'cluster',
+      'up',
+      '--peer-port',
+      String(peer),
+      '--client-port',
+      String(client),
+      '--data-dir',
+      tempDir(),
+      '--log-level',
+      'warn',
+    ]);
+    const [, leader] = await waitForOutput(run, /Ready: node (\d+) leads/, 30_000);
+    const pids = printedPids(run);
+    assert.equal(pids.size, 3, run.out.stdout);
+    const res = await fetch(`http://127.0.0.1:${client + Number(leader) - 1}/v1/status`, {
+      signal: AbortSignal.timeout(5_000),
+    });
+    const st = (await res.json()) as { id: number; pid: number; role: string };
+    assert.equal(st.id, Number(leader));
+    assert.equal(st.role, 'leader');
+    assert.equal(st.pid, pids.get(st.id), 'the status names the PID cluster up printed');
+    run.child.kill('SIGINT');
+    assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);
+  });
+
+  void it('does not take a stranger answering on a node port for its leader', async () => {
+    // A process that is not the node started here answers on its client port, as another
+    // cluster would, and claims to lead.
+    const stranger: Server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 1, pid: 1, role: 'leader', leader: 1 }));
+    });
+    await new Promise<void>((r) => stranger.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(stranger.address() as AddressInfo).port}`;
+    const lines: string[] = [];
+    try {
+      const announced = await announceLeader({
+        members: [{ id: 1, client: url }],
+        pids: new Map([[1, process.pid]]),
+        out: (l) => lines.push(l),
+        stopped: () => false,
+        timeoutMs: 1_000,
+      });
+      assert.equal(announced, false, lines.join('\n'));
+      assert.deepEqual(lines, [
+        `${url} is answered by another process (node 1, pid 1), not node 1 (pid ${process.pid}) started here`,
+      ]);
+    } finally {
+      stranger.closeAllConnections();
+      await new Promise((r) => stranger.close(r));
+    }
+  });
+});
+
+void describe('start fails fast, before opening storage', () => {
+  void it('when the client port is taken: names it, and the data directory stays empty', async () => {
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const dataDir = join(tempDir(), 'node1');
+    const held = await holdPort(client);
+    try {
+      const r = await runCli(
+        [
+          'start',
+          '--id',
+          '1',
+          '--data-dir',
+          dataDir,
+          '--initial-cluster',
+          `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+          '--log-level',
+          'warn',
+        ],
+        10_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `ADDRESS_IN_USE: Cannot listen for clients \\(listenClient\\) on 127\\.0\\.0\\.1:${client}: the address is already in use`,
+        ),
+      );
+      assert.deepEqual(
+        existsSync(dataDir) ? readdirSync(dataDir) : [],
+        [],
+        'no log was opened or written',
+      );
+    } finally {
+      await release(held);
+    }
+  });
+
+  void it('when the peer port is taken', async () => {
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const dataDir = join(tempDir(), 'node1');
+    const held = await holdPort(peer);
+    try {
+      const r = await runCli(
+        [
+          'start',
+          '--id',
+          '1',
+          '--data-dir',
+          dataDir,
+          '--initial-cluster',
+          `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+        ],
+        10_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`peers \\(listenPeer\\) on 127\\.0\\.0\\.1:${peer}`));
+      assert.deepEqual(existsSync(dataDir) ? readdirSync(dataDir) : [], []);
+    } finally {
+      await release(held);
+    }
+  });
+
+  const cluster = '1=127.0.0.1:1@http://127.0.0.1:2'; // never bound: the directory fails first
+  void it(
+    'when the data directory cannot be created under /proc',
+    { skip: !existsSync('/proc/self') },
+    async () => {
+      const r = await runCli(
+        ['start', '--id', '1', '--data-dir', '/proc/x/data', '--initial-cluster', cluster],
+        10_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        /DATA_DIR_UNUSABLE: Cannot use data directory \/proc\/x\/data: cannot create \/proc\/x \(ENOENT/,
+      );
+    },
+  );
+
+  void it('when a component of the data directory is a file', async () => {
+    const file = join(tempDir(), 'plain-file');
+    writeFileSync(file, '');
+    const r = await runCli(
+      ['start', '--id', '1', '--data-dir', join(file, 'data'), '--initial-cluster', cluster],
+      10_000,
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`${file} exists and is not a directory`));
+  });
+
+  void it(
+    'cluster up with a data directory under /proc',
+    { skip: !existsSync('/proc/self') },
+    async () => {
+      const r = await runCli(['cluster', 'up', '--data-dir', '/proc/x'], 10_000);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /Cannot use data directory \/proc\/x\/node1: cannot create \/proc\/x/);
+      assert.doesNotMatch(r.stdout, /pid \d+/);
+    },
+  );
+});
+
+void describe('start logs', () => {
+  const cases: [string, string[], NodeJS.ProcessEnv, boolean][] = [
+    ['JSON lines when piped', [], {}, false],
+    ['human lines with --log-format pretty', ['--log-format', 'pretty'], {}, true],
+    ['human lines with FLOTILLA_LOG_FORMAT=pretty', [], { FLOTILLA_LOG_FORMAT: 'pretty' }, true],
+  ];
+  for (const [name, args, env, pretty] of cases) {
+    void it(name, async () => {
+      const [peer, client] = (await freePorts(2)) as [number, number];
+      const run = startCli(
+        [
+          'start',
+          '--id',
+          '1',
+          '--data-dir',
+          join(tempDir(), 'node1'),
+          '--initial-cluster',
+          `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+          ...args,
+        ],
+        env,
+      );
+      const [line] = await waitForOutput(run, /^.*node started.*$/m, 15_000);
+      run.child.kill('SIGTERM');
+      assert.equal(await exitOf(run, 15_000), 0, run.out.stderr);
+      if (pretty)
+        assert.match(line, /^\d\d:\d\d:\d\d\.\d{3} INFO node started client=127\.0\.0\.1:/);
+      else {
+        const rec = JSON.parse(line) as { msg?: unknown; time?: unknown };
+        assert.equal(rec.msg, 'node started');
+        assert.equal(typeof rec.time, 'number');
+      }
+    });
+  }
+});

@@ -1,0 +1,123 @@
+// What a person reads in a node's log: pre-votes told apart from votes, human lines on a
+// terminal and JSON lines for collectors.
+
+import assert from 'node:assert/strict';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { RaftEvent } from '../../src/raft/index.js';
+import {
+  createLogger,
+  humanize,
+  logRuntimeEvent,
+  resolveLogFormat,
+} from '../../src/server/logging.js';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import { openWalStorage } from '../../src/storage/index.js';
+import { freePorts } from '../e2e/harness.js';
+import { ents, tempDir } from '../storage/helpers.js';
+
+function sink(isTTY = false): { lines: string[]; write(s: string): void; isTTY: boolean } {
+  const lines: string[] = [];
+  return { lines, isTTY, write: (s: string) => void lines.push(...s.trimEnd().split('\n')) };
+}
+
+const clock = /^\d\d:\d\d:\d\d\.\d{3} /;
+
+void test('pretty lines carry a clock time, the level, the message and the fields', () => {
+  const out = sink();
+  const log = createLogger(1, { level: 'info', format: 'pretty', out });
+  log.info({ term: 2, peer: 3 }, 'became leader');
+  log.debug('not at this level');
+  assert.equal(out.lines.length, 1, out.lines.join('\n'));
+  assert.match(out.lines[0] ?? '', clock);
+  assert.equal((out.lines[0] ?? '').replace(clock, ''), 'INFO became leader term=2 peer=3');
+});
+
+void test('json lines are pino records', () => {
+  const out = sink(true);
+  createLogger(7, { level: 'info', format: 'json', out }).warn({ term: 1 }, 'stepped down');
+  const rec = JSON.parse(out.lines[0] ?? '') as Record<string, unknown>;
+  assert.equal(rec['msg'], 'stepped down');
+  assert.equal(rec['level'], 40);
+  assert.equal(rec['node'], 7);
+  assert.equal(typeof rec['time'], 'number');
+});
+
+void test('auto is pretty on a terminal and json otherwise', () => {
+  assert.equal(resolveLogFormat('auto', true), 'pretty');
+  assert.equal(resolveLogFormat('auto', false), 'json');
+  assert.equal(resolveLogFormat('json', true), 'json');
+  const tty = sink(true);
+  createLogger(1, { level: 'info', out: tty }).info('hello');
+  assert.match(tty.lines[0] ?? '', clock);
+  const pipe = sink(false);
+  createLogger(1, { level: 'info', out: pipe }).info('hello');
+  assert.doesNotThrow(() => JSON.parse(pipe.lines[0] ?? ''), pipe.lines[0]);
+});
+
+void test('an error is rendered with its stack on the lines below', () => {
+  const out = sink();
+  const err = new Error('disk on fire');
+  createLogger(1, { level: 'info', format: 'pretty', out }).fatal({ err }, 'node stopped');
+  assert.equal((out.lines[0] ?? '').replace(clock, ''), 'FATAL node stopped');
+  assert.match(out.lines[1] ?? '', /^ {4}Error: disk on fire$/);
+  assert.match(out.lines[2] ?? '', /^ {4}\s*at /);
+  assert.equal(humanize('not json'), 'not json');
+});
+
+void test('pre-votes are logged as pre-votes, votes as votes', () => {
+  const out = sink();
+  const log = createLogger(1, { level: 'info', format: 'pretty', out });
+  const event = (kind: RaftEvent['kind'], reason: string): void =>
+    logRuntimeEvent(log, { kind: 'raft', event: { kind, node: 1, term: 1, peer: 3, reason } });
+  event('pre-vote-granted', 'pre-vote for term 2');
+  event(
+    'pre-vote-refused',
+    'pre-vote for term 1: that term is not past ours (1), in which we voted for 2',
+  );
+  event('vote-granted', 'vote for term 2');
+  event('vote-refused', 'vote for term 1: already voted for 2 in term 1');
+  assert.deepEqual(
+    out.lines.map((l) => l.replace(clock, '')),
+    [
+      'INFO granted pre-vote to 3 term=1 peer=3 reason=pre-vote for term 2',
+      'INFO refused pre-vote to 3 term=1 peer=3 reason=pre-vote for term 1: that term is not past ours (1), in which we voted for 2',
+      'INFO voted for 3 term=1 peer=3 reason=vote for term 2',
+      'INFO refused vote to 3 term=1 peer=3 reason=vote for term 1: already voted for 2 in term 1',
+    ],
+  );
+});
+
+void test('a node logs the torn WAL tail it cut at start-up: file, offset and bytes dropped', async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const wal = await openWalStorage(dir);
+    for (let i = 1; i <= 3; i++) await wal.persist(ents(i, i, 1, 0), null);
+    await wal.close();
+    const seg = join(dir, (await readdir(dir)).find((n) => n.endsWith('.seg')) ?? '');
+    const whole = await readFile(seg);
+    await writeFile(seg, Buffer.concat([whole, Buffer.from([1, 2, 3, 4, 5, 6, 7])]));
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const out = sink();
+    const config = resolveNodeConfig({
+      id: 1,
+      dataDir: dir,
+      initialCluster: `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+    });
+    const node = await FlotillaNode.start(config, {
+      logger: createLogger(1, { level: 'info', format: 'json', out }),
+    });
+    await node.close();
+    const records = out.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const torn = records.filter((r) => /torn write/.test(String(r['msg'])));
+    assert.equal(torn.length, 1, out.lines.join('\n'));
+    assert.equal(torn[0]?.['level'], 40, 'at warn');
+    assert.equal(torn[0]?.['file'], seg);
+    assert.equal(torn[0]?.['offset'], whole.length);
+    assert.equal(torn[0]?.['droppedBytes'], 7);
+  } finally {
+    await cleanup();
+  }
+});

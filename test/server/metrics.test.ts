@@ -1,0 +1,111 @@
+// The leader's per-follower gauges: match index, next index, progress state and lag. A wiped
+// follower that never catches up shows as a lag that only grows.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { FlotillaClient } from '../../src/client/index.js';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { NodeMetrics, type StatusView } from '../../src/server/metrics.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import { freePorts } from '../e2e/harness.js';
+
+/** The sample lines of one metric family, without the node label, sorted. */
+async function samples(metrics: NodeMetrics, name: string): Promise<string[]> {
+  const text = await metrics.registry.metrics();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(name + '{'))
+    .map((l) => l.replace(/,?node="\d+"/, '').replace('{,', '{'))
+    .sort();
+}
+
+void test("the leader exports each follower's match, next, state and lag; others export none", async () => {
+  let view: StatusView = {
+    id: 1,
+    role: 'leader',
+    term: 3,
+    commit: 9,
+    applied: 9,
+    lastIndex: 10,
+    progress: {
+      1: { match: 10, next: 11, state: 'replicate' },
+      2: { match: 8, next: 11, state: 'replicate' },
+      3: { match: 0, next: 1, state: 'probe' },
+    },
+  };
+  const m = new NodeMetrics(1, false);
+  m.bindStatus(() => view);
+  assert.deepEqual(await samples(m, 'flotilla_follower_match_index'), [
+    'flotilla_follower_match_index{peer="2"} 8',
+    'flotilla_follower_match_index{peer="3"} 0',
+  ]);
+  assert.deepEqual(await samples(m, 'flotilla_follower_next_index'), [
+    'flotilla_follower_next_index{peer="2"} 11',
+    'flotilla_follower_next_index{peer="3"} 1',
+  ]);
+  assert.deepEqual(await samples(m, 'flotilla_follower_lag_entries'), [
+    'flotilla_follower_lag_entries{peer="2"} 2',
+    'flotilla_follower_lag_entries{peer="3"} 10',
+  ]);
+  assert.deepEqual(await samples(m, 'flotilla_follower_progress_state'), [
+    'flotilla_follower_progress_state{peer="2",state="probe"} 0',
+    'flotilla_follower_progress_state{peer="2",state="replicate"} 1',
+    'flotilla_follower_progress_state{peer="2",state="snapshot"} 0',
+    'flotilla_follower_progress_state{peer="3",state="probe"} 1',
+    'flotilla_follower_progress_state{peer="3",state="replicate"} 0',
+    'flotilla_follower_progress_state{peer="3",state="snapshot"} 0',
+  ]);
+  view = { ...view, role: 'follower', progress: {} };
+  assert.deepEqual(await samples(m, 'flotilla_follower_lag_entries'), [], 'no longer leads');
+});
+
+void test('a leader of three nodes reports both followers caught up after a write', async () => {
+  const ports = await freePorts(6);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-metrics-'));
+  const spec = [1, 2, 3]
+    .map((id) => `${id}=127.0.0.1:${ports[id - 1]}@http://127.0.0.1:${ports[id + 2]}`)
+    .join(',');
+  const nodes: FlotillaNode[] = [];
+  const client = new FlotillaClient({
+    endpoints: [3, 4, 5].map((i) => `http://127.0.0.1:${ports[i]}`),
+  });
+  try {
+    // Together, as a new cluster starts: an empty node waits to hear from its peers.
+    const started = await Promise.allSettled(
+      [1, 2, 3].map((id) =>
+        FlotillaNode.start(
+          resolveNodeConfig({
+            id,
+            dataDir: join(dir, `node${id}`),
+            initialCluster: spec,
+            logLevel: 'silent',
+          }),
+        ),
+      ),
+    );
+    for (const r of started) if (r.status === 'fulfilled') nodes.push(r.value);
+    for (const r of started) if (r.status === 'rejected') throw r.reason;
+    await client.put('k', 'v'); // retries until a leader is elected
+    const deadline = Date.now() + 10_000;
+    let seen: string[] = [];
+    while (Date.now() < deadline) {
+      const leader = nodes.find((n) => n.runtime.isLeader());
+      seen =
+        leader === undefined ? [] : await samples(leader.metrics, 'flotilla_follower_lag_entries');
+      if (seen.length === 2 && seen.every((l) => l.endsWith(' 0'))) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(seen.length, 2, `the leader's lag gauges: ${seen.join('; ')}`);
+    assert.ok(
+      seen.every((l) => l.endsWith(' 0')),
+      `followers caught up: ${seen.join('; ')}`,
+    );
+  } finally {
+    await client.close();
+    await Promise.all(nodes.map((n) => n.close()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
