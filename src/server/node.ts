@@ -476,7 +476,6 @@ async function decideEmptyStart(
   }
 }
 
-
 /** Runs a node until SIGTERM or SIGINT, then shuts it down cleanly. */
 export async function runNode(config: NodeConfig): Promise<void> {
   const node = await FlotillaNode.start(config);
