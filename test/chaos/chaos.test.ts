@@ -1,5 +1,6 @@
 // The bounded part of the fault-injection suite that runs with every `npm test`: a few seeded
-// runs against real 3-node clusters with every nemesis, which must come out linearizable, and
+// runs against real 3-node clusters with every nemesis (one of them wiping data directories),
+// which must come out linearizable, and
 // one run per planted bug, which must not. The long campaign (50 runs of 60 s) is run with
 // `npm run chaos` and recorded in docs/TESTING.md.
 
@@ -45,6 +46,20 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
       );
       assert.equal(r.verdict, 'anomaly', formatReport(r));
       assert.equal(r.register?.result.verdict, 'violation');
+    },
+  );
+
+  void it(
+    'seed 103: wiped data directories recover without losing or reordering anything',
+    { timeout: 240_000 },
+    async () => {
+      const r = await runChaos(options({ seed: 103, timeSec: 20, nemeses: ['wipe', 'kill'] }));
+      const summary = formatReport(r);
+      assert.equal(r.verdict, 'ok', summary);
+      const wipes = r.faults.filter((f) => f.detail.startsWith('wipe'));
+      assert.ok(wipes.length >= 1, `a data directory was wiped:\n${summary}`);
+      assert.ok((r.register?.counts.ok ?? 0) > 200, `register operations:\n${summary}`);
+      assert.ok((r.set?.report.acknowledged ?? 0) > 50, `set adds:\n${summary}`);
     },
   );
 

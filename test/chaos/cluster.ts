@@ -253,6 +253,12 @@ export class ChaosCluster {
     await exited;
   }
 
+  /** The node's data directory is lost (the node must be down): it restarts with nothing. */
+  wipe(id: number): void {
+    if (this.state(id) !== 'down') throw new Error(`node ${id} must be down to wipe its data`);
+    rmSync(this.member(id).dataDir, { recursive: true, force: true });
+  }
+
   /** SIGSTOP: the process freezes mid-flight, its sockets stay open. */
   pause(id: number): void {
     const p = this.procs.get(id);

@@ -7,7 +7,11 @@
 //              SIGCONT (a paused old leader wakes up believing it still leads);
 //   partition  cut links: majority/minority halves, the leader alone, a bridge (one node sees
 //              both sides, the sides do not see each other), or one-way (a node can hear but
-//              not speak, or speak but not hear).
+//              not speak, or speak but not hear);
+//   wipe       SIGKILL the leader or a random node and delete its data directory, then start
+//              it again with the same command: it must learn it lost its data and recover
+//              (DESIGN.md, "A node that lost its data"). Within the documented limits: only
+//              while no other node is still recovering from an earlier wipe (else a kill).
 //
 // Which node is "the leader" is asked of the cluster at injection time. The schedule's choices
 // come from the seed; what the cluster does in response (who leads) does not, so a seed fixes
@@ -16,7 +20,7 @@
 import type { Rng } from '../../src/raft/index.js';
 import type { ChaosCluster } from './cluster.js';
 
-export const NEMESES = ['kill', 'pause', 'partition'] as const;
+export const NEMESES = ['kill', 'pause', 'partition', 'wipe'] as const;
 export type NemesisKind = (typeof NEMESES)[number];
 
 export interface FaultRecord {
@@ -87,6 +91,8 @@ export class Nemesis {
         return this.pause(record);
       case 'partition':
         return this.partition(record);
+      case 'wipe':
+        return this.wipe(record);
     }
   }
 
@@ -111,6 +117,23 @@ export class Nemesis {
     await Promise.all(ids.list.map((id) => this.cluster.kill(id)));
     return async () => {
       for (const id of ids.list) this.cluster.startNode(id);
+      return Promise.resolve();
+    };
+  }
+
+  private async wipe(record: FaultRecord): Promise<Heal> {
+    const t = await this.target();
+    const sts = await Promise.all(this.cluster.ids.map((id) => this.cluster.status(id)));
+    const recovering = sts.filter((s) => s?.recovering === true).map((s) => s?.id);
+    await this.cluster.kill(t.id);
+    if (recovering.length > 0) {
+      record.detail = `kill -9 ${t.what} (wipe skipped: ${recovering.join(',')} still recovering)`;
+    } else {
+      this.cluster.wipe(t.id);
+      record.detail = `wipe the data of ${t.what}`;
+    }
+    return async () => {
+      this.cluster.startNode(t.id);
       return Promise.resolve();
     };
   }
