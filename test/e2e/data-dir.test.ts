@@ -179,7 +179,7 @@ void test(
     ]);
     assert.match(otherMembers.stderr, /initial cluster members 1, not 1,2/);
 
-    const otherStorage = runStart([
+    const asSqlite = [
       ...base,
       '--initial-cluster',
       spec,
@@ -187,7 +187,8 @@ void test(
       'e2e',
       '--storage',
       'sqlite',
-    ]);
+    ];
+    const otherStorage = runStart(asSqlite);
     assert.match(otherStorage.stderr, /DATA_DIR_MISMATCH/);
     assert.match(otherStorage.stderr, /storage wal, not sqlite/);
     for (const r of [otherCluster, otherMembers, otherStorage])
@@ -197,15 +198,7 @@ void test(
     // The identity file is gone too (a directory from before it existed): the WAL files still
     // say which storage the directory holds.
     rmSync(join(m.dataDir, 'flotilla-node.json'));
-    const walAsSqlite = runStart([
-      ...base,
-      '--initial-cluster',
-      spec,
-      '--cluster-id',
-      'e2e',
-      '--storage',
-      'sqlite',
-    ]);
+    const walAsSqlite = runStart(asSqlite);
     assert.match(walAsSqlite.stderr, /holds wal storage files/);
 
     const snap = readdirSync(m.dataDir).find((n) => n.endsWith('.snap'));
