@@ -171,7 +171,7 @@ export class FlotillaNode implements AsyncDisposable {
     if (recovery === 'recovering') {
       log.warn(
         { dataDir: config.dataDir },
-        'this node lost its data: recovering from the leader; it votes and counts toward no quorum until caught up',
+        'this node lost its data: recovering from the leader; it neither votes nor counts toward a quorum until caught up',
       );
     }
     const kv = new KvStateMachine({
