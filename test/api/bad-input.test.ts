@@ -33,6 +33,7 @@ before(async () => {
   const deadline = Date.now() + 5000;
   while (!node.runtime.isLeader() && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 10));
+  assert.ok(node.runtime.isLeader(), 'the single node elected itself within 5 s');
 });
 
 after(async () => {

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { TestCluster, sleep } from './harness.js';
+import { TestCluster } from './harness.js';
 
 const clusters: TestCluster[] = [];
 after(async () => {
@@ -97,7 +97,7 @@ void test(
       const afterKill = await writeMany(client, 'b', 30);
       cluster.startNode(leader);
       cluster.startNode(other);
-      await sleep(200);
+      // waitForApplied waits for every running node to answer, restarted ones included.
       await cluster.waitForApplied(await cluster.maxCommit(), 30_000);
       await checkAll(cluster, new Map([...before, ...afterKill]), cluster.running());
     } finally {
