@@ -119,6 +119,8 @@ export class RaftRuntime {
   private tickTimer: unknown = null;
   private running = false;
   private loopActive = false;
+  /** Settles when the Ready loop in progress (if any) has stopped. */
+  private loopDone: Promise<void> = Promise.resolve();
   private closed = false;
   private fatal: Error | null = null;
   private leader = 0;
@@ -353,7 +355,8 @@ export class RaftRuntime {
     this.closed = true;
     this.running = false;
     if (this.tickTimer !== null) this.o.clock.clearTimeout(this.tickTimer);
-    while (this.loopActive) await new Promise((r) => setImmediate(r));
+    // running is false, so no new loop starts: wait for the one in progress, if any.
+    await this.loopDone;
     this.failAll(new ServerError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true));
     await this.o.transport.close();
     await this.o.storage.close();
@@ -381,10 +384,19 @@ export class RaftRuntime {
     } catch {
       return;
     }
-    const deadline = this.o.clock.nowMs() + timeoutMs;
-    while (this.role === 'leader' && this.o.clock.nowMs() < deadline) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    // Until another node leads (or none is known), or the hand-off times out, on our clock.
+    await new Promise<void>((resolve) => {
+      const finish = (): void => {
+        this.o.clock.clearTimeout(timer);
+        off();
+        resolve();
+      };
+      const timer = this.o.clock.setTimeout(finish, timeoutMs);
+      const off = this.onLeaderChange((leader) => {
+        if (leader !== this.o.id) finish();
+      });
+      if (this.role !== 'leader') finish();
+    });
   }
 
   private refuseNew(): ServerError | null {
@@ -478,7 +490,7 @@ export class RaftRuntime {
   private kick(): void {
     if (this.loopActive || !this.running) return;
     this.loopActive = true;
-    this.loop().then(
+    this.loopDone = this.loop().then(
       () => {
         this.loopActive = false;
       },
