@@ -162,7 +162,8 @@ export class FlotillaNode implements AsyncDisposable {
           : holdsLog || initial.hardState.term > 0
             ? 'none'
             : await decideEmptyStart(config, peerLogs, log);
-      writeIdentity(config.dataDir, { ...identity, recovery });
+      // Written on first start (or after recovery was decided); an unchanged one is left alone.
+      if (recorded?.recovery !== recovery) writeIdentity(config.dataDir, { ...identity, recovery });
     } catch (err) {
       await transport.close();
       await storage.close();
