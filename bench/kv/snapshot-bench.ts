@@ -8,7 +8,7 @@
 
 import { parseArgs } from 'node:util';
 import { Packr } from 'msgpackr';
-import { KvStateMachine } from '../../src/server/kv-backend.js';
+import { KvStateMachine } from '../../src/kv/machine.js';
 
 const { values } = parseArgs({
   options: {

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_LIMITS } from '../storage/index.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../transport/index.js';
-import { maxWriteEnvelopeBytes } from './kv-backend.js';
+import { maxWriteEnvelopeBytes } from '../kv/machine.js';
 
 export interface Member {
   readonly id: number;

@@ -19,7 +19,7 @@ import { createRng, type Recovery } from '../raft/index.js';
 import { openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { TcpTransport } from '../transport/index.js';
 import type { NodeConfig } from './config.js';
-import { systemClock, type RuntimeStorage } from './contracts.js';
+import { systemClock, type RuntimeStorage } from '../host/contracts.js';
 import {
   DataDirError,
   checkIdentity,
@@ -29,11 +29,11 @@ import {
   type DataDirIdentity,
 } from './data-dir.js';
 import { ServerError } from './errors.js';
-import { KvStateMachine } from './kv-backend.js';
+import { KvStateMachine } from '../kv/machine.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
 import { NodeMetrics } from './metrics.js';
-import { RaftRuntime, type RuntimeEvent } from './runtime.js';
+import { RaftRuntime, type RuntimeEvent } from '../host/runtime.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 export class FlotillaNode implements AsyncDisposable {

@@ -8,8 +8,8 @@ import { prefixEnd } from '../../src/api/routes.js';
 import { KvStore, type Op } from '../../src/kv/kv-store.js';
 import { ApiError } from '../../src/api/errors.js';
 import { MAX_CLIENT_ID_CHARS } from '../../src/api/routes.js';
-import { KvStateMachine, maxWriteEnvelopeBytes } from '../../src/server/kv-backend.js';
-import { SessionTable } from '../../src/server/sessions.js';
+import { KvStateMachine, maxWriteEnvelopeBytes } from '../../src/kv/machine.js';
+import { SessionTable } from '../../src/host/sessions.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const s = (u: Uint8Array): string => new TextDecoder().decode(u);

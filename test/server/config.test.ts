@@ -13,7 +13,7 @@ import {
   readConfigFile,
   resolveNodeConfig,
 } from '../../src/server/config.js';
-import { maxWriteEnvelopeBytes } from '../../src/server/kv-backend.js';
+import { maxWriteEnvelopeBytes } from '../../src/kv/machine.js';
 
 const cluster =
   '1=127.0.0.1:7001@http://127.0.0.1:8001,2=127.0.0.1:7002@http://127.0.0.1:8002,3=127.0.0.1:7003@http://127.0.0.1:8003';

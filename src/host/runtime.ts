@@ -18,7 +18,7 @@ import {
   type Status,
 } from '../raft/index.js';
 import type { ApplyTarget, Clock, RuntimeStorage, RuntimeTransport } from './contracts.js';
-import { ServerError } from './errors.js';
+import { ServerError } from '../server/errors.js';
 
 export interface RuntimeOptions {
   readonly id: number;

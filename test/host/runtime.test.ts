@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
 import type { Entry } from '../../src/raft/index.js';
-import { systemClock, type ApplyTarget, type RuntimeStorage } from '../../src/server/contracts.js';
+import { systemClock, type ApplyTarget, type RuntimeStorage } from '../../src/host/contracts.js';
 import { ServerError } from '../../src/server/errors.js';
-import { RaftRuntime } from '../../src/server/runtime.js';
+import { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 

@@ -14,10 +14,10 @@ import {
   type RangeSpec,
   type Session,
 } from '../api/routes.js';
-import { KvStore, type Compare, type Op, type TxnResult } from '../kv/kv-store.js';
+import { KvStore, type Compare, type Op, type TxnResult } from './kv-store.js';
 import type { Entry } from '../raft/index.js';
-import type { ApplyTarget } from './contracts.js';
-import { SessionTable, defaultSessionLimits, type SessionLimits } from './sessions.js';
+import type { ApplyTarget } from '../host/contracts.js';
+import { SessionTable, defaultSessionLimits, type SessionLimits } from '../host/sessions.js';
 
 /** The replicated command: `c` client id ('' for none), `s` seq, `t` leader time, `x` the txn. */
 interface Envelope {
