@@ -85,6 +85,36 @@ export default tseslint.config(
     },
   },
   {
+    // The host runs Raft groups: it knows the core, the storage and transport contracts (it
+    // declares them itself, in contracts.ts) and the shared base; never a state machine, the
+    // API or the assembly that wires a node together.
+    files: ['src/host/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '../*',
+                '!../raft',
+                '!../raft/*',
+                '!../base',
+                '!../base/*',
+                '!../server',
+                '../server/*',
+                '!../server/errors.js',
+              ],
+              message: 'src/host imports only the core, the shared base and its own modules.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // A state machine sees only the host's contract (contracts.ts, the command envelope) and
+    // the shared base: nothing of Raft, storage, transport, the API or the node around it.
     files: ['src/kv/**/*.ts', 'src/queue/**/*.ts'],
     rules: {
       'no-restricted-imports': [
@@ -92,8 +122,17 @@ export default tseslint.config(
         {
           patterns: [
             {
-              group: ['../api/*', '../client/*', '../cli/*', '../transport/*'],
-              message: 'state machines sit below the API and transport.',
+              group: [
+                '../*',
+                '!../base',
+                '!../base/*',
+                '!../host',
+                '../host/*',
+                '!../host/contracts.js',
+                '!../host/envelope.js',
+              ],
+              message:
+                'state machines import only the host contract (host/contracts.js, host/envelope.js) and the shared base.',
             },
           ],
         },

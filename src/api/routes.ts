@@ -9,6 +9,7 @@ import type {
   OpResult as BackendOpResult,
   Range as RangeSpec,
 } from '../kv/kv-store.js';
+import { MAX_CLIENT_ID_CHARS } from '../host/envelope.js';
 import { ApiError } from './errors.js';
 import type { JsonHttpServer } from './http.js';
 import { checkTxnKeysDistinct } from './txn-keys.js';
@@ -87,7 +88,7 @@ export interface KvBackend {
 
 const MAX_TXN_OPS = 128;
 /** The longest `clientId`, in UTF-16 code units (JavaScript string length). */
-export const MAX_CLIENT_ID_CHARS = 128;
+export { MAX_CLIENT_ID_CHARS };
 const MAX_LIMIT = 100_000;
 
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {

@@ -1,10 +1,26 @@
-// What the runtime needs from the layers below it, stated as structural contracts so that the
-// WAL, SQLite and memory stores, and the TCP and in-memory transports, all plug in.
+// What the host needs from the layers below it and offers to the state machines above it,
+// stated as structural contracts: the WAL, SQLite and memory stores, the TCP and in-memory
+// transports, and any replicated state machine (the key-value store, later the job queue) plug
+// in without the host knowing which.
 
-import type { Entry, HardState, InitialState, Message, SnapshotMeta } from '../raft/index.js';
+import type {
+  Entry,
+  HardState,
+  InitialState,
+  Message,
+  NodeId,
+  SnapshotMeta,
+} from '../raft/index.js';
 
-/** One node's durable Raft state (implemented in src/storage). */
-export interface RuntimeStorage {
+/** Identifies one Raft group among those a host runs; every peer message carries one. */
+export type GroupId = number;
+
+/**
+ * One group's durable Raft state (implemented in src/storage). Each group has its own today
+ * (its own directory); nothing here assumes so, and a log shared by groups could implement
+ * it as well.
+ */
+export interface GroupStorage {
   initialState(): InitialState;
   /** Durable once the promise resolves; concurrent calls share one sync (group commit). */
   persist(entries: readonly Entry[], hardState: HardState | null): Promise<void>;
@@ -14,27 +30,98 @@ export interface RuntimeStorage {
   close(): Promise<void>;
 }
 
-/** Peer messaging (implemented in src/transport). `send` never blocks and may drop. */
-export interface RuntimeTransport {
-  send(msg: Message, attachment?: Uint8Array): void;
-  onMessage(handler: (msg: Message, attachment: Uint8Array | null) => void): void;
+/**
+ * Peer messaging for every group of a host (implemented in src/transport). `send` never blocks
+ * and may drop. One handler receives every group's messages; the host routes them by group.
+ */
+export interface HostTransport {
+  send(msg: Message, attachment?: Uint8Array, group?: GroupId): void;
+  onMessage(handler: (msg: Message, attachment: Uint8Array | null, group: GroupId) => void): void;
   close(): Promise<void>;
 }
 
-/** The replicated state machine as the runtime drives it: raw entries in, results out. */
-export interface ApplyTarget {
-  /** Applies one committed normal entry and returns the result handed to its proposer. */
-  apply(entry: Entry): unknown;
+/** A committed command as a state machine receives it. */
+export interface Command {
+  /** Its log index: unique, increasing; a fencing token where one is needed. */
+  readonly index: number;
+  readonly term: number;
   /**
-   * The state as of this call: whatever is captured must be captured before this returns
-   * (entries applied after it must not show). The encoding may finish later, asynchronously,
-   * so that a large state does not block the event loop.
+   * The proposing leader's clock when it proposed (from the command envelope), or 0 when the
+   * command carries none. The only time a state machine may use: the applying node's own
+   * clock would make replicas disagree.
    */
-  snapshot(): Uint8Array | Promise<Uint8Array>;
-  restore(data: Uint8Array): void;
+  readonly timeMs: number;
+  readonly payload: Uint8Array;
 }
 
-/** Time for the runtime; tests and the simulator substitute their own. */
+/**
+ * A replicated state machine. Every method but the snapshot's encoding runs on the apply path
+ * and must be deterministic: the same commands in the same order give the same state and the
+ * same results on every replica.
+ */
+export interface StateMachine {
+  /**
+   * Applies committed commands, in log order; returns one result per command, handed to the
+   * proposer when it waits on this node. A command it cannot decode is answered with a result
+   * saying so, never by throwing: a throw stops the group (the state is then unknown).
+   */
+  apply(commands: readonly Command[]): unknown[];
+  /**
+   * The state as of this call, as a stream of chunks: whatever is captured must be captured
+   * before this returns (commands applied after it must not show); the chunks may be produced
+   * later, so a large state does not block the event loop.
+   */
+  snapshot(): AsyncIterable<Uint8Array>;
+  /** Replaces the whole state with the one `chunks` (from `snapshot`) describe. */
+  restore(chunks: AsyncIterable<Uint8Array>): Promise<void>;
+  /** Told when this node learns of a new leader (0: none known) in a new or the same term. */
+  onLeaderChange?(leader: NodeId, term: number): void;
+}
+
+/**
+ * A command answered without being applied: the session layer's verdict on a retry it can no
+ * longer judge, or a state machine's on bytes it cannot decode. Deterministic, like any result.
+ */
+export interface Refusal {
+  readonly refused: 'SESSION_STALE_SEQUENCE' | 'BAD_COMMAND';
+  readonly message: string;
+}
+
+export function isRefusal(result: unknown): result is Refusal {
+  return typeof result === 'object' && result !== null && 'refused' in result;
+}
+
+/**
+ * An async stream over chunks produced lazily by `chunks` (a generator, typically): one chunk
+ * is made per pull, so the reader paces the work and the event loop turns in between.
+ */
+export function chunkStream(chunks: () => Iterator<Uint8Array>): AsyncIterable<Uint8Array> {
+  return {
+    [Symbol.asyncIterator]: () => {
+      const it = chunks();
+      return {
+        next: () => {
+          try {
+            return Promise.resolve(it.next());
+          } catch (err) {
+            return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        },
+      };
+    },
+  };
+}
+
+/** One applied batch, as the stream of applied changes delivers it. */
+export interface AppliedBatch {
+  readonly commands: readonly Command[];
+  /** The state machine's result for each command, in order. */
+  readonly results: readonly unknown[];
+  /** The index applied through once this batch is (commands may be fewer: no-ops carry none). */
+  readonly appliedIndex: number;
+}
+
+/** Time for the host; tests and the simulator substitute their own. */
 export interface Clock {
   nowMs(): number;
   setTimeout(fn: () => void, ms: number): unknown;
@@ -43,9 +130,6 @@ export interface Clock {
 
 export const systemClock: Clock = {
   nowMs: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    return t;
-  },
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };

@@ -1,6 +1,7 @@
-// The runtime that drives one RaftNode: ticks from a clock, the Ready loop in the order the
-// core's Ready contract demands, group commit, apply, waiters for proposals and reads, and
-// snapshots. The event loop never waits on a disk sync: while one persist is in flight, new
+// The runtime of one Raft group: the Ready loop in the order the core's Ready contract
+// demands, group commit, apply, waiters for proposals and reads, and snapshots. It owns no
+// I/O: the host (host.ts) ticks it, hands it its messages, and owns the transport and storage
+// it uses. The event loop never waits on a disk sync: while one persist is in flight, new
 // proposals and messages step into the core and gather into the next Ready (group commit).
 
 import {
@@ -17,18 +18,30 @@ import {
   type SnapshotMeta,
   type Status,
 } from '../raft/index.js';
-import type { ApplyTarget, Clock, RuntimeStorage, RuntimeTransport } from './contracts.js';
+import type {
+  AppliedBatch,
+  Clock,
+  Command,
+  GroupId,
+  GroupStorage,
+  StateMachine,
+} from './contracts.js';
 import { ServerError } from '../server/errors.js';
+import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
 
 export interface RuntimeOptions {
   readonly id: number;
+  /** The group this runtime drives (0 when a host runs one). */
+  readonly group?: GroupId;
   readonly voters: readonly number[];
-  readonly storage: RuntimeStorage;
-  readonly transport: RuntimeTransport;
-  readonly stateMachine: ApplyTarget;
+  /** The group's storage; the host opened it and closes it. */
+  readonly storage: GroupStorage;
+  /** Hands a message to the host's transport, tagged with this group. Never blocks. */
+  readonly send: (msg: Message, attachment?: Uint8Array) => void;
+  readonly stateMachine: StateMachine;
   readonly clock: Clock;
   readonly rng?: Rng;
-  /** Milliseconds per Raft tick. Default 10. */
+  /** Milliseconds per Raft tick (the host's ticker). Default 10. */
   readonly tickMs?: number;
   /** Election timeout in ticks (randomised in [e, 2e)). Default 15: 150-300 ms at 10 ms ticks. */
   readonly electionTicks?: number;
@@ -116,7 +129,7 @@ export class RaftRuntime {
   /** Reads confirmed by the leader, waiting for apply to reach their index (sorted by index). */
   private readonly readsByIndex: { index: number; id: number }[] = [];
   private nextReadId = 1;
-  private tickTimer: unknown = null;
+  private readonly appliedListeners = new Set<(batch: AppliedBatch) => void>();
   private running = false;
   private loopActive = false;
   /** Settles when the Ready loop in progress (if any) has stopped. */
@@ -133,8 +146,6 @@ export class RaftRuntime {
   private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
   /** The hard state last made durable (term and vote changes must sync). */
   private syncedHard: HardState | null = null;
-  /** When the next tick is due, so late timers do not accumulate drift. */
-  private nextTickAtMs = 0;
   /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
   private readonly incomingSnapshots = new Map<number, Uint8Array>();
 
@@ -154,10 +165,8 @@ export class RaftRuntime {
       leaderWaitMs: o.leaderWaitMs ?? 4 * (o.electionTicks ?? 15) * (o.tickMs ?? 10),
     };
     const initial = o.storage.initialState();
-    if (initialSnapshot !== null) {
-      o.stateMachine.restore(initialSnapshot.data);
-      this.snapshot = initialSnapshot;
-    }
+    // The state machine was restored from it by start().
+    this.snapshot = initialSnapshot;
     this.lastSnapshotIndex = initial.snapshot?.index ?? 0;
     this.syncedHard = initial.hardState;
     // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
@@ -174,13 +183,15 @@ export class RaftRuntime {
     });
   }
 
-  /** Opens the runtime on recovered storage and starts ticking. */
+  /**
+   * Opens the runtime on recovered storage: restores the state machine from the latest
+   * snapshot (the log replays from there). The host then ticks it and routes its messages.
+   */
   static async start(o: RuntimeOptions): Promise<RaftRuntime> {
     const snapshot = await o.storage.loadSnapshot();
+    if (snapshot !== null) await o.stateMachine.restore(snapshotChunks(snapshot.data));
     const rt = new RaftRuntime(o, snapshot);
-    o.transport.onMessage((msg, attachment) => rt.receive(msg, attachment));
     rt.running = true;
-    rt.scheduleTick();
     // A single-voter cluster elects itself at once rather than after a timeout.
     if (o.voters.length === 1 && o.voters[0] === o.id) rt.node.campaign();
     rt.kick();
@@ -189,6 +200,36 @@ export class RaftRuntime {
 
   get id(): number {
     return this.o.id;
+  }
+
+  get group(): GroupId {
+    return this.o.group ?? 0;
+  }
+
+  /** The group's storage (the host closes it). */
+  get storage(): GroupStorage {
+    return this.o.storage;
+  }
+
+  /** The state machine this runtime applies to. */
+  get stateMachine(): StateMachine {
+    return this.o.stateMachine;
+  }
+
+  /** One Raft tick (the host's ticker calls it every tickMs). */
+  tick(): void {
+    if (!this.running) return;
+    this.node.tick();
+    this.kick();
+  }
+
+  /**
+   * Calls `listener` with every batch of commands applied from now on, in order, with their
+   * results: the stream of applied changes (a watch is built on it). Returns its remover.
+   */
+  onApplied(listener: (batch: AppliedBatch) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
   }
 
   status(): Status {
@@ -205,8 +246,9 @@ export class RaftRuntime {
     return this.node.leaderNow();
   }
 
+  /** Whether this node leads the group now (a stopped runtime leads nothing). */
   isLeader(): boolean {
-    return this.role === 'leader';
+    return this.running && this.role === 'leader';
   }
 
   appliedIndex(): number {
@@ -344,8 +386,9 @@ export class RaftRuntime {
   }
 
   /**
-   * Stops the node. A leader first hands leadership to the most caught-up peer and waits
+   * Stops the group. A leader first hands leadership to the most caught-up peer and waits
    * (bounded) for it to take over, so clients see a quick re-election instead of a timeout.
+   * The storage and transport are the host's: it closes them after every group stopped.
    */
   async close(handoffTimeoutMs = 2_000): Promise<void> {
     if (this.closed) return;
@@ -354,12 +397,9 @@ export class RaftRuntime {
     }
     this.closed = true;
     this.running = false;
-    if (this.tickTimer !== null) this.o.clock.clearTimeout(this.tickTimer);
     // running is false, so no new loop starts: wait for the one in progress, if any.
     await this.loopDone;
     this.failAll(new ServerError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true));
-    await this.o.transport.close();
-    await this.o.storage.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -448,30 +488,8 @@ export class RaftRuntime {
     this.o.clock.clearTimeout(waiter.timer);
   }
 
-  /**
-   * Ticks at a fixed rate: each timer aims at the next due time rather than "tickMs from now",
-   * so a late timer does not push every later tick back (which stretched election timeouts on
-   * a loaded machine). Ticks missed during a stall are not replayed in a burst: messages that
-   * arrived meanwhile must be processed before the clock moves on, or a leader would conclude
-   * it lost its quorum while the proof sat unread in its socket buffers.
-   */
-  private scheduleTick(): void {
-    if (!this.running) return;
-    const now = this.o.clock.nowMs();
-    if (this.nextTickAtMs === 0 || now - this.nextTickAtMs > this.opts.tickMs)
-      this.nextTickAtMs = now;
-    this.nextTickAtMs += this.opts.tickMs;
-    this.tickTimer = this.o.clock.setTimeout(
-      () => {
-        this.node.tick();
-        this.kick();
-        this.scheduleTick();
-      },
-      Math.max(0, this.nextTickAtMs - now),
-    );
-  }
-
-  private receive(msg: Message, attachment: Uint8Array | null): void {
+  /** A message for this group from the host's router. */
+  receive(msg: Message, attachment: Uint8Array | null): void {
     if (!this.running || msg.to !== this.o.id) return;
     if (msg.type === 'snapshot') {
       if (attachment === null) return; // a snapshot without its bytes cannot be installed
@@ -551,10 +569,10 @@ export class RaftRuntime {
       // The core names the snapshot its log was compacted to; we may hold a newer one by now.
       // Ship the newest under its own name: it covers only committed entries, so it is safe.
       if (this.snapshot === null) return;
-      this.o.transport.send({ ...m, snapshot: this.snapshot.meta }, this.snapshot.data);
+      this.o.send({ ...m, snapshot: this.snapshot.meta }, this.snapshot.data);
       return;
     }
-    this.o.transport.send(m);
+    this.o.send(m);
   }
 
   private async persistSnapshot(meta: SnapshotMeta): Promise<void> {
@@ -565,7 +583,7 @@ export class RaftRuntime {
       );
     this.incomingSnapshots.delete(meta.index);
     await this.o.storage.saveSnapshot(meta, data);
-    this.o.stateMachine.restore(data);
+    await this.o.stateMachine.restore(snapshotChunks(data));
     this.snapshot = { meta, data };
     this.applied = meta.index;
     this.lastSnapshotIndex = meta.index;
@@ -574,8 +592,20 @@ export class RaftRuntime {
   }
 
   private applyEntries(entries: readonly Entry[]): void {
+    const commands: Command[] = [];
     for (const e of entries) {
-      const result = e.type === 'normal' ? this.o.stateMachine.apply(e) : undefined;
+      if (e.type === 'normal' && e.data.length > 0)
+        commands.push({ index: e.index, term: e.term, timeMs: 0, payload: e.data });
+    }
+    const results = commands.length > 0 ? this.o.stateMachine.apply(commands) : [];
+    if (results.length !== commands.length)
+      throw new Error(
+        `The state machine returned ${results.length} results for ${commands.length} commands`,
+      );
+    const resultAt = new Map<number, unknown>();
+    commands.forEach((c, i) => resultAt.set(c.index, results[i]));
+    for (const e of entries) {
+      const result = resultAt.get(e.index);
       this.applied = e.index;
       const w = this.proposals.get(e.index);
       if (w === undefined) continue;
@@ -594,6 +624,10 @@ export class RaftRuntime {
         );
     }
     this.o.onEvent?.({ kind: 'applied', entries: entries.length });
+    if (this.appliedListeners.size > 0) {
+      const batch: AppliedBatch = { commands, results, appliedIndex: this.applied };
+      for (const listener of this.appliedListeners) listener(batch);
+    }
     this.releaseReads();
   }
 
@@ -641,7 +675,9 @@ export class RaftRuntime {
     this.role = role;
     if (leader !== this.leader) {
       this.leader = leader;
-      this.o.onEvent?.({ kind: 'leader-changed', leader, term: this.node.status().term });
+      const term = this.node.status().term;
+      this.o.onEvent?.({ kind: 'leader-changed', leader, term });
+      this.o.stateMachine.onLeaderChange?.(leader, term);
       if (leader !== 0) {
         this.reaskReads();
         this.releaseLeaderWaiters(leader);
@@ -705,12 +741,14 @@ export class RaftRuntime {
     const index = this.applied;
     const term = this.termAt(index);
     if (term === undefined) return;
-    const meta: SnapshotMeta = { index, term, voters: this.o.voters };
+    // The configuration the core holds, not the one this runtime started with: a membership
+    // change must survive a restart from this snapshot.
+    const meta: SnapshotMeta = { index, term, voters: st.voters };
     this.lastSnapshotIndex = index;
     this.snapshotting = true;
     // Capture now (synchronously, at `index`); encode and persist in the background; compact
     // the in-memory log only once the snapshot is durable.
-    Promise.resolve(this.o.stateMachine.snapshot())
+    collectSnapshot(this.o.stateMachine.snapshot(), () => this.nextTurn())
       .then(async (data) => {
         await this.o.storage.saveSnapshot(meta, data);
         // A snapshot installed from the leader meanwhile may be newer: never go back.
@@ -726,6 +764,11 @@ export class RaftRuntime {
       });
   }
 
+  /** Lets timers and I/O run (on the injected clock, so the simulator controls it too). */
+  private nextTurn(): Promise<void> {
+    return new Promise((resolve) => this.o.clock.setTimeout(resolve, 0));
+  }
+
   private termAt(index: number): number | undefined {
     return this.node.entry(index)?.term;
   }
@@ -735,7 +778,6 @@ export class RaftRuntime {
     if (this.fatal !== null) return;
     this.fatal = err;
     this.running = false;
-    if (this.tickTimer !== null) this.o.clock.clearTimeout(this.tickTimer);
     this.o.onEvent?.({ kind: 'fatal', error: err });
     this.failAll(
       new ServerError(

@@ -15,6 +15,9 @@
 // answers, expires and evicts the same way at the same log index.
 
 import { strict as assert } from 'node:assert';
+import { Packr } from 'msgpackr';
+import type { Command, Refusal, StateMachine } from './contracts.js';
+import { decodeEnvelope } from './envelope.js';
 
 export interface SessionLimits {
   /** Sessions idle longer than this (by log time) are forgotten. Default 10 minutes. */
@@ -132,4 +135,137 @@ export class SessionTable {
       this.sessions.set(id, { lastSeenMs, floor, results: new Map(results) });
     }
   }
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/** Sessions per snapshot chunk: a few hundred KB at most with full windows of small results. */
+const SESSIONS_PER_CHUNK = 256;
+
+/**
+ * Exactly-once sessions around any state machine. Every entry holds a command envelope
+ * (envelope.ts); this layer decodes it, answers a retry of an applied write with the first
+ * result, refuses a sequence number below its client's window, and hands the rest to the
+ * inner machine with the leader's time. Its snapshot is its sessions followed by the inner
+ * machine's own chunks.
+ */
+export class SessionMachine implements StateMachine {
+  private readonly table: SessionTable;
+
+  constructor(
+    readonly inner: StateMachine,
+    limits: SessionLimits = defaultSessionLimits,
+  ) {
+    this.table = new SessionTable(limits);
+  }
+
+  sessions(): number {
+    return this.table.size();
+  }
+
+  apply(commands: readonly Command[]): unknown[] {
+    const results: unknown[] = new Array<unknown>(commands.length);
+    // Commands for the inner machine are applied in runs, one call per run; a run ends before
+    // a command of a client already in it, whose check must see the earlier one recorded.
+    let run: { at: number; command: Command; client: string; seq: number }[] = [];
+    const inRun = new Set<string>();
+    const flush = (): void => {
+      if (run.length === 0) return;
+      const out = this.inner.apply(run.map((r) => r.command));
+      run.forEach((r, i) => {
+        results[r.at] = out[i];
+        if (r.client !== '') this.table.record(r.client, r.seq, out[i]);
+      });
+      run = [];
+      inRun.clear();
+    };
+    commands.forEach((c, at) => {
+      let env;
+      try {
+        env = decodeEnvelope(c.payload);
+      } catch (err) {
+        // The same bytes fail the same way on every replica, and nothing changes.
+        results[at] = refusal(
+          'BAD_COMMAND',
+          `Entry ${c.index} holds no valid command: ${(err as Error).message}`,
+        );
+        return;
+      }
+      if (env.client !== '' && inRun.has(env.client)) flush();
+      this.table.tick(env.timeMs);
+      if (env.client !== '') {
+        const check = this.table.check(env.client, env.seq);
+        if (check.kind === 'duplicate') {
+          results[at] = check.result;
+          return;
+        }
+        if (check.kind === 'stale') {
+          results[at] = refusal(
+            'SESSION_STALE_SEQUENCE',
+            `Client ${env.client} sequence ${env.seq} is below its session window (sequence ` +
+              `numbers up to ${check.floor} are refused): whether a write with it applied can ` +
+              `no longer be told`,
+          );
+          return;
+        }
+        inRun.add(env.client);
+      }
+      run.push({
+        at,
+        client: env.client,
+        seq: env.seq,
+        command: { index: c.index, term: c.term, timeMs: env.timeMs, payload: env.payload },
+      });
+    });
+    flush();
+    return results;
+  }
+
+  snapshot(): AsyncIterable<Uint8Array> {
+    // Both captured now: the inner machine's view and ours are of the same index.
+    const saved = this.table.save();
+    const inner = this.inner.snapshot();
+    return (async function* () {
+      const chunks = Math.ceil(saved.sessions.length / SESSIONS_PER_CHUNK);
+      yield packr.pack({ v: 1, clockMs: saved.clockMs, chunks });
+      for (let i = 0; i < chunks; i++)
+        yield packr.pack(
+          saved.sessions.slice(i * SESSIONS_PER_CHUNK, (i + 1) * SESSIONS_PER_CHUNK),
+        );
+      yield* inner;
+    })();
+  }
+
+  async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    const it = chunks[Symbol.asyncIterator]();
+    const next = async (what: string): Promise<Uint8Array> => {
+      const r = await it.next();
+      if (r.done === true) throw new Error(`Session snapshot ends before its ${what}`);
+      return r.value;
+    };
+    const header = packr.unpack(await next('header')) as {
+      v?: unknown;
+      clockMs?: unknown;
+      chunks?: unknown;
+    };
+    if (header.v !== 1) throw new Error(`Unsupported session snapshot version ${String(header.v)}`);
+    if (typeof header.clockMs !== 'number' || !Number.isSafeInteger(header.chunks))
+      throw new Error('Session snapshot header is malformed');
+    const sessions: ReturnType<SessionTable['save']>['sessions'] = [];
+    for (let i = 0; i < (header.chunks as number); i++) {
+      const part = packr.unpack(await next(`chunk ${i + 1} of sessions`)) as unknown;
+      if (!Array.isArray(part)) throw new Error('Session snapshot chunk is not an array');
+      sessions.push(...(part as typeof sessions));
+    }
+    await this.inner.restore({ [Symbol.asyncIterator]: () => it });
+    this.table.load({ clockMs: header.clockMs, sessions });
+  }
+
+  onLeaderChange(leader: number, term: number): void {
+    this.inner.onLeaderChange?.(leader, term);
+  }
+}
+
+function refusal(refused: Refusal['refused'], message: string): Refusal {
+  return { refused, message };
 }

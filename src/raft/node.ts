@@ -47,6 +47,8 @@ export interface Status {
   readonly persistedIndex: Index;
   readonly transferee: NodeId;
   readonly recovery: Recovery;
+  /** The voters of the configuration this node holds now. */
+  readonly voters: readonly NodeId[];
   /** Per follower replication state; empty unless this node leads. */
   readonly progress: Readonly<Record<number, { match: Index; next: Index; state: ProgressState }>>;
 }
@@ -424,6 +426,7 @@ export class RaftNode {
       persistedIndex: this.log.persisted,
       transferee: this.leadTransferee,
       recovery: this.recoveryState,
+      voters: this.voters,
       progress,
     };
   }

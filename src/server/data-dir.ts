@@ -17,7 +17,17 @@ import { join } from 'node:path';
 import type { Recovery } from '../raft/index.js';
 
 export const IDENTITY_FILE = 'flotilla-node.json';
-const FORMAT = 1;
+/**
+ * 2: each Raft group's storage in its own directory (groupDir), entries hold versioned command
+ * envelopes, snapshots are framed chunk streams. Format 1 directories are refused: their log
+ * holds commands this release does not read.
+ */
+const FORMAT = 2;
+
+/** Where one Raft group's storage lives inside a node's data directory. */
+export function groupDir(dataDir: string, group: number): string {
+  return join(dataDir, `group-${group}`);
+}
 
 export type StorageKind = 'wal' | 'sqlite';
 
@@ -80,6 +90,12 @@ function parseIdentity(v: unknown, file: string): DataDirIdentity {
     new DataDirError('DATA_DIR_INVALID', `${file}: ${what}`, file);
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('expected an object');
   const o = v as Record<string, unknown>;
+  if (o['format'] === 1)
+    throw bad(
+      'format 1 was written by Flotilla 0.1, whose log and snapshots this release cannot read; ' +
+        'run this node from an empty data directory (it recovers from its peers once they run this release) ' +
+        'or keep running 0.1 on it',
+    );
   if (o['format'] !== FORMAT) throw bad(`format ${JSON.stringify(o['format'])} is not ${FORMAT}`);
   const { clusterId, memberId, members, storage, recovery } = o;
   if (typeof clusterId !== 'string' || clusterId === '') throw bad('clusterId must be a string');

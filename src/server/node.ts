@@ -5,7 +5,6 @@
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
-import { ApiError, isApiErrorCode } from '../api/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import {
   forwardedHeader,
@@ -19,10 +18,13 @@ import { createRng, type Recovery } from '../raft/index.js';
 import { openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { TcpTransport } from '../transport/index.js';
 import type { NodeConfig } from './config.js';
-import { systemClock, type RuntimeStorage } from '../host/contracts.js';
+import { systemClock, type GroupStorage } from '../host/contracts.js';
+import { Host } from '../host/host.js';
+import { SessionMachine } from '../host/sessions.js';
 import {
   DataDirError,
   checkIdentity,
+  groupDir,
   readIdentity,
   storageFilesIn,
   writeIdentity,
@@ -33,8 +35,12 @@ import { KvStateMachine } from '../kv/machine.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
 import { NodeMetrics } from './metrics.js';
-import { RaftRuntime, type RuntimeEvent } from '../host/runtime.js';
+import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
+import { KvService, answerOf, toApiError } from './kv-service.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
+
+/** The Raft group that holds the key-value store (the only one yet). */
+export const KV_GROUP = 0;
 
 export class FlotillaNode implements AsyncDisposable {
   private closing = false;
@@ -43,8 +49,10 @@ export class FlotillaNode implements AsyncDisposable {
 
   private constructor(
     readonly config: NodeConfig,
+    readonly host: Host,
     readonly runtime: RaftRuntime,
     readonly kv: KvStateMachine,
+    readonly service: KvService,
     private readonly http: JsonHttpServer,
     readonly metrics: NodeMetrics,
     readonly log: Logger,
@@ -79,7 +87,8 @@ export class FlotillaNode implements AsyncDisposable {
     };
     const recorded = readIdentity(config.dataDir);
     if (recorded !== null) checkIdentity(config.dataDir, recorded, identity);
-    const otherKind = storageFilesIn(config.dataDir);
+    const kvDir = groupDir(config.dataDir, KV_GROUP);
+    const otherKind = storageFilesIn(kvDir);
     if (otherKind !== null && otherKind !== config.storage)
       throw new DataDirError(
         'DATA_DIR_MISMATCH',
@@ -89,10 +98,10 @@ export class FlotillaNode implements AsyncDisposable {
     // Storage opens before the peer port is bound: every handshake says whether this node
     // holds a log, and must not say "no" for want of having looked.
     await checkListenable(config.listenPeer, 'peers (listenPeer)');
-    let storage: RuntimeStorage;
-    if (config.storage === 'sqlite') storage = await openSqliteStorage(config.dataDir);
+    let storage: GroupStorage;
+    if (config.storage === 'sqlite') storage = await openSqliteStorage(kvDir);
     else {
-      const wal = await openWalStorage(config.dataDir, { snapshotsCoverCompaction: true });
+      const wal = await openWalStorage(kvDir, { snapshotsCoverCompaction: true });
       logWalRecovery(log, wal.recovery);
       storage = wal;
     }
@@ -179,42 +188,51 @@ export class FlotillaNode implements AsyncDisposable {
       maxKeyBytes: config.maxKeyBytes,
       maxValueBytes: config.maxValueBytes,
     });
-    const runtime = await RaftRuntime.start({
+    const host = new Host({
       id: config.id,
-      voters: config.members.map((m) => m.id),
-      storage,
+      clock: systemClock,
+      tickMs: config.tickMs,
       transport: {
-        send: (m, a) => {
+        send: (m, a, group) => {
           metrics.messagesSent.inc({ type: m.type });
-          transport.send(m, a);
+          transport.send(m, a, group);
         },
         onMessage: (h) =>
-          transport.onMessage((m, a) => {
+          transport.onMessage((m, a, group) => {
             metrics.messagesReceived.inc({ type: m.type });
-            h(m, a);
+            h(m, a, group);
           }),
         close: () => transport.close(),
       },
-      stateMachine: kv,
-      clock: systemClock,
-      rng: createRng(config.id * 104729 + Date.now()),
-      tickMs: config.tickMs,
-      electionTicks: config.electionTicks,
-      heartbeatTicks: config.heartbeatTicks,
-      snapshotEveryEntries: config.snapshotEveryEntries,
-      requestTimeoutMs: config.requestTimeoutMs,
-      // The API refuses a write larger than this before proposing it (kv-backend.ts).
-      raft: { maxProposalBytes: config.maxProposalBytes, recovery },
-      storeRecovery: (r) => {
-        writeIdentity(config.dataDir, { ...identity, recovery: r });
-        if (r === 'none')
-          log.warn('caught up with the leader: recovery finished, a full member again');
-      },
-      onEvent: (e: RuntimeEvent) => {
+      onEvent: (_group, e: RuntimeEvent) => {
         metrics.observe(e);
         logRuntimeEvent(log, e);
       },
     });
+    let runtime: RaftRuntime;
+    try {
+      runtime = await host.addGroup(KV_GROUP, {
+        voters: config.members.map((m) => m.id),
+        storage,
+        stateMachine: new SessionMachine(kv),
+        rng: createRng(config.id * 104729 + Date.now()),
+        electionTicks: config.electionTicks,
+        heartbeatTicks: config.heartbeatTicks,
+        snapshotEveryEntries: config.snapshotEveryEntries,
+        requestTimeoutMs: config.requestTimeoutMs,
+        // The API refuses a write larger than this before proposing it (kv-service.ts).
+        raft: { maxProposalBytes: config.maxProposalBytes, recovery },
+        storeRecovery: (r) => {
+          writeIdentity(config.dataDir, { ...identity, recovery: r });
+          if (r === 'none')
+            log.warn('caught up with the leader: recovery finished, a full member again');
+        },
+      });
+    } catch (err) {
+      await host.close(0);
+      if (!host.group(KV_GROUP)) await storage.close();
+      throw err;
+    }
     runtimeHolder = runtime;
     if (config.unsafeTestMode !== 'none') {
       log.warn(
@@ -231,7 +249,13 @@ export class FlotillaNode implements AsyncDisposable {
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
     });
-    const node = new FlotillaNode(config, runtime, kv, http, metrics, log);
+    const service = new KvService(
+      runtime,
+      kv,
+      { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes },
+      systemClock,
+    );
+    const node = new FlotillaNode(config, host, runtime, kv, service, http, metrics, log);
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
     metrics.bindPeerBytes(() => {
       const rows: { direction: 'sent' | 'received'; type: string; bytes: number }[] = [];
@@ -256,7 +280,7 @@ export class FlotillaNode implements AsyncDisposable {
         'node started',
       );
     } catch (err) {
-      await runtime.close(0);
+      await host.close(0);
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     return node;
@@ -266,7 +290,7 @@ export class FlotillaNode implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    await this.runtime.close();
+    await this.host.close();
     await this.http.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.log.info('node stopped');
@@ -304,7 +328,7 @@ export class FlotillaNode implements AsyncDisposable {
       limits: { maxKeyBytes: this.config.maxKeyBytes, maxValueBytes: this.config.maxValueBytes },
       metrics: this.metrics.registry,
       write: async (txn, session, signal) => {
-        const data = this.kv.encode(txn, session, Date.now());
+        const data = this.service.encode(txn, session);
         if (this.config.unsafeTestMode === 'early-ack') {
           // Planted bug for the fault-injection checker: acknowledge before the entry commits.
           this.runtime.propose(data, { signal }).catch(() => undefined);
@@ -315,7 +339,12 @@ export class FlotillaNode implements AsyncDisposable {
           const result = await this.runtime.propose(data, { signal });
           this.metrics.proposals.inc({ outcome: 'ok' });
           this.metrics.applyLatency.observe((performance.now() - started) / 1000);
-          return this.kv.toWriteResult(result, header);
+          const answer = answerOf(result);
+          return {
+            header: { ...header(), revision: answer.revision },
+            succeeded: answer.succeeded,
+            results: answer.results,
+          };
         } catch (err) {
           this.metrics.proposals.inc({ outcome: err instanceof ServerError ? err.code : 'error' });
           throw toApiError(err);
@@ -424,15 +453,6 @@ function unsafeEmptyResult(op: BackendOp): BackendOpResult {
   if (op.kind === 'put') return { kind: 'put', prevKv: null };
   if (op.kind === 'delete') return { kind: 'delete', deleted: 0, prevKvs: [] };
   return { kind: 'range', kvs: [], count: 0, more: false };
-}
-
-function toApiError(err: unknown): ApiError {
-  if (err instanceof ApiError) return err;
-  if (err instanceof ServerError) {
-    const code = isApiErrorCode(err.code) ? err.code : 'INTERNAL';
-    return new ApiError(code, err.message, err.indefinite, err.leader);
-  }
-  return new ApiError('INTERNAL', `Unexpected error: ${(err as Error).message}`, true);
 }
 
 /**

@@ -14,9 +14,16 @@ import { validateMessage } from './validate.js';
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
-/** Protocol versions this build speaks. A new version is added here and negotiated in HELLO. */
-export const PROTOCOL_VERSION_MIN = 1;
-export const PROTOCOL_VERSION_MAX = 1;
+/**
+ * Protocol versions this build speaks. A new version is added here and negotiated in HELLO.
+ * Version 2 tags every message with its Raft group; version 1 (one group, untagged) is no
+ * longer spoken: a version-1 peer would take every group's messages for one group's.
+ */
+export const PROTOCOL_VERSION_MIN = 2;
+export const PROTOCOL_VERSION_MAX = 2;
+
+/** Largest group id on the wire (u32). */
+export const MAX_GROUP_ID = 0xffff_ffff;
 
 export interface Hello {
   readonly minVersion: number;
@@ -122,18 +129,38 @@ export function decodeRefuse(payload: Uint8Array): Refuse {
   return { reason: field(o, 'reason', 'string', 'refuse') };
 }
 
-export function encodeMessage(msg: Message): Buffer {
-  return packr.pack(msg);
+/** A message payload: the message's own map, with `group` added unless it is group 0. */
+export function encodeMessage(msg: Message, group = 0): Buffer {
+  return packr.pack(group === 0 ? msg : { ...msg, group });
+}
+
+/** A message as it arrived, with the group it is for. */
+export interface GroupMessage {
+  readonly msg: Message;
+  readonly group: number;
 }
 
 /** Decodes and validates one message payload. */
 export function decodeMessage(
   payload: Uint8Array,
   limits: ValidationLimits,
-): Message | TransportError {
+): GroupMessage | TransportError {
   const value = unpack(payload, 'message');
   if (value instanceof TransportError) return value;
-  return validateMessage(value, limits);
+  let group = 0;
+  if (typeof value === 'object' && value !== null && 'group' in value) {
+    const o = value as Record<string, unknown>;
+    const g = o['group'];
+    if (!Number.isSafeInteger(g) || (g as number) < 0 || (g as number) > MAX_GROUP_ID)
+      return new TransportError(
+        'TRANSPORT_BAD_MESSAGE',
+        `message.group must be an integer 0..${MAX_GROUP_ID}, saw ${JSON.stringify(g) ?? String(g)}`,
+      );
+    group = g as number;
+    delete o['group'];
+  }
+  const msg = validateMessage(value, limits);
+  return msg instanceof TransportError ? msg : { msg, group };
 }
 
 /** Chunk frame payload header: transfer id, offset, total size (all u32 BE), then the bytes. */

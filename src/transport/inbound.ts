@@ -10,6 +10,7 @@ import {
   PROTOCOL_VERSION_MIN,
   decodeHello,
   decodeMessage,
+  type GroupMessage,
   pack,
   type Hello,
 } from './codec.js';
@@ -38,6 +39,7 @@ export interface InboundContext {
     msg: Message,
     attachment: Uint8Array | null,
     frameBytes: number,
+    group: number,
   ): void;
   closed(conn: InboundConnection): void;
 }
@@ -205,18 +207,19 @@ export class InboundConnection {
   }
 
   private deliver(
-    msg: Message | TransportError,
+    decoded: GroupMessage | TransportError,
     attachment: Uint8Array | null,
     bytes: number,
   ): void {
-    if (msg instanceof TransportError) throw msg;
+    if (decoded instanceof TransportError) throw decoded;
+    const { msg, group } = decoded;
     // The handshake authenticated the sender; a message claiming otherwise is malformed.
     if (msg.from !== this.peer || msg.to !== this.ctx.opts.nodeId)
       throw new TransportError(
         'TRANSPORT_BAD_MESSAGE',
         `message ${msg.from}->${msg.to} on the connection from node ${this.peer} to node ${this.ctx.opts.nodeId}`,
       );
-    this.ctx.deliver(this, msg, attachment, bytes);
+    this.ctx.deliver(this, msg, attachment, bytes, group);
   }
 
   private onChunk(payload: Buffer): void {
@@ -264,10 +267,10 @@ export class InboundConnection {
       );
     this.assembly = null;
     const msg = decodeMessage(payload.subarray(4), this.ctx.opts.validation);
-    if (!(msg instanceof TransportError) && msg.type !== 'snapshot')
+    if (!(msg instanceof TransportError) && msg.msg.type !== 'snapshot')
       throw new TransportError(
         'TRANSPORT_BAD_MESSAGE',
-        `attachment sent with a ${msg.type} message, only snapshot may carry one`,
+        `attachment sent with a ${msg.msg.type} message, only snapshot may carry one`,
       );
     const joined = Buffer.concat(a.parts, a.total);
     this.deliver(

@@ -27,7 +27,7 @@ export interface MemoryNetworkOptions {
   readonly maxInFlightPerLink?: number;
 }
 
-type Handler = (msg: Message, attachment: Uint8Array | null) => void;
+type Handler = (msg: Message, attachment: Uint8Array | null, group: number) => void;
 
 export class MemoryNetwork {
   private readonly clock: TransportClock;
@@ -107,6 +107,7 @@ export class MemoryNetwork {
     from: MemoryTransport,
     msg: Message,
     attachment: Uint8Array | null,
+    group: number,
   ): 'disconnected' | 'queueFull' | null {
     const target = this.nodes.get(msg.to);
     if (target === undefined || target.isClosed) return 'disconnected';
@@ -118,7 +119,7 @@ export class MemoryNetwork {
     from.schedule(msg.to, delayMs, () => {
       // Links cut while the message was in flight lose it, as a real partition would.
       if (this.cut.has(`${msg.from}>${msg.to}`) || target.isClosed) return from.countLate(msg.to);
-      target.receive(msg, attachment);
+      target.receive(msg, attachment, group);
     });
     return null;
   }
@@ -151,7 +152,7 @@ export class MemoryTransport implements Transport {
     return this.closed;
   }
 
-  send(msg: Message, attachment?: Uint8Array): void {
+  send(msg: Message, attachment?: Uint8Array, group = 0): void {
     const c = this.peer(msg.to);
     if (this.closed) return c.countDrop('closed');
     const valid = validateMessage(msg);
@@ -172,7 +173,7 @@ export class MemoryTransport implements Transport {
       });
       return;
     }
-    const dropped = this.network.route(this, msg, attachment ?? null);
+    const dropped = this.network.route(this, msg, attachment ?? null, group);
     if (dropped !== null) return c.countDrop(dropped);
     c.countSent(msg.type, messageSizeBytes(msg, attachment ?? null));
   }
@@ -234,10 +235,10 @@ export class MemoryTransport implements Transport {
   }
 
   /** @internal */
-  receive(msg: Message, attachment: Uint8Array | null): void {
+  receive(msg: Message, attachment: Uint8Array | null, group: number): void {
     this.peer(msg.from).countReceived(msg.type, messageSizeBytes(msg, attachment));
     try {
-      this.handler(msg, attachment);
+      this.handler(msg, attachment, group);
     } catch (e) {
       this.emit({
         kind: 'handler-error',

@@ -80,9 +80,9 @@ export class PeerLink {
     this.socket?.destroy();
   }
 
-  send(msg: Message, attachment: Uint8Array | null): void {
+  send(msg: Message, attachment: Uint8Array | null, group = 0): void {
     if (this.state === 'closed') return this.counters.countDrop('closed');
-    if (!this.queue.offer(msg, attachment)) return this.counters.countDrop('queueFull');
+    if (!this.queue.offer(msg, attachment, group)) return this.counters.countDrop('queueFull');
     this.schedulePump();
   }
 
@@ -295,7 +295,7 @@ export class PeerLink {
       this.startTransfer(item as Transfer['item']);
       return;
     }
-    const payload = encodeMessage(msg);
+    const payload = encodeMessage(msg, item.group);
     if (payload.byteLength > this.ctx.opts.maxFrameBytes)
       return this.tooLarge(item, payload.byteLength);
     socket.write(encodeSmallFrame(FrameType.message, payload));
@@ -339,7 +339,7 @@ export class PeerLink {
     id.writeUInt32BE(t.id, 0);
     const frame = encodeSmallFrame(
       FrameType.messageWithAttachment,
-      Buffer.concat([id, encodeMessage(t.item.msg)]),
+      Buffer.concat([id, encodeMessage(t.item.msg, t.item.group)]),
     );
     socket.write(frame);
     this.counters.countSent(t.item.msg.type, t.bytes + frame.byteLength);

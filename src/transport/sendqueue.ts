@@ -9,6 +9,8 @@ import { isBulk } from './types.js';
 export interface QueuedMessage {
   readonly msg: Message;
   readonly attachment: Uint8Array | null;
+  /** The Raft group the message belongs to. */
+  readonly group: number;
   /** Entry data plus attachment bytes: what the bulk byte bound counts. */
   readonly sizeBytes: number;
 }
@@ -74,8 +76,8 @@ export class SendQueue {
   }
 
   /** Adds the message to its lane; false when the lane is full (the caller counts a drop). */
-  offer(msg: Message, attachment: Uint8Array | null): boolean {
-    const item = { msg, attachment, sizeBytes: messageSizeBytes(msg, attachment) };
+  offer(msg: Message, attachment: Uint8Array | null, group = 0): boolean {
+    const item = { msg, attachment, group, sizeBytes: messageSizeBytes(msg, attachment) };
     const lane = isBulk(msg.type) ? this.bulk : this.control;
     if (lane.length >= this.limits.maxQueuedMessages) return false;
     if (lane.length > 0 && lane.bytes + item.sizeBytes > this.limits.maxQueuedBytes) return false;

@@ -23,7 +23,7 @@ import {
   type TransportStats,
 } from './types.js';
 
-type Handler = (msg: Message, attachment: Uint8Array | null) => void;
+type Handler = (msg: Message, attachment: Uint8Array | null, group: number) => void;
 
 export class TcpTransport implements Transport {
   private readonly opts: ResolvedTcpOptions;
@@ -103,7 +103,7 @@ export class TcpTransport implements Transport {
     this.inboundByPeer.get(id)?.close();
   }
 
-  send(msg: Message, attachment?: Uint8Array): void {
+  send(msg: Message, attachment?: Uint8Array, group = 0): void {
     const link = this.links.get(msg.to);
     if (link === undefined) {
       this.droppedUnknownPeer += 1;
@@ -111,7 +111,7 @@ export class TcpTransport implements Transport {
     }
     if (attachment !== undefined && msg.type !== 'snapshot')
       return link.counters.countDrop('invalid');
-    link.send(msg, attachment ?? null);
+    link.send(msg, attachment ?? null, group);
   }
 
   onMessage(handler: Handler): void {
@@ -229,10 +229,10 @@ export class TcpTransport implements Transport {
           message: e.message,
         });
       },
-      deliver: (conn, msg, attachment, frameBytes) => {
+      deliver: (conn, msg, attachment, frameBytes, group) => {
         this.counters(conn.peer).countReceived(msg.type, frameBytes);
         try {
-          this.handler(msg, attachment);
+          this.handler(msg, attachment, group);
         } catch (e) {
           this.emit({
             kind: 'handler-error',

@@ -9,21 +9,21 @@ import type { TransportErrorCode } from './errors.js';
 
 export interface Transport extends AsyncDisposable {
   /**
-   * Queues `msg` for `msg.to` and returns at once. Never throws and never blocks: when the
+   * Queues `msg` of Raft group `group` (default 0) for `msg.to` and returns at once. Never throws and never blocks: when the
    * peer is unknown, down, or its bounded queue is full, the message is dropped and counted
    * in the peer's stats. `attachment` carries a snapshot's bytes with a `snapshot` message and
    * is ignored (and counted as a bad send) with any other type. The caller must not mutate
    * `attachment` or the message's entry data after the call.
    */
-  send(msg: Message, attachment?: Uint8Array): void;
+  send(msg: Message, attachment?: Uint8Array, group?: number): void;
   /**
-   * Sets the one handler for incoming messages (a later call replaces it). Messages are
+   * Sets the one handler for incoming messages of every group (a later call replaces it). Messages are
    * structurally validated before the handler sees them; `msg.to` is this node and `msg.from`
    * is the authenticated peer of the connection. `attachment` is non-null only for `snapshot`
    * messages that carried bytes. The handler runs synchronously on the event loop; an
    * exception it throws is reported as an event and does not close the connection.
    */
-  onMessage(handler: (msg: Message, attachment: Uint8Array | null) => void): void;
+  onMessage(handler: (msg: Message, attachment: Uint8Array | null, group: number) => void): void;
   /** Sets the one handler for log-worthy events (a later call replaces it). */
   onEvent(handler: (event: TransportEvent) => void): void;
   /** A consistent copy of the counters of every configured peer. */

@@ -14,6 +14,7 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { cliEntry, initialClusterSpec } from '../../src/cli/cluster.js';
+import { groupDir } from '../../src/server/data-dir.js';
 import { TestCluster, sleep } from './harness.js';
 
 const clusters: TestCluster[] = [];
@@ -201,9 +202,11 @@ void test(
     const walAsSqlite = runStart(asSqlite);
     assert.match(walAsSqlite.stderr, /holds wal storage files/);
 
-    const snap = readdirSync(m.dataDir).find((n) => n.endsWith('.snap'));
-    assert.ok(snap !== undefined, `a snapshot was taken: ${readdirSync(m.dataDir).join(' ')}`);
-    rmSync(join(m.dataDir, snap));
+    // Each Raft group's storage has its own directory; the key-value store is group 0.
+    const kvDir = groupDir(m.dataDir, 0);
+    const snap = readdirSync(kvDir).find((n) => n.endsWith('.snap'));
+    assert.ok(snap !== undefined, `a snapshot was taken: ${readdirSync(kvDir).join(' ')}`);
+    rmSync(join(kvDir, snap));
     const noSnapshot = runStart([...base, '--initial-cluster', spec, '--cluster-id', 'e2e']);
     assert.notEqual(noSnapshot.code, 0);
     assert.match(noSnapshot.stderr, /STORAGE_CORRUPT/);

@@ -4,27 +4,37 @@
 
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import type { Entry } from '../../src/raft/index.js';
-import { systemClock, type ApplyTarget, type RuntimeStorage } from '../../src/host/contracts.js';
+import {
+  chunkStream,
+  systemClock,
+  type Command,
+  type GroupStorage,
+  type StateMachine,
+} from '../../src/host/contracts.js';
+import { Host } from '../../src/host/host.js';
 import { ServerError } from '../../src/server/errors.js';
-import { RaftRuntime } from '../../src/host/runtime.js';
+import type { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-class Log implements ApplyTarget {
+class Log implements StateMachine {
   readonly applied: string[] = [];
-  apply(e: Entry): unknown {
-    this.applied.push(dec.decode(e.data));
-    return `applied ${e.index}`;
+  apply(commands: readonly Command[]): unknown[] {
+    return commands.map((c) => {
+      this.applied.push(dec.decode(c.payload));
+      return `applied ${c.index}`;
+    });
   }
-  snapshot(): Uint8Array {
-    return enc.encode(JSON.stringify(this.applied));
+  snapshot(): AsyncIterable<Uint8Array> {
+    const data = enc.encode(JSON.stringify(this.applied));
+    return chunkStream(() => [data][Symbol.iterator]());
   }
-  restore(data: Uint8Array): void {
-    this.applied.splice(0, this.applied.length, ...(JSON.parse(dec.decode(data)) as string[]));
+  async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    for await (const c of chunks)
+      this.applied.splice(0, this.applied.length, ...(JSON.parse(dec.decode(c)) as string[]));
   }
 }
 
@@ -34,14 +44,14 @@ interface Cluster {
   sms: Log[];
 }
 
-const open: RaftRuntime[] = [];
+const open: Host[] = [];
 afterEach(async () => {
-  for (const n of open.splice(0)) await n.close(0);
+  for (const h of open.splice(0)) await h.close(0);
 });
 
 async function cluster(
   n: number,
-  storageFor?: (id: number) => RuntimeStorage,
+  storageFor?: (id: number) => GroupStorage,
   beforeStart?: (net: MemoryNetwork) => void,
 ): Promise<Cluster> {
   const net = new MemoryNetwork();
@@ -49,21 +59,18 @@ async function cluster(
   const voters = Array.from({ length: n }, (_, i) => i + 1);
   const sms = voters.map(() => new Log());
   const nodes = await Promise.all(
-    voters.map((id) =>
-      RaftRuntime.start({
-        id,
+    voters.map(async (id) => {
+      const host = new Host({ id, transport: net.connect(id), clock: systemClock, tickMs: 5 });
+      open.push(host);
+      return host.addGroup(0, {
         voters,
         storage: storageFor?.(id) ?? createMemoryStorage({ quiet: true }),
-        transport: net.connect(id),
         stateMachine: sms[id - 1] as Log,
-        clock: systemClock,
-        tickMs: 5,
         electionTicks: 15,
         heartbeatTicks: 3,
-      }),
-    ),
+      });
+    }),
   );
-  open.push(...nodes);
   return { net, nodes, sms };
 }
 

@@ -7,9 +7,11 @@ import fc from 'fast-check';
 import { prefixEnd } from '../../src/api/routes.js';
 import { KvStore, type Op } from '../../src/kv/kv-store.js';
 import { ApiError } from '../../src/api/errors.js';
-import { MAX_CLIENT_ID_CHARS } from '../../src/api/routes.js';
-import { KvStateMachine, maxWriteEnvelopeBytes } from '../../src/kv/machine.js';
-import { SessionTable } from '../../src/host/sessions.js';
+import { chunkStream, isRefusal, type Command } from '../../src/host/contracts.js';
+import { encodeWrite } from '../../src/server/kv-service.js';
+import { MAX_CLIENT_ID_CHARS, encodeEnvelope } from '../../src/host/envelope.js';
+import { KvStateMachine, maxWriteEnvelopeBytes, type TxnCommand } from '../../src/kv/machine.js';
+import { SessionMachine, SessionTable } from '../../src/host/sessions.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const s = (u: Uint8Array): string => new TextDecoder().decode(u);
@@ -225,12 +227,47 @@ void test('property: every replica answers a stream of sequence numbers the same
   );
 });
 
+/** The key-value machine inside exactly-once sessions, as a node runs it. */
+function machine(limits: { maxKeyBytes: number; maxValueBytes: number }) {
+  const kv = new KvStateMachine(limits);
+  return { kv, sm: new SessionMachine(kv) };
+}
+
+function envelope(
+  txn: TxnCommand,
+  session: { clientId: string; seq: number } | null,
+  timeMs: number,
+) {
+  return encodeEnvelope({
+    client: session?.clientId ?? '',
+    seq: session?.seq ?? 0,
+    timeMs,
+    payload: KvStateMachine.encode(txn),
+  });
+}
+
+const command = (index: number, payload: Uint8Array): Command => ({
+  index,
+  term: 1,
+  timeMs: 0,
+  payload,
+});
+
+async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for await (const c of chunks) out.push(c);
+  return out;
+}
+
+function replay(chunks: readonly Uint8Array[]): AsyncIterable<Uint8Array> {
+  return chunkStream(() => chunks[Symbol.iterator]());
+}
+
 void test('the proposal limit is the largest single write, exactly, at every msgpack size class', () => {
   const sizes = [1, 255, 256, 65_535, 65_536, 70_000];
   for (const maxKeyBytes of [1, 255, 256, 1024]) {
     for (const maxValueBytes of sizes) {
-      const sm = new KvStateMachine({ maxKeyBytes, maxValueBytes });
-      assert.equal(sm.maxProposalBytes, maxWriteEnvelopeBytes({ maxKeyBytes, maxValueBytes }));
+      const limit = maxWriteEnvelopeBytes({ maxKeyBytes, maxValueBytes });
       const key = new Uint8Array(maxKeyBytes).fill(0x6b);
       const session = { clientId: '\uffff'.repeat(MAX_CLIENT_ID_CHARS), seq: 2 ** 53 - 1 };
       const ops: Op[] = [
@@ -238,11 +275,11 @@ void test('the proposal limit is the largest single write, exactly, at every msg
         { kind: 'delete', range: { key, rangeEnd: key }, prevKv: true },
       ];
       const sizesSeen = ops.map(
-        (op) => sm.encode({ compare: [], success: [op], failure: [] }, session, Date.now()).length,
+        (op) => envelope({ compare: [], success: [op], failure: [] }, session, 2 ** 53).length,
       );
       assert.equal(
         Math.max(...sizesSeen),
-        sm.maxProposalBytes,
+        limit,
         `key ${maxKeyBytes}, value ${maxValueBytes}: the worst write is exactly the limit`,
       );
     }
@@ -250,7 +287,7 @@ void test('the proposal limit is the largest single write, exactly, at every msg
 });
 
 void test('a transaction that does not fit one log entry is refused with TXN_TOO_LARGE', () => {
-  const sm = new KvStateMachine({ maxKeyBytes: 16, maxValueBytes: 100 });
+  const limit = maxWriteEnvelopeBytes({ maxKeyBytes: 16, maxValueBytes: 100 });
   const op = (k: string): Op => ({
     kind: 'put',
     key: b(k),
@@ -258,37 +295,30 @@ void test('a transaction that does not fit one log entry is refused with TXN_TOO
     prevKv: false,
   });
   const ops = (n: number) => Array.from({ length: n }, (_, i) => op(`k${i}`));
-  const fits = sm.encode({ compare: [], success: ops(4), failure: [] }, null, 0);
-  assert.ok(fits.length <= sm.maxProposalBytes, 'four small puts fit');
+  const fits = encodeWrite({ compare: [], success: ops(4), failure: [] }, null, 0, limit);
+  assert.ok(fits.length <= limit, 'four small puts fit');
   assert.throws(
-    () => sm.encode({ compare: [], success: ops(8), failure: [] }, null, 0),
+    () => encodeWrite({ compare: [], success: ops(8), failure: [] }, null, 0, limit),
     (e: unknown) =>
       e instanceof ApiError && e.code === 'TXN_TOO_LARGE' && e.status === 413 && !e.indefinite,
   );
 });
 
 void test('the state machine applies a retried command once and refuses bad bytes deterministically', async () => {
-  const sm = new KvStateMachine({ maxKeyBytes: 16, maxValueBytes: 16 });
+  const { kv, sm } = machine({ maxKeyBytes: 16, maxValueBytes: 16 });
   const w = {
     compare: [],
     success: [{ kind: 'put' as const, key: b('k'), value: b('v'), prevKv: false }],
     failure: [],
   };
-  const data = sm.encode(w, { clientId: 'c1', seq: 7 }, 1000);
-  const entry = (index: number, d: Uint8Array) => ({
-    term: 1,
-    index,
-    type: 'normal' as const,
-    data: d,
-  });
-  const first = sm.apply(entry(1, data));
-  const second = sm.apply(entry(2, data));
+  const data = envelope(w, { clientId: 'c1', seq: 7 }, 1000);
+  const [first] = sm.apply([command(1, data)]);
+  const [second] = sm.apply([command(2, data)]);
   assert.deepEqual(second, first, 'the retry returns the first result');
-  assert.equal(sm.revision(), 2, 'and did not apply again');
-  const bad = sm.apply(entry(3, new Uint8Array([0xc1, 0x00, 0xff])));
-  assert.equal(bad.ok, false);
-  assert.equal(!bad.ok && bad.code, 'BAD_COMMAND');
-  const big = sm.encode(
+  assert.equal(kv.revision(), 2, 'and did not apply again');
+  const [bad] = sm.apply([command(3, new Uint8Array([0xc1, 0x00, 0xff]))]);
+  assert.equal(isRefusal(bad) && bad.refused, 'BAD_COMMAND');
+  const big = envelope(
     {
       compare: [],
       success: [{ kind: 'put', key: b('k'.repeat(17)), value: b('v'), prevKv: false }],
@@ -297,16 +327,16 @@ void test('the state machine applies a retried command once and refuses bad byte
     null,
     0,
   );
-  const r = sm.apply(entry(4, big));
-  assert.equal(!r.ok && r.code, 'BAD_COMMAND', 'limits are enforced again at apply');
-  const restored = new KvStateMachine({ maxKeyBytes: 16, maxValueBytes: 16 });
-  restored.restore(await sm.snapshot());
-  assert.equal(restored.revision(), sm.revision());
-  assert.deepEqual(restored.apply(entry(5, data)), first, 'sessions survive a snapshot');
+  const [r] = sm.apply([command(4, big)]);
+  assert.equal(isRefusal(r) && r.refused, 'BAD_COMMAND', 'limits are enforced again at apply');
+  const restored = machine({ maxKeyBytes: 16, maxValueBytes: 16 });
+  await restored.sm.restore(replay(await collect(sm.snapshot())));
+  assert.equal(restored.kv.revision(), kv.revision());
+  assert.deepEqual(restored.sm.apply([command(5, data)]), [first], 'sessions survive a snapshot');
 });
 
-function putEntry(sm: KvStateMachine, index: number, key: string, value: string) {
-  const data = sm.encode(
+function putEntry(sm: SessionMachine, index: number, key: string, value: string) {
+  const data = envelope(
     {
       compare: [],
       success: [{ kind: 'put', key: b(key), value: b(value), prevKv: false }],
@@ -315,33 +345,29 @@ function putEntry(sm: KvStateMachine, index: number, key: string, value: string)
     { clientId: `c${index % 7}`, seq: index },
     index,
   );
-  return sm.apply({ term: 1, index, type: 'normal', data });
+  return sm.apply([command(index, data)])[0];
 }
 
 void test('a snapshot is the state at the call, even while entries apply during its encoding', async () => {
-  const sm = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
-  // Enough keys for several encoding slices, so applies really interleave with the encoding.
+  const { kv, sm } = machine({ maxKeyBytes: 64, maxValueBytes: 64 });
+  // Enough keys for several chunks, so applies really interleave with the reading.
   const n = 10_000;
   for (let i = 1; i <= n; i++) putEntry(sm, i, `k${i}`, `v${i}`);
-  const revisionAtCall = sm.revision();
-  const pending = sm.snapshot();
+  const revisionAtCall = kv.revision();
+  const chunks: Uint8Array[] = [];
   let applied = 0;
-  const interleaved = new Promise<void>((resolve) => {
-    const more = (): void => {
-      applied++;
-      putEntry(sm, n + applied, `k${applied}`, 'changed'); // overwrite old keys
-      putEntry(sm, n + 10_000 + applied, `new${applied}`, 'x'); // and add new ones
-      if (applied < 50) setImmediate(more);
-      else resolve();
-    };
-    setImmediate(more);
-  });
-  const [data] = await Promise.all([pending, interleaved]);
-  assert.ok(sm.revision() > revisionAtCall, 'entries were applied while the snapshot encoded');
-  const restored = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
-  restored.restore(data);
-  assert.equal(restored.revision(), revisionAtCall);
-  const all = restored.range({
+  for await (const c of sm.snapshot()) {
+    chunks.push(c);
+    applied++;
+    putEntry(sm, n + applied, `k${applied}`, 'changed'); // overwrite old keys
+    putEntry(sm, n + 10_000 + applied, `new${applied}`, 'x'); // and add new ones
+  }
+  assert.ok(chunks.length > 3, `several chunks (${chunks.length})`);
+  assert.ok(kv.revision() > revisionAtCall, 'entries were applied while the snapshot was read');
+  const restored = machine({ maxKeyBytes: 64, maxValueBytes: 64 });
+  await restored.sm.restore(replay(chunks));
+  assert.equal(restored.kv.revision(), revisionAtCall);
+  const all = restored.kv.range({
     range: { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) },
     limit: 0,
     countOnly: false,
@@ -350,36 +376,19 @@ void test('a snapshot is the state at the call, even while entries apply during 
   for (const kv of all.kvs) assert.equal(s(kv.value), `v${s(kv.key).slice(1)}`);
 });
 
-void test('snapshots written in format 1 (one msgpack map) still restore', async () => {
-  const sm = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
-  for (let i = 1; i <= 20; i++) putEntry(sm, i, `k${i}`, `v${i}`);
-  const everything = { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) };
-  const kvs = sm.range({ range: everything, limit: 0, countOnly: false }).kvs;
-  // The layout earlier releases wrote: one map holding the store and the sessions.
-  const { Packr } = await import('msgpackr');
-  const packr = new Packr({ useRecords: false, moreTypes: false });
-  const v1 = packr.pack({
-    v: 1,
-    kv: { revision: sm.revision(), kvs },
-    sessions: { clockMs: 20, sessions: [] },
-  });
-  const fromV1 = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
-  fromV1.restore(v1);
-  assert.equal(fromV1.revision(), 21, 'revisions start at 1');
-  assert.deepEqual(fromV1.range({ range: everything, limit: 0, countOnly: false }).kvs, kvs);
-  assert.throws(
-    () => fromV1.restore(packr.pack({ v: 3 })),
-    /Unsupported key-value snapshot version 3/,
-  );
-});
-
-void test('a damaged format 2 snapshot is refused, not half restored', async () => {
-  const sm = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
+void test('a damaged snapshot is refused, not half restored', async () => {
+  const { sm } = machine({ maxKeyBytes: 64, maxValueBytes: 64 });
   for (let i = 1; i <= 3000; i++) putEntry(sm, i, `k${i}`, `v${i}`);
-  const data = await sm.snapshot();
-  const target = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
-  assert.throws(() => target.restore(data.subarray(0, data.length - 10)), /truncated frame/);
-  const extra = Buffer.concat([data, Buffer.from([4, 0, 0, 0, 0x90, 0x90, 0x90, 0x90])]);
-  assert.throws(() => target.restore(extra), /chunk counts do not match/);
-  assert.equal(target.revision(), 1, 'nothing was restored');
+  const chunks = await collect(sm.snapshot());
+  const target = machine({ maxKeyBytes: 64, maxValueBytes: 64 });
+  await assert.rejects(
+    target.sm.restore(replay(chunks.slice(0, -1))),
+    /Key-value snapshot ends before chunk/,
+  );
+  await assert.rejects(
+    target.sm.restore(replay([...chunks, chunks[chunks.length - 1] as Uint8Array])),
+    /chunks past its end/,
+  );
+  await assert.rejects(target.sm.restore(replay([new Uint8Array([0x90])])), /version undefined/);
+  assert.equal(target.kv.revision(), 1, 'nothing was restored');
 });

@@ -14,6 +14,7 @@ import {
 } from '../../src/server/logging.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
+import { groupDir } from '../../src/server/data-dir.js';
 import { openWalStorage } from '../../src/storage/index.js';
 import { freePorts } from '../e2e/harness.js';
 import { ents, tempDir } from '../storage/helpers.js';
@@ -93,10 +94,11 @@ void test('pre-votes are logged as pre-votes, votes as votes', () => {
 void test('a node logs the torn WAL tail it cut at start-up: file, offset and bytes dropped', async () => {
   const { dir, cleanup } = await tempDir();
   try {
-    const wal = await openWalStorage(dir);
+    const kvDir = groupDir(dir, 0);
+    const wal = await openWalStorage(kvDir);
     for (let i = 1; i <= 3; i++) await wal.persist(ents(i, i, 1, 0), null);
     await wal.close();
-    const seg = join(dir, (await readdir(dir)).find((n) => n.endsWith('.seg')) ?? '');
+    const seg = join(kvDir, (await readdir(kvDir)).find((n) => n.endsWith('.seg')) ?? '');
     const whole = await readFile(seg);
     await writeFile(seg, Buffer.concat([whole, Buffer.from([1, 2, 3, 4, 5, 6, 7])]));
     const [peer, client] = (await freePorts(2)) as [number, number];

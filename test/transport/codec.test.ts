@@ -69,7 +69,21 @@ void describe('message validation', () => {
   void it('accepts every well-formed message and round-trips it through msgpack', () => {
     for (const m of everyMessage(1, 2)) {
       const back = decodeMessage(encodeMessage(m), defaultValidationLimits);
-      assert.deepStrictEqual(back, m);
+      assert.deepStrictEqual(back, { msg: m, group: 0 });
+      for (const group of [1, 7, 0xffff_ffff]) {
+        const tagged = decodeMessage(encodeMessage(m, group), defaultValidationLimits);
+        assert.deepStrictEqual(tagged, { msg: m, group }, `group ${group} survives the wire`);
+      }
+    }
+  });
+
+  void it('refuses a group id that is not a u32', () => {
+    const m = everyMessage(1, 2)[0] as Message;
+    for (const group of [-1, 2 ** 32, 1.5, 'one', null]) {
+      const r = decodeMessage(pack({ ...m, group }), defaultValidationLimits);
+      assert.ok(r instanceof TransportError, `group ${String(group)} was accepted`);
+      assert.equal(r.code, 'TRANSPORT_BAD_MESSAGE');
+      assert.match(r.message, /message\.group must be an integer/);
     }
   });
 

@@ -27,7 +27,7 @@ after(async () => {
 });
 
 function hello(over: Record<string, unknown> = {}): Buffer {
-  const h = { minVersion: 1, maxVersion: 1, clusterId: 'test-cluster', from: 1, to: 2, ...over };
+  const h = { minVersion: 2, maxVersion: 2, clusterId: 'test-cluster', from: 1, to: 2, ...over };
   return Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(h))]);
 }
 
@@ -161,6 +161,8 @@ void describe('TcpTransport peer port under bad input', () => {
     await expectRefusal(b, Buffer.from('GET / HTTP/1.1\r\n\r\n'), 'TRANSPORT_HANDSHAKE_REFUSED');
     await expectRefusal(b, hello({ clusterId: 'other' }), 'TRANSPORT_HANDSHAKE_REFUSED');
     await expectRefusal(b, hello({ minVersion: 7, maxVersion: 9 }), 'TRANSPORT_HANDSHAKE_REFUSED');
+    // Version 1 carried no group: such a peer would mix up every group's messages.
+    await expectRefusal(b, hello({ minVersion: 1, maxVersion: 1 }), 'TRANSPORT_HANDSHAKE_REFUSED');
     await expectRefusal(b, hello({ from: 42 }), 'TRANSPORT_HANDSHAKE_REFUSED');
     const refusals = events(b, 'handshake-refused').map((e) =>
       e.kind === 'handshake-refused' ? e.reason : '',

@@ -1,0 +1,75 @@
+// The command envelope: what one normal log entry holds. Versioned, so that a later release
+// can read what an earlier one wrote, and generic: the payload is the state machine's own
+// encoding, which the host never looks into.
+//
+//   [format, kind, client, seq, timeMs, payload]     msgpack array, format 1
+//
+//   format  1
+//   kind    1 = a client command (the only kind yet; membership changes will add more)
+//   client  the client's session id, '' for a write without a session
+//   seq     the client's sequence number for this write (0 without a session)
+//   timeMs  the proposing leader's clock, the only time a state machine may use
+//   payload the state machine's command (bin)
+
+import { Packr } from 'msgpackr';
+
+export const ENVELOPE_FORMAT = 1;
+export const KIND_COMMAND = 1;
+/** Longest client id, in UTF-16 code units (3 bytes each in UTF-8 at worst). */
+export const MAX_CLIENT_ID_CHARS = 128;
+
+export interface Envelope {
+  readonly client: string;
+  readonly seq: number;
+  readonly timeMs: number;
+  readonly payload: Uint8Array;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
+
+export function encodeEnvelope(e: Envelope): Uint8Array {
+  return packr.pack([ENVELOPE_FORMAT, KIND_COMMAND, e.client, e.seq, e.timeMs, e.payload]);
+}
+
+/**
+ * Bytes an envelope adds around a payload of `payloadBytes` at worst: the longest client id
+ * in 3-byte characters, the largest sequence number, a 9-byte time. Proposal limits are
+ * computed with it, so a payload the API accepted always fits in one entry.
+ */
+export function envelopeOverheadBytes(payloadBytes: number): number {
+  const worst = encodeEnvelope({
+    client: '\uffff'.repeat(MAX_CLIENT_ID_CHARS),
+    seq: Number.MAX_SAFE_INTEGER,
+    timeMs: 2 ** 53,
+    payload: new Uint8Array(0),
+  }).length;
+  return worst - binHeaderBytes(0) + binHeaderBytes(payloadBytes);
+}
+
+/** Bytes msgpack spends on the header of a `bin` of `n` bytes. */
+export function binHeaderBytes(n: number): number {
+  return n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+}
+
+/** Decodes an entry's bytes, trusting nothing: any deviation is an Error naming it. */
+export function decodeEnvelope(data: Uint8Array): Envelope {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(data);
+  } catch (err) {
+    throw new Error(`not msgpack (${(err as Error).message})`);
+  }
+  if (!Array.isArray(raw) || raw.length !== 6) throw new Error('not a command envelope');
+  const [format, kind, client, seq, timeMs, payload] = raw as unknown[];
+  if (format !== ENVELOPE_FORMAT)
+    throw new Error(`envelope format ${String(format)} is not ${ENVELOPE_FORMAT}`);
+  if (kind !== KIND_COMMAND) throw new Error(`unknown envelope kind ${String(kind)}`);
+  if (typeof client !== 'string' || client.length > MAX_CLIENT_ID_CHARS)
+    throw new Error('bad client id');
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)
+    throw new Error('bad sequence number');
+  if (typeof timeMs !== 'number' || !Number.isFinite(timeMs) || timeMs < 0)
+    throw new Error('bad time');
+  if (!(payload instanceof Uint8Array)) throw new Error('bad payload');
+  return { client, seq, timeMs, payload };
+}

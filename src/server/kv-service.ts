@@ -1,0 +1,109 @@
+// The key-value store's side of a node: how a validated API write becomes a log entry (the
+// transaction inside a session envelope, stamped with the leader's clock) and how its applied
+// result becomes an answer; how a read waits for ReadIndex. The HTTP routes call it through the
+// backend in node.ts, and the simulator calls it directly, so both drive the same code.
+
+import { ApiError, isApiErrorCode } from '../api/errors.js';
+import type { BackendOpResult, Session } from '../api/routes.js';
+import type { Clock } from '../host/contracts.js';
+import { encodeEnvelope } from '../host/envelope.js';
+import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
+import { isRefusal } from '../host/contracts.js';
+import type { TxnResult } from '../kv/kv-store.js';
+import { KvStateMachine, maxWriteEnvelopeBytes, type TxnCommand } from '../kv/machine.js';
+import { ServerError } from './errors.js';
+
+export interface WriteAnswer {
+  readonly revision: number;
+  readonly succeeded: boolean;
+  readonly results: readonly BackendOpResult[];
+}
+
+export class KvService {
+  /** The most bytes one write may take in the log (a key and a value at their limits). */
+  readonly maxProposalBytes: number;
+
+  constructor(
+    readonly runtime: RaftRuntime,
+    readonly kv: KvStateMachine,
+    limits: { readonly maxKeyBytes: number; readonly maxValueBytes: number },
+    private readonly clock: Clock,
+  ) {
+    this.maxProposalBytes = maxWriteEnvelopeBytes(limits);
+  }
+
+  /**
+   * The entry for a write: the transaction in an envelope with the session and this node's
+   * clock (it leads, or forwards to one that does). Throws `TXN_TOO_LARGE` when the entry
+   * would exceed maxProposalBytes (only a transaction can).
+   */
+  encode(txn: TxnCommand, session: Session | null): Uint8Array {
+    return encodeWrite(txn, session, this.clock.nowMs(), this.maxProposalBytes);
+  }
+
+  /** Replicates a write and answers with what applying it gave, or throws an ApiError. */
+  async write(txn: TxnCommand, session: Session | null, w: WaitOptions = {}): Promise<WriteAnswer> {
+    const data = this.encode(txn, session);
+    let result: unknown;
+    try {
+      result = await this.runtime.propose(data, w);
+    } catch (err) {
+      throw toApiError(err);
+    }
+    return answerOf(result);
+  }
+
+  /** Waits until a linearizable read may be served here (ReadIndex); throws an ApiError. */
+  async readBarrier(w: WaitOptions = {}): Promise<void> {
+    try {
+      await this.runtime.linearizableRead(w);
+    } catch (err) {
+      throw toApiError(err);
+    }
+  }
+}
+
+/** A write's log entry; `TXN_TOO_LARGE` when it would exceed `maxProposalBytes`. */
+export function encodeWrite(
+  txn: TxnCommand,
+  session: Session | null,
+  timeMs: number,
+  maxProposalBytes: number,
+): Uint8Array {
+  const data = encodeEnvelope({
+    client: session?.clientId ?? '',
+    seq: session?.seq ?? 0,
+    timeMs,
+    payload: KvStateMachine.encode(txn),
+  });
+  if (data.length > maxProposalBytes) {
+    throw new ApiError(
+      'TXN_TOO_LARGE',
+      `The transaction takes ${data.length} bytes in the log; one write holds at most ` +
+        `${maxProposalBytes} (a key and a value at their limits): split it`,
+    );
+  }
+  return data;
+}
+
+/** Maps an applied result to the answer, or throws the API error it carries. */
+export function answerOf(result: unknown): WriteAnswer {
+  if (isRefusal(result)) {
+    // A stale sequence number applied nothing now, but an earlier attempt with it may have:
+    // the window no longer remembers, so the write's fate is unknown (indefinite).
+    if (result.refused === 'SESSION_STALE_SEQUENCE')
+      throw new ApiError(result.refused, result.message, true);
+    throw new ApiError('BAD_REQUEST', result.message);
+  }
+  const r = result as TxnResult;
+  return { revision: r.revision, succeeded: r.succeeded, results: r.results };
+}
+
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof ServerError) {
+    const code = isApiErrorCode(err.code) ? err.code : 'INTERNAL';
+    return new ApiError(code, err.message, err.indefinite, err.leader);
+  }
+  return new ApiError('INTERNAL', `Unexpected error: ${(err as Error).message}`, true);
+}
