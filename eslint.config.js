@@ -1,6 +1,6 @@
 // One lint configuration for the whole tree. The layering rules make DESIGN.md's
 // "dependencies point inward" a checked fact: src/raft is pure (no I/O, no clock,
-// no randomness, nothing outside itself).
+// no randomness, nothing outside itself and the shared src/base, which is as pure).
 import tseslint from 'typescript-eslint';
 
 const impureGlobals = [
@@ -32,17 +32,24 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/raft/**/*.ts'],
+    // src/base is the vocabulary every layer shares (errors, limits): as pure as the core,
+    // which imports it, and it imports nothing but itself.
+    files: ['src/raft/**/*.ts', 'src/base/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
           patterns: [
-            { group: ['node:*'], message: 'src/raft is pure: no Node.js modules.' },
-            { group: ['../*', '!../raft/*'], message: 'src/raft imports nothing outside itself.' },
+            { group: ['node:*'], message: 'src/raft and src/base are pure: no Node.js modules.' },
+            {
+              // gitignore-style negation cannot re-include a file under an excluded folder
+              regex: '^\\.\\./(?!base/[^/]+$)',
+              message: 'src/raft imports only itself and src/base; src/base only itself.',
+            },
             {
               regex: '^[^.]',
-              message: 'src/raft has zero dependencies: import only relative modules.',
+              message:
+                'src/raft and src/base have zero dependencies: import only relative modules.',
             },
           ],
         },
@@ -57,6 +64,22 @@ export default tseslint.config(
         'error',
         { selector: "NewExpression[callee.name='Date']", message: 'src/raft is pure: no clock.' },
         { selector: 'AwaitExpression', message: 'src/raft is synchronous.' },
+      ],
+    },
+  },
+  {
+    // The base layer sits below the core: it must not reach back into it.
+    files: ['src/base/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*'], message: 'src/base is pure: no Node.js modules.' },
+            { group: ['../*'], message: 'src/base imports nothing outside itself.' },
+            { regex: '^[^.]', message: 'src/base has zero dependencies.' },
+          ],
+        },
       ],
     },
   },

@@ -9,7 +9,7 @@ import type {
   OpResult as BackendOpResult,
   Range as RangeSpec,
 } from '../kv/kv-store.js';
-import { ApiError } from './errors.js';
+import { FlotillaError } from '../base/errors.js';
 import type { JsonHttpServer } from './http.js';
 import { checkTxnKeysDistinct } from './txn-keys.js';
 import type { ClusterStatus, NodeStatus } from './types.js';
@@ -51,7 +51,7 @@ export interface Header {
   readonly raftTerm: number;
 }
 
-/** What the routes need from the node. Throws ApiError (or errors it maps) on failure. */
+/** What the routes need from the node. Throws FlotillaError (or errors it maps) on failure. */
 export interface KvBackend {
   readonly limits: { readonly maxKeyBytes: number; readonly maxValueBytes: number };
   /** A write (put, delete or txn) through the log. */
@@ -181,7 +181,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     const o = asObject(body);
     onlyFields(o, ['to']);
     const to = optInt(o, 'to', 1, 2 ** 31);
-    if (to === undefined) throw new ApiError('BAD_REQUEST', '"to" (a member id) is required');
+    if (to === undefined) throw new FlotillaError('BAD_REQUEST', '"to" (a member id) is required');
     await b.transferLeadership(to);
     return { json: { ok: true } };
   });
@@ -217,9 +217,9 @@ function session(o: Obj): Session | null {
   const seq = optInt(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
   if (clientId === undefined && seq === undefined) return null;
   if (clientId === undefined || seq === undefined)
-    throw new ApiError('BAD_REQUEST', '"clientId" and "seq" go together');
+    throw new FlotillaError('BAD_REQUEST', '"clientId" and "seq" go together');
   if (clientId.length === 0 || clientId.length > MAX_CLIENT_ID_CHARS)
-    throw new ApiError(
+    throw new FlotillaError(
       'BAD_REQUEST',
       `"clientId" must have 1 to ${MAX_CLIENT_ID_CHARS} characters, got ${clientId.length}`,
     );
@@ -227,9 +227,9 @@ function session(o: Obj): Session | null {
 }
 
 function checkKey(key: Uint8Array, b: KvBackend, field = 'key'): Uint8Array {
-  if (key.length === 0) throw new ApiError('KEY_EMPTY', `"${field}" must not be empty`);
+  if (key.length === 0) throw new FlotillaError('KEY_EMPTY', `"${field}" must not be empty`);
   if (key.length > b.limits.maxKeyBytes) {
-    throw new ApiError(
+    throw new FlotillaError(
       'KEY_TOO_LARGE',
       `"${field}" is ${key.length} bytes; the limit is ${b.limits.maxKeyBytes}`,
     );
@@ -239,7 +239,7 @@ function checkKey(key: Uint8Array, b: KvBackend, field = 'key'): Uint8Array {
 
 function checkValue(value: Uint8Array, b: KvBackend): Uint8Array {
   if (value.length > b.limits.maxValueBytes) {
-    throw new ApiError(
+    throw new FlotillaError(
       'VALUE_TOO_LARGE',
       `"value" is ${value.length} bytes; the limit is ${b.limits.maxValueBytes}`,
     );
@@ -261,7 +261,7 @@ function parseRangeSpec(o: Obj, enc: Encoding, b: KvBackend): RangeSpec {
   const prefix = optBool(o, 'prefix');
   const rangeEnd = optBytesField(o, 'rangeEnd', enc);
   if (prefix && rangeEnd !== undefined)
-    throw new ApiError('BAD_REQUEST', '"prefix" and "rangeEnd" are exclusive');
+    throw new FlotillaError('BAD_REQUEST', '"prefix" and "rangeEnd" are exclusive');
   if (rangeEnd !== undefined) return { key, rangeEnd: checkKey(rangeEnd, b, 'rangeEnd') };
   return { key, rangeEnd: prefix ? prefixEnd(key) : null };
 }
@@ -297,19 +297,19 @@ function parseCompare(c: Obj, enc: Encoding, b: KvBackend, i: number): BackendCo
   const target = reqString(c, 'target');
   const op = reqString(c, 'op');
   if (!['value', 'version', 'createRevision', 'modRevision'].includes(target)) {
-    throw new ApiError(
+    throw new FlotillaError(
       'BAD_REQUEST',
       `compare[${i}].target must be value, version, createRevision or modRevision, got "${target}"`,
     );
   }
   if (!['=', '!=', '<', '>'].includes(op))
-    throw new ApiError('BAD_REQUEST', `compare[${i}].op must be =, !=, < or >, got "${op}"`);
+    throw new FlotillaError('BAD_REQUEST', `compare[${i}].op must be =, !=, < or >, got "${op}"`);
   const value =
     target === 'value'
       ? checkValue(bytesField(c, 'value', enc), b)
       : optInt(c, 'value', 0, Number.MAX_SAFE_INTEGER);
   if (value === undefined)
-    throw new ApiError(
+    throw new FlotillaError(
       'BAD_REQUEST',
       `compare[${i}].value must be an integer for target ${target}`,
     );
@@ -320,7 +320,7 @@ function parseTxnOp(x: Json, enc: Encoding, b: KvBackend, where: string): Backen
   const o = asObject(x, where);
   const kinds = Object.keys(o);
   if (kinds.length !== 1)
-    throw new ApiError('BAD_REQUEST', `${where} must have exactly one of put, delete, range`);
+    throw new FlotillaError('BAD_REQUEST', `${where} must have exactly one of put, delete, range`);
   const kind = kinds[0] as string;
   const inner = asObject(o[kind], `${where}.${kind}`);
   switch (kind) {
@@ -339,7 +339,7 @@ function parseTxnOp(x: Json, enc: Encoding, b: KvBackend, where: string): Backen
       return { kind: 'range', ...parseRange(inner, enc, b) };
     }
     default:
-      throw new ApiError('BAD_REQUEST', `${where} has unknown operation "${kind}"`);
+      throw new FlotillaError('BAD_REQUEST', `${where} has unknown operation "${kind}"`);
   }
 }
 

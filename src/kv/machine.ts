@@ -4,7 +4,7 @@
 // checks the session for duplicates, and runs the transaction on the store.
 
 import { Packr } from 'msgpackr';
-import { ApiError } from '../api/errors.js';
+import { FlotillaError } from '../base/errors.js';
 import {
   MAX_CLIENT_ID_CHARS,
   type BackendCompare,
@@ -106,7 +106,7 @@ export class KvStateMachine implements ApplyTarget {
     const env: Envelope = { c: session?.clientId ?? '', s: session?.seq ?? 0, t: timeMs, x: txn };
     const data = packr.pack(env);
     if (data.length > this.maxProposalBytes) {
-      throw new ApiError(
+      throw new FlotillaError(
         'TXN_TOO_LARGE',
         `The transaction takes ${data.length} bytes in the log; one write holds at most ` +
           `${this.maxProposalBytes} (a key and a value at their limits): split it`,
@@ -155,8 +155,8 @@ export class KvStateMachine implements ApplyTarget {
     if (!r.ok) {
       // A stale sequence number applied nothing now, but an earlier attempt with it may have:
       // the window no longer remembers, so the write's fate is unknown (indefinite).
-      if (r.code === 'SESSION_STALE_SEQUENCE') throw new ApiError(r.code, r.message, true);
-      throw new ApiError('BAD_REQUEST', r.message);
+      if (r.code === 'SESSION_STALE_SEQUENCE') throw new FlotillaError(r.code, r.message, true);
+      throw new FlotillaError('BAD_REQUEST', r.message);
     }
     const h = header();
     return {

@@ -5,7 +5,8 @@
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
-import { ApiError, isApiErrorCode } from '../api/errors.js';
+import { toFlotillaError } from '../api/errors.js';
+import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import {
   forwardedHeader,
@@ -28,7 +29,6 @@ import {
   writeIdentity,
   type DataDirIdentity,
 } from './data-dir.js';
-import { ServerError } from './errors.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
@@ -317,8 +317,10 @@ export class FlotillaNode implements AsyncDisposable {
           this.metrics.applyLatency.observe((performance.now() - started) / 1000);
           return this.kv.toWriteResult(result, header);
         } catch (err) {
-          this.metrics.proposals.inc({ outcome: err instanceof ServerError ? err.code : 'error' });
-          throw toApiError(err);
+          this.metrics.proposals.inc({
+            outcome: err instanceof FlotillaError ? err.code : 'error',
+          });
+          throw toFlotillaError(err);
         }
       },
       read: async (op, serializable, signal) => {
@@ -328,7 +330,7 @@ export class FlotillaNode implements AsyncDisposable {
             await this.runtime.linearizableRead({ signal });
           } catch (err) {
             this.metrics.reads.inc({ level: 'linearizable', outcome: 'error' });
-            throw toApiError(err);
+            throw toFlotillaError(err);
           }
         }
         this.metrics.reads.inc({
@@ -359,7 +361,7 @@ export class FlotillaNode implements AsyncDisposable {
         try {
           this.runtime.transferLeadership(to);
         } catch (err) {
-          throw toApiError(err);
+          throw toFlotillaError(err);
         }
         return Promise.resolve();
       },
@@ -424,15 +426,6 @@ function unsafeEmptyResult(op: BackendOp): BackendOpResult {
   if (op.kind === 'put') return { kind: 'put', prevKv: null };
   if (op.kind === 'delete') return { kind: 'delete', deleted: 0, prevKvs: [] };
   return { kind: 'range', kvs: [], count: 0, more: false };
-}
-
-function toApiError(err: unknown): ApiError {
-  if (err instanceof ApiError) return err;
-  if (err instanceof ServerError) {
-    const code = isApiErrorCode(err.code) ? err.code : 'INTERNAL';
-    return new ApiError(code, err.message, err.indefinite, err.leader);
-  }
-  return new ApiError('INTERNAL', `Unexpected error: ${(err as Error).message}`, true);
 }
 
 /**

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
 import type { Entry } from '../../src/raft/index.js';
 import { systemClock, type ApplyTarget, type RuntimeStorage } from '../../src/host/contracts.js';
-import { ServerError } from '../../src/server/errors.js';
+import { FlotillaError } from '../../src/base/errors.js';
 import { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
@@ -81,12 +81,12 @@ async function rejects(
   p: Promise<unknown>,
   code: string,
   indefinite: boolean,
-): Promise<ServerError> {
+): Promise<FlotillaError> {
   const err = await p.then(
     () => assert.fail(`expected ${code}`),
     (e: unknown) => e,
   );
-  assert.ok(err instanceof ServerError, `not a ServerError: ${String(err)}`);
+  assert.ok(err instanceof FlotillaError, `not a FlotillaError: ${String(err)}`);
   assert.equal(err.code, code, err.message);
   assert.equal(err.indefinite, indefinite, `${code} indefinite`);
   return err;

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { prefixEnd } from '../../src/api/routes.js';
 import { KvStore, type Op } from '../../src/kv/kv-store.js';
-import { ApiError } from '../../src/api/errors.js';
+import { FlotillaError } from '../../src/base/errors.js';
+import { httpStatus } from '../../src/api/errors.js';
 import { MAX_CLIENT_ID_CHARS } from '../../src/api/routes.js';
 import { KvStateMachine, maxWriteEnvelopeBytes } from '../../src/kv/machine.js';
 import { SessionTable } from '../../src/host/sessions.js';
@@ -263,7 +264,10 @@ void test('a transaction that does not fit one log entry is refused with TXN_TOO
   assert.throws(
     () => sm.encode({ compare: [], success: ops(8), failure: [] }, null, 0),
     (e: unknown) =>
-      e instanceof ApiError && e.code === 'TXN_TOO_LARGE' && e.status === 413 && !e.indefinite,
+      e instanceof FlotillaError &&
+      e.code === 'TXN_TOO_LARGE' &&
+      httpStatus(e) === 413 &&
+      !e.indefinite,
   );
 });
 
