@@ -15,6 +15,7 @@
 // answers, expires and evicts the same way at the same log index.
 
 import { strict as assert } from 'node:assert';
+import { defaultLimits } from '../base/limits.js';
 
 export interface SessionLimits {
   /** Sessions idle longer than this (by log time) are forgotten. Default 10 minutes. */
@@ -31,8 +32,8 @@ export interface SessionLimits {
 
 export const defaultSessionLimits: SessionLimits = {
   ttlMs: 10 * 60_000,
-  maxSessions: 10_000,
-  window: 256,
+  maxSessions: defaultLimits.maxSessions,
+  window: defaultLimits.sessionWindow,
 };
 
 interface Session {

@@ -6,15 +6,20 @@
 import { Packr } from 'msgpackr';
 import { FlotillaError } from '../base/errors.js';
 import {
-  MAX_CLIENT_ID_CHARS,
-  type BackendCompare,
-  type BackendOp,
-  type BackendOpResult,
-  type Header,
-  type RangeSpec,
-  type Session,
-} from '../api/routes.js';
-import { KvStore, type Compare, type Op, type TxnResult } from './kv-store.js';
+  checkKey,
+  checkProposalBytes,
+  checkValue,
+  defaultLimits,
+  type Limits,
+} from '../base/limits.js';
+import {
+  KvStore,
+  type Compare,
+  type Op,
+  type OpResult,
+  type Range,
+  type TxnResult,
+} from './kv-store.js';
 import type { Entry } from '../raft/index.js';
 import type { ApplyTarget } from '../host/contracts.js';
 import { SessionTable, defaultSessionLimits, type SessionLimits } from '../host/sessions.js';
@@ -29,6 +34,21 @@ interface Envelope {
     readonly success: readonly Op[];
     readonly failure: readonly Op[];
   };
+}
+
+/** The limits the state machine enforces: on what it encodes, and on every entry it decodes. */
+export type KvLimits = Pick<Limits, 'maxKeyBytes' | 'maxValueBytes'> &
+  Partial<Pick<Limits, 'maxTxnOps' | 'maxClientIdChars' | 'maxProposalBytes'>>;
+
+type ResolvedKvLimits = Pick<
+  Limits,
+  'maxKeyBytes' | 'maxValueBytes' | 'maxTxnOps' | 'maxClientIdChars' | 'maxProposalBytes'
+>;
+
+/** A write's exactly-once session: the client's id and the write's sequence number. */
+export interface WriteSession {
+  readonly clientId: string;
+  readonly seq: number;
 }
 
 /** The result an entry's apply hands back to the proposer (and caches in its session). */
@@ -54,13 +74,12 @@ function binBytes(n: number): number {
  * proposal limit, so a write the API accepted is never refused by the core; a transaction
  * whose operations together encode to more is refused by the API (`TXN_TOO_LARGE`).
  */
-export function maxWriteEnvelopeBytes(limits: {
-  readonly maxKeyBytes: number;
-  readonly maxValueBytes: number;
-}): number {
+export function maxWriteEnvelopeBytes(
+  limits: Pick<Limits, 'maxKeyBytes' | 'maxValueBytes'> & Partial<Pick<Limits, 'maxClientIdChars'>>,
+): number {
   const none = new Uint8Array(0);
   const envelope = (op: Op): Envelope => ({
-    c: '\uffff'.repeat(MAX_CLIENT_ID_CHARS),
+    c: '\uffff'.repeat(limits.maxClientIdChars ?? defaultLimits.maxClientIdChars),
     s: Number.MAX_SAFE_INTEGER,
     t: 2 ** 53,
     x: { compare: [], success: [op], failure: [] },
@@ -75,15 +94,22 @@ export function maxWriteEnvelopeBytes(limits: {
 export class KvStateMachine implements ApplyTarget {
   private readonly store = new KvStore();
   private readonly sessions: SessionTable;
-  /** The most bytes `encode` hands out: maxWriteEnvelopeBytes of the limits. */
-  readonly maxProposalBytes: number;
+  private readonly limits: ResolvedKvLimits;
 
-  constructor(
-    private readonly limits: { readonly maxKeyBytes: number; readonly maxValueBytes: number },
-    sessionLimits: SessionLimits = defaultSessionLimits,
-  ) {
+  constructor(limits: KvLimits, sessionLimits: SessionLimits = defaultSessionLimits) {
     this.sessions = new SessionTable(sessionLimits);
-    this.maxProposalBytes = maxWriteEnvelopeBytes(limits);
+    this.limits = {
+      maxKeyBytes: limits.maxKeyBytes,
+      maxValueBytes: limits.maxValueBytes,
+      maxTxnOps: limits.maxTxnOps ?? defaultLimits.maxTxnOps,
+      maxClientIdChars: limits.maxClientIdChars ?? defaultLimits.maxClientIdChars,
+      maxProposalBytes: limits.maxProposalBytes ?? maxWriteEnvelopeBytes(limits),
+    };
+  }
+
+  /** The most bytes `encode` hands out: by default maxWriteEnvelopeBytes of the limits. */
+  get maxProposalBytes(): number {
+    return this.limits.maxProposalBytes;
   }
 
   revision(): number {
@@ -96,22 +122,16 @@ export class KvStateMachine implements ApplyTarget {
    */
   encode(
     txn: {
-      readonly compare: readonly BackendCompare[];
-      readonly success: readonly BackendOp[];
-      readonly failure: readonly BackendOp[];
+      readonly compare: readonly Compare[];
+      readonly success: readonly Op[];
+      readonly failure: readonly Op[];
     },
-    session: Session | null,
+    session: WriteSession | null,
     timeMs: number,
   ): Uint8Array {
     const env: Envelope = { c: session?.clientId ?? '', s: session?.seq ?? 0, t: timeMs, x: txn };
     const data = packr.pack(env);
-    if (data.length > this.maxProposalBytes) {
-      throw new FlotillaError(
-        'TXN_TOO_LARGE',
-        `The transaction takes ${data.length} bytes in the log; one write holds at most ` +
-          `${this.maxProposalBytes} (a key and a value at their limits): split it`,
-      );
-    }
+    checkProposalBytes(data.length, this.limits);
     return data;
   }
 
@@ -147,10 +167,10 @@ export class KvStateMachine implements ApplyTarget {
   }
 
   /** Maps an applied result to the API's answer, or throws the API error it carries. */
-  toWriteResult(
+  toWriteResult<H extends { readonly revision: number }>(
     result: unknown,
-    header: () => Header,
-  ): { header: Header; succeeded: boolean; results: readonly BackendOpResult[] } {
+    header: () => H,
+  ): { header: H; succeeded: boolean; results: readonly OpResult[] } {
     const r = result as ApplyResult;
     if (!r.ok) {
       // A stale sequence number applied nothing now, but an earlier attempt with it may have:
@@ -167,10 +187,10 @@ export class KvStateMachine implements ApplyTarget {
   }
 
   range(op: {
-    readonly range: RangeSpec;
+    readonly range: Range;
     readonly limit: number;
     readonly countOnly: boolean;
-  }): Extract<BackendOpResult, { kind: 'range' }> {
+  }): Extract<OpResult, { kind: 'range' }> {
     return this.store.range(op.range, op.limit, op.countOnly);
   }
 
@@ -342,10 +362,7 @@ function isBytes(v: unknown): v is Uint8Array {
   return v instanceof Uint8Array;
 }
 
-function decodeEnvelope(
-  data: Uint8Array,
-  limits: { maxKeyBytes: number; maxValueBytes: number },
-): Envelope {
+function decodeEnvelope(data: Uint8Array, limits: ResolvedKvLimits): Envelope {
   const raw = packr.unpack(data) as unknown;
   if (raw === null || typeof raw !== 'object') fail('not a map');
   const e = raw as Record<string, unknown>;
@@ -353,41 +370,42 @@ function decodeEnvelope(
     fail('bad envelope fields');
   const x = e['x'] as Record<string, unknown> | undefined;
   if (x === undefined || x === null || typeof x !== 'object') fail('missing transaction');
-  const compare = arr(x['compare'], 'compare').map((c) => decodeCompare(c, limits));
-  const success = arr(x['success'], 'success').map((o) => decodeOp(o, limits));
-  const failure = arr(x['failure'], 'failure').map((o) => decodeOp(o, limits));
+  const compare = arr(x['compare'], 'compare', limits).map((c) => decodeCompare(c, limits));
+  const success = arr(x['success'], 'success', limits).map((o) => decodeOp(o, limits));
+  const failure = arr(x['failure'], 'failure', limits).map((o) => decodeOp(o, limits));
   return { c: e['c'], s: e['s'], t: e['t'], x: { compare, success, failure } };
 }
 
-function arr(v: unknown, name: string): unknown[] {
-  if (!Array.isArray(v) || v.length > 128) fail(`${name} must be an array of at most 128`);
+function arr(v: unknown, name: string, limits: Pick<Limits, 'maxTxnOps'>): unknown[] {
+  if (!Array.isArray(v) || v.length > limits.maxTxnOps)
+    fail(`${name} must be an array of at most ${limits.maxTxnOps}`);
   return v;
 }
 
-function key(v: unknown, limits: { maxKeyBytes: number }): Uint8Array {
-  if (!isBytes(v) || v.length === 0 || v.length > limits.maxKeyBytes) fail('bad key');
-  return new Uint8Array(v);
+function key(v: unknown, limits: Pick<Limits, 'maxKeyBytes'>): Uint8Array {
+  if (!isBytes(v)) fail('a key is not bytes');
+  return new Uint8Array(checkKey(v, limits));
 }
 
 function range(
   v: unknown,
-  limits: { maxKeyBytes: number },
+  limits: Pick<Limits, 'maxKeyBytes'>,
 ): { key: Uint8Array; rangeEnd: Uint8Array | null } {
   const r = v as Record<string, unknown>;
   const end = r['rangeEnd'];
   return { key: key(r['key'], limits), rangeEnd: end === null ? null : key(end, limits) };
 }
 
-function decodeOp(v: unknown, limits: { maxKeyBytes: number; maxValueBytes: number }): Op {
+function decodeOp(v: unknown, limits: ResolvedKvLimits): Op {
   const o = v as Record<string, unknown>;
   switch (o['kind']) {
     case 'put': {
       const value = o['value'];
-      if (!isBytes(value) || value.length > limits.maxValueBytes) fail('bad value');
+      if (!isBytes(value)) fail('a value is not bytes');
       return {
         kind: 'put',
         key: key(o['key'], limits),
-        value: new Uint8Array(value),
+        value: new Uint8Array(checkValue(value, limits)),
         prevKv: o['prevKv'] === true,
       };
     }
@@ -408,10 +426,7 @@ function decodeOp(v: unknown, limits: { maxKeyBytes: number; maxValueBytes: numb
   }
 }
 
-function decodeCompare(
-  v: unknown,
-  limits: { maxKeyBytes: number; maxValueBytes: number },
-): Compare {
+function decodeCompare(v: unknown, limits: ResolvedKvLimits): Compare {
   const c = v as Record<string, unknown>;
   const target = c['target'];
   const op = c['op'];
@@ -429,6 +444,6 @@ function decodeCompare(
     key: key(c['key'], limits),
     target,
     op,
-    value: isBytes(value) ? new Uint8Array(value) : (value as number),
+    value: isBytes(value) ? new Uint8Array(checkValue(value, limits)) : (value as number),
   };
 }

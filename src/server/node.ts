@@ -30,6 +30,7 @@ import {
   type DataDirIdentity,
 } from './data-dir.js';
 import { KvStateMachine } from '../kv/machine.js';
+import { defaultSessionLimits } from '../host/sessions.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
 import { NodeMetrics } from './metrics.js';
@@ -90,9 +91,19 @@ export class FlotillaNode implements AsyncDisposable {
     // holds a log, and must not say "no" for want of having looked.
     await checkListenable(config.listenPeer, 'peers (listenPeer)');
     let storage: RuntimeStorage;
-    if (config.storage === 'sqlite') storage = await openSqliteStorage(config.dataDir);
+    // The limits checkLimits agreed on, handed to each layer that enforces one.
+    const { limits } = config;
+    const storageLimits = {
+      maxEntryBytes: limits.maxEntryBytes,
+      maxSnapshotBytes: limits.maxSnapshotBytes,
+    };
+    if (config.storage === 'sqlite')
+      storage = await openSqliteStorage(config.dataDir, storageLimits);
     else {
-      const wal = await openWalStorage(config.dataDir, { snapshotsCoverCompaction: true });
+      const wal = await openWalStorage(config.dataDir, {
+        ...storageLimits,
+        snapshotsCoverCompaction: true,
+      });
       logWalRecovery(log, wal.recovery);
       storage = wal;
     }
@@ -114,6 +125,8 @@ export class FlotillaNode implements AsyncDisposable {
         backoff: { baseMs: 25, maxMs: 1000 },
         peers,
         rng: createRng(config.id * 7919 + Date.now()),
+        maxFrameBytes: limits.maxFrameBytes,
+        maxAttachmentBytes: limits.maxAttachmentBytes,
       });
     } catch (err) {
       await storage.close();
@@ -175,9 +188,10 @@ export class FlotillaNode implements AsyncDisposable {
         'this node lost its data: recovering from the leader; it neither votes nor counts toward a quorum until caught up',
       );
     }
-    const kv = new KvStateMachine({
-      maxKeyBytes: config.maxKeyBytes,
-      maxValueBytes: config.maxValueBytes,
+    const kv = new KvStateMachine(limits, {
+      ...defaultSessionLimits,
+      maxSessions: limits.maxSessions,
+      window: limits.sessionWindow,
     });
     const runtime = await RaftRuntime.start({
       id: config.id,
@@ -203,8 +217,14 @@ export class FlotillaNode implements AsyncDisposable {
       heartbeatTicks: config.heartbeatTicks,
       snapshotEveryEntries: config.snapshotEveryEntries,
       requestTimeoutMs: config.requestTimeoutMs,
-      // The API refuses a write larger than this before proposing it (kv-backend.ts).
-      raft: { maxProposalBytes: config.maxProposalBytes, recovery },
+      // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
+      raft: {
+        maxProposalBytes: limits.maxProposalBytes,
+        maxBytesPerMsg: limits.maxBytesPerMsg,
+        maxUncommittedBytes: limits.maxUncommittedBytes,
+        maxInflightBytes: limits.maxInflightBytes,
+        recovery,
+      },
       storeRecovery: (r) => {
         writeIdentity(config.dataDir, { ...identity, recovery: r });
         if (r === 'none')
@@ -301,7 +321,7 @@ export class FlotillaNode implements AsyncDisposable {
       raftTerm: this.runtime.status().term,
     });
     return {
-      limits: { maxKeyBytes: this.config.maxKeyBytes, maxValueBytes: this.config.maxValueBytes },
+      limits: this.config.limits,
       metrics: this.metrics.registry,
       write: async (txn, session, signal) => {
         const data = this.kv.encode(txn, session, Date.now());

@@ -8,7 +8,7 @@ import { prefixEnd } from '../../src/api/routes.js';
 import { KvStore, type Op } from '../../src/kv/kv-store.js';
 import { FlotillaError } from '../../src/base/errors.js';
 import { httpStatus } from '../../src/api/errors.js';
-import { MAX_CLIENT_ID_CHARS } from '../../src/api/routes.js';
+import { defaultLimits } from '../../src/base/limits.js';
 import { KvStateMachine, maxWriteEnvelopeBytes } from '../../src/kv/machine.js';
 import { SessionTable } from '../../src/host/sessions.js';
 
@@ -233,7 +233,10 @@ void test('the proposal limit is the largest single write, exactly, at every msg
       const sm = new KvStateMachine({ maxKeyBytes, maxValueBytes });
       assert.equal(sm.maxProposalBytes, maxWriteEnvelopeBytes({ maxKeyBytes, maxValueBytes }));
       const key = new Uint8Array(maxKeyBytes).fill(0x6b);
-      const session = { clientId: '\uffff'.repeat(MAX_CLIENT_ID_CHARS), seq: 2 ** 53 - 1 };
+      const session = {
+        clientId: '\uffff'.repeat(defaultLimits.maxClientIdChars),
+        seq: 2 ** 53 - 1,
+      };
       const ops: Op[] = [
         { kind: 'put', key, value: new Uint8Array(maxValueBytes), prevKv: true },
         { kind: 'delete', range: { key, rangeEnd: key }, prevKv: true },
