@@ -1,101 +1,80 @@
-// The API's error vocabulary: every failure a client can see has a stable code, an HTTP
-// status that fits, a message naming what was wrong, and whether the operation may still have
-// taken effect (`indefinite`), so clients know when a blind retry is safe.
+// How the one error vocabulary (src/base/errors.ts) travels over HTTP: every code a node can
+// send has a status that fits, and every error is the JSON body
+// `{"error": {"code", "message", "indefinite", "leader"?}}`. The Record is over every node
+// code, so a new code does not compile until it has a status here.
 
-export type ApiErrorCode =
-  | 'BAD_JSON'
-  | 'INVALID_UTF8'
-  | 'DUPLICATE_FIELD'
-  | 'DUPLICATE_KEY'
-  | 'REQUEST_TIMEOUT'
-  | 'BAD_REQUEST'
-  | 'UNKNOWN_FIELD'
-  | 'BODY_TOO_LARGE'
-  | 'KEY_TOO_LARGE'
-  | 'KEY_EMPTY'
-  | 'VALUE_TOO_LARGE'
-  | 'TXN_TOO_LARGE'
-  | 'NOT_FOUND'
-  | 'METHOD_NOT_ALLOWED'
-  | 'UNSUPPORTED_MEDIA_TYPE'
-  | 'NOT_LEADER'
-  | 'NO_LEADER'
-  | 'TRANSFER_IN_PROGRESS'
-  | 'UNCOMMITTED_LIMIT'
-  | 'PROPOSAL_DROPPED'
-  | 'LEADERSHIP_LOST'
-  | 'TIMEOUT'
-  | 'READ_FAILED'
-  | 'SHUTTING_DOWN'
-  | 'STORAGE_FAILED'
-  | 'SESSION_STALE_SEQUENCE'
-  | 'FORWARD_FAILED'
-  | 'UNKNOWN_NODE'
-  | 'PEER_INACTIVE'
-  | 'INTERNAL';
+import { FlotillaError, errorCodes, type ErrorCode, type NodeErrorCode } from '../base/errors.js';
 
-const statusOf: Record<ApiErrorCode, number> = {
+export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   BAD_JSON: 400,
   INVALID_UTF8: 400,
   DUPLICATE_FIELD: 400,
-  DUPLICATE_KEY: 400,
-  REQUEST_TIMEOUT: 408,
-  BAD_REQUEST: 400,
   UNKNOWN_FIELD: 400,
-  BODY_TOO_LARGE: 413,
-  KEY_TOO_LARGE: 400,
+  BAD_REQUEST: 400,
+  INVALID_REQUEST: 400,
+  DUPLICATE_KEY: 400,
   KEY_EMPTY: 400,
+  KEY_TOO_LARGE: 400,
   VALUE_TOO_LARGE: 413,
   TXN_TOO_LARGE: 413,
+  PROPOSAL_TOO_LARGE: 413,
+  BODY_TOO_LARGE: 413,
+  REQUEST_TIMEOUT: 408,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
-  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNKNOWN_NODE: 400,
   NOT_LEADER: 421,
   NO_LEADER: 503,
   TRANSFER_IN_PROGRESS: 503,
+  PEER_INACTIVE: 503,
   UNCOMMITTED_LIMIT: 429,
+  OVERLOADED: 503,
+  READ_FAILED: 503,
   PROPOSAL_DROPPED: 503,
+  SHUTTING_DOWN: 503,
   LEADERSHIP_LOST: 503,
   TIMEOUT: 504,
-  READ_FAILED: 503,
-  SHUTTING_DOWN: 503,
-  STORAGE_FAILED: 500,
+  // The caller went away (its connection closed): nobody reads this answer. nginx's code.
+  ABORTED: 499,
   SESSION_STALE_SEQUENCE: 409,
   FORWARD_FAILED: 502,
-  UNKNOWN_NODE: 400,
-  PEER_INACTIVE: 503,
+  STORAGE_FAILED: 500,
   INTERNAL: 500,
 };
 
-export class ApiError extends Error {
-  override readonly name = 'ApiError';
-  constructor(
-    readonly code: ApiErrorCode,
-    message: string,
-    readonly indefinite = false,
-    readonly leader = 0,
-  ) {
-    super(message);
-  }
-
-  get status(): number {
-    return statusOf[this.code];
-  }
-
-  toJSON(): {
-    error: { code: ApiErrorCode; message: string; indefinite: boolean; leader?: number };
-  } {
-    return {
-      error: {
-        code: this.code,
-        message: this.message,
-        indefinite: this.indefinite,
-        ...(this.leader ? { leader: this.leader } : {}),
-      },
-    };
-  }
+/** The HTTP status of an error a node sends. */
+export function httpStatus(err: FlotillaError): number {
+  // A client-only code never reaches a node's answer; should one, it is a bug of ours.
+  return isNodeErrorCode(err.code) ? httpStatusOf[err.code] : 500;
 }
 
-export function isApiErrorCode(code: string): code is ApiErrorCode {
-  return code in statusOf;
+export function isNodeErrorCode(code: ErrorCode): code is NodeErrorCode {
+  return !('clientOnly' in errorCodes[code]);
+}
+
+export interface ErrorJson {
+  readonly error: {
+    readonly code: ErrorCode;
+    readonly message: string;
+    readonly indefinite: boolean;
+    readonly leader?: number;
+  };
+}
+
+export function errorJson(err: FlotillaError): ErrorJson {
+  return {
+    error: {
+      code: err.code,
+      message: err.message,
+      indefinite: err.indefinite,
+      ...(err.leader ? { leader: err.leader } : {}),
+    },
+  };
+}
+
+/** Anything thrown while serving a request, as the error the client gets. */
+export function toFlotillaError(err: unknown): FlotillaError {
+  if (err instanceof FlotillaError) return err;
+  return new FlotillaError('INTERNAL', `Internal error: ${(err as Error).message}`, true);
 }

@@ -8,7 +8,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ApiError } from './errors.js';
+import { FlotillaError } from '../base/errors.js';
+import { errorJson, httpStatus, toFlotillaError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 
 export interface RouteContext {
@@ -126,11 +127,11 @@ export class JsonHttpServer {
     const handler = byMethod?.get(req.method ?? '');
     try {
       if (byMethod === undefined)
-        throw new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
+        throw new FlotillaError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
       if (handler === undefined) {
         const allowed = [...byMethod.keys()].join(', ');
         res.setHeader('Allow', allowed);
-        throw new ApiError(
+        throw new FlotillaError(
           'METHOD_NOT_ALLOWED',
           `${req.method ?? ''} is not allowed on ${url.pathname} (allowed: ${allowed})`,
         );
@@ -150,15 +151,12 @@ export class JsonHttpServer {
         this.send(res, status, result.text, result.contentType ?? 'text/plain; charset=utf-8');
       else this.send(res, status, JSON.stringify(result.json ?? {}), 'application/json');
     } catch (err) {
-      const e =
-        err instanceof ApiError
-          ? err
-          : new ApiError('INTERNAL', `Internal error: ${(err as Error).message}`, true);
-      if (!(err instanceof ApiError)) this.opts.onError?.(err);
-      status = e.status;
+      const e = toFlotillaError(err);
+      if (!(err instanceof FlotillaError) || e.code === 'INTERNAL') this.opts.onError?.(err);
+      status = httpStatus(e);
       // A body we refused to read may still be arriving: close the connection after answering.
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
-      this.send(res, status, JSON.stringify(e.toJSON()), 'application/json');
+      this.send(res, status, JSON.stringify(errorJson(e)), 'application/json');
     }
     this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
   }
@@ -175,15 +173,16 @@ export class JsonHttpServer {
     }
     const e =
       err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? new ApiError(
+        ? new FlotillaError(
             'REQUEST_TIMEOUT',
             `The request did not arrive in time (headers within ${this.opts.headersTimeoutMs} ms, ` +
               `all of it within ${this.opts.requestTimeoutMs} ms)`,
           )
-        : new ApiError('BAD_REQUEST', `Not an HTTP/1.1 request: ${err.code ?? err.message}`);
-    const body = JSON.stringify(e.toJSON());
+        : new FlotillaError('BAD_REQUEST', `Not an HTTP/1.1 request: ${err.code ?? err.message}`);
+    const body = JSON.stringify(errorJson(e));
+    const status = httpStatus(e);
     socket.end(
-      `HTTP/1.1 ${e.status} ${e.status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+      `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
         `Connection: close\r\nContent-Type: application/json\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
@@ -203,7 +202,7 @@ export class JsonHttpServer {
     if (type !== undefined) checkJsonContentType(type);
     const declared = Number(req.headers['content-length'] ?? '0');
     if (declared > this.opts.maxBodyBytes) {
-      throw new ApiError(
+      throw new FlotillaError(
         'BODY_TOO_LARGE',
         `Body of ${declared} bytes exceeds the limit of ${this.opts.maxBodyBytes}`,
       );
@@ -213,7 +212,7 @@ export class JsonHttpServer {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
       if (size > this.opts.maxBodyBytes) {
-        throw new ApiError(
+        throw new FlotillaError(
           'BODY_TOO_LARGE',
           `Body exceeds the limit of ${this.opts.maxBodyBytes} bytes`,
         );
@@ -224,7 +223,7 @@ export class JsonHttpServer {
     // keeps web pages out: a browser sends a cross-origin POST without asking first only with
     // a form or text type, or none, so such a request can never write to a node.
     if (size > 0 && type === undefined) {
-      throw new ApiError(
+      throw new FlotillaError(
         'UNSUPPORTED_MEDIA_TYPE',
         'A body needs Content-Type: application/json (with curl: -H "content-type: application/json")',
       );
@@ -239,7 +238,7 @@ function checkJsonContentType(header: string): void {
   const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length);
   const utf8 = charset === undefined || ['utf-8', 'utf8', '"utf-8"'].includes(charset);
   if (mediaType !== 'application/json' || !utf8) {
-    throw new ApiError(
+    throw new FlotillaError(
       'UNSUPPORTED_MEDIA_TYPE',
       `Content-Type must be application/json (UTF-8), got "${header}" ` +
         '(with curl: -H "content-type: application/json")',

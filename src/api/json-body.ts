@@ -8,13 +8,13 @@
 //   replaced it with U+FFFD (that check is on each string field, in validate.ts).
 
 import { isUtf8 } from 'node:buffer';
-import { ApiError } from './errors.js';
+import { FlotillaError } from '../base/errors.js';
 
 /** Decodes a request body: valid UTF-8, valid JSON, no object naming a field twice. */
 export function parseJsonBody(bytes: Buffer): unknown {
   if (!isUtf8(bytes)) {
     const at = firstInvalidUtf8(bytes);
-    throw new ApiError(
+    throw new FlotillaError(
       'INVALID_UTF8',
       `Body is not valid UTF-8: byte 0x${(bytes[at] ?? 0).toString(16).padStart(2, '0')} at offset ${at}`,
     );
@@ -25,11 +25,11 @@ export function parseJsonBody(bytes: Buffer): unknown {
   try {
     value = JSON.parse(text) as unknown;
   } catch (err) {
-    throw new ApiError('BAD_JSON', `Body is not valid JSON: ${(err as Error).message}`);
+    throw new FlotillaError('BAD_JSON', `Body is not valid JSON: ${(err as Error).message}`);
   }
   const dup = findDuplicateField(text);
   if (dup !== null) {
-    throw new ApiError(
+    throw new FlotillaError(
       'DUPLICATE_FIELD',
       `Body names field ${JSON.stringify(dup.field)} twice in one object (again at offset ${dup.offset})`,
     );

@@ -9,8 +9,8 @@ import type {
   OpResult as BackendOpResult,
   Range as RangeSpec,
 } from '../kv/kv-store.js';
-import { MAX_CLIENT_ID_CHARS } from '../host/envelope.js';
-import { ApiError } from './errors.js';
+import { FlotillaError } from '../base/errors.js';
+import { checkClientId, checkKey, checkValue, type Limits } from '../base/limits.js';
 import type { JsonHttpServer } from './http.js';
 import { checkTxnKeysDistinct } from './txn-keys.js';
 import type { ClusterStatus, NodeStatus } from './types.js';
@@ -31,6 +31,8 @@ import {
   type Obj,
 } from './validate.js';
 
+/** A write's exactly-once session (the state machine's type). */
+/** A write's exactly-once session: the client's id and the write's sequence number. */
 export interface Session {
   readonly clientId: string;
   readonly seq: number;
@@ -52,9 +54,12 @@ export interface Header {
   readonly raftTerm: number;
 }
 
-/** What the routes need from the node. Throws ApiError (or errors it maps) on failure. */
+/** What the routes need from the node. Throws FlotillaError (or errors it maps) on failure. */
 export interface KvBackend {
-  readonly limits: { readonly maxKeyBytes: number; readonly maxValueBytes: number };
+  readonly limits: Pick<
+    Limits,
+    'maxKeyBytes' | 'maxValueBytes' | 'maxTxnOps' | 'maxClientIdChars' | 'maxRangeLimit'
+  >;
   /** A write (put, delete or txn) through the log. */
   write(
     txn: {
@@ -86,11 +91,6 @@ export interface KvBackend {
   metrics: Registry;
 }
 
-const MAX_TXN_OPS = 128;
-/** The longest `clientId`, in UTF-16 code units (JavaScript string length). */
-export { MAX_CLIENT_ID_CHARS };
-const MAX_LIMIT = 100_000;
-
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   http.route('POST', '/v1/kv/put', async ({ body, rawBody, signal, headers }) => {
     const fwd = await forwarded(b, '/v1/kv/put', rawBody, signal, headers);
@@ -99,7 +99,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     onlyFields(o, ['key', 'value', 'prevKv', 'encoding', 'clientId', 'seq']);
     const enc = encodingOf(o);
     const op = parsePut(o, enc, b);
-    const r = await b.write({ compare: [], success: [op], failure: [] }, session(o), signal);
+    const r = await b.write({ compare: [], success: [op], failure: [] }, session(o, b), signal);
     const res = r.results[0] as Extract<BackendOpResult, { kind: 'put' }>;
     return {
       json: { header: r.header, ...(res.prevKv ? { prevKv: renderKv(res.prevKv, enc) } : {}) },
@@ -133,7 +133,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
       range: parseRangeSpec(o, enc, b),
       prevKv: optBool(o, 'prevKv'),
     };
-    const r = await b.write({ compare: [], success: [op], failure: [] }, session(o), signal);
+    const r = await b.write({ compare: [], success: [op], failure: [] }, session(o, b), signal);
     const res = r.results[0] as Extract<BackendOpResult, { kind: 'delete' }>;
     return {
       json: {
@@ -150,18 +150,18 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     const o = asObject(body);
     onlyFields(o, ['compare', 'success', 'failure', 'encoding', 'clientId', 'seq']);
     const enc = encodingOf(o);
-    const compare = optArray(o, 'compare', MAX_TXN_OPS).map((c, i) =>
+    const compare = optArray(o, 'compare', b.limits.maxTxnOps).map((c, i) =>
       parseCompare(asObject(c, `compare[${i}]`), enc, b, i),
     );
-    const success = optArray(o, 'success', MAX_TXN_OPS).map((x, i) =>
+    const success = optArray(o, 'success', b.limits.maxTxnOps).map((x, i) =>
       parseTxnOp(x, enc, b, `success[${i}]`),
     );
-    const failure = optArray(o, 'failure', MAX_TXN_OPS).map((x, i) =>
+    const failure = optArray(o, 'failure', b.limits.maxTxnOps).map((x, i) =>
       parseTxnOp(x, enc, b, `failure[${i}]`),
     );
     checkTxnKeysDistinct(success, 'success');
     checkTxnKeysDistinct(failure, 'failure');
-    const r = await b.write({ compare, success, failure }, session(o), signal);
+    const r = await b.write({ compare, success, failure }, session(o, b), signal);
     return {
       json: {
         header: r.header,
@@ -182,7 +182,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     const o = asObject(body);
     onlyFields(o, ['to']);
     const to = optInt(o, 'to', 1, 2 ** 31);
-    if (to === undefined) throw new ApiError('BAD_REQUEST', '"to" (a member id) is required');
+    if (to === undefined) throw new FlotillaError('BAD_REQUEST', '"to" (a member id) is required');
     await b.transferLeadership(to);
     return { json: { ok: true } };
   });
@@ -213,57 +213,31 @@ async function forwarded(
 
 export const forwardedHeader = FORWARDED_HEADER;
 
-function session(o: Obj): Session | null {
+function session(o: Obj, b: KvBackend): Session | null {
   const clientId = optString(o, 'clientId');
   const seq = optInt(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
   if (clientId === undefined && seq === undefined) return null;
   if (clientId === undefined || seq === undefined)
-    throw new ApiError('BAD_REQUEST', '"clientId" and "seq" go together');
-  if (clientId.length === 0 || clientId.length > MAX_CLIENT_ID_CHARS)
-    throw new ApiError(
-      'BAD_REQUEST',
-      `"clientId" must have 1 to ${MAX_CLIENT_ID_CHARS} characters, got ${clientId.length}`,
-    );
-  return { clientId, seq };
-}
-
-function checkKey(key: Uint8Array, b: KvBackend, field = 'key'): Uint8Array {
-  if (key.length === 0) throw new ApiError('KEY_EMPTY', `"${field}" must not be empty`);
-  if (key.length > b.limits.maxKeyBytes) {
-    throw new ApiError(
-      'KEY_TOO_LARGE',
-      `"${field}" is ${key.length} bytes; the limit is ${b.limits.maxKeyBytes}`,
-    );
-  }
-  return key;
-}
-
-function checkValue(value: Uint8Array, b: KvBackend): Uint8Array {
-  if (value.length > b.limits.maxValueBytes) {
-    throw new ApiError(
-      'VALUE_TOO_LARGE',
-      `"value" is ${value.length} bytes; the limit is ${b.limits.maxValueBytes}`,
-    );
-  }
-  return value;
+    throw new FlotillaError('BAD_REQUEST', '"clientId" and "seq" go together');
+  return { clientId: checkClientId(clientId, b.limits), seq };
 }
 
 function parsePut(o: Obj, enc: Encoding, b: KvBackend): BackendOp {
   return {
     kind: 'put',
-    key: checkKey(bytesField(o, 'key', enc), b),
-    value: checkValue(bytesField(o, 'value', enc), b),
+    key: checkKey(bytesField(o, 'key', enc), b.limits),
+    value: checkValue(bytesField(o, 'value', enc), b.limits),
     prevKv: optBool(o, 'prevKv'),
   };
 }
 
 function parseRangeSpec(o: Obj, enc: Encoding, b: KvBackend): RangeSpec {
-  const key = checkKey(bytesField(o, 'key', enc), b);
+  const key = checkKey(bytesField(o, 'key', enc), b.limits);
   const prefix = optBool(o, 'prefix');
   const rangeEnd = optBytesField(o, 'rangeEnd', enc);
   if (prefix && rangeEnd !== undefined)
-    throw new ApiError('BAD_REQUEST', '"prefix" and "rangeEnd" are exclusive');
-  if (rangeEnd !== undefined) return { key, rangeEnd: checkKey(rangeEnd, b, 'rangeEnd') };
+    throw new FlotillaError('BAD_REQUEST', '"prefix" and "rangeEnd" are exclusive');
+  if (rangeEnd !== undefined) return { key, rangeEnd: checkKey(rangeEnd, b.limits, 'rangeEnd') };
   return { key, rangeEnd: prefix ? prefixEnd(key) : null };
 }
 
@@ -274,7 +248,7 @@ function parseRange(
 ): { range: RangeSpec; limit: number; countOnly: boolean } {
   return {
     range: parseRangeSpec(o, enc, b),
-    limit: optInt(o, 'limit', 0, MAX_LIMIT) ?? 0,
+    limit: optInt(o, 'limit', 0, b.limits.maxRangeLimit) ?? 0,
     countOnly: optBool(o, 'countOnly'),
   };
 }
@@ -294,23 +268,23 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array {
 
 function parseCompare(c: Obj, enc: Encoding, b: KvBackend, i: number): BackendCompare {
   onlyFields(c, ['key', 'target', 'op', 'value'], `compare[${i}]`);
-  const key = checkKey(bytesField(c, 'key', enc), b);
+  const key = checkKey(bytesField(c, 'key', enc), b.limits);
   const target = reqString(c, 'target');
   const op = reqString(c, 'op');
   if (!['value', 'version', 'createRevision', 'modRevision'].includes(target)) {
-    throw new ApiError(
+    throw new FlotillaError(
       'BAD_REQUEST',
       `compare[${i}].target must be value, version, createRevision or modRevision, got "${target}"`,
     );
   }
   if (!['=', '!=', '<', '>'].includes(op))
-    throw new ApiError('BAD_REQUEST', `compare[${i}].op must be =, !=, < or >, got "${op}"`);
+    throw new FlotillaError('BAD_REQUEST', `compare[${i}].op must be =, !=, < or >, got "${op}"`);
   const value =
     target === 'value'
-      ? checkValue(bytesField(c, 'value', enc), b)
+      ? checkValue(bytesField(c, 'value', enc), b.limits)
       : optInt(c, 'value', 0, Number.MAX_SAFE_INTEGER);
   if (value === undefined)
-    throw new ApiError(
+    throw new FlotillaError(
       'BAD_REQUEST',
       `compare[${i}].value must be an integer for target ${target}`,
     );
@@ -321,7 +295,7 @@ function parseTxnOp(x: Json, enc: Encoding, b: KvBackend, where: string): Backen
   const o = asObject(x, where);
   const kinds = Object.keys(o);
   if (kinds.length !== 1)
-    throw new ApiError('BAD_REQUEST', `${where} must have exactly one of put, delete, range`);
+    throw new FlotillaError('BAD_REQUEST', `${where} must have exactly one of put, delete, range`);
   const kind = kinds[0] as string;
   const inner = asObject(o[kind], `${where}.${kind}`);
   switch (kind) {
@@ -340,7 +314,7 @@ function parseTxnOp(x: Json, enc: Encoding, b: KvBackend, where: string): Backen
       return { kind: 'range', ...parseRange(inner, enc, b) };
     }
     default:
-      throw new ApiError('BAD_REQUEST', `${where} has unknown operation "${kind}"`);
+      throw new FlotillaError('BAD_REQUEST', `${where} has unknown operation "${kind}"`);
   }
 }
 

@@ -5,7 +5,7 @@
 // each other (deleting twice is deleting once).
 
 import type { Op } from '../kv/kv-store.js';
-import { ApiError } from './errors.js';
+import { FlotillaError } from '../base/errors.js';
 
 /** Throws DUPLICATE_KEY if two operations of `ops` (one branch, named `where`) write one key. */
 export function checkTxnKeysDistinct(ops: readonly Op[], where: string): void {
@@ -34,8 +34,8 @@ function covers(range: { key: Uint8Array; rangeEnd: Uint8Array | null }, key: Ui
   return Buffer.compare(range.key, key) <= 0 && (toEnd || Buffer.compare(key, range.rangeEnd) < 0);
 }
 
-function duplicate(what: string): ApiError {
-  return new ApiError('DUPLICATE_KEY', `A transaction writes each key at most once: ${what}`);
+function duplicate(what: string): FlotillaError {
+  return new FlotillaError('DUPLICATE_KEY', `A transaction writes each key at most once: ${what}`);
 }
 
 function show(key: Uint8Array): string {

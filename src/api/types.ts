@@ -3,6 +3,8 @@
 // `"encoding": "base64"` (responses then use base64 too). Revisions are JSON numbers: they
 // stay below 2^53 for any realistic cluster lifetime.
 
+import type { ErrorCode } from '../base/errors.js';
+
 export interface ResponseHeader {
   /** The store's revision when the request was served (etcd's header.revision). */
   readonly revision: number;
@@ -155,7 +157,8 @@ export interface ClusterStatus {
 
 export interface ErrorBody {
   readonly error: {
-    readonly code: string;
+    /** A node never sends a client-only code (CONNECTION, BAD_RESPONSE). */
+    readonly code: ErrorCode;
     readonly message: string;
     readonly indefinite: boolean;
     readonly leader?: number;

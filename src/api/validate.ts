@@ -2,14 +2,14 @@
 // refused, and messages name the field and the value seen. No schema library: the shapes are
 // few and flat, and the errors must carry our own codes.
 
-import { ApiError } from './errors.js';
+import { FlotillaError } from '../base/errors.js';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type Obj = Record<string, Json>;
 
 export function asObject(v: unknown, what = 'body'): Obj {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new ApiError('BAD_REQUEST', `${what} must be a JSON object`);
+    throw new FlotillaError('BAD_REQUEST', `${what} must be a JSON object`);
   }
   return v as Obj;
 }
@@ -17,7 +17,7 @@ export function asObject(v: unknown, what = 'body'): Obj {
 export function onlyFields(o: Obj, allowed: readonly string[], what = 'body'): void {
   for (const k of Object.keys(o)) {
     if (!allowed.includes(k)) {
-      throw new ApiError(
+      throw new FlotillaError(
         'UNKNOWN_FIELD',
         `${what} has unknown field "${k}" (allowed: ${allowed.join(', ')})`,
       );
@@ -32,11 +32,11 @@ const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\
 export function reqString(o: Obj, k: string): string {
   const v = o[k];
   if (typeof v !== 'string')
-    throw new ApiError('BAD_REQUEST', `"${k}" must be a string, got ${describe(v)}`);
+    throw new FlotillaError('BAD_REQUEST', `"${k}" must be a string, got ${describe(v)}`);
   const bad = loneSurrogate.exec(v);
   if (bad !== null) {
     const unit = bad[0].charCodeAt(0).toString(16);
-    throw new ApiError(
+    throw new FlotillaError(
       'INVALID_UTF8',
       `"${k}" holds a lone surrogate \\u${unit} at index ${bad.index}: strings must be valid Unicode`,
     );
@@ -52,7 +52,7 @@ export function optBool(o: Obj, k: string): boolean {
   const v = o[k];
   if (v === undefined) return false;
   if (typeof v !== 'boolean')
-    throw new ApiError('BAD_REQUEST', `"${k}" must be a boolean, got ${describe(v)}`);
+    throw new FlotillaError('BAD_REQUEST', `"${k}" must be a boolean, got ${describe(v)}`);
   return v;
 }
 
@@ -60,7 +60,7 @@ export function optInt(o: Obj, k: string, min: number, max: number): number | un
   const v = o[k];
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
-    throw new ApiError(
+    throw new FlotillaError(
       'BAD_REQUEST',
       `"${k}" must be an integer in [${min}, ${max}], got ${describe(v)}`,
     );
@@ -72,9 +72,12 @@ export function optArray(o: Obj, k: string, maxLength: number): Json[] {
   const v = o[k];
   if (v === undefined) return [];
   if (!Array.isArray(v))
-    throw new ApiError('BAD_REQUEST', `"${k}" must be an array, got ${describe(v)}`);
+    throw new FlotillaError('BAD_REQUEST', `"${k}" must be an array, got ${describe(v)}`);
   if (v.length > maxLength)
-    throw new ApiError('BAD_REQUEST', `"${k}" has ${v.length} items; at most ${maxLength} allowed`);
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"${k}" has ${v.length} items; at most ${maxLength} allowed`,
+    );
   return v;
 }
 
@@ -84,7 +87,10 @@ export function encodingOf(o: Obj): Encoding {
   const e = o['encoding'];
   if (e === undefined) return 'utf8';
   if (e !== 'utf8' && e !== 'base64')
-    throw new ApiError('BAD_REQUEST', `"encoding" must be "utf8" or "base64", got ${describe(e)}`);
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"encoding" must be "utf8" or "base64", got ${describe(e)}`,
+    );
   return e;
 }
 
@@ -95,7 +101,7 @@ export function bytesField(o: Obj, k: string, enc: Encoding): Uint8Array {
   const s = reqString(o, k);
   if (enc === 'utf8') return new Uint8Array(Buffer.from(s, 'utf8'));
   if (s.length % 4 !== 0 || !base64Re.test(s))
-    throw new ApiError('BAD_REQUEST', `"${k}" is not valid base64`);
+    throw new FlotillaError('BAD_REQUEST', `"${k}" is not valid base64`);
   return new Uint8Array(Buffer.from(s, 'base64'));
 }
 

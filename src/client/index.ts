@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
+import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import type {
   ClusterStatus,
   Compare,
@@ -30,20 +31,10 @@ import type {
 
 export type * from '../api/types.js';
 
-export class FlotillaError extends Error {
-  override readonly name = 'FlotillaError';
-  constructor(
-    readonly code: string,
-    message: string,
-    /** True when the operation may have taken effect. */
-    readonly indefinite: boolean,
-    readonly status = 0,
-    /** The leader the answering node named, when it named one (0 otherwise). */
-    readonly leader = 0,
-  ) {
-    super(message);
-  }
-}
+// One error type from the Raft core to here: `code` is one of src/base/errors.ts's table, the
+// codes a node sends plus the client's own (CONNECTION, BAD_RESPONSE); `indefinite` says
+// whether the operation may have taken effect; `leader` is the leader the answering node named.
+export { FlotillaError, errorCodes, type ErrorCode } from '../base/errors.js';
 
 export interface ClientOptions {
   /** Base URLs of the nodes, e.g. http://127.0.0.1:8001. */
@@ -70,7 +61,7 @@ export interface CallOptions {
 }
 
 /** Codes after which trying again (elsewhere or later) can succeed. */
-const retryable = new Set([
+const retryable = new Set<ErrorCode>([
   'NOT_LEADER',
   'NO_LEADER',
   'TRANSFER_IN_PROGRESS',
@@ -310,7 +301,7 @@ export class FlotillaClient {
         if (!retryable.has(e.code))
           throw indefinite === e.indefinite
             ? e
-            : new FlotillaError(e.code, e.message, indefinite, e.status, e.leader);
+            : new FlotillaError(e.code, e.message, indefinite, e.leader);
         if (e.leader > 0 && !this.leaderUrlById.has(e.leader)) await this.refreshMembers(endpoint);
         this.redirect(e);
         await sleep(Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2));
@@ -318,13 +309,7 @@ export class FlotillaClient {
     }
     const l =
       last ?? new FlotillaError('TIMEOUT', 'No attempt was made before the deadline', false);
-    throw new FlotillaError(
-      l.code,
-      `${l.message} (gave up after retries)`,
-      indefinite,
-      l.status,
-      l.leader,
-    );
+    throw new FlotillaError(l.code, `${l.message} (gave up after retries)`, indefinite, l.leader);
   }
 
   /** Learns the members' client URLs, so a NOT_LEADER hint (a node id) can be followed. */
@@ -404,12 +389,19 @@ export class FlotillaClient {
         'BAD_RESPONSE',
         `Non-JSON answer (${res.statusCode}) from ${endpoint}${path}: ${text.slice(0, 200)}`,
         method === 'POST',
-        res.statusCode,
       );
     }
     if (res.statusCode >= 400) {
       const e = (json as ErrorBody).error;
-      throw new FlotillaError(e.code, e.message, e.indefinite, res.statusCode, e.leader ?? 0);
+      // A newer node may send a code this client does not know: say so rather than pass on a
+      // code outside the vocabulary its callers switch on.
+      if (typeof e?.code !== 'string' || !isErrorCode(e.code))
+        throw new FlotillaError(
+          'BAD_RESPONSE',
+          `Unknown error (${res.statusCode}) from ${endpoint}${path}: ${text.slice(0, 200)}`,
+          e?.indefinite ?? method === 'POST',
+        );
+      throw new FlotillaError(e.code, e.message, e.indefinite, e.leader ?? 0);
     }
     return json as T;
   }

@@ -12,11 +12,12 @@
 //   payload the state machine's command (bin)
 
 import { Packr } from 'msgpackr';
+import { defaultLimits } from '../base/limits.js';
 
 export const ENVELOPE_FORMAT = 1;
 export const KIND_COMMAND = 1;
 /** Longest client id, in UTF-16 code units (3 bytes each in UTF-8 at worst). */
-export const MAX_CLIENT_ID_CHARS = 128;
+export const MAX_CLIENT_ID_CHARS = defaultLimits.maxClientIdChars;
 
 export interface Envelope {
   readonly client: string;

@@ -26,7 +26,7 @@ import type {
   GroupStorage,
   StateMachine,
 } from './contracts.js';
-import { ServerError } from '../server/errors.js';
+import { FlotillaError } from '../base/errors.js';
 import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
 
 export interface RuntimeOptions {
@@ -87,7 +87,7 @@ export interface WaitOptions {
 
 interface Waiter<T> {
   resolve(value: T): void;
-  reject(error: ServerError): void;
+  reject(error: FlotillaError): void;
   timer: unknown;
 }
 
@@ -267,7 +267,7 @@ export class RaftRuntime {
       const e = r.error;
       if (e.code === 'NOT_LEADER' && e.leader === 0) {
         return Promise.reject(
-          new ServerError(
+          new FlotillaError(
             'NO_LEADER',
             `Node ${this.o.id} knows no leader yet (an election may be under way); retry`,
             false,
@@ -275,7 +275,7 @@ export class RaftRuntime {
         );
       }
       return Promise.reject(
-        new ServerError(
+        new FlotillaError(
           e.code === 'UNKNOWN_NODE' || e.code === 'INVALID_REQUEST' ? 'INVALID_REQUEST' : e.code,
           e.message,
           false,
@@ -312,7 +312,7 @@ export class RaftRuntime {
     }
     const requestId = this.nextReadId++;
     const r = this.node.readIndex(requestId);
-    if (!r.ok) throw new ServerError('NO_LEADER', r.error.message, false, r.error.leader);
+    if (!r.ok) throw new FlotillaError('NO_LEADER', r.error.message, false, r.error.leader);
     const remainingMs = Math.max(0, timeoutMs - (this.o.clock.nowMs() - started));
     const p = new Promise<void>((resolve, reject) => {
       const waiter: ReadWaiter = {
@@ -372,8 +372,8 @@ export class RaftRuntime {
     if (!r.ok) {
       const e = r.error;
       if (e.code === 'NOT_LEADER' && e.leader === 0)
-        throw new ServerError('NO_LEADER', `${e.message}, and knows no leader`, false);
-      throw new ServerError(
+        throw new FlotillaError('NO_LEADER', `${e.message}, and knows no leader`, false);
+      throw new FlotillaError(
         e.code === 'NOT_LEADER' || e.code === 'UNKNOWN_NODE' || e.code === 'PEER_INACTIVE'
           ? e.code
           : 'INVALID_REQUEST',
@@ -399,7 +399,7 @@ export class RaftRuntime {
     this.running = false;
     // running is false, so no new loop starts: wait for the one in progress, if any.
     await this.loopDone;
-    this.failAll(new ServerError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true));
+    this.failAll(new FlotillaError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -439,14 +439,14 @@ export class RaftRuntime {
     });
   }
 
-  private refuseNew(): ServerError | null {
+  private refuseNew(): FlotillaError | null {
     if (this.fatal !== null)
-      return new ServerError('STORAGE_FAILED', `Node stopped: ${this.fatal.message}`, false);
+      return new FlotillaError('STORAGE_FAILED', `Node stopped: ${this.fatal.message}`, false);
     if (this.closed || !this.running)
-      return new ServerError('SHUTTING_DOWN', 'Node is shutting down', false);
+      return new FlotillaError('SHUTTING_DOWN', 'Node is shutting down', false);
     const pending = this.proposals.size + this.reads.size + this.leaderWaiters.size;
     if (pending >= this.opts.maxPendingRequests) {
-      return new ServerError(
+      return new FlotillaError(
         'UNCOMMITTED_LIMIT',
         `Too many requests in flight (${this.opts.maxPendingRequests})`,
         false,
@@ -470,14 +470,14 @@ export class RaftRuntime {
         timeoutCode === 'TIMEOUT'
           ? `${what} timed out after ${timeoutMs} ms`
           : `${what} for ${timeoutMs} ms in vain; retry`;
-      waiter.reject(new ServerError(timeoutCode, message, indefinite));
+      waiter.reject(new FlotillaError(timeoutCode, message, indefinite));
     }, timeoutMs);
     const signal = w.signal;
     if (signal !== undefined) {
       const onAbort = (): void => {
         remove();
         this.o.clock.clearTimeout(waiter.timer);
-        waiter.reject(new ServerError('ABORTED', `${what} aborted by the caller`, indefinite));
+        waiter.reject(new FlotillaError('ABORTED', `${what} aborted by the caller`, indefinite));
       };
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
@@ -615,7 +615,7 @@ export class RaftRuntime {
       // Another leader's entry took this index: ours was never committed, and never will be.
       else
         w.reject(
-          new ServerError(
+          new FlotillaError(
             'PROPOSAL_DROPPED',
             `Entry ${e.index} was replaced by a newer leader's entry`,
             false,
@@ -638,7 +638,7 @@ export class RaftRuntime {
       this.reads.delete(id);
       this.settle(w);
       w.reject(
-        new ServerError(
+        new FlotillaError(
           'READ_FAILED',
           'The leader could not confirm the read (leadership changed); retry',
           false,
@@ -690,7 +690,7 @@ export class RaftRuntime {
         this.proposals.delete(index);
         this.settle(w);
         w.reject(
-          new ServerError(
+          new FlotillaError(
             'LEADERSHIP_LOST',
             `Leadership lost before entry ${index} was applied; it may still commit`,
             true,
@@ -780,7 +780,7 @@ export class RaftRuntime {
     this.running = false;
     this.o.onEvent?.({ kind: 'fatal', error: err });
     this.failAll(
-      new ServerError(
+      new FlotillaError(
         'STORAGE_FAILED',
         `Node stopped after a storage failure: ${err.message}`,
         true,
@@ -788,7 +788,7 @@ export class RaftRuntime {
     );
   }
 
-  private failAll(err: ServerError): void {
+  private failAll(err: FlotillaError): void {
     for (const [, w] of this.proposals) {
       this.settle(w);
       w.reject(err);
@@ -796,13 +796,13 @@ export class RaftRuntime {
     this.proposals.clear();
     for (const [, w] of this.reads) {
       this.settle(w);
-      w.reject(new ServerError(err.code, err.message, false, err.leader));
+      w.reject(new FlotillaError(err.code, err.message, false, err.leader));
     }
     this.reads.clear();
     this.readsByIndex.length = 0;
     for (const w of this.leaderWaiters) {
       this.settle(w);
-      w.reject(new ServerError(err.code, err.message, false, err.leader));
+      w.reject(new FlotillaError(err.code, err.message, false, err.leader));
     }
     this.leaderWaiters.clear();
   }

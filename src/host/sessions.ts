@@ -18,6 +18,7 @@ import { strict as assert } from 'node:assert';
 import { Packr } from 'msgpackr';
 import type { Command, Refusal, StateMachine } from './contracts.js';
 import { decodeEnvelope } from './envelope.js';
+import { defaultLimits } from '../base/limits.js';
 
 export interface SessionLimits {
   /** Sessions idle longer than this (by log time) are forgotten. Default 10 minutes. */
@@ -34,8 +35,8 @@ export interface SessionLimits {
 
 export const defaultSessionLimits: SessionLimits = {
   ttlMs: 10 * 60_000,
-  maxSessions: 10_000,
-  window: 256,
+  maxSessions: defaultLimits.maxSessions,
+  window: defaultLimits.sessionWindow,
 };
 
 interface Session {

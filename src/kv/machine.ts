@@ -4,6 +4,7 @@
 // (src/host): this module knows keys and nothing of Raft but the command contract.
 
 import { Packr } from 'msgpackr';
+import { checkKey, checkValue, defaultLimits, type Limits } from '../base/limits.js';
 import { chunkStream, type Command, type Refusal, type StateMachine } from '../host/contracts.js';
 import { binHeaderBytes, envelopeOverheadBytes } from '../host/envelope.js';
 import {
@@ -21,6 +22,12 @@ export interface TxnCommand {
   readonly success: readonly Op[];
   readonly failure: readonly Op[];
 }
+
+/** The limits the state machine enforces on every command it decodes. */
+export type KvLimits = Pick<Limits, 'maxKeyBytes' | 'maxValueBytes'> &
+  Partial<Pick<Limits, 'maxTxnOps'>>;
+
+type ResolvedKvLimits = Pick<Limits, 'maxKeyBytes' | 'maxValueBytes' | 'maxTxnOps'>;
 
 /** What applying one command gives back to its proposer (and its session's cache). */
 export type ApplyResult = TxnResult | Refusal;
@@ -59,10 +66,15 @@ const RECORDS_PER_CHUNK = 1_024;
 
 export class KvStateMachine implements StateMachine {
   private readonly store = new KvStore();
+  private readonly limits: ResolvedKvLimits;
 
-  constructor(
-    private readonly limits: { readonly maxKeyBytes: number; readonly maxValueBytes: number },
-  ) {}
+  constructor(limits: KvLimits) {
+    this.limits = {
+      maxKeyBytes: limits.maxKeyBytes,
+      maxValueBytes: limits.maxValueBytes,
+      maxTxnOps: limits.maxTxnOps ?? defaultLimits.maxTxnOps,
+    };
+  }
 
   revision(): number {
     return this.store.revision();
@@ -157,48 +169,46 @@ function isBytes(v: unknown): v is Uint8Array {
   return v instanceof Uint8Array;
 }
 
-function decodeTxn(
-  data: Uint8Array,
-  limits: { maxKeyBytes: number; maxValueBytes: number },
-): TxnCommand {
+function decodeTxn(data: Uint8Array, limits: ResolvedKvLimits): TxnCommand {
   const x = packr.unpack(data) as unknown;
   if (x === null || typeof x !== 'object' || Array.isArray(x)) fail('not a transaction map');
   const t = x as Record<string, unknown>;
-  const compare = arr(t['compare'], 'compare').map((c) => decodeCompare(c, limits));
-  const success = arr(t['success'], 'success').map((o) => decodeOp(o, limits));
-  const failure = arr(t['failure'], 'failure').map((o) => decodeOp(o, limits));
+  const compare = arr(t['compare'], 'compare', limits).map((c) => decodeCompare(c, limits));
+  const success = arr(t['success'], 'success', limits).map((o) => decodeOp(o, limits));
+  const failure = arr(t['failure'], 'failure', limits).map((o) => decodeOp(o, limits));
   return { compare, success, failure };
 }
 
-function arr(v: unknown, name: string): unknown[] {
-  if (!Array.isArray(v) || v.length > 128) fail(`${name} must be an array of at most 128`);
+function arr(v: unknown, name: string, limits: Pick<Limits, 'maxTxnOps'>): unknown[] {
+  if (!Array.isArray(v) || v.length > limits.maxTxnOps)
+    fail(`${name} must be an array of at most ${limits.maxTxnOps}`);
   return v;
 }
 
-function key(v: unknown, limits: { maxKeyBytes: number }): Uint8Array {
-  if (!isBytes(v) || v.length === 0 || v.length > limits.maxKeyBytes) fail('bad key');
-  return new Uint8Array(v);
+function key(v: unknown, limits: Pick<Limits, 'maxKeyBytes'>): Uint8Array {
+  if (!isBytes(v)) fail('a key is not bytes');
+  return new Uint8Array(checkKey(v, limits));
 }
 
 function range(
   v: unknown,
-  limits: { maxKeyBytes: number },
+  limits: Pick<Limits, 'maxKeyBytes'>,
 ): { key: Uint8Array; rangeEnd: Uint8Array | null } {
   const r = v as Record<string, unknown>;
   const end = r['rangeEnd'];
   return { key: key(r['key'], limits), rangeEnd: end === null ? null : key(end, limits) };
 }
 
-function decodeOp(v: unknown, limits: { maxKeyBytes: number; maxValueBytes: number }): Op {
+function decodeOp(v: unknown, limits: ResolvedKvLimits): Op {
   const o = v as Record<string, unknown>;
   switch (o['kind']) {
     case 'put': {
       const value = o['value'];
-      if (!isBytes(value) || value.length > limits.maxValueBytes) fail('bad value');
+      if (!isBytes(value)) fail('a value is not bytes');
       return {
         kind: 'put',
         key: key(o['key'], limits),
-        value: new Uint8Array(value),
+        value: new Uint8Array(checkValue(value, limits)),
         prevKv: o['prevKv'] === true,
       };
     }
@@ -219,10 +229,7 @@ function decodeOp(v: unknown, limits: { maxKeyBytes: number; maxValueBytes: numb
   }
 }
 
-function decodeCompare(
-  v: unknown,
-  limits: { maxKeyBytes: number; maxValueBytes: number },
-): Compare {
+function decodeCompare(v: unknown, limits: ResolvedKvLimits): Compare {
   const c = v as Record<string, unknown>;
   const target = c['target'];
   const op = c['op'];

@@ -1,6 +1,7 @@
 // Configuration of one Raft node, with defaults and the start-up checks of the relations
 // between limits (TigerBeetle style: every limit is explicit and checked once).
 
+import { defaultLimits } from '../base/limits.js';
 import { AssertionError } from './errors.js';
 import type { Rng } from './rng.js';
 import type { InitialState, NodeId, Recovery } from './types.js';
@@ -103,11 +104,12 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     preVote: config.preVote ?? true,
     checkQuorum: config.checkQuorum ?? true,
     maxInflightMsgs: config.maxInflightMsgs ?? 256,
-    maxInflightBytes: config.maxInflightBytes ?? 64 * 1024 * 1024,
+    maxInflightBytes: config.maxInflightBytes ?? defaultLimits.maxInflightBytes,
     maxEntriesPerMsg: config.maxEntriesPerMsg ?? 4096,
-    maxBytesPerMsg: config.maxBytesPerMsg ?? 1024 * 1024,
-    maxProposalBytes: config.maxProposalBytes ?? config.maxBytesPerMsg ?? 1024 * 1024,
-    maxUncommittedBytes: config.maxUncommittedBytes ?? 64 * 1024 * 1024,
+    maxBytesPerMsg: config.maxBytesPerMsg ?? defaultLimits.maxBytesPerMsg,
+    maxProposalBytes:
+      config.maxProposalBytes ?? config.maxBytesPerMsg ?? defaultLimits.maxProposalBytes,
+    maxUncommittedBytes: config.maxUncommittedBytes ?? defaultLimits.maxUncommittedBytes,
     maxCommittedPerReady: config.maxCommittedPerReady ?? 16384,
     onEvent: config.onEvent ?? null,
   };

@@ -2,7 +2,7 @@
 
 export { RaftNode, type Status } from './node.js';
 export { resolveConfig, type RaftConfig, type RaftEvent, type ResolvedConfig } from './config.js';
-export { RaftError, AssertionError, assert, type RaftErrorCode, type Result } from './errors.js';
+export { FlotillaError, AssertionError, assert, type ErrorCode, type Result } from './errors.js';
 export { createRng, Xoshiro128, type Rng } from './rng.js';
 export { majority, committedIndex, voteResult, hasQuorum, type VoteResult } from './quorum.js';
 export type { ProgressState } from './progress.js';

@@ -5,8 +5,13 @@
 
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_LIMITS } from '../storage/index.js';
-import { DEFAULT_MAX_FRAME_BYTES } from '../transport/index.js';
+import {
+  LimitsError,
+  checkLimits,
+  defaultLimits,
+  type LimitEncodings,
+  type Limits,
+} from '../base/limits.js';
 import { maxWriteEnvelopeBytes } from '../kv/machine.js';
 
 export interface Member {
@@ -41,6 +46,11 @@ export interface NodeConfig {
    * them first, so a client never sees the core's refusal.
    */
   readonly maxProposalBytes: number;
+  /**
+   * Every size limit of the node (src/base/limits.ts), its relations checked: the ones above
+   * and the defaults of those a config file does not set (storage, peer frames, sessions).
+   */
+  readonly limits: Limits;
   /** A connection must send a request's headers within this, or it is answered 408 and closed. */
   readonly httpHeadersTimeoutMs: number;
   /** A connection must send a whole request (headers and body) within this. */
@@ -73,9 +83,9 @@ export const configDefaults = {
   heartbeatTicks: 5,
   snapshotEveryEntries: 10_000,
   requestTimeoutMs: 5_000,
-  maxKeyBytes: 1024,
-  maxValueBytes: 1024 * 1024,
-  maxBodyBytes: 2 * 1024 * 1024 + 64 * 1024,
+  maxKeyBytes: defaultLimits.maxKeyBytes,
+  maxValueBytes: defaultLimits.maxValueBytes,
+  maxBodyBytes: defaultLimits.maxBodyBytes,
   httpHeadersTimeoutMs: 5_000,
   httpRequestTimeoutMs: 30_000,
   httpIdleTimeoutMs: 10_000,
@@ -102,8 +112,14 @@ export const numericFields = [
   ['httpMaxConnections', 1, 1_000_000],
 ] as const;
 
-/** Headers, flags and punctuation of a put request's JSON body beyond its key and value. */
-const putBodyOverheadBytes = 1024;
+/** The sizes of the encodings between a node's layers, for checkLimits. */
+export const nodeLimitEncodings: LimitEncodings = {
+  writeEntryBytes: (l) => maxWriteEnvelopeBytes(l),
+  // Room in a peer frame for an append's fields and the entries' own fields beside the data.
+  appendOverheadBytes: 1024 * 1024,
+  // Field names, flags, session fields and punctuation of a put's JSON body.
+  putBodyOverheadBytes: 1024,
+};
 
 const otherFields = [
   'id',
@@ -216,7 +232,7 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
       `heartbeatTicks (${numbers.heartbeatTicks}) must be below electionTicks (${numbers.electionTicks})`,
     );
   }
-  const maxProposalBytes = checkLimits(numbers);
+  const limits = resolveLimits(numbers);
   const storage = str(merged['storage'], 'storage', configDefaults.storage);
   if (storage !== 'wal' && storage !== 'sqlite')
     throw new ConfigError(`storage must be "wal" or "sqlite", got "${storage}"`);
@@ -258,47 +274,38 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
     logFormat,
     unsafeTestMode,
     ...numbers,
-    maxProposalBytes,
+    maxProposalBytes: limits.maxProposalBytes,
+    limits,
   };
 }
 
 /**
- * Checks the relations between the size limits and the time limits, and returns the largest
- * proposal, so that every request the API accepts fits each layer below it: the body holds a
- * put of a key and a value at their limits even in base64; the log entry holds its envelope;
- * storage and peer frames hold the entry.
+ * The node's limits: the configured ones, the proposal limit derived from them (the most bytes
+ * one write of a key and a value at their limits takes in the log, so a write the API accepted
+ * is never refused by the core), and the defaults of the rest; their relations checked
+ * (src/base/limits.ts), and the one between the HTTP time limits.
  */
-function checkLimits(n: Record<(typeof numericFields)[number][0], number>): number {
-  const base64Bytes = (bytes: number): number => 4 * Math.ceil(bytes / 3);
-  const putBodyBytes =
-    base64Bytes(n.maxKeyBytes) + base64Bytes(n.maxValueBytes) + putBodyOverheadBytes;
-  if (n.maxBodyBytes < putBodyBytes) {
-    throw new ConfigError(
-      `maxBodyBytes (${n.maxBodyBytes}) must hold a put of a key and a value at their limits ` +
-        `in base64 (${putBodyBytes} bytes for maxKeyBytes ${n.maxKeyBytes} and maxValueBytes ${n.maxValueBytes})`,
-    );
-  }
-  const maxProposalBytes = maxWriteEnvelopeBytes(n);
-  const entryLimit = Math.min(
-    DEFAULT_LIMITS.maxEntryBytes,
-    DEFAULT_MAX_FRAME_BYTES - appendFrameReserveBytes,
-  );
-  if (maxProposalBytes > entryLimit) {
-    throw new ConfigError(
-      `maxKeyBytes (${n.maxKeyBytes}) and maxValueBytes (${n.maxValueBytes}) make log entries of up to ` +
-        `${maxProposalBytes} bytes; storage and peer messages hold at most ${entryLimit}`,
-    );
+function resolveLimits(n: Record<(typeof numericFields)[number][0], number>): Limits {
+  const set = {
+    ...defaultLimits,
+    maxKeyBytes: n.maxKeyBytes,
+    maxValueBytes: n.maxValueBytes,
+    maxBodyBytes: n.maxBodyBytes,
+  };
+  const limits: Limits = { ...set, maxProposalBytes: maxWriteEnvelopeBytes(set) };
+  try {
+    checkLimits(limits, nodeLimitEncodings);
+  } catch (err) {
+    if (err instanceof LimitsError) throw new ConfigError(err.message);
+    throw err;
   }
   if (n.httpHeadersTimeoutMs > n.httpRequestTimeoutMs) {
     throw new ConfigError(
       `httpHeadersTimeoutMs (${n.httpHeadersTimeoutMs}) must not exceed httpRequestTimeoutMs (${n.httpRequestTimeoutMs})`,
     );
   }
-  return maxProposalBytes;
+  return limits;
 }
-
-/** Room left in a peer frame for an append's fields and the other entries sent with one. */
-const appendFrameReserveBytes = 1024 * 1024;
 
 function resolveMembers(merged: Raw): Member[] {
   const raw = merged['members'] ?? merged['initialCluster'];

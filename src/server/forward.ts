@@ -16,7 +16,7 @@
 //
 // Every forwarded request has one deadline for all of this (`timeoutMs`).
 
-import { ApiError } from '../api/errors.js';
+import { FlotillaError } from '../base/errors.js';
 import { Deadline } from '../api/deadline.js';
 import type { Member } from './config.js';
 
@@ -89,9 +89,9 @@ export class Forwarder {
       let tried = 0;
       let hint = 0;
       // The last failure that allows sending again, answered if no other leader turns up.
-      let refusal: ForwardAnswer | ApiError | null = null;
+      let refusal: ForwardAnswer | FlotillaError | null = null;
       // Set once a copy went to a leader that was replaced before answering.
-      let maybeApplied: ApiError | null = null;
+      let maybeApplied: FlotillaError | null = null;
       for (let hop = 0; hop <= this.maxHops; hop++) {
         const leader = await this.nextLeader(tried, hint, budget);
         if (leader === this.o.selfId && maybeApplied === null) return null;
@@ -101,11 +101,11 @@ export class Forwarder {
         tried = leader;
         hint = r.resend.leader;
         refusal = r.answer;
-        if (r.answer instanceof ApiError && r.answer.indefinite) maybeApplied = r.answer;
+        if (r.answer instanceof FlotillaError && r.answer.indefinite) maybeApplied = r.answer;
       }
       // A refusal of a later copy does not undo an earlier copy that may have been applied.
       if (maybeApplied !== null) throw maybeApplied;
-      if (refusal instanceof ApiError) throw refusal;
+      if (refusal instanceof FlotillaError) throw refusal;
       return refusal;
     } finally {
       budget[Symbol.dispose]();
@@ -139,11 +139,11 @@ export class Forwarder {
     budget: Deadline,
   ): Promise<
     | { answer: ForwardAnswer; resend: null }
-    | { answer: ForwardAnswer | ApiError; resend: { leader: number } }
+    | { answer: ForwardAnswer | FlotillaError; resend: { leader: number } }
   > {
     const url = this.member(leader)?.client;
     if (url === undefined)
-      throw new ApiError('FORWARD_FAILED', `Leader ${leader} is not among the members`, false);
+      throw new FlotillaError('FORWARD_FAILED', `Leader ${leader} is not among the members`, false);
     // This hop ends with the budget, or when a newer leader is known (after the grace).
     const hop = new AbortController();
     const onBudget = (): void => hop.abort(budget.signal.reason);
@@ -162,7 +162,7 @@ export class Forwarder {
     } catch (err) {
       if (isConnectionRefused(err)) {
         // Nothing was sent: as safe to send elsewhere as a definite refusal.
-        const answer = new ApiError(
+        const answer = new FlotillaError(
           'FORWARD_FAILED',
           `Forwarding to the leader (node ${leader} at ${url}) failed: the connection was ` +
             `refused (is it down?), and no other leader was elected in time; nothing was sent`,
@@ -182,7 +182,7 @@ export class Forwarder {
     }
   }
 
-  private failure(leader: number, url: string, err: unknown, budget: Deadline): ApiError {
+  private failure(leader: number, url: string, err: unknown, budget: Deadline): FlotillaError {
     const reason = hopAbortReason(err);
     const why =
       reason instanceof LeaderReplaced
@@ -190,7 +190,7 @@ export class Forwarder {
         : budget.timedOut
           ? `no answer within ${this.o.timeoutMs} ms`
           : (err as Error).message;
-    return new ApiError(
+    return new FlotillaError(
       'FORWARD_FAILED',
       `Forwarding to the leader (node ${leader} at ${url}) failed: ${why}; the request may ` +
         `have been applied (retry with the same session sequence number)`,

@@ -14,5 +14,5 @@ export {
   type NodeConfig,
 } from './config.js';
 export { StartupError, type StartupErrorCode } from './startup.js';
-export { ServerError, type ServerErrorCode } from './errors.js';
+export { FlotillaError, errorCodes, type ErrorCode } from '../base/errors.js';
 export { createLogger } from './logging.js';

@@ -3,7 +3,9 @@
 // result becomes an answer; how a read waits for ReadIndex. The HTTP routes call it through the
 // backend in node.ts, and the simulator calls it directly, so both drive the same code.
 
-import { ApiError, isApiErrorCode } from '../api/errors.js';
+import { toFlotillaError } from '../api/errors.js';
+import { FlotillaError } from '../base/errors.js';
+import { checkProposalBytes } from '../base/limits.js';
 import type { BackendOpResult, Session } from '../api/routes.js';
 import type { Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
@@ -11,7 +13,6 @@ import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
 import { isRefusal } from '../host/contracts.js';
 import type { TxnResult } from '../kv/kv-store.js';
 import { KvStateMachine, maxWriteEnvelopeBytes, type TxnCommand } from '../kv/machine.js';
-import { ServerError } from './errors.js';
 
 export interface WriteAnswer {
   readonly revision: number;
@@ -41,24 +42,24 @@ export class KvService {
     return encodeWrite(txn, session, this.clock.nowMs(), this.maxProposalBytes);
   }
 
-  /** Replicates a write and answers with what applying it gave, or throws an ApiError. */
+  /** Replicates a write and answers with what applying it gave, or throws a FlotillaError. */
   async write(txn: TxnCommand, session: Session | null, w: WaitOptions = {}): Promise<WriteAnswer> {
     const data = this.encode(txn, session);
     let result: unknown;
     try {
       result = await this.runtime.propose(data, w);
     } catch (err) {
-      throw toApiError(err);
+      throw toFlotillaError(err);
     }
     return answerOf(result);
   }
 
-  /** Waits until a linearizable read may be served here (ReadIndex); throws an ApiError. */
+  /** Waits until a linearizable read may be served here (ReadIndex); throws a FlotillaError. */
   async readBarrier(w: WaitOptions = {}): Promise<void> {
     try {
       await this.runtime.linearizableRead(w);
     } catch (err) {
-      throw toApiError(err);
+      throw toFlotillaError(err);
     }
   }
 }
@@ -76,13 +77,7 @@ export function encodeWrite(
     timeMs,
     payload: KvStateMachine.encode(txn),
   });
-  if (data.length > maxProposalBytes) {
-    throw new ApiError(
-      'TXN_TOO_LARGE',
-      `The transaction takes ${data.length} bytes in the log; one write holds at most ` +
-        `${maxProposalBytes} (a key and a value at their limits): split it`,
-    );
-  }
+  checkProposalBytes(data.length, { maxProposalBytes });
   return data;
 }
 
@@ -92,18 +87,9 @@ export function answerOf(result: unknown): WriteAnswer {
     // A stale sequence number applied nothing now, but an earlier attempt with it may have:
     // the window no longer remembers, so the write's fate is unknown (indefinite).
     if (result.refused === 'SESSION_STALE_SEQUENCE')
-      throw new ApiError(result.refused, result.message, true);
-    throw new ApiError('BAD_REQUEST', result.message);
+      throw new FlotillaError(result.refused, result.message, true);
+    throw new FlotillaError('BAD_REQUEST', result.message);
   }
   const r = result as TxnResult;
   return { revision: r.revision, succeeded: r.succeeded, results: r.results };
-}
-
-export function toApiError(err: unknown): ApiError {
-  if (err instanceof ApiError) return err;
-  if (err instanceof ServerError) {
-    const code = isApiErrorCode(err.code) ? err.code : 'INTERNAL';
-    return new ApiError(code, err.message, err.indefinite, err.leader);
-  }
-  return new ApiError('INTERNAL', `Unexpected error: ${(err as Error).message}`, true);
 }

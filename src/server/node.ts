@@ -5,6 +5,8 @@
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
+import { toFlotillaError } from '../api/errors.js';
+import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import {
   forwardedHeader,
@@ -20,7 +22,7 @@ import { TcpTransport } from '../transport/index.js';
 import type { NodeConfig } from './config.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import { Host } from '../host/host.js';
-import { SessionMachine } from '../host/sessions.js';
+import { SessionMachine, defaultSessionLimits } from '../host/sessions.js';
 import {
   DataDirError,
   checkIdentity,
@@ -30,13 +32,12 @@ import {
   writeIdentity,
   type DataDirIdentity,
 } from './data-dir.js';
-import { ServerError } from './errors.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
-import { KvService, answerOf, toApiError } from './kv-service.js';
+import { KvService, answerOf } from './kv-service.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 /** The Raft group that holds the key-value store (the only one yet). */
@@ -99,9 +100,18 @@ export class FlotillaNode implements AsyncDisposable {
     // holds a log, and must not say "no" for want of having looked.
     await checkListenable(config.listenPeer, 'peers (listenPeer)');
     let storage: GroupStorage;
-    if (config.storage === 'sqlite') storage = await openSqliteStorage(kvDir);
+    // The limits checkLimits agreed on, handed to each layer that enforces one.
+    const { limits } = config;
+    const storageLimits = {
+      maxEntryBytes: limits.maxEntryBytes,
+      maxSnapshotBytes: limits.maxSnapshotBytes,
+    };
+    if (config.storage === 'sqlite') storage = await openSqliteStorage(kvDir, storageLimits);
     else {
-      const wal = await openWalStorage(kvDir, { snapshotsCoverCompaction: true });
+      const wal = await openWalStorage(kvDir, {
+        ...storageLimits,
+        snapshotsCoverCompaction: true,
+      });
       logWalRecovery(log, wal.recovery);
       storage = wal;
     }
@@ -123,6 +133,8 @@ export class FlotillaNode implements AsyncDisposable {
         backoff: { baseMs: 25, maxMs: 1000 },
         peers,
         rng: createRng(config.id * 7919 + Date.now()),
+        maxFrameBytes: limits.maxFrameBytes,
+        maxAttachmentBytes: limits.maxAttachmentBytes,
       });
     } catch (err) {
       await storage.close();
@@ -184,10 +196,12 @@ export class FlotillaNode implements AsyncDisposable {
         'this node lost its data: recovering from the leader; it neither votes nor counts toward a quorum until caught up',
       );
     }
-    const kv = new KvStateMachine({
-      maxKeyBytes: config.maxKeyBytes,
-      maxValueBytes: config.maxValueBytes,
-    });
+    const kv = new KvStateMachine(limits);
+    const sessionLimits = {
+      ...defaultSessionLimits,
+      maxSessions: limits.maxSessions,
+      window: limits.sessionWindow,
+    };
     const host = new Host({
       id: config.id,
       clock: systemClock,
@@ -214,14 +228,20 @@ export class FlotillaNode implements AsyncDisposable {
       runtime = await host.addGroup(KV_GROUP, {
         voters: config.members.map((m) => m.id),
         storage,
-        stateMachine: new SessionMachine(kv),
+        stateMachine: new SessionMachine(kv, sessionLimits),
         rng: createRng(config.id * 104729 + Date.now()),
         electionTicks: config.electionTicks,
         heartbeatTicks: config.heartbeatTicks,
         snapshotEveryEntries: config.snapshotEveryEntries,
         requestTimeoutMs: config.requestTimeoutMs,
-        // The API refuses a write larger than this before proposing it (kv-service.ts).
-        raft: { maxProposalBytes: config.maxProposalBytes, recovery },
+        // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
+        raft: {
+          maxProposalBytes: limits.maxProposalBytes,
+          maxBytesPerMsg: limits.maxBytesPerMsg,
+          maxUncommittedBytes: limits.maxUncommittedBytes,
+          maxInflightBytes: limits.maxInflightBytes,
+          recovery,
+        },
         storeRecovery: (r) => {
           writeIdentity(config.dataDir, { ...identity, recovery: r });
           if (r === 'none')
@@ -325,7 +345,7 @@ export class FlotillaNode implements AsyncDisposable {
       raftTerm: this.runtime.status().term,
     });
     return {
-      limits: { maxKeyBytes: this.config.maxKeyBytes, maxValueBytes: this.config.maxValueBytes },
+      limits: this.config.limits,
       metrics: this.metrics.registry,
       write: async (txn, session, signal) => {
         const data = this.service.encode(txn, session);
@@ -346,8 +366,10 @@ export class FlotillaNode implements AsyncDisposable {
             results: answer.results,
           };
         } catch (err) {
-          this.metrics.proposals.inc({ outcome: err instanceof ServerError ? err.code : 'error' });
-          throw toApiError(err);
+          this.metrics.proposals.inc({
+            outcome: err instanceof FlotillaError ? err.code : 'error',
+          });
+          throw toFlotillaError(err);
         }
       },
       read: async (op, serializable, signal) => {
@@ -357,7 +379,7 @@ export class FlotillaNode implements AsyncDisposable {
             await this.runtime.linearizableRead({ signal });
           } catch (err) {
             this.metrics.reads.inc({ level: 'linearizable', outcome: 'error' });
-            throw toApiError(err);
+            throw toFlotillaError(err);
           }
         }
         this.metrics.reads.inc({
@@ -388,7 +410,7 @@ export class FlotillaNode implements AsyncDisposable {
         try {
           this.runtime.transferLeadership(to);
         } catch (err) {
-          throw toApiError(err);
+          throw toFlotillaError(err);
         }
         return Promise.resolve();
       },

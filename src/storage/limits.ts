@@ -1,6 +1,7 @@
 // Default limits and their validation. A limit on every input (STYLE.md): an entry larger than
 // a segment, or a batch larger than memory, is refused with a typed error, never half-written.
 
+import { defaultLimits } from '../base/limits.js';
 import type { Entry } from '../raft/index.js';
 import { StorageError } from './errors.js';
 import type { StorageLimits } from './types.js';
@@ -12,9 +13,9 @@ export interface ResolvedLimits {
 }
 
 export const DEFAULT_LIMITS: ResolvedLimits = {
-  maxEntryBytes: 16 * 1024 * 1024,
+  maxEntryBytes: defaultLimits.maxEntryBytes,
   maxBatchEntries: 65_536,
-  maxSnapshotBytes: 1024 * 1024 * 1024,
+  maxSnapshotBytes: defaultLimits.maxSnapshotBytes,
 };
 
 /** Hard ceiling: Node buffers and our u32 record length field cannot go beyond this. */

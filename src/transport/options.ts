@@ -1,6 +1,7 @@
 // Options of the TCP transport, their defaults, and the start-up check of their relations
 // (a limit that contradicts another is a configuration error, caught before any socket opens).
 
+import { defaultLimits } from '../base/limits.js';
 import type { Rng } from '../raft/rng.js';
 import type { NodeId } from '../raft/types.js';
 import type { BackoffOptions } from './backoff.js';
@@ -75,7 +76,7 @@ export interface ResolvedTcpOptions {
 const MiB = 1024 * 1024;
 
 /** The largest frame a peer accepts unless maxFrameBytes says otherwise. */
-export const DEFAULT_MAX_FRAME_BYTES = 16 * MiB;
+export const DEFAULT_MAX_FRAME_BYTES = defaultLimits.maxFrameBytes;
 
 export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
   const r: ResolvedTcpOptions = {
@@ -86,7 +87,7 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
     maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     maxHandshakeFrameBytes: o.maxHandshakeFrameBytes ?? 4096,
     chunkBytes: o.chunkBytes ?? MiB,
-    maxAttachmentBytes: o.maxAttachmentBytes ?? 1024 * MiB,
+    maxAttachmentBytes: o.maxAttachmentBytes ?? defaultLimits.maxAttachmentBytes,
     maxQueuedMessages: o.maxQueuedMessages ?? 4096,
     maxQueuedBytes: o.maxQueuedBytes ?? 64 * MiB,
     bulkWatermarkBytes: o.bulkWatermarkBytes ?? 256 * 1024,

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { ApiError } from '../../src/api/errors.js';
+import { FlotillaError } from '../../src/base/errors.js';
 import { findDuplicateField, parseJsonBody } from '../../src/api/json-body.js';
 
 /** A JSON document whose objects are lists of (name, value), so names may repeat. */
@@ -76,11 +76,11 @@ void test('the duplicate is named, decoded, with where it appears again', () => 
   assert.equal(findDuplicateField('{"a":"\\\\","b":"\\\\"}'), null);
 });
 
-function refused(bytes: Buffer): ApiError {
+function refused(bytes: Buffer): FlotillaError {
   try {
     parseJsonBody(bytes);
   } catch (err) {
-    if (err instanceof ApiError) return err;
+    if (err instanceof FlotillaError) return err;
     throw err;
   }
   throw new Error(`${bytes.toString('hex')} was accepted`);

@@ -44,6 +44,8 @@ type Heal = () => Promise<void>;
 
 export class Nemesis {
   readonly faults: FaultRecord[] = [];
+  /** Nodes wiped that have not yet said they finished recovering. */
+  private readonly wiped = new Set<number>();
 
   constructor(
     private readonly cluster: ChaosCluster,
@@ -124,12 +126,22 @@ export class Nemesis {
   private async wipe(record: FaultRecord): Promise<Heal> {
     const t = await this.target();
     const sts = await Promise.all(this.cluster.ids.map((id) => this.cluster.status(id)));
-    const recovering = sts.filter((s) => s?.recovering === true).map((s) => s?.id);
+    // A wiped node counts as recovering until it says it is not: one still starting (or too
+    // slow to answer) says nothing, and wiping a second node then would leave a majority of
+    // the cluster without its data, which no Raft cluster survives.
+    for (const s of sts) if (s?.recovering === false) this.wiped.delete(s.id);
+    const recovering = [
+      ...new Set([
+        ...sts.filter((s) => s?.recovering === true).map((s) => s?.id as number),
+        ...this.wiped,
+      ]),
+    ].sort((x, y) => x - y);
     await this.cluster.kill(t.id);
     if (recovering.length > 0) {
       record.detail = `kill -9 ${t.what} (wipe skipped: ${recovering.join(',')} still recovering)`;
     } else {
       this.cluster.wipe(t.id);
+      this.wiped.add(t.id);
       record.detail = `wipe the data of ${t.what}`;
     }
     return async () => {

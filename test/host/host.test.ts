@@ -12,7 +12,7 @@ import {
 } from '../../src/host/contracts.js';
 import { Host } from '../../src/host/host.js';
 import type { RaftRuntime } from '../../src/host/runtime.js';
-import { ServerError } from '../../src/server/errors.js';
+import { FlotillaError } from '../../src/base/errors.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 
@@ -160,7 +160,7 @@ void test('a failed disk stops its group on that host; the other group keeps ser
   victim.groups.get(1)?.disk.fail();
   await assert.rejects(
     l1.propose(enc.encode('lost')),
-    (e: unknown) => e instanceof ServerError && e.code === 'STORAGE_FAILED',
+    (e: unknown) => e instanceof FlotillaError && e.code === 'STORAGE_FAILED',
   );
   // Group 1 carries on with the other two hosts.
   const next = await waitLeader(nodes, 1, victim.host.id);
@@ -227,7 +227,7 @@ void test('closing the host closes every group, then every group storage', async
   );
   await assert.rejects(
     rt.propose(enc.encode('late')),
-    (e: unknown) => e instanceof ServerError && e.code === 'SHUTTING_DOWN',
+    (e: unknown) => e instanceof FlotillaError && e.code === 'SHUTTING_DOWN',
   );
   await assert.rejects(
     host.addGroup(5, { voters: [1], storage: failable().storage, stateMachine: new Log() }),

@@ -12,7 +12,7 @@ import {
   type StateMachine,
 } from '../../src/host/contracts.js';
 import { Host } from '../../src/host/host.js';
-import { ServerError } from '../../src/server/errors.js';
+import { FlotillaError } from '../../src/base/errors.js';
 import type { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
@@ -88,12 +88,12 @@ async function rejects(
   p: Promise<unknown>,
   code: string,
   indefinite: boolean,
-): Promise<ServerError> {
+): Promise<FlotillaError> {
   const err = await p.then(
     () => assert.fail(`expected ${code}`),
     (e: unknown) => e,
   );
-  assert.ok(err instanceof ServerError, `not a ServerError: ${String(err)}`);
+  assert.ok(err instanceof FlotillaError, `not a FlotillaError: ${String(err)}`);
   assert.equal(err.code, code, err.message);
   assert.equal(err.indefinite, indefinite, `${code} indefinite`);
   return err;

@@ -6,10 +6,12 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { prefixEnd } from '../../src/api/routes.js';
 import { KvStore, type Op } from '../../src/kv/kv-store.js';
-import { ApiError } from '../../src/api/errors.js';
+import { FlotillaError } from '../../src/base/errors.js';
+import { httpStatus } from '../../src/api/errors.js';
 import { chunkStream, isRefusal, type Command } from '../../src/host/contracts.js';
 import { encodeWrite } from '../../src/server/kv-service.js';
-import { MAX_CLIENT_ID_CHARS, encodeEnvelope } from '../../src/host/envelope.js';
+import { encodeEnvelope } from '../../src/host/envelope.js';
+import { defaultLimits } from '../../src/base/limits.js';
 import { KvStateMachine, maxWriteEnvelopeBytes, type TxnCommand } from '../../src/kv/machine.js';
 import { SessionMachine, SessionTable } from '../../src/host/sessions.js';
 
@@ -269,7 +271,10 @@ void test('the proposal limit is the largest single write, exactly, at every msg
     for (const maxValueBytes of sizes) {
       const limit = maxWriteEnvelopeBytes({ maxKeyBytes, maxValueBytes });
       const key = new Uint8Array(maxKeyBytes).fill(0x6b);
-      const session = { clientId: '\uffff'.repeat(MAX_CLIENT_ID_CHARS), seq: 2 ** 53 - 1 };
+      const session = {
+        clientId: '\uffff'.repeat(defaultLimits.maxClientIdChars),
+        seq: 2 ** 53 - 1,
+      };
       const ops: Op[] = [
         { kind: 'put', key, value: new Uint8Array(maxValueBytes), prevKv: true },
         { kind: 'delete', range: { key, rangeEnd: key }, prevKv: true },
@@ -300,7 +305,10 @@ void test('a transaction that does not fit one log entry is refused with TXN_TOO
   assert.throws(
     () => encodeWrite({ compare: [], success: ops(8), failure: [] }, null, 0, limit),
     (e: unknown) =>
-      e instanceof ApiError && e.code === 'TXN_TOO_LARGE' && e.status === 413 && !e.indefinite,
+      e instanceof FlotillaError &&
+      e.code === 'TXN_TOO_LARGE' &&
+      httpStatus(e) === 413 &&
+      !e.indefinite,
   );
 });
 

@@ -56,7 +56,7 @@ void test('bad values are refused with the field and the value', () => {
     [{ ...base, clusterId: 'has space' }, /clusterId "has space"/],
     [
       { ...base, maxBodyBytes: 2048, maxValueBytes: 4096 },
-      /maxBodyBytes \(2048\) must hold a put of a key and a value at their limits in base64 \(7856 bytes/,
+      /maxBodyBytes \(2048\) must hold a put of a key and a value at their limits in base64: 7856 bytes/,
     ],
     [
       { ...base, maxBodyBytes: 6000, maxValueBytes: 4096 },
@@ -64,7 +64,11 @@ void test('bad values are refused with the field and the value', () => {
     ],
     [
       { ...base, maxValueBytes: 16 * 1024 * 1024, maxBodyBytes: 32 * 1024 * 1024 },
-      /maxKeyBytes \(1024\) and maxValueBytes \(16777216\) make log entries of up to \d+ bytes; storage and peer messages hold at most 15728640/,
+      /maxEntryBytes \(16777216\) is below maxProposalBytes \(16778\d\d\d\): storage would refuse/,
+    ],
+    [
+      { ...base, maxValueBytes: 15 * 1024 * 1024, maxBodyBytes: 32 * 1024 * 1024 },
+      /maxFrameBytes \(16777216\) must hold an append of maxProposalBytes \(157\d{5}\)/,
     ],
     [
       { ...base, httpHeadersTimeoutMs: 2000, httpRequestTimeoutMs: 1000 },

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ApiError } from '../../src/api/errors.js';
+import { FlotillaError } from '../../src/base/errors.js';
 import {
   Forwarder,
   type ForwardAnswer,
@@ -169,7 +169,7 @@ void test('a refused connection is definite: sent elsewhere, else FORWARD_FAILED
   const alone = scripted(() => refused);
   await assert.rejects(
     forwarder(new FakeLeaders(2, 20), alone.send).forward('/p', 'b', signal),
-    (e: unknown) => e instanceof ApiError && e.code === 'FORWARD_FAILED' && !e.indefinite,
+    (e: unknown) => e instanceof FlotillaError && e.code === 'FORWARD_FAILED' && !e.indefinite,
   );
 });
 
@@ -183,7 +183,7 @@ void test('an indefinite answer or failure is never sent again', async () => {
   const reset = scripted(() => new Error('socket hang up'));
   await assert.rejects(
     forwarder(new FakeLeaders(2), reset.send).forward('/p', 'b', signal),
-    (e: unknown) => e instanceof ApiError && e.code === 'FORWARD_FAILED' && e.indefinite,
+    (e: unknown) => e instanceof FlotillaError && e.code === 'FORWARD_FAILED' && e.indefinite,
   );
   assert.equal(s.sent.length + reset.sent.length, 2);
 });
@@ -218,7 +218,7 @@ void test('without a session it fails at once as indefinite, naming the new lead
   await assert.rejects(
     forwarder(leaders, s.send).forward('/p', '{"key":"k","value":"v"}', signal),
     (e: unknown) =>
-      e instanceof ApiError && e.code === 'FORWARD_FAILED' && e.indefinite && e.leader === 3,
+      e instanceof FlotillaError && e.code === 'FORWARD_FAILED' && e.indefinite && e.leader === 3,
   );
   assert.equal(s.sent.length, 1);
 });
@@ -232,7 +232,7 @@ void test('a later refusal does not hide a copy that may have been applied', asy
   });
   await assert.rejects(
     forwarder(leaders, s.send).forward('/p', withSession, signal),
-    (e: unknown) => e instanceof ApiError && e.code === 'FORWARD_FAILED' && e.indefinite,
+    (e: unknown) => e instanceof FlotillaError && e.code === 'FORWARD_FAILED' && e.indefinite,
   );
   assert.equal(s.sent.length, 2);
 });
@@ -249,7 +249,7 @@ void test('a leader that never answers is given up at the deadline, as indefinit
   await assert.rejects(
     f.forward('/p', withSession, signal),
     (e: unknown) =>
-      e instanceof ApiError &&
+      e instanceof FlotillaError &&
       e.code === 'FORWARD_FAILED' &&
       e.indefinite &&
       /no answer within 50 ms/.test(e.message),

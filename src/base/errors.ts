@@ -1,0 +1,200 @@
+// The one error vocabulary of Flotilla, from the Raft core to the client. Every failure a
+// caller can see is a FlotillaError with a stable code from the table below, a message that
+// names what failed and the value seen, and `indefinite`: whether the operation may have taken
+// effect although it failed. An operation certainly did not happen iff !indefinite, so a
+// caller may give up on (or blindly repeat) only a definite failure, and must retry an
+// indefinite one with the same session sequence number so it applies at most once (the
+// Maelstrom/Jepsen distinction; see REFERENCES.md).
+//
+// Broken invariants are not errors of this kind: they are bugs and go through assert() in the
+// core. Storage and transport keep their own codes inside their layers; the host converts what
+// reaches a caller to a code here (a failed write is STORAGE_FAILED).
+//
+// Pure like src/raft: the core imports this module.
+
+/** What a code means and whether it is indefinite unless the thrower says otherwise. */
+export interface ErrorCodeInfo {
+  readonly meaning: string;
+  /** The default of `indefinite`; the meaning says when a thrower overrides it. */
+  readonly indefinite: boolean;
+  /** Raised by the client itself, never sent by a node (so it has no HTTP status). */
+  readonly clientOnly?: true;
+}
+
+/** Every code, documented once. docs/API.md and docs/CLIENT.md render their tables from it. */
+export const errorCodes = {
+  // The request itself: refused before anything was proposed.
+  BAD_JSON: { meaning: 'the body is not valid JSON', indefinite: false },
+  INVALID_UTF8: {
+    meaning: 'the body is not UTF-8, or a string in it holds a lone surrogate',
+    indefinite: false,
+  },
+  DUPLICATE_FIELD: { meaning: 'an object in the body names a field twice', indefinite: false },
+  UNKNOWN_FIELD: {
+    meaning: 'the body holds a field the endpoint does not take',
+    indefinite: false,
+  },
+  BAD_REQUEST: {
+    meaning: 'the body is not what the endpoint takes (the message names the field and value)',
+    indefinite: false,
+  },
+  INVALID_REQUEST: {
+    meaning: 'a request that asks for nothing useful, e.g. a leadership transfer to the leader',
+    indefinite: false,
+  },
+  DUPLICATE_KEY: { meaning: 'a transaction branch writes one key twice', indefinite: false },
+  KEY_EMPTY: { meaning: 'a key is empty', indefinite: false },
+  KEY_TOO_LARGE: { meaning: 'a key is longer than `maxKeyBytes`', indefinite: false },
+  VALUE_TOO_LARGE: { meaning: 'a value is longer than `maxValueBytes`', indefinite: false },
+  TXN_TOO_LARGE: {
+    meaning: "a transaction's log entry would exceed the proposal limit: split it",
+    indefinite: false,
+  },
+  PROPOSAL_TOO_LARGE: {
+    meaning:
+      'the Raft core refused a proposal above its limit (the API refuses such writes first, as TXN_TOO_LARGE)',
+    indefinite: false,
+  },
+  BODY_TOO_LARGE: { meaning: 'the body is longer than `maxBodyBytes`', indefinite: false },
+  REQUEST_TIMEOUT: {
+    meaning: 'the request did not arrive within the connection timeouts; the connection is closed',
+    indefinite: false,
+  },
+  UNSUPPORTED_MEDIA_TYPE: {
+    meaning: 'a body not declared `application/json`',
+    indefinite: false,
+  },
+  NOT_FOUND: { meaning: 'no such route', indefinite: false },
+  METHOD_NOT_ALLOWED: {
+    meaning: "the route exists for other methods, listed in the answer's `Allow`",
+    indefinite: false,
+  },
+  UNKNOWN_NODE: {
+    meaning: 'a leadership transfer to an id that is not a member',
+    indefinite: false,
+  },
+  // The cluster's state: refused, retry later or elsewhere.
+  NOT_LEADER: {
+    meaning: 'this node does not lead; `leader` names the one it knows (0: none)',
+    indefinite: false,
+  },
+  NO_LEADER: { meaning: 'no leader became known in time', indefinite: false },
+  TRANSFER_IN_PROGRESS: {
+    meaning: 'a leadership transfer is under way; retry once it finished',
+    indefinite: false,
+  },
+  PEER_INACTIVE: {
+    meaning: 'a leadership transfer to a member the leader has not heard from lately',
+    indefinite: false,
+  },
+  UNCOMMITTED_LIMIT: {
+    meaning: 'the leader holds too many uncommitted bytes (flow control); back off',
+    indefinite: false,
+  },
+  OVERLOADED: {
+    meaning: 'the node has more requests waiting than it admits; back off',
+    indefinite: false,
+  },
+  READ_FAILED: {
+    meaning: 'a linearizable read could not be confirmed by a quorum; retry',
+    indefinite: false,
+  },
+  PROPOSAL_DROPPED: {
+    meaning: "another term's entry took the write's place in the log: it will never apply",
+    indefinite: false,
+  },
+  SHUTTING_DOWN: {
+    meaning: 'the node is shutting down; indefinite for a write it had already proposed',
+    indefinite: false,
+  },
+  // The fate of the operation may be unknown.
+  LEADERSHIP_LOST: {
+    meaning: 'the node lost leadership before the write committed: it may still commit',
+    indefinite: true,
+  },
+  TIMEOUT: {
+    meaning:
+      'no answer within the request timeout; indefinite for a write that was sent, definite for one that never left the client',
+    indefinite: true,
+  },
+  ABORTED: {
+    meaning: "the caller's signal aborted the wait; indefinite for a write already proposed",
+    indefinite: true,
+  },
+  SESSION_STALE_SEQUENCE: {
+    meaning:
+      "`seq` is below the client's session window: whether a write with it applied can no longer be told",
+    indefinite: true,
+  },
+  FORWARD_FAILED: {
+    meaning:
+      'the leader did not answer a forwarded request in time (indefinite), or is not a member (definite)',
+    indefinite: true,
+  },
+  STORAGE_FAILED: {
+    meaning: 'the node stopped after a failed disk write; it refuses everything until restarted',
+    indefinite: false,
+  },
+  INTERNAL: { meaning: 'a bug: an error the node did not expect', indefinite: true },
+  // Raised by the client, never sent by a node.
+  CONNECTION: {
+    meaning:
+      'the connection failed or dropped; definite only when it was refused (nothing was sent)',
+    indefinite: true,
+    clientOnly: true,
+  },
+  BAD_RESPONSE: {
+    meaning: 'the node answered something that is not the JSON the API promises',
+    indefinite: true,
+    clientOnly: true,
+  },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+/** Codes the client raises itself. */
+export type ClientOnlyErrorCode = {
+  [C in ErrorCode]: (typeof errorCodes)[C] extends { clientOnly: true } ? C : never;
+}[ErrorCode];
+
+/** Codes a node sends; each has an HTTP status (src/api/errors.ts). */
+export type NodeErrorCode = Exclude<ErrorCode, ClientOnlyErrorCode>;
+
+export const allErrorCodes = Object.keys(errorCodes) as readonly ErrorCode[];
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(errorCodes, code);
+}
+
+export class FlotillaError extends Error {
+  override readonly name = 'FlotillaError';
+  /**
+   * True when the operation may have taken effect even though it failed here; false means it
+   * certainly did not. Defaults to the code's entry in `errorCodes`.
+   */
+  readonly indefinite: boolean;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    indefinite?: boolean,
+    /** The leader the failing node knows of, for a redirect (0 when unknown). */
+    readonly leader = 0,
+  ) {
+    super(message);
+    this.indefinite = indefinite ?? errorCodes[code].indefinite;
+  }
+}
+
+/** The outcome of an operation that can be refused: refusing is ordinary control flow. */
+export type Result<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: FlotillaError };
+
+export function ok<T>(value: T): Result<T> {
+  return { ok: true, value };
+}
+
+/** A definite refusal: the operation did not happen. */
+export function fail<T>(code: ErrorCode, message: string, leader = 0): Result<T> {
+  return { ok: false, error: new FlotillaError(code, message, false, leader) };
+}

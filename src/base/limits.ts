@@ -1,0 +1,226 @@
+// Every size limit of a node, its default, and the relations between them, in one place
+// (TigerBeetle's rule: put a limit on everything, and check at start-up that the limits agree).
+// A request passes through several encodings on its way down - JSON (base64 at worst) in the
+// HTTP body, the command envelope in msgpack as a log entry, the entry inside an append message
+// inside a peer frame - and each layer refuses what exceeds its own limit. If a lower limit
+// were smaller than what the one above it admits, a request the API accepted would be refused
+// deep down, as an error the client cannot act on. `checkLimits` rules that out at start-up,
+// naming the two limits in conflict; the layers' own checks stay, as a second line.
+//
+// Pure like src/raft: the encodings' sizes are given by the layers that own them
+// (`LimitEncodings`), so this module needs no codec.
+
+import { FlotillaError } from './errors.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export interface Limits {
+  // What a client may send (the API refuses more, with a 4xx).
+  /** Bytes of a key. */
+  readonly maxKeyBytes: number;
+  /** Bytes of a value. */
+  readonly maxValueBytes: number;
+  /** Operations in one branch (compare, success, failure) of a transaction. */
+  readonly maxTxnOps: number;
+  /** UTF-16 code units of a session's client id. */
+  readonly maxClientIdChars: number;
+  /** The largest `limit` of a range read. */
+  readonly maxRangeLimit: number;
+  /** Bytes of an HTTP request body. */
+  readonly maxBodyBytes: number;
+  // The log.
+  /** Bytes of one proposal: one log entry's data, a command envelope (the core's limit). */
+  readonly maxProposalBytes: number;
+  /** Bytes of one entry's data that storage accepts. */
+  readonly maxEntryBytes: number;
+  /** Bytes of a snapshot that storage accepts. */
+  readonly maxSnapshotBytes: number;
+  /** Bytes of proposals a leader holds uncommitted before refusing more (flow control). */
+  readonly maxUncommittedBytes: number;
+  /** Entry bytes in flight to one follower, unacknowledged. */
+  readonly maxInflightBytes: number;
+  // Peers.
+  /** Entry bytes one append message carries (one entry larger than this travels alone). */
+  readonly maxBytesPerMsg: number;
+  /** Bytes of one peer frame (a message and its envelope). */
+  readonly maxFrameBytes: number;
+  /** Bytes of a snapshot sent to a peer, in chunks. */
+  readonly maxAttachmentBytes: number;
+  // Sessions (docs/API.md, "Exactly-once writes").
+  /** Sequence numbers per client whose results are remembered. */
+  readonly sessionWindow: number;
+  /** Client sessions remembered. */
+  readonly maxSessions: number;
+}
+
+export const defaultLimits: Limits = {
+  maxKeyBytes: KiB,
+  maxValueBytes: MiB,
+  maxTxnOps: 128,
+  maxClientIdChars: 128,
+  maxRangeLimit: 100_000,
+  // A put of a key and a value at their limits in base64, with room to spare.
+  maxBodyBytes: 2 * MiB + 64 * KiB,
+  // Derived from the key and value limits by the server (`maxWriteEntryBytes`); this is the
+  // core's default for embedders that propose their own commands.
+  maxProposalBytes: MiB,
+  maxEntryBytes: 16 * MiB,
+  maxSnapshotBytes: 1024 * MiB,
+  maxUncommittedBytes: 64 * MiB,
+  maxInflightBytes: 64 * MiB,
+  maxBytesPerMsg: MiB,
+  maxFrameBytes: 16 * MiB,
+  maxAttachmentBytes: 1024 * MiB,
+  sessionWindow: 256,
+  maxSessions: 10_000,
+};
+
+/** The sizes of the encodings between the layers, given by the layers that own them. */
+export interface LimitEncodings {
+  /**
+   * The most bytes one put (a key and a value at their limits) or delete takes as a log entry:
+   * the command envelope with its other fields (the session's client id...) at their worst.
+   */
+  writeEntryBytes(
+    limits: Pick<Limits, 'maxKeyBytes' | 'maxValueBytes' | 'maxClientIdChars'>,
+  ): number;
+  /** Bytes a peer frame spends on an append beyond its entries' data: header, fields, entries'. */
+  readonly appendOverheadBytes: number;
+  /** Bytes of a put's JSON body beyond its key and value (in base64): fields, flags, session. */
+  readonly putBodyOverheadBytes: number;
+}
+
+/** A start-up refusal: two limits contradict each other. */
+export class LimitsError extends Error {
+  override readonly name = 'LimitsError';
+  readonly code = 'CONFIG_INVALID';
+  constructor(
+    /** The two limits in conflict, the smaller-than-it-must-be one second. */
+    readonly conflict: readonly [keyof Limits, keyof Limits],
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Bytes of `n` bytes in base64, as JSON carries binary keys and values. */
+export function base64Bytes(n: number): number {
+  return 4 * Math.ceil(n / 3);
+}
+
+/**
+ * Checks that every request the API accepts fits each layer below it; throws a LimitsError
+ * naming the first two limits in conflict. The relations, top to bottom:
+ *
+ *   maxKeyBytes, maxValueBytes  -> a put's body in base64       <= maxBodyBytes
+ *   maxKeyBytes, maxValueBytes  -> the command envelope         <= maxProposalBytes
+ *   maxProposalBytes                                            <= maxEntryBytes (storage)
+ *   maxProposalBytes, maxBytesPerMsg -> an append in a frame    <= maxFrameBytes
+ *   maxBytesPerMsg                                              <= maxUncommittedBytes
+ *   maxBytesPerMsg                                              <= maxInflightBytes
+ *   maxSnapshotBytes                                            <= maxAttachmentBytes
+ */
+export function checkLimits(l: Limits, enc: LimitEncodings): void {
+  for (const [name, v] of Object.entries(l) as [keyof Limits, number][]) {
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new LimitsError([name, name], `${name} must be a positive integer, got ${v}`);
+  }
+  const bodyBytes =
+    base64Bytes(l.maxKeyBytes) + base64Bytes(l.maxValueBytes) + enc.putBodyOverheadBytes;
+  if (bodyBytes > l.maxBodyBytes)
+    throw new LimitsError(
+      ['maxValueBytes', 'maxBodyBytes'],
+      `maxBodyBytes (${l.maxBodyBytes}) must hold a put of a key and a value at their limits ` +
+        `in base64: ${bodyBytes} bytes for maxKeyBytes ${l.maxKeyBytes} and maxValueBytes ${l.maxValueBytes}`,
+    );
+  const writeBytes = enc.writeEntryBytes(l);
+  if (writeBytes > l.maxProposalBytes)
+    throw new LimitsError(
+      ['maxValueBytes', 'maxProposalBytes'],
+      `maxProposalBytes (${l.maxProposalBytes}) must hold one write of a key and a value at ` +
+        `their limits: ${writeBytes} bytes as a log entry for maxKeyBytes ${l.maxKeyBytes} and maxValueBytes ${l.maxValueBytes}`,
+    );
+  if (l.maxProposalBytes > l.maxEntryBytes)
+    throw new LimitsError(
+      ['maxProposalBytes', 'maxEntryBytes'],
+      `maxEntryBytes (${l.maxEntryBytes}) is below maxProposalBytes (${l.maxProposalBytes}): ` +
+        'storage would refuse an entry the core accepted',
+    );
+  const appendBytes = Math.max(l.maxProposalBytes, l.maxBytesPerMsg) + enc.appendOverheadBytes;
+  if (appendBytes > l.maxFrameBytes) {
+    const larger = l.maxProposalBytes >= l.maxBytesPerMsg ? 'maxProposalBytes' : 'maxBytesPerMsg';
+    throw new LimitsError(
+      [larger, 'maxFrameBytes'],
+      `maxFrameBytes (${l.maxFrameBytes}) must hold an append of ${larger} (${l[larger]}) ` +
+        `and its ${enc.appendOverheadBytes} bytes of message fields: ${appendBytes} bytes`,
+    );
+  }
+  if (l.maxBytesPerMsg > l.maxUncommittedBytes)
+    throw new LimitsError(
+      ['maxBytesPerMsg', 'maxUncommittedBytes'],
+      `maxUncommittedBytes (${l.maxUncommittedBytes}) is below maxBytesPerMsg (${l.maxBytesPerMsg}): ` +
+        'a leader could not hold one full append uncommitted',
+    );
+  if (l.maxBytesPerMsg > l.maxInflightBytes)
+    throw new LimitsError(
+      ['maxBytesPerMsg', 'maxInflightBytes'],
+      `maxInflightBytes (${l.maxInflightBytes}) is below maxBytesPerMsg (${l.maxBytesPerMsg}): ` +
+        'a leader could not send one full append to a follower',
+    );
+  if (l.maxSnapshotBytes > l.maxAttachmentBytes)
+    throw new LimitsError(
+      ['maxSnapshotBytes', 'maxAttachmentBytes'],
+      `maxAttachmentBytes (${l.maxAttachmentBytes}) is below maxSnapshotBytes (${l.maxSnapshotBytes}): ` +
+        'a snapshot storage accepts could not be sent to a follower',
+    );
+}
+
+// The checks of a client's keys and values, written once: the API refuses a request with them
+// (a 4xx with a stable code), and the state machine decodes every stored command with them.
+
+export function checkKey(
+  key: Uint8Array,
+  limits: Pick<Limits, 'maxKeyBytes'>,
+  field = 'key',
+): Uint8Array {
+  if (key.length === 0) throw new FlotillaError('KEY_EMPTY', `"${field}" must not be empty`);
+  if (key.length > limits.maxKeyBytes)
+    throw new FlotillaError(
+      'KEY_TOO_LARGE',
+      `"${field}" is ${key.length} bytes; the limit is ${limits.maxKeyBytes}`,
+    );
+  return key;
+}
+
+export function checkValue(
+  value: Uint8Array,
+  limits: Pick<Limits, 'maxValueBytes'>,
+  field = 'value',
+): Uint8Array {
+  if (value.length > limits.maxValueBytes)
+    throw new FlotillaError(
+      'VALUE_TOO_LARGE',
+      `"${field}" is ${value.length} bytes; the limit is ${limits.maxValueBytes}`,
+    );
+  return value;
+}
+
+/** A write's log entry against the proposal limit: only a transaction can exceed it. */
+export function checkProposalBytes(bytes: number, limits: Pick<Limits, 'maxProposalBytes'>): void {
+  if (bytes > limits.maxProposalBytes)
+    throw new FlotillaError(
+      'TXN_TOO_LARGE',
+      `The transaction takes ${bytes} bytes in the log; one write holds at most ` +
+        `${limits.maxProposalBytes} (a key and a value at their limits): split it`,
+    );
+}
+
+export function checkClientId(clientId: string, limits: Pick<Limits, 'maxClientIdChars'>): string {
+  if (clientId.length === 0 || clientId.length > limits.maxClientIdChars)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"clientId" must have 1 to ${limits.maxClientIdChars} characters, got ${clientId.length}`,
+    );
+  return clientId;
+}
