@@ -2,8 +2,8 @@
 // Understandable Consensus Algorithm", 2014; Ongaro's thesis, 2014), as etcd-io/raft's raft.go
 // lays it out: the state of one node, the rules every role shares (terms, votes, role
 // transitions), and the role step functions installed by each become*, which live in
-// step-follower.ts, step-candidate.ts and step-leader.ts (with replicate.ts). RaftNode (node.ts) wraps it with
-// the public API and the Ready bookkeeping.
+// step-follower.ts, step-candidate.ts and step-leader.ts (with replicate.ts). RaftNode
+// (node.ts) wraps it with the public API and the Ready bookkeeping.
 //
 // Role changes swap behaviour rather than set flags: each become* installs the role's step and
 // tick functions, so `step` has no ladder over roles.
