@@ -4,6 +4,20 @@ export { RaftNode, type Status } from './node.js';
 export { resolveConfig, type RaftConfig, type RaftEvent, type ResolvedConfig } from './config.js';
 export { FlotillaError, AssertionError, assert, type ErrorCode, type Result } from './errors.js';
 export { createRng, Xoshiro128, type Rng } from './rng.js';
-export { majority, committedIndex, voteResult, hasQuorum, type VoteResult } from './quorum.js';
+export {
+  majority,
+  committedIndex,
+  voteResult,
+  hasQuorum,
+  simpleConfig,
+  isJoint,
+  jointVoters,
+  jointCommittedIndex,
+  jointVoteResult,
+  jointHasQuorum,
+  type VoteResult,
+  type MajorityConfig,
+  type JointConfig,
+} from './quorum.js';
 export type { ProgressState } from './progress.js';
 export * from './types.js';

@@ -1,13 +1,15 @@
 // The in-memory Raft log of one node: a snapshot boundary followed by contiguous entries, and
-// the three indexes that move through it:
+// the indexes that move through it:
 //
 //   snapshotIndex <= applied <= committed,   persisted <= lastIndex
 //
-// `persisted` is how far the caller has reported the log durable; `unstableFrom` is the first
-// entry not yet handed to the caller to persist. The whole log after the snapshot stays in
-// memory: the caller compacts it after taking state machine snapshots.
+// `persisted` is how far the caller has reported the log durable; the tail on its way there,
+// and a snapshot received from the leader, are tracked by UnstableTail (log-unstable.ts). The
+// whole log after the snapshot stays in memory: the caller compacts it after taking state
+// machine snapshots.
 
 import { assert } from './errors.js';
+import { UnstableTail } from './log-unstable.js';
 import type { Entry, Index, SnapshotMeta, Term } from './types.js';
 
 export class RaftLog {
@@ -19,10 +21,12 @@ export class RaftLog {
   committed: Index = 0;
   /** Entries up to here were handed out for applying (paper Figure 2 lastApplied). */
   applied: Index = 0;
+  private readonly unstable = new UnstableTail();
+
   /** Entries up to here are durable on this node. */
-  persisted: Index = 0;
-  /** The first index not yet handed to the caller in a Ready to persist. */
-  unstableFrom: Index = 1;
+  get persisted(): Index {
+    return this.unstable.persisted;
+  }
 
   restore(
     snapshot: SnapshotMeta | null,
@@ -41,8 +45,7 @@ export class RaftLog {
       );
       this.entries.push(e);
     }
-    this.persisted = this.lastIndex();
-    this.unstableFrom = this.lastIndex() + 1;
+    this.unstable.restore(this.lastIndex());
     this.committed = Math.min(Math.max(committed, this.snapshotIndex), this.lastIndex());
     this.applied = Math.min(Math.max(applied, this.snapshotIndex), this.committed);
   }
@@ -95,13 +98,13 @@ export class RaftLog {
    * The follower side of AppendEntries (paper Figure 2, receiver rules 2-4): if our log has
    * (prevIndex, prevTerm), drop any conflicting suffix and append what is new. Returns the
    * index of the last entry now known to match the leader, or -1 when the consistency check
-   * fails. Returns the truncation point through `onTruncate` when a suffix is dropped.
+   * fails. Reports the truncation point to `onTruncate` when a suffix is dropped.
    */
   maybeAppend(
     prevIndex: Index,
     prevTerm: Term,
     entries: readonly Entry[],
-    onTruncate: (from: Index) => void,
+    onTruncate?: (from: Index) => void,
   ): Index {
     if (!this.matchTerm(prevIndex, prevTerm)) return -1;
     const lastNew = prevIndex + entries.length;
@@ -120,7 +123,7 @@ export class RaftLog {
           `Cannot truncate committed entry ${e.index} (committed ${this.committed}, term ${ours} vs ${e.term})`,
         );
         this.truncateFrom(e.index);
-        onTruncate(e.index);
+        onTruncate?.(e.index);
         break;
       }
     }
@@ -130,8 +133,7 @@ export class RaftLog {
 
   private truncateFrom(index: Index): void {
     this.entries.length = index - this.snapshotIndex - 1;
-    this.persisted = Math.min(this.persisted, index - 1);
-    this.unstableFrom = Math.min(this.unstableFrom, index);
+    this.unstable.truncated(index);
   }
 
   /**
@@ -177,16 +179,40 @@ export class RaftLog {
     return bytes;
   }
 
-  /** Entries not yet handed out to persist; marks them handed out. */
-  takeUnstable(): Entry[] {
-    const from = Math.max(this.unstableFrom, this.snapshotIndex + 1);
-    const out = this.entries.slice(from - this.snapshotIndex - 1);
-    this.unstableFrom = this.lastIndex() + 1;
-    return out;
+  /** Entries not yet handed out to persist. */
+  unstableEntries(): Entry[] {
+    const from = Math.max(this.unstable.from, this.snapshotIndex + 1);
+    return this.entries.slice(from - this.snapshotIndex - 1);
   }
 
   hasUnstable(): boolean {
-    return this.unstableFrom <= this.lastIndex();
+    return this.unstable.from <= this.lastIndex();
+  }
+
+  /** A snapshot from the leader that the caller has not reported stored yet. */
+  unstableSnapshot(): SnapshotMeta | null {
+    return this.unstable.snapshot;
+  }
+
+  /** The snapshot went out in the outstanding Ready and is being stored. */
+  snapshotInProgress(): boolean {
+    return this.unstable.snapshotInProgress;
+  }
+
+  /** The unstable entries and snapshot went out in a Ready. */
+  acceptInProgress(): void {
+    this.unstable.acceptInProgress(this.lastIndex());
+  }
+
+  /** The caller wrote the entries it was handed up to `index`. */
+  stableTo(index: Index): void {
+    this.unstable.stableTo(index, this.lastIndex());
+  }
+
+  /** The caller stored and applied the snapshot it was handed. */
+  snapshotStored(meta: SnapshotMeta): void {
+    this.unstable.snapshotStored(meta);
+    this.applied = Math.max(this.applied, meta.index);
   }
 
   /** Committed, locally durable entries not yet handed out for applying, at most `max`. */
@@ -220,9 +246,8 @@ export class RaftLog {
     this.snapshotIndex = meta.index;
     this.snapshotTerm = meta.term;
     this.committed = meta.index;
-    this.unstableFrom = meta.index + 1;
     // `persisted` and `applied` move to the snapshot once the caller has stored and applied it.
-    this.persisted = Math.min(this.persisted, meta.index);
+    this.unstable.resetToSnapshot(meta);
     this.applied = Math.min(this.applied, meta.index);
   }
 }

@@ -153,7 +153,8 @@ function apply(log: RaftLog, m: Model, op: Op): void {
     case 'compact': {
       const target = Math.max(m.snapIndex, m.committed - op.back);
       log.applied = log.committed;
-      log.persisted = log.lastIndex();
+      log.acceptInProgress();
+      log.stableTo(log.lastIndex());
       log.compact(target);
       if (target > m.snapIndex) {
         m.snapTerm = m.term(target) as number;

@@ -1,0 +1,490 @@
+// The Raft consensus state machine of one node (Ongaro & Ousterhout, "In Search of an
+// Understandable Consensus Algorithm", 2014; Ongaro's thesis, 2014), as etcd-io/raft's raft.go
+// lays it out: the state of one node, the rules every role shares (terms, votes, role
+// transitions), and the role step functions installed by each become*, which live in
+// step-follower.ts, step-candidate.ts and step-leader.ts (with replicate.ts). RaftNode
+// (node.ts) wraps it with the public API and the Ready bookkeeping.
+//
+// Role changes swap behaviour rather than set flags: each become* installs the role's step and
+// tick functions, so `step` has no ladder over roles.
+//
+// Fields are public to the core's own modules; the class is not exported from the package.
+
+import type { RaftEvent, ResolvedConfig } from './config.js';
+import { assert } from './errors.js';
+import { RaftLog } from './log.js';
+import { simpleConfig } from './quorum.js';
+import { ReadOnly, type PendingRead } from './read-only.js';
+import { hup, stepCandidate } from './step-candidate.js';
+import { stepFollower } from './step-follower.js';
+import { broadcastAppend } from './replicate.js';
+import { stepLeader, tickHeartbeat } from './step-leader.js';
+import { ProgressTracker } from './tracker.js';
+import {
+  NONE,
+  type AppendResponse,
+  type HardState,
+  type Index,
+  type InitialState,
+  type Message,
+  type NodeId,
+  type Recovery,
+  type ReadState,
+  type Role,
+  type SoftState,
+  type Term,
+  type VoteRequest,
+} from './types.js';
+
+/**
+ * The rules a test may break on purpose (RaftNode's protected hooks, see
+ * test/sim/planted-bugs.test.ts). Each names the rule it stands for.
+ */
+export interface RaftHooks {
+  /** Paper §5.4.1: grant a vote only to a candidate whose log is at least as up to date. */
+  logIsUpToDate(lastIndex: Index, lastTerm: Term): boolean;
+  /** Paper §5.4.2: only entries of the leader's current term are committed by counting. */
+  mayCommitAt(index: Index): boolean;
+  /** A node that lost its data votes for nobody until it has caught up. */
+  withholdsVote(m: VoteRequest): boolean;
+  /** The follower says it lost entries it acknowledged (AppendResponse.lost). */
+  followerLostLog(m: AppendResponse, match: Index): boolean;
+  /** Votes and append acknowledgements promise durable state: they wait for the write. */
+  mustPersistBeforeSending(m: Message): boolean;
+}
+
+export type StepFn = (r: Raft, m: Message) => void;
+export type TickFn = (r: Raft) => void;
+
+export class Raft {
+  readonly id: NodeId;
+  readonly cfg: ResolvedConfig;
+  readonly hooks: RaftHooks;
+  readonly log = new RaftLog();
+  /** The configuration and, while leading, each member's progress; every quorum decision. */
+  readonly trk: ProgressTracker;
+  readonly readOnly: ReadOnly;
+
+  // Persistent state (paper Figure 2); reported in Ready.hardState when it changes.
+  term: Term = 0;
+  vote: NodeId = NONE;
+
+  role: Role = 'follower';
+  leader: NodeId = NONE;
+  recoveryState: Recovery;
+  /**
+   * While recovering: the commit index in the first append from this term's leader (-1 before
+   * it), and the highest one announced since that is above it (0 before one is). Recovery
+   * ends once our commit reaches the target (maybeFinishRecovery).
+   */
+  recoveryBaseline: Index = -1;
+  recoveryTarget: Index = 0;
+  stepRole: StepFn = stepFollower;
+  tickRole: TickFn = tickElection;
+
+  /** Ticks since the last election timeout reset (followers: since hearing from a leader). */
+  electionElapsed = 0;
+  heartbeatElapsed = 0;
+  /** Invariant: electionTicks <= randomizedElectionTimeout < 2 * electionTicks (paper §5.2). */
+  randomizedElectionTimeout = 0;
+
+  leadTransferee: NodeId = NONE;
+  /** Bytes of proposals appended by this leader and not yet committed. */
+  uncommittedBytes = 0;
+  /** Proposals arrived since the last Ready: appends go out in one batch per Ready. */
+  needsBroadcast = false;
+  /** The commit index advanced: followers learn it from the next Ready's appends. */
+  commitBroadcast = false;
+
+  // Output queues, drained by the next Ready.
+  msgs: Message[] = [];
+  msgsAfterPersist: Message[] = [];
+  readStates: ReadState[] = [];
+
+  /**
+   * `hooks` may not be called before the constructor returns: RaftNode's hooks read the Raft
+   * they are given to, which does not exist until then. Starting as a follower sends nothing.
+   */
+  constructor(
+    cfg: ResolvedConfig,
+    hooks: RaftHooks,
+    initial: InitialState | undefined,
+    recovery: Recovery,
+  ) {
+    this.cfg = cfg;
+    this.id = cfg.id;
+    this.hooks = hooks;
+    this.trk = new ProgressTracker(
+      simpleConfig(cfg.voters),
+      cfg.maxInflightMsgs,
+      cfg.maxInflightBytes,
+    );
+    this.readOnly = new ReadOnly(cfg.id);
+    if (initial !== undefined) {
+      this.term = initial.hardState.term;
+      this.vote = initial.hardState.vote;
+      this.log.restore(
+        initial.snapshot,
+        initial.entries,
+        initial.hardState.commit,
+        initial.applied,
+      );
+    }
+    this.recoveryState = recovery;
+    if (recovery === 'recovering') {
+      this.emit('recovery-started', NONE, 'data lost: no votes and no campaign until caught up');
+    }
+    this.becomeFollower(this.term, NONE, 'start');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Step: the rules every role shares (paper §5.1, thesis §9.6 and §6.2)
+
+  step(m: Message): void {
+    assert(m.to === this.id, `Message for node ${m.to} stepped into node ${this.id}`);
+    this.stepMessage(m);
+    if (this.recoveryState === 'recovering') this.maybeFinishRecovery();
+  }
+
+  private stepMessage(m: Message): void {
+    if (m.term > this.term) {
+      if (!this.stepHigherTerm(m)) return;
+    } else if (m.term < this.term) {
+      this.stepLowerTerm(m);
+      return;
+    }
+    if (m.type === 'vote' || m.type === 'pre-vote') {
+      this.handleVoteRequest(m);
+      return;
+    }
+    if (m.type === 'read-index-resp') {
+      // The leader of our term confirmed (or refused) a read we forwarded, whatever our role now.
+      this.readStates.push({ requestId: m.requestId, index: m.index, ok: m.ok });
+      return;
+    }
+    this.stepRole(this, m);
+  }
+
+  /** A message from a higher term. Returns whether to go on processing it. */
+  private stepHigherTerm(m: Message): boolean {
+    if (m.type === 'vote' || m.type === 'pre-vote') {
+      // Leader lease (thesis §6.2 with check-quorum): while we hear from a live leader, a
+      // disruptive server cannot depose it. A transfer explicitly asked for the election.
+      const inLease =
+        this.cfg.checkQuorum &&
+        this.leader !== NONE &&
+        this.electionElapsed < this.cfg.electionTicks;
+      if (inLease && !m.transfer) {
+        this.emit(
+          m.type === 'vote' ? 'vote-refused' : 'pre-vote-refused',
+          m.from,
+          `${m.type} in term ${m.term}: leader ${this.leader} is alive`,
+        );
+        return false;
+      }
+      // A pre-vote does not move our term: the candidate has not started a real election.
+      if (m.type === 'pre-vote') return true;
+      if (m.transfer && m.from === this.leadTransferee) {
+        // The target got our TimeoutNow and campaigns: the hand-off is done on our side.
+        this.emit('transfer-handed-off', m.from, `target campaigns in term ${m.term}`);
+        this.leadTransferee = NONE;
+      }
+      this.becomeFollower(m.term, NONE, `vote request from ${m.from} in term ${m.term}`);
+      return true;
+    }
+    if (m.type === 'pre-vote-resp' && m.granted) {
+      // Granted pre-votes carry the term we would campaign in; they do not move our term.
+      return true;
+    }
+    const leader =
+      m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot' ? m.from : NONE;
+    this.becomeFollower(m.term, leader, `${m.type} from ${m.from} in term ${m.term}`);
+    return true;
+  }
+
+  private stepLowerTerm(m: Message): void {
+    if (
+      (this.cfg.checkQuorum || this.cfg.preVote) &&
+      (m.type === 'append' || m.type === 'heartbeat')
+    ) {
+      // A deposed leader that cannot hear higher terms (because pre-vote or the lease kept
+      // them away) learns of our term from this answer and steps down.
+      this.send({
+        type: 'append-resp',
+        from: this.id,
+        to: m.from,
+        term: this.term,
+        success: false,
+        index: 0,
+        hintIndex: 0,
+        hintTerm: 0,
+        lost: false,
+        catchingUp: this.recoveryState === 'recovering',
+      });
+    } else if (m.type === 'pre-vote') {
+      this.send({
+        type: 'pre-vote-resp',
+        from: this.id,
+        to: m.from,
+        term: this.term,
+        granted: false,
+      });
+    } else if (m.type === 'read-index') {
+      this.refuseRead(m.from, m.requestId);
+    }
+    // Anything else from an old term is stale and ignored.
+  }
+
+  private handleVoteRequest(m: VoteRequest): void {
+    const respType = m.type === 'vote' ? 'vote-resp' : 'pre-vote-resp';
+    if (this.hooks.withholdsVote(m)) {
+      this.send({ type: respType, from: this.id, to: m.from, term: this.term, granted: false });
+      this.emit(
+        'vote-refused',
+        m.from,
+        `${m.type} for term ${m.term}: recovering lost data, not caught up with a leader yet`,
+      );
+      return;
+    }
+    // We may vote for the same candidate twice (a retried request), for anyone if we have not
+    // voted and know no leader, and pre-vote for any future term.
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === NONE && this.leader === NONE) ||
+      (m.type === 'pre-vote' && m.term > this.term);
+    const upToDate = this.hooks.logIsUpToDate(m.lastLogIndex, m.lastLogTerm);
+    if (canVote && upToDate) {
+      // A granted pre-vote answers in the term the candidate will use; a real vote is recorded.
+      this.send({ type: respType, from: this.id, to: m.from, term: m.term, granted: true });
+      if (m.type === 'vote') {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+      this.emit(
+        m.type === 'vote' ? 'vote-granted' : 'pre-vote-granted',
+        m.from,
+        `${m.type} for term ${m.term}`,
+      );
+      return;
+    }
+    this.send({ type: respType, from: this.id, to: m.from, term: this.term, granted: false });
+    this.emit(
+      m.type === 'vote' ? 'vote-refused' : 'pre-vote-refused',
+      m.from,
+      `${m.type} for term ${m.term}: ${this.refusalReason(m, canVote)}`,
+    );
+  }
+
+  /** Why handleVoteRequest refused `m`, in the terms of the rule that refused it. */
+  private refusalReason(m: VoteRequest, canVote: boolean): string {
+    if (canVote)
+      return `candidate log (${m.lastLogTerm}, ${m.lastLogIndex}) is behind ours (${this.log.lastTerm()}, ${this.log.lastIndex()})`;
+    if (m.type === 'pre-vote') {
+      // A pre-vote asks no vote of ours, only whether we would move past our term.
+      const bound = this.vote !== NONE ? `voted for ${this.vote}` : `follow leader ${this.leader}`;
+      return `that term is not past ours (${this.term}), in which we ${bound}`;
+    }
+    return this.vote !== NONE
+      ? `already voted for ${this.vote} in term ${this.term}`
+      : `following leader ${this.leader}`;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Role transitions
+
+  becomeFollower(term: Term, leader: NodeId, reason: string): void {
+    const wasLeader = this.role === 'leader';
+    this.reset(term);
+    this.role = 'follower';
+    this.leader = leader;
+    this.stepRole = stepFollower;
+    this.tickRole = tickElection;
+    if (wasLeader) this.emit('step-down', leader, reason);
+    this.emit('become-follower', leader, reason);
+  }
+
+  becomePreCandidate(): void {
+    assert(this.role !== 'leader', 'A leader cannot become a pre-candidate');
+    // Pre-vote (thesis §9.6) changes neither term nor vote: a partitioned node that keeps
+    // failing pre-votes never disrupts the cluster with a higher term when it rejoins.
+    this.trk.resetVotes();
+    this.role = 'pre-candidate';
+    this.leader = NONE;
+    this.stepRole = stepCandidate;
+    this.tickRole = tickElection;
+    this.emit('become-pre-candidate', NONE, 'election timeout');
+  }
+
+  becomeCandidate(reason: string): void {
+    assert(this.role !== 'leader', 'A leader cannot become a candidate');
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = 'candidate';
+    this.stepRole = stepCandidate;
+    this.tickRole = tickElection;
+    this.emit('become-candidate', NONE, reason);
+  }
+
+  becomeLeader(): void {
+    assert(this.role === 'candidate', `Only a candidate can become leader, not a ${this.role}`);
+    this.reset(this.term);
+    this.role = 'leader';
+    this.leader = this.id;
+    this.stepRole = stepLeader;
+    this.tickRole = tickHeartbeat;
+    const self = this.trk.get(this.id);
+    assert(self !== undefined, `Leader ${this.id} is not a voter`);
+    self.becomeReplicate();
+    self.maybeUpdate(this.log.persisted);
+    // The leader is in contact with itself: check-quorum counts it (and never clears it).
+    self.recentActive = true;
+    // A no-op entry of the new term lets earlier-term entries commit (§5.4.2) and marks the
+    // point after which ReadIndex is safe (§6.4).
+    this.log.append({
+      term: this.term,
+      index: this.log.lastIndex() + 1,
+      type: 'noop',
+      data: new Uint8Array(0),
+    });
+    this.emit('become-leader', NONE, 'won election');
+    broadcastAppend(this, true);
+  }
+
+  /** Resets the per-term volatile state. Moving to a new term clears the vote. */
+  private reset(term: Term): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = NONE;
+      this.recoveryBaseline = -1;
+      this.recoveryTarget = 0;
+    }
+    this.leader = NONE;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.resetRandomizedElectionTimeout();
+    this.trk.resetVotes();
+    this.abortTransfer('term or role changed');
+    this.uncommittedBytes = 0;
+    this.needsBroadcast = false;
+    this.commitBroadcast = false;
+    this.failPendingReads();
+    this.trk.resetProgress(this.log.lastIndex() + 1);
+  }
+
+  private resetRandomizedElectionTimeout(): void {
+    const e = this.cfg.electionTicks;
+    this.randomizedElectionTimeout = e + this.cfg.rng.int(e);
+  }
+
+  /** Puts a configuration in force (from a snapshot; membership changes will use it too). */
+  switchToConfig(voters: readonly NodeId[]): void {
+    this.trk.switchTo(simpleConfig(voters), this.log.lastIndex() + 1);
+  }
+
+  promotable(): boolean {
+    return this.trk.isVoter(this.id) && this.recoveryState !== 'recovering';
+  }
+
+  abortTransfer(reason: string): void {
+    if (this.leadTransferee === NONE) return;
+    this.emit('transfer-aborted', this.leadTransferee, reason);
+    this.leadTransferee = NONE;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // A node that lost its data (DESIGN.md, "A node that lost its data")
+
+  /**
+   * Recovery ends when this node holds the leader's log up to a commit index the leader
+   * reached after we started: one above the commit index of its first append to us. That
+   * commit was counted by a majority that excludes us (we count toward no quorum while
+   * recovering), after we lost our data. Such a majority shares a node with any majority that
+   * committed an entry or elected a leader in a higher term before then, and that node would
+   * have refused this leader's term; so no higher term committed anything, and every entry
+   * committed before we lost our data is at or below this leader's commit index (earlier
+   * terms: below its term's first entry; its own term: its commit only grows). Our vote can
+   * then no longer help elect a leader that lacks one. A leader whose commit index has not
+   * moved since may be a stale one that never learned of a newer term: we wait for it to
+   * commit (it appends a no-op for us, maybeCommitForRecovery).
+   */
+  maybeFinishRecovery(): void {
+    const c = this.log.committed;
+    if (this.leader === NONE || this.recoveryTarget === 0 || c < this.recoveryTarget) return;
+    this.recoveryState = 'none';
+    // We may have voted in this term before we lost our data: count that vote as the
+    // leader's, so this term gets no second vote from us.
+    if (this.vote === NONE) this.vote = this.leader;
+    this.emit(
+      'recovery-finished',
+      this.leader,
+      `caught up to commit ${c} of leader ${this.leader} in term ${this.term}`,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ReadIndex answers (the leader's side is in step-leader.ts)
+
+  /** Tells a node that forwarded a read that this node cannot serve it (not the leader). */
+  refuseRead(to: NodeId, requestId: number): void {
+    this.send({
+      type: 'read-index-resp',
+      from: this.id,
+      to,
+      term: this.term,
+      requestId,
+      ok: false,
+      index: 0,
+    });
+  }
+
+  answerRead(r: PendingRead, okay: boolean): void {
+    if (r.from === this.id) {
+      this.readStates.push({ requestId: r.requestId, index: r.index, ok: okay });
+    } else {
+      this.send({
+        type: 'read-index-resp',
+        from: this.id,
+        to: r.from,
+        term: this.term,
+        requestId: r.requestId,
+        ok: okay,
+        index: r.index,
+      });
+    }
+  }
+
+  private failPendingReads(): void {
+    const { pending, early } = this.readOnly.reset();
+    for (const r of pending) this.answerRead(r, false);
+    for (const r of early) this.answerRead({ ...r, index: 0, seq: 0 }, false);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Plumbing
+
+  send(m: Message): void {
+    if (this.hooks.mustPersistBeforeSending(m)) this.msgsAfterPersist.push(m);
+    else this.msgs.push(m);
+  }
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  softState(): SoftState {
+    return { leader: this.leader, role: this.role };
+  }
+
+  emit(kind: RaftEvent['kind'], peer: NodeId, reason: string): void {
+    this.cfg.onEvent?.({ kind, node: this.id, term: this.term, peer, reason });
+  }
+}
+
+/** A follower's or candidate's tick: campaign once the randomized election timeout passes. */
+export function tickElection(r: Raft): void {
+  r.electionElapsed++;
+  if (r.promotable() && r.electionElapsed >= r.randomizedElectionTimeout) {
+    r.electionElapsed = 0;
+    hup(r, false);
+  }
+}

@@ -1,0 +1,119 @@
+// The leader's queue of ReadIndex requests (thesis §6.4; etcd-io/raft's read_only.go).
+//
+// The leader numbers its heartbeat rounds (`seq`) and followers echo the number. A request
+// takes the number of the next round and the commit index at its arrival; it is safe to serve
+// once a quorum (the leader included) has echoed a number at least that large, because each of
+// those followers acknowledged this leader's term after the request arrived, so no newer leader
+// could have committed anything the read would miss. A round is sent at most once per Ready,
+// so a burst of requests costs one round.
+//
+// This module only keeps the queue; whether a set of acknowledgements is a quorum is the
+// tracker's decision, and answering is the leader's.
+
+import type { Index, NodeId } from './types.js';
+
+/** A request waiting at the leader for its heartbeat round to be acknowledged. */
+export interface PendingRead {
+  readonly requestId: number;
+  /** The node that asked (the leader itself for local reads). */
+  readonly from: NodeId;
+  /** The commit index when the request arrived: the read point, once confirmed. */
+  readonly index: Index;
+  /** The heartbeat round whose acknowledgement by a quorum confirms the request. */
+  readonly seq: number;
+}
+
+/** A request that arrived before the leader committed an entry of its own term. */
+export interface EarlyRead {
+  readonly requestId: number;
+  readonly from: NodeId;
+}
+
+export class ReadOnly {
+  private readonly self: NodeId;
+  /** The number of the last heartbeat round sent. */
+  seq = 0;
+  /** A request waits for a round that has not been sent yet. */
+  roundPending = false;
+  /** The highest round each follower has echoed in this term. */
+  private readonly acks = new Map<NodeId, number>();
+  /** Invariant: in arrival order, so seq never decreases along it. */
+  private pending: PendingRead[] = [];
+  private early: EarlyRead[] = [];
+
+  constructor(self: NodeId) {
+    this.self = self;
+  }
+
+  /** Queues a request confirmed by the next round, reading at `index`. */
+  add(requestId: number, from: NodeId, index: Index): void {
+    this.pending.push({ requestId, from, index, seq: this.seq + 1 });
+    this.roundPending = true;
+  }
+
+  /** Holds a request until the leader's commit index is of its own term. */
+  addEarly(requestId: number, from: NodeId): void {
+    this.early.push({ requestId, from });
+  }
+
+  hasEarly(): boolean {
+    return this.early.length > 0;
+  }
+
+  /** The held requests, removed: the leader has committed an entry of its term. */
+  takeEarly(): EarlyRead[] {
+    const out = this.early;
+    this.early = [];
+    return out;
+  }
+
+  /** A round goes out now: returns its number. */
+  startRound(): number {
+    this.seq++;
+    this.roundPending = false;
+    return this.seq;
+  }
+
+  /** `from` echoed round `seq`; returns whether that is news. */
+  recvAck(from: NodeId, seq: number): boolean {
+    if (seq <= (this.acks.get(from) ?? 0)) return false;
+    this.acks.set(from, seq);
+    return true;
+  }
+
+  /** Whether `id` has acknowledged round `seq`; the leader acknowledges its own rounds. */
+  acked(id: NodeId, seq: number): boolean {
+    return id === this.self || (this.acks.get(id) ?? 0) >= seq;
+  }
+
+  /**
+   * Removes and returns the requests now confirmed, oldest first. `confirmed(seq)` says
+   * whether round `seq` is acknowledged by a quorum; the first one that is not stops the
+   * scan, since later requests wait for the same round or a later one.
+   */
+  takeConfirmed(confirmed: (seq: number) => boolean): PendingRead[] {
+    let done = 0;
+    for (const r of this.pending) {
+      if (!confirmed(r.seq)) break;
+      done++;
+    }
+    if (done === 0) return [];
+    const out = this.pending.slice(0, done);
+    this.pending = this.pending.slice(done);
+    return out;
+  }
+
+  /**
+   * Empties the queue for a new term or role: returns the requests to refuse (those waiting
+   * for a round, then those held for the term's first commit) and forgets every
+   * acknowledgement. Round numbers keep growing across terms.
+   */
+  reset(): { pending: PendingRead[]; early: EarlyRead[] } {
+    const out = { pending: this.pending, early: this.early };
+    this.pending = [];
+    this.early = [];
+    this.roundPending = false;
+    this.acks.clear();
+    return out;
+  }
+}

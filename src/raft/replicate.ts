@@ -1,0 +1,100 @@
+// What the leader sends to keep followers' logs in step with its own (paper §5.3): appends
+// paced by each follower's Progress (probe, replicate, snapshot), snapshots for followers
+// behind the compacted prefix (§7), heartbeats that also number ReadIndex rounds, and the
+// TimeoutNow of a leadership transfer (thesis §3.10).
+
+import { assert } from './errors.js';
+import type { Progress } from './progress.js';
+import { isJoint } from './quorum.js';
+import type { Raft } from './raft.js';
+import type { AppendRequest, Entry, Heartbeat, NodeId, SnapshotMeta } from './types.js';
+
+export function broadcastAppend(r: Raft, sendIfEmpty: boolean): void {
+  for (const id of r.trk.voterIds()) {
+    if (id === r.id) continue;
+    // The first message may be empty (to carry the commit index); the rest fill the window.
+    let first = sendIfEmpty && (r.trk.get(id)?.sentCommit ?? 0) < r.log.committed;
+    while (sendAppend(r, id, first)) first = false;
+  }
+}
+
+/**
+ * Sends the next batch of entries to `to`, or a snapshot if they were compacted. Returns
+ * whether something was sent (callers loop to fill the inflight window).
+ */
+export function sendAppend(r: Raft, to: NodeId, sendIfEmpty: boolean): boolean {
+  const pr = r.trk.get(to);
+  if (pr === undefined || pr.isPaused()) return false;
+  const prevIndex = pr.next - 1;
+  const prevTerm = r.log.term(prevIndex);
+  if (prevTerm === undefined) return sendSnapshot(r, to, pr);
+  const entries = r.log.slice(pr.next, Infinity, r.cfg.maxEntriesPerMsg, r.cfg.maxBytesPerMsg);
+  if (entries.length === 0 && !sendIfEmpty) return false;
+  const msg: AppendRequest = {
+    type: 'append',
+    from: r.id,
+    to,
+    term: r.term,
+    prevIndex,
+    prevTerm,
+    entries,
+    commit: r.log.committed,
+  };
+  r.send(msg);
+  pr.sentCommit = msg.commit;
+  const n = entries.length;
+  if (n > 0) {
+    const last = (entries[n - 1] as Entry).index;
+    if (pr.state === 'replicate') {
+      pr.next = last + 1;
+      pr.inflights.add(last, bytesOf(entries));
+    } else {
+      pr.probeSent = true;
+    }
+  } else if (pr.state === 'probe') {
+    pr.probeSent = true;
+  }
+  return pr.state === 'replicate' && n > 0;
+}
+
+function sendSnapshot(r: Raft, to: NodeId, pr: Progress): boolean {
+  // A follower we have not heard from lately is probably down: do not ship it a snapshot.
+  if (!pr.recentActive) return false;
+  const voters = r.trk.config().voters;
+  // A snapshot records one voter set; carrying a joint configuration will need both halves.
+  assert(!isJoint(voters), 'Cannot send a snapshot of a joint configuration');
+  const snapshot: SnapshotMeta = {
+    index: r.log.snapshotIndex,
+    term: r.log.snapshotTerm,
+    voters: voters.incoming,
+  };
+  r.send({ type: 'snapshot', from: r.id, to, term: r.term, snapshot });
+  pr.becomeSnapshot(snapshot.index);
+  return false;
+}
+
+export function broadcastHeartbeat(r: Raft): void {
+  for (const id of r.trk.voterIds()) {
+    if (id === r.id) continue;
+    const pr = r.trk.get(id) as Progress;
+    const hb: Heartbeat = {
+      type: 'heartbeat',
+      from: r.id,
+      to: id,
+      term: r.term,
+      commit: Math.min(pr.match, r.log.committed),
+      seq: r.readOnly.seq,
+    };
+    r.send(hb);
+  }
+}
+
+export function sendTimeoutNow(r: Raft, to: NodeId): void {
+  r.send({ type: 'timeout-now', from: r.id, to, term: r.term });
+}
+
+function bytesOf(entries: readonly Entry[]): number {
+  let n = 0;
+  for (const e of entries) n += e.data.length;
+  return n;
+}

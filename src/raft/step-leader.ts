@@ -1,0 +1,292 @@
+// The leader: its step function and tick, proposals, leadership transfer, commitment, and the
+// leader's side of ReadIndex. Sending appends, snapshots and heartbeats is in replicate.ts.
+// Every count of voters goes through the tracker (tracker.ts).
+
+import { fail, ok, type Result } from './errors.js';
+import type { Progress } from './progress.js';
+import type { Raft } from './raft.js';
+import { broadcastAppend, broadcastHeartbeat, sendAppend, sendTimeoutNow } from './replicate.js';
+import {
+  NONE,
+  type AppendResponse,
+  type HeartbeatResponse,
+  type Index,
+  type Message,
+  type NodeId,
+  type Term,
+} from './types.js';
+
+export function stepLeader(r: Raft, m: Message): void {
+  switch (m.type) {
+    case 'append-resp':
+      handleAppendResponse(r, m);
+      return;
+    case 'heartbeat-resp':
+      handleHeartbeatResponse(r, m);
+      return;
+    case 'read-index':
+      leaderReadIndex(r, m.requestId, m.from);
+      return;
+    default:
+      return;
+  }
+}
+
+export function tickHeartbeat(r: Raft): void {
+  r.heartbeatElapsed++;
+  r.electionElapsed++;
+  for (const [id, pr] of r.trk.progress) if (id !== r.id) pr.silentTicks++;
+  if (r.electionElapsed >= r.cfg.electionTicks) {
+    r.electionElapsed = 0;
+    // Check-quorum (thesis §6.2): a leader cut off from a majority steps down, so clients
+    // stop waiting on it and a partitioned minority cannot keep a stale leader.
+    if (r.cfg.checkQuorum && !r.trk.quorumActive()) {
+      r.becomeFollower(r.term, NONE, 'check-quorum: no contact with a majority');
+      return;
+    }
+    for (const [id, pr] of r.trk.progress) {
+      if (id !== r.id) pr.recentActive = false;
+      // A snapshot that got no answer in a whole election timeout is retried.
+      if (pr.state === 'snapshot') pr.becomeProbe();
+    }
+    if (r.leadTransferee !== NONE) r.abortTransfer('timed out');
+  }
+  if (r.heartbeatElapsed >= r.cfg.heartbeatTicks) {
+    r.heartbeatElapsed = 0;
+    broadcastHeartbeat(r);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+/** Appends several commands at once; all or none are accepted. The caller checked the role. */
+export function propose(
+  r: Raft,
+  datas: readonly Uint8Array[],
+): Result<{ firstIndex: Index; term: Term }> {
+  if (r.leadTransferee !== NONE) {
+    return fail(
+      'TRANSFER_IN_PROGRESS',
+      `Leadership is being transferred to node ${r.leadTransferee}`,
+      r.leader,
+    );
+  }
+  let bytes = 0;
+  for (const d of datas) {
+    if (d.length > r.cfg.maxProposalBytes) {
+      return fail(
+        'PROPOSAL_TOO_LARGE',
+        `Proposal of ${d.length} bytes exceeds the limit of ${r.cfg.maxProposalBytes}`,
+      );
+    }
+    bytes += d.length;
+  }
+  // Flow control (etcd's MaxUncommittedEntriesSize): refuse rather than queue forever. An
+  // empty pipeline always accepts, so one large batch cannot wedge the leader.
+  if (r.uncommittedBytes > 0 && r.uncommittedBytes + bytes > r.cfg.maxUncommittedBytes) {
+    return fail(
+      'UNCOMMITTED_LIMIT',
+      `Leader holds ${r.uncommittedBytes} uncommitted bytes; ${bytes} more would exceed ${r.cfg.maxUncommittedBytes}`,
+      r.leader,
+    );
+  }
+  const firstIndex = r.log.lastIndex() + 1;
+  for (let i = 0; i < datas.length; i++) {
+    r.log.append({
+      term: r.term,
+      index: firstIndex + i,
+      type: 'normal',
+      data: datas[i] as Uint8Array,
+    });
+  }
+  r.uncommittedBytes += bytes;
+  r.needsBroadcast = true;
+  return ok({ firstIndex, term: r.term });
+}
+
+/** Hands leadership to `to` once it is caught up (thesis §3.10). The caller checked the role. */
+export function transferLeadership(r: Raft, to: NodeId): Result<void> {
+  if (to === r.id) return fail('INVALID_REQUEST', `Node ${to} already leads`);
+  if (!r.trk.isVoter(to)) return fail('UNKNOWN_NODE', `Node ${to} is not a voter`);
+  if (r.leadTransferee === to) return ok(undefined);
+  const pr = r.trk.get(to) as Progress;
+  // A target that has not answered within an election timeout is probably down: it would
+  // never take over, and proposals would be refused until the transfer timed out.
+  if (pr.silentTicks > r.cfg.electionTicks) {
+    const silence = Number.isFinite(pr.silentTicks)
+      ? `for ${pr.silentTicks} ticks`
+      : `since node ${r.id} became leader`;
+    return fail(
+      'PEER_INACTIVE',
+      `Node ${to} has not answered the leader ${silence} (election timeout ${r.cfg.electionTicks} ticks)`,
+      r.leader,
+    );
+  }
+  r.leadTransferee = to;
+  // The transfer must finish within one election timeout or it is aborted (tickHeartbeat).
+  r.electionElapsed = 0;
+  r.emit('transfer-started', to, 'requested');
+  if (pr.caughtUp(r.log.lastIndex())) sendTimeoutNow(r, to);
+  else sendAppend(r, to, true);
+  return ok(undefined);
+}
+
+/**
+ * The sends a Ready batches (DESIGN.md, "Batching inside the core"): one append per follower
+ * carrying every new entry and the latest commit index, and one heartbeat round for every
+ * ReadIndex request that arrived since the last.
+ */
+export function flushBatched(r: Raft): void {
+  if (r.needsBroadcast || r.commitBroadcast) broadcastAppend(r, r.commitBroadcast);
+  if (r.readOnly.roundPending) {
+    r.readOnly.startRound();
+    broadcastHeartbeat(r);
+  }
+}
+
+/** The leader's own write reached `persisted`: only now does it count itself (§10.2.1). */
+export function selfPersisted(r: Raft): void {
+  const self = r.trk.get(r.id) as Progress;
+  self.maybeUpdate(r.log.persisted);
+  if (maybeCommit(r)) r.commitBroadcast = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replication answers
+
+function handleAppendResponse(r: Raft, m: AppendResponse): void {
+  const pr = r.trk.get(m.from);
+  if (pr === undefined) return;
+  pr.markActive();
+  pr.catchingUp = m.catchingUp;
+  if (!m.success) {
+    // Translate the follower's hint into our log: the largest index <= hintIndex whose
+    // term is <= hintTerm, where our logs may agree (fast backtracking).
+    const probeFrom =
+      m.hintTerm > 0 ? r.log.findConflictByTerm(m.hintIndex, m.hintTerm).index : m.hintIndex;
+    if (m.hintIndex < pr.match) {
+      maybeFollowerLostLog(r, m, pr, probeFrom);
+      return;
+    }
+    if (pr.maybeDecrTo(m.index, probeFrom)) {
+      if (pr.state === 'replicate') pr.becomeProbe();
+      sendAppend(r, m.from, true);
+    }
+    return;
+  }
+  const wasPaused = pr.isPaused();
+  if (!pr.maybeUpdate(m.index)) {
+    if (wasPaused && !pr.isPaused()) sendAppend(r, m.from, false);
+    return;
+  }
+  if (pr.state === 'probe') pr.becomeReplicate();
+  else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
+    pr.becomeProbe();
+    pr.becomeReplicate();
+  } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
+
+  // A follower that was paused when the commit index last moved has not heard it but in
+  // heartbeats, which carry less (min(commit, match)); a follower recovering lost data waits
+  // for the whole of it. One append goes out even with no entries to carry it.
+  let sendIfEmpty = false;
+  if (pr.catchingUp) maybeCommitForRecovery(r, pr);
+  if (maybeCommit(r)) r.commitBroadcast = true;
+  else if (!r.commitBroadcast) sendIfEmpty = pr.sentCommit < r.log.committed;
+  while (sendAppend(r, m.from, sendIfEmpty)) sendIfEmpty = false;
+  if (m.from === r.leadTransferee && pr.caughtUp(r.log.lastIndex())) sendTimeoutNow(r, m.from);
+}
+
+/**
+ * A rejection hinting at a log shorter than what the follower acknowledged. Within one
+ * leader's term a follower never drops entries it acknowledged, so either it lost its data
+ * or the answer is older than the acknowledgement (a network that reorders). Only an answer
+ * to a heartbeat (`lost`) decides, since it cannot be older; an append rejection falls back
+ * to one probe (replicate state) or is ignored (probe state, where resending at once would
+ * spin: the follower rejects every probe above its log until the heartbeat says why).
+ */
+function maybeFollowerLostLog(r: Raft, m: AppendResponse, pr: Progress, probeFrom: Index): void {
+  if (r.hooks.followerLostLog(m, pr.match)) {
+    r.emit(
+      'follower-lost-log',
+      m.from,
+      `follower ${m.from} acknowledged index ${pr.match} but its log now ends at ${m.hintIndex}`,
+    );
+    pr.resetAfterLoss(probeFrom);
+    sendAppend(r, m.from, true);
+    return;
+  }
+  if (pr.state === 'replicate') {
+    pr.becomeProbe();
+    sendAppend(r, m.from, true);
+  }
+}
+
+/**
+ * A follower recovering lost data waits for us to commit something after it started
+ * (maybeFinishRecovery). In an idle cluster nothing would come, so once it holds our whole
+ * log we append a no-op, as at the start of a term. One at a time: not while our log holds
+ * anything uncommitted.
+ */
+function maybeCommitForRecovery(r: Raft, pr: Progress): void {
+  const last = r.log.lastIndex();
+  if (pr.match < last || r.log.committed < last || r.leadTransferee !== NONE) return;
+  r.log.append({ term: r.term, index: last + 1, type: 'noop', data: new Uint8Array(0) });
+  r.needsBroadcast = true;
+}
+
+/** Advances the commit index to what a quorum holds, if that entry is of our term. */
+function maybeCommit(r: Raft): boolean {
+  const index = r.trk.committed();
+  if (index <= r.log.committed || !r.hooks.mayCommitAt(index)) return false;
+  const before = r.log.committed;
+  r.log.commitTo(index);
+  r.uncommittedBytes = Math.max(0, r.uncommittedBytes - r.log.bytesBetween(before, index));
+  if (r.readOnly.hasEarly() && r.log.term(index) === r.term) {
+    for (const read of r.readOnly.takeEarly()) leaderReadIndex(r, read.requestId, read.from);
+  }
+  return true;
+}
+
+function handleHeartbeatResponse(r: Raft, m: HeartbeatResponse): void {
+  const pr = r.trk.get(m.from);
+  if (pr === undefined) return;
+  pr.markActive();
+  pr.catchingUp = m.catchingUp;
+  pr.probeSent = false;
+  if (pr.catchingUp) maybeCommitForRecovery(r, pr);
+  // A lagging follower that answers heartbeats may have lost appends (§5.3: the leader retries
+  // until every follower stores every entry). Free one inflight slot so a full window of lost
+  // messages cannot wedge replication, and send an append even if it carries nothing new: a
+  // follower missing its prevIndex rejects it, which moves it back to probing.
+  if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
+  if (pr.match < r.log.lastIndex()) sendAppend(r, m.from, true);
+  if (r.trk.countsInQuorum(m.from) && r.readOnly.recvAck(m.from, m.seq)) {
+    releaseConfirmedReads(r);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReadIndex (thesis §6.4; the queue is read-only.ts)
+
+export function leaderReadIndex(r: Raft, requestId: number, from: NodeId): void {
+  // Until an entry of this term commits, our commit index may lag what earlier leaders
+  // committed; answering now could return a stale read (the RedisRaft bug in REFERENCES.md).
+  if (r.log.term(r.log.committed) !== r.term) {
+    r.readOnly.addEarly(requestId, from);
+    return;
+  }
+  const index = r.log.committed;
+  if (r.trk.isSingleton(r.id)) {
+    r.answerRead({ requestId, from, index, seq: 0 }, true);
+    return;
+  }
+  r.readOnly.add(requestId, from, index);
+}
+
+function releaseConfirmedReads(r: Raft): void {
+  const confirmed = r.readOnly.takeConfirmed((seq) =>
+    r.trk.confirmedBy((id) => r.readOnly.acked(id, seq)),
+  );
+  for (const read of confirmed) r.answerRead(read, true);
+}
