@@ -392,7 +392,7 @@ export class RaftRuntime {
    */
   async close(handoffTimeoutMs = 2_000): Promise<void> {
     if (this.closed) return;
-    if (this.role === 'leader' && this.o.voters.length > 1 && this.fatal === null) {
+    if (this.role === 'leader' && this.node.status().voters.length > 1 && this.fatal === null) {
       await this.handOff(handoffTimeoutMs);
     }
     this.closed = true;
