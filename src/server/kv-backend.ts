@@ -78,12 +78,23 @@ export class KvStateMachine implements ApplyTarget {
   /** The most bytes `encode` hands out: maxWriteEnvelopeBytes of the limits. */
   readonly maxProposalBytes: number;
 
+  /** Yields to the event loop between snapshot slices. */
+  private readonly nextTurn: () => Promise<void>;
+
   constructor(
     private readonly limits: { readonly maxKeyBytes: number; readonly maxValueBytes: number },
-    sessionLimits: SessionLimits = defaultSessionLimits,
+    options: {
+      readonly sessionLimits?: SessionLimits;
+      /**
+       * How a snapshot's encoding yields between slices. Default: the next turn of the event
+       * loop (setImmediate); the simulator passes its own, which stays inside virtual time.
+       */
+      readonly nextTurn?: () => Promise<void>;
+    } = {},
   ) {
-    this.sessions = new SessionTable(sessionLimits);
+    this.sessions = new SessionTable(options.sessionLimits ?? defaultSessionLimits);
     this.maxProposalBytes = maxWriteEnvelopeBytes(limits);
+    this.nextTurn = options.nextTurn ?? eventLoopTurn;
   }
 
   revision(): number {
@@ -184,15 +195,19 @@ export class KvStateMachine implements ApplyTarget {
   async snapshot(): Promise<Uint8Array> {
     const kv = this.store.snapshotState();
     const sessions = this.sessions.save();
-    const kvChunks = await packSlices(kv.kvs);
-    const sessionChunks = await packSlices(sessions.sessions, (x) => 1 + x[3].length);
+    const kvChunks = await packSlices(kv.kvs, this.nextTurn);
+    const sessionChunks = await packSlices(
+      sessions.sessions,
+      this.nextTurn,
+      (x) => 1 + x[3].length,
+    );
     const header: SnapshotHeader = {
       revision: kv.revision,
       clockMs: sessions.clockMs,
       kvChunks: kvChunks.length,
       sessionChunks: sessionChunks.length,
     };
-    return joinFramed([packr.pack(header), ...kvChunks, ...sessionChunks]);
+    return joinFramed([packr.pack(header), ...kvChunks, ...sessionChunks], this.nextTurn);
   }
 
   restore(data: Uint8Array): void {
@@ -256,6 +271,7 @@ const COPY_BYTES_PER_TURN = 4 << 20;
  */
 async function packSlices<T>(
   records: readonly T[],
+  nextTurn: () => Promise<void>,
   weight: (record: T) => number = () => 1,
 ): Promise<Uint8Array[]> {
   const chunks: Uint8Array[] = [];
@@ -278,7 +294,10 @@ async function packSlices<T>(
  * Concatenates the frames, copying a few MB per turn: touching tens of MB of fresh memory at
  * once costs page faults enough to block for hundreds of milliseconds on a busy machine.
  */
-async function joinFramed(frames: readonly Uint8Array[]): Promise<Uint8Array> {
+async function joinFramed(
+  frames: readonly Uint8Array[],
+  nextTurn: () => Promise<void>,
+): Promise<Uint8Array> {
   let total = SNAPSHOT_MAGIC.length;
   for (const f of frames) total += 4 + f.length;
   const out = Buffer.allocUnsafe(total);
@@ -317,7 +336,7 @@ function splitFramed(data: Uint8Array): Uint8Array[] {
 }
 
 /** Lets timers and I/O (heartbeats, votes, client requests) run between slices. */
-function nextTurn(): Promise<void> {
+function eventLoopTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 

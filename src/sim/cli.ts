@@ -42,7 +42,7 @@ function report(r: SimResult): void {
   console.log(`  replay: ${r.replay}`);
 }
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   const program = new Command()
     .name('flotilla-sim')
     .description('Deterministic Raft cluster simulator: runs seeds and checks safety and liveness')
@@ -73,14 +73,14 @@ function main(argv: readonly string[]): number {
   return runRange(first, count, o);
 }
 
-function runRange(first: number, count: number, o: CliOptions): number {
+async function runRange(first: number, count: number, o: CliOptions): Promise<number> {
   const began = process.hrtime.bigint();
   let failed = 0;
   let events = 0;
   let lastProgress = began;
   for (let i = 0; i < count; i++) {
     const seed = first + i;
-    const r = runSeed({
+    const r = await runSeed({
       seed,
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
       ...(o.wipeEvery !== undefined ? { profile: { wipeEveryMs: o.wipeEvery } } : {}),
@@ -108,4 +108,4 @@ function runRange(first: number, count: number, o: CliOptions): number {
   return failed > 0 ? 1 : 0;
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

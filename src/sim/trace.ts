@@ -37,8 +37,8 @@ export function describeMessage(m: Message): string {
 
 export function describeEvent(ev: SimEvent): string {
   switch (ev.kind) {
-    case 'tick':
-    case 'persist':
+    case 'timer':
+    case 'disk':
       return `${ev.kind} n${ev.node}`;
     case 'restart':
       return `restart n${ev.node}`;

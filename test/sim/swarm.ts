@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { runSeed } from '../../src/sim/index.js';
 
 /** Runs seeds [start, start+count) with everything drawn from each seed. */
-export function runSwarmSlice(start: number, count: number): void {
+export async function runSwarmSlice(start: number, count: number): Promise<void> {
   const failures: string[] = [];
   let events = 0;
   for (let seed = start; seed < start + count; seed++) {
-    const r = runSeed({ seed });
+    const r = await runSeed({ seed });
     events += r.stats.events;
     if (!r.ok) {
       const v = r.violations[0];
