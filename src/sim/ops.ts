@@ -4,6 +4,7 @@
 
 import { Packr } from 'msgpackr';
 import type { KvStateMachine } from '../server/kv-backend.js';
+import { defaultSessionLimits, type SessionLimits } from '../server/sessions.js';
 
 /** One client write: client `c` sets key `k` to `v` as its `s`-th write. */
 export interface ClientWrite {
@@ -15,6 +16,13 @@ export interface ClientWrite {
 
 /** Small limits: the simulated keys and values are a few bytes. */
 export const SIM_KV_LIMITS = { maxKeyBytes: 64, maxValueBytes: 64 } as const;
+
+/**
+ * A simulated client has one write in flight, so a window of a few sequence numbers is as
+ * good as the default 256; it keeps each session's remembered results, which every snapshot
+ * packs, small (snapshots are taken every few entries in many seeds).
+ */
+export const SIM_SESSION_LIMITS: SessionLimits = { ...defaultSessionLimits, window: 8 };
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const encoder = new TextEncoder();
@@ -51,29 +59,18 @@ export function readValue(kv: KvStateMachine, key: string): string | undefined {
 }
 
 /**
- * The client write an entry carries, or null for anything else. Only the simulator's own
- * writes reach its logs, so anything not of their shape is reported by the caller.
+ * The client write an entry carries, or null for anything else. The client and sequence
+ * number are read from the value (`c<client>.<seq>`, unique to one write) rather than from the
+ * session, so a write encoded without its session is still recognised.
  */
 export function decodeWrite(data: Uint8Array): ClientWrite | null {
   const env = packr.unpack(data) as {
-    c?: unknown;
-    s?: unknown;
     x?: { success?: { key?: unknown; value?: unknown }[] };
   } | null;
   const put = env?.x?.success?.[0];
-  if (
-    typeof env?.c !== 'string' ||
-    !/^c\d+$/.test(env.c) ||
-    typeof env.s !== 'number' ||
-    !(put?.key instanceof Uint8Array) ||
-    !(put.value instanceof Uint8Array)
-  ) {
-    return null;
-  }
-  return {
-    c: Number(env.c.slice(1)),
-    s: env.s,
-    k: decoder.decode(put.key),
-    v: decoder.decode(put.value),
-  };
+  if (!(put?.key instanceof Uint8Array) || !(put.value instanceof Uint8Array)) return null;
+  const v = decoder.decode(put.value);
+  const m = /^c(\d+)\.(\d+)$/.exec(v);
+  if (m === null) return null;
+  return { c: Number(m[1]), s: Number(m[2]), k: decoder.decode(put.key), v };
 }

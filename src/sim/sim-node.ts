@@ -15,11 +15,11 @@ import {
   type Rng,
 } from '../raft/index.js';
 import type { ApplyTarget, Clock, RuntimeTransport } from '../server/contracts.js';
-import { KvStateMachine } from '../server/kv-backend.js';
+import type { KvStateMachine } from '../server/kv-backend.js';
 import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from '../server/runtime.js';
 import type { LogView } from './checker.js';
 import { SimError } from './errors.js';
-import { decodeWrite, SIM_KV_LIMITS, type ClientWrite } from './ops.js';
+import { decodeWrite, SIM_KV_LIMITS, SIM_SESSION_LIMITS, type ClientWrite } from './ops.js';
 import type { SimDisk } from './sim-storage.js';
 
 /** What a node needs from the simulation around it. */
@@ -64,6 +64,8 @@ export interface SimNodeOptions {
   >;
   readonly createNode: NodeFactory;
   readonly startRuntime: RuntimeFactory;
+  /** The state machine's class (tests pass a subclass with a planted bug). */
+  readonly stateMachine: typeof KvStateMachine;
   readonly disk: SimDisk;
   readonly seed: number;
   /** Virtual milliseconds per millisecond of this node's clock (clock drift). */
@@ -125,7 +127,8 @@ export class SimNode implements LogView {
   async start(): Promise<void> {
     const gen = this.gen;
     const host = this.opts.host;
-    const kv = new KvStateMachine(SIM_KV_LIMITS, {
+    const kv = new this.opts.stateMachine(SIM_KV_LIMITS, {
+      sessionLimits: SIM_SESSION_LIMITS,
       // Snapshot slices yield on a virtual 0 ms timer rather than a real event-loop turn.
       nextTurn: () => new Promise<void>((resolve) => this.later('timer', 0, resolve)),
     });

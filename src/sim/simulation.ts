@@ -18,6 +18,7 @@ import {
   type Rng,
 } from '../raft/index.js';
 import { ServerError } from '../server/errors.js';
+import { KvStateMachine } from '../server/kv-backend.js';
 import type { RuntimeEvent } from '../server/runtime.js';
 import { ClientChecker, SafetyChecker, type DiskView, type Violation } from './checker.js';
 import { SimError } from './errors.js';
@@ -47,6 +48,8 @@ export interface SimOptions {
   readonly createNode?: NodeFactory;
   /** Starts each node's runtime; tests pass RaftRuntime subclasses with planted bugs. */
   readonly startRuntime?: RuntimeFactory;
+  /** The state machine's class; tests pass a subclass with a planted bug. */
+  readonly stateMachine?: typeof KvStateMachine;
   /** Builds each node's disk (default: VirtualDiskStore). */
   readonly createDisk?: DiskFactory;
   /** Receives one line per event (the --verbose output). */
@@ -208,6 +211,7 @@ export class Simulation implements NodeHost, WorkloadHost {
           },
           createNode: options.createNode ?? defaultNodeFactory,
           startRuntime: options.startRuntime ?? defaultRuntimeFactory,
+          stateMachine: options.stateMachine ?? KvStateMachine,
           disk: createDisk(id),
           seed: root.int(0x100000000),
           clockScale,

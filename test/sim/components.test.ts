@@ -92,12 +92,14 @@ void test('storage writes land only when their completion runs; power loss drops
   pending.length = 0; // the node lost power: this completion never runs
   assert.equal(store.holds(2, 1), false);
   assert.deepEqual(
-    store.open({
-      later: () => undefined,
-      onEntry: () => undefined,
-      afterWrite: () => undefined,
-      onSnapshot: () => undefined,
-    }).initialState().entries,
+    store
+      .open({
+        later: () => undefined,
+        onEntry: () => undefined,
+        afterWrite: () => undefined,
+        onSnapshot: () => undefined,
+      })
+      .initialState().entries,
     [entry(1, 1)],
   );
   store.wipe();

@@ -12,6 +12,7 @@ import {
   PLANTED_BUGS,
   RUNTIME_BUGS,
   SAFETY_KINDS,
+  SESSION_BUG,
   type PlantedBug,
 } from './planted.js';
 
@@ -20,6 +21,10 @@ const SEED_BOUND = 400;
 async function assertCaught(bug: PlantedBug): Promise<void> {
   const caught = await findCaught(bug, 0, SEED_BOUND);
   assert.ok(caught !== null, `no violation in ${SEED_BOUND} seeds`);
+  if (bug.expect !== undefined) {
+    const kinds = caught.violations.map((v) => v.kind);
+    assert.ok(kinds.includes(bug.expect), `seed ${caught.seed} found ${kinds.join(', ')}`);
+  }
   const control = await runSeed({ seed: caught.seed, profile: bug.profile });
   const broken = control.violations.filter((v) => SAFETY_KINDS.has(v.kind));
   assert.deepEqual(broken, [], `the correct code also fails seed ${caught.seed}`);
@@ -32,6 +37,9 @@ for (const bug of PLANTED_BUGS) {
 for (const bug of RUNTIME_BUGS) {
   void test(`the simulator catches a runtime that ${bug.name}`, () => assertCaught(bug));
 }
+
+void test('the simulator catches a retried write applied twice (writes without sessions)', () =>
+  assertCaught(SESSION_BUG));
 
 void test('the simulator catches a leader that never notices a follower lost its log', async () => {
   let caught: number | null = null;

@@ -10,7 +10,7 @@ import {
   type VoteRequest,
 } from '../../src/raft/index.js';
 import { RaftRuntime } from '../../src/server/runtime.js';
-import type { ApplyResult } from '../../src/server/kv-backend.js';
+import { KvStateMachine, type ApplyResult } from '../../src/server/kv-backend.js';
 import {
   runSeed,
   type Profile,
@@ -76,6 +76,20 @@ export class RuntimeAcksBeforePersist extends RaftRuntime {
   }
 }
 
+/**
+ * Encodes every write without its client session, so the state machine cannot tell a retry
+ * from a new write (breaks exactly-once, thesis §6.3).
+ */
+export class ForgetsSessions extends KvStateMachine {
+  override encode(
+    txn: Parameters<KvStateMachine['encode']>[0],
+    _session: Parameters<KvStateMachine['encode']>[1],
+    timeMs: number,
+  ): Uint8Array {
+    return super.encode(txn, null, timeMs);
+  }
+}
+
 export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'election-safety',
   'log-matching',
@@ -90,8 +104,10 @@ export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
 export interface PlantedBug {
   readonly name: string;
   /** What the bug is planted in: the core or the runtime (the options that build it). */
-  readonly plant: Pick<SimOptions, 'createNode' | 'startRuntime'>;
+  readonly plant: Pick<SimOptions, 'createNode' | 'startRuntime' | 'stateMachine'>;
   readonly profile: Partial<Profile>;
+  /** The violation it must be caught by, when only one fits. */
+  readonly expect?: ViolationKind;
 }
 
 // Why these mixes: a stale-term log wins a vote only if it grew longer than the committed
@@ -174,11 +190,13 @@ export const RUNTIME_BUGS: readonly PlantedBug[] = [
   {
     name: 'acknowledges a write before it commits',
     plant: { startRuntime: (o) => AcknowledgesBeforeCommit.start(o) },
+    expect: 'early-ack',
     profile: { nodes: 3, clients: 2, readRatio: 0 },
   },
   {
     name: 'answers an append before its write is durable',
     plant: { startRuntime: (o) => RuntimeAcksBeforePersist.start(o) },
+    expect: 'committed-lost',
     profile: {
       nodes: 3,
       persistMaxMs: 25,
@@ -189,6 +207,14 @@ export const RUNTIME_BUGS: readonly PlantedBug[] = [
     },
   },
 ];
+
+/** Planted in the state machine: retries must meet lost answers, so timeouts come often. */
+export const SESSION_BUG: PlantedBug = {
+  name: 'state machine whose writes carry no session',
+  plant: { stateMachine: ForgetsSessions },
+  expect: 'exactly-once',
+  profile: { nodes: 3, clients: 4, thinkMs: 0, readRatio: 0, crashEveryMs: 150, dropRate: 0.1 },
+};
 
 /** Wipes with no other faults but the drawn ones: a missed lost log never catches up. */
 export const LOST_LOG_PROFILE: Partial<Profile> = { nodes: 3, wipeEveryMs: 300, snapshotEvery: 0 };
