@@ -272,9 +272,10 @@ export class ClientChecker {
 
   constructor(private readonly safety: SafetyChecker) {}
 
-  /** A write took effect at `index` (the first time any node applied that index). */
+  /** A write took effect at `index` on some node (each node that applies the index says so). */
   onWrite(w: WriteRecord, index: number): void {
     const earlier = this.effectiveAt.get(w.v);
+    if (earlier === index) return;
     if (earlier !== undefined) {
       this.safety.report(
         'exactly-once',

@@ -592,6 +592,8 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.checker.onCommit(node.id, rd.hardState.commit, (i) => raft.entry(i));
       this.stats.committed = this.checker.maxCommitted;
     }
+    // The runtime applies exactly these (no-ops included) before it takes the next Ready.
+    for (const e of rd.committedEntries) this.checker.onApply(node.id, e);
   }
 
   onPersist(_node: SimNode, entry: Entry): void {
@@ -621,7 +623,6 @@ export class Simulation implements NodeHost, WorkloadHost {
   }
 
   onApply(node: SimNode, entry: Entry, op: ClientWrite | null, effective: boolean): void {
-    const first = this.checker.onApply(node.id, entry);
     if (op === null) {
       this.checker.report(
         'core-failure',
@@ -629,7 +630,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       );
       return;
     }
-    if (first && effective) this.clients.onWrite(op, entry.index);
+    if (effective) this.clients.onWrite(op, entry.index);
   }
 
   onSnapshot(node: SimNode, index: number, image: Uint8Array): void {
