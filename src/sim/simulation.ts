@@ -20,101 +20,19 @@ import {
 import { ServerError } from '../server/errors.js';
 import { KvStateMachine } from '../server/kv-backend.js';
 import type { RuntimeEvent } from '../server/runtime.js';
-import { ClientChecker, SafetyChecker, type DiskView, type Violation } from './checker.js';
+import { ClientChecker, SafetyChecker, type DiskView } from './checker.js';
 import { SimError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { Workload, type WorkloadHost } from './workload.js';
 import { LinkTable } from './network.js';
 import type { ClientWrite } from './ops.js';
 import { drawProfile, type ClusterSize, type Profile } from './profile.js';
-import {
-  defaultNodeFactory,
-  defaultRuntimeFactory,
-  SimNode,
-  type NodeFactory,
-  type NodeHost,
-  type RuntimeFactory,
-} from './sim-node.js';
-import { virtualDisks, type DiskFactory } from './sim-storage.js';
+import { defaultNodeFactory, defaultRuntimeFactory, SimNode, type NodeHost } from './sim-node.js';
+import { virtualDisks } from './sim-storage.js';
 import { Trace } from './trace.js';
+import type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 
-export interface SimOptions {
-  readonly seed: number;
-  /** Overrides the drawn cluster size (the other draws stay as the seed made them). */
-  readonly nodes?: ClusterSize;
-  /** Overrides any drawn profile field (tests choose fault mixes with this). */
-  readonly profile?: Partial<Profile>;
-  /** Builds each node's core; tests pass subclasses with planted bugs. */
-  readonly createNode?: NodeFactory;
-  /** Starts each node's runtime; tests pass RaftRuntime subclasses with planted bugs. */
-  readonly startRuntime?: RuntimeFactory;
-  /** The state machine's class; tests pass a subclass with a planted bug. */
-  readonly stateMachine?: typeof KvStateMachine;
-  /** Builds each node's disk (default: VirtualDiskStore). */
-  readonly createDisk?: DiskFactory;
-  /** Receives one line per event (the --verbose output). */
-  readonly log?: (line: string) => void;
-  /** Keep the event trace in the result (determinism tests). */
-  readonly keepTrace?: boolean;
-  /** Hard bound on events; reaching it is a liveness violation. Default 400,000. */
-  readonly maxEvents?: number;
-}
-
-export interface SimStats {
-  events: number;
-  virtualMs: number;
-  messages: number;
-  dropped: number;
-  elections: number;
-  crashes: number;
-  wipes: number;
-  partitions: number;
-  snapshots: number;
-  committed: number;
-  writesDone: number;
-  /** Write attempts after the first (answers lost to timeouts, leader changes, crashes). */
-  retries: number;
-  readsOk: number;
-  readsFailed: number;
-}
-
-export interface SimResult {
-  readonly seed: number;
-  readonly ok: boolean;
-  readonly profile: Profile;
-  readonly violations: readonly Violation[];
-  readonly stats: SimStats;
-  /** FNV-1a hash of the event trace: equal for two runs of one seed. */
-  readonly traceHash: number;
-  readonly trace: readonly string[] | null;
-  /** A one-line command that replays this seed. */
-  readonly replay: string;
-}
-
-export type SimEvent =
-  /** A runtime timer (ticks, request timeouts) or a disk write completing, on one node. */
-  | {
-      readonly kind: 'timer' | 'disk';
-      readonly node: number;
-      readonly gen: number;
-      readonly id: number;
-    }
-  | {
-      readonly kind: 'deliver';
-      readonly msg: Message;
-      readonly attachment: Uint8Array | null;
-      /** The receiver's incarnation when sent: a crash loses what was in flight to it. */
-      readonly toGen: number;
-    }
-  | { readonly kind: 'crash' }
-  | { readonly kind: 'restart'; readonly node: number }
-  | { readonly kind: 'wipe' }
-  | { readonly kind: 'partition' }
-  | { readonly kind: 'heal' }
-  | { readonly kind: 'transfer' }
-  | { readonly kind: 'client'; readonly client: number; readonly token: number }
-  | { readonly kind: 'liveness' }
-  | { readonly kind: 'probe' };
+export type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 
 const DEFAULT_MAX_EVENTS = 400_000;
 /** Events between full pairwise log comparisons (the incremental checks run every event). */

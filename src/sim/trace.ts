@@ -2,7 +2,7 @@
 // one readable line per event for --verbose and for the determinism test.
 
 import type { Message } from '../raft/index.js';
-import type { SimEvent } from './simulation.js';
+import type { SimEvent } from './types.js';
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;

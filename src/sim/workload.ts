@@ -12,7 +12,7 @@ import type { ClientChecker, SafetyChecker } from './checker.js';
 import { encodeWrite, readValue, type ClientWrite } from './ops.js';
 import type { Profile } from './profile.js';
 import type { SimNode } from './sim-node.js';
-import type { SimEvent } from './simulation.js';
+import type { SimEvent } from './types.js';
 
 export interface WorkloadHost {
   readonly nowMs: number;
