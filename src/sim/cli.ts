@@ -6,7 +6,13 @@
 // Exit code 1 when any seed finds a violation, 2 on bad options.
 
 import { Command, InvalidArgumentError } from 'commander';
-import { describeProfile, runSeed, type ClusterSize, type SimResult } from './index.js';
+import {
+  describeProfile,
+  runSeed,
+  type ClusterSize,
+  type SimResult,
+  type SimStats,
+} from './index.js';
 
 const MAX_SEEDS = 10_000_000;
 
@@ -77,6 +83,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   const began = process.hrtime.bigint();
   let failed = 0;
   let events = 0;
+  const totals = new Map<keyof SimStats, number>();
   let lastProgress = began;
   for (let i = 0; i < count; i++) {
     const seed = first + i;
@@ -87,6 +94,8 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
       ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
     });
     events += r.stats.events;
+    for (const k of Object.keys(r.stats) as (keyof SimStats)[])
+      totals.set(k, (totals.get(k) ?? 0) + r.stats[k]);
     if (o.verbose === true) {
       console.log(`seed ${seed}: ${describeProfile(r.profile)}`);
       console.log(`  stats ${JSON.stringify(r.stats)}`);
@@ -104,6 +113,10 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   const secs = Number(process.hrtime.bigint() - began) / 1e9;
   console.log(
     `${count} seeds (${first}..${first + count - 1}), ${failed} failed, ${events} events in ${secs.toFixed(1)}s (${(count / secs).toFixed(1)} seeds/s)`,
+  );
+  const t = (k: keyof SimStats): number => totals.get(k) ?? 0;
+  console.log(
+    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}`,
   );
   return failed > 0 ? 1 : 0;
 }

@@ -81,6 +81,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     committed: 0,
     writesDone: 0,
     retries: 0,
+    deduped: 0,
     readsOk: 0,
     readsFailed: 0,
   };
@@ -549,6 +550,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       return;
     }
     if (effective) this.clients.onWrite(op, entry.index);
+    else this.stats.deduped++;
   }
 
   onSnapshot(node: SimNode, index: number, image: Uint8Array): void {

@@ -44,6 +44,8 @@ export interface SimStats {
   writesDone: number;
   /** Write attempts after the first (answers lost to timeouts, leader changes, crashes). */
   retries: number;
+  /** Applies of a write the session recognised as a retry, counted on every node. */
+  deduped: number;
   readsOk: number;
   readsFailed: number;
 }
