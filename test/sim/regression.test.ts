@@ -1,4 +1,8 @@
-// Seeds that found core bugs, replayed on every run so they stay fixed.
+// Seeds that found core bugs, replayed on every run so they stay fixed. Both were found by
+// the earlier harness, which ran its own copy of the Ready loop; since the simulator runs the
+// production runtime the same seeds draw the same profiles (maxInflightMsgs 1, snapshots on)
+// but no longer replay the same event sequence. The lost append is also pinned by the
+// transcript replicate-lost-append.txt; the second snapshot only by these seeds, loosely now.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
