@@ -14,6 +14,7 @@ export type ViolationKind =
   | 'stale-read'
   | 'exactly-once'
   | 'early-ack'
+  | 'linearizability'
   | 'liveness'
   | 'core-failure';
 

@@ -23,6 +23,7 @@ import type { RuntimeEvent } from '../server/runtime.js';
 import { ClientChecker, SafetyChecker, type DiskView } from './checker.js';
 import { SimError } from './errors.js';
 import { EventQueue } from './event-queue.js';
+import { ClientHistory } from './history.js';
 import { Workload, type WorkloadHost } from './workload.js';
 import { LinkTable } from './network.js';
 import type { ClientWrite } from './ops.js';
@@ -56,6 +57,7 @@ export class Simulation implements NodeHost, WorkloadHost {
   readonly nodes: SimNode[] = [];
   readonly checker = new SafetyChecker();
   readonly clients = new ClientChecker(this.checker);
+  readonly history = new ClientHistory();
   nowMs = 0;
   private readonly queue = new EventQueue<SimEvent>();
   private readonly links: LinkTable;
@@ -571,6 +573,12 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
       this.checker.checkDurable(this.diskViews());
       this.clients.finish();
+    }
+    if (this.checker.violations.length === 0) {
+      this.guard('history', () => {
+        const problem = this.history.check();
+        if (problem !== null) this.checker.report('linearizability', problem);
+      });
     }
     this.stats.virtualMs = this.nowMs;
     const violations = this.checker.violations;

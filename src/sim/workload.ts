@@ -9,6 +9,7 @@
 import type { Rng } from '../raft/index.js';
 import { ServerError } from '../server/errors.js';
 import type { ClientChecker, SafetyChecker } from './checker.js';
+import type { ClientHistory, OpHandle } from './history.js';
 import { encodeWrite, readValue, type ClientWrite } from './ops.js';
 import type { Profile } from './profile.js';
 import type { SimNode } from './sim-node.js';
@@ -18,6 +19,7 @@ export interface WorkloadHost {
   readonly nowMs: number;
   readonly checker: SafetyChecker;
   readonly clients: ClientChecker;
+  readonly history: ClientHistory;
   schedule(delayMs: number, event: SimEvent): void;
   upNodes(): SimNode[];
   count(what: 'writesDone' | 'readsOk' | 'readsFailed' | 'retries'): void;
@@ -28,6 +30,7 @@ export interface WorkloadHost {
 interface PendingWrite {
   readonly kind: 'write';
   readonly write: ClientWrite;
+  readonly recorded: OpHandle;
   attempts: number;
 }
 
@@ -35,6 +38,7 @@ interface PendingRead {
   readonly kind: 'read';
   readonly key: string;
   readonly askedCommit: number;
+  readonly recorded: OpHandle;
 }
 
 interface Client {
@@ -140,7 +144,8 @@ export class Workload {
     }
     c.seq++;
     const write: ClientWrite = { c: c.id, s: c.seq, k: key, v: `c${c.id}.${c.seq}` };
-    const pending: PendingWrite = { kind: 'write', write, attempts: 0 };
+    const recorded = this.host.history.invokeWrite(c.id, key, write.v, this.host.nowMs);
+    const pending: PendingWrite = { kind: 'write', write, recorded, attempts: 0 };
     c.op = pending;
     this.attemptWrite(c, pending);
   }
@@ -170,6 +175,7 @@ export class Workload {
           // As the backend answers: an error result (a stale session) throws here.
           kv.toWriteResult(result, () => ({ revision: 0, memberId: node.id, raftTerm: 0 }));
           this.host.clients.onAck(c.id, w.write);
+          this.host.history.ok(w.recorded, this.host.nowMs);
           this.host.count('writesDone');
           this.opDone(c);
         });
@@ -197,7 +203,8 @@ export class Workload {
     }
     const node = up[this.rng.int(up.length)] as SimNode;
     const askedCommit = this.host.checker.maxCommitted;
-    c.op = { kind: 'read', key, askedCommit };
+    const recorded = this.host.history.invokeRead(c.id, key, this.host.nowMs);
+    c.op = { kind: 'read', key, askedCommit, recorded };
     const token = ++c.token;
     c.servedBy = node.id;
     const kv = node.kv;
@@ -207,6 +214,7 @@ export class Workload {
         this.guard(() => {
           const value = readValue(kv, key);
           this.host.clients.onRead({ node: node.id, key, value, askedCommit });
+          this.host.history.ok(recorded, this.host.nowMs, value ?? null);
           this.finishRead(c, true);
         });
       },
@@ -229,6 +237,7 @@ export class Workload {
   }
 
   private finishRead(c: Client, ok: boolean): void {
+    if (!ok && c.op?.kind === 'read') this.host.history.fail(c.op.recorded, this.host.nowMs);
     this.host.count(ok ? 'readsOk' : 'readsFailed');
     this.opDone(c);
   }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Entry } from '../../src/raft/index.js';
 import { ClientChecker, SafetyChecker, type LogView } from '../../src/sim/index.js';
+import { ClientHistory } from '../../src/sim/history.js';
 
 const enc = new TextEncoder();
 
@@ -162,4 +163,23 @@ void test('early acknowledgement: a write acknowledged before any node applied i
   assert.deepEqual(kinds(c), []);
   r.onAck(1, w('k', 'c1.2', 2));
   assert.deepEqual(kinds(c), ['early-ack']);
+});
+
+void test('client history: a read that misses a write acknowledged before it began', () => {
+  const h = new ClientHistory();
+  const w1 = h.invokeWrite(1, 'k', 'c1.1', 0);
+  h.ok(w1, 10);
+  const w2 = h.invokeWrite(1, 'k', 'c1.2', 20);
+  h.ok(w2, 30);
+  const r1 = h.invokeRead(2, 'k', 25); // concurrent with the second write: either value fits
+  h.ok(r1, 28, 'c1.1');
+  const lost = h.invokeRead(3, 'k', 5);
+  h.fail(lost, 50); // failed reads constrain nothing
+  const pending = h.invokeWrite(2, 'k', 'c2.1', 60); // never answered: unknown
+  assert.equal(h.size, 5);
+  assert.equal(h.check(), null);
+  const stale = h.invokeRead(4, 'k', 40);
+  h.ok(stale, 45, 'c1.1');
+  assert.match(h.check() ?? '', /Not linearizable: key "k"/);
+  assert.equal(pending, 4);
 });

@@ -99,6 +99,7 @@ export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'stale-read',
   'exactly-once',
   'early-ack',
+  'linearizability',
 ]);
 
 export interface PlantedBug {
