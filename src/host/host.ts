@@ -57,7 +57,12 @@ export class Host implements AsyncDisposable {
    * Starts a group on `storage` (which the host now owns and will close) with `stateMachine`.
    * Refused if the group runs already or the host is closing.
    */
-  async addGroup(group: GroupId, g: GroupOptions): Promise<RaftRuntime> {
+  async addGroup(
+    group: GroupId,
+    g: GroupOptions,
+    /** What builds the runtime: a subclass only in tests (the simulator's planted bugs). */
+    runtime: Pick<typeof RaftRuntime, 'start'> = RaftRuntime,
+  ): Promise<RaftRuntime> {
     if (!Number.isSafeInteger(group) || group < 0)
       throw new RangeError(`A group id is a non-negative integer, got ${group}`);
     if (this.closed) throw new Error(`Host ${this.o.id} is closed`);
@@ -65,7 +70,7 @@ export class Host implements AsyncDisposable {
       throw new Error(`Group ${group} already runs on host ${this.o.id}`);
     this.adding.add(group);
     try {
-      const rt = await RaftRuntime.start({
+      const rt = await runtime.start({
         ...g,
         id: this.o.id,
         group,

@@ -69,6 +69,12 @@ export interface RuntimeOptions {
    * twice in a node's life.
    */
   readonly storeRecovery?: (recovery: Recovery) => void;
+  /**
+   * Builds the core from its configuration. Default `new RaftNode(config)`; the simulator
+   * passes one that keeps a reference for its checkers (and, in tests, a core with a planted
+   * bug).
+   */
+  readonly createNode?: (config: RaftConfig) => RaftNode;
 }
 
 export type RuntimeEvent =
@@ -149,7 +155,7 @@ export class RaftRuntime {
   /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
   private readonly incomingSnapshots = new Map<number, Uint8Array>();
 
-  private constructor(
+  protected constructor(
     private readonly o: RuntimeOptions,
     initialSnapshot: { meta: SnapshotMeta; data: Uint8Array } | null,
   ) {
@@ -171,7 +177,7 @@ export class RaftRuntime {
     this.syncedHard = initial.hardState;
     // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
     this.applied = this.lastSnapshotIndex;
-    this.node = new RaftNode({
+    this.node = (o.createNode ?? ((c: RaftConfig) => new RaftNode(c)))({
       ...o.raft,
       id: o.id,
       voters: o.voters,
@@ -190,7 +196,8 @@ export class RaftRuntime {
   static async start(o: RuntimeOptions): Promise<RaftRuntime> {
     const snapshot = await o.storage.loadSnapshot();
     if (snapshot !== null) await o.stateMachine.restore(snapshotChunks(snapshot.data));
-    const rt = new RaftRuntime(o, snapshot);
+    // `this`, so that a subclass (the simulator's planted bugs) starts as itself.
+    const rt = new this(o, snapshot);
     rt.running = true;
     // A single-voter cluster elects itself at once rather than after a timeout.
     if (o.voters.length === 1 && o.voters[0] === o.id) rt.node.campaign();
@@ -539,6 +546,8 @@ export class RaftRuntime {
     if (rd.committedEntries.length > 0) this.applyEntries(rd.committedEntries);
     for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
     if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
+    for (const m of rd.messagesAfterPersist)
+      if (!this.mustPersistBeforeSending(m)) this.sendMessage(m);
     if (rd.entries.length > 0 || this.hardStateNeedsSync(rd.hardState)) {
       const started = this.o.clock.nowMs();
       await this.o.storage.persist(rd.entries, rd.hardState);
@@ -548,8 +557,38 @@ export class RaftRuntime {
         entries: rd.entries.length,
         durationMs: this.o.clock.nowMs() - started,
       });
+      for (const e of rd.entries) this.maybeAnswerEarly(e);
     }
-    for (const m of rd.messagesAfterPersist) this.sendMessage(m);
+    for (const m of rd.messagesAfterPersist)
+      if (this.mustPersistBeforeSending(m)) this.sendMessage(m);
+  }
+
+  /**
+   * Votes and append acknowledgements promise that what they acknowledge is durable (Figure
+   * 2): always true. A hook so the simulator's tests can plant a runtime that answers first.
+   */
+  protected mustPersistBeforeSending(_m: Message): boolean {
+    return true;
+  }
+
+  /**
+   * A result to answer `entry`'s proposer with once this node's own write of it is durable,
+   * before it commits: always null, since durable here is not committed (§5.3: the leader
+   * answers once the entry is committed and applied). A hook so the simulator's tests can
+   * plant a runtime that acknowledges early.
+   */
+  protected earlyAnswer(_entry: Entry): { readonly result: unknown } | null {
+    return null;
+  }
+
+  private maybeAnswerEarly(e: Entry): void {
+    const w = this.proposals.get(e.index);
+    if (w === undefined || w.term !== e.term) return;
+    const early = this.earlyAnswer(e);
+    if (early === null) return;
+    this.proposals.delete(e.index);
+    this.settle(w);
+    w.resolve(early.result);
   }
 
   /**

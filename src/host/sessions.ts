@@ -118,6 +118,19 @@ export class SessionTable {
     return this.sessions.size;
   }
 
+  /** The session clock: the latest leader time seen. */
+  clockNow(): number {
+    return this.clockMs;
+  }
+
+  has(clientId: string): boolean {
+    return this.sessions.has(clientId);
+  }
+
+  get maxSessions(): number {
+    return this.limits.maxSessions;
+  }
+
   /** Plain data for snapshots (results must be serialisable by the caller's codec). */
   save(): { clockMs: number; sessions: [string, number, number, [number, unknown][]][] } {
     return {
@@ -170,6 +183,7 @@ export class SessionMachine implements StateMachine {
     // a command of a client already in it, whose check must see the earlier one recorded.
     let run: { at: number; command: Command; client: string; seq: number }[] = [];
     const inRun = new Set<string>();
+    let newInRun = 0;
     const flush = (): void => {
       if (run.length === 0) return;
       const out = this.inner.apply(run.map((r) => r.command));
@@ -179,6 +193,7 @@ export class SessionMachine implements StateMachine {
       });
       run = [];
       inRun.clear();
+      newInRun = 0;
     };
     commands.forEach((c, at) => {
       let env;
@@ -192,7 +207,17 @@ export class SessionMachine implements StateMachine {
         );
         return;
       }
-      if (env.client !== '' && inRun.has(env.client)) flush();
+      // A run must end wherever applying it whole could differ from applying its commands one
+      // at a time, or replicas that batch differently would diverge: before a second command of
+      // a client in it (its check must see the first recorded); before the session clock moves
+      // (a record takes the clock's value, and a tick expires sessions); and once the sessions
+      // the run will add would evict one (a later check must not see an evicted session).
+      if (
+        (env.client !== '' && inRun.has(env.client)) ||
+        env.timeMs > this.table.clockNow() ||
+        this.table.size() + newInRun > this.table.maxSessions
+      )
+        flush();
       this.table.tick(env.timeMs);
       if (env.client !== '') {
         const check = this.table.check(env.client, env.seq);
@@ -210,6 +235,7 @@ export class SessionMachine implements StateMachine {
           return;
         }
         inRun.add(env.client);
+        if (!this.table.has(env.client)) newInRun++;
       }
       run.push({
         at,

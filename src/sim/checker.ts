@@ -12,6 +12,9 @@ export type ViolationKind =
   | 'state-machine-safety'
   | 'committed-lost'
   | 'stale-read'
+  | 'exactly-once'
+  | 'early-ack'
+  | 'linearizability'
   | 'liveness'
   | 'core-failure';
 
@@ -235,7 +238,7 @@ export class SafetyChecker {
   }
 }
 
-/** A completed ReadIndex read, as the read checker needs it. */
+/** A completed ReadIndex read, as the client checker needs it. */
 export interface ReadRecord {
   readonly node: number;
   readonly key: string;
@@ -244,27 +247,60 @@ export interface ReadRecord {
   readonly askedCommit: number;
 }
 
+/** A client write as the client checker identifies it: its value is unique to it. */
+export interface WriteRecord {
+  readonly c: number;
+  readonly s: number;
+  readonly k: string;
+  readonly v: string;
+}
+
 /**
- * Linearizable reads (thesis §6.4): a read may not return a value older than a write that
- * committed before the read was asked. Writes are identified by their unique values and placed
- * by the index at which they took effect.
+ * What clients were told, against what the replicated state machine did. Writes are
+ * identified by their unique values and placed by the index at which they took effect.
+ *
+ * - Linearizable reads (thesis §6.4): a read may not return a value older than a write that
+ *   committed before the read was asked.
+ * - Exactly once (thesis §6.3): a write retried after its answer was lost takes effect once.
+ * - Acknowledged means committed (§5.3): a client told its write succeeded must find it
+ *   already applied, hence committed; an acknowledgement given earlier can be lost with the
+ *   leader that gave it.
  */
-export class ReadChecker {
+export class ClientChecker {
   private readonly effectiveAt = new Map<string, number>();
   private readonly writesByKey = new Map<string, number[]>();
   private readonly completed: ReadRecord[] = [];
 
   constructor(private readonly safety: SafetyChecker) {}
 
-  /** A write took effect at `index` (the first time any node applied that index). */
-  onWrite(key: string, value: string, index: number): void {
-    this.effectiveAt.set(value, index);
-    let list = this.writesByKey.get(key);
+  /** A write took effect at `index` on some node (each node that applies the index says so). */
+  onWrite(w: WriteRecord, index: number): void {
+    const earlier = this.effectiveAt.get(w.v);
+    if (earlier === index) return;
+    if (earlier !== undefined) {
+      this.safety.report(
+        'exactly-once',
+        `client ${w.c} write #${w.s} (${w.k}=${w.v}) took effect at ${earlier} and again at ${index}`,
+      );
+      return;
+    }
+    this.effectiveAt.set(w.v, index);
+    let list = this.writesByKey.get(w.k);
     if (list === undefined) {
       list = [];
-      this.writesByKey.set(key, list);
+      this.writesByKey.set(w.k, list);
     }
     list.push(index);
+  }
+
+  /** The client was told `w` succeeded. */
+  onAck(c: number, w: WriteRecord): void {
+    if (!this.effectiveAt.has(w.v)) {
+      this.safety.report(
+        'early-ack',
+        `client ${c} was told write #${w.s} (${w.k}=${w.v}) succeeded, but no node has applied it`,
+      );
+    }
   }
 
   onRead(read: ReadRecord): void {

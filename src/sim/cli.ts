@@ -6,7 +6,13 @@
 // Exit code 1 when any seed finds a violation, 2 on bad options.
 
 import { Command, InvalidArgumentError } from 'commander';
-import { describeProfile, runSeed, type ClusterSize, type SimResult } from './index.js';
+import {
+  describeProfile,
+  runSeed,
+  type ClusterSize,
+  type SimResult,
+  type SimStats,
+} from './index.js';
 
 const MAX_SEEDS = 10_000_000;
 
@@ -42,7 +48,7 @@ function report(r: SimResult): void {
   console.log(`  replay: ${r.replay}`);
 }
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   const program = new Command()
     .name('flotilla-sim')
     .description('Deterministic Raft cluster simulator: runs seeds and checks safety and liveness')
@@ -73,20 +79,23 @@ function main(argv: readonly string[]): number {
   return runRange(first, count, o);
 }
 
-function runRange(first: number, count: number, o: CliOptions): number {
+async function runRange(first: number, count: number, o: CliOptions): Promise<number> {
   const began = process.hrtime.bigint();
   let failed = 0;
   let events = 0;
+  const totals = new Map<keyof SimStats, number>();
   let lastProgress = began;
   for (let i = 0; i < count; i++) {
     const seed = first + i;
-    const r = runSeed({
+    const r = await runSeed({
       seed,
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
       ...(o.wipeEvery !== undefined ? { profile: { wipeEveryMs: o.wipeEvery } } : {}),
       ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
     });
     events += r.stats.events;
+    for (const k of Object.keys(r.stats) as (keyof SimStats)[])
+      totals.set(k, (totals.get(k) ?? 0) + r.stats[k]);
     if (o.verbose === true) {
       console.log(`seed ${seed}: ${describeProfile(r.profile)}`);
       console.log(`  stats ${JSON.stringify(r.stats)}`);
@@ -105,7 +114,11 @@ function runRange(first: number, count: number, o: CliOptions): number {
   console.log(
     `${count} seeds (${first}..${first + count - 1}), ${failed} failed, ${events} events in ${secs.toFixed(1)}s (${(count / secs).toFixed(1)} seeds/s)`,
   );
+  const t = (k: keyof SimStats): number => totals.get(k) ?? 0;
+  console.log(
+    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}`,
+  );
   return failed > 0 ? 1 : 0;
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

@@ -1,15 +1,8 @@
-// A virtual disk: only what a node finished persisting survives a crash. A write is the whole
-// of one Ready (snapshot, entries, hard state) and is atomic, as a WAL record batch guarded by
+// A virtual disk: only what a node finished persisting survives a crash. A write (one
+// GroupStorage.persist: entries and hard state) is atomic, as a WAL record batch guarded by
 // a checksum would be: either all of it is durable or none of it is.
 
-import type {
-  Entry,
-  HardState,
-  InitialState,
-  Ready,
-  Recovery,
-  SnapshotMeta,
-} from '../raft/index.js';
+import type { Entry, HardState, InitialState, Recovery, SnapshotMeta } from '../raft/index.js';
 import { SimError } from './errors.js';
 
 export interface StoredSnapshot {
@@ -74,21 +67,10 @@ export class VirtualDisk {
     return this.termAt(index) === term;
   }
 
-  /** Makes one Ready durable (Ready doc comment, step 2). */
-  write(rd: Ready, snapshot: StoredSnapshot | null, onEntry: OverwriteHook): void {
-    if (rd.snapshot !== null) {
-      if (snapshot === null || snapshot.meta.index !== rd.snapshot.index) {
-        throw new SimError(
-          'HARNESS',
-          `Ready carries snapshot ${rd.snapshot.index} but its bytes were not received`,
-        );
-      }
-      // An installed snapshot replaces the whole log (paper §7).
-      this.snap = snapshot;
-      this.entries = [];
-    }
-    if (rd.entries.length > 0) this.appendEntries(rd.entries, onEntry);
-    if (rd.hardState !== null) this.hardState = rd.hardState;
+  /** Makes one write durable: entries (replacing a stored suffix) and the hard state. */
+  persist(entries: readonly Entry[], hardState: HardState | null, onEntry: OverwriteHook): void {
+    if (entries.length > 0) this.appendEntries(entries, onEntry);
+    if (hardState !== null) this.hardState = hardState;
   }
 
   private appendEntries(entries: readonly Entry[], onEntry: OverwriteHook): void {
@@ -110,17 +92,19 @@ export class VirtualDisk {
     }
   }
 
-  /** Stores a snapshot the node took itself and drops the entries it covers. */
+  /**
+   * Stores a snapshot, taken here or received from a leader. If the log holds the snapshot's
+   * last entry the entries it covers are dropped and the rest kept; otherwise the snapshot
+   * replaces the whole log (paper §7). One older than the stored one is ignored.
+   */
   saveSnapshot(snapshot: StoredSnapshot): void {
     const index = snapshot.meta.index;
     if (index <= this.snapshotIndex()) return;
-    if (index > this.lastIndex()) {
-      throw new SimError(
-        'HARNESS',
-        `Cannot snapshot at ${index}: the disk only holds entries up to ${this.lastIndex()}`,
-      );
+    if (this.termAt(index) === snapshot.meta.term) {
+      this.entries = this.entries.slice(index - this.snapshotIndex());
+    } else {
+      this.entries = [];
     }
-    this.entries = this.entries.slice(index - this.snapshotIndex());
     this.snap = snapshot;
   }
 

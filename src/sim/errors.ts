@@ -4,10 +4,6 @@
 export type SimErrorCode =
   /** A command-line or programmatic option is out of range. */
   | 'INVALID_OPTION'
-  /** An entry's bytes are not a key/value operation the state machine understands. */
-  | 'BAD_OPERATION'
-  /** Snapshot bytes do not decode to a state machine image. */
-  | 'BAD_SNAPSHOT'
   /** The harness was asked to do something its model forbids (a bug in the simulator). */
   | 'HARNESS';
 

@@ -17,13 +17,21 @@ export {
 } from './profile.js';
 export {
   SafetyChecker,
-  ReadChecker,
+  ClientChecker,
   entryKey,
   type DiskView,
   type LogView,
   type ReadRecord,
+  type WriteRecord,
   type Violation,
   type ViolationKind,
 } from './checker.js';
 export { SimError, type SimErrorCode } from './errors.js';
-export type { NodeFactory } from './sim-node.js';
+export type { NodeFactory, RuntimeFactory } from './sim-node.js';
+export {
+  VirtualDiskStore,
+  virtualDisks,
+  type DiskFactory,
+  type DiskIo,
+  type SimDisk,
+} from './sim-storage.js';

@@ -18,7 +18,7 @@ export interface Profile {
   readonly maxInflightMsgs: number;
   // Timing.
   readonly tickMs: number;
-  /** Each node's tick period is tickMs scaled by up to +-this fraction (clock drift). */
+  /** Each node's clock runs up to +-this fraction slow or fast against virtual time (drift). */
   readonly tickSkew: number;
   readonly delayMinMs: number;
   readonly delayMaxMs: number;

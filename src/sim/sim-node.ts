@@ -1,285 +1,302 @@
-// One simulated server: a RaftNode driven through the Ready loop exactly as the Ready doc
-// comment orders it, a virtual disk that survives crashes, and the key/value state machine.
-// The persist step takes virtual time; a crash while it runs loses the write.
+// One simulated server: the production host and RaftRuntime driving the production key-value
+// state machine inside the exactly-once session layer, reached through the production
+// key-value service, on a virtual clock, a simulated network and a simulated disk. Everything asynchronous in it completes from an event in the simulator's
+// queue (a timer, a disk write, a delivery), so a seed replays exactly. A crash abandons the
+// host without closing it: its timers and disk completions are dropped, its promises never
+// settle, and a new host and runtime start from what the disk kept.
 
 import {
   createRng,
+  RaftNode,
   type Entry,
   type Message,
   type RaftConfig,
-  type RaftEvent,
-  type RaftNode,
   type Ready,
   type Rng,
 } from '../raft/index.js';
+import {
+  isRefusal,
+  type Clock,
+  type GroupId,
+  type HostTransport,
+  type StateMachine,
+} from '../host/contracts.js';
+import { Host } from '../host/host.js';
+import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from '../host/runtime.js';
+import { SessionMachine } from '../host/sessions.js';
+import { KvStateMachine } from '../kv/machine.js';
+import { KvService } from '../server/kv-service.js';
 import type { LogView } from './checker.js';
-import { VirtualDisk, type StoredSnapshot } from './disk.js';
 import { SimError } from './errors.js';
-import { decodeOp, KvStateMachine, type KvOp } from './kv.js';
+import { decodeWrite, SIM_KV_LIMITS, SIM_SESSION_LIMITS, type ClientWrite } from './ops.js';
+import type { SimDisk } from './sim-storage.js';
 
 /** What a node needs from the simulation around it. */
 export interface NodeHost {
-  /** Sends a message; `snapshot` carries the bytes of a `snapshot` message. */
-  send(from: number, m: Message, snapshot: StoredSnapshot | null): void;
-  /** Schedules completePersist(gen) after the virtual write latency. */
-  schedulePersist(node: SimNode): void;
-  onEvent(event: RaftEvent): void;
-  onReady(node: SimNode, rd: Ready): void;
+  readonly nowMs: number;
+  /** Schedules `node`'s callback `id` after `delayMs` of virtual time. */
+  scheduleCallback(node: SimNode, kind: 'timer' | 'disk', delayMs: number, id: number): void;
+  /** Virtual latency of the next disk write. */
+  diskLatencyMs(): number;
+  /** Sends a message; `attachment` carries the bytes of a `snapshot` message. */
+  send(from: number, m: Message, attachment: Uint8Array | null): void;
+  onRuntimeEvent(node: SimNode, event: RuntimeEvent): void;
+  onReady(node: SimNode, raft: RaftNode, rd: Ready): void;
   /** A write is about to store `entry`; `afterPersist` follows once the write landed. */
   onPersist(node: SimNode, entry: Entry): void;
   afterPersist(node: SimNode): void;
-  /** An entry was applied; `op` is its operation (null for no-ops) and whether it took effect. */
-  onApply(node: SimNode, entry: Entry, op: KvOp | null, effective: boolean): void;
+  /** An entry was applied; `op` is the write it carries and whether it took effect. */
+  onApply(node: SimNode, entry: Entry, op: ClientWrite | null, effective: boolean): void;
   onSnapshot(node: SimNode, index: number, image: Uint8Array): void;
-  /** A ReadIndex read finished: `value` is only meaningful when `ok`. */
-  onReadDone(node: SimNode, requestId: number, ok: boolean, value: string | undefined): void;
+  /** Reports a failure of the harness or of the code under test found off the event path. */
+  fail(what: string, err: unknown): void;
 }
-
-/** Bound on snapshot images a node holds between receiving and installing one. */
-const MAX_RECEIVED_SNAPSHOTS = 8;
 
 export type NodeFactory = (config: RaftConfig) => RaftNode;
+export type RuntimeFactory = (options: RuntimeOptions) => Promise<RaftRuntime>;
 
-/** A read this node is serving: asked, then (after its ReadState) waiting for apply. */
-interface NodeRead {
-  readonly key: string;
-  index: number;
-}
+/** The key-value store's group: the only one the simulated nodes run. */
+export const SIM_GROUP: GroupId = 0;
 
 export interface SimNodeOptions {
   readonly id: number;
   readonly voters: readonly number[];
-  readonly config: Omit<RaftConfig, 'id' | 'voters' | 'rng' | 'initial' | 'onEvent'>;
-  readonly factory: NodeFactory;
+  readonly runtime: Omit<
+    RuntimeOptions,
+    | 'id'
+    | 'group'
+    | 'voters'
+    | 'storage'
+    | 'send'
+    | 'stateMachine'
+    | 'clock'
+    | 'rng'
+    | 'onEvent'
+    | 'storeRecovery'
+    | 'createNode'
+  >;
+  readonly createNode: NodeFactory;
+  readonly startRuntime: RuntimeFactory;
+  readonly disk: SimDisk;
   readonly seed: number;
-  readonly snapshotEvery: number;
+  /** Virtual milliseconds per millisecond of this node's clock (clock drift). */
+  readonly clockScale: number;
   readonly host: NodeHost;
 }
 
 export class SimNode implements LogView {
   readonly id: number;
-  readonly disk = new VirtualDisk();
+  readonly disk: SimDisk;
   /** Incarnation: bumped by every crash so events of a dead incarnation are ignored. */
   gen = 0;
+  /** Whether a runtime is running (started and not crashed). */
   up = false;
-  role = 'follower';
-  leaderHint = 0;
-  private raftNode: RaftNode | null = null;
-  private sm = new KvStateMachine();
-  private persisting: Ready | null = null;
-  private appliedIndex = 0;
-  private appliedTerm = 0;
-  /** The newest snapshot this node can send: its own or one received from a leader. */
-  private latest: StoredSnapshot | null = null;
-  /**
-   * Snapshot bytes received with `snapshot` messages, by index, until a Ready installs one.
-   * Several may arrive (duplicates, retries, stale ones the core ignores) while a write is in
-   * progress, so the Ready's snapshot is looked up by index rather than taken as the last one.
-   */
-  private readonly received = new Map<number, StoredSnapshot>();
-  private readonly reads = new Map<number, NodeRead>();
+  private rt: RaftRuntime | null = null;
+  private core: RaftNode | null = null;
+  private sm: KvStateMachine | null = null;
+  private svc: KvService | null = null;
+  private handler: ((m: Message, attachment: Uint8Array | null, group: GroupId) => void) | null =
+    null;
+  /** Timer and disk completions of the current incarnation, by id. */
+  private readonly callbacks = new Map<number, () => void>();
+  private nextCallbackId = 1;
   private readonly seeds: Rng;
+  readonly clock: Clock;
 
   constructor(private readonly opts: SimNodeOptions) {
     this.id = opts.id;
+    this.disk = opts.disk;
     this.seeds = createRng(opts.seed);
+    const host = opts.host;
+    this.clock = {
+      nowMs: () => host.nowMs / opts.clockScale,
+      setTimeout: (fn, ms) => this.later('timer', Math.max(0, ms) * opts.clockScale, fn),
+      clearTimeout: (handle) => {
+        if (typeof handle === 'number') this.callbacks.delete(handle);
+      },
+    };
   }
 
+  get runtime(): RaftRuntime {
+    if (this.rt === null) throw new SimError('HARNESS', `node ${this.id} is down`);
+    return this.rt;
+  }
+
+  /** The runtime's core, read (never stepped) by the checkers. */
   get raft(): RaftNode {
-    if (this.raftNode === null) throw new SimError('HARNESS', `node ${this.id} is down`);
-    return this.raftNode;
+    if (this.core === null) throw new SimError('HARNESS', `node ${this.id} is down`);
+    return this.core;
   }
 
-  /** Boots (or reboots) from whatever the disk holds. */
-  start(): void {
-    const initial = this.disk.initialState();
-    const snap = this.disk.snapshot();
-    this.raftNode = this.opts.factory({
-      ...this.opts.config,
+  get kv(): KvStateMachine {
+    if (this.sm === null) throw new SimError('HARNESS', `node ${this.id} is down`);
+    return this.sm;
+  }
+
+  /** The write and read path the HTTP routes use (src/server/kv-service.ts). */
+  get service(): KvService {
+    if (this.svc === null) throw new SimError('HARNESS', `node ${this.id} is down`);
+    return this.svc;
+  }
+
+  /**
+   * Boots (or reboots) the production runtime over whatever the disk holds, as node.ts does:
+   * the recovery flag comes from the identity file, and the runtime writes it back.
+   */
+  async start(): Promise<void> {
+    const gen = this.gen;
+    const host = this.opts.host;
+    const kv = new KvStateMachine(SIM_KV_LIMITS);
+    const recovery = this.disk.recovery;
+    let core: RaftNode | null = null;
+    // One host per incarnation, as one per process: its ticker runs on this node's clock.
+    const nodeHost = new Host({
       id: this.id,
-      voters: this.opts.voters,
-      rng: createRng(this.seeds.int(0x100000000)),
-      initial,
-      ...(this.disk.recovery === null ? {} : { recovery: this.disk.recovery }),
-      onEvent: (e) => this.opts.host.onEvent(e),
+      transport: this.transport(),
+      clock: this.clock,
+      ...(this.opts.runtime.tickMs === undefined ? {} : { tickMs: this.opts.runtime.tickMs }),
+      onEvent: (_group, e) => host.onRuntimeEvent(this, e),
     });
-    this.sm = snap === null ? new KvStateMachine() : KvStateMachine.decode(snap.bytes);
-    this.appliedIndex = snap?.meta.index ?? 0;
-    this.appliedTerm = snap?.meta.term ?? 0;
-    this.latest = snap;
-    this.received.clear();
-    this.persisting = null;
-    this.role = 'follower';
-    this.leaderHint = 0;
+    const { tickMs: _tickMs, ...groupOptions } = this.opts.runtime;
+    const rt = await nodeHost.addGroup(
+      SIM_GROUP,
+      {
+        ...groupOptions,
+        raft: { ...this.opts.runtime.raft, ...(recovery === null ? {} : { recovery }) },
+        voters: this.opts.voters,
+        storage: this.disk.open({
+          later: (done) => this.later('disk', host.diskLatencyMs(), done),
+          onEntry: (e) => host.onPersist(this, e),
+          afterWrite: () => host.afterPersist(this),
+          onSnapshot: (meta, data) => host.onSnapshot(this, meta.index, data),
+        }),
+        stateMachine: this.observe(new SessionMachine(kv, SIM_SESSION_LIMITS), kv),
+        rng: createRng(this.seeds.int(0x100000000)),
+        storeRecovery: (r) => {
+          this.disk.recovery = r;
+        },
+        createNode: (config) => (core = this.createCore(config)),
+      },
+      { start: this.opts.startRuntime },
+    );
+    if (gen !== this.gen) return; // lost power while starting: this host is abandoned
+    this.rt = rt;
+    this.core = core;
+    this.sm = kv;
+    this.svc = new KvService(rt, kv, SIM_KV_LIMITS, this.clock);
     this.up = true;
   }
 
-  /** Power loss: memory, the write in progress and the reads being served are gone. */
-  crash(): number[] {
+  /** Power loss: memory, timers, writes in progress and requests being served are gone. */
+  crash(): void {
     this.gen++;
     this.up = false;
-    this.raftNode = null;
-    this.persisting = null;
-    const lost = [...this.reads.keys()];
-    this.reads.clear();
-    return lost;
+    this.rt = null;
+    this.core = null;
+    this.sm = null;
+    this.svc = null;
+    this.handler = null;
+    this.callbacks.clear();
+    this.disk.crash();
+  }
+
+  /** Runs callback `id` of incarnation `gen`; false when it is stale or was cancelled. */
+  fire(gen: number, id: number): boolean {
+    if (gen !== this.gen) return false;
+    const fn = this.callbacks.get(id);
+    if (fn === undefined) return false;
+    this.callbacks.delete(id);
+    fn();
+    return true;
+  }
+
+  /** Whether callback `id` of incarnation `gen` would still run. */
+  pending(gen: number, id: number): boolean {
+    return gen === this.gen && this.callbacks.has(id);
+  }
+
+  deliver(m: Message, attachment: Uint8Array | null): void {
+    this.handler?.(m, attachment, SIM_GROUP);
   }
 
   // LogView (read by the checkers).
   get firstIndex(): number {
-    return this.raftNode?.status().firstIndex ?? 1;
+    return this.core?.status().firstIndex ?? 1;
   }
   get lastIndex(): number {
-    return this.raftNode?.status().lastIndex ?? 0;
+    return this.core?.status().lastIndex ?? 0;
   }
   termAt(index: number): number | undefined {
-    return this.raftNode?.entry(index)?.term;
+    return this.core?.entry(index)?.term;
   }
   entryAt(index: number): Entry | undefined {
-    return this.raftNode?.entry(index);
+    return this.core?.entry(index);
   }
 
-  deliver(m: Message, snapshot: StoredSnapshot | null): void {
-    // The receiving side stores the bytes before stepping the message (core API contract).
-    if (snapshot !== null) this.keepReceived(snapshot);
-    this.raft.step(m);
-    this.pump();
+  private later(kind: 'timer' | 'disk', delayMs: number, fn: () => void): number {
+    const id = this.nextCallbackId++;
+    this.callbacks.set(id, fn);
+    this.opts.host.scheduleCallback(this, kind, delayMs, id);
+    return id;
   }
 
-  /** Asks for a linearizable read of `key`; false when the node refused at once. */
-  read(requestId: number, key: string): boolean {
-    const r = this.raft.readIndex(requestId);
-    if (!r.ok) return false;
-    this.reads.set(requestId, { key, index: -1 });
-    this.pump();
-    return true;
-  }
-
-  forgetRead(requestId: number): void {
-    this.reads.delete(requestId);
-  }
-
-  /** Ready loop, first half: take a Ready, send `messages`, start the write. */
-  pump(): void {
-    if (!this.up || this.persisting !== null) return;
-    const raft = this.raft;
-    if (!raft.hasReady()) return;
-    const rd = raft.ready();
-    if (rd.softState !== null) {
-      this.role = rd.softState.role;
-      this.leaderHint = rd.softState.leader;
-    }
-    this.opts.host.onReady(this, rd);
-    for (const m of rd.messages) this.send(m);
-    this.persisting = rd;
-    this.opts.host.schedulePersist(this);
-  }
-
-  /** Ready loop, second half, once the write is durable. */
-  completePersist(gen: number): void {
-    const rd = this.persisting;
-    if (gen !== this.gen || rd === null) return;
-    this.persisting = null;
-    const snap = rd.snapshot === null ? null : (this.received.get(rd.snapshot.index) ?? null);
-    if (rd.recovery !== null) this.disk.recovery = rd.recovery;
-    this.disk.write(rd, snap, (e) => this.opts.host.onPersist(this, e));
-    this.opts.host.afterPersist(this);
-    for (const m of rd.messagesAfterPersist) this.send(m);
-    if (snap !== null) this.installSnapshot(snap);
-    for (const e of rd.committedEntries) this.apply(e);
-    for (const rs of rd.readStates) {
-      const read = this.reads.get(rs.requestId);
-      if (read === undefined) continue;
-      if (!rs.ok) this.finishRead(rs.requestId, false);
-      else read.index = rs.index;
-    }
-    this.raft.advance(rd);
-    this.serveReads();
-    this.maybeSnapshot();
-    this.pump();
-  }
-
-  private send(m: Message): void {
-    if (m.type !== 'snapshot') {
-      this.opts.host.send(this.id, m, null);
-      return;
-    }
-    // The sending side attaches its newest snapshot's bytes (core API contract). The message
-    // may name an older snapshot: it was queued while a write was in progress and the node
-    // compacted further before this Ready. The newer image covers only committed entries,
-    // so it is sent under its own name instead.
-    const s = this.latest;
-    if (s === null || s.meta.index < m.snapshot.index) {
-      throw new SimError(
-        'HARNESS',
-        `node ${this.id} must send snapshot ${m.snapshot.term}/${m.snapshot.index} but holds ${s === null ? 'none' : `${s.meta.term}/${s.meta.index}`}`,
-      );
-    }
-    const named = s.meta.index === m.snapshot.index ? m : { ...m, snapshot: s.meta };
-    this.opts.host.send(this.id, named, s);
-  }
-
-  private keepReceived(s: StoredSnapshot): void {
-    this.received.set(s.meta.index, s);
-    if (this.received.size > MAX_RECEIVED_SNAPSHOTS) {
-      this.received.delete(Math.min(...this.received.keys()));
-    }
-  }
-
-  private installSnapshot(s: StoredSnapshot): void {
-    for (const index of [...this.received.keys()])
-      if (index <= s.meta.index) this.received.delete(index);
-    this.sm = KvStateMachine.decode(s.bytes);
-    this.appliedIndex = s.meta.index;
-    this.appliedTerm = s.meta.term;
-    this.latest = s;
-    this.opts.host.onSnapshot(this, s.meta.index, s.bytes);
-  }
-
-  private apply(e: Entry): void {
-    if (e.index !== this.appliedIndex + 1) {
-      throw new SimError(
-        'HARNESS',
-        `node ${this.id} was handed entry ${e.index} to apply after ${this.appliedIndex}`,
-      );
-    }
-    this.appliedIndex = e.index;
-    this.appliedTerm = e.term;
-    if (e.type === 'noop') {
-      this.opts.host.onApply(this, e, null, false);
-      return;
-    }
-    const op = decodeOp(e.data);
-    this.opts.host.onApply(this, e, op, this.sm.apply(op));
-  }
-
-  private serveReads(): void {
-    for (const [requestId, r] of this.reads) {
-      if (r.index >= 0 && r.index <= this.appliedIndex) this.finishRead(requestId, true);
-    }
-  }
-
-  private finishRead(requestId: number, ok: boolean): void {
-    const r = this.reads.get(requestId);
-    if (r === undefined) return;
-    this.reads.delete(requestId);
-    this.opts.host.onReadDone(this, requestId, ok, ok ? this.sm.get(r.key) : undefined);
-  }
-
-  /** Snapshots the state machine and compacts the log (paper §7), every so many entries. */
-  private maybeSnapshot(): void {
-    const every = this.opts.snapshotEvery;
-    if (every === 0 || this.appliedIndex - this.disk.snapshotIndex() < every) return;
-    const index = this.appliedIndex;
-    const bytes = this.sm.encode();
-    const snap: StoredSnapshot = {
-      meta: { index, term: this.appliedTerm, voters: this.opts.voters },
-      bytes,
+  private transport(): HostTransport {
+    const gen = this.gen;
+    return {
+      send: (m, attachment, group = SIM_GROUP) => {
+        if (group !== SIM_GROUP)
+          throw new SimError('HARNESS', `node ${this.id} sent a message for group ${group}`);
+        if (gen === this.gen) this.opts.host.send(this.id, m, attachment ?? null);
+      },
+      onMessage: (handler) => {
+        if (gen === this.gen) this.handler = handler;
+      },
+      close: () => Promise.resolve(),
     };
-    this.opts.host.onSnapshot(this, index, bytes);
-    // The snapshot file is durable before the log is cut (written, synced, renamed).
-    this.disk.saveSnapshot(snap);
-    this.latest = snap;
-    this.raft.compact(index);
+  }
+
+  /**
+   * The state machine, observed: each applied command is reported with whether it took effect.
+   * The batch goes to the session layer whole, as in production. A write that took effect made
+   * a new revision above every one seen before; a retry answered from its session repeats an
+   * older one; a refusal made none.
+   */
+  private observe(sm: StateMachine, kv: KvStateMachine): StateMachine {
+    return {
+      apply: (commands) => {
+        let seen = kv.revision();
+        const results = sm.apply(commands);
+        commands.forEach((c, i) => {
+          const r = results[i];
+          const revision = isRefusal(r) ? 0 : (r as { revision: number }).revision;
+          const effective = revision > seen;
+          if (effective) seen = revision;
+          const entry: Entry = { index: c.index, term: c.term, type: 'normal', data: c.payload };
+          this.opts.host.onApply(this, entry, decodeWrite(c.payload), effective);
+        });
+        return results;
+      },
+      snapshot: () => sm.snapshot(),
+      restore: (chunks) => sm.restore(chunks),
+      onLeaderChange: (leader, term) => sm.onLeaderChange?.(leader, term),
+    };
+  }
+
+  /**
+   * Builds the core and taps its Ready: the checkers see each Ready's new entries and commit
+   * index as the runtime takes it, the point where the old in-simulator Ready loop saw them.
+   */
+  private createCore(config: RaftConfig): RaftNode {
+    const core = this.opts.createNode(config);
+    const ready = core.ready.bind(core);
+    core.ready = (): Ready => {
+      const rd = ready();
+      this.opts.host.onReady(this, core, rd);
+      return rd;
+    };
+    return core;
   }
 }
+
+export const defaultNodeFactory: NodeFactory = (config) => new RaftNode(config);
+export const defaultRuntimeFactory: RuntimeFactory = (options) => RaftRuntime.start(options);

@@ -1,93 +1,38 @@
 // The deterministic cluster simulator (in the manner of FoundationDB's simulation and
-// TigerBeetle's VOPR): real RaftNodes on a virtual clock, network and disks, all driven from
-// one seed. A run has a phase with the seed's faults, then a fault-free liveness phase; the
-// checkers run after every event and a failure names the command that replays it.
+// TigerBeetle's VOPR): each node is the production RaftRuntime with the production key-value
+// state machine and sessions, on a virtual clock, network and disk, all driven from one seed.
+// A run has a phase with the seed's faults, then a fault-free liveness phase; the checkers run
+// after every event and a failure names the command that replays it.
+//
+// The runtime is asynchronous, and the simulator keeps it deterministic by owning every source
+// of completion: timers, disk writes and deliveries are events in its queue, and after each
+// event the run loop lets every promise continuation settle (microtasks only; nothing on the
+// simulated path touches a real timer, clock, I/O or Math.random) before taking the next one.
 
 import {
   createRng,
-  RaftNode,
   type Entry,
   type Message,
-  type RaftConfig,
-  type RaftEvent,
+  type RaftNode,
   type Ready,
   type Rng,
 } from '../raft/index.js';
-import { ReadChecker, SafetyChecker, type DiskView, type Violation } from './checker.js';
-import type { StoredSnapshot } from './disk.js';
+import { FlotillaError } from '../base/errors.js';
+import type { RuntimeEvent } from '../host/runtime.js';
+import { ClientChecker, SafetyChecker, type DiskView } from './checker.js';
 import { SimError } from './errors.js';
 import { EventQueue } from './event-queue.js';
+import { ClientHistory } from './history.js';
 import { Workload, type WorkloadHost } from './workload.js';
-import type { KvOp } from './kv.js';
 import { LinkTable } from './network.js';
+import { clientSession, type ClientWrite } from './ops.js';
 import { drawProfile, type ClusterSize, type Profile } from './profile.js';
-import { SimNode, type NodeFactory, type NodeHost } from './sim-node.js';
+import { defaultNodeFactory, defaultRuntimeFactory, SimNode, type NodeHost } from './sim-node.js';
+import { virtualDisks } from './sim-storage.js';
 import { Trace } from './trace.js';
+import type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 
-export interface SimOptions {
-  readonly seed: number;
-  /** Overrides the drawn cluster size (the other draws stay as the seed made them). */
-  readonly nodes?: ClusterSize;
-  /** Overrides any drawn profile field (tests choose fault mixes with this). */
-  readonly profile?: Partial<Profile>;
-  /** Builds each node's core; tests pass subclasses with planted bugs. */
-  readonly createNode?: NodeFactory;
-  /** Receives one line per event (the --verbose output). */
-  readonly log?: (line: string) => void;
-  /** Keep the event trace in the result (determinism tests). */
-  readonly keepTrace?: boolean;
-  /** Hard bound on events; reaching it is a liveness violation. Default 400,000. */
-  readonly maxEvents?: number;
-}
-
-export interface SimStats {
-  events: number;
-  virtualMs: number;
-  messages: number;
-  dropped: number;
-  elections: number;
-  crashes: number;
-  wipes: number;
-  partitions: number;
-  snapshots: number;
-  committed: number;
-  writesDone: number;
-  readsOk: number;
-  readsFailed: number;
-}
-
-export interface SimResult {
-  readonly seed: number;
-  readonly ok: boolean;
-  readonly profile: Profile;
-  readonly violations: readonly Violation[];
-  readonly stats: SimStats;
-  /** FNV-1a hash of the event trace: equal for two runs of one seed. */
-  readonly traceHash: number;
-  readonly trace: readonly string[] | null;
-  /** A one-line command that replays this seed. */
-  readonly replay: string;
-}
-
-export type SimEvent =
-  | { readonly kind: 'tick'; readonly node: number; readonly gen: number }
-  | {
-      readonly kind: 'deliver';
-      readonly msg: Message;
-      readonly snapshot: StoredSnapshot | null;
-      /** The receiver's incarnation when sent: a crash loses what was in flight to it. */
-      readonly toGen: number;
-    }
-  | { readonly kind: 'persist'; readonly node: number; readonly gen: number }
-  | { readonly kind: 'crash' }
-  | { readonly kind: 'restart'; readonly node: number }
-  | { readonly kind: 'wipe' }
-  | { readonly kind: 'partition' }
-  | { readonly kind: 'heal' }
-  | { readonly kind: 'transfer' }
-  | { readonly kind: 'client'; readonly client: number; readonly token: number }
-  | { readonly kind: 'liveness' }
-  | { readonly kind: 'probe' };
+export type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 
 const DEFAULT_MAX_EVENTS = 400_000;
 /** Events between full pairwise log comparisons (the incremental checks run every event). */
@@ -97,15 +42,21 @@ export function replayCommand(seed: number, nodes?: ClusterSize): string {
   return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`} --verbose`;
 }
 
-export function runSeed(options: SimOptions): SimResult {
+export function runSeed(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
+}
+
+/** Lets every promise continuation queued so far, and those they queue, run. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export class Simulation implements NodeHost, WorkloadHost {
   readonly profile: Profile;
   readonly nodes: SimNode[] = [];
   readonly checker = new SafetyChecker();
-  readonly reads = new ReadChecker(this.checker);
+  readonly clients = new ClientChecker(this.checker);
+  readonly history = new ClientHistory();
   nowMs = 0;
   private readonly queue = new EventQueue<SimEvent>();
   private readonly links: LinkTable;
@@ -113,7 +64,6 @@ export class Simulation implements NodeHost, WorkloadHost {
   private readonly faultRng: Rng;
   private readonly workload: Workload;
   private readonly trace: Trace;
-  private readonly tickPeriodMs: number[] = [];
   private readonly newLeaders: { node: number; term: number }[] = [];
   /** Nodes whose data directory was wiped and that have not caught up since. */
   private readonly wiped = new Set<number>();
@@ -131,6 +81,8 @@ export class Simulation implements NodeHost, WorkloadHost {
     snapshots: 0,
     committed: 0,
     writesDone: 0,
+    retries: 0,
+    deduped: 0,
     readsOk: 0,
     readsFailed: 0,
   };
@@ -157,30 +109,36 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.links = new LinkTable(p.nodes);
     this.trace = new Trace(options.keepTrace === true, options.log ?? null);
     const voters = Array.from({ length: p.nodes }, (_, i) => i + 1);
-    const factory = options.createNode ?? ((c: RaftConfig) => new RaftNode(c));
+    const createDisk = options.createDisk ?? virtualDisks;
     for (const id of voters) {
+      // Clock drift: each node's clock runs up to tickSkew faster or slower than virtual time.
+      const clockScale = 1 + (this.faultRng.float() * 2 - 1) * p.tickSkew;
       this.nodes.push(
         new SimNode({
           id,
           voters,
-          config: {
+          runtime: {
+            tickMs: p.tickMs,
             electionTicks: p.electionTicks,
             heartbeatTicks: p.heartbeatTicks,
-            preVote: p.preVote,
-            checkQuorum: p.checkQuorum,
-            maxEntriesPerMsg: p.maxEntriesPerMsg,
-            maxInflightMsgs: p.maxInflightMsgs,
+            snapshotEveryEntries: p.snapshotEvery === 0 ? Number.MAX_SAFE_INTEGER : p.snapshotEvery,
+            raft: {
+              preVote: p.preVote,
+              checkQuorum: p.checkQuorum,
+              maxEntriesPerMsg: p.maxEntriesPerMsg,
+              maxInflightMsgs: p.maxInflightMsgs,
+            },
           },
-          factory,
+          createNode: options.createNode ?? defaultNodeFactory,
+          startRuntime: options.startRuntime ?? defaultRuntimeFactory,
+          disk: createDisk(id),
           seed: root.int(0x100000000),
-          snapshotEvery: p.snapshotEvery,
+          clockScale,
           host: this,
         }),
       );
-      const skew = 1 + (this.faultRng.float() * 2 - 1) * p.tickSkew;
-      this.tickPeriodMs.push(Math.max(1, Math.round(p.tickMs * skew)));
     }
-    this.workload = new Workload(p, workloadRng, this);
+    this.workload = new Workload(p, workloadRng, this, options.writeSession ?? clientSession);
   }
 
   node(id: number): SimNode {
@@ -193,45 +151,48 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.queue.push(this.nowMs + Math.max(0, Math.round(delayMs)), event);
   }
 
-  run(): SimResult {
-    this.boot();
+  async run(): Promise<SimResult> {
+    await this.boot();
     const maxEvents = this.options.maxEvents ?? DEFAULT_MAX_EVENTS;
     while (!this.finished && this.checker.violations.length === 0) {
       const item = this.queue.pop();
       if (item === undefined) break;
+      const ev = item.event;
+      // A cancelled timer or a dead incarnation's completion is not an event.
+      if ((ev.kind === 'timer' || ev.kind === 'disk') && !this.node(ev.node).pending(ev.gen, ev.id))
+        continue;
       this.nowMs = item.timeMs;
       this.checker.nowMs = item.timeMs;
       if (++this.stats.events > maxEvents) {
         this.checker.report('liveness', `event budget of ${maxEvents} exhausted`);
         break;
       }
-      this.trace.record(item.timeMs, item.event);
-      this.step(item.event);
+      this.trace.record(item.timeMs, ev);
+      this.guard('event', () => this.handle(ev));
+      await settle();
+      this.guard('check', () => this.afterEvent());
     }
     return this.result();
   }
 
-  private step(event: SimEvent): void {
+  /** Runs `fn`, reporting what it throws as a failure of the code under test or the harness. */
+  private guard(what: string, fn: () => void): void {
     try {
-      this.handle(event);
-      this.afterEvent();
+      fn();
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      const where = e instanceof SimError ? `simulator ${e.code}` : `core ${e.name}`;
-      this.checker.report('core-failure', `${where}: ${e.message}`);
+      this.fail(what, err);
     }
   }
 
-  private boot(): void {
+  fail(what: string, err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const where = e instanceof SimError ? `simulator ${e.code}` : `${what}: ${e.name}`;
+    this.checker.report('core-failure', `${where}: ${e.message}`);
+  }
+
+  private async boot(): Promise<void> {
     const p = this.profile;
-    for (const n of this.nodes) {
-      n.start();
-      this.schedule(this.faultRng.int(this.tickPeriodMs[n.id - 1] as number), {
-        kind: 'tick',
-        node: n.id,
-        gen: n.gen,
-      });
-    }
+    for (const n of this.nodes) this.startNode(n);
     const jitter = (ms: number): number => ms * (0.5 + this.faultRng.float());
     if (p.partitionEveryMs > 0) this.schedule(jitter(p.partitionEveryMs), { kind: 'partition' });
     if (p.crashEveryMs > 0) this.schedule(jitter(p.crashEveryMs), { kind: 'crash' });
@@ -239,19 +200,21 @@ export class Simulation implements NodeHost, WorkloadHost {
     if (p.transferEveryMs > 0) this.schedule(jitter(p.transferEveryMs), { kind: 'transfer' });
     this.workload.start();
     this.queue.push(p.faultPhaseMs, { kind: 'liveness' });
+    await settle();
+  }
+
+  private startNode(n: SimNode): void {
+    n.start().catch((err: unknown) => this.fail(`start of node ${n.id}`, err));
   }
 
   private handle(ev: SimEvent): void {
     switch (ev.kind) {
-      case 'tick':
-        return this.onTick(ev.node, ev.gen);
-      case 'deliver':
-        return this.onDeliver(ev.msg, ev.snapshot, ev.toGen);
-      case 'persist': {
-        const n = this.node(ev.node);
-        if (n.up) n.completePersist(ev.gen);
+      case 'timer':
+      case 'disk':
+        this.node(ev.node).fire(ev.gen, ev.id);
         return;
-      }
+      case 'deliver':
+        return this.onDeliver(ev.msg, ev.attachment, ev.toGen);
       case 'crash':
         return this.onCrash();
       case 'wipe':
@@ -289,15 +252,11 @@ export class Simulation implements NodeHost, WorkloadHost {
   // -------------------------------------------------------------------------------------------
   // Nodes, network and faults
 
-  private onTick(id: number, gen: number): void {
-    const n = this.node(id);
-    if (!n.up || n.gen !== gen) return;
-    n.raft.tick();
-    n.pump();
-    this.schedule(this.tickPeriodMs[id - 1] as number, { kind: 'tick', node: id, gen });
+  scheduleCallback(node: SimNode, kind: 'timer' | 'disk', delayMs: number, id: number): void {
+    this.schedule(delayMs, { kind, node: node.id, gen: node.gen, id });
   }
 
-  send(from: number, m: Message, snapshot: StoredSnapshot | null): void {
+  send(from: number, m: Message, attachment: Uint8Array | null): void {
     this.stats.messages++;
     const p = this.profile;
     const faulty = !this.inLiveness;
@@ -312,23 +271,14 @@ export class Simulation implements NodeHost, WorkloadHost {
       : Math.min(p.delayMaxMs, Math.max(p.delayMinMs, this.healedDelayMaxMs()));
     const span = maxMs - p.delayMinMs + 1;
     const toGen = this.node(m.to).gen;
-    this.schedule(p.delayMinMs + this.netRng.int(span), {
-      kind: 'deliver',
-      msg: m,
-      snapshot,
-      toGen,
-    });
+    const deliver: SimEvent = { kind: 'deliver', msg: m, attachment, toGen };
+    this.schedule(p.delayMinMs + this.netRng.int(span), deliver);
     if (faulty && this.netRng.float() < p.dupRate) {
-      this.schedule(p.delayMinMs + this.netRng.int(span), {
-        kind: 'deliver',
-        msg: m,
-        snapshot,
-        toGen,
-      });
+      this.schedule(p.delayMinMs + this.netRng.int(span), deliver);
     }
   }
 
-  private onDeliver(m: Message, snapshot: StoredSnapshot | null, toGen: number): void {
+  private onDeliver(m: Message, attachment: Uint8Array | null, toGen: number): void {
     const n = this.node(m.to);
     // A partition that began while the message was in flight also stops it, and so does a
     // crash of the receiver (its connections die with it; the transport drops what it had
@@ -337,16 +287,21 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.stats.dropped++;
       return;
     }
-    n.deliver(m, snapshot);
+    n.deliver(m, attachment);
   }
 
-  schedulePersist(node: SimNode): void {
+  diskLatencyMs(): number {
     const p = this.profile;
     const maxMs = this.inLiveness
       ? Math.min(p.persistMaxMs, this.healedDelayMaxMs())
       : p.persistMaxMs;
-    const latency = maxMs === 0 ? 0 : this.faultRng.int(maxMs + 1);
-    this.schedule(latency, { kind: 'persist', node: node.id, gen: node.gen });
+    return maxMs === 0 ? 0 : this.faultRng.int(maxMs + 1);
+  }
+
+  /** Power loss on `n`: its runtime is abandoned and its clients see their requests fail. */
+  private powerOff(n: SimNode): void {
+    n.crash();
+    this.workload.onNodeCrash(n.id);
   }
 
   private onCrash(): void {
@@ -356,7 +311,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     if (up.length > 0) {
       const victim = up[this.faultRng.int(up.length)] as SimNode;
       this.stats.crashes++;
-      for (const requestId of victim.crash()) this.workload.onReadLost(requestId);
+      this.powerOff(victim);
       // Whatever was lost, every committed entry must still be durable on a majority.
       this.checker.checkDurable(this.diskViews());
       this.schedule(p.restartAfterMs * (0.5 + this.faultRng.float()), {
@@ -392,7 +347,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.wiped.add(victim.id);
     this.trace.note(this.nowMs, `node ${victim.id} data directory wiped`);
     if (victim.up) {
-      for (const requestId of victim.crash()) this.workload.onReadLost(requestId);
+      this.powerOff(victim);
       this.schedule(p.restartAfterMs * (0.5 + this.faultRng.float()), {
         kind: 'restart',
         node: victim.id,
@@ -409,9 +364,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     if (n.disk.isBlank() && this.nodes.some((o) => o !== n && o.disk.hasLog())) {
       n.disk.recovery = 'recovering';
     }
-    n.start();
-    n.pump();
-    this.schedule(this.tickPeriodMs[id - 1] as number, { kind: 'tick', node: id, gen: n.gen });
+    this.startNode(n);
   }
 
   private onPartition(): void {
@@ -438,12 +391,16 @@ export class Simulation implements NodeHost, WorkloadHost {
   private onTransfer(): void {
     if (this.inLiveness) return;
     const p = this.profile;
-    const leader = this.nodes.find((n) => n.up && n.role === 'leader');
+    const leader = this.nodes.find((n) => n.up && n.runtime.isLeader());
     if (leader !== undefined) {
       let to = 1 + this.faultRng.int(p.nodes);
       if (to === leader.id) to = (to % p.nodes) + 1;
-      leader.raft.transferLeadership(to);
-      leader.pump();
+      try {
+        leader.runtime.transferLeadership(to);
+      } catch (err) {
+        // Refused (the target is silent, or leadership just moved): as an operator would see.
+        if (!(err instanceof FlotillaError)) throw err;
+      }
     }
     this.schedule(p.transferEveryMs * (0.5 + this.faultRng.float()), { kind: 'transfer' });
   }
@@ -518,7 +475,7 @@ export class Simulation implements NodeHost, WorkloadHost {
   /** A leader whose term has committed an entry (its no-op), so it can serve. */
   private hasStableLeader(): boolean {
     for (const n of this.nodes) {
-      if (!n.up || n.role !== 'leader') continue;
+      if (!n.up || !n.runtime.isLeader()) continue;
       const st = n.raft.status();
       const t = n.raft.entry(st.commit)?.term ?? st.term;
       if (st.role === 'leader' && t === st.term) return true;
@@ -529,7 +486,14 @@ export class Simulation implements NodeHost, WorkloadHost {
   // -------------------------------------------------------------------------------------------
   // NodeHost: what the nodes report
 
-  onEvent(e: RaftEvent): void {
+  onRuntimeEvent(node: SimNode, ev: RuntimeEvent): void {
+    if (ev.kind === 'fatal') {
+      this.fail(`runtime of node ${node.id}`, ev.error);
+      return;
+    }
+    if (ev.kind === 'snapshot-saved') this.stats.snapshots++;
+    if (ev.kind !== 'raft') return;
+    const e = ev.event;
     if (e.kind === 'become-leader') {
       this.stats.elections++;
       this.newLeaders.push({ node: e.node, term: e.term });
@@ -538,8 +502,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.trace.note(this.nowMs, `node ${e.node} ${e.kind} term=${e.term} ${e.reason}`);
   }
 
-  onReady(node: SimNode, rd: Ready): void {
-    const raft = node.raft;
+  onReady(node: SimNode, raft: RaftNode, rd: Ready): void {
     if (rd.entries.length > 0) {
       const first = (rd.entries[0] as Entry).index;
       this.checker.onLogEntries(node.id, rd.entries, raft.entry(first - 1)?.term);
@@ -548,6 +511,8 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.checker.onCommit(node.id, rd.hardState.commit, (i) => raft.entry(i));
       this.stats.committed = this.checker.maxCommitted;
     }
+    // The runtime applies exactly these (no-ops included) before it takes the next Ready.
+    for (const e of rd.committedEntries) this.checker.onApply(node.id, e);
   }
 
   onPersist(_node: SimNode, entry: Entry): void {
@@ -576,20 +541,20 @@ export class Simulation implements NodeHost, WorkloadHost {
     }
   }
 
-  onApply(node: SimNode, entry: Entry, op: KvOp | null, effective: boolean): void {
-    const first = this.checker.onApply(node.id, entry);
-    if (op === null) return;
-    if (first && effective) this.reads.onWrite(op.k, op.v, entry.index);
-    this.workload.onApplied(op);
+  onApply(node: SimNode, entry: Entry, op: ClientWrite | null, effective: boolean): void {
+    if (op === null) {
+      this.checker.report(
+        'core-failure',
+        `node ${node.id} applied entry ${entry.index} that holds no client write`,
+      );
+      return;
+    }
+    if (effective) this.clients.onWrite(op, entry.index);
+    else this.stats.deduped++;
   }
 
   onSnapshot(node: SimNode, index: number, image: Uint8Array): void {
-    this.stats.snapshots++;
-    this.checker.onSnapshot(node.id, index, new TextDecoder().decode(image));
-  }
-
-  onReadDone(node: SimNode, requestId: number, ok: boolean, value: string | undefined): void {
-    this.workload.onReadDone(node.id, requestId, ok, value);
+    this.checker.onSnapshot(node.id, index, Buffer.from(image).toString('base64'));
   }
 
   // WorkloadHost
@@ -597,7 +562,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     return this.nodes.filter((n) => n.up);
   }
 
-  count(what: 'writesDone' | 'readsOk' | 'readsFailed'): void {
+  count(what: 'writesDone' | 'readsOk' | 'readsFailed' | 'retries'): void {
     this.stats[what]++;
   }
 
@@ -605,7 +570,13 @@ export class Simulation implements NodeHost, WorkloadHost {
     if (this.checker.violations.length === 0) {
       this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
       this.checker.checkDurable(this.diskViews());
-      this.reads.finish();
+      this.clients.finish();
+    }
+    if (this.checker.violations.length === 0) {
+      this.guard('history', () => {
+        const problem = this.history.check();
+        if (problem !== null) this.checker.report('linearizability', problem);
+      });
     }
     this.stats.virtualMs = this.nowMs;
     const violations = this.checker.violations;

@@ -2,7 +2,7 @@
 // one readable line per event for --verbose and for the determinism test.
 
 import type { Message } from '../raft/index.js';
-import type { SimEvent } from './simulation.js';
+import type { SimEvent } from './types.js';
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
@@ -37,8 +37,8 @@ export function describeMessage(m: Message): string {
 
 export function describeEvent(ev: SimEvent): string {
   switch (ev.kind) {
-    case 'tick':
-    case 'persist':
+    case 'timer':
+    case 'disk':
       return `${ev.kind} n${ev.node}`;
     case 'restart':
       return `restart n${ev.node}`;

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Entry } from '../../src/raft/index.js';
-import { ReadChecker, SafetyChecker, type LogView } from '../../src/sim/index.js';
+import { ClientChecker, SafetyChecker, type LogView } from '../../src/sim/index.js';
+import { ClientHistory } from '../../src/sim/history.js';
 
 const enc = new TextEncoder();
 
@@ -21,6 +22,11 @@ function view(id: number, entries: readonly Entry[]): LogView {
     termAt: (i) => byIndex.get(i)?.term,
     entryAt: (i) => byIndex.get(i),
   };
+}
+
+/** A client write whose unique value is `v` (client 1, its sequence number from the value). */
+function w(k: string, v: string, s = 1): { c: number; s: number; k: string; v: string } {
+  return { c: 1, s, k, v };
 }
 
 function kinds(c: SafetyChecker): string[] {
@@ -116,9 +122,9 @@ void test('committed entries lost: not durable on a majority, or committed twice
 
 void test('stale reads: a read older than a write committed before it was asked', () => {
   const c = new SafetyChecker();
-  const r = new ReadChecker(c);
-  r.onWrite('k', 'v1', 3);
-  r.onWrite('k', 'v2', 5);
+  const r = new ClientChecker(c);
+  r.onWrite(w('k', 'v1'), 3);
+  r.onWrite(w('k', 'v2'), 5);
   r.onRead({ node: 1, key: 'k', value: 'v1', askedCommit: 4 });
   r.onRead({ node: 1, key: 'k', value: 'v2', askedCommit: 9 });
   r.onRead({ node: 1, key: 'other', value: undefined, askedCommit: 9 });
@@ -131,10 +137,49 @@ void test('stale reads: a read older than a write committed before it was asked'
 
 void test('stale reads: a write that takes effect after the read is still held against it', () => {
   const c = new SafetyChecker();
-  const r = new ReadChecker(c);
+  const r = new ClientChecker(c);
   r.onRead({ node: 1, key: 'k', value: undefined, askedCommit: 7 });
   assert.deepEqual(kinds(c), []);
-  r.onWrite('k', 'v1', 6);
+  r.onWrite(w('k', 'v1'), 6);
   r.finish();
   assert.deepEqual(kinds(c), ['stale-read']);
+});
+
+void test('exactly once: a retried write that takes effect a second time', () => {
+  const c = new SafetyChecker();
+  const r = new ClientChecker(c);
+  r.onWrite(w('k', 'c1.1', 1), 3);
+  r.onWrite(w('k', 'c1.2', 2), 4);
+  assert.deepEqual(kinds(c), []);
+  r.onWrite(w('k', 'c1.1', 1), 6);
+  assert.deepEqual(kinds(c), ['exactly-once']);
+});
+
+void test('early acknowledgement: a write acknowledged before any node applied it', () => {
+  const c = new SafetyChecker();
+  const r = new ClientChecker(c);
+  r.onWrite(w('k', 'c1.1', 1), 3);
+  r.onAck(1, w('k', 'c1.1', 1));
+  assert.deepEqual(kinds(c), []);
+  r.onAck(1, w('k', 'c1.2', 2));
+  assert.deepEqual(kinds(c), ['early-ack']);
+});
+
+void test('client history: a read that misses a write acknowledged before it began', () => {
+  const h = new ClientHistory();
+  const w1 = h.invokeWrite(1, 'k', 'c1.1', 0);
+  h.ok(w1, 10);
+  const w2 = h.invokeWrite(1, 'k', 'c1.2', 20);
+  h.ok(w2, 30);
+  const r1 = h.invokeRead(2, 'k', 25); // concurrent with the second write: either value fits
+  h.ok(r1, 28, 'c1.1');
+  const lost = h.invokeRead(3, 'k', 5);
+  h.fail(lost, 50); // failed reads constrain nothing
+  const pending = h.invokeWrite(2, 'k', 'c2.1', 60); // never answered: unknown
+  assert.equal(h.size, 5);
+  assert.equal(h.check(), null);
+  const stale = h.invokeRead(4, 'k', 40);
+  h.ok(stale, 45, 'c1.1');
+  assert.match(h.check() ?? '', /Not linearizable: key "k"/);
+  assert.equal(pending, 4);
 });

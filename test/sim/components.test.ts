@@ -1,13 +1,24 @@
-// The simulator's parts alone: the event queue's order, the disk's durability model, the
-// link table, the state machine and the option checks.
+// The simulator's parts alone: the event queue's order, the disk's durability model and the
+// storage over it, the link table, the clients' writes and the option checks.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createRng, type Entry, type Ready } from '../../src/raft/index.js';
+import type { Command } from '../../src/host/contracts.js';
+import { SessionMachine } from '../../src/host/sessions.js';
+import { KvStateMachine } from '../../src/kv/machine.js';
+import { createRng, type Entry } from '../../src/raft/index.js';
+import { encodeWrite } from '../../src/server/kv-service.js';
 import { VirtualDisk } from '../../src/sim/disk.js';
 import { EventQueue } from '../../src/sim/event-queue.js';
-import { decodeOp, encodeOp, KvStateMachine } from '../../src/sim/kv.js';
 import { LinkTable } from '../../src/sim/network.js';
+import {
+  clientSession,
+  decodeWrite,
+  readValue,
+  writeTxn,
+  SIM_KV_LIMITS,
+} from '../../src/sim/ops.js';
+import { VirtualDiskStore } from '../../src/sim/sim-storage.js';
 import { drawProfile, runSeed, SimError } from '../../src/sim/index.js';
 
 void test('the event queue pops by time, then by scheduling order', () => {
@@ -33,25 +44,12 @@ function entry(index: number, term: number): Entry {
   return { index, term, type: 'normal', data: new Uint8Array([index]) };
 }
 
-function ready(entries: Entry[], term = 1): Ready {
-  return {
-    softState: null,
-    hardState: { term, vote: 1, commit: 0 },
-    snapshot: null,
-    entries,
-    messages: [],
-    messagesAfterPersist: [],
-    committedEntries: [],
-    readStates: [],
-    recovery: null,
-  };
-}
-
 void test('the disk replaces a stored suffix, keeps snapshots, and refuses gaps', () => {
   const d = new VirtualDisk();
   const seen: number[] = [];
-  d.write(ready([entry(1, 1), entry(2, 1), entry(3, 1)]), null, (e) => seen.push(e.index));
-  d.write(ready([entry(2, 2)], 2), null, (e) => seen.push(e.index));
+  const hs = (term: number) => ({ term, vote: 1, commit: 0 });
+  d.persist([entry(1, 1), entry(2, 1), entry(3, 1)], hs(1), (e) => seen.push(e.index));
+  d.persist([entry(2, 2)], hs(2), (e) => seen.push(e.index));
   assert.deepEqual(seen, [1, 2, 3, 2]);
   assert.equal(d.lastIndex(), 2);
   assert.equal(d.holds(2, 2), true);
@@ -63,9 +61,58 @@ void test('the disk replaces a stored suffix, keeps snapshots, and refuses gaps'
   assert.equal(init.applied, 2);
   assert.equal(init.hardState.term, 2);
   assert.throws(
-    () => d.write(ready([entry(9, 2)]), null, () => undefined),
+    () => d.persist([entry(9, 2)], null, () => undefined),
     (err: unknown) => err instanceof SimError && err.code === 'HARNESS',
   );
+});
+
+void test('a snapshot the log does not lead up to replaces the whole log', () => {
+  const d = new VirtualDisk();
+  d.persist([entry(1, 1), entry(2, 1), entry(3, 1)], null, () => undefined);
+  d.saveSnapshot({ meta: { index: 2, term: 1, voters: [1] }, bytes: new Uint8Array() });
+  assert.equal(d.lastIndex(), 3, 'own snapshot: the suffix after it is kept');
+  d.saveSnapshot({ meta: { index: 5, term: 3, voters: [1] }, bytes: new Uint8Array() });
+  assert.equal(d.lastIndex(), 5);
+  assert.equal(d.holds(3, 1), true);
+  assert.deepEqual(d.initialState().entries, []);
+});
+
+void test('storage writes land only when their completion runs; power loss drops the rest', async () => {
+  const store = new VirtualDiskStore();
+  const pending: (() => void)[] = [];
+  const storage = store.open({
+    later: (done) => pending.push(done),
+    onEntry: () => undefined,
+    afterWrite: () => undefined,
+    onSnapshot: () => undefined,
+  });
+  let durable = false;
+  const first = storage.persist([entry(1, 1)], { term: 1, vote: 1, commit: 0 }).then(() => {
+    durable = true;
+  });
+  await Promise.resolve();
+  assert.equal(durable, false);
+  assert.equal(store.hasLog(), false, 'nothing is on the disk before the write completes');
+  (pending.shift() as () => void)();
+  await first;
+  assert.equal(store.holds(1, 1), true);
+  void storage.persist([entry(2, 1)], null);
+  store.crash();
+  pending.length = 0; // the node lost power: this completion never runs
+  assert.equal(store.holds(2, 1), false);
+  assert.deepEqual(
+    store
+      .open({
+        later: () => undefined,
+        onEntry: () => undefined,
+        afterWrite: () => undefined,
+        onSnapshot: () => undefined,
+      })
+      .initialState().entries,
+    [entry(1, 1)],
+  );
+  store.wipe();
+  assert.equal(store.isBlank(), true);
 });
 
 void test('the link table cuts both ways for splits and one way on request', () => {
@@ -82,23 +129,32 @@ void test('the link table cuts both ways for splits and one way on request', () 
   assert.equal(l.describe(), '2->4');
 });
 
-void test('the state machine dedupes retried operations and round-trips snapshots', () => {
-  const sm = new KvStateMachine();
-  assert.equal(sm.apply({ c: 1, s: 1, k: 'a', v: 'x' }), true);
-  assert.equal(sm.apply({ c: 1, s: 2, k: 'a', v: 'y' }), true);
-  assert.equal(sm.apply(decodeOp(encodeOp({ c: 1, s: 1, k: 'a', v: 'x' }))), false);
-  assert.equal(sm.get('a'), 'y');
-  const copy = KvStateMachine.decode(sm.encode());
-  assert.equal(copy.get('a'), 'y');
-  assert.equal(copy.apply({ c: 1, s: 2, k: 'a', v: 'z' }), false);
-  assert.deepEqual(copy.encode(), sm.encode());
+void test("the clients' writes go through the product's state machine and its sessions", () => {
+  const kv = new KvStateMachine(SIM_KV_LIMITS);
+  const sm = new SessionMachine(kv);
+  const put = (s: number, index: number): Command => {
+    const w = { c: 1, s, k: 'a', v: `c1.${s}` };
+    return {
+      index,
+      term: 1,
+      timeMs: 0,
+      payload: encodeWrite(writeTxn(w), clientSession(w), 1000, Infinity),
+    };
+  };
+  const first = put(1, 1);
+  assert.deepEqual(decodeWrite(first.payload), { c: 1, s: 1, k: 'a', v: 'c1.1' });
+  sm.apply([first]);
+  sm.apply([put(2, 2)]);
+  const revision = kv.revision();
+  sm.apply([put(1, 3)]); // a retry of write #1 whose answer was lost
+  assert.equal(kv.revision(), revision, 'a retried write applies once');
+  assert.equal(readValue(kv, 'a'), 'c1.2');
+  assert.equal(readValue(kv, 'b'), undefined);
+  assert.equal(decodeWrite(new Uint8Array([0xc0])), null, 'msgpack nil is no client write');
 });
 
-void test('malformed operations, snapshots and options are typed errors naming the value', () => {
+void test('bad options are typed errors naming the value', () => {
   const code = (c: string) => (err: unknown) => err instanceof SimError && err.code === c;
-  assert.throws(() => decodeOp(new TextEncoder().encode('{"c":1}')), code('BAD_OPERATION'));
-  assert.throws(() => decodeOp(new Uint8Array(2000)), code('BAD_OPERATION'));
-  assert.throws(() => KvStateMachine.decode(new TextEncoder().encode('[')), code('BAD_SNAPSHOT'));
   assert.throws(
     () => drawProfile(createRng(1), { dropRate: 2 }),
     /dropRate must be in \[0, 0.9\], got 2/,

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runSeed } from '../../src/sim/index.js';
 
-void test('replaying a seed produces the identical event trace', () => {
+void test('replaying a seed produces the identical event trace', async () => {
   for (const seed of [7, 4242, 90001]) {
-    const a = runSeed({ seed, keepTrace: true });
-    const b = runSeed({ seed, keepTrace: true });
+    const a = await runSeed({ seed, keepTrace: true });
+    const b = await runSeed({ seed, keepTrace: true });
     assert.ok(a.trace !== null && b.trace !== null);
     assert.ok(a.trace.length > 500, `seed ${seed} produced only ${a.trace.length} trace lines`);
     assert.deepEqual(b.trace, a.trace);
@@ -17,24 +17,25 @@ void test('replaying a seed produces the identical event trace', () => {
   }
 });
 
-void test('different seeds produce different runs', () => {
-  const hashes = new Set([1, 2, 3, 4, 5].map((seed) => runSeed({ seed }).traceHash));
+void test('different seeds produce different runs', async () => {
+  const hashes = new Set<number>();
+  for (const seed of [1, 2, 3, 4, 5]) hashes.add((await runSeed({ seed })).traceHash);
   assert.equal(hashes.size, 5);
 });
 
-void test('overriding the cluster size keeps the other draws of the seed', () => {
-  const drawn = runSeed({ seed: 11 }).profile;
+void test('overriding the cluster size keeps the other draws of the seed', async () => {
+  const drawn = (await runSeed({ seed: 11 })).profile;
   for (const nodes of [3, 5, 7] as const) {
-    const p = runSeed({ seed: 11, nodes }).profile;
+    const p = (await runSeed({ seed: 11, nodes })).profile;
     assert.equal(p.nodes, nodes);
     assert.deepEqual({ ...p, nodes: drawn.nodes }, drawn);
   }
 });
 
-void test('verbose logging does not change the run', () => {
+void test('verbose logging does not change the run', async () => {
   const lines: string[] = [];
-  const quiet = runSeed({ seed: 99 });
-  const loud = runSeed({ seed: 99, log: (l) => lines.push(l) });
+  const quiet = await runSeed({ seed: 99 });
+  const loud = await runSeed({ seed: 99, log: (l) => lines.push(l) });
   assert.equal(loud.traceHash, quiet.traceHash);
   assert.ok(lines.some((l) => l.includes('become-leader')));
 });

@@ -1,5 +1,6 @@
-// The simulator must be able to fail: a core with one Raft rule broken is caught within a
-// bounded number of seeds, and the same seeds on the correct core break no safety property.
+// The simulator must be able to fail: a core or a runtime with one rule broken is caught
+// within a bounded number of seeds, and the same seeds on the correct code break no safety
+// property.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -9,25 +10,41 @@ import {
   LOST_LOG_PROFILE,
   MissesLostLogs,
   PLANTED_BUGS,
+  RUNTIME_BUGS,
   SAFETY_KINDS,
+  SESSION_BUG,
+  type PlantedBug,
 } from './planted.js';
 
 const SEED_BOUND = 400;
 
-for (const bug of PLANTED_BUGS) {
-  void test(`the simulator catches a core whose ${bug.name}`, () => {
-    const caught = findCaught(bug, 0, SEED_BOUND);
-    assert.ok(caught !== null, `no violation in ${SEED_BOUND} seeds`);
-    const control = runSeed({ seed: caught.seed, profile: bug.profile });
-    const broken = control.violations.filter((v) => SAFETY_KINDS.has(v.kind));
-    assert.deepEqual(broken, [], `the correct core also fails seed ${caught.seed}`);
-  });
+async function assertCaught(bug: PlantedBug): Promise<void> {
+  const caught = await findCaught(bug, 0, SEED_BOUND);
+  assert.ok(caught !== null, `no violation in ${SEED_BOUND} seeds`);
+  if (bug.expect !== undefined) {
+    const kinds = caught.violations.map((v) => v.kind);
+    assert.ok(kinds.includes(bug.expect), `seed ${caught.seed} found ${kinds.join(', ')}`);
+  }
+  const control = await runSeed({ seed: caught.seed, profile: bug.profile });
+  const broken = control.violations.filter((v) => SAFETY_KINDS.has(v.kind));
+  assert.deepEqual(broken, [], `the correct code also fails seed ${caught.seed}`);
 }
 
-void test('the simulator catches a leader that never notices a follower lost its log', () => {
+for (const bug of PLANTED_BUGS) {
+  void test(`the simulator catches a core whose ${bug.name}`, () => assertCaught(bug));
+}
+
+for (const bug of RUNTIME_BUGS) {
+  void test(`the simulator catches a runtime that ${bug.name}`, () => assertCaught(bug));
+}
+
+void test('the simulator catches a retried write applied twice (writes without sessions)', () =>
+  assertCaught(SESSION_BUG));
+
+void test('the simulator catches a leader that never notices a follower lost its log', async () => {
   let caught: number | null = null;
   for (let seed = 0; seed < SEED_BOUND && caught === null; seed++) {
-    const r = runSeed({
+    const r = await runSeed({
       seed,
       profile: LOST_LOG_PROFILE,
       createNode: (c) => new MissesLostLogs(c),
@@ -35,7 +52,7 @@ void test('the simulator catches a leader that never notices a follower lost its
     if (r.violations.some((v) => v.kind === 'liveness')) caught = seed;
   }
   assert.ok(caught !== null, `no liveness violation in ${SEED_BOUND} seeds`);
-  const control = runSeed({ seed: caught, profile: LOST_LOG_PROFILE });
+  const control = await runSeed({ seed: caught, profile: LOST_LOG_PROFILE });
   assert.deepEqual(control.violations, [], `the correct core also fails seed ${caught}`);
   assert.ok(control.stats.wipes > 0, `seed ${caught} wiped no disk`);
 });

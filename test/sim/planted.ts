@@ -1,14 +1,23 @@
-// Cores with one Raft rule broken each, through the protected hooks RaftNode offers for this
-// purpose, and the fault mixes that make the simulator likely to expose them.
+// Cores and runtimes with one rule broken each, through the protected hooks RaftNode and
+// RaftRuntime offer for this purpose, and the fault mixes that make the simulator likely to
+// expose them.
 
 import {
   RaftNode,
   type AppendResponse,
+  type Entry,
   type Message,
-  type RaftConfig,
   type VoteRequest,
 } from '../../src/raft/index.js';
-import { runSeed, type Profile, type SimResult, type ViolationKind } from '../../src/sim/index.js';
+import { RaftRuntime } from '../../src/host/runtime.js';
+import type { ApplyResult } from '../../src/kv/machine.js';
+import {
+  runSeed,
+  type Profile,
+  type SimOptions,
+  type SimResult,
+  type ViolationKind,
+} from '../../src/sim/index.js';
 
 /** Grants votes by log length alone, ignoring the last term (breaks §5.4.1). */
 export class VoteIgnoresTerms extends RaftNode {
@@ -45,6 +54,34 @@ export class MissesLostLogs extends RaftNode {
   }
 }
 
+/**
+ * Answers a proposal once the leader's own write of it is durable, before it commits: an
+ * acknowledged write can then be lost with the leader (breaks §5.3, "the leader returns the
+ * result once the entry is committed").
+ */
+export class AcknowledgesBeforeCommit extends RaftRuntime {
+  protected override earlyAnswer(_entry: Entry): { readonly result: unknown } | null {
+    const result: ApplyResult = { revision: 0, succeeded: true, results: [] };
+    return { result };
+  }
+}
+
+/**
+ * Sends append acknowledgements before the write they acknowledge is durable: a crash then
+ * loses entries the leader counted toward a commit (breaks Figure 2's persistence rule).
+ */
+export class RuntimeAcksBeforePersist extends RaftRuntime {
+  protected override mustPersistBeforeSending(m: Message): boolean {
+    return m.type !== 'append-resp';
+  }
+}
+
+/**
+ * Sends every write without its client session, so the state machine cannot tell a retry from
+ * a new write (breaks exactly-once, thesis §6.3).
+ */
+export const forgetsSessions = (): null => null;
+
 export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'election-safety',
   'log-matching',
@@ -52,12 +89,18 @@ export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'state-machine-safety',
   'committed-lost',
   'stale-read',
+  'exactly-once',
+  'early-ack',
+  'linearizability',
 ]);
 
 export interface PlantedBug {
   readonly name: string;
-  readonly make: (c: RaftConfig) => RaftNode;
+  /** What the bug is planted in: the core or the runtime (the options that build it). */
+  readonly plant: Pick<SimOptions, 'createNode' | 'startRuntime' | 'writeSession'>;
   readonly profile: Partial<Profile>;
+  /** The violation it must be caught by, when only one fits. */
+  readonly expect?: ViolationKind;
 }
 
 // Why these mixes: a stale-term log wins a vote only if it grew longer than the committed
@@ -67,7 +110,7 @@ export interface PlantedBug {
 export const PLANTED_BUGS: readonly PlantedBug[] = [
   {
     name: 'vote check ignores log terms',
-    make: (c) => new VoteIgnoresTerms(c),
+    plant: { createNode: (c) => new VoteIgnoresTerms(c) },
     profile: {
       nodes: 3,
       preVote: false,
@@ -85,7 +128,7 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
   },
   {
     name: 'commit counts replicas of an earlier-term entry',
-    make: (c) => new CommitsEarlierTerms(c),
+    plant: { createNode: (c) => new CommitsEarlierTerms(c) },
     profile: {
       nodes: 3,
       maxEntriesPerMsg: 1,
@@ -109,7 +152,7 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
   },
   {
     name: 'follower answers before persisting',
-    make: (c) => new AnswersBeforePersist(c),
+    plant: { createNode: (c) => new AnswersBeforePersist(c) },
     profile: {
       nodes: 3,
       persistMaxMs: 25,
@@ -121,7 +164,7 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
   },
   {
     name: 'node votes after losing its data',
-    make: (c) => new VotesAfterLosingData(c),
+    plant: { createNode: (c) => new VotesAfterLosingData(c) },
     profile: {
       nodes: 3,
       wipeEveryMs: 200,
@@ -135,13 +178,48 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
   },
 ];
 
+/** Planted in the runtime rather than the core (the runtime's own obligations). */
+export const RUNTIME_BUGS: readonly PlantedBug[] = [
+  {
+    name: 'acknowledges a write before it commits',
+    plant: { startRuntime: (o) => AcknowledgesBeforeCommit.start(o) },
+    expect: 'early-ack',
+    profile: { nodes: 3, clients: 2, readRatio: 0 },
+  },
+  {
+    name: 'answers an append before its write is durable',
+    plant: { startRuntime: (o) => RuntimeAcksBeforePersist.start(o) },
+    expect: 'committed-lost',
+    profile: {
+      nodes: 3,
+      persistMaxMs: 25,
+      crashEveryMs: 120,
+      restartAfterMs: 30,
+      partitionEveryMs: 0,
+      dropRate: 0,
+    },
+  },
+];
+
+/** Planted in the state machine: retries must meet lost answers, so timeouts come often. */
+export const SESSION_BUG: PlantedBug = {
+  name: 'state machine whose writes carry no session',
+  plant: { writeSession: forgetsSessions },
+  expect: 'exactly-once',
+  profile: { nodes: 3, clients: 4, thinkMs: 0, readRatio: 0, crashEveryMs: 150, dropRate: 0.1 },
+};
+
 /** Wipes with no other faults but the drawn ones: a missed lost log never catches up. */
 export const LOST_LOG_PROFILE: Partial<Profile> = { nodes: 3, wipeEveryMs: 300, snapshotEvery: 0 };
 
 /** The first seed in [start, start+bound) where the planted core breaks a safety property. */
-export function findCaught(bug: PlantedBug, start: number, bound: number): SimResult | null {
+export async function findCaught(
+  bug: PlantedBug,
+  start: number,
+  bound: number,
+): Promise<SimResult | null> {
   for (let seed = start; seed < start + bound; seed++) {
-    const r = runSeed({ seed, profile: bug.profile, createNode: bug.make });
+    const r = await runSeed({ seed, profile: bug.profile, ...bug.plant });
     if (r.violations.some((v) => SAFETY_KINDS.has(v.kind))) return r;
   }
   return null;

@@ -3,6 +3,6 @@
 import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
-void test('simulated clusters keep every safety and liveness property, seeds 0..549', () => {
-  runSwarmSlice(0, 550);
+void test('simulated clusters keep every safety and liveness property, seeds 0..549', async () => {
+  await runSwarmSlice(0, 550);
 });

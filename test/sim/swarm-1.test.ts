@@ -3,6 +3,6 @@
 import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
-void test('simulated clusters keep every safety and liveness property, seeds 550..1099', () => {
-  runSwarmSlice(550, 550);
+void test('simulated clusters keep every safety and liveness property, seeds 550..1099', async () => {
+  await runSwarmSlice(550, 550);
 });

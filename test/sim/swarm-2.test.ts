@@ -3,6 +3,6 @@
 import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
-void test('simulated clusters keep every safety and liveness property, seeds 1100..1649', () => {
-  runSwarmSlice(1100, 550);
+void test('simulated clusters keep every safety and liveness property, seeds 1100..1649', async () => {
+  await runSwarmSlice(1100, 550);
 });

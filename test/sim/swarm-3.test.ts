@@ -3,6 +3,6 @@
 import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
-void test('simulated clusters keep every safety and liveness property, seeds 1650..2199', () => {
-  runSwarmSlice(1650, 550);
+void test('simulated clusters keep every safety and liveness property, seeds 1650..2199', async () => {
+  await runSwarmSlice(1650, 550);
 });

@@ -1,22 +1,26 @@
 // Shared body of the swarm test files: each runs one slice of the seed space, so node --test
-// runs the slices in parallel processes.
+// runs the slices as separate files; the seeds themselves run in a worker thread
+// (swarm-worker.ts says why).
 
 import assert from 'node:assert/strict';
-import { runSeed } from '../../src/sim/index.js';
+import { Worker } from 'node:worker_threads';
+import type { SliceOutcome, SliceRequest } from './swarm-worker.js';
 
 /** Runs seeds [start, start+count) with everything drawn from each seed. */
-export function runSwarmSlice(start: number, count: number): void {
-  const failures: string[] = [];
-  let events = 0;
-  for (let seed = start; seed < start + count; seed++) {
-    const r = runSeed({ seed });
-    events += r.stats.events;
-    if (!r.ok) {
-      const v = r.violations[0];
-      failures.push(`seed ${seed} [${v?.kind}] ${v?.message.slice(0, 300)} -- replay: ${r.replay}`);
-    }
-  }
+export async function runSwarmSlice(start: number, count: number): Promise<void> {
+  const request: SliceRequest = { start, count };
+  const worker = new Worker(new URL('./swarm-worker.js', import.meta.url), {
+    workerData: request,
+  });
+  const outcome = await new Promise<SliceOutcome>((resolve, reject) => {
+    worker.once('message', (m: SliceOutcome) => resolve(m));
+    worker.once('error', reject);
+    worker.once('exit', (code) =>
+      reject(new Error(`swarm worker for seeds ${start}.. exited with ${code} before answering`)),
+    );
+  });
+  await worker.terminate();
   // Guards against a simulator that silently does nothing.
-  assert.ok(events > count * 500, `only ${events} events over ${count} seeds`);
-  assert.deepEqual(failures, []);
+  assert.ok(outcome.events > count * 500, `only ${outcome.events} events over ${count} seeds`);
+  assert.deepEqual(outcome.failures, []);
 }

@@ -1,0 +1,89 @@
+// The simulator's public types: what a run is given, what it reports, and the events in its
+// queue.
+
+import type { Message } from '../raft/index.js';
+import type { Violation } from './checker.js';
+import type { ClusterSize, Profile } from './profile.js';
+import type { NodeFactory, RuntimeFactory } from './sim-node.js';
+import type { WriteSession } from './ops.js';
+import type { DiskFactory } from './sim-storage.js';
+
+export interface SimOptions {
+  readonly seed: number;
+  /** Overrides the drawn cluster size (the other draws stay as the seed made them). */
+  readonly nodes?: ClusterSize;
+  /** Overrides any drawn profile field (tests choose fault mixes with this). */
+  readonly profile?: Partial<Profile>;
+  /** Builds each node's core; tests pass subclasses with planted bugs. */
+  readonly createNode?: NodeFactory;
+  /** Starts each node's runtime; tests pass RaftRuntime subclasses with planted bugs. */
+  readonly startRuntime?: RuntimeFactory;
+  /** The session each client write is sent with; tests plant one that drops it. */
+  readonly writeSession?: WriteSession;
+  /** Builds each node's disk (default: VirtualDiskStore). */
+  readonly createDisk?: DiskFactory;
+  /** Receives one line per event (the --verbose output). */
+  readonly log?: (line: string) => void;
+  /** Keep the event trace in the result (determinism tests). */
+  readonly keepTrace?: boolean;
+  /** Hard bound on events; reaching it is a liveness violation. Default 400,000. */
+  readonly maxEvents?: number;
+}
+
+export interface SimStats {
+  events: number;
+  virtualMs: number;
+  messages: number;
+  dropped: number;
+  elections: number;
+  crashes: number;
+  wipes: number;
+  partitions: number;
+  snapshots: number;
+  committed: number;
+  writesDone: number;
+  /** Write attempts after the first (answers lost to timeouts, leader changes, crashes). */
+  retries: number;
+  /** Applies of a write the session recognised as a retry, counted on every node. */
+  deduped: number;
+  readsOk: number;
+  readsFailed: number;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly profile: Profile;
+  readonly violations: readonly Violation[];
+  readonly stats: SimStats;
+  /** FNV-1a hash of the event trace: equal for two runs of one seed. */
+  readonly traceHash: number;
+  readonly trace: readonly string[] | null;
+  /** A one-line command that replays this seed. */
+  readonly replay: string;
+}
+
+export type SimEvent =
+  /** A runtime timer (ticks, request timeouts) or a disk write completing, on one node. */
+  | {
+      readonly kind: 'timer' | 'disk';
+      readonly node: number;
+      readonly gen: number;
+      readonly id: number;
+    }
+  | {
+      readonly kind: 'deliver';
+      readonly msg: Message;
+      readonly attachment: Uint8Array | null;
+      /** The receiver's incarnation when sent: a crash loses what was in flight to it. */
+      readonly toGen: number;
+    }
+  | { readonly kind: 'crash' }
+  | { readonly kind: 'restart'; readonly node: number }
+  | { readonly kind: 'wipe' }
+  | { readonly kind: 'partition' }
+  | { readonly kind: 'heal' }
+  | { readonly kind: 'transfer' }
+  | { readonly kind: 'client'; readonly client: number; readonly token: number }
+  | { readonly kind: 'liveness' }
+  | { readonly kind: 'probe' };

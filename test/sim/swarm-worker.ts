@@ -1,0 +1,37 @@
+// Runs one slice of swarm seeds in a worker thread and posts back what failed. The swarm test
+// files run their seeds here rather than inside node:test's test(): the test runner tracks
+// async context on every promise, which doubled the cost of the simulated runtime's promises.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { runSeed } from '../../src/sim/index.js';
+
+export interface SliceRequest {
+  readonly start: number;
+  readonly count: number;
+}
+
+export interface SliceOutcome {
+  readonly events: number;
+  /** One line per failing seed: the first violation and the command that replays it. */
+  readonly failures: readonly string[];
+}
+
+async function runSlice({ start, count }: SliceRequest): Promise<SliceOutcome> {
+  const failures: string[] = [];
+  let events = 0;
+  for (let seed = start; seed < start + count; seed++) {
+    const r = await runSeed({ seed });
+    events += r.stats.events;
+    if (!r.ok) {
+      const v = r.violations[0];
+      failures.push(`seed ${seed} [${v?.kind}] ${v?.message.slice(0, 300)} -- replay: ${r.replay}`);
+    }
+  }
+  return { events, failures };
+}
+
+if (parentPort !== null) {
+  const port = parentPort;
+  const outcome = await runSlice(workerData as SliceRequest);
+  port.postMessage(outcome);
+}
