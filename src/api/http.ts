@@ -10,6 +10,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ApiError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
+import { TurnQueue } from './turns.js';
 
 export interface RouteContext {
   readonly body: unknown;
@@ -41,19 +42,46 @@ export interface HttpServerOptions {
   readonly idleTimeoutMs: number;
   /** Connections open at once; one past the limit is closed before anything is read from it. */
   readonly maxConnections: number;
+  /**
+   * Bounds the client requests in flight (routes installed with `{ admitted: true }`): one
+   * refused here is answered 429 OVERLOADED at once, its body unread.
+   */
+  readonly admission?: AdmissionGate;
+  /** The Retry-After of a 429 answer, in seconds. Default 1. */
+  readonly retryAfterSeconds?: number;
+  /**
+   * Admitted requests that start, or render their answer, per turn of the event loop
+   * (turns.ts): the most client work done between two chances for Raft's. Default 32.
+   */
+  readonly requestsPerTurn?: number;
   readonly onRequest?: (route: string, status: number) => void;
   readonly onError?: (err: unknown) => void;
 }
 
 type Method = 'GET' | 'POST';
 
+/** What the server needs of an admission policy (src/server/admission.ts is one). */
+export interface AdmissionGate {
+  /** A release function for an admitted request of `bodyBytes`, or null to refuse it. */
+  tryAcquire(bodyBytes: number): (() => void) | null;
+  /** Why requests are refused now, for the error message. */
+  describe(): string;
+}
+
+interface Route {
+  readonly handler: Handler;
+  readonly admitted: boolean;
+}
+
 export class JsonHttpServer {
-  /** path -> method -> handler. */
-  private readonly routes = new Map<string, Map<string, Handler>>();
+  /** path -> method -> route. */
+  private readonly routes = new Map<string, Map<string, Route>>();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  private readonly turns: TurnQueue;
 
   constructor(private readonly opts: HttpServerOptions) {
+    this.turns = new TurnQueue(opts.requestsPerTurn ?? 32);
     if (opts.headersTimeoutMs > opts.requestTimeoutMs)
       throw new RangeError(
         `headersTimeoutMs (${opts.headersTimeoutMs}) must not exceed requestTimeoutMs (${opts.requestTimeoutMs})`,
@@ -80,13 +108,17 @@ export class JsonHttpServer {
     this.server.on('clientError', (err, socket) => this.onClientError(err, socket));
   }
 
-  route(method: Method, path: string, handler: Handler): void {
+  /**
+   * Adds a route. `admitted`: its requests count against the admission limit (client work:
+   * reads and writes); status, health and metrics routes stay answerable under overload.
+   */
+  route(method: Method, path: string, handler: Handler, o: { admitted?: boolean } = {}): void {
     let byMethod = this.routes.get(path);
     if (byMethod === undefined) {
       byMethod = new Map();
       this.routes.set(path, byMethod);
     }
-    byMethod.set(method, handler);
+    byMethod.set(method, { handler, admitted: o.admitted === true });
   }
 
   /** Connections open now (for tests and metrics). */
@@ -123,11 +155,12 @@ export class JsonHttpServer {
     });
     let status = 500;
     const byMethod = this.routes.get(url.pathname);
-    const handler = byMethod?.get(req.method ?? '');
+    const route = byMethod?.get(req.method ?? '');
+    let release: (() => void) | null = null;
     try {
       if (byMethod === undefined)
         throw new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
-      if (handler === undefined) {
+      if (route === undefined) {
         const allowed = [...byMethod.keys()].join(', ');
         res.setHeader('Allow', allowed);
         throw new ApiError(
@@ -135,16 +168,28 @@ export class JsonHttpServer {
           `${req.method ?? ''} is not allowed on ${url.pathname} (allowed: ${allowed})`,
         );
       }
+      if (route.admitted && this.opts.admission !== undefined) {
+        // Before the body is read or parsed: a refusal must cost next to nothing.
+        release = this.opts.admission.tryAcquire(Number(req.headers['content-length'] ?? '0'));
+        if (release === null)
+          throw new ApiError(
+            'OVERLOADED',
+            `Node is overloaded: ${this.opts.admission.describe()}. Nothing was done; retry ` +
+              `after ${this.opts.retryAfterSeconds ?? 1} s`,
+          );
+      }
       const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
+      if (route.admitted) await this.turns.turn();
       const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
       const rawBody = bytes.toString('utf8');
-      const result = await handler({
+      const result = await route.handler({
         body,
         rawBody,
         query: url.searchParams,
         signal: controller.signal,
         headers: req.headers,
       });
+      if (route.admitted) await this.turns.turn();
       status = result.status ?? 200;
       if (result.text !== undefined)
         this.send(res, status, result.text, result.contentType ?? 'text/plain; charset=utf-8');
@@ -159,8 +204,10 @@ export class JsonHttpServer {
       // A body we refused to read may still be arriving: close the connection after answering.
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
       this.send(res, status, JSON.stringify(e.toJSON()), 'application/json');
+    } finally {
+      release?.();
     }
-    this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
+    this.opts.onRequest?.(route !== undefined ? url.pathname : 'unmatched', status);
   }
 
   /**
@@ -194,6 +241,9 @@ export class JsonHttpServer {
     res.writeHead(status, {
       'Content-Type': contentType,
       'Content-Length': Buffer.byteLength(body),
+      // Every 429 (this node's refusal, or the leader's passed on by forwarding) says when
+      // to come back, so that clients back off rather than retry at once.
+      ...(status === 429 ? { 'Retry-After': String(this.opts.retryAfterSeconds ?? 1) } : {}),
     });
     res.end(body);
   }

@@ -90,6 +90,9 @@ const MAX_TXN_OPS = 128;
 export const MAX_CLIENT_ID_CHARS = 128;
 const MAX_LIMIT = 100_000;
 
+/** Client work counts against the node's admission limit; status and metrics never do. */
+const admitted = { admitted: true } as const;
+
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   http.route('POST', '/v1/kv/put', async ({ body, rawBody, signal, headers }) => {
     const fwd = await forwarded(b, '/v1/kv/put', rawBody, signal, headers);
@@ -103,7 +106,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     return {
       json: { header: r.header, ...(res.prevKv ? { prevKv: renderKv(res.prevKv, enc) } : {}) },
     };
-  });
+  }, admitted);
 
   http.route('POST', '/v1/kv/range', async ({ body, signal }) => {
     const o = asObject(body);
@@ -119,7 +122,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
         more: r.result.more,
       },
     };
-  });
+  }, admitted);
 
   http.route('POST', '/v1/kv/delete', async ({ body, rawBody, signal, headers }) => {
     const fwd = await forwarded(b, '/v1/kv/delete', rawBody, signal, headers);
@@ -141,7 +144,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
         ...(op.prevKv ? { prevKvs: res.prevKvs.map((kv) => renderKv(kv, enc)) } : {}),
       },
     };
-  });
+  }, admitted);
 
   http.route('POST', '/v1/kv/txn', async ({ body, rawBody, signal, headers }) => {
     const fwd = await forwarded(b, '/v1/kv/txn', rawBody, signal, headers);
@@ -168,7 +171,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
         responses: r.results.map((x) => renderOpResult(x, enc)),
       },
     };
-  });
+  }, admitted);
 
   http.route('GET', '/v1/status', () => ({ json: b.status() }));
   http.route('GET', '/v1/cluster/status', async ({ signal }) => ({

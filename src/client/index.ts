@@ -40,6 +40,8 @@ export class FlotillaError extends Error {
     readonly status = 0,
     /** The leader the answering node named, when it named one (0 otherwise). */
     readonly leader = 0,
+    /** How long the node asked us to wait before trying again (Retry-After), in ms; 0: not said. */
+    readonly retryAfterMs = 0,
   ) {
     super(message);
   }
@@ -75,6 +77,7 @@ const retryable = new Set([
   'NO_LEADER',
   'TRANSFER_IN_PROGRESS',
   'UNCOMMITTED_LIMIT',
+  'OVERLOADED',
   'PROPOSAL_DROPPED',
   'LEADERSHIP_LOST',
   'TIMEOUT',
@@ -311,9 +314,18 @@ export class FlotillaClient {
           throw indefinite === e.indefinite
             ? e
             : new FlotillaError(e.code, e.message, indefinite, e.status, e.leader);
+        const backoffMs = Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2);
+        if (e.code === 'OVERLOADED') {
+          // The node refused before doing anything. Another node would forward to the same
+          // leader, so stay, and come back no sooner than asked, spread over half as long
+          // again so that the clients refused together do not return together.
+          const waitMs = Math.max(backoffMs, e.retryAfterMs * (1 + Math.random() / 2));
+          await sleep(Math.min(waitMs, Math.max(0, deadline - Date.now())));
+          continue;
+        }
         if (e.leader > 0 && !this.leaderUrlById.has(e.leader)) await this.refreshMembers(endpoint);
         this.redirect(e);
-        await sleep(Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2));
+        await sleep(backoffMs);
       }
     }
     const l =
@@ -409,7 +421,16 @@ export class FlotillaClient {
     }
     if (res.statusCode >= 400) {
       const e = (json as ErrorBody).error;
-      throw new FlotillaError(e.code, e.message, e.indefinite, res.statusCode, e.leader ?? 0);
+      const after = Number(res.headers['retry-after']);
+      const retryAfterMs = Number.isFinite(after) && after > 0 ? Math.min(after, 60) * 1000 : 0;
+      throw new FlotillaError(
+        e.code,
+        e.message,
+        e.indefinite,
+        res.statusCode,
+        e.leader ?? 0,
+        retryAfterMs,
+      );
     }
     return json as T;
   }

@@ -49,6 +49,10 @@ export interface NodeConfig {
   readonly httpIdleTimeoutMs: number;
   /** Client connections open at once; connections past it are closed on arrival. */
   readonly httpMaxConnections: number;
+  /** Client requests (reads and writes) in this node at once; more are refused OVERLOADED. */
+  readonly maxInflightRequests: number;
+  /** Body bytes of the client requests in this node at once; more are refused OVERLOADED. */
+  readonly maxInflightBytes: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** `auto`: human-readable on a terminal, JSON lines otherwise. */
   readonly logFormat: 'auto' | 'json' | 'pretty';
@@ -80,6 +84,8 @@ export const configDefaults = {
   httpRequestTimeoutMs: 30_000,
   httpIdleTimeoutMs: 10_000,
   httpMaxConnections: 8_192,
+  maxInflightRequests: 256,
+  maxInflightBytes: 64 * 1024 * 1024,
   logLevel: 'info',
   logFormat: 'auto',
 } as const;
@@ -100,6 +106,8 @@ export const numericFields = [
   ['httpRequestTimeoutMs', 10, 3_600_000],
   ['httpIdleTimeoutMs', 10, 3_600_000],
   ['httpMaxConnections', 1, 1_000_000],
+  ['maxInflightRequests', 1, 1_000_000],
+  ['maxInflightBytes', 1024, 2 ** 40],
 ] as const;
 
 /** Headers, flags and punctuation of a put request's JSON body beyond its key and value. */
@@ -287,6 +295,11 @@ function checkLimits(n: Record<(typeof numericFields)[number][0], number>): numb
     throw new ConfigError(
       `maxKeyBytes (${n.maxKeyBytes}) and maxValueBytes (${n.maxValueBytes}) make log entries of up to ` +
         `${maxProposalBytes} bytes; storage and peer messages hold at most ${entryLimit}`,
+    );
+  }
+  if (n.maxInflightBytes < n.maxBodyBytes) {
+    throw new ConfigError(
+      `maxInflightBytes (${n.maxInflightBytes}) must hold at least one request at the body limit (maxBodyBytes ${n.maxBodyBytes})`,
     );
   }
   if (n.httpHeadersTimeoutMs > n.httpRequestTimeoutMs) {

@@ -30,8 +30,10 @@ import {
 } from './data-dir.js';
 import { ServerError } from './errors.js';
 import { KvStateMachine } from './kv-backend.js';
+import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
+import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import { RaftRuntime, type RuntimeEvent } from './runtime.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
@@ -48,6 +50,7 @@ export class FlotillaNode implements AsyncDisposable {
     private readonly http: JsonHttpServer,
     readonly metrics: NodeMetrics,
     readonly log: Logger,
+    private readonly loopDelay: LoopDelayMonitor,
   ) {
     this.forwarder = new Forwarder({
       selfId: config.id,
@@ -175,6 +178,11 @@ export class FlotillaNode implements AsyncDisposable {
         'this node lost its data: recovering from the leader; it neither votes nor counts toward a quorum until caught up',
       );
     }
+    const heartbeats = new HeartbeatTimer(
+      () => performance.now(),
+      (ms) => metrics.heartbeatRoundTrip.observe(ms / 1000),
+      (ms) => metrics.leaderContactGap.observe(ms / 1000),
+    );
     const kv = new KvStateMachine({
       maxKeyBytes: config.maxKeyBytes,
       maxValueBytes: config.maxValueBytes,
@@ -186,11 +194,13 @@ export class FlotillaNode implements AsyncDisposable {
       transport: {
         send: (m, a) => {
           metrics.messagesSent.inc({ type: m.type });
+          heartbeats.sending(m);
           transport.send(m, a);
         },
         onMessage: (h) =>
           transport.onMessage((m, a) => {
             metrics.messagesReceived.inc({ type: m.type });
+            heartbeats.received(m);
             h(m, a);
           }),
         close: () => transport.close(),
@@ -222,7 +232,15 @@ export class FlotillaNode implements AsyncDisposable {
         'UNSAFE TEST MODE: this node breaks linearizability on purpose',
       );
     }
+    const admission = new Admission(
+      { maxRequests: config.maxInflightRequests, maxBytes: config.maxInflightBytes },
+      (ok) => metrics.admission.inc({ outcome: ok ? 'admitted' : 'overloaded' }),
+    );
+    metrics.bindAdmission(() => admission.state());
+    const loopDelay = new LoopDelayMonitor();
+    metrics.bindLoopDelay(() => loopDelay.snapshot());
     const http = new JsonHttpServer({
+      admission,
       maxBodyBytes: config.maxBodyBytes,
       headersTimeoutMs: config.httpHeadersTimeoutMs,
       requestTimeoutMs: config.httpRequestTimeoutMs,
@@ -231,7 +249,7 @@ export class FlotillaNode implements AsyncDisposable {
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
     });
-    const node = new FlotillaNode(config, runtime, kv, http, metrics, log);
+    const node = new FlotillaNode(config, runtime, kv, http, metrics, log, loopDelay);
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
     metrics.bindPeerBytes(() => {
       const rows: { direction: 'sent' | 'received'; type: string; bytes: number }[] = [];
@@ -257,6 +275,7 @@ export class FlotillaNode implements AsyncDisposable {
       );
     } catch (err) {
       await runtime.close(0);
+      loopDelay[Symbol.dispose]();
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     return node;
@@ -269,6 +288,7 @@ export class FlotillaNode implements AsyncDisposable {
     await this.runtime.close();
     await this.http.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.loopDelay[Symbol.dispose]();
     this.log.info('node stopped');
   }
 
