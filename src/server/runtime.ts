@@ -488,7 +488,13 @@ export class RaftRuntime {
 
   /** Runs the Ready loop until the core has nothing more to do. One loop at a time. */
   private kick(): void {
-    if (this.loopActive || !this.running) return;
+    if (!this.running) return;
+    if (this.loopActive) {
+      // A Ready is being persisted: send what need not wait for it (heartbeats and their
+      // answers above all), or a slow disk silences this node for as long as its sync takes.
+      for (const m of this.node.takeMessages()) this.sendMessage(m);
+      return;
+    }
     this.loopActive = true;
     this.loopDone = this.loop().then(
       () => {
