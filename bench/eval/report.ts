@@ -336,9 +336,7 @@ export function renderTables(r: EvalResults): string {
       '<h2>Cluster size: 3 vs 5 members (256 B writes)</h2>',
       table([...loadHead, 'peer traffic per write'], sizes),
     );
-  const overload = ss.flatMap((s) =>
-    (r.systems[s]?.overload ?? []).map((x) => overloadRow(s, x)),
-  );
+  const overload = ss.flatMap((s) => (r.systems[s]?.overload ?? []).map((x) => overloadRow(s, x)));
   if (overload.length > 0)
     parts.push(
       '<h2>Overload: closed-loop writers over every member, two CPU-bound processes beside</h2>',

@@ -313,7 +313,7 @@ export class FlotillaClient {
         if (!retryable.has(e.code))
           throw indefinite === e.indefinite
             ? e
-            : new FlotillaError(e.code, e.message, indefinite, e.status, e.leader);
+            : new FlotillaError(e.code, e.message, indefinite, e.status, e.leader, e.retryAfterMs);
         const backoffMs = Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2);
         if (e.code === 'OVERLOADED') {
           // The node refused before doing anything. Another node would forward to the same
@@ -336,6 +336,7 @@ export class FlotillaClient {
       indefinite,
       l.status,
       l.leader,
+      l.retryAfterMs,
     );
   }
 

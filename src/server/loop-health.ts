@@ -69,7 +69,7 @@ export class HeartbeatTimer {
   sending(m: Message): void {
     if (m.type !== 'heartbeat') return;
     let bySeq = this.sent.get(m.to);
-    if (bySeq === undefined) this.sent.set(m.to, (bySeq = new Map()));
+    if (bySeq === undefined) this.sent.set(m.to, (bySeq = new Map<number, number>()));
     if (bySeq.has(m.seq)) return; // a resend of the same round: time the first
     bySeq.set(m.seq, this.nowMs());
     if (bySeq.size > maxOutstandingPerPeer) {
