@@ -38,6 +38,9 @@ import { NodeMetrics } from './metrics.js';
 import { RaftRuntime, type RuntimeEvent } from './runtime.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
+/** Connections to each other member for forwarded requests and status. */
+const forwardConnections = 128;
+
 export class FlotillaNode implements AsyncDisposable {
   private closing = false;
   private readonly pools = new Map<string, Pool>();
@@ -61,6 +64,8 @@ export class FlotillaNode implements AsyncDisposable {
       timeoutMs: config.requestTimeoutMs + 1_000,
       // One of the longest election timeouts: the new leader was elected after about as long.
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
+      // As many as the pool to the leader has connections: none waits for one.
+      maxInFlight: forwardConnections,
     });
   }
 
@@ -389,7 +394,7 @@ export class FlotillaNode implements AsyncDisposable {
   private pool(url: string): Pool {
     let p = this.pools.get(url);
     if (p === undefined) {
-      p = new Pool(url, { connections: 128 });
+      p = new Pool(url, { connections: forwardConnections });
       this.pools.set(url, p);
     }
     return p;
