@@ -62,8 +62,11 @@ type Method = 'GET' | 'POST';
 
 /** What the server needs of an admission policy (src/server/admission.ts is one). */
 export interface AdmissionGate {
-  /** A release function for an admitted request of `bodyBytes`, or null to refuse it. */
-  tryAcquire(bodyBytes: number): (() => void) | null;
+  /**
+   * A slot for a request of `bodyBytes`, or null to refuse it. `begin` is called once its
+   * body has arrived, `release` once it was answered.
+   */
+  tryAcquire(bodyBytes: number): { begin(): void; release(): void } | null;
   /** Why requests are refused now, for the error message. */
   describe(): string;
 }
@@ -156,7 +159,7 @@ export class JsonHttpServer {
     let status = 500;
     const byMethod = this.routes.get(url.pathname);
     const route = byMethod?.get(req.method ?? '');
-    let release: (() => void) | null = null;
+    let ticket: { begin(): void; release(): void } | null = null;
     try {
       if (byMethod === undefined)
         throw new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
@@ -170,8 +173,8 @@ export class JsonHttpServer {
       }
       if (route.admitted && this.opts.admission !== undefined) {
         // Before the body is read or parsed: a refusal must cost next to nothing.
-        release = this.opts.admission.tryAcquire(Number(req.headers['content-length'] ?? '0'));
-        if (release === null)
+        ticket = this.opts.admission.tryAcquire(Number(req.headers['content-length'] ?? '0'));
+        if (ticket === null)
           throw new ApiError(
             'OVERLOADED',
             `Node is overloaded: ${this.opts.admission.describe()}. Nothing was done; retry ` +
@@ -179,6 +182,7 @@ export class JsonHttpServer {
           );
       }
       const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
+      ticket?.begin();
       if (route.admitted) await this.turns.turn();
       const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
       const rawBody = bytes.toString('utf8');
@@ -205,7 +209,7 @@ export class JsonHttpServer {
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
       this.send(res, status, JSON.stringify(e.toJSON()), 'application/json');
     } finally {
-      release?.();
+      ticket?.release();
     }
     this.opts.onRequest?.(route !== undefined ? url.pathname : 'unmatched', status);
   }

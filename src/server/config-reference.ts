@@ -113,6 +113,10 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       'Body bytes of the client requests a node holds at once; past it, as `maxInflightRequests`. At least `maxBodyBytes`.',
   },
+  maxInflightAgeMs: {
+    meaning:
+      'While the oldest client request in a node (counted from when its body arrived) has taken longer than this, new ones are refused `429 OVERLOADED`, until the backlog drains: latency stays near this bound instead of growing to `requestTimeoutMs`.',
+  },
   httpMaxConnections: {
     meaning:
       'HTTP connections open at once; one more is closed as it arrives, while the open ones keep working.',

@@ -53,6 +53,8 @@ export interface NodeConfig {
   readonly maxInflightRequests: number;
   /** Body bytes of the client requests in this node at once; more are refused OVERLOADED. */
   readonly maxInflightBytes: number;
+  /** New client requests are refused OVERLOADED while the oldest has taken longer than this. */
+  readonly maxInflightAgeMs: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** `auto`: human-readable on a terminal, JSON lines otherwise. */
   readonly logFormat: 'auto' | 'json' | 'pretty';
@@ -86,6 +88,7 @@ export const configDefaults = {
   httpMaxConnections: 8_192,
   maxInflightRequests: 256,
   maxInflightBytes: 64 * 1024 * 1024,
+  maxInflightAgeMs: 1_000,
   logLevel: 'info',
   logFormat: 'auto',
 } as const;
@@ -108,6 +111,7 @@ export const numericFields = [
   ['httpMaxConnections', 1, 1_000_000],
   ['maxInflightRequests', 1, 1_000_000],
   ['maxInflightBytes', 1024, 2 ** 40],
+  ['maxInflightAgeMs', 1, 3_600_000],
 ] as const;
 
 /** Headers, flags and punctuation of a put request's JSON body beyond its key and value. */

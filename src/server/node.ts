@@ -238,7 +238,11 @@ export class FlotillaNode implements AsyncDisposable {
       );
     }
     const admission = new Admission(
-      { maxRequests: config.maxInflightRequests, maxBytes: config.maxInflightBytes },
+      {
+        maxRequests: config.maxInflightRequests,
+        maxBytes: config.maxInflightBytes,
+        maxAgeMs: config.maxInflightAgeMs,
+      },
       (ok) => metrics.admission.inc({ outcome: ok ? 'admitted' : 'overloaded' }),
     );
     metrics.bindAdmission(() => admission.state());

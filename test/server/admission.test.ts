@@ -17,12 +17,14 @@ import { freePorts } from '../e2e/harness.js';
 
 void test('admission counts requests and bytes, and always admits one request', () => {
   const outcomes: boolean[] = [];
-  const a = new Admission({ maxRequests: 2, maxBytes: 100 }, (ok) => outcomes.push(ok));
+  const a = new Admission({ maxRequests: 2, maxBytes: 100, maxAgeMs: 1_000 }, (ok) =>
+    outcomes.push(ok),
+  );
   const big = a.tryAcquire(500);
   assert.ok(big !== null, 'a request over the byte limit is admitted when nothing else is');
   assert.equal(a.tryAcquire(1), null, 'nothing more fits beside it');
-  big();
-  big(); // a second release changes nothing
+  big.release();
+  big.release(); // a second release changes nothing
   assert.deepEqual(a.state(), { requests: 0, bytes: 0 });
   const r1 = a.tryAcquire(60);
   assert.ok(r1 !== null);
@@ -31,12 +33,46 @@ void test('admission counts requests and bytes, and always admits one request', 
   assert.ok(r2 !== null);
   assert.equal(a.tryAcquire(0), null, 'two requests are the limit');
   assert.deepEqual(a.state(), { requests: 2, bytes: 100 });
-  assert.match(a.describe(), /2 requests \(100 bytes\) in flight; the limits are 2 requests/);
-  r1();
-  r2();
+  assert.match(
+    a.describe(),
+    /2 requests \(100 bytes\) in flight, the oldest for 0 ms; the limits are 2 requests/,
+  );
+  r1.release();
+  r2.release();
   assert.deepEqual(a.state(), { requests: 0, bytes: 0 });
   assert.deepEqual(outcomes, [true, false, true, false, true, false]);
-  assert.throws(() => new Admission({ maxRequests: 0, maxBytes: 1 }), RangeError);
+  assert.throws(() => new Admission({ maxRequests: 0, maxBytes: 1, maxAgeMs: 1 }), RangeError);
+});
+
+void test('while the oldest request in progress is older than maxAgeMs, new ones are refused', () => {
+  let now = 0;
+  const a = new Admission(
+    { maxRequests: 10, maxBytes: 1_000, maxAgeMs: 100 },
+    undefined,
+    () => now,
+  );
+  const slow = a.tryAcquire(10);
+  const sending = a.tryAcquire(10);
+  assert.ok(slow !== null && sending !== null);
+  slow.begin(); // its body arrived at 0; `sending` is still receiving its body
+  now = 100;
+  const fresh = a.tryAcquire(10);
+  assert.ok(fresh !== null, 'at 100 ms the oldest is not older than the bound');
+  fresh.begin();
+  now = 101;
+  assert.equal(a.tryAcquire(10), null, 'at 101 ms it is: refused');
+  assert.match(a.describe(), /the oldest for 101 ms/);
+  slow.release();
+  assert.equal(a.oldestAgeMs(), 1, 'the next oldest began at 100 ms');
+  const next = a.tryAcquire(10);
+  assert.ok(next !== null, 'admitted again once the old request left');
+  // A request whose body never arrives does not age: a slow sender cannot close the node.
+  fresh.release();
+  next.release();
+  now = 10_000;
+  assert.equal(a.oldestAgeMs(), 0);
+  assert.ok(a.tryAcquire(10) !== null);
+  sending.release();
 });
 
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-admission-'));
@@ -129,7 +165,7 @@ void test('a node at its admission limit refuses at once with 429 OVERLOADED, an
     .error;
   assert.equal(e.code, 'OVERLOADED');
   assert.equal(e.indefinite, false, 'refused before anything was done: definite');
-  assert.match(e.message, /1 requests \(\d+ bytes\) in flight; the limits are 1 requests/);
+  assert.match(e.message, /1 requests \(\d+ bytes\) in flight, the oldest for 0 ms; the limits are 1 requests/);
   assert.equal(await metric(url, 'overloaded'), 1);
   // Status and metrics are not client work: they stay answerable at the limit.
   assert.equal((await fetch(`${url}/v1/status`)).status, 200);
