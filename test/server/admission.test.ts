@@ -165,7 +165,10 @@ void test('a node at its admission limit refuses at once with 429 OVERLOADED, an
     .error;
   assert.equal(e.code, 'OVERLOADED');
   assert.equal(e.indefinite, false, 'refused before anything was done: definite');
-  assert.match(e.message, /1 requests \(\d+ bytes\) in flight, the oldest for 0 ms; the limits are 1 requests/);
+  assert.match(
+    e.message,
+    /1 requests \(\d+ bytes\) in flight, the oldest for 0 ms; the limits are 1 requests/,
+  );
   assert.equal(await metric(url, 'overloaded'), 1);
   // Status and metrics are not client work: they stay answerable at the limit.
   assert.equal((await fetch(`${url}/v1/status`)).status, 200);
