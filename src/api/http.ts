@@ -47,8 +47,6 @@ export interface HttpServerOptions {
    * refused here is answered 429 OVERLOADED at once, its body unread.
    */
   readonly admission?: AdmissionGate;
-  /** The Retry-After of a 429 answer, in seconds. Default 1. */
-  readonly retryAfterSeconds?: number;
   /**
    * Admitted requests that start, or render their answer, per turn of the event loop
    * (turns.ts): the most client work done between two chances for Raft's. Default 32.
@@ -66,9 +64,11 @@ export interface AdmissionGate {
    * A slot for a request of `bodyBytes`, or null to refuse it. `begin` is called once its
    * body has arrived, `release` once it was answered.
    */
-  tryAcquire(bodyBytes: number): { begin(): void; release(): void } | null;
+  tryAcquire(bodyBytes: number): { begin(): void; release(refused?: boolean): void } | null;
   /** Why requests are refused now, for the error message. */
   describe(): string;
+  /** The Retry-After of a refusal now, in seconds. */
+  retryAfterSeconds(): number;
 }
 
 interface Route {
@@ -159,7 +159,7 @@ export class JsonHttpServer {
     let status = 500;
     const byMethod = this.routes.get(url.pathname);
     const route = byMethod?.get(req.method ?? '');
-    let ticket: { begin(): void; release(): void } | null = null;
+    let ticket: { begin(): void; release(refused?: boolean): void } | null = null;
     try {
       if (byMethod === undefined)
         throw new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
@@ -178,7 +178,7 @@ export class JsonHttpServer {
           throw new ApiError(
             'OVERLOADED',
             `Node is overloaded: ${this.opts.admission.describe()}. Nothing was done; retry ` +
-              `after ${this.opts.retryAfterSeconds ?? 1} s`,
+              `after the Retry-After`,
           );
       }
       const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
@@ -209,7 +209,8 @@ export class JsonHttpServer {
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
       this.send(res, status, JSON.stringify(e.toJSON()), 'application/json');
     } finally {
-      ticket?.release();
+      // A 429 passed on from the leader counts as this node's refusal for the Retry-After.
+      ticket?.release(status === 429);
     }
     this.opts.onRequest?.(route !== undefined ? url.pathname : 'unmatched', status);
   }
@@ -247,7 +248,9 @@ export class JsonHttpServer {
       'Content-Length': Buffer.byteLength(body),
       // Every 429 (this node's refusal, or the leader's passed on by forwarding) says when
       // to come back, so that clients back off rather than retry at once.
-      ...(status === 429 ? { 'Retry-After': String(this.opts.retryAfterSeconds ?? 1) } : {}),
+      ...(status === 429
+        ? { 'Retry-After': String(this.opts.admission?.retryAfterSeconds() ?? 1) }
+        : {}),
     });
     res.end(body);
   }

@@ -40,14 +40,22 @@ export interface AdmissionState {
 export interface Ticket {
   /** Its body has arrived and its work starts: from now on its age counts. */
   begin(): void;
-  /** Frees the slot; calling it again does nothing. */
-  release(): void;
+  /**
+   * Frees the slot; calling it again does nothing. `refused`: its answer was a refusal all the
+   * same (a follower passing on the leader's 429), counted as one for the Retry-After.
+   */
+  release(refused?: boolean): void;
 }
+
+/** The longest Retry-After a refusal asks for, in seconds. */
+export const maxRetryAfterSeconds = 10;
 
 export class Admission {
   private requests = 0;
   private bytes = 0;
   private nextId = 1;
+  /** Refusals and answers counted in the current second and the one before it. */
+  private readonly rate = { startMs: 0, refused: 0, answered: 0, lastRefused: 0, lastAnswered: 0 };
   /** Requests begun and not released, by id, in the order they began: the first is the oldest. */
   private readonly begun = new Map<number, number>();
 
@@ -72,7 +80,11 @@ export class Admission {
       (this.requests > 0 && this.bytes + size > this.limits.maxBytes) ||
       this.oldestAgeMs() > this.limits.maxAgeMs;
     this.onOutcome(!full);
-    if (full) return null;
+    this.roll();
+    if (full) {
+      this.rate.refused += 1;
+      return null;
+    }
     this.requests += 1;
     this.bytes += size;
     const id = this.nextId++;
@@ -81,18 +93,48 @@ export class Admission {
       begin: () => {
         if (!released && !this.begun.has(id)) this.begun.set(id, this.nowMs());
       },
-      release: () => {
+      release: (refused = false) => {
         if (released) return;
         released = true;
         this.begun.delete(id);
         this.requests -= 1;
         this.bytes -= size;
+        this.roll();
+        if (refused) this.rate.refused += 1;
+        else this.rate.answered += 1;
       },
     };
   }
 
   state(): AdmissionState {
     return { requests: this.requests, bytes: this.bytes };
+  }
+
+  /**
+   * When a refused client should come back, in whole seconds: the refusals of the last second
+   * over the requests answered in it, at least 1 and at most maxRetryAfterSeconds. Clients
+   * refused together then return spread over as many seconds as the node needs to serve them,
+   * rather than all in the next second: with 3,000 clients and Retry-After 1, refused retries
+   * were most of what the nodes parsed, and parsing them is work the event loop owes Raft.
+   */
+  retryAfterSeconds(): number {
+    this.roll();
+    const r = this.rate;
+    const refused = Math.max(r.refused, r.lastRefused);
+    const answered = Math.max(r.answered, r.lastAnswered, 1);
+    return Math.min(maxRetryAfterSeconds, Math.max(1, Math.ceil(refused / answered)));
+  }
+
+  private roll(): void {
+    const now = this.nowMs();
+    const r = this.rate;
+    if (now - r.startMs < 1_000) return;
+    const adjacent = now - r.startMs < 2_000;
+    r.lastRefused = adjacent ? r.refused : 0;
+    r.lastAnswered = adjacent ? r.answered : 0;
+    r.refused = 0;
+    r.answered = 0;
+    r.startMs = now;
   }
 
   /** How long the oldest request in progress has been (0: none). */
