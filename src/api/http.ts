@@ -43,8 +43,8 @@ export interface HttpServerOptions {
   /** Connections open at once; one past the limit is closed before anything is read from it. */
   readonly maxConnections: number;
   /**
-   * Bounds the client requests in flight (routes installed with `{ admitted: true }`): one
-   * refused here is answered 429 OVERLOADED at once, its body unread.
+   * Bounds the client requests in flight (paths given to countAgainstAdmission): one refused
+   * here is answered 429 OVERLOADED at once, its body unread.
    */
   readonly admission?: AdmissionGate;
   /**
@@ -71,14 +71,11 @@ export interface AdmissionGate {
   retryAfterSeconds(): number;
 }
 
-interface Route {
-  readonly handler: Handler;
-  readonly admitted: boolean;
-}
-
 export class JsonHttpServer {
-  /** path -> method -> route. */
-  private readonly routes = new Map<string, Map<string, Route>>();
+  /** path -> method -> handler. */
+  private readonly routes = new Map<string, Map<string, Handler>>();
+  /** Paths whose requests count against the admission limit. */
+  private readonly admittedPaths = new Set<string>();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly turns: TurnQueue;
@@ -111,17 +108,21 @@ export class JsonHttpServer {
     this.server.on('clientError', (err, socket) => this.onClientError(err, socket));
   }
 
-  /**
-   * Adds a route. `admitted`: its requests count against the admission limit (client work:
-   * reads and writes); status, health and metrics routes stay answerable under overload.
-   */
-  route(method: Method, path: string, handler: Handler, o: { admitted?: boolean } = {}): void {
+  route(method: Method, path: string, handler: Handler): void {
     let byMethod = this.routes.get(path);
     if (byMethod === undefined) {
       byMethod = new Map();
       this.routes.set(path, byMethod);
     }
-    byMethod.set(method, { handler, admitted: o.admitted === true });
+    byMethod.set(method, handler);
+  }
+
+  /**
+   * Requests to these paths are client work: they count against the admission limit and take
+   * turns. Others (status, health, metrics) stay answerable under overload.
+   */
+  countAgainstAdmission(...paths: string[]): void {
+    for (const p of paths) this.admittedPaths.add(p);
   }
 
   /** Connections open now (for tests and metrics). */
@@ -158,12 +159,13 @@ export class JsonHttpServer {
     });
     let status = 500;
     const byMethod = this.routes.get(url.pathname);
-    const route = byMethod?.get(req.method ?? '');
+    const handler = byMethod?.get(req.method ?? '');
+    const admitted = this.admittedPaths.has(url.pathname);
     let ticket: { begin(): void; release(refused?: boolean): void } | null = null;
     try {
       if (byMethod === undefined)
         throw new ApiError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
-      if (route === undefined) {
+      if (handler === undefined) {
         const allowed = [...byMethod.keys()].join(', ');
         res.setHeader('Allow', allowed);
         throw new ApiError(
@@ -171,7 +173,7 @@ export class JsonHttpServer {
           `${req.method ?? ''} is not allowed on ${url.pathname} (allowed: ${allowed})`,
         );
       }
-      if (route.admitted && this.opts.admission !== undefined) {
+      if (admitted && this.opts.admission !== undefined) {
         // Before the body is read or parsed: a refusal must cost next to nothing.
         ticket = this.opts.admission.tryAcquire(Number(req.headers['content-length'] ?? '0'));
         if (ticket === null)
@@ -183,17 +185,17 @@ export class JsonHttpServer {
       }
       const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
       ticket?.begin();
-      if (route.admitted) await this.turns.turn();
+      if (admitted) await this.turns.turn();
       const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
       const rawBody = bytes.toString('utf8');
-      const result = await route.handler({
+      const result = await handler({
         body,
         rawBody,
         query: url.searchParams,
         signal: controller.signal,
         headers: req.headers,
       });
-      if (route.admitted) await this.turns.turn();
+      if (admitted) await this.turns.turn();
       status = result.status ?? 200;
       if (result.text !== undefined)
         this.send(res, status, result.text, result.contentType ?? 'text/plain; charset=utf-8');
@@ -212,7 +214,7 @@ export class JsonHttpServer {
       // A 429 passed on from the leader counts as this node's refusal for the Retry-After.
       ticket?.release(status === 429);
     }
-    this.opts.onRequest?.(route !== undefined ? url.pathname : 'unmatched', status);
+    this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
   }
 
   /**

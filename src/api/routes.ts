@@ -90,116 +90,85 @@ const MAX_TXN_OPS = 128;
 export const MAX_CLIENT_ID_CHARS = 128;
 const MAX_LIMIT = 100_000;
 
-/** Client work counts against the node's admission limit; status and metrics never do. */
-const admitted = { admitted: true } as const;
-
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
-  http.route(
-    'POST',
-    '/v1/kv/put',
-    async ({ body, rawBody, signal, headers }) => {
-      const fwd = await forwarded(b, '/v1/kv/put', rawBody, signal, headers);
-      if (fwd !== null) return fwd;
-      const o = asObject(body);
-      onlyFields(o, ['key', 'value', 'prevKv', 'encoding', 'clientId', 'seq']);
-      const enc = encodingOf(o);
-      const op = parsePut(o, enc, b);
-      const r = await b.write({ compare: [], success: [op], failure: [] }, session(o), signal);
-      const res = r.results[0] as Extract<BackendOpResult, { kind: 'put' }>;
-      return {
-        json: { header: r.header, ...(res.prevKv ? { prevKv: renderKv(res.prevKv, enc) } : {}) },
-      };
-    },
-    admitted,
-  );
+  http.route('POST', '/v1/kv/put', async ({ body, rawBody, signal, headers }) => {
+    const fwd = await forwarded(b, '/v1/kv/put', rawBody, signal, headers);
+    if (fwd !== null) return fwd;
+    const o = asObject(body);
+    onlyFields(o, ['key', 'value', 'prevKv', 'encoding', 'clientId', 'seq']);
+    const enc = encodingOf(o);
+    const op = parsePut(o, enc, b);
+    const r = await b.write({ compare: [], success: [op], failure: [] }, session(o), signal);
+    const res = r.results[0] as Extract<BackendOpResult, { kind: 'put' }>;
+    return {
+      json: { header: r.header, ...(res.prevKv ? { prevKv: renderKv(res.prevKv, enc) } : {}) },
+    };
+  });
 
-  http.route(
-    'POST',
-    '/v1/kv/range',
-    async ({ body, signal }) => {
-      const o = asObject(body);
-      onlyFields(o, [
-        'key',
-        'rangeEnd',
-        'prefix',
-        'limit',
-        'countOnly',
-        'serializable',
-        'encoding',
-      ]);
-      const enc = encodingOf(o);
-      const op = parseRange(o, enc, b);
-      const r = await b.read(op, optBool(o, 'serializable'), signal);
-      return {
-        json: {
-          header: r.header,
-          kvs: r.result.kvs.map((kv) => renderKv(kv, enc)),
-          count: r.result.count,
-          more: r.result.more,
-        },
-      };
-    },
-    admitted,
-  );
+  http.route('POST', '/v1/kv/range', async ({ body, signal }) => {
+    const o = asObject(body);
+    onlyFields(o, ['key', 'rangeEnd', 'prefix', 'limit', 'countOnly', 'serializable', 'encoding']);
+    const enc = encodingOf(o);
+    const op = parseRange(o, enc, b);
+    const r = await b.read(op, optBool(o, 'serializable'), signal);
+    return {
+      json: {
+        header: r.header,
+        kvs: r.result.kvs.map((kv) => renderKv(kv, enc)),
+        count: r.result.count,
+        more: r.result.more,
+      },
+    };
+  });
 
-  http.route(
-    'POST',
-    '/v1/kv/delete',
-    async ({ body, rawBody, signal, headers }) => {
-      const fwd = await forwarded(b, '/v1/kv/delete', rawBody, signal, headers);
-      if (fwd !== null) return fwd;
-      const o = asObject(body);
-      onlyFields(o, ['key', 'rangeEnd', 'prefix', 'prevKv', 'encoding', 'clientId', 'seq']);
-      const enc = encodingOf(o);
-      const op: BackendOp = {
-        kind: 'delete',
-        range: parseRangeSpec(o, enc, b),
-        prevKv: optBool(o, 'prevKv'),
-      };
-      const r = await b.write({ compare: [], success: [op], failure: [] }, session(o), signal);
-      const res = r.results[0] as Extract<BackendOpResult, { kind: 'delete' }>;
-      return {
-        json: {
-          header: r.header,
-          deleted: res.deleted,
-          ...(op.prevKv ? { prevKvs: res.prevKvs.map((kv) => renderKv(kv, enc)) } : {}),
-        },
-      };
-    },
-    admitted,
-  );
+  http.route('POST', '/v1/kv/delete', async ({ body, rawBody, signal, headers }) => {
+    const fwd = await forwarded(b, '/v1/kv/delete', rawBody, signal, headers);
+    if (fwd !== null) return fwd;
+    const o = asObject(body);
+    onlyFields(o, ['key', 'rangeEnd', 'prefix', 'prevKv', 'encoding', 'clientId', 'seq']);
+    const enc = encodingOf(o);
+    const op: BackendOp = {
+      kind: 'delete',
+      range: parseRangeSpec(o, enc, b),
+      prevKv: optBool(o, 'prevKv'),
+    };
+    const r = await b.write({ compare: [], success: [op], failure: [] }, session(o), signal);
+    const res = r.results[0] as Extract<BackendOpResult, { kind: 'delete' }>;
+    return {
+      json: {
+        header: r.header,
+        deleted: res.deleted,
+        ...(op.prevKv ? { prevKvs: res.prevKvs.map((kv) => renderKv(kv, enc)) } : {}),
+      },
+    };
+  });
 
-  http.route(
-    'POST',
-    '/v1/kv/txn',
-    async ({ body, rawBody, signal, headers }) => {
-      const fwd = await forwarded(b, '/v1/kv/txn', rawBody, signal, headers);
-      if (fwd !== null) return fwd;
-      const o = asObject(body);
-      onlyFields(o, ['compare', 'success', 'failure', 'encoding', 'clientId', 'seq']);
-      const enc = encodingOf(o);
-      const compare = optArray(o, 'compare', MAX_TXN_OPS).map((c, i) =>
-        parseCompare(asObject(c, `compare[${i}]`), enc, b, i),
-      );
-      const success = optArray(o, 'success', MAX_TXN_OPS).map((x, i) =>
-        parseTxnOp(x, enc, b, `success[${i}]`),
-      );
-      const failure = optArray(o, 'failure', MAX_TXN_OPS).map((x, i) =>
-        parseTxnOp(x, enc, b, `failure[${i}]`),
-      );
-      checkTxnKeysDistinct(success, 'success');
-      checkTxnKeysDistinct(failure, 'failure');
-      const r = await b.write({ compare, success, failure }, session(o), signal);
-      return {
-        json: {
-          header: r.header,
-          succeeded: r.succeeded,
-          responses: r.results.map((x) => renderOpResult(x, enc)),
-        },
-      };
-    },
-    admitted,
-  );
+  http.route('POST', '/v1/kv/txn', async ({ body, rawBody, signal, headers }) => {
+    const fwd = await forwarded(b, '/v1/kv/txn', rawBody, signal, headers);
+    if (fwd !== null) return fwd;
+    const o = asObject(body);
+    onlyFields(o, ['compare', 'success', 'failure', 'encoding', 'clientId', 'seq']);
+    const enc = encodingOf(o);
+    const compare = optArray(o, 'compare', MAX_TXN_OPS).map((c, i) =>
+      parseCompare(asObject(c, `compare[${i}]`), enc, b, i),
+    );
+    const success = optArray(o, 'success', MAX_TXN_OPS).map((x, i) =>
+      parseTxnOp(x, enc, b, `success[${i}]`),
+    );
+    const failure = optArray(o, 'failure', MAX_TXN_OPS).map((x, i) =>
+      parseTxnOp(x, enc, b, `failure[${i}]`),
+    );
+    checkTxnKeysDistinct(success, 'success');
+    checkTxnKeysDistinct(failure, 'failure');
+    const r = await b.write({ compare, success, failure }, session(o), signal);
+    return {
+      json: {
+        header: r.header,
+        succeeded: r.succeeded,
+        responses: r.results.map((x) => renderOpResult(x, enc)),
+      },
+    };
+  });
 
   http.route('GET', '/v1/status', () => ({ json: b.status() }));
   http.route('GET', '/v1/cluster/status', async ({ signal }) => ({
@@ -225,6 +194,8 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     text: await b.metrics.metrics(),
     contentType: b.metrics.contentType,
   }));
+  // Client work counts against the node's admission limit; status and metrics never do.
+  http.countAgainstAdmission('/v1/kv/put', '/v1/kv/range', '/v1/kv/delete', '/v1/kv/txn');
 }
 
 const FORWARDED_HEADER = 'x-flotilla-forwarded';
