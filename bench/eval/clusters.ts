@@ -35,8 +35,8 @@ export interface BenchCluster {
   /** kill -9 one member (no flush, no hand-off). */
   killMember(id: number): Promise<void>;
   running(): number[];
-  /** One member's view: whom it follows (0: nobody) and whether it leads; null if down. */
-  view(id: number): Promise<{ leader: number; leads: boolean } | null>;
+  /** One member's view: whom it follows (0: nobody), whether it leads, its term; null if down. */
+  view(id: number): Promise<MemberView | null>;
   /** Waits until every running member names the same running leader; returns its id. */
   waitForLeader(timeoutMs?: number): Promise<number>;
   /** Every member's peer (Raft) listening port, for counting bytes on the wire. */
@@ -44,6 +44,12 @@ export interface BenchCluster {
   /** Prometheus text of one member's /metrics. */
   metricsText(id: number): Promise<string>;
   stop(): Promise<void>;
+}
+
+export interface MemberView {
+  readonly leader: number;
+  readonly leads: boolean;
+  readonly term: number;
 }
 
 interface Member {
@@ -125,7 +131,7 @@ abstract class ProcessCluster implements BenchCluster {
     });
   }
 
-  abstract view(id: number): Promise<{ leader: number; leads: boolean } | null>;
+  abstract view(id: number): Promise<MemberView | null>;
 
   async waitForLeader(timeoutMs = 15_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
@@ -212,14 +218,14 @@ export class FlotillaCluster extends ProcessCluster {
     };
   }
 
-  async view(id: number): Promise<{ leader: number; leads: boolean } | null> {
+  async view(id: number): Promise<MemberView | null> {
     try {
       const res = await fetch(`${this.clientUrl(id)}/v1/status`, {
         signal: AbortSignal.timeout(1_000),
       });
       if (!res.ok) return null;
-      const s = (await res.json()) as { leader: number; role: string };
-      return { leader: s.leader, leads: s.role === 'leader' };
+      const s = (await res.json()) as { leader: number; role: string; term: number };
+      return { leader: s.leader, leads: s.role === 'leader', term: s.term };
     } catch {
       return null;
     }
@@ -274,7 +280,7 @@ export class EtcdCluster extends ProcessCluster {
     };
   }
 
-  async view(id: number): Promise<{ leader: number; leads: boolean } | null> {
+  async view(id: number): Promise<MemberView | null> {
     try {
       const res = await fetch(`${this.clientUrl(id)}/v3/maintenance/status`, {
         method: 'POST',
@@ -282,12 +288,16 @@ export class EtcdCluster extends ProcessCluster {
         signal: AbortSignal.timeout(1_000),
       });
       if (!res.ok) return null;
-      const s = (await res.json()) as { header?: { member_id?: string }; leader?: string };
+      const s = (await res.json()) as {
+        header?: { member_id?: string };
+        leader?: string;
+        raftTerm?: string;
+      };
       const self = s.header?.member_id;
       if (self === undefined) return null;
       this.memberIds.set(self, id);
       const leader = s.leader === undefined ? 0 : (this.memberIds.get(s.leader) ?? -1);
-      return { leader, leads: s.leader === self };
+      return { leader, leads: s.leader === self, term: Number(s.raftTerm ?? 0) };
     } catch {
       return null;
     }

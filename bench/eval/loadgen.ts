@@ -18,6 +18,11 @@ export interface LoadOptions {
   /** The next request of client `client`; `n` counts that client's requests from 0. */
   readonly next: (client: number, n: number) => HttpOp;
   readonly onTick?: (elapsedMs: number, totalMs: number, ops: number) => void;
+  /**
+   * After a 429 with a Retry-After header, the client waits that long (with up to 50 % more,
+   * at random, so refused clients do not return all at once). Otherwise it pauses 5 ms.
+   */
+  readonly honourRetryAfter?: boolean;
 }
 
 export interface LoadResult {
@@ -75,6 +80,7 @@ export async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
       const op = o.next(client, n);
       const start = performance.now();
       let status: string;
+      let retryAfterMs = 0;
       try {
         const res = await pool.request({
           path: op.path,
@@ -84,20 +90,29 @@ export async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
         });
         await res.body.text();
         status = String(res.statusCode);
+        const after = Number(res.headers['retry-after']);
+        if (res.statusCode === 429 && Number.isFinite(after)) retryAfterMs = after * 1000;
       } catch (err) {
         status = (err as { code?: string }).code ?? 'ERROR';
       }
       const done = performance.now();
-      if (start < measureFrom || done > end) continue;
+      const counted = start >= measureFrom && done <= end;
       if (status === '200') {
+        if (!counted) continue;
         ops++;
         hist.recordValue(Math.max(1, Math.round((done - start) * 1000)));
-      } else {
+        continue;
+      }
+      if (counted) {
         errors++;
         errorsByStatus[status] = (errorsByStatus[status] ?? 0) + 1;
-        // A refused request returns at once; pause so a client does not spin on errors.
-        await new Promise((r) => setTimeout(r, 5));
       }
+      // A refused request returns at once; pause so a client does not spin on errors.
+      const pauseMs =
+        o.honourRetryAfter === true && retryAfterMs > 0
+          ? retryAfterMs * (1 + Math.random() / 2)
+          : 5;
+      await new Promise((r) => setTimeout(r, Math.min(pauseMs, Math.max(0, end - done))));
     }
   };
   try {

@@ -60,6 +60,15 @@ function positive(name: string, max: number) {
   };
 }
 
+function intList(name: string, spec: string, max: number): number[] {
+  return spec.split(',').map((x) => {
+    const n = Number(x.trim());
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      throw new EvalError('EVAL_BAD_OPTION', `${name} takes integers 1..${max}, got "${x}"`);
+    return n;
+  });
+}
+
 interface CliOptions {
   quick?: boolean;
   out: string;
@@ -68,6 +77,10 @@ interface CliOptions {
   scenarios: string;
   failoverTrials?: number;
   duration?: number;
+  overloadDuration?: number;
+  overloadClients?: string;
+  overloadNodes?: string;
+  overloadBurners?: number;
   reportFrom?: string;
   keepData?: boolean;
 }
@@ -106,6 +119,14 @@ async function run(o: CliOptions): Promise<void> {
     ...base,
     ...(o.failoverTrials === undefined ? {} : { failoverTrials: o.failoverTrials }),
     ...(o.duration === undefined ? {} : { durationMs: o.duration * 1000 }),
+    ...(o.overloadDuration === undefined ? {} : { overloadMs: o.overloadDuration * 1000 }),
+    ...(o.overloadClients === undefined
+      ? {}
+      : { overloadClients: intList('--overload-clients', o.overloadClients, 4096) }),
+    ...(o.overloadBurners === undefined ? {} : { overloadBurners: o.overloadBurners }),
+    ...(o.overloadNodes === undefined
+      ? {}
+      : { overloadNodes: intList('--overload-nodes', o.overloadNodes, 9) }),
   };
   const results = await runEvaluation({
     plan,
@@ -129,6 +150,18 @@ export function buildBenchCommand(): Command {
     .option('--scenarios <list>', scenarioNames.join(','), scenarioNames.join(','))
     .option('--failover-trials <n>', 'leader kills per system', positive('--failover-trials', 5000))
     .option('--duration <s>', 'measured seconds per load point', positive('--duration', 600))
+    .option(
+      '--overload-duration <s>',
+      'measured seconds per overload point (default 60; 10 with --quick)',
+      positive('--overload-duration', 3600),
+    )
+    .option('--overload-clients <list>', 'closed-loop writers per overload point (256,1024,3000)')
+    .option('--overload-nodes <list>', 'cluster sizes of the overload scenario (3,5)')
+    .option(
+      '--overload-burners <n>',
+      'CPU-bound processes beside the overload clusters (2)',
+      positive('--overload-burners', 16),
+    )
     .option('--report-from <file>', 're-render the report from a results.json, run nothing')
     .option('--keep-data', 'keep the data directories and member logs')
     .action(run);

@@ -10,6 +10,7 @@ export const scenarioNames = [
   'payload',
   'sizes',
   'profile',
+  'overload',
 ] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
@@ -26,6 +27,13 @@ export interface Plan {
   readonly failoverNodes: number;
   readonly profileMs: number;
   readonly profileClients: number;
+  /** Closed-loop writers per overload point, over every member. */
+  readonly overloadClients: readonly number[];
+  readonly overloadNodes: readonly number[];
+  /** Measured time per overload point (after warmupMs). */
+  readonly overloadMs: number;
+  /** CPU-bound processes running beside the clusters for the whole overload scenario. */
+  readonly overloadBurners: number;
 }
 
 export const fullPlan: Plan = {
@@ -41,6 +49,10 @@ export const fullPlan: Plan = {
   failoverNodes: 5,
   profileMs: 10_000,
   profileClients: 256,
+  overloadClients: [256, 1024, 3000],
+  overloadNodes: [3, 5],
+  overloadMs: 60_000,
+  overloadBurners: 2,
 };
 
 export const quickPlan: Plan = {
@@ -56,6 +68,10 @@ export const quickPlan: Plan = {
   failoverNodes: 5,
   profileMs: 4_000,
   profileClients: 256,
+  overloadClients: [256, 1024, 3000],
+  overloadNodes: [3],
+  overloadMs: 10_000,
+  overloadBurners: 2,
 };
 
 export function parseScenarios(spec: string): ScenarioName[] {

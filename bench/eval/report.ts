@@ -4,6 +4,7 @@
 import { fmtNumber, escapeXml, palette, renderChart, type Series } from './chart.js';
 import type { SystemName } from './clusters.js';
 import type { LoadResult } from './loadgen.js';
+import type { OverloadPoint } from './overload.js';
 import type { EvalResults, SystemResults } from './run.js';
 import type { WritePoint } from './scenarios.js';
 
@@ -254,6 +255,40 @@ const loadHead = [
   'errors',
 ];
 
+const overloadHead = [
+  'system',
+  'members',
+  'clients',
+  'ops/s',
+  'p50 ms',
+  'p99 ms',
+  'max ms',
+  '429s',
+  '5xx',
+  'leader changes',
+  'terms',
+  'max loop delay ms per member',
+];
+
+/** One overload point as a table row (also what docs/BENCHMARKS.md shows). */
+export function overloadRow(s: SystemName, x: OverloadPoint): (string | number)[] {
+  const loop = x.maxLoopDelayMsByNode;
+  return [
+    s,
+    x.nodes,
+    fmtNumber(x.clients),
+    fmtNumber(x.throughputOpsPerSec),
+    x.latencyMs.p50,
+    x.latencyMs.p99,
+    x.latencyMs.max,
+    fmtNumber(x.refused429),
+    fmtNumber(x.errors5xx),
+    x.leaderChanges,
+    x.termsElapsed ?? '–',
+    loop === null ? '–' : Object.values(loop).join(', '),
+  ];
+}
+
 function wireCell(w: WritePoint['wire']): string {
   const m = w.messages === null ? '–' : String(w.messages);
   const b = w.peerBytes === null ? '–' : fmtNumber(Math.round(w.peerBytes));
@@ -300,6 +335,12 @@ export function renderTables(r: EvalResults): string {
     parts.push(
       '<h2>Cluster size: 3 vs 5 members (256 B writes)</h2>',
       table([...loadHead, 'peer traffic per write'], sizes),
+    );
+  const overload = ss.flatMap((s) => (r.systems[s]?.overload ?? []).map((x) => overloadRow(s, x)));
+  if (overload.length > 0)
+    parts.push(
+      '<h2>Overload: closed-loop writers over every member, two CPU-bound processes beside</h2>',
+      table(overloadHead, overload),
     );
   const fo = ss.flatMap((s) => {
     const f = r.systems[s]?.failover;

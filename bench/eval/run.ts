@@ -15,6 +15,7 @@ import {
 import { runFailover, summarize, type FailoverResult } from './failover.js';
 import { machineFacts, type MachineFacts } from './machine.js';
 import type { Plan, ScenarioName } from './plan.js';
+import { overloadPoint, withBurners, type OverloadPoint } from './overload.js';
 import { ProcessGroup } from './procs.js';
 import { profileFlotillaLeader, type ProfileSummary } from './profile.js';
 import {
@@ -40,6 +41,7 @@ export interface SystemResults {
   payload: WritePoint[];
   reads: ReadPoint[];
   sizes: (WritePoint & { nodes: number })[];
+  overload?: OverloadPoint[];
   failover:
     | (FailoverResult & {
         nodes: number;
@@ -102,6 +104,15 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
       results.systems[system] = r;
       await guard(system, () => runSystem(system, r, o, dir, procs));
     }
+    // Both systems in turn under the same burners, so that they face the same machine.
+    if (o.scenarios.includes('overload'))
+      await withBurners(procs, o.plan.overloadBurners, join(dir, 'burners.log'), async () => {
+        for (const system of o.systems) {
+          const r = results.systems[system];
+          if (r !== undefined)
+            await guard(`${system} overload`, () => runOverload(system, r, o, dir, procs));
+        }
+      });
     if (o.scenarios.includes('profile') && o.systems.includes('flotilla'))
       await guard('profile', async () => {
         results.profile = await profileFlotillaLeader(o.plan, dir, procs, o.progress);
@@ -199,6 +210,33 @@ async function runSystem(
     );
   }
   if (has('failover')) await runFailoverFor(system, r, o, sub('failover'), procs);
+}
+
+async function runOverload(
+  system: SystemName,
+  r: SystemResults,
+  o: EvalOptions,
+  dir: string,
+  procs: ProcessGroup,
+): Promise<void> {
+  const p = o.plan;
+  const t = { warmupMs: p.warmupMs, durationMs: p.overloadMs };
+  r.overload = [];
+  for (const nodes of p.overloadNodes)
+    for (const clients of p.overloadClients) {
+      const sub = join(dir, `overload-${nodes}-${clients}`);
+      await withCluster(makeCluster(system, { size: nodes, dir: sub, procs }), o, async (c) => {
+        r.overload?.push(
+          await overloadPoint(
+            c,
+            clients,
+            t,
+            o.progress,
+            `${system} overload, ${nodes} members, ${clients} clients`,
+          ),
+        );
+      });
+    }
 }
 
 async function runFailoverFor(

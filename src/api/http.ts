@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { FlotillaError } from '../base/errors.js';
 import { errorJson, httpStatus, toFlotillaError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
+import { TurnQueue } from './turns.js';
 
 export interface RouteContext {
   readonly body: unknown;
@@ -42,19 +43,46 @@ export interface HttpServerOptions {
   readonly idleTimeoutMs: number;
   /** Connections open at once; one past the limit is closed before anything is read from it. */
   readonly maxConnections: number;
+  /**
+   * Bounds the client requests in flight (paths given to countAgainstAdmission): one refused
+   * here is answered 429 OVERLOADED at once, its body unread.
+   */
+  readonly admission?: AdmissionGate;
+  /**
+   * Admitted requests that start, or render their answer, per turn of the event loop
+   * (turns.ts): the most client work done between two chances for Raft's. Default 32.
+   */
+  readonly requestsPerTurn?: number;
   readonly onRequest?: (route: string, status: number) => void;
   readonly onError?: (err: unknown) => void;
 }
 
 type Method = 'GET' | 'POST';
 
+/** What the server needs of an admission policy (src/server/admission.ts is one). */
+export interface AdmissionGate {
+  /**
+   * A slot for a request of `bodyBytes`, or null to refuse it. `begin` is called once its
+   * body has arrived, `release` once it was answered.
+   */
+  tryAcquire(bodyBytes: number): { begin(): void; release(refused?: boolean): void } | null;
+  /** Why requests are refused now, for the error message. */
+  describe(): string;
+  /** The Retry-After of a refusal now, in seconds. */
+  retryAfterSeconds(): number;
+}
+
 export class JsonHttpServer {
   /** path -> method -> handler. */
   private readonly routes = new Map<string, Map<string, Handler>>();
+  /** Paths whose requests count against the admission limit. */
+  private readonly admittedPaths = new Set<string>();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  private readonly turns: TurnQueue;
 
   constructor(private readonly opts: HttpServerOptions) {
+    this.turns = new TurnQueue(opts.requestsPerTurn ?? 32);
     if (opts.headersTimeoutMs > opts.requestTimeoutMs)
       throw new RangeError(
         `headersTimeoutMs (${opts.headersTimeoutMs}) must not exceed requestTimeoutMs (${opts.requestTimeoutMs})`,
@@ -88,6 +116,14 @@ export class JsonHttpServer {
       this.routes.set(path, byMethod);
     }
     byMethod.set(method, handler);
+  }
+
+  /**
+   * Requests to these paths are client work: they count against the admission limit and take
+   * turns. Others (status, health, metrics) stay answerable under overload.
+   */
+  countAgainstAdmission(...paths: string[]): void {
+    for (const p of paths) this.admittedPaths.add(p);
   }
 
   /** Connections open now (for tests and metrics). */
@@ -125,6 +161,8 @@ export class JsonHttpServer {
     let status = 500;
     const byMethod = this.routes.get(url.pathname);
     const handler = byMethod?.get(req.method ?? '');
+    const admitted = this.admittedPaths.has(url.pathname);
+    let ticket: { begin(): void; release(refused?: boolean): void } | null = null;
     try {
       if (byMethod === undefined)
         throw new FlotillaError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
@@ -136,7 +174,19 @@ export class JsonHttpServer {
           `${req.method ?? ''} is not allowed on ${url.pathname} (allowed: ${allowed})`,
         );
       }
+      if (admitted && this.opts.admission !== undefined) {
+        // Before the body is read or parsed: a refusal must cost next to nothing.
+        ticket = this.opts.admission.tryAcquire(Number(req.headers['content-length'] ?? '0'));
+        if (ticket === null)
+          throw new FlotillaError(
+            'OVERLOADED',
+            `Node is overloaded: ${this.opts.admission.describe()}. Nothing was done; retry ` +
+              `after the Retry-After`,
+          );
+      }
       const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
+      ticket?.begin();
+      if (admitted) await this.turns.turn();
       const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
       const rawBody = bytes.toString('utf8');
       const result = await handler({
@@ -146,6 +196,7 @@ export class JsonHttpServer {
         signal: controller.signal,
         headers: req.headers,
       });
+      if (admitted) await this.turns.turn();
       status = result.status ?? 200;
       if (result.text !== undefined)
         this.send(res, status, result.text, result.contentType ?? 'text/plain; charset=utf-8');
@@ -157,6 +208,9 @@ export class JsonHttpServer {
       // A body we refused to read may still be arriving: close the connection after answering.
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
       this.send(res, status, JSON.stringify(errorJson(e)), 'application/json');
+    } finally {
+      // A 429 passed on from the leader counts as this node's refusal for the Retry-After.
+      ticket?.release(status === 429);
     }
     this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
   }
@@ -193,6 +247,11 @@ export class JsonHttpServer {
     res.writeHead(status, {
       'Content-Type': contentType,
       'Content-Length': Buffer.byteLength(body),
+      // Every 429 (this node's refusal, or the leader's passed on by forwarding) says when
+      // to come back, so that clients back off rather than retry at once.
+      ...(status === 429
+        ? { 'Retry-After': String(this.opts.admission?.retryAfterSeconds() ?? 1) }
+        : {}),
     });
     res.end(body);
   }

@@ -195,6 +195,8 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     text: await b.metrics.metrics(),
     contentType: b.metrics.contentType,
   }));
+  // Client work counts against the node's admission limit; status and metrics never do.
+  http.countAgainstAdmission('/v1/kv/put', '/v1/kv/range', '/v1/kv/delete', '/v1/kv/txn');
 }
 
 const FORWARDED_HEADER = 'x-flotilla-forwarded';

@@ -92,7 +92,8 @@ export const errorCodes = {
     indefinite: false,
   },
   OVERLOADED: {
-    meaning: 'the node has more requests waiting than it admits; back off',
+    meaning:
+      'the node has as many requests in progress as it admits (count, bytes or age): refused at once, nothing done; retry after `Retry-After`',
     indefinite: false,
   },
   READ_FAILED: {
@@ -180,6 +181,8 @@ export class FlotillaError extends Error {
     indefinite?: boolean,
     /** The leader the failing node knows of, for a redirect (0 when unknown). */
     readonly leader = 0,
+    /** How long the node asked the caller to wait before trying again (Retry-After), in ms; 0: not said. */
+    readonly retryAfterMs = 0,
   ) {
     super(message);
     this.indefinite = indefinite ?? errorCodes[code].indefinite;

@@ -74,6 +74,11 @@ export function buildProgram(): Command {
       'snapshot after this many applied entries',
       int('--snapshot-every-entries'),
     )
+    .option(
+      '--max-inflight-requests <n>',
+      'client requests held at once; more are refused 429 OVERLOADED',
+      int('--max-inflight-requests'),
+    )
     .option('--log-level <level>', 'pino log level')
     .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
     .action(async (o: Record<string, unknown>) => {
@@ -90,6 +95,7 @@ export function buildProgram(): Command {
         electionTicks: o['electionTicks'],
         heartbeatTicks: o['heartbeatTicks'],
         snapshotEveryEntries: o['snapshotEveryEntries'],
+        maxInflightRequests: o['maxInflightRequests'],
         logLevel: o['logLevel'],
         logFormat: o['logFormat'],
       };

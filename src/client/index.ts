@@ -66,6 +66,7 @@ const retryable = new Set<ErrorCode>([
   'NO_LEADER',
   'TRANSFER_IN_PROGRESS',
   'UNCOMMITTED_LIMIT',
+  'OVERLOADED',
   'PROPOSAL_DROPPED',
   'LEADERSHIP_LOST',
   'TIMEOUT',
@@ -301,15 +302,30 @@ export class FlotillaClient {
         if (!retryable.has(e.code))
           throw indefinite === e.indefinite
             ? e
-            : new FlotillaError(e.code, e.message, indefinite, e.leader);
+            : new FlotillaError(e.code, e.message, indefinite, e.leader, e.retryAfterMs);
+        const backoffMs = Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2);
+        if (e.code === 'OVERLOADED') {
+          // The node refused before doing anything. Another node would forward to the same
+          // leader, so stay, and come back no sooner than asked, spread over half as long
+          // again so that the clients refused together do not return together.
+          const waitMs = Math.max(backoffMs, e.retryAfterMs * (1 + Math.random() / 2));
+          await sleep(Math.min(waitMs, Math.max(0, deadline - Date.now())));
+          continue;
+        }
         if (e.leader > 0 && !this.leaderUrlById.has(e.leader)) await this.refreshMembers(endpoint);
         this.redirect(e);
-        await sleep(Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2));
+        await sleep(backoffMs);
       }
     }
     const l =
       last ?? new FlotillaError('TIMEOUT', 'No attempt was made before the deadline', false);
-    throw new FlotillaError(l.code, `${l.message} (gave up after retries)`, indefinite, l.leader);
+    throw new FlotillaError(
+      l.code,
+      `${l.message} (gave up after retries)`,
+      indefinite,
+      l.leader,
+      l.retryAfterMs,
+    );
   }
 
   /** Learns the members' client URLs, so a NOT_LEADER hint (a node id) can be followed. */
@@ -401,7 +417,9 @@ export class FlotillaClient {
           `Unknown error (${res.statusCode}) from ${endpoint}${path}: ${text.slice(0, 200)}`,
           e?.indefinite ?? method === 'POST',
         );
-      throw new FlotillaError(e.code, e.message, e.indefinite, e.leader ?? 0);
+      const after = Number(res.headers['retry-after']);
+      const retryAfterMs = Number.isFinite(after) && after > 0 ? Math.min(after, 60) * 1000 : 0;
+      throw new FlotillaError(e.code, e.message, e.indefinite, e.leader ?? 0, retryAfterMs);
     }
     return json as T;
   }

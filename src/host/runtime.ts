@@ -134,7 +134,13 @@ export class RaftRuntime {
   private readonly leaderListeners = new Set<(leader: number) => void>();
   /** Reads confirmed by the leader, waiting for apply to reach their index (sorted by index). */
   private readonly readsByIndex: { index: number; id: number }[] = [];
-  private nextReadId = 1;
+  /**
+   * ReadIndex request ids start at a random point of a 2^52 range, not at 1: a leader may
+   * answer a read the previous run of this process asked, after the restart, and that answer
+   * must not be taken for the new run's read with the same id (it would release the read at the
+   * old, lower index: a stale read the simulator found).
+   */
+  private nextReadId: number;
   private readonly appliedListeners = new Set<(batch: AppliedBatch) => void>();
   private running = false;
   private loopActive = false;
@@ -173,6 +179,8 @@ export class RaftRuntime {
     const initial = o.storage.initialState();
     // The state machine was restored from it by start().
     this.snapshot = initialSnapshot;
+    const rng = o.rng ?? createRng(o.id);
+    this.nextReadId = 1 + rng.int(2 ** 32) * 2 ** 20;
     this.lastSnapshotIndex = initial.snapshot?.index ?? 0;
     this.syncedHard = initial.hardState;
     // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
@@ -181,7 +189,7 @@ export class RaftRuntime {
       ...o.raft,
       id: o.id,
       voters: o.voters,
-      rng: o.rng ?? createRng(o.id),
+      rng,
       electionTicks: o.electionTicks ?? 15,
       heartbeatTicks: o.heartbeatTicks ?? 5,
       initial: { ...initial, applied: this.lastSnapshotIndex },
@@ -513,7 +521,13 @@ export class RaftRuntime {
 
   /** Runs the Ready loop until the core has nothing more to do. One loop at a time. */
   private kick(): void {
-    if (this.loopActive || !this.running) return;
+    if (!this.running) return;
+    if (this.loopActive) {
+      // A Ready is being persisted: send what need not wait for it (heartbeats and their
+      // answers above all), or a slow disk silences this node for as long as its sync takes.
+      for (const m of this.node.takeMessages()) this.sendMessage(m);
+      return;
+    }
     this.loopActive = true;
     this.loopDone = this.loop().then(
       () => {

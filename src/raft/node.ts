@@ -234,6 +234,23 @@ export class RaftNode {
   }
 
   /**
+   * Takes the messages that may be sent at once (a Ready's `messages`: none promises anything
+   * durable) while a Ready is outstanding, so that they need not wait for its write. Without
+   * this, every message stepped or ticked into being during a slow fsync waited for it: a
+   * follower's heartbeat answers, the leader's heartbeats. On a shared disk a 250-500 ms sync
+   * then cost the leader its quorum (check-quorum saw no answer for an election timeout) or
+   * its followers' patience. Votes and append acknowledgements stay for `messagesAfterPersist`.
+   * Returns an empty list when no Ready is outstanding: the next Ready carries them.
+   */
+  takeMessages(): Message[] {
+    const r = this.raft;
+    if (this.outstanding === null || r.msgs.length === 0) return [];
+    const out = r.msgs;
+    r.msgs = [];
+    return out;
+  }
+
+  /**
    * The leader this node knows now: its own id when it leads, 0 when it knows none. It may be
    * ahead of the soft state of the last Ready; it is for routing a request, not for the Ready's
    * bookkeeping.

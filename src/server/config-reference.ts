@@ -105,6 +105,18 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       'A connection idle this long between requests is closed (advertised as `Keep-Alive: timeout=`; Node closes 1 s after it).',
   },
+  maxInflightRequests: {
+    meaning:
+      'Client requests (reads and writes, forwarded ones included) a node holds at once, from arrival to answer; one more is refused at once with `429 OVERLOADED` and `Retry-After`, unread and certainly not applied. Bounds the work each turn of the event loop does, so heartbeats keep their time, and the latency of what is admitted.',
+  },
+  maxInflightBytes: {
+    meaning:
+      'Body bytes of the client requests a node holds at once; past it, as `maxInflightRequests`. At least `maxBodyBytes`.',
+  },
+  maxInflightAgeMs: {
+    meaning:
+      'While the oldest client request in a node (counted from when its body arrived) has taken longer than this, new ones are refused `429 OVERLOADED`, until the backlog drains: latency stays near this bound instead of growing to `requestTimeoutMs`.',
+  },
   httpMaxConnections: {
     meaning:
       'HTTP connections open at once; one more is closed as it arrives, while the open ones keep working.',

@@ -59,6 +59,12 @@ export interface NodeConfig {
   readonly httpIdleTimeoutMs: number;
   /** Client connections open at once; connections past it are closed on arrival. */
   readonly httpMaxConnections: number;
+  /** Client requests (reads and writes) in this node at once; more are refused OVERLOADED. */
+  readonly maxInflightRequests: number;
+  /** Body bytes of the client requests in this node at once; more are refused OVERLOADED. */
+  readonly maxInflightBytes: number;
+  /** New client requests are refused OVERLOADED while the oldest has taken longer than this. */
+  readonly maxInflightAgeMs: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** `auto`: human-readable on a terminal, JSON lines otherwise. */
   readonly logFormat: 'auto' | 'json' | 'pretty';
@@ -90,6 +96,9 @@ export const configDefaults = {
   httpRequestTimeoutMs: 30_000,
   httpIdleTimeoutMs: 10_000,
   httpMaxConnections: 8_192,
+  maxInflightRequests: 256,
+  maxInflightBytes: 64 * 1024 * 1024,
+  maxInflightAgeMs: 1_000,
   logLevel: 'info',
   logFormat: 'auto',
 } as const;
@@ -110,6 +119,9 @@ export const numericFields = [
   ['httpRequestTimeoutMs', 10, 3_600_000],
   ['httpIdleTimeoutMs', 10, 3_600_000],
   ['httpMaxConnections', 1, 1_000_000],
+  ['maxInflightRequests', 1, 1_000_000],
+  ['maxInflightBytes', 1024, 2 ** 40],
+  ['maxInflightAgeMs', 1, 3_600_000],
 ] as const;
 
 /** The sizes of the encodings between a node's layers, for checkLimits. */
@@ -298,6 +310,11 @@ function resolveLimits(n: Record<(typeof numericFields)[number][0], number>): Li
   } catch (err) {
     if (err instanceof LimitsError) throw new ConfigError(err.message);
     throw err;
+  }
+  if (n.maxInflightBytes < n.maxBodyBytes) {
+    throw new ConfigError(
+      `maxInflightBytes (${n.maxInflightBytes}) must hold at least one request at the body limit (maxBodyBytes ${n.maxBodyBytes})`,
+    );
   }
   if (n.httpHeadersTimeoutMs > n.httpRequestTimeoutMs) {
     throw new ConfigError(

@@ -61,6 +61,12 @@ export interface ForwarderOptions {
   readonly replacedLeaderGraceMs?: number;
   /** Hops to a new leader after definite refusals. Default 3. */
   readonly maxHops?: number;
+  /**
+   * Requests forwarded at once; one more is refused at once with OVERLOADED rather than
+   * queued behind them (it would wait for a connection with its deadline running, then fail
+   * as indefinite). Default: no limit.
+   */
+  readonly maxInFlight?: number;
 }
 
 /** Why a forward stopped waiting for the leader it was sent to. */
@@ -72,6 +78,7 @@ class LeaderReplaced extends Error {
 
 export class Forwarder {
   private readonly maxHops: number;
+  private inFlight = 0;
 
   constructor(private readonly o: ForwarderOptions) {
     this.maxHops = o.maxHops ?? 3;
@@ -84,6 +91,15 @@ export class Forwarder {
    */
   async forward(path: string, rawBody: string, signal: AbortSignal): Promise<ForwardAnswer | null> {
     if (this.o.leaders.leaderId() === this.o.selfId) return null; // the common case: no timer
+    const max = this.o.maxInFlight ?? Infinity;
+    if (this.inFlight >= max)
+      throw new FlotillaError(
+        'OVERLOADED',
+        `Node ${this.o.selfId} already forwards ${this.inFlight} requests to the leader, its ` +
+          `limit; nothing was done`,
+        false,
+      );
+    this.inFlight++;
     const budget = new Deadline(this.o.timeoutMs, signal);
     try {
       let tried = 0;
@@ -108,6 +124,7 @@ export class Forwarder {
       if (refusal instanceof FlotillaError) throw refusal;
       return refusal;
     } finally {
+      this.inFlight--;
       budget[Symbol.dispose]();
     }
   }

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProgressState } from '../raft/index.js';
 import type { RuntimeEvent } from '../host/runtime.js';
+import type { LoopDelaySnapshot } from './loop-health.js';
 
 const progressStates: readonly ProgressState[] = ['probe', 'replicate', 'snapshot'];
 
@@ -20,6 +21,9 @@ export interface StatusView {
     Record<number, { readonly match: number; readonly next: number; readonly state: ProgressState }>
   >;
 }
+
+/** Delays that matter against a 150–300 ms election timeout, from 1 ms to 5 s. */
+const delayBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5];
 
 const latencyBuckets = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -39,6 +43,9 @@ export class NodeMetrics {
   readonly reads: Counter<'level' | 'outcome'>;
   readonly httpRequests: Counter<'route' | 'status'>;
   readonly snapshots: Counter<'kind'>;
+  readonly heartbeatRoundTrip: Histogram;
+  readonly leaderContactGap: Histogram;
+  readonly admission: Counter<'outcome'>;
 
   constructor(nodeId: number, withDefaults = true) {
     this.registry.setDefaultLabels({ node: String(nodeId) });
@@ -112,6 +119,58 @@ export class NodeMetrics {
       help: 'Snapshots saved or restored',
       labelNames: ['kind'],
       registers: r,
+    });
+    this.heartbeatRoundTrip = new Histogram({
+      name: 'flotilla_heartbeat_round_trip_seconds',
+      help: 'Leader only: from a heartbeat sent to its answer stepped into the core',
+      buckets: delayBuckets,
+      registers: r,
+    });
+    this.leaderContactGap = new Histogram({
+      name: 'flotilla_leader_contact_gap_seconds',
+      help: 'Follower only: time between two messages from the leader',
+      buckets: delayBuckets,
+      registers: r,
+    });
+    this.admission = new Counter({
+      name: 'flotilla_admission_total',
+      help: 'Client requests admitted, or refused at once as OVERLOADED',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+  }
+
+  /**
+   * Event-loop delay since the node started, at the median, the 99th percentile and the
+   * maximum (quantile "1"): how late this node's timers, ticks included, fire.
+   */
+  bindLoopDelay(read: () => LoopDelaySnapshot): void {
+    new Gauge({
+      name: 'flotilla_event_loop_delay_seconds',
+      help: 'Event-loop delay since start by quantile (1: the maximum)',
+      labelNames: ['quantile'],
+      registers: [this.registry],
+      collect() {
+        const s = read();
+        this.set({ quantile: '0.5' }, s.p50Ms / 1000);
+        this.set({ quantile: '0.99' }, s.p99Ms / 1000);
+        this.set({ quantile: '1' }, s.maxMs / 1000);
+      },
+    });
+  }
+
+  /** Client requests holding an admission slot now, and their body bytes. */
+  bindAdmission(read: () => { readonly requests: number; readonly bytes: number }): void {
+    new Gauge({
+      name: 'flotilla_admission_in_flight',
+      help: 'Client requests admitted and not yet answered (unit: requests or bytes)',
+      labelNames: ['unit'],
+      registers: [this.registry],
+      collect() {
+        const s = read();
+        this.set({ unit: 'requests' }, s.requests);
+        this.set({ unit: 'bytes' }, s.bytes);
+      },
     });
   }
 

@@ -33,8 +33,10 @@ import {
   type DataDirIdentity,
 } from './data-dir.js';
 import { KvStateMachine } from '../kv/machine.js';
+import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
+import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
 import { KvService, answerOf } from './kv-service.js';
@@ -42,6 +44,8 @@ import { checkListenable, listenError, parseHostPort, prepareDataDir } from './s
 
 /** The Raft group that holds the key-value store (the only one yet). */
 export const KV_GROUP = 0;
+/** Connections to each other member for forwarded requests and status. */
+const forwardConnections = 128;
 
 export class FlotillaNode implements AsyncDisposable {
   private closing = false;
@@ -57,6 +61,7 @@ export class FlotillaNode implements AsyncDisposable {
     private readonly http: JsonHttpServer,
     readonly metrics: NodeMetrics,
     readonly log: Logger,
+    private readonly loopDelay: LoopDelayMonitor,
   ) {
     this.forwarder = new Forwarder({
       selfId: config.id,
@@ -67,6 +72,8 @@ export class FlotillaNode implements AsyncDisposable {
       timeoutMs: config.requestTimeoutMs + 1_000,
       // One of the longest election timeouts: the new leader was elected after about as long.
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
+      // As many as the pool to the leader has connections: none waits for one.
+      maxInFlight: forwardConnections,
     });
   }
 
@@ -196,6 +203,11 @@ export class FlotillaNode implements AsyncDisposable {
         'this node lost its data: recovering from the leader; it neither votes nor counts toward a quorum until caught up',
       );
     }
+    const heartbeats = new HeartbeatTimer(
+      () => performance.now(),
+      (ms) => metrics.heartbeatRoundTrip.observe(ms / 1000),
+      (ms) => metrics.leaderContactGap.observe(ms / 1000),
+    );
     const kv = new KvStateMachine(limits);
     const sessionLimits = {
       ...defaultSessionLimits,
@@ -209,11 +221,13 @@ export class FlotillaNode implements AsyncDisposable {
       transport: {
         send: (m, a, group) => {
           metrics.messagesSent.inc({ type: m.type });
+          heartbeats.sending(m);
           transport.send(m, a, group);
         },
         onMessage: (h) =>
           transport.onMessage((m, a, group) => {
             metrics.messagesReceived.inc({ type: m.type });
+            heartbeats.received(m);
             h(m, a, group);
           }),
         close: () => transport.close(),
@@ -260,7 +274,19 @@ export class FlotillaNode implements AsyncDisposable {
         'UNSAFE TEST MODE: this node breaks linearizability on purpose',
       );
     }
+    const admission = new Admission(
+      {
+        maxRequests: config.maxInflightRequests,
+        maxBytes: config.maxInflightBytes,
+        maxAgeMs: config.maxInflightAgeMs,
+      },
+      (ok) => metrics.admission.inc({ outcome: ok ? 'admitted' : 'overloaded' }),
+    );
+    metrics.bindAdmission(() => admission.state());
+    const loopDelay = new LoopDelayMonitor();
+    metrics.bindLoopDelay(() => loopDelay.snapshot());
     const http = new JsonHttpServer({
+      admission,
       maxBodyBytes: config.maxBodyBytes,
       headersTimeoutMs: config.httpHeadersTimeoutMs,
       requestTimeoutMs: config.httpRequestTimeoutMs,
@@ -275,7 +301,17 @@ export class FlotillaNode implements AsyncDisposable {
       { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes },
       systemClock,
     );
-    const node = new FlotillaNode(config, host, runtime, kv, service, http, metrics, log);
+    const node = new FlotillaNode(
+      config,
+      host,
+      runtime,
+      kv,
+      service,
+      http,
+      metrics,
+      log,
+      loopDelay,
+    );
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
     metrics.bindPeerBytes(() => {
       const rows: { direction: 'sent' | 'received'; type: string; bytes: number }[] = [];
@@ -301,6 +337,7 @@ export class FlotillaNode implements AsyncDisposable {
       );
     } catch (err) {
       await host.close(0);
+      loopDelay[Symbol.dispose]();
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     return node;
@@ -313,6 +350,7 @@ export class FlotillaNode implements AsyncDisposable {
     await this.host.close();
     await this.http.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.loopDelay[Symbol.dispose]();
     this.log.info('node stopped');
   }
 
@@ -420,7 +458,7 @@ export class FlotillaNode implements AsyncDisposable {
   private pool(url: string): Pool {
     let p = this.pools.get(url);
     if (p === undefined) {
-      p = new Pool(url, { connections: 128 });
+      p = new Pool(url, { connections: forwardConnections });
       this.pools.set(url, p);
     }
     return p;

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { niceTicks, renderChart } from '../../bench/eval/chart.js';
 import { EvalError } from '../../bench/eval/errors.js';
 import { percentile, summarize } from '../../bench/eval/failover.js';
+import { maxBucketMs } from '../../bench/eval/overload.js';
 import { parseScenarios } from '../../bench/eval/plan.js';
 import { areaOf, summariseProfile } from '../../bench/eval/profile.js';
 import { delta, parsePrometheus, sumBy } from '../../bench/eval/prom.js';
@@ -167,4 +168,17 @@ void test('the closed loop counts answers by status within the window and closes
   server.closeAllConnections();
   await new Promise<void>((res) => server.close(() => res()));
   assert.equal(open, 0);
+});
+
+void test('the slowest observation of a histogram is read as the smallest bucket holding them all', () => {
+  const text = [
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="0.05",node="1"} 3',
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="0.1",node="1"} 9',
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="0.25",node="1"} 10',
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="0.5",node="1"} 10',
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="+Inf",node="1"} 10',
+  ].join('\n');
+  assert.equal(maxBucketMs(parsePrometheus(text), 'flotilla_heartbeat_round_trip_seconds'), 250);
+  assert.equal(maxBucketMs(parsePrometheus(''), 'flotilla_heartbeat_round_trip_seconds'), null);
+  assert.deepEqual(parseScenarios('overload,writes'), ['overload', 'writes']);
 });

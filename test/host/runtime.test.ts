@@ -191,3 +191,81 @@ void test('a read on a node that knows no leader yet waits for the election', as
   await read;
   assert.notEqual(node.leaderId(), 0);
 });
+
+void test('a follower whose disk write hangs still answers heartbeats, so the leader keeps its quorum', async () => {
+  // Followers' writes hang (a disk stalled by other jobs). Their append acknowledgements must
+  // wait for the write, but heartbeat answers promise nothing durable: when they waited too,
+  // the leader's check-quorum saw no contact for an election timeout and stepped down.
+  const hanging = new Set<number>();
+  const held: (() => void)[] = [];
+  const answers = new Map<number, number>();
+  const net = new MemoryNetwork();
+  const voters = [1, 2, 3];
+  const nodes = await Promise.all(
+    voters.map((id) => {
+      const inner = createMemoryStorage({ quiet: true });
+      const transport = net.connect(id);
+      const host = new Host({
+        id,
+        clock: systemClock,
+        tickMs: 5,
+        transport: {
+          send: (m, a, group) => {
+            if (m.type === 'heartbeat-resp' && hanging.has(id))
+              answers.set(id, (answers.get(id) ?? 0) + 1);
+            transport.send(m, a, group);
+          },
+          onMessage: (h) => transport.onMessage(h),
+          close: () => transport.close(),
+        },
+      });
+      open.push(host);
+      return host.addGroup(0, {
+        voters,
+        storage: {
+          initialState: () => inner.initialState(),
+          persist: (e, h) =>
+            hanging.has(id) && e.length > 0
+              ? new Promise<void>((resolve) =>
+                  held.push(() => void inner.persist(e, h).then(resolve)),
+                )
+              : inner.persist(e, h),
+          saveSnapshot: (m, d) => inner.saveSnapshot(m, d),
+          loadSnapshot: () => inner.loadSnapshot(),
+          close: () => inner.close(),
+        },
+        stateMachine: new Log(),
+        electionTicks: 15,
+        heartbeatTicks: 3,
+      });
+    }),
+  );
+  const leader = await leaderOf({ net, nodes, sms: [] });
+  await leader.propose(enc.encode('before'));
+  const followers = nodes.filter((n) => n !== leader);
+  const term = leader.status().term;
+  for (const f of followers) hanging.add(f.id);
+  const write = leader.propose(enc.encode('stuck'), { timeoutMs: 60_000 });
+  const outcome = write.then(
+    () => 'applied',
+    (e: unknown) => (e instanceof FlotillaError ? e.code : String(e)),
+  );
+  try {
+    // Twenty heartbeat answers from each follower while its write hangs: about four
+    // check-quorum periods (15 ticks of 5 ms) of contact that had to get through.
+    const deadline = Date.now() + 15_000;
+    const seen = (): string =>
+      `${held.length} writes held; answers ${JSON.stringify([...answers])}; leader ${leader.isLeader()}, term ${leader.status().term}`;
+    while (!followers.every((f) => (answers.get(f.id) ?? 0) >= 20)) {
+      assert.ok(Date.now() < deadline, `followers stopped answering heartbeats: ${seen()}`);
+      assert.ok(leader.isLeader(), `the leader stepped down: ${seen()}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok(held.length >= 2, `both followers' writes hang: ${seen()}`);
+    assert.ok(leader.isLeader() && leader.status().term === term, `still leader: ${seen()}`);
+  } finally {
+    hanging.clear();
+    for (const release of held.splice(0)) release();
+  }
+  assert.equal(await outcome, 'applied', 'the write commits once the disks come back');
+});

@@ -255,3 +255,34 @@ void test('a leader that never answers is given up at the deadline, as indefinit
       /no answer within 50 ms/.test(e.message),
   );
 });
+
+void test('past maxInFlight forwards, one more is refused at once with OVERLOADED, definite', async () => {
+  const pending: ((a: ForwardAnswer) => void)[] = [];
+  const sent: string[] = [];
+  const f = new Forwarder({
+    selfId: 2,
+    members,
+    leaders: new FakeLeaders(1),
+    send: (url) => {
+      sent.push(url);
+      return new Promise((resolve) => pending.push(resolve));
+    },
+    timeoutMs: 10_000,
+    maxInFlight: 2,
+  });
+  const first = f.forward('/v1/kv/put', '{}', new AbortController().signal);
+  const second = f.forward('/v1/kv/put', '{}', new AbortController().signal);
+  await assert.rejects(
+    f.forward('/v1/kv/put', '{}', new AbortController().signal),
+    (e: unknown) => e instanceof FlotillaError && e.code === 'OVERLOADED' && !e.indefinite,
+  );
+  assert.deepEqual(sent, ['http://n1', 'http://n1'], 'the refused request was not sent');
+  for (const answer of pending.splice(0)) answer(okAnswer);
+  assert.deepEqual(await Promise.all([first, second]), [okAnswer, okAnswer]);
+  // The slots are free again.
+  const third = f.forward('/v1/kv/put', '{}', new AbortController().signal);
+  for (let i = 0; i < 100 && pending.length === 0; i++) await new Promise((r) => setImmediate(r));
+  assert.equal(pending.length, 1, 'the third request was sent');
+  (pending.shift() as (a: ForwardAnswer) => void)(okAnswer);
+  assert.deepEqual(await third, okAnswer);
+});
