@@ -557,18 +557,35 @@ async function decideEmptyStart(
   }
 }
 
-/** Runs a node until SIGTERM or SIGINT, then shuts it down cleanly. */
+/**
+ * Runs a node until SIGTERM or SIGINT, then shuts it down cleanly. The handlers are installed
+ * before the node starts: a signal that arrives while it starts (or just after it said "node
+ * started") stops it cleanly once started, rather than killing the process mid-write.
+ */
 export async function runNode(config: NodeConfig): Promise<void> {
-  const node = await FlotillaNode.start(config);
+  let stopSignal: string | null = null;
+  let onSignal: (signal: string) => void = (signal) => {
+    stopSignal = signal;
+  };
+  const handler = (signal: NodeJS.Signals): void => onSignal(signal);
+  process.once('SIGTERM', handler);
+  process.once('SIGINT', handler);
+  let node: FlotillaNode;
+  try {
+    node = await FlotillaNode.start(config);
+  } catch (err) {
+    process.off('SIGTERM', handler);
+    process.off('SIGINT', handler);
+    throw err;
+  }
   await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
+    onSignal = (signal) => {
       node.log.info({ signal }, 'shutting down');
       node.close().then(resolve, (err: unknown) => {
         node.log.error({ err }, 'shutdown failed');
         resolve();
       });
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    if (stopSignal !== null) onSignal(stopSignal);
   });
 }
