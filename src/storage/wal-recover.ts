@@ -8,9 +8,9 @@
 // record either extends the log or replaces its suffix from its index (paper §5.3). Base records
 // say how far the log was compacted; the latest Base and the snapshot bound where it must start.
 
-import { readFile, rm } from 'node:fs/promises';
 import type { HardState } from '../raft/index.js';
 import { StorageError, corrupt } from './errors.js';
+import type { StorageFs } from './fs.js';
 import { snapshotFileName } from './snapshot-file.js';
 import { LogIndex } from './log-index.js';
 import type { Position, SegmentHeader } from './records.js';
@@ -146,12 +146,13 @@ function applyRecord(
 
 /** Replays one segment; returns the byte length of its valid prefix (< file length when torn). */
 async function replaySegment(
+  fs: StorageFs,
   st: ReplayState,
   seg: { seq: number; path: string },
   isLast: boolean,
   maxRecordBytes: number,
 ): Promise<{ validBytes: number; header: SegmentHeader | null; fileBytes: number }> {
-  const buf = await readFile(seg.path);
+  const buf = await fs.readFile(seg.path);
   const first = readRecord(buf, 0, maxRecordBytes);
   if (first.kind !== 'ok' || first.type !== RecordType.SegmentHeader) {
     if (isLast && isTornTail(buf, 0, first))
@@ -185,6 +186,7 @@ async function replaySegment(
 }
 
 export interface RecoverInput {
+  readonly fs: StorageFs;
   readonly segments: readonly { seq: number; path: string }[];
   readonly snapshot: Position | null;
   readonly maxRecordBytes: number;
@@ -208,11 +210,11 @@ export async function recoverWal(input: RecoverInput): Promise<Recovered> {
   const repairs: WalRepair[] = [];
   for (const [k, seg] of input.segments.entries()) {
     const isLast = k === input.segments.length - 1;
-    const r = await replaySegment(st, seg, isLast, input.maxRecordBytes);
+    const r = await replaySegment(input.fs, st, seg, isLast, input.maxRecordBytes);
     if (r.header === null) {
       // A crash right after creating a segment leaves it empty or with a torn header: it holds
       // nothing, and left in place it would collide with the next segment of that number.
-      await rm(seg.path, { force: true });
+      await input.fs.rm(seg.path);
       repairs.push({ kind: 'segment-removed', file: seg.path, droppedBytes: r.fileBytes });
     } else if (r.validBytes < r.fileBytes) {
       await input.truncate(seg.path, r.validBytes);

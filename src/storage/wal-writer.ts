@@ -3,13 +3,11 @@
 // names; so segments before the newest one whose prev <= T hold nothing after T and may be
 // deleted once the log is compacted through T (see dropThrough).
 
-import { constants } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HardState } from '../raft/index.js';
 import { hex } from './codec.js';
 import { ioFailure } from './errors.js';
+import type { StorageFile, StorageFs } from './fs.js';
 import type { Syncer } from './fsutil.js';
 import { writevFully } from './fsutil.js';
 import { BufferPool } from './buffer-pool.js';
@@ -46,7 +44,7 @@ export interface WalItem {
 
 interface Active {
   readonly info: SegmentInfo;
-  readonly fh: FileHandle;
+  readonly fh: StorageFile;
 }
 
 export interface WriterState {
@@ -87,7 +85,7 @@ export class WalWriter {
   async resume(): Promise<void> {
     const info = this.segments[this.segments.length - 1];
     if (info === undefined) throw new Error('resume() needs a segment');
-    this.active = { info, fh: await open(info.path, this.flags(constants.O_RDWR)) };
+    this.active = { info, fh: await this.fs.open(info.path, { create: 'no', dsync: this.dsync }) };
   }
 
   /** Starts a new segment (at open, on size, on a deep suffix replacement, or on a reset). */
@@ -104,11 +102,7 @@ export class WalWriter {
       encodeBase(base),
       encodeHardState(this.written.hardState),
     ];
-    const fh = await open(
-      path,
-      this.flags(constants.O_RDWR | constants.O_CREAT | constants.O_EXCL),
-      0o644,
-    );
+    const fh = await this.fs.open(path, { create: 'exclusive', dsync: this.dsync });
     const info: SegmentInfo = { seq, path, prev, sizeBytes: 0 };
     this.active = { info, fh };
     this.segments.push(info);
@@ -156,8 +150,12 @@ export class WalWriter {
     await this.sync(this.activeOrThrow());
   }
 
-  private flags(base: number): number {
-    return this.mode === 'dsync' ? base | constants.O_DSYNC : base;
+  private get fs(): StorageFs {
+    return this.syncer.fs;
+  }
+
+  private get dsync(): boolean {
+    return this.mode === 'dsync';
   }
 
   /** In dsync mode every completed write is already durable. */
@@ -188,7 +186,7 @@ export class WalWriter {
     let keepFrom = 0;
     for (const [k, s] of this.segments.entries()) if (s.prev.index <= through) keepFrom = k;
     const doomed = this.segments.splice(0, keepFrom);
-    for (const s of doomed) await rm(s.path, { force: true });
+    for (const s of doomed) await this.fs.rm(s.path);
     if (doomed.length > 0) await this.syncer.fsyncDir(this.dir);
     return doomed.length;
   }
