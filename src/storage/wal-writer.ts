@@ -119,8 +119,12 @@ export class WalWriter {
     if (item.resetTo !== null) return { prev: item.resetTo, base: item.resetTo };
     if (item.replaceFrom !== null && item.replaceFrom <= info.prev.index)
       return { prev: item.prevOfFirst, base: this.written.base };
-    if (info.sizeBytes >= this.segmentBytes)
-      return { prev: this.written.last, base: this.written.base };
+    if (info.sizeBytes >= this.segmentBytes) {
+      // A replacement's entries start at or below the last index: the new segment's prev must
+      // be the position before them, or the invariant above breaks.
+      const prev = item.replaceFrom === null ? this.written.last : item.prevOfFirst;
+      return { prev, base: this.written.base };
+    }
     return null;
   }
 
