@@ -94,6 +94,15 @@ function applyHeader(
     st.log.reset(prev.index, prev.term);
     return;
   }
+  if (prev.index < st.log.base().index) {
+    // Compaction deletes, oldest first, every segment before the newest one whose prev is at
+    // or below the compaction point. After a deep suffix replacement that segment's prev can
+    // lie below an earlier segment's, so a crash between two deletions leaves segments that
+    // start the log past it. Everything they hold lies after this prev, which this segment
+    // replaces; what lies before it is compacted, and settleBase checks that it is covered.
+    st.log.reset(prev.index, prev.term);
+    return;
+  }
   throw corrupt(
     file,
     0,

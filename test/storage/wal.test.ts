@@ -99,6 +99,41 @@ void describe('WAL', () => {
     }
   });
 
+  void it('recovers a compaction cut short between two segment deletions after a deep replacement', async () => {
+    // Found by the simulated-crash property test. Compaction deletes, oldest first, every
+    // segment before the newest one whose prev is at or below the compaction point. After a
+    // deep suffix replacement that newest segment's prev can lie below the prev of a segment
+    // before it, so a crash between two deletions left a first segment anchoring the log past
+    // the next one's prev, and recovery refused the directory as corrupt.
+    const { dir, cleanup } = await tempDir();
+    try {
+      const s = await openWalStorage(dir, { segmentBytes: 4096 });
+      await s.persist(ents(1, 40, 1, 100), { term: 1, vote: 1, commit: 1 });
+      await s.persist(ents(41, 41, 1, 100), null);
+      await s.persist(ents(2, 3, 2, 100), { term: 2, vote: 1, commit: 1 });
+      const segs = (await readdir(dir)).filter((n) => n.endsWith('.seg')).sort();
+      assert.equal(segs.length, 3, 'a size rotation, then a deep replacement rotation');
+      const second = join(dir, segs[1] as string);
+      const secondBytes = await readFile(second);
+      await s.saveSnapshot({ index: 1, term: 1, voters: [1] }, new Uint8Array(4));
+      await s.close();
+      assert.deepEqual(await count(dir, '.seg'), 1, 'compaction deleted the first two');
+      // The state a crash after the first deletion leaves: the second segment is still there.
+      await writeFile(second, secondBytes);
+      const again = await openWalStorage(dir, { segmentBytes: 4096 });
+      assert.equal(again.log.firstIndex(), 2);
+      assert.deepEqual(plain(again.initialState().entries), plain(ents(2, 3, 2, 100)));
+      assert.deepEqual(again.stable.load(), { term: 2, vote: 1, commit: 1 });
+      await again.persist(ents(4, 4, 2, 100), null);
+      await again.close();
+      const third = await openWalStorage(dir, { segmentBytes: 4096 });
+      assert.deepEqual(plain(third.initialState().entries), plain(ents(2, 4, 2, 100)));
+      await third.close();
+    } finally {
+      await cleanup();
+    }
+  });
+
   void it('takes over a lock left by a dead process but not one held by a live one', async () => {
     const { dir, cleanup } = await tempDir();
     try {
