@@ -76,13 +76,27 @@ export function simIoError(code: 'EIO' | 'ENOSPC', io: SimIo): SimFsError {
 
 export interface SimDiskOptions {
   readonly rng: Rng;
-  /** Chance that a crash leaves a torn copy of a file's last unsynced write. Default 0.5. */
+  /**
+   * Chance that a crash leaves a torn copy of a file's last unsynced write: the sectors before
+   * some boundary inside it reach the disk, and by default the file ends there. Default 0.5.
+   */
   readonly tornWriteProbability?: number;
   /**
-   * Chance that a torn write is followed by up to 512 bytes of garbage (a sector caught
-   * mid-write) rather than ending clean or in zeros. Default 0.
+   * Of torn writes, the share followed by zeros up to the write's end instead: the new size
+   * reached the disk but those sectors did not (ext4 data=writeback, preallocated space).
+   * Default 0.
+   */
+  readonly tornZerosProbability?: number;
+  /**
+   * Of torn writes, the share followed by one sector of garbage: the sector being written
+   * when the power failed. Default 0.
    */
   readonly tornGarbageProbability?: number;
+  /**
+   * The unit a device writes whole, so tears fall on its boundaries. Default 512; 1 tears at
+   * any byte.
+   */
+  readonly sectorBytes?: number;
   /** Chance that a write or writev writes only part of what it was given. Default 0. */
   readonly shortWriteProbability?: number;
   /** Called before each operation takes effect; see the file comment. */
@@ -117,7 +131,9 @@ function never<T>(): Promise<T> {
 export class SimDisk {
   private readonly rng: Rng;
   private readonly tornP: number;
+  private readonly zerosP: number;
   private readonly garbageP: number;
+  private readonly sectorBytes: number;
   private readonly shortP: number;
   readonly schedule: ((io: SimIo) => Promise<void>) | undefined;
   /** The directory tree as reads see it, and as a crash would leave it. */
@@ -143,7 +159,17 @@ export class SimDisk {
   constructor(opts: SimDiskOptions) {
     this.rng = opts.rng;
     this.tornP = probability('tornWriteProbability', opts.tornWriteProbability, 0.5);
+    this.zerosP = probability('tornZerosProbability', opts.tornZerosProbability, 0);
     this.garbageP = probability('tornGarbageProbability', opts.tornGarbageProbability, 0);
+    if (this.zerosP + this.garbageP > 1)
+      throw new RangeError(
+        `SimDisk options tornZerosProbability + tornGarbageProbability must be <= 1, got ${this.zerosP + this.garbageP}`,
+      );
+    this.sectorBytes = opts.sectorBytes ?? 512;
+    if (!Number.isInteger(this.sectorBytes) || this.sectorBytes < 1)
+      throw new RangeError(
+        `SimDisk option sectorBytes must be a positive integer, got ${this.sectorBytes}`,
+      );
     this.shortP = probability('shortWriteProbability', opts.shortWriteProbability, 0);
     this.schedule = opts.schedule;
   }
@@ -181,20 +207,29 @@ export class SimDisk {
     this.inodes = inodesOf(this.durableTree);
   }
 
-  /** A prefix of the write reaches the disk, then nothing, zeros up to its end, or garbage. */
+  /**
+   * The sectors of the write before some boundary reach the disk (a sector is written whole,
+   * so the one holding an unaligned start counts as a boundary too); then the file ends, or
+   * zeros follow up to the write's end, or the next sector holds garbage.
+   */
   private tear(inode: Inode, w: TailWrite): void {
     this.stats.tornWrites++;
-    const keep = this.rng.int(w.data.length + 1);
-    inode.durable.write(w.at, w.data.subarray(0, keep));
-    const rest = w.data.length - keep;
-    if (rest === 0) return;
-    if (this.rng.float() < this.garbageP) {
-      const garbage = new Uint8Array(1 + this.rng.int(Math.min(rest, 512)));
+    const sector = this.sectorBytes;
+    const end = w.at + w.data.length;
+    const cuts = [w.at];
+    for (let b = (Math.floor(w.at / sector) + 1) * sector; b < end; b += sector) cuts.push(b);
+    cuts.push(end);
+    const cut = cuts[this.rng.int(cuts.length)] as number;
+    inode.durable.write(w.at, w.data.subarray(0, cut - w.at));
+    if (cut === end) return;
+    const shape = this.rng.float();
+    if (shape < this.zerosP) {
+      inode.durable.resize(Math.max(inode.durable.size, end));
+    } else if (shape < this.zerosP + this.garbageP) {
+      const sectorEnd = Math.min(end, (Math.floor(cut / sector) + 1) * sector);
+      const garbage = new Uint8Array(sectorEnd - cut);
       for (let k = 0; k < garbage.length; k++) garbage[k] = this.rng.int(256);
-      inode.durable.write(w.at + keep, garbage);
-    } else if (this.rng.float() < 0.5) {
-      // The new size reached the disk but the data did not: the rest reads as zeros.
-      inode.durable.resize(Math.max(inode.durable.size, w.at + w.data.length));
+      inode.durable.write(cut, garbage);
     }
   }
 
