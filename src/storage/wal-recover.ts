@@ -75,6 +75,21 @@ function isTornTail(buf: Buffer, at: number, r: ReturnType<typeof readRecord>): 
   return allZero(buf, at) || r.end === buf.length;
 }
 
+/**
+ * Whether the records after a segment header, its base record and hard state, end in a torn
+ * tail. The three are one write, made durable before anything else goes into the segment, so
+ * a crash inside it (a tear, or a short O_DSYNC write) leaves a segment holding nothing: it is
+ * removed like one whose header is torn. Kept, it would lack the hard state record that lets
+ * compaction delete the segments before it (and, opened by a snapshot install, the base
+ * record that connects it to the log).
+ */
+function headTorn(buf: Buffer, afterHeader: number, maxRecordBytes: number): boolean {
+  const base = readRecord(buf, afterHeader, maxRecordBytes);
+  if (base.kind !== 'ok') return isTornTail(buf, afterHeader, base);
+  const hardState = readRecord(buf, base.end, maxRecordBytes);
+  return hardState.kind !== 'ok' && isTornTail(buf, base.end, hardState);
+}
+
 function applyHeader(
   st: ReplayState,
   hdr: SegmentHeader,
@@ -179,6 +194,8 @@ async function replaySegment(
   const second = readRecord(buf, first.end, maxRecordBytes);
   const opensWithBase =
     second.kind === 'ok' && second.type === RecordType.Base ? decodePosition(second.payload) : null;
+  if (isLast && headTorn(buf, first.end, maxRecordBytes))
+    return { validBytes: 0, header: null, fileBytes: buf.length };
   applyHeader(st, header, opensWithBase, seg.path);
   let at = first.end;
   while (at < buf.length) {
