@@ -105,7 +105,6 @@ export class WalWriter {
     const fh = await this.fs.open(path, { create: 'exclusive', dsync: this.dsync });
     const info: SegmentInfo = { seq, path, prev, sizeBytes: 0 };
     this.active = { info, fh };
-    this.segments.push(info);
     try {
       info.sizeBytes = await writevFully(fh, head, 0);
     } catch (err) {
@@ -113,6 +112,10 @@ export class WalWriter {
     }
     await this.sync(this.active);
     await this.syncer.fsyncDir(this.dir);
+    // Listed only now: a snapshot finishing meanwhile compacts against the listed segments,
+    // and must not delete the ones before this segment (the hard state among them) until its
+    // head, which carries the hard state on, is durable.
+    this.segments.push(info);
   }
 
   private rotationFor(item: WalItem, info: SegmentInfo): { prev: Position; base: Position } | null {
