@@ -14,6 +14,7 @@
 // earlier one is not, and a rename is one journal operation, so it is atomic.
 
 import { posix } from 'node:path';
+import { SimError } from './errors.js';
 
 /** A growable byte array; bytes past the size read as zero, as a file's hole does. */
 export class Bytes {
@@ -155,7 +156,8 @@ export function touches(op: MetaOp, dir: string): boolean {
 export function applyMeta(t: Tree, op: MetaOp): void {
   const dirOf = (dir: string): Map<string, Inode> => {
     const d = t.get(dir);
-    if (d === undefined) throw new Error(`sim fs journal: ${op.kind} in missing directory ${dir}`);
+    if (d === undefined)
+      throw new SimError('HARNESS', `sim fs journal: ${op.kind} in missing directory ${dir}`);
     return d;
   };
   switch (op.kind) {
@@ -173,7 +175,10 @@ export function applyMeta(t: Tree, op: MetaOp): void {
       const from = dirOf(op.fromDir);
       const inode = from.get(op.fromName);
       if (inode === undefined)
-        throw new Error(`sim fs journal: rename of missing ${op.fromDir}/${op.fromName}`);
+        throw new SimError(
+          'HARNESS',
+          `sim fs journal: rename of missing ${op.fromDir}/${op.fromName}`,
+        );
       from.delete(op.fromName);
       dirOf(op.toDir).set(op.toName, inode);
       return;

@@ -21,6 +21,7 @@ import { posix } from 'node:path';
 import type { Rng } from '../raft/index.js';
 import { StorageError } from '../storage/errors.js';
 import type { DirLock, OpenOptions, StorageFile, StorageFs } from '../storage/fs.js';
+import { SimError } from './errors.js';
 import { Inode, applyMeta, cloneTree, inodesOf, newTree, touches } from './sim-fs-model.js';
 import type { MetaOp, TailWrite, Tree } from './sim-fs-model.js';
 
@@ -119,7 +120,10 @@ export interface SimDiskStats {
 function probability(name: string, v: number | undefined, fallback: number): number {
   const p = v ?? fallback;
   if (!(p >= 0 && p <= 1))
-    throw new RangeError(`SimDisk option ${name} must be in [0, 1], got ${String(v)}`);
+    throw new SimError(
+      'INVALID_OPTION',
+      `SimDisk option ${name} must be in [0, 1], got ${String(v)}`,
+    );
   return p;
 }
 
@@ -142,7 +146,7 @@ export class SimDisk {
   /** Metadata operations applied to cacheTree but not yet to durableTree, oldest first. */
   private journal: MetaOp[] = [];
   private nextInode = 1;
-  /** Inodes whose data a crash must settle: every one created since the last crash. */
+  /** Inodes whose data a crash must settle: those the durable tree names, and newer ones. */
   private inodes = new Set<Inode>();
   private generation = 0;
   private nextMount = 1;
@@ -162,12 +166,14 @@ export class SimDisk {
     this.zerosP = probability('tornZerosProbability', opts.tornZerosProbability, 0);
     this.garbageP = probability('tornGarbageProbability', opts.tornGarbageProbability, 0);
     if (this.zerosP + this.garbageP > 1)
-      throw new RangeError(
+      throw new SimError(
+        'INVALID_OPTION',
         `SimDisk options tornZerosProbability + tornGarbageProbability must be <= 1, got ${this.zerosP + this.garbageP}`,
       );
     this.sectorBytes = opts.sectorBytes ?? 512;
     if (!Number.isInteger(this.sectorBytes) || this.sectorBytes < 1)
-      throw new RangeError(
+      throw new SimError(
+        'INVALID_OPTION',
         `SimDisk option sectorBytes must be a positive integer, got ${this.sectorBytes}`,
       );
     this.shortP = probability('shortWriteProbability', opts.shortWriteProbability, 0);

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRng } from '../../src/raft/index.js';
+import type { SimError } from '../../src/sim/errors.js';
 import { SimDisk, simIoError } from '../../src/sim/sim-fs.js';
 import type { SimDiskOptions, SimIo, SimFsError } from '../../src/sim/sim-fs.js';
 import type { StorageError } from '../../src/storage/errors.js';
@@ -249,10 +250,12 @@ void describe('simulated disk', () => {
     await assert.rejects(f.sync(), (e: SimFsError) => e.code === 'EBADF');
     await fs.rm('/d/missing');
     assert.deepEqual(await fs.readdir('/d'), ['e', 'x']);
-    assert.throws(() => disk(1, { tornWriteProbability: 2 }), RangeError);
+    const invalid = (e: SimError): boolean => e.code === 'INVALID_OPTION';
+    assert.throws(() => disk(1, { tornWriteProbability: 2 }), invalid);
+    assert.throws(() => disk(1, { sectorBytes: 0 }), invalid);
     assert.throws(
       () => disk(1, { tornZerosProbability: 0.6, tornGarbageProbability: 0.6 }),
-      RangeError,
+      invalid,
     );
   });
 
