@@ -29,7 +29,7 @@ import { KvService } from '../server/kv-service.js';
 import type { LogView } from './checker.js';
 import { SimError } from './errors.js';
 import { decodeWrite, SIM_KV_LIMITS, SIM_SESSION_LIMITS, type ClientWrite } from './ops.js';
-import type { SimDisk } from './sim-storage.js';
+import type { NodeDisk } from './sim-storage.js';
 
 /** What a node needs from the simulation around it. */
 export interface NodeHost {
@@ -77,7 +77,7 @@ export interface SimNodeOptions {
   >;
   readonly createNode: NodeFactory;
   readonly startRuntime: RuntimeFactory;
-  readonly disk: SimDisk;
+  readonly disk: NodeDisk;
   readonly seed: number;
   /** Virtual milliseconds per millisecond of this node's clock (clock drift). */
   readonly clockScale: number;
@@ -86,11 +86,13 @@ export interface SimNodeOptions {
 
 export class SimNode implements LogView {
   readonly id: number;
-  readonly disk: SimDisk;
+  readonly disk: NodeDisk;
   /** Incarnation: bumped by every crash so events of a dead incarnation are ignored. */
   gen = 0;
   /** Whether a runtime is running (started and not crashed). */
   up = false;
+  /** Whether this incarnation is starting (recovering its storage, opening its runtime). */
+  starting = false;
   private rt: RaftRuntime | null = null;
   private core: RaftNode | null = null;
   private sm: KvStateMachine | null = null;
@@ -145,10 +147,27 @@ export class SimNode implements LogView {
    */
   async start(): Promise<void> {
     const gen = this.gen;
+    this.starting = true;
+    try {
+      await this.boot(gen);
+    } finally {
+      if (gen === this.gen) this.starting = false;
+    }
+  }
+
+  private async boot(gen: number): Promise<void> {
     const host = this.opts.host;
     const kv = new KvStateMachine(SIM_KV_LIMITS);
     const recovery = this.disk.recovery;
     let core: RaftNode | null = null;
+    // The disk first, as node.ts opens storage first: the WAL's recovery runs here.
+    const storage = await this.disk.open({
+      later: (done) => this.later('disk', host.diskLatencyMs(), done),
+      onEntry: (e) => host.onPersist(this, e),
+      afterWrite: () => host.afterPersist(this),
+      onSnapshot: (meta, data) => host.onSnapshot(this, meta.index, data),
+    });
+    if (gen !== this.gen) return; // lost power while recovering
     // One host per incarnation, as one per process: its ticker runs on this node's clock.
     const nodeHost = new Host({
       id: this.id,
@@ -164,12 +183,7 @@ export class SimNode implements LogView {
         ...groupOptions,
         raft: { ...this.opts.runtime.raft, ...(recovery === null ? {} : { recovery }) },
         voters: this.opts.voters,
-        storage: this.disk.open({
-          later: (done) => this.later('disk', host.diskLatencyMs(), done),
-          onEntry: (e) => host.onPersist(this, e),
-          afterWrite: () => host.afterPersist(this),
-          onSnapshot: (meta, data) => host.onSnapshot(this, meta.index, data),
-        }),
+        storage,
         stateMachine: this.observe(new SessionMachine(kv, SIM_SESSION_LIMITS), kv),
         rng: createRng(this.seeds.int(0x100000000)),
         storeRecovery: (r) => {
@@ -191,6 +205,7 @@ export class SimNode implements LogView {
   crash(): void {
     this.gen++;
     this.up = false;
+    this.starting = false;
     this.rt = null;
     this.core = null;
     this.sm = null;

@@ -1,5 +1,5 @@
 // The simulated node's disk, and the GroupStorage the production runtime writes through.
-// `SimDisk` is the seam: the simulation needs only what it declares (open storage over what
+// `NodeDisk` is the seam: the simulation needs only what it declares (open storage over what
 // survived, lose power, lose everything, answer the durability check), so a disk made of the
 // real WAL over a simulated file system replaces `VirtualDiskStore` by passing another
 // `DiskFactory` in SimOptions.
@@ -24,9 +24,9 @@ export interface DiskIo {
 }
 
 /** One node's disk as the simulation sees it. */
-export interface SimDisk {
+export interface NodeDisk {
   /** Storage over what the disk holds now, for a runtime that is (re)starting. */
-  open(io: DiskIo): GroupStorage;
+  open(io: DiskIo): GroupStorage | Promise<GroupStorage>;
   /** Power loss: writes not completed are lost (their completions never run). */
   crash(): void;
   /** The data directory is lost: the node restarts with nothing, recovery flag included. */
@@ -44,10 +44,10 @@ export interface SimDisk {
   recovery: Recovery | null;
 }
 
-export type DiskFactory = (nodeId: number) => SimDisk;
+export type DiskFactory = (nodeId: number) => NodeDisk;
 
 /** The default disk: a VirtualDisk whose writes take virtual time and are atomic. */
-export class VirtualDiskStore implements SimDisk {
+export class VirtualDiskStore implements NodeDisk {
   readonly disk = new VirtualDisk();
 
   get recovery(): Recovery | null {

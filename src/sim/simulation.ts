@@ -28,7 +28,7 @@ import { LinkTable } from './network.js';
 import { clientSession, type ClientWrite } from './ops.js';
 import { drawProfile, type ClusterSize, type Profile } from './profile.js';
 import { defaultNodeFactory, defaultRuntimeFactory, SimNode, type NodeHost } from './sim-node.js';
-import { virtualDisks } from './sim-storage.js';
+import { walDisks } from './wal-disk.js';
 import { Trace } from './trace.js';
 import type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 
@@ -109,7 +109,8 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.links = new LinkTable(p.nodes);
     this.trace = new Trace(options.keepTrace === true, options.log ?? null);
     const voters = Array.from({ length: p.nodes }, (_, i) => i + 1);
-    const createDisk = options.createDisk ?? virtualDisks;
+    // The product's WAL over a simulated file system, unless a test asks for another disk.
+    const createDisk = options.createDisk ?? walDisks(options.seed);
     for (const id of voters) {
       // Clock drift: each node's clock runs up to tickSkew faster or slower than virtual time.
       const clockScale = 1 + (this.faultRng.float() * 2 - 1) * p.tickSkew;
@@ -358,7 +359,8 @@ export class Simulation implements NodeHost, WorkloadHost {
 
   private onRestart(id: number): void {
     const n = this.node(id);
-    if (n.up) return;
+    // Running, or still starting (the WAL's recovery takes virtual time): one process at a time.
+    if (n.up || n.starting) return;
     // The runtime's start-up rule for an empty data directory (DESIGN.md, "A node that lost
     // its data"): if any peer holds a log, the cluster exists and this node recovers.
     if (n.disk.isBlank() && this.nodes.some((o) => o !== n && o.disk.hasLog())) {

@@ -20,7 +20,7 @@ export interface SimOptions {
   readonly startRuntime?: RuntimeFactory;
   /** The session each client write is sent with; tests plant one that drops it. */
   readonly writeSession?: WriteSession;
-  /** Builds each node's disk (default: VirtualDiskStore). */
+  /** Builds each node's disk (default: the real WAL over a simulated file system, wal-disk.ts). */
   readonly createDisk?: DiskFactory;
   /** Receives one line per event (the --verbose output). */
   readonly log?: (line: string) => void;

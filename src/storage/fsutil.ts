@@ -2,32 +2,27 @@
 // tests can make them fail. A new file or a rename is durable only once its directory is
 // fsynced (the directory entry is separate metadata; see ext4's and POSIX's fsync notes).
 
-import { open, rename, rm } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { ioFailure } from './errors.js';
+import type { StorageFile, StorageFs } from './fs.js';
 import type { SyncHook } from './types.js';
 
 export class Syncer {
-  constructor(private readonly hook: SyncHook | undefined) {}
+  constructor(
+    readonly fs: StorageFs,
+    private readonly hook: SyncHook | undefined,
+  ) {}
 
   /** fdatasync: data and the metadata needed to read it back (the file size), not mtime. */
-  async datasync(fh: FileHandle, path: string): Promise<void> {
+  async datasync(fh: StorageFile, path: string): Promise<void> {
     await this.run(path, () => fh.datasync());
   }
 
-  async fsync(fh: FileHandle, path: string): Promise<void> {
+  async fsync(fh: StorageFile, path: string): Promise<void> {
     await this.run(path, () => fh.sync());
   }
 
   async fsyncDir(dir: string): Promise<void> {
-    await this.run(dir, async () => {
-      const fh = await open(dir, 'r');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    });
+    await this.run(dir, () => this.fs.syncDir(dir));
   }
 
   private async run(path: string, sync: () => Promise<void>): Promise<void> {
@@ -47,8 +42,9 @@ export async function writeFileAtomic(
   finalPath: string,
   parts: readonly Uint8Array[],
 ): Promise<void> {
+  const fs = syncer.fs;
   const tmp = `${finalPath}.tmp`;
-  const fh = await open(tmp, 'w', 0o644);
+  const fh = await fs.open(tmp, { create: 'truncate' });
   try {
     let position = 0;
     for (const part of parts) {
@@ -58,17 +54,17 @@ export async function writeFileAtomic(
     await syncer.fsync(fh, tmp);
   } catch (err) {
     await fh.close();
-    await rm(tmp, { force: true });
+    await fs.rm(tmp);
     throw ioFailure('STORAGE_WRITE_FAILED', `writing ${tmp}`, err);
   }
   await fh.close();
-  await rename(tmp, finalPath);
+  await fs.rename(tmp, finalPath);
   await syncer.fsyncDir(dir);
 }
 
 /** FileHandle.write may write less than asked: loop until all bytes are down. */
 export async function writeFully(
-  fh: FileHandle,
+  fh: StorageFile,
   data: Uint8Array,
   position: number,
 ): Promise<void> {
@@ -81,7 +77,7 @@ export async function writeFully(
 }
 
 export async function writevFully(
-  fh: FileHandle,
+  fh: StorageFile,
   bufs: Buffer[],
   position: number,
 ): Promise<number> {

@@ -6,10 +6,11 @@
 // STORAGE_LOCKED until the operator removes the file, which errs on the safe side.
 
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { StorageError } from './errors.js';
 
-const LOCK_FILE = 'LOCK';
+/** The lock's name inside a data directory. */
+export const LOCK_FILE = 'LOCK';
 const heldHere = new Set<string>();
 
 function pidAlive(pid: number): boolean {
@@ -50,10 +51,6 @@ export async function lockPath(path: string): Promise<DirLock> {
   throw new StorageError('STORAGE_LOCKED', `${path} could not be taken (contended)`, {
     file: path,
   });
-}
-
-export function lockDir(dir: string): Promise<DirLock> {
-  return lockPath(join(dir, LOCK_FILE));
 }
 
 async function release(key: string): Promise<void> {

@@ -6,11 +6,11 @@
 //   | u64 dataBytes | data | u32 crc32c(everything before)
 
 import { crc32c } from '@node-rs/crc32';
-import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SnapshotMeta } from '../raft/index.js';
 import { asBuffer, readU64, writeU64 } from './codec.js';
 import { StorageError, corrupt } from './errors.js';
+import type { StorageFs } from './fs.js';
 import type { Syncer } from './fsutil.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { StoredSnapshot } from './types.js';
@@ -50,8 +50,8 @@ export async function writeSnapshotFile(
 }
 
 /** Reads and verifies a snapshot file; throws STORAGE_CORRUPT or STORAGE_VERSION. */
-export async function readSnapshotFile(path: string): Promise<StoredSnapshot> {
-  const buf = await readFile(path);
+export async function readSnapshotFile(fs: StorageFs, path: string): Promise<StoredSnapshot> {
+  const buf = await fs.readFile(path);
   const fail = (offset: number, expected: string, seen: string): StorageError =>
     corrupt(path, offset, expected, seen);
   if (buf.length < 44 || !buf.subarray(0, 8).equals(MAGIC))
@@ -81,8 +81,11 @@ export async function readSnapshotFile(path: string): Promise<StoredSnapshot> {
 }
 
 /** Snapshot file names in the directory, newest (highest index) first. */
-export async function listSnapshotFiles(dir: string): Promise<{ index: number; path: string }[]> {
-  const names = await readdir(dir);
+export async function listSnapshotFiles(
+  fs: StorageFs,
+  dir: string,
+): Promise<{ index: number; path: string }[]> {
+  const names = await fs.readdir(dir);
   const found: { index: number; path: string }[] = [];
   for (const name of names) {
     const m = NAME.exec(name);
@@ -92,7 +95,10 @@ export async function listSnapshotFiles(dir: string): Promise<{ index: number; p
 }
 
 /** Removes every snapshot file except the one at `keepIndex` (called once it is durable). */
-export async function removeOlderSnapshots(dir: string, keepIndex: number): Promise<void> {
-  for (const f of await listSnapshotFiles(dir))
-    if (f.index < keepIndex) await rm(f.path, { force: true });
+export async function removeOlderSnapshots(
+  fs: StorageFs,
+  dir: string,
+  keepIndex: number,
+): Promise<void> {
+  for (const f of await listSnapshotFiles(fs, dir)) if (f.index < keepIndex) await fs.rm(f.path);
 }

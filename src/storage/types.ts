@@ -3,6 +3,7 @@
 // RaftStorage and passes the same contract test suite (test/storage/contract.ts).
 
 import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
+import type { StorageFs } from './fs.js';
 
 /**
  * The log entries after the latest snapshot.
@@ -91,6 +92,11 @@ export interface StorageLimits {
 export type SyncHook = (path: string, sync: () => Promise<void>) => Promise<void>;
 
 export interface WalOptions extends StorageLimits {
+  /**
+   * The file system to use; default the real one (node:fs/promises). The simulator passes a
+   * simulated disk (src/sim/sim-fs.ts) to crash the real WAL from a seed.
+   */
+  readonly fs?: StorageFs;
   /** A new segment is started once the active one reaches this size. Default 64 MiB. */
   readonly segmentBytes?: number;
   readonly syncHook?: SyncHook;

@@ -8,9 +8,9 @@
 // record either extends the log or replaces its suffix from its index (paper §5.3). Base records
 // say how far the log was compacted; the latest Base and the snapshot bound where it must start.
 
-import { readFile, rm } from 'node:fs/promises';
 import type { HardState } from '../raft/index.js';
 import { StorageError, corrupt } from './errors.js';
+import type { StorageFs } from './fs.js';
 import { snapshotFileName } from './snapshot-file.js';
 import { LogIndex } from './log-index.js';
 import type { Position, SegmentHeader } from './records.js';
@@ -75,6 +75,21 @@ function isTornTail(buf: Buffer, at: number, r: ReturnType<typeof readRecord>): 
   return allZero(buf, at) || r.end === buf.length;
 }
 
+/**
+ * Whether the records after a segment header, its base record and hard state, end in a torn
+ * tail. The three are one write, made durable before anything else goes into the segment, so
+ * a crash inside it (a tear, or a short O_DSYNC write) leaves a segment holding nothing: it is
+ * removed like one whose header is torn. Kept, it would lack the hard state record that lets
+ * compaction delete the segments before it (and, opened by a snapshot install, the base
+ * record that connects it to the log).
+ */
+function headTorn(buf: Buffer, afterHeader: number, maxRecordBytes: number): boolean {
+  const base = readRecord(buf, afterHeader, maxRecordBytes);
+  if (base.kind !== 'ok') return isTornTail(buf, afterHeader, base);
+  const hardState = readRecord(buf, base.end, maxRecordBytes);
+  return hardState.kind !== 'ok' && isTornTail(buf, base.end, hardState);
+}
+
 function applyHeader(
   st: ReplayState,
   hdr: SegmentHeader,
@@ -91,6 +106,15 @@ function applyHeader(
     return;
   }
   if (opensWithBase?.index === prev.index && opensWithBase.term === prev.term) {
+    st.log.reset(prev.index, prev.term);
+    return;
+  }
+  if (prev.index < st.log.base().index) {
+    // Compaction deletes, oldest first, every segment before the newest one whose prev is at
+    // or below the compaction point. After a deep suffix replacement that segment's prev can
+    // lie below an earlier segment's, so a crash between two deletions leaves segments that
+    // start the log past it. Everything they hold lies after this prev, which this segment
+    // replaces; what lies before it is compacted, and settleBase checks that it is covered.
     st.log.reset(prev.index, prev.term);
     return;
   }
@@ -146,12 +170,13 @@ function applyRecord(
 
 /** Replays one segment; returns the byte length of its valid prefix (< file length when torn). */
 async function replaySegment(
+  fs: StorageFs,
   st: ReplayState,
   seg: { seq: number; path: string },
   isLast: boolean,
   maxRecordBytes: number,
 ): Promise<{ validBytes: number; header: SegmentHeader | null; fileBytes: number }> {
-  const buf = await readFile(seg.path);
+  const buf = await fs.readFile(seg.path);
   const first = readRecord(buf, 0, maxRecordBytes);
   if (first.kind !== 'ok' || first.type !== RecordType.SegmentHeader) {
     if (isLast && isTornTail(buf, 0, first))
@@ -169,6 +194,8 @@ async function replaySegment(
   const second = readRecord(buf, first.end, maxRecordBytes);
   const opensWithBase =
     second.kind === 'ok' && second.type === RecordType.Base ? decodePosition(second.payload) : null;
+  if (isLast && headTorn(buf, first.end, maxRecordBytes))
+    return { validBytes: 0, header: null, fileBytes: buf.length };
   applyHeader(st, header, opensWithBase, seg.path);
   let at = first.end;
   while (at < buf.length) {
@@ -185,6 +212,7 @@ async function replaySegment(
 }
 
 export interface RecoverInput {
+  readonly fs: StorageFs;
   readonly segments: readonly { seq: number; path: string }[];
   readonly snapshot: Position | null;
   readonly maxRecordBytes: number;
@@ -208,11 +236,11 @@ export async function recoverWal(input: RecoverInput): Promise<Recovered> {
   const repairs: WalRepair[] = [];
   for (const [k, seg] of input.segments.entries()) {
     const isLast = k === input.segments.length - 1;
-    const r = await replaySegment(st, seg, isLast, input.maxRecordBytes);
+    const r = await replaySegment(input.fs, st, seg, isLast, input.maxRecordBytes);
     if (r.header === null) {
       // A crash right after creating a segment leaves it empty or with a torn header: it holds
       // nothing, and left in place it would collide with the next segment of that number.
-      await rm(seg.path, { force: true });
+      await input.fs.rm(seg.path);
       repairs.push({ kind: 'segment-removed', file: seg.path, droppedBytes: r.fileBytes });
     } else if (r.validBytes < r.fileBytes) {
       await input.truncate(seg.path, r.validBytes);

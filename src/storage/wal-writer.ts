@@ -3,13 +3,11 @@
 // names; so segments before the newest one whose prev <= T hold nothing after T and may be
 // deleted once the log is compacted through T (see dropThrough).
 
-import { constants } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HardState } from '../raft/index.js';
 import { hex } from './codec.js';
 import { ioFailure } from './errors.js';
+import type { StorageFile, StorageFs } from './fs.js';
 import type { Syncer } from './fsutil.js';
 import { writevFully } from './fsutil.js';
 import { BufferPool } from './buffer-pool.js';
@@ -46,7 +44,7 @@ export interface WalItem {
 
 interface Active {
   readonly info: SegmentInfo;
-  readonly fh: FileHandle;
+  readonly fh: StorageFile;
 }
 
 export interface WriterState {
@@ -87,7 +85,7 @@ export class WalWriter {
   async resume(): Promise<void> {
     const info = this.segments[this.segments.length - 1];
     if (info === undefined) throw new Error('resume() needs a segment');
-    this.active = { info, fh: await open(info.path, this.flags(constants.O_RDWR)) };
+    this.active = { info, fh: await this.fs.open(info.path, { create: 'no', dsync: this.dsync }) };
   }
 
   /** Starts a new segment (at open, on size, on a deep suffix replacement, or on a reset). */
@@ -104,14 +102,9 @@ export class WalWriter {
       encodeBase(base),
       encodeHardState(this.written.hardState),
     ];
-    const fh = await open(
-      path,
-      this.flags(constants.O_RDWR | constants.O_CREAT | constants.O_EXCL),
-      0o644,
-    );
+    const fh = await this.fs.open(path, { create: 'exclusive', dsync: this.dsync });
     const info: SegmentInfo = { seq, path, prev, sizeBytes: 0 };
     this.active = { info, fh };
-    this.segments.push(info);
     try {
       info.sizeBytes = await writevFully(fh, head, 0);
     } catch (err) {
@@ -119,14 +112,22 @@ export class WalWriter {
     }
     await this.sync(this.active);
     await this.syncer.fsyncDir(this.dir);
+    // Listed only now: a snapshot finishing meanwhile compacts against the listed segments,
+    // and must not delete the ones before this segment (the hard state among them) until its
+    // head, which carries the hard state on, is durable.
+    this.segments.push(info);
   }
 
   private rotationFor(item: WalItem, info: SegmentInfo): { prev: Position; base: Position } | null {
     if (item.resetTo !== null) return { prev: item.resetTo, base: item.resetTo };
     if (item.replaceFrom !== null && item.replaceFrom <= info.prev.index)
       return { prev: item.prevOfFirst, base: this.written.base };
-    if (info.sizeBytes >= this.segmentBytes)
-      return { prev: this.written.last, base: this.written.base };
+    if (info.sizeBytes >= this.segmentBytes) {
+      // A replacement's entries start at or below the last index: the new segment's prev must
+      // be the position before them, or the invariant above breaks.
+      const prev = item.replaceFrom === null ? this.written.last : item.prevOfFirst;
+      return { prev, base: this.written.base };
+    }
     return null;
   }
 
@@ -156,8 +157,12 @@ export class WalWriter {
     await this.sync(this.activeOrThrow());
   }
 
-  private flags(base: number): number {
-    return this.mode === 'dsync' ? base | constants.O_DSYNC : base;
+  private get fs(): StorageFs {
+    return this.syncer.fs;
+  }
+
+  private get dsync(): boolean {
+    return this.mode === 'dsync';
   }
 
   /** In dsync mode every completed write is already durable. */
@@ -188,7 +193,7 @@ export class WalWriter {
     let keepFrom = 0;
     for (const [k, s] of this.segments.entries()) if (s.prev.index <= through) keepFrom = k;
     const doomed = this.segments.splice(0, keepFrom);
-    for (const s of doomed) await rm(s.path, { force: true });
+    for (const s of doomed) await this.fs.rm(s.path);
     if (doomed.length > 0) await this.syncer.fsyncDir(this.dir);
     return doomed.length;
   }

@@ -1,18 +1,17 @@
 // The default backend: a write-ahead log of segment files plus snapshot files, one directory
 // per node. See docs/STORAGE.md for the format, recovery rules and guarantees.
 
-import { ftruncate } from 'node:fs';
-import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
 import { StorageError, closedError, ioFailure, rejected } from './errors.js';
+import { nodeFs } from './fs.js';
+import type { StorageFs } from './fs.js';
 import { Syncer } from './fsutil.js';
 import { checkBatch, checkSnapshotSize, resolveLimits } from './limits.js';
 import type { ResolvedLimits } from './limits.js';
 import { checkHardState, checkSnapshotMeta } from './log-index.js';
 import type { LogIndex } from './log-index.js';
-import { lockDir } from './lock.js';
+import { LOCK_FILE } from './lock.js';
 import type { DirLock } from './lock.js';
 import {
   encodeBase,
@@ -53,7 +52,6 @@ export interface WalRecoveryReport {
 import { SEGMENT_NAME, WalWriter } from './wal-writer.js';
 import type { WalItem } from './wal-writer.js';
 
-const ftruncateAsync = promisify(ftruncate);
 const MIN_SEGMENT_BYTES = 4096;
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 
@@ -193,7 +191,7 @@ export class WalStorage implements RaftStorage {
       const resetTo = outcome === 'reset' ? { index: meta.index, term: meta.term } : null;
       await this.writer.commits.submit(this.baseItem(resetTo));
     }
-    await removeOlderSnapshots(this.dir, meta.index);
+    await removeOlderSnapshots(this.syncer.fs, this.dir, meta.index);
     await this.writer.dropThrough(meta.index);
   }
 
@@ -201,7 +199,10 @@ export class WalStorage implements RaftStorage {
     if (this.closing !== null) throw closedError('the WAL');
     const meta = this.snapshotMeta;
     if (meta === null) return null;
-    const snap = await readSnapshotFile(join(this.dir, snapshotFileName(meta.index)));
+    const snap = await readSnapshotFile(
+      this.syncer.fs,
+      join(this.dir, snapshotFileName(meta.index)),
+    );
     if (snap.meta.index !== meta.index || snap.meta.term !== meta.term)
       throw new StorageError(
         'STORAGE_CORRUPT',
@@ -250,20 +251,20 @@ function verifyEncoded(buf: Buffer, end: number, entries: readonly Entry[]): voi
     throw new Error(`Encoded ${entries.length} entries but read back ${k}`);
 }
 
-async function listSegments(dir: string): Promise<{ seq: number; path: string }[]> {
+async function listSegments(fs: StorageFs, dir: string): Promise<{ seq: number; path: string }[]> {
   const out: { seq: number; path: string }[] = [];
-  for (const name of await readdir(dir)) {
+  for (const name of await fs.readdir(dir)) {
     const m = SEGMENT_NAME.exec(name);
     if (m?.[1] !== undefined) out.push({ seq: Number.parseInt(m[1], 16), path: join(dir, name) });
-    else if (name.endsWith('.tmp')) await rm(join(dir, name), { force: true });
+    else if (name.endsWith('.tmp')) await fs.rm(join(dir, name));
   }
   return out.sort((a, b) => a.seq - b.seq);
 }
 
-async function latestSnapshotMeta(dir: string): Promise<SnapshotMeta | null> {
-  const newest = (await listSnapshotFiles(dir))[0];
+async function latestSnapshotMeta(fs: StorageFs, dir: string): Promise<SnapshotMeta | null> {
+  const newest = (await listSnapshotFiles(fs, dir))[0];
   if (newest === undefined) return null;
-  const snap = await readSnapshotFile(newest.path);
+  const snap = await readSnapshotFile(fs, newest.path);
   if (snap.meta.index !== newest.index)
     throw new StorageError(
       'STORAGE_CORRUPT',
@@ -274,9 +275,9 @@ async function latestSnapshotMeta(dir: string): Promise<SnapshotMeta | null> {
 }
 
 async function truncateFile(syncer: Syncer, path: string, sizeBytes: number): Promise<void> {
-  const fh = await open(path, 'r+');
+  const fh = await syncer.fs.open(path, { create: 'no' });
   try {
-    await ftruncateAsync(fh.fd, sizeBytes);
+    await fh.truncate(sizeBytes);
     await syncer.fsync(fh, path);
   } finally {
     await fh.close();
@@ -296,13 +297,15 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       'STORAGE_INVALID_ARGUMENT',
       `segmentBytes must be an integer in ${MIN_SEGMENT_BYTES}..2^31, got ${segmentBytes}`,
     );
-  await mkdir(dir, { recursive: true });
-  const lock = await lockDir(dir);
+  const fs = opts.fs ?? nodeFs;
+  await fs.mkdirp(dir);
+  const lock = await fs.lock(join(dir, LOCK_FILE));
   try {
-    const syncer = new Syncer(opts.syncHook);
-    const snapshot = await latestSnapshotMeta(dir);
+    const syncer = new Syncer(fs, opts.syncHook);
+    const snapshot = await latestSnapshotMeta(fs, dir);
     const rec = await recoverWal({
-      segments: await listSegments(dir),
+      fs,
+      segments: await listSegments(fs, dir),
       snapshot,
       maxRecordBytes: Math.max(limits.maxEntryBytes, 1 << 20) + 64,
       snapshotDir: dir,

@@ -4,7 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runSeed } from '../../src/sim/index.js';
+import { runSeed, walDisks } from '../../src/sim/index.js';
+import { lyingFs } from '../storage/lying-fs.js';
 import {
   findCaught,
   LOST_LOG_PROFILE,
@@ -55,4 +56,22 @@ void test('the simulator catches a leader that never notices a follower lost its
   const control = await runSeed({ seed: caught, profile: LOST_LOG_PROFILE });
   assert.deepEqual(control.violations, [], `the correct core also fails seed ${caught}`);
   assert.ok(control.stats.wipes > 0, `seed ${caught} wiped no disk`);
+});
+
+void test('the simulator catches a disk that acknowledges writes before they are durable', async () => {
+  // The nodes' storage is the real WAL on the simulated file system; here the file system
+  // lies about fsync, fdatasync and O_DSYNC. A crash then loses writes the WAL acknowledged:
+  // the restart's recovery check, or a safety property, must say so.
+  const profile = { nodes: 3 as const, crashEveryMs: 120, restartAfterMs: 30, partitionEveryMs: 0 };
+  let caught: { seed: number; what: string } | null = null;
+  for (let seed = 0; seed < SEED_BOUND && caught === null; seed++) {
+    const r = await runSeed({ seed, profile, createDisk: walDisks(seed, lyingFs) });
+    const v = r.violations.find(
+      (x) => SAFETY_KINDS.has(x.kind) || /lost acknowledged writes/.test(x.message),
+    );
+    if (v !== undefined) caught = { seed, what: `${v.kind}: ${v.message}` };
+  }
+  assert.ok(caught !== null, `no violation in ${SEED_BOUND} seeds`);
+  const control = await runSeed({ seed: caught.seed, profile });
+  assert.deepEqual(control.violations, [], `the honest disk also fails seed ${caught.seed}`);
 });

@@ -1,0 +1,155 @@
+// A node's disk made of the product's real WAL (src/storage/wal.ts) over the simulated file
+// system (sim-fs.ts): every append, sync, rotation, compaction and snapshot file the node
+// writes goes through the code a real node runs, and a crash leaves what the simulated disk
+// says survives (unsynced writes lost, the last one possibly torn), from which the next start
+// runs the WAL's own recovery.
+//
+// The durability check needs to know what is durable without a crash: a mirror (a VirtualDisk)
+// records what the WAL acknowledged, in order. At each start after a crash, everything the
+// mirror held must come back from recovery; if not, the WAL lost an acknowledged write and the
+// start fails with that, which the simulation reports.
+
+import type { GroupStorage } from '../host/contracts.js';
+import {
+  createRng,
+  type Entry,
+  type HardState,
+  type Recovery,
+  type Rng,
+  type SnapshotMeta,
+} from '../raft/index.js';
+import type { StorageFs } from '../storage/fs.js';
+import { openWalStorage, type WalStorage } from '../storage/index.js';
+import { VirtualDisk } from './disk.js';
+import { SimDisk, type SimIo } from './sim-fs.js';
+import type { DiskFactory, DiskIo, NodeDisk } from './sim-storage.js';
+
+const DIR = '/data/group-0';
+
+export class WalNodeDisk implements NodeDisk {
+  private disk: SimDisk;
+  /** What the WAL acknowledged, in order: the durability check's view and recovery's floor. */
+  private mirror = new VirtualDisk();
+  /** The node's incarnation the disk serves now (it routes the disk's virtual latency). */
+  private io: DiskIo | null = null;
+  recovery: Recovery | null = null;
+
+  constructor(
+    private readonly rng: Rng,
+    /** Wraps the file system the WAL sees (tests plant a disk that lies about syncs). */
+    private readonly wrapFs: (fs: StorageFs) => StorageFs = (fs) => fs,
+  ) {
+    this.disk = this.newDisk();
+  }
+
+  async open(io: DiskIo): Promise<GroupStorage> {
+    this.io = io;
+    const wal = await openWalStorage(DIR, {
+      fs: this.wrapFs(this.disk.mount()),
+      snapshotsCoverCompaction: true,
+      // Small segments, so rotation and compaction happen within a seed's few hundred entries.
+      segmentBytes: 16 * 1024,
+    });
+    this.checkRecovered(wal);
+    return {
+      initialState: () => wal.initialState(),
+      persist: async (entries: readonly Entry[], hardState: HardState | null) => {
+        for (const e of entries) io.onEntry(e);
+        await wal.persist(entries, hardState);
+        this.mirror.persist(entries, hardState, () => undefined);
+        io.afterWrite();
+      },
+      saveSnapshot: async (meta: SnapshotMeta, data: Uint8Array) => {
+        await wal.saveSnapshot(meta, data);
+        this.mirror.saveSnapshot({ meta, bytes: data });
+        io.onSnapshot(meta, data);
+      },
+      loadSnapshot: () => wal.loadSnapshot(),
+      close: () => wal.close(),
+    };
+  }
+
+  crash(): void {
+    this.io = null;
+    this.disk.crash();
+  }
+
+  wipe(): void {
+    this.disk = this.newDisk();
+    this.mirror = new VirtualDisk();
+    this.recovery = null;
+  }
+
+  holds(index: number, term: number): boolean {
+    return this.mirror.holds(index, term);
+  }
+
+  hasLog(): boolean {
+    return this.mirror.hasLog();
+  }
+
+  isBlank(): boolean {
+    return this.mirror.isBlank();
+  }
+
+  private newDisk(): SimDisk {
+    return new SimDisk({
+      rng: this.rng,
+      // Syncs take virtual time; the rest of the file system answers at once.
+      schedule: (op: SimIo) =>
+        isSync(op) && this.io !== null
+          ? new Promise<void>((resolve) => (this.io as DiskIo).later(resolve))
+          : Promise.resolve(),
+    });
+  }
+
+  /**
+   * Recovery must give back everything the WAL acknowledged before the crash: each entry the
+   * mirror holds is in the recovered log with its term, or covered by the recovered snapshot;
+   * the term and vote are at least as new. More may come back (writes that reached the disk
+   * unacknowledged); the mirror then starts again from what recovery found.
+   */
+  private checkRecovered(wal: WalStorage): void {
+    const got = wal.initialState();
+    const snapIndex = got.snapshot?.index ?? 0;
+    const lost: string[] = [];
+    const m = this.mirror.initialState();
+    const termOf = new Map(got.entries.map((e) => [e.index, e.term]));
+    for (const e of m.entries) {
+      if (e.index <= snapIndex) continue;
+      if (termOf.get(e.index) !== e.term) lost.push(`${e.index}/${e.term}`);
+    }
+    if ((m.snapshot?.index ?? 0) > snapIndex) lost.push(`snapshot ${m.snapshot?.index}`);
+    if (
+      got.hardState.term < m.hardState.term ||
+      (got.hardState.term === m.hardState.term &&
+        m.hardState.vote !== 0 &&
+        got.hardState.vote !== m.hardState.vote)
+    )
+      lost.push(`term ${m.hardState.term} vote ${m.hardState.vote}`);
+    if (lost.length > 0)
+      throw new Error(
+        `the WAL lost acknowledged writes in a crash: ${lost.slice(0, 5).join(', ')}`,
+      );
+    const mirror = new VirtualDisk();
+    if (got.snapshot !== null) {
+      const snap = got.snapshot;
+      mirror.saveSnapshot({ meta: snap, bytes: new Uint8Array(0) });
+    }
+    mirror.persist(got.entries, got.hardState, () => undefined);
+    this.mirror = mirror;
+  }
+}
+
+/** Operations that reach the device (a write, a sync) take the disk's virtual latency. */
+function isSync(op: SimIo): boolean {
+  return (
+    op.kind === 'write' || op.kind === 'datasync' || op.kind === 'fsync' || op.kind === 'syncdir'
+  );
+}
+
+/** Every node's disk is the real WAL over a simulated file system, seeded per node. */
+export const walDisks =
+  (seed: number, wrapFs?: (fs: StorageFs) => StorageFs): DiskFactory =>
+  (nodeId) =>
+    new WalNodeDisk(createRng(seed * 1_000_003 + nodeId), wrapFs);
