@@ -30,6 +30,13 @@ export class WalNodeDisk implements NodeDisk {
   private disk: SimDisk;
   /** What the WAL acknowledged, in order: the durability check's view and recovery's floor. */
   private mirror = new VirtualDisk();
+  /**
+   * The first index a write in flight (issued, not acknowledged) replaces or appends, or
+   * Infinity. A crash may leave such a write partly done: the WAL may have cut the old suffix
+   * it replaces without the new entries being durable, which is allowed (those entries were
+   * never acknowledged, and the old ones were being replaced by the current leader's).
+   */
+  private pendingFrom = Infinity;
   /** The node's incarnation the disk serves now (it routes the disk's virtual latency). */
   private io: DiskIo | null = null;
   recovery: Recovery | null = null;
@@ -55,7 +62,9 @@ export class WalNodeDisk implements NodeDisk {
       initialState: () => wal.initialState(),
       persist: async (entries: readonly Entry[], hardState: HardState | null) => {
         for (const e of entries) io.onEntry(e);
+        if (entries.length > 0) this.pendingFrom = (entries[0] as Entry).index;
         await wal.persist(entries, hardState);
+        this.pendingFrom = Infinity;
         this.mirror.persist(entries, hardState, () => undefined);
         io.afterWrite();
       },
@@ -105,7 +114,8 @@ export class WalNodeDisk implements NodeDisk {
 
   /**
    * Recovery must give back everything the WAL acknowledged before the crash: each entry the
-   * mirror holds is in the recovered log with its term, or covered by the recovered snapshot;
+   * mirror holds is in the recovered log with its term, or covered by the recovered snapshot,
+   * or was being replaced by the write in flight at the crash;
    * the term and vote are at least as new. More may come back (writes that reached the disk
    * unacknowledged); the mirror then starts again from what recovery found.
    */
@@ -116,9 +126,10 @@ export class WalNodeDisk implements NodeDisk {
     const m = this.mirror.initialState();
     const termOf = new Map(got.entries.map((e) => [e.index, e.term]));
     for (const e of m.entries) {
-      if (e.index <= snapIndex) continue;
+      if (e.index <= snapIndex || e.index >= this.pendingFrom) continue;
       if (termOf.get(e.index) !== e.term) lost.push(`${e.index}/${e.term}`);
     }
+    this.pendingFrom = Infinity;
     if ((m.snapshot?.index ?? 0) > snapIndex) lost.push(`snapshot ${m.snapshot?.index}`);
     if (
       got.hardState.term < m.hardState.term ||
