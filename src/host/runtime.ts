@@ -86,34 +86,15 @@ export type RuntimeEvent =
   | { readonly kind: 'applied'; readonly entries: number }
   | { readonly kind: 'fatal'; readonly error: Error };
 
-export interface WaitOptions {
-  readonly signal?: AbortSignal;
-  readonly timeoutMs?: number;
-}
+import {
+  Waiters,
+  type LeaderWaiter,
+  type ProposalWaiter,
+  type ReadWaiter,
+  type WaitOptions,
+} from './waiters.js';
 
-interface Waiter<T> {
-  resolve(value: T): void;
-  reject(error: FlotillaError): void;
-  timer: unknown;
-}
-
-interface ProposalWaiter extends Waiter<unknown> {
-  readonly term: number;
-}
-
-interface ReadWaiter extends Waiter<void> {
-  /** The core's request id; a new one each time the read is re-sent to a new leader. */
-  requestId: number;
-  /** The leader the read index was asked of (this node's id when it led). */
-  askedOf: number;
-  /** Set once the leader answered: resolve when the state machine reaches it. */
-  index: number;
-}
-
-interface LeaderWaiter extends Waiter<number> {
-  /** Resolve only for a leader other than this one (0: any leader). */
-  readonly other: number;
-}
+export type { WaitOptions } from './waiters.js';
 
 export class RaftRuntime {
   private readonly node: RaftNode;
@@ -128,12 +109,8 @@ export class RaftRuntime {
       | 'leaderWaitMs'
     >
   >;
-  private readonly proposals = new Map<number, ProposalWaiter>();
-  private readonly reads = new Map<number, ReadWaiter>();
-  private readonly leaderWaiters = new Set<LeaderWaiter>();
+  private readonly waiters: Waiters;
   private readonly leaderListeners = new Set<(leader: number) => void>();
-  /** Reads confirmed by the leader, waiting for apply to reach their index (sorted by index). */
-  private readonly readsByIndex: { index: number; id: number }[] = [];
   /**
    * ReadIndex request ids start at a random point of a 2^52 range, not at 1: a leader may
    * answer a read the previous run of this process asked, after the restart, and that answer
@@ -176,6 +153,7 @@ export class RaftRuntime {
       maxPendingRequests: o.maxPendingRequests ?? 65_536,
       leaderWaitMs: o.leaderWaitMs ?? 4 * (o.electionTicks ?? 15) * (o.tickMs ?? 10),
     };
+    this.waiters = new Waiters(o.clock, this.opts.requestTimeoutMs);
     const initial = o.storage.initialState();
     // The state machine was restored from it by start().
     this.snapshot = initialSnapshot;
@@ -302,8 +280,14 @@ export class RaftRuntime {
     // Register the waiter before kicking: the loop may run to the apply synchronously.
     const p = new Promise<unknown>((resolve, reject) => {
       const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
-      this.proposals.set(index, waiter);
-      this.arm(waiter, w, () => this.proposals.delete(index), true, `Proposal at index ${index}`);
+      this.waiters.proposals.set(index, waiter);
+      this.waiters.arm(
+        waiter,
+        w,
+        () => this.waiters.proposals.delete(index),
+        true,
+        `Proposal at index ${index}`,
+      );
     });
     this.kick();
     return p;
@@ -338,9 +322,9 @@ export class RaftRuntime {
         askedOf: this.leaderId(),
         index: -1,
       };
-      this.reads.set(requestId, waiter);
-      const remove = (): boolean => this.reads.delete(waiter.requestId);
-      this.arm(waiter, { ...w, timeoutMs: remainingMs }, remove, false, 'Read');
+      this.waiters.reads.set(requestId, waiter);
+      const remove = (): boolean => this.waiters.reads.delete(waiter.requestId);
+      this.waiters.arm(waiter, { ...w, timeoutMs: remainingMs }, remove, false, 'Read');
     });
     this.kick();
     return p;
@@ -360,13 +344,13 @@ export class RaftRuntime {
     const timeoutMs = w.timeoutMs ?? this.opts.leaderWaitMs;
     return new Promise<number>((resolve, reject) => {
       const waiter: LeaderWaiter = { resolve, reject, timer: null, other };
-      this.leaderWaiters.add(waiter);
-      const remove = (): boolean => this.leaderWaiters.delete(waiter);
+      this.waiters.leaders.add(waiter);
+      const remove = (): boolean => this.waiters.leaders.delete(waiter);
       const what =
         other === 0
           ? `Node ${this.o.id} waited for a leader to be elected`
           : `Node ${this.o.id} waited for a leader other than ${other} to be elected`;
-      this.arm(waiter, { ...w, timeoutMs }, remove, false, what, 'NO_LEADER');
+      this.waiters.arm(waiter, { ...w, timeoutMs }, remove, false, what, 'NO_LEADER');
     });
   }
 
@@ -414,7 +398,9 @@ export class RaftRuntime {
     this.running = false;
     // running is false, so no new loop starts: wait for the one in progress, if any.
     await this.loopDone;
-    this.failAll(new FlotillaError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true));
+    this.waiters.failAll(
+      new FlotillaError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true),
+    );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -459,8 +445,7 @@ export class RaftRuntime {
       return new FlotillaError('STORAGE_FAILED', `Node stopped: ${this.fatal.message}`, false);
     if (this.closed || !this.running)
       return new FlotillaError('SHUTTING_DOWN', 'Node is shutting down', false);
-    const pending = this.proposals.size + this.reads.size + this.leaderWaiters.size;
-    if (pending >= this.opts.maxPendingRequests) {
+    if (this.waiters.size() >= this.opts.maxPendingRequests) {
       return new FlotillaError(
         'UNCOMMITTED_LIMIT',
         `Too many requests in flight (${this.opts.maxPendingRequests})`,
@@ -468,39 +453,6 @@ export class RaftRuntime {
       );
     }
     return null;
-  }
-
-  private arm<T>(
-    waiter: Waiter<T>,
-    w: WaitOptions,
-    remove: () => void,
-    indefinite: boolean,
-    what: string,
-    timeoutCode: 'TIMEOUT' | 'NO_LEADER' = 'TIMEOUT',
-  ): void {
-    const timeoutMs = w.timeoutMs ?? this.opts.requestTimeoutMs;
-    waiter.timer = this.o.clock.setTimeout(() => {
-      remove();
-      const message =
-        timeoutCode === 'TIMEOUT'
-          ? `${what} timed out after ${timeoutMs} ms`
-          : `${what} for ${timeoutMs} ms in vain; retry`;
-      waiter.reject(new FlotillaError(timeoutCode, message, indefinite));
-    }, timeoutMs);
-    const signal = w.signal;
-    if (signal !== undefined) {
-      const onAbort = (): void => {
-        remove();
-        this.o.clock.clearTimeout(waiter.timer);
-        waiter.reject(new FlotillaError('ABORTED', `${what} aborted by the caller`, indefinite));
-      };
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-    }
-  }
-
-  private settle<T>(waiter: Waiter<T>): void {
-    this.o.clock.clearTimeout(waiter.timer);
   }
 
   /** A message for this group from the host's router. */
@@ -596,12 +548,12 @@ export class RaftRuntime {
   }
 
   private maybeAnswerEarly(e: Entry): void {
-    const w = this.proposals.get(e.index);
+    const w = this.waiters.proposals.get(e.index);
     if (w === undefined || w.term !== e.term) return;
     const early = this.earlyAnswer(e);
     if (early === null) return;
-    this.proposals.delete(e.index);
-    this.settle(w);
+    this.waiters.proposals.delete(e.index);
+    this.waiters.settle(w);
     w.resolve(early.result);
   }
 
@@ -641,7 +593,7 @@ export class RaftRuntime {
     this.applied = meta.index;
     this.lastSnapshotIndex = meta.index;
     this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
-    this.releaseReads();
+    this.waiters.releaseReads(this.applied);
   }
 
   private applyEntries(entries: readonly Entry[]): void {
@@ -660,10 +612,10 @@ export class RaftRuntime {
     for (const e of entries) {
       const result = resultAt.get(e.index);
       this.applied = e.index;
-      const w = this.proposals.get(e.index);
+      const w = this.waiters.proposals.get(e.index);
       if (w === undefined) continue;
-      this.proposals.delete(e.index);
-      this.settle(w);
+      this.waiters.proposals.delete(e.index);
+      this.waiters.settle(w);
       if (w.term === e.term) w.resolve(result);
       // Another leader's entry took this index: ours was never committed, and never will be.
       else
@@ -681,15 +633,15 @@ export class RaftRuntime {
       const batch: AppliedBatch = { commands, results, appliedIndex: this.applied };
       for (const listener of this.appliedListeners) listener(batch);
     }
-    this.releaseReads();
+    this.waiters.releaseReads(this.applied);
   }
 
   private onReadState(id: number, index: number, ok: boolean): void {
-    const w = this.reads.get(id);
+    const w = this.waiters.reads.get(id);
     if (w === undefined) return;
     if (!ok) {
-      this.reads.delete(id);
-      this.settle(w);
+      this.waiters.reads.delete(id);
+      this.waiters.settle(w);
       w.reject(
         new FlotillaError(
           'READ_FAILED',
@@ -700,27 +652,7 @@ export class RaftRuntime {
       );
       return;
     }
-    w.index = index;
-    insertSorted(this.readsByIndex, { index, id });
-    this.releaseReads();
-  }
-
-  private releaseReads(): void {
-    let n = 0;
-    while (
-      n < this.readsByIndex.length &&
-      (this.readsByIndex[n] as { index: number }).index <= this.applied
-    ) {
-      const { id } = this.readsByIndex[n] as { id: number };
-      const w = this.reads.get(id);
-      if (w !== undefined) {
-        this.reads.delete(id);
-        this.settle(w);
-        w.resolve();
-      }
-      n++;
-    }
-    if (n > 0) this.readsByIndex.splice(0, n);
+    this.waiters.confirmRead(id, index, this.applied);
   }
 
   private onSoftState(leader: number, role: Status['role']): void {
@@ -739,9 +671,9 @@ export class RaftRuntime {
     }
     if (wasLeader && role !== 'leader') {
       // Our entries may still commit under the next leader, or be overwritten: we cannot tell.
-      for (const [index, w] of this.proposals) {
-        this.proposals.delete(index);
-        this.settle(w);
+      for (const [index, w] of this.waiters.proposals) {
+        this.waiters.proposals.delete(index);
+        this.waiters.settle(w);
         w.reject(
           new FlotillaError(
             'LEADERSHIP_LOST',
@@ -763,22 +695,22 @@ export class RaftRuntime {
   private reaskReads(): void {
     const leader = this.leaderId(); // where the core sends a read index now
     if (leader === 0) return;
-    for (const [requestId, w] of [...this.reads]) {
+    for (const [requestId, w] of [...this.waiters.reads]) {
       if (w.index !== -1 || w.askedOf === leader) continue;
       const next = this.nextReadId++;
       if (!this.node.readIndex(next).ok) return;
-      this.reads.delete(requestId);
+      this.waiters.reads.delete(requestId);
       w.requestId = next;
       w.askedOf = leader;
-      this.reads.set(next, w);
+      this.waiters.reads.set(next, w);
     }
   }
 
   private releaseLeaderWaiters(leader: number): void {
-    for (const w of this.leaderWaiters) {
+    for (const w of this.waiters.leaders) {
       if (w.other === leader) continue;
-      this.leaderWaiters.delete(w);
-      this.settle(w);
+      this.waiters.leaders.delete(w);
+      this.waiters.settle(w);
       w.resolve(leader);
     }
   }
@@ -832,7 +764,7 @@ export class RaftRuntime {
     this.fatal = err;
     this.running = false;
     this.o.onEvent?.({ kind: 'fatal', error: err });
-    this.failAll(
+    this.waiters.failAll(
       new FlotillaError(
         'STORAGE_FAILED',
         `Node stopped after a storage failure: ${err.message}`,
@@ -840,32 +772,4 @@ export class RaftRuntime {
       ),
     );
   }
-
-  private failAll(err: FlotillaError): void {
-    for (const [, w] of this.proposals) {
-      this.settle(w);
-      w.reject(err);
-    }
-    this.proposals.clear();
-    for (const [, w] of this.reads) {
-      this.settle(w);
-      w.reject(new FlotillaError(err.code, err.message, false, err.leader));
-    }
-    this.reads.clear();
-    this.readsByIndex.length = 0;
-    for (const w of this.leaderWaiters) {
-      this.settle(w);
-      w.reject(new FlotillaError(err.code, err.message, false, err.leader));
-    }
-    this.leaderWaiters.clear();
-  }
-}
-
-function insertSorted(
-  list: { index: number; id: number }[],
-  item: { index: number; id: number },
-): void {
-  let i = list.length;
-  while (i > 0 && (list[i - 1] as { index: number }).index > item.index) i--;
-  list.splice(i, 0, item);
 }
