@@ -308,7 +308,8 @@ export class Simulation implements NodeHost, WorkloadHost {
   private onCrash(): void {
     if (this.inLiveness) return;
     const p = this.profile;
-    const up = this.nodes.filter((n) => n.up);
+    // Running or still starting: a crash during the WAL's recovery is a crash too.
+    const up = this.nodes.filter((n) => n.up || n.starting);
     if (up.length > 0) {
       const victim = up[this.faultRng.int(up.length)] as SimNode;
       this.stats.crashes++;
@@ -347,7 +348,8 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.stats.wipes++;
     this.wiped.add(victim.id);
     this.trace.note(this.nowMs, `node ${victim.id} data directory wiped`);
-    if (victim.up) {
+    // A node still starting is powered off too: its start reads the disk being wiped.
+    if (victim.up || victim.starting) {
       this.powerOff(victim);
       this.schedule(p.restartAfterMs * (0.5 + this.faultRng.float()), {
         kind: 'restart',
