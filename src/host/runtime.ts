@@ -607,10 +607,10 @@ export class RaftRuntime {
       throw new Error(
         `The state machine returned ${results.length} results for ${commands.length} commands`,
       );
-    const resultAt = new Map<number, unknown>();
-    commands.forEach((c, i) => resultAt.set(c.index, results[i]));
+    // Commands are the entries' non-empty normal ones, in order: walk both together.
+    let next = 0;
     for (const e of entries) {
-      const result = resultAt.get(e.index);
+      const result = commands[next]?.index === e.index ? results[next++] : undefined;
       this.applied = e.index;
       const w = this.waiters.proposals.get(e.index);
       if (w === undefined) continue;

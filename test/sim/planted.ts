@@ -82,6 +82,18 @@ export class RuntimeAcksBeforePersist extends RaftRuntime {
  */
 export const forgetsSessions = (): null => null;
 
+/** Wipes and crashes often, with no pre-vote or check-quorum to mask a node that lost its data. */
+export const WIPE_HEAVY_PROFILE: Partial<Profile> = {
+  nodes: 3,
+  wipeEveryMs: 200,
+  preVote: false,
+  checkQuorum: false,
+  crashEveryMs: 200,
+  restartAfterMs: 50,
+  clients: 4,
+  thinkMs: 0,
+};
+
 export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'election-safety',
   'log-matching',
@@ -165,16 +177,7 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
   {
     name: 'node votes after losing its data',
     plant: { createNode: (c) => new VotesAfterLosingData(c) },
-    profile: {
-      nodes: 3,
-      wipeEveryMs: 200,
-      preVote: false,
-      checkQuorum: false,
-      crashEveryMs: 200,
-      restartAfterMs: 50,
-      clients: 4,
-      thinkMs: 0,
-    },
+    profile: WIPE_HEAVY_PROFILE,
   },
 ];
 

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runSeed } from '../../src/sim/index.js';
+import { WIPE_HEAVY_PROFILE } from './planted.js';
 
 // Fixed in "raft: retransmit lost appends when a lagging follower answers a heartbeat": a
 // leader never resent to a replicating follower whose inflight window was full of lost
@@ -31,16 +32,7 @@ void test('seed 887: a second snapshot arriving while the first is persisted doe
 // The node then answered a linearizable read without a write committed before it was asked.
 // Request ids now start at a random point of a 2^52 range.
 void test('a wiped node is not fooled by the answer to a read its previous run asked', async () => {
-  const profile = {
-    nodes: 3 as const,
-    wipeEveryMs: 200,
-    preVote: false,
-    checkQuorum: false,
-    crashEveryMs: 200,
-    restartAfterMs: 50,
-    clients: 4,
-    thinkMs: 0,
-  };
+  const profile = WIPE_HEAVY_PROFILE;
   for (const seed of [8, 99, 174, 231]) {
     const r = await runSeed({ seed, profile });
     assert.deepEqual(
