@@ -24,6 +24,8 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   UNKNOWN_NODE: 400,
+  COMPACTED: 410,
+  FUTURE_REVISION: 400,
   NOT_LEADER: 421,
   NO_LEADER: 503,
   TRANSFER_IN_PROGRESS: 503,

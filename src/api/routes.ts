@@ -70,11 +70,19 @@ export interface KvBackend {
     session: Session | null,
     signal: AbortSignal,
   ): Promise<{ header: Header; succeeded: boolean; results: readonly BackendOpResult[] }>;
+  /** A range at `op.revision` (0: the current one). */
   read(
-    op: { readonly range: RangeSpec; readonly limit: number; readonly countOnly: boolean },
+    op: {
+      readonly range: RangeSpec;
+      readonly limit: number;
+      readonly countOnly: boolean;
+      readonly revision: number;
+    },
     serializable: boolean,
     signal: AbortSignal,
   ): Promise<{ header: Header; result: Extract<BackendOpResult, { kind: 'range' }> }>;
+  /** Compacts the history to `revision` through the log; answers the compacted revision. */
+  compact(revision: number, signal: AbortSignal): Promise<{ header: Header; compacted: number }>;
   /**
    * Sends a request's body unchanged to the leader and returns its answer verbatim, or null
    * when this node must handle it here (it leads, or no leader was found and it will say so).
@@ -90,6 +98,9 @@ export interface KvBackend {
   transferLeadership(to: number): Promise<void>;
   metrics: Registry;
 }
+
+/** The largest revision a request may name. */
+const maxRevision = Number.MAX_SAFE_INTEGER;
 
 export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   http.route('POST', '/v1/kv/put', async ({ body, rawBody, signal, headers }) => {
@@ -108,9 +119,18 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
 
   http.route('POST', '/v1/kv/range', async ({ body, signal }) => {
     const o = asObject(body);
-    onlyFields(o, ['key', 'rangeEnd', 'prefix', 'limit', 'countOnly', 'serializable', 'encoding']);
+    onlyFields(o, [
+      'key',
+      'rangeEnd',
+      'prefix',
+      'limit',
+      'countOnly',
+      'serializable',
+      'revision',
+      'encoding',
+    ]);
     const enc = encodingOf(o);
-    const op = parseRange(o, enc, b);
+    const op = { ...parseRange(o, enc, b), revision: optInt(o, 'revision', 0, maxRevision) ?? 0 };
     const r = await b.read(op, optBool(o, 'serializable'), signal);
     return {
       json: {
@@ -171,6 +191,18 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     };
   });
 
+  http.route('POST', '/v1/kv/compact', async ({ body, rawBody, signal, headers }) => {
+    const fwd = await forwarded(b, '/v1/kv/compact', rawBody, signal, headers);
+    if (fwd !== null) return fwd;
+    const o = asObject(body);
+    onlyFields(o, ['revision']);
+    const revision = optInt(o, 'revision', 1, maxRevision);
+    if (revision === undefined)
+      throw new FlotillaError('BAD_REQUEST', '"revision" (the revision to compact to) is required');
+    const r = await b.compact(revision, signal);
+    return { json: { header: r.header, compacted: r.compacted } };
+  });
+
   http.route('GET', '/v1/status', () => ({ json: b.status() }));
   http.route('GET', '/v1/cluster/status', async ({ signal }) => ({
     json: await b.clusterStatus(signal),
@@ -196,7 +228,13 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     contentType: b.metrics.contentType,
   }));
   // Client work counts against the node's admission limit; status and metrics never do.
-  http.countAgainstAdmission('/v1/kv/put', '/v1/kv/range', '/v1/kv/delete', '/v1/kv/txn');
+  http.countAgainstAdmission(
+    '/v1/kv/put',
+    '/v1/kv/range',
+    '/v1/kv/delete',
+    '/v1/kv/txn',
+    '/v1/kv/compact',
+  );
 }
 
 const FORWARDED_HEADER = 'x-flotilla-forwarded';

@@ -49,7 +49,20 @@ export interface RangeRequest {
   readonly countOnly?: boolean;
   /** Serve from this node's state without confirming leadership (may be stale). */
   readonly serializable?: boolean;
+  /** Read the store as it was at this revision (0 or absent: now); below the compacted one is refused. */
+  readonly revision?: number;
   readonly encoding?: 'utf8' | 'base64';
+}
+
+export interface CompactRequest {
+  /** Forget the history before this revision. */
+  readonly revision: number;
+}
+
+export interface CompactResponse {
+  readonly header: ResponseHeader;
+  /** The compacted revision: reads below it are refused (`COMPACTED`). */
+  readonly compacted: number;
 }
 
 export interface RangeResponse {

@@ -73,6 +73,15 @@ export const errorCodes = {
     meaning: 'a leadership transfer to an id that is not a member',
     indefinite: false,
   },
+  COMPACTED: {
+    meaning:
+      'the revision asked for was compacted away; the message names the oldest revision still available',
+    indefinite: false,
+  },
+  FUTURE_REVISION: {
+    meaning: "the revision asked for is above the store's current revision",
+    indefinite: false,
+  },
   // The cluster's state: refused, retry later or elsewhere.
   NOT_LEADER: {
     meaning: 'this node does not lead; `leader` names the one it knows (0: none)',

@@ -153,9 +153,13 @@ export function buildProgram(): Command {
   kv.command('get <key>')
     .description('read a key (linearizable unless --serializable)')
     .option('--serializable', 'serve locally, possibly stale')
-    .action(async (key: string, o: { serializable?: boolean }) =>
+    .option('--rev <n>', 'read the key as it was at revision n', int('--rev'))
+    .action(async (key: string, o: { serializable?: boolean; rev?: number }) =>
       withClient(kv.opts<{ endpoints: string }>(), async (c) => {
-        const r = await c.get(key, { serializable: o.serializable === true });
+        const r = await c.get(key, {
+          serializable: o.serializable === true,
+          ...(o.rev === undefined ? {} : { revision: o.rev }),
+        });
         if (r === null) {
           process.exitCode = 1;
           process.stderr.write(`key "${key}" not found\n`);
@@ -171,6 +175,12 @@ export function buildProgram(): Command {
       withClient(kv.opts<{ endpoints: string }>(), (c) =>
         c.delete(key, { prefix: o.prefix === true }),
       ),
+    );
+  kv.command('compact')
+    .description('forget the history before a revision (reads below it are refused from then on)')
+    .argument('<revision>', 'the oldest revision to keep readable', int('<revision>', 1))
+    .action(async (revision: number) =>
+      withClient(kv.opts<{ endpoints: string }>(), (c) => c.compact(revision)),
     );
   kv.command('ls [prefix]')
     .description('list keys with a prefix')

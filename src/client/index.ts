@@ -18,6 +18,7 @@ import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import type {
   ClusterStatus,
+  CompactResponse,
   Compare,
   DeleteResponse,
   ErrorBody,
@@ -128,7 +129,11 @@ export class FlotillaClient {
 
   async get(
     key: string,
-    o: { serializable?: boolean; encoding?: 'utf8' | 'base64' } & CallOptions = {},
+    o: {
+      serializable?: boolean;
+      revision?: number;
+      encoding?: 'utf8' | 'base64';
+    } & CallOptions = {},
   ): Promise<KeyValue | null> {
     const r = await this.range(key, o);
     return r.kvs[0] ?? null;
@@ -142,12 +147,23 @@ export class FlotillaClient {
       limit?: number;
       countOnly?: boolean;
       serializable?: boolean;
+      /** Read the store as it was at this revision (not compacted yet); default: now. */
+      revision?: number;
       encoding?: 'utf8' | 'base64';
     } & CallOptions = {},
   ): Promise<RangeResponse> {
     const body = {
       key,
-      ...pick(o, 'rangeEnd', 'prefix', 'limit', 'countOnly', 'serializable', 'encoding'),
+      ...pick(
+        o,
+        'rangeEnd',
+        'prefix',
+        'limit',
+        'countOnly',
+        'serializable',
+        'revision',
+        'encoding',
+      ),
     };
     return this.call<RangeResponse>('POST', '/v1/kv/range', body, o.signal);
   }
@@ -175,6 +191,16 @@ export class FlotillaClient {
     o: CallOptions = {},
   ): Promise<TxnResponse> {
     return this.write<TxnResponse>('/v1/kv/txn', { compare, success, failure }, o.signal);
+  }
+
+  /**
+   * Forgets the store's history before `revision`: reads at older revisions are refused
+   * (`COMPACTED`) from then on. Answers the compacted revision.
+   */
+  async compact(revision: number, o: CallOptions = {}): Promise<CompactResponse> {
+    // Not a session write: compacting twice to one revision changes nothing, and a retry of
+    // one that did apply answers COMPACTED.
+    return this.call<CompactResponse>('POST', '/v1/kv/compact', { revision }, o.signal);
   }
 
   /**

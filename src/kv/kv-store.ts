@@ -7,7 +7,13 @@
 // (sorted-keys.ts): a new key costs O(log n) plus a splice within one chunk of at most 1,024;
 // lookups O(1); a range O(log n + k). Like etcd, the first write of an empty store gets
 // revision 2.
+//
+// Like etcd's, the store is multi-version: the versions a write replaces and the deletions it
+// makes are kept (history.ts), so a range can read the store as of any revision not yet
+// compacted, and a watch can replay what happened since one.
 
+import { FlotillaError } from '../base/errors.js';
+import { History, type Version } from './history.js';
 import { SortedKeys } from './sorted-keys.js';
 
 export interface KeyValue {
@@ -77,14 +83,61 @@ function k(bytes: Uint8Array): string {
   return s;
 }
 
+/** A key's past in a snapshot: the key and its older versions, oldest first. */
+export interface KeyPast {
+  readonly key: Uint8Array;
+  readonly versions: readonly Version[];
+}
+
+export interface StoreState {
+  readonly revision: number;
+  readonly compacted: number;
+  readonly kvs: readonly KeyValue[];
+  readonly pasts: readonly KeyPast[];
+}
+
 export class KvStore {
   private rev = 1;
   private readonly map = new Map<string, KeyValue>();
   /** Invariant: exactly the keys of `map`. */
   private keys = new SortedKeys();
+  private readonly history = new History();
 
   revision(): number {
     return this.rev;
+  }
+
+  /** The oldest revision a read may still ask for is one above this (0: nothing compacted). */
+  compacted(): number {
+    return this.history.compacted();
+  }
+
+  /** Older versions and tombstones held for reads in the past. */
+  historySize(): number {
+    return this.history.size();
+  }
+
+  /**
+   * Forgets the versions no read at `rev` or later can see; reads below `rev` are refused from
+   * then on. `rev` must be at most the current revision and above the last compaction.
+   */
+  compact(rev: number): void {
+    if (!Number.isSafeInteger(rev) || rev < 1)
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `Compaction revision must be a positive integer, got ${rev}`,
+      );
+    if (rev > this.rev)
+      throw new FlotillaError(
+        'FUTURE_REVISION',
+        `Cannot compact to revision ${rev}: the store is at revision ${this.rev}`,
+      );
+    if (rev <= this.history.compacted())
+      throw new FlotillaError(
+        'COMPACTED',
+        `Revision ${rev} is already compacted: the oldest revision available is ${this.history.compacted()}`,
+      );
+    this.history.compact(rev, (key) => this.map.get(key));
   }
 
   size(): number {
@@ -105,7 +158,7 @@ export class KvStore {
           wrote = true;
           break;
         case 'delete': {
-          const r = this.deleteRange(op.range, op.prevKv);
+          const r = this.deleteRange(op.range, op.prevKv, next);
           if (r.deleted > 0) wrote = true;
           results.push(r);
           break;
@@ -123,8 +176,19 @@ export class KvStore {
     return this.map.get(k(key));
   }
 
-  /** Keys in [range.key, range.rangeEnd) in byte order; `limit` 0 means no limit. */
-  range(range: Range, limit: number, countOnly: boolean): Extract<OpResult, { kind: 'range' }> {
+  /**
+   * Keys in [range.key, range.rangeEnd) in byte order, as of `revision` (0: now); `limit` 0
+   * means no limit. A revision compacted away is refused (`COMPACTED`), one not yet reached
+   * too (`FUTURE_REVISION`).
+   */
+  range(
+    range: Range,
+    limit: number,
+    countOnly: boolean,
+    revision = 0,
+  ): Extract<OpResult, { kind: 'range' }> {
+    if (revision !== 0 && revision !== this.rev)
+      return this.rangeAt(range, limit, countOnly, revision);
     if (range.rangeEnd === null) {
       const kv = this.map.get(k(range.key));
       const kvs = kv === undefined ? [] : [kv];
@@ -137,20 +201,81 @@ export class KvStore {
     return { kind: 'range', kvs, count, more: kvs.length < count };
   }
 
-  snapshotState(): { revision: number; kvs: KeyValue[] } {
-    return { revision: this.rev, kvs: this.keys.all().map((s) => this.map.get(s) as KeyValue) };
+  /** Checks that a read may ask for `revision`. */
+  checkRevision(revision: number): void {
+    if (revision > this.rev)
+      throw new FlotillaError(
+        'FUTURE_REVISION',
+        `Revision ${revision} is not reached yet: the store is at revision ${this.rev}`,
+      );
+    if (revision !== 0 && revision < this.history.compacted())
+      throw new FlotillaError(
+        'COMPACTED',
+        `Revision ${revision} was compacted: the oldest revision available is ${this.history.compacted()}`,
+      );
   }
 
-  restoreState(state: { revision: number; kvs: readonly KeyValue[] }): void {
+  /** A range in the past: the live keys and the deleted ones with a past, merged in order. */
+  private rangeAt(
+    range: Range,
+    limit: number,
+    countOnly: boolean,
+    revision: number,
+  ): Extract<OpResult, { kind: 'range' }> {
+    this.checkRevision(revision);
+    const at = (s: string): KeyValue | undefined => this.history.at(s, this.map.get(s), revision);
+    let candidates: string[];
+    if (range.rangeEnd === null) candidates = [k(range.key)];
+    else {
+      const [from, to] = bounds(range);
+      candidates = mergeSorted(
+        this.keys.scan(from, to, 0).keys,
+        this.history.ghosts.scan(from, to, 0).keys,
+      );
+    }
+    const kvs: KeyValue[] = [];
+    let count = 0;
+    for (const s of candidates) {
+      const kv = at(s);
+      if (kv === undefined) continue;
+      count++;
+      if (!countOnly && (limit === 0 || kvs.length < limit)) kvs.push(kv);
+    }
+    return { kind: 'range', kvs, count, more: !countOnly && kvs.length < count };
+  }
+
+  snapshotState(): StoreState {
+    const pasts: KeyPast[] = [];
+    // Versions are immutable records and arrays are copied, so this is a point-in-time view.
+    // In key order: a replica that restored a snapshot and one that replayed the log hold the
+    // keys in different insertion orders, and their snapshots must be the same bytes.
+    for (const key of [...this.history.keysWithPast()].sort())
+      pasts.push({ key: bytesOf(key), versions: [...(this.history.versionsOf(key) ?? [])] });
+    return {
+      revision: this.rev,
+      compacted: this.history.compacted(),
+      kvs: this.keys.all().map((s) => this.map.get(s) as KeyValue),
+      pasts,
+    };
+  }
+
+  restoreState(state: StoreState): void {
     this.rev = state.revision;
     this.map.clear();
     for (const kv of state.kvs) this.map.set(k(kv.key), kv);
     this.keys = SortedKeys.fromSorted([...this.map.keys()].sort());
+    this.history.restore(
+      state.pasts.map((p) => [k(p.key), [...p.versions]] as [string, Version[]]),
+      state.compacted,
+      (key) => this.map.get(key),
+    );
   }
 
   private put(key: Uint8Array, value: Uint8Array, rev: number, wantPrev: boolean): KeyValue | null {
     const s = k(key);
     const prev = this.map.get(s);
+    if (prev !== undefined) this.history.superseded(s, prev, rev);
+    else this.history.revived(s);
     this.map.set(s, {
       key: key.slice(),
       value: value.slice(),
@@ -162,21 +287,28 @@ export class KvStore {
     return wantPrev ? (prev ?? null) : null;
   }
 
-  private deleteRange(range: Range, wantPrev: boolean): Extract<OpResult, { kind: 'delete' }> {
+  private deleteRange(
+    range: Range,
+    wantPrev: boolean,
+    rev: number,
+  ): Extract<OpResult, { kind: 'delete' }> {
     if (range.rangeEnd === null) {
       const s = k(range.key);
       const prev = this.map.get(s);
       if (prev === undefined) return { kind: 'delete', deleted: 0, prevKvs: [] };
       this.map.delete(s);
       this.keys.remove(s);
+      this.history.deleted(s, prev, rev);
       return { kind: 'delete', deleted: 1, prevKvs: wantPrev ? [prev] : [] };
     }
     const [from, to] = bounds(range);
     const removed = this.keys.removeRange(from, to);
     const prevKvs: KeyValue[] = [];
     for (const s of removed) {
-      if (wantPrev) prevKvs.push(this.map.get(s) as KeyValue);
+      const prev = this.map.get(s) as KeyValue;
+      if (wantPrev) prevKvs.push(prev);
       this.map.delete(s);
+      this.history.deleted(s, prev, rev);
     }
     return { kind: 'delete', deleted: removed.length, prevKvs };
   }
@@ -191,6 +323,25 @@ export class KvStore {
     const actual = kv === undefined ? 0 : kv[c.target];
     return cmp(actual - (c.value as number), c.op);
   }
+}
+
+function bytesOf(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+/** Two ascending lists without common elements, merged ascending. */
+function mergeSorted(a: readonly string[], b: readonly string[]): string[] {
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && (a[i] as string) < (b[j] as string)))
+      out.push(a[i++] as string);
+    else out.push(b[j++] as string);
+  }
+  return out;
 }
 
 /** [from, to) as index keys; `to` null means to the end of the keyspace (rangeEnd [0]). */

@@ -7,9 +7,12 @@ import { Packr } from 'msgpackr';
 import { checkKey, checkValue, defaultLimits, type Limits } from '../base/limits.js';
 import { chunkStream, type Command, type Refusal, type StateMachine } from '../host/contracts.js';
 import { binHeaderBytes, envelopeOverheadBytes } from '../host/envelope.js';
+import { FlotillaError } from '../base/errors.js';
+import type { Version } from './history.js';
 import {
   KvStore,
   type Compare,
+  type KeyPast,
   type Op,
   type OpResult,
   type Range,
@@ -23,6 +26,26 @@ export interface TxnCommand {
   readonly failure: readonly Op[];
 }
 
+/** Forget the versions no read at `compact` or later can see (history.ts). */
+export interface CompactCommand {
+  readonly compact: number;
+}
+
+export type KvCommand = TxnCommand | CompactCommand;
+
+/** What a compaction gave: the compacted revision, or why it was refused (nothing changed). */
+export interface CompactResult {
+  readonly kind: 'compact';
+  /** The store's revision (a compaction does not raise it). */
+  readonly revision: number;
+  /** The store's compacted revision after this command. */
+  readonly compacted: number;
+  readonly error?: {
+    readonly code: 'COMPACTED' | 'FUTURE_REVISION' | 'BAD_REQUEST';
+    readonly message: string;
+  };
+}
+
 /** The limits the state machine enforces on every command it decodes. */
 export type KvLimits = Pick<Limits, 'maxKeyBytes' | 'maxValueBytes'> &
   Partial<Pick<Limits, 'maxTxnOps'>>;
@@ -30,7 +53,7 @@ export type KvLimits = Pick<Limits, 'maxKeyBytes' | 'maxValueBytes'> &
 type ResolvedKvLimits = Pick<Limits, 'maxKeyBytes' | 'maxValueBytes' | 'maxTxnOps'>;
 
 /** What applying one command gives back to its proposer (and its session's cache). */
-export type ApplyResult = TxnResult | Refusal;
+export type ApplyResult = TxnResult | CompactResult | Refusal;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -80,16 +103,27 @@ export class KvStateMachine implements StateMachine {
     return this.store.revision();
   }
 
+  /** Reads below this revision are refused (`COMPACTED`); 0 when nothing was compacted. */
+  compacted(): number {
+    return this.store.compacted();
+  }
+
+  /** Older versions and tombstones held for reads in the past. */
+  historySize(): number {
+    return this.store.historySize();
+  }
+
   /** The command's bytes, the payload of one envelope. */
-  static encode(txn: TxnCommand): Uint8Array {
-    return packr.pack({ compare: txn.compare, success: txn.success, failure: txn.failure });
+  static encode(cmd: KvCommand): Uint8Array {
+    if ('compact' in cmd) return packr.pack({ compact: cmd.compact });
+    return packr.pack({ compare: cmd.compare, success: cmd.success, failure: cmd.failure });
   }
 
   apply(commands: readonly Command[]): ApplyResult[] {
     return commands.map((c) => {
-      let txn: TxnCommand;
+      let cmd: KvCommand;
       try {
-        txn = decodeTxn(c.payload, this.limits);
+        cmd = decodeCommand(c.payload, this.limits);
       } catch (err) {
         // Deterministic on every replica: the same bytes fail the same way, and nothing changes.
         return {
@@ -97,35 +131,71 @@ export class KvStateMachine implements StateMachine {
           message: `Entry ${c.index} holds no valid transaction: ${(err as Error).message}`,
         };
       }
-      return this.store.apply(txn);
+      if ('compact' in cmd) return this.compact(cmd.compact);
+      return this.store.apply(cmd);
     });
+  }
+
+  /** Checks that a read may ask for `revision` (0: now); throws COMPACTED or FUTURE_REVISION. */
+  checkRevision(revision: number): void {
+    this.store.checkRevision(revision);
   }
 
   range(op: {
     readonly range: Range;
     readonly limit: number;
     readonly countOnly: boolean;
+    /** The revision to read at; 0 or absent for the current one. */
+    readonly revision?: number;
   }): Extract<OpResult, { kind: 'range' }> {
-    return this.store.range(op.range, op.limit, op.countOnly);
+    return this.store.range(op.range, op.limit, op.countOnly, op.revision ?? 0);
+  }
+
+  private compact(rev: number): CompactResult {
+    try {
+      this.store.compact(rev);
+    } catch (err) {
+      if (!(err instanceof FlotillaError)) throw err;
+      const code =
+        err.code === 'COMPACTED' || err.code === 'FUTURE_REVISION' ? err.code : 'BAD_REQUEST';
+      return {
+        kind: 'compact',
+        revision: this.store.revision(),
+        compacted: this.store.compacted(),
+        error: { code, message: err.message },
+      };
+    }
+    return { kind: 'compact', revision: this.store.revision(), compacted: this.store.compacted() };
   }
 
   /**
-   * The state as of this call, in chunks of RECORDS_PER_CHUNK records. Records are immutable
-   * (a put makes a new one), so the array captured synchronously here is a consistent
-   * point-in-time view however many commands apply while the chunks are encoded. One chunk
-   * per pull lets the reader pace the work: encoding 100k keys in one go took 0.5-0.8 s, far
-   * past an election timeout.
+   * The state as of this call, in chunks of RECORDS_PER_CHUNK records: the current key-values,
+   * then the keys' pasts (older versions kept for reads in the past). Records are immutable (a
+   * put makes a new one) and the pasts are copied, so what is captured synchronously here is a
+   * consistent point-in-time view however many commands apply while the chunks are encoded. One
+   * chunk per pull lets the reader pace the work: encoding 100k keys in one go took 0.5-0.8 s,
+   * far past an election timeout.
    */
   snapshot(): AsyncIterable<Uint8Array> {
     const state = this.store.snapshotState();
     return chunkStream(function* () {
       const chunks = Math.ceil(state.kvs.length / RECORDS_PER_CHUNK);
-      yield packr.pack({ v: 3, revision: state.revision, chunks });
+      const pastChunks = Math.ceil(state.pasts.length / RECORDS_PER_CHUNK);
+      yield packr.pack({
+        v: 4,
+        revision: state.revision,
+        compacted: state.compacted,
+        chunks,
+        pastChunks,
+      });
       for (let i = 0; i < chunks; i++)
         yield packr.pack(state.kvs.slice(i * RECORDS_PER_CHUNK, (i + 1) * RECORDS_PER_CHUNK));
+      for (let i = 0; i < pastChunks; i++)
+        yield packr.pack(state.pasts.slice(i * RECORDS_PER_CHUNK, (i + 1) * RECORDS_PER_CHUNK));
     });
   }
 
+  /** Restores a snapshot of this version (4) or of version 3 (no past, nothing compacted). */
   async restore(source: AsyncIterable<Uint8Array>): Promise<void> {
     const it = source[Symbol.asyncIterator]();
     const first = await it.next();
@@ -133,22 +203,41 @@ export class KvStateMachine implements StateMachine {
     const header = packr.unpack(first.value) as {
       v?: unknown;
       revision?: unknown;
+      compacted?: unknown;
       chunks?: unknown;
+      pastChunks?: unknown;
     };
-    if (header.v !== 3)
+    if (header.v !== 3 && header.v !== 4)
       throw new Error(`Unsupported key-value snapshot version ${String(header.v)}`);
-    if (!Number.isSafeInteger(header.revision) || !Number.isSafeInteger(header.chunks))
+    const compacted = header.v === 3 ? 0 : header.compacted;
+    const pastChunks = header.v === 3 ? 0 : header.pastChunks;
+    if (
+      !Number.isSafeInteger(header.revision) ||
+      !Number.isSafeInteger(header.chunks) ||
+      !Number.isSafeInteger(compacted) ||
+      !Number.isSafeInteger(pastChunks)
+    )
       throw new Error('Key-value snapshot header is malformed');
-    const kvs: KeyValue[] = [];
-    for (let i = 0; i < (header.chunks as number); i++) {
+    const next = async (what: string): Promise<unknown[]> => {
       const r = await it.next();
-      if (r.done === true) throw new Error(`Key-value snapshot ends before chunk ${i + 1}`);
+      if (r.done === true) throw new Error(`Key-value snapshot ends before ${what}`);
       const part = packr.unpack(r.value) as unknown;
-      if (!Array.isArray(part)) throw new Error('Key-value snapshot chunk is not an array');
-      for (const kv of part as KeyValue[]) kvs.push(normalizeKv(kv));
-    }
+      if (!Array.isArray(part)) throw new Error(`Key-value snapshot ${what} is not an array`);
+      return part as unknown[];
+    };
+    const kvs: KeyValue[] = [];
+    for (let i = 0; i < (header.chunks as number); i++)
+      for (const kv of await next(`chunk ${i + 1}`)) kvs.push(normalizeKv(kv as KeyValue));
+    const pasts: KeyPast[] = [];
+    for (let i = 0; i < (pastChunks as number); i++)
+      for (const p of await next(`history chunk ${i + 1}`)) pasts.push(normalizePast(p as KeyPast));
     if (!(await it.next()).done) throw new Error('Key-value snapshot has chunks past its end');
-    this.store.restoreState({ revision: header.revision as number, kvs });
+    this.store.restoreState({
+      revision: header.revision as number,
+      compacted: compacted as number,
+      kvs,
+      pasts,
+    });
   }
 }
 
@@ -156,6 +245,13 @@ type KeyValue = ReturnType<KvStore['snapshotState']>['kvs'][number];
 
 function normalizeKv(kv: KeyValue): KeyValue {
   return { ...kv, key: new Uint8Array(kv.key), value: new Uint8Array(kv.value) };
+}
+
+function normalizePast(p: KeyPast): KeyPast {
+  const versions = p.versions.map((v): Version =>
+    'deleted' in v ? { modRevision: v.modRevision, deleted: true } : normalizeKv(v),
+  );
+  return { key: new Uint8Array(p.key), versions };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,10 +265,16 @@ function isBytes(v: unknown): v is Uint8Array {
   return v instanceof Uint8Array;
 }
 
-function decodeTxn(data: Uint8Array, limits: ResolvedKvLimits): TxnCommand {
+function decodeCommand(data: Uint8Array, limits: ResolvedKvLimits): KvCommand {
   const x = packr.unpack(data) as unknown;
   if (x === null || typeof x !== 'object' || Array.isArray(x)) fail('not a transaction map');
   const t = x as Record<string, unknown>;
+  if ('compact' in t) {
+    const rev = t['compact'];
+    if (typeof rev !== 'number' || !Number.isSafeInteger(rev) || rev < 1)
+      fail('bad compaction revision');
+    return { compact: rev };
+  }
   const compare = arr(t['compare'], 'compare', limits).map((c) => decodeCompare(c, limits));
   const success = arr(t['success'], 'success', limits).map((o) => decodeOp(o, limits));
   const failure = arr(t['failure'], 'failure', limits).map((o) => decodeOp(o, limits));

@@ -81,6 +81,14 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning: 'Election timeout in ticks: a follower campaigns after a random [e, 2e) ticks.',
   },
   heartbeatTicks: { meaning: "The leader's heartbeat interval in ticks; below `electionTicks`." },
+  compactionKeepRevisions: {
+    meaning:
+      'The key-value store keeps the versions writes replaced, for reads at a past revision; the leader compacts that history so at least this many revisions stay readable (and a watch can resume from them). 0 turns this rule off; with both rules off the history grows with every write.',
+  },
+  compactionKeepMs: {
+    meaning:
+      'As `compactionKeepRevisions`, by time: the leader keeps every revision made in this many milliseconds of its clock (checked every second). 0 turns this rule off. With both rules on, a revision stays while either keeps it.',
+  },
   snapshotEveryEntries: {
     meaning: 'Snapshot the state machine and compact the log after this many applied entries.',
   },

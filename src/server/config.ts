@@ -36,6 +36,10 @@ export interface NodeConfig {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly snapshotEveryEntries: number;
+  /** The leader compacts the key-value history to keep at least this many revisions; 0: off. */
+  readonly compactionKeepRevisions: number;
+  /** The leader compacts the key-value history to keep at least this much time; 0: off. */
+  readonly compactionKeepMs: number;
   readonly requestTimeoutMs: number;
   readonly maxKeyBytes: number;
   readonly maxValueBytes: number;
@@ -88,6 +92,8 @@ export const configDefaults = {
   electionTicks: 15,
   heartbeatTicks: 5,
   snapshotEveryEntries: 10_000,
+  compactionKeepRevisions: 10_000,
+  compactionKeepMs: 0,
   requestTimeoutMs: 5_000,
   maxKeyBytes: defaultLimits.maxKeyBytes,
   maxValueBytes: defaultLimits.maxValueBytes,
@@ -111,6 +117,8 @@ export const numericFields = [
   ['electionTicks', 2, 10_000],
   ['heartbeatTicks', 1, 10_000],
   ['snapshotEveryEntries', 10, 1e9],
+  ['compactionKeepRevisions', 0, 1e12],
+  ['compactionKeepMs', 0, 1e11],
   ['requestTimeoutMs', 1, 3_600_000],
   ['maxKeyBytes', 1, 64 * 1024],
   ['maxValueBytes', 1, 64 * 1024 * 1024],

@@ -12,7 +12,12 @@ import { encodeEnvelope } from '../host/envelope.js';
 import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
 import { isRefusal } from '../host/contracts.js';
 import type { TxnResult } from '../kv/kv-store.js';
-import { KvStateMachine, maxWriteEnvelopeBytes, type TxnCommand } from '../kv/machine.js';
+import {
+  KvStateMachine,
+  maxWriteEnvelopeBytes,
+  type CompactResult,
+  type TxnCommand,
+} from '../kv/machine.js';
 
 export interface WriteAnswer {
   readonly revision: number;
@@ -44,14 +49,34 @@ export class KvService {
 
   /** Replicates a write and answers with what applying it gave, or throws a FlotillaError. */
   async write(txn: TxnCommand, session: Session | null, w: WaitOptions = {}): Promise<WriteAnswer> {
-    const data = this.encode(txn, session);
-    let result: unknown;
+    return answerOf(await this.propose(this.encode(txn, session), w));
+  }
+
+  /**
+   * Compacts the store's history to `revision` through the log, so every replica forgets the
+   * same versions at the same point; answers the compacted revision or throws `COMPACTED`,
+   * `FUTURE_REVISION` (decided when applied) or the proposal's error.
+   */
+  async compact(
+    revision: number,
+    w: WaitOptions = {},
+  ): Promise<{ revision: number; compacted: number }> {
+    const data = encodeEnvelope({
+      client: '',
+      seq: 0,
+      timeMs: this.clock.nowMs(),
+      payload: KvStateMachine.encode({ compact: revision }),
+    });
+    return compactAnswerOf(await this.propose(data, w));
+  }
+
+  /** Proposes an entry and waits for its applied result; throws a FlotillaError. */
+  private async propose(data: Uint8Array, w: WaitOptions): Promise<unknown> {
     try {
-      result = await this.runtime.propose(data, w);
+      return await this.runtime.propose(data, w);
     } catch (err) {
       throw toFlotillaError(err);
     }
-    return answerOf(result);
   }
 
   /** Waits until a linearizable read may be served here (ReadIndex); throws a FlotillaError. */
@@ -92,4 +117,12 @@ export function answerOf(result: unknown): WriteAnswer {
   }
   const r = result as TxnResult;
   return { revision: r.revision, succeeded: r.succeeded, results: r.results };
+}
+
+/** Maps an applied compaction to its answer, or throws the error it carries. */
+export function compactAnswerOf(result: unknown): { revision: number; compacted: number } {
+  if (isRefusal(result)) throw new FlotillaError('BAD_REQUEST', result.message);
+  const r = result as CompactResult;
+  if (r.error !== undefined) throw new FlotillaError(r.error.code, r.error.message);
+  return { revision: r.revision, compacted: r.compacted };
 }

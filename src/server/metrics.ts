@@ -174,6 +174,35 @@ export class NodeMetrics {
     });
   }
 
+  /** The key-value store's revision, compacted revision and the history held for past reads. */
+  bindKvHistory(
+    read: () => {
+      readonly revision: number;
+      readonly compacted: number;
+      readonly versions: number;
+    },
+  ): void {
+    new Gauge({
+      name: 'flotilla_kv_revision',
+      help: "The key-value store's revision (kind: current, or compacted: reads below are refused)",
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        const s = read();
+        this.set({ kind: 'current' }, s.revision);
+        this.set({ kind: 'compacted' }, s.compacted);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_kv_history_versions',
+      help: 'Older versions and deletions the key-value store holds for reads at past revisions',
+      registers: [this.registry],
+      collect() {
+        this.set(read().versions);
+      },
+    });
+  }
+
   /**
    * Reads the gauges (role, term, commit and applied index) from `status` at each scrape, and
    * on the leader, each follower's replication progress (see `followerGauges`).

@@ -40,6 +40,7 @@ import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
 import { KvService, answerOf } from './kv-service.js';
+import { AutoCompactor } from './compactor.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 /** The Raft group that holds the key-value store (the only one yet). */
@@ -51,6 +52,7 @@ export class FlotillaNode implements AsyncDisposable {
   private closing = false;
   private readonly pools = new Map<string, Pool>();
   private readonly forwarder: Forwarder;
+  private readonly compactor: AutoCompactor;
 
   private constructor(
     readonly config: NodeConfig,
@@ -74,6 +76,21 @@ export class FlotillaNode implements AsyncDisposable {
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
       // As many as the pool to the leader has connections: none waits for one.
       maxInFlight: forwardConnections,
+    });
+    this.compactor = new AutoCompactor({
+      clock: systemClock,
+      keepRevisions: config.compactionKeepRevisions,
+      keepMs: config.compactionKeepMs,
+      checkEveryMs: 1_000,
+      isLeader: () => runtime.status().role === 'leader',
+      revision: () => kv.revision(),
+      compacted: () => kv.compacted(),
+      compact: async (revision) => {
+        await service.compact(revision);
+        log.debug({ revision }, 'compacted the key-value history');
+      },
+      onError: (err) =>
+        log.warn({ err: (err as Error).message }, 'automatic compaction failed; will try again'),
     });
   }
 
@@ -313,6 +330,11 @@ export class FlotillaNode implements AsyncDisposable {
       loopDelay,
     );
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
+    metrics.bindKvHistory(() => ({
+      revision: kv.revision(),
+      compacted: kv.compacted(),
+      versions: kv.historySize(),
+    }));
     metrics.bindPeerBytes(() => {
       const rows: { direction: 'sent' | 'received'; type: string; bytes: number }[] = [];
       for (const peer of transport.stats().peers.values()) {
@@ -340,6 +362,7 @@ export class FlotillaNode implements AsyncDisposable {
       loopDelay[Symbol.dispose]();
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
+    node.compactor.start();
     return node;
   }
 
@@ -347,6 +370,7 @@ export class FlotillaNode implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.compactor.stop();
     await this.host.close();
     await this.http.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
@@ -425,6 +449,10 @@ export class FlotillaNode implements AsyncDisposable {
           outcome: 'ok',
         });
         return { header: header(), result: this.kv.range(op) };
+      },
+      compact: async (revision, signal) => {
+        const r = await this.service.compact(revision, { signal });
+        return { header: { ...header(), revision: r.revision }, compacted: r.compacted };
       },
       forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
       status: () => this.nodeStatus(),

@@ -17,6 +17,8 @@ export interface TestNodesOptions {
   /** The client URL the others use to reach node `id` (default: where it listens). */
   readonly advertise?: (id: number, listening: string) => string;
   readonly requestTimeoutMs?: number;
+  /** More configuration fields, the same for every node. */
+  readonly config?: Record<string, unknown>;
 }
 
 export class TestNodes {
@@ -50,6 +52,7 @@ export class TestNodes {
             listenClient: listening[id - 1],
             logLevel: 'silent',
             ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
+            ...o.config,
           }),
         ),
       ),

@@ -1,0 +1,189 @@
+// The key-value store's past: every version a write replaced or a delete removed, kept until a
+// compaction says no reader may ask for it any more (etcd's MVCC, REFERENCES.md). The store
+// holds each key's current version; this module holds the rest, so a store that is never read
+// in the past pays only for what it has not compacted yet.
+//
+// For each key with a past, its older versions in modification order, a deletion recorded as a
+// tombstone. Which versions a compaction to revision c may drop: of the versions at or below
+// c only the newest is still visible (to a read at c), and not even that one if it is a
+// tombstone or if the current version is itself at or below c. Versions become droppable in
+// the order their successors were written, so a queue of (successor's revision, key) in
+// revision order finds them without scanning every key: compaction pops it up to c.
+//
+// Keys deleted whose past is still visible ("ghosts") sit in their own sorted index, so a
+// range at a past revision walks the live keys and the ghosts together in byte order.
+
+import type { KeyValue } from './kv-store.js';
+import { SortedKeys } from './sorted-keys.js';
+
+/** A key's deletion at `modRevision`: absent from there on. */
+export interface Tombstone {
+  readonly modRevision: number;
+  readonly deleted: true;
+}
+
+export type Version = KeyValue | Tombstone;
+
+export function isTombstone(v: Version): v is Tombstone {
+  return 'deleted' in v;
+}
+
+export class History {
+  /** Older versions per key (index-key string), oldest first; never an empty array. */
+  private readonly past = new Map<string, Version[]>();
+  /** Revisions at which a key's older version was superseded, ascending (a FIFO). */
+  private queueRevs: number[] = [];
+  private queueKeys: string[] = [];
+  private queueHead = 0;
+  /** Keys absent now but with a visible past: exactly the keys of `past` not live. */
+  ghosts = new SortedKeys();
+  private compactedRev = 0;
+  /** Versions held in `past`, all keys together. */
+  private held = 0;
+
+  /** The revision the store was last compacted to (0: never); reads below it are refused. */
+  compacted(): number {
+    return this.compactedRev;
+  }
+
+  /** Versions (older than the current one) kept for `key`, oldest first. */
+  versionsOf(key: string): readonly Version[] | undefined {
+    return this.past.get(key);
+  }
+
+  /** Keys with a past, for snapshots: every key of `past`. */
+  keysWithPast(): IterableIterator<string> {
+    return this.past.keys();
+  }
+
+  /** Records that `prev`, the current version of `key`, is replaced at revision `rev`. */
+  superseded(key: string, prev: KeyValue, rev: number): void {
+    this.push(key, prev);
+    this.enqueue(rev, key);
+  }
+
+  /** Records `key`'s deletion at `rev`: its current version `prev` is replaced by a tombstone. */
+  deleted(key: string, prev: KeyValue, rev: number): void {
+    this.push(key, prev);
+    this.push(key, { modRevision: rev, deleted: true });
+    this.enqueue(rev, key);
+    this.ghosts.insert(key);
+  }
+
+  /** A deleted key written again: it is live, no longer a ghost. */
+  revived(key: string): void {
+    if (this.past.has(key)) this.ghosts.remove(key);
+  }
+
+  /**
+   * The version of `key` visible at `rev`, given its current version `live` (undefined when
+   * the key is absent now); undefined when absent at `rev`.
+   */
+  at(key: string, live: KeyValue | undefined, rev: number): KeyValue | undefined {
+    if (live !== undefined && live.modRevision <= rev) return live;
+    const versions = this.past.get(key);
+    if (versions === undefined) return undefined;
+    for (let i = versions.length - 1; i >= 0; i--) {
+      const v = versions[i] as Version;
+      if (v.modRevision <= rev) return isTombstone(v) ? undefined : v;
+    }
+    return undefined;
+  }
+
+  /**
+   * Forgets every version no read at `rev` or later can see. `current(key)` is the key's
+   * current version. The caller checks `rev` against the store's revision.
+   */
+  compact(rev: number, current: (key: string) => KeyValue | undefined): void {
+    if (rev <= this.compactedRev) return;
+    this.compactedRev = rev;
+    while (this.queueHead < this.queueRevs.length) {
+      if ((this.queueRevs[this.queueHead] as number) > rev) break;
+      const key = this.queueKeys[this.queueHead] as string;
+      this.queueHead++;
+      this.trim(key, rev, current(key));
+    }
+    // Reclaim the popped part of the queue now and then, not on every compaction.
+    if (this.queueHead > 4096 && this.queueHead * 2 > this.queueRevs.length) {
+      this.queueRevs = this.queueRevs.slice(this.queueHead);
+      this.queueKeys = this.queueKeys.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  /** Versions held (for metrics and tests): older versions and tombstones of every key. */
+  size(): number {
+    return this.held;
+  }
+
+  /**
+   * Replaces everything with a snapshot's past: each key's older versions (any key order),
+   * the compacted revision, and each key's current version.
+   */
+  restore(
+    pasts: Iterable<[string, Version[]]>,
+    compacted: number,
+    current: (key: string) => KeyValue | undefined,
+  ): void {
+    this.past.clear();
+    this.held = 0;
+    this.compactedRev = compacted;
+    const queue: [number, string][] = [];
+    const ghosts: string[] = [];
+    for (const [key, versions] of pasts) {
+      if (versions.length === 0) continue;
+      this.past.set(key, versions);
+      this.held += versions.length;
+      const live = current(key);
+      // Each version was superseded by the next, the last by the current version, or, when
+      // the key is absent now, the last is the tombstone, superseded by nothing after it.
+      for (let i = 0; i < versions.length; i++) {
+        const v = versions[i] as Version;
+        queue.push([versions[i + 1]?.modRevision ?? live?.modRevision ?? v.modRevision, key]);
+      }
+      if (live === undefined) ghosts.push(key);
+    }
+    queue.sort((a, b) => a[0] - b[0]);
+    this.queueRevs = queue.map((q) => q[0]);
+    this.queueKeys = queue.map((q) => q[1]);
+    this.queueHead = 0;
+    this.ghosts = SortedKeys.fromSorted(ghosts.sort());
+  }
+
+  private push(key: string, v: Version): void {
+    this.held++;
+    const versions = this.past.get(key);
+    if (versions === undefined) this.past.set(key, [v]);
+    else versions.push(v);
+  }
+
+  private enqueue(rev: number, key: string): void {
+    this.queueRevs.push(rev);
+    this.queueKeys.push(key);
+  }
+
+  /** Drops `key`'s versions that no read at `rev` or later sees. */
+  private trim(key: string, rev: number, live: KeyValue | undefined): void {
+    const versions = this.past.get(key);
+    if (versions === undefined) return;
+    let keepFrom: number;
+    if (live !== undefined && live.modRevision <= rev) keepFrom = versions.length;
+    else {
+      // The newest version at or below rev stays visible, unless it is a tombstone.
+      let newest = -1;
+      for (let i = 0; i < versions.length && (versions[i] as Version).modRevision <= rev; i++)
+        newest = i;
+      keepFrom = newest < 0 ? 0 : isTombstone(versions[newest] as Version) ? newest + 1 : newest;
+    }
+    if (keepFrom === 0) return;
+    if (keepFrom >= versions.length) {
+      this.held -= versions.length;
+      this.past.delete(key);
+      if (live === undefined) this.ghosts.remove(key);
+      return;
+    }
+    // What is left was superseded after rev: its own queue entries bring compaction back.
+    versions.splice(0, keepFrom);
+    this.held -= keepFrom;
+  }
+}

@@ -1,0 +1,94 @@
+// The leader's automatic compaction decided from a clock the test drives: by revisions kept,
+// by time kept, both (the later revision stays), and never while following.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AutoCompactor } from '../../src/server/compactor.js';
+import type { Clock } from '../../src/host/contracts.js';
+
+class ManualClock implements Clock {
+  now = 0;
+  nowMs(): number {
+    return this.now;
+  }
+  setTimeout(): unknown {
+    throw new Error('the test calls check() itself');
+  }
+  clearTimeout(): void {}
+}
+
+function compactor(o: { keepRevisions: number; keepMs: number }) {
+  const clock = new ManualClock();
+  const state = { leader: true, revision: 1, compacted: 0, proposals: [] as number[] };
+  const c = new AutoCompactor({
+    clock,
+    ...o,
+    checkEveryMs: 1_000,
+    isLeader: () => state.leader,
+    revision: () => state.revision,
+    compacted: () => state.compacted,
+    compact: (rev) => {
+      state.proposals.push(rev);
+      state.compacted = rev;
+      return Promise.resolve();
+    },
+    onError: (err) => {
+      throw err;
+    },
+  });
+  return { c, clock, state };
+}
+
+async function settle(): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+}
+
+void test('by revisions: keeps the last N, proposes only when there is something to forget', async () => {
+  const { c, state } = compactor({ keepRevisions: 100, keepMs: 0 });
+  state.revision = 90;
+  c.check();
+  await settle();
+  assert.deepEqual(state.proposals, [], 'fewer than 100 revisions: nothing to compact');
+  state.revision = 250;
+  c.check();
+  await settle();
+  c.check();
+  await settle();
+  assert.deepEqual(state.proposals, [150], 'once to 150, not again at the same revision');
+});
+
+void test('by time: keeps every revision made within the window of the leader clock', async () => {
+  const { c, clock, state } = compactor({ keepRevisions: 0, keepMs: 10_000 });
+  for (let t = 0; t <= 15_000; t += 1_000) {
+    clock.now = t;
+    state.revision = 1 + t / 100; // 10 revisions a second
+    c.check();
+    await settle();
+  }
+  // At 10 s the sample from 0 s (revision 1) could go, then one more each second: at 15 s the
+  // revision current at 5 s (51).
+  assert.equal(state.proposals.at(-1), 51, `proposals ${state.proposals.join(',')}`);
+  assert.equal(state.compacted, 51);
+});
+
+void test('both rules: a revision stays while either keeps it; a follower never proposes', async () => {
+  const { c, clock, state } = compactor({ keepRevisions: 10, keepMs: 10_000 });
+  state.leader = false;
+  for (let t = 0; t <= 20_000; t += 1_000) {
+    clock.now = t;
+    state.revision = 1 + t / 100;
+    c.check();
+    await settle();
+  }
+  assert.deepEqual(state.proposals, [], 'a follower proposes nothing');
+  state.leader = true;
+  for (let t = 21_000; t <= 32_000; t += 1_000) {
+    clock.now = t;
+    state.revision = 1 + t / 100;
+    c.check();
+    await settle();
+  }
+  // Time rule: the revision current at 22 s (221), sampled only since leading began; the
+  // revision rule alone would allow 311.
+  assert.equal(state.proposals.at(-1), 221, `proposals ${state.proposals.join(',')}`);
+});
