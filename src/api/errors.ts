@@ -26,6 +26,9 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   UNKNOWN_NODE: 400,
   COMPACTED: 410,
   FUTURE_REVISION: 400,
+  // Sent inside a watch's stream, whose status line (200) went out when it opened.
+  WATCH_TOO_SLOW: 429,
+  WATCH_RESET: 503,
   NOT_LEADER: 421,
   NO_LEADER: 503,
   TRANSFER_IN_PROGRESS: 503,

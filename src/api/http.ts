@@ -27,7 +27,20 @@ export type RouteResult = {
   readonly json?: unknown;
   readonly text?: string;
   readonly contentType?: string;
+  /**
+   * A streamed answer: newline-delimited JSON written by `stream` until its promise settles
+   * (then the answer ends) or the client goes away (`out.signal` aborts).
+   */
+  readonly stream?: (out: JsonLines) => Promise<void>;
 };
+
+/** The writer of a streamed answer, one JSON value per line. */
+export interface JsonLines {
+  write(value: unknown): void;
+  /** Bytes written but not yet taken by the connection: how far the reader lags. */
+  buffered(): number;
+  readonly signal: AbortSignal;
+}
 export type Handler = (ctx: RouteContext) => Promise<RouteResult> | RouteResult;
 
 export interface HttpServerOptions {
@@ -198,7 +211,8 @@ export class JsonHttpServer {
       });
       if (admitted) await this.turns.turn();
       status = result.status ?? 200;
-      if (result.text !== undefined)
+      if (result.stream !== undefined) await this.stream(res, result.stream, controller.signal);
+      else if (result.text !== undefined)
         this.send(res, status, result.text, result.contentType ?? 'text/plain; charset=utf-8');
       else this.send(res, status, JSON.stringify(result.json ?? {}), 'application/json');
     } catch (err) {
@@ -240,6 +254,27 @@ export class JsonHttpServer {
         `Connection: close\r\nContent-Type: application/json\r\n` +
         `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
+  }
+
+  private async stream(
+    res: ServerResponse,
+    body: (out: JsonLines) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
+    // The head goes out at once, so the client knows the stream is open before any line.
+    res.flushHeaders();
+    try {
+      await body({
+        write: (value) => {
+          if (!res.destroyed) res.write(`${JSON.stringify(value)}\n`);
+        },
+        buffered: () => res.writableLength,
+        signal,
+      });
+    } finally {
+      if (!res.destroyed) res.end();
+    }
   }
 
   private send(res: ServerResponse, status: number, body: string, contentType: string): void {

@@ -271,7 +271,11 @@ function parsePut(o: Obj, enc: Encoding, b: KvBackend): BackendOp {
   };
 }
 
-function parseRangeSpec(o: Obj, enc: Encoding, b: KvBackend): RangeSpec {
+export function parseRangeSpec(
+  o: Obj,
+  enc: Encoding,
+  b: { readonly limits: Pick<Limits, 'maxKeyBytes'> },
+): RangeSpec {
   const key = checkKey(bytesField(o, 'key', enc), b.limits);
   const prefix = optBool(o, 'prefix');
   const rangeEnd = optBytesField(o, 'rangeEnd', enc);
@@ -358,7 +362,7 @@ function parseTxnOp(x: Json, enc: Encoding, b: KvBackend, where: string): Backen
   }
 }
 
-function renderKv(kv: KvRecord, enc: Encoding): Json {
+export function renderKv(kv: KvRecord, enc: Encoding): Json {
   return {
     key: encodeBytes(kv.key, enc),
     value: encodeBytes(kv.value, enc),

@@ -78,6 +78,16 @@ export const errorCodes = {
       'the revision asked for was compacted away; the message names the oldest revision still available',
     indefinite: false,
   },
+  WATCH_TOO_SLOW: {
+    meaning:
+      'a watch fell further behind than `maxWatchBufferBytes` and was cancelled; resume from its `resumeRevision`',
+    indefinite: false,
+  },
+  WATCH_RESET: {
+    meaning:
+      'a watch was ended because its node installed a snapshot; resume from its `resumeRevision`',
+    indefinite: false,
+  },
   FUTURE_REVISION: {
     meaning: "the revision asked for is above the store's current revision",
     indefinite: false,

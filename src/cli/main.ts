@@ -176,6 +176,28 @@ export function buildProgram(): Command {
         c.delete(key, { prefix: o.prefix === true }),
       ),
     );
+  kv.command('watch <key>')
+    .description('print the changes of a key (or prefix) as they happen, one JSON line each')
+    .option('--prefix', 'watch every key with this prefix')
+    .option('--rev <n>', 'start from revision n (replaying history)', int('--rev', 1))
+    .option('--prev-kv', 'print the version each change replaced')
+    .action(async (key: string, o: { prefix?: boolean; rev?: number; prevKv?: boolean }) =>
+      withClient(kv.opts<{ endpoints: string }>(), async (c) => {
+        const stop = new AbortController();
+        process.once('SIGINT', () => stop.abort());
+        process.once('SIGTERM', () => stop.abort());
+        for await (const batch of c.watch(key, {
+          prefix: o.prefix === true,
+          prevKv: o.prevKv === true,
+          ...(o.rev === undefined ? {} : { startRevision: o.rev }),
+          signal: stop.signal,
+        })) {
+          for (const e of batch.events)
+            process.stdout.write(`${JSON.stringify({ revision: batch.revision, ...e })}\n`);
+        }
+        return undefined;
+      }),
+    );
   kv.command('compact')
     .description('forget the history before a revision (reads below it are refused from then on)')
     .argument('<revision>', 'the oldest revision to keep readable', int('<revision>', 1))

@@ -14,6 +14,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
+import { watchStream, type WatchBatch, type WatchOptions } from './watch.js';
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import type {
@@ -31,6 +32,7 @@ import type {
 } from '../api/types.js';
 
 export type * from '../api/types.js';
+export type { WatchBatch, WatchEventJson, WatchOptions } from './watch.js';
 
 // One error type from the Raft core to here: `code` is one of src/base/errors.ts's table, the
 // codes a node sends plus the client's own (CONNECTION, BAD_RESPONSE); `indefinite` says
@@ -191,6 +193,23 @@ export class FlotillaClient {
     o: CallOptions = {},
   ): Promise<TxnResponse> {
     return this.write<TxnResponse>('/v1/kv/txn', { compare, success, failure }, o.signal);
+  }
+
+  /**
+   * Follows the changes of `key` (or a range or prefix of keys), one batch per revision, in
+   * revision order, from `startRevision` (past or future) or from now; across node failures
+   * it resumes on another endpoint without a gap or a repeat (watch.ts). Ends when
+   * `o.signal` aborts; throws `COMPACTED` if it must resume from history that is gone.
+   */
+  watch(key: string, o: WatchOptions = {}): AsyncGenerator<WatchBatch> {
+    return watchStream(
+      {
+        endpoints: this.endpoints,
+        pool: (e) => this.pools.get(e) ?? new Pool(e),
+      },
+      key,
+      o,
+    );
   }
 
   /**

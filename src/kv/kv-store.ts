@@ -13,7 +13,7 @@
 // compacted, and a watch can replay what happened since one.
 
 import { FlotillaError } from '../base/errors.js';
-import { History, type Version } from './history.js';
+import { History, isTombstone, type Version } from './history.js';
 import { SortedKeys } from './sorted-keys.js';
 
 export interface KeyValue {
@@ -68,6 +68,22 @@ export type OpResult =
       readonly more: boolean;
     };
 
+/** One key's change at a revision, as a watch delivers it. */
+export type Change =
+  | { readonly kind: 'put'; readonly kv: KeyValue; readonly prev: KeyValue | null }
+  | {
+      readonly kind: 'delete';
+      readonly key: Uint8Array;
+      readonly modRevision: number;
+      readonly prev: KeyValue | null;
+    };
+
+/** The changes one write transaction made, in key byte order. */
+export interface Changes {
+  readonly revision: number;
+  readonly changes: readonly Change[];
+}
+
 export interface TxnResult {
   readonly revision: number;
   readonly succeeded: boolean;
@@ -75,7 +91,7 @@ export interface TxnResult {
 }
 
 /** Bytes as a latin1 string: one char per byte, so string order is byte order. */
-function k(bytes: Uint8Array): string {
+export function k(bytes: Uint8Array): string {
   let s = '';
   for (let i = 0; i < bytes.length; i += 4096) {
     s += String.fromCharCode(...bytes.subarray(i, i + 4096));
@@ -102,6 +118,15 @@ export class KvStore {
   /** Invariant: exactly the keys of `map`. */
   private keys = new SortedKeys();
   private readonly history = new History();
+  /** Told of every revision's changes as it is made (the watch hub). */
+  private listener: ((c: Changes) => void) | null = null;
+  /** The changes of the transaction being applied, while a listener is set. */
+  private pending: Change[] | null = null;
+
+  /** Sets the one listener told of every revision's changes as it is made. */
+  onChanges(listener: ((c: Changes) => void) | null): void {
+    this.listener = listener;
+  }
 
   revision(): number {
     return this.rev;
@@ -151,6 +176,7 @@ export class KvStore {
     const next = this.rev + 1;
     let wrote = false;
     const results: OpResult[] = [];
+    if (this.listener !== null) this.pending = [];
     for (const op of ops) {
       switch (op.kind) {
         case 'put':
@@ -169,7 +195,55 @@ export class KvStore {
       }
     }
     if (wrote) this.rev = next;
+    const pending = this.pending;
+    this.pending = null;
+    if (wrote && pending !== null && this.listener !== null)
+      this.listener({ revision: next, changes: pending.sort(byKey) });
     return { revision: this.rev, succeeded, results };
+  }
+
+  /**
+   * Every change to keys in `range` made at `from` or later, by revision then key: what a
+   * watch from `from` replays before it follows new writes. `from` must be above the
+   * compacted revision (a compaction to c may drop what changed at c itself).
+   */
+  changesSince(range: Range, from: number): Changes[] {
+    const compacted = this.history.compacted();
+    if (compacted > 0 && from <= compacted)
+      throw new FlotillaError(
+        'COMPACTED',
+        `Cannot replay changes from revision ${from}: the history was compacted to ${compacted}; watch from ${compacted + 1} or later`,
+      );
+    let candidates: string[];
+    if (range.rangeEnd === null) candidates = [k(range.key)];
+    else {
+      const [lo, hi] = bounds(range);
+      candidates = mergeSorted(
+        this.keys.scan(lo, hi, 0).keys,
+        this.history.ghosts.scan(lo, hi, 0).keys,
+      );
+    }
+    const byRev = new Map<number, Change[]>();
+    for (const s of candidates) {
+      const live = this.map.get(s);
+      const chain: Version[] = [...(this.history.versionsOf(s) ?? [])];
+      if (live !== undefined) chain.push(live);
+      for (let i = chain.length - 1; i >= 0; i--) {
+        const v = chain[i] as Version;
+        if (v.modRevision < from) break;
+        const before = chain[i - 1];
+        const prev = before === undefined || isTombstone(before) ? null : before;
+        const change: Change = isTombstone(v)
+          ? { kind: 'delete', key: bytesOf(s), modRevision: v.modRevision, prev }
+          : { kind: 'put', kv: v, prev };
+        let list = byRev.get(v.modRevision);
+        if (list === undefined) byRev.set(v.modRevision, (list = []));
+        list.push(change);
+      }
+    }
+    return [...byRev.keys()]
+      .sort((a, b) => a - b)
+      .map((revision) => ({ revision, changes: (byRev.get(revision) as Change[]).sort(byKey) }));
   }
 
   get(key: Uint8Array): KeyValue | undefined {
@@ -276,13 +350,15 @@ export class KvStore {
     const prev = this.map.get(s);
     if (prev !== undefined) this.history.superseded(s, prev, rev);
     else this.history.revived(s);
-    this.map.set(s, {
+    const kv: KeyValue = {
       key: key.slice(),
       value: value.slice(),
       createRevision: prev?.createRevision ?? rev,
       modRevision: rev,
       version: (prev?.version ?? 0) + 1,
-    });
+    };
+    this.map.set(s, kv);
+    this.pending?.push({ kind: 'put', kv, prev: prev ?? null });
     if (prev === undefined) this.keys.insert(s);
     return wantPrev ? (prev ?? null) : null;
   }
@@ -299,6 +375,7 @@ export class KvStore {
       this.map.delete(s);
       this.keys.remove(s);
       this.history.deleted(s, prev, rev);
+      this.pending?.push({ kind: 'delete', key: prev.key, modRevision: rev, prev });
       return { kind: 'delete', deleted: 1, prevKvs: wantPrev ? [prev] : [] };
     }
     const [from, to] = bounds(range);
@@ -309,6 +386,7 @@ export class KvStore {
       if (wantPrev) prevKvs.push(prev);
       this.map.delete(s);
       this.history.deleted(s, prev, rev);
+      this.pending?.push({ kind: 'delete', key: prev.key, modRevision: rev, prev });
     }
     return { kind: 'delete', deleted: removed.length, prevKvs };
   }
@@ -329,6 +407,14 @@ function bytesOf(s: string): Uint8Array {
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
+}
+
+function keyOf(c: Change): Uint8Array {
+  return c.kind === 'put' ? c.kv.key : c.key;
+}
+
+function byKey(a: Change, b: Change): number {
+  return compareBytes(keyOf(a), keyOf(b));
 }
 
 /** Two ascending lists without common elements, merged ascending. */

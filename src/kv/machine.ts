@@ -12,6 +12,7 @@ import type { Version } from './history.js';
 import {
   KvStore,
   type Compare,
+  type Changes,
   type KeyPast,
   type Op,
   type OpResult,
@@ -89,6 +90,7 @@ const RECORDS_PER_CHUNK = 1_024;
 
 export class KvStateMachine implements StateMachine {
   private readonly store = new KvStore();
+  private restored: (() => void) | null = null;
   private readonly limits: ResolvedKvLimits;
 
   constructor(limits: KvLimits) {
@@ -111,6 +113,21 @@ export class KvStateMachine implements StateMachine {
   /** Older versions and tombstones held for reads in the past. */
   historySize(): number {
     return this.store.historySize();
+  }
+
+  /** Sets the one listener told of each revision's changes as commands apply (the watch hub). */
+  onChanges(listener: ((c: Changes) => void) | null): void {
+    this.store.onChanges(listener);
+  }
+
+  /** Sets the one listener told when a snapshot replaced the whole state. */
+  onRestored(listener: (() => void) | null): void {
+    this.restored = listener;
+  }
+
+  /** The changes to `range` from revision `from` on, by revision (KvStore.changesSince). */
+  changesSince(range: Range, from: number): Changes[] {
+    return this.store.changesSince(range, from);
   }
 
   /** The command's bytes, the payload of one envelope. */
@@ -238,6 +255,7 @@ export class KvStateMachine implements StateMachine {
       kvs,
       pasts,
     });
+    this.restored?.();
   }
 }
 

@@ -89,6 +89,14 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       'As `compactionKeepRevisions`, by time: the leader keeps every revision made in this many milliseconds of its clock (checked every second). 0 turns this rule off. With both rules on, a revision stays while either keeps it.',
   },
+  maxWatches: {
+    meaning:
+      'Watches (`POST /v1/watch`) open on this node at once; one more is refused `429 OVERLOADED`. 0 refuses every watch.',
+  },
+  maxWatchBufferBytes: {
+    meaning:
+      "Bytes of a watch's stream its reader may leave unread; past it the watch is cancelled `WATCH_TOO_SLOW` with the revision to resume from, rather than buffered without bound.",
+  },
   snapshotEveryEntries: {
     meaning: 'Snapshot the state machine and compact the log after this many applied entries.',
   },

@@ -40,6 +40,10 @@ export interface NodeConfig {
   readonly compactionKeepRevisions: number;
   /** The leader compacts the key-value history to keep at least this much time; 0: off. */
   readonly compactionKeepMs: number;
+  /** Watches open on this node at once; one more is refused OVERLOADED. */
+  readonly maxWatches: number;
+  /** Bytes a watch may leave unread before it is cancelled WATCH_TOO_SLOW. */
+  readonly maxWatchBufferBytes: number;
   readonly requestTimeoutMs: number;
   readonly maxKeyBytes: number;
   readonly maxValueBytes: number;
@@ -94,6 +98,8 @@ export const configDefaults = {
   snapshotEveryEntries: 10_000,
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
+  maxWatches: 10_000,
+  maxWatchBufferBytes: 4 * 1024 * 1024,
   requestTimeoutMs: 5_000,
   maxKeyBytes: defaultLimits.maxKeyBytes,
   maxValueBytes: defaultLimits.maxValueBytes,
@@ -119,6 +125,8 @@ export const numericFields = [
   ['snapshotEveryEntries', 10, 1e9],
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],
+  ['maxWatches', 0, 1_000_000],
+  ['maxWatchBufferBytes', 1024, 2 ** 32],
   ['requestTimeoutMs', 1, 3_600_000],
   ['maxKeyBytes', 1, 64 * 1024],
   ['maxValueBytes', 1, 64 * 1024 * 1024],

@@ -41,6 +41,8 @@ import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
 import { KvService, answerOf } from './kv-service.js';
 import { AutoCompactor } from './compactor.js';
+import { WatchHub } from '../kv/watch-hub.js';
+import { installWatchRoute } from '../api/watch.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 /** The Raft group that holds the key-value store (the only one yet). */
@@ -53,6 +55,7 @@ export class FlotillaNode implements AsyncDisposable {
   private readonly pools = new Map<string, Pool>();
   private readonly forwarder: Forwarder;
   private readonly compactor: AutoCompactor;
+  readonly watchHub: WatchHub;
 
   private constructor(
     readonly config: NodeConfig,
@@ -77,6 +80,7 @@ export class FlotillaNode implements AsyncDisposable {
       // As many as the pool to the leader has connections: none waits for one.
       maxInFlight: forwardConnections,
     });
+    this.watchHub = new WatchHub(kv);
     this.compactor = new AutoCompactor({
       clock: systemClock,
       keepRevisions: config.compactionKeepRevisions,
@@ -334,6 +338,7 @@ export class FlotillaNode implements AsyncDisposable {
       revision: kv.revision(),
       compacted: kv.compacted(),
       versions: kv.historySize(),
+      watches: node.watchHub.size(),
     }));
     metrics.bindPeerBytes(() => {
       const rows: { direction: 'sent' | 'received'; type: string; bytes: number }[] = [];
@@ -346,6 +351,19 @@ export class FlotillaNode implements AsyncDisposable {
       return rows;
     });
     installRoutes(http, node.backend());
+    installWatchRoute(http, {
+      limits: config.limits,
+      clock: systemClock,
+      maxWatchBufferBytes: config.maxWatchBufferBytes,
+      maxWatches: config.maxWatches,
+      header: () => ({
+        revision: kv.revision(),
+        memberId: config.id,
+        raftTerm: runtime.status().term,
+      }),
+      watches: () => node.watchHub.size(),
+      watch: (spec, sink) => node.watchHub.watch(spec, sink),
+    });
     try {
       const addr = await http.listen(config.listenClient);
       log.info(
@@ -371,6 +389,7 @@ export class FlotillaNode implements AsyncDisposable {
     if (this.closing) return;
     this.closing = true;
     this.compactor.stop();
+    this.watchHub.close();
     await this.host.close();
     await this.http.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));

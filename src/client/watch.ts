@@ -1,0 +1,172 @@
+// The client side of a watch: an async iterator over revisions of changes that survives its
+// node. When the stream breaks (the node died, was cut off, installed a snapshot, or cancelled
+// a reader that fell behind) it reopens on the next endpoint from the revision after the last
+// one it delivered, so a consumer sees every revision once, in order, across failures.
+// Only a history compacted past that point ends it, with COMPACTED: the changes in between are
+// gone and the consumer must read the current state again.
+
+import { FlotillaError, isErrorCode } from '../base/errors.js';
+import type { Pool } from 'undici';
+import type { KeyValue } from '../api/types.js';
+
+export interface WatchOptions {
+  /** Exclusive end of the range; omit for a single key. */
+  readonly rangeEnd?: string;
+  /** Watch every key with `key` as prefix. */
+  readonly prefix?: boolean;
+  /** The first revision to deliver (may be in the past); default: the next one made. */
+  readonly startRevision?: number;
+  /** Each event also carries the version it replaced. */
+  readonly prevKv?: boolean;
+  /** How often an idle stream gets a progress batch; default 10 s. */
+  readonly progressNotifyMs?: number;
+  readonly encoding?: 'utf8' | 'base64';
+  /** Ends the iteration (without an error) when aborted. */
+  readonly signal?: AbortSignal;
+}
+
+export interface WatchEventJson {
+  readonly type: 'put' | 'delete';
+  readonly kv: KeyValue;
+  readonly prevKv?: KeyValue;
+}
+
+/** One revision's changes; or, with `progress`, word that nothing changed up to `revision`. */
+export interface WatchBatch {
+  readonly revision: number;
+  readonly events: readonly WatchEventJson[];
+  readonly progress?: true;
+}
+
+interface Line {
+  created?: boolean;
+  startRevision?: number;
+  progress?: boolean;
+  canceled?: boolean;
+  resumeRevision?: number;
+  header?: { revision: number };
+  events?: WatchEventJson[];
+  error?: { code: string; message: string };
+}
+
+/** What a watch needs of the client: its endpoints and their connection pools. */
+export interface WatchTransport {
+  readonly endpoints: readonly string[];
+  pool(endpoint: string): Pool;
+}
+
+const maxBackoffMs = 1_000;
+
+export async function* watchStream(
+  t: WatchTransport,
+  key: string,
+  o: WatchOptions = {},
+): AsyncGenerator<WatchBatch> {
+  let next = o.startRevision ?? 0;
+  let endpoint = 0;
+  let failures = 0;
+  while (!(o.signal?.aborted ?? false)) {
+    const url = t.endpoints[endpoint % t.endpoints.length] as string;
+    const ac = new AbortController();
+    const onAbort = () => ac.abort();
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    let resumeAt: number | null = null;
+    try {
+      const res = await t.pool(url).request({
+        method: 'POST',
+        path: '/v1/watch',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          key,
+          ...pick(o, 'rangeEnd', 'prefix', 'prevKv', 'progressNotifyMs', 'encoding'),
+          ...(next > 0 ? { startRevision: next } : {}),
+        }),
+        signal: ac.signal,
+        // A watch is idle between changes for as long as it likes; progress lines arrive
+        // every progressNotifyMs, so a stream silent for much longer than that is dead.
+        bodyTimeout: Math.max(30_000, 3 * (o.progressNotifyMs ?? 10_000)),
+        headersTimeout: 10_000,
+      });
+      if (res.statusCode !== 200) {
+        const body = (await res.body.json()) as Line;
+        throw toError(body.error, `HTTP ${res.statusCode} from ${url}`);
+      }
+      let buffered = '';
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        buffered += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const line = JSON.parse(buffered.slice(0, nl)) as Line;
+          buffered = buffered.slice(nl + 1);
+          if (line.created === true) {
+            failures = 0;
+            if (next === 0) next = line.startRevision ?? 0;
+            continue;
+          }
+          if (line.canceled === true) {
+            if (line.error?.code === 'COMPACTED' || line.resumeRevision === undefined)
+              throw toError(line.error, 'watch cancelled');
+            resumeAt = line.resumeRevision;
+            break;
+          }
+          const revision = line.header?.revision ?? 0;
+          if (line.progress === true) {
+            // Every change up to `revision` was sent: resuming may start after it.
+            if (revision + 1 > next) next = revision + 1;
+            yield { revision, events: [], progress: true };
+            continue;
+          }
+          // A revision delivered before a reconnection is never delivered twice.
+          if (revision < next) continue;
+          next = revision + 1;
+          yield { revision, events: line.events ?? [] };
+        }
+        if (resumeAt !== null) break;
+      }
+      if (resumeAt !== null && resumeAt > next) next = resumeAt;
+    } catch (err) {
+      if (o.signal?.aborted ?? false) return;
+      if (err instanceof FlotillaError && !retryableWatch.has(err.code)) throw err;
+      failures++;
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
+      ac.abort();
+    }
+    // The stream ended or broke: another node, after a pause that grows with failures in a row.
+    endpoint++;
+    if (failures > 0) await sleep(Math.min(maxBackoffMs, 25 * 2 ** failures), o.signal);
+  }
+}
+
+/** Codes after which the watch reopens elsewhere rather than ending. */
+const retryableWatch = new Set<string>([
+  'CONNECTION',
+  'TIMEOUT',
+  'OVERLOADED',
+  'SHUTTING_DOWN',
+  'WATCH_RESET',
+  'WATCH_TOO_SLOW',
+]);
+
+function toError(e: Line['error'], fallback: string): FlotillaError {
+  if (e !== undefined && isErrorCode(e.code)) return new FlotillaError(e.code, e.message, false);
+  return new FlotillaError('BAD_RESPONSE', `${fallback}: ${JSON.stringify(e ?? null)}`, false);
+}
+
+function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
