@@ -26,6 +26,8 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   UNKNOWN_NODE: 400,
   COMPACTED: 410,
   FUTURE_REVISION: 400,
+  LEASE_NOT_FOUND: 404,
+  LEASE_EXISTS: 409,
   // Sent inside a watch's stream, whose status line (200) went out when it opened.
   WATCH_TOO_SLOW: 429,
   WATCH_RESET: 503,

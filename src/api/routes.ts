@@ -107,7 +107,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     const fwd = await forwarded(b, '/v1/kv/put', rawBody, signal, headers);
     if (fwd !== null) return fwd;
     const o = asObject(body);
-    onlyFields(o, ['key', 'value', 'prevKv', 'encoding', 'clientId', 'seq']);
+    onlyFields(o, ['key', 'value', 'prevKv', 'lease', 'encoding', 'clientId', 'seq']);
     const enc = encodingOf(o);
     const op = parsePut(o, enc, b);
     const r = await b.write({ compare: [], success: [op], failure: [] }, session(o, b), signal);
@@ -240,8 +240,8 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
 const FORWARDED_HEADER = 'x-flotilla-forwarded';
 
 /** Forwards a request to the leader; a forwarded request is never forwarded again. */
-async function forwarded(
-  b: KvBackend,
+export async function forwarded(
+  b: Pick<KvBackend, 'forward'>,
   path: string,
   rawBody: string,
   signal: AbortSignal,
@@ -268,7 +268,14 @@ function parsePut(o: Obj, enc: Encoding, b: KvBackend): BackendOp {
     key: checkKey(bytesField(o, 'key', enc), b.limits),
     value: checkValue(bytesField(o, 'value', enc), b.limits),
     prevKv: optBool(o, 'prevKv'),
+    ...leaseField(o),
   };
+}
+
+/** A put's `lease` (attach the key to it), absent when 0 or not given. */
+function leaseField(o: Obj): { lease?: number } {
+  const lease = optInt(o, 'lease', 0, Number.MAX_SAFE_INTEGER) ?? 0;
+  return lease === 0 ? {} : { lease };
 }
 
 export function parseRangeSpec(
@@ -315,10 +322,10 @@ function parseCompare(c: Obj, enc: Encoding, b: KvBackend, i: number): BackendCo
   const key = checkKey(bytesField(c, 'key', enc), b.limits);
   const target = reqString(c, 'target');
   const op = reqString(c, 'op');
-  if (!['value', 'version', 'createRevision', 'modRevision'].includes(target)) {
+  if (!['value', 'version', 'createRevision', 'modRevision', 'lease'].includes(target)) {
     throw new FlotillaError(
       'BAD_REQUEST',
-      `compare[${i}].target must be value, version, createRevision or modRevision, got "${target}"`,
+      `compare[${i}].target must be value, version, createRevision, modRevision or lease, got "${target}"`,
     );
   }
   if (!['=', '!=', '<', '>'].includes(op))
@@ -344,7 +351,7 @@ function parseTxnOp(x: Json, enc: Encoding, b: KvBackend, where: string): Backen
   const inner = asObject(o[kind], `${where}.${kind}`);
   switch (kind) {
     case 'put':
-      onlyFields(inner, ['key', 'value', 'prevKv'], `${where}.put`);
+      onlyFields(inner, ['key', 'value', 'prevKv', 'lease'], `${where}.put`);
       return parsePut(inner, enc, b);
     case 'delete':
       onlyFields(inner, ['key', 'rangeEnd', 'prefix', 'prevKv'], `${where}.delete`);
@@ -369,6 +376,7 @@ export function renderKv(kv: KvRecord, enc: Encoding): Json {
     createRevision: kv.createRevision,
     modRevision: kv.modRevision,
     version: kv.version,
+    ...((kv.lease ?? 0) !== 0 ? { lease: kv.lease } : {}),
   };
 }
 

@@ -19,6 +19,8 @@ export interface KeyValue {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
+  /** The lease the key is attached to; absent when none. */
+  readonly lease?: number;
 }
 
 /** Exactly-once session fields (Raft thesis §6.3): the client's id and this request's number. */
@@ -176,4 +178,39 @@ export interface ErrorBody {
     readonly indefinite: boolean;
     readonly leader?: number;
   };
+}
+
+export interface LeaseGrantResponse {
+  readonly header: ResponseHeader;
+  readonly id: number;
+  /** Seconds. */
+  readonly ttl: number;
+}
+
+export interface LeaseRevokeResponse {
+  readonly header: ResponseHeader;
+  /** Keys deleted with the lease. */
+  readonly deleted: number;
+}
+
+export interface LeaseKeepAliveResponse {
+  readonly header: ResponseHeader;
+  readonly id: number;
+  /** Seconds from now before the lease expires unless renewed again. */
+  readonly ttl: number;
+}
+
+export interface LeaseTimeToLiveResponse {
+  readonly header: ResponseHeader;
+  readonly id: number;
+  /** Seconds left, as the leader sees it. */
+  readonly ttl: number;
+  readonly grantedTtl: number;
+  /** The keys attached, when asked for. */
+  readonly keys?: readonly string[];
+}
+
+export interface LeaseListResponse {
+  readonly header: ResponseHeader;
+  readonly leases: readonly { readonly id: number; readonly ttl: number }[];
 }

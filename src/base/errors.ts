@@ -78,6 +78,11 @@ export const errorCodes = {
       'the revision asked for was compacted away; the message names the oldest revision still available',
     indefinite: false,
   },
+  LEASE_NOT_FOUND: {
+    meaning: 'the lease named does not exist: never granted, revoked, or expired',
+    indefinite: false,
+  },
+  LEASE_EXISTS: { meaning: 'a lease with the id asked for already exists', indefinite: false },
   WATCH_TOO_SLOW: {
     meaning:
       'a watch fell further behind than `maxWatchBufferBytes` and was cancelled; resume from its `resumeRevision`',

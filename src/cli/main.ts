@@ -147,8 +147,11 @@ export function buildProgram(): Command {
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
   kv.command('put <key> <value>')
     .description('write a key')
-    .action(async (key: string, value: string) =>
-      withClient(kv.opts<{ endpoints: string }>(), (c) => c.put(key, value)),
+    .option('--lease <id>', 'attach the key to a lease (deleted with it)', int('--lease', 1))
+    .action(async (key: string, value: string, o: { lease?: number }) =>
+      withClient(kv.opts<{ endpoints: string }>(), (c) =>
+        c.put(key, value, o.lease === undefined ? {} : { lease: o.lease }),
+      ),
     );
   kv.command('get <key>')
     .description('read a key (linearizable unless --serializable)')
@@ -220,6 +223,51 @@ export function buildProgram(): Command {
         return undefined;
       }),
     );
+
+  const lease = program
+    .command('lease')
+    .description('leases: keys attached to one are deleted when it expires or is revoked')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
+  const leaseOpts = () => lease.opts<{ endpoints: string }>();
+  lease
+    .command('grant')
+    .description('grant a lease of TTL seconds; prints its id')
+    .argument('<ttl>', 'seconds to live without a keep-alive', int('<ttl>', 1))
+    .option('--id <id>', 'the id to grant it with (default: chosen)', int('--id', 1))
+    .action(async (ttl: number, o: { id?: number }) =>
+      withClient(leaseOpts(), (c) => c.leaseGrant(ttl, o.id === undefined ? {} : { id: o.id })),
+    );
+  lease
+    .command('keep-alive')
+    .description('keep a lease alive until interrupted (Ctrl-C); exits 1 if it is lost')
+    .argument('<id>', 'the lease', int('<id>', 1))
+    .action(async (id: number) =>
+      withClient(leaseOpts(), async (c) => {
+        const stop = new AbortController();
+        process.once('SIGINT', () => stop.abort());
+        process.once('SIGTERM', () => stop.abort());
+        const { grantedTtl } = await c.leaseTimeToLive(id);
+        process.stderr.write(`keeping lease ${id} alive (ttl ${grantedTtl} s); Ctrl-C to stop\n`);
+        await c.keepLeaseAlive(id, grantedTtl, { signal: stop.signal });
+        return undefined;
+      }),
+    );
+  lease
+    .command('revoke')
+    .description('revoke a lease: its keys are deleted')
+    .argument('<id>', 'the lease', int('<id>', 1))
+    .action(async (id: number) => withClient(leaseOpts(), (c) => c.leaseRevoke(id)));
+  lease
+    .command('ttl')
+    .description("a lease's seconds left, granted time to live and keys")
+    .argument('<id>', 'the lease', int('<id>', 1))
+    .action(async (id: number) =>
+      withClient(leaseOpts(), (c) => c.leaseTimeToLive(id, { keys: true })),
+    );
+  lease
+    .command('list')
+    .description('every lease')
+    .action(async () => withClient(leaseOpts(), (c) => c.leases()));
 
   program
     .command('status')

@@ -14,6 +14,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
+import { pick, sleep } from './util.js';
 import { watchStream, type WatchBatch, type WatchOptions } from './watch.js';
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
@@ -21,6 +22,11 @@ import type {
   ClusterStatus,
   CompactResponse,
   Compare,
+  LeaseGrantResponse,
+  LeaseKeepAliveResponse,
+  LeaseListResponse,
+  LeaseRevokeResponse,
+  LeaseTimeToLiveResponse,
   DeleteResponse,
   ErrorBody,
   KeyValue,
@@ -120,11 +126,11 @@ export class FlotillaClient {
   async put(
     key: string,
     value: string,
-    o: { prevKv?: boolean; encoding?: 'utf8' | 'base64' } & CallOptions = {},
+    o: { prevKv?: boolean; lease?: number; encoding?: 'utf8' | 'base64' } & CallOptions = {},
   ): Promise<PutResponse> {
     return this.write<PutResponse>(
       '/v1/kv/put',
-      { key, value, ...pick(o, 'prevKv', 'encoding') },
+      { key, value, ...pick(o, 'prevKv', 'lease', 'encoding') },
       o.signal,
     );
   }
@@ -210,6 +216,71 @@ export class FlotillaClient {
       key,
       o,
     );
+  }
+
+  /**
+   * Grants a lease of `ttl` seconds (with `o.id`, or one the cluster picks). Keys put with
+   * `{ lease: id }` are deleted when it is revoked or expires: keep it alive with
+   * `leaseKeepAlive` (or `keepLeaseAlive`) more often than its time to live.
+   */
+  async leaseGrant(
+    ttl: number,
+    o: { id?: number } & CallOptions = {},
+  ): Promise<LeaseGrantResponse> {
+    return this.call<LeaseGrantResponse>(
+      'POST',
+      '/v1/lease/grant',
+      { ttl, ...pick(o, 'id') },
+      o.signal,
+    );
+  }
+
+  /** Revokes a lease: its keys are deleted, in one revision. */
+  async leaseRevoke(id: number, o: CallOptions = {}): Promise<LeaseRevokeResponse> {
+    return this.call<LeaseRevokeResponse>('POST', '/v1/lease/revoke', { id }, o.signal);
+  }
+
+  /** Renews a lease for a whole time to live from now; `LEASE_NOT_FOUND` once it expired. */
+  async leaseKeepAlive(id: number, o: CallOptions = {}): Promise<LeaseKeepAliveResponse> {
+    return this.call<LeaseKeepAliveResponse>('POST', '/v1/lease/keepalive', { id }, o.signal);
+  }
+
+  /** Seconds a lease has left (as its leader sees it), its granted time to live, its keys. */
+  async leaseTimeToLive(
+    id: number,
+    o: { keys?: boolean } & CallOptions = {},
+  ): Promise<LeaseTimeToLiveResponse> {
+    return this.call<LeaseTimeToLiveResponse>(
+      'POST',
+      '/v1/lease/timetolive',
+      { id, ...pick(o, 'keys') },
+      o.signal,
+    );
+  }
+
+  /** Every lease. */
+  async leases(o: CallOptions = {}): Promise<LeaseListResponse> {
+    return this.call<LeaseListResponse>('POST', '/v1/lease/leases', {}, o.signal);
+  }
+
+  /**
+   * Keeps a lease alive until `o.signal` aborts (then resolves), renewing it every third of
+   * its time to live; rejects with `LEASE_NOT_FOUND` if it was lost (expired or revoked), and
+   * with the last error if renewals kept failing until the lease must be presumed expired.
+   */
+  async keepLeaseAlive(id: number, ttl: number, o: { signal?: AbortSignal } = {}): Promise<void> {
+    let lastRenewed = Date.now();
+    while (!(o.signal?.aborted ?? false)) {
+      try {
+        await this.leaseKeepAlive(id, o.signal === undefined ? {} : { signal: o.signal });
+        lastRenewed = Date.now();
+      } catch (err) {
+        if (o.signal?.aborted ?? false) return;
+        if (err instanceof FlotillaError && err.code === 'LEASE_NOT_FOUND') throw err;
+        if (Date.now() - lastRenewed > ttl * 1000) throw err;
+      }
+      await sleep((ttl * 1000) / 3, o.signal);
+    }
   }
 
   /**
@@ -468,14 +539,4 @@ export class FlotillaClient {
     }
     return json as T;
   }
-}
-
-function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Partial<Pick<T, K>> {
-  const out: Partial<Pick<T, K>> = {};
-  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
-  return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -8,6 +8,7 @@
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Pool } from 'undici';
 import type { KeyValue } from '../api/types.js';
+import { pick, sleep } from './util.js';
 
 export interface WatchOptions {
   /** Exclusive end of the range; omit for a single key. */
@@ -151,22 +152,4 @@ const retryableWatch = new Set<string>([
 function toError(e: Line['error'], fallback: string): FlotillaError {
   if (e !== undefined && isErrorCode(e.code)) return new FlotillaError(e.code, e.message, false);
   return new FlotillaError('BAD_RESPONSE', `${fallback}: ${JSON.stringify(e ?? null)}`, false);
-}
-
-function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Partial<Pick<T, K>> {
-  const out: Partial<Pick<T, K>> = {};
-  for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
-  return out;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

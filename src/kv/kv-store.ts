@@ -22,6 +22,15 @@ export interface KeyValue {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
+  /** The lease the key is attached to (deleted with it); absent or 0 for none. */
+  readonly lease?: number;
+}
+
+/** A lease: keys attached to it are deleted, in one revision, when it is revoked or expires. */
+export interface Lease {
+  readonly id: number;
+  /** Its time to live in seconds, from its grant or its last keep-alive (kept by the leader). */
+  readonly ttlSeconds: number;
 }
 
 export interface Range {
@@ -36,6 +45,8 @@ export type Op =
       readonly key: Uint8Array;
       readonly value: Uint8Array;
       readonly prevKv: boolean;
+      /** Attach the key to this lease (0 or absent: none). */
+      readonly lease?: number;
     }
   | { readonly kind: 'delete'; readonly range: Range; readonly prevKv: boolean }
   | {
@@ -47,7 +58,7 @@ export type Op =
 
 export interface Compare {
   readonly key: Uint8Array;
-  readonly target: 'value' | 'version' | 'createRevision' | 'modRevision';
+  readonly target: 'value' | 'version' | 'createRevision' | 'modRevision' | 'lease';
   readonly op: '=' | '!=' | '<' | '>';
   readonly value: Uint8Array | number;
 }
@@ -110,6 +121,7 @@ export interface StoreState {
   readonly compacted: number;
   readonly kvs: readonly KeyValue[];
   readonly pasts: readonly KeyPast[];
+  readonly leases: readonly Lease[];
 }
 
 export class KvStore {
@@ -118,6 +130,8 @@ export class KvStore {
   /** Invariant: exactly the keys of `map`. */
   private keys = new SortedKeys();
   private readonly history = new History();
+  /** Leases by id, each with the keys (index form) attached to it. */
+  private readonly leases = new Map<number, { ttlSeconds: number; keys: Set<string> }>();
   /** Told of every revision's changes as it is made (the watch hub). */
   private listener: ((c: Changes) => void) | null = null;
   /** The changes of the transaction being applied, while a listener is set. */
@@ -173,6 +187,13 @@ export class KvStore {
   apply(txn: Txn): TxnResult {
     const succeeded = txn.compare.every((c) => this.holds(c));
     const ops = succeeded ? txn.success : txn.failure;
+    // Checked before anything changes: a transaction applies whole or not at all.
+    for (const op of ops)
+      if (op.kind === 'put' && (op.lease ?? 0) !== 0 && !this.leases.has(op.lease as number))
+        throw new FlotillaError(
+          'LEASE_NOT_FOUND',
+          `Lease ${op.lease} does not exist (never granted, revoked or expired)`,
+        );
     const next = this.rev + 1;
     let wrote = false;
     const results: OpResult[] = [];
@@ -180,7 +201,10 @@ export class KvStore {
     for (const op of ops) {
       switch (op.kind) {
         case 'put':
-          results.push({ kind: 'put', prevKv: this.put(op.key, op.value, next, op.prevKv) });
+          results.push({
+            kind: 'put',
+            prevKv: this.put(op.key, op.value, next, op.prevKv, op.lease ?? 0),
+          });
           wrote = true;
           break;
         case 'delete': {
@@ -275,6 +299,55 @@ export class KvStore {
     return { kind: 'range', kvs, count, more: kvs.length < count };
   }
 
+  /**
+   * Grants lease `id` (0: the smallest free id from `suggested` on) of `ttlSeconds`; answers
+   * the lease. `LEASE_EXISTS` when `id` is taken.
+   */
+  grant(id: number, ttlSeconds: number, suggested: number): Lease {
+    if (id !== 0 && this.leases.has(id))
+      throw new FlotillaError('LEASE_EXISTS', `Lease ${id} already exists`);
+    let chosen = id;
+    if (chosen === 0) for (chosen = suggested; this.leases.has(chosen); chosen++);
+    this.leases.set(chosen, { ttlSeconds, keys: new Set() });
+    return { id: chosen, ttlSeconds };
+  }
+
+  /**
+   * Revokes a lease: deletes every key attached to it in one revision (raised only if a key
+   * was deleted) and forgets it. Answers the keys deleted. `LEASE_NOT_FOUND` if unknown.
+   */
+  revoke(id: number): { revision: number; deleted: number } {
+    const lease = this.leases.get(id);
+    if (lease === undefined)
+      throw new FlotillaError(
+        'LEASE_NOT_FOUND',
+        `Lease ${id} does not exist (never granted, revoked or expired)`,
+      );
+    const keys = [...lease.keys].sort();
+    const ops: Op[] = keys.map((s) => ({
+      kind: 'delete',
+      range: { key: bytesOf(s), rangeEnd: null },
+      prevKv: false,
+    }));
+    const r = this.apply({ compare: [], success: ops, failure: [] });
+    this.leases.delete(id);
+    return { revision: r.revision, deleted: keys.length };
+  }
+
+  /** Every lease, by id. */
+  leaseList(): Lease[] {
+    return [...this.leases]
+      .sort((a, b) => a[0] - b[0])
+      .map(([id, l]) => ({ id, ttlSeconds: l.ttlSeconds }));
+  }
+
+  /** A lease and the keys attached to it (in byte order), or undefined. */
+  lease(id: number): { lease: Lease; keys: Uint8Array[] } | undefined {
+    const l = this.leases.get(id);
+    if (l === undefined) return undefined;
+    return { lease: { id, ttlSeconds: l.ttlSeconds }, keys: [...l.keys].sort().map(bytesOf) };
+  }
+
   /** Checks that a read may ask for `revision`. */
   checkRevision(revision: number): void {
     if (revision > this.rev)
@@ -330,13 +403,21 @@ export class KvStore {
       compacted: this.history.compacted(),
       kvs: this.keys.all().map((s) => this.map.get(s) as KeyValue),
       pasts,
+      leases: this.leaseList(),
     };
   }
 
   restoreState(state: StoreState): void {
     this.rev = state.revision;
     this.map.clear();
-    for (const kv of state.kvs) this.map.set(k(kv.key), kv);
+    this.leases.clear();
+    for (const l of state.leases)
+      this.leases.set(l.id, { ttlSeconds: l.ttlSeconds, keys: new Set() });
+    for (const kv of state.kvs) {
+      const s = k(kv.key);
+      this.map.set(s, kv);
+      if ((kv.lease ?? 0) !== 0) this.leases.get(kv.lease as number)?.keys.add(s);
+    }
     this.keys = SortedKeys.fromSorted([...this.map.keys()].sort());
     this.history.restore(
       state.pasts.map((p) => [k(p.key), [...p.versions]] as [string, Version[]]),
@@ -345,22 +426,37 @@ export class KvStore {
     );
   }
 
-  private put(key: Uint8Array, value: Uint8Array, rev: number, wantPrev: boolean): KeyValue | null {
+  private put(
+    key: Uint8Array,
+    value: Uint8Array,
+    rev: number,
+    wantPrev: boolean,
+    lease: number,
+  ): KeyValue | null {
     const s = k(key);
     const prev = this.map.get(s);
     if (prev !== undefined) this.history.superseded(s, prev, rev);
     else this.history.revived(s);
+    this.detach(s, prev);
+    if (lease !== 0) this.leases.get(lease)?.keys.add(s);
     const kv: KeyValue = {
       key: key.slice(),
       value: value.slice(),
       createRevision: prev?.createRevision ?? rev,
       modRevision: rev,
       version: (prev?.version ?? 0) + 1,
+      ...(lease !== 0 ? { lease } : {}),
     };
     this.map.set(s, kv);
     this.pending?.push({ kind: 'put', kv, prev: prev ?? null });
     if (prev === undefined) this.keys.insert(s);
     return wantPrev ? (prev ?? null) : null;
+  }
+
+  /** Detaches key `s` (whose version was `prev`) from its lease. */
+  private detach(s: string, prev: KeyValue | undefined): void {
+    if (prev !== undefined && (prev.lease ?? 0) !== 0)
+      this.leases.get(prev.lease as number)?.keys.delete(s);
   }
 
   private deleteRange(
@@ -374,6 +470,7 @@ export class KvStore {
       if (prev === undefined) return { kind: 'delete', deleted: 0, prevKvs: [] };
       this.map.delete(s);
       this.keys.remove(s);
+      this.detach(s, prev);
       this.history.deleted(s, prev, rev);
       this.pending?.push({ kind: 'delete', key: prev.key, modRevision: rev, prev });
       return { kind: 'delete', deleted: 1, prevKvs: wantPrev ? [prev] : [] };
@@ -385,6 +482,7 @@ export class KvStore {
       const prev = this.map.get(s) as KeyValue;
       if (wantPrev) prevKvs.push(prev);
       this.map.delete(s);
+      this.detach(s, prev);
       this.history.deleted(s, prev, rev);
       this.pending?.push({ kind: 'delete', key: prev.key, modRevision: rev, prev });
     }
@@ -398,7 +496,7 @@ export class KvStore {
       if (kv === undefined) return false;
       return cmp(compareBytes(kv.value, c.value as Uint8Array), c.op);
     }
-    const actual = kv === undefined ? 0 : kv[c.target];
+    const actual = kv === undefined ? 0 : c.target === 'lease' ? (kv.lease ?? 0) : kv[c.target];
     return cmp(actual - (c.value as number), c.op);
   }
 }

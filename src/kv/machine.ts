@@ -7,13 +7,14 @@ import { Packr } from 'msgpackr';
 import { checkKey, checkValue, defaultLimits, type Limits } from '../base/limits.js';
 import { chunkStream, type Command, type Refusal, type StateMachine } from '../host/contracts.js';
 import { binHeaderBytes, envelopeOverheadBytes } from '../host/envelope.js';
-import { FlotillaError } from '../base/errors.js';
+import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import type { Version } from './history.js';
 import {
   KvStore,
   type Compare,
   type Changes,
   type KeyPast,
+  type Lease,
   type Op,
   type OpResult,
   type Range,
@@ -32,7 +33,37 @@ export interface CompactCommand {
   readonly compact: number;
 }
 
-export type KvCommand = TxnCommand | CompactCommand;
+/** Grant a lease of `ttl` seconds, with id `id` (0: chosen from the entry's index). */
+export interface LeaseGrantCommand {
+  readonly leaseGrant: { readonly id: number; readonly ttl: number };
+}
+
+/** Revoke a lease: its keys are deleted in one revision. */
+export interface LeaseRevokeCommand {
+  readonly leaseRevoke: number;
+}
+
+export type KvCommand = TxnCommand | CompactCommand | LeaseGrantCommand | LeaseRevokeCommand;
+
+/** A command refused when applied, deterministically on every replica; nothing changed. */
+export interface KvError {
+  readonly kind: 'error';
+  readonly revision: number;
+  readonly error: { readonly code: ErrorCode; readonly message: string };
+}
+
+export interface LeaseGrantResult {
+  readonly kind: 'lease-grant';
+  readonly revision: number;
+  readonly id: number;
+  readonly ttl: number;
+}
+
+export interface LeaseRevokeResult {
+  readonly kind: 'lease-revoke';
+  readonly revision: number;
+  readonly deleted: number;
+}
 
 /** What a compaction gave: the compacted revision, or why it was refused (nothing changed). */
 export interface CompactResult {
@@ -54,7 +85,8 @@ export type KvLimits = Pick<Limits, 'maxKeyBytes' | 'maxValueBytes'> &
 type ResolvedKvLimits = Pick<Limits, 'maxKeyBytes' | 'maxValueBytes' | 'maxTxnOps'>;
 
 /** What applying one command gives back to its proposer (and its session's cache). */
-export type ApplyResult = TxnResult | CompactResult | Refusal;
+export type ApplyResult =
+  TxnResult | CompactResult | LeaseGrantResult | LeaseRevokeResult | KvError | Refusal;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -75,7 +107,9 @@ export function maxWriteEnvelopeBytes(limits: {
 }): number {
   const none = new Uint8Array(0);
   const txn = (op: Op): TxnCommand => ({ compare: [], success: [op], failure: [] });
-  const put = packr.pack(txn({ kind: 'put', key: none, value: none, prevKv: true })).length;
+  const put = packr.pack(
+    txn({ kind: 'put', key: none, value: none, prevKv: true, lease: Number.MAX_SAFE_INTEGER }),
+  ).length;
   const del = packr.pack(
     txn({ kind: 'delete', range: { key: none, rangeEnd: none }, prevKv: true }),
   ).length;
@@ -125,6 +159,14 @@ export class KvStateMachine implements StateMachine {
     this.restored = listener;
   }
 
+  leases(): Lease[] {
+    return this.store.leaseList();
+  }
+
+  lease(id: number): { lease: Lease; keys: Uint8Array[] } | undefined {
+    return this.store.lease(id);
+  }
+
   /** The changes to `range` from revision `from` on, by revision (KvStore.changesSince). */
   changesSince(range: Range, from: number): Changes[] {
     return this.store.changesSince(range, from);
@@ -133,6 +175,8 @@ export class KvStateMachine implements StateMachine {
   /** The command's bytes, the payload of one envelope. */
   static encode(cmd: KvCommand): Uint8Array {
     if ('compact' in cmd) return packr.pack({ compact: cmd.compact });
+    if ('leaseGrant' in cmd) return packr.pack({ leaseGrant: cmd.leaseGrant });
+    if ('leaseRevoke' in cmd) return packr.pack({ leaseRevoke: cmd.leaseRevoke });
     return packr.pack({ compare: cmd.compare, success: cmd.success, failure: cmd.failure });
   }
 
@@ -149,7 +193,30 @@ export class KvStateMachine implements StateMachine {
         };
       }
       if ('compact' in cmd) return this.compact(cmd.compact);
-      return this.store.apply(cmd);
+      try {
+        if ('leaseGrant' in cmd) {
+          // An id from the entry's index: unique, and the same on every replica.
+          const l = this.store.grant(cmd.leaseGrant.id, cmd.leaseGrant.ttl, c.index);
+          return {
+            kind: 'lease-grant',
+            revision: this.store.revision(),
+            id: l.id,
+            ttl: l.ttlSeconds,
+          };
+        }
+        if ('leaseRevoke' in cmd) {
+          const r = this.store.revoke(cmd.leaseRevoke);
+          return { kind: 'lease-revoke', revision: r.revision, deleted: r.deleted };
+        }
+        return this.store.apply(cmd);
+      } catch (err) {
+        if (!(err instanceof FlotillaError)) throw err;
+        return {
+          kind: 'error',
+          revision: this.store.revision(),
+          error: { code: err.code, message: err.message },
+        };
+      }
     });
   }
 
@@ -204,6 +271,7 @@ export class KvStateMachine implements StateMachine {
         compacted: state.compacted,
         chunks,
         pastChunks,
+        leases: state.leases.map((l) => [l.id, l.ttlSeconds]),
       });
       for (let i = 0; i < chunks; i++)
         yield packr.pack(state.kvs.slice(i * RECORDS_PER_CHUNK, (i + 1) * RECORDS_PER_CHUNK));
@@ -223,6 +291,7 @@ export class KvStateMachine implements StateMachine {
       compacted?: unknown;
       chunks?: unknown;
       pastChunks?: unknown;
+      leases?: unknown;
     };
     if (header.v !== 3 && header.v !== 4)
       throw new Error(`Unsupported key-value snapshot version ${String(header.v)}`);
@@ -249,11 +318,20 @@ export class KvStateMachine implements StateMachine {
     for (let i = 0; i < (pastChunks as number); i++)
       for (const p of await next(`history chunk ${i + 1}`)) pasts.push(normalizePast(p as KeyPast));
     if (!(await it.next()).done) throw new Error('Key-value snapshot has chunks past its end');
+    const leases = header.v === 3 ? [] : header.leases;
+    if (
+      !Array.isArray(leases) ||
+      !leases.every(
+        (l) => Array.isArray(l) && l.length === 2 && l.every((n) => Number.isSafeInteger(n)),
+      )
+    )
+      throw new Error('Key-value snapshot leases are malformed');
     this.store.restoreState({
       revision: header.revision as number,
       compacted: compacted as number,
       kvs,
       pasts,
+      leases: (leases as [number, number][]).map(([id, ttlSeconds]) => ({ id, ttlSeconds })),
     });
     this.restored?.();
   }
@@ -287,6 +365,19 @@ function decodeCommand(data: Uint8Array, limits: ResolvedKvLimits): KvCommand {
   const x = packr.unpack(data) as unknown;
   if (x === null || typeof x !== 'object' || Array.isArray(x)) fail('not a transaction map');
   const t = x as Record<string, unknown>;
+  if ('leaseGrant' in t) {
+    const g = t['leaseGrant'] as Record<string, unknown> | null;
+    const id = g?.['id'];
+    const ttl = g?.['ttl'];
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) fail('bad lease id');
+    if (typeof ttl !== 'number' || !Number.isSafeInteger(ttl) || ttl < 1) fail('bad lease ttl');
+    return { leaseGrant: { id, ttl } };
+  }
+  if ('leaseRevoke' in t) {
+    const id = t['leaseRevoke'];
+    if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) fail('bad lease id');
+    return { leaseRevoke: id };
+  }
   if ('compact' in t) {
     const rev = t['compact'];
     if (typeof rev !== 'number' || !Number.isSafeInteger(rev) || rev < 1)
@@ -325,11 +416,14 @@ function decodeOp(v: unknown, limits: ResolvedKvLimits): Op {
     case 'put': {
       const value = o['value'];
       if (!isBytes(value)) fail('a value is not bytes');
+      const lease = o['lease'] ?? 0;
+      if (typeof lease !== 'number' || !Number.isSafeInteger(lease) || lease < 0) fail('bad lease');
       return {
         kind: 'put',
         key: key(o['key'], limits),
         value: new Uint8Array(checkValue(value, limits)),
         prevKv: o['prevKv'] === true,
+        ...(lease !== 0 ? { lease } : {}),
       };
     }
     case 'delete':
@@ -357,7 +451,8 @@ function decodeCompare(v: unknown, limits: ResolvedKvLimits): Compare {
     target !== 'value' &&
     target !== 'version' &&
     target !== 'createRevision' &&
-    target !== 'modRevision'
+    target !== 'modRevision' &&
+    target !== 'lease'
   )
     fail('bad compare target');
   if (op !== '=' && op !== '!=' && op !== '<' && op !== '>') fail('bad compare op');

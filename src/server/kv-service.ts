@@ -16,6 +16,10 @@ import {
   KvStateMachine,
   maxWriteEnvelopeBytes,
   type CompactResult,
+  type KvCommand,
+  type KvError,
+  type LeaseGrantResult,
+  type LeaseRevokeResult,
   type TxnCommand,
 } from '../kv/machine.js';
 
@@ -61,13 +65,27 @@ export class KvService {
     revision: number,
     w: WaitOptions = {},
   ): Promise<{ revision: number; compacted: number }> {
-    const data = encodeEnvelope({
+    return compactAnswerOf(await this.propose(this.command({ compact: revision }), w));
+  }
+
+  /** Grants a lease of `ttl` seconds (id 0: one is chosen); answers its id and revision. */
+  async leaseGrant(id: number, ttl: number, w: WaitOptions = {}): Promise<LeaseGrantResult> {
+    return ok<LeaseGrantResult>(await this.propose(this.command({ leaseGrant: { id, ttl } }), w));
+  }
+
+  /** Revokes a lease, deleting its keys in one revision. */
+  async leaseRevoke(id: number, w: WaitOptions = {}): Promise<LeaseRevokeResult> {
+    return ok<LeaseRevokeResult>(await this.propose(this.command({ leaseRevoke: id }), w));
+  }
+
+  /** A command without a session: its retries are harmless (or refused as such). */
+  private command(cmd: KvCommand): Uint8Array {
+    return encodeEnvelope({
       client: '',
       seq: 0,
       timeMs: this.clock.nowMs(),
-      payload: KvStateMachine.encode({ compact: revision }),
+      payload: KvStateMachine.encode(cmd),
     });
-    return compactAnswerOf(await this.propose(data, w));
   }
 
   /** Proposes an entry and waits for its applied result; throws a FlotillaError. */
@@ -115,7 +133,7 @@ export function answerOf(result: unknown): WriteAnswer {
       throw new FlotillaError(result.refused, result.message, true);
     throw new FlotillaError('BAD_REQUEST', result.message);
   }
-  const r = result as TxnResult;
+  const r = ok<TxnResult>(result);
   return { revision: r.revision, succeeded: r.succeeded, results: r.results };
 }
 
@@ -125,4 +143,13 @@ export function compactAnswerOf(result: unknown): { revision: number; compacted:
   const r = result as CompactResult;
   if (r.error !== undefined) throw new FlotillaError(r.error.code, r.error.message);
   return { revision: r.revision, compacted: r.compacted };
+}
+
+/** A result that is not a refusal or an error, or the error it carries thrown. */
+function ok<T>(result: unknown): T {
+  if (isRefusal(result)) throw new FlotillaError('BAD_REQUEST', result.message);
+  const e = result as Partial<KvError>;
+  if (e.kind === 'error' && e.error !== undefined)
+    throw new FlotillaError(e.error.code, e.error.message);
+  return result as T;
 }

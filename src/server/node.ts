@@ -43,6 +43,8 @@ import { KvService, answerOf } from './kv-service.js';
 import { AutoCompactor } from './compactor.js';
 import { WatchHub } from '../kv/watch-hub.js';
 import { installWatchRoute } from '../api/watch.js';
+import { installLeaseRoutes } from '../api/lease-routes.js';
+import { LeaseKeeper } from './lease-keeper.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 /** The Raft group that holds the key-value store (the only one yet). */
@@ -56,6 +58,7 @@ export class FlotillaNode implements AsyncDisposable {
   private readonly forwarder: Forwarder;
   private readonly compactor: AutoCompactor;
   readonly watchHub: WatchHub;
+  readonly leaseKeeper: LeaseKeeper;
 
   private constructor(
     readonly config: NodeConfig,
@@ -81,6 +84,24 @@ export class FlotillaNode implements AsyncDisposable {
       maxInFlight: forwardConnections,
     });
     this.watchHub = new WatchHub(kv);
+    this.leaseKeeper = new LeaseKeeper({
+      clock: systemClock,
+      isLeader: () => runtime.isLeader(),
+      leases: () => kv.leases(),
+      lease: (id) => kv.lease(id)?.lease,
+      // The longest election timeout: how long keep-alives may have found no leader.
+      extendMs: 2 * config.electionTicks * config.tickMs,
+      checkEveryMs: 100,
+      revoke: async (id) => {
+        await service.leaseRevoke(id);
+        log.info({ lease: id }, 'lease expired: revoked, its keys deleted');
+      },
+      onError: (id, err) =>
+        log.warn(
+          { lease: id, err: (err as Error).message },
+          'revoking an expired lease failed; will try again',
+        ),
+    });
     this.compactor = new AutoCompactor({
       clock: systemClock,
       keepRevisions: config.compactionKeepRevisions,
@@ -351,6 +372,19 @@ export class FlotillaNode implements AsyncDisposable {
       return rows;
     });
     installRoutes(http, node.backend());
+    installLeaseRoutes(http, {
+      forward: (path, rawBody, signal) => node.forwarder.forward(path, rawBody, signal),
+      header: () => ({
+        revision: kv.revision(),
+        memberId: config.id,
+        raftTerm: runtime.status().term,
+      }),
+      grant: (id, ttl, signal) => service.leaseGrant(id, ttl, { signal }),
+      revoke: (id, signal) => service.leaseRevoke(id, { signal }),
+      keepAlive: (id) => node.leaseKeeper.keepAlive(id),
+      timeToLive: (id) => ({ ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] }),
+      leases: () => kv.leases(),
+    });
     installWatchRoute(http, {
       limits: config.limits,
       clock: systemClock,
@@ -381,6 +415,7 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     node.compactor.start();
+    node.leaseKeeper.start();
     return node;
   }
 
@@ -389,6 +424,7 @@ export class FlotillaNode implements AsyncDisposable {
     if (this.closing) return;
     this.closing = true;
     this.compactor.stop();
+    this.leaseKeeper.stop();
     this.watchHub.close();
     await this.host.close();
     await this.http.close();

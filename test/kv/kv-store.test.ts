@@ -276,7 +276,13 @@ void test('the proposal limit is the largest single write, exactly, at every msg
         seq: 2 ** 53 - 1,
       };
       const ops: Op[] = [
-        { kind: 'put', key, value: new Uint8Array(maxValueBytes), prevKv: true },
+        {
+          kind: 'put',
+          key,
+          value: new Uint8Array(maxValueBytes),
+          prevKv: true,
+          lease: Number.MAX_SAFE_INTEGER,
+        },
         { kind: 'delete', range: { key, rangeEnd: key }, prevKv: true },
       ];
       const sizesSeen = ops.map(

@@ -4,18 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AutoCompactor } from '../../src/server/compactor.js';
-import type { Clock } from '../../src/host/contracts.js';
-
-class ManualClock implements Clock {
-  now = 0;
-  nowMs(): number {
-    return this.now;
-  }
-  setTimeout(): unknown {
-    throw new Error('the test calls check() itself');
-  }
-  clearTimeout(): void {}
-}
+import { ManualClock } from '../support/manual-clock.js';
 
 function compactor(o: { keepRevisions: number; keepMs: number }) {
   const clock = new ManualClock();
