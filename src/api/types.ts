@@ -88,7 +88,7 @@ export interface DeleteResponse {
   readonly prevKvs?: readonly KeyValue[];
 }
 
-export type CompareTarget = 'value' | 'version' | 'createRevision' | 'modRevision';
+export type CompareTarget = 'value' | 'version' | 'createRevision' | 'modRevision' | 'lease';
 export type CompareOp = '=' | '!=' | '<' | '>';
 
 export interface Compare {
@@ -100,7 +100,14 @@ export interface Compare {
 }
 
 export type TxnOp =
-  | { readonly put: { readonly key: string; readonly value: string; readonly prevKv?: boolean } }
+  | {
+      readonly put: {
+        readonly key: string;
+        readonly value: string;
+        readonly prevKv?: boolean;
+        readonly lease?: number;
+      };
+    }
   | {
       readonly delete: {
         readonly key: string;

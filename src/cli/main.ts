@@ -5,6 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { FlotillaClient, FlotillaError } from '../client/index.js';
 import { ConfigError, configFromEnv, readConfigFile, resolveNodeConfig } from '../server/config.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
+import { runElection, runLocked } from './concurrency.js';
 
 const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
 
@@ -222,6 +223,54 @@ export function buildProgram(): Command {
         if (r.more) process.stdout.write(`... ${r.count - r.kvs.length} more\n`);
         return undefined;
       }),
+    );
+
+  program
+    .command('lock')
+    .description('run a command while holding a lock; it is stopped if the lock is lost')
+    .argument('<name>', 'the lock')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .option(
+      '--ttl <seconds>',
+      "the holder's lease: how long a frozen holder keeps the lock",
+      int('--ttl', 1),
+      10,
+    )
+    .action(async (name: string, argv: string[], o: { endpoints: string; ttl: number }) => {
+      const c = client(o);
+      try {
+        process.exitCode = await runLocked(c, name, argv, o.ttl);
+      } finally {
+        await c.close();
+      }
+    });
+  program
+    .command('elect')
+    .description(
+      'campaign to lead NAME and print when elected (or, with --watch, print its leaders)',
+    )
+    .argument('<name>', 'the election')
+    .argument('[value]', 'what the leader announces (default: host-pid)')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .option('--ttl <seconds>', "the candidate's lease", int('--ttl', 1), 10)
+    .option('--watch', 'do not campaign: print every change of leader')
+    .action(
+      async (
+        name: string,
+        value: string | undefined,
+        o: { endpoints: string; ttl: number; watch?: boolean },
+      ) => {
+        const c = client(o);
+        try {
+          process.exitCode = await runElection(c, name, value, {
+            ttl: o.ttl,
+            watchOnly: o.watch === true,
+          });
+        } finally {
+          await c.close();
+        }
+      },
     );
 
   const lease = program

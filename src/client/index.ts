@@ -44,6 +44,7 @@ export type { WatchBatch, WatchEventJson, WatchOptions } from './watch.js';
 // codes a node sends plus the client's own (CONNECTION, BAD_RESPONSE); `indefinite` says
 // whether the operation may have taken effect; `leader` is the leader the answering node named.
 export { FlotillaError, errorCodes, type ErrorCode } from '../base/errors.js';
+export { Election, Mutex, Session, observe, type Held } from './concurrency.js';
 
 export interface ClientOptions {
   /** Base URLs of the nodes, e.g. http://127.0.0.1:8001. */

@@ -1,0 +1,242 @@
+// Locks and leader election built on the store, as etcd's `concurrency` package builds them:
+// a session is a lease kept alive; a contender writes a key under the lock's (or election's)
+// prefix attached to its session's lease, and the contender whose key has the lowest create
+// revision holds it. Each waiter watches only the key just before its own (no thundering herd
+// when the holder leaves). The create revision of the holder's key is a fencing token: it
+// rises with every acquisition, and a write guarded by it (a txn comparing the key's create
+// revision) fails once the holder lost its lease, however long it was paused.
+
+import { FlotillaError } from '../base/errors.js';
+import type { Compare, KeyValue, TxnOp, TxnResponse } from '../api/types.js';
+import type { FlotillaClient } from './index.js';
+
+/** A lease kept alive in the background: the lifetime of a lock holder or a candidate. */
+export class Session {
+  private readonly stop = new AbortController();
+  /** Settles when the session ends: resolves when closed, rejects when the lease was lost. */
+  readonly done: Promise<void>;
+
+  private constructor(
+    readonly client: FlotillaClient,
+    readonly lease: number,
+    readonly ttl: number,
+  ) {
+    this.done = client.keepLeaseAlive(lease, ttl, { signal: this.stop.signal });
+    // Observed by whoever awaits `done`; never an unhandled rejection.
+    this.done.catch(() => undefined);
+  }
+
+  /** Grants a lease of `ttl` seconds and keeps it alive until `close`. */
+  static async create(client: FlotillaClient, o: { ttl?: number } = {}): Promise<Session> {
+    const ttl = o.ttl ?? 10;
+    const { id } = await client.leaseGrant(ttl);
+    return new Session(client, id, ttl);
+  }
+
+  /** Stops the keep-alives and revokes the lease: every key of the session goes at once. */
+  async close(): Promise<void> {
+    this.stop.abort();
+    await this.done.catch(() => undefined);
+    await this.client.leaseRevoke(this.lease).catch((err: unknown) => {
+      if (!(err instanceof FlotillaError && err.code === 'LEASE_NOT_FOUND')) throw err;
+    });
+  }
+}
+
+/** Where a contender stands: its key and that key's create revision (the fencing token). */
+export interface Held {
+  readonly key: string;
+  readonly token: number;
+}
+
+/**
+ * Queues a contender under `prefix` and waits until it is first. Returns its key and token.
+ * Re-entrant for one session: a session already queued keeps its place.
+ */
+async function queue(
+  s: Session,
+  prefix: string,
+  value: string,
+  signal?: AbortSignal,
+): Promise<Held> {
+  const key = `${prefix}${s.lease.toString(16)}`;
+  const r = await s.client.txn(
+    [{ key, target: 'createRevision', op: '=', value: 0 }],
+    [{ put: { key, value, lease: s.lease } }],
+    [{ range: { key } }],
+  );
+  const token = r.succeeded
+    ? r.header.revision
+    : ((r.responses[0] as { range: { kvs: readonly KeyValue[] } }).range.kvs[0]?.createRevision ??
+      0);
+  if (token === 0) throw new FlotillaError('LEASE_NOT_FOUND', `Contender key ${key} vanished`);
+  for (;;) {
+    if (signal?.aborted) throw new FlotillaError('ABORTED', 'Aborted by the caller', false);
+    // The contender just before this one, if any: the key with the highest create revision
+    // below ours.
+    const all = await s.client.range(prefix, { prefix: true });
+    let before: KeyValue | null = null;
+    for (const kv of all.kvs)
+      if (
+        kv.createRevision < token &&
+        (before === null || kv.createRevision > before.createRevision)
+      )
+        before = kv;
+    if (before === null) return { key, token };
+    await waitForDelete(s.client, before.key, all.header.revision + 1, signal);
+  }
+}
+
+/** Resolves once `key` is deleted at `from` or later (it may be deleted already). */
+async function waitForDelete(
+  client: FlotillaClient,
+  key: string,
+  from: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const batch of client.watch(key, { startRevision: from, signal: stop.signal }))
+      if (batch.events.some((e) => e.type === 'delete')) return;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    stop.abort();
+  }
+}
+
+/** A distributed mutex (etcd's concurrency.Mutex). */
+export class Mutex {
+  private held: Held | null = null;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly session: Session,
+    name: string,
+  ) {
+    this.prefix = `${name}/`;
+  }
+
+  /** Waits until this session holds the lock; answers the fencing token. */
+  async lock(o: { signal?: AbortSignal } = {}): Promise<Held> {
+    try {
+      this.held = await queue(this.session, this.prefix, '', o.signal);
+    } catch (err) {
+      // Leave the queue rather than block those behind.
+      await this.session.client
+        .delete(`${this.prefix}${this.session.lease.toString(16)}`)
+        .catch(() => undefined);
+      throw err;
+    }
+    return this.held;
+  }
+
+  async unlock(): Promise<void> {
+    if (this.held === null) return;
+    await this.session.client.delete(this.held.key);
+    this.held = null;
+  }
+
+  /**
+   * A transaction that applies only while this session still holds the lock: its compares
+   * plus "the lock key has our create revision". `succeeded: false` when the lock was lost
+   * (or the caller's own compares failed).
+   */
+  async guardedTxn(
+    compare: readonly Compare[],
+    success: readonly TxnOp[],
+    failure: readonly TxnOp[] = [],
+  ): Promise<TxnResponse> {
+    const held = this.held;
+    if (held === null) throw new FlotillaError('INVALID_REQUEST', 'The lock is not held');
+    return this.session.client.txn(
+      [...compare, { key: held.key, target: 'createRevision', op: '=', value: held.token }],
+      success,
+      failure,
+    );
+  }
+}
+
+/** Leader election (etcd's concurrency.Election): one leader at a time, and who it is. */
+export class Election {
+  private held: Held | null = null;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly session: Session,
+    name: string,
+  ) {
+    this.prefix = `${name}/`;
+  }
+
+  /** Waits until elected, announcing `value`; answers the leadership's fencing token. */
+  async campaign(value: string, o: { signal?: AbortSignal } = {}): Promise<Held> {
+    this.held = await queue(this.session, this.prefix, value, o.signal);
+    return this.held;
+  }
+
+  /** Changes the value the leader announces, while it still leads. */
+  async proclaim(value: string): Promise<void> {
+    const held = this.held;
+    if (held === null) throw new FlotillaError('INVALID_REQUEST', 'Not the leader');
+    const r = await this.session.client.txn(
+      [{ key: held.key, target: 'createRevision', op: '=', value: held.token }],
+      [{ put: { key: held.key, value, lease: this.session.lease } }],
+    );
+    if (!r.succeeded)
+      throw new FlotillaError('INVALID_REQUEST', 'Leadership was lost: the lease expired');
+  }
+
+  /** Steps down: the next candidate in line becomes leader. */
+  async resign(): Promise<void> {
+    if (this.held === null) return;
+    await this.session.client.delete(this.held.key);
+    this.held = null;
+  }
+
+  /** The current leader's value and token, or null when there is none. */
+  async leader(): Promise<{ value: string; token: number } | null> {
+    return leaderOf(this.session.client, this.prefix);
+  }
+}
+
+async function leaderOf(
+  client: FlotillaClient,
+  prefix: string,
+): Promise<{ value: string; token: number; revision: number } | null> {
+  const r = await client.range(prefix, { prefix: true });
+  let first: KeyValue | null = null;
+  for (const kv of r.kvs)
+    if (first === null || kv.createRevision < first.createRevision) first = kv;
+  return first === null
+    ? null
+    : { value: first.value, token: first.createRevision, revision: r.header.revision };
+}
+
+/**
+ * Follows an election's leadership: yields the leader (or null) now and at every change of
+ * leader or of its value, until `o.signal` aborts.
+ */
+export async function* observe(
+  client: FlotillaClient,
+  name: string,
+  o: { signal?: AbortSignal } = {},
+): AsyncGenerator<{ value: string; token: number } | null> {
+  const prefix = `${name}/`;
+  let current = await leaderOf(client, prefix);
+  yield current === null ? null : { value: current.value, token: current.token };
+  const from =
+    (current?.revision ?? (await client.range(prefix, { prefix: true })).header.revision) + 1;
+  for await (const _batch of client.watch(prefix, {
+    prefix: true,
+    startRevision: from,
+    ...(o.signal === undefined ? {} : { signal: o.signal }),
+  })) {
+    const next = await leaderOf(client, prefix);
+    if (next?.token !== current?.token || next?.value !== current?.value) {
+      current = next;
+      yield next === null ? null : { value: next.value, token: next.token };
+    }
+  }
+}
