@@ -45,3 +45,12 @@ export {
   type SetReport,
 } from './set.js';
 export { syntheticRegisterHistory, type SyntheticOptions } from './synthetic.js';
+export {
+  checkLockWrites,
+  checkWatchers,
+  type LockReport,
+  type LockWrite,
+  type WatchReport,
+  type WatchedRevision,
+  type WatcherLog,
+} from './watch.js';

@@ -1,6 +1,7 @@
 // The bounded part of the fault-injection suite that runs with every `npm test`: a few seeded
 // runs against real 3-node clusters with every nemesis (one of them wiping data directories),
-// which must come out linearizable, and
+// which must come out linearizable, with every watcher given every revision once and in order
+// and no two lock holders' writes interleaved, and
 // one run per planted bug, which must not. The long campaign (50 runs of 60 s) is run with
 // `npm run chaos` and recorded in docs/TESTING.md.
 
@@ -27,6 +28,10 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
         assert.ok(r.faults.length >= 2, `faults injected:\n${summary}`);
         assert.ok((r.register?.counts.ok ?? 0) > 200, `register operations:\n${summary}`);
         assert.ok((r.set?.report.acknowledged ?? 0) > 50, `set adds:\n${summary}`);
+        assert.equal(r.watch?.valid, true, `watchers:\n${summary}`);
+        assert.ok((r.watch?.delivered ?? 0) > 100, `watch deliveries:\n${summary}`);
+        assert.equal(r.lock?.valid, true, `lock:\n${summary}`);
+        assert.ok((r.lock?.entered ?? 0) > 3, `critical sections:\n${summary}`);
       },
     );
   }

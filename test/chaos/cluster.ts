@@ -209,6 +209,8 @@ export class ChaosCluster {
     const env: NodeJS.ProcessEnv = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLOTILLA_')) env[k] = v;
     env['FLOTILLA_UNSAFE_TEST_MODE'] = this.o.unsafeMode;
+    // The watch and lock checks replay the whole history from revision 1: keep all of it.
+    env['FLOTILLA_COMPACTION_KEEP_REVISIONS'] = '0';
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     allProcesses.add(child);
     child.on('error', (err) => {

@@ -15,6 +15,8 @@ import {
   type Operation,
   type SetHistory,
   type SetReport,
+  type LockReport,
+  type WatchReport,
 } from '../../src/check/index.js';
 import { FlotillaClient } from '../../src/client/index.js';
 import { createRng, type Rng } from '../../src/raft/index.js';
@@ -26,6 +28,7 @@ import {
   defaultClientTiming,
   type WorkloadKind,
 } from './workload.js';
+import { LockWorkload, WatchWorkload } from './workload-watch.js';
 
 export interface ChaosOptions {
   readonly seed: number;
@@ -36,6 +39,8 @@ export interface ChaosOptions {
   readonly registerClients: number;
   readonly registerKeys: number;
   readonly setClients: number;
+  readonly watchers: number;
+  readonly lockClients: number;
   readonly unsafeMode: UnsafeMode;
   readonly storage: 'wal' | 'sqlite';
   readonly snapshotEveryEntries: number;
@@ -49,10 +54,12 @@ export const defaultChaosOptions: Omit<ChaosOptions, 'seed' | 'log'> = {
   timeSec: 60,
   nodes: 3,
   nemeses: ['kill', 'pause', 'partition'],
-  workloads: ['register', 'set'],
+  workloads: ['register', 'set', 'watch', 'lock'],
   registerClients: 12,
   registerKeys: 5,
   setClients: 3,
+  watchers: 3,
+  lockClients: 3,
   unsafeMode: 'none',
   storage: 'wal',
   snapshotEveryEntries: 2_000,
@@ -73,6 +80,8 @@ export interface ChaosReport {
   readonly verdict: RunVerdict;
   readonly register: { readonly counts: OpCounts; readonly result: CheckResult } | null;
   readonly set: { readonly report: SetReport } | null;
+  readonly watch: WatchReport | null;
+  readonly lock: (LockReport & { readonly entered: number; readonly refused: number }) | null;
   readonly faults: readonly FaultRecord[];
   /**
    * What went wrong outside the checkers: a node that exited without being killed, a cluster
@@ -117,9 +126,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   try {
     await cluster.start();
     o.log(`cluster of ${o.nodes} up in ${(now() / 1000).toFixed(1)} s; running ${o.timeSec} s`);
-    const { register, set, nemesis } = makeRun(o, rng, cluster, now);
-    await drive(o, now, { register, set, nemesis }, problems);
+    const { register, set, nemesis, watch, lock } = makeRun(o, rng, cluster, now);
+    watch?.start();
+    await drive(o, now, { register, set, nemesis, watch, lock }, problems);
     const settled = await settle(o, cluster, problems);
+    let watchReport: WatchReport | null = null;
+    let lockReport: ChaosReport['lock'] = null;
     let finalReads: FinalRead[] = [];
     if (settled) {
       if (register !== null) {
@@ -127,11 +139,20 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         if (failed > 0) problems.push(`${failed} final register reads failed on a settled cluster`);
       }
       if (set !== null) finalReads = await setFinalReads(cluster, problems);
+      const first = cluster.endpoints()[0] as string;
+      if (watch !== null) watchReport = await watch.judge(first, problems);
+      if (lock !== null) {
+        const r = await lock.judge(first, problems);
+        lockReport = r === null ? null : { ...r, entered: lock.entered, refused: lock.refused };
+      }
     }
+    await watch?.stopAll();
     problems.push(...cluster.unexpectedExits);
     return await judge(o, cluster, {
       register: register?.history ?? null,
       set: set === null || !settled ? null : { adds: set.adds, finalReads },
+      watch: watchReport,
+      lock: lockReport,
       faults: nemesis.faults,
       problems,
       elapsedSec: now() / 1000,
@@ -171,7 +192,12 @@ function makeRun(o: ChaosOptions, rng: Rng, cluster: ChaosCluster, now: () => nu
     now,
     o.log,
   );
-  return { register, set, nemesis };
+  const endpoints = cluster.endpoints();
+  const watch = o.workloads.includes('watch') ? new WatchWorkload(endpoints, o.watchers) : null;
+  const lock = o.workloads.includes('lock')
+    ? new LockWorkload(endpoints, o.lockClients, now)
+    : null;
+  return { register, set, nemesis, watch, lock };
 }
 
 /** Load and faults for `timeSec`; the nemesis stops a second early and heals everything. */
@@ -191,6 +217,7 @@ async function drive(
       r.nemesis.run(until - 1_000),
       r.register?.runUntil(until),
       r.set?.runUntil(until),
+      r.lock?.runUntil(until),
     ]);
     for (const out of outcomes) {
       if (out.status === 'rejected') problems.push(`harness error: ${String(out.reason)}`);
@@ -243,6 +270,8 @@ async function setFinalReads(cluster: ChaosCluster, problems: string[]): Promise
 interface Recorded {
   readonly register: Operation[] | null;
   readonly set: SetHistory | null;
+  readonly watch: WatchReport | null;
+  readonly lock: ChaosReport['lock'];
   readonly faults: readonly FaultRecord[];
   readonly problems: string[];
   readonly elapsedSec: number;
@@ -262,6 +291,8 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
   const anomaly =
     register?.result.verdict === 'violation' ||
     set?.report.valid === false ||
+    r.watch?.valid === false ||
+    r.lock?.valid === false ||
     r.problems.length > 0;
   const verdict: RunVerdict = anomaly
     ? 'anomaly'
@@ -273,6 +304,8 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     verdict,
     register,
     set,
+    watch: r.watch,
+    lock: r.lock,
     faults: r.faults,
     problems: r.problems,
     elapsedSec: r.elapsedSec,
@@ -315,6 +348,22 @@ export function formatReport(r: ChaosReport): string {
       lines.push(`    lost ${l.element} from ${l.missingFrom.join(', ')}`);
     for (const d of s.duplicated.slice(0, 5))
       lines.push(`    duplicated ${d.element} ×${d.count} on ${d.node}`);
+  }
+  if (r.watch !== null) {
+    const w = r.watch;
+    lines.push(
+      `  watch: ${w.watchers} watchers, ${w.delivered} revisions delivered of ${w.historyRevisions} in the history: ` +
+        (w.valid ? 'every one once, in order' : 'INVALID'),
+    );
+    for (const a of w.anomalies.slice(0, 5)) lines.push(`    ${a}`);
+  }
+  if (r.lock !== null) {
+    const l = r.lock;
+    lines.push(
+      `  lock: ${l.entered} critical sections, ${l.writes} guarded writes by ${l.holders} holders, ${l.refused} refused (lock lost): ` +
+        (l.valid ? 'never interleaved' : 'INVALID'),
+    );
+    for (const a of l.anomalies.slice(0, 5)) lines.push(`    ${a}`);
   }
   for (const e of r.problems) lines.push(`  problem: ${e}`);
   return lines.join('\n');
