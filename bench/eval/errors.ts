@@ -7,7 +7,8 @@ export type EvalErrorCode =
   | 'EVAL_NO_LEADER'
   | 'EVAL_PROCESS'
   | 'EVAL_FAILOVER'
-  | 'EVAL_PROFILE';
+  | 'EVAL_PROFILE'
+  | 'EVAL_SCENARIO';
 
 export class EvalError extends Error {
   override readonly name = 'EvalError';

@@ -11,6 +11,8 @@ export const scenarioNames = [
   'sizes',
   'profile',
   'overload',
+  'watch',
+  'leases',
 ] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
@@ -34,6 +36,12 @@ export interface Plan {
   readonly overloadMs: number;
   /** CPU-bound processes running beside the clusters for the whole overload scenario. */
   readonly overloadBurners: number;
+  /** Streaming watches of one prefix, and the closed-loop writers feeding them. */
+  readonly watchers: number;
+  readonly watchWriters: number;
+  /** Leases granted, then kept alive by `leaseClients` closed-loop clients. */
+  readonly leases: number;
+  readonly leaseClients: number;
 }
 
 export const fullPlan: Plan = {
@@ -53,6 +61,10 @@ export const fullPlan: Plan = {
   overloadNodes: [3, 5],
   overloadMs: 60_000,
   overloadBurners: 2,
+  watchers: 1_000,
+  watchWriters: 16,
+  leases: 10_000,
+  leaseClients: 64,
 };
 
 export const quickPlan: Plan = {
@@ -72,6 +84,10 @@ export const quickPlan: Plan = {
   overloadNodes: [3],
   overloadMs: 10_000,
   overloadBurners: 2,
+  watchers: 1_000,
+  watchWriters: 16,
+  leases: 10_000,
+  leaseClients: 64,
 };
 
 export function parseScenarios(spec: string): ScenarioName[] {

@@ -17,6 +17,7 @@ import { machineFacts, type MachineFacts } from './machine.js';
 import type { Plan, ScenarioName } from './plan.js';
 import { overloadPoint, withBurners, type OverloadPoint } from './overload.js';
 import { ProcessGroup } from './procs.js';
+import { leasePoint, watchPoint, type LeasePoint, type WatchPoint } from './watch-lease.js';
 import { profileFlotillaLeader, type ProfileSummary } from './profile.js';
 import {
   preloadKeys,
@@ -42,6 +43,8 @@ export interface SystemResults {
   reads: ReadPoint[];
   sizes: (WritePoint & { nodes: number })[];
   overload?: OverloadPoint[];
+  watch?: WatchPoint;
+  leases?: LeasePoint;
   failover:
     | (FailoverResult & {
         nodes: number;
@@ -209,6 +212,28 @@ async function runSystem(
       },
     );
   }
+  if (has('watch') || has('leases'))
+    await withCluster(makeCluster(system, { size: 3, dir: sub('watch'), procs }), o, async (c) => {
+      await c.waitForLeader();
+      if (has('watch'))
+        r.watch = await watchPoint(
+          c,
+          p.watchers,
+          p.watchWriters,
+          t,
+          o.progress,
+          `${system} watch, ${p.watchers} watchers, ${p.watchWriters} writers`,
+        );
+      if (has('leases'))
+        r.leases = await leasePoint(
+          c,
+          p.leases,
+          p.leaseClients,
+          t,
+          o.progress,
+          `${system} leases, ${p.leases} kept alive by ${p.leaseClients} clients`,
+        );
+    });
   if (has('failover')) await runFailoverFor(system, r, o, sub('failover'), procs);
 }
 
