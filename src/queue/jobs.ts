@@ -1,0 +1,197 @@
+// The machine's records: a job, a queue with its indexes, a repeatable job. Mutable, owned by
+// the machine (src/queue/machine.ts); readers get copies (`viewOf`).
+//
+// Memory per waiting job is what a queue of millions costs, so a job is one flat object of
+// fields (its options inlined, not an options object each) with its payload, one entry in its
+// queue's id map and order array, and one slot in a heap. bench/queue/machine.ts measures it.
+
+import { IndexedHeap } from './heap.js';
+import type { CronPattern } from './cron.js';
+import type { Backoff, JobState, JobView, RateLimit, Retention } from './types.js';
+
+export const defaultJobOptions = {
+  priority: 0,
+  maxAttempts: 3,
+  backoff: { kind: 'exponential', delayMs: 1_000, maxDelayMs: 60_000 } as Backoff,
+  leaseMs: 30_000,
+} as const;
+
+export const defaultRetention: Retention = { count: 1_000, ageMs: 0 };
+
+/** Finished jobs: what retention removes. */
+export type FinishedState = 'completed' | 'dead' | 'cancelled';
+
+export function isFinished(s: JobState): s is FinishedState {
+  return s === 'completed' || s === 'dead' || s === 'cancelled';
+}
+
+export class Job {
+  /** Position in the heap that holds it (waiting, timers or leases), -1 in none. */
+  heapPos = -1;
+  /** Runs started (claims). */
+  attempts = 0;
+  /** When a delayed or failed job becomes waiting. */
+  runAtMs: number;
+  /** The live (active) or last claim's command index; the fencing token. */
+  token = 0;
+  leaseExpiresMs = 0;
+  worker: string | null = null;
+  progress = 0;
+  /** Orders finished jobs for retention: the machine's finish counter when it finished. */
+  finishedStamp = 0;
+  finishedAtMs = 0;
+  result: Uint8Array | null = null;
+  error: string | null = null;
+  /** Set when deleted or removed by retention; the record then belongs to no index. */
+  removed = false;
+
+  constructor(
+    readonly queue: QueueState,
+    readonly id: string,
+    /** Unique and increasing across the machine: FIFO order and every heap's tie-break. */
+    readonly seq: number,
+    readonly name: string,
+    readonly payload: Uint8Array,
+    readonly priority: number,
+    readonly maxAttempts: number,
+    readonly backoff: Backoff,
+    readonly leaseMs: number,
+    readonly addedAtMs: number,
+    readonly repeatId: string | null,
+    public state: JobState,
+  ) {
+    this.runAtMs = addedAtMs;
+  }
+}
+
+/** Waiting jobs come out by priority, then in the order they were added. */
+export function claimOrder(a: Job, b: Job): boolean {
+  return a.priority < b.priority || (a.priority === b.priority && a.seq < b.seq);
+}
+
+/** Delayed and failed jobs, by when they are due. */
+export function dueOrder(a: Job, b: Job): boolean {
+  return a.runAtMs < b.runAtMs || (a.runAtMs === b.runAtMs && a.seq < b.seq);
+}
+
+/** Active jobs, by when their lease ends. */
+export function leaseOrder(a: Job, b: Job): boolean {
+  return (
+    a.leaseExpiresMs < b.leaseExpiresMs || (a.leaseExpiresMs === b.leaseExpiresMs && a.seq < b.seq)
+  );
+}
+
+/** Finished jobs with an age limit, by when they expire (queue's ageMs after finishing). */
+export function expiryOf(j: Job): number {
+  const r = j.state === 'completed' ? j.queue.keepCompleted : j.queue.keepDead;
+  return j.finishedAtMs + r.ageMs;
+}
+
+export function retentionOrder(a: Job, b: Job): boolean {
+  const ea = expiryOf(a);
+  const eb = expiryOf(b);
+  return ea < eb || (ea === eb && a.seq < b.seq);
+}
+
+export class QueueState {
+  /** Every job of the queue by id. */
+  readonly jobs = new Map<string, Job>();
+  /**
+   * The queue's jobs in the order they were added (by seq), for listing: removed jobs stay
+   * until compaction, which runs once they are half of it (amortised O(1) per removal).
+   */
+  order: Job[] = [];
+  removedInOrder = 0;
+  readonly waiting = new IndexedHeap<Job>(claimOrder);
+  /** Finished jobs by id in the order they finished: retention by count drops from the front. */
+  readonly completed = new Map<string, Job>();
+  readonly dead = new Map<string, Job>();
+  readonly cancelled = new Map<string, Job>();
+  readonly counts: Record<JobState, number> = {
+    waiting: 0,
+    delayed: 0,
+    active: 0,
+    completed: 0,
+    failed: 0,
+    dead: 0,
+    cancelled: 0,
+  };
+  paused = false;
+  rateLimit: RateLimit | null = null;
+  /** The rate limit's current window (its start divided by intervalMs) and claims in it. */
+  rateWindow = 0;
+  rateCount = 0;
+  concurrency: number | null = null;
+  keepCompleted: Retention = defaultRetention;
+  keepDead: Retention = defaultRetention;
+
+  constructor(readonly name: string) {}
+
+  finishedMap(s: FinishedState): Map<string, Job> {
+    return s === 'completed' ? this.completed : s === 'dead' ? this.dead : this.cancelled;
+  }
+
+  /** Drops removed jobs from `order` once they are half of it. */
+  maybeCompact(): void {
+    if (this.removedInOrder * 2 < this.order.length || this.removedInOrder < 64) return;
+    this.order = this.order.filter((j) => !j.removed);
+    this.removedInOrder = 0;
+  }
+}
+
+export class Repeatable {
+  /** Position in the machine's repeatables heap. */
+  heapPos = -1;
+  constructor(
+    readonly queue: string,
+    readonly repeatId: string,
+    /** Unique across the machine: the heap's tie-break. */
+    readonly seq: number,
+    readonly everyMs: number | null,
+    readonly cron: CronPattern | null,
+    readonly name: string,
+    readonly payload: Uint8Array,
+    readonly priority: number,
+    readonly maxAttempts: number,
+    readonly backoff: Backoff,
+    readonly leaseMs: number,
+    /** The next run's time. */
+    public nextMs: number,
+  ) {}
+}
+
+export function repeatOrder(a: Repeatable, b: Repeatable): boolean {
+  return a.nextMs < b.nextMs || (a.nextMs === b.nextMs && a.seq < b.seq);
+}
+
+export function viewOf(j: Job): JobView {
+  return {
+    queue: j.queue.name,
+    id: j.id,
+    name: j.name,
+    payload: j.payload.slice(),
+    state: j.state,
+    priority: j.priority,
+    attempts: j.attempts,
+    maxAttempts: j.maxAttempts,
+    backoff: j.backoff,
+    leaseMs: j.leaseMs,
+    addedAtMs: j.addedAtMs,
+    runAtMs: j.runAtMs,
+    token: j.token,
+    leaseExpiresMs: j.leaseExpiresMs,
+    worker: j.worker,
+    progress: j.progress,
+    finishedAtMs: j.finishedAtMs,
+    result: j.result === null ? null : j.result.slice(),
+    error: j.error,
+    repeatId: j.repeatId,
+  };
+}
+
+/** How long the job waits after its `attempts`-th run failed. */
+export function backoffMs(b: Backoff, attempts: number): number {
+  if (b.kind === 'fixed') return b.delayMs;
+  const exp = Math.min(Math.max(attempts - 1, 0), 52);
+  return Math.min(b.maxDelayMs, b.delayMs * 2 ** exp);
+}
