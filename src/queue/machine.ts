@@ -19,42 +19,44 @@ import { strict as assert } from 'node:assert';
 import { FlotillaError } from '../base/errors.js';
 import { defaultQueueLimits, type QueueLimits } from '../base/limits.js';
 import { chunkStream, type Command, type Refusal, type StateMachine } from '../host/contracts.js';
+import { checkInvariants, dumpState } from './audit.js';
 import { decodeQueueCommand, encodeQueueCommand } from './codec.js';
-import { nextCronMs, parseCron } from './cron.js';
-import { EventLog } from './events.js';
-import { IndexedHeap } from './heap.js';
+import { nextCronMs, parseCron, type CronPattern } from './cron.js';
 import {
   backoffMs,
   defaultJobOptions,
-  dueOrder,
   expiryOf,
   isFinished,
   Job,
-  leaseOrder,
   QueueState,
   Repeatable,
-  repeatOrder,
-  retentionOrder,
+  viewOf,
   type FinishedState,
 } from './jobs.js';
 import { QueueReads } from './reads.js';
-import { Capture, decodeSnapshot, jobTuple, type DedupTuple } from './snapshot.js';
-import type {
-  AddCommand,
-  ClaimCommand,
-  ClaimResult,
-  Claimed,
-  ConfigureCommand,
-  EventType,
-  JobState,
-  QueueCommandAny,
-  QueueErrorCode,
-  QueueError,
-  QueueResult,
-  UpsertRepeatableCommand,
+import {
+  captureState,
+  decodeSnapshot,
+  restoreState,
+  type Capture,
+  type DedupTuple,
+} from './snapshot.js';
+import { dedupKey, QueueCore, repeatKey } from './state.js';
+import {
+  queueErrorCodes,
+  type AddCommand,
+  type ClaimCommand,
+  type ClaimResult,
+  type Claimed,
+  type ConfigureCommand,
+  type EventType,
+  type JobState,
+  type QueueCommandAny,
+  type QueueError,
+  type QueueErrorCode,
+  type QueueResult,
+  type UpsertRepeatableCommand,
 } from './types.js';
-import { queueErrorCodes } from './types.js';
-import { viewOf } from './jobs.js';
 
 /** Snapshots being encoded at once; a further one closes the oldest (its reader then fails). */
 const MAX_CAPTURES = 4;
@@ -65,25 +67,12 @@ function refuse(code: QueueErrorCode, message: string): QueueError {
 }
 
 export class QueueStateMachine extends QueueReads implements StateMachine {
-  /** Jobs in delayed or failed state, by due time. */
-  private readonly timers = new IndexedHeap<Job>(dueOrder);
-  /** Active jobs, by lease end. Invariant: after a command, every lease ends after nowMs. */
-  private readonly leases = new IndexedHeap<Job>(leaseOrder);
-  /** Finished jobs of queues with an age limit for their kind, by expiry. */
-  private readonly retention = new IndexedHeap<Job>(retentionOrder);
-  private readonly repeatHeap = new IndexedHeap<Repeatable>(repeatOrder);
-  /** Caller ids' dedup records in the order they expire (time never goes back). */
-  private dedupQueue: DedupTuple[] = [];
-  private dedupStart = 0;
-  private nextSeq = 1;
-  private finishStamp = 0;
   /** The command being applied: events take its index. */
   private index = 0;
   private captures: Capture[] = [];
 
   constructor(limits: Partial<QueueLimits> = {}) {
-    const l = { ...defaultQueueLimits, ...limits };
-    super(l, new EventLog(l.maxEvents));
+    super(new QueueCore({ ...defaultQueueLimits, ...limits }));
   }
 
   static encode(c: QueueCommandAny): Uint8Array {
@@ -94,7 +83,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     return commands.map((c) => {
       let cmd: QueueCommandAny;
       try {
-        cmd = decodeQueueCommand(c.payload, this.limits);
+        cmd = decodeQueueCommand(c.payload, this.s.limits);
       } catch (err) {
         // Deterministic on every replica: the same bytes fail the same way, and nothing changes.
         const why = err instanceof FlotillaError ? err.message : String(err);
@@ -122,7 +111,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       case 'progress':
       case 'complete':
       case 'fail': {
-        const job = this.queues.get(cmd.queue)?.jobs.get(cmd.id);
+        const job = this.s.queues.get(cmd.queue)?.jobs.get(cmd.id);
         if (job === undefined)
           return refuse('JOB_NOT_FOUND', `No job "${cmd.id}" in queue "${cmd.queue}"`);
         if (job.state !== 'active' || job.token !== cmd.token)
@@ -136,7 +125,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       case 'cancel':
       case 'delete':
       case 'retry': {
-        const job = this.queues.get(cmd.queue)?.jobs.get(cmd.id);
+        const job = this.s.queues.get(cmd.queue)?.jobs.get(cmd.id);
         if (job === undefined)
           return refuse('JOB_NOT_FOUND', `No job "${cmd.id}" in queue "${cmd.queue}"`);
         return this.manage(job, cmd.op);
@@ -155,14 +144,14 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         return this.upsertRepeatable(cmd);
       case 'unrepeat': {
         const key = repeatKey(cmd.queue, cmd.repeatId);
-        const r = this.repeatables.get(key);
+        const r = this.s.repeatables.get(key);
         if (r === undefined)
           return refuse(
             'REPEATABLE_NOT_FOUND',
             `No repeatable job "${cmd.repeatId}" in queue "${cmd.queue}"`,
           );
-        this.repeatables.delete(key);
-        this.repeatHeap.remove(r);
+        this.s.repeatables.delete(key);
+        this.s.repeatHeap.remove(r);
         return { ok: true };
       }
       case 'tick':
@@ -175,18 +164,18 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
 
   /** Moves the clock to `timeMs` (never back) and processes what is due by then. */
   private advance(timeMs: number): void {
-    if (timeMs > this.nowMs) this.nowMs = timeMs;
+    if (timeMs > this.s.nowMs) this.s.nowMs = timeMs;
     this.processDue();
   }
 
   /** Everything due at or before nowMs, earliest first; ties in a fixed order of kinds. */
   private processDue(): void {
-    const now = this.nowMs;
+    const now = this.s.nowMs;
     for (;;) {
-      const timer = this.timers.peek();
-      const lease = this.leases.peek();
-      const rep = this.repeatHeap.peek();
-      const old = this.retention.peek();
+      const timer = this.s.timers.peek();
+      const lease = this.s.leases.peek();
+      const rep = this.s.repeatHeap.peek();
+      const old = this.s.retention.peek();
       const tTimer = timer?.runAtMs ?? Infinity;
       const tLease = lease?.leaseExpiresMs ?? Infinity;
       const tRep = rep?.nextMs ?? Infinity;
@@ -198,16 +187,16 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       else if (rep !== undefined && t === tRep) this.fire(rep);
       else if (old !== undefined) this.removeJob(old);
     }
-    while (this.dedupStart < this.dedupQueue.length) {
-      const [queue, id, expiresMs] = this.dedupQueue[this.dedupStart] as DedupTuple;
+    while (this.s.dedupStart < this.s.dedupQueue.length) {
+      const [queue, id, expiresMs] = this.s.dedupQueue[this.s.dedupStart] as DedupTuple;
       if (expiresMs > now) break;
       const key = dedupKey(queue, id);
-      if (this.dedup.get(key) === expiresMs) this.dedup.delete(key);
-      this.dedupStart++;
+      if (this.s.dedup.get(key) === expiresMs) this.s.dedup.delete(key);
+      this.s.dedupStart++;
     }
-    if (this.dedupStart > 1024 && this.dedupStart * 2 > this.dedupQueue.length) {
-      this.dedupQueue = this.dedupQueue.slice(this.dedupStart);
-      this.dedupStart = 0;
+    if (this.s.dedupStart > 1024 && this.s.dedupStart * 2 > this.s.dedupQueue.length) {
+      this.s.dedupQueue = this.s.dedupQueue.slice(this.s.dedupStart);
+      this.s.dedupStart = 0;
     }
   }
 
@@ -218,32 +207,32 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
 
   /** A repeatable job's due run: one job, then the next run after now (missed runs skipped). */
   private fire(r: Repeatable): void {
-    const q = this.queues.get(r.queue) as QueueState;
+    const q = this.s.queues.get(r.queue) as QueueState;
     const id = `${r.repeatId}@${r.nextMs}`;
-    if (!q.jobs.has(id) && this.jobCount < this.limits.maxJobs) {
+    if (!q.jobs.has(id) && this.s.jobCount < this.s.limits.maxJobs) {
       const job = new Job(
         q,
         id,
-        this.nextSeq++,
+        this.s.nextSeq++,
         r.name,
         r.payload,
         r.priority,
         r.maxAttempts,
         r.backoff,
         r.leaseMs,
-        this.nowMs,
+        this.s.nowMs,
         r.repeatId,
         'waiting',
       );
       this.insert(job);
     }
-    const next = nextRunMs(r, r.nextMs, this.nowMs);
+    const next = nextRunMs(r, r.nextMs, this.s.nowMs);
     if (next === null) {
-      this.repeatHeap.remove(r);
-      this.repeatables.delete(repeatKey(r.queue, r.repeatId));
+      this.s.repeatHeap.remove(r);
+      this.s.repeatables.delete(repeatKey(r.queue, r.repeatId));
     } else {
       r.nextMs = next;
-      this.repeatHeap.update(r);
+      this.s.repeatHeap.update(r);
     }
   }
 
@@ -265,14 +254,14 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         break;
       case 'delayed':
       case 'failed':
-        this.timers.remove(job);
+        this.s.timers.remove(job);
         break;
       case 'active':
-        this.leases.remove(job);
+        this.s.leases.remove(job);
         break;
       default:
         q.finishedMap(job.state).delete(job.id);
-        if (this.retention.has(job)) this.retention.remove(job);
+        if (this.s.retention.has(job)) this.s.retention.remove(job);
     }
   }
 
@@ -287,18 +276,18 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         break;
       case 'delayed':
       case 'failed':
-        this.timers.push(job);
+        this.s.timers.push(job);
         break;
       case 'active':
-        this.leases.push(job);
+        this.s.leases.push(job);
         break;
       default: {
-        job.finishedStamp = ++this.finishStamp;
-        job.finishedAtMs = this.nowMs;
+        job.finishedStamp = ++this.s.finishStamp;
+        job.finishedAtMs = this.s.nowMs;
         const keep = state === 'completed' ? q.keepCompleted : q.keepDead;
         const finished = q.finishedMap(state);
         finished.set(job.id, job);
-        if (keep.ageMs > 0) this.retention.push(job);
+        if (keep.ageMs > 0) this.s.retention.push(job);
         while (finished.size > keep.count) this.removeJob(finished.values().next().value as Job);
       }
     }
@@ -308,7 +297,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     const q = job.queue;
     q.jobs.set(job.id, job);
     q.order.push(job);
-    this.jobCount++;
+    this.s.jobCount++;
     this.emit('added', q.name, job.id, null);
     this.attach(job, job.state);
   }
@@ -321,13 +310,13 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     q.jobs.delete(job.id);
     q.removedInOrder++;
     q.maybeCompact();
-    this.jobCount--;
+    this.s.jobCount--;
   }
 
   private becomeWaiting(job: Job, event: EventType): void {
     this.beforeChange(job);
     this.detach(job);
-    job.runAtMs = this.nowMs;
+    job.runAtMs = this.s.nowMs;
     this.attach(job, 'waiting');
     this.emit(event, job.queue.name, job.id, null);
   }
@@ -344,7 +333,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       return;
     }
     const wait = backoffMs(job.backoff, job.attempts);
-    job.runAtMs = this.nowMs + wait;
+    job.runAtMs = this.s.nowMs + wait;
     if (wait > 0) {
       this.attach(job, 'failed');
     } else {
@@ -359,22 +348,22 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     job: string | null,
     detail: string | number | null,
   ): void {
-    this.events.append({ index: this.index, timeMs: this.nowMs, type, queue, job, detail });
+    this.s.events.append({ index: this.index, timeMs: this.s.nowMs, type, queue, job, detail });
   }
 
   // -------------------------------------------------------------------------------------------
   // Commands.
 
   private queueFor(name: string): QueueState | QueueError {
-    const q = this.queues.get(name);
+    const q = this.s.queues.get(name);
     if (q !== undefined) return q;
-    if (this.queues.size >= this.limits.maxQueues)
+    if (this.s.queues.size >= this.s.limits.maxQueues)
       return refuse(
         'TOO_MANY_QUEUES',
-        `Cannot create queue "${name}": ${this.queues.size} queues is the limit`,
+        `Cannot create queue "${name}": ${this.s.queues.size} queues is the limit`,
       );
     const created = new QueueState(name);
-    this.queues.set(name, created);
+    this.s.queues.set(name, created);
     return created;
   }
 
@@ -383,7 +372,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     if (!(q instanceof QueueState)) return q;
     if (cmd.id !== undefined) {
       const existing = q.jobs.get(cmd.id);
-      if (this.dedup.has(dedupKey(q.name, cmd.id)))
+      if (this.s.dedup.has(dedupKey(q.name, cmd.id)))
         return { ok: true, id: cmd.id, duplicate: true, state: existing?.state ?? null };
       if (existing !== undefined)
         return refuse(
@@ -391,12 +380,12 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
           `Job "${cmd.id}" is still in queue "${q.name}" (${existing.state}) past its dedup window`,
         );
     }
-    if (this.jobCount >= this.limits.maxJobs)
+    if (this.s.jobCount >= this.s.limits.maxJobs)
       return refuse(
         'QUEUE_FULL',
-        `The machine holds ${this.jobCount} jobs, its limit: cannot add to "${q.name}"`,
+        `The machine holds ${this.s.jobCount} jobs, its limit: cannot add to "${q.name}"`,
       );
-    const seq = this.nextSeq++;
+    const seq = this.s.nextSeq++;
     const id = cmd.id ?? `#${seq}`;
     const delayMs = cmd.delayMs ?? 0;
     const o = defaultJobOptions;
@@ -410,22 +399,22 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       cmd.maxAttempts ?? o.maxAttempts,
       cmd.backoff ?? o.backoff,
       cmd.leaseMs ?? o.leaseMs,
-      this.nowMs,
+      this.s.nowMs,
       null,
       delayMs > 0 ? 'delayed' : 'waiting',
     );
-    job.runAtMs = this.nowMs + delayMs;
+    job.runAtMs = this.s.nowMs + delayMs;
     this.insert(job);
     if (cmd.id !== undefined) {
-      const expiresMs = this.nowMs + this.limits.dedupWindowMs;
-      this.dedup.set(dedupKey(q.name, cmd.id), expiresMs);
-      this.dedupQueue.push([q.name, cmd.id, expiresMs]);
+      const expiresMs = this.s.nowMs + this.s.limits.dedupWindowMs;
+      this.s.dedup.set(dedupKey(q.name, cmd.id), expiresMs);
+      this.s.dedupQueue.push([q.name, cmd.id, expiresMs]);
     }
     return { ok: true, id, duplicate: false, state: job.state };
   }
 
   private claim(cmd: ClaimCommand, index: number): ClaimResult {
-    const q = this.queues.get(cmd.queue);
+    const q = this.s.queues.get(cmd.queue);
     const none = (
       reason: 'empty' | 'paused' | 'rate-limited' | 'concurrency',
       retryAtMs = 0,
@@ -438,7 +427,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       if (n <= 0) return none('concurrency');
     }
     if (q.rateLimit !== null) {
-      const window = Math.floor(this.nowMs / q.rateLimit.intervalMs);
+      const window = Math.floor(this.s.nowMs / q.rateLimit.intervalMs);
       if (window !== q.rateWindow) {
         q.rateWindow = window;
         q.rateCount = 0;
@@ -454,7 +443,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       this.detach(job);
       job.attempts++;
       job.token = index;
-      job.leaseExpiresMs = this.nowMs + (cmd.leaseMs ?? job.leaseMs);
+      job.leaseExpiresMs = this.s.nowMs + (cmd.leaseMs ?? job.leaseMs);
       job.worker = cmd.worker ?? null;
       job.progress = 0;
       this.attach(job, 'active');
@@ -472,8 +461,8 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     this.beforeChange(job);
     switch (cmd.op) {
       case 'heartbeat':
-        job.leaseExpiresMs = this.nowMs + (cmd.leaseMs ?? job.leaseMs);
-        this.leases.update(job);
+        job.leaseExpiresMs = this.s.nowMs + (cmd.leaseMs ?? job.leaseMs);
+        this.s.leases.update(job);
         return { ok: true, leaseExpiresMs: job.leaseExpiresMs };
       case 'progress':
         job.progress = cmd.progress;
@@ -537,10 +526,10 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     if (cmd.keepCompleted !== undefined || cmd.keepDead !== undefined) {
       // Expiry keys change with the settings: out of the heap under the old ones, back under the new.
       const finished = [...q.completed.values(), ...q.dead.values(), ...q.cancelled.values()];
-      for (const j of finished) if (this.retention.has(j)) this.retention.remove(j);
+      for (const j of finished) if (this.s.retention.has(j)) this.s.retention.remove(j);
       q.keepCompleted = cmd.keepCompleted ?? q.keepCompleted;
       q.keepDead = cmd.keepDead ?? q.keepDead;
-      for (const j of finished) if (expiryOf(j) > j.finishedAtMs) this.retention.push(j);
+      for (const j of finished) if (expiryOf(j) > j.finishedAtMs) this.s.retention.push(j);
       for (const s of ['completed', 'dead', 'cancelled'] as const) this.trimByCount(q, s);
     }
     return { ok: true };
@@ -556,11 +545,11 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     const q = this.queueFor(cmd.queue);
     if (!(q instanceof QueueState)) return q;
     const key = repeatKey(q.name, cmd.repeatId);
-    const old = this.repeatables.get(key);
-    if (old === undefined && this.repeatables.size >= this.limits.maxRepeatables)
+    const old = this.s.repeatables.get(key);
+    if (old === undefined && this.s.repeatables.size >= this.s.limits.maxRepeatables)
       return refuse(
         'TOO_MANY_REPEATABLES',
-        `The machine holds ${this.repeatables.size} repeatable jobs, its limit`,
+        `The machine holds ${this.s.repeatables.size} repeatable jobs, its limit`,
       );
     const cron = cmd.cron !== undefined ? parseCron(cmd.cron) : null;
     const sameSchedule =
@@ -568,7 +557,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       old.everyMs === (cmd.everyMs ?? null) &&
       (old.cron?.source ?? null) === (cmd.cron ?? null);
     const probe = { everyMs: cmd.everyMs ?? null, cron };
-    const nextMs = sameSchedule ? old.nextMs : nextRunMs(probe, this.nowMs, this.nowMs);
+    const nextMs = sameSchedule ? old.nextMs : nextRunMs(probe, this.s.nowMs, this.s.nowMs);
     if (nextMs === null)
       return refuse(
         'CRON_NEVER_FIRES',
@@ -578,7 +567,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     const r = new Repeatable(
       q.name,
       cmd.repeatId,
-      this.nextSeq++,
+      this.s.nextSeq++,
       cmd.everyMs ?? null,
       cron,
       cmd.name,
@@ -589,283 +578,39 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       o.leaseMs,
       nextMs,
     );
-    if (old !== undefined) this.repeatHeap.remove(old);
-    this.repeatables.set(key, r);
-    this.repeatHeap.push(r);
+    if (old !== undefined) this.s.repeatHeap.remove(old);
+    this.s.repeatables.set(key, r);
+    this.s.repeatHeap.push(r);
     return { ok: true, nextRunMs: nextMs };
   }
 
   // -------------------------------------------------------------------------------------------
-  // Snapshots.
+  // Snapshots, and the machine's state as data.
 
   snapshot(): AsyncIterable<Uint8Array> {
-    const rankOf = new Map<string, number>();
-    const jobs: Job[] = [];
-    for (const q of this.queues.values()) {
-      rankOf.set(q.name, rankOf.size);
-      for (const j of q.order) jobs.push(j);
-    }
-    const capture = new Capture(
-      {
-        v: 1,
-        nowMs: this.nowMs,
-        nextSeq: this.nextSeq,
-        finishStamp: this.finishStamp,
-        queues: [...this.queues.values()].map((q) => [
-          q.name,
-          q.paused,
-          q.rateLimit,
-          q.rateWindow,
-          q.rateCount,
-          q.concurrency,
-          q.keepCompleted,
-          q.keepDead,
-        ]),
-        repeatables: [...this.repeatables.values()].map((r) => [
-          r.queue,
-          r.repeatId,
-          r.seq,
-          r.everyMs,
-          r.cron?.source ?? null,
-          r.name,
-          r.payload,
-          r.priority,
-          r.maxAttempts,
-          r.backoff,
-          r.leaseMs,
-          r.nextMs,
-        ]),
-        eventLog: this.events.state(),
-      },
-      this.events.kept(),
-      this.dedupQueue
-        .slice(this.dedupStart)
-        .filter(([q, id, e]) => this.dedup.get(dedupKey(q, id)) === e),
-      jobs,
-      rankOf,
-      this.nextSeq - 1,
-    );
     this.captures = this.captures.filter((c) => !c.closed);
+    const capture = captureState(this.s);
     this.captures.push(capture);
     if (this.captures.length > MAX_CAPTURES) this.captures.shift()?.close();
     return chunkStream(() => capture.chunks());
   }
 
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    const s = await decodeSnapshot(chunks);
+    const decoded = await decodeSnapshot(chunks);
     for (const c of this.captures) c.close();
     this.captures = [];
-    this.reset();
-    const h = s.header;
-    this.nowMs = h.nowMs;
-    this.nextSeq = h.nextSeq;
-    this.finishStamp = h.finishStamp;
-    const byRank: QueueState[] = [];
-    for (const [
-      name,
-      paused,
-      rateLimit,
-      rateWindow,
-      rateCount,
-      concurrency,
-      keepCompleted,
-      keepDead,
-    ] of h.queues) {
-      const q = new QueueState(name);
-      Object.assign(q, {
-        paused,
-        rateLimit,
-        rateWindow,
-        rateCount,
-        concurrency,
-        keepCompleted,
-        keepDead,
-      });
-      this.queues.set(name, q);
-      byRank.push(q);
-    }
-    for (const [
-      queue,
-      repeatId,
-      seq,
-      everyMs,
-      cron,
-      name,
-      payload,
-      priority,
-      maxAttempts,
-      backoff,
-      leaseMs,
-      nextMs,
-    ] of h.repeatables) {
-      const r = new Repeatable(
-        queue,
-        repeatId,
-        seq,
-        everyMs,
-        cron === null ? null : parseCron(cron),
-        name,
-        new Uint8Array(payload),
-        priority,
-        maxAttempts,
-        backoff,
-        leaseMs,
-        nextMs,
-      );
-      this.repeatables.set(repeatKey(queue, repeatId), r);
-      this.repeatHeap.push(r);
-    }
-    this.events.restore(s.events, h.eventLog);
-    for (const [q, id, e] of s.dedup) this.dedup.set(dedupKey(q, id), e);
-    this.dedupQueue = s.dedup;
-    // Finished jobs re-enter their maps in the order they finished, as retention needs.
-    const finished: Job[] = [];
-    for (const t of s.jobs) {
-      const q = byRank[t[0]] as QueueState;
-      const job = new Job(
-        q,
-        t[1],
-        t[2],
-        t[3],
-        new Uint8Array(t[4]),
-        t[5],
-        t[6],
-        t[7],
-        t[8],
-        t[9],
-        t[10],
-        t[11],
-      );
-      [job.attempts, job.runAtMs, job.token, job.leaseExpiresMs, job.worker, job.progress] = [
-        t[12],
-        t[13],
-        t[14],
-        t[15],
-        t[16],
-        t[17],
-      ];
-      [job.finishedStamp, job.finishedAtMs, job.error] = [t[18], t[19], t[21]];
-      job.result = t[20] === null ? null : new Uint8Array(t[20]);
-      q.jobs.set(job.id, job);
-      q.order.push(job);
-      q.counts[job.state]++;
-      this.jobCount++;
-      if (isFinished(job.state)) finished.push(job);
-      else if (job.state === 'waiting') q.waiting.push(job);
-      else if (job.state === 'active') this.leases.push(job);
-      else this.timers.push(job);
-    }
-    finished.sort((a, b) => a.finishedStamp - b.finishedStamp);
-    for (const j of finished) {
-      j.queue.finishedMap(j.state as FinishedState).set(j.id, j);
-      if (expiryOf(j) > j.finishedAtMs) this.retention.push(j);
-    }
+    restoreState(this.s, decoded);
   }
 
-  private reset(): void {
-    this.queues.clear();
-    this.repeatables.clear();
-    this.dedup.clear();
-    for (const h of [this.timers, this.leases, this.retention]) while (h.pop() !== undefined);
-    while (this.repeatHeap.pop() !== undefined);
-    this.dedupQueue = [];
-    this.dedupStart = 0;
-    this.jobCount = 0;
-  }
-
-  /** Every record of the machine's state, canonically ordered: replicas compare equal iff they agree. */
+  /** Every record of the state, canonically ordered: replicas compare equal iff they agree. */
   dump(): unknown {
-    return {
-      nowMs: this.nowMs,
-      nextSeq: this.nextSeq,
-      finishStamp: this.finishStamp,
-      queues: [...this.queues.values()].map((q) => ({
-        settings: [
-          q.name,
-          q.paused,
-          q.rateLimit,
-          q.rateWindow,
-          q.rateCount,
-          q.concurrency,
-          q.keepCompleted,
-          q.keepDead,
-        ],
-        jobs: q.order.filter((j) => !j.removed).map((j) => jobTuple(j, 0)),
-        finishedOrder: [q.completed, q.dead, q.cancelled].map((m) => [...m.keys()]),
-      })),
-      repeatables: [...this.repeatables.values()].map((r) => [
-        r.queue,
-        r.repeatId,
-        r.seq,
-        r.everyMs,
-        r.cron?.source ?? null,
-        r.nextMs,
-      ]),
-      events: [this.events.kept(), this.events.state()],
-      dedup: [...this.dedup.entries()].sort(),
-    };
+    return dumpState(this.s);
   }
 
-  /**
-   * The invariants, checked the slow way (every job against every index); a list of what is
-   * wrong, empty when all hold. For tests and the simulator, not the apply path.
-   */
+  /** What is wrong with the state, checked the slow way; empty when every invariant holds. */
   checkInvariants(): string[] {
-    const bad: string[] = [];
-    let total = 0;
-    for (const q of this.queues.values()) {
-      const seen: Record<string, number> = {};
-      for (const j of q.jobs.values()) {
-        total++;
-        seen[j.state] = (seen[j.state] ?? 0) + 1;
-        const where = `job "${j.id}" of "${q.name}" (${j.state})`;
-        const inWaiting = q.waiting.has(j);
-        const inTimers = this.timers.has(j);
-        const inLeases = this.leases.has(j);
-        const inFinished = [q.completed, q.dead, q.cancelled].filter(
-          (m) => m.get(j.id) === j,
-        ).length;
-        const places = Number(inWaiting) + Number(inTimers) + Number(inLeases) + inFinished;
-        if (places !== 1) bad.push(`${where} is in ${places} indexes`);
-        if (j.state === 'waiting' && !inWaiting) bad.push(`${where} is not in the waiting heap`);
-        if ((j.state === 'delayed' || j.state === 'failed') && !inTimers)
-          bad.push(`${where} is not in the timer heap`);
-        if ((j.state === 'delayed' || j.state === 'failed') && j.runAtMs <= this.nowMs)
-          bad.push(`${where} is overdue`);
-        if (j.state === 'active' && !inLeases) bad.push(`${where} is not in the lease heap`);
-        if (j.state === 'active' && j.leaseExpiresMs <= this.nowMs)
-          bad.push(`${where} holds an expired lease`);
-        if (isFinished(j.state) && q.finishedMap(j.state).get(j.id) !== j)
-          bad.push(`${where} is not in its finished map`);
-        if (j.removed || j.queue !== q)
-          bad.push(`${where} is removed or filed under another queue`);
-        if (j.attempts > j.maxAttempts)
-          bad.push(`${where} ran ${j.attempts} times, more than ${j.maxAttempts}`);
-      }
-      for (const s of Object.keys(q.counts) as JobState[])
-        if (q.counts[s] !== (seen[s] ?? 0))
-          bad.push(`queue "${q.name}" counts ${q.counts[s]} ${s}, holds ${seen[s] ?? 0}`);
-      if (q.order.filter((j) => !j.removed).length !== q.jobs.size)
-        bad.push(`queue "${q.name}" order list disagrees with its jobs`);
-      if (q.concurrency !== null && q.counts.active > q.concurrency)
-        bad.push(`queue "${q.name}" runs more than its concurrency`);
-    }
-    if (total !== this.jobCount) bad.push(`jobCount is ${this.jobCount}, the queues hold ${total}`);
-    const heaps = this.timers.size + this.leases.size;
-    let timed = 0;
-    for (const q of this.queues.values())
-      timed += q.counts.delayed + q.counts.failed + q.counts.active;
-    if (heaps !== timed) bad.push(`timer and lease heaps hold ${heaps} jobs, the queues ${timed}`);
-    return bad;
+    return checkInvariants(this.s);
   }
-}
-
-export function dedupKey(queue: string, id: string): string {
-  return `${queue} ${id}`;
-}
-
-export function repeatKey(queue: string, repeatId: string): string {
-  return `${queue} ${repeatId}`;
 }
 
 /**
@@ -875,11 +620,11 @@ export function repeatKey(queue: string, repeatId: string): string {
  * the one at `fromMs`, so a gap fires at most one run, never a burst.
  */
 function nextRunMs(
-  r: { readonly everyMs: number | null; readonly cron: ReturnType<typeof parseCron> | null },
+  r: { readonly everyMs: number | null; readonly cron: CronPattern | null },
   fromMs: number,
   nowMs: number,
 ): number | null {
   if (r.everyMs !== null)
     return fromMs + r.everyMs * (Math.floor((nowMs - fromMs) / r.everyMs) + 1);
-  return nextCronMs(r.cron as ReturnType<typeof parseCron>, nowMs);
+  return nextCronMs(r.cron as CronPattern, nowMs);
 }

@@ -3,9 +3,9 @@
 // bounded: a page holds at most `maxPageSize` items and a list looks at most at `maxListScan`
 // jobs before returning a cursor to continue from.
 
-import type { QueueLimits } from '../base/limits.js';
-import type { EventLog, EventRead } from './events.js';
-import { viewOf, type Job, type QueueState, type Repeatable } from './jobs.js';
+import type { EventRead } from './events.js';
+import { viewOf, type Job } from './jobs.js';
+import type { QueueCore } from './state.js';
 import type { EventPosition, JobState, JobView, QueueStats } from './types.js';
 
 export interface JobPage {
@@ -24,34 +24,23 @@ export interface RepeatableView {
 }
 
 export abstract class QueueReads {
-  /** The machine's clock: the latest command time applied. Never goes back. */
-  protected nowMs = 0;
-  protected jobCount = 0;
-  protected readonly queues = new Map<string, QueueState>();
-  protected readonly repeatables = new Map<string, Repeatable>();
-  /** Live dedup records: queue and caller id to when the window ends. */
-  protected readonly dedup = new Map<string, number>();
-
-  constructor(
-    protected readonly limits: QueueLimits,
-    protected readonly events: EventLog,
-  ) {}
+  constructor(protected readonly s: QueueCore) {}
 
   /** The machine's time, as of the last command applied. */
   timeMs(): number {
-    return this.nowMs;
+    return this.s.nowMs;
   }
 
   jobs(): number {
-    return this.jobCount;
+    return this.s.jobCount;
   }
 
   queueNames(): string[] {
-    return [...this.queues.keys()];
+    return [...this.s.queues.keys()];
   }
 
   stats(queue: string): QueueStats | null {
-    const q = this.queues.get(queue);
+    const q = this.s.queues.get(queue);
     if (q === undefined) return null;
     return {
       queue,
@@ -65,7 +54,7 @@ export abstract class QueueReads {
   }
 
   getJob(queue: string, id: string): JobView | null {
-    const j = this.queues.get(queue)?.jobs.get(id);
+    const j = this.s.queues.get(queue)?.jobs.get(id);
     return j === undefined ? null : viewOf(j);
   }
 
@@ -74,9 +63,9 @@ export abstract class QueueReads {
    * position from an earlier page; 0 from the start).
    */
   list(queue: string, state: JobState, o: { after?: number; limit?: number } = {}): JobPage {
-    const q = this.queues.get(queue);
+    const q = this.s.queues.get(queue);
     if (q === undefined) return { jobs: [], next: null };
-    const limit = Math.max(1, Math.min(o.limit ?? 100, this.limits.maxPageSize));
+    const limit = Math.max(1, Math.min(o.limit ?? 100, this.s.limits.maxPageSize));
     const order = q.order;
     // `order` is sorted by seq: binary search for the first job after the cursor.
     let lo = 0;
@@ -88,7 +77,7 @@ export abstract class QueueReads {
       else hi = mid;
     }
     const out: JobView[] = [];
-    const end = Math.min(order.length, lo + this.limits.maxListScan);
+    const end = Math.min(order.length, lo + this.s.limits.maxListScan);
     for (let i = lo; i < end; i++) {
       const j = order[i] as Job;
       if (j.removed || j.state !== state) continue;
@@ -100,12 +89,12 @@ export abstract class QueueReads {
 
   /** Events after `after` ({index: 0, seq: 0} from the oldest kept), optionally of one queue. */
   eventsAfter(after: EventPosition, o: { limit?: number; queue?: string } = {}): EventRead {
-    const limit = Math.max(1, Math.min(o.limit ?? 100, this.limits.maxPageSize));
-    return this.events.read(after, limit, o.queue ?? null);
+    const limit = Math.max(1, Math.min(o.limit ?? 100, this.s.limits.maxPageSize));
+    return this.s.events.read(after, limit, o.queue ?? null);
   }
 
   repeatablesOf(queue: string): RepeatableView[] {
-    return [...this.repeatables.values()]
+    return [...this.s.repeatables.values()]
       .filter((r) => r.queue === queue)
       .map((r) => ({
         queue: r.queue,

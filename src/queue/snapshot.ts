@@ -12,8 +12,10 @@
 // chunks of each kind follow), then event chunks, dedup chunks and job chunks.
 
 import { Packr } from 'msgpackr';
+import { parseCron } from './cron.js';
 import type { EventLogState } from './events.js';
-import type { Job } from './jobs.js';
+import { expiryOf, isFinished, Job, QueueState, Repeatable, type FinishedState } from './jobs.js';
+import { dedupKey, repeatKey, type QueueCore } from './state.js';
 import type { Backoff, JobState, QueueEvent, RateLimit, Retention } from './types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -221,4 +223,157 @@ export async function decodeSnapshot(source: AsyncIterable<Uint8Array>): Promise
     need(t[4] instanceof Uint8Array, 'a job payload is not bytes');
   }
   return { header, events, dedup, jobs };
+}
+
+/** Captures the state as of now (pointer copies; jobs' fields are kept on change). */
+export function captureState(s: QueueCore): Capture {
+  const rankOf = new Map<string, number>();
+  const jobs: Job[] = [];
+  for (const q of s.queues.values()) {
+    rankOf.set(q.name, rankOf.size);
+    for (const j of q.order) jobs.push(j);
+  }
+  const header = {
+    v: SNAPSHOT_FORMAT,
+    nowMs: s.nowMs,
+    nextSeq: s.nextSeq,
+    finishStamp: s.finishStamp,
+    queues: [...s.queues.values()].map(queueTuple),
+    repeatables: [...s.repeatables.values()].map(repeatableTuple),
+    eventLog: s.events.state(),
+  };
+  const dedup = s.dedupQueue
+    .slice(s.dedupStart)
+    .filter(([q, id, e]) => s.dedup.get(dedupKey(q, id)) === e);
+  return new Capture(header, s.events.kept(), dedup, jobs, rankOf, s.nextSeq - 1);
+}
+
+export function queueTuple(q: QueueState): QueueTuple {
+  return [
+    q.name,
+    q.paused,
+    q.rateLimit,
+    q.rateWindow,
+    q.rateCount,
+    q.concurrency,
+    q.keepCompleted,
+    q.keepDead,
+  ];
+}
+
+export function repeatableTuple(r: Repeatable): RepeatableTuple {
+  const { queue, repeatId, seq, everyMs, name, payload, priority, maxAttempts, backoff, leaseMs } =
+    r;
+  const cron = r.cron?.source ?? null;
+  return [
+    queue,
+    repeatId,
+    seq,
+    everyMs,
+    cron,
+    name,
+    payload,
+    priority,
+    maxAttempts,
+    backoff,
+    leaseMs,
+    r.nextMs,
+  ];
+}
+
+/** Replaces the whole state with the snapshot's, rebuilding every index. */
+export function restoreState(s: QueueCore, d: DecodedSnapshot): void {
+  s.clear();
+  const h = d.header;
+  s.nowMs = h.nowMs;
+  s.nextSeq = h.nextSeq;
+  s.finishStamp = h.finishStamp;
+  const byRank: QueueState[] = [];
+  for (const [
+    name,
+    paused,
+    rateLimit,
+    rateWindow,
+    rateCount,
+    concurrency,
+    keepCompleted,
+    keepDead,
+  ] of h.queues) {
+    const q = new QueueState(name);
+    Object.assign(q, {
+      paused,
+      rateLimit,
+      rateWindow,
+      rateCount,
+      concurrency,
+      keepCompleted,
+      keepDead,
+    });
+    s.queues.set(name, q);
+    byRank.push(q);
+  }
+  for (const t of h.repeatables) {
+    const cron = t[4] === null ? null : parseCron(t[4]);
+    const r = new Repeatable(
+      t[0],
+      t[1],
+      t[2],
+      t[3],
+      cron,
+      t[5],
+      new Uint8Array(t[6]),
+      t[7],
+      t[8],
+      t[9],
+      t[10],
+      t[11],
+    );
+    s.repeatables.set(repeatKey(r.queue, r.repeatId), r);
+    s.repeatHeap.push(r);
+  }
+  s.events.restore(d.events, h.eventLog);
+  for (const [q, id, e] of d.dedup) s.dedup.set(dedupKey(q, id), e);
+  s.dedupQueue = d.dedup;
+  // Finished jobs re-enter their maps in the order they finished, as retention by count needs.
+  const finished: Job[] = [];
+  for (const t of d.jobs) {
+    const q = byRank[t[0]] as QueueState;
+    const j = new Job(
+      q,
+      t[1],
+      t[2],
+      t[3],
+      new Uint8Array(t[4]),
+      t[5],
+      t[6],
+      t[7],
+      t[8],
+      t[9],
+      t[10],
+      t[11],
+    );
+    [j.attempts, j.runAtMs, j.token, j.leaseExpiresMs, j.worker, j.progress] = [
+      t[12],
+      t[13],
+      t[14],
+      t[15],
+      t[16],
+      t[17],
+    ];
+    [j.finishedStamp, j.finishedAtMs, j.error] = [t[18], t[19], t[21]];
+    j.result = t[20] === null ? null : new Uint8Array(t[20]);
+    q.jobs.set(j.id, j);
+    q.order.push(j);
+    q.counts[j.state]++;
+    s.jobCount++;
+    if (isFinished(j.state)) finished.push(j);
+    else if (j.state === 'waiting') q.waiting.push(j);
+    else if (j.state === 'active') s.leases.push(j);
+    else s.timers.push(j);
+  }
+  finished.sort((a, b) => a.finishedStamp - b.finishedStamp);
+  for (const j of finished) {
+    j.queue.finishedMap(j.state as FinishedState).set(j.id, j);
+    if (expiryOf(j) > j.finishedAtMs) s.retention.push(j);
+  }
 }

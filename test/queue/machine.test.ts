@@ -503,9 +503,9 @@ void test('the invariant check catches a job filed in the wrong index (planted)'
   assert.deepEqual(h.m.checkInvariants(), []);
   // Reach into the machine as a bug would: flip a waiting job's state without moving it.
   const internals = h.m as unknown as {
-    queues: Map<string, { jobs: Map<string, { state: string }> }>;
+    s: { queues: Map<string, { jobs: Map<string, { state: string }> }> };
   };
-  const job = internals.queues.get('q')?.jobs.get('j');
+  const job = internals.s.queues.get('q')?.jobs.get('j');
   assert.ok(job !== undefined);
   job.state = 'active';
   const problems = h.m.checkInvariants();
