@@ -3,9 +3,14 @@
 // at most one heap at a time (its queue's waiting heap, the machine's timer heap or its lease
 // heap), so a single position field per job serves all three.
 //
-// The order must be total (ties broken by a unique sequence number): then what a heap yields
-// depends only on its contents, never on the order they were inserted in, and a machine
-// rebuilt from a snapshot pops exactly what the original would have.
+// The order is by two numbers, (primary, sequence), and must be total (the sequence unique):
+// then what a heap yields depends only on its contents, never on the order they were inserted
+// in, and a machine rebuilt from a snapshot pops exactly what the original would have.
+//
+// The keys are copied into two typed arrays beside the items when an item enters (or is
+// re-keyed), so sifting compares numbers in contiguous memory instead of reading fields of
+// objects scattered over a heap of a million jobs: at 1,000,000 waiting jobs that made a claim
+// about four times cheaper (bench/queue/machine.ts).
 
 import { strict as assert } from 'node:assert';
 
@@ -16,9 +21,14 @@ export interface HeapItem {
 
 export class IndexedHeap<T extends HeapItem> {
   private readonly items: T[] = [];
+  private primary = new Float64Array(16);
+  private sequence = new Float64Array(16);
 
-  /** `less(a, b)`: a comes out before b. Must be a strict total order over the items held. */
-  constructor(private readonly less: (a: T, b: T) => boolean) {}
+  /** The item's key: `primary(item)` first, ties broken by `sequence(item)` (unique). */
+  constructor(
+    private readonly primaryOf: (item: T) => number,
+    private readonly sequenceOf: (item: T) => number,
+  ) {}
 
   get size(): number {
     return this.items.length;
@@ -30,9 +40,13 @@ export class IndexedHeap<T extends HeapItem> {
 
   push(item: T): void {
     assert.equal(item.heapPos, -1, 'an item sits in one heap at a time');
-    item.heapPos = this.items.length;
+    const i = this.items.length;
+    if (i === this.primary.length) this.grow();
     this.items.push(item);
-    this.up(item.heapPos);
+    this.primary[i] = this.primaryOf(item);
+    this.sequence[i] = this.sequenceOf(item);
+    item.heapPos = i;
+    this.up(i);
   }
 
   pop(): T | undefined {
@@ -48,11 +62,11 @@ export class IndexedHeap<T extends HeapItem> {
   remove(item: T): void {
     assert.ok(this.has(item), 'removing an item the heap does not hold');
     const i = item.heapPos;
+    const n = this.items.length - 1;
     const last = this.items.pop() as T;
     item.heapPos = -1;
     if (last === item) return;
-    this.items[i] = last;
-    last.heapPos = i;
+    this.place(i, last, this.primary[n] as number, this.sequence[n] as number);
     this.up(i);
     this.down(last.heapPos);
   }
@@ -60,7 +74,10 @@ export class IndexedHeap<T extends HeapItem> {
   /** Restores the order after the item's key changed. */
   update(item: T): void {
     assert.ok(this.has(item), 'updating an item the heap does not hold');
-    this.up(item.heapPos);
+    const i = item.heapPos;
+    this.primary[i] = this.primaryOf(item);
+    this.sequence[i] = this.sequenceOf(item);
+    this.up(i);
     this.down(item.heapPos);
   }
 
@@ -69,37 +86,66 @@ export class IndexedHeap<T extends HeapItem> {
     return this.items;
   }
 
-  private up(i: number): void {
-    const items = this.items;
-    const item = items[i] as T;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      const parent = items[p] as T;
-      if (!this.less(item, parent)) break;
-      items[i] = parent;
-      parent.heapPos = i;
-      i = p;
-    }
-    items[i] = item;
+  private grow(): void {
+    const p = new Float64Array(this.primary.length * 2);
+    const s = new Float64Array(this.sequence.length * 2);
+    p.set(this.primary);
+    s.set(this.sequence);
+    this.primary = p;
+    this.sequence = s;
+  }
+
+  private place(i: number, item: T, p: number, s: number): void {
+    this.items[i] = item;
+    this.primary[i] = p;
+    this.sequence[i] = s;
     item.heapPos = i;
   }
 
+  private less(p: number, s: number, j: number): boolean {
+    const q = this.primary[j] as number;
+    return p < q || (p === q && s < (this.sequence[j] as number));
+  }
+
+  private up(i: number): void {
+    const item = this.items[i] as T;
+    const p = this.primary[i] as number;
+    const s = this.sequence[i] as number;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(p, s, parent)) break;
+      this.place(
+        i,
+        this.items[parent] as T,
+        this.primary[parent] as number,
+        this.sequence[parent] as number,
+      );
+      i = parent;
+    }
+    this.place(i, item, p, s);
+  }
+
   private down(i: number): void {
-    const items = this.items;
-    const n = items.length;
-    const item = items[i] as T;
+    const n = this.items.length;
+    const item = this.items[i] as T;
+    const p = this.primary[i] as number;
+    const s = this.sequence[i] as number;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= n) break;
       const r = l + 1;
-      const c = r < n && this.less(items[r] as T, items[l] as T) ? r : l;
-      const child = items[c] as T;
-      if (!this.less(child, item)) break;
-      items[i] = child;
-      child.heapPos = i;
+      const c =
+        r < n && this.less(this.primary[r] as number, this.sequence[r] as number, l) ? r : l;
+      if (!this.lessAt(c, p, s)) break;
+      this.place(i, this.items[c] as T, this.primary[c] as number, this.sequence[c] as number);
       i = c;
     }
-    items[i] = item;
-    item.heapPos = i;
+    this.place(i, item, p, s);
+  }
+
+  /** The item at `j` comes before (p, s). */
+  private lessAt(j: number, p: number, s: number): boolean {
+    const q = this.primary[j] as number;
+    return q < p || (q === p && (this.sequence[j] as number) < s);
   }
 }

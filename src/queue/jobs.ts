@@ -51,7 +51,7 @@ export class Job {
     /** Unique and increasing across the machine: FIFO order and every heap's tie-break. */
     readonly seq: number,
     readonly name: string,
-    readonly payload: Uint8Array,
+    payload: Uint8Array,
     readonly priority: number,
     readonly maxAttempts: number,
     readonly backoff: Backoff,
@@ -61,36 +61,32 @@ export class Job {
     public state: JobState,
   ) {
     this.runAtMs = addedAtMs;
+    this.packedPayload = packBytes(payload);
+  }
+
+  /** The payload, one byte per UTF-16 code unit (see packBytes). */
+  private readonly packedPayload: string;
+
+  /** A fresh copy of the payload. */
+  get payload(): Uint8Array {
+    return unpackBytes(this.packedPayload);
   }
 }
 
+// The heaps' keys, each (primary, seq): seq is unique, so every order is total.
+
 /** Waiting jobs come out by priority, then in the order they were added. */
-export function claimOrder(a: Job, b: Job): boolean {
-  return a.priority < b.priority || (a.priority === b.priority && a.seq < b.seq);
-}
-
+export const byPriority = (j: Job): number => j.priority;
 /** Delayed and failed jobs, by when they are due. */
-export function dueOrder(a: Job, b: Job): boolean {
-  return a.runAtMs < b.runAtMs || (a.runAtMs === b.runAtMs && a.seq < b.seq);
-}
-
+export const byRunAt = (j: Job): number => j.runAtMs;
 /** Active jobs, by when their lease ends. */
-export function leaseOrder(a: Job, b: Job): boolean {
-  return (
-    a.leaseExpiresMs < b.leaseExpiresMs || (a.leaseExpiresMs === b.leaseExpiresMs && a.seq < b.seq)
-  );
-}
+export const byLeaseEnd = (j: Job): number => j.leaseExpiresMs;
+export const bySeq = (j: { readonly seq: number }): number => j.seq;
 
-/** Finished jobs with an age limit, by when they expire (queue's ageMs after finishing). */
+/** When a finished job ages out: its queue's ageMs for its kind after it finished. */
 export function expiryOf(j: Job): number {
   const r = j.state === 'completed' ? j.queue.keepCompleted : j.queue.keepDead;
   return j.finishedAtMs + r.ageMs;
-}
-
-export function retentionOrder(a: Job, b: Job): boolean {
-  const ea = expiryOf(a);
-  const eb = expiryOf(b);
-  return ea < eb || (ea === eb && a.seq < b.seq);
 }
 
 export class QueueState {
@@ -102,7 +98,7 @@ export class QueueState {
    */
   order: Job[] = [];
   removedInOrder = 0;
-  readonly waiting = new IndexedHeap<Job>(claimOrder);
+  readonly waiting = new IndexedHeap<Job>(byPriority, bySeq);
   /** Finished jobs by id in the order they finished: retention by count drops from the front. */
   readonly completed = new Map<string, Job>();
   readonly dead = new Map<string, Job>();
@@ -160,16 +156,14 @@ export class Repeatable {
   ) {}
 }
 
-export function repeatOrder(a: Repeatable, b: Repeatable): boolean {
-  return a.nextMs < b.nextMs || (a.nextMs === b.nextMs && a.seq < b.seq);
-}
+export const byNextRun = (r: Repeatable): number => r.nextMs;
 
 export function viewOf(j: Job): JobView {
   return {
     queue: j.queue.name,
     id: j.id,
     name: j.name,
-    payload: j.payload.slice(),
+    payload: j.payload,
     state: j.state,
     priority: j.priority,
     attempts: j.attempts,
@@ -194,4 +188,23 @@ export function backoffMs(b: Backoff, attempts: number): number {
   if (b.kind === 'fixed') return b.delayMs;
   const exp = Math.min(Math.max(attempts - 1, 0), 52);
   return Math.min(b.maxDelayMs, b.delayMs * 2 ** exp);
+}
+
+/**
+ * Bytes as a string of one code unit per byte. A small Uint8Array costs about 190 bytes of heap
+ * (the view and its ArrayBuffer) beside its contents; such a string costs 16 plus one per byte.
+ * With a million waiting jobs of 32-byte payloads that is 150 MB saved, and a payload is
+ * unpacked only when a job is read or claimed.
+ */
+export function packBytes(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i += 8_192)
+    s += String.fromCharCode(...b.subarray(i, Math.min(i + 8_192, b.length)));
+  return s;
+}
+
+export function unpackBytes(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
+  return b;
 }

@@ -6,10 +6,11 @@ import type { QueueLimits } from '../base/limits.js';
 import { EventLog } from './events.js';
 import { IndexedHeap } from './heap.js';
 import {
-  dueOrder,
-  leaseOrder,
-  repeatOrder,
-  retentionOrder,
+  byLeaseEnd,
+  byNextRun,
+  byRunAt,
+  bySeq,
+  expiryOf,
   type Job,
   type QueueState,
   type Repeatable,
@@ -27,13 +28,13 @@ export class QueueCore {
   readonly queues = new Map<string, QueueState>();
   /** By repeatKey(queue, repeatId). */
   readonly repeatables = new Map<string, Repeatable>();
-  readonly repeatHeap = new IndexedHeap<Repeatable>(repeatOrder);
+  readonly repeatHeap = new IndexedHeap<Repeatable>(byNextRun, bySeq);
   /** Jobs in delayed or failed state, by due time. */
-  readonly timers = new IndexedHeap<Job>(dueOrder);
+  readonly timers = new IndexedHeap<Job>(byRunAt, bySeq);
   /** Active jobs, by lease end. Invariant: after a command, every lease ends after nowMs. */
-  readonly leases = new IndexedHeap<Job>(leaseOrder);
+  readonly leases = new IndexedHeap<Job>(byLeaseEnd, bySeq);
   /** Finished jobs of queues with an age limit for their kind, by expiry. */
-  readonly retention = new IndexedHeap<Job>(retentionOrder);
+  readonly retention = new IndexedHeap<Job>(expiryOf, bySeq);
   /** Live dedup records: dedupKey(queue, id) to when the window ends. */
   readonly dedup = new Map<string, number>();
   /** The same records in the order they expire (time never goes back), from dedupStart. */
