@@ -6,7 +6,7 @@
 // queue's id map and order array, and one slot in a heap. bench/queue/machine.ts measures it.
 
 import { IndexedHeap } from './heap.js';
-import type { CronPattern } from './cron.js';
+import { nextCronMs, type CronPattern } from './cron.js';
 import type { Backoff, JobState, JobView, RateLimit, Retention } from './types.js';
 
 export const defaultJobOptions = {
@@ -207,4 +207,20 @@ export function unpackBytes(s: string): Uint8Array {
   const b = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
   return b;
+}
+
+/**
+ * The first run strictly after `nowMs` of a schedule whose last due run was `fromMs`. An
+ * interval keeps its grid (fromMs + k * everyMs); a cron pattern its own times. Runs between
+ * `fromMs` and now were missed (no command came in between) and are skipped: the caller fired
+ * the one at `fromMs`, so a gap fires at most one run, never a burst.
+ */
+export function nextRunMs(
+  r: { readonly everyMs: number | null; readonly cron: CronPattern | null },
+  fromMs: number,
+  nowMs: number,
+): number | null {
+  if (r.everyMs !== null)
+    return fromMs + r.everyMs * (Math.floor((nowMs - fromMs) / r.everyMs) + 1);
+  return nextCronMs(r.cron as CronPattern, nowMs);
 }

@@ -21,12 +21,13 @@ import { defaultQueueLimits, type QueueLimits } from '../base/limits.js';
 import { chunkStream, type Command, type Refusal, type StateMachine } from '../host/contracts.js';
 import { checkInvariants, dumpState } from './audit.js';
 import { decodeQueueCommand, encodeQueueCommand } from './codec.js';
-import { nextCronMs, parseCron, type CronPattern } from './cron.js';
+import { parseCron } from './cron.js';
 import {
   backoffMs,
   defaultJobOptions,
   expiryOf,
   isFinished,
+  nextRunMs,
   Job,
   QueueState,
   Repeatable,
@@ -611,20 +612,4 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
   checkInvariants(): string[] {
     return checkInvariants(this.s);
   }
-}
-
-/**
- * The first run strictly after `nowMs` of a schedule whose last due run was `fromMs`. An
- * interval keeps its grid (fromMs + k * everyMs); a cron pattern its own times. Runs between
- * `fromMs` and now were missed (no command came in between) and are skipped: the caller fired
- * the one at `fromMs`, so a gap fires at most one run, never a burst.
- */
-function nextRunMs(
-  r: { readonly everyMs: number | null; readonly cron: CronPattern | null },
-  fromMs: number,
-  nowMs: number,
-): number | null {
-  if (r.everyMs !== null)
-    return fromMs + r.everyMs * (Math.floor((nowMs - fromMs) / r.everyMs) + 1);
-  return nextCronMs(r.cron as CronPattern, nowMs);
 }

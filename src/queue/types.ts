@@ -169,7 +169,6 @@ export type QueueCommandAny =
  * statuses when it exposes the queue.
  */
 export const queueErrorCodes = {
-  QUEUE_NOT_FOUND: 'no queue by that name',
   JOB_NOT_FOUND: 'no job by that id in the queue (never added, deleted, or removed by retention)',
   JOB_EXISTS:
     'a job with that id is still in the queue although its dedup window has passed: delete it first',
