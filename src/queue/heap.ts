@@ -1,14 +1,14 @@
 // A 4-ary min-heap whose items know their own position, so that one can be removed or
 // re-keyed in O(log n) (a cancelled waiting job, a heartbeat that moves a lease). A job sits in
-// at most one heap at a time (its queue's waiting heap, the machine's timer heap or its lease
-// heap), so a single position field per job serves all three.
+// at most one heap at a time (its queue's waiting heap, or the machine's timer, lease or
+// retention heap), so a single position field per job serves them all.
 //
 // The order is by two numbers, (primary, sequence), and must be total (the sequence unique):
 // then what a heap yields depends only on its contents, never on the order they were inserted
 // in, and a machine rebuilt from a snapshot pops exactly what the original would have.
 //
 // The keys are copied into two typed arrays beside the items when an item enters (or is
-// re-keyed), so sifting compares numbers in contiguous memory instead of reading fields of
+// re-keyed: a caller that changes an item's key must call `update`), so sifting compares numbers in contiguous memory instead of reading fields of
 // objects scattered over a heap of a million jobs. Four children per node rather than two
 // halve the levels, hence the items moved and the objects whose position is rewritten per
 // pop; the four keys compared at each level share a cache line.
