@@ -19,11 +19,10 @@ export class Harness {
   index = 0;
   timeMs = 0;
 
-  constructor(
-    readonly m = new QueueStateMachine(),
-    limits?: Partial<QueueLimits>,
-  ) {
-    if (limits !== undefined) this.m = new QueueStateMachine(limits);
+  readonly m: QueueStateMachine;
+
+  constructor(limits: Partial<QueueLimits> = {}) {
+    this.m = new QueueStateMachine(limits);
   }
 
   command(c: QueueCommandAny, timeMs = this.timeMs): Command {

@@ -20,7 +20,7 @@ void test('add makes a waiting job with a generated id; stats count it', () => {
 });
 
 void test('a caller id deduplicates within the window, then is refused while the job exists', () => {
-  const h = new Harness(undefined, { dedupWindowMs: 1_000 });
+  const h = new Harness({ dedupWindowMs: 1_000 });
   h.add('q', { id: 'order-7' });
   const again = h.add('q', { id: 'order-7', name: 'other' });
   assert.deepEqual(again, { ok: true, id: 'order-7', duplicate: true, state: 'waiting' });
@@ -32,7 +32,7 @@ void test('a caller id deduplicates within the window, then is refused while the
     { op: 'add', queue: 'q', name: 'job', payload: bytes(''), id: 'order-7' },
     'JOB_EXISTS',
   );
-  // Deleted inside a new window: the id is free once the window passed.
+  // Past the window and deleted, the id makes a new job, and a new window starts with it.
   h.ok({ op: 'delete', queue: 'q', id: 'order-7' });
   assert.deepEqual(h.add('q', { id: 'order-7' }), {
     ok: true,
@@ -381,7 +381,7 @@ void test('a cron repeatable fires at its minutes, once after a gap, never twice
 });
 
 void test('events carry positions, filter by queue, and tell a reader that fell behind', () => {
-  const h = new Harness(undefined, { maxEvents: 4 });
+  const h = new Harness({ maxEvents: 4 });
   h.add('a');
   h.add('b');
   const all = h.m.eventsAfter({ index: 0, seq: 0 });
@@ -415,7 +415,7 @@ void test('events carry positions, filter by queue, and tell a reader that fell 
 });
 
 void test('list pages through one state in the order jobs were added', () => {
-  const h = new Harness(undefined, { maxListScan: 3 });
+  const h = new Harness({ maxListScan: 3 });
   for (let i = 0; i < 7; i++) h.add('q', { id: `j${i}`, delayMs: i % 2 === 0 ? 0 : 50 });
   const listAll = (state: 'waiting' | 'delayed', limit: number) => {
     const seen: string[] = [];
@@ -484,7 +484,7 @@ void test('undecodable or invalid commands are refused as BAD_COMMAND and change
 });
 
 void test('limits: jobs, queues and repeatables are refused past their maximum', () => {
-  const h = new Harness(undefined, { maxJobs: 2, maxQueues: 2, maxRepeatables: 1 });
+  const h = new Harness({ maxJobs: 2, maxQueues: 2, maxRepeatables: 1 });
   h.add('a');
   h.add('b');
   h.refused({ op: 'add', queue: 'a', name: 'n', payload: bytes('') }, 'QUEUE_FULL');
