@@ -140,6 +140,40 @@ class JobRun {
 
 const emptyRun: Readonly<JobRun> = new JobRun();
 
+/** A new job with its options (defaults filled in by the caller). */
+export function newJob(
+  q: QueueState,
+  id: string,
+  seq: number,
+  o: {
+    readonly name: string;
+    readonly payload: Uint8Array;
+    readonly priority: number;
+    readonly maxAttempts: number;
+    readonly backoff: Backoff;
+    readonly leaseMs: number;
+  },
+  addedAtMs: number,
+  state: JobState,
+  repeatId: string | null,
+): Job {
+  const { name, payload, priority, maxAttempts, backoff, leaseMs } = o;
+  return new Job(
+    q,
+    id,
+    seq,
+    name,
+    payload,
+    priority,
+    maxAttempts,
+    backoff,
+    leaseMs,
+    addedAtMs,
+    repeatId,
+    state,
+  );
+}
+
 // The heaps' keys, each (primary, seq): seq is unique, so every order is total.
 
 /** Waiting jobs come out by priority, then in the order they were added. */

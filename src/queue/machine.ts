@@ -22,13 +22,14 @@ import { chunkStream, type Command, type Refusal, type StateMachine } from '../h
 import { checkInvariants, dumpState } from './audit.js';
 import { decodeQueueCommand, encodeQueueCommand } from './codec.js';
 import { parseCron } from './cron.js';
+import type { Job } from './jobs.js';
 import {
   backoffMs,
   defaultJobOptions,
   expiryOf,
   isFinished,
+  newJob,
   nextRunMs,
-  Job,
   QueueState,
   Repeatable,
   viewOf,
@@ -211,21 +212,8 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     const q = this.s.queues.get(r.queue) as QueueState;
     const id = `${r.repeatId}@${r.nextMs}`;
     if (!q.jobs.has(id) && this.s.jobCount < this.s.limits.maxJobs) {
-      const job = new Job(
-        q,
-        id,
-        this.s.nextSeq++,
-        r.name,
-        r.payload,
-        r.priority,
-        r.maxAttempts,
-        r.backoff,
-        r.leaseMs,
-        this.s.nowMs,
-        r.repeatId,
-        'waiting',
-      );
-      this.insert(job);
+      const seq = this.s.nextSeq++;
+      this.insert(newJob(q, id, seq, r, this.s.nowMs, 'waiting', r.repeatId));
     }
     const next = nextRunMs(r, r.nextMs, this.s.nowMs);
     if (next === null) {
@@ -389,20 +377,14 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     const seq = this.s.nextSeq++;
     const id = cmd.id ?? `#${seq}`;
     const delayMs = cmd.delayMs ?? 0;
-    const o = defaultJobOptions;
-    const job = new Job(
+    const job = newJob(
       q,
       id,
       seq,
-      cmd.name,
-      cmd.payload,
-      cmd.priority ?? o.priority,
-      cmd.maxAttempts ?? o.maxAttempts,
-      cmd.backoff ?? o.backoff,
-      cmd.leaseMs ?? o.leaseMs,
+      { ...defaultJobOptions, ...cmd },
       this.s.nowMs,
-      null,
       delayMs > 0 ? 'delayed' : 'waiting',
+      null,
     );
     job.runAtMs = this.s.nowMs + delayMs;
     this.insert(job);
