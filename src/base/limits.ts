@@ -272,3 +272,40 @@ export const defaultQueueLimits: QueueLimits = {
   maxEvents: 10_000,
   dedupWindowMs: 3_600_000,
 };
+
+/** A start-up refusal: the queue's limits contradict each other or are not positive. */
+export class QueueLimitsError extends Error {
+  override readonly name = 'QueueLimitsError';
+  readonly code = 'CONFIG_INVALID';
+  constructor(
+    /** The two limits in conflict (the same one twice when it is bad on its own). */
+    readonly conflict: readonly [keyof QueueLimits, keyof QueueLimits],
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Checks the queue's limits at start-up: each a positive integer, and
+ *
+ *   maxPageSize   <= maxListScan     a list page can be filled within one scan
+ *   maxPageSize   <= maxEvents       a reader can be given a full page of kept events
+ *   dedupWindowMs <= maxDurationMs
+ */
+export function checkQueueLimits(l: QueueLimits): void {
+  for (const [name, v] of Object.entries(l) as [keyof QueueLimits, number][]) {
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new QueueLimitsError([name, name], `${name} must be a positive integer, got ${v}`);
+  }
+  const below = (small: keyof QueueLimits, large: keyof QueueLimits, why: string): void => {
+    if (l[small] > l[large])
+      throw new QueueLimitsError(
+        [small, large],
+        `${large} (${l[large]}) is below ${small} (${l[small]}): ${why}`,
+      );
+  };
+  below('maxPageSize', 'maxListScan', 'a page of jobs could never be filled');
+  below('maxPageSize', 'maxEvents', 'a page of events could never be filled');
+  below('dedupWindowMs', 'maxDurationMs', 'the dedup window is a duration like any other');
+}

@@ -17,7 +17,7 @@
 
 import { strict as assert } from 'node:assert';
 import { FlotillaError } from '../base/errors.js';
-import { defaultQueueLimits, type QueueLimits } from '../base/limits.js';
+import { checkQueueLimits, defaultQueueLimits, type QueueLimits } from '../base/limits.js';
 import { chunkStream, type Command, type Refusal, type StateMachine } from '../host/contracts.js';
 import { checkInvariants, dumpState } from './audit.js';
 import { decodeQueueCommand, encodeQueueCommand } from './codec.js';
@@ -73,8 +73,11 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
   private index = 0;
   private captures: Capture[] = [];
 
+  /** Throws a QueueLimitsError (CONFIG_INVALID) when the limits contradict each other. */
   constructor(limits: Partial<QueueLimits> = {}) {
-    super(new QueueCore({ ...defaultQueueLimits, ...limits }));
+    const resolved = { ...defaultQueueLimits, ...limits };
+    checkQueueLimits(resolved);
+    super(new QueueCore(resolved));
   }
 
   static encode(c: QueueCommandAny): Uint8Array {

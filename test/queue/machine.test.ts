@@ -381,7 +381,7 @@ void test('a cron repeatable fires at its minutes, once after a gap, never twice
 });
 
 void test('events carry positions, filter by queue, and tell a reader that fell behind', () => {
-  const h = new Harness({ maxEvents: 4 });
+  const h = new Harness({ maxEvents: 4, maxPageSize: 4 });
   h.add('a');
   h.add('b');
   const all = h.m.eventsAfter({ index: 0, seq: 0 });
@@ -415,7 +415,7 @@ void test('events carry positions, filter by queue, and tell a reader that fell 
 });
 
 void test('list pages through one state in the order jobs were added', () => {
-  const h = new Harness({ maxListScan: 3 });
+  const h = new Harness({ maxListScan: 3, maxPageSize: 3 });
   for (let i = 0; i < 7; i++) h.add('q', { id: `j${i}`, delayMs: i % 2 === 0 ? 0 : 50 });
   const listAll = (state: 'waiting' | 'delayed', limit: number) => {
     const seen: string[] = [];
@@ -494,6 +494,20 @@ void test('limits: jobs, queues and repeatables are refused past their maximum',
     { op: 'repeat', queue: 'a', repeatId: 's', everyMs: 10, name: 'n', payload: bytes('') },
     'TOO_MANY_REPEATABLES',
   );
+});
+
+void test('limits that contradict each other are refused at construction, naming both', () => {
+  assert.doesNotThrow(() => new QueueStateMachine());
+  assert.throws(() => new QueueStateMachine({ maxListScan: 10 }), {
+    code: 'CONFIG_INVALID',
+    conflict: ['maxPageSize', 'maxListScan'],
+  });
+  assert.throws(
+    () => new QueueStateMachine({ maxEvents: 5 }),
+    /maxEvents \(5\) is below maxPageSize/,
+  );
+  assert.throws(() => new QueueStateMachine({ maxJobs: 0 }), /maxJobs must be a positive integer/);
+  assert.throws(() => new QueueStateMachine({ maxQueues: 1.5 }), /maxQueues/);
 });
 
 void test('the invariant check catches a job filed in the wrong index (planted)', () => {

@@ -15,6 +15,7 @@ import type { Job } from '../../src/queue/jobs.js';
 
 const limits: Partial<QueueLimits> = {
   maxEvents: 25,
+  maxPageSize: 25,
   dedupWindowMs: 400,
   maxJobs: 30,
   maxRepeatables: 3,
