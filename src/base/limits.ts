@@ -224,3 +224,88 @@ export function checkClientId(clientId: string, limits: Pick<Limits, 'maxClientI
     );
   return clientId;
 }
+
+// The job queue's limits (src/queue). Apart from `Limits` because no layer below the queue
+// depends on them; the API will check the same ones before it proposes, as it does for keys.
+
+export interface QueueLimits {
+  /** Characters of a queue name, a caller's job id, a repeatable job's id, a job's name. */
+  readonly maxNameChars: number;
+  /** Bytes of a job's payload, and of the result a worker records when it completes. */
+  readonly maxPayloadBytes: number;
+  /** Characters of a failure's message and of a worker's name. */
+  readonly maxMessageChars: number;
+  /** Queues one machine holds. */
+  readonly maxQueues: number;
+  /** Jobs one machine holds, in every state: an add past it is refused (`QUEUE_FULL`). */
+  readonly maxJobs: number;
+  /** Repeatable jobs one machine holds. */
+  readonly maxRepeatables: number;
+  /** Runs of one job (its max attempts). */
+  readonly maxAttempts: number;
+  /** Any duration a command names: delay, backoff, lease, interval, retention age. */
+  readonly maxDurationMs: number;
+  /** Jobs one claim may take. */
+  readonly maxClaimBatch: number;
+  /** Jobs or events one read returns. */
+  readonly maxPageSize: number;
+  /** Jobs one list read looks at before it returns a cursor to continue from. */
+  readonly maxListScan: number;
+  /** Events kept; older ones are trimmed and a reader behind them is told so. */
+  readonly maxEvents: number;
+  /** How long a caller-given job id deduplicates adds. */
+  readonly dedupWindowMs: number;
+}
+
+export const defaultQueueLimits: QueueLimits = {
+  maxNameChars: 128,
+  maxPayloadBytes: 256 * KiB,
+  maxMessageChars: 1024,
+  maxQueues: 1_000,
+  maxJobs: 5_000_000,
+  maxRepeatables: 10_000,
+  maxAttempts: 1_000,
+  maxDurationMs: 366 * 24 * 3_600_000,
+  maxClaimBatch: 256,
+  maxPageSize: 1_000,
+  maxListScan: 100_000,
+  maxEvents: 10_000,
+  dedupWindowMs: 3_600_000,
+};
+
+/** A start-up refusal: the queue's limits contradict each other or are not positive. */
+export class QueueLimitsError extends Error {
+  override readonly name = 'QueueLimitsError';
+  readonly code = 'CONFIG_INVALID';
+  constructor(
+    /** The two limits in conflict (the same one twice when it is bad on its own). */
+    readonly conflict: readonly [keyof QueueLimits, keyof QueueLimits],
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Checks the queue's limits at start-up: each a positive integer, and
+ *
+ *   maxPageSize   <= maxListScan     a list page can be filled within one scan
+ *   maxPageSize   <= maxEvents       a reader can be given a full page of kept events
+ *   dedupWindowMs <= maxDurationMs
+ */
+export function checkQueueLimits(l: QueueLimits): void {
+  for (const [name, v] of Object.entries(l) as [keyof QueueLimits, number][]) {
+    if (!Number.isSafeInteger(v) || v < 1)
+      throw new QueueLimitsError([name, name], `${name} must be a positive integer, got ${v}`);
+  }
+  const below = (small: keyof QueueLimits, large: keyof QueueLimits, why: string): void => {
+    if (l[small] > l[large])
+      throw new QueueLimitsError(
+        [small, large],
+        `${large} (${l[large]}) is below ${small} (${l[small]}): ${why}`,
+      );
+  };
+  below('maxPageSize', 'maxListScan', 'a page of jobs could never be filled');
+  below('maxPageSize', 'maxEvents', 'a page of events could never be filled');
+  below('dedupWindowMs', 'maxDurationMs', 'the dedup window is a duration like any other');
+}

@@ -65,6 +65,13 @@ const cases: [file: string, source: string, allowed: boolean][] = [
   ['src/kv/machine.ts', '../api/routes.js', false],
   ['src/kv/machine.ts', '../server/kv-service.js', false],
   ['src/queue/machine.ts', '../transport/tcp.js', false],
+  ['src/queue/machine.ts', '../host/contracts.js', true],
+  ['src/queue/codec.ts', '../base/limits.js', true],
+  ['src/queue/machine.ts', './jobs.js', true],
+  ['src/queue/machine.ts', '../host/sessions.js', false],
+  ['src/queue/machine.ts', '../kv/machine.js', false],
+  ['src/queue/machine.ts', '../raft/index.js', false],
+  ['src/queue/machine.ts', '../server/node.js', false],
   // The assembly imports everything.
   ['src/server/node.ts', '../api/http.js', true],
   ['src/server/node.ts', '../host/host.js', true],

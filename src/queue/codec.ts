@@ -1,0 +1,318 @@
+// Queue commands on the log: a msgpack map per command, `op` naming it. Decoding trusts
+// nothing it reads back (a command is applied from stored bytes, possibly written by another
+// release): every field is checked for type and limit, unknown fields are refused, and the
+// first problem is thrown as a FlotillaError (BAD_REQUEST) naming the field and the value seen.
+// The machine turns that into a BAD_COMMAND refusal; the API will call the same checks to
+// refuse a request before proposing it.
+
+import { Packr } from 'msgpackr';
+import { FlotillaError } from '../base/errors.js';
+import type { QueueLimits } from '../base/limits.js';
+import { parseCron } from './cron.js';
+import type { Backoff, JobOptions, QueueCommandAny, RateLimit, Retention } from './types.js';
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export function encodeQueueCommand(c: QueueCommandAny): Uint8Array {
+  return packr.pack(stripUndefined(c));
+}
+
+function stripUndefined(v: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (x === undefined) continue;
+    const plainObject =
+      x !== null && typeof x === 'object' && !(x instanceof Uint8Array) && !Array.isArray(x);
+    out[k] = plainObject ? stripUndefined(x as object) : x;
+  }
+  return out;
+}
+
+function bad(message: string): never {
+  throw new FlotillaError('BAD_REQUEST', message);
+}
+
+type Fields = Record<string, unknown>;
+
+function map(v: unknown, what: string, allowed: readonly string[]): Fields {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array)
+    bad(`${what} is not a map`);
+  for (const k of Object.keys(v)) {
+    if (!allowed.includes(k)) bad(`${what} has an unknown field "${k}"`);
+  }
+  return v as Fields;
+}
+
+/** Ids and names: 1 to maxNameChars of letters, digits and `._:-`, so none can be mistaken for
+ * one the machine makes (`#seq`, `repeatId@timeMs`). */
+export function checkName(v: unknown, field: string, limits: QueueLimits): string {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9._:-]+$/.test(v) || v.length > limits.maxNameChars)
+    bad(
+      `"${field}" must be 1 to ${limits.maxNameChars} letters, digits or ._:-, got ${preview(v)}`,
+    );
+  return v;
+}
+
+function preview(v: unknown): string {
+  const s = typeof v === 'string' ? JSON.stringify(v) : String(v);
+  return s.length > 40 ? `${s.slice(0, 40)}...` : s;
+}
+
+function int(v: unknown, field: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max)
+    bad(`"${field}" must be an integer from ${min} to ${max}, got ${preview(v)}`);
+  return v;
+}
+
+function optInt(v: unknown, field: string, min: number, max: number): number | undefined {
+  return v === undefined ? undefined : int(v, field, min, max);
+}
+
+function bytes(v: unknown, field: string, max: number): Uint8Array {
+  if (!(v instanceof Uint8Array)) bad(`"${field}" must be bytes`);
+  if (v.length > max) bad(`"${field}" is ${v.length} bytes; the limit is ${max}`);
+  // A copy: msgpack's bytes are a view of the whole entry, which would stay alive with it.
+  return new Uint8Array(v);
+}
+
+function text(v: unknown, field: string, max: number): string {
+  if (typeof v !== 'string' || v.length > max)
+    bad(`"${field}" must be a string of at most ${max} characters, got ${preview(v)}`);
+  return v;
+}
+
+function decodeBackoff(v: unknown, l: QueueLimits): Backoff {
+  const b = map(v, 'backoff', ['kind', 'delayMs', 'maxDelayMs']);
+  if (b['kind'] !== 'fixed' && b['kind'] !== 'exponential')
+    bad(`"backoff.kind" must be fixed or exponential, got ${preview(b['kind'])}`);
+  const delayMs = int(b['delayMs'], 'backoff.delayMs', 0, l.maxDurationMs);
+  const maxDelayMs = int(b['maxDelayMs'] ?? delayMs, 'backoff.maxDelayMs', 0, l.maxDurationMs);
+  if (maxDelayMs < delayMs)
+    bad(`"backoff.maxDelayMs" (${maxDelayMs}) is below delayMs (${delayMs})`);
+  return { kind: b['kind'], delayMs, maxDelayMs };
+}
+
+const optionFields = ['priority', 'maxAttempts', 'backoff', 'leaseMs'] as const;
+
+function decodeOptions(o: Fields, l: QueueLimits): JobOptions {
+  const priority = optInt(o['priority'], 'priority', 0, 1_000_000);
+  const maxAttempts = optInt(o['maxAttempts'], 'maxAttempts', 1, l.maxAttempts);
+  const leaseMs = optInt(o['leaseMs'], 'leaseMs', 1, l.maxDurationMs);
+  const backoff = o['backoff'] === undefined ? undefined : decodeBackoff(o['backoff'], l);
+  return {
+    ...(priority !== undefined && { priority }),
+    ...(maxAttempts !== undefined && { maxAttempts }),
+    ...(leaseMs !== undefined && { leaseMs }),
+    ...(backoff !== undefined && { backoff }),
+  };
+}
+
+function decodeRetention(v: unknown, field: string, l: QueueLimits): Retention {
+  const r = map(v, field, ['count', 'ageMs']);
+  return {
+    count: int(r['count'], `${field}.count`, 0, l.maxJobs),
+    ageMs: int(r['ageMs'] ?? 0, `${field}.ageMs`, 0, l.maxDurationMs),
+  };
+}
+
+function decodeRateLimit(v: unknown, l: QueueLimits): RateLimit | null {
+  if (v === null) return null;
+  const r = map(v, 'rateLimit', ['max', 'intervalMs']);
+  return {
+    max: int(r['max'], 'rateLimit.max', 1, 1_000_000_000),
+    intervalMs: int(r['intervalMs'], 'rateLimit.intervalMs', 1, l.maxDurationMs),
+  };
+}
+
+function token(v: unknown): number {
+  return int(v, 'token', 1, Number.MAX_SAFE_INTEGER);
+}
+
+/** Decodes and checks one command; throws a FlotillaError naming the first problem. */
+export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueCommandAny {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(data);
+  } catch (err) {
+    bad(`not msgpack (${(err as Error).message})`);
+  }
+  const op = (raw as Fields | null)?.['op'];
+  const q = (o: Fields): string => checkName(o['queue'], 'queue', l);
+  switch (op) {
+    case 'add': {
+      const o = map(raw, 'add', [
+        'op',
+        'queue',
+        'name',
+        'payload',
+        'id',
+        'delayMs',
+        ...optionFields,
+      ]);
+      const id = o['id'] === undefined ? undefined : checkName(o['id'], 'id', l);
+      const delayMs = optInt(o['delayMs'], 'delayMs', 0, l.maxDurationMs);
+      return {
+        op,
+        queue: q(o),
+        name: checkName(o['name'], 'name', l),
+        payload: bytes(o['payload'], 'payload', l.maxPayloadBytes),
+        ...(id !== undefined && { id }),
+        ...(delayMs !== undefined && { delayMs }),
+        ...decodeOptions(o, l),
+      };
+    }
+    case 'claim': {
+      const o = map(raw, 'claim', ['op', 'queue', 'max', 'worker', 'leaseMs']);
+      const max = optInt(o['max'], 'max', 1, l.maxClaimBatch);
+      const leaseMs = optInt(o['leaseMs'], 'leaseMs', 1, l.maxDurationMs);
+      const worker =
+        o['worker'] === undefined ? undefined : text(o['worker'], 'worker', l.maxMessageChars);
+      return {
+        op,
+        queue: q(o),
+        ...(max !== undefined && { max }),
+        ...(worker !== undefined && { worker }),
+        ...(leaseMs !== undefined && { leaseMs }),
+      };
+    }
+    case 'heartbeat': {
+      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'leaseMs']);
+      const leaseMs = optInt(o['leaseMs'], 'leaseMs', 1, l.maxDurationMs);
+      return {
+        op,
+        queue: q(o),
+        id: jobId(o['id'], l),
+        token: token(o['token']),
+        ...(leaseMs !== undefined && { leaseMs }),
+      };
+    }
+    case 'progress': {
+      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'progress']);
+      return {
+        op,
+        queue: q(o),
+        id: jobId(o['id'], l),
+        token: token(o['token']),
+        progress: int(o['progress'], 'progress', 0, 100),
+      };
+    }
+    case 'complete': {
+      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'result']);
+      const result =
+        o['result'] === undefined ? undefined : bytes(o['result'], 'result', l.maxPayloadBytes);
+      return {
+        op,
+        queue: q(o),
+        id: jobId(o['id'], l),
+        token: token(o['token']),
+        ...(result !== undefined && { result }),
+      };
+    }
+    case 'fail': {
+      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'error', 'final']);
+      if (o['final'] !== undefined && typeof o['final'] !== 'boolean')
+        bad('"final" must be a boolean');
+      return {
+        op,
+        queue: q(o),
+        id: jobId(o['id'], l),
+        token: token(o['token']),
+        error: text(o['error'], 'error', l.maxMessageChars),
+        ...(o['final'] === true && { final: true }),
+      };
+    }
+    case 'cancel':
+    case 'delete':
+    case 'retry': {
+      const o = map(raw, op, ['op', 'queue', 'id']);
+      return { op, queue: q(o), id: jobId(o['id'], l) };
+    }
+    case 'pause':
+    case 'resume': {
+      const o = map(raw, op, ['op', 'queue']);
+      return { op, queue: q(o) };
+    }
+    case 'configure': {
+      const o = map(raw, op, [
+        'op',
+        'queue',
+        'rateLimit',
+        'concurrency',
+        'keepCompleted',
+        'keepDead',
+      ]);
+      const c = o['concurrency'];
+      return {
+        op,
+        queue: q(o),
+        ...(o['rateLimit'] !== undefined && { rateLimit: decodeRateLimit(o['rateLimit'], l) }),
+        ...(c !== undefined && {
+          concurrency: c === null ? null : int(c, 'concurrency', 1, l.maxJobs),
+        }),
+        ...(o['keepCompleted'] !== undefined && {
+          keepCompleted: decodeRetention(o['keepCompleted'], 'keepCompleted', l),
+        }),
+        ...(o['keepDead'] !== undefined && {
+          keepDead: decodeRetention(o['keepDead'], 'keepDead', l),
+        }),
+      };
+    }
+    case 'repeat': {
+      const o = map(raw, op, [
+        'op',
+        'queue',
+        'repeatId',
+        'everyMs',
+        'cron',
+        'name',
+        'payload',
+        'options',
+      ]);
+      if ((o['everyMs'] === undefined) === (o['cron'] === undefined))
+        bad('a repeatable job needs exactly one of "everyMs" and "cron"');
+      let cron: string | undefined;
+      if (o['cron'] !== undefined) {
+        cron = text(o['cron'], 'cron', l.maxNameChars);
+        try {
+          parseCron(cron);
+        } catch (err) {
+          bad((err as Error).message);
+        }
+      }
+      const everyMs = optInt(o['everyMs'], 'everyMs', 1, l.maxDurationMs);
+      const options =
+        o['options'] === undefined
+          ? undefined
+          : decodeOptions(map(o['options'], 'options', optionFields), l);
+      return {
+        op,
+        queue: q(o),
+        repeatId: checkName(o['repeatId'], 'repeatId', l),
+        name: checkName(o['name'], 'name', l),
+        payload: bytes(o['payload'], 'payload', l.maxPayloadBytes),
+        ...(everyMs !== undefined && { everyMs }),
+        ...(cron !== undefined && { cron }),
+        ...(options !== undefined && { options }),
+      };
+    }
+    case 'unrepeat': {
+      const o = map(raw, op, ['op', 'queue', 'repeatId']);
+      return { op, queue: q(o), repeatId: checkName(o['repeatId'], 'repeatId', l) };
+    }
+    case 'tick':
+      map(raw, op, ['op']);
+      return { op };
+    default:
+      return bad(`unknown queue command ${preview(op)}`);
+  }
+}
+
+/**
+ * A job id in a command about an existing job: a caller's (checkName) or one the machine made
+ * (`#seq`, `repeatId@timeMs`).
+ */
+function jobId(v: unknown, l: QueueLimits): string {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9._:#@-]+$/.test(v) || v.length > 2 * l.maxNameChars)
+    bad(`"id" must be a job id, got ${preview(v)}`);
+  return v;
+}

@@ -1,0 +1,108 @@
+// The queue machine's read queries, on the applied state. They change nothing and return
+// copies; the node puts a ReadIndex barrier in front of them for linearizable reads. Each is
+// bounded: a page holds at most `maxPageSize` items and a list looks at most at `maxListScan`
+// jobs before returning a cursor to continue from.
+
+import type { EventRead } from './events.js';
+import { viewOf, type Job } from './jobs.js';
+import type { QueueCore } from './state.js';
+import type { EventPosition, JobState, JobView, QueueStats } from './types.js';
+
+export interface JobPage {
+  readonly jobs: readonly JobView[];
+  /** Pass as `after` to read on; null when the list is exhausted. */
+  readonly next: number | null;
+}
+
+export interface RepeatableView {
+  readonly queue: string;
+  readonly repeatId: string;
+  readonly everyMs: number | null;
+  readonly cron: string | null;
+  readonly name: string;
+  readonly nextMs: number;
+}
+
+export abstract class QueueReads {
+  constructor(protected readonly s: QueueCore) {}
+
+  /** The machine's time, as of the last command applied. */
+  timeMs(): number {
+    return this.s.nowMs;
+  }
+
+  jobs(): number {
+    return this.s.jobCount;
+  }
+
+  queueNames(): string[] {
+    return [...this.s.queues.keys()];
+  }
+
+  stats(queue: string): QueueStats | null {
+    const q = this.s.queues.get(queue);
+    if (q === undefined) return null;
+    return {
+      queue,
+      paused: q.paused,
+      counts: { ...q.counts },
+      rateLimit: q.rateLimit,
+      concurrency: q.concurrency,
+      keepCompleted: q.keepCompleted,
+      keepDead: q.keepDead,
+    };
+  }
+
+  getJob(queue: string, id: string): JobView | null {
+    const j = this.s.queues.get(queue)?.jobs.get(id);
+    return j === undefined ? null : viewOf(j);
+  }
+
+  /**
+   * Jobs of a queue in a state, in the order they were added, after the cursor `after` (a
+   * position from an earlier page; 0 from the start).
+   */
+  list(queue: string, state: JobState, o: { after?: number; limit?: number } = {}): JobPage {
+    const q = this.s.queues.get(queue);
+    if (q === undefined) return { jobs: [], next: null };
+    const limit = Math.max(1, Math.min(o.limit ?? 100, this.s.limits.maxPageSize));
+    const order = q.order;
+    // `order` is sorted by seq: binary search for the first job after the cursor.
+    let lo = 0;
+    let hi = order.length;
+    const after = o.after ?? 0;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((order[mid] as Job).seq <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: JobView[] = [];
+    const end = Math.min(order.length, lo + this.s.limits.maxListScan);
+    for (let i = lo; i < end; i++) {
+      const j = order[i] as Job;
+      if (j.removed || j.state !== state) continue;
+      out.push(viewOf(j));
+      if (out.length === limit) return { jobs: out, next: i + 1 < order.length ? j.seq : null };
+    }
+    return { jobs: out, next: end < order.length ? (order[end - 1] as Job).seq : null };
+  }
+
+  /** Events after `after` ({index: 0, seq: 0} from the oldest kept), optionally of one queue. */
+  eventsAfter(after: EventPosition, o: { limit?: number; queue?: string } = {}): EventRead {
+    const limit = Math.max(1, Math.min(o.limit ?? 100, this.s.limits.maxPageSize));
+    return this.s.events.read(after, limit, o.queue ?? null);
+  }
+
+  repeatablesOf(queue: string): RepeatableView[] {
+    return [...this.s.repeatables.values()]
+      .filter((r) => r.queue === queue)
+      .map((r) => ({
+        queue: r.queue,
+        repeatId: r.repeatId,
+        everyMs: r.everyMs,
+        cron: r.cron?.source ?? null,
+        name: r.name,
+        nextMs: r.nextMs,
+      }));
+  }
+}

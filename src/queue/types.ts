@@ -1,0 +1,294 @@
+// The job queue's vocabulary: the commands it applies, the results it gives back, the
+// codes of its refusals, and the job as readers see it. Plain data only, so a result can be
+// cached by the session layer and sent over HTTP as it is.
+
+/** Where a job is. Exactly one at any time (checked by `QueueStateMachine.checkInvariants`). */
+export type JobState =
+  'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled';
+
+export const jobStates: readonly JobState[] = [
+  'waiting',
+  'delayed',
+  'active',
+  'completed',
+  'failed',
+  'dead',
+  'cancelled',
+];
+
+/** How long a failed job waits before its next run: `delayMs`, or doubling from it. */
+export interface Backoff {
+  readonly kind: 'fixed' | 'exponential';
+  readonly delayMs: number;
+  /** The longest an exponential backoff waits; ignored by a fixed one. */
+  readonly maxDelayMs: number;
+}
+
+/** How many finished jobs a queue keeps, and for how long (0: no age limit). */
+export interface Retention {
+  readonly count: number;
+  readonly ageMs: number;
+}
+
+export interface RateLimit {
+  /** Claims per window. */
+  readonly max: number;
+  /** The window; windows are aligned to multiples of it in command time. */
+  readonly intervalMs: number;
+}
+
+export interface JobOptions {
+  /** Lower runs first; equal priorities run in the order they were added. Default 0. */
+  readonly priority?: number;
+  /** Runs allowed; past the last the job is dead. Default 3. */
+  readonly maxAttempts?: number;
+  readonly backoff?: Backoff;
+  /** How long a claim lasts without a heartbeat. Default 30 s. */
+  readonly leaseMs?: number;
+}
+
+export interface AddCommand extends JobOptions {
+  readonly op: 'add';
+  readonly queue: string;
+  readonly name: string;
+  readonly payload: Uint8Array;
+  /** A caller's id deduplicates within the dedup window; without one the machine makes one. */
+  readonly id?: string;
+  /** Not before this long after the command's time. */
+  readonly delayMs?: number;
+}
+
+export interface ClaimCommand {
+  readonly op: 'claim';
+  readonly queue: string;
+  /** At most this many jobs (default 1). */
+  readonly max?: number;
+  readonly worker?: string;
+  /** Overrides each job's lease length for this claim. */
+  readonly leaseMs?: number;
+}
+
+/** Commands a worker sends about a job it holds: refused unless `token` is its live claim. */
+export interface HeartbeatCommand {
+  readonly op: 'heartbeat';
+  readonly queue: string;
+  readonly id: string;
+  readonly token: number;
+  readonly leaseMs?: number;
+}
+
+export interface ProgressCommand {
+  readonly op: 'progress';
+  readonly queue: string;
+  readonly id: string;
+  readonly token: number;
+  /** 0 to 100. */
+  readonly progress: number;
+}
+
+export interface CompleteCommand {
+  readonly op: 'complete';
+  readonly queue: string;
+  readonly id: string;
+  readonly token: number;
+  readonly result?: Uint8Array;
+}
+
+export interface FailCommand {
+  readonly op: 'fail';
+  readonly queue: string;
+  readonly id: string;
+  readonly token: number;
+  readonly error: string;
+  /** No further attempt: the job is dead at once. */
+  readonly final?: boolean;
+}
+
+/** Commands about one job by id, from anyone. */
+export interface JobCommand {
+  readonly op: 'cancel' | 'delete' | 'retry';
+  readonly queue: string;
+  readonly id: string;
+}
+
+export interface QueueCommand {
+  readonly op: 'pause' | 'resume';
+  readonly queue: string;
+}
+
+/** Sets a queue's settings; a field left out keeps its value, null clears a limit. */
+export interface ConfigureCommand {
+  readonly op: 'configure';
+  readonly queue: string;
+  readonly rateLimit?: RateLimit | null;
+  readonly concurrency?: number | null;
+  readonly keepCompleted?: Retention;
+  readonly keepDead?: Retention;
+}
+
+/** Creates a repeatable job, or replaces the one with the same id. */
+export interface UpsertRepeatableCommand {
+  readonly op: 'repeat';
+  readonly queue: string;
+  readonly repeatId: string;
+  /** Exactly one of `everyMs` and `cron` (5 fields, UTC). */
+  readonly everyMs?: number;
+  readonly cron?: string;
+  readonly name: string;
+  readonly payload: Uint8Array;
+  readonly options?: JobOptions;
+}
+
+export interface RemoveRepeatableCommand {
+  readonly op: 'unrepeat';
+  readonly queue: string;
+  readonly repeatId: string;
+}
+
+/** Changes nothing but the machine's time: the leader proposes one when nothing else flows. */
+export interface TickCommand {
+  readonly op: 'tick';
+}
+
+export type QueueCommandAny =
+  | AddCommand
+  | ClaimCommand
+  | HeartbeatCommand
+  | ProgressCommand
+  | CompleteCommand
+  | FailCommand
+  | JobCommand
+  | QueueCommand
+  | ConfigureCommand
+  | UpsertRepeatableCommand
+  | RemoveRepeatableCommand
+  | TickCommand;
+
+/**
+ * Why a command was refused; stable, for callers to act on. The HTTP API will map them to
+ * statuses when it exposes the queue.
+ */
+export const queueErrorCodes = {
+  JOB_NOT_FOUND: 'no job by that id in the queue (never added, deleted, or removed by retention)',
+  JOB_EXISTS:
+    'a job with that id is still in the queue although its dedup window has passed: delete it first',
+  STALE_TOKEN:
+    "the fencing token is not the job's live claim: the lease expired, or the job was claimed again, cancelled or finished",
+  INVALID_STATE: 'the job is not in a state the command applies to (the message names it)',
+  QUEUE_FULL: 'the machine holds `maxJobs` jobs: finish or delete some first',
+  TOO_MANY_QUEUES: 'the machine holds `maxQueues` queues',
+  TOO_MANY_REPEATABLES: 'the machine holds `maxRepeatables` repeatable jobs',
+  REPEATABLE_NOT_FOUND: 'no repeatable job by that id in the queue',
+  CRON_NEVER_FIRES: 'the cron pattern matches no time in the next five years',
+} as const;
+
+export type QueueErrorCode = keyof typeof queueErrorCodes;
+
+export interface QueueError {
+  readonly ok: false;
+  readonly code: QueueErrorCode;
+  readonly message: string;
+}
+
+/** A job as a reader sees it: a copy, never the machine's own record. */
+export interface JobView {
+  readonly queue: string;
+  readonly id: string;
+  readonly name: string;
+  readonly payload: Uint8Array;
+  readonly state: JobState;
+  readonly priority: number;
+  readonly attempts: number;
+  readonly maxAttempts: number;
+  readonly backoff: Backoff;
+  readonly leaseMs: number;
+  readonly addedAtMs: number;
+  /** When a delayed or failed job becomes waiting; when a waiting one became due. */
+  readonly runAtMs: number;
+  /** The fencing token of the live claim (active), or of the last one (0: never claimed). */
+  readonly token: number;
+  /** Active: when the lease ends unless extended. */
+  readonly leaseExpiresMs: number;
+  readonly worker: string | null;
+  readonly progress: number;
+  readonly finishedAtMs: number;
+  readonly result: Uint8Array | null;
+  readonly error: string | null;
+  readonly repeatId: string | null;
+}
+
+export interface Claimed {
+  readonly job: JobView;
+  /** Pass with every later command about the job: the claim command's log index. */
+  readonly token: number;
+  readonly leaseExpiresMs: number;
+}
+
+export type ClaimResult =
+  | { readonly ok: true; readonly jobs: readonly Claimed[] }
+  | {
+      readonly ok: true;
+      readonly jobs: readonly [];
+      /** Why nothing was claimed. */
+      readonly reason: 'empty' | 'paused' | 'rate-limited' | 'concurrency';
+      /** rate-limited: when the next window opens; empty: when the next delayed job is due (0: none). */
+      readonly retryAtMs: number;
+    };
+
+export type AddResult = {
+  readonly ok: true;
+  readonly id: string;
+  /** The add matched an earlier one by id within the dedup window and changed nothing. */
+  readonly duplicate: boolean;
+  /** The job's state now (null when the earlier job has since been removed). */
+  readonly state: JobState | null;
+};
+
+export type QueueResult =
+  | AddResult
+  | ClaimResult
+  | { readonly ok: true; readonly state?: JobState; readonly leaseExpiresMs?: number }
+  | { readonly ok: true; readonly nextRunMs: number }
+  | QueueError;
+
+/** Counts per state, and the queue's settings. */
+export interface QueueStats {
+  readonly queue: string;
+  readonly paused: boolean;
+  readonly counts: Readonly<Record<JobState, number>>;
+  readonly rateLimit: RateLimit | null;
+  readonly concurrency: number | null;
+  readonly keepCompleted: Retention;
+  readonly keepDead: Retention;
+}
+
+export type EventType =
+  | 'added'
+  | 'waiting'
+  | 'active'
+  | 'progress'
+  | 'completed'
+  | 'failed'
+  | 'stalled'
+  | 'dead'
+  | 'cancelled'
+  | 'retried'
+  | 'deleted'
+  | 'paused'
+  | 'resumed';
+
+/** Ordered by (index, seq): the log index of the command that caused it, and its rank there. */
+export interface EventPosition {
+  readonly index: number;
+  readonly seq: number;
+}
+
+export interface QueueEvent extends EventPosition {
+  readonly timeMs: number;
+  readonly type: EventType;
+  readonly queue: string;
+  /** The job's id; null for a queue's own events. */
+  readonly job: string | null;
+  /** progress: the value; failed, stalled, dead: the error; otherwise null. */
+  readonly detail: string | number | null;
+}

@@ -1,0 +1,534 @@
+// Every transition of the job queue machine, one story each, with the invariants checked after
+// every command (Harness.run). Times are the leader's stamps the commands carry.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Harness, bytes } from './harness.js';
+import { backoffMs } from '../../src/queue/jobs.js';
+import { QueueStateMachine, type ClaimResult } from '../../src/queue/index.js';
+
+void test('add makes a waiting job with a generated id; stats count it', () => {
+  const h = new Harness();
+  const a = h.add('q', { priority: 2 });
+  assert.deepEqual(a, { ok: true, id: '#1', duplicate: false, state: 'waiting' });
+  const job = h.m.getJob('q', '#1');
+  assert.equal(job?.priority, 2);
+  assert.equal(job?.attempts, 0);
+  assert.deepEqual(job?.payload, bytes('p'));
+  assert.equal(h.m.stats('q')?.counts.waiting, 1);
+  assert.equal(h.m.stats('nope'), null);
+});
+
+void test('a caller id deduplicates within the window, then is refused while the job exists', () => {
+  const h = new Harness({ dedupWindowMs: 1_000 });
+  h.add('q', { id: 'order-7' });
+  const again = h.add('q', { id: 'order-7', name: 'other' });
+  assert.deepEqual(again, { ok: true, id: 'order-7', duplicate: true, state: 'waiting' });
+  assert.equal(h.m.stats('q')?.counts.waiting, 1, 'the duplicate added nothing');
+  h.timeMs = 999;
+  assert.equal(h.add('q', { id: 'order-7' }).duplicate, true, 'still inside the window');
+  h.timeMs = 1_000;
+  h.refused(
+    { op: 'add', queue: 'q', name: 'job', payload: bytes(''), id: 'order-7' },
+    'JOB_EXISTS',
+  );
+  // Past the window and deleted, the id makes a new job, and a new window starts with it.
+  h.ok({ op: 'delete', queue: 'q', id: 'order-7' });
+  assert.deepEqual(h.add('q', { id: 'order-7' }), {
+    ok: true,
+    id: 'order-7',
+    duplicate: false,
+    state: 'waiting',
+  });
+  h.ok({ op: 'delete', queue: 'q', id: 'order-7' });
+  assert.deepEqual(
+    h.add('q', { id: 'order-7' }),
+    { ok: true, id: 'order-7', duplicate: true, state: null },
+    'removed, but inside its window',
+  );
+});
+
+void test('a delayed job becomes waiting when command time reaches it', () => {
+  const h = new Harness();
+  h.timeMs = 10_000;
+  h.add('q', { id: 'later', delayMs: 500 });
+  assert.equal(h.state('q', 'later'), 'delayed');
+  assert.equal(h.m.getJob('q', 'later')?.runAtMs, 10_500);
+  assert.equal(h.claim('q').jobs.length, 0);
+  h.tick(10_499);
+  assert.equal(h.state('q', 'later'), 'delayed');
+  h.tick(10_500);
+  assert.equal(h.state('q', 'later'), 'waiting');
+  assert.equal(h.claimOne('q').job.id, 'later');
+});
+
+void test('claim takes the lowest priority number first, FIFO among equals, in batches', () => {
+  const h = new Harness();
+  for (const [id, priority] of [
+    ['a', 5],
+    ['b', 1],
+    ['c', 5],
+    ['d', 1],
+    ['e', 0],
+  ] as const)
+    h.add('q', { id, priority });
+  const r = h.claim('q', { max: 4 });
+  assert.deepEqual(
+    r.jobs.map((c) => c.job.id),
+    ['e', 'b', 'd', 'a'],
+  );
+  assert.ok(
+    r.jobs.every((c) => c.token === h.index),
+    'the token is the claim command index',
+  );
+  assert.equal(h.claimOne('q').job.id, 'c');
+  assert.deepEqual(h.claim('q'), { ok: true, jobs: [], reason: 'empty', retryAtMs: 0 });
+  assert.deepEqual(h.claim('unknown'), { ok: true, jobs: [], reason: 'empty', retryAtMs: 0 });
+});
+
+void test('a heartbeat prolongs the lease; without one the lease expires', () => {
+  const h = new Harness();
+  h.add('q', { id: 'j', leaseMs: 1_000 });
+  const c = h.claimOne('q', { worker: 'w1' });
+  assert.equal(c.leaseExpiresMs, 1_000);
+  assert.deepEqual(h.ok({ op: 'heartbeat', queue: 'q', id: 'j', token: c.token }, 900), {
+    ok: true,
+    leaseExpiresMs: 1_900,
+  });
+  h.tick(1_500);
+  assert.equal(h.state('q', 'j'), 'active', 'the heartbeat kept it');
+  h.ok({ op: 'heartbeat', queue: 'q', id: 'j', token: c.token, leaseMs: 5_000 }, 1_600);
+  h.tick(6_599);
+  assert.equal(h.state('q', 'j'), 'active');
+  h.tick(6_600);
+  assert.notEqual(h.state('q', 'j'), 'active', 'expired at exactly its end');
+});
+
+void test('complete, fail, heartbeat and progress with a stale token are refused', () => {
+  const h = new Harness();
+  h.add('q', { id: 'j', leaseMs: 100, backoff: { kind: 'fixed', delayMs: 0, maxDelayMs: 0 } });
+  const first = h.claimOne('q');
+  h.tick(100); // the lease expires; the job is waiting again
+  const second = h.claimOne('q');
+  assert.notEqual(first.token, second.token);
+  for (const c of [
+    { op: 'complete', queue: 'q', id: 'j', token: first.token },
+    { op: 'fail', queue: 'q', id: 'j', token: first.token, error: 'x' },
+    { op: 'heartbeat', queue: 'q', id: 'j', token: first.token },
+    { op: 'progress', queue: 'q', id: 'j', token: first.token, progress: 50 },
+  ] as const)
+    assert.match(h.refused(c, 'STALE_TOKEN'), /under token/);
+  h.ok({ op: 'progress', queue: 'q', id: 'j', token: second.token, progress: 40 });
+  assert.equal(h.m.getJob('q', 'j')?.progress, 40);
+  h.ok({ op: 'complete', queue: 'q', id: 'j', token: second.token, result: bytes('done') });
+  assert.deepEqual(h.m.getJob('q', 'j')?.result, bytes('done'));
+  h.refused({ op: 'complete', queue: 'q', id: 'j', token: second.token }, 'STALE_TOKEN');
+  h.refused({ op: 'complete', queue: 'q', id: 'zz', token: second.token }, 'JOB_NOT_FOUND');
+});
+
+void test('an expired lease counts an attempt; past max attempts the job is dead', () => {
+  const h = new Harness();
+  const none = { kind: 'fixed', delayMs: 0, maxDelayMs: 0 } as const;
+  h.add('q', { id: 'j', leaseMs: 10, maxAttempts: 2, backoff: none });
+  h.claimOne('q');
+  h.tick(10);
+  assert.deepEqual([h.state('q', 'j'), h.m.getJob('q', 'j')?.attempts], ['waiting', 1]);
+  assert.equal(h.m.getJob('q', 'j')?.error, 'lease expired');
+  h.claimOne('q');
+  h.tick(20);
+  assert.deepEqual([h.state('q', 'j'), h.m.getJob('q', 'j')?.attempts], ['dead', 2]);
+  const types = h.m.eventsAfter({ index: 0, seq: 0 }, { limit: 100 }).events.map((e) => e.type);
+  assert.deepEqual(types, [
+    'added',
+    'active',
+    'stalled',
+    'failed',
+    'waiting',
+    'active',
+    'stalled',
+    'failed',
+    'dead',
+  ]);
+});
+
+void test('backoff: fixed, and exponential doubling up to its cap', () => {
+  assert.equal(backoffMs({ kind: 'fixed', delayMs: 70, maxDelayMs: 70 }, 9), 70);
+  const exp = { kind: 'exponential', delayMs: 100, maxDelayMs: 250 } as const;
+  assert.deepEqual(
+    [1, 2, 3, 4, 60].map((a) => backoffMs(exp, a)),
+    [100, 200, 250, 250, 250],
+  );
+  const h = new Harness();
+  h.add('q', { id: 'j', maxAttempts: 4, backoff: exp });
+  const waits: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const c = h.claimOne('q');
+    h.ok({ op: 'fail', queue: 'q', id: 'j', token: c.token, error: `boom ${i}` });
+    const job = h.m.getJob('q', 'j');
+    assert.equal(job?.state, 'failed');
+    waits.push((job?.runAtMs ?? 0) - h.timeMs);
+    h.tick(job?.runAtMs ?? 0);
+    assert.equal(h.state('q', 'j'), 'waiting');
+  }
+  assert.deepEqual(waits, [100, 200, 250]);
+  const last = h.claimOne('q');
+  assert.deepEqual(h.ok({ op: 'fail', queue: 'q', id: 'j', token: last.token, error: 'boom' }), {
+    ok: true,
+    state: 'dead',
+  });
+});
+
+void test('a final failure is dead at once; retry brings a dead job back with fresh attempts', () => {
+  const h = new Harness();
+  h.add('q', { id: 'j', maxAttempts: 5 });
+  const c = h.claimOne('q');
+  h.ok({ op: 'fail', queue: 'q', id: 'j', token: c.token, error: 'bad input', final: true });
+  assert.equal(h.state('q', 'j'), 'dead');
+  assert.equal(h.m.getJob('q', 'j')?.error, 'bad input');
+  h.ok({ op: 'retry', queue: 'q', id: 'j' });
+  assert.deepEqual(
+    [h.state('q', 'j'), h.m.getJob('q', 'j')?.attempts, h.m.getJob('q', 'j')?.error],
+    ['waiting', 0, null],
+  );
+  h.refused({ op: 'retry', queue: 'q', id: 'j' }, 'INVALID_STATE');
+  h.refused({ op: 'retry', queue: 'q', id: 'nope' }, 'JOB_NOT_FOUND');
+});
+
+void test('cancel stops an unfinished job, fences its worker; delete removes any job', () => {
+  const h = new Harness();
+  h.add('q', { id: 'w' });
+  h.add('q', { id: 'a' });
+  h.add('q', { id: 'd', delayMs: 1_000 });
+  h.ok({ op: 'cancel', queue: 'q', id: 'w' });
+  const c = h.claimOne('q');
+  assert.equal(c.job.id, 'a');
+  h.ok({ op: 'cancel', queue: 'q', id: 'a' });
+  h.refused({ op: 'complete', queue: 'q', id: 'a', token: c.token }, 'STALE_TOKEN');
+  h.ok({ op: 'cancel', queue: 'q', id: 'd' });
+  h.tick(5_000);
+  assert.deepEqual(
+    ['w', 'a', 'd'].map((id) => h.state('q', id)),
+    ['cancelled', 'cancelled', 'cancelled'],
+  );
+  h.refused({ op: 'cancel', queue: 'q', id: 'w' }, 'INVALID_STATE');
+  h.ok({ op: 'retry', queue: 'q', id: 'w' });
+  h.ok({ op: 'delete', queue: 'q', id: 'w' });
+  assert.equal(h.m.getJob('q', 'w'), null);
+  assert.equal(h.m.jobs(), 2);
+  h.refused({ op: 'delete', queue: 'q', id: 'w' }, 'JOB_NOT_FOUND');
+});
+
+void test('a paused queue hands out nothing until resumed', () => {
+  const h = new Harness();
+  h.add('q');
+  h.ok({ op: 'pause', queue: 'q' });
+  assert.deepEqual(h.claim('q'), { ok: true, jobs: [], reason: 'paused', retryAtMs: 0 });
+  assert.equal(h.m.stats('q')?.paused, true);
+  h.ok({ op: 'resume', queue: 'q' });
+  assert.equal(h.claim('q').jobs.length, 1);
+});
+
+void test('a rate limit caps claims per window; the next window opens at its boundary', () => {
+  const h = new Harness();
+  h.ok({ op: 'configure', queue: 'q', rateLimit: { max: 2, intervalMs: 1_000 } });
+  for (let i = 0; i < 5; i++) h.add('q');
+  h.timeMs = 300;
+  assert.equal(h.claim('q', { max: 5 }).jobs.length, 2);
+  assert.deepEqual(h.claim('q'), { ok: true, jobs: [], reason: 'rate-limited', retryAtMs: 1_000 });
+  h.timeMs = 1_000;
+  assert.equal(h.claim('q', { max: 1 }).jobs.length, 1);
+  assert.equal(h.claim('q', { max: 5 }).jobs.length, 1);
+  assert.equal((h.claim('q') as ClaimResult & { reason: string }).reason, 'rate-limited');
+  h.ok({ op: 'configure', queue: 'q', rateLimit: null });
+  assert.equal(h.claim('q').jobs.length, 1);
+});
+
+void test('a concurrency limit caps active jobs of the queue', () => {
+  const h = new Harness();
+  h.ok({ op: 'configure', queue: 'q', concurrency: 2 });
+  for (let i = 0; i < 4; i++) h.add('q');
+  const got = h.claim('q', { max: 3 }).jobs;
+  assert.equal(got.length, 2);
+  assert.deepEqual(h.claim('q'), { ok: true, jobs: [], reason: 'concurrency', retryAtMs: 0 });
+  const first = got[0];
+  assert.ok(first !== undefined);
+  h.ok({ op: 'complete', queue: 'q', id: first.job.id, token: first.token });
+  assert.equal(h.claim('q', { max: 3 }).jobs.length, 1);
+});
+
+void test('retention keeps finished jobs by count and by age', () => {
+  const h = new Harness();
+  h.ok({
+    op: 'configure',
+    queue: 'q',
+    keepCompleted: { count: 2, ageMs: 0 },
+    keepDead: { count: 10, ageMs: 1_000 },
+  });
+  for (const id of ['a', 'b', 'c']) {
+    h.add('q', { id });
+    const c = h.claimOne('q');
+    h.ok({ op: 'complete', queue: 'q', id, token: c.token });
+  }
+  assert.deepEqual(
+    ['a', 'b', 'c'].map((id) => h.state('q', id)),
+    [null, 'completed', 'completed'],
+  );
+  h.add('q', { id: 'd', maxAttempts: 1 });
+  const d = h.claimOne('q');
+  h.ok({ op: 'fail', queue: 'q', id: 'd', token: d.token, error: 'x' }, 5_000);
+  h.tick(5_999);
+  assert.equal(h.state('q', 'd'), 'dead');
+  h.tick(6_000);
+  assert.equal(h.state('q', 'd'), null, 'aged out');
+  // Tightening the count trims at once; an age set later applies to jobs already finished.
+  h.ok({ op: 'configure', queue: 'q', keepCompleted: { count: 1, ageMs: 10_000 } });
+  assert.deepEqual([h.state('q', 'b'), h.state('q', 'c')], [null, 'completed']);
+  h.tick(9_999);
+  assert.equal(h.state('q', 'c'), 'completed');
+  h.tick(10_000);
+  assert.equal(h.state('q', 'c'), null, 'c finished at 0 and is 10 s old');
+  assert.deepEqual(h.m.stats('q')?.counts, {
+    waiting: 0,
+    delayed: 0,
+    active: 0,
+    completed: 0,
+    failed: 0,
+    dead: 0,
+    cancelled: 0,
+  });
+});
+
+void test('an interval repeatable fires on its grid; a gap fires at most one missed run', () => {
+  const h = new Harness();
+  h.timeMs = 500;
+  assert.deepEqual(
+    h.ok({
+      op: 'repeat',
+      queue: 'q',
+      repeatId: 'r',
+      everyMs: 1_000,
+      name: 'beat',
+      payload: bytes('x'),
+    }),
+    { ok: true, nextRunMs: 1_500 },
+  );
+  h.tick(1_499);
+  assert.equal(h.m.stats('q')?.counts.waiting, 0);
+  h.tick(1_500);
+  assert.equal(h.state('q', 'r@1500'), 'waiting');
+  // No command between 1.5 s and 9.7 s: one job for the first missed run, then the grid on.
+  h.tick(9_700);
+  assert.equal(h.m.stats('q')?.counts.waiting, 2);
+  assert.equal(h.state('q', 'r@2500'), 'waiting');
+  assert.equal(h.m.repeatablesOf('q')[0]?.nextMs, 10_500);
+  // Upserting the same schedule keeps the next run; a new schedule restarts from now.
+  h.ok({
+    op: 'repeat',
+    queue: 'q',
+    repeatId: 'r',
+    everyMs: 1_000,
+    name: 'beat2',
+    payload: bytes('y'),
+  });
+  assert.equal(h.m.repeatablesOf('q')[0]?.nextMs, 10_500);
+  h.ok({
+    op: 'repeat',
+    queue: 'q',
+    repeatId: 'r',
+    everyMs: 300,
+    name: 'beat2',
+    payload: bytes('y'),
+  });
+  assert.equal(h.m.repeatablesOf('q')[0]?.nextMs, 10_000);
+  h.ok({ op: 'unrepeat', queue: 'q', repeatId: 'r' });
+  h.tick(20_000);
+  assert.equal(h.m.stats('q')?.counts.waiting, 2, 'removed: fires no more');
+  h.refused({ op: 'unrepeat', queue: 'q', repeatId: 'r' }, 'REPEATABLE_NOT_FOUND');
+});
+
+void test('a cron repeatable fires at its minutes, once after a gap, never twice for one time', () => {
+  const h = new Harness();
+  const t0 = Date.UTC(2026, 0, 1, 10, 7);
+  h.timeMs = t0;
+  const r = h.ok({
+    op: 'repeat',
+    queue: 'q',
+    repeatId: 'c',
+    cron: '*/15 * * * *',
+    name: 'cron',
+    payload: bytes(''),
+  });
+  assert.deepEqual(r, { ok: true, nextRunMs: Date.UTC(2026, 0, 1, 10, 15) });
+  h.tick(Date.UTC(2026, 0, 1, 10, 15, 30));
+  assert.equal(h.state('q', `c@${Date.UTC(2026, 0, 1, 10, 15)}`), 'waiting');
+  h.tick(Date.UTC(2026, 0, 1, 10, 16)); // nothing new in the same quarter
+  assert.equal(h.m.stats('q')?.counts.waiting, 1);
+  h.tick(Date.UTC(2026, 0, 1, 13, 1)); // three hours without commands
+  assert.equal(h.m.stats('q')?.counts.waiting, 2);
+  assert.equal(h.state('q', `c@${Date.UTC(2026, 0, 1, 10, 30)}`), 'waiting');
+  assert.equal(h.m.repeatablesOf('q')[0]?.nextMs, Date.UTC(2026, 0, 1, 13, 15));
+  h.refused(
+    {
+      op: 'repeat',
+      queue: 'q',
+      repeatId: 'never',
+      cron: '0 0 30 2 *',
+      name: 'n',
+      payload: bytes(''),
+    },
+    'CRON_NEVER_FIRES',
+  );
+});
+
+void test('events carry positions, filter by queue, and tell a reader that fell behind', () => {
+  const h = new Harness({ maxEvents: 4, maxPageSize: 4 });
+  h.add('a');
+  h.add('b');
+  const all = h.m.eventsAfter({ index: 0, seq: 0 });
+  assert.deepEqual(
+    all.events.map((e) => [e.index, e.seq, e.type, e.queue]),
+    [
+      [1, 1, 'added', 'a'],
+      [2, 1, 'added', 'b'],
+    ],
+  );
+  assert.equal(all.behind, false);
+  const c = h.claim('a').jobs[0];
+  assert.ok(c !== undefined);
+  h.ok({ op: 'progress', queue: 'a', id: c.job.id, token: c.token, progress: 10 });
+  h.ok({ op: 'complete', queue: 'a', id: c.job.id, token: c.token });
+  const late = h.m.eventsAfter({ index: 0, seq: 0 });
+  assert.equal(late.behind, true, 'the first event was trimmed');
+  assert.deepEqual(
+    late.events.map((e) => e.type),
+    ['added', 'active', 'progress', 'completed'],
+  );
+  const fromB = h.m.eventsAfter({ index: 2, seq: 1 }, { queue: 'a' });
+  assert.equal(fromB.behind, false, 'nothing after index 2 was trimmed');
+  assert.deepEqual(
+    fromB.events.map((e) => e.detail),
+    [null, 10, null],
+  );
+  const page = h.m.eventsAfter({ index: 2, seq: 1 }, { limit: 1 });
+  assert.equal(page.events.length, 1);
+  assert.deepEqual(h.m.eventsAfter(page.next).events[0]?.type, 'progress');
+});
+
+void test('list pages through one state in the order jobs were added', () => {
+  const h = new Harness({ maxListScan: 3, maxPageSize: 3 });
+  for (let i = 0; i < 7; i++) h.add('q', { id: `j${i}`, delayMs: i % 2 === 0 ? 0 : 50 });
+  const listAll = (state: 'waiting' | 'delayed', limit: number) => {
+    const seen: string[] = [];
+    let after = 0;
+    for (let round = 0; round < 10; round++) {
+      const page = h.m.list('q', state, { after, limit });
+      assert.ok(page.jobs.length <= limit);
+      seen.push(...page.jobs.map((j) => j.id));
+      if (page.next === null) return seen;
+      after = page.next;
+    }
+    assert.fail(`no end after 10 pages: ${seen.join()}`);
+  };
+  assert.deepEqual(listAll('waiting', 2), ['j0', 'j2', 'j4', 'j6']);
+  // At most 3 jobs looked at per page: the first page of delayed stops at j2 with a cursor.
+  const first = h.m.list('q', 'delayed', { limit: 10 });
+  assert.deepEqual([first.jobs.map((j) => j.id), first.next], [['j1'], 3]);
+  assert.deepEqual(listAll('delayed', 10), ['j1', 'j3', 'j5']);
+});
+
+void test('time comes from commands and never goes back', () => {
+  const h = new Harness();
+  h.add('q', { id: 'j', delayMs: 100 });
+  h.tick(1_000);
+  h.add('q', { id: 'k', delayMs: 100 });
+  h.ok({ op: 'tick' }, 0); // a command without a time, or an older leader's clock
+  assert.equal(h.m.timeMs(), 1_000);
+  assert.equal(h.m.getJob('q', 'k')?.runAtMs, 1_100);
+});
+
+void test('undecodable or invalid commands are refused as BAD_COMMAND and change nothing', () => {
+  const m = new QueueStateMachine({ maxPayloadBytes: 4 });
+  const before = JSON.stringify(m.dump());
+  const payloads = [
+    new Uint8Array([0xc1]),
+    QueueStateMachine.encode({ op: 'add', queue: 'q', name: 'n', payload: bytes('12345') }),
+    QueueStateMachine.encode({ op: 'add', queue: 'bad name', name: 'n', payload: bytes('') }),
+    QueueStateMachine.encode({ op: 'add', queue: 'q', name: 'n', payload: bytes(''), id: '#5' }),
+    QueueStateMachine.encode({ op: 'claim', queue: 'q', max: 0 }),
+    QueueStateMachine.encode({
+      op: 'repeat',
+      queue: 'q',
+      repeatId: 'r',
+      name: 'n',
+      payload: bytes(''),
+    }),
+    QueueStateMachine.encode({
+      op: 'repeat',
+      queue: 'q',
+      repeatId: 'r',
+      name: 'n',
+      payload: bytes(''),
+      cron: '61 * * * *',
+    }),
+    QueueStateMachine.encode({ op: 'tick', extra: 1 } as never),
+    QueueStateMachine.encode({ op: 'launch' } as never),
+  ];
+  const results = m.apply(
+    payloads.map((payload, i) => ({ index: i + 1, term: 1, timeMs: 5, payload })),
+  );
+  for (const r of results)
+    assert.ok(r !== undefined && 'refused' in r && r.refused === 'BAD_COMMAND', JSON.stringify(r));
+  assert.match(JSON.stringify(results[1]), /payload.*5 bytes; the limit is 4/);
+  assert.match(JSON.stringify(results[6]), /minute field/);
+  assert.equal(JSON.stringify(m.dump()), before);
+});
+
+void test('limits: jobs, queues and repeatables are refused past their maximum', () => {
+  const h = new Harness({ maxJobs: 2, maxQueues: 2, maxRepeatables: 1 });
+  h.add('a');
+  h.add('b');
+  h.refused({ op: 'add', queue: 'a', name: 'n', payload: bytes('') }, 'QUEUE_FULL');
+  h.refused({ op: 'pause', queue: 'c' }, 'TOO_MANY_QUEUES');
+  h.ok({ op: 'repeat', queue: 'a', repeatId: 'r', everyMs: 10, name: 'n', payload: bytes('') });
+  h.refused(
+    { op: 'repeat', queue: 'a', repeatId: 's', everyMs: 10, name: 'n', payload: bytes('') },
+    'TOO_MANY_REPEATABLES',
+  );
+});
+
+void test('limits that contradict each other are refused at construction, naming both', () => {
+  assert.doesNotThrow(() => new QueueStateMachine());
+  assert.throws(() => new QueueStateMachine({ maxListScan: 10 }), {
+    code: 'CONFIG_INVALID',
+    conflict: ['maxPageSize', 'maxListScan'],
+  });
+  assert.throws(
+    () => new QueueStateMachine({ maxEvents: 5 }),
+    /maxEvents \(5\) is below maxPageSize/,
+  );
+  assert.throws(() => new QueueStateMachine({ maxJobs: 0 }), /maxJobs must be a positive integer/);
+  assert.throws(() => new QueueStateMachine({ maxQueues: 1.5 }), /maxQueues/);
+});
+
+void test('the invariant check catches a job filed in the wrong index (planted)', () => {
+  const h = new Harness();
+  h.add('q', { id: 'j' });
+  h.add('q', { id: 'k', delayMs: 10 });
+  assert.deepEqual(h.m.checkInvariants(), []);
+  // Reach into the machine as a bug would: flip a waiting job's state without moving it.
+  const internals = h.m as unknown as {
+    s: { queues: Map<string, { jobs: Map<string, { state: string }> }> };
+  };
+  const job = internals.s.queues.get('q')?.jobs.get('j');
+  assert.ok(job !== undefined);
+  job.state = 'active';
+  const problems = h.m.checkInvariants();
+  assert.ok(
+    problems.some((p) => p.includes('not in the lease heap')),
+    problems.join('; '),
+  );
+  assert.ok(
+    problems.some((p) => p.includes('counts')),
+    problems.join('; '),
+  );
+});
