@@ -81,3 +81,16 @@ export function decodeWrite(data: Uint8Array): ClientWrite | null {
   if (m === null) return null;
   return { c: Number(m[1]), s: Number(m[2]), k: decoder.decode(put.key), v };
 }
+
+/**
+ * The revision a compaction entry compacts to (the leader's automatic compaction), or null
+ * when the entry is not one.
+ */
+export function decodeCompaction(data: Uint8Array): number | null {
+  try {
+    const cmd = packr.unpack(decodeEnvelope(data).payload) as { compact?: unknown } | null;
+    return typeof cmd?.compact === 'number' ? cmd.compact : null;
+  } catch {
+    return null;
+  }
+}

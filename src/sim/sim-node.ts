@@ -26,10 +26,20 @@ import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from '../host/run
 import { SessionMachine } from '../host/sessions.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { KvService } from '../server/kv-service.js';
+import { AutoCompactor } from '../server/compactor.js';
 import type { LogView } from './checker.js';
 import { SimError } from './errors.js';
-import { decodeWrite, SIM_KV_LIMITS, SIM_SESSION_LIMITS, type ClientWrite } from './ops.js';
+import {
+  decodeCompaction,
+  decodeWrite,
+  SIM_KV_LIMITS,
+  SIM_SESSION_LIMITS,
+  type ClientWrite,
+} from './ops.js';
 import type { NodeDisk } from './sim-storage.js';
+
+/** Revisions the simulated leaders keep behind the current one when they compact. */
+const SIM_KEEP_REVISIONS = 16;
 
 /** What a node needs from the simulation around it. */
 export interface NodeHost {
@@ -197,7 +207,25 @@ export class SimNode implements LogView {
     this.rt = rt;
     this.core = core;
     this.sm = kv;
-    this.svc = new KvService(rt, kv, SIM_KV_LIMITS, this.clock);
+    const svc = new KvService(rt, kv, SIM_KV_LIMITS, this.clock);
+    this.svc = svc;
+    // The leader's automatic compaction, as node.ts runs it, keeping few revisions so that
+    // compaction happens in every seed: replicas must agree on the history it leaves (the
+    // snapshot images at one index are compared, history included).
+    new AutoCompactor({
+      clock: this.clock,
+      keepRevisions: SIM_KEEP_REVISIONS,
+      keepMs: 0,
+      checkEveryMs: 200,
+      isLeader: () => rt.isLeader(),
+      revision: () => kv.revision(),
+      compacted: () => kv.compacted(),
+      compact: async (revision) => {
+        await svc.compact(revision);
+      },
+      // A compaction lost to a leader change or a crash is proposed again by the next leader.
+      onError: () => undefined,
+    }).start();
     this.up = true;
   }
 
@@ -286,6 +314,9 @@ export class SimNode implements LogView {
           const revision = isRefusal(r) ? 0 : (r as { revision: number }).revision;
           const effective = revision > seen;
           if (effective) seen = revision;
+          // A compaction changes no revision and is no client's write: the snapshot images
+          // compared at each index check that replicas agree on what it left.
+          if (decodeCompaction(c.payload) !== null) return;
           const entry: Entry = { index: c.index, term: c.term, type: 'normal', data: c.payload };
           this.opts.host.onApply(this, entry, decodeWrite(c.payload), effective);
         });
