@@ -79,6 +79,11 @@ export function buildProgram(): Command {
       'client requests held at once; more are refused 429 OVERLOADED',
       int('--max-inflight-requests'),
     )
+    .option(
+      '--client-protocol-port <port>',
+      'port of the binary client protocol (0: off)',
+      int('--client-protocol-port'),
+    )
     .option('--log-level <level>', 'pino log level')
     .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
     .action(async (o: Record<string, unknown>) => {
@@ -96,6 +101,7 @@ export function buildProgram(): Command {
         heartbeatTicks: o['heartbeatTicks'],
         snapshotEveryEntries: o['snapshotEveryEntries'],
         maxInflightRequests: o['maxInflightRequests'],
+        clientProtocolPort: o['clientProtocolPort'],
         logLevel: o['logLevel'],
         logFormat: o['logFormat'],
       };

@@ -8,6 +8,8 @@ import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
 import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
+import { clientProtocolHeader } from '../api/wire-codec.js';
+import { WireServer } from '../api/wire-server.js';
 import {
   forwardedHeader,
   installRoutes,
@@ -51,6 +53,8 @@ export class FlotillaNode implements AsyncDisposable {
   private closing = false;
   private readonly pools = new Map<string, Pool>();
   private readonly forwarder: Forwarder;
+  /** The binary client protocol's server, when `clientProtocolPort` is set. */
+  private wire: WireServer | null = null;
 
   private constructor(
     readonly config: NodeConfig,
@@ -86,6 +90,8 @@ export class FlotillaNode implements AsyncDisposable {
     // client port is only checked, as the HTTP routes need the runtime.
     prepareDataDir(config.dataDir);
     await checkListenable(config.listenClient, 'clients (listenClient)');
+    const wireListen = clientProtocolAddress(config);
+    if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
     const metrics = new NodeMetrics(config.id);
     const identity: Omit<DataDirIdentity, 'format' | 'recovery'> = {
       clusterId: config.clusterId,
@@ -292,6 +298,9 @@ export class FlotillaNode implements AsyncDisposable {
       requestTimeoutMs: config.httpRequestTimeoutMs,
       idleTimeoutMs: config.httpIdleTimeoutMs,
       maxConnections: config.httpMaxConnections,
+      ...(wireListen === null
+        ? {}
+        : { answerHeaders: { [clientProtocolHeader]: String(config.clientProtocolPort) } }),
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
     });
@@ -324,8 +333,38 @@ export class FlotillaNode implements AsyncDisposable {
       return rows;
     });
     installRoutes(http, node.backend());
+    node.wire =
+      wireListen === null
+        ? null
+        : new WireServer(
+            node.backend(),
+            {
+              nodeId: config.id,
+              admission,
+              maxFrameBytes: config.maxBodyBytes,
+              maxInFlightPerConnection: config.clientProtocolMaxInflight,
+              handshakeTimeoutMs: config.httpHeadersTimeoutMs,
+              idleTimeoutMs: config.httpIdleTimeoutMs,
+              maxConnections: config.httpMaxConnections,
+              onRequest: (op, code) =>
+                metrics.httpRequests.inc({
+                  route: `binary:${op}`,
+                  status: code === 'OK' ? '200' : code,
+                }),
+              onError: (err) => log.error({ err }, 'request failed with an internal error'),
+            },
+          );
     try {
       const addr = await http.listen(config.listenClient);
+      if (node.wire !== null && wireListen !== null) {
+        try {
+          const { host: h, port } = parseHostPort(wireListen);
+          await node.wire.listen(h, port);
+        } catch (err) {
+          await http.close();
+          throw listenError(wireListen, 'clients (clientProtocolPort)', err);
+        }
+      }
       log.info(
         {
           client: `${addr.address}:${addr.port}`,
@@ -349,6 +388,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.closing = true;
     await this.host.close();
     await this.http.close();
+    await this.wire?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.loopDelay[Symbol.dispose]();
     this.log.info('node stopped');
@@ -376,6 +416,7 @@ export class FlotillaNode implements AsyncDisposable {
     };
   }
 
+  /** The key-value backend both fronts (HTTP and the binary protocol) serve requests through. */
   private backend(): KvBackend {
     const header = () => ({
       revision: this.kv.revision(),
@@ -426,7 +467,9 @@ export class FlotillaNode implements AsyncDisposable {
         });
         return { header: header(), result: this.kv.range(op) };
       },
+      leads: () => this.runtime.leaderId() === this.config.id,
       forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
+      batch: (fn) => this.runtime.batch(fn),
       status: () => this.nodeStatus(),
       clusterStatus: (signal) => this.clusterStatus(signal),
       ready: () => {
@@ -507,6 +550,13 @@ export class FlotillaNode implements AsyncDisposable {
     );
     return { leader: this.runtime.leaderId(), nodes };
   }
+}
+
+/** Where the binary client protocol listens: the client listener's host, its own port. */
+function clientProtocolAddress(config: NodeConfig): string | null {
+  if (config.clientProtocolPort === 0) return null;
+  const { host } = parseHostPort(config.listenClient);
+  return `${host}:${config.clientProtocolPort}`;
 }
 
 function unsafeEmptyResult(op: BackendOp): BackendOpResult {
