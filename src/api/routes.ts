@@ -136,4 +136,3 @@ async function forwarded(
 }
 
 export const forwardedHeader = FORWARDED_HEADER;
-

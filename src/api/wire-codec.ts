@@ -214,7 +214,8 @@ function checkJsonShaped(v: unknown, where: string, depth: number): void {
     for (const [k, x] of Object.entries(v)) checkJsonShaped(x, `${where}.${k}`, depth + 1);
     return;
   }
-  const kind = v instanceof Uint8Array ? 'binary' : typeof v === 'object' ? 'an extension' : typeof v;
+  const kind =
+    v instanceof Uint8Array ? 'binary' : typeof v === 'object' ? 'an extension' : typeof v;
   throw new FlotillaError(
     'BAD_REQUEST',
     `${where} holds ${kind}: bodies take maps, arrays, strings, numbers, booleans and nil`,

@@ -82,7 +82,13 @@ type Ticket = NonNullable<ReturnType<AdmissionGate['tryAcquire']>>;
 interface Work {
   readonly req: WireRequest;
   readonly parsed:
-    | { readonly kind: 'write'; readonly write: WriteRequest; readonly path: string }
+    | {
+        readonly kind: 'write';
+        readonly write: WriteRequest;
+        readonly path: string;
+        /** The body with the connection's client id filled in: what a follower forwards. */
+        readonly body: Json;
+      }
     | { readonly kind: 'read'; readonly read: ReadRequest };
   readonly ticket: Ticket | null;
   readonly controller: AbortController;
@@ -276,7 +282,8 @@ class Connection {
     const limits = this.s.backend.limits;
     if (req.op === 'range') return { kind: 'read', read: parseRead(req.body, limits) };
     const kind = req.op as WriteKind;
-    return { kind: 'write', write: parseWrite(kind, req.body, limits), path: writePaths[kind] };
+    const body = this.bodyOf(req.body);
+    return { kind: 'write', write: parseWrite(kind, body, limits), path: writePaths[kind], body };
   }
 
   /** Starts a batch in one turn, every request before any answer is awaited. */
@@ -306,7 +313,7 @@ class Connection {
     }
     const wr = w.parsed.write;
     if (b.leads()) return b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));
-    return this.forward(w.parsed.path, wr, this.bodyOf(w.req), signal);
+    return this.forward(w.parsed.path, wr, w.parsed.body, signal);
   }
 
   /** A follower's write goes to the leader as the HTTP body it stands for (forward.ts). */
@@ -330,11 +337,11 @@ class Connection {
   }
 
   /** The body as the leader must see it: the connection's client id filled in for a session. */
-  private bodyOf(req: WireRequest): Json {
-    const o = req.body as Record<string, Json>;
-    if (this.clientId === null || o['seq'] === undefined || o['clientId'] !== undefined)
-      return req.body;
-    return { ...o, clientId: this.clientId };
+  private bodyOf(body: Json): Json {
+    if (this.clientId === null || body === null || typeof body !== 'object' || Array.isArray(body))
+      return body;
+    if (body['seq'] === undefined || body['clientId'] !== undefined) return body;
+    return { ...body, clientId: this.clientId };
   }
 
   private finish(w: Work, json: Json | null, err: FlotillaError | null): void {

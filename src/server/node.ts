@@ -336,24 +336,21 @@ export class FlotillaNode implements AsyncDisposable {
     node.wire =
       wireListen === null
         ? null
-        : new WireServer(
-            node.backend(),
-            {
-              nodeId: config.id,
-              admission,
-              maxFrameBytes: config.maxBodyBytes,
-              maxInFlightPerConnection: config.clientProtocolMaxInflight,
-              handshakeTimeoutMs: config.httpHeadersTimeoutMs,
-              idleTimeoutMs: config.httpIdleTimeoutMs,
-              maxConnections: config.httpMaxConnections,
-              onRequest: (op, code) =>
-                metrics.httpRequests.inc({
-                  route: `binary:${op}`,
-                  status: code === 'OK' ? '200' : code,
-                }),
-              onError: (err) => log.error({ err }, 'request failed with an internal error'),
-            },
-          );
+        : new WireServer(node.backend(), {
+            nodeId: config.id,
+            admission,
+            maxFrameBytes: config.maxBodyBytes,
+            maxInFlightPerConnection: config.clientProtocolMaxInflight,
+            handshakeTimeoutMs: config.httpHeadersTimeoutMs,
+            idleTimeoutMs: config.httpIdleTimeoutMs,
+            maxConnections: config.httpMaxConnections,
+            onRequest: (op, code) =>
+              metrics.httpRequests.inc({
+                route: `binary:${op}`,
+                status: code === 'OK' ? '200' : code,
+              }),
+            onError: (err) => log.error({ err }, 'request failed with an internal error'),
+          });
     try {
       const addr = await http.listen(config.listenClient);
       if (node.wire !== null && wireListen !== null) {
