@@ -118,6 +118,12 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory (one subdirectory per node)', './data')
     .option('--peer-port <port>', 'first peer port', port('--peer-port'), 7001)
     .option('--client-port <port>', 'first client (HTTP) port', port('--client-port'), 8001)
+    .option(
+      '--binary-port <port>',
+      'first binary client protocol port (0: none)',
+      int('--binary-port', 0, 65_535),
+      0,
+    )
     .addOption(
       new Option('--storage <kind>', 'storage backend').choices(['wal', 'sqlite']).default('wal'),
     )
@@ -129,6 +135,7 @@ export function buildProgram(): Command {
         dataDir: string;
         peerPort: number;
         clientPort: number;
+        binaryPort: number;
         storage: 'wal' | 'sqlite';
         logLevel: string;
         clusterId: string;
@@ -139,6 +146,7 @@ export function buildProgram(): Command {
           host: '127.0.0.1',
           peerPortBase: o.peerPort,
           clientPortBase: o.clientPort,
+          binaryPortBase: o.binaryPort,
           storage: o.storage,
           logLevel: o.logLevel,
           clusterId: o.clusterId,
