@@ -472,3 +472,42 @@ class CuttableProxy {
     await new Promise((r) => this.server.close(r));
   }
 }
+
+void describe('binary client protocol: node admission', () => {
+  let single: TestNodes;
+  before(async () => {
+    // Admission counts HTTP and binary requests alike; here 3 at once, however many connections.
+    single = await TestNodes.start({
+      nodes: 1,
+      clientProtocol: true,
+      config: { maxInflightRequests: 3 },
+    });
+    await single.waitForLeader();
+  });
+  after(async () => {
+    await single.close();
+  });
+
+  void it('answers OVERLOADED past the admission limit, with when to come back', async () => {
+    const c = await RawConnection.open(single.binaryPort(1));
+    try {
+      const frames = Array.from({ length: 8 }, (_, i) =>
+        encodeFrame([i + 1, 'put', { key: `adm/${i}`, value: 'x' }]),
+      );
+      c.socket.write(Buffer.concat(frames));
+      await c.until('8 answers', () => c.answers().length >= 8);
+      const byId = new Map(c.answers().map(([id, status, p]) => [id, { status, p }]));
+      for (let id = 1; id <= 8; id++) {
+        const a = byId.get(id);
+        if (id <= 3) assert.equal(a?.status, 0, `request ${id}: ${JSON.stringify(a)}`);
+        else {
+          assert.equal(a?.p['code'], 'OVERLOADED', `request ${id}: ${JSON.stringify(a)}`);
+          assert.match(String(a?.p['message']), /Node is overloaded: 3 requests/);
+          assert.ok(Number(a?.p['retryAfterMs']) >= 1_000, JSON.stringify(a));
+        }
+      }
+    } finally {
+      c.socket.destroy();
+    }
+  });
+});
