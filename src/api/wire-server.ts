@@ -377,7 +377,17 @@ class Connection {
     if (this.out.length === 0 || this.socket.destroyed) return;
     const frames = this.out;
     this.out = [];
-    this.socket.write(frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames));
+    const ok = this.socket.write(
+      frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames),
+    );
+    // A client that sends without reading its answers (even refusals take a frame) would make
+    // us buffer without limit: stop reading from it until it has taken what was written.
+    if (!ok && !this.closed) {
+      this.socket.pause();
+      this.socket.once('drain', () => {
+        if (!this.closed) this.socket.resume();
+      });
+    }
   }
 
   /**
