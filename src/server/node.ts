@@ -9,7 +9,7 @@ import { toFlotillaError } from '../api/errors.js';
 import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import { clientProtocolHeader } from '../api/wire-codec.js';
-import { WireServer } from '../api/wire-server.js';
+import type { WireServer } from '../api/wire-server.js';
 import {
   forwardedHeader,
   installRoutes,
@@ -42,6 +42,11 @@ import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
 import { KvService, answerOf } from './kv-service.js';
+import {
+  clientProtocolAddress,
+  createClientProtocolServer,
+  listenClientProtocol,
+} from './client-protocol.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 /** The Raft group that holds the key-value store (the only one yet). */
@@ -336,32 +341,14 @@ export class FlotillaNode implements AsyncDisposable {
     node.wire =
       wireListen === null
         ? null
-        : new WireServer(node.backend(), {
-            nodeId: config.id,
-            admission,
-            maxFrameBytes: config.maxBodyBytes,
-            maxInFlightPerConnection: config.clientProtocolMaxInflight,
-            handshakeTimeoutMs: config.httpHeadersTimeoutMs,
-            idleTimeoutMs: config.httpIdleTimeoutMs,
-            maxConnections: config.httpMaxConnections,
-            onRequest: (op, code) =>
-              metrics.httpRequests.inc({
-                route: `binary:${op}`,
-                status: code === 'OK' ? '200' : code,
-              }),
-            onError: (err) => log.error({ err }, 'request failed with an internal error'),
-          });
+        : createClientProtocolServer(config, { backend: node.backend(), admission, metrics, log });
     try {
       const addr = await http.listen(config.listenClient);
-      if (node.wire !== null && wireListen !== null) {
-        try {
-          const { host: h, port } = parseHostPort(wireListen);
-          await node.wire.listen(h, port);
-        } catch (err) {
+      if (node.wire !== null && wireListen !== null)
+        await listenClientProtocol(node.wire, wireListen).catch(async (err: unknown) => {
           await http.close();
-          throw listenError(wireListen, 'clients (clientProtocolPort)', err);
-        }
-      }
+          throw err;
+        });
       log.info(
         {
           client: `${addr.address}:${addr.port}`,
@@ -547,13 +534,6 @@ export class FlotillaNode implements AsyncDisposable {
     );
     return { leader: this.runtime.leaderId(), nodes };
   }
-}
-
-/** Where the binary client protocol listens: the client listener's host, its own port. */
-function clientProtocolAddress(config: NodeConfig): string | null {
-  if (config.clientProtocolPort === 0) return null;
-  const { host } = parseHostPort(config.listenClient);
-  return `${host}:${config.clientProtocolPort}`;
 }
 
 function unsafeEmptyResult(op: BackendOp): BackendOpResult {
