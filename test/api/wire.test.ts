@@ -205,6 +205,11 @@ void describe('binary client protocol', () => {
       });
       assert.equal(c.closed, true);
       assert.equal(c.inFlight, 0);
+      // The node gave up the requests' admission slots when their connection went.
+      await waitForAsync(
+        'the admission slots to be freed',
+        async () => (await admitted(leader)) === 0,
+      );
     } finally {
       await proxy.close();
     }
@@ -399,6 +404,7 @@ void describe('binary client protocol: malformed frames', () => {
         assert.ok(r.header.revision > 0);
         for (const key of ['mal/txn', 'mal/bin', 'mal/missing', 'mal/f'])
           assert.equal(await serializableGet(key), null, `${key} must not be applied`);
+        assert.equal(await admitted(leader), 0, 'no admission slot is kept');
       } finally {
         other.close();
         bad.socket.destroy();
@@ -416,6 +422,28 @@ function binaryRequests(id: number): number {
   for (const v of Object.values(metric.hashMap))
     if (v.labels.route.startsWith('binary:')) n += v.value;
   return n;
+}
+
+/** Requests the node holds admitted now (its admission gauge). */
+async function admitted(id: number): Promise<number> {
+  const text = await cluster
+    .node(id)
+    .metrics.registry.getSingleMetricAsString('flotilla_admission_in_flight');
+  const m = /flotilla_admission_in_flight\{unit="requests"[^}]*\} (\d+)/.exec(text);
+  assert.ok(m !== null, text);
+  return Number(m[1]);
+}
+
+async function waitForAsync(
+  what: string,
+  done: () => Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 async function waitFor(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
