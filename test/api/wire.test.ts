@@ -284,6 +284,13 @@ void describe('binary client protocol', () => {
   void it("a follower's binary port forwards a write to the leader", async () => {
     const c = await open(follower, { clientId: 'via-follower' });
     try {
+      assert.equal(c.hello.nodeId, follower, 'the handshake names the node');
+      assert.equal(c.hello.version, 1);
+      const status = (await c.request('status', {}, { read: true })) as {
+        id: number;
+        leader: number;
+      };
+      assert.deepEqual([status.id, status.leader], [follower, leader]);
       const r = (await c.request(
         'put',
         { key: 'fwd', value: 'from-follower', seq: 1 },
