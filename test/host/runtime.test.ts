@@ -318,3 +318,68 @@ void test('proposals started in one batch reach the disk in one write', async ()
     `the leader's writes of the batch, by entries: ${writes.join(',')}`,
   );
 });
+
+void test('linearizable reads started in one batch share one heartbeat round', async () => {
+  // A read is confirmed by a heartbeat round that starts after it arrived. Started together,
+  // a batch of reads takes one round; the first running an idle loop alone would take a round
+  // of its own and leave the rest to the next. Rounds are numbered (`seq`) in the heartbeats.
+  const net = new MemoryNetwork();
+  const heartbeatSeqs: number[] = [];
+  let pending = 0;
+  let leaderId = 0;
+  const voters = [1, 2, 3];
+  const nodes = await Promise.all(
+    voters.map(async (id) => {
+      const inner = net.connect(id);
+      const storage = createMemoryStorage({ quiet: true });
+      const host = new Host({
+        id,
+        clock: systemClock,
+        tickMs: 5,
+        transport: {
+          send: (m, a, g) => {
+            if (id === leaderId && m.type === 'heartbeat') heartbeatSeqs.push(m.seq);
+            inner.send(m, a, g);
+          },
+          onMessage: (h) => inner.onMessage(h),
+          close: () => inner.close(),
+        },
+      });
+      open.push(host);
+      return host.addGroup(0, {
+        voters,
+        storage: {
+          initialState: () => storage.initialState(),
+          persist: async (e, h) => {
+            pending++;
+            try {
+              return await storage.persist(e, h);
+            } finally {
+              pending--;
+            }
+          },
+          saveSnapshot: (m, d) => storage.saveSnapshot(m, d),
+          loadSnapshot: () => storage.loadSnapshot(),
+          close: () => storage.close(),
+        },
+        stateMachine: new Log(),
+        electionTicks: 15,
+        heartbeatTicks: 3,
+      });
+    }),
+  );
+  const leader = await leaderOf({ net, nodes, sms: [] });
+  leaderId = leader.id;
+  await leader.propose(enc.encode('a committed entry of this term'));
+  await leader.linearizableRead();
+  const deadline = Date.now() + 5_000;
+  do {
+    if (Date.now() > deadline) assert.fail(`the writes never drained (${pending})`);
+    await new Promise((r) => setTimeout(r, 1));
+  } while (pending > 0);
+  const before = Math.max(0, ...heartbeatSeqs);
+  const reads = leader.batch(() => Array.from({ length: 10 }, () => leader.linearizableRead()));
+  await Promise.all(reads);
+  const rounds = new Set(heartbeatSeqs.filter((s) => s > before));
+  assert.equal(rounds.size, 1, `read rounds after ${before}: ${[...rounds].join(',')}`);
+});
