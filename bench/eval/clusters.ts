@@ -30,6 +30,8 @@ export interface BenchCluster {
   readonly size: number;
   readonly ids: readonly number[];
   clientUrl(id: number): string;
+  /** The member's binary client protocol port; null when the system has none. */
+  binaryPort(id: number): number | null;
   start(): Promise<void>;
   startMember(id: number): void;
   /** kill -9 one member (no flush, no hand-off). */
@@ -56,6 +58,8 @@ interface Member {
   readonly id: number;
   readonly peerPort: number;
   readonly clientPort: number;
+  /** Flotilla's binary client protocol port (allocated for both systems, used by Flotilla). */
+  readonly binaryPort: number;
   readonly dataDir: string;
 }
 
@@ -85,12 +89,17 @@ abstract class ProcessCluster implements BenchCluster {
     return `http://127.0.0.1:${this.member(id).clientPort}`;
   }
 
+  binaryPort(_id: number): number | null {
+    return null;
+  }
+
   async start(): Promise<void> {
-    const ports = await freePorts(this.o.size * 2);
+    const ports = await freePorts(this.o.size * 3);
     this.members = this.ids.map((id, i) => ({
       id,
-      peerPort: ports[2 * i] as number,
-      clientPort: ports[2 * i + 1] as number,
+      peerPort: ports[3 * i] as number,
+      clientPort: ports[3 * i + 1] as number,
+      binaryPort: ports[3 * i + 2] as number,
       dataDir: join(this.o.dir, `${this.system}-${this.o.size}-m${id}`),
     }));
     for (const m of this.members) mkdirSync(m.dataDir, { recursive: true });
@@ -214,8 +223,13 @@ export class FlotillaCluster extends ProcessCluster {
         ...['--cluster-id', 'bench', '--storage', 'wal', '--log-level', this.o.logLevel ?? 'warn'],
         ...['--tick-ms', String(t.tickMs), '--election-ticks', String(t.electionTicks)],
         ...['--heartbeat-ticks', String(t.heartbeatTicks)],
+        ...['--client-protocol-port', String(m.binaryPort)],
       ],
     };
+  }
+
+  override binaryPort(id: number): number | null {
+    return this.member(id).binaryPort;
   }
 
   async view(id: number): Promise<MemberView | null> {

@@ -5,6 +5,7 @@ import { EvalError } from './errors.js';
 
 export const scenarioNames = [
   'writes',
+  'writes-binary',
   'failover',
   'reads',
   'payload',
@@ -20,6 +21,10 @@ export interface Plan {
   readonly warmupMs: number;
   readonly durationMs: number;
   readonly writeClients: readonly number[];
+  /** Closed-loop writers per point of the binary client protocol scenario (Flotilla only). */
+  readonly binaryClients: readonly number[];
+  /** Binary protocol connections those writers share. */
+  readonly binaryConnections: number;
   readonly payloadBytes: readonly number[];
   readonly payloadClients: number;
   readonly readClients: number;
@@ -48,6 +53,8 @@ export const fullPlan: Plan = {
   warmupMs: 2_000,
   durationMs: 8_000,
   writeClients: [1, 16, 64, 256, 1024],
+  binaryClients: [1, 64, 256, 1024],
+  binaryConnections: 4,
   payloadBytes: [16, 256, 4096, 65536],
   payloadClients: 64,
   readClients: 64,
@@ -71,6 +78,8 @@ export const quickPlan: Plan = {
   warmupMs: 500,
   durationMs: 2_500,
   writeClients: [1, 64, 256],
+  binaryClients: [1, 64, 256],
+  binaryConnections: 4,
   payloadBytes: [16, 4096, 65536],
   payloadClients: 64,
   readClients: 64,

@@ -57,6 +57,17 @@ export function goals(r: EvalResults): Goal[] {
       met: w256f.latencyMs.p99 <= w256e.latencyMs.p99,
     });
   }
+  const b256f = at(f?.writesBinary, 256);
+  if (b256f !== undefined && w256e !== undefined) {
+    const ratio = b256f.throughputOpsPerSec / w256e.throughputOpsPerSec;
+    out.push({
+      goal: 'write throughput, 256 clients, binary protocol ≥ 3× etcd (JSON gateway)',
+      flotilla: ops(b256f.throughputOpsPerSec),
+      anchor: ops(w256e.throughputOpsPerSec),
+      ratio: `${ratio.toFixed(2)}×`,
+      met: ratio >= 3,
+    });
+  }
   const rf = f?.reads.find((x) => x.consistency === 'linearizable' && x.target === 'leader');
   const re = e?.reads.find((x) => x.consistency === 'linearizable' && x.target === 'leader');
   if (rf !== undefined && re !== undefined) {
@@ -295,6 +306,22 @@ function wireCell(w: WritePoint['wire']): string {
   return `${m} msgs, ${b} B`;
 }
 
+/** Flotilla's binary points, each with its throughput over etcd's and its own HTTP's. */
+export function binaryRows(r: EvalResults): (string | number)[][] {
+  const f = sys(r, 'flotilla');
+  const e = sys(r, 'etcd');
+  const vs = (x: LoadResult, y: LoadResult | undefined): string =>
+    y === undefined || y.throughputOpsPerSec === 0
+      ? '–'
+      : `${(x.throughputOpsPerSec / y.throughputOpsPerSec).toFixed(2)}×`;
+  return (f?.writesBinary ?? []).map((w) => [
+    ...loadRow(`flotilla binary (${w.connections} conns)`, w),
+    wireCell(w.wire),
+    vs(w, at(e?.writes, w.clients)),
+    vs(w, at(f?.writes, w.clients)),
+  ]);
+}
+
 export function renderTables(r: EvalResults): string {
   const ss = present(r);
   const parts: string[] = [];
@@ -305,6 +332,12 @@ export function renderTables(r: EvalResults): string {
     parts.push(
       '<h2>Writes, 256-byte values, 3 members</h2>',
       table([...loadHead, 'peer traffic per write'], writes),
+    );
+  const binary = binaryRows(r);
+  if (binary.length > 0)
+    parts.push(
+      '<h2>Writes over the binary client protocol (Flotilla) vs JSON over HTTP (both)</h2>',
+      table([...loadHead, 'peer traffic per write', 'vs etcd', 'vs Flotilla HTTP'], binary),
     );
   const reads = ss.flatMap((s) =>
     (r.systems[s]?.reads ?? []).map((x) => loadRow(`${s} ${x.consistency} @${x.target}`, x)),

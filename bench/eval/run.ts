@@ -20,6 +20,7 @@ import { ProcessGroup } from './procs.js';
 import { leasePoint, watchPoint, type LeasePoint, type WatchPoint } from './watch-lease.js';
 import { profileFlotillaLeader, type ProfileSummary } from './profile.js';
 import {
+  binaryWritePoint,
   preloadKeys,
   readPoint,
   writePoint,
@@ -39,6 +40,8 @@ export interface EvalOptions {
 
 export interface SystemResults {
   writes: WritePoint[];
+  /** Flotilla over its binary client protocol (absent for etcd). */
+  writesBinary?: (WritePoint & { connections: number })[];
   payload: WritePoint[];
   reads: ReadPoint[];
   sizes: (WritePoint & { nodes: number })[];
@@ -71,6 +74,8 @@ const settings: Record<string, string> = {
   flotilla:
     'wal storage (fsync every batch), --tick-ms 10 --election-ticks 15 --heartbeat-ticks 5 (election 150–300 ms, heartbeat 50 ms); writers use exactly-once sessions (own clientId, seq 1, 2, ...)',
   etcd: 'etcd 3.4 defaults (fsync on) plus --heartbeat-interval 10 --election-timeout 150 (election 150–300 ms) --quota-backend-bytes 8 GiB; JSON gateway',
+  binary:
+    "Flotilla's binary client protocol: the same closed-loop writers, keys, base64 values and sessions, pipelined over 4 connections to the leader's binary port (msgpack frames)",
   client:
     'one Node.js load generator, undici Pool, HTTP/1.1 keep-alive, one connection per client, closed loop, JSON with base64 keys and values; writes and reads go to the leader unless stated',
 };
@@ -154,13 +159,29 @@ async function runSystem(
   const t = { warmupMs: p.warmupMs, durationMs: p.durationMs };
   const has = (s: ScenarioName): boolean => o.scenarios.includes(s);
   const sub = (name: string): string => join(dir, name);
-  if (has('writes') || has('reads') || has('payload')) {
+  const binary = has('writes-binary') && system === 'flotilla';
+  if (has('writes') || has('reads') || has('payload') || binary) {
     await withCluster(makeCluster(system, { size: 3, dir: sub('main'), procs }), o, async (c) => {
       if (has('writes'))
         for (const n of p.writeClients)
           r.writes.push(
             await writePoint(c, n, 256, t, o.progress, `${system} writes ${n} clients`),
           );
+      if (binary) {
+        r.writesBinary = [];
+        for (const n of p.binaryClients)
+          r.writesBinary.push(
+            await binaryWritePoint(
+              c,
+              n,
+              p.binaryConnections,
+              256,
+              t,
+              o.progress,
+              `${system} binary protocol writes ${n} clients, ${Math.min(n, p.binaryConnections)} connections`,
+            ),
+          );
+      }
       if (has('reads')) {
         await preloadKeys(c, 1000);
         for (const consistency of ['linearizable', 'serializable'] as const)

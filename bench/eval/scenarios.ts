@@ -3,6 +3,7 @@
 
 import type { BenchCluster, SystemName } from './clusters.js';
 import { runClosedLoop, type LoadResult } from './loadgen.js';
+import { runClosedLoopBinary } from './loadgen-binary.js';
 import { delta, parsePrometheus, sumBy } from './prom.js';
 import { b64, getOp, putOp, randomValueB64, type HttpOp } from './protocol.js';
 import { peerBytesSent } from './wire.js';
@@ -117,6 +118,58 @@ export async function writePoint(
       : perWrite(before, after, r.ops);
   p.done(label, summary(r));
   return { ...r, valueBytes, wire };
+}
+
+/**
+ * A write point over Flotilla's binary client protocol: the same keys, values (base64, as the
+ * JSON fronts carry them) and sessions as `writePoint`, pipelined over `connections` shared
+ * connections to the leader's binary port.
+ */
+export async function binaryWritePoint(
+  c: BenchCluster,
+  clients: number,
+  connections: number,
+  valueBytes: number,
+  t: Timing,
+  p: Progress,
+  label: string,
+): Promise<WritePoint & { connections: number }> {
+  const leader = await c.waitForLeader();
+  const port = c.binaryPort(leader);
+  if (port === null) throw new Error(`${c.system} has no binary client protocol`);
+  const values = Array.from({ length: 8 }, (_, i) => randomValueB64(valueBytes, i + 1));
+  const runTag = `b${Date.now().toString(36)}`;
+  let before: Counters | undefined;
+  const snap = setTimeout(() => {
+    void counters(c).then((x) => (before = x));
+  }, t.warmupMs);
+  const r = await runClosedLoopBinary({
+    host: '127.0.0.1',
+    port,
+    connections,
+    clients,
+    warmupMs: t.warmupMs,
+    durationMs: t.durationMs,
+    next: (client, n) => ({
+      op: 'put',
+      body: {
+        key: b64(`bench/${client}/${n % keysPerClient}`),
+        value: values[n % values.length],
+        encoding: 'base64',
+        clientId: `${runTag}-${client}`,
+        seq: n + 1,
+      },
+    }),
+    onTick: (e, total, ops) => p.tick(label, e, total, ops),
+  });
+  clearTimeout(snap);
+  const after = await counters(c);
+  const wire =
+    before === undefined
+      ? { messagesByType: null, messages: null, peerBytes: null, reportedPeerBytes: null }
+      : perWrite(before, after, r.ops);
+  p.done(label, summary(r));
+  return { ...r, valueBytes, wire, connections };
 }
 
 export function summary(r: LoadResult): string {

@@ -123,7 +123,10 @@ export async function watchPoint(
     const deadline = Date.now() + 30_000;
     while (created < watchers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     if (created < watchers)
-      throw new EvalError('EVAL_SCENARIO', `${label}: only ${created} of ${watchers} watches opened`);
+      throw new EvalError(
+        'EVAL_SCENARIO',
+        `${label}: only ${created} of ${watchers} watches opened`,
+      );
     measuring = true;
     let n = 0;
     const writes = await runClosedLoop({

@@ -23,6 +23,9 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  // The binary client protocol's own refusals (never sent over HTTP, but every code has a status).
+  BAD_FRAME: 400,
+  UNSUPPORTED_VERSION: 505,
   UNKNOWN_NODE: 400,
   COMPACTED: 410,
   FUTURE_REVISION: 400,

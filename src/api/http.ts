@@ -66,6 +66,8 @@ export interface HttpServerOptions {
    * (turns.ts): the most client work done between two chances for Raft's. Default 32.
    */
   readonly requestsPerTurn?: number;
+  /** Headers every answer carries (e.g. the binary client protocol's port, for clients). */
+  readonly answerHeaders?: Readonly<Record<string, string>>;
   readonly onRequest?: (route: string, status: number) => void;
   readonly onError?: (err: unknown) => void;
 }
@@ -280,6 +282,7 @@ export class JsonHttpServer {
   private send(res: ServerResponse, status: number, body: string, contentType: string): void {
     if (res.headersSent || res.destroyed) return;
     res.writeHead(status, {
+      ...this.opts.answerHeaders,
       'Content-Type': contentType,
       'Content-Length': Buffer.byteLength(body),
       // Every 429 (this node's refusal, or the leader's passed on by forwarding) says when

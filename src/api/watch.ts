@@ -51,7 +51,7 @@ export function installWatchRoute(http: JsonHttpServer, b: WatchBackend): void {
       'encoding',
     ]);
     const enc = encodingOf(o);
-    const range: Range = parseRangeSpec(o, enc, b);
+    const range: Range = parseRangeSpec(o, enc, b.limits);
     const spec: WatchSpec = {
       range,
       startRevision: optInt(o, 'startRevision', 0, maxRevision) ?? 0,

@@ -69,6 +69,16 @@ export const errorCodes = {
     meaning: "the route exists for other methods, listed in the answer's `Allow`",
     indefinite: false,
   },
+  BAD_FRAME: {
+    meaning:
+      'binary client protocol: a frame that is not msgpack, not a request, or of an unknown type; the connection is closed',
+    indefinite: false,
+  },
+  UNSUPPORTED_VERSION: {
+    meaning:
+      'binary client protocol: the handshake asks for a protocol version this node does not speak (the message lists those it does)',
+    indefinite: false,
+  },
   UNKNOWN_NODE: {
     meaning: 'a leadership transfer to an id that is not a member',
     indefinite: false,

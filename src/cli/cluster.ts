@@ -15,6 +15,8 @@ export interface ClusterUpOptions {
   readonly host: string;
   readonly peerPortBase: number;
   readonly clientPortBase: number;
+  /** First port of the binary client protocol, one per node; 0 or absent: not served. */
+  readonly binaryPortBase?: number;
   readonly storage: 'wal' | 'sqlite';
   readonly logLevel: string;
   readonly clusterId: string;
@@ -43,20 +45,24 @@ const maxPort = 65_535;
 export function planCluster(o: ClusterUpOptions): LocalMember[] {
   if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > maxLocalNodes)
     throw new UsageError(`--nodes must be an integer from 1 to ${maxLocalNodes}, got ${o.nodes}`);
-  const ranges = [
+  const ranges: [string, number][] = [
     ['--peer-port', o.peerPortBase],
     ['--client-port', o.clientPortBase],
-  ] as const;
+  ];
+  if ((o.binaryPortBase ?? 0) !== 0) ranges.push(['--binary-port', o.binaryPortBase as number]);
   for (const [flag, base] of ranges) {
     if (!Number.isInteger(base) || base < 1 || base + o.nodes - 1 > maxPort)
       throw new UsageError(
         `${flag} ${base} with ${o.nodes} node(s) needs ports ${base}..${base + o.nodes - 1}; ports must be in 1..${maxPort}`,
       );
   }
-  if (Math.abs(o.peerPortBase - o.clientPortBase) < o.nodes)
-    throw new UsageError(
-      `--peer-port ${o.peerPortBase} and --client-port ${o.clientPortBase} overlap with ${o.nodes} node(s): each needs ${o.nodes} consecutive ports`,
-    );
+  ranges.forEach(([flag, base], i) => {
+    for (const [otherFlag, other] of ranges.slice(i + 1))
+      if (Math.abs(base - other) < o.nodes)
+        throw new UsageError(
+          `${flag} ${base} and ${otherFlag} ${other} overlap with ${o.nodes} node(s): each needs ${o.nodes} consecutive ports`,
+        );
+  });
   return Array.from({ length: o.nodes }, (_, i) => ({
     id: i + 1,
     peer: `${o.host}:${o.peerPortBase + i}`,
@@ -124,6 +130,9 @@ export function startArgs(
     // JSON whatever the terminal: this process renders the lines, prefixed with the node.
     '--log-format',
     'json',
+    ...((o.binaryPortBase ?? 0) === 0
+      ? []
+      : ['--client-protocol-port', String((o.binaryPortBase as number) + m.id - 1)]),
     ...(o.extraArgs ?? []),
   ];
 }

@@ -80,6 +80,11 @@ export function buildProgram(): Command {
       'client requests held at once; more are refused 429 OVERLOADED',
       int('--max-inflight-requests'),
     )
+    .option(
+      '--client-protocol-port <port>',
+      'port of the binary client protocol (0: off)',
+      int('--client-protocol-port'),
+    )
     .option('--log-level <level>', 'pino log level')
     .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
     .action(async (o: Record<string, unknown>) => {
@@ -97,6 +102,7 @@ export function buildProgram(): Command {
         heartbeatTicks: o['heartbeatTicks'],
         snapshotEveryEntries: o['snapshotEveryEntries'],
         maxInflightRequests: o['maxInflightRequests'],
+        clientProtocolPort: o['clientProtocolPort'],
         logLevel: o['logLevel'],
         logFormat: o['logFormat'],
       };
@@ -113,6 +119,12 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory (one subdirectory per node)', './data')
     .option('--peer-port <port>', 'first peer port', port('--peer-port'), 7001)
     .option('--client-port <port>', 'first client (HTTP) port', port('--client-port'), 8001)
+    .option(
+      '--binary-port <port>',
+      'first binary client protocol port (0: none)',
+      int('--binary-port', 0, 65_535),
+      0,
+    )
     .addOption(
       new Option('--storage <kind>', 'storage backend').choices(['wal', 'sqlite']).default('wal'),
     )
@@ -124,6 +136,7 @@ export function buildProgram(): Command {
         dataDir: string;
         peerPort: number;
         clientPort: number;
+        binaryPort: number;
         storage: 'wal' | 'sqlite';
         logLevel: string;
         clusterId: string;
@@ -134,6 +147,7 @@ export function buildProgram(): Command {
           host: '127.0.0.1',
           peerPortBase: o.peerPort,
           clientPortBase: o.clientPort,
+          binaryPortBase: o.binaryPort,
           storage: o.storage,
           logLevel: o.logLevel,
           clusterId: o.clusterId,

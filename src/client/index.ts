@@ -18,6 +18,8 @@ import { pick, sleep } from './util.js';
 import { watchStream, type WatchBatch, type WatchOptions } from './watch.js';
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
+import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
+import { WireConnection } from './wire.js';
 import type {
   ClusterStatus,
   CompactResponse,
@@ -64,7 +66,25 @@ export interface ClientOptions {
    * keep it below the cluster's session window (256). Default 128.
    */
   readonly writeWindow?: number;
+  /**
+   * `auto`: use a node's binary client protocol once its HTTP answers name the port
+   * (docs/CLIENT-PROTOCOL.md), HTTP otherwise; `http`: HTTP only. Default `auto`.
+   */
+  readonly protocol?: 'auto' | 'http';
+  /** Binary protocol connections per endpoint; requests share them. Default 2. */
+  readonly binaryConnections?: number;
 }
+
+/** The binary protocol's request type of each HTTP path it serves. */
+const wireOpOfPath: Readonly<Record<string, WireOp>> = {
+  '/v1/kv/put': 'put',
+  '/v1/kv/range': 'range',
+  '/v1/kv/delete': 'delete',
+  '/v1/kv/txn': 'txn',
+};
+
+/** After a binary connection could not be made, an endpoint is served over HTTP this long. */
+const binaryRetryMs = 5_000;
 
 export interface CallOptions {
   readonly signal?: AbortSignal;
@@ -104,6 +124,15 @@ export class FlotillaClient {
   /** Index into endpoints of the node we believe leads. */
   private preferred = 0;
   private leaderUrlById = new Map<number, string>();
+  private readonly protocol: 'auto' | 'http';
+  private readonly binaryConnections: number;
+  /** Endpoint -> the binary protocol port its node advertised. */
+  private readonly binaryPorts = new Map<string, number>();
+  /** Endpoint -> when to try its binary port again after a failure (ms since the epoch). */
+  private readonly binaryRetryAt = new Map<string, number>();
+  /** Endpoint -> its binary connections (or connections being made), used round-robin. */
+  private readonly wires = new Map<string, (Promise<WireConnection> | undefined)[]>();
+  private nextWire = 0;
 
   constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0)
@@ -118,6 +147,14 @@ export class FlotillaClient {
       throw new FlotillaError(
         'BAD_REQUEST',
         `writeWindow must be an integer from 1 to 256, got ${String(opts.writeWindow)}`,
+        false,
+      );
+    this.protocol = opts.protocol ?? 'auto';
+    this.binaryConnections = opts.binaryConnections ?? 2;
+    if (!Number.isInteger(this.binaryConnections) || this.binaryConnections < 1)
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `binaryConnections must be a positive integer, got ${String(opts.binaryConnections)}`,
         false,
       );
     for (const e of this.endpoints)
@@ -326,7 +363,19 @@ export class FlotillaClient {
     return this.call<ClusterStatus>('GET', '/v1/cluster/status', undefined, o.signal);
   }
 
+  /** Whether calls to `endpoint` go over the binary protocol now (for tests and tools). */
+  usesBinary(endpoint: string): boolean {
+    return this.binaryPorts.has(endpoint.replace(/\/$/, ''));
+  }
+
   async close(): Promise<void> {
+    const wires = [...this.wires.values()].flat();
+    this.wires.clear();
+    for (const w of wires)
+      void w?.then(
+        (c) => c.close(),
+        () => undefined,
+      );
     await Promise.all([...this.pools.values()].map((p) => p.close()));
   }
 
@@ -445,6 +494,14 @@ export class FlotillaClient {
     );
   }
 
+  /** A node's HTTP answer names its binary protocol port: use it from the next call on. */
+  private learnBinaryPort(endpoint: string, header: string | string[] | undefined): void {
+    if (this.protocol !== 'auto' || typeof header !== 'string') return;
+    const port = Number(header);
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) return;
+    if (this.binaryPorts.get(endpoint) !== port) this.binaryPorts.set(endpoint, port);
+  }
+
   /** Learns the members' client URLs, so a NOT_LEADER hint (a node id) can be followed. */
   private async refreshMembers(endpoint: string): Promise<void> {
     try {
@@ -478,10 +535,92 @@ export class FlotillaClient {
     const pool = this.pools.get(endpoint) ?? new Pool(endpoint);
     const deadline = new Deadline(this.timeoutMs, signal);
     try {
+      const op = method === 'POST' ? wireOpOfPath[path] : undefined;
+      if (op !== undefined && this.binaryUsable(endpoint))
+        return (await this.exchangeBinary(endpoint, op, body, deadline)) as T;
       return await this.exchange<T>(pool, endpoint, method, path, body, deadline);
     } finally {
       deadline[Symbol.dispose]();
     }
+  }
+
+  private binaryUsable(endpoint: string): boolean {
+    if (!this.binaryPorts.has(endpoint)) return false;
+    const retryAt = this.binaryRetryAt.get(endpoint);
+    if (retryAt === undefined) return true;
+    if (Date.now() < retryAt) return false;
+    this.binaryRetryAt.delete(endpoint);
+    return true;
+  }
+
+  /** One attempt over the binary protocol; errors as an HTTP attempt's would be. */
+  private async exchangeBinary(
+    endpoint: string,
+    op: WireOp,
+    body: unknown,
+    deadline: Deadline,
+  ): Promise<unknown> {
+    const read = op === 'range';
+    let conn: WireConnection;
+    try {
+      conn = await this.wire(endpoint);
+    } catch (err) {
+      // Served over HTTP for a while; this attempt fails (definitely when nothing was sent).
+      this.binaryRetryAt.set(endpoint, Date.now() + binaryRetryMs);
+      throw err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err));
+    }
+    // The connection's handshake carries the session id; a write's body need not repeat it.
+    const b = body as Record<string, unknown>;
+    const sent = b['clientId'] === this.clientId ? { ...b, clientId: undefined } : b;
+    try {
+      return await conn.request(op, dropUndefined(sent), { read, signal: deadline.signal });
+    } catch (err) {
+      if (err instanceof FlotillaError && err.code === 'ABORTED' && deadline.timedOut)
+        throw new FlotillaError(
+          'TIMEOUT',
+          `${op} to ${conn.where}: no answer within ${this.timeoutMs} ms`,
+          !read,
+        );
+      throw err;
+    }
+  }
+
+  /** A binary connection to `endpoint`'s node: the next of its few, made when missing or closed. */
+  private wire(endpoint: string): Promise<WireConnection> {
+    let slots = this.wires.get(endpoint);
+    if (slots === undefined) {
+      slots = new Array<Promise<WireConnection> | undefined>(this.binaryConnections);
+      this.wires.set(endpoint, slots);
+    }
+    const i = this.nextWire++ % this.binaryConnections;
+    const have = slots[i];
+    if (have !== undefined) {
+      // A connection that closed is replaced; one still connecting is shared.
+      return have.then(
+        (c) => (c.closed ? this.connectWire(endpoint, slots, i) : c),
+        () => this.connectWire(endpoint, slots, i),
+      );
+    }
+    return this.connectWire(endpoint, slots, i);
+  }
+
+  private connectWire(
+    endpoint: string,
+    slots: (Promise<WireConnection> | undefined)[],
+    i: number,
+  ): Promise<WireConnection> {
+    const port = this.binaryPorts.get(endpoint) as number;
+    const p = WireConnection.connect({
+      host: new URL(endpoint).hostname.replace(/^\[(.*)\]$/, '$1'),
+      port,
+      clientId: this.clientId,
+      timeoutMs: this.timeoutMs,
+    });
+    slots[i] = p;
+    p.catch(() => {
+      if (slots[i] === p) slots[i] = undefined;
+    });
+    return p;
   }
 
   private async exchange<T>(
@@ -514,6 +653,7 @@ export class FlotillaClient {
         method === 'POST' && !refused,
       );
     }
+    this.learnBinaryPort(endpoint, res.headers[clientProtocolHeader]);
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -540,4 +680,10 @@ export class FlotillaClient {
     }
     return json as T;
   }
+}
+
+function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out;
 }

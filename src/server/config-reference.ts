@@ -133,6 +133,14 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       'While the oldest client request in a node (counted from when its body arrived) has taken longer than this, new ones are refused `429 OVERLOADED`, until the backlog drains: latency stays near this bound instead of growing to `requestTimeoutMs`.',
   },
+  clientProtocolPort: {
+    meaning:
+      'Port of the binary client protocol (length-prefixed msgpack over TCP, many requests in flight per connection; docs/CLIENT-PROTOCOL.md), on the host of `listenClient`. 0: not served. HTTP answers name it, and the client then uses it.',
+  },
+  clientProtocolMaxInflight: {
+    meaning:
+      'Requests in flight on one binary protocol connection; one more is answered `OVERLOADED` at once. Node admission (`maxInflightRequests`) applies as well.',
+  },
   httpMaxConnections: {
     meaning:
       'HTTP connections open at once; one more is closed as it arrives, while the open ones keep working.',

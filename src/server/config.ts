@@ -73,6 +73,13 @@ export interface NodeConfig {
   readonly maxInflightBytes: number;
   /** New client requests are refused OVERLOADED while the oldest has taken longer than this. */
   readonly maxInflightAgeMs: number;
+  /**
+   * The port of the binary client protocol (docs/CLIENT-PROTOCOL.md), on the host of
+   * `listenClient`; 0: not served.
+   */
+  readonly clientProtocolPort: number;
+  /** Requests in flight on one binary protocol connection; more are refused OVERLOADED. */
+  readonly clientProtocolMaxInflight: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** `auto`: human-readable on a terminal, JSON lines otherwise. */
   readonly logFormat: 'auto' | 'json' | 'pretty';
@@ -111,6 +118,8 @@ export const configDefaults = {
   maxInflightRequests: 256,
   maxInflightBytes: 64 * 1024 * 1024,
   maxInflightAgeMs: 1_000,
+  clientProtocolPort: 0,
+  clientProtocolMaxInflight: 1_024,
   logLevel: 'info',
   logFormat: 'auto',
 } as const;
@@ -138,6 +147,8 @@ export const numericFields = [
   ['maxInflightRequests', 1, 1_000_000],
   ['maxInflightBytes', 1024, 2 ** 40],
   ['maxInflightAgeMs', 1, 3_600_000],
+  ['clientProtocolPort', 0, 65_535],
+  ['clientProtocolMaxInflight', 1, 65_536],
 ] as const;
 
 /** The sizes of the encodings between a node's layers, for checkLimits. */

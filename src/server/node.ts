@@ -8,6 +8,8 @@ import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
 import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
+import { clientProtocolHeader } from '../api/wire-codec.js';
+import type { WireServer } from '../api/wire-server.js';
 import {
   forwardedHeader,
   installRoutes,
@@ -45,6 +47,11 @@ import { WatchHub } from '../kv/watch-hub.js';
 import { installWatchRoute } from '../api/watch.js';
 import { installLeaseRoutes } from '../api/lease-routes.js';
 import { LeaseKeeper } from './lease-keeper.js';
+import {
+  clientProtocolAddress,
+  createClientProtocolServer,
+  listenClientProtocol,
+} from './client-protocol.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 /** The Raft group that holds the key-value store (the only one yet). */
@@ -59,6 +66,8 @@ export class FlotillaNode implements AsyncDisposable {
   private readonly compactor: AutoCompactor;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
+  /** The binary client protocol's server, when `clientProtocolPort` is set. */
+  private wire: WireServer | null = null;
 
   private constructor(
     readonly config: NodeConfig,
@@ -128,6 +137,8 @@ export class FlotillaNode implements AsyncDisposable {
     // client port is only checked, as the HTTP routes need the runtime.
     prepareDataDir(config.dataDir);
     await checkListenable(config.listenClient, 'clients (listenClient)');
+    const wireListen = clientProtocolAddress(config);
+    if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
     const metrics = new NodeMetrics(config.id);
     const identity: Omit<DataDirIdentity, 'format' | 'recovery'> = {
       clusterId: config.clusterId,
@@ -334,6 +345,9 @@ export class FlotillaNode implements AsyncDisposable {
       requestTimeoutMs: config.httpRequestTimeoutMs,
       idleTimeoutMs: config.httpIdleTimeoutMs,
       maxConnections: config.httpMaxConnections,
+      ...(wireListen === null
+        ? {}
+        : { answerHeaders: { [clientProtocolHeader]: String(config.clientProtocolPort) } }),
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
     });
@@ -398,8 +412,17 @@ export class FlotillaNode implements AsyncDisposable {
       watches: () => node.watchHub.size(),
       watch: (spec, sink) => node.watchHub.watch(spec, sink),
     });
+    node.wire =
+      wireListen === null
+        ? null
+        : createClientProtocolServer(config, { backend: node.backend(), admission, metrics, log });
     try {
       const addr = await http.listen(config.listenClient);
+      if (node.wire !== null && wireListen !== null)
+        await listenClientProtocol(node.wire, wireListen).catch(async (err: unknown) => {
+          await http.close();
+          throw err;
+        });
       log.info(
         {
           client: `${addr.address}:${addr.port}`,
@@ -428,6 +451,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.watchHub.close();
     await this.host.close();
     await this.http.close();
+    await this.wire?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.loopDelay[Symbol.dispose]();
     this.log.info('node stopped');
@@ -455,6 +479,7 @@ export class FlotillaNode implements AsyncDisposable {
     };
   }
 
+  /** The key-value backend both fronts (HTTP and the binary protocol) serve requests through. */
   private backend(): KvBackend {
     const header = () => ({
       revision: this.kv.revision(),
@@ -509,7 +534,9 @@ export class FlotillaNode implements AsyncDisposable {
         const r = await this.service.compact(revision, { signal });
         return { header: { ...header(), revision: r.revision }, compacted: r.compacted };
       },
+      leads: () => this.runtime.leaderId() === this.config.id,
       forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
+      batch: (fn) => this.runtime.batch(fn),
       status: () => this.nodeStatus(),
       clusterStatus: (signal) => this.clusterStatus(signal),
       ready: () => {

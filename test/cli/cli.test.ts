@@ -73,6 +73,16 @@ void describe('cluster up refuses bad options before starting anything', () => {
     );
     assertUsageError(r, /--peer-port 9000 and --client-port 9002 overlap with 3 node\(s\)/);
   });
+  void it('a binary port range that overlaps the client ports', async () => {
+    const r = await runCli(
+      [
+        ...['cluster', 'up', '--client-port', '9100', '--binary-port', '9101'],
+        ...['--data-dir', tempDir()],
+      ],
+      bound,
+    );
+    assertUsageError(r, /--client-port 9100 and --binary-port 9101 overlap with 3 node\(s\)/);
+  });
   void it('an unknown storage kind', async () => {
     const r = await runCli(['cluster', 'up', '--storage', 'tape', '--data-dir', tempDir()], bound);
     assertUsageError(r, /'tape' is invalid/);

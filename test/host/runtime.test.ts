@@ -269,3 +269,117 @@ void test('a follower whose disk write hangs still answers heartbeats, so the le
   }
   assert.equal(await outcome, 'applied', 'the write commits once the disks come back');
 });
+
+void test('proposals started in one batch reach the disk in one write', async () => {
+  // The binary client protocol starts what one socket read brought inside `batch`: the first
+  // proposal must not run an idle loop alone (one write for it, another for the rest).
+  const writes: number[] = [];
+  let pending = 0;
+  let counting = false;
+  let leaderId = 0;
+  const c = await cluster(3, (id) => {
+    const inner = createMemoryStorage({ quiet: true });
+    return {
+      initialState: () => inner.initialState(),
+      persist: async (e, h) => {
+        if (id !== leaderId) return inner.persist(e, h);
+        if (counting && e.length > 0) writes.push(e.length);
+        pending++;
+        try {
+          return await inner.persist(e, h);
+        } finally {
+          pending--;
+        }
+      },
+      saveSnapshot: (m, d) => inner.saveSnapshot(m, d),
+      loadSnapshot: () => inner.loadSnapshot(),
+      close: () => inner.close(),
+    };
+  });
+  const leader = await leaderOf(c);
+  leaderId = leader.id;
+  await leader.propose(enc.encode('warm-up'));
+  // In a timer callback with no write pending, the leader's loop is idle: a proposal would
+  // run it at once.
+  // (The proposal resolved mid-Ready, from inside the loop: look from a timer, at least once.)
+  const deadline = Date.now() + 5_000;
+  do {
+    if (Date.now() > deadline) assert.fail(`the leader's writes never drained (${pending})`);
+    await new Promise((r) => setTimeout(r, 1));
+  } while (pending > 0);
+  counting = true;
+  const batch = leader.batch(() =>
+    Array.from({ length: 20 }, (_, i) => leader.propose(enc.encode(`b${i}`))),
+  );
+  await Promise.all(batch);
+  assert.deepEqual(
+    writes,
+    [20],
+    `the leader's writes of the batch, by entries: ${writes.join(',')}`,
+  );
+});
+
+void test('linearizable reads started in one batch share one heartbeat round', async () => {
+  // A read is confirmed by a heartbeat round that starts after it arrived. Started together,
+  // a batch of reads takes one round; the first running an idle loop alone would take a round
+  // of its own and leave the rest to the next. Rounds are numbered (`seq`) in the heartbeats.
+  const net = new MemoryNetwork();
+  const heartbeatSeqs: number[] = [];
+  let pending = 0;
+  let leaderId = 0;
+  const voters = [1, 2, 3];
+  const nodes = await Promise.all(
+    voters.map(async (id) => {
+      const inner = net.connect(id);
+      const storage = createMemoryStorage({ quiet: true });
+      const host = new Host({
+        id,
+        clock: systemClock,
+        tickMs: 5,
+        transport: {
+          send: (m, a, g) => {
+            if (id === leaderId && m.type === 'heartbeat') heartbeatSeqs.push(m.seq);
+            inner.send(m, a, g);
+          },
+          onMessage: (h) => inner.onMessage(h),
+          close: () => inner.close(),
+        },
+      });
+      open.push(host);
+      return host.addGroup(0, {
+        voters,
+        storage: {
+          initialState: () => storage.initialState(),
+          persist: async (e, h) => {
+            pending++;
+            try {
+              return await storage.persist(e, h);
+            } finally {
+              pending--;
+            }
+          },
+          saveSnapshot: (m, d) => storage.saveSnapshot(m, d),
+          loadSnapshot: () => storage.loadSnapshot(),
+          close: () => storage.close(),
+        },
+        stateMachine: new Log(),
+        electionTicks: 15,
+        heartbeatTicks: 3,
+      });
+    }),
+  );
+  const leader = await leaderOf({ net, nodes, sms: [] });
+  leaderId = leader.id;
+  await leader.propose(enc.encode('a committed entry of this term'));
+  await leader.linearizableRead();
+  const deadline = Date.now() + 5_000;
+  do {
+    if (Date.now() > deadline) assert.fail(`the writes never drained (${pending})`);
+    await new Promise((r) => setTimeout(r, 1));
+  } while (pending > 0);
+  const before = Math.max(0, ...heartbeatSeqs);
+  const reads = leader.batch(() => Array.from({ length: 10 }, () => leader.linearizableRead()));
+  await Promise.all(reads);
+  const rounds = new Set(heartbeatSeqs.filter((s) => s > before));
+  assert.equal(rounds.size, 1, `read rounds after ${before}: ${[...rounds].join(',')}`);
+});

@@ -17,7 +17,9 @@ export interface TestNodesOptions {
   /** The client URL the others use to reach node `id` (default: where it listens). */
   readonly advertise?: (id: number, listening: string) => string;
   readonly requestTimeoutMs?: number;
-  /** More configuration fields, the same for every node. */
+  /** Serve the binary client protocol too, each node on a port of its own. */
+  readonly clientProtocol?: boolean;
+  /** More configuration for every node. */
   readonly config?: Record<string, unknown>;
 }
 
@@ -27,10 +29,13 @@ export class TestNodes {
     /** Where each node's HTTP server listens, by id - 1. */
     readonly urls: string[],
     private readonly dir: string,
+    /** Each node's binary client protocol port, by id - 1 (empty when not served). */
+    readonly binaryPorts: number[],
   ) {}
 
   static async start(o: TestNodesOptions): Promise<TestNodes> {
-    const ports = await freePorts(o.nodes * 2);
+    const ports = await freePorts(o.nodes * (o.clientProtocol === true ? 3 : 2));
+    const binaryPorts = o.clientProtocol === true ? ports.slice(o.nodes * 2) : [];
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-nodes-'));
     const ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
     const listening = ids.map((id) => `127.0.0.1:${ports[o.nodes + id - 1] as number}`);
@@ -51,8 +56,9 @@ export class TestNodes {
             initialCluster: spec,
             listenClient: listening[id - 1],
             logLevel: 'silent',
-            ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
             ...o.config,
+            ...(binaryPorts.length > 0 ? { clientProtocolPort: binaryPorts[id - 1] } : {}),
+            ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
           }),
         ),
       ),
@@ -68,6 +74,7 @@ export class TestNodes {
       nodes,
       listening.map((l) => `http://${l}`),
       dir,
+      binaryPorts,
     );
   }
 
@@ -75,6 +82,12 @@ export class TestNodes {
     const n = this.nodes[id - 1];
     if (n === undefined) throw new Error(`No node ${id}`);
     return n;
+  }
+
+  binaryPort(id: number): number {
+    const p = this.binaryPorts[id - 1];
+    if (p === undefined) throw new Error(`Node ${id} serves no binary client protocol`);
+    return p;
   }
 
   url(id: number): string {

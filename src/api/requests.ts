@@ -1,0 +1,332 @@
+// The key-value requests a node serves, whichever front they arrive by: validation of a
+// request's fields into the key-value store's own types, and the rendering of its answer. The
+// HTTP routes (routes.ts) and the binary client protocol (wire-server.ts) both call these, so a
+// request means the same and is refused with the same code and message over either.
+
+import type {
+  Compare as BackendCompare,
+  KeyValue as KvRecord,
+  Op as BackendOp,
+  OpResult as BackendOpResult,
+  Range as RangeSpec,
+} from '../kv/kv-store.js';
+import { FlotillaError } from '../base/errors.js';
+import { checkClientId, checkKey, checkValue, type Limits } from '../base/limits.js';
+import { checkTxnKeysDistinct } from './txn-keys.js';
+import {
+  asObject,
+  bytesField,
+  encodeBytes,
+  encodingOf,
+  onlyFields,
+  optArray,
+  optBool,
+  optBytesField,
+  optInt,
+  optString,
+  reqString,
+  type Encoding,
+  type Json,
+  type Obj,
+} from './validate.js';
+
+/** A write's exactly-once session: the client's id and the write's sequence number. */
+export interface Session {
+  readonly clientId: string;
+  readonly seq: number;
+}
+
+export interface Header {
+  readonly revision: number;
+  readonly memberId: number;
+  readonly raftTerm: number;
+}
+
+/** The limits request validation checks against. */
+export type RequestLimits = Pick<
+  Limits,
+  'maxKeyBytes' | 'maxValueBytes' | 'maxTxnOps' | 'maxClientIdChars' | 'maxRangeLimit'
+>;
+
+export type WriteKind = 'put' | 'delete' | 'txn';
+
+/** The HTTP path of each write: where a follower forwards it, whichever front it came by. */
+export const writePaths: Readonly<Record<WriteKind, string>> = {
+  put: '/v1/kv/put',
+  delete: '/v1/kv/delete',
+  txn: '/v1/kv/txn',
+};
+export const rangePath = '/v1/kv/range';
+
+export interface WriteResult {
+  readonly header: Header;
+  readonly succeeded: boolean;
+  readonly results: readonly BackendOpResult[];
+}
+
+export interface ReadResult {
+  readonly header: Header;
+  readonly result: Extract<BackendOpResult, { kind: 'range' }>;
+}
+
+/** A validated write: the transaction to propose, its session, and how to render its answer. */
+export interface WriteRequest {
+  readonly txn: {
+    readonly compare: readonly BackendCompare[];
+    readonly success: readonly BackendOp[];
+    readonly failure: readonly BackendOp[];
+  };
+  readonly session: Session | null;
+  render(r: WriteResult): Json;
+}
+
+/** A validated range read and how to render its answer. */
+export interface ReadRequest {
+  readonly op: {
+    readonly range: RangeSpec;
+    readonly limit: number;
+    readonly countOnly: boolean;
+    /** The revision to read at; 0 for the current one. */
+    readonly revision: number;
+  };
+  readonly serializable: boolean;
+  render(r: ReadResult): Json;
+}
+
+/** Validates a write's body (the JSON object of the HTTP API); throws a coded FlotillaError. */
+export function parseWrite(kind: WriteKind, body: unknown, limits: RequestLimits): WriteRequest {
+  const o = asObject(body);
+  switch (kind) {
+    case 'put': {
+      onlyFields(o, ['key', 'value', 'prevKv', 'lease', 'encoding', 'clientId', 'seq']);
+      const enc = encodingOf(o);
+      const op = parsePut(o, enc, limits);
+      return {
+        txn: { compare: [], success: [op], failure: [] },
+        session: session(o, limits),
+        render: (r) => {
+          const res = r.results[0] as Extract<BackendOpResult, { kind: 'put' }>;
+          return {
+            header: { ...r.header },
+            ...(res.prevKv ? { prevKv: renderKv(res.prevKv, enc) } : {}),
+          };
+        },
+      };
+    }
+    case 'delete': {
+      onlyFields(o, ['key', 'rangeEnd', 'prefix', 'prevKv', 'encoding', 'clientId', 'seq']);
+      const enc = encodingOf(o);
+      const op: BackendOp = {
+        kind: 'delete',
+        range: parseRangeSpec(o, enc, limits),
+        prevKv: optBool(o, 'prevKv'),
+      };
+      return {
+        txn: { compare: [], success: [op], failure: [] },
+        session: session(o, limits),
+        render: (r) => {
+          const res = r.results[0] as Extract<BackendOpResult, { kind: 'delete' }>;
+          return {
+            header: { ...r.header },
+            deleted: res.deleted,
+            ...(op.prevKv ? { prevKvs: res.prevKvs.map((kv) => renderKv(kv, enc)) } : {}),
+          };
+        },
+      };
+    }
+    case 'txn':
+      return parseTxn(o, limits);
+  }
+}
+
+function parseTxn(o: Obj, limits: RequestLimits): WriteRequest {
+  onlyFields(o, ['compare', 'success', 'failure', 'encoding', 'clientId', 'seq']);
+  const enc = encodingOf(o);
+  const compare = optArray(o, 'compare', limits.maxTxnOps).map((c, i) =>
+    parseCompare(asObject(c, `compare[${i}]`), enc, limits, i),
+  );
+  const success = optArray(o, 'success', limits.maxTxnOps).map((x, i) =>
+    parseTxnOp(x, enc, limits, `success[${i}]`),
+  );
+  const failure = optArray(o, 'failure', limits.maxTxnOps).map((x, i) =>
+    parseTxnOp(x, enc, limits, `failure[${i}]`),
+  );
+  checkTxnKeysDistinct(success, 'success');
+  checkTxnKeysDistinct(failure, 'failure');
+  return {
+    txn: { compare, success, failure },
+    session: session(o, limits),
+    render: (r) => ({
+      header: { ...r.header },
+      succeeded: r.succeeded,
+      responses: r.results.map((x) => renderOpResult(x, enc)),
+    }),
+  };
+}
+
+/** Validates a range read's body; throws a coded FlotillaError. */
+export function parseRead(body: unknown, limits: RequestLimits): ReadRequest {
+  const o = asObject(body);
+  onlyFields(o, [
+    'key',
+    'rangeEnd',
+    'prefix',
+    'limit',
+    'countOnly',
+    'serializable',
+    'revision',
+    'encoding',
+  ]);
+  const enc = encodingOf(o);
+  return {
+    op: {
+      ...parseRange(o, enc, limits),
+      revision: optInt(o, 'revision', 0, Number.MAX_SAFE_INTEGER) ?? 0,
+    },
+    serializable: optBool(o, 'serializable'),
+    render: (r) => ({
+      header: { ...r.header },
+      kvs: r.result.kvs.map((kv) => renderKv(kv, enc)),
+      count: r.result.count,
+      more: r.result.more,
+    }),
+  };
+}
+
+function session(o: Obj, limits: RequestLimits): Session | null {
+  const clientId = optString(o, 'clientId');
+  const seq = optInt(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
+  if (clientId === undefined && seq === undefined) return null;
+  if (clientId === undefined || seq === undefined)
+    throw new FlotillaError('BAD_REQUEST', '"clientId" and "seq" go together');
+  return { clientId: checkClientId(clientId, limits), seq };
+}
+
+function parsePut(o: Obj, enc: Encoding, limits: RequestLimits): BackendOp {
+  return {
+    kind: 'put',
+    key: checkKey(bytesField(o, 'key', enc), limits),
+    value: checkValue(bytesField(o, 'value', enc), limits),
+    prevKv: optBool(o, 'prevKv'),
+    ...leaseField(o),
+  };
+}
+
+/** A put's `lease` (attach the key to it), absent when 0 or not given. */
+function leaseField(o: Obj): { lease?: number } {
+  const lease = optInt(o, 'lease', 0, Number.MAX_SAFE_INTEGER) ?? 0;
+  return lease === 0 ? {} : { lease };
+}
+
+export function parseRangeSpec(
+  o: Obj,
+  enc: Encoding,
+  limits: Pick<RequestLimits, 'maxKeyBytes'>,
+): RangeSpec {
+  const key = checkKey(bytesField(o, 'key', enc), limits);
+  const prefix = optBool(o, 'prefix');
+  const rangeEnd = optBytesField(o, 'rangeEnd', enc);
+  if (prefix && rangeEnd !== undefined)
+    throw new FlotillaError('BAD_REQUEST', '"prefix" and "rangeEnd" are exclusive');
+  if (rangeEnd !== undefined) return { key, rangeEnd: checkKey(rangeEnd, limits, 'rangeEnd') };
+  return { key, rangeEnd: prefix ? prefixEnd(key) : null };
+}
+
+function parseRange(
+  o: Obj,
+  enc: Encoding,
+  limits: RequestLimits,
+): { range: RangeSpec; limit: number; countOnly: boolean } {
+  return {
+    range: parseRangeSpec(o, enc, limits),
+    limit: optInt(o, 'limit', 0, limits.maxRangeLimit) ?? 0,
+    countOnly: optBool(o, 'countOnly'),
+  };
+}
+
+/** The smallest key greater than every key with this prefix (etcd's GetPrefixRangeEnd). */
+export function prefixEnd(prefix: Uint8Array): Uint8Array {
+  const end = prefix.slice();
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1;
+      return end.slice(0, i + 1);
+    }
+  }
+  // All 0xff: no upper bound. A single zero byte means "to the end" (etcd's convention).
+  return new Uint8Array([0]);
+}
+
+function parseCompare(c: Obj, enc: Encoding, limits: RequestLimits, i: number): BackendCompare {
+  onlyFields(c, ['key', 'target', 'op', 'value'], `compare[${i}]`);
+  const key = checkKey(bytesField(c, 'key', enc), limits);
+  const target = reqString(c, 'target');
+  const op = reqString(c, 'op');
+  if (!['value', 'version', 'createRevision', 'modRevision', 'lease'].includes(target)) {
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `compare[${i}].target must be value, version, createRevision, modRevision or lease, got "${target}"`,
+    );
+  }
+  if (!['=', '!=', '<', '>'].includes(op))
+    throw new FlotillaError('BAD_REQUEST', `compare[${i}].op must be =, !=, < or >, got "${op}"`);
+  const value =
+    target === 'value'
+      ? checkValue(bytesField(c, 'value', enc), limits)
+      : optInt(c, 'value', 0, Number.MAX_SAFE_INTEGER);
+  if (value === undefined)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `compare[${i}].value must be an integer for target ${target}`,
+    );
+  return { key, target: target as BackendCompare['target'], op: op as BackendCompare['op'], value };
+}
+
+function parseTxnOp(x: Json, enc: Encoding, limits: RequestLimits, where: string): BackendOp {
+  const o = asObject(x, where);
+  const kinds = Object.keys(o);
+  if (kinds.length !== 1)
+    throw new FlotillaError('BAD_REQUEST', `${where} must have exactly one of put, delete, range`);
+  const kind = kinds[0] as string;
+  const inner = asObject(o[kind], `${where}.${kind}`);
+  switch (kind) {
+    case 'put':
+      onlyFields(inner, ['key', 'value', 'prevKv', 'lease'], `${where}.put`);
+      return parsePut(inner, enc, limits);
+    case 'delete':
+      onlyFields(inner, ['key', 'rangeEnd', 'prefix', 'prevKv'], `${where}.delete`);
+      return {
+        kind: 'delete',
+        range: parseRangeSpec(inner, enc, limits),
+        prevKv: optBool(inner, 'prevKv'),
+      };
+    case 'range': {
+      onlyFields(inner, ['key', 'rangeEnd', 'prefix', 'limit'], `${where}.range`);
+      return { kind: 'range', ...parseRange(inner, enc, limits) };
+    }
+    default:
+      throw new FlotillaError('BAD_REQUEST', `${where} has unknown operation "${kind}"`);
+  }
+}
+
+export function renderKv(kv: KvRecord, enc: Encoding): Json {
+  return {
+    key: encodeBytes(kv.key, enc),
+    value: encodeBytes(kv.value, enc),
+    createRevision: kv.createRevision,
+    modRevision: kv.modRevision,
+    version: kv.version,
+    ...((kv.lease ?? 0) !== 0 ? { lease: kv.lease } : {}),
+  };
+}
+
+function renderOpResult(r: BackendOpResult, enc: Encoding): Json {
+  switch (r.kind) {
+    case 'put':
+      return { put: r.prevKv ? { prevKv: renderKv(r.prevKv, enc) } : {} };
+    case 'delete':
+      return { delete: { deleted: r.deleted, prevKvs: r.prevKvs.map((kv) => renderKv(kv, enc)) } };
+    case 'range':
+      return { range: { kvs: r.kvs.map((kv) => renderKv(kv, enc)), count: r.count, more: r.more } };
+  }
+}

@@ -1,0 +1,242 @@
+// The binary client protocol's frames (docs/CLIENT-PROTOCOL.md), shared by the node's server
+// (wire-server.ts) and the client (src/client/wire.ts). A frame is a 4-byte big-endian length
+// and that many bytes of msgpack. Bodies are the HTTP API's JSON objects carried as msgpack
+// maps, so that both fronts validate one shape with one code (requests.ts); only the framing
+// and the request id are the protocol's own.
+
+import { Packr, Unpackr } from 'msgpackr';
+import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
+import type { Json } from './validate.js';
+
+/** The first field of the handshake: what a client of this protocol says it is. */
+export const WIRE_MAGIC = 'flotilla';
+/** Protocol versions this build speaks; a client asks for one in its handshake. */
+export const WIRE_VERSION_MIN = 1;
+export const WIRE_VERSION_MAX = 1;
+export const WIRE_LENGTH_BYTES = 4;
+/** Request ids are positive safe integers; 0 marks a frame about the whole connection. */
+export const CONNECTION_ID = 0;
+/** How deep a request body may nest (a transaction is four levels). */
+export const maxBodyDepth = 16;
+
+/** The response header a node's HTTP answers carry when it serves this protocol: its port. */
+export const clientProtocolHeader = 'x-flotilla-client-protocol-port';
+
+export const wireOps = ['put', 'range', 'delete', 'txn', 'status'] as const;
+export type WireOp = (typeof wireOps)[number];
+const knownOps = new Set<string>(wireOps);
+
+// Plain maps, no msgpackr records: each frame decodes on its own, and a record extension from
+// the wire is an error rather than a structure the decoder would compile and keep.
+const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+export interface Handshake {
+  readonly version: number;
+  /** The session id writes on this connection use when they carry `seq` without `clientId`. */
+  readonly clientId: string | null;
+}
+
+export interface HandshakeAnswer {
+  readonly version: number;
+  readonly nodeId: number;
+  /** The leader the node knows (0: none). */
+  readonly leader: number;
+}
+
+export interface WireRequest {
+  readonly id: number;
+  readonly op: WireOp;
+  readonly body: Json;
+}
+
+export interface WireErrorJson {
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly indefinite: boolean;
+  readonly leader?: number;
+  /** For OVERLOADED: when to come back. */
+  readonly retryAfterMs?: number;
+}
+
+/** One frame: the length prefix and the msgpack of `value`, in one buffer. */
+export function encodeFrame(value: unknown): Buffer {
+  const payload = packr.pack(value);
+  const out = Buffer.allocUnsafe(WIRE_LENGTH_BYTES + payload.length);
+  out.writeUInt32BE(payload.length, 0);
+  payload.copy(out, WIRE_LENGTH_BYTES);
+  return out;
+}
+
+export function encodeError(id: number, err: FlotillaError): Buffer {
+  const e: WireErrorJson = {
+    code: err.code,
+    message: err.message,
+    indefinite: err.indefinite,
+    ...(err.leader ? { leader: err.leader } : {}),
+    ...(err.retryAfterMs ? { retryAfterMs: err.retryAfterMs } : {}),
+  };
+  return encodeFrame([id, 1, e]);
+}
+
+export function encodeAnswer(id: number, result: unknown): Buffer {
+  return encodeFrame([id, 0, result]);
+}
+
+/**
+ * Splits a byte stream into frame payloads. The length is checked against the limit before
+ * anything is buffered for the payload, so a hostile length costs nothing.
+ */
+export class FrameReader {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Bytes the frame in progress needs in all (its length prefix included) before it is whole. */
+  private need = WIRE_LENGTH_BYTES;
+
+  constructor(readonly maxFrameBytes: number) {}
+
+  /** The payloads completed by `chunk`, in order; throws BODY_TOO_LARGE on an oversized length. */
+  push(chunk: Buffer): Buffer[] {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    // A large frame arriving in many reads is joined once, when whole, not once per read.
+    if (this.pendingBytes < this.need) return [];
+    const buf =
+      this.pending.length === 1
+        ? (this.pending[0] as Buffer)
+        : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.need = WIRE_LENGTH_BYTES;
+    const out: Buffer[] = [];
+    let at = 0;
+    while (buf.length - at >= WIRE_LENGTH_BYTES) {
+      const length = this.checkLength(buf.readUInt32BE(at));
+      if (buf.length - at - WIRE_LENGTH_BYTES < length) {
+        this.need = WIRE_LENGTH_BYTES + length;
+        break;
+      }
+      out.push(buf.subarray(at + WIRE_LENGTH_BYTES, at + WIRE_LENGTH_BYTES + length));
+      at += WIRE_LENGTH_BYTES + length;
+    }
+    if (at < buf.length) {
+      const rest = buf.subarray(at);
+      this.pending.push(rest);
+      this.pendingBytes = rest.length;
+    }
+    return out;
+  }
+
+  private checkLength(length: number): number {
+    if (length > this.maxFrameBytes)
+      throw new FlotillaError(
+        'BODY_TOO_LARGE',
+        `Frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes} (maxBodyBytes)`,
+      );
+    return length;
+  }
+}
+
+/** Decodes one payload; BAD_FRAME when it is not exactly one msgpack value. */
+export function decodePayload(payload: Buffer): unknown {
+  try {
+    return unpackr.unpack(payload);
+  } catch (err) {
+    throw new FlotillaError(
+      'BAD_FRAME',
+      `Frame is not one msgpack value (${payload.length} bytes): ${(err as Error).message}`,
+    );
+  }
+}
+
+/** The client's handshake, checked: magic, a version this node speaks, an optional client id. */
+export function parseHandshake(v: unknown): Handshake {
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new FlotillaError('BAD_FRAME', 'The first frame must be the handshake map');
+  const h = v as Record<string, unknown>;
+  if (h['magic'] !== WIRE_MAGIC)
+    throw new FlotillaError(
+      'BAD_FRAME',
+      `Not a Flotilla client protocol handshake: magic ${JSON.stringify(h['magic'] ?? null)}, expected "${WIRE_MAGIC}"`,
+    );
+  const version = h['version'];
+  if (typeof version !== 'number' || !Number.isInteger(version))
+    throw new FlotillaError('BAD_FRAME', `Handshake version must be an integer`);
+  if (version < WIRE_VERSION_MIN || version > WIRE_VERSION_MAX)
+    throw new FlotillaError(
+      'UNSUPPORTED_VERSION',
+      `Client protocol version ${version} is not spoken here; this node speaks ` +
+        `${WIRE_VERSION_MIN} to ${WIRE_VERSION_MAX}`,
+    );
+  const clientId = h['clientId'];
+  if (clientId !== undefined && clientId !== null && typeof clientId !== 'string')
+    throw new FlotillaError('BAD_FRAME', 'Handshake clientId must be a string');
+  return { version, clientId: clientId ?? null };
+}
+
+/**
+ * A request frame `[id, op, body]`, checked: a positive safe integer id, a known op, and a body
+ * that is JSON-shaped (maps with string keys, arrays, strings, finite numbers, booleans, null),
+ * so that it means the same as the HTTP body and forwards to the leader as JSON unchanged.
+ */
+export function parseRequest(v: unknown): WireRequest {
+  if (!Array.isArray(v) || v.length !== 3)
+    throw new FlotillaError('BAD_FRAME', 'A request frame must be the array [id, op, body]');
+  const [id, op, body] = v as [unknown, unknown, unknown];
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1)
+    throw new FlotillaError(
+      'BAD_FRAME',
+      `Request id must be a positive integer, got ${String(id).slice(0, 40)}`,
+    );
+  if (typeof op !== 'string' || !knownOps.has(op))
+    throw new FlotillaError(
+      'BAD_FRAME',
+      `Request ${id} has unknown type ${JSON.stringify(op ?? null)?.slice(0, 40)} ` +
+        `(known: ${wireOps.join(', ')})`,
+    );
+  checkJsonShaped(body, `request ${id} body`, 0);
+  return { id, op: op as WireOp, body: body as Json };
+}
+
+function checkJsonShaped(v: unknown, where: string, depth: number): void {
+  if (depth > maxBodyDepth)
+    throw new FlotillaError('BAD_REQUEST', `${where} nests deeper than ${maxBodyDepth} levels`);
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new FlotillaError('BAD_REQUEST', `${where} is ${v}`);
+    return;
+  }
+  if (Array.isArray(v)) {
+    v.forEach((x, i) => checkJsonShaped(x, `${where}[${i}]`, depth + 1));
+    return;
+  }
+  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const [k, x] of Object.entries(v)) checkJsonShaped(x, `${where}.${k}`, depth + 1);
+    return;
+  }
+  const kind =
+    v instanceof Uint8Array ? 'binary' : typeof v === 'object' ? 'an extension' : typeof v;
+  throw new FlotillaError(
+    'BAD_REQUEST',
+    `${where} holds ${kind}: bodies take maps, arrays, strings, numbers, booleans and nil`,
+  );
+}
+
+/** An error frame's error, as the FlotillaError it stands for. */
+export function errorFromWire(v: unknown, fallbackIndefinite: boolean): FlotillaError {
+  const e = (v ?? {}) as Partial<Record<keyof WireErrorJson, unknown>>;
+  const message = typeof e.message === 'string' ? e.message : 'no message';
+  if (typeof e.code !== 'string' || !isErrorCode(e.code))
+    return new FlotillaError(
+      'BAD_RESPONSE',
+      `Unknown error ${JSON.stringify(e.code ?? null)}: ${message}`,
+      typeof e.indefinite === 'boolean' ? e.indefinite : fallbackIndefinite,
+    );
+  return new FlotillaError(
+    e.code,
+    message,
+    typeof e.indefinite === 'boolean' ? e.indefinite : fallbackIndefinite,
+    typeof e.leader === 'number' ? e.leader : 0,
+    typeof e.retryAfterMs === 'number' ? e.retryAfterMs : 0,
+  );
+}

@@ -1,0 +1,421 @@
+// The binary client protocol's server (docs/CLIENT-PROTOCOL.md): length-prefixed msgpack
+// frames over TCP, many requests in flight per connection, answered in any order by request id.
+//
+// Why beside HTTP: HTTP/1.1 costs a request object, header parsing and one request per
+// connection turn; here a client keeps many requests in flight on one connection, and what
+// arrives in one read from the socket is handled as one batch: validated together, then
+// started in one turn inside `KvBackend.batch`, so its writes leave the leader as one append
+// per follower and its linearizable reads share one heartbeat round.
+//
+// The same backend serves both fronts (routes.ts's KvBackend, requests.ts's validation): a
+// request is refused with the same code and message over either, a follower forwards writes
+// to the leader the way HTTP does, and node admission counts these requests too. What is the
+// protocol's own: a malformed frame (a length over the limit, bad msgpack, an unknown type, a
+// field of the wrong type) is answered with an error frame and the connection is closed, for
+// the client is broken and what follows it cannot be trusted; nothing from that read starts.
+// Other connections are not disturbed. Refusals a correct client can meet (a key too large,
+// OVERLOADED) answer that request alone.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { FlotillaError, type ErrorCode } from '../base/errors.js';
+import { toFlotillaError } from './errors.js';
+import type { AdmissionGate } from './http.js';
+import {
+  parseRead,
+  parseWrite,
+  writePaths,
+  type ReadRequest,
+  type WriteKind,
+  type WriteRequest,
+} from './requests.js';
+import type { KvBackend } from './routes.js';
+import { TurnQueue } from './turns.js';
+import type { Json } from './validate.js';
+import {
+  CONNECTION_ID,
+  FrameReader,
+  WIRE_VERSION_MAX,
+  decodePayload,
+  encodeAnswer,
+  encodeError,
+  encodeFrame,
+  errorFromWire,
+  parseHandshake,
+  parseRequest,
+  type WireRequest,
+} from './wire-codec.js';
+
+export interface WireServerOptions {
+  readonly nodeId: number;
+  /** The largest frame payload; a longer length closes the connection (BODY_TOO_LARGE). */
+  readonly maxFrameBytes: number;
+  /** Requests in flight on one connection; one more is answered OVERLOADED at once. */
+  readonly maxInFlightPerConnection: number;
+  /** A connection must complete its handshake within this. */
+  readonly handshakeTimeoutMs: number;
+  /** A connection with nothing in flight for this long is closed. */
+  readonly idleTimeoutMs: number;
+  /** Connections open at once; one more is closed on arrival. */
+  readonly maxConnections: number;
+  readonly admission?: AdmissionGate;
+  /** Batches (one socket read each) that start per turn of the event loop. Default 32. */
+  readonly batchesPerTurn?: number;
+  readonly onRequest?: (op: string, code: ErrorCode | 'OK') => void;
+  readonly onError?: (err: unknown) => void;
+}
+
+/** Codes that mean the frame, not the request's data, is wrong: the client is broken. */
+const malformed = new Set<ErrorCode>([
+  'BAD_FRAME',
+  'BAD_REQUEST',
+  'UNKNOWN_FIELD',
+  'INVALID_UTF8',
+  'DUPLICATE_FIELD',
+  'BODY_TOO_LARGE',
+  'UNSUPPORTED_VERSION',
+]);
+
+type Ticket = NonNullable<ReturnType<AdmissionGate['tryAcquire']>>;
+
+/** A validated request of one batch, waiting for its turn. */
+interface Work {
+  readonly req: WireRequest;
+  readonly parsed:
+    | {
+        readonly kind: 'write';
+        readonly write: WriteRequest;
+        readonly path: string;
+        /** The body with the connection's client id filled in: what a follower forwards. */
+        readonly body: Json;
+      }
+    | { readonly kind: 'read'; readonly read: ReadRequest };
+  readonly ticket: Ticket | null;
+  readonly controller: AbortController;
+}
+
+export class WireServer {
+  private readonly server: Server;
+  private readonly connections = new Set<Connection>();
+  readonly turns: TurnQueue;
+
+  constructor(
+    readonly backend: KvBackend,
+    readonly opts: WireServerOptions,
+  ) {
+    this.turns = new TurnQueue(opts.batchesPerTurn ?? 32);
+    this.server = createServer({ noDelay: true }, (socket) => {
+      const c = new Connection(socket, this);
+      this.connections.add(c);
+      socket.on('close', () => this.connections.delete(c));
+    });
+    this.server.maxConnections = opts.maxConnections;
+  }
+
+  async listen(host: string, port: number): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Connections open now (for tests). */
+  connectionCount(): number {
+    return this.connections.size;
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of this.connections) c.destroy();
+    await closed;
+  }
+}
+
+class Connection {
+  private readonly reader: FrameReader;
+  private handshaken = false;
+  private clientId: string | null = null;
+  private closed = false;
+  private readonly inFlight = new Map<number, AbortController>();
+  private out: Buffer[] = [];
+  private flushScheduled = false;
+  private handshakeTimer: ReturnType<typeof setTimeout> | null;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly s: WireServer,
+  ) {
+    this.reader = new FrameReader(s.opts.maxFrameBytes);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => undefined); // 'close' follows; nothing to answer on a broken socket
+    socket.on('close', () => this.abortAll('the connection closed'));
+    this.handshakeTimer = setTimeout(
+      () =>
+        this.fatal(
+          new FlotillaError(
+            'REQUEST_TIMEOUT',
+            `No handshake within ${s.opts.handshakeTimeoutMs} ms`,
+          ),
+        ),
+      s.opts.handshakeTimeoutMs,
+    );
+    socket.setTimeout(s.opts.idleTimeoutMs, () => {
+      if (this.handshaken && this.inFlight.size === 0) this.destroy();
+    });
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.clearHandshakeTimer();
+    this.socket.destroy();
+    this.abortAll('the node closed the connection');
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let payloads: Buffer[];
+    try {
+      payloads = this.reader.push(chunk);
+    } catch (err) {
+      this.fatal(toFlotillaError(err));
+      return;
+    }
+    let i = 0;
+    if (!this.handshaken && payloads.length > 0) {
+      try {
+        this.handshake(decodePayload(payloads[0] as Buffer));
+      } catch (err) {
+        this.fatal(toFlotillaError(err));
+        return;
+      }
+      i = 1;
+    }
+    const batch: Work[] = [];
+    for (; i < payloads.length; i++) {
+      const payload = payloads[i] as Buffer;
+      try {
+        const w = this.prepare(parseRequest(decodePayload(payload)), payload.length, batch);
+        if (w !== null) batch.push(w);
+      } catch (err) {
+        for (const w of batch) {
+          w.ticket?.release();
+          this.inFlight.delete(w.req.id);
+        }
+        this.fatal(toFlotillaError(err));
+        return;
+      }
+    }
+    if (batch.length > 0) void this.start(batch);
+  }
+
+  private handshake(v: unknown): void {
+    const h = parseHandshake(v);
+    this.clearHandshakeTimer();
+    this.handshaken = true;
+    this.clientId = h.clientId;
+    const status = this.s.backend.status();
+    this.send(
+      encodeFrame({ version: WIRE_VERSION_MAX, nodeId: this.s.opts.nodeId, leader: status.leader }),
+    );
+  }
+
+  /**
+   * Checks one request: answers it at once when it is refused or needs no turn (status), or
+   * returns the work to start with its batch. Throws when the frame is malformed.
+   */
+  private prepare(req: WireRequest, bytes: number, batch: readonly Work[]): Work | null {
+    if (this.inFlight.has(req.id) || batch.some((w) => w.req.id === req.id))
+      throw new FlotillaError('BAD_FRAME', `Request id ${req.id} is already in flight`);
+    if (req.op === 'status') {
+      this.answer(req, this.s.backend.status() as unknown as Json);
+      return null;
+    }
+    if (this.inFlight.size >= this.s.opts.maxInFlightPerConnection) {
+      this.refuse(
+        req,
+        new FlotillaError(
+          'OVERLOADED',
+          `Connection has ${this.inFlight.size} requests in flight, its limit ` +
+            `(${this.s.opts.maxInFlightPerConnection}); nothing was done`,
+          false,
+          0,
+          1_000,
+        ),
+      );
+      return null;
+    }
+    const gate = this.s.opts.admission;
+    const ticket = gate?.tryAcquire(bytes) ?? null;
+    if (gate !== undefined && ticket === null) {
+      this.refuse(
+        req,
+        new FlotillaError(
+          'OVERLOADED',
+          `Node is overloaded: ${gate.describe()}. Nothing was done; retry later`,
+          false,
+          0,
+          gate.retryAfterSeconds() * 1_000,
+        ),
+      );
+      return null;
+    }
+    let parsed: Work['parsed'];
+    try {
+      parsed = this.parse(req);
+    } catch (err) {
+      ticket?.release();
+      const e = toFlotillaError(err);
+      if (malformed.has(e.code)) throw e;
+      this.refuse(req, e);
+      return null;
+    }
+    const controller = new AbortController();
+    this.inFlight.set(req.id, controller);
+    return { req, parsed, ticket, controller };
+  }
+
+  private parse(req: WireRequest): Work['parsed'] {
+    const limits = this.s.backend.limits;
+    if (req.op === 'range') return { kind: 'read', read: parseRead(req.body, limits) };
+    const kind = req.op as WriteKind;
+    const body = this.bodyOf(req.body);
+    return { kind: 'write', write: parseWrite(kind, body, limits), path: writePaths[kind], body };
+  }
+
+  /** Starts a batch in one turn, every request before any answer is awaited. */
+  private async start(batch: readonly Work[]): Promise<void> {
+    await this.s.turns.turn();
+    const b = this.s.backend;
+    b.batch(() => {
+      for (const w of batch) {
+        w.ticket?.begin();
+        const done = this.closed
+          ? Promise.reject(new FlotillaError('ABORTED', 'The connection closed', false))
+          : this.run(w);
+        done.then(
+          (json) => this.finish(w, json, null),
+          (err: unknown) => this.finish(w, null, toFlotillaError(err)),
+        );
+      }
+    });
+  }
+
+  private run(w: Work): Promise<Json> {
+    const b = this.s.backend;
+    const signal = w.controller.signal;
+    if (w.parsed.kind === 'read') {
+      const r = w.parsed.read;
+      return b.read(r.op, r.serializable, signal).then((x) => r.render(x));
+    }
+    const wr = w.parsed.write;
+    if (b.leads()) return b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));
+    return this.forward(w.parsed.path, wr, w.parsed.body, signal);
+  }
+
+  /** A follower's write goes to the leader as the HTTP body it stands for (forward.ts). */
+  private async forward(
+    path: string,
+    wr: WriteRequest,
+    body: Json,
+    signal: AbortSignal,
+  ): Promise<Json> {
+    const b = this.s.backend;
+    const fwd = await b.forward(path, JSON.stringify(body), signal);
+    if (fwd === null) return wr.render(await b.write(wr.txn, wr.session, signal));
+    if (fwd.status === 200) return fwd.json as Json;
+    const e = errorFromWire((fwd.json as { error?: unknown } | null)?.error, true);
+    if (e.code === 'BAD_RESPONSE')
+      throw new FlotillaError('INTERNAL', `The leader answered ${fwd.status}: ${e.message}`, true);
+    // A 429 passed on from the leader carries its Retry-After in a header forward.ts drops.
+    if (e.code === 'OVERLOADED')
+      throw new FlotillaError(e.code, e.message, e.indefinite, e.leader, 1_000);
+    throw e;
+  }
+
+  /** The body as the leader must see it: the connection's client id filled in for a session. */
+  private bodyOf(body: Json): Json {
+    if (this.clientId === null || body === null || typeof body !== 'object' || Array.isArray(body))
+      return body;
+    if (body['seq'] === undefined || body['clientId'] !== undefined) return body;
+    return { ...body, clientId: this.clientId };
+  }
+
+  private finish(w: Work, json: Json | null, err: FlotillaError | null): void {
+    this.inFlight.delete(w.req.id);
+    w.ticket?.release(err?.code === 'OVERLOADED');
+    if (err !== null) {
+      if (err.code === 'INTERNAL') this.s.opts.onError?.(err);
+      this.refuse(w.req, err);
+    } else this.answer(w.req, json);
+  }
+
+  private answer(req: WireRequest, json: Json | null): void {
+    this.s.opts.onRequest?.(req.op, 'OK');
+    this.send(encodeAnswer(req.id, json));
+  }
+
+  private refuse(req: WireRequest, err: FlotillaError): void {
+    this.s.opts.onRequest?.(req.op, err.code);
+    this.send(encodeError(req.id, err));
+  }
+
+  /** Answers leave together once per turn of the loop: one write for a batch's answers. */
+  private send(frame: Buffer): void {
+    if (this.closed) return;
+    this.out.push(frame);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.out.length === 0 || this.socket.destroyed) return;
+    const frames = this.out;
+    this.out = [];
+    const ok = this.socket.write(
+      frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames),
+    );
+    // A client that sends without reading its answers (even refusals take a frame) would make
+    // us buffer without limit: stop reading from it until it has taken what was written.
+    if (!ok && !this.closed) {
+      this.socket.pause();
+      this.socket.once('drain', () => {
+        if (!this.closed) this.socket.resume();
+      });
+    }
+  }
+
+  /**
+   * The connection is unusable (a malformed frame, a refused handshake): answers already made
+   * go out, then the error frame, then the connection closes. Requests in flight are aborted:
+   * their answers could not be delivered.
+   */
+  private fatal(err: FlotillaError): void {
+    if (this.closed) return;
+    this.s.opts.onRequest?.('connection', err.code);
+    this.clearHandshakeTimer();
+    this.flush();
+    this.closed = true;
+    this.abortAll(`the connection was closed: ${err.code}`);
+    this.socket.end(encodeError(CONNECTION_ID, err));
+    // A client that never closes its side is cut off after a while.
+    setTimeout(() => this.socket.destroy(), 1_000).unref();
+  }
+
+  private abortAll(why: string): void {
+    this.closed = true;
+    this.clearHandshakeTimer();
+    for (const c of this.inFlight.values())
+      c.abort(new FlotillaError('ABORTED', `Aborted: ${why}`, true));
+  }
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+  }
+}

@@ -1,0 +1,56 @@
+// The binary client protocol's place in a node (docs/CLIENT-PROTOCOL.md): where it listens and
+// the limits it takes from the node's configuration. The server itself is src/api/wire-server.ts;
+// it serves through the same backend and admission as the HTTP routes.
+
+import type { Logger } from 'pino';
+import type { AdmissionGate } from '../api/http.js';
+import type { KvBackend } from '../api/routes.js';
+import { WireServer } from '../api/wire-server.js';
+import type { NodeConfig } from './config.js';
+import type { NodeMetrics } from './metrics.js';
+import { listenError, parseHostPort } from './startup.js';
+
+/** Where the binary client protocol listens: the client listener's host, its own port. */
+export function clientProtocolAddress(config: NodeConfig): string | null {
+  if (config.clientProtocolPort === 0) return null;
+  const { host } = parseHostPort(config.listenClient);
+  return `${host}:${config.clientProtocolPort}`;
+}
+
+/**
+ * The binary protocol's server with the node's limits: frames up to the HTTP body limit, the
+ * HTTP handshake, idle and connection limits, and the admission HTTP requests count against.
+ */
+export function createClientProtocolServer(
+  config: NodeConfig,
+  o: {
+    readonly backend: KvBackend;
+    readonly admission: AdmissionGate;
+    readonly metrics: NodeMetrics;
+    readonly log: Logger;
+  },
+): WireServer {
+  return new WireServer(o.backend, {
+    nodeId: config.id,
+    admission: o.admission,
+    maxFrameBytes: config.maxBodyBytes,
+    maxInFlightPerConnection: config.clientProtocolMaxInflight,
+    handshakeTimeoutMs: config.httpHeadersTimeoutMs,
+    idleTimeoutMs: config.httpIdleTimeoutMs,
+    maxConnections: config.httpMaxConnections,
+    // Counted beside the HTTP routes, as "binary:<type>", with the error code as the status.
+    onRequest: (op, code) =>
+      o.metrics.httpRequests.inc({ route: `binary:${op}`, status: code === 'OK' ? '200' : code }),
+    onError: (err) => o.log.error({ err }, 'request failed with an internal error'),
+  });
+}
+
+/** Opens the binary protocol's port; a failure names the address and what it was for. */
+export async function listenClientProtocol(wire: WireServer, address: string): Promise<void> {
+  try {
+    const { host, port } = parseHostPort(address);
+    await wire.listen(host, port);
+  } catch (err) {
+    throw listenError(address, 'clients (clientProtocolPort)', err);
+  }
+}

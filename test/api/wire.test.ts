@@ -1,0 +1,548 @@
+// The binary client protocol against a real 3-node cluster in this process: pipelining, a cut
+// connection, malformed frames, sessions, the handshake, the in-flight bound and forwarding.
+// Raw frames are written where the point is what a broken or hostile client sends; the
+// client's own connection (src/client/wire.ts) elsewhere.
+
+import assert from 'node:assert/strict';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { FlotillaError } from '../../src/base/errors.js';
+import { FrameReader, WIRE_MAGIC, decodePayload, encodeFrame } from '../../src/api/wire-codec.js';
+import { FlotillaClient } from '../../src/client/index.js';
+import { WireConnection } from '../../src/client/wire.js';
+import { TestNodes } from '../server/nodes.js';
+
+const maxInflight = 24;
+let cluster: TestNodes;
+let leader: number;
+let follower: number;
+
+before(async () => {
+  cluster = await TestNodes.start({
+    nodes: 3,
+    clientProtocol: true,
+    config: { clientProtocolMaxInflight: maxInflight },
+  });
+  leader = await cluster.waitForLeader();
+  follower = [1, 2, 3].find((id) => id !== leader) as number;
+});
+
+after(async () => {
+  await cluster.close();
+});
+
+function open(id: number, o: { clientId?: string; version?: number } = {}) {
+  return WireConnection.connect({
+    host: '127.0.0.1',
+    port: cluster.binaryPort(id),
+    timeoutMs: 5_000,
+    ...o,
+  });
+}
+
+/** A connection that writes raw bytes and records every frame that comes back, in order. */
+class RawConnection {
+  readonly frames: unknown[] = [];
+  closed = false;
+  private readonly reader = new FrameReader(64 * 1024 * 1024);
+  private waiters: (() => void)[] = [];
+
+  private constructor(readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      for (const p of this.reader.push(chunk)) this.frames.push(decodePayload(p));
+      this.wake();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static async open(port: number, handshake = true): Promise<RawConnection> {
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const c = new RawConnection(socket);
+    if (handshake) {
+      c.socket.write(encodeFrame({ magic: WIRE_MAGIC, version: 1, clientId: 'raw' }));
+      await c.until('the handshake answer', () => c.frames.length >= 1);
+    }
+    return c;
+  }
+
+  /** Waits (bounded) until `done` holds, failing with what was seen. */
+  async until(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      const left = deadline - Date.now();
+      if (left <= 0)
+        assert.fail(
+          `${what} did not happen within ${timeoutMs} ms; frames seen: ` +
+            `${JSON.stringify(this.frames).slice(0, 500)}; closed: ${this.closed}`,
+        );
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The answer frames [id, status, payload] after the handshake's. */
+  answers(): [number, number, Record<string, unknown>][] {
+    return this.frames.filter(Array.isArray) as [number, number, Record<string, unknown>][];
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}
+
+async function serializableGet(key: string): Promise<string | null> {
+  const c = await open(leader);
+  try {
+    const r = (await c.request('range', { key }, { read: true })) as {
+      kvs: { value: string }[];
+    };
+    return r.kvs[0]?.value ?? null;
+  } finally {
+    c.close();
+  }
+}
+
+void describe('binary client protocol', () => {
+  void it('answers pipelined requests out of order, each under its own id', async () => {
+    const c = await RawConnection.open(cluster.binaryPort(leader));
+    try {
+      const setup = await open(leader);
+      for (let j = 0; j < 10; j++)
+        await setup.request('put', { key: `r/${j}`, value: `v-${j}` }, { read: false });
+      setup.close();
+      // Ten writes then ten serializable reads, in one write: the reads need no round with
+      // the followers, so their answers overtake the writes'.
+      const frames: Buffer[] = [];
+      for (let i = 1; i <= 10; i++)
+        frames.push(encodeFrame([i, 'put', { key: `p/${i}`, value: `w-${i}`, prevKv: true }]));
+      for (let j = 0; j < 10; j++)
+        frames.push(encodeFrame([11 + j, 'range', { key: `r/${j}`, serializable: true }]));
+      c.socket.write(Buffer.concat(frames));
+      await c.until('20 answers', () => c.answers().length >= 20);
+      const answers = c.answers();
+      const order = answers.map(([id]) => id);
+      assert.deepEqual(
+        [...order].sort((a, b) => a - b),
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      assert.notDeepEqual(
+        order,
+        [...order].sort((a, b) => a - b),
+        `answers in sending order: ${order.join(',')}`,
+      );
+      assert.ok(
+        (order[0] as number) > 10,
+        `a read should be answered first, got order ${order.join(',')}`,
+      );
+      const revisions = new Set<number>();
+      for (const [id, status, payload] of answers) {
+        assert.equal(status, 0, JSON.stringify(payload));
+        if (id > 10) {
+          const kvs = payload['kvs'] as { key: string; value: string }[];
+          assert.deepEqual(
+            kvs.map((kv) => [kv.key, kv.value]),
+            [[`r/${id - 11}`, `v-${id - 11}`]],
+          );
+        } else {
+          revisions.add((payload['header'] as { revision: number }).revision);
+        }
+      }
+      assert.equal(revisions.size, 10, 'each write has its own revision');
+      for (let i = 1; i <= 10; i++) assert.equal(await serializableGet(`p/${i}`), `w-${i}`);
+    } finally {
+      c.socket.destroy();
+    }
+  });
+
+  void it('a cut connection fails exactly the requests in flight, writes as indefinite', async () => {
+    const proxy = await CuttableProxy.start(cluster.binaryPort(leader));
+    try {
+      const c = await WireConnection.connect({
+        host: '127.0.0.1',
+        port: proxy.port,
+        timeoutMs: 5_000,
+        clientId: 'cut',
+      });
+      const answered = await Promise.all(
+        [1, 2, 3].map((i) =>
+          c.request('put', { key: `cut/a${i}`, value: 'x', seq: i }, { read: false }),
+        ),
+      );
+      assert.equal(answered.length, 3);
+      // From now on nothing comes back: the next batch is in flight when the link is cut.
+      proxy.holdAnswers();
+      const sentBefore = proxy.bytesToNode;
+      const writes = [4, 5, 6, 7].map((i) =>
+        c.request('put', { key: `cut/b${i}`, value: 'x', seq: i }, { read: false }),
+      );
+      const reads = [1, 2].map(() => c.request('range', { key: 'cut/a1' }, { read: true }));
+      const outcomes = Promise.allSettled([...writes, ...reads]);
+      await waitFor('the batch to reach the node', () => proxy.bytesToNode > sentBefore);
+      proxy.cut();
+      const settled = await outcomes;
+      settled.forEach((s, i) => {
+        assert.equal(s.status, 'rejected', `request ${i} should fail`);
+        const e = s.reason as FlotillaError;
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'CONNECTION');
+        assert.equal(e.indefinite, i < writes.length, `${e.message} (write: ${i < writes.length})`);
+      });
+      assert.equal(c.closed, true);
+      assert.equal(c.inFlight, 0);
+      // The node gave up the requests' admission slots when their connection went.
+      await waitForAsync(
+        'the admission slots to be freed',
+        async () => (await admitted(leader)) === 0,
+      );
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  void it('a retried write with the same session sequence number applies once', async () => {
+    const first = await open(leader, { clientId: 'retry-client' });
+    const r1 = (await first.request(
+      'put',
+      { key: 'once', value: 'v1', seq: 7 },
+      { read: false },
+    )) as { header: { revision: number } };
+    first.close();
+    // The retry, on another connection (as after a cut), with the id in the body this time.
+    const second = await open(follower);
+    try {
+      const r2 = (await second.request(
+        'put',
+        { key: 'once', value: 'v1', seq: 7, clientId: 'retry-client' },
+        { read: false },
+      )) as { header: { revision: number } };
+      assert.equal(r2.header.revision, r1.header.revision, 'the retry returns the first result');
+      const got = (await second.request('range', { key: 'once' }, { read: true })) as {
+        kvs: { version: number }[];
+      };
+      assert.equal(got.kvs[0]?.version, 1, 'applied once');
+    } finally {
+      second.close();
+    }
+  });
+
+  void it('refuses a handshake asking for an unknown version', async () => {
+    await assert.rejects(open(leader, { version: 99 }), (e: unknown) => {
+      assert.ok(e instanceof FlotillaError);
+      assert.equal(e.code, 'UNSUPPORTED_VERSION');
+      assert.match(e.message, /version 99 .*speaks 1 to 1/);
+      return true;
+    });
+    const raw = await RawConnection.open(cluster.binaryPort(leader), false);
+    raw.socket.write(encodeFrame({ magic: 'etcd', version: 1 }));
+    await raw.until('the refusal and close', () => raw.closed);
+    assert.deepEqual(raw.answers()[0]?.slice(0, 2), [0, 1]);
+    assert.equal(raw.answers()[0]?.[2]['code'], 'BAD_FRAME');
+  });
+
+  void it('answers OVERLOADED past the in-flight bound of a connection', async () => {
+    const c = await RawConnection.open(cluster.binaryPort(leader));
+    try {
+      const n = maxInflight + 5;
+      const frames = Array.from({ length: n }, (_, i) =>
+        encodeFrame([i + 1, 'put', { key: `bound/${i}`, value: 'x' }]),
+      );
+      c.socket.write(Buffer.concat(frames));
+      await c.until(`${n} answers`, () => c.answers().length >= n);
+      const byId = new Map(c.answers().map(([id, status, p]) => [id, { status, p }]));
+      for (let id = 1; id <= n; id++) {
+        const a = byId.get(id);
+        if (id <= maxInflight) assert.equal(a?.status, 0, `request ${id}: ${JSON.stringify(a)}`);
+        else {
+          assert.equal(a?.status, 1, `request ${id}: ${JSON.stringify(a)}`);
+          assert.equal(a?.p['code'], 'OVERLOADED');
+          assert.equal(a?.p['indefinite'], false);
+        }
+      }
+      for (let i = maxInflight; i < n; i++) assert.equal(await serializableGet(`bound/${i}`), null);
+      assert.equal(c.closed, false, 'a refusal keeps the connection');
+    } finally {
+      c.socket.destroy();
+    }
+  });
+
+  void it("a follower's binary port forwards a write to the leader", async () => {
+    const c = await open(follower, { clientId: 'via-follower' });
+    try {
+      assert.equal(c.hello.nodeId, follower, 'the handshake names the node');
+      assert.equal(c.hello.version, 1);
+      const status = (await c.request('status', {}, { read: true })) as {
+        id: number;
+        leader: number;
+      };
+      assert.deepEqual([status.id, status.leader], [follower, leader]);
+      const r = (await c.request(
+        'put',
+        { key: 'fwd', value: 'from-follower', seq: 1 },
+        { read: false },
+      )) as { header: { memberId: number } };
+      assert.equal(r.header.memberId, leader, 'the leader answered');
+      const got = (await c.request('range', { key: 'fwd' }, { read: true })) as {
+        kvs: { value: string }[];
+      };
+      assert.equal(
+        got.kvs[0]?.value,
+        'from-follower',
+        'a linearizable read on the follower sees it',
+      );
+    } finally {
+      c.close();
+    }
+  });
+
+  void it('the client uses the binary port a node advertises, and keeps HTTP when told to', async () => {
+    const client = new FlotillaClient({ endpoints: [cluster.url(leader)] });
+    const httpOnly = new FlotillaClient({ endpoints: [cluster.url(leader)], protocol: 'http' });
+    try {
+      await client.put('client/a', '1');
+      assert.equal(client.usesBinary(cluster.url(leader)), true);
+      const before = binaryRequests(leader);
+      await client.put('client/b', '2');
+      assert.deepEqual(await client.get('client/b').then((kv) => kv?.value), '2');
+      const txn = await client.txn(
+        [{ key: 'client/a', target: 'value', op: '=', value: '1' }],
+        [{ put: { key: 'client/a', value: '3' } }],
+      );
+      assert.equal(txn.succeeded, true);
+      const del = await client.delete('client/b');
+      assert.equal(del.deleted, 1);
+      assert.equal(binaryRequests(leader) - before, 4, 'the four calls went over the binary port');
+      await httpOnly.put('client/c', '4');
+      assert.equal(httpOnly.usesBinary(cluster.url(leader)), false);
+      // Bad input is refused with the same code over either front.
+      for (const c of [client, httpOnly])
+        await assert.rejects(
+          c.put('', 'x'),
+          (e: unknown) => e instanceof FlotillaError && e.code === 'KEY_EMPTY',
+        );
+    } finally {
+      await client.close();
+      await httpOnly.close();
+    }
+  });
+});
+
+void describe('binary client protocol: malformed frames', () => {
+  const cases: { name: string; frame: () => Buffer; code: string }[] = [
+    {
+      name: 'a length over the frame limit',
+      frame: () => Buffer.from([0x7f, 0xff, 0xff, 0xff, 1, 2, 3]),
+      code: 'BODY_TOO_LARGE',
+    },
+    {
+      name: 'bad msgpack',
+      frame: () => Buffer.from([0, 0, 0, 3, 0x93, 0xc1, 0xc1]),
+      code: 'BAD_FRAME',
+    },
+    {
+      name: 'truncated msgpack',
+      frame: () => Buffer.from([0, 0, 0, 2, 0x93, 0x01]),
+      code: 'BAD_FRAME',
+    },
+    {
+      name: 'an unknown type',
+      frame: () => encodeFrame([1, 'watch', { key: 'x' }]),
+      code: 'BAD_FRAME',
+    },
+    {
+      name: 'a request that is not [id, op, body]',
+      frame: () => encodeFrame({ id: 1 }),
+      code: 'BAD_FRAME',
+    },
+    {
+      name: 'a field of the wrong type',
+      frame: () =>
+        encodeFrame([1, 'txn', { success: [{ put: { key: 'mal/txn', value: 'x' } }], failure: 5 }]),
+      code: 'BAD_REQUEST',
+    },
+    {
+      name: 'a key given as binary',
+      frame: () => encodeFrame([1, 'put', { key: Buffer.from('mal/bin'), value: 'x' }]),
+      code: 'BAD_REQUEST',
+    },
+    {
+      name: 'a missing field',
+      frame: () => encodeFrame([1, 'put', { key: 'mal/missing' }]),
+      code: 'BAD_REQUEST',
+    },
+    {
+      name: 'an unknown field',
+      frame: () => encodeFrame([1, 'put', { key: 'mal/f', value: 'x', ttl: 5 }]),
+      code: 'UNKNOWN_FIELD',
+    },
+  ];
+  for (const k of cases) {
+    void it(`${k.name}: error frame ${k.code}, connection closed, another one unharmed`, async () => {
+      const other = await open(leader);
+      const bad = await RawConnection.open(cluster.binaryPort(leader));
+      try {
+        bad.socket.write(k.frame());
+        await bad.until('the connection to close', () => bad.closed);
+        const last = bad.answers().at(-1);
+        assert.deepEqual(last?.slice(0, 2), [0, 1], JSON.stringify(bad.frames));
+        assert.equal(last?.[2]['code'], k.code, JSON.stringify(last));
+        assert.equal(typeof last?.[2]['message'], 'string');
+        assert.equal(other.closed, false);
+        const r = (await other.request(
+          'put',
+          { key: `after/${k.code}`, value: 'ok' },
+          { read: false },
+        )) as { header: { revision: number } };
+        assert.ok(r.header.revision > 0);
+        for (const key of ['mal/txn', 'mal/bin', 'mal/missing', 'mal/f'])
+          assert.equal(await serializableGet(key), null, `${key} must not be applied`);
+        assert.equal(await admitted(leader), 0, 'no admission slot is kept');
+      } finally {
+        other.close();
+        bad.socket.destroy();
+      }
+    });
+  }
+});
+
+function binaryRequests(id: number): number {
+  let n = 0;
+  // The node counts binary requests beside HTTP ones, by route "binary:<type>".
+  const metric = cluster.node(id).metrics.httpRequests as unknown as {
+    hashMap: Record<string, { labels: { route: string }; value: number }>;
+  };
+  for (const v of Object.values(metric.hashMap))
+    if (v.labels.route.startsWith('binary:')) n += v.value;
+  return n;
+}
+
+/** Requests the node holds admitted now (its admission gauge). */
+async function admitted(id: number): Promise<number> {
+  const text = await cluster
+    .node(id)
+    .metrics.registry.getSingleMetricAsString('flotilla_admission_in_flight');
+  const m = /flotilla_admission_in_flight\{unit="requests"[^}]*\} (\d+)/.exec(text);
+  assert.ok(m !== null, text);
+  return Number(m[1]);
+}
+
+async function waitForAsync(
+  what: string,
+  done: () => Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function waitFor(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** A TCP relay to a node that can hold back the node's answers and cut both sides. */
+class CuttableProxy {
+  bytesToNode = 0;
+  private holding = false;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(private readonly server: Server) {}
+
+  static async start(target: number): Promise<CuttableProxy> {
+    const server = createServer();
+    const p = new CuttableProxy(server);
+    server.on('connection', (client) => {
+      const node = connect({ host: '127.0.0.1', port: target });
+      p.sockets.add(client).add(node);
+      client.on('data', (d: Buffer) => {
+        p.bytesToNode += d.length;
+        node.write(d);
+      });
+      node.on('data', (d: Buffer) => {
+        if (!p.holding) client.write(d);
+      });
+      for (const s of [client, node]) s.on('error', () => undefined);
+      client.on('close', () => node.destroy());
+      node.on('close', () => client.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return p;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  holdAnswers(): void {
+    this.holding = true;
+  }
+
+  cut(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+void describe('binary client protocol: node admission', () => {
+  let single: TestNodes;
+  before(async () => {
+    // Admission counts HTTP and binary requests alike; here 3 at once, however many connections.
+    single = await TestNodes.start({
+      nodes: 1,
+      clientProtocol: true,
+      config: { maxInflightRequests: 3 },
+    });
+    await single.waitForLeader();
+  });
+  after(async () => {
+    await single.close();
+  });
+
+  void it('answers OVERLOADED past the admission limit, with when to come back', async () => {
+    const c = await RawConnection.open(single.binaryPort(1));
+    try {
+      const frames = Array.from({ length: 8 }, (_, i) =>
+        encodeFrame([i + 1, 'put', { key: `adm/${i}`, value: 'x' }]),
+      );
+      c.socket.write(Buffer.concat(frames));
+      await c.until('8 answers', () => c.answers().length >= 8);
+      const byId = new Map(c.answers().map(([id, status, p]) => [id, { status, p }]));
+      for (let id = 1; id <= 8; id++) {
+        const a = byId.get(id);
+        if (id <= 3) assert.equal(a?.status, 0, `request ${id}: ${JSON.stringify(a)}`);
+        else {
+          assert.equal(a?.p['code'], 'OVERLOADED', `request ${id}: ${JSON.stringify(a)}`);
+          assert.match(String(a?.p['message']), /Node is overloaded: 3 requests/);
+          assert.ok(Number(a?.p['retryAfterMs']) >= 1_000, JSON.stringify(a));
+        }
+      }
+    } finally {
+      c.socket.destroy();
+    }
+  });
+});
