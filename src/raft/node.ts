@@ -4,6 +4,7 @@
 // for the caller's obligations and their order. The algorithm itself is Raft (raft.ts).
 
 import { resolveConfig, type RaftConfig } from './config.js';
+import { snapshotMetaOf, type ConfChange, type ConfState } from './confchange.js';
 import { assert, fail, ok, type Result } from './errors.js';
 import type { ProgressState } from './progress.js';
 import { Raft } from './raft.js';
@@ -11,7 +12,9 @@ import { hup } from './step-candidate.js';
 import {
   flushBatched,
   leaderReadIndex,
+  maybeAutoLeave,
   propose,
+  proposeConfChange,
   selfPersisted,
   transferLeadership,
 } from './step-leader.js';
@@ -26,6 +29,7 @@ import {
   type Ready,
   type Recovery,
   type Role,
+  type SnapshotMeta,
   type SoftState,
   type Term,
   type VoteRequest,
@@ -44,10 +48,18 @@ export interface Status {
   readonly persistedIndex: Index;
   readonly transferee: NodeId;
   readonly recovery: Recovery;
-  /** The voters of the configuration this node holds now. */
+  /** Every voter of the configuration in force, of either half while it is joint. */
   readonly voters: readonly NodeId[];
-  /** Per follower replication state; empty unless this node leads. */
-  readonly progress: Readonly<Record<number, { match: Index; next: Index; state: ProgressState }>>;
+  /** The learners of the configuration in force (replicated to, counted in no decision). */
+  readonly learners: readonly NodeId[];
+  /** The outgoing voters while the configuration is joint; empty otherwise. */
+  readonly outgoingVoters: readonly NodeId[];
+  /** The whole configuration in force (what a snapshot taken now records). */
+  readonly conf: ConfState;
+  /** Per member replication state (voters and learners); empty unless this node leads. */
+  readonly progress: Readonly<
+    Record<number, { match: Index; next: Index; state: ProgressState; learner: boolean }>
+  >;
 }
 
 export class RaftNode {
@@ -132,6 +144,30 @@ export class RaftNode {
     return ok(undefined);
   }
 
+  /**
+   * Proposes a membership change (thesis §4.3; confchange.ts): the changes are applied
+   * together, through a joint configuration when more than one voter changes (the leader
+   * leaves it by itself once it is applied). The configuration takes effect on each node when
+   * the entry is applied (advance). Refused, with nothing appended, when this node does not
+   * lead, another change is in flight, or the change is invalid (MEMBERSHIP_* codes).
+   */
+  proposeConfChange(cc: ConfChange): Result<{ index: Index; term: Term }> {
+    const r = this.raft;
+    if (r.role !== 'leader') {
+      return fail(
+        'NOT_LEADER',
+        `Node ${this.id} is not the leader (leader: ${r.leader || 'unknown'})`,
+        r.leader,
+      );
+    }
+    return proposeConfChange(r, cc);
+  }
+
+  /** The configuration in force (the one the last applied change brought). */
+  confState(): ConfState {
+    return this.raft.conf();
+  }
+
   /** Hands leadership to `to` once it is caught up (thesis §3.10). */
   transferLeadership(to: NodeId): Result<void> {
     const r = this.raft;
@@ -141,9 +177,16 @@ export class RaftNode {
     return transferLeadership(r, to);
   }
 
-  /** The caller snapshotted its state machine at `index` (<= applied): drop entries before it. */
-  compact(index: Index): void {
-    this.raft.log.compact(index);
+  /**
+   * The caller snapshotted its state machine at `index` (<= applied): drop entries before it.
+   * Returns the metadata of the snapshot the log now starts from, with the configuration in
+   * force at its index.
+   */
+  compact(index: Index): SnapshotMeta {
+    const r = this.raft;
+    r.log.compact(index);
+    r.confCompacted(r.log.snapshotIndex);
+    return snapshotMetaOf(r.log.snapshotIndex, r.log.snapshotTerm, r.confAt(r.log.snapshotIndex));
   }
 
   step(m: Message): void {
@@ -228,8 +271,11 @@ export class RaftNode {
         `Applied entries out of order: ${last} after ${log.applied}`,
       );
       log.applied = last;
+      // A configuration takes effect once its entry is applied, in log order.
+      for (const e of rd.committedEntries) if (e.type === 'conf-change') r.applyConfEntry(e);
     }
     if (r.role === 'leader') selfPersisted(r);
+    if (r.role === 'leader') maybeAutoLeave(r);
     if (r.recoveryState === 'recovering') r.maybeFinishRecovery();
   }
 
@@ -261,11 +307,20 @@ export class RaftNode {
 
   status(): Status {
     const r = this.raft;
-    const progress: Record<number, { match: Index; next: Index; state: ProgressState }> = {};
+    const progress: Record<
+      number,
+      { match: Index; next: Index; state: ProgressState; learner: boolean }
+    > = {};
     if (r.role === 'leader') {
       for (const [id, pr] of r.trk.progress)
-        progress[id] = { match: pr.match, next: pr.next, state: pr.state };
+        progress[id] = {
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          learner: !r.trk.isVoter(id),
+        };
     }
+    const conf = r.conf();
     return {
       id: this.id,
       role: r.role,
@@ -280,6 +335,9 @@ export class RaftNode {
       transferee: r.leadTransferee,
       recovery: r.recoveryState,
       voters: r.trk.voterIds(),
+      learners: conf.learners,
+      outgoingVoters: conf.outgoing,
+      conf,
       progress,
     };
   }

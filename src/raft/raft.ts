@@ -11,6 +11,16 @@
 // Fields are public to the core's own modules; the class is not exported from the package.
 
 import type { RaftEvent, ResolvedConfig } from './config.js';
+import {
+  changeConf,
+  confOfSnapshot,
+  decodeConfChange,
+  describeChange,
+  describeConf,
+  simpleConf,
+  type ConfChange,
+  type ConfState,
+} from './confchange.js';
 import { assert } from './errors.js';
 import { RaftLog } from './log.js';
 import { simpleConfig } from './quorum.js';
@@ -18,11 +28,12 @@ import { ReadOnly, type PendingRead } from './read-only.js';
 import { hup, stepCandidate } from './step-candidate.js';
 import { stepFollower } from './step-follower.js';
 import { broadcastAppend } from './replicate.js';
-import { stepLeader, tickHeartbeat } from './step-leader.js';
+import { leaderConfApplied, stepLeader, tickHeartbeat } from './step-leader.js';
 import { ProgressTracker } from './tracker.js';
 import {
   NONE,
   type AppendResponse,
+  type Entry,
   type HardState,
   type Index,
   type InitialState,
@@ -31,6 +42,7 @@ import {
   type Recovery,
   type ReadState,
   type Role,
+  type SnapshotMeta,
   type SoftState,
   type Term,
   type VoteRequest,
@@ -88,6 +100,20 @@ export class Raft {
   /** Invariant: electionTicks <= randomizedElectionTimeout < 2 * electionTicks (paper §5.2). */
   randomizedElectionTimeout = 0;
 
+  /**
+   * The configurations that took effect since the snapshot, oldest first, each with the index
+   * of the entry that brought it (the first: the snapshot's, or 0). A configuration takes
+   * effect when its entry is applied (DESIGN.md, "Membership"), so the last one is the one in
+   * force and committed entries never take one back. Invariant: not empty; indexes ascend.
+   */
+  private confs: { readonly index: Index; readonly conf: ConfState }[];
+  /**
+   * While leading: no membership change may be proposed until the entry at this index is
+   * applied (one change in flight at a time). A new leader sets it to its no-op, which follows
+   * any change an earlier leader left in the log.
+   */
+  pendingConfIndex: Index = 0;
+
   leadTransferee: NodeId = NONE;
   /** Bytes of proposals appended by this leader and not yet committed. */
   uncommittedBytes = 0;
@@ -120,6 +146,13 @@ export class Raft {
       cfg.maxInflightBytes,
     );
     this.readOnly = new ReadOnly(cfg.id);
+    const snapshot = initial?.snapshot ?? null;
+    this.confs = [
+      {
+        index: snapshot?.index ?? 0,
+        conf: snapshot === null ? simpleConf(cfg.voters) : confOfSnapshot(snapshot),
+      },
+    ];
     if (initial !== undefined) {
       this.term = initial.hardState.term;
       this.vote = initial.hardState.vote;
@@ -129,7 +162,14 @@ export class Raft {
         initial.hardState.commit,
         initial.applied,
       );
+      // The configuration is the snapshot's and then every change applied after it: a
+      // restart never falls back to the member list the node was first started with.
+      for (const e of initial.entries) {
+        if (e.type === 'conf-change' && e.index > this.log.snapshotIndex && e.index <= this.log.applied)
+          this.recordConf(e);
+      }
     }
+    this.trk.switchToConf(this.conf(), this.log.lastIndex() + 1);
     this.recoveryState = recovery;
     if (recovery === 'recovering') {
       this.emit('recovery-started', NONE, 'data lost: no votes and no campaign until caught up');
@@ -346,6 +386,10 @@ export class Raft {
       type: 'noop',
       data: new Uint8Array(0),
     });
+    // Any change an earlier leader left in our log is before the no-op: no new change until
+    // it is applied, and until this term committed an entry (the single-server change bug
+    // Ongaro described in 2015 needs a leader to change the configuration before that).
+    this.pendingConfIndex = this.log.lastIndex();
     this.emit('become-leader', NONE, 'won election');
     broadcastAppend(this, true);
   }
@@ -376,9 +420,61 @@ export class Raft {
     this.randomizedElectionTimeout = e + this.cfg.rng.int(e);
   }
 
-  /** Puts a configuration in force (from a snapshot; membership changes will use it too). */
-  switchToConfig(voters: readonly NodeId[]): void {
-    this.trk.switchTo(simpleConfig(voters), this.log.lastIndex() + 1);
+  // -------------------------------------------------------------------------------------------
+  // Configurations (thesis §4.3; confchange.ts)
+
+  /** The configuration in force: the one the last applied change (or the snapshot) brought. */
+  conf(): ConfState {
+    return (this.confs[this.confs.length - 1] as { conf: ConfState }).conf;
+  }
+
+  /** The configuration in force at `index`, which is at or after the snapshot's index. */
+  confAt(index: Index): ConfState {
+    let found = this.confs[0] as { index: Index; conf: ConfState };
+    for (const c of this.confs) if (c.index <= index) found = c;
+    return found.conf;
+  }
+
+  /** A snapshot from the leader replaces the log: its configuration is in force. */
+  switchToSnapshotConf(meta: SnapshotMeta): void {
+    this.confs = [{ index: meta.index, conf: confOfSnapshot(meta) }];
+    this.trk.switchToConf(this.conf(), this.log.lastIndex() + 1);
+  }
+
+  /** The caller compacted the log to `index`: forget configurations in force only before it. */
+  confCompacted(index: Index): void {
+    while (this.confs.length > 1 && (this.confs[1] as { index: Index }).index <= index)
+      this.confs.shift();
+  }
+
+  /**
+   * The caller applied the conf-change entry `e`: its configuration takes effect. A committed
+   * change was valid against the configuration its proposer had applied, which is the one in
+   * force here (one change in flight at a time); a refusal now is a bug.
+   */
+  applyConfEntry(e: Entry): void {
+    const before = this.conf();
+    const change = this.recordConf(e);
+    const after = this.conf();
+    this.emit(
+      'conf-applied',
+      NONE,
+      `${describeChange(change)} at ${e.index}: ${describeConf(before)} -> ${describeConf(after)}`,
+    );
+    const added = this.trk.switchToConf(after, this.log.lastIndex() + 1);
+    if (this.role === 'leader') leaderConfApplied(this, added);
+  }
+
+  private recordConf(e: Entry): ConfChange {
+    const change = decodeConfChange(e.data);
+    assert(typeof change !== 'string', `Entry ${e.index} is not a membership change: ${String(change)}`);
+    const next = changeConf(this.conf(), change);
+    assert(
+      next.ok,
+      `Committed membership change at ${e.index} refused: ${next.ok ? '' : next.error.message}`,
+    );
+    this.confs.push({ index: e.index, conf: next.value });
+    return change;
   }
 
   promotable(): boolean {

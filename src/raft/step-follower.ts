@@ -106,7 +106,7 @@ function handleSnapshot(r: Raft, m: SnapshotRequest): void {
     return;
   }
   r.log.resetToSnapshot(s);
-  r.switchToConfig([...s.voters].sort((a, b) => a - b));
+  r.switchToSnapshotConf(s);
   sendAppendResponse(r, m.from, true, s.index, 0, 0);
 }
 

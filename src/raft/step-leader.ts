@@ -2,6 +2,7 @@
 // leader's side of ReadIndex. Sending appends, snapshots and heartbeats is in replicate.ts.
 // Every count of voters goes through the tracker (tracker.ts).
 
+import { changeConf, describeConf, encodeConfChange, type ConfChange } from './confchange.js';
 import { fail, ok, type Result } from './errors.js';
 import type { Progress } from './progress.js';
 import type { Raft } from './raft.js';
@@ -9,6 +10,7 @@ import { broadcastAppend, broadcastHeartbeat, sendAppend, sendTimeoutNow } from 
 import {
   NONE,
   type AppendResponse,
+  type EntryType,
   type HeartbeatResponse,
   type Index,
   type Message,
@@ -64,6 +66,7 @@ export function tickHeartbeat(r: Raft): void {
 export function propose(
   r: Raft,
   datas: readonly Uint8Array[],
+  type: EntryType = 'normal',
 ): Result<{ firstIndex: Index; term: Term }> {
   if (r.leadTransferee !== NONE) {
     return fail(
@@ -96,13 +99,66 @@ export function propose(
     r.log.append({
       term: r.term,
       index: firstIndex + i,
-      type: 'normal',
+      type,
       data: datas[i] as Uint8Array,
     });
   }
   r.uncommittedBytes += bytes;
   r.needsBroadcast = true;
   return ok({ firstIndex, term: r.term });
+}
+
+/**
+ * Proposes a membership change (thesis §4.3) after checking it against the configuration in
+ * force: one change in flight at a time (pending until applied here, on the leader), and
+ * nothing but the leave while a joint configuration is unresolved (changeConf). A refused
+ * change appends nothing. The caller checked the role.
+ */
+export function proposeConfChange(r: Raft, cc: ConfChange): Result<{ index: Index; term: Term }> {
+  if (r.log.applied < r.pendingConfIndex) {
+    return fail(
+      'MEMBERSHIP_CHANGE_PENDING',
+      `A membership change is in flight: entry ${r.pendingConfIndex} is not applied yet (applied ${r.log.applied})`,
+      r.leader,
+    );
+  }
+  const next = changeConf(r.conf(), cc);
+  if (!next.ok) return { ok: false, error: next.error };
+  const appended = propose(r, [encodeConfChange(cc)], 'conf-change');
+  if (!appended.ok) return appended;
+  r.pendingConfIndex = appended.value.firstIndex;
+  return ok({ index: appended.value.firstIndex, term: appended.value.term });
+}
+
+/**
+ * A configuration took effect on the leader. Removed (or demoted) from the voters, it steps
+ * down: until now it replicated and counted itself, so the change committed (thesis §4.2.2).
+ * Otherwise it probes the members it did not know and counts again, since the majorities
+ * changed.
+ */
+export function leaderConfApplied(r: Raft, added: readonly NodeId[]): void {
+  if (!r.trk.isVoter(r.id)) {
+    r.becomeFollower(r.term, NONE, `removed from the voters: ${describeConf(r.conf())}`);
+    return;
+  }
+  if (r.leadTransferee !== NONE && !r.trk.isVoter(r.leadTransferee))
+    r.abortTransfer(`node ${r.leadTransferee} is no longer a voter`);
+  r.trk.get(r.id)?.maybeUpdate(r.log.persisted);
+  for (const id of added) if (id !== r.id) sendAppend(r, id, true);
+  if (maybeCommit(r)) r.commitBroadcast = true;
+}
+
+/**
+ * Leaves a joint configuration that asked for it (autoLeave) once the entry that entered it
+ * is applied: the leave is an empty change. Called after every apply on the leader.
+ */
+export function maybeAutoLeave(r: Raft): void {
+  const c = r.conf();
+  if (!c.autoLeave || r.log.applied < r.pendingConfIndex || r.leadTransferee !== NONE) return;
+  const left = proposeConfChange(r, { changes: [] });
+  if (left.ok) {
+    r.emit('conf-leave-proposed', NONE, `leaving ${describeConf(c)} at ${left.value.index}`);
+  }
 }
 
 /** Hands leadership to `to` once it is caught up (thesis §3.10). The caller checked the role. */
