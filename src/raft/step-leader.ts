@@ -115,6 +115,10 @@ export function propose(
  * change appends nothing. The caller checked the role.
  */
 export function proposeConfChange(r: Raft, cc: ConfChange): Result<{ index: Index; term: Term }> {
+  // Checked against the configuration in force first, so that a change that could never be
+  // made says why rather than asking to be retried.
+  const next = changeConf(r.conf(), cc);
+  if (!next.ok) return { ok: false, error: next.error };
   if (r.log.applied < r.pendingConfIndex) {
     return fail(
       'MEMBERSHIP_CHANGE_PENDING',
@@ -122,8 +126,6 @@ export function proposeConfChange(r: Raft, cc: ConfChange): Result<{ index: Inde
       r.leader,
     );
   }
-  const next = changeConf(r.conf(), cc);
-  if (!next.ok) return { ok: false, error: next.error };
   const appended = propose(r, [encodeConfChange(cc)], 'conf-change');
   if (!appended.ok) return appended;
   r.pendingConfIndex = appended.value.firstIndex;
