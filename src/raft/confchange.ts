@@ -106,7 +106,9 @@ export function changeConf(c: ConfState, cc: ConfChange): Result<ConfState> {
   const simple = applyChanges(c, cc, []);
   if (!simple.ok) return simple;
   const next =
-    symmetricDifference(c.voters, simple.value.voters) <= 1 ? simple : applyChanges(c, cc, c.voters);
+    symmetricDifference(c.voters, simple.value.voters) <= 1
+      ? simple
+      : applyChanges(c, cc, c.voters);
   if (!next.ok) return next;
   return checkResult(next.value);
 }

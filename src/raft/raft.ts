@@ -21,7 +21,7 @@ import {
   type ConfChange,
   type ConfState,
 } from './confchange.js';
-import { assert } from './errors.js';
+import { AssertionError, assert } from './errors.js';
 import { RaftLog } from './log.js';
 import { simpleConfig } from './quorum.js';
 import { ReadOnly, type PendingRead } from './read-only.js';
@@ -165,7 +165,11 @@ export class Raft {
       // The configuration is the snapshot's and then every change applied after it: a
       // restart never falls back to the member list the node was first started with.
       for (const e of initial.entries) {
-        if (e.type === 'conf-change' && e.index > this.log.snapshotIndex && e.index <= this.log.applied)
+        if (
+          e.type === 'conf-change' &&
+          e.index > this.log.snapshotIndex &&
+          e.index <= this.log.applied
+        )
           this.recordConf(e);
       }
     }
@@ -467,7 +471,8 @@ export class Raft {
 
   private recordConf(e: Entry): ConfChange {
     const change = decodeConfChange(e.data);
-    assert(typeof change !== 'string', `Entry ${e.index} is not a membership change: ${String(change)}`);
+    if (typeof change === 'string')
+      throw new AssertionError(`Entry ${e.index} is not a membership change: ${change}`);
     const next = changeConf(this.conf(), change);
     assert(
       next.ok,

@@ -61,7 +61,11 @@ function sendSnapshot(r: Raft, to: NodeId, pr: Progress): boolean {
   if (!pr.recentActive) return false;
   // The configuration in force at the snapshot's index, not the one in force now: the
   // follower rebuilds its configuration from the snapshot and the log after it.
-  const snapshot = snapshotMetaOf(r.log.snapshotIndex, r.log.snapshotTerm, r.confAt(r.log.snapshotIndex));
+  const snapshot = snapshotMetaOf(
+    r.log.snapshotIndex,
+    r.log.snapshotTerm,
+    r.confAt(r.log.snapshotIndex),
+  );
   r.send({ type: 'snapshot', from: r.id, to, term: r.term, snapshot });
   pr.becomeSnapshot(snapshot.index);
   return false;

@@ -106,7 +106,12 @@ export class ProgressTracker {
    */
   switchToConf(c: ConfState, next: Index): NodeId[] {
     const voters: JointConfig = { incoming: c.voters, outgoing: c.outgoing };
-    this.cfg = { voters, learners: c.learners, learnersNext: c.learnersNext, autoLeave: c.autoLeave };
+    this.cfg = {
+      voters,
+      learners: c.learners,
+      learnersNext: c.learnersNext,
+      autoLeave: c.autoLeave,
+    };
     this.ids = jointVoters(voters);
     this.members = confMembers(c);
     for (const id of [...this.progress.keys()])
