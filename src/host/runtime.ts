@@ -7,6 +7,9 @@
 import {
   RaftNode,
   createRng,
+  snapshotMetaOf,
+  type ConfChange,
+  type ConfState,
   type Entry,
   type HardState,
   type Message,
@@ -33,6 +36,11 @@ export interface RuntimeOptions {
   readonly id: number;
   /** The group this runtime drives (0 when a host runs one). */
   readonly group?: GroupId;
+  /**
+   * The group's initial voters, used only when the storage holds no snapshot: the
+   * configuration is the snapshot's (or this list) followed by the log's membership changes.
+   * A node joining a running group passes the group's initial list, in which it is no voter.
+   */
   readonly voters: readonly number[];
   /** The group's storage; the host opened it and closes it. */
   readonly storage: GroupStorage;
@@ -137,6 +145,12 @@ export class RaftRuntime {
   private syncedHard: HardState | null = null;
   /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
   private readonly incomingSnapshots = new Map<number, Uint8Array>();
+  /**
+   * Proposed membership changes applied in the Ready being handled: they take effect in the
+   * core when the Ready is advanced, and their proposers are answered then, with the
+   * configuration in force.
+   */
+  private appliedConfChanges: ProposalWaiter[] = [];
 
   protected constructor(
     private readonly o: RuntimeOptions,
@@ -185,8 +199,11 @@ export class RaftRuntime {
     // `this`, so that a subclass (the simulator's planted bugs) starts as itself.
     const rt = new this(o, snapshot);
     rt.running = true;
-    // A single-voter cluster elects itself at once rather than after a timeout.
-    if (o.voters.length === 1 && o.voters[0] === o.id) rt.node.campaign();
+    // A single-voter cluster elects itself at once rather than after a timeout. The voters
+    // are the core's (from the snapshot and the log), not the ones this node started with.
+    const conf = rt.node.confState();
+    if (conf.outgoing.length === 0 && conf.voters.length === 1 && conf.voters[0] === o.id)
+      rt.node.campaign();
     rt.kick();
     return rt;
   }
@@ -291,6 +308,47 @@ export class RaftRuntime {
     });
     this.kick();
     return p;
+  }
+
+  /**
+   * Proposes a membership change (ConfChange: voters and learners added, nodes removed, all
+   * together; the core goes through a joint configuration when more than one voter changes
+   * and leaves it by itself) and resolves with the configuration in force once this node
+   * applied it. Refused definitely, before anything is proposed, when this node does not lead,
+   * another change is in flight, or the change is invalid (MEMBERSHIP_* codes); a timeout or
+   * a leadership change after the proposal is indefinite, as for any proposal.
+   */
+  proposeConfChange(cc: ConfChange, w: WaitOptions = {}): Promise<ConfState> {
+    const refused = this.refuseNew();
+    if (refused !== null) return Promise.reject(refused);
+    const r = this.node.proposeConfChange(cc);
+    if (!r.ok) {
+      const e = r.error;
+      if (e.code === 'NOT_LEADER' && e.leader === 0) {
+        return Promise.reject(
+          new FlotillaError(
+            'NO_LEADER',
+            `Node ${this.o.id} knows no leader yet (an election may be under way); retry`,
+            false,
+          ),
+        );
+      }
+      return Promise.reject(new FlotillaError(e.code, e.message, false, e.leader));
+    }
+    const { index, term } = r.value;
+    const p = new Promise<unknown>((resolve, reject) => {
+      const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
+      this.waiters.proposals.set(index, waiter);
+      this.waiters.arm(
+        waiter,
+        w,
+        () => this.waiters.proposals.delete(index),
+        true,
+        `Membership change at index ${index}`,
+      );
+    });
+    this.kick();
+    return p as Promise<ConfState>;
   }
 
   /**
@@ -414,7 +472,7 @@ export class RaftRuntime {
     let best = 0;
     let bestMatch = -1;
     for (const [id, p] of Object.entries(st.progress)) {
-      if (Number(id) !== this.o.id && p.match > bestMatch) {
+      if (Number(id) !== this.o.id && !p.learner && p.match > bestMatch) {
         best = Number(id);
         bestMatch = p.match;
       }
@@ -497,6 +555,7 @@ export class RaftRuntime {
       const rd = this.node.ready();
       await this.handleReady(rd);
       this.node.advance(rd);
+      this.answerConfChanges();
       this.afterAdvance();
     }
   }
@@ -615,6 +674,11 @@ export class RaftRuntime {
       const w = this.waiters.proposals.get(e.index);
       if (w === undefined) continue;
       this.waiters.proposals.delete(e.index);
+      // A membership change is answered once it took effect (answerConfChanges).
+      if (w.term === e.term && e.type === 'conf-change') {
+        this.appliedConfChanges.push(w);
+        continue;
+      }
       this.waiters.settle(w);
       if (w.term === e.term) w.resolve(result);
       // Another leader's entry took this index: ours was never committed, and never will be.
@@ -715,6 +779,16 @@ export class RaftRuntime {
     }
   }
 
+  private answerConfChanges(): void {
+    if (this.appliedConfChanges.length === 0) return;
+    const conf = this.node.confState();
+    for (const w of this.appliedConfChanges) {
+      this.waiters.settle(w);
+      w.resolve(conf);
+    }
+    this.appliedConfChanges = [];
+  }
+
   private afterAdvance(): void {
     const sinceSnapshot = this.applied - this.lastSnapshotIndex;
     if (sinceSnapshot >= this.opts.snapshotEveryEntries) this.takeSnapshot();
@@ -727,8 +801,9 @@ export class RaftRuntime {
     const term = this.termAt(index);
     if (term === undefined) return;
     // The configuration the core holds, not the one this runtime started with: a membership
-    // change must survive a restart from this snapshot.
-    const meta: SnapshotMeta = { index, term, voters: st.voters };
+    // change must survive a restart from this snapshot. It is the one in force at `index`:
+    // configurations take effect when applied, and `index` is the applied index.
+    const meta: SnapshotMeta = snapshotMetaOf(index, term, st.conf);
     this.lastSnapshotIndex = index;
     this.snapshotting = true;
     // Capture now (synchronously, at `index`); encode and persist in the background; compact
@@ -764,6 +839,9 @@ export class RaftRuntime {
     this.fatal = err;
     this.running = false;
     this.o.onEvent?.({ kind: 'fatal', error: err });
+    for (const w of this.appliedConfChanges) this.waiters.settle(w);
+    const applied = this.appliedConfChanges;
+    this.appliedConfChanges = [];
     this.waiters.failAll(
       new FlotillaError(
         'STORAGE_FAILED',
@@ -771,5 +849,14 @@ export class RaftRuntime {
         true,
       ),
     );
+    // Applied, but the change took effect in a core that stopped before it was advanced.
+    for (const w of applied)
+      w.reject(
+        new FlotillaError(
+          'STORAGE_FAILED',
+          `Node stopped after a storage failure: ${err.message}`,
+          true,
+        ),
+      );
   }
 }
