@@ -800,10 +800,9 @@ export class RaftRuntime {
     const index = this.applied;
     const term = this.termAt(index);
     if (term === undefined) return;
-    // The configuration the core holds, not the one this runtime started with: a membership
-    // change must survive a restart from this snapshot. It is the one in force at `index`:
-    // configurations take effect when applied, and `index` is the applied index.
-    const meta: SnapshotMeta = snapshotMetaOf(index, term, st.conf);
+    // The configuration the core holds at `index`, not the one this runtime started with: a
+    // membership change must survive a restart from this snapshot.
+    const meta: SnapshotMeta = snapshotMetaOf(index, term, this.node.confStateAt(index));
     this.lastSnapshotIndex = index;
     this.snapshotting = true;
     // Capture now (synchronously, at `index`); encode and persist in the background; compact

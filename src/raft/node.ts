@@ -168,6 +168,14 @@ export class RaftNode {
     return this.raft.conf();
   }
 
+  /**
+   * The configuration in force at `index` (from the snapshot's index on): what a snapshot of
+   * the state machine at `index` must record.
+   */
+  confStateAt(index: Index): ConfState {
+    return this.raft.confAt(index);
+  }
+
   /** Hands leadership to `to` once it is caught up (thesis §3.10). */
   transferLeadership(to: NodeId): Result<void> {
     const r = this.raft;

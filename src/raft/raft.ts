@@ -162,13 +162,15 @@ export class Raft {
         initial.hardState.commit,
         initial.applied,
       );
-      // The configuration is the snapshot's and then every change applied after it: a
-      // restart never falls back to the member list the node was first started with.
+      // The configuration is the snapshot's and then every change committed after it: a
+      // restart never falls back to the member list the node was first started with, nor
+      // waits for its first Ready to apply what is known committed (a caller that replays the
+      // log from the snapshot applies them again; applyConfEntry skips them then).
       for (const e of initial.entries) {
         if (
           e.type === 'conf-change' &&
           e.index > this.log.snapshotIndex &&
-          e.index <= this.log.applied
+          e.index <= this.log.committed
         )
           this.recordConf(e);
       }
@@ -457,6 +459,8 @@ export class Raft {
    * force here (one change in flight at a time); a refusal now is a bug.
    */
   applyConfEntry(e: Entry): void {
+    // Already in force: put there on restart, as committed (see the constructor).
+    if (e.index <= (this.confs[this.confs.length - 1] as { index: Index }).index) return;
     const before = this.conf();
     const change = this.recordConf(e);
     const after = this.conf();
@@ -467,6 +471,8 @@ export class Raft {
     );
     const added = this.trk.switchToConf(after, this.log.lastIndex() + 1);
     if (this.role === 'leader') leaderConfApplied(this, added);
+    else if (this.role !== 'follower' && !this.promotable())
+      this.becomeFollower(this.term, NONE, `removed from the voters: ${describeConf(after)}`);
   }
 
   private recordConf(e: Entry): ConfChange {
