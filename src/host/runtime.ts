@@ -143,6 +143,8 @@ export class RaftRuntime {
   private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
   /** The hard state last made durable (term and vote changes must sync). */
   private syncedHard: HardState | null = null;
+  /** The hard state of the latest Ready that had one, written or not. */
+  private latestHard: HardState | null = null;
   /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
   private readonly incomingSnapshots = new Map<number, Uint8Array>();
   /**
@@ -573,10 +575,16 @@ export class RaftRuntime {
     if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
     for (const m of rd.messagesAfterPersist)
       if (!this.mustPersistBeforeSending(m)) this.sendMessage(m);
+    if (rd.hardState !== null) this.latestHard = rd.hardState;
     if (rd.entries.length > 0 || this.hardStateNeedsSync(rd.hardState)) {
       const started = this.o.clock.nowMs();
-      await this.o.storage.persist(rd.entries, rd.hardState);
-      if (rd.hardState !== null) this.syncedHard = rd.hardState;
+      // A commit index that was not written on its own rides along with these entries. A
+      // membership change relies on it: a node that appends one knows the change before it
+      // committed, and must still know it after a restart (it puts the committed changes in
+      // force at start, and campaigns only once every committed change is applied).
+      const hs = rd.hardState ?? (this.hardStateUnsynced() ? this.latestHard : null);
+      await this.o.storage.persist(rd.entries, hs);
+      if (hs !== null) this.syncedHard = hs;
       this.o.onEvent?.({
         kind: 'persisted',
         entries: rd.entries.length,
@@ -622,6 +630,14 @@ export class RaftRuntime {
    * whose only change is the commit index is therefore not synced on its own; the new value
    * rides along with the next write.
    */
+  private hardStateUnsynced(): boolean {
+    const l = this.latestHard;
+    const s = this.syncedHard;
+    return (
+      l !== null && (s === null || l.term !== s.term || l.vote !== s.vote || l.commit !== s.commit)
+    );
+  }
+
   private hardStateNeedsSync(hs: HardState | null): boolean {
     if (hs === null) return false;
     const last = this.syncedHard;

@@ -4,7 +4,8 @@
 // for the caller's obligations and their order. The algorithm itself is Raft (raft.ts).
 
 import { resolveConfig, type RaftConfig } from './config.js';
-import { snapshotMetaOf, type ConfChange, type ConfState } from './confchange.js';
+import { changeConf, snapshotMetaOf, type ConfChange, type ConfState } from './confchange.js';
+import type { JointConfig } from './quorum.js';
 import { assert, fail, ok, type Result } from './errors.js';
 import type { ProgressState } from './progress.js';
 import { Raft } from './raft.js';
@@ -85,6 +86,8 @@ export class RaftNode {
         withholdsVote: (m) => this.withholdsVote(m),
         followerLostLog: (m, match) => this.followerLostLog(m, match),
         mustPersistBeforeSending: (m) => this.mustPersistBeforeSending(m),
+        nextConf: (c, cc) => this.nextConf(c, cc),
+        commitVoters: (voters, learners) => this.commitVoters(voters, learners),
       },
       config.initial,
       config.recovery ?? 'none',
@@ -284,6 +287,10 @@ export class RaftNode {
     }
     if (r.role === 'leader') selfPersisted(r);
     if (r.role === 'leader') maybeAutoLeave(r);
+    if (r.campaignAfterApply && r.role !== 'leader' && r.unappliedConfChange() === 0) {
+      r.campaignAfterApply = false;
+      if (r.promotable()) hup(r, true);
+    }
     if (r.recoveryState === 'recovering') r.maybeFinishRecovery();
   }
 
@@ -377,6 +384,19 @@ export class RaftNode {
   /** The follower says it lost entries it acknowledged (AppendResponse.lost). */
   protected followerLostLog(m: AppendResponse, match: Index): boolean {
     return m.lost && m.hintIndex < match;
+  }
+
+  /**
+   * Thesis §4.3: the configuration a change leads to, through a joint one when more than one
+   * voter changes. Called while the node is being built: it must not read the node.
+   */
+  protected nextConf(c: ConfState, cc: ConfChange): Result<ConfState> {
+    return changeConf(c, cc);
+  }
+
+  /** Learners count toward no commit: the majorities that commit are the voters'. */
+  protected commitVoters(voters: JointConfig, _learners: readonly NodeId[]): JointConfig {
+    return voters;
   }
 
   /** Votes and append acknowledgements promise durable state: they wait for the write. */

@@ -12,7 +12,6 @@
 
 import type { RaftEvent, ResolvedConfig } from './config.js';
 import {
-  changeConf,
   confOfSnapshot,
   decodeConfChange,
   describeChange,
@@ -21,9 +20,9 @@ import {
   type ConfChange,
   type ConfState,
 } from './confchange.js';
-import { AssertionError, assert } from './errors.js';
+import { AssertionError, assert, type Result } from './errors.js';
 import { RaftLog } from './log.js';
-import { simpleConfig } from './quorum.js';
+import { simpleConfig, type JointConfig } from './quorum.js';
 import { ReadOnly, type PendingRead } from './read-only.js';
 import { hup, stepCandidate } from './step-candidate.js';
 import { stepFollower } from './step-follower.js';
@@ -63,6 +62,13 @@ export interface RaftHooks {
   followerLostLog(m: AppendResponse, match: Index): boolean;
   /** Votes and append acknowledgements promise durable state: they wait for the write. */
   mustPersistBeforeSending(m: Message): boolean;
+  /**
+   * Thesis §4.3: the configuration a change leads to, through a joint one when more than one
+   * voter changes (changeConf). Called while the Raft is being built: it must not read it.
+   */
+  nextConf(c: ConfState, cc: ConfChange): Result<ConfState>;
+  /** Learners count toward no commit: the majorities that commit are the voters'. */
+  commitVoters(voters: JointConfig, learners: readonly NodeId[]): JointConfig;
 }
 
 export type StepFn = (r: Raft, m: Message) => void;
@@ -115,6 +121,17 @@ export class Raft {
   pendingConfIndex: Index = 0;
 
   leadTransferee: NodeId = NONE;
+  /**
+   * A leader that applied a configuration in which it is no voter hands leadership to a voter
+   * of it rather than stepping down at once (see leaderConfApplied): set until it is a
+   * follower again. Invariant: only while leading.
+   */
+  handingOff = false;
+  /**
+   * A TimeoutNow arrived while a committed membership change was not applied yet: campaign
+   * (as the transfer asked) once it is (RaftNode.advance). Cleared by a new term.
+   */
+  campaignAfterApply = false;
   /** Bytes of proposals appended by this leader and not yet committed. */
   uncommittedBytes = 0;
   /** Proposals arrived since the last Ready: appends go out in one batch per Ready. */
@@ -407,6 +424,7 @@ export class Raft {
       this.vote = NONE;
       this.recoveryBaseline = -1;
       this.recoveryTarget = 0;
+      this.campaignAfterApply = false;
     }
     this.leader = NONE;
     this.electionElapsed = 0;
@@ -414,6 +432,7 @@ export class Raft {
     this.resetRandomizedElectionTimeout();
     this.trk.resetVotes();
     this.abortTransfer('term or role changed');
+    this.handingOff = false;
     this.uncommittedBytes = 0;
     this.needsBroadcast = false;
     this.commitBroadcast = false;
@@ -439,6 +458,19 @@ export class Raft {
     let found = this.confs[0] as { index: Index; conf: ConfState };
     for (const c of this.confs) if (c.index <= index) found = c;
     return found.conf;
+  }
+
+  /**
+   * The index of a committed membership change not yet in force (applied), or 0. A node does
+   * not campaign while one exists (hup).
+   */
+  unappliedConfChange(): Index {
+    const inForce = (this.confs[this.confs.length - 1] as { index: Index }).index;
+    const from = Math.max(this.log.applied, inForce, this.log.snapshotIndex) + 1;
+    for (let i = from; i <= this.log.committed; i++) {
+      if (this.log.entryAt(i)?.type === 'conf-change') return i;
+    }
+    return 0;
   }
 
   /** A snapshot from the leader replaces the log: its configuration is in force. */
@@ -479,7 +511,7 @@ export class Raft {
     const change = decodeConfChange(e.data);
     if (typeof change === 'string')
       throw new AssertionError(`Entry ${e.index} is not a membership change: ${change}`);
-    const next = changeConf(this.conf(), change);
+    const next = this.hooks.nextConf(this.conf(), change);
     assert(
       next.ok,
       `Committed membership change at ${e.index} refused: ${next.ok ? '' : next.error.message}`,

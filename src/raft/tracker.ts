@@ -147,9 +147,12 @@ export class ProgressTracker {
     return !(this.progress.get(id)?.catchingUp ?? false);
   }
 
-  /** The largest index a quorum holds (paper §5.3); the §5.4.2 term check is the caller's. */
-  committed(): Index {
-    return jointCommittedIndex(this.cfg.voters, (id) => {
+  /**
+   * The largest index a quorum of `voters` (by default the configuration's) holds (paper
+   * §5.3); the §5.4.2 term check is the caller's.
+   */
+  committed(voters: JointConfig = this.cfg.voters): Index {
+    return jointCommittedIndex(voters, (id) => {
       const pr = this.progress.get(id);
       return pr === undefined || pr.catchingUp ? 0 : pr.match;
     });

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/raft/config.js';
+import { changeConf } from '../../src/raft/confchange.js';
 import type { Progress } from '../../src/raft/progress.js';
 import type { JointConfig } from '../../src/raft/quorum.js';
 import { Raft, type RaftHooks } from '../../src/raft/raft.js';
@@ -118,6 +119,8 @@ function node1(): Raft {
     withholdsVote: () => false,
     followerLostLog: (m, match) => m.lost && m.hintIndex < match,
     mustPersistBeforeSending: () => false,
+    nextConf: changeConf,
+    commitVoters: (voters) => voters,
   };
   const cfg = resolveConfig({ id: 1, voters: [1, 2, 3], rng: createRng(1), preVote: false });
   const r: Raft = new Raft(cfg, hooks, undefined, 'none');
