@@ -4,6 +4,7 @@
 // for the caller's obligations and their order. The algorithm itself is Raft (raft.ts).
 
 import { resolveConfig, type RaftConfig } from './config.js';
+import { applyConfEntry, unappliedConfChange } from './conf-history.js';
 import { changeConf, snapshotMetaOf, type ConfChange, type ConfState } from './confchange.js';
 import type { JointConfig } from './quorum.js';
 import { assert, fail, ok, type Result } from './errors.js';
@@ -196,7 +197,7 @@ export class RaftNode {
   compact(index: Index): SnapshotMeta {
     const r = this.raft;
     r.log.compact(index);
-    r.confCompacted(r.log.snapshotIndex);
+    r.confs.compacted(r.log.snapshotIndex);
     return snapshotMetaOf(r.log.snapshotIndex, r.log.snapshotTerm, r.confAt(r.log.snapshotIndex));
   }
 
@@ -283,11 +284,11 @@ export class RaftNode {
       );
       log.applied = last;
       // A configuration takes effect once its entry is applied, in log order.
-      for (const e of rd.committedEntries) if (e.type === 'conf-change') r.applyConfEntry(e);
+      for (const e of rd.committedEntries) if (e.type === 'conf-change') applyConfEntry(r, e);
     }
     if (r.role === 'leader') selfPersisted(r);
     if (r.role === 'leader') maybeAutoLeave(r);
-    if (r.campaignAfterApply && r.role !== 'leader' && r.unappliedConfChange() === 0) {
+    if (r.campaignAfterApply && r.role !== 'leader' && unappliedConfChange(r) === 0) {
       r.campaignAfterApply = false;
       if (r.promotable()) hup(r, true);
     }

@@ -11,28 +11,20 @@
 // Fields are public to the core's own modules; the class is not exported from the package.
 
 import type { RaftEvent, ResolvedConfig } from './config.js';
-import {
-  confOfSnapshot,
-  decodeConfChange,
-  describeChange,
-  describeConf,
-  simpleConf,
-  type ConfChange,
-  type ConfState,
-} from './confchange.js';
-import { AssertionError, assert, type Result } from './errors.js';
+import { ConfHistory, recordConf } from './conf-history.js';
+import { confOfSnapshot, simpleConf, type ConfChange, type ConfState } from './confchange.js';
+import { assert, type Result } from './errors.js';
 import { RaftLog } from './log.js';
 import { simpleConfig, type JointConfig } from './quorum.js';
 import { ReadOnly, type PendingRead } from './read-only.js';
 import { hup, stepCandidate } from './step-candidate.js';
 import { stepFollower } from './step-follower.js';
 import { broadcastAppend } from './replicate.js';
-import { leaderConfApplied, stepLeader, tickHeartbeat } from './step-leader.js';
+import { stepLeader, tickHeartbeat } from './step-leader.js';
 import { ProgressTracker } from './tracker.js';
 import {
   NONE,
   type AppendResponse,
-  type Entry,
   type HardState,
   type Index,
   type InitialState,
@@ -41,7 +33,6 @@ import {
   type Recovery,
   type ReadState,
   type Role,
-  type SnapshotMeta,
   type SoftState,
   type Term,
   type VoteRequest,
@@ -106,13 +97,8 @@ export class Raft {
   /** Invariant: electionTicks <= randomizedElectionTimeout < 2 * electionTicks (paper §5.2). */
   randomizedElectionTimeout = 0;
 
-  /**
-   * The configurations that took effect since the snapshot, oldest first, each with the index
-   * of the entry that brought it (the first: the snapshot's, or 0). A configuration takes
-   * effect when its entry is applied (DESIGN.md, "Membership"), so the last one is the one in
-   * force and committed entries never take one back. Invariant: not empty; indexes ascend.
-   */
-  private confs: { readonly index: Index; readonly conf: ConfState }[];
+  /** The configurations in force since the snapshot; the last is the one in force now. */
+  readonly confs: ConfHistory;
   /**
    * While leading: no membership change may be proposed until the entry at this index is
    * applied (one change in flight at a time). A new leader sets it to its no-op, which follows
@@ -164,12 +150,10 @@ export class Raft {
     );
     this.readOnly = new ReadOnly(cfg.id);
     const snapshot = initial?.snapshot ?? null;
-    this.confs = [
-      {
-        index: snapshot?.index ?? 0,
-        conf: snapshot === null ? simpleConf(cfg.voters) : confOfSnapshot(snapshot),
-      },
-    ];
+    this.confs = new ConfHistory(
+      snapshot?.index ?? 0,
+      snapshot === null ? simpleConf(cfg.voters) : confOfSnapshot(snapshot),
+    );
     if (initial !== undefined) {
       this.term = initial.hardState.term;
       this.vote = initial.hardState.vote;
@@ -189,7 +173,7 @@ export class Raft {
           e.index > this.log.snapshotIndex &&
           e.index <= this.log.committed
         )
-          this.recordConf(e);
+          recordConf(this, e);
       }
     }
     this.trk.switchToConf(this.conf(), this.log.lastIndex() + 1);
@@ -446,78 +430,16 @@ export class Raft {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Configurations (thesis §4.3; confchange.ts)
+  // Configurations (conf-history.ts)
 
   /** The configuration in force: the one the last applied change (or the snapshot) brought. */
   conf(): ConfState {
-    return (this.confs[this.confs.length - 1] as { conf: ConfState }).conf;
+    return this.confs.current();
   }
 
   /** The configuration in force at `index`, which is at or after the snapshot's index. */
   confAt(index: Index): ConfState {
-    let found = this.confs[0] as { index: Index; conf: ConfState };
-    for (const c of this.confs) if (c.index <= index) found = c;
-    return found.conf;
-  }
-
-  /**
-   * The index of a committed membership change not yet in force (applied), or 0. A node does
-   * not campaign while one exists (hup).
-   */
-  unappliedConfChange(): Index {
-    const inForce = (this.confs[this.confs.length - 1] as { index: Index }).index;
-    const from = Math.max(this.log.applied, inForce, this.log.snapshotIndex) + 1;
-    for (let i = from; i <= this.log.committed; i++) {
-      if (this.log.entryAt(i)?.type === 'conf-change') return i;
-    }
-    return 0;
-  }
-
-  /** A snapshot from the leader replaces the log: its configuration is in force. */
-  switchToSnapshotConf(meta: SnapshotMeta): void {
-    this.confs = [{ index: meta.index, conf: confOfSnapshot(meta) }];
-    this.trk.switchToConf(this.conf(), this.log.lastIndex() + 1);
-  }
-
-  /** The caller compacted the log to `index`: forget configurations in force only before it. */
-  confCompacted(index: Index): void {
-    while (this.confs.length > 1 && (this.confs[1] as { index: Index }).index <= index)
-      this.confs.shift();
-  }
-
-  /**
-   * The caller applied the conf-change entry `e`: its configuration takes effect. A committed
-   * change was valid against the configuration its proposer had applied, which is the one in
-   * force here (one change in flight at a time); a refusal now is a bug.
-   */
-  applyConfEntry(e: Entry): void {
-    // Already in force: put there on restart, as committed (see the constructor).
-    if (e.index <= (this.confs[this.confs.length - 1] as { index: Index }).index) return;
-    const before = this.conf();
-    const change = this.recordConf(e);
-    const after = this.conf();
-    this.emit(
-      'conf-applied',
-      NONE,
-      `${describeChange(change)} at ${e.index}: ${describeConf(before)} -> ${describeConf(after)}`,
-    );
-    const added = this.trk.switchToConf(after, this.log.lastIndex() + 1);
-    if (this.role === 'leader') leaderConfApplied(this, added);
-    else if (this.role !== 'follower' && !this.promotable())
-      this.becomeFollower(this.term, NONE, `removed from the voters: ${describeConf(after)}`);
-  }
-
-  private recordConf(e: Entry): ConfChange {
-    const change = decodeConfChange(e.data);
-    if (typeof change === 'string')
-      throw new AssertionError(`Entry ${e.index} is not a membership change: ${change}`);
-    const next = this.hooks.nextConf(this.conf(), change);
-    assert(
-      next.ok,
-      `Committed membership change at ${e.index} refused: ${next.ok ? '' : next.error.message}`,
-    );
-    this.confs.push({ index: e.index, conf: next.value });
-    return change;
+    return this.confs.at(index);
   }
 
   promotable(): boolean {

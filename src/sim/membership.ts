@@ -26,6 +26,8 @@ import {
   type Entry,
   type Rng,
 } from '../raft/index.js';
+import { FlotillaError } from '../base/errors.js';
+import type { SimNode } from './sim-node.js';
 
 /** The next change to ask of a leader whose configuration is `c`, or null for none. */
 export function drawChange(rng: Rng, nodes: number, c: ConfState): ConfChange | null {
@@ -52,6 +54,26 @@ export function drawChange(rng: Rng, nodes: number, c: ConfState): ConfChange | 
   if (absent.length > 0) options.push(() => [{ kind: 'add-learner', node: pickOf(absent) }]);
   if (options.length === 0) return null;
   return { changes: (options[rng.int(options.length)] as () => ConfChangeSingle[])() };
+}
+
+/**
+ * Asks the leader among `nodes`, if any, for a random change (drawChange); returns whether
+ * one was asked. A refusal (one in flight, leadership moved) or a timeout is what an operator
+ * would see; anything else is a failure of the code under test.
+ */
+export function proposeRandomChange(
+  rng: Rng,
+  nodes: readonly SimNode[],
+  fail: (what: string, err: unknown) => void,
+): boolean {
+  const leader = nodes.find((n) => n.up && n.runtime.isLeader());
+  if (leader === undefined) return false;
+  const cc = drawChange(rng, nodes.length, leader.raft.confState());
+  if (cc === null) return false;
+  leader.runtime.proposeConfChange(cc, { timeoutMs: 1_000 }).catch((err: unknown) => {
+    if (!(err instanceof FlotillaError)) fail(`membership change on node ${leader.id}`, err);
+  });
+  return true;
 }
 
 /** What the checker needs of a node: its configuration, indexes and log. */
@@ -127,6 +149,24 @@ export class ConfChecker {
   /** Whether any change was applied so far (the check costs nothing before). */
   active(): boolean {
     return this.changes.size > 0;
+  }
+
+  /** A description of what is wrong with the configuration of the first running node, or null. */
+  checkNodes(nodes: readonly SimNode[]): string | null {
+    for (const n of nodes) {
+      if (!n.up) continue;
+      const st = n.raft.status();
+      const problem = this.check({
+        id: n.id,
+        conf: () => st.conf,
+        applied: () => st.applied,
+        commit: () => st.commit,
+        snapshotIndex: () => st.firstIndex - 1,
+        entry: (i) => n.raft.entry(i),
+      });
+      if (problem !== null) return problem;
+    }
+    return null;
   }
 
   /** A description of what is wrong with `n`'s configuration, or null. */

@@ -24,7 +24,7 @@ import { SimError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { ClientHistory } from './history.js';
 import { Workload, type WorkloadHost } from './workload.js';
-import { ConfChecker, drawChange } from './membership.js';
+import { ConfChecker, proposeRandomChange } from './membership.js';
 import { LinkTable } from './network.js';
 import { clientSession, type ClientWrite } from './ops.js';
 import { drawProfile, type ClusterSize, type Profile } from './profile.js';
@@ -423,38 +423,18 @@ export class Simulation implements NodeHost, WorkloadHost {
   }
 
   /** Asks the leader for a random membership change, as an operator would. */
+  /** Asks the leader for a random membership change, as an operator would. */
   private onMembership(): void {
     if (this.inLiveness || this.churnRng === null) return;
     const p = this.profile;
     this.schedule(p.membershipEveryMs * (0.5 + this.churnRng.float()), { kind: 'membership' });
-    const leader = this.nodes.find((n) => n.up && n.runtime.isLeader());
-    if (leader === undefined) return;
-    const cc = drawChange(this.churnRng, p.nodes, leader.raft.confState());
-    if (cc === null) return;
-    this.stats.confChanges++;
-    // Refused (one in flight, leadership moved) or not answered in time: as an operator sees.
-    leader.runtime.proposeConfChange(cc, { timeoutMs: 1_000 }).catch((err: unknown) => {
-      if (!(err instanceof FlotillaError)) this.fail(`membership change on ${leader.id}`, err);
-    });
+    if (proposeRandomChange(this.churnRng, this.nodes, (what, err) => this.fail(what, err)))
+      this.stats.confChanges++;
   }
 
   private checkConfigurations(): void {
-    for (const n of this.nodes) {
-      if (!n.up) continue;
-      const st = n.raft.status();
-      const problem = this.confs.check({
-        id: n.id,
-        conf: () => st.conf,
-        applied: () => st.applied,
-        commit: () => st.commit,
-        snapshotIndex: () => st.firstIndex - 1,
-        entry: (i) => n.raft.entry(i),
-      });
-      if (problem !== null) {
-        this.checker.report('configuration', problem);
-        return;
-      }
-    }
+    const problem = this.confs.checkNodes(this.nodes);
+    if (problem !== null) this.checker.report('configuration', problem);
   }
 
   // -------------------------------------------------------------------------------------------
