@@ -107,6 +107,27 @@ export const errorCodes = {
     meaning: "the revision asked for is above the store's current revision",
     indefinite: false,
   },
+  MEMBERSHIP_INVALID: {
+    meaning:
+      'a membership change that is malformed: a node id that is not a positive integer, a node named twice, too many changes',
+    indefinite: false,
+  },
+  MEMBERSHIP_NO_VOTERS: {
+    meaning: 'a membership change that would leave the group without a voter',
+    indefinite: false,
+  },
+  MEMBERSHIP_UNKNOWN_MEMBER: {
+    meaning: 'a membership change that removes a node that is not a member',
+    indefinite: false,
+  },
+  MEMBERSHIP_ALREADY_MEMBER: {
+    meaning: 'a membership change that adds a member in the role it already has',
+    indefinite: false,
+  },
+  MEMBERSHIP_NOT_JOINT: {
+    meaning: 'a request to leave a joint configuration when the configuration is not joint',
+    indefinite: false,
+  },
   // The cluster's state: refused, retry later or elsewhere.
   NOT_LEADER: {
     meaning: 'this node does not lead; `leader` names the one it knows (0: none)',
@@ -119,6 +140,16 @@ export const errorCodes = {
   },
   PEER_INACTIVE: {
     meaning: 'a leadership transfer to a member the leader has not heard from lately',
+    indefinite: false,
+  },
+  MEMBERSHIP_CHANGE_PENDING: {
+    meaning:
+      'another membership change is in flight (proposed and not yet applied); retry once it is applied',
+    indefinite: false,
+  },
+  MEMBERSHIP_JOINT_UNRESOLVED: {
+    meaning:
+      'the configuration is joint: only the leave may be proposed until the leader has left it',
     indefinite: false,
   },
   UNCOMMITTED_LIMIT: {

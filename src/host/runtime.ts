@@ -7,6 +7,9 @@
 import {
   RaftNode,
   createRng,
+  snapshotMetaOf,
+  type ConfChange,
+  type ConfState,
   type Entry,
   type HardState,
   type Message,
@@ -33,6 +36,11 @@ export interface RuntimeOptions {
   readonly id: number;
   /** The group this runtime drives (0 when a host runs one). */
   readonly group?: GroupId;
+  /**
+   * The group's initial voters, used only when the storage holds no snapshot: the
+   * configuration is the snapshot's (or this list) followed by the log's membership changes.
+   * A node joining a running group passes the group's initial list, in which it is no voter.
+   */
   readonly voters: readonly number[];
   /** The group's storage; the host opened it and closes it. */
   readonly storage: GroupStorage;
@@ -139,8 +147,16 @@ export class RaftRuntime {
   private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
   /** The hard state last made durable (term and vote changes must sync). */
   private syncedHard: HardState | null = null;
+  /** The hard state of the latest Ready that had one, written or not. */
+  private latestHard: HardState | null = null;
   /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
   private readonly incomingSnapshots = new Map<number, Uint8Array>();
+  /**
+   * Proposed membership changes applied in the Ready being handled: they take effect in the
+   * core when the Ready is advanced, and their proposers are answered then, with the
+   * configuration in force.
+   */
+  private appliedConfChanges: ProposalWaiter[] = [];
 
   protected constructor(
     private readonly o: RuntimeOptions,
@@ -189,8 +205,11 @@ export class RaftRuntime {
     // `this`, so that a subclass (the simulator's planted bugs) starts as itself.
     const rt = new this(o, snapshot);
     rt.running = true;
-    // A single-voter cluster elects itself at once rather than after a timeout.
-    if (o.voters.length === 1 && o.voters[0] === o.id) rt.node.campaign();
+    // A single-voter cluster elects itself at once rather than after a timeout. The voters
+    // are the core's (from the snapshot and the log), not the ones this node started with.
+    const conf = rt.node.confState();
+    if (conf.outgoing.length === 0 && conf.voters.length === 1 && conf.voters[0] === o.id)
+      rt.node.campaign();
     rt.kick();
     return rt;
   }
@@ -317,6 +336,47 @@ export class RaftRuntime {
   }
 
   /**
+   * Proposes a membership change (ConfChange: voters and learners added, nodes removed, all
+   * together; the core goes through a joint configuration when more than one voter changes
+   * and leaves it by itself) and resolves with the configuration in force once this node
+   * applied it. Refused definitely, before anything is proposed, when this node does not lead,
+   * another change is in flight, or the change is invalid (MEMBERSHIP_* codes); a timeout or
+   * a leadership change after the proposal is indefinite, as for any proposal.
+   */
+  proposeConfChange(cc: ConfChange, w: WaitOptions = {}): Promise<ConfState> {
+    const refused = this.refuseNew();
+    if (refused !== null) return Promise.reject(refused);
+    const r = this.node.proposeConfChange(cc);
+    if (!r.ok) {
+      const e = r.error;
+      if (e.code === 'NOT_LEADER' && e.leader === 0) {
+        return Promise.reject(
+          new FlotillaError(
+            'NO_LEADER',
+            `Node ${this.o.id} knows no leader yet (an election may be under way); retry`,
+            false,
+          ),
+        );
+      }
+      return Promise.reject(new FlotillaError(e.code, e.message, false, e.leader));
+    }
+    const { index, term } = r.value;
+    const p = new Promise<unknown>((resolve, reject) => {
+      const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
+      this.waiters.proposals.set(index, waiter);
+      this.waiters.arm(
+        waiter,
+        w,
+        () => this.waiters.proposals.delete(index),
+        true,
+        `Membership change at index ${index}`,
+      );
+    });
+    this.kick();
+    return p as Promise<ConfState>;
+  }
+
+  /**
    * Waits until a linearizable read may be served from the local state machine (ReadIndex,
    * thesis §6.4): the leader confirmed its leadership after the read arrived, and this node has
    * applied everything committed before that.
@@ -437,7 +497,7 @@ export class RaftRuntime {
     let best = 0;
     let bestMatch = -1;
     for (const [id, p] of Object.entries(st.progress)) {
-      if (Number(id) !== this.o.id && p.match > bestMatch) {
+      if (Number(id) !== this.o.id && !p.learner && p.match > bestMatch) {
         best = Number(id);
         bestMatch = p.match;
       }
@@ -524,6 +584,7 @@ export class RaftRuntime {
       const rd = this.node.ready();
       await this.handleReady(rd);
       this.node.advance(rd);
+      this.answerConfChanges();
       this.afterAdvance();
     }
   }
@@ -541,10 +602,16 @@ export class RaftRuntime {
     if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
     for (const m of rd.messagesAfterPersist)
       if (!this.mustPersistBeforeSending(m)) this.sendMessage(m);
+    if (rd.hardState !== null) this.latestHard = rd.hardState;
     if (rd.entries.length > 0 || this.hardStateNeedsSync(rd.hardState)) {
       const started = this.o.clock.nowMs();
-      await this.o.storage.persist(rd.entries, rd.hardState);
-      if (rd.hardState !== null) this.syncedHard = rd.hardState;
+      // A commit index that was not written on its own rides along with these entries. A
+      // membership change relies on it: a node that appends one knows the change before it
+      // committed, and must still know it after a restart (it puts the committed changes in
+      // force at start, and campaigns only once every committed change is applied).
+      const hs = rd.hardState ?? (this.hardStateUnsynced() ? this.latestHard : null);
+      await this.o.storage.persist(rd.entries, hs);
+      if (hs !== null) this.syncedHard = hs;
       this.o.onEvent?.({
         kind: 'persisted',
         entries: rd.entries.length,
@@ -590,6 +657,14 @@ export class RaftRuntime {
    * whose only change is the commit index is therefore not synced on its own; the new value
    * rides along with the next write.
    */
+  private hardStateUnsynced(): boolean {
+    const l = this.latestHard;
+    const s = this.syncedHard;
+    return (
+      l !== null && (s === null || l.term !== s.term || l.vote !== s.vote || l.commit !== s.commit)
+    );
+  }
+
   private hardStateNeedsSync(hs: HardState | null): boolean {
     if (hs === null) return false;
     const last = this.syncedHard;
@@ -642,6 +717,11 @@ export class RaftRuntime {
       const w = this.waiters.proposals.get(e.index);
       if (w === undefined) continue;
       this.waiters.proposals.delete(e.index);
+      // A membership change is answered once it took effect (answerConfChanges).
+      if (w.term === e.term && e.type === 'conf-change') {
+        this.appliedConfChanges.push(w);
+        continue;
+      }
       this.waiters.settle(w);
       if (w.term === e.term) w.resolve(result);
       // Another leader's entry took this index: ours was never committed, and never will be.
@@ -742,6 +822,16 @@ export class RaftRuntime {
     }
   }
 
+  private answerConfChanges(): void {
+    if (this.appliedConfChanges.length === 0) return;
+    const conf = this.node.confState();
+    for (const w of this.appliedConfChanges) {
+      this.waiters.settle(w);
+      w.resolve(conf);
+    }
+    this.appliedConfChanges = [];
+  }
+
   private afterAdvance(): void {
     const sinceSnapshot = this.applied - this.lastSnapshotIndex;
     if (sinceSnapshot >= this.opts.snapshotEveryEntries) this.takeSnapshot();
@@ -753,9 +843,9 @@ export class RaftRuntime {
     const index = this.applied;
     const term = this.termAt(index);
     if (term === undefined) return;
-    // The configuration the core holds, not the one this runtime started with: a membership
-    // change must survive a restart from this snapshot.
-    const meta: SnapshotMeta = { index, term, voters: st.voters };
+    // The configuration the core holds at `index`, not the one this runtime started with: a
+    // membership change must survive a restart from this snapshot.
+    const meta: SnapshotMeta = snapshotMetaOf(index, term, this.node.confStateAt(index));
     this.lastSnapshotIndex = index;
     this.snapshotting = true;
     // Capture now (synchronously, at `index`); encode and persist in the background; compact
@@ -791,6 +881,9 @@ export class RaftRuntime {
     this.fatal = err;
     this.running = false;
     this.o.onEvent?.({ kind: 'fatal', error: err });
+    for (const w of this.appliedConfChanges) this.waiters.settle(w);
+    const applied = this.appliedConfChanges;
+    this.appliedConfChanges = [];
     this.waiters.failAll(
       new FlotillaError(
         'STORAGE_FAILED',
@@ -798,5 +891,14 @@ export class RaftRuntime {
         true,
       ),
     );
+    // Applied, but the change took effect in a core that stopped before it was advanced.
+    for (const w of applied)
+      w.reject(
+        new FlotillaError(
+          'STORAGE_FAILED',
+          `Node stopped after a storage failure: ${err.message}`,
+          true,
+        ),
+      );
   }
 }

@@ -24,7 +24,13 @@ export interface RaftEvent {
     | 'transfer-aborted'
     | 'recovery-started'
     | 'recovery-finished'
-    | 'follower-lost-log';
+    | 'follower-lost-log'
+    /** A membership change took effect (it was applied); the reason shows both configurations. */
+    | 'conf-applied'
+    /** The leader proposed the leave of a joint configuration it had applied (autoLeave). */
+    | 'conf-leave-proposed'
+    /** An election timeout passed, but a committed membership change is not applied yet. */
+    | 'campaign-deferred';
   readonly node: NodeId;
   readonly term: number;
   /** The other node involved (candidate voted for, leader followed, transfer target), or 0. */

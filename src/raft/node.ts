@@ -4,6 +4,9 @@
 // for the caller's obligations and their order. The algorithm itself is Raft (raft.ts).
 
 import { resolveConfig, type RaftConfig } from './config.js';
+import { applyConfEntry, unappliedConfChange } from './conf-history.js';
+import { changeConf, snapshotMetaOf, type ConfChange, type ConfState } from './confchange.js';
+import type { JointConfig } from './quorum.js';
 import { assert, fail, ok, type Result } from './errors.js';
 import type { ProgressState } from './progress.js';
 import { Raft } from './raft.js';
@@ -11,7 +14,9 @@ import { hup } from './step-candidate.js';
 import {
   flushBatched,
   leaderReadIndex,
+  maybeAutoLeave,
   propose,
+  proposeConfChange,
   selfPersisted,
   transferLeadership,
 } from './step-leader.js';
@@ -26,6 +31,7 @@ import {
   type Ready,
   type Recovery,
   type Role,
+  type SnapshotMeta,
   type SoftState,
   type Term,
   type VoteRequest,
@@ -44,10 +50,18 @@ export interface Status {
   readonly persistedIndex: Index;
   readonly transferee: NodeId;
   readonly recovery: Recovery;
-  /** The voters of the configuration this node holds now. */
+  /** Every voter of the configuration in force, of either half while it is joint. */
   readonly voters: readonly NodeId[];
-  /** Per follower replication state; empty unless this node leads. */
-  readonly progress: Readonly<Record<number, { match: Index; next: Index; state: ProgressState }>>;
+  /** The learners of the configuration in force (replicated to, counted in no decision). */
+  readonly learners: readonly NodeId[];
+  /** The outgoing voters while the configuration is joint; empty otherwise. */
+  readonly outgoingVoters: readonly NodeId[];
+  /** The whole configuration in force (what a snapshot taken now records). */
+  readonly conf: ConfState;
+  /** Per member replication state (voters and learners); empty unless this node leads. */
+  readonly progress: Readonly<
+    Record<number, { match: Index; next: Index; state: ProgressState; learner: boolean }>
+  >;
 }
 
 export class RaftNode {
@@ -73,6 +87,8 @@ export class RaftNode {
         withholdsVote: (m) => this.withholdsVote(m),
         followerLostLog: (m, match) => this.followerLostLog(m, match),
         mustPersistBeforeSending: (m) => this.mustPersistBeforeSending(m),
+        nextConf: (c, cc) => this.nextConf(c, cc),
+        commitVoters: (voters, learners) => this.commitVoters(voters, learners),
       },
       config.initial,
       config.recovery ?? 'none',
@@ -132,6 +148,38 @@ export class RaftNode {
     return ok(undefined);
   }
 
+  /**
+   * Proposes a membership change (thesis §4.3; confchange.ts): the changes are applied
+   * together, through a joint configuration when more than one voter changes (the leader
+   * leaves it by itself once it is applied). The configuration takes effect on each node when
+   * the entry is applied (advance). Refused, with nothing appended, when this node does not
+   * lead, another change is in flight, or the change is invalid (MEMBERSHIP_* codes).
+   */
+  proposeConfChange(cc: ConfChange): Result<{ index: Index; term: Term }> {
+    const r = this.raft;
+    if (r.role !== 'leader') {
+      return fail(
+        'NOT_LEADER',
+        `Node ${this.id} is not the leader (leader: ${r.leader || 'unknown'})`,
+        r.leader,
+      );
+    }
+    return proposeConfChange(r, cc);
+  }
+
+  /** The configuration in force (the one the last applied change brought). */
+  confState(): ConfState {
+    return this.raft.conf();
+  }
+
+  /**
+   * The configuration in force at `index` (from the snapshot's index on): what a snapshot of
+   * the state machine at `index` must record.
+   */
+  confStateAt(index: Index): ConfState {
+    return this.raft.confAt(index);
+  }
+
   /** Hands leadership to `to` once it is caught up (thesis §3.10). */
   transferLeadership(to: NodeId): Result<void> {
     const r = this.raft;
@@ -141,9 +189,16 @@ export class RaftNode {
     return transferLeadership(r, to);
   }
 
-  /** The caller snapshotted its state machine at `index` (<= applied): drop entries before it. */
-  compact(index: Index): void {
-    this.raft.log.compact(index);
+  /**
+   * The caller snapshotted its state machine at `index` (<= applied): drop entries before it.
+   * Returns the metadata of the snapshot the log now starts from, with the configuration in
+   * force at its index.
+   */
+  compact(index: Index): SnapshotMeta {
+    const r = this.raft;
+    r.log.compact(index);
+    r.confs.compacted(r.log.snapshotIndex);
+    return snapshotMetaOf(r.log.snapshotIndex, r.log.snapshotTerm, r.confAt(r.log.snapshotIndex));
   }
 
   step(m: Message): void {
@@ -228,8 +283,15 @@ export class RaftNode {
         `Applied entries out of order: ${last} after ${log.applied}`,
       );
       log.applied = last;
+      // A configuration takes effect once its entry is applied, in log order.
+      for (const e of rd.committedEntries) if (e.type === 'conf-change') applyConfEntry(r, e);
     }
     if (r.role === 'leader') selfPersisted(r);
+    if (r.role === 'leader') maybeAutoLeave(r);
+    if (r.campaignAfterApply && r.role !== 'leader' && unappliedConfChange(r) === 0) {
+      r.campaignAfterApply = false;
+      if (r.promotable()) hup(r, true);
+    }
     if (r.recoveryState === 'recovering') r.maybeFinishRecovery();
   }
 
@@ -261,11 +323,20 @@ export class RaftNode {
 
   status(): Status {
     const r = this.raft;
-    const progress: Record<number, { match: Index; next: Index; state: ProgressState }> = {};
+    const progress: Record<
+      number,
+      { match: Index; next: Index; state: ProgressState; learner: boolean }
+    > = {};
     if (r.role === 'leader') {
       for (const [id, pr] of r.trk.progress)
-        progress[id] = { match: pr.match, next: pr.next, state: pr.state };
+        progress[id] = {
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          learner: !r.trk.isVoter(id),
+        };
     }
+    const conf = r.conf();
     return {
       id: this.id,
       role: r.role,
@@ -280,6 +351,9 @@ export class RaftNode {
       transferee: r.leadTransferee,
       recovery: r.recoveryState,
       voters: r.trk.voterIds(),
+      learners: conf.learners,
+      outgoingVoters: conf.outgoing,
+      conf,
       progress,
     };
   }
@@ -311,6 +385,19 @@ export class RaftNode {
   /** The follower says it lost entries it acknowledged (AppendResponse.lost). */
   protected followerLostLog(m: AppendResponse, match: Index): boolean {
     return m.lost && m.hintIndex < match;
+  }
+
+  /**
+   * Thesis §4.3: the configuration a change leads to, through a joint one when more than one
+   * voter changes. Called while the node is being built: it must not read the node.
+   */
+  protected nextConf(c: ConfState, cc: ConfChange): Result<ConfState> {
+    return changeConf(c, cc);
+  }
+
+  /** Learners count toward no commit: the majorities that commit are the voters'. */
+  protected commitVoters(voters: JointConfig, _learners: readonly NodeId[]): JointConfig {
+    return voters;
   }
 
   /** Votes and append acknowledgements promise durable state: they wait for the write. */

@@ -4,10 +4,10 @@
 // Two layers, as in etcd-io/raft's quorum package. A majority configuration is one set of
 // voters deciding by majority (paper §5.2). A joint configuration is a pair of them, the
 // incoming and the outgoing one, and a decision needs a majority of each (thesis §4.3, joint
-// consensus). An empty outgoing half means the configuration is simple. Only simple
-// configurations are built so far, but the core makes every decision (commit, vote tally,
-// ReadIndex acknowledgements, check-quorum) through the joint functions, so that membership
-// changes bring new configurations and no new decision paths.
+// consensus). An empty outgoing half means the configuration is simple. The core makes every
+// decision (commit, vote tally, ReadIndex acknowledgements, check-quorum) through the joint
+// functions, so membership changes (confchange.ts) bring new configurations and no new
+// decision paths.
 
 import type { Index, NodeId } from './types.js';
 

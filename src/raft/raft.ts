@@ -11,9 +11,11 @@
 // Fields are public to the core's own modules; the class is not exported from the package.
 
 import type { RaftEvent, ResolvedConfig } from './config.js';
-import { assert } from './errors.js';
+import { ConfHistory, recordConf } from './conf-history.js';
+import { confOfSnapshot, simpleConf, type ConfChange, type ConfState } from './confchange.js';
+import { assert, type Result } from './errors.js';
 import { RaftLog } from './log.js';
-import { simpleConfig } from './quorum.js';
+import { simpleConfig, type JointConfig } from './quorum.js';
 import { ReadOnly, type PendingRead } from './read-only.js';
 import { hup, stepCandidate } from './step-candidate.js';
 import { stepFollower } from './step-follower.js';
@@ -51,6 +53,13 @@ export interface RaftHooks {
   followerLostLog(m: AppendResponse, match: Index): boolean;
   /** Votes and append acknowledgements promise durable state: they wait for the write. */
   mustPersistBeforeSending(m: Message): boolean;
+  /**
+   * Thesis §4.3: the configuration a change leads to, through a joint one when more than one
+   * voter changes (changeConf). Called while the Raft is being built: it must not read it.
+   */
+  nextConf(c: ConfState, cc: ConfChange): Result<ConfState>;
+  /** Learners count toward no commit: the majorities that commit are the voters'. */
+  commitVoters(voters: JointConfig, learners: readonly NodeId[]): JointConfig;
 }
 
 export type StepFn = (r: Raft, m: Message) => void;
@@ -88,7 +97,27 @@ export class Raft {
   /** Invariant: electionTicks <= randomizedElectionTimeout < 2 * electionTicks (paper §5.2). */
   randomizedElectionTimeout = 0;
 
+  /** The configurations in force since the snapshot; the last is the one in force now. */
+  readonly confs: ConfHistory;
+  /**
+   * While leading: no membership change may be proposed until the entry at this index is
+   * applied (one change in flight at a time). A new leader sets it to its no-op, which follows
+   * any change an earlier leader left in the log.
+   */
+  pendingConfIndex: Index = 0;
+
   leadTransferee: NodeId = NONE;
+  /**
+   * A leader that applied a configuration in which it is no voter hands leadership to a voter
+   * of it rather than stepping down at once (see leaderConfApplied): set until it is a
+   * follower again. Invariant: only while leading.
+   */
+  handingOff = false;
+  /**
+   * A TimeoutNow arrived while a committed membership change was not applied yet: campaign
+   * (as the transfer asked) once it is (RaftNode.advance). Cleared by a new term.
+   */
+  campaignAfterApply = false;
   /** Bytes of proposals appended by this leader and not yet committed. */
   uncommittedBytes = 0;
   /** Proposals arrived since the last Ready: appends go out in one batch per Ready. */
@@ -120,6 +149,11 @@ export class Raft {
       cfg.maxInflightBytes,
     );
     this.readOnly = new ReadOnly(cfg.id);
+    const snapshot = initial?.snapshot ?? null;
+    this.confs = new ConfHistory(
+      snapshot?.index ?? 0,
+      snapshot === null ? simpleConf(cfg.voters) : confOfSnapshot(snapshot),
+    );
     if (initial !== undefined) {
       this.term = initial.hardState.term;
       this.vote = initial.hardState.vote;
@@ -129,7 +163,20 @@ export class Raft {
         initial.hardState.commit,
         initial.applied,
       );
+      // The configuration is the snapshot's and then every change committed after it: a
+      // restart never falls back to the member list the node was first started with, nor
+      // waits for its first Ready to apply what is known committed (a caller that replays the
+      // log from the snapshot applies them again; applyConfEntry skips them then).
+      for (const e of initial.entries) {
+        if (
+          e.type === 'conf-change' &&
+          e.index > this.log.snapshotIndex &&
+          e.index <= this.log.committed
+        )
+          recordConf(this, e);
+      }
     }
+    this.trk.switchToConf(this.conf(), this.log.lastIndex() + 1);
     this.recoveryState = recovery;
     if (recovery === 'recovering') {
       this.emit('recovery-started', NONE, 'data lost: no votes and no campaign until caught up');
@@ -346,6 +393,10 @@ export class Raft {
       type: 'noop',
       data: new Uint8Array(0),
     });
+    // Any change an earlier leader left in our log is before the no-op: no new change until
+    // it is applied, and until this term committed an entry (the single-server change bug
+    // Ongaro described in 2015 needs a leader to change the configuration before that).
+    this.pendingConfIndex = this.log.lastIndex();
     this.emit('become-leader', NONE, 'won election');
     broadcastAppend(this, true);
   }
@@ -357,6 +408,7 @@ export class Raft {
       this.vote = NONE;
       this.recoveryBaseline = -1;
       this.recoveryTarget = 0;
+      this.campaignAfterApply = false;
     }
     this.leader = NONE;
     this.electionElapsed = 0;
@@ -364,6 +416,7 @@ export class Raft {
     this.resetRandomizedElectionTimeout();
     this.trk.resetVotes();
     this.abortTransfer('term or role changed');
+    this.handingOff = false;
     this.uncommittedBytes = 0;
     this.needsBroadcast = false;
     this.commitBroadcast = false;
@@ -376,9 +429,17 @@ export class Raft {
     this.randomizedElectionTimeout = e + this.cfg.rng.int(e);
   }
 
-  /** Puts a configuration in force (from a snapshot; membership changes will use it too). */
-  switchToConfig(voters: readonly NodeId[]): void {
-    this.trk.switchTo(simpleConfig(voters), this.log.lastIndex() + 1);
+  // -------------------------------------------------------------------------------------------
+  // Configurations (conf-history.ts)
+
+  /** The configuration in force: the one the last applied change (or the snapshot) brought. */
+  conf(): ConfState {
+    return this.confs.current();
+  }
+
+  /** The configuration in force at `index`, which is at or after the snapshot's index. */
+  confAt(index: Index): ConfState {
+    return this.confs.at(index);
   }
 
   promotable(): boolean {

@@ -3,14 +3,13 @@
 // behind the compacted prefix (§7), heartbeats that also number ReadIndex rounds, and the
 // TimeoutNow of a leadership transfer (thesis §3.10).
 
-import { assert } from './errors.js';
+import { snapshotMetaOf } from './confchange.js';
 import type { Progress } from './progress.js';
-import { isJoint } from './quorum.js';
 import type { Raft } from './raft.js';
-import type { AppendRequest, Entry, Heartbeat, NodeId, SnapshotMeta } from './types.js';
+import type { AppendRequest, Entry, Heartbeat, NodeId } from './types.js';
 
 export function broadcastAppend(r: Raft, sendIfEmpty: boolean): void {
-  for (const id of r.trk.voterIds()) {
+  for (const id of r.trk.memberIds()) {
     if (id === r.id) continue;
     // The first message may be empty (to carry the commit index); the rest fill the window.
     let first = sendIfEmpty && (r.trk.get(id)?.sentCommit ?? 0) < r.log.committed;
@@ -60,21 +59,20 @@ export function sendAppend(r: Raft, to: NodeId, sendIfEmpty: boolean): boolean {
 function sendSnapshot(r: Raft, to: NodeId, pr: Progress): boolean {
   // A follower we have not heard from lately is probably down: do not ship it a snapshot.
   if (!pr.recentActive) return false;
-  const voters = r.trk.config().voters;
-  // A snapshot records one voter set; carrying a joint configuration will need both halves.
-  assert(!isJoint(voters), 'Cannot send a snapshot of a joint configuration');
-  const snapshot: SnapshotMeta = {
-    index: r.log.snapshotIndex,
-    term: r.log.snapshotTerm,
-    voters: voters.incoming,
-  };
+  // The configuration in force at the snapshot's index, not the one in force now: the
+  // follower rebuilds its configuration from the snapshot and the log after it.
+  const snapshot = snapshotMetaOf(
+    r.log.snapshotIndex,
+    r.log.snapshotTerm,
+    r.confAt(r.log.snapshotIndex),
+  );
   r.send({ type: 'snapshot', from: r.id, to, term: r.term, snapshot });
   pr.becomeSnapshot(snapshot.index);
   return false;
 }
 
 export function broadcastHeartbeat(r: Raft): void {
-  for (const id of r.trk.voterIds()) {
+  for (const id of r.trk.memberIds()) {
     if (id === r.id) continue;
     const pr = r.trk.get(id) as Progress;
     const hb: Heartbeat = {

@@ -2,12 +2,24 @@
 // campaign, and the step function of pre-candidates and candidates, which count votes until
 // the tracker says the election is won or lost.
 
+import { unappliedConfChange } from './conf-history.js';
 import type { Raft } from './raft.js';
 import { stepFollower } from './step-follower.js';
 import { NONE, type Message, type Term } from './types.js';
 
 /** The election timeout fired, or a transfer asked us to campaign. */
 export function hup(r: Raft, transfer: boolean): void {
+  // Votes are counted in the configuration in force, which moves only when changes are
+  // applied: a node holding a committed change it has not applied would count in one more
+  // than a step behind the group's, where two candidates could both win a term (etcd-io/raft
+  // checks the same in hup). It campaigns once its caller applied the change.
+  const pending = unappliedConfChange(r);
+  if (pending !== 0) {
+    r.emit('campaign-deferred', NONE, `committed membership change at ${pending} not applied yet`);
+    // A transfer asked for this campaign: it happens once the change is applied.
+    if (transfer) r.campaignAfterApply = true;
+    return;
+  }
   if (r.cfg.preVote && !transfer) campaign(r, 'pre-vote', false);
   else campaign(r, 'vote', transfer);
 }

@@ -1,6 +1,7 @@
 // The follower's step function and its handlers: AppendEntries (paper §5.3), heartbeats, and
 // snapshots from the leader (§7). A follower answers; it never counts anything.
 
+import { switchToSnapshotConf } from './conf-history.js';
 import type { Raft } from './raft.js';
 import { hup } from './step-candidate.js';
 import type {
@@ -106,7 +107,7 @@ function handleSnapshot(r: Raft, m: SnapshotRequest): void {
     return;
   }
   r.log.resetToSnapshot(s);
-  r.switchToConfig([...s.voters].sort((a, b) => a - b));
+  switchToSnapshotConf(r, s);
   sendAppendResponse(r, m.from, true, s.index, 0, 0);
 }
 

@@ -2,6 +2,7 @@
 // leader's side of ReadIndex. Sending appends, snapshots and heartbeats is in replicate.ts.
 // Every count of voters goes through the tracker (tracker.ts).
 
+import { describeConf, encodeConfChange, type ConfChange } from './confchange.js';
 import { fail, ok, type Result } from './errors.js';
 import type { Progress } from './progress.js';
 import type { Raft } from './raft.js';
@@ -9,6 +10,7 @@ import { broadcastAppend, broadcastHeartbeat, sendAppend, sendTimeoutNow } from 
 import {
   NONE,
   type AppendResponse,
+  type EntryType,
   type HeartbeatResponse,
   type Index,
   type Message,
@@ -40,7 +42,9 @@ export function tickHeartbeat(r: Raft): void {
     r.electionElapsed = 0;
     // Check-quorum (thesis §6.2): a leader cut off from a majority steps down, so clients
     // stop waiting on it and a partitioned minority cannot keep a stale leader.
-    if (r.cfg.checkQuorum && !r.trk.quorumActive()) {
+    // A leader handing off after its removal waits for its successor instead: stepping down
+    // without one could leave the voters never told that the change committed.
+    if (r.cfg.checkQuorum && !r.handingOff && !r.trk.quorumActive()) {
       r.becomeFollower(r.term, NONE, 'check-quorum: no contact with a majority');
       return;
     }
@@ -50,6 +54,7 @@ export function tickHeartbeat(r: Raft): void {
       if (pr.state === 'snapshot') pr.becomeProbe();
     }
     if (r.leadTransferee !== NONE) r.abortTransfer('timed out');
+    if (r.handingOff) handOff(r);
   }
   if (r.heartbeatElapsed >= r.cfg.heartbeatTicks) {
     r.heartbeatElapsed = 0;
@@ -64,6 +69,7 @@ export function tickHeartbeat(r: Raft): void {
 export function propose(
   r: Raft,
   datas: readonly Uint8Array[],
+  type: EntryType = 'normal',
 ): Result<{ firstIndex: Index; term: Term }> {
   if (r.leadTransferee !== NONE) {
     return fail(
@@ -96,13 +102,102 @@ export function propose(
     r.log.append({
       term: r.term,
       index: firstIndex + i,
-      type: 'normal',
+      type,
       data: datas[i] as Uint8Array,
     });
   }
   r.uncommittedBytes += bytes;
   r.needsBroadcast = true;
   return ok({ firstIndex, term: r.term });
+}
+
+/**
+ * Proposes a membership change (thesis §4.3) after checking it against the configuration in
+ * force: one change in flight at a time (pending until applied here, on the leader), and
+ * nothing but the leave while a joint configuration is unresolved (changeConf). A refused
+ * change appends nothing. The caller checked the role.
+ */
+export function proposeConfChange(r: Raft, cc: ConfChange): Result<{ index: Index; term: Term }> {
+  // Checked against the configuration in force first, so that a change that could never be
+  // made says why rather than asking to be retried.
+  const next = r.hooks.nextConf(r.conf(), cc);
+  if (!next.ok) return { ok: false, error: next.error };
+  if (r.log.applied < r.pendingConfIndex) {
+    return fail(
+      'MEMBERSHIP_CHANGE_PENDING',
+      `A membership change is in flight: entry ${r.pendingConfIndex} is not applied yet (applied ${r.log.applied})`,
+      r.leader,
+    );
+  }
+  const appended = propose(r, [encodeConfChange(cc)], 'conf-change');
+  if (!appended.ok) return appended;
+  r.pendingConfIndex = appended.value.firstIndex;
+  return ok({ index: appended.value.firstIndex, term: appended.value.term });
+}
+
+/**
+ * A configuration took effect on the leader. Removed (or demoted) from the voters, it no
+ * longer leads the group: until now it replicated and counted itself, so the change committed
+ * (thesis §4.2.2), and it proposes nothing more. It hands leadership to the most caught-up
+ * voter (handOff) and becomes a follower when that voter's campaign reaches it. Stepping down
+ * at once, as the thesis has it, left the simulator's groups without a leader: the voters may
+ * not have heard that the change committed, and while they have not applied it, a joint
+ * configuration still needs the removed leader's vote, which its longer log refuses them.
+ * Otherwise it probes the members it did not know and counts again, since the majorities
+ * changed.
+ */
+export function leaderConfApplied(r: Raft, added: readonly NodeId[]): void {
+  if (!r.trk.isVoter(r.id)) {
+    r.handingOff = true;
+    handOff(r);
+    return;
+  }
+  if (r.leadTransferee !== NONE && !r.trk.isVoter(r.leadTransferee))
+    r.abortTransfer(`node ${r.leadTransferee} is no longer a voter`);
+  r.trk.get(r.id)?.maybeUpdate(r.log.persisted);
+  for (const id of added) if (id !== r.id) sendAppend(r, id, true);
+  if (maybeCommit(r)) r.commitBroadcast = true;
+}
+
+/**
+ * A leader no longer a voter starts (or, after an election timeout without a successor,
+ * restarts) a transfer to the voter that holds the most of its log (thesis §3.10): TimeoutNow
+ * once it is caught up. Meanwhile it replicates, and its heartbeats tell the voters the commit
+ * index, so they apply the change that removed it.
+ */
+function handOff(r: Raft): void {
+  let best: NodeId = NONE;
+  let bestMatch = -1;
+  for (const id of r.trk.voterIds()) {
+    const pr = r.trk.get(id);
+    if (id !== r.id && pr !== undefined && pr.match > bestMatch) {
+      best = id;
+      bestMatch = pr.match;
+    }
+  }
+  if (best === NONE) {
+    r.becomeFollower(r.term, NONE, `removed from the voters: ${describeConf(r.conf())}`);
+    return;
+  }
+  r.leadTransferee = best;
+  r.electionElapsed = 0;
+  r.emit('transfer-started', best, `removed from the voters: ${describeConf(r.conf())}`);
+  const pr = r.trk.get(best) as Progress;
+  if (pr.caughtUp(r.log.lastIndex())) sendTimeoutNow(r, best);
+  else sendAppend(r, best, true);
+}
+
+/**
+ * Leaves a joint configuration that asked for it (autoLeave) once the entry that entered it
+ * is applied: the leave is an empty change. Called after every apply on the leader.
+ */
+export function maybeAutoLeave(r: Raft): void {
+  const c = r.conf();
+  if (!c.autoLeave || r.log.applied < r.pendingConfIndex || r.leadTransferee !== NONE) return;
+  const left = proposeConfChange(r, { changes: [] });
+  if (left.ok) {
+    r.emit('conf-leave-proposed', NONE, `leaving ${describeConf(c)} at ${left.value.index}`);
+  }
 }
 
 /** Hands leadership to `to` once it is caught up (thesis §3.10). The caller checked the role. */
@@ -147,8 +242,8 @@ export function flushBatched(r: Raft): void {
 
 /** The leader's own write reached `persisted`: only now does it count itself (§10.2.1). */
 export function selfPersisted(r: Raft): void {
-  const self = r.trk.get(r.id) as Progress;
-  self.maybeUpdate(r.log.persisted);
+  // A leader handing off after its removal has no progress of its own: it counts no more.
+  r.trk.get(r.id)?.maybeUpdate(r.log.persisted);
   if (maybeCommit(r)) r.commitBroadcast = true;
 }
 
@@ -237,7 +332,8 @@ function maybeCommitForRecovery(r: Raft, pr: Progress): void {
 
 /** Advances the commit index to what a quorum holds, if that entry is of our term. */
 function maybeCommit(r: Raft): boolean {
-  const index = r.trk.committed();
+  const c = r.trk.config();
+  const index = r.trk.committed(r.hooks.commitVoters(c.voters, c.learners));
   if (index <= r.log.committed || !r.hooks.mayCommitAt(index)) return false;
   const before = r.log.committed;
   r.log.commitTo(index);

@@ -4,6 +4,7 @@
 // functions of quorum.ts: the committed index, the vote tally, check-quorum and ReadIndex
 // acknowledgements. Nothing else in the core counts voters.
 
+import { confMembers, simpleConf, type ConfState } from './confchange.js';
 import { Progress } from './progress.js';
 import {
   isJoint,
@@ -20,15 +21,21 @@ import type { Index, NodeId } from './types.js';
 export interface TrackerConfig {
   /** Who votes, and by which majorities. */
   readonly voters: JointConfig;
-  // Learners (replicated to, counted in no decision) and the learners a joint configuration
-  // adds when it is left will sit beside the voters here.
+  /** Replicated to, counted in no decision. Invariant: none is a voter of either half. */
+  readonly learners: readonly NodeId[];
+  /** Outgoing voters that become learners when the joint configuration is left. */
+  readonly learnersNext: readonly NodeId[];
+  /** The leader leaves the joint configuration by itself once it is applied. */
+  readonly autoLeave: boolean;
 }
 
 export class ProgressTracker {
   private cfg: TrackerConfig;
   /** Every voter of either half, once, in a stable order: replication walks it often. */
   private ids: readonly NodeId[];
-  /** Invariant: once reset, holds a Progress for exactly the ids in `ids`. */
+  /** Every member: the voters, then the learners. */
+  private members: readonly NodeId[];
+  /** Invariant: once reset, holds a Progress for exactly the ids in `members`. */
   readonly progress = new Map<NodeId, Progress>();
   /** The election in progress: true for a granted vote, false for a refused one. */
   readonly votes = new Map<NodeId, boolean>();
@@ -36,8 +43,9 @@ export class ProgressTracker {
   private readonly maxInflightBytes: number;
 
   constructor(voters: JointConfig, maxInflightMsgs: number, maxInflightBytes: number) {
-    this.cfg = { voters };
+    this.cfg = { voters, learners: [], learnersNext: [], autoLeave: false };
     this.ids = jointVoters(voters);
+    this.members = this.ids;
     this.maxInflightMsgs = maxInflightMsgs;
     this.maxInflightBytes = maxInflightBytes;
   }
@@ -46,13 +54,34 @@ export class ProgressTracker {
     return this.cfg;
   }
 
+  /** The configuration in force, as a snapshot records it. */
+  confState(): ConfState {
+    const c = this.cfg;
+    return {
+      voters: c.voters.incoming,
+      learners: c.learners,
+      outgoing: c.voters.outgoing,
+      learnersNext: c.learnersNext,
+      autoLeave: c.autoLeave,
+    };
+  }
+
   /** Every voter, of either half of a joint configuration. */
   voterIds(): readonly NodeId[] {
     return this.ids;
   }
 
+  /** Every member the leader replicates to: voters of either half and learners. */
+  memberIds(): readonly NodeId[] {
+    return this.members;
+  }
+
   isVoter(id: NodeId): boolean {
     return this.ids.includes(id);
+  }
+
+  isLearner(id: NodeId): boolean {
+    return this.cfg.learners.includes(id);
   }
 
   /** Whether `id` is the only voter: it decides everything alone. */
@@ -61,23 +90,47 @@ export class ProgressTracker {
     return !isJoint(v) && v.incoming.length === 1 && v.incoming[0] === id;
   }
 
+  /** Puts a voter configuration without learners in force (see switchToConf). */
+  switchTo(voters: JointConfig, next: Index): NodeId[] {
+    return this.switchToConf(
+      { ...simpleConf(voters.incoming), outgoing: [...voters.outgoing] },
+      next,
+    );
+  }
+
   /**
    * Puts another configuration in force. Members that stay keep their progress; new ones start
-   * probing from `next`; the progress of members that left is dropped.
+   * probing from `next`, counted as recently active (check-quorum must not count a member
+   * against the leader before it had a chance to answer); the progress of members that left
+   * is dropped. Returns the new members.
    */
-  switchTo(voters: JointConfig, next: Index): void {
-    this.cfg = { voters };
+  switchToConf(c: ConfState, next: Index): NodeId[] {
+    const voters: JointConfig = { incoming: c.voters, outgoing: c.outgoing };
+    this.cfg = {
+      voters,
+      learners: c.learners,
+      learnersNext: c.learnersNext,
+      autoLeave: c.autoLeave,
+    };
     this.ids = jointVoters(voters);
+    this.members = confMembers(c);
     for (const id of [...this.progress.keys()])
-      if (!this.ids.includes(id)) this.progress.delete(id);
-    for (const id of this.ids)
-      if (!this.progress.has(id)) this.progress.set(id, this.newProgress(next));
+      if (!this.members.includes(id)) this.progress.delete(id);
+    const added: NodeId[] = [];
+    for (const id of this.members) {
+      if (this.progress.has(id)) continue;
+      const pr = this.newProgress(next);
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+      added.push(id);
+    }
+    return added;
   }
 
   /** Forgets what was known of every member: a new term or role starts probing from `next`. */
   resetProgress(next: Index): void {
     this.progress.clear();
-    for (const id of this.ids) this.progress.set(id, this.newProgress(next));
+    for (const id of this.members) this.progress.set(id, this.newProgress(next));
   }
 
   get(id: NodeId): Progress | undefined {
@@ -94,9 +147,12 @@ export class ProgressTracker {
     return !(this.progress.get(id)?.catchingUp ?? false);
   }
 
-  /** The largest index a quorum holds (paper §5.3); the §5.4.2 term check is the caller's. */
-  committed(): Index {
-    return jointCommittedIndex(this.cfg.voters, (id) => {
+  /**
+   * The largest index a quorum of `voters` (by default the configuration's) holds (paper
+   * §5.3); the §5.4.2 term check is the caller's.
+   */
+  committed(voters: JointConfig = this.cfg.voters): Index {
+    return jointCommittedIndex(voters, (id) => {
       const pr = this.progress.get(id);
       return pr === undefined || pr.catchingUp ? 0 : pr.match;
     });

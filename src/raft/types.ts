@@ -12,12 +12,14 @@ export type Index = number;
 /** No node (no leader known, no vote cast). */
 export const NONE: NodeId = 0;
 
-export type EntryType = 'normal' | 'noop';
+export type EntryType = 'normal' | 'noop' | 'conf-change';
 
 /**
  * One log entry. A `noop` entry is appended by every new leader at the start of its term so
  * that entries from earlier terms can be committed (paper §5.4.2, §8) and ReadIndex can be
- * served; its data is empty and it is never handed to the state machine as a command.
+ * served; its data is empty and it is never handed to the state machine as a command. A
+ * `conf-change` entry holds an encoded ConfChange (confchange.ts): the core puts it in force
+ * when the caller has applied it (advance), and it is not a state machine command either.
  */
 export interface Entry {
   readonly term: Term;
@@ -37,11 +39,22 @@ export interface HardState {
   readonly commit: Index;
 }
 
-/** Metadata of a snapshot: the last index and term it covers, and the voters at that point. */
+/**
+ * Metadata of a snapshot: the last index and term it covers, and the configuration in force
+ * at that index (ConfState, confchange.ts). `voters` is the (incoming) voter set. The other
+ * fields are present only when not empty (not false): a snapshot of a simple configuration
+ * without learners reads as it did before membership changes, and equal configurations have
+ * equal metadata (see snapshotMetaOf, confOfSnapshot).
+ */
 export interface SnapshotMeta {
   readonly index: Index;
   readonly term: Term;
   readonly voters: readonly NodeId[];
+  readonly learners?: readonly NodeId[];
+  /** The outgoing voters of a joint configuration. */
+  readonly outgoing?: readonly NodeId[];
+  readonly learnersNext?: readonly NodeId[];
+  readonly autoLeave?: boolean;
 }
 
 export type Role = 'follower' | 'pre-candidate' | 'candidate' | 'leader';

@@ -15,6 +15,8 @@ export type ViolationKind =
   | 'exactly-once'
   | 'early-ack'
   | 'linearizability'
+  /** A node's configuration is not one its committed log holds (membership.ts). */
+  | 'configuration'
   | 'liveness'
   | 'core-failure';
 
@@ -187,7 +189,12 @@ export class SafetyChecker {
    * Committed entries are never lost: each is durable on a majority at all times, so any
    * majority that elects the next leader includes a node that still has it after restarting.
    */
-  checkDurable(disks: readonly DiskView[], indexes?: readonly number[]): void {
+  checkDurable(
+    disks: readonly DiskView[],
+    indexes?: readonly number[],
+    /** Whether the disks that hold entry `i` suffice; by default a majority of all of them. */
+    enough?: (i: number, holds: (id: number) => boolean) => boolean,
+  ): void {
     const need = Math.floor(disks.length / 2) + 1;
     const count = indexes?.length ?? this.maxCommittedIndex;
     for (let k = 0; k < count; k++) {
@@ -196,10 +203,14 @@ export class SafetyChecker {
       if (term === undefined) continue;
       let held = 0;
       for (const d of disks) if (d.holds(i, term)) held++;
-      if (held < need) {
+      const lost =
+        enough === undefined
+          ? held < need
+          : !enough(i, (id) => disks.find((d) => d.id === id)?.holds(i, term) ?? false);
+      if (lost) {
         this.report(
           'committed-lost',
-          `committed entry ${i} (term ${term}) is durable on only ${held} of ${disks.length} disks`,
+          `committed entry ${i} (term ${term}) is durable on only ${held} of ${disks.length} disks${enough === undefined ? '' : ', no quorum of the configuration that committed it'}`,
         );
         return;
       }

@@ -35,6 +35,11 @@ export interface Profile {
   readonly transferEveryMs: number;
   /** Mean interval between disk wipes (a node's data directory lost; 0: off). */
   readonly wipeEveryMs: number;
+  /**
+   * Membership churn (membership.ts): the leader is asked for a random change about this often;
+   * 0 turns it off. Never drawn, so the profile of every seed is what it was before it existed.
+   */
+  readonly membershipEveryMs: number;
   /** Take a snapshot and compact once this many entries were applied since the last (0: never). */
   readonly snapshotEvery: number;
   // Workload.
@@ -58,7 +63,7 @@ function onOff(rng: Rng, pOn: number, value: () => number): number {
  * seed with an override changes only the overridden fields. */
 export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile {
   const tickMs = 10;
-  const drawn: Profile = {
+  const drawn: Omit<Profile, 'membershipEveryMs'> = {
     nodes: pick(rng, [3, 3, 5, 5, 7] as const),
     electionTicks: 5 + rng.int(11),
     heartbeatTicks: pick(rng, [1, 1, 2, 3]),
@@ -88,7 +93,7 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
     // Drawn last, so every earlier field of a seed is what it was before wipes existed.
     wipeEveryMs: onOff(rng, 0.25, () => 300 + rng.int(1200)),
   };
-  const profile = { ...drawn, ...overrides };
+  const profile = { ...drawn, membershipEveryMs: 0, ...overrides };
   validateProfile(profile);
   return profile;
 }
@@ -119,6 +124,7 @@ export function validateProfile(p: Profile): void {
     'crashEveryMs',
     'transferEveryMs',
     'wipeEveryMs',
+    'membershipEveryMs',
   ] as const) {
     range(name, p[name], 0, 1_000_000);
   }
@@ -142,6 +148,7 @@ export function describeProfile(p: Profile): string {
     `drop=${p.dropRate.toFixed(3)} dup=${p.dupRate.toFixed(3)}`,
     `partition=${on(p.partitionEveryMs)}${p.oneWay ? '(one-way)' : ''} crash=${on(p.crashEveryMs)}`,
     `transfer=${on(p.transferEveryMs)} wipe=${on(p.wipeEveryMs)} snapshot=${p.snapshotEvery || 'off'}`,
+    ...(p.membershipEveryMs > 0 ? [`membership=${on(p.membershipEveryMs)}`] : []),
     `clients=${p.clients} reads=${p.readRatio} keys=${p.keys} faults=${p.faultPhaseMs}ms`,
   ].join(' ');
 }

@@ -24,6 +24,7 @@ import { SimError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { ClientHistory } from './history.js';
 import { Workload, type WorkloadHost } from './workload.js';
+import { ConfChecker, proposeRandomChange } from './membership.js';
 import { LinkTable } from './network.js';
 import { clientSession, type ClientWrite } from './ops.js';
 import { drawProfile, type ClusterSize, type Profile } from './profile.js';
@@ -62,6 +63,9 @@ export class Simulation implements NodeHost, WorkloadHost {
   private readonly links: LinkTable;
   private readonly netRng: Rng;
   private readonly faultRng: Rng;
+  /** Membership churn draws from its own source, made only when churn is on. */
+  private readonly churnRng: Rng | null;
+  private readonly confs: ConfChecker;
   private readonly workload: Workload;
   private readonly trace: Trace;
   private readonly newLeaders: { node: number; term: number }[] = [];
@@ -85,6 +89,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     deduped: 0,
     readsOk: 0,
     readsFailed: 0,
+    confChanges: 0,
   };
   private inLiveness = false;
   private livenessStartMs = 0;
@@ -140,6 +145,8 @@ export class Simulation implements NodeHost, WorkloadHost {
       );
     }
     this.workload = new Workload(p, workloadRng, this, options.writeSession ?? clientSession);
+    this.confs = new ConfChecker(voters);
+    this.churnRng = p.membershipEveryMs > 0 ? createRng(this.faultRng.int(0x100000000)) : null;
   }
 
   node(id: number): SimNode {
@@ -199,6 +206,9 @@ export class Simulation implements NodeHost, WorkloadHost {
     if (p.crashEveryMs > 0) this.schedule(jitter(p.crashEveryMs), { kind: 'crash' });
     if (p.wipeEveryMs > 0) this.schedule(jitter(p.wipeEveryMs), { kind: 'wipe' });
     if (p.transferEveryMs > 0) this.schedule(jitter(p.transferEveryMs), { kind: 'transfer' });
+    if (p.membershipEveryMs > 0) {
+      this.schedule(jitter(p.membershipEveryMs), { kind: 'membership' });
+    }
     this.workload.start();
     this.queue.push(p.faultPhaseMs, { kind: 'liveness' });
     await settle();
@@ -229,6 +239,8 @@ export class Simulation implements NodeHost, WorkloadHost {
         return;
       case 'transfer':
         return this.onTransfer();
+      case 'membership':
+        return this.onMembership();
       case 'client':
         return this.workload.onClientEvent(ev.client, ev.token);
       case 'liveness':
@@ -245,6 +257,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       const n = this.node(node);
       if (n.up) this.checker.checkLeaderCompleteness(n, term);
     }
+    if (this.confs.active()) this.checkConfigurations();
     if (this.stats.events % FULL_CHECK_EVERY === 0) {
       this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
     }
@@ -315,7 +328,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.stats.crashes++;
       this.powerOff(victim);
       // Whatever was lost, every committed entry must still be durable on a majority.
-      this.checker.checkDurable(this.diskViews());
+      this.checker.checkDurable(this.diskViews(), undefined, this.durableEnough());
       this.schedule(p.restartAfterMs * (0.5 + this.faultRng.float()), {
         kind: 'restart',
         node: victim.id,
@@ -407,6 +420,21 @@ export class Simulation implements NodeHost, WorkloadHost {
       }
     }
     this.schedule(p.transferEveryMs * (0.5 + this.faultRng.float()), { kind: 'transfer' });
+  }
+
+  /** Asks the leader for a random membership change, as an operator would. */
+  /** Asks the leader for a random membership change, as an operator would. */
+  private onMembership(): void {
+    if (this.inLiveness || this.churnRng === null) return;
+    const p = this.profile;
+    this.schedule(p.membershipEveryMs * (0.5 + this.churnRng.float()), { kind: 'membership' });
+    if (proposeRandomChange(this.churnRng, this.nodes, (what, err) => this.fail(what, err)))
+      this.stats.confChanges++;
+  }
+
+  private checkConfigurations(): void {
+    const problem = this.confs.checkNodes(this.nodes);
+    if (problem !== null) this.checker.report('configuration', problem);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -513,10 +541,14 @@ export class Simulation implements NodeHost, WorkloadHost {
     }
     if (rd.hardState !== null) {
       this.checker.onCommit(node.id, rd.hardState.commit, (i) => raft.entry(i));
+      this.confs.onCommit(rd.hardState.commit, (i) => raft.entry(i));
       this.stats.committed = this.checker.maxCommitted;
     }
     // The runtime applies exactly these (no-ops included) before it takes the next Ready.
-    for (const e of rd.committedEntries) this.checker.onApply(node.id, e);
+    for (const e of rd.committedEntries) {
+      this.checker.onApply(node.id, e);
+      this.confs.onApply(e);
+    }
   }
 
   onPersist(_node: SimNode, entry: Entry): void {
@@ -525,8 +557,13 @@ export class Simulation implements NodeHost, WorkloadHost {
 
   afterPersist(): void {
     if (this.overwritten.length === 0) return;
-    this.checker.checkDurable(this.diskViews(), this.overwritten);
+    this.checker.checkDurable(this.diskViews(), this.overwritten, this.durableEnough());
     this.overwritten.length = 0;
+  }
+
+  /** With membership changes, a quorum of the configuration that committed it; else none. */
+  private durableEnough(): ((i: number, holds: (id: number) => boolean) => boolean) | undefined {
+    return this.confs.active() ? (i, holds) => this.confs.durableOn(i, holds) : undefined;
   }
 
   private diskViews(): DiskView[] {
@@ -573,7 +610,7 @@ export class Simulation implements NodeHost, WorkloadHost {
   private result(): SimResult {
     if (this.checker.violations.length === 0) {
       this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
-      this.checker.checkDurable(this.diskViews());
+      this.checker.checkDurable(this.diskViews(), undefined, this.durableEnough());
       this.clients.finish();
     }
     if (this.checker.violations.length === 0) {

@@ -48,6 +48,8 @@ export interface SimStats {
   deduped: number;
   readsOk: number;
   readsFailed: number;
+  /** Membership changes asked of a leader (membership churn). */
+  confChanges: number;
 }
 
 export interface SimResult {
@@ -84,6 +86,7 @@ export type SimEvent =
   | { readonly kind: 'partition' }
   | { readonly kind: 'heal' }
   | { readonly kind: 'transfer' }
+  | { readonly kind: 'membership' }
   | { readonly kind: 'client'; readonly client: number; readonly token: number }
   | { readonly kind: 'liveness' }
   | { readonly kind: 'probe' };

@@ -15,8 +15,10 @@ export function checkEntryShape(e: Entry): void {
   if (!isCount(e.index) || e.index < 1) throw invalid(`Entry index must be >= 1, got ${e.index}`);
   if (!isCount(e.term) || e.term < 1)
     throw invalid(`Entry ${e.index} has term ${e.term}: terms of entries are >= 1`);
-  if (e.type !== 'normal' && e.type !== 'noop')
-    throw invalid(`Entry ${e.index} has type ${String(e.type)}: expected normal or noop`);
+  if (e.type !== 'normal' && e.type !== 'noop' && e.type !== 'conf-change')
+    throw invalid(
+      `Entry ${e.index} has type ${String(e.type)}: expected normal, noop or conf-change`,
+    );
   if (!(e.data instanceof Uint8Array)) throw invalid(`Entry ${e.index} data is not a Uint8Array`);
 }
 
@@ -40,6 +42,14 @@ export function checkSnapshotMeta(meta: SnapshotMeta): void {
     throw invalid(`Snapshot index and term must be >= 1, got ${meta.index}/${meta.term}`);
   if (!Array.isArray(meta.voters) || meta.voters.length > 1024 || !meta.voters.every(isCount))
     throw invalid(`Snapshot voters must be up to 1024 node ids, got ${String(meta.voters)}`);
+  for (const k of ['learners', 'outgoing', 'learnersNext'] as const) {
+    const ids = meta[k];
+    if (ids === undefined) continue;
+    if (!Array.isArray(ids) || ids.length > 1024 || !ids.every(isCount))
+      throw invalid(`Snapshot ${k} must be up to 1024 node ids, got ${String(ids)}`);
+  }
+  if (meta.autoLeave !== undefined && typeof meta.autoLeave !== 'boolean')
+    throw invalid(`Snapshot autoLeave must be a boolean, got ${String(meta.autoLeave)}`);
 }
 
 export type SnapshotOutcome = 'stale' | 'compacted' | 'reset';

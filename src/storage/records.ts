@@ -9,7 +9,7 @@
 
 import { crc32c } from '@node-rs/crc32';
 import type { Entry, HardState } from '../raft/index.js';
-import { readU64, writeU64 } from './codec.js';
+import { entryTypeCode, entryTypeOf, readU64, writeU64 } from './codec.js';
 import { StorageError } from './errors.js';
 
 export const RECORD_HEADER_BYTES = 13;
@@ -19,7 +19,10 @@ const WAL_MAGIC = Buffer.from('FLOTWAL\n', 'latin1');
 export const RecordType = {
   /** First record of every segment: magic, format version, sequence, the entry before its first. */
   SegmentHeader: 1,
-  /** A run of contiguous entries: u32 count, then per entry term, index, type, data length, data. */
+  /**
+   * A run of contiguous entries: u32 count, then per entry term, index, type (0 normal, 1 noop,
+   * 2 conf-change), data length, data.
+   */
   Entries: 2,
   HardState: 3,
   /** The log is compacted through (index, term): a snapshot or LogStore.compact. */
@@ -101,7 +104,7 @@ export function encodeEntries(buf: Buffer, at: number, entries: readonly Entry[]
     view.setUint32(off + 4, Math.floor(e.term / 0x1_0000_0000), true);
     view.setUint32(off + 8, e.index >>> 0, true);
     view.setUint32(off + 12, Math.floor(e.index / 0x1_0000_0000), true);
-    view.setUint8(off + 16, e.type === 'noop' ? 1 : 0);
+    view.setUint8(off + 16, entryTypeCode(e.type));
     view.setUint32(off + 17, e.data.length, true);
     buf.set(e.data, off + ENTRY_FIXED_BYTES);
     off += size;
@@ -224,10 +227,11 @@ export function decodeEntries(payload: Buffer): Entry[] | null {
     const kind = payload.readUInt8(at + 16);
     const dataBytes = payload.readUInt32LE(at + 17);
     const end = at + ENTRY_FIXED_BYTES + dataBytes;
-    if (term < 1 || index < 1 || kind > 1 || end > payload.length) return null;
+    const type = entryTypeOf(kind);
+    if (term < 1 || index < 1 || type === null || end > payload.length) return null;
     // Copy: a view into the segment buffer would keep the whole segment alive in memory.
     const data = new Uint8Array(payload.subarray(at + ENTRY_FIXED_BYTES, end));
-    out.push({ term, index, type: kind === 1 ? 'noop' : 'normal', data });
+    out.push({ term, index, type, data });
     at = end;
   }
   return at === payload.length && count > 0 ? out : null;

@@ -1,9 +1,18 @@
 // Snapshot files: `snap-<index>.snap`, written to a temporary name, fsynced, renamed and the
 // directory fsynced (so a crash leaves either the old snapshot or the new one, never half of
-// one), with one CRC32C over the whole file. Layout:
+// one), with one CRC32C over the whole file. Layout, version 1:
 //
 //   magic "FLOTSNP\n" | u32 version | u64 index | u64 term | u32 voterCount | u64 voter...
 //   | u64 dataBytes | data | u32 crc32c(everything before)
+//
+// Version 2 adds the rest of the configuration after the voters (SnapshotMeta):
+//
+//   ... | u32 voterCount | u64 voter... | u32 learnerCount | u64 learner...
+//   | u32 outgoingCount | u64 outgoing... | u32 learnersNextCount | u64 learnerNext...
+//   | u32 flags (bit 0: autoLeave) | u64 dataBytes | data | u32 crc32c
+//
+// A snapshot whose configuration version 1 can express (simple, no learners) is written as
+// version 1, byte for byte what earlier builds wrote and can read; any other as version 2.
 
 import { crc32c } from '@node-rs/crc32';
 import { join } from 'node:path';
@@ -15,23 +24,50 @@ import type { Syncer } from './fsutil.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { StoredSnapshot } from './types.js';
 
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/** The newest format this build writes; it reads every version up to it. */
+export const SNAPSHOT_FORMAT_VERSION = 2;
 const MAGIC = Buffer.from('FLOTSNP\n', 'latin1');
 const NAME = /^snap-([0-9]{20})\.snap$/;
+/** Most ids in one list of the configuration. */
+const MAX_IDS = 1024;
 
 export function snapshotFileName(index: number): string {
   return `snap-${String(index).padStart(20, '0')}.snap`;
 }
 
+function formatOf(meta: SnapshotMeta): 1 | 2 {
+  const simple =
+    (meta.learners ?? []).length === 0 &&
+    (meta.outgoing ?? []).length === 0 &&
+    (meta.learnersNext ?? []).length === 0 &&
+    meta.autoLeave !== true;
+  return simple ? 1 : 2;
+}
+
 function encodeHead(meta: SnapshotMeta, dataBytes: number): Buffer {
-  const head = Buffer.allocUnsafe(8 + 4 + 16 + 4 + 8 * meta.voters.length + 8);
+  const version = formatOf(meta);
+  const lists =
+    version === 1
+      ? [meta.voters]
+      : [meta.voters, meta.learners ?? [], meta.outgoing ?? [], meta.learnersNext ?? []];
+  let size = 28 + 8 + (version === 2 ? 4 : 0);
+  for (const l of lists) size += 4 + 8 * l.length;
+  const head = Buffer.allocUnsafe(size);
   MAGIC.copy(head, 0);
-  head.writeUInt32LE(SNAPSHOT_FORMAT_VERSION, 8);
+  head.writeUInt32LE(version, 8);
   writeU64(head, 12, meta.index);
   writeU64(head, 20, meta.term);
-  head.writeUInt32LE(meta.voters.length, 28);
-  meta.voters.forEach((v, k) => writeU64(head, 32 + 8 * k, v));
-  writeU64(head, 32 + 8 * meta.voters.length, dataBytes);
+  let at = 28;
+  for (const l of lists) {
+    head.writeUInt32LE(l.length, at);
+    l.forEach((v, k) => writeU64(head, at + 4 + 8 * k, v));
+    at += 4 + 8 * l.length;
+  }
+  if (version === 2) {
+    head.writeUInt32LE(meta.autoLeave === true ? 1 : 0, at);
+    at += 4;
+  }
+  writeU64(head, at, dataBytes);
   return head;
 }
 
@@ -62,21 +98,47 @@ export async function readSnapshotFile(fs: StorageFs, path: string): Promise<Sto
   if (stored !== actual)
     throw fail(crcAt, `file crc ${stored.toString(16)}`, `crc ${actual.toString(16)}`);
   const version = buf.readUInt32LE(8);
-  if (version !== SNAPSHOT_FORMAT_VERSION)
+  if (version !== 1 && version !== 2)
     throw new StorageError(
       'STORAGE_VERSION',
-      `${path} has snapshot format version ${version}; this build reads ${SNAPSHOT_FORMAT_VERSION}`,
+      `${path} has snapshot format version ${version}; this build reads versions 1 to ${SNAPSHOT_FORMAT_VERSION}`,
       { file: path, offset: 8 },
     );
-  const voterCount = buf.readUInt32LE(28);
-  const dataAt = 32 + 8 * voterCount + 8;
-  if (voterCount > 1024 || dataAt > crcAt) throw fail(28, 'at most 1024 voters', `${voterCount}`);
-  const dataBytes = readU64(buf, dataAt - 8);
-  if (dataAt + dataBytes !== crcAt)
-    throw fail(dataAt - 8, `${crcAt - dataAt} data bytes`, `${dataBytes}`);
-  const voters: number[] = [];
-  for (let k = 0; k < voterCount; k++) voters.push(readU64(buf, 32 + 8 * k));
-  const meta = { index: readU64(buf, 12), term: readU64(buf, 20), voters };
+  // The id lists: the voters, then (version 2) learners, outgoing voters, learners-next.
+  const lists: number[][] = [];
+  let at = 28;
+  for (let n = 0; n < (version === 1 ? 1 : 4); n++) {
+    if (at + 4 > crcAt) throw fail(at, 'an id count', 'the end of the file');
+    const count = buf.readUInt32LE(at);
+    if (count > MAX_IDS || at + 4 + 8 * count > crcAt)
+      throw fail(at, `at most ${MAX_IDS} node ids`, `${count}`);
+    const ids: number[] = [];
+    for (let k = 0; k < count; k++) ids.push(readU64(buf, at + 4 + 8 * k));
+    lists.push(ids);
+    at += 4 + 8 * count;
+  }
+  let autoLeave = false;
+  if (version === 2) {
+    if (at + 4 > crcAt) throw fail(at, 'the flags', 'the end of the file');
+    const flags = buf.readUInt32LE(at);
+    if (flags > 1) throw fail(at, 'flags 0 or 1', `${flags}`);
+    autoLeave = flags === 1;
+    at += 4;
+  }
+  const dataAt = at + 8;
+  if (dataAt > crcAt) throw fail(at, 'the data length', 'the end of the file');
+  const dataBytes = readU64(buf, at);
+  if (dataAt + dataBytes !== crcAt) throw fail(at, `${crcAt - dataAt} data bytes`, `${dataBytes}`);
+  const [voters = [], learners = [], outgoing = [], learnersNext = []] = lists;
+  const meta: SnapshotMeta = {
+    index: readU64(buf, 12),
+    term: readU64(buf, 20),
+    voters,
+    ...(learners.length > 0 ? { learners } : {}),
+    ...(outgoing.length > 0 ? { outgoing } : {}),
+    ...(learnersNext.length > 0 ? { learnersNext } : {}),
+    ...(autoLeave ? { autoLeave: true } : {}),
+  };
   return { meta, data: new Uint8Array(buf.buffer, buf.byteOffset + dataAt, dataBytes) };
 }
 

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import type { Database as Db } from 'better-sqlite3';
 import { parentPort } from 'node:worker_threads';
 import type { Entry, HardState, SnapshotMeta } from '../raft/index.js';
-import { writeU64 } from './codec.js';
+import { decodeConfJson, encodeConfJson, entryTypeCode, entryTypeOf, writeU64 } from './codec.js';
 import { StorageError, corrupt } from './errors.js';
 import type { SqliteLoaded, SqliteOp, SqliteRequest, SqliteResponse } from './sqlite-protocol.js';
 
@@ -25,7 +25,7 @@ function entryCrc(e: Entry): number {
   const head = Buffer.allocUnsafe(17);
   writeU64(head, 0, e.index);
   writeU64(head, 8, e.term);
-  head.writeUInt8(e.type === 'noop' ? 1 : 0, 16);
+  head.writeUInt8(entryTypeCode(e.type), 16);
   return crc32c(e.data, crc32c(head));
 }
 
@@ -71,7 +71,7 @@ class SqliteLog {
         if (first !== undefined)
           this.db.prepare('DELETE FROM entries WHERE idx >= ?').run(first.index);
         for (const e of op.entries)
-          this.insert.run(e.index, e.term, e.type === 'noop' ? 1 : 0, e.data, entryCrc(e));
+          this.insert.run(e.index, e.term, entryTypeCode(e.type), e.data, entryCrc(e));
         return;
       }
       case 'hardState':
@@ -97,7 +97,7 @@ class SqliteLog {
         const crc = crc32c(op.data, crc32c(head));
         this.db
           .prepare('INSERT OR REPLACE INTO snapshot VALUES (1, ?, ?, ?, ?, ?)')
-          .run(op.meta.index, op.meta.term, JSON.stringify(op.meta.voters), op.data, crc);
+          .run(op.meta.index, op.meta.term, encodeConfJson(op.meta), op.data, crc);
         return;
       }
     }
@@ -119,20 +119,17 @@ class SqliteLog {
     const snap = this.db.prepare('SELECT idx, term, voters FROM snapshot WHERE id = 1').get() as
       { idx: number; term: number; voters: string } | undefined;
     const snapshot: SnapshotMeta | null =
-      snap === undefined
-        ? null
-        : { index: snap.idx, term: snap.term, voters: JSON.parse(snap.voters) as number[] };
+      snap === undefined ? null : this.snapshotMeta(snap.idx, snap.term, snap.voters);
     const entries: Entry[] = [];
     let expected = st.base_index + 1;
     for (const row of this.db
       .prepare('SELECT * FROM entries ORDER BY idx')
       .iterate() as IterableIterator<EntryRow>) {
-      const e: Entry = {
-        index: row.idx,
-        term: row.term,
-        type: row.noop === 1 ? 'noop' : 'normal',
-        data: new Uint8Array(row.data),
-      };
+      // The `noop` column holds the entry's type code (codec.ts), 0 and 1 as ever.
+      const type = entryTypeOf(row.noop);
+      if (type === null)
+        throw corrupt(this.file, row.idx, 'an entry type 0, 1 or 2', `type ${row.noop}`);
+      const e: Entry = { index: row.idx, term: row.term, type, data: new Uint8Array(row.data) };
       if (row.idx !== expected)
         throw corrupt(
           this.file,
@@ -163,9 +160,16 @@ class SqliteLog {
     if (crc32c(row.data, crc32c(head)) !== row.crc)
       throw corrupt(this.file, row.idx, `snapshot crc ${row.crc.toString(16)}`, 'a different crc');
     return {
-      meta: { index: row.idx, term: row.term, voters: JSON.parse(row.voters) as number[] },
+      meta: this.snapshotMeta(row.idx, row.term, row.voters),
       data: new Uint8Array(row.data),
     };
+  }
+
+  private snapshotMeta(index: number, term: number, confJson: string): SnapshotMeta {
+    const conf = decodeConfJson(confJson);
+    if (conf === null)
+      throw corrupt(this.file, index, 'a snapshot configuration', JSON.stringify(confJson));
+    return { index, term, ...conf };
   }
 
   close(): void {

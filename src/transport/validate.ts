@@ -9,7 +9,7 @@ import { TransportError } from './errors.js';
 export interface ValidationLimits {
   /** Most entries one append may carry. */
   readonly maxEntriesPerMessage: number;
-  /** Most voters a snapshot's metadata may list. */
+  /** Most node ids in each list of a snapshot's configuration (voters, learners, ...). */
   readonly maxVoters: number;
 }
 
@@ -74,8 +74,10 @@ function array(o: Rec, key: string, max: number): unknown[] {
 function entry(v: unknown, i: number): Entry {
   const o = rec(v, `entries[${i}]`);
   const type = o['type'];
-  if (type !== 'normal' && type !== 'noop')
-    throw new Invalid(`entries[${i}].type must be normal or noop, saw ${describe(type)}`);
+  if (type !== 'normal' && type !== 'noop' && type !== 'conf-change')
+    throw new Invalid(
+      `entries[${i}].type must be normal, noop or conf-change, saw ${describe(type)}`,
+    );
   const data = o['data'];
   if (!(data instanceof Uint8Array))
     throw new Invalid(`entries[${i}].data must be bytes, saw ${describe(data)}`);
@@ -84,14 +86,32 @@ function entry(v: unknown, i: number): Entry {
   return { term: uint(o, 'term'), index: uint(o, 'index'), type, data: bytes };
 }
 
-function snapshotMeta(v: unknown, limits: ValidationLimits): SnapshotMeta {
-  const o = rec(v, 'snapshot');
-  const voters = array(o, 'voters', limits.maxVoters).map((v, i) => {
+function idList(o: Rec, key: string, limits: ValidationLimits): number[] {
+  return array(o, key, limits.maxVoters).map((v, i) => {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
-      throw new Invalid(`snapshot.voters[${i}] must be a positive node id, saw ${describe(v)}`);
+      throw new Invalid(`snapshot.${key}[${i}] must be a positive node id, saw ${describe(v)}`);
     return v;
   });
-  return { index: uint(o, 'index'), term: uint(o, 'term'), voters };
+}
+
+/**
+ * The configuration fields besides `voters` are optional (absent: empty, false), as in
+ * SnapshotMeta; they are kept only when set, so metadata compares equal across the wire.
+ */
+function snapshotMeta(v: unknown, limits: ValidationLimits): SnapshotMeta {
+  const o = rec(v, 'snapshot');
+  const meta: { -readonly [K in keyof SnapshotMeta]: SnapshotMeta[K] } = {
+    index: uint(o, 'index'),
+    term: uint(o, 'term'),
+    voters: idList(o, 'voters', limits),
+  };
+  for (const key of ['learners', 'outgoing', 'learnersNext'] as const) {
+    if (o[key] === undefined) continue;
+    const ids = idList(o, key, limits);
+    if (ids.length > 0) meta[key] = ids;
+  }
+  if (o['autoLeave'] !== undefined && bool(o, 'autoLeave')) meta.autoLeave = true;
+  return meta;
 }
 
 function body(o: Rec, type: MessageType, limits: ValidationLimits): Message {

@@ -5,6 +5,9 @@
 import {
   RaftNode,
   createRng,
+  decodeConfChange,
+  describeConf,
+  type ConfChangeSingle,
   type Entry,
   type HardState,
   type Message,
@@ -41,12 +44,36 @@ export interface Command {
 }
 
 const text = new TextDecoder();
+/** Events that follow from a configuration change taking effect. */
+const confEvent = /^ {2}\[\d+\] (conf-|step-down .*removed|become-follower .*removed)/;
 const enc = new TextEncoder();
 
 export function renderEntry(e: Entry): string {
+  if (e.type === 'conf-change') {
+    const cc = decodeConfChange(e.data);
+    if (typeof cc === 'string') return `${e.term}/${e.index} conf(bad: ${cc})`;
+    return `${e.term}/${e.index} conf(${cc.changes.length === 0 ? 'leave' : cc.changes.map(renderChange).join(' ')})`;
+  }
   return e.type === 'noop'
     ? `${e.term}/${e.index} noop`
     : `${e.term}/${e.index} "${text.decode(e.data)}"`;
+}
+
+function renderChange(c: ConfChangeSingle): string {
+  return `${c.kind === 'add-voter' ? 'v' : c.kind === 'add-learner' ? 'l' : 'r'}${c.node}`;
+}
+
+/** `v4` adds node 4 as a voter, `l4` as a learner, `r4` removes it; `leave` is the empty change. */
+function parseChanges(args: readonly string[]): ConfChangeSingle[] {
+  if (args.length === 1 && args[0] === 'leave') return [];
+  return args.map((a) => {
+    const kind = { v: 'add-voter', l: 'add-learner', r: 'remove' }[a[0] ?? ''];
+    // An unknown letter is passed on as is, so a transcript can show the refusal.
+    return {
+      kind: (kind ?? a[0]) as ConfChangeSingle['kind'],
+      node: Number(a.slice(1)),
+    };
+  });
 }
 
 export function renderMessage(m: Message): string {
@@ -74,8 +101,15 @@ export function renderMessage(m: Message): string {
       return `${head} req=${m.requestId}`;
     case 'read-index-resp':
       return `${head} req=${m.requestId} ${m.ok ? `index=${m.index}` : 'refused'}`;
-    case 'snapshot':
-      return `${head} snapshot=${m.snapshot.term}/${m.snapshot.index} voters=(${m.snapshot.voters.join(',')})`;
+    case 'snapshot': {
+      const s = m.snapshot;
+      // The other fields of the configuration only when they are set (older transcripts).
+      const conf =
+        s.learners || s.outgoing || s.learnersNext || s.autoLeave
+          ? ` ${describeConf({ voters: s.voters, learners: s.learners ?? [], outgoing: s.outgoing ?? [], learnersNext: s.learnersNext ?? [], autoLeave: s.autoLeave ?? false })}`
+          : ` voters=(${s.voters.join(',')})`;
+      return `${head} snapshot=${s.term}/${s.index}${conf}`;
+    }
   }
 }
 
@@ -119,6 +153,10 @@ export class Interaction {
         return this.readIndex(cmd);
       case 'transfer-leadership':
         return this.transfer(cmd);
+      case 'propose-conf-change':
+        return this.proposeConfChange(cmd);
+      case 'conf':
+        return this.ids(cmd).map((id) => `${id}: ${describeConf(this.node(id).confState())}`);
       case 'process-ready':
         return this.ids(cmd).flatMap((id) =>
           cmd.kv.get('persist') === 'false' ? this.holdReady(id) : this.processReady(id),
@@ -146,13 +184,14 @@ export class Interaction {
         return this.restart(cmd);
       case 'wipe':
         return this.wipe(cmd);
-      case 'compact':
-        this.node(num(cmd.args[0])).compact(num(cmd.args[1]));
-        this.durableOf(num(cmd.args[0])).snapshot = this.snapshotMeta(
-          num(cmd.args[0]),
-          num(cmd.args[1]),
-        );
+      case 'compact': {
+        const id = num(cmd.args[0]);
+        const meta = this.node(id).compact(num(cmd.args[1]));
+        const d = this.durableOf(id);
+        d.entries = d.entries.filter((x) => x.index > meta.index);
+        d.snapshot = meta;
         return [];
+      }
       default:
         throw new Error(`Unknown transcript command "${cmd.name}"`);
     }
@@ -160,10 +199,14 @@ export class Interaction {
 
   private addNodes(cmd: Command): string[] {
     const n = num(cmd.args[0]);
-    const start = this.nodes.size + 1;
-    const voters = Array.from({ length: n }, (_, i) => start + i);
+    const start = this.durable.size + 1;
+    const ids = Array.from({ length: n }, (_, i) => start + i);
+    // voters=(1,2,3): nodes joining an existing group start with its initial member list, in
+    // which they are not voters; they learn the configuration from the log or a snapshot.
+    const listed = parseList(cmd.kv.get('voters'));
+    const voters = listed.length > 0 ? listed : ids;
     this.seed = Number(cmd.kv.get('seed') ?? '1');
-    for (const id of voters) {
+    for (const id of ids) {
       const config = {
         voters,
         electionTicks: Number(cmd.kv.get('election') ?? '10'),
@@ -180,7 +223,7 @@ export class Interaction {
       this.inbox.set(id, []);
       this.startNode(id);
     }
-    return [`added nodes ${voters.join(',')}`];
+    return [`added nodes ${ids.join(',')}`];
   }
 
   private startNode(id: number): void {
@@ -261,6 +304,17 @@ export class Interaction {
     return [r.ok ? 'ok' : `error ${r.error.code} leader=${r.error.leader}`];
   }
 
+  private proposeConfChange(cmd: Command): string[] {
+    const r = this.node(num(cmd.args[0])).proposeConfChange({
+      changes: parseChanges(cmd.args.slice(1)),
+    });
+    return [
+      r.ok
+        ? `ok index=${r.value.index} term=${r.value.term}`
+        : `error ${r.error.code}: ${r.error.message}`,
+    ];
+  }
+
   private transfer(cmd: Command): string[] {
     const r = this.node(num(cmd.kv.get('from'))).transferLeadership(num(cmd.kv.get('to')));
     return [r.ok ? 'ok' : `error ${r.error.code}`];
@@ -273,8 +327,14 @@ export class Interaction {
     const rd = node.ready();
     const out = this.renderReady(id, rd);
     for (const m of rd.messages) this.enqueue(m);
+    // Events of applying (a configuration taking effect, a removed leader stepping down) are
+    // shown after the Ready that applied, where they happen.
+    const before = this.out.length;
     this.finishReady(id, rd);
-    return out;
+    const applied = this.out.splice(before);
+    const confEvents = applied.filter((l) => confEvent.test(l));
+    this.out.push(...applied.filter((l) => !confEvent.test(l)));
+    return [...out, ...confEvents];
   }
 
   /** Steps 2-5 of the Ready contract: persist, send after persist, apply, advance. */
@@ -436,7 +496,10 @@ export class Interaction {
   private status(id: number): string {
     const s = this.node(id).status();
     const pr = Object.entries(s.progress)
-      .map(([pid, p]) => `${pid}:${p.state} match=${p.match} next=${p.next}`)
+      .map(
+        ([pid, p]) =>
+          `${pid}:${p.state} match=${p.match} next=${p.next}${p.learner ? ' learner' : ''}`,
+      )
       .join(' ');
     // Shown only while part of the log is not yet durable, to keep settled states short.
     const persisted = s.persistedIndex < s.lastIndex ? ` persisted=${s.persistedIndex}` : '';
@@ -477,13 +540,6 @@ export class Interaction {
   private restart(cmd: Command): string[] {
     for (const id of this.ids(cmd)) this.startNode(id);
     return this.ids(cmd).map((id) => this.status(id));
-  }
-
-  private snapshotMeta(id: number, index: number): SnapshotMeta {
-    const d = this.durableOf(id);
-    const e = d.entries.find((x) => x.index === index);
-    d.entries = d.entries.filter((x) => x.index > index);
-    return { index, term: e?.term ?? 0, voters: [...this.nodes.keys()].sort() };
   }
 
   private ids(cmd: Command): number[] {

@@ -1,11 +1,12 @@
-// The tracker takes every quorum decision of the core. Only simple configurations are built
-// yet, so these tests install a joint one directly: a decision that bypassed the tracker (a
-// count over the incoming voters alone, as the core did before joint configurations) would
-// decide early here, where both halves must agree.
+// The tracker takes every quorum decision of the core. These tests install a joint
+// configuration directly: a decision that bypassed the tracker (a count over the incoming
+// voters alone, as the core did before joint configurations) would decide early here, where
+// both halves must agree. Learners are replicated to and counted in no decision.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/raft/config.js';
+import { changeConf } from '../../src/raft/confchange.js';
 import type { Progress } from '../../src/raft/progress.js';
 import type { JointConfig } from '../../src/raft/quorum.js';
 import { Raft, type RaftHooks } from '../../src/raft/raft.js';
@@ -118,6 +119,8 @@ function node1(): Raft {
     withholdsVote: () => false,
     followerLostLog: (m, match) => m.lost && m.hintIndex < match,
     mustPersistBeforeSending: () => false,
+    nextConf: changeConf,
+    commitVoters: (voters) => voters,
   };
   const cfg = resolveConfig({ id: 1, voters: [1, 2, 3], rng: createRng(1), preVote: false });
   const r: Raft = new Raft(cfg, hooks, undefined, 'none');
@@ -243,4 +246,29 @@ void test('a ReadIndex round needs acknowledgements from a majority of both halv
   assert.deepEqual(r.readStates, [], 'confirmed by the incoming half alone');
   r.step({ type: 'heartbeat-resp', from: 5, to: 1, term: r.term, seq, catchingUp: false });
   assert.deepEqual(r.readStates, [{ requestId: 7, index: 1, ok: true }]);
+});
+
+void test('learners are replicated to and counted in no decision', () => {
+  const t = tracker({ incoming: [1, 2, 3], outgoing: [] });
+  const added = t.switchToConf(
+    { voters: [1, 2, 3], learners: [4, 5], outgoing: [], learnersNext: [], autoLeave: false },
+    1,
+  );
+  assert.deepEqual(added, [4, 5]);
+  assert.deepEqual(t.voterIds(), [1, 2, 3]);
+  assert.deepEqual(t.memberIds(), [1, 2, 3, 4, 5]);
+  assert.ok(t.isLearner(4) && !t.isVoter(4));
+  // The leader and both learners hold index 9: one voter of three, nothing commits.
+  setMatch(t, { 1: 9, 2: 0, 3: 0, 4: 9, 5: 9 });
+  assert.equal(t.committed(), 0);
+  for (const [id, p] of t.progress) p.recentActive = id !== 2 && id !== 3;
+  assert.equal(t.quorumActive(), false);
+  assert.equal(
+    t.confirmedBy((id) => id !== 2 && id !== 3),
+    false,
+  );
+  t.recordVote(1, true);
+  t.recordVote(4, true);
+  t.recordVote(5, true);
+  assert.equal(t.tallyVotes(), 'pending');
 });

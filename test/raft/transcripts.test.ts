@@ -11,6 +11,9 @@ import { Interaction, parseCommand } from './interaction.js';
 
 const dir = join(repoRoot(), 'test', 'raft', 'testdata');
 const rewrite = process.env['REWRITE'] === '1';
+// TRANSCRIPT=a.txt,b.txt runs (and with REWRITE=1 rewrites) only those files: a new transcript
+// can be written without touching the expected output of the others.
+const only = process.env['TRANSCRIPT']?.split(',') ?? null;
 
 interface Block {
   command: string;
@@ -44,7 +47,7 @@ function parse(textIn: string): { blocks: Block[]; trailer: string[] } {
 }
 
 for (const file of readdirSync(dir)
-  .filter((f) => f.endsWith('.txt'))
+  .filter((f) => f.endsWith('.txt') && (only === null || only.includes(f)))
   .sort()) {
   void test(`transcript ${file}`, () => {
     const path = join(dir, file);

@@ -4,7 +4,12 @@
 
 import {
   RaftNode,
+  changeConf,
   type AppendResponse,
+  type ConfChange,
+  type ConfState,
+  type JointConfig,
+  type Result,
   type Entry,
   type Message,
   type VoteRequest,
@@ -44,6 +49,27 @@ export class AnswersBeforePersist extends RaftNode {
 export class VotesAfterLosingData extends RaftNode {
   protected override withholdsVote(_m: VoteRequest): boolean {
     return false;
+  }
+}
+
+/**
+ * Applies every membership change in one step, a change of two voters too: old and new
+ * majorities need not overlap (breaks thesis §4.3, joint consensus).
+ */
+export class ChangesVotersInOneStep extends RaftNode {
+  protected override nextConf(c: ConfState, cc: ConfChange): Result<ConfState> {
+    const r = changeConf(c, cc);
+    if (!r.ok || r.value.outgoing.length === 0) return r;
+    const { learners, learnersNext } = r.value;
+    const value = { ...r.value, outgoing: [], learnersNext: [], autoLeave: false };
+    return { ok: true, value: { ...value, learners: [...learners, ...learnersNext].sort() } };
+  }
+}
+
+/** Counts its learners' acknowledgements toward commit (learners must count in no decision). */
+export class CountsLearnersTowardCommit extends RaftNode {
+  protected override commitVoters(voters: JointConfig, learners: readonly number[]): JointConfig {
+    return { incoming: [...voters.incoming, ...learners], outgoing: voters.outgoing };
   }
 }
 
@@ -104,6 +130,7 @@ export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'exactly-once',
   'early-ack',
   'linearizability',
+  'configuration',
 ]);
 
 export interface PlantedBug {

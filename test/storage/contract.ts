@@ -3,6 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { encodeConfChange } from '../../src/raft/confchange.js';
+import type { Entry } from '../../src/raft/types.js';
 import type { RaftStorage } from '../../src/storage/types.js';
 import { ents, plain, rejectsCode } from './helpers.js';
 
@@ -175,6 +177,55 @@ const CASES: readonly Case[] = [
       assert.deepEqual(plain(init.entries), plain(ents(21, 30, 2)));
       const snap = await s.snapshots.latest();
       assert.deepEqual([...(snap?.data ?? [])], [...data]);
+      await s.close();
+    },
+  ],
+  [
+    'keeps conf-change entries and the whole configuration of a snapshot across a restart',
+    async (b) => {
+      let s = await b.open();
+      const change: Entry = {
+        index: 3,
+        term: 2,
+        type: 'conf-change',
+        data: encodeConfChange({
+          changes: [
+            { kind: 'add-voter', node: 4 },
+            { kind: 'remove', node: 3 },
+          ],
+        }),
+      };
+      await s.persist([...ents(1, 2, 2), change, ...ents(4, 6, 2)], {
+        term: 2,
+        vote: 1,
+        commit: 6,
+      });
+      const joint = {
+        index: 4,
+        term: 2,
+        voters: [1, 2, 4],
+        learners: [5],
+        outgoing: [1, 2, 3],
+        learnersNext: [3],
+        autoLeave: true,
+      };
+      await s.saveSnapshot(joint, new Uint8Array([9, 9]));
+      s = await reopen(b, s);
+      assert.deepEqual(s.initialState().snapshot, joint);
+      assert.deepEqual(plain(s.initialState().entries), plain(ents(5, 6, 2)));
+      // A simple configuration without learners reads back without the optional fields.
+      await s.persist(ents(7, 9, 2), null);
+      await s.saveSnapshot({ index: 8, term: 2, voters: [1, 2, 4] }, new Uint8Array([1]));
+      s = await reopen(b, s);
+      assert.deepEqual(s.initialState().snapshot, { index: 8, term: 2, voters: [1, 2, 4] });
+      await s.close();
+      s = await b.open();
+      await s.persist([{ ...change, index: 10 }], null);
+      s = await reopen(b, s);
+      assert.deepEqual(
+        plain(s.initialState().entries),
+        plain([...ents(9, 9, 2), { ...change, index: 10 }]),
+      );
       await s.close();
     },
   ],

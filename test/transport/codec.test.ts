@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createRng } from '../../src/raft/rng.js';
+import { encodeConfChange } from '../../src/raft/confchange.js';
 import type { Message } from '../../src/raft/types.js';
 import { backoffDelayMs } from '../../src/transport/backoff.js';
 import { decodeMessage, encodeMessage, pack } from '../../src/transport/codec.js';
@@ -110,6 +111,26 @@ void describe('message validation', () => {
         { from: 1, to: 2, term: 1, type: 'snapshot', snapshot: { index: 1, term: 1, voters: [0] } },
         /voters\[0\]/,
       ],
+      [
+        {
+          from: 1,
+          to: 2,
+          term: 1,
+          type: 'snapshot',
+          snapshot: { index: 1, term: 1, voters: [1], learners: [2, -3] },
+        },
+        /snapshot.learners\[1\] must be a positive node id/,
+      ],
+      [
+        {
+          from: 1,
+          to: 2,
+          term: 1,
+          type: 'snapshot',
+          snapshot: { index: 1, term: 1, voters: [1], autoLeave: 'yes' },
+        },
+        /field autoLeave must be a boolean/,
+      ],
       [[1, 2], /message must be a map, saw array/],
       [null, /message must be a map/],
     ];
@@ -186,5 +207,61 @@ void describe('backoff and send queue', () => {
       true,
       'one oversize item admitted when empty',
     );
+  });
+});
+
+void describe('membership on the wire', () => {
+  void it('carries conf-change entries and the whole configuration of a snapshot', () => {
+    const change: Message = {
+      from: 1,
+      to: 2,
+      term: 3,
+      type: 'append',
+      prevIndex: 4,
+      prevTerm: 3,
+      commit: 4,
+      entries: [
+        {
+          term: 3,
+          index: 5,
+          type: 'conf-change',
+          data: encodeConfChange({ changes: [{ kind: 'add-learner', node: 4 }] }),
+        },
+      ],
+    };
+    const snapshot: Message = {
+      from: 1,
+      to: 2,
+      term: 3,
+      type: 'snapshot',
+      snapshot: {
+        index: 9,
+        term: 3,
+        voters: [1, 2, 4],
+        learners: [5],
+        outgoing: [1, 2, 3],
+        learnersNext: [3],
+        autoLeave: true,
+      },
+    };
+    for (const m of [change, snapshot]) {
+      assert.deepStrictEqual(decodeMessage(encodeMessage(m), defaultValidationLimits), {
+        msg: m,
+        group: 0,
+      });
+    }
+  });
+
+  void it('keeps a simple configuration as older builds sent it', () => {
+    const m: Message = {
+      from: 1,
+      to: 2,
+      term: 3,
+      type: 'snapshot',
+      snapshot: { index: 9, term: 3, voters: [1, 2, 3], learners: [] },
+    };
+    const decoded = decodeMessage(encodeMessage(m), defaultValidationLimits);
+    assert.ok(!(decoded instanceof TransportError) && decoded.msg.type === 'snapshot');
+    assert.deepStrictEqual(decoded.msg.snapshot, { index: 9, term: 3, voters: [1, 2, 3] });
   });
 });
