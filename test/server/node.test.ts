@@ -119,6 +119,12 @@ void test('transfer to an unknown node or to the leader itself', async () => {
 void test('a transfer sent to a follower is forwarded to the leader', async () => {
   const { nodes, leader, followers } = await start({});
   const [via, target] = followers as [number, number];
+  // The leader refuses a transfer to a node it has not heard from yet (PEER_INACTIVE): wait
+  // until the target has answered it once, as it soon does after an election.
+  await until(
+    `leader ${leader} heard from node ${target}`,
+    () => (nodes.node(leader).runtime.status().progress[target]?.match ?? 0) > 0,
+  );
   const r = await transfer(nodes, via, target);
   assert.equal(r.status, 200, JSON.stringify(r.json));
   await until(`node ${target} leads (was ${leader})`, () => nodes.node(target).runtime.isLeader());
