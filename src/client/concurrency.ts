@@ -7,8 +7,32 @@
 // revision) fails once the holder lost its lease, however long it was paused.
 
 import { FlotillaError } from '../base/errors.js';
-import type { Compare, KeyValue, TxnOp, TxnResponse } from '../api/types.js';
-import type { FlotillaClient } from './index.js';
+import type {
+  Compare,
+  DeleteResponse,
+  KeyValue,
+  LeaseGrantResponse,
+  LeaseRevokeResponse,
+  RangeResponse,
+  TxnOp,
+  TxnResponse,
+} from '../api/types.js';
+import type { WatchBatch, WatchOptions } from './watch.js';
+
+/** What the recipes need of a client (FlotillaClient is one). */
+export interface ConcurrencyClient {
+  txn(
+    compare: readonly Compare[],
+    success: readonly TxnOp[],
+    failure?: readonly TxnOp[],
+  ): Promise<TxnResponse>;
+  range(key: string, o?: { prefix?: boolean }): Promise<RangeResponse>;
+  delete(key: string): Promise<DeleteResponse>;
+  watch(key: string, o?: WatchOptions): AsyncGenerator<WatchBatch>;
+  leaseGrant(ttl: number): Promise<LeaseGrantResponse>;
+  leaseRevoke(id: number): Promise<LeaseRevokeResponse>;
+  keepLeaseAlive(id: number, ttl: number, o?: { signal?: AbortSignal }): Promise<void>;
+}
 
 /** A lease kept alive in the background: the lifetime of a lock holder or a candidate. */
 export class Session {
@@ -17,7 +41,7 @@ export class Session {
   readonly done: Promise<void>;
 
   private constructor(
-    readonly client: FlotillaClient,
+    readonly client: ConcurrencyClient,
     readonly lease: number,
     readonly ttl: number,
   ) {
@@ -27,7 +51,7 @@ export class Session {
   }
 
   /** Grants a lease of `ttl` seconds and keeps it alive until `close`. */
-  static async create(client: FlotillaClient, o: { ttl?: number } = {}): Promise<Session> {
+  static async create(client: ConcurrencyClient, o: { ttl?: number } = {}): Promise<Session> {
     const ttl = o.ttl ?? 10;
     const { id } = await client.leaseGrant(ttl);
     return new Session(client, id, ttl);
@@ -89,7 +113,7 @@ async function queue(
 
 /** Resolves once `key` is deleted at `from` or later (it may be deleted already). */
 async function waitForDelete(
-  client: FlotillaClient,
+  client: ConcurrencyClient,
   key: string,
   from: number,
   signal?: AbortSignal,
@@ -202,7 +226,7 @@ export class Election {
 }
 
 async function leaderOf(
-  client: FlotillaClient,
+  client: ConcurrencyClient,
   prefix: string,
 ): Promise<{ value: string; token: number; revision: number } | null> {
   const r = await client.range(prefix, { prefix: true });
@@ -219,7 +243,7 @@ async function leaderOf(
  * leader or of its value, until `o.signal` aborts.
  */
 export async function* observe(
-  client: FlotillaClient,
+  client: ConcurrencyClient,
   name: string,
   o: { signal?: AbortSignal } = {},
 ): AsyncGenerator<{ value: string; token: number } | null> {

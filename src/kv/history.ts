@@ -13,7 +13,7 @@
 // Keys deleted whose past is still visible ("ghosts") sit in their own sorted index, so a
 // range at a past revision walks the live keys and the ghosts together in byte order.
 
-import type { KeyValue } from './kv-store.js';
+import type { KeyValue } from './key-value.js';
 import { SortedKeys } from './sorted-keys.js';
 
 /** A key's deletion at `modRevision`: absent from there on. */

@@ -14,17 +14,10 @@
 
 import { FlotillaError } from '../base/errors.js';
 import { History, isTombstone, type Version } from './history.js';
-import { SortedKeys } from './sorted-keys.js';
+import type { KeyValue } from './key-value.js';
 
-export interface KeyValue {
-  readonly key: Uint8Array;
-  readonly value: Uint8Array;
-  readonly createRevision: number;
-  readonly modRevision: number;
-  readonly version: number;
-  /** The lease the key is attached to (deleted with it); absent or 0 for none. */
-  readonly lease?: number;
-}
+export type { KeyValue } from './key-value.js';
+import { SortedKeys } from './sorted-keys.js';
 
 /** A lease: keys attached to it are deleted, in one revision, when it is revoked or expires. */
 export interface Lease {
