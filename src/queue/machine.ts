@@ -36,14 +36,8 @@ import {
   type FinishedState,
 } from './jobs.js';
 import { QueueReads } from './reads.js';
-import {
-  captureState,
-  decodeSnapshot,
-  restoreState,
-  type Capture,
-  type DedupTuple,
-} from './snapshot.js';
-import { dedupKey, QueueCore, repeatKey } from './state.js';
+import { captureState, decodeSnapshot, restoreState, type Capture } from './snapshot.js';
+import { dedupKey, QueueCore, repeatKey, type DedupTuple } from './state.js';
 import {
   queueErrorCodes,
   type AddCommand,

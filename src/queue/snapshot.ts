@@ -16,6 +16,7 @@ import { parseCron } from './cron.js';
 import type { EventLogState } from './events.js';
 import { expiryOf, isFinished, Job, QueueState, Repeatable, type FinishedState } from './jobs.js';
 import { dedupKey, repeatKey, type QueueCore } from './state.js';
+import type { DedupTuple } from './state.js';
 import type { Backoff, JobState, QueueEvent, RateLimit, Retention } from './types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -102,8 +103,6 @@ export type RepeatableTuple = [
   leaseMs: number,
   nextMs: number,
 ];
-
-export type DedupTuple = [queue: string, id: string, expiresMs: number];
 
 export interface SnapshotHeader {
   readonly v: number;

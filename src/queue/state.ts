@@ -15,7 +15,6 @@ import {
   type QueueState,
   type Repeatable,
 } from './jobs.js';
-import type { DedupTuple } from './snapshot.js';
 
 export class QueueCore {
   /** The latest command time applied. Never goes back. */
@@ -68,3 +67,6 @@ export function dedupKey(queue: string, id: string): string {
 export function repeatKey(queue: string, repeatId: string): string {
   return `${queue} ${repeatId}`;
 }
+
+/** A caller-given job id remembered for deduplication: its queue, the id, and when it expires. */
+export type DedupTuple = [queue: string, id: string, expiresMs: number];
