@@ -9,14 +9,15 @@
 // leases: `leases` leases granted, then closed-loop clients keep them alive in turn; reported
 //         as keep-alives/s and their latency (the load generator's figures).
 
-import { setMaxListeners } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
-import type { BenchCluster, SystemName } from './clusters.js';
+import type { BenchCluster } from './clusters.js';
 import { EvalError } from './errors.js';
 import { runClosedLoop, type LoadResult } from './loadgen.js';
 import { b64, type HttpOp } from './protocol.js';
 import type { Progress, Timing } from './scenarios.js';
+import { WATCH_PREFIX, now, type WatchersOptions, type WatchersResult } from './watchers.js';
 
 export interface WatchPoint {
   readonly watchers: number;
@@ -35,26 +36,47 @@ export interface LeasePoint {
   readonly keepAlive: LoadResult;
 }
 
-const PREFIX = 'watchbench/';
-/** Watchers whose events' latencies are recorded; the others are counted only. */
+/** Worker threads sharing the watches: the parsing of the fan-out is the client's bottleneck. */
+const WATCH_THREADS = 4;
+/** Watches whose events' latencies are recorded, over all threads. */
 const SAMPLED = 100;
 
-function now(): number {
-  return performance.timeOrigin + performance.now();
+interface Group {
+  readonly worker: Worker;
+  ask<T>(msg: object, key: string): Promise<T>;
 }
 
-function watchBody(system: SystemName): string {
-  const key = b64(PREFIX);
-  if (system === 'etcd') {
-    const end = b64(
-      PREFIX.slice(0, -1) + String.fromCharCode(PREFIX.charCodeAt(PREFIX.length - 1) + 1),
-    );
-    return JSON.stringify({ create_request: { key, range_end: end } });
-  }
-  return JSON.stringify({ key, prefix: true, encoding: 'base64' });
+function startGroup(o: WatchersOptions): Group {
+  const worker = new Worker(new URL('./watch-worker.js', import.meta.url), { workerData: o });
+  const waiting = new Map<string, (v: unknown) => void>();
+  // A message that came before anyone asked for it (a group may open its watches quickly).
+  const early = new Map<string, unknown>();
+  worker.on('message', (m: Record<string, unknown>) => {
+    for (const [k, v] of Object.entries(m)) {
+      const resolve = waiting.get(k);
+      if (resolve === undefined) early.set(k, v);
+      else {
+        waiting.delete(k);
+        resolve(v);
+      }
+    }
+  });
+  return {
+    worker,
+    ask: <T>(msg: object, key: string) =>
+      new Promise<T>((resolve, reject) => {
+        if (early.has(key)) {
+          const v = early.get(key);
+          early.delete(key);
+          resolve(v as T);
+          return;
+        }
+        waiting.set(key, resolve as (v: unknown) => void);
+        worker.once('error', reject);
+        worker.postMessage(msg);
+      }),
+  };
 }
-
-const valueRe = /"value":"([^"]*)"/g;
 
 export async function watchPoint(
   c: BenchCluster,
@@ -65,69 +87,32 @@ export async function watchPoint(
   label: string,
 ): Promise<WatchPoint> {
   const urls = c.running().map((id) => c.clientUrl(id));
-  const pools = urls.map(
-    (u) => new Pool(u, { connections: Math.ceil(watchers / urls.length) + 1 }),
-  );
-  const hist = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000 });
-  const stop = new AbortController();
-  // One signal ends every watch stream: each request listens on it.
-  setMaxListeners(watchers + 16, stop.signal);
-  let delivered = 0;
-  let measuring = false;
-  let created = 0;
-  const counts: number[] = new Array<number>(watchers).fill(0);
-  const streams = Array.from({ length: watchers }, async (_, i) => {
-    const res = await (pools[i % pools.length] as Pool).request({
-      method: 'POST',
-      path: c.system === 'etcd' ? '/v3/watch' : '/v1/watch',
-      headers: { 'content-type': 'application/json' },
-      body: watchBody(c.system),
-      signal: stop.signal,
-      bodyTimeout: 0,
+  const per = Math.ceil(watchers / WATCH_THREADS);
+  const groups: Group[] = [];
+  for (let g = 0; g * per < watchers; g++) {
+    const count = Math.min(per, watchers - g * per);
+    const group = startGroup({
+      system: c.system,
+      urls,
+      count,
+      offset: g * per,
+      sampled: Math.ceil(SAMPLED / WATCH_THREADS),
     });
-    if (res.statusCode !== 200)
-      throw new EvalError(
-        'EVAL_SCENARIO',
-        `watch ${i}: HTTP ${res.statusCode} ${await res.body.text()}`,
-      );
-    let first = true;
-    let rest = '';
-    try {
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        const text = rest + chunk.toString('utf8');
-        const cut = text.lastIndexOf('\n');
-        rest = cut < 0 ? text : text.slice(cut + 1);
-        const lines = cut < 0 ? '' : text.slice(0, cut);
-        if (first && lines.length > 0) {
-          first = false;
-          created++;
-        }
-        const at = now();
-        for (const m of lines.matchAll(valueRe)) {
-          if (!measuring) continue;
-          counts[i] = (counts[i] as number) + 1;
-          delivered++;
-          if (i < SAMPLED) {
-            const sent = Number(Buffer.from(m[1] as string, 'base64').toString('utf8'));
-            if (Number.isFinite(sent))
-              hist.recordValue(Math.max(1, Math.round((at - sent) * 1000)));
-          }
-        }
-      }
-    } catch (err) {
-      if (!stop.signal.aborted) throw err;
-    }
-  });
-  const failed = Promise.all(streams).catch((err: unknown) => err);
+    groups.push(group);
+  }
   try {
-    const deadline = Date.now() + 30_000;
-    while (created < watchers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    if (created < watchers)
-      throw new EvalError(
-        'EVAL_SCENARIO',
-        `${label}: only ${created} of ${watchers} watches opened`,
-      );
-    measuring = true;
+    const opened = Promise.all(groups.map((g) => g.ask<boolean>({}, 'ready')));
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(
+        () =>
+          reject(
+            new EvalError('EVAL_SCENARIO', `${label}: the watches did not all open within 30 s`),
+          ),
+        30_000,
+      ).unref(),
+    );
+    await Promise.race([opened, timeout]);
+    for (const g of groups) g.worker.postMessage({ measure: true });
     let n = 0;
     const writes = await runClosedLoop({
       urls,
@@ -135,7 +120,7 @@ export async function watchPoint(
       warmupMs: 0,
       durationMs: t.durationMs,
       next: (client): HttpOp => {
-        const key = b64(`${PREFIX}${client}/${n++ % 100}`);
+        const key = b64(`${WATCH_PREFIX}${client}/${n++ % 100}`);
         const value = b64(now().toFixed(3));
         return c.system === 'etcd'
           ? { path: '/v3/kv/put', body: `{"key":"${key}","value":"${value}"}` }
@@ -143,11 +128,28 @@ export async function watchPoint(
       },
       onTick: (e, total, ops) => progress.tick(label, e, total, ops),
     });
-    // Let the last events arrive: a watcher that keeps up gets them within a second.
+    // Let the last events arrive (up to 5 s): a watch that keeps up has them within a second.
     const settleBy = Date.now() + 5_000;
-    while (Math.min(...counts) < writes.ops && Date.now() < settleBy)
-      await new Promise((r) => setTimeout(r, 50));
-    const missing = counts.reduce((s, k) => s + Math.max(0, writes.ops - k), 0);
+    for (;;) {
+      const fewest = Math.min(
+        ...(await Promise.all(groups.map((g) => g.ask<number>({ fewest: true }, 'fewest')))),
+      );
+      if (fewest >= writes.ops || Date.now() > settleBy) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const results = await Promise.all(
+      groups.map((g) => g.ask<WatchersResult>({ stop: true }, 'result')),
+    );
+    const hist = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000 });
+    let delivered = 0;
+    let missing = 0;
+    for (const r of results) {
+      for (const k of r.counts) {
+        delivered += k;
+        missing += Math.max(0, writes.ops - k);
+      }
+      for (const us of r.samplesUs) hist.recordValue(us);
+    }
     const point: WatchPoint = {
       watchers,
       writers,
@@ -168,10 +170,7 @@ export async function watchPoint(
     );
     return point;
   } finally {
-    stop.abort();
-    const err = await failed;
-    await Promise.all(pools.map((p) => p.destroy()));
-    if (err instanceof Error && !stop.signal.aborted) throw err;
+    await Promise.all(groups.map((g) => g.worker.terminate()));
   }
 }
 
