@@ -10,8 +10,8 @@ import type { QueueLimits } from '../base/limits.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
 import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
+import type { QueueStateMachine } from '../queue/index.js';
 import {
-  QueueStateMachine,
   decodeQueueCommand,
   encodeQueueCommand,
   type QueueCommandAny,

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { QUEUE_GROUP, KV_GROUP } from '../../src/server/node.js';
+import { FlotillaClient, type FlotillaError } from '../../src/client/index.js';
 import { TestNodes, postJson } from './nodes.js';
 
 type Json = Record<string, unknown>;
@@ -134,7 +135,7 @@ void test('a stale fencing token is refused with STALE_TOKEN, and the job is unt
   const wrong = await post(f, 'complete', { queue: 'fence', id, token: c.token + 1 });
   assert.equal(wrong.status, 409, JSON.stringify(wrong.json));
   assert.equal(errorCode(wrong), 'STALE_TOKEN');
-  assert.equal((wrong.json['error'] as Json)['indefinite'] as boolean, false);
+  assert.equal((wrong.json['error'] as Json)['indefinite'], false);
   const job = (await ok(f, 'get', { queue: 'fence', id }))['job'] as Json;
   assert.equal(job['state'], 'active', 'a refused report changed nothing');
   await ok(f, 'complete', { queue: 'fence', id, token: c.token });
@@ -255,6 +256,41 @@ void test('the queue group keeps working while the key-value group is busy', asy
   assert.ok(puts > 0, 'the key-value group was written to meanwhile');
   const stats = (await ok(f, 'stats', { queue: 'busy' }))['stats'] as Json;
   assert.equal((stats['counts'] as Json)['completed'], 20);
+});
+
+void test('the client: add, claim, heartbeat, complete, fail, stats and get', async () => {
+  const f = await follower();
+  const client = new FlotillaClient({ endpoints: [nodes.url(f)] });
+  try {
+    const q = client.queue('client-q');
+    const a = await q.add('resize', { w: 100 }, { id: 'img-1', priority: 1 });
+    assert.equal(a.id, 'img-1');
+    assert.equal((await q.add('resize', { w: 100 }, { id: 'img-1' })).duplicate, true);
+    await q.add('resize', { w: 200 }, { id: 'img-2', maxAttempts: 1 });
+    const first = await q.claim<{ w: number }>({ worker: 'c1' });
+    assert.equal(first.jobs[0]?.job.id, 'img-2', 'priority 0 before priority 1');
+    assert.deepEqual(first.jobs[0]?.job.data, { w: 200 });
+    const failed = await q.fail('img-2', first.jobs[0]?.token ?? 0, 'boom');
+    assert.equal(failed.state, 'dead', 'its one attempt is used up');
+    const second = await q.claim({ waitMs: 1_000 });
+    const token = second.jobs[0]?.token ?? 0;
+    assert.ok((await q.heartbeat('img-1', token, { leaseMs: 60_000 })).leaseExpiresMs);
+    await q.complete('img-1', token, 'done');
+    const job = await q.get('img-1');
+    assert.equal(job.job.state, 'completed');
+    assert.equal(job.job.result, 'done');
+    const stats = await q.stats();
+    assert.equal(stats.stats?.counts.completed, 1);
+    assert.equal(stats.stats?.counts.dead, 1);
+    await assert.rejects(q.complete('img-1', token), (e: FlotillaError) => {
+      assert.equal(e.code, 'STALE_TOKEN');
+      assert.equal(e.indefinite, false);
+      return true;
+    });
+    await assert.rejects(q.get('img-9'), (e: FlotillaError) => e.code === 'JOB_NOT_FOUND');
+  } finally {
+    await client.close();
+  }
 });
 
 // Last: it restarts every node.
