@@ -307,6 +307,7 @@ export class FlotillaNode implements AsyncDisposable {
       maxSessions: limits.maxSessions,
       window: limits.sessionWindow,
     };
+    const queueLog = log.child({ group: QUEUE_GROUP });
     const host = new Host({
       id: config.id,
       clock: systemClock,
@@ -325,9 +326,11 @@ export class FlotillaNode implements AsyncDisposable {
           }),
         close: () => transport.close(),
       },
-      onEvent: (_group, e: RuntimeEvent) => {
-        metrics.observe(e);
-        logRuntimeEvent(log, e);
+      // The metrics describe the key-value group, as they did before the queue group existed;
+      // the queue group's events are logged, tagged with their group.
+      onEvent: (group, e: RuntimeEvent) => {
+        if (group === KV_GROUP) metrics.observe(e);
+        logRuntimeEvent(group === KV_GROUP ? log : queueLog, e);
       },
     });
     // The data directory is one unit (DESIGN.md, "A node that lost its data"): the recovery
