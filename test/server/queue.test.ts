@@ -174,15 +174,17 @@ void test('an abandoned lease expires on the leader tick: the job is claimable a
 
 void test('a claim waits for a job (waitMs) and takes one added while it waits', async () => {
   const f = await follower();
+  // Longer than a key-value write's forwarding deadline (request timeout + 1 s): the queue's
+  // forwarder must wait out the leader's long poll rather than fail it as FORWARD_FAILED.
   const empty = await postJson(
     `${nodes.url(f)}/v1/queue/claim`,
-    { queue: 'poll', waitMs: 400 },
-    { timeoutMs: 10_000 },
+    { queue: 'poll', waitMs: 6_500 },
+    { timeoutMs: 15_000 },
   );
-  assert.equal(empty.status, 200);
+  assert.equal(empty.status, 200, JSON.stringify(empty.json));
   assert.deepEqual(empty.json['jobs'], []);
   assert.equal(empty.json['reason'], 'empty');
-  assert.ok(empty.ms >= 350, `an empty queue answered after ${empty.ms} ms, before waitMs`);
+  assert.ok(empty.ms >= 6_400, `an empty queue answered after ${empty.ms} ms, before waitMs`);
   const waiting = post(f, 'claim', { queue: 'poll', waitMs: 10_000 });
   // The claim is (very likely) already waiting; either order must give it the job.
   const { id } = (await ok(f, 'add', { queue: 'poll', name: 'p', data: 'x' })) as { id: string };
