@@ -103,7 +103,7 @@ export function parseWrite(kind: WriteKind, body: unknown, limits: RequestLimits
       const op = parsePut(o, enc, limits);
       return {
         txn: { compare: [], success: [op], failure: [] },
-        session: session(o, limits),
+        session: parseSession(o, limits),
         render: (r) => {
           const res = r.results[0] as Extract<BackendOpResult, { kind: 'put' }>;
           return {
@@ -123,7 +123,7 @@ export function parseWrite(kind: WriteKind, body: unknown, limits: RequestLimits
       };
       return {
         txn: { compare: [], success: [op], failure: [] },
-        session: session(o, limits),
+        session: parseSession(o, limits),
         render: (r) => {
           const res = r.results[0] as Extract<BackendOpResult, { kind: 'delete' }>;
           return {
@@ -155,7 +155,7 @@ function parseTxn(o: Obj, limits: RequestLimits): WriteRequest {
   checkTxnKeysDistinct(failure, 'failure');
   return {
     txn: { compare, success, failure },
-    session: session(o, limits),
+    session: parseSession(o, limits),
     render: (r) => ({
       header: { ...r.header },
       succeeded: r.succeeded,
@@ -193,7 +193,11 @@ export function parseRead(body: unknown, limits: RequestLimits): ReadRequest {
   };
 }
 
-function session(o: Obj, limits: RequestLimits): Session | null {
+/** A write's optional exactly-once session (`clientId` and `seq`, both or neither). */
+export function parseSession(
+  o: Obj,
+  limits: Pick<RequestLimits, 'maxClientIdChars'>,
+): Session | null {
   const clientId = optString(o, 'clientId');
   const seq = optInt(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
   if (clientId === undefined && seq === undefined) return null;

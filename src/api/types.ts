@@ -168,6 +168,14 @@ export interface NodeStatus {
     readonly peer: string;
     readonly client: string;
   }[];
+  /** The job queue's group (group 1): its own leader, term and log. */
+  readonly queueGroup?: {
+    readonly role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+    readonly term: number;
+    readonly leader: number;
+    readonly commit: number;
+    readonly applied: number;
+  };
 }
 
 export interface ClusterStatus {

@@ -128,6 +128,42 @@ export const errorCodes = {
     meaning: 'a request to leave a joint configuration when the configuration is not joint',
     indefinite: false,
   },
+  // The job queue's refusals (src/queue): decided when the command applied, nothing changed.
+  JOB_NOT_FOUND: {
+    meaning: 'no job by that id in the queue (never added, deleted, or removed by retention)',
+    indefinite: false,
+  },
+  JOB_EXISTS: {
+    meaning:
+      'a job with that id is still in the queue although its dedup window has passed: delete it first',
+    indefinite: false,
+  },
+  STALE_TOKEN: {
+    meaning:
+      "the fencing token is not the job's live claim: the lease expired, or the job was claimed again, cancelled or finished",
+    indefinite: false,
+  },
+  INVALID_STATE: {
+    meaning: 'the job is not in a state the command applies to (the message names it)',
+    indefinite: false,
+  },
+  QUEUE_FULL: {
+    meaning: 'the queue group holds `maxJobs` jobs: finish or delete some first',
+    indefinite: false,
+  },
+  TOO_MANY_QUEUES: { meaning: 'the queue group holds `maxQueues` queues', indefinite: false },
+  TOO_MANY_REPEATABLES: {
+    meaning: 'the queue group holds `maxRepeatables` repeatable jobs',
+    indefinite: false,
+  },
+  REPEATABLE_NOT_FOUND: {
+    meaning: 'no repeatable job by that id in the queue',
+    indefinite: false,
+  },
+  CRON_NEVER_FIRES: {
+    meaning: 'the cron pattern matches no time in the next five years',
+    indefinite: false,
+  },
   // The cluster's state: refused, retry later or elsewhere.
   NOT_LEADER: {
     meaning: 'this node does not lead; `leader` names the one it knows (0: none)',

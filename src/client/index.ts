@@ -20,6 +20,7 @@ import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
 import { WireConnection } from './wire.js';
+import { QueueClient } from './queue.js';
 import type {
   ClusterStatus,
   CompactResponse,
@@ -47,6 +48,18 @@ export type { WatchBatch, WatchEventJson, WatchOptions } from './watch.js';
 // whether the operation may have taken effect; `leader` is the leader the answering node named.
 export { FlotillaError, errorCodes, type ErrorCode } from '../base/errors.js';
 export { Election, Mutex, Session, observe, type Held } from './concurrency.js';
+export {
+  QueueClient,
+  type AddOptions,
+  type AddResponse,
+  type ClaimOptions,
+  type ClaimResponse,
+  type ClaimedJob,
+  type Job,
+  type JobState,
+  type QueueStatsResponse,
+  type ReportResponse,
+} from './queue.js';
 
 export interface ClientOptions {
   /** Base URLs of the nodes, e.g. http://127.0.0.1:8001. */
@@ -349,6 +362,17 @@ export class FlotillaClient {
     return r.succeeded;
   }
 
+  /**
+   * The job queue `name`: add jobs, claim them, report on them (docs/CLIENT.md, "Job queue").
+   * Writes carry this client's session, so a retried one applies at most once.
+   */
+  queue(name: string): QueueClient {
+    return new QueueClient(name, {
+      write: (path, body, signal, extraMs) => this.write(path, body, signal, extraMs),
+      read: (path, body, signal) => this.call('POST', path, body, signal),
+    });
+  }
+
   async status(endpoint?: string, o: CallOptions = {}): Promise<NodeStatus> {
     return this.callOnce<NodeStatus>(
       endpoint ?? (this.endpoints[this.preferred] as string),
@@ -390,8 +414,10 @@ export class FlotillaClient {
     path: string,
     body: Record<string, unknown>,
     signal?: AbortSignal,
+    /** Longer than usual each attempt may take: a claim that waits for a job waits this long. */
+    extraMs = 0,
   ): Promise<T> {
-    const deadline = Date.now() + this.deadlineMs;
+    const deadline = Date.now() + this.deadlineMs + extraMs;
     const seq = await this.takeSeq(deadline, signal);
     try {
       return await this.call<T>(
@@ -400,6 +426,7 @@ export class FlotillaClient {
         { ...body, clientId: this.clientId, seq },
         signal,
         deadline,
+        extraMs,
       );
     } finally {
       this.finishSeq(seq);
@@ -451,6 +478,7 @@ export class FlotillaClient {
     body: unknown,
     signal?: AbortSignal,
     deadline = Date.now() + this.deadlineMs,
+    extraMs = 0,
   ): Promise<T> {
     let last: FlotillaError | null = null;
     let indefinite = false;
@@ -458,7 +486,7 @@ export class FlotillaClient {
       if (signal?.aborted) throw new FlotillaError('ABORTED', 'Aborted by the caller', indefinite);
       const endpoint = this.endpoints[this.preferred] as string;
       try {
-        return await this.callOnce<T>(endpoint, method, path, body, signal);
+        return await this.callOnce<T>(endpoint, method, path, body, signal, extraMs);
       } catch (err) {
         const e =
           err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err), true);
@@ -531,9 +559,10 @@ export class FlotillaClient {
     path: string,
     body: unknown,
     signal?: AbortSignal,
+    extraMs = 0,
   ): Promise<T> {
     const pool = this.pools.get(endpoint) ?? new Pool(endpoint);
-    const deadline = new Deadline(this.timeoutMs, signal);
+    const deadline = new Deadline(this.timeoutMs + extraMs, signal);
     try {
       const op = method === 'POST' ? wireOpOfPath[path] : undefined;
       if (op !== undefined && this.binaryUsable(endpoint))

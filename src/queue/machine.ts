@@ -58,7 +58,7 @@ import {
 const MAX_CAPTURES = 4;
 
 function refuse(code: QueueErrorCode, message: string): QueueError {
-  assert.ok(code in queueErrorCodes);
+  assert.ok((queueErrorCodes as readonly string[]).includes(code));
   return { ok: false, code, message };
 }
 

@@ -2,6 +2,8 @@
 // codes of its refusals, and the job as readers see it. Plain data only, so a result can be
 // cached by the session layer and sent over HTTP as it is.
 
+import type { ErrorCode } from '../base/errors.js';
+
 /** Where a job is. Exactly one at any time (checked by `QueueStateMachine.checkInvariants`). */
 export type JobState =
   'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled';
@@ -165,24 +167,22 @@ export type QueueCommandAny =
   | TickCommand;
 
 /**
- * Why a command was refused; stable, for callers to act on. The HTTP API will map them to
- * statuses when it exposes the queue.
+ * Why a command was refused; stable, for callers to act on. Their meanings and HTTP statuses
+ * are in the one error table (src/base/errors.ts, src/api/errors.ts).
  */
-export const queueErrorCodes = {
-  JOB_NOT_FOUND: 'no job by that id in the queue (never added, deleted, or removed by retention)',
-  JOB_EXISTS:
-    'a job with that id is still in the queue although its dedup window has passed: delete it first',
-  STALE_TOKEN:
-    "the fencing token is not the job's live claim: the lease expired, or the job was claimed again, cancelled or finished",
-  INVALID_STATE: 'the job is not in a state the command applies to (the message names it)',
-  QUEUE_FULL: 'the machine holds `maxJobs` jobs: finish or delete some first',
-  TOO_MANY_QUEUES: 'the machine holds `maxQueues` queues',
-  TOO_MANY_REPEATABLES: 'the machine holds `maxRepeatables` repeatable jobs',
-  REPEATABLE_NOT_FOUND: 'no repeatable job by that id in the queue',
-  CRON_NEVER_FIRES: 'the cron pattern matches no time in the next five years',
-} as const;
+export const queueErrorCodes = [
+  'JOB_NOT_FOUND',
+  'JOB_EXISTS',
+  'STALE_TOKEN',
+  'INVALID_STATE',
+  'QUEUE_FULL',
+  'TOO_MANY_QUEUES',
+  'TOO_MANY_REPEATABLES',
+  'REPEATABLE_NOT_FOUND',
+  'CRON_NEVER_FIRES',
+] as const satisfies readonly ErrorCode[];
 
-export type QueueErrorCode = keyof typeof queueErrorCodes;
+export type QueueErrorCode = (typeof queueErrorCodes)[number];
 
 export interface QueueError {
   readonly ok: false;

@@ -52,10 +52,27 @@ import {
   createClientProtocolServer,
   listenClientProtocol,
 } from './client-protocol.js';
-import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
+import {
+  checkListenable,
+  decideEmptyStart,
+  listenError,
+  parseHostPort,
+  prepareDataDir,
+} from './startup.js';
+import type { StateMachine } from '../host/contracts.js';
+import { defaultQueueLimits } from '../base/limits.js';
+import { QueueStateMachine } from '../queue/index.js';
+import { QueueService } from './queue-service.js';
+import { QueueTicker } from './queue-ticker.js';
+import { installQueueRoutes, maxClaimWaitMs } from '../api/queue-routes.js';
 
-/** The Raft group that holds the key-value store (the only one yet). */
+/** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
+const queueTickMs = 1_000;
+
+/** The Raft group that holds the key-value store. */
 export const KV_GROUP = 0;
+/** The Raft group that holds the job queue: same members, same timing, its own log. */
+export const QUEUE_GROUP = 1;
 /** Connections to each other member for forwarded requests and status. */
 const forwardConnections = 128;
 
@@ -63,6 +80,9 @@ export class FlotillaNode implements AsyncDisposable {
   private closing = false;
   private readonly pools = new Map<string, Pool>();
   private readonly forwarder: Forwarder;
+  /** Forwards queue writes to the queue group's leader, which may not lead the KV group. */
+  private readonly queueForwarder: Forwarder;
+  readonly queueTicker: QueueTicker;
   private readonly compactor: AutoCompactor;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
@@ -75,6 +95,7 @@ export class FlotillaNode implements AsyncDisposable {
     readonly runtime: RaftRuntime,
     readonly kv: KvStateMachine,
     readonly service: KvService,
+    readonly queueService: QueueService,
     private readonly http: JsonHttpServer,
     readonly metrics: NodeMetrics,
     readonly log: Logger,
@@ -91,6 +112,24 @@ export class FlotillaNode implements AsyncDisposable {
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
       // As many as the pool to the leader has connections: none waits for one.
       maxInFlight: forwardConnections,
+    });
+    this.queueForwarder = new Forwarder({
+      selfId: config.id,
+      members: config.members,
+      leaders: queueService.runtime,
+      send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
+      // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
+      timeoutMs: config.requestTimeoutMs + maxClaimWaitMs + 1_000,
+      replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
+      maxInFlight: forwardConnections,
+    });
+    this.queueTicker = new QueueTicker({
+      clock: systemClock,
+      everyMs: queueTickMs,
+      isLeader: () => queueService.runtime.isLeader(),
+      tick: () => queueService.tick(),
+      onError: (err) =>
+        log.debug({ err: (err as Error).message }, 'queue tick failed; will tick again'),
     });
     this.watchHub = new WatchHub(kv);
     this.leaseKeeper = new LeaseKeeper({
@@ -159,21 +198,26 @@ export class FlotillaNode implements AsyncDisposable {
     // Storage opens before the peer port is bound: every handshake says whether this node
     // holds a log, and must not say "no" for want of having looked.
     await checkListenable(config.listenPeer, 'peers (listenPeer)');
-    let storage: GroupStorage;
     // The limits checkLimits agreed on, handed to each layer that enforces one.
     const { limits } = config;
     const storageLimits = {
       maxEntryBytes: limits.maxEntryBytes,
       maxSnapshotBytes: limits.maxSnapshotBytes,
     };
-    if (config.storage === 'sqlite') storage = await openSqliteStorage(kvDir, storageLimits);
-    else {
-      const wal = await openWalStorage(kvDir, {
-        ...storageLimits,
-        snapshotsCoverCompaction: true,
-      });
+    // Every group keeps its log in its own directory, in the one storage kind of the node.
+    const openGroupStorage = async (dir: string): Promise<GroupStorage> => {
+      if (config.storage === 'sqlite') return openSqliteStorage(dir, storageLimits);
+      const wal = await openWalStorage(dir, { ...storageLimits, snapshotsCoverCompaction: true });
       logWalRecovery(log, wal.recovery);
-      storage = wal;
+      return wal;
+    };
+    const storage = await openGroupStorage(kvDir);
+    let queueStorage: GroupStorage;
+    try {
+      queueStorage = await openGroupStorage(groupDir(config.dataDir, QUEUE_GROUP));
+    } catch (err) {
+      await storage.close();
+      throw err;
     }
     const peers = new Map(
       config.members
@@ -198,6 +242,7 @@ export class FlotillaNode implements AsyncDisposable {
       });
     } catch (err) {
       await storage.close();
+      await queueStorage.close();
       throw listenError(config.listenPeer, 'peers (listenPeer)', err);
     }
     const peerLogs = new Map<number, boolean | null>();
@@ -248,6 +293,7 @@ export class FlotillaNode implements AsyncDisposable {
     } catch (err) {
       await transport.close();
       await storage.close();
+      await queueStorage.close();
       throw err;
     }
     if (recovery === 'recovering') {
@@ -267,6 +313,7 @@ export class FlotillaNode implements AsyncDisposable {
       maxSessions: limits.maxSessions,
       window: limits.sessionWindow,
     };
+    const queueLog = log.child({ group: QUEUE_GROUP });
     const host = new Host({
       id: config.id,
       clock: systemClock,
@@ -285,39 +332,61 @@ export class FlotillaNode implements AsyncDisposable {
           }),
         close: () => transport.close(),
       },
-      onEvent: (_group, e: RuntimeEvent) => {
-        metrics.observe(e);
-        logRuntimeEvent(log, e);
+      // The metrics describe the key-value group, as they did before the queue group existed;
+      // the queue group's events are logged, tagged with their group.
+      onEvent: (group, e: RuntimeEvent) => {
+        if (group === KV_GROUP) metrics.observe(e);
+        logRuntimeEvent(group === KV_GROUP ? log : queueLog, e);
       },
     });
+    // The data directory is one unit (DESIGN.md, "A node that lost its data"): the recovery
+    // decided from the key-value group's log applies to every group, and the node is a full
+    // member again only once every group has caught up.
+    const caughtUp = new Set<number>(recovery === 'none' ? [KV_GROUP, QUEUE_GROUP] : []);
+    const groupOptions = (group: number, groupStorage: GroupStorage, machine: StateMachine) => ({
+      voters: config.members.map((m) => m.id),
+      storage: groupStorage,
+      stateMachine: new SessionMachine(machine, sessionLimits),
+      rng: createRng(config.id * 104729 + group * 31 + Date.now()),
+      electionTicks: config.electionTicks,
+      heartbeatTicks: config.heartbeatTicks,
+      snapshotEveryEntries: config.snapshotEveryEntries,
+      requestTimeoutMs: config.requestTimeoutMs,
+      // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
+      raft: {
+        maxProposalBytes: limits.maxProposalBytes,
+        maxBytesPerMsg: limits.maxBytesPerMsg,
+        maxUncommittedBytes: limits.maxUncommittedBytes,
+        maxInflightBytes: limits.maxInflightBytes,
+        recovery,
+      },
+      storeRecovery: (r: Recovery) => {
+        if (r === 'recovering') caughtUp.delete(group);
+        else caughtUp.add(group);
+        const all = caughtUp.has(KV_GROUP) && caughtUp.has(QUEUE_GROUP);
+        writeIdentity(config.dataDir, { ...identity, recovery: all ? 'none' : 'recovering' });
+        if (r === 'none')
+          log.warn(
+            { group },
+            all
+              ? 'caught up with the leader: recovery finished, a full member again'
+              : 'group caught up with its leader; waiting for the other group',
+          );
+      },
+    });
+    const queueMachine = new QueueStateMachine();
     let runtime: RaftRuntime;
+    let queueRuntime: RaftRuntime;
     try {
-      runtime = await host.addGroup(KV_GROUP, {
-        voters: config.members.map((m) => m.id),
-        storage,
-        stateMachine: new SessionMachine(kv, sessionLimits),
-        rng: createRng(config.id * 104729 + Date.now()),
-        electionTicks: config.electionTicks,
-        heartbeatTicks: config.heartbeatTicks,
-        snapshotEveryEntries: config.snapshotEveryEntries,
-        requestTimeoutMs: config.requestTimeoutMs,
-        // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
-        raft: {
-          maxProposalBytes: limits.maxProposalBytes,
-          maxBytesPerMsg: limits.maxBytesPerMsg,
-          maxUncommittedBytes: limits.maxUncommittedBytes,
-          maxInflightBytes: limits.maxInflightBytes,
-          recovery,
-        },
-        storeRecovery: (r) => {
-          writeIdentity(config.dataDir, { ...identity, recovery: r });
-          if (r === 'none')
-            log.warn('caught up with the leader: recovery finished, a full member again');
-        },
-      });
+      runtime = await host.addGroup(KV_GROUP, groupOptions(KV_GROUP, storage, kv));
+      queueRuntime = await host.addGroup(
+        QUEUE_GROUP,
+        groupOptions(QUEUE_GROUP, queueStorage, queueMachine),
+      );
     } catch (err) {
       await host.close(0);
       if (!host.group(KV_GROUP)) await storage.close();
+      if (!host.group(QUEUE_GROUP)) await queueStorage.close();
       throw err;
     }
     runtimeHolder = runtime;
@@ -357,12 +426,19 @@ export class FlotillaNode implements AsyncDisposable {
       { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes },
       systemClock,
     );
+    const queueService = new QueueService(
+      queueRuntime,
+      queueMachine,
+      defaultQueueLimits,
+      systemClock,
+    );
     const node = new FlotillaNode(
       config,
       host,
       runtime,
       kv,
       service,
+      queueService,
       http,
       metrics,
       log,
@@ -398,6 +474,16 @@ export class FlotillaNode implements AsyncDisposable {
       keepAlive: (id) => node.leaseKeeper.keepAlive(id),
       timeToLive: (id) => ({ ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] }),
       leases: () => kv.leases(),
+    });
+    installQueueRoutes(http, {
+      service: queueService,
+      limits: defaultQueueLimits,
+      clock: systemClock,
+      tickMs: queueTickMs,
+      maxClaimWaitMs,
+      header: () => ({ memberId: config.id, raftTerm: queueRuntime.status().term }),
+      forward: (path, rawBody, signal) => node.queueForwarder.forward(path, rawBody, signal),
+      requestLimits: config.limits,
     });
     installWatchRoute(http, {
       limits: config.limits,
@@ -439,6 +525,7 @@ export class FlotillaNode implements AsyncDisposable {
     }
     node.compactor.start();
     node.leaseKeeper.start();
+    node.queueTicker.start();
     return node;
   }
 
@@ -448,6 +535,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.closing = true;
     this.compactor.stop();
     this.leaseKeeper.stop();
+    this.queueTicker.stop();
     this.watchHub.close();
     await this.host.close();
     await this.http.close();
@@ -463,6 +551,7 @@ export class FlotillaNode implements AsyncDisposable {
 
   nodeStatus(): NodeStatus {
     const s = this.runtime.status();
+    const q = this.queueService.runtime.status();
     return {
       id: s.id,
       pid: process.pid,
@@ -476,6 +565,13 @@ export class FlotillaNode implements AsyncDisposable {
       revision: this.kv.revision(),
       recovering: s.recovery === 'recovering',
       members: this.config.members,
+      queueGroup: {
+        role: q.role,
+        term: q.term,
+        leader: q.leader,
+        commit: q.commit,
+        applied: this.queueService.runtime.appliedIndex(),
+      },
     };
   }
 
@@ -623,48 +719,6 @@ function unsafeEmptyResult(op: BackendOp): BackendOpResult {
   if (op.kind === 'put') return { kind: 'put', prevKv: null };
   if (op.kind === 'delete') return { kind: 'delete', deleted: 0, prevKvs: [] };
   return { kind: 'range', kvs: [], count: 0, more: false };
-}
-
-/**
- * A node whose data directory holds nothing asks its peers, in the transport handshake,
- * whether they hold a Raft log (DESIGN.md, "A node that lost its data"). If any does, the
- * cluster exists and this node lost its data: it recovers, neither voting nor counting toward
- * a quorum until a current leader has caught it up. If a majority, itself included, hold
- * nothing, the cluster is new and it starts as a member. Until one of the two is known it
- * waits, saying every few seconds whom it has heard from.
- */
-async function decideEmptyStart(
-  config: NodeConfig,
-  peerLogs: ReadonlyMap<number, boolean | null>,
-  log: Logger,
-): Promise<Recovery> {
-  const majority = Math.floor(config.members.length / 2) + 1;
-  const startedMs = Date.now();
-  let reportedMs = startedMs;
-  for (;;) {
-    const withLog = [...peerLogs].filter(([, has]) => has === true).map(([id]) => id);
-    if (withLog.length > 0) {
-      log.warn(
-        { dataDir: config.dataDir, peersWithLog: withLog },
-        `data directory is empty but peers ${withLog.join(',')} hold a log: this node lost its data`,
-      );
-      return 'recovering';
-    }
-    const empty = [...peerLogs].filter(([, has]) => has === false).map(([id]) => id);
-    if (empty.length + 1 >= majority) {
-      log.info({ peersEmpty: empty }, 'a majority of members hold no log: starting a new cluster');
-      return 'none';
-    }
-    const now = Date.now();
-    if (now - reportedMs >= 3_000) {
-      reportedMs = now;
-      log.warn(
-        { heardFrom: [...peerLogs.keys()], needEmpty: majority - 1, waitedMs: now - startedMs },
-        'data directory is empty: waiting for peers to say whether this cluster is new or this node lost its data',
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /**

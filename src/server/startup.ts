@@ -5,6 +5,9 @@
 import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Recovery } from '../raft/index.js';
+import type { NodeConfig } from './config.js';
 
 export type StartupErrorCode = 'DATA_DIR_UNUSABLE' | 'ADDRESS_IN_USE' | 'ADDRESS_UNAVAILABLE';
 
@@ -119,4 +122,46 @@ export async function checkListenable(address: string, purpose: string): Promise
     throw listenError(address, purpose, err);
   }
   await new Promise<void>((ok) => probe.close(() => ok()));
+}
+
+/**
+ * A node whose data directory holds nothing asks its peers, in the transport handshake,
+ * whether they hold a Raft log (DESIGN.md, "A node that lost its data"). If any does, the
+ * cluster exists and this node lost its data: it recovers, neither voting nor counting toward
+ * a quorum until a current leader has caught it up. If a majority, itself included, hold
+ * nothing, the cluster is new and it starts as a member. Until one of the two is known it
+ * waits, saying every few seconds whom it has heard from.
+ */
+export async function decideEmptyStart(
+  config: NodeConfig,
+  peerLogs: ReadonlyMap<number, boolean | null>,
+  log: Logger,
+): Promise<Recovery> {
+  const majority = Math.floor(config.members.length / 2) + 1;
+  const startedMs = Date.now();
+  let reportedMs = startedMs;
+  for (;;) {
+    const withLog = [...peerLogs].filter(([, has]) => has === true).map(([id]) => id);
+    if (withLog.length > 0) {
+      log.warn(
+        { dataDir: config.dataDir, peersWithLog: withLog },
+        `data directory is empty but peers ${withLog.join(',')} hold a log: this node lost its data`,
+      );
+      return 'recovering';
+    }
+    const empty = [...peerLogs].filter(([, has]) => has === false).map(([id]) => id);
+    if (empty.length + 1 >= majority) {
+      log.info({ peersEmpty: empty }, 'a majority of members hold no log: starting a new cluster');
+      return 'none';
+    }
+    const now = Date.now();
+    if (now - reportedMs >= 3_000) {
+      reportedMs = now;
+      log.warn(
+        { heardFrom: [...peerLogs.keys()], needEmpty: majority - 1, waitedMs: now - startedMs },
+        'data directory is empty: waiting for peers to say whether this cluster is new or this node lost its data',
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

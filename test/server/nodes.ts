@@ -8,7 +8,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveNodeConfig } from '../../src/server/config.js';
+import { resolveNodeConfig, type NodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { freePorts } from '../e2e/harness.js';
 
@@ -31,6 +31,8 @@ export class TestNodes {
     private readonly dir: string,
     /** Each node's binary client protocol port, by id - 1 (empty when not served). */
     readonly binaryPorts: number[],
+    /** Each node's configuration, by id - 1, to start it again on the same data directory. */
+    private readonly configs: NodeConfig[],
   ) {}
 
   static async start(o: TestNodesOptions): Promise<TestNodes> {
@@ -45,37 +47,39 @@ export class TestNodes {
         return `${id}=127.0.0.1:${ports[id - 1] as number}@${o.advertise?.(id, url) ?? url}`;
       })
       .join(',');
-    // All at once, as a new cluster's processes start: a node with an empty data directory
-    // waits to hear from a majority of its peers before it starts (DESIGN.md).
-    const started = await Promise.allSettled(
-      ids.map((id) =>
-        FlotillaNode.start(
-          resolveNodeConfig({
-            id,
-            dataDir: join(dir, `node${id}`),
-            initialCluster: spec,
-            listenClient: listening[id - 1],
-            logLevel: 'silent',
-            ...o.config,
-            ...(binaryPorts.length > 0 ? { clientProtocolPort: binaryPorts[id - 1] } : {}),
-            ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
-          }),
-        ),
-      ),
+    const configs = ids.map((id) =>
+      resolveNodeConfig({
+        id,
+        dataDir: join(dir, `node${id}`),
+        initialCluster: spec,
+        listenClient: listening[id - 1],
+        logLevel: 'silent',
+        ...o.config,
+        ...(binaryPorts.length > 0 ? { clientProtocolPort: binaryPorts[id - 1] } : {}),
+        ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
+      }),
     );
-    const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    const failed = started.find((r) => r.status === 'rejected');
-    if (failed !== undefined) {
-      await Promise.all(nodes.map((n) => n.close()));
+    let nodes: FlotillaNode[];
+    try {
+      nodes = await startAll(configs);
+    } catch (err) {
       rmSync(dir, { recursive: true, force: true });
-      throw failed.reason;
+      throw err;
     }
     return new TestNodes(
       nodes,
       listening.map((l) => `http://${l}`),
       dir,
       binaryPorts,
+      configs,
     );
+  }
+
+  /** Closes every node, then starts every one again on its data directory and ports. */
+  async restartAll(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.close()));
+    const nodes = await startAll(this.configs);
+    this.nodes.splice(0, this.nodes.length, ...nodes);
   }
 
   node(id: number): FlotillaNode {
@@ -112,6 +116,22 @@ export class TestNodes {
     await Promise.all(this.nodes.map((n) => n.close()));
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Starts every node at once, as a new cluster's processes start: a node with an empty data
+ * directory waits to hear from a majority of its peers before it starts (DESIGN.md). If any
+ * fails, those that started are closed and the first failure is thrown.
+ */
+async function startAll(configs: readonly NodeConfig[]): Promise<FlotillaNode[]> {
+  const started = await Promise.allSettled(configs.map((c) => FlotillaNode.start(c)));
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed !== undefined) {
+    await Promise.all(nodes.map((n) => n.close()));
+    throw failed.reason;
+  }
+  return nodes;
 }
 
 /** An HTTP server that reads requests and never answers them, until closed. */

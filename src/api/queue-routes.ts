@@ -1,0 +1,402 @@
+// The job queue's endpoints (docs/API.md, "Job queue"). Writes (add, claim, and every report
+// about a job) go through the queue group's log on its leader: a follower forwards them there,
+// unchanged, like a key-value write, and the queue group's leader may be another node than the
+// key-value group's. Reads (stats, get, list, events) are served here behind a ReadIndex
+// barrier on the queue group. A job's `data` and a completed job's `result` are any JSON value,
+// stored as its UTF-8 text, so `maxPayloadBytes` bounds that text.
+
+import { FlotillaError } from '../base/errors.js';
+import type { Limits, QueueLimits } from '../base/limits.js';
+import type { Clock } from '../host/contracts.js';
+import {
+  jobStates,
+  type Backoff,
+  type JobState,
+  type JobView,
+  type QueueCommandAny,
+  type QueueStateMachine,
+} from '../queue/index.js';
+import type { QueueAnswer } from '../server/queue-service.js';
+import type { JsonHttpServer } from './http.js';
+import { parseSession } from './requests.js';
+import { forwarded, type KvBackend, type Session } from './routes.js';
+import {
+  asObject,
+  onlyFields,
+  optBool,
+  optInt,
+  optString,
+  reqString,
+  type Obj,
+} from './validate.js';
+
+/** The longest a claim may wait for a job (`waitMs`). */
+export const maxClaimWaitMs = 30_000;
+
+export interface QueueHeader {
+  readonly memberId: number;
+  readonly raftTerm: number;
+}
+
+/** What the routes need of the node's queue group. */
+export interface QueueBackend extends Pick<KvBackend, 'forward'> {
+  readonly service: {
+    write(
+      cmd: QueueCommandAny,
+      session: Session | null,
+      w: { signal?: AbortSignal },
+    ): Promise<QueueAnswer>;
+    read<T>(read: (q: QueueStateMachine) => T, w: { signal?: AbortSignal }): Promise<T>;
+    readonly queue: QueueStateMachine;
+    readonly runtime: {
+      onApplied(listener: () => void): () => void;
+    };
+  };
+  readonly limits: QueueLimits;
+  readonly requestLimits: Pick<Limits, 'maxClientIdChars'>;
+  readonly clock: Clock;
+  /** How often the leader ticks: a waiting claim looks again at least this often. */
+  readonly tickMs: number;
+  readonly maxClaimWaitMs: number;
+  header(): QueueHeader;
+}
+
+const sessionFields = ['clientId', 'seq'] as const;
+const maxDuration = (l: QueueLimits): number => l.maxDurationMs;
+
+export const queuePaths = {
+  add: '/v1/queue/add',
+  claim: '/v1/queue/claim',
+  heartbeat: '/v1/queue/heartbeat',
+  progress: '/v1/queue/progress',
+  complete: '/v1/queue/complete',
+  fail: '/v1/queue/fail',
+  cancel: '/v1/queue/cancel',
+  retry: '/v1/queue/retry',
+  delete: '/v1/queue/delete',
+  pause: '/v1/queue/pause',
+  resume: '/v1/queue/resume',
+  stats: '/v1/queue/stats',
+  get: '/v1/queue/get',
+  list: '/v1/queue/list',
+  events: '/v1/queue/events',
+} as const;
+
+export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): void {
+  const l = b.limits;
+  /** A write: forwarded to the queue group's leader unless this node leads it. */
+  const write = (
+    path: string,
+    fields: readonly string[],
+    handle: (o: Obj, session: Session | null, signal: AbortSignal) => Promise<object>,
+  ) =>
+    http.route('POST', path, async ({ body, rawBody, signal, headers }) => {
+      const fwd = await forwarded(b, path, rawBody, signal, headers);
+      if (fwd !== null) return fwd;
+      const o = asObject(body);
+      onlyFields(o, [...fields, ...sessionFields]);
+      const session = parseSession(o, b.requestLimits);
+      return { json: { header: b.header(), ...(await handle(o, session, signal)) } };
+    });
+  const read = (
+    path: string,
+    fields: readonly string[],
+    handle: (o: Obj) => (q: QueueStateMachine) => object,
+  ) =>
+    http.route('POST', path, async ({ body, signal }) => {
+      const o = asObject(body);
+      onlyFields(o, fields);
+      const r = handle(o);
+      const answer = await b.service.read(r, { signal });
+      return { json: { header: b.header(), ...answer } };
+    });
+  const queueOf = (o: Obj): string => reqString(o, 'queue');
+  const idOf = (o: Obj): string => reqString(o, 'id');
+  const tokenOf = (o: Obj): number =>
+    required(optInt(o, 'token', 1, Number.MAX_SAFE_INTEGER), 'token');
+  const propose = async (
+    cmd: QueueCommandAny,
+    session: Session | null,
+    signal: AbortSignal,
+  ): Promise<Record<string, unknown>> => {
+    const { ok: _ok, ...rest } = await b.service.write(cmd, session, { signal });
+    return rest;
+  };
+
+  write(
+    queuePaths.add,
+    ['queue', 'name', 'data', 'id', 'delayMs', 'priority', 'maxAttempts', 'backoff', 'leaseMs'],
+    (o, session, signal) => {
+      const cmd = command({
+        op: 'add',
+        queue: queueOf(o),
+        name: reqString(o, 'name'),
+        payload: jsonBytes(o['data'] ?? null, 'data', l),
+        id: optString(o, 'id'),
+        delayMs: optInt(o, 'delayMs', 0, maxDuration(l)),
+        priority: optInt(o, 'priority', -(2 ** 31), 2 ** 31 - 1),
+        maxAttempts: optInt(o, 'maxAttempts', 1, l.maxAttempts),
+        backoff: backoffOf(o, l),
+        leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
+      });
+      return propose(cmd, session, signal);
+    },
+  );
+
+  write(
+    queuePaths.claim,
+    ['queue', 'max', 'worker', 'leaseMs', 'waitMs'],
+    async (o, session, signal) => {
+      const cmd = command({
+        op: 'claim',
+        queue: queueOf(o),
+        max: optInt(o, 'max', 1, l.maxClaimBatch),
+        worker: optString(o, 'worker'),
+        leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
+      });
+      const waitMs = optInt(o, 'waitMs', 0, b.maxClaimWaitMs) ?? 0;
+      const r = await claim(b, cmd, queueOf(o), session, waitMs, signal);
+      const jobs = (r['jobs'] as { job: JobView; token: number; leaseExpiresMs: number }[]).map(
+        (c) => ({ job: renderJob(c.job), token: c.token, leaseExpiresMs: c.leaseExpiresMs }),
+      );
+      return { ...r, jobs };
+    },
+  );
+
+  write(queuePaths.heartbeat, ['queue', 'id', 'token', 'leaseMs'], (o, session, signal) =>
+    propose(
+      command({
+        op: 'heartbeat',
+        queue: queueOf(o),
+        id: idOf(o),
+        token: tokenOf(o),
+        leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
+      }),
+      session,
+      signal,
+    ),
+  );
+  write(queuePaths.progress, ['queue', 'id', 'token', 'progress'], (o, session, signal) =>
+    propose(
+      {
+        op: 'progress',
+        queue: queueOf(o),
+        id: idOf(o),
+        token: tokenOf(o),
+        progress: required(optInt(o, 'progress', 0, 100), 'progress'),
+      },
+      session,
+      signal,
+    ),
+  );
+  write(queuePaths.complete, ['queue', 'id', 'token', 'result'], (o, session, signal) =>
+    propose(
+      {
+        op: 'complete',
+        queue: queueOf(o),
+        id: idOf(o),
+        token: tokenOf(o),
+        ...(o['result'] === undefined ? {} : { result: jsonBytes(o['result'], 'result', l) }),
+      },
+      session,
+      signal,
+    ),
+  );
+  write(queuePaths.fail, ['queue', 'id', 'token', 'error', 'final'], (o, session, signal) =>
+    propose(
+      command({
+        op: 'fail',
+        queue: queueOf(o),
+        id: idOf(o),
+        token: tokenOf(o),
+        error: reqString(o, 'error'),
+        final: optBool(o, 'final'),
+      }),
+      session,
+      signal,
+    ),
+  );
+  for (const op of ['cancel', 'retry', 'delete'] as const)
+    write(queuePaths[op], ['queue', 'id'], (o, session, signal) =>
+      propose({ op, queue: queueOf(o), id: idOf(o) }, session, signal),
+    );
+  for (const op of ['pause', 'resume'] as const)
+    write(queuePaths[op], ['queue'], (o, session, signal) =>
+      propose({ op, queue: queueOf(o) }, session, signal),
+    );
+
+  read(queuePaths.stats, ['queue'], (o) => {
+    const queue = queueOf(o);
+    return (q) => ({ stats: q.stats(queue) });
+  });
+  read(queuePaths.get, ['queue', 'id'], (o) => {
+    const queue = queueOf(o);
+    const id = idOf(o);
+    return (q) => {
+      const job = q.getJob(queue, id);
+      if (job === null)
+        throw new FlotillaError('JOB_NOT_FOUND', `No job "${id}" in queue "${queue}"`);
+      return { job: renderJob(job) };
+    };
+  });
+  read(queuePaths.list, ['queue', 'state', 'after', 'limit'], (o) => {
+    const queue = queueOf(o);
+    const state = reqString(o, 'state');
+    if (!(jobStates as readonly string[]).includes(state))
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `"state" must be one of ${jobStates.join(', ')}, got ${JSON.stringify(state)}`,
+      );
+    const after = optInt(o, 'after', 0, Number.MAX_SAFE_INTEGER);
+    const limit = optInt(o, 'limit', 1, l.maxPageSize);
+    return (q) => {
+      const page = q.list(queue, state as JobState, {
+        ...(after === undefined ? {} : { after }),
+        ...(limit === undefined ? {} : { limit }),
+      });
+      return { jobs: page.jobs.map(renderJob), next: page.next };
+    };
+  });
+  read(queuePaths.events, ['queue', 'after', 'limit'], (o) => {
+    const queue = optString(o, 'queue');
+    const after = positionOf(o['after']);
+    const limit = optInt(o, 'limit', 1, l.maxPageSize);
+    return (q) =>
+      q.eventsAfter(after, {
+        ...(queue === undefined ? {} : { queue }),
+        ...(limit === undefined ? {} : { limit }),
+      });
+  });
+
+  // A claim that waits for a job holds its request open up to maxClaimWaitMs: counted against
+  // admission, it would age the oldest request past maxInflightAgeMs and refuse everything else.
+  http.countAgainstAdmission(
+    ...Object.entries(queuePaths)
+      .filter(([op]) => op !== 'claim')
+      .map(([, path]) => path),
+  );
+}
+
+/**
+ * A claim, waiting up to `waitMs` for a job. While the queue shows nothing claimable (no
+ * waiting job, or paused) nothing is proposed: the claim looks again whenever the queue group
+ * applies something (an add, a resume, the leader's tick that makes a delayed job due). A
+ * claim that found nothing, lost to another worker or hit a limit tries again on the next
+ * change, unless it carries a session: its sequence number would answer every retry with the
+ * first, cached, empty result. At the deadline it is proposed once more, so the answer names
+ * why nothing was claimed.
+ */
+async function claim(
+  b: QueueBackend,
+  cmd: QueueCommandAny,
+  queue: string,
+  session: Session | null,
+  waitMs: number,
+  signal: AbortSignal,
+): Promise<Record<string, unknown>> {
+  const deadline = b.clock.nowMs() + waitMs;
+  const claimable = (): boolean => {
+    const s = b.service.queue.stats(queue);
+    return s !== null && !s.paused && s.counts.waiting > 0;
+  };
+  for (;;) {
+    const left = deadline - b.clock.nowMs();
+    if (left <= 0 || claimable()) {
+      const { ok: _ok, ...r } = await b.service.write(cmd, session, { signal });
+      const jobs = r['jobs'] as readonly unknown[];
+      if (jobs.length > 0 || left <= 0 || session !== null) return r;
+    }
+    await changeOrTimeout(b, Math.max(1, Math.min(deadline - b.clock.nowMs(), b.tickMs)), signal);
+  }
+}
+
+/** Resolves when the queue group applies something, after `ms`, or when `signal` aborts. */
+function changeOrTimeout(b: QueueBackend, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      b.clock.clearTimeout(timer);
+      off();
+      signal.removeEventListener('abort', aborted);
+    };
+    const aborted = (): void => {
+      done();
+      reject(
+        new FlotillaError('ABORTED', 'The claim was aborted while it waited for a job', false),
+      );
+    };
+    const timer = b.clock.setTimeout(() => {
+      done();
+      resolve();
+    }, ms);
+    const off = b.service.runtime.onApplied(() => {
+      done();
+      resolve();
+    });
+    if (signal.aborted) aborted();
+    else signal.addEventListener('abort', aborted, { once: true });
+  });
+}
+
+/**
+ * A command from fields a request may leave out (undefined): those are dropped. Its shape is
+ * checked for real before anything is proposed: the service encodes it and decodes it with the
+ * checks the machine applies (QueueService.encode).
+ */
+function command(fields: { op: QueueCommandAny['op'] } & Record<string, unknown>): QueueCommandAny {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) out[k] = v;
+  return out as unknown as QueueCommandAny;
+}
+
+function required<T>(v: T | undefined, field: string): T {
+  if (v === undefined) throw new FlotillaError('BAD_REQUEST', `"${field}" is required`);
+  return v;
+}
+
+/** Any JSON value as its UTF-8 text, at most maxPayloadBytes of it. */
+function jsonBytes(v: unknown, field: string, l: QueueLimits): Uint8Array {
+  const bytes = new TextEncoder().encode(JSON.stringify(v));
+  if (bytes.length > l.maxPayloadBytes)
+    throw new FlotillaError(
+      'VALUE_TOO_LARGE',
+      `"${field}" is ${bytes.length} bytes as JSON; the limit is ${l.maxPayloadBytes}`,
+    );
+  return bytes;
+}
+
+function jsonOf(bytes: Uint8Array | null): unknown {
+  if (bytes === null) return null;
+  return JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+}
+
+function backoffOf(o: Obj, l: QueueLimits): Backoff | undefined {
+  const v = o['backoff'];
+  if (v === undefined) return undefined;
+  const bo = asObject(v, '"backoff"');
+  onlyFields(bo, ['kind', 'delayMs', 'maxDelayMs'], '"backoff"');
+  const kind = reqString(bo, 'kind');
+  if (kind !== 'fixed' && kind !== 'exponential')
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"backoff.kind" must be "fixed" or "exponential", got ${JSON.stringify(kind)}`,
+    );
+  const delayMs = required(optInt(bo, 'delayMs', 0, l.maxDurationMs), 'backoff.delayMs');
+  const maxDelayMs = optInt(bo, 'maxDelayMs', 0, l.maxDurationMs) ?? Math.max(delayMs, 60_000);
+  return { kind, delayMs, maxDelayMs };
+}
+
+function positionOf(v: unknown): { index: number; seq: number } {
+  if (v === undefined) return { index: 0, seq: 0 };
+  const p = asObject(v, '"after"');
+  onlyFields(p, ['index', 'seq'], '"after"');
+  return {
+    index: required(optInt(p, 'index', 0, Number.MAX_SAFE_INTEGER), 'after.index'),
+    seq: required(optInt(p, 'seq', 0, Number.MAX_SAFE_INTEGER), 'after.seq'),
+  };
+}
+
+/** A job as the API shows it: its data and result as the JSON they were given as. */
+export function renderJob(j: JobView): Record<string, unknown> {
+  const { payload, result, ...rest } = j;
+  return { ...rest, data: jsonOf(payload), result: jsonOf(result) };
+}

@@ -1,0 +1,181 @@
+// One job queue seen from the client: plain calls on the queue endpoints (docs/API.md, "Job
+// queue"). Every write goes through the client's retry loop with its exactly-once session, so
+// an add retried after a lost answer adds one job, and a claim retried takes the jobs of the
+// first attempt. A worker loop (claim, heartbeat while running, complete or fail) is the
+// caller's to write for now.
+
+/** How the queue reaches the cluster: the FlotillaClient's retrying calls. */
+export interface QueueTransport {
+  write<T>(
+    path: string,
+    body: Record<string, unknown>,
+    signal: AbortSignal | undefined,
+    extraMs: number,
+  ): Promise<T>;
+  read<T>(path: string, body: Record<string, unknown>, signal: AbortSignal | undefined): Promise<T>;
+}
+
+export type JobState =
+  'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled';
+
+export interface QueueHeader {
+  readonly memberId: number;
+  readonly raftTerm: number;
+}
+
+export interface Job<D = unknown, R = unknown> {
+  readonly queue: string;
+  readonly id: string;
+  readonly name: string;
+  readonly data: D;
+  readonly state: JobState;
+  readonly priority: number;
+  readonly attempts: number;
+  readonly maxAttempts: number;
+  readonly backoff: { kind: 'fixed' | 'exponential'; delayMs: number; maxDelayMs: number };
+  readonly leaseMs: number;
+  readonly addedAtMs: number;
+  readonly runAtMs: number;
+  readonly token: number;
+  readonly leaseExpiresMs: number;
+  readonly worker: string | null;
+  readonly progress: number;
+  readonly finishedAtMs: number;
+  readonly result: R | null;
+  readonly error: string | null;
+  readonly repeatId: string | null;
+}
+
+export interface AddOptions {
+  /** Deduplicates: an add with an id seen within the dedup window returns the first job. */
+  readonly id?: string;
+  readonly delayMs?: number;
+  readonly priority?: number;
+  readonly maxAttempts?: number;
+  readonly backoff?: { kind: 'fixed' | 'exponential'; delayMs: number; maxDelayMs?: number };
+  readonly leaseMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface AddResponse {
+  readonly header: QueueHeader;
+  readonly id: string;
+  readonly duplicate: boolean;
+  readonly state: JobState | null;
+}
+
+export interface ClaimOptions {
+  /** Up to this many jobs (default 1). */
+  readonly max?: number;
+  readonly worker?: string;
+  readonly leaseMs?: number;
+  /** Wait up to this long (at most 30 s) for a job when none is due. */
+  readonly waitMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface ClaimedJob<D = unknown> {
+  readonly job: Job<D>;
+  /** The fencing token: pass it with every report about the job. */
+  readonly token: number;
+  readonly leaseExpiresMs: number;
+}
+
+export interface ClaimResponse<D = unknown> {
+  readonly header: QueueHeader;
+  readonly jobs: readonly ClaimedJob<D>[];
+  /** When nothing was claimed: why. */
+  readonly reason?: 'empty' | 'paused' | 'rate-limited' | 'concurrency';
+  readonly retryAtMs?: number;
+}
+
+export interface ReportResponse {
+  readonly header: QueueHeader;
+  readonly state?: JobState;
+  readonly leaseExpiresMs?: number;
+}
+
+export interface QueueStatsResponse {
+  readonly header: QueueHeader;
+  /** Null when the queue does not exist (nothing was ever added to it, paused or configured). */
+  readonly stats: {
+    readonly queue: string;
+    readonly paused: boolean;
+    readonly counts: Readonly<Record<JobState, number>>;
+  } | null;
+}
+
+type Signal = { readonly signal?: AbortSignal };
+
+export class QueueClient {
+  constructor(
+    readonly name: string,
+    private readonly t: QueueTransport,
+  ) {}
+
+  /** Adds a job named `jobName` with `data` (any JSON value). */
+  add(jobName: string, data: unknown = null, o: AddOptions = {}): Promise<AddResponse> {
+    const { signal, ...opts } = o;
+    return this.t.write(
+      '/v1/queue/add',
+      { queue: this.name, name: jobName, data, ...opts },
+      signal,
+      0,
+    );
+  }
+
+  /** Claims up to `o.max` due jobs, waiting up to `o.waitMs` for one. */
+  claim<D = unknown>(o: ClaimOptions = {}): Promise<ClaimResponse<D>> {
+    const { signal, ...opts } = o;
+    return this.t.write('/v1/queue/claim', { queue: this.name, ...opts }, signal, opts.waitMs ?? 0);
+  }
+
+  /** Extends the lease of a job this worker holds (`STALE_TOKEN` once it lost it). */
+  heartbeat(
+    id: string,
+    token: number,
+    o: { leaseMs?: number } & Signal = {},
+  ): Promise<ReportResponse> {
+    const { signal, ...opts } = o;
+    return this.t.write('/v1/queue/heartbeat', { queue: this.name, id, token, ...opts }, signal, 0);
+  }
+
+  /** Records a job's success, with an optional `result` (any JSON value). */
+  complete(id: string, token: number, result?: unknown, o: Signal = {}): Promise<ReportResponse> {
+    return this.t.write(
+      '/v1/queue/complete',
+      { queue: this.name, id, token, ...(result === undefined ? {} : { result }) },
+      o.signal,
+      0,
+    );
+  }
+
+  /** Records a failed run: retried after its backoff, or dead when `final` or out of attempts. */
+  fail(
+    id: string,
+    token: number,
+    error: string,
+    o: { final?: boolean } & Signal = {},
+  ): Promise<ReportResponse> {
+    const { signal, ...opts } = o;
+    return this.t.write(
+      '/v1/queue/fail',
+      { queue: this.name, id, token, error, ...opts },
+      signal,
+      0,
+    );
+  }
+
+  /** Counts per state and whether the queue is paused (linearizable). */
+  stats(o: Signal = {}): Promise<QueueStatsResponse> {
+    return this.t.read('/v1/queue/stats', { queue: this.name }, o.signal);
+  }
+
+  /** One job by id (linearizable); `JOB_NOT_FOUND` when there is none. */
+  get<D = unknown, R = unknown>(
+    id: string,
+    o: Signal = {},
+  ): Promise<{ header: QueueHeader; job: Job<D, R> }> {
+    return this.t.read('/v1/queue/get', { queue: this.name, id }, o.signal);
+  }
+}

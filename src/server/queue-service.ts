@@ -1,0 +1,90 @@
+// The job queue's side of a node, as KvService is the key-value store's: how a validated
+// request becomes a log entry of the queue group (the command inside a session envelope,
+// stamped with this node's clock), how its applied result becomes an answer or a FlotillaError
+// with the queue's stable code, and how a read waits for ReadIndex on the queue group.
+
+import { toFlotillaError } from '../api/errors.js';
+import type { Session } from '../api/routes.js';
+import { FlotillaError } from '../base/errors.js';
+import type { QueueLimits } from '../base/limits.js';
+import { isRefusal, type Clock } from '../host/contracts.js';
+import { encodeEnvelope } from '../host/envelope.js';
+import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
+import type { QueueStateMachine } from '../queue/index.js';
+import {
+  decodeQueueCommand,
+  encodeQueueCommand,
+  type QueueCommandAny,
+  type QueueError,
+} from '../queue/index.js';
+
+/** A result that is not a refusal: what the command's `ok: true` answer holds. */
+export type QueueAnswer = Record<string, unknown> & { readonly ok: true };
+
+export class QueueService {
+  constructor(
+    readonly runtime: RaftRuntime,
+    readonly queue: QueueStateMachine,
+    private readonly limits: QueueLimits,
+    private readonly clock: Clock,
+  ) {}
+
+  /**
+   * The entry for a command. The command is checked here as the machine will check it when
+   * applied (the same decoder), so a bad request is refused before anything is proposed.
+   */
+  encode(cmd: QueueCommandAny, session: Session | null): Uint8Array {
+    const payload = encodeQueueCommand(cmd);
+    decodeQueueCommand(payload, this.limits);
+    return encodeEnvelope({
+      client: session?.clientId ?? '',
+      seq: session?.seq ?? 0,
+      timeMs: this.clock.nowMs(),
+      payload,
+    });
+  }
+
+  /** Replicates a command and answers with what applying it gave, or throws a FlotillaError. */
+  async write(
+    cmd: QueueCommandAny,
+    session: Session | null = null,
+    w: WaitOptions = {},
+  ): Promise<QueueAnswer> {
+    const data = this.encode(cmd, session);
+    let result: unknown;
+    try {
+      result = await this.runtime.propose(data, w);
+    } catch (err) {
+      throw toFlotillaError(err);
+    }
+    return queueAnswerOf(result);
+  }
+
+  /** Moves the queue's clock to now: leases expire and delayed jobs become due. */
+  async tick(w: WaitOptions = {}): Promise<void> {
+    await this.write({ op: 'tick' }, null, w);
+  }
+
+  /** Runs `read` on the applied state once a linearizable read may be served here. */
+  async read<T>(read: (q: QueueStateMachine) => T, w: WaitOptions = {}): Promise<T> {
+    try {
+      await this.runtime.linearizableRead(w);
+    } catch (err) {
+      throw toFlotillaError(err);
+    }
+    return read(this.queue);
+  }
+}
+
+/** Maps an applied queue result to its answer, or throws the error it carries. */
+export function queueAnswerOf(result: unknown): QueueAnswer {
+  if (isRefusal(result)) {
+    // As for a key-value write: an earlier attempt with a stale sequence number may have applied.
+    if (result.refused === 'SESSION_STALE_SEQUENCE')
+      throw new FlotillaError(result.refused, result.message, true);
+    throw new FlotillaError('BAD_REQUEST', result.message);
+  }
+  const r = result as QueueAnswer | QueueError;
+  if (!r.ok) throw new FlotillaError(r.code, r.message);
+  return r;
+}

@@ -1,0 +1,325 @@
+// The job queue as the second Raft group of real nodes (storage, TCP between peers, HTTP on
+// 127.0.0.1): writes through a follower reach the queue group's leader, fencing tokens are
+// checked, the leader's tick expires an abandoned lease, jobs survive a restart of every node,
+// and the queue group serves while the key-value group is busy.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { QUEUE_GROUP, KV_GROUP } from '../../src/server/node.js';
+import { FlotillaClient, type FlotillaError } from '../../src/client/index.js';
+import { TestNodes, postJson } from './nodes.js';
+
+type Json = Record<string, unknown>;
+
+let nodes: TestNodes;
+
+before(async () => {
+  nodes = await TestNodes.start({ nodes: 3 });
+});
+
+after(async () => {
+  await nodes.close();
+});
+
+/** Waits until every node agrees on the queue group's leader; returns its id. */
+async function queueLeader(timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = '';
+  while (Date.now() < deadline) {
+    const leaders = nodes.nodes.map((n) => n.queueService.runtime.leaderId());
+    seen = leaders.join(',');
+    const l = leaders[0] ?? 0;
+    if (l !== 0 && leaders.every((x) => x === l) && nodes.node(l).queueService.runtime.isLeader())
+      return l;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`No agreed queue leader within ${timeoutMs} ms (leaders seen: ${seen})`);
+}
+
+async function follower(): Promise<number> {
+  const leader = await queueLeader();
+  return leader === 1 ? 2 : 1;
+}
+
+async function post(id: number, path: string, body: Json): Promise<{ status: number; json: Json }> {
+  const r = await postJson(`${nodes.url(id)}/v1/queue/${path}`, body, { timeoutMs: 15_000 });
+  return { status: r.status, json: r.json };
+}
+
+/** A call that must succeed: its answer, or a failure naming what came back. */
+async function ok(id: number, path: string, body: Json): Promise<Json> {
+  const r = await post(id, path, body);
+  assert.equal(r.status, 200, `${path} ${JSON.stringify(body)}: ${JSON.stringify(r.json)}`);
+  return r.json;
+}
+
+function errorCode(r: { json: Json }): unknown {
+  return (r.json['error'] as Json | undefined)?.['code'];
+}
+
+interface ClaimedJson {
+  job: Json;
+  token: number;
+  leaseExpiresMs: number;
+}
+
+async function claimOne(id: number, body: Json): Promise<ClaimedJson> {
+  const r = await ok(id, 'claim', body);
+  const jobs = r['jobs'] as ClaimedJson[];
+  assert.equal(jobs.length, 1, `one job claimed: ${JSON.stringify(r)}`);
+  return jobs[0] as ClaimedJson;
+}
+
+/** Polls a job until `pred` holds, for at most `timeoutMs`; fails with the last state seen. */
+async function waitForJob(
+  id: number,
+  queue: string,
+  job: string,
+  pred: (j: Json) => boolean,
+  timeoutMs: number,
+): Promise<Json> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Json = {};
+  while (Date.now() < deadline) {
+    last = (await ok(id, 'get', { queue, id: job }))['job'] as Json;
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(
+    `Job ${job} never matched within ${timeoutMs} ms; last seen ${JSON.stringify(last)}`,
+  );
+}
+
+void test('the queue runs as its own group on every node, shown in status', async () => {
+  await queueLeader();
+  for (const n of nodes.nodes) {
+    assert.ok(n.host.group(KV_GROUP) !== undefined && n.host.group(QUEUE_GROUP) !== undefined);
+    assert.equal(n.host.stats().groups, 2);
+  }
+  const res = await fetch(`${nodes.url(1)}/v1/status`);
+  const status = (await res.json()) as Json;
+  const q = status['queueGroup'] as Json;
+  assert.ok(['leader', 'follower'].includes(q['role'] as string), JSON.stringify(q));
+  assert.ok((q['commit'] as number) > 0, 'the queue group committed its first entry');
+});
+
+void test('add, claim and complete through a follower reach the queue leader', async () => {
+  const f = await follower();
+  const added = await ok(f, 'add', { queue: 'mail', name: 'send', data: { to: 'a@b.c' } });
+  assert.equal(added['duplicate'], false);
+  assert.equal(added['state'], 'waiting');
+  const id = added['id'] as string;
+  const c = await claimOne(f, { queue: 'mail', worker: 'w1' });
+  assert.equal(c.job['id'], id);
+  assert.deepEqual(c.job['data'], { to: 'a@b.c' });
+  assert.equal(c.job['attempts'], 1);
+  const done = await ok(f, 'complete', { queue: 'mail', id, token: c.token, result: [1, 2] });
+  assert.equal(done['state'], 'completed');
+  // Read on another follower's replica: a linearizable read sees the completion.
+  for (const n of nodes.nodes) {
+    const job = (await ok(n.config.id, 'get', { queue: 'mail', id }))['job'] as Json;
+    assert.equal(job['state'], 'completed', `node ${n.config.id}`);
+    assert.deepEqual(job['result'], [1, 2]);
+  }
+  const stats = (await ok(f, 'stats', { queue: 'mail' }))['stats'] as Json;
+  assert.equal((stats['counts'] as Json)['completed'], 1);
+  const events = await ok(f, 'events', { queue: 'mail' });
+  const types = (events['events'] as Json[]).map((e) => e['type']);
+  assert.deepEqual(types, ['added', 'active', 'completed']);
+});
+
+void test('a stale fencing token is refused with STALE_TOKEN, and the job is untouched', async () => {
+  const f = await follower();
+  const { id } = (await ok(f, 'add', { queue: 'fence', name: 'x' })) as { id: string };
+  const c = await claimOne(f, { queue: 'fence' });
+  const wrong = await post(f, 'complete', { queue: 'fence', id, token: c.token + 1 });
+  assert.equal(wrong.status, 409, JSON.stringify(wrong.json));
+  assert.equal(errorCode(wrong), 'STALE_TOKEN');
+  assert.equal((wrong.json['error'] as Json)['indefinite'], false);
+  const job = (await ok(f, 'get', { queue: 'fence', id }))['job'] as Json;
+  assert.equal(job['state'], 'active', 'a refused report changed nothing');
+  await ok(f, 'complete', { queue: 'fence', id, token: c.token });
+  const again = await post(f, 'fail', { queue: 'fence', id, token: c.token, error: 'late' });
+  assert.equal(errorCode(again), 'STALE_TOKEN', 'a finished job takes no more reports');
+  const missing = await post(f, 'get', { queue: 'fence', id: 'nope' });
+  assert.equal(missing.status, 404);
+  assert.equal(errorCode(missing), 'JOB_NOT_FOUND');
+});
+
+void test('an abandoned lease expires on the leader tick: the job is claimable again', async () => {
+  const f = await follower();
+  const { id } = (await ok(f, 'add', {
+    queue: 'lease',
+    name: 'slow',
+    leaseMs: 300,
+    backoff: { kind: 'fixed', delayMs: 0 },
+  })) as { id: string };
+  const first = await claimOne(f, { queue: 'lease', worker: 'gone' });
+  assert.equal(first.job['attempts'], 1);
+  // No heartbeat, no other command: only the leader's tick moves the queue's clock on.
+  const back = await waitForJob(f, 'lease', id, (j) => j['state'] === 'waiting', 5_000);
+  assert.equal(back['attempts'], 1, 'the stalled run counts as an attempt');
+  const second = await claimOne(f, { queue: 'lease', worker: 'w2' });
+  assert.equal(second.job['attempts'], 2);
+  assert.ok(second.token > first.token, 'a new claim, a new token');
+  const stale = await post(f, 'heartbeat', { queue: 'lease', id, token: first.token });
+  assert.equal(errorCode(stale), 'STALE_TOKEN', 'the first worker lost its claim');
+  await ok(f, 'heartbeat', { queue: 'lease', id, token: second.token, leaseMs: 10_000 });
+  const ev = await ok(f, 'events', { queue: 'lease' });
+  assert.ok(
+    (ev['events'] as Json[]).some((e) => e['type'] === 'stalled' && e['job'] === id),
+    'the expiry is recorded as stalled',
+  );
+});
+
+void test('a claim waits for a job (waitMs) and takes one added while it waits', async () => {
+  const f = await follower();
+  // Longer than a key-value write's forwarding deadline (request timeout + 1 s): the queue's
+  // forwarder must wait out the leader's long poll rather than fail it as FORWARD_FAILED.
+  const empty = await postJson(
+    `${nodes.url(f)}/v1/queue/claim`,
+    { queue: 'poll', waitMs: 6_500 },
+    { timeoutMs: 15_000 },
+  );
+  assert.equal(empty.status, 200, JSON.stringify(empty.json));
+  assert.deepEqual(empty.json['jobs'], []);
+  assert.equal(empty.json['reason'], 'empty');
+  assert.ok(empty.ms >= 6_400, `an empty queue answered after ${empty.ms} ms, before waitMs`);
+  const waiting = post(f, 'claim', { queue: 'poll', waitMs: 10_000 });
+  // The claim is (very likely) already waiting; either order must give it the job.
+  const { id } = (await ok(f, 'add', { queue: 'poll', name: 'p', data: 'x' })) as { id: string };
+  const r = await waiting;
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  const jobs = r.json['jobs'] as ClaimedJson[];
+  assert.equal(jobs.length, 1, JSON.stringify(r.json));
+  assert.equal(jobs[0]?.job['id'], id);
+});
+
+void test('requests are validated strictly before anything is proposed', async () => {
+  const f = await follower();
+  const unknown = await post(f, 'add', { queue: 'v', name: 'n', colour: 'red' });
+  assert.equal(unknown.status, 400);
+  assert.equal(errorCode(unknown), 'UNKNOWN_FIELD');
+  const badName = await post(f, 'add', { queue: 'has space', name: 'n' });
+  assert.equal(errorCode(badName), 'BAD_REQUEST');
+  const longWait = await post(f, 'claim', { queue: 'v', waitMs: 30_001 });
+  assert.equal(errorCode(longWait), 'BAD_REQUEST');
+  const badBackoff = await post(f, 'add', {
+    queue: 'v',
+    name: 'n',
+    backoff: { kind: 'linear', delayMs: 1 },
+  });
+  assert.equal(errorCode(badBackoff), 'BAD_REQUEST');
+  const big = await post(f, 'add', { queue: 'v', name: 'n', data: 'x'.repeat(300 * 1024) });
+  assert.equal(big.status, 413);
+  assert.equal(errorCode(big), 'VALUE_TOO_LARGE');
+  const badState = await post(f, 'list', { queue: 'v', state: 'sleeping' });
+  assert.equal(errorCode(badState), 'BAD_REQUEST');
+  const stats = (await ok(f, 'stats', { queue: 'v' }))['stats'];
+  assert.equal(stats, null, 'no refused add created the queue');
+});
+
+void test('an add with a session applies once, however often it is retried', async () => {
+  const f = await follower();
+  const body = { queue: 'once', name: 'n', clientId: 'client-a', seq: 1 };
+  const a = await ok(f, 'add', body);
+  const b = await ok((await queueLeader()) === 3 ? 1 : 3, 'add', body);
+  assert.equal(a['id'], b['id'], 'the retry got the first answer');
+  const stats = (await ok(f, 'stats', { queue: 'once' }))['stats'] as Json;
+  assert.equal((stats['counts'] as Json)['waiting'], 1, 'one job, not two');
+});
+
+void test('the queue group keeps working while the key-value group is busy', async () => {
+  const f = await follower();
+  let stop = false;
+  let puts = 0;
+  // Sixteen writers keep the key-value group's log busy until the queue work is done.
+  const writers = Array.from({ length: 16 }, async (_, w) => {
+    for (let i = 0; !stop; i++) {
+      const r = await postJson(
+        `${nodes.url((w % 3) + 1)}/v1/kv/put`,
+        { key: `busy/${w}/${i % 50}`, value: 'v'.repeat(512) },
+        { timeoutMs: 15_000 },
+      );
+      if (r.status === 200) puts++;
+    }
+  });
+  try {
+    for (let i = 0; i < 20; i++) {
+      const { id } = (await ok(f, 'add', { queue: 'busy', name: `j${i}` })) as { id: string };
+      const c = await claimOne(f, { queue: 'busy' });
+      assert.equal(c.job['id'], id);
+      await ok(f, 'complete', { queue: 'busy', id, token: c.token });
+    }
+  } finally {
+    stop = true;
+    await Promise.all(writers);
+  }
+  assert.ok(puts > 0, 'the key-value group was written to meanwhile');
+  const stats = (await ok(f, 'stats', { queue: 'busy' }))['stats'] as Json;
+  assert.equal((stats['counts'] as Json)['completed'], 20);
+});
+
+void test('the client: add, claim, heartbeat, complete, fail, stats and get', async () => {
+  const f = await follower();
+  const client = new FlotillaClient({ endpoints: [nodes.url(f)] });
+  try {
+    const q = client.queue('client-q');
+    const a = await q.add('resize', { w: 100 }, { id: 'img-1', priority: 1 });
+    assert.equal(a.id, 'img-1');
+    assert.equal((await q.add('resize', { w: 100 }, { id: 'img-1' })).duplicate, true);
+    await q.add('resize', { w: 200 }, { id: 'img-2', maxAttempts: 1 });
+    const first = await q.claim<{ w: number }>({ worker: 'c1' });
+    assert.equal(first.jobs[0]?.job.id, 'img-2', 'priority 0 before priority 1');
+    assert.deepEqual(first.jobs[0]?.job.data, { w: 200 });
+    const failed = await q.fail('img-2', first.jobs[0]?.token ?? 0, 'boom');
+    assert.equal(failed.state, 'dead', 'its one attempt is used up');
+    const second = await q.claim({ waitMs: 1_000 });
+    const token = second.jobs[0]?.token ?? 0;
+    assert.ok((await q.heartbeat('img-1', token, { leaseMs: 60_000 })).leaseExpiresMs);
+    await q.complete('img-1', token, 'done');
+    const job = await q.get('img-1');
+    assert.equal(job.job.state, 'completed');
+    assert.equal(job.job.result, 'done');
+    const stats = await q.stats();
+    assert.equal(stats.stats?.counts.completed, 1);
+    assert.equal(stats.stats?.counts.dead, 1);
+    await assert.rejects(q.complete('img-1', token), (e: FlotillaError) => {
+      assert.equal(e.code, 'STALE_TOKEN');
+      assert.equal(e.indefinite, false);
+      return true;
+    });
+    await assert.rejects(q.get('img-9'), (e: FlotillaError) => e.code === 'JOB_NOT_FOUND');
+  } finally {
+    await client.close();
+  }
+});
+
+// Last: it restarts every node.
+void test('a job survives a restart of every node', async () => {
+  const f = await follower();
+  const { id } = (await ok(f, 'add', {
+    queue: 'durable',
+    name: 'keep',
+    data: { n: 42 },
+    priority: 5,
+  })) as { id: string };
+  const c0 = (await ok(f, 'add', { queue: 'durable', name: 'claimed' })) as { id: string };
+  const held = await claimOne(f, { queue: 'durable', leaseMs: 600_000 });
+  assert.equal(held.job['id'], c0.id, 'priority 0 runs before priority 5');
+  await nodes.restartAll();
+  await queueLeader();
+  for (const n of nodes.nodes) {
+    const job = (await ok(n.config.id, 'get', { queue: 'durable', id }))['job'] as Json;
+    assert.equal(job['state'], 'waiting', `node ${n.config.id}`);
+    assert.deepEqual(job['data'], { n: 42 });
+    assert.equal(job['priority'], 5);
+  }
+  const f2 = await follower();
+  const stillHeld = (await ok(f2, 'get', { queue: 'durable', id: c0.id }))['job'] as Json;
+  assert.equal(stillHeld['state'], 'active', 'a claim survives too, with its token');
+  assert.equal(stillHeld['token'], held.token);
+  await ok(f2, 'complete', { queue: 'durable', id: c0.id, token: held.token });
+  const c = await claimOne(f2, { queue: 'durable' });
+  assert.equal(c.job['id'], id);
+});
