@@ -6,6 +6,7 @@ import { FlotillaClient, FlotillaError } from '../client/index.js';
 import { ConfigError, configFromEnv, readConfigFile, resolveNodeConfig } from '../server/config.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { runElection, runLocked } from './concurrency.js';
+import { queueCommands } from './queue.js';
 
 const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
 
@@ -286,6 +287,8 @@ export function buildProgram(): Command {
         }
       },
     );
+
+  queueCommands(program, withClient, defaultEndpoints, int);
 
   const lease = program
     .command('lease')

@@ -48,6 +48,7 @@ export type { WatchBatch, WatchEventJson, WatchOptions } from './watch.js';
 // whether the operation may have taken effect; `leader` is the leader the answering node named.
 export { FlotillaError, errorCodes, type ErrorCode } from '../base/errors.js';
 export { Election, Mutex, Session, observe, type Held } from './concurrency.js';
+export { Worker, type Handler, type WorkerContext, type WorkerOptions } from './worker.js';
 export {
   QueueClient,
   type AddOptions,

@@ -1,8 +1,8 @@
 // One job queue seen from the client: plain calls on the queue endpoints (docs/API.md, "Job
 // queue"). Every write goes through the client's retry loop with its exactly-once session, so
 // an add retried after a lost answer adds one job, and a claim retried takes the jobs of the
-// first attempt. A worker loop (claim, heartbeat while running, complete or fail) is the
-// caller's to write for now.
+// first attempt. The worker loop (claim, heartbeat while running, complete or fail) is
+// worker.ts.
 
 /** How the queue reaches the cluster: the FlotillaClient's retrying calls. */
 export interface QueueTransport {
@@ -164,6 +164,44 @@ export class QueueClient {
       signal,
       0,
     );
+  }
+
+  /** Reports a running job's progress, 0-100. */
+  progress(id: string, token: number, progress: number, o: Signal = {}): Promise<ReportResponse> {
+    return this.t.write(
+      '/v1/queue/progress',
+      { queue: this.name, id, token, progress },
+      o.signal,
+      0,
+    );
+  }
+
+  /** Puts a dead or cancelled job back to waiting. */
+  retry(id: string, o: Signal = {}): Promise<ReportResponse> {
+    return this.t.write('/v1/queue/retry', { queue: this.name, id }, o.signal, 0);
+  }
+
+  /** Cancels a waiting, delayed or failed job. */
+  cancel(id: string, o: Signal = {}): Promise<ReportResponse> {
+    return this.t.write('/v1/queue/cancel', { queue: this.name, id }, o.signal, 0);
+  }
+
+  /** Stops claims from this queue until `resume` (jobs keep being added). */
+  pause(o: Signal = {}): Promise<ReportResponse> {
+    return this.t.write('/v1/queue/pause', { queue: this.name }, o.signal, 0);
+  }
+
+  resume(o: Signal = {}): Promise<ReportResponse> {
+    return this.t.write('/v1/queue/resume', { queue: this.name }, o.signal, 0);
+  }
+
+  /** One page of the jobs in `state`, after the cursor `after` (from the previous page). */
+  list<D = unknown>(
+    state: JobState,
+    o: { after?: number; limit?: number } & Signal = {},
+  ): Promise<{ header: QueueHeader; jobs: readonly Job<D>[]; next?: number }> {
+    const { signal, ...opts } = o;
+    return this.t.read('/v1/queue/list', { queue: this.name, state, ...opts }, signal);
   }
 
   /** Counts per state and whether the queue is paused (linearizable). */

@@ -1,0 +1,150 @@
+// `flotilla queue ...`: the job queue from the command line. `work` runs a command once per
+// job: the job's data (JSON) on its standard input, its id in FLOTILLA_JOB_ID and the claim's
+// fencing token in FLOTILLA_JOB_TOKEN; exit 0 completes the job, anything else fails it (with
+// the end of its standard error as the reason). The lease is renewed while it runs; if it is
+// lost, the command is sent SIGTERM.
+
+import { spawn } from 'node:child_process';
+import type { Command } from 'commander';
+import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
+import type { JobState } from '../client/queue.js';
+
+const states: readonly JobState[] = [
+  'waiting',
+  'delayed',
+  'active',
+  'completed',
+  'failed',
+  'dead',
+  'cancelled',
+];
+
+export function queueCommands(
+  program: Command,
+  withClient: <T>(
+    opts: { endpoints: string },
+    fn: (c: FlotillaClient) => Promise<T>,
+  ) => Promise<void>,
+  defaultEndpoints: string,
+  int: (name: string, min?: number, max?: number) => (v: string) => number,
+): void {
+  const queue = program
+    .command('queue')
+    .description('the job queue: add jobs, look at them, and run workers')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
+  const opts = () => queue.opts<{ endpoints: string }>();
+  queue
+    .command('add')
+    .description('add a job; DATA is JSON (or taken as a string when it is not)')
+    .argument('<queue>')
+    .argument('[data]', 'the job data', 'null')
+    .option('--name <name>', "the job's name", 'job')
+    .option('--id <id>', 'a job id: a second add with it within the dedup window adds nothing')
+    .option('--delay <ms>', 'run no sooner than this from now', int('--delay', 0))
+    .option('--priority <n>', 'lower runs first', int('--priority'))
+    .option('--attempts <n>', 'attempts before the job is dead', int('--attempts', 1))
+    .action(
+      async (
+        name: string,
+        data: string,
+        o: { name: string; id?: string; delay?: number; priority?: number; attempts?: number },
+      ) =>
+        withClient(opts(), (c) =>
+          c.queue(name).add(o.name, parseData(data), {
+            ...(o.id === undefined ? {} : { id: o.id }),
+            ...(o.delay === undefined ? {} : { delayMs: o.delay }),
+            ...(o.priority === undefined ? {} : { priority: o.priority }),
+            ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
+          }),
+        ),
+    );
+  queue
+    .command('stats')
+    .description('counts per state')
+    .argument('<queue>')
+    .action(async (name: string) => withClient(opts(), (c) => c.queue(name).stats()));
+  queue
+    .command('list')
+    .description(`jobs in one state (${states.join(', ')})`)
+    .argument('<queue>')
+    .argument('<state>')
+    .option('--limit <n>', 'at most n jobs', int('--limit', 1), 100)
+    .action(async (name: string, state: string, o: { limit: number }) => {
+      if (!(states as readonly string[]).includes(state))
+        throw new FlotillaError('BAD_REQUEST', `state must be one of ${states.join(', ')}`);
+      return withClient(opts(), (c) => c.queue(name).list(state as JobState, { limit: o.limit }));
+    });
+  queue
+    .command('retry')
+    .description('put a dead or cancelled job back to waiting')
+    .argument('<queue>')
+    .argument('<id>')
+    .action(async (name: string, id: string) => withClient(opts(), (c) => c.queue(name).retry(id)));
+  for (const verb of ['pause', 'resume'] as const)
+    queue
+      .command(verb)
+      .description(verb === 'pause' ? 'stop claims from a queue' : 'let claims go on')
+      .argument('<queue>')
+      .action(async (name: string) => withClient(opts(), (c) => c.queue(name)[verb]()));
+  queue
+    .command('work')
+    .description('run a command once per job until interrupted (Ctrl-C finishes the jobs running)')
+    .argument('<queue>')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .option('--concurrency <n>', 'jobs at once', int('--concurrency', 1, 1024), 1)
+    .action(async (name: string, argv: string[], o: { concurrency: number }) =>
+      withClient(opts(), async (c) => {
+        const worker = new Worker(c.queue(name), (job, ctx) => runJob(argv, job, ctx), {
+          concurrency: o.concurrency,
+          onError: (err) => process.stderr.write(`${(err as Error).message}\n`),
+        });
+        await new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+        process.stderr.write('finishing the jobs running...\n');
+        await worker.close();
+        return worker.counts;
+      }),
+    );
+}
+
+function parseData(s: string): unknown {
+  try {
+    return JSON.parse(s) as unknown;
+  } catch {
+    return s;
+  }
+}
+
+async function runJob(
+  argv: readonly string[],
+  job: { id: string; data: unknown },
+  ctx: { signal: AbortSignal; token: number },
+): Promise<null> {
+  const [cmd, ...args] = argv;
+  if (cmd === undefined) throw new Error('no command to run');
+  const child = spawn(cmd, args, {
+    stdio: ['pipe', 'inherit', 'pipe'],
+    env: { ...process.env, FLOTILLA_JOB_ID: job.id, FLOTILLA_JOB_TOKEN: String(ctx.token) },
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    process.stderr.write(d);
+    stderr = (stderr + d).slice(-1000);
+  });
+  child.stdin.end(JSON.stringify(job.data));
+  const onAbort = () => child.kill('SIGTERM');
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const code = await new Promise<number | string>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (c, sig) => resolve(c ?? sig ?? 'unknown'));
+    });
+    if (code !== 0) throw new Error(`exit ${code}: ${stderr.trim().split('\n').at(-1) ?? ''}`);
+    return null;
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,168 @@
+// A queue worker (BullMQ's Worker, on Raft): `concurrency` slots, each claiming one job at a
+// time with a long poll, renewing its lease while the handler runs, and reporting the outcome
+// with the claim's fencing token. A lease lost meanwhile (the worker was paused, partitioned)
+// aborts the handler's signal and its report is refused by the cluster (STALE_TOKEN): another
+// worker owns the job by then. Leader changes are the client's business (it retries and
+// redirects). `close()` stops claiming and lets the running handlers finish within a grace
+// period; past it their jobs are released (failed, to be retried by another worker).
+
+import { FlotillaError } from '../base/errors.js';
+import type { ClaimedJob, Job, QueueClient } from './queue.js';
+import { sleep } from './util.js';
+
+export interface WorkerContext {
+  /** Aborted when the lease was lost or the worker is closing past its grace period. */
+  readonly signal: AbortSignal;
+  /** Reports progress, 0-100 (best effort). */
+  progress(percent: number): Promise<void>;
+  /** The claim's fencing token: pass it to other systems the job writes to. */
+  readonly token: number;
+}
+
+export type Handler<D, R> = (job: Job<D>, ctx: WorkerContext) => Promise<R>;
+
+export interface WorkerOptions {
+  /** Jobs run at once (default 1). */
+  readonly concurrency?: number;
+  /** This worker's name in the jobs it claims (default: a random one). */
+  readonly name?: string;
+  /** Lease asked for each claim; default: the job's own. */
+  readonly leaseMs?: number;
+  /** How often a running job's lease is renewed (default: a third of the lease). */
+  readonly heartbeatMs?: number;
+  /** How long a claim waits for a job (default 10 s, at most 30 s). */
+  readonly waitMs?: number;
+  /** Called with what went wrong outside a handler (a failed claim or report). */
+  readonly onError?: (err: unknown) => void;
+}
+
+export class Worker<D = unknown, R = unknown> {
+  private readonly stopping = new AbortController();
+  private readonly slots: Promise<void>[] = [];
+  private readonly running = new Set<AbortController>();
+  private readonly name: string;
+  /** Jobs completed and failed by this worker, and reports refused because the lease was lost. */
+  readonly counts = { completed: 0, failed: 0, lost: 0 };
+
+  constructor(
+    private readonly queue: QueueClient,
+    private readonly handler: Handler<D, R>,
+    private readonly o: WorkerOptions = {},
+  ) {
+    this.name = o.name ?? `worker-${Math.random().toString(36).slice(2, 10)}`;
+    const concurrency = o.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)
+      throw new FlotillaError('BAD_REQUEST', `concurrency must be 1..1024, got ${concurrency}`);
+    for (let i = 0; i < concurrency; i++) this.slots.push(this.slot());
+  }
+
+  /**
+   * Stops claiming; waits up to `graceMs` (default 10 s) for running jobs to finish, then aborts
+   * the rest and releases them (a failed attempt, retried by another worker).
+   */
+  async close(o: { graceMs?: number } = {}): Promise<void> {
+    this.stopping.abort();
+    const all = Promise.all(this.slots);
+    const graceful = await Promise.race([
+      all.then(() => true),
+      sleep(o.graceMs ?? 10_000).then(() => false),
+    ]);
+    if (!graceful) {
+      for (const ac of this.running) ac.abort(new Error('worker closing'));
+      await all;
+    }
+  }
+
+  private async slot(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping.signal.aborted) {
+      let claimed: readonly ClaimedJob<D>[];
+      try {
+        const r = await this.queue.claim<D>({
+          max: 1,
+          worker: this.name,
+          waitMs: this.o.waitMs ?? 10_000,
+          ...(this.o.leaseMs === undefined ? {} : { leaseMs: this.o.leaseMs }),
+          signal: this.stopping.signal,
+        });
+        claimed = r.jobs;
+        failures = 0;
+      } catch (err) {
+        if (this.stopping.signal.aborted) return;
+        this.o.onError?.(err);
+        await sleep(Math.min(1_000, 50 * 2 ** failures++), this.stopping.signal);
+        continue;
+      }
+      for (const c of claimed) await this.run(c);
+    }
+  }
+
+  private async run(c: ClaimedJob<D>): Promise<void> {
+    const ac = new AbortController();
+    this.running.add(ac);
+    const { id } = c.job;
+    const leaseMs = Math.max(1, c.leaseExpiresMs - Date.now(), c.job.leaseMs);
+    const every = this.o.heartbeatMs ?? Math.max(10, Math.floor(leaseMs / 3));
+    const beat = setInterval(() => {
+      this.queue.heartbeat(id, c.token).catch((err: unknown) => {
+        if (err instanceof FlotillaError && err.code === 'STALE_TOKEN')
+          ac.abort(new Error(`lease on job ${id} lost`));
+        else this.o.onError?.(err);
+      });
+    }, every);
+    try {
+      const handled = this.handler(c.job, {
+        signal: ac.signal,
+        token: c.token,
+        progress: async (p) => {
+          await this.queue.progress(id, c.token, p).catch(() => undefined);
+        },
+      }).then(
+        (result) => ({ ok: true as const, result }),
+        (err: unknown) => ({ ok: false as const, err }),
+      );
+      // A handler that ignores its signal is not waited for once it is aborted: the job is
+      // released (or already someone else's), whatever the handler does later.
+      const aborted = new Promise<null>((resolve) =>
+        ac.signal.addEventListener('abort', () => resolve(null), { once: true }),
+      );
+      const outcome = await Promise.race([handled, aborted]);
+      if (outcome === null) {
+        if (this.stopping.signal.aborted)
+          await this.report(() => this.queue.fail(id, c.token, 'released: the worker closed'));
+        else this.counts.lost++;
+        return;
+      }
+      if (!outcome.ok) {
+        const e = outcome.err;
+        if (
+          await this.report(() =>
+            this.queue.fail(id, c.token, e instanceof Error ? e.message : String(e)),
+          )
+        )
+          this.counts.failed++;
+        return;
+      }
+      if (await this.report(() => this.queue.complete(id, c.token, outcome.result ?? undefined)))
+        this.counts.completed++;
+    } finally {
+      clearInterval(beat);
+      this.running.delete(ac);
+    }
+  }
+
+  /** Sends a report; false when the lease had been lost (someone else owns the job now). */
+  private async report(send: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await send();
+      return true;
+    } catch (err) {
+      if (err instanceof FlotillaError && err.code === 'STALE_TOKEN') {
+        this.counts.lost++;
+        return false;
+      }
+      this.o.onError?.(err);
+      return false;
+    }
+  }
+}

@@ -1,0 +1,62 @@
+// `flotilla queue` against in-process nodes: add from the command line, then `work` runs a
+// command per job with the data on its standard input and its id in the environment; exit 0
+// completes the job, anything else fails it; Ctrl-C (SIGINT) stops the worker cleanly.
+
+import assert from 'node:assert/strict';
+import { after, afterEach, test } from 'node:test';
+import { FlotillaClient } from '../../src/client/index.js';
+import { TestNodes } from '../server/nodes.js';
+import { exitOf, runCli, startCli, stopAll } from './run.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+after(() => stopAll());
+
+void test('queue add, then queue work: exit 0 completes, anything else fails', async () => {
+  const nodes = await TestNodes.start({ nodes: 3 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const client = new FlotillaClient({ endpoints: nodes.urls });
+  cleanups.push(() => client.close());
+  const endpoints = nodes.urls.join(',');
+  const good = await runCli(
+    ['queue', '--endpoints', endpoints, 'add', 'jobs', '{"ok":true}'],
+    20_000,
+  );
+  assert.equal(good.code, 0, good.stderr);
+  const bad = await runCli(
+    ['queue', '--endpoints', endpoints, 'add', 'jobs', '{"ok":false}', '--attempts', '1'],
+    20_000,
+  );
+  assert.equal(bad.code, 0, bad.stderr);
+  const badId = (JSON.parse(bad.stdout) as { id: string }).id;
+  // The command reads the job's data and exits 0 or 3 by it, printing its id.
+  const script =
+    'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{console.log("job",process.env.FLOTILLA_JOB_ID);' +
+    'process.exit(JSON.parse(s).ok?0:3)})';
+  const work = startCli([
+    'queue',
+    '--endpoints',
+    endpoints,
+    'work',
+    'jobs',
+    '--',
+    process.execPath,
+    '-e',
+    script,
+  ]);
+  const q = client.queue('jobs');
+  const deadline = Date.now() + 20_000;
+  let counts = (await q.stats()).stats?.counts;
+  while ((counts?.completed !== 1 || counts.dead !== 1) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    counts = (await q.stats()).stats?.counts;
+  }
+  assert.deepEqual([counts?.completed, counts?.dead], [1, 1], JSON.stringify(counts));
+  assert.match((await q.get(badId)).job.error ?? '', /exit 3/);
+  assert.match(work.out.stdout, /job /);
+  work.child.kill('SIGINT');
+  assert.equal(await exitOf(work, 20_000), 0, work.out.stderr);
+});

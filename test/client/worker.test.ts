@@ -1,0 +1,125 @@
+// The queue Worker against real nodes: forty jobs over four slots, each completed once; a job
+// whose handler keeps failing goes dead after its attempts; a worker that stops renewing its
+// lease loses the job to another, and its late report is refused.
+
+import assert from 'node:assert/strict';
+import { afterEach, test } from 'node:test';
+import { FlotillaClient, Worker } from '../../src/client/index.js';
+import { TestNodes } from '../server/nodes.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function cluster(): Promise<FlotillaClient> {
+  const nodes = await TestNodes.start({ nodes: 3 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const client = new FlotillaClient({ endpoints: nodes.urls });
+  cleanups.push(() => client.close());
+  return client;
+}
+
+async function until(
+  what: string,
+  cond: () => Promise<boolean>,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+void test('forty jobs over four slots: each handled and completed once', async () => {
+  const client = await cluster();
+  const q = client.queue('emails');
+  for (let i = 0; i < 40; i++) await q.add('send', { n: i });
+  const seen: number[] = [];
+  const worker = new Worker<{ n: number }>(
+    q,
+    (job) => {
+      seen.push(job.data.n);
+      return Promise.resolve(job.data.n * 2);
+    },
+    { concurrency: 4, waitMs: 500 },
+  );
+  cleanups.push(() => worker.close());
+  await until('every job completed', async () => (await q.stats()).stats?.counts.completed === 40);
+  await worker.close();
+  assert.deepEqual(
+    [...seen].sort((a, b) => a - b),
+    Array.from({ length: 40 }, (_, i) => i),
+  );
+  assert.equal(worker.counts.completed, 40);
+});
+
+void test('a handler that keeps failing: retried, then dead', async () => {
+  const client = await cluster();
+  const q = client.queue('flaky');
+  const { id } = await q.add('x', null, {
+    maxAttempts: 2,
+    backoff: { kind: 'fixed', delayMs: 10 },
+  });
+  let runs = 0;
+  const worker = new Worker(
+    q,
+    () => {
+      runs++;
+      return Promise.reject(new Error('boom'));
+    },
+    { waitMs: 500 },
+  );
+  cleanups.push(() => worker.close());
+  await until('the job is dead', async () => (await q.get(id)).job.state === 'dead');
+  await worker.close();
+  assert.equal(runs, 2);
+  assert.equal((await q.get(id)).job.error, 'boom');
+});
+
+void test('a worker that stops renewing loses the job; its late report is refused', async () => {
+  const client = await cluster();
+  const q = client.queue('slow');
+  const { id } = await q.add('x', null, { leaseMs: 500 });
+  let release: () => void = () => undefined;
+  const stuck = new Promise<void>((r) => (release = r));
+  // Renews every 60 s: as good as not at all with a 500 ms lease (a worker frozen mid-job).
+  const slow = new Worker(
+    q,
+    async () => {
+      await stuck;
+      return 'late';
+    },
+    { heartbeatMs: 60_000, waitMs: 500 },
+  );
+  cleanups.push(() => slow.close({ graceMs: 0 }));
+  await until('the slow worker holds it', async () => (await q.get(id)).job.state === 'active');
+  const fast = new Worker(q, () => Promise.resolve('on time'), { waitMs: 500 });
+  cleanups.push(() => fast.close());
+  await until(
+    'another worker completed it',
+    async () => (await q.get(id)).job.state === 'completed',
+  );
+  release();
+  await until('the slow worker’s report was refused', () =>
+    Promise.resolve(slow.counts.lost === 1),
+  );
+  const job = (await q.get(id)).job;
+  assert.equal(job.result, 'on time');
+  assert.equal(job.attempts, 2, 'the expired lease counted an attempt');
+  assert.deepEqual([fast.counts.completed, slow.counts.completed], [1, 0]);
+});
+
+void test('closing releases a job whose handler does not finish in the grace period', async () => {
+  const client = await cluster();
+  const q = client.queue('release');
+  const { id } = await q.add('x', null, { backoff: { kind: 'fixed', delayMs: 10 } });
+  const w = new Worker(q, () => new Promise<never>(() => undefined), { waitMs: 500 });
+  await until('the job is taken', async () => (await q.get(id)).job.state === 'active');
+  await w.close({ graceMs: 50 });
+  const job = (await q.get(id)).job;
+  assert.notEqual(job.state, 'active', `released, not left running: ${job.state}`);
+  assert.equal(job.error, 'released: the worker closed');
+});
