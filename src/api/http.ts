@@ -12,6 +12,7 @@ import { FlotillaError } from '../base/errors.js';
 import { errorJson, httpStatus, toFlotillaError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 import { TurnQueue } from './turns.js';
+import type { TraceHook } from '../host/trace.js';
 
 export interface RouteContext {
   readonly body: unknown;
@@ -70,6 +71,8 @@ export interface HttpServerOptions {
   readonly answerHeaders?: Readonly<Record<string, string>>;
   readonly onRequest?: (route: string, status: number) => void;
   readonly onError?: (err: unknown) => void;
+  /** Called when client work (an admitted path) arrives, is parsed and is answered. */
+  readonly trace?: TraceHook;
 }
 
 type Method = 'GET' | 'POST';
@@ -178,6 +181,8 @@ export class JsonHttpServer {
     const handler = byMethod?.get(req.method ?? '');
     const admitted = this.admittedPaths.has(url.pathname);
     let ticket: { begin(): void; release(refused?: boolean): void } | null = null;
+    const trace = admitted ? this.opts.trace : undefined;
+    trace?.('http-received', 0, 0);
     try {
       if (byMethod === undefined)
         throw new FlotillaError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
@@ -203,6 +208,7 @@ export class JsonHttpServer {
       ticket?.begin();
       if (admitted) await this.turns.turn();
       const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
+      trace?.('http-parsed', 0, 0);
       const rawBody = bytes.toString('utf8');
       const result = await handler({
         body,
@@ -228,6 +234,7 @@ export class JsonHttpServer {
       // A 429 passed on from the leader counts as this node's refusal for the Retry-After.
       ticket?.release(status === 429);
     }
+    trace?.('http-answered', 0, 0);
     this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
   }
 

@@ -31,6 +31,7 @@ import type {
 } from './contracts.js';
 import { FlotillaError } from '../base/errors.js';
 import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
+import type { TraceHook } from './trace.js';
 
 export interface RuntimeOptions {
   readonly id: number;
@@ -83,6 +84,8 @@ export interface RuntimeOptions {
    * bug).
    */
   readonly createNode?: (config: RaftConfig) => RaftNode;
+  /** Called at each step of a write's path through this runtime (trace.ts); absent: none. */
+  readonly trace?: TraceHook;
 }
 
 export type RuntimeEvent =
@@ -300,6 +303,7 @@ export class RaftRuntime {
       );
     }
     const { index, term } = r.value;
+    this.o.trace?.('proposed', index, 0);
     // Register the waiter before kicking: the loop may run to the apply synchronously.
     const p = new Promise<unknown>((resolve, reject) => {
       const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
@@ -550,8 +554,15 @@ export class RaftRuntime {
         this.incomingSnapshots.delete(oldest);
       }
     }
+    if (this.o.trace !== undefined) this.traceReceived(this.o.trace, msg);
     this.node.step(msg);
     this.kick();
+  }
+
+  private traceReceived(trace: TraceHook, msg: Message): void {
+    if (msg.type === 'append' && msg.entries.length > 0)
+      trace('append-received', msg.prevIndex + msg.entries.length, msg.from);
+    else if (msg.type === 'append-resp' && msg.success) trace('ack-received', msg.index, msg.from);
   }
 
   /** Runs the Ready loop until the core has nothing more to do. One loop at a time. */
@@ -610,7 +621,10 @@ export class RaftRuntime {
       // committed, and must still know it after a restart (it puts the committed changes in
       // force at start, and campaigns only once every committed change is applied).
       const hs = rd.hardState ?? (this.hardStateUnsynced() ? this.latestHard : null);
+      const lastIndex = rd.entries[rd.entries.length - 1]?.index ?? 0;
+      this.o.trace?.('persist-start', lastIndex, 0);
       await this.o.storage.persist(rd.entries, hs);
+      this.o.trace?.('persist-end', lastIndex, 0);
       if (hs !== null) this.syncedHard = hs;
       this.o.onEvent?.({
         kind: 'persisted',
@@ -679,6 +693,11 @@ export class RaftRuntime {
       this.o.send({ ...m, snapshot: this.snapshot.meta }, this.snapshot.data);
       return;
     }
+    if (this.o.trace !== undefined) {
+      if (m.type === 'append' && m.entries.length > 0)
+        this.o.trace('append-sent', m.prevIndex + m.entries.length, m.to);
+      else if (m.type === 'append-resp' && m.success) this.o.trace('ack-sent', m.index, m.to);
+    }
     this.o.send(m);
   }
 
@@ -699,6 +718,8 @@ export class RaftRuntime {
   }
 
   private applyEntries(entries: readonly Entry[]): void {
+    const lastIndex = entries[entries.length - 1]?.index ?? 0;
+    this.o.trace?.('committed', lastIndex, 0);
     const commands: Command[] = [];
     for (const e of entries) {
       if (e.type === 'normal' && e.data.length > 0)
@@ -735,6 +756,7 @@ export class RaftRuntime {
           ),
         );
     }
+    this.o.trace?.('applied', lastIndex, 0);
     this.o.onEvent?.({ kind: 'applied', entries: entries.length });
     if (this.appliedListeners.size > 0) {
       const batch: AppliedBatch = { commands, results, appliedIndex: this.applied };

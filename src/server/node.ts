@@ -24,6 +24,7 @@ import { TcpTransport } from '../transport/index.js';
 import type { NodeConfig } from './config.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import { Host } from '../host/host.js';
+import type { TraceHook } from '../host/trace.js';
 import { SessionMachine, defaultSessionLimits } from '../host/sessions.js';
 import {
   DataDirError,
@@ -128,7 +129,14 @@ export class FlotillaNode implements AsyncDisposable {
     });
   }
 
-  static async start(config: NodeConfig, o: { logger?: Logger } = {}): Promise<FlotillaNode> {
+  static async start(
+    config: NodeConfig,
+    o: {
+      logger?: Logger;
+      /** Called at each step of a write's path (host/trace.ts), for bench/trace. */
+      trace?: TraceHook;
+    } = {},
+  ): Promise<FlotillaNode> {
     const log =
       o.logger ?? createLogger(config.id, { level: config.logLevel, format: config.logFormat });
     // Fail before touching storage: an unusable data directory or a taken port is reported
@@ -309,6 +317,7 @@ export class FlotillaNode implements AsyncDisposable {
           maxInflightBytes: limits.maxInflightBytes,
           recovery,
         },
+        ...(o.trace === undefined ? {} : { trace: o.trace }),
         storeRecovery: (r) => {
           writeIdentity(config.dataDir, { ...identity, recovery: r });
           if (r === 'none')
@@ -350,6 +359,7 @@ export class FlotillaNode implements AsyncDisposable {
         : { answerHeaders: { [clientProtocolHeader]: String(config.clientProtocolPort) } }),
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
+      ...(o.trace === undefined ? {} : { trace: o.trace }),
     });
     const service = new KvService(
       runtime,

@@ -1,0 +1,305 @@
+// Where one write's time goes: a 3-node cluster in this process (real WAL storage with its
+// fsyncs, TCP between the nodes, HTTP for the client, all on 127.0.0.1), one client writing
+// sequentially to the leader, and every step of each write timed through the nodes' trace
+// hooks (src/host/trace.ts). Prints the median and p90 of each step, then the CPU per write
+// (all three nodes and the client, process.cpuUsage over the run) at 1 and at 64 clients.
+//
+//   node dist/bench/trace/write-trace.js [--writes 2000] [--warmup 200] [--dir <path>]
+//                                        [--cpu-writes 4000] [--value-bytes 100]
+//
+// The follower a step names is the one whose acknowledgement reached the leader first: the one
+// that made the write commit. Steps are between consecutive trace points, so they add up to
+// the server's total; the client's round trip adds the loopback hops of the request itself.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { TraceEvent } from '../../src/host/trace.js';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
+
+const NODES = 3;
+const LEADER_WAIT_MS = 10_000;
+
+interface Point {
+  readonly node: number;
+  readonly event: TraceEvent;
+  readonly index: number;
+  readonly peer: number;
+  readonly t: number;
+}
+
+/** The trace points of a run, by node, event, index (and peer), first occurrence kept. */
+class Recorder {
+  recording = false;
+  /** HTTP points on the leader, in order (they carry no index). */
+  readonly http: Point[] = [];
+  private readonly byKey = new Map<string, number>();
+
+  hook(node: number): (event: TraceEvent, index: number, peer: number) => void {
+    return (event, index, peer) => {
+      if (!this.recording) return;
+      const t = performance.now();
+      if (event.startsWith('http-')) {
+        this.http.push({ node, event, index, peer, t });
+        return;
+      }
+      const key = `${node}:${event}:${index}:${peer}`;
+      if (!this.byKey.has(key)) this.byKey.set(key, t);
+    };
+  }
+
+  at(node: number, event: TraceEvent, index: number, peer = 0): number | undefined {
+    return this.byKey.get(`${node}:${event}:${index}:${peer}`);
+  }
+
+  /** The proposal index of each write (the leader proposes them in order). */
+  proposals(leader: number): number[] {
+    const out: number[] = [];
+    for (const key of this.byKey.keys()) {
+      const [node, event, index] = key.split(':');
+      if (Number(node) === leader && event === 'proposed') out.push(Number(index));
+    }
+    return out.sort((a, b) => a - b);
+  }
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  return ports;
+}
+
+async function startCluster(dir: string, rec: Recorder): Promise<FlotillaNode[]> {
+  const ports = await freePorts(NODES * 2);
+  const ids = Array.from({ length: NODES }, (_, i) => i + 1);
+  const client = (id: number) => `127.0.0.1:${ports[NODES + id - 1] as number}`;
+  const spec = ids
+    .map((id) => `${id}=127.0.0.1:${ports[id - 1] as number}@http://${client(id)}`)
+    .join(',');
+  return Promise.all(
+    ids.map((id) =>
+      FlotillaNode.start(
+        resolveNodeConfig({
+          id,
+          dataDir: join(dir, `node${id}`),
+          initialCluster: spec,
+          listenClient: client(id),
+          logLevel: 'silent',
+        }),
+        { trace: rec.hook(id) },
+      ),
+    ),
+  );
+}
+
+async function waitForLeader(nodes: FlotillaNode[]): Promise<FlotillaNode> {
+  const deadline = performance.now() + LEADER_WAIT_MS;
+  for (;;) {
+    const leader = nodes.find((n) => n.nodeStatus().role === 'leader');
+    // Wait for the term's no-op to apply, so the first write does not pay for it.
+    if (leader !== undefined && leader.nodeStatus().applied >= leader.nodeStatus().commit)
+      if (leader.nodeStatus().commit > 0) return leader;
+    if (performance.now() > deadline)
+      throw new Error(
+        `No leader within ${LEADER_WAIT_MS} ms: ${JSON.stringify(nodes.map((n) => n.nodeStatus().role))}`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** One client: a keep-alive connection writing `count` puts in sequence. */
+function makeClient(
+  port: number,
+  valueBytes: number,
+): { put: (key: string) => Promise<number>; close: () => void } {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const value = 'v'.repeat(valueBytes);
+  const put = (key: string) =>
+    new Promise<number>((resolve, reject) => {
+      const body = JSON.stringify({ key, value });
+      const started = performance.now();
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/v1/kv/put',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': body.length },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode !== 200) reject(new Error(`put answered ${res.statusCode}`));
+            else resolve(performance.now() - started);
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  return { put, close: () => agent.destroy() };
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+}
+
+const STEPS = [
+  'received -> parsed (body, turn)',
+  'parsed -> proposed',
+  'proposed -> append sent',
+  'append sent -> follower received',
+  'follower received -> persist start',
+  'follower persist (fsync)',
+  'follower persist end -> ack sent',
+  'ack sent -> leader received',
+  'proposed -> leader persist start',
+  'leader persist (fsync)',
+  'max(ack, leader persist end) -> committed',
+  'committed -> applied',
+  'applied -> answer written',
+  'server total (received -> answered)',
+  'client round trip',
+] as const;
+
+/** Each write's steps, in ms, from the trace points of a sequential run. */
+function steps(rec: Recorder, leader: number, rtts: number[]): Map<string, number[]> {
+  const out = new Map<string, number[]>(STEPS.map((s) => [s, []]));
+  const add = (step: (typeof STEPS)[number], ms: number | undefined) => {
+    if (ms !== undefined && Number.isFinite(ms)) out.get(step)?.push(ms);
+  };
+  const indexes = rec.proposals(leader);
+  const http = rec.http.filter((p) => p.node === leader);
+  const followers = [1, 2, 3].filter((id) => id !== leader);
+  for (const [w, index] of indexes.entries()) {
+    const [received, parsed, answered] = [0, 1, 2].map((k) => http[w * 3 + k]?.t);
+    const L = (e: TraceEvent, peer = 0) => rec.at(leader, e, index, peer);
+    const proposed = L('proposed');
+    // The follower whose acknowledgement arrived first made the write commit.
+    const f = followers
+      .map((id) => ({ id, t: L('ack-received', id) ?? Infinity }))
+      .sort((a, b) => a.t - b.t)[0];
+    if (f === undefined || received === undefined || answered === undefined) continue;
+    const F = (e: TraceEvent, peer = 0) => rec.at(f.id, e, index, peer);
+    const sub = (a: number | undefined, b: number | undefined) =>
+      a === undefined || b === undefined ? undefined : a - b;
+    add(STEPS[0], sub(parsed, received));
+    add(STEPS[1], sub(proposed, parsed));
+    add(STEPS[2], sub(L('append-sent', f.id), proposed));
+    add(STEPS[3], sub(F('append-received', leader), L('append-sent', f.id)));
+    add(STEPS[4], sub(F('persist-start'), F('append-received', leader)));
+    add(STEPS[5], sub(F('persist-end'), F('persist-start')));
+    add(STEPS[6], sub(F('ack-sent', leader), F('persist-end')));
+    add(STEPS[7], sub(f.t, F('ack-sent', leader)));
+    add(STEPS[8], sub(L('persist-start'), proposed));
+    add(STEPS[9], sub(L('persist-end'), L('persist-start')));
+    const ready = Math.max(f.t, L('persist-end') ?? Infinity);
+    add(STEPS[10], sub(L('committed'), ready));
+    add(STEPS[11], sub(L('applied'), L('committed')));
+    add(STEPS[12], sub(answered, L('applied')));
+    add(STEPS[13], answered - received);
+    add(STEPS[14], rtts[w]);
+  }
+  return out;
+}
+
+function printSteps(table: Map<string, number[]>): void {
+  const fmt = (ms: number) => ms.toFixed(3).padStart(8);
+  const width = Math.max(...STEPS.map((s) => s.length));
+  console.log(`| ${'step'.padEnd(width)} | p50 ms   | p90 ms   | n     |`);
+  console.log(`| ${'-'.repeat(width)} | -------- | -------- | ----- |`);
+  for (const [step, xs] of table)
+    console.log(
+      `| ${step.padEnd(width)} | ${fmt(quantile(xs, 0.5))} | ${fmt(quantile(xs, 0.9))} | ${String(xs.length).padStart(5)} |`,
+    );
+}
+
+/** CPU (user + system, all nodes and the clients) per write with `clients` writing at once. */
+async function cpuPerWrite(
+  port: number,
+  clients: number,
+  writes: number,
+  valueBytes: number,
+): Promise<{ cpuUsPerWrite: number; writesPerSec: number }> {
+  const cs = Array.from({ length: clients }, () => makeClient(port, valueBytes));
+  const perClient = Math.ceil(writes / clients);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(
+    cs.map(async (c, i) => {
+      for (let k = 0; k < perClient; k++) await c.put(`cpu-${i}-${k % 64}`);
+    }),
+  );
+  const elapsedMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  for (const c of cs) c.close();
+  const done = perClient * clients;
+  return {
+    cpuUsPerWrite: (cpu.user + cpu.system) / done,
+    writesPerSec: (done / elapsedMs) * 1000,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      writes: { type: 'string', default: '2000' },
+      warmup: { type: 'string', default: '200' },
+      'cpu-writes': { type: 'string', default: '4000' },
+      'value-bytes': { type: 'string', default: '100' },
+      dir: { type: 'string' },
+    },
+  });
+  const writes = Number(values.writes);
+  const warmup = Number(values.warmup);
+  const cpuWrites = Number(values['cpu-writes']);
+  const valueBytes = Number(values['value-bytes']);
+  for (const [name, v] of Object.entries({ writes, warmup, cpuWrites, valueBytes }))
+    if (!Number.isInteger(v) || v < 0) throw new RangeError(`--${name} must be an integer >= 0`);
+  const dir = mkdtempSync(join(values.dir ?? tmpdir(), 'flotilla-trace-'));
+  const rec = new Recorder();
+  const nodes = await startCluster(dir, rec);
+  try {
+    const leader = await waitForLeader(nodes);
+    const leaderId = leader.nodeStatus().id;
+    const port = Number(new URL(leader.nodeStatus().members[leaderId - 1]?.client ?? '').port);
+    const c = makeClient(port, valueBytes);
+    for (let i = 0; i < warmup; i++) await c.put(`warm-${i % 64}`);
+    const rtts: number[] = [];
+    rec.recording = true;
+    for (let i = 0; i < writes; i++) rtts.push(await c.put(`k-${i % 64}`));
+    rec.recording = false;
+    c.close();
+    console.log(`${writes} sequential writes of ${valueBytes}-byte values, 1 client, leader ${leaderId}`);
+    printSteps(steps(rec, leaderId, rtts));
+    for (const clients of [1, 64]) {
+      const r = await cpuPerWrite(port, clients, cpuWrites, valueBytes);
+      console.log(
+        `CPU per write at ${clients} client(s): ${r.cpuUsPerWrite.toFixed(0)} us ` +
+          `(${r.writesPerSec.toFixed(0)} writes/s, all 3 nodes and the clients in one process)`,
+      );
+    }
+  } finally {
+    await Promise.all(nodes.map((n) => n.close()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
