@@ -12,16 +12,23 @@
 // the server's total; the client's round trip adds the loopback hops of the request itself.
 
 import { mkdtempSync, rmSync } from 'node:fs';
+import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { NodeStatus } from '../../src/api/types.js';
 import type { TraceEvent } from '../../src/host/trace.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
 
 const NODES = 3;
+
+function now(): number {
+  return performance.timeOrigin + performance.now();
+}
 const LEADER_WAIT_MS = 10_000;
 
 interface Point {
@@ -41,15 +48,18 @@ class Recorder {
 
   hook(node: number): (event: TraceEvent, index: number, peer: number) => void {
     return (event, index, peer) => {
-      if (!this.recording) return;
-      const t = performance.now();
-      if (event.startsWith('http-')) {
-        this.http.push({ node, event, index, peer, t });
-        return;
-      }
-      const key = `${node}:${event}:${index}:${peer}`;
-      if (!this.byKey.has(key)) this.byKey.set(key, t);
+      // Wall-clock milliseconds with microsecond resolution: comparable across processes.
+      if (this.recording) this.add({ node, event, index, peer, t: now() });
     };
+  }
+
+  add(p: Point): void {
+    if (p.event.startsWith('http-')) {
+      this.http.push(p);
+      return;
+    }
+    const key = `${p.node}:${p.event}:${p.index}:${p.peer}`;
+    if (!this.byKey.has(key)) this.byKey.set(key, p.t);
   }
 
   at(node: number, event: TraceEvent, index: number, peer = 0): number | undefined {
@@ -84,40 +94,160 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-async function startCluster(dir: string, rec: Recorder): Promise<FlotillaNode[]> {
+/** A member of the cluster, in this process or in a child process of its own. */
+interface Member {
+  readonly id: number;
+  status(): Promise<NodeStatus>;
+  /** Starts or stops recording trace points (into the shared recorder, or the child's). */
+  record(on: boolean): Promise<void>;
+  /** The points recorded since the last call (a child's; in-process ones are already shared). */
+  points(): Promise<Point[]>;
+  /** CPU used by the member's process since it started, in microseconds (0: this process). */
+  cpuUs(): Promise<number>;
+  close(): Promise<void>;
+}
+
+interface ClusterSpec {
+  readonly spec: string;
+  readonly client: (id: number) => string;
+}
+
+async function clusterSpec(): Promise<ClusterSpec> {
   const ports = await freePorts(NODES * 2);
-  const ids = Array.from({ length: NODES }, (_, i) => i + 1);
   const client = (id: number) => `127.0.0.1:${ports[NODES + id - 1] as number}`;
-  const spec = ids
+  const spec = Array.from({ length: NODES }, (_, i) => i + 1)
     .map((id) => `${id}=127.0.0.1:${ports[id - 1] as number}@http://${client(id)}`)
     .join(',');
-  return Promise.all(
-    ids.map((id) =>
-      FlotillaNode.start(
-        resolveNodeConfig({
-          id,
-          dataDir: join(dir, `node${id}`),
-          initialCluster: spec,
-          listenClient: client(id),
-          logLevel: 'silent',
-        }),
-        { trace: rec.hook(id) },
-      ),
-    ),
+  return { spec, client };
+}
+
+function startNode(
+  dir: string,
+  c: { spec: string; listenClient: string },
+  id: number,
+  trace: ReturnType<Recorder['hook']>,
+): Promise<FlotillaNode> {
+  return FlotillaNode.start(
+    resolveNodeConfig({
+      id,
+      dataDir: join(dir, `node${id}`),
+      initialCluster: c.spec,
+      listenClient: c.listenClient,
+      logLevel: 'silent',
+    }),
+    { trace },
   );
 }
 
-async function waitForLeader(nodes: FlotillaNode[]): Promise<FlotillaNode> {
+async function startInProcess(dir: string, rec: Recorder): Promise<Member[]> {
+  const c = await clusterSpec();
+  const ids = Array.from({ length: NODES }, (_, i) => i + 1);
+  const nodes = await Promise.all(
+    ids.map((id) =>
+      startNode(dir, { spec: c.spec, listenClient: c.client(id) }, id, rec.hook(id)),
+    ),
+  );
+  return nodes.map((n, i) => ({
+    id: i + 1,
+    status: () => Promise.resolve(n.nodeStatus()),
+    record: (on) => {
+      rec.recording = on;
+      return Promise.resolve();
+    },
+    points: () => Promise.resolve([]),
+    cpuUs: () => Promise.resolve(0),
+    close: () => n.close(),
+  }));
+}
+
+type Request = { readonly op: 'status' | 'record' | 'stop' | 'points' | 'cpu' | 'close' };
+
+/** A member in a child process, driven over IPC: requests are answered in order. */
+function childMember(id: number, child: ChildProcess): Member {
+  const waiting: { resolve: (m: unknown) => void; reject: (e: Error) => void }[] = [];
+  child.on('message', (m) => waiting.shift()?.resolve(m));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code) => {
+      for (const w of waiting.splice(0)) w.reject(new Error(`member ${id} exited (${code})`));
+      resolve();
+    }),
+  );
+  const ask = <T>(op: Request['op']): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      waiting.push({ resolve: (m) => resolve(m as T), reject });
+      child.send({ op });
+    });
+  return {
+    id,
+    status: () => ask<NodeStatus>('status'),
+    record: async (on) => void (await ask(on ? 'record' : 'stop')),
+    points: () => ask<Point[]>('points'),
+    cpuUs: () => ask<number>('cpu'),
+    close: async () => {
+      if (child.exitCode === null) child.send({ op: 'close' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function startProcesses(dir: string): Promise<Member[]> {
+  const c = await clusterSpec();
+  const ids = Array.from({ length: NODES }, (_, i) => i + 1);
+  return Promise.all(
+    ids.map(async (id) => {
+      const child = fork(fileURLToPath(import.meta.url), [
+        '--child',
+        JSON.stringify({ id, dir, spec: c.spec, listenClient: c.client(id) }),
+      ]);
+      await new Promise<void>((resolve, reject) => {
+        child.once('message', () => resolve());
+        child.once('exit', (code) => reject(new Error(`member ${id} exited (${code})`)));
+      });
+      return childMember(id, child);
+    }),
+  );
+}
+
+/** The child side: one node, its trace points kept until the parent collects them. */
+async function runChild(arg: string): Promise<void> {
+  const o = JSON.parse(arg) as { id: number; dir: string; spec: string; listenClient: string };
+  const rec = new Recorder();
+  const kept: Point[] = [];
+  rec.add = (p) => void kept.push(p);
+  const node = await startNode(o.dir, o, o.id, rec.hook(o.id));
+  const send = (m: unknown) => process.send?.(m);
+  process.on('message', (m: Request) => {
+    switch (m.op) {
+      case 'status':
+        return send(node.nodeStatus());
+      case 'record':
+      case 'stop':
+        rec.recording = m.op === 'record';
+        return send({});
+      case 'points':
+        return send(kept.splice(0));
+      case 'cpu': {
+        const u = process.cpuUsage();
+        return send(u.user + u.system);
+      }
+      case 'close':
+        void node.close().then(() => process.exit(0));
+    }
+  });
+  send({ started: o.id });
+}
+
+async function waitForLeader(members: Member[]): Promise<NodeStatus> {
   const deadline = performance.now() + LEADER_WAIT_MS;
   for (;;) {
-    const leader = nodes.find((n) => n.nodeStatus().role === 'leader');
+    const all = await Promise.all(members.map((m) => m.status()));
+    const leader = all.find((s) => s.role === 'leader');
     // Wait for the term's no-op to apply, so the first write does not pay for it.
-    if (leader !== undefined && leader.nodeStatus().applied >= leader.nodeStatus().commit)
-      if (leader.nodeStatus().commit > 0) return leader;
+    if (leader !== undefined && leader.commit > 0 && leader.applied >= leader.commit) return leader;
     if (performance.now() > deadline)
-      throw new Error(
-        `No leader within ${LEADER_WAIT_MS} ms: ${JSON.stringify(nodes.map((n) => n.nodeStatus().role))}`,
-      );
+      throw new Error(`No leader within ${LEADER_WAIT_MS} ms: ${JSON.stringify(all.map((s) => s.role))}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
@@ -233,6 +363,7 @@ function printSteps(table: Map<string, number[]>): void {
 
 /** CPU (user + system, all nodes and the clients) per write with `clients` writing at once. */
 async function cpuPerWrite(
+  members: Member[],
   port: number,
   clients: number,
   writes: number,
@@ -240,7 +371,12 @@ async function cpuPerWrite(
 ): Promise<{ cpuUsPerWrite: number; writesPerSec: number }> {
   const cs = Array.from({ length: clients }, () => makeClient(port, valueBytes));
   const perClient = Math.ceil(writes / clients);
-  const cpu0 = process.cpuUsage();
+  const cpuUs = async () => {
+    const u = process.cpuUsage();
+    const children = await Promise.all(members.map((m) => m.cpuUs()));
+    return u.user + u.system + children.reduce((a, b) => a + b, 0);
+  };
+  const cpu0 = await cpuUs();
   const t0 = performance.now();
   await Promise.all(
     cs.map(async (c, i) => {
@@ -248,11 +384,11 @@ async function cpuPerWrite(
     }),
   );
   const elapsedMs = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
+  const cpu = (await cpuUs()) - cpu0;
   for (const c of cs) c.close();
   const done = perClient * clients;
   return {
-    cpuUsPerWrite: (cpu.user + cpu.system) / done,
+    cpuUsPerWrite: cpu / done,
     writesPerSec: (done / elapsedMs) * 1000,
   };
 }
@@ -264,9 +400,12 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '200' },
       'cpu-writes': { type: 'string', default: '4000' },
       'value-bytes': { type: 'string', default: '100' },
+      processes: { type: 'boolean', default: false },
       dir: { type: 'string' },
+      child: { type: 'string' },
     },
   });
+  if (values.child !== undefined) return runChild(values.child);
   const writes = Number(values.writes);
   const warmup = Number(values.warmup);
   const cpuWrites = Number(values['cpu-writes']);
@@ -275,29 +414,32 @@ async function main(): Promise<void> {
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`--${name} must be an integer >= 0`);
   const dir = mkdtempSync(join(values.dir ?? tmpdir(), 'flotilla-trace-'));
   const rec = new Recorder();
-  const nodes = await startCluster(dir, rec);
+  const members = values.processes ? await startProcesses(dir) : await startInProcess(dir, rec);
+  const where = values.processes ? 'one process per node' : 'all in one process';
   try {
-    const leader = await waitForLeader(nodes);
-    const leaderId = leader.nodeStatus().id;
-    const port = Number(new URL(leader.nodeStatus().members[leaderId - 1]?.client ?? '').port);
+    const leader = await waitForLeader(members);
+    const port = Number(new URL(leader.members[leader.id - 1]?.client ?? '').port);
     const c = makeClient(port, valueBytes);
     for (let i = 0; i < warmup; i++) await c.put(`warm-${i % 64}`);
     const rtts: number[] = [];
-    rec.recording = true;
+    await Promise.all(members.map((m) => m.record(true)));
     for (let i = 0; i < writes; i++) rtts.push(await c.put(`k-${i % 64}`));
-    rec.recording = false;
+    await Promise.all(members.map((m) => m.record(false)));
+    for (const m of members) for (const p of await m.points()) rec.add(p);
     c.close();
-    console.log(`${writes} sequential writes of ${valueBytes}-byte values, 1 client, leader ${leaderId}`);
-    printSteps(steps(rec, leaderId, rtts));
+    console.log(
+      `${writes} sequential writes of ${valueBytes}-byte values, 1 client, leader ${leader.id}, ${where}`,
+    );
+    printSteps(steps(rec, leader.id, rtts));
     for (const clients of [1, 64]) {
-      const r = await cpuPerWrite(port, clients, cpuWrites, valueBytes);
+      const r = await cpuPerWrite(members, port, clients, cpuWrites, valueBytes);
       console.log(
         `CPU per write at ${clients} client(s): ${r.cpuUsPerWrite.toFixed(0)} us ` +
-          `(${r.writesPerSec.toFixed(0)} writes/s, all 3 nodes and the clients in one process)`,
+          `(${r.writesPerSec.toFixed(0)} writes/s; the nodes and the clients, ${where})`,
       );
     }
   } finally {
-    await Promise.all(nodes.map((n) => n.close()));
+    await Promise.all(members.map((m) => m.close()));
     rmSync(dir, { recursive: true, force: true });
   }
 }
