@@ -143,9 +143,7 @@ async function startInProcess(dir: string, rec: Recorder): Promise<Member[]> {
   const c = await clusterSpec();
   const ids = Array.from({ length: NODES }, (_, i) => i + 1);
   const nodes = await Promise.all(
-    ids.map((id) =>
-      startNode(dir, { spec: c.spec, listenClient: c.client(id) }, id, rec.hook(id)),
-    ),
+    ids.map((id) => startNode(dir, { spec: c.spec, listenClient: c.client(id) }, id, rec.hook(id))),
   );
   return nodes.map((n, i) => ({
     id: i + 1,
@@ -247,7 +245,9 @@ async function waitForLeader(members: Member[]): Promise<NodeStatus> {
     // Wait for the term's no-op to apply, so the first write does not pay for it.
     if (leader !== undefined && leader.commit > 0 && leader.applied >= leader.commit) return leader;
     if (performance.now() > deadline)
-      throw new Error(`No leader within ${LEADER_WAIT_MS} ms: ${JSON.stringify(all.map((s) => s.role))}`);
+      throw new Error(
+        `No leader within ${LEADER_WAIT_MS} ms: ${JSON.stringify(all.map((s) => s.role))}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

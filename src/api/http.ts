@@ -108,6 +108,9 @@ export class JsonHttpServer {
     this.server = createServer(
       {
         keepAliveTimeout: opts.idleTimeoutMs,
+        // An answer leaves at once, not after the client's acknowledgement of the last one
+        // (Nagle). Node's default, stated: a client's write waits on nothing but the network.
+        noDelay: true,
         requestTimeout: opts.requestTimeoutMs,
         headersTimeout: opts.headersTimeoutMs,
         // Node checks the two request timeouts on this period (30 s by default, which let
@@ -206,7 +209,7 @@ export class JsonHttpServer {
       }
       const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
       ticket?.begin();
-      if (admitted) await this.turns.turn();
+      if (admitted && !this.turns.pass()) await this.turns.turn();
       const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
       trace?.('http-parsed', 0, 0);
       const rawBody = bytes.toString('utf8');
@@ -217,7 +220,7 @@ export class JsonHttpServer {
         signal: controller.signal,
         headers: req.headers,
       });
-      if (admitted) await this.turns.turn();
+      if (admitted && !this.turns.pass()) await this.turns.turn();
       status = result.status ?? 200;
       if (result.stream !== undefined) await this.stream(res, result.stream, controller.signal);
       else if (result.text !== undefined)
