@@ -47,6 +47,8 @@ export interface RuntimeOptions {
   readonly storage: GroupStorage;
   /** Hands a message to the host's transport, tagged with this group. Never blocks. */
   readonly send: (msg: Message, attachment?: Uint8Array) => void;
+  /** Writes what `send` was handed so far now, rather than at the end of this loop run. */
+  readonly flush?: () => void;
   readonly stateMachine: StateMachine;
   readonly clock: Clock;
   readonly rng?: Rng;
@@ -604,6 +606,9 @@ export class RaftRuntime {
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
     for (const m of rd.messages) this.sendMessage(m);
+    // The appends leave before this node applies or encodes and submits its own write, all
+    // synchronous work: the followers' writes, on the commit's critical path, start at once.
+    if (rd.messages.length > 0) this.o.flush?.();
     if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
     // Committed entries are already durable here (the core hands out only entries at or below
     // its persisted index), so they are applied before this Ready's write, not after it: a

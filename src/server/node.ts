@@ -291,6 +291,7 @@ export class FlotillaNode implements AsyncDisposable {
             heartbeats.received(m);
             h(m, a, group);
           }),
+        flush: () => transport.flush(),
         close: () => transport.close(),
       },
       onEvent: (_group, e: RuntimeEvent) => {

@@ -9,6 +9,7 @@ import {
   systemClock,
   type Command,
   type GroupStorage,
+  type HostTransport,
   type StateMachine,
 } from '../../src/host/contracts.js';
 import { Host } from '../../src/host/host.js';
@@ -16,6 +17,7 @@ import { FlotillaError } from '../../src/base/errors.js';
 import type { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
+import type { Entry, HardState } from '../../src/raft/index.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -382,4 +384,66 @@ void test('linearizable reads started in one batch share one heartbeat round', a
   await Promise.all(reads);
   const rounds = new Set(heartbeatSeqs.filter((s) => s > before));
   assert.equal(rounds.size, 1, `read rounds after ${before}: ${[...rounds].join(',')}`);
+});
+
+void test("a leader's appends are flushed to the transport before its own write starts", async () => {
+  // What each node did, in order: an append with entries handed to the transport, a flush
+  // of the transport, a write of entries to storage.
+  const logs = new Map<number, string[]>();
+  const net = new MemoryNetwork();
+  const voters = [1, 2, 3];
+  const nodes = await Promise.all(
+    voters.map(async (id) => {
+      const log: string[] = [];
+      logs.set(id, log);
+      const inner = net.connect(id);
+      const transport: HostTransport = {
+        send: (m, a, g) => {
+          if (m.type === 'append' && m.entries.length > 0) log.push(`send to ${m.to}`);
+          inner.send(m, a, g);
+        },
+        flush: () => log.push('flush'),
+        onMessage: (h) => inner.onMessage(h),
+        close: () => inner.close(),
+      };
+      const memory = createMemoryStorage({ quiet: true });
+      const storage = new Proxy(memory, {
+        get(target, prop, receiver) {
+          if (prop === 'persist')
+            return (entries: readonly Entry[], hs: HardState | null) => {
+              if (entries.length > 0) log.push('persist');
+              return target.persist(entries, hs);
+            };
+          const v: unknown = Reflect.get(target, prop, receiver);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const host = new Host({ id, transport, clock: systemClock, tickMs: 5 });
+      open.push(host);
+      return host.addGroup(0, {
+        voters,
+        storage,
+        stateMachine: new Log(),
+        electionTicks: 15,
+        heartbeatTicks: 3,
+      });
+    }),
+  );
+  const leader = await leaderOf({ net, nodes, sms: [] });
+  await leader.propose(enc.encode('settle')); // the term's no-op and one write are behind us
+  const log = logs.get(leader.id) ?? [];
+  log.length = 0;
+  await leader.propose(enc.encode('x'));
+  const beforePersist = log.slice(0, log.indexOf('persist'));
+  assert.ok(log.includes('persist'), `the leader wrote the entry: ${JSON.stringify(log)}`);
+  assert.equal(
+    beforePersist.filter((e) => e.startsWith('send')).length,
+    2,
+    `both appends were sent before the leader's write: ${JSON.stringify(log)}`,
+  );
+  assert.equal(
+    beforePersist[beforePersist.length - 1],
+    'flush',
+    `the appends were flushed after being sent and before the leader's write: ${JSON.stringify(log)}`,
+  );
 });
