@@ -1,15 +1,18 @@
-// Where one write's time goes: a 3-node cluster in this process (real WAL storage with its
-// fsyncs, TCP between the nodes, HTTP for the client, all on 127.0.0.1), one client writing
-// sequentially to the leader, and every step of each write timed through the nodes' trace
-// hooks (src/host/trace.ts). Prints the median and p90 of each step, then the CPU per write
-// (all three nodes and the client, process.cpuUsage over the run) at 1 and at 64 clients.
+// Where one write's time goes: a 3-node cluster (real WAL storage with its fsyncs, TCP
+// between the nodes, HTTP for the client, all on 127.0.0.1), one client writing sequentially
+// to the leader, and every step of each write timed through the nodes' trace hooks
+// (src/host/trace.ts). Prints the median and p90 of each step, then the CPU per write (user +
+// system of the nodes and the clients) at 1 and at 64 clients.
 //
-//   node dist/bench/trace/write-trace.js [--writes 2000] [--warmup 200] [--dir <path>]
-//                                        [--cpu-writes 4000] [--value-bytes 100]
+//   node dist/bench/trace/write-trace.js [--processes] [--writes 2000] [--warmup 200]
+//                                        [--cpu-writes 4000] [--value-bytes 100] [--dir <path>]
 //
+// --processes runs each node in a child process of its own, as deployed, and collects its
+// trace points over IPC (wall-clock times, microsecond resolution); without it the nodes
+// share this process's event loop, so a hop between them also waits for the sender's work.
 // The follower a step names is the one whose acknowledgement reached the leader first: the one
-// that made the write commit. Steps are between consecutive trace points, so they add up to
-// the server's total; the client's round trip adds the loopback hops of the request itself.
+// that made the write commit. The leader's write runs alongside the follower's path; a step
+// "max(ack, leader persist end) -> committed" joins them.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { fork, type ChildProcess } from 'node:child_process';
@@ -25,11 +28,12 @@ import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
 
 const NODES = 3;
+const LEADER_WAIT_MS = 10_000;
 
+/** Wall-clock milliseconds with microsecond resolution: comparable across processes. */
 function now(): number {
   return performance.timeOrigin + performance.now();
 }
-const LEADER_WAIT_MS = 10_000;
 
 interface Point {
   readonly node: number;
@@ -48,7 +52,6 @@ class Recorder {
 
   hook(node: number): (event: TraceEvent, index: number, peer: number) => void {
     return (event, index, peer) => {
-      // Wall-clock milliseconds with microsecond resolution: comparable across processes.
       if (this.recording) this.add({ node, event, index, peer, t: now() });
     };
   }
