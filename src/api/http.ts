@@ -12,6 +12,7 @@ import { FlotillaError } from '../base/errors.js';
 import { errorJson, httpStatus, toFlotillaError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 import { TurnQueue } from './turns.js';
+import type { TraceHook } from '../host/trace.js';
 
 export interface RouteContext {
   readonly body: unknown;
@@ -70,6 +71,8 @@ export interface HttpServerOptions {
   readonly answerHeaders?: Readonly<Record<string, string>>;
   readonly onRequest?: (route: string, status: number) => void;
   readonly onError?: (err: unknown) => void;
+  /** Called when client work (an admitted path) arrives, is parsed and is answered. */
+  readonly trace?: TraceHook;
 }
 
 type Method = 'GET' | 'POST';
@@ -105,6 +108,9 @@ export class JsonHttpServer {
     this.server = createServer(
       {
         keepAliveTimeout: opts.idleTimeoutMs,
+        // An answer leaves at once, not after the client's acknowledgement of the last one
+        // (Nagle). Node's default, stated: a client's write waits on nothing but the network.
+        noDelay: true,
         requestTimeout: opts.requestTimeoutMs,
         headersTimeout: opts.headersTimeoutMs,
         // Node checks the two request timeouts on this period (30 s by default, which let
@@ -178,6 +184,8 @@ export class JsonHttpServer {
     const handler = byMethod?.get(req.method ?? '');
     const admitted = this.admittedPaths.has(url.pathname);
     let ticket: { begin(): void; release(refused?: boolean): void } | null = null;
+    const trace = admitted ? this.opts.trace : undefined;
+    trace?.('http-received', 0, 0);
     try {
       if (byMethod === undefined)
         throw new FlotillaError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
@@ -201,8 +209,9 @@ export class JsonHttpServer {
       }
       const bytes = req.method === 'POST' ? await this.readBody(req) : Buffer.alloc(0);
       ticket?.begin();
-      if (admitted) await this.turns.turn();
+      if (admitted && !this.turns.pass()) await this.turns.turn();
       const body = req.method === 'POST' ? parseJsonBody(bytes) : undefined;
+      trace?.('http-parsed', 0, 0);
       const rawBody = bytes.toString('utf8');
       const result = await handler({
         body,
@@ -211,7 +220,7 @@ export class JsonHttpServer {
         signal: controller.signal,
         headers: req.headers,
       });
-      if (admitted) await this.turns.turn();
+      if (admitted && !this.turns.pass()) await this.turns.turn();
       status = result.status ?? 200;
       if (result.stream !== undefined) await this.stream(res, result.stream, controller.signal);
       else if (result.text !== undefined)
@@ -228,6 +237,7 @@ export class JsonHttpServer {
       // A 429 passed on from the leader counts as this node's refusal for the Retry-After.
       ticket?.release(status === 429);
     }
+    trace?.('http-answered', 0, 0);
     this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
   }
 

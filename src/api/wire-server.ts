@@ -288,7 +288,7 @@ class Connection {
 
   /** Starts a batch in one turn, every request before any answer is awaited. */
   private async start(batch: readonly Work[]): Promise<void> {
-    await this.s.turns.turn();
+    if (!this.s.turns.pass()) await this.s.turns.turn();
     const b = this.s.backend;
     b.batch(() => {
       for (const w of batch) {
@@ -351,6 +351,9 @@ class Connection {
       if (err.code === 'INTERNAL') this.s.opts.onError?.(err);
       this.refuse(w.req, err);
     } else this.answer(w.req, json);
+    // The last answer the connection owes goes at once: no other can join its write, and
+    // waiting for the turn would only delay it (for a lone client, by a loop iteration).
+    if (this.inFlight.size === 0) this.flush();
   }
 
   private answer(req: WireRequest, json: Json | null): void {

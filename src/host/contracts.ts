@@ -36,6 +36,8 @@ export interface GroupStorage {
  */
 export interface HostTransport {
   send(msg: Message, attachment?: Uint8Array, group?: GroupId): void;
+  /** Writes what `send` queued now, not at the end of this run of the loop (TcpTransport). */
+  flush?(): void;
   onMessage(handler: (msg: Message, attachment: Uint8Array | null, group: GroupId) => void): void;
   close(): Promise<void>;
 }

@@ -23,7 +23,7 @@ export interface HostOptions {
 /** A group's own settings; the host supplies the node id, clock, ticker and transport. */
 export type GroupOptions = Omit<
   RuntimeOptions,
-  'id' | 'group' | 'send' | 'clock' | 'tickMs' | 'onEvent'
+  'id' | 'group' | 'send' | 'flush' | 'clock' | 'tickMs' | 'onEvent'
 >;
 
 export interface HostStats {
@@ -77,6 +77,7 @@ export class Host implements AsyncDisposable {
         clock: this.o.clock,
         tickMs: this.tickMs,
         send: (msg, attachment) => this.o.transport.send(msg, attachment, group),
+        flush: () => this.o.transport.flush?.(),
         onEvent: (e) => this.o.onEvent?.(group, e),
       });
       this.runtimes.set(group, rt);

@@ -31,6 +31,7 @@ import type {
 } from './contracts.js';
 import { FlotillaError } from '../base/errors.js';
 import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
+import type { TraceHook } from './trace.js';
 
 export interface RuntimeOptions {
   readonly id: number;
@@ -46,6 +47,8 @@ export interface RuntimeOptions {
   readonly storage: GroupStorage;
   /** Hands a message to the host's transport, tagged with this group. Never blocks. */
   readonly send: (msg: Message, attachment?: Uint8Array) => void;
+  /** Writes what `send` was handed so far now, rather than at the end of this loop run. */
+  readonly flush?: () => void;
   readonly stateMachine: StateMachine;
   readonly clock: Clock;
   readonly rng?: Rng;
@@ -83,6 +86,8 @@ export interface RuntimeOptions {
    * bug).
    */
   readonly createNode?: (config: RaftConfig) => RaftNode;
+  /** Called at each step of a write's path through this runtime (trace.ts); absent: none. */
+  readonly trace?: TraceHook;
 }
 
 export type RuntimeEvent =
@@ -300,6 +305,7 @@ export class RaftRuntime {
       );
     }
     const { index, term } = r.value;
+    this.o.trace?.('proposed', index, 0);
     // Register the waiter before kicking: the loop may run to the apply synchronously.
     const p = new Promise<unknown>((resolve, reject) => {
       const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
@@ -550,8 +556,15 @@ export class RaftRuntime {
         this.incomingSnapshots.delete(oldest);
       }
     }
+    if (this.o.trace !== undefined) this.traceReceived(this.o.trace, msg);
     this.node.step(msg);
     this.kick();
+  }
+
+  private traceReceived(trace: TraceHook, msg: Message): void {
+    if (msg.type === 'append' && msg.entries.length > 0)
+      trace('append-received', msg.prevIndex + msg.entries.length, msg.from);
+    else if (msg.type === 'append-resp' && msg.success) trace('ack-received', msg.index, msg.from);
   }
 
   /** Runs the Ready loop until the core has nothing more to do. One loop at a time. */
@@ -593,6 +606,9 @@ export class RaftRuntime {
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
     for (const m of rd.messages) this.sendMessage(m);
+    // The appends leave before this node applies or encodes and submits its own write, all
+    // synchronous work: the followers' writes, on the commit's critical path, start at once.
+    if (rd.messages.length > 0) this.o.flush?.();
     if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
     // Committed entries are already durable here (the core hands out only entries at or below
     // its persisted index), so they are applied before this Ready's write, not after it: a
@@ -610,7 +626,10 @@ export class RaftRuntime {
       // committed, and must still know it after a restart (it puts the committed changes in
       // force at start, and campaigns only once every committed change is applied).
       const hs = rd.hardState ?? (this.hardStateUnsynced() ? this.latestHard : null);
+      const lastIndex = rd.entries[rd.entries.length - 1]?.index ?? 0;
+      this.o.trace?.('persist-start', lastIndex, 0);
       await this.o.storage.persist(rd.entries, hs);
+      this.o.trace?.('persist-end', lastIndex, 0);
       if (hs !== null) this.syncedHard = hs;
       this.o.onEvent?.({
         kind: 'persisted',
@@ -679,6 +698,11 @@ export class RaftRuntime {
       this.o.send({ ...m, snapshot: this.snapshot.meta }, this.snapshot.data);
       return;
     }
+    if (this.o.trace !== undefined) {
+      if (m.type === 'append' && m.entries.length > 0)
+        this.o.trace('append-sent', m.prevIndex + m.entries.length, m.to);
+      else if (m.type === 'append-resp' && m.success) this.o.trace('ack-sent', m.index, m.to);
+    }
     this.o.send(m);
   }
 
@@ -699,6 +723,8 @@ export class RaftRuntime {
   }
 
   private applyEntries(entries: readonly Entry[]): void {
+    const lastIndex = entries[entries.length - 1]?.index ?? 0;
+    this.o.trace?.('committed', lastIndex, 0);
     const commands: Command[] = [];
     for (const e of entries) {
       if (e.type === 'normal' && e.data.length > 0)
@@ -735,6 +761,7 @@ export class RaftRuntime {
           ),
         );
     }
+    this.o.trace?.('applied', lastIndex, 0);
     this.o.onEvent?.({ kind: 'applied', entries: entries.length });
     if (this.appliedListeners.size > 0) {
       const batch: AppliedBatch = { commands, results, appliedIndex: this.applied };

@@ -24,6 +24,7 @@ import { TcpTransport } from '../transport/index.js';
 import type { NodeConfig } from './config.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import { Host } from '../host/host.js';
+import type { TraceHook } from '../host/trace.js';
 import { SessionMachine, defaultSessionLimits } from '../host/sessions.js';
 import {
   DataDirError,
@@ -167,7 +168,14 @@ export class FlotillaNode implements AsyncDisposable {
     });
   }
 
-  static async start(config: NodeConfig, o: { logger?: Logger } = {}): Promise<FlotillaNode> {
+  static async start(
+    config: NodeConfig,
+    o: {
+      logger?: Logger;
+      /** Called at each step of a write's path (host/trace.ts), for bench/trace. */
+      trace?: TraceHook;
+    } = {},
+  ): Promise<FlotillaNode> {
     const log =
       o.logger ?? createLogger(config.id, { level: config.logLevel, format: config.logFormat });
     // Fail before touching storage: an unusable data directory or a taken port is reported
@@ -330,6 +338,7 @@ export class FlotillaNode implements AsyncDisposable {
             heartbeats.received(m);
             h(m, a, group);
           }),
+        flush: () => transport.flush(),
         close: () => transport.close(),
       },
       // The metrics describe the key-value group, as they did before the queue group existed;
@@ -378,7 +387,11 @@ export class FlotillaNode implements AsyncDisposable {
     let runtime: RaftRuntime;
     let queueRuntime: RaftRuntime;
     try {
-      runtime = await host.addGroup(KV_GROUP, groupOptions(KV_GROUP, storage, kv));
+      // The write tracer (bench/trace) follows the key-value group's writes.
+      runtime = await host.addGroup(KV_GROUP, {
+        ...groupOptions(KV_GROUP, storage, kv),
+        ...(o.trace === undefined ? {} : { trace: o.trace }),
+      });
       queueRuntime = await host.addGroup(
         QUEUE_GROUP,
         groupOptions(QUEUE_GROUP, queueStorage, queueMachine),
@@ -419,6 +432,7 @@ export class FlotillaNode implements AsyncDisposable {
         : { answerHeaders: { [clientProtocolHeader]: String(config.clientProtocolPort) } }),
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
+      ...(o.trace === undefined ? {} : { trace: o.trace }),
     });
     const service = new KvService(
       runtime,

@@ -86,6 +86,13 @@ export class PeerLink {
     this.schedulePump();
   }
 
+  /** Writes what is queued now, if a write was scheduled (TcpTransport.flush). */
+  flush(): void {
+    if (!this.pumpScheduled) return;
+    this.pumpScheduled = false;
+    this.pump();
+  }
+
   close(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
@@ -260,10 +267,7 @@ export class PeerLink {
     if (this.pumpScheduled || this.state !== 'open') return;
     this.pumpScheduled = true;
     // One pump per turn of the event loop: every message of one Ready leaves in one writev.
-    queueMicrotask(() => {
-      this.pumpScheduled = false;
-      this.pump();
-    });
+    queueMicrotask(() => this.flush());
   }
 
   /**

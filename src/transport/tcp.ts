@@ -114,6 +114,15 @@ export class TcpTransport implements Transport {
     link.send(msg, attachment ?? null, group);
   }
 
+  /**
+   * Writes now what `send` queued for every peer, rather than once the current run of the event
+   * loop is over: a caller about to do synchronous work (a leader encoding and submitting its
+   * own write) lets its appends leave first, so the followers' writes start that much earlier.
+   */
+  flush(): void {
+    for (const link of this.links.values()) link.flush();
+  }
+
   onMessage(handler: Handler): void {
     this.handler = handler;
   }

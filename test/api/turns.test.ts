@@ -53,3 +53,55 @@ void test('perTurn must be a positive integer', () => {
   assert.throws(() => new TurnQueue(0), RangeError);
   assert.throws(() => new TurnQueue(1.5), RangeError);
 });
+
+void test('an idle queue lets a request proceed at once, within the turn budget', () => {
+  const turns: (() => void)[] = [];
+  const q = new TurnQueue(2, (fn) => turns.push(fn));
+  assert.equal(q.pass(), true, 'nobody waits and the budget is unspent: no turn needed');
+  assert.equal(q.pass(), true);
+  assert.equal(q.pass(), false, 'a third request in the same turn must wait for the next');
+  assert.equal(turns.length, 1, 'the fast path schedules the turn that resets its budget');
+  turns.shift()?.();
+  assert.equal(q.pass(), true, 'the turn reset the budget');
+});
+
+void test('a request never overtakes waiting ones by the fast path', async () => {
+  const turns: (() => void)[] = [];
+  const q = new TurnQueue(1, (fn) => turns.push(fn));
+  assert.equal(q.pass(), true);
+  const order: string[] = [];
+  const waiting = q.turn().then(() => order.push('waiting'));
+  turns.shift()?.(); // resolves the waiting request: the budget of this turn is spent
+  assert.equal(q.pass(), false, 'the turn that served a waiting request spent its budget');
+  const late = q.turn().then(() => order.push('late'));
+  assert.equal(q.pass(), false, 'someone waits: no fast path');
+  turns.shift()?.();
+  await Promise.all([waiting, late]);
+  assert.deepEqual(order, ['waiting', 'late']);
+  assert.equal(q.length, 0);
+});
+
+void test('between two turns at most perTurn requests proceed, fast path included', () => {
+  const perTurn = 3;
+  const turns: (() => void)[] = [];
+  const q = new TurnQueue(perTurn, (fn) => turns.push(fn));
+  const pending: Promise<void>[] = [];
+  let byTurn = 0; // requests the last turn let proceed
+  for (let round = 0; round < 6; round++) {
+    // A burst of requests in one loop iteration (fewer every round, so waiting ones drain).
+    let passed = 0;
+    for (let i = 0; i < 10 - 2 * round; i++) {
+      if (q.pass()) passed++;
+      else pending.push(q.turn());
+    }
+    assert.ok(
+      byTurn + passed <= perTurn,
+      `round ${round}: ${byTurn} by the turn and ${passed} at once; at most ${perTurn}`,
+    );
+    const before = q.length;
+    turns.shift()?.();
+    byTurn = before - q.length;
+  }
+  while (turns.length > 0) turns.shift()?.();
+  assert.equal(q.length, 0);
+});

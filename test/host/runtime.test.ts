@@ -9,6 +9,7 @@ import {
   systemClock,
   type Command,
   type GroupStorage,
+  type HostTransport,
   type StateMachine,
 } from '../../src/host/contracts.js';
 import { Host } from '../../src/host/host.js';
@@ -16,6 +17,7 @@ import { FlotillaError } from '../../src/base/errors.js';
 import type { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
+import type { Entry, HardState } from '../../src/raft/index.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -383,3 +385,129 @@ void test('linearizable reads started in one batch share one heartbeat round', a
   const rounds = new Set(heartbeatSeqs.filter((s) => s > before));
   assert.equal(rounds.size, 1, `read rounds after ${before}: ${[...rounds].join(',')}`);
 });
+
+void test("a leader's appends are flushed to the transport before its own write starts", async () => {
+  // What each node did, in order: an append with entries handed to the transport, a flush
+  // of the transport, a write of entries to storage.
+  const logs = new Map<number, string[]>();
+  const net = new MemoryNetwork();
+  const voters = [1, 2, 3];
+  const nodes = await Promise.all(
+    voters.map(async (id) => {
+      const log: string[] = [];
+      logs.set(id, log);
+      const inner = net.connect(id);
+      const transport: HostTransport = {
+        send: (m, a, g) => {
+          if (m.type === 'append' && m.entries.length > 0) log.push(`send to ${m.to}`);
+          inner.send(m, a, g);
+        },
+        flush: () => log.push('flush'),
+        onMessage: (h) => inner.onMessage(h),
+        close: () => inner.close(),
+      };
+      const memory = createMemoryStorage({ quiet: true });
+      const storage = new Proxy(memory, {
+        get(target, prop, receiver) {
+          if (prop === 'persist')
+            return (entries: readonly Entry[], hs: HardState | null) => {
+              if (entries.length > 0) log.push('persist');
+              return target.persist(entries, hs);
+            };
+          const v: unknown = Reflect.get(target, prop, receiver);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const host = new Host({ id, transport, clock: systemClock, tickMs: 5 });
+      open.push(host);
+      return host.addGroup(0, {
+        voters,
+        storage,
+        stateMachine: new Log(),
+        electionTicks: 15,
+        heartbeatTicks: 3,
+      });
+    }),
+  );
+  const leader = await leaderOf({ net, nodes, sms: [] });
+  await leader.propose(enc.encode('settle')); // the term's no-op and one write are behind us
+  const log = logs.get(leader.id) ?? [];
+  log.length = 0;
+  await leader.propose(enc.encode('x'));
+  const beforePersist = log.slice(0, log.indexOf('persist'));
+  assert.ok(log.includes('persist'), `the leader wrote the entry: ${JSON.stringify(log)}`);
+  assert.equal(
+    beforePersist.filter((e) => e.startsWith('send')).length,
+    2,
+    `both appends were sent before the leader's write: ${JSON.stringify(log)}`,
+  );
+  assert.equal(
+    beforePersist[beforePersist.length - 1],
+    'flush',
+    `the appends were flushed after being sent and before the leader's write: ${JSON.stringify(log)}`,
+  );
+});
+
+void test('the trace hook sees one write through leader and followers in order', async () => {
+  const seen = new Map<number, string[]>();
+  const net = new MemoryNetwork();
+  const voters = [1, 2, 3];
+  const nodes = await Promise.all(
+    voters.map(async (id) => {
+      const points: string[] = [];
+      seen.set(id, points);
+      const host = new Host({ id, transport: net.connect(id), clock: systemClock, tickMs: 5 });
+      open.push(host);
+      return host.addGroup(0, {
+        voters,
+        storage: createMemoryStorage({ quiet: true }),
+        stateMachine: new Log(),
+        electionTicks: 15,
+        heartbeatTicks: 3,
+        trace: (event, index, peer) => points.push(`${event} ${index} ${peer}`),
+      });
+    }),
+  );
+  const leader = await leaderOf({ net, nodes, sms: [] });
+  await leader.propose(enc.encode('settle'));
+  const index = leader.status().lastIndex + 1;
+  const followers = voters.filter((id) => id !== leader.id);
+  // Every node has applied the write once its follower-side points are in; wait for both.
+  for (const p of seen.values()) p.length = 0;
+  await leader.propose(enc.encode('x'));
+  const want = (p: string[], e: string) => p.findIndex((x) => x.startsWith(`${e} ${index} `));
+  const L = seen.get(leader.id) ?? [];
+  const order = ['proposed', 'persist-start', 'persist-end', 'committed', 'applied'];
+  const at = order.map((e) => want(L, e));
+  assert.ok(
+    at.every((i, k) => i >= 0 && (k === 0 || i > (at[k - 1] as number))),
+    `the leader's points in order: ${JSON.stringify(L)}`,
+  );
+  for (const f of followers) {
+    assert.ok(L.includes(`append-sent ${index} ${f}`), `an append to ${f}: ${JSON.stringify(L)}`);
+    const got = () => seen.get(f) ?? [];
+    await waitUntil(() => want(got(), 'ack-sent') >= 0, `follower ${f} acknowledged`, got);
+    const F = got();
+    const fat = ['append-received', 'persist-start', 'persist-end', 'ack-sent'].map((e) =>
+      want(F, e),
+    );
+    assert.ok(
+      fat.every((i, k) => i >= 0 && (k === 0 || i > (fat[k - 1] as number))),
+      `follower ${f}'s points in order: ${JSON.stringify(F)}`,
+    );
+    assert.ok(F[fat[0] as number]?.endsWith(` ${leader.id}`), 'the append came from the leader');
+  }
+  assert.ok(
+    followers.some((f) => L.includes(`ack-received ${index} ${f}`)),
+    `the leader heard an acknowledgement: ${JSON.stringify(L)}`,
+  );
+});
+
+async function waitUntil(cond: () => boolean, what: string, seen: () => unknown): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!cond()) {
+    if (Date.now() > deadline)
+      assert.fail(`${what}: not within 5 s; saw ${JSON.stringify(seen())}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

@@ -52,6 +52,29 @@ void describe('TcpTransport', () => {
     assert.equal(b.t.stats().peers.get(1)?.received.heartbeat?.messages, 1);
   });
 
+  void it('flush writes what was queued at once, not at the end of the loop run', async () => {
+    const [a, b] = await pair();
+    const hb = (seq: number): Message => ({
+      from: 1,
+      to: 2,
+      term: 1,
+      type: 'heartbeat',
+      commit: 0,
+      seq,
+    });
+    // The link is open once a first message went through; before, sends wait for it.
+    a.t.send(hb(1));
+    await waitFor(() => b.inbox.length === 1, 'the first heartbeat');
+    const written = () => a.t.stats().peers.get(2)?.sent.heartbeat?.messages ?? 0;
+    a.t.send(hb(2));
+    assert.equal(written(), 1, 'without a flush the write waits for the end of this run');
+    a.t.flush();
+    assert.equal(written(), 2, 'the flush wrote it now');
+    await waitFor(() => b.inbox.length === 2, 'the flushed heartbeat');
+    assert.equal(written(), 2, 'the write scheduled before the flush found nothing left');
+    assert.deepStrictEqual(b.inbox[1]?.msg, hb(2));
+  });
+
   void it('carries a multi-MiB snapshot attachment in chunks', async () => {
     const [a, b] = await pair({ chunkBytes: 64 * 1024, maxFrameBytes: 256 * 1024 });
     const data = new Uint8Array(5 * 1024 * 1024 + 17);
