@@ -96,11 +96,20 @@ void test('the queue runs as its own group on every node, shown in status', asyn
     assert.ok(n.host.group(KV_GROUP) !== undefined && n.host.group(QUEUE_GROUP) !== undefined);
     assert.equal(n.host.stats().groups, 2);
   }
-  const res = await fetch(`${nodes.url(1)}/v1/status`);
-  const status = (await res.json()) as Json;
-  const q = status['queueGroup'] as Json;
+  // A follower learns the commit of the leader's first entry with its next append: poll.
+  let q: Json = {};
+  const deadline = Date.now() + 10_000;
+  do {
+    const res = await fetch(`${nodes.url(1)}/v1/status`);
+    q = ((await res.json()) as Json)['queueGroup'] as Json;
+    if ((q['commit'] as number) > 0) break;
+    await new Promise((r) => setTimeout(r, 20));
+  } while (Date.now() < deadline);
   assert.ok(['leader', 'follower'].includes(q['role'] as string), JSON.stringify(q));
-  assert.ok((q['commit'] as number) > 0, 'the queue group committed its first entry');
+  assert.ok(
+    (q['commit'] as number) > 0,
+    `the queue group committed its first entry: ${JSON.stringify(q)}`,
+  );
 });
 
 void test('add, claim and complete through a follower reach the queue leader', async () => {
