@@ -29,7 +29,7 @@ import type {
   GroupStorage,
   StateMachine,
 } from './contracts.js';
-import { FlotillaError } from '../base/errors.js';
+import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
 import type { TraceHook } from './trace.js';
 
@@ -285,38 +285,45 @@ export class RaftRuntime {
     if (refused !== null) return Promise.reject(refused);
     const r = this.node.propose(data);
     if (!r.ok) {
-      const e = r.error;
-      if (e.code === 'NOT_LEADER' && e.leader === 0) {
-        return Promise.reject(
-          new FlotillaError(
-            'NO_LEADER',
-            `Node ${this.o.id} knows no leader yet (an election may be under way); retry`,
-            false,
-          ),
-        );
-      }
+      // The API's own refusals come first; what the core says of a target reads the same.
+      const { code } = r.error;
       return Promise.reject(
-        new FlotillaError(
-          e.code === 'UNKNOWN_NODE' || e.code === 'INVALID_REQUEST' ? 'INVALID_REQUEST' : e.code,
-          e.message,
-          false,
-          e.leader,
+        this.coreRefusal(
+          r.error,
+          code === 'UNKNOWN_NODE' || code === 'INVALID_REQUEST' ? 'INVALID_REQUEST' : code,
         ),
       );
     }
-    const { index, term } = r.value;
-    this.o.trace?.('proposed', index, 0);
+    this.o.trace?.('proposed', r.value.index, 0);
+    return this.awaitApplied(r.value.index, r.value.term, w, `Proposal at index ${r.value.index}`);
+  }
+
+  /** A proposal the core refused, as a definite error; NO_LEADER when no leader is known. */
+  private coreRefusal(
+    e: { readonly code: ErrorCode; readonly message: string; readonly leader: number },
+    code: ErrorCode = e.code,
+  ): FlotillaError {
+    if (e.code === 'NOT_LEADER' && e.leader === 0)
+      return new FlotillaError(
+        'NO_LEADER',
+        `Node ${this.o.id} knows no leader yet (an election may be under way); retry`,
+        false,
+      );
+    return new FlotillaError(code, e.message, false, e.leader);
+  }
+
+  /** Resolves with the result of the entry at `index` of `term` once applied here. */
+  private awaitApplied(
+    index: number,
+    term: number,
+    w: WaitOptions,
+    what: string,
+  ): Promise<unknown> {
     // Register the waiter before kicking: the loop may run to the apply synchronously.
     const p = new Promise<unknown>((resolve, reject) => {
       const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
       this.waiters.proposals.set(index, waiter);
-      this.waiters.arm(
-        waiter,
-        w,
-        () => this.waiters.proposals.delete(index),
-        true,
-        `Proposal at index ${index}`,
-      );
+      this.waiters.arm(waiter, w, () => this.waiters.proposals.delete(index), true, what);
     });
     this.kick();
     return p;
@@ -353,33 +360,14 @@ export class RaftRuntime {
     const refused = this.refuseNew();
     if (refused !== null) return Promise.reject(refused);
     const r = this.node.proposeConfChange(cc);
-    if (!r.ok) {
-      const e = r.error;
-      if (e.code === 'NOT_LEADER' && e.leader === 0) {
-        return Promise.reject(
-          new FlotillaError(
-            'NO_LEADER',
-            `Node ${this.o.id} knows no leader yet (an election may be under way); retry`,
-            false,
-          ),
-        );
-      }
-      return Promise.reject(new FlotillaError(e.code, e.message, false, e.leader));
-    }
+    if (!r.ok) return Promise.reject(this.coreRefusal(r.error));
     const { index, term } = r.value;
-    const p = new Promise<unknown>((resolve, reject) => {
-      const waiter: ProposalWaiter = { resolve, reject, term, timer: null };
-      this.waiters.proposals.set(index, waiter);
-      this.waiters.arm(
-        waiter,
-        w,
-        () => this.waiters.proposals.delete(index),
-        true,
-        `Membership change at index ${index}`,
-      );
-    });
-    this.kick();
-    return p as Promise<ConfState>;
+    return this.awaitApplied(
+      index,
+      term,
+      w,
+      `Membership change at index ${index}`,
+    ) as Promise<ConfState>;
   }
 
   /**

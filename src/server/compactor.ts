@@ -6,6 +6,7 @@
 // A node configured differently can only make a different proposal, never a different state.
 
 import type { Clock } from '../host/contracts.js';
+import { Periodic } from './periodic.js';
 
 export interface CompactorOptions {
   readonly clock: Clock;
@@ -29,27 +30,25 @@ interface Sample {
 }
 
 export class AutoCompactor {
-  private timer: unknown = null;
+  private readonly periodic: Periodic;
   private inFlight = false;
   /** Revisions seen at each check while leading, oldest first; only what keepMs may need. */
   private samples: Sample[] = [];
-  private stopped = false;
 
-  constructor(private readonly o: CompactorOptions) {}
+  constructor(private readonly o: CompactorOptions) {
+    this.periodic = new Periodic(o.clock, o.checkEveryMs, () => this.check());
+  }
 
   get enabled(): boolean {
     return this.o.keepRevisions > 0 || this.o.keepMs > 0;
   }
 
   start(): void {
-    if (!this.enabled || this.stopped) return;
-    this.schedule();
+    if (this.enabled) this.periodic.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer !== null) this.o.clock.clearTimeout(this.timer);
-    this.timer = null;
+    this.periodic.stop();
   }
 
   /** The revision the rules allow compacting to now, or null for none. */
@@ -95,14 +94,5 @@ export class AutoCompactor {
         this.o.onError(err);
       },
     );
-  }
-
-  private schedule(): void {
-    this.timer = this.o.clock.setTimeout(() => {
-      this.timer = null;
-      if (this.stopped) return;
-      this.check();
-      this.schedule();
-    }, this.o.checkEveryMs);
   }
 }

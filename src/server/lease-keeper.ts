@@ -9,6 +9,7 @@
 
 import { FlotillaError } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
+import { Periodic } from './periodic.js';
 
 export interface LeaseKeeperOptions {
   readonly clock: Clock;
@@ -30,25 +31,18 @@ export class LeaseKeeper {
   private readonly deadlines = new Map<number, number>();
   private readonly revoking = new Set<number>();
   private leading = false;
-  private timer: unknown = null;
-  private stopped = false;
+  private readonly periodic: Periodic;
 
-  constructor(private readonly o: LeaseKeeperOptions) {}
+  constructor(private readonly o: LeaseKeeperOptions) {
+    this.periodic = new Periodic(o.clock, o.checkEveryMs, () => this.check());
+  }
 
   start(): void {
-    if (this.stopped) return;
-    this.timer = this.o.clock.setTimeout(() => {
-      this.timer = null;
-      if (this.stopped) return;
-      this.check();
-      this.start();
-    }, this.o.checkEveryMs);
+    this.periodic.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer !== null) this.o.clock.clearTimeout(this.timer);
-    this.timer = null;
+    this.periodic.stop();
   }
 
   /** One look: follows leadership and the lease table, and revokes what has run out. */

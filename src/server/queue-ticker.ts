@@ -7,6 +7,7 @@
 // does not pile up more of them behind it.
 
 import type { Clock } from '../host/contracts.js';
+import { Periodic } from './periodic.js';
 
 export interface QueueTickerOptions {
   readonly clock: Clock;
@@ -18,26 +19,23 @@ export interface QueueTickerOptions {
 }
 
 export class QueueTicker {
-  private timer: unknown = null;
+  private readonly periodic: Periodic;
   private inFlight = false;
-  private stopped = false;
   /** Ticks proposed and applied, for tests and metrics. */
   ticks = 0;
 
   constructor(private readonly o: QueueTickerOptions) {
     if (!Number.isSafeInteger(o.everyMs) || o.everyMs < 1)
       throw new RangeError(`The queue tick interval must be a positive integer, got ${o.everyMs}`);
+    this.periodic = new Periodic(o.clock, o.everyMs, () => this.check());
   }
 
   start(): void {
-    if (this.stopped || this.timer !== null) return;
-    this.schedule();
+    this.periodic.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    if (this.timer !== null) this.o.clock.clearTimeout(this.timer);
-    this.timer = null;
+    this.periodic.stop();
   }
 
   /** One look: the leader proposes a tick unless its previous one is still in flight. */
@@ -54,14 +52,5 @@ export class QueueTicker {
         this.o.onError(err);
       },
     );
-  }
-
-  private schedule(): void {
-    this.timer = this.o.clock.setTimeout(() => {
-      this.timer = null;
-      if (this.stopped) return;
-      this.check();
-      this.schedule();
-    }, this.o.everyMs);
   }
 }

@@ -16,7 +16,7 @@ import {
   type WatchedRevision,
   type WatcherLog,
 } from '../../src/check/index.js';
-import { FlotillaClient, FlotillaError, Mutex, Session } from '../../src/client/index.js';
+import { FlotillaClient, Mutex, Session } from '../../src/client/index.js';
 import type { WatchBatch } from '../../src/client/index.js';
 
 /** Every key (keys are never empty): from \0 to the end of the keyspace. */
@@ -176,10 +176,12 @@ export class LockWorkload {
             }
           }
           await mutex.unlock();
-        } catch (err) {
-          if (!(err instanceof FlotillaError) && !(err instanceof Error)) throw err;
+        } catch {
+          // Under faults a lock attempt fails often (no leader, a lease lost, a timeout); the
+          // checker judges what was written, not these attempts. Pause before the next one.
           await new Promise((r) => setTimeout(r, 50));
         } finally {
+          // The session's lease expires by itself if the cluster cannot take the revoke now.
           await session?.close().catch(() => undefined);
         }
       }
