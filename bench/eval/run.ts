@@ -47,6 +47,8 @@ export interface SystemResults {
   sizes: (WritePoint & { nodes: number })[];
   overload?: OverloadPoint[];
   watch?: WatchPoint;
+  /** Flotilla's watches over its binary client protocol (absent for etcd). */
+  watchBinary?: WatchPoint;
   leases?: LeasePoint;
   failover:
     | (FailoverResult & {
@@ -244,6 +246,16 @@ async function runSystem(
           t,
           o.progress,
           `${system} watch, ${p.watchers} watchers, ${p.watchWriters} writers`,
+        );
+      if (has('watch') && c.binaryPort(c.running()[0] as number) !== null)
+        r.watchBinary = await watchPoint(
+          c,
+          p.watchers,
+          p.watchWriters,
+          t,
+          o.progress,
+          `${system} watch over the binary protocol, ${p.watchers} watchers, ${p.watchWriters} writers`,
+          'binary',
         );
       if (has('leases'))
         r.leases = await leasePoint(
