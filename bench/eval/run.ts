@@ -17,6 +17,7 @@ import { machineFacts, type MachineFacts } from './machine.js';
 import type { Plan, ScenarioName } from './plan.js';
 import { overloadPoint, withBurners, type OverloadPoint } from './overload.js';
 import { ProcessGroup } from './procs.js';
+import { scalePoint, type ScaleResult } from './scale.js';
 import { leasePoint, watchPoint, type LeasePoint, type WatchPoint } from './watch-lease.js';
 import { profileFlotillaLeader, type ProfileSummary } from './profile.js';
 import {
@@ -50,6 +51,7 @@ export interface SystemResults {
   /** Flotilla's watches over its binary client protocol (absent for etcd). */
   watchBinary?: WatchPoint;
   leases?: LeasePoint;
+  scale?: ScaleResult;
   failover:
     | (FailoverResult & {
         nodes: number;
@@ -266,6 +268,10 @@ async function runSystem(
           o.progress,
           `${system} leases, ${p.leases} kept alive by ${p.leaseClients} clients`,
         );
+    });
+  if (has('scale'))
+    await withCluster(makeCluster(system, { size: 3, dir: sub('scale'), procs }), o, async (c) => {
+      r.scale = await scalePoint(c, p.scaleKeys, p.scaleClients, t, o.progress);
     });
   if (has('failover')) await runFailoverFor(system, r, o, sub('failover'), procs);
 }
