@@ -259,10 +259,6 @@ export class FlotillaCluster extends ProcessCluster {
       return null;
     }
   }
-
-  pidOf(id: number): number | undefined {
-    return this.pids.get(id);
-  }
 }
 
 export interface EtcdTiming {
