@@ -36,7 +36,7 @@ function listOf<T extends string>(name: string, allowed: readonly T[]): (v: stri
   };
 }
 
-const UNSAFE: readonly UnsafeMode[] = ['none', 'local-reads', 'early-ack'];
+const UNSAFE: readonly UnsafeMode[] = ['none', 'local-reads', 'early-ack', 'stale-tokens'];
 
 const program = new Command()
   .name('chaos')

@@ -157,7 +157,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         const r = await lock.judge(first, problems);
         lockReport = r === null ? null : { ...r, entered: lock.entered, refused: lock.refused };
       }
-      if (queue !== null) queueReport = await judgeQueue(queue, first, problems);
+      if (queue !== null) {
+        o.log(`t=${(now() / 1000).toFixed(1)} s: settled; draining the queues`);
+        queueReport = await judgeQueue(queue, first, problems);
+        o.log(`t=${(now() / 1000).toFixed(1)} s: queues drained and read`);
+      }
     }
     await watch?.stopAll();
     await queue?.close();

@@ -7,11 +7,14 @@
 //              for longer than their lease, heartbeating), and complete it; a job's data says
 //              how many of its first runs fail on purpose, so backoff, retries and dead
 //              letters (a job failing more often than its attempts allow) are exercised;
-//   staller    one worker that claims a job with a short lease and then stalls on purpose,
-//              without heartbeats, until a linearizable read shows the job moved on (claimed
-//              by someone else, or at least released), and then tries to complete it with its
-//              old token: the answer must be STALE_TOKEN. A paused node is not this: the
-//              staller's process and connections are fine, only its claim is stale.
+//   staller    a worker that now and then adds a job to its own queue, claims it with a short
+//              lease and then stalls on purpose, without heartbeats, until its lease ends and
+//              a second worker of its own (the successor) has claimed the job; a linearizable
+//              read then shows the job active under the successor's token, and the staller
+//              tries to complete it with its old token: the answer must be STALE_TOKEN. A
+//              paused node is not this: the staller's process and connections are fine, only
+//              its claim is stale. The other workers serve that queue only in the drain, so
+//              the successor is the one that takes the job over.
 //
 // Every operation is recorded with its outcome for src/check/queue.ts. After the faults heal
 // and the cluster settles, the workers drain the queues (bounded), and every job of every
@@ -55,6 +58,7 @@ const MAX_ATTEMPTS = 4;
 const BACKOFF = { kind: 'exponential', delayMs: 100, maxDelayMs: 400 } as const;
 /** The staller's claim lease: shorter than the others', so it is overtaken quickly. */
 const STALL_LEASE_MS = 800;
+const STALL_QUEUE = 'chaos-stall';
 /** The leader ticks the queue's clock every second; leases may end that late, and later if a commit is slow. */
 export const LEASE_SLACK_MS = 3_000;
 
@@ -80,16 +84,18 @@ export class QueueWorkload {
     private readonly now: () => number,
   ) {}
 
+  /** The producers' queues, then the staller's. */
   get queues(): string[] {
-    return Array.from({ length: this.o.producers }, (_, k) => `chaos-q${k}`);
+    return [...Array.from({ length: this.o.producers }, (_, k) => `chaos-q${k}`), STALL_QUEUE];
   }
 
   /** Producers, workers and the staller until `untilMs`. */
   async runUntil(untilMs: number): Promise<void> {
     const going = (): boolean => this.now() < untilMs;
+    const produced = this.queues.slice(0, this.o.producers);
     await Promise.all([
-      ...this.queues.map((q, k) => this.producer(q, k, untilMs)),
-      ...Array.from({ length: this.o.workers }, (_, k) => this.worker(k, going)),
+      ...produced.map((q, k) => this.producer(q, k, untilMs)),
+      ...Array.from({ length: this.o.workers }, (_, k) => this.worker(k, going, produced)),
       this.staller(untilMs),
     ]);
   }
@@ -127,7 +133,7 @@ export class QueueWorkload {
     };
     await Promise.all([
       watcher(),
-      ...Array.from({ length: this.o.workers }, (_, k) => this.worker(k, going)),
+      ...Array.from({ length: this.o.workers }, (_, k) => this.worker(k, going, this.queues)),
     ]);
     return pending;
   }
@@ -193,7 +199,7 @@ export class QueueWorkload {
         const roll = this.rng.float();
         const data: JobData = {
           fails: roll < 0.75 ? 0 : roll < 0.9 ? 1 : roll < 0.97 ? 2 : MAX_ATTEMPTS + 1,
-          workMs: this.rng.float() < 0.1 ? this.o.leaseMs + 500 : this.rng.int(30),
+          workMs: this.rng.float() < 0.03 ? this.o.leaseMs + 500 : this.rng.int(30),
         };
         // Up to three tries of one id: a retry after an unknown outcome must not add twice.
         for (let attempt = 0; attempt < 3; attempt++) {
@@ -219,12 +225,12 @@ export class QueueWorkload {
     }
   }
 
-  private async worker(k: number, going: () => boolean): Promise<void> {
+  private async worker(k: number, going: () => boolean, queues: readonly string[]): Promise<void> {
     const c = this.client(this.endpoints, k);
     const worker = `worker-${k}`;
     try {
       for (let turn = k; going(); turn++) {
-        const name = this.queues[turn % this.queues.length] as string;
+        const name = queues[turn % queues.length] as string;
         const claimed = await this.claim(c.queue(name), worker, {});
         if (claimed === null) await sleep(100);
         for (const job of claimed ?? []) await this.run(c.queue(name), worker, job);
@@ -300,43 +306,69 @@ export class QueueWorkload {
     await report('complete', () => q.complete(id, token, { by: worker }));
   }
 
-  /** Claims a job now and then, stalls past its lease, and reports with the stale token. */
+  /** Now and then: a job claimed, stalled on past its lease, taken over, reported on stale. */
   private async staller(untilMs: number): Promise<void> {
     const c = this.client(this.endpoints, this.o.workers);
-    const worker = 'staller';
+    const successor = this.client(this.endpoints, this.o.workers + 1);
+    const q = c.queue(STALL_QUEUE);
+    const next = successor.queue(STALL_QUEUE);
     try {
-      while (this.now() < untilMs) {
-        await sleep(1_000 + this.rng.int(2_000));
+      for (let n = 0; n < this.o.maxJobsPerQueue && this.now() < untilMs; n++) {
+        await sleep(500 + this.rng.int(1_500));
         if (this.now() >= untilMs) break;
-        const q = c.queue(this.queues[this.rng.int(this.queues.length)] as string);
-        const claimed = await this.claim(q, worker, { leaseMs: STALL_LEASE_MS });
-        for (const job of claimed ?? []) await this.stall(q, job.job.id, job.token, untilMs);
+        const id = `stall-${n}`;
+        const data: JobData = { fails: 0, workMs: 0 };
+        let st: QueueOpStatus = 'ok';
+        try {
+          await q.add('chaos', data, { id, maxAttempts: MAX_ATTEMPTS, leaseMs: this.o.leaseMs });
+        } catch (err) {
+          st = status(err);
+        }
+        this.ops.push({ kind: 'add', queue: q.name, id, status: st });
+        const claimed = await this.claim(q, 'staller', { leaseMs: STALL_LEASE_MS });
+        for (const job of claimed ?? []) await this.stall(q, next, job, untilMs);
       }
     } finally {
       await c.close();
+      await successor.close();
     }
   }
 
-  private async stall(q: QueueClient, id: string, token: number, untilMs: number): Promise<void> {
-    // Wait (bounded) for another claim; a release to failed or waiting is enough once the
-    // run is ending: either way the token is dead for good.
-    const deadline = Math.min(this.now() + 10_000, untilMs + 3_000);
-    let movedOn: { state: JobState; token: number } | null = null;
-    while (this.now() < deadline) {
-      const job = await q.get(id).then(
-        (r) => r.job,
-        () => null,
-      );
-      if (job !== null && (job.state !== 'active' || job.token !== token)) {
-        movedOn = { state: job.state, token: job.token };
-        if (job.token !== token || job.state === 'completed' || job.state === 'dead') break;
-      }
-      await sleep(200);
+  /**
+   * The staller holds `stale` and does nothing until the successor has claimed the job (or,
+   * bounded, until a read shows it released), then reports with the stale token; the
+   * successor then runs the job to its end.
+   */
+  private async stall(
+    q: QueueClient,
+    next: QueueClient,
+    stale: ClaimedJob<JobData>,
+    untilMs: number,
+  ): Promise<void> {
+    const { id } = stale.job;
+    const deadline = Math.min(this.now() + 10_000, untilMs + 5_000);
+    let takenOver: ClaimedJob<JobData> | null = null;
+    while (takenOver === null && this.now() < deadline) {
+      const jobs = (await this.claim(next, 'successor', {})) ?? [];
+      takenOver = jobs.find((j) => j.job.id === id) ?? null;
+      // Another stall job left over from an earlier round: finish it too.
+      for (const j of jobs) if (j !== takenOver) await this.run(next, 'successor', j);
+      if (jobs.length === 0) await sleep(100);
     }
+    // What the cluster says now: anything but active under the stale token means that token
+    // can never be live again (a claim's token is its log index; a later claim's is higher).
+    const now = await q.get(id).then(
+      (r) => r.job,
+      () => null,
+    );
+    const movedOn =
+      now !== null && (now.state !== 'active' || now.token !== stale.token)
+        ? { movedOn: { state: now.state, token: now.token } }
+        : {};
     let st: QueueOpStatus = 'ok';
     let code: { code?: string } = {};
     try {
-      await q.complete(id, token, { by: 'staller' });
+      await q.complete(id, stale.token, { by: 'staller' });
     } catch (err) {
       st = status(err);
       code = codeOf(err);
@@ -346,11 +378,12 @@ export class QueueWorkload {
       worker: 'staller',
       queue: q.name,
       id,
-      token,
+      token: stale.token,
       status: st,
       ...code,
-      ...(movedOn === null ? {} : { movedOn }),
+      ...movedOn,
     });
+    if (takenOver !== null) await this.run(next, 'successor', takenOver);
   }
 
   /** Closes every client still open (a run that ended on an error). */
