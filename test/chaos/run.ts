@@ -373,7 +373,7 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     if (r.queueOps !== null)
       await writeFile(
         join(dir, 'queue.jsonl'),
-        r.queueOps.map((op) => JSON.stringify(op)).join('\n'),
+        r.queueOps.map((op) => JSON.stringify(op) + '\n').join(''),
       );
     await writeFile(join(dir, 'summary.txt'), formatReport(report) + '\n');
     if (verdict !== 'ok') await writeFile(join(dir, 'nodes.log'), cluster.dumpLogs());
