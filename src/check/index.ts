@@ -1,6 +1,6 @@
 // Public entry point of the history checkers: the linearizability checker for key-value
 // registers (and the generic search under it, for other models), the set-workload checker,
-// and JSONL history files.
+// the watch, lock and job-queue checkers, and JSONL history files.
 
 export { CheckError, type CheckErrorCode } from './errors.js';
 export {
@@ -44,6 +44,19 @@ export {
   type SetLimits,
   type SetReport,
 } from './set.js';
+export {
+  checkQueue,
+  type QueueAddOp,
+  type QueueCheckOptions,
+  type QueueCheckReport,
+  type QueueClaimOp,
+  type QueueFinalJob,
+  type QueueFinalState,
+  type QueueJobState,
+  type QueueOp,
+  type QueueOpStatus,
+  type QueueReportOp,
+} from './queue.js';
 export { syntheticRegisterHistory, type SyntheticOptions } from './synthetic.js';
 export {
   checkLockWrites,

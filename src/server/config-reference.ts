@@ -72,8 +72,8 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   },
   unsafeTestMode: {
     meaning:
-      'Breaks linearizability on purpose, to prove the fault-injection checker catches it: `local-reads` skips ReadIndex, `early-ack` answers writes before they commit. Never in production.',
-    values: '`none`, `local-reads`, `early-ack`',
+      "Breaks linearizability on purpose, to prove the fault-injection checker catches it: `local-reads` skips ReadIndex, `early-ack` answers writes before they commit, `stale-tokens` takes a queue report under its job's current claim whatever token the worker sent. Never in production.",
+    values: '`none`, `local-reads`, `early-ack`, `stale-tokens`',
     default: '`none`',
   },
   tickMs: { meaning: 'Milliseconds per Raft tick, the unit of the two timeouts below.' },

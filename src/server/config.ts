@@ -86,9 +86,10 @@ export interface NodeConfig {
   /**
    * Deliberately unsafe behaviour for proving the fault-injection checker can fail; never for
    * production: `local-reads` serves every read without ReadIndex, `early-ack` acknowledges
-   * writes as soon as they are proposed, before they commit.
+   * writes as soon as they are proposed, before they commit, `stale-tokens` lets a queue
+   * worker's report through under whatever claim its job has now (no fencing).
    */
-  readonly unsafeTestMode: 'none' | 'local-reads' | 'early-ack';
+  readonly unsafeTestMode: 'none' | 'local-reads' | 'early-ack' | 'stale-tokens';
 }
 
 export class ConfigError extends Error {
@@ -286,10 +287,11 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   if (
     unsafeTestMode !== 'none' &&
     unsafeTestMode !== 'local-reads' &&
-    unsafeTestMode !== 'early-ack'
+    unsafeTestMode !== 'early-ack' &&
+    unsafeTestMode !== 'stale-tokens'
   ) {
     throw new ConfigError(
-      `unsafeTestMode must be none, local-reads or early-ack, got "${unsafeTestMode}"`,
+      `unsafeTestMode must be none, local-reads, early-ack or stale-tokens, got "${unsafeTestMode}"`,
     );
   }
   const dataDir = merged['dataDir'];

@@ -65,7 +65,7 @@ import { defaultQueueLimits } from '../base/limits.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
 import { QueueTicker } from './queue-ticker.js';
-import { installQueueRoutes, maxClaimWaitMs } from '../api/queue-routes.js';
+import { installQueueRoutes, maxClaimWaitMs, type QueueBackend } from '../api/queue-routes.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -490,7 +490,7 @@ export class FlotillaNode implements AsyncDisposable {
       leases: () => kv.leases(),
     });
     installQueueRoutes(http, {
-      service: queueService,
+      service: config.unsafeTestMode === 'stale-tokens' ? unfenced(queueService) : queueService,
       limits: defaultQueueLimits,
       clock: systemClock,
       tickMs: queueTickMs,
@@ -734,6 +734,31 @@ export class FlotillaNode implements AsyncDisposable {
     );
     return { leader: this.runtime.leaderId(), nodes };
   }
+}
+
+/**
+ * The planted `stale-tokens` bug: a worker's report about a job is proposed under the job's
+ * current claim, whatever token the worker sent, so a worker whose lease passed to another
+ * completes the job over it. Only for proving the fault-injection checker catches it.
+ */
+function unfenced(s: QueueService): QueueBackend['service'] {
+  return {
+    queue: s.queue,
+    runtime: s.runtime,
+    read: (read, w) => s.read(read, w),
+    write: (cmd, session, w) => {
+      if (
+        cmd.op === 'complete' ||
+        cmd.op === 'fail' ||
+        cmd.op === 'heartbeat' ||
+        cmd.op === 'progress'
+      ) {
+        const job = s.queue.getJob(cmd.queue, cmd.id);
+        if (job?.state === 'active') return s.write({ ...cmd, token: job.token }, session, w);
+      }
+      return s.write(cmd, session, w);
+    },
+  };
 }
 
 function unsafeEmptyResult(op: BackendOp): BackendOpResult {

@@ -1,7 +1,8 @@
 // The bounded part of the fault-injection suite that runs with every `npm test`: a few seeded
 // runs against real 3-node clusters with every nemesis (one of them wiping data directories),
-// which must come out linearizable, with every watcher given every revision once and in order
-// and no two lock holders' writes interleaved, and
+// which must come out linearizable, with every watcher given every revision once and in order,
+// no two lock holders' writes interleaved, and every queued job kept, completed at most once
+// and never by a worker whose lease had passed to another, and
 // one run per planted bug, which must not. The long campaign (50 runs of 60 s) is run with
 // `npm run chaos` and recorded in docs/TESTING.md.
 
@@ -32,6 +33,11 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
         assert.ok((r.watch?.delivered ?? 0) > 100, `watch deliveries:\n${summary}`);
         assert.equal(r.lock?.valid, true, `lock:\n${summary}`);
         assert.ok((r.lock?.entered ?? 0) > 3, `critical sections:\n${summary}`);
+        assert.equal(r.queue?.valid, true, `queue:\n${summary}`);
+        assert.ok((r.queue?.completed ?? 0) > 50, `queue jobs completed:\n${summary}`);
+        assert.ok((r.queue?.dead ?? 0) > 0, `queue dead letters:\n${summary}`);
+        // The staller's reports after its lease passed on: at least one made and refused.
+        assert.ok((r.queue?.staleRefused ?? 0) > 0, `stale reports refused:\n${summary}`);
       },
     );
   }
@@ -68,6 +74,31 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
     },
   );
 
+  // The staller's reports come after another worker claimed its job: with fencing off they
+  // are taken under the new claim. No faults are needed for that, only the staller.
+  void it(
+    "catches a stale worker's report taken under another's claim (planted bug)",
+    { timeout: 240_000 },
+    async () => {
+      const r = await runChaos(
+        options({
+          seed: 202,
+          timeSec: 8,
+          unsafeMode: 'stale-tokens',
+          nemeses: [],
+          workloads: ['queue'],
+        }),
+      );
+      const summary = formatReport(r);
+      assert.equal(r.verdict, 'anomaly', summary);
+      assert.equal(r.queue?.valid, false, summary);
+      assert.ok(
+        r.queue.anomalies.some((a) => a.startsWith('stale-report:')),
+        `the stale report was not caught:\n${summary}`,
+      );
+    },
+  );
+
   // Seed 201's schedule kills the leader, then every node, then the leader, early in the run: acknowledged adds
   // that had not committed are then certainly lost (a run that only killed followers could
   // lose nothing).
@@ -76,7 +107,13 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
     { timeout: 240_000 },
     async () => {
       const r = await runChaos(
-        options({ seed: 201, timeSec: 15, unsafeMode: 'early-ack', nemeses: ['kill'] }),
+        options({
+          seed: 201,
+          timeSec: 15,
+          unsafeMode: 'early-ack',
+          nemeses: ['kill'],
+          workloads: ['register', 'set', 'watch', 'lock'],
+        }),
       );
       assert.equal(r.verdict, 'anomaly', formatReport(r));
       // Acknowledging before commit shows as lost adds when a kill lands between the answer

@@ -12,6 +12,7 @@ import { defaultChaosOptions, formatReport, runChaos, type ChaosReport } from '.
 import { NEMESES, type NemesisKind } from './nemesis.js';
 import { WORKLOADS, type WorkloadKind } from './workload.js';
 import { ChaosCluster, type UnsafeMode } from './cluster.js';
+import { defaultQueueWorkload } from './workload-queue.js';
 
 function int(name: string, min: number, max: number): (v: string) => number {
   return (v) => {
@@ -36,7 +37,7 @@ function listOf<T extends string>(name: string, allowed: readonly T[]): (v: stri
   };
 }
 
-const UNSAFE: readonly UnsafeMode[] = ['none', 'local-reads', 'early-ack'];
+const UNSAFE: readonly UnsafeMode[] = ['none', 'local-reads', 'early-ack', 'stale-tokens'];
 
 const program = new Command()
   .name('chaos')
@@ -59,6 +60,13 @@ const program = new Command()
   )
   .option('--clients <n>', 'register clients', int('--clients', 1, 200), 12)
   .option('--keys <n>', 'register keys', int('--keys', 1, 1_000), 5)
+  .option(
+    '--producers <n>',
+    'queue producers, one queue each',
+    int('--producers', 1, 50),
+    defaultQueueWorkload.producers,
+  )
+  .option('--workers <n>', 'queue workers', int('--workers', 1, 100), defaultQueueWorkload.workers)
   .option('--storage <kind>', 'wal or sqlite', 'wal')
   .option(
     '--unsafe <mode>',
@@ -95,6 +103,11 @@ const program = new Command()
         workloads,
         registerClients: o['clients'] as number,
         registerKeys: o['keys'] as number,
+        queue: {
+          ...defaultQueueWorkload,
+          producers: o['producers'] as number,
+          workers: o['workers'] as number,
+        },
         storage,
         unsafeMode: o['unsafe'] as UnsafeMode,
         outDir: o['out'] as string,

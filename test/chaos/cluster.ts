@@ -61,7 +61,7 @@ process.once('exit', () => {
   }
 });
 
-export type UnsafeMode = 'none' | 'local-reads' | 'early-ack';
+export type UnsafeMode = 'none' | 'local-reads' | 'early-ack' | 'stale-tokens';
 
 export interface ChaosClusterOptions {
   readonly nodes: number;

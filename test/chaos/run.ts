@@ -16,6 +16,8 @@ import {
   type SetHistory,
   type SetReport,
   type LockReport,
+  type QueueCheckReport,
+  type QueueOp,
   type WatchReport,
 } from '../../src/check/index.js';
 import { FlotillaClient } from '../../src/client/index.js';
@@ -29,6 +31,11 @@ import {
   type WorkloadKind,
 } from './workload.js';
 import { LockWorkload, WatchWorkload } from './workload-watch.js';
+import {
+  QueueWorkload,
+  defaultQueueWorkload,
+  type QueueWorkloadOptions,
+} from './workload-queue.js';
 
 export interface ChaosOptions {
   readonly seed: number;
@@ -41,6 +48,7 @@ export interface ChaosOptions {
   readonly setClients: number;
   readonly watchers: number;
   readonly lockClients: number;
+  readonly queue: QueueWorkloadOptions;
   readonly unsafeMode: UnsafeMode;
   readonly storage: 'wal' | 'sqlite';
   readonly snapshotEveryEntries: number;
@@ -54,12 +62,13 @@ export const defaultChaosOptions: Omit<ChaosOptions, 'seed' | 'log'> = {
   timeSec: 60,
   nodes: 3,
   nemeses: ['kill', 'pause', 'partition'],
-  workloads: ['register', 'set', 'watch', 'lock'],
+  workloads: ['register', 'set', 'watch', 'lock', 'queue'],
   registerClients: 12,
   registerKeys: 5,
   setClients: 3,
   watchers: 3,
   lockClients: 3,
+  queue: defaultQueueWorkload,
   unsafeMode: 'none',
   storage: 'wal',
   snapshotEveryEntries: 2_000,
@@ -82,6 +91,7 @@ export interface ChaosReport {
   readonly set: { readonly report: SetReport } | null;
   readonly watch: WatchReport | null;
   readonly lock: (LockReport & { readonly entered: number; readonly refused: number }) | null;
+  readonly queue: (QueueCheckReport & { readonly counts: OpCounts }) | null;
   readonly faults: readonly FaultRecord[];
   /**
    * What went wrong outside the checkers: a node that exited without being killed, a cluster
@@ -126,12 +136,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   try {
     await cluster.start();
     o.log(`cluster of ${o.nodes} up in ${(now() / 1000).toFixed(1)} s; running ${o.timeSec} s`);
-    const { register, set, nemesis, watch, lock } = makeRun(o, rng, cluster, now);
+    const run = makeRun(o, rng, cluster, now);
+    const { register, set, watch, lock, queue } = run;
     watch?.start();
-    await drive(o, now, { register, set, nemesis, watch, lock }, problems);
+    await drive(o, now, run, problems);
     const settled = await settle(o, cluster, problems);
     let watchReport: WatchReport | null = null;
     let lockReport: ChaosReport['lock'] = null;
+    let queueReport: ChaosReport['queue'] = null;
     let finalReads: FinalRead[] = [];
     if (settled) {
       if (register !== null) {
@@ -145,15 +157,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         const r = await lock.judge(first, problems);
         lockReport = r === null ? null : { ...r, entered: lock.entered, refused: lock.refused };
       }
+      if (queue !== null) {
+        o.log(`t=${(now() / 1000).toFixed(1)} s: settled; draining the queues`);
+        queueReport = await judgeQueue(queue, first, problems);
+        o.log(`t=${(now() / 1000).toFixed(1)} s: queues drained and read`);
+      }
     }
     await watch?.stopAll();
+    await queue?.close();
     problems.push(...cluster.unexpectedExits);
     return await judge(o, cluster, {
       register: register?.history ?? null,
       set: set === null || !settled ? null : { adds: set.adds, finalReads },
       watch: watchReport,
       lock: lockReport,
-      faults: nemesis.faults,
+      queue: queueReport,
+      queueOps: queue?.ops ?? null,
+      faults: run.nemesis.faults,
       problems,
       elapsedSec: now() / 1000,
     });
@@ -197,8 +217,14 @@ function makeRun(o: ChaosOptions, rng: Rng, cluster: ChaosCluster, now: () => nu
   const lock = o.workloads.includes('lock')
     ? new LockWorkload(endpoints, o.lockClients, now)
     : null;
-  return { register, set, nemesis, watch, lock };
+  const queue = o.workloads.includes('queue')
+    ? new QueueWorkload(endpoints, createRng(rng.int(2 ** 31)), o.queue, now)
+    : null;
+  return { register, set, nemesis, watch, lock, queue };
 }
+
+/** How long the queue workers may take to drain the queues once the faults healed. */
+const QUEUE_DRAIN_MS = 30_000;
 
 /** Load and faults for `timeSec`; the nemesis stops a second early and heals everything. */
 async function drive(
@@ -209,7 +235,8 @@ async function drive(
 ): Promise<void> {
   const until = now() + o.timeSec * 1000;
   const progress = setInterval(() => {
-    const ops = (r.register?.history.length ?? 0) + (r.set?.adds.length ?? 0);
+    const ops =
+      (r.register?.history.length ?? 0) + (r.set?.adds.length ?? 0) + (r.queue?.ops.length ?? 0);
     o.log(`t=${(now() / 1000).toFixed(0)} s: ${ops} operations, ${r.nemesis.faults.length} faults`);
   }, 10_000);
   try {
@@ -218,6 +245,7 @@ async function drive(
       r.register?.runUntil(until),
       r.set?.runUntil(until),
       r.lock?.runUntil(until),
+      r.queue?.runUntil(until),
     ]);
     for (const out of outcomes) {
       if (out.status === 'rejected') problems.push(`harness error: ${String(out.reason)}`);
@@ -255,6 +283,29 @@ async function settle(
   }
 }
 
+/**
+ * After the cluster settled: the queue workers drain the queues (pending jobs left then are a
+ * liveness failure), then every job is read back and the history judged.
+ */
+async function judgeQueue(
+  queue: QueueWorkload,
+  endpoint: string,
+  problems: string[],
+): Promise<ChaosReport['queue']> {
+  try {
+    const pending = await queue.drain(endpoint, QUEUE_DRAIN_MS);
+    if (pending > 0)
+      problems.push(
+        `${pending} queue jobs still pending ${QUEUE_DRAIN_MS / 1000} s after the faults healed`,
+      );
+    const report = queue.judge(await queue.finalState(endpoint));
+    return { ...report, counts: count(queue.ops) };
+  } catch (err) {
+    problems.push(`queue check failed: ${(err as Error).message}`);
+    return null;
+  }
+}
+
 async function setFinalReads(cluster: ChaosCluster, problems: string[]): Promise<FinalRead[]> {
   const reads: FinalRead[] = [];
   for (const id of cluster.ids) {
@@ -272,6 +323,8 @@ interface Recorded {
   readonly set: SetHistory | null;
   readonly watch: WatchReport | null;
   readonly lock: ChaosReport['lock'];
+  readonly queue: ChaosReport['queue'];
+  readonly queueOps: readonly QueueOp[] | null;
   readonly faults: readonly FaultRecord[];
   readonly problems: string[];
   readonly elapsedSec: number;
@@ -293,6 +346,7 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     set?.report.valid === false ||
     r.watch?.valid === false ||
     r.lock?.valid === false ||
+    r.queue?.valid === false ||
     r.problems.length > 0;
   const verdict: RunVerdict = anomaly
     ? 'anomaly'
@@ -306,6 +360,7 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     set,
     watch: r.watch,
     lock: r.lock,
+    queue: r.queue,
     faults: r.faults,
     problems: r.problems,
     elapsedSec: r.elapsedSec,
@@ -315,6 +370,11 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     await mkdir(dir, { recursive: true });
     if (r.register !== null) await writeHistory(join(dir, 'register.jsonl'), r.register);
     if (r.set !== null) await writeFile(join(dir, 'set.json'), JSON.stringify(r.set));
+    if (r.queueOps !== null)
+      await writeFile(
+        join(dir, 'queue.jsonl'),
+        r.queueOps.map((op) => JSON.stringify(op) + '\n').join(''),
+      );
     await writeFile(join(dir, 'summary.txt'), formatReport(report) + '\n');
     if (verdict !== 'ok') await writeFile(join(dir, 'nodes.log'), cluster.dumpLogs());
   }
@@ -364,6 +424,16 @@ export function formatReport(r: ChaosReport): string {
         (l.valid ? 'never interleaved' : 'INVALID'),
     );
     for (const a of l.anomalies.slice(0, 5)) lines.push(`    ${a}`);
+  }
+  if (r.queue !== null) {
+    const q = r.queue;
+    lines.push(
+      `  queue: ${q.counts.ok} ok, ${q.counts.fail} failed, ${q.counts.unknown} unknown operations; ` +
+        `${q.acknowledged} adds acknowledged, ${q.completed} completed, ${q.dead} dead, ${q.pending} pending; ` +
+        `${q.staleProbes} stale reports, ${q.staleRefused} refused: ` +
+        (q.valid ? 'valid' : 'INVALID'),
+    );
+    for (const a of q.anomalies.slice(0, 10)) lines.push(`    ${a}`);
   }
   for (const e of r.problems) lines.push(`  problem: ${e}`);
   return lines.join('\n');

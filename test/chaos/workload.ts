@@ -17,7 +17,7 @@ import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import type { FinalRead, Operation, OpStatus, SetAdd, Value } from '../../src/check/index.js';
 import type { Rng } from '../../src/raft/index.js';
 
-export const WORKLOADS = ['register', 'set', 'watch', 'lock'] as const;
+export const WORKLOADS = ['register', 'set', 'watch', 'lock', 'queue'] as const;
 export type WorkloadKind = (typeof WORKLOADS)[number];
 
 export interface ClientTiming {
