@@ -14,6 +14,7 @@ export const scenarioNames = [
   'overload',
   'watch',
   'leases',
+  'queue',
 ] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
@@ -47,6 +48,12 @@ export interface Plan {
   /** Leases granted, then kept alive by `leaseClients` closed-loop clients. */
   readonly leases: number;
   readonly leaseClients: number;
+  /** Worker concurrency per point of the queue scenario (jobs run at once). */
+  readonly queueWorkers: readonly number[];
+  /** Measured time per queue point (after warmupMs). */
+  readonly queueMs: number;
+  /** Bytes of filler in every job's data, the same for every system. */
+  readonly queuePayloadBytes: number;
 }
 
 export const fullPlan: Plan = {
@@ -72,6 +79,9 @@ export const fullPlan: Plan = {
   watchWriters: 16,
   leases: 10_000,
   leaseClients: 64,
+  queueWorkers: [1, 8, 32],
+  queueMs: 25_000,
+  queuePayloadBytes: 64,
 };
 
 export const quickPlan: Plan = {
@@ -97,6 +107,9 @@ export const quickPlan: Plan = {
   watchWriters: 16,
   leases: 10_000,
   leaseClients: 64,
+  queueWorkers: [1, 8, 32],
+  queueMs: 5_000,
+  queuePayloadBytes: 64,
 };
 
 export function parseScenarios(spec: string): ScenarioName[] {

@@ -21,7 +21,7 @@ export interface WorkerContext {
 
 export type Handler<D, R> = (job: Job<D>, ctx: WorkerContext) => Promise<R>;
 
-export interface WorkerOptions {
+export interface WorkerOptions<D = unknown, R = unknown> {
   /** Jobs run at once (default 1). */
   readonly concurrency?: number;
   /** This worker's name in the jobs it claims (default: a random one). */
@@ -34,9 +34,15 @@ export interface WorkerOptions {
   readonly waitMs?: number;
   /** Called with what went wrong outside a handler (a failed claim or report). */
   readonly onError?: (err: unknown) => void;
+  /**
+   * Called once the cluster has acknowledged a job's completion (BullMQ's `completed` event):
+   * the moment the job is done for everyone else too, not merely when its handler returned.
+   */
+  readonly onCompleted?: (job: Job<D>, result: R) => void;
 }
 
 export class Worker<D = unknown, R = unknown> {
+  private readonly o: WorkerOptions<D, R>;
   private readonly stopping = new AbortController();
   private readonly slots: Promise<void>[] = [];
   private readonly running = new Set<AbortController>();
@@ -47,8 +53,9 @@ export class Worker<D = unknown, R = unknown> {
   constructor(
     private readonly queue: QueueClient,
     private readonly handler: Handler<D, R>,
-    private readonly o: WorkerOptions = {},
+    o: WorkerOptions<D, R> = {},
   ) {
+    this.o = o;
     this.name = o.name ?? `worker-${Math.random().toString(36).slice(2, 10)}`;
     const concurrency = o.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)
@@ -143,8 +150,10 @@ export class Worker<D = unknown, R = unknown> {
           this.counts.failed++;
         return;
       }
-      if (await this.report(() => this.queue.complete(id, c.token, outcome.result ?? undefined)))
+      if (await this.report(() => this.queue.complete(id, c.token, outcome.result ?? undefined))) {
         this.counts.completed++;
+        this.o.onCompleted?.(c.job, outcome.result);
+      }
     } finally {
       clearInterval(beat);
       this.running.delete(ac);

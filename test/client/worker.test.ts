@@ -38,13 +38,25 @@ void test('forty jobs over four slots: each handled and completed once', async (
   const q = client.queue('emails');
   for (let i = 0; i < 40; i++) await q.add('send', { n: i });
   const seen: number[] = [];
-  const worker = new Worker<{ n: number }>(
+  // onCompleted fires after the cluster acknowledged the completion: the job reads as
+  // completed from then on, with the handler's result.
+  const acknowledged: Promise<[number, string, unknown]>[] = [];
+  const worker = new Worker<{ n: number }, number>(
     q,
     (job) => {
       seen.push(job.data.n);
       return Promise.resolve(job.data.n * 2);
     },
-    { concurrency: 4, waitMs: 500 },
+    {
+      concurrency: 4,
+      waitMs: 500,
+      onCompleted: (job, result) => {
+        assert.equal(result, job.data.n * 2);
+        acknowledged.push(
+          q.get(job.id).then((r): [number, string, unknown] => [job.data.n, r.job.state, r.job.result]),
+        );
+      },
+    },
   );
   cleanups.push(() => worker.close());
   await until('every job completed', async () => (await q.stats()).stats?.counts.completed === 40);
@@ -54,6 +66,11 @@ void test('forty jobs over four slots: each handled and completed once', async (
     Array.from({ length: 40 }, (_, i) => i),
   );
   assert.equal(worker.counts.completed, 40);
+  const acks = (await Promise.all(acknowledged)).sort((a, b) => a[0] - b[0]);
+  assert.deepEqual(
+    acks,
+    Array.from({ length: 40 }, (_, i) => [i, 'completed', i * 2]),
+  );
 });
 
 void test('a handler that keeps failing: retried, then dead', async () => {
