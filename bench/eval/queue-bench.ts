@@ -103,11 +103,15 @@ function startThread<T>(role: 'produce' | 'consume', config: LoadConfig): Thread
     if (m.ready === true) ready();
     if (m.result !== undefined) result(m.result);
   });
-  return {
+  const t: Thread<T> = {
     worker,
     ready: Promise.race([new Promise<void>((r) => (ready = r)), failed]),
     result: Promise.race([new Promise<T>((r) => (result = r)), failed]),
   };
+  // Whoever awaits them sees the failure; one nobody awaits must not end the process.
+  t.ready.catch(() => undefined);
+  t.result.catch(() => undefined);
+  return t;
 }
 
 export async function queuePoint(

@@ -152,7 +152,10 @@ export async function produce(c: LoadConfig, d: QueueDriver): Promise<ProducerRe
       }
     }
   };
+  // Atomics.waitAsync holds no handle: without one, a loop waiting for room would end the thread.
+  const alive = setInterval(() => undefined, 1_000);
   await Promise.all(Array.from({ length: c.adders }, loop));
+  clearInterval(alive);
   const r = { addErrors, firstAddError, addLatencyMs: latencyOf(hist), eventLoopUtilization: elu() };
   hist.destroy();
   return r;
