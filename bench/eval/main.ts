@@ -17,6 +17,7 @@ import { renderCharts, renderHtml } from './report.js';
 import { runEvaluation, type EvalResults } from './run.js';
 import type { Progress } from './scenarios.js';
 import { queueSystems as queueSystemNames } from './queue-load.js';
+import { queueMarkdown } from './queue-report.js';
 
 /** Every system a run can measure: etcd has no queue, BullMQ on Redis only a queue. */
 const allSystems: readonly string[] = ['flotilla', 'etcd', 'bullmq-always', 'bullmq-default'];
@@ -86,6 +87,7 @@ interface CliOptions {
   overloadNodes?: string;
   overloadBurners?: number;
   queueDuration?: number;
+  queueRounds?: number;
   reportFrom?: string;
   keepData?: boolean;
 }
@@ -131,6 +133,7 @@ async function run(o: CliOptions): Promise<void> {
       : { overloadClients: intList('--overload-clients', o.overloadClients, 4096) }),
     ...(o.overloadBurners === undefined ? {} : { overloadBurners: o.overloadBurners }),
     ...(o.queueDuration === undefined ? {} : { queueMs: o.queueDuration * 1000 }),
+    ...(o.queueRounds === undefined ? {} : { queueRounds: o.queueRounds }),
     ...(o.overloadNodes === undefined
       ? {}
       : { overloadNodes: intList('--overload-nodes', o.overloadNodes, 9) }),
@@ -145,6 +148,7 @@ async function run(o: CliOptions): Promise<void> {
     keepData: o.keepData === true,
   });
   writeOutputs(results, out, o.docs);
+  if (results.queue !== undefined) progress.line(queueMarkdown(results.queue));
   progress.line(`results: ${join(out, 'results.json')}\nreport:  ${join(out, 'report.html')}`);
 }
 
@@ -174,6 +178,11 @@ export function buildBenchCommand(): Command {
       '--queue-duration <s>',
       'measured seconds per queue point (default 25; 5 with --quick)',
       positive('--queue-duration', 600),
+    )
+    .option(
+      '--queue-rounds <n>',
+      'times each queue point is measured, systems taking turns (default 2; 1 with --quick)',
+      positive('--queue-rounds', 20),
     )
     .option('--report-from <file>', 're-render the report from a results.json, run nothing')
     .option('--keep-data', 'keep the data directories and member logs')

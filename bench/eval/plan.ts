@@ -54,6 +54,8 @@ export interface Plan {
   readonly queueMs: number;
   /** Bytes of filler in every job's data, the same for every system. */
   readonly queuePayloadBytes: number;
+  /** Times every queue point is measured, the systems taking turns. */
+  readonly queueRounds: number;
 }
 
 export const fullPlan: Plan = {
@@ -82,6 +84,7 @@ export const fullPlan: Plan = {
   queueWorkers: [1, 8, 32],
   queueMs: 25_000,
   queuePayloadBytes: 64,
+  queueRounds: 2,
 };
 
 export const quickPlan: Plan = {
@@ -110,6 +113,7 @@ export const quickPlan: Plan = {
   queueWorkers: [1, 8, 32],
   queueMs: 5_000,
   queuePayloadBytes: 64,
+  queueRounds: 1,
 };
 
 export function parseScenarios(spec: string): ScenarioName[] {

@@ -156,7 +156,12 @@ export async function produce(c: LoadConfig, d: QueueDriver): Promise<ProducerRe
   const alive = setInterval(() => undefined, 1_000);
   await Promise.all(Array.from({ length: c.adders }, loop));
   clearInterval(alive);
-  const r = { addErrors, firstAddError, addLatencyMs: latencyOf(hist), eventLoopUtilization: elu() };
+  const r = {
+    addErrors,
+    firstAddError,
+    addLatencyMs: latencyOf(hist),
+    eventLoopUtilization: elu(),
+  };
   hist.destroy();
   return r;
 }

@@ -1,6 +1,6 @@
-// Runs the queue scenario for each selected system in turn (never two at once): a 3-member
-// Flotilla cluster, then a redis-server with appendfsync always, then one with its defaults,
-// each started for the scenario and stopped by PID after its points.
+// Runs the queue scenario: a 3-member Flotilla cluster, a redis-server with appendfsync always
+// and one with its defaults, each started for the scenario and stopped by PID after it, and
+// the points of the selected systems in turns (runQueueScenario says why).
 
 import { join } from 'node:path';
 import { FlotillaCluster } from './clusters.js';
@@ -12,7 +12,7 @@ import { RedisServer, redisVersion } from './redis.js';
 import type { Progress } from './scenarios.js';
 
 export interface QueueResults {
-  readonly points: QueuePoint[];
+  readonly points: (QueuePoint & { readonly round: number })[];
   /** Systems not measured, with why (e.g. no redis-server on the PATH). */
   readonly skipped: string[];
   readonly redis: string | null;
@@ -57,6 +57,67 @@ async function queueLeaderUrl(c: FlotillaCluster): Promise<string> {
   }
 }
 
+/** A system ready for load, and how to stop it. */
+interface Started {
+  readonly target: QueueTarget;
+  stop(): Promise<void>;
+}
+
+async function startFlotilla(o: QueueRunOptions): Promise<Started> {
+  const c = new FlotillaCluster({ size: 3, dir: join(o.dir, 'queue'), procs: o.procs });
+  o.progress.line('starting flotilla with 3 members (queue)');
+  try {
+    await c.start();
+    const leader = await queueLeaderUrl(c);
+    const others = c.ids.map((id) => c.clientUrl(id)).filter((u) => u !== leader);
+    return {
+      target: {
+        system: 'flotilla',
+        endpoints: [leader, ...others],
+        redisPort: 0,
+        serverPids: c.ids.map((id) => c.pidOf(id)).filter((x) => x !== undefined),
+      },
+      stop: () => c.stop(),
+    };
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+}
+
+async function startRedis(
+  o: QueueRunOptions,
+  system: 'bullmq-always' | 'bullmq-default',
+  version: string,
+): Promise<Started> {
+  const durability = system === 'bullmq-always' ? 'always' : 'default';
+  const server = new RedisServer({ dir: join(o.dir, system), durability, procs: o.procs });
+  o.progress.line(`starting redis-server ${version} (${durability})`);
+  try {
+    await server.start();
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+  const pid = server.pidOf();
+  return {
+    target: {
+      system,
+      endpoints: [],
+      redisPort: server.port,
+      serverPids: pid === undefined ? [] : [pid],
+    },
+    stop: () => server.stop(),
+  };
+}
+
+/**
+ * Every selected system is started first and stays up; the points then take turns, system
+ * after system at each worker count, round after round. The machine is shared and its load
+ * moves within minutes: interleaved, every system sees the same spells of it. An idle system
+ * costs little meanwhile (redis nothing; Flotilla its heartbeats and one queue tick entry per
+ * interval).
+ */
 export async function runQueueScenario(o: QueueRunOptions): Promise<QueueResults> {
   const p = o.plan;
   const t = { warmupMs: p.warmupMs, durationMs: p.queueMs };
@@ -67,59 +128,37 @@ export async function runQueueScenario(o: QueueRunOptions): Promise<QueueResults
     redis,
     bullmq: await bullmqVersion(),
   };
-  const points = async (target: QueueTarget): Promise<void> => {
-    for (const w of p.queueWorkers)
-      results.points.push(
-        await queuePoint(
-          target,
-          w,
-          p.queuePayloadBytes,
-          t,
-          o.progress,
-          `${target.system} queue, ${w} workers`,
-        ),
-      );
-  };
-  for (const system of o.systems) {
-    if (system === 'flotilla') {
-      const c = new FlotillaCluster({ size: 3, dir: join(o.dir, 'queue'), procs: o.procs });
-      o.progress.line('starting flotilla with 3 members (queue)');
-      try {
-        await c.start();
-        const leader = await queueLeaderUrl(c);
-        const others = c.ids.map((id) => c.clientUrl(id)).filter((u) => u !== leader);
-        await points({
-          system,
-          endpoints: [leader, ...others],
-          redisPort: 0,
-          serverPids: c.ids.map((id) => c.pidOf(id)).filter((x) => x !== undefined),
-        });
-      } finally {
-        await c.stop();
+  const started: Started[] = [];
+  try {
+    for (const system of o.systems) {
+      if (system === 'flotilla') {
+        started.push(await startFlotilla(o));
+        continue;
       }
-      continue;
+      if (redis === null || results.bullmq === null) {
+        const why = `${system} skipped: ${redis === null ? 'no redis-server on the PATH (apt-get install redis-server)' : 'bullmq is not installed'}`;
+        results.skipped.push(why);
+        o.progress.line(why);
+        continue;
+      }
+      started.push(await startRedis(o, system, redis));
     }
-    if (redis === null || results.bullmq === null) {
-      const why = `${system} skipped: ${redis === null ? 'no redis-server on the PATH (apt-get install redis-server)' : 'bullmq is not installed'}`;
-      results.skipped.push(why);
-      o.progress.line(why);
-      continue;
-    }
-    const durability = system === 'bullmq-always' ? 'always' : 'default';
-    const server = new RedisServer({ dir: join(o.dir, system), durability, procs: o.procs });
-    o.progress.line(`starting redis-server ${redis} (${durability})`);
-    try {
-      await server.start();
-      const pid = server.pidOf();
-      await points({
-        system,
-        endpoints: [],
-        redisPort: server.port,
-        serverPids: pid === undefined ? [] : [pid],
-      });
-    } finally {
-      await server.stop();
-    }
+    for (let round = 1; round <= p.queueRounds; round++)
+      for (const w of p.queueWorkers)
+        for (const { target } of started)
+          results.points.push({
+            ...(await queuePoint(
+              target,
+              w,
+              p.queuePayloadBytes,
+              t,
+              o.progress,
+              `${target.system} queue, ${w} workers, round ${round}/${p.queueRounds}`,
+            )),
+            round,
+          });
+  } finally {
+    for (const s of started) await s.stop();
   }
   return results;
 }
