@@ -88,6 +88,7 @@ interface CliOptions {
   overloadBurners?: number;
   queueDuration?: number;
   queueRounds?: number;
+  queueProfile?: boolean;
   reportFrom?: string;
   keepData?: boolean;
 }
@@ -143,12 +144,15 @@ async function run(o: CliOptions): Promise<void> {
     quick: o.quick === true,
     systems,
     queueSystems,
+    queueProfile: o.queueProfile === true,
     scenarios: parseScenarios(o.scenarios),
     progress,
     keepData: o.keepData === true,
   });
   writeOutputs(results, out, o.docs);
   if (results.queue !== undefined) progress.line(queueMarkdown(results.queue));
+  for (const e of results.queue?.profile?.byArea ?? [])
+    progress.line(`queue leader CPU: ${e.name} ${e.selfPercent}%`);
   progress.line(`results: ${join(out, 'results.json')}\nreport:  ${join(out, 'report.html')}`);
 }
 
@@ -184,6 +188,7 @@ export function buildBenchCommand(): Command {
       'times each queue point is measured, systems taking turns (default 2; 1 with --quick)',
       positive('--queue-rounds', 20),
     )
+    .option('--queue-profile', "run Flotilla's members under --cpu-prof in the queue scenario")
     .option('--report-from <file>', 're-render the report from a results.json, run nothing')
     .option('--keep-data', 'keep the data directories and member logs')
     .action(run);

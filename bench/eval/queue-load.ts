@@ -58,16 +58,13 @@ export const COMPLETED = 1;
 export const ADD_FAILED = 0x80;
 
 /** Atomics.waitAsync (Node.js 16+; in TypeScript's ES2024 lib, past the ES2023 one we build with). */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      a: Int32Array,
-      i: number,
-      v: number,
-      timeoutMs: number,
-    ): { async: boolean; value: unknown };
-  }
-).waitAsync;
+interface WaitAsync {
+  waitAsync(a: Int32Array, i: number, v: number, timeoutMs: number): { value: unknown };
+}
+
+function waitAsync(a: Int32Array, i: number, v: number, timeoutMs: number): { value: unknown } {
+  return (Atomics as unknown as WaitAsync).waitAsync(a, i, v, timeoutMs);
+}
 
 export function nowUs(): number {
   return Number(process.hrtime.bigint() / 1000n);

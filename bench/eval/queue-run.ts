@@ -8,6 +8,7 @@ import type { Plan } from './plan.js';
 import type { ProcessGroup } from './procs.js';
 import { queuePoint, type QueuePoint, type QueueTarget } from './queue-bench.js';
 import type { QueueSystem } from './queue-load.js';
+import { readProfileOf, type ProfileSummary } from './profile.js';
 import { RedisServer, redisVersion } from './redis.js';
 import type { Progress } from './scenarios.js';
 
@@ -17,6 +18,8 @@ export interface QueueResults {
   readonly skipped: string[];
   readonly redis: string | null;
   readonly bullmq: string | null;
+  /** With `profile`: where the queue group leader's CPU went over all Flotilla points. */
+  profile?: ProfileSummary;
 }
 
 export interface QueueRunOptions {
@@ -25,6 +28,8 @@ export interface QueueRunOptions {
   readonly dir: string;
   readonly procs: ProcessGroup;
   readonly progress: Progress & { line(s: string): void };
+  /** Run the Flotilla members under --cpu-prof and summarise the queue leader's profile. */
+  readonly profile?: boolean;
 }
 
 async function bullmqVersion(): Promise<string | null> {
@@ -60,15 +65,25 @@ async function queueLeaderUrl(c: FlotillaCluster): Promise<string> {
 /** A system ready for load, and how to stop it. */
 interface Started {
   readonly target: QueueTarget;
-  stop(): Promise<void>;
+  /** Stops the system; Flotilla under --cpu-prof then gives its leader's profile. */
+  stop(): Promise<ProfileSummary | undefined>;
 }
 
 async function startFlotilla(o: QueueRunOptions): Promise<Started> {
-  const c = new FlotillaCluster({ size: 3, dir: join(o.dir, 'queue'), procs: o.procs });
-  o.progress.line('starting flotilla with 3 members (queue)');
+  const profDir = join(o.dir, 'queue-cpu-profiles');
+  const c = new FlotillaCluster({
+    size: 3,
+    dir: join(o.dir, 'queue'),
+    procs: o.procs,
+    ...(o.profile === true ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
+  });
+  o.progress.line(
+    `starting flotilla with 3 members (queue${o.profile === true ? ', profiled' : ''})`,
+  );
   try {
     await c.start();
     const leader = await queueLeaderUrl(c);
+    const leaderPid = c.pidOf(c.ids.find((id) => c.clientUrl(id) === leader) ?? 0);
     const others = c.ids.map((id) => c.clientUrl(id)).filter((u) => u !== leader);
     return {
       target: {
@@ -77,7 +92,14 @@ async function startFlotilla(o: QueueRunOptions): Promise<Started> {
         redisPort: 0,
         serverPids: c.ids.map((id) => c.pidOf(id)).filter((x) => x !== undefined),
       },
-      stop: () => c.stop(),
+      stop: async () => {
+        await c.stop();
+        if (o.profile !== true) return undefined;
+        return {
+          load: `the queue group leader over every Flotilla queue point of the run`,
+          ...readProfileOf(profDir, leaderPid),
+        };
+      },
     };
   } catch (err) {
     await c.stop();
@@ -107,7 +129,10 @@ async function startRedis(
       redisPort: server.port,
       serverPids: pid === undefined ? [] : [pid],
     },
-    stop: () => server.stop(),
+    stop: async () => {
+      await server.stop();
+      return undefined;
+    },
   };
 }
 
@@ -158,7 +183,10 @@ export async function runQueueScenario(o: QueueRunOptions): Promise<QueueResults
             round,
           });
   } finally {
-    for (const s of started) await s.stop();
+    for (const s of started) {
+      const profile = await s.stop();
+      if (profile !== undefined) results.profile = profile;
+    }
   }
   return results;
 }

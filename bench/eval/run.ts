@@ -37,6 +37,8 @@ export interface EvalOptions {
   readonly systems: readonly SystemName[];
   /** The systems of the queue scenario (Flotilla and BullMQ on Redis, two ways). */
   readonly queueSystems: readonly QueueSystem[];
+  /** Profile the Flotilla members during the queue scenario (--queue-profile). */
+  readonly queueProfile?: boolean;
   readonly scenarios: readonly ScenarioName[];
   readonly progress: Progress & { line(s: string): void };
   readonly keepData: boolean;
@@ -138,6 +140,7 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
           dir,
           procs,
           progress: o.progress,
+          profile: o.queueProfile === true,
         });
       });
     if (o.scenarios.includes('profile') && o.systems.includes('flotilla'))
