@@ -88,6 +88,7 @@ interface CliOptions {
   overloadBurners?: number;
   queueDuration?: number;
   queueRounds?: number;
+  queueWorkers?: string;
   queueProfile?: boolean;
   reportFrom?: string;
   keepData?: boolean;
@@ -135,6 +136,9 @@ async function run(o: CliOptions): Promise<void> {
     ...(o.overloadBurners === undefined ? {} : { overloadBurners: o.overloadBurners }),
     ...(o.queueDuration === undefined ? {} : { queueMs: o.queueDuration * 1000 }),
     ...(o.queueRounds === undefined ? {} : { queueRounds: o.queueRounds }),
+    ...(o.queueWorkers === undefined
+      ? {}
+      : { queueWorkers: intList('--queue-workers', o.queueWorkers, 1024) }),
     ...(o.overloadNodes === undefined
       ? {}
       : { overloadNodes: intList('--overload-nodes', o.overloadNodes, 9) }),
@@ -188,6 +192,7 @@ export function buildBenchCommand(): Command {
       'times each queue point is measured, systems taking turns (default 2; 1 with --quick)',
       positive('--queue-rounds', 20),
     )
+    .option('--queue-workers <list>', 'worker concurrency of each queue point (1,8,32)')
     .option('--queue-profile', "run Flotilla's members under --cpu-prof in the queue scenario")
     .option('--report-from <file>', 're-render the report from a results.json, run nothing')
     .option('--keep-data', 'keep the data directories and member logs')

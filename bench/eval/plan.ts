@@ -56,6 +56,8 @@ export interface Plan {
   readonly queuePayloadBytes: number;
   /** Times every queue point is measured, the systems taking turns. */
   readonly queueRounds: number;
+  /** Jobs added but not yet completed, per worker, at most (the producer waits beyond). */
+  readonly queueWindowPerWorker: number;
 }
 
 export const fullPlan: Plan = {
@@ -85,6 +87,7 @@ export const fullPlan: Plan = {
   queueMs: 25_000,
   queuePayloadBytes: 64,
   queueRounds: 2,
+  queueWindowPerWorker: 4,
 };
 
 export const quickPlan: Plan = {
@@ -114,6 +117,7 @@ export const quickPlan: Plan = {
   queueMs: 5_000,
   queuePayloadBytes: 64,
   queueRounds: 1,
+  queueWindowPerWorker: 4,
 };
 
 export function parseScenarios(spec: string): ScenarioName[] {

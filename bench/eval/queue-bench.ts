@@ -117,6 +117,7 @@ function startThread<T>(role: 'produce' | 'consume', config: LoadConfig): Thread
 export async function queuePoint(
   target: QueueTarget,
   workers: number,
+  windowPerWorker: number,
   payloadBytes: number,
   t: Timing,
   p: Progress,
@@ -125,8 +126,11 @@ export async function queuePoint(
   const ctl = new SharedArrayBuffer(8);
   const marks = new SharedArrayBuffer(maxJobs);
   const measureFromUs = nowUs() + (startSlackMs + t.warmupMs) * 1000;
-  // Twice the workers in flight: a slot that frees finds a job waiting while its replacement
-  // is being added, and the queue stays short, so latency is not a backlog's.
+  // A window of a few jobs per worker: a slot that frees finds a job waiting while
+  // replacements are being added, and the queue stays short, so latency is not a backlog's.
+  // It must cover the jobs a worker holds while reporting (Flotilla's Worker claims its next
+  // job while the last one's report is on its way: two per slot for a moment) plus one waiting
+  // per slot, or it, not the system, sets the pace: 2 per worker did for Flotilla at 32.
   const config: LoadConfig = {
     system: target.system,
     endpoints: target.endpoints,
@@ -134,7 +138,7 @@ export async function queuePoint(
     queue: `bench-${workers}-${Date.now().toString(36)}`,
     workers,
     adders: workers,
-    window: 2 * workers,
+    window: windowPerWorker * workers,
     payloadBytes,
     measureFromUs,
     endUs: measureFromUs + t.durationMs * 1000,

@@ -175,6 +175,7 @@ export async function runQueueScenario(o: QueueRunOptions): Promise<QueueResults
             ...(await queuePoint(
               target,
               w,
+              p.queueWindowPerWorker,
               p.queuePayloadBytes,
               t,
               o.progress,

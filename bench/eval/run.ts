@@ -85,7 +85,7 @@ const settings: Record<string, string> = {
   binary:
     "Flotilla's binary client protocol: the same closed-loop writers, keys, base64 values and sessions, pipelined over 4 connections to the leader's binary port (msgpack frames)",
   queue:
-    'Flotilla: the project client and Worker over HTTP to the queue group leader (3 members, wal storage, fsync every batch); BullMQ: its Queue and Worker on one redis-server, appendfsync always, then redis defaults (no AOF, RDB snapshots by the default save rules). Same layout for both: one producer thread (adders = workers, at most 2 × workers jobs added but not completed) and one consumer thread (one worker, concurrency = workers, a handler that returns at once) in one load-generator process; 64-byte filler in every job; the last 1,000 completed jobs kept. Latency: add start → completion acknowledged.',
+    'Flotilla: the project client and Worker over HTTP to the queue group leader (3 members, wal storage, fsync every batch); BullMQ: its Queue and Worker on one redis-server, appendfsync always, then redis defaults (no AOF, RDB snapshots by the default save rules). Same layout for both: one producer thread (adders = workers, at most 4 × workers jobs added but not completed) and one consumer thread (one worker, concurrency = workers, a handler that returns at once) in one load-generator process; 64-byte filler in every job; the last 1,000 completed jobs kept. Latency: add start → completion acknowledged.',
   client:
     'one Node.js load generator, undici Pool, HTTP/1.1 keep-alive, one connection per client, closed loop, JSON with base64 keys and values; writes and reads go to the leader unless stated',
 };
