@@ -19,6 +19,8 @@ export interface QueueSummaryRow {
   readonly serverCores: number;
   /** Jobs lost, run twice, or whose add failed, over all rounds (0 when sound). */
   readonly faults: number;
+  /** Queue group elections during the points, over all rounds (Flotilla; null for Redis). */
+  readonly elections: number | null;
 }
 
 export function median(xs: readonly number[]): number {
@@ -45,6 +47,9 @@ export function summariseQueue(q: QueueResults): QueueSummaryRow[] {
       p99MsByRound: ps.map((p) => r1(p.endToEndMs.p99)),
       serverCores: Math.round(median(ps.map((p) => p.serverCores)) * 100) / 100,
       faults: ps.reduce((s, p) => s + p.tally.missing + p.tally.duplicates + p.addErrors, 0),
+      elections: ps.some((p) => (p.elections ?? null) === null)
+        ? null
+        : ps.reduce((s, p) => s + (p.elections ?? 0), 0),
     };
   });
 }

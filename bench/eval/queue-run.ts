@@ -13,7 +13,11 @@ import { RedisServer, redisVersion } from './redis.js';
 import type { Progress } from './scenarios.js';
 
 export interface QueueResults {
-  readonly points: (QueuePoint & { readonly round: number })[];
+  readonly points: (QueuePoint & {
+    readonly round: number;
+    /** Terms the queue group went through during the point (Flotilla; null for Redis). */
+    readonly elections: number | null;
+  })[];
   /** Systems not measured, with why (e.g. no redis-server on the PATH). */
   readonly skipped: string[];
   readonly redis: string | null;
@@ -42,8 +46,8 @@ async function bullmqVersion(): Promise<string | null> {
   }
 }
 
-/** The URL of the member that leads the queue group (group 1), which may not lead group 0. */
-async function queueLeaderUrl(c: FlotillaCluster): Promise<string> {
+/** The member that leads the queue group (group 1, which may have another leader than group 0). */
+async function queueLeader(c: FlotillaCluster): Promise<{ id: number; term: number }> {
   const deadline = Date.now() + 15_000;
   for (;;) {
     for (const id of c.running()) {
@@ -51,8 +55,8 @@ async function queueLeaderUrl(c: FlotillaCluster): Promise<string> {
         const res = await fetch(`${c.clientUrl(id)}/v1/status`, {
           signal: AbortSignal.timeout(1_000),
         });
-        const s = (await res.json()) as { queueGroup?: { role: string } };
-        if (s.queueGroup?.role === 'leader') return c.clientUrl(id);
+        const s = (await res.json()) as { queueGroup?: { role: string; term: number } };
+        if (s.queueGroup?.role === 'leader') return { id, term: s.queueGroup.term };
       } catch {
         // A member that does not answer yet: ask the next.
       }
@@ -64,7 +68,14 @@ async function queueLeaderUrl(c: FlotillaCluster): Promise<string> {
 
 /** A system ready for load, and how to stop it. */
 interface Started {
-  readonly target: QueueTarget;
+  /**
+   * Where the next point's load goes. Flotilla: the queue group's leader first, found again
+   * before every point (as the key-value scenarios find theirs): after an election a client
+   * still pointed at the old leader would have every request forwarded.
+   */
+  target(): Promise<QueueTarget>;
+  /** The queue group's term (Flotilla), to count the elections during a point; null for Redis. */
+  term(): Promise<number | null>;
   /** Stops the system; Flotilla under --cpu-prof then gives its leader's profile. */
   stop(): Promise<ProfileSummary | undefined>;
 }
@@ -82,16 +93,20 @@ async function startFlotilla(o: QueueRunOptions): Promise<Started> {
   );
   try {
     await c.start();
-    const leader = await queueLeaderUrl(c);
-    const leaderPid = c.pidOf(c.ids.find((id) => c.clientUrl(id) === leader) ?? 0);
-    const others = c.ids.map((id) => c.clientUrl(id)).filter((u) => u !== leader);
+    let leaderPid = c.pidOf((await queueLeader(c)).id);
     return {
-      target: {
-        system: 'flotilla',
-        endpoints: [leader, ...others],
-        redisPort: 0,
-        serverPids: c.ids.map((id) => c.pidOf(id)).filter((x) => x !== undefined),
+      target: async () => {
+        const { id } = await queueLeader(c);
+        leaderPid = c.pidOf(id);
+        const others = c.ids.filter((x) => x !== id).map((x) => c.clientUrl(x));
+        return {
+          system: 'flotilla',
+          endpoints: [c.clientUrl(id), ...others],
+          redisPort: 0,
+          serverPids: c.ids.map((x) => c.pidOf(x)).filter((x) => x !== undefined),
+        };
       },
+      term: async () => (await queueLeader(c)).term,
       stop: async () => {
         await c.stop();
         if (o.profile !== true) return undefined;
@@ -122,13 +137,15 @@ async function startRedis(
     throw err;
   }
   const pid = server.pidOf();
+  const target: QueueTarget = {
+    system,
+    endpoints: [],
+    redisPort: server.port,
+    serverPids: pid === undefined ? [] : [pid],
+  };
   return {
-    target: {
-      system,
-      endpoints: [],
-      redisPort: server.port,
-      serverPids: pid === undefined ? [] : [pid],
-    },
+    target: () => Promise.resolve(target),
+    term: () => Promise.resolve(null),
     stop: async () => {
       await server.stop();
       return undefined;
@@ -170,19 +187,27 @@ export async function runQueueScenario(o: QueueRunOptions): Promise<QueueResults
     }
     for (let round = 1; round <= p.queueRounds; round++)
       for (const w of p.queueWorkers)
-        for (const { target } of started)
+        for (const s of started) {
+          const target = await s.target();
+          const termBefore = await s.term();
+          const point = await queuePoint(
+            target,
+            w,
+            p.queueWindowPerWorker,
+            p.queuePayloadBytes,
+            t,
+            o.progress,
+            `${target.system} queue, ${w} workers, round ${round}/${p.queueRounds}`,
+          );
+          const termAfter = await s.term();
+          if (termBefore !== null && termAfter !== null && termAfter > termBefore)
+            o.progress.line(`  the queue group went through ${termAfter - termBefore} election(s)`);
           results.points.push({
-            ...(await queuePoint(
-              target,
-              w,
-              p.queueWindowPerWorker,
-              p.queuePayloadBytes,
-              t,
-              o.progress,
-              `${target.system} queue, ${w} workers, round ${round}/${p.queueRounds}`,
-            )),
+            ...point,
             round,
+            elections: termBefore === null || termAfter === null ? null : termAfter - termBefore,
           });
+        }
   } finally {
     for (const s of started) {
       const profile = await s.stop();

@@ -133,6 +133,7 @@ void test('the summary takes the median over rounds and the ratio to BullMQ alwa
     system,
     workers: 8,
     round,
+    elections: system === 'flotilla' ? 0 : null,
     adders: 8,
     window: 16,
     payloadBytes: 64,
