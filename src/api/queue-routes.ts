@@ -323,8 +323,7 @@ async function claim(
  * return empty to a worker that claims again at once): with 32 waiting workers, 31 wasted
  * writes per job. Claims now propose only while the queue shows more waiting jobs than the
  * claims already on their way ask for; the others wait for the next change, which a claim's
- * end is too. Only a hint: the state machine still decides who gets what, and claims through
- * another member are not counted here.
+ * end is too. Only a hint kept by this member: the state machine still decides who gets what.
  */
 class ClaimGate {
   private readonly asked = new Map<string, number>();

@@ -46,7 +46,6 @@ export interface WorkerOptions<D = unknown, R = unknown> {
 }
 
 export class Worker<D = unknown, R = unknown> {
-  private readonly o: WorkerOptions<D, R>;
   private readonly stopping = new AbortController();
   private readonly slots: Promise<void>[] = [];
   private readonly running = new Set<AbortController>();
@@ -57,9 +56,8 @@ export class Worker<D = unknown, R = unknown> {
   constructor(
     private readonly queue: QueueClient,
     private readonly handler: Handler<D, R>,
-    o: WorkerOptions<D, R> = {},
+    private readonly o: WorkerOptions<D, R> = {},
   ) {
-    this.o = o;
     this.name = o.name ?? `worker-${Math.random().toString(36).slice(2, 10)}`;
     const concurrency = o.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)
