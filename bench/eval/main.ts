@@ -3,7 +3,7 @@
 // runs the scenarios, writes results.json, report.html and one SVG per chart.
 //
 //   node dist/bench/eval/main.js [--quick] [--out DIR] [--docs DIR] [--systems flotilla,etcd]
-//        [--scenarios writes,failover,reads,payload,sizes,profile] [--failover-trials N]
+//        [--scenarios writes,failover,reads,payload,sizes,profile,queue] [--failover-trials N]
 //   node dist/bench/eval/main.js --report-from results.json --out DIR   (re-render only)
 
 import { execFileSync } from 'node:child_process';
@@ -16,6 +16,11 @@ import { fullPlan, parseScenarios, quickPlan, scenarioNames, type Plan } from '.
 import { renderCharts, renderHtml } from './report.js';
 import { runEvaluation, type EvalResults } from './run.js';
 import type { Progress } from './scenarios.js';
+import { queueSystems as queueSystemNames } from './queue-load.js';
+import { queueMarkdown } from './queue-report.js';
+
+/** Every system a run can measure: etcd has no queue, BullMQ on Redis only a queue. */
+const allSystems: readonly string[] = ['flotilla', 'etcd', 'bullmq-always', 'bullmq-default'];
 
 function etcdOnPath(): boolean {
   try {
@@ -81,6 +86,10 @@ interface CliOptions {
   overloadClients?: string;
   overloadNodes?: string;
   overloadBurners?: number;
+  queueDuration?: number;
+  queueRounds?: number;
+  queueWorkers?: string;
+  queueProfile?: boolean;
   reportFrom?: string;
   keepData?: boolean;
 }
@@ -107,9 +116,10 @@ async function run(o: CliOptions): Promise<void> {
   }
   const names = o.systems.split(',').map((s) => s.trim());
   for (const s of names)
-    if (s !== 'flotilla' && s !== 'etcd')
-      throw new EvalError('EVAL_BAD_OPTION', `--systems takes flotilla,etcd; got "${s}"`);
-  let systems = names as SystemName[];
+    if (!allSystems.includes(s))
+      throw new EvalError('EVAL_BAD_OPTION', `--systems takes ${allSystems.join(',')}; got "${s}"`);
+  const queueSystems = queueSystemNames.filter((s) => names.includes(s));
+  let systems = names.filter((s) => s === 'flotilla' || s === 'etcd') as SystemName[];
   if (systems.includes('etcd') && !etcdOnPath()) {
     progress.line('etcd is not on the PATH: measuring Flotilla only (apt-get install etcd-server)');
     systems = systems.filter((s) => s !== 'etcd');
@@ -124,6 +134,11 @@ async function run(o: CliOptions): Promise<void> {
       ? {}
       : { overloadClients: intList('--overload-clients', o.overloadClients, 4096) }),
     ...(o.overloadBurners === undefined ? {} : { overloadBurners: o.overloadBurners }),
+    ...(o.queueDuration === undefined ? {} : { queueMs: o.queueDuration * 1000 }),
+    ...(o.queueRounds === undefined ? {} : { queueRounds: o.queueRounds }),
+    ...(o.queueWorkers === undefined
+      ? {}
+      : { queueWorkers: intList('--queue-workers', o.queueWorkers, 1024) }),
     ...(o.overloadNodes === undefined
       ? {}
       : { overloadNodes: intList('--overload-nodes', o.overloadNodes, 9) }),
@@ -132,11 +147,16 @@ async function run(o: CliOptions): Promise<void> {
     plan,
     quick: o.quick === true,
     systems,
+    queueSystems,
+    queueProfile: o.queueProfile === true,
     scenarios: parseScenarios(o.scenarios),
     progress,
     keepData: o.keepData === true,
   });
   writeOutputs(results, out, o.docs);
+  if (results.queue !== undefined) progress.line(queueMarkdown(results.queue));
+  for (const e of results.queue?.profile?.byArea ?? [])
+    progress.line(`queue leader CPU: ${e.name} ${e.selfPercent}%`);
   progress.line(`results: ${join(out, 'results.json')}\nreport:  ${join(out, 'report.html')}`);
 }
 
@@ -146,7 +166,7 @@ export function buildBenchCommand(): Command {
     .option('--quick', 'short durations and fewer points (~3 minutes)')
     .option('--out <dir>', 'where results.json, report.html and charts go', 'bench-results')
     .option('--docs <dir>', 'also write the chart SVGs here (e.g. docs/bench)')
-    .option('--systems <list>', 'flotilla,etcd', 'flotilla,etcd')
+    .option('--systems <list>', allSystems.join(','), allSystems.join(','))
     .option('--scenarios <list>', scenarioNames.join(','), scenarioNames.join(','))
     .option('--failover-trials <n>', 'leader kills per system', positive('--failover-trials', 5000))
     .option('--duration <s>', 'measured seconds per load point', positive('--duration', 600))
@@ -162,6 +182,18 @@ export function buildBenchCommand(): Command {
       'CPU-bound processes beside the overload clusters (2)',
       positive('--overload-burners', 16),
     )
+    .option(
+      '--queue-duration <s>',
+      'measured seconds per queue point (default 25; 5 with --quick)',
+      positive('--queue-duration', 600),
+    )
+    .option(
+      '--queue-rounds <n>',
+      'times each queue point is measured, systems taking turns (default 2; 1 with --quick)',
+      positive('--queue-rounds', 20),
+    )
+    .option('--queue-workers <list>', 'worker concurrency of each queue point (1,8,32)')
+    .option('--queue-profile', "run Flotilla's members under --cpu-prof in the queue scenario")
     .option('--report-from <file>', 're-render the report from a results.json, run nothing')
     .option('--keep-data', 'keep the data directories and member logs')
     .action(run);

@@ -15,6 +15,7 @@ export const scenarioNames = [
   'watch',
   'leases',
   'scale',
+  'queue',
 ] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
@@ -51,6 +52,16 @@ export interface Plan {
   /** Keys preloaded by the scale scenario, and its closed-loop clients. */
   readonly scaleKeys: number;
   readonly scaleClients: number;
+  /** Worker concurrency per point of the queue scenario (jobs run at once). */
+  readonly queueWorkers: readonly number[];
+  /** Measured time per queue point (after warmupMs). */
+  readonly queueMs: number;
+  /** Bytes of filler in every job's data, the same for every system. */
+  readonly queuePayloadBytes: number;
+  /** Times every queue point is measured, the systems taking turns. */
+  readonly queueRounds: number;
+  /** Jobs added but not yet completed, per worker, at most (the producer waits beyond). */
+  readonly queueWindowPerWorker: number;
 }
 
 export const fullPlan: Plan = {
@@ -78,6 +89,11 @@ export const fullPlan: Plan = {
   leaseClients: 64,
   scaleKeys: 1_000_000,
   scaleClients: 64,
+  queueWorkers: [1, 8, 32],
+  queueMs: 25_000,
+  queuePayloadBytes: 64,
+  queueRounds: 2,
+  queueWindowPerWorker: 4,
 };
 
 export const quickPlan: Plan = {
@@ -105,6 +121,11 @@ export const quickPlan: Plan = {
   leaseClients: 64,
   scaleKeys: 100_000,
   scaleClients: 64,
+  queueWorkers: [1, 8, 32],
+  queueMs: 5_000,
+  queuePayloadBytes: 64,
+  queueRounds: 1,
+  queueWindowPerWorker: 4,
 };
 
 export function parseScenarios(spec: string): ScenarioName[] {

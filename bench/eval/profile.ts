@@ -107,12 +107,14 @@ export async function profileFlotillaLeader(
   } finally {
     await c.stop();
   }
-  const file = readdirSync(profDir).find((f) => f.includes(`.${leaderPid}.`));
+  return { load, ...readProfileOf(profDir, leaderPid) };
+}
+
+/** The summary of the CPU profile `pid` wrote into `dir` (node --cpu-prof names it by pid). */
+export function readProfileOf(dir: string, pid: number | undefined): Omit<ProfileSummary, 'load'> {
+  const file = readdirSync(dir).find((f) => f.includes(`.${pid}.`));
   if (file === undefined)
-    throw new EvalError(
-      'EVAL_PROFILE',
-      `no CPU profile of the leader (pid ${leaderPid}) in ${profDir}`,
-    );
-  const p = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile;
-  return { load, ...summariseProfile(p) };
+    throw new EvalError('EVAL_PROFILE', `no CPU profile of the leader (pid ${pid}) in ${dir}`);
+  const p = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+  return summariseProfile(p);
 }

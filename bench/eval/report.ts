@@ -7,6 +7,7 @@ import type { LoadResult } from './loadgen.js';
 import type { OverloadPoint } from './overload.js';
 import type { EvalResults, SystemResults } from './run.js';
 import type { WritePoint } from './scenarios.js';
+import { queueComparison, queueComparisonHead } from './queue-report.js';
 
 const colors: Record<SystemName, string> = {
   flotilla: palette[0] as string,
@@ -444,6 +445,15 @@ export function renderTables(r: EvalResults): string {
   return parts.join('\n');
 }
 
+function renderQueue(r: EvalResults): string {
+  const q = r.queue;
+  if (q === undefined) return '';
+  const skipped = q.skipped.map((s) => `<p>${escapeXml(s)}</p>`).join('');
+  return `<h2>Job queue: add → claim → complete (median of the rounds; each round in brackets)</h2>
+<p>${escapeXml(r.settings['queue'] ?? '')} Redis ${escapeXml(q.redis ?? 'not installed')}, BullMQ ${escapeXml(q.bullmq ?? 'not installed')}.</p>${skipped}
+${table(queueComparisonHead, queueComparison(q))}`;
+}
+
 export function renderHtml(r: EvalResults): string {
   const m = r.machine;
   const g = goals(r);
@@ -478,6 +488,7 @@ td:first-child,th:first-child{text-align:left}figure{margin:1em 0}.facts td{text
 ${table(['goal', 'Flotilla', 'anchor', 'ratio', 'verdict'], goalRows)}
 ${charts}
 ${renderTables(r)}
+${renderQueue(r)}
 </body></html>
 `;
 }

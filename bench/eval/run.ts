@@ -20,6 +20,8 @@ import { ProcessGroup } from './procs.js';
 import { scalePoint, type ScaleResult } from './scale.js';
 import { leasePoint, watchPoint, type LeasePoint, type WatchPoint } from './watch-lease.js';
 import { profileFlotillaLeader, type ProfileSummary } from './profile.js';
+import type { QueueSystem } from './queue-load.js';
+import { runQueueScenario, type QueueResults } from './queue-run.js';
 import {
   binaryWritePoint,
   preloadKeys,
@@ -34,6 +36,10 @@ export interface EvalOptions {
   readonly plan: Plan;
   readonly quick: boolean;
   readonly systems: readonly SystemName[];
+  /** The systems of the queue scenario (Flotilla and BullMQ on Redis, two ways). */
+  readonly queueSystems: readonly QueueSystem[];
+  /** Profile the Flotilla members during the queue scenario (--queue-profile). */
+  readonly queueProfile?: boolean;
   readonly scenarios: readonly ScenarioName[];
   readonly progress: Progress & { line(s: string): void };
   readonly keepData: boolean;
@@ -70,6 +76,8 @@ export interface EvalResults {
   readonly settings: Record<string, string>;
   readonly systems: Partial<Record<SystemName, SystemResults>>;
   profile: ProfileSummary | null;
+  /** The queue scenario, when it ran. */
+  queue?: QueueResults;
   /** Scenario groups that failed, with why; the others' figures stand. */
   readonly failures: string[];
 }
@@ -80,6 +88,8 @@ const settings: Record<string, string> = {
   etcd: 'etcd 3.4 defaults (fsync on) plus --heartbeat-interval 10 --election-timeout 150 (election 150–300 ms) --quota-backend-bytes 8 GiB; JSON gateway',
   binary:
     "Flotilla's binary client protocol: the same closed-loop writers, keys, base64 values and sessions, pipelined over 4 connections to the leader's binary port (msgpack frames)",
+  queue:
+    'Flotilla: the project client and Worker over HTTP to the queue group leader (3 members, wal storage, fsync every batch); BullMQ: its Queue and Worker on one redis-server, appendfsync always, then redis defaults (no AOF, RDB snapshots by the default save rules). Same layout for both: one producer thread (adders = workers, at most 4 × workers jobs added but not completed) and one consumer thread (one worker, concurrency = workers, a handler that returns at once) in one load-generator process; 64-byte filler in every job; the last 1,000 completed jobs kept. Latency: add start → completion acknowledged.',
   client:
     'one Node.js load generator, undici Pool, HTTP/1.1 keep-alive, one connection per client, closed loop, JSON with base64 keys and values; writes and reads go to the leader unless stated',
 };
@@ -111,7 +121,8 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
   };
   o.progress.line(`data under ${dir}`);
   try {
-    for (const system of o.systems) {
+    const kv = o.scenarios.some((s) => s !== 'queue');
+    for (const system of kv ? o.systems : []) {
       const r: SystemResults = { writes: [], payload: [], reads: [], sizes: [], failover: null };
       results.systems[system] = r;
       await guard(system, () => runSystem(system, r, o, dir, procs));
@@ -124,6 +135,17 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
           if (r !== undefined)
             await guard(`${system} overload`, () => runOverload(system, r, o, dir, procs));
         }
+      });
+    if (o.scenarios.includes('queue') && o.queueSystems.length > 0)
+      await guard('queue', async () => {
+        results.queue = await runQueueScenario({
+          plan: o.plan,
+          systems: o.queueSystems,
+          dir,
+          procs,
+          progress: o.progress,
+          profile: o.queueProfile === true,
+        });
       });
     if (o.scenarios.includes('profile') && o.systems.includes('flotilla'))
       await guard('profile', async () => {

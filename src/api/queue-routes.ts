@@ -295,14 +295,20 @@ async function claim(
   signal: AbortSignal,
 ): Promise<Record<string, unknown>> {
   const deadline = b.clock.nowMs() + waitMs;
+  const gate = gateOf(b);
+  const want = cmd.op === 'claim' ? (cmd.max ?? 1) : 1;
   const claimable = (): boolean => {
     const s = b.service.queue.stats(queue);
-    return s !== null && !s.paused && s.counts.waiting > 0;
+    return s !== null && !s.paused && s.counts.waiting > gate.proposing(queue);
   };
   for (;;) {
     const left = deadline - b.clock.nowMs();
     if (left <= 0 || claimable()) {
-      const { ok: _ok, ...r } = await b.service.write(cmd, session, { signal });
+      gate.reserve(queue, want);
+      const answer = await b.service
+        .write(cmd, session, { signal })
+        .finally(() => gate.release(queue, want));
+      const { ok: _ok, ...r } = answer;
       const jobs = r['jobs'] as readonly unknown[];
       if (jobs.length > 0 || left <= 0 || session !== null) return r;
     }
@@ -310,12 +316,59 @@ async function claim(
   }
 }
 
-/** Resolves when the queue group applies something, after `ms`, or when `signal` aborts. */
+/**
+ * The claims this node is proposing, per queue, and how many jobs each asks for. An add wakes
+ * every claim waiting on the queue; without this count each of them would propose, one would
+ * get the job and the rest would go through the log for nothing (and, carrying a session,
+ * return empty to a worker that claims again at once): with 32 waiting workers, 31 wasted
+ * writes per job. Claims now propose only while the queue shows more waiting jobs than the
+ * claims already on their way ask for; the others wait for the next change, which a claim's
+ * end is too. Only a hint kept by this member: the state machine still decides who gets what.
+ */
+class ClaimGate {
+  private readonly asked = new Map<string, number>();
+  private readonly waiters = new Set<() => void>();
+
+  proposing(queue: string): number {
+    return this.asked.get(queue) ?? 0;
+  }
+
+  reserve(queue: string, n: number): void {
+    this.asked.set(queue, this.proposing(queue) + n);
+  }
+
+  release(queue: string, n: number): void {
+    const left = this.proposing(queue) - n;
+    if (left > 0) this.asked.set(queue, left);
+    else this.asked.delete(queue);
+    for (const w of [...this.waiters]) w();
+  }
+
+  /** Calls `f` at the end of every claim proposal until the returned function is called. */
+  onRelease(f: () => void): () => void {
+    this.waiters.add(f);
+    return () => this.waiters.delete(f);
+  }
+}
+
+const gates = new WeakMap<QueueBackend, ClaimGate>();
+
+function gateOf(b: QueueBackend): ClaimGate {
+  let g = gates.get(b);
+  if (g === undefined) gates.set(b, (g = new ClaimGate()));
+  return g;
+}
+
+/**
+ * Resolves when the queue group applies something or a claim proposal ends, after `ms`, or
+ * when `signal` aborts.
+ */
 function changeOrTimeout(b: QueueBackend, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const done = (): void => {
       b.clock.clearTimeout(timer);
       off();
+      offRelease();
       signal.removeEventListener('abort', aborted);
     };
     const aborted = (): void => {
@@ -329,6 +382,10 @@ function changeOrTimeout(b: QueueBackend, ms: number, signal: AbortSignal): Prom
       resolve();
     }, ms);
     const off = b.service.runtime.onApplied(() => {
+      done();
+      resolve();
+    });
+    const offRelease = gateOf(b).onRelease(() => {
       done();
       resolve();
     });

@@ -6,6 +6,7 @@
 // redirects). `close()` stops claiming and lets the running handlers finish within a grace
 // period; past it their jobs are released (failed, to be retried by another worker).
 
+import { setMaxListeners } from 'node:events';
 import { FlotillaError } from '../base/errors.js';
 import type { ClaimedJob, Job, QueueClient } from './queue.js';
 import { sleep } from './util.js';
@@ -19,9 +20,12 @@ export interface WorkerContext {
   readonly token: number;
 }
 
+/** A handler's outcome; null when it was abandoned (lease lost, or closing past the grace). */
+type Outcome<R> = { ok: true; result: R } | { ok: false; err: unknown } | null;
+
 export type Handler<D, R> = (job: Job<D>, ctx: WorkerContext) => Promise<R>;
 
-export interface WorkerOptions {
+export interface WorkerOptions<D = unknown, R = unknown> {
   /** Jobs run at once (default 1). */
   readonly concurrency?: number;
   /** This worker's name in the jobs it claims (default: a random one). */
@@ -34,6 +38,11 @@ export interface WorkerOptions {
   readonly waitMs?: number;
   /** Called with what went wrong outside a handler (a failed claim or report). */
   readonly onError?: (err: unknown) => void;
+  /**
+   * Called once the cluster has acknowledged a job's completion (BullMQ's `completed` event):
+   * the moment the job is done for everyone else too, not merely when its handler returned.
+   */
+  readonly onCompleted?: (job: Job<D>, result: R) => void;
 }
 
 export class Worker<D = unknown, R = unknown> {
@@ -47,12 +56,15 @@ export class Worker<D = unknown, R = unknown> {
   constructor(
     private readonly queue: QueueClient,
     private readonly handler: Handler<D, R>,
-    private readonly o: WorkerOptions = {},
+    private readonly o: WorkerOptions<D, R> = {},
   ) {
     this.name = o.name ?? `worker-${Math.random().toString(36).slice(2, 10)}`;
     const concurrency = o.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)
       throw new FlotillaError('BAD_REQUEST', `concurrency must be 1..1024, got ${concurrency}`);
+    // Every slot's claim listens on the one stopping signal: more than Node's default of ten
+    // listeners is expected here, not a leak.
+    setMaxListeners(concurrency + 10, this.stopping.signal);
     for (let i = 0; i < concurrency; i++) this.slots.push(this.slot());
   }
 
@@ -73,36 +85,53 @@ export class Worker<D = unknown, R = unknown> {
     }
   }
 
+  /**
+   * One slot: claim, run, report. A job's report goes out together with the slot's next claim
+   * instead of before it (BullMQ's worker fetches the next job in its completion call for the
+   * same reason): on a log that syncs every batch, both ride one commit, and a slot spends one
+   * round trip per job, not two. The slot waits for that report before it runs the next job,
+   * so at most one job per slot is being reported while another runs.
+   */
   private async slot(): Promise<void> {
     let failures = 0;
-    while (!this.stopping.signal.aborted) {
-      let claimed: readonly ClaimedJob<D>[];
-      try {
-        const r = await this.queue.claim<D>({
-          max: 1,
-          worker: this.name,
-          waitMs: this.o.waitMs ?? 10_000,
-          ...(this.o.leaseMs === undefined ? {} : { leaseMs: this.o.leaseMs }),
-          signal: this.stopping.signal,
-        });
-        claimed = r.jobs;
-        failures = 0;
-      } catch (err) {
-        if (this.stopping.signal.aborted) return;
-        this.o.onError?.(err);
-        await sleep(Math.min(1_000, 50 * 2 ** failures++), this.stopping.signal);
-        continue;
+    let reports: Promise<void>[] = [];
+    try {
+      while (!this.stopping.signal.aborted) {
+        let claimed: readonly ClaimedJob<D>[];
+        try {
+          const r = await this.queue.claim<D>({
+            max: 1,
+            worker: this.name,
+            waitMs: this.o.waitMs ?? 10_000,
+            ...(this.o.leaseMs === undefined ? {} : { leaseMs: this.o.leaseMs }),
+            signal: this.stopping.signal,
+          });
+          claimed = r.jobs;
+          failures = 0;
+        } catch (err) {
+          if (this.stopping.signal.aborted) return;
+          this.o.onError?.(err);
+          await sleep(Math.min(1_000, 50 * 2 ** failures++), this.stopping.signal);
+          continue;
+        }
+        await Promise.all(reports);
+        reports = [];
+        for (const c of claimed) reports.push((await this.run(c)).reported);
       }
-      for (const c of claimed) await this.run(c);
+    } finally {
+      await Promise.all(reports);
     }
   }
 
-  private async run(c: ClaimedJob<D>): Promise<void> {
+  /** Runs the handler; resolves once it has an outcome, with the report of that outcome. */
+  private async run(c: ClaimedJob<D>): Promise<{ reported: Promise<void> }> {
     const ac = new AbortController();
     this.running.add(ac);
     const { id } = c.job;
     const leaseMs = Math.max(1, c.leaseExpiresMs - Date.now(), c.job.leaseMs);
     const every = this.o.heartbeatMs ?? Math.max(10, Math.floor(leaseMs / 3));
+    // The lease is renewed until the report is in: a report retried past a lost answer must
+    // still find the job ours.
     const beat = setInterval(() => {
       this.queue.heartbeat(id, c.token).catch((err: unknown) => {
         if (err instanceof FlotillaError && err.code === 'STALE_TOKEN')
@@ -110,6 +139,11 @@ export class Worker<D = unknown, R = unknown> {
         else this.o.onError?.(err);
       });
     }, every);
+    const cleanup = (): void => {
+      clearInterval(beat);
+      this.running.delete(ac);
+    };
+    let outcome: Outcome<R>;
     try {
       const handled = this.handler(c.job, {
         signal: ac.signal,
@@ -126,28 +160,36 @@ export class Worker<D = unknown, R = unknown> {
       const aborted = new Promise<null>((resolve) =>
         ac.signal.addEventListener('abort', () => resolve(null), { once: true }),
       );
-      const outcome = await Promise.race([handled, aborted]);
-      if (outcome === null) {
-        if (this.stopping.signal.aborted)
-          await this.report(() => this.queue.fail(id, c.token, 'released: the worker closed'));
-        else this.counts.lost++;
-        return;
-      }
-      if (!outcome.ok) {
-        const e = outcome.err;
-        if (
-          await this.report(() =>
-            this.queue.fail(id, c.token, e instanceof Error ? e.message : String(e)),
-          )
+      outcome = await Promise.race([handled, aborted]);
+    } catch (err) {
+      cleanup();
+      throw err;
+    }
+    return { reported: this.settle(c, outcome).finally(cleanup) };
+  }
+
+  /** Reports a job's outcome: completed, failed, or released when the worker is closing. */
+  private async settle(c: ClaimedJob<D>, outcome: Outcome<R>): Promise<void> {
+    const { id } = c.job;
+    if (outcome === null) {
+      if (this.stopping.signal.aborted)
+        await this.report(() => this.queue.fail(id, c.token, 'released: the worker closed'));
+      else this.counts.lost++;
+      return;
+    }
+    if (!outcome.ok) {
+      const e = outcome.err;
+      if (
+        await this.report(() =>
+          this.queue.fail(id, c.token, e instanceof Error ? e.message : String(e)),
         )
-          this.counts.failed++;
-        return;
-      }
-      if (await this.report(() => this.queue.complete(id, c.token, outcome.result ?? undefined)))
-        this.counts.completed++;
-    } finally {
-      clearInterval(beat);
-      this.running.delete(ac);
+      )
+        this.counts.failed++;
+      return;
+    }
+    if (await this.report(() => this.queue.complete(id, c.token, outcome.result ?? undefined))) {
+      this.counts.completed++;
+      this.o.onCompleted?.(c.job, outcome.result);
     }
   }
 

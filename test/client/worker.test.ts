@@ -1,10 +1,12 @@
 // The queue Worker against real nodes: forty jobs over four slots, each completed once; a job
 // whose handler keeps failing goes dead after its attempts; a worker that stops renewing its
-// lease loses the job to another, and its late report is refused.
+// lease loses the job to another, and its late report is refused; and, against a scripted
+// transport, a job's report travels with the slot's next claim.
 
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import { FlotillaClient, Worker } from '../../src/client/index.js';
+import { FlotillaClient, QueueClient, Worker } from '../../src/client/index.js';
+import type { QueueTransport } from '../../src/client/queue.js';
 import { TestNodes } from '../server/nodes.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -38,13 +40,27 @@ void test('forty jobs over four slots: each handled and completed once', async (
   const q = client.queue('emails');
   for (let i = 0; i < 40; i++) await q.add('send', { n: i });
   const seen: number[] = [];
-  const worker = new Worker<{ n: number }>(
+  // onCompleted fires after the cluster acknowledged the completion: the job reads as
+  // completed from then on, with the handler's result.
+  const acknowledged: Promise<[number, string, unknown]>[] = [];
+  const worker = new Worker<{ n: number }, number>(
     q,
     (job) => {
       seen.push(job.data.n);
       return Promise.resolve(job.data.n * 2);
     },
-    { concurrency: 4, waitMs: 500 },
+    {
+      concurrency: 4,
+      waitMs: 500,
+      onCompleted: (job, result) => {
+        assert.equal(result, job.data.n * 2);
+        acknowledged.push(
+          q
+            .get(job.id)
+            .then((r): [number, string, unknown] => [job.data.n, r.job.state, r.job.result]),
+        );
+      },
+    },
   );
   cleanups.push(() => worker.close());
   await until('every job completed', async () => (await q.stats()).stats?.counts.completed === 40);
@@ -54,6 +70,11 @@ void test('forty jobs over four slots: each handled and completed once', async (
     Array.from({ length: 40 }, (_, i) => i),
   );
   assert.equal(worker.counts.completed, 40);
+  const acks = (await Promise.all(acknowledged)).sort((a, b) => a[0] - b[0]);
+  assert.deepEqual(
+    acks,
+    Array.from({ length: 40 }, (_, i) => [i, 'completed', i * 2]),
+  );
 });
 
 void test('a handler that keeps failing: retried, then dead', async () => {
@@ -122,4 +143,61 @@ void test('closing releases a job whose handler does not finish in the grace per
   const job = (await q.get(id)).job;
   assert.notEqual(job.state, 'active', `released, not left running: ${job.state}`);
   assert.equal(job.error, 'released: the worker closed');
+});
+
+void test("a job's report goes out with the slot's next claim, not before it", async () => {
+  // A transport that answers a completion only once the slot has sent its next claim: a worker
+  // that waited for each report before claiming again would never finish the three jobs.
+  const log: string[] = [];
+  let claims = 0;
+  const claimed: (() => void)[] = [];
+  const job = (i: number) => ({
+    job: { id: `j${i}`, queue: 'q', data: i, leaseMs: 30_000 },
+    token: i + 1,
+    leaseExpiresMs: Date.now() + 30_000,
+  });
+  const transport: QueueTransport = {
+    write<T>(path: string, body: Record<string, unknown>, signal: AbortSignal | undefined) {
+      if (path === '/v1/queue/claim') {
+        const n = claims++;
+        log.push(`claim ${n}`);
+        for (const wake of claimed.splice(0)) wake();
+        if (n < 3) return Promise.resolve({ jobs: [job(n)] } as T);
+        return new Promise<T>((_, reject) =>
+          signal?.addEventListener('abort', () => reject(new Error('closed')), { once: true }),
+        );
+      }
+      if (path === '/v1/queue/complete') {
+        log.push(`complete ${String(body['id'])} sent`);
+        const before = claims;
+        return new Promise<T>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('no claim came with the report')), 5_000);
+          const answer = (): void => {
+            clearTimeout(t);
+            log.push(`complete ${String(body['id'])} answered`);
+            resolve({} as T);
+          };
+          if (claims > before) answer();
+          else claimed.push(answer);
+        });
+      }
+      return Promise.resolve({} as T);
+    },
+    read: <T>() => Promise.resolve({} as T),
+  };
+  const done: string[] = [];
+  const worker = new Worker(new QueueClient('q', transport), () => Promise.resolve('ok'), {
+    onCompleted: (j) => done.push(j.id),
+    onError: (e) => log.push(`error ${String(e)}`),
+  });
+  await until('three jobs completed', () => Promise.resolve(done.length === 3), 10_000);
+  await worker.close();
+  assert.deepEqual(done, ['j0', 'j1', 'j2']);
+  assert.equal(worker.counts.completed, 3);
+  const at = (s: string): number => log.indexOf(s);
+  assert.ok(at('claim 1') < at('complete j0 answered'), log.join('\n'));
+  assert.ok(
+    at('complete j0 answered') < at('claim 2'),
+    `ran j1 before j0's report: ${log.join(', ')}`,
+  );
 });

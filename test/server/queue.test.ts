@@ -204,6 +204,42 @@ void test('a claim waits for a job (waitMs) and takes one added while it waits',
   assert.equal(jobs[0]?.job['id'], id);
 });
 
+void test('waiting claims wake for one job and only one of them goes through the log', async () => {
+  const l = await queueLeader();
+  const svc = nodes.node(l).queueService;
+  const write = svc.write.bind(svc);
+  let proposed = 0;
+  svc.write = (cmd, session, w) => {
+    if (cmd.op === 'claim' && cmd.queue === 'herd') proposed++;
+    return write(cmd, session, w);
+  };
+  try {
+    // Twelve claims with sessions (as the client sends them): one that proposed and lost would
+    // answer empty at once, so without the gate every waiting claim would go through the log.
+    const claims = Array.from({ length: 12 }, (_, i) =>
+      post(l, 'claim', { queue: 'herd', waitMs: 1_500, clientId: `herd-${i}`, seq: 1 }),
+    );
+    await ok(l, 'add', { queue: 'herd', name: 'h', data: 1 });
+    const first = await Promise.race(
+      claims.map((c) =>
+        c.then((r) => {
+          if ((r.json['jobs'] as unknown[]).length === 0) return new Promise<never>(() => {});
+          return r;
+        }),
+      ),
+    );
+    const atFirst = proposed;
+    assert.equal((first.json['jobs'] as unknown[]).length, 1);
+    assert.equal(atFirst, 1, `${atFirst} claims went through the log for one job`);
+    const all = await Promise.all(claims);
+    const got = all.filter((r) => (r.json['jobs'] as unknown[]).length > 0);
+    assert.equal(got.length, 1, JSON.stringify(all.map((r) => r.json)));
+    for (const r of all) assert.equal(r.status, 200, JSON.stringify(r.json));
+  } finally {
+    svc.write = write;
+  }
+});
+
 void test('requests are validated strictly before anything is proposed', async () => {
   const f = await follower();
   const unknown = await post(f, 'add', { queue: 'v', name: 'n', colour: 'red' });

@@ -1,0 +1,103 @@
+// The queue scenario in the report: per system and worker count, the median over the rounds
+// of jobs/s and of the end-to-end p50 and p99, every round's figures beside it, and the ratio
+// to BullMQ on Redis with appendfsync always (the issue's goal: more jobs/s at every worker
+// count, p99 no worse).
+
+import type { QueueSystem } from './queue-load.js';
+import type { QueueResults } from './queue-run.js';
+
+export interface QueueSummaryRow {
+  readonly system: QueueSystem;
+  readonly workers: number;
+  readonly rounds: number;
+  readonly jobsPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Each round's jobs/s, in order. */
+  readonly jobsPerSecByRound: readonly number[];
+  readonly p99MsByRound: readonly number[];
+  readonly serverCores: number;
+  /** Jobs lost, run twice, or whose add failed, over all rounds (0 when sound). */
+  readonly faults: number;
+  /** Queue group elections during the points, over all rounds (Flotilla; null for Redis). */
+  readonly elections: number | null;
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+export function summariseQueue(q: QueueResults): QueueSummaryRow[] {
+  const keys = new Map<string, { system: QueueSystem; workers: number }>();
+  for (const p of q.points) keys.set(`${p.system}/${p.workers}`, p);
+  return [...keys.values()].map(({ system, workers }) => {
+    const ps = q.points.filter((p) => p.system === system && p.workers === workers);
+    const r1 = (x: number): number => Math.round(x * 10) / 10;
+    return {
+      system,
+      workers,
+      rounds: ps.length,
+      jobsPerSec: Math.round(median(ps.map((p) => p.jobsPerSec))),
+      p50Ms: r1(median(ps.map((p) => p.endToEndMs.p50))),
+      p99Ms: r1(median(ps.map((p) => p.endToEndMs.p99))),
+      jobsPerSecByRound: ps.map((p) => p.jobsPerSec),
+      p99MsByRound: ps.map((p) => r1(p.endToEndMs.p99)),
+      serverCores: Math.round(median(ps.map((p) => p.serverCores)) * 100) / 100,
+      faults: ps.reduce((s, p) => s + p.tally.missing + p.tally.duplicates + p.addErrors, 0),
+      elections: ps.some((p) => (p.elections ?? null) === null)
+        ? null
+        : ps.reduce((s, p) => s + (p.elections ?? 0), 0),
+    };
+  });
+}
+
+/** Rows for the docs: one per worker count, Flotilla beside both BullMQ settings. */
+export function queueComparison(q: QueueResults): string[][] {
+  const rows = summariseQueue(q);
+  const at = (s: QueueSystem, w: number): QueueSummaryRow | undefined =>
+    rows.find((r) => r.system === s && r.workers === w);
+  const workers = [...new Set(rows.map((r) => r.workers))].sort((a, b) => a - b);
+  const cell = (r: QueueSummaryRow | undefined): string =>
+    r === undefined
+      ? '–'
+      : `${r.jobsPerSec.toLocaleString('en-US')} (${r.jobsPerSecByRound.map((x) => x.toLocaleString('en-US')).join(' / ')})`;
+  const lat = (r: QueueSummaryRow | undefined): string =>
+    r === undefined ? '–' : `${r.p50Ms} / ${r.p99Ms}`;
+  return workers.map((w) => {
+    const f = at('flotilla', w);
+    const a = at('bullmq-always', w);
+    const d = at('bullmq-default', w);
+    const ratio =
+      f !== undefined && a !== undefined ? `${(f.jobsPerSec / a.jobsPerSec).toFixed(2)}×` : '–';
+    return [String(w), cell(f), cell(a), cell(d), ratio, lat(f), lat(a), lat(d)];
+  });
+}
+
+export const queueComparisonHead = [
+  'workers',
+  'Flotilla jobs/s (rounds)',
+  'BullMQ always jobs/s',
+  'BullMQ default jobs/s',
+  'Flotilla ÷ always',
+  'Flotilla p50 / p99 ms',
+  'always p50 / p99 ms',
+  'default p50 / p99 ms',
+];
+
+export function queueMarkdown(q: QueueResults): string {
+  const rows = queueComparison(q);
+  const all = [queueComparisonHead, ...rows];
+  const widths = queueComparisonHead.map((_, i) =>
+    Math.max(...all.map((r) => (r[i] ?? '').length)),
+  );
+  const line = (r: readonly string[]): string =>
+    `| ${r.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
+  return [
+    line(queueComparisonHead),
+    `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`,
+    ...rows.map(line),
+  ].join('\n');
+}
