@@ -93,17 +93,17 @@ async function startFlotilla(o: QueueRunOptions): Promise<Started> {
   );
   try {
     await c.start();
-    let leaderPid = c.pidOf((await queueLeader(c)).id);
+    let leaderPid = c.pid((await queueLeader(c)).id) ?? undefined;
     return {
       target: async () => {
         const { id } = await queueLeader(c);
-        leaderPid = c.pidOf(id);
+        leaderPid = c.pid(id) ?? undefined;
         const others = c.ids.filter((x) => x !== id).map((x) => c.clientUrl(x));
         return {
           system: 'flotilla',
           endpoints: [c.clientUrl(id), ...others],
           redisPort: 0,
-          serverPids: c.ids.map((x) => c.pidOf(x)).filter((x) => x !== undefined),
+          serverPids: c.ids.map((x) => c.pid(x)).filter((x) => x !== null),
         };
       },
       term: async () => (await queueLeader(c)).term,

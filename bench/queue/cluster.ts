@@ -88,7 +88,7 @@ try {
     if (leaderId === 0) await sleep(50);
   }
   const url = c.clientUrl(leaderId);
-  const pid = c.pidOf(leaderId) as number;
+  const pid = c.pid(leaderId) as number;
   const client = new FlotillaClient({ endpoints: [url], protocol: 'http', connections: adders });
   const pad = 'x'.repeat(64);
   const small = client.queue('small');
