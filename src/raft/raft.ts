@@ -60,6 +60,11 @@ export interface RaftHooks {
   nextConf(c: ConfState, cc: ConfChange): Result<ConfState>;
   /** Learners count toward no commit: the majorities that commit are the voters'. */
   commitVoters(voters: JointConfig, learners: readonly NodeId[]): JointConfig;
+  /**
+   * Lease reads: the first tick past a lease won by a heartbeat round sent at `sentTick` and
+   * confirmed by a quorum at `nowTick`. It counts from the send, less the drift bound.
+   */
+  leaseEnd(sentTick: number, nowTick: number): number;
 }
 
 export type StepFn = (r: Raft, m: Message) => void;
@@ -107,6 +112,18 @@ export class Raft {
   pendingConfIndex: Index = 0;
 
   leadTransferee: NodeId = NONE;
+  /**
+   * Ticks since this node started, whatever its role: the clock of the lease (DESIGN.md, "Lease
+   * reads"). Only differences between two readings on this node mean anything.
+   */
+  ticks = 0;
+  /**
+   * A transfer was started in this term: the target campaigns without waiting for the
+   * followers' election timeouts (TimeoutNow, thesis §3.10), so no lease holds until the next
+   * term, even after the transfer is aborted (a TimeoutNow may still be on its way).
+   * Invariant: false unless leading.
+   */
+  leaseRevoked = false;
   /**
    * A leader that applied a configuration in which it is no voter hands leadership to a voter
    * of it rather than stepping down at once (see leaderConfApplied): set until it is a
@@ -217,10 +234,13 @@ export class Raft {
     if (m.type === 'vote' || m.type === 'pre-vote') {
       // Leader lease (thesis §6.2 with check-quorum): while we hear from a live leader, a
       // disruptive server cannot depose it. A transfer explicitly asked for the election.
+      // With lease reads on, a node that just started counts as having heard from a leader: it
+      // may have acknowledged one before it restarted, and that leader may be counting on it.
+      const heardLeader =
+        this.leader !== NONE ||
+        (this.cfg.leaseDriftTicks !== null && this.ticks < this.cfg.electionTicks);
       const inLease =
-        this.cfg.checkQuorum &&
-        this.leader !== NONE &&
-        this.electionElapsed < this.cfg.electionTicks;
+        this.cfg.checkQuorum && heardLeader && this.electionElapsed < this.cfg.electionTicks;
       if (inLease && !m.transfer) {
         this.emit(
           m.type === 'vote' ? 'vote-refused' : 'pre-vote-refused',
@@ -416,6 +436,7 @@ export class Raft {
     this.resetRandomizedElectionTimeout();
     this.trk.resetVotes();
     this.abortTransfer('term or role changed');
+    this.leaseRevoked = false;
     this.handingOff = false;
     this.uncommittedBytes = 0;
     this.needsBroadcast = false;
@@ -517,7 +538,7 @@ export class Raft {
   private failPendingReads(): void {
     const { pending, early } = this.readOnly.reset();
     for (const r of pending) this.answerRead(r, false);
-    for (const r of early) this.answerRead({ ...r, index: 0, seq: 0 }, false);
+    for (const r of early) this.answerRead({ requestId: r.requestId, from: r.from, index: 0, seq: 0 }, false);
   }
 
   // -------------------------------------------------------------------------------------------

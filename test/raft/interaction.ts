@@ -98,7 +98,7 @@ export function renderMessage(m: Message): string {
     case 'timeout-now':
       return head;
     case 'read-index':
-      return `${head} req=${m.requestId}`;
+      return `${head} req=${m.requestId}${m.lease ? ' lease' : ''}`;
     case 'read-index-resp':
       return `${head} req=${m.requestId} ${m.ok ? `index=${m.index}` : 'refused'}`;
     case 'snapshot': {
