@@ -125,6 +125,12 @@ export class Raft {
    */
   leaseRevoked = false;
   /**
+   * With lease reads on, a node that restarts with a term may have acknowledged a leader just
+   * before it stopped, and that leader may be counting on it: for its first election timeout
+   * it refuses votes as if it heard from a leader. A brand-new node promised no one.
+   */
+  private readonly restartedInLease: boolean;
+  /**
    * A leader that applied a configuration in which it is no voter hands leadership to a voter
    * of it rather than stepping down at once (see leaderConfApplied): set until it is a
    * follower again. Invariant: only while leading.
@@ -194,6 +200,7 @@ export class Raft {
       }
     }
     this.trk.switchToConf(this.conf(), this.log.lastIndex() + 1);
+    this.restartedInLease = cfg.leaseDriftTicks !== null && this.term > 0;
     this.recoveryState = recovery;
     if (recovery === 'recovering') {
       this.emit('recovery-started', NONE, 'data lost: no votes and no campaign until caught up');
@@ -234,18 +241,18 @@ export class Raft {
     if (m.type === 'vote' || m.type === 'pre-vote') {
       // Leader lease (thesis §6.2 with check-quorum): while we hear from a live leader, a
       // disruptive server cannot depose it. A transfer explicitly asked for the election.
-      // With lease reads on, a node that just started counts as having heard from a leader: it
-      // may have acknowledged one before it restarted, and that leader may be counting on it.
-      const heardLeader =
-        this.leader !== NONE ||
-        (this.cfg.leaseDriftTicks !== null && this.ticks < this.cfg.electionTicks);
+      const justRestarted = this.restartedInLease && this.ticks < this.cfg.electionTicks;
       const inLease =
-        this.cfg.checkQuorum && heardLeader && this.electionElapsed < this.cfg.electionTicks;
+        this.cfg.checkQuorum &&
+        (this.leader !== NONE || justRestarted) &&
+        this.electionElapsed < this.cfg.electionTicks;
       if (inLease && !m.transfer) {
         this.emit(
           m.type === 'vote' ? 'vote-refused' : 'pre-vote-refused',
           m.from,
-          `${m.type} in term ${m.term}: leader ${this.leader} is alive`,
+          this.leader !== NONE
+            ? `${m.type} in term ${m.term}: leader ${this.leader} is alive`
+            : `${m.type} in term ${m.term}: restarted ${this.ticks} ticks ago, a leader may hold a lease`,
         );
         return false;
       }
