@@ -545,7 +545,8 @@ export class Raft {
   private failPendingReads(): void {
     const { pending, early } = this.readOnly.reset();
     for (const r of pending) this.answerRead(r, false);
-    for (const r of early) this.answerRead({ requestId: r.requestId, from: r.from, index: 0, seq: 0 }, false);
+    for (const r of early)
+      this.answerRead({ requestId: r.requestId, from: r.from, index: 0, seq: 0 }, false);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -224,7 +224,9 @@ export class Interaction {
         maxEntriesPerMsg: Number(cmd.kv.get('max-entries') ?? '4096'),
         maxUncommittedBytes: Number(cmd.kv.get('max-uncommitted') ?? String(64 * 1024 * 1024)),
         maxBytesPerMsg: Number(cmd.kv.get('max-msg-bytes') ?? String(1024 * 1024)),
-        ...(cmd.kv.has('lease-drift') ? { leaseDriftTicks: Number(cmd.kv.get('lease-drift')) } : {}),
+        ...(cmd.kv.has('lease-drift')
+          ? { leaseDriftTicks: Number(cmd.kv.get('lease-drift')) }
+          : {}),
       };
       // A configuration the core refuses is shown, not thrown: transcripts record refusals.
       try {
