@@ -108,6 +108,7 @@ export const configDefaults = {
   tickMs: 10,
   electionTicks: 15,
   heartbeatTicks: 5,
+  /** Unset, a third of electionTicks rounded up: this is that third of the default 15. */
   leaseDriftTicks: 5,
   snapshotEveryEntries: 10_000,
   compactionKeepRevisions: 10_000,
@@ -279,6 +280,10 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
       `heartbeatTicks (${numbers.heartbeatTicks}) must be below electionTicks (${numbers.electionTicks})`,
     );
   }
+  // Unset, the bound follows the election timeout (a third of it, 5 of the default 15), so a
+  // config that shortens the timeout does not have to set it too.
+  if (merged['leaseDriftTicks'] === undefined)
+    numbers.leaseDriftTicks = Math.ceil(numbers.electionTicks / 3);
   if (numbers.leaseDriftTicks >= numbers.electionTicks) {
     throw new ConfigError(
       `leaseDriftTicks (${numbers.leaseDriftTicks}) must be below electionTicks (${numbers.electionTicks}): it would leave no lease (0 turns lease reads off)`,
