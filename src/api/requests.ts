@@ -96,21 +96,21 @@ const consistencies: readonly ReadConsistency[] = ['linearizable', 'serializable
  * `serializable: false` beside `"serializable"` is a contradiction, not a default.
  */
 export function parseConsistency(o: Obj): ReadConsistency {
-  const c = o['consistency'];
-  if (c !== undefined && !consistencies.includes(c as ReadConsistency))
+  const raw = o['consistency'];
+  const c = consistencies.find((x) => x === raw);
+  if (raw !== undefined && c === undefined)
     throw new FlotillaError(
       'BAD_REQUEST',
-      `"consistency" must be one of ${consistencies.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(c)}`,
+      `"consistency" must be one of ${consistencies.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(raw)}`,
     );
-  const flag = o['serializable'];
   const serializable = optBool(o, 'serializable');
   if (c === undefined) return serializable ? 'serializable' : 'linearizable';
-  if (flag !== undefined && serializable !== (c === 'serializable'))
+  if (o['serializable'] !== undefined && serializable !== (c === 'serializable'))
     throw new FlotillaError(
       'CONFLICTING_FIELDS',
-      `"serializable": ${String(serializable)} contradicts "consistency": "${String(c)}"; give one of them`,
+      `"serializable": ${String(serializable)} contradicts "consistency": "${c}"; give one of them`,
     );
-  return c as ReadConsistency;
+  return c;
 }
 
 /** A validated range read and how to render its answer. */
