@@ -4,6 +4,7 @@
 // (clientId and a rising seq, docs/API.md), about 40 bytes more per request.
 
 import type { SystemName } from './clusters.js';
+import { EvalError } from './errors.js';
 
 export interface HttpOp {
   readonly path: string;
@@ -35,9 +36,23 @@ export function putOp(
   };
 }
 
-/** A single-key range (get); linearizable unless `serializable`. */
-export function getOp(system: SystemName, keyB64: string, serializable: boolean): HttpOp {
-  const ser = serializable ? ',"serializable":true' : '';
+/** How a benchmark read is served; `lease` is Flotilla's alone (etcd sets it per server). */
+export type BenchConsistency = 'linearizable' | 'serializable' | 'lease';
+
+/** A single-key range (get), linearizable by default. */
+export function getOp(
+  system: SystemName,
+  keyB64: string,
+  consistency: BenchConsistency = 'linearizable',
+): HttpOp {
+  if (consistency === 'lease' && system === 'etcd')
+    throw new EvalError('EVAL_BAD_OPTION', 'etcd takes no per-request lease reads');
+  const ser =
+    consistency === 'serializable'
+      ? ',"serializable":true'
+      : consistency === 'lease'
+        ? ',"consistency":"lease"'
+        : '';
   if (system === 'etcd') return { path: '/v3/kv/range', body: `{"key":"${keyB64}"${ser}}` };
   return { path: '/v1/kv/range', body: `{"key":"${keyB64}","encoding":"base64"${ser}}` };
 }

@@ -210,7 +210,12 @@ async function runSystem(
       }
       if (has('reads')) {
         await preloadKeys(c, 1000);
-        for (const consistency of ['linearizable', 'serializable'] as const)
+        // Lease reads are a per-request choice in Flotilla only; etcd's is a server option.
+        const levels =
+          system === 'flotilla'
+            ? (['linearizable', 'lease', 'serializable'] as const)
+            : (['linearizable', 'serializable'] as const);
+        for (const consistency of levels)
           for (const target of ['leader', 'follower'] as const)
             r.reads.push(
               await readPoint(

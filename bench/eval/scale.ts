@@ -157,7 +157,7 @@ async function load(
     clients,
     warmupMs: t.warmupMs,
     durationMs: t.durationMs,
-    next: (client, n) => getOp(c.system, key(pick(client, n)), false),
+    next: (client, n) => getOp(c.system, key(pick(client, n))),
     onTick: (e, total, ops) => p.tick(`${label}, gets`, e, total, ops),
   });
   p.done(`${label}, gets`, `${gets.throughputOpsPerSec.toLocaleString('en')} ops/s`);

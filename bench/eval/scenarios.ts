@@ -5,7 +5,14 @@ import type { BenchCluster, SystemName } from './clusters.js';
 import { runClosedLoop, type LoadResult } from './loadgen.js';
 import { runClosedLoopBinary } from './loadgen-binary.js';
 import { delta, parsePrometheus, sumBy } from './prom.js';
-import { b64, getOp, putOp, randomValueB64, type HttpOp } from './protocol.js';
+import {
+  b64,
+  getOp,
+  putOp,
+  randomValueB64,
+  type BenchConsistency,
+  type HttpOp,
+} from './protocol.js';
 import { peerBytesSent } from './wire.js';
 
 export interface Timing {
@@ -178,7 +185,7 @@ export function summary(r: LoadResult): string {
 }
 
 export interface ReadPoint extends LoadResult {
-  readonly consistency: 'linearizable' | 'serializable';
+  readonly consistency: BenchConsistency;
   readonly target: 'leader' | 'follower';
 }
 
@@ -213,8 +220,7 @@ export async function readPoint(
     clients,
     warmupMs: t.warmupMs,
     durationMs: t.durationMs,
-    next: (client, n) =>
-      getOp(c.system, b64(`read/${(client * 7 + n) % 1000}`), consistency === 'serializable'),
+    next: (client, n) => getOp(c.system, b64(`read/${(client * 7 + n) % 1000}`), consistency),
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
   p.done(label, summary(r));

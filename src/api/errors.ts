@@ -11,6 +11,7 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   DUPLICATE_FIELD: 400,
   UNKNOWN_FIELD: 400,
   BAD_REQUEST: 400,
+  CONFLICTING_FIELDS: 400,
   INVALID_REQUEST: 400,
   DUPLICATE_KEY: 400,
   KEY_EMPTY: 400,

@@ -80,6 +80,39 @@ export interface WriteRequest {
   render(r: WriteResult): Json;
 }
 
+/**
+ * How a read is served (API.md, "Consistency of reads"): `linearizable` confirms leadership
+ * with a ReadIndex round; `lease` skips the round while the leader's lease holds (stale only if
+ * clocks drift past the configured bound or a process pauses past its lease); `serializable`
+ * answers from this node's state at once.
+ */
+export type ReadConsistency = 'linearizable' | 'serializable' | 'lease';
+
+const consistencies: readonly ReadConsistency[] = ['linearizable', 'serializable', 'lease'];
+
+/**
+ * A read's consistency from `consistency` and the older `serializable` flag, which stays as
+ * an alias: `serializable: true` means `consistency: "serializable"`. Both given must agree;
+ * `serializable: false` beside `"serializable"` is a contradiction, not a default.
+ */
+export function parseConsistency(o: Obj): ReadConsistency {
+  const raw = o['consistency'];
+  const c = consistencies.find((x) => x === raw);
+  if (raw !== undefined && c === undefined)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"consistency" must be one of ${consistencies.map((x) => `"${x}"`).join(', ')}, got ${JSON.stringify(raw)}`,
+    );
+  const serializable = optBool(o, 'serializable');
+  if (c === undefined) return serializable ? 'serializable' : 'linearizable';
+  if (o['serializable'] !== undefined && serializable !== (c === 'serializable'))
+    throw new FlotillaError(
+      'CONFLICTING_FIELDS',
+      `"serializable": ${String(serializable)} contradicts "consistency": "${c}"; give one of them`,
+    );
+  return c;
+}
+
 /** A validated range read and how to render its answer. */
 export interface ReadRequest {
   readonly op: {
@@ -89,7 +122,7 @@ export interface ReadRequest {
     /** The revision to read at; 0 for the current one. */
     readonly revision: number;
   };
-  readonly serializable: boolean;
+  readonly consistency: ReadConsistency;
   render(r: ReadResult): Json;
 }
 
@@ -174,6 +207,7 @@ export function parseRead(body: unknown, limits: RequestLimits): ReadRequest {
     'limit',
     'countOnly',
     'serializable',
+    'consistency',
     'revision',
     'encoding',
   ]);
@@ -183,7 +217,7 @@ export function parseRead(body: unknown, limits: RequestLimits): ReadRequest {
       ...parseRange(o, enc, limits),
       revision: optInt(o, 'revision', 0, Number.MAX_SAFE_INTEGER) ?? 0,
     },
-    serializable: optBool(o, 'serializable'),
+    consistency: parseConsistency(o),
     render: (r) => ({
       header: { ...r.header },
       kvs: r.result.kvs.map((kv) => renderKv(kv, enc)),

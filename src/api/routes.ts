@@ -12,6 +12,7 @@ import {
   rangePath,
   writePaths,
   type Header,
+  type ReadConsistency,
   type RequestLimits,
   type Session,
   type WriteKind,
@@ -53,7 +54,7 @@ export interface KvBackend {
       readonly countOnly: boolean;
       readonly revision: number;
     },
-    serializable: boolean,
+    consistency: ReadConsistency,
     signal: AbortSignal,
   ): Promise<{ header: Header; result: Extract<BackendOpResult, { kind: 'range' }> }>;
   /** Compacts the history to `revision` through the log; answers the compacted revision. */
@@ -98,7 +99,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
 
   http.route('POST', rangePath, async ({ body, signal }) => {
     const r = parseRead(body, b.limits);
-    return { json: r.render(await b.read(r.op, r.serializable, signal)) };
+    return { json: r.render(await b.read(r.op, r.consistency, signal)) };
   });
 
   http.route('POST', compactPath, async ({ body, rawBody, signal, headers }) => {

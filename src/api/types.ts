@@ -51,6 +51,11 @@ export interface RangeRequest {
   readonly countOnly?: boolean;
   /** Serve from this node's state without confirming leadership (may be stale). */
   readonly serializable?: boolean;
+  /**
+   * How the read is served: `linearizable` (default), `lease` (no ReadIndex round while the
+   * leader's lease holds; see API.md for its risk) or `serializable` (the flag above).
+   */
+  readonly consistency?: 'linearizable' | 'serializable' | 'lease';
   /** Read the store as it was at this revision (0 or absent: now); below the compacted one is refused. */
   readonly revision?: number;
   readonly encoding?: 'utf8' | 'base64';

@@ -368,7 +368,7 @@ class Connection {
     if (p.kind === 'watch') throw new Error('a watch is opened, not run');
     if (p.kind === 'read') {
       const r = p.read;
-      return b.read(r.op, r.serializable, signal).then((x) => r.render(x));
+      return b.read(r.op, r.consistency, signal).then((x) => r.render(x));
     }
     const wr = p.write;
     if (b.leads()) return b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));

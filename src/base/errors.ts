@@ -38,6 +38,11 @@ export const errorCodes = {
     meaning: 'the body is not what the endpoint takes (the message names the field and value)',
     indefinite: false,
   },
+  CONFLICTING_FIELDS: {
+    meaning:
+      'two fields of the body ask for different things, e.g. `"serializable": true` with `"consistency": "lease"`',
+    indefinite: false,
+  },
   INVALID_REQUEST: {
     meaning: 'a request that asks for nothing useful, e.g. a leadership transfer to the leader',
     indefinite: false,

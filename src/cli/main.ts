@@ -2,7 +2,7 @@
 // The `flotilla` command: run a node, run a local cluster, and talk to a cluster.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { FlotillaClient, FlotillaError } from '../client/index.js';
+import { FlotillaClient, FlotillaError, type ReadConsistency } from '../client/index.js';
 import { ConfigError, configFromEnv, readConfigFile, resolveNodeConfig } from '../server/config.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { runElection, runLocked } from './concurrency.js';
@@ -170,22 +170,33 @@ export function buildProgram(): Command {
       ),
     );
   kv.command('get <key>')
-    .description('read a key (linearizable unless --serializable)')
-    .option('--serializable', 'serve locally, possibly stale')
+    .description('read a key (linearizable unless --consistency says otherwise)')
+    .addOption(
+      new Option(
+        '--consistency <level>',
+        'lease: no ReadIndex round while the leader holds its lease; serializable: local, possibly stale',
+      ).choices(['linearizable', 'lease', 'serializable']),
+    )
+    .option('--serializable', 'the same as --consistency serializable')
     .option('--rev <n>', 'read the key as it was at revision n', int('--rev'))
-    .action(async (key: string, o: { serializable?: boolean; rev?: number }) =>
-      withClient(kv.opts<{ endpoints: string }>(), async (c) => {
-        const r = await c.get(key, {
-          serializable: o.serializable === true,
-          ...(o.rev === undefined ? {} : { revision: o.rev }),
-        });
-        if (r === null) {
-          process.exitCode = 1;
-          process.stderr.write(`key "${key}" not found\n`);
-          return undefined;
-        }
-        return r;
-      }),
+    .action(
+      async (key: string, o: { serializable?: boolean; consistency?: string; rev?: number }) =>
+        withClient(kv.opts<{ endpoints: string }>(), async (c) => {
+          // Commander checked the level; the node refuses a contradiction (CONFLICTING_FIELDS).
+          const r = await c.get(key, {
+            ...(o.serializable === true ? { serializable: true } : {}),
+            ...(o.consistency === undefined
+              ? {}
+              : { consistency: o.consistency as ReadConsistency }),
+            ...(o.rev === undefined ? {} : { revision: o.rev }),
+          });
+          if (r === null) {
+            process.exitCode = 1;
+            process.stderr.write(`key "${key}" not found\n`);
+            return undefined;
+          }
+          return r;
+        }),
     );
   kv.command('del <key>')
     .description('delete a key (or all keys with a prefix)')

@@ -48,6 +48,8 @@ import type {
   TxnResponse,
 } from '../api/types.js';
 
+/** How a read is served; see API.md, "Consistency of reads". */
+export type ReadConsistency = 'linearizable' | 'serializable' | 'lease';
 export type * from '../api/types.js';
 export type { WatchBatch, WatchEventJson, WatchOptions } from './watch.js';
 
@@ -199,6 +201,8 @@ export class FlotillaClient {
     key: string,
     o: {
       serializable?: boolean;
+      /** `linearizable` (default), `lease` or `serializable` (API.md, "Consistency of reads"). */
+      consistency?: ReadConsistency;
       revision?: number;
       encoding?: 'utf8' | 'base64';
     } & CallOptions = {},
@@ -215,6 +219,8 @@ export class FlotillaClient {
       limit?: number;
       countOnly?: boolean;
       serializable?: boolean;
+      /** `linearizable` (default), `lease` or `serializable` (API.md, "Consistency of reads"). */
+      consistency?: ReadConsistency;
       /** Read the store as it was at this revision (not compacted yet); default: now. */
       revision?: number;
       encoding?: 'utf8' | 'base64';
@@ -229,6 +235,7 @@ export class FlotillaClient {
         'limit',
         'countOnly',
         'serializable',
+        'consistency',
         'revision',
         'encoding',
       ),

@@ -373,9 +373,10 @@ export class RaftRuntime {
   /**
    * Waits until a linearizable read may be served from the local state machine (ReadIndex,
    * thesis §6.4): the leader confirmed its leadership after the read arrived, and this node has
-   * applied everything committed before that.
+   * applied everything committed before that. With `lease`, a leader whose lease holds
+   * confirms it without a heartbeat round (DESIGN.md, "Lease reads").
    */
-  async linearizableRead(w: WaitOptions = {}): Promise<void> {
+  async linearizableRead(w: WaitOptions & { readonly lease?: boolean } = {}): Promise<void> {
     const refused = this.refuseNew();
     if (refused !== null) throw refused;
     const timeoutMs = w.timeoutMs ?? this.opts.requestTimeoutMs;
@@ -387,7 +388,8 @@ export class RaftRuntime {
       await this.waitForLeader({ ...w, timeoutMs: waitMs });
     }
     const requestId = this.nextReadId++;
-    const r = this.node.readIndex(requestId);
+    const lease = w.lease ?? false;
+    const r = this.node.readIndex(requestId, { lease });
     if (!r.ok) throw new FlotillaError('NO_LEADER', r.error.message, false, r.error.leader);
     const remainingMs = Math.max(0, timeoutMs - (this.o.clock.nowMs() - started));
     const p = new Promise<void>((resolve, reject) => {
@@ -398,6 +400,7 @@ export class RaftRuntime {
         requestId,
         askedOf: this.leaderId(),
         index: -1,
+        lease,
       };
       this.waiters.reads.set(requestId, waiter);
       const remove = (): boolean => this.waiters.reads.delete(waiter.requestId);
@@ -820,7 +823,7 @@ export class RaftRuntime {
     for (const [requestId, w] of [...this.waiters.reads]) {
       if (w.index !== -1 || w.askedOf === leader) continue;
       const next = this.nextReadId++;
-      if (!this.node.readIndex(next).ok) return;
+      if (!this.node.readIndex(next, { lease: w.lease }).ok) return;
       this.waiters.reads.delete(requestId);
       w.requestId = next;
       w.askedOf = leader;

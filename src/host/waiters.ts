@@ -28,6 +28,8 @@ export interface ReadWaiter extends Waiter<void> {
   askedOf: number;
   /** Set once the leader answered: resolve when the state machine reaches it. */
   index: number;
+  /** Asked as a lease read: asked again of a new leader as one too. */
+  readonly lease: boolean;
 }
 
 export interface LeaderWaiter extends Waiter<number> {

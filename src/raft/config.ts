@@ -53,6 +53,14 @@ export interface RaftConfig {
   readonly preVote?: boolean;
   /** Check-quorum: a leader steps down without a quorum's contact for an election timeout. Default true. */
   readonly checkQuorum?: boolean;
+  /**
+   * Lease reads (DESIGN.md, "Lease reads"): the bound, in ticks, on how far two members' tick
+   * counts may drift apart over one election timeout, plus one tick for the granularity of a
+   * tick count. A leader's lease from a heartbeat round it sent at tick t lasts until
+   * t + electionTicks - leaseDriftTicks. Must be >= 1 and < electionTicks, and needs
+   * check-quorum. Omitted: no lease, and a lease read takes a ReadIndex round.
+   */
+  readonly leaseDriftTicks?: number;
   /** Max AppendEntries messages in flight to one follower. Default 256. */
   readonly maxInflightMsgs?: number;
   /** Max bytes of entry data in flight to one follower. Default 64 MiB. */
@@ -86,6 +94,8 @@ export interface ResolvedConfig {
   readonly heartbeatTicks: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
+  /** Null: lease reads are off. */
+  readonly leaseDriftTicks: number | null;
   readonly maxInflightMsgs: number;
   readonly maxInflightBytes: number;
   readonly maxEntriesPerMsg: number;
@@ -109,6 +119,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     heartbeatTicks: config.heartbeatTicks ?? 1,
     preVote: config.preVote ?? true,
     checkQuorum: config.checkQuorum ?? true,
+    leaseDriftTicks: config.leaseDriftTicks ?? null,
     maxInflightMsgs: config.maxInflightMsgs ?? 256,
     maxInflightBytes: config.maxInflightBytes ?? defaultLimits.maxInflightBytes,
     maxEntriesPerMsg: config.maxEntriesPerMsg ?? 4096,
@@ -135,6 +146,16 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     resolved.electionTicks > resolved.heartbeatTicks,
     `electionTicks (${resolved.electionTicks}) must exceed heartbeatTicks (${resolved.heartbeatTicks})`,
   );
+  if (resolved.leaseDriftTicks !== null) {
+    const drift = resolved.leaseDriftTicks;
+    check(
+      Number.isSafeInteger(drift) && drift >= 1 && drift < resolved.electionTicks,
+      `leaseDriftTicks must be an integer >= 1 and below electionTicks (${resolved.electionTicks}), got ${drift}`,
+    );
+    // The lease is the followers' promise not to vote for another leader within an election
+    // timeout of hearing from this one; only check-quorum makes them keep it.
+    check(resolved.checkQuorum, 'leaseDriftTicks needs checkQuorum: without it there is no lease');
+  }
   check(
     resolved.maxInflightMsgs >= 1,
     `maxInflightMsgs must be >= 1, got ${resolved.maxInflightMsgs}`,

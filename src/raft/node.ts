@@ -14,6 +14,7 @@ import { hup } from './step-candidate.js';
 import {
   flushBatched,
   leaderReadIndex,
+  leaseHolds,
   maybeAutoLeave,
   propose,
   proposeConfChange,
@@ -89,6 +90,7 @@ export class RaftNode {
         mustPersistBeforeSending: (m) => this.mustPersistBeforeSending(m),
         nextConf: (c, cc) => this.nextConf(c, cc),
         commitVoters: (voters, learners) => this.commitVoters(voters, learners),
+        leaseEnd: (sentTick, nowTick) => this.leaseEnd(sentTick, nowTick),
       },
       config.initial,
       config.recovery ?? 'none',
@@ -102,6 +104,7 @@ export class RaftNode {
   // Inputs
 
   tick(): void {
+    this.raft.ticks++;
     this.raft.tickRole(this.raft);
   }
 
@@ -134,18 +137,35 @@ export class RaftNode {
   /**
    * Asks for a linearizable read point (thesis §6.4). The answer arrives as a ReadState with
    * this requestId in a later Ready; serve the read once the state machine applied its index.
+   * With `lease`, a leader whose lease holds answers in that Ready without a heartbeat round
+   * (DESIGN.md, "Lease reads"); otherwise the read takes a round as any other. A follower
+   * forwards the flag to the leader, which answers it the same way.
    */
-  readIndex(requestId: number): Result<void> {
+  readIndex(requestId: number, o: { readonly lease?: boolean } = {}): Result<void> {
     const r = this.raft;
+    const lease = o.lease ?? false;
     if (r.role === 'leader') {
-      leaderReadIndex(r, requestId, this.id);
+      leaderReadIndex(r, requestId, this.id, lease);
       return ok(undefined);
     }
     if (r.leader === NONE) {
       return fail('NOT_LEADER', `Node ${this.id} knows no leader to confirm a read`, NONE);
     }
-    r.send({ type: 'read-index', from: this.id, to: r.leader, term: r.term, requestId });
+    r.send({ type: 'read-index', from: this.id, to: r.leader, term: r.term, requestId, lease });
     return ok(undefined);
+  }
+
+  /**
+   * The leader's lease, for tests and status: the tick count now and the first tick at which
+   * the lease no longer holds; `holds` says whether a lease read is answered without a round.
+   */
+  lease(): { readonly nowTick: number; readonly endTick: number; readonly holds: boolean } {
+    const r = this.raft;
+    return {
+      nowTick: r.ticks,
+      endTick: r.role === 'leader' ? r.readOnly.leaseEnd : 0,
+      holds: r.role === 'leader' && leaseHolds(r),
+    };
   }
 
   /**
@@ -398,6 +418,16 @@ export class RaftNode {
   /** Learners count toward no commit: the majorities that commit are the voters'. */
   protected commitVoters(voters: JointConfig, _learners: readonly NodeId[]): JointConfig {
     return voters;
+  }
+
+  /**
+   * Lease reads: a lease counts from when its round was SENT, not when the quorum's answers
+   * arrived (a follower's timer restarted no earlier than the send), and lasts the minimum
+   * election timeout (no follower votes sooner) less the drift bound.
+   */
+  protected leaseEnd(sentTick: number, _nowTick: number): number {
+    const drift = this.raft.cfg.leaseDriftTicks ?? this.raft.cfg.electionTicks;
+    return sentTick + this.raft.cfg.electionTicks - drift;
   }
 
   /** Votes and append acknowledgements promise durable state: they wait for the write. */

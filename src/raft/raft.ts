@@ -60,6 +60,11 @@ export interface RaftHooks {
   nextConf(c: ConfState, cc: ConfChange): Result<ConfState>;
   /** Learners count toward no commit: the majorities that commit are the voters'. */
   commitVoters(voters: JointConfig, learners: readonly NodeId[]): JointConfig;
+  /**
+   * Lease reads: the first tick past a lease won by a heartbeat round sent at `sentTick` and
+   * confirmed by a quorum at `nowTick`. It counts from the send, less the drift bound.
+   */
+  leaseEnd(sentTick: number, nowTick: number): number;
 }
 
 export type StepFn = (r: Raft, m: Message) => void;
@@ -107,6 +112,24 @@ export class Raft {
   pendingConfIndex: Index = 0;
 
   leadTransferee: NodeId = NONE;
+  /**
+   * Ticks since this node started, whatever its role: the clock of the lease (DESIGN.md, "Lease
+   * reads"). Only differences between two readings on this node mean anything.
+   */
+  ticks = 0;
+  /**
+   * A transfer was started in this term: the target campaigns without waiting for the
+   * followers' election timeouts (TimeoutNow, thesis §3.10), so no lease holds until the next
+   * term, even after the transfer is aborted (a TimeoutNow may still be on its way).
+   * Invariant: false unless leading.
+   */
+  leaseRevoked = false;
+  /**
+   * With lease reads on, a node that restarts with a term may have acknowledged a leader just
+   * before it stopped, and that leader may be counting on it: for its first election timeout
+   * it refuses votes as if it heard from a leader. A brand-new node promised no one.
+   */
+  private readonly restartedInLease: boolean;
   /**
    * A leader that applied a configuration in which it is no voter hands leadership to a voter
    * of it rather than stepping down at once (see leaderConfApplied): set until it is a
@@ -177,6 +200,7 @@ export class Raft {
       }
     }
     this.trk.switchToConf(this.conf(), this.log.lastIndex() + 1);
+    this.restartedInLease = cfg.leaseDriftTicks !== null && this.term > 0;
     this.recoveryState = recovery;
     if (recovery === 'recovering') {
       this.emit('recovery-started', NONE, 'data lost: no votes and no campaign until caught up');
@@ -217,15 +241,18 @@ export class Raft {
     if (m.type === 'vote' || m.type === 'pre-vote') {
       // Leader lease (thesis §6.2 with check-quorum): while we hear from a live leader, a
       // disruptive server cannot depose it. A transfer explicitly asked for the election.
+      const justRestarted = this.restartedInLease && this.ticks < this.cfg.electionTicks;
       const inLease =
         this.cfg.checkQuorum &&
-        this.leader !== NONE &&
+        (this.leader !== NONE || justRestarted) &&
         this.electionElapsed < this.cfg.electionTicks;
       if (inLease && !m.transfer) {
         this.emit(
           m.type === 'vote' ? 'vote-refused' : 'pre-vote-refused',
           m.from,
-          `${m.type} in term ${m.term}: leader ${this.leader} is alive`,
+          this.leader !== NONE
+            ? `${m.type} in term ${m.term}: leader ${this.leader} is alive`
+            : `${m.type} in term ${m.term}: restarted ${this.ticks} ticks ago, a leader may hold a lease`,
         );
         return false;
       }
@@ -416,6 +443,7 @@ export class Raft {
     this.resetRandomizedElectionTimeout();
     this.trk.resetVotes();
     this.abortTransfer('term or role changed');
+    this.leaseRevoked = false;
     this.handingOff = false;
     this.uncommittedBytes = 0;
     this.needsBroadcast = false;
@@ -517,7 +545,8 @@ export class Raft {
   private failPendingReads(): void {
     const { pending, early } = this.readOnly.reset();
     for (const r of pending) this.answerRead(r, false);
-    for (const r of early) this.answerRead({ ...r, index: 0, seq: 0 }, false);
+    for (const r of early)
+      this.answerRead({ requestId: r.requestId, from: r.from, index: 0, seq: 0 }, false);
   }
 
   // -------------------------------------------------------------------------------------------

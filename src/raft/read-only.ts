@@ -7,6 +7,10 @@
 // could have committed anything the read would miss. A round is sent at most once per Ready,
 // so a burst of requests costs one round.
 //
+// The same rounds give the leader its lease (DESIGN.md, "Lease reads"): the module remembers
+// the tick each round was sent at, so that a round a quorum acknowledged says since when those
+// followers have promised not to vote for anyone else.
+//
 // This module only keeps the queue; whether a set of acknowledgements is a quorum is the
 // tracker's decision, and answering is the leader's.
 
@@ -27,6 +31,8 @@ export interface PendingRead {
 export interface EarlyRead {
   readonly requestId: number;
   readonly from: NodeId;
+  /** Asked as a lease read (it may be answered from the lease once the term's entry commits). */
+  readonly lease: boolean;
 }
 
 export class ReadOnly {
@@ -40,6 +46,14 @@ export class ReadOnly {
   /** Invariant: in arrival order, so seq never decreases along it. */
   private pending: PendingRead[] = [];
   private early: EarlyRead[] = [];
+  /**
+   * The tick of the first round sent at each tick, oldest first: round s was sent at the tick
+   * of the last entry whose seq is <= s. Invariant: seq and tick both strictly increase along
+   * it; entries too old to give a lease are dropped, so it holds about one election timeout.
+   */
+  private sentAt: { seq: number; tick: number }[] = [];
+  /** The first tick at which the lease no longer holds (0: no lease). */
+  leaseEnd = 0;
 
   constructor(self: NodeId) {
     this.self = self;
@@ -52,8 +66,8 @@ export class ReadOnly {
   }
 
   /** Holds a request until the leader's commit index is of its own term. */
-  addEarly(requestId: number, from: NodeId): void {
-    this.early.push({ requestId, from });
+  addEarly(requestId: number, from: NodeId, lease: boolean): void {
+    this.early.push({ requestId, from, lease });
   }
 
   hasEarly(): boolean {
@@ -67,11 +81,35 @@ export class ReadOnly {
     return out;
   }
 
-  /** A round goes out now: returns its number. */
-  startRound(): number {
+  /** A round goes out now, at `tick`: returns its number. */
+  startRound(tick: number): number {
     this.seq++;
     this.roundPending = false;
+    const last = this.sentAt[this.sentAt.length - 1];
+    if (last === undefined || last.tick < tick) this.sentAt.push({ seq: this.seq, tick });
     return this.seq;
+  }
+
+  /** The tick round `seq` was sent at, or null when it is no longer remembered. */
+  sentTick(seq: number): number | null {
+    let tick: number | null = null;
+    for (const e of this.sentAt) {
+      if (e.seq > seq) break;
+      tick = e.tick;
+    }
+    return tick;
+  }
+
+  /** Forgets the send ticks of rounds sent before `tick`: they can no longer give a lease. */
+  forgetBefore(tick: number): void {
+    let drop = 0;
+    while (drop < this.sentAt.length && (this.sentAt[drop] as { tick: number }).tick < tick) drop++;
+    if (drop > 0) this.sentAt = this.sentAt.slice(drop);
+  }
+
+  /** The highest round each member has acknowledged (candidates for the lease's round). */
+  ackedRounds(): number[] {
+    return [...this.acks.values()];
   }
 
   /** `from` echoed round `seq`; returns whether that is news. */
@@ -114,6 +152,8 @@ export class ReadOnly {
     this.early = [];
     this.roundPending = false;
     this.acks.clear();
+    this.sentAt = [];
+    this.leaseEnd = 0;
     return out;
   }
 }

@@ -27,7 +27,7 @@ export function stepLeader(r: Raft, m: Message): void {
       handleHeartbeatResponse(r, m);
       return;
     case 'read-index':
-      leaderReadIndex(r, m.requestId, m.from);
+      leaderReadIndex(r, m.requestId, m.from, m.lease);
       return;
     default:
       return;
@@ -58,6 +58,13 @@ export function tickHeartbeat(r: Raft): void {
   }
   if (r.heartbeatElapsed >= r.cfg.heartbeatTicks) {
     r.heartbeatElapsed = 0;
+    // With lease reads on, every heartbeat is a numbered round, so the lease is renewed as
+    // long as a quorum answers, reads or not. Rounds sent over an election timeout ago can
+    // no longer give a lease: their send ticks are forgotten.
+    if (r.cfg.leaseDriftTicks !== null) {
+      r.readOnly.startRound(r.ticks);
+      r.readOnly.forgetBefore(r.ticks - r.cfg.electionTicks);
+    }
     broadcastHeartbeat(r);
   }
 }
@@ -154,6 +161,9 @@ export function leaderConfApplied(r: Raft, added: readonly NodeId[]): void {
   }
   if (r.leadTransferee !== NONE && !r.trk.isVoter(r.leadTransferee))
     r.abortTransfer(`node ${r.leadTransferee} is no longer a voter`);
+  // The lease was won from a quorum of the configuration before: a round acknowledged by a
+  // quorum of this one starts the next.
+  r.readOnly.leaseEnd = 0;
   r.trk.get(r.id)?.maybeUpdate(r.log.persisted);
   for (const id of added) if (id !== r.id) sendAppend(r, id, true);
   if (maybeCommit(r)) r.commitBroadcast = true;
@@ -180,6 +190,7 @@ function handOff(r: Raft): void {
     return;
   }
   r.leadTransferee = best;
+  r.leaseRevoked = true;
   r.electionElapsed = 0;
   r.emit('transfer-started', best, `removed from the voters: ${describeConf(r.conf())}`);
   const pr = r.trk.get(best) as Progress;
@@ -219,6 +230,7 @@ export function transferLeadership(r: Raft, to: NodeId): Result<void> {
     );
   }
   r.leadTransferee = to;
+  r.leaseRevoked = true;
   // The transfer must finish within one election timeout or it is aborted (tickHeartbeat).
   r.electionElapsed = 0;
   r.emit('transfer-started', to, 'requested');
@@ -235,7 +247,7 @@ export function transferLeadership(r: Raft, to: NodeId): Result<void> {
 export function flushBatched(r: Raft): void {
   if (r.needsBroadcast || r.commitBroadcast) broadcastAppend(r, r.commitBroadcast);
   if (r.readOnly.roundPending) {
-    r.readOnly.startRound();
+    r.readOnly.startRound(r.ticks);
     broadcastHeartbeat(r);
   }
 }
@@ -339,7 +351,8 @@ function maybeCommit(r: Raft): boolean {
   r.log.commitTo(index);
   r.uncommittedBytes = Math.max(0, r.uncommittedBytes - r.log.bytesBetween(before, index));
   if (r.readOnly.hasEarly() && r.log.term(index) === r.term) {
-    for (const read of r.readOnly.takeEarly()) leaderReadIndex(r, read.requestId, read.from);
+    for (const read of r.readOnly.takeEarly())
+      leaderReadIndex(r, read.requestId, read.from, read.lease);
   }
   return true;
 }
@@ -359,25 +372,56 @@ function handleHeartbeatResponse(r: Raft, m: HeartbeatResponse): void {
   if (pr.match < r.log.lastIndex()) sendAppend(r, m.from, true);
   if (r.trk.countsInQuorum(m.from) && r.readOnly.recvAck(m.from, m.seq)) {
     releaseConfirmedReads(r);
+    maybeExtendLease(r);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // ReadIndex (thesis §6.4; the queue is read-only.ts)
 
-export function leaderReadIndex(r: Raft, requestId: number, from: NodeId): void {
+export function leaderReadIndex(r: Raft, requestId: number, from: NodeId, lease: boolean): void {
   // Until an entry of this term commits, our commit index may lag what earlier leaders
   // committed; answering now could return a stale read (the RedisRaft bug in REFERENCES.md).
+  // A lease does not change that: it says no one else leads, not that we know all committed.
   if (r.log.term(r.log.committed) !== r.term) {
-    r.readOnly.addEarly(requestId, from);
+    r.readOnly.addEarly(requestId, from, lease);
     return;
   }
   const index = r.log.committed;
-  if (r.trk.isSingleton(r.id)) {
+  // While the lease holds no other leader can exist, so the commit index is the read point
+  // now, without a round. A lapsed lease costs a round, never a refusal.
+  if (r.trk.isSingleton(r.id) || (lease && leaseHolds(r))) {
     r.answerRead({ requestId, from, index, seq: 0 }, true);
     return;
   }
   r.readOnly.add(requestId, from, index);
+}
+
+/**
+ * Whether the leader's lease holds now (DESIGN.md, "Lease reads"): lease reads are on, a
+ * round it sent less than an election timeout (less the drift bound) ago was acknowledged by
+ * a quorum, and no transfer was started in this term.
+ */
+export function leaseHolds(r: Raft): boolean {
+  return r.cfg.leaseDriftTicks !== null && !r.leaseRevoked && r.ticks < r.readOnly.leaseEnd;
+}
+
+/**
+ * A heartbeat answer arrived: the newest round a quorum has acknowledged (the leader
+ * acknowledges its own) moves the lease's end to that round's send tick plus the lease.
+ * Answers to older rounds never shorten it.
+ */
+function maybeExtendLease(r: Raft): void {
+  if (r.cfg.leaseDriftTicks === null) return;
+  let best = 0;
+  for (const seq of r.readOnly.ackedRounds()) {
+    if (seq > best && r.trk.confirmedBy((id) => r.readOnly.acked(id, seq))) best = seq;
+  }
+  if (best === 0) return;
+  const sent = r.readOnly.sentTick(best);
+  if (sent === null) return;
+  const end = r.hooks.leaseEnd(sent, r.ticks);
+  if (end > r.readOnly.leaseEnd) r.readOnly.leaseEnd = end;
 }
 
 function releaseConfirmedReads(r: Raft): void {

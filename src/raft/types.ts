@@ -156,6 +156,8 @@ export interface TimeoutNow extends MessageBase {
 export interface ReadIndexRequest extends MessageBase {
   readonly type: 'read-index';
   readonly requestId: number;
+  /** The client asked for a lease read: the leader may answer from its lease, without a round. */
+  readonly lease: boolean;
 }
 
 /** The leader's answer; `index` is meaningful only when `ok`. */

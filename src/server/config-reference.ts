@@ -81,6 +81,11 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning: 'Election timeout in ticks: a follower campaigns after a random [e, 2e) ticks.',
   },
   heartbeatTicks: { meaning: "The leader's heartbeat interval in ticks; below `electionTicks`." },
+  leaseDriftTicks: {
+    meaning:
+      'Lease reads (`"consistency": "lease"`): the bound on how far members\' clocks may drift apart over one election timeout, in ticks, plus one tick for tick granularity; below `electionTicks`. A leader\'s lease lasts `electionTicks - leaseDriftTicks` ticks from the heartbeat a majority answered. A clock that drifts more, or a process paused longer, can serve a stale lease read (API.md). 0 turns the lease off: lease reads then cost a ReadIndex round.',
+    default: 'a third of `electionTicks`, rounded up (5)',
+  },
   compactionKeepRevisions: {
     meaning:
       'The key-value store keeps the versions writes replaced, for reads at a past revision; the leader compacts that history so at least this many revisions stay readable (and a watch can resume from them). 0 turns this rule off; with both rules off the history grows with every write.',

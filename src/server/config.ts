@@ -35,6 +35,12 @@ export interface NodeConfig {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  /**
+   * Lease reads (DESIGN.md, "Lease reads"): the bound on clock drift between members over one
+   * election timeout, in ticks, plus one for tick granularity; below `electionTicks`. 0 turns
+   * the lease off (a lease read then takes a ReadIndex round).
+   */
+  readonly leaseDriftTicks: number;
   readonly snapshotEveryEntries: number;
   /** The leader compacts the key-value history to keep at least this many revisions; 0: off. */
   readonly compactionKeepRevisions: number;
@@ -103,6 +109,8 @@ export const configDefaults = {
   tickMs: 10,
   electionTicks: 15,
   heartbeatTicks: 5,
+  /** Unset, a third of electionTicks rounded up: this is that third of the default 15. */
+  leaseDriftTicks: 5,
   snapshotEveryEntries: 10_000,
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
@@ -132,6 +140,7 @@ export const numericFields = [
   ['tickMs', 1, 10_000],
   ['electionTicks', 2, 10_000],
   ['heartbeatTicks', 1, 10_000],
+  ['leaseDriftTicks', 0, 10_000],
   ['snapshotEveryEntries', 10, 1e9],
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],
@@ -270,6 +279,15 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   if (numbers.heartbeatTicks >= numbers.electionTicks) {
     throw new ConfigError(
       `heartbeatTicks (${numbers.heartbeatTicks}) must be below electionTicks (${numbers.electionTicks})`,
+    );
+  }
+  // Unset, the bound follows the election timeout (a third of it, 5 of the default 15), so a
+  // config that shortens the timeout does not have to set it too.
+  if (merged['leaseDriftTicks'] === undefined)
+    numbers.leaseDriftTicks = Math.ceil(numbers.electionTicks / 3);
+  if (numbers.leaseDriftTicks >= numbers.electionTicks) {
+    throw new ConfigError(
+      `leaseDriftTicks (${numbers.leaseDriftTicks}) must be below electionTicks (${numbers.electionTicks}): it would leave no lease (0 turns lease reads off)`,
     );
   }
   const limits = resolveLimits(numbers);

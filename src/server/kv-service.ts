@@ -97,8 +97,11 @@ export class KvService {
     }
   }
 
-  /** Waits until a linearizable read may be served here (ReadIndex); throws a FlotillaError. */
-  async readBarrier(w: WaitOptions = {}): Promise<void> {
+  /**
+   * Waits until a linearizable read may be served here (ReadIndex, or the leader's lease with
+   * `lease`); throws a FlotillaError.
+   */
+  async readBarrier(w: WaitOptions & { readonly lease?: boolean } = {}): Promise<void> {
     try {
       await this.runtime.linearizableRead(w);
     } catch (err) {

@@ -363,6 +363,7 @@ export class FlotillaNode implements AsyncDisposable {
       requestTimeoutMs: config.requestTimeoutMs,
       // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
       raft: {
+        ...(config.leaseDriftTicks > 0 ? { leaseDriftTicks: config.leaseDriftTicks } : {}),
         maxProposalBytes: limits.maxProposalBytes,
         maxBytesPerMsg: limits.maxBytesPerMsg,
         maxUncommittedBytes: limits.maxUncommittedBytes,
@@ -631,20 +632,17 @@ export class FlotillaNode implements AsyncDisposable {
           throw toFlotillaError(err);
         }
       },
-      read: async (op, serializable, signal) => {
+      read: async (op, consistency, signal) => {
         // The planted `local-reads` bug skips ReadIndex: a deposed leader serves stale data.
-        if (!serializable && this.config.unsafeTestMode !== 'local-reads') {
+        if (consistency !== 'serializable' && this.config.unsafeTestMode !== 'local-reads') {
           try {
-            await this.runtime.linearizableRead({ signal });
+            await this.runtime.linearizableRead({ signal, lease: consistency === 'lease' });
           } catch (err) {
-            this.metrics.reads.inc({ level: 'linearizable', outcome: 'error' });
+            this.metrics.reads.inc({ level: consistency, outcome: 'error' });
             throw toFlotillaError(err);
           }
         }
-        this.metrics.reads.inc({
-          level: serializable ? 'serializable' : 'linearizable',
-          outcome: 'ok',
-        });
+        this.metrics.reads.inc({ level: consistency, outcome: 'ok' });
         return { header: header(), result: this.kv.range(op) };
       },
       compact: async (revision, signal) => {

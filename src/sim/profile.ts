@@ -46,6 +46,11 @@ export interface Profile {
   readonly clients: number;
   readonly thinkMs: number;
   readonly readRatio: number;
+  /**
+   * The share of reads asked as lease reads (DESIGN.md, "Lease reads"). With check-quorum on,
+   * the nodes hold leases with a drift bound that covers tickSkew (leaseDriftTicks).
+   */
+  readonly leaseReadRatio: number;
   readonly keys: number;
   /** Length of the phase with faults; a fault-free liveness phase follows. */
   readonly faultPhaseMs: number;
@@ -92,6 +97,8 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
     faultPhaseMs: 1500 + rng.int(1500),
     // Drawn last, so every earlier field of a seed is what it was before wipes existed.
     wipeEveryMs: onOff(rng, 0.25, () => 300 + rng.int(1200)),
+    // Drawn after wipes, for the same reason.
+    leaseReadRatio: onOff(rng, 0.5, () => pick(rng, [0.5, 1])),
   };
   const profile = { ...drawn, membershipEveryMs: 0, ...overrides };
   validateProfile(profile);
@@ -133,6 +140,7 @@ export function validateProfile(p: Profile): void {
   range('snapshotEvery', p.snapshotEvery, 0, 1_000_000);
   range('clients', p.clients, 0, 64);
   range('thinkMs', p.thinkMs, 0, 1_000_000);
+  range('leaseReadRatio', p.leaseReadRatio, 0, 1);
   range('readRatio', p.readRatio, 0, 1);
   range('keys', p.keys, 1, 1000);
   range('faultPhaseMs', p.faultPhaseMs, 0, 10_000_000);
@@ -150,5 +158,20 @@ export function describeProfile(p: Profile): string {
     `transfer=${on(p.transferEveryMs)} wipe=${on(p.wipeEveryMs)} snapshot=${p.snapshotEvery || 'off'}`,
     ...(p.membershipEveryMs > 0 ? [`membership=${on(p.membershipEveryMs)}`] : []),
     `clients=${p.clients} reads=${p.readRatio} keys=${p.keys} faults=${p.faultPhaseMs}ms`,
+    ...(p.leaseReadRatio > 0
+      ? [`lease-reads=${p.leaseReadRatio} drift=${leaseDriftTicks(p)}t`]
+      : []),
   ].join(' ');
+}
+
+/**
+ * The drift bound the simulated nodes are configured with: enough for the clocks tickSkew
+ * allows (one node's ticks (1 + skew) times as long as virtual time's, another's (1 - skew)
+ * times), plus the tick of granularity. A lease of E - d leader ticks must end before E - 1
+ * ticks of the fastest follower: (E - d)(1 + s) <= (E - 1)(1 - s).
+ */
+export function leaseDriftTicks(p: Pick<Profile, 'electionTicks' | 'tickSkew'>): number {
+  const e = p.electionTicks;
+  const s = p.tickSkew;
+  return Math.max(1, Math.ceil(e - ((e - 1) * (1 - s)) / (1 + s) - 1e-9));
 }

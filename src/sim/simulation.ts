@@ -27,7 +27,7 @@ import { Workload, type WorkloadHost } from './workload.js';
 import { ConfChecker, proposeRandomChange } from './membership.js';
 import { LinkTable } from './network.js';
 import { clientSession, type ClientWrite } from './ops.js';
-import { drawProfile, type ClusterSize, type Profile } from './profile.js';
+import { drawProfile, leaseDriftTicks, type ClusterSize, type Profile } from './profile.js';
 import { defaultNodeFactory, defaultRuntimeFactory, SimNode, type NodeHost } from './sim-node.js';
 import { walDisks } from './wal-disk.js';
 import { Trace } from './trace.js';
@@ -131,6 +131,9 @@ export class Simulation implements NodeHost, WorkloadHost {
             raft: {
               preVote: p.preVote,
               checkQuorum: p.checkQuorum,
+              ...(p.checkQuorum && p.leaseReadRatio > 0
+                ? { leaseDriftTicks: leaseDriftTicks(p) }
+                : {}),
               maxEntriesPerMsg: p.maxEntriesPerMsg,
               maxInflightMsgs: p.maxInflightMsgs,
             },

@@ -25,7 +25,7 @@ export function describeMessage(m: Message): string {
     case 'heartbeat-resp':
       return `${head} seq=${m.seq}`;
     case 'read-index':
-      return `${head} req=${m.requestId}`;
+      return `${head} req=${m.requestId}${m.lease ? ' lease' : ''}`;
     case 'read-index-resp':
       return `${head} req=${m.requestId} ok=${m.ok} index=${m.index}`;
     case 'snapshot':

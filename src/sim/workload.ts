@@ -209,7 +209,9 @@ export class Workload {
     const token = ++c.token;
     c.servedBy = node.id;
     const kv = node.kv;
-    node.service.readBarrier({ timeoutMs: this.timeoutMs() }).then(
+    // Drawn only when lease reads are on, so that other seeds draw what they always did.
+    const lease = this.p.leaseReadRatio > 0 && this.rng.float() < this.p.leaseReadRatio;
+    node.service.readBarrier({ timeoutMs: this.timeoutMs(), lease }).then(
       () => {
         if (c.token !== token) return;
         this.guard(() => {

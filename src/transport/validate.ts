@@ -169,7 +169,13 @@ function body(o: Rec, type: MessageType, limits: ValidationLimits): Message {
     case 'timeout-now':
       return { ...base, type };
     case 'read-index':
-      return { ...base, type, requestId: uint(o, 'requestId') };
+      return {
+        ...base,
+        type,
+        requestId: uint(o, 'requestId'),
+        // Absent from members that predate lease reads: a normal ReadIndex request.
+        lease: o['lease'] === undefined ? false : bool(o, 'lease'),
+      };
     case 'read-index-resp':
       return {
         ...base,

@@ -88,6 +88,24 @@ void test('malformed bodies on every kv endpoint', async () => {
   }
 });
 
+void test('a read consistency that is unknown or contradicts the serializable flag', async () => {
+  const range = '/v1/kv/range';
+  await expectError(
+    range,
+    JSON.stringify({ key: 'a', consistency: 'eventual' }),
+    400,
+    'BAD_REQUEST',
+  );
+  await expectError(
+    range,
+    JSON.stringify({ key: 'a', consistency: 'lease', serializable: true }),
+    400,
+    'CONFLICTING_FIELDS',
+  );
+  const ok = await post(range, JSON.stringify({ key: 'keep', consistency: 'lease' }));
+  assert.equal(ok.status, 200);
+});
+
 void test('wrong types and limits', async () => {
   await expectError('/v1/kv/put', JSON.stringify({ key: 5, value: 'x' }), 400, 'BAD_REQUEST');
   await expectError('/v1/kv/put', JSON.stringify({ key: 'a', value: null }), 400, 'BAD_REQUEST');

@@ -1,6 +1,7 @@
 // `flotilla lock`, `flotilla watch` and `lease` against in-process nodes: the command runs
 // with the lock's fencing token and the lock is free afterwards; a command that outlives its
-// lock's lease is stopped; a lease granted from the command line holds a key.
+// lock's lease is stopped; a lease granted from the command line holds a key; `kv get
+// --consistency lease` reads through the leader's lease.
 
 import assert from 'node:assert/strict';
 import { after, afterEach, test } from 'node:test';
@@ -85,6 +86,29 @@ void test('flotilla lease grant, then kv put --lease: revoking takes the key', a
   const rv = await runCli(['lease', '--endpoints', endpoints, 'revoke', String(id)], 20_000);
   assert.equal(rv.code, 0, rv.stderr);
   assert.equal(await client.get('svc/a'), null);
+});
+
+void test('flotilla kv get --consistency lease reads the last write; an unknown level is refused', async () => {
+  const { client, endpoints } = await cluster();
+  await client.put('cfg/x', 'v7');
+  const g = await runCli(
+    ['kv', '--endpoints', endpoints, 'get', 'cfg/x', '--consistency', 'lease'],
+    20_000,
+  );
+  assert.equal(g.code, 0, g.stderr);
+  assert.equal((JSON.parse(g.stdout) as { value: string }).value, 'v7');
+  const bad = await runCli(
+    ['kv', '--endpoints', endpoints, 'get', 'cfg/x', '--consistency', 'eventual'],
+    20_000,
+  );
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /eventual/);
+  const both = await runCli(
+    ['kv', '--endpoints', endpoints, 'get', 'cfg/x', '--consistency', 'lease', '--serializable'],
+    20_000,
+  );
+  assert.notEqual(both.code, 0);
+  assert.match(both.stderr, /CONFLICTING_FIELDS/);
 });
 
 void test('flotilla watch prints past and new changes of a prefix, one JSON line each, until SIGINT', async () => {

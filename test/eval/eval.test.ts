@@ -45,11 +45,17 @@ void test('bodies carry the same base64 key and value for both systems', () => {
   assert.equal(e['value'], f['value']);
   assert.deepEqual(f, { key: 'a2V5', value: v, encoding: 'base64', clientId: 'c1', seq: 3 });
   assert.equal(putOp('etcd', 'k', v).path, '/v3/kv/put');
-  assert.deepEqual(JSON.parse(getOp('etcd', 'k', true).body), { key: 'k', serializable: true });
-  assert.deepEqual(JSON.parse(getOp('flotilla', 'k', false).body), {
+  assert.deepEqual(JSON.parse(getOp('etcd', 'k', 'serializable').body), {
+    key: 'k',
+    serializable: true,
+  });
+  assert.deepEqual(JSON.parse(getOp('flotilla', 'k').body), { key: 'k', encoding: 'base64' });
+  assert.deepEqual(JSON.parse(getOp('flotilla', 'k', 'lease').body), {
     key: 'k',
     encoding: 'base64',
+    consistency: 'lease',
   });
+  assert.throws(() => getOp('etcd', 'k', 'lease'), /no per-request lease reads/);
 });
 
 void test('percentiles by nearest rank and the CDF reach 1 at the largest time', () => {

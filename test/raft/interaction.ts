@@ -3,7 +3,9 @@
 // command language whose output is compared with the expected text in testdata/*.txt.
 
 import {
+  AssertionError,
   RaftNode,
+  resolveConfig,
   createRng,
   decodeConfChange,
   describeConf,
@@ -98,7 +100,7 @@ export function renderMessage(m: Message): string {
     case 'timeout-now':
       return head;
     case 'read-index':
-      return `${head} req=${m.requestId}`;
+      return `${head} req=${m.requestId}${m.lease ? ' lease' : ''}`;
     case 'read-index-resp':
       return `${head} req=${m.requestId} ${m.ok ? `index=${m.index}` : 'refused'}`;
     case 'snapshot': {
@@ -151,6 +153,11 @@ export class Interaction {
         return this.proposeBatch(cmd);
       case 'read-index':
         return this.readIndex(cmd);
+      case 'lease':
+        return this.ids(cmd).map((id) => {
+          const l = this.node(id).lease();
+          return `${id}: tick=${l.nowTick} lease-end=${l.endTick} ${l.holds ? 'holds' : 'lapsed'}`;
+        });
       case 'transfer-leadership':
         return this.transfer(cmd);
       case 'propose-conf-change':
@@ -217,7 +224,17 @@ export class Interaction {
         maxEntriesPerMsg: Number(cmd.kv.get('max-entries') ?? '4096'),
         maxUncommittedBytes: Number(cmd.kv.get('max-uncommitted') ?? String(64 * 1024 * 1024)),
         maxBytesPerMsg: Number(cmd.kv.get('max-msg-bytes') ?? String(1024 * 1024)),
+        ...(cmd.kv.has('lease-drift')
+          ? { leaseDriftTicks: Number(cmd.kv.get('lease-drift')) }
+          : {}),
       };
+      // A configuration the core refuses is shown, not thrown: transcripts record refusals.
+      try {
+        resolveConfig({ ...config, id, rng: createRng(1) });
+      } catch (e) {
+        if (!(e instanceof AssertionError)) throw e;
+        return [`error: ${e.message}`];
+      }
       this.configs.set(id, config);
       this.durable.set(id, emptyDurable());
       this.inbox.set(id, []);
@@ -300,7 +317,8 @@ export class Interaction {
   }
 
   private readIndex(cmd: Command): string[] {
-    const r = this.node(num(cmd.args[0])).readIndex(num(cmd.args[1]));
+    const lease = cmd.args[2] === 'lease';
+    const r = this.node(num(cmd.args[0])).readIndex(num(cmd.args[1]), { lease });
     return [r.ok ? 'ok' : `error ${r.error.code} leader=${r.error.leader}`];
   }
 

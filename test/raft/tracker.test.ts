@@ -121,6 +121,7 @@ function node1(): Raft {
     mustPersistBeforeSending: () => false,
     nextConf: changeConf,
     commitVoters: (voters) => voters,
+    leaseEnd: (sent) => sent,
   };
   const cfg = resolveConfig({ id: 1, voters: [1, 2, 3], rng: createRng(1), preVote: false });
   const r: Raft = new Raft(cfg, hooks, undefined, 'none');
@@ -232,7 +233,7 @@ void test('a ReadIndex round needs acknowledgements from a majority of both halv
   const r = leader();
   for (const id of [2, 3, 4, 5]) ackFrom(r, id, 1);
   assert.equal(r.log.committed, 1);
-  leaderReadIndex(r, 7, 1);
+  leaderReadIndex(r, 7, 1, false);
   flushBatched(r);
   const round = sent(r).filter((m) => m.type === 'heartbeat');
   assert.deepEqual(

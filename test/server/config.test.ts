@@ -50,6 +50,11 @@ void test('bad values are refused with the field and the value', () => {
       { ...base, heartbeatTicks: 20, electionTicks: 10 },
       /heartbeatTicks \(20\) must be below electionTicks \(10\)/,
     ],
+    [
+      { ...base, leaseDriftTicks: 15 },
+      /leaseDriftTicks \(15\) must be below electionTicks \(15\): it would leave no lease/,
+    ],
+    [{ ...base, leaseDriftTicks: -1 }, /leaseDriftTicks must be an integer in \[0, 10000\]/],
     [{ ...base, storage: 'tape' }, /storage must be "wal" or "sqlite", got "tape"/],
     [{ ...base, colour: 'red' }, /Unknown config field "colour"/],
     [{ ...base, dataDir: '' }, /dataDir is required/],
@@ -93,6 +98,18 @@ void test('bad values are refused with the field and the value', () => {
       JSON.stringify(raw),
     );
   }
+});
+
+void test('the lease drift bound follows the election timeout unless set', () => {
+  const base = { id: 1, dataDir: '/d', initialCluster: cluster };
+  assert.equal(resolveNodeConfig(base).leaseDriftTicks, 5);
+  // A short election timeout with the bound unset must still start (a fixed 5 would not).
+  assert.equal(
+    resolveNodeConfig({ ...base, electionTicks: 4, heartbeatTicks: 1 }).leaseDriftTicks,
+    2,
+  );
+  assert.equal(resolveNodeConfig({ ...base, leaseDriftTicks: 0 }).leaseDriftTicks, 0);
+  assert.equal(resolveNodeConfig({ ...base, leaseDriftTicks: 14 }).leaseDriftTicks, 14);
 });
 
 void test('config files that are not mappings, or not YAML, are refused', () => {

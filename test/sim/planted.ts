@@ -12,6 +12,7 @@ import {
   type Result,
   type Entry,
   type Message,
+  type RaftConfig,
   type VoteRequest,
 } from '../../src/raft/index.js';
 import { RaftRuntime } from '../../src/host/runtime.js';
@@ -73,6 +74,22 @@ export class CountsLearnersTowardCommit extends RaftNode {
   }
 }
 
+/**
+ * Counts its lease from when a quorum's answers arrived rather than from when the round was
+ * sent, and ignores the drift bound (breaks DESIGN.md, "Lease reads"): with clocks that drift,
+ * a cut-off leader serves lease reads after the others elected a new leader.
+ */
+export class LeaseFromAckWithoutDrift extends RaftNode {
+  private readonly electionTicks: number;
+  constructor(c: RaftConfig) {
+    super(c);
+    this.electionTicks = c.electionTicks ?? 10;
+  }
+  protected override leaseEnd(_sentTick: number, nowTick: number): number {
+    return nowTick + this.electionTicks;
+  }
+}
+
 /** Never notices a follower that lost its log: probes stay above the old match forever. */
 export class MissesLostLogs extends RaftNode {
   protected override followerLostLog(_m: AppendResponse, _match: number): boolean {
@@ -118,6 +135,35 @@ export const WIPE_HEAVY_PROFILE: Partial<Profile> = {
   restartAfterMs: 50,
   clients: 4,
   thinkMs: 0,
+};
+
+/**
+ * Lease reads only, clocks drifting by up to 20%, and a leader often cut off alone while the
+ * clients write to the new one and read from every node: the window a wrong lease leaves open.
+ */
+export const LEASE_PROFILE: Partial<Profile> = {
+  nodes: 3,
+  leaseReadRatio: 1,
+  readRatio: 0.5,
+  checkQuorum: true,
+  preVote: false,
+  tickSkew: 0.2,
+  electionTicks: 15,
+  heartbeatTicks: 1,
+  partitionEveryMs: 250,
+  partitionForMs: 400,
+  oneWay: false,
+  crashEveryMs: 0,
+  dropRate: 0,
+  dupRate: 0,
+  delayMinMs: 0,
+  delayMaxMs: 3,
+  persistMaxMs: 0,
+  transferEveryMs: 0,
+  wipeEveryMs: 0,
+  clients: 4,
+  thinkMs: 0,
+  keys: 1,
 };
 
 export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
@@ -205,6 +251,12 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
     name: 'node votes after losing its data',
     plant: { createNode: (c) => new VotesAfterLosingData(c) },
     profile: WIPE_HEAVY_PROFILE,
+  },
+  {
+    name: 'lease counts from the acknowledgement and ignores clock drift',
+    plant: { createNode: (c) => new LeaseFromAckWithoutDrift(c) },
+    expect: 'stale-read',
+    profile: LEASE_PROFILE,
   },
 ];
 

@@ -39,7 +39,7 @@ export function everyMessage(from: number, to: number): Message[] {
     { ...b, type: 'heartbeat', commit: 4, seq: 12 },
     { ...b, type: 'heartbeat-resp', seq: 12, catchingUp: true },
     { ...b, type: 'timeout-now' },
-    { ...b, type: 'read-index', requestId: 77 },
+    { ...b, type: 'read-index', requestId: 77, lease: true },
     { ...b, type: 'read-index-resp', requestId: 77, ok: true, index: 8 },
     { ...b, type: 'snapshot', snapshot: { index: 100, term: 3, voters: [1, 2, 3] } },
   ];
