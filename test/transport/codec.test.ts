@@ -243,6 +243,10 @@ void describe('membership on the wire', () => {
         learnersNext: [3],
         autoLeave: true,
       },
+      id: 'c0ffee',
+      offset: 0,
+      length: 4,
+      totalBytes: 4,
     };
     for (const m of [change, snapshot]) {
       assert.deepStrictEqual(decodeMessage(encodeMessage(m), defaultValidationLimits), {
@@ -259,6 +263,10 @@ void describe('membership on the wire', () => {
       term: 3,
       type: 'snapshot',
       snapshot: { index: 9, term: 3, voters: [1, 2, 3], learners: [] },
+      id: 'c0ffee',
+      offset: 0,
+      length: 4,
+      totalBytes: 4,
     };
     const decoded = decodeMessage(encodeMessage(m), defaultValidationLimits);
     assert.ok(!(decoded instanceof TransportError) && decoded.msg.type === 'snapshot');
