@@ -18,6 +18,8 @@ import {
   type Ready,
   type Recovery,
   type Rng,
+  type SnapshotChunk,
+  type SnapshotDescriptor,
   type SnapshotMeta,
   type Status,
 } from '../raft/index.js';
@@ -27,10 +29,22 @@ import type {
   Command,
   GroupId,
   GroupStorage,
+  PartialSnapshotStore,
   StateMachine,
 } from './contracts.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
+import {
+  MemoryPartialSnapshots,
+  TransferCounters,
+  idOf,
+  openChunk,
+  sealChunk,
+  snapshotHash,
+  snapshotId,
+  type SnapshotTransfer,
+} from './snapshot-transfer.js';
+import type { Hash } from 'node:crypto';
 import type { TraceHook } from './trace.js';
 
 export interface RuntimeOptions {
@@ -45,6 +59,11 @@ export interface RuntimeOptions {
   readonly voters: readonly number[];
   /** The group's storage; the host opened it and closes it. */
   readonly storage: GroupStorage;
+  /**
+   * Where a snapshot being received is kept, so that a transfer resumes after a restart.
+   * Default: in memory (a restart of the process loses it, and the transfer starts over).
+   */
+  readonly partialSnapshots?: PartialSnapshotStore;
   /** Hands a message to the host's transport, tagged with this group. Never blocks. */
   readonly send: (msg: Message, attachment?: Uint8Array) => void;
   /** Writes what `send` was handed so far now, rather than at the end of this loop run. */
@@ -95,6 +114,10 @@ export type RuntimeEvent =
   | { readonly kind: 'leader-changed'; readonly leader: number; readonly term: number }
   | { readonly kind: 'snapshot-saved'; readonly index: number; readonly bytes: number }
   | { readonly kind: 'snapshot-restored'; readonly index: number; readonly bytes: number }
+  /** A snapshot chunk whose bytes did not match their checksum was dropped (it is resent). */
+  | { readonly kind: 'snapshot-chunk-refused'; readonly from: number; readonly offset: number }
+  /** A complete snapshot did not match its id: discarded, and asked for again from byte 0. */
+  | { readonly kind: 'snapshot-refused'; readonly id: string; readonly index: number }
   | { readonly kind: 'persisted'; readonly entries: number; readonly durationMs: number }
   | { readonly kind: 'applied'; readonly entries: number }
   | { readonly kind: 'fatal'; readonly error: Error };
@@ -148,14 +171,28 @@ export class RaftRuntime {
   private lastSnapshotIndex: number;
   /** A snapshot is being encoded or saved; at most one at a time. */
   private snapshotting = false;
-  /** Latest durable snapshot, attached to outgoing snapshot messages. */
+  /** Latest durable snapshot. */
   private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
+  /**
+   * Snapshots chunks are sent from, by id: the latest offered to the core, and the one before
+   * it, which transfers started earlier still send (Progress keeps its snapshot to the end).
+   */
+  private readonly sendable = new Map<string, { meta: SnapshotMeta; data: Uint8Array }>();
+  /** Bytes of snapshot chunks received, by `id@offset`, until the core hands them out to write. */
+  private readonly chunkBytes = new Map<string, Uint8Array>();
+  private readonly partials: PartialSnapshotStore;
+  /** The partial snapshot the store holds, and a running hash of its bytes. */
+  private partial: { snapshot: SnapshotDescriptor; received: number; hash: Hash } | null;
+  /** A complete incoming snapshot to check against its id once its Ready is advanced. */
+  private pendingCheck: string | null = null;
+  /** The leader the last snapshot chunk came from (status). */
+  private incomingFrom = 0;
+  /** What each snapshot transfer moved, for status and metrics. */
+  private readonly transferCounters: TransferCounters;
   /** The hard state last made durable (term and vote changes must sync). */
   private syncedHard: HardState | null = null;
   /** The hard state of the latest Ready that had one, written or not. */
   private latestHard: HardState | null = null;
-  /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
-  private readonly incomingSnapshots = new Map<number, Uint8Array>();
   /**
    * Proposed membership changes applied in the Ready being handled: they take effect in the
    * core when the Ready is advanced, and their proposers are answered then, with the
@@ -166,6 +203,7 @@ export class RaftRuntime {
   protected constructor(
     private readonly o: RuntimeOptions,
     initialSnapshot: { meta: SnapshotMeta; data: Uint8Array } | null,
+    partial: { snapshot: SnapshotDescriptor; received: number; hash: Hash } | null = null,
   ) {
     this.opts = {
       tickMs: o.tickMs ?? 10,
@@ -179,6 +217,9 @@ export class RaftRuntime {
       leaderWaitMs: o.leaderWaitMs ?? 4 * (o.electionTicks ?? 15) * (o.tickMs ?? 10),
     };
     this.waiters = new Waiters(o.clock, this.opts.requestTimeoutMs);
+    this.partials = o.partialSnapshots ?? new MemoryPartialSnapshots();
+    this.partial = partial;
+    this.transferCounters = new TransferCounters(() => o.clock.nowMs());
     const initial = o.storage.initialState();
     // The state machine was restored from it by start().
     this.snapshot = initialSnapshot;
@@ -195,7 +236,13 @@ export class RaftRuntime {
       rng,
       electionTicks: o.electionTicks ?? 15,
       heartbeatTicks: o.heartbeatTicks ?? 5,
-      initial: { ...initial, applied: this.lastSnapshotIndex },
+      initial: {
+        ...initial,
+        applied: this.lastSnapshotIndex,
+        ...(partial === null
+          ? {}
+          : { incoming: { ...partial.snapshot, received: partial.received } }),
+      },
       onEvent: (event) => this.o.onEvent?.({ kind: 'raft', event }),
     });
   }
@@ -207,8 +254,13 @@ export class RaftRuntime {
   static async start(o: RuntimeOptions): Promise<RaftRuntime> {
     const snapshot = await o.storage.loadSnapshot();
     if (snapshot !== null) await o.stateMachine.restore(snapshotChunks(snapshot.data));
+    const partial = await loadPartial(o.partialSnapshots);
     // `this`, so that a subclass (the simulator's planted bugs) starts as itself.
-    const rt = new this(o, snapshot);
+    const rt = new this(o, snapshot, partial);
+    if (snapshot !== null) {
+      const id = idOf(snapshotHash(snapshot.meta).update(snapshot.data));
+      rt.offer(snapshot.meta, snapshot.data, id);
+    }
     rt.running = true;
     // A single-voter cluster elects itself at once rather than after a timeout. The voters
     // are the core's (from the snapshot and the log), not the ones this node started with.
@@ -535,15 +587,7 @@ export class RaftRuntime {
   /** A message for this group from the host's router. */
   receive(msg: Message, attachment: Uint8Array | null): void {
     if (!this.running || msg.to !== this.o.id) return;
-    if (msg.type === 'snapshot') {
-      if (attachment === null) return; // a snapshot without its bytes cannot be installed
-      // Keep a few by index: the core may still ask for one received before the latest.
-      this.incomingSnapshots.set(msg.snapshot.index, attachment);
-      while (this.incomingSnapshots.size > 2) {
-        const oldest = Math.min(...this.incomingSnapshots.keys());
-        this.incomingSnapshots.delete(oldest);
-      }
-    }
+    if (msg.type === 'snapshot' && !this.receiveChunk(msg, attachment)) return;
     if (this.o.trace !== undefined) this.traceReceived(this.o.trace, msg);
     this.node.step(msg);
     this.kick();
@@ -585,6 +629,7 @@ export class RaftRuntime {
       const rd = this.node.ready();
       await this.handleReady(rd);
       this.node.advance(rd);
+      if (this.pendingCheck !== null) await this.checkIncoming(this.pendingCheck);
       this.answerConfChanges();
       this.afterAdvance();
     }
@@ -598,6 +643,8 @@ export class RaftRuntime {
     // synchronous work: the followers' writes, on the commit's critical path, start at once.
     if (rd.messages.length > 0) this.o.flush?.();
     if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
+    // Before the answers that say how much of the snapshot is held (messagesAfterPersist).
+    for (const c of rd.snapshotChunks) await this.writeChunk(c);
     // Committed entries are already durable here (the core hands out only entries at or below
     // its persisted index), so they are applied before this Ready's write, not after it: a
     // client's answer never waits for an fsync that only records the new commit index.
@@ -680,10 +727,17 @@ export class RaftRuntime {
 
   private sendMessage(m: Message): void {
     if (m.type === 'snapshot') {
-      // The core names the snapshot its log was compacted to; we may hold a newer one by now.
-      // Ship the newest under its own name: it covers only committed entries, so it is safe.
-      if (this.snapshot === null) return;
-      this.o.send({ ...m, snapshot: this.snapshot.meta }, this.snapshot.data);
+      // No longer held (two newer snapshots were taken meanwhile): the transfer stalls, and
+      // the core starts over with the snapshot offered now when its progress times out.
+      const s = this.sendable.get(m.id);
+      if (s === undefined) return;
+      this.transferCounters.sent(
+        m.to,
+        { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
+        m.offset,
+        m.length,
+      );
+      this.o.send(m, sealChunk(s.data.subarray(m.offset, m.offset + m.length)));
       return;
     }
     if (this.o.trace !== undefined) {
@@ -694,16 +748,27 @@ export class RaftRuntime {
     this.o.send(m);
   }
 
+  /**
+   * Installs the snapshot the core took from the leader: the partial one, complete and checked
+   * against its id. Storage writes it atomically (a crash leaves the old snapshot and log).
+   */
   private async persistSnapshot(meta: SnapshotMeta): Promise<void> {
-    const data = this.incomingSnapshots.get(meta.index);
-    if (data === undefined)
+    const p = this.partial;
+    if (
+      p === null ||
+      p.snapshot.meta.index !== meta.index ||
+      p.snapshot.meta.term !== meta.term ||
+      p.received !== p.snapshot.totalBytes
+    )
       throw new Error(
-        `Snapshot ${meta.term}/${meta.index} requested by the core was never received`,
+        `Snapshot ${meta.term}/${meta.index} requested by the core was never received whole`,
       );
-    this.incomingSnapshots.delete(meta.index);
+    const data = await this.partials.read(0, p.snapshot.totalBytes);
     await this.o.storage.saveSnapshot(meta, data);
     await this.o.stateMachine.restore(snapshotChunks(data));
-    this.snapshot = { meta, data };
+    this.partial = null;
+    await this.partials.discard();
+    this.offer(meta, data, p.snapshot.id);
     this.applied = meta.index;
     this.lastSnapshotIndex = meta.index;
     this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
@@ -868,9 +933,10 @@ export class RaftRuntime {
     collectSnapshot(this.o.stateMachine.snapshot(), () => this.nextTurn())
       .then(async (data) => {
         await this.o.storage.saveSnapshot(meta, data);
+        const id = await snapshotId(meta, data, () => this.nextTurn());
         // A snapshot installed from the leader meanwhile may be newer: never go back.
         if (this.snapshot !== null && this.snapshot.meta.index >= index) return;
-        this.snapshot = { meta, data };
+        this.offer(meta, data, id);
         const compactTo = Math.min(index - this.opts.snapshotCatchupEntries, st.persistedIndex);
         if (compactTo > this.node.status().firstIndex) this.node.compact(compactTo);
         this.o.onEvent?.({ kind: 'snapshot-saved', index, bytes: data.length });
@@ -879,6 +945,118 @@ export class RaftRuntime {
       .finally(() => {
         this.snapshotting = false;
       });
+  }
+
+  /** The core may send `data` to followers behind its compacted log from now on. */
+  private offer(meta: SnapshotMeta, data: Uint8Array, id: string): void {
+    this.snapshot = { meta, data };
+    this.sendable.delete(id);
+    this.sendable.set(id, { meta, data });
+    for (const old of this.sendable.keys()) {
+      if (this.sendable.size <= 2) break;
+      this.sendable.delete(old);
+    }
+    this.node.offerSnapshot({ meta, id, totalBytes: data.length });
+  }
+
+  /**
+   * A chunk from the leader: its bytes are kept until the core hands the chunk out to write.
+   * Returns false for one to drop before the core sees it (no bytes, or bytes that do not
+   * match their checksum): the leader sends it again after a quiet heartbeat round.
+   */
+  private receiveChunk(m: Message & { type: 'snapshot' }, attachment: Uint8Array | null): boolean {
+    const bytes = attachment === null ? null : openChunk(attachment, m.length);
+    if (bytes === null) {
+      this.transferCounters.corruptChunks += 1;
+      this.o.onEvent?.({ kind: 'snapshot-chunk-refused', from: m.from, offset: m.offset });
+      return false;
+    }
+    this.incomingFrom = m.from;
+    this.transferCounters.received(
+      m.from,
+      { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
+      m.offset,
+      m.length,
+    );
+    if (m.length > 0) {
+      // A copy: the transport may reuse the buffer it reassembled the chunk in.
+      this.chunkBytes.set(`${m.id}@${m.offset}`, bytes.slice());
+      // Only the chunk the core accepts next is needed; keep a few for reordering.
+      for (const k of this.chunkBytes.keys()) {
+        if (this.chunkBytes.size <= 4) break;
+        this.chunkBytes.delete(k);
+      }
+    }
+    return true;
+  }
+
+  /** Writes a chunk the core accepted to the partial snapshot (a chunk at 0 starts a new one). */
+  private async writeChunk(c: SnapshotChunk): Promise<void> {
+    if (c.length > 0) {
+      const key = `${c.id}@${c.offset}`;
+      const bytes = this.chunkBytes.get(key);
+      if (bytes === undefined)
+        throw new Error(`Snapshot chunk ${key} accepted by the core was never received`);
+      this.chunkBytes.delete(key);
+      if (c.offset === 0) {
+        const snapshot: SnapshotDescriptor = { meta: c.meta, id: c.id, totalBytes: c.totalBytes };
+        await this.partials.begin(snapshot);
+        this.partial = { snapshot, received: 0, hash: snapshotHash(c.meta) };
+      }
+      const p = this.partial;
+      if (p === null || p.snapshot.id !== c.id || p.received !== c.offset)
+        throw new Error(
+          `Snapshot chunk ${key} does not continue the partial snapshot (${p?.snapshot.id ?? 'none'}, ${p?.received ?? 0} bytes)`,
+        );
+      await this.partials.write(c.offset, bytes);
+      p.hash.update(bytes);
+      p.received += bytes.length;
+    }
+    if (c.last) this.pendingCheck = c.id;
+  }
+
+  /** Checks a complete incoming snapshot against its id and tells the core. */
+  private async checkIncoming(id: string): Promise<void> {
+    this.pendingCheck = null;
+    const p = this.partial;
+    const good =
+      p !== null &&
+      p.snapshot.id === id &&
+      p.received === p.snapshot.totalBytes &&
+      idOf(p.hash) === id;
+    if (!good) {
+      this.transferCounters.refusedSnapshots += 1;
+      this.o.onEvent?.({ kind: 'snapshot-refused', id, index: p?.snapshot.meta.index ?? 0 });
+      this.partial = null;
+      await this.partials.discard();
+    }
+    this.node.incomingSnapshotChecked(id, good);
+  }
+
+  /**
+   * Snapshot transfers in progress: to each follower this leader sends one to, and from the
+   * leader this node receives one from; with bytes held, bytes moved, chunks and rate.
+   */
+  snapshotTransfers(): SnapshotTransfer[] {
+    const st = this.node.status();
+    const acked = new Map<number, { id: string; acked: number }>();
+    for (const [id, p] of Object.entries(st.progress))
+      if (p.snapshot !== undefined) acked.set(Number(id), p.snapshot);
+    const inc = st.incomingSnapshot;
+    return this.transferCounters.list(
+      acked,
+      inc === null ? null : { id: inc.id, received: inc.received, from: this.incomingFrom },
+    );
+  }
+
+  /** Counters of refused chunks and snapshots and of snapshot bytes sent, since start. */
+  snapshotCounters(): { corruptChunks: number; refusedSnapshots: number; bytesSent: number } {
+    const c = this.transferCounters;
+    return {
+      corruptChunks: c.corruptChunks,
+      refusedSnapshots: c.refusedSnapshots,
+      bytesSent: c.bytesSentTotal,
+    };
   }
 
   /** Lets timers and I/O run (on the injected clock, so the simulator controls it too). */
@@ -916,4 +1094,19 @@ export class RaftRuntime {
         ),
       );
   }
+}
+
+/** The partial snapshot a store kept, with the hash of its bytes recomputed. */
+async function loadPartial(
+  store: PartialSnapshotStore | undefined,
+): Promise<{ snapshot: SnapshotDescriptor; received: number; hash: Hash } | null> {
+  const kept = (await store?.load()) ?? null;
+  if (kept === null) return null;
+  const hash = snapshotHash(kept.snapshot.meta);
+  const stepBytes = 4 << 20;
+  for (let at = 0; at < kept.received; at += stepBytes)
+    hash.update(
+      await (store as PartialSnapshotStore).read(at, Math.min(stepBytes, kept.received - at)),
+    );
+  return { ...kept, hash };
 }

@@ -14,6 +14,7 @@ import {
   type Index,
   type Message,
   type NodeId,
+  type SnapshotDescriptor,
   type SnapshotRequest,
   type Term,
 } from './types.js';
@@ -120,7 +121,7 @@ function handleSnapshot(r: Raft, m: SnapshotRequest): void {
     // Complete but not checked (a restart came between the last write and the check, or the
     // log was busy installing another snapshot): check it now.
     r.incomingChecking = true;
-    r.snapshotChunks.push({ id: inc.id, offset: inc.received, length: 0, last: true });
+    r.snapshotChunks.push({ ...descriptorOf(inc), offset: inc.received, length: 0, last: true });
     return;
   }
   if (r.incomingChecking || m.offset !== inc.received || m.length === 0) {
@@ -135,10 +136,14 @@ function handleSnapshot(r: Raft, m: SnapshotRequest): void {
   }
   const received = inc.received + m.length;
   const last = received === inc.totalBytes;
-  r.snapshotChunks.push({ id: inc.id, offset: m.offset, length: m.length, last });
+  r.snapshotChunks.push({ ...descriptorOf(inc), offset: m.offset, length: m.length, last });
   r.incoming = { ...inc, received };
   r.incomingChecking = last;
   sendSnapshotResponse(r, m.from, r.incoming);
+}
+
+function descriptorOf(inc: IncomingSnapshot): SnapshotDescriptor {
+  return { meta: inc.meta, id: inc.id, totalBytes: inc.totalBytes };
 }
 
 function sendSnapshotResponse(r: Raft, to: NodeId, inc: IncomingSnapshot): void {

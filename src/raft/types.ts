@@ -231,9 +231,8 @@ export type Message =
 
 export type MessageType = Message['type'];
 
-/** A chunk of a snapshot that a follower accepted (Ready.snapshotChunks). */
-export interface SnapshotChunk {
-  readonly id: string;
+/** A chunk of a snapshot that a follower accepted (Ready.snapshotChunks), and its snapshot. */
+export interface SnapshotChunk extends SnapshotDescriptor {
   readonly offset: number;
   readonly length: number;
   /** Set on the chunk that completes the snapshot. */

@@ -188,6 +188,7 @@ function body(o: Rec, type: MessageType, limits: ValidationLimits): Message {
         index: uint(o, 'index'),
       };
     case 'snapshot': {
+      const snapshot = snapshotMeta(o['snapshot'], limits);
       const offset = uint(o, 'offset');
       const length = uint(o, 'length');
       const totalBytes = uint(o, 'totalBytes');
@@ -198,7 +199,7 @@ function body(o: Rec, type: MessageType, limits: ValidationLimits): Message {
       return {
         ...base,
         type,
-        snapshot: snapshotMeta(o['snapshot'], limits),
+        snapshot,
         id: snapshotId(o),
         offset,
         length,

@@ -435,7 +435,8 @@ export class Interaction {
     if (rd.recovery !== null) d.recovery = rd.recovery;
     for (const c of rd.snapshotChunks) {
       const inc = this.node(id).status().incomingSnapshot;
-      if (inc === null || inc.id !== c.id) throw new Error(`Chunk of ${c.id} with no such transfer`);
+      if (inc === null || inc.id !== c.id)
+        throw new Error(`Chunk of ${c.id} with no such transfer`);
       d.incoming = { ...inc, received: c.offset + c.length };
     }
     if (rd.snapshot) {

@@ -41,6 +41,7 @@ export function everyMessage(from: number, to: number): Message[] {
     { ...b, type: 'timeout-now' },
     { ...b, type: 'read-index', requestId: 77 },
     { ...b, type: 'read-index-resp', requestId: 77, ok: true, index: 8 },
+    { ...b, type: 'snapshot-resp', id: 'ab12', received: 2 << 20 },
     {
       ...b,
       type: 'snapshot',
@@ -50,7 +51,6 @@ export function everyMessage(from: number, to: number): Message[] {
       length: 1 << 20,
       totalBytes: 3 << 20,
     },
-    { ...b, type: 'snapshot-resp', id: 'ab12', received: 2 << 20 },
   ];
 }
 
