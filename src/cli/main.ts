@@ -77,6 +77,11 @@ export function buildProgram(): Command {
       int('--snapshot-every-entries'),
     )
     .option(
+      '--snapshot-chunk-bytes <n>',
+      'bytes of one snapshot chunk sent to a follower',
+      int('--snapshot-chunk-bytes'),
+    )
+    .option(
       '--max-inflight-requests <n>',
       'client requests held at once; more are refused 429 OVERLOADED',
       int('--max-inflight-requests'),
@@ -102,6 +107,7 @@ export function buildProgram(): Command {
         electionTicks: o['electionTicks'],
         heartbeatTicks: o['heartbeatTicks'],
         snapshotEveryEntries: o['snapshotEveryEntries'],
+        snapshotChunkBytes: o['snapshotChunkBytes'],
         maxInflightRequests: o['maxInflightRequests'],
         clientProtocolPort: o['clientProtocolPort'],
         logLevel: o['logLevel'],

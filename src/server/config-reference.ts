@@ -100,6 +100,10 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   snapshotEveryEntries: {
     meaning: 'Snapshot the state machine and compact the log after this many applied entries.',
   },
+  snapshotChunkBytes: {
+    meaning:
+      'Bytes of one snapshot chunk sent to a follower: a lost chunk, a restart or a leader change mid-transfer resends at most one; it must fit a peer frame.',
+  },
   requestTimeoutMs: {
     meaning: 'How long a write or a linearizable read may wait in a node before `TIMEOUT`.',
   },
