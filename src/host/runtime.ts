@@ -171,6 +171,9 @@ export class RaftRuntime {
   private lastSnapshotIndex: number;
   /** A snapshot is being encoded or saved; at most one at a time. */
   private snapshotting = false;
+  /** The state machine's state captured at `index`, to encode once its Ready is advanced. */
+  private captured: { index: number; term: number; chunks: AsyncIterable<Uint8Array> } | null =
+    null;
   /** Latest durable snapshot. */
   private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
   /**
@@ -631,7 +634,7 @@ export class RaftRuntime {
       this.node.advance(rd);
       if (this.pendingCheck !== null) await this.checkIncoming(this.pendingCheck);
       this.answerConfChanges();
-      this.afterAdvance();
+      this.saveCaptured();
     }
   }
 
@@ -648,7 +651,7 @@ export class RaftRuntime {
     // Committed entries are already durable here (the core hands out only entries at or below
     // its persisted index), so they are applied before this Ready's write, not after it: a
     // client's answer never waits for an fsync that only records the new commit index.
-    if (rd.committedEntries.length > 0) this.applyEntries(rd.committedEntries);
+    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
     for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
     if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
     for (const m of rd.messagesAfterPersist)
@@ -773,6 +776,25 @@ export class RaftRuntime {
     this.lastSnapshotIndex = meta.index;
     this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
     this.waiters.releaseReads(this.applied);
+  }
+
+  /**
+   * Applies `entries`, snapshotting the state machine at each multiple of snapshotEveryEntries
+   * on the way. Every node snapshots at the same indexes, however the log was cut into Readies,
+   * so a new leader usually holds the very snapshot (same bytes, same id) its predecessor was
+   * sending, and a follower's transfer resumes rather than starts over.
+   */
+  private applyCommitted(entries: readonly Entry[]): void {
+    const every = this.opts.snapshotEveryEntries;
+    let from = 0;
+    while (from < entries.length) {
+      const first = (entries[from] as Entry).index;
+      const boundary = Math.ceil(first / every) * every;
+      const to = Math.min(entries.length, from + (boundary - first) + 1);
+      this.applyEntries(entries.slice(from, to));
+      from = to;
+      if (this.applied === boundary && boundary > this.lastSnapshotIndex) this.takeSnapshot();
+    }
   }
 
   private applyEntries(entries: readonly Entry[]): void {
@@ -912,25 +934,31 @@ export class RaftRuntime {
     this.appliedConfChanges = [];
   }
 
-  private afterAdvance(): void {
-    const sinceSnapshot = this.applied - this.lastSnapshotIndex;
-    if (sinceSnapshot >= this.opts.snapshotEveryEntries) this.takeSnapshot();
-  }
-
+  /**
+   * Captures the state machine's state now, at the index just applied (it copies pointers and
+   * encodes later); the snapshot is encoded and saved once this Ready is advanced, when the
+   * core holds every membership change up to that index (confStateAt).
+   */
   private takeSnapshot(): void {
     if (this.snapshotting) return;
-    const st = this.node.status();
     const index = this.applied;
     const term = this.termAt(index);
     if (term === undefined) return;
+    this.lastSnapshotIndex = index;
+    this.snapshotting = true;
+    this.captured = { index, term, chunks: this.o.stateMachine.snapshot() };
+  }
+
+  private saveCaptured(): void {
+    const c = this.captured;
+    if (c === null) return;
+    this.captured = null;
+    const { index, term } = c;
+    const st = this.node.status();
     // The configuration the core holds at `index`, not the one this runtime started with: a
     // membership change must survive a restart from this snapshot.
     const meta: SnapshotMeta = snapshotMetaOf(index, term, this.node.confStateAt(index));
-    this.lastSnapshotIndex = index;
-    this.snapshotting = true;
-    // Capture now (synchronously, at `index`); encode and persist in the background; compact
-    // the in-memory log only once the snapshot is durable.
-    collectSnapshot(this.o.stateMachine.snapshot(), () => this.nextTurn())
+    collectSnapshot(c.chunks, () => this.nextTurn())
       .then(async (data) => {
         await this.o.storage.saveSnapshot(meta, data);
         const id = await snapshotId(meta, data, () => this.nextTurn());
