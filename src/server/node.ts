@@ -462,6 +462,13 @@ export class FlotillaNode implements AsyncDisposable {
       loopDelay,
     );
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
+    metrics.bindSnapshotTransfers(() => ({
+      transfers: [
+        ...runtime.snapshotTransfers().map((t) => ({ group: KV_GROUP, ...t })),
+        ...queueRuntime.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
+      ],
+      counters: [runtime, queueRuntime].map((rt, group) => ({ group, ...rt.snapshotCounters() })),
+    }));
     metrics.bindKvHistory(() => ({
       revision: kv.revision(),
       compacted: kv.compacted(),
@@ -582,6 +589,10 @@ export class FlotillaNode implements AsyncDisposable {
       revision: this.kv.revision(),
       recovering: s.recovery === 'recovering',
       members: this.config.members,
+      snapshotTransfers: [
+        ...this.runtime.snapshotTransfers().map((t) => ({ group: KV_GROUP, ...t })),
+        ...this.queueService.runtime.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
+      ],
       queueGroup: {
         role: q.role,
         term: q.term,
