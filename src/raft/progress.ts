@@ -28,8 +28,10 @@ export class Progress {
    * starts here. Invariant: 0 <= snapshotAcked <= snapshot.totalBytes.
    */
   snapshotAcked = 0;
-  /** In snapshot state: heartbeat rounds since the follower last acknowledged a chunk. */
+  /** In snapshot state: heartbeat rounds since the chunk in flight was (re)sent. */
   snapshotIdleRounds = 0;
+  /** In snapshot state: times the chunk in flight was resent; each doubles the next wait. */
+  snapshotResends = 0;
   /** In snapshot state: an acknowledgement arrived since the last check-quorum round. */
   snapshotProgressed = false;
   /** Heard from since the last check-quorum round. */
@@ -90,6 +92,7 @@ export class Progress {
     this.snapshot = snapshot;
     this.snapshotAcked = 0;
     this.snapshotIdleRounds = 0;
+    this.snapshotResends = 0;
     this.snapshotProgressed = false;
     this.probeSent = false;
     this.inflights.reset();

@@ -81,14 +81,19 @@ export function tickHeartbeat(r: Raft): void {
 /**
  * A chunk unacknowledged for two heartbeat rounds (one may have started just after it was
  * sent) was probably lost: send it again. A duplicate costs one chunk; the follower answers it
- * with what it holds, which the leader already knows and ignores.
+ * with what it holds, which the leader already knows and ignores. Each resend of the same
+ * chunk doubles the wait (up to 32 rounds), so a follower that is merely slow (a long disk
+ * sync, a busy machine) is not sent the same chunk every two rounds.
  */
 function resendSnapshotChunks(r: Raft): void {
   for (const [id, pr] of r.trk.progress) {
     if (id === r.id || pr.state !== 'snapshot' || pr.snapshot === null) continue;
     if (pr.snapshotAcked >= pr.snapshot.totalBytes) continue; // complete: being installed
     pr.snapshotIdleRounds++;
-    if (pr.snapshotIdleRounds >= 2) sendSnapshotChunk(r, id, pr);
+    if (pr.snapshotIdleRounds >= 2 << Math.min(pr.snapshotResends, 4)) {
+      pr.snapshotResends++;
+      sendSnapshotChunk(r, id, pr);
+    }
   }
 }
 
@@ -389,6 +394,7 @@ function handleSnapshotResponse(r: Raft, m: SnapshotResponse): void {
   if (m.received > s.totalBytes || m.received === pr.snapshotAcked) return;
   pr.snapshotAcked = m.received;
   pr.snapshotProgressed = true;
+  pr.snapshotResends = 0;
   // Once complete, the follower checks and installs it and acknowledges its index with an
   // append answer, which ends the snapshot state (handleAppendResponse).
   if (m.received < s.totalBytes) sendSnapshotChunk(r, m.from, pr);
