@@ -292,20 +292,20 @@ void test('a snapshot whose bytes do not match its id is discarded and sent agai
 
 void test('a follower restarted mid-transfer resumes from the chunks it kept', async () => {
   let chunksDelivered = 0;
-  let stopping: Promise<void> | null = null;
+  const stop: { p: Promise<void> | null } = { p: null };
   const s = await behindFollower((m) => {
     if (m.to !== s.behind.id) return null;
-    if (stopping !== null) return 'drop';
+    if (stop.p !== null) return 'drop';
     chunksDelivered++;
-    if (chunksDelivered === 20) stopping = s.behind.host.close(0);
+    if (chunksDelivered === 20) stop.p = s.behind.host.close(0);
     return null;
   });
   await until(
     'the follower stopped mid-transfer',
-    () => stopping !== null,
+    () => stop.p !== null,
     () => chunksDelivered,
   );
-  await stopping;
+  await stop.p;
   const kept = (await s.behind.partials.load())?.received ?? 0;
   assert.ok(kept >= 15 * CHUNK && kept < s.c.total, `kept ${kept}`);
   s.c.sentTo.set(s.behind.id, 0);
@@ -320,20 +320,20 @@ void test('a follower restarted mid-transfer resumes from the chunks it kept', a
 
 void test('a new leader with the same snapshot resumes the transfer its predecessor began', async () => {
   let chunksDelivered = 0;
-  let stopping: Promise<void> | null = null;
+  const stop: { p: Promise<void> | null } = { p: null };
   const s = await behindFollower((m) => {
     if (m.to !== s.behind.id || m.from !== s.leader.id) return null;
-    if (stopping !== null) return 'drop';
+    if (stop.p !== null) return 'drop';
     chunksDelivered++;
-    if (chunksDelivered === 20) stopping = s.leader.host.close(0);
+    if (chunksDelivered === 20) stop.p = s.leader.host.close(0);
     return null;
   });
   await until(
     'the leader stopped mid-transfer',
-    () => stopping !== null,
+    () => stop.p !== null,
     () => chunksDelivered,
   );
-  await stopping;
+  await stop.p;
   s.c.members.delete(s.leader.id);
   await until(
     `node ${s.other.id} leads`,
