@@ -207,7 +207,9 @@ export class TransferCounters {
       out.push(this.view('send', peer, c, a.acked));
     }
     for (const [peer, c] of this.receiving) {
-      if (incoming === null || incoming.id !== c.id) {
+      // Only from the leader sending now: a transfer resumed under a new leader is counted
+      // afresh from its first chunk.
+      if (incoming === null || incoming.id !== c.id || incoming.from !== peer) {
         this.receiving.delete(peer);
         continue;
       }
