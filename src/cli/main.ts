@@ -73,7 +73,7 @@ export function buildProgram(): Command {
     .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', int('--heartbeat-ticks'))
     .option(
       '--snapshot-every-entries <n>',
-      'snapshot after this many applied entries',
+      'snapshot at every index that is a multiple of n',
       int('--snapshot-every-entries'),
     )
     .option(

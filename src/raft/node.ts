@@ -316,11 +316,7 @@ export class RaftNode {
     const r = this.raft;
     const log = r.log;
     if (rd.hardState !== null) this.lastHard = rd.hardState;
-    if (rd.snapshot !== null) {
-      log.snapshotStored(rd.snapshot);
-      const inc = r.incoming;
-      if (inc !== null && inc.meta.index === rd.snapshot.index) r.incoming = null;
-    }
+    if (rd.snapshot !== null) log.snapshotStored(rd.snapshot);
     const n = rd.entries.length;
     if (n > 0) log.stableTo((rd.entries[n - 1] as Entry).index);
     const c = rd.committedEntries.length;

@@ -184,6 +184,9 @@ export function incomingChecked(r: Raft, id: string, good: boolean): void {
   if (r.log.snapshotInProgress()) return;
   r.log.resetToSnapshot(s);
   switchToSnapshotConf(r, s);
+  // The transfer is over: the caller installs from the bytes it wrote. A late chunk of this
+  // snapshot finds its index committed and is answered with an append acknowledgement.
+  r.incoming = null;
   if (r.leader !== NONE) sendAppendResponse(r, r.leader, true, s.index, 0, 0);
 }
 

@@ -434,10 +434,8 @@ export class Interaction {
     // As the runtime does: the recovery state is durable before the Ready's entries are.
     if (rd.recovery !== null) d.recovery = rd.recovery;
     for (const c of rd.snapshotChunks) {
-      const inc = this.node(id).status().incomingSnapshot;
-      if (inc === null || inc.id !== c.id)
-        throw new Error(`Chunk of ${c.id} with no such transfer`);
-      d.incoming = { ...inc, received: c.offset + c.length };
+      const { meta, id: snapshotId, totalBytes } = c;
+      d.incoming = { meta, id: snapshotId, totalBytes, received: c.offset + c.length };
     }
     if (rd.snapshot) {
       d.snapshot = rd.snapshot;
