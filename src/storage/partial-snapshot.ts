@@ -11,7 +11,7 @@
 // is written by the group's storage (write, fsync, rename); this file is then removed.
 
 import { constants } from 'node:fs';
-import { open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SnapshotDescriptor, SnapshotMeta } from '../raft/index.js';
 import { Syncer, writeFileAtomic } from './fsutil.js';
@@ -22,7 +22,6 @@ const META = 'snapshot.partial.json';
 
 export class FilePartialSnapshots {
   private readonly syncer = new Syncer(nodeFs, undefined);
-  private fh: FileHandle | null = null;
   private snapshot: SnapshotDescriptor | null = null;
   private held = 0;
 
@@ -50,7 +49,6 @@ export class FilePartialSnapshots {
   }
 
   async begin(snapshot: SnapshotDescriptor): Promise<void> {
-    await this.closeFile();
     await rm(join(this.dir, DATA), { force: true });
     const json = JSON.stringify({
       meta: snapshot.meta,
@@ -65,14 +63,20 @@ export class FilePartialSnapshots {
   async write(offset: number, data: Uint8Array): Promise<void> {
     if (this.snapshot === null || offset !== this.held)
       throw new Error(`Partial snapshot holds ${this.held} bytes; cannot write at ${offset}`);
-    // Opened on first use: after a restart the file may hold a tail past `held` (load capped
-    // it at the total), which the next writes overwrite.
-    this.fh ??= await open(join(this.dir, DATA), constants.O_RDWR | constants.O_CREAT, 0o644);
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
-      if (bytesWritten <= 0) throw new Error(`write returned ${bytesWritten} at ${offset + done}`);
-      done += bytesWritten;
+    // Opened for each chunk: a chunk is large, and no handle is left open when the node stops.
+    // After a restart the file may hold a tail past `held` (load capped it at the total),
+    // which these writes overwrite.
+    const fh = await open(join(this.dir, DATA), constants.O_RDWR | constants.O_CREAT, 0o644);
+    try {
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+        if (bytesWritten <= 0)
+          throw new Error(`write returned ${bytesWritten} at ${offset + done}`);
+        done += bytesWritten;
+      }
+    } finally {
+      await fh.close();
     }
     this.held += data.length;
   }
@@ -95,17 +99,10 @@ export class FilePartialSnapshots {
   }
 
   async discard(): Promise<void> {
-    await this.closeFile();
     this.snapshot = null;
     this.held = 0;
     await rm(join(this.dir, META), { force: true });
     await rm(join(this.dir, DATA), { force: true });
-  }
-
-  private async closeFile(): Promise<void> {
-    const fh = this.fh;
-    this.fh = null;
-    if (fh !== null) await fh.close();
   }
 }
 
