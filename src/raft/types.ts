@@ -260,7 +260,8 @@ export interface SoftState {
  * 1. Send `messages` at once: they do not depend on anything in this Ready being durable (the
  *    leader's AppendEntries may go out before its own write, thesis §10.2.1).
  * 2. Persist `snapshot` (if any), then `entries` and `hardState` to stable storage. Entries
- *    whose index is at or below the last stored one replace the stored suffix.
+ *    whose index is at or below the last stored one replace the stored suffix. Write
+ *    `snapshotChunks` (if any) to the partial snapshot.
  * 3. Only after step 2 is durable, send `messagesAfterPersist` (votes and append
  *    acknowledgements promise that the state is on disk).
  * 4. Apply `snapshot` (if any, after persisting it) and then `committedEntries` to the state
