@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   });
   try {
     for (const id of UP) cluster.startNode(id);
-    const leader = await cluster.waitForLeader(30_000, UP);
+    await cluster.waitForLeader(30_000, UP);
     const client = cluster.client(UP);
     const value = 'v'.repeat(valueBytes);
     const w0 = Date.now();
@@ -108,6 +108,8 @@ async function main(): Promise<void> {
       return sts.every((s) => (s?.firstIndex ?? 0) > snapIndex - every) ? true : undefined;
     });
 
+    // Leadership may have moved under the writes: the leader now is the one that will send.
+    const leader = await cluster.waitForLeader(30_000, UP);
     const t0 = Date.now();
     cluster.startNode(LAGGER);
     const first = await waitUntil(
