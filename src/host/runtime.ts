@@ -18,8 +18,6 @@ import {
   type Ready,
   type Recovery,
   type Rng,
-  type SnapshotChunk,
-  type SnapshotDescriptor,
   type SnapshotMeta,
   type Status,
 } from '../raft/index.js';
@@ -34,17 +32,16 @@ import type {
 } from './contracts.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
+import { SnapshotReceiver } from './snapshot-receiver.js';
 import {
   MemoryPartialSnapshots,
   TransferCounters,
   idOf,
-  openChunk,
   sealChunk,
   snapshotHash,
   snapshotId,
   type SnapshotTransfer,
 } from './snapshot-transfer.js';
-import type { Hash } from 'node:crypto';
 import type { TraceHook } from './trace.js';
 
 export interface RuntimeOptions {
@@ -181,13 +178,8 @@ export class RaftRuntime {
    * it, which transfers started earlier still send (Progress keeps its snapshot to the end).
    */
   private readonly sendable = new Map<string, { meta: SnapshotMeta; data: Uint8Array }>();
-  /** Bytes of snapshot chunks received, by `id@offset`, until the core hands them out to write. */
-  private readonly chunkBytes = new Map<string, Uint8Array>();
-  private readonly partials: PartialSnapshotStore;
-  /** The partial snapshot the store holds, and a running hash of its bytes. */
-  private partial: { snapshot: SnapshotDescriptor; received: number; hash: Hash } | null;
-  /** A complete incoming snapshot to check against its id once its Ready is advanced. */
-  private pendingCheck: string | null = null;
+  /** The snapshot this node is receiving, chunk by chunk. */
+  private readonly receiver: SnapshotReceiver;
   /** The leader the last snapshot chunk came from (status). */
   private incomingFrom = 0;
   /** What each snapshot transfer moved, for status and metrics. */
@@ -206,7 +198,7 @@ export class RaftRuntime {
   protected constructor(
     private readonly o: RuntimeOptions,
     initialSnapshot: { meta: SnapshotMeta; data: Uint8Array } | null,
-    partial: { snapshot: SnapshotDescriptor; received: number; hash: Hash } | null = null,
+    receiver: SnapshotReceiver,
   ) {
     this.opts = {
       tickMs: o.tickMs ?? 10,
@@ -220,10 +212,10 @@ export class RaftRuntime {
       leaderWaitMs: o.leaderWaitMs ?? 4 * (o.electionTicks ?? 15) * (o.tickMs ?? 10),
     };
     this.waiters = new Waiters(o.clock, this.opts.requestTimeoutMs);
-    this.partials = o.partialSnapshots ?? new MemoryPartialSnapshots();
-    this.partial = partial;
+    this.receiver = receiver;
     this.transferCounters = new TransferCounters(() => o.clock.nowMs());
     const initial = o.storage.initialState();
+    const incoming = receiver.incoming();
     // The state machine was restored from it by start().
     this.snapshot = initialSnapshot;
     const rng = o.rng ?? createRng(o.id);
@@ -242,9 +234,7 @@ export class RaftRuntime {
       initial: {
         ...initial,
         applied: this.lastSnapshotIndex,
-        ...(partial === null
-          ? {}
-          : { incoming: { ...partial.snapshot, received: partial.received } }),
+        ...(incoming === null ? {} : { incoming }),
       },
       onEvent: (event) => this.o.onEvent?.({ kind: 'raft', event }),
     });
@@ -257,9 +247,11 @@ export class RaftRuntime {
   static async start(o: RuntimeOptions): Promise<RaftRuntime> {
     const snapshot = await o.storage.loadSnapshot();
     if (snapshot !== null) await o.stateMachine.restore(snapshotChunks(snapshot.data));
-    const partial = await loadPartial(o.partialSnapshots);
+    const receiver = await SnapshotReceiver.open(
+      o.partialSnapshots ?? new MemoryPartialSnapshots(),
+    );
     // `this`, so that a subclass (the simulator's planted bugs) starts as itself.
-    const rt = new this(o, snapshot, partial);
+    const rt = new this(o, snapshot, receiver);
     if (snapshot !== null) {
       const id = idOf(snapshotHash(snapshot.meta).update(snapshot.data));
       rt.offer(snapshot.meta, snapshot.data, id);
@@ -632,7 +624,8 @@ export class RaftRuntime {
       const rd = this.node.ready();
       await this.handleReady(rd);
       this.node.advance(rd);
-      if (this.pendingCheck !== null) await this.checkIncoming(this.pendingCheck);
+      const check = this.receiver.pendingCheck;
+      if (check !== null) await this.checkIncoming(check);
       this.answerConfChanges();
       this.saveCaptured();
     }
@@ -647,7 +640,7 @@ export class RaftRuntime {
     if (rd.messages.length > 0) this.o.flush?.();
     if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
     // Before the answers that say how much of the snapshot is held (messagesAfterPersist).
-    for (const c of rd.snapshotChunks) await this.writeChunk(c);
+    for (const c of rd.snapshotChunks) await this.receiver.write(c);
     // Committed entries are already durable here (the core hands out only entries at or below
     // its persisted index), so they are applied before this Ready's write, not after it: a
     // client's answer never waits for an fsync that only records the new commit index.
@@ -756,22 +749,11 @@ export class RaftRuntime {
    * against its id. Storage writes it atomically (a crash leaves the old snapshot and log).
    */
   private async persistSnapshot(meta: SnapshotMeta): Promise<void> {
-    const p = this.partial;
-    if (
-      p === null ||
-      p.snapshot.meta.index !== meta.index ||
-      p.snapshot.meta.term !== meta.term ||
-      p.received !== p.snapshot.totalBytes
-    )
-      throw new Error(
-        `Snapshot ${meta.term}/${meta.index} requested by the core was never received whole`,
-      );
-    const data = await this.partials.read(0, p.snapshot.totalBytes);
+    const { data, id } = await this.receiver.whole(meta);
     await this.o.storage.saveSnapshot(meta, data);
     await this.o.stateMachine.restore(snapshotChunks(data));
-    this.partial = null;
-    await this.partials.discard();
-    this.offer(meta, data, p.snapshot.id);
+    await this.receiver.installed();
+    this.offer(meta, data, id);
     this.applied = meta.index;
     this.lastSnapshotIndex = meta.index;
     this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
@@ -993,70 +975,23 @@ export class RaftRuntime {
    * match their checksum): the leader sends it again after a quiet heartbeat round.
    */
   private receiveChunk(m: Message & { type: 'snapshot' }, attachment: Uint8Array | null): boolean {
-    const bytes = attachment === null ? null : openChunk(attachment, m.length);
-    if (bytes === null) {
+    if (!this.receiver.keep(m, attachment)) {
       this.transferCounters.corruptChunks += 1;
       this.o.onEvent?.({ kind: 'snapshot-chunk-refused', from: m.from, offset: m.offset });
       return false;
     }
     this.incomingFrom = m.from;
-    this.transferCounters.received(
-      m.from,
-      { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
-      m.offset,
-      m.length,
-    );
-    if (m.length > 0) {
-      // A copy: the transport may reuse the buffer it reassembled the chunk in.
-      this.chunkBytes.set(`${m.id}@${m.offset}`, bytes.slice());
-      // Only the chunk the core accepts next is needed; keep a few for reordering.
-      for (const k of this.chunkBytes.keys()) {
-        if (this.chunkBytes.size <= 4) break;
-        this.chunkBytes.delete(k);
-      }
-    }
+    const snapshot = { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes };
+    this.transferCounters.received(m.from, snapshot, m.offset, m.length);
     return true;
-  }
-
-  /** Writes a chunk the core accepted to the partial snapshot (a chunk at 0 starts a new one). */
-  private async writeChunk(c: SnapshotChunk): Promise<void> {
-    if (c.length > 0) {
-      const key = `${c.id}@${c.offset}`;
-      const bytes = this.chunkBytes.get(key);
-      if (bytes === undefined)
-        throw new Error(`Snapshot chunk ${key} accepted by the core was never received`);
-      this.chunkBytes.delete(key);
-      if (c.offset === 0) {
-        const snapshot: SnapshotDescriptor = { meta: c.meta, id: c.id, totalBytes: c.totalBytes };
-        await this.partials.begin(snapshot);
-        this.partial = { snapshot, received: 0, hash: snapshotHash(c.meta) };
-      }
-      const p = this.partial;
-      if (p === null || p.snapshot.id !== c.id || p.received !== c.offset)
-        throw new Error(
-          `Snapshot chunk ${key} does not continue the partial snapshot (${p?.snapshot.id ?? 'none'}, ${p?.received ?? 0} bytes)`,
-        );
-      await this.partials.write(c.offset, bytes);
-      p.hash.update(bytes);
-      p.received += bytes.length;
-    }
-    if (c.last) this.pendingCheck = c.id;
   }
 
   /** Checks a complete incoming snapshot against its id and tells the core. */
   private async checkIncoming(id: string): Promise<void> {
-    this.pendingCheck = null;
-    const p = this.partial;
-    const good =
-      p !== null &&
-      p.snapshot.id === id &&
-      p.received === p.snapshot.totalBytes &&
-      idOf(p.hash) === id;
+    const { good, index } = await this.receiver.check(id);
     if (!good) {
       this.transferCounters.refusedSnapshots += 1;
-      this.o.onEvent?.({ kind: 'snapshot-refused', id, index: p?.snapshot.meta.index ?? 0 });
-      this.partial = null;
-      await this.partials.discard();
+      this.o.onEvent?.({ kind: 'snapshot-refused', id, index });
     }
     this.node.incomingSnapshotChecked(id, good);
   }
@@ -1122,19 +1057,4 @@ export class RaftRuntime {
         ),
       );
   }
-}
-
-/** The partial snapshot a store kept, with the hash of its bytes recomputed. */
-async function loadPartial(
-  store: PartialSnapshotStore | undefined,
-): Promise<{ snapshot: SnapshotDescriptor; received: number; hash: Hash } | null> {
-  const kept = (await store?.load()) ?? null;
-  if (kept === null) return null;
-  const hash = snapshotHash(kept.snapshot.meta);
-  const stepBytes = 4 << 20;
-  for (let at = 0; at < kept.received; at += stepBytes)
-    hash.update(
-      await (store as PartialSnapshotStore).read(at, Math.min(stepBytes, kept.received - at)),
-    );
-  return { ...kept, hash };
 }
