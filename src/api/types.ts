@@ -173,6 +173,11 @@ export interface NodeStatus {
     readonly peer: string;
     readonly client: string;
   }[];
+  /**
+   * Snapshots this node is sending (as a leader) or receiving, in chunks, in either group:
+   * bytes the follower holds, bytes and chunks moved (resends included), and the rate.
+   */
+  readonly snapshotTransfers: readonly SnapshotTransferStatus[];
   /** The job queue's group (group 1): its own leader, term and log. */
   readonly queueGroup?: {
     readonly role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
@@ -181,6 +186,26 @@ export interface NodeStatus {
     readonly commit: number;
     readonly applied: number;
   };
+}
+
+export interface SnapshotTransferStatus {
+  /** The Raft group: 0 key-value, 1 the job queue. */
+  readonly group: number;
+  readonly direction: 'send' | 'receive';
+  /** The node at the other end. */
+  readonly peer: number;
+  /** The snapshot's id (a checksum of its index, term and bytes) and index. */
+  readonly id: string;
+  readonly index: number;
+  readonly totalBytes: number;
+  /** Bytes the follower holds: a resumed transfer goes on from here. */
+  readonly bytesDone: number;
+  /** Chunk bytes sent (or received) in this transfer, resent ones included. */
+  readonly bytesMoved: number;
+  readonly chunks: number;
+  /** Offset of the last chunk sent (or received). */
+  readonly lastOffset: number;
+  readonly bytesPerSec: number;
 }
 
 export interface ClusterStatus {

@@ -47,6 +47,8 @@ export interface Limits {
   readonly maxFrameBytes: number;
   /** Bytes of a snapshot sent to a peer, in chunks. */
   readonly maxAttachmentBytes: number;
+  /** Bytes of one snapshot chunk: the unit a transfer is acknowledged and resumed in. */
+  readonly maxSnapshotChunkBytes: number;
   // Sessions (docs/API.md, "Exactly-once writes").
   /** Sequence numbers per client whose results are remembered. */
   readonly sessionWindow: number;
@@ -72,6 +74,7 @@ export const defaultLimits: Limits = {
   maxBytesPerMsg: MiB,
   maxFrameBytes: 16 * MiB,
   maxAttachmentBytes: 1024 * MiB,
+  maxSnapshotChunkBytes: MiB,
   sessionWindow: 256,
   maxSessions: 10_000,
 };
@@ -120,6 +123,7 @@ export function base64Bytes(n: number): number {
  *   maxBytesPerMsg                                              <= maxUncommittedBytes
  *   maxBytesPerMsg                                              <= maxInflightBytes
  *   maxSnapshotBytes                                            <= maxAttachmentBytes
+ *   maxSnapshotChunkBytes + its message's fields                <= maxFrameBytes
  */
 export function checkLimits(l: Limits, enc: LimitEncodings): void {
   for (const [name, v] of Object.entries(l) as [keyof Limits, number][]) {
@@ -173,6 +177,14 @@ export function checkLimits(l: Limits, enc: LimitEncodings): void {
       ['maxSnapshotBytes', 'maxAttachmentBytes'],
       `maxAttachmentBytes (${l.maxAttachmentBytes}) is below maxSnapshotBytes (${l.maxSnapshotBytes}): ` +
         'a snapshot storage accepts could not be sent to a follower',
+    );
+  // A chunk is resent whole after a loss: it must fit one frame so that losing one frame
+  // never costs more than one chunk.
+  if (l.maxSnapshotChunkBytes + enc.appendOverheadBytes > l.maxFrameBytes)
+    throw new LimitsError(
+      ['maxSnapshotChunkBytes', 'maxFrameBytes'],
+      `maxFrameBytes (${l.maxFrameBytes}) must hold a snapshot chunk of maxSnapshotChunkBytes ` +
+        `(${l.maxSnapshotChunkBytes}) and its message fields`,
     );
 }
 

@@ -73,8 +73,13 @@ export function buildProgram(): Command {
     .option('--heartbeat-ticks <n>', 'heartbeat interval in ticks', int('--heartbeat-ticks'))
     .option(
       '--snapshot-every-entries <n>',
-      'snapshot after this many applied entries',
+      'snapshot at every index that is a multiple of n',
       int('--snapshot-every-entries'),
+    )
+    .option(
+      '--snapshot-chunk-bytes <n>',
+      'bytes of one snapshot chunk sent to a follower',
+      int('--snapshot-chunk-bytes'),
     )
     .option(
       '--max-inflight-requests <n>',
@@ -102,6 +107,7 @@ export function buildProgram(): Command {
         electionTicks: o['electionTicks'],
         heartbeatTicks: o['heartbeatTicks'],
         snapshotEveryEntries: o['snapshotEveryEntries'],
+        snapshotChunkBytes: o['snapshotChunkBytes'],
         maxInflightRequests: o['maxInflightRequests'],
         clientProtocolPort: o['clientProtocolPort'],
         logLevel: o['logLevel'],

@@ -9,6 +9,7 @@ import type {
   InitialState,
   Message,
   NodeId,
+  SnapshotDescriptor,
   SnapshotMeta,
 } from '../raft/index.js';
 
@@ -28,6 +29,26 @@ export interface GroupStorage {
   saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<void>;
   loadSnapshot(): Promise<{ meta: SnapshotMeta; data: Uint8Array } | null>;
   close(): Promise<void>;
+}
+
+/**
+ * Where a follower keeps a snapshot it is receiving, so that a transfer cut by a restart of
+ * either side resumes rather than starts over (src/storage/partial-snapshot.ts keeps it in a
+ * file of the group's directory). Chunks arrive in order: `write` always continues the bytes
+ * held. Writes need not be synced: after a crash `load` reports what survived, the leader
+ * resumes from there, and the whole is checked against its id before it is installed, so a
+ * torn tail is caught.
+ */
+export interface PartialSnapshotStore {
+  /** The partial snapshot kept (and how many of its bytes), or null. */
+  load(): Promise<{ snapshot: SnapshotDescriptor; received: number } | null>;
+  /** Starts `snapshot` with no bytes, discarding any other. */
+  begin(snapshot: SnapshotDescriptor): Promise<void>;
+  /** Appends `data`; `offset` is the number of bytes held. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Forgets the partial snapshot (installed, or refused). */
+  discard(): Promise<void>;
 }
 
 /**

@@ -27,10 +27,21 @@ import type {
   Command,
   GroupId,
   GroupStorage,
+  PartialSnapshotStore,
   StateMachine,
 } from './contracts.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
+import { SnapshotReceiver } from './snapshot-receiver.js';
+import {
+  MemoryPartialSnapshots,
+  TransferCounters,
+  idOf,
+  sealChunk,
+  snapshotHash,
+  snapshotId,
+  type SnapshotTransfer,
+} from './snapshot-transfer.js';
 import type { TraceHook } from './trace.js';
 
 export interface RuntimeOptions {
@@ -45,6 +56,11 @@ export interface RuntimeOptions {
   readonly voters: readonly number[];
   /** The group's storage; the host opened it and closes it. */
   readonly storage: GroupStorage;
+  /**
+   * Where a snapshot being received is kept, so that a transfer resumes after a restart.
+   * Default: in memory (a restart of the process loses it, and the transfer starts over).
+   */
+  readonly partialSnapshots?: PartialSnapshotStore;
   /** Hands a message to the host's transport, tagged with this group. Never blocks. */
   readonly send: (msg: Message, attachment?: Uint8Array) => void;
   /** Writes what `send` was handed so far now, rather than at the end of this loop run. */
@@ -95,6 +111,10 @@ export type RuntimeEvent =
   | { readonly kind: 'leader-changed'; readonly leader: number; readonly term: number }
   | { readonly kind: 'snapshot-saved'; readonly index: number; readonly bytes: number }
   | { readonly kind: 'snapshot-restored'; readonly index: number; readonly bytes: number }
+  /** A snapshot chunk whose bytes did not match their checksum was dropped (it is resent). */
+  | { readonly kind: 'snapshot-chunk-refused'; readonly from: number; readonly offset: number }
+  /** A complete snapshot did not match its id: discarded, and asked for again from byte 0. */
+  | { readonly kind: 'snapshot-refused'; readonly id: string; readonly index: number }
   | { readonly kind: 'persisted'; readonly entries: number; readonly durationMs: number }
   | { readonly kind: 'applied'; readonly entries: number }
   | { readonly kind: 'fatal'; readonly error: Error };
@@ -148,14 +168,26 @@ export class RaftRuntime {
   private lastSnapshotIndex: number;
   /** A snapshot is being encoded or saved; at most one at a time. */
   private snapshotting = false;
-  /** Latest durable snapshot, attached to outgoing snapshot messages. */
+  /** The state machine's state captured at `index`, to encode once its Ready is advanced. */
+  private captured: { index: number; term: number; chunks: AsyncIterable<Uint8Array> } | null =
+    null;
+  /** Latest durable snapshot. */
   private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
+  /**
+   * Snapshots chunks are sent from, by id: the latest offered to the core, and the one before
+   * it, which transfers started earlier still send (Progress keeps its snapshot to the end).
+   */
+  private readonly sendable = new Map<string, { meta: SnapshotMeta; data: Uint8Array }>();
+  /** The snapshot this node is receiving, chunk by chunk. */
+  private readonly receiver: SnapshotReceiver;
+  /** The leader the last snapshot chunk came from (status). */
+  private incomingFrom = 0;
+  /** What each snapshot transfer moved, for status and metrics. */
+  private readonly transferCounters: TransferCounters;
   /** The hard state last made durable (term and vote changes must sync). */
   private syncedHard: HardState | null = null;
   /** The hard state of the latest Ready that had one, written or not. */
   private latestHard: HardState | null = null;
-  /** Snapshots received from a leader, stored until the core asks for them in a Ready. */
-  private readonly incomingSnapshots = new Map<number, Uint8Array>();
   /**
    * Proposed membership changes applied in the Ready being handled: they take effect in the
    * core when the Ready is advanced, and their proposers are answered then, with the
@@ -166,6 +198,7 @@ export class RaftRuntime {
   protected constructor(
     private readonly o: RuntimeOptions,
     initialSnapshot: { meta: SnapshotMeta; data: Uint8Array } | null,
+    receiver: SnapshotReceiver,
   ) {
     this.opts = {
       tickMs: o.tickMs ?? 10,
@@ -179,7 +212,10 @@ export class RaftRuntime {
       leaderWaitMs: o.leaderWaitMs ?? 4 * (o.electionTicks ?? 15) * (o.tickMs ?? 10),
     };
     this.waiters = new Waiters(o.clock, this.opts.requestTimeoutMs);
+    this.receiver = receiver;
+    this.transferCounters = new TransferCounters(() => o.clock.nowMs());
     const initial = o.storage.initialState();
+    const incoming = receiver.incoming();
     // The state machine was restored from it by start().
     this.snapshot = initialSnapshot;
     const rng = o.rng ?? createRng(o.id);
@@ -195,7 +231,11 @@ export class RaftRuntime {
       rng,
       electionTicks: o.electionTicks ?? 15,
       heartbeatTicks: o.heartbeatTicks ?? 5,
-      initial: { ...initial, applied: this.lastSnapshotIndex },
+      initial: {
+        ...initial,
+        applied: this.lastSnapshotIndex,
+        ...(incoming === null ? {} : { incoming }),
+      },
       onEvent: (event) => this.o.onEvent?.({ kind: 'raft', event }),
     });
   }
@@ -207,8 +247,15 @@ export class RaftRuntime {
   static async start(o: RuntimeOptions): Promise<RaftRuntime> {
     const snapshot = await o.storage.loadSnapshot();
     if (snapshot !== null) await o.stateMachine.restore(snapshotChunks(snapshot.data));
+    const receiver = await SnapshotReceiver.open(
+      o.partialSnapshots ?? new MemoryPartialSnapshots(),
+    );
     // `this`, so that a subclass (the simulator's planted bugs) starts as itself.
-    const rt = new this(o, snapshot);
+    const rt = new this(o, snapshot, receiver);
+    if (snapshot !== null) {
+      const id = idOf(snapshotHash(snapshot.meta).update(snapshot.data));
+      rt.offer(snapshot.meta, snapshot.data, id);
+    }
     rt.running = true;
     // A single-voter cluster elects itself at once rather than after a timeout. The voters
     // are the core's (from the snapshot and the log), not the ones this node started with.
@@ -538,15 +585,7 @@ export class RaftRuntime {
   /** A message for this group from the host's router. */
   receive(msg: Message, attachment: Uint8Array | null): void {
     if (!this.running || msg.to !== this.o.id) return;
-    if (msg.type === 'snapshot') {
-      if (attachment === null) return; // a snapshot without its bytes cannot be installed
-      // Keep a few by index: the core may still ask for one received before the latest.
-      this.incomingSnapshots.set(msg.snapshot.index, attachment);
-      while (this.incomingSnapshots.size > 2) {
-        const oldest = Math.min(...this.incomingSnapshots.keys());
-        this.incomingSnapshots.delete(oldest);
-      }
-    }
+    if (msg.type === 'snapshot' && !this.receiveChunk(msg, attachment)) return;
     if (this.o.trace !== undefined) this.traceReceived(this.o.trace, msg);
     this.node.step(msg);
     this.kick();
@@ -588,8 +627,10 @@ export class RaftRuntime {
       const rd = this.node.ready();
       await this.handleReady(rd);
       this.node.advance(rd);
+      const check = this.receiver.pendingCheck;
+      if (check !== null) await this.checkIncoming(check);
       this.answerConfChanges();
-      this.afterAdvance();
+      this.saveCaptured();
     }
   }
 
@@ -601,10 +642,12 @@ export class RaftRuntime {
     // synchronous work: the followers' writes, on the commit's critical path, start at once.
     if (rd.messages.length > 0) this.o.flush?.();
     if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
+    // Before the answers that say how much of the snapshot is held (messagesAfterPersist).
+    for (const c of rd.snapshotChunks) await this.receiver.write(c);
     // Committed entries are already durable here (the core hands out only entries at or below
     // its persisted index), so they are applied before this Ready's write, not after it: a
     // client's answer never waits for an fsync that only records the new commit index.
-    if (rd.committedEntries.length > 0) this.applyEntries(rd.committedEntries);
+    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
     for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
     if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
     for (const m of rd.messagesAfterPersist)
@@ -683,10 +726,17 @@ export class RaftRuntime {
 
   private sendMessage(m: Message): void {
     if (m.type === 'snapshot') {
-      // The core names the snapshot its log was compacted to; we may hold a newer one by now.
-      // Ship the newest under its own name: it covers only committed entries, so it is safe.
-      if (this.snapshot === null) return;
-      this.o.send({ ...m, snapshot: this.snapshot.meta }, this.snapshot.data);
+      // No longer held (two newer snapshots were taken meanwhile): the transfer stalls, and
+      // the core starts over with the snapshot offered now when its progress times out.
+      const s = this.sendable.get(m.id);
+      if (s === undefined) return;
+      this.transferCounters.sent(
+        m.to,
+        { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
+        m.offset,
+        m.length,
+      );
+      this.o.send(m, sealChunk(s.data.subarray(m.offset, m.offset + m.length)));
       return;
     }
     if (this.o.trace !== undefined) {
@@ -697,20 +747,39 @@ export class RaftRuntime {
     this.o.send(m);
   }
 
+  /**
+   * Installs the snapshot the core took from the leader: the partial one, complete and checked
+   * against its id. Storage writes it atomically (a crash leaves the old snapshot and log).
+   */
   private async persistSnapshot(meta: SnapshotMeta): Promise<void> {
-    const data = this.incomingSnapshots.get(meta.index);
-    if (data === undefined)
-      throw new Error(
-        `Snapshot ${meta.term}/${meta.index} requested by the core was never received`,
-      );
-    this.incomingSnapshots.delete(meta.index);
+    const { data, id } = await this.receiver.whole(meta);
     await this.o.storage.saveSnapshot(meta, data);
     await this.o.stateMachine.restore(snapshotChunks(data));
-    this.snapshot = { meta, data };
+    await this.receiver.installed();
+    this.offer(meta, data, id);
     this.applied = meta.index;
     this.lastSnapshotIndex = meta.index;
     this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
     this.waiters.releaseReads(this.applied);
+  }
+
+  /**
+   * Applies `entries`, snapshotting the state machine at each multiple of snapshotEveryEntries
+   * on the way. Every node snapshots at the same indexes, however the log was cut into Readies,
+   * so a new leader usually holds the very snapshot (same bytes, same id) its predecessor was
+   * sending, and a follower's transfer resumes rather than starts over.
+   */
+  private applyCommitted(entries: readonly Entry[]): void {
+    const every = this.opts.snapshotEveryEntries;
+    let from = 0;
+    while (from < entries.length) {
+      const first = (entries[from] as Entry).index;
+      const boundary = Math.ceil(first / every) * every;
+      const to = Math.min(entries.length, from + (boundary - first) + 1);
+      this.applyEntries(entries.slice(from, to));
+      from = to;
+      if (this.applied === boundary && boundary > this.lastSnapshotIndex) this.takeSnapshot();
+    }
   }
 
   private applyEntries(entries: readonly Entry[]): void {
@@ -850,30 +919,37 @@ export class RaftRuntime {
     this.appliedConfChanges = [];
   }
 
-  private afterAdvance(): void {
-    const sinceSnapshot = this.applied - this.lastSnapshotIndex;
-    if (sinceSnapshot >= this.opts.snapshotEveryEntries) this.takeSnapshot();
-  }
-
+  /**
+   * Captures the state machine's state now, at the index just applied (it copies pointers and
+   * encodes later); the snapshot is encoded and saved once this Ready is advanced, when the
+   * core holds every membership change up to that index (confStateAt).
+   */
   private takeSnapshot(): void {
     if (this.snapshotting) return;
-    const st = this.node.status();
     const index = this.applied;
     const term = this.termAt(index);
     if (term === undefined) return;
+    this.lastSnapshotIndex = index;
+    this.snapshotting = true;
+    this.captured = { index, term, chunks: this.o.stateMachine.snapshot() };
+  }
+
+  private saveCaptured(): void {
+    const c = this.captured;
+    if (c === null) return;
+    this.captured = null;
+    const { index, term } = c;
+    const st = this.node.status();
     // The configuration the core holds at `index`, not the one this runtime started with: a
     // membership change must survive a restart from this snapshot.
     const meta: SnapshotMeta = snapshotMetaOf(index, term, this.node.confStateAt(index));
-    this.lastSnapshotIndex = index;
-    this.snapshotting = true;
-    // Capture now (synchronously, at `index`); encode and persist in the background; compact
-    // the in-memory log only once the snapshot is durable.
-    collectSnapshot(this.o.stateMachine.snapshot(), () => this.nextTurn())
+    collectSnapshot(c.chunks, () => this.nextTurn())
       .then(async (data) => {
         await this.o.storage.saveSnapshot(meta, data);
+        const id = await snapshotId(meta, data, () => this.nextTurn());
         // A snapshot installed from the leader meanwhile may be newer: never go back.
         if (this.snapshot !== null && this.snapshot.meta.index >= index) return;
-        this.snapshot = { meta, data };
+        this.offer(meta, data, id);
         const compactTo = Math.min(index - this.opts.snapshotCatchupEntries, st.persistedIndex);
         if (compactTo > this.node.status().firstIndex) this.node.compact(compactTo);
         this.o.onEvent?.({ kind: 'snapshot-saved', index, bytes: data.length });
@@ -882,6 +958,71 @@ export class RaftRuntime {
       .finally(() => {
         this.snapshotting = false;
       });
+  }
+
+  /** The core may send `data` to followers behind its compacted log from now on. */
+  private offer(meta: SnapshotMeta, data: Uint8Array, id: string): void {
+    this.snapshot = { meta, data };
+    this.sendable.delete(id);
+    this.sendable.set(id, { meta, data });
+    for (const old of this.sendable.keys()) {
+      if (this.sendable.size <= 2) break;
+      this.sendable.delete(old);
+    }
+    this.node.offerSnapshot({ meta, id, totalBytes: data.length });
+  }
+
+  /**
+   * A chunk from the leader: its bytes are kept until the core hands the chunk out to write.
+   * Returns false for one to drop before the core sees it (no bytes, or bytes that do not
+   * match their checksum): the leader sends it again after a quiet heartbeat round.
+   */
+  private receiveChunk(m: Message & { type: 'snapshot' }, attachment: Uint8Array | null): boolean {
+    if (!this.receiver.keep(m, attachment)) {
+      this.transferCounters.corruptChunks += 1;
+      this.o.onEvent?.({ kind: 'snapshot-chunk-refused', from: m.from, offset: m.offset });
+      return false;
+    }
+    this.incomingFrom = m.from;
+    const snapshot = { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes };
+    this.transferCounters.received(m.from, snapshot, m.offset, m.length);
+    return true;
+  }
+
+  /** Checks a complete incoming snapshot against its id and tells the core. */
+  private async checkIncoming(id: string): Promise<void> {
+    const { good, index } = await this.receiver.check(id);
+    if (!good) {
+      this.transferCounters.refusedSnapshots += 1;
+      this.o.onEvent?.({ kind: 'snapshot-refused', id, index });
+    }
+    this.node.incomingSnapshotChecked(id, good);
+  }
+
+  /**
+   * Snapshot transfers in progress: to each follower this leader sends one to, and from the
+   * leader this node receives one from; with bytes held, bytes moved, chunks and rate.
+   */
+  snapshotTransfers(): SnapshotTransfer[] {
+    const st = this.node.status();
+    const acked = new Map<number, { id: string; acked: number }>();
+    for (const [id, p] of Object.entries(st.progress))
+      if (p.snapshot !== undefined) acked.set(Number(id), p.snapshot);
+    const inc = st.incomingSnapshot;
+    return this.transferCounters.list(
+      acked,
+      inc === null ? null : { id: inc.id, received: inc.received, from: this.incomingFrom },
+    );
+  }
+
+  /** Counters of refused chunks and snapshots and of snapshot bytes sent, since start. */
+  snapshotCounters(): { corruptChunks: number; refusedSnapshots: number; bytesSent: number } {
+    const c = this.transferCounters;
+    return {
+      corruptChunks: c.corruptChunks,
+      refusedSnapshots: c.refusedSnapshots,
+      bytesSent: c.bytesSentTotal,
+    };
   }
 
   /** Lets timers and I/O run (on the injected clock, so the simulator controls it too). */

@@ -78,6 +78,8 @@ export interface RaftConfig {
   readonly maxUncommittedBytes?: number;
   /** Max entries handed out in one Ready as committedEntries. Default 16,384. */
   readonly maxCommittedPerReady?: number;
+  /** Max bytes of one snapshot chunk (SnapshotRequest.length). Default 1 MiB. */
+  readonly snapshotChunkBytes?: number;
   /** Recovered state; omitted for a brand-new node. */
   readonly initial?: InitialState;
   /** The recovery state the caller stored (see Recovery). Default `none`. */
@@ -103,6 +105,7 @@ export interface ResolvedConfig {
   readonly maxProposalBytes: number;
   readonly maxUncommittedBytes: number;
   readonly maxCommittedPerReady: number;
+  readonly snapshotChunkBytes: number;
   readonly onEvent: ((event: RaftEvent) => void) | null;
 }
 
@@ -128,6 +131,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
       config.maxProposalBytes ?? config.maxBytesPerMsg ?? defaultLimits.maxProposalBytes,
     maxUncommittedBytes: config.maxUncommittedBytes ?? defaultLimits.maxUncommittedBytes,
     maxCommittedPerReady: config.maxCommittedPerReady ?? 16384,
+    snapshotChunkBytes: config.snapshotChunkBytes ?? defaultLimits.maxSnapshotChunkBytes,
     onEvent: config.onEvent ?? null,
   };
   check(
@@ -181,5 +185,9 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     `maxUncommittedBytes (${resolved.maxUncommittedBytes}) must be >= maxBytesPerMsg (${resolved.maxBytesPerMsg})`,
   );
   check(resolved.maxCommittedPerReady >= 1, 'maxCommittedPerReady must be >= 1');
+  check(
+    Number.isSafeInteger(resolved.snapshotChunkBytes) && resolved.snapshotChunkBytes >= 1,
+    `snapshotChunkBytes must be a positive integer, got ${resolved.snapshotChunkBytes}`,
+  );
   return resolved;
 }

@@ -11,6 +11,7 @@ import { assert, fail, ok, type Result } from './errors.js';
 import type { ProgressState } from './progress.js';
 import { Raft } from './raft.js';
 import { hup } from './step-candidate.js';
+import { incomingChecked } from './step-follower.js';
 import {
   flushBatched,
   leaderReadIndex,
@@ -26,12 +27,14 @@ import {
   type AppendResponse,
   type Entry,
   type HardState,
+  type IncomingSnapshot,
   type Index,
   type Message,
   type NodeId,
   type Ready,
   type Recovery,
   type Role,
+  type SnapshotDescriptor,
   type SnapshotMeta,
   type SoftState,
   type Term,
@@ -60,9 +63,23 @@ export interface Status {
   /** The whole configuration in force (what a snapshot taken now records). */
   readonly conf: ConfState;
   /** Per member replication state (voters and learners); empty unless this node leads. */
-  readonly progress: Readonly<
-    Record<number, { match: Index; next: Index; state: ProgressState; learner: boolean }>
-  >;
+  readonly progress: Readonly<Record<number, ProgressStatus>>;
+  /** A snapshot this node is receiving from a leader, and how much of it it holds. */
+  readonly incomingSnapshot: IncomingSnapshot | null;
+}
+
+export interface ProgressStatus {
+  readonly match: Index;
+  readonly next: Index;
+  readonly state: ProgressState;
+  readonly learner: boolean;
+  /** In snapshot state: the snapshot being sent and how much of it the follower holds. */
+  readonly snapshot?: {
+    readonly id: string;
+    readonly index: Index;
+    readonly totalBytes: number;
+    readonly acked: number;
+  };
 }
 
 export class RaftNode {
@@ -225,6 +242,30 @@ export class RaftNode {
     this.raft.step(m);
   }
 
+  /**
+   * The caller holds this snapshot whole and durable, and can send any chunk of it: followers
+   * behind the compacted log are sent it from now on. Transfers already under way go on with
+   * the snapshot they started with, so the caller keeps that one's bytes until they end.
+   */
+  offerSnapshot(s: SnapshotDescriptor): void {
+    const r = this.raft;
+    assert(
+      Number.isSafeInteger(s.totalBytes) && s.totalBytes >= 1,
+      `A snapshot has at least one byte, offered ${s.totalBytes}`,
+    );
+    if (r.snapshotOffer !== null && r.snapshotOffer.meta.index > s.meta.index) return;
+    r.snapshotOffer = s;
+  }
+
+  /**
+   * The caller wrote the last chunk of incoming snapshot `id` (Ready.snapshotChunks) and
+   * checked the whole against the id: `good` installs it (a later Ready carries it), otherwise
+   * it is discarded and the leader asked for it again from byte 0.
+   */
+  incomingSnapshotChecked(id: string, good: boolean): void {
+    incomingChecked(this.raft, id, good);
+  }
+
   /** Whether this node may be missing state it promised to keep (see Recovery). */
   recovery(): Recovery {
     return this.raft.recoveryState;
@@ -243,6 +284,7 @@ export class RaftNode {
       r.msgsAfterPersist.length > 0 ||
       r.readStates.length > 0 ||
       snapshot !== null ||
+      r.snapshotChunks.length > 0 ||
       log.hasUnstable() ||
       (snapshot === null && log.hasNextCommitted()) ||
       (r.role === 'leader' && (r.needsBroadcast || r.commitBroadcast || r.readOnly.roundPending)) ||
@@ -266,6 +308,7 @@ export class RaftNode {
       softState: sameSoft(soft, this.lastSoft) ? null : soft,
       hardState: sameHard(hard, this.lastHard) ? null : hard,
       snapshot,
+      snapshotChunks: r.snapshotChunks,
       entries: log.unstableEntries(),
       messages: r.msgs,
       messagesAfterPersist: r.msgsAfterPersist,
@@ -279,6 +322,7 @@ export class RaftNode {
     r.msgs = [];
     r.msgsAfterPersist = [];
     r.readStates = [];
+    r.snapshotChunks = [];
     this.outstanding = rd;
     return rd;
   }
@@ -343,18 +387,29 @@ export class RaftNode {
 
   status(): Status {
     const r = this.raft;
-    const progress: Record<
-      number,
-      { match: Index; next: Index; state: ProgressState; learner: boolean }
-    > = {};
+    const progress: Record<number, ProgressStatus> = {};
     if (r.role === 'leader') {
-      for (const [id, pr] of r.trk.progress)
-        progress[id] = {
+      for (const [id, pr] of r.trk.progress) {
+        const p: ProgressStatus = {
           match: pr.match,
           next: pr.next,
           state: pr.state,
           learner: !r.trk.isVoter(id),
         };
+        const s = pr.snapshot;
+        progress[id] =
+          pr.state === 'snapshot' && s !== null
+            ? {
+                ...p,
+                snapshot: {
+                  id: s.id,
+                  index: s.meta.index,
+                  totalBytes: s.totalBytes,
+                  acked: pr.snapshotAcked,
+                },
+              }
+            : p;
+      }
     }
     const conf = r.conf();
     return {
@@ -375,6 +430,7 @@ export class RaftNode {
       outgoingVoters: conf.outgoing,
       conf,
       progress,
+      incomingSnapshot: r.incoming,
     };
   }
 
@@ -432,7 +488,14 @@ export class RaftNode {
 
   /** Votes and append acknowledgements promise durable state: they wait for the write. */
   protected mustPersistBeforeSending(m: Message): boolean {
-    return m.type === 'vote' || m.type === 'vote-resp' || m.type === 'append-resp';
+    // A snapshot chunk's answer says its bytes are written, so a leader that resumes from it
+    // after a restart of this node resumes where the partial file ends.
+    return (
+      m.type === 'vote' ||
+      m.type === 'vote-resp' ||
+      m.type === 'append-resp' ||
+      m.type === 'snapshot-resp'
+    );
   }
 }
 

@@ -7,7 +7,7 @@
 //   snapshot:  the entries the follower needs were compacted; a snapshot is on its way.
 
 import { Inflights } from './inflights.js';
-import type { Index } from './types.js';
+import type { Index, SnapshotDescriptor } from './types.js';
 
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
@@ -21,6 +21,19 @@ export class Progress {
   probeSent = false;
   /** In snapshot state: the index of the snapshot being sent. */
   pendingSnapshot: Index = 0;
+  /** In snapshot state: the snapshot being sent, in chunks. */
+  snapshot: SnapshotDescriptor | null = null;
+  /**
+   * In snapshot state: the bytes of `snapshot` the follower said it holds; the chunk in flight
+   * starts here. Invariant: 0 <= snapshotAcked <= snapshot.totalBytes.
+   */
+  snapshotAcked = 0;
+  /** In snapshot state: heartbeat rounds since the chunk in flight was (re)sent. */
+  snapshotIdleRounds = 0;
+  /** In snapshot state: times the chunk in flight was resent; each doubles the next wait. */
+  snapshotResends = 0;
+  /** In snapshot state: an acknowledgement arrived since the last check-quorum round. */
+  snapshotProgressed = false;
   /** Heard from since the last check-quorum round. */
   recentActive = false;
   /** The follower's last answer said it is recovering lost data (HeartbeatResponse). */
@@ -56,6 +69,7 @@ export class Progress {
     this.state = 'probe';
     this.probeSent = false;
     this.pendingSnapshot = 0;
+    this.snapshot = null;
     this.inflights.reset();
   }
 
@@ -64,12 +78,22 @@ export class Progress {
     this.next = this.match + 1;
     this.probeSent = false;
     this.pendingSnapshot = 0;
+    this.snapshot = null;
     this.inflights.reset();
   }
 
-  becomeSnapshot(snapshotIndex: Index): void {
+  /**
+   * Starts sending `snapshot` from byte 0. A follower holding a part of the same snapshot
+   * answers the first chunk with how much it has, and the transfer goes on from there.
+   */
+  becomeSnapshot(snapshot: SnapshotDescriptor): void {
     this.state = 'snapshot';
-    this.pendingSnapshot = snapshotIndex;
+    this.pendingSnapshot = snapshot.meta.index;
+    this.snapshot = snapshot;
+    this.snapshotAcked = 0;
+    this.snapshotIdleRounds = 0;
+    this.snapshotResends = 0;
+    this.snapshotProgressed = false;
     this.probeSent = false;
     this.inflights.reset();
   }
@@ -126,6 +150,7 @@ export class Progress {
     this.next = probeFrom + 1;
     this.probeSent = false;
     this.pendingSnapshot = 0;
+    this.snapshot = null;
     this.inflights.reset();
   }
 

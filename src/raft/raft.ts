@@ -27,12 +27,15 @@ import {
   type AppendResponse,
   type HardState,
   type Index,
+  type IncomingSnapshot,
   type InitialState,
   type Message,
   type NodeId,
   type Recovery,
   type ReadState,
   type Role,
+  type SnapshotChunk,
+  type SnapshotDescriptor,
   type SoftState,
   type Term,
   type VoteRequest,
@@ -148,8 +151,24 @@ export class Raft {
   /** The commit index advanced: followers learn it from the next Ready's appends. */
   commitBroadcast = false;
 
+  /**
+   * The newest snapshot the caller can send (RaftNode.offerSnapshot); a follower behind the
+   * compacted log is sent this one. Invariant: null or meta.index >= log.snapshotIndex when
+   * a transfer starts (sendSnapshot checks).
+   */
+  snapshotOffer: SnapshotDescriptor | null = null;
+  /** A snapshot this node is receiving from a leader, and how much of it it holds. */
+  incoming: IncomingSnapshot | null = null;
+  /**
+   * The incoming snapshot is complete: its checksum is being checked by the caller
+   * (RaftNode.incomingSnapshotChecked). Chunks of it are not accepted meanwhile.
+   */
+  incomingChecking = false;
+
   // Output queues, drained by the next Ready.
   msgs: Message[] = [];
+  /** Chunks of the incoming snapshot to write (Ready.snapshotChunks). */
+  snapshotChunks: SnapshotChunk[] = [];
   msgsAfterPersist: Message[] = [];
   readStates: ReadState[] = [];
 
@@ -186,6 +205,7 @@ export class Raft {
         initial.hardState.commit,
         initial.applied,
       );
+      this.incoming = initial.incoming ?? null;
       // The configuration is the snapshot's and then every change committed after it: a
       // restart never falls back to the member list the node was first started with, nor
       // waits for its first Ready to apply what is known committed (a caller that replays the

@@ -3,10 +3,10 @@
 // behind the compacted prefix (§7), heartbeats that also number ReadIndex rounds, and the
 // TimeoutNow of a leadership transfer (thesis §3.10).
 
-import { snapshotMetaOf } from './confchange.js';
 import type { Progress } from './progress.js';
 import type { Raft } from './raft.js';
-import type { AppendRequest, Entry, Heartbeat, NodeId } from './types.js';
+import { assert } from './errors.js';
+import type { AppendRequest, Entry, Heartbeat, NodeId, SnapshotRequest } from './types.js';
 
 export function broadcastAppend(r: Raft, sendIfEmpty: boolean): void {
   for (const id of r.trk.memberIds()) {
@@ -59,16 +59,38 @@ export function sendAppend(r: Raft, to: NodeId, sendIfEmpty: boolean): boolean {
 function sendSnapshot(r: Raft, to: NodeId, pr: Progress): boolean {
   // A follower we have not heard from lately is probably down: do not ship it a snapshot.
   if (!pr.recentActive) return false;
-  // The configuration in force at the snapshot's index, not the one in force now: the
-  // follower rebuilds its configuration from the snapshot and the log after it.
-  const snapshot = snapshotMetaOf(
-    r.log.snapshotIndex,
-    r.log.snapshotTerm,
-    r.confAt(r.log.snapshotIndex),
-  );
-  r.send({ type: 'snapshot', from: r.id, to, term: r.term, snapshot });
-  pr.becomeSnapshot(snapshot.index);
+  // The caller offers the snapshot it holds whole (its own or one installed from a leader); the
+  // log was compacted behind it, so it covers what the follower is missing.
+  const offer = r.snapshotOffer;
+  if (offer === null || offer.meta.index < r.log.snapshotIndex) return false;
+  pr.becomeSnapshot(offer);
+  sendSnapshotChunk(r, to, pr);
   return false;
+}
+
+/**
+ * Sends the chunk of the snapshot in flight to `to` that starts where the follower said it
+ * holds up to. One chunk is in flight at a time: each acknowledgement sends the next, and a
+ * lost one is sent again after a quiet heartbeat round (resendSnapshotChunks).
+ */
+export function sendSnapshotChunk(r: Raft, to: NodeId, pr: Progress): void {
+  const s = pr.snapshot;
+  assert(pr.state === 'snapshot' && s !== null, `No snapshot in flight to ${to}`);
+  const offset = pr.snapshotAcked;
+  const length = Math.min(r.cfg.snapshotChunkBytes, s.totalBytes - offset);
+  const msg: SnapshotRequest = {
+    type: 'snapshot',
+    from: r.id,
+    to,
+    term: r.term,
+    snapshot: s.meta,
+    id: s.id,
+    offset,
+    length,
+    totalBytes: s.totalBytes,
+  };
+  r.send(msg);
+  pr.snapshotIdleRounds = 0;
 }
 
 export function broadcastHeartbeat(r: Raft): void {

@@ -4,16 +4,19 @@
 import { switchToSnapshotConf } from './conf-history.js';
 import type { Raft } from './raft.js';
 import { hup } from './step-candidate.js';
-import type {
-  AppendRequest,
-  AppendResponse,
-  Heartbeat,
-  HeartbeatResponse,
-  Index,
-  Message,
-  NodeId,
-  SnapshotRequest,
-  Term,
+import {
+  NONE,
+  type AppendRequest,
+  type AppendResponse,
+  type Heartbeat,
+  type HeartbeatResponse,
+  type IncomingSnapshot,
+  type Index,
+  type Message,
+  type NodeId,
+  type SnapshotDescriptor,
+  type SnapshotRequest,
+  type Term,
 } from './types.js';
 
 export function stepFollower(r: Raft, m: Message): void {
@@ -89,6 +92,13 @@ function handleHeartbeat(r: Raft, m: Heartbeat): void {
   r.send(resp);
 }
 
+/**
+ * One chunk of a snapshot (paper §7, Figure 13). A chunk that continues the snapshot held in
+ * part is accepted: the Ready hands it out to be written, and the answer (after the write)
+ * says how much is held. Any other chunk is answered with how much is held, so the leader
+ * resumes from there: after a lost chunk, a restart of either side, or a new leader whose
+ * snapshot has the same id. A snapshot with another id replaces the partial one, from byte 0.
+ */
 function handleSnapshot(r: Raft, m: SnapshotRequest): void {
   const s = m.snapshot;
   if (s.index <= r.log.committed) {
@@ -101,14 +111,83 @@ function handleSnapshot(r: Raft, m: SnapshotRequest): void {
     sendAppendResponse(r, m.from, true, s.index, 0, 0);
     return;
   }
-  if (r.log.snapshotInProgress()) {
-    // The caller is still installing the previous snapshot; it cannot be swapped mid-write.
-    // Drop this one: the leader retries once its progress times out (tickHeartbeat).
+  let inc = r.incoming;
+  if (inc === null || inc.id !== m.id) {
+    inc = { meta: s, id: m.id, totalBytes: m.totalBytes, received: 0 };
+    r.incoming = inc;
+    r.incomingChecking = false;
+  }
+  if (inc.received === inc.totalBytes && !r.incomingChecking) {
+    // Complete but not checked (a restart came between the last write and the check, or the
+    // log was busy installing another snapshot): check it now.
+    r.incomingChecking = true;
+    r.snapshotChunks.push({ ...descriptorOf(inc), offset: inc.received, length: 0, last: true });
     return;
   }
+  if (r.incomingChecking || m.offset !== inc.received || m.length === 0) {
+    sendSnapshotResponse(r, m.from, inc);
+    return;
+  }
+  if (m.totalBytes !== inc.totalBytes || m.offset + m.length > inc.totalBytes) {
+    // Not a chunk of the snapshot this id names: the transport's checks should have kept it
+    // out. Take nothing from it.
+    sendSnapshotResponse(r, m.from, inc);
+    return;
+  }
+  const received = inc.received + m.length;
+  const last = received === inc.totalBytes;
+  r.snapshotChunks.push({ ...descriptorOf(inc), offset: m.offset, length: m.length, last });
+  r.incoming = { ...inc, received };
+  r.incomingChecking = last;
+  sendSnapshotResponse(r, m.from, r.incoming);
+}
+
+function descriptorOf(inc: IncomingSnapshot): SnapshotDescriptor {
+  return { meta: inc.meta, id: inc.id, totalBytes: inc.totalBytes };
+}
+
+function sendSnapshotResponse(r: Raft, to: NodeId, inc: IncomingSnapshot): void {
+  r.send({
+    type: 'snapshot-resp',
+    from: r.id,
+    to,
+    term: r.term,
+    id: inc.id,
+    received: inc.received,
+  });
+}
+
+/**
+ * The caller checked the complete incoming snapshot's bytes against its id. A good one
+ * replaces the log (the Ready carries it, to be stored and applied) and is acknowledged by
+ * index once stored; a bad one is dropped and the leader told to send it again from byte 0.
+ */
+export function incomingChecked(r: Raft, id: string, good: boolean): void {
+  const inc = r.incoming;
+  if (inc === null || inc.id !== id || !r.incomingChecking) return; // replaced meanwhile
+  r.incomingChecking = false;
+  if (!good) {
+    r.incoming = { ...inc, received: 0 };
+    if (r.leader !== NONE) sendSnapshotResponse(r, r.leader, r.incoming);
+    return;
+  }
+  const s = inc.meta;
+  if (s.index <= r.log.committed || r.log.matchTerm(s.index, s.term)) {
+    // The log caught up by other means while the snapshot travelled: nothing to install.
+    r.log.commitTo(Math.max(r.log.committed, s.index));
+    r.incoming = null;
+    if (r.leader !== NONE) sendAppendResponse(r, r.leader, true, r.log.committed, 0, 0);
+    return;
+  }
+  // The caller is still installing a previous snapshot, which cannot be swapped mid-write:
+  // this one stays complete and is checked again when the leader next sends a chunk of it.
+  if (r.log.snapshotInProgress()) return;
   r.log.resetToSnapshot(s);
   switchToSnapshotConf(r, s);
-  sendAppendResponse(r, m.from, true, s.index, 0, 0);
+  // The transfer is over: the caller installs from the bytes it wrote. A late chunk of this
+  // snapshot finds its index committed and is answered with an append acknowledgement.
+  r.incoming = null;
+  if (r.leader !== NONE) sendAppendResponse(r, r.leader, true, s.index, 0, 0);
 }
 
 function sendAppendResponse(

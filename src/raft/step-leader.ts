@@ -6,7 +6,13 @@ import { describeConf, encodeConfChange, type ConfChange } from './confchange.js
 import { fail, ok, type Result } from './errors.js';
 import type { Progress } from './progress.js';
 import type { Raft } from './raft.js';
-import { broadcastAppend, broadcastHeartbeat, sendAppend, sendTimeoutNow } from './replicate.js';
+import {
+  broadcastAppend,
+  broadcastHeartbeat,
+  sendAppend,
+  sendSnapshotChunk,
+  sendTimeoutNow,
+} from './replicate.js';
 import {
   NONE,
   type AppendResponse,
@@ -15,6 +21,7 @@ import {
   type Index,
   type Message,
   type NodeId,
+  type SnapshotResponse,
   type Term,
 } from './types.js';
 
@@ -25,6 +32,9 @@ export function stepLeader(r: Raft, m: Message): void {
       return;
     case 'heartbeat-resp':
       handleHeartbeatResponse(r, m);
+      return;
+    case 'snapshot-resp':
+      handleSnapshotResponse(r, m);
       return;
     case 'read-index':
       leaderReadIndex(r, m.requestId, m.from, m.lease);
@@ -50,8 +60,13 @@ export function tickHeartbeat(r: Raft): void {
     }
     for (const [id, pr] of r.trk.progress) {
       if (id !== r.id) pr.recentActive = false;
-      // A snapshot that got no answer in a whole election timeout is retried.
-      if (pr.state === 'snapshot') pr.becomeProbe();
+      // A snapshot transfer that moved on in a whole election timeout goes on (a large one
+      // lasts many); one that did not is retried from a probe. Retrying costs at most a chunk:
+      // the follower answers the first one with how much of the snapshot it holds.
+      if (pr.state === 'snapshot') {
+        if (!pr.snapshotProgressed) pr.becomeProbe();
+        else pr.snapshotProgressed = false;
+      }
     }
     if (r.leadTransferee !== NONE) r.abortTransfer('timed out');
     if (r.handingOff) handOff(r);
@@ -66,6 +81,26 @@ export function tickHeartbeat(r: Raft): void {
       r.readOnly.forgetBefore(r.ticks - r.cfg.electionTicks);
     }
     broadcastHeartbeat(r);
+    resendSnapshotChunks(r);
+  }
+}
+
+/**
+ * A chunk unacknowledged for two heartbeat rounds (one may have started just after it was
+ * sent) was probably lost: send it again. A duplicate costs one chunk; the follower answers it
+ * with what it holds, which the leader already knows and ignores. Each resend of the same
+ * chunk doubles the wait (up to 32 rounds), so a follower that is merely slow (a long disk
+ * sync, a busy machine) is not sent the same chunk every two rounds.
+ */
+function resendSnapshotChunks(r: Raft): void {
+  for (const [id, pr] of r.trk.progress) {
+    if (id === r.id || pr.state !== 'snapshot' || pr.snapshot === null) continue;
+    if (pr.snapshotAcked >= pr.snapshot.totalBytes) continue; // complete: being installed
+    pr.snapshotIdleRounds++;
+    if (pr.snapshotIdleRounds >= 2 << Math.min(pr.snapshotResends, 4)) {
+      pr.snapshotResends++;
+      sendSnapshotChunk(r, id, pr);
+    }
   }
 }
 
@@ -355,6 +390,28 @@ function maybeCommit(r: Raft): boolean {
       leaderReadIndex(r, read.requestId, read.from, read.lease);
   }
   return true;
+}
+
+/**
+ * The follower holds the first `received` bytes of the snapshot in flight: send on from there.
+ * Less than it said before means it lost some (a restart) or refused the whole snapshot (a
+ * checksum that did not match, received 0); the same amount again is a duplicate or an
+ * answer to a chunk it could not take, and a quiet heartbeat round resends instead.
+ */
+function handleSnapshotResponse(r: Raft, m: SnapshotResponse): void {
+  const pr = r.trk.get(m.from);
+  if (pr === undefined) return;
+  pr.markActive();
+  const s = pr.snapshot;
+  if (pr.state !== 'snapshot' || s === null || s.id !== m.id) return; // another transfer's
+  if (m.received > s.totalBytes || m.received === pr.snapshotAcked) return;
+  pr.snapshotAcked = m.received;
+  pr.snapshotProgressed = true;
+  pr.snapshotResends = 0;
+  // Once complete, the follower checks and installs it and acknowledges its index with an
+  // append answer, which ends the snapshot state (handleAppendResponse).
+  if (m.received < s.totalBytes) sendSnapshotChunk(r, m.from, pr);
+  else pr.snapshotIdleRounds = 0;
 }
 
 function handleHeartbeatResponse(r: Raft, m: HeartbeatResponse): void {

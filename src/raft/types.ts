@@ -169,13 +169,53 @@ export interface ReadIndexResponse extends MessageBase {
 }
 
 /**
- * InstallSnapshot (paper §7). The core only names the snapshot; the runtime that sends it
- * attaches (or streams) the snapshot's bytes, and the receiving runtime stores them before
- * stepping this message into its core.
+ * A snapshot the caller holds whole and can send (RaftNode.offerSnapshot): its metadata, its
+ * size, and `id`, a checksum of its bytes. The id is the snapshot's identity: a transfer
+ * resumes only into a partial copy with the same id, so bytes of two different snapshots are
+ * never spliced, even two taken at the same index by different leaders.
+ */
+export interface SnapshotDescriptor {
+  readonly meta: SnapshotMeta;
+  readonly id: string;
+  readonly totalBytes: number;
+}
+
+/**
+ * A snapshot a follower is receiving: how many of its bytes it holds, in order from byte 0
+ * (its caller keeps them in a partial file that survives a restart: InitialState.incoming).
+ * Invariant: 0 <= received <= totalBytes.
+ */
+export interface IncomingSnapshot extends SnapshotDescriptor {
+  readonly received: number;
+}
+
+/**
+ * InstallSnapshot (paper §7), one chunk at a time, as in the paper's Figure 13 (offset, data,
+ * done) with a snapshot id as in openraft. The core names the chunk (offset and length in the
+ * snapshot `id`); the sending runtime attaches those bytes, and the receiving runtime holds
+ * them until the core hands the chunk out in a Ready (Ready.snapshotChunks) to be written.
+ * A chunk of length 0 carries no bytes. The follower answers every chunk with how much of
+ * snapshot `id` it holds (SnapshotResponse), and the last one, once the whole snapshot is
+ * installed, with an append acknowledgement of its index.
  */
 export interface SnapshotRequest extends MessageBase {
   readonly type: 'snapshot';
   readonly snapshot: SnapshotMeta;
+  readonly id: string;
+  readonly offset: number;
+  readonly length: number;
+  readonly totalBytes: number;
+}
+
+/**
+ * The follower holds the first `received` bytes of snapshot `id`: the leader sends on from
+ * there. A `received` below what the leader last heard (0 after a refused checksum, less after
+ * a restart) makes it go back; a different `id` is stale and ignored.
+ */
+export interface SnapshotResponse extends MessageBase {
+  readonly type: 'snapshot-resp';
+  readonly id: string;
+  readonly received: number;
 }
 
 export type Message =
@@ -188,9 +228,18 @@ export type Message =
   | TimeoutNow
   | ReadIndexRequest
   | ReadIndexResponse
-  | SnapshotRequest;
+  | SnapshotRequest
+  | SnapshotResponse;
 
 export type MessageType = Message['type'];
+
+/** A chunk of a snapshot that a follower accepted (Ready.snapshotChunks), and its snapshot. */
+export interface SnapshotChunk extends SnapshotDescriptor {
+  readonly offset: number;
+  readonly length: number;
+  /** Set on the chunk that completes the snapshot. */
+  readonly last: boolean;
+}
 
 /** A ReadIndex request that became safe (or failed): see RaftNode.readIndex. */
 export interface ReadState {
@@ -213,7 +262,8 @@ export interface SoftState {
  * 1. Send `messages` at once: they do not depend on anything in this Ready being durable (the
  *    leader's AppendEntries may go out before its own write, thesis §10.2.1).
  * 2. Persist `snapshot` (if any), then `entries` and `hardState` to stable storage. Entries
- *    whose index is at or below the last stored one replace the stored suffix.
+ *    whose index is at or below the last stored one replace the stored suffix. Write
+ *    `snapshotChunks` (if any) to the partial snapshot.
  * 3. Only after step 2 is durable, send `messagesAfterPersist` (votes and append
  *    acknowledgements promise that the state is on disk).
  * 4. Apply `snapshot` (if any, after persisting it) and then `committedEntries` to the state
@@ -228,6 +278,14 @@ export interface Ready {
   readonly hardState: HardState | null;
   /** A snapshot received from the leader that replaces the log up to its index. */
   readonly snapshot: SnapshotMeta | null;
+  /**
+   * Chunks of a snapshot being received, in order: write each one's bytes (which came with
+   * its message) at its offset of the partial snapshot `id` before sending
+   * `messagesAfterPersist`, starting a new partial file (and discarding the old one) at a
+   * chunk of offset 0. When the last one is written, check the whole snapshot's checksum
+   * and report it (RaftNode.incomingSnapshotChecked).
+   */
+  readonly snapshotChunks: readonly SnapshotChunk[];
   readonly entries: readonly Entry[];
   readonly messages: readonly Message[];
   readonly messagesAfterPersist: readonly Message[];
@@ -250,4 +308,6 @@ export interface InitialState {
   readonly entries: readonly Entry[];
   /** The index the state machine had applied durably (at least the snapshot index). */
   readonly applied: Index;
+  /** A snapshot being received when the node stopped, and the bytes of it that were kept. */
+  readonly incoming?: IncomingSnapshot;
 }

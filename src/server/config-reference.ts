@@ -103,7 +103,12 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
       "Bytes of a watch's stream its reader may leave unread; past it the watch is cancelled `WATCH_TOO_SLOW` with the revision to resume from, rather than buffered without bound.",
   },
   snapshotEveryEntries: {
-    meaning: 'Snapshot the state machine and compact the log after this many applied entries.',
+    meaning:
+      'Snapshot the state machine and compact the log at every index that is a multiple of this: the same indexes on every node, so a new leader can resume the snapshot transfer its predecessor began.',
+  },
+  snapshotChunkBytes: {
+    meaning:
+      'Bytes of one snapshot chunk sent to a follower: the unit a transfer is acknowledged, resent and resumed in (a lost chunk, a restart or a leader change mid-transfer costs about one); it must fit a peer frame.',
   },
   requestTimeoutMs: {
     meaning: 'How long a write or a linearizable read may wait in a node before `TIMEOUT`.',

@@ -42,6 +42,8 @@ export interface NodeConfig {
    */
   readonly leaseDriftTicks: number;
   readonly snapshotEveryEntries: number;
+  /** Bytes of one snapshot chunk sent to a follower: the unit a transfer resumes in. */
+  readonly snapshotChunkBytes: number;
   /** The leader compacts the key-value history to keep at least this many revisions; 0: off. */
   readonly compactionKeepRevisions: number;
   /** The leader compacts the key-value history to keep at least this much time; 0: off. */
@@ -112,6 +114,7 @@ export const configDefaults = {
   /** Unset, a third of electionTicks rounded up: this is that third of the default 15. */
   leaseDriftTicks: 5,
   snapshotEveryEntries: 10_000,
+  snapshotChunkBytes: defaultLimits.maxSnapshotChunkBytes,
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
   maxWatches: 10_000,
@@ -142,6 +145,7 @@ export const numericFields = [
   ['heartbeatTicks', 1, 10_000],
   ['leaseDriftTicks', 0, 10_000],
   ['snapshotEveryEntries', 10, 1e9],
+  ['snapshotChunkBytes', 1024, 64 * 1024 * 1024],
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],
   ['maxWatches', 0, 1_000_000],
@@ -350,6 +354,7 @@ function resolveLimits(n: Record<(typeof numericFields)[number][0], number>): Li
     maxKeyBytes: n.maxKeyBytes,
     maxValueBytes: n.maxValueBytes,
     maxBodyBytes: n.maxBodyBytes,
+    maxSnapshotChunkBytes: n.snapshotChunkBytes,
   };
   const limits: Limits = { ...set, maxProposalBytes: maxWriteEnvelopeBytes(set) };
   try {

@@ -130,6 +130,15 @@ export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
     case 'snapshot-restored':
       log.info({ index: e.index, bytes: e.bytes }, 'snapshot installed from leader');
       return;
+    case 'snapshot-chunk-refused':
+      log.warn({ from: e.from, offset: e.offset }, 'snapshot chunk refused: bad checksum; resent');
+      return;
+    case 'snapshot-refused':
+      log.warn(
+        { id: e.id, index: e.index },
+        'snapshot refused: its bytes do not match its id; sent again from byte 0',
+      );
+      return;
     case 'fatal':
       log.fatal({ err: e.error }, 'node stopped');
       return;

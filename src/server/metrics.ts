@@ -174,6 +174,91 @@ export class NodeMetrics {
     });
   }
 
+  /**
+   * Snapshot transfers in progress (bytes the follower holds, the total, bytes moved, chunks,
+   * rate) by group, direction and peer; and per group, since start: snapshot bytes sent, chunks
+   * refused for a bad checksum, complete snapshots refused for not matching their id.
+   */
+  bindSnapshotTransfers(
+    read: () => {
+      readonly transfers: readonly {
+        readonly group: number;
+        readonly direction: string;
+        readonly peer: number;
+        readonly totalBytes: number;
+        readonly bytesDone: number;
+        readonly bytesMoved: number;
+        readonly chunks: number;
+        readonly bytesPerSec: number;
+      }[];
+      readonly counters: readonly {
+        readonly group: number;
+        readonly corruptChunks: number;
+        readonly refusedSnapshots: number;
+        readonly bytesSent: number;
+      }[];
+    },
+  ): void {
+    new Gauge({
+      name: 'flotilla_snapshot_transfer_bytes',
+      help: 'Snapshot transfers in progress: bytes the follower holds (done), the snapshot (total), chunk bytes moved, resends included (moved)',
+      labelNames: ['group', 'direction', 'peer', 'kind'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const t of read().transfers) {
+          const l = { group: String(t.group), direction: t.direction, peer: String(t.peer) };
+          this.set({ ...l, kind: 'done' }, t.bytesDone);
+          this.set({ ...l, kind: 'total' }, t.totalBytes);
+          this.set({ ...l, kind: 'moved' }, t.bytesMoved);
+        }
+      },
+    });
+    new Gauge({
+      name: 'flotilla_snapshot_transfer_chunks',
+      help: 'Snapshot transfers in progress: chunks sent or received, resends included',
+      labelNames: ['group', 'direction', 'peer'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const t of read().transfers)
+          this.set(
+            { group: String(t.group), direction: t.direction, peer: String(t.peer) },
+            t.chunks,
+          );
+      },
+    });
+    new Gauge({
+      name: 'flotilla_snapshot_transfer_rate_bytes_per_second',
+      help: 'Snapshot transfers in progress: chunk bytes moved per second since the transfer began',
+      labelNames: ['group', 'direction', 'peer'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const t of read().transfers)
+          this.set(
+            { group: String(t.group), direction: t.direction, peer: String(t.peer) },
+            t.bytesPerSec,
+          );
+      },
+    });
+    new Gauge({
+      name: 'flotilla_snapshot_events',
+      help: 'Since start, per group: snapshot bytes sent (bytes_sent), chunks refused for a bad checksum (chunks_refused), snapshots refused for not matching their id (snapshots_refused)',
+      labelNames: ['group', 'kind'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const c of read().counters) {
+          const group = String(c.group);
+          this.set({ group, kind: 'bytes_sent' }, c.bytesSent);
+          this.set({ group, kind: 'chunks_refused' }, c.corruptChunks);
+          this.set({ group, kind: 'snapshots_refused' }, c.refusedSnapshots);
+        }
+      },
+    });
+  }
+
   /** The key-value store's revision, compacted revision and the history held for past reads. */
   bindKvHistory(
     read: () => {

@@ -19,7 +19,7 @@ import {
 } from '../api/routes.js';
 import type { ClusterStatus, NodeStatus } from '../api/types.js';
 import { createRng, type Recovery } from '../raft/index.js';
-import { openSqliteStorage, openWalStorage } from '../storage/index.js';
+import { FilePartialSnapshots, openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { TcpTransport } from '../transport/index.js';
 import type { NodeConfig } from './config.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
@@ -355,6 +355,8 @@ export class FlotillaNode implements AsyncDisposable {
     const groupOptions = (group: number, groupStorage: GroupStorage, machine: StateMachine) => ({
       voters: config.members.map((m) => m.id),
       storage: groupStorage,
+      // A snapshot being received survives a restart in the group's directory.
+      partialSnapshots: new FilePartialSnapshots(groupDir(config.dataDir, group)),
       stateMachine: new SessionMachine(machine, sessionLimits),
       rng: createRng(config.id * 104729 + group * 31 + Date.now()),
       electionTicks: config.electionTicks,
@@ -368,6 +370,7 @@ export class FlotillaNode implements AsyncDisposable {
         maxBytesPerMsg: limits.maxBytesPerMsg,
         maxUncommittedBytes: limits.maxUncommittedBytes,
         maxInflightBytes: limits.maxInflightBytes,
+        snapshotChunkBytes: limits.maxSnapshotChunkBytes,
         recovery,
       },
       storeRecovery: (r: Recovery) => {
@@ -460,6 +463,13 @@ export class FlotillaNode implements AsyncDisposable {
       loopDelay,
     );
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
+    metrics.bindSnapshotTransfers(() => ({
+      transfers: [
+        ...runtime.snapshotTransfers().map((t) => ({ group: KV_GROUP, ...t })),
+        ...queueRuntime.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
+      ],
+      counters: [runtime, queueRuntime].map((rt, group) => ({ group, ...rt.snapshotCounters() })),
+    }));
     metrics.bindKvHistory(() => ({
       revision: kv.revision(),
       compacted: kv.compacted(),
@@ -587,6 +597,10 @@ export class FlotillaNode implements AsyncDisposable {
       revision: this.kv.revision(),
       recovering: s.recovery === 'recovering',
       members: this.config.members,
+      snapshotTransfers: [
+        ...this.runtime.snapshotTransfers().map((t) => ({ group: KV_GROUP, ...t })),
+        ...this.queueService.runtime.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
+      ],
       queueGroup: {
         role: q.role,
         term: q.term,

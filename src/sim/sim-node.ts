@@ -23,6 +23,7 @@ import {
 } from '../host/contracts.js';
 import { Host } from '../host/host.js';
 import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from '../host/runtime.js';
+import { MemoryPartialSnapshots } from '../host/snapshot-transfer.js';
 import { SessionMachine } from '../host/sessions.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { KvService } from '../server/kv-service.js';
@@ -114,6 +115,8 @@ export class SimNode implements LogView {
   private nextCallbackId = 1;
   private readonly seeds: Rng;
   readonly clock: Clock;
+  /** The partial snapshot being received: part of the data directory, it survives a crash. */
+  private partials = new MemoryPartialSnapshots();
 
   constructor(private readonly opts: SimNodeOptions) {
     this.id = opts.id;
@@ -171,6 +174,8 @@ export class SimNode implements LogView {
     const recovery = this.disk.recovery;
     let core: RaftNode | null = null;
     // The disk first, as node.ts opens storage first: the WAL's recovery runs here.
+    // A wiped data directory lost its partial snapshot too.
+    if (this.disk.isBlank()) this.partials = new MemoryPartialSnapshots();
     const storage = await this.disk.open({
       later: (done) => this.later('disk', host.diskLatencyMs(), done),
       onEntry: (e) => host.onPersist(this, e),
@@ -194,6 +199,7 @@ export class SimNode implements LogView {
         raft: { ...this.opts.runtime.raft, ...(recovery === null ? {} : { recovery }) },
         voters: this.opts.voters,
         storage,
+        partialSnapshots: this.partials,
         stateMachine: this.observe(new SessionMachine(kv, SIM_SESSION_LIMITS), kv),
         rng: createRng(this.seeds.int(0x100000000)),
         storeRecovery: (r) => {

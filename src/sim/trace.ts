@@ -29,7 +29,9 @@ export function describeMessage(m: Message): string {
     case 'read-index-resp':
       return `${head} req=${m.requestId} ok=${m.ok} index=${m.index}`;
     case 'snapshot':
-      return `${head} snapshot=${m.snapshot.term}/${m.snapshot.index}`;
+      return `${head} snapshot=${m.snapshot.term}/${m.snapshot.index} id=${m.id.slice(0, 8)} ${m.offset}+${m.length}/${m.totalBytes}`;
+    case 'snapshot-resp':
+      return `${head} id=${m.id.slice(0, 8)} received=${m.received}`;
     case 'timeout-now':
       return head;
   }

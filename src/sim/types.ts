@@ -50,6 +50,12 @@ export interface SimStats {
   readsFailed: number;
   /** Membership changes asked of a leader (membership churn). */
   confChanges: number;
+  /** Snapshot chunks sent (resent ones included). */
+  snapshotChunks: number;
+  /** Snapshots a follower installed from a leader. */
+  snapshotInstalls: number;
+  /** Chunks a leader sent past byte 0 as the first of its transfer: a transfer resumed. */
+  snapshotResumes: number;
 }
 
 export interface SimResult {

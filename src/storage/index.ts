@@ -22,3 +22,4 @@ export {
   type MemoryOptions,
 } from './memory.js';
 export { DEFAULT_LIMITS } from './limits.js';
+export { FilePartialSnapshots } from './partial-snapshot.js';

@@ -31,6 +31,7 @@ export const messageTypes: readonly MessageType[] = [
   'read-index',
   'read-index-resp',
   'snapshot',
+  'snapshot-resp',
 ];
 
 /** Thrown inside this module only; validateMessage turns it into a returned error. */
@@ -54,6 +55,14 @@ function uint(o: Rec, key: string): number {
 function nodeId(o: Rec, key: string): number {
   const v = uint(o, key);
   if (v === 0) throw new Invalid(`field ${key} must be a positive node id, saw 0`);
+  return v;
+}
+
+/** A snapshot's id: its checksum, in the runtime's spelling (hex); bounded. */
+function snapshotId(o: Rec): string {
+  const v = o['id'];
+  if (typeof v !== 'string' || v.length === 0 || v.length > 128)
+    throw new Invalid(`field id must be a string of 1..128 characters, saw ${describe(v)}`);
   return v;
 }
 
@@ -184,8 +193,27 @@ function body(o: Rec, type: MessageType, limits: ValidationLimits): Message {
         ok: bool(o, 'ok'),
         index: uint(o, 'index'),
       };
-    case 'snapshot':
-      return { ...base, type, snapshot: snapshotMeta(o['snapshot'], limits) };
+    case 'snapshot': {
+      const snapshot = snapshotMeta(o['snapshot'], limits);
+      const offset = uint(o, 'offset');
+      const length = uint(o, 'length');
+      const totalBytes = uint(o, 'totalBytes');
+      if (totalBytes === 0 || offset + length > totalBytes)
+        throw new Invalid(
+          `snapshot chunk ${offset}+${length} must lie within its ${totalBytes} bytes (at least 1)`,
+        );
+      return {
+        ...base,
+        type,
+        snapshot,
+        id: snapshotId(o),
+        offset,
+        length,
+        totalBytes,
+      };
+    }
+    case 'snapshot-resp':
+      return { ...base, type, id: snapshotId(o), received: uint(o, 'received') };
   }
 }
 

@@ -12,6 +12,7 @@ import {
   type ConfChangeSingle,
   type Entry,
   type HardState,
+  type IncomingSnapshot,
   type Message,
   type RaftConfig,
   type Ready,
@@ -27,6 +28,8 @@ function emptyDurable(): Durable {
     entries: [],
     applied: 0,
     recovery: null,
+    incoming: null,
+    corruptNextCheck: false,
   };
 }
 
@@ -37,6 +40,10 @@ interface Durable {
   applied: number;
   /** The caller's durable copy of the core's recovery state (RaftConfig.recovery). */
   recovery: Recovery | null;
+  /** The partial snapshot being received: what its chunks wrote (InitialState.incoming). */
+  incoming: IncomingSnapshot | null;
+  /** The next complete snapshot's bytes do not match its id (`corrupt-snapshot`). */
+  corruptNextCheck: boolean;
 }
 
 export interface Command {
@@ -110,8 +117,10 @@ export function renderMessage(m: Message): string {
         s.learners || s.outgoing || s.learnersNext || s.autoLeave
           ? ` ${describeConf({ voters: s.voters, learners: s.learners ?? [], outgoing: s.outgoing ?? [], learnersNext: s.learnersNext ?? [], autoLeave: s.autoLeave ?? false })}`
           : ` voters=(${s.voters.join(',')})`;
-      return `${head} snapshot=${s.term}/${s.index}${conf}`;
+      return `${head} snapshot=${s.term}/${s.index}${conf} id=${m.id} chunk=${m.offset}+${m.length}/${m.totalBytes}`;
     }
+    case 'snapshot-resp':
+      return `${head} id=${m.id} received=${m.received}`;
   }
 }
 
@@ -192,13 +201,25 @@ export class Interaction {
       case 'wipe':
         return this.wipe(cmd);
       case 'compact': {
+        // compact ID INDEX [bytes=N] [id=X]: the state machine's snapshot at INDEX is N bytes
+        // (default 4) whose checksum is X (default s<term>.<index>); the node offers it.
         const id = num(cmd.args[0]);
-        const meta = this.node(id).compact(num(cmd.args[1]));
+        const node = this.node(id);
+        const meta = node.compact(num(cmd.args[1]));
         const d = this.durableOf(id);
         d.entries = d.entries.filter((x) => x.index > meta.index);
         d.snapshot = meta;
+        node.offerSnapshot({
+          meta,
+          id: cmd.kv.get('id') ?? `s${meta.term}.${meta.index}`,
+          totalBytes: Number(cmd.kv.get('bytes') ?? '4'),
+        });
         return [];
       }
+      case 'corrupt-snapshot':
+        // The bytes of the snapshot node ID is receiving will not match its id when checked.
+        this.durableOf(num(cmd.args[0])).corruptNextCheck = true;
+        return [];
       default:
         throw new Error(`Unknown transcript command "${cmd.name}"`);
     }
@@ -227,6 +248,7 @@ export class Interaction {
         ...(cmd.kv.has('lease-drift')
           ? { leaseDriftTicks: Number(cmd.kv.get('lease-drift')) }
           : {}),
+        snapshotChunkBytes: Number(cmd.kv.get('chunk') ?? '4'),
       };
       // A configuration the core refuses is shown, not thrown: transcripts record refusals.
       try {
@@ -255,6 +277,7 @@ export class Interaction {
         snapshot: d.snapshot,
         entries: [...d.entries],
         applied: d.applied,
+        ...(d.incoming === null ? {} : { incoming: d.incoming }),
       },
       onEvent: (e) => {
         if (e.kind === 'become-follower' && e.reason === 'start') return;
@@ -348,20 +371,35 @@ export class Interaction {
     // Events of applying (a configuration taking effect, a removed leader stepping down) are
     // shown after the Ready that applied, where they happen.
     const before = this.out.length;
-    this.finishReady(id, rd);
+    const checks = this.finishReady(id, rd);
     const applied = this.out.splice(before);
     const confEvents = applied.filter((l) => confEvent.test(l));
     this.out.push(...applied.filter((l) => !confEvent.test(l)));
-    return [...out, ...confEvents];
+    return [...out, ...confEvents, ...checks];
   }
 
-  /** Steps 2-5 of the Ready contract: persist, send after persist, apply, advance. */
-  private finishReady(id: number, rd: Ready): void {
+  /**
+   * Steps 2-5 of the Ready contract: persist, send after persist, apply, advance; then, as the
+   * runtime does, checks a snapshot whose last chunk was written and reports the result.
+   */
+  private finishReady(id: number, rd: Ready): string[] {
     this.persist(id, rd);
     for (const m of rd.messagesAfterPersist) this.enqueue(m);
     const last = rd.committedEntries[rd.committedEntries.length - 1];
     if (last !== undefined) this.durableOf(id).applied = last.index;
-    this.node(id).advance(rd);
+    const node = this.node(id);
+    node.advance(rd);
+    const out: string[] = [];
+    for (const c of rd.snapshotChunks) {
+      if (!c.last) continue;
+      const d = this.durableOf(id);
+      const good = !d.corruptNextCheck;
+      d.corruptNextCheck = false;
+      if (!good && d.incoming !== null) d.incoming = { ...d.incoming, received: 0 };
+      out.push(`  check snapshot id=${c.id}: ${good ? 'good' : 'checksum mismatch'}`);
+      node.incomingSnapshotChecked(c.id, good);
+    }
+    return out;
   }
 
   /**
@@ -381,8 +419,7 @@ export class Interaction {
     const rd = this.held.get(id);
     if (rd === undefined) throw new Error(`Node ${id} holds no Ready to persist`);
     this.held.delete(id);
-    this.finishReady(id, rd);
-    return [`> ${id} persisted its held Ready`];
+    return [`> ${id} persisted its held Ready`, ...this.finishReady(id, rd)];
   }
 
   private renderReady(id: number, rd: Ready): string[] {
@@ -392,6 +429,8 @@ export class Interaction {
       out.push(
         `  hard-state term=${rd.hardState.term} vote=${rd.hardState.vote} commit=${rd.hardState.commit}`,
       );
+    for (const c of rd.snapshotChunks)
+      out.push(`  write snapshot id=${c.id} chunk=${c.offset}+${c.length}${c.last ? ' last' : ''}`);
     if (rd.snapshot) out.push(`  snapshot ${rd.snapshot.term}/${rd.snapshot.index}`);
     if (rd.entries.length > 0) out.push(`  persist [${rd.entries.map(renderEntry).join(', ')}]`);
     for (const m of rd.messages) out.push(`  send ${renderMessage(m)}`);
@@ -412,10 +451,15 @@ export class Interaction {
     const d = this.durableOf(id);
     // As the runtime does: the recovery state is durable before the Ready's entries are.
     if (rd.recovery !== null) d.recovery = rd.recovery;
+    for (const c of rd.snapshotChunks) {
+      const { meta, id: snapshotId, totalBytes } = c;
+      d.incoming = { meta, id: snapshotId, totalBytes, received: c.offset + c.length };
+    }
     if (rd.snapshot) {
       d.snapshot = rd.snapshot;
       d.entries = [];
       d.applied = rd.snapshot.index;
+      d.incoming = null;
     }
     const first = rd.entries[0];
     if (first !== undefined) {
@@ -516,13 +560,16 @@ export class Interaction {
     const pr = Object.entries(s.progress)
       .map(
         ([pid, p]) =>
-          `${pid}:${p.state} match=${p.match} next=${p.next}${p.learner ? ' learner' : ''}`,
+          `${pid}:${p.state} match=${p.match} next=${p.next}${p.learner ? ' learner' : ''}` +
+          (p.snapshot ? ` sent=${p.snapshot.id}:${p.snapshot.acked}/${p.snapshot.totalBytes}` : ''),
       )
       .join(' ');
+    const inc = s.incomingSnapshot;
+    const incoming = inc ? ` incoming=${inc.id}:${inc.received}/${inc.totalBytes}` : '';
     // Shown only while part of the log is not yet durable, to keep settled states short.
     const persisted = s.persistedIndex < s.lastIndex ? ` persisted=${s.persistedIndex}` : '';
     const recovering = s.recovery === 'recovering' ? ' recovering' : '';
-    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${persisted}${recovering}${pr ? ` | ${pr}` : ''}`;
+    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${persisted}${recovering}${incoming}${pr ? ` | ${pr}` : ''}`;
   }
 
   private raftLog(id: number): string {

@@ -109,3 +109,41 @@ void test('a leader of three nodes reports both followers caught up after a writ
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+void test('snapshot transfers in progress are exported by direction and peer, with the counters', async () => {
+  let transfers = [
+    {
+      group: 0,
+      direction: 'send',
+      peer: 3,
+      totalBytes: 10_000,
+      bytesDone: 4_096,
+      bytesMoved: 5_120,
+      chunks: 5,
+      bytesPerSec: 2_048,
+    },
+  ];
+  const m = new NodeMetrics(1, false);
+  m.bindSnapshotTransfers(() => ({
+    transfers,
+    counters: [{ group: 0, corruptChunks: 1, refusedSnapshots: 0, bytesSent: 5_120 }],
+  }));
+  assert.deepEqual(await samples(m, 'flotilla_snapshot_transfer_bytes'), [
+    'flotilla_snapshot_transfer_bytes{group="0",direction="send",peer="3",kind="done"} 4096',
+    'flotilla_snapshot_transfer_bytes{group="0",direction="send",peer="3",kind="moved"} 5120',
+    'flotilla_snapshot_transfer_bytes{group="0",direction="send",peer="3",kind="total"} 10000',
+  ]);
+  assert.deepEqual(await samples(m, 'flotilla_snapshot_transfer_chunks'), [
+    'flotilla_snapshot_transfer_chunks{group="0",direction="send",peer="3"} 5',
+  ]);
+  assert.deepEqual(await samples(m, 'flotilla_snapshot_transfer_rate_bytes_per_second'), [
+    'flotilla_snapshot_transfer_rate_bytes_per_second{group="0",direction="send",peer="3"} 2048',
+  ]);
+  assert.deepEqual(await samples(m, 'flotilla_snapshot_events'), [
+    'flotilla_snapshot_events{group="0",kind="bytes_sent"} 5120',
+    'flotilla_snapshot_events{group="0",kind="chunks_refused"} 1',
+    'flotilla_snapshot_events{group="0",kind="snapshots_refused"} 0',
+  ]);
+  transfers = [];
+  assert.deepEqual(await samples(m, 'flotilla_snapshot_transfer_bytes'), [], 'transfer finished');
+});

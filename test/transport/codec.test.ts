@@ -90,6 +90,17 @@ void describe('message validation', () => {
 
   void it('rejects each planted defect with TRANSPORT_BAD_MESSAGE naming the field', () => {
     const append = everyMessage(1, 2)[4] as Message & { type: 'append' };
+    const chunk = {
+      from: 1,
+      to: 2,
+      term: 1,
+      type: 'snapshot',
+      snapshot: { index: 1, term: 1, voters: [1] },
+      id: 'ab',
+      offset: 8,
+      length: 4,
+      totalBytes: 12,
+    };
     const cases: [unknown, RegExp][] = [
       [{ ...append, type: 'gossip' }, /unknown message type "gossip"/],
       [{ ...append, from: 0 }, /field from must be a positive node id/],
@@ -131,6 +142,12 @@ void describe('message validation', () => {
         },
         /field autoLeave must be a boolean/,
       ],
+      [{ ...chunk, length: 5 }, /snapshot chunk 8\+5 must lie within its 12 bytes/],
+      [{ ...chunk, totalBytes: 0, offset: 0, length: 0 }, /within its 0 bytes \(at least 1\)/],
+      [{ ...chunk, id: '' }, /field id must be a string of 1..128 characters/],
+      [{ ...chunk, id: 'x'.repeat(129) }, /field id must be a string/],
+      [{ ...chunk, offset: -1 }, /field offset/],
+      [{ from: 1, to: 2, term: 1, type: 'snapshot-resp', id: 'ab' }, /field received/],
       [[1, 2], /message must be a map, saw array/],
       [null, /message must be a map/],
     ];
@@ -199,7 +216,7 @@ void describe('backoff and send queue', () => {
     assert.equal(q.nextControl()?.msg.type, 'vote');
     assert.equal(q.nextControl(), undefined);
     assert.equal(q.nextBulk()?.msg.type, 'append');
-    const snap = everyMessage(1, 2)[11] as Message;
+    const snap = everyMessage(1, 2).find((m) => m.type === 'snapshot') as Message;
     assert.equal(q.offer(snap, new Uint8Array(5000)), false, 'byte bound when lane not empty');
     q.nextBulk();
     assert.equal(
@@ -243,6 +260,10 @@ void describe('membership on the wire', () => {
         learnersNext: [3],
         autoLeave: true,
       },
+      id: 'c0ffee',
+      offset: 0,
+      length: 4,
+      totalBytes: 4,
     };
     for (const m of [change, snapshot]) {
       assert.deepStrictEqual(decodeMessage(encodeMessage(m), defaultValidationLimits), {
@@ -259,6 +280,10 @@ void describe('membership on the wire', () => {
       term: 3,
       type: 'snapshot',
       snapshot: { index: 9, term: 3, voters: [1, 2, 3], learners: [] },
+      id: 'c0ffee',
+      offset: 0,
+      length: 4,
+      totalBytes: 4,
     };
     const decoded = decodeMessage(encodeMessage(m), defaultValidationLimits);
     assert.ok(!(decoded instanceof TransportError) && decoded.msg.type === 'snapshot');

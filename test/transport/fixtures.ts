@@ -41,7 +41,16 @@ export function everyMessage(from: number, to: number): Message[] {
     { ...b, type: 'timeout-now' },
     { ...b, type: 'read-index', requestId: 77, lease: true },
     { ...b, type: 'read-index-resp', requestId: 77, ok: true, index: 8 },
-    { ...b, type: 'snapshot', snapshot: { index: 100, term: 3, voters: [1, 2, 3] } },
+    { ...b, type: 'snapshot-resp', id: 'ab12', received: 2 << 20 },
+    {
+      ...b,
+      type: 'snapshot',
+      snapshot: { index: 100, term: 3, voters: [1, 2, 3] },
+      id: 'ab12',
+      offset: 1 << 20,
+      length: 1 << 20,
+      totalBytes: 3 << 20,
+    },
   ];
 }
 
