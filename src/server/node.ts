@@ -29,6 +29,7 @@ import { SessionMachine, defaultSessionLimits } from '../host/sessions.js';
 import {
   DataDirError,
   checkIdentity,
+  checkNotRemoved,
   groupDir,
   readIdentity,
   storageFilesIn,
@@ -60,12 +61,16 @@ import {
   parseHostPort,
   prepareDataDir,
 } from './startup.js';
-import type { StateMachine } from '../host/contracts.js';
 import { defaultQueueLimits } from '../base/limits.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
 import { QueueTicker } from './queue-ticker.js';
 import { installQueueRoutes, maxClaimWaitMs } from '../api/queue-routes.js';
+import { installMemberRoutes, type MemberBackend } from '../api/member-routes.js';
+import type { Member } from './config.js';
+import { Membership } from './membership.js';
+import { joinCluster } from './join.js';
+import type { TcpTransport as Transport } from '../transport/index.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -89,6 +94,16 @@ export class FlotillaNode implements AsyncDisposable {
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
   private wire: WireServer | null = null;
+  /**
+   * Every member's addresses (membership.ts, `reachable`), kept current in place: the
+   * forwarders and the status read this array.
+   */
+  private readonly book: Member[];
+  readonly membership: Membership;
+  /** Settles when the node stopped, by close() or because it was removed from the cluster. */
+  readonly stopped: Promise<void>;
+  private markStopped: () => void = () => undefined;
+  private removalHandled = false;
 
   private constructor(
     readonly config: NodeConfig,
@@ -101,10 +116,34 @@ export class FlotillaNode implements AsyncDisposable {
     readonly metrics: NodeMetrics,
     readonly log: Logger,
     private readonly loopDelay: LoopDelayMonitor,
+    private readonly transport: Transport,
+    kvSessions: SessionMachine,
+    private readonly identity: Omit<DataDirIdentity, 'format' | 'recovery'>,
   ) {
+    this.stopped = new Promise((resolve) => (this.markStopped = resolve));
+    this.book = [...config.members];
+    this.membership = new Membership({
+      selfId: config.id,
+      bootstrap: config.members,
+      kv: runtime,
+      queue: queueService.runtime,
+      directory: kvSessions.directory,
+      clock: systemClock,
+      learnerPromoteLagEntries: config.learnerPromoteLagEntries,
+      checkEveryMs: 500,
+      followWaitMs: config.requestTimeoutMs,
+      notifyRemoved: (m) => this.notifyRemoved(m),
+      onBookChanged: () => this.refreshBook(),
+      onSelfRemoved: () => this.onRemoved('its removal from the cluster took effect'),
+      log,
+    });
+    kvSessions.directory.onChange(() => {
+      this.refreshBook();
+      if (kvSessions.directory.isRemoved(config.id)) this.markRemoved();
+    });
     this.forwarder = new Forwarder({
       selfId: config.id,
-      members: config.members,
+      members: this.book,
       leaders: runtime,
       send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
       // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
@@ -116,7 +155,7 @@ export class FlotillaNode implements AsyncDisposable {
     });
     this.queueForwarder = new Forwarder({
       selfId: config.id,
-      members: config.members,
+      members: this.book,
       leaders: queueService.runtime,
       send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
       // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
@@ -169,7 +208,7 @@ export class FlotillaNode implements AsyncDisposable {
   }
 
   static async start(
-    config: NodeConfig,
+    given: NodeConfig,
     o: {
       logger?: Logger;
       /** Called at each step of a write's path (host/trace.ts), for bench/trace. */
@@ -177,23 +216,49 @@ export class FlotillaNode implements AsyncDisposable {
     } = {},
   ): Promise<FlotillaNode> {
     const log =
-      o.logger ?? createLogger(config.id, { level: config.logLevel, format: config.logFormat });
+      o.logger ?? createLogger(given.id, { level: given.logLevel, format: given.logFormat });
     // Fail before touching storage: an unusable data directory or a taken port is reported
     // at once, not after the log was replayed and an election won. The peer port is bound
     // for real (messages arriving before the runtime starts are dropped; Raft resends); the
     // client port is only checked, as the HTTP routes need the runtime.
-    prepareDataDir(config.dataDir);
-    await checkListenable(config.listenClient, 'clients (listenClient)');
-    const wireListen = clientProtocolAddress(config);
+    prepareDataDir(given.dataDir);
+    await checkListenable(given.listenClient, 'clients (listenClient)');
+    const wireListen = clientProtocolAddress(given);
     if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
+    const recorded = readIdentity(given.dataDir);
+    if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
+    // A node joining with an empty data directory learns the cluster from the answer; one
+    // that joined before takes its cluster id and initial members from its directory.
+    const joined =
+      recorded === null && given.join.length > 0
+        ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
+            clock: systemClock,
+            timeoutMs: 60_000,
+            log,
+          })
+        : null;
+    const isJoined = joined !== null || recorded?.joined === true;
+    const config: NodeConfig =
+      joined !== null
+        ? { ...given, clusterId: joined.clusterId, members: joined.book }
+        : recorded?.joined === true
+          ? { ...given, clusterId: recorded.clusterId }
+          : given;
+    if (joined !== null)
+      log.info(
+        { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
+        'joined the cluster as a learner; catching up',
+      );
     const metrics = new NodeMetrics(config.id);
     const identity: Omit<DataDirIdentity, 'format' | 'recovery'> = {
       clusterId: config.clusterId,
       memberId: config.id,
-      members: config.members.map((m) => m.id),
+      members:
+        joined?.initialMembers ??
+        (recorded?.joined === true ? recorded.members : config.members.map((m) => m.id)),
       storage: config.storage,
+      ...(isJoined ? { joined: true } : {}),
     };
-    const recorded = readIdentity(config.dataDir);
     if (recorded !== null) checkIdentity(config.dataDir, recorded, identity);
     const kvDir = groupDir(config.dataDir, KV_GROUP);
     const otherKind = storageFilesIn(kvDir);
@@ -293,7 +358,7 @@ export class FlotillaNode implements AsyncDisposable {
       recovery =
         recorded !== null && recorded.recovery === 'recovering'
           ? 'recovering'
-          : holdsLog || initial.hardState.term > 0
+          : holdsLog || initial.hardState.term > 0 || isJoined
             ? 'none'
             : await decideEmptyStart(config, peerLogs, log);
       // Written on first start (or after recovery was decided); an unchanged one is left alone.
@@ -352,10 +417,11 @@ export class FlotillaNode implements AsyncDisposable {
     // decided from the key-value group's log applies to every group, and the node is a full
     // member again only once every group has caught up.
     const caughtUp = new Set<number>(recovery === 'none' ? [KV_GROUP, QUEUE_GROUP] : []);
-    const groupOptions = (group: number, groupStorage: GroupStorage, machine: StateMachine) => ({
-      voters: config.members.map((m) => m.id),
+    const groupOptions = (group: number, groupStorage: GroupStorage, machine: SessionMachine) => ({
+      // The configuration the log starts from; membership changes in the log follow it.
+      voters: identity.members,
       storage: groupStorage,
-      stateMachine: new SessionMachine(machine, sessionLimits),
+      stateMachine: machine,
       rng: createRng(config.id * 104729 + group * 31 + Date.now()),
       electionTicks: config.electionTicks,
       heartbeatTicks: config.heartbeatTicks,
@@ -384,17 +450,18 @@ export class FlotillaNode implements AsyncDisposable {
       },
     });
     const queueMachine = new QueueStateMachine();
+    const kvSessions = new SessionMachine(kv, sessionLimits);
     let runtime: RaftRuntime;
     let queueRuntime: RaftRuntime;
     try {
       // The write tracer (bench/trace) follows the key-value group's writes.
       runtime = await host.addGroup(KV_GROUP, {
-        ...groupOptions(KV_GROUP, storage, kv),
+        ...groupOptions(KV_GROUP, storage, kvSessions),
         ...(o.trace === undefined ? {} : { trace: o.trace }),
       });
       queueRuntime = await host.addGroup(
         QUEUE_GROUP,
-        groupOptions(QUEUE_GROUP, queueStorage, queueMachine),
+        groupOptions(QUEUE_GROUP, queueStorage, new SessionMachine(queueMachine, sessionLimits)),
       );
     } catch (err) {
       await host.close(0);
@@ -457,7 +524,17 @@ export class FlotillaNode implements AsyncDisposable {
       metrics,
       log,
       loopDelay,
+      transport,
+      kvSessions,
+      identity,
     );
+    // The directory restored from the snapshot (and the log replayed so far) names members
+    // added at run time: the transport learns them before the first message goes out.
+    node.refreshBook();
+    metrics.bindMembership(() => ({
+      status: runtime.status(),
+      replication: node.membership.replication(),
+    }));
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
     metrics.bindKvHistory(() => ({
       revision: kv.revision(),
@@ -476,6 +553,7 @@ export class FlotillaNode implements AsyncDisposable {
       return rows;
     });
     installRoutes(http, node.backend());
+    installMemberRoutes(http, node.memberBackend());
     installLeaseRoutes(http, {
       forward: (path, rawBody, signal) => node.forwarder.forward(path, rawBody, signal),
       header: () => ({
@@ -540,6 +618,7 @@ export class FlotillaNode implements AsyncDisposable {
     node.compactor.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
+    node.membership.start();
     return node;
   }
 
@@ -547,6 +626,7 @@ export class FlotillaNode implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.membership.stop();
     this.compactor.stop();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
@@ -557,6 +637,7 @@ export class FlotillaNode implements AsyncDisposable {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.loopDelay[Symbol.dispose]();
     this.log.info('node stopped');
+    this.markStopped();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -578,7 +659,10 @@ export class FlotillaNode implements AsyncDisposable {
       firstIndex: s.firstIndex,
       revision: this.kv.revision(),
       recovering: s.recovery === 'recovering',
-      members: this.config.members,
+      members: [...this.book],
+      voters: s.voters,
+      learners: s.learners,
+      replication: this.membership.replication(),
       queueGroup: {
         role: q.role,
         term: q.term,
@@ -666,11 +750,126 @@ export class FlotillaNode implements AsyncDisposable {
       },
       transferLeadership: (to) => {
         try {
-          this.runtime.transferLeadership(to);
+          this.runtime.transferLeadership(to === 0 ? this.transferTarget() : to);
         } catch (err) {
           throw toFlotillaError(err);
         }
         return Promise.resolve();
+      },
+    };
+  }
+
+  /**
+   * The voter most caught up (the leader's view), for a transfer that names no target; 0 when
+   * this node leads no one, so that the core refuses it with its own message.
+   */
+  private transferTarget(): number {
+    const s = this.runtime.status();
+    let best = 0;
+    let bestMatch = -1;
+    for (const r of this.membership.replication()) {
+      if (r.learner || !s.voters.includes(r.id) || r.match <= bestMatch) continue;
+      best = r.id;
+      bestMatch = r.match;
+    }
+    if (best === 0)
+      throw new FlotillaError(
+        'INVALID_REQUEST',
+        `Node ${this.config.id} knows no other voter to hand leadership to (it leads: ${s.role === 'leader'})`,
+      );
+    return best;
+  }
+
+  /** Makes the address book, the transport's peers and the forwarders follow the membership. */
+  private refreshBook(): void {
+    const next = this.membership.reachable();
+    const gone = this.book.filter((m) => !next.some((n) => n.id === m.id));
+    this.book.splice(0, this.book.length, ...next);
+    for (const m of next)
+      if (m.id !== this.config.id) this.transport.setPeer(m.id, parseHostPort(m.peer));
+    for (const m of gone) {
+      if (m.id === this.config.id) continue;
+      this.transport.removePeer(m.id);
+      this.log.info({ peer: m.id }, `member ${m.id} is gone: no longer a peer`);
+    }
+  }
+
+  /** Marks the data directory of a removed member, once: it refuses to start from then on. */
+  private markRemoved(): void {
+    if (this.removalHandled) return;
+    this.removalHandled = true;
+    writeIdentity(this.config.dataDir, {
+      ...this.identity,
+      recovery: this.runtime.status().recovery,
+      removed: true,
+    });
+    this.log.error(
+      { member: this.config.id, dataDir: this.config.dataDir },
+      'this member was removed from the cluster: its data directory is marked and will not start again',
+    );
+  }
+
+  /** The removal took effect (or the cluster said so): mark the directory and stop serving. */
+  private onRemoved(why: string): void {
+    this.markRemoved();
+    if (this.closing) return;
+    this.log.error({ why }, 'removed from the cluster: stopping');
+    void this.close();
+  }
+
+  /** Tells a removed member so, at its client URL (it may be down or cut off: best effort). */
+  private async notifyRemoved(m: Member): Promise<void> {
+    const deadline = new Deadline(2_000);
+    try {
+      const res = await this.pool(m.client).request({
+        method: 'POST',
+        path: '/v1/cluster/removed',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ clusterId: this.config.clusterId, id: m.id }),
+        signal: deadline.signal,
+      });
+      await res.body.text();
+    } finally {
+      deadline[Symbol.dispose]();
+    }
+  }
+
+  /** The membership backend the membership routes serve through. */
+  private memberBackend(): MemberBackend {
+    const refusal = (err: unknown): never => {
+      throw toFlotillaError(err);
+    };
+    return {
+      forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
+      list: () => this.membership.list(),
+      add: (m, o) => this.membership.add(m, o).catch(refusal),
+      promote: (id, signal) => this.membership.promote(id, signal).catch(refusal),
+      remove: (id, signal) => this.membership.remove(id, signal).catch(refusal),
+      join: async (m, signal) => {
+        try {
+          await this.membership.seedDirectory(signal);
+          const members = await this.membership.add(m, {
+            learner: true,
+            autoPromote: true,
+            signal,
+          });
+          return {
+            clusterId: this.config.clusterId,
+            initialMembers: this.identity.members,
+            book: this.membership.book(),
+            members,
+          };
+        } catch (err) {
+          return refusal(err);
+        }
+      },
+      removed: (clusterId, id) => {
+        if (clusterId !== this.config.clusterId || id !== this.config.id)
+          throw new FlotillaError(
+            'INVALID_REQUEST',
+            `This is member ${this.config.id} of cluster ${JSON.stringify(this.config.clusterId)}, not member ${id} of ${JSON.stringify(clusterId)}`,
+          );
+        this.onRemoved('the leader said this member was removed');
       },
     };
   }
@@ -704,7 +903,7 @@ export class FlotillaNode implements AsyncDisposable {
 
   private async clusterStatus(signal: AbortSignal): Promise<ClusterStatus> {
     const nodes = await Promise.all(
-      this.config.members.map(async (m) => {
+      [...this.book].map(async (m) => {
         if (m.id === this.config.id)
           return { id: m.id, client: m.client, status: this.nodeStatus() };
         const deadline = new Deadline(1_000, signal);
@@ -756,6 +955,8 @@ export async function runNode(config: NodeConfig): Promise<void> {
     process.off('SIGINT', handler);
     throw err;
   }
+  // A member removed from the cluster stops by itself; the process then ends as on a signal.
+  void node.stopped.then(() => onSignal('removed'));
   await new Promise<void>((resolve) => {
     onSignal = (signal) => {
       node.log.info({ signal }, 'shutting down');
