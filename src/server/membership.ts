@@ -157,6 +157,11 @@ export class Membership {
     const sameAddresses = known?.peer === m.peer && known.client === m.client;
     // A join retried after its first attempt applied (the answer was lost) finds itself added.
     if (o.autoPromote && role !== 'none' && sameAddresses) return this.list();
+    if (role !== 'none')
+      throw new FlotillaError(
+        'MEMBERSHIP_ALREADY_MEMBER',
+        `Node ${m.id} is already a ${role} (at ${known?.peer ?? 'an unknown address'})`,
+      );
     await this.changeDirectory({ op: 'set', member: { ...m, autoPromote: o.autoPromote } }, o);
     await this.o.kv.proposeConfChange(
       { changes: [{ kind: o.learner ? 'add-learner' : 'add-voter', node: m.id }] },
