@@ -54,11 +54,13 @@ export async function joinCluster(
       });
       const json = (await res.body.json()) as Record<string, unknown>;
       if (res.statusCode === 200) return parseJoinAnswer(json);
-      const code = typeof json['code'] === 'string' ? json['code'] : '';
-      const message = typeof json['message'] === 'string' ? json['message'] : '';
+      const e = (json['error'] ?? {}) as { code?: unknown; message?: unknown };
+      const code = typeof e.code === 'string' ? e.code : '';
+      const message = typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode}`;
       const err = new FlotillaError(
         isErrorCode(code) ? code : 'INTERNAL',
         `Joining through ${url} was refused: ${message}`,
+        false,
       );
       if (!retryable.has(code)) throw err;
       last = err;

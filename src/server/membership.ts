@@ -199,12 +199,12 @@ export class Membership {
     const member = this.book().find((m) => m.id === id);
     await this.changeDirectory({ op: 'remove', id }, { signal });
     await this.o.kv.proposeConfChange({ changes: [{ kind: 'remove', node: id }] }, { signal });
-    this.o.log.info({ member: id }, `member ${id} removed`);
+    this.o.log.warn({ member: id }, `member ${id} removed`);
     if (member !== undefined && id !== this.o.selfId)
       this.o
         .notifyRemoved(member)
         .catch((err: unknown) =>
-          this.o.log.info(
+          this.o.log.warn(
             { member: id, err: (err as Error).message },
             'could not tell the removed member; it learns at its next contact or refuses at restart',
           ),

@@ -40,6 +40,8 @@ export class TestCluster {
   readonly dir: string;
   private readonly procs = new Map<number, ChildProcess>();
   private readonly logs = new Map<number, string[]>();
+  /** Nodes started with --join, with the URLs they join through. */
+  private readonly joiners = new Map<number, readonly string[]>();
 
   private constructor(
     private readonly o: TestClusterOptions,
@@ -52,6 +54,36 @@ export class TestCluster {
       client: `http://127.0.0.1:${ports[o.nodes + i] as number}`,
       dataDir: join(this.dir, `node${i + 1}`),
     }));
+  }
+
+  /** The members the cluster was started with. */
+  private get bootstrap(): LocalMember[] {
+    return this.members.filter((m) => !this.joiners.has(m.id));
+  }
+
+  /**
+   * Starts a new node `id` on fresh ports that joins the cluster through `via` (client URLs);
+   * returns it. It is a member of this harness from then on (endpoints, status, stop).
+   */
+  async join(id: number, via: readonly string[]): Promise<LocalMember> {
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const m = {
+      id,
+      peer: `127.0.0.1:${peer}`,
+      client: `http://127.0.0.1:${client}`,
+      dataDir: join(this.dir, `node${id}`),
+    };
+    this.members.push(m);
+    this.joiners.set(id, via);
+    this.startNode(id);
+    return m;
+  }
+
+  /** Resolves with the exit code once node `id` exited (at once if it is not running). */
+  exited(id: number): Promise<number | null> {
+    const p = this.procs.get(id);
+    if (p === undefined) return Promise.resolve(null);
+    return new Promise((r) => p.once('exit', (code) => r(code)));
   }
 
   /** A cluster on ports the OS says are free. */
@@ -85,6 +117,7 @@ export class TestCluster {
 
   startNode(id: number): void {
     const m = this.member(id);
+    const joining = this.joiners.get(id);
     const args = [
       cliEntry(),
       'start',
@@ -93,9 +126,9 @@ export class TestCluster {
       '--data-dir',
       m.dataDir,
       '--initial-cluster',
-      initialClusterSpec(this.members),
-      '--cluster-id',
-      'e2e',
+      // A joining node names only itself; it learns the cluster from the one it joins.
+      joining === undefined ? initialClusterSpec(this.bootstrap) : initialClusterSpec([m]),
+      ...(joining === undefined ? ['--cluster-id', 'e2e'] : ['--join', joining.join(',')]),
       '--storage',
       this.o.storage ?? 'wal',
       '--log-level',
@@ -207,7 +240,14 @@ export class TestCluster {
   }
 
   dumpLogs(): string {
-    return [...this.logs].map(([id, l]) => `--- node ${id}\n${l.join('').slice(-3000)}`).join('\n');
+    // Repeated handshake refusals (a removed member still knocking) would crowd out the rest.
+    const kept = (l: string[]) =>
+      l
+        .join('')
+        .split('\n')
+        .filter((line) => !line.includes('peer handshake refused'))
+        .join('\n');
+    return [...this.logs].map(([id, l]) => `--- node ${id}\n${kept(l).slice(-3000)}`).join('\n');
   }
 
   async stop(): Promise<void> {
