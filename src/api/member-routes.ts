@@ -75,7 +75,7 @@ export function parseNewMember(body: unknown): NewMember {
 export function installMemberRoutes(http: JsonHttpServer, b: MemberBackend): void {
   const leaderRoute = (
     path: string,
-    handle: (body: unknown, signal: AbortSignal) => Promise<unknown> | unknown,
+    handle: (body: unknown, signal: AbortSignal) => unknown,
   ): void => {
     http.route('POST', path, async ({ body, rawBody, signal, headers }) => {
       const fwd = await forwarded(b, path, rawBody, signal, headers);

@@ -415,7 +415,7 @@ function resolveJoin(raw: unknown): string[] {
     typeof raw === 'string'
       ? raw.split(',').map((s) => s.trim())
       : Array.isArray(raw) && raw.every((u) => typeof u === 'string')
-        ? (raw as string[])
+        ? raw
         : null;
   if (list === null) throw new ConfigError(`join must be client URLs, got ${JSON.stringify(raw)}`);
   return list

@@ -247,7 +247,10 @@ export class TestCluster {
         .split('\n')
         .filter((line) => !line.includes('peer handshake refused'))
         .join('\n');
-    return [...this.logs].map(([id, l]) => `--- node ${id}\n${kept(l).slice(-3000)}`).join('\n');
+    const at = (id: number) => this.members.find((m) => m.id === id)?.client ?? '';
+    return [...this.logs]
+      .map(([id, l]) => `--- node ${id} ${at(id)}\n${kept(l).slice(-3000)}`)
+      .join('\n');
   }
 
   async stop(): Promise<void> {

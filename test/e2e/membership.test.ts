@@ -62,7 +62,9 @@ async function until<T>(
     }
     await sleep(100);
   }
-  throw new Error(`${what}: not within ${timeoutMs} ms (last error: ${String(last)})\n${c.dumpLogs()}`);
+  throw new Error(
+    `${what}: not within ${timeoutMs} ms (last error: ${String(last)})\n${c.dumpLogs()}`,
+  );
 }
 
 function votesInBoth(v: MembersResponse, id: number): boolean {
@@ -77,7 +79,12 @@ void test('grow 3 to 5 and back, replace a wiped node, while writing: nothing ac
   const admin = c.client([1, 2]);
   const writer = new Writer(c.client([1, 2]));
   try {
-    await until('a few writes', async () => (writer.acked.length > 400 ? true : null), 20_000, c);
+    await until(
+      'a few writes',
+      () => Promise.resolve(writer.acked.length > 400 ? true : null),
+      20_000,
+      c,
+    );
     const via = c.endpoints([1, 2, 3]);
     // Grow: two nodes join, each becomes a voter of both groups once caught up.
     await c.join(4, via);
@@ -124,7 +131,12 @@ void test('grow 3 to 5 and back, replace a wiped node, while writing: nothing ac
     assert.deepEqual(final.groups[0]?.voters, [1, 2, 6]);
     assert.deepEqual(final.groups[1]?.voters, [1, 2, 6]);
     assert.deepEqual(final.removed, [3, 4, 5]);
-    await until('writes go on', async () => (writer.acked.length > grown + 200 ? true : null), 20_000, c);
+    await until(
+      'writes go on',
+      () => Promise.resolve(writer.acked.length > grown + 200 ? true : null),
+      20_000,
+      c,
+    );
   } finally {
     await writer.stop();
   }
@@ -134,7 +146,10 @@ void test('grow 3 to 5 and back, replace a wiped node, while writing: nothing ac
   const found = new Map(r.kvs.map((kv) => [kv.key, kv.value]));
   const lost = writer.acked.filter((i) => found.get(`w/${i}`) !== `v${i}`);
   assert.deepEqual(lost, [], `acknowledged writes lost (of ${writer.acked.length})`);
-  assert.ok(writer.acked.length > 600, `the writer kept writing: ${writer.acked.length} acknowledged`);
+  assert.ok(
+    writer.acked.length > 600,
+    `the writer kept writing: ${writer.acked.length} acknowledged`,
+  );
   await reader.close();
   await admin.close();
 });
