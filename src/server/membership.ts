@@ -291,10 +291,21 @@ export class Membership {
     }
   }
 
+  /**
+   * Whether the leader of `rt`'s group has heard from `id` and its log is within the lag
+   * allowed. A learner whose node is not running yet has match 0, which a young log's last
+   * index minus the lag would not tell from caught up: it must have answered an append
+   * (replicate state, match above 0) first, or it would vote before it can.
+   */
   private caughtUp(rt: RaftRuntime, id: number): boolean {
     const s = rt.status();
     const p = s.progress[id];
-    return p !== undefined && p.match >= s.lastIndex - this.o.learnerPromoteLagEntries;
+    return (
+      p !== undefined &&
+      p.state === 'replicate' &&
+      p.match > 0 &&
+      p.match >= s.lastIndex - this.o.learnerPromoteLagEntries
+    );
   }
 
   private async promoteCaughtUp(): Promise<void> {

@@ -104,6 +104,7 @@ export class FlotillaNode implements AsyncDisposable {
   readonly stopped: Promise<void>;
   private markStopped: () => void = () => undefined;
   private removalHandled = false;
+  private lastRemovalAskMs = -Infinity;
 
   private constructor(
     readonly config: NodeConfig,
@@ -319,6 +320,8 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenPeer, 'peers (listenPeer)', err);
     }
     const peerLogs = new Map<number, boolean | null>();
+    // Set once the node exists: a refused handshake may mean this member was removed.
+    let onHandshakeRefused: () => void = () => undefined;
     transport.onEvent((e) => {
       switch (e.kind) {
         case 'reconnect-scheduled':
@@ -341,6 +344,7 @@ export class FlotillaNode implements AsyncDisposable {
             { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
             'peer handshake refused',
           );
+          onHandshakeRefused();
           return;
         case 'protocol-error':
           log.warn(
@@ -531,6 +535,7 @@ export class FlotillaNode implements AsyncDisposable {
     // The directory restored from the snapshot (and the log replayed so far) names members
     // added at run time: the transport learns them before the first message goes out.
     node.refreshBook();
+    onHandshakeRefused = () => node.askWhetherRemoved();
     metrics.bindMembership(() => ({
       status: runtime.status(),
       replication: node.membership.replication(),
@@ -815,6 +820,48 @@ export class FlotillaNode implements AsyncDisposable {
     if (this.closing) return;
     this.log.error({ why }, 'removed from the cluster: stopping');
     void this.close();
+  }
+
+  /**
+   * A member removed while it was down or cut off never applies its removal, and the leader's
+   * notice may not reach it; the others refuse its handshakes from then on. On such a refusal
+   * (at most every 2 s) it asks a peer whether the cluster lists it as removed.
+   */
+  private askWhetherRemoved(): void {
+    const now = performance.now();
+    if (this.closing || this.removalHandled || now - this.lastRemovalAskMs < 2_000) return;
+    this.lastRemovalAskMs = now;
+    const peers = this.book.filter((m) => m.id !== this.config.id);
+    const peer = peers[Math.floor(Math.random() * peers.length)];
+    if (peer === undefined) return;
+    void this.listedRemoved(peer).then(
+      (removed) => {
+        if (removed) this.onRemoved(`member ${peer.id} lists this member as removed`);
+      },
+      (err: unknown) =>
+        this.log.debug({ peer: peer.id, err: (err as Error).message }, 'membership check failed'),
+    );
+  }
+
+  private async listedRemoved(peer: Member): Promise<boolean> {
+    const deadline = new Deadline(2_000);
+    try {
+      const res = await this.pool(peer.client).request({
+        method: 'POST',
+        path: '/v1/cluster/members/list',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+        signal: deadline.signal,
+      });
+      const json = JSON.parse(await res.body.text()) as { removed?: unknown };
+      return (
+        res.statusCode === 200 &&
+        Array.isArray(json.removed) &&
+        json.removed.includes(this.config.id)
+      );
+    } finally {
+      deadline[Symbol.dispose]();
+    }
   }
 
   /** Tells a removed member so, at its client URL (it may be down or cut off: best effort). */

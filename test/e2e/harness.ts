@@ -3,7 +3,7 @@
 // files do not collide. Every process the harness starts is ended by PID in `stop()`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,6 +141,9 @@ export class TestCluster {
     const keep = (b: Buffer): void => {
       log.push(b.toString('utf8'));
       if (log.length > 200) log.shift();
+      // E2E_LOG_DIR keeps every line of every node (the dump on failure keeps the last few).
+      if (process.env['E2E_LOG_DIR'])
+        appendFileSync(`${process.env['E2E_LOG_DIR']}/node${id}.log`, b);
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
