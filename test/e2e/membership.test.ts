@@ -67,6 +67,23 @@ async function until<T>(
   );
 }
 
+/** The acknowledged writes not read back with their value. */
+function lostWrites(
+  acked: readonly number[],
+  kvs: readonly { key: string; value: string }[],
+): number[] {
+  const found = new Map(kvs.map((kv) => [kv.key, kv.value]));
+  return acked.filter((i) => found.get(`w/${i}`) !== `v${i}`);
+}
+
+void test('the lost-write check catches a planted loss and a planted wrong value', () => {
+  const kvs = [0, 1, 2].map((i) => ({ key: `w/${i}`, value: `v${i}` }));
+  assert.deepEqual(lostWrites([0, 1, 2], kvs), []);
+  assert.deepEqual(lostWrites([0, 1, 2, 3], kvs), [3], 'an acknowledged write missing');
+  const wrong = kvs.map((kv) => (kv.key === 'w/1' ? { ...kv, value: 'v9' } : kv));
+  assert.deepEqual(lostWrites([0, 1, 2], wrong), [1], 'an acknowledged write overwritten');
+});
+
 function votesInBoth(v: MembersResponse, id: number): boolean {
   const m = v.members.find((x) => x.id === id);
   return m?.role === 'voter' && m.queueRole === 'voter';
@@ -143,8 +160,7 @@ void test('grow 3 to 5 and back, replace a wiped node, while writing: nothing ac
   // Every acknowledged write is there, with its value, read through the new member.
   const reader = c.client([6]);
   const r = await reader.range('w/', { prefix: true, limit: 0 });
-  const found = new Map(r.kvs.map((kv) => [kv.key, kv.value]));
-  const lost = writer.acked.filter((i) => found.get(`w/${i}`) !== `v${i}`);
+  const lost = lostWrites(writer.acked, r.kvs);
   assert.deepEqual(lost, [], `acknowledged writes lost (of ${writer.acked.length})`);
   assert.ok(
     writer.acked.length > 600,

@@ -253,3 +253,31 @@ void test('a removed member stops, and its data directory refuses to start again
   assert.deepEqual(v.removed, [5]);
   assert.ok(!v.members.some((m) => m.id === 5));
 });
+
+void test('a member removed while it was down learns it from a peer when it starts, and stops', async () => {
+  const { nodes, follower } = await cluster();
+  const j = await joiner(nodes, 6, nodes.url(follower));
+  await until('node 6 votes in both groups', async () => {
+    const v = await members(nodes.url(follower));
+    return v.members.find((x) => x.id === 6)?.queueRole === 'voter';
+  });
+  await j.node.close();
+  const r = await postJson(
+    `${nodes.url(follower)}/v1/cluster/members/remove`,
+    { id: 6 },
+    {
+      timeoutMs: 15_000,
+    },
+  );
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.notEqual(readIdentity(j.config.dataDir)?.removed, true, 'it was down: not yet marked');
+  // Started again, it never applies its removal (no one replicates to it any more) and the
+  // notice went to a closed port; the others refuse its handshakes, and it asks.
+  const again = await FlotillaNode.start(j.config);
+  cleanups.push(() => again.close());
+  await Promise.race([
+    again.stopped,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('node 6 did not stop')), 15_000)),
+  ]);
+  assert.equal(readIdentity(j.config.dataDir)?.removed, true);
+});
