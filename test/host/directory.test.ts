@@ -13,7 +13,7 @@ import {
 } from '../../src/host/directory.js';
 import { KIND_DIRECTORY, decodeEnvelope, encodeEnvelope } from '../../src/host/envelope.js';
 import { SessionMachine } from '../../src/host/sessions.js';
-import type { Command, StateMachine } from '../../src/host/contracts.js';
+import { chunkStream, type Command, type StateMachine } from '../../src/host/contracts.js';
 
 const m4 = { id: 4, peer: '127.0.0.1:7004', client: 'http://127.0.0.1:8004', autoPromote: true };
 
@@ -50,9 +50,7 @@ class Recorder implements StateMachine {
   }
   snapshot(): AsyncIterable<Uint8Array> {
     const data = new TextEncoder().encode(JSON.stringify(this.applied));
-    return (async function* () {
-      yield data;
-    })();
+    return chunkStream(() => [data][Symbol.iterator]());
   }
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     for await (const c of chunks)
@@ -101,11 +99,7 @@ void test('the session layer applies directory entries in log order and keeps th
 
   const chunks = await collect(sm.snapshot());
   const restored = new SessionMachine(new Recorder());
-  await restored.restore(
-    (async function* () {
-      yield* chunks;
-    })(),
-  );
+  await restored.restore(chunkStream(() => chunks[Symbol.iterator]()));
   assert.deepEqual(restored.directory.list(), [m4]);
 
   // A snapshot header from before the directory existed: the same, without `directory`.
@@ -115,10 +109,6 @@ void test('the session layer applies directory entries in log order and keeps th
   const legacy = [packr.pack(header), ...chunks.slice(1)];
   const old = new SessionMachine(new Recorder());
   old.directory.apply({ op: 'set', member: m4 });
-  await old.restore(
-    (async function* () {
-      yield* legacy;
-    })(),
-  );
+  await old.restore(chunkStream(() => legacy[Symbol.iterator]()));
   assert.deepEqual(old.directory.list(), [], 'a snapshot without a directory has none');
 });

@@ -66,8 +66,9 @@ void test("a removed member's data directory refuses to start, with DATA_DIR_REM
     const id = { clusterId: 'c', memberId: 4, members: [1, 2, 3], storage: 'wal' as const };
     writeIdentity(dir, { ...id, recovery: 'none', joined: true });
     const found = readIdentity(dir);
-    assert.equal(found?.joined, true);
-    assert.doesNotThrow(() => checkNotRemoved(dir, found!));
+    assert.ok(found !== null);
+    assert.equal(found.joined, true);
+    assert.doesNotThrow(() => checkNotRemoved(dir, found));
     writeIdentity(dir, { ...id, recovery: 'none', joined: true, removed: true });
     assert.throws(
       () => checkNotRemoved(dir, readIdentity(dir)!),
