@@ -61,8 +61,16 @@ export function memberCommands(
       withClient(opts(), async (c) => show(await c.members(), o.json)),
     );
   for (const [name, learner, what] of [
-    ['add', false, 'add a voter (it counts toward quorums at once: start it soon)'],
-    ['add-learner', true, 'add a learner: replicated to, no vote; promote it once caught up'],
+    [
+      'add',
+      false,
+      'add a voter (it counts toward quorums at once); then start it with flotilla start --join',
+    ],
+    [
+      'add-learner',
+      true,
+      'add a learner (replicated to, no vote); start it with flotilla start --join, promote it once caught up',
+    ],
   ] as const)
     member
       .command(name)

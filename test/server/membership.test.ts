@@ -51,8 +51,14 @@ async function expectRefusal(url: string, body: unknown, status: number, code: s
 }
 
 /** A node started with `join`: its own addresses only, the cluster's from the answer. */
-async function joiner(nodes: TestNodes, id: number, via: string, extra = {}) {
-  const [peer, client] = (await freePorts(2)) as [number, number];
+async function joiner(
+  nodes: TestNodes,
+  id: number,
+  via: string,
+  extra = {},
+  ports?: readonly [number, number],
+) {
+  const [peer, client] = ports ?? ((await freePorts(2)) as [number, number]);
   const dir = join(nodes.node(1).config.dataDir, '..', `joiner${id}`);
   const config = resolveNodeConfig({
     id,
@@ -283,4 +289,29 @@ void test('a member removed while it was down learns it from a peer when it star
     new Promise((_, reject) => setTimeout(() => reject(new Error('node 6 did not stop')), 15_000)),
   ]);
   assert.equal(readIdentity(j.config.dataDir)?.removed, true);
+});
+
+void test('a node added with member add-learner starts with --join and takes the cluster from it', async () => {
+  const { nodes, follower } = await cluster();
+  const ports = (await freePorts(2)) as [number, number];
+  const added = await postJson(
+    `${nodes.url(follower)}/v1/cluster/members/add-learner`,
+    { id: 7, peer: `127.0.0.1:${ports[0]}`, client: `http://127.0.0.1:${ports[1]}` },
+    { timeoutMs: 15_000 },
+  );
+  assert.equal(added.status, 200, JSON.stringify(added.json));
+  // The join finds it added with these addresses and answers as for a join that applied.
+  const j = await joiner(nodes, 7, nodes.url(follower), {}, ports);
+  assert.deepEqual(readIdentity(j.config.dataDir)?.members, [1, 2, 3]);
+  await until('the learner caught up', () => {
+    const leader = nodes.nodes.find((n) => n.runtime.isLeader());
+    const p = leader?.runtime.status().progress[7];
+    return p !== undefined && p.match > 0 && p.state === 'replicate';
+  });
+  const v = await members(nodes.url(follower));
+  assert.equal(
+    v.members.find((m) => m.id === 7)?.role,
+    'learner',
+    'added with add-learner: not promoted by itself',
+  );
 });
