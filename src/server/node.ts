@@ -66,9 +66,9 @@ import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
 import { QueueTicker } from './queue-ticker.js';
 import { installQueueRoutes, maxClaimWaitMs } from '../api/queue-routes.js';
-import { installMemberRoutes, type MemberBackend } from '../api/member-routes.js';
+import { installMemberRoutes } from '../api/member-routes.js';
 import type { Member } from './config.js';
-import { Membership } from './membership.js';
+import { NodeMembers } from './member-node.js';
 import { joinCluster } from './join.js';
 import type { TcpTransport as Transport } from '../transport/index.js';
 
@@ -94,17 +94,11 @@ export class FlotillaNode implements AsyncDisposable {
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
   private wire: WireServer | null = null;
-  /**
-   * Every member's addresses (membership.ts, `reachable`), kept current in place: the
-   * forwarders and the status read this array.
-   */
-  private readonly book: Member[];
-  readonly membership: Membership;
+  /** The address book, removal handling and membership routes' backend (member-node.ts). */
+  readonly members: NodeMembers;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
   readonly stopped: Promise<void>;
   private markStopped: () => void = () => undefined;
-  private removalHandled = false;
-  private lastRemovalAskMs = -Infinity;
 
   private constructor(
     readonly config: NodeConfig,
@@ -117,34 +111,27 @@ export class FlotillaNode implements AsyncDisposable {
     readonly metrics: NodeMetrics,
     readonly log: Logger,
     private readonly loopDelay: LoopDelayMonitor,
-    private readonly transport: Transport,
+    transport: Transport,
     kvSessions: SessionMachine,
-    private readonly identity: Omit<DataDirIdentity, 'format' | 'recovery'>,
+    identity: Omit<DataDirIdentity, 'format' | 'recovery'>,
   ) {
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
-    this.book = [...config.members];
-    this.membership = new Membership({
-      selfId: config.id,
-      bootstrap: config.members,
-      kv: runtime,
-      queue: queueService.runtime,
-      directory: kvSessions.directory,
-      clock: systemClock,
-      learnerPromoteLagEntries: config.learnerPromoteLagEntries,
-      checkEveryMs: 500,
-      followWaitMs: config.requestTimeoutMs,
-      notifyRemoved: (m) => this.notifyRemoved(m),
-      onBookChanged: () => this.refreshBook(),
-      onSelfRemoved: () => this.onRemoved('its removal from the cluster took effect'),
+    this.members = new NodeMembers({
+      config,
+      identity,
+      runtime,
+      queueRuntime: queueService.runtime,
+      kvSessions,
+      transport,
+      pool: (url) => this.pool(url),
+      forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
       log,
-    });
-    kvSessions.directory.onChange(() => {
-      this.refreshBook();
-      if (kvSessions.directory.isRemoved(config.id)) this.markRemoved();
+      isClosing: () => this.closing,
+      stop: () => void this.close(),
     });
     this.forwarder = new Forwarder({
       selfId: config.id,
-      members: this.book,
+      members: this.members.book,
       leaders: runtime,
       send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
       // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
@@ -156,7 +143,7 @@ export class FlotillaNode implements AsyncDisposable {
     });
     this.queueForwarder = new Forwarder({
       selfId: config.id,
-      members: this.book,
+      members: this.members.book,
       leaders: queueService.runtime,
       send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
       // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
@@ -534,11 +521,11 @@ export class FlotillaNode implements AsyncDisposable {
     );
     // The directory restored from the snapshot (and the log replayed so far) names members
     // added at run time: the transport learns them before the first message goes out.
-    node.refreshBook();
-    onHandshakeRefused = () => node.askWhetherRemoved();
+    node.members.refreshBook();
+    onHandshakeRefused = () => node.members.askWhetherRemoved();
     metrics.bindMembership(() => ({
       status: runtime.status(),
-      replication: node.membership.replication(),
+      replication: node.members.membership.replication(),
     }));
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
     metrics.bindKvHistory(() => ({
@@ -558,7 +545,7 @@ export class FlotillaNode implements AsyncDisposable {
       return rows;
     });
     installRoutes(http, node.backend());
-    installMemberRoutes(http, node.memberBackend());
+    installMemberRoutes(http, node.members.backend());
     installLeaseRoutes(http, {
       forward: (path, rawBody, signal) => node.forwarder.forward(path, rawBody, signal),
       header: () => ({
@@ -623,7 +610,7 @@ export class FlotillaNode implements AsyncDisposable {
     node.compactor.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
-    node.membership.start();
+    node.members.membership.start();
     return node;
   }
 
@@ -631,7 +618,7 @@ export class FlotillaNode implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    this.membership.stop();
+    this.members.membership.stop();
     this.compactor.stop();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
@@ -664,10 +651,10 @@ export class FlotillaNode implements AsyncDisposable {
       firstIndex: s.firstIndex,
       revision: this.kv.revision(),
       recovering: s.recovery === 'recovering',
-      members: [...this.book],
+      members: [...this.members.book],
       voters: s.voters,
       learners: s.learners,
-      replication: this.membership.replication(),
+      replication: this.members.membership.replication(),
       queueGroup: {
         role: q.role,
         term: q.term,
@@ -755,168 +742,11 @@ export class FlotillaNode implements AsyncDisposable {
       },
       transferLeadership: (to) => {
         try {
-          this.runtime.transferLeadership(to === 0 ? this.transferTarget() : to);
+          this.runtime.transferLeadership(to === 0 ? this.members.transferTarget() : to);
         } catch (err) {
           throw toFlotillaError(err);
         }
         return Promise.resolve();
-      },
-    };
-  }
-
-  /**
-   * The voter most caught up (the leader's view), for a transfer that names no target; 0 when
-   * this node leads no one, so that the core refuses it with its own message.
-   */
-  private transferTarget(): number {
-    const s = this.runtime.status();
-    let best = 0;
-    let bestMatch = -1;
-    for (const r of this.membership.replication()) {
-      if (r.learner || !s.voters.includes(r.id) || r.match <= bestMatch) continue;
-      best = r.id;
-      bestMatch = r.match;
-    }
-    if (best === 0)
-      throw new FlotillaError(
-        'INVALID_REQUEST',
-        `Node ${this.config.id} knows no other voter to hand leadership to (it leads: ${s.role === 'leader'})`,
-      );
-    return best;
-  }
-
-  /** Makes the address book, the transport's peers and the forwarders follow the membership. */
-  private refreshBook(): void {
-    const next = this.membership.reachable();
-    const gone = this.book.filter((m) => !next.some((n) => n.id === m.id));
-    this.book.splice(0, this.book.length, ...next);
-    for (const m of next)
-      if (m.id !== this.config.id) this.transport.setPeer(m.id, parseHostPort(m.peer));
-    for (const m of gone) {
-      if (m.id === this.config.id) continue;
-      this.transport.removePeer(m.id);
-      this.log.info({ peer: m.id }, `member ${m.id} is gone: no longer a peer`);
-    }
-  }
-
-  /** Marks the data directory of a removed member, once: it refuses to start from then on. */
-  private markRemoved(): void {
-    if (this.removalHandled) return;
-    this.removalHandled = true;
-    writeIdentity(this.config.dataDir, {
-      ...this.identity,
-      recovery: this.runtime.status().recovery,
-      removed: true,
-    });
-    this.log.error(
-      { member: this.config.id, dataDir: this.config.dataDir },
-      'this member was removed from the cluster: its data directory is marked and will not start again',
-    );
-  }
-
-  /** The removal took effect (or the cluster said so): mark the directory and stop serving. */
-  private onRemoved(why: string): void {
-    this.markRemoved();
-    if (this.closing) return;
-    this.log.error({ why }, 'removed from the cluster: stopping');
-    void this.close();
-  }
-
-  /**
-   * A member removed while it was down or cut off never applies its removal, and the leader's
-   * notice may not reach it; the others refuse its handshakes from then on. On such a refusal
-   * (at most every 2 s) it asks a peer whether the cluster lists it as removed.
-   */
-  private askWhetherRemoved(): void {
-    const now = performance.now();
-    if (this.closing || this.removalHandled || now - this.lastRemovalAskMs < 2_000) return;
-    this.lastRemovalAskMs = now;
-    const peers = this.book.filter((m) => m.id !== this.config.id);
-    const peer = peers[Math.floor(Math.random() * peers.length)];
-    if (peer === undefined) return;
-    void this.listedRemoved(peer).then(
-      (removed) => {
-        if (removed) this.onRemoved(`member ${peer.id} lists this member as removed`);
-      },
-      (err: unknown) =>
-        this.log.debug({ peer: peer.id, err: (err as Error).message }, 'membership check failed'),
-    );
-  }
-
-  private async listedRemoved(peer: Member): Promise<boolean> {
-    const deadline = new Deadline(2_000);
-    try {
-      const res = await this.pool(peer.client).request({
-        method: 'POST',
-        path: '/v1/cluster/members/list',
-        headers: { 'content-type': 'application/json' },
-        body: '{}',
-        signal: deadline.signal,
-      });
-      const json = JSON.parse(await res.body.text()) as { removed?: unknown };
-      return (
-        res.statusCode === 200 &&
-        Array.isArray(json.removed) &&
-        json.removed.includes(this.config.id)
-      );
-    } finally {
-      deadline[Symbol.dispose]();
-    }
-  }
-
-  /** Tells a removed member so, at its client URL (it may be down or cut off: best effort). */
-  private async notifyRemoved(m: Member): Promise<void> {
-    const deadline = new Deadline(2_000);
-    try {
-      const res = await this.pool(m.client).request({
-        method: 'POST',
-        path: '/v1/cluster/removed',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ clusterId: this.config.clusterId, id: m.id }),
-        signal: deadline.signal,
-      });
-      await res.body.text();
-    } finally {
-      deadline[Symbol.dispose]();
-    }
-  }
-
-  /** The membership backend the membership routes serve through. */
-  private memberBackend(): MemberBackend {
-    const refusal = (err: unknown): never => {
-      throw toFlotillaError(err);
-    };
-    return {
-      forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
-      list: () => this.membership.list(),
-      add: (m, o) => this.membership.add(m, o).catch(refusal),
-      promote: (id, signal) => this.membership.promote(id, signal).catch(refusal),
-      remove: (id, signal) => this.membership.remove(id, signal).catch(refusal),
-      join: async (m, signal) => {
-        try {
-          await this.membership.seedDirectory(signal);
-          const members = await this.membership.add(m, {
-            learner: true,
-            autoPromote: true,
-            signal,
-          });
-          return {
-            clusterId: this.config.clusterId,
-            initialMembers: this.identity.members,
-            book: this.membership.book(),
-            members,
-          };
-        } catch (err) {
-          return refusal(err);
-        }
-      },
-      removed: (clusterId, id) => {
-        if (clusterId !== this.config.clusterId || id !== this.config.id)
-          throw new FlotillaError(
-            'INVALID_REQUEST',
-            `This is member ${this.config.id} of cluster ${JSON.stringify(this.config.clusterId)}, not member ${id} of ${JSON.stringify(clusterId)}`,
-          );
-        this.onRemoved('the leader said this member was removed');
       },
     };
   }
@@ -950,7 +780,7 @@ export class FlotillaNode implements AsyncDisposable {
 
   private async clusterStatus(signal: AbortSignal): Promise<ClusterStatus> {
     const nodes = await Promise.all(
-      [...this.book].map(async (m) => {
+      [...this.members.book].map(async (m) => {
         if (m.id === this.config.id)
           return { id: m.id, client: m.client, status: this.nodeStatus() };
         const deadline = new Deadline(1_000, signal);
