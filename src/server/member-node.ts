@@ -69,8 +69,8 @@ export class NodeMembers {
   }
 
   /**
-   * The voter most caught up (the leader's view), for a transfer that names no target; 0 when
-   * this node leads no one, so that the core refuses it with its own message.
+   * The voter most caught up (the leader's view), for a transfer that names no target; refused
+   * INVALID_REQUEST when there is none (this node does not lead, or leads alone).
    */
   transferTarget(): number {
     const s = this.o.runtime.status();

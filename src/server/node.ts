@@ -430,7 +430,13 @@ export class FlotillaNode implements AsyncDisposable {
         if (r === 'recovering') caughtUp.delete(group);
         else caughtUp.add(group);
         const all = caughtUp.has(KV_GROUP) && caughtUp.has(QUEUE_GROUP);
-        writeIdentity(config.dataDir, { ...identity, recovery: all ? 'none' : 'recovering' });
+        // A member marked removed (member-node.ts) stays marked.
+        const removed = readIdentity(config.dataDir)?.removed === true;
+        writeIdentity(config.dataDir, {
+          ...identity,
+          recovery: all ? 'none' : 'recovering',
+          ...(removed ? { removed } : {}),
+        });
         if (r === 'none')
           log.warn(
             { group },
