@@ -213,7 +213,11 @@ void test('a node joins through a follower, catches up by snapshot, is promoted 
   assert.equal(w.status, 200, JSON.stringify(w.json));
   const st = nodes.node(leader).nodeStatus();
   assert.ok(st.voters?.includes(4));
-  assert.ok(st.replication?.some((r) => r.id === 4 && r.lag >= 0));
+  assert.ok(st.replication?.some((r) => r.id === 4 && r.lag >= 0 && r.snapshot === null));
+  const metrics = await (await fetch(`${nodes.url(leader)}/metrics`)).text();
+  assert.match(metrics, /^flotilla_members\{[^}]*role="voter"[^}]*\} 4$/m);
+  assert.match(metrics, /^flotilla_members\{[^}]*role="learner"[^}]*\} 0$/m);
+  assert.match(metrics, /^flotilla_snapshot_transfers(\{[^}]*\})? 0$/m);
   // A restart of every original node: node 4's address comes from the replicated directory
   // (their configurations do not name it), and writes still commit with it counted.
   await nodes.restartAll();
