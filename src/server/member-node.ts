@@ -9,7 +9,7 @@ import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
 import type { MemberBackend } from '../api/member-routes.js';
 import { FlotillaError } from '../base/errors.js';
-import { systemClock } from '../host/contracts.js';
+import type { Clock } from '../host/contracts.js';
 import type { RaftRuntime } from '../host/runtime.js';
 import type { SessionMachine } from '../host/sessions.js';
 import type { TcpTransport } from '../transport/index.js';
@@ -29,6 +29,7 @@ export interface NodeMembersOptions {
   /** Forwards a request to the key-value group's leader (null: handle it here). */
   readonly forward: MemberBackend['forward'];
   readonly log: Logger;
+  readonly clock: Clock;
   readonly isClosing: () => boolean;
   /** Stops the node (it was removed). */
   readonly stop: () => void;
@@ -43,6 +44,8 @@ export class NodeMembers {
   readonly membership: Membership;
   private removalHandled = false;
   private lastRemovalAskMs = -Infinity;
+  /** Which peer the next "was I removed?" question goes to: each in turn. */
+  private removalAskTurn = 0;
 
   constructor(private readonly o: NodeMembersOptions) {
     const { config, log } = o;
@@ -53,7 +56,7 @@ export class NodeMembers {
       kv: o.runtime,
       queue: o.queueRuntime,
       directory: o.kvSessions.directory,
-      clock: systemClock,
+      clock: o.clock,
       learnerPromoteLagEntries: config.learnerPromoteLagEntries,
       checkEveryMs: 500,
       followWaitMs: config.requestTimeoutMs,
@@ -132,11 +135,11 @@ export class NodeMembers {
    * (at most every 2 s) it asks a peer whether the cluster lists it as removed.
    */
   askWhetherRemoved(): void {
-    const now = performance.now();
+    const now = this.o.clock.nowMs();
     if (this.o.isClosing() || this.removalHandled || now - this.lastRemovalAskMs < 2_000) return;
     this.lastRemovalAskMs = now;
     const peers = this.book.filter((m) => m.id !== this.o.config.id);
-    const peer = peers[Math.floor(Math.random() * peers.length)];
+    const peer = peers[this.removalAskTurn++ % Math.max(1, peers.length)];
     if (peer === undefined) return;
     void this.listedRemoved(peer).then(
       (removed) => {

@@ -126,6 +126,7 @@ export class FlotillaNode implements AsyncDisposable {
       pool: (url) => this.pool(url),
       forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
       log,
+      clock: systemClock,
       isClosing: () => this.closing,
       stop: () => void this.close(),
     });
