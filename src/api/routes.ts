@@ -82,6 +82,7 @@ export interface KvBackend {
   status(): NodeStatus;
   clusterStatus(signal: AbortSignal): Promise<ClusterStatus>;
   ready(): { ready: boolean; reason: string };
+  /** To voter `to`, or (0) to the voter most caught up. */
   transferLeadership(to: number): Promise<void>;
   metrics: Registry;
 }
@@ -124,9 +125,8 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['to']);
-    const to = optInt(o, 'to', 1, 2 ** 31);
-    if (to === undefined) throw new FlotillaError('BAD_REQUEST', '"to" (a member id) is required');
-    await b.transferLeadership(to);
+    // Without "to", the leader picks the voter most caught up.
+    await b.transferLeadership(optInt(o, 'to', 1, 2 ** 31) ?? 0);
     return { json: { ok: true } };
   });
   http.route('GET', '/healthz', () => ({ json: { ok: true } }));

@@ -173,6 +173,11 @@ export interface NodeStatus {
     readonly peer: string;
     readonly client: string;
   }[];
+  /** The key-value group's voters (of either half while joint) and learners, in force here. */
+  readonly voters?: readonly number[];
+  readonly learners?: readonly number[];
+  /** Each other member's replication, as this node sees it when it leads; empty otherwise. */
+  readonly replication?: readonly MemberReplication[];
   /**
    * Snapshots this node is sending (as a leader) or receiving, in chunks, in either group:
    * bytes the follower holds, bytes and chunks moved (resends included), and the rate.
@@ -258,4 +263,80 @@ export interface LeaseTimeToLiveResponse {
 export interface LeaseListResponse {
   readonly header: ResponseHeader;
   readonly leases: readonly { readonly id: number; readonly ttl: number }[];
+}
+
+/** One follower's (or learner's) replication, as its leader sees it. */
+export interface MemberReplication {
+  readonly id: number;
+  readonly learner: boolean;
+  /** The highest log index known to be on the member. */
+  readonly match: number;
+  /** Entries the member is behind the leader's last index. */
+  readonly lag: number;
+  /** probe, replicate or snapshot (a snapshot is being sent). */
+  readonly state: string;
+  /** The snapshot being sent to it, when one is; null otherwise. */
+  readonly snapshot: SnapshotTransfer | null;
+}
+
+/**
+ * A snapshot transfer in progress to one member. Every field is filled by the snapshot sender
+ * when it knows it (the hook `snapshotTransfer` of the node's membership); an empty object
+ * says only that the leader is sending the member a snapshot.
+ */
+export interface SnapshotTransfer {
+  readonly index?: number;
+  readonly bytesSent?: number;
+  readonly bytesTotal?: number;
+  readonly chunksSent?: number;
+  readonly bytesPerSecond?: number;
+}
+
+export type MemberRole = 'voter' | 'learner' | 'none';
+
+/** One Raft group's configuration in force on the answering node. */
+export interface GroupMembership {
+  readonly group: number;
+  readonly voters: readonly number[];
+  readonly learners: readonly number[];
+  /** The voters being left while the configuration is joint; empty otherwise. */
+  readonly outgoing: readonly number[];
+}
+
+export interface MemberView {
+  readonly id: number;
+  readonly peer: string;
+  readonly client: string;
+  /** Its role in the key-value group; `queueRole` in the queue group, which follows it. */
+  readonly role: MemberRole;
+  readonly queueRole: MemberRole;
+  /** Promoted to voter automatically once caught up (a member that joined). */
+  readonly autoPromote: boolean;
+  /** Replication as the key-value group's leader sees it; absent unless the answerer leads. */
+  readonly match?: number;
+  readonly lag?: number;
+  readonly replication?: string;
+}
+
+/** The answer of the membership endpoints (/v1/cluster/members/...). */
+export interface MembersResponse {
+  /** The member that answered (the leader, unless none was known). */
+  readonly memberId: number;
+  readonly leader: number;
+  readonly groups: readonly GroupMembership[];
+  readonly members: readonly MemberView[];
+  /** Ids removed from the cluster; never usable again. */
+  readonly removed: readonly number[];
+  /** Whether the queue group's configuration has caught up with the key-value group's. */
+  readonly queueGroupFollows: boolean;
+}
+
+/** The answer of POST /v1/cluster/join: what a joining node needs to start. */
+export interface JoinResponse {
+  readonly clusterId: string;
+  /** The cluster's initial voters: the configuration its log starts from. */
+  readonly initialMembers: readonly number[];
+  /** Every member's addresses, the joining node's included. */
+  readonly book: readonly { readonly id: number; readonly peer: string; readonly client: string }[];
+  readonly members: MembersResponse;
 }

@@ -129,6 +129,11 @@ export const errorCodes = {
     meaning: 'a membership change that adds a member in the role it already has',
     indefinite: false,
   },
+  MEMBER_REMOVED: {
+    meaning:
+      'the member id was removed from the cluster and cannot be used again: give the node a new id and an empty data directory',
+    indefinite: false,
+  },
   MEMBERSHIP_NOT_JOINT: {
     meaning: 'a request to leave a joint configuration when the configuration is not joint',
     indefinite: false,

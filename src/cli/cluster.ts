@@ -3,11 +3,15 @@
 // keep running. Ctrl-C (or SIGTERM) stops every node it started, by PID, and waits for them.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NodeStatus } from '../api/types.js';
+import type { MembersResponse, NodeStatus } from '../api/types.js';
+import { renderMembers } from './member.js';
 import { humanize } from '../server/logging.js';
 import { StartupError, checkListenable, prepareDataDir } from '../server/startup.js';
+import { IDENTITY_FILE } from '../server/data-dir.js';
 
 export interface ClusterUpOptions {
   readonly nodes: number;
@@ -23,6 +27,8 @@ export interface ClusterUpOptions {
   /** Extra flags passed to every `flotilla start`. */
   readonly extraArgs?: readonly string[];
   readonly out?: (line: string) => void;
+  /** Commands, one a line (`add`, `remove N`, `list`): default standard input. */
+  readonly control?: NodeJS.ReadableStream;
 }
 
 export interface LocalMember {
@@ -43,6 +49,7 @@ const maxPort = 65_535;
 
 /** The members of a local cluster; refuses options that could not work before anything starts. */
 export function planCluster(o: ClusterUpOptions): LocalMember[] {
+  const members = Array.from({ length: o.nodes }, (_, i) => localMember(o, i + 1));
   if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > maxLocalNodes)
     throw new UsageError(`--nodes must be an integer from 1 to ${maxLocalNodes}, got ${o.nodes}`);
   const ranges: [string, number][] = [
@@ -63,12 +70,17 @@ export function planCluster(o: ClusterUpOptions): LocalMember[] {
           `${flag} ${base} and ${otherFlag} ${other} overlap with ${o.nodes} node(s): each needs ${o.nodes} consecutive ports`,
         );
   });
-  return Array.from({ length: o.nodes }, (_, i) => ({
-    id: i + 1,
-    peer: `${o.host}:${o.peerPortBase + i}`,
-    client: `http://${o.host}:${o.clientPortBase + i}`,
-    dataDir: resolve(join(o.dataDir, `node${i + 1}`)),
-  }));
+  return members;
+}
+
+/** Member `id` of a local cluster: its ports follow the bases, its directory is node<id>. */
+function localMember(o: ClusterUpOptions, id: number): LocalMember {
+  return {
+    id,
+    peer: `${o.host}:${o.peerPortBase + id - 1}`,
+    client: `http://${o.host}:${o.clientPortBase + id - 1}`,
+    dataDir: resolve(join(o.dataDir, `node${id}`)),
+  };
 }
 
 /**
@@ -144,22 +156,25 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   await checkPorts(members);
   const children = new Map<number, ChildProcess>();
   const pids = new Map<number, number>();
+  /** Members removed from the cluster here: their exit is expected. */
+  const removed = new Set<number>();
   let stopping = false;
-  for (const m of members) {
-    const child = spawn(process.execPath, startArgs(m, members, o), {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+  const spawnNode = (m: LocalMember, args: string[]): number | undefined => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     children.set(m.id, child);
     if (child.pid !== undefined) pids.set(m.id, child.pid);
     prefixLines(child, `[node ${m.id}] `, out);
     child.on('exit', (code, signal) => {
       children.delete(m.id);
-      if (!stopping)
+      if (removed.has(m.id)) out(`node ${m.id} was removed from the cluster and stopped.`);
+      else if (!stopping)
         out(
           `node ${m.id} exited (${signal ?? `code ${code}`}); it is not restarted. Restart it by hand or run "cluster up" again.`,
         );
     });
-  }
+    return child.pid;
+  };
+  for (const m of members) spawnNode(m, startArgs(m, members, o));
   out(
     `Flotilla cluster "${o.clusterId}" with ${members.length} node(s); data under ${resolve(o.dataDir)}`,
   );
@@ -170,7 +185,20 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   out(
     `Try: curl -s ${members[0]?.client}/v1/kv/put -H 'content-type: application/json' -d '{"key":"hello","value":"world"}'`,
   );
-  out('Press Ctrl-C to stop all nodes.');
+  out('Press Ctrl-C to stop all nodes. Type "add", "remove N" or "list" to change the cluster.');
+  const control = createInterface({ input: o.control ?? process.stdin });
+  let nextId = members.length + 1;
+  control.on('line', (line) => {
+    const running = [...children.keys()].map((id) => localMember(o, id));
+    void runControl(line.trim(), {
+      options: o,
+      running,
+      takeId: () => nextId++,
+      removed,
+      spawnNode,
+      out,
+    }).catch((err: unknown) => out(`${line.trim()}: ${(err as Error).message}`));
+  });
   void announceLeader({ members, pids, out, stopped: () => stopping }).then((ready) => {
     if (!ready && !stopping) out('No leader after 20 s: check the node logs above.');
   });
@@ -179,6 +207,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     // Every timer is cleared on the way out, so the process exits once its nodes have.
     const watch = setInterval(() => {
       if (children.size === 0 && !stopping) {
+        control.close();
         clearInterval(watch);
         out('All nodes have exited.');
         resolveDone(1);
@@ -187,6 +216,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     const stop = (): void => {
       if (stopping) return;
       stopping = true;
+      control.close();
       clearInterval(watch);
       out('Stopping all nodes...');
       for (const c of children.values()) c.kill('SIGTERM');
@@ -204,6 +234,60 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+}
+
+interface ControlContext {
+  readonly options: ClusterUpOptions;
+  readonly running: readonly LocalMember[];
+  readonly takeId: () => number;
+  readonly removed: Set<number>;
+  readonly spawnNode: (m: LocalMember, args: string[]) => number | undefined;
+  readonly out: (line: string) => void;
+}
+
+/**
+ * One command typed while the cluster runs: `add` starts a node with the next id on the next
+ * ports that joins through the running ones (a learner, promoted once caught up); `remove N`
+ * removes member N (its process stops by itself); `list` prints the members.
+ */
+async function runControl(line: string, c: ControlContext): Promise<void> {
+  const via = c.running.map((m) => m.client);
+  if (line === '') return;
+  if (line === 'add') {
+    // An id whose directory a member of an earlier run left (perhaps removed) is skipped.
+    let m = localMember(c.options, c.takeId());
+    while (existsSync(join(m.dataDir, IDENTITY_FILE))) m = localMember(c.options, c.takeId());
+    prepareDataDir(m.dataDir);
+    await checkPorts([m]);
+    const pid = c.spawnNode(m, [...startArgs(m, [m], c.options), '--join', via.join(',')]);
+    c.out(
+      `node ${m.id}: client ${m.client}  peer ${m.peer}  pid ${pid ?? '?'}: joining through ${via.join(', ')}`,
+    );
+    return;
+  }
+  const remove = /^remove (\d+)$/.exec(line);
+  if (remove !== null || line === 'list') {
+    const path = remove === null ? 'list' : 'remove';
+    const body = remove === null ? {} : { id: Number(remove[1]) };
+    if (remove !== null) c.removed.add(Number(remove[1]));
+    const res = await fetch(`${via[0] ?? ''}/v1/cluster/members/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const json = (await res.json()) as MembersResponse & {
+      error?: { code: string; message: string };
+    };
+    if (json.error !== undefined) {
+      if (remove !== null) c.removed.delete(Number(remove[1]));
+      c.out(`${line}: ${json.error.code}: ${json.error.message}`);
+      return;
+    }
+    for (const l of renderMembers(json).trimEnd().split('\n')) c.out(l);
+    return;
+  }
+  c.out(`unknown command "${line}": type add, remove N or list`);
 }
 
 function prefixLines(child: ChildProcess, prefix: string, out: (l: string) => void): void {

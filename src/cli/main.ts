@@ -7,6 +7,7 @@ import { ConfigError, configFromEnv, readConfigFile, resolveNodeConfig } from '.
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { runElection, runLocked } from './concurrency.js';
 import { queueCommands } from './queue.js';
+import { memberCommands } from './member.js';
 
 const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
 
@@ -91,6 +92,15 @@ export function buildProgram(): Command {
       'port of the binary client protocol (0: off)',
       int('--client-protocol-port'),
     )
+    .option(
+      '--join <urls>',
+      'join a running cluster through these member URLs (empty data directory; --initial-cluster names only this node)',
+    )
+    .option(
+      '--learner-promote-lag-entries <n>',
+      'promote a joined learner once its log is this close to the leader',
+      int('--learner-promote-lag-entries'),
+    )
     .option('--log-level <level>', 'pino log level')
     .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
     .action(async (o: Record<string, unknown>) => {
@@ -110,6 +120,8 @@ export function buildProgram(): Command {
         snapshotChunkBytes: o['snapshotChunkBytes'],
         maxInflightRequests: o['maxInflightRequests'],
         clientProtocolPort: o['clientProtocolPort'],
+        join: o['join'],
+        learnerPromoteLagEntries: o['learnerPromoteLagEntries'],
         logLevel: o['logLevel'],
         logFormat: o['logFormat'],
       };
@@ -289,6 +301,7 @@ export function buildProgram(): Command {
     );
 
   queueCommands(program, withClient, defaultEndpoints, int);
+  memberCommands(program, withClient, defaultEndpoints, int);
 
   const lease = program
     .command('lease')

@@ -31,6 +31,7 @@ import { WireConnection } from './wire.js';
 import { QueueClient } from './queue.js';
 import type {
   ClusterStatus,
+  MembersResponse,
   CompactResponse,
   Compare,
   LeaseGrantResponse,
@@ -428,6 +429,52 @@ export class FlotillaClient {
 
   async clusterStatus(o: CallOptions = {}): Promise<ClusterStatus> {
     return this.call<ClusterStatus>('GET', '/v1/cluster/status', undefined, o.signal);
+  }
+
+  /**
+   * The members of the cluster, as the key-value group's leader sees them (with each one's
+   * replication): roles in both Raft groups, addresses, removed ids.
+   */
+  async members(o: CallOptions = {}): Promise<MembersResponse> {
+    return this.call<MembersResponse>('POST', '/v1/cluster/members/list', {}, o.signal);
+  }
+
+  /**
+   * Adds a member: a voter, or with `learner` a learner (replicated to, no vote). The node at
+   * `peer` and `client` is started afterwards with the cluster's members; `flotilla start
+   * --join` does both in one step. A voter added before its node runs counts toward every
+   * quorum at once: add a learner and promote it once caught up to keep the cluster available.
+   */
+  async addMember(
+    m: { id: number; peer: string; client: string },
+    o: { learner?: boolean } & CallOptions = {},
+  ): Promise<MembersResponse> {
+    const path = o.learner === true ? '/v1/cluster/members/add-learner' : '/v1/cluster/members/add';
+    return this.call<MembersResponse>('POST', path, pick(m, 'id', 'peer', 'client'), o.signal);
+  }
+
+  /** Makes a learner a voter. */
+  async promoteMember(id: number, o: CallOptions = {}): Promise<MembersResponse> {
+    return this.call<MembersResponse>('POST', '/v1/cluster/members/promote', { id }, o.signal);
+  }
+
+  /** Removes a member for good: its id can never be used again. */
+  async removeMember(id: number, o: CallOptions = {}): Promise<MembersResponse> {
+    return this.call<MembersResponse>('POST', '/v1/cluster/members/remove', { id }, o.signal);
+  }
+
+  /**
+   * Hands leadership of the key-value group to voter `o.to`, or without it to the voter most
+   * caught up. Resolves once the leader started the transfer (it completes within an election
+   * timeout, or is abandoned).
+   */
+  async transferLeadership(o: { to?: number } & CallOptions = {}): Promise<void> {
+    await this.call<unknown>(
+      'POST',
+      '/v1/cluster/transfer-leadership',
+      o.to === undefined ? {} : { to: o.to },
+      o.signal,
+    );
   }
 
   /** Whether calls to `endpoint` go over the binary protocol now (for tests and tools). */

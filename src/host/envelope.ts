@@ -5,7 +5,8 @@
 //   [format, kind, client, seq, timeMs, payload]     msgpack array, format 1
 //
 //   format  1
-//   kind    1 = a client command (the only kind yet; membership changes will add more)
+//   kind    1 = a client command; 2 = a member directory change (directory.ts), applied by the
+//           session layer itself, with client '' and seq 0
 //   client  the client's session id, '' for a write without a session
 //   seq     the client's sequence number for this write (0 without a session)
 //   timeMs  the proposing leader's clock, the only time a state machine may use
@@ -16,10 +17,13 @@ import { defaultLimits } from '../base/limits.js';
 
 export const ENVELOPE_FORMAT = 1;
 export const KIND_COMMAND = 1;
+export const KIND_DIRECTORY = 2;
 /** Longest client id, in UTF-16 code units (3 bytes each in UTF-8 at worst). */
 export const MAX_CLIENT_ID_CHARS = defaultLimits.maxClientIdChars;
 
 export interface Envelope {
+  /** KIND_COMMAND when absent. */
+  readonly kind?: typeof KIND_COMMAND | typeof KIND_DIRECTORY;
   readonly client: string;
   readonly seq: number;
   readonly timeMs: number;
@@ -29,7 +33,14 @@ export interface Envelope {
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
 
 export function encodeEnvelope(e: Envelope): Uint8Array {
-  return packr.pack([ENVELOPE_FORMAT, KIND_COMMAND, e.client, e.seq, e.timeMs, e.payload]);
+  return packr.pack([
+    ENVELOPE_FORMAT,
+    e.kind ?? KIND_COMMAND,
+    e.client,
+    e.seq,
+    e.timeMs,
+    e.payload,
+  ]);
 }
 
 /**
@@ -64,7 +75,8 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   const [format, kind, client, seq, timeMs, payload] = raw as unknown[];
   if (format !== ENVELOPE_FORMAT)
     throw new Error(`envelope format ${String(format)} is not ${ENVELOPE_FORMAT}`);
-  if (kind !== KIND_COMMAND) throw new Error(`unknown envelope kind ${String(kind)}`);
+  if (kind !== KIND_COMMAND && kind !== KIND_DIRECTORY)
+    throw new Error(`unknown envelope kind ${String(kind)}`);
   if (typeof client !== 'string' || client.length > MAX_CLIENT_ID_CHARS)
     throw new Error('bad client id');
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)
@@ -72,5 +84,5 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   if (typeof timeMs !== 'number' || !Number.isFinite(timeMs) || timeMs < 0)
     throw new Error('bad time');
   if (!(payload instanceof Uint8Array)) throw new Error('bad payload');
-  return { client, seq, timeMs, payload };
+  return { kind, client, seq, timeMs, payload };
 }

@@ -17,7 +17,8 @@
 import { strict as assert } from 'node:assert';
 import { Packr } from 'msgpackr';
 import type { Command, Refusal, StateMachine } from './contracts.js';
-import { decodeEnvelope } from './envelope.js';
+import { KIND_DIRECTORY, decodeEnvelope } from './envelope.js';
+import { MemberDirectory, decodeDirectoryChange, parseDirectorySnapshot } from './directory.js';
 import { defaultLimits } from '../base/limits.js';
 
 export interface SessionLimits {
@@ -165,6 +166,8 @@ const SESSIONS_PER_CHUNK = 256;
  */
 export class SessionMachine implements StateMachine {
   private readonly table: SessionTable;
+  /** The member directory (directory.ts): applied here, in log order, saved in our snapshot. */
+  readonly directory = new MemberDirectory();
 
   constructor(
     readonly inner: StateMachine,
@@ -205,6 +208,19 @@ export class SessionMachine implements StateMachine {
           'BAD_COMMAND',
           `Entry ${c.index} holds no valid command: ${(err as Error).message}`,
         );
+        return;
+      }
+      if (env.kind === KIND_DIRECTORY) {
+        // Applied in log order with the commands around it: the run before it goes first.
+        flush();
+        try {
+          results[at] = this.directory.apply(decodeDirectoryChange(env.payload));
+        } catch (err) {
+          results[at] = refusal(
+            'BAD_COMMAND',
+            `Entry ${c.index} holds no valid directory change: ${(err as Error).message}`,
+          );
+        }
         return;
       }
       // A run must end wherever applying it whole could differ from applying its commands one
@@ -251,10 +267,12 @@ export class SessionMachine implements StateMachine {
   snapshot(): AsyncIterable<Uint8Array> {
     // Both captured now: the inner machine's view and ours are of the same index.
     const saved = this.table.save();
+    const directory = this.directory.save();
     const inner = this.inner.snapshot();
     return (async function* () {
       const chunks = Math.ceil(saved.sessions.length / SESSIONS_PER_CHUNK);
-      yield packr.pack({ v: 1, clockMs: saved.clockMs, chunks });
+      // `directory` is absent from snapshots written before it existed; load() reads both.
+      yield packr.pack({ v: 1, clockMs: saved.clockMs, chunks, directory });
       for (let i = 0; i < chunks; i++)
         yield packr.pack(
           saved.sessions.slice(i * SESSIONS_PER_CHUNK, (i + 1) * SESSIONS_PER_CHUNK),
@@ -274,10 +292,12 @@ export class SessionMachine implements StateMachine {
       v?: unknown;
       clockMs?: unknown;
       chunks?: unknown;
+      directory?: unknown;
     };
     if (header.v !== 1) throw new Error(`Unsupported session snapshot version ${String(header.v)}`);
     if (typeof header.clockMs !== 'number' || !Number.isSafeInteger(header.chunks))
       throw new Error('Session snapshot header is malformed');
+    const directory = parseDirectorySnapshot(header.directory);
     const sessions: ReturnType<SessionTable['save']>['sessions'] = [];
     for (let i = 0; i < (header.chunks as number); i++) {
       const part = packr.unpack(await next(`chunk ${i + 1} of sessions`)) as unknown;
@@ -286,6 +306,7 @@ export class SessionMachine implements StateMachine {
     }
     await this.inner.restore({ [Symbol.asyncIterator]: () => it });
     this.table.load({ clockMs: header.clockMs, sessions });
+    this.directory.load(directory);
   }
 
   onLeaderChange(leader: number, term: number): void {

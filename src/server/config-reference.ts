@@ -102,6 +102,16 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       "Bytes of a watch's stream its reader may leave unread; past it the watch is cancelled `WATCH_TOO_SLOW` with the revision to resume from, rather than buffered without bound.",
   },
+  join: {
+    meaning:
+      "Client URLs of running members (comma-separated). With an empty data directory the node asks the cluster to add it as a learner, takes the cluster id and the members from the answer, and is promoted to voter once caught up; `initialCluster` then names only this node. Ignored once the directory holds the node's identity.",
+    values: 'URLs',
+    default: 'none (not joining)',
+  },
+  learnerPromoteLagEntries: {
+    meaning:
+      "The leader promotes a joined learner to voter once the learner's log is within this many entries of its own, in each Raft group.",
+  },
   snapshotEveryEntries: {
     meaning:
       'Snapshot the state machine and compact the log at every index that is a multiple of this: the same indexes on every node, so a new leader can resume the snapshot transfer its predecessor began.',

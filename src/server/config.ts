@@ -98,6 +98,14 @@ export interface NodeConfig {
    * worker's report through under whatever claim its job has now (no fencing).
    */
   readonly unsafeTestMode: 'none' | 'local-reads' | 'early-ack' | 'stale-tokens';
+  /**
+   * Client URLs of running members to join through, when the data directory is empty: the node
+   * asks the cluster to add it as a learner and takes the cluster id and the members from the
+   * answer. Empty: not joining (the members are `initialCluster`).
+   */
+  readonly join: readonly string[];
+  /** The leader promotes a joined learner once its log is within this many entries of its own. */
+  readonly learnerPromoteLagEntries: number;
 }
 
 export class ConfigError extends Error {
@@ -132,6 +140,7 @@ export const configDefaults = {
   maxInflightAgeMs: 1_000,
   clientProtocolPort: 0,
   clientProtocolMaxInflight: 1_024,
+  learnerPromoteLagEntries: 1_000,
   logLevel: 'info',
   logFormat: 'auto',
 } as const;
@@ -163,6 +172,7 @@ export const numericFields = [
   ['maxInflightAgeMs', 1, 3_600_000],
   ['clientProtocolPort', 0, 65_535],
   ['clientProtocolMaxInflight', 1, 65_536],
+  ['learnerPromoteLagEntries', 0, 1e9],
 ] as const;
 
 /** The sizes of the encodings between a node's layers, for checkLimits. */
@@ -186,6 +196,7 @@ const otherFields = [
   'logLevel',
   'logFormat',
   'unsafeTestMode',
+  'join',
 ] as const;
 
 /** Every field a config file may hold; each is documented in docs/CONFIG.md. */
@@ -322,7 +333,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const clusterId = str(merged['clusterId'], 'clusterId', configDefaults.clusterId);
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterId))
     throw new ConfigError(`clusterId "${clusterId}" must be 1-64 of [A-Za-z0-9._-]`);
+  const join = resolveJoin(merged['join']);
   return {
+    join,
     id,
     clusterId,
     dataDir,
@@ -418,6 +431,28 @@ function resolveMembers(merged: Raw): Member[] {
     }
   }
   return members;
+}
+
+/** `join`: comma-separated client URLs (a string) or a list of them (in a file). */
+function resolveJoin(raw: unknown): string[] {
+  if (raw === undefined) return [];
+  const list =
+    typeof raw === 'string'
+      ? raw.split(',').map((s) => s.trim())
+      : Array.isArray(raw) && raw.every((u) => typeof u === 'string')
+        ? raw
+        : null;
+  if (list === null) throw new ConfigError(`join must be client URLs, got ${JSON.stringify(raw)}`);
+  return list
+    .filter((u) => u !== '')
+    .map((u) => {
+      try {
+        new URL(u);
+      } catch {
+        throw new ConfigError(`join address "${u}" is not a URL (e.g. http://127.0.0.1:8001)`);
+      }
+      return u.replace(/\/$/, '');
+    });
 }
 
 function toInt(v: unknown, name: string, min: number, max: number): number {

@@ -39,13 +39,19 @@ export interface DataDirIdentity {
   readonly members: readonly number[];
   readonly storage: StorageKind;
   readonly recovery: Recovery;
+  /** The node joined a running cluster (`join`): `members` are that cluster's initial ones. */
+  readonly joined?: boolean;
+  /** The member was removed from its cluster: the directory must never start a node again. */
+  readonly removed?: boolean;
 }
 
 export type DataDirErrorCode =
   /** The directory belongs to another cluster, member or storage kind. */
   | 'DATA_DIR_MISMATCH'
   /** The identity file cannot be read or is not one this version writes. */
-  | 'DATA_DIR_INVALID';
+  | 'DATA_DIR_INVALID'
+  /** The directory belongs to a member that was removed from its cluster. */
+  | 'DATA_DIR_REMOVED';
 
 export class DataDirError extends Error {
   override readonly name = 'DataDirError';
@@ -97,7 +103,9 @@ function parseIdentity(v: unknown, file: string): DataDirIdentity {
         'or keep running 0.1 on it',
     );
   if (o['format'] !== FORMAT) throw bad(`format ${JSON.stringify(o['format'])} is not ${FORMAT}`);
-  const { clusterId, memberId, members, storage, recovery } = o;
+  const { clusterId, memberId, members, storage, recovery, joined, removed } = o;
+  if (joined !== undefined && typeof joined !== 'boolean') throw bad('joined must be a boolean');
+  if (removed !== undefined && typeof removed !== 'boolean') throw bad('removed must be a boolean');
   if (typeof clusterId !== 'string' || clusterId === '') throw bad('clusterId must be a string');
   if (!Number.isSafeInteger(memberId) || (memberId as number) < 1)
     throw bad('memberId must be a positive integer');
@@ -113,7 +121,21 @@ function parseIdentity(v: unknown, file: string): DataDirIdentity {
     members: members as number[],
     storage,
     recovery,
+    ...(joined === true ? { joined } : {}),
+    ...(removed === true ? { removed } : {}),
   };
+}
+
+/** Refuses the directory of a member removed from its cluster. */
+export function checkNotRemoved(dir: string, found: DataDirIdentity): void {
+  if (found.removed !== true) return;
+  const file = join(dir, IDENTITY_FILE);
+  throw new DataDirError(
+    'DATA_DIR_REMOVED',
+    `Data directory ${dir} belongs to member ${found.memberId}, which was removed from cluster ${JSON.stringify(found.clusterId)} (${file}). ` +
+      'A removed member never starts again: to bring this machine back, give it a new id and an empty data directory, and join it with --join.',
+    file,
+  );
 }
 
 /** Writes the identity durably: a temporary file, fsync, rename, fsync of the directory. */

@@ -289,6 +289,43 @@ export class NodeMetrics {
   }
 
   /**
+   * The key-value group's configuration in force here (voters and learners, with the outgoing
+   * voters while joint) and, on the leader, the snapshot transfers in progress; the queue group
+   * follows it (membership.ts).
+   */
+  bindMembership(
+    read: () => {
+      readonly status: {
+        readonly voters: readonly number[];
+        readonly learners: readonly number[];
+        readonly outgoingVoters: readonly number[];
+      };
+      readonly replication: readonly { readonly snapshot: object | null }[];
+    },
+  ): void {
+    new Gauge({
+      name: 'flotilla_members',
+      help: 'Members of the key-value group by role (voter, learner, outgoing: voters being left while joint)',
+      labelNames: ['role'],
+      registers: [this.registry],
+      collect() {
+        const { status } = read();
+        this.set({ role: 'voter' }, status.voters.length);
+        this.set({ role: 'learner' }, status.learners.length);
+        this.set({ role: 'outgoing' }, status.outgoingVoters.length);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_snapshot_transfers',
+      help: 'Snapshots this leader is sending to members now',
+      registers: [this.registry],
+      collect() {
+        this.set(read().replication.filter((r) => r.snapshot !== null).length);
+      },
+    });
+  }
+
+  /**
    * Reads the gauges (role, term, commit and applied index) from `status` at each scrape, and
    * on the leader, each follower's replication progress (see `followerGauges`).
    */

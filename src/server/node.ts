@@ -29,6 +29,7 @@ import { SessionMachine, defaultSessionLimits } from '../host/sessions.js';
 import {
   DataDirError,
   checkIdentity,
+  checkNotRemoved,
   groupDir,
   readIdentity,
   storageFilesIn,
@@ -60,12 +61,16 @@ import {
   parseHostPort,
   prepareDataDir,
 } from './startup.js';
-import type { StateMachine } from '../host/contracts.js';
 import { defaultQueueLimits } from '../base/limits.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
 import { QueueTicker } from './queue-ticker.js';
 import { installQueueRoutes, maxClaimWaitMs, type QueueBackend } from '../api/queue-routes.js';
+import { installMemberRoutes } from '../api/member-routes.js';
+import type { Member } from './config.js';
+import { NodeMembers } from './member-node.js';
+import { joinCluster } from './join.js';
+import type { TcpTransport as Transport } from '../transport/index.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -89,6 +94,11 @@ export class FlotillaNode implements AsyncDisposable {
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
   private wire: WireServer | null = null;
+  /** The address book, removal handling and membership routes' backend (member-node.ts). */
+  readonly members: NodeMembers;
+  /** Settles when the node stopped, by close() or because it was removed from the cluster. */
+  readonly stopped: Promise<void>;
+  private markStopped: () => void = () => undefined;
 
   private constructor(
     readonly config: NodeConfig,
@@ -101,10 +111,28 @@ export class FlotillaNode implements AsyncDisposable {
     readonly metrics: NodeMetrics,
     readonly log: Logger,
     private readonly loopDelay: LoopDelayMonitor,
+    transport: Transport,
+    kvSessions: SessionMachine,
+    identity: Omit<DataDirIdentity, 'format' | 'recovery'>,
   ) {
+    this.stopped = new Promise((resolve) => (this.markStopped = resolve));
+    this.members = new NodeMembers({
+      config,
+      identity,
+      runtime,
+      queueRuntime: queueService.runtime,
+      kvSessions,
+      transport,
+      pool: (url) => this.pool(url),
+      forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
+      log,
+      clock: systemClock,
+      isClosing: () => this.closing,
+      stop: () => void this.close(),
+    });
     this.forwarder = new Forwarder({
       selfId: config.id,
-      members: config.members,
+      members: this.members.book,
       leaders: runtime,
       send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
       // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
@@ -116,7 +144,7 @@ export class FlotillaNode implements AsyncDisposable {
     });
     this.queueForwarder = new Forwarder({
       selfId: config.id,
-      members: config.members,
+      members: this.members.book,
       leaders: queueService.runtime,
       send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
       // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
@@ -169,7 +197,7 @@ export class FlotillaNode implements AsyncDisposable {
   }
 
   static async start(
-    config: NodeConfig,
+    given: NodeConfig,
     o: {
       logger?: Logger;
       /** Called at each step of a write's path (host/trace.ts), for bench/trace. */
@@ -177,23 +205,49 @@ export class FlotillaNode implements AsyncDisposable {
     } = {},
   ): Promise<FlotillaNode> {
     const log =
-      o.logger ?? createLogger(config.id, { level: config.logLevel, format: config.logFormat });
+      o.logger ?? createLogger(given.id, { level: given.logLevel, format: given.logFormat });
     // Fail before touching storage: an unusable data directory or a taken port is reported
     // at once, not after the log was replayed and an election won. The peer port is bound
     // for real (messages arriving before the runtime starts are dropped; Raft resends); the
     // client port is only checked, as the HTTP routes need the runtime.
-    prepareDataDir(config.dataDir);
-    await checkListenable(config.listenClient, 'clients (listenClient)');
-    const wireListen = clientProtocolAddress(config);
+    prepareDataDir(given.dataDir);
+    await checkListenable(given.listenClient, 'clients (listenClient)');
+    const wireListen = clientProtocolAddress(given);
     if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
+    const recorded = readIdentity(given.dataDir);
+    if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
+    // A node joining with an empty data directory learns the cluster from the answer; one
+    // that joined before takes its cluster id and initial members from its directory.
+    const joined =
+      recorded === null && given.join.length > 0
+        ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
+            clock: systemClock,
+            timeoutMs: 60_000,
+            log,
+          })
+        : null;
+    const isJoined = joined !== null || recorded?.joined === true;
+    const config: NodeConfig =
+      joined !== null
+        ? { ...given, clusterId: joined.clusterId, members: joined.book }
+        : recorded?.joined === true
+          ? { ...given, clusterId: recorded.clusterId }
+          : given;
+    if (joined !== null)
+      log.info(
+        { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
+        'joined the cluster as a learner; catching up',
+      );
     const metrics = new NodeMetrics(config.id);
     const identity: Omit<DataDirIdentity, 'format' | 'recovery'> = {
       clusterId: config.clusterId,
       memberId: config.id,
-      members: config.members.map((m) => m.id),
+      members:
+        joined?.initialMembers ??
+        (recorded?.joined === true ? recorded.members : config.members.map((m) => m.id)),
       storage: config.storage,
+      ...(isJoined ? { joined: true } : {}),
     };
-    const recorded = readIdentity(config.dataDir);
     if (recorded !== null) checkIdentity(config.dataDir, recorded, identity);
     const kvDir = groupDir(config.dataDir, KV_GROUP);
     const otherKind = storageFilesIn(kvDir);
@@ -254,6 +308,8 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenPeer, 'peers (listenPeer)', err);
     }
     const peerLogs = new Map<number, boolean | null>();
+    // Set once the node exists: a refused handshake may mean this member was removed.
+    let onHandshakeRefused: () => void = () => undefined;
     transport.onEvent((e) => {
       switch (e.kind) {
         case 'reconnect-scheduled':
@@ -276,6 +332,7 @@ export class FlotillaNode implements AsyncDisposable {
             { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
             'peer handshake refused',
           );
+          onHandshakeRefused();
           return;
         case 'protocol-error':
           log.warn(
@@ -293,7 +350,7 @@ export class FlotillaNode implements AsyncDisposable {
       recovery =
         recorded !== null && recorded.recovery === 'recovering'
           ? 'recovering'
-          : holdsLog || initial.hardState.term > 0
+          : holdsLog || initial.hardState.term > 0 || isJoined
             ? 'none'
             : await decideEmptyStart(config, peerLogs, log);
       // Written on first start (or after recovery was decided); an unchanged one is left alone.
@@ -352,12 +409,13 @@ export class FlotillaNode implements AsyncDisposable {
     // decided from the key-value group's log applies to every group, and the node is a full
     // member again only once every group has caught up.
     const caughtUp = new Set<number>(recovery === 'none' ? [KV_GROUP, QUEUE_GROUP] : []);
-    const groupOptions = (group: number, groupStorage: GroupStorage, machine: StateMachine) => ({
-      voters: config.members.map((m) => m.id),
+    const groupOptions = (group: number, groupStorage: GroupStorage, machine: SessionMachine) => ({
+      // The configuration the log starts from; membership changes in the log follow it.
+      voters: identity.members,
       storage: groupStorage,
       // A snapshot being received survives a restart in the group's directory.
       partialSnapshots: new FilePartialSnapshots(groupDir(config.dataDir, group)),
-      stateMachine: new SessionMachine(machine, sessionLimits),
+      stateMachine: machine,
       rng: createRng(config.id * 104729 + group * 31 + Date.now()),
       electionTicks: config.electionTicks,
       heartbeatTicks: config.heartbeatTicks,
@@ -377,7 +435,13 @@ export class FlotillaNode implements AsyncDisposable {
         if (r === 'recovering') caughtUp.delete(group);
         else caughtUp.add(group);
         const all = caughtUp.has(KV_GROUP) && caughtUp.has(QUEUE_GROUP);
-        writeIdentity(config.dataDir, { ...identity, recovery: all ? 'none' : 'recovering' });
+        // A member marked removed (member-node.ts) stays marked.
+        const removed = readIdentity(config.dataDir)?.removed === true;
+        writeIdentity(config.dataDir, {
+          ...identity,
+          recovery: all ? 'none' : 'recovering',
+          ...(removed ? { removed } : {}),
+        });
         if (r === 'none')
           log.warn(
             { group },
@@ -388,17 +452,18 @@ export class FlotillaNode implements AsyncDisposable {
       },
     });
     const queueMachine = new QueueStateMachine();
+    const kvSessions = new SessionMachine(kv, sessionLimits);
     let runtime: RaftRuntime;
     let queueRuntime: RaftRuntime;
     try {
       // The write tracer (bench/trace) follows the key-value group's writes.
       runtime = await host.addGroup(KV_GROUP, {
-        ...groupOptions(KV_GROUP, storage, kv),
+        ...groupOptions(KV_GROUP, storage, kvSessions),
         ...(o.trace === undefined ? {} : { trace: o.trace }),
       });
       queueRuntime = await host.addGroup(
         QUEUE_GROUP,
-        groupOptions(QUEUE_GROUP, queueStorage, queueMachine),
+        groupOptions(QUEUE_GROUP, queueStorage, new SessionMachine(queueMachine, sessionLimits)),
       );
     } catch (err) {
       await host.close(0);
@@ -461,7 +526,18 @@ export class FlotillaNode implements AsyncDisposable {
       metrics,
       log,
       loopDelay,
+      transport,
+      kvSessions,
+      identity,
     );
+    // The directory restored from the snapshot (and the log replayed so far) names members
+    // added at run time: the transport learns them before the first message goes out.
+    node.members.refreshBook();
+    onHandshakeRefused = () => node.members.askWhetherRemoved();
+    metrics.bindMembership(() => ({
+      status: runtime.status(),
+      replication: node.members.membership.replication(),
+    }));
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
     metrics.bindSnapshotTransfers(() => ({
       transfers: [
@@ -487,6 +563,7 @@ export class FlotillaNode implements AsyncDisposable {
       return rows;
     });
     installRoutes(http, node.backend());
+    installMemberRoutes(http, node.members.backend());
     installLeaseRoutes(http, {
       forward: (path, rawBody, signal) => node.forwarder.forward(path, rawBody, signal),
       header: () => ({
@@ -558,6 +635,7 @@ export class FlotillaNode implements AsyncDisposable {
     node.compactor.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
+    node.members.membership.start();
     return node;
   }
 
@@ -565,6 +643,7 @@ export class FlotillaNode implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.members.membership.stop();
     this.compactor.stop();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
@@ -575,6 +654,7 @@ export class FlotillaNode implements AsyncDisposable {
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.loopDelay[Symbol.dispose]();
     this.log.info('node stopped');
+    this.markStopped();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -596,7 +676,10 @@ export class FlotillaNode implements AsyncDisposable {
       firstIndex: s.firstIndex,
       revision: this.kv.revision(),
       recovering: s.recovery === 'recovering',
-      members: this.config.members,
+      members: [...this.members.book],
+      voters: s.voters,
+      learners: s.learners,
+      replication: this.members.membership.replication(),
       snapshotTransfers: [
         ...this.runtime.snapshotTransfers().map((t) => ({ group: KV_GROUP, ...t })),
         ...this.queueService.runtime.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
@@ -685,7 +768,7 @@ export class FlotillaNode implements AsyncDisposable {
       },
       transferLeadership: (to) => {
         try {
-          this.runtime.transferLeadership(to);
+          this.runtime.transferLeadership(to === 0 ? this.members.transferTarget() : to);
         } catch (err) {
           throw toFlotillaError(err);
         }
@@ -723,7 +806,7 @@ export class FlotillaNode implements AsyncDisposable {
 
   private async clusterStatus(signal: AbortSignal): Promise<ClusterStatus> {
     const nodes = await Promise.all(
-      this.config.members.map(async (m) => {
+      [...this.members.book].map(async (m) => {
         if (m.id === this.config.id)
           return { id: m.id, client: m.client, status: this.nodeStatus() };
         const deadline = new Deadline(1_000, signal);
@@ -800,6 +883,8 @@ export async function runNode(config: NodeConfig): Promise<void> {
     process.off('SIGINT', handler);
     throw err;
   }
+  // A member removed from the cluster stops by itself; the process then ends as on a signal.
+  void node.stopped.then(() => onSignal('removed'));
   await new Promise<void>((resolve) => {
     onSignal = (signal) => {
       node.log.info({ signal }, 'shutting down');

@@ -153,6 +153,47 @@ void describe('cluster up', () => {
     assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);
   });
 
+  void it('grows and shrinks while it runs: add, list, remove', async () => {
+    // Ports for four nodes: peers p..p+3, clients p+4..p+7 (node 4 takes the next of each).
+    const peer = await freePortRun(8);
+    const run = startCli(
+      [
+        'cluster',
+        'up',
+        '--peer-port',
+        String(peer),
+        '--client-port',
+        String(peer + 4),
+        '--data-dir',
+        tempDir(),
+        '--log-level',
+        'warn',
+      ],
+      {},
+      { stdin: true },
+    );
+    const stdin = run.child.stdin;
+    assert.ok(stdin !== null);
+    await waitForOutput(run, /Ready: node (\d+) leads/, 30_000);
+    stdin.write('add\n');
+    await waitForOutput(run, /node 4: client \S+\s+peer \S+\s+pid \d+: joining through/, 10_000);
+    // Node 4 is a learner until caught up, then a voter of both groups.
+    const deadline = Date.now() + 30_000;
+    const voter = /^4\s+127\.0\.0\.1:\d+\s+\S+\s+voter\s+voter/m;
+    while (!voter.test(run.out.stdout)) {
+      assert.ok(Date.now() < deadline, `node 4 never listed as a voter:\n${run.out.stdout}`);
+      stdin.write('list\n');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    stdin.write('remove 4\n');
+    await waitForOutput(run, /node 4 was removed from the cluster and stopped/, 20_000);
+    await waitForOutput(run, /removed: 4/, 5_000);
+    stdin.write('remove 9\n');
+    await waitForOutput(run, /remove 9: MEMBERSHIP_UNKNOWN_MEMBER/, 10_000);
+    run.child.kill('SIGINT');
+    assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);
+  });
+
   void it('does not take a stranger answering on a node port for its leader', async () => {
     // A process that is not the node started here answers on its client port, as another
     // cluster would, and claims to lead.

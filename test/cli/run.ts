@@ -16,14 +16,19 @@ export interface CliRun {
 
 const running = new Set<CliRun>();
 
-export function startCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): CliRun {
+export function startCli(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+  /** Give the process a standard input the test writes to (child.stdin). */
+  o: { stdin?: boolean } = {},
+): CliRun {
   const child = spawn(process.execPath, [cliEntry(), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [o.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
   const out = { stdout: '', stderr: '' };
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
   const exited = new Promise<number | string>((resolve) =>
     child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
   );

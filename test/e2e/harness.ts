@@ -3,7 +3,7 @@
 // files do not collide. Every process the harness starts is ended by PID in `stop()`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +40,8 @@ export class TestCluster {
   readonly dir: string;
   private readonly procs = new Map<number, ChildProcess>();
   private readonly logs = new Map<number, string[]>();
+  /** Nodes started with --join, with the URLs they join through. */
+  private readonly joiners = new Map<number, readonly string[]>();
 
   private constructor(
     private readonly o: TestClusterOptions,
@@ -52,6 +54,36 @@ export class TestCluster {
       client: `http://127.0.0.1:${ports[o.nodes + i] as number}`,
       dataDir: join(this.dir, `node${i + 1}`),
     }));
+  }
+
+  /** The members the cluster was started with. */
+  private get bootstrap(): LocalMember[] {
+    return this.members.filter((m) => !this.joiners.has(m.id));
+  }
+
+  /**
+   * Starts a new node `id` on fresh ports that joins the cluster through `via` (client URLs);
+   * returns it. It is a member of this harness from then on (endpoints, status, stop).
+   */
+  async join(id: number, via: readonly string[]): Promise<LocalMember> {
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const m = {
+      id,
+      peer: `127.0.0.1:${peer}`,
+      client: `http://127.0.0.1:${client}`,
+      dataDir: join(this.dir, `node${id}`),
+    };
+    this.members.push(m);
+    this.joiners.set(id, via);
+    this.startNode(id);
+    return m;
+  }
+
+  /** Resolves with the exit code once node `id` exited (at once if it is not running). */
+  exited(id: number): Promise<number | null> {
+    const p = this.procs.get(id);
+    if (p === undefined) return Promise.resolve(null);
+    return new Promise((r) => p.once('exit', (code) => r(code)));
   }
 
   /** A cluster on ports the OS says are free. */
@@ -85,6 +117,7 @@ export class TestCluster {
 
   startNode(id: number): void {
     const m = this.member(id);
+    const joining = this.joiners.get(id);
     const args = [
       cliEntry(),
       'start',
@@ -93,9 +126,9 @@ export class TestCluster {
       '--data-dir',
       m.dataDir,
       '--initial-cluster',
-      initialClusterSpec(this.members),
-      '--cluster-id',
-      'e2e',
+      // A joining node names only itself; it learns the cluster from the one it joins.
+      joining === undefined ? initialClusterSpec(this.bootstrap) : initialClusterSpec([m]),
+      ...(joining === undefined ? ['--cluster-id', 'e2e'] : ['--join', joining.join(',')]),
       '--storage',
       this.o.storage ?? 'wal',
       '--log-level',
@@ -108,6 +141,9 @@ export class TestCluster {
     const keep = (b: Buffer): void => {
       log.push(b.toString('utf8'));
       if (log.length > 200) log.shift();
+      // E2E_LOG_DIR keeps every line of every node (the dump on failure keeps the last few).
+      if (process.env['E2E_LOG_DIR'])
+        appendFileSync(`${process.env['E2E_LOG_DIR']}/node${id}.log`, b);
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
@@ -207,7 +243,17 @@ export class TestCluster {
   }
 
   dumpLogs(): string {
-    return [...this.logs].map(([id, l]) => `--- node ${id}\n${l.join('').slice(-3000)}`).join('\n');
+    // Repeated handshake refusals (a removed member still knocking) would crowd out the rest.
+    const kept = (l: string[]) =>
+      l
+        .join('')
+        .split('\n')
+        .filter((line) => !line.includes('peer handshake refused'))
+        .join('\n');
+    const at = (id: number) => this.members.find((m) => m.id === id)?.client ?? '';
+    return [...this.logs]
+      .map(([id, l]) => `--- node ${id} ${at(id)}\n${kept(l).slice(-3000)}`)
+      .join('\n');
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,113 @@
+// The membership endpoints (docs/API.md, "Membership"): list the members, add a voter or a
+// learner, promote a learner, remove a member, join (what `flotilla start --join` asks), and
+// the notice a removed member receives. Every change is forwarded to the key-value group's
+// leader, which proposes it; the list too, so that it shows the leader's view of replication.
+
+import { FlotillaError } from '../base/errors.js';
+import type { JsonHttpServer } from './http.js';
+import { forwarded } from './routes.js';
+import type { JoinResponse, MembersResponse } from './types.js';
+import { asObject, onlyFields, optInt, reqString, type Obj } from './validate.js';
+
+export interface NewMember {
+  readonly id: number;
+  readonly peer: string;
+  readonly client: string;
+}
+
+export interface MemberBackend {
+  forward(
+    path: string,
+    rawBody: string,
+    signal: AbortSignal,
+  ): Promise<{ status: number; json: unknown } | null>;
+  list(): MembersResponse;
+  add(
+    m: NewMember,
+    o: { learner: boolean; autoPromote: boolean; signal: AbortSignal },
+  ): Promise<MembersResponse>;
+  promote(id: number, signal: AbortSignal): Promise<MembersResponse>;
+  remove(id: number, signal: AbortSignal): Promise<MembersResponse>;
+  join(m: NewMember, signal: AbortSignal): Promise<JoinResponse>;
+  /** The cluster says this node was removed: it marks its data directory and stops. */
+  removed(clusterId: string, id: number): void;
+}
+
+export const memberPaths = {
+  list: '/v1/cluster/members/list',
+  add: '/v1/cluster/members/add',
+  addLearner: '/v1/cluster/members/add-learner',
+  promote: '/v1/cluster/members/promote',
+  remove: '/v1/cluster/members/remove',
+  join: '/v1/cluster/join',
+  removed: '/v1/cluster/removed',
+} as const;
+
+const maxId = 2 ** 31;
+
+function memberId(o: Obj): number {
+  const id = optInt(o, 'id', 1, maxId);
+  if (id === undefined)
+    throw new FlotillaError('BAD_REQUEST', `"id" (a member id in [1, ${maxId}]) is required`);
+  return id;
+}
+
+/** A new member's id and addresses, checked as a node's configuration checks them. */
+export function parseNewMember(body: unknown): NewMember {
+  const o = asObject(body);
+  onlyFields(o, ['id', 'peer', 'client']);
+  const id = memberId(o);
+  const peer = reqString(o, 'peer');
+  if (!/^[^:\s]+:\d{1,5}$/.test(peer) || Number(peer.slice(peer.lastIndexOf(':') + 1)) > 65_535)
+    throw new FlotillaError('BAD_REQUEST', `"peer" must be host:port, got ${JSON.stringify(peer)}`);
+  const raw = reqString(o, 'client');
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new FlotillaError('BAD_REQUEST', `"client" must be a URL, got ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new FlotillaError('BAD_REQUEST', `"client" must be an http(s) URL, got ${raw}`);
+  return { id, peer, client: raw.replace(/\/$/, '') };
+}
+
+export function installMemberRoutes(http: JsonHttpServer, b: MemberBackend): void {
+  const leaderRoute = (
+    path: string,
+    handle: (body: unknown, signal: AbortSignal) => unknown,
+  ): void => {
+    http.route('POST', path, async ({ body, rawBody, signal, headers }) => {
+      const fwd = await forwarded(b, path, rawBody, signal, headers);
+      if (fwd !== null) return fwd;
+      return { json: await handle(body, signal) };
+    });
+  };
+  leaderRoute(memberPaths.list, (body) => {
+    onlyFields(asObject(body), []);
+    return b.list();
+  });
+  leaderRoute(memberPaths.add, (body, signal) =>
+    b.add(parseNewMember(body), { learner: false, autoPromote: false, signal }),
+  );
+  leaderRoute(memberPaths.addLearner, (body, signal) =>
+    b.add(parseNewMember(body), { learner: true, autoPromote: false, signal }),
+  );
+  leaderRoute(memberPaths.join, (body, signal) => b.join(parseNewMember(body), signal));
+  for (const [path, op] of [
+    [memberPaths.promote, 'promote'],
+    [memberPaths.remove, 'remove'],
+  ] as const) {
+    leaderRoute(path, (body, signal) => {
+      const o = asObject(body);
+      onlyFields(o, ['id']);
+      return b[op](memberId(o), signal);
+    });
+  }
+  http.route('POST', memberPaths.removed, ({ body }) => {
+    const o = asObject(body);
+    onlyFields(o, ['clusterId', 'id']);
+    b.removed(reqString(o, 'clusterId'), memberId(o));
+    return { json: { ok: true } };
+  });
+}

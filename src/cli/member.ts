@@ -1,0 +1,121 @@
+// `flotilla member ...` and `flotilla leader transfer`: the cluster's membership from the
+// command line. Changes go to the key-value group's leader (any endpoint forwards them); the
+// queue group follows by itself (docs/DESIGN.md, "Membership").
+
+import type { Command } from 'commander';
+import type { FlotillaClient, MembersResponse } from '../client/index.js';
+
+type WithClient = <T>(
+  opts: { endpoints: string },
+  fn: (c: FlotillaClient) => Promise<T>,
+) => Promise<void>;
+
+/** The members as a table: id, addresses, role in each group, the leader's view of its log. */
+export function renderMembers(r: MembersResponse): string {
+  const rows = [['ID', 'PEER', 'CLIENT', 'ROLE', 'QUEUE-ROLE', 'MATCH', 'LAG', 'AUTO-PROMOTE']];
+  for (const m of r.members)
+    rows.push([
+      m.id === r.leader ? `${m.id}*` : String(m.id),
+      m.peer,
+      m.client,
+      m.role,
+      m.queueRole,
+      m.match === undefined ? '' : String(m.match),
+      m.lag === undefined ? '' : String(m.lag),
+      m.autoPromote ? 'yes' : '',
+    ]);
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
+  const lines = rows.map((row) =>
+    row
+      .map((cell, i) => cell.padEnd(widths?.[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
+  if (r.removed.length > 0) lines.push(`removed: ${r.removed.join(', ')}`);
+  if (!r.queueGroupFollows) lines.push('queue group: still following the last change');
+  return lines.join('\n') + '\n';
+}
+
+export function memberCommands(
+  program: Command,
+  withClient: WithClient,
+  defaultEndpoints: string,
+  int: (name: string, min?: number, max?: number) => (v: string) => number,
+): void {
+  const member = program
+    .command('member')
+    .description('list, add, promote and remove the members of the cluster')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
+  const opts = () => member.opts<{ endpoints: string }>();
+  const show = (r: MembersResponse, json: boolean | undefined): MembersResponse | undefined => {
+    if (json === true) return r;
+    process.stdout.write(renderMembers(r));
+    return undefined;
+  };
+  const id = (name: string) => int(name, 1, 2 ** 31);
+  member
+    .command('list')
+    .description('the members: role in each Raft group, and on the leader, match index and lag')
+    .option('--json', 'print the answer as JSON')
+    .action(async (o: { json?: boolean }) =>
+      withClient(opts(), async (c) => show(await c.members(), o.json)),
+    );
+  for (const [name, learner, what] of [
+    [
+      'add',
+      false,
+      'add a voter (it counts toward quorums at once); then start it with flotilla start --join',
+    ],
+    [
+      'add-learner',
+      true,
+      'add a learner (replicated to, no vote); start it with flotilla start --join, promote it once caught up',
+    ],
+  ] as const)
+    member
+      .command(name)
+      .description(what)
+      .argument('<id>', 'the new member id (never one removed before)', id('<id>'))
+      .argument('<peer>', 'its peer address, host:port')
+      .argument('<client>', 'its client URL, e.g. http://127.0.0.1:8004')
+      .option('--json', 'print the answer as JSON')
+      .action(async (n: number, peer: string, client: string, o: { json?: boolean }) =>
+        withClient(opts(), async (c) =>
+          show(await c.addMember({ id: n, peer, client }, { learner }), o.json),
+        ),
+      );
+  member
+    .command('promote')
+    .description('make a learner a voter')
+    .argument('<id>', 'the learner', id('<id>'))
+    .option('--json', 'print the answer as JSON')
+    .action(async (n: number, o: { json?: boolean }) =>
+      withClient(opts(), async (c) => show(await c.promoteMember(n), o.json)),
+    );
+  member
+    .command('remove')
+    .description('remove a member for good: its id and data directory are never used again')
+    .argument('<id>', 'the member', id('<id>'))
+    .option('--json', 'print the answer as JSON')
+    .action(async (n: number, o: { json?: boolean }) =>
+      withClient(opts(), async (c) => show(await c.removeMember(n), o.json)),
+    );
+
+  const leader = program
+    .command('leader')
+    .description("the key-value group's leader")
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
+  leader
+    .command('transfer')
+    .description('hand leadership to another voter (default: the one most caught up)')
+    .option('--to <id>', 'the voter to hand it to', id('--to'))
+    .action(async (o: { to?: number }) =>
+      withClient(leader.opts<{ endpoints: string }>(), async (c) => {
+        await c.transferLeadership(o.to === undefined ? {} : { to: o.to });
+        process.stdout.write(
+          `leadership transfer ${o.to === undefined ? 'started' : `to ${o.to} started`}\n`,
+        );
+        return undefined;
+      }),
+    );
+}

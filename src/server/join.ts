@@ -1,0 +1,101 @@
+// Joining a running cluster (`flotilla start --join URL`): a node with an empty data directory
+// asks any member to add it as a learner (the member forwards the request to the leader), and
+// takes from the answer what a bootstrapped node has in its configuration: the cluster id, the
+// cluster's initial members (the configuration its log starts from) and everyone's addresses.
+
+import { request } from 'undici';
+import type { Logger } from 'pino';
+import { FlotillaError, isErrorCode } from '../base/errors.js';
+import type { Clock } from '../host/contracts.js';
+import type { Member } from './config.js';
+
+/** What the cluster answers a join with (POST /v1/cluster/join). */
+export interface JoinAnswer {
+  readonly clusterId: string;
+  /** The cluster's initial voters: the configuration its log starts from. */
+  readonly initialMembers: readonly number[];
+  /** Every member's addresses as the leader knows them, this node's included. */
+  readonly book: readonly Member[];
+}
+
+/** Codes after which another attempt (elsewhere, or later) may succeed. */
+const retryable = new Set([
+  'NOT_LEADER',
+  'NO_LEADER',
+  'TIMEOUT',
+  'FORWARD_FAILED',
+  'LEADERSHIP_LOST',
+  'MEMBERSHIP_CHANGE_PENDING',
+  'MEMBERSHIP_JOINT_UNRESOLVED',
+  'SHUTTING_DOWN',
+  'OVERLOADED',
+]);
+
+/**
+ * Asks the members at `urls` in turn to add `self` until one succeeds, a refusal is definite
+ * (an id in use or removed: MEMBERSHIP_ALREADY_MEMBER, MEMBER_REMOVED), or `timeoutMs` passed.
+ */
+export async function joinCluster(
+  self: Member,
+  urls: readonly string[],
+  o: { clock: Clock; timeoutMs: number; log: Logger },
+): Promise<JoinAnswer> {
+  const until = o.clock.nowMs() + o.timeoutMs;
+  let last: Error = new Error('no attempt made');
+  for (let attempt = 0; o.clock.nowMs() < until; attempt++) {
+    const url = urls[attempt % urls.length] as string;
+    try {
+      const res = await request(`${url}/v1/cluster/join`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: self.id, peer: self.peer, client: self.client }),
+        headersTimeout: 15_000,
+        bodyTimeout: 15_000,
+      });
+      const json = (await res.body.json()) as Record<string, unknown>;
+      if (res.statusCode === 200) return parseJoinAnswer(json);
+      const e = (json['error'] ?? {}) as { code?: unknown; message?: unknown };
+      const code = typeof e.code === 'string' ? e.code : '';
+      const message = typeof e.message === 'string' ? e.message : `HTTP ${res.statusCode}`;
+      const err = new FlotillaError(
+        isErrorCode(code) ? code : 'INTERNAL',
+        `Joining through ${url} was refused: ${message}`,
+        false,
+      );
+      if (!retryable.has(code)) throw err;
+      last = err;
+    } catch (err) {
+      if (err instanceof FlotillaError && !retryable.has(err.code)) throw err;
+      last = err as Error;
+    }
+    o.log.warn({ url, err: last.message }, 'join attempt failed; trying again');
+    await new Promise((resolve) => o.clock.setTimeout(() => resolve(undefined), 500));
+  }
+  throw new FlotillaError(
+    'TIMEOUT',
+    `Could not join the cluster through ${urls.join(', ')} within ${o.timeoutMs} ms: ${last.message}`,
+    true,
+  );
+}
+
+function parseJoinAnswer(v: Record<string, unknown>): JoinAnswer {
+  const { clusterId, initialMembers, book } = v;
+  const bad = (what: string): Error =>
+    new FlotillaError('INTERNAL', `The join answer is malformed: ${what}`);
+  if (typeof clusterId !== 'string') throw bad('clusterId');
+  if (!Array.isArray(initialMembers) || !initialMembers.every((m) => Number.isSafeInteger(m)))
+    throw bad('initialMembers');
+  if (
+    !Array.isArray(book) ||
+    !book.every(
+      (m: Partial<Member> | null) =>
+        m !== null &&
+        typeof m === 'object' &&
+        Number.isSafeInteger(m.id) &&
+        typeof m.peer === 'string' &&
+        typeof m.client === 'string',
+    )
+  )
+    throw bad('book');
+  return { clusterId, initialMembers: initialMembers as number[], book: book as Member[] };
+}

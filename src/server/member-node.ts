@@ -1,0 +1,245 @@
+// A node's side of membership (DESIGN.md, "Membership"): its address book, which the transport
+// and the forwarders follow; what it does when it learns it was removed (mark the data
+// directory, stop); how it finds out when no one told it; and the backend of the membership
+// routes. The changes themselves and the periodic checks are membership.ts's.
+
+import type { Logger } from 'pino';
+import type { Pool } from 'undici';
+import { Deadline } from '../api/deadline.js';
+import { toFlotillaError } from '../api/errors.js';
+import type { MemberBackend } from '../api/member-routes.js';
+import { FlotillaError } from '../base/errors.js';
+import type { Clock } from '../host/contracts.js';
+import type { RaftRuntime } from '../host/runtime.js';
+import type { SessionMachine } from '../host/sessions.js';
+import type { TcpTransport } from '../transport/index.js';
+import type { Member, NodeConfig } from './config.js';
+import { writeIdentity, type DataDirIdentity } from './data-dir.js';
+import { Membership } from './membership.js';
+import { parseHostPort } from './startup.js';
+
+export interface NodeMembersOptions {
+  readonly config: NodeConfig;
+  readonly identity: Omit<DataDirIdentity, 'format' | 'recovery'>;
+  readonly runtime: RaftRuntime;
+  readonly queueRuntime: RaftRuntime;
+  readonly kvSessions: SessionMachine;
+  readonly transport: TcpTransport;
+  readonly pool: (url: string) => Pool;
+  /** Forwards a request to the key-value group's leader (null: handle it here). */
+  readonly forward: MemberBackend['forward'];
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly isClosing: () => boolean;
+  /** Stops the node (it was removed). */
+  readonly stop: () => void;
+}
+
+export class NodeMembers {
+  /**
+   * Every member's addresses (membership.ts, `reachable`), kept current in place: the
+   * forwarders and the status read this array.
+   */
+  readonly book: Member[];
+  readonly membership: Membership;
+  private removalHandled = false;
+  private lastRemovalAskMs = -Infinity;
+  /** Which peer the next "was I removed?" question goes to: each in turn. */
+  private removalAskTurn = 0;
+
+  constructor(private readonly o: NodeMembersOptions) {
+    const { config, log } = o;
+    this.book = [...config.members];
+    this.membership = new Membership({
+      selfId: config.id,
+      bootstrap: config.members,
+      kv: o.runtime,
+      queue: o.queueRuntime,
+      directory: o.kvSessions.directory,
+      clock: o.clock,
+      learnerPromoteLagEntries: config.learnerPromoteLagEntries,
+      checkEveryMs: 500,
+      followWaitMs: config.requestTimeoutMs,
+      // The key-value group's transfer to `peer`, as its replication line shows it.
+      snapshotTransfer: (peer) => {
+        const t = o.runtime
+          .snapshotTransfers()
+          .find((x) => x.direction === 'send' && x.peer === peer);
+        return t === undefined
+          ? null
+          : {
+              index: t.index,
+              bytesSent: t.bytesMoved,
+              bytesTotal: t.totalBytes,
+              chunksSent: t.chunks,
+              bytesPerSecond: t.bytesPerSec,
+            };
+      },
+      notifyRemoved: (m) => this.notifyRemoved(m),
+      onBookChanged: () => this.refreshBook(),
+      onSelfRemoved: () => this.onRemoved('its removal from the cluster took effect'),
+      log,
+    });
+    o.kvSessions.directory.onChange(() => {
+      this.refreshBook();
+      if (o.kvSessions.directory.isRemoved(config.id)) this.markRemoved();
+    });
+  }
+
+  /**
+   * The voter most caught up (the leader's view), for a transfer that names no target; refused
+   * INVALID_REQUEST when there is none (this node does not lead, or leads alone).
+   */
+  transferTarget(): number {
+    const s = this.o.runtime.status();
+    let best = 0;
+    let bestMatch = -1;
+    for (const r of this.membership.replication()) {
+      if (r.learner || !s.voters.includes(r.id) || r.match <= bestMatch) continue;
+      best = r.id;
+      bestMatch = r.match;
+    }
+    if (best === 0)
+      throw new FlotillaError(
+        'INVALID_REQUEST',
+        `Node ${this.o.config.id} knows no other voter to hand leadership to (it leads: ${s.role === 'leader'})`,
+      );
+    return best;
+  }
+
+  /** Makes the address book, the transport's peers and the forwarders follow the membership. */
+  refreshBook(): void {
+    const next = this.membership.reachable();
+    const gone = this.book.filter((m) => !next.some((n) => n.id === m.id));
+    this.book.splice(0, this.book.length, ...next);
+    for (const m of next)
+      if (m.id !== this.o.config.id) this.o.transport.setPeer(m.id, parseHostPort(m.peer));
+    for (const m of gone) {
+      if (m.id === this.o.config.id) continue;
+      this.o.transport.removePeer(m.id);
+      this.o.log.info({ peer: m.id }, `member ${m.id} is gone: no longer a peer`);
+    }
+  }
+
+  /** Marks the data directory of a removed member, once: it refuses to start from then on. */
+  markRemoved(): void {
+    if (this.removalHandled) return;
+    this.removalHandled = true;
+    writeIdentity(this.o.config.dataDir, {
+      ...this.o.identity,
+      recovery: this.o.runtime.status().recovery,
+      removed: true,
+    });
+    this.o.log.error(
+      { member: this.o.config.id, dataDir: this.o.config.dataDir },
+      'this member was removed from the cluster: its data directory is marked and will not start again',
+    );
+  }
+
+  /** The removal took effect (or the cluster said so): mark the directory and stop serving. */
+  private onRemoved(why: string): void {
+    this.markRemoved();
+    if (this.o.isClosing()) return;
+    this.o.log.error({ why }, 'removed from the cluster: stopping');
+    this.o.stop();
+  }
+
+  /**
+   * A member removed while it was down or cut off never applies its removal, and the leader's
+   * notice may not reach it; the others refuse its handshakes from then on. On such a refusal
+   * (at most every 2 s) it asks a peer whether the cluster lists it as removed.
+   */
+  askWhetherRemoved(): void {
+    const now = this.o.clock.nowMs();
+    if (this.o.isClosing() || this.removalHandled || now - this.lastRemovalAskMs < 2_000) return;
+    this.lastRemovalAskMs = now;
+    const peers = this.book.filter((m) => m.id !== this.o.config.id);
+    const peer = peers[this.removalAskTurn++ % Math.max(1, peers.length)];
+    if (peer === undefined) return;
+    void this.listedRemoved(peer).then(
+      (removed) => {
+        if (removed) this.onRemoved(`member ${peer.id} lists this member as removed`);
+      },
+      (err: unknown) =>
+        this.o.log.debug({ peer: peer.id, err: (err as Error).message }, 'membership check failed'),
+    );
+  }
+
+  private async listedRemoved(peer: Member): Promise<boolean> {
+    const deadline = new Deadline(2_000);
+    try {
+      const res = await this.o.pool(peer.client).request({
+        method: 'POST',
+        path: '/v1/cluster/members/list',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+        signal: deadline.signal,
+      });
+      const json = JSON.parse(await res.body.text()) as { removed?: unknown };
+      return (
+        res.statusCode === 200 &&
+        Array.isArray(json.removed) &&
+        json.removed.includes(this.o.config.id)
+      );
+    } finally {
+      deadline[Symbol.dispose]();
+    }
+  }
+
+  /** Tells a removed member so, at its client URL (it may be down or cut off: best effort). */
+  private async notifyRemoved(m: Member): Promise<void> {
+    const deadline = new Deadline(2_000);
+    try {
+      const res = await this.o.pool(m.client).request({
+        method: 'POST',
+        path: '/v1/cluster/removed',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ clusterId: this.o.config.clusterId, id: m.id }),
+        signal: deadline.signal,
+      });
+      await res.body.text();
+    } finally {
+      deadline[Symbol.dispose]();
+    }
+  }
+
+  /** The membership backend the membership routes serve through. */
+  backend(): MemberBackend {
+    const refusal = (err: unknown): never => {
+      throw toFlotillaError(err);
+    };
+    return {
+      forward: (path, rawBody, signal) => this.o.forward(path, rawBody, signal),
+      list: () => this.membership.list(),
+      add: (m, o) => this.membership.add(m, o).catch(refusal),
+      promote: (id, signal) => this.membership.promote(id, signal).catch(refusal),
+      remove: (id, signal) => this.membership.remove(id, signal).catch(refusal),
+      join: async (m, signal) => {
+        try {
+          await this.membership.seedDirectory(signal);
+          const members = await this.membership.add(m, {
+            learner: true,
+            autoPromote: true,
+            signal,
+          });
+          return {
+            clusterId: this.o.config.clusterId,
+            initialMembers: this.o.identity.members,
+            book: this.membership.book(),
+            members,
+          };
+        } catch (err) {
+          return refusal(err);
+        }
+      },
+      removed: (clusterId, id) => {
+        if (clusterId !== this.o.config.clusterId || id !== this.o.config.id)
+          throw new FlotillaError(
+            'INVALID_REQUEST',
+            `This is member ${this.o.config.id} of cluster ${JSON.stringify(this.o.config.clusterId)}, not member ${id} of ${JSON.stringify(clusterId)}`,
+          );
+        this.onRemoved('the leader said this member was removed');
+      },
+    };
+  }
+}

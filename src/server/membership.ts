@@ -1,0 +1,379 @@
+// Membership changes of a node's cluster (DESIGN.md, "Membership"): adding, promoting and
+// removing members in both Raft groups, the address book every node's transport and forwarder
+// use, and the periodic work that keeps the queue group's membership following the key-value
+// group's and promotes joined learners once they caught up.
+//
+// The key-value group (0) is the authority: the API changes its configuration and the member
+// directory (its replicated address book, host/directory.ts). The queue group (1) follows: the
+// node that leads it makes its configuration match group 0's, one change at a time (a member
+// is added to it as a learner and promoted once caught up). So a change that applied in group
+// 0 and not yet in group 1 (its leader was being elected, say) is finished by the next check
+// rather than left half done, and a retry of the request is never needed for group 1.
+
+import type { Logger } from 'pino';
+import { FlotillaError } from '../base/errors.js';
+import type { Clock } from '../host/contracts.js';
+import {
+  encodeDirectoryChange,
+  isDirectoryRefusal,
+  type DirectoryChange,
+  type MemberDirectory,
+} from '../host/directory.js';
+import { KIND_DIRECTORY, encodeEnvelope } from '../host/envelope.js';
+import type { RaftRuntime } from '../host/runtime.js';
+import type { ConfChangeSingle, ConfState } from '../raft/index.js';
+import type { Member } from './config.js';
+import type {
+  GroupMembership,
+  MemberReplication,
+  MemberRole,
+  MemberView,
+  SnapshotTransfer,
+  MembersResponse as MembersAnswer,
+} from '../api/types.js';
+import { Periodic } from './periodic.js';
+
+export interface MembershipOptions {
+  readonly selfId: number;
+  /** The members the cluster was bootstrapped with (config or the join answer). */
+  readonly bootstrap: readonly Member[];
+  readonly kv: RaftRuntime;
+  readonly queue: RaftRuntime;
+  readonly directory: MemberDirectory;
+  readonly clock: Clock;
+  readonly learnerPromoteLagEntries: number;
+  readonly checkEveryMs: number;
+  /** How long a change waits for the queue group to follow before it answers anyway. */
+  readonly followWaitMs: number;
+  /** Tells a removed member it was removed (best effort; it may be gone). */
+  readonly notifyRemoved: (m: Member) => Promise<void>;
+  /** Called after the address book may have changed. */
+  readonly onBookChanged: () => void;
+  /** Called (once per check) when this node was removed and its removal is in force. */
+  readonly onSelfRemoved: () => void;
+  /**
+   * The snapshot transfer in progress to a member of the key-value group, for status and
+   * metrics; absent or null: only that one is being sent is known.
+   */
+  readonly snapshotTransfer?: (peer: number) => SnapshotTransfer | null;
+  readonly log: Logger;
+}
+
+export class Membership {
+  private readonly periodic: Periodic;
+  private checking = false;
+
+  constructor(private readonly o: MembershipOptions) {
+    this.periodic = new Periodic(o.clock, o.checkEveryMs, () => void this.check());
+  }
+
+  start(): void {
+    this.periodic.start();
+  }
+
+  stop(): void {
+    this.periodic.stop();
+  }
+
+  /** Every member's addresses: the bootstrap ones, then the directory's, which override them. */
+  book(): Member[] {
+    const byId = new Map<number, Member>(this.o.bootstrap.map((m) => [m.id, m]));
+    for (const m of this.o.directory.list())
+      byId.set(m.id, { id: m.id, peer: m.peer, client: m.client });
+    return [...byId.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /**
+   * The members a node talks to: every one in the book except those removed and out of both
+   * groups' configurations (a removed member stays reachable until its removal took effect).
+   */
+  reachable(): Member[] {
+    const inConf = new Set([...confMembers(this.conf(0)), ...confMembers(this.conf(1))]);
+    return this.book().filter((m) => !this.o.directory.isRemoved(m.id) || inConf.has(m.id));
+  }
+
+  list(): MembersAnswer {
+    const kvStatus = this.o.kv.status();
+    const c0 = this.conf(0);
+    const c1 = this.conf(1);
+    const members = this.book()
+      .filter((m) => confMembers(c0).has(m.id) || confMembers(c1).has(m.id))
+      .map((m): MemberView => {
+        const p = kvStatus.progress[m.id];
+        const rep =
+          p === undefined
+            ? {}
+            : {
+                match: p.match,
+                lag: Math.max(0, kvStatus.lastIndex - p.match),
+                replication: p.state,
+              };
+        return {
+          ...m,
+          role: roleIn(c0, m.id),
+          queueRole: roleIn(c1, m.id),
+          autoPromote: this.o.directory.get(m.id)?.autoPromote ?? false,
+          ...rep,
+        };
+      });
+    return {
+      memberId: this.o.selfId,
+      leader: this.o.kv.leaderId(),
+      groups: [groupView(0, c0), groupView(1, c1)],
+      members,
+      removed: this.o.directory.removed(),
+      queueGroupFollows: this.followDone(),
+    };
+  }
+
+  /** Each other member's replication in the key-value group; empty unless this node leads. */
+  replication(): MemberReplication[] {
+    const s = this.o.kv.status();
+    return Object.entries(s.progress)
+      .map(([key, p]) => ({ id: Number(key), p }))
+      .filter(({ id }) => id !== this.o.selfId)
+      .map(({ id, p }) => ({
+        id,
+        learner: p.learner,
+        match: p.match,
+        lag: Math.max(0, s.lastIndex - p.match),
+        state: p.state,
+        snapshot: p.state === 'snapshot' ? (this.o.snapshotTransfer?.(id) ?? {}) : null,
+      }));
+  }
+
+  /**
+   * Adds a member to the key-value group (a voter, or a learner), having recorded its addresses
+   * in the directory first so that every node can reach it once it is a member, then waits a
+   * while for the queue group to follow. Must run on the key-value group's leader.
+   */
+  async add(
+    m: Member,
+    o: { learner: boolean; autoPromote: boolean; signal: AbortSignal },
+  ): Promise<MembersAnswer> {
+    this.checkAddable(m);
+    const role = roleIn(this.conf(0), m.id);
+    const known = this.book().find((b) => b.id === m.id);
+    const sameAddresses = known?.peer === m.peer && known.client === m.client;
+    // A join retried after its first attempt applied (the answer was lost) finds itself added.
+    if (o.autoPromote && role !== 'none' && sameAddresses) return this.list();
+    if (role !== 'none')
+      throw new FlotillaError(
+        'MEMBERSHIP_ALREADY_MEMBER',
+        `Node ${m.id} is already a ${role} (at ${known?.peer ?? 'an unknown address'})`,
+      );
+    await this.changeDirectory({ op: 'set', member: { ...m, autoPromote: o.autoPromote } }, o);
+    await this.o.kv.proposeConfChange(
+      { changes: [{ kind: o.learner ? 'add-learner' : 'add-voter', node: m.id }] },
+      { signal: o.signal },
+    );
+    this.o.onBookChanged();
+    this.o.log.info({ member: m.id, learner: o.learner }, `member ${m.id} added`);
+    return this.afterChange(o.signal);
+  }
+
+  /** Makes a learner of the key-value group a voter. */
+  async promote(id: number, signal: AbortSignal): Promise<MembersAnswer> {
+    if (roleIn(this.conf(0), id) === 'none')
+      throw new FlotillaError('MEMBERSHIP_UNKNOWN_MEMBER', `Node ${id} is not a member`);
+    await this.o.kv.proposeConfChange({ changes: [{ kind: 'add-voter', node: id }] }, { signal });
+    this.o.log.info({ member: id }, `member ${id} promoted to voter`);
+    return this.afterChange(signal);
+  }
+
+  /**
+   * Removes a member: marks its id removed in the directory (so it can never come back under
+   * it, and so it refuses to start again once it learns), then removes it from the key-value
+   * group; the queue group follows. The mark comes first because a leader that removes itself
+   * leads no more once the removal applied.
+   */
+  async remove(id: number, signal: AbortSignal): Promise<MembersAnswer> {
+    if (roleIn(this.conf(0), id) === 'none')
+      throw new FlotillaError('MEMBERSHIP_UNKNOWN_MEMBER', `Node ${id} is not a member`);
+    const c = this.conf(0);
+    if (c.voters.length === 1 && c.voters[0] === id)
+      throw new FlotillaError(
+        'MEMBERSHIP_NO_VOTERS',
+        `Node ${id} is the only voter: removing it would leave the cluster without one`,
+      );
+    const member = this.book().find((m) => m.id === id);
+    await this.changeDirectory({ op: 'remove', id }, { signal });
+    await this.o.kv.proposeConfChange({ changes: [{ kind: 'remove', node: id }] }, { signal });
+    this.o.log.warn({ member: id }, `member ${id} removed`);
+    if (member !== undefined && id !== this.o.selfId)
+      this.o
+        .notifyRemoved(member)
+        .catch((err: unknown) =>
+          this.o.log.warn(
+            { member: id, err: (err as Error).message },
+            'could not tell the removed member; it learns at its next contact or refuses at restart',
+          ),
+        );
+    return this.afterChange(signal);
+  }
+
+  /**
+   * Records the bootstrap members' addresses in the directory, where they are missing: a node
+   * that joins knows the others from the replicated directory alone (its own configuration
+   * names only itself), also after a restart.
+   */
+  async seedDirectory(signal: AbortSignal): Promise<void> {
+    for (const m of this.o.bootstrap) {
+      if (this.o.directory.get(m.id) !== undefined || this.o.directory.isRemoved(m.id)) continue;
+      await this.changeDirectory({ op: 'set', member: { ...m, autoPromote: false } }, { signal });
+    }
+  }
+
+  private checkAddable(m: Member): void {
+    if (this.o.directory.isRemoved(m.id))
+      throw new FlotillaError(
+        'MEMBER_REMOVED',
+        `Member ${m.id} was removed from the cluster; its id cannot be used again: give the node a new id`,
+      );
+    const live = this.reachable();
+    const clash = live.find((b) => b.id !== m.id && (b.peer === m.peer || b.client === m.client));
+    if (clash !== undefined)
+      throw new FlotillaError(
+        'MEMBERSHIP_INVALID',
+        `Member ${clash.id} already uses ${clash.peer === m.peer ? `peer address ${m.peer}` : `client URL ${m.client}`}`,
+      );
+  }
+
+  private async changeDirectory(c: DirectoryChange, o: { signal: AbortSignal }): Promise<void> {
+    const data = encodeEnvelope({
+      kind: KIND_DIRECTORY,
+      client: '',
+      seq: 0,
+      timeMs: this.o.clock.nowMs(),
+      payload: encodeDirectoryChange(c),
+    });
+    const r = await this.o.kv.propose(data, { signal: o.signal });
+    if (isDirectoryRefusal(r))
+      throw new FlotillaError(r.refused === 'MEMBER_REMOVED' ? r.refused : 'INTERNAL', r.message);
+  }
+
+  /** Runs the follower check now, then waits a while for the queue group to follow. */
+  private async afterChange(signal: AbortSignal): Promise<MembersAnswer> {
+    const until = this.o.clock.nowMs() + this.o.followWaitMs;
+    while (!this.followDone() && this.o.clock.nowMs() < until && !signal.aborted) {
+      await this.check();
+      await new Promise((resolve) => this.o.clock.setTimeout(() => resolve(undefined), 50));
+    }
+    return this.list();
+  }
+
+  private conf(group: 0 | 1): ConfState {
+    return (group === 0 ? this.o.kv : this.o.queue).status().conf;
+  }
+
+  /** Whether the queue group has every member of the key-value group in the same role. */
+  private followDone(): boolean {
+    const c0 = this.conf(0);
+    const c1 = this.conf(1);
+    const ids = new Set([...confMembers(c0), ...confMembers(c1)]);
+    return [...ids].every((id) => roleIn(c0, id) === roleIn(c1, id));
+  }
+
+  /** The periodic work: promote caught-up joined learners, make the queue group follow. */
+  async check(): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      const self = this.o.selfId;
+      if (this.o.directory.isRemoved(self) && roleIn(this.conf(0), self) === 'none')
+        this.o.onSelfRemoved();
+      if (this.o.kv.isLeader()) await this.promoteCaughtUp();
+      if (this.o.queue.isLeader()) await this.followInQueueGroup();
+    } catch (err) {
+      this.o.log.debug({ err: (err as Error).message }, 'membership check failed; will retry');
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /**
+   * Whether the leader of `rt`'s group has heard from `id` and its log is within the lag
+   * allowed. A learner whose node is not running yet has match 0, which a young log's last
+   * index minus the lag would not tell from caught up: it must have answered an append
+   * (replicate state, match above 0) first, or it would vote before it can.
+   */
+  private caughtUp(rt: RaftRuntime, id: number): boolean {
+    const s = rt.status();
+    const p = s.progress[id];
+    return (
+      p !== undefined &&
+      p.state === 'replicate' &&
+      p.match > 0 &&
+      p.match >= s.lastIndex - this.o.learnerPromoteLagEntries
+    );
+  }
+
+  private async promoteCaughtUp(): Promise<void> {
+    const c = this.conf(0);
+    if (c.outgoing.length > 0) return;
+    for (const id of c.learners) {
+      const d = this.o.directory.get(id);
+      if (d?.autoPromote !== true || this.o.directory.isRemoved(id)) continue;
+      if (!this.caughtUp(this.o.kv, id)) continue;
+      await this.o.kv.proposeConfChange({ changes: [{ kind: 'add-voter', node: id }] });
+      this.o.log.info({ member: id }, `learner ${id} caught up: promoted to voter`);
+      return;
+    }
+  }
+
+  /** One change that brings the queue group's configuration closer to the key-value group's. */
+  private async followInQueueGroup(): Promise<void> {
+    const c0 = this.conf(0);
+    const c1 = this.conf(1);
+    if (c1.outgoing.length > 0) return;
+    const change = nextFollowChange(c0, c1, (id) => this.caughtUp(this.o.queue, id));
+    if (change === null) return;
+    // A node whose view of group 0 is behind must not add back a member removed meanwhile.
+    if (change.kind !== 'remove' && this.o.directory.isRemoved(change.node)) return;
+    await this.o.queue.proposeConfChange({ changes: [change] });
+    this.o.onBookChanged();
+    this.o.log.info(
+      { group: 1, member: change.node, change: change.kind },
+      `queue group follows: ${change.kind} ${change.node}`,
+    );
+  }
+}
+
+/**
+ * The next single change that makes `c1` follow `c0`, or null when it does: remove a member
+ * `c0` no longer has, add a new one as a learner, promote a voter of `c0` that is a learner in
+ * `c1` once `caughtUp`, demote a learner of `c0` that votes in `c1`. Removals first, so the
+ * group never grows past the size the operator chose.
+ */
+export function nextFollowChange(
+  c0: ConfState,
+  c1: ConfState,
+  caughtUp: (id: number) => boolean,
+): ConfChangeSingle | null {
+  const m0 = confMembers(c0);
+  const m1 = confMembers(c1);
+  for (const id of m1) if (!m0.has(id)) return { kind: 'remove', node: id };
+  for (const id of m0) if (!m1.has(id)) return { kind: 'add-learner', node: id };
+  for (const id of m0) {
+    const want = roleIn(c0, id);
+    const have = roleIn(c1, id);
+    if (want === 'voter' && have === 'learner' && caughtUp(id))
+      return { kind: 'add-voter', node: id };
+    if (want === 'learner' && have === 'voter') return { kind: 'add-learner', node: id };
+  }
+  return null;
+}
+
+function confMembers(c: ConfState): Set<number> {
+  return new Set([...c.voters, ...c.outgoing, ...c.learners]);
+}
+
+function roleIn(c: ConfState, id: number): MemberRole {
+  if (c.voters.includes(id) || c.outgoing.includes(id)) return 'voter';
+  if (c.learners.includes(id)) return 'learner';
+  return 'none';
+}
+
+function groupView(group: number, c: ConfState): GroupMembership {
+  return { group, voters: c.voters, learners: c.learners, outgoing: c.outgoing };
+}

@@ -1,0 +1,102 @@
+// The queue group following the key-value group's configuration (nextFollowChange), the data
+// directory mark of a removed member, and the `join` settings: small pure pieces of membership.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { simpleConf, type ConfState } from '../../src/raft/index.js';
+import { nextFollowChange } from '../../src/server/membership.js';
+import {
+  DataDirError,
+  IDENTITY_FILE,
+  checkNotRemoved,
+  readIdentity,
+  writeIdentity,
+} from '../../src/server/data-dir.js';
+import { ConfigError, resolveNodeConfig } from '../../src/server/config.js';
+
+const conf = (voters: number[], learners: number[] = []): ConfState => ({
+  ...simpleConf(voters),
+  learners,
+});
+
+/** Applies follow changes to c1 until none is left (at most 20), as the queue leader would. */
+function follow(c0: ConfState, c1: ConfState, caughtUp: (id: number) => boolean): string[] {
+  const steps: string[] = [];
+  let voters = [...c1.voters];
+  let learners = [...c1.learners];
+  for (let i = 0; i < 20; i++) {
+    const ch = nextFollowChange(c0, conf(voters, learners), caughtUp);
+    if (ch === null) return steps;
+    steps.push(`${ch.kind} ${ch.node}`);
+    voters = voters.filter((v) => v !== ch.node);
+    learners = learners.filter((l) => l !== ch.node);
+    if (ch.kind === 'add-voter') voters.push(ch.node);
+    if (ch.kind === 'add-learner') learners.push(ch.node);
+  }
+  throw new Error(`no fixed point: ${steps.join(', ')}`);
+}
+
+void test('the queue group follows: removals first, new members as learners, voters once caught up', () => {
+  assert.deepEqual(
+    follow(conf([1, 2, 3, 4]), conf([1, 2, 3, 5]), () => true),
+    ['remove 5', 'add-learner 4', 'add-voter 4'],
+  );
+  // Not caught up: a learner it stays, and nothing else is proposed meanwhile.
+  assert.deepEqual(
+    follow(conf([1, 2, 3, 4]), conf([1, 2, 3]), () => false),
+    ['add-learner 4'],
+  );
+  // A learner of group 0 that votes in group 1 is demoted; the same configuration: nothing.
+  assert.deepEqual(
+    follow(conf([1, 2], [3]), conf([1, 2, 3]), () => true),
+    ['add-learner 3'],
+  );
+  assert.equal(
+    nextFollowChange(conf([1, 2, 3]), conf([1, 2, 3]), () => true),
+    null,
+  );
+});
+
+void test("a removed member's data directory refuses to start, with DATA_DIR_REMOVED", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-removed-'));
+  try {
+    const id = { clusterId: 'c', memberId: 4, members: [1, 2, 3], storage: 'wal' as const };
+    writeIdentity(dir, { ...id, recovery: 'none', joined: true });
+    const found = readIdentity(dir);
+    assert.ok(found !== null);
+    assert.equal(found.joined, true);
+    assert.doesNotThrow(() => checkNotRemoved(dir, found));
+    writeIdentity(dir, { ...id, recovery: 'none', joined: true, removed: true });
+    assert.throws(
+      () => checkNotRemoved(dir, readIdentity(dir)!),
+      (e: unknown) =>
+        e instanceof DataDirError && e.code === 'DATA_DIR_REMOVED' && /member 4/.test(e.message),
+    );
+    writeFileSync(
+      join(dir, IDENTITY_FILE),
+      JSON.stringify({ format: 2, ...id, recovery: 'none', removed: 'yes' }),
+    );
+    assert.throws(() => readIdentity(dir), /removed must be a boolean/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('join takes client URLs and refuses anything else', () => {
+  const base = {
+    id: 4,
+    dataDir: '/tmp/x',
+    initialCluster: '4=127.0.0.1:7004@http://127.0.0.1:8004',
+  };
+  assert.deepEqual(resolveNodeConfig(base).join, []);
+  assert.deepEqual(
+    resolveNodeConfig({ ...base, join: 'http://127.0.0.1:8001/, http://127.0.0.1:8002' }).join,
+    ['http://127.0.0.1:8001', 'http://127.0.0.1:8002'],
+  );
+  assert.throws(() => resolveNodeConfig({ ...base, join: 'not a url' }), ConfigError);
+  assert.throws(() => resolveNodeConfig({ ...base, join: 5 }), /join must be client URLs/);
+  assert.equal(resolveNodeConfig(base).learnerPromoteLagEntries, 1_000);
+});

@@ -1,0 +1,321 @@
+// Membership over HTTP with real in-process nodes: every refusal of the membership endpoints
+// with its code, a node that joins through a follower (learner, caught up, promoted in both
+// groups), the member directory surviving a restart, and a removed member that stops and whose
+// data directory refuses to start again.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { afterEach, test } from 'node:test';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import { DataDirError, readIdentity } from '../../src/server/data-dir.js';
+import type { MembersResponse } from '../../src/api/types.js';
+import { freePorts } from '../e2e/harness.js';
+import { TestNodes, postJson } from './nodes.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function cluster(config: Record<string, unknown> = {}) {
+  const nodes = await TestNodes.start({ nodes: 3, config });
+  cleanups.push(() => nodes.close());
+  const leader = await nodes.waitForLeader();
+  return { nodes, leader, follower: [1, 2, 3].find((id) => id !== leader) as number };
+}
+
+async function until<T>(
+  what: string,
+  probe: () => T | null | false | Promise<T | null | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = await probe();
+    if (seen !== false && seen !== null) return seen;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+interface ErrorJson {
+  error?: { code: string; message: string; indefinite: boolean };
+}
+
+async function expectRefusal(url: string, body: unknown, status: number, code: string) {
+  const r = await postJson(url, body, { timeoutMs: 15_000 });
+  assert.equal(r.status, status, JSON.stringify(r.json));
+  assert.equal((r.json as ErrorJson).error?.code, code, JSON.stringify(r.json));
+  assert.equal((r.json as ErrorJson).error?.indefinite, false);
+}
+
+/** A node started with `join`: its own addresses only, the cluster's from the answer. */
+async function joiner(
+  nodes: TestNodes,
+  id: number,
+  via: string,
+  extra = {},
+  ports?: readonly [number, number],
+) {
+  const [peer, client] = ports ?? ((await freePorts(2)) as [number, number]);
+  const dir = join(nodes.node(1).config.dataDir, '..', `joiner${id}`);
+  const config = resolveNodeConfig({
+    id,
+    dataDir: dir,
+    initialCluster: `${id}=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+    join: via,
+    logLevel: 'silent',
+    ...extra,
+  });
+  const node = await FlotillaNode.start(config);
+  cleanups.push(() => node.close());
+  return { node, config, url: `http://127.0.0.1:${client}`, peer: `127.0.0.1:${peer}` };
+}
+
+async function members(url: string): Promise<MembersResponse> {
+  const r = await postJson(`${url}/v1/cluster/members/list`, {}, { timeoutMs: 10_000 });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  return r.json as unknown as MembersResponse;
+}
+
+void test('the membership endpoints refuse what they cannot do, each with its code', async () => {
+  const { nodes, follower } = await cluster();
+  const url = (path: string) => `${nodes.url(follower)}/v1/cluster/members/${path}`;
+  const m1 = nodes.node(1).config.members[0] as { peer: string; client: string };
+  // Malformed requests.
+  await expectRefusal(url('add'), { id: 4 }, 400, 'BAD_REQUEST');
+  await expectRefusal(url('add'), { id: 0, peer: 'a:1', client: 'http://a:2' }, 400, 'BAD_REQUEST');
+  await expectRefusal(
+    url('add'),
+    { id: 4, peer: 'nope', client: 'http://a:2' },
+    400,
+    'BAD_REQUEST',
+  );
+  await expectRefusal(url('add'), { id: 4, peer: 'a:1', client: 'ftp://a' }, 400, 'BAD_REQUEST');
+  await expectRefusal(
+    url('add'),
+    { id: 4, peer: 'a:1', client: 'x', more: 1 },
+    400,
+    'UNKNOWN_FIELD',
+  );
+  await expectRefusal(url('promote'), {}, 400, 'BAD_REQUEST');
+  await expectRefusal(url('list'), { id: 1 }, 400, 'UNKNOWN_FIELD');
+  // Refusals of the membership itself.
+  await expectRefusal(
+    url('add'),
+    { id: 2, peer: '127.0.0.1:1', client: 'http://127.0.0.1:2' },
+    409,
+    'MEMBERSHIP_ALREADY_MEMBER',
+  );
+  await expectRefusal(
+    url('add-learner'),
+    { id: 7, peer: m1.peer, client: 'http://127.0.0.1:2' },
+    400,
+    'MEMBERSHIP_INVALID',
+  );
+  await expectRefusal(url('promote'), { id: 9 }, 400, 'MEMBERSHIP_UNKNOWN_MEMBER');
+  await expectRefusal(url('promote'), { id: 2 }, 409, 'MEMBERSHIP_ALREADY_MEMBER');
+  await expectRefusal(url('remove'), { id: 9 }, 400, 'MEMBERSHIP_UNKNOWN_MEMBER');
+  // A learner added and removed: its id is never usable again.
+  const [p, c] = (await freePorts(2)) as [number, number];
+  const learner = { id: 8, peer: `127.0.0.1:${p}`, client: `http://127.0.0.1:${c}` };
+  const added = await postJson(url('add-learner'), learner, { timeoutMs: 15_000 });
+  assert.equal(added.status, 200, JSON.stringify(added.json));
+  const view = added.json as unknown as MembersResponse;
+  assert.equal(view.members.find((m) => m.id === 8)?.role, 'learner');
+  assert.deepEqual(view.groups[0]?.learners, [8]);
+  const removed = await postJson(url('remove'), { id: 8 }, { timeoutMs: 15_000 });
+  assert.equal(removed.status, 200, JSON.stringify(removed.json));
+  assert.deepEqual((removed.json as unknown as MembersResponse).removed, [8]);
+  await expectRefusal(url('add'), learner, 409, 'MEMBER_REMOVED');
+  await expectRefusal(`${nodes.url(follower)}/v1/cluster/join`, learner, 409, 'MEMBER_REMOVED');
+  // The notice of removal is checked against the node's own cluster and id.
+  await expectRefusal(
+    `${nodes.url(follower)}/v1/cluster/removed`,
+    { clusterId: 'another', id: follower },
+    400,
+    'INVALID_REQUEST',
+  );
+  // Every node's view (the queue group followed the learner's coming and going).
+  const after = await until('the queue group followed', async () => {
+    const v = await members(nodes.url(follower));
+    return v.queueGroupFollows && v.groups[1]?.learners.length === 0 ? v : null;
+  });
+  assert.deepEqual(after.groups[0]?.voters, [1, 2, 3]);
+  assert.deepEqual(after.groups[1]?.voters, [1, 2, 3]);
+});
+
+void test('leader transfer without a target picks a caught-up voter', async () => {
+  const { nodes, leader, follower } = await cluster();
+  await until('every follower answered the leader', () =>
+    [1, 2, 3].every(
+      (id) => id === leader || (nodes.node(leader).runtime.status().progress[id]?.match ?? 0) > 0,
+    ),
+  );
+  const r = await postJson(
+    `${nodes.url(follower)}/v1/cluster/transfer-leadership`,
+    {},
+    {
+      timeoutMs: 10_000,
+    },
+  );
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  const next = await until('another node leads', () => {
+    const l = nodes.node(follower).runtime.leaderId();
+    return l !== 0 && l !== leader ? l : null;
+  });
+  assert.notEqual(next, leader);
+});
+
+void test('a node joins through a follower, catches up by snapshot, is promoted in both groups and survives a restart', async () => {
+  // Snapshots every 20 entries: the log the joiner needs was compacted away.
+  const { nodes, leader, follower } = await cluster({ snapshotEveryEntries: 20 });
+  for (let i = 0; i < 120; i++) {
+    const r = await postJson(
+      `${nodes.url(leader)}/v1/kv/put`,
+      { key: `k${i}`, value: `v${i}` },
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+  }
+  assert.ok(nodes.node(leader).runtime.status().firstIndex > 1, 'the log was compacted');
+  const j = await joiner(nodes, 4, nodes.url(follower), { learnerPromoteLagEntries: 10 });
+  const identity = readIdentity(j.config.dataDir);
+  assert.equal(identity?.clusterId, nodes.node(1).config.clusterId, 'cluster id from the cluster');
+  assert.deepEqual(identity?.members, [1, 2, 3], 'initial members from the cluster');
+  assert.equal(identity?.joined, true);
+  const view = await until('node 4 votes in both groups', async () => {
+    const v = await members(nodes.url(follower));
+    const m = v.members.find((x) => x.id === 4);
+    return m?.role === 'voter' && m.queueRole === 'voter' ? v : null;
+  });
+  assert.equal(view.members.find((m) => m.id === 4)?.autoPromote, true);
+  // The joiner serves what was written before it joined (restored from a snapshot).
+  await until('node 4 applied the writes', async () => {
+    const r = await postJson(
+      `${j.url}/v1/kv/range`,
+      { key: 'k119', serializable: true },
+      {
+        timeoutMs: 5_000,
+      },
+    );
+    return (r.json as { count?: number }).count === 1;
+  });
+  // Every node's transport and forwarder know node 4: it forwards writes to the leader.
+  const w = await postJson(
+    `${j.url}/v1/kv/put`,
+    { key: 'via4', value: 'x' },
+    { timeoutMs: 10_000 },
+  );
+  assert.equal(w.status, 200, JSON.stringify(w.json));
+  const st = nodes.node(leader).nodeStatus();
+  assert.ok(st.voters?.includes(4));
+  assert.ok(st.replication?.some((r) => r.id === 4 && r.lag >= 0 && r.snapshot === null));
+  const metrics = await (await fetch(`${nodes.url(leader)}/metrics`)).text();
+  assert.match(metrics, /^flotilla_members\{[^}]*role="voter"[^}]*\} 4$/m);
+  assert.match(metrics, /^flotilla_members\{[^}]*role="learner"[^}]*\} 0$/m);
+  assert.match(metrics, /^flotilla_snapshot_transfers(\{[^}]*\})? 0$/m);
+  // A restart of every original node: node 4's address comes from the replicated directory
+  // (their configurations do not name it), and writes still commit with it counted.
+  await nodes.restartAll();
+  // Node 4 votes, and may be the one elected.
+  await until('a leader is known again', () =>
+    nodes.nodes.every((n) => n.runtime.leaderId() !== 0),
+  );
+  await until('the restarted nodes know node 4 again', () =>
+    nodes.nodes.every((n) => n.nodeStatus().members.some((m) => m.id === 4 && m.peer === j.peer)),
+  );
+  const w2 = await postJson(
+    `${nodes.url(1)}/v1/kv/put`,
+    { key: 'after', value: 'y' },
+    {
+      timeoutMs: 15_000,
+    },
+  );
+  assert.equal(w2.status, 200, JSON.stringify(w2.json));
+});
+
+void test('a removed member stops, and its data directory refuses to start again', async () => {
+  const { nodes, follower } = await cluster();
+  const j = await joiner(nodes, 5, nodes.url(follower));
+  await until('node 5 votes', async () => {
+    const v = await members(nodes.url(follower));
+    return v.members.find((x) => x.id === 5)?.queueRole === 'voter';
+  });
+  const r = await postJson(
+    `${nodes.url(follower)}/v1/cluster/members/remove`,
+    { id: 5 },
+    {
+      timeoutMs: 15_000,
+    },
+  );
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  await Promise.race([
+    j.node.stopped,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('node 5 did not stop')), 15_000)),
+  ]);
+  assert.equal(readIdentity(j.config.dataDir)?.removed, true);
+  await assert.rejects(
+    FlotillaNode.start(j.config),
+    (err: unknown) => err instanceof DataDirError && err.code === 'DATA_DIR_REMOVED',
+  );
+  const v = await members(nodes.url(follower));
+  assert.deepEqual(v.removed, [5]);
+  assert.ok(!v.members.some((m) => m.id === 5));
+});
+
+void test('a member removed while it was down learns it from a peer when it starts, and stops', async () => {
+  const { nodes, follower } = await cluster();
+  const j = await joiner(nodes, 6, nodes.url(follower));
+  await until('node 6 votes in both groups', async () => {
+    const v = await members(nodes.url(follower));
+    return v.members.find((x) => x.id === 6)?.queueRole === 'voter';
+  });
+  await j.node.close();
+  const r = await postJson(
+    `${nodes.url(follower)}/v1/cluster/members/remove`,
+    { id: 6 },
+    {
+      timeoutMs: 15_000,
+    },
+  );
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.notEqual(readIdentity(j.config.dataDir)?.removed, true, 'it was down: not yet marked');
+  // Started again, it never applies its removal (no one replicates to it any more) and the
+  // notice went to a closed port; the others refuse its handshakes, and it asks.
+  const again = await FlotillaNode.start(j.config);
+  cleanups.push(() => again.close());
+  await Promise.race([
+    again.stopped,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('node 6 did not stop')), 15_000)),
+  ]);
+  assert.equal(readIdentity(j.config.dataDir)?.removed, true);
+});
+
+void test('a node added with member add-learner starts with --join and takes the cluster from it', async () => {
+  const { nodes, follower } = await cluster();
+  const ports = (await freePorts(2)) as [number, number];
+  const added = await postJson(
+    `${nodes.url(follower)}/v1/cluster/members/add-learner`,
+    { id: 7, peer: `127.0.0.1:${ports[0]}`, client: `http://127.0.0.1:${ports[1]}` },
+    { timeoutMs: 15_000 },
+  );
+  assert.equal(added.status, 200, JSON.stringify(added.json));
+  // The join finds it added with these addresses and answers as for a join that applied.
+  const j = await joiner(nodes, 7, nodes.url(follower), {}, ports);
+  assert.deepEqual(readIdentity(j.config.dataDir)?.members, [1, 2, 3]);
+  await until('the learner caught up', () => {
+    const leader = nodes.nodes.find((n) => n.runtime.isLeader());
+    const p = leader?.runtime.status().progress[7];
+    return p !== undefined && p.match > 0 && p.state === 'replicate';
+  });
+  const v = await members(nodes.url(follower));
+  assert.equal(
+    v.members.find((m) => m.id === 7)?.role,
+    'learner',
+    'added with add-learner: not promoted by itself',
+  );
+});
