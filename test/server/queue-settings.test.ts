@@ -98,10 +98,7 @@ void test('retention set by configure removes finished jobs past the count', asy
     await ok(f, 'complete', { queue: 'kept', id, token: c[0]?.token ?? 0 });
     ids.push(id);
   }
-  assert.deepEqual(await refused(f, 'get', { queue: 'kept', id: ids[0] }), [
-    404,
-    'JOB_NOT_FOUND',
-  ]);
+  assert.deepEqual(await refused(f, 'get', { queue: 'kept', id: ids[0] }), [404, 'JOB_NOT_FOUND']);
   assert.equal(((await stats(f, 'kept'))['counts'] as Json)['completed'], 1);
 });
 
