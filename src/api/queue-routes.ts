@@ -87,8 +87,15 @@ export const queuePaths = {
   repeatList: '/v1/queue/repeat/list',
 } as const;
 
-export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): void {
+/** What the routes report to the node's metrics. */
+export interface QueueRoutes {
+  /** Claims waiting here for a job now (`waitMs`). */
+  claimWaiters(): number;
+}
+
+export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): QueueRoutes {
   const l = b.limits;
+  const waiters = { n: 0 };
   /** A write: forwarded to the queue group's leader unless this node leads it. */
   const write = (
     path: string,
@@ -160,7 +167,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): void 
         leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
       });
       const waitMs = optInt(o, 'waitMs', 0, b.maxClaimWaitMs) ?? 0;
-      const r = await claim(b, cmd, queueOf(o), session, waitMs, signal);
+      const r = await claim(b, cmd, queueOf(o), session, waitMs, signal, waiters);
       const jobs = (r['jobs'] as { job: JobView; token: number; leaseExpiresMs: number }[]).map(
         (c) => ({ job: renderJob(c.job), token: c.token, leaseExpiresMs: c.leaseExpiresMs }),
       );
@@ -321,6 +328,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): void 
       .filter(([op]) => op !== 'claim')
       .map(([, path]) => path),
   );
+  return { claimWaiters: () => waiters.n };
 }
 
 /**
@@ -339,6 +347,7 @@ async function claim(
   session: Session | null,
   waitMs: number,
   signal: AbortSignal,
+  waiters: { n: number },
 ): Promise<Record<string, unknown>> {
   const deadline = b.clock.nowMs() + waitMs;
   const claimable = (): boolean => {
@@ -352,7 +361,12 @@ async function claim(
       const jobs = r['jobs'] as readonly unknown[];
       if (jobs.length > 0 || left <= 0 || session !== null) return r;
     }
-    await changeOrTimeout(b, Math.max(1, Math.min(deadline - b.clock.nowMs(), b.tickMs)), signal);
+    waiters.n++;
+    try {
+      await changeOrTimeout(b, Math.max(1, Math.min(deadline - b.clock.nowMs(), b.tickMs)), signal);
+    } finally {
+      waiters.n--;
+    }
   }
 }
 

@@ -62,6 +62,7 @@ export abstract class QueueReads {
       concurrency: q.concurrency,
       keepCompleted: q.keepCompleted,
       keepDead: q.keepDead,
+      totals: { ...q.totals },
     };
   }
 

@@ -65,6 +65,7 @@ import { defaultQueueLimits } from '../base/limits.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
 import { QueueTicker } from './queue-ticker.js';
+import { bindQueueMetrics } from './queue-metrics.js';
 import { installQueueRoutes, maxClaimWaitMs } from '../api/queue-routes.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
@@ -489,7 +490,7 @@ export class FlotillaNode implements AsyncDisposable {
       timeToLive: (id) => ({ ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] }),
       leases: () => kv.leases(),
     });
-    installQueueRoutes(http, {
+    const queueRoutes = installQueueRoutes(http, {
       service: queueService,
       limits: defaultQueueLimits,
       clock: systemClock,
@@ -498,6 +499,11 @@ export class FlotillaNode implements AsyncDisposable {
       header: () => ({ memberId: config.id, raftTerm: queueRuntime.status().term }),
       forward: (path, rawBody, signal) => node.queueForwarder.forward(path, rawBody, signal),
       requestLimits: config.limits,
+    });
+    bindQueueMetrics(metrics.registry, {
+      queue: queueMachine,
+      appliedIndex: () => queueRuntime.appliedIndex(),
+      claimWaiters: () => queueRoutes.claimWaiters(),
     });
     installWatchRoute(http, {
       limits: config.limits,
