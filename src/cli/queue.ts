@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
+import { runInspect, type InspectOptions } from './queue-inspect.js';
 
 const states: readonly JobState[] = [
   'waiting',
@@ -171,6 +172,16 @@ export function queueCommands(
     .action(async (name: string, o: { limit: number }) =>
       withClient(opts(), (c) => c.queue(name).repeatables({ limit: o.limit })),
     );
+  queue
+    .command('inspect')
+    .description(
+      "a STOPPED node's queue, read from its data directory: per-queue counts and the jobs",
+    )
+    .requiredOption('--data-dir <dir>', "the node's data directory")
+    .option('--queue <name>', 'only this queue')
+    .option('--state <state>', `only jobs in this state (${states.join(', ')})`)
+    .option('--json', 'print JSON')
+    .action(async (o: InspectOptions) => runInspect(o, (s) => process.stdout.write(`${s}\n`)));
   queue
     .command('work')
     .description('run a command once per job until interrupted (Ctrl-C finishes the jobs running)')

@@ -22,3 +22,4 @@ export {
   type MemoryOptions,
 } from './memory.js';
 export { DEFAULT_LIMITS } from './limits.js';
+export { LOCK_FILE } from './lock.js';
