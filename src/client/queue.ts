@@ -108,6 +108,16 @@ export interface QueueStatsResponse {
     readonly concurrency: number | null;
     readonly keepCompleted: Retention;
     readonly keepDead: Retention;
+    /** What has happened to the queue's jobs since it was created. */
+    readonly totals: {
+      readonly added: number;
+      readonly claimed: number;
+      readonly completed: number;
+      /** Failed runs, reported or by an expired lease. */
+      readonly failed: number;
+      readonly dead: number;
+      readonly leaseExpired: number;
+    };
   } | null;
 }
 
