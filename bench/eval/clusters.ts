@@ -4,7 +4,7 @@
 //
 // Both systems sit behind one interface so every scenario drives them the same way.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliEntry, initialClusterSpec, type LocalMember } from '../../src/cli/cluster.js';
 import { EvalError } from './errors.js';
@@ -36,6 +36,10 @@ export interface BenchCluster {
   startMember(id: number): void;
   /** kill -9 one member (no flush, no hand-off). */
   killMember(id: number): Promise<void>;
+  /** Deletes a stopped member's data directory's contents (it starts empty next time). */
+  wipeMember(id: number): void;
+  /** The member's process id while it runs. */
+  pid(id: number): number | null;
   running(): number[];
   /** One member's view: whom it follows (0: nobody), whether it leads, its term; null if down. */
   view(id: number): Promise<MemberView | null>;
@@ -127,6 +131,17 @@ abstract class ProcessCluster implements BenchCluster {
     if (pid === undefined) return;
     this.pids.delete(id);
     await this.o.procs.kill(pid, 'SIGKILL');
+  }
+
+  wipeMember(id: number): void {
+    if (this.pids.has(id)) throw new EvalError('EVAL_BAD_OPTION', `member ${id} is running`);
+    const dir = this.member(id).dataDir;
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+  }
+
+  pid(id: number): number | null {
+    return this.pids.get(id) ?? null;
   }
 
   peerPorts(): number[] {
@@ -243,10 +258,6 @@ export class FlotillaCluster extends ProcessCluster {
     } catch {
       return null;
     }
-  }
-
-  pidOf(id: number): number | undefined {
-    return this.pids.get(id);
   }
 }
 

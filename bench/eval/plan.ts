@@ -14,6 +14,7 @@ export const scenarioNames = [
   'overload',
   'watch',
   'leases',
+  'scale',
 ] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
@@ -47,6 +48,9 @@ export interface Plan {
   /** Leases granted, then kept alive by `leaseClients` closed-loop clients. */
   readonly leases: number;
   readonly leaseClients: number;
+  /** Keys preloaded by the scale scenario, and its closed-loop clients. */
+  readonly scaleKeys: number;
+  readonly scaleClients: number;
 }
 
 export const fullPlan: Plan = {
@@ -72,6 +76,8 @@ export const fullPlan: Plan = {
   watchWriters: 16,
   leases: 10_000,
   leaseClients: 64,
+  scaleKeys: 1_000_000,
+  scaleClients: 64,
 };
 
 export const quickPlan: Plan = {
@@ -97,6 +103,8 @@ export const quickPlan: Plan = {
   watchWriters: 16,
   leases: 10_000,
   leaseClients: 64,
+  scaleKeys: 100_000,
+  scaleClients: 64,
 };
 
 export function parseScenarios(spec: string): ScenarioName[] {

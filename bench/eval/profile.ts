@@ -99,7 +99,7 @@ export async function profileFlotillaLeader(
   let load: string;
   try {
     await c.start();
-    leaderPid = c.pidOf(await c.waitForLeader());
+    leaderPid = c.pid(await c.waitForLeader()) ?? undefined;
     const t = { warmupMs: 1_000, durationMs: plan.profileMs };
     const label = `flotilla writes ${plan.profileClients} clients (profiled)`;
     const r = await writePoint(c, plan.profileClients, 256, t, progress, label);

@@ -17,6 +17,7 @@ import { machineFacts, type MachineFacts } from './machine.js';
 import type { Plan, ScenarioName } from './plan.js';
 import { overloadPoint, withBurners, type OverloadPoint } from './overload.js';
 import { ProcessGroup } from './procs.js';
+import { scalePoint, type ScaleResult } from './scale.js';
 import { leasePoint, watchPoint, type LeasePoint, type WatchPoint } from './watch-lease.js';
 import { profileFlotillaLeader, type ProfileSummary } from './profile.js';
 import {
@@ -47,7 +48,10 @@ export interface SystemResults {
   sizes: (WritePoint & { nodes: number })[];
   overload?: OverloadPoint[];
   watch?: WatchPoint;
+  /** Flotilla's watches over its binary client protocol (absent for etcd). */
+  watchBinary?: WatchPoint;
   leases?: LeasePoint;
+  scale?: ScaleResult;
   failover:
     | (FailoverResult & {
         nodes: number;
@@ -245,6 +249,16 @@ async function runSystem(
           o.progress,
           `${system} watch, ${p.watchers} watchers, ${p.watchWriters} writers`,
         );
+      if (has('watch') && c.binaryPort(c.running()[0] as number) !== null)
+        r.watchBinary = await watchPoint(
+          c,
+          p.watchers,
+          p.watchWriters,
+          t,
+          o.progress,
+          `${system} watch over the binary protocol, ${p.watchers} watchers, ${p.watchWriters} writers`,
+          'binary',
+        );
       if (has('leases'))
         r.leases = await leasePoint(
           c,
@@ -254,6 +268,10 @@ async function runSystem(
           o.progress,
           `${system} leases, ${p.leases} kept alive by ${p.leaseClients} clients`,
         );
+    });
+  if (has('scale'))
+    await withCluster(makeCluster(system, { size: 3, dir: sub('scale'), procs }), o, async (c) => {
+      r.scale = await scalePoint(c, p.scaleKeys, p.scaleClients, t, o.progress);
     });
   if (has('failover')) await runFailoverFor(system, r, o, sub('failover'), procs);
 }

@@ -20,6 +20,7 @@ import type { Progress, Timing } from './scenarios.js';
 import { WATCH_PREFIX, now, type WatchersOptions, type WatchersResult } from './watchers.js';
 
 export interface WatchPoint {
+  readonly protocol: 'http' | 'binary';
   readonly watchers: number;
   readonly writers: number;
   readonly writes: LoadResult;
@@ -85,8 +86,18 @@ export async function watchPoint(
   t: Timing,
   progress: Progress,
   label: string,
+  protocol: 'http' | 'binary' = 'http',
 ): Promise<WatchPoint> {
-  const urls = c.running().map((id) => c.clientUrl(id));
+  const running = c.running();
+  const urls = running.map((id) => c.clientUrl(id));
+  const binaryPorts =
+    protocol === 'binary'
+      ? running.map((id) => {
+          const port = c.binaryPort(id);
+          if (port === null) throw new Error(`${c.system} has no binary client protocol`);
+          return port;
+        })
+      : undefined;
   const per = Math.ceil(watchers / WATCH_THREADS);
   const groups: Group[] = [];
   for (let g = 0; g * per < watchers; g++) {
@@ -97,6 +108,7 @@ export async function watchPoint(
       count,
       offset: g * per,
       sampled: Math.ceil(SAMPLED / WATCH_THREADS),
+      ...(binaryPorts === undefined ? {} : { binaryPorts }),
     });
     groups.push(group);
   }
@@ -151,6 +163,7 @@ export async function watchPoint(
       for (const us of r.samplesUs) hist.recordValue(us);
     }
     const point: WatchPoint = {
+      protocol,
       watchers,
       writers,
       writes,

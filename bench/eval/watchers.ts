@@ -1,10 +1,13 @@
 // A group of streaming watches of one prefix, counting the events each receives and timing a
 // sample of them (each value is the time its put was sent). Runs in a worker thread
 // (watch-worker.ts) so that several threads share the parsing of a large fan-out: one thread
-// parsing 1,000 streams' events was the bottleneck of the first measurements.
+// parsing 1,000 streams' events was the bottleneck of the first measurements. Flotilla's
+// watches go over HTTP, or over its binary client protocol (`binaryPorts`): then a thread's
+// watches of one member share one connection.
 
 import { setMaxListeners } from 'node:events';
 import { Pool } from 'undici';
+import { WireConnection } from '../../src/client/wire.js';
 import type { SystemName } from './clusters.js';
 import { b64 } from './protocol.js';
 
@@ -18,6 +21,8 @@ export interface WatchersOptions {
   readonly offset: number;
   /** How many of this group's watches have their events' latencies recorded. */
   readonly sampled: number;
+  /** Flotilla only: watch over the binary client protocol on these ports (as `urls`). */
+  readonly binaryPorts?: readonly number[];
 }
 
 export interface WatchersResult {
@@ -46,6 +51,7 @@ const valueRe = /"value":"([^"]*)"/g;
 export class Watchers {
   private readonly stopper = new AbortController();
   private readonly pools: Pool[];
+  private readonly wires: Promise<WireConnection>[];
   private readonly streams: Promise<void>[];
   private measuring = false;
   private opened = 0;
@@ -62,8 +68,16 @@ export class Watchers {
     );
     let opened: () => void = () => undefined;
     this.ready = new Promise((r) => (opened = r));
+    this.wires = (o.binaryPorts ?? []).map((port, i) =>
+      WireConnection.connect({
+        host: new URL(o.urls[i] as string).hostname,
+        port,
+        timeoutMs: 10_000,
+      }),
+    );
+    const binary = o.binaryPorts !== undefined;
     this.streams = Array.from({ length: o.count }, (_, i) =>
-      this.stream(o, i, () => {
+      (binary ? this.binaryStream.bind(this) : this.stream.bind(this))(o, i, () => {
         if (++this.opened === o.count) opened();
       }),
     );
@@ -83,7 +97,41 @@ export class Watchers {
     this.stopper.abort();
     await Promise.allSettled(this.streams);
     await Promise.all(this.pools.map((p) => p.destroy()));
+    for (const w of await Promise.allSettled(this.wires))
+      if (w.status === 'fulfilled') w.value.close();
     return { counts: this.counts, samplesUs: this.samplesUs };
+  }
+
+  /** One watch over the binary protocol: its frames are the HTTP lines, already decoded. */
+  private async binaryStream(o: WatchersOptions, i: number, opened: () => void): Promise<void> {
+    const conn = await (this.wires[(o.offset + i) % this.wires.length] as Promise<WireConnection>);
+    let first = true;
+    try {
+      for await (const [status, line] of conn.stream(
+        'watch',
+        { key: b64(WATCH_PREFIX), prefix: true, encoding: 'base64' },
+        { signal: this.stopper.signal, idleMs: 120_000, maxQueued: 1_000_000 },
+      )) {
+        if (status !== 2) throw new Error(`watch ${i} ended: ${JSON.stringify(line)}`);
+        if (first) {
+          first = false;
+          opened();
+        }
+        const events = (line as { events?: { kv: { value: string } }[] }).events;
+        if (!this.measuring || events === undefined) continue;
+        const at = now();
+        for (const e of events) {
+          this.counts[i] = (this.counts[i] as number) + 1;
+          if (i < o.sampled) {
+            const sent = Number(Buffer.from(e.kv.value, 'base64').toString('utf8'));
+            if (Number.isFinite(sent))
+              this.samplesUs.push(Math.max(1, Math.round((at - sent) * 1000)));
+          }
+        }
+      }
+    } catch (err) {
+      if (!this.stopper.signal.aborted) throw err;
+    }
   }
 
   private async stream(o: WatchersOptions, i: number, opened: () => void): Promise<void> {

@@ -38,43 +38,63 @@ export interface WatchBackend {
 
 const maxRevision = Number.MAX_SAFE_INTEGER;
 
+/** A watch request, checked: what to watch, how to encode it, how often to say "idle". */
+export interface WatchRequest {
+  readonly spec: WatchSpec;
+  readonly enc: Encoding;
+  readonly progressMs: number;
+}
+
+/**
+ * Checks a watch body (the HTTP route's and the binary protocol's `watch` alike) and that the
+ * node has room for one more watch.
+ */
+export function parseWatchRequest(body: unknown, b: WatchBackend): WatchRequest {
+  const o = asObject(body);
+  onlyFields(o, [
+    'key',
+    'rangeEnd',
+    'prefix',
+    'startRevision',
+    'prevKv',
+    'progressNotifyMs',
+    'encoding',
+  ]);
+  const enc = encodingOf(o);
+  const range: Range = parseRangeSpec(o, enc, b.limits);
+  const spec: WatchSpec = {
+    range,
+    startRevision: optInt(o, 'startRevision', 0, maxRevision) ?? 0,
+    prevKv: optBool(o, 'prevKv'),
+  };
+  const progressMs = optInt(o, 'progressNotifyMs', 100, 3_600_000) ?? 10_000;
+  checkWatchRoom(b);
+  return { spec, enc, progressMs };
+}
+
+/** Refuses one more watch when the node has `maxWatches` open. */
+export function checkWatchRoom(b: WatchBackend): void {
+  if (b.watches() >= b.maxWatches)
+    throw new FlotillaError(
+      'OVERLOADED',
+      `This node has ${b.watches()} watches open, its limit (maxWatches); watch through another node or later`,
+    );
+}
+
 export function installWatchRoute(http: JsonHttpServer, b: WatchBackend): void {
   http.route('POST', '/v1/watch', ({ body }) => {
-    const o = asObject(body);
-    onlyFields(o, [
-      'key',
-      'rangeEnd',
-      'prefix',
-      'startRevision',
-      'prevKv',
-      'progressNotifyMs',
-      'encoding',
-    ]);
-    const enc = encodingOf(o);
-    const range: Range = parseRangeSpec(o, enc, b.limits);
-    const spec: WatchSpec = {
-      range,
-      startRevision: optInt(o, 'startRevision', 0, maxRevision) ?? 0,
-      prevKv: optBool(o, 'prevKv'),
-    };
-    const progressMs = optInt(o, 'progressNotifyMs', 100, 3_600_000) ?? 10_000;
-    if (b.watches() >= b.maxWatches)
-      throw new FlotillaError(
-        'OVERLOADED',
-        `This node has ${b.watches()} watches open, its limit (maxWatches); watch through another node or later`,
-      );
-    return { stream: (out) => runWatch(b, spec, enc, progressMs, out) };
+    const w = parseWatchRequest(body, b);
+    return { stream: (out) => runWatch(b, w, out) };
   });
 }
 
-/** One watch's stream, until its reader goes, lags too far, or the hub ends it. */
-async function runWatch(
-  b: WatchBackend,
-  spec: WatchSpec,
-  enc: Encoding,
-  progressMs: number,
-  out: JsonLines,
-): Promise<void> {
+/**
+ * One watch's stream, until its reader goes (`out.signal`), lags too far, or the hub ends it.
+ * The lines are the HTTP stream's; the binary protocol frames the same objects. The last line
+ * of a watch the node ended is `{canceled: true, error, resumeRevision?}`.
+ */
+export async function runWatch(b: WatchBackend, w: WatchRequest, out: JsonLines): Promise<void> {
+  const { spec, enc, progressMs } = w;
   let done: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (done = resolve));
   let watch: Watch | null = null;

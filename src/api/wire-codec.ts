@@ -22,7 +22,7 @@ export const maxBodyDepth = 16;
 /** The response header a node's HTTP answers carry when it serves this protocol: its port. */
 export const clientProtocolHeader = 'x-flotilla-client-protocol-port';
 
-export const wireOps = ['put', 'range', 'delete', 'txn', 'status'] as const;
+export const wireOps = ['put', 'range', 'delete', 'txn', 'status', 'watch', 'cancel'] as const;
 export type WireOp = (typeof wireOps)[number];
 const knownOps = new Set<string>(wireOps);
 
@@ -57,7 +57,14 @@ export interface WireErrorJson {
   readonly leader?: number;
   /** For OVERLOADED: when to come back. */
   readonly retryAfterMs?: number;
+  /** For a watch the node ended: the first revision it did not send, to resume from. */
+  readonly resumeRevision?: number;
 }
+
+/** An answer frame's status: the request's result, its error, or one item of its stream. */
+export const ANSWER_OK = 0;
+export const ANSWER_ERROR = 1;
+export const ANSWER_STREAM = 2;
 
 /** One frame: the length prefix and the msgpack of `value`, in one buffer. */
 export function encodeFrame(value: unknown): Buffer {
@@ -68,19 +75,25 @@ export function encodeFrame(value: unknown): Buffer {
   return out;
 }
 
-export function encodeError(id: number, err: FlotillaError): Buffer {
+export function encodeError(id: number, err: FlotillaError, resumeRevision?: number): Buffer {
   const e: WireErrorJson = {
     code: err.code,
     message: err.message,
     indefinite: err.indefinite,
     ...(err.leader ? { leader: err.leader } : {}),
     ...(err.retryAfterMs ? { retryAfterMs: err.retryAfterMs } : {}),
+    ...(resumeRevision === undefined ? {} : { resumeRevision }),
   };
-  return encodeFrame([id, 1, e]);
+  return encodeFrame([id, ANSWER_ERROR, e]);
 }
 
 export function encodeAnswer(id: number, result: unknown): Buffer {
-  return encodeFrame([id, 0, result]);
+  return encodeFrame([id, ANSWER_OK, result]);
+}
+
+/** One item of a request's stream (a watch's line); the stream ends with an answer or error. */
+export function encodeStreamItem(id: number, item: unknown): Buffer {
+  return encodeFrame([id, ANSWER_STREAM, item]);
 }
 
 /**

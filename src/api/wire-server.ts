@@ -15,6 +15,11 @@
 // the client is broken and what follows it cannot be trusted; nothing from that read starts.
 // Other connections are not disturbed. Refusals a correct client can meet (a key too large,
 // OVERLOADED) answer that request alone.
+//
+// A watch is a request whose answer is a stream: each line of the HTTP watch stream (watch.ts)
+// is one frame under the watch's id, and the stream ends with one answer (the client cancelled
+// it) or one error (the node ended it, saying where to resume). Many watches share a
+// connection; it is one reader, so its watches' unread-byte budgets add up.
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -31,8 +36,16 @@ import {
 } from './requests.js';
 import type { KvBackend } from './routes.js';
 import { TurnQueue } from './turns.js';
-import type { Json } from './validate.js';
+import { asObject, onlyFields, optInt, type Json } from './validate.js';
 import {
+  checkWatchRoom,
+  parseWatchRequest,
+  runWatch,
+  type WatchBackend,
+  type WatchRequest,
+} from './watch.js';
+import {
+  ANSWER_ERROR,
   CONNECTION_ID,
   FrameReader,
   WIRE_VERSION_MAX,
@@ -40,6 +53,7 @@ import {
   encodeAnswer,
   encodeError,
   encodeFrame,
+  encodeStreamItem,
   errorFromWire,
   parseHandshake,
   parseRequest,
@@ -63,6 +77,15 @@ export interface WireServerOptions {
   readonly batchesPerTurn?: number;
   readonly onRequest?: (op: string, code: ErrorCode | 'OK') => void;
   readonly onError?: (err: unknown) => void;
+}
+
+/** What a `cancel` request takes: the id of a watch of the same connection. */
+function parseCancel(body: Json): number {
+  const o = asObject(body);
+  onlyFields(o, ['id']);
+  const id = optInt(o, 'id', 1, Number.MAX_SAFE_INTEGER);
+  if (id === undefined) throw new FlotillaError('BAD_REQUEST', 'cancel needs the watch "id"');
+  return id;
 }
 
 /** Codes that mean the frame, not the request's data, is wrong: the client is broken. */
@@ -89,7 +112,8 @@ interface Work {
         /** The body with the connection's client id filled in: what a follower forwards. */
         readonly body: Json;
       }
-    | { readonly kind: 'read'; readonly read: ReadRequest };
+    | { readonly kind: 'read'; readonly read: ReadRequest }
+    | { readonly kind: 'watch'; readonly watch: WatchRequest };
   readonly ticket: Ticket | null;
   readonly controller: AbortController;
 }
@@ -101,6 +125,7 @@ export class WireServer {
 
   constructor(
     readonly backend: KvBackend,
+    readonly watch: WatchBackend,
     readonly opts: WireServerOptions,
   ) {
     this.turns = new TurnQueue(opts.batchesPerTurn ?? 32);
@@ -141,7 +166,11 @@ class Connection {
   private clientId: string | null = null;
   private closed = false;
   private readonly inFlight = new Map<number, AbortController>();
+  /** Open watches by request id; they end with the connection. */
+  private readonly watches = new Map<number, AbortController>();
   private out: Buffer[] = [];
+  /** Bytes of `out`, not yet handed to the socket. */
+  private outBytes = 0;
   private flushScheduled = false;
   private handshakeTimer: ReturnType<typeof setTimeout> | null;
 
@@ -164,7 +193,7 @@ class Connection {
       s.opts.handshakeTimeoutMs,
     );
     socket.setTimeout(s.opts.idleTimeoutMs, () => {
-      if (this.handshaken && this.inFlight.size === 0) this.destroy();
+      if (this.handshaken && this.inFlight.size === 0 && this.watches.size === 0) this.destroy();
     });
   }
 
@@ -209,7 +238,9 @@ class Connection {
         return;
       }
     }
-    if (batch.length > 0) void this.start(batch);
+    const requests = batch.filter((w) => w.parsed.kind !== 'watch');
+    for (const w of batch) if (w.parsed.kind === 'watch') this.openWatch(w, w.parsed.watch);
+    if (requests.length > 0) void this.start(requests);
   }
 
   private handshake(v: unknown): void {
@@ -228,11 +259,37 @@ class Connection {
    * returns the work to start with its batch. Throws when the frame is malformed.
    */
   private prepare(req: WireRequest, bytes: number, batch: readonly Work[]): Work | null {
-    if (this.inFlight.has(req.id) || batch.some((w) => w.req.id === req.id))
+    if (
+      this.inFlight.has(req.id) ||
+      this.watches.has(req.id) ||
+      batch.some((w) => w.req.id === req.id)
+    )
       throw new FlotillaError('BAD_FRAME', `Request id ${req.id} is already in flight`);
     if (req.op === 'status') {
       this.answer(req, this.s.backend.status() as unknown as Json);
       return null;
+    }
+    if (req.op === 'cancel') {
+      const id = parseCancel(req.body);
+      const watch = this.watches.get(id);
+      watch?.abort();
+      this.answer(req, { canceled: watch !== undefined });
+      return null;
+    }
+    if (req.op === 'watch') {
+      let watch: WatchRequest;
+      try {
+        watch = parseWatchRequest(req.body, this.s.watch);
+      } catch (err) {
+        const e = toFlotillaError(err);
+        if (malformed.has(e.code)) throw e;
+        this.refuse(req, e);
+        return null;
+      }
+      // Not client work for admission: a watch lives long; the node bounds their number.
+      const controller = new AbortController();
+      this.watches.set(req.id, controller);
+      return { req, parsed: { kind: 'watch', watch }, ticket: null, controller };
     }
     if (this.inFlight.size >= this.s.opts.maxInFlightPerConnection) {
       this.refuse(
@@ -307,13 +364,15 @@ class Connection {
   private run(w: Work): Promise<Json> {
     const b = this.s.backend;
     const signal = w.controller.signal;
-    if (w.parsed.kind === 'read') {
-      const r = w.parsed.read;
+    const p = w.parsed;
+    if (p.kind === 'watch') throw new Error('a watch is opened, not run');
+    if (p.kind === 'read') {
+      const r = p.read;
       return b.read(r.op, r.serializable, signal).then((x) => r.render(x));
     }
-    const wr = w.parsed.write;
+    const wr = p.write;
     if (b.leads()) return b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));
-    return this.forward(w.parsed.path, wr, w.parsed.body, signal);
+    return this.forward(p.path, wr, p.body, signal);
   }
 
   /** A follower's write goes to the leader as the HTTP body it stands for (forward.ts). */
@@ -366,10 +425,57 @@ class Connection {
     this.send(encodeError(req.id, err));
   }
 
+  /**
+   * Streams a watch's lines as frames under its id until the client cancels it, the
+   * connection closes, or the node ends it (the error frame with `resumeRevision` is last).
+   */
+  private openWatch(w: Work, watch: WatchRequest): void {
+    const id = w.req.id;
+    try {
+      // Checked again now: the watches of one batch were parsed before any of them opened.
+      checkWatchRoom(this.s.watch);
+    } catch (err) {
+      this.watches.delete(id);
+      this.refuse(w.req, toFlotillaError(err));
+      return;
+    }
+    let ended = false;
+    const out = {
+      write: (line: unknown): void => {
+        if (ended || this.closed) return;
+        const l = line as { canceled?: boolean; error?: object; resumeRevision?: number };
+        if (l.canceled !== true) {
+          this.send(encodeStreamItem(id, line));
+          return;
+        }
+        ended = true;
+        const e = l.error as { code?: string } | undefined;
+        this.s.opts.onRequest?.('watch', (e?.code ?? 'INTERNAL') as ErrorCode);
+        const resume = l.resumeRevision === undefined ? {} : { resumeRevision: l.resumeRevision };
+        this.send(encodeFrame([id, ANSWER_ERROR, { ...e, ...resume }]));
+      },
+      // The connection is one reader for all its watches: each may leave its budget unread.
+      buffered: (): number => (this.outBytes + this.socket.writableLength) / this.watches.size,
+      signal: w.controller.signal,
+    };
+    const finish = (err: unknown): void => {
+      this.watches.delete(id);
+      if (ended || this.closed) return;
+      ended = true;
+      if (err === null) this.answer(w.req, { canceled: true });
+      else this.refuse(w.req, toFlotillaError(err));
+    };
+    runWatch(this.s.watch, watch, out).then(
+      () => finish(null),
+      (err: unknown) => finish(err),
+    );
+  }
+
   /** Answers leave together once per turn of the loop: one write for a batch's answers. */
   private send(frame: Buffer): void {
     if (this.closed) return;
     this.out.push(frame);
+    this.outBytes += frame.length;
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(() => this.flush());
@@ -380,6 +486,7 @@ class Connection {
     if (this.out.length === 0 || this.socket.destroyed) return;
     const frames = this.out;
     this.out = [];
+    this.outBytes = 0;
     const ok = this.socket.write(
       frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames),
     );
@@ -415,6 +522,7 @@ class Connection {
     this.clearHandshakeTimer();
     for (const c of this.inFlight.values())
       c.abort(new FlotillaError('ABORTED', `Aborted: ${why}`, true));
+    for (const c of this.watches.values()) c.abort();
   }
 
   private clearHandshakeTimer(): void {

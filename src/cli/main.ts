@@ -195,28 +195,7 @@ export function buildProgram(): Command {
         c.delete(key, { prefix: o.prefix === true }),
       ),
     );
-  kv.command('watch <key>')
-    .description('print the changes of a key (or prefix) as they happen, one JSON line each')
-    .option('--prefix', 'watch every key with this prefix')
-    .option('--rev <n>', 'start from revision n (replaying history)', int('--rev', 1))
-    .option('--prev-kv', 'print the version each change replaced')
-    .action(async (key: string, o: { prefix?: boolean; rev?: number; prevKv?: boolean }) =>
-      withClient(kv.opts<{ endpoints: string }>(), async (c) => {
-        const stop = new AbortController();
-        process.once('SIGINT', () => stop.abort());
-        process.once('SIGTERM', () => stop.abort());
-        for await (const batch of c.watch(key, {
-          prefix: o.prefix === true,
-          prevKv: o.prevKv === true,
-          ...(o.rev === undefined ? {} : { startRevision: o.rev }),
-          signal: stop.signal,
-        })) {
-          for (const e of batch.events)
-            process.stdout.write(`${JSON.stringify({ revision: batch.revision, ...e })}\n`);
-        }
-        return undefined;
-      }),
-    );
+  watchCommand(kv.command('watch <key>'), () => kv.opts<{ endpoints: string }>());
   kv.command('compact')
     .description('forget the history before a revision (reads below it are refused from then on)')
     .argument('<revision>', 'the oldest revision to keep readable', int('<revision>', 1))
@@ -240,6 +219,10 @@ export function buildProgram(): Command {
       }),
     );
 
+  const watch = program
+    .command('watch <key>')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
+  watchCommand(watch, () => watch.opts<{ endpoints: string }>());
   program
     .command('lock')
     .description('run a command while holding a lock; it is stopped if the lock is lost')
@@ -401,6 +384,32 @@ export function buildProgram(): Command {
       await buildBenchCommand().parseAsync(['node', 'bench', ...args]);
     });
   return program;
+}
+
+/** `watch KEY`: the changes of a key or prefix as JSON lines, until SIGINT or SIGTERM. */
+function watchCommand(cmd: Command, endpoints: () => { endpoints: string }): void {
+  cmd
+    .description('print the changes of a key (or prefix) as they happen, one JSON line each')
+    .option('--prefix', 'watch every key with this prefix')
+    .option('--rev <n>', 'start from revision n (replaying history)', int('--rev', 1))
+    .option('--prev-kv', 'print the version each change replaced')
+    .action(async (key: string, o: { prefix?: boolean; rev?: number; prevKv?: boolean }) =>
+      withClient(endpoints(), async (c) => {
+        const stop = new AbortController();
+        process.once('SIGINT', () => stop.abort());
+        process.once('SIGTERM', () => stop.abort());
+        for await (const batch of c.watch(key, {
+          prefix: o.prefix === true,
+          prevKv: o.prevKv === true,
+          ...(o.rev === undefined ? {} : { startRevision: o.rev }),
+          signal: stop.signal,
+        })) {
+          for (const e of batch.events)
+            process.stdout.write(`${JSON.stringify({ revision: batch.revision, ...e })}\n`);
+        }
+        return undefined;
+      }),
+    );
 }
 
 export async function main(argv: readonly string[]): Promise<void> {

@@ -15,7 +15,15 @@
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 import { pick, sleep } from './util.js';
-import { watchStream, type WatchBatch, type WatchOptions } from './watch.js';
+import {
+  httpWatchLines,
+  watchStream,
+  wireWatchLines,
+  type WatchBatch,
+  type WatchBody,
+  type WatchLine,
+  type WatchOptions,
+} from './watch.js';
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
@@ -267,11 +275,38 @@ export class FlotillaClient {
     return watchStream(
       {
         endpoints: this.endpoints,
-        pool: (e) => this.pools.get(e) ?? new Pool(e),
+        lines: (endpoint, body, signal, idleMs) => this.watchLines(endpoint, body, signal, idleMs),
       },
       key,
       o,
     );
+  }
+
+  /** One watch stream from `endpoint`: over the binary protocol when its node serves it. */
+  private async *watchLines(
+    endpoint: string,
+    body: WatchBody,
+    signal: AbortSignal,
+    idleMs: number,
+  ): AsyncGenerator<WatchLine> {
+    if (!this.binaryUsable(endpoint)) {
+      yield* httpWatchLines(
+        this.pools.get(endpoint) ?? new Pool(endpoint),
+        endpoint,
+        body,
+        signal,
+        idleMs,
+      );
+      return;
+    }
+    let conn: WireConnection;
+    try {
+      conn = await this.wire(endpoint);
+    } catch (err) {
+      this.binaryRetryAt.set(endpoint, Date.now() + binaryRetryMs);
+      throw err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err));
+    }
+    yield* wireWatchLines(conn, body, signal, idleMs);
   }
 
   /**

@@ -9,6 +9,8 @@ import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Pool } from 'undici';
 import type { KeyValue } from '../api/types.js';
 import { pick, sleep } from './util.js';
+import { ANSWER_ERROR, ANSWER_STREAM } from '../api/wire-codec.js';
+import type { WireConnection } from './wire.js';
 
 export interface WatchOptions {
   /** Exclusive end of the range; omit for a single key. */
@@ -39,7 +41,8 @@ export interface WatchBatch {
   readonly progress?: true;
 }
 
-interface Line {
+/** One line of a watch stream (HTTP), or one frame of it (binary protocol): the same objects. */
+export interface WatchLine {
   created?: boolean;
   startRevision?: number;
   progress?: boolean;
@@ -50,10 +53,22 @@ interface Line {
   error?: { code: string; message: string };
 }
 
-/** What a watch needs of the client: its endpoints and their connection pools. */
+/** The body of a watch request, as the HTTP route and the binary protocol take it. */
+export type WatchBody = Record<string, unknown>;
+
+/** What a watch needs of the client: its endpoints and a stream of lines from one of them. */
 export interface WatchTransport {
   readonly endpoints: readonly string[];
-  pool(endpoint: string): Pool;
+  /**
+   * Opens a watch on `endpoint`; ends when the stream ends, throws when it breaks. A stream
+   * silent for `idleMs` (progress lines are due more often) is dead.
+   */
+  lines(
+    endpoint: string,
+    body: WatchBody,
+    signal: AbortSignal,
+    idleMs: number,
+  ): AsyncIterable<WatchLine>;
 }
 
 const maxBackoffMs = 1_000;
@@ -66,6 +81,9 @@ export async function* watchStream(
   let next = o.startRevision ?? 0;
   let endpoint = 0;
   let failures = 0;
+  // A watch is idle between changes for as long as it likes; progress lines arrive every
+  // progressNotifyMs, so a stream silent for much longer than that is dead.
+  const idleMs = Math.max(30_000, 3 * (o.progressNotifyMs ?? 10_000));
   while (!(o.signal?.aborted ?? false)) {
     const url = t.endpoints[endpoint % t.endpoints.length] as string;
     const ac = new AbortController();
@@ -73,56 +91,34 @@ export async function* watchStream(
     o.signal?.addEventListener('abort', onAbort, { once: true });
     let resumeAt: number | null = null;
     try {
-      const res = await t.pool(url).request({
-        method: 'POST',
-        path: '/v1/watch',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          key,
-          ...pick(o, 'rangeEnd', 'prefix', 'prevKv', 'progressNotifyMs', 'encoding'),
-          ...(next > 0 ? { startRevision: next } : {}),
-        }),
-        signal: ac.signal,
-        // A watch is idle between changes for as long as it likes; progress lines arrive
-        // every progressNotifyMs, so a stream silent for much longer than that is dead.
-        bodyTimeout: Math.max(30_000, 3 * (o.progressNotifyMs ?? 10_000)),
-        headersTimeout: 10_000,
-      });
-      if (res.statusCode !== 200) {
-        const body = (await res.body.json()) as Line;
-        throw toError(body.error, `HTTP ${res.statusCode} from ${url}`);
-      }
-      let buffered = '';
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        buffered += chunk.toString('utf8');
-        let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
-          const line = JSON.parse(buffered.slice(0, nl)) as Line;
-          buffered = buffered.slice(nl + 1);
-          if (line.created === true) {
-            failures = 0;
-            if (next === 0) next = line.startRevision ?? 0;
-            continue;
-          }
-          if (line.canceled === true) {
-            if (line.error?.code === 'COMPACTED' || line.resumeRevision === undefined)
-              throw toError(line.error, 'watch cancelled');
-            resumeAt = line.resumeRevision;
-            break;
-          }
-          const revision = line.header?.revision ?? 0;
-          if (line.progress === true) {
-            // Every change up to `revision` was sent: resuming may start after it.
-            if (revision + 1 > next) next = revision + 1;
-            yield { revision, events: [], progress: true };
-            continue;
-          }
-          // A revision delivered before a reconnection is never delivered twice.
-          if (revision < next) continue;
-          next = revision + 1;
-          yield { revision, events: line.events ?? [] };
+      const body = {
+        key,
+        ...pick(o, 'rangeEnd', 'prefix', 'prevKv', 'progressNotifyMs', 'encoding'),
+        ...(next > 0 ? { startRevision: next } : {}),
+      };
+      for await (const line of t.lines(url, body, ac.signal, idleMs)) {
+        if (line.created === true) {
+          failures = 0;
+          if (next === 0) next = line.startRevision ?? 0;
+          continue;
         }
-        if (resumeAt !== null) break;
+        if (line.canceled === true) {
+          if (line.error?.code === 'COMPACTED' || line.resumeRevision === undefined)
+            throw toError(line.error, 'watch cancelled');
+          resumeAt = line.resumeRevision;
+          break;
+        }
+        const revision = line.header?.revision ?? 0;
+        if (line.progress === true) {
+          // Every change up to `revision` was sent: resuming may start after it.
+          if (revision + 1 > next) next = revision + 1;
+          yield { revision, events: [], progress: true };
+          continue;
+        }
+        // A revision delivered before a reconnection is never delivered twice.
+        if (revision < next) continue;
+        next = revision + 1;
+        yield { revision, events: line.events ?? [] };
       }
       if (resumeAt !== null && resumeAt > next) next = resumeAt;
     } catch (err) {
@@ -139,6 +135,61 @@ export async function* watchStream(
   }
 }
 
+/** A watch's lines over HTTP: `POST /v1/watch`, newline-delimited JSON. */
+export async function* httpWatchLines(
+  pool: Pool,
+  where: string,
+  body: WatchBody,
+  signal: AbortSignal,
+  idleMs: number,
+): AsyncGenerator<WatchLine> {
+  const res = await pool.request({
+    method: 'POST',
+    path: '/v1/watch',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+    bodyTimeout: idleMs,
+    headersTimeout: 10_000,
+  });
+  if (res.statusCode !== 200) {
+    const answer = (await res.body.json()) as WatchLine;
+    throw toError(answer.error, `HTTP ${res.statusCode} from ${where}`);
+  }
+  let buffered = '';
+  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+    buffered += chunk.toString('utf8');
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      yield JSON.parse(buffered.slice(0, nl)) as WatchLine;
+      buffered = buffered.slice(nl + 1);
+    }
+  }
+}
+
+/**
+ * A watch's lines over the binary protocol: its stream frames are the HTTP lines; its closing
+ * error (the node ended it, or refused it) stands for the HTTP stream's cancel line.
+ */
+export async function* wireWatchLines(
+  conn: WireConnection,
+  body: WatchBody,
+  signal: AbortSignal,
+  idleMs: number,
+): AsyncGenerator<WatchLine> {
+  for await (const [status, payload] of conn.stream('watch', body, { signal, idleMs })) {
+    if (status === ANSWER_STREAM) yield payload as WatchLine;
+    else if (status === ANSWER_ERROR) {
+      const e = (payload ?? {}) as { code?: string; message?: string; resumeRevision?: number };
+      yield {
+        canceled: true,
+        error: { code: String(e.code), message: String(e.message) },
+        ...(typeof e.resumeRevision === 'number' ? { resumeRevision: e.resumeRevision } : {}),
+      };
+    }
+  }
+}
+
 /** Codes after which the watch reopens elsewhere rather than ending. */
 const retryableWatch = new Set<string>([
   'CONNECTION',
@@ -149,7 +200,7 @@ const retryableWatch = new Set<string>([
   'WATCH_TOO_SLOW',
 ]);
 
-function toError(e: Line['error'], fallback: string): FlotillaError {
+function toError(e: WatchLine['error'], fallback: string): FlotillaError {
   if (e !== undefined && isErrorCode(e.code)) return new FlotillaError(e.code, e.message, false);
   return new FlotillaError('BAD_RESPONSE', `${fallback}: ${JSON.stringify(e ?? null)}`, false);
 }

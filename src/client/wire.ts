@@ -4,11 +4,12 @@
 //
 // A request in flight when the connection drops fails with CONNECTION: indefinite for a write
 // (it may have been applied), definite for a read (it changed nothing, so the caller may just
-// send it again).
+// send it again). A request whose answer is a stream (a watch) is read with `stream`.
 
 import { connect, type Socket } from 'node:net';
 import { FlotillaError } from '../base/errors.js';
 import {
+  ANSWER_STREAM,
   CONNECTION_ID,
   FrameReader,
   WIRE_MAGIC,
@@ -38,7 +39,12 @@ interface Pending {
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: FlotillaError) => void;
   readonly read: boolean;
+  /** For a stream: every frame under its id, as [status, payload]. */
+  readonly frame?: (status: number, payload: unknown) => void;
 }
+
+/** One frame of a stream: an item (ANSWER_STREAM), or the closing answer (0) or error (1). */
+export type StreamFrame = readonly [status: number, payload: unknown];
 
 export class WireConnection {
   private readonly pending = new Map<number, Pending>();
@@ -187,6 +193,84 @@ export class WireConnection {
     });
   }
 
+  /**
+   * Sends a request whose answer is a stream and yields its frames, the closing answer or
+   * error last. Throws CONNECTION if the connection drops first, TIMEOUT when nothing arrives
+   * for `idleMs`, ABORTED when `signal` aborts. Leaving the iteration before its end cancels
+   * the stream on the node.
+   */
+  async *stream(
+    op: WireOp,
+    body: unknown,
+    o: { readonly signal?: AbortSignal; readonly idleMs: number; readonly maxQueued?: number },
+  ): AsyncGenerator<StreamFrame> {
+    const maxQueued = o.maxQueued ?? 10_000;
+    if (this.dropped)
+      throw new FlotillaError('CONNECTION', `Connection to ${this.where} is closed`, false);
+    const id = this.nextId++;
+    const frames: StreamFrame[] = [];
+    // Set from the frame and loss callbacks; an object so the checks below read it afresh.
+    const st: { failed: FlotillaError | null } = { failed: null };
+    let wake: (() => void) | null = null;
+    const notify = (): void => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    this.pending.set(id, {
+      read: true,
+      resolve: () => undefined,
+      reject: (e) => {
+        st.failed = e;
+        notify();
+      },
+      frame: (status, payload) => {
+        // The connection is shared, so it cannot stop reading for one slow consumer: past the
+        // bound the stream fails, and its consumer reopens it from where it got to.
+        if (frames.length >= maxQueued && st.failed === null)
+          st.failed = new FlotillaError(
+            'WATCH_TOO_SLOW',
+            `Stream ${id} from ${this.where}: ${frames.length} frames not taken (limit ${maxQueued})`,
+            false,
+          );
+        if (st.failed === null) frames.push([status, payload]);
+        notify();
+      },
+    });
+    this.send(encodeFrame([id, op, body]));
+    const onAbort = notify;
+    o.signal?.addEventListener('abort', onAbort);
+    try {
+      for (;;) {
+        if (st.failed !== null) throw st.failed;
+        while (frames.length > 0) {
+          const f = frames.shift() as StreamFrame;
+          yield f;
+          if (f[0] !== ANSWER_STREAM) return;
+        }
+        if (o.signal?.aborted ?? false)
+          throw new FlotillaError('ABORTED', `Stream ${id} to ${this.where} aborted`, false);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const idle = await new Promise<boolean>((resolve) => {
+          wake = () => resolve(false);
+          timer = setTimeout(() => resolve(true), o.idleMs);
+        });
+        clearTimeout(timer);
+        if (idle && frames.length === 0 && st.failed === null)
+          throw new FlotillaError(
+            'TIMEOUT',
+            `Stream ${id} from ${this.where}: nothing for ${o.idleMs} ms`,
+            false,
+          );
+      }
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
+      // Still open on the node: tell it to stop (its answer is not waited for).
+      if (this.pending.delete(id) && !this.dropped)
+        this.send(encodeFrame([this.nextId++, 'cancel', { id }]));
+    }
+  }
+
   close(): void {
     this.socket.destroy();
   }
@@ -220,6 +304,11 @@ export class WireConnection {
     }
     const p = this.pending.get(id);
     if (p === undefined) return; // aborted here; its answer came late
+    if (p.frame !== undefined && typeof status === 'number') {
+      if (status !== ANSWER_STREAM) this.pending.delete(id);
+      p.frame(status, payload);
+      return;
+    }
     this.pending.delete(id);
     if (status === 0) p.resolve(payload);
     else p.reject(errorFromWire(payload, !p.read));

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { AdmissionGate } from '../api/http.js';
 import type { KvBackend } from '../api/routes.js';
+import type { WatchBackend } from '../api/watch.js';
 import { WireServer } from '../api/wire-server.js';
 import type { NodeConfig } from './config.js';
 import type { NodeMetrics } from './metrics.js';
@@ -25,12 +26,13 @@ export function createClientProtocolServer(
   config: NodeConfig,
   o: {
     readonly backend: KvBackend;
+    readonly watch: WatchBackend;
     readonly admission: AdmissionGate;
     readonly metrics: NodeMetrics;
     readonly log: Logger;
   },
 ): WireServer {
-  return new WireServer(o.backend, {
+  return new WireServer(o.backend, o.watch, {
     nodeId: config.id,
     admission: o.admission,
     maxFrameBytes: config.maxBodyBytes,

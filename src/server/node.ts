@@ -45,7 +45,7 @@ import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
 import { KvService, answerOf } from './kv-service.js';
 import { AutoCompactor } from './compactor.js';
 import { WatchHub } from '../kv/watch-hub.js';
-import { installWatchRoute } from '../api/watch.js';
+import { installWatchRoute, type WatchBackend } from '../api/watch.js';
 import { installLeaseRoutes } from '../api/lease-routes.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import {
@@ -505,7 +505,7 @@ export class FlotillaNode implements AsyncDisposable {
       appliedIndex: () => queueRuntime.appliedIndex(),
       claimWaiters: () => queueRoutes.claimWaiters(),
     });
-    installWatchRoute(http, {
+    const watchBackend: WatchBackend = {
       limits: config.limits,
       clock: systemClock,
       maxWatchBufferBytes: config.maxWatchBufferBytes,
@@ -517,11 +517,18 @@ export class FlotillaNode implements AsyncDisposable {
       }),
       watches: () => node.watchHub.size(),
       watch: (spec, sink) => node.watchHub.watch(spec, sink),
-    });
+    };
+    installWatchRoute(http, watchBackend);
     node.wire =
       wireListen === null
         ? null
-        : createClientProtocolServer(config, { backend: node.backend(), admission, metrics, log });
+        : createClientProtocolServer(config, {
+            backend: node.backend(),
+            watch: watchBackend,
+            admission,
+            metrics,
+            log,
+          });
     try {
       const addr = await http.listen(config.listenClient);
       if (node.wire !== null && wireListen !== null)

@@ -1,4 +1,4 @@
-// `flotilla lock` and `flotilla kv watch` / `lease` against in-process nodes: the command runs
+// `flotilla lock`, `flotilla watch` and `lease` against in-process nodes: the command runs
 // with the lock's fencing token and the lock is free afterwards; a command that outlives its
 // lock's lease is stopped; a lease granted from the command line holds a key.
 
@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, test } from 'node:test';
 import { FlotillaClient, Mutex, Session } from '../../src/client/index.js';
 import { TestNodes } from '../server/nodes.js';
-import { exitOf, runCli, startCli, stopAll } from './run.js';
+import { exitOf, runCli, startCli, stopAll, waitForOutput } from './run.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -85,4 +85,39 @@ void test('flotilla lease grant, then kv put --lease: revoking takes the key', a
   const rv = await runCli(['lease', '--endpoints', endpoints, 'revoke', String(id)], 20_000);
   assert.equal(rv.code, 0, rv.stderr);
   assert.equal(await client.get('svc/a'), null);
+});
+
+void test('flotilla watch prints past and new changes of a prefix, one JSON line each, until SIGINT', async () => {
+  const { client, endpoints } = await cluster();
+  const first = (await client.put('app/a', '1')).header.revision;
+  await client.put('other', 'x');
+  const run = startCli([
+    'watch',
+    'app/',
+    '--prefix',
+    '--rev',
+    String(first),
+    '--endpoints',
+    endpoints,
+  ]);
+  await waitForOutput(run, /"app\/a"/, 20_000);
+  const second = (await client.put('app/b', '2')).header.revision;
+  await client.delete('app/a');
+  await waitForOutput(run, /"type":"delete"/, 20_000);
+  run.child.kill('SIGINT');
+  assert.equal(await exitOf(run, 20_000), 0, run.out.stderr);
+  const lines = run.out.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { revision: number; type: string; kv: { key: string } });
+  assert.deepEqual(
+    lines.map((l) => [l.type, l.kv.key]),
+    [
+      ['put', 'app/a'],
+      ['put', 'app/b'],
+      ['delete', 'app/a'],
+    ],
+  );
+  assert.equal(lines[0]?.revision, first);
+  assert.equal(lines[1]?.revision, second);
 });
