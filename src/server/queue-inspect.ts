@@ -78,12 +78,7 @@ export async function inspectQueue(
       window: defaultLimits.sessionWindow,
     });
     const opened = await openGroup(copy, storage);
-    let replayed;
-    try {
-      replayed = await replayStorage(opened, machine);
-    } finally {
-      await opened.close();
-    }
+    const replayed = await replayStorage(opened, machine).finally(() => opened.close());
     const names = queue.queueNames().filter((n) => o.queue === undefined || n === o.queue);
     const queues = names.flatMap((n) => queue.stats(n) ?? []);
     const jobs: JobView[] = [];
