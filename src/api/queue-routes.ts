@@ -15,6 +15,7 @@ import {
   type JobView,
   type QueueCommandAny,
   type QueueStateMachine,
+  type RepeatableView,
 } from '../queue/index.js';
 import type { QueueAnswer } from '../server/queue-service.js';
 import type { JsonHttpServer } from './http.js';
@@ -80,10 +81,21 @@ export const queuePaths = {
   get: '/v1/queue/get',
   list: '/v1/queue/list',
   events: '/v1/queue/events',
+  configure: '/v1/queue/configure',
+  repeatUpsert: '/v1/queue/repeat/upsert',
+  repeatRemove: '/v1/queue/repeat/remove',
+  repeatList: '/v1/queue/repeat/list',
 } as const;
 
-export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): void {
+/** What the routes report to the node's metrics. */
+export interface QueueRoutes {
+  /** Claims waiting here for a job now (`waitMs`). */
+  claimWaiters(): number;
+}
+
+export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): QueueRoutes {
   const l = b.limits;
+  const waiters = { n: 0 };
   /** A write: forwarded to the queue group's leader unless this node leads it. */
   const write = (
     path: string,
@@ -155,7 +167,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): void 
         leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
       });
       const waitMs = optInt(o, 'waitMs', 0, b.maxClaimWaitMs) ?? 0;
-      const r = await claim(b, cmd, queueOf(o), session, waitMs, signal);
+      const r = await claim(b, cmd, queueOf(o), session, waitMs, signal, waiters);
       const jobs = (r['jobs'] as { job: JobView; token: number; leaseExpiresMs: number }[]).map(
         (c) => ({ job: renderJob(c.job), token: c.token, leaseExpiresMs: c.leaseExpiresMs }),
       );
@@ -268,6 +280,47 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): void 
       });
   });
 
+  write(
+    queuePaths.configure,
+    ['queue', 'rateLimit', 'concurrency', 'keepCompleted', 'keepDead'],
+    (o, session, signal) => propose(configureOf(o, l), session, signal),
+  );
+  write(
+    queuePaths.repeatUpsert,
+    [
+      'queue',
+      'repeatId',
+      'everyMs',
+      'cron',
+      'name',
+      'data',
+      'priority',
+      'maxAttempts',
+      'backoff',
+      'leaseMs',
+    ],
+    (o, session, signal) => propose(repeatOf(o, l), session, signal),
+  );
+  write(queuePaths.repeatRemove, ['queue', 'repeatId'], (o, session, signal) =>
+    propose(
+      { op: 'unrepeat', queue: queueOf(o), repeatId: reqString(o, 'repeatId') },
+      session,
+      signal,
+    ),
+  );
+  read(queuePaths.repeatList, ['queue', 'after', 'limit'], (o) => {
+    const queue = queueOf(o);
+    const after = optString(o, 'after');
+    const limit = optInt(o, 'limit', 1, l.maxPageSize);
+    return (q) => {
+      const page = q.repeatablePage(queue, {
+        ...(after === undefined ? {} : { after }),
+        ...(limit === undefined ? {} : { limit }),
+      });
+      return { repeatables: page.repeatables.map(renderRepeatable), next: page.next };
+    };
+  });
+
   // A claim that waits for a job holds its request open up to maxClaimWaitMs: counted against
   // admission, it would age the oldest request past maxInflightAgeMs and refuse everything else.
   http.countAgainstAdmission(
@@ -275,6 +328,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): void 
       .filter(([op]) => op !== 'claim')
       .map(([, path]) => path),
   );
+  return { claimWaiters: () => waiters.n };
 }
 
 /**
@@ -293,6 +347,7 @@ async function claim(
   session: Session | null,
   waitMs: number,
   signal: AbortSignal,
+  waiters: { n: number },
 ): Promise<Record<string, unknown>> {
   const deadline = b.clock.nowMs() + waitMs;
   const gate = gateOf(b);
@@ -312,7 +367,12 @@ async function claim(
       const jobs = r['jobs'] as readonly unknown[];
       if (jobs.length > 0 || left <= 0 || session !== null) return r;
     }
-    await changeOrTimeout(b, Math.max(1, Math.min(deadline - b.clock.nowMs(), b.tickMs)), signal);
+    waiters.n++;
+    try {
+      await changeOrTimeout(b, Math.max(1, Math.min(deadline - b.clock.nowMs(), b.tickMs)), signal);
+    } finally {
+      waiters.n--;
+    }
   }
 }
 
@@ -400,9 +460,14 @@ function changeOrTimeout(b: QueueBackend, ms: number, signal: AbortSignal): Prom
  * checks the machine applies (QueueService.encode).
  */
 function command(fields: { op: QueueCommandAny['op'] } & Record<string, unknown>): QueueCommandAny {
+  return defined(fields) as unknown as QueueCommandAny;
+}
+
+/** The fields that are not undefined. */
+function defined(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) if (v !== undefined) out[k] = v;
-  return out as unknown as QueueCommandAny;
+  return out;
 }
 
 function required<T>(v: T | undefined, field: string): T {
@@ -440,6 +505,80 @@ function backoffOf(o: Obj, l: QueueLimits): Backoff | undefined {
   const delayMs = required(optInt(bo, 'delayMs', 0, l.maxDurationMs), 'backoff.delayMs');
   const maxDelayMs = optInt(bo, 'maxDelayMs', 0, l.maxDurationMs) ?? Math.max(delayMs, 60_000);
   return { kind, delayMs, maxDelayMs };
+}
+
+/**
+ * A queue's settings: a field left out keeps its value, null lifts a limit. At least one is
+ * required, so a request that names none is a mistake rather than a queue created empty.
+ */
+function configureOf(o: Obj, l: QueueLimits): QueueCommandAny {
+  const settings = ['rateLimit', 'concurrency', 'keepCompleted', 'keepDead'];
+  if (settings.every((k) => o[k] === undefined))
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `A configure names at least one of ${settings.join(', ')}`,
+    );
+  let rateLimit: unknown;
+  if (o['rateLimit'] === null) rateLimit = null;
+  else if (o['rateLimit'] !== undefined) {
+    const r = asObject(o['rateLimit'], '"rateLimit"');
+    onlyFields(r, ['max', 'intervalMs'], '"rateLimit"');
+    rateLimit = {
+      max: required(optInt(r, 'max', 1, 1_000_000_000), 'rateLimit.max'),
+      intervalMs: required(optInt(r, 'intervalMs', 1, l.maxDurationMs), 'rateLimit.intervalMs'),
+    };
+  }
+  return command({
+    op: 'configure',
+    queue: reqString(o, 'queue'),
+    rateLimit,
+    concurrency: o['concurrency'] === null ? null : optInt(o, 'concurrency', 1, l.maxJobs),
+    keepCompleted: retentionOf(o, 'keepCompleted', l),
+    keepDead: retentionOf(o, 'keepDead', l),
+  });
+}
+
+function retentionOf(o: Obj, field: string, l: QueueLimits): unknown {
+  if (o[field] === undefined) return undefined;
+  const r = asObject(o[field], `"${field}"`);
+  onlyFields(r, ['count', 'ageMs'], `"${field}"`);
+  return {
+    count: required(optInt(r, 'count', 0, l.maxJobs), `${field}.count`),
+    ageMs: optInt(r, 'ageMs', 0, l.maxDurationMs) ?? 0,
+  };
+}
+
+/** A repeatable job: its schedule (exactly one of everyMs and cron) and the job it adds. */
+function repeatOf(o: Obj, l: QueueLimits): QueueCommandAny {
+  const everyMs = optInt(o, 'everyMs', 1, l.maxDurationMs);
+  const cron = optString(o, 'cron');
+  if ((everyMs === undefined) === (cron === undefined))
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      'A repeatable job needs exactly one of "everyMs" and "cron"',
+    );
+  const options = defined({
+    priority: optInt(o, 'priority', -(2 ** 31), 2 ** 31 - 1),
+    maxAttempts: optInt(o, 'maxAttempts', 1, l.maxAttempts),
+    backoff: backoffOf(o, l),
+    leaseMs: optInt(o, 'leaseMs', 1, l.maxDurationMs),
+  });
+  return command({
+    op: 'repeat',
+    queue: reqString(o, 'queue'),
+    repeatId: reqString(o, 'repeatId'),
+    everyMs,
+    cron,
+    name: reqString(o, 'name'),
+    payload: jsonBytes(o['data'] ?? null, 'data', l),
+    options: Object.keys(options).length === 0 ? undefined : options,
+  });
+}
+
+/** A repeatable job as the API shows it: its template's data as the JSON it was given as. */
+export function renderRepeatable(r: RepeatableView): Record<string, unknown> {
+  const { payload, nextMs, ...rest } = r;
+  return { ...rest, data: jsonOf(payload), nextRunMs: nextMs };
 }
 
 function positionOf(v: unknown): { index: number; seq: number } {

@@ -5,9 +5,10 @@
 // lost, the command is sent SIGTERM.
 
 import { spawn } from 'node:child_process';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
-import type { JobState } from '../client/queue.js';
+import type { JobState, QueueSettings } from '../client/queue.js';
+import { runInspect, type InspectOptions } from './queue-inspect.js';
 
 const states: readonly JobState[] = [
   'waiting',
@@ -87,6 +88,101 @@ export function queueCommands(
       .argument('<queue>')
       .action(async (name: string) => withClient(opts(), (c) => c.queue(name)[verb]()));
   queue
+    .command('config')
+    .description("change a queue's settings; `queue stats` shows them")
+    .argument('<queue>')
+    .option('--rate <max/ms>', 'at most MAX claims per MS milliseconds, or "none"', rateOf)
+    .option('--concurrency <n>', 'at most N jobs active at once, or "none"', limitOf)
+    .option('--keep-completed <count[:ms]>', 'completed jobs kept, and for how long', retentionOf)
+    .option(
+      '--keep-dead <count[:ms]>',
+      'dead and cancelled jobs kept, and for how long',
+      retentionOf,
+    )
+    .action(
+      async (
+        name: string,
+        o: Pick<QueueSettings, 'keepCompleted' | 'keepDead'> & {
+          rate?: RateLimit | 'none';
+          concurrency?: number | 'none';
+        },
+      ) => {
+        const { rate, concurrency, ...rest } = o;
+        // Commander turns a parser's null into '', so "none" stays a word until here.
+        const settings: QueueSettings = {
+          ...rest,
+          ...(rate === undefined ? {} : { rateLimit: rate === 'none' ? null : rate }),
+          ...(concurrency === undefined
+            ? {}
+            : { concurrency: concurrency === 'none' ? null : concurrency }),
+        };
+        if (Object.keys(settings).length === 0)
+          throw new FlotillaError(
+            'BAD_REQUEST',
+            'name a setting: --rate, --concurrency, --keep-completed or --keep-dead',
+          );
+        return withClient(opts(), (c) => c.queue(name).configure(settings));
+      },
+    );
+  const repeat = queue.command('repeat').description('jobs added on a schedule');
+  repeat
+    .command('add')
+    .description('create a repeatable job, or replace the one with the same id')
+    .argument('<queue>')
+    .argument('<id>', "the repeatable job's id; each job it adds is ID@TIME")
+    .argument('[data]', 'the data of each job (JSON, or a string)', 'null')
+    .option('--every <ms>', 'every this many milliseconds', int('--every', 1))
+    .option('--cron <pattern>', 'a 5-field cron pattern, in UTC')
+    .option('--name <name>', "each job's name", 'job')
+    .option('--priority <n>', 'lower runs first', int('--priority'))
+    .option('--attempts <n>', 'attempts before a job is dead', int('--attempts', 1))
+    .action(
+      async (
+        name: string,
+        id: string,
+        data: string,
+        o: { every?: number; cron?: string; name: string; priority?: number; attempts?: number },
+      ) => {
+        if ((o.every === undefined) === (o.cron === undefined))
+          throw new FlotillaError('BAD_REQUEST', 'give exactly one of --every and --cron');
+        return withClient(opts(), (c) =>
+          c.queue(name).repeat(id, parseData(data), {
+            name: o.name,
+            ...(o.every === undefined ? {} : { everyMs: o.every }),
+            ...(o.cron === undefined ? {} : { cron: o.cron }),
+            ...(o.priority === undefined ? {} : { priority: o.priority }),
+            ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
+          }),
+        );
+      },
+    );
+  repeat
+    .command('remove')
+    .description('remove a repeatable job (the jobs it added stay)')
+    .argument('<queue>')
+    .argument('<id>')
+    .action(async (name: string, id: string) =>
+      withClient(opts(), (c) => c.queue(name).unrepeat(id)),
+    );
+  repeat
+    .command('list')
+    .description("a queue's repeatable jobs, by id")
+    .argument('<queue>')
+    .option('--limit <n>', 'at most n', int('--limit', 1), 100)
+    .action(async (name: string, o: { limit: number }) =>
+      withClient(opts(), (c) => c.queue(name).repeatables({ limit: o.limit })),
+    );
+  queue
+    .command('inspect')
+    .description(
+      "a STOPPED node's queue, read from its data directory: per-queue counts and the jobs",
+    )
+    .requiredOption('--data-dir <dir>', "the node's data directory")
+    .option('--queue <name>', 'only this queue')
+    .option('--state <state>', `only jobs in this state (${states.join(', ')})`)
+    .option('--json', 'print JSON')
+    .action(async (o: InspectOptions) => runInspect(o, (s) => process.stdout.write(`${s}\n`)));
+  queue
     .command('work')
     .description('run a command once per job until interrupted (Ctrl-C finishes the jobs running)')
     .argument('<queue>')
@@ -108,6 +204,33 @@ export function queueCommands(
         return worker.counts;
       }),
     );
+}
+
+/** `--rate 100/1000`: 100 claims per 1000 ms; "none" lifts the limit. */
+function rateOf(v: string): RateLimit | 'none' {
+  if (v === 'none') return v;
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  if (m === null)
+    throw new InvalidArgumentError(`--rate must be MAX/MS (e.g. 100/1000) or "none", got "${v}"`);
+  return { max: Number(m[1]), intervalMs: Number(m[2]) };
+}
+
+function limitOf(v: string): number | 'none' {
+  if (v === 'none') return v;
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`must be a count or "none", got "${v}"`);
+  return Number(v);
+}
+
+/** `COUNT` or `COUNT:MS`: keep the newest COUNT, none older than MS (no age limit without). */
+function retentionOf(v: string): { count: number; ageMs: number } {
+  const m = /^(\d+)(?::(\d+))?$/.exec(v);
+  if (m === null) throw new InvalidArgumentError(`must be COUNT or COUNT:MS, got "${v}"`);
+  return { count: Number(m[1]), ageMs: Number(m[2] ?? 0) };
+}
+
+interface RateLimit {
+  readonly max: number;
+  readonly intervalMs: number;
 }
 
 function parseData(s: string): unknown {

@@ -69,8 +69,12 @@ export {
   type ClaimedJob,
   type Job,
   type JobState,
+  type QueueSettings,
   type QueueStatsResponse,
+  type Repeatable,
+  type RepeatOptions,
   type ReportResponse,
+  type Retention,
 } from './queue.js';
 
 export interface ClientOptions {

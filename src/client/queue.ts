@@ -102,7 +102,69 @@ export interface QueueStatsResponse {
     readonly queue: string;
     readonly paused: boolean;
     readonly counts: Readonly<Record<JobState, number>>;
+    /** Claims per window, or null for no limit. */
+    readonly rateLimit: { readonly max: number; readonly intervalMs: number } | null;
+    /** Jobs active at once, or null for no limit. */
+    readonly concurrency: number | null;
+    readonly keepCompleted: Retention;
+    readonly keepDead: Retention;
+    /** What has happened to the queue's jobs since it was created. */
+    readonly totals: {
+      readonly added: number;
+      readonly claimed: number;
+      readonly completed: number;
+      /** Failed runs, reported or by an expired lease. */
+      readonly failed: number;
+      readonly dead: number;
+      readonly leaseExpired: number;
+    };
   } | null;
+}
+
+/** How many finished jobs a queue keeps, and for how long (ageMs 0: no age limit). */
+export interface Retention {
+  readonly count: number;
+  readonly ageMs: number;
+}
+
+/** A queue's settings to change: a field left out keeps its value, null lifts a limit. */
+export interface QueueSettings {
+  readonly rateLimit?: { readonly max: number; readonly intervalMs: number } | null;
+  readonly concurrency?: number | null;
+  /** Completed jobs kept (the oldest go first); ageMs defaults to 0, no age limit. */
+  readonly keepCompleted?: { readonly count: number; readonly ageMs?: number };
+  /** Dead and cancelled jobs kept. */
+  readonly keepDead?: { readonly count: number; readonly ageMs?: number };
+}
+
+/** A repeatable job's schedule (exactly one of everyMs and cron) and the job it adds. */
+export interface RepeatOptions {
+  /** Every this many milliseconds. */
+  readonly everyMs?: number;
+  /** A 5-field cron pattern, in UTC. */
+  readonly cron?: string;
+  /** The name of each job it adds (default "job"). */
+  readonly name?: string;
+  readonly priority?: number;
+  readonly maxAttempts?: number;
+  readonly backoff?: { kind: 'fixed' | 'exponential'; delayMs: number; maxDelayMs?: number };
+  readonly leaseMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface Repeatable<D = unknown> {
+  readonly queue: string;
+  readonly repeatId: string;
+  readonly everyMs: number | null;
+  readonly cron: string | null;
+  readonly name: string;
+  readonly data: D;
+  readonly priority: number;
+  readonly maxAttempts: number;
+  readonly backoff: { kind: 'fixed' | 'exponential'; delayMs: number; maxDelayMs: number };
+  readonly leaseMs: number;
+  /** When it adds its next job; the job's id is `${repeatId}@${nextRunMs}`. */
+  readonly nextRunMs: number;
 }
 
 type Signal = { readonly signal?: AbortSignal };
@@ -204,7 +266,40 @@ export class QueueClient {
     return this.t.read('/v1/queue/list', { queue: this.name, state, ...opts }, signal);
   }
 
-  /** Counts per state and whether the queue is paused (linearizable). */
+  /** Changes the queue's settings (rate limit, concurrency limit, retention of finished jobs). */
+  configure(settings: QueueSettings, o: Signal = {}): Promise<{ header: QueueHeader }> {
+    return this.t.write('/v1/queue/configure', { queue: this.name, ...settings }, o.signal, 0);
+  }
+
+  /** Creates the repeatable job `repeatId`, or replaces the one with that id. */
+  repeat(
+    repeatId: string,
+    data: unknown,
+    o: RepeatOptions,
+  ): Promise<{ header: QueueHeader; nextRunMs: number }> {
+    const { signal, name, ...opts } = o;
+    return this.t.write(
+      '/v1/queue/repeat/upsert',
+      { queue: this.name, repeatId, name: name ?? 'job', data, ...opts },
+      signal,
+      0,
+    );
+  }
+
+  /** Removes a repeatable job (`REPEATABLE_NOT_FOUND` when there is none); its jobs stay. */
+  unrepeat(repeatId: string, o: Signal = {}): Promise<{ header: QueueHeader }> {
+    return this.t.write('/v1/queue/repeat/remove', { queue: this.name, repeatId }, o.signal, 0);
+  }
+
+  /** One page of the queue's repeatable jobs by id, after the id `after`. */
+  repeatables<D = unknown>(
+    o: { after?: string; limit?: number } & Signal = {},
+  ): Promise<{ header: QueueHeader; repeatables: readonly Repeatable<D>[]; next: string | null }> {
+    const { signal, ...opts } = o;
+    return this.t.read('/v1/queue/repeat/list', { queue: this.name, ...opts }, signal);
+  }
+
+  /** Counts per state, whether the queue is paused, and its settings (linearizable). */
   stats(o: Signal = {}): Promise<QueueStatsResponse> {
     return this.t.read('/v1/queue/stats', { queue: this.name }, o.signal);
   }

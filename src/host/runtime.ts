@@ -24,7 +24,6 @@ import {
 import type {
   AppliedBatch,
   Clock,
-  Command,
   GroupId,
   GroupStorage,
   PartialSnapshotStore,
@@ -42,6 +41,7 @@ import {
   snapshotId,
   type SnapshotTransfer,
 } from './snapshot-transfer.js';
+import { commandsOf } from './replay.js';
 import type { TraceHook } from './trace.js';
 
 export interface RuntimeOptions {
@@ -785,11 +785,7 @@ export class RaftRuntime {
   private applyEntries(entries: readonly Entry[]): void {
     const lastIndex = entries[entries.length - 1]?.index ?? 0;
     this.o.trace?.('committed', lastIndex, 0);
-    const commands: Command[] = [];
-    for (const e of entries) {
-      if (e.type === 'normal' && e.data.length > 0)
-        commands.push({ index: e.index, term: e.term, timeMs: 0, payload: e.data });
-    }
+    const commands = commandsOf(entries);
     const results = commands.length > 0 ? this.o.stateMachine.apply(commands) : [];
     if (results.length !== commands.length)
       throw new Error(

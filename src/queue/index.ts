@@ -4,5 +4,5 @@ export { QueueStateMachine } from './machine.js';
 export { encodeQueueCommand, decodeQueueCommand, checkName } from './codec.js';
 export { parseCron, nextCronMs, type CronPattern } from './cron.js';
 export type { EventRead } from './events.js';
-export type { JobPage, RepeatableView } from './reads.js';
+export type { JobPage, RepeatablePage, RepeatableView } from './reads.js';
 export * from './types.js';

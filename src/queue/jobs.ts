@@ -7,7 +7,15 @@
 
 import { IndexedHeap } from './heap.js';
 import { nextCronMs, type CronPattern } from './cron.js';
-import type { Backoff, JobState, JobView, RateLimit, Retention } from './types.js';
+import {
+  zeroTotals,
+  type Backoff,
+  type JobState,
+  type JobView,
+  type QueueTotals,
+  type RateLimit,
+  type Retention,
+} from './types.js';
 
 export const defaultJobOptions = {
   priority: 0,
@@ -221,6 +229,7 @@ export class QueueState {
   concurrency: number | null = null;
   keepCompleted: Retention = defaultRetention;
   keepDead: Retention = defaultRetention;
+  totals: { -readonly [K in keyof QueueTotals]: number } = { ...zeroTotals };
 
   constructor(readonly name: string) {}
 

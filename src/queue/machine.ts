@@ -200,6 +200,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
   }
 
   private expireLease(job: Job): void {
+    job.queue.totals.leaseExpired++;
     this.emit('stalled', job.queue.name, job.id, `lease of token ${job.token} expired`);
     this.failed(job, 'lease expired', false);
   }
@@ -284,6 +285,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     q.jobs.set(job.id, job);
     q.order.push(job);
     this.s.jobCount++;
+    q.totals.added++;
     this.emit('added', q.name, job.id, null);
     this.attach(job, job.state);
   }
@@ -312,8 +314,10 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     this.beforeChange(job);
     this.detach(job);
     job.error = error;
+    job.queue.totals.failed++;
     this.emit('failed', job.queue.name, job.id, error);
     if (final || job.attempts >= job.maxAttempts) {
+      job.queue.totals.dead++;
       this.attach(job, 'dead');
       this.emit('dead', job.queue.name, job.id, error);
       return;
@@ -422,6 +426,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       this.beforeChange(job);
       this.detach(job);
       job.attempts++;
+      q.totals.claimed++;
       job.token = index;
       job.leaseExpiresMs = this.s.nowMs + (cmd.leaseMs ?? job.leaseMs);
       job.worker = cmd.worker ?? null;
@@ -452,6 +457,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         this.detach(job);
         job.result = cmd.result ?? null;
         job.error = null;
+        job.queue.totals.completed++;
         this.attach(job, 'completed');
         this.emit('completed', job.queue.name, job.id, null);
         return { ok: true, state: 'completed' };

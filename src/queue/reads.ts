@@ -4,9 +4,9 @@
 // jobs before returning a cursor to continue from.
 
 import type { EventRead } from './events.js';
-import { viewOf, type Job } from './jobs.js';
+import { viewOf, type Job, type Repeatable } from './jobs.js';
 import type { QueueCore } from './state.js';
-import type { EventPosition, JobState, JobView, QueueStats } from './types.js';
+import type { Backoff, EventPosition, JobState, JobView, QueueStats } from './types.js';
 
 export interface JobPage {
   readonly jobs: readonly JobView[];
@@ -20,7 +20,19 @@ export interface RepeatableView {
   readonly everyMs: number | null;
   readonly cron: string | null;
   readonly name: string;
+  /** The template of each job it adds. */
+  readonly payload: Uint8Array;
+  readonly priority: number;
+  readonly maxAttempts: number;
+  readonly backoff: Backoff;
+  readonly leaseMs: number;
   readonly nextMs: number;
+}
+
+export interface RepeatablePage {
+  readonly repeatables: readonly RepeatableView[];
+  /** Pass as `after` to read on; null when there are no more. */
+  readonly next: string | null;
 }
 
 export abstract class QueueReads {
@@ -50,6 +62,7 @@ export abstract class QueueReads {
       concurrency: q.concurrency,
       keepCompleted: q.keepCompleted,
       keepDead: q.keepDead,
+      totals: { ...q.totals },
     };
   }
 
@@ -94,15 +107,39 @@ export abstract class QueueReads {
   }
 
   repeatablesOf(queue: string): RepeatableView[] {
-    return [...this.s.repeatables.values()]
-      .filter((r) => r.queue === queue)
-      .map((r) => ({
-        queue: r.queue,
-        repeatId: r.repeatId,
-        everyMs: r.everyMs,
-        cron: r.cron?.source ?? null,
-        name: r.name,
-        nextMs: r.nextMs,
-      }));
+    return [...this.s.repeatables.values()].filter((r) => r.queue === queue).map(repeatableView);
   }
+
+  /**
+   * A queue's repeatable jobs ordered by id, after the id `after` ('' from the start). The
+   * machine holds at most `maxRepeatables` of them, which bounds the scan and the sort.
+   */
+  repeatablePage(queue: string, o: { after?: string; limit?: number } = {}): RepeatablePage {
+    const limit = Math.max(1, Math.min(o.limit ?? 100, this.s.limits.maxPageSize));
+    const after = o.after ?? '';
+    const ids = [...this.s.repeatables.values()]
+      .filter((r) => r.queue === queue && r.repeatId > after)
+      .sort((a, b) => (a.repeatId < b.repeatId ? -1 : 1));
+    const page = ids.slice(0, limit).map(repeatableView);
+    return {
+      repeatables: page,
+      next: ids.length > limit ? (page[page.length - 1]?.repeatId ?? null) : null,
+    };
+  }
+}
+
+function repeatableView(r: Repeatable): RepeatableView {
+  return {
+    queue: r.queue,
+    repeatId: r.repeatId,
+    everyMs: r.everyMs,
+    cron: r.cron?.source ?? null,
+    name: r.name,
+    payload: r.payload,
+    priority: r.priority,
+    maxAttempts: r.maxAttempts,
+    backoff: r.backoff,
+    leaseMs: r.leaseMs,
+    nextMs: r.nextMs,
+  };
 }

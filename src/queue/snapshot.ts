@@ -17,7 +17,15 @@ import type { EventLogState } from './events.js';
 import { expiryOf, isFinished, Job, QueueState, Repeatable, type FinishedState } from './jobs.js';
 import { dedupKey, repeatKey, type QueueCore } from './state.js';
 import type { DedupTuple } from './state.js';
-import type { Backoff, JobState, QueueEvent, RateLimit, Retention } from './types.js';
+import {
+  zeroTotals,
+  type Backoff,
+  type JobState,
+  type QueueEvent,
+  type QueueTotals,
+  type RateLimit,
+  type Retention,
+} from './types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 export const SNAPSHOT_FORMAT = 1;
@@ -87,6 +95,8 @@ export type QueueTuple = [
   concurrency: number | null,
   keepCompleted: Retention,
   keepDead: Retention,
+  /** Absent in snapshots taken before queues kept totals: zeros. */
+  totals?: QueueTotals,
 ];
 
 export type RepeatableTuple = [
@@ -257,6 +267,8 @@ export function queueTuple(q: QueueState): QueueTuple {
     q.concurrency,
     q.keepCompleted,
     q.keepDead,
+    // A copy: the header is encoded when the reader pulls it, and the totals change meanwhile.
+    { ...q.totals },
   ];
 }
 
@@ -297,6 +309,7 @@ export function restoreState(s: QueueCore, d: DecodedSnapshot): void {
     concurrency,
     keepCompleted,
     keepDead,
+    totals,
   ] of h.queues) {
     const q = new QueueState(name);
     Object.assign(q, {
@@ -307,6 +320,7 @@ export function restoreState(s: QueueCore, d: DecodedSnapshot): void {
       concurrency,
       keepCompleted,
       keepDead,
+      totals: { ...zeroTotals, ...totals },
     });
     s.queues.set(name, q);
     byRank.push(q);

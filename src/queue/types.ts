@@ -251,7 +251,35 @@ export type QueueResult =
   | { readonly ok: true; readonly nextRunMs: number }
   | QueueError;
 
-/** Counts per state, and the queue's settings. */
+/**
+ * What has happened to a queue's jobs since it was created: replicated state like the jobs
+ * themselves, so every replica that applied the same log reports the same numbers, across
+ * restarts and snapshots.
+ */
+export interface QueueTotals {
+  /** Jobs added, by a caller or by a repeatable job. */
+  readonly added: number;
+  /** Jobs claimed (each claim of a job counts once). */
+  readonly claimed: number;
+  readonly completed: number;
+  /** Failed runs: reported by a worker, or a lease that expired. */
+  readonly failed: number;
+  /** Jobs that went dead (out of attempts, or failed as final). */
+  readonly dead: number;
+  /** Claims whose lease expired without a report. */
+  readonly leaseExpired: number;
+}
+
+export const zeroTotals: QueueTotals = {
+  added: 0,
+  claimed: 0,
+  completed: 0,
+  failed: 0,
+  dead: 0,
+  leaseExpired: 0,
+};
+
+/** Counts per state, the queue's settings, and its totals. */
 export interface QueueStats {
   readonly queue: string;
   readonly paused: boolean;
@@ -260,6 +288,7 @@ export interface QueueStats {
   readonly concurrency: number | null;
   readonly keepCompleted: Retention;
   readonly keepDead: Retention;
+  readonly totals: QueueTotals;
 }
 
 export type EventType =

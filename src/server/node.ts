@@ -65,6 +65,7 @@ import { defaultQueueLimits } from '../base/limits.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
 import { QueueTicker } from './queue-ticker.js';
+import { bindQueueMetrics } from './queue-metrics.js';
 import { installQueueRoutes, maxClaimWaitMs, type QueueBackend } from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
 import type { Member } from './config.js';
@@ -577,7 +578,7 @@ export class FlotillaNode implements AsyncDisposable {
       timeToLive: (id) => ({ ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] }),
       leases: () => kv.leases(),
     });
-    installQueueRoutes(http, {
+    const queueRoutes = installQueueRoutes(http, {
       service: config.unsafeTestMode === 'stale-tokens' ? unfenced(queueService) : queueService,
       limits: defaultQueueLimits,
       clock: systemClock,
@@ -586,6 +587,11 @@ export class FlotillaNode implements AsyncDisposable {
       header: () => ({ memberId: config.id, raftTerm: queueRuntime.status().term }),
       forward: (path, rawBody, signal) => node.queueForwarder.forward(path, rawBody, signal),
       requestLimits: config.limits,
+    });
+    bindQueueMetrics(metrics.registry, {
+      queue: queueMachine,
+      appliedIndex: () => queueRuntime.appliedIndex(),
+      claimWaiters: () => queueRoutes.claimWaiters(),
     });
     const watchBackend: WatchBackend = {
       limits: config.limits,

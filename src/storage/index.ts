@@ -23,3 +23,4 @@ export {
 } from './memory.js';
 export { DEFAULT_LIMITS } from './limits.js';
 export { FilePartialSnapshots } from './partial-snapshot.js';
+export { LOCK_FILE } from './lock.js';

@@ -60,3 +60,57 @@ void test('queue add, then queue work: exit 0 completes, anything else fails', a
   work.child.kill('SIGINT');
   assert.equal(await exitOf(work, 20_000), 0, work.out.stderr);
 });
+
+void test('queue config and queue repeat add|list|remove', async () => {
+  const nodes = await TestNodes.start({ nodes: 1 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const endpoints = nodes.urls.join(',');
+  const cli = async (...args: string[]): Promise<Record<string, unknown>> => {
+    const r = await runCli(['queue', '--endpoints', endpoints, ...args], 20_000);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
+  await cli('config', 'cq', '--rate', '5/1000', '--concurrency', '2', '--keep-dead', '7:60000');
+  const stats = (await cli('stats', 'cq'))['stats'] as Record<string, unknown>;
+  assert.deepEqual(
+    [stats['rateLimit'], stats['concurrency'], stats['keepDead']],
+    [{ max: 5, intervalMs: 1000 }, 2, { count: 7, ageMs: 60_000 }],
+  );
+  await cli('config', 'cq', '--rate', 'none');
+  assert.equal(((await cli('stats', 'cq'))['stats'] as Record<string, unknown>)['rateLimit'], null);
+  const badRate = await runCli(
+    ['queue', '--endpoints', endpoints, 'config', 'cq', '--rate', '5'],
+    20_000,
+  );
+  assert.notEqual(badRate.code, 0);
+  assert.match(badRate.stderr, /MAX\/MS/);
+  const none = await runCli(['queue', '--endpoints', endpoints, 'config', 'cq'], 20_000);
+  assert.notEqual(none.code, 0, 'a config naming no setting is refused');
+  const added = await cli('repeat', 'add', 'cq', 'daily', '{"d":1}', '--cron', '15 4 * * *');
+  assert.equal(new Date(added['nextRunMs'] as number).getUTCHours(), 4);
+  const listed = (await cli('repeat', 'list', 'cq'))['repeatables'] as Record<string, unknown>[];
+  assert.deepEqual(
+    listed.map((r) => [r['repeatId'], r['cron'], r['data']]),
+    [['daily', '15 4 * * *', { d: 1 }]],
+  );
+  const both = await runCli(
+    [
+      'queue',
+      '--endpoints',
+      endpoints,
+      'repeat',
+      'add',
+      'cq',
+      'x',
+      '--every',
+      '5',
+      '--cron',
+      '* * * * *',
+    ],
+    20_000,
+  );
+  assert.notEqual(both.code, 0, 'both --every and --cron is refused');
+  await cli('repeat', 'remove', 'cq', 'daily');
+  assert.deepEqual((await cli('repeat', 'list', 'cq'))['repeatables'], []);
+});

@@ -82,6 +82,19 @@ export class TestNodes {
     this.nodes.splice(0, this.nodes.length, ...nodes);
   }
 
+  /** Closes every node and keeps their data directories, for a look at what they left. */
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.close()));
+    this.nodes.splice(0, this.nodes.length);
+  }
+
+  /** Node `id`'s data directory. */
+  dataDir(id: number): string {
+    const c = this.configs[id - 1];
+    if (c === undefined) throw new Error(`No node ${id}`);
+    return c.dataDir;
+  }
+
   node(id: number): FlotillaNode {
     const n = this.nodes[id - 1];
     if (n === undefined) throw new Error(`No node ${id}`);

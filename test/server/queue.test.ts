@@ -1,7 +1,8 @@
 // The job queue as the second Raft group of real nodes (storage, TCP between peers, HTTP on
 // 127.0.0.1): writes through a follower reach the queue group's leader, fencing tokens are
-// checked, the leader's tick expires an abandoned lease, jobs survive a restart of every node,
-// and the queue group serves while the key-value group is busy.
+// checked, the leader's tick expires an abandoned lease, and the queue group serves while the
+// key-value group is busy. Jobs surviving a restart of every node, with either storage kind, is
+// queue-restart.test.ts.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -338,33 +339,4 @@ void test('the client: add, claim, heartbeat, complete, fail, stats and get', as
   } finally {
     await client.close();
   }
-});
-
-// Last: it restarts every node.
-void test('a job survives a restart of every node', async () => {
-  const f = await follower();
-  const { id } = (await ok(f, 'add', {
-    queue: 'durable',
-    name: 'keep',
-    data: { n: 42 },
-    priority: 5,
-  })) as { id: string };
-  const c0 = (await ok(f, 'add', { queue: 'durable', name: 'claimed' })) as { id: string };
-  const held = await claimOne(f, { queue: 'durable', leaseMs: 600_000 });
-  assert.equal(held.job['id'], c0.id, 'priority 0 runs before priority 5');
-  await nodes.restartAll();
-  await queueLeader();
-  for (const n of nodes.nodes) {
-    const job = (await ok(n.config.id, 'get', { queue: 'durable', id }))['job'] as Json;
-    assert.equal(job['state'], 'waiting', `node ${n.config.id}`);
-    assert.deepEqual(job['data'], { n: 42 });
-    assert.equal(job['priority'], 5);
-  }
-  const f2 = await follower();
-  const stillHeld = (await ok(f2, 'get', { queue: 'durable', id: c0.id }))['job'] as Json;
-  assert.equal(stillHeld['state'], 'active', 'a claim survives too, with its token');
-  assert.equal(stillHeld['token'], held.token);
-  await ok(f2, 'complete', { queue: 'durable', id: c0.id, token: held.token });
-  const c = await claimOne(f2, { queue: 'durable' });
-  assert.equal(c.job['id'], id);
 });

@@ -1,0 +1,83 @@
+// `flotilla queue inspect --data-dir DIR`: a stopped node's job queue, from its data directory
+// (src/server/queue-inspect.ts rebuilds it). Text for a person, or --json for a program: the
+// jobs with their data as JSON, as the API shows them.
+
+import { FlotillaError } from '../client/index.js';
+import { renderJob } from '../api/queue-routes.js';
+import { jobStates, type JobState, type JobView } from '../queue/index.js';
+import type { QueueInspection } from '../server/queue-inspect.js';
+
+export interface InspectOptions {
+  readonly dataDir: string;
+  readonly queue?: string;
+  readonly state?: string;
+  readonly json?: boolean;
+}
+
+export async function runInspect(o: InspectOptions, out: (s: string) => void): Promise<void> {
+  if (o.state !== undefined && !(jobStates as readonly string[]).includes(o.state))
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `--state must be one of ${jobStates.join(', ')}, got "${o.state}"`,
+    );
+  // Loaded here, not with the CLI: it brings the node's storage along.
+  const { inspectQueue } = await import('../server/queue-inspect.js');
+  const r = await inspectQueue(o.dataDir, {
+    ...(o.queue === undefined ? {} : { queue: o.queue }),
+    ...(o.state === undefined ? {} : { state: o.state as JobState }),
+  });
+  out(o.json === true ? JSON.stringify({ ...r, jobs: r.jobs.map(renderJob) }, null, 2) : text(r));
+}
+
+function text(r: QueueInspection): string {
+  const lines = [
+    `${r.dataDir}: ${r.storage} storage, queue group applied through entry ${r.appliedIndex}` +
+      (r.snapshotIndex > 0 ? ` (snapshot at ${r.snapshotIndex})` : '') +
+      (r.uncommitted > 0 ? `, ${r.uncommitted} entries past it not known committed` : '') +
+      `; queue clock ${iso(r.timeMs)}`,
+    '',
+  ];
+  lines.push(
+    ...table([
+      ['QUEUE', 'PAUSED', ...jobStates.map((s) => s.toUpperCase())],
+      ...r.queues.map((q) => [
+        q.queue,
+        q.paused ? 'yes' : 'no',
+        ...jobStates.map((s) => String(q.counts[s])),
+      ]),
+    ]),
+  );
+  if (r.queues.length === 0) lines.push('(no queues)');
+  lines.push('');
+  lines.push(
+    ...table([
+      ['ID', 'QUEUE', 'STATE', 'ATTEMPTS', 'RUN AT', 'LAST ERROR'],
+      ...r.jobs.map((j: JobView) => [
+        j.id,
+        j.queue,
+        j.state,
+        `${j.attempts}/${j.maxAttempts}`,
+        iso(j.runAtMs),
+        j.error ?? '',
+      ]),
+    ]),
+  );
+  if (r.jobs.length === 0) lines.push('(no jobs)');
+  return lines.join('\n');
+}
+
+function iso(ms: number): string {
+  return ms > 0 ? new Date(ms).toISOString() : '-';
+}
+
+/** Columns padded to their widest cell; the last column is not padded. */
+function table(rows: readonly (readonly string[])[]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((row) =>
+    row
+      .map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd(),
+  );
+}
