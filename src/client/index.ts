@@ -307,14 +307,7 @@ export class FlotillaClient {
       );
       return;
     }
-    let conn: WireConnection;
-    try {
-      conn = await this.wire(endpoint);
-    } catch (err) {
-      this.binaryRetryAt.set(endpoint, Date.now() + binaryRetryMs);
-      throw err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err));
-    }
-    yield* wireWatchLines(conn, body, signal, idleMs);
+    yield* wireWatchLines(await this.wireOrBackOff(endpoint), body, signal, idleMs);
   }
 
   /**
@@ -684,14 +677,7 @@ export class FlotillaClient {
     deadline: Deadline,
   ): Promise<unknown> {
     const read = op === 'range';
-    let conn: WireConnection;
-    try {
-      conn = await this.wire(endpoint);
-    } catch (err) {
-      // Served over HTTP for a while; this attempt fails (definitely when nothing was sent).
-      this.binaryRetryAt.set(endpoint, Date.now() + binaryRetryMs);
-      throw err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err));
-    }
+    const conn = await this.wireOrBackOff(endpoint);
     // The connection's handshake carries the session id; a write's body need not repeat it.
     const b = body as Record<string, unknown>;
     const sent = b['clientId'] === this.clientId ? { ...b, clientId: undefined } : b;
@@ -705,6 +691,19 @@ export class FlotillaClient {
           !read,
         );
       throw err;
+    }
+  }
+
+  /**
+   * A binary connection to `endpoint`'s node; when none can be made, the endpoint is served
+   * over HTTP for a while and this attempt fails (definitely: nothing was sent).
+   */
+  private async wireOrBackOff(endpoint: string): Promise<WireConnection> {
+    try {
+      return await this.wire(endpoint);
+    } catch (err) {
+      this.binaryRetryAt.set(endpoint, Date.now() + binaryRetryMs);
+      throw err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err));
     }
   }
 

@@ -112,17 +112,31 @@ export class TestNodes {
   }
 
   /** Waits until every open node agrees on one leader; returns its id. */
-  async waitForLeader(timeoutMs = 10_000): Promise<number> {
+  /** Waits until every node agrees on the key-value group's leader; returns its id. */
+  waitForLeader(timeoutMs = 10_000): Promise<number> {
+    return this.waitForGroupLeader((n) => n.runtime, 'leader', timeoutMs);
+  }
+
+  /** Waits until every node agrees on the queue group's leader; returns its id. */
+  waitForQueueLeader(timeoutMs = 10_000): Promise<number> {
+    return this.waitForGroupLeader((n) => n.queueService.runtime, 'queue leader', timeoutMs);
+  }
+
+  private async waitForGroupLeader(
+    group: (n: FlotillaNode) => { leaderId(): number; isLeader(): boolean },
+    what: string,
+    timeoutMs: number,
+  ): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     let seen = '';
     while (Date.now() < deadline) {
-      const leaders = this.nodes.map((n) => n.runtime.leaderId());
+      const leaders = this.nodes.map((n) => group(n).leaderId());
       seen = leaders.join(',');
       const l = leaders[0] ?? 0;
-      if (l !== 0 && leaders.every((x) => x === l) && this.node(l).runtime.isLeader()) return l;
+      if (l !== 0 && leaders.every((x) => x === l) && group(this.node(l)).isLeader()) return l;
       await new Promise((r) => setTimeout(r, 10));
     }
-    throw new Error(`No agreed leader within ${timeoutMs} ms (leaders seen: ${seen})`);
+    throw new Error(`No agreed ${what} within ${timeoutMs} ms (leaders seen: ${seen})`);
   }
 
   async close(): Promise<void> {

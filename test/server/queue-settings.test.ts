@@ -21,16 +21,8 @@ after(async () => {
 
 /** A member that does not lead the queue group, once every member agrees on its leader. */
 async function follower(timeoutMs = 10_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let seen = '';
-  while (Date.now() < deadline) {
-    const leaders = nodes.nodes.map((n) => n.queueService.runtime.leaderId());
-    seen = leaders.join(',');
-    const l = leaders[0] ?? 0;
-    if (l !== 0 && leaders.every((x) => x === l)) return l === 1 ? 2 : 1;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`No agreed queue leader within ${timeoutMs} ms (leaders seen: ${seen})`);
+  const l = await nodes.waitForQueueLeader(timeoutMs);
+  return l === 1 ? 2 : 1;
 }
 
 async function post(id: number, path: string, body: Json): Promise<{ status: number; json: Json }> {

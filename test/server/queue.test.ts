@@ -22,19 +22,8 @@ after(async () => {
   await nodes.close();
 });
 
-/** Waits until every node agrees on the queue group's leader; returns its id. */
-async function queueLeader(timeoutMs = 10_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let seen = '';
-  while (Date.now() < deadline) {
-    const leaders = nodes.nodes.map((n) => n.queueService.runtime.leaderId());
-    seen = leaders.join(',');
-    const l = leaders[0] ?? 0;
-    if (l !== 0 && leaders.every((x) => x === l) && nodes.node(l).queueService.runtime.isLeader())
-      return l;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`No agreed queue leader within ${timeoutMs} ms (leaders seen: ${seen})`);
+function queueLeader(timeoutMs = 10_000): Promise<number> {
+  return nodes.waitForQueueLeader(timeoutMs);
 }
 
 async function follower(): Promise<number> {
