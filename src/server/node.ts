@@ -681,7 +681,8 @@ export class FlotillaNode implements AsyncDisposable {
       lastIndex: s.lastIndex,
       firstIndex: s.firstIndex,
       revision: this.kv.revision(),
-      recovering: s.recovery === 'recovering',
+      // Either group: the data directory is marked recovered only when both have caught up.
+      recovering: s.recovery === 'recovering' || q.recovery === 'recovering',
       members: [...this.members.book],
       voters: s.voters,
       learners: s.learners,
@@ -763,6 +764,12 @@ export class FlotillaNode implements AsyncDisposable {
           return {
             ready: false,
             reason: `recovering lost data: holds ${s.lastIndex} entries, commit ${s.commit}; not a voter until caught up`,
+          };
+        const q = this.queueService.runtime.status();
+        if (q.recovery === 'recovering')
+          return {
+            ready: false,
+            reason: `the job queue's group is recovering lost data: holds ${q.lastIndex} entries, commit ${q.commit}`,
           };
         if (s.leader === 0) return { ready: false, reason: 'no leader known' };
         if (this.runtime.appliedIndex() < s.commit)

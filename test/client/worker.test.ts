@@ -137,8 +137,18 @@ void test('closing releases a job whose handler does not finish in the grace per
   const client = await cluster();
   const q = client.queue('release');
   const { id } = await q.add('x', null, { backoff: { kind: 'fixed', delayMs: 10 } });
-  const w = new Worker(q, () => new Promise<never>(() => undefined), { waitMs: 500 });
-  await until('the job is taken', async () => (await q.get(id)).job.state === 'active');
+  let running = false;
+  const w = new Worker(
+    q,
+    () => {
+      running = true;
+      return new Promise<never>(() => undefined);
+    },
+    { waitMs: 500 },
+  );
+  // The handler runs, not just the claim applied: a claim whose answer close() cuts off is
+  // left to its lease, not released (CLIENT.md, Worker).
+  await until('the handler runs', () => Promise.resolve(running));
   await w.close({ graceMs: 50 });
   const job = (await q.get(id)).job;
   assert.notEqual(job.state, 'active', `released, not left running: ${job.state}`);
