@@ -74,6 +74,31 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
     },
   );
 
+  // Seed 301's membership nemesis adds, replaces (adds, then removes a bootstrap member) and
+  // adds again while nodes are killed and cut off. The run also checks, once healed, that the
+  // cluster's voters are exactly the members left running (run.ts, membership agree).
+  void it(
+    'seed 301: members added, removed and replaced during faults leave the history linearizable',
+    { timeout: 240_000 },
+    async () => {
+      const r = await runChaos(
+        options({ seed: 301, timeSec: 20, nemeses: ['kill', 'pause', 'partition', 'membership'] }),
+      );
+      const summary = formatReport(r);
+      assert.equal(r.verdict, 'ok', summary);
+      // A nemesis that silently did nothing would also leave an "ok" run.
+      const added = r.membership?.flatMap((c) => c.added) ?? [];
+      const removed = r.membership?.flatMap((c) => c.removed) ?? [];
+      assert.ok(added.length >= 1, `a member was added:\n${summary}`);
+      assert.ok(removed.length >= 1, `a member was removed:\n${summary}`);
+      assert.equal(r.register?.result.verdict, 'ok', summary);
+      assert.ok((r.register?.counts.ok ?? 0) > 200, `register operations:\n${summary}`);
+      assert.ok((r.set?.report.acknowledged ?? 0) > 50, `set adds:\n${summary}`);
+      assert.equal(r.watch?.valid, true, `watchers:\n${summary}`);
+      assert.equal(r.queue?.valid, true, `queue:\n${summary}`);
+    },
+  );
+
   // The staller's reports come after another worker claimed its job: with fencing off they
   // are taken under the new claim. No faults are needed for that, only the staller.
   void it(

@@ -122,7 +122,7 @@ export class MembershipNemesis {
             ? roll < 0.5
               ? 'remove'
               : 'replace'
-            : (['add', 'remove', 'replace'] as const)[Math.floor(roll * 3)] ?? 'add';
+            : ((['add', 'remove', 'replace'] as const)[Math.floor(roll * 3)] ?? 'add');
       const target = kind === 'add' ? 0 : this.target(view, wantLeader, pick);
       if (kind !== 'add' && target === 0) {
         this.log(`membership: no voter may be removed now (voters ${voters.join(',')}); skipped`);
@@ -230,6 +230,31 @@ export class MembershipNemesis {
     c.removed.push(id);
     const stopped = await this.cluster.markRemoved(id, this.timing.stopMs);
     if (!stopped) c.detail += ` (did not stop by itself within ${this.timing.stopMs} ms; killed)`;
+  }
+
+  /**
+   * After the faults healed: waits up to `timeoutMs` until the cluster's voters, in both groups,
+   * are exactly the members this harness runs, and every member it removed is listed removed.
+   * Returns what still differs then, or null.
+   */
+  async agree(timeoutMs: number): Promise<string | null> {
+    const sorted = (ids: readonly number[]): string => [...ids].sort((a, b) => a - b).join(',');
+    const want = sorted(this.cluster.ids);
+    const removed = this.changes.flatMap((c) => c.removed);
+    const deadline = this.now() + timeoutMs;
+    let seen = 'no member list';
+    while (this.now() < deadline) {
+      const v = await this.members();
+      if (v !== null) {
+        const kv = sorted(v.groups[0]?.voters ?? []);
+        const queue = sorted(v.groups[1]?.voters ?? []);
+        const missing = removed.filter((id) => !v.removed.includes(id));
+        if (kv === want && queue === want && missing.length === 0) return null;
+        seen = `voters [${kv}], queue voters [${queue}], not listed removed [${missing.join(',')}]`;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return `the membership did not settle on voters [${want}] within ${timeoutMs} ms: ${seen}`;
   }
 
   private refused(c: MembershipChange, code: string): void {

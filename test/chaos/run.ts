@@ -143,7 +143,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const { register, set, watch, lock, queue } = run;
     watch?.start();
     await drive(o, now, run, problems);
-    const settled = await settle(o, cluster, problems);
+    let settled = await settle(o, cluster, problems);
+    const disagree = settled ? await run.nemesis.membership?.agree(CONVERGE_MS) : null;
+    if (typeof disagree === 'string') {
+      problems.push(disagree);
+      settled = false;
+    }
     let watchReport: WatchReport | null = null;
     let lockReport: ChaosReport['lock'] = null;
     let queueReport: ChaosReport['queue'] = null;
