@@ -128,7 +128,7 @@ export class MembershipNemesis {
         this.log(`membership: no voter may be removed now (voters ${voters.join(',')}); skipped`);
         continue;
       }
-      await this.change(kind, target);
+      await this.change(kind, target, target !== 0 && target === view.leader);
     }
   }
 
@@ -143,10 +143,11 @@ export class MembershipNemesis {
     return removable[Math.floor(pick * removable.length)] ?? 0;
   }
 
-  private async change(kind: MembershipKind, target: number): Promise<void> {
+  private async change(kind: MembershipKind, target: number, leader: boolean): Promise<void> {
+    const what = `${leader ? 'leader ' : ''}${target}`;
     const c: MembershipChange = {
       kind,
-      detail: kind === 'remove' ? `remove ${target}` : kind,
+      detail: kind === 'remove' ? `remove ${what}` : kind,
       startMs: this.now(),
       endMs: 0,
       added: [],
@@ -156,11 +157,11 @@ export class MembershipNemesis {
       refusals: [],
     };
     this.changes.push(c);
-    this.log(`membership: ${c.detail} (${kind === 'add' ? 'adding' : `target ${target}`})`);
+    this.log(`membership: ${kind === 'replace' ? `replace ${what}` : c.detail} begins`);
     try {
       if (kind !== 'remove') {
         const id = await this.add(c);
-        c.detail = kind === 'add' ? `add ${id}` : `replace ${target} by ${id}`;
+        c.detail = kind === 'add' ? `add ${id}` : `replace ${what} by ${id}`;
       }
       if (kind !== 'add') await this.remove(c, target);
       c.ok = true;
