@@ -2,8 +2,8 @@
 // runs against real 3-node clusters with every nemesis (one of them wiping data directories),
 // which must come out linearizable, with every watcher given every revision once and in order,
 // no two lock holders' writes interleaved, and every queued job kept, completed at most once
-// and never by a worker whose lease had passed to another, and
-// one run per planted bug, which must not. The long campaign (50 runs of 60 s) is run with
+// and never by a worker whose lease had passed to another, one run in which members are added,
+// removed and replaced beside the faults, and one run per planted bug, which must not. The long campaign (50 runs of 60 s) is run with
 // `npm run chaos` and recorded in docs/TESTING.md.
 
 import assert from 'node:assert/strict';
