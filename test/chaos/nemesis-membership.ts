@@ -147,7 +147,7 @@ export class MembershipNemesis {
     const what = `${leader ? 'leader ' : ''}${target}`;
     const c: MembershipChange = {
       kind,
-      detail: kind === 'remove' ? `remove ${what}` : kind,
+      detail: kind === 'add' ? 'add' : `${kind} ${what}`,
       startMs: this.now(),
       endMs: 0,
       added: [],
@@ -157,7 +157,7 @@ export class MembershipNemesis {
       refusals: [],
     };
     this.changes.push(c);
-    this.log(`membership: ${kind === 'replace' ? `replace ${what}` : c.detail} begins`);
+    this.log(`membership: ${c.detail} begins`);
     try {
       if (kind !== 'remove') {
         const id = await this.add(c);
