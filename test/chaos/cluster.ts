@@ -9,6 +9,16 @@
 // peer at the proxies it must use. Test clients talk to the real client ports directly: they
 // play the part of clients outside the cluster's network.
 //
+// Members added during a run (the membership nemesis) are not proxied. A node that joins
+// advertises one peer address and one client URL, and the cluster's replicated directory hands
+// the same addresses to every node, so there is no per-sender address to put a proxy behind.
+// The directory also records the bootstrap members' addresses as the leader that took the
+// first join knew them (its own real ports, the others behind its proxies), and every node
+// follows the directory from then on: after the first add, traffic to a bootstrap member goes
+// through that leader's proxy to it, and traffic to that leader goes direct. Partitions then
+// cut less than they say. Keeping them exact would take a proxy per member that tells senders
+// apart by the id in the connection handshake, not by the address they dial.
+//
 // Every process is started here and ended here by PID.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -78,6 +88,8 @@ interface Member {
   readonly peerPort: number;
   readonly clientPort: number;
   readonly dataDir: string;
+  /** Client URLs a member added during the run joins through; null for the bootstrap ones. */
+  readonly joinVia: readonly string[] | null;
 }
 
 type NodeState = 'running' | 'paused' | 'down';
@@ -98,6 +110,10 @@ export class ChaosCluster {
   private readonly procs = new Map<number, ChildProcess>();
   private readonly states = new Map<number, NodeState>();
   private readonly logs = new Map<number, string[]>();
+  /** Members being removed: their process may stop by itself at any moment. */
+  private readonly leaving = new Set<number>();
+  /** Members removed for good: never started again, not in `ids` or `endpoints()`. */
+  private readonly removed = new Set<number>();
   /** Exits nobody asked for (a crash is a finding, not a fault we injected). */
   readonly unexpectedExits: string[] = [];
   /** Set by stop(): nothing is started after it (a heal racing a Ctrl-C must not respawn). */
@@ -113,6 +129,7 @@ export class ChaosCluster {
       peerPort: ports[2 * i] as number,
       clientPort: ports[2 * i + 1] as number,
       dataDir: join(this.dir, `node${i + 1}`),
+      joinVia: null,
     }));
   }
 
@@ -123,13 +140,71 @@ export class ChaosCluster {
     return c;
   }
 
+  /** The members not removed, bootstrap and added. */
   get ids(): number[] {
-    return this.members.map((m) => m.id);
+    return this.members.filter((m) => !this.removed.has(m.id)).map((m) => m.id);
   }
 
-  /** The URLs test clients use: real client ports, no proxy. */
+  /** The members not removed whose links go through proxies (the bootstrap ones). */
+  get linkedIds(): number[] {
+    return this.members
+      .filter((m) => m.joinVia === null && !this.removed.has(m.id))
+      .map((m) => m.id);
+  }
+
+  /** The URLs test clients use: real client ports, no proxy; removed members left out. */
   endpoints(): string[] {
-    return this.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
+    return this.ids.map((id) => this.endpoint(id));
+  }
+
+  /**
+   * Starts a new member on fresh ports, with an empty data directory, that joins through `via`
+   * (client URLs); returns its id, one above any id this cluster has used.
+   */
+  async addMember(via: readonly string[]): Promise<number> {
+    const id = Math.max(...this.members.map((m) => m.id)) + 1;
+    const [peerPort, clientPort] = (await nodePorts(2)) as [number, number];
+    this.members.push({
+      id,
+      peerPort,
+      clientPort,
+      dataDir: join(this.dir, `node${id}`),
+      joinVia: [...via],
+    });
+    this.startNode(id);
+    return id;
+  }
+
+  /** Member `id` is about to be removed: its exit from now on is expected. */
+  markLeaving(id: number): void {
+    this.leaving.add(id);
+  }
+
+  /** The removal of `id` was refused: an exit is again a finding. */
+  unmarkLeaving(id: number): void {
+    this.leaving.delete(id);
+  }
+
+  /**
+   * Member `id` was removed: it is never started again. Waits up to `timeoutMs` for its process
+   * to stop by itself, then ends it; says whether it stopped by itself (or was already down).
+   */
+  async markRemoved(id: number, timeoutMs: number): Promise<boolean> {
+    this.leaving.add(id);
+    this.removed.add(id);
+    const p = this.procs.get(id);
+    if (p === undefined) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const byItself = await Promise.race([
+      new Promise<boolean>((r) => p.once('exit', () => r(true))),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (!byItself) {
+      if (this.state(id) === 'paused') this.resume(id);
+      await this.kill(id);
+    }
+    return byItself;
   }
 
   endpoint(id: number): string {
@@ -167,9 +242,16 @@ export class ChaosCluster {
     return l;
   }
 
-  /** Node `id`'s view of the cluster: itself at its real ports, peers through its proxies. */
+  /**
+   * Node `id`'s view of the cluster: itself at its real ports, peers through its proxies. A
+   * member added during the run names only itself; it learns the rest from the cluster.
+   */
   private initialClusterFor(id: number): string {
+    const self = this.member(id);
+    if (self.joinVia !== null)
+      return `${id}=127.0.0.1:${self.peerPort}@http://127.0.0.1:${self.clientPort}`;
     return this.members
+      .filter((m) => m.joinVia === null)
       .map((m) => {
         if (m.id === id) return `${m.id}=127.0.0.1:${m.peerPort}@http://127.0.0.1:${m.clientPort}`;
         const [peer, client] = this.link(id, m.id);
@@ -184,7 +266,7 @@ export class ChaosCluster {
   }
 
   startNode(id: number): void {
-    if (this.stopped) return;
+    if (this.stopped || this.removed.has(id)) return;
     const m = this.member(id);
     const args = [
       cliEntry(),
@@ -195,8 +277,7 @@ export class ChaosCluster {
       m.dataDir,
       '--initial-cluster',
       this.initialClusterFor(id),
-      '--cluster-id',
-      'chaos',
+      ...(m.joinVia === null ? ['--cluster-id', 'chaos'] : ['--join', m.joinVia.join(',')]),
       '--storage',
       this.o.storage,
       '--snapshot-every-entries',
@@ -234,7 +315,7 @@ export class ChaosCluster {
       allProcesses.delete(child);
       if (this.procs.get(id) !== child) return;
       this.procs.delete(id);
-      if (this.states.get(id) !== 'down') {
+      if (this.states.get(id) !== 'down' && !this.leaving.has(id)) {
         this.unexpectedExits.push(`node ${id} exited on its own (code ${code}, signal ${signal})`);
       }
       this.states.set(id, 'down');
@@ -276,8 +357,12 @@ export class ChaosCluster {
     this.states.set(id, 'running');
   }
 
-  /** Cuts the directed link from -> to (Raft traffic and forwarded client requests). */
+  /**
+   * Cuts the directed link from -> to (Raft traffic and forwarded client requests). A pair
+   * with a member added during the run has no proxy and is left alone.
+   */
   cut(from: number, to: number): void {
+    if (!this.links.has(`${from}>${to}`)) return;
     for (const p of this.link(from, to)) p.cutLink();
   }
 
@@ -347,8 +432,10 @@ export class ChaosCluster {
   async stop(): Promise<void> {
     this.stopped = true;
     ChaosCluster.live.delete(this);
-    for (const id of this.ids) this.resume(id);
-    await Promise.all(this.ids.map((id) => this.kill(id)));
+    // Removed members too: one may still be running (cut off, it never learned).
+    const all = this.members.map((m) => m.id);
+    for (const id of all) this.resume(id);
+    await Promise.all(all.map((id) => this.kill(id)));
     await Promise.all([...this.links.values()].flat().map((p) => p.close()));
     if (!this.o.keepData) rmSync(this.dir, { recursive: true, force: true });
   }

@@ -11,7 +11,11 @@
 //   wipe       SIGKILL the leader or a random node and delete its data directory, then start
 //              it again with the same command: it must learn it lost its data and recover
 //              (DESIGN.md, "A node that lost its data"). Within the documented limits: only
-//              while no other node is still recovering from an earlier wipe (else a kill).
+//              while no other node is still recovering from an earlier wipe (else a kill),
+//              and only a bootstrap member (one added during the run is killed instead);
+//   membership add, remove and replace members (nemesis-membership.ts). Not one fault among
+//              the others but a loop of its own beside them, so that changes run while nodes
+//              are killed, paused and cut off.
 //
 // Which node is "the leader" is asked of the cluster at injection time. The schedule's choices
 // come from the seed; what the cluster does in response (who leads) does not, so a seed fixes
@@ -19,12 +23,15 @@
 
 import type { Rng } from '../../src/raft/index.js';
 import type { ChaosCluster } from './cluster.js';
+import { MembershipNemesis, defaultMembershipTiming } from './nemesis-membership.js';
 
-export const NEMESES = ['kill', 'pause', 'partition', 'wipe'] as const;
+export const NEMESES = ['kill', 'pause', 'partition', 'wipe', 'membership'] as const;
 export type NemesisKind = (typeof NEMESES)[number];
+/** The faults one at a time; membership runs beside them. */
+type FaultKind = Exclude<NemesisKind, 'membership'>;
 
 export interface FaultRecord {
-  readonly kind: NemesisKind;
+  readonly kind: FaultKind;
   /** What exactly was done, e.g. "kill leader 2" or "partition [1] | [2,3]". */
   detail: string;
   readonly startMs: number;
@@ -46,22 +53,40 @@ export class Nemesis {
   readonly faults: FaultRecord[] = [];
   /** Nodes wiped that have not yet said they finished recovering. */
   private readonly wiped = new Set<number>();
+  /** The membership changes, when `membership` is among the kinds. */
+  readonly membership: MembershipNemesis | null;
+  private readonly kinds: readonly FaultKind[];
 
+  /** `membershipRng` drives the membership changes, so the faults' draws stay as they were. */
   constructor(
     private readonly cluster: ChaosCluster,
     private readonly rng: Rng,
-    private readonly kinds: readonly NemesisKind[],
+    kinds: readonly NemesisKind[],
     private readonly timing: NemesisTiming,
     private readonly now: () => number,
     private readonly log: (line: string) => void,
-  ) {}
+    membershipRng: Rng,
+  ) {
+    this.kinds = kinds.filter((k): k is FaultKind => k !== 'membership');
+    this.membership = kinds.includes('membership')
+      ? new MembershipNemesis(cluster, membershipRng, defaultMembershipTiming, now, log)
+      : null;
+  }
 
-  /** Injects faults until `untilMs` (on `now`'s clock), none if `kinds` is empty; leaves everything healed. */
+  /**
+   * Injects faults and changes the membership until `untilMs` (on `now`'s clock), none if
+   * `kinds` is empty; leaves everything healed.
+   */
   async run(untilMs: number): Promise<void> {
+    await Promise.all([this.runFaults(untilMs), this.membership?.run(untilMs)]);
+    await this.healAll();
+  }
+
+  private async runFaults(untilMs: number): Promise<void> {
     while (this.kinds.length > 0 && this.now() < untilMs) {
       await this.sleepUntil(this.between(this.timing.quietMs), untilMs);
       if (this.now() >= untilMs) break;
-      const kind = this.kinds[this.rng.int(this.kinds.length)] as NemesisKind;
+      const kind = this.kinds[this.rng.int(this.kinds.length)] as FaultKind;
       const hold = this.between(this.timing.holdMs);
       const record: FaultRecord = { kind, detail: '', startMs: this.now(), endMs: null };
       const heal = await this.inject(kind, record);
@@ -72,7 +97,6 @@ export class Nemesis {
       record.endMs = this.now();
       this.log(`healed ${record.detail}`);
     }
-    await this.healAll();
   }
 
   /** Undoes every fault that may be in force: links healed, paused nodes resumed, dead restarted. */
@@ -85,7 +109,7 @@ export class Nemesis {
     return Promise.resolve();
   }
 
-  private async inject(kind: NemesisKind, record: FaultRecord): Promise<Heal> {
+  private async inject(kind: FaultKind, record: FaultRecord): Promise<Heal> {
     switch (kind) {
       case 'kill':
         return this.kill(record);
@@ -139,6 +163,8 @@ export class Nemesis {
     await this.cluster.kill(t.id);
     if (recovering.length > 0) {
       record.detail = `kill -9 ${t.what} (wipe skipped: ${recovering.join(',')} still recovering)`;
+    } else if (!this.cluster.linkedIds.includes(t.id)) {
+      record.detail = `kill -9 ${t.what} (wipe skipped: it joined during the run)`;
     } else {
       this.cluster.wipe(t.id);
       this.wiped.add(t.id);
@@ -160,8 +186,12 @@ export class Nemesis {
     };
   }
 
+  /**
+   * Among the bootstrap members, whose links are proxied (cluster.ts): a member added during
+   * the run is not cut off, and a leader or target among those is named with "(not cut)".
+   */
   private async partition(record: FaultRecord): Promise<Heal> {
-    const ids = this.cluster.ids;
+    const ids = this.cluster.linkedIds;
     const variant = this.rng.int(4);
     let detail: string;
     if (variant === 0 || variant === 1) {
@@ -169,8 +199,8 @@ export class Nemesis {
       let minority: number[];
       if (variant === 1) {
         const leader = await this.cluster.leader();
-        minority = [leader !== 0 ? leader : (shuffled[0] as number)];
-        detail = 'partition leader alone';
+        minority = [leader !== 0 && ids.includes(leader) ? leader : (shuffled[0] as number)];
+        detail = `partition leader alone${leader !== 0 && !ids.includes(leader) ? ` (${leader} not cut)` : ''}`;
       } else {
         minority = shuffled.slice(0, 1 + this.rng.int(Math.floor((ids.length - 1) / 2)));
         detail = `partition halves`;
@@ -186,7 +216,9 @@ export class Nemesis {
       this.cutBetween(a, b);
       detail = `partition bridge ${bridge} between [${a.join(',')}] and [${b.join(',')}]`;
     } else {
-      const { id, what } = await this.target();
+      const t = await this.target();
+      const { id } = t;
+      const what = ids.includes(id) ? t.what : `${t.what} (not cut)`;
       const others = ids.filter((x) => x !== id);
       if (this.rng.float() < 0.5) {
         for (const o of others) this.cluster.cut(id, o);

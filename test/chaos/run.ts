@@ -24,6 +24,7 @@ import { FlotillaClient } from '../../src/client/index.js';
 import { createRng, type Rng } from '../../src/raft/index.js';
 import { ChaosCluster, type UnsafeMode } from './cluster.js';
 import { Nemesis, defaultTiming, type FaultRecord, type NemesisKind } from './nemesis.js';
+import type { MembershipChange } from './nemesis-membership.js';
 import {
   RegisterWorkload,
   SetWorkload,
@@ -93,6 +94,8 @@ export interface ChaosReport {
   readonly lock: (LockReport & { readonly entered: number; readonly refused: number }) | null;
   readonly queue: (QueueCheckReport & { readonly counts: OpCounts }) | null;
   readonly faults: readonly FaultRecord[];
+  /** The membership nemesis's changes; null when it was not selected. */
+  readonly membership: readonly MembershipChange[] | null;
   /**
    * What went wrong outside the checkers: a node that exited without being killed, a cluster
    * that did not settle after the faults healed, final reads that failed or disagree, a
@@ -140,7 +143,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const { register, set, watch, lock, queue } = run;
     watch?.start();
     await drive(o, now, run, problems);
-    const settled = await settle(o, cluster, problems);
+    let settled = await settle(o, cluster, problems);
+    const disagree = settled ? await run.nemesis.membership?.agree(CONVERGE_MS) : null;
+    if (typeof disagree === 'string') {
+      problems.push(disagree);
+      settled = false;
+    }
     let watchReport: WatchReport | null = null;
     let lockReport: ChaosReport['lock'] = null;
     let queueReport: ChaosReport['queue'] = null;
@@ -174,6 +182,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       queue: queueReport,
       queueOps: queue?.ops ?? null,
       faults: run.nemesis.faults,
+      membership: run.nemesis.membership?.changes ?? null,
       problems,
       elapsedSec: now() / 1000,
     });
@@ -204,14 +213,7 @@ function makeRun(o: ChaosOptions, rng: Rng, cluster: ChaosCluster, now: () => nu
         now,
       )
     : null;
-  const nemesis = new Nemesis(
-    cluster,
-    createRng(rng.int(2 ** 31)),
-    o.nemeses,
-    defaultTiming,
-    now,
-    o.log,
-  );
+  const nemesisRng = createRng(rng.int(2 ** 31));
   const endpoints = cluster.endpoints();
   const watch = o.workloads.includes('watch') ? new WatchWorkload(endpoints, o.watchers) : null;
   const lock = o.workloads.includes('lock')
@@ -220,6 +222,17 @@ function makeRun(o: ChaosOptions, rng: Rng, cluster: ChaosCluster, now: () => nu
   const queue = o.workloads.includes('queue')
     ? new QueueWorkload(endpoints, createRng(rng.int(2 ** 31)), o.queue, now)
     : null;
+  // Drawn last, so that the draws before it (and every run without membership) stay as they were.
+  const membershipRng = createRng(rng.int(2 ** 31));
+  const nemesis = new Nemesis(
+    cluster,
+    nemesisRng,
+    o.nemeses,
+    defaultTiming,
+    now,
+    o.log,
+    membershipRng,
+  );
   return { register, set, nemesis, watch, lock, queue };
 }
 
@@ -326,6 +339,7 @@ interface Recorded {
   readonly queue: ChaosReport['queue'];
   readonly queueOps: readonly QueueOp[] | null;
   readonly faults: readonly FaultRecord[];
+  readonly membership: readonly MembershipChange[] | null;
   readonly problems: string[];
   readonly elapsedSec: number;
 }
@@ -362,6 +376,7 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     lock: r.lock,
     queue: r.queue,
     faults: r.faults,
+    membership: r.membership,
     problems: r.problems,
     elapsedSec: r.elapsedSec,
   };
@@ -389,6 +404,7 @@ export function formatReport(r: ChaosReport): string {
     `  faults: ${r.faults.length}` +
       (kinds.size > 0 ? ` (${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')})` : ''),
   );
+  if (r.membership !== null) lines.push(...formatMembership(r.membership));
   if (r.register !== null) {
     const c = r.register.counts;
     lines.push(
@@ -437,6 +453,28 @@ export function formatReport(r: ChaosReport): string {
   }
   for (const e of r.problems) lines.push(`  problem: ${e}`);
   return lines.join('\n');
+}
+
+/** How many of each change completed, how long they took, and each change on its own line. */
+function formatMembership(changes: readonly MembershipChange[]): string[] {
+  const secs = (c: MembershipChange): number => (c.endMs - c.startMs) / 1000;
+  const parts = (['add', 'remove', 'replace'] as const).map((kind) => {
+    const done = changes.filter((c) => c.kind === kind && c.ok).map(secs);
+    const failed = changes.filter((c) => c.kind === kind && !c.ok).length;
+    const took =
+      done.length === 0
+        ? ''
+        : ` (${(done.reduce((a, b) => a + b, 0) / done.length).toFixed(1)} s mean, ${Math.max(...done).toFixed(1)} s max)`;
+    return `${done.length} ${kind}${done.length === 1 ? '' : 's'}${took}${failed > 0 ? `, ${failed} FAILED` : ''}`;
+  });
+  const lines = [`  membership: ${parts.join('; ')}`];
+  for (const c of changes) {
+    const refused = c.refusals.length > 0 ? `; refused ${c.refusals.join(', ')}` : '';
+    lines.push(
+      `    ${c.detail}: ${c.ok ? 'done' : `failed (${c.failure ?? '?'})`} in ${secs(c).toFixed(1)} s${refused}`,
+    );
+  }
+  return lines;
 }
 
 function indent(text: string): string {
