@@ -159,7 +159,9 @@ export async function decideEmptyStart(
       reportedMs = now;
       log.warn(
         { heardFrom: [...peerLogs.keys()], needEmpty: majority - 1, waitedMs: now - startedMs },
-        'data directory is empty: waiting for peers to say whether this cluster is new or this node lost its data',
+        'data directory is empty: waiting for peers to say whether this cluster is new or this node lost its data. ' +
+          'If the members on the command line have all been replaced since this node started, none will answer: ' +
+          'remove this member (flotilla member remove ID) and start it empty with --join under a new id',
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
