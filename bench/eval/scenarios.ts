@@ -93,6 +93,26 @@ function perWrite(before: Counters, after: Counters, ops: number): WirePerWrite 
   };
 }
 
+/**
+ * Starts measuring a write point's peer traffic: the counters are read once the warm-up is
+ * over; the returned function reads them again and divides by the point's writes. The deltas
+ * cover the measured window plus the tail of the warm-up, divided by the measured ops: close
+ * enough for per-write ratios, and stated as such in the report.
+ */
+function measureWire(c: BenchCluster, warmupMs: number): (ops: number) => Promise<WirePerWrite> {
+  let before: Counters | undefined;
+  const snap = setTimeout(() => {
+    void counters(c).then((x) => (before = x));
+  }, warmupMs);
+  return async (ops) => {
+    clearTimeout(snap);
+    const after = await counters(c);
+    return before === undefined
+      ? { messagesByType: null, messages: null, peerBytes: null, reportedPeerBytes: null }
+      : perWrite(before, after, ops);
+  };
+}
+
 export async function writePoint(
   c: BenchCluster,
   clients: number,
@@ -102,13 +122,7 @@ export async function writePoint(
   label: string,
 ): Promise<WritePoint> {
   const leader = await c.waitForLeader();
-  // Counters are read after the warm-up's requests are in flight; the deltas cover the
-  // measured window plus the tail of the warm-up, divided by the measured ops: close enough
-  // for per-write ratios, and stated as such in the report.
-  let before: Counters | undefined;
-  const snap = setTimeout(() => {
-    void counters(c).then((x) => (before = x));
-  }, t.warmupMs);
+  const wireOf = measureWire(c, t.warmupMs);
   const r = await runClosedLoop({
     urls: [c.clientUrl(leader)],
     clients,
@@ -117,12 +131,7 @@ export async function writePoint(
     next: writer(c.system, valueBytes, `w${Date.now().toString(36)}`),
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
-  clearTimeout(snap);
-  const after = await counters(c);
-  const wire =
-    before === undefined
-      ? { messagesByType: null, messages: null, peerBytes: null, reportedPeerBytes: null }
-      : perWrite(before, after, r.ops);
+  const wire = await wireOf(r.ops);
   p.done(label, summary(r));
   return { ...r, valueBytes, wire };
 }
@@ -146,10 +155,7 @@ export async function binaryWritePoint(
   if (port === null) throw new Error(`${c.system} has no binary client protocol`);
   const values = Array.from({ length: 8 }, (_, i) => randomValueB64(valueBytes, i + 1));
   const runTag = `b${Date.now().toString(36)}`;
-  let before: Counters | undefined;
-  const snap = setTimeout(() => {
-    void counters(c).then((x) => (before = x));
-  }, t.warmupMs);
+  const wireOf = measureWire(c, t.warmupMs);
   const r = await runClosedLoopBinary({
     host: '127.0.0.1',
     port,
@@ -169,12 +175,7 @@ export async function binaryWritePoint(
     }),
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
-  clearTimeout(snap);
-  const after = await counters(c);
-  const wire =
-    before === undefined
-      ? { messagesByType: null, messages: null, peerBytes: null, reportedPeerBytes: null }
-      : perWrite(before, after, r.ops);
+  const wire = await wireOf(r.ops);
   p.done(label, summary(r));
   return { ...r, valueBytes, wire, connections };
 }

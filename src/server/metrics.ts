@@ -207,7 +207,7 @@ export class NodeMetrics {
       collect() {
         this.reset();
         for (const t of read().transfers) {
-          const l = { group: String(t.group), direction: t.direction, peer: String(t.peer) };
+          const l = transferLabels(t);
           this.set({ ...l, kind: 'done' }, t.bytesDone);
           this.set({ ...l, kind: 'total' }, t.totalBytes);
           this.set({ ...l, kind: 'moved' }, t.bytesMoved);
@@ -221,11 +221,7 @@ export class NodeMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const t of read().transfers)
-          this.set(
-            { group: String(t.group), direction: t.direction, peer: String(t.peer) },
-            t.chunks,
-          );
+        for (const t of read().transfers) this.set(transferLabels(t), t.chunks);
       },
     });
     new Gauge({
@@ -235,11 +231,7 @@ export class NodeMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const t of read().transfers)
-          this.set(
-            { group: String(t.group), direction: t.direction, peer: String(t.peer) },
-            t.bytesPerSec,
-          );
+        for (const t of read().transfers) this.set(transferLabels(t), t.bytesPerSec);
       },
     });
     new Gauge({
@@ -471,4 +463,13 @@ export class NodeMetrics {
         return;
     }
   }
+}
+
+/** The labels of one snapshot transfer's gauges. */
+function transferLabels(t: {
+  readonly group: number;
+  readonly direction: string;
+  readonly peer: number;
+}) {
+  return { group: String(t.group), direction: t.direction, peer: String(t.peer) };
 }
