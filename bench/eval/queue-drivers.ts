@@ -1,5 +1,5 @@
 // The queue scenario's two systems behind one QueueDriver: Flotilla through the project's own
-// client and Worker (HTTP, exactly-once sessions, one claim long poll per slot), BullMQ through
+// client and Worker (binary protocol, exactly-once sessions, one claim long poll per slot), BullMQ through
 // its Queue and Worker on one redis-server. Both run a handler that returns at once and keep the
 // last 1,000 completed jobs (Flotilla's default retention; BullMQ's removeOnComplete: 1000), so
 // neither store grows over a run.
@@ -13,10 +13,10 @@ export const keepCompleted = 1_000;
 export function flotillaDriver(c: LoadConfig): QueueDriver {
   const client = new FlotillaClient({
     endpoints: c.endpoints,
-    // One connection per add loop or worker slot, as BullMQ's commands share one Redis
-    // connection each but never wait behind a long poll.
+    // The binary protocol once the first HTTP answer named its port: requests of all slots
+    // share its connections, pipelined; HTTP (one connection per add loop or worker slot) only
+    // until then.
     connections: Math.max(c.adders, c.workers) + 4,
-    protocol: 'http',
   });
   const q = client.queue(c.queue);
   let worker: FlotillaWorker<JobData, null> | undefined;

@@ -19,6 +19,7 @@ import {
 } from '../queue/index.js';
 import type { QueueAnswer } from '../server/queue-service.js';
 import type { JsonHttpServer } from './http.js';
+import { queuePaths, type QueueOpName } from './queue-paths.js';
 import { parseSession } from './requests.js';
 import { forwarded, type KvBackend, type Session } from './routes.js';
 import {
@@ -65,63 +66,76 @@ export interface QueueBackend extends Pick<KvBackend, 'forward'> {
 const sessionFields = ['clientId', 'seq'] as const;
 const maxDuration = (l: QueueLimits): number => l.maxDurationMs;
 
-export const queuePaths = {
-  add: '/v1/queue/add',
-  claim: '/v1/queue/claim',
-  heartbeat: '/v1/queue/heartbeat',
-  progress: '/v1/queue/progress',
-  complete: '/v1/queue/complete',
-  fail: '/v1/queue/fail',
-  cancel: '/v1/queue/cancel',
-  retry: '/v1/queue/retry',
-  delete: '/v1/queue/delete',
-  pause: '/v1/queue/pause',
-  resume: '/v1/queue/resume',
-  stats: '/v1/queue/stats',
-  get: '/v1/queue/get',
-  list: '/v1/queue/list',
-  events: '/v1/queue/events',
-  configure: '/v1/queue/configure',
-  repeatUpsert: '/v1/queue/repeat/upsert',
-  repeatRemove: '/v1/queue/repeat/remove',
-  repeatList: '/v1/queue/repeat/list',
-} as const;
-
 /** What the routes report to the node's metrics. */
 export interface QueueRoutes {
   /** Claims waiting here for a job now (`waitMs`). */
   claimWaiters(): number;
 }
 
-export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): QueueRoutes {
+/**
+ * One queue request type, as both fronts serve it: the HTTP route at `path` and the binary
+ * protocol's request `queue.<name>` (wire-codec.ts). `parse` checks a body and returns what
+ * runs it on this node; a write must run on the queue group's leader, so a follower forwards
+ * its body there first (the front does that, as it does for key-value writes).
+ */
+export interface QueueOp {
+  readonly name: QueueOpName;
+  readonly path: string;
+  readonly kind: 'read' | 'write';
+  /**
+   * Counted against the node's admission limit. All but the claim: one that waits for a job
+   * holds its request open up to maxClaimWaitMs, and counted against admission it would age
+   * the oldest request past maxInflightAgeMs and refuse everything else.
+   */
+  readonly admitted: boolean;
+  parse(body: unknown): (signal: AbortSignal) => Promise<Record<string, unknown>>;
+}
+
+/** The queue's request types over `b`, for the HTTP routes and the binary protocol. */
+export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: QueueRoutes } {
   const l = b.limits;
   const waiters = { n: 0 };
-  /** A write: forwarded to the queue group's leader unless this node leads it. */
+  const ops: QueueOp[] = [];
+  /** A write: the command is proposed to the queue group's log with the request's session. */
   const write = (
-    path: string,
+    name: QueueOpName,
     fields: readonly string[],
     handle: (o: Obj, session: Session | null, signal: AbortSignal) => Promise<object>,
-  ) =>
-    http.route('POST', path, async ({ body, rawBody, signal, headers }) => {
-      const fwd = await forwarded(b, path, rawBody, signal, headers);
-      if (fwd !== null) return fwd;
-      const o = asObject(body);
-      onlyFields(o, [...fields, ...sessionFields]);
-      const session = parseSession(o, b.requestLimits);
-      return { json: { header: b.header(), ...(await handle(o, session, signal)) } };
+  ): void => {
+    ops.push({
+      name,
+      path: queuePaths[name],
+      kind: 'write',
+      admitted: name !== 'claim',
+      parse: (body) => {
+        const o = asObject(body);
+        onlyFields(o, [...fields, ...sessionFields]);
+        const session = parseSession(o, b.requestLimits);
+        return async (signal) => ({ header: b.header(), ...(await handle(o, session, signal)) });
+      },
     });
+  };
   const read = (
-    path: string,
+    name: QueueOpName,
     fields: readonly string[],
     handle: (o: Obj) => (q: QueueStateMachine) => object,
-  ) =>
-    http.route('POST', path, async ({ body, signal }) => {
-      const o = asObject(body);
-      onlyFields(o, fields);
-      const r = handle(o);
-      const answer = await b.service.read(r, { signal });
-      return { json: { header: b.header(), ...answer } };
+  ): void => {
+    ops.push({
+      name,
+      path: queuePaths[name],
+      kind: 'read',
+      admitted: true,
+      parse: (body) => {
+        const o = asObject(body);
+        onlyFields(o, fields);
+        const r = handle(o);
+        return async (signal) => {
+          const answer = await b.service.read(r, { signal });
+          return { header: b.header(), ...answer };
+        };
+      },
     });
+  };
   const queueOf = (o: Obj): string => reqString(o, 'queue');
   const idOf = (o: Obj): string => reqString(o, 'id');
   const tokenOf = (o: Obj): number =>
@@ -136,7 +150,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
   };
 
   write(
-    queuePaths.add,
+    'add',
     ['queue', 'name', 'data', 'id', 'delayMs', 'priority', 'maxAttempts', 'backoff', 'leaseMs'],
     (o, session, signal) => {
       const cmd = command({
@@ -155,27 +169,23 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
     },
   );
 
-  write(
-    queuePaths.claim,
-    ['queue', 'max', 'worker', 'leaseMs', 'waitMs'],
-    async (o, session, signal) => {
-      const cmd = command({
-        op: 'claim',
-        queue: queueOf(o),
-        max: optInt(o, 'max', 1, l.maxClaimBatch),
-        worker: optString(o, 'worker'),
-        leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
-      });
-      const waitMs = optInt(o, 'waitMs', 0, b.maxClaimWaitMs) ?? 0;
-      const r = await claim(b, cmd, queueOf(o), session, waitMs, signal, waiters);
-      const jobs = (r['jobs'] as { job: JobView; token: number; leaseExpiresMs: number }[]).map(
-        (c) => ({ job: renderJob(c.job), token: c.token, leaseExpiresMs: c.leaseExpiresMs }),
-      );
-      return { ...r, jobs };
-    },
-  );
+  write('claim', ['queue', 'max', 'worker', 'leaseMs', 'waitMs'], async (o, session, signal) => {
+    const cmd = command({
+      op: 'claim',
+      queue: queueOf(o),
+      max: optInt(o, 'max', 1, l.maxClaimBatch),
+      worker: optString(o, 'worker'),
+      leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
+    });
+    const waitMs = optInt(o, 'waitMs', 0, b.maxClaimWaitMs) ?? 0;
+    const r = await claim(b, cmd, queueOf(o), session, waitMs, signal, waiters);
+    const jobs = (r['jobs'] as { job: JobView; token: number; leaseExpiresMs: number }[]).map(
+      (c) => ({ job: renderJob(c.job), token: c.token, leaseExpiresMs: c.leaseExpiresMs }),
+    );
+    return { ...r, jobs };
+  });
 
-  write(queuePaths.heartbeat, ['queue', 'id', 'token', 'leaseMs'], (o, session, signal) =>
+  write('heartbeat', ['queue', 'id', 'token', 'leaseMs'], (o, session, signal) =>
     propose(
       command({
         op: 'heartbeat',
@@ -188,7 +198,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
       signal,
     ),
   );
-  write(queuePaths.progress, ['queue', 'id', 'token', 'progress'], (o, session, signal) =>
+  write('progress', ['queue', 'id', 'token', 'progress'], (o, session, signal) =>
     propose(
       {
         op: 'progress',
@@ -201,7 +211,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
       signal,
     ),
   );
-  write(queuePaths.complete, ['queue', 'id', 'token', 'result'], (o, session, signal) =>
+  write('complete', ['queue', 'id', 'token', 'result'], (o, session, signal) =>
     propose(
       {
         op: 'complete',
@@ -214,7 +224,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
       signal,
     ),
   );
-  write(queuePaths.fail, ['queue', 'id', 'token', 'error', 'final'], (o, session, signal) =>
+  write('fail', ['queue', 'id', 'token', 'error', 'final'], (o, session, signal) =>
     propose(
       command({
         op: 'fail',
@@ -229,19 +239,19 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
     ),
   );
   for (const op of ['cancel', 'retry', 'delete'] as const)
-    write(queuePaths[op], ['queue', 'id'], (o, session, signal) =>
+    write(op, ['queue', 'id'], (o, session, signal) =>
       propose({ op, queue: queueOf(o), id: idOf(o) }, session, signal),
     );
   for (const op of ['pause', 'resume'] as const)
-    write(queuePaths[op], ['queue'], (o, session, signal) =>
+    write(op, ['queue'], (o, session, signal) =>
       propose({ op, queue: queueOf(o) }, session, signal),
     );
 
-  read(queuePaths.stats, ['queue'], (o) => {
+  read('stats', ['queue'], (o) => {
     const queue = queueOf(o);
     return (q) => ({ stats: q.stats(queue) });
   });
-  read(queuePaths.get, ['queue', 'id'], (o) => {
+  read('get', ['queue', 'id'], (o) => {
     const queue = queueOf(o);
     const id = idOf(o);
     return (q) => {
@@ -251,7 +261,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
       return { job: renderJob(job) };
     };
   });
-  read(queuePaths.list, ['queue', 'state', 'after', 'limit'], (o) => {
+  read('list', ['queue', 'state', 'after', 'limit'], (o) => {
     const queue = queueOf(o);
     const state = reqString(o, 'state');
     if (!(jobStates as readonly string[]).includes(state))
@@ -269,7 +279,7 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
       return { jobs: page.jobs.map(renderJob), next: page.next };
     };
   });
-  read(queuePaths.events, ['queue', 'after', 'limit'], (o) => {
+  read('events', ['queue', 'after', 'limit'], (o) => {
     const queue = optString(o, 'queue');
     const after = positionOf(o['after']);
     const limit = optInt(o, 'limit', 1, l.maxPageSize);
@@ -281,12 +291,12 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
   });
 
   write(
-    queuePaths.configure,
+    'configure',
     ['queue', 'rateLimit', 'concurrency', 'keepCompleted', 'keepDead'],
     (o, session, signal) => propose(configureOf(o, l), session, signal),
   );
   write(
-    queuePaths.repeatUpsert,
+    'repeatUpsert',
     [
       'queue',
       'repeatId',
@@ -301,14 +311,14 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
     ],
     (o, session, signal) => propose(repeatOf(o, l), session, signal),
   );
-  write(queuePaths.repeatRemove, ['queue', 'repeatId'], (o, session, signal) =>
+  write('repeatRemove', ['queue', 'repeatId'], (o, session, signal) =>
     propose(
       { op: 'unrepeat', queue: queueOf(o), repeatId: reqString(o, 'repeatId') },
       session,
       signal,
     ),
   );
-  read(queuePaths.repeatList, ['queue', 'after', 'limit'], (o) => {
+  read('repeatList', ['queue', 'after', 'limit'], (o) => {
     const queue = queueOf(o);
     const after = optString(o, 'after');
     const limit = optInt(o, 'limit', 1, l.maxPageSize);
@@ -321,14 +331,25 @@ export function installQueueRoutes(http: JsonHttpServer, b: QueueBackend): Queue
     };
   });
 
-  // A claim that waits for a job holds its request open up to maxClaimWaitMs: counted against
-  // admission, it would age the oldest request past maxInflightAgeMs and refuse everything else.
-  http.countAgainstAdmission(
-    ...Object.entries(queuePaths)
-      .filter(([op]) => op !== 'claim')
-      .map(([, path]) => path),
-  );
-  return { claimWaiters: () => waiters.n };
+  return { ops, routes: { claimWaiters: () => waiters.n } };
+}
+
+/** Serves the queue's request types over HTTP; a write on a follower is forwarded unchanged. */
+export function installQueueRoutes(
+  http: JsonHttpServer,
+  b: Pick<QueueBackend, 'forward'>,
+  { ops, routes }: { readonly ops: readonly QueueOp[]; readonly routes: QueueRoutes },
+): QueueRoutes {
+  for (const op of ops)
+    http.route('POST', op.path, async ({ body, rawBody, signal, headers }) => {
+      if (op.kind === 'write') {
+        const fwd = await forwarded(b, op.path, rawBody, signal, headers);
+        if (fwd !== null) return fwd;
+      }
+      return { json: await op.parse(body)(signal) };
+    });
+  http.countAgainstAdmission(...ops.filter((op) => op.admitted).map((op) => op.path));
+  return routes;
 }
 
 /**

@@ -6,6 +6,7 @@
 
 import { Packr, Unpackr } from 'msgpackr';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
+import { queuePaths, type QueueOpName } from './queue-paths.js';
 import type { Json } from './validate.js';
 
 /** The first field of the handshake: what a client of this protocol says it is. */
@@ -22,8 +23,21 @@ export const maxBodyDepth = 16;
 /** The response header a node's HTTP answers carry when it serves this protocol: its port. */
 export const clientProtocolHeader = 'x-flotilla-client-protocol-port';
 
-export const wireOps = ['put', 'range', 'delete', 'txn', 'status', 'watch', 'cancel'] as const;
-export type WireOp = (typeof wireOps)[number];
+/** The job queue's request types: `queue.<name>` for each of its HTTP paths. */
+export const queueWireOps = (Object.keys(queuePaths) as QueueOpName[]).map(
+  (name) => `queue.${name}` as const,
+);
+export const wireOps = [
+  'put',
+  'range',
+  'delete',
+  'txn',
+  'status',
+  'watch',
+  'cancel',
+  ...queueWireOps,
+] as const;
+export type WireOp = (typeof wireOps)[number] | `queue.${QueueOpName}`;
 const knownOps = new Set<string>(wireOps);
 
 // Plain maps, no msgpackr records: each frame decodes on its own, and a record extension from

@@ -79,6 +79,32 @@ export interface WireServerOptions {
   readonly onError?: (err: unknown) => void;
 }
 
+/**
+ * Request types served beside the key-value store's, by another Raft group of the node (the
+ * job queue's, queue-routes.ts): each checks its body as its HTTP route does, and a write is
+ * forwarded to that group's leader, which may be another node than the key-value leader.
+ */
+export interface WireService {
+  /** Whether this node leads the service's group, so its writes are proposed here. */
+  leads(): boolean;
+  /** As KvBackend.forward, to the service group's leader. */
+  forward: KvBackend['forward'];
+  /** As KvBackend.batch, for the service group's loop. */
+  batch<T>(fn: () => T): T;
+  /** By request type (wire-codec.ts, queueWireOps). */
+  readonly ops: ReadonlyMap<string, WireServiceOp>;
+}
+
+export interface WireServiceOp {
+  readonly kind: 'read' | 'write';
+  /** Its HTTP path: where a follower forwards the body. */
+  readonly path: string;
+  /** Counted against admission (a long poll is not). */
+  readonly admitted: boolean;
+  /** Checks a body; returns what runs it here. */
+  parse(body: unknown): (signal: AbortSignal) => Promise<object>;
+}
+
 /** What a `cancel` request takes: the id of a watch of the same connection. */
 function parseCancel(body: Json): number {
   const o = asObject(body);
@@ -113,6 +139,12 @@ interface Work {
         readonly body: Json;
       }
     | { readonly kind: 'read'; readonly read: ReadRequest }
+    | {
+        readonly kind: 'service';
+        readonly op: WireServiceOp;
+        readonly run: (signal: AbortSignal) => Promise<object>;
+        readonly body: Json;
+      }
     | { readonly kind: 'watch'; readonly watch: WatchRequest };
   readonly ticket: Ticket | null;
   readonly controller: AbortController;
@@ -127,6 +159,7 @@ export class WireServer {
     readonly backend: KvBackend,
     readonly watch: WatchBackend,
     readonly opts: WireServerOptions,
+    readonly service: WireService | null = null,
   ) {
     this.turns = new TurnQueue(opts.batchesPerTurn ?? 32);
     this.server = createServer({ noDelay: true }, (socket) => {
@@ -305,7 +338,8 @@ class Connection {
       );
       return null;
     }
-    const gate = this.s.opts.admission;
+    const admitted = this.s.service?.ops.get(req.op)?.admitted ?? true;
+    const gate = admitted ? this.s.opts.admission : undefined;
     const ticket = gate?.tryAcquire(bytes) ?? null;
     if (gate !== undefined && ticket === null) {
       this.refuse(
@@ -338,6 +372,13 @@ class Connection {
   private parse(req: WireRequest): Work['parsed'] {
     const limits = this.s.backend.limits;
     if (req.op === 'range') return { kind: 'read', read: parseRead(req.body, limits) };
+    if (req.op.startsWith('queue.')) {
+      const op = this.s.service?.ops.get(req.op);
+      if (op === undefined)
+        throw new FlotillaError('NOT_FOUND', `This node does not serve ${req.op} requests`);
+      const body = op.kind === 'write' ? this.bodyOf(req.body) : req.body;
+      return { kind: 'service', op, run: op.parse(body), body };
+    }
     const kind = req.op as WriteKind;
     const body = this.bodyOf(req.body);
     return { kind: 'write', write: parseWrite(kind, body, limits), path: writePaths[kind], body };
@@ -347,7 +388,9 @@ class Connection {
   private async start(batch: readonly Work[]): Promise<void> {
     if (!this.s.turns.pass()) await this.s.turns.turn();
     const b = this.s.backend;
-    b.batch(() => {
+    const svc = this.s.service;
+    const both = <T>(fn: () => T): T => b.batch(() => (svc === null ? fn() : svc.batch(fn)));
+    both(() => {
       for (const w of batch) {
         w.ticket?.begin();
         const done = this.closed
@@ -366,25 +409,36 @@ class Connection {
     const signal = w.controller.signal;
     const p = w.parsed;
     if (p.kind === 'watch') throw new Error('a watch is opened, not run');
+    if (p.kind === 'service') {
+      const svc = this.s.service as WireService;
+      const here = (): Promise<Json> => p.run(signal) as Promise<Json>;
+      if (p.op.kind === 'read' || svc.leads()) return here();
+      return this.forward(svc.forward, p.op.path, p.body, signal, here);
+    }
     if (p.kind === 'read') {
       const r = p.read;
       return b.read(r.op, r.consistency, signal).then((x) => r.render(x));
     }
     const wr = p.write;
-    if (b.leads()) return b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));
-    return this.forward(p.path, wr, p.body, signal);
+    const here = (): Promise<Json> => b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));
+    if (b.leads()) return here();
+    return this.forward((...a) => b.forward(...a), p.path, p.body, signal, here);
   }
 
-  /** A follower's write goes to the leader as the HTTP body it stands for (forward.ts). */
+  /**
+   * A follower's write goes to the leader as the HTTP body it stands for (forward.ts); `here`
+   * runs it on this node when there is nowhere to forward it (it leads now, or no leader is
+   * known and it will say so).
+   */
   private async forward(
+    forward: KvBackend['forward'],
     path: string,
-    wr: WriteRequest,
     body: Json,
     signal: AbortSignal,
+    here: () => Promise<Json>,
   ): Promise<Json> {
-    const b = this.s.backend;
-    const fwd = await b.forward(path, JSON.stringify(body), signal);
-    if (fwd === null) return wr.render(await b.write(wr.txn, wr.session, signal));
+    const fwd = await forward(path, JSON.stringify(body), signal);
+    if (fwd === null) return here();
     if (fwd.status === 200) return fwd.json as Json;
     const e = errorFromWire((fwd.json as { error?: unknown } | null)?.error, true);
     if (e.code === 'BAD_RESPONSE')

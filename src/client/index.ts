@@ -27,6 +27,7 @@ import {
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
+import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
 import { WireConnection } from './wire.js';
 import { QueueClient } from './queue.js';
 import type {
@@ -110,7 +111,19 @@ const wireOpOfPath: Readonly<Record<string, WireOp>> = {
   '/v1/kv/range': 'range',
   '/v1/kv/delete': 'delete',
   '/v1/kv/txn': 'txn',
+  ...Object.fromEntries(
+    (Object.entries(queuePaths) as [QueueOpName, string][]).map(([name, path]) => [
+      path,
+      `queue.${name}` as const,
+    ]),
+  ),
 };
+
+/** Request types that change nothing: lost with their connection, they failed definitely. */
+const wireReads = new Set<WireOp>([
+  'range',
+  ...[...queueReads].map((name) => `queue.${name}` as const),
+]);
 
 /** After a binary connection could not be made, an endpoint is served over HTTP this long. */
 const binaryRetryMs = 5_000;
@@ -676,7 +689,7 @@ export class FlotillaClient {
     body: unknown,
     deadline: Deadline,
   ): Promise<unknown> {
-    const read = op === 'range';
+    const read = wireReads.has(op);
     const conn = await this.wireOrBackOff(endpoint);
     // The connection's handshake carries the session id; a write's body need not repeat it.
     const b = body as Record<string, unknown>;

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { AdmissionGate } from '../api/http.js';
 import type { KvBackend } from '../api/routes.js';
 import type { WatchBackend } from '../api/watch.js';
-import { WireServer } from '../api/wire-server.js';
+import { WireServer, type WireService } from '../api/wire-server.js';
 import type { NodeConfig } from './config.js';
 import type { NodeMetrics } from './metrics.js';
 import { listenError, parseHostPort } from './startup.js';
@@ -27,24 +27,31 @@ export function createClientProtocolServer(
   o: {
     readonly backend: KvBackend;
     readonly watch: WatchBackend;
+    /** The job queue's request types. */
+    readonly service: WireService;
     readonly admission: AdmissionGate;
     readonly metrics: NodeMetrics;
     readonly log: Logger;
   },
 ): WireServer {
-  return new WireServer(o.backend, o.watch, {
-    nodeId: config.id,
-    admission: o.admission,
-    maxFrameBytes: config.maxBodyBytes,
-    maxInFlightPerConnection: config.clientProtocolMaxInflight,
-    handshakeTimeoutMs: config.httpHeadersTimeoutMs,
-    idleTimeoutMs: config.httpIdleTimeoutMs,
-    maxConnections: config.httpMaxConnections,
-    // Counted beside the HTTP routes, as "binary:<type>", with the error code as the status.
-    onRequest: (op, code) =>
-      o.metrics.httpRequests.inc({ route: `binary:${op}`, status: code === 'OK' ? '200' : code }),
-    onError: (err) => o.log.error({ err }, 'request failed with an internal error'),
-  });
+  return new WireServer(
+    o.backend,
+    o.watch,
+    {
+      nodeId: config.id,
+      admission: o.admission,
+      maxFrameBytes: config.maxBodyBytes,
+      maxInFlightPerConnection: config.clientProtocolMaxInflight,
+      handshakeTimeoutMs: config.httpHeadersTimeoutMs,
+      idleTimeoutMs: config.httpIdleTimeoutMs,
+      maxConnections: config.httpMaxConnections,
+      // Counted beside the HTTP routes, as "binary:<type>", with the error code as the status.
+      onRequest: (op, code) =>
+        o.metrics.httpRequests.inc({ route: `binary:${op}`, status: code === 'OK' ? '200' : code }),
+      onError: (err) => o.log.error({ err }, 'request failed with an internal error'),
+    },
+    o.service,
+  );
 }
 
 /** Opens the binary protocol's port; a failure names the address and what it was for. */

@@ -66,7 +66,12 @@ import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
 import { QueueTicker } from './queue-ticker.js';
 import { bindQueueMetrics } from './queue-metrics.js';
-import { installQueueRoutes, maxClaimWaitMs, type QueueBackend } from '../api/queue-routes.js';
+import {
+  installQueueRoutes,
+  maxClaimWaitMs,
+  queueOps,
+  type QueueBackend,
+} from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
 import type { Member } from './config.js';
 import { NodeMembers } from './member-node.js';
@@ -578,7 +583,7 @@ export class FlotillaNode implements AsyncDisposable {
       timeToLive: (id) => ({ ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] }),
       leases: () => kv.leases(),
     });
-    const queueRoutes = installQueueRoutes(http, {
+    const queueBackend: QueueBackend = {
       service: config.unsafeTestMode === 'stale-tokens' ? unfenced(queueService) : queueService,
       limits: defaultQueueLimits,
       clock: systemClock,
@@ -587,7 +592,9 @@ export class FlotillaNode implements AsyncDisposable {
       header: () => ({ memberId: config.id, raftTerm: queueRuntime.status().term }),
       forward: (path, rawBody, signal) => node.queueForwarder.forward(path, rawBody, signal),
       requestLimits: config.limits,
-    });
+    };
+    const queue = queueOps(queueBackend);
+    const queueRoutes = installQueueRoutes(http, queueBackend, queue);
     bindQueueMetrics(metrics.registry, {
       queue: queueMachine,
       appliedIndex: () => queueRuntime.appliedIndex(),
@@ -613,6 +620,13 @@ export class FlotillaNode implements AsyncDisposable {
         : createClientProtocolServer(config, {
             backend: node.backend(),
             watch: watchBackend,
+            service: {
+              leads: () => queueRuntime.leaderId() === config.id,
+              forward: (path, rawBody, signal) =>
+                node.queueForwarder.forward(path, rawBody, signal),
+              batch: (fn) => queueRuntime.batch(fn),
+              ops: new Map(queue.ops.map((op) => [`queue.${op.name}`, op])),
+            },
             admission,
             metrics,
             log,

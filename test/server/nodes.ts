@@ -111,7 +111,6 @@ export class TestNodes {
     return this.urls[id - 1] as string;
   }
 
-  /** Waits until every open node agrees on one leader; returns its id. */
   /** Waits until every node agrees on the key-value group's leader; returns its id. */
   waitForLeader(timeoutMs = 10_000): Promise<number> {
     return this.waitForGroupLeader((n) => n.runtime, 'leader', timeoutMs);

@@ -1,0 +1,232 @@
+// The job queue over the binary client protocol, on real clusters in this process: every
+// queue request type is served as `queue.<name>` with the HTTP route's checks and answers; a
+// write sent to a member that does not lead the queue group is forwarded to the one that does;
+// a retried add with its session adds one job; refusals answer the request alone or close the
+// connection the way docs/CLIENT-PROTOCOL.md says; a claim waiting for a job does not take an
+// admission slot; and the client's queue calls and Worker go over the protocol.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { encodeFrame } from '../../src/api/wire-codec.js';
+import { FlotillaClient, Worker } from '../../src/client/index.js';
+import { WireConnection } from '../../src/client/wire.js';
+import { FlotillaError } from '../../src/base/errors.js';
+import { defaultQueueLimits } from '../../src/base/limits.js';
+import { TestNodes } from '../server/nodes.js';
+import { RawConnection } from './raw-wire.js';
+
+let cluster: TestNodes;
+let queueLeader: number;
+
+before(async () => {
+  cluster = await TestNodes.start({ nodes: 3, clientProtocol: true });
+  queueLeader = await cluster.waitForQueueLeader();
+});
+
+after(async () => {
+  await cluster.close();
+});
+
+function connect(id: number, clientId?: string): Promise<WireConnection> {
+  return WireConnection.connect({
+    host: '127.0.0.1',
+    port: cluster.binaryPort(id),
+    timeoutMs: 5_000,
+    ...(clientId === undefined ? {} : { clientId }),
+  });
+}
+
+async function binaryCount(id: number, op: string): Promise<number> {
+  const counted = (await cluster.node(id).metrics.httpRequests.get()).values;
+  return counted
+    .filter((v) => v.labels['route'] === `binary:${op}` && v.labels['status'] === '200')
+    .reduce((n, v) => n + v.value, 0);
+}
+
+interface Claimed {
+  jobs: { job: { id: string; data: unknown; state: string }; token: number }[];
+}
+
+void describe('the job queue over the binary protocol', () => {
+  void it('adds on a follower of the queue group, claims, completes and reads back', async () => {
+    const follower = [1, 2, 3].find((id) => id !== queueLeader) as number;
+    const f = await connect(follower);
+    const l = await connect(queueLeader);
+    try {
+      const added = (await f.request(
+        'queue.add',
+        { queue: 'wq', name: 'resize', data: { size: 64, tags: ['a', 'b'] }, priority: 3 },
+        { read: false },
+      )) as { id: string; duplicate: boolean; header: { memberId: number } };
+      assert.equal(added.duplicate, false);
+      // Forwarded: the queue group's leader answered it.
+      assert.equal(added.header.memberId, queueLeader);
+      const claimed = (await l.request(
+        'queue.claim',
+        { queue: 'wq', worker: 'w1', waitMs: 1_000 },
+        { read: false },
+      )) as Claimed;
+      assert.equal(claimed.jobs.length, 1, JSON.stringify(claimed));
+      const [c] = claimed.jobs;
+      assert.deepEqual(c?.job.data, { size: 64, tags: ['a', 'b'] });
+      assert.equal(c?.job.id, added.id);
+      const done = (await f.request(
+        'queue.complete',
+        { queue: 'wq', id: added.id, token: c?.token, result: 'ok' },
+        { read: false },
+      )) as { state: string };
+      assert.equal(done.state, 'completed');
+      const got = (await f.request('queue.get', { queue: 'wq', id: added.id }, { read: true })) as {
+        job: { state: string; result: unknown };
+      };
+      assert.deepEqual([got.job.state, got.job.result], ['completed', 'ok']);
+      const stats = (await f.request('queue.stats', { queue: 'wq' }, { read: true })) as {
+        stats: { counts: { completed: number } };
+      };
+      assert.equal(stats.stats.counts.completed, 1);
+      assert.ok((await binaryCount(queueLeader, 'queue.claim')) >= 1);
+      assert.ok((await binaryCount(follower, 'queue.add')) >= 1);
+    } finally {
+      f.close();
+      l.close();
+    }
+  });
+
+  void it("answers a retried add with its session's first answer: one job", async () => {
+    const c = await connect(queueLeader, 'wire-queue-session');
+    try {
+      const body = { queue: 'wq-once', name: 'n', data: 1, seq: 1 };
+      const first = (await c.request('queue.add', body, { read: false })) as { id: string };
+      const again = (await c.request('queue.add', body, { read: false })) as { id: string };
+      assert.equal(again.id, first.id);
+      const stats = (await c.request('queue.stats', { queue: 'wq-once' }, { read: true })) as {
+        stats: { counts: { waiting: number } };
+      };
+      assert.equal(stats.stats.counts.waiting, 1);
+    } finally {
+      c.close();
+    }
+  });
+
+  void it('refuses a job too large alone and an unknown field by closing the connection', async () => {
+    const c = await RawConnection.open(cluster.binaryPort(queueLeader));
+    try {
+      const limit = defaultQueueLimits.maxPayloadBytes;
+      c.socket.write(
+        encodeFrame([1, 'queue.add', { queue: 'wq-bad', name: 'n', data: 'x'.repeat(limit + 10) }]),
+      );
+      c.socket.write(encodeFrame([2, 'queue.get', { queue: 'wq-bad', id: 'nope' }]));
+      await c.until('both answers', () => c.answers().length >= 2);
+      const byId = new Map(c.answers().map((f) => [f[0], f]));
+      assert.equal(byId.get(1)?.[1], 1, JSON.stringify(byId.get(1)));
+      assert.equal(byId.get(1)?.[2]['code'], 'VALUE_TOO_LARGE');
+      assert.equal(byId.get(2)?.[2]['code'], 'JOB_NOT_FOUND');
+      assert.equal(c.closed, false);
+      c.socket.write(encodeFrame([3, 'queue.add', { queue: 'wq-bad', name: 'n', colour: 'red' }]));
+      await c.until('the connection closed', () => c.closed);
+      const last = c.answers().at(-1);
+      assert.equal(last?.[0], 0, JSON.stringify(last));
+      assert.equal(last?.[2]['code'], 'UNKNOWN_FIELD');
+      // Nothing from the malformed frame reached the queue.
+      const s = await connect(queueLeader);
+      try {
+        const stats = (await s.request('queue.stats', { queue: 'wq-bad' }, { read: true })) as {
+          stats: unknown;
+        };
+        assert.equal(stats.stats, null);
+      } finally {
+        s.close();
+      }
+    } finally {
+      c.socket.destroy();
+    }
+  });
+
+  void it("the client's queue calls and Worker go over the protocol", async () => {
+    const client = new FlotillaClient({ endpoints: [cluster.url(queueLeader)] });
+    // The first answer over HTTP names the node's binary port; the calls after it use it.
+    await client.status();
+    const before = await binaryCount(queueLeader, 'queue.complete');
+    const q = client.queue('wq-client');
+    const seen: number[] = [];
+    let resolveAll: () => void = () => undefined;
+    const all = new Promise<void>((resolve) => (resolveAll = resolve));
+    const w = new Worker<{ n: number }, number>(q, (job) => Promise.resolve(job.data.n * 2), {
+      concurrency: 4,
+      waitMs: 1_000,
+      onCompleted: (_job, result) => {
+        seen.push(result);
+        if (seen.length === 20) resolveAll();
+      },
+    });
+    try {
+      for (let n = 0; n < 20; n++) await q.add('double', { n });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        all,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`completed ${seen.length} of 20`)), 20_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      assert.deepEqual(
+        [...seen].sort((a, b) => a - b),
+        Array.from({ length: 20 }, (_, n) => n * 2),
+      );
+      assert.ok((await binaryCount(queueLeader, 'queue.add')) >= 20);
+      assert.ok((await binaryCount(queueLeader, 'queue.complete')) - before >= 20);
+    } finally {
+      await w.close({ graceMs: 2_000 });
+      await client.close();
+    }
+  });
+});
+
+void describe('a claim waiting for a job over the binary protocol', () => {
+  let single: TestNodes;
+  before(async () => {
+    single = await TestNodes.start({
+      nodes: 1,
+      clientProtocol: true,
+      config: { maxInflightRequests: 1 },
+    });
+    await single.waitForQueueLeader();
+  });
+  after(async () => {
+    await single.close();
+  });
+
+  void it('takes no admission slot, so other requests are still admitted', async () => {
+    const c = await WireConnection.connect({
+      host: '127.0.0.1',
+      port: single.binaryPort(1),
+      timeoutMs: 5_000,
+    });
+    try {
+      // Three claims wait for a job on a node that admits one request at a time.
+      const claims = [1, 2, 3].map(
+        (i) =>
+          c.request(
+            'queue.claim',
+            { queue: 'wq-idle', worker: `w${i}`, waitMs: 1_500 },
+            {
+              read: false,
+            },
+          ) as Promise<Claimed>,
+      );
+      const added = (await c.request(
+        'queue.add',
+        { queue: 'wq-idle', name: 'n', data: null },
+        { read: false },
+      )) as { id: string };
+      const first = await Promise.race(claims);
+      assert.equal(first.jobs[0]?.job.id, added.id);
+      // The others end at their deadline with nothing; a refusal would have come at once.
+      const rest = await Promise.allSettled(claims);
+      for (const r of rest)
+        if (r.status === 'rejected')
+          assert.fail(`a claim was refused: ${(r.reason as FlotillaError).code}`);
+    } finally {
+      c.close();
+    }
+  });
+});
