@@ -4,6 +4,7 @@
 
 export const queuePaths = {
   add: '/v1/queue/add',
+  addBulk: '/v1/queue/add-bulk',
   claim: '/v1/queue/claim',
   heartbeat: '/v1/queue/heartbeat',
   progress: '/v1/queue/progress',

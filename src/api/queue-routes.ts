@@ -11,6 +11,10 @@ import type { Clock } from '../host/contracts.js';
 import {
   jobStates,
   type Backoff,
+  type ClaimSpec,
+  type Claimed,
+  type CompleteCommand,
+  type FailCommand,
   type JobState,
   type JobView,
   type QueueCommandAny,
@@ -25,6 +29,7 @@ import { forwarded, type KvBackend, type Session } from './routes.js';
 import {
   asObject,
   onlyFields,
+  optArray,
   optBool,
   optInt,
   optString,
@@ -151,38 +156,35 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
 
   write(
     'add',
-    ['queue', 'name', 'data', 'id', 'delayMs', 'priority', 'maxAttempts', 'backoff', 'leaseMs'],
-    (o, session, signal) => {
-      const cmd = command({
-        op: 'add',
-        queue: queueOf(o),
-        name: reqString(o, 'name'),
-        payload: jsonBytes(o['data'] ?? null, 'data', l),
-        id: optString(o, 'id'),
-        delayMs: optInt(o, 'delayMs', 0, maxDuration(l)),
-        priority: optInt(o, 'priority', -(2 ** 31), 2 ** 31 - 1),
-        maxAttempts: optInt(o, 'maxAttempts', 1, l.maxAttempts),
-        backoff: backoffOf(o, l),
-        leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
-      });
-      return propose(cmd, session, signal);
-    },
+    ['queue', ...addJobFields],
+    (o, session, signal) =>
+      propose(command({ op: 'add', queue: queueOf(o), ...addJobOf(o, l) }), session, signal),
   );
+  write('addBulk', ['queue', 'jobs'], (o, session, signal) => {
+    const queue = queueOf(o);
+    const given = o['jobs'];
+    if (!Array.isArray(given) || given.length === 0)
+      throw new FlotillaError('BAD_REQUEST', '"jobs" must be a non-empty array of jobs');
+    const items = optArray(o, 'jobs', l.maxAddBatch);
+    const jobs = items.map((item, i) => {
+      const what = `"jobs[${i}]"`;
+      const j = asObject(item, what);
+      onlyFields(j, addJobFields, what);
+      try {
+        return addJobOf(j, l);
+      } catch (err) {
+        if (!(err instanceof FlotillaError)) throw err;
+        throw new FlotillaError(err.code, `jobs[${i}]: ${err.message}`);
+      }
+    });
+    return propose(command({ op: 'addBulk', queue, jobs }), session, signal);
+  });
 
   write('claim', ['queue', 'max', 'worker', 'leaseMs', 'waitMs'], async (o, session, signal) => {
-    const cmd = command({
-      op: 'claim',
-      queue: queueOf(o),
-      max: optInt(o, 'max', 1, l.maxClaimBatch),
-      worker: optString(o, 'worker'),
-      leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
-    });
+    const cmd = command({ op: 'claim', queue: queueOf(o), ...claimSpecOf(o, l) });
     const waitMs = optInt(o, 'waitMs', 0, b.maxClaimWaitMs) ?? 0;
     const r = await claim(b, cmd, queueOf(o), session, waitMs, signal, waiters);
-    const jobs = (r['jobs'] as { job: JobView; token: number; leaseExpiresMs: number }[]).map(
-      (c) => ({ job: renderJob(c.job), token: c.token, leaseExpiresMs: c.leaseExpiresMs }),
-    );
-    return { ...r, jobs };
+    return { ...r, jobs: (r['jobs'] as Claimed[]).map(renderClaimed) };
   });
 
   write('heartbeat', ['queue', 'id', 'token', 'leaseMs'], (o, session, signal) =>
@@ -211,21 +213,39 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
       signal,
     ),
   );
-  write('complete', ['queue', 'id', 'token', 'result'], (o, session, signal) =>
-    propose(
-      {
+  /**
+   * A complete or fail, with the claim it may carry (`next`): proposed as one entry, its
+   * claimed jobs rendered as a claim's, and counted by the claim gate while on its way.
+   */
+  const report = async (
+    cmd: CompleteCommand | FailCommand,
+    session: Session | null,
+    signal: AbortSignal,
+  ): Promise<object> => {
+    if (cmd.next === undefined) return propose(cmd, session, signal);
+    const gate = gateOf(b);
+    const want = cmd.next.max ?? 1;
+    gate.reserve(cmd.queue, want);
+    const r = await propose(cmd, session, signal).finally(() => gate.release(cmd.queue, want));
+    const next = r['next'] as { jobs: readonly Claimed[] } | undefined;
+    return next === undefined ? r : { ...r, next: { ...next, jobs: next.jobs.map(renderClaimed) } };
+  };
+  write('complete', ['queue', 'id', 'token', 'result', 'next'], (o, session, signal) =>
+    report(
+      command({
         op: 'complete',
         queue: queueOf(o),
         id: idOf(o),
         token: tokenOf(o),
-        ...(o['result'] === undefined ? {} : { result: jsonBytes(o['result'], 'result', l) }),
-      },
+        result: o['result'] === undefined ? undefined : jsonBytes(o['result'], 'result', l),
+        next: nextOf(o, l),
+      }) as CompleteCommand,
       session,
       signal,
     ),
   );
-  write('fail', ['queue', 'id', 'token', 'error', 'final'], (o, session, signal) =>
-    propose(
+  write('fail', ['queue', 'id', 'token', 'error', 'final', 'next'], (o, session, signal) =>
+    report(
       command({
         op: 'fail',
         queue: queueOf(o),
@@ -233,7 +253,8 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
         token: tokenOf(o),
         error: reqString(o, 'error'),
         final: optBool(o, 'final'),
-      }),
+        next: nextOf(o, l),
+      }) as FailCommand,
       session,
       signal,
     ),
@@ -489,6 +510,52 @@ function defined(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) if (v !== undefined) out[k] = v;
   return out;
+}
+
+const addJobFields = [
+  'name',
+  'data',
+  'id',
+  'delayMs',
+  'priority',
+  'maxAttempts',
+  'backoff',
+  'leaseMs',
+] as const;
+
+/** A job to add: of an add request, or one of a bulk add's. */
+function addJobOf(o: Obj, l: QueueLimits): Record<string, unknown> {
+  return defined({
+    name: reqString(o, 'name'),
+    payload: jsonBytes(o['data'] ?? null, 'data', l),
+    id: optString(o, 'id'),
+    delayMs: optInt(o, 'delayMs', 0, maxDuration(l)),
+    priority: optInt(o, 'priority', -(2 ** 31), 2 ** 31 - 1),
+    maxAttempts: optInt(o, 'maxAttempts', 1, l.maxAttempts),
+    backoff: backoffOf(o, l),
+    leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
+  });
+}
+
+/** What a claim asks for: of a claim request, or of a report's `next`. */
+function claimSpecOf(o: Obj, l: QueueLimits): ClaimSpec {
+  return defined({
+    max: optInt(o, 'max', 1, l.maxClaimBatch),
+    worker: optString(o, 'worker'),
+    leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
+  });
+}
+
+/** A report's `next`: the claim it carries, or undefined for none. */
+function nextOf(o: Obj, l: QueueLimits): ClaimSpec | undefined {
+  if (o['next'] === undefined) return undefined;
+  const n = asObject(o['next'], '"next"');
+  onlyFields(n, ['max', 'worker', 'leaseMs'], '"next"');
+  return claimSpecOf(n, l);
+}
+
+function renderClaimed(c: Claimed): Record<string, unknown> {
+  return { job: renderJob(c.job), token: c.token, leaseExpiresMs: c.leaseExpiresMs };
 }
 
 function required<T>(v: T | undefined, field: string): T {

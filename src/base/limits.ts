@@ -259,6 +259,8 @@ export interface QueueLimits {
   readonly maxDurationMs: number;
   /** Jobs one claim may take. */
   readonly maxClaimBatch: number;
+  /** Jobs one bulk add may carry. */
+  readonly maxAddBatch: number;
   /** Jobs or events one read returns. */
   readonly maxPageSize: number;
   /** Jobs one list read looks at before it returns a cursor to continue from. */
@@ -279,6 +281,7 @@ export const defaultQueueLimits: QueueLimits = {
   maxAttempts: 1_000,
   maxDurationMs: 366 * 24 * 3_600_000,
   maxClaimBatch: 256,
+  maxAddBatch: 1_000,
   maxPageSize: 1_000,
   maxListScan: 100_000,
   maxEvents: 10_000,

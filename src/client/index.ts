@@ -63,6 +63,7 @@ export { Election, Mutex, Session, observe, type Held } from './concurrency.js';
 export { Worker, type Handler, type WorkerContext, type WorkerOptions } from './worker.js';
 export {
   QueueClient,
+  type AddBulkResponse,
   type AddOptions,
   type AddResponse,
   type ClaimOptions,
@@ -74,6 +75,7 @@ export {
   type QueueStatsResponse,
   type Repeatable,
   type RepeatOptions,
+  type ReportOptions,
   type ReportResponse,
   type Retention,
 } from './queue.js';

@@ -64,6 +64,11 @@ export interface AddResponse {
   readonly state: JobState | null;
 }
 
+export interface AddBulkResponse {
+  readonly header: QueueHeader;
+  readonly jobs: readonly Omit<AddResponse, 'header'>[];
+}
+
 export interface ClaimOptions {
   /** Up to this many jobs (default 1). */
   readonly max?: number;
@@ -89,10 +94,18 @@ export interface ClaimResponse<D = unknown> {
   readonly retryAtMs?: number;
 }
 
-export interface ReportResponse {
+export interface ReportResponse<D = unknown> {
   readonly header: QueueHeader;
   readonly state?: JobState;
   readonly leaseExpiresMs?: number;
+  /** For a complete or fail that asked for `next`: the jobs claimed with it. */
+  readonly next?: Omit<ClaimResponse<D>, 'header'>;
+}
+
+export interface ReportOptions {
+  /** Claims the queue's next jobs in the same write as the report (no wait). */
+  readonly next?: { readonly max?: number; readonly worker?: string; readonly leaseMs?: number };
+  readonly signal?: AbortSignal;
 }
 
 export interface QueueStatsResponse {
@@ -186,6 +199,18 @@ export class QueueClient {
     );
   }
 
+  /**
+   * Adds up to 1,000 jobs in one write, all or none: a job that would be refused (an id still
+   * held past its dedup window, the queue group full) refuses the batch and adds nothing. The
+   * answer's `jobs` are the jobs' add answers in the same order.
+   */
+  addBulk(
+    jobs: readonly ({ name: string; data?: unknown } & Omit<AddOptions, 'signal'>)[],
+    o: Signal = {},
+  ): Promise<AddBulkResponse> {
+    return this.t.write('/v1/queue/add-bulk', { queue: this.name, jobs }, o.signal, 0);
+  }
+
   /** Claims up to `o.max` due jobs, waiting up to `o.waitMs` for one. */
   claim<D = unknown>(o: ClaimOptions = {}): Promise<ClaimResponse<D>> {
     const { signal, ...opts } = o;
@@ -202,23 +227,32 @@ export class QueueClient {
     return this.t.write('/v1/queue/heartbeat', { queue: this.name, id, token, ...opts }, signal, 0);
   }
 
-  /** Records a job's success, with an optional `result` (any JSON value). */
-  complete(id: string, token: number, result?: unknown, o: Signal = {}): Promise<ReportResponse> {
+  /**
+   * Records a job's success, with an optional `result` (any JSON value). With `next`, claims
+   * the queue's next jobs in the same write (no wait): the answer's `next` holds them.
+   */
+  complete<D = unknown>(
+    id: string,
+    token: number,
+    result?: unknown,
+    o: ReportOptions = {},
+  ): Promise<ReportResponse<D>> {
+    const { signal, ...opts } = o;
     return this.t.write(
       '/v1/queue/complete',
-      { queue: this.name, id, token, ...(result === undefined ? {} : { result }) },
-      o.signal,
+      { queue: this.name, id, token, ...(result === undefined ? {} : { result }), ...opts },
+      signal,
       0,
     );
   }
 
   /** Records a failed run: retried after its backoff, or dead when `final` or out of attempts. */
-  fail(
+  fail<D = unknown>(
     id: string,
     token: number,
     error: string,
-    o: { final?: boolean } & Signal = {},
-  ): Promise<ReportResponse> {
+    o: { final?: boolean } & ReportOptions = {},
+  ): Promise<ReportResponse<D>> {
     const { signal, ...opts } = o;
     return this.t.write(
       '/v1/queue/fail',

@@ -86,24 +86,25 @@ export class Worker<D = unknown, R = unknown> {
   }
 
   /**
-   * One slot: claim, run, report. A job's report goes out together with the slot's next claim
-   * instead of before it (BullMQ's worker fetches the next job in its completion call for the
-   * same reason): on a log that syncs every batch, both ride one commit, and a slot spends one
-   * round trip per job, not two. The slot waits for that report before it runs the next job,
-   * so at most one job per slot is being reported while another runs.
+   * One slot: claim, run, report. A job's report also claims the slot's next job, in the same
+   * write (`next`, as BullMQ's worker fetches its next job in its completion call): on a log
+   * that syncs every batch a slot then spends one command and one round trip per job, not two.
+   * Only when that report brings no job (the queue was empty, or the report failed) does the
+   * slot wait for one with a long-poll claim. Jobs a report brought while the worker began
+   * closing are run like any other (or released past the grace period), never dropped.
    */
   private async slot(): Promise<void> {
     let failures = 0;
-    let reports: Promise<void>[] = [];
-    try {
-      while (!this.stopping.signal.aborted) {
-        let claimed: readonly ClaimedJob<D>[];
+    let next: readonly ClaimedJob<D>[] = [];
+    for (;;) {
+      let claimed = next;
+      next = [];
+      if (claimed.length === 0) {
+        if (this.stopping.signal.aborted) return;
         try {
           const r = await this.queue.claim<D>({
-            max: 1,
-            worker: this.name,
+            ...this.claimSpec(),
             waitMs: this.o.waitMs ?? 10_000,
-            ...(this.o.leaseMs === undefined ? {} : { leaseMs: this.o.leaseMs }),
             signal: this.stopping.signal,
           });
           claimed = r.jobs;
@@ -114,17 +115,25 @@ export class Worker<D = unknown, R = unknown> {
           await sleep(Math.min(1_000, 50 * 2 ** failures++), this.stopping.signal);
           continue;
         }
-        await Promise.all(reports);
-        reports = [];
-        for (const c of claimed) reports.push((await this.run(c)).reported);
       }
-    } finally {
-      await Promise.all(reports);
+      for (const [i, c] of claimed.entries())
+        next = [...next, ...(await this.run(c, i === claimed.length - 1))];
     }
   }
 
-  /** Runs the handler; resolves once it has an outcome, with the report of that outcome. */
-  private async run(c: ClaimedJob<D>): Promise<{ reported: Promise<void> }> {
+  private claimSpec(): { max: number; worker: string; leaseMs?: number } {
+    return {
+      max: 1,
+      worker: this.name,
+      ...(this.o.leaseMs === undefined ? {} : { leaseMs: this.o.leaseMs }),
+    };
+  }
+
+  /**
+   * Runs the handler and reports its outcome; with `askNext` (and the worker not closing) the
+   * report claims the slot's next job. Resolves with the jobs it claimed.
+   */
+  private async run(c: ClaimedJob<D>, askNext: boolean): Promise<readonly ClaimedJob<D>[]> {
     const ac = new AbortController();
     this.running.add(ac);
     const { id } = c.job;
@@ -139,11 +148,6 @@ export class Worker<D = unknown, R = unknown> {
         else this.o.onError?.(err);
       });
     }, every);
-    const cleanup = (): void => {
-      clearInterval(beat);
-      this.running.delete(ac);
-    };
-    let outcome: Outcome<R>;
     try {
       const handled = this.handler(c.job, {
         signal: ac.signal,
@@ -160,51 +164,59 @@ export class Worker<D = unknown, R = unknown> {
       const aborted = new Promise<null>((resolve) =>
         ac.signal.addEventListener('abort', () => resolve(null), { once: true }),
       );
-      outcome = await Promise.race([handled, aborted]);
-    } catch (err) {
-      cleanup();
-      throw err;
+      const outcome: Outcome<R> = await Promise.race([handled, aborted]);
+      return await this.settle(c, outcome, askNext && !this.stopping.signal.aborted);
+    } finally {
+      clearInterval(beat);
+      this.running.delete(ac);
     }
-    return { reported: this.settle(c, outcome).finally(cleanup) };
   }
 
-  /** Reports a job's outcome: completed, failed, or released when the worker is closing. */
-  private async settle(c: ClaimedJob<D>, outcome: Outcome<R>): Promise<void> {
+  /**
+   * Reports a job's outcome: completed, failed, or released when the worker is closing.
+   * Resolves with the jobs the report claimed (`askNext`).
+   */
+  private async settle(
+    c: ClaimedJob<D>,
+    outcome: Outcome<R>,
+    askNext: boolean,
+  ): Promise<readonly ClaimedJob<D>[]> {
     const { id } = c.job;
+    const o = askNext ? { next: this.claimSpec() } : {};
     if (outcome === null) {
       if (this.stopping.signal.aborted)
         await this.report(() => this.queue.fail(id, c.token, 'released: the worker closed'));
       else this.counts.lost++;
-      return;
+      return [];
     }
     if (!outcome.ok) {
       const e = outcome.err;
-      if (
-        await this.report(() =>
-          this.queue.fail(id, c.token, e instanceof Error ? e.message : String(e)),
-        )
-      )
-        this.counts.failed++;
-      return;
+      const r = await this.report(() =>
+        this.queue.fail<D>(id, c.token, e instanceof Error ? e.message : String(e), o),
+      );
+      if (r !== null) this.counts.failed++;
+      return r?.next?.jobs ?? [];
     }
-    if (await this.report(() => this.queue.complete(id, c.token, outcome.result ?? undefined))) {
-      this.counts.completed++;
-      this.o.onCompleted?.(c.job, outcome.result);
-    }
+    const r = await this.report(() =>
+      this.queue.complete<D>(id, c.token, outcome.result ?? undefined, o),
+    );
+    if (r === null) return [];
+    this.counts.completed++;
+    this.o.onCompleted?.(c.job, outcome.result);
+    return r.next?.jobs ?? [];
   }
 
-  /** Sends a report; false when the lease had been lost (someone else owns the job now). */
-  private async report(send: () => Promise<unknown>): Promise<boolean> {
+  /** Sends a report; null when it failed or the lease had been lost (someone else owns the job). */
+  private async report<T>(send: () => Promise<T>): Promise<T | null> {
     try {
-      await send();
-      return true;
+      return await send();
     } catch (err) {
       if (err instanceof FlotillaError && err.code === 'STALE_TOKEN') {
         this.counts.lost++;
-        return false;
+        return null;
       }
       this.o.onError?.(err);
-      return false;
+      return null;
     }
   }
 }

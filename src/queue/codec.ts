@@ -9,7 +9,15 @@ import { Packr } from 'msgpackr';
 import { FlotillaError } from '../base/errors.js';
 import type { QueueLimits } from '../base/limits.js';
 import { parseCron } from './cron.js';
-import type { Backoff, JobOptions, QueueCommandAny, RateLimit, Retention } from './types.js';
+import type {
+  Backoff,
+  BulkJob,
+  ClaimSpec,
+  JobOptions,
+  QueueCommandAny,
+  RateLimit,
+  Retention,
+} from './types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -124,8 +132,48 @@ function decodeRateLimit(v: unknown, l: QueueLimits): RateLimit | null {
   };
 }
 
+/** A claim's fields, of a claim command or (under `prefix` "next.") of a report's next claim. */
+function decodeClaimSpec(o: Fields, prefix: string, l: QueueLimits): ClaimSpec {
+  const max = optInt(o['max'], `${prefix}max`, 1, l.maxClaimBatch);
+  const leaseMs = optInt(o['leaseMs'], `${prefix}leaseMs`, 1, l.maxDurationMs);
+  const worker =
+    o['worker'] === undefined ? undefined : text(o['worker'], `${prefix}worker`, l.maxMessageChars);
+  return {
+    ...(max !== undefined && { max }),
+    ...(worker !== undefined && { worker }),
+    ...(leaseMs !== undefined && { leaseMs }),
+  };
+}
+
+function decodeNext(o: Fields, l: QueueLimits): { next?: ClaimSpec } {
+  if (o['next'] === undefined) return {};
+  const n = map(o['next'], '"next"', ['max', 'worker', 'leaseMs']);
+  return { next: decodeClaimSpec(n, 'next.', l) };
+}
+
 function token(v: unknown): number {
   return int(v, 'token', 1, Number.MAX_SAFE_INTEGER);
+}
+
+const addJobFields = ['name', 'payload', 'id', 'delayMs', ...optionFields] as const;
+
+/** An add's job (of an add, or one of a bulk add's under `prefix`). */
+function decodeAddJob(o: Fields, l: QueueLimits, prefix = ''): BulkJob {
+  try {
+    const id = o['id'] === undefined ? undefined : checkName(o['id'], 'id', l);
+    const delayMs = optInt(o['delayMs'], 'delayMs', 0, l.maxDurationMs);
+    return {
+      name: checkName(o['name'], 'name', l),
+      payload: bytes(o['payload'], 'payload', l.maxPayloadBytes),
+      ...(id !== undefined && { id }),
+      ...(delayMs !== undefined && { delayMs }),
+      ...decodeOptions(o, l),
+    };
+  } catch (err) {
+    // Which job of a batch: the field names in the message gain its place.
+    if (prefix === '' || !(err instanceof FlotillaError)) throw err;
+    bad(err.message.replace(/"([A-Za-z.]+)"/, `"${prefix}$1"`));
+  }
 }
 
 /** Decodes and checks one command; throws a FlotillaError naming the first problem. */
@@ -140,40 +188,25 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
   const q = (o: Fields): string => checkName(o['queue'], 'queue', l);
   switch (op) {
     case 'add': {
-      const o = map(raw, 'add', [
-        'op',
-        'queue',
-        'name',
-        'payload',
-        'id',
-        'delayMs',
-        ...optionFields,
-      ]);
-      const id = o['id'] === undefined ? undefined : checkName(o['id'], 'id', l);
-      const delayMs = optInt(o['delayMs'], 'delayMs', 0, l.maxDurationMs);
+      const o = map(raw, 'add', ['op', 'queue', ...addJobFields]);
+      return { op, queue: q(o), ...decodeAddJob(o, l) };
+    }
+    case 'addBulk': {
+      const o = map(raw, 'addBulk', ['op', 'queue', 'jobs']);
+      const jobs = o['jobs'];
+      if (!Array.isArray(jobs) || jobs.length < 1 || jobs.length > l.maxAddBatch)
+        bad(`"jobs" must be an array of 1 to ${l.maxAddBatch} jobs, got ${preview(jobs)}`);
       return {
         op,
         queue: q(o),
-        name: checkName(o['name'], 'name', l),
-        payload: bytes(o['payload'], 'payload', l.maxPayloadBytes),
-        ...(id !== undefined && { id }),
-        ...(delayMs !== undefined && { delayMs }),
-        ...decodeOptions(o, l),
+        jobs: jobs.map((j: unknown, i) =>
+          decodeAddJob(map(j, `jobs[${i}]`, addJobFields), l, `jobs[${i}].`),
+        ),
       };
     }
     case 'claim': {
       const o = map(raw, 'claim', ['op', 'queue', 'max', 'worker', 'leaseMs']);
-      const max = optInt(o['max'], 'max', 1, l.maxClaimBatch);
-      const leaseMs = optInt(o['leaseMs'], 'leaseMs', 1, l.maxDurationMs);
-      const worker =
-        o['worker'] === undefined ? undefined : text(o['worker'], 'worker', l.maxMessageChars);
-      return {
-        op,
-        queue: q(o),
-        ...(max !== undefined && { max }),
-        ...(worker !== undefined && { worker }),
-        ...(leaseMs !== undefined && { leaseMs }),
-      };
+      return { op, queue: q(o), ...decodeClaimSpec(o, '', l) };
     }
     case 'heartbeat': {
       const o = map(raw, op, ['op', 'queue', 'id', 'token', 'leaseMs']);
@@ -197,7 +230,7 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
       };
     }
     case 'complete': {
-      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'result']);
+      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'result', 'next']);
       const result =
         o['result'] === undefined ? undefined : bytes(o['result'], 'result', l.maxPayloadBytes);
       return {
@@ -206,10 +239,11 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
         id: jobId(o['id'], l),
         token: token(o['token']),
         ...(result !== undefined && { result }),
+        ...decodeNext(o, l),
       };
     }
     case 'fail': {
-      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'error', 'final']);
+      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'error', 'final', 'next']);
       if (o['final'] !== undefined && typeof o['final'] !== 'boolean')
         bad('"final" must be a boolean');
       return {
@@ -219,6 +253,7 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
         token: token(o['token']),
         error: text(o['error'], 'error', l.maxMessageChars),
         ...(o['final'] === true && { final: true }),
+        ...decodeNext(o, l),
       };
     }
     case 'cancel':

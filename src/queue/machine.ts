@@ -40,8 +40,12 @@ import { captureState, decodeSnapshot, restoreState, type Capture } from './snap
 import { dedupKey, QueueCore, repeatKey, type DedupTuple } from './state.js';
 import {
   queueErrorCodes,
+  type AddBulkCommand,
   type AddCommand,
+  type AddResult,
   type ClaimCommand,
+  type CompleteCommand,
+  type FailCommand,
   type ClaimResult,
   type Claimed,
   type ConfigureCommand,
@@ -51,6 +55,7 @@ import {
   type QueueError,
   type QueueErrorCode,
   type QueueResult,
+  type ReportResult,
   type UpsertRepeatableCommand,
 } from './types.js';
 
@@ -104,6 +109,8 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     switch (cmd.op) {
       case 'add':
         return this.add(cmd);
+      case 'addBulk':
+        return this.addBulk(cmd);
       case 'claim':
         return this.claim(cmd, index);
       case 'heartbeat':
@@ -397,6 +404,45 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     return { ok: true, id, duplicate: false, state: job.state };
   }
 
+  /**
+   * Every job of the batch is checked before any is added, so the batch adds all of its jobs
+   * or none: each is then added exactly as its own add would be, which cannot be refused.
+   */
+  private addBulk(cmd: AddBulkCommand): QueueResult {
+    const q = this.queueFor(cmd.queue);
+    if (!(q instanceof QueueState)) return q;
+    const ids = new Set<string>();
+    let fresh = 0;
+    for (const [i, j] of cmd.jobs.entries()) {
+      if (j.id !== undefined) {
+        if (ids.has(j.id) || this.s.dedup.has(dedupKey(q.name, j.id))) continue;
+        const existing = q.jobs.get(j.id);
+        if (existing !== undefined)
+          return refuse(
+            'JOB_EXISTS',
+            `Job "${j.id}" (jobs[${i}]) is still in queue "${q.name}" (${existing.state}) ` +
+              'past its dedup window: nothing of the batch was added',
+          );
+        ids.add(j.id);
+      }
+      fresh++;
+    }
+    if (this.s.jobCount + fresh > this.s.limits.maxJobs)
+      return refuse(
+        'QUEUE_FULL',
+        `The machine holds ${this.s.jobCount} jobs; ${fresh} more would pass its limit ` +
+          `(${this.s.limits.maxJobs}): nothing of the batch was added to "${q.name}"`,
+      );
+    const jobs = cmd.jobs.map((j) => {
+      const r = this.add({ op: 'add', queue: q.name, ...j });
+      // The checks above are add's own: a refusal here is a bug, not a bad command.
+      assert.ok(r.ok, `a checked bulk add was refused: ${JSON.stringify(r)}`);
+      const { ok: _ok, ...rest } = r as AddResult;
+      return rest;
+    });
+    return { ok: true, jobs };
+  }
+
   private claim(cmd: ClaimCommand, index: number): ClaimResult {
     const q = this.s.queues.get(cmd.queue);
     const none = (
@@ -460,12 +506,28 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         job.queue.totals.completed++;
         this.attach(job, 'completed');
         this.emit('completed', job.queue.name, job.id, null);
-        return { ok: true, state: 'completed' };
+        return this.withNext({ ok: true, state: 'completed' }, cmd);
       case 'fail': {
         this.failed(job, cmd.error, cmd.final === true);
-        return { ok: true, state: job.state };
+        return this.withNext({ ok: true, state: job.state }, cmd);
       }
     }
+  }
+
+  /**
+   * A report's answer with the claim it carried (`next`), made after the report applied: the
+   * failed job itself may come back at once when it is due again, as it would to any claim.
+   */
+  private withNext(
+    r: { ok: true; state: JobState },
+    cmd: CompleteCommand | FailCommand,
+  ): ReportResult {
+    if (cmd.next === undefined) return r;
+    const { ok: _ok, ...next } = this.claim(
+      { op: 'claim', queue: cmd.queue, ...cmd.next },
+      this.index,
+    );
+    return { ...r, next };
   }
 
   private manage(job: Job, op: 'cancel' | 'delete' | 'retry'): QueueResult {

@@ -60,14 +60,32 @@ export interface AddCommand extends JobOptions {
   readonly delayMs?: number;
 }
 
-export interface ClaimCommand {
-  readonly op: 'claim';
-  readonly queue: string;
+/** What a claim asks for. */
+export interface ClaimSpec {
   /** At most this many jobs (default 1). */
   readonly max?: number;
   readonly worker?: string;
   /** Overrides each job's lease length for this claim. */
   readonly leaseMs?: number;
+}
+
+/** One job of a bulk add: an add's fields but the queue. */
+export type BulkJob = Omit<AddCommand, 'op' | 'queue'>;
+
+/**
+ * Adds many jobs to one queue in one entry, all or none: a job that would be refused (an id
+ * still held past its dedup window, the machine full) refuses the whole batch. Each job is
+ * added as its own add would be, in order (an id repeated in the batch is a duplicate).
+ */
+export interface AddBulkCommand {
+  readonly op: 'addBulk';
+  readonly queue: string;
+  readonly jobs: readonly BulkJob[];
+}
+
+export interface ClaimCommand extends ClaimSpec {
+  readonly op: 'claim';
+  readonly queue: string;
 }
 
 /** Commands a worker sends about a job it holds: refused unless `token` is its live claim. */
@@ -94,6 +112,11 @@ export interface CompleteCommand {
   readonly id: string;
   readonly token: number;
   readonly result?: Uint8Array;
+  /**
+   * Claims the next jobs of the same queue in the same entry once the report is applied
+   * (BullMQ's fetchNext): a worker's steady state is one command per job, not two.
+   */
+  readonly next?: ClaimSpec;
 }
 
 export interface FailCommand {
@@ -104,6 +127,8 @@ export interface FailCommand {
   readonly error: string;
   /** No further attempt: the job is dead at once. */
   readonly final?: boolean;
+  /** As CompleteCommand's. */
+  readonly next?: ClaimSpec;
 }
 
 /** Commands about one job by id, from anyone. */
@@ -154,6 +179,7 @@ export interface TickCommand {
 
 export type QueueCommandAny =
   | AddCommand
+  | AddBulkCommand
   | ClaimCommand
   | HeartbeatCommand
   | ProgressCommand
@@ -244,9 +270,28 @@ export type AddResult = {
   readonly state: JobState | null;
 };
 
+/** Each member of a union without its `ok`. */
+type WithoutOk<T> = T extends unknown ? Omit<T, 'ok'> : never;
+
+/** A complete or fail: the job's state after it, and the claim it carried, if any. */
+export type ReportResult = {
+  readonly ok: true;
+  readonly state: JobState;
+  /** Present when the command asked for the next jobs (ClaimSpec `next`). */
+  readonly next?: WithoutOk<ClaimResult>;
+};
+
+export type AddBulkResult = {
+  readonly ok: true;
+  /** Each job's add result, in the batch's order. */
+  readonly jobs: readonly Omit<AddResult, 'ok'>[];
+};
+
 export type QueueResult =
   | AddResult
+  | AddBulkResult
   | ClaimResult
+  | ReportResult
   | { readonly ok: true; readonly state?: JobState; readonly leaseExpiresMs?: number }
   | { readonly ok: true; readonly nextRunMs: number }
   | QueueError;

@@ -155,59 +155,102 @@ void test('closing releases a job whose handler does not finish in the grace per
   assert.equal(job.error, 'released: the worker closed');
 });
 
-void test("a job's report goes out with the slot's next claim, not before it", async () => {
-  // A transport that answers a completion only once the slot has sent its next claim: a worker
-  // that waited for each report before claiming again would never finish the three jobs.
+void test("a job's report claims the slot's next job in the same request", async () => {
+  // A transport that hands out one job per claim and, to a report asking for `next`, the next
+  // job with its answer while it has one: the worker must run j1 and j2 from the reports,
+  // with no claim between, and go back to a long-poll claim only when a report brought none.
   const log: string[] = [];
-  let claims = 0;
-  const claimed: (() => void)[] = [];
   const job = (i: number) => ({
     job: { id: `j${i}`, queue: 'q', data: i, leaseMs: 30_000 },
     token: i + 1,
     leaseExpiresMs: Date.now() + 30_000,
   });
+  let given = 0;
   const transport: QueueTransport = {
     write<T>(path: string, body: Record<string, unknown>, signal: AbortSignal | undefined) {
       if (path === '/v1/queue/claim') {
-        const n = claims++;
-        log.push(`claim ${n}`);
-        for (const wake of claimed.splice(0)) wake();
-        if (n < 3) return Promise.resolve({ jobs: [job(n)] } as T);
+        log.push('claim');
+        if (given === 0) return Promise.resolve({ jobs: [job(given++)] } as T);
         return new Promise<T>((_, reject) =>
           signal?.addEventListener('abort', () => reject(new Error('closed')), { once: true }),
         );
       }
       if (path === '/v1/queue/complete') {
-        log.push(`complete ${String(body['id'])} sent`);
-        const before = claims;
-        return new Promise<T>((resolve, reject) => {
-          const t = setTimeout(() => reject(new Error('no claim came with the report')), 5_000);
-          const answer = (): void => {
-            clearTimeout(t);
-            log.push(`complete ${String(body['id'])} answered`);
-            resolve({} as T);
-          };
-          if (claims > before) answer();
-          else claimed.push(answer);
-        });
+        const next = body['next'] as { max?: number; worker?: string } | undefined;
+        log.push(`complete ${String(body['id'])} next=${JSON.stringify(next ?? null)}`);
+        const jobs = next !== undefined && given < 3 ? [job(given++)] : [];
+        return Promise.resolve({
+          state: 'completed',
+          next: jobs.length > 0 ? { jobs } : { jobs, reason: 'empty', retryAtMs: 0 },
+        } as T);
       }
       return Promise.resolve({} as T);
     },
     read: <T>() => Promise.resolve({} as T),
   };
   const done: string[] = [];
-  const worker = new Worker(new QueueClient('q', transport), () => Promise.resolve('ok'), {
-    onCompleted: (j) => done.push(j.id),
-    onError: (e) => log.push(`error ${String(e)}`),
-  });
-  await until('three jobs completed', () => Promise.resolve(done.length === 3), 10_000);
+  const worker = new Worker(
+    new QueueClient('q', transport),
+    (j) => {
+      log.push(`run ${j.id}`);
+      return Promise.resolve('ok');
+    },
+    {
+      name: 'w',
+      onCompleted: (j) => done.push(j.id),
+      onError: (e) => log.push(`error ${String(e)}`),
+    },
+  );
+  await until(
+    'three jobs completed and a claim waiting',
+    () => Promise.resolve(done.length === 3 && log.at(-1) === 'claim'),
+    10_000,
+  );
   await worker.close();
   assert.deepEqual(done, ['j0', 'j1', 'j2']);
-  assert.equal(worker.counts.completed, 3);
-  const at = (s: string): number => log.indexOf(s);
-  assert.ok(at('claim 1') < at('complete j0 answered'), log.join('\n'));
-  assert.ok(
-    at('complete j0 answered') < at('claim 2'),
-    `ran j1 before j0's report: ${log.join(', ')}`,
-  );
+  assert.deepEqual(log, [
+    'claim',
+    'run j0',
+    'complete j0 next={"max":1,"worker":"w"}',
+    'run j1',
+    'complete j1 next={"max":1,"worker":"w"}',
+    'run j2',
+    'complete j2 next={"max":1,"worker":"w"}',
+    'claim',
+  ]);
+});
+
+void test('a job a report brought while the worker closes is run, not dropped', async () => {
+  let given = 0;
+  let worker: Worker<unknown, string> | undefined;
+  const done: string[] = [];
+  const transport: QueueTransport = {
+    write<T>(path: string, body: Record<string, unknown>, signal: AbortSignal | undefined) {
+      const job = (i: number) => ({
+        job: { id: `j${i}`, queue: 'q', data: i, leaseMs: 30_000 },
+        token: i + 1,
+        leaseExpiresMs: Date.now() + 30_000,
+      });
+      if (path === '/v1/queue/claim') {
+        if (given === 0) return Promise.resolve({ jobs: [job(given++)] } as T);
+        return new Promise<T>((_, reject) =>
+          signal?.addEventListener('abort', () => reject(new Error('closed')), { once: true }),
+        );
+      }
+      if (path === '/v1/queue/complete') {
+        // The worker starts closing while this report (which asked for the next job) is out.
+        void worker?.close();
+        const jobs = body['next'] !== undefined ? [job(given++)] : [];
+        return Promise.resolve({ state: 'completed', next: { jobs } } as T);
+      }
+      return Promise.resolve({} as T);
+    },
+    read: <T>() => Promise.resolve({} as T),
+  };
+  worker = new Worker(new QueueClient('q', transport), () => Promise.resolve('ok'), {
+    onCompleted: (j) => done.push(j.id),
+  });
+  await until('both jobs completed', () => Promise.resolve(done.length === 2), 10_000);
+  await worker?.close();
+  assert.deepEqual(done, ['j0', 'j1']);
 });

@@ -5,7 +5,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Harness, bytes } from './harness.js';
 import { backoffMs } from '../../src/queue/jobs.js';
-import { QueueStateMachine, type ClaimResult } from '../../src/queue/index.js';
+import {
+  QueueStateMachine,
+  type AddBulkResult,
+  type ClaimResult,
+  type ReportResult,
+} from '../../src/queue/index.js';
 
 void test('add makes a waiting job with a generated id; stats count it', () => {
   const h = new Harness();
@@ -46,6 +51,58 @@ void test('a caller id deduplicates within the window, then is refused while the
     { ok: true, id: 'order-7', duplicate: true, state: null },
     'removed, but inside its window',
   );
+});
+
+void test('a bulk add adds its jobs in order, all or none', () => {
+  const h = new Harness({ dedupWindowMs: 1_000, maxJobs: 6 });
+  h.add('q', { id: 'held' });
+  h.tick(2_000); // past held's dedup window: adding it again is refused
+  const before = JSON.stringify(h.m.dump());
+  const refused = h.refused(
+    {
+      op: 'addBulk',
+      queue: 'q',
+      jobs: [
+        { name: 'a', payload: bytes('1') },
+        { name: 'b', payload: bytes('2'), id: 'held' },
+      ],
+    },
+    'JOB_EXISTS',
+  );
+  assert.match(refused, /jobs\[1\]/);
+  assert.equal(JSON.stringify(h.m.dump()), before, 'nothing of the refused batch was added');
+  const r = h.ok({
+    op: 'addBulk',
+    queue: 'q',
+    jobs: [
+      { name: 'a', payload: bytes('1'), priority: 5 },
+      { name: 'b', payload: bytes('2'), id: 'x' },
+      { name: 'c', payload: bytes('3'), id: 'x' },
+      { name: 'd', payload: bytes('4'), delayMs: 10 },
+    ],
+  }) as AddBulkResult;
+  assert.deepEqual(r.jobs, [
+    { id: '#2', duplicate: false, state: 'waiting' },
+    { id: 'x', duplicate: false, state: 'waiting' },
+    { id: 'x', duplicate: true, state: 'waiting' },
+    { id: '#4', duplicate: false, state: 'delayed' },
+  ]);
+  assert.equal(h.m.getJob('q', '#2')?.priority, 5);
+  assert.equal(h.m.stats('q')?.counts.waiting, 3);
+  assert.equal(h.m.stats('q')?.totals.added, 4);
+  // Three more would make seven jobs, past the limit of six: none is added.
+  const full = h.refused(
+    {
+      op: 'addBulk',
+      queue: 'q',
+      jobs: ['e', 'f', 'g'].map((name) => ({ name, payload: bytes('') })),
+    },
+    'QUEUE_FULL',
+  );
+  assert.match(full, /nothing of the batch/);
+  assert.equal(h.m.stats('q')?.totals.added, 4);
+  h.ok({ op: 'addBulk', queue: 'q', jobs: [{ name: 'e', payload: bytes('') }] });
+  assert.equal(h.m.stats('q')?.totals.added, 5);
 });
 
 void test('a delayed job becomes waiting when command time reaches it', () => {
@@ -124,6 +181,54 @@ void test('complete, fail, heartbeat and progress with a stale token are refused
   assert.deepEqual(h.m.getJob('q', 'j')?.result, bytes('done'));
   h.refused({ op: 'complete', queue: 'q', id: 'j', token: second.token }, 'STALE_TOKEN');
   h.refused({ op: 'complete', queue: 'q', id: 'zz', token: second.token }, 'JOB_NOT_FOUND');
+});
+
+void test('a report with next claims the next jobs in the same entry, under its index', () => {
+  const h = new Harness();
+  h.add('q', { id: 'a' });
+  h.add('q', { id: 'b', priority: 1 });
+  h.add('q', { id: 'c', priority: 1 });
+  const a = h.claimOne('q', { worker: 'w' });
+  assert.equal(a.job.id, 'a');
+  const done = h.ok({
+    op: 'complete',
+    queue: 'q',
+    id: 'a',
+    token: a.token,
+    next: { max: 2, worker: 'w2', leaseMs: 700 },
+  }) as ReportResult;
+  assert.equal(done.state, 'completed');
+  const claimed = done.next?.jobs ?? [];
+  assert.deepEqual(
+    claimed.map((c) => c.job.id),
+    ['b', 'c'],
+  );
+  // The fencing token of a job claimed with a report is that entry's index, as for a claim.
+  const index = h.index;
+  for (const c of claimed) {
+    assert.equal(c.token, index);
+    assert.equal(h.m.getJob('q', c.job.id)?.worker, 'w2');
+    assert.equal(c.leaseExpiresMs, h.timeMs + 700);
+  }
+  assert.equal(h.m.stats('q')?.totals.claimed, 3);
+  // A failure's next claim; the queue is empty now, and the answer says so.
+  const failed = h.ok({
+    op: 'fail',
+    queue: 'q',
+    id: 'b',
+    token: index,
+    error: 'x',
+    final: true,
+    next: {},
+  }) as ReportResult;
+  assert.equal(failed.state, 'dead');
+  assert.deepEqual(failed.next, { jobs: [], reason: 'empty', retryAtMs: 0 });
+  // A refused report claims nothing: the job stays waiting for someone else.
+  h.add('q', { id: 'd' });
+  h.refused({ op: 'complete', queue: 'q', id: 'b', token: index, next: {} }, 'STALE_TOKEN');
+  assert.equal(h.state('q', 'd'), 'waiting');
+  // Without next the answer has none.
+  assert.equal('next' in h.ok({ op: 'complete', queue: 'q', id: 'c', token: index }), false);
 });
 
 void test('an expired lease counts an attempt; past max attempts the job is dead', () => {
@@ -472,6 +577,30 @@ void test('undecodable or invalid commands are refused as BAD_COMMAND and change
     }),
     QueueStateMachine.encode({ op: 'tick', extra: 1 } as never),
     QueueStateMachine.encode({ op: 'launch' } as never),
+    QueueStateMachine.encode({
+      op: 'complete',
+      queue: 'q',
+      id: 'j',
+      token: 1,
+      next: { max: 0 },
+    }),
+    QueueStateMachine.encode({ op: 'addBulk', queue: 'q', jobs: [] }),
+    QueueStateMachine.encode({
+      op: 'addBulk',
+      queue: 'q',
+      jobs: [
+        { name: 'n', payload: bytes('') },
+        { name: 'n', payload: bytes('12345') },
+      ],
+    }),
+    QueueStateMachine.encode({
+      op: 'fail',
+      queue: 'q',
+      id: 'j',
+      token: 1,
+      error: 'e',
+      next: { colour: 'red' },
+    } as never),
   ];
   const results = m.apply(
     payloads.map((payload, i) => ({ index: i + 1, term: 1, timeMs: 5, payload })),

@@ -127,6 +127,88 @@ void test('add, claim and complete through a follower reach the queue leader', a
   assert.deepEqual(types, ['added', 'active', 'completed']);
 });
 
+void test('a completion claims the next job in the same request and entry (next)', async () => {
+  const f = await follower();
+  const leader = await queueLeader();
+  const first = (await ok(f, 'add', { queue: 'nx', name: 'a', data: 1 }))['id'] as string;
+  const second = (await ok(f, 'add', { queue: 'nx', name: 'b', data: { n: 2 } }))['id'] as string;
+  const c = await claimOne(f, { queue: 'nx', worker: 'w1' });
+  assert.equal(c.job['id'], first);
+  const appliedBefore = nodes.node(leader).queueService.runtime.appliedIndex();
+  const done = await ok(f, 'complete', {
+    queue: 'nx',
+    id: first,
+    token: c.token,
+    next: { worker: 'w2', leaseMs: 60_000 },
+  });
+  assert.equal(done['state'], 'completed');
+  const next = done['next'] as { jobs: ClaimedJson[] };
+  assert.equal(next.jobs.length, 1, JSON.stringify(done));
+  const n = next.jobs[0] as ClaimedJson;
+  assert.equal(n.job['id'], second);
+  assert.deepEqual(n.job['data'], { n: 2 });
+  assert.equal(n.job['worker'], 'w2');
+  assert.equal(n.job['state'], 'active');
+  // One entry carried both: the token of the job claimed is the completion's own index.
+  assert.ok(n.token > appliedBefore, `token ${n.token} after ${appliedBefore}`);
+  const failed = await ok(f, 'fail', {
+    queue: 'nx',
+    id: second,
+    token: n.token,
+    error: 'no',
+    final: true,
+    next: {},
+  });
+  assert.equal(failed['state'], 'dead');
+  assert.deepEqual(failed['next'], { jobs: [], reason: 'empty', retryAtMs: 0 });
+  const bad = await post(f, 'complete', { queue: 'nx', id: first, token: 1, next: { wait: 1 } });
+  assert.equal(errorCode(bad), 'UNKNOWN_FIELD');
+  const badMax = await post(f, 'complete', { queue: 'nx', id: first, token: 1, next: { max: 0 } });
+  assert.equal(errorCode(badMax), 'BAD_REQUEST');
+});
+
+void test('a bulk add through a follower adds its jobs in one write, or refuses them all', async () => {
+  const f = await follower();
+  const r = await ok(f, 'add-bulk', {
+    queue: 'bulk',
+    jobs: [
+      { name: 'a', data: { n: 1 } },
+      { name: 'b', data: [2], id: 'b-1', priority: 1 },
+      { name: 'c', delayMs: 60_000 },
+    ],
+  });
+  const jobs = r['jobs'] as Json[];
+  assert.deepEqual(
+    jobs.map((j) => [j['duplicate'], j['state']]),
+    [
+      [false, 'waiting'],
+      [false, 'waiting'],
+      [false, 'delayed'],
+    ],
+  );
+  assert.equal(jobs[1]?.['id'], 'b-1');
+  const got = (await ok(f, 'get', { queue: 'bulk', id: 'b-1' }))['job'] as Json;
+  assert.deepEqual(got['data'], [2]);
+  // One bad job refuses the batch before anything is proposed, naming it.
+  const bad = await post(f, 'add-bulk', {
+    queue: 'bulk',
+    jobs: [{ name: 'ok' }, { name: 'x', maxAttempts: 0 }],
+  });
+  assert.equal(errorCode(bad), 'BAD_REQUEST');
+  assert.match(String((bad.json['error'] as Json)['message']), /jobs\[1\]/);
+  const unknown = await post(f, 'add-bulk', { queue: 'bulk', jobs: [{ name: 'x', colour: 1 }] });
+  assert.equal(errorCode(unknown), 'UNKNOWN_FIELD');
+  const empty = await post(f, 'add-bulk', { queue: 'bulk', jobs: [] });
+  assert.equal(errorCode(empty), 'BAD_REQUEST');
+  const tooMany = await post(f, 'add-bulk', {
+    queue: 'bulk',
+    jobs: Array.from({ length: 1_001 }, () => ({ name: 'n' })),
+  });
+  assert.equal(errorCode(tooMany), 'BAD_REQUEST');
+  const stats = (await ok(f, 'stats', { queue: 'bulk' }))['stats'] as Json;
+  assert.equal((stats['totals'] as Json)['added'], 3, 'no refused batch added anything');
+});
+
 void test('a stale fencing token is refused with STALE_TOKEN, and the job is untouched', async () => {
   const f = await follower();
   const { id } = (await ok(f, 'add', { queue: 'fence', name: 'x' })) as { id: string };
