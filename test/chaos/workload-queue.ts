@@ -1,12 +1,15 @@
 // The job-queue workload of a chaos run (the others are in workload.ts and workload-watch.ts).
 //
 //   producers  each adds jobs to its own queue with ids it chooses, so an add retried after a
-//              failure or an unknown outcome deduplicates; each stops below its queue's
-//              retention count, so no finished job is trimmed before the final read;
+//              failure or an unknown outcome deduplicates; odd-numbered producers add them
+//              three at a time in one bulk add; each stops below its queue's retention count,
+//              so no finished job is trimmed before the final read;
 //   workers    claim (long poll, round robin over the queues), run the job (most at once, some
 //              for longer than their lease, heartbeating), and complete it; a job's data says
 //              how many of its first runs fail on purpose, so backoff, retries and dead
 //              letters (a job failing more often than its attempts allow) are exercised;
+//              even-numbered workers claim their next job with each report (`next`), recorded
+//              as a claim with the report's outcome, and run it before claiming again;
 //   staller    a worker that now and then adds a job to its own queue, claims it with a short
 //              lease and then stalls on purpose, without heartbeats, until its lease ends and
 //              a second worker of its own (the successor) has claimed the job; a linearizable
@@ -207,27 +210,30 @@ export class QueueWorkload {
     const c = this.client(this.endpoints, k);
     const q = c.queue(name);
     try {
-      for (let n = 0; n < this.o.maxJobsPerQueue && this.now() < untilMs; n++) {
-        const id = `p${k}-${n}`;
-        const roll = this.rng.float();
-        const data: JobData = {
-          fails: roll < 0.75 ? 0 : roll < 0.9 ? 1 : roll < 0.97 ? 2 : MAX_ATTEMPTS + 1,
-          workMs: this.rng.float() < 0.03 ? this.o.leaseMs + 500 : this.rng.int(30),
-        };
-        // Up to three tries of one id: a retry after an unknown outcome must not add twice.
+      // Odd-numbered producers add three jobs at a time, in one bulk add.
+      const per = k % 2 === 1 ? 3 : 1;
+      for (let n = 0; n + per <= this.o.maxJobsPerQueue && this.now() < untilMs; n += per) {
+        const jobs = Array.from({ length: per }, (_, i) => {
+          const roll = this.rng.float();
+          const data: JobData = {
+            fails: roll < 0.75 ? 0 : roll < 0.9 ? 1 : roll < 0.97 ? 2 : MAX_ATTEMPTS + 1,
+            workMs: this.rng.float() < 0.03 ? this.o.leaseMs + 500 : this.rng.int(30),
+          };
+          const options = { maxAttempts: MAX_ATTEMPTS, backoff: BACKOFF, leaseMs: this.o.leaseMs };
+          return { name: 'chaos', data, id: `p${k}-${n + i}`, ...options };
+        });
+        // Up to three tries of the same ids: a retry after an unknown outcome must not add twice.
         for (let attempt = 0; attempt < 3; attempt++) {
           let st: QueueOpStatus = 'ok';
           try {
-            await q.add('chaos', data, {
-              id,
-              maxAttempts: MAX_ATTEMPTS,
-              backoff: BACKOFF,
-              leaseMs: this.o.leaseMs,
-            });
+            if (per === 1) {
+              const { name: jobName, data, ...options } = jobs[0] as (typeof jobs)[number];
+              await q.add(jobName, data, options);
+            } else await q.addBulk(jobs);
           } catch (err) {
             st = status(err);
           }
-          this.ops.push({ kind: 'add', queue: name, id, status: st });
+          for (const j of jobs) this.ops.push({ kind: 'add', queue: name, id: j.id, status: st });
           if (st === 'ok' || this.now() >= untilMs) break;
           await sleep(100);
         }
@@ -244,9 +250,15 @@ export class QueueWorkload {
     try {
       for (let turn = k; going(); turn++) {
         const name = queues[turn % queues.length] as string;
-        const claimed = await this.claim(c.queue(name), worker, {});
+        const q = c.queue(name);
+        let claimed = await this.claim(q, worker, {});
         if (claimed === null) await sleep(100);
-        for (const job of claimed ?? []) await this.run(c.queue(name), worker, job);
+        // With `next`, a report brings the next job of the same queue: run it, and so on.
+        while (claimed !== null && claimed.length > 0 && going()) {
+          const brought: ClaimedJob<JobData>[] = [];
+          for (const job of claimed) brought.push(...(await this.run(q, worker, job, k % 2 === 0)));
+          claimed = brought;
+        }
       }
     } finally {
       await c.close();
@@ -284,29 +296,53 @@ export class QueueWorkload {
     }
   }
 
-  /** Runs one claimed job: fails on purpose, or works (heartbeating) and completes. */
-  private async run(q: QueueClient, worker: string, claimed: ClaimedJob<JobData>): Promise<void> {
+  /**
+   * Runs one claimed job: fails on purpose, or works (heartbeating) and completes. With
+   * `askNext` the report also claims the next job, recorded as a claim with the report's
+   * outcome (a report that failed claimed nothing; one whose outcome is unknown may have);
+   * resolves with the jobs it brought.
+   */
+  private async run(
+    q: QueueClient,
+    worker: string,
+    claimed: ClaimedJob<JobData>,
+    askNext = false,
+  ): Promise<readonly ClaimedJob<JobData>[]> {
     const { id } = claimed.job;
     const token = claimed.token;
+    let brought: readonly ClaimedJob<JobData>[] = [];
     const report = async (
       kind: 'complete' | 'fail' | 'heartbeat',
-      send: () => Promise<unknown>,
+      send: () => Promise<{ next?: { jobs: readonly ClaimedJob[] } }>,
     ): Promise<QueueOpStatus> => {
       let st: QueueOpStatus = 'ok';
       let code: { code?: string } = {};
+      const request = ++this.request;
       try {
-        await send();
+        brought = ((await send()).next?.jobs ?? []) as readonly ClaimedJob<JobData>[];
       } catch (err) {
         st = status(err);
         code = codeOf(err);
       }
       this.ops.push({ kind, worker, queue: q.name, id, token, status: st, ...code });
+      if (askNext && kind !== 'heartbeat')
+        this.ops.push({
+          kind: 'claim',
+          request,
+          worker,
+          queue: q.name,
+          status: st,
+          jobs: brought.map((j) => ({ id: j.job.id, token: j.token })),
+        });
       return st;
     };
+    const next = askNext ? { next: { max: 1, worker } } : {};
     const data = claimed.job.data;
     if (claimed.job.attempts <= data.fails) {
-      await report('fail', () => q.fail(id, token, `planned failure ${claimed.job.attempts}`));
-      return;
+      await report('fail', () =>
+        q.fail<JobData>(id, token, `planned failure ${claimed.job.attempts}`, next),
+      );
+      return brought;
     }
     // Work, renewing the lease every third of it; a renewal refused means the job is lost.
     let left = data.workMs;
@@ -314,9 +350,11 @@ export class QueueWorkload {
       const step = Math.min(left, Math.floor(this.o.leaseMs / 3));
       await sleep(step);
       left -= step;
-      if (left > 0 && (await report('heartbeat', () => q.heartbeat(id, token))) === 'fail') return;
+      if (left > 0 && (await report('heartbeat', () => q.heartbeat(id, token))) === 'fail')
+        return [];
     }
-    await report('complete', () => q.complete(id, token, { by: worker }));
+    await report('complete', () => q.complete<JobData>(id, token, { by: worker }, next));
+    return brought;
   }
 
   /** Now and then: a job claimed, stalled on past its lease, taken over, reported on stale. */
