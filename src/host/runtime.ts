@@ -74,8 +74,19 @@ export interface RuntimeOptions {
   readonly electionTicks?: number;
   /** Heartbeat interval in ticks. Default 5. */
   readonly heartbeatTicks?: number;
-  /** Take a snapshot after this many applied entries. Default 10,000. */
+  /**
+   * Snapshots are taken at multiples of this many applied entries (the same indexes on every
+   * member). Default 10,000.
+   */
   readonly snapshotEveryEntries?: number;
+  /**
+   * At such a multiple, a snapshot is taken only once the entries applied since the last one
+   * hold at least this fraction of its bytes (Raft thesis §5.1: snapshot when the log has grown
+   * past a share of the state's size), so a large state is not copied in full every
+   * snapshotEveryEntries: the copying costs at most 1/ratio bytes per byte of log, and the log
+   * kept between snapshots about ratio times the state's size. 0: at every multiple. Default 0.5.
+   */
+  readonly snapshotLogRatio?: number;
   /** Entries kept behind a snapshot for slow followers to catch up from the log. Default 1,000. */
   readonly snapshotCatchupEntries?: number;
   /** Default wait for a proposal or read. Default 5,000 ms. */
@@ -136,6 +147,7 @@ export class RaftRuntime {
       RuntimeOptions,
       | 'tickMs'
       | 'snapshotEveryEntries'
+      | 'snapshotLogRatio'
       | 'snapshotCatchupEntries'
       | 'requestTimeoutMs'
       | 'maxPendingRequests'
@@ -166,6 +178,13 @@ export class RaftRuntime {
   private role: Status['role'] = 'follower';
   private applied: number;
   private lastSnapshotIndex: number;
+  /** The size of the latest snapshot taken or installed; unknown (null) while one is taken. */
+  private lastSnapshotBytes: number | null;
+  /**
+   * Bytes of the entries applied since that snapshot's index: counted again by the replay after
+   * a restart, so a member decides as it would have without the restart.
+   */
+  private logBytesSinceSnapshot = 0;
   /** A snapshot is being encoded or saved; at most one at a time. */
   private snapshotting = false;
   /** The state machine's state captured at `index`, to encode once its Ready is advanced. */
@@ -203,6 +222,7 @@ export class RaftRuntime {
     this.opts = {
       tickMs: o.tickMs ?? 10,
       snapshotEveryEntries: o.snapshotEveryEntries ?? 10_000,
+      snapshotLogRatio: o.snapshotLogRatio ?? 0.5,
       // Keep at most half a snapshot interval behind, so compaction always makes progress.
       snapshotCatchupEntries:
         o.snapshotCatchupEntries ??
@@ -221,6 +241,7 @@ export class RaftRuntime {
     const rng = o.rng ?? createRng(o.id);
     this.nextReadId = 1 + rng.int(2 ** 32) * 2 ** 20;
     this.lastSnapshotIndex = initial.snapshot?.index ?? 0;
+    this.lastSnapshotBytes = initialSnapshot?.data.length ?? 0;
     this.syncedHard = initial.hardState;
     // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
     this.applied = this.lastSnapshotIndex;
@@ -759,6 +780,8 @@ export class RaftRuntime {
     this.offer(meta, data, id);
     this.applied = meta.index;
     this.lastSnapshotIndex = meta.index;
+    this.lastSnapshotBytes = data.length;
+    this.logBytesSinceSnapshot = 0;
     this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
     this.waiters.releaseReads(this.applied);
   }
@@ -778,12 +801,24 @@ export class RaftRuntime {
       const to = Math.min(entries.length, from + (boundary - first) + 1);
       this.applyEntries(entries.slice(from, to));
       from = to;
-      if (this.applied === boundary && boundary > this.lastSnapshotIndex) this.takeSnapshot();
+      if (this.applied === boundary && boundary > this.lastSnapshotIndex && this.logOutgrew())
+        this.takeSnapshot();
     }
+  }
+
+  /**
+   * Whether the log applied since the last snapshot is large enough, against that snapshot's
+   * size, for another (snapshotLogRatio). Every member that holds the same last snapshot and
+   * log decides the same; one that installed a leader's snapshot holds the leader's from then.
+   */
+  private logOutgrew(): boolean {
+    if (this.lastSnapshotBytes === null) return false;
+    return this.logBytesSinceSnapshot >= this.opts.snapshotLogRatio * this.lastSnapshotBytes;
   }
 
   private applyEntries(entries: readonly Entry[]): void {
     const lastIndex = entries[entries.length - 1]?.index ?? 0;
+    for (const e of entries) this.logBytesSinceSnapshot += e.data.length;
     this.o.trace?.('committed', lastIndex, 0);
     const commands = commandsOf(entries);
     const results = commands.length > 0 ? this.o.stateMachine.apply(commands) : [];
@@ -926,6 +961,8 @@ export class RaftRuntime {
     const term = this.termAt(index);
     if (term === undefined) return;
     this.lastSnapshotIndex = index;
+    this.lastSnapshotBytes = null;
+    this.logBytesSinceSnapshot = 0;
     this.snapshotting = true;
     this.captured = { index, term, chunks: this.o.stateMachine.snapshot() };
   }
@@ -941,6 +978,8 @@ export class RaftRuntime {
     const meta: SnapshotMeta = snapshotMetaOf(index, term, this.node.confStateAt(index));
     collectSnapshot(c.chunks, () => this.nextTurn())
       .then(async (data) => {
+        // Unless a snapshot installed from the leader meanwhile is the latest now.
+        if (this.lastSnapshotIndex === index) this.lastSnapshotBytes = data.length;
         await this.o.storage.saveSnapshot(meta, data);
         const id = await snapshotId(meta, data, () => this.nextTurn());
         // A snapshot installed from the leader meanwhile may be newer: never go back.

@@ -116,6 +116,10 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       'Snapshot the state machine and compact the log at every index that is a multiple of this: the same indexes on every node, so a new leader can resume the snapshot transfer its predecessor began.',
   },
+  snapshotLogPercent: {
+    meaning:
+      "At such a multiple, snapshot only once the entries applied since the last snapshot hold at least this percentage of its bytes, so a large state is not copied in full every `snapshotEveryEntries` (the log kept between snapshots is then about this share of the state's size); 0: at every multiple.",
+  },
   snapshotChunkBytes: {
     meaning:
       'Bytes of one snapshot chunk sent to a follower: the unit a transfer is acknowledged, resent and resumed in (a lost chunk, a restart or a leader change mid-transfer costs about one); it must fit a peer frame.',

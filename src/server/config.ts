@@ -42,6 +42,11 @@ export interface NodeConfig {
    */
   readonly leaseDriftTicks: number;
   readonly snapshotEveryEntries: number;
+  /**
+   * A snapshot is taken at such a multiple only once the log since the last one holds this
+   * percentage of its size (RuntimeOptions.snapshotLogRatio × 100); 0: at every multiple.
+   */
+  readonly snapshotLogPercent: number;
   /** Bytes of one snapshot chunk sent to a follower: the unit a transfer resumes in. */
   readonly snapshotChunkBytes: number;
   /** The leader compacts the key-value history to keep at least this many revisions; 0: off. */
@@ -122,6 +127,7 @@ export const configDefaults = {
   /** Unset, a third of electionTicks rounded up: this is that third of the default 15. */
   leaseDriftTicks: 5,
   snapshotEveryEntries: 10_000,
+  snapshotLogPercent: 50,
   snapshotChunkBytes: defaultLimits.maxSnapshotChunkBytes,
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
@@ -154,6 +160,7 @@ export const numericFields = [
   ['heartbeatTicks', 1, 10_000],
   ['leaseDriftTicks', 0, 10_000],
   ['snapshotEveryEntries', 10, 1e9],
+  ['snapshotLogPercent', 0, 100_000],
   ['snapshotChunkBytes', 1024, 64 * 1024 * 1024],
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],

@@ -426,6 +426,7 @@ export class FlotillaNode implements AsyncDisposable {
       electionTicks: config.electionTicks,
       heartbeatTicks: config.heartbeatTicks,
       snapshotEveryEntries: config.snapshotEveryEntries,
+      snapshotLogRatio: config.snapshotLogPercent / 100,
       requestTimeoutMs: config.requestTimeoutMs,
       // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
       raft: {

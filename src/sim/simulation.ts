@@ -136,6 +136,9 @@ export class Simulation implements NodeHost, WorkloadHost {
             electionTicks: p.electionTicks,
             heartbeatTicks: p.heartbeatTicks,
             snapshotEveryEntries: p.snapshotEvery === 0 ? Number.MAX_SAFE_INTEGER : p.snapshotEvery,
+            // Half the profiles snapshot at every multiple, half by the product's size rule:
+            // derived from the interval, so no seed's other draws move.
+            snapshotLogRatio: p.snapshotEvery % 2 === 0 ? 0 : 0.5,
             raft: {
               preVote: p.preVote,
               checkQuorum: p.checkQuorum,
