@@ -154,11 +154,8 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
     return rest;
   };
 
-  write(
-    'add',
-    ['queue', ...addJobFields],
-    (o, session, signal) =>
-      propose(command({ op: 'add', queue: queueOf(o), ...addJobOf(o, l) }), session, signal),
+  write('add', ['queue', ...addJobFields], (o, session, signal) =>
+    propose(command({ op: 'add', queue: queueOf(o), ...addJobOf(o, l) }), session, signal),
   );
   write('addBulk', ['queue', 'jobs'], (o, session, signal) => {
     const queue = queueOf(o);
