@@ -242,6 +242,11 @@ export class TestCluster {
     throw new Error(`Nodes did not apply ${index} within ${timeoutMs} ms\n${this.dumpLogs()}`);
   }
 
+  /** Everything node `id` logged so far (dumpLogs keeps only each log's tail). */
+  logOf(id: number): string {
+    return (this.logs.get(id) ?? []).join('');
+  }
+
   dumpLogs(): string {
     // Repeated handshake refusals (a removed member still knocking) would crowd out the rest.
     const kept = (l: string[]) =>
