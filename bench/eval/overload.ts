@@ -29,7 +29,10 @@ export interface OverloadPoint extends LoadResult {
   readonly maxLoopDelayMsByNode: Record<string, number> | null;
   /** Per member: the slowest heartbeat round trip seen, as a histogram bucket bound, ms. */
   readonly maxHeartbeatRttMsByNode: Record<string, number> | null;
-  /** Per member: the longest silence from the leader seen, as a histogram bucket bound, ms. */
+  /**
+   * Per member: the longest silence from the leader seen during the point, as a histogram
+   * bucket bound, ms (over the member's life before 2026-11-30's run 5).
+   */
   readonly maxLeaderGapMsByNode: Record<string, number> | null;
 }
 
@@ -89,7 +92,24 @@ async function maxTerm(c: BenchCluster): Promise<number | null> {
 }
 
 /** The Flotilla members' own figures: loop delay and heartbeat round trip, per member. */
-async function flotillaHealth(c: BenchCluster): Promise<{
+/** Each running member's metrics now, by id (Flotilla only; empty for etcd). */
+async function metricsOf(c: BenchCluster): Promise<Map<number, Sample[]>> {
+  const out = new Map<number, Sample[]>();
+  if (c.system !== 'flotilla') return out;
+  for (const id of c.running())
+    out.set(id, parsePrometheus(await c.metricsText(id).catch(() => '')));
+  return out;
+}
+
+/**
+ * The members' loop delay (the largest since they started) and, over the point only (from the
+ * metrics read at its start, `before`), the slowest heartbeat round trip and the longest
+ * silence from the leader: a startup or an earlier point does not count.
+ */
+async function flotillaHealth(
+  c: BenchCluster,
+  before: ReadonlyMap<number, readonly Sample[]>,
+): Promise<{
   loop: Record<string, number>;
   rtt: Record<string, number>;
   gap: Record<string, number>;
@@ -101,23 +121,34 @@ async function flotillaHealth(c: BenchCluster): Promise<{
   for (const id of c.running()) {
     const text = await c.metricsText(id).catch(() => '');
     const samples = parsePrometheus(text);
+    const since = before.get(id) ?? [];
     const max = samples.find(
       (s) => s.name === 'flotilla_event_loop_delay_seconds' && s.labels['quantile'] === '1',
     );
     if (max !== undefined) loop[String(id)] = Math.round(max.value * 1000 * 10) / 10;
-    const r = maxBucketMs(samples, 'flotilla_heartbeat_round_trip_seconds');
+    const r = maxBucketMs(samples, 'flotilla_heartbeat_round_trip_seconds', since);
     if (r !== null) rtt[String(id)] = r;
-    const g = maxBucketMs(samples, 'flotilla_leader_contact_gap_seconds');
+    const g = maxBucketMs(samples, 'flotilla_leader_contact_gap_seconds', since);
     if (g !== null) gap[String(id)] = g;
   }
   return { loop, rtt, gap };
 }
 
-/** The smallest bucket bound of a histogram that holds every observation, in ms. */
-export function maxBucketMs(samples: readonly Sample[], name: string): number | null {
+/**
+ * The smallest bucket bound of a histogram that holds every observation, in ms; with `since`
+ * (the same histogram read earlier), of the observations made after it only.
+ */
+export function maxBucketMs(
+  samples: readonly Sample[],
+  name: string,
+  since: readonly Sample[] = [],
+): number | null {
+  const earlier = new Map(
+    since.filter((s) => s.name === `${name}_bucket`).map((s) => [s.labels['le'], s.value]),
+  );
   const buckets = samples
     .filter((s) => s.name === `${name}_bucket`)
-    .map((s) => ({ le: Number(s.labels['le']), n: s.value }))
+    .map((s) => ({ le: Number(s.labels['le']), n: s.value - (earlier.get(s.labels['le']) ?? 0) }))
     .sort((a, b) => a.le - b.le);
   const total = buckets.at(-1)?.n ?? 0;
   const bound = buckets.find((b) => b.n === total)?.le;
@@ -133,6 +164,7 @@ export async function overloadPoint(
 ): Promise<OverloadPoint> {
   await c.waitForLeader();
   const termBefore = await maxTerm(c);
+  const metricsBefore = await metricsOf(c);
   const urls = c.ids.map((id) => c.clientUrl(id));
   const values = Array.from({ length: 8 }, (_, i) => randomValueB64(256, i + 1));
   const runTag = `o${Date.now().toString(36)}`;
@@ -159,7 +191,7 @@ export async function overloadPoint(
     watched = await watcher.stop();
   }
   const termAfter = await maxTerm(c);
-  const health = await flotillaHealth(c);
+  const health = await flotillaHealth(c, metricsBefore);
   let refused429 = 0;
   let errors5xx = 0;
   for (const [status, n] of Object.entries(r.errorsByStatus)) {

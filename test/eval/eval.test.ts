@@ -186,5 +186,21 @@ void test('the slowest observation of a histogram is read as the smallest bucket
   ].join('\n');
   assert.equal(maxBucketMs(parsePrometheus(text), 'flotilla_heartbeat_round_trip_seconds'), 250);
   assert.equal(maxBucketMs(parsePrometheus(''), 'flotilla_heartbeat_round_trip_seconds'), null);
+  // Read against an earlier reading: only what was observed since counts. The slow round of
+  // before (in the 0.25 s bucket) is left out; the two since were below 0.1 s.
+  const earlier = [
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="0.05",node="1"} 3',
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="0.1",node="1"} 7',
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="0.25",node="1"} 8',
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="0.5",node="1"} 8',
+    'flotilla_heartbeat_round_trip_seconds_bucket{le="+Inf",node="1"} 8',
+  ].join('\n');
+  const name = 'flotilla_heartbeat_round_trip_seconds';
+  assert.equal(maxBucketMs(parsePrometheus(text), name, parsePrometheus(earlier)), 100);
+  assert.equal(
+    maxBucketMs(parsePrometheus(text), name, parsePrometheus(text)),
+    null,
+    'nothing observed since',
+  );
   assert.deepEqual(parseScenarios('overload,writes'), ['overload', 'writes']);
 });
