@@ -5,6 +5,7 @@
 // lost, the command is sent SIGTERM.
 
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
@@ -59,6 +60,52 @@ export function queueCommands(
           }),
         ),
     );
+  queue
+    .command('add-bulk')
+    .description(
+      "add one job per line of a file (or standard input): each line is a job's data as JSON; " +
+        'every line is checked before anything is added, then jobs go in bulk adds',
+    )
+    .argument('<queue>')
+    .option('--file <path>', 'read the lines from this file instead of standard input')
+    .option('--name <name>', "each job's name", 'job')
+    .option('--batch <n>', 'jobs per bulk add', int('--batch', 1, 1_000), 1_000)
+    .action(async (name: string, o: { file?: string; name: string; batch: number }) => {
+      const lines = await readLines(o.file);
+      const jobs = lines.map(({ n, text }) => {
+        try {
+          return { name: o.name, data: JSON.parse(text) as unknown };
+        } catch (err) {
+          throw new FlotillaError(
+            'BAD_REQUEST',
+            `line ${n} is not JSON (${(err as Error).message}); nothing was added`,
+          );
+        }
+      });
+      return withClient(opts(), async (c) => {
+        const q = c.queue(name);
+        let added = 0;
+        let duplicates = 0;
+        for (let from = 0; from < jobs.length; from += o.batch) {
+          const r = await q.addBulk(jobs.slice(from, from + o.batch)).catch((err: unknown) => {
+            // Batches before this one are in; say where to start again.
+            const e =
+              err instanceof FlotillaError ? err : new FlotillaError('INTERNAL', String(err));
+            throw new FlotillaError(
+              e.code,
+              `${e.message} (the batch from line ${(lines[from] as { n: number }).n}; ` +
+                `the ${from} jobs before it were added)`,
+              e.indefinite,
+            );
+          });
+          for (const j of r.jobs) if (j.duplicate) duplicates++;
+          added += r.jobs.length;
+          if (Math.floor(added / 50_000) > Math.floor((added - r.jobs.length) / 50_000))
+            process.stderr.write(`added ${added} of ${jobs.length}\n`);
+        }
+        return { queue: name, jobs: added, duplicates };
+      });
+    });
   queue
     .command('stats')
     .description('counts per state')
@@ -231,6 +278,26 @@ function retentionOf(v: string): { count: number; ageMs: number } {
 interface RateLimit {
   readonly max: number;
   readonly intervalMs: number;
+}
+
+/** The non-empty lines of a file, or of standard input, with their line numbers. */
+async function readLines(file: string | undefined): Promise<{ n: number; text: string }[]> {
+  const text =
+    file === undefined
+      ? await new Promise<string>((resolve, reject) => {
+          let all = '';
+          process.stdin.setEncoding('utf8');
+          process.stdin.on('data', (d: string) => (all += d));
+          process.stdin.on('end', () => resolve(all));
+          process.stdin.on('error', reject);
+        })
+      : await readFile(file, 'utf8').catch((err: unknown) => {
+          throw new FlotillaError('BAD_REQUEST', `cannot read ${file}: ${(err as Error).message}`);
+        });
+  return text
+    .split('\n')
+    .map((line, i) => ({ n: i + 1, text: line }))
+    .filter((l) => l.text.trim() !== '');
 }
 
 function parseData(s: string): unknown {

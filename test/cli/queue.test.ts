@@ -3,6 +3,9 @@
 // completes the job, anything else fails it; Ctrl-C (SIGINT) stops the worker cleanly.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
 import { TestNodes } from '../server/nodes.js';
@@ -113,4 +116,40 @@ void test('queue config and queue repeat add|list|remove', async () => {
   assert.notEqual(both.code, 0, 'both --every and --cron is refused');
   await cli('repeat', 'remove', 'cq', 'daily');
   assert.deepEqual((await cli('repeat', 'list', 'cq'))['repeatables'], []);
+});
+
+void test('queue add-bulk adds a file of lines in bulk adds; a bad line adds nothing', async () => {
+  const nodes = await TestNodes.start({ nodes: 3 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const client = new FlotillaClient({ endpoints: nodes.urls });
+  cleanups.push(() => client.close());
+  const endpoints = nodes.urls.join(',');
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-bulk-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+  const file = join(dir, 'jobs.ndjson');
+  const lines = Array.from({ length: 25 }, (_, i) => JSON.stringify({ n: i }));
+  writeFileSync(file, lines.slice(0, 10).join('\n') + '\n\n' + lines.slice(10).join('\n') + '\n');
+  const r = await runCli(
+    ['queue', '--endpoints', endpoints, 'add-bulk', 'bulk', '--file', file, '--batch', '7'],
+    20_000,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { queue: 'bulk', jobs: 25, duplicates: 0 });
+  const q = client.queue('bulk');
+  assert.equal((await q.stats()).stats?.counts.waiting, 25);
+  const page = await q.list('waiting', { limit: 100 });
+  assert.deepEqual(
+    page.jobs.map((j) => (j.data as { n: number }).n),
+    Array.from({ length: 25 }, (_, i) => i),
+  );
+  // Line 12 of this file (after a blank line) is not JSON: refused, naming it, nothing added.
+  writeFileSync(file, lines.slice(0, 10).join('\n') + '\n\n' + '{"n": 1' + '\n' + lines[11]);
+  const bad = await runCli(
+    ['queue', '--endpoints', endpoints, 'add-bulk', 'other', '--file', file],
+    20_000,
+  );
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /line 12 is not JSON/);
+  assert.equal((await client.queue('other').stats()).stats, null);
 });
