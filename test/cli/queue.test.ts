@@ -17,13 +17,18 @@ afterEach(async () => {
 });
 after(() => stopAll());
 
-void test('queue add, then queue work: exit 0 completes, anything else fails', async () => {
-  const nodes = await TestNodes.start({ nodes: 3 });
+/** In-process nodes with a leader, and a client of them; both closed after the test. */
+async function cluster(n: number): Promise<{ client: FlotillaClient; endpoints: string }> {
+  const nodes = await TestNodes.start({ nodes: n });
   cleanups.push(() => nodes.close());
   await nodes.waitForLeader();
   const client = new FlotillaClient({ endpoints: nodes.urls });
   cleanups.push(() => client.close());
-  const endpoints = nodes.urls.join(',');
+  return { client, endpoints: nodes.urls.join(',') };
+}
+
+void test('queue add, then queue work: exit 0 completes, anything else fails', async () => {
+  const { client, endpoints } = await cluster(3);
   const good = await runCli(
     ['queue', '--endpoints', endpoints, 'add', 'jobs', '{"ok":true}'],
     20_000,
@@ -119,12 +124,7 @@ void test('queue config and queue repeat add|list|remove', async () => {
 });
 
 void test('queue add-bulk adds a file of lines in bulk adds; a bad line adds nothing', async () => {
-  const nodes = await TestNodes.start({ nodes: 3 });
-  cleanups.push(() => nodes.close());
-  await nodes.waitForLeader();
-  const client = new FlotillaClient({ endpoints: nodes.urls });
-  cleanups.push(() => client.close());
-  const endpoints = nodes.urls.join(',');
+  const { client, endpoints } = await cluster(3);
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-bulk-'));
   cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
   const file = join(dir, 'jobs.ndjson');
