@@ -113,9 +113,8 @@ try {
     Array.from({ length: adders }, async () => {
       while (next < total) {
         const from = next;
-        next = Math.min(total, from + batch);
         // Waiting jobs first, then the delayed ones: a batch is one kind or the other.
-        const upto = from < jobs ? Math.min(next, jobs) : next;
+        const upto = Math.min(from < jobs ? jobs : total, from + batch);
         next = upto;
         const delayMs = from < jobs ? undefined : 86_400_000;
         const items = Array.from({ length: upto - from }, (_, k) => ({

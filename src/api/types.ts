@@ -4,6 +4,7 @@
 // stay below 2^53 for any realistic cluster lifetime.
 
 import type { ErrorCode } from '../base/errors.js';
+import type { SnapshotTransfer as HostSnapshotTransfer } from '../host/snapshot-transfer.js';
 
 export interface ResponseHeader {
   /** The store's revision when the request was served (etcd's header.revision). */
@@ -193,24 +194,10 @@ export interface NodeStatus {
   };
 }
 
-export interface SnapshotTransferStatus {
+/** A snapshot transfer in progress (the host's record of it), with its Raft group. */
+export interface SnapshotTransferStatus extends HostSnapshotTransfer {
   /** The Raft group: 0 key-value, 1 the job queue. */
   readonly group: number;
-  readonly direction: 'send' | 'receive';
-  /** The node at the other end. */
-  readonly peer: number;
-  /** The snapshot's id (a checksum of its index, term and bytes) and index. */
-  readonly id: string;
-  readonly index: number;
-  readonly totalBytes: number;
-  /** Bytes the follower holds: a resumed transfer goes on from here. */
-  readonly bytesDone: number;
-  /** Chunk bytes sent (or received) in this transfer, resent ones included. */
-  readonly bytesMoved: number;
-  readonly chunks: number;
-  /** Offset of the last chunk sent (or received). */
-  readonly lastOffset: number;
-  readonly bytesPerSec: number;
 }
 
 export interface ClusterStatus {

@@ -157,7 +157,7 @@ function token(v: unknown): number {
 
 const addJobFields = ['name', 'payload', 'id', 'delayMs', ...optionFields] as const;
 
-/** An add's job (of an add, or one of a bulk add's under `prefix`). */
+/** An add's job: of an add, or one of a bulk add's, named `prefix` in a refusal. */
 function decodeAddJob(o: Fields, l: QueueLimits, prefix = ''): BulkJob {
   try {
     const id = o['id'] === undefined ? undefined : checkName(o['id'], 'id', l);
@@ -170,9 +170,9 @@ function decodeAddJob(o: Fields, l: QueueLimits, prefix = ''): BulkJob {
       ...decodeOptions(o, l),
     };
   } catch (err) {
-    // Which job of a batch: the field names in the message gain its place.
+    // Which job of a batch: the message says so first, as the API's does.
     if (prefix === '' || !(err instanceof FlotillaError)) throw err;
-    bad(err.message.replace(/"([A-Za-z.]+)"/, `"${prefix}$1"`));
+    bad(`${prefix}: ${err.message}`);
   }
 }
 
@@ -200,7 +200,7 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
         op,
         queue: q(o),
         jobs: jobs.map((j: unknown, i) =>
-          decodeAddJob(map(j, `jobs[${i}]`, addJobFields), l, `jobs[${i}].`),
+          decodeAddJob(map(j, `jobs[${i}]`, addJobFields), l, `jobs[${i}]`),
         ),
       };
     }

@@ -17,7 +17,7 @@ import {
   type BackendOpResult,
   type KvBackend,
 } from '../api/routes.js';
-import type { ClusterStatus, NodeStatus } from '../api/types.js';
+import type { ClusterStatus, NodeStatus, SnapshotTransferStatus } from '../api/types.js';
 import { createRng, type Recovery } from '../raft/index.js';
 import { FilePartialSnapshots, openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { TcpTransport } from '../transport/index.js';
@@ -85,6 +85,14 @@ const queueTickMs = 1_000;
 export const KV_GROUP = 0;
 /** The Raft group that holds the job queue: same members, same timing, its own log. */
 export const QUEUE_GROUP = 1;
+
+/** Both groups' snapshot transfers in progress, each tagged with its group. */
+function snapshotTransfersOf(kv: RaftRuntime, queue: RaftRuntime): SnapshotTransferStatus[] {
+  return [
+    ...kv.snapshotTransfers().map((t) => ({ group: KV_GROUP, ...t })),
+    ...queue.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
+  ];
+}
 /** Connections to each other member for forwarded requests and status. */
 const forwardConnections = 128;
 
@@ -547,10 +555,7 @@ export class FlotillaNode implements AsyncDisposable {
     }));
     metrics.bindStatus(() => ({ ...runtime.status(), applied: runtime.appliedIndex() }));
     metrics.bindSnapshotTransfers(() => ({
-      transfers: [
-        ...runtime.snapshotTransfers().map((t) => ({ group: KV_GROUP, ...t })),
-        ...queueRuntime.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
-      ],
+      transfers: snapshotTransfersOf(runtime, queueRuntime),
       counters: [runtime, queueRuntime].map((rt, group) => ({ group, ...rt.snapshotCounters() })),
     }));
     metrics.bindKvHistory(() => ({
@@ -702,10 +707,7 @@ export class FlotillaNode implements AsyncDisposable {
       voters: s.voters,
       learners: s.learners,
       replication: this.members.membership.replication(),
-      snapshotTransfers: [
-        ...this.runtime.snapshotTransfers().map((t) => ({ group: KV_GROUP, ...t })),
-        ...this.queueService.runtime.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
-      ],
+      snapshotTransfers: snapshotTransfersOf(this.runtime, this.queueService.runtime),
       queueGroup: {
         role: q.role,
         term: q.term,

@@ -44,11 +44,16 @@ void test('the tally finds a job lost, a job run twice, and leaves out adds that
 type Fault = 'none' | 'lose' | 'twice';
 
 /** A queue in memory: jobs wait in an array and workers take them on a timer tick. */
-function memoryDriver(fault: Fault, stats: { maxOutstanding: number; added: number }) {
+function memoryDriver(
+  fault: Fault,
+  stats: { maxOutstanding: number; added: number },
+): QueueDriver & { drained(): boolean } {
   const waiting: JobData[] = [];
   let completed = 0;
   let timer: NodeJS.Timeout | undefined;
-  const d: QueueDriver = {
+  const d: QueueDriver & { drained(): boolean } = {
+    /** Nothing queued: every job the workers will ever report has been reported. */
+    drained: () => waiting.length === 0,
     add(data) {
       stats.added++;
       stats.maxOutstanding = Math.max(stats.maxOutstanding, stats.added - completed);
@@ -94,8 +99,12 @@ async function runMemory(fault: Fault) {
   };
   const stop = consume(c, d);
   const produced = await produce(c, d);
-  // Let the last jobs through the 1 ms worker tick.
-  await new Promise((r) => setTimeout(r, 50));
+  // Let the last jobs through the 1 ms worker tick: wait (bounded) until none is queued.
+  const deadline = Date.now() + 5_000;
+  while (!d.drained()) {
+    if (Date.now() > deadline) assert.fail('the in-memory workers did not drain the queue');
+    await new Promise((r) => setTimeout(r, 1));
+  }
   const consumed = await stop();
   const added = new Int32Array(c.ctl)[0] as number;
   return { produced, consumed, stats, tally: tallyJobs(new Uint8Array(c.marks), added) };
