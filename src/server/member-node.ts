@@ -35,6 +35,23 @@ export interface NodeMembersOptions {
   readonly stop: () => void;
 }
 
+interface PeerMemberList {
+  readonly removed: readonly number[];
+  readonly members: readonly Member[];
+}
+
+/** One member of a peer's list, or nothing when any address is missing or malformed. */
+function asMember(v: unknown): Member[] {
+  if (typeof v !== 'object' || v === null) return [];
+  const { id, peer, client } = v as Record<string, unknown>;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) return [];
+  if (typeof peer !== 'string' || typeof client !== 'string') return [];
+  const { host, port } = parseHostPort(peer);
+  if (host === '' || !Number.isInteger(port) || port < 1 || port > 65_535) return [];
+  if (!URL.canParse(client)) return [];
+  return [{ id, peer, client }];
+}
+
 export class NodeMembers {
   /**
    * Every member's addresses (membership.ts, `reachable`), kept current in place: the
@@ -43,9 +60,15 @@ export class NodeMembers {
   readonly book: Member[];
   readonly membership: Membership;
   private removalHandled = false;
-  private lastRemovalAskMs = -Infinity;
-  /** Which peer the next "was I removed?" question goes to: each in turn. */
-  private removalAskTurn = 0;
+  private lastAskMs = -Infinity;
+  /** Which peer the next question about the membership goes to: each in turn. */
+  private askTurn = 0;
+  /**
+   * Members a peer's member list named that this node's own directory does not (yet): a node
+   * whose directory is behind (wiped, or down while members joined) would otherwise refuse
+   * their handshakes, and so never hear from a leader among them.
+   */
+  private readonly learned = new Map<number, Member>();
 
   constructor(private readonly o: NodeMembersOptions) {
     const { config, log } = o;
@@ -110,6 +133,12 @@ export class NodeMembers {
   /** Makes the address book, the transport's peers and the forwarders follow the membership. */
   refreshBook(): void {
     const next = this.membership.reachable();
+    const directory = this.o.kvSessions.directory;
+    for (const [id, m] of this.learned) {
+      if (directory.isRemoved(id) || next.some((n) => n.id === id)) this.learned.delete(id);
+      else next.push(m);
+    }
+    next.sort((a, b) => a.id - b.id);
     const gone = this.book.filter((m) => !next.some((n) => n.id === m.id));
     this.book.splice(0, this.book.length, ...next);
     for (const m of next)
@@ -145,27 +174,55 @@ export class NodeMembers {
   }
 
   /**
-   * A member removed while it was down or cut off never applies its removal, and the leader's
-   * notice may not reach it; the others refuse its handshakes from then on. On such a refusal
-   * (at most every 2 s) it asks a peer whether the cluster lists it as removed.
+   * A refused handshake means this node's membership is behind the cluster's. A member removed
+   * while it was down or cut off never applies its removal, and the leader's notice may not
+   * reach it: the others refuse its handshakes from then on. A node whose directory lacks
+   * members that joined since (its data directory was wiped, or it was down while they joined)
+   * refuses theirs, and a leader among them is never heard. On such a refusal (at most every
+   * second) it asks a peer, each in turn, for the member list: it stops if the list names it
+   * removed, and learns the addresses of members it did not know.
    */
-  askWhetherRemoved(): void {
+  askPeerForMembers(): void {
     const now = this.o.clock.nowMs();
-    if (this.o.isClosing() || this.removalHandled || now - this.lastRemovalAskMs < 2_000) return;
-    this.lastRemovalAskMs = now;
+    if (this.o.isClosing() || this.removalHandled || now - this.lastAskMs < 1_000) return;
+    this.lastAskMs = now;
     const peers = this.book.filter((m) => m.id !== this.o.config.id);
-    const peer = peers[this.removalAskTurn++ % Math.max(1, peers.length)];
+    const peer = peers[this.askTurn++ % Math.max(1, peers.length)];
     if (peer === undefined) return;
-    void this.listedRemoved(peer).then(
-      (removed) => {
-        if (removed) this.onRemoved(`member ${peer.id} lists this member as removed`);
+    void this.memberList(peer).then(
+      (list) => {
+        if (list === null || this.o.isClosing()) return;
+        // Listed removed, and a member of neither group any more (the list names the members
+        // of both): its removal took effect.
+        const self = this.o.config.id;
+        if (list.removed.includes(self) && !list.members.some((m) => m.id === self))
+          return this.onRemoved(`member ${peer.id} lists this member as removed`);
+        this.learn(list, peer.id);
       },
       (err: unknown) =>
         this.o.log.debug({ peer: peer.id, err: (err as Error).message }, 'membership check failed'),
     );
   }
 
-  private async listedRemoved(peer: Member): Promise<boolean> {
+  /** Adds the members of a peer's list that this node knows nothing of. */
+  private learn(list: PeerMemberList, from: number): void {
+    const directory = this.o.kvSessions.directory;
+    let added = false;
+    for (const m of list.members) {
+      if (m.id === this.o.config.id || directory.isRemoved(m.id)) continue;
+      if (this.book.some((b) => b.id === m.id)) continue;
+      this.learned.set(m.id, m);
+      added = true;
+      this.o.log.info(
+        { member: m.id, peer: m.peer, client: m.client, from },
+        `learned member ${m.id} from member ${from}'s member list`,
+      );
+    }
+    if (added) this.refreshBook();
+  }
+
+  /** A peer's member list, checked field by field (null: the answer was not a list). */
+  private async memberList(peer: Member): Promise<PeerMemberList | null> {
     const deadline = new Deadline(2_000);
     try {
       const res = await this.o.pool(peer.client).request({
@@ -175,12 +232,13 @@ export class NodeMembers {
         body: '{}',
         signal: deadline.signal,
       });
-      const json = JSON.parse(await res.body.text()) as { removed?: unknown };
-      return (
-        res.statusCode === 200 &&
-        Array.isArray(json.removed) &&
-        json.removed.includes(this.o.config.id)
-      );
+      const json = JSON.parse(await res.body.text()) as { removed?: unknown; members?: unknown };
+      if (res.statusCode !== 200) return null;
+      const removed = Array.isArray(json.removed)
+        ? json.removed.filter((x): x is number => typeof x === 'number')
+        : [];
+      const members = Array.isArray(json.members) ? json.members.flatMap(asMember) : [];
+      return { removed, members };
     } finally {
       deadline[Symbol.dispose]();
     }

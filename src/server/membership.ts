@@ -200,7 +200,11 @@ export class Membership {
     await this.changeDirectory({ op: 'remove', id }, { signal });
     await this.o.kv.proposeConfChange({ changes: [{ kind: 'remove', node: id }] }, { signal });
     this.o.log.warn({ member: id }, `member ${id} removed`);
-    if (member !== undefined && id !== this.o.selfId)
+    const answer = await this.afterChange(signal);
+    // Told only once the queue group removed it too: stopped before, it would leave that
+    // group a voter short (and without a quorum if another was down). If the queue group has
+    // not followed yet, the member learns when its peers drop it and refuse its handshakes.
+    if (member !== undefined && id !== this.o.selfId && roleIn(this.conf(1), id) === 'none')
       this.o
         .notifyRemoved(member)
         .catch((err: unknown) =>
@@ -209,7 +213,7 @@ export class Membership {
             'could not tell the removed member; it learns at its next contact or refuses at restart',
           ),
         );
-    return this.afterChange(signal);
+    return answer;
   }
 
   /**
@@ -280,7 +284,13 @@ export class Membership {
     this.checking = true;
     try {
       const self = this.o.selfId;
-      if (this.o.directory.isRemoved(self) && roleIn(this.conf(0), self) === 'none')
+      // Out of both groups: stopping while the queue group still counts it would leave that
+      // group a voter short.
+      if (
+        this.o.directory.isRemoved(self) &&
+        roleIn(this.conf(0), self) === 'none' &&
+        roleIn(this.conf(1), self) === 'none'
+      )
         this.o.onSelfRemoved();
       if (this.o.kv.isLeader()) await this.promoteCaughtUp();
       if (this.o.queue.isLeader()) await this.followInQueueGroup();

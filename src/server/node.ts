@@ -322,7 +322,8 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenPeer, 'peers (listenPeer)', err);
     }
     const peerLogs = new Map<number, boolean | null>();
-    // Set once the node exists: a refused handshake may mean this member was removed.
+    // Set once the node exists: a refused handshake may mean this member was removed, or that
+    // members joined that it does not know of.
     let onHandshakeRefused: () => void = () => undefined;
     transport.onEvent((e) => {
       switch (e.kind) {
@@ -548,7 +549,7 @@ export class FlotillaNode implements AsyncDisposable {
     // The directory restored from the snapshot (and the log replayed so far) names members
     // added at run time: the transport learns them before the first message goes out.
     node.members.refreshBook();
-    onHandshakeRefused = () => node.members.askWhetherRemoved();
+    onHandshakeRefused = () => node.members.askPeerForMembers();
     metrics.bindMembership(() => ({
       status: runtime.status(),
       replication: node.members.membership.replication(),

@@ -215,3 +215,52 @@ void test(
     assert.doesNotMatch(noSnapshot.stderr, /\n\s+at /, `no stack trace:\n${noSnapshot.stderr}`);
   },
 );
+
+void test(
+  'a wiped member recovers under a leader that joined after its command line was written',
+  { timeout: 120_000 },
+  async () => {
+    // Chaos seed 611 found this: the wiped node knows only its command line's members and
+    // refused the later member's handshakes, so it never heard from the leader.
+    const cluster = await TestCluster.create({ nodes: 3, extraArgs: ['--log-level', 'info'] });
+    clusters.push(cluster);
+    await cluster.start();
+    const admin = cluster.client([1, 2, 3]);
+    try {
+      for (let i = 0; i < 20; i++) await admin.put(`k${i}`, `v${i}`);
+      await cluster.join(4, cluster.endpoints([1, 2, 3]));
+      await waitFor('node 4 to vote', 30_000, async () => {
+        const v = await admin.members();
+        const m = v.members.find((x) => x.id === 4);
+        return m?.role === 'voter' ? { done: true } : { seen: JSON.stringify(v.members) };
+      });
+      await admin.transferLeadership({ to: 4 });
+      await waitFor('node 4 to lead', 15_000, async () => {
+        const st = await cluster.status(4);
+        return st?.role === 'leader' ? { done: true } : { seen: JSON.stringify(st) };
+      });
+      const wiped = 2;
+      await cluster.kill(wiped);
+      rmSync(cluster.member(wiped).dataDir, { recursive: true, force: true });
+      for (let i = 0; i < 20; i++) await admin.put(`k${i}`, `after-${i}`);
+      cluster.startNode(wiped);
+      const commit = await cluster.maxCommit();
+      await waitFor('the wiped node to recover and catch up', 30_000, async () => {
+        const [st, leader] = await Promise.all([cluster.status(wiped), cluster.status(4)]);
+        if (st !== null && !st.recovering && st.applied >= commit) return { done: true };
+        return {
+          seen: `wiped ${JSON.stringify(st)}; node 4 ${JSON.stringify(leader)}\n${cluster.logOf(wiped).slice(-3000)}`,
+        };
+      });
+      assert.match(cluster.logOf(wiped), /learned member 4/, 'it says whom it learned of');
+      const local = cluster.client([wiped]);
+      try {
+        for (let i = 0; i < 20; i++) assert.equal((await local.get(`k${i}`))?.value, `after-${i}`);
+      } finally {
+        await local.close();
+      }
+    } finally {
+      await admin.close();
+    }
+  },
+);

@@ -1,5 +1,6 @@
-// The queue group following the key-value group's configuration (nextFollowChange), the data
-// directory mark of a removed member, and the `join` settings: small pure pieces of membership.
+// The queue group following the key-value group's configuration (nextFollowChange), when a
+// removed member stops, the data directory mark of a removed member, and the `join` settings:
+// small pieces of membership.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -7,7 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { simpleConf, type ConfState } from '../../src/raft/index.js';
-import { nextFollowChange } from '../../src/server/membership.js';
+import { Membership, nextFollowChange } from '../../src/server/membership.js';
+import { MemberDirectory } from '../../src/host/directory.js';
+import { systemClock } from '../../src/host/contracts.js';
+import type { RaftRuntime } from '../../src/host/runtime.js';
+import { pino } from 'pino';
 import {
   DataDirError,
   IDENTITY_FILE,
@@ -99,4 +104,36 @@ void test('join takes client URLs and refuses anything else', () => {
   assert.throws(() => resolveNodeConfig({ ...base, join: 'not a url' }), ConfigError);
   assert.throws(() => resolveNodeConfig({ ...base, join: 5 }), /join must be client URLs/);
   assert.equal(resolveNodeConfig(base).learnerPromoteLagEntries, 1_000);
+});
+
+void test('a removed member stops only once the queue group removed it too', async () => {
+  const confs = { 0: conf([1, 2]), 1: conf([1, 2, 3]) };
+  const runtime = (group: 0 | 1) =>
+    ({
+      status: () => ({ conf: confs[group], progress: {}, lastIndex: 0 }),
+      isLeader: () => false,
+    }) as unknown as RaftRuntime;
+  const directory = new MemberDirectory();
+  directory.apply({ op: 'remove', id: 3 });
+  let stopped = 0;
+  const m = new Membership({
+    selfId: 3,
+    bootstrap: [],
+    kv: runtime(0),
+    queue: runtime(1),
+    directory,
+    clock: systemClock,
+    learnerPromoteLagEntries: 100,
+    checkEveryMs: 1_000,
+    followWaitMs: 0,
+    notifyRemoved: () => Promise.resolve(),
+    onBookChanged: () => undefined,
+    onSelfRemoved: () => stopped++,
+    log: pino({ level: 'silent' }),
+  });
+  await m.check();
+  assert.equal(stopped, 0, 'still a voter of the queue group: it keeps running');
+  confs[1] = conf([1, 2]);
+  await m.check();
+  assert.equal(stopped, 1, 'out of both groups: it stops');
 });
