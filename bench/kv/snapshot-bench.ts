@@ -1,14 +1,18 @@
 // How long a key-value snapshot blocks the event loop. A node's heartbeats, votes and client
 // requests all wait while the event loop is busy, so a block longer than the election timeout
 // (150 ms by default) can cost a leader its leadership. For each store size it measures, in
-// one run: encoding the whole state in one go (format 1, what earlier releases did) and the
-// sliced encoding nodes use now (format 2), reporting total time and the longest block.
+// one run: encoding the whole state in one go (format 1, what earlier releases did), copying
+// the store's state at once (what a snapshot's capture did until it became copy-on-write), and
+// the sliced, copy-on-write snapshot nodes take now, reporting total time and the longest
+// block. With --past every key is written twice, so each has an older version kept too (the
+// overload benchmark's shape).
 //
-//   node dist/bench/kv/snapshot-bench.js [--keys 10000,30000,100000] [--value-bytes 256] [--reps 3]
+//   node dist/bench/kv/snapshot-bench.js [--keys 10000,30000,100000] [--value-bytes 256] [--reps 3] [--past]
 
 import { parseArgs } from 'node:util';
 import { Packr } from 'msgpackr';
 import { KvStateMachine } from '../../src/kv/machine.js';
+import { KvStore } from '../../src/kv/kv-store.js';
 import { SessionMachine } from '../../src/host/sessions.js';
 import { collectSnapshot } from '../../src/host/snapshot-stream.js';
 import { encodeWrite } from '../../src/server/kv-service.js';
@@ -18,6 +22,7 @@ const { values } = parseArgs({
     keys: { type: 'string', default: '10000,30000,100000' },
     'value-bytes': { type: 'string', default: '256' },
     reps: { type: 'string', default: '3' },
+    past: { type: 'boolean', default: false },
   },
 });
 const sizes = values.keys.split(',').map(Number);
@@ -30,21 +35,24 @@ for (const n of [...sizes, valueBytes, reps]) {
 const enc = new TextEncoder();
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
-function fill(sm: SessionMachine, from: number, to: number): void {
+let index = 0;
+function fill(sm: SessionMachine, store: KvStore, from: number, to: number): void {
   const value = new Uint8Array(valueBytes).fill(0x61);
-  for (let i = from; i <= to; i++) {
-    const data = encodeWrite(
-      {
-        compare: [],
-        success: [{ kind: 'put', key: enc.encode(`key-${i}`), value, prevKv: false }],
-        failure: [],
-      },
-      { clientId: `client-${i % 1000}`, seq: Math.floor(i / 1000) + 1 },
-      i,
-      Infinity,
-    );
-    sm.apply([{ term: 1, index: i, timeMs: 0, payload: data }]);
-  }
+  for (let pass = 0; pass < (values.past ? 2 : 1); pass++)
+    for (let i = from; i <= to; i++) write(sm, store, i, value);
+}
+
+function write(sm: SessionMachine, store: KvStore, i: number, value: Uint8Array): void {
+  index++;
+  const op = { kind: 'put' as const, key: enc.encode(`key-${i}`), value, prevKv: false };
+  store.apply({ compare: [], success: [op], failure: [] });
+  const data = encodeWrite(
+    { compare: [], success: [op], failure: [] },
+    { clientId: `client-${index % 1000}`, seq: Math.floor(index / 1000) + 1 },
+    index,
+    Infinity,
+  );
+  sm.apply([{ term: 1, index, timeMs: 0, payload: data }]);
 }
 
 /**
@@ -76,12 +84,19 @@ async function measure(
 
 const kv = new KvStateMachine({ maxKeyBytes: 1024, maxValueBytes: 1 << 20 });
 const sm = new SessionMachine(kv);
+// The same keys in a bare store: copying its state at once is what a capture used to cost.
+const store = new KvStore();
 let have = 0;
-console.log(`value ${valueBytes} B, best of ${reps} runs`);
-console.log('keys      bytes     | one go: total, longest block | sliced: total, longest block');
+console.log(
+  `value ${valueBytes} B, ${values.past ? 'every key with one past version, ' : ''}best of ${reps} runs`,
+);
+console.log(
+  'keys      bytes     | one go: total, longest block | copy at once | sliced: total, longest block',
+);
 for (const n of sizes) {
-  fill(sm, have + 1, n);
+  fill(sm, store, have + 1, n);
   have = Math.max(have, n);
+  let copyMs = Infinity;
   let oneGo = { totalMs: Infinity, maxBlockMs: Infinity };
   let sliced = { totalMs: Infinity, maxBlockMs: Infinity };
   let bytes = 0;
@@ -95,6 +110,9 @@ for (const n of sizes) {
       return Promise.resolve();
     });
     if (a.totalMs < oneGo.totalMs) oneGo = a;
+    const t0 = performance.now();
+    store.snapshotState();
+    copyMs = Math.min(copyMs, performance.now() - t0);
     const b = await measure(async () => {
       // As the runtime reads it: one chunk per turn of the event loop.
       bytes = (await collectSnapshot(sm.snapshot(), () => new Promise((r) => setImmediate(r))))
@@ -105,6 +123,7 @@ for (const n of sizes) {
   console.log(
     `${String(n).padEnd(9)} ${(bytes / 1e6).toFixed(1).padStart(5)} MB  | ` +
       `${oneGo.totalMs.toFixed(0).padStart(5)} ms, ${oneGo.maxBlockMs.toFixed(0).padStart(5)} ms         | ` +
+      `${copyMs.toFixed(0).padStart(6)} ms    | ` +
       `${sliced.totalMs.toFixed(0).padStart(5)} ms, ${sliced.maxBlockMs.toFixed(0).padStart(4)} ms`,
   );
 }

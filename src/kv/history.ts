@@ -40,6 +40,8 @@ export class History {
   private compactedRev = 0;
   /** Versions held in `past`, all keys together. */
   private held = 0;
+  /** Told before a compaction changes a key's past (a snapshot being read keeps it). */
+  beforeChange: ((key: string) => void) | null = null;
 
   /** The revision the store was last compacted to (0: never); reads below it are refused. */
   compacted(): number {
@@ -54,6 +56,11 @@ export class History {
   /** Keys with a past, for snapshots: every key of `past`. */
   keysWithPast(): IterableIterator<string> {
     return this.past.keys();
+  }
+
+  /** How many keys have a past. */
+  keysWithPastCount(): number {
+    return this.past.size;
   }
 
   /** Records that `prev`, the current version of `key`, is replaced at revision `rev`. */
@@ -176,6 +183,7 @@ export class History {
       keepFrom = newest < 0 ? 0 : isTombstone(versions[newest] as Version) ? newest + 1 : newest;
     }
     if (keepFrom === 0) return;
+    this.beforeChange?.(key);
     if (keepFrom >= versions.length) {
       this.held -= versions.length;
       this.past.delete(key);

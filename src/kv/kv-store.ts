@@ -18,6 +18,10 @@ import type { KeyValue } from './key-value.js';
 
 export type { KeyValue } from './key-value.js';
 import { SortedKeys } from './sorted-keys.js';
+import { StoreCapture } from './capture.js';
+
+/** Snapshots read at once at most; a node reads one at a time, tests may hold a few. */
+const MAX_CAPTURES = 4;
 
 /** A lease: keys attached to it are deleted, in one revision, when it is revoked or expires. */
 export interface Lease {
@@ -129,6 +133,12 @@ export class KvStore {
   private listener: ((c: Changes) => void) | null = null;
   /** The changes of the transaction being applied, while a listener is set. */
   private pending: Change[] | null = null;
+  /** Snapshots being read (capture.ts); each keeps the pre-image of what changes. */
+  private captures: StoreCapture[] = [];
+
+  constructor() {
+    this.history.beforeChange = (key) => this.preserve(key);
+  }
 
   /** Sets the one listener told of every revision's changes as it is made. */
   onChanges(listener: ((c: Changes) => void) | null): void {
@@ -384,6 +394,40 @@ export class KvStore {
     return { kind: 'range', kvs, count, more: !countOnly && kvs.length < count };
   }
 
+  /**
+   * The store as of now, for a snapshot read later chunk by chunk while commands apply
+   * (capture.ts): O(leases) now, the keys' records as the reader walks them. At most
+   * MAX_CAPTURES are kept; an older one still being read then fails.
+   */
+  capture(): {
+    readonly revision: number;
+    readonly compacted: number;
+    readonly leases: readonly Lease[];
+    readonly capture: StoreCapture;
+  } {
+    this.captures = this.captures.filter((c) => !c.closed);
+    const live = {
+      keysAfter: (after: string | null, limit: number) => this.keys.keysAfter(after, limit),
+      current: (key: string) => this.map.get(key),
+      history: this.history,
+    };
+    const capture = new StoreCapture(live, this.map.size, this.history.keysWithPastCount());
+    this.captures.push(capture);
+    if (this.captures.length > MAX_CAPTURES) this.captures.shift()?.close();
+    return {
+      revision: this.rev,
+      compacted: this.history.compacted(),
+      leases: this.leaseList(),
+      capture,
+    };
+  }
+
+  /** Hands `key`'s version and past to every snapshot being read, before they change. */
+  private preserve(key: string): void {
+    for (const c of this.captures) c.preserve(key);
+  }
+
+  /** The whole state copied at once (tests compare it with what a capture reads). */
   snapshotState(): StoreState {
     const pasts: KeyPast[] = [];
     // Versions are immutable records and arrays are copied, so this is a point-in-time view.
@@ -401,6 +445,10 @@ export class KvStore {
   }
 
   restoreState(state: StoreState): void {
+    // A snapshot still being read keeps everything it captured before the state goes.
+    for (const c of this.captures)
+      c.detach(new Set([...this.map.keys(), ...this.history.keysWithPast()]));
+    this.captures = [];
     this.rev = state.revision;
     this.map.clear();
     this.leases.clear();
@@ -427,6 +475,7 @@ export class KvStore {
     lease: number,
   ): KeyValue | null {
     const s = k(key);
+    this.preserve(s);
     const prev = this.map.get(s);
     if (prev !== undefined) this.history.superseded(s, prev, rev);
     else this.history.revived(s);
@@ -461,6 +510,7 @@ export class KvStore {
       const s = k(range.key);
       const prev = this.map.get(s);
       if (prev === undefined) return { kind: 'delete', deleted: 0, prevKvs: [] };
+      this.preserve(s);
       this.map.delete(s);
       this.keys.remove(s);
       this.detach(s, prev);
@@ -474,6 +524,7 @@ export class KvStore {
     for (const s of removed) {
       const prev = this.map.get(s) as KeyValue;
       if (wantPrev) prevKvs.push(prev);
+      this.preserve(s);
       this.map.delete(s);
       this.detach(s, prev);
       this.history.deleted(s, prev, rev);
@@ -494,7 +545,8 @@ export class KvStore {
   }
 }
 
-function bytesOf(s: string): Uint8Array {
+/** An index key back to its bytes (the inverse of `k`). */
+export function bytesOf(s: string): Uint8Array {
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;

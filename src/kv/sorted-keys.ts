@@ -111,6 +111,18 @@ export class SortedKeys {
     return removed;
   }
 
+  /** Up to `limit` keys above `after` (null: from the first), in order. */
+  keysAfter(after: string | null, limit: number): string[] {
+    let { c, i } = after === null ? { c: 0, i: 0 } : this.lowerBound(after);
+    if (after !== null && this.chunks[c]?.[i] === after) i++;
+    const keys: string[] = [];
+    for (; c < this.chunks.length && keys.length < limit; c++, i = 0) {
+      const chunk = this.chunks[c] as string[];
+      for (; i < chunk.length && keys.length < limit; i++) keys.push(chunk[i] as string);
+    }
+    return keys;
+  }
+
   /** Every key, in order, in a new array. */
   all(): string[] {
     return this.chunks.flat();
