@@ -645,7 +645,8 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
 
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     const decoded = await decodeSnapshot(chunks);
-    for (const c of this.captures) c.close();
+    // A capture being read holds the jobs it captured, which nothing changes after the
+    // restore (it makes jobs of its own): it reads on, no longer told of changes.
     this.captures = [];
     restoreState(this.s, decoded);
   }

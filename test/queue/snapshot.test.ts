@@ -1,5 +1,5 @@
 // The queue machine's snapshots as the host uses them: captured when taken while commands keep
-// applying, refused when malformed, and carried through the host's session wrapper, whose
+// applying or another state is restored, refused when malformed, and carried through the host's session wrapper, whose
 // exactly-once rule keeps a retried claim from taking a second job.
 
 import assert from 'node:assert/strict';
@@ -41,6 +41,26 @@ void test('a snapshot holds the state as of the call, whatever applies while it 
   assert.deepEqual(restored.checkInvariants(), []);
   assert.equal(restored.getJob('q', 'late'), null);
   assert.equal(restored.getJob('q', '#7')?.state, 'waiting');
+});
+
+void test('a snapshot read while another state is restored still holds the state as of the call', async () => {
+  const h = new Harness();
+  for (let i = 0; i < 5_000; i++)
+    h.m.apply([h.command({ op: 'add', queue: 'q', name: 'n', payload: bytes(`${i}`) })]);
+  h.claim('q', { max: 3 });
+  const atSnapshot = h.m.dump();
+  const stream = h.m.snapshot()[Symbol.asyncIterator]();
+  const chunks: Uint8Array[] = [];
+  const first = await stream.next();
+  if (first.done !== true) chunks.push(first.value);
+  const other = new Harness();
+  other.add('elsewhere');
+  await h.m.restore(fromChunks(await drain(other.m.snapshot())));
+  h.add('elsewhere');
+  for (let r = await stream.next(); r.done !== true; r = await stream.next()) chunks.push(r.value);
+  const restored = new QueueStateMachine();
+  await restored.restore(fromChunks(chunks));
+  assert.deepStrictEqual(restored.dump(), atSnapshot);
 });
 
 void test('a fifth snapshot in progress closes the oldest, whose reader then fails', async () => {
