@@ -186,26 +186,35 @@ export class NodeMembers {
     const now = this.o.clock.nowMs();
     if (this.o.isClosing() || this.removalHandled || now - this.lastAskMs < 1_000) return;
     this.lastAskMs = now;
-    const peers = this.book.filter((m) => m.id !== this.o.config.id);
-    const peer = peers[this.askTurn++ % Math.max(1, peers.length)];
-    if (peer === undefined) return;
-    void this.memberList(peer).then(
+    // The members it knows, then the URLs it joined through: a joined node restarted before
+    // its log brought the directory knows no member but itself.
+    const targets = this.book
+      .filter((m) => m.id !== this.o.config.id)
+      .map((m) => ({ url: m.client, who: `member ${m.id}` }));
+    for (const url of this.o.config.join)
+      if (!targets.some((t) => t.url === url)) targets.push({ url, who: url });
+    const target = targets[this.askTurn++ % Math.max(1, targets.length)];
+    if (target === undefined) return;
+    void this.memberList(target.url).then(
       (list) => {
         if (list === null || this.o.isClosing()) return;
         // Listed removed, and a member of neither group any more (the list names the members
         // of both): its removal took effect.
         const self = this.o.config.id;
         if (list.removed.includes(self) && !list.members.some((m) => m.id === self))
-          return this.onRemoved(`member ${peer.id} lists this member as removed`);
-        this.learn(list, peer.id);
+          return this.onRemoved(`${target.who} lists this member as removed`);
+        this.learn(list, target.who);
       },
       (err: unknown) =>
-        this.o.log.debug({ peer: peer.id, err: (err as Error).message }, 'membership check failed'),
+        this.o.log.debug(
+          { peer: target.who, err: (err as Error).message },
+          'membership check failed',
+        ),
     );
   }
 
   /** Adds the members of a peer's list that this node knows nothing of. */
-  private learn(list: PeerMemberList, from: number): void {
+  private learn(list: PeerMemberList, from: string): void {
     const directory = this.o.kvSessions.directory;
     let added = false;
     for (const m of list.members) {
@@ -215,17 +224,17 @@ export class NodeMembers {
       added = true;
       this.o.log.info(
         { member: m.id, peer: m.peer, client: m.client, from },
-        `learned member ${m.id} from member ${from}'s member list`,
+        `learned member ${m.id} from the member list of ${from}`,
       );
     }
     if (added) this.refreshBook();
   }
 
   /** A peer's member list, checked field by field (null: the answer was not a list). */
-  private async memberList(peer: Member): Promise<PeerMemberList | null> {
+  private async memberList(url: string): Promise<PeerMemberList | null> {
     const deadline = new Deadline(2_000);
     try {
-      const res = await this.o.pool(peer.client).request({
+      const res = await this.o.pool(url).request({
         method: 'POST',
         path: '/v1/cluster/members/list',
         headers: { 'content-type': 'application/json' },

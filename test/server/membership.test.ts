@@ -4,11 +4,12 @@
 // data directory refuses to start again.
 
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
-import { DataDirError, readIdentity } from '../../src/server/data-dir.js';
+import { DataDirError, readIdentity, writeIdentity } from '../../src/server/data-dir.js';
 import type { MembersResponse } from '../../src/api/types.js';
 import { freePorts } from '../e2e/harness.js';
 import { TestNodes, postJson } from './nodes.js';
@@ -318,4 +319,40 @@ void test('a node added with member add-learner starts with --join and takes the
     'learner',
     'added with add-learner: not promoted by itself',
   );
+});
+
+void test('a joined node restarted before its log brought the member directory learns the members through its join URL', async () => {
+  // Chaos seed 704: a joining node was killed after it recorded that it joined and before
+  // anything reached it; started again it knew no member but itself, refused every one, and
+  // had no one to ask.
+  const { nodes, follower } = await cluster();
+  const [peer, client] = (await freePorts(2)) as [number, number];
+  const self = { id: 7, peer: `127.0.0.1:${peer}`, client: `http://127.0.0.1:${client}` };
+  const r = await postJson(`${nodes.url(follower)}/v1/cluster/join`, self, { timeoutMs: 15_000 });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  const first = nodes.node(1).config;
+  const dir = join(first.dataDir, '..', 'joiner7');
+  mkdirSync(dir, { recursive: true });
+  writeIdentity(dir, {
+    clusterId: first.clusterId,
+    memberId: 7,
+    members: [1, 2, 3],
+    storage: first.storage,
+    recovery: 'none',
+    joined: true,
+  });
+  const config = resolveNodeConfig({
+    id: 7,
+    dataDir: dir,
+    initialCluster: `7=${self.peer}@${self.client}`,
+    join: nodes.url(follower),
+    logLevel: 'silent',
+  });
+  const node = await FlotillaNode.start(config);
+  cleanups.push(() => node.close());
+  await until('node 7 votes in both groups', async () => {
+    const v = await members(nodes.url(follower));
+    const m = v.members.find((x) => x.id === 7);
+    return m?.role === 'voter' && m.queueRole === 'voter';
+  });
 });
