@@ -215,19 +215,32 @@ export class NodeMembers {
 
   /** Adds the members of a peer's list that this node knows nothing of. */
   private learn(list: PeerMemberList, from: string): void {
-    const directory = this.o.kvSessions.directory;
     let added = false;
-    for (const m of list.members) {
-      if (m.id === this.o.config.id || directory.isRemoved(m.id)) continue;
-      if (this.book.some((b) => b.id === m.id)) continue;
-      this.learned.set(m.id, m);
-      added = true;
-      this.o.log.info(
-        { member: m.id, peer: m.peer, client: m.client, from },
-        `learned member ${m.id} from the member list of ${from}`,
-      );
-    }
+    for (const m of list.members)
+      if (!this.book.some((b) => b.id === m.id) && this.remember(m, `the member list of ${from}`))
+        added = true;
     if (added) this.refreshBook();
+  }
+
+  /**
+   * A dialler this node does not know, at the addresses its handshake gave: let in (made a
+   * peer) unless it is this node, was removed, or gave no usable client URL.
+   */
+  admit(id: number, peer: string, client: string | null): boolean {
+    const m = asMember({ id, peer, client });
+    if (m.length === 0 || !this.remember(m[0] as Member, 'its handshake')) return false;
+    this.refreshBook();
+    return this.book.some((b) => b.id === id);
+  }
+
+  private remember(m: Member, from: string): boolean {
+    if (m.id === this.o.config.id || this.o.kvSessions.directory.isRemoved(m.id)) return false;
+    this.learned.set(m.id, m);
+    this.o.log.info(
+      { member: m.id, peer: m.peer, client: m.client },
+      `learned member ${m.id} from ${from}`,
+    );
+    return true;
   }
 
   /** A peer's member list, checked field by field (null: the answer was not a list). */

@@ -304,11 +304,13 @@ export class FlotillaNode implements AsyncDisposable {
     const holdsLog = initial.entries.length > 0 || initial.snapshot !== null;
     let runtimeHolder: RaftRuntime | null = null;
     let transport: TcpTransport;
+    const self = config.members.find((m) => m.id === config.id);
     try {
       transport = await TcpTransport.listen({
         nodeId: config.id,
         clusterId: config.clusterId,
         hasLog: () => (runtimeHolder === null ? holdsLog : runtimeHolder.status().lastIndex > 0),
+        ...(self === undefined ? {} : { advertise: { peer: self.peer, client: self.client } }),
         listen: parseHostPort(config.listenPeer),
         backoff: { baseMs: 25, maxMs: 1000 },
         peers,
@@ -322,6 +324,15 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenPeer, 'peers (listenPeer)', err);
     }
     const peerLogs = new Map<number, boolean | null>();
+    // Diallers this node does not know that say where they are (members that joined since its
+    // directory was written, or all of them when it lost its data): let in, and kept until the
+    // node exists to judge them against its directory (DESIGN.md, "A node that lost its data").
+    const heard: { id: number; peer: string; client: string | null }[] = [];
+    transport.setAdmission((id, a) => {
+      transport.setPeer(id, parseHostPort(a.peer));
+      heard.push({ id, ...a });
+      return true;
+    });
     // Set once the node exists: a refused handshake may mean this member was removed, or that
     // members joined that it does not know of.
     let onHandshakeRefused: () => void = () => undefined;
@@ -550,6 +561,13 @@ export class FlotillaNode implements AsyncDisposable {
     // added at run time: the transport learns them before the first message goes out.
     node.members.refreshBook();
     onHandshakeRefused = () => node.members.askPeerForMembers();
+    transport.setAdmission((id, a) => node.members.admit(id, a.peer, a.client));
+    for (const h of heard)
+      if (
+        !node.members.admit(h.id, h.peer, h.client) &&
+        !node.members.book.some((m) => m.id === h.id)
+      )
+        transport.removePeer(h.id);
     metrics.bindMembership(() => ({
       status: runtime.status(),
       replication: node.members.membership.replication(),

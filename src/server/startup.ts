@@ -149,7 +149,11 @@ export async function decideEmptyStart(
       );
       return 'recovering';
     }
-    const empty = [...peerLogs].filter(([, has]) => has === false).map(([id]) => id);
+    // Only the members on the command line count toward a new cluster: a dialler let in
+    // without a log proves nothing about them.
+    const empty = [...peerLogs]
+      .filter(([id, has]) => has === false && config.members.some((m) => m.id === id))
+      .map(([id]) => id);
     if (empty.length + 1 >= majority) {
       log.info({ peersEmpty: empty }, 'a majority of members hold no log: starting a new cluster');
       return 'none';
@@ -160,7 +164,7 @@ export async function decideEmptyStart(
       log.warn(
         { heardFrom: [...peerLogs.keys()], needEmpty: majority - 1, waitedMs: now - startedMs },
         'data directory is empty: waiting for peers to say whether this cluster is new or this node lost its data. ' +
-          'If the members on the command line have all been replaced since this node started, none will answer: ' +
+          'If the members on the command line have all been replaced since this node started and no member dials it, ' +
           'remove this member (flotilla member remove ID) and start it empty with --join under a new id',
       );
     }

@@ -33,6 +33,12 @@ export interface Hello {
   readonly to: NodeId;
   /** Whether the sender holds any Raft log; null when it did not say (TransportOptions.hasLog). */
   readonly hasLog: boolean | null;
+  /**
+   * Where the sender listens for peers (host:port) and serves clients (URL); null when it did
+   * not say (TransportOptions.advertise). A node that does not know the sender may learn it.
+   */
+  readonly peerAddress: string | null;
+  readonly clientUrl: string | null;
 }
 
 export interface Accept {
@@ -50,6 +56,18 @@ function optionalBool(o: Record<string, unknown>, key: string, what: string): bo
     throw new TransportError(
       'TRANSPORT_BAD_FRAME',
       `${what}.${key} must be a boolean, saw ${typeof v}`,
+    );
+  return v;
+}
+
+/** An optional string handshake field of at most 256 characters: absent is null. */
+function optionalString(o: Record<string, unknown>, key: string, what: string): string | null {
+  const v = o[key];
+  if (v === undefined) return null;
+  if (typeof v !== 'string' || v.length > 256)
+    throw new TransportError(
+      'TRANSPORT_BAD_FRAME',
+      `${what}.${key} must be a string of at most 256 characters, saw ${typeof v === 'string' ? `${v.length} characters` : typeof v}`,
     );
   return v;
 }
@@ -111,6 +129,8 @@ export function decodeHello(payload: Uint8Array): Hello {
     from: field(o, 'from', 'number', 'hello'),
     to: field(o, 'to', 'number', 'hello'),
     hasLog: optionalBool(o, 'hasLog', 'hello'),
+    peerAddress: optionalString(o, 'peer', 'hello'),
+    clientUrl: optionalString(o, 'client', 'hello'),
   };
 }
 

@@ -30,6 +30,8 @@ export interface InboundContext {
   readonly opts: ResolvedTcpOptions;
   readonly clock: TransportClock;
   isPeer(id: NodeId): boolean;
+  /** Whether a dialler this node does not know is let in, given where it says it is. */
+  admit(id: NodeId, peerAddress: string, clientUrl: string | null): boolean;
   /** Called once the handshake named a valid peer. */
   accepted(conn: InboundConnection): void;
   refused(conn: InboundConnection, claimed: NodeId, reason: string): void;
@@ -165,7 +167,10 @@ export class InboundConnection {
     if (version < Math.max(h.minVersion, PROTOCOL_VERSION_MIN))
       return `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}, node ${h.from} speaks ${h.minVersion}..${h.maxVersion}`;
     if (h.to !== o.nodeId) return `node ${h.from} dialled node ${h.to}, this is node ${o.nodeId}`;
-    if (!this.ctx.isPeer(h.from))
+    if (
+      !this.ctx.isPeer(h.from) &&
+      (h.peerAddress === null || !this.ctx.admit(h.from, h.peerAddress, h.clientUrl))
+    )
       return `unknown node id ${h.from}: not a configured peer of node ${o.nodeId}`;
     return null;
   }

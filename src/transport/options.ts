@@ -27,6 +27,12 @@ export interface TcpTransportOptions {
    * (DESIGN.md, "A node that lost its data"). Omitted: not said.
    */
   readonly hasLog?: () => boolean;
+  /**
+   * Where peers reach this node (host:port) and where its clients do (URL), said in every
+   * handshake: a node that does not know this one yet (its member directory is behind) may
+   * learn it from there (TcpTransport.setAdmission). Omitted: not said.
+   */
+  readonly advertise?: { readonly peer: string; readonly client: string };
   /** Where the peer port listens; port 0 lets the OS choose (see TcpTransport.address). */
   readonly listen: PeerAddress;
   readonly peers?: ReadonlyMap<NodeId, PeerAddress>;
@@ -59,6 +65,7 @@ export interface ResolvedTcpOptions {
   readonly nodeId: NodeId;
   readonly clusterId: string;
   readonly hasLog: (() => boolean) | null;
+  readonly advertise: { readonly peer: string; readonly client: string } | null;
   readonly listen: PeerAddress;
   readonly maxFrameBytes: number;
   readonly maxHandshakeFrameBytes: number;
@@ -83,6 +90,7 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
     nodeId: o.nodeId,
     clusterId: o.clusterId,
     hasLog: o.hasLog ?? null,
+    advertise: o.advertise ?? null,
     listen: o.listen,
     maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     maxHandshakeFrameBytes: o.maxHandshakeFrameBytes ?? 4096,

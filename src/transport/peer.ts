@@ -124,6 +124,7 @@ export class PeerLink {
         from: this.ctx.opts.nodeId,
         to: this.peer,
         ...(this.ctx.opts.hasLog === null ? {} : { hasLog: this.ctx.opts.hasLog() }),
+        ...(this.ctx.opts.advertise === null ? {} : this.ctx.opts.advertise),
       };
       socket.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));
     });

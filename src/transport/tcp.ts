@@ -38,6 +38,8 @@ export class TcpTransport implements Transport {
   private readonly anonymous = new ErrorCounters();
   private droppedUnknownPeer = 0;
   private handler: Handler = () => undefined;
+  private admission:
+    ((id: NodeId, addresses: { peer: string; client: string | null }) => boolean) | null = null;
   private eventHandler: (e: TransportEvent) => void = () => undefined;
   private closed: Promise<void> | null = null;
   private readonly inboundContext: InboundContext;
@@ -131,6 +133,18 @@ export class TcpTransport implements Transport {
     this.eventHandler = handler;
   }
 
+  /**
+   * Sets who decides on a dialler this node does not know (no setPeer for its id) that says
+   * where it listens (a valid host:port; its client URL is passed unchecked): `admit` returns
+   * whether to let it in, and if so has made it a peer (setPeer). Without it (the default)
+   * every unknown dialler is refused.
+   */
+  setAdmission(
+    admit: ((id: NodeId, addresses: { peer: string; client: string | null }) => boolean) | null,
+  ): void {
+    this.admission = admit;
+  }
+
   stats(): TransportStats & { readonly droppedUnknownPeer: number } {
     const ids = new Set([...this.links.keys(), ...this.inboundCounters.keys()]);
     const rows: [NodeId, PeerStats][] = [...ids].map((id) => [id, this.peerStats(id)]);
@@ -203,6 +217,11 @@ export class TcpTransport implements Transport {
       opts: this.opts,
       clock: this.clock,
       isPeer: (id) => this.links.has(id),
+      admit: (id, peer, client) => {
+        if (this.admission === null || parsePeerAddress(peer) === null) return false;
+        if (id === this.opts.nodeId) return false;
+        return this.admission(id, { peer, client }) && this.links.has(id);
+      },
       accepted: (conn) => {
         // A redial replaces a half-open predecessor from the same peer.
         this.inboundByPeer.get(conn.peer)?.close();
@@ -263,4 +282,14 @@ export class TcpTransport implements Transport {
       },
     };
   }
+}
+
+/** host:port (an IPv6 host in brackets) as a peer address, or null when it is not one. */
+export function parsePeerAddress(s: string): PeerAddress | null {
+  const i = s.lastIndexOf(':');
+  if (i <= 0) return null;
+  const host = s.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(s.slice(i + 1));
+  if (host === '' || !Number.isInteger(port) || port < 1 || port > 65_535) return null;
+  return { host, port };
 }

@@ -4,6 +4,9 @@
 // - A follower whose data directory is wiped and which is started again with the same command
 //   learns from its peers that the cluster exists, recovers as a non-voter, catches up, says so
 //   in its log and in /readyz, and then serves linearizable reads of every acknowledged write.
+//   It does so too when the leader is a member that joined after its command line was written,
+//   and when every other member on its command line has been replaced: it learns the members
+//   it lacks from a member's list or from their handshakes.
 // - A directory opened with another cluster id, initial cluster or storage kind is refused
 //   with DATA_DIR_MISMATCH naming what differs; nothing in it changes.
 // - A directory whose snapshot file was deleted is refused with STORAGE_CORRUPT naming the file.
@@ -261,6 +264,67 @@ void test(
       }
     } finally {
       await admin.close();
+    }
+  },
+);
+
+void test(
+  'a wiped member whose command-line peers were all replaced recovers from the members that dial it',
+  { timeout: 150_000 },
+  async () => {
+    // Its command line names 1, 2 and 3; by the time it is wiped, 2 and 3 are gone and the
+    // voters are 1, 4 and 5. No member it knows answers, and only the handshakes of 4 and 5,
+    // which say where they are, tell it the cluster exists and where.
+    const cluster = await TestCluster.create({ nodes: 3, extraArgs: ['--log-level', 'info'] });
+    clusters.push(cluster);
+    await cluster.start();
+    const first = cluster.client([1, 2, 3]);
+    try {
+      for (let i = 0; i < 20; i++) await first.put(`k${i}`, `v${i}`);
+      await cluster.join(4, cluster.endpoints([1, 2, 3]));
+      await cluster.join(5, cluster.endpoints([1, 2, 3]));
+      await waitFor('nodes 4 and 5 to vote in both groups', 40_000, async () => {
+        const v = await first.members();
+        const votes = (id: number) =>
+          v.members.some((m) => m.id === id && m.role === 'voter' && m.queueRole === 'voter');
+        return votes(4) && votes(5) ? { done: true } : { seen: JSON.stringify(v.members) };
+      });
+      for (const id of [2, 3]) {
+        const exit = cluster.exited(id);
+        await first.removeMember(id);
+        await exit;
+      }
+    } finally {
+      await first.close();
+    }
+    const later = cluster.client([4, 5]);
+    try {
+      await waitFor('voters 1, 4, 5 in both groups', 30_000, async () => {
+        const v = await later.members();
+        const ok = v.groups.every((g) => g.voters.join() === '1,4,5');
+        return ok ? { done: true } : { seen: JSON.stringify(v.groups) };
+      });
+      await cluster.kill(1);
+      rmSync(cluster.member(1).dataDir, { recursive: true, force: true });
+      for (let i = 0; i < 20; i++) await later.put(`k${i}`, `after-${i}`);
+      cluster.startNode(1);
+      const commit = await cluster.maxCommit();
+      await waitFor('node 1 to recover and catch up', 40_000, async () => {
+        const st = await cluster.status(1);
+        if (st !== null && !st.recovering && st.applied >= commit) return { done: true };
+        return { seen: `${JSON.stringify(st)}\n${cluster.logOf(1).slice(-3000)}` };
+      });
+      const log = cluster.logOf(1);
+      assert.match(log, /this node lost its data/);
+      assert.match(log, /learned member [45] from its handshake/);
+      const local = cluster.client([1]);
+      try {
+        for (let i = 0; i < 20; i++) assert.equal((await local.get(`k${i}`))?.value, `after-${i}`);
+      } finally {
+        await local.close();
+      }
+    } finally {
+      await later.close();
     }
   },
 );

@@ -256,6 +256,69 @@ void describe('TcpTransport peer port under bad input', () => {
     assert.equal(e.direction, 'outbound');
   });
 
+  void it('an unknown dialler that says where it is is let in when the admission says so, and answered', async () => {
+    const b = await startNode(2);
+    const newcomer = await startNode(7, {
+      advertise: { peer: '127.0.0.1:1', client: 'http://127.0.0.1:2' },
+    });
+    open.push(b, newcomer);
+    const asked: unknown[] = [];
+    // Let in at the address the test knows to be right (the advertised one is only recorded).
+    b.t.setAdmission((id, a) => {
+      asked.push([id, a.peer, a.client]);
+      b.t.setPeer(id, newcomer.t.address);
+      return true;
+    });
+    newcomer.t.setPeer(2, b.t.address);
+    newcomer.t.send({ from: 7, to: 2, term: 1, type: 'timeout-now' });
+    await waitFor(() => b.inbox.length === 1, 'the message from node 7');
+    assert.deepEqual(asked, [[7, '127.0.0.1:1', 'http://127.0.0.1:2']]);
+    // b can answer: the admission made node 7 a peer.
+    b.t.send({ from: 2, to: 7, term: 1, type: 'timeout-now' });
+    await waitFor(() => newcomer.inbox.length === 1, 'the answer from node 2');
+  });
+
+  void it('an unknown dialler is refused without an admission, when it refuses, or without an address', async () => {
+    const cases: [string, Record<string, unknown>, boolean][] = [
+      ['no admission set', { peer: '127.0.0.1:9' }, false],
+      ['the admission refuses', { peer: '127.0.0.1:9' }, true],
+      ['no address said', {}, true],
+      ['not an address', { peer: 'nowhere' }, true],
+    ];
+    for (const [what, fields, withAdmission] of cases) {
+      const b = await startNode(2);
+      open.push(b);
+      let asked = 0;
+      if (withAdmission)
+        b.t.setAdmission(() => {
+          asked++;
+          return false;
+        });
+      const s = await rawSocket(b.t.address.port);
+      s.write(hello({ from: 9, ...fields }));
+      await closedBy(s);
+      await waitFor(() => events(b, 'handshake-refused').length === 1, `refusal: ${what}`);
+      const e = events(b, 'handshake-refused')[0];
+      assert.ok(e?.kind === 'handshake-refused');
+      assert.match(e.reason, /unknown node id 9/, what);
+      assert.equal(asked, what === 'the admission refuses' ? 1 : 0, what);
+    }
+  });
+
+  void it('a hello whose address is not a string of at most 256 characters closes the connection', async () => {
+    const b = await startNode(2);
+    open.push(b);
+    b.t.setPeer(1, { host: '127.0.0.1', port: 9 });
+    for (const peer of [42, 'x'.repeat(257)]) {
+      const s = await rawSocket(b.t.address.port);
+      s.write(hello({ peer }));
+      await closedBy(s);
+    }
+    await waitFor(() => events(b, 'protocol-error').length === 2, 'two protocol errors');
+    for (const e of events(b, 'protocol-error'))
+      assert.ok(e.kind === 'protocol-error' && /hello\.peer must be a string/.test(e.message));
+  });
+
   void it('leaves no sockets or timers behind after close', async () => {
     const baseline = handleCounts();
     const [a, b] = await startPair();
