@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import { FlotillaError } from '../base/errors.js';
 import { errorJson, httpStatus, toFlotillaError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
-import { TurnQueue } from './turns.js';
+import { TurnQueue, type Schedule } from './turns.js';
 import type { TraceHook } from '../host/trace.js';
 
 export interface RouteContext {
@@ -67,6 +67,8 @@ export interface HttpServerOptions {
    * (turns.ts): the most client work done between two chances for Raft's. Default 32.
    */
   readonly requestsPerTurn?: number;
+  /** How a turn is scheduled (turns.ts); setImmediate unless a test drives the turns itself. */
+  readonly turnSchedule?: Schedule;
   /** Headers every answer carries (e.g. the binary client protocol's port, for clients). */
   readonly answerHeaders?: Readonly<Record<string, string>>;
   readonly onRequest?: (route: string, status: number) => void;
@@ -100,7 +102,7 @@ export class JsonHttpServer {
   private readonly turns: TurnQueue;
 
   constructor(private readonly opts: HttpServerOptions) {
-    this.turns = new TurnQueue(opts.requestsPerTurn ?? 32);
+    this.turns = new TurnQueue(opts.requestsPerTurn ?? 32, opts.turnSchedule);
     if (opts.headersTimeoutMs > opts.requestTimeoutMs)
       throw new RangeError(
         `headersTimeoutMs (${opts.headersTimeoutMs}) must not exceed requestTimeoutMs (${opts.requestTimeoutMs})`,
@@ -152,6 +154,11 @@ export class JsonHttpServer {
     return this.sockets.size;
   }
 
+  /** Requests waiting for a turn now (for tests and metrics). */
+  waitingForTurn(): number {
+    return this.turns.length;
+  }
+
   async listen(hostPort: string): Promise<AddressInfo> {
     const idx = hostPort.lastIndexOf(':');
     const host = hostPort.slice(0, idx);
@@ -200,6 +207,11 @@ export class JsonHttpServer {
       if (admitted && this.opts.admission !== undefined) {
         // Before the body is read or parsed: a refusal must cost next to nothing.
         ticket = this.opts.admission.tryAcquire(Number(req.headers['content-length'] ?? '0'));
+        // A refusal takes a turn too. Clients refused together come back together when their
+        // Retry-After runs out, and a leader answering a thousand of them in one poll phase
+        // (a response and a system call each) held its loop for over 100 ms while its
+        // heartbeats waited (BENCHMARKS.md, "Overload", run 6's profile).
+        if (ticket === null && !this.turns.pass()) await this.turns.turn();
         if (ticket === null)
           throw new FlotillaError(
             'OVERLOADED',
