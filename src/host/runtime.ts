@@ -1,5 +1,6 @@
 // The runtime of one Raft group: the Ready loop in the order the core's Ready contract
-// demands, group commit, apply, waiters for proposals and reads, and snapshots. It owns no
+// demands, group commit, apply, and waiters for proposals and reads; its snapshots are
+// group-snapshots.ts's. It owns no
 // I/O: the host (host.ts) ticks it, hands it its messages, and owns the transport and storage
 // it uses. The event loop never waits on a disk sync: while one persist is in flight, new
 // proposals and messages step into the core and gather into the next Ready (group commit).
@@ -7,7 +8,6 @@
 import {
   RaftNode,
   createRng,
-  snapshotMetaOf,
   type ConfChange,
   type ConfState,
   type Entry,
@@ -30,17 +30,15 @@ import type {
   StateMachine,
 } from './contracts.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
-import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
+import { snapshotChunks } from './snapshot-stream.js';
 import { SnapshotReceiver } from './snapshot-receiver.js';
 import {
   MemoryPartialSnapshots,
-  TransferCounters,
   idOf,
-  sealChunk,
   snapshotHash,
-  snapshotId,
   type SnapshotTransfer,
 } from './snapshot-transfer.js';
+import { GroupSnapshots, type SnapshotEvent } from './group-snapshots.js';
 import { commandsOf } from './replay.js';
 import type { TraceHook } from './trace.js';
 
@@ -120,12 +118,8 @@ export interface RuntimeOptions {
 export type RuntimeEvent =
   | { readonly kind: 'raft'; readonly event: RaftEvent }
   | { readonly kind: 'leader-changed'; readonly leader: number; readonly term: number }
-  | { readonly kind: 'snapshot-saved'; readonly index: number; readonly bytes: number }
+  | SnapshotEvent
   | { readonly kind: 'snapshot-restored'; readonly index: number; readonly bytes: number }
-  /** A snapshot chunk whose bytes did not match their checksum was dropped (it is resent). */
-  | { readonly kind: 'snapshot-chunk-refused'; readonly from: number; readonly offset: number }
-  /** A complete snapshot did not match its id: discarded, and asked for again from byte 0. */
-  | { readonly kind: 'snapshot-refused'; readonly id: string; readonly index: number }
   | { readonly kind: 'persisted'; readonly entries: number; readonly durationMs: number }
   | { readonly kind: 'applied'; readonly entries: number }
   | { readonly kind: 'fatal'; readonly error: Error };
@@ -177,32 +171,8 @@ export class RaftRuntime {
   private leader = 0;
   private role: Status['role'] = 'follower';
   private applied: number;
-  private lastSnapshotIndex: number;
-  /** The size of the latest snapshot taken or installed; unknown (null) while one is taken. */
-  private lastSnapshotBytes: number | null;
-  /**
-   * Bytes of the entries applied since that snapshot's index: counted again by the replay after
-   * a restart, so a member decides as it would have without the restart.
-   */
-  private logBytesSinceSnapshot = 0;
-  /** A snapshot is being encoded or saved; at most one at a time. */
-  private snapshotting = false;
-  /** The state machine's state captured at `index`, to encode once its Ready is advanced. */
-  private captured: { index: number; term: number; chunks: AsyncIterable<Uint8Array> } | null =
-    null;
-  /** Latest durable snapshot. */
-  private snapshot: { meta: SnapshotMeta; data: Uint8Array } | null = null;
-  /**
-   * Snapshots chunks are sent from, by id: the latest offered to the core, and the one before
-   * it, which transfers started earlier still send (Progress keeps its snapshot to the end).
-   */
-  private readonly sendable = new Map<string, { meta: SnapshotMeta; data: Uint8Array }>();
-  /** The snapshot this node is receiving, chunk by chunk. */
-  private readonly receiver: SnapshotReceiver;
-  /** The leader the last snapshot chunk came from (status). */
-  private incomingFrom = 0;
-  /** What each snapshot transfer moved, for status and metrics. */
-  private readonly transferCounters: TransferCounters;
+  /** Taking, saving, offering, sending and receiving snapshots (group-snapshots.ts). */
+  private readonly snapshots: GroupSnapshots;
   /** The hard state last made durable (term and vote changes must sync). */
   private syncedHard: HardState | null = null;
   /** The hard state of the latest Ready that had one, written or not. */
@@ -232,19 +202,13 @@ export class RaftRuntime {
       leaderWaitMs: o.leaderWaitMs ?? 4 * (o.electionTicks ?? 15) * (o.tickMs ?? 10),
     };
     this.waiters = new Waiters(o.clock, this.opts.requestTimeoutMs);
-    this.receiver = receiver;
-    this.transferCounters = new TransferCounters(() => o.clock.nowMs());
     const initial = o.storage.initialState();
     const incoming = receiver.incoming();
-    // The state machine was restored from it by start().
-    this.snapshot = initialSnapshot;
     const rng = o.rng ?? createRng(o.id);
     this.nextReadId = 1 + rng.int(2 ** 32) * 2 ** 20;
-    this.lastSnapshotIndex = initial.snapshot?.index ?? 0;
-    this.lastSnapshotBytes = initialSnapshot?.data.length ?? 0;
     this.syncedHard = initial.hardState;
     // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
-    this.applied = this.lastSnapshotIndex;
+    this.applied = initial.snapshot?.index ?? 0;
     this.node = (o.createNode ?? ((c: RaftConfig) => new RaftNode(c)))({
       ...o.raft,
       id: o.id,
@@ -254,11 +218,31 @@ export class RaftRuntime {
       heartbeatTicks: o.heartbeatTicks ?? 5,
       initial: {
         ...initial,
-        applied: this.lastSnapshotIndex,
+        applied: this.applied,
         ...(incoming === null ? {} : { incoming }),
       },
       onEvent: (event) => this.o.onEvent?.({ kind: 'raft', event }),
     });
+    this.snapshots = new GroupSnapshots(
+      {
+        node: this.node,
+        storage: o.storage,
+        stateMachine: o.stateMachine,
+        receiver,
+        policy: {
+          everyEntries: this.opts.snapshotEveryEntries,
+          logRatio: this.opts.snapshotLogRatio,
+          catchupEntries: this.opts.snapshotCatchupEntries,
+        },
+        nowMs: () => o.clock.nowMs(),
+        send: (m, attachment) => o.send(m, attachment),
+        onEvent: (e) => o.onEvent?.(e),
+        nextTurn: () => this.nextTurn(),
+        die: (err) => this.die(err),
+      },
+      // The state machine was restored from it by start().
+      initialSnapshot,
+    );
   }
 
   /**
@@ -275,7 +259,7 @@ export class RaftRuntime {
     const rt = new this(o, snapshot, receiver);
     if (snapshot !== null) {
       const id = idOf(snapshotHash(snapshot.meta).update(snapshot.data));
-      rt.offer(snapshot.meta, snapshot.data, id);
+      rt.snapshots.offer(snapshot.meta, snapshot.data, id);
     }
     rt.running = true;
     // A single-voter cluster elects itself at once rather than after a timeout. The voters
@@ -606,7 +590,7 @@ export class RaftRuntime {
   /** A message for this group from the host's router. */
   receive(msg: Message, attachment: Uint8Array | null): void {
     if (!this.running || msg.to !== this.o.id) return;
-    if (msg.type === 'snapshot' && !this.receiveChunk(msg, attachment)) return;
+    if (msg.type === 'snapshot' && !this.snapshots.receiveChunk(msg, attachment)) return;
     if (this.o.trace !== undefined) this.traceReceived(this.o.trace, msg);
     this.node.step(msg);
     this.kick();
@@ -648,10 +632,10 @@ export class RaftRuntime {
       const rd = this.node.ready();
       await this.handleReady(rd);
       this.node.advance(rd);
-      const check = this.receiver.pendingCheck;
-      if (check !== null) await this.checkIncoming(check);
+      const check = this.snapshots.pendingCheck;
+      if (check !== null) await this.snapshots.checkIncoming(check);
       this.answerConfChanges();
-      this.saveCaptured();
+      this.snapshots.saveCaptured();
     }
   }
 
@@ -664,7 +648,7 @@ export class RaftRuntime {
     if (rd.messages.length > 0) this.o.flush?.();
     if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
     // Before the answers that say how much of the snapshot is held (messagesAfterPersist).
-    for (const c of rd.snapshotChunks) await this.receiver.write(c);
+    for (const c of rd.snapshotChunks) await this.snapshots.writeChunk(c);
     // Committed entries are already durable here (the core hands out only entries at or below
     // its persisted index), so they are applied before this Ready's write, not after it: a
     // client's answer never waits for an fsync that only records the new commit index.
@@ -746,20 +730,7 @@ export class RaftRuntime {
   }
 
   private sendMessage(m: Message): void {
-    if (m.type === 'snapshot') {
-      // No longer held (two newer snapshots were taken meanwhile): the transfer stalls, and
-      // the core starts over with the snapshot offered now when its progress times out.
-      const s = this.sendable.get(m.id);
-      if (s === undefined) return;
-      this.transferCounters.sent(
-        m.to,
-        { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
-        m.offset,
-        m.length,
-      );
-      this.o.send(m, sealChunk(s.data.subarray(m.offset, m.offset + m.length)));
-      return;
-    }
+    if (m.type === 'snapshot') return this.snapshots.sendChunk(m);
     if (this.o.trace !== undefined) {
       if (m.type === 'append' && m.entries.length > 0)
         this.o.trace('append-sent', m.prevIndex + m.entries.length, m.to);
@@ -768,21 +739,11 @@ export class RaftRuntime {
     this.o.send(m);
   }
 
-  /**
-   * Installs the snapshot the core took from the leader: the partial one, complete and checked
-   * against its id. Storage writes it atomically (a crash leaves the old snapshot and log).
-   */
+  /** Installs the snapshot the core took from the leader (GroupSnapshots.install). */
   private async persistSnapshot(meta: SnapshotMeta): Promise<void> {
-    const { data, id } = await this.receiver.whole(meta);
-    await this.o.storage.saveSnapshot(meta, data);
-    await this.o.stateMachine.restore(snapshotChunks(data));
-    await this.receiver.installed();
-    this.offer(meta, data, id);
+    const bytes = await this.snapshots.install(meta);
     this.applied = meta.index;
-    this.lastSnapshotIndex = meta.index;
-    this.lastSnapshotBytes = data.length;
-    this.logBytesSinceSnapshot = 0;
-    this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes: data.length });
+    this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes });
     this.waiters.releaseReads(this.applied);
   }
 
@@ -801,24 +762,14 @@ export class RaftRuntime {
       const to = Math.min(entries.length, from + (boundary - first) + 1);
       this.applyEntries(entries.slice(from, to));
       from = to;
-      if (this.applied === boundary && boundary > this.lastSnapshotIndex && this.logOutgrew())
-        this.takeSnapshot();
+      if (this.applied === boundary)
+        this.snapshots.maybeTake(this.applied, this.node.entry(this.applied)?.term);
     }
-  }
-
-  /**
-   * Whether the log applied since the last snapshot is large enough, against that snapshot's
-   * size, for another (snapshotLogRatio). Every member that holds the same last snapshot and
-   * log decides the same; one that installed a leader's snapshot holds the leader's from then.
-   */
-  private logOutgrew(): boolean {
-    if (this.lastSnapshotBytes === null) return false;
-    return this.logBytesSinceSnapshot >= this.opts.snapshotLogRatio * this.lastSnapshotBytes;
   }
 
   private applyEntries(entries: readonly Entry[]): void {
     const lastIndex = entries[entries.length - 1]?.index ?? 0;
-    for (const e of entries) this.logBytesSinceSnapshot += e.data.length;
+    for (const e of entries) this.snapshots.applied(e.data.length);
     this.o.trace?.('committed', lastIndex, 0);
     const commands = commandsOf(entries);
     const results = commands.length > 0 ? this.o.stateMachine.apply(commands) : [];
@@ -951,122 +902,21 @@ export class RaftRuntime {
   }
 
   /**
-   * Captures the state machine's state now, at the index just applied (it copies pointers and
-   * encodes later); the snapshot is encoded and saved once this Ready is advanced, when the
-   * core holds every membership change up to that index (confStateAt).
-   */
-  private takeSnapshot(): void {
-    if (this.snapshotting) return;
-    const index = this.applied;
-    const term = this.termAt(index);
-    if (term === undefined) return;
-    this.lastSnapshotIndex = index;
-    this.lastSnapshotBytes = null;
-    this.logBytesSinceSnapshot = 0;
-    this.snapshotting = true;
-    this.captured = { index, term, chunks: this.o.stateMachine.snapshot() };
-  }
-
-  private saveCaptured(): void {
-    const c = this.captured;
-    if (c === null) return;
-    this.captured = null;
-    const { index, term } = c;
-    const st = this.node.status();
-    // The configuration the core holds at `index`, not the one this runtime started with: a
-    // membership change must survive a restart from this snapshot.
-    const meta: SnapshotMeta = snapshotMetaOf(index, term, this.node.confStateAt(index));
-    collectSnapshot(c.chunks, () => this.nextTurn())
-      .then(async (data) => {
-        // Unless a snapshot installed from the leader meanwhile is the latest now.
-        if (this.lastSnapshotIndex === index) this.lastSnapshotBytes = data.length;
-        await this.o.storage.saveSnapshot(meta, data);
-        const id = await snapshotId(meta, data, () => this.nextTurn());
-        // A snapshot installed from the leader meanwhile may be newer: never go back.
-        if (this.snapshot !== null && this.snapshot.meta.index >= index) return;
-        this.offer(meta, data, id);
-        const compactTo = Math.min(index - this.opts.snapshotCatchupEntries, st.persistedIndex);
-        if (compactTo > this.node.status().firstIndex) this.node.compact(compactTo);
-        this.o.onEvent?.({ kind: 'snapshot-saved', index, bytes: data.length });
-      })
-      .catch((err: unknown) => this.die(err instanceof Error ? err : new Error(String(err))))
-      .finally(() => {
-        this.snapshotting = false;
-      });
-  }
-
-  /** The core may send `data` to followers behind its compacted log from now on. */
-  private offer(meta: SnapshotMeta, data: Uint8Array, id: string): void {
-    this.snapshot = { meta, data };
-    this.sendable.delete(id);
-    this.sendable.set(id, { meta, data });
-    for (const old of this.sendable.keys()) {
-      if (this.sendable.size <= 2) break;
-      this.sendable.delete(old);
-    }
-    this.node.offerSnapshot({ meta, id, totalBytes: data.length });
-  }
-
-  /**
-   * A chunk from the leader: its bytes are kept until the core hands the chunk out to write.
-   * Returns false for one to drop before the core sees it (no bytes, or bytes that do not
-   * match their checksum): the leader sends it again after a quiet heartbeat round.
-   */
-  private receiveChunk(m: Message & { type: 'snapshot' }, attachment: Uint8Array | null): boolean {
-    if (!this.receiver.keep(m, attachment)) {
-      this.transferCounters.corruptChunks += 1;
-      this.o.onEvent?.({ kind: 'snapshot-chunk-refused', from: m.from, offset: m.offset });
-      return false;
-    }
-    this.incomingFrom = m.from;
-    const snapshot = { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes };
-    this.transferCounters.received(m.from, snapshot, m.offset, m.length);
-    return true;
-  }
-
-  /** Checks a complete incoming snapshot against its id and tells the core. */
-  private async checkIncoming(id: string): Promise<void> {
-    const { good, index } = await this.receiver.check(id);
-    if (!good) {
-      this.transferCounters.refusedSnapshots += 1;
-      this.o.onEvent?.({ kind: 'snapshot-refused', id, index });
-    }
-    this.node.incomingSnapshotChecked(id, good);
-  }
-
-  /**
    * Snapshot transfers in progress: to each follower this leader sends one to, and from the
    * leader this node receives one from; with bytes held, bytes moved, chunks and rate.
    */
   snapshotTransfers(): SnapshotTransfer[] {
-    const st = this.node.status();
-    const acked = new Map<number, { id: string; acked: number }>();
-    for (const [id, p] of Object.entries(st.progress))
-      if (p.snapshot !== undefined) acked.set(Number(id), p.snapshot);
-    const inc = st.incomingSnapshot;
-    return this.transferCounters.list(
-      acked,
-      inc === null ? null : { id: inc.id, received: inc.received, from: this.incomingFrom },
-    );
+    return this.snapshots.transfers();
   }
 
   /** Counters of refused chunks and snapshots and of snapshot bytes sent, since start. */
   snapshotCounters(): { corruptChunks: number; refusedSnapshots: number; bytesSent: number } {
-    const c = this.transferCounters;
-    return {
-      corruptChunks: c.corruptChunks,
-      refusedSnapshots: c.refusedSnapshots,
-      bytesSent: c.bytesSentTotal,
-    };
+    return this.snapshots.totals();
   }
 
   /** Lets timers and I/O run (on the injected clock, so the simulator controls it too). */
   private nextTurn(): Promise<void> {
     return new Promise((resolve) => this.o.clock.setTimeout(resolve, 0));
-  }
-
-  private termAt(index: number): number | undefined {
-    return this.node.entry(index)?.term;
   }
 
   private die(err: Error): void {

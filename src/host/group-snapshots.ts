@@ -1,0 +1,261 @@
+// One group's snapshots, for its runtime (runtime.ts): when to take one (at the same indexes on
+// every member, once the log outgrew the last snapshot), capturing it when its index applies and
+// encoding and saving it once that Ready is advanced, offering it to the core, sending it to
+// followers in chunks and receiving one from the leader (DESIGN.md, "Snapshots" and "Snapshots
+// in chunks"). The runtime keeps the Ready loop; this keeps everything a snapshot needs besides.
+
+import { snapshotMetaOf, type Message, type RaftNode, type SnapshotMeta } from '../raft/index.js';
+import type { GroupStorage, StateMachine } from './contracts.js';
+import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
+import type { SnapshotReceiver } from './snapshot-receiver.js';
+import {
+  TransferCounters,
+  sealChunk,
+  snapshotId,
+  type SnapshotTransfer,
+} from './snapshot-transfer.js';
+
+/** What happens to snapshots, for logs and metrics (part of the runtime's events). */
+export type SnapshotEvent =
+  | { readonly kind: 'snapshot-saved'; readonly index: number; readonly bytes: number }
+  /** A snapshot chunk whose bytes did not match their checksum was dropped (it is resent). */
+  | { readonly kind: 'snapshot-chunk-refused'; readonly from: number; readonly offset: number }
+  /** A complete snapshot did not match its id: discarded, and asked for again from byte 0. */
+  | { readonly kind: 'snapshot-refused'; readonly id: string; readonly index: number };
+
+export interface SnapshotPolicy {
+  /** Snapshots are taken only at multiples of this index. */
+  readonly everyEntries: number;
+  /** ...and only once the log applied since the last one holds this fraction of its bytes. */
+  readonly logRatio: number;
+  /** Entries kept behind a snapshot for slow followers to catch up from the log. */
+  readonly catchupEntries: number;
+}
+
+export interface GroupSnapshotsOptions {
+  readonly node: RaftNode;
+  readonly storage: GroupStorage;
+  readonly stateMachine: StateMachine;
+  readonly receiver: SnapshotReceiver;
+  readonly policy: SnapshotPolicy;
+  readonly nowMs: () => number;
+  /** Sends a message with its attachment (a snapshot chunk's bytes). */
+  readonly send: (m: Message, attachment?: Uint8Array) => void;
+  readonly onEvent: (e: SnapshotEvent) => void;
+  /** Lets timers and I/O run between slices of a large snapshot's work. */
+  readonly nextTurn: () => Promise<void>;
+  /** Stops the group: a snapshot that cannot be saved leaves the disk's state unknown. */
+  readonly die: (err: Error) => void;
+}
+
+export class GroupSnapshots {
+  private lastIndex: number;
+  /** The size of the latest snapshot taken or installed; unknown (null) while one is taken. */
+  private lastBytes: number | null;
+  /**
+   * Bytes of the entries applied since that snapshot's index: counted again by the replay after
+   * a restart, so a member decides as it would have without the restart.
+   */
+  private logBytesSince = 0;
+  /** A snapshot is being encoded or saved; at most one at a time. */
+  private snapshotting = false;
+  /** The state machine's state captured at `index`, to encode once its Ready is advanced. */
+  private captured: { index: number; term: number; chunks: AsyncIterable<Uint8Array> } | null =
+    null;
+  /** Latest durable snapshot. */
+  private latest: { meta: SnapshotMeta; data: Uint8Array } | null;
+  /**
+   * Snapshots chunks are sent from, by id: the latest offered to the core, and the one before
+   * it, which transfers started earlier still send (Progress keeps its snapshot to the end).
+   */
+  private readonly sendable = new Map<string, { meta: SnapshotMeta; data: Uint8Array }>();
+  /** The leader the last snapshot chunk came from (status). */
+  private incomingFrom = 0;
+  /** What each snapshot transfer moved, for status and metrics. */
+  private readonly counters: TransferCounters;
+
+  constructor(
+    private readonly o: GroupSnapshotsOptions,
+    /** The snapshot storage held at start (the state machine was restored from it). */
+    initial: { meta: SnapshotMeta; data: Uint8Array } | null,
+  ) {
+    this.latest = initial;
+    this.lastIndex = initial?.meta.index ?? 0;
+    this.lastBytes = initial?.data.length ?? 0;
+    this.counters = new TransferCounters(o.nowMs);
+  }
+
+  /** The index of the latest snapshot taken or installed (the state machine starts there). */
+  get lastSnapshotIndex(): number {
+    return this.lastIndex;
+  }
+
+  /** A complete incoming snapshot waiting to be checked against its id, or null. */
+  get pendingCheck(): string | null {
+    return this.o.receiver.pendingCheck;
+  }
+
+  /** Entries applied: their bytes count toward the next snapshot's size rule. */
+  applied(bytes: number): void {
+    this.logBytesSince += bytes;
+  }
+
+  /**
+   * Called once `index` applied: takes a snapshot when it is a multiple of the interval past
+   * the last one and the log outgrew the last snapshot (snapshotLogRatio). Every member that
+   * holds the same last snapshot and log decides the same; one that installed a leader's
+   * snapshot holds the leader's from then.
+   */
+  maybeTake(index: number, term: number | undefined): void {
+    if (index % this.o.policy.everyEntries !== 0 || index <= this.lastIndex) return;
+    if (this.lastBytes === null) return;
+    if (this.logBytesSince < this.o.policy.logRatio * this.lastBytes) return;
+    this.take(index, term);
+  }
+
+  /**
+   * Captures the state machine at `index` now (commands applied later must not show; it
+   * encodes later); the snapshot is encoded and saved once this Ready is advanced
+   * (`saveCaptured`), when the core holds every membership change up to that index.
+   */
+  private take(index: number, term: number | undefined): void {
+    if (this.snapshotting || term === undefined) return;
+    this.lastIndex = index;
+    this.lastBytes = null;
+    this.logBytesSince = 0;
+    this.snapshotting = true;
+    this.captured = { index, term, chunks: this.o.stateMachine.snapshot() };
+  }
+
+  /** Encodes and saves the snapshot captured in the Ready just advanced, in the background. */
+  saveCaptured(): void {
+    const c = this.captured;
+    if (c === null) return;
+    this.captured = null;
+    const { index, term } = c;
+    const { node } = this.o;
+    const st = node.status();
+    // The configuration the core holds at `index`, not the one this node started with: a
+    // membership change must survive a restart from this snapshot.
+    const meta: SnapshotMeta = snapshotMetaOf(index, term, node.confStateAt(index));
+    collectSnapshot(c.chunks, this.o.nextTurn)
+      .then(async (data) => {
+        // Unless a snapshot installed from the leader meanwhile is the latest now.
+        if (this.lastIndex === index) this.lastBytes = data.length;
+        await this.o.storage.saveSnapshot(meta, data);
+        const id = await snapshotId(meta, data, this.o.nextTurn);
+        // A snapshot installed from the leader meanwhile may be newer: never go back.
+        if (this.latest !== null && this.latest.meta.index >= index) return;
+        this.offer(meta, data, id);
+        const compactTo = Math.min(index - this.o.policy.catchupEntries, st.persistedIndex);
+        if (compactTo > node.status().firstIndex) node.compact(compactTo);
+        this.o.onEvent({ kind: 'snapshot-saved', index, bytes: data.length });
+      })
+      .catch((err: unknown) => this.o.die(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => {
+        this.snapshotting = false;
+      });
+  }
+
+  /** The core may send `data` to followers behind its compacted log from now on. */
+  offer(meta: SnapshotMeta, data: Uint8Array, id: string): void {
+    this.latest = { meta, data };
+    this.sendable.delete(id);
+    this.sendable.set(id, { meta, data });
+    for (const old of this.sendable.keys()) {
+      if (this.sendable.size <= 2) break;
+      this.sendable.delete(old);
+    }
+    this.o.node.offerSnapshot({ meta, id, totalBytes: data.length });
+  }
+
+  /**
+   * Installs the snapshot the core took from the leader: the partial one, complete and checked
+   * against its id. Storage writes it atomically (a crash leaves the old snapshot and log).
+   * Returns its size.
+   */
+  async install(meta: SnapshotMeta): Promise<number> {
+    const { data, id } = await this.o.receiver.whole(meta);
+    await this.o.storage.saveSnapshot(meta, data);
+    await this.o.stateMachine.restore(snapshotChunks(data));
+    await this.o.receiver.installed();
+    this.offer(meta, data, id);
+    this.lastIndex = meta.index;
+    this.lastBytes = data.length;
+    this.logBytesSince = 0;
+    return data.length;
+  }
+
+  /** Sends one chunk of a snapshot held for sending; one no longer held is not sent. */
+  sendChunk(m: Message & { type: 'snapshot' }): void {
+    // No longer held (two newer snapshots were taken meanwhile): the transfer stalls, and
+    // the core starts over with the snapshot offered now when its progress times out.
+    const s = this.sendable.get(m.id);
+    if (s === undefined) return;
+    this.counters.sent(
+      m.to,
+      { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
+      m.offset,
+      m.length,
+    );
+    this.o.send(m, sealChunk(s.data.subarray(m.offset, m.offset + m.length)));
+  }
+
+  /**
+   * A chunk from the leader: its bytes are kept until the core hands the chunk out to write.
+   * Returns false for one to drop before the core sees it (no bytes, or bytes that do not
+   * match their checksum): the leader sends it again after a quiet heartbeat round.
+   */
+  receiveChunk(m: Message & { type: 'snapshot' }, attachment: Uint8Array | null): boolean {
+    if (!this.o.receiver.keep(m, attachment)) {
+      this.counters.corruptChunks += 1;
+      this.o.onEvent({ kind: 'snapshot-chunk-refused', from: m.from, offset: m.offset });
+      return false;
+    }
+    this.incomingFrom = m.from;
+    const snapshot = { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes };
+    this.counters.received(m.from, snapshot, m.offset, m.length);
+    return true;
+  }
+
+  /** Writes a chunk the core accepted (before the answers that say how much is held). */
+  writeChunk(c: Parameters<SnapshotReceiver['write']>[0]): Promise<void> {
+    return this.o.receiver.write(c);
+  }
+
+  /** Checks a complete incoming snapshot against its id and tells the core. */
+  async checkIncoming(id: string): Promise<void> {
+    const { good, index } = await this.o.receiver.check(id);
+    if (!good) {
+      this.counters.refusedSnapshots += 1;
+      this.o.onEvent({ kind: 'snapshot-refused', id, index });
+    }
+    this.o.node.incomingSnapshotChecked(id, good);
+  }
+
+  /**
+   * Snapshot transfers in progress: to each follower this leader sends one to, and from the
+   * leader this node receives one from; with bytes held, bytes moved, chunks and rate.
+   */
+  transfers(): SnapshotTransfer[] {
+    const st = this.o.node.status();
+    const acked = new Map<number, { id: string; acked: number }>();
+    for (const [id, p] of Object.entries(st.progress))
+      if (p.snapshot !== undefined) acked.set(Number(id), p.snapshot);
+    const inc = st.incomingSnapshot;
+    return this.counters.list(
+      acked,
+      inc === null ? null : { id: inc.id, received: inc.received, from: this.incomingFrom },
+    );
+  }
+
+  /** Counters of refused chunks and snapshots and of snapshot bytes sent, since start. */
+  totals(): { corruptChunks: number; refusedSnapshots: number; bytesSent: number } {
+    const c = this.counters;
+    return {
+      corruptChunks: c.corruptChunks,
+      refusedSnapshots: c.refusedSnapshots,
+      bytesSent: c.bytesSentTotal,
+    };
+  }
+}
