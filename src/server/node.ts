@@ -18,28 +18,17 @@ import {
   type KvBackend,
 } from '../api/routes.js';
 import type { ClusterStatus, NodeStatus, SnapshotTransferStatus } from '../api/types.js';
-import { createRng, type Recovery } from '../raft/index.js';
-import { FilePartialSnapshots, openSqliteStorage, openWalStorage } from '../storage/index.js';
-import { TcpTransport } from '../transport/index.js';
+import type { Recovery } from '../raft/index.js';
 import type { NodeConfig } from './config.js';
-import { systemClock, type GroupStorage } from '../host/contracts.js';
+import { systemClock } from '../host/contracts.js';
 import { Host } from '../host/host.js';
 import type { TraceHook } from '../host/trace.js';
 import { SessionMachine, defaultSessionLimits } from '../host/sessions.js';
-import {
-  DataDirError,
-  checkIdentity,
-  checkNotRemoved,
-  groupDir,
-  readIdentity,
-  storageFilesIn,
-  writeIdentity,
-  type DataDirIdentity,
-} from './data-dir.js';
+import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
-import { createLogger, logRuntimeEvent, logWalRecovery } from './logging.js';
+import { createLogger, logRuntimeEvent } from './logging.js';
 import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
@@ -54,13 +43,15 @@ import {
   createClientProtocolServer,
   listenClientProtocol,
 } from './client-protocol.js';
+import { decideEmptyStart, listenError } from './startup.js';
 import {
-  checkListenable,
-  decideEmptyStart,
-  listenError,
-  parseHostPort,
-  prepareDataDir,
-} from './startup.js';
+  KV_GROUP,
+  QUEUE_GROUP,
+  groupSettings,
+  openGroupStorages,
+  openPeerTransport,
+  resolveIdentity,
+} from './node-setup.js';
 import { defaultQueueLimits } from '../base/limits.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
@@ -73,18 +64,13 @@ import {
   type QueueBackend,
 } from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
-import type { Member } from './config.js';
 import { NodeMembers } from './member-node.js';
-import { joinCluster } from './join.js';
 import type { TcpTransport as Transport } from '../transport/index.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
 
-/** The Raft group that holds the key-value store. */
-export const KV_GROUP = 0;
-/** The Raft group that holds the job queue: same members, same timing, its own log. */
-export const QUEUE_GROUP = 1;
+export { KV_GROUP, QUEUE_GROUP } from './node-setup.js';
 
 /** Both groups' snapshot transfers in progress, each tagged with its group. */
 function snapshotTransfersOf(kv: RaftRuntime, queue: RaftRuntime): SnapshotTransferStatus[] {
@@ -220,165 +206,34 @@ export class FlotillaNode implements AsyncDisposable {
   ): Promise<FlotillaNode> {
     const log =
       o.logger ?? createLogger(given.id, { level: given.logLevel, format: given.logFormat });
-    // Fail before touching storage: an unusable data directory or a taken port is reported
-    // at once, not after the log was replayed and an election won. The peer port is bound
-    // for real (messages arriving before the runtime starts are dropped; Raft resends); the
-    // client port is only checked, as the HTTP routes need the runtime.
-    prepareDataDir(given.dataDir);
-    await checkListenable(given.listenClient, 'clients (listenClient)');
+    // Fail before touching storage (node-setup.ts). The peer port is bound for real (messages
+    // arriving before the runtime starts are dropped; Raft resends).
     const wireListen = clientProtocolAddress(given);
-    if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
-    const recorded = readIdentity(given.dataDir);
-    if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
-    // A node joining with an empty data directory learns the cluster from the answer; one
-    // that joined before takes its cluster id and initial members from its directory.
-    const joined =
-      recorded === null && given.join.length > 0
-        ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
-            clock: systemClock,
-            timeoutMs: 60_000,
-            log,
-          })
-        : null;
-    const isJoined = joined !== null || recorded?.joined === true;
-    const config: NodeConfig =
-      joined !== null
-        ? { ...given, clusterId: joined.clusterId, members: joined.book }
-        : recorded?.joined === true
-          ? { ...given, clusterId: recorded.clusterId }
-          : given;
-    if (joined !== null)
-      log.info(
-        { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
-        'joined the cluster as a learner; catching up',
-      );
+    const { config, identity, recorded, joined } = await resolveIdentity(given, wireListen, log);
     const metrics = new NodeMetrics(config.id);
-    const identity: Omit<DataDirIdentity, 'format' | 'recovery'> = {
-      clusterId: config.clusterId,
-      memberId: config.id,
-      members:
-        joined?.initialMembers ??
-        (recorded?.joined === true ? recorded.members : config.members.map((m) => m.id)),
-      storage: config.storage,
-      ...(isJoined ? { joined: true } : {}),
-    };
-    if (recorded !== null) checkIdentity(config.dataDir, recorded, identity);
-    const kvDir = groupDir(config.dataDir, KV_GROUP);
-    const otherKind = storageFilesIn(kvDir);
-    if (otherKind !== null && otherKind !== config.storage)
-      throw new DataDirError(
-        'DATA_DIR_MISMATCH',
-        `Data directory ${config.dataDir} holds ${otherKind} storage files, but this node was started with --storage ${config.storage}: it would start empty and forget its term and vote. Start with --storage ${otherKind}, or give this node an empty data directory.`,
-        config.dataDir,
-      );
-    // Storage opens before the peer port is bound: every handshake says whether this node
-    // holds a log, and must not say "no" for want of having looked.
-    await checkListenable(config.listenPeer, 'peers (listenPeer)');
-    // The limits checkLimits agreed on, handed to each layer that enforces one.
     const { limits } = config;
-    const storageLimits = {
-      maxEntryBytes: limits.maxEntryBytes,
-      maxSnapshotBytes: limits.maxSnapshotBytes,
-    };
-    // Every group keeps its log in its own directory, in the one storage kind of the node.
-    const openGroupStorage = async (dir: string): Promise<GroupStorage> => {
-      if (config.storage === 'sqlite') return openSqliteStorage(dir, storageLimits);
-      const wal = await openWalStorage(dir, { ...storageLimits, snapshotsCoverCompaction: true });
-      logWalRecovery(log, wal.recovery);
-      return wal;
-    };
-    const storage = await openGroupStorage(kvDir);
-    let queueStorage: GroupStorage;
-    try {
-      queueStorage = await openGroupStorage(groupDir(config.dataDir, QUEUE_GROUP));
-    } catch (err) {
-      await storage.close();
-      throw err;
-    }
-    const peers = new Map(
-      config.members
-        .filter((m) => m.id !== config.id)
-        .map((m) => [m.id, parseHostPort(m.peer)] as const),
-    );
+    const { kv: storage, queue: queueStorage } = await openGroupStorages(config, log);
     const initial = storage.initialState();
     const holdsLog = initial.entries.length > 0 || initial.snapshot !== null;
     let runtimeHolder: RaftRuntime | null = null;
-    let transport: TcpTransport;
-    const self = config.members.find((m) => m.id === config.id);
-    try {
-      transport = await TcpTransport.listen({
-        nodeId: config.id,
-        clusterId: config.clusterId,
-        hasLog: () => (runtimeHolder === null ? holdsLog : runtimeHolder.status().lastIndex > 0),
-        ...(self === undefined ? {} : { advertise: { peer: self.peer, client: self.client } }),
-        listen: parseHostPort(config.listenPeer),
-        backoff: { baseMs: 25, maxMs: 1000 },
-        peers,
-        rng: createRng(config.id * 7919 + Date.now()),
-        maxFrameBytes: limits.maxFrameBytes,
-        maxAttachmentBytes: limits.maxAttachmentBytes,
-      });
-    } catch (err) {
-      await storage.close();
-      await queueStorage.close();
-      throw listenError(config.listenPeer, 'peers (listenPeer)', err);
-    }
-    const peerLogs = new Map<number, boolean | null>();
-    // Diallers this node does not know that say where they are (members that joined since its
-    // directory was written, or all of them when it lost its data): let in, and kept until the
-    // node exists to judge them against its directory (DESIGN.md, "A node that lost its data").
-    const heard: { id: number; peer: string; client: string | null }[] = [];
-    transport.setAdmission((id, a) => {
-      transport.setPeer(id, parseHostPort(a.peer));
-      heard.push({ id, ...a });
-      return true;
-    });
-    // Set once the node exists: a refused handshake may mean this member was removed, or that
-    // members joined that it does not know of.
-    let onHandshakeRefused: () => void = () => undefined;
-    transport.onEvent((e) => {
-      switch (e.kind) {
-        case 'reconnect-scheduled':
-          return;
-        case 'peer-connected':
-          peerLogs.set(e.peer, e.peerHasLog);
-          log.info(
-            { peer: e.peer, direction: e.direction, remote: e.remote },
-            `peer ${e.peer} connected`,
-          );
-          return;
-        case 'peer-disconnected':
-          log.warn(
-            { peer: e.peer, direction: e.direction, reason: e.reason },
-            `peer ${e.peer} disconnected`,
-          );
-          return;
-        case 'handshake-refused':
-          log.warn(
-            { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
-            'peer handshake refused',
-          );
-          onHandshakeRefused();
-          return;
-        case 'protocol-error':
-          log.warn(
-            { peer: e.peer, code: e.code, remote: e.remote, reason: e.message },
-            'peer protocol error',
-          );
-          return;
-        case 'handler-error':
-          log.error({ peer: e.peer, reason: e.message }, 'error handling a peer message');
-          return;
-      }
-    });
+    const peers = await openPeerTransport(
+      config,
+      () => (runtimeHolder === null ? holdsLog : runtimeHolder.status().lastIndex > 0),
+      async () => {
+        await storage.close();
+        await queueStorage.close();
+      },
+      log,
+    );
+    const { transport } = peers;
     let recovery: Recovery;
     try {
       recovery =
         recorded !== null && recorded.recovery === 'recovering'
           ? 'recovering'
-          : holdsLog || initial.hardState.term > 0 || isJoined
+          : holdsLog || initial.hardState.term > 0 || joined
             ? 'none'
-            : await decideEmptyStart(config, peerLogs, log);
+            : await decideEmptyStart(config, peers.peerLogs, log);
       // Written on first start (or after recovery was decided); an unchanged one is left alone.
       if (recorded?.recovery !== recovery) writeIdentity(config.dataDir, { ...identity, recovery });
     } catch (err) {
@@ -431,53 +286,7 @@ export class FlotillaNode implements AsyncDisposable {
         logRuntimeEvent(group === KV_GROUP ? log : queueLog, e);
       },
     });
-    // The data directory is one unit (DESIGN.md, "A node that lost its data"): the recovery
-    // decided from the key-value group's log applies to every group, and the node is a full
-    // member again only once every group has caught up.
-    const caughtUp = new Set<number>(recovery === 'none' ? [KV_GROUP, QUEUE_GROUP] : []);
-    const groupOptions = (group: number, groupStorage: GroupStorage, machine: SessionMachine) => ({
-      // The configuration the log starts from; membership changes in the log follow it.
-      voters: identity.members,
-      storage: groupStorage,
-      // A snapshot being received survives a restart in the group's directory.
-      partialSnapshots: new FilePartialSnapshots(groupDir(config.dataDir, group)),
-      stateMachine: machine,
-      rng: createRng(config.id * 104729 + group * 31 + Date.now()),
-      electionTicks: config.electionTicks,
-      heartbeatTicks: config.heartbeatTicks,
-      snapshotEveryEntries: config.snapshotEveryEntries,
-      snapshotLogRatio: config.snapshotLogPercent / 100,
-      requestTimeoutMs: config.requestTimeoutMs,
-      // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
-      raft: {
-        ...(config.leaseDriftTicks > 0 ? { leaseDriftTicks: config.leaseDriftTicks } : {}),
-        maxProposalBytes: limits.maxProposalBytes,
-        maxBytesPerMsg: limits.maxBytesPerMsg,
-        maxUncommittedBytes: limits.maxUncommittedBytes,
-        maxInflightBytes: limits.maxInflightBytes,
-        snapshotChunkBytes: limits.maxSnapshotChunkBytes,
-        recovery,
-      },
-      storeRecovery: (r: Recovery) => {
-        if (r === 'recovering') caughtUp.delete(group);
-        else caughtUp.add(group);
-        const all = caughtUp.has(KV_GROUP) && caughtUp.has(QUEUE_GROUP);
-        // A member marked removed (member-node.ts) stays marked.
-        const removed = readIdentity(config.dataDir)?.removed === true;
-        writeIdentity(config.dataDir, {
-          ...identity,
-          recovery: all ? 'none' : 'recovering',
-          ...(removed ? { removed } : {}),
-        });
-        if (r === 'none')
-          log.warn(
-            { group },
-            all
-              ? 'caught up with the leader: recovery finished, a full member again'
-              : 'group caught up with its leader; waiting for the other group',
-          );
-      },
-    });
+    const groupOptions = groupSettings(config, identity, recovery, log);
     const queueMachine = new QueueStateMachine();
     const kvSessions = new SessionMachine(kv, sessionLimits);
     let runtime: RaftRuntime;
@@ -560,9 +369,9 @@ export class FlotillaNode implements AsyncDisposable {
     // The directory restored from the snapshot (and the log replayed so far) names members
     // added at run time: the transport learns them before the first message goes out.
     node.members.refreshBook();
-    onHandshakeRefused = () => node.members.askPeerForMembers();
+    peers.onRefused(() => node.members.askPeerForMembers());
     transport.setAdmission((id, a) => node.members.admit(id, a.peer, a.client));
-    for (const h of heard)
+    for (const h of peers.heard)
       if (
         !node.members.admit(h.id, h.peer, h.client) &&
         !node.members.book.some((m) => m.id === h.id)

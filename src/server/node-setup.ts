@@ -1,0 +1,293 @@
+// The steps of a node's start that come before it serves (node.ts, FlotillaNode.start): who
+// the node is (its data directory's identity, or the cluster it joins), its groups' storage,
+// its peer transport and what the transport tells of the peers, and each Raft group's
+// settings. Each step undoes what it opened when it fails, so start() stays a list of steps.
+
+import type { Logger } from 'pino';
+import { createRng, type Recovery } from '../raft/index.js';
+import { FilePartialSnapshots, openSqliteStorage, openWalStorage } from '../storage/index.js';
+import { TcpTransport } from '../transport/index.js';
+import { systemClock, type GroupStorage } from '../host/contracts.js';
+import type { GroupOptions } from '../host/host.js';
+import type { SessionMachine } from '../host/sessions.js';
+import type { Member, NodeConfig } from './config.js';
+import {
+  DataDirError,
+  checkIdentity,
+  checkNotRemoved,
+  groupDir,
+  readIdentity,
+  storageFilesIn,
+  writeIdentity,
+  type DataDirIdentity,
+} from './data-dir.js';
+import { joinCluster } from './join.js';
+import { logWalRecovery } from './logging.js';
+import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
+
+/** The Raft group that holds the key-value store. */
+export const KV_GROUP = 0;
+/** The Raft group that holds the job queue: same members, same timing, its own log. */
+export const QUEUE_GROUP = 1;
+
+export type Identity = Omit<DataDirIdentity, 'format' | 'recovery'>;
+
+export interface ResolvedIdentity {
+  /** The configuration given, with the cluster id and members a join or the directory said. */
+  readonly config: NodeConfig;
+  readonly identity: Identity;
+  /** What the data directory recorded before this start (null: it was empty). */
+  readonly recorded: DataDirIdentity | null;
+  /** This node joined a running cluster (now or before). */
+  readonly joined: boolean;
+}
+
+/**
+ * Who this node is. Fails before touching storage: an unusable data directory or a taken port
+ * is reported at once, not after the log was replayed and an election won. The client port
+ * is only checked here (the HTTP routes need the runtime); a node joining with an empty data
+ * directory asks the cluster to add it and takes the cluster from the answer, one that joined
+ * before takes its cluster id and initial members from its directory.
+ */
+export async function resolveIdentity(
+  given: NodeConfig,
+  wireListen: string | null,
+  log: Logger,
+): Promise<ResolvedIdentity> {
+  prepareDataDir(given.dataDir);
+  await checkListenable(given.listenClient, 'clients (listenClient)');
+  if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
+  const recorded = readIdentity(given.dataDir);
+  if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
+  const joined =
+    recorded === null && given.join.length > 0
+      ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
+          clock: systemClock,
+          timeoutMs: 60_000,
+          log,
+        })
+      : null;
+  const isJoined = joined !== null || recorded?.joined === true;
+  const config: NodeConfig =
+    joined !== null
+      ? { ...given, clusterId: joined.clusterId, members: joined.book }
+      : recorded?.joined === true
+        ? { ...given, clusterId: recorded.clusterId }
+        : given;
+  if (joined !== null)
+    log.info(
+      { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
+      'joined the cluster as a learner; catching up',
+    );
+  const identity: Identity = {
+    clusterId: config.clusterId,
+    memberId: config.id,
+    members:
+      joined?.initialMembers ??
+      (recorded?.joined === true ? recorded.members : config.members.map((m) => m.id)),
+    storage: config.storage,
+    ...(isJoined ? { joined: true } : {}),
+  };
+  if (recorded !== null) checkIdentity(config.dataDir, recorded, identity);
+  const otherKind = storageFilesIn(groupDir(config.dataDir, KV_GROUP));
+  if (otherKind !== null && otherKind !== config.storage)
+    throw new DataDirError(
+      'DATA_DIR_MISMATCH',
+      `Data directory ${config.dataDir} holds ${otherKind} storage files, but this node was started with --storage ${config.storage}: it would start empty and forget its term and vote. Start with --storage ${otherKind}, or give this node an empty data directory.`,
+      config.dataDir,
+    );
+  // Storage opens before the peer port is bound (every handshake says whether this node holds
+  // a log, and must not say "no" for want of having looked): check the port first.
+  await checkListenable(config.listenPeer, 'peers (listenPeer)');
+  return { config, identity, recorded, joined: isJoined };
+}
+
+/** Both groups' storage, each in its own directory, in the one storage kind of the node. */
+export async function openGroupStorages(
+  config: NodeConfig,
+  log: Logger,
+): Promise<{ readonly kv: GroupStorage; readonly queue: GroupStorage }> {
+  const limits = {
+    maxEntryBytes: config.limits.maxEntryBytes,
+    maxSnapshotBytes: config.limits.maxSnapshotBytes,
+  };
+  const open = async (dir: string): Promise<GroupStorage> => {
+    if (config.storage === 'sqlite') return openSqliteStorage(dir, limits);
+    const wal = await openWalStorage(dir, { ...limits, snapshotsCoverCompaction: true });
+    logWalRecovery(log, wal.recovery);
+    return wal;
+  };
+  const kv = await open(groupDir(config.dataDir, KV_GROUP));
+  try {
+    return { kv, queue: await open(groupDir(config.dataDir, QUEUE_GROUP)) };
+  } catch (err) {
+    await kv.close();
+    throw err;
+  }
+}
+
+/** A dialler this node did not know, let in at the addresses its handshake gave. */
+export interface HeardPeer {
+  readonly id: number;
+  readonly peer: string;
+  readonly client: string | null;
+}
+
+export interface PeerTransport {
+  readonly transport: TcpTransport;
+  /** What each peer's handshake said of its log (the empty-start decision reads it). */
+  readonly peerLogs: ReadonlyMap<number, boolean | null>;
+  /**
+   * Diallers this node does not know that said where they are (members that joined since its
+   * directory was written, or all of them when it lost its data): let in, and kept until the
+   * node exists to judge them against its directory (DESIGN.md, "A node that lost its data").
+   */
+  readonly heard: readonly HeardPeer[];
+  /** Sets what a refused handshake does (once the node exists: ask a peer about members). */
+  onRefused(fn: () => void): void;
+}
+
+/**
+ * Binds the peer port and logs what the transport tells of the peers. `hasLog` answers every
+ * handshake's question; `release` closes what the caller opened before, should binding fail.
+ */
+export async function openPeerTransport(
+  config: NodeConfig,
+  hasLog: () => boolean,
+  release: () => Promise<void>,
+  log: Logger,
+): Promise<PeerTransport> {
+  const self = config.members.find((m) => m.id === config.id);
+  let transport: TcpTransport;
+  try {
+    transport = await TcpTransport.listen({
+      nodeId: config.id,
+      clusterId: config.clusterId,
+      hasLog,
+      ...(self === undefined ? {} : { advertise: { peer: self.peer, client: self.client } }),
+      listen: parseHostPort(config.listenPeer),
+      backoff: { baseMs: 25, maxMs: 1000 },
+      peers: new Map(
+        config.members
+          .filter((m) => m.id !== config.id)
+          .map((m) => [m.id, parseHostPort(m.peer)] as const),
+      ),
+      rng: createRng(config.id * 7919 + Date.now()),
+      maxFrameBytes: config.limits.maxFrameBytes,
+      maxAttachmentBytes: config.limits.maxAttachmentBytes,
+    });
+  } catch (err) {
+    await release();
+    throw listenError(config.listenPeer, 'peers (listenPeer)', err);
+  }
+  const peerLogs = new Map<number, boolean | null>();
+  const heard: HeardPeer[] = [];
+  const t = transport;
+  t.setAdmission((id, a) => {
+    t.setPeer(id, parseHostPort(a.peer));
+    heard.push({ id, ...a });
+    return true;
+  });
+  let onRefused: () => void = () => undefined;
+  t.onEvent((e) => {
+    switch (e.kind) {
+      case 'reconnect-scheduled':
+        return;
+      case 'peer-connected':
+        peerLogs.set(e.peer, e.peerHasLog);
+        log.info(
+          { peer: e.peer, direction: e.direction, remote: e.remote },
+          `peer ${e.peer} connected`,
+        );
+        return;
+      case 'peer-disconnected':
+        log.warn(
+          { peer: e.peer, direction: e.direction, reason: e.reason },
+          `peer ${e.peer} disconnected`,
+        );
+        return;
+      case 'handshake-refused':
+        log.warn(
+          { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
+          'peer handshake refused',
+        );
+        onRefused();
+        return;
+      case 'protocol-error':
+        log.warn(
+          { peer: e.peer, code: e.code, remote: e.remote, reason: e.message },
+          'peer protocol error',
+        );
+        return;
+      case 'handler-error':
+        log.error({ peer: e.peer, reason: e.message }, 'error handling a peer message');
+        return;
+    }
+  });
+  return {
+    transport: t,
+    peerLogs,
+    heard,
+    onRefused: (fn) => {
+      onRefused = fn;
+    },
+  };
+}
+
+/**
+ * Each group's settings. The data directory is one unit (DESIGN.md, "A node that lost its
+ * data"): the recovery decided from the key-value group's log applies to every group, and the
+ * node is a full member again, as its identity file says, only once every group caught up.
+ */
+export function groupSettings(
+  config: NodeConfig,
+  identity: Identity,
+  recovery: Recovery,
+  log: Logger,
+): (group: number, storage: GroupStorage, machine: SessionMachine) => GroupOptions {
+  const { limits } = config;
+  const caughtUp = new Set<number>(recovery === 'none' ? [KV_GROUP, QUEUE_GROUP] : []);
+  return (group, storage, machine) => ({
+    // The configuration the log starts from; membership changes in the log follow it.
+    voters: identity.members,
+    storage,
+    // A snapshot being received survives a restart in the group's directory.
+    partialSnapshots: new FilePartialSnapshots(groupDir(config.dataDir, group)),
+    stateMachine: machine,
+    rng: createRng(config.id * 104729 + group * 31 + Date.now()),
+    electionTicks: config.electionTicks,
+    heartbeatTicks: config.heartbeatTicks,
+    snapshotEveryEntries: config.snapshotEveryEntries,
+    snapshotLogRatio: config.snapshotLogPercent / 100,
+    requestTimeoutMs: config.requestTimeoutMs,
+    // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
+    raft: {
+      ...(config.leaseDriftTicks > 0 ? { leaseDriftTicks: config.leaseDriftTicks } : {}),
+      maxProposalBytes: limits.maxProposalBytes,
+      maxBytesPerMsg: limits.maxBytesPerMsg,
+      maxUncommittedBytes: limits.maxUncommittedBytes,
+      maxInflightBytes: limits.maxInflightBytes,
+      snapshotChunkBytes: limits.maxSnapshotChunkBytes,
+      recovery,
+    },
+    storeRecovery: (r: Recovery) => {
+      if (r === 'recovering') caughtUp.delete(group);
+      else caughtUp.add(group);
+      const all = caughtUp.has(KV_GROUP) && caughtUp.has(QUEUE_GROUP);
+      // A member marked removed (member-node.ts) stays marked.
+      const removed = readIdentity(config.dataDir)?.removed === true;
+      writeIdentity(config.dataDir, {
+        ...identity,
+        recovery: all ? 'none' : 'recovering',
+        ...(removed ? { removed } : {}),
+      });
+      if (r === 'none')
+        log.warn(
+          { group },
+          all
+            ? 'caught up with the leader: recovery finished, a full member again'
+            : 'group caught up with its leader; waiting for the other group',
+        );
+    },
+  });
+}
