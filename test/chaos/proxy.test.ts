@@ -3,7 +3,8 @@
 // sender drops that sender only, tears its live connection down, and a healed link carries
 // its traffic again on a fresh connection. With raw sockets: what names no member (a bad
 // preface, a broken HELLO, no header, an opening that never completes) is forwarded as from an
-// unknown sender, as proxy.ts documents, and an HTTP request is attributed by its header.
+// unknown sender, as proxy.ts documents, a silent one is closed, and an HTTP request is
+// attributed by its header.
 
 import assert from 'node:assert/strict';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -251,6 +252,15 @@ void describe('FrontProxy with raw connections', () => {
     assert.equal(await roundTrip(s, 'FL', 2_000), 'FL', 'forwarded after 200 ms');
     assert.equal(peer.stats().unknown, before + 1);
     s.destroy();
+  });
+
+  void it('closes a connection that sends nothing within the sniff timeout', async () => {
+    const before = peer.stats();
+    const s = await connect(peer.port);
+    s.on('data', () => assert.fail('a silent connection got an answer'));
+    assert.equal(await closed(s, 2_000), true, 'closed after 200 ms');
+    assert.equal(peer.stats().silent, before.silent + 1);
+    assert.equal(peer.stats().unknown, before.unknown, 'not forwarded as unknown');
   });
 
   void it('attributes an HTTP connection by x-flotilla-member; one without passes', async () => {

@@ -19,11 +19,16 @@
 // a healed link starts on fresh connections, so no frame is cut in half.
 //
 // A connection whose opening names no member (not a preface and HELLO, no header, something
-// over the sniffer's bound, or nothing complete within `sniffTimeoutMs`) is forwarded as from
-// an unknown sender, which no cut applies to: the member behind the proxy then sees exactly
-// what it would without one, and refuses garbage itself. Members never open such connections,
-// so the proxy counts them (`stats().unknown`, `unknownReasons()`), and the chaos run reports
-// any as a problem: a partition that a connection could pass would be less than it says.
+// over the sniffer's bound, or an opening begun and not complete within `sniffTimeoutMs`) is
+// forwarded as from an unknown sender, which no cut applies to: the member behind the proxy
+// then sees exactly what it would without one, and refuses garbage itself. Members never open
+// such connections, so the proxy counts them (`stats().unknown`, `unknownReasons()`), and the
+// chaos run reports any as a problem: a partition that a connection could pass would be less
+// than it says. A connection that sends nothing at all within `sniffTimeoutMs` is closed, as
+// the member behind would close it (its handshake and header timeouts, 5 s), and only counted
+// (`stats().silent`): it carried nothing, and forwarding it unnamed would let whatever it sent
+// later pass every cut. A member's HTTP client can leave one behind: undici keeps a connection
+// it opened for a request abandoned before it was written idle until its keep-alive timeout.
 
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Sniffer } from './sniff.js';
@@ -34,11 +39,16 @@ export interface ProxyStats {
   readonly blackholed: number;
   /** Connections forwarded whose opening named no member. */
   readonly unknown: number;
+  /** Connections closed for sending nothing within the sniff timeout. */
+  readonly silent: number;
   readonly bytesForwarded: number;
 }
 
 export interface FrontProxyOptions {
-  /** An opening not complete within this is forwarded as from an unknown sender. */
+  /**
+   * An opening begun and not complete within this is forwarded as from an unknown sender; a
+   * connection that sent nothing by then is closed.
+   */
   readonly sniffTimeoutMs?: number;
 }
 
@@ -66,6 +76,7 @@ export class FrontProxy {
   private accepted = 0;
   private blackholed = 0;
   private unknown = 0;
+  private silent = 0;
   private bytesForwarded = 0;
   private listenPort = 0;
   private readonly sniffTimeoutMs: number;
@@ -89,6 +100,7 @@ export class FrontProxy {
       accepted: this.accepted,
       blackholed: this.blackholed,
       unknown: this.unknown,
+      silent: this.silent,
       bytesForwarded: this.bytesForwarded,
     };
   }
@@ -183,10 +195,15 @@ export class FrontProxy {
       clearTimeout(timer);
       this.sniffing.delete(client);
     };
-    const timer = setTimeout(
-      () => decide(null, `no complete opening within ${this.sniffTimeoutMs} ms`),
-      this.sniffTimeoutMs,
-    );
+    const timer = setTimeout(() => {
+      if (chunks.length > 0) {
+        const got = chunks.reduce((n, c) => n + c.length, 0);
+        decide(null, `${got} bytes and no complete opening within ${this.sniffTimeoutMs} ms`);
+        return;
+      }
+      this.silent++;
+      client.destroy();
+    }, this.sniffTimeoutMs);
     client.on('data', onData);
     client.on('close', onClose);
   }
