@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
 import type { Member } from './config.js';
+import { memberHeader } from './member-pool.js';
 
 /** What the cluster answers a join with (POST /v1/cluster/join). */
 export interface JoinAnswer {
@@ -47,7 +48,7 @@ export async function joinCluster(
     try {
       const res = await request(`${url}/v1/cluster/join`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', [memberHeader]: String(self.id) },
         body: JSON.stringify({ id: self.id, peer: self.peer, client: self.client }),
         headersTimeout: 15_000,
         bodyTimeout: 15_000,

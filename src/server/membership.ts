@@ -292,6 +292,10 @@ export class Membership {
         roleIn(this.conf(1), self) === 'none'
       )
         this.o.onSelfRemoved();
+      // Every node, not only the one that made a change: once a removed member is out of both
+      // groups its peers drop it and refuse its handshakes, which is how it learns it was
+      // removed when it never applied its removal and the leader's notice did not reach it.
+      this.o.onBookChanged();
       if (this.o.kv.isLeader()) await this.promoteCaughtUp();
       if (this.o.queue.isLeader()) await this.followInQueueGroup();
     } catch (err) {

@@ -3,7 +3,7 @@
 // `flotilla start` runs; `FlotillaNode.start` is the same for tests and embedders.
 
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
 import { FlotillaError } from '../base/errors.js';
@@ -28,6 +28,7 @@ import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
+import { MemberPool } from './member-pool.js';
 import { createLogger, logRuntimeEvent } from './logging.js';
 import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
@@ -638,7 +639,7 @@ export class FlotillaNode implements AsyncDisposable {
   private pool(url: string): Pool {
     let p = this.pools.get(url);
     if (p === undefined) {
-      p = new Pool(url, { connections: forwardConnections });
+      p = new MemberPool(url, this.config.id, { connections: forwardConnections });
       this.pools.set(url, p);
     }
     return p;

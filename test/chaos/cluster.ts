@@ -1,23 +1,22 @@
 // A cluster of real `flotilla start` processes whose links the fault injector controls. Each
-// node listens on its own peer and client ports; every other node reaches it only through a
-// proxy owned by this harness, one per directed pair and per port kind:
+// node listens on its own real peer and client ports, and is known to every node, itself
+// included, only by the addresses of its two fronts: proxies owned by this harness, one per
+// member and port kind (proxy.ts):
 //
-//   node i --(peer proxy i->j)--> node j's peer port      Raft messages from i to j
-//   node i --(client proxy i->j)--> node j's client port  writes i forwards to leader j
+//   any node --(peer front of j)--> node j's peer port      Raft messages to j
+//   any node --(client front of j)--> node j's client port  writes forwarded to j, member lists
 //
-// Each node is given its own --initial-cluster, listing itself at its real addresses and every
-// peer at the proxies it must use. Test clients talk to the real client ports directly: they
-// play the part of clients outside the cluster's network.
+// Bootstrap nodes are all given the same --initial-cluster, naming every member at its fronts,
+// and listen on their real ports (--listen-peer, --listen-client). A member added during the run
+// advertises its fronts the same way, and joins through the other members' client fronts; the
+// replicated member directory then hands every node the fronts of every member, bootstrap or
+// joined, for the whole run. A front tells senders apart by what they say first (the peer
+// handshake's HELLO names the sender; every request between members carries
+// `x-flotilla-member`), so cutting the link i -> j is telling j's fronts to black-hole what i
+// sends: exact for any two members, whenever they joined.
 //
-// Members added during a run (the membership nemesis) are not proxied. A node that joins
-// advertises one peer address and one client URL, and the cluster's replicated directory hands
-// the same addresses to every node, so there is no per-sender address to put a proxy behind.
-// The directory also records the bootstrap members' addresses as the leader that took the
-// first join knew them (its own real ports, the others behind its proxies), and every node
-// follows the directory from then on: after the first add, traffic to a bootstrap member goes
-// through that leader's proxy to it, and traffic to that leader goes direct. Partitions then
-// cut less than they say. Keeping them exact would take a proxy per member that tells senders
-// apart by the id in the connection handshake, not by the address they dial.
+// Test clients talk to the real client ports directly: they play the part of clients outside
+// the cluster's network.
 //
 // Every process is started here and ended here by PID.
 
@@ -30,7 +29,8 @@ import type { NodeStatus } from '../../src/api/types.js';
 import { cliEntry } from '../../src/cli/cluster.js';
 import { createRng } from '../../src/raft/index.js';
 import { sleep } from '../e2e/harness.js';
-import { LinkProxy } from './proxy.js';
+import { FrontProxy } from './proxy.js';
+import { sniffMemberHeader, sniffPeerHello } from './sniff.js';
 
 /**
  * Node ports come from below Linux's default ephemeral range (32768-60999). Proxies listen on
@@ -61,6 +61,11 @@ async function nodePorts(n: number): Promise<number[]> {
   return out;
 }
 
+/** The URL every node uses for member `m`'s client port. */
+function frontUrl(m: Member): string {
+  return `http://127.0.0.1:${m.front.client.port}`;
+}
+
 /** Every node process any cluster started, so an exiting harness can end them all. */
 const allProcesses = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -85,8 +90,11 @@ export interface ChaosClusterOptions {
 
 interface Member {
   readonly id: number;
+  /** The ports the node listens on; only its fronts and test clients use them. */
   readonly peerPort: number;
   readonly clientPort: number;
+  /** The addresses every node knows this member by. */
+  readonly front: { readonly peer: FrontProxy; readonly client: FrontProxy };
   readonly dataDir: string;
   /** Client URLs a member added during the run joins through; null for the bootstrap ones. */
   readonly joinVia: readonly string[] | null;
@@ -104,9 +112,9 @@ export class ChaosCluster {
   }
 
   readonly dir: string;
-  private readonly members: Member[];
-  /** Proxies by `${from}>${to}`: [peer, client]. */
-  private readonly links = new Map<string, readonly [LinkProxy, LinkProxy]>();
+  private readonly members: Member[] = [];
+  /** Directed links cut, as `${from}>${to}`. */
+  private readonly cuts = new Set<string>();
   private readonly procs = new Map<number, ChildProcess>();
   private readonly states = new Map<number, NodeState>();
   private readonly logs = new Map<number, string[]>();
@@ -119,25 +127,47 @@ export class ChaosCluster {
   /** Set by stop(): nothing is started after it (a heal racing a Ctrl-C must not respawn). */
   private stopped = false;
 
-  private constructor(
-    private readonly o: ChaosClusterOptions,
-    ports: readonly number[],
-  ) {
+  private constructor(private readonly o: ChaosClusterOptions) {
     this.dir = mkdtempSync(join(tmpdir(), 'flotilla-chaos-'));
-    this.members = Array.from({ length: o.nodes }, (_, i) => ({
-      id: i + 1,
-      peerPort: ports[2 * i] as number,
-      clientPort: ports[2 * i + 1] as number,
-      dataDir: join(this.dir, `node${i + 1}`),
-      joinVia: null,
-    }));
   }
 
   static async create(o: ChaosClusterOptions): Promise<ChaosCluster> {
-    const c = new ChaosCluster(o, await nodePorts(o.nodes * 2));
+    const c = new ChaosCluster(o);
     ChaosCluster.live.add(c);
-    await c.openLinks();
+    const ports = await nodePorts(o.nodes * 2);
+    for (let i = 0; i < o.nodes; i++)
+      await c.addMemberRecord(i + 1, [ports[2 * i] as number, ports[2 * i + 1] as number], null);
     return c;
+  }
+
+  /** Records member `id` on `ports` (peer, client), with its two fronts listening. */
+  private async addMemberRecord(
+    id: number,
+    [peerPort, clientPort]: readonly [number, number],
+    joinVia: readonly string[] | null,
+  ): Promise<Member> {
+    const target = (port: number) => ({ host: '127.0.0.1', port });
+    const peer = new FrontProxy(target(peerPort), `peer front of ${id}`, sniffPeerHello);
+    const client = new FrontProxy(target(clientPort), `client front of ${id}`, sniffMemberHeader);
+    try {
+      await peer.listen();
+      await client.listen();
+    } catch (err) {
+      await Promise.all([peer.close(), client.close()]);
+      throw err;
+    }
+    // Recorded only once both fronts listen: a heal that starts every member that is down
+    // must not start this one with a front that has no port yet.
+    const m: Member = {
+      id,
+      peerPort,
+      clientPort,
+      front: { peer, client },
+      dataDir: join(this.dir, `node${id}`),
+      joinVia,
+    };
+    this.members.push(m);
+    return m;
   }
 
   /** The members not removed, bootstrap and added. */
@@ -145,8 +175,8 @@ export class ChaosCluster {
     return this.members.filter((m) => !this.removed.has(m.id)).map((m) => m.id);
   }
 
-  /** The members not removed whose links go through proxies (the bootstrap ones). */
-  get linkedIds(): number[] {
+  /** The bootstrap members not removed. */
+  get bootstrapIds(): number[] {
     return this.members
       .filter((m) => m.joinVia === null && !this.removed.has(m.id))
       .map((m) => m.id);
@@ -158,19 +188,14 @@ export class ChaosCluster {
   }
 
   /**
-   * Starts a new member on fresh ports, with an empty data directory, that joins through `via`
-   * (client URLs); returns its id, one above any id this cluster has used.
+   * Starts a new member on fresh ports, with an empty data directory, that joins through the
+   * client fronts of the members not removed; returns its id, one above any id this cluster
+   * has used.
    */
-  async addMember(via: readonly string[]): Promise<number> {
+  async addMember(): Promise<number> {
     const id = Math.max(...this.members.map((m) => m.id)) + 1;
-    const [peerPort, clientPort] = (await nodePorts(2)) as [number, number];
-    this.members.push({
-      id,
-      peerPort,
-      clientPort,
-      dataDir: join(this.dir, `node${id}`),
-      joinVia: [...via],
-    });
+    const via = this.ids.map((x) => frontUrl(this.member(x)));
+    await this.addMemberRecord(id, (await nodePorts(2)) as [number, number], via);
     this.startNode(id);
     return id;
   }
@@ -217,47 +242,15 @@ export class ChaosCluster {
     return m;
   }
 
-  private async openLinks(): Promise<void> {
-    for (const from of this.members) {
-      for (const to of this.members) {
-        if (from.id === to.id) continue;
-        const peer = new LinkProxy(
-          { host: '127.0.0.1', port: to.peerPort },
-          `peer ${from.id}->${to.id}`,
-        );
-        const client = new LinkProxy(
-          { host: '127.0.0.1', port: to.clientPort },
-          `client ${from.id}->${to.id}`,
-        );
-        await peer.listen();
-        await client.listen();
-        this.links.set(`${from.id}>${to.id}`, [peer, client]);
-      }
-    }
-  }
-
-  private link(from: number, to: number): readonly [LinkProxy, LinkProxy] {
-    const l = this.links.get(`${from}>${to}`);
-    if (l === undefined) throw new Error(`No link ${from}->${to}`);
-    return l;
-  }
-
   /**
-   * Node `id`'s view of the cluster: itself at its real ports, peers through its proxies. A
-   * member added during the run names only itself; it learns the rest from the cluster.
+   * The members node `id` is started with, each at its fronts: every bootstrap member for a
+   * bootstrap node (the same list for all of them), itself alone for a member added during the
+   * run, which learns the rest from the cluster.
    */
   private initialClusterFor(id: number): string {
     const self = this.member(id);
-    if (self.joinVia !== null)
-      return `${id}=127.0.0.1:${self.peerPort}@http://127.0.0.1:${self.clientPort}`;
-    return this.members
-      .filter((m) => m.joinVia === null)
-      .map((m) => {
-        if (m.id === id) return `${m.id}=127.0.0.1:${m.peerPort}@http://127.0.0.1:${m.clientPort}`;
-        const [peer, client] = this.link(id, m.id);
-        return `${m.id}=127.0.0.1:${peer.port}@http://127.0.0.1:${client.port}`;
-      })
-      .join(',');
+    const named = self.joinVia !== null ? [self] : this.members.filter((m) => m.joinVia === null);
+    return named.map((m) => `${m.id}=127.0.0.1:${m.front.peer.port}@${frontUrl(m)}`).join(',');
   }
 
   async start(): Promise<void> {
@@ -277,6 +270,10 @@ export class ChaosCluster {
       m.dataDir,
       '--initial-cluster',
       this.initialClusterFor(id),
+      '--listen-peer',
+      `127.0.0.1:${m.peerPort}`,
+      '--listen-client',
+      `127.0.0.1:${m.clientPort}`,
       ...(m.joinVia === null ? ['--cluster-id', 'chaos'] : ['--join', m.joinVia.join(',')]),
       '--storage',
       this.o.storage,
@@ -358,21 +355,40 @@ export class ChaosCluster {
   }
 
   /**
-   * Cuts the directed link from -> to (Raft traffic and forwarded client requests). A pair
-   * with a member added during the run has no proxy and is left alone.
+   * Cuts the directed link from -> to: what `from` sends to `to`, Raft traffic and requests
+   * alike, is dropped at `to`'s fronts, and `from`'s connections there are torn down.
    */
   cut(from: number, to: number): void {
-    if (!this.links.has(`${from}>${to}`)) return;
-    for (const p of this.link(from, to)) p.cutLink();
+    if (from === to) throw new Error(`Cannot cut node ${from} from itself`);
+    const { peer, client } = this.member(to).front;
+    peer.cutFrom(from);
+    client.cutFrom(from);
+    this.cuts.add(`${from}>${to}`);
   }
 
   healLinks(): void {
-    for (const pair of this.links.values()) for (const p of pair) p.heal();
+    for (const m of this.members) {
+      m.front.peer.healAll();
+      m.front.client.healAll();
+    }
+    this.cuts.clear();
   }
 
   /** Every directed link currently cut, as "from->to". */
   cutLinks(): string[] {
-    return [...this.links].filter(([, [peer]]) => peer.isCut).map(([k]) => k.replace('>', '->'));
+    return [...this.cuts].map((k) => k.replace('>', '->'));
+  }
+
+  /**
+   * Connections a front took as from no member, each front with its count and first reasons;
+   * empty when every connection between members was told apart (so every cut was exact).
+   */
+  unattributed(): string[] {
+    return this.members.flatMap((m) =>
+      [m.front.peer, m.front.client]
+        .filter((f) => f.stats().unknown > 0)
+        .map((f) => `${f.label}: ${f.stats().unknown} (${f.unknownReasons().join('; ')})`),
+    );
   }
 
   async status(id: number, timeoutMs = 1_000): Promise<NodeStatus | null> {
@@ -436,7 +452,7 @@ export class ChaosCluster {
     const all = this.members.map((m) => m.id);
     for (const id of all) this.resume(id);
     await Promise.all(all.map((id) => this.kill(id)));
-    await Promise.all([...this.links.values()].flat().map((p) => p.close()));
+    await Promise.all(this.members.flatMap((m) => [m.front.peer.close(), m.front.client.close()]));
     if (!this.o.keepData) rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -178,7 +178,7 @@ export class MembershipNemesis {
 
   /** Starts a new member that joins; resolves with its id once it votes in both groups. */
   private async add(c: MembershipChange): Promise<number> {
-    const id = await this.cluster.addMember(this.cluster.endpoints());
+    const id = await this.cluster.addMember();
     const deadline = this.now() + this.timing.addMs;
     while (this.now() < deadline) {
       const v = await this.members();

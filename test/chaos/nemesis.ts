@@ -163,7 +163,7 @@ export class Nemesis {
     await this.cluster.kill(t.id);
     if (recovering.length > 0) {
       record.detail = `kill -9 ${t.what} (wipe skipped: ${recovering.join(',')} still recovering)`;
-    } else if (!this.cluster.linkedIds.includes(t.id)) {
+    } else if (!this.cluster.bootstrapIds.includes(t.id)) {
       record.detail = `kill -9 ${t.what} (wipe skipped: it joined during the run)`;
     } else {
       this.cluster.wipe(t.id);
@@ -187,11 +187,11 @@ export class Nemesis {
   }
 
   /**
-   * Among the bootstrap members, whose links are proxied (cluster.ts): a member added during
-   * the run is not cut off, and a leader or target among those is named with "(not cut)".
+   * Among the current members, bootstrap and added alike: every link between two of them can be
+   * cut exactly (cluster.ts). A member that joins while the partition holds is cut from nobody.
    */
   private async partition(record: FaultRecord): Promise<Heal> {
-    const ids = this.cluster.linkedIds;
+    const ids = this.cluster.ids;
     const variant = this.rng.int(4);
     let detail: string;
     if (variant === 0 || variant === 1) {
@@ -200,7 +200,7 @@ export class Nemesis {
       if (variant === 1) {
         const leader = await this.cluster.leader();
         minority = [leader !== 0 && ids.includes(leader) ? leader : (shuffled[0] as number)];
-        detail = `partition leader alone${leader !== 0 && !ids.includes(leader) ? ` (${leader} not cut)` : ''}`;
+        detail = `partition leader alone`;
       } else {
         minority = shuffled.slice(0, 1 + this.rng.int(Math.floor((ids.length - 1) / 2)));
         detail = `partition halves`;
@@ -216,9 +216,7 @@ export class Nemesis {
       this.cutBetween(a, b);
       detail = `partition bridge ${bridge} between [${a.join(',')}] and [${b.join(',')}]`;
     } else {
-      const t = await this.target();
-      const { id } = t;
-      const what = ids.includes(id) ? t.what : `${t.what} (not cut)`;
+      const { id, what } = await this.target();
       const others = ids.filter((x) => x !== id);
       if (this.rng.float() < 0.5) {
         for (const o of others) this.cluster.cut(id, o);

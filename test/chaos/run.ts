@@ -174,6 +174,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await watch?.stopAll();
     await queue?.close();
     problems.push(...cluster.unexpectedExits);
+    // A connection no front could attribute passed every cut: the faults were less than logged.
+    for (const u of cluster.unattributed())
+      problems.push(`connections from no known member at ${u}`);
     return await judge(o, cluster, {
       register: register?.history ?? null,
       set: set === null || !settled ? null : { adds: set.adds, finalReads },
