@@ -296,6 +296,7 @@ export class Membership {
       // groups its peers drop it and refuse its handshakes, which is how it learns it was
       // removed when it never applied its removal and the leader's notice did not reach it.
       this.o.onBookChanged();
+      if (this.o.kv.isLeader()) await this.finishRemovals();
       if (this.o.kv.isLeader()) await this.promoteCaughtUp();
       if (this.o.queue.isLeader()) await this.followInQueueGroup();
     } catch (err) {
@@ -320,6 +321,27 @@ export class Membership {
       p.match > 0 &&
       p.match >= s.lastIndex - this.o.learnerPromoteLagEntries
     );
+  }
+
+  /**
+   * A removal is two entries: the directory's mark, then the configuration change. One whose
+   * second step never happened (its leader died between them, the request gave up) leaves a
+   * member marked removed, which refuses to start again, still a voter: finished here, one
+   * change at a time, as the operator asked (chaos seed 701 lost a voter that way for good).
+   */
+  private async finishRemovals(): Promise<void> {
+    const c = this.conf(0);
+    if (c.outgoing.length > 0) return;
+    for (const id of this.o.directory.removed()) {
+      if (roleIn(c, id) === 'none') continue;
+      if (c.voters.length === 1 && c.voters[0] === id) continue;
+      this.o.log.warn(
+        { member: id },
+        `member ${id} is marked removed but still in the configuration: finishing its removal`,
+      );
+      await this.o.kv.proposeConfChange({ changes: [{ kind: 'remove', node: id }] });
+      return;
+    }
   }
 
   private async promoteCaughtUp(): Promise<void> {

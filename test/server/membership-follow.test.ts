@@ -141,3 +141,43 @@ void test('a removed member stops only once the queue group removed it too', asy
   // once it is out of both groups, though none of them made the change.
   assert.equal(refreshed, 2);
 });
+
+void test('the leader finishes a removal whose configuration change never happened', async () => {
+  // The directory marks 3 removed, but the request gave up before the configuration change.
+  let voters = [1, 2, 3];
+  const proposed: unknown[] = [];
+  const kv = {
+    status: () => ({ conf: conf(voters), progress: {}, lastIndex: 0 }),
+    isLeader: () => true,
+    proposeConfChange: (cc: { changes: { kind: string; node: number }[] }) => {
+      proposed.push(cc.changes);
+      voters = voters.filter((v) => !cc.changes.some((c) => c.kind === 'remove' && c.node === v));
+      return Promise.resolve(conf(voters));
+    },
+  } as unknown as RaftRuntime;
+  const queue = {
+    status: () => ({ conf: conf([1, 2]), progress: {}, lastIndex: 0 }),
+    isLeader: () => false,
+  } as unknown as RaftRuntime;
+  const directory = new MemberDirectory();
+  directory.apply({ op: 'remove', id: 3 });
+  const m = new Membership({
+    selfId: 1,
+    bootstrap: [],
+    kv,
+    queue,
+    directory,
+    clock: systemClock,
+    learnerPromoteLagEntries: 100,
+    checkEveryMs: 1_000,
+    followWaitMs: 0,
+    notifyRemoved: () => Promise.resolve(),
+    onBookChanged: () => undefined,
+    onSelfRemoved: () => undefined,
+    log: pino({ level: 'silent' }),
+  });
+  await m.check();
+  assert.deepEqual(proposed, [[{ kind: 'remove', node: 3 }]]);
+  await m.check();
+  assert.equal(proposed.length, 1, 'once out of the configuration, nothing more');
+});
