@@ -99,6 +99,14 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
   const procs = new ProcessGroup();
   const onExit = (): void => procs.killAllSync();
   process.once('exit', onExit);
+  // A signal ends the process without 'exit': the clusters, burners and etcd it started would
+  // be left running (seen when a run was stopped with SIGTERM).
+  const onSignal = (signal: NodeJS.Signals): void => {
+    procs.killAllSync();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const results: EvalResults = {
     machine: machineFacts(dir),
     startedAt: new Date().toISOString(),
@@ -154,6 +162,8 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
   } finally {
     await procs.stopAll();
     process.removeListener('exit', onExit);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     if (!o.keepData) rmSync(dir, { recursive: true, force: true });
   }
   results.finishedAt = new Date().toISOString();
