@@ -10,9 +10,9 @@
 // (a put makes a new one), so the live record of an unchanged key is the captured one.
 //
 // Which keys to walk: a key live at the capture is live now unless something changed it (then
-// it has a pre-image); a key with a past at the capture and unchanged since is live now or a
-// "ghost" (deleted, past still visible). So walking the live keys, the ghosts and the changed
-// keys together, in order, meets every key the capture holds.
+// it has a pre-image); a key with a past at the capture and unchanged since still has that
+// past. So walking the live keys and the changed keys, in order, meets every key-value the
+// capture holds, and walking the keys with a past and the changed keys every past.
 
 import type { History, Version } from './history.js';
 import type { KeyValue } from './key-value.js';
@@ -84,10 +84,7 @@ export class StoreCapture {
 
   /** The keys' pasts as of the capture, in key order, `n` at a time. */
   *pasts(n: number): Generator<[string, readonly Version[]][]> {
-    const sources = [
-      (a: string | null, l: number) => this.live.keysAfter(a, l),
-      (a: string | null, l: number) => this.live.history.ghosts.keysAfter(a, l),
-    ];
+    const sources = [(a: string | null, l: number) => this.live.history.withPast.keysAfter(a, l)];
     yield* this.records(n, this.pastCount, sources, (key) => {
       const pre = this.before.get(key);
       const past = pre === undefined ? this.live.history.versionsOf(key) : pre.past;
