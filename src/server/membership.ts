@@ -188,8 +188,12 @@ export class Membership {
    * leads no more once the removal applied.
    */
   async remove(id: number, signal: AbortSignal): Promise<MembersAnswer> {
-    if (roleIn(this.conf(0), id) === 'none')
+    if (roleIn(this.conf(0), id) === 'none') {
+      // A retry of a removal that took effect finds it done: its answer may have been lost
+      // (a leader that removes itself stops answering, and the client tries another node).
+      if (this.o.directory.isRemoved(id)) return this.list();
       throw new FlotillaError('MEMBERSHIP_UNKNOWN_MEMBER', `Node ${id} is not a member`);
+    }
     const c = this.conf(0);
     if (c.voters.length === 1 && c.voters[0] === id)
       throw new FlotillaError(

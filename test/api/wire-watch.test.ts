@@ -231,12 +231,16 @@ void describe('watch over the binary protocol', () => {
       // One call teaches the client the first node's binary port (in an answer's header).
       await watcher.get('rw/none');
       assert.ok(watcher.usesBinary(cluster.url(leader)), 'the client learned the binary port');
+      // From the revision after the store's now: a watch that registers after the first put
+      // (a loaded machine) must still deliver it.
+      const from = (await watcher.range('rw/', { prefix: true, limit: 1 })).header.revision + 1;
       const delivered: number[] = [];
       const watching = (async () => {
         for await (const batch of watcher.watch('rw/', {
           prefix: true,
           signal: stop.signal,
           progressNotifyMs: 200,
+          startRevision: from,
         }))
           if (batch.events.length > 0) delivered.push(batch.revision);
       })();

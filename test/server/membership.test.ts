@@ -266,6 +266,13 @@ void test('a removed member stops, and its data directory refuses to start again
   const v = await members(nodes.url(follower));
   assert.deepEqual(v.removed, [5]);
   assert.ok(!v.members.some((m) => m.id === 5));
+  // A retry whose first attempt took effect (its answer lost) finds the removal done.
+  const again = await postJson(
+    `${nodes.url(follower)}/v1/cluster/members/remove`,
+    { id: 5 },
+    { timeoutMs: 15_000 },
+  );
+  assert.equal(again.status, 200, JSON.stringify(again.json));
 });
 
 void test('a member removed while it was down learns it from a peer when it starts, and stops', async () => {
