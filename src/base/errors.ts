@@ -207,6 +207,11 @@ export const errorCodes = {
       'the node has as many requests in progress as it admits (count, bytes or age): refused at once, nothing done; retry after `Retry-After`',
     indefinite: false,
   },
+  SNAPSHOT_BUSY: {
+    meaning:
+      'a backup cannot be captured on this node now: another is streaming from it, or it is installing a snapshot from the leader; retry, or ask another member',
+    indefinite: false,
+  },
   READ_FAILED: {
     meaning: 'a linearizable read could not be confirmed by a quorum; retry',
     indefinite: false,
