@@ -209,7 +209,7 @@ export const errorCodes = {
   },
   SNAPSHOT_BUSY: {
     meaning:
-      'a backup cannot be captured on this node now: another is streaming from it, or it is installing a snapshot from the leader; retry, or ask another member',
+      "a backup is already streaming from this node, or it is installing the leader's snapshot; retry, or ask another member",
     indefinite: false,
   },
   READ_FAILED: {

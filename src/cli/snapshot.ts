@@ -61,7 +61,7 @@ export async function saveBackup(
       continue;
     }
     if (res.statusCode !== 200) {
-      const e = await errorOf(res.statusCode, await res.body.text());
+      const e = errorOf(res.statusCode, await res.body.text());
       // Busy, no leader, shutting down: another member may serve it.
       if (res.statusCode === 503 || res.statusCode === 429) {
         failures.push(`${endpoint}: ${e.code}: ${e.message}`);
@@ -78,12 +78,15 @@ export async function saveBackup(
   );
 }
 
-async function errorOf(status: number, text: string): Promise<FlotillaError> {
+function errorOf(status: number, text: string): FlotillaError {
   try {
     const j = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
     const code = j.error?.code;
     if (typeof code === 'string' && isErrorCode(code))
-      return new FlotillaError(code, String(j.error?.message ?? ''));
+      return new FlotillaError(
+        code,
+        typeof j.error?.message === 'string' ? j.error.message : `HTTP ${status}`,
+      );
   } catch {
     // Not the API's JSON: said below.
   }

@@ -116,7 +116,8 @@ export class BackupWriter {
 
   chunk(group: number, data: Uint8Array): Buffer {
     const c = this.counts.get(group);
-    if (c === undefined || this.ended) throw new Error(`Backup chunk of group ${group} out of place`);
+    if (c === undefined || this.ended)
+      throw new Error(`Backup chunk of group ${group} out of place`);
     // Groups in header order: once a later group began, an earlier one is finished.
     const pos = this.order.indexOf(group);
     if (pos < this.at) throw new Error(`Backup chunk of group ${group} after the next group began`);
@@ -133,8 +134,10 @@ export class BackupWriter {
     if (this.ended) throw new Error('Backup ended twice');
     this.ended = true;
     const summary: BackupSummary = {
-      groups: this.order.map((group) => ({ group, ...(this.counts.get(group) as object) })) as
-        BackupGroupSummary[],
+      groups: this.order.map((group) => ({
+        group,
+        ...(this.counts.get(group) as object),
+      })) as BackupGroupSummary[],
     };
     const json = Buffer.from(JSON.stringify(summary), 'utf8');
     const body = this.out(Buffer.concat([recordHead(KIND_END, 0, json.length), json]));
@@ -174,7 +177,9 @@ class ByteReader {
     while (this.buf.length < n && !this.done) {
       const r = await this.it.next();
       if (r.done === true) this.done = true;
-      else this.buf = this.buf.length === 0 ? Buffer.from(r.value) : Buffer.concat([this.buf, r.value]);
+      else
+        this.buf =
+          this.buf.length === 0 ? Buffer.from(r.value) : Buffer.concat([this.buf, r.value]);
     }
     if (this.buf.length < n)
       throw new BackupError(
@@ -240,7 +245,10 @@ export async function* readBackup(source: AsyncIterable<Uint8Array>): AsyncGener
           `Backup checksum does not match: the file says ${stored.toString('hex')}, its bytes hash to ${digest.toString('hex')} (damaged)`,
         );
       if (!(await r.atEnd()))
-        throw new BackupError('BACKUP_CORRUPT', `Backup has bytes after its checksum (at ${r.offset})`);
+        throw new BackupError(
+          'BACKUP_CORRUPT',
+          `Backup has bytes after its checksum (at ${r.offset})`,
+        );
       checkSummary(summary, order, counts);
       yield { kind: 'end', summary, sha256: digest.toString('hex') };
       return;
@@ -253,7 +261,10 @@ export async function* readBackup(source: AsyncIterable<Uint8Array>): AsyncGener
       );
     const pos = order.indexOf(group);
     if (pos < at)
-      throw new BackupError('BACKUP_CORRUPT', `Backup chunk of group ${group} after the next group began`);
+      throw new BackupError(
+        'BACKUP_CORRUPT',
+        `Backup chunk of group ${group} after the next group began`,
+      );
     at = pos;
     if (length > MAX_BACKUP_CHUNK_BYTES)
       throw new BackupError(
@@ -269,23 +280,31 @@ export async function* readBackup(source: AsyncIterable<Uint8Array>): AsyncGener
 
 async function takeJson(r: ByteReader, length: number, what: string): Promise<unknown> {
   if (length > MAX_JSON_BYTES)
-    throw new BackupError('BACKUP_CORRUPT', `Backup ${what} claims ${length} bytes, over ${MAX_JSON_BYTES}`);
+    throw new BackupError(
+      'BACKUP_CORRUPT',
+      `Backup ${what} claims ${length} bytes, over ${MAX_JSON_BYTES}`,
+    );
   const bytes = await r.take(length, what);
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as unknown;
   } catch (err) {
-    throw new BackupError('BACKUP_CORRUPT', `Backup ${what} is not JSON: ${(err as Error).message}`);
+    throw new BackupError(
+      'BACKUP_CORRUPT',
+      `Backup ${what} is not JSON: ${(err as Error).message}`,
+    );
   }
 }
 
-const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isIndex = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isId = (v: unknown): v is number => isIndex(v) && v > 0;
 
 function parseHeader(v: unknown): BackupHeader {
   const bad = (what: string) => new BackupError('BACKUP_CORRUPT', `Backup header: ${what}`);
   if (typeof v !== 'object' || v === null) throw bad('not an object');
   const o = v as Record<string, unknown>;
-  if (o['format'] !== BACKUP_FORMAT) throw bad(`format ${String(o['format'])} is not ${BACKUP_FORMAT}`);
+  if (o['format'] !== BACKUP_FORMAT)
+    throw bad(`format ${String(o['format'])} is not ${BACKUP_FORMAT}`);
   if (typeof o['clusterId'] !== 'string') throw bad('clusterId is not a string');
   if (!isId(o['savedBy'])) throw bad('savedBy is not a member id');
   if (typeof o['savedAt'] !== 'string') throw bad('savedAt is not a string');
@@ -298,15 +317,15 @@ function parseHeader(v: unknown): BackupHeader {
       x === null ||
       typeof x !== 'object' ||
       !isIndex(x['group']) ||
-      (x['group'] as number) > 255 ||
+      x['group'] > 255 ||
       !isIndex(x['index']) ||
       !isIndex(x['term']) ||
       !Array.isArray(x['voters']) ||
       !(x['voters'] as unknown[]).every(isId) ||
-      seen.has(x['group'] as number)
+      seen.has(x['group'])
     )
       throw bad(`malformed group ${JSON.stringify(g)}`);
-    seen.add(x['group'] as number);
+    seen.add(x['group']);
   }
   return v as BackupHeader;
 }

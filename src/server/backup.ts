@@ -68,7 +68,11 @@ export function installBackupRoute(http: JsonHttpServer, src: BackupSource): voi
   });
 }
 
-async function stream(src: BackupSource, captured: readonly Captured[], out: ByteSink): Promise<void> {
+async function stream(
+  src: BackupSource,
+  captured: readonly Captured[],
+  out: ByteSink,
+): Promise<void> {
   const started = src.nowMs();
   const w = new BackupWriter();
   await out.write(

@@ -9,18 +9,13 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { defaultLimits } from '../base/limits.js';
-import type { GroupStorage, StateMachine } from '../host/contracts.js';
+import { chunkStream, type GroupStorage, type StateMachine } from '../host/contracts.js';
 import { SessionMachine, sessionHeaderWithoutDirectory } from '../host/sessions.js';
 import { collectSnapshot, snapshotChunks } from '../host/snapshot-stream.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { openSqliteStorage, openWalStorage } from '../storage/index.js';
-import {
-  BackupError,
-  readBackup,
-  type BackupHeader,
-  type BackupSummary,
-} from './backup-format.js';
+import { BackupError, readBackup, type BackupHeader, type BackupSummary } from './backup-format.js';
 import { groupDir, writeIdentity, type StorageKind } from './data-dir.js';
 import { KV_GROUP, QUEUE_GROUP } from './node-setup.js';
 
@@ -41,7 +36,11 @@ export interface RestoreReport {
   readonly memberId: number;
   readonly members: readonly number[];
   readonly sha256: string;
-  readonly savedFrom: { readonly clusterId: string; readonly savedBy: number; readonly savedAt: string };
+  readonly savedFrom: {
+    readonly clusterId: string;
+    readonly savedBy: number;
+    readonly savedAt: string;
+  };
   readonly groups: readonly { group: number; index: number; term: number; bytes: number }[];
 }
 
@@ -133,9 +132,7 @@ async function storeGroups(
     const g = header.groups.find((x) => x.group === group);
     if (g === undefined) throw new Error(`Group ${group} is not in the header`);
     const data = await collectSnapshot(
-      (async function* () {
-        yield* chunks;
-      })(),
+      chunkStream(() => chunks[Symbol.iterator]()),
       () => Promise.resolve(),
     );
     await checkLoads(group, data);
@@ -156,7 +153,10 @@ async function storeGroups(
       if (current !== null && current.group !== r.group) await finish();
       // The old cluster's member directory stays behind: the new members are the ones given.
       if (current === null)
-        current = { group: r.group, chunks: [sessionHeaderWithoutDirectoryOrFail(r.group, r.data)] };
+        current = {
+          group: r.group,
+          chunks: [sessionHeaderWithoutDirectoryOrFail(r.group, r.data)],
+        };
       else current.chunks.push(r.data);
     } else {
       if (r.sha256 !== sha256)
@@ -166,7 +166,10 @@ async function storeGroups(
   }
   const missing = [KV_GROUP, QUEUE_GROUP].filter((g) => !done.some((d) => d.group === g));
   if (missing.length > 0)
-    throw new BackupError('BACKUP_STATE_INVALID', `Backup holds no state for group ${missing.join(', ')}`);
+    throw new BackupError(
+      'BACKUP_STATE_INVALID',
+      `Backup holds no state for group ${missing.join(', ')}`,
+    );
   return done;
 }
 
@@ -224,7 +227,10 @@ async function statOrFail(file: string): Promise<{ size: number }> {
   try {
     return await stat(file);
   } catch (err) {
-    throw new BackupError('BACKUP_UNREADABLE', `Cannot read backup ${file}: ${(err as Error).message}`);
+    throw new BackupError(
+      'BACKUP_UNREADABLE',
+      `Cannot read backup ${file}: ${(err as Error).message}`,
+    );
   }
 }
 

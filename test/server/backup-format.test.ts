@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
+import { chunkStream } from '../../src/host/contracts.js';
 import {
   BackupError,
   BackupWriter,
@@ -50,8 +51,10 @@ function encode(parts: readonly [number, Uint8Array][] = chunks): Buffer {
 }
 
 /** The buffer as a stream of reads of `size` bytes. */
-async function* pieces(b: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let at = 0; at < b.length; at += size) yield b.subarray(at, at + size);
+function pieces(b: Uint8Array, size: number): AsyncIterable<Uint8Array> {
+  return chunkStream(function* () {
+    for (let at = 0; at < b.length; at += size) yield b.subarray(at, at + size);
+  });
 }
 
 async function readAll(b: Uint8Array, size = 4096): Promise<BackupRecord[]> {
@@ -143,7 +146,10 @@ void test('the checksum is what catches a changed chunk byte: resealed, it reads
   const recs = await readAll(bad);
   assert.equal(recs[recs.length - 1]?.kind, 'end');
   const big = recs.filter((r) => r.kind === 'chunk')[2];
-  assert.notDeepEqual(Buffer.from(big?.kind === 'chunk' ? big.data : []), Buffer.from(chunks[2]?.[1] as Uint8Array));
+  assert.notDeepEqual(
+    Buffer.from(big?.kind === 'chunk' ? big.data : []),
+    Buffer.from(chunks[2]?.[1] as Uint8Array),
+  );
 });
 
 void test('another format version, another kind of file and trailing bytes are refused', async () => {

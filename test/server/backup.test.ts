@@ -5,7 +5,15 @@
 // not in the new cluster, a state that does not load.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -41,7 +49,10 @@ before(async () => {
     }
     await c.queue('q').add('job', { n: 1 }, { id: 'job-1' });
     // The old cluster's directory: a member added and removed (id 9 is then never usable there).
-    await c.addMember({ id: 9, peer: '127.0.0.1:1', client: 'http://127.0.0.1:1' }, { learner: true });
+    await c.addMember(
+      { id: 9, peer: '127.0.0.1:1', client: 'http://127.0.0.1:1' },
+      { learner: true },
+    );
     await c.removeMember(9);
     saved = await saveBackup([nodes.url(1)], file);
   } finally {
@@ -61,9 +72,22 @@ async function startRestored(
   const [peer, client] = (await freePorts(2)) as [number, number];
   const spec = `${id}=127.0.0.1:${peer}@http://127.0.0.1:${client}`;
   const dataDir = join(dir, name);
-  await restoreBackup({ file: from, dataDir, id, members: [id], clusterId: 'restored', storage: 'wal' });
+  await restoreBackup({
+    file: from,
+    dataDir,
+    id,
+    members: [id],
+    clusterId: 'restored',
+    storage: 'wal',
+  });
   const node = await FlotillaNode.start(
-    resolveNodeConfig({ id, dataDir, initialCluster: spec, clusterId: 'restored', logLevel: 'silent' }),
+    resolveNodeConfig({
+      id,
+      dataDir,
+      initialCluster: spec,
+      clusterId: 'restored',
+      logLevel: 'silent',
+    }),
   );
   return {
     node,
@@ -77,7 +101,8 @@ void test('save reports what it wrote: both groups, their indexes, the checksum'
     saved.groups.map((g) => g.group),
     [0, 1],
   );
-  for (const g of saved.groups) assert.ok(g.index > 0 && g.term > 0 && g.chunks > 0, JSON.stringify(g));
+  for (const g of saved.groups)
+    assert.ok(g.index > 0 && g.term > 0 && g.chunks > 0, JSON.stringify(g));
   const checked = await verifyBackupFile(file);
   assert.equal(checked.sha256, saved.sha256);
   assert.equal(checked.bytes, saved.bytes);
@@ -150,8 +175,19 @@ void test('restore refuses damage, a used directory and a stranger, and writes n
   await refused({ dataDir: join(dir, 'r4'), id: 4 }, 'RESTORE_INVALID');
   // An empty directory is fine, and is where the data directory appears.
   mkdirSync(join(dir, 'empty'));
-  await restoreBackup({ file, dataDir: join(dir, 'empty'), id: 1, members: [1, 2, 3], clusterId: 'x', storage: 'sqlite' });
-  assert.deepEqual(readdirSync(join(dir, 'empty')).sort(), ['flotilla-node.json', 'group-0', 'group-1']);
+  await restoreBackup({
+    file,
+    dataDir: join(dir, 'empty'),
+    id: 1,
+    members: [1, 2, 3],
+    clusterId: 'x',
+    storage: 'sqlite',
+  });
+  assert.deepEqual(readdirSync(join(dir, 'empty')).sort(), [
+    'flotilla-node.json',
+    'group-0',
+    'group-1',
+  ]);
 });
 
 void test('planted: a backup missing its last chunk is refused, or (made consistent) caught by the check', async () => {

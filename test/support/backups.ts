@@ -10,14 +10,19 @@ import { BackupWriter, readBackup, type BackupHeader } from '../../src/server/ba
 
 /**
  * The acknowledged writes (key -> value) that the cluster behind `client` lacks or holds with
- * another value, read under `prefix` in one linearizable range.
+ * another value, read under `prefix` (empty: every key) in one linearizable range.
  */
 export async function missingWrites(
   acked: ReadonlyMap<string, string>,
   client: FlotillaClient,
   prefix: string,
 ): Promise<string[]> {
-  const r = await client.range(prefix, { prefix: true });
+  // An empty prefix is every key: from the lowest key to the end of the key space.
+  const r =
+    prefix === ''
+      ? await client.range('\u0000', { rangeEnd: '\u0000' })
+      : await client.range(prefix, { prefix: true });
+  if (r.more) throw new Error(`The range under "${prefix}" was cut short (${r.count} keys)`);
   const found = new Map(r.kvs.map((kv) => [kv.key, kv.value]));
   const missing: string[] = [];
   for (const [k, v] of acked) if (found.get(k) !== v) missing.push(k);
@@ -33,7 +38,11 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
  * check of the data itself can find. Needs a store with no past versions (each key written
  * once), whose last chunk is then one of live keys.
  */
-export async function dropLastKvChunk(file: string, out: string, consistent: boolean): Promise<void> {
+export async function dropLastKvChunk(
+  file: string,
+  out: string,
+  consistent: boolean,
+): Promise<void> {
   let header: BackupHeader | null = null;
   const groups = new Map<number, Uint8Array[]>();
   for await (const r of readBackup(createReadStream(file) as AsyncIterable<Uint8Array>)) {
