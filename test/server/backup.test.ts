@@ -16,6 +16,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
 import { saveBackup } from '../../src/cli/snapshot.js';
@@ -209,5 +211,52 @@ void test('planted: a backup missing its last chunk is refused, or (made consist
   } finally {
     await client.close();
     await node.close();
+  }
+});
+
+/** A server that answers the backup route with `body` and then `end`s or cuts the connection. */
+async function fakeNode(body: Uint8Array, cut: boolean): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.write(body, () => {
+      if (cut) res.destroy();
+      else res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+void test('save leaves nothing behind when the stream breaks off or arrives damaged', async () => {
+  const bytes = readFileSync(file);
+  const out = join(dir, 'save-fails');
+  mkdirSync(out);
+  const damaged = Buffer.from(bytes);
+  damaged[bytes.length >> 1] = (damaged[bytes.length >> 1] as number) ^ 0x01;
+  for (const [body, cut, code] of [
+    [bytes.subarray(0, bytes.length >> 1), true, 'BACKUP_INCOMPLETE'],
+    [bytes.subarray(0, bytes.length - 1), false, 'BACKUP_INCOMPLETE'],
+    [damaged, false, 'BACKUP_CORRUPT'],
+  ] as const) {
+    const fake = await fakeNode(body, cut);
+    try {
+      await assert.rejects(saveBackup([fake.url], join(out, 'b.flbk')), (e: unknown) => {
+        assert.ok(e instanceof BackupError, String(e));
+        assert.equal(e.code, code, e.message);
+        return true;
+      });
+    } finally {
+      await new Promise((r) => fake.server.close(r));
+    }
+    assert.deepEqual(readdirSync(out), [], 'neither the file nor its temporary file is left');
+  }
+  // The whole file from the same fake is saved as it came.
+  const fake = await fakeNode(bytes, false);
+  try {
+    const r = await saveBackup([fake.url], join(out, 'b.flbk'));
+    assert.equal(r.sha256, saved.sha256);
+    assert.deepEqual(readFileSync(join(out, 'b.flbk')), bytes);
+  } finally {
+    await new Promise((r) => fake.server.close(r));
   }
 });
