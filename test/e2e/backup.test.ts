@@ -82,16 +82,26 @@ void test(
     for (let i = 0; i < 5; i++) await client.queue('jobs').add('work', { i }, { id: `job-${i}` });
     // The load: writers that keep writing new keys until the save finished.
     let writing = true;
+    let failed: unknown = null;
     const writers = Array.from({ length: 8 }, async (_, w) => {
-      for (let seq = 0; writing; seq++) {
-        const key = `w/${w}/${String(seq).padStart(6, '0')}`;
-        const value = `${w}:${seq}`;
-        await client.put(key, value);
-        acked.set(key, value);
+      try {
+        for (let seq = 0; writing; seq++) {
+          const key = `w/${w}/${String(seq).padStart(6, '0')}`;
+          const value = `${w}:${seq}`;
+          await client.put(key, value);
+          acked.set(key, value);
+        }
+      } catch (err) {
+        failed ??= err;
       }
     });
     try {
-      while (acked.size < 1_100 + 800) await new Promise((r) => setTimeout(r, 50));
+      const deadline = Date.now() + 60_000;
+      while (acked.size < 1_100 + 800 && failed === null) {
+        if (Date.now() > deadline) assert.fail(`only ${acked.size} writes acknowledged in 60 s`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(failed, null, `a writer failed: ${String(failed)}`);
       const beforeSave = new Map(acked);
       const leader = await source.waitForLeader();
       const follower = source.members.find((m) => m.id !== leader);
@@ -107,6 +117,7 @@ void test(
       );
       writing = false;
       await Promise.all(writers);
+      assert.equal(failed, null, `a writer failed: ${String(failed)}`);
       assert.ok(sizeAfterSave > beforeSave.size, 'writes went on while the save ran');
 
       const restored = await TestCluster.create({
