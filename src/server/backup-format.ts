@@ -134,10 +134,10 @@ export class BackupWriter {
     if (this.ended) throw new Error('Backup ended twice');
     this.ended = true;
     const summary: BackupSummary = {
-      groups: this.order.map((group) => ({
-        group,
-        ...(this.counts.get(group) as object),
-      })) as BackupGroupSummary[],
+      groups: this.order.map((group) => {
+        const c = this.counts.get(group) ?? { chunks: 0, bytes: 0 };
+        return { group, chunks: c.chunks, bytes: c.bytes };
+      }),
     };
     const json = Buffer.from(JSON.stringify(summary), 'utf8');
     const body = this.out(Buffer.concat([recordHead(KIND_END, 0, json.length), json]));
