@@ -27,6 +27,36 @@ interface Captured extends BackupGroupHeader {
   readonly chunks: AsyncIterable<Uint8Array>;
 }
 
+/**
+ * A reader that takes nothing for this long is given up (the connection is cut): the capture it
+ * holds open keeps the pre-image of every key changed meanwhile, and blocks other backups.
+ */
+const stalledReaderMs = 60_000;
+
+/** Writes `bytes`, or fails once the reader has taken nothing for stalledReaderMs. */
+async function writeWithin(out: ByteSink, bytes: Uint8Array): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      out.write(bytes),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new FlotillaError(
+                'TIMEOUT',
+                `The backup's reader took nothing for ${stalledReaderMs} ms; given up`,
+              ),
+            ),
+          stalledReaderMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Lets timers, peer messages and other requests run between two chunks. */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -75,7 +105,8 @@ async function stream(
 ): Promise<void> {
   const started = src.nowMs();
   const w = new BackupWriter();
-  await out.write(
+  await writeWithin(
+    out,
     w.header({
       clusterId: src.clusterId,
       savedBy: src.memberId,
@@ -86,12 +117,12 @@ async function stream(
   for (const c of captured) {
     for await (const chunk of c.chunks) {
       if (out.signal.aborted) throw new FlotillaError('ABORTED', 'The reader went away');
-      await out.write(w.chunk(c.group, chunk));
+      await writeWithin(out, w.chunk(c.group, chunk));
       await nextTurn();
     }
   }
   const end = w.end();
-  await out.write(end.bytes);
+  await writeWithin(out, end.bytes);
   src.log.info(
     { groups: end.summary.groups, sha256: end.sha256, ms: src.nowMs() - started },
     'backup streamed',
