@@ -33,7 +33,20 @@ export type RouteResult = {
    * (then the answer ends) or the client goes away (`out.signal` aborts).
    */
   readonly stream?: (out: JsonLines) => Promise<void>;
+  /**
+   * A streamed binary answer (`application/octet-stream`, a backup) written by `bytes` until its
+   * promise settles. An error once it began cannot be answered as JSON: the connection is cut
+   * instead, so the reader sees the answer end short of its own end marker.
+   */
+  readonly bytes?: (out: ByteSink) => Promise<void>;
 };
+
+/** The writer of a streamed binary answer. */
+export interface ByteSink {
+  /** Resolves once the connection can take more (it waits while the reader lags). */
+  write(chunk: Uint8Array): Promise<void>;
+  readonly signal: AbortSignal;
+}
 
 /** The writer of a streamed answer, one JSON value per line. */
 export interface JsonLines {
@@ -235,6 +248,8 @@ export class JsonHttpServer {
       if (admitted && !this.turns.pass()) await this.turns.turn();
       status = result.status ?? 200;
       if (result.stream !== undefined) await this.stream(res, result.stream, controller.signal);
+      else if (result.bytes !== undefined)
+        await this.streamBytes(res, result.bytes, controller.signal);
       else if (result.text !== undefined)
         this.send(res, status, result.text, result.contentType ?? 'text/plain; charset=utf-8');
       else this.send(res, status, JSON.stringify(result.json ?? {}), 'application/json');
@@ -299,6 +314,42 @@ export class JsonHttpServer {
     } finally {
       if (!res.destroyed) res.end();
     }
+  }
+
+  private async streamBytes(
+    res: ServerResponse,
+    body: (out: ByteSink) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    res.writeHead(200, {
+      ...this.opts.answerHeaders,
+      'Content-Type': 'application/octet-stream',
+      'Cache-Control': 'no-store',
+    });
+    try {
+      await body({
+        write: async (chunk) => {
+          if (res.destroyed) throw new FlotillaError('ABORTED', 'The reader went away');
+          if (res.write(chunk)) return;
+          await new Promise<void>((resolve) => {
+            const done = (): void => {
+              res.off('drain', done);
+              res.off('close', done);
+              resolve();
+            };
+            res.on('drain', done);
+            res.on('close', done);
+          });
+        },
+        signal,
+      });
+    } catch (err) {
+      // Headers are out: the only honest answer left is a cut connection.
+      if (!(err instanceof FlotillaError && err.code === 'ABORTED')) this.opts.onError?.(err);
+      res.destroy();
+      return;
+    }
+    if (!res.destroyed) res.end();
   }
 
   private send(res: ServerResponse, status: number, body: string, contentType: string): void {

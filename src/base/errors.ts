@@ -207,6 +207,11 @@ export const errorCodes = {
       'the node has as many requests in progress as it admits (count, bytes or age): refused at once, nothing done; retry after `Retry-After`',
     indefinite: false,
   },
+  SNAPSHOT_BUSY: {
+    meaning:
+      "a backup is already streaming from this node, or it is installing the leader's snapshot; retry, or ask another member",
+    indefinite: false,
+  },
   READ_FAILED: {
     meaning: 'a linearizable read could not be confirmed by a quorum; retry',
     indefinite: false,

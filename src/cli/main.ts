@@ -8,6 +8,7 @@ import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { runElection, runLocked } from './concurrency.js';
 import { queueCommands } from './queue.js';
 import { memberCommands } from './member.js';
+import { snapshotCommands } from './snapshot.js';
 
 const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
 
@@ -302,6 +303,7 @@ export function buildProgram(): Command {
 
   queueCommands(program, withClient, defaultEndpoints, int);
   memberCommands(program, withClient, defaultEndpoints, int);
+  snapshotCommands(program, defaultEndpoints, int);
 
   const lease = program
     .command('lease')

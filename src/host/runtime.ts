@@ -171,6 +171,8 @@ export class RaftRuntime {
   private leader = 0;
   private role: Status['role'] = 'follower';
   private applied: number;
+  /** A snapshot from the leader is replacing the state machine's state (captureApplied waits). */
+  private installing = false;
   /** Taking, saving, offering, sending and receiving snapshots (group-snapshots.ts). */
   private readonly snapshots: GroupSnapshots;
   /** The hard state last made durable (term and vote changes must sync). */
@@ -326,6 +328,38 @@ export class RaftRuntime {
 
   appliedIndex(): number {
     return this.applied;
+  }
+
+  /**
+   * The state machine's state as of now, with the index and term it was applied through and
+   * the voters then: a backup (server/backup.ts) reads the chunks later, as a snapshot's are
+   * (the capture is copy-on-write). Refused while a snapshot from the leader is being
+   * installed, when the state machine is half replaced.
+   */
+  captureApplied(): {
+    index: number;
+    term: number;
+    voters: readonly number[];
+    chunks: AsyncIterable<Uint8Array>;
+  } {
+    const refused = this.refuseNew();
+    if (refused !== null) throw refused;
+    if (this.installing)
+      throw new FlotillaError(
+        'SNAPSHOT_BUSY',
+        'This node is installing a snapshot from the leader; retry once it finished, or ask another member',
+      );
+    const index = this.applied;
+    const term = this.node.termAt(index);
+    // Applied entries stay in the log until a snapshot covers them, and the snapshot keeps its
+    // own index's term: the term is always known.
+    if (term === undefined) throw new Error(`No term known for applied index ${index}`);
+    return {
+      index,
+      term,
+      voters: this.node.confStateAt(index).voters,
+      chunks: this.o.stateMachine.snapshot(),
+    };
   }
 
   /**
@@ -741,7 +775,13 @@ export class RaftRuntime {
 
   /** Installs the snapshot the core took from the leader (GroupSnapshots.install). */
   private async persistSnapshot(meta: SnapshotMeta): Promise<void> {
-    const bytes = await this.snapshots.install(meta);
+    this.installing = true;
+    let bytes: number;
+    try {
+      bytes = await this.snapshots.install(meta);
+    } finally {
+      this.installing = false;
+    }
     this.applied = meta.index;
     this.o.onEvent?.({ kind: 'snapshot-restored', index: meta.index, bytes });
     this.waiters.releaseReads(this.applied);

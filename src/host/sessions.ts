@@ -383,6 +383,19 @@ export class SessionMachine implements StateMachine {
   }
 }
 
+/**
+ * A session snapshot's first chunk (its header) with an empty member directory. A backup
+ * restored into a new cluster must not bring the old cluster's member addresses, nor its
+ * removed ids, which may be the new cluster's members (DESIGN.md, "Backups"): the new members
+ * are the ones its nodes start with. Throws on a chunk that is not a session header.
+ */
+export function sessionHeaderWithoutDirectory(chunk: Uint8Array): Uint8Array {
+  const header = packr.unpack(chunk) as Record<string, unknown> | null;
+  if (header === null || typeof header !== 'object' || header['v'] !== 1)
+    throw new Error('Session snapshot does not begin with a version 1 header');
+  return packr.pack({ ...header, directory: { members: [], removed: [] } });
+}
+
 function refusal(refused: Refusal['refused'], message: string): Refusal {
   return { refused, message };
 }

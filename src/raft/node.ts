@@ -434,6 +434,11 @@ export class RaftNode {
     };
   }
 
+  /** The term of the entry at `index` (the snapshot's at its index); undefined if compacted or past the end. */
+  termAt(index: Index): Term | undefined {
+    return this.raft.log.term(index);
+  }
+
   /** The entry at `index` if it is in the in-memory log (tests and simulators). */
   entry(index: Index): Entry | undefined {
     return this.raft.log.entryAt(index);

@@ -65,6 +65,7 @@ import {
   type QueueBackend,
 } from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
+import { installBackupRoute } from './backup.js';
 import { NodeMembers } from './member-node.js';
 import type { TcpTransport as Transport } from '../transport/index.js';
 
@@ -405,6 +406,16 @@ export class FlotillaNode implements AsyncDisposable {
     });
     installRoutes(http, node.backend());
     installMemberRoutes(http, node.members.backend());
+    installBackupRoute(http, {
+      clusterId: config.clusterId,
+      memberId: config.id,
+      groups: [
+        { group: KV_GROUP, runtime },
+        { group: QUEUE_GROUP, runtime: queueRuntime },
+      ],
+      nowMs: () => systemClock.nowMs(),
+      log,
+    });
     installLeaseRoutes(http, {
       forward: (path, rawBody, signal) => node.forwarder.forward(path, rawBody, signal),
       header: () => ({

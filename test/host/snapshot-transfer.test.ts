@@ -20,6 +20,7 @@ import { MemoryPartialSnapshots } from '../../src/host/snapshot-transfer.js';
 import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 import type { Message } from '../../src/raft/index.js';
+import { FlotillaError } from '../../src/base/errors.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -351,4 +352,48 @@ void test('a new leader with the same snapshot resumes the transfer its predeces
     fromNew - fromOld <= s.c.total - held + 3 * CHUNK,
     `new leader sent ${fromNew - fromOld}, the follower held ${held} of ${s.c.total}`,
   );
+});
+
+void test('no backup capture while a snapshot from the leader is half installed; one after it', async () => {
+  const s = await behindFollower();
+  // Hold the follower's restore once it starts: the state machine is then half replaced.
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  let entered = false;
+  const restore = s.behind.sm.restore.bind(s.behind.sm);
+  s.behind.sm.restore = async (chunks) => {
+    entered = true;
+    await gate;
+    return restore(chunks);
+  };
+  await until(
+    'the follower installs the snapshot',
+    () => entered,
+    () => s.behind.rt.status().incomingSnapshot,
+  );
+  try {
+    assert.throws(
+      () => s.behind.rt.captureApplied(),
+      (e: unknown) => e instanceof FlotillaError && e.code === 'SNAPSHOT_BUSY',
+    );
+  } finally {
+    // Else the held restore would keep the follower's host from closing.
+    release();
+  }
+  await caughtUp(s.c, s.behind, s.leader);
+  const cap = s.behind.rt.captureApplied();
+  assert.equal(cap.index, s.behind.rt.appliedIndex());
+  assert.equal(cap.term, s.leader.rt.status().term);
+  assert.deepEqual([...cap.voters].sort(), [1, 2, 3]);
+  const asOf = [...s.behind.sm.applied];
+  // Applied after the capture: not in it.
+  await s.leader.rt.propose(enc.encode('later'));
+  await until(
+    'the follower applies the later write',
+    () => s.behind.sm.applied.length > asOf.length,
+    () => s.behind.sm.applied.length,
+  );
+  const parts: Uint8Array[] = [];
+  for await (const p of cap.chunks) parts.push(p);
+  assert.deepEqual(JSON.parse(dec.decode(Buffer.concat(parts))), asOf);
 });

@@ -1,0 +1,261 @@
+// `flotilla snapshot save FILE` and `flotilla snapshot restore FILE`: backups of a running
+// cluster, and new clusters started from them (DESIGN.md, "Backups"; the file format is
+// server/backup-format.ts).
+
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { request } from 'undici';
+import { FlotillaError, isErrorCode } from '../base/errors.js';
+import { BackupError, readBackup, type BackupHeader } from '../server/backup-format.js';
+import { backupPath } from '../server/backup.js';
+import { ConfigError, configDefaults, parseInitialCluster } from '../server/config.js';
+
+export interface SaveReport {
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  readonly from: string;
+  readonly clusterId: string;
+  readonly savedBy: number;
+  readonly savedAt: string;
+  readonly groups: readonly {
+    group: number;
+    index: number;
+    term: number;
+    chunks: number;
+    bytes: number;
+  }[];
+}
+
+export interface SaveOptions {
+  /** Called with the bytes received so far, at most every `progressEveryMs`. */
+  readonly onProgress?: (bytes: number) => void;
+  readonly progressEveryMs?: number;
+  /** How long to wait for a node to start answering (its read barriers). */
+  readonly headersTimeoutMs?: number;
+}
+
+/**
+ * Saves a backup from the first endpoint that serves one into `file`: received into a temporary
+ * file beside it and checked as it arrives (format, counts, checksum), then synced and renamed
+ * into place. A stream that breaks off leaves nothing at `file`.
+ */
+export async function saveBackup(
+  endpoints: readonly string[],
+  file: string,
+  o: SaveOptions = {},
+): Promise<SaveReport> {
+  const failures: string[] = [];
+  for (const endpoint of endpoints) {
+    let res;
+    try {
+      res = await request(`${endpoint.replace(/\/$/, '')}${backupPath}`, {
+        method: 'GET',
+        headersTimeout: o.headersTimeoutMs ?? 30_000,
+        // Chunks come as fast as the node encodes them; a long pause means it is gone.
+        bodyTimeout: 60_000,
+      });
+    } catch (err) {
+      failures.push(`${endpoint}: ${(err as Error).message}`);
+      continue;
+    }
+    if (res.statusCode !== 200) {
+      const e = errorOf(res.statusCode, await res.body.text());
+      // Busy, no leader, shutting down: another member may serve it.
+      if (res.statusCode === 503 || res.statusCode === 429) {
+        failures.push(`${endpoint}: ${e.code}: ${e.message}`);
+        continue;
+      }
+      throw e;
+    }
+    return receive(endpoint, res.body, resolve(file), o);
+  }
+  throw new FlotillaError(
+    'CONNECTION',
+    `No endpoint served a backup: ${failures.join('; ')}`,
+    false,
+  );
+}
+
+function errorOf(status: number, text: string): FlotillaError {
+  try {
+    const j = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const code = j.error?.code;
+    if (typeof code === 'string' && isErrorCode(code))
+      return new FlotillaError(
+        code,
+        typeof j.error?.message === 'string' ? j.error.message : `HTTP ${status}`,
+      );
+  } catch {
+    // Not the API's JSON: said below.
+  }
+  return new FlotillaError('BAD_RESPONSE', `HTTP ${status}: ${text.slice(0, 200)}`);
+}
+
+async function receive(
+  endpoint: string,
+  body: AsyncIterable<Uint8Array>,
+  file: string,
+  o: SaveOptions,
+): Promise<SaveReport> {
+  const tmp = `${file}.part-${process.pid}`;
+  const fh = await open(tmp, 'wx', 0o644);
+  let received = 0;
+  let lastProgress = Date.now();
+  const everyMs = o.progressEveryMs ?? 2_000;
+  async function* saved(): AsyncGenerator<Uint8Array> {
+    try {
+      for await (const c of body) {
+        await fh.write(c);
+        received += c.length;
+        if (o.onProgress !== undefined && Date.now() - lastProgress >= everyMs) {
+          lastProgress = Date.now();
+          o.onProgress(received);
+        }
+        yield c;
+      }
+    } catch (err) {
+      throw new BackupError(
+        'BACKUP_INCOMPLETE',
+        `The backup stream from ${endpoint} broke off after ${received} bytes (${(err as Error).message}); nothing was saved`,
+      );
+    }
+  }
+  let header: BackupHeader | null = null;
+  try {
+    for await (const r of readBackup(saved())) {
+      if (r.kind === 'header') header = r.header;
+      else if (r.kind === 'end' && header !== null) {
+        await fh.sync();
+        await fh.close();
+        await rename(tmp, file);
+        await syncDir(dirname(file));
+        const h = header;
+        return {
+          file,
+          bytes: received,
+          sha256: r.sha256,
+          from: endpoint,
+          clusterId: h.clusterId,
+          savedBy: h.savedBy,
+          savedAt: h.savedAt,
+          groups: h.groups.map((g) => {
+            const s = r.summary.groups.find((x) => x.group === g.group);
+            return {
+              group: g.group,
+              index: g.index,
+              term: g.term,
+              chunks: s?.chunks ?? 0,
+              bytes: s?.bytes ?? 0,
+            };
+          }),
+        };
+      }
+    }
+    throw new BackupError('BACKUP_INCOMPLETE', `The backup from ${endpoint} ended without its end`);
+  } catch (err) {
+    // A node that cut the stream shows as a truncated file: say what happened instead.
+    const e =
+      err instanceof BackupError && err.code === 'BACKUP_CORRUPT' && /truncated/.test(err.message)
+        ? new BackupError(
+            'BACKUP_INCOMPLETE',
+            `The backup stream from ${endpoint} ended early, after ${received} bytes (the node stopped, or failed while encoding; its log says which); nothing was saved`,
+          )
+        : err;
+    await fh.close().catch(() => undefined);
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const h = await open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+const mib = (n: number): string => `${(n / (1 << 20)).toFixed(1)} MiB`;
+
+export function snapshotCommands(
+  program: Command,
+  defaultEndpoints: string,
+  int: (name: string, min?: number, max?: number) => (v: string) => number,
+): void {
+  const snapshot = program
+    .command('snapshot')
+    .description('back up a running cluster, and start a new cluster from a backup');
+  snapshot
+    .command('save')
+    .description(
+      'save both groups (key-value and job queue) as of now from a running cluster into FILE',
+    )
+    .argument('<file>', 'the backup file to write (replaced atomically)')
+    .option('--endpoints <urls>', 'comma-separated node URLs, asked in turn', defaultEndpoints)
+    .action(async (file: string, o: { endpoints: string }) => {
+      const endpoints = o.endpoints
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean);
+      const started = Date.now();
+      const r = await saveBackup(endpoints, file, {
+        onProgress: (bytes) =>
+          process.stderr.write(
+            `saving: ${mib(bytes)} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
+          ),
+      });
+      process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    });
+  snapshot
+    .command('restore')
+    .description(
+      'write a fresh data directory for one member of a NEW cluster that starts from FILE; run it for every member, then start each',
+    )
+    .argument('<file>', 'a backup saved by `flotilla snapshot save`')
+    .requiredOption('--data-dir <dir>', "this member's data directory (must be empty or absent)")
+    .requiredOption('--id <n>', "this member's id in the new cluster", int('--id', 1))
+    .requiredOption(
+      '--initial-cluster <spec>',
+      'the new cluster: 1=host:peerPort@http://host:clientPort,...',
+    )
+    .option('--cluster-id <id>', "the new cluster's id", configDefaults.clusterId)
+    .addOption(
+      new Option('--storage <kind>', 'storage backend')
+        .choices(['wal', 'sqlite'])
+        .default(configDefaults.storage),
+    )
+    .action(
+      async (
+        file: string,
+        o: {
+          dataDir: string;
+          id: number;
+          initialCluster: string;
+          clusterId: string;
+          storage: 'wal' | 'sqlite';
+        },
+      ) => {
+        const members = parseInitialCluster(o.initialCluster).map((m) => m.id);
+        if (members.length === 0) throw new ConfigError('--initial-cluster lists no members');
+        if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.clusterId))
+          throw new ConfigError(`--cluster-id "${o.clusterId}" must be 1-64 of [A-Za-z0-9._-]`);
+        const { restoreBackup } = await import('../server/restore.js');
+        const r = await restoreBackup({
+          file,
+          dataDir: o.dataDir,
+          id: o.id,
+          members,
+          clusterId: o.clusterId,
+          storage: o.storage,
+        });
+        process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+        process.stderr.write(
+          `restored member ${o.id}; start it with: flotilla start --id ${o.id} --data-dir ${o.dataDir} ` +
+            `--initial-cluster ${o.initialCluster} --cluster-id ${o.clusterId} --storage ${o.storage}\n`,
+        );
+      },
+    );
+}

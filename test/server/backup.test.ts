@@ -1,0 +1,262 @@
+// Backups in one process: a node's `GET /v1/snapshot` saved with `saveBackup`, restored with
+// `restoreBackup` into the data directory of a new cluster's member, which starts with every
+// key, job and session of the saved state and none of the old cluster's membership. Restore
+// refuses what it must before writing anything: a damaged file, a non-empty directory, a member
+// not in the new cluster, a state that does not load.
+
+import assert from 'node:assert/strict';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import { FlotillaClient } from '../../src/client/index.js';
+import { saveBackup } from '../../src/cli/snapshot.js';
+import { BackupError } from '../../src/server/backup-format.js';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { readIdentity } from '../../src/server/data-dir.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import { restoreBackup, verifyBackupFile } from '../../src/server/restore.js';
+import { freePorts } from '../e2e/harness.js';
+import { dropLastKvChunk, missingWrites } from '../support/backups.js';
+import { TestNodes } from './nodes.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'flotilla-backup-'));
+const file = join(dir, 'backup.flbk');
+const acked = new Map<string, string>();
+/** More than one chunk of keys (1,024 records each), each key written once. */
+const keys = 2_500;
+let saved: Awaited<ReturnType<typeof saveBackup>>;
+
+before(async () => {
+  const nodes = await TestNodes.start({ nodes: 1, config: { snapshotEveryEntries: 20 } });
+  const c = new FlotillaClient({ endpoints: [nodes.url(1)], deadlineMs: 20_000 });
+  try {
+    await nodes.waitForLeader();
+    for (let b = 0; b < keys / 100; b++) {
+      const ops = Array.from({ length: 100 }, (_, i) => ({
+        put: { key: `k/${String(b * 100 + i).padStart(5, '0')}`, value: `v${b * 100 + i}` },
+      }));
+      await c.txn([], ops);
+      for (const o of ops) acked.set(o.put.key, o.put.value);
+    }
+    await c.queue('q').add('job', { n: 1 }, { id: 'job-1' });
+    // The old cluster's directory: a member added and removed (id 9 is then never usable there).
+    await c.addMember(
+      { id: 9, peer: '127.0.0.1:1', client: 'http://127.0.0.1:1' },
+      { learner: true },
+    );
+    await c.removeMember(9);
+    saved = await saveBackup([nodes.url(1)], file);
+  } finally {
+    await c.close();
+    await nodes.stop();
+  }
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Restores `from` as member `id` of a one-member cluster and starts it; returns it and a client. */
+async function startRestored(
+  from: string,
+  id: number,
+  name: string,
+): Promise<{ node: FlotillaNode; client: FlotillaClient }> {
+  const [peer, client] = (await freePorts(2)) as [number, number];
+  const spec = `${id}=127.0.0.1:${peer}@http://127.0.0.1:${client}`;
+  const dataDir = join(dir, name);
+  await restoreBackup({
+    file: from,
+    dataDir,
+    id,
+    members: [id],
+    clusterId: 'restored',
+    storage: 'wal',
+  });
+  const node = await FlotillaNode.start(
+    resolveNodeConfig({
+      id,
+      dataDir,
+      initialCluster: spec,
+      clusterId: 'restored',
+      logLevel: 'silent',
+    }),
+  );
+  return {
+    node,
+    client: new FlotillaClient({ endpoints: [`http://127.0.0.1:${client}`], deadlineMs: 20_000 }),
+  };
+}
+
+void test('save reports what it wrote: both groups, their indexes, the checksum', async () => {
+  assert.equal(saved.groups.length, 2);
+  assert.deepEqual(
+    saved.groups.map((g) => g.group),
+    [0, 1],
+  );
+  for (const g of saved.groups)
+    assert.ok(g.index > 0 && g.term > 0 && g.chunks > 0, JSON.stringify(g));
+  const checked = await verifyBackupFile(file);
+  assert.equal(checked.sha256, saved.sha256);
+  assert.equal(checked.bytes, saved.bytes);
+  assert.equal(checked.header.clusterId, 'flotilla');
+  // Nothing but the file is left beside it (the temporary file was renamed).
+  assert.deepEqual(readdirSync(dir), ['backup.flbk']);
+});
+
+void test('a restored member starts a new cluster with the saved state and takes writes', async () => {
+  // Member 9 of the new cluster: an id the old cluster's directory lists as removed, which the
+  // restore must not carry over.
+  const { node, client } = await startRestored(file, 9, 'restored-9');
+  try {
+    assert.deepEqual(await missingWrites(acked, client, 'k/'), []);
+    assert.equal((await client.queue('q').get('job-1')).job?.name, 'job');
+    const members = await client.members();
+    assert.deepEqual(
+      members.members.map((m) => m.id),
+      [9],
+    );
+    assert.deepEqual(members.removed, []);
+    assert.ok(node.runtime.status().lastIndex > (saved.groups[0]?.index ?? 0));
+    await client.put('after', 'restore');
+    assert.equal((await client.get('after'))?.value, 'restore');
+    const identity = readIdentity(join(dir, 'restored-9'));
+    assert.equal(identity?.clusterId, 'restored');
+    assert.deepEqual(identity?.members, [9]);
+  } finally {
+    await client.close();
+    await node.close();
+  }
+});
+
+/** Restore must fail with `code` and leave `target` as it was (absent, or as listed). */
+async function refused(
+  o: Partial<Parameters<typeof restoreBackup>[0]> & { dataDir: string },
+  code: string,
+): Promise<void> {
+  const before = existsSync(o.dataDir) ? readdirSync(o.dataDir) : null;
+  await assert.rejects(
+    restoreBackup({ file, id: 1, members: [1, 2, 3], clusterId: 'x', storage: 'wal', ...o }),
+    (e: unknown) => {
+      assert.ok(e instanceof BackupError, String(e));
+      assert.equal(e.code, code, e.message);
+      return true;
+    },
+  );
+  assert.deepEqual(existsSync(o.dataDir) ? readdirSync(o.dataDir) : null, before);
+  assert.deepEqual(
+    readdirSync(dir).filter((n) => n.includes('restoring')),
+    [],
+    'the work directory was removed',
+  );
+}
+
+void test('restore refuses damage, a used directory and a stranger, and writes nothing', async () => {
+  const bytes = readFileSync(file);
+  const flipped = Buffer.from(bytes);
+  const at = Math.floor(bytes.length / 2);
+  flipped[at] = (flipped[at] as number) ^ 0x40;
+  writeFileSync(join(dir, 'flipped.flbk'), flipped);
+  await refused({ file: join(dir, 'flipped.flbk'), dataDir: join(dir, 'r1') }, 'BACKUP_CORRUPT');
+  writeFileSync(join(dir, 'short.flbk'), bytes.subarray(0, bytes.length - 100));
+  await refused({ file: join(dir, 'short.flbk'), dataDir: join(dir, 'r2') }, 'BACKUP_CORRUPT');
+  writeFileSync(join(dir, 'other.flbk'), Buffer.from('{"not": "a backup"}'));
+  await refused({ file: join(dir, 'other.flbk'), dataDir: join(dir, 'r3') }, 'BACKUP_UNSUPPORTED');
+  mkdirSync(join(dir, 'used'));
+  writeFileSync(join(dir, 'used', 'something'), 'x');
+  await refused({ dataDir: join(dir, 'used') }, 'RESTORE_DIR_NOT_EMPTY');
+  await refused({ dataDir: join(dir, 'r4'), id: 4 }, 'RESTORE_INVALID');
+  // An empty directory is fine, and is where the data directory appears.
+  mkdirSync(join(dir, 'empty'));
+  await restoreBackup({
+    file,
+    dataDir: join(dir, 'empty'),
+    id: 1,
+    members: [1, 2, 3],
+    clusterId: 'x',
+    storage: 'sqlite',
+  });
+  assert.deepEqual(readdirSync(join(dir, 'empty')).sort(), [
+    'flotilla-node.json',
+    'group-0',
+    'group-1',
+  ]);
+});
+
+void test('planted: a backup missing its last chunk is refused, or (made consistent) caught by the check', async () => {
+  // The last chunk dropped and the checksum sealed again: the file is sound, but the key-value
+  // state counts a chunk it does not hold, and restore refuses to write a directory from it.
+  const dropped = join(dir, 'dropped.flbk');
+  await dropLastKvChunk(file, dropped, false);
+  await refused({ file: dropped, dataDir: join(dir, 'r5') }, 'BACKUP_STATE_INVALID');
+  // Made consistent (the store's header counts one chunk fewer), nothing in the file can tell:
+  // the restored cluster starts, and the acknowledged-writes check finds the keys it lacks.
+  const consistent = join(dir, 'consistent.flbk');
+  await dropLastKvChunk(file, consistent, true);
+  const { node, client } = await startRestored(consistent, 1, 'restored-planted');
+  try {
+    const missing = await missingWrites(acked, client, 'k/');
+    // The last chunk holds the keys last in byte order: 2,500 = 2 × 1,024 + 452.
+    assert.equal(missing.length, keys % 1024);
+    assert.equal(missing[missing.length - 1], `k/${String(keys - 1).padStart(5, '0')}`);
+  } finally {
+    await client.close();
+    await node.close();
+  }
+});
+
+/** A server that answers the backup route with `body` and then `end`s or cuts the connection. */
+async function fakeNode(body: Uint8Array, cut: boolean): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.write(body, () => {
+      if (cut) res.destroy();
+      else res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+void test('save leaves nothing behind when the stream breaks off or arrives damaged', async () => {
+  const bytes = readFileSync(file);
+  const out = join(dir, 'save-fails');
+  mkdirSync(out);
+  const damaged = Buffer.from(bytes);
+  damaged[bytes.length >> 1] = (damaged[bytes.length >> 1] as number) ^ 0x01;
+  for (const [body, cut, code] of [
+    [bytes.subarray(0, bytes.length >> 1), true, 'BACKUP_INCOMPLETE'],
+    [bytes.subarray(0, bytes.length - 1), false, 'BACKUP_INCOMPLETE'],
+    [damaged, false, 'BACKUP_CORRUPT'],
+  ] as const) {
+    const fake = await fakeNode(body, cut);
+    try {
+      await assert.rejects(saveBackup([fake.url], join(out, 'b.flbk')), (e: unknown) => {
+        assert.ok(e instanceof BackupError, String(e));
+        assert.equal(e.code, code, e.message);
+        return true;
+      });
+    } finally {
+      await new Promise((r) => fake.server.close(r));
+    }
+    assert.deepEqual(readdirSync(out), [], 'neither the file nor its temporary file is left');
+  }
+  // The whole file from the same fake is saved as it came.
+  const fake = await fakeNode(bytes, false);
+  try {
+    const r = await saveBackup([fake.url], join(out, 'b.flbk'));
+    assert.equal(r.sha256, saved.sha256);
+    assert.deepEqual(readFileSync(join(out, 'b.flbk')), bytes);
+  } finally {
+    await new Promise((r) => fake.server.close(r));
+  }
+});
