@@ -119,6 +119,9 @@ export class JsonHttpServer {
         // half-open connections live for 40 s). A quarter of the header timeout closes them
         // within 1.25 times it, while checking at most 100 times a second.
         connectionsCheckingInterval: Math.min(1_000, Math.max(10, opts.headersTimeoutMs / 4)),
+        // node:http answers an HTTP/1.1 request without a Host header itself, with an empty
+        // 400 that carries no error code; handle() refuses it as every other bad request.
+        requireHostHeader: false,
       },
       (req, res) => {
         void this.handle(req, res);
@@ -194,6 +197,9 @@ export class JsonHttpServer {
     const trace = admitted ? this.opts.trace : undefined;
     trace?.('http-received', 0, 0);
     try {
+      // RFC 9112 3.2: a server must refuse an HTTP/1.1 request without a Host header.
+      if (req.httpVersion === '1.1' && req.headers.host === undefined)
+        throw new FlotillaError('BAD_REQUEST', 'An HTTP/1.1 request needs a Host header');
       if (byMethod === undefined)
         throw new FlotillaError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
       if (handler === undefined) {

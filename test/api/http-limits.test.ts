@@ -165,4 +165,16 @@ void describe('HTTP connection limits', () => {
     again.socket.write(get);
     await again.receive(/\{"pong":true\}/, 5_000);
   });
+
+  // Found by the HTTP fuzzer (test/fuzz): node:http answered these itself, with an empty 400.
+  void it('refuses an HTTP/1.1 request without a Host header with a coded JSON error', async () => {
+    const { port } = await serve({});
+    const c = await open(port);
+    c.socket.write('GET /ping HTTP/1.1\r\n\r\n');
+    const got = await c.receive(/\}$/, 5_000);
+    assert.match(got, /^HTTP\/1\.1 400 /);
+    assert.match(got, /"code":"BAD_REQUEST","message":"An HTTP\/1\.1 request needs a Host header"/);
+    c.socket.write('GET /ping HTTP/1.0\r\n\r\n');
+    await c.receive(/\{"pong":true\}/, 5_000);
+  });
 });
