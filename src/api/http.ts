@@ -334,15 +334,25 @@ export class JsonHttpServer {
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > this.opts.maxBodyBytes) {
-        throw new FlotillaError(
-          'BODY_TOO_LARGE',
-          `Body exceeds the limit of ${this.opts.maxBodyBytes} bytes`,
-        );
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > this.opts.maxBodyBytes) {
+          throw new FlotillaError(
+            'BODY_TOO_LARGE',
+            `Body exceeds the limit of ${this.opts.maxBodyBytes} bytes`,
+          );
+        }
+        chunks.push(chunk);
       }
-      chunks.push(chunk);
+    } catch (err) {
+      if (err instanceof FlotillaError) throw err;
+      // The client closed its side before the body was whole (node:http has answered 400 if
+      // it could, onClientError). Its doing, not an internal error of ours to log.
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `The body ended after ${size} of ${declared} bytes: the client closed the connection (${(err as Error).message})`,
+      );
     }
     // A body must say it is JSON. Refusing other types (curl -d sends form-urlencoded) also
     // keeps web pages out: a browser sends a cross-origin POST without asking first only with
