@@ -38,6 +38,7 @@ void test('the HTTP fuzzer catches a route that throws a non-FlotillaError', asy
   plantThrowingWrite(n);
   const target = httpTarget({
     port: n.httpPort,
+    internalErrors: n.internalErrors,
     stillServes: () => n.httpStillServes(),
     close: () => n.close(),
   });
@@ -53,6 +54,7 @@ void test('the binary protocol fuzzer catches a request that throws a non-Flotil
   plantThrowingWrite(n);
   const target = wireTarget({
     port: n.wirePort,
+    internalErrors: n.internalErrors,
     maxFrameBytes: n.maxBodyBytes,
     stillServes: () => n.wireStillServes(),
     close: () => n.close(),

@@ -32,6 +32,16 @@ export interface FuzzTarget {
   close(): Promise<void>;
 }
 
+/**
+ * The verdict, unless the node logged an error (an exception it did not expect) meanwhile:
+ * then that is the failure. With inputs in flight at once it may belong to one beside this
+ * one; a replay with --concurrency 1 tells.
+ */
+export function unlessLogged(v: Verdict, logged: string[]): Verdict {
+  if (logged.length === 0) return v;
+  return { ok: false, failure: `the node logged an error: ${logged.splice(0).join('; ')}` };
+}
+
 export interface FuzzOptions {
   readonly seed: number;
   readonly inputs: number;

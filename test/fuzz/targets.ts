@@ -20,11 +20,13 @@ export async function startTarget(protocol: Protocol): Promise<FuzzTarget> {
   if (protocol === 'http')
     return httpTarget({
       port: n.httpPort,
+      internalErrors: n.internalErrors,
       stillServes: () => n.httpStillServes(),
       close: () => n.close(),
     });
   return wireTarget({
     port: n.wirePort,
+    internalErrors: n.internalErrors,
     maxFrameBytes: n.maxBodyBytes,
     stillServes: () => n.wireStillServes(),
     close: () => n.close(),

@@ -19,7 +19,7 @@ import { isNodeErrorCode } from '../../src/api/errors.js';
 import type { FuzzRng } from './gen.js';
 import { mutateBytes, mutateJson, randomJson } from './gen.js';
 import { bodyTemplates, fieldPool, wireType } from './bodies.js';
-import type { FuzzInput, FuzzTarget, Verdict } from './run.js';
+import { unlessLogged, type FuzzInput, type FuzzTarget, type Verdict } from './run.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
@@ -120,6 +120,8 @@ interface Seen {
   readonly frames: unknown[];
   /** Requests left unanswered when the connection closed. */
   readonly owedLeft: number;
+  /** A whole handshake frame was sent and neither answered nor refused. */
+  readonly handshakeOwed: boolean;
   /** The connection's refusal `[0, 1, error]`, if it was sent. */
   readonly connectionError: Record<string, unknown> | null;
   readonly undecodable: boolean;
@@ -181,7 +183,13 @@ function converse(port: number, bytes: Buffer, maxFrameBytes: number): Promise<S
     socket.on('error', () => undefined);
     // If the node neither answers nor closes, the driver's bound reports the hang.
     socket.on('close', () =>
-      resolve({ frames: seen, connectionError, undecodable, owedLeft: owed.size }),
+      resolve({
+        frames: seen,
+        connectionError,
+        undecodable,
+        owedLeft: owed.size,
+        handshakeOwed: wantHandshake && !handshakeAnswered,
+      }),
     );
   });
 }
@@ -221,6 +229,8 @@ export function judgeWire(s: Seen): Verdict {
     }
   }
   if (s.connectionError !== null) return { ok: true, outcome: String(s.connectionError['code']) };
+  if (s.handshakeOwed)
+    return { ok: false, failure: 'closed with the handshake neither answered nor refused' };
   if (s.owedLeft > 0)
     return {
       ok: false,
@@ -230,6 +240,8 @@ export function judgeWire(s: Seen): Verdict {
 }
 
 export interface WireTargetOptions {
+  /** What the node logged at error level since last taken: each line is a bug. */
+  readonly internalErrors: string[];
   readonly port: number;
   readonly maxFrameBytes: number;
   readonly stillServes: () => Promise<string | null>;
@@ -240,7 +252,11 @@ export function wireTarget(o: WireTargetOptions): FuzzTarget {
   return {
     protocol: 'wire',
     generate: generateWire,
-    exercise: async (input) => judgeWire(await converse(o.port, input.bytes, o.maxFrameBytes)),
+    exercise: async (input) =>
+      unlessLogged(
+        judgeWire(await converse(o.port, input.bytes, o.maxFrameBytes)),
+        o.internalErrors,
+      ),
     stillServes: o.stillServes,
     close: o.close,
   };
