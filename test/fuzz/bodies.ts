@@ -4,7 +4,8 @@
 //
 // What a valid body may do is bounded, so that a million of them keep the node serving and
 // its memory bounded: keys and queue names come from small sets (the store's history is
-// bounded by compaction, the queue by its job limit), no claim waits (`waitMs` would hold an
+// bounded by compaction; a job added keeps a pinned id, so adds of it are deduplicated and
+// the queue holds few jobs), no claim waits (`waitMs` would hold an
 // input for up to 30 s), no repeatable fires every few milliseconds (`everyMs`), and the
 // membership bodies keep one flaw that no mutation removes (`pinned`): a body that added a
 // voter would be a valid request that leaves a one-node cluster without a quorum.
@@ -55,10 +56,21 @@ export const bodyTemplates: readonly BodyTemplate[] = [
   { path: '/v1/lease/keepalive', body: { id: 7 }, httpOnly: true },
   { path: '/v1/lease/timetolive', body: { id: 7, keys: true }, httpOnly: true },
   { path: '/v1/lease/leases', body: {}, httpOnly: true },
-  { path: '/v1/queue/add', body: { queue: 'fz', name: 'job', data: { n: 1 }, priority: 1 } },
+  {
+    path: '/v1/queue/add',
+    body: { queue: 'fz', name: 'job', id: 'j2', data: { n: 1 }, priority: 1 },
+    pinned: ['id'],
+  },
   {
     path: '/v1/queue/add-bulk',
-    body: { queue: 'fz', jobs: [{ name: 'a', id: 'j1', delayMs: 10 }, { name: 'b' }] },
+    body: {
+      queue: 'fz',
+      jobs: [
+        { name: 'a', id: 'j1', delayMs: 10 },
+        { name: 'b', id: 'j3' },
+      ],
+    },
+    pinned: ['id'],
   },
   { path: '/v1/queue/claim', body: { queue: 'fz', max: 2, worker: 'w', leaseMs: 1000 } },
   { path: '/v1/queue/heartbeat', body: { queue: 'fz', id: 'j1', token: 3 } },

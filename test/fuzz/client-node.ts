@@ -19,6 +19,8 @@ export interface ClientNode {
   readonly maxBodyBytes: number;
   /** What the node logged at error level; the fuzzer takes (empties) it after each input. */
   readonly internalErrors: string[];
+  /** Deletes every key and compacts the history away. */
+  clear(): Promise<void>;
   /** A put and a get over HTTP; null when both worked. */
   httpStillServes(): Promise<string | null>;
   /** A put and a get over the binary protocol; null when both worked. */
@@ -71,6 +73,7 @@ export async function startClientNode(): Promise<ClientNode> {
     wirePort: wire,
     maxBodyBytes,
     internalErrors,
+    clear: () => clearStore(http),
     httpStillServes: () => httpPutGet(http),
     wireStillServes: () => wirePutGet(wire),
     close: async () => {
@@ -88,21 +91,41 @@ async function until(what: string, done: () => boolean, timeoutMs: number): Prom
   }
 }
 
+async function post(port: number, path: string, body: unknown) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+/** Every key (from byte 0 to the largest key there can be) deleted, then compacted. */
+async function clearStore(port: number): Promise<void> {
+  const all = {
+    key: Buffer.of(0).toString('base64'),
+    rangeEnd: Buffer.alloc(1024, 0xff).toString('base64'),
+    encoding: 'base64',
+  };
+  const del = await post(port, '/v1/kv/delete', all);
+  const header = del.json['header'] as { revision?: number } | undefined;
+  if (del.status !== 200 || header?.revision === undefined)
+    throw new Error(`Clearing the store failed: ${JSON.stringify(del.json)}`);
+  const compact = await post(port, '/v1/kv/compact', { revision: header.revision });
+  if (compact.status !== 200 && compact.json['error'] !== undefined) {
+    const code = (compact.json['error'] as { code?: string }).code;
+    // Compacted already (the automatic compactor got there first) is as good.
+    if (code !== 'COMPACTED') throw new Error(`Compacting failed: ${JSON.stringify(compact.json)}`);
+  }
+}
+
 async function httpPutGet(port: number): Promise<string | null> {
   const value = `alive-${Date.now()}`;
-  const post = async (path: string, body: unknown) => {
-    const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    });
-    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-  };
   try {
-    const put = await post('/v1/kv/put', { key: 'fuzz/after', value });
+    const put = await post(port, '/v1/kv/put', { key: 'fuzz/after', value });
     if (put.status !== 200) return `put answered ${put.status}: ${JSON.stringify(put.json)}`;
-    const got = await post('/v1/kv/range', { key: 'fuzz/after' });
+    const got = await post(port, '/v1/kv/range', { key: 'fuzz/after' });
     const kvs = got.json['kvs'] as { value?: string }[] | undefined;
     if (got.status !== 200 || kvs?.[0]?.value !== value)
       return `get answered ${got.status}: ${JSON.stringify(got.json).slice(0, 300)}`;

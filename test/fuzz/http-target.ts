@@ -245,6 +245,7 @@ export interface HttpTargetOptions {
   readonly port: number;
   /** A put and a get after the run; null when they work. */
   readonly stillServes: () => Promise<string | null>;
+  readonly clear?: () => Promise<void>;
   readonly close: () => Promise<void>;
 }
 
@@ -265,6 +266,7 @@ export function httpTarget(o: HttpTargetOptions): FuzzTarget {
       return unlessLogged(judgeHttp(input, e), o.internalErrors);
     },
     stillServes: o.stillServes,
+    ...(o.clear === undefined ? {} : { clear: o.clear }),
     close: o.close,
   };
 }

@@ -29,6 +29,11 @@ export interface FuzzTarget {
   exercise(input: FuzzInput): Promise<Verdict>;
   /** After the run: the node still serves (a put and a get, a commit); null when it does. */
   stillServes(): Promise<string | null>;
+  /**
+   * Removes what valid inputs stored (keys, history), by requests, before the heap is
+   * measured: what stays is what the node kept of its own.
+   */
+  clear?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -77,7 +82,7 @@ export interface FuzzReport {
   /** Outcomes by code (`ok`, `closed`, or the refusal's code). */
   readonly outcomes: Record<string, number>;
   readonly byKind: Record<string, number>;
-  /** Heap in use after a full collection, before and after the run. */
+  /** Heap in use after a full collection, before and after the run (and clear()). */
   readonly heapBeforeBytes: number;
   readonly heapAfterBytes: number;
   /** The largest heap sampled during the run (without collecting). */
@@ -141,6 +146,7 @@ export async function runFuzz(target: FuzzTarget, o: FuzzOptions): Promise<FuzzR
   await Promise.all(Array.from({ length: o.concurrency }, worker));
   const elapsedMs = performance.now() - started;
   const stillServes = await target.stillServes();
+  await target.clear?.();
   const heapAfterBytes = settledHeap();
   return {
     protocol: target.protocol,

@@ -22,6 +22,7 @@ export async function startTarget(protocol: Protocol): Promise<FuzzTarget> {
       port: n.httpPort,
       internalErrors: n.internalErrors,
       stillServes: () => n.httpStillServes(),
+      clear: () => n.clear(),
       close: () => n.close(),
     });
   return wireTarget({
@@ -29,6 +30,7 @@ export async function startTarget(protocol: Protocol): Promise<FuzzTarget> {
     internalErrors: n.internalErrors,
     maxFrameBytes: n.maxBodyBytes,
     stillServes: () => n.wireStillServes(),
+    clear: () => n.clear(),
     close: () => n.close(),
   });
 }

@@ -245,6 +245,7 @@ export interface WireTargetOptions {
   readonly port: number;
   readonly maxFrameBytes: number;
   readonly stillServes: () => Promise<string | null>;
+  readonly clear?: () => Promise<void>;
   readonly close: () => Promise<void>;
 }
 
@@ -258,6 +259,7 @@ export function wireTarget(o: WireTargetOptions): FuzzTarget {
         o.internalErrors,
       ),
     stillServes: o.stillServes,
+    ...(o.clear === undefined ? {} : { clear: o.clear }),
     close: o.close,
   };
 }
