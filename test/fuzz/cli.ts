@@ -6,7 +6,8 @@
 // protocol) against in-process nodes on 127.0.0.1, with generated inputs: random bytes and
 // structured mutations of valid requests and frames. Prints progress, then per protocol the
 // inputs per second, the outcomes by code, the heap, whether the node still serves, and every
-// failure with the seed and index that regenerate its input. Exits 1 on any failure.
+// failure with the seed and index that regenerate its input. Exits 1 on any failure, 3 if
+// the node crashed (naming the inputs in flight).
 
 import { Command, InvalidArgumentError } from 'commander';
 import { formatReport, runFuzz, type FuzzReport } from './run.js';
@@ -37,6 +38,12 @@ async function main(): Promise<number> {
       20_000,
     )
     .option('--replay <indexes>', 'send only these inputs (comma-separated indexes)')
+    .option(
+      '--progress-every <s>',
+      'seconds between progress lines',
+      int('--progress-every', 1, 3_600),
+      10,
+    )
     .parse();
   const o = program.opts<{
     protocol: string;
@@ -46,6 +53,7 @@ async function main(): Promise<number> {
     concurrency?: number;
     inputTimeout: number;
     replay?: string;
+    progressEvery: number;
   }>();
   const protocols =
     o.protocol === 'all' ? [...PROTOCOLS] : o.protocol.split(',').map((p) => p.trim());
@@ -56,7 +64,22 @@ async function main(): Promise<number> {
       );
   const only = o.replay?.split(',').map((s) => int('--replay', 0, 1e9)(s.trim()));
   const reports: FuzzReport[] = [];
+  // The node runs in this process: an exception it throws out of its own code is a crash of
+  // the node, reported with the inputs in flight that may have caused it.
+  const inFlight = new Set<number>();
+  let current = '';
+  const crash = (err: unknown): void => {
+    console.error(
+      `CRASH of the node while fuzzing ${current} (seed ${o.seed}); inputs in flight: ` +
+        `${[...inFlight].join(',')} (replay them with --concurrency 1 --replay <index>)`,
+    );
+    console.error(err);
+    process.exit(3);
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
   for (const p of protocols as Protocol[]) {
+    current = p;
     const target = await startTarget(p);
     try {
       const report = await runFuzz(target, {
@@ -66,7 +89,9 @@ async function main(): Promise<number> {
         concurrency: o.concurrency ?? defaultConcurrency(p),
         inputTimeoutMs: o.inputTimeout,
         ...(only === undefined ? {} : { only }),
+        inFlight,
         progress: (line) => console.log(line),
+        progressEveryMs: o.progressEvery * 1000,
       });
       reports.push(report);
       console.log(formatReport(report));

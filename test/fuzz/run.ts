@@ -44,7 +44,8 @@ export interface FuzzTarget {
  */
 export function unlessLogged(v: Verdict, logged: string[]): Verdict {
   if (logged.length === 0) return v;
-  return { ok: false, failure: `the node logged an error: ${logged.splice(0).join('; ')}` };
+  const line = `the node logged an error: ${logged.splice(0).join('; ')}`;
+  return { ok: false, failure: v.ok ? line : `${v.failure}; ${line}` };
 }
 
 export interface FuzzOptions {
@@ -60,6 +61,8 @@ export interface FuzzOptions {
   readonly maxFailures?: number;
   /** Only these indexes (a replay). */
   readonly only?: readonly number[];
+  /** Kept up to date with the indexes of the inputs in flight: what to replay after a crash. */
+  readonly inFlight?: Set<number>;
   readonly progress?: (line: string) => void;
   readonly progressEveryMs?: number;
 }
@@ -116,7 +119,9 @@ export async function runFuzz(target: FuzzTarget, o: FuzzOptions): Promise<FuzzR
   const one = async (index: number): Promise<void> => {
     const input = target.generate(new FuzzRng(o.seed, index));
     byKind[input.kind] = (byKind[input.kind] ?? 0) + 1;
+    o.inFlight?.add(index);
     const verdict = await bounded(target.exercise(input), o.inputTimeoutMs);
+    o.inFlight?.delete(index);
     if (verdict.ok) outcomes[verdict.outcome] = (outcomes[verdict.outcome] ?? 0) + 1;
     else
       failures.push({

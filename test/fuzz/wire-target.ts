@@ -122,12 +122,16 @@ interface Seen {
   readonly owedLeft: number;
   /** A whole handshake frame was sent and neither answered nor refused. */
   readonly handshakeOwed: boolean;
+  /** A frame's length was over the limit. */
+  readonly oversized: boolean;
   /** The connection's refusal `[0, 1, error]`, if it was sent. */
   readonly connectionError: Record<string, unknown> | null;
   readonly undecodable: boolean;
 }
 
 function converse(port: number, bytes: Buffer, maxFrameBytes: number): Promise<Seen> {
+  // A frame over the limit always ends in a connection error (its own, or an earlier frame's),
+  // so the fuzzer waits for the node to close rather than half-closing.
   const { frames, oversized } = splitFrames(bytes, maxFrameBytes);
   const owed = expectedIds(frames);
   const wantHandshake = frames.length > 0 || oversized;
@@ -141,7 +145,7 @@ function converse(port: number, bytes: Buffer, maxFrameBytes: number): Promise<S
     let halfClosed = false;
     const maybeHalfClose = (): void => {
       // Everything whole was answered (or nothing can be): end our side, the node closes.
-      if (halfClosed || connectionError !== null) return;
+      if (halfClosed || connectionError !== null || oversized) return;
       if ((!wantHandshake || handshakeAnswered) && owed.size === 0) {
         halfClosed = true;
         socket.end();
@@ -189,6 +193,7 @@ function converse(port: number, bytes: Buffer, maxFrameBytes: number): Promise<S
         undecodable,
         owedLeft: owed.size,
         handshakeOwed: wantHandshake && !handshakeAnswered,
+        oversized,
       }),
     );
   });
@@ -229,6 +234,11 @@ export function judgeWire(s: Seen): Verdict {
     }
   }
   if (s.connectionError !== null) return { ok: true, outcome: String(s.connectionError['code']) };
+  if (s.oversized)
+    return {
+      ok: false,
+      failure: 'a frame over the limit, and no connection error before the close',
+    };
   if (s.handshakeOwed)
     return { ok: false, failure: 'closed with the handshake neither answered nor refused' };
   if (s.owedLeft > 0)
