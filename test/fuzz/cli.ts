@@ -39,6 +39,12 @@ async function main(): Promise<number> {
     )
     .option('--replay <indexes>', 'send only these inputs (comma-separated indexes)')
     .option(
+      '--max-heap-growth <MiB>',
+      'fail if the heap after the run (store emptied, full collection) grew more than this',
+      int('--max-heap-growth', 1, 65_536),
+      64,
+    )
+    .option(
       '--progress-every <s>',
       'seconds between progress lines',
       int('--progress-every', 1, 3_600),
@@ -54,6 +60,7 @@ async function main(): Promise<number> {
     inputTimeout: number;
     replay?: string;
     progressEvery: number;
+    maxHeapGrowth: number;
   }>();
   const protocols =
     o.protocol === 'all' ? [...PROTOCOLS] : o.protocol.split(',').map((p) => p.trim());
@@ -64,6 +71,7 @@ async function main(): Promise<number> {
       );
   const only = o.replay?.split(',').map((s) => int('--replay', 0, 1e9)(s.trim()));
   const reports: FuzzReport[] = [];
+  let heapOver = false;
   // The node runs in this process: an exception it throws out of its own code is a crash of
   // the node, reported with the inputs in flight that may have caused it.
   const inFlight = new Set<number>();
@@ -95,11 +103,18 @@ async function main(): Promise<number> {
       });
       reports.push(report);
       console.log(formatReport(report));
+      const grownMiB = (report.heapAfterBytes - report.heapBeforeBytes) / 2 ** 20;
+      if (grownMiB > o.maxHeapGrowth) {
+        console.log(
+          `  HEAP grew ${grownMiB.toFixed(1)} MiB, over the bound of ${o.maxHeapGrowth} MiB`,
+        );
+        heapOver = true;
+      }
     } finally {
       await target.close();
     }
   }
-  return reports.some((r) => r.failures.length > 0 || r.stillServes !== null) ? 1 : 0;
+  return heapOver || reports.some((r) => r.failures.length > 0 || r.stillServes !== null) ? 1 : 0;
 }
 
 main().then(
