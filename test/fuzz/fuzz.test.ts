@@ -5,8 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { FuzzRng } from './gen.js';
+import { generateHttp } from './http-target.js';
+import { generatePeer } from './peer-target.js';
 import { formatReport, runFuzz, type FuzzReport } from './run.js';
 import { defaultConcurrency, startTarget, type Protocol } from './targets.js';
+import { generateWire } from './wire-target.js';
 
 /** Heap the short run may leave behind (store history, queue jobs, leases it created). */
 const heapGrowthMaxBytes = 64 * 1024 * 1024;
@@ -37,6 +41,19 @@ function check(r: FuzzReport, inputs: number): void {
   assert.ok((r.outcomes['ok'] ?? r.outcomes['accepted'] ?? 0) > 0, `nothing was served\n${text}`);
   assert.ok(refusals.length >= 5, `only ${refusals.length} kinds of refusal\n${text}`);
 }
+
+void test('input i is the same bytes whenever it is generated from the same seed', () => {
+  const shape = { clusterId: 'c', target: 1, absentIds: [4, 5], peerIds: [2, 3, 4, 5] };
+  const generators = [generateHttp, generateWire, (rng: FuzzRng) => generatePeer(shape, rng)];
+  for (const generate of generators) {
+    const first = Array.from({ length: 200 }, (_, i) => generate(new FuzzRng(5, i)).bytes);
+    const again = Array.from({ length: 200 }, (_, i) => generate(new FuzzRng(5, i)).bytes);
+    const other = Array.from({ length: 200 }, (_, i) => generate(new FuzzRng(6, i)).bytes);
+    assert.deepEqual(again, first);
+    assert.ok(new Set(first.map((b) => b.toString('hex'))).size > 150, 'inputs differ');
+    assert.notDeepEqual(other, first, 'another seed, other inputs');
+  }
+});
 
 void test('HTTP API: 3,000 generated requests', async () => {
   check(await fuzz('http', 11, 3_000), 3_000);
