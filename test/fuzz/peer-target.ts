@@ -127,12 +127,21 @@ function asJson(m: Message): Record<string, JsonValue> {
   return m as unknown as Record<string, JsonValue>;
 }
 
+/** One message of every type from `from` to `to`, made once (they are copied before use). */
+const templates = new Map<string, readonly Message[]>();
+function messagesOf(from: number, to: number): readonly Message[] {
+  const k = `${from}>${to}`;
+  let list = templates.get(k);
+  if (list === undefined) templates.set(k, (list = everyMessage(from, to)));
+  return list;
+}
+
 function messageFrame(
   rng: FuzzRng,
   shape: PeerShape,
   from: number,
 ): { bytes: Buffer; what: string } {
-  const m = rng.pick(everyMessage(from, shape.target).filter((x) => x.type !== 'snapshot'));
+  const m = rng.pick(messagesOf(from, shape.target).filter((x) => x.type !== 'snapshot'));
   const o = { ...asJson(m), group: rng.pick(unservedGroups) };
   const v = rng.chance(0.8) ? mutateJson(rng, o, fieldsOf(o), new Set()) : o;
   disarmGroup(rng, v);
@@ -176,7 +185,7 @@ function snapshotTransfer(
     offset += n;
   }
   if (rng.chance(0.05)) parts.pop();
-  const snap = everyMessage(from, shape.target).find((x) => x.type === 'snapshot') as Message;
+  const snap = messagesOf(from, shape.target).find((x) => x.type === 'snapshot') as Message;
   const msg = rng.chance(0.7)
     ? { ...asJson(snap), group: rng.pick(unservedGroups) }
     : mutateJson(
