@@ -42,10 +42,10 @@ const maxAttachmentBytes = 1024 * 1024 * 1024;
 /** Groups no node runs: a message for one is dropped by the host. */
 const unservedGroups = [2, 3, 0x4000_0000, 0xffff_ffff];
 
-function frame(type: number, payload: Buffer, crcFix = 0): Buffer {
+function frame(type: number, payload: Buffer, crcFlip = 0): Buffer {
   const h = Buffer.allocUnsafe(HEADER);
   h.writeUInt32BE(payload.length, 0);
-  h.writeUInt32BE((crc32c(payload, crc32c(Buffer.of(type))) ^ crcFix) >>> 0, 4);
+  h.writeUInt32BE((crc32c(payload, crc32c(Buffer.of(type))) ^ crcFlip) >>> 0, 4);
   h.writeUInt8(type, 8);
   return Buffer.concat([h, payload]);
 }
