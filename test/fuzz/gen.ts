@@ -98,6 +98,14 @@ const interestingStrings = [
   'k'.repeat(5_000),
 ];
 
+/**
+ * Sets an own field, also one named `__proto__`: as JSON.parse and msgpack decoding make it,
+ * where an assignment would replace the object's prototype instead.
+ */
+function setField(o: Record<string, JsonValue>, k: string, v: JsonValue): void {
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+}
+
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
 
 /** A random JSON-shaped value, nested at most `depth` levels. */
@@ -120,10 +128,10 @@ export function randomJson(rng: FuzzRng, depth: number, fieldPool: readonly stri
     default: {
       const o: Record<string, JsonValue> = {};
       for (let i = rng.length(5); i > 0; i--)
-        o[rng.chance(0.8) ? rng.pick(fieldPool) : rng.pick(interestingStrings)] = randomJson(
-          rng,
-          depth - 1,
-          fieldPool,
+        setField(
+          o,
+          rng.chance(0.8) ? rng.pick(fieldPool) : rng.pick(interestingStrings),
+          randomJson(rng, depth - 1, fieldPool),
         );
       return o;
     }
@@ -144,8 +152,37 @@ export function mutateJson(
   pinned: ReadonlySet<string> = new Set(),
 ): JsonValue {
   let v = structuredClone(template);
-  for (let n = 1 + rng.int(3); n > 0; n--) v = mutateOnce(rng, v, fieldPool, pinned, 0);
+  for (let n = 1 + rng.int(3); n > 0; n--) {
+    const before = structuredClone(v);
+    v = mutateOnce(rng, v, fieldPool, pinned, 0);
+    // Repeated lists of grown strings inside repeated lists grow without bound: past every
+    // limit the protocols check, and past what a buffer can hold.
+    if (nodes(v, maxNodes) > maxNodes) v = before;
+  }
   return v;
+}
+
+/**
+ * The largest a mutated body grows, in `weight` units (one per value, one more per 8
+ * characters or bytes): about 800 KB of text, past every limit the protocols check.
+ */
+const maxNodes = 100_000;
+
+/** The weight of `v`, counted up to max + 1. */
+function nodes(v: JsonValue, max: number): number {
+  const stack: unknown[] = [v];
+  let n = 0;
+  while (stack.length > 0 && n <= max) {
+    const x = stack.pop();
+    n += 1;
+    if (typeof x === 'string') n += x.length >> 3;
+    else if (x instanceof Uint8Array) n += x.length >> 3;
+    else if (Array.isArray(x)) {
+      if (x.length > max) return max + 1;
+      for (const c of x as unknown[]) stack.push(c);
+    } else if (x !== null && typeof x === 'object') for (const c of Object.values(x)) stack.push(c);
+  }
+  return n;
 }
 
 function mutateOnce(
@@ -155,6 +192,11 @@ function mutateOnce(
   pinned: ReadonlySet<string>,
   depth: number,
 ): JsonValue {
+  // Binary fields (a peer message's entry data) are mutated as bytes or replaced.
+  if (v instanceof Uint8Array)
+    return (
+      rng.chance(0.7) ? mutateBytes(rng, Buffer.from(v)) : randomJson(rng, 1, fieldPool)
+    ) as JsonValue;
   if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
     const keys = Object.keys(v).filter((k) => !pinned.has(k));
     const op = rng.int(5);
@@ -164,14 +206,17 @@ function mutateOnce(
     }
     if (op === 1 || keys.length === 0) {
       const k = rng.chance(0.9) ? rng.pick(fieldPool) : rng.pick(interestingStrings);
-      if (!pinned.has(k)) v[k] = randomJson(rng, 2, fieldPool);
+      if (!pinned.has(k)) setField(v, k, randomJson(rng, 2, fieldPool));
       return v;
     }
     const k = rng.pick(keys);
-    v[k] =
+    setField(
+      v,
+      k,
       op === 2 && depth < 4
         ? mutateOnce(rng, v[k] as JsonValue, fieldPool, pinned, depth + 1)
-        : mutateScalar(rng, v[k] as JsonValue, fieldPool);
+        : mutateScalar(rng, v[k] as JsonValue, fieldPool),
+    );
     return v;
   }
   if (Array.isArray(v)) {
@@ -184,7 +229,8 @@ function mutateOnce(
     } else {
       // Many copies of one element: lists at and past their limits.
       const e = v[rng.int(v.length)] as JsonValue;
-      for (let i = rng.length(200); i > 0; i--) v.push(structuredClone(e));
+      const copies = Math.min(rng.length(200), Math.floor(maxNodes / nodes(e, maxNodes)));
+      for (let i = copies; i > 0; i--) v.push(structuredClone(e));
     }
     return v;
   }

@@ -117,7 +117,14 @@ export async function runFuzz(target: FuzzTarget, o: FuzzOptions): Promise<FuzzR
   };
 
   const one = async (index: number): Promise<void> => {
-    const input = target.generate(new FuzzRng(o.seed, index));
+    let input: FuzzInput;
+    try {
+      input = target.generate(new FuzzRng(o.seed, index));
+    } catch (err) {
+      const failure = `the generator failed: ${String(err)}`;
+      failures.push({ seed: o.seed, index, kind: '?', what: '?', failure, inputHex: '' });
+      return;
+    }
     byKind[input.kind] = (byKind[input.kind] ?? 0) + 1;
     o.inFlight?.add(index);
     const verdict = await bounded(target.exercise(input), o.inputTimeoutMs);
