@@ -132,6 +132,9 @@ export class JsonHttpServer {
         // half-open connections live for 40 s). A quarter of the header timeout closes them
         // within 1.25 times it, while checking at most 100 times a second.
         connectionsCheckingInterval: Math.min(1_000, Math.max(10, opts.headersTimeoutMs / 4)),
+        // node:http answers an HTTP/1.1 request without a Host header itself, with an empty
+        // 400 that carries no error code; handle() refuses it as every other bad request.
+        requireHostHeader: false,
       },
       (req, res) => {
         void this.handle(req, res);
@@ -207,6 +210,9 @@ export class JsonHttpServer {
     const trace = admitted ? this.opts.trace : undefined;
     trace?.('http-received', 0, 0);
     try {
+      // RFC 9112 3.2: a server must refuse an HTTP/1.1 request without a Host header.
+      if (req.httpVersion === '1.1' && req.headers.host === undefined)
+        throw new FlotillaError('BAD_REQUEST', 'An HTTP/1.1 request needs a Host header');
       if (byMethod === undefined)
         throw new FlotillaError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
       if (handler === undefined) {
@@ -379,15 +385,25 @@ export class JsonHttpServer {
     }
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > this.opts.maxBodyBytes) {
-        throw new FlotillaError(
-          'BODY_TOO_LARGE',
-          `Body exceeds the limit of ${this.opts.maxBodyBytes} bytes`,
-        );
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > this.opts.maxBodyBytes) {
+          throw new FlotillaError(
+            'BODY_TOO_LARGE',
+            `Body exceeds the limit of ${this.opts.maxBodyBytes} bytes`,
+          );
+        }
+        chunks.push(chunk);
       }
-      chunks.push(chunk);
+    } catch (err) {
+      if (err instanceof FlotillaError) throw err;
+      // The client closed its side before the body was whole (node:http has answered 400 if
+      // it could, onClientError). Its doing, not an internal error of ours to log.
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `The body ended after ${size} of ${declared} bytes: the client closed the connection (${(err as Error).message})`,
+      );
     }
     // A body must say it is JSON. Refusing other types (curl -d sends form-urlencoded) also
     // keeps web pages out: a browser sends a cross-origin POST without asking first only with

@@ -165,4 +165,39 @@ void describe('HTTP connection limits', () => {
     again.socket.write(get);
     await again.receive(/\{"pong":true\}/, 5_000);
   });
+
+  // Found by the HTTP fuzzer (test/fuzz): node:http answered these itself, with an empty 400.
+  void it('refuses an HTTP/1.1 request without a Host header with a coded JSON error', async () => {
+    const { port } = await serve({});
+    const c = await open(port);
+    c.socket.write('GET /ping HTTP/1.1\r\n\r\n');
+    const got = await c.receive(/\}$/, 5_000);
+    assert.match(got, /^HTTP\/1\.1 400 /);
+    assert.match(got, /"code":"BAD_REQUEST","message":"An HTTP\/1\.1 request needs a Host header"/);
+    c.socket.write('GET /ping HTTP/1.0\r\n\r\n');
+    await c.receive(/\{"pong":true\}/, 5_000);
+  });
+
+  // Found by the HTTP fuzzer (test/fuzz): the cut body was logged as an internal error.
+  void it('takes a body the client cut short as a bad request, not an internal error', async () => {
+    const errors: unknown[] = [];
+    const statuses: number[] = [];
+    const { port } = await serve({
+      onError: (err) => errors.push(err),
+      onRequest: (_route, status) => statuses.push(status),
+    });
+    const c = await open(port);
+    c.socket.end(
+      'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"a":',
+    );
+    await c.closed(5_000);
+    assert.match(c.received(), /^HTTP\/1\.1 400 /);
+    const deadline = performance.now() + 5_000;
+    while (statuses.length === 0) {
+      if (performance.now() > deadline) assert.fail('the request never finished');
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.deepEqual(statuses, [400]);
+    assert.deepEqual(errors, []);
+  });
 });

@@ -1,0 +1,180 @@
+// The cluster the peer protocol is fuzzed against: five members configured, three started in
+// this process (1, 2, 3: a quorum), on 127.0.0.1 with their real WALs. The fuzzer dials node
+// 1's peer port in the name of member 4 or 5, which never start, so its connections replace
+// no real peer's, and the three keep committing while node 1 is fuzzed.
+//
+// Node 1 logs to the fuzzer: each refused handshake and protocol error is reported by the
+// transport as an event with the remote address and the code it counted in its stats, and
+// node-setup.ts logs every one; the fuzzer attributes them to its connections by local port.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { createLogger } from '../../src/server/logging.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import type { TcpTransport } from '../../src/transport/index.js';
+import type { TransportStats } from '../../src/transport/types.js';
+import { freePorts } from '../e2e/harness.js';
+
+/** What node 1 logged about one inbound connection on its peer port. */
+export interface PeerEvent {
+  readonly kind: 'refused' | 'error';
+  readonly code: string;
+  readonly reason: string;
+}
+
+export interface PeerCluster {
+  /** Node 1's peer port, the one fuzzed. */
+  readonly peerPort: number;
+  readonly clusterId: string;
+  /** Members that never start: the names the fuzzer dials in. */
+  readonly absentIds: readonly number[];
+  readonly runningIds: readonly number[];
+  /** Node 1's events by remote address (`127.0.0.1:port`), taken (removed) by the caller. */
+  takeEvents(remote: string): PeerEvent[];
+  /** Messages node 1 failed to handle (handler errors): each is a bug. */
+  readonly handlerErrors: string[];
+  /** Node 1's transport stats: the errors it counted. */
+  stats(): TransportStats;
+  /** A put through node 1 that every running node applies; null when it did. */
+  commits(): Promise<string | null>;
+  close(): Promise<void>;
+}
+
+export async function startPeerCluster(): Promise<PeerCluster> {
+  const members = 5;
+  const running = [1, 2, 3];
+  const ports = await freePorts(members * 2);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-fuzz-peer-'));
+  const peerPort = (id: number): number => ports[id - 1] as number;
+  const httpPort = (id: number): number => ports[members + id - 1] as number;
+  const spec = Array.from(
+    { length: members },
+    (_, i) => `${i + 1}=127.0.0.1:${peerPort(i + 1)}@http://127.0.0.1:${httpPort(i + 1)}`,
+  ).join(',');
+  const events = new Map<string, PeerEvent[]>();
+  const handlerErrors: string[] = [];
+  const log = createLogger(1, {
+    level: 'warn',
+    format: 'json',
+    out: {
+      write: (line: string) => {
+        const r = JSON.parse(line) as Record<string, unknown>;
+        const remote = typeof r['remote'] === 'string' ? r['remote'] : '';
+        if (r['msg'] === 'error handling a peer message') handlerErrors.push(String(r['reason']));
+        else if (r['msg'] === 'peer handshake refused' && r['direction'] === 'inbound')
+          add(events, remote, {
+            kind: 'refused',
+            code: 'TRANSPORT_HANDSHAKE_REFUSED',
+            reason: String(r['reason']),
+          });
+        else if (r['msg'] === 'peer protocol error')
+          add(events, remote, {
+            kind: 'error',
+            code: String(r['code']),
+            reason: String(r['reason']),
+          });
+      },
+    },
+  });
+  const configs = running.map((id) =>
+    resolveNodeConfig({
+      id,
+      dataDir: join(dir, `node${id}`),
+      initialCluster: spec,
+      listenClient: `127.0.0.1:${httpPort(id)}`,
+      logLevel: 'silent',
+    }),
+  );
+  const started = await Promise.allSettled(
+    configs.map((c) => FlotillaNode.start(c, c.id === 1 ? { logger: log } : {})),
+  );
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r) => r.status === 'rejected');
+  const closeAll = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => n.close()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  if (failed !== undefined) {
+    await closeAll();
+    throw failed.reason;
+  }
+  const node1 = nodes[0] as FlotillaNode;
+  // The transport is not part of a node's public surface; its stats are what the protocol
+  // promises to count, so the fuzzer reads them where the node keeps them.
+  const transport = (node1.members as unknown as { o: { transport: TcpTransport } }).o.transport;
+  const cluster: PeerCluster = {
+    peerPort: peerPort(1),
+    clusterId: node1.config.clusterId,
+    absentIds: [4, 5],
+    runningIds: running,
+    takeEvents: (remote) => {
+      const e = events.get(remote) ?? [];
+      events.delete(remote);
+      return e;
+    },
+    handlerErrors,
+    stats: () => transport.stats(),
+    commits: () => commitEverywhere(running.map(httpPort)),
+    close: closeAll,
+  };
+  const leader = await commitEverywhere(running.map(httpPort), 20_000);
+  if (leader !== null) {
+    await closeAll();
+    throw new Error(`The fuzzed cluster did not commit at start: ${leader}`);
+  }
+  return cluster;
+}
+
+function add(m: Map<string, PeerEvent[]>, remote: string, e: PeerEvent): void {
+  const list = m.get(remote);
+  if (list === undefined) m.set(remote, [e]);
+  else list.push(e);
+}
+
+/** A put sent to the first node (forwarded to the leader), then seen applied on every node. */
+async function commitEverywhere(
+  httpPorts: readonly number[],
+  timeoutMs = 10_000,
+): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  const value = `committed-${Date.now()}`;
+  const post = async (port: number, path: string, body: unknown) => {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(Math.max(100, deadline - Date.now())),
+    });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+  let last = '';
+  for (;;) {
+    if (Date.now() > deadline)
+      return `no commit seen on every node within ${timeoutMs} ms: ${last}`;
+    try {
+      const put = await post(httpPorts[0] as number, '/v1/kv/put', { key: 'fuzz/commit', value });
+      if (put.status === 200) break;
+      last = `put answered ${put.status}: ${JSON.stringify(put.json).slice(0, 200)}`;
+    } catch (err) {
+      last = `put failed: ${String(err)}`;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  for (const port of httpPorts) {
+    for (;;) {
+      if (Date.now() > deadline) return `the put was not applied on the node at ${port}: ${last}`;
+      try {
+        const got = await post(port, '/v1/kv/range', { key: 'fuzz/commit', serializable: true });
+        const kvs = got.json['kvs'] as { value?: string }[] | undefined;
+        if (kvs?.[0]?.value === value) break;
+        last = `range on ${port} saw ${JSON.stringify(got.json).slice(0, 200)}`;
+      } catch (err) {
+        last = `range on ${port} failed: ${String(err)}`;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return null;
+}
