@@ -33,6 +33,13 @@ export interface PeerCluster {
   readonly runningIds: readonly number[];
   /** Node 1's events by remote address (`127.0.0.1:port`), taken (removed) by the caller. */
   takeEvents(remote: string): PeerEvent[];
+  /** Refusals and protocol errors node 1 logged, in either direction. */
+  eventsLogged(): number;
+  /**
+   * Events no fuzz connection took: node 1's own connections to its peers (e.g. a handshake
+   * of its timing out on a loaded machine), by remote address.
+   */
+  unattributed(): string[];
   /** Messages node 1 failed to handle (handler errors): each is a bug. */
   readonly handlerErrors: string[];
   /** Node 1's transport stats: the errors it counted. */
@@ -54,6 +61,7 @@ export async function startPeerCluster(): Promise<PeerCluster> {
     (_, i) => `${i + 1}=127.0.0.1:${peerPort(i + 1)}@http://127.0.0.1:${httpPort(i + 1)}`,
   ).join(',');
   const events = new Map<string, PeerEvent[]>();
+  let logged = 0;
   const handlerErrors: string[] = [];
   const log = createLogger(1, {
     level: 'warn',
@@ -63,18 +71,21 @@ export async function startPeerCluster(): Promise<PeerCluster> {
         const r = JSON.parse(line) as Record<string, unknown>;
         const remote = typeof r['remote'] === 'string' ? r['remote'] : '';
         if (r['msg'] === 'error handling a peer message') handlerErrors.push(String(r['reason']));
-        else if (r['msg'] === 'peer handshake refused' && r['direction'] === 'inbound')
+        else if (r['msg'] === 'peer handshake refused') {
+          logged++;
           add(events, remote, {
             kind: 'refused',
             code: 'TRANSPORT_HANDSHAKE_REFUSED',
-            reason: String(r['reason']),
+            reason: `${String(r['direction'])}: ${String(r['reason'])}`,
           });
-        else if (r['msg'] === 'peer protocol error')
+        } else if (r['msg'] === 'peer protocol error') {
+          logged++;
           add(events, remote, {
             kind: 'error',
             code: String(r['code']),
             reason: String(r['reason']),
           });
+        }
       },
     },
   });
@@ -115,6 +126,11 @@ export async function startPeerCluster(): Promise<PeerCluster> {
       return e;
     },
     handlerErrors,
+    eventsLogged: () => logged,
+    unattributed: () =>
+      [...events].map(
+        ([remote, list]) => `${remote}: ${list.map((e) => `${e.code} (${e.reason})`).join(', ')}`,
+      ),
     stats: () => transport.stats(),
     commits: () => commitEverywhere(running.map(httpPort)),
     close: closeAll,

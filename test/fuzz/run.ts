@@ -34,6 +34,8 @@ export interface FuzzTarget {
    * measured: what stays is what the node kept of its own.
    */
   clear?(): Promise<void>;
+  /** What the run saw that is no failure but worth a line in the report. */
+  notes?(): string[];
   close(): Promise<void>;
 }
 
@@ -93,6 +95,7 @@ export interface FuzzReport {
   readonly failures: FuzzFailure[];
   /** Null when the node still served after the run; otherwise what failed. */
   readonly stillServes: string | null;
+  readonly notes: string[];
 }
 
 export async function runFuzz(target: FuzzTarget, o: FuzzOptions): Promise<FuzzReport> {
@@ -173,6 +176,7 @@ export async function runFuzz(target: FuzzTarget, o: FuzzOptions): Promise<FuzzR
     heapMaxBytes: Math.max(heapMaxBytes, heapAfterBytes),
     failures,
     stillServes,
+    notes: target.notes?.() ?? [],
   };
 }
 
@@ -232,6 +236,7 @@ export function formatReport(r: FuzzReport): string {
     `  heap: ${mib(r.heapBeforeBytes)} MiB before, ${mib(r.heapAfterBytes)} MiB after ` +
       `(after a full collection), ${mib(r.heapMaxBytes)} MiB at most`,
     `  still serves: ${r.stillServes === null ? 'yes' : `NO: ${r.stillServes}`}`,
+    ...r.notes.map((n) => `  note: ${n}`),
     `  failures: ${r.failures.length}`,
   ];
   for (const f of r.failures)
