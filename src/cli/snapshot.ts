@@ -10,6 +10,7 @@ import { FlotillaError, isErrorCode } from '../base/errors.js';
 import { BackupError, readBackup, type BackupHeader } from '../server/backup-format.js';
 import { backupPath } from '../server/backup.js';
 import { ConfigError, configDefaults, parseInitialCluster } from '../server/config.js';
+import { nodeFs } from '../storage/index.js';
 
 export interface SaveReport {
   readonly file: string;
@@ -130,7 +131,7 @@ async function receive(
         await fh.sync();
         await fh.close();
         await rename(tmp, file);
-        await syncDir(dirname(file));
+        await nodeFs.syncDir(dirname(file));
         const h = header;
         return {
           file,
@@ -166,15 +167,6 @@ async function receive(
     await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
     throw e;
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
   }
 }
 

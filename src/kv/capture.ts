@@ -148,12 +148,20 @@ export class StoreCapture {
         const top = l[STEP - 1] as string;
         if (bound === null || top < bound) bound = top;
       }
-    const all = lists.flat().sort();
+    // Each list is sorted already (code-unit order, as `<` compares): merge them, a key that
+    // several lists hold taken once, rather than sorting all of them again.
+    const at = lists.map(() => 0);
     const out: string[] = [];
-    for (const key of all) {
-      if (bound !== null && key > bound) break;
-      if (out[out.length - 1] !== key) out.push(key);
+    for (;;) {
+      let min: string | undefined;
+      for (let i = 0; i < lists.length; i++) {
+        const key = (lists[i] as string[])[at[i] as number];
+        if (key !== undefined && (min === undefined || key < min)) min = key;
+      }
+      if (min === undefined || (bound !== null && min > bound)) return out;
+      out.push(min);
+      for (let i = 0; i < lists.length; i++)
+        if ((lists[i] as string[])[at[i] as number] === min) at[i] = (at[i] as number) + 1;
     }
-    return out;
   }
 }

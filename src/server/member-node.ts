@@ -18,6 +18,15 @@ import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import { Membership } from './membership.js';
 import { parseHostPort } from './startup.js';
 
+/**
+ * At most this many members learned (from handshakes and peers' lists) that this node's own
+ * directory does not name. The peer port authenticates no one, so a stream of handshakes in
+ * invented names must not grow the address book without bound: past the cap the member
+ * learned longest ago is forgotten (its peer dropped), which costs a real newcomer at most a
+ * refused handshake and a fresh question about the membership.
+ */
+export const MAX_LEARNED_MEMBERS = 32;
+
 export interface NodeMembersOptions {
   readonly config: NodeConfig;
   readonly identity: Omit<DataDirIdentity, 'format' | 'recovery'>;
@@ -235,7 +244,16 @@ export class NodeMembers {
 
   private remember(m: Member, from: string): boolean {
     if (m.id === this.o.config.id || this.o.kvSessions.directory.isRemoved(m.id)) return false;
+    this.learned.delete(m.id);
     this.learned.set(m.id, m);
+    for (const id of this.learned.keys()) {
+      if (this.learned.size <= MAX_LEARNED_MEMBERS) break;
+      this.learned.delete(id);
+      this.o.log.warn(
+        { member: id, cap: MAX_LEARNED_MEMBERS },
+        `forgot learned member ${id}: more than ${MAX_LEARNED_MEMBERS} members learned`,
+      );
+    }
     this.o.log.info(
       { member: m.id, peer: m.peer, client: m.client },
       `learned member ${m.id} from ${from}`,

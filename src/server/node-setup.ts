@@ -23,6 +23,7 @@ import {
 } from './data-dir.js';
 import { joinCluster } from './join.js';
 import { logWalRecovery } from './logging.js';
+import { MAX_LEARNED_MEMBERS } from './member-node.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 /** The Raft group that holds the key-value store. */
@@ -183,9 +184,14 @@ export async function openPeerTransport(
   const peerLogs = new Map<number, boolean | null>();
   const heard: HeardPeer[] = [];
   const t = transport;
+  // Diallers heard before the node is assembled; the same cap as the learned members, the
+  // oldest dropped (and no longer a peer) first.
   t.setAdmission((id, a) => {
-    t.setPeer(id, parseHostPort(a.peer));
+    const at = heard.findIndex((h) => h.id === id);
+    if (at >= 0) heard.splice(at, 1);
     heard.push({ id, ...a });
+    if (heard.length > MAX_LEARNED_MEMBERS) t.removePeer((heard.shift() as HeardPeer).id);
+    t.setPeer(id, parseHostPort(a.peer));
     return true;
   });
   let onRefused: () => void = () => undefined;

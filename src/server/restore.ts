@@ -6,7 +6,7 @@
 // into place.
 
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { defaultLimits } from '../base/limits.js';
 import { chunkStream, type GroupStorage, type StateMachine } from '../host/contracts.js';
@@ -14,7 +14,7 @@ import { SessionMachine, sessionHeaderWithoutDirectory } from '../host/sessions.
 import { collectSnapshot, snapshotChunks } from '../host/snapshot-stream.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { QueueStateMachine } from '../queue/index.js';
-import { openSqliteStorage, openWalStorage } from '../storage/index.js';
+import { nodeFs, openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { BackupError, readBackup, type BackupHeader, type BackupSummary } from './backup-format.js';
 import { groupDir, writeIdentity, type StorageKind } from './data-dir.js';
 import { KV_GROUP, QUEUE_GROUP } from './node-setup.js';
@@ -90,7 +90,7 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
     await checkEmptyTarget(target);
     // An empty target directory is replaced by the rename (POSIX allows it); a missing one made.
     await rename(work, target);
-    await syncDir(dirname(target));
+    await nodeFs.syncDir(dirname(target));
     return {
       dataDir: target,
       clusterId: o.clusterId,
@@ -236,13 +236,4 @@ async function statOrFail(file: string): Promise<{ size: number }> {
 
 function readFile(file: string): AsyncIterable<Uint8Array> {
   return createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Uint8Array>;
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
 }

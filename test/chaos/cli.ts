@@ -9,34 +9,12 @@
 // 0 only when every run found an anomaly.
 
 import { Command, InvalidArgumentError } from 'commander';
+import { int, listOf } from '../support/cli-options.js';
 import { defaultChaosOptions, formatReport, runChaos, type ChaosReport } from './run.js';
 import { NEMESES, type NemesisKind } from './nemesis.js';
 import { WORKLOADS, type WorkloadKind } from './workload.js';
 import { ChaosCluster, type UnsafeMode } from './cluster.js';
 import { defaultQueueWorkload } from './workload-queue.js';
-
-function int(name: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
-    return n;
-  };
-}
-
-function listOf<T extends string>(name: string, allowed: readonly T[]): (v: string) => T[] {
-  return (v) => {
-    if (v === 'none') return [];
-    const items = v.split(',').map((s) => s.trim());
-    for (const i of items) {
-      if (!(allowed as readonly string[]).includes(i))
-        throw new InvalidArgumentError(
-          `${name}: unknown "${i}"; choose from ${allowed.join(', ')}`,
-        );
-    }
-    return items as T[];
-  };
-}
 
 const UNSAFE: readonly UnsafeMode[] = ['none', 'local-reads', 'early-ack', 'stale-tokens'];
 

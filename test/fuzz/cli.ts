@@ -10,17 +10,9 @@
 // the node crashed (naming the inputs in flight).
 
 import { Command, InvalidArgumentError } from 'commander';
+import { int } from '../support/cli-options.js';
 import { formatReport, runFuzz, type FuzzReport } from './run.js';
 import { PROTOCOLS, defaultConcurrency, startTarget, type Protocol } from './targets.js';
-
-function int(name: string, min: number, max: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
-    return n;
-  };
-}
 
 async function main(): Promise<number> {
   const program = new Command()

@@ -106,32 +106,55 @@ void test('join takes client URLs and refuses anything else', () => {
   assert.equal(resolveNodeConfig(base).learnerPromoteLagEntries, 1_000);
 });
 
-void test('a removed member stops only once the queue group removed it too', async () => {
-  const confs = { 0: conf([1, 2]), 1: conf([1, 2, 3]) };
-  const runtime = (group: 0 | 1) =>
-    ({
-      status: () => ({ conf: confs[group], progress: {}, lastIndex: 0 }),
-      isLeader: () => false,
-    }) as unknown as RaftRuntime;
+/** A runtime as Membership reads it: its configuration, whether it leads, what it proposes. */
+function fakeRuntime(
+  confNow: () => ConfState,
+  leader = false,
+  proposeConfChange?: (cc: { changes: { kind: string; node: number }[] }) => Promise<ConfState>,
+): RaftRuntime {
+  return {
+    status: () => ({ conf: confNow(), progress: {}, lastIndex: 0 }),
+    isLeader: () => leader,
+    proposeConfChange,
+  } as unknown as RaftRuntime;
+}
+
+/** A Membership of member `selfId` over fake runtimes, with member 3 marked removed. */
+function membershipWith(
+  selfId: number,
+  kv: RaftRuntime,
+  queue: RaftRuntime,
+  hooks: { onBookChanged?: () => void; onSelfRemoved?: () => void } = {},
+): Membership {
   const directory = new MemberDirectory();
   directory.apply({ op: 'remove', id: 3 });
-  let stopped = 0;
-  let refreshed = 0;
-  const m = new Membership({
-    selfId: 3,
+  return new Membership({
+    selfId,
     bootstrap: [],
-    kv: runtime(0),
-    queue: runtime(1),
+    kv,
+    queue,
     directory,
     clock: systemClock,
     learnerPromoteLagEntries: 100,
     checkEveryMs: 1_000,
     followWaitMs: 0,
     notifyRemoved: () => Promise.resolve(),
-    onBookChanged: () => refreshed++,
-    onSelfRemoved: () => stopped++,
+    onBookChanged: hooks.onBookChanged ?? (() => undefined),
+    onSelfRemoved: hooks.onSelfRemoved ?? (() => undefined),
     log: pino({ level: 'silent' }),
   });
+}
+
+void test('a removed member stops only once the queue group removed it too', async () => {
+  const confs = { 0: conf([1, 2]), 1: conf([1, 2, 3]) };
+  let stopped = 0;
+  let refreshed = 0;
+  const m = membershipWith(
+    3,
+    fakeRuntime(() => confs[0]),
+    fakeRuntime(() => confs[1]),
+    { onBookChanged: () => refreshed++, onSelfRemoved: () => stopped++ },
+  );
   await m.check();
   assert.equal(stopped, 0, 'still a voter of the queue group: it keeps running');
   confs[1] = conf([1, 2]);
@@ -146,36 +169,20 @@ void test('the leader finishes a removal whose configuration change never happen
   // The directory marks 3 removed, but the request gave up before the configuration change.
   let voters = [1, 2, 3];
   const proposed: unknown[] = [];
-  const kv = {
-    status: () => ({ conf: conf(voters), progress: {}, lastIndex: 0 }),
-    isLeader: () => true,
-    proposeConfChange: (cc: { changes: { kind: string; node: number }[] }) => {
+  const kv = fakeRuntime(
+    () => conf(voters),
+    true,
+    (cc) => {
       proposed.push(cc.changes);
       voters = voters.filter((v) => !cc.changes.some((c) => c.kind === 'remove' && c.node === v));
       return Promise.resolve(conf(voters));
     },
-  } as unknown as RaftRuntime;
-  const queue = {
-    status: () => ({ conf: conf([1, 2]), progress: {}, lastIndex: 0 }),
-    isLeader: () => false,
-  } as unknown as RaftRuntime;
-  const directory = new MemberDirectory();
-  directory.apply({ op: 'remove', id: 3 });
-  const m = new Membership({
-    selfId: 1,
-    bootstrap: [],
+  );
+  const m = membershipWith(
+    1,
     kv,
-    queue,
-    directory,
-    clock: systemClock,
-    learnerPromoteLagEntries: 100,
-    checkEveryMs: 1_000,
-    followWaitMs: 0,
-    notifyRemoved: () => Promise.resolve(),
-    onBookChanged: () => undefined,
-    onSelfRemoved: () => undefined,
-    log: pino({ level: 'silent' }),
-  });
+    fakeRuntime(() => conf([1, 2])),
+  );
   await m.check();
   assert.deepEqual(proposed, [[{ kind: 'remove', node: 3 }]]);
   await m.check();

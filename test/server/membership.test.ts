@@ -11,7 +11,12 @@ import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { DataDirError, readIdentity, writeIdentity } from '../../src/server/data-dir.js';
 import type { MembersResponse } from '../../src/api/types.js';
+import type { Socket } from 'node:net';
+import { MAX_LEARNED_MEMBERS } from '../../src/server/member-node.js';
+import { PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, pack } from '../../src/transport/codec.js';
+import { FrameType, PREFACE, encodeSmallFrame } from '../../src/transport/frame.js';
 import { freePorts } from '../e2e/harness.js';
+import { rawSocket } from '../transport/fixtures.js';
 import { TestNodes, postJson } from './nodes.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -362,4 +367,49 @@ void test('a joined node restarted before its log brought the member directory l
     const m = v.members.find((x) => x.id === 7);
     return m?.role === 'voter' && m.queueRole === 'voter';
   });
+});
+
+void test('handshakes in invented names grow the address book only up to the cap, oldest forgotten first', async () => {
+  const { nodes, leader } = await cluster();
+  const target = nodes.node(leader);
+  const port = Number(target.config.listenPeer.split(':').pop());
+  const [closed] = (await freePorts(1)) as [number];
+  const ids = Array.from({ length: MAX_LEARNED_MEMBERS + 8 }, (_, i) => 1_000 + i);
+  const sockets: Socket[] = [];
+  try {
+    for (const from of ids) {
+      const s = await rawSocket(port);
+      sockets.push(s);
+      s.on('error', () => undefined);
+      s.resume();
+      const hello = {
+        minVersion: PROTOCOL_VERSION_MIN,
+        maxVersion: PROTOCOL_VERSION_MAX,
+        clusterId: target.config.clusterId,
+        from,
+        to: leader,
+        peer: `127.0.0.1:${closed}`,
+        client: `http://127.0.0.1:${closed}`,
+      };
+      s.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));
+      // One at a time, so "oldest" is well defined.
+      await until(`member ${from} learned`, () => target.members.book.some((m) => m.id === from));
+    }
+    const book = target.members.book.map((m) => m.id);
+    const learned = book.filter((id) => id >= 1_000);
+    assert.deepEqual(learned, ids.slice(-MAX_LEARNED_MEMBERS), `book: ${book.join(',')}`);
+    assert.deepEqual(
+      book.filter((id) => id < 1_000),
+      [1, 2, 3],
+    );
+    // The cluster still serves.
+    const r = await postJson(
+      `${nodes.url(leader)}/v1/kv/put`,
+      { key: 'k', value: 'v' },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
 });
