@@ -112,6 +112,10 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       "The leader promotes a joined learner to voter once the learner's log is within this many entries of its own, in each Raft group.",
   },
+  emptyStartWaitMs: {
+    meaning:
+      "How long a node whose data directory is empty and whose `initialCluster` names only itself (a cluster's first member, bootstrapped alone) waits for a member holding a log to dial it before it starts a new cluster. Members that joined it dial it within the peers' longest reconnect delay (5 s); if one does, this node lost its data and recovers instead of starting a second cluster under the same id. More than 5 s, or the first start of a one-member cluster can still take a restart of a lost member for a new cluster.",
+  },
   snapshotEveryEntries: {
     meaning:
       'Snapshot the state machine and compact the log at every index that is a multiple of this: the same indexes on every node, so a new leader can resume the snapshot transfer its predecessor began.',

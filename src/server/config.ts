@@ -111,6 +111,12 @@ export interface NodeConfig {
   readonly join: readonly string[];
   /** The leader promotes a joined learner once its log is within this many entries of its own. */
   readonly learnerPromoteLagEntries: number;
+  /**
+   * How long a node whose data directory is empty and whose `initialCluster` names only itself
+   * waits for a member holding a log to dial it before it starts a new cluster (DESIGN.md, "A
+   * node that lost its data").
+   */
+  readonly emptyStartWaitMs: number;
 }
 
 export class ConfigError extends Error {
@@ -147,6 +153,7 @@ export const configDefaults = {
   clientProtocolPort: 0,
   clientProtocolMaxInflight: 1_024,
   learnerPromoteLagEntries: 1_000,
+  emptyStartWaitMs: 6_000,
   logLevel: 'info',
   logFormat: 'auto',
 } as const;
@@ -180,6 +187,7 @@ export const numericFields = [
   ['clientProtocolPort', 0, 65_535],
   ['clientProtocolMaxInflight', 1, 65_536],
   ['learnerPromoteLagEntries', 0, 1e9],
+  ['emptyStartWaitMs', 0, 600_000],
 ] as const;
 
 /** The sizes of the encodings between a node's layers, for checkLimits. */

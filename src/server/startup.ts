@@ -140,6 +140,16 @@ export async function decideEmptyStart(
   const majority = Math.floor(config.members.length / 2) + 1;
   const startedMs = Date.now();
   let reportedMs = startedMs;
+  // Alone on its command line, a majority of holders of nothing is this node alone: a first
+  // member bootstrapped alone, whose data was lost after others joined it, would start a
+  // second cluster under the same id, whose first entries match the real cluster's indexes
+  // and terms and so are never replaced. The members it has dial it: give them the time to.
+  const lone = config.members.length === 1;
+  if (lone && config.emptyStartWaitMs > 0)
+    log.info(
+      { waitMs: config.emptyStartWaitMs },
+      'data directory is empty and the command line names no other member: waiting for members that may hold a log to dial in before starting a new cluster',
+    );
   for (;;) {
     const withLog = [...peerLogs].filter(([, has]) => has === true).map(([id]) => id);
     if (withLog.length > 0) {
@@ -154,7 +164,7 @@ export async function decideEmptyStart(
     const empty = [...peerLogs]
       .filter(([id, has]) => has === false && config.members.some((m) => m.id === id))
       .map(([id]) => id);
-    if (empty.length + 1 >= majority) {
+    if (empty.length + 1 >= majority && (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)) {
       log.info({ peersEmpty: empty }, 'a majority of members hold no log: starting a new cluster');
       return 'none';
     }

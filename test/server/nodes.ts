@@ -54,6 +54,8 @@ export class TestNodes {
         initialCluster: spec,
         listenClient: listening[id - 1],
         logLevel: 'silent',
+        // A one-member cluster of a test is new: no member of it can have been lost.
+        ...(o.nodes === 1 ? { emptyStartWaitMs: 0 } : {}),
         ...o.config,
         ...(binaryPorts.length > 0 ? { clientProtocolPort: binaryPorts[id - 1] } : {}),
         ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
