@@ -326,4 +326,10 @@ export interface JoinResponse {
   /** Every member's addresses, the joining node's included. */
   readonly book: readonly { readonly id: number; readonly peer: string; readonly client: string }[];
   readonly members: MembersResponse;
+  /**
+   * The id joining is a voter that has held a log: one of the cluster's initial members, or a
+   * member that joined and was promoted (only after it answered appends). A node joining under
+   * it with an empty data directory has lost that log, and recovers before it votes again.
+   */
+  readonly recover: boolean;
 }

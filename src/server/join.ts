@@ -17,6 +17,8 @@ export interface JoinAnswer {
   readonly initialMembers: readonly number[];
   /** Every member's addresses as the leader knows them, this node's included. */
   readonly book: readonly Member[];
+  /** This id is a voter that held a log: the node lost it and must recover (absent: false). */
+  readonly recover: boolean;
 }
 
 /** Codes after which another attempt (elsewhere, or later) may succeed. */
@@ -80,7 +82,7 @@ export async function joinCluster(
 }
 
 function parseJoinAnswer(v: Record<string, unknown>): JoinAnswer {
-  const { clusterId, initialMembers, book } = v;
+  const { clusterId, initialMembers, book, recover } = v;
   const bad = (what: string): Error =>
     new FlotillaError('INTERNAL', `The join answer is malformed: ${what}`);
   if (typeof clusterId !== 'string') throw bad('clusterId');
@@ -98,5 +100,11 @@ function parseJoinAnswer(v: Record<string, unknown>): JoinAnswer {
     )
   )
     throw bad('book');
-  return { clusterId, initialMembers: initialMembers as number[], book: book as Member[] };
+  if (recover !== undefined && typeof recover !== 'boolean') throw bad('recover');
+  return {
+    clusterId,
+    initialMembers: initialMembers as number[],
+    book: book as Member[],
+    recover: recover === true,
+  };
 }

@@ -315,6 +315,7 @@ export class NodeMembers {
       join: async (m, signal) => {
         try {
           await this.membership.seedDirectory(signal);
+          const before = this.membership.list().members.find((x) => x.id === m.id);
           const members = await this.membership.add(m, {
             learner: true,
             autoPromote: true,
@@ -325,6 +326,15 @@ export class NodeMembers {
             initialMembers: this.o.identity.members,
             book: this.membership.book(),
             members,
+            // A voter that held a log asking to join again has lost it (its data directory is
+            // empty, or it would not ask): coming back as a full voter, it could vote for a
+            // leader that lacks entries it acknowledged, or (an initial member, whose first
+            // configuration has itself as a voter) win an election alone. A member added with
+            // `member add` and never started is left out: it never voted, and recovering would
+            // count it in no quorum while the cluster may need it for every one.
+            recover:
+              before?.role === 'voter' &&
+              (this.o.identity.members.includes(m.id) || before.autoPromote),
           };
         } catch (err) {
           return refusal(err);

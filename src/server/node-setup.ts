@@ -41,6 +41,11 @@ export interface ResolvedIdentity {
   readonly recorded: DataDirIdentity | null;
   /** This node joined a running cluster (now or before). */
   readonly joined: boolean;
+  /**
+   * It joined just now under the id of a voter that held a log (join.ts, `recover`): it lost
+   * its data, and recovers as a wiped member does (DESIGN.md, "A node that lost its data").
+   */
+  readonly lostData: boolean;
 }
 
 /**
@@ -75,7 +80,12 @@ export async function resolveIdentity(
       : recorded?.joined === true
         ? { ...given, clusterId: recorded.clusterId }
         : given;
-  if (joined !== null)
+  if (joined?.recover === true)
+    log.warn(
+      { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
+      'this id is a voter that held a log: this node lost its data and recovers before it votes',
+    );
+  else if (joined !== null)
     log.info(
       { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
       'joined the cluster as a learner; catching up',
@@ -100,7 +110,7 @@ export async function resolveIdentity(
   // Storage opens before the peer port is bound (every handshake says whether this node holds
   // a log, and must not say "no" for want of having looked): check the port first.
   await checkListenable(config.listenPeer, 'peers (listenPeer)');
-  return { config, identity, recorded, joined: isJoined };
+  return { config, identity, recorded, joined: isJoined, lostData: joined?.recover === true };
 }
 
 /** Both groups' storage, each in its own directory, in the one storage kind of the node. */

@@ -1,0 +1,182 @@
+// A member that lost its data directory and is started again with `--join` under its own id
+// (the only command a member of a cluster grown by joins has): the join finds the id already a
+// voter and answers as for a retried join, so before this the node came back as a full voter
+// with an empty log and term 0. It could then vote for a candidate lacking entries it had
+// acknowledged; and an initial member, whose first configuration names itself as the only
+// voter when it bootstrapped alone, elected itself at once and led a cluster of its own. Now
+// the answer says the id is a voter that held a log, and the node recovers as a wiped member
+// does (DESIGN.md, "A node that lost its data"). A member added with `member add` and never
+// started joins as before: it never voted.
+
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, test } from 'node:test';
+import { pino } from 'pino';
+import type { MembersResponse } from '../../src/api/types.js';
+import { resolveNodeConfig, type NodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import { freePorts } from '../e2e/harness.js';
+import { TestNodes, postJson } from './nodes.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function until<T>(
+  what: string,
+  probe: () => T | null | false | Promise<T | null | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = await probe();
+    if (seen !== false && seen !== null) return seen;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A node started from `config`, its log lines kept in `lines`. */
+async function startLogged(config: NodeConfig, lines: string[]): Promise<FlotillaNode> {
+  const logger = pino(
+    { level: 'info', base: { node: config.id } },
+    { write: (s: string) => void lines.push(s) },
+  );
+  const node = await FlotillaNode.start(config, { logger });
+  cleanups.push(() => node.close());
+  return node;
+}
+
+/** A node that joins through `via` on `ports` (peer, client), with a data directory under `dir`. */
+function joinConfig(
+  dir: string,
+  id: number,
+  ports: readonly [number, number],
+  via: readonly string[],
+): NodeConfig {
+  const [peer, client] = ports;
+  return resolveNodeConfig({
+    id,
+    dataDir: join(dir, `joiner${id}`),
+    initialCluster: `${id}=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+    join: via.join(','),
+    logLevel: 'silent',
+  });
+}
+
+async function members(url: string): Promise<MembersResponse> {
+  const r = await postJson(`${url}/v1/cluster/members/list`, {}, { timeoutMs: 10_000 });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  return r.json as unknown as MembersResponse;
+}
+
+async function votesInBoth(url: string, id: number): Promise<boolean> {
+  const m = (await members(url)).members.find((x) => x.id === id);
+  return m?.role === 'voter' && m.queueRole === 'voter';
+}
+
+async function put(url: string, key: string, value: string): Promise<void> {
+  const r = await postJson(`${url}/v1/kv/put`, { key, value }, { timeoutMs: 15_000 });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+}
+
+/** Whether `url` holds `key` in its own state (a serializable read). */
+async function holds(url: string, key: string): Promise<boolean> {
+  const r = await postJson(`${url}/v1/kv/range`, { key, serializable: true }, { timeoutMs: 5_000 });
+  return (r.json as { count?: number }).count === 1;
+}
+
+const lostLine = 'this node lost its data: recovering from the leader';
+
+void test('a joined voter that lost its data and joins again under its id recovers before it votes', async () => {
+  const nodes = await TestNodes.start({ nodes: 3 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const ports = (await freePorts(2)) as [number, number];
+  const config = joinConfig(join(nodes.dataDir(1), '..'), 4, ports, [nodes.url(1)]);
+  const first = await startLogged(config, []);
+  await until('node 4 votes in both groups', () => votesInBoth(nodes.url(1), 4));
+  await put(nodes.url(1), 'before', 'x');
+  await until('node 4 holds the write', () => holds(`http://127.0.0.1:${ports[1]}`, 'before'));
+  await first.close();
+  rmSync(config.dataDir, { recursive: true, force: true });
+
+  const lines: string[] = [];
+  const again = await startLogged(config, lines);
+  const log = lines.join('');
+  assert.match(log, /this id is a voter that held a log/);
+  assert.ok(log.includes(lostLine), `node 4 did not start recovering:\n${log}`);
+  await until('node 4 finished recovering', () => !again.nodeStatus().recovering);
+  assert.equal(await holds(`http://127.0.0.1:${ports[1]}`, 'before'), true);
+  await put(`http://127.0.0.1:${ports[1]}`, 'after', 'y');
+});
+
+void test('an initial member that bootstrapped alone, lost its data and joins again recovers instead of leading alone', async () => {
+  const nodes = await TestNodes.start({ nodes: 1 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const dir = join(nodes.dataDir(1), '..');
+  const joiners = await Promise.all(
+    [2, 3].map(async (id) => {
+      const ports = (await freePorts(2)) as [number, number];
+      const node = await startLogged(joinConfig(dir, id, ports, [nodes.url(1)]), []);
+      return { node, url: `http://127.0.0.1:${ports[1]}` };
+    }),
+  );
+  for (const id of [2, 3]) await until(`node ${id} votes`, () => votesInBoth(nodes.url(1), id));
+  await put(nodes.url(1), 'before', 'x');
+  const one = nodes.node(1);
+  const c1 = one.config;
+  const self = c1.members.find((m) => m.id === 1);
+  assert.ok(self !== undefined);
+  await one.close();
+  nodes.nodes.splice(0, 1);
+  rmSync(c1.dataDir, { recursive: true, force: true });
+  await until('a leader among 2 and 3', () => joiners.some((j) => j.node.runtime.isLeader()));
+
+  const lines: string[] = [];
+  const again = await startLogged(
+    resolveNodeConfig({
+      id: 1,
+      dataDir: c1.dataDir,
+      initialCluster: `1=${self.peer}@${self.client}`,
+      listenClient: c1.listenClient,
+      join: joiners.map((j) => j.url).join(','),
+      logLevel: 'silent',
+    }),
+    lines,
+  );
+  const log = lines.join('');
+  assert.ok(log.includes(lostLine), `node 1 did not start recovering:\n${log}`);
+  await until('node 1 finished recovering', () => !again.nodeStatus().recovering);
+  // Its first configuration is itself alone: had it not been recovering, it would have
+  // elected itself at once and led a cluster of its own.
+  const whileRecovering = lines.join('');
+  assert.equal(whileRecovering.includes('became leader'), false, whileRecovering);
+  assert.equal(await holds(nodes.url(1), 'before'), true);
+  await put(nodes.url(1), 'after', 'y');
+  for (const j of joiners) await until(`node at ${j.url} holds it`, () => holds(j.url, 'after'));
+});
+
+void test('a member added with member add and never started joins as a voter without recovering', async () => {
+  const nodes = await TestNodes.start({ nodes: 3 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const ports = (await freePorts(2)) as [number, number];
+  const added = await postJson(
+    `${nodes.url(1)}/v1/cluster/members/add`,
+    { id: 4, peer: `127.0.0.1:${ports[0]}`, client: `http://127.0.0.1:${ports[1]}` },
+    { timeoutMs: 15_000 },
+  );
+  assert.equal(added.status, 200, JSON.stringify(added.json));
+  const lines: string[] = [];
+  const node = await startLogged(
+    joinConfig(join(nodes.dataDir(1), '..'), 4, ports, [nodes.url(2)]),
+    lines,
+  );
+  assert.equal(lines.join('').includes(lostLine), false, lines.join(''));
+  assert.equal(node.nodeStatus().recovering, false);
+  await put(`http://127.0.0.1:${ports[1]}`, 'via4', 'x');
+});
