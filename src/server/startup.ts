@@ -164,7 +164,10 @@ export async function decideEmptyStart(
     const empty = [...peerLogs]
       .filter(([id, has]) => has === false && config.members.some((m) => m.id === id))
       .map(([id]) => id);
-    if (empty.length + 1 >= majority && (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)) {
+    if (
+      empty.length + 1 >= majority &&
+      (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)
+    ) {
       log.info({ peersEmpty: empty }, 'a majority of members hold no log: starting a new cluster');
       return 'none';
     }

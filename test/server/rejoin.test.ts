@@ -180,3 +180,55 @@ void test('a member added with member add and never started joins as a voter wit
   assert.equal(node.nodeStatus().recovering, false);
   await put(`http://127.0.0.1:${ports[1]}`, 'via4', 'x');
 });
+
+/**
+ * Node 1 bootstraps alone, 2 and 3 join it, then node 1 loses its data and is started again
+ * with its original command (no `--join`: it names only itself), waiting `waitMs` for a member
+ * holding a log to dial it. Returns its log lines and whether it holds the write made before.
+ */
+async function restartLoneBootstrapEmpty(waitMs: number) {
+  const nodes = await TestNodes.start({ nodes: 1 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const dir = join(nodes.dataDir(1), '..');
+  const joiners = await Promise.all(
+    [2, 3].map(async (id) => {
+      const ports = (await freePorts(2)) as [number, number];
+      const node = await startLogged(joinConfig(dir, id, ports, [nodes.url(1)]), []);
+      return { node, url: `http://127.0.0.1:${ports[1]}` };
+    }),
+  );
+  for (const id of [2, 3]) await until(`node ${id} votes`, () => votesInBoth(nodes.url(1), id));
+  await put(nodes.url(1), 'before', 'x');
+  const one = nodes.node(1);
+  const c1 = one.config;
+  await one.close();
+  nodes.nodes.splice(0, 1);
+  rmSync(c1.dataDir, { recursive: true, force: true });
+  await until('a leader among 2 and 3', () => joiners.some((j) => j.node.runtime.isLeader()));
+  const lines: string[] = [];
+  const again = await startLogged({ ...c1, emptyStartWaitMs: waitMs }, lines);
+  return { lines, again, url: nodes.url(1), joiners };
+}
+
+void test('a first member bootstrapped alone, restarted empty with its original command, waits for its members and recovers', async () => {
+  const { lines, again, url, joiners } = await restartLoneBootstrapEmpty(6_000);
+  assert.ok(
+    lines.join('').includes(lostLine),
+    `node 1 did not start recovering:\n${lines.join('')}`,
+  );
+  await until('node 1 finished recovering', () => !again.nodeStatus().recovering);
+  assert.equal(lines.join('').includes('became leader'), false, lines.join(''));
+  assert.equal(await holds(url, 'before'), true);
+  await put(url, 'after', 'y');
+  for (const j of joiners) await until(`node at ${j.url} holds it`, () => holds(j.url, 'after'));
+});
+
+void test('without the wait, that member starts a cluster of its own (what the wait prevents)', async () => {
+  const { lines, again } = await restartLoneBootstrapEmpty(0);
+  const log = lines.join('');
+  assert.equal(log.includes(lostLine), false, log);
+  assert.match(log, /starting a new cluster/);
+  await until('node 1 leads a cluster of its own', () => again.runtime.isLeader());
+  await again.close();
+});
