@@ -17,6 +17,7 @@ import type { Member, NodeConfig } from './config.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import { Membership } from './membership.js';
 import { parseHostPort } from './startup.js';
+import { memberAuthHeaders } from './auth-tokens.js';
 
 export interface NodeMembersOptions {
   readonly config: NodeConfig;
@@ -250,7 +251,7 @@ export class NodeMembers {
       const res = await this.o.pool(url).request({
         method: 'POST',
         path: '/v1/cluster/members/list',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...memberAuthHeaders(this.o.config.auth) },
         body: '{}',
         signal: deadline.signal,
       });
@@ -273,7 +274,7 @@ export class NodeMembers {
       const res = await this.o.pool(m.client).request({
         method: 'POST',
         path: '/v1/cluster/removed',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...memberAuthHeaders(this.o.config.auth) },
         body: JSON.stringify({ clusterId: this.o.config.clusterId, id: m.id }),
         signal: deadline.signal,
       });
@@ -289,7 +290,8 @@ export class NodeMembers {
       throw toFlotillaError(err);
     };
     return {
-      forward: (path, rawBody, signal) => this.o.forward(path, rawBody, signal),
+      forward: (path, rawBody, signal, authorization) =>
+        this.o.forward(path, rawBody, signal, authorization),
       list: () => this.membership.list(),
       add: (m, o) => this.membership.add(m, o).catch(refusal),
       promote: (id, signal) => this.membership.promote(id, signal).catch(refusal),
