@@ -21,6 +21,8 @@ export interface TestNodesOptions {
   readonly clientProtocol?: boolean;
   /** More configuration for every node. */
   readonly config?: Record<string, unknown>;
+  /** More configuration for node `id` alone (over `config`). */
+  readonly configOf?: (id: number) => Record<string, unknown>;
 }
 
 export class TestNodes {
@@ -55,6 +57,7 @@ export class TestNodes {
         listenClient: listening[id - 1],
         logLevel: 'silent',
         ...o.config,
+        ...o.configOf?.(id),
         ...(binaryPorts.length > 0 ? { clientProtocolPort: binaryPorts[id - 1] } : {}),
         ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
       }),
