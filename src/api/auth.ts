@@ -198,6 +198,14 @@ export function httpAuthorizer(
 ): (path: string, authorization: string | string[] | undefined) => void {
   return (path, authorization) => {
     const need = httpNeed(path);
-    if (need !== 'open') book().check(bearerToken(authorization), need, path);
+    if (need === 'open') return;
+    const token = bearerToken(authorization);
+    if (token === null && authorization !== undefined)
+      throw new FlotillaError(
+        'UNAUTHENTICATED',
+        `${path}: the Authorization header must be "Bearer <token>"`,
+        false,
+      );
+    book().check(token, need, path);
   };
 }

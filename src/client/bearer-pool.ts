@@ -9,7 +9,7 @@ type Headers = Dispatcher.DispatchOptions['headers'];
 /** `headers` (any form undici accepts) with the Authorization header set to `value`. */
 function withAuthorization(headers: Headers, value: string): Exclude<Headers, undefined> {
   if (headers === null || headers === undefined) return { authorization: value };
-  if (Array.isArray(headers)) return [...(headers as string[]), 'authorization', value];
+  if (Array.isArray(headers)) return [...headers, 'authorization', value];
   if (Symbol.iterator in headers) {
     const pairs = [...(headers as Iterable<[string, string | string[] | undefined]>)];
     return {

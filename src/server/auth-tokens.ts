@@ -58,6 +58,7 @@ export class Secret {
 /** A node's authentication settings, resolved from the two files. */
 export interface NodeAuth {
   readonly tokensFile: string;
+  readonly nodeTokenFile: string;
   /** The book as read at start; `LiveTokenBook` follows the file from there. */
   readonly book: TokenBook;
   /** The admin token this node presents on the calls it makes to other members. */
@@ -179,7 +180,7 @@ export function resolveNodeAuth(tokensFile: string, nodeTokenFile: string): Node
   if (problem !== null)
     throw new ConfigError(`The token in authNodeTokenFile ${nodeTokenFile} ${problem}`);
   checkNodeToken(book, token, tokensFile, nodeTokenFile);
-  return { tokensFile, book, nodeToken: new Secret(token) };
+  return { tokensFile, nodeTokenFile, book, nodeToken: new Secret(token) };
 }
 
 function checkNodeToken(book: TokenBook, token: string, tokensFile: string, nodeTokenFile: string) {
@@ -231,7 +232,7 @@ export class LiveTokenBook implements Disposable {
     const file = this.auth.tokensFile;
     try {
       const book = parseTokensFile(readText(file, 'authTokensFile'), file);
-      checkNodeToken(book, this.auth.nodeToken.reveal(), file, 'of this node');
+      checkNodeToken(book, this.auth.nodeToken.reveal(), file, this.auth.nodeTokenFile);
       this.book = book;
       this.log.info({ file, tokens: book.size }, 'tokens file changed: reloaded');
       return true;

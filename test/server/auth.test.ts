@@ -75,7 +75,7 @@ after(async () => {
 async function call(
   id: number,
   path: string,
-  o: { token?: string; body?: unknown; method?: 'GET' | 'POST' } = {},
+  o: { token?: string; authorization?: string; body?: unknown; method?: 'GET' | 'POST' } = {},
 ): Promise<{ status: number; json: Record<string, unknown>; headers: Record<string, unknown> }> {
   const method = o.method ?? (o.body === undefined ? 'GET' : 'POST');
   const res = await request(`${cluster.url(id)}${path}`, {
@@ -83,6 +83,7 @@ async function call(
     headers: {
       ...(o.body === undefined ? {} : { 'content-type': 'application/json' }),
       ...(o.token === undefined ? {} : { authorization: `Bearer ${o.token}` }),
+      ...(o.authorization === undefined ? {} : { authorization: o.authorization }),
     },
     ...(o.body === undefined ? {} : { body: JSON.stringify(o.body) }),
     headersTimeout: 10_000,
@@ -134,6 +135,9 @@ void describe('HTTP with authentication on', () => {
         assert.match(String(r.headers['www-authenticate']), /^Bearer/);
       }
     assert.equal((await call(leader, '/v1/status')).status, 401);
+    const basic = await call(leader, '/v1/status', { authorization: 'Basic dXNlcjpwYXNz' });
+    assert.equal(basic.status, 401);
+    assert.match((basic.json['error'] as { message: string }).message, /must be "Bearer <token>"/);
     assert.equal(await valueOf('anon'), null, 'nothing was written');
   });
 
@@ -154,7 +158,9 @@ void describe('HTTP with authentication on', () => {
       const r = await call(id, '/v1/kv/range', { token: tokens.read, body: { key: 'r' } });
       assert.equal(r.status, 200, JSON.stringify(r.json));
     }
-    await rejects(client(tokens.read).put('r', 'x'), 'PERMISSION_DENIED');
+    const reader = client(tokens.read);
+    await rejects(reader.put('r', 'x'), 'PERMISSION_DENIED');
+    await reader.close();
     assert.equal(await valueOf('r'), null);
   });
 
@@ -281,13 +287,81 @@ void describe('binary client protocol with authentication on', () => {
 
   void it('serves the client, which presents its token in the handshake (auto protocol)', async () => {
     const c = client(tokens.write, 'auto');
+    const reader = client(tokens.read, 'auto');
     try {
       await c.put('auto', '1');
       await c.put('auto', '2');
       assert.equal((await c.get('auto'))?.value, '2');
-      await rejects(client(tokens.read, 'auto').put('auto', '3'), 'PERMISSION_DENIED');
+      await rejects(reader.put('auto', '3'), 'PERMISSION_DENIED');
     } finally {
       await c.close();
+      await reader.close();
+    }
+  });
+  void it('refuses a token taken out of the tokens file on a connection already open', async () => {
+    const c = await open(follower, onlyOn(follower));
+    try {
+      // A read served by the follower itself: its own file lists the token.
+      await c.request('range', { key: 'x', serializable: true }, { read: true });
+      tokensFile([
+        { name: `local-${follower}`, role: 'write', token: 'replacement-0123456789abcdef' },
+      ]);
+      // Rewritten under the same name: the node polls it and swaps the book in (bounded wait).
+      const deadline = Date.now() + 5_000;
+      let last: unknown = null;
+      while (Date.now() < deadline) {
+        last = await c
+          .request('range', { key: 'x', serializable: true }, { read: true })
+          .catch((err: unknown) => err);
+        if (last instanceof FlotillaError) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.ok(last instanceof FlotillaError, `still served: ${JSON.stringify(last)}`);
+      assert.equal(last.code, 'UNAUTHENTICATED');
+    } finally {
+      c.close();
+    }
+  });
+});
+
+void describe('joining with authentication on', () => {
+  async function joiner(id: number, nodeTokenValue: string, extra: string[] = []) {
+    const [peer, http] = (await freePorts(2)) as [number, number];
+    const nodeToken = join(dir, `node-token-${id}`);
+    writeFileSync(nodeToken, nodeTokenValue);
+    return resolveNodeConfig({
+      id,
+      dataDir: join(dir, `joiner${id}`),
+      initialCluster: `${id}=127.0.0.1:${peer}@http://127.0.0.1:${http}`,
+      join: cluster.url(follower),
+      logLevel: 'silent',
+      authNodeTokenFile: nodeToken,
+      authTokensFile: tokensFile(
+        extra.map((token, i) => ({ name: `joiner-${id}-${i}`, role: 'admin', token })),
+      ),
+    });
+  }
+
+  void it('refuses a node whose own token the cluster does not list', async () => {
+    const stranger = 'stranger-admin-0123456789abcdef';
+    await rejects(FlotillaNode.start(await joiner(5, stranger, [stranger])), 'UNAUTHENTICATED');
+  });
+
+  void it('lets a node in that presents an admin token of the cluster', async () => {
+    const node = await FlotillaNode.start(await joiner(4, tokens.node));
+    try {
+      const admin = client(tokens.admin);
+      try {
+        const m = await admin.members();
+        assert.ok(
+          m.members.some((x) => x.id === 4),
+          JSON.stringify(m.members.map((x) => x.id)),
+        );
+      } finally {
+        await admin.close();
+      }
+    } finally {
+      await node.close();
     }
   });
 });
