@@ -27,6 +27,8 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   // The binary client protocol's own refusals (never sent over HTTP, but every code has a status).
   BAD_FRAME: 400,
   UNSUPPORTED_VERSION: 505,
+  UNAUTHENTICATED: 401,
+  PERMISSION_DENIED: 403,
   UNKNOWN_NODE: 400,
   COMPACTED: 410,
   FUTURE_REVISION: 400,

@@ -82,6 +82,12 @@ export interface HttpServerOptions {
   readonly requestsPerTurn?: number;
   /** How a turn is scheduled (turns.ts); setImmediate unless a test drives the turns itself. */
   readonly turnSchedule?: Schedule;
+  /**
+   * Checks a request's credentials (auth.ts, `httpAuthorizer`) before anything else is done
+   * with it, its body unread: throws UNAUTHENTICATED or PERMISSION_DENIED. None: every request
+   * is served.
+   */
+  readonly authorize?: (path: string, authorization: string | string[] | undefined) => void;
   /** Headers every answer carries (e.g. the binary client protocol's port, for clients). */
   readonly answerHeaders?: Readonly<Record<string, string>>;
   readonly onRequest?: (route: string, status: number) => void;
@@ -223,6 +229,9 @@ export class JsonHttpServer {
           `${req.method ?? ''} is not allowed on ${url.pathname} (allowed: ${allowed})`,
         );
       }
+      // Before admission: a request without a valid token must not take a slot, or a flood of
+      // them would refuse the clients that have one.
+      this.opts.authorize?.(url.pathname, req.headers.authorization);
       if (admitted && this.opts.admission !== undefined) {
         // Before the body is read or parsed: a refusal must cost next to nothing.
         ticket = this.opts.admission.tryAcquire(Number(req.headers['content-length'] ?? '0'));
@@ -265,6 +274,9 @@ export class JsonHttpServer {
       status = httpStatus(e);
       // A body we refused to read may still be arriving: close the connection after answering.
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
+      // RFC 9110 11.6.1: a 401 names the scheme that would be accepted (RFC 6750 3).
+      if (e.code === 'UNAUTHENTICATED')
+        res.setHeader('WWW-Authenticate', 'Bearer realm="flotilla"');
       this.send(res, status, JSON.stringify(errorJson(e)), 'application/json');
     } finally {
       // A 429 passed on from the leader counts as this node's refusal for the Retry-After.

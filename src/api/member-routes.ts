@@ -20,6 +20,7 @@ export interface MemberBackend {
     path: string,
     rawBody: string,
     signal: AbortSignal,
+    authorization?: string,
   ): Promise<{ status: number; json: unknown } | null>;
   list(): MembersResponse;
   add(

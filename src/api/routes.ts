@@ -67,11 +67,13 @@ export interface KvBackend {
   /**
    * Sends a request's body unchanged to the leader and returns its answer verbatim, or null
    * when this node must handle it here (it leads, or no leader was found and it will say so).
+   * `authorization` is the caller's Authorization header, passed on for the leader to check.
    */
   forward(
     path: string,
     rawBody: string,
     signal: AbortSignal,
+    authorization?: string,
   ): Promise<{ status: number; json: unknown } | null>;
   /**
    * Runs `fn` with the Raft loop held: the proposals and ReadIndex requests it starts go into
@@ -146,7 +148,10 @@ const compactPath = '/v1/kv/compact';
 
 const FORWARDED_HEADER = 'x-flotilla-forwarded';
 
-/** Forwards a request to the leader; a forwarded request is never forwarded again. */
+/**
+ * Forwards a request to the leader with its caller's credential; a forwarded request is never
+ * forwarded again.
+ */
 export async function forwarded(
   b: Pick<KvBackend, 'forward'>,
   path: string,
@@ -155,7 +160,13 @@ export async function forwarded(
   headers: Record<string, string | string[] | undefined>,
 ): Promise<{ status: number; json: unknown } | null> {
   if (headers[FORWARDED_HEADER] !== undefined) return null;
-  return b.forward(path, rawBody, signal);
+  const authorization = headers['authorization'];
+  return b.forward(
+    path,
+    rawBody,
+    signal,
+    typeof authorization === 'string' ? authorization : undefined,
+  );
 }
 
 export const forwardedHeader = FORWARDED_HEADER;

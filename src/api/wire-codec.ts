@@ -49,6 +49,11 @@ export interface Handshake {
   readonly version: number;
   /** The session id writes on this connection use when they carry `seq` without `clientId`. */
   readonly clientId: string | null;
+  /**
+   * The bearer token the connection's requests are made with (API.md, "Authentication");
+   * required by a node with authentication on, ignored by one without.
+   */
+  readonly token: string | null;
 }
 
 export interface HandshakeAnswer {
@@ -198,7 +203,10 @@ export function parseHandshake(v: unknown): Handshake {
   const clientId = h['clientId'];
   if (clientId !== undefined && clientId !== null && typeof clientId !== 'string')
     throw new FlotillaError('BAD_FRAME', 'Handshake clientId must be a string');
-  return { version, clientId: clientId ?? null };
+  const token = h['token'];
+  if (token !== undefined && token !== null && typeof token !== 'string')
+    throw new FlotillaError('BAD_FRAME', 'Handshake token must be a string');
+  return { version, clientId: clientId ?? null, token: token ?? null };
 }
 
 /**

@@ -25,6 +25,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import { toFlotillaError } from './errors.js';
+import { bearerHeader, permit, wireNeed, type Principal, type TokenBook } from './auth.js';
 import type { AdmissionGate } from './http.js';
 import {
   parseRead,
@@ -77,6 +78,11 @@ export interface WireServerOptions {
   readonly batchesPerTurn?: number;
   readonly onRequest?: (op: string, code: ErrorCode | 'OK') => void;
   readonly onError?: (err: unknown) => void;
+  /**
+   * The tokens in force (auth.ts): a handshake must present one of them, and each request is
+   * checked against the role its type needs. None: no authentication.
+   */
+  readonly tokens?: () => TokenBook;
 }
 
 /**
@@ -197,6 +203,10 @@ class Connection {
   private readonly reader: FrameReader;
   private handshaken = false;
   private clientId: string | null = null;
+  /** The handshake's token: what every request is checked with, and forwarded with. */
+  private token: string | null = null;
+  /** The token's holder in a book (the one in force when last looked up). */
+  private holder: { readonly book: TokenBook; readonly principal: Principal | null } | null = null;
   private closed = false;
   private readonly inFlight = new Map<number, AbortController>();
   /** Open watches by request id; they end with the connection. */
@@ -278,6 +288,22 @@ class Connection {
 
   private handshake(v: unknown): void {
     const h = parseHandshake(v);
+    const tokens = this.s.opts.tokens;
+    // A connection without a token the node accepts is refused whole: it could do nothing.
+    if (tokens !== undefined) {
+      const book = tokens();
+      const principal = h.token === null ? null : book.find(h.token);
+      if (principal === null)
+        throw new FlotillaError(
+          'UNAUTHENTICATED',
+          h.token === null
+            ? 'This node requires a bearer token: the handshake must carry "token"'
+            : "The handshake's token is not one this node accepts",
+          false,
+        );
+      this.holder = { book, principal };
+    }
+    this.token = h.token;
     this.clearHandshakeTimer();
     this.handshaken = true;
     this.clientId = h.clientId;
@@ -298,6 +324,11 @@ class Connection {
       batch.some((w) => w.req.id === req.id)
     )
       throw new FlotillaError('BAD_FRAME', `Request id ${req.id} is already in flight`);
+    const denied = this.denied(req.op);
+    if (denied !== null) {
+      this.refuse(req, denied);
+      return null;
+    }
     if (req.op === 'status') {
       this.answer(req, this.s.backend.status() as unknown as Json);
       return null;
@@ -369,6 +400,25 @@ class Connection {
     return { req, parsed, ticket, controller };
   }
 
+  /**
+   * Why a request of `type` is refused to this connection's token (auth.ts), or null. The
+   * holder is looked up again when the tokens file was reloaded, so a revoked token stops
+   * working on connections already open.
+   */
+  private denied(type: string): FlotillaError | null {
+    const tokens = this.s.opts.tokens;
+    if (tokens === undefined) return null;
+    const book = tokens();
+    if (this.holder?.book !== book)
+      this.holder = { book, principal: this.token === null ? null : book.find(this.token) };
+    try {
+      permit(this.holder.principal, this.token !== null, wireNeed(type), type);
+    } catch (err) {
+      return toFlotillaError(err);
+    }
+    return null;
+  }
+
   private parse(req: WireRequest): Work['parsed'] {
     const limits = this.s.backend.limits;
     if (req.op === 'range') return { kind: 'read', read: parseRead(req.body, limits) };
@@ -437,7 +487,8 @@ class Connection {
     signal: AbortSignal,
     here: () => Promise<Json>,
   ): Promise<Json> {
-    const fwd = await forward(path, JSON.stringify(body), signal);
+    const authorization = this.token === null ? undefined : bearerHeader(this.token);
+    const fwd = await forward(path, JSON.stringify(body), signal, authorization);
     if (fwd === null) return here();
     if (fwd.status === 200) return fwd.json as Json;
     const e = errorFromWire((fwd.json as { error?: unknown } | null)?.error, true);

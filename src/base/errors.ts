@@ -84,6 +84,17 @@ export const errorCodes = {
       'binary client protocol: the handshake asks for a protocol version this node does not speak (the message lists those it does)',
     indefinite: false,
   },
+  // Authentication (API.md, "Authentication"): refused before anything else was done.
+  UNAUTHENTICATED: {
+    meaning:
+      'the node requires a bearer token and the request carried none, or one it does not accept',
+    indefinite: false,
+  },
+  PERMISSION_DENIED: {
+    meaning:
+      "the request's token is known but its role (read, write, admin) does not cover the request",
+    indefinite: false,
+  },
   UNKNOWN_NODE: {
     meaning: 'a leadership transfer to an id that is not a member',
     indefinite: false,

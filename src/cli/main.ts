@@ -9,6 +9,7 @@ import { runElection, runLocked } from './concurrency.js';
 import { queueCommands } from './queue.js';
 import { memberCommands } from './member.js';
 import { snapshotCommands } from './snapshot.js';
+import { tokenCommand, tokenOption, type ClusterOptions } from './token.js';
 
 const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
 
@@ -26,18 +27,19 @@ function int(name: string, min = -Infinity, max = Infinity) {
 
 const port = (name: string) => int(name, 1, 65_535);
 
-function client(opts: { endpoints: string }): FlotillaClient {
+function client(opts: ClusterOptions): FlotillaClient {
   return new FlotillaClient({
     endpoints: opts.endpoints
       .split(',')
       .map((e) => e.trim())
       .filter(Boolean),
     deadlineMs: 10_000,
+    ...(opts.token === undefined || opts.token === '' ? {} : { token: opts.token }),
   });
 }
 
 async function withClient<T>(
-  opts: { endpoints: string },
+  opts: ClusterOptions,
   fn: (c: FlotillaClient) => Promise<T>,
 ): Promise<void> {
   const c = client(opts);
@@ -102,6 +104,14 @@ export function buildProgram(): Command {
       'promote a joined learner once its log is this close to the leader',
       int('--learner-promote-lag-entries'),
     )
+    .option(
+      '--auth-tokens-file <file>',
+      'turn client authentication on: the tokens clients may present, with their roles',
+    )
+    .option(
+      '--auth-node-token-file <file>',
+      'the admin token this node presents to the other members',
+    )
     .option('--log-level <level>', 'pino log level')
     .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
     .action(async (o: Record<string, unknown>) => {
@@ -123,6 +133,8 @@ export function buildProgram(): Command {
         clientProtocolPort: o['clientProtocolPort'],
         join: o['join'],
         learnerPromoteLagEntries: o['learnerPromoteLagEntries'],
+        authTokensFile: o['authTokensFile'],
+        authNodeTokenFile: o['authNodeTokenFile'],
         logLevel: o['logLevel'],
         logFormat: o['logFormat'],
       };
@@ -179,12 +191,13 @@ export function buildProgram(): Command {
   const kv = program
     .command('kv')
     .description('key-value operations')
-    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption());
   kv.command('put <key> <value>')
     .description('write a key')
     .option('--lease <id>', 'attach the key to a lease (deleted with it)', int('--lease', 1))
     .action(async (key: string, value: string, o: { lease?: number }) =>
-      withClient(kv.opts<{ endpoints: string }>(), (c) =>
+      withClient(kv.opts<ClusterOptions>(), (c) =>
         c.put(key, value, o.lease === undefined ? {} : { lease: o.lease }),
       ),
     );
@@ -200,7 +213,7 @@ export function buildProgram(): Command {
     .option('--rev <n>', 'read the key as it was at revision n', int('--rev'))
     .action(
       async (key: string, o: { serializable?: boolean; consistency?: string; rev?: number }) =>
-        withClient(kv.opts<{ endpoints: string }>(), async (c) => {
+        withClient(kv.opts<ClusterOptions>(), async (c) => {
           // Commander checked the level; the node refuses a contradiction (CONFLICTING_FIELDS).
           const r = await c.get(key, {
             ...(o.serializable === true ? { serializable: true } : {}),
@@ -221,22 +234,20 @@ export function buildProgram(): Command {
     .description('delete a key (or all keys with a prefix)')
     .option('--prefix', 'treat key as a prefix')
     .action(async (key: string, o: { prefix?: boolean }) =>
-      withClient(kv.opts<{ endpoints: string }>(), (c) =>
-        c.delete(key, { prefix: o.prefix === true }),
-      ),
+      withClient(kv.opts<ClusterOptions>(), (c) => c.delete(key, { prefix: o.prefix === true })),
     );
-  watchCommand(kv.command('watch <key>'), () => kv.opts<{ endpoints: string }>());
+  watchCommand(kv.command('watch <key>'), () => kv.opts<ClusterOptions>());
   kv.command('compact')
     .description('forget the history before a revision (reads below it are refused from then on)')
     .argument('<revision>', 'the oldest revision to keep readable', int('<revision>', 1))
     .action(async (revision: number) =>
-      withClient(kv.opts<{ endpoints: string }>(), (c) => c.compact(revision)),
+      withClient(kv.opts<ClusterOptions>(), (c) => c.compact(revision)),
     );
   kv.command('ls [prefix]')
     .description('list keys with a prefix')
     .option('--limit <n>', 'at most n keys', int('--limit'), 100)
     .action(async (prefix: string | undefined, o: { limit: number }) =>
-      withClient(kv.opts<{ endpoints: string }>(), async (c) => {
+      withClient(kv.opts<ClusterOptions>(), async (c) => {
         const r = await c.range(
           prefix ?? '\u0000',
           prefix === undefined
@@ -251,21 +262,23 @@ export function buildProgram(): Command {
 
   const watch = program
     .command('watch <key>')
-    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
-  watchCommand(watch, () => watch.opts<{ endpoints: string }>());
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption());
+  watchCommand(watch, () => watch.opts<ClusterOptions>());
   program
     .command('lock')
     .description('run a command while holding a lock; it is stopped if the lock is lost')
     .argument('<name>', 'the lock')
     .argument('<command...>', 'the command and its arguments (after --)')
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption())
     .option(
       '--ttl <seconds>',
       "the holder's lease: how long a frozen holder keeps the lock",
       int('--ttl', 1),
       10,
     )
-    .action(async (name: string, argv: string[], o: { endpoints: string; ttl: number }) => {
+    .action(async (name: string, argv: string[], o: ClusterOptions & { ttl: number }) => {
       const c = client(o);
       try {
         process.exitCode = await runLocked(c, name, argv, o.ttl);
@@ -281,13 +294,14 @@ export function buildProgram(): Command {
     .argument('<name>', 'the election')
     .argument('[value]', 'what the leader announces (default: host-pid)')
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption())
     .option('--ttl <seconds>', "the candidate's lease", int('--ttl', 1), 10)
     .option('--watch', 'do not campaign: print every change of leader')
     .action(
       async (
         name: string,
         value: string | undefined,
-        o: { endpoints: string; ttl: number; watch?: boolean },
+        o: ClusterOptions & { ttl: number; watch?: boolean },
       ) => {
         const c = client(o);
         try {
@@ -308,8 +322,9 @@ export function buildProgram(): Command {
   const lease = program
     .command('lease')
     .description('leases: keys attached to one are deleted when it expires or is revoked')
-    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
-  const leaseOpts = () => lease.opts<{ endpoints: string }>();
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption());
+  const leaseOpts = () => lease.opts<ClusterOptions>();
   lease
     .command('grant')
     .description('grant a lease of TTL seconds; prints its id')
@@ -354,7 +369,8 @@ export function buildProgram(): Command {
     .command('status')
     .description('a table of the nodes: process id, role, term, indices')
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
-    .action(async (o: { endpoints: string }) =>
+    .addOption(tokenOption())
+    .action(async (o: ClusterOptions) =>
       withClient(o, async (c) => {
         const s = await c.clusterStatus();
         const rows = [
@@ -404,6 +420,7 @@ export function buildProgram(): Command {
         return undefined;
       }),
     );
+  tokenCommand(program);
   program
     .command('bench')
     .description('the evaluation against etcd (see docs/BENCHMARKS.md); --help lists its options')
@@ -419,7 +436,7 @@ export function buildProgram(): Command {
 }
 
 /** `watch KEY`: the changes of a key or prefix as JSON lines, until SIGINT or SIGTERM. */
-function watchCommand(cmd: Command, endpoints: () => { endpoints: string }): void {
+function watchCommand(cmd: Command, endpoints: () => ClusterOptions): void {
   cmd
     .description('print the changes of a key (or prefix) as they happen, one JSON line each')
     .option('--prefix', 'watch every key with this prefix')

@@ -4,11 +4,9 @@
 
 import type { Command } from 'commander';
 import type { FlotillaClient, MembersResponse } from '../client/index.js';
+import { tokenOption, type ClusterOptions } from './token.js';
 
-type WithClient = <T>(
-  opts: { endpoints: string },
-  fn: (c: FlotillaClient) => Promise<T>,
-) => Promise<void>;
+type WithClient = <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>;
 
 /** The members as a table: id, addresses, role in each group, the leader's view of its log. */
 export function renderMembers(r: MembersResponse): string {
@@ -45,8 +43,9 @@ export function memberCommands(
   const member = program
     .command('member')
     .description('list, add, promote and remove the members of the cluster')
-    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
-  const opts = () => member.opts<{ endpoints: string }>();
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption());
+  const opts = () => member.opts<ClusterOptions>();
   const show = (r: MembersResponse, json: boolean | undefined): MembersResponse | undefined => {
     if (json === true) return r;
     process.stdout.write(renderMembers(r));
@@ -104,13 +103,14 @@ export function memberCommands(
   const leader = program
     .command('leader')
     .description("the key-value group's leader")
-    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption());
   leader
     .command('transfer')
     .description('hand leadership to another voter (default: the one most caught up)')
     .option('--to <id>', 'the voter to hand it to', id('--to'))
     .action(async (o: { to?: number }) =>
-      withClient(leader.opts<{ endpoints: string }>(), async (c) => {
+      withClient(leader.opts<ClusterOptions>(), async (c) => {
         await c.transferLeadership(o.to === undefined ? {} : { to: o.to });
         process.stdout.write(
           `leadership transfer ${o.to === undefined ? 'started' : `to ${o.to} started`}\n`,

@@ -10,6 +10,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
+import { tokenOption, type ClusterOptions } from './token.js';
 
 const states: readonly JobState[] = [
   'waiting',
@@ -23,18 +24,16 @@ const states: readonly JobState[] = [
 
 export function queueCommands(
   program: Command,
-  withClient: <T>(
-    opts: { endpoints: string },
-    fn: (c: FlotillaClient) => Promise<T>,
-  ) => Promise<void>,
+  withClient: <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>,
   defaultEndpoints: string,
   int: (name: string, min?: number, max?: number) => (v: string) => number,
 ): void {
   const queue = program
     .command('queue')
     .description('the job queue: add jobs, look at them, and run workers')
-    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints);
-  const opts = () => queue.opts<{ endpoints: string }>();
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption());
+  const opts = () => queue.opts<ClusterOptions>();
   queue
     .command('add')
     .description('add a job; DATA is JSON (or taken as a string when it is not)')

@@ -11,6 +11,7 @@ import { BackupError, readBackup, type BackupHeader } from '../server/backup-for
 import { backupPath } from '../server/backup.js';
 import { ConfigError, configDefaults, parseInitialCluster } from '../server/config.js';
 import { nodeFs } from '../storage/index.js';
+import { tokenOption, type ClusterOptions } from './token.js';
 
 export interface SaveReport {
   readonly file: string;
@@ -35,6 +36,8 @@ export interface SaveOptions {
   readonly progressEveryMs?: number;
   /** How long to wait for a node to start answering (its read barriers). */
   readonly headersTimeoutMs?: number;
+  /** The bearer token, for a cluster that requires one (backups need the admin role). */
+  readonly token?: string;
 }
 
 /**
@@ -53,6 +56,7 @@ export async function saveBackup(
     try {
       res = await request(`${endpoint.replace(/\/$/, '')}${backupPath}`, {
         method: 'GET',
+        ...(o.token === undefined ? {} : { headers: { authorization: `Bearer ${o.token}` } }),
         headersTimeout: o.headersTimeoutMs ?? 30_000,
         // Chunks come as fast as the node encodes them; a long pause means it is gone.
         bodyTimeout: 60_000,
@@ -187,13 +191,15 @@ export function snapshotCommands(
     )
     .argument('<file>', 'the backup file to write (replaced atomically)')
     .option('--endpoints <urls>', 'comma-separated node URLs, asked in turn', defaultEndpoints)
-    .action(async (file: string, o: { endpoints: string }) => {
+    .addOption(tokenOption())
+    .action(async (file: string, o: ClusterOptions) => {
       const endpoints = o.endpoints
         .split(',')
         .map((e) => e.trim())
         .filter(Boolean);
       const started = Date.now();
       const r = await saveBackup(endpoints, file, {
+        ...(o.token === undefined || o.token === '' ? {} : { token: o.token }),
         onProgress: (bytes) =>
           process.stderr.write(
             `saving: ${mib(bytes)} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,

@@ -29,6 +29,7 @@ import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
 import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
 import { WireConnection } from './wire.js';
+import { BearerPool } from './bearer-pool.js';
 import { QueueClient } from './queue.js';
 import type {
   ClusterStatus,
@@ -105,6 +106,12 @@ export interface ClientOptions {
   readonly protocol?: 'auto' | 'http';
   /** Binary protocol connections per endpoint; requests share them. Default 2. */
   readonly binaryConnections?: number;
+  /**
+   * The bearer token every request presents, to a cluster that requires one (API.md,
+   * "Authentication"); its role decides what the client may do. A cluster without
+   * authentication ignores it.
+   */
+  readonly token?: string;
 }
 
 /** The binary protocol's request type of each HTTP path it serves. */
@@ -177,6 +184,8 @@ export class FlotillaClient {
   /** Endpoint -> its binary connections (or connections being made), used round-robin. */
   private readonly wires = new Map<string, (Promise<WireConnection> | undefined)[]>();
   private nextWire = 0;
+  /** Presented by every request (BearerPool) and every binary handshake; null: none. */
+  readonly #token: string | null;
 
   constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0)
@@ -201,8 +210,15 @@ export class FlotillaClient {
         `binaryConnections must be a positive integer, got ${String(opts.binaryConnections)}`,
         false,
       );
+    if (opts.token !== undefined && !/^[A-Za-z0-9\-._~+/]+=*$/.test(opts.token))
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        'token must be a bearer token (letters, digits and - . _ ~ + /, = at the end)',
+        false,
+      );
+    this.#token = opts.token ?? null;
     for (const e of this.endpoints)
-      this.pools.set(e, new Pool(e, { connections: opts.connections ?? 64, pipelining: 1 }));
+      this.pools.set(e, this.newPool(e, { connections: opts.connections ?? 64, pipelining: 1 }));
   }
 
   async put(
@@ -314,7 +330,7 @@ export class FlotillaClient {
   ): AsyncGenerator<WatchLine> {
     if (!this.binaryUsable(endpoint)) {
       yield* httpWatchLines(
-        this.pools.get(endpoint) ?? new Pool(endpoint),
+        this.pools.get(endpoint) ?? this.newPool(endpoint),
         endpoint,
         body,
         signal,
@@ -663,7 +679,7 @@ export class FlotillaClient {
     signal?: AbortSignal,
     extraMs = 0,
   ): Promise<T> {
-    const pool = this.pools.get(endpoint) ?? new Pool(endpoint);
+    const pool = this.pools.get(endpoint) ?? this.newPool(endpoint);
     const deadline = new Deadline(this.timeoutMs + extraMs, signal);
     try {
       const op = method === 'POST' ? wireOpOfPath[path] : undefined;
@@ -751,6 +767,7 @@ export class FlotillaClient {
       host: new URL(endpoint).hostname.replace(/^\[(.*)\]$/, '$1'),
       port,
       clientId: this.clientId,
+      ...(this.#token === null ? {} : { token: this.#token }),
       timeoutMs: this.timeoutMs,
     });
     slots[i] = p;
@@ -758,6 +775,13 @@ export class FlotillaClient {
       if (slots[i] === p) slots[i] = undefined;
     });
     return p;
+  }
+
+  /** A pool to `endpoint` whose requests present the token, when there is one. */
+  private newPool(endpoint: string, options?: Pool.Options): Pool {
+    return this.#token === null
+      ? new Pool(endpoint, options)
+      : new BearerPool(endpoint, this.#token, options);
   }
 
   private async exchange<T>(

@@ -29,6 +29,8 @@ export interface WireConnectOptions {
   readonly port: number;
   /** Sent in the handshake: writes that carry `seq` without `clientId` use it. */
   readonly clientId?: string;
+  /** Sent in the handshake: the bearer token of a node that requires one. */
+  readonly token?: string;
   /** The protocol version to ask for (tests ask for others). Default: the newest this build speaks. */
   readonly version?: number;
   /** Connecting and the handshake must finish within this. */
@@ -82,6 +84,7 @@ export class WireConnection {
             magic: WIRE_MAGIC,
             version: o.version ?? WIRE_VERSION_MAX,
             ...(o.clientId === undefined ? {} : { clientId: o.clientId }),
+            ...(o.token === undefined ? {} : { token: o.token }),
           }),
         );
       });

@@ -3,6 +3,7 @@
 // it serves through the same backend and admission as the HTTP routes.
 
 import type { Logger } from 'pino';
+import type { TokenBook } from '../api/auth.js';
 import type { AdmissionGate } from '../api/http.js';
 import type { KvBackend } from '../api/routes.js';
 import type { WatchBackend } from '../api/watch.js';
@@ -32,6 +33,8 @@ export function createClientProtocolServer(
     readonly admission: AdmissionGate;
     readonly metrics: NodeMetrics;
     readonly log: Logger;
+    /** The tokens a connection's handshake must present; none: no authentication. */
+    readonly tokens?: () => TokenBook;
   },
 ): WireServer {
   return new WireServer(
@@ -49,6 +52,7 @@ export function createClientProtocolServer(
       onRequest: (op, code) =>
         o.metrics.httpRequests.inc({ route: `binary:${op}`, status: code === 'OK' ? '200' : code }),
       onError: (err) => o.log.error({ err }, 'request failed with an internal error'),
+      ...(o.tokens === undefined ? {} : { tokens: o.tokens }),
     },
     o.service,
   );

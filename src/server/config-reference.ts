@@ -108,6 +108,18 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     values: 'URLs',
     default: 'none (not joining)',
   },
+  authTokensFile: {
+    meaning:
+      'Turns client authentication on: a YAML or JSON file listing the accepted bearer tokens, each with a name and a role (`read`, `write` or `admin`), by SHA-256 digest or as the token (docs/API.md, "Authentication"). Read again when it changes. Unset: every request is served without a token. Needs `authNodeTokenFile`.',
+    values: 'a file path',
+    default: 'none (no authentication)',
+  },
+  authNodeTokenFile: {
+    meaning:
+      "A file holding the token this node presents on the calls it makes to other members (status, member lists, removal notices, joins); it must be an `admin` token of `authTokensFile`. Forwarded requests carry their caller's token instead.",
+    values: 'a file path',
+    default: 'none',
+  },
   learnerPromoteLagEntries: {
     meaning:
       "The leader promotes a joined learner to voter once the learner's log is within this many entries of its own, in each Raft group.",

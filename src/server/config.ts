@@ -13,6 +13,7 @@ import {
   type Limits,
 } from '../base/limits.js';
 import { maxWriteEnvelopeBytes } from '../kv/machine.js';
+import { resolveNodeAuth, type NodeAuth } from './auth-tokens.js';
 
 export interface Member {
   readonly id: number;
@@ -117,6 +118,12 @@ export interface NodeConfig {
    * node that lost its data").
    */
   readonly emptyStartWaitMs: number;
+  /** The tokens clients must present (docs/API.md, "Authentication"); empty: no authentication. */
+  readonly authTokensFile: string;
+  /** The file holding the admin token this node presents to the other members. */
+  readonly authNodeTokenFile: string;
+  /** Derived from the two files, checked: the tokens and the node's own; null when off. */
+  readonly auth: NodeAuth | null;
 }
 
 export class ConfigError extends Error {
@@ -212,6 +219,8 @@ const otherFields = [
   'logFormat',
   'unsafeTestMode',
   'join',
+  'authTokensFile',
+  'authNodeTokenFile',
 ] as const;
 
 /** Every field a config file may hold; each is documented in docs/CONFIG.md. */
@@ -349,6 +358,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterId))
     throw new ConfigError(`clusterId "${clusterId}" must be 1-64 of [A-Za-z0-9._-]`);
   const join = resolveJoin(merged['join']);
+  const authTokensFile = str(merged['authTokensFile'], 'authTokensFile', '');
+  const authNodeTokenFile = str(merged['authNodeTokenFile'], 'authNodeTokenFile', '');
+  const auth = resolveNodeAuth(authTokensFile, authNodeTokenFile);
   return {
     join,
     id,
@@ -367,6 +379,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
     ...numbers,
     maxProposalBytes: limits.maxProposalBytes,
     limits,
+    authTokensFile,
+    authNodeTokenFile,
+    auth,
   };
 }
 

@@ -38,12 +38,16 @@ export interface LeaderView {
   onLeaderChange(listener: (leader: number) => void): () => void;
 }
 
-/** Sends one request to `url` + `path`, marked as forwarded; throws when there is no answer. */
+/**
+ * Sends one request to `url` + `path`, marked as forwarded, with the caller's Authorization
+ * header (if it had one: the leader checks it again); throws when there is no answer.
+ */
 export type SendFn = (
   url: string,
   path: string,
   rawBody: string,
   signal: AbortSignal,
+  authorization?: string,
 ) => Promise<ForwardAnswer>;
 
 export interface ForwarderOptions {
@@ -87,9 +91,15 @@ export class Forwarder {
   /**
    * Sends the request to the leader and returns its answer unchanged, or null when this node
    * must answer the request itself: it leads, or no leader could be found in time (it then
-   * refuses with NO_LEADER).
+   * refuses with NO_LEADER). `authorization` is the caller's credential, passed on unchanged:
+   * a forwarded request never carries this node's own.
    */
-  async forward(path: string, rawBody: string, signal: AbortSignal): Promise<ForwardAnswer | null> {
+  async forward(
+    path: string,
+    rawBody: string,
+    signal: AbortSignal,
+    authorization?: string,
+  ): Promise<ForwardAnswer | null> {
     if (this.o.leaders.leaderId() === this.o.selfId) return null; // the common case: no timer
     const max = this.o.maxInFlight ?? Infinity;
     if (this.inFlight >= max)
@@ -112,7 +122,7 @@ export class Forwarder {
         const leader = await this.nextLeader(tried, hint, budget);
         if (leader === this.o.selfId && maybeApplied === null) return null;
         if (leader === 0 || leader === this.o.selfId) break;
-        const r = await this.sendTo(leader, path, rawBody, budget);
+        const r = await this.sendTo(leader, { path, rawBody, authorization }, budget);
         if (r.resend === null) return r.answer;
         tried = leader;
         hint = r.resend.leader;
@@ -151,8 +161,11 @@ export class Forwarder {
    */
   private async sendTo(
     leader: number,
-    path: string,
-    rawBody: string,
+    {
+      path,
+      rawBody,
+      authorization,
+    }: { path: string; rawBody: string; authorization: string | undefined },
     budget: Deadline,
   ): Promise<
     | { answer: ForwardAnswer; resend: null }
@@ -173,7 +186,7 @@ export class Forwarder {
     });
     try {
       if (budget.signal.aborted) onBudget();
-      const answer = await this.o.send(url, path, rawBody, hop.signal);
+      const answer = await this.o.send(url, path, rawBody, hop.signal, authorization);
       const refusal = definiteRefusal(answer);
       return refusal === null ? { answer, resend: null } : { answer, resend: refusal };
     } catch (err) {

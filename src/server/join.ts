@@ -41,7 +41,13 @@ const retryable = new Set([
 export async function joinCluster(
   self: Member,
   urls: readonly string[],
-  o: { clock: Clock; timeoutMs: number; log: Logger },
+  o: {
+    clock: Clock;
+    timeoutMs: number;
+    log: Logger;
+    /** Headers every attempt carries: the node's own credential when authentication is on. */
+    headers?: Readonly<Record<string, string>>;
+  },
 ): Promise<JoinAnswer> {
   const until = o.clock.nowMs() + o.timeoutMs;
   let last: Error = new Error('no attempt made');
@@ -50,7 +56,11 @@ export async function joinCluster(
     try {
       const res = await request(`${url}/v1/cluster/join`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', [memberHeader]: String(self.id) },
+        headers: {
+          ...o.headers,
+          'content-type': 'application/json',
+          [memberHeader]: String(self.id),
+        },
         body: JSON.stringify({ id: self.id, peer: self.peer, client: self.client }),
         headersTimeout: 15_000,
         bodyTimeout: 15_000,

@@ -17,6 +17,7 @@ import type { Member, NodeConfig } from './config.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import { Membership } from './membership.js';
 import { parseHostPort } from './startup.js';
+import { memberAuthHeaders } from './auth-tokens.js';
 
 /**
  * At most this many members learned (from handshakes and peers' lists) that this node's own
@@ -268,7 +269,7 @@ export class NodeMembers {
       const res = await this.o.pool(url).request({
         method: 'POST',
         path: '/v1/cluster/members/list',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...memberAuthHeaders(this.o.config.auth) },
         body: '{}',
         signal: deadline.signal,
       });
@@ -291,7 +292,7 @@ export class NodeMembers {
       const res = await this.o.pool(m.client).request({
         method: 'POST',
         path: '/v1/cluster/removed',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', ...memberAuthHeaders(this.o.config.auth) },
         body: JSON.stringify({ clusterId: this.o.config.clusterId, id: m.id }),
         signal: deadline.signal,
       });
@@ -307,7 +308,8 @@ export class NodeMembers {
       throw toFlotillaError(err);
     };
     return {
-      forward: (path, rawBody, signal) => this.o.forward(path, rawBody, signal),
+      forward: (path, rawBody, signal, authorization) =>
+        this.o.forward(path, rawBody, signal, authorization),
       list: () => this.membership.list(),
       add: (m, o) => this.membership.add(m, o).catch(refusal),
       promote: (id, signal) => this.membership.promote(id, signal).catch(refusal),

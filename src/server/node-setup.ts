@@ -22,6 +22,7 @@ import {
   type DataDirIdentity,
 } from './data-dir.js';
 import { joinCluster } from './join.js';
+import { memberAuthHeaders } from './auth-tokens.js';
 import { logWalRecovery } from './logging.js';
 import { MAX_LEARNED_MEMBERS } from './member-node.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
@@ -71,6 +72,7 @@ export async function resolveIdentity(
           clock: systemClock,
           timeoutMs: 60_000,
           log,
+          headers: memberAuthHeaders(given.auth),
         })
       : null;
   const isJoined = joined !== null || recorded?.joined === true;

@@ -67,6 +67,8 @@ import {
 import { installMemberRoutes } from '../api/member-routes.js';
 import { installBackupRoute } from './backup.js';
 import { NodeMembers } from './member-node.js';
+import { LiveTokenBook, memberAuthHeaders } from './auth-tokens.js';
+import { httpAuthorizer } from '../api/auth.js';
 import type { TcpTransport as Transport } from '../transport/index.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
@@ -96,6 +98,8 @@ export class FlotillaNode implements AsyncDisposable {
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
   private wire: WireServer | null = null;
+  /** The tokens clients must present, following the tokens file; null without authentication. */
+  private tokens: LiveTokenBook | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
@@ -126,7 +130,8 @@ export class FlotillaNode implements AsyncDisposable {
       kvSessions,
       transport,
       pool: (url) => this.pool(url),
-      forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
+      forward: (path, rawBody, signal, authorization) =>
+        this.forwarder.forward(path, rawBody, signal, authorization),
       log,
       clock: systemClock,
       isClosing: () => this.closing,
@@ -136,7 +141,8 @@ export class FlotillaNode implements AsyncDisposable {
       selfId: config.id,
       members: this.members.book,
       leaders: runtime,
-      send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
+      send: (url, path, rawBody, signal, authorization) =>
+        this.send(url, path, rawBody, signal, authorization),
       // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
       timeoutMs: config.requestTimeoutMs + 1_000,
       // One of the longest election timeouts: the new leader was elected after about as long.
@@ -148,7 +154,8 @@ export class FlotillaNode implements AsyncDisposable {
       selfId: config.id,
       members: this.members.book,
       leaders: queueService.runtime,
-      send: (url, path, rawBody, signal) => this.send(url, path, rawBody, signal),
+      send: (url, path, rawBody, signal, authorization) =>
+        this.send(url, path, rawBody, signal, authorization),
       // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
       timeoutMs: config.requestTimeoutMs + maxClaimWaitMs + 1_000,
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
@@ -331,7 +338,12 @@ export class FlotillaNode implements AsyncDisposable {
     metrics.bindAdmission(() => admission.state());
     const loopDelay = new LoopDelayMonitor();
     metrics.bindLoopDelay(() => loopDelay.snapshot());
+    // Followed for changes from here on; off (null) without authTokensFile.
+    const tokens =
+      config.auth === null ? null : new LiveTokenBook(config.auth, log, { pollMs: 1_000 });
+    const authorize = tokens === null ? undefined : httpAuthorizer(() => tokens.current());
     const http = new JsonHttpServer({
+      ...(authorize === undefined ? {} : { authorize }),
       admission,
       maxBodyBytes: config.maxBodyBytes,
       headersTimeoutMs: config.httpHeadersTimeoutMs,
@@ -408,6 +420,7 @@ export class FlotillaNode implements AsyncDisposable {
       }
       return rows;
     });
+    node.tokens = tokens;
     installRoutes(http, node.backend());
     installMemberRoutes(http, node.members.backend());
     installBackupRoute(http, {
@@ -421,7 +434,8 @@ export class FlotillaNode implements AsyncDisposable {
       log,
     });
     installLeaseRoutes(http, {
-      forward: (path, rawBody, signal) => node.forwarder.forward(path, rawBody, signal),
+      forward: (path, rawBody, signal, authorization) =>
+        node.forwarder.forward(path, rawBody, signal, authorization),
       header: () => ({
         revision: kv.revision(),
         memberId: config.id,
@@ -440,7 +454,8 @@ export class FlotillaNode implements AsyncDisposable {
       tickMs: queueTickMs,
       maxClaimWaitMs,
       header: () => ({ memberId: config.id, raftTerm: queueRuntime.status().term }),
-      forward: (path, rawBody, signal) => node.queueForwarder.forward(path, rawBody, signal),
+      forward: (path, rawBody, signal, authorization) =>
+        node.queueForwarder.forward(path, rawBody, signal, authorization),
       requestLimits: config.limits,
     };
     const queue = queueOps(queueBackend);
@@ -472,14 +487,15 @@ export class FlotillaNode implements AsyncDisposable {
             watch: watchBackend,
             service: {
               leads: () => queueRuntime.leaderId() === config.id,
-              forward: (path, rawBody, signal) =>
-                node.queueForwarder.forward(path, rawBody, signal),
+              forward: (path, rawBody, signal, authorization) =>
+                node.queueForwarder.forward(path, rawBody, signal, authorization),
               batch: (fn) => queueRuntime.batch(fn),
               ops: new Map(queue.ops.map((op) => [`queue.${op.name}`, op])),
             },
             admission,
             metrics,
             log,
+            ...(tokens === null ? {} : { tokens: () => tokens.current() }),
           });
     try {
       const addr = await http.listen(config.listenClient);
@@ -500,6 +516,7 @@ export class FlotillaNode implements AsyncDisposable {
     } catch (err) {
       await host.close(0);
       loopDelay[Symbol.dispose]();
+      tokens?.[Symbol.dispose]();
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     node.compactor.start();
@@ -523,6 +540,7 @@ export class FlotillaNode implements AsyncDisposable {
     await this.wire?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.loopDelay[Symbol.dispose]();
+    this.tokens?.[Symbol.dispose]();
     this.log.info('node stopped');
     this.markStopped();
   }
@@ -615,7 +633,8 @@ export class FlotillaNode implements AsyncDisposable {
         return { header: { ...header(), revision: r.revision }, compacted: r.compacted };
       },
       leads: () => this.runtime.leaderId() === this.config.id,
-      forward: (path, rawBody, signal) => this.forwarder.forward(path, rawBody, signal),
+      forward: (path, rawBody, signal, authorization) =>
+        this.forwarder.forward(path, rawBody, signal, authorization),
       batch: (fn) => this.runtime.batch(fn),
       status: () => this.nodeStatus(),
       clusterStatus: (signal) => this.clusterStatus(signal),
@@ -666,11 +685,18 @@ export class FlotillaNode implements AsyncDisposable {
     path: string,
     rawBody: string,
     signal: AbortSignal,
+    authorization?: string,
   ): Promise<ForwardAnswer> {
     const res = await this.pool(url).request({
       method: 'POST',
       path,
-      headers: { 'content-type': 'application/json', [forwardedHeader]: String(this.config.id) },
+      // The caller's credential, never this node's own: the leader decides what the caller
+      // may do, and a read token must not become an admin one by going through a follower.
+      headers: {
+        'content-type': 'application/json',
+        [forwardedHeader]: String(this.config.id),
+        ...(authorization === undefined ? {} : { authorization }),
+      },
       body: rawBody,
       signal,
     });
@@ -688,6 +714,7 @@ export class FlotillaNode implements AsyncDisposable {
           const res = await this.pool(m.client).request({
             method: 'GET',
             path: '/v1/status',
+            headers: memberAuthHeaders(this.config.auth),
             signal: deadline.signal,
           });
           const text = await res.body.text();

@@ -21,6 +21,8 @@ export interface TestNodesOptions {
   readonly clientProtocol?: boolean;
   /** More configuration for every node. */
   readonly config?: Record<string, unknown>;
+  /** More configuration for node `id` alone (over `config`). */
+  readonly configOf?: (id: number) => Record<string, unknown>;
 }
 
 export class TestNodes {
@@ -57,6 +59,7 @@ export class TestNodes {
         // A one-member cluster of a test is new: no member of it can have been lost.
         ...(o.nodes === 1 ? { emptyStartWaitMs: 0 } : {}),
         ...o.config,
+        ...o.configOf?.(id),
         ...(binaryPorts.length > 0 ? { clientProtocolPort: binaryPorts[id - 1] } : {}),
         ...(o.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: o.requestTimeoutMs }),
       }),
