@@ -1,7 +1,7 @@
 // The Cluster and Replication tabs: members, the election timeline, each follower's progress,
 // snapshot transfers, and this node's throughput and latency charts.
 
-import { $, el, fill, ago, clock, bytes } from './util.js';
+import { $, el, fill, ago, clock, bytes, clip } from './util.js';
 import { drawChart, legend } from './chart.js';
 
 /** The member that leads, as the members say: the highest term's leader that answers. */
@@ -28,7 +28,8 @@ function voteOf(id, statuses) {
 }
 
 function healthOf(m) {
-  if (m.error !== null) return el('span', { class: 'bad' }, `down: ${m.error}`);
+  if (m.error !== null)
+    return el('span', { class: 'bad', title: m.error }, `down: ${clip(m.error, 32)}`);
   const s = m.view?.status;
   if (s === undefined) return el('span', { class: 'warn' }, 'waiting for its first answer');
   if (s.recovering) return el('span', { class: 'warn' }, 'recovering lost data');
@@ -85,7 +86,7 @@ export function renderCluster(c) {
         el('td', {}, s?.applied ?? '—'),
         el('td', {}, lagOf(m, leader)),
         el('td', {}, voteOf(m.id, statuses)),
-        el('td', {}, healthOf(m)),
+        el('td', { class: 'health' }, healthOf(m)),
         el(
           'td',
           {},
@@ -137,8 +138,12 @@ export function renderTimeline(entries) {
         el('span', {}, e.group === 0 ? 'key-value' : 'queue'),
         el('span', { class: 'what' }, kindText[e.kind] ?? e.kind),
         el('span', {}, `term ${e.term}`),
-        el('span', { class: 'reason' }, e.reason),
-        e.count > 1 ? el('span', {}, `×${e.count} (last ${clock(e.lastMs)})`) : null,
+        el(
+          'span',
+          { class: 'reason' },
+          e.reason,
+          e.count > 1 ? ` (×${e.count}, the last at ${clock(e.lastMs)})` : '',
+        ),
       ),
     );
   if (items.length === 0) items.push(el('li', { class: 'empty' }, 'Nothing yet.'));

@@ -69,6 +69,7 @@ function select(name) {
   $('queue-detail').hidden = false;
   $('queue-name').textContent = name;
   $('jobs-result').textContent = '';
+  drawRates();
   void listJobs();
 }
 
@@ -140,7 +141,12 @@ function sampleRates() {
   if (q === undefined) return;
   history.push({ atMs: Date.now(), ...q.totals });
   if (history.length > 181) history.shift();
-  if ($('tab-queues').hidden || history.length < 2) return;
+  drawRates();
+}
+
+/** The selected queue's rates: each total's rise per second between samples. */
+function drawRates() {
+  if ($('tab-queues').hidden || $('queue-detail').hidden) return;
   const rate = (key) =>
     history
       .slice(1)

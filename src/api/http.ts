@@ -411,7 +411,7 @@ export class JsonHttpServer {
   private send(
     res: ServerResponse,
     status: number,
-    body: string | Buffer,
+    body: string,
     contentType: string,
     headers?: Readonly<Record<string, string>>,
   ): void {

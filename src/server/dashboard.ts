@@ -238,9 +238,15 @@ export class DashboardFeed {
     for (const s of [...this.streams]) s.done();
   }
 
+  /**
+   * Nobody follows: stop looking, and forget what was seen, so that the next page is not shown
+   * a cluster as it was minutes ago.
+   */
   private idle(): void {
     if (this.timer !== null) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
+    this.states.clear();
+    this.last.cluster = this.last.timeline = this.last.queues = '';
   }
 
   /** One look: start asking the members that are not being asked, then push what changed. */

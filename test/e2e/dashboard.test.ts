@@ -64,10 +64,30 @@ async function post(base: string, path: string, body: unknown): Promise<Record<s
   return json;
 }
 
+/**
+ * Waits until `expression` (JavaScript run in the page: the test tree has no DOM types, so
+ * browser-side code is given as text) is true; fails after `timeoutMs`. It polls with
+ * page.evaluate, which the debugging protocol runs outside the page's content security policy;
+ * Playwright's waitForFunction compiles a string with eval inside the page, which the policy
+ * rightly refuses.
+ */
+async function until(page: Page, expression: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    // An element not there yet makes the expression throw: that is "not yet".
+    const probe = `(() => { try { return Boolean(${expression}); } catch { return false; } })()`;
+    if ((await page.evaluate(probe)) === true) return;
+    if (Date.now() > deadline)
+      throw new Error(`Not true within ${timeoutMs} ms: ${expression.replace(/\s+/g, ' ')}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The id of the row the page highlights as the leader's. */
+const leaderRow = `document.querySelector('#members tr.leader')?.dataset.id`;
+
 async function leaderRowId(page: Page): Promise<string | null> {
-  return page.evaluate(
-    () => document.querySelector<HTMLElement>('#members tr.leader')?.dataset['id'] ?? null,
-  );
+  return page.evaluate<string | null>(`${leaderRow} ?? null`);
 }
 
 void test('the dashboard in a browser: members and leader, put and watch, a dead job retried, failover within 2 s', async (t) => {
@@ -84,20 +104,19 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
     const leader = await cluster.waitForLeader();
     const [first, second] = [1, 2, 3].filter((id) => id !== leader) as [number, number];
     const base = cluster.member(first).client;
-    launched.push(await launch(), await launch());
-    const [a, b] = launched as [{ browser: Browser }, { browser: Browser }];
+    const a = await launch();
+    launched.push(a);
+    const b = await launch();
+    launched.push(b);
     const page = await openPage(a.browser, `${base}/`, problems);
 
     await t.test('shows three members and one leader', async () => {
-      await page.waitForFunction(
-        () =>
-          document.querySelectorAll('#members tbody tr').length === 3 &&
-          document.querySelectorAll('#members tr.leader').length === 1 &&
-          [...document.querySelectorAll('#members tbody tr')].every((r) =>
-            r.textContent?.includes('healthy'),
-          ),
-        undefined,
-        { timeout: 10_000 },
+      await until(
+        page,
+        `document.querySelectorAll('#members tbody tr').length === 3 &&
+         document.querySelectorAll('#members tr.leader').length === 1 &&
+         [...document.querySelectorAll('#members tbody tr')].every((r) => r.textContent.includes('healthy'))`,
+        10_000,
       );
       assert.equal(await leaderRowId(page), String(leader));
       await page.waitForSelector('#timeline li.k-become-leader', { timeout: 5_000 });
@@ -114,10 +133,9 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
         );
         await watcher.fill('#watch-prefix', 'dash/');
         await watcher.click('#watch-button');
-        await watcher.waitForFunction(
-          () => document.getElementById('watch-state')?.textContent?.startsWith('Watching'),
-          undefined,
-          { timeout: 5_000 },
+        await until(
+          watcher,
+          `document.getElementById('watch-state').textContent.startsWith('Watching')`,
         );
         await page.goto(`${base}/#data`);
         const markup = 'dash/<img src=x onerror=alert(1)>';
@@ -128,18 +146,13 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
           await page.fill('#put-key', key);
           await page.fill('#put-value', value);
           await page.click('#put-form button[type=submit]');
-          await page.waitForFunction(
-            (k) => document.getElementById('put-result')?.textContent?.startsWith(`Put "${k}"`),
-            key,
-            { timeout: 5_000 },
+          await until(
+            page,
+            `document.getElementById('put-result').textContent.startsWith(${JSON.stringify(`Put "${key}"`)})`,
           );
-          await watcher.waitForFunction(
-            (k) =>
-              [...document.querySelectorAll<HTMLElement>('#watch-events li')].some(
-                (li) => li.dataset['key'] === k,
-              ),
-            key,
-            { timeout: 5_000 },
+          await until(
+            watcher,
+            `[...document.querySelectorAll('#watch-events li')].some((li) => li.dataset.key === ${JSON.stringify(key)})`,
           );
         }
         // Browse the prefix: the key is shown as the text it is, and no element came of it.
@@ -147,12 +160,10 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
         await page.click('#browse-form button[type=submit]');
         await page.waitForSelector('#keys tbody tr[data-key]', { timeout: 5_000 });
         for (const p of [page, watcher]) {
-          const found = await p.evaluate(() => ({
-            images: document.querySelectorAll('main img, main script').length,
-            texts: [...document.querySelectorAll('#keys code, #watch-events code')].map(
-              (c) => c.textContent,
-            ),
-          }));
+          const found = await p.evaluate<{ images: number; texts: string[] }>(`({
+          images: document.querySelectorAll('main img, main script').length,
+          texts: [...document.querySelectorAll('#keys code, #watch-events code')].map((c) => c.textContent),
+        })`);
           assert.equal(found.images, 0, 'a key became markup');
           assert.ok(found.texts.includes(markup), JSON.stringify(found.texts));
         }
@@ -186,38 +197,52 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
       await page.screenshot({ path: join(shots, 'queues.png') });
       await page.click('#jobs tr[data-job="j1"] button:has-text("Retry")');
       await page.click('#confirm-ok');
-      await page.waitForFunction(
-        () => document.getElementById('jobs-result')?.textContent?.includes('retried'),
-        undefined,
-        { timeout: 5_000 },
-      );
+      await until(page, `document.getElementById('jobs-result').textContent.includes('retried')`);
       const got = await post(base, '/v1/queue/get', { queue: 'mail', id: 'j1' });
       assert.equal((got['job'] as { state: string }).state, 'waiting');
     });
 
     await t.test('replication and charts, operations, and a phone-sized screen', async () => {
-      const client = cluster.client();
-      try {
-        for (let i = 0; i < 60; i++) await client.put(`load/${i % 10}`, String(i));
-      } finally {
-        await client.close();
-      }
-      await page.goto(`${base}/#replication`);
-      await page.waitForSelector('#followers tbody tr[data-id]', { timeout: 5_000 });
-      await page.waitForFunction(
-        () => document.getElementById('chart-rate-text')?.textContent?.includes('writes'),
-        undefined,
-        { timeout: 5_000 },
+      // The charts are the node's own: watch the leader's, which serves the writes.
+      const leaderPage = await openPage(
+        b.browser,
+        `${cluster.member(leader).client}/#replication`,
+        problems,
       );
-      await page.screenshot({ path: join(shots, 'replication.png') });
+      const client = cluster.client();
+      let writing = true;
+      const load = (async () => {
+        for (let i = 0; writing; i++) {
+          await client.put(`load/${i % 10}`, String(i));
+          if (i % 4 === 0) await client.get(`load/${i % 10}`);
+        }
+      })();
+      try {
+        await leaderPage.waitForSelector('#followers tbody tr[data-id]', { timeout: 5_000 });
+        await until(
+          leaderPage,
+          `!document.getElementById('chart-rate-text').textContent.includes('writes: 0/s') &&
+           document.getElementById('chart-rate-text').textContent.includes('writes')`,
+          5_000,
+        );
+        await leaderPage.screenshot({ path: join(shots, 'replication.png') });
+      } finally {
+        writing = false;
+        await load;
+        await client.close();
+        await leaderPage.close();
+      }
       await page.goto(`${base}/#operations`);
-      await page.waitForSelector('#transfer-to option[value="1"]', { timeout: 5_000 });
+      await page.waitForSelector('#transfer-to option[value="1"]', {
+        state: 'attached',
+        timeout: 5_000,
+      });
       await page.screenshot({ path: join(shots, 'operations.png') });
       await page.setViewportSize({ width: 390, height: 844 });
       await page.goto(`${base}/#cluster`);
       await page.waitForSelector('#members tr.leader', { timeout: 5_000 });
-      const overflow = await page.evaluate(
-        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      const overflow = await page.evaluate<number>(
+        `document.documentElement.scrollWidth - document.documentElement.clientWidth`,
       );
       assert.ok(overflow <= 0, `the page is ${overflow} px wider than a phone's screen`);
       await page.screenshot({ path: join(shots, 'phone.png') });
@@ -225,25 +250,15 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
     });
 
     await t.test("killing the leader's process shows the new leader within 2 s", async () => {
-      await page.waitForFunction(
-        (id) => document.querySelector<HTMLElement>('#members tr.leader')?.dataset['id'] === id,
-        String(leader),
-        { timeout: 5_000 },
-      );
+      const old = JSON.stringify(String(leader));
+      await until(page, `${leaderRow} === ${old}`);
       await cluster.kill(leader);
-      await page.waitForFunction(
-        (old) => {
-          const id = document.querySelector<HTMLElement>('#members tr.leader')?.dataset['id'];
-          return id !== undefined && id !== old;
-        },
-        String(leader),
-        { timeout: 2_000 },
-      );
-      await page.waitForFunction(
-        (old) =>
-          document.querySelector(`#members tr[data-id="${old}"]`)?.textContent?.includes('down'),
-        String(leader),
-        { timeout: 2_000 },
+      // The issue's bound: another leader shows within 2 s of the kill.
+      await until(page, `${leaderRow} !== undefined && ${leaderRow} !== ${old}`, 2_000);
+      await until(
+        page,
+        `document.querySelector('#members tr[data-id="${leader}"]').textContent.includes('down')`,
+        2_000,
       );
       await page.screenshot({ path: join(shots, 'failover.png') });
     });

@@ -31,6 +31,7 @@ class FakeClock implements Clock {
   async advance(ms: number): Promise<void> {
     const end = this.now + ms;
     for (;;) {
+      await settle();
       const due = [...this.timers]
         .filter(([, t]) => t.at <= end)
         .sort((a, b) => a[1].at - b[1].at)[0];
