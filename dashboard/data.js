@@ -209,7 +209,18 @@ function watchLine(line, prefix) {
   while (list.children.length > 200) list.lastElementChild.remove();
 }
 
+let browsed = false;
+
+/** The first time the tab is shown, list every key (the first page of them). */
+function browseOnce() {
+  if (browsed || location.hash !== '#data') return;
+  browsed = true;
+  void browse();
+}
+
 export function initData() {
+  window.addEventListener('hashchange', browseOnce);
+  browseOnce();
   $('browse-form').addEventListener('submit', (e) => {
     e.preventDefault();
     void browse();
