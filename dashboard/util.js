@@ -1,4 +1,4 @@
-// Small helpers shared by the dashboard's views. Everything a node sends (keys, values, job
+// Small functions shared by the dashboard's views. Everything a node sends (keys, values, job
 // data, reasons, error messages) reaches the page through `el` as text nodes, never as markup.
 
 /** An element with attributes and children; strings become text nodes. */
