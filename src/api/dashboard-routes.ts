@@ -1,6 +1,6 @@
-// The live dashboard every node serves at `GET /`: three static files (an HTML page, its script
-// and its style sheet, plain and shipped in the package's `dashboard/` folder, so the page
-// needs nothing from the internet), a server-sent event stream of this node's view of the
+// The live dashboard every node serves at `GET /`: its static files (an HTML page, a style sheet
+// and a few JavaScript modules, plain and shipped in the package's `dashboard/` folder, so the
+// page needs nothing from the internet), a server-sent event stream of this node's view of the
 // cluster (`GET /v1/dashboard/events`), and what one node tells another for that view
 // (`GET /v1/dashboard/member`). Everything else the page does goes through the public API.
 //
