@@ -40,7 +40,11 @@ export class Timeline {
   private nextSeq = 1;
   private size = 0;
   /** Rises whenever an entry is added or folded: a reader can tell the ring changed. */
-  private changes = 0;
+  /**
+   * Starts at the clock's time when made, not 0: a reader that kept the version of a run of
+   * this node before a restart must not find it equal to the new run's, and keep the old lines.
+   */
+  private changes: number;
 
   constructor(
     private readonly node: number,
@@ -50,6 +54,7 @@ export class Timeline {
     if (!Number.isInteger(capacity) || capacity < 1)
       throw new RangeError(`A timeline holds at least 1 entry, got ${capacity}`);
     this.ring = new Array<TimelineEntry | undefined>(capacity);
+    this.changes = Math.max(1, Math.floor(nowMs()));
   }
 
   /** Records a runtime event of `group` if it belongs on the timeline. */
