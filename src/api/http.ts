@@ -39,7 +39,22 @@ export type RouteResult = {
    * instead, so the reader sees the answer end short of its own end marker.
    */
   readonly bytes?: (out: ByteSink) => Promise<void>;
+  /**
+   * A server-sent event stream (`text/event-stream`) written by `events` until its promise
+   * settles or the client goes away (`out.signal` aborts).
+   */
+  readonly events?: (out: EventSink) => Promise<void>;
+  /** Headers of this answer besides the server's own (caching, content security policy). */
+  readonly headers?: Readonly<Record<string, string>>;
 };
+
+/** The writer of a server-sent event stream: one named event with a JSON payload at a time. */
+export interface EventSink {
+  send(event: string, data: unknown): void;
+  /** Bytes written but not yet taken by the connection: how far the reader lags. */
+  buffered(): number;
+  readonly signal: AbortSignal;
+}
 
 /** The writer of a streamed binary answer. */
 export interface ByteSink {
@@ -265,8 +280,16 @@ export class JsonHttpServer {
       if (result.stream !== undefined) await this.stream(res, result.stream, controller.signal);
       else if (result.bytes !== undefined)
         await this.streamBytes(res, result.bytes, controller.signal);
+      else if (result.events !== undefined)
+        await this.streamEvents(res, result.events, controller.signal);
       else if (result.text !== undefined)
-        this.send(res, status, result.text, result.contentType ?? 'text/plain; charset=utf-8');
+        this.send(
+          res,
+          status,
+          result.text,
+          result.contentType ?? 'text/plain; charset=utf-8',
+          result.headers,
+        );
       else this.send(res, status, JSON.stringify(result.json ?? {}), 'application/json');
     } catch (err) {
       const e = toFlotillaError(err);
@@ -334,6 +357,33 @@ export class JsonHttpServer {
     }
   }
 
+  private async streamEvents(
+    res: ServerResponse,
+    body: (out: EventSink) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    res.writeHead(200, {
+      ...this.opts.answerHeaders,
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      // Proxies that buffer answers would hold the events back.
+      'X-Accel-Buffering': 'no',
+    });
+    res.flushHeaders();
+    try {
+      await body({
+        send: (event, data) => {
+          // JSON holds no raw newline, so one data line carries the whole payload.
+          if (!res.destroyed) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+        },
+        buffered: () => res.writableLength,
+        signal,
+      });
+    } finally {
+      if (!res.destroyed) res.end();
+    }
+  }
+
   private async streamBytes(
     res: ServerResponse,
     body: (out: ByteSink) => Promise<void>,
@@ -370,10 +420,17 @@ export class JsonHttpServer {
     if (!res.destroyed) res.end();
   }
 
-  private send(res: ServerResponse, status: number, body: string, contentType: string): void {
+  private send(
+    res: ServerResponse,
+    status: number,
+    body: string,
+    contentType: string,
+    headers?: Readonly<Record<string, string>>,
+  ): void {
     if (res.headersSent || res.destroyed) return;
     res.writeHead(status, {
       ...this.opts.answerHeaders,
+      ...headers,
       'Content-Type': contentType,
       'Content-Length': Buffer.byteLength(body),
       // Every 429 (this node's refusal, or the leader's passed on by forwarding) says when

@@ -182,6 +182,8 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     out(
       `  node ${m.id}: client ${m.client}  peer ${m.peer}  pid ${children.get(m.id)?.pid ?? '?'}`,
     );
+  // Every node serves the dashboard; the first is as good as any.
+  out(`Dashboard: ${members[0]?.client}/ (every node serves it at its client URL)`);
   out(
     `Try: curl -s ${members[0]?.client}/v1/kv/put -H 'content-type: application/json' -d '{"key":"hello","value":"world"}'`,
   );

@@ -70,6 +70,13 @@ import { NodeMembers } from './member-node.js';
 import { LiveTokenBook, memberAuthHeaders } from './auth-tokens.js';
 import { httpAuthorizer } from '../api/auth.js';
 import type { TcpTransport as Transport } from '../transport/index.js';
+import {
+  dashboardMemberPath,
+  installDashboardRoutes,
+  type MemberView,
+} from '../api/dashboard-routes.js';
+import { DashboardFeed, RateSampler } from './dashboard.js';
+import { Timeline } from './timeline.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -86,6 +93,17 @@ function snapshotTransfersOf(kv: RaftRuntime, queue: RaftRuntime): SnapshotTrans
 /** Connections to each other member for forwarded requests and status. */
 const forwardConnections = 128;
 
+/** Election timeline lines each node keeps (both groups together). */
+const timelineEntries = 256;
+
+/** What the dashboard reads of a node besides its status (DESIGN.md, "The dashboard"). */
+interface DashboardParts {
+  readonly timeline: Timeline;
+  readonly sampler: RateSampler;
+  /** When a message from the key-value group's leader last arrived (performance.now()), or 0. */
+  leaderContactMs: number;
+}
+
 export class FlotillaNode implements AsyncDisposable {
   private closing = false;
   private readonly pools = new Map<string, Pool>();
@@ -100,6 +118,9 @@ export class FlotillaNode implements AsyncDisposable {
   private wire: WireServer | null = null;
   /** The tokens clients must present, following the tokens file; null without authentication. */
   private tokens: LiveTokenBook | null = null;
+  /** The dashboard's event stream; set once the node is assembled. */
+  private feed: DashboardFeed | null = null;
+  private dash: DashboardParts | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
@@ -266,6 +287,11 @@ export class FlotillaNode implements AsyncDisposable {
       (ms) => metrics.heartbeatRoundTrip.observe(ms / 1000),
       (ms) => metrics.leaderContactGap.observe(ms / 1000),
     );
+    const dash: DashboardParts = {
+      timeline: new Timeline(config.id, timelineEntries, () => systemClock.nowMs()),
+      sampler: new RateSampler(systemClock),
+      leaderContactMs: 0,
+    };
     const kv = new KvStateMachine(limits);
     const sessionLimits = {
       ...defaultSessionLimits,
@@ -287,6 +313,9 @@ export class FlotillaNode implements AsyncDisposable {
           transport.onMessage((m, a, group) => {
             metrics.messagesReceived.inc({ type: m.type });
             heartbeats.received(m);
+            // Only a leader sends appends and heartbeats (and the core drops a stale one's).
+            if (group === KV_GROUP && (m.type === 'append' || m.type === 'heartbeat'))
+              dash.leaderContactMs = performance.now();
             h(m, a, group);
           }),
         flush: () => transport.flush(),
@@ -295,7 +324,11 @@ export class FlotillaNode implements AsyncDisposable {
       // The metrics describe the key-value group, as they did before the queue group existed;
       // the queue group's events are logged, tagged with their group.
       onEvent: (group, e: RuntimeEvent) => {
-        if (group === KV_GROUP) metrics.observe(e);
+        dash.timeline.record(group, e);
+        if (group === KV_GROUP) {
+          metrics.observe(e);
+          if (e.kind === 'applied') dash.sampler.appliedEntries(e.entries);
+        }
         logRuntimeEvent(group === KV_GROUP ? log : queueLog, e);
       },
     });
@@ -479,6 +512,36 @@ export class FlotillaNode implements AsyncDisposable {
       watch: (spec, sink) => node.watchHub.watch(spec, sink),
     };
     installWatchRoute(http, watchBackend);
+    node.dash = dash;
+    node.feed = new DashboardFeed({
+      selfId: config.id,
+      clock: systemClock,
+      periodMs: 250,
+      peerTimeoutMs: 750,
+      maxStreams: 32,
+      maxBufferedBytes: 4 * 1024 * 1024,
+      timelineLines: 200,
+      members: () => node.members.book,
+      local: (version) => node.memberView(version),
+      fetchMember: (client, version, signal) => node.fetchMemberView(client, version, signal),
+      queues: () => ({
+        applied: queueRuntime.appliedIndex(),
+        queues: queueMachine
+          .queueNames()
+          .sort()
+          .slice(0, 100)
+          .map((name) => queueMachine.stats(name))
+          .filter((q) => q !== null)
+          .map((q) => ({ queue: q.queue, paused: q.paused, counts: q.counts, totals: q.totals })),
+      }),
+      sampler: dash.sampler,
+    });
+    const feed = node.feed;
+    installDashboardRoutes(http, {
+      member: (version) => node.memberView(version),
+      follow: (out) => feed.follow(out),
+      checkRoom: () => feed.checkRoom(),
+    });
     node.wire =
       wireListen === null
         ? null
@@ -510,6 +573,7 @@ export class FlotillaNode implements AsyncDisposable {
           peer: config.listenPeer,
           dataDir: config.dataDir,
           storage: config.storage,
+          dashboard: dashboardUrl(addr.address, addr.port),
         },
         'node started',
       );
@@ -520,6 +584,7 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     node.compactor.start();
+    dash.sampler.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
     node.members.membership.start();
@@ -535,6 +600,8 @@ export class FlotillaNode implements AsyncDisposable {
     this.leaseKeeper.stop();
     this.queueTicker.stop();
     this.watchHub.close();
+    this.feed?.close();
+    this.dash?.sampler.stop();
     await this.host.close();
     await this.http.close();
     await this.wire?.close();
@@ -580,6 +647,48 @@ export class FlotillaNode implements AsyncDisposable {
     };
   }
 
+  /**
+   * What this node tells the dashboard of itself: its status, how long since it heard from its
+   * leader, what it has in flight to each follower when it leads, and its election timeline
+   * when that changed since `timelineVersion`.
+   */
+  memberView(timelineVersion: number): MemberView {
+    const s = this.runtime.status();
+    const inflight: Record<string, number> = {};
+    if (s.role === 'leader')
+      for (const [id, p] of Object.entries(s.progress))
+        if (Number(id) !== s.id) inflight[id] = Math.max(0, p.next - 1 - p.match);
+    const t = this.dash?.timeline.entriesAfter(0);
+    return {
+      status: this.nodeStatus(),
+      leaderContactAgoMs:
+        s.role === 'leader' || !this.dash?.leaderContactMs
+          ? null
+          : Math.round(performance.now() - this.dash.leaderContactMs),
+      inflight,
+      timeline:
+        t === undefined || t.version === timelineVersion
+          ? null
+          : { version: t.version, entries: t.entries },
+    };
+  }
+
+  /** Another member's view for this node's dashboard feed. */
+  private async fetchMemberView(
+    client: string,
+    timelineVersion: number,
+    signal: AbortSignal,
+  ): Promise<MemberView> {
+    const res = await this.pool(client).request({
+      method: 'GET',
+      path: `${dashboardMemberPath}?timelineVersion=${timelineVersion}`,
+      signal,
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+    return JSON.parse(text) as MemberView;
+  }
+
   /** The key-value backend both fronts (HTTP and the binary protocol) serve requests through. */
   private backend(): KvBackend {
     const header = () => ({
@@ -601,7 +710,9 @@ export class FlotillaNode implements AsyncDisposable {
         try {
           const result = await this.runtime.propose(data, { signal });
           this.metrics.proposals.inc({ outcome: 'ok' });
-          this.metrics.applyLatency.observe((performance.now() - started) / 1000);
+          const ms = performance.now() - started;
+          this.metrics.applyLatency.observe(ms / 1000);
+          this.dash?.sampler.write(ms);
           const answer = answerOf(result);
           return {
             header: { ...header(), revision: answer.revision },
@@ -626,6 +737,7 @@ export class FlotillaNode implements AsyncDisposable {
           }
         }
         this.metrics.reads.inc({ level: consistency, outcome: 'ok' });
+        this.dash?.sampler.read();
         return { header: header(), result: this.kv.range(op) };
       },
       compact: async (revision, signal) => {
@@ -755,6 +867,17 @@ function unfenced(s: QueueService): QueueBackend['service'] {
       return s.write(cmd, session, w);
     },
   };
+}
+
+/** The dashboard's address for a client listener (a wildcard address shown as loopback). */
+export function dashboardUrl(address: string, port: number): string {
+  const host =
+    address === '0.0.0.0' || address === '::'
+      ? '127.0.0.1'
+      : address.includes(':')
+        ? `[${address}]`
+        : address;
+  return `http://${host}:${port}/`;
 }
 
 function unsafeEmptyResult(op: BackendOp): BackendOpResult {

@@ -142,6 +142,10 @@ void describe('cluster up', () => {
     const [, leader] = await waitForOutput(run, /Ready: node (\d+) leads/, 30_000);
     const pids = printedPids(run);
     assert.equal(pids.size, 3, run.out.stdout);
+    assert.ok(
+      run.out.stdout.includes(`Dashboard: http://127.0.0.1:${client}/ `),
+      `cluster up prints the dashboard's address:\n${run.out.stdout}`,
+    );
     const res = await fetch(`http://127.0.0.1:${client + Number(leader) - 1}/v1/status`, {
       signal: AbortSignal.timeout(5_000),
     });
@@ -350,12 +354,14 @@ void describe('start logs', () => {
       const [line] = await waitForOutput(run, /^.*node started.*$/m, 15_000);
       run.child.kill('SIGTERM');
       assert.equal(await exitOf(run, 15_000), 0, run.out.stderr);
-      if (pretty)
+      if (pretty) {
         assert.match(line, /^\d\d:\d\d:\d\d\.\d{3} INFO node started client=127\.0\.0\.1:/);
-      else {
-        const rec = JSON.parse(line) as { msg?: unknown; time?: unknown };
+        assert.ok(line.includes(` dashboard=http://127.0.0.1:${client}/`), line);
+      } else {
+        const rec = JSON.parse(line) as { msg?: unknown; time?: unknown; dashboard?: unknown };
         assert.equal(rec.msg, 'node started');
         assert.equal(typeof rec.time, 'number');
+        assert.equal(rec.dashboard, `http://127.0.0.1:${client}/`, 'start prints the dashboard');
       }
     });
   }

@@ -1,0 +1,274 @@
+// The dashboard in a real browser (Debian's headless Chromium driven by playwright-core) against
+// a cluster of three `flotilla start` processes: the page shows three members and one leader;
+// a put from one page reaches a second browser through its watch, as text even when the key is
+// markup; a dead job is retried from the page; killing the leader's process shows the new
+// leader within 2 s; and no page logs a console error. Screenshots go to docs/screenshots/.
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { repoRoot } from '../support/root.js';
+import { TestCluster } from './harness.js';
+
+const chromiumPath = '/usr/bin/chromium';
+const shots = join(repoRoot(), 'docs', 'screenshots');
+
+async function launch(): Promise<{ browser: Browser; profile: string }> {
+  // A fresh profile each time, removed afterwards; nothing reaches beyond loopback.
+  const profile = mkdtempSync(join(tmpdir(), 'flotilla-chromium-'));
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disk-cache-dir=' + join(profile, 'cache'),
+    ],
+  });
+  return { browser, profile };
+}
+
+/** A page that records every console error, uncaught exception and dialog. */
+async function openPage(browser: Browser, url: string, problems: string[]): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error on ${url}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`uncaught on ${url}: ${e.message}`));
+  // The page opens its own confirmation dialogs (HTML <dialog>); a native one (alert, confirm)
+  // would only come from script the page never meant to run.
+  page.on('dialog', (d) => {
+    problems.push(`native dialog on ${url}: ${d.message()}`);
+    void d.dismiss();
+  });
+  await page.goto(url);
+  return page;
+}
+
+async function post(base: string, path: string, body: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = (await res.json()) as Record<string, unknown>;
+  assert.equal(res.status, 200, `${path}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+/**
+ * Waits until `expression` (JavaScript run in the page: the test tree has no DOM types, so
+ * browser-side code is given as text) is true; fails after `timeoutMs`. It polls with
+ * page.evaluate, which the debugging protocol runs outside the page's content security policy;
+ * Playwright's waitForFunction compiles a string with eval inside the page, which the policy
+ * rightly refuses.
+ */
+async function until(page: Page, expression: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    // An element not there yet makes the expression throw: that is "not yet".
+    const probe = `(() => { try { return Boolean(${expression}); } catch { return false; } })()`;
+    if ((await page.evaluate(probe)) === true) return;
+    if (Date.now() > deadline)
+      throw new Error(`Not true within ${timeoutMs} ms: ${expression.replace(/\s+/g, ' ')}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The id of the row the page highlights as the leader's. */
+const leaderRow = `document.querySelector('#members tr.leader')?.dataset.id`;
+
+async function leaderRowId(page: Page): Promise<string | null> {
+  return page.evaluate<string | null>(`${leaderRow} ?? null`);
+}
+
+void test('the dashboard in a browser: members and leader, put and watch, a dead job retried, failover within 2 s', async (t) => {
+  assert.ok(
+    existsSync(chromiumPath),
+    `${chromiumPath} is missing: install Debian's chromium package (.ci/run does)`,
+  );
+  mkdirSync(shots, { recursive: true });
+  const cluster = await TestCluster.create({ nodes: 3 });
+  const launched: { browser: Browser; profile: string }[] = [];
+  const problems: string[] = [];
+  try {
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const [first, second] = [1, 2, 3].filter((id) => id !== leader) as [number, number];
+    const base = cluster.member(first).client;
+    const a = await launch();
+    launched.push(a);
+    const b = await launch();
+    launched.push(b);
+    const page = await openPage(a.browser, `${base}/`, problems);
+
+    await t.test('shows three members and one leader', async () => {
+      await until(
+        page,
+        `document.querySelectorAll('#members tbody tr').length === 3 &&
+         document.querySelectorAll('#members tr.leader').length === 1 &&
+         [...document.querySelectorAll('#members tbody tr')].every((r) => r.textContent.includes('healthy'))`,
+        10_000,
+      );
+      assert.equal(await leaderRowId(page), String(leader));
+      await page.waitForSelector('#timeline li.k-become-leader', { timeout: 5_000 });
+      await page.screenshot({ path: join(shots, 'cluster.png') });
+    });
+
+    await t.test(
+      'a put from the page reaches a second browser through its watch, as text',
+      async () => {
+        const watcher = await openPage(
+          b.browser,
+          `${cluster.member(second).client}/#data`,
+          problems,
+        );
+        await watcher.fill('#watch-prefix', 'dash/');
+        await watcher.click('#watch-button');
+        await until(
+          watcher,
+          `document.getElementById('watch-state').textContent.startsWith('Watching')`,
+        );
+        await page.goto(`${base}/#data`);
+        const markup = 'dash/<img src=x onerror=alert(1)>';
+        for (const [key, value] of [
+          ['dash/hello', 'world'],
+          [markup, '<script>alert(2)</script>'],
+        ] as const) {
+          await page.fill('#put-key', key);
+          await page.fill('#put-value', value);
+          await page.click('#put-form button[type=submit]');
+          await until(
+            page,
+            `document.getElementById('put-result').textContent.startsWith(${JSON.stringify(`Put "${key}"`)})`,
+          );
+          await until(
+            watcher,
+            `[...document.querySelectorAll('#watch-events li')].some((li) => li.dataset.key === ${JSON.stringify(key)})`,
+          );
+        }
+        // Browse the prefix: the key is shown as the text it is, and no element came of it.
+        await page.fill('#browse-prefix', 'dash/');
+        await page.click('#browse-form button[type=submit]');
+        await page.waitForSelector('#keys tbody tr[data-key]', { timeout: 5_000 });
+        for (const p of [page, watcher]) {
+          const found = await p.evaluate<{ images: number; texts: string[] }>(`({
+          images: document.querySelectorAll('main img, main script').length,
+          texts: [...document.querySelectorAll('#keys code, #watch-events code')].map((c) => c.textContent),
+        })`);
+          assert.equal(found.images, 0, 'a key became markup');
+          assert.ok(found.texts.includes(markup), JSON.stringify(found.texts));
+        }
+        await watcher.screenshot({ path: join(shots, 'watch.png') });
+        await page.screenshot({ path: join(shots, 'data.png') });
+      },
+    );
+
+    await t.test('a dead job is retried from the page', async () => {
+      await post(base, '/v1/queue/add', { queue: 'mail', name: 'send', id: 'j1', maxAttempts: 1 });
+      await post(base, '/v1/queue/add', {
+        queue: 'mail',
+        name: 'send',
+        id: 'j2',
+        data: { to: 'a@b.c' },
+      });
+      const claim = await post(base, '/v1/queue/claim', { queue: 'mail' });
+      const jobs = claim['jobs'] as { job: { id: string }; token: number }[];
+      assert.equal(jobs[0]?.job.id, 'j1');
+      await post(base, '/v1/queue/fail', {
+        queue: 'mail',
+        id: 'j1',
+        token: jobs[0]?.token,
+        error: 'mailbox full',
+        final: true,
+      });
+      await page.goto(`${base}/#queues`);
+      await page.waitForSelector('#queues tr[data-queue="mail"]', { timeout: 5_000 });
+      await page.click('#queues tr[data-queue="mail"] button:has-text("Jobs")');
+      await page.waitForSelector('#jobs tr[data-job="j1"]', { timeout: 5_000 });
+      await page.screenshot({ path: join(shots, 'queues.png') });
+      await page.click('#jobs tr[data-job="j1"] button:has-text("Retry")');
+      await page.click('#confirm-ok');
+      await until(page, `document.getElementById('jobs-result').textContent.includes('retried')`);
+      const got = await post(base, '/v1/queue/get', { queue: 'mail', id: 'j1' });
+      assert.equal((got['job'] as { state: string }).state, 'waiting');
+    });
+
+    await t.test('replication and charts, operations, and a phone-sized screen', async () => {
+      // The charts are the node's own: watch the leader's, which serves the writes.
+      const leaderPage = await openPage(
+        b.browser,
+        `${cluster.member(leader).client}/#replication`,
+        problems,
+      );
+      const client = cluster.client();
+      let writing = true;
+      const load = (async () => {
+        for (let i = 0; writing; i++) {
+          await client.put(`load/${i % 10}`, String(i));
+          if (i % 4 === 0) await client.get(`load/${i % 10}`);
+        }
+      })();
+      try {
+        await leaderPage.waitForSelector('#followers tbody tr[data-id]', { timeout: 5_000 });
+        await until(
+          leaderPage,
+          `!document.getElementById('chart-rate-text').textContent.includes('writes: 0/s') &&
+           document.getElementById('chart-rate-text').textContent.includes('writes')`,
+          5_000,
+        );
+        await leaderPage.screenshot({ path: join(shots, 'replication.png') });
+      } finally {
+        writing = false;
+        await load;
+        await client.close();
+        await leaderPage.close();
+      }
+      await page.goto(`${base}/#operations`);
+      await page.waitForSelector('#transfer-to option[value="1"]', {
+        state: 'attached',
+        timeout: 5_000,
+      });
+      await page.screenshot({ path: join(shots, 'operations.png') });
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.goto(`${base}/#cluster`);
+      await page.waitForSelector('#members tr.leader', { timeout: 5_000 });
+      const overflow = await page.evaluate<number>(
+        `document.documentElement.scrollWidth - document.documentElement.clientWidth`,
+      );
+      assert.ok(overflow <= 0, `the page is ${overflow} px wider than a phone's screen`);
+      await page.screenshot({ path: join(shots, 'phone.png') });
+      await page.setViewportSize({ width: 1280, height: 800 });
+    });
+
+    await t.test("killing the leader's process shows the new leader within 2 s", async () => {
+      const old = JSON.stringify(String(leader));
+      await until(page, `${leaderRow} === ${old}`);
+      await cluster.kill(leader);
+      // The issue's bound: another leader shows within 2 s of the kill.
+      await until(page, `${leaderRow} !== undefined && ${leaderRow} !== ${old}`, 2_000);
+      await until(
+        page,
+        `document.querySelector('#members tr[data-id="${leader}"]').textContent.includes('down')`,
+        2_000,
+      );
+      await page.screenshot({ path: join(shots, 'failover.png') });
+    });
+
+    assert.deepEqual(problems, [], 'the pages logged errors');
+  } finally {
+    for (const l of launched) {
+      await l.browser.close();
+      rmSync(l.profile, { recursive: true, force: true });
+    }
+    await cluster.stop();
+  }
+});
