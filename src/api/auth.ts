@@ -18,6 +18,7 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { FlotillaError } from '../base/errors.js';
+import { dashboardAssets, dashboardEventsPath, dashboardMemberPath } from './dashboard-routes.js';
 import { queuePaths, queueReads, type QueueOpName } from './queue-paths.js';
 import { rangePath, writePaths } from './requests.js';
 
@@ -147,8 +148,17 @@ export function bearerHeader(token: string): string {
   return `Bearer ${token}`;
 }
 
-/** Health probes and metrics: open, so that probes and scrapers need no token (API.md). */
-const openPaths = new Set(['/healthz', '/readyz', '/metrics']);
+/**
+ * Health probes and metrics: open, so that probes and scrapers need no token (API.md). So are
+ * the dashboard's files, which hold no data: the page asks for the token, and every request it
+ * makes for data carries it.
+ */
+const openPaths = new Set([
+  '/healthz',
+  '/readyz',
+  '/metrics',
+  ...dashboardAssets.map((a) => a.path),
+]);
 
 /** The HTTP paths a read or write token may use; every other path needs admin. */
 const rolePaths: ReadonlyMap<string, Role> = new Map<string, Role>([
@@ -158,6 +168,8 @@ const rolePaths: ReadonlyMap<string, Role> = new Map<string, Role>([
   ['/v1/cluster/status', 'read'],
   ['/v1/lease/timetolive', 'read'],
   ['/v1/lease/leases', 'read'],
+  [dashboardEventsPath, 'read'],
+  [dashboardMemberPath, 'read'],
   ...Object.values(writePaths).map((p): [string, Role] => [p, 'write']),
   ['/v1/lease/grant', 'write'],
   ['/v1/lease/revoke', 'write'],

@@ -682,6 +682,7 @@ export class FlotillaNode implements AsyncDisposable {
     const res = await this.pool(client).request({
       method: 'GET',
       path: `${dashboardMemberPath}?timelineVersion=${timelineVersion}`,
+      headers: memberAuthHeaders(this.config.auth),
       signal,
     });
     const text = await res.body.text();

@@ -146,6 +146,48 @@ void describe('HTTP with authentication on', () => {
       assert.equal((await call(leader, path)).status, 200, path);
   });
 
+  void it("serves the dashboard's files to anyone, its data only to a token; its members' views carry the node token", async () => {
+    for (const path of ['/', '/dashboard/style.css'])
+      assert.equal((await call(follower, path)).status, 200, path);
+    for (const path of ['/v1/dashboard/events', '/v1/dashboard/member?timelineVersion=0'])
+      assert.equal((await call(follower, path)).status, 401, path);
+    assert.equal(
+      (await call(leader, '/v1/dashboard/member?timelineVersion=0', { token: tokens.read })).status,
+      200,
+    );
+    // The stream of a follower, with a read token: every member's view arrives, which the
+    // follower asks the others for with its node token.
+    const res = await fetch(`${cluster.url(follower)}/v1/dashboard/events`, {
+      headers: { authorization: `Bearer ${tokens.read}` },
+      signal: AbortSignal.timeout(15_000),
+    });
+    assert.equal(res.status, 200);
+    const reader = (res.body as ReadableStream<Uint8Array>)
+      .pipeThrough(new TextDecoderStream())
+      .getReader();
+    let buf = '';
+    let last = '';
+    try {
+      for (;;) {
+        const cut = buf.indexOf('\n\n');
+        if (cut < 0) {
+          const { value, done } = await reader.read();
+          if (done) assert.fail(`the stream ended; last cluster event: ${last}`);
+          buf += value;
+          continue;
+        }
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        if (!block.startsWith('event: cluster')) continue;
+        last = /^data: (.*)$/m.exec(block)?.[1] ?? '';
+        const rows = (JSON.parse(last) as { members: { error: unknown; view: unknown }[] }).members;
+        if (rows.length === 3 && rows.every((r) => r.error === null && r.view !== null)) break;
+      }
+    } finally {
+      await reader.cancel();
+    }
+  });
+
   void it('lets a read token read and refuses it a write, 403, on the leader and a follower', async () => {
     for (const id of [leader, follower]) {
       const w = await call(id, '/v1/kv/put', {
