@@ -168,11 +168,16 @@ export async function decideEmptyStart(
       empty.length + 1 >= majority &&
       (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)
     ) {
-      log.info({ peersEmpty: empty }, 'a majority of members hold no log: starting a new cluster');
+      log.info(
+        { peersEmpty: empty },
+        lone
+          ? 'no member holding a log dialled in: starting a new cluster'
+          : 'a majority of members hold no log: starting a new cluster',
+      );
       return 'none';
     }
     const now = Date.now();
-    if (now - reportedMs >= 3_000) {
+    if (!lone && now - reportedMs >= 3_000) {
       reportedMs = now;
       log.warn(
         { heardFrom: [...peerLogs.keys()], needEmpty: majority - 1, waitedMs: now - startedMs },
