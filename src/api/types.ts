@@ -326,4 +326,10 @@ export interface JoinResponse {
   /** Every member's addresses, the joining node's included. */
   readonly book: readonly { readonly id: number; readonly peer: string; readonly client: string }[];
   readonly members: MembersResponse;
+  /**
+   * The node was a member (of either group) before this request: it was added before and is
+   * starting empty, so it may have voted and acknowledged entries it no longer holds, and must
+   * recover as a node that lost its data (DESIGN.md).
+   */
+  readonly alreadyMember: boolean;
 }

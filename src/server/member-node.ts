@@ -297,6 +297,9 @@ export class NodeMembers {
       join: async (m, signal) => {
         try {
           await this.membership.seedDirectory(signal);
+          // Asked before the change: a member that lost its data directory joins again under
+          // its id and addresses, and is then told so (a join whose answer was lost is too).
+          const alreadyMember = this.membership.list().members.some((x) => x.id === m.id);
           const members = await this.membership.add(m, {
             learner: true,
             autoPromote: true,
@@ -307,6 +310,7 @@ export class NodeMembers {
             initialMembers: this.o.identity.members,
             book: this.membership.book(),
             members,
+            alreadyMember,
           };
         } catch (err) {
           return refusal(err);

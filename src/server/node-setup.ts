@@ -40,6 +40,12 @@ export interface ResolvedIdentity {
   readonly recorded: DataDirIdentity | null;
   /** This node joined a running cluster (now or before). */
   readonly joined: boolean;
+  /**
+   * It joined now, and the cluster said it was a member already: it lost its data directory
+   * and recovers (DESIGN.md, "A node that lost its data"), neither voting nor counting toward a
+   * quorum until a current leader caught it up.
+   */
+  readonly rejoined: boolean;
 }
 
 /**
@@ -59,14 +65,19 @@ export async function resolveIdentity(
   if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
   const recorded = readIdentity(given.dataDir);
   if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
-  const joined =
+  const asked =
     recorded === null && given.join.length > 0
       ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
           clock: systemClock,
           timeoutMs: 60_000,
           log,
+          ...(given.bootstrapMember === given.id
+            ? { bootstrapAfterMs: given.bootstrapWaitMs }
+            : {}),
         })
       : null;
+  // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
+  const joined = asked === 'bootstrap' ? null : asked;
   const isJoined = joined !== null || recorded?.joined === true;
   const config: NodeConfig =
     joined !== null
@@ -77,7 +88,9 @@ export async function resolveIdentity(
   if (joined !== null)
     log.info(
       { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
-      'joined the cluster as a learner; catching up',
+      joined.alreadyMember
+        ? 'this node was a member already and starts with an empty data directory: recovering from the leader'
+        : 'joined the cluster as a learner; catching up',
     );
   const identity: Identity = {
     clusterId: config.clusterId,
@@ -99,7 +112,13 @@ export async function resolveIdentity(
   // Storage opens before the peer port is bound (every handshake says whether this node holds
   // a log, and must not say "no" for want of having looked): check the port first.
   await checkListenable(config.listenPeer, 'peers (listenPeer)');
-  return { config, identity, recorded, joined: isJoined };
+  return {
+    config,
+    identity,
+    recorded,
+    joined: isJoined,
+    rejoined: joined?.alreadyMember === true,
+  };
 }
 
 /** Both groups' storage, each in its own directory, in the one storage kind of the node. */

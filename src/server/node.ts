@@ -211,7 +211,11 @@ export class FlotillaNode implements AsyncDisposable {
     // Fail before touching storage (node-setup.ts). The peer port is bound for real (messages
     // arriving before the runtime starts are dropped; Raft resends).
     const wireListen = clientProtocolAddress(given);
-    const { config, identity, recorded, joined } = await resolveIdentity(given, wireListen, log);
+    const { config, identity, recorded, joined, rejoined } = await resolveIdentity(
+      given,
+      wireListen,
+      log,
+    );
     const metrics = new NodeMetrics(config.id);
     const { limits } = config;
     const { kv: storage, queue: queueStorage } = await openGroupStorages(config, log);
@@ -231,7 +235,7 @@ export class FlotillaNode implements AsyncDisposable {
     let recovery: Recovery;
     try {
       recovery =
-        recorded !== null && recorded.recovery === 'recovering'
+        (recorded !== null && recorded.recovery === 'recovering') || rejoined
           ? 'recovering'
           : holdsLog || initial.hardState.term > 0 || joined
             ? 'none'
