@@ -13,7 +13,13 @@ function readyzUrl(listenClient: string): string {
   const host = listenClient.slice(0, i).replace(/^\[(.*)\]$/, '$1');
   const port = listenClient.slice(i + 1);
   const target =
-    host === '' || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
+    host === '' || host === '0.0.0.0'
+      ? '127.0.0.1'
+      : host === '::'
+        ? '[::1]'
+        : host.includes(':')
+          ? `[${host}]`
+          : host;
   return `http://${target}:${port}/readyz`;
 }
 

@@ -302,7 +302,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
     }
   }
   const id =
-    merged['id'] === hostOrdinal ? idFromHostname(hostname()) : toInt(merged['id'], 'id', 1, 2 ** 31);
+    merged['id'] === hostOrdinal
+      ? idFromHostname(hostname())
+      : toInt(merged['id'], 'id', 1, 2 ** 31);
   const members = resolveMembers(merged, id);
   const self = members.find((m) => m.id === id);
   if (self === undefined)

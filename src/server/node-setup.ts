@@ -69,7 +69,8 @@ export async function resolveIdentity(
     recorded === null && given.join.length > 0
       ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
           clock: systemClock,
-          timeoutMs: 60_000,
+          // The bootstrap member gives up asking only after its wait.
+          timeoutMs: Math.max(60_000, given.bootstrapWaitMs + 10_000),
           log,
           ...(given.bootstrapMember === given.id
             ? { bootstrapAfterMs: given.bootstrapWaitMs }

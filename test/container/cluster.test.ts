@@ -21,7 +21,12 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import type { MembersResponse, NodeStatus } from '../../src/api/types.js';
-import { composeServices, dockerfileRuntime, root, type ComposeService } from '../deploy/manifests.js';
+import {
+  composeServices,
+  dockerfileRuntime,
+  root,
+  type ComposeService,
+} from '../deploy/manifests.js';
 import { Podman, localNodeBase } from './podman.js';
 
 const enabled = process.env['FLOTILLA_CONTAINER_TESTS'] === '1';
@@ -58,7 +63,8 @@ async function until<T>(
   for (;;) {
     const v = await probe();
     if (v !== null && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms; ${await seen()}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not within ${timeoutMs} ms; ${await seen()}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -66,7 +72,9 @@ async function until<T>(
 void test(
   'the image and compose file: a cluster that survives SIGTERM, SIGKILL and a new address, and a lost volume',
   {
-    skip: enabled ? false : 'set FLOTILLA_CONTAINER_TESTS=1 to run (needs root, podman, runc, debootstrap)',
+    skip: enabled
+      ? false
+      : 'set FLOTILLA_CONTAINER_TESTS=1 to run (needs root, podman, runc, debootstrap)',
     timeout: 15 * 60_000,
   },
   async (t) => {
@@ -88,7 +96,9 @@ void test(
       const out: string[] = [];
       for (const [name, id] of containerOf) {
         const r = await p.podman(['logs', '--tail', '15', id], 30_000, { allowFail: true });
-        out.push(`--- ${name} (${addressOf.get(name)}):\n${r.stdout.slice(-3000)}${r.stderr.slice(-3000)}`);
+        out.push(
+          `--- ${name} (${addressOf.get(name)}):\n${r.stdout.slice(-3000)}${r.stderr.slice(-3000)}`,
+        );
       }
       return out.join('\n');
     };
@@ -98,20 +108,52 @@ void test(
     let writerDone: Promise<void> = Promise.resolve();
     try {
       // --- The image, from the project's own Dockerfile.
-      const base = await localNodeBase(p, tag);
-      say('debootstrap base', `${(base.debootstrapMs / 1000).toFixed(0)} s`);
+      const base = await localNodeBase(
+        p,
+        tag,
+        process.env['FLOTILLA_CONTAINER_CACHE'] || undefined,
+      );
+      say(
+        base.cached ? 'debootstrap base (cached)' : 'debootstrap base',
+        `${(base.debootstrapMs / 1000).toFixed(0)} s`,
+      );
       say('node base image', `${(base.baseMs / 1000).toFixed(0)} s`);
       const image = await p.build(
-        ['--format', 'docker', '--layers=false', '--build-arg', `BASE_IMAGE=${tag}-node`, '--tag', tag, '--file', join(root, 'Dockerfile')],
+        [
+          '--format',
+          'docker',
+          '--layers=false',
+          '--build-arg',
+          `BASE_IMAGE=${tag}-node`,
+          '--tag',
+          tag,
+          '--file',
+          join(root, 'Dockerfile'),
+        ],
         root,
         12 * 60_000,
       );
       say('image build', `${(image.ms / 1000).toFixed(0)} s`);
       const size = Number(await p.inspect('image', image.id, '{{.Size}}'));
-      say('image size', `${(size / 1e6).toFixed(0)} MB (on a ${(Number(await p.inspect('image', base.id, '{{.Size}}')) / 1e6).toFixed(0)} MB base)`);
-      assert.equal(await p.inspect('image', image.id, '{{.Config.User}}'), '10001:10001', 'runs as a user, not root');
-      assert.match(await p.inspect('image', image.id, '{{json .Config.Healthcheck}}'), /healthcheck\.js/);
-      assert.deepEqual(Object.keys(JSON.parse(await p.inspect('image', image.id, '{{json .Config.Volumes}}')) as object), [dockerfileRuntime().volume]);
+      say(
+        'image size',
+        `${(size / 1e6).toFixed(0)} MB (on a ${(Number(await p.inspect('image', base.id, '{{.Size}}')) / 1e6).toFixed(0)} MB base)`,
+      );
+      assert.equal(
+        await p.inspect('image', image.id, '{{.Config.User}}'),
+        '10001:10001',
+        'runs as a user, not root',
+      );
+      assert.match(
+        await p.inspect('image', image.id, '{{json .Config.Healthcheck}}'),
+        /healthcheck\.js/,
+      );
+      assert.deepEqual(
+        Object.keys(
+          JSON.parse(await p.inspect('image', image.id, '{{json .Config.Volumes}}')) as object,
+        ),
+        [dockerfileRuntime().volume],
+      );
 
       // --- The compose file's members, each as compose.yaml sets it up.
       const network = `flotilla-test-${runId}`;
@@ -125,13 +167,20 @@ void test(
         const address = `${subnet}.${nextHost++}`;
         const env = Object.entries(s.environment).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
         const id = await p.runContainer([
-          '--name', `flotilla-test-${runId}-${s.name}`,
-          '--hostname', s.hostname,
-          '--network', network,
-          '--network-alias', s.hostname,
-          '--ip', address,
-          '--volume', `${volume}:${target}`,
-          '--stop-timeout', String(s.stopGraceSeconds),
+          '--name',
+          `flotilla-test-${runId}-${s.name}`,
+          '--hostname',
+          s.hostname,
+          '--network',
+          network,
+          '--network-alias',
+          s.hostname,
+          '--ip',
+          address,
+          '--volume',
+          `${volume}:${target}`,
+          '--stop-timeout',
+          String(s.stopGraceSeconds),
           ...env,
           tag,
         ]);
@@ -145,9 +194,9 @@ void test(
       const urls = (): string[] => services.map((s) => url(s.name));
       const members = (): Promise<MembersResponse | null> => {
         const asked = urls();
-        return Promise.all(asked.map((u) => http<MembersResponse>(`${u}/v1/cluster/members/list`, {}))).then(
-          (all) => all.find((m) => m !== null) ?? null,
-        );
+        return Promise.all(
+          asked.map((u) => http<MembersResponse>(`${u}/v1/cluster/members/list`, {})),
+        ).then((all) => all.find((m) => m !== null) ?? null);
       };
       const threeVoters = async (): Promise<MembersResponse | null> => {
         const m = await members();
@@ -160,7 +209,10 @@ void test(
       const ready = (name: string) => (): Promise<boolean> =>
         http<{ ready: boolean }>(`${url(name)}/readyz`).then((r) => r?.ready === true);
       await until('three voters in both groups', threeVoters, 180_000, logsOf);
-      say('cluster up (first start: bootstrap wait, two joins, promotions)', `${((performance.now() - clusterStarted) / 1000).toFixed(1)} s`);
+      say(
+        'cluster up (first start: bootstrap wait, two joins, promotions)',
+        `${((performance.now() - clusterStarted) / 1000).toFixed(1)} s`,
+      );
 
       // --- A writer that keeps writing distinct keys through every member.
       const acked = new Map<string, string>();
@@ -186,7 +238,12 @@ void test(
       };
       writerDone = writer();
       const wroteMore = async (than: number): Promise<void> => {
-        await until(`writes acknowledged past ${than}`, () => Promise.resolve(acked.size > than), 60_000, logsOf);
+        await until(
+          `writes acknowledged past ${than}`,
+          () => Promise.resolve(acked.size > than),
+          60_000,
+          logsOf,
+        );
       };
       await wroteMore(50);
 
@@ -196,9 +253,16 @@ void test(
         return `node${m.leader}`;
       };
       const leader = await leaderName();
-      const stop = await p.podman(['stop', '--time', '30', containerOf.get(leader) as string], 60_000);
+      const stop = await p.podman(
+        ['stop', '--time', '30', containerOf.get(leader) as string],
+        60_000,
+      );
       say('SIGTERM to exit (leader)', `${(stop.ms / 1000).toFixed(1)} s`);
-      assert.equal(await p.inspect('container', containerOf.get(leader) as string, '{{.State.ExitCode}}'), '0', 'a clean exit');
+      assert.equal(
+        await p.inspect('container', containerOf.get(leader) as string, '{{.State.ExitCode}}'),
+        '0',
+        'a clean exit',
+      );
       await until(
         'a new leader among the others',
         async () => {
@@ -214,13 +278,20 @@ void test(
 
       // --- 2. SIGKILL on a follower, replaced by a container at a new address, same volume.
       const m2 = await until('a leader', members, 30_000, logsOf);
-      const follower = services.map((s) => s.name).find((n) => n !== `node${m2.leader}` && n !== 'node1') ?? 'node2';
+      const follower =
+        services.map((s) => s.name).find((n) => n !== `node${m2.leader}` && n !== 'node1') ??
+        'node2';
       const oldAddress = addressOf.get(follower);
       await p.podman(['kill', containerOf.get(follower) as string], 60_000);
       await p.removeContainer(containerOf.get(follower) as string);
       await start(byName.get(follower) as ComposeService);
       assert.notEqual(addressOf.get(follower), oldAddress);
-      await until(`${follower} found again at ${addressOf.get(follower)}`, ready(follower), 120_000, logsOf);
+      await until(
+        `${follower} found again at ${addressOf.get(follower)}`,
+        ready(follower),
+        120_000,
+        logsOf,
+      );
       await wroteMore(acked.size + 20);
 
       // --- 3. Member 1 (the bootstrap member) replaced with an empty volume.
@@ -233,7 +304,10 @@ void test(
       const status = (): Promise<NodeStatus | null> => http<NodeStatus>(`${url(lost)}/v1/status`);
       const first = await until(`${lost} serves again`, status, 120_000, logsOf);
       await until(`${lost} caught up and ready`, ready(lost), 180_000, logsOf);
-      say('empty-volume member caught up and ready', `${((performance.now() - replaced) / 1000).toFixed(1)} s`);
+      say(
+        'empty-volume member caught up and ready',
+        `${((performance.now() - replaced) / 1000).toFixed(1)} s`,
+      );
       await wroteMore(acked.size + 20);
       writing = false;
       await writerDone;
@@ -247,17 +321,29 @@ void test(
       assert.ok(first.id === 1);
       await until('the same three voters', threeVoters, 60_000, logsOf);
       client = new FlotillaClient({ endpoints: urls(), deadlineMs: 20_000, protocol: 'http' });
-      const own = new FlotillaClient({ endpoints: [url(lost)], deadlineMs: 20_000, protocol: 'http' });
+      const own = new FlotillaClient({
+        endpoints: [url(lost)],
+        deadlineMs: 20_000,
+        protocol: 'http',
+      });
       try {
         for (const [key, value] of acked) {
           assert.equal((await client.get(key))?.value, value, `acknowledged ${key} lost`);
-          assert.equal((await own.get(key, { serializable: true }))?.value, value, `the replaced member lacks ${key}`);
+          assert.equal(
+            (await own.get(key, { serializable: true }))?.value,
+            value,
+            `the replaced member lacks ${key}`,
+          );
         }
       } finally {
         await own.close();
       }
       for (const s of services) {
-        const h = await p.podman(['healthcheck', 'run', containerOf.get(s.name) as string], 60_000, { allowFail: true });
+        const h = await p.podman(
+          ['healthcheck', 'run', containerOf.get(s.name) as string],
+          60_000,
+          { allowFail: true },
+        );
         assert.equal(h.code, 0, `${s.name} HEALTHCHECK: ${h.stdout}${h.stderr}`);
       }
       say('container test (all of it)', `${((performance.now() - started) / 1000).toFixed(0)} s`);

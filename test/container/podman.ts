@@ -5,7 +5,18 @@
 // volume, network and image the test made, removed by id at the end, also after a failure.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export interface Run {
@@ -19,7 +30,12 @@ export interface Run {
 export function run(
   cmd: string,
   args: readonly string[],
-  o: { timeoutMs: number; env?: NodeJS.ProcessEnv; allowFail?: boolean; stdinFrom?: NodeJS.ReadableStream },
+  o: {
+    timeoutMs: number;
+    env?: NodeJS.ProcessEnv;
+    allowFail?: boolean;
+    stdinFrom?: NodeJS.ReadableStream;
+  },
 ): Promise<Run> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
@@ -45,7 +61,8 @@ export function run(
       clearTimeout(timer);
       const r = { code, stdout, stderr, ms: performance.now() - started };
       const line = `${cmd} ${args.join(' ')}`.slice(0, 300);
-      if (timedOut) reject(new Error(`${line}: killed after ${o.timeoutMs} ms\n${stderr.slice(-2000)}`));
+      if (timedOut)
+        reject(new Error(`${line}: killed after ${o.timeoutMs} ms\n${stderr.slice(-2000)}`));
       else if (code !== 0 && o.allowFail !== true)
         reject(new Error(`${line}: exit ${code}\n${stderr.slice(-3000)}${stdout.slice(-1000)}`));
       else resolve(r);
@@ -88,22 +105,39 @@ export class Podman {
     this.env = { CONTAINERS_CONF: conf };
   }
 
-  podman(args: readonly string[], timeoutMs: number, o: { allowFail?: boolean; stdinFrom?: NodeJS.ReadableStream } = {}): Promise<Run> {
+  podman(
+    args: readonly string[],
+    timeoutMs: number,
+    o: { allowFail?: boolean; stdinFrom?: NodeJS.ReadableStream } = {},
+  ): Promise<Run> {
     return run('podman', args, { timeoutMs, env: this.env, ...o });
   }
 
-  async inspect(what: 'container' | 'image' | 'network', id: string, format: string): Promise<string> {
+  async inspect(
+    what: 'container' | 'image' | 'network',
+    id: string,
+    format: string,
+  ): Promise<string> {
     return (await this.podman([what, 'inspect', '--format', format, id], 30_000)).stdout.trim();
   }
 
   /** `podman build`; the image's id is recorded (and the ids of the stages it committed). */
-  async build(args: readonly string[], context: string, timeoutMs: number): Promise<{ id: string; ms: number }> {
+  async build(
+    args: readonly string[],
+    context: string,
+    timeoutMs: number,
+  ): Promise<{ id: string; ms: number }> {
     const before = await this.allImageIds();
     const iid = join(this.workDir, `iid-${this.images.size}`);
     // Builds use the host's network: they fetch packages from Debian's and npm's registries,
     // and the default build network would be a private range.
-    const r = await this.podman(['build', '--network', 'host', '--iidfile', iid, ...args, context], timeoutMs);
-    const id = spawnSync('cat', [iid], { encoding: 'utf8' }).stdout.trim().replace(/^sha256:/, '');
+    const r = await this.podman(
+      ['build', '--network', 'host', '--iidfile', iid, ...args, context],
+      timeoutMs,
+    );
+    const id = spawnSync('cat', [iid], { encoding: 'utf8' })
+      .stdout.trim()
+      .replace(/^sha256:/, '');
     this.images.add(id);
     // Stages committed on the way (the build stage) are this test's too.
     for (const other of await this.allImageIds()) if (!before.has(other)) this.images.add(other);
@@ -112,7 +146,12 @@ export class Podman {
 
   private async allImageIds(): Promise<Set<string>> {
     const r = await this.podman(['images', '--all', '--no-trunc', '--quiet'], 60_000);
-    return new Set(r.stdout.split('\n').map((l) => l.trim().replace(/^sha256:/, '')).filter(Boolean));
+    return new Set(
+      r.stdout
+        .split('\n')
+        .map((l) => l.trim().replace(/^sha256:/, ''))
+        .filter(Boolean),
+    );
   }
 
   async runContainer(args: readonly string[]): Promise<string> {
@@ -168,20 +207,73 @@ export class Podman {
   }
 }
 
+/** Days a cached Debian root file system is used before it is made again. */
+const cacheMaxAgeDays = 7;
+
+function sha256Of(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+/**
+ * A Debian 12 minbase root file system as a tar file: made with debootstrap, or, when
+ * `cacheDir` is given (CI sets FLOTILLA_CONTAINER_CACHE), taken from there if it is younger than
+ * a week and matches the checksum written beside it. Written there by rename, so a run cut off
+ * midway leaves no half file that a later run would take.
+ */
+async function debianRootfs(
+  workDir: string,
+  cacheDir: string | undefined,
+): Promise<{ tar: string; ms: number; cached: boolean }> {
+  const started = performance.now();
+  const cached = cacheDir === undefined ? null : join(cacheDir, 'debian-bookworm-minbase.tar');
+  if (cached !== null && existsSync(cached) && existsSync(`${cached}.sha256`)) {
+    const ageDays = (Date.now() - statSync(cached).mtimeMs) / 86_400_000;
+    if (
+      ageDays < cacheMaxAgeDays &&
+      readFileSync(`${cached}.sha256`, 'utf8').trim() === sha256Of(cached)
+    )
+      return { tar: cached, ms: performance.now() - started, cached: true };
+  }
+  const rootfs = join(workDir, 'rootfs');
+  await run(
+    'debootstrap',
+    ['--variant=minbase', 'bookworm', rootfs, 'http://deb.debian.org/debian'],
+    {
+      timeoutMs: 8 * 60_000,
+    },
+  );
+  const tar = join(workDir, 'rootfs.tar');
+  await run('tar', ['-C', rootfs, '-cf', tar, '.'], { timeoutMs: 5 * 60_000 });
+  rmSync(rootfs, { recursive: true, force: true });
+  if (cached !== null && cacheDir !== undefined) {
+    mkdirSync(cacheDir, { recursive: true });
+    const partial = `${cached}.partial-${process.pid}`;
+    cpSync(tar, partial);
+    writeFileSync(`${cached}.sha256`, `${sha256Of(partial)}\n`);
+    renameSync(partial, cached);
+  }
+  return { tar, ms: performance.now() - started, cached: false };
+}
+
 /**
  * A Debian 12 base made here (debootstrap, minbase) with this machine's Node 20 laid out as in
  * the official images (node, npm and the headers under /usr/local), for the Dockerfile's
  * BASE_IMAGE: no registry is reachable to pull node:20-slim from.
  */
-export async function localNodeBase(p: Podman, tag: string): Promise<{ id: string; debootstrapMs: number; baseMs: number }> {
-  const rootfs = join(p.workDir, 'rootfs');
-  const d = await run('debootstrap', ['--variant=minbase', 'bookworm', rootfs, 'http://deb.debian.org/debian'], {
-    timeoutMs: 8 * 60_000,
-  });
-  const tar = spawn('tar', ['-C', rootfs, '-c', '.'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const imported = await p.podman(['import', '-', `${tag}-debian`], 5 * 60_000, { stdinFrom: tar.stdout });
-  p.images.add(imported.stdout.trim().split('\n').at(-1)?.replace(/^sha256:/, '') ?? '');
-  rmSync(rootfs, { recursive: true, force: true });
+export async function localNodeBase(
+  p: Podman,
+  tag: string,
+  cacheDir: string | undefined,
+): Promise<{ id: string; debootstrapMs: number; cached: boolean; baseMs: number }> {
+  const rootfs = await debianRootfs(p.workDir, cacheDir);
+  const imported = await p.podman(['import', rootfs.tar, `${tag}-debian`], 5 * 60_000);
+  p.images.add(
+    imported.stdout
+      .trim()
+      .split('\n')
+      .at(-1)
+      ?.replace(/^sha256:/, '') ?? '',
+  );
   const ctx = join(p.workDir, 'node-base');
   mkdirSync(ctx, { recursive: true });
   const node = process.execPath;
@@ -189,10 +281,22 @@ export async function localNodeBase(p: Podman, tag: string): Promise<{ id: strin
   cpSync(node, join(ctx, 'node'));
   cpSync(join(prefix, 'lib', 'node_modules', 'npm'), join(ctx, 'npm'), { recursive: true });
   cpSync(join(prefix, 'include', 'node'), join(ctx, 'include'), { recursive: true });
+  // The machine's own trust: where the registry is reached through a TLS proxy with a CA of
+  // its own, Node here is told of it by NODE_EXTRA_CA_CERTS, and so is Node in the base.
+  const trust: string[] = [];
+  const extraCa = process.env['NODE_EXTRA_CA_CERTS'];
+  if (extraCa !== undefined && extraCa !== '' && existsSync(extraCa)) {
+    cpSync(extraCa, join(ctx, 'extra-ca.crt'));
+    trust.push(
+      'COPY extra-ca.crt /usr/local/share/flotilla-test-extra-ca.crt',
+      'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/flotilla-test-extra-ca.crt',
+    );
+  }
   writeFileSync(
     join(ctx, 'Containerfile'),
     [
       `FROM ${tag}-debian`,
+      ...trust,
       'COPY node /usr/local/bin/node',
       'COPY npm /usr/local/lib/node_modules/npm',
       'COPY include /usr/local/include/node',
@@ -200,6 +304,15 @@ export async function localNodeBase(p: Podman, tag: string): Promise<{ id: strin
       '',
     ].join('\n'),
   );
-  const base = await p.build(['--tag', `${tag}-node`, '--file', join(ctx, 'Containerfile')], ctx, 5 * 60_000);
-  return { id: base.id, debootstrapMs: d.ms, baseMs: imported.ms + base.ms };
+  const base = await p.build(
+    ['--tag', `${tag}-node`, '--file', join(ctx, 'Containerfile')],
+    ctx,
+    5 * 60_000,
+  );
+  return {
+    id: base.id,
+    debootstrapMs: rootfs.ms,
+    cached: rootfs.cached,
+    baseMs: imported.ms + base.ms,
+  };
 }

@@ -55,17 +55,29 @@ void test('the compose check catches a misspelt variable, a wrong name and a mis
       /node2: FLOTILLA_JION is not a setting/,
     ],
     [
-      plant(2, (s) => ({ ...s, environment: { ...s.environment, FLOTILLA_ADVERTISE_PEER: 'node2:7001' } })),
+      plant(2, (s) => ({
+        ...s,
+        environment: { ...s.environment, FLOTILLA_ADVERTISE_PEER: 'node2:7001' },
+      })),
       /node3: advertises node2:7001/,
     ],
     [plant(0, (s) => ({ ...s, volumes: {} })), /node1: no volume at \/var\/lib\/flotilla/],
-    [plant(2, (s) => ({ ...s, environment: { ...s.environment, FLOTILLA_ID: '2' } })), /member ids repeat/],
     [
-      plant(1, (s) => ({ ...s, environment: { ...s.environment, FLOTILLA_JOIN: 'http://node9:8001' } })),
+      plant(2, (s) => ({ ...s, environment: { ...s.environment, FLOTILLA_ID: '2' } })),
+      /member ids repeat/,
+    ],
+    [
+      plant(1, (s) => ({
+        ...s,
+        environment: { ...s.environment, FLOTILLA_JOIN: 'http://node9:8001' },
+      })),
       /node2: joins through http:\/\/node9:8001, which is no member/,
     ],
     [
-      plant(0, (s) => ({ ...s, environment: { ...s.environment, FLOTILLA_BOOTSTRAP_WAIT_MS: 'x' } })),
+      plant(0, (s) => ({
+        ...s,
+        environment: { ...s.environment, FLOTILLA_BOOTSTRAP_WAIT_MS: 'x' },
+      })),
       /node1: bootstrapWaitMs must be an integer/,
     ],
   ];
@@ -106,7 +118,10 @@ void test('kubernetes: a StatefulSet behind a headless service, probes, claims a
     selector: { matchLabels: Record<string, string> };
     template: {
       metadata: { labels: Record<string, string> };
-      spec: { containers: Container[]; securityContext: { runAsNonRoot: boolean; fsGroup: number } };
+      spec: {
+        containers: Container[];
+        securityContext: { runAsNonRoot: boolean; fsGroup: number };
+      };
     };
     volumeClaimTemplates: { metadata: { name: string } }[];
   };
@@ -144,12 +159,22 @@ void test('kubernetes: a StatefulSet behind a headless service, probes, claims a
     const config = podConfig(c.env, pod, image.env);
     ids.push(config.id);
     assert.deepEqual(config.members, [
-      { id: ordinal + 1, peer: `${pod}.${spec.serviceName}:7001`, client: `http://${pod}.${spec.serviceName}:8001` },
+      {
+        id: ordinal + 1,
+        peer: `${pod}.${spec.serviceName}:7001`,
+        client: `http://${pod}.${spec.serviceName}:8001`,
+      },
     ]);
     assert.equal(config.bootstrapMember, 1);
     for (const url of config.join)
-      assert.match(url, new RegExp(`^http://${sts.metadata.name}-\\d+\\.${spec.serviceName}:8001$`));
+      assert.match(
+        url,
+        new RegExp(`^http://${sts.metadata.name}-\\d+\\.${spec.serviceName}:8001$`),
+      );
   }
   assert.deepEqual(ids, [1, 2, 3, 4, 5], 'ids from the ordinals, also when scaled to five');
-  assert.deepEqual(unknownVariables(Object.fromEntries(c.env.map((v) => [v.name, ''])), 'StatefulSet'), []);
+  assert.deepEqual(
+    unknownVariables(Object.fromEntries(c.env.map((v) => [v.name, ''])), 'StatefulSet'),
+    [],
+  );
 });

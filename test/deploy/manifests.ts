@@ -110,11 +110,15 @@ export function checkCompose(
     if (c === undefined) continue;
     const self = c.members.find((m) => m.id === c.id);
     if (self?.peer.split(':')[0] !== s.hostname || new URL(self.client).hostname !== s.hostname)
-      problems.push(`${s.name}: advertises ${self?.peer} and ${self?.client}, not its name ${s.hostname}`);
+      problems.push(
+        `${s.name}: advertises ${self?.peer} and ${self?.client}, not its name ${s.hostname}`,
+      );
     for (const url of c.join)
       if (!clients.has(url)) problems.push(`${s.name}: joins through ${url}, which is no member`);
     if (!ids.includes(c.bootstrapMember))
-      problems.push(`${s.name}: bootstrap member ${c.bootstrapMember} is none of ${ids.join(', ')}`);
+      problems.push(
+        `${s.name}: bootstrap member ${c.bootstrapMember} is none of ${ids.join(', ')}`,
+      );
   }
   return problems;
 }
@@ -155,7 +159,11 @@ export function podEnvironment(env: readonly EnvVar[], podName: string): Record<
       const ref = (v.valueFrom as { fieldRef?: { fieldPath?: string } } | undefined)?.fieldRef;
       if (ref?.fieldPath !== 'metadata.name') throw new Error(`${v.name}: unsupported valueFrom`);
       out[v.name] = podName;
-    } else out[v.name] = v.value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, n: string) => out[n] ?? m);
+    } else
+      out[v.name] = v.value.replace(
+        /\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g,
+        (m, n: string) => out[n] ?? m,
+      );
   }
   return out;
 }

@@ -39,7 +39,12 @@ void test('the id comes from the trailing ordinal of a host name', () => {
       bad,
     );
   // The real host name: taken when it ends in -N, refused by name otherwise.
-  const base = { id: 'host-ordinal', dataDir: '/d', advertisePeer: 'a:1', advertiseClient: 'http://a:2' };
+  const base = {
+    id: 'host-ordinal',
+    dataDir: '/d',
+    advertisePeer: 'a:1',
+    advertiseClient: 'http://a:2',
+  };
   const m = /-(\d+)$/.exec(hostname());
   if (m === null) assert.throws(() => resolveNodeConfig(base), new RegExp(hostname()));
   else assert.equal(resolveNodeConfig(base).id, Number(m[1]) + 1);
@@ -65,7 +70,11 @@ void test('a node names only itself with advertisePeer and advertiseClient, from
   assert.deepEqual(c.join, ['http://flotilla-0.flotilla:8001', 'http://flotilla-1.flotilla:8001']);
   assert.equal(c.bootstrapMember, 1);
   assert.equal(c.bootstrapWaitMs, 2500);
-  const defaults = resolveNodeConfig({ ...env, bootstrapMember: undefined, bootstrapWaitMs: undefined });
+  const defaults = resolveNodeConfig({
+    ...env,
+    bootstrapMember: undefined,
+    bootstrapWaitMs: undefined,
+  });
   assert.equal(defaults.bootstrapMember, 0, 'no bootstrap member unless one is named');
   assert.equal(defaults.bootstrapWaitMs, 10_000);
 });
@@ -73,16 +82,33 @@ void test('a node names only itself with advertisePeer and advertiseClient, from
 void test('advertised addresses are refused half given, beside a member list, or malformed', () => {
   const base = { id: 1, dataDir: '/d' };
   const bad: [Record<string, unknown>, RegExp][] = [
-    [{ ...base, advertisePeer: 'a:1' }, /advertisePeer \(host:port\) and advertiseClient \(URL\) go together/],
+    [
+      { ...base, advertisePeer: 'a:1' },
+      /advertisePeer \(host:port\) and advertiseClient \(URL\) go together/,
+    ],
     [{ ...base, advertiseClient: 'http://a:2' }, /go together/],
     [
-      { ...base, advertisePeer: 'a:1', advertiseClient: 'http://a:2', initialCluster: '1=a:1@http://a:2' },
+      {
+        ...base,
+        advertisePeer: 'a:1',
+        advertiseClient: 'http://a:2',
+        initialCluster: '1=a:1@http://a:2',
+      },
       /not both/,
     ],
     [{ ...base, advertisePeer: 'a', advertiseClient: 'http://a:2' }, /peer "a" must be host:port/],
-    [{ ...base, advertisePeer: 'a:1', advertiseClient: 'not a url' }, /client "not a url" is not a URL/],
-    [{ ...base, advertisePeer: 'a:1', advertiseClient: 'http://a:2', bootstrapMember: -1 }, /bootstrapMember must be an integer/],
-    [{ ...base, advertisePeer: 'a:1', advertiseClient: 'http://a:2', bootstrapWaitMs: 'soon' }, /bootstrapWaitMs must be an integer.*"soon"/],
+    [
+      { ...base, advertisePeer: 'a:1', advertiseClient: 'not a url' },
+      /client "not a url" is not a URL/,
+    ],
+    [
+      { ...base, advertisePeer: 'a:1', advertiseClient: 'http://a:2', bootstrapMember: -1 },
+      /bootstrapMember must be an integer/,
+    ],
+    [
+      { ...base, advertisePeer: 'a:1', advertiseClient: 'http://a:2', bootstrapWaitMs: 'soon' },
+      /bootstrapWaitMs must be an integer.*"soon"/,
+    ],
     [{ ...base }, /initialCluster is required \(or advertisePeer and advertiseClient\)/],
   ];
   for (const [raw, message] of bad)

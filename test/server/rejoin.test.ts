@@ -18,13 +18,17 @@ import { systemClock } from '../../src/host/contracts.js';
 import { resolveNodeConfig, type NodeConfig } from '../../src/server/config.js';
 import { readIdentity } from '../../src/server/data-dir.js';
 import { joinCluster } from '../../src/server/join.js';
+import { restoreBackup } from '../../src/server/restore.js';
+import { saveBackup } from '../../src/cli/snapshot.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { freePorts } from '../e2e/harness.js';
 import { postJson } from './nodes.js';
 
 const cleanups: (() => Promise<void>)[] = [];
+const running = new Map<number, FlotillaNode>();
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
+  running.clear();
 });
 
 async function until<T>(
@@ -83,7 +87,6 @@ async function template() {
   return { config, urls, dir };
 }
 
-const running = new Map<number, FlotillaNode>();
 async function start(config: NodeConfig, logger?: Logger): Promise<FlotillaNode> {
   const node = await FlotillaNode.start(config, logger === undefined ? {} : { logger });
   running.set(config.id, node);
@@ -158,6 +161,46 @@ void test('member 1 bootstraps, the others join with the same settings; a member
     assert.equal(
       ((r.json['kvs'] as { value: string }[] | undefined) ?? [])[0]?.value,
       'v0',
+      JSON.stringify(r.json),
+    );
+  }
+});
+
+void test('a backup restored into member 1 alone starts a new cluster from the same template; the others join it', async () => {
+  const old = await template();
+  await Promise.all([1, 2, 3].map((id) => start(old.config(id))));
+  await until('three voters', () => votersAre(old.urls[0] as string, [1, 2, 3]));
+  for (let i = 0; i < 20; i++) await put(old.urls[i % 3] as string, `k${i}`, `v${i}`);
+  const file = join(old.dir, 'backup.flbk');
+  await saveBackup(old.urls, file);
+  for (const n of running.values()) await n.close();
+  running.clear();
+
+  const fresh = await template();
+  const first = fresh.config(1);
+  await restoreBackup({
+    file,
+    dataDir: first.dataDir,
+    id: 1,
+    members: [1],
+    clusterId: first.clusterId,
+    storage: first.storage,
+  });
+  // Member 1's directory is not empty: it starts from the backup and does not join; the
+  // others, empty, join it.
+  await Promise.all([1, 2, 3].map((id) => start(fresh.config(id))));
+  await until('three voters in the new cluster', () =>
+    votersAre(fresh.urls[2] as string, [1, 2, 3]),
+  );
+  for (let i = 0; i < 20; i++) {
+    const r = await postJson(
+      `${fresh.urls[2] as string}/v1/kv/range`,
+      { key: `k${i}` },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(
+      ((r.json['kvs'] as { value: string }[] | undefined) ?? [])[0]?.value,
+      `v${i}`,
       JSON.stringify(r.json),
     );
   }

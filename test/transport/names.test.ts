@@ -5,7 +5,8 @@
 // for a transport that resolved the name once, and is shown not to find the peer.
 
 import assert from 'node:assert/strict';
-import type { LookupAddress, LookupFunction } from 'node:net';
+import type { LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
 import { after, describe, it } from 'node:test';
 import type { Message } from '../../src/raft/types.js';
 import { startNode, waitFor, type Node } from './fixtures.js';
@@ -87,7 +88,10 @@ void describe('peers named by DNS name', () => {
     assert.ok(dns.state.asked.length >= 2, 'the name was resolved again to redial');
     const connected = a.events.filter((e) => e.kind === 'peer-connected');
     assert.ok(connected.length >= 2, 'connected once to each address');
-    assert.equal(connected.at(-1)?.kind === 'peer-connected' && connected.at(-1)?.remote, `node2.flotilla.test:${port}`);
+    assert.equal(
+      connected.at(-1)?.kind === 'peer-connected' && connected.at(-1)?.remote,
+      `node2.flotilla.test:${port}`,
+    );
   });
 
   void it('an answer that never changes (a name resolved once) does not find the moved peer', async () => {
