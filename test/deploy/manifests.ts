@@ -69,10 +69,11 @@ export function composeServices(file: string): ComposeService[] {
       const [source, target] = v.split(':') as [string, string];
       volumes[source] = target;
     }
-    const grace = /^(\d+)s$/.exec(String(s['stop_grace_period'] ?? '10s'));
+    const text = (v: unknown, fallback: string): string => (typeof v === 'string' ? v : fallback);
+    const grace = /^(\d+)s$/.exec(text(s['stop_grace_period'], '10s'));
     return {
       name,
-      hostname: String(s['hostname'] ?? name),
+      hostname: text(s['hostname'], name),
       environment,
       volumes,
       stopGraceSeconds: grace === null ? 10 : Number(grace[1]),
