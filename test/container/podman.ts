@@ -34,16 +34,14 @@ export function run(
     timeoutMs: number;
     env?: NodeJS.ProcessEnv;
     allowFail?: boolean;
-    stdinFrom?: NodeJS.ReadableStream;
   },
 ): Promise<Run> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       env: { ...process.env, ...o.env },
-      stdio: [o.stdinFrom === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    if (o.stdinFrom !== undefined && child.stdin !== null) o.stdinFrom.pipe(child.stdin);
     let stdout = '';
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -108,7 +106,7 @@ export class Podman {
   podman(
     args: readonly string[],
     timeoutMs: number,
-    o: { allowFail?: boolean; stdinFrom?: NodeJS.ReadableStream } = {},
+    o: { allowFail?: boolean } = {},
   ): Promise<Run> {
     return run('podman', args, { timeoutMs, env: this.env, ...o });
   }
