@@ -3,7 +3,13 @@
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { FlotillaClient, FlotillaError, type ReadConsistency } from '../client/index.js';
-import { ConfigError, configFromEnv, readConfigFile, resolveNodeConfig } from '../server/config.js';
+import {
+  ConfigError,
+  configFromEnv,
+  hostOrdinal,
+  readConfigFile,
+  resolveNodeConfig,
+} from '../server/config.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { runElection, runLocked } from './concurrency.js';
 import { queueCommands } from './queue.js';
@@ -65,7 +71,9 @@ export function buildProgram(): Command {
       'run one node (flags override FLOTILLA_* environment variables, which override the config file)',
     )
     .option('--config <file>', 'YAML or JSON config file')
-    .option('--id <n>', 'this node id', int('--id'))
+    .option('--id <n>', 'this node id, or host-ordinal (flotilla-0 is 1)', (v: string) =>
+      v === hostOrdinal ? v : int('--id')(v),
+    )
     .option('--data-dir <dir>', 'data directory')
     .option('--initial-cluster <spec>', 'members: 1=host:peerPort@http://host:clientPort,...')
     .option('--cluster-id <id>', 'cluster id; peers from another cluster are refused')
@@ -112,6 +120,18 @@ export function buildProgram(): Command {
       '--auth-node-token-file <file>',
       'the admin token this node presents to the other members',
     )
+    .option('--advertise-peer <host:port>', 'this node alone, instead of --initial-cluster')
+    .option('--advertise-client <url>', 'with --advertise-peer: its client URL')
+    .option(
+      '--bootstrap-member <id>',
+      'with --join: the member that starts the cluster when no one answers',
+      int('--bootstrap-member'),
+    )
+    .option(
+      '--bootstrap-wait-ms <ms>',
+      'how long the bootstrap member waits for an answer',
+      int('--bootstrap-wait-ms'),
+    )
     .option('--log-level <level>', 'pino log level')
     .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
     .action(async (o: Record<string, unknown>) => {
@@ -135,6 +155,10 @@ export function buildProgram(): Command {
         learnerPromoteLagEntries: o['learnerPromoteLagEntries'],
         authTokensFile: o['authTokensFile'],
         authNodeTokenFile: o['authNodeTokenFile'],
+        advertisePeer: o['advertisePeer'],
+        advertiseClient: o['advertiseClient'],
+        bootstrapMember: o['bootstrapMember'],
+        bootstrapWaitMs: o['bootstrapWaitMs'],
         logLevel: o['logLevel'],
         logFormat: o['logFormat'],
       };

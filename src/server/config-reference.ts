@@ -21,8 +21,9 @@ interface FieldDoc {
 
 const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   id: {
-    meaning: "This node's id; one of the members' ids.",
-    values: 'integer in [1, 2147483648]',
+    meaning:
+      "This node's id; one of the members' ids. `host-ordinal`: the trailing number of the host name plus one (`flotilla-0` is 1), so that the pods of a StatefulSet share one configuration.",
+    values: 'integer in [1, 2147483648], or `host-ordinal`',
     default: 'required',
   },
   clusterId: {
@@ -104,7 +105,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   },
   join: {
     meaning:
-      "Client URLs of running members (comma-separated). With an empty data directory the node asks the cluster to add it as a learner, takes the cluster id and the members from the answer, and is promoted to voter once caught up; `initialCluster` then names only this node. Ignored once the directory holds the node's identity.",
+      "Client URLs of running members (comma-separated). With an empty data directory the node asks the cluster to add it as a learner, takes the cluster id and the members from the answer, and is promoted to voter once caught up; `initialCluster` (or `advertisePeer` and `advertiseClient`) then names only this node. A node the cluster says is a member already (its data directory was lost) recovers as a node that lost its data. This node's own URL in the list is skipped, so every member can be given the same list. Ignored once the directory holds the node's identity.",
     values: 'URLs',
     default: 'none (not joining)',
   },
@@ -127,6 +128,25 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   emptyStartWaitMs: {
     meaning:
       "How long a node whose data directory is empty and whose `initialCluster` names only itself (a cluster's first member, bootstrapped alone) waits for a member holding a log to dial it before it starts a new cluster. Members that joined it dial it within the peers' longest reconnect delay (5 s); if one does, this node lost its data and recovers instead of starting a second cluster under the same id. More than 5 s, or the first start of a one-member cluster can still take a restart of a lost member for a new cluster.",
+  },
+  advertisePeer: {
+    meaning:
+      "This node's peer address as the others reach it (a DNS name in a container: `flotilla-0.flotilla:7001`). With `advertiseClient`, it names this node alone instead of `initialCluster`, as a node that joins (or the bootstrap member) does.",
+    values: '`host:port`',
+    default: 'none (`initialCluster` names this node)',
+  },
+  advertiseClient: {
+    meaning: "This node's client URL as the others reach it; goes with `advertisePeer`.",
+    values: 'URL',
+    default: 'none (`initialCluster` names this node)',
+  },
+  bootstrapMember: {
+    meaning:
+      'The member that starts the cluster when no one answers its join (docs/PRODUCTION.md, "Bootstrap"). With `join` and an empty data directory, that member starts a new cluster of its `initialCluster` once no member at the join URLs has answered anything for `bootstrapWaitMs`; every other node keeps asking. Any answer means the cluster exists: a member whose data was lost is told its id is a voter that held a log, and recovers. Every member can be given the same value. 0: none.',
+  },
+  bootstrapWaitMs: {
+    meaning:
+      'How long the bootstrap member asks the join URLs, without an answer, before it starts a new cluster.',
   },
   snapshotEveryEntries: {
     meaning:

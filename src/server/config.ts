@@ -4,6 +4,7 @@
 // never silently falls back to a default.
 
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import {
   LimitsError,
@@ -124,6 +125,15 @@ export interface NodeConfig {
   readonly authNodeTokenFile: string;
   /** Derived from the two files, checked: the tokens and the node's own; null when off. */
   readonly auth: NodeAuth | null;
+  /**
+   * The member that starts a new cluster when it joins and no one answers (0: none). With
+   * `join`, an empty data directory and this node's id, the node bootstraps a cluster of its
+   * `initialCluster` once no member at the join URLs answered for `bootstrapWaitMs`; every
+   * other node keeps asking. The same value can be given to every member.
+   */
+  readonly bootstrapMember: number;
+  /** How long the bootstrap member asks the join URLs before it starts a new cluster. */
+  readonly bootstrapWaitMs: number;
 }
 
 export class ConfigError extends Error {
@@ -161,6 +171,8 @@ export const configDefaults = {
   clientProtocolMaxInflight: 1_024,
   learnerPromoteLagEntries: 1_000,
   emptyStartWaitMs: 6_000,
+  bootstrapMember: 0,
+  bootstrapWaitMs: 10_000,
   logLevel: 'info',
   logFormat: 'auto',
 } as const;
@@ -195,6 +207,8 @@ export const numericFields = [
   ['clientProtocolMaxInflight', 1, 65_536],
   ['learnerPromoteLagEntries', 0, 1e9],
   ['emptyStartWaitMs', 0, 600_000],
+  ['bootstrapMember', 0, 2 ** 31],
+  ['bootstrapWaitMs', 0, 3_600_000],
 ] as const;
 
 /** The sizes of the encodings between a node's layers, for checkLimits. */
@@ -221,6 +235,8 @@ const otherFields = [
   'join',
   'authTokensFile',
   'authNodeTokenFile',
+  'advertisePeer',
+  'advertiseClient',
 ] as const;
 
 /** Every field a config file may hold; each is documented in docs/CONFIG.md. */
@@ -302,8 +318,11 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
       merged[k] = v;
     }
   }
-  const id = toInt(merged['id'], 'id', 1, 2 ** 31);
-  const members = resolveMembers(merged);
+  const id =
+    merged['id'] === hostOrdinal
+      ? idFromHostname(hostname())
+      : toInt(merged['id'], 'id', 1, 2 ** 31);
+  const members = resolveMembers(merged, id);
   const self = members.find((m) => m.id === id);
   if (self === undefined)
     throw new ConfigError(
@@ -419,10 +438,47 @@ function resolveLimits(n: Record<(typeof numericFields)[number][0], number>): Li
   return limits;
 }
 
-function resolveMembers(merged: Raw): Member[] {
+/**
+ * `id: host-ordinal`: the id is the trailing number of the host name plus one, so that the pods
+ * of a Kubernetes StatefulSet (`flotilla-0`, `flotilla-1`, ...) share one configuration.
+ */
+export const hostOrdinal = 'host-ordinal';
+
+/** `flotilla-0` -> 1, `db-12` -> 13; a host name without a trailing `-N` is refused. */
+export function idFromHostname(name: string): number {
+  const m = /-(\d{1,9})$/.exec(name);
+  if (m === null)
+    throw new ConfigError(
+      `id "${hostOrdinal}" needs a host name ending in -N (a StatefulSet pod's, like flotilla-0), got "${name}"`,
+    );
+  return toInt(String(Number(m[1]) + 1), `id (from host name "${name}")`, 1, 2 ** 31);
+}
+
+/**
+ * This node's own member entry from `advertisePeer` and `advertiseClient`, when they are given
+ * instead of `initialCluster` (a node that joins, or bootstraps alone, names only itself).
+ */
+function advertisedSelf(merged: Raw, id: number): Member[] | null {
+  const peer = merged['advertisePeer'];
+  const client = merged['advertiseClient'];
+  if (peer === undefined && client === undefined) return null;
+  if (typeof peer !== 'string' || typeof client !== 'string')
+    throw new ConfigError(
+      `advertisePeer (host:port) and advertiseClient (URL) go together, got ${JSON.stringify(peer)} and ${JSON.stringify(client)}`,
+    );
+  if (merged['members'] !== undefined || merged['initialCluster'] !== undefined)
+    throw new ConfigError(
+      'advertisePeer and advertiseClient name this node alone: give them or initialCluster (members), not both',
+    );
+  return [{ id, peer, client: client.replace(/\/$/, '') }];
+}
+
+function resolveMembers(merged: Raw, id: number): Member[] {
   const raw = merged['members'] ?? merged['initialCluster'];
   let members: Member[];
-  if (typeof raw === 'string') members = parseInitialCluster(raw);
+  const advertised = advertisedSelf(merged, id);
+  if (advertised !== null) members = advertised;
+  else if (typeof raw === 'string') members = parseInitialCluster(raw);
   else if (Array.isArray(raw)) {
     members = raw.map((m: unknown, i) => {
       if (m === null || typeof m !== 'object')
@@ -444,7 +500,7 @@ function resolveMembers(merged: Raw): Member[] {
     });
   } else
     throw new ConfigError(
-      'initialCluster is required, e.g. 1=127.0.0.1:7001@http://127.0.0.1:8001,...',
+      'initialCluster is required (or advertisePeer and advertiseClient), e.g. 1=127.0.0.1:7001@http://127.0.0.1:8001,...',
     );
   if (members.length === 0) throw new ConfigError('initialCluster lists no members');
   if (members.length > 9)

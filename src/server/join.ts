@@ -2,6 +2,10 @@
 // asks any member to add it as a learner (the member forwards the request to the leader), and
 // takes from the answer what a bootstrapped node has in its configuration: the cluster id, the
 // cluster's initial members (the configuration its log starts from) and everyone's addresses.
+//
+// The bootstrap member of a cluster deployed from one template (a StatefulSet, a compose file)
+// is given the join URLs too, so that it finds the cluster again when its volume is lost; it
+// starts a new cluster only when no member at those URLs answered at all for a while.
 
 import { request } from 'undici';
 import type { Logger } from 'pino';
@@ -34,24 +38,36 @@ const retryable = new Set([
   'OVERLOADED',
 ]);
 
+export interface JoinOptions {
+  readonly clock: Clock;
+  readonly timeoutMs: number;
+  readonly log: Logger;
+  /**
+   * Set on the bootstrap member: when no member at the URLs has answered anything (only
+   * refused connections, unknown names, timeouts) for this long, give up and answer
+   * `'bootstrap'`. Any answer, even a refusal, shows a cluster exists: then never.
+   */
+  readonly bootstrapAfterMs?: number;
+  /** Headers every attempt carries: the node's own credential when authentication is on. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
 /**
  * Asks the members at `urls` in turn to add `self` until one succeeds, a refusal is definite
  * (an id in use or removed: MEMBERSHIP_ALREADY_MEMBER, MEMBER_REMOVED), or `timeoutMs` passed.
+ * This node's own client URL is skipped, so every member can be given the same list.
  */
 export async function joinCluster(
   self: Member,
-  urls: readonly string[],
-  o: {
-    clock: Clock;
-    timeoutMs: number;
-    log: Logger;
-    /** Headers every attempt carries: the node's own credential when authentication is on. */
-    headers?: Readonly<Record<string, string>>;
-  },
-): Promise<JoinAnswer> {
-  const until = o.clock.nowMs() + o.timeoutMs;
-  let last: Error = new Error('no attempt made');
-  for (let attempt = 0; o.clock.nowMs() < until; attempt++) {
+  given: readonly string[],
+  o: JoinOptions,
+): Promise<JoinAnswer | 'bootstrap'> {
+  const started = o.clock.nowMs();
+  const until = started + o.timeoutMs;
+  const urls = given.filter((u) => u !== self.client);
+  let answered = false;
+  let last: Error = new Error('no member to ask but this node itself');
+  for (let attempt = 0; urls.length > 0 && o.clock.nowMs() < until; attempt++) {
     const url = urls[attempt % urls.length] as string;
     try {
       const res = await request(`${url}/v1/cluster/join`, {
@@ -65,6 +81,7 @@ export async function joinCluster(
         headersTimeout: 15_000,
         bodyTimeout: 15_000,
       });
+      answered = true;
       const json = (await res.body.json()) as Record<string, unknown>;
       if (res.statusCode === 200) return parseJoinAnswer(json);
       const e = (json['error'] ?? {}) as { code?: unknown; message?: unknown };
@@ -81,9 +98,21 @@ export async function joinCluster(
       if (err instanceof FlotillaError && !retryable.has(err.code)) throw err;
       last = err as Error;
     }
+    if (
+      !answered &&
+      o.bootstrapAfterMs !== undefined &&
+      o.clock.nowMs() - started >= o.bootstrapAfterMs
+    ) {
+      o.log.warn(
+        { urls, waitedMs: o.clock.nowMs() - started },
+        'no member answered: this is the bootstrap member, starting a new cluster',
+      );
+      return 'bootstrap';
+    }
     o.log.warn({ url, err: last.message }, 'join attempt failed; trying again');
     await new Promise((resolve) => o.clock.setTimeout(() => resolve(undefined), 500));
   }
+  if (urls.length === 0 && o.bootstrapAfterMs !== undefined) return 'bootstrap';
   throw new FlotillaError(
     'TIMEOUT',
     `Could not join the cluster through ${urls.join(', ')} within ${o.timeoutMs} ms: ${last.message}`,
@@ -110,6 +139,7 @@ function parseJoinAnswer(v: Record<string, unknown>): JoinAnswer {
     )
   )
     throw bad('book');
+  // Absent in the answers of releases that did not say it.
   if (recover !== undefined && typeof recover !== 'boolean') throw bad('recover');
   return {
     clusterId,

@@ -66,15 +66,21 @@ export async function resolveIdentity(
   if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
   const recorded = readIdentity(given.dataDir);
   if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
-  const joined =
+  const asked =
     recorded === null && given.join.length > 0
       ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
           clock: systemClock,
-          timeoutMs: 60_000,
+          // The bootstrap member gives up asking only after its wait.
+          timeoutMs: Math.max(60_000, given.bootstrapWaitMs + 10_000),
           log,
           headers: memberAuthHeaders(given.auth),
+          ...(given.bootstrapMember === given.id
+            ? { bootstrapAfterMs: given.bootstrapWaitMs }
+            : {}),
         })
       : null;
+  // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
+  const joined = asked === 'bootstrap' ? null : asked;
   const isJoined = joined !== null || recorded?.joined === true;
   const config: NodeConfig =
     joined !== null

@@ -1,6 +1,7 @@
 // Options of the TCP transport, their defaults, and the start-up check of their relations
 // (a limit that contradicts another is a configuration error, caught before any socket opens).
 
+import type { LookupFunction } from 'node:net';
 import { defaultLimits } from '../base/limits.js';
 import type { Rng } from '../raft/rng.js';
 import type { NodeId } from '../raft/types.js';
@@ -59,6 +60,12 @@ export interface TcpTransportOptions {
   /** Most simultaneous inbound connections on the peer port. Default 64. */
   readonly maxInboundConnections?: number;
   readonly validation?: ValidationLimits;
+  /**
+   * Resolves a peer's host name, asked again on every dial (net.connect's `lookup`). Default:
+   * the system's resolver (dns.lookup), which Node does not cache, so a peer named by DNS
+   * that comes back at a new address is found at the next reconnect. Tests pass their own.
+   */
+  readonly lookup?: LookupFunction;
 }
 
 export interface ResolvedTcpOptions {
@@ -78,6 +85,7 @@ export interface ResolvedTcpOptions {
   readonly handshakeTimeoutMs: number;
   readonly maxInboundConnections: number;
   readonly validation: ValidationLimits;
+  readonly lookup: LookupFunction | null;
 }
 
 const MiB = 1024 * 1024;
@@ -103,6 +111,7 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
     handshakeTimeoutMs: o.handshakeTimeoutMs ?? 5000,
     maxInboundConnections: o.maxInboundConnections ?? 64,
     validation: o.validation ?? defaultValidationLimits,
+    lookup: o.lookup ?? null,
   };
   checkRelations(r);
   return r;

@@ -104,7 +104,15 @@ export class PeerLink {
 
   private dial(): void {
     this.state = 'connecting';
-    const socket = connect({ host: this.address.host, port: this.address.port, noDelay: true });
+    // A host name is resolved again on every dial (Node keeps no DNS cache): a peer whose name
+    // now points elsewhere (a container started again with a new address) is found there.
+    const { lookup } = this.ctx.opts;
+    const socket = connect({
+      host: this.address.host,
+      port: this.address.port,
+      noDelay: true,
+      ...(lookup === null ? {} : { lookup }),
+    });
     this.socket = socket;
     const decoder = new FrameDecoder(this.ctx.opts.maxHandshakeFrameBytes);
     this.timer = this.ctx.clock.setTimeout(() => {

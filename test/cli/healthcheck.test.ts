@@ -1,0 +1,67 @@
+// The container image's HEALTHCHECK script: exit 0 only when /readyz answers 200 at the
+// address FLOTILLA_LISTEN_CLIENT names (a wildcard host asked on loopback); 1 when it answers
+// anything else, and when nothing listens.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { repoRoot } from '../support/root.js';
+import { freePorts } from '../e2e/harness.js';
+
+const script = join(repoRoot(), 'dist', 'src', 'cli', 'healthcheck.js');
+const servers: Server[] = [];
+after(async () => {
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+});
+
+async function serve(status: number): Promise<{ port: number; paths: string[] }> {
+  const paths: string[] = [];
+  const s = createServer((req, res) => {
+    paths.push(req.url ?? '');
+    res.statusCode = status;
+    res.end(JSON.stringify({ ready: status === 200, reason: 'test' }));
+  });
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return { port: (s.address() as AddressInfo).port, paths };
+}
+
+function run(listenClient: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script], {
+      env: { ...process.env, FLOTILLA_LISTEN_CLIENT: listenClient },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`healthcheck did not exit within 10 s: ${out}`));
+    }, 10_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+void test('healthy when /readyz answers 200 on the listen port, asked on loopback', async () => {
+  const ready = await serve(200);
+  const r = await run(`0.0.0.0:${ready.port}`);
+  assert.equal(r.code, 0, r.out);
+  assert.deepEqual(ready.paths, ['/readyz']);
+});
+
+void test('unhealthy when /readyz refuses, and when nothing listens', async () => {
+  const notReady = await serve(503);
+  const r = await run(`0.0.0.0:${notReady.port}`);
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.out, /503/);
+  const [closed] = (await freePorts(1)) as [number];
+  const none = await run(`127.0.0.1:${closed}`);
+  assert.equal(none.code, 1, none.out);
+});
