@@ -105,6 +105,18 @@ export interface ClientOptions {
   readonly protocol?: 'auto' | 'http';
   /** Binary protocol connections per endpoint; requests share them. Default 2. */
   readonly binaryConnections?: number;
+  /**
+   * For `https://` endpoints (docs/SECURITY.md, "TLS"): the cluster's CA certificate (PEM) to
+   * trust instead of the system's, and a client certificate and key for a cluster that asks
+   * for one (tlsClientCertAuth). The binary protocol of such an endpoint runs over TLS too.
+   */
+  readonly tls?: ClientTlsOptions;
+}
+
+export interface ClientTlsOptions {
+  readonly ca?: string | Uint8Array;
+  readonly cert?: string | Uint8Array;
+  readonly key?: string | Uint8Array;
 }
 
 /** The binary protocol's request type of each HTTP path it serves. */
@@ -177,6 +189,8 @@ export class FlotillaClient {
   /** Endpoint -> its binary connections (or connections being made), used round-robin. */
   private readonly wires = new Map<string, (Promise<WireConnection> | undefined)[]>();
   private nextWire = 0;
+  private readonly tls: TlsPem;
+  private readonly poolConnections: number;
 
   constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0)
@@ -201,8 +215,18 @@ export class FlotillaClient {
         `binaryConnections must be a positive integer, got ${String(opts.binaryConnections)}`,
         false,
       );
-    for (const e of this.endpoints)
-      this.pools.set(e, new Pool(e, { connections: opts.connections ?? 64, pipelining: 1 }));
+    this.tls = tlsConnectOptions(opts.tls);
+    this.poolConnections = opts.connections ?? 64;
+    for (const e of this.endpoints) this.pools.set(e, this.newPool(e));
+  }
+
+  /** A pool to `endpoint`; over TLS with the given CA and certificate. */
+  private newPool(endpoint: string): Pool {
+    return new Pool(endpoint, {
+      connections: this.poolConnections,
+      pipelining: 1,
+      ...(Object.keys(this.tls).length === 0 ? {} : { connect: this.tls }),
+    });
   }
 
   async put(
@@ -314,7 +338,7 @@ export class FlotillaClient {
   ): AsyncGenerator<WatchLine> {
     if (!this.binaryUsable(endpoint)) {
       yield* httpWatchLines(
-        this.pools.get(endpoint) ?? new Pool(endpoint),
+        this.pools.get(endpoint) ?? this.newPool(endpoint),
         endpoint,
         body,
         signal,
@@ -663,7 +687,7 @@ export class FlotillaClient {
     signal?: AbortSignal,
     extraMs = 0,
   ): Promise<T> {
-    const pool = this.pools.get(endpoint) ?? new Pool(endpoint);
+    const pool = this.pools.get(endpoint) ?? this.newPool(endpoint);
     const deadline = new Deadline(this.timeoutMs + extraMs, signal);
     try {
       const op = method === 'POST' ? wireOpOfPath[path] : undefined;
@@ -747,11 +771,14 @@ export class FlotillaClient {
     i: number,
   ): Promise<WireConnection> {
     const port = this.binaryPorts.get(endpoint) as number;
+    const url = new URL(endpoint);
     const p = WireConnection.connect({
-      host: new URL(endpoint).hostname.replace(/^\[(.*)\]$/, '$1'),
+      host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
       port,
       clientId: this.clientId,
       timeoutMs: this.timeoutMs,
+      // A node that serves HTTPS serves its binary protocol over TLS as well.
+      ...(url.protocol === 'https:' ? { tls: this.tls } : {}),
     });
     slots[i] = p;
     p.catch(() => {
@@ -817,6 +844,30 @@ export class FlotillaClient {
     }
     return json as T;
   }
+}
+
+/** What a TLS connection to a node is made with (node:tls options). */
+interface TlsPem {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+}
+
+function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
+  const pem = (v: string | Uint8Array): string | Buffer =>
+    typeof v === 'string' ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (o === undefined) return {};
+  if ((o.cert === undefined) !== (o.key === undefined))
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      'tls.cert and tls.key go together: a client certificate needs its key',
+      false,
+    );
+  return {
+    ...(o.ca === undefined ? {} : { ca: pem(o.ca) }),
+    ...(o.cert === undefined ? {} : { cert: pem(o.cert) }),
+    ...(o.key === undefined ? {} : { key: pem(o.key) }),
+  };
 }
 
 function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {

@@ -4,6 +4,7 @@
 
 import type { Logger } from 'pino';
 import type { AdmissionGate } from '../api/http.js';
+import type { ServerTlsOptions } from '../api/tls.js';
 import type { KvBackend } from '../api/routes.js';
 import type { WatchBackend } from '../api/watch.js';
 import { WireServer, type WireService } from '../api/wire-server.js';
@@ -32,6 +33,8 @@ export function createClientProtocolServer(
     readonly admission: AdmissionGate;
     readonly metrics: NodeMetrics;
     readonly log: Logger;
+    /** Serve over TLS (docs/SECURITY.md, "TLS"). */
+    readonly tls?: ServerTlsOptions;
   },
 ): WireServer {
   return new WireServer(
@@ -49,6 +52,7 @@ export function createClientProtocolServer(
       onRequest: (op, code) =>
         o.metrics.httpRequests.inc({ route: `binary:${op}`, status: code === 'OK' ? '200' : code }),
       onError: (err) => o.log.error({ err }, 'request failed with an internal error'),
+      ...(o.tls === undefined ? {} : { tls: o.tls }),
     },
     o.service,
   );

@@ -13,6 +13,13 @@ import {
   type Limits,
 } from '../base/limits.js';
 import { maxWriteEnvelopeBytes } from '../kv/machine.js';
+import {
+  TlsConfigError,
+  resolveTlsConfig,
+  tlsFields,
+  type TlsConfig,
+  type TlsField,
+} from './tls-config.js';
 
 export interface Member {
   readonly id: number;
@@ -111,6 +118,8 @@ export interface NodeConfig {
   readonly join: readonly string[];
   /** The leader promotes a joined learner once its log is within this many entries of its own. */
   readonly learnerPromoteLagEntries: number;
+  /** TLS on both ports, mutual between peers (tls-config.ts); null: plain TCP and HTTP. */
+  readonly tls: TlsConfig | null;
 }
 
 export class ConfigError extends Error {
@@ -207,11 +216,13 @@ const otherFields = [
 ] as const;
 
 /** Every field a config file may hold; each is documented in docs/CONFIG.md. */
-export type ConfigField = (typeof otherFields)[number] | (typeof numericFields)[number][0];
+export type ConfigField =
+  (typeof otherFields)[number] | (typeof numericFields)[number][0] | TlsField;
 
 export const configFields: readonly ConfigField[] = [
   ...otherFields,
   ...numericFields.map(([n]) => n),
+  ...tlsFields,
 ];
 
 const knownFields = new Set<string>(configFields);
@@ -341,7 +352,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterId))
     throw new ConfigError(`clusterId "${clusterId}" must be 1-64 of [A-Za-z0-9._-]`);
   const join = resolveJoin(merged['join']);
+  const tls = resolveTls(merged, members, join);
   return {
+    tls,
     join,
     id,
     clusterId,
@@ -438,6 +451,22 @@ function resolveMembers(merged: Raw): Member[] {
     }
   }
   return members;
+}
+
+function resolveTls(
+  merged: Raw,
+  members: readonly Member[],
+  join: readonly string[],
+): TlsConfig | null {
+  try {
+    return resolveTlsConfig(merged, [
+      ...members.map((m) => ({ what: `member ${m.id}'s client URL`, url: m.client })),
+      ...join.map((url) => ({ what: 'a join URL', url })),
+    ]);
+  } catch (err) {
+    if (err instanceof TlsConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 /** `join`: comma-separated client URLs (a string) or a list of them (in a file). */

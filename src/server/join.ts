@@ -3,7 +3,7 @@
 // takes from the answer what a bootstrapped node has in its configuration: the cluster id, the
 // cluster's initial members (the configuration its log starts from) and everyone's addresses.
 
-import { request } from 'undici';
+import { Agent, request, type buildConnector } from 'undici';
 import type { Logger } from 'pino';
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
@@ -39,7 +39,27 @@ const retryable = new Set([
 export async function joinCluster(
   self: Member,
   urls: readonly string[],
+  o: {
+    clock: Clock;
+    timeoutMs: number;
+    log: Logger;
+    /** Dials the members over TLS with the cluster's CA (node-tls.ts); omitted: plain. */
+    connect?: buildConnector.connector;
+  },
+): Promise<JoinAnswer> {
+  const dispatcher = o.connect === undefined ? undefined : new Agent({ connect: o.connect });
+  try {
+    return await attemptJoins(self, urls, o, dispatcher);
+  } finally {
+    await dispatcher?.close();
+  }
+}
+
+async function attemptJoins(
+  self: Member,
+  urls: readonly string[],
   o: { clock: Clock; timeoutMs: number; log: Logger },
+  dispatcher: Agent | undefined,
 ): Promise<JoinAnswer> {
   const until = o.clock.nowMs() + o.timeoutMs;
   let last: Error = new Error('no attempt made');
@@ -52,6 +72,7 @@ export async function joinCluster(
         body: JSON.stringify({ id: self.id, peer: self.peer, client: self.client }),
         headersTimeout: 15_000,
         bodyTimeout: 15_000,
+        ...(dispatcher === undefined ? {} : { dispatcher }),
       });
       const json = (await res.body.json()) as Record<string, unknown>;
       if (res.statusCode === 200) return parseJoinAnswer(json);

@@ -10,6 +10,7 @@ import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import { clientProtocolHeader } from '../api/wire-codec.js';
 import type { WireServer } from '../api/wire-server.js';
+import type { ServerTlsOptions } from '../api/tls.js';
 import {
   forwardedHeader,
   installRoutes,
@@ -68,6 +69,7 @@ import { installMemberRoutes } from '../api/member-routes.js';
 import { installBackupRoute } from './backup.js';
 import { NodeMembers } from './member-node.js';
 import type { TcpTransport as Transport } from '../transport/index.js';
+import { NodeTls } from './node-tls.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -96,6 +98,8 @@ export class FlotillaNode implements AsyncDisposable {
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
   private wire: WireServer | null = null;
+  /** The TLS material in use and its reloads, when `tlsCertFile` is set. */
+  private tls: NodeTls | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
@@ -211,7 +215,15 @@ export class FlotillaNode implements AsyncDisposable {
     // Fail before touching storage (node-setup.ts). The peer port is bound for real (messages
     // arriving before the runtime starts are dropped; Raft resends).
     const wireListen = clientProtocolAddress(given);
-    const { config, identity, recorded, joined } = await resolveIdentity(given, wireListen, log);
+    // Unusable TLS files are reported before anything else is touched.
+    const tls =
+      given.tls === null ? null : new NodeTls({ config: given.tls, clock: systemClock, log });
+    const { config, identity, recorded, joined } = await resolveIdentity(
+      given,
+      wireListen,
+      log,
+      tls?.connector,
+    );
     const metrics = new NodeMetrics(config.id);
     const { limits } = config;
     const { kv: storage, queue: queueStorage } = await openGroupStorages(config, log);
@@ -226,6 +238,7 @@ export class FlotillaNode implements AsyncDisposable {
         await queueStorage.close();
       },
       log,
+      tls?.material,
     );
     const { transport } = peers;
     let recovery: Recovery;
@@ -340,6 +353,7 @@ export class FlotillaNode implements AsyncDisposable {
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
       ...(o.trace === undefined ? {} : { trace: o.trace }),
+      ...(tls === null ? {} : { tls: clientPortTls(tls, config) }),
     });
     const service = new KvService(
       runtime,
@@ -476,7 +490,15 @@ export class FlotillaNode implements AsyncDisposable {
             admission,
             metrics,
             log,
+            ...(tls === null ? {} : { tls: clientPortTls(tls, config) }),
           });
+    node.tls = tls;
+    if (tls !== null) {
+      tls.onChange((m) => transport.setTls(m));
+      tls.onChange((m) => http.setTls(m));
+      const wire = node.wire;
+      if (wire !== null) tls.onChange((m) => wire.setTls(m));
+    }
     try {
       const addr = await http.listen(config.listenClient);
       if (node.wire !== null && wireListen !== null)
@@ -498,6 +520,7 @@ export class FlotillaNode implements AsyncDisposable {
       loopDelay[Symbol.dispose]();
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
+    node.tls?.start();
     node.compactor.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
@@ -510,6 +533,7 @@ export class FlotillaNode implements AsyncDisposable {
     if (this.closing) return;
     this.closing = true;
     this.members.membership.stop();
+    this.tls?.stop();
     this.compactor.stop();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
@@ -650,7 +674,11 @@ export class FlotillaNode implements AsyncDisposable {
   private pool(url: string): Pool {
     let p = this.pools.get(url);
     if (p === undefined) {
-      p = new MemberPool(url, this.config.id, { connections: forwardConnections });
+      p = new MemberPool(url, this.config.id, {
+        connections: forwardConnections,
+        // Members' client ports serve the cluster's certificate; this node presents its own.
+        ...(this.tls === null ? {} : { connect: this.tls.connector }),
+      });
       this.pools.set(url, p);
     }
     return p;
@@ -724,6 +752,11 @@ function unfenced(s: QueueService): QueueBackend['service'] {
       return s.write(cmd, session, w);
     },
   };
+}
+
+/** The client ports' TLS: the node's certificate, and the CA clients must have, if asked. */
+function clientPortTls(tls: NodeTls, config: NodeConfig): ServerTlsOptions {
+  return { ...tls.material, requestCert: config.tls?.clientCertAuth === true };
 }
 
 function unsafeEmptyResult(op: BackendOp): BackendOpResult {

@@ -8,6 +8,7 @@ import type { BackoffOptions } from './backoff.js';
 import { TransportError } from './errors.js';
 import { HEADER_BYTES } from './frame.js';
 import { CHUNK_HEADER_BYTES } from './codec.js';
+import type { PeerTlsOptions } from './tls.js';
 import type { TransportClock } from './types.js';
 import type { ValidationLimits } from './validate.js';
 import { defaultValidationLimits } from './validate.js';
@@ -59,6 +60,11 @@ export interface TcpTransportOptions {
   /** Most simultaneous inbound connections on the peer port. Default 64. */
   readonly maxInboundConnections?: number;
   readonly validation?: ValidationLimits;
+  /**
+   * Mutual TLS on the peer port (PROTOCOL.md, "TLS"): this node's certificate and key and the
+   * cluster CA, as PEM. Omitted: plain TCP. Every member of a cluster must agree.
+   */
+  readonly tls?: PeerTlsOptions;
 }
 
 export interface ResolvedTcpOptions {
