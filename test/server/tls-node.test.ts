@@ -19,6 +19,9 @@ import { TcpTransport } from '../../src/transport/tcp.js';
 import type { TransportEvent } from '../../src/transport/types.js';
 import { makeTestCerts, type TestCerts } from '../support/certs.js';
 import { TestNodes } from './nodes.js';
+import { freePorts } from '../e2e/harness.js';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
 import { repoRoot } from '../support/root.js';
 
 let certs: TestCerts;
@@ -282,6 +285,43 @@ void describe('a cluster with TLS on every port', () => {
       assert.equal((await c.get('after-rotation'))?.value, 'ok');
     } finally {
       await c.close();
+    }
+  });
+  void it('a node joins through a follower over HTTPS and serves what was written', async () => {
+    const leader = await nodes.waitForLeader();
+    const follower = leader === 1 ? 2 : 1;
+    await issueCert(certs.clusterDir, { name: 'node4', hosts: '127.0.0.1' });
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const config = resolveNodeConfig({
+      id: 4,
+      dataDir: join(certs.dir, 'joiner4'),
+      initialCluster: `4=127.0.0.1:${peer}@https://127.0.0.1:${client}`,
+      join: nodes.url(follower),
+      logLevel: 'silent',
+      tlsCertFile: join(certs.clusterDir, 'node4.crt'),
+      tlsKeyFile: join(certs.clusterDir, 'node4.key'),
+      tlsCaFile: certs.node(1).caFile,
+      tlsClientCertAuth: true,
+    });
+    const joiner = await FlotillaNode.start(config);
+    try {
+      // It learned the cluster from an HTTPS answer, and catches up over mutual TLS.
+      const c = new FlotillaClient({
+        endpoints: [`https://127.0.0.1:${client}`],
+        protocol: 'http',
+        tls: clientPem(),
+      });
+      try {
+        await waitFor(
+          async () => (await c.get('tls-key', { serializable: true }))?.value === 'v1',
+          'node 4 to hold what was written before it joined',
+        );
+        assert.equal((await c.get('tls-key'))?.value, 'v1');
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await joiner.close();
     }
   });
 });
