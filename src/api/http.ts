@@ -6,6 +6,8 @@
 // the limit are closed on arrival, so a crowd of half-open connections cannot pin the server.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { RequestListener, ServerOptions } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { FlotillaError } from '../base/errors.js';
@@ -13,6 +15,12 @@ import { errorJson, httpStatus, toFlotillaError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
 import { TurnQueue, type Schedule } from './turns.js';
 import type { TraceHook } from '../host/trace.js';
+import {
+  secureContextOptions,
+  tlsServerOptions,
+  type ServerTlsOptions,
+  type TlsMaterial,
+} from './tls.js';
 
 export interface RouteContext {
   readonly body: unknown;
@@ -109,6 +117,8 @@ export interface HttpServerOptions {
   readonly onError?: (err: unknown) => void;
   /** Called when client work (an admitted path) arrives, is parsed and is answered. */
   readonly trace?: TraceHook;
+  /** Serve HTTPS with this certificate (docs/SECURITY.md, "TLS"); omitted: plain HTTP. */
+  readonly tls?: ServerTlsOptions;
 }
 
 type Method = 'GET' | 'POST';
@@ -141,7 +151,7 @@ export class JsonHttpServer {
       throw new RangeError(
         `headersTimeoutMs (${opts.headersTimeoutMs}) must not exceed requestTimeoutMs (${opts.requestTimeoutMs})`,
       );
-    this.server = createServer(
+    this.server = serverFactory(opts)(
       {
         keepAliveTimeout: opts.idleTimeoutMs,
         // An answer leaves at once, not after the client's acknowledgement of the last one
@@ -184,6 +194,15 @@ export class JsonHttpServer {
    */
   countAgainstAdmission(...paths: string[]): void {
     for (const p of paths) this.admittedPaths.add(p);
+  }
+
+  /**
+   * A new certificate, key or CA for the connections from now on (a certificate rotated on
+   * disk); open connections keep theirs. Only on a server started with TLS.
+   */
+  setTls(material: TlsMaterial): void {
+    if (this.opts.tls === undefined) throw new Error('this HTTP server was started without TLS');
+    (this.server as HttpsServer).setSecureContext(secureContextOptions(material));
   }
 
   /** Connections open now (for tests and metrics). */
@@ -485,6 +504,22 @@ export class JsonHttpServer {
     }
     return Buffer.concat(chunks);
   }
+}
+
+/**
+ * node:http's createServer, or with `tls` node:https's with the certificate added (a TLS
+ * handshake then counts against the header timeout, as the first bytes of a request would).
+ */
+function serverFactory(
+  opts: HttpServerOptions,
+): (options: ServerOptions, listener: RequestListener) => Server {
+  const tls = opts.tls;
+  if (tls === undefined) return createServer;
+  return (options, listener) =>
+    createHttpsServer(
+      { ...options, ...tlsServerOptions(tls), handshakeTimeout: opts.headersTimeoutMs },
+      listener,
+    );
 }
 
 /** Accepts `application/json`, with no charset or with UTF-8, in any letter case. */

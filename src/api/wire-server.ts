@@ -23,6 +23,7 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import { toFlotillaError } from './errors.js';
 import { bearerHeader, permit, wireNeed, type Principal, type TokenBook } from './auth.js';
@@ -36,6 +37,12 @@ import {
   type WriteRequest,
 } from './requests.js';
 import type { KvBackend } from './routes.js';
+import {
+  secureContextOptions,
+  tlsServerOptions,
+  type ServerTlsOptions,
+  type TlsMaterial,
+} from './tls.js';
 import { TurnQueue } from './turns.js';
 import { asObject, onlyFields, optInt, type Json } from './validate.js';
 import {
@@ -83,6 +90,8 @@ export interface WireServerOptions {
    * checked against the role its type needs. None: no authentication.
    */
   readonly tokens?: () => TokenBook;
+  /** Serve the protocol over TLS (docs/SECURITY.md, "TLS"); omitted: plain TCP. */
+  readonly tls?: ServerTlsOptions;
 }
 
 /**
@@ -159,6 +168,7 @@ interface Work {
 export class WireServer {
   private readonly server: Server;
   private readonly connections = new Set<Connection>();
+  private readonly raw = new Set<Socket>();
   readonly turns: TurnQueue;
 
   constructor(
@@ -168,12 +178,39 @@ export class WireServer {
     readonly service: WireService | null = null,
   ) {
     this.turns = new TurnQueue(opts.batchesPerTurn ?? 32);
-    this.server = createServer({ noDelay: true }, (socket) => {
+    const onSocket = (socket: Socket): void => {
       const c = new Connection(socket, this);
       this.connections.add(c);
       socket.on('close', () => this.connections.delete(c));
-    });
+    };
+    this.server =
+      opts.tls === undefined
+        ? createServer({ noDelay: true }, onSocket)
+        : createTlsServer(
+            // The TLS handshake counts against the protocol's own handshake time.
+            {
+              ...tlsServerOptions(opts.tls),
+              noDelay: true,
+              handshakeTimeout: opts.handshakeTimeoutMs,
+            },
+            onSocket,
+          );
     this.server.maxConnections = opts.maxConnections;
+    // Connections still in their TLS handshake are not in `connections`: close() ends them too.
+    this.server.on('connection', (raw: Socket) => {
+      this.raw.add(raw);
+      raw.on('close', () => this.raw.delete(raw));
+    });
+  }
+
+  /**
+   * A new certificate, key or CA for the connections from now on (a certificate rotated on
+   * disk); open connections keep theirs. Only on a server started with TLS.
+   */
+  setTls(material: TlsMaterial): void {
+    if (this.opts.tls === undefined)
+      throw new Error('this protocol server was started without TLS');
+    (this.server as TlsServer).setSecureContext(secureContextOptions(material));
   }
 
   async listen(host: string, port: number): Promise<AddressInfo> {
@@ -195,6 +232,7 @@ export class WireServer {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of this.connections) c.destroy();
+    for (const r of this.raw) r.destroy();
     await closed;
   }
 }

@@ -16,6 +16,8 @@ import { queueCommands } from './queue.js';
 import { memberCommands } from './member.js';
 import { snapshotCommands } from './snapshot.js';
 import { tokenCommand, tokenOption, type ClusterOptions } from './token.js';
+import { certsCommands } from './certs.js';
+import { clientTls, type ClientTlsFlags } from './client-tls.js';
 
 const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
 
@@ -33,7 +35,11 @@ function int(name: string, min = -Infinity, max = Infinity) {
 
 const port = (name: string) => int(name, 1, 65_535);
 
+/** The program's --cacert, --cert and --key, whichever subcommand they were given with. */
+let tlsFlags: ClientTlsFlags = {};
+
 function client(opts: ClusterOptions): FlotillaClient {
+  const tls = clientTls(tlsFlags, process.env);
   return new FlotillaClient({
     endpoints: opts.endpoints
       .split(',')
@@ -41,6 +47,7 @@ function client(opts: ClusterOptions): FlotillaClient {
       .filter(Boolean),
     deadlineMs: 10_000,
     ...(opts.token === undefined || opts.token === '' ? {} : { token: opts.token }),
+    ...(tls === undefined ? {} : { tls }),
   });
 }
 
@@ -63,7 +70,17 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     // Usage errors throw (exit code 2, see main) rather than exit inside the parser; the
     // subcommands defined below inherit this.
-    .exitOverride();
+    .exitOverride()
+    // For a cluster serving HTTPS (docs/SECURITY.md, "TLS"); accepted after any subcommand.
+    .option('--cacert <file>', "the cluster's CA certificate (default: $FLOTILLA_TLS_CA_FILE)")
+    .option(
+      '--cert <file>',
+      'client certificate, for a cluster that requires one (default: $FLOTILLA_TLS_CERT_FILE)',
+    )
+    .option('--key <file>', 'key of --cert (default: $FLOTILLA_TLS_KEY_FILE)');
+  program.hook('preAction', () => {
+    tlsFlags = program.opts<ClientTlsFlags>();
+  });
 
   program
     .command('start')
@@ -134,6 +151,10 @@ export function buildProgram(): Command {
     )
     .option('--log-level <level>', 'pino log level')
     .option('--log-format <format>', 'auto (pretty on a terminal, else json), json or pretty')
+    .option('--tls-cert-file <file>', "this node's certificate: turns TLS on (docs/SECURITY.md)")
+    .option('--tls-key-file <file>', "this node's private key")
+    .option('--tls-ca-file <file>', "the cluster's CA certificate")
+    .option('--tls-client-cert-auth', 'clients must present a certificate of the CA too')
     .action(async (o: Record<string, unknown>) => {
       const file = typeof o['config'] === 'string' ? readConfigFile(o['config']) : {};
       const flags = {
@@ -161,6 +182,10 @@ export function buildProgram(): Command {
         bootstrapWaitMs: o['bootstrapWaitMs'],
         logLevel: o['logLevel'],
         logFormat: o['logFormat'],
+        tlsCertFile: o['tlsCertFile'],
+        tlsKeyFile: o['tlsKeyFile'],
+        tlsCaFile: o['tlsCaFile'],
+        tlsClientCertAuth: o['tlsClientCertAuth'],
       };
       const config = resolveNodeConfig(file, configFromEnv(process.env), flags);
       const { runNode } = await import('../server/node.js');
@@ -342,6 +367,7 @@ export function buildProgram(): Command {
   queueCommands(program, withClient, defaultEndpoints, int);
   memberCommands(program, withClient, defaultEndpoints, int);
   snapshotCommands(program, defaultEndpoints, int);
+  certsCommands(program, int);
 
   const lease = program
     .command('lease')

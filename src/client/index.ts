@@ -112,6 +112,18 @@ export interface ClientOptions {
    * authentication ignores it.
    */
   readonly token?: string;
+  /**
+   * For `https://` endpoints (docs/SECURITY.md, "TLS"): the cluster's CA certificate (PEM) to
+   * trust instead of the system's, and a client certificate and key for a cluster that asks
+   * for one (tlsClientCertAuth). The binary protocol of such an endpoint runs over TLS too.
+   */
+  readonly tls?: ClientTlsOptions;
+}
+
+export interface ClientTlsOptions {
+  readonly ca?: string | Uint8Array;
+  readonly cert?: string | Uint8Array;
+  readonly key?: string | Uint8Array;
 }
 
 /** The binary protocol's request type of each HTTP path it serves. */
@@ -186,6 +198,8 @@ export class FlotillaClient {
   private nextWire = 0;
   /** Presented by every request (BearerPool) and every binary handshake; null: none. */
   readonly #token: string | null;
+  private readonly tls: TlsPem;
+  private readonly poolConnections: number;
 
   constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0)
@@ -217,8 +231,24 @@ export class FlotillaClient {
         false,
       );
     this.#token = opts.token ?? null;
-    for (const e of this.endpoints)
-      this.pools.set(e, this.newPool(e, { connections: opts.connections ?? 64, pipelining: 1 }));
+    this.tls = tlsConnectOptions(opts.tls);
+    this.poolConnections = opts.connections ?? 64;
+    for (const e of this.endpoints) this.pools.set(e, this.newPool(e));
+  }
+
+  /**
+   * A pool to `endpoint`: over TLS with the given CA and certificate, and its requests
+   * presenting the token, when there is one.
+   */
+  private newPool(endpoint: string): Pool {
+    const options: Pool.Options = {
+      connections: this.poolConnections,
+      pipelining: 1,
+      ...(Object.keys(this.tls).length === 0 ? {} : { connect: this.tls }),
+    };
+    return this.#token === null
+      ? new Pool(endpoint, options)
+      : new BearerPool(endpoint, this.#token, options);
   }
 
   async put(
@@ -763,25 +793,21 @@ export class FlotillaClient {
     i: number,
   ): Promise<WireConnection> {
     const port = this.binaryPorts.get(endpoint) as number;
+    const url = new URL(endpoint);
     const p = WireConnection.connect({
-      host: new URL(endpoint).hostname.replace(/^\[(.*)\]$/, '$1'),
+      host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
       port,
       clientId: this.clientId,
       ...(this.#token === null ? {} : { token: this.#token }),
       timeoutMs: this.timeoutMs,
+      // A node that serves HTTPS serves its binary protocol over TLS as well.
+      ...(url.protocol === 'https:' ? { tls: this.tls } : {}),
     });
     slots[i] = p;
     p.catch(() => {
       if (slots[i] === p) slots[i] = undefined;
     });
     return p;
-  }
-
-  /** A pool to `endpoint` whose requests present the token, when there is one. */
-  private newPool(endpoint: string, options?: Pool.Options): Pool {
-    return this.#token === null
-      ? new Pool(endpoint, options)
-      : new BearerPool(endpoint, this.#token, options);
   }
 
   private async exchange<T>(
@@ -841,6 +867,30 @@ export class FlotillaClient {
     }
     return json as T;
   }
+}
+
+/** What a TLS connection to a node is made with (node:tls options). */
+interface TlsPem {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+}
+
+function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
+  const pem = (v: string | Uint8Array): string | Buffer =>
+    typeof v === 'string' ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (o === undefined) return {};
+  if ((o.cert === undefined) !== (o.key === undefined))
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      'tls.cert and tls.key go together: a client certificate needs its key',
+      false,
+    );
+  return {
+    ...(o.ca === undefined ? {} : { ca: pem(o.ca) }),
+    ...(o.cert === undefined ? {} : { cert: pem(o.cert) }),
+    ...(o.key === undefined ? {} : { key: pem(o.key) }),
+  };
 }
 
 function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {

@@ -7,6 +7,7 @@
 // send it again). A request whose answer is a stream (a watch) is read with `stream`.
 
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { FlotillaError } from '../base/errors.js';
 import {
   ANSWER_STREAM,
@@ -35,6 +36,8 @@ export interface WireConnectOptions {
   readonly version?: number;
   /** Connecting and the handshake must finish within this. */
   readonly timeoutMs: number;
+  /** Connect over TLS with these options (CA, client certificate); omitted: plain TCP. */
+  readonly tls?: ConnectionOptions;
 }
 
 interface Pending {
@@ -67,7 +70,11 @@ export class WireConnection {
   static connect(o: WireConnectOptions): Promise<WireConnection> {
     const where = `${o.host}:${o.port}`;
     return new Promise<WireConnection>((resolve, reject) => {
-      const socket = connect({ host: o.host, port: o.port, noDelay: true });
+      const socket =
+        o.tls === undefined
+          ? connect({ host: o.host, port: o.port, noDelay: true })
+          : tlsConnect({ ...o.tls, host: o.host, port: o.port });
+      if (o.tls !== undefined) socket.setNoDelay(true);
       const reader = new FrameReader(maxAnswerFrameBytes);
       let conn: WireConnection | null = null;
       const timer = setTimeout(() => {
@@ -78,7 +85,8 @@ export class WireConnection {
         clearTimeout(timer);
         reject(e);
       };
-      socket.on('connect', () => {
+      // Over TLS the handshake frame leaves once the server's certificate was verified.
+      socket.on(o.tls === undefined ? 'connect' : 'secureConnect', () => {
         socket.write(
           encodeFrame({
             magic: WIRE_MAGIC,

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { TokenBook } from '../api/auth.js';
 import type { AdmissionGate } from '../api/http.js';
+import type { ServerTlsOptions } from '../api/tls.js';
 import type { KvBackend } from '../api/routes.js';
 import type { WatchBackend } from '../api/watch.js';
 import { WireServer, type WireService } from '../api/wire-server.js';
@@ -35,6 +36,8 @@ export function createClientProtocolServer(
     readonly log: Logger;
     /** The tokens a connection's handshake must present; none: no authentication. */
     readonly tokens?: () => TokenBook;
+    /** Serve over TLS (docs/SECURITY.md, "TLS"). */
+    readonly tls?: ServerTlsOptions;
   },
 ): WireServer {
   return new WireServer(
@@ -53,6 +56,7 @@ export function createClientProtocolServer(
         o.metrics.httpRequests.inc({ route: `binary:${op}`, status: code === 'OK' ? '200' : code }),
       onError: (err) => o.log.error({ err }, 'request failed with an internal error'),
       ...(o.tokens === undefined ? {} : { tokens: o.tokens }),
+      ...(o.tls === undefined ? {} : { tls: o.tls }),
     },
     o.service,
   );

@@ -10,6 +10,7 @@ import {
   envVarName,
   numericFields,
 } from './config.js';
+import { tlsFieldDocs } from './tls-config.js';
 
 interface FieldDoc {
   readonly meaning: string;
@@ -205,6 +206,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       'HTTP connections open at once; one more is closed as it arrives, while the open ones keep working.',
   },
+  ...tlsFieldDocs,
 };
 
 function valuesOf(field: ConfigField): string {

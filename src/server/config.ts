@@ -15,6 +15,13 @@ import {
 } from '../base/limits.js';
 import { maxWriteEnvelopeBytes } from '../kv/machine.js';
 import { resolveNodeAuth, type NodeAuth } from './auth-tokens.js';
+import {
+  TlsConfigError,
+  resolveTlsConfig,
+  tlsFields,
+  type TlsConfig,
+  type TlsField,
+} from './tls-config.js';
 
 export interface Member {
   readonly id: number;
@@ -134,6 +141,8 @@ export interface NodeConfig {
   readonly bootstrapMember: number;
   /** How long the bootstrap member asks the join URLs before it starts a new cluster. */
   readonly bootstrapWaitMs: number;
+  /** TLS on both ports, mutual between peers (tls-config.ts); null: plain TCP and HTTP. */
+  readonly tls: TlsConfig | null;
 }
 
 export class ConfigError extends Error {
@@ -240,11 +249,13 @@ const otherFields = [
 ] as const;
 
 /** Every field a config file may hold; each is documented in docs/CONFIG.md. */
-export type ConfigField = (typeof otherFields)[number] | (typeof numericFields)[number][0];
+export type ConfigField =
+  (typeof otherFields)[number] | (typeof numericFields)[number][0] | TlsField;
 
 export const configFields: readonly ConfigField[] = [
   ...otherFields,
   ...numericFields.map(([n]) => n),
+  ...tlsFields,
 ];
 
 const knownFields = new Set<string>(configFields);
@@ -380,7 +391,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const authTokensFile = str(merged['authTokensFile'], 'authTokensFile', '');
   const authNodeTokenFile = str(merged['authNodeTokenFile'], 'authNodeTokenFile', '');
   const auth = resolveNodeAuth(authTokensFile, authNodeTokenFile);
+  const tls = resolveTls(merged, members, join);
   return {
+    tls,
     join,
     id,
     clusterId,
@@ -517,6 +530,22 @@ function resolveMembers(merged: Raw, id: number): Member[] {
     }
   }
   return members;
+}
+
+function resolveTls(
+  merged: Raw,
+  members: readonly Member[],
+  join: readonly string[],
+): TlsConfig | null {
+  try {
+    return resolveTlsConfig(merged, [
+      ...members.map((m) => ({ what: `member ${m.id}'s client URL`, url: m.client })),
+      ...join.map((url) => ({ what: 'a join URL', url })),
+    ]);
+  } catch (err) {
+    if (err instanceof TlsConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 /** `join`: comma-separated client URLs (a string) or a list of them (in a file). */

@@ -7,7 +7,7 @@
 // is given the join URLs too, so that it finds the cluster again when its volume is lost; it
 // starts a new cluster only when no member at those URLs answered at all for a while.
 
-import { request } from 'undici';
+import { Agent, request, type buildConnector } from 'undici';
 import type { Logger } from 'pino';
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
@@ -50,6 +50,8 @@ export interface JoinOptions {
   readonly bootstrapAfterMs?: number;
   /** Headers every attempt carries: the node's own credential when authentication is on. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** Dials the members over TLS with the cluster's CA (node-tls.ts); omitted: plain. */
+  readonly connect?: buildConnector.connector;
 }
 
 /**
@@ -61,6 +63,20 @@ export async function joinCluster(
   self: Member,
   given: readonly string[],
   o: JoinOptions,
+): Promise<JoinAnswer | 'bootstrap'> {
+  const dispatcher = o.connect === undefined ? undefined : new Agent({ connect: o.connect });
+  try {
+    return await attemptJoins(self, given, o, dispatcher);
+  } finally {
+    await dispatcher?.close();
+  }
+}
+
+async function attemptJoins(
+  self: Member,
+  given: readonly string[],
+  o: JoinOptions,
+  dispatcher: Agent | undefined,
 ): Promise<JoinAnswer | 'bootstrap'> {
   const started = o.clock.nowMs();
   const until = started + o.timeoutMs;
@@ -80,6 +96,7 @@ export async function joinCluster(
         body: JSON.stringify({ id: self.id, peer: self.peer, client: self.client }),
         headersTimeout: 15_000,
         bodyTimeout: 15_000,
+        ...(dispatcher === undefined ? {} : { dispatcher }),
       });
       answered = true;
       const json = (await res.body.json()) as Record<string, unknown>;

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { createRng, type Recovery } from '../raft/index.js';
 import { FilePartialSnapshots, openSqliteStorage, openWalStorage } from '../storage/index.js';
-import { TcpTransport } from '../transport/index.js';
+import { TcpTransport, type PeerTlsOptions } from '../transport/index.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import type { GroupOptions } from '../host/host.js';
 import type { SessionMachine } from '../host/sessions.js';
@@ -25,6 +25,7 @@ import { joinCluster } from './join.js';
 import { memberAuthHeaders } from './auth-tokens.js';
 import { logWalRecovery } from './logging.js';
 import { MAX_LEARNED_MEMBERS } from './member-node.js';
+import type { NodeTls } from './node-tls.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
 
 /** The Raft group that holds the key-value store. */
@@ -60,6 +61,8 @@ export async function resolveIdentity(
   given: NodeConfig,
   wireListen: string | null,
   log: Logger,
+  /** How to dial members' client ports over TLS (node-tls.ts); omitted: plain. */
+  connect?: NodeTls['connector'],
 ): Promise<ResolvedIdentity> {
   prepareDataDir(given.dataDir);
   await checkListenable(given.listenClient, 'clients (listenClient)');
@@ -77,6 +80,7 @@ export async function resolveIdentity(
           ...(given.bootstrapMember === given.id
             ? { bootstrapAfterMs: given.bootstrapWaitMs }
             : {}),
+          ...(connect === undefined ? {} : { connect }),
         })
       : null;
   // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
@@ -175,6 +179,8 @@ export async function openPeerTransport(
   hasLog: () => boolean,
   release: () => Promise<void>,
   log: Logger,
+  /** Mutual TLS on the peer port (PROTOCOL.md, "TLS"); omitted: plain TCP. */
+  tls?: PeerTlsOptions,
 ): Promise<PeerTransport> {
   const self = config.members.find((m) => m.id === config.id);
   let transport: TcpTransport;
@@ -194,6 +200,7 @@ export async function openPeerTransport(
       rng: createRng(config.id * 7919 + Date.now()),
       maxFrameBytes: config.limits.maxFrameBytes,
       maxAttachmentBytes: config.limits.maxAttachmentBytes,
+      ...(tls === undefined ? {} : { tls }),
     });
   } catch (err) {
     await release();
@@ -236,6 +243,14 @@ export async function openPeerTransport(
           'peer handshake refused',
         );
         onRefused();
+        return;
+      case 'tls-refused':
+        log.warn(
+          { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
+          e.direction === 'inbound'
+            ? `peer connection from ${e.remote} refused: ${e.reason}`
+            : `peer ${e.peer} at ${e.remote} refused: ${e.reason}`,
+        );
         return;
       case 'protocol-error':
         log.warn(

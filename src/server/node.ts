@@ -10,6 +10,7 @@ import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import { clientProtocolHeader } from '../api/wire-codec.js';
 import type { WireServer } from '../api/wire-server.js';
+import type { ServerTlsOptions } from '../api/tls.js';
 import {
   forwardedHeader,
   installRoutes,
@@ -77,6 +78,7 @@ import {
 } from '../api/dashboard-routes.js';
 import { DashboardFeed, RateSampler } from './dashboard.js';
 import { Timeline } from './timeline.js';
+import { NodeTls } from './node-tls.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -121,6 +123,8 @@ export class FlotillaNode implements AsyncDisposable {
   /** The dashboard's event stream; set once the node is assembled. */
   private feed: DashboardFeed | null = null;
   private dash: DashboardParts | null = null;
+  /** The TLS material in use and its reloads, when `tlsCertFile` is set. */
+  private tls: NodeTls | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
@@ -239,10 +243,14 @@ export class FlotillaNode implements AsyncDisposable {
     // Fail before touching storage (node-setup.ts). The peer port is bound for real (messages
     // arriving before the runtime starts are dropped; Raft resends).
     const wireListen = clientProtocolAddress(given);
+    // Unusable TLS files are reported before anything else is touched.
+    const tls =
+      given.tls === null ? null : new NodeTls({ config: given.tls, clock: systemClock, log });
     const { config, identity, recorded, joined, lostData } = await resolveIdentity(
       given,
       wireListen,
       log,
+      tls?.connector,
     );
     const metrics = new NodeMetrics(config.id);
     const { limits } = config;
@@ -258,6 +266,7 @@ export class FlotillaNode implements AsyncDisposable {
         await queueStorage.close();
       },
       log,
+      tls?.material,
     );
     const { transport } = peers;
     let recovery: Recovery;
@@ -389,6 +398,7 @@ export class FlotillaNode implements AsyncDisposable {
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
       ...(o.trace === undefined ? {} : { trace: o.trace }),
+      ...(tls === null ? {} : { tls: clientPortTls(tls, config) }),
     });
     const service = new KvService(
       runtime,
@@ -559,7 +569,15 @@ export class FlotillaNode implements AsyncDisposable {
             metrics,
             log,
             ...(tokens === null ? {} : { tokens: () => tokens.current() }),
+            ...(tls === null ? {} : { tls: clientPortTls(tls, config) }),
           });
+    node.tls = tls;
+    if (tls !== null) {
+      tls.onChange((m) => transport.setTls(m));
+      tls.onChange((m) => http.setTls(m));
+      const wire = node.wire;
+      if (wire !== null) tls.onChange((m) => wire.setTls(m));
+    }
     try {
       const addr = await http.listen(config.listenClient);
       if (node.wire !== null && wireListen !== null)
@@ -583,6 +601,7 @@ export class FlotillaNode implements AsyncDisposable {
       tokens?.[Symbol.dispose]();
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
+    node.tls?.start();
     node.compactor.start();
     dash.sampler.start();
     node.leaseKeeper.start();
@@ -596,6 +615,7 @@ export class FlotillaNode implements AsyncDisposable {
     if (this.closing) return;
     this.closing = true;
     this.members.membership.stop();
+    this.tls?.stop();
     this.compactor.stop();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
@@ -786,7 +806,11 @@ export class FlotillaNode implements AsyncDisposable {
   private pool(url: string): Pool {
     let p = this.pools.get(url);
     if (p === undefined) {
-      p = new MemberPool(url, this.config.id, { connections: forwardConnections });
+      p = new MemberPool(url, this.config.id, {
+        connections: forwardConnections,
+        // Members' client ports serve the cluster's certificate; this node presents its own.
+        ...(this.tls === null ? {} : { connect: this.tls.connector }),
+      });
       this.pools.set(url, p);
     }
     return p;
@@ -879,6 +903,11 @@ export function dashboardUrl(address: string, port: number): string {
         ? `[${address}]`
         : address;
   return `http://${host}:${port}/`;
+}
+
+/** The client ports' TLS: the node's certificate, and the CA clients must have, if asked. */
+function clientPortTls(tls: NodeTls, config: NodeConfig): ServerTlsOptions {
+  return { ...tls.material, requestCert: config.tls?.clientCertAuth === true };
 }
 
 function unsafeEmptyResult(op: BackendOp): BackendOpResult {

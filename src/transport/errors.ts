@@ -16,6 +16,8 @@ export type TransportErrorCode =
   | 'TRANSPORT_ATTACHMENT_TOO_LARGE'
   /** The handshake was refused: wrong magic, version, cluster id or node id. */
   | 'TRANSPORT_HANDSHAKE_REFUSED'
+  /** Mutual TLS failed: a certificate not issued by the cluster's CA, or no TLS at all. */
+  | 'TRANSPORT_TLS_REFUSED'
   /** The handshake did not finish within handshakeTimeoutMs. */
   | 'TRANSPORT_HANDSHAKE_TIMEOUT'
   /** Too many connections are open on the peer port; the new one was closed at once. */

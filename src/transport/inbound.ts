@@ -129,7 +129,11 @@ export class InboundConnection {
     if (!got.equals(PREFACE))
       return this.refuse(
         0,
-        `bad magic: expected ${hexPreview(PREFACE)} ("FLOT"), saw ${hexPreview(got)}`,
+        `bad magic: expected ${hexPreview(PREFACE)} ("FLOT"), saw ${hexPreview(got)}` +
+          // A TLS record header (handshake, version 3.x): the dialler speaks TLS, we do not.
+          (got[0] === 0x16 && got[1] === 0x03
+            ? ' (a TLS handshake: the dialler uses TLS, this peer port does not)'
+            : ''),
       );
     this.state = 'hello';
   }

@@ -9,6 +9,7 @@ import type { BackoffOptions } from './backoff.js';
 import { TransportError } from './errors.js';
 import { HEADER_BYTES } from './frame.js';
 import { CHUNK_HEADER_BYTES } from './codec.js';
+import type { PeerTlsOptions } from './tls.js';
 import type { TransportClock } from './types.js';
 import type { ValidationLimits } from './validate.js';
 import { defaultValidationLimits } from './validate.js';
@@ -66,6 +67,11 @@ export interface TcpTransportOptions {
    * that comes back at a new address is found at the next reconnect. Tests pass their own.
    */
   readonly lookup?: LookupFunction;
+  /**
+   * Mutual TLS on the peer port (PROTOCOL.md, "TLS"): this node's certificate and key and the
+   * cluster CA, as PEM. Omitted: plain TCP. Every member of a cluster must agree.
+   */
+  readonly tls?: PeerTlsOptions;
 }
 
 export interface ResolvedTcpOptions {

@@ -29,6 +29,7 @@ import {
 import type { PeerAddress, ResolvedTcpOptions } from './options.js';
 import { SendQueue, type QueuedMessage } from './sendqueue.js';
 import { PeerCounters } from './stats.js';
+import { tlsFailure, type PeerTls } from './tls.js';
 import type { PeerStats, TransportClock, TransportEvent } from './types.js';
 
 interface Transfer {
@@ -42,6 +43,8 @@ export interface PeerContext {
   readonly opts: ResolvedTcpOptions;
   readonly clock: TransportClock;
   readonly rng: Rng;
+  /** Mutual TLS on the peer port; null: plain TCP. */
+  readonly tls?: PeerTls | null;
   emit(event: TransportEvent): void;
 }
 
@@ -107,12 +110,16 @@ export class PeerLink {
     // A host name is resolved again on every dial (Node keeps no DNS cache): a peer whose name
     // now points elsewhere (a container started again with a new address) is found there.
     const { lookup } = this.ctx.opts;
-    const socket = connect({
-      host: this.address.host,
-      port: this.address.port,
-      noDelay: true,
-      ...(lookup === null ? {} : { lookup }),
-    });
+    const tls = this.ctx.tls ?? null;
+    const socket =
+      tls === null
+        ? connect({
+            host: this.address.host,
+            port: this.address.port,
+            noDelay: true,
+            ...(lookup === null ? {} : { lookup }),
+          })
+        : tls.connect(this.address, lookup);
     this.socket = socket;
     const decoder = new FrameDecoder(this.ctx.opts.maxHandshakeFrameBytes);
     this.timer = this.ctx.clock.setTimeout(() => {
@@ -123,7 +130,8 @@ export class PeerLink {
         ),
       );
     }, this.ctx.opts.handshakeTimeoutMs);
-    socket.on('connect', () => {
+    // Over TLS the preface waits for the TLS handshake: nothing is said to an unverified peer.
+    socket.on(tls === null ? 'connect' : 'secureConnect', () => {
       socket.setKeepAlive(true, 10_000);
       const hello = {
         minVersion: PROTOCOL_VERSION_MIN,
@@ -144,7 +152,11 @@ export class PeerLink {
       this.bulkBlocked = false;
       this.pump();
     });
-    socket.on('error', () => undefined); // 'close' follows and carries the consequence
+    socket.on('error', (e) => {
+      // 'close' follows and carries the consequence; a TLS failure is said first, with why.
+      const reason = tls === null || this.state !== 'connecting' ? null : tlsFailure(e);
+      if (reason !== null) this.tlsRefused(reason);
+    });
     socket.on('close', () => this.onClose(socket));
   }
 
@@ -218,6 +230,17 @@ export class PeerLink {
       peerHasLog: a.hasLog,
     });
     this.pump();
+  }
+
+  private tlsRefused(reason: string): void {
+    this.counters.countError('TRANSPORT_TLS_REFUSED');
+    this.ctx.emit({
+      kind: 'tls-refused',
+      direction: 'outbound',
+      peer: this.peer,
+      remote: this.remote(),
+      reason,
+    });
   }
 
   private protocolError(e: TransportError): void {

@@ -4,7 +4,9 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createRng, type Rng } from '../raft/rng.js';
 import type { Message, NodeId } from '../raft/types.js';
+import { pack } from './codec.js';
 import { TransportError } from './errors.js';
+import { FrameType, encodeSmallFrame } from './frame.js';
 import { InboundConnection, type InboundContext } from './inbound.js';
 import {
   resolveTcpOptions,
@@ -14,6 +16,7 @@ import {
 } from './options.js';
 import { PeerLink } from './peer.js';
 import { ErrorCounters, PeerCounters, buildStats } from './stats.js';
+import { PeerTls, remoteOf, type PeerTlsOptions } from './tls.js';
 import {
   systemTransportClock,
   type PeerStats,
@@ -43,13 +46,21 @@ export class TcpTransport implements Transport {
   private eventHandler: (e: TransportEvent) => void = () => undefined;
   private closed: Promise<void> | null = null;
   private readonly inboundContext: InboundContext;
+  /** Mutual TLS on the peer port; null: plain TCP. */
+  private readonly tls: PeerTls | null;
+  /** With TLS: every TCP connection, those still in their TLS handshake too (close ends them). */
+  private readonly tcpSockets = new Set<Socket>();
 
   private constructor(options: TcpTransportOptions) {
     this.opts = resolveTcpOptions(options);
     this.clock = options.clock ?? systemTransportClock;
     this.rng = options.rng ?? createRng(this.opts.nodeId * 2654435761);
     this.inboundContext = this.makeInboundContext();
-    this.server = createServer((socket) => this.onConnection(socket));
+    this.tls = options.tls === undefined ? null : new PeerTls(options.tls);
+    this.server =
+      this.tls === null
+        ? createServer((socket) => this.onConnection(socket))
+        : this.listenTls(this.tls);
     this.server.on('error', (e) =>
       this.emit({ kind: 'handler-error', peer: 0, message: `peer listener: ${e.message}` }),
     );
@@ -93,6 +104,7 @@ export class TcpTransport implements Transport {
       opts: this.opts,
       clock: this.clock,
       rng: this.rng,
+      tls: this.tls,
       emit: (e: TransportEvent) => this.emit(e),
     };
     this.links.set(id, new PeerLink(id, address, ctx));
@@ -123,6 +135,26 @@ export class TcpTransport implements Transport {
    */
   flush(): void {
     for (const link of this.links.values()) link.flush();
+  }
+
+  /** Whether the peer port speaks mutual TLS. */
+  get secure(): boolean {
+    return this.tls !== null;
+  }
+
+  /**
+   * New certificate, key or CA for the connections made from now on, both ways (a certificate
+   * rotated on disk); open connections keep theirs. Throws TRANSPORT_INVALID_CONFIG, changing
+   * nothing, when the material is unusable, and when this transport was started without TLS:
+   * a cluster cannot switch to TLS one member at a time.
+   */
+  setTls(material: PeerTlsOptions): void {
+    if (this.tls === null)
+      throw new TransportError(
+        'TRANSPORT_INVALID_CONFIG',
+        'this peer port was started without TLS; restart it with TLS to use certificates',
+      );
+    this.tls.update(material);
   }
 
   onMessage(handler: Handler): void {
@@ -174,6 +206,7 @@ export class TcpTransport implements Transport {
   private async doClose(): Promise<void> {
     for (const link of this.links.values()) link.close();
     for (const conn of this.connections) conn.close();
+    for (const raw of this.tcpSockets) raw.destroy();
     await new Promise<void>((resolve) => {
       if (!this.server.listening) return resolve();
       this.server.close(() => resolve());
@@ -192,6 +225,46 @@ export class TcpTransport implements Transport {
     let c = this.inboundCounters.get(id);
     if (c === undefined) this.inboundCounters.set(id, (c = new PeerCounters()));
     return c;
+  }
+
+  /**
+   * The TLS listener. Its connection limit counts connections still in their TLS handshake,
+   * which are not in `connections` yet: a crowd of them cannot exhaust the node either.
+   */
+  private listenTls(tls: PeerTls): Server {
+    const server = tls.createServer(
+      this.opts.handshakeTimeoutMs,
+      (socket) => {
+        const reason = tls.refusal(socket);
+        if (reason === null) return this.onConnection(socket);
+        // The dialler verified this node, so it may be told why: its log then says it too.
+        this.tlsRefused(remoteOf(socket), reason);
+        socket.on('error', () => undefined); // 'close' follows; nothing more to say
+        socket.end(encodeSmallFrame(FrameType.refuse, pack({ reason })), () => socket.destroy());
+      },
+      (remote, reason) => this.tlsRefused(remote, reason),
+    );
+    server.maxConnections = this.opts.maxInboundConnections;
+    server.on('connection', (raw: Socket) => {
+      this.tcpSockets.add(raw);
+      raw.on('close', () => this.tcpSockets.delete(raw));
+    });
+    server.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) => {
+      this.anonymous.count('TRANSPORT_TOO_MANY_CONNECTIONS');
+      this.emit({
+        kind: 'protocol-error',
+        peer: 0,
+        code: 'TRANSPORT_TOO_MANY_CONNECTIONS',
+        remote: `${d?.remoteAddress ?? '?'}:${d?.remotePort ?? 0}`,
+        message: `peer port already holds ${this.opts.maxInboundConnections} connections (limit ${this.opts.maxInboundConnections})`,
+      });
+    });
+    return server;
+  }
+
+  private tlsRefused(remote: string, reason: string): void {
+    this.anonymous.count('TRANSPORT_TLS_REFUSED');
+    this.emit({ kind: 'tls-refused', direction: 'inbound', peer: 0, remote, reason });
   }
 
   private onConnection(socket: Socket): void {

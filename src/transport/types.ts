@@ -71,6 +71,19 @@ export type TransportEvent =
       readonly reason: string;
     }
   | {
+      /**
+       * Mutual TLS failed (PROTOCOL.md, "TLS"): inbound, a dialler whose certificate is not the
+       * cluster's, or that does not speak TLS; outbound, a peer whose certificate is not, or
+       * that does not speak TLS. The connection is closed.
+       */
+      readonly kind: 'tls-refused';
+      readonly direction: 'outbound' | 'inbound';
+      /** The peer dialled; 0 inbound (a refused dialler has named no one). */
+      readonly peer: NodeId;
+      readonly remote: string;
+      readonly reason: string;
+    }
+  | {
       readonly kind: 'protocol-error';
       /** 0 when the error came before the handshake named the peer. */
       readonly peer: NodeId;

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveNodeConfig, type NodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
+import type { Logger } from 'pino';
 import { freePorts } from '../e2e/harness.js';
 
 export interface TestNodesOptions {
@@ -21,8 +22,12 @@ export interface TestNodesOptions {
   readonly clientProtocol?: boolean;
   /** More configuration for every node. */
   readonly config?: Record<string, unknown>;
-  /** More configuration for node `id` alone (over `config`). */
+  /** More configuration for node `id` (its TLS files, say). */
   readonly configOf?: (id: number) => Record<string, unknown>;
+  /** Client URLs are https:// (the nodes serve TLS: `configOf` gives their files). */
+  readonly https?: boolean;
+  /** Node `id`'s logger (default: none). */
+  readonly logger?: (id: number) => Logger;
 }
 
 export class TestNodes {
@@ -35,6 +40,7 @@ export class TestNodes {
     readonly binaryPorts: number[],
     /** Each node's configuration, by id - 1, to start it again on the same data directory. */
     private readonly configs: NodeConfig[],
+    private readonly logger?: (id: number) => Logger,
   ) {}
 
   static async start(o: TestNodesOptions): Promise<TestNodes> {
@@ -43,9 +49,10 @@ export class TestNodes {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-nodes-'));
     const ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
     const listening = ids.map((id) => `127.0.0.1:${ports[o.nodes + id - 1] as number}`);
+    const scheme = o.https === true ? 'https' : 'http';
     const spec = ids
       .map((id) => {
-        const url = `http://${listening[id - 1] as string}`;
+        const url = `${scheme}://${listening[id - 1] as string}`;
         return `${id}=127.0.0.1:${ports[id - 1] as number}@${o.advertise?.(id, url) ?? url}`;
       })
       .join(',');
@@ -66,24 +73,25 @@ export class TestNodes {
     );
     let nodes: FlotillaNode[];
     try {
-      nodes = await startAll(configs);
+      nodes = await startAll(configs, o.logger);
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
       throw err;
     }
     return new TestNodes(
       nodes,
-      listening.map((l) => `http://${l}`),
+      listening.map((l) => `${scheme}://${l}`),
       dir,
       binaryPorts,
       configs,
+      o.logger,
     );
   }
 
   /** Closes every node, then starts every one again on its data directory and ports. */
   async restartAll(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.close()));
-    const nodes = await startAll(this.configs);
+    const nodes = await startAll(this.configs, this.logger);
     this.nodes.splice(0, this.nodes.length, ...nodes);
   }
 
@@ -154,8 +162,13 @@ export class TestNodes {
  * directory waits to hear from a majority of its peers before it starts (DESIGN.md). If any
  * fails, those that started are closed and the first failure is thrown.
  */
-async function startAll(configs: readonly NodeConfig[]): Promise<FlotillaNode[]> {
-  const started = await Promise.allSettled(configs.map((c) => FlotillaNode.start(c)));
+async function startAll(
+  configs: readonly NodeConfig[],
+  logger?: (id: number) => Logger,
+): Promise<FlotillaNode[]> {
+  const started = await Promise.allSettled(
+    configs.map((c) => FlotillaNode.start(c, logger === undefined ? {} : { logger: logger(c.id) })),
+  );
   const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const failed = started.find((r) => r.status === 'rejected');
   if (failed !== undefined) {

@@ -1,0 +1,205 @@
+// A node's TLS material (docs/SECURITY.md, "TLS"): the certificate, key and CA files read and
+// checked at start, handed to every listener and to the node's own outbound calls, and read
+// again when they change on disk, so that a rotated certificate is used without a restart.
+//
+// A reload is all or nothing: the three files are read and checked together (the key must be
+// the certificate's, the certificate signed by one of the CA file's certificates), and only a
+// set that passes replaces the one in use. A rotation that writes the files one by one is
+// therefore seen as a refused set, then (at the next check) as the new one.
+
+import { X509Certificate, createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import { buildConnector } from 'undici';
+import type { TlsMaterial } from '../api/tls.js';
+import type { Clock } from '../host/contracts.js';
+import { Periodic } from './periodic.js';
+import type { TlsConfig } from './tls-config.js';
+
+/** Larger TLS files are refused: a certificate chain is a few KiB. */
+const maxFileBytes = 1024 * 1024;
+
+export interface LoadedTls extends TlsMaterial {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca: Buffer;
+  /** Subject, expiry and fingerprint of the certificate, for the log. */
+  readonly summary: { subject: string; validTo: string; fingerprint: string };
+}
+
+/** The TLS files are unusable: unreadable, not PEM, or not fitting together. */
+export class TlsFilesError extends Error {
+  override readonly name = 'TlsFilesError';
+  readonly code = 'TLS_FILES_INVALID';
+}
+
+function readPem(path: string, what: string): Buffer {
+  let bytes: Buffer;
+  try {
+    if (statSync(path).size > maxFileBytes)
+      throw new Error(`larger than ${maxFileBytes} bytes: not a PEM certificate or key`);
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new TlsFilesError(`Cannot read ${what} ${path}: ${(err as Error).message}`);
+  }
+  return bytes;
+}
+
+/** Every certificate of a PEM bundle. */
+function certificatesIn(pem: Buffer, what: string): X509Certificate[] {
+  const blocks = pem
+    .toString('latin1')
+    .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+  if (blocks === null) throw new TlsFilesError(`${what} holds no PEM certificate`);
+  return blocks.map((b) => {
+    try {
+      return new X509Certificate(b);
+    } catch (err) {
+      throw new TlsFilesError(`${what} holds a malformed certificate: ${(err as Error).message}`);
+    }
+  });
+}
+
+/** Reads and checks the three files; throws TlsFilesError naming the one at fault. */
+export function loadTls(config: TlsConfig): LoadedTls {
+  const cert = readPem(config.certFile, 'tlsCertFile');
+  const key = readPem(config.keyFile, 'tlsKeyFile');
+  const ca = readPem(config.caFile, 'tlsCaFile');
+  const [leaf] = certificatesIn(cert, `tlsCertFile ${config.certFile}`);
+  const cas = certificatesIn(ca, `tlsCaFile ${config.caFile}`);
+  if (leaf === undefined) throw new TlsFilesError(`tlsCertFile ${config.certFile} is empty`);
+  if (!cas.some((c) => leaf.checkIssued(c) && leaf.verify(c.publicKey)))
+    throw new TlsFilesError(
+      `tlsCertFile ${config.certFile} (${leaf.subject.replace(/\n/g, ', ')}, issued by ${leaf.issuer.replace(/\n/g, ', ')}) is not signed by a CA of tlsCaFile ${config.caFile}: peers would refuse it`,
+    );
+  try {
+    // Checks the key is the certificate's, as the listeners will.
+    createSecureContext({ cert, key, ca });
+  } catch (err) {
+    throw new TlsFilesError(
+      `tlsKeyFile ${config.keyFile} does not fit tlsCertFile ${config.certFile}: ${(err as Error).message}`,
+    );
+  }
+  return {
+    cert,
+    key,
+    ca,
+    summary: {
+      subject: leaf.subject.replace(/\n/g, ', '),
+      validTo: leaf.validTo,
+      fingerprint: leaf.fingerprint256,
+    },
+  };
+}
+
+/**
+ * What the files hold now: a change of any of them changes it. Their contents, not their
+ * times: a file rewritten within the file system's time granularity is still seen, and a
+ * file touched but unchanged is not reloaded. Three files of a few KiB each, read once a
+ * period, bounded by maxFileBytes.
+ */
+function fingerprintOf(config: TlsConfig): string {
+  const h = createHash('sha256');
+  for (const f of [config.certFile, config.keyFile, config.caFile]) {
+    try {
+      if (statSync(f).size > maxFileBytes) throw new Error('too large');
+      h.update(createHash('sha256').update(readFileSync(f)).digest());
+    } catch (err) {
+      h.update(`${f}:${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  return h.digest('hex');
+}
+
+export interface NodeTlsOptions {
+  readonly config: TlsConfig;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+/**
+ * The material in use and who uses it. Listeners and the transport register with `onChange`;
+ * outbound HTTP calls to members go through `connector`, which dials with the material in use
+ * when the connection is made.
+ */
+export class NodeTls {
+  private loaded: LoadedTls;
+  private onDisk: string;
+  private readonly users: ((m: LoadedTls) => void)[] = [];
+  private readonly periodic: Periodic | null;
+  private dial: ReturnType<typeof buildConnector>;
+
+  constructor(private readonly o: NodeTlsOptions) {
+    this.onDisk = fingerprintOf(o.config);
+    this.loaded = loadTls(o.config);
+    this.dial = this.connectorFor(this.loaded);
+    this.periodic =
+      o.config.reloadMs === 0 ? null : new Periodic(o.clock, o.config.reloadMs, () => this.check());
+  }
+
+  get material(): LoadedTls {
+    return this.loaded;
+  }
+
+  /** Calls `fn` with every set of material loaded from now on. */
+  onChange(fn: (m: LoadedTls) => void): void {
+    this.users.push(fn);
+  }
+
+  start(): void {
+    this.periodic?.start();
+  }
+
+  stop(): void {
+    this.periodic?.stop();
+  }
+
+  /**
+   * Reads the files again if they changed since last looked at; returns what happened. A set
+   * that fails to load is logged once (until the files change again) and the old one kept.
+   */
+  check(): 'unchanged' | 'reloaded' | 'refused' {
+    const now = fingerprintOf(this.o.config);
+    if (now === this.onDisk) return 'unchanged';
+    this.onDisk = now;
+    let next: LoadedTls;
+    try {
+      next = loadTls(this.o.config);
+    } catch (err) {
+      this.o.log.error(
+        { err: (err as Error).message, inUse: this.loaded.summary },
+        'TLS files changed but cannot be used: keeping the certificate in use',
+      );
+      return 'refused';
+    }
+    try {
+      for (const use of this.users) use(next);
+    } catch (err) {
+      // Each user checks before it changes anything; one that refuses leaves the rest as set.
+      this.o.log.error(
+        { err: (err as Error).message },
+        'TLS files changed but a listener refused them: keeping the certificate in use',
+      );
+      return 'refused';
+    }
+    this.loaded = next;
+    this.dial = this.connectorFor(next);
+    this.o.log.info(
+      { certificate: next.summary },
+      'TLS certificate reloaded: new connections use it',
+    );
+    return 'reloaded';
+  }
+
+  /**
+   * Dials for undici with the material in use: it trusts the cluster CA (only) and presents
+   * the node's certificate, which a client port that asks for one (tlsClientCertAuth) checks.
+   */
+  readonly connector: ReturnType<typeof buildConnector> = (options, callback) =>
+    this.dial(options, callback);
+
+  private connectorFor(m: LoadedTls): ReturnType<typeof buildConnector> {
+    return buildConnector({ cert: m.cert, key: m.key, ca: m.ca, rejectUnauthorized: true });
+  }
+}

@@ -1,0 +1,327 @@
+// A cluster with TLS everywhere (docs/SECURITY.md, "TLS"): three in-process nodes whose peer
+// ports speak mutual TLS and whose client ports (HTTP and binary) serve HTTPS and require a
+// client certificate; a follower forwards writes to the leader over HTTPS, presenting its own
+// certificate. A peer of another CA is refused with a log line; clients without the CA or a
+// certificate cannot connect; a certificate rotated on disk is used without a restart.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { connect } from 'node:tls';
+import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
+import { WireConnection } from '../../src/client/wire.js';
+import { issueCert } from '../../src/server/certs.js';
+import { createLogger } from '../../src/server/logging.js';
+import { parseHostPort } from '../../src/server/startup.js';
+import { TcpTransport } from '../../src/transport/tcp.js';
+import type { TransportEvent } from '../../src/transport/types.js';
+import { makeTestCerts, type TestCerts } from '../support/certs.js';
+import { TestNodes } from './nodes.js';
+import { freePorts } from '../e2e/harness.js';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { FlotillaNode } from '../../src/server/node.js';
+import { repoRoot } from '../support/root.js';
+
+let certs: TestCerts;
+let nodes: TestNodes;
+/** Each node's log records, by id. */
+const logs = new Map<number, Record<string, unknown>[]>();
+
+before(async () => {
+  certs = await makeTestCerts(3);
+  nodes = await TestNodes.start({
+    nodes: 3,
+    https: true,
+    clientProtocol: true,
+    configOf: (id) => ({
+      tlsCertFile: certs.node(id).certFile,
+      tlsKeyFile: certs.node(id).keyFile,
+      tlsCaFile: certs.node(id).caFile,
+      tlsClientCertAuth: true,
+      tlsReloadMs: 50,
+    }),
+    logger: (id) => {
+      const records: Record<string, unknown>[] = [];
+      logs.set(id, records);
+      return createLogger(id, {
+        level: 'info',
+        format: 'json',
+        out: { write: (line) => records.push(JSON.parse(line) as Record<string, unknown>) },
+      });
+    },
+  });
+});
+
+after(async () => {
+  await nodes.close();
+  certs.close();
+});
+
+const ca = (): Buffer => readFileSync(certs.node(1).caFile);
+const clientPem = () => ({
+  ca: ca(),
+  cert: readFileSync(join(certs.clusterDir, 'client.crt')),
+  key: readFileSync(join(certs.clusterDir, 'client.key')),
+});
+
+function messages(id: number): string[] {
+  return (logs.get(id) ?? []).map((r) => String(r['msg']));
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The serial number of the certificate a TLS port presents to a new connection. */
+function servedSerial(address: string): Promise<string> {
+  const { host, port } = parseHostPort(address);
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port, ...clientPem() });
+    s.on('secureConnect', () => {
+      resolve(s.getPeerCertificate().serialNumber);
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+}
+
+void describe('a cluster with TLS on every port', () => {
+  void it('serves writes and reads, and a follower forwards writes to the leader over HTTPS', async () => {
+    const leader = await nodes.waitForLeader();
+    const follower = leader === 1 ? 2 : 1;
+    // Only the follower's endpoint, over HTTP alone: the write reaches the leader only if the
+    // follower's forwarding call (HTTPS, presenting its certificate) succeeds.
+    const c = new FlotillaClient({
+      endpoints: [nodes.url(follower)],
+      protocol: 'http',
+      tls: clientPem(),
+    });
+    try {
+      assert.match(nodes.url(follower), /^https:\/\//);
+      const put = await c.put('tls-key', 'v1');
+      assert.ok(put.header.revision > 0);
+      const got = await c.get('tls-key');
+      assert.equal(got?.value, 'v1');
+      const status = await c.clusterStatus();
+      assert.equal(status.nodes.filter((n) => 'status' in n).length, 3, JSON.stringify(status));
+    } finally {
+      await c.close();
+    }
+    // The binary protocol over TLS, once an HTTP answer named its port.
+    const b = new FlotillaClient({ endpoints: [nodes.url(follower)], tls: clientPem() });
+    try {
+      await b.put('tls-bin', 'x');
+      await b.put('tls-bin', 'y');
+      assert.equal((await b.get('tls-bin'))?.value, 'y');
+      const metrics = await nodes.node(follower).metrics.registry.metrics();
+      assert.match(metrics, /route="binary:put"/, 'a write went over the binary protocol');
+    } finally {
+      await b.close();
+    }
+  });
+
+  void it('a client without the CA, or without a certificate, cannot connect', async () => {
+    const url = nodes.url(1);
+    const noCa = new FlotillaClient({ endpoints: [url], maxAttempts: 1, deadlineMs: 3_000 });
+    const noCert = new FlotillaClient({
+      endpoints: [url],
+      maxAttempts: 1,
+      deadlineMs: 3_000,
+      tls: { ca: ca() },
+    });
+    try {
+      await assert.rejects(
+        noCa.get('tls-key'),
+        (e: FlotillaError) => e.code === 'CONNECTION' && /certificate/i.test(e.message),
+      );
+      await assert.rejects(noCert.get('tls-key'), (e: FlotillaError) => e.code === 'CONNECTION');
+    } finally {
+      await noCa.close();
+      await noCert.close();
+    }
+    await assert.rejects(
+      WireConnection.connect({
+        host: '127.0.0.1',
+        port: nodes.binaryPort(1),
+        timeoutMs: 3_000,
+        tls: { ca: ca() },
+      }),
+      (e: FlotillaError) => e instanceof FlotillaError && e.code === 'CONNECTION',
+    );
+    const ok = await WireConnection.connect({
+      host: '127.0.0.1',
+      port: nodes.binaryPort(1),
+      timeoutMs: 3_000,
+      tls: clientPem(),
+    });
+    assert.equal(ok.hello.nodeId, 1);
+    ok.close();
+  });
+
+  void it('the command line talks to it with --cacert, --cert and --key, or their variables', async () => {
+    const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+    const files = {
+      ca: certs.node(1).caFile,
+      cert: join(certs.clusterDir, 'client.crt'),
+      key: join(certs.clusterDir, 'client.key'),
+    };
+    const run = (args: string[], env: Record<string, string> = {}) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [cli, ...args],
+          { timeout: 30_000, env: { ...process.env, ...env } },
+          (err, stdout, stderr) =>
+            resolve({ code: err === null ? 0 : (err.code as number | null), stdout, stderr }),
+        );
+      });
+    const endpoints = ['--endpoints', nodes.url(2)];
+    const put = await run([
+      'kv',
+      'put',
+      'cli-key',
+      'cli-value',
+      ...endpoints,
+      '--cacert',
+      files.ca,
+      '--cert',
+      files.cert,
+      '--key',
+      files.key,
+    ]);
+    assert.equal(put.code, 0, put.stderr);
+    const get = await run(['kv', 'get', 'cli-key', ...endpoints], {
+      FLOTILLA_TLS_CA_FILE: files.ca,
+      FLOTILLA_TLS_CERT_FILE: files.cert,
+      FLOTILLA_TLS_KEY_FILE: files.key,
+    });
+    assert.equal(get.code, 0, get.stderr);
+    assert.match(get.stdout, /cli-value/);
+    const untrusted = await run(['kv', 'get', 'cli-key', ...endpoints]);
+    assert.equal(untrusted.code, 1);
+    assert.match(untrusted.stderr, /CONNECTION: .*certificate/);
+    const halfPair = await run(['kv', 'get', 'cli-key', ...endpoints, '--cert', files.cert]);
+    assert.equal(halfPair.code, 2);
+    assert.match(halfPair.stderr, /--cert and --key go together/);
+  });
+
+  void it('refuses a peer whose certificate another CA issued, and logs who and why', async () => {
+    const target = nodes.node(1).config.listenPeer;
+    const events: TransportEvent[] = [];
+    // It claims to be member 2 and trusts the cluster's CA: only its certificate is wrong.
+    const rogue = await TcpTransport.listen({
+      nodeId: 2,
+      clusterId: nodes.node(1).config.clusterId,
+      listen: { host: '127.0.0.1', port: 0 },
+      peers: new Map([[1, parseHostPort(target)]]),
+      tls: certs.roguePem(),
+    });
+    rogue.onEvent((e) => events.push(e));
+    try {
+      rogue.send({ from: 2, to: 1, term: 1, type: 'heartbeat', commit: 0, seq: 1 });
+      await waitFor(
+        () => messages(1).some((m) => /^peer connection from .*CN=rogue/.test(m)),
+        "node 1's log line",
+      );
+      const line = messages(1).find((m) => /^peer connection from .*CN=rogue/.test(m));
+      assert.match(
+        line ?? '',
+        /^peer connection from 127\.0\.0\.1:\d+ refused: peer certificate not issued by this cluster's CA \(\w+; subject CN=rogue, issuer CN=Some other CA\)$/,
+      );
+      await waitFor(() => events.some((e) => e.kind === 'handshake-refused'), "the rogue's event");
+      assert.ok(!events.some((e) => e.kind === 'peer-connected'));
+    } finally {
+      await rogue.close();
+    }
+  });
+
+  void it('a certificate rotated on disk is used by new connections without a restart', async () => {
+    const n1 = nodes.node(1).config;
+    const before = await servedSerial(n1.listenClient);
+    assert.equal(await servedSerial(n1.listenPeer), before);
+    // Same CA, new certificate: written in place, as a renewal does.
+    await issueCert(certs.clusterDir, { name: 'node1', hosts: '127.0.0.1,localhost', force: true });
+    const renewed = new Set<string>();
+    await waitFor(async () => {
+      const s = await servedSerial(n1.listenClient);
+      if (s !== before) renewed.add(s);
+      return s !== before;
+    }, 'the client port to serve the new certificate');
+    assert.equal(renewed.size, 1);
+    const [after] = [...renewed];
+    await waitFor(
+      async () => (await servedSerial(n1.listenPeer)) === after,
+      'the peer port to serve the new certificate',
+    );
+    assert.ok(messages(1).includes('TLS certificate reloaded: new connections use it'));
+
+    // A broken key is refused: logged, and the certificate in use stays.
+    const keyFile = certs.node(1).keyFile;
+    const goodKey = readFileSync(keyFile);
+    writeFileSync(
+      keyFile,
+      '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n',
+    );
+    await waitFor(
+      () =>
+        messages(1).includes(
+          'TLS files changed but cannot be used: keeping the certificate in use',
+        ),
+      'the refusal in the log',
+    );
+    assert.equal(await servedSerial(n1.listenClient), after);
+    writeFileSync(keyFile, goodKey);
+
+    // The cluster still serves through node 1, whose members and clients dial it anew.
+    const c = new FlotillaClient({ endpoints: [nodes.url(1)], protocol: 'http', tls: clientPem() });
+    try {
+      await c.put('after-rotation', 'ok');
+      assert.equal((await c.get('after-rotation'))?.value, 'ok');
+    } finally {
+      await c.close();
+    }
+  });
+  void it('a node joins through a follower over HTTPS and serves what was written', async () => {
+    const leader = await nodes.waitForLeader();
+    const follower = leader === 1 ? 2 : 1;
+    await issueCert(certs.clusterDir, { name: 'node4', hosts: '127.0.0.1' });
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const config = resolveNodeConfig({
+      id: 4,
+      dataDir: join(certs.dir, 'joiner4'),
+      initialCluster: `4=127.0.0.1:${peer}@https://127.0.0.1:${client}`,
+      join: nodes.url(follower),
+      logLevel: 'silent',
+      tlsCertFile: join(certs.clusterDir, 'node4.crt'),
+      tlsKeyFile: join(certs.clusterDir, 'node4.key'),
+      tlsCaFile: certs.node(1).caFile,
+      tlsClientCertAuth: true,
+    });
+    const joiner = await FlotillaNode.start(config);
+    try {
+      // It learned the cluster from an HTTPS answer, and catches up over mutual TLS.
+      const c = new FlotillaClient({
+        endpoints: [`https://127.0.0.1:${client}`],
+        protocol: 'http',
+        tls: clientPem(),
+      });
+      try {
+        await waitFor(
+          async () => (await c.get('tls-key', { serializable: true }))?.value === 'v1',
+          'node 4 to hold what was written before it joined',
+        );
+        assert.equal((await c.get('tls-key'))?.value, 'v1');
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await joiner.close();
+    }
+  });
+});
