@@ -591,7 +591,7 @@ export class FlotillaNode implements AsyncDisposable {
           peer: config.listenPeer,
           dataDir: config.dataDir,
           storage: config.storage,
-          dashboard: dashboardUrl(addr.address, addr.port),
+          dashboard: dashboardUrl(addr.address, addr.port, tls !== null),
         },
         'node started',
       );
@@ -895,14 +895,14 @@ function unfenced(s: QueueService): QueueBackend['service'] {
 }
 
 /** The dashboard's address for a client listener (a wildcard address shown as loopback). */
-export function dashboardUrl(address: string, port: number): string {
+export function dashboardUrl(address: string, port: number, https = false): string {
   const host =
     address === '0.0.0.0' || address === '::'
       ? '127.0.0.1'
       : address.includes(':')
         ? `[${address}]`
         : address;
-  return `http://${host}:${port}/`;
+  return `${https ? 'https' : 'http'}://${host}:${port}/`;
 }
 
 /** The client ports' TLS: the node's certificate, and the CA clients must have, if asked. */
