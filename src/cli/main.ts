@@ -366,7 +366,7 @@ export function buildProgram(): Command {
 
   queueCommands(program, withClient, defaultEndpoints, int);
   memberCommands(program, withClient, defaultEndpoints, int);
-  snapshotCommands(program, defaultEndpoints, int);
+  snapshotCommands(program, defaultEndpoints, int, () => clientTls(tlsFlags, process.env));
   certsCommands(program, int);
 
   const lease = program

@@ -5,7 +5,8 @@
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
+import type { ClientTlsOptions } from '../client/index.js';
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import { BackupError, readBackup, type BackupHeader } from '../server/backup-format.js';
 import { backupPath } from '../server/backup.js';
@@ -38,6 +39,8 @@ export interface SaveOptions {
   readonly headersTimeoutMs?: number;
   /** The bearer token, for a cluster that requires one (backups need the admin role). */
   readonly token?: string;
+  /** For `https://` endpoints: the cluster's CA, and a client certificate if asked for one. */
+  readonly tls?: ClientTlsOptions;
 }
 
 /**
@@ -50,12 +53,39 @@ export async function saveBackup(
   file: string,
   o: SaveOptions = {},
 ): Promise<SaveReport> {
+  const pem = (v: string | Uint8Array | undefined): string | Buffer | undefined =>
+    v === undefined || typeof v === 'string' ? v : Buffer.from(v);
+  const t = o.tls;
+  const dispatcher =
+    t === undefined
+      ? undefined
+      : new Agent({
+          connect: Object.fromEntries(
+            (['ca', 'cert', 'key'] as const)
+              .map((k) => [k, pem(t[k])] as const)
+              .filter(([, v]) => v !== undefined),
+          ),
+        });
+  try {
+    return await saveFrom(endpoints, file, o, dispatcher);
+  } finally {
+    await dispatcher?.close();
+  }
+}
+
+async function saveFrom(
+  endpoints: readonly string[],
+  file: string,
+  o: SaveOptions,
+  dispatcher: Agent | undefined,
+): Promise<SaveReport> {
   const failures: string[] = [];
   for (const endpoint of endpoints) {
     let res;
     try {
       res = await request(`${endpoint.replace(/\/$/, '')}${backupPath}`, {
         method: 'GET',
+        ...(dispatcher === undefined ? {} : { dispatcher }),
         ...(o.token === undefined ? {} : { headers: { authorization: `Bearer ${o.token}` } }),
         headersTimeout: o.headersTimeoutMs ?? 30_000,
         // Chunks come as fast as the node encodes them; a long pause means it is gone.
@@ -180,6 +210,8 @@ export function snapshotCommands(
   program: Command,
   defaultEndpoints: string,
   int: (name: string, min?: number, max?: number) => (v: string) => number,
+  /** The client's TLS settings (--cacert, --cert, --key or their variables), read when run. */
+  tls: () => ClientTlsOptions | undefined = () => undefined,
 ): void {
   const snapshot = program
     .command('snapshot')
@@ -198,8 +230,10 @@ export function snapshotCommands(
         .map((e) => e.trim())
         .filter(Boolean);
       const started = Date.now();
+      const clientTls = tls();
       const r = await saveBackup(endpoints, file, {
         ...(o.token === undefined || o.token === '' ? {} : { token: o.token }),
+        ...(clientTls === undefined ? {} : { tls: clientTls }),
         onProgress: (bytes) =>
           process.stderr.write(
             `saving: ${mib(bytes)} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,

@@ -209,6 +209,15 @@ void describe('a cluster with TLS on every port', () => {
     const halfPair = await run(['kv', 'get', 'cli-key', ...endpoints, '--cert', files.cert]);
     assert.equal(halfPair.code, 2);
     assert.match(halfPair.stderr, /--cert and --key go together/);
+    // A backup over HTTPS, with the same settings.
+    const backup = join(certs.clusterDir, 'cluster.flbk');
+    const saved = await run(['snapshot', 'save', backup, ...endpoints], {
+      FLOTILLA_TLS_CA_FILE: files.ca,
+      FLOTILLA_TLS_CERT_FILE: files.cert,
+      FLOTILLA_TLS_KEY_FILE: files.key,
+    });
+    assert.equal(saved.code, 0, saved.stderr);
+    assert.match(saved.stdout, /"sha256": "[0-9a-f]{64}"/);
   });
 
   void it('refuses a peer whose certificate another CA issued, and logs who and why', async () => {
