@@ -53,6 +53,8 @@ WORKDIR /opt/flotilla
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
+# The dashboard's page and scripts, served as they are (read at start-up from beside dist/).
+COPY dashboard ./dashboard
 # Listen on every interface of the container; members and clients reach it by its name, which
 # FLOTILLA_ADVERTISE_PEER and FLOTILLA_ADVERTISE_CLIENT (or the member list) give. Environment
 # variables override a config file: set one of these empty to take the file's value instead.

@@ -7,7 +7,11 @@
 // files are shown to be caught.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { dashboardAssets } from '../../src/api/dashboard-routes.js';
+import { repoRoot } from '../support/root.js';
 import {
   checkCompose,
   composeServices,
@@ -28,6 +32,16 @@ void test('the image listens on every interface, keeps its data on its volume, l
   assert.equal(image.env['FLOTILLA_LISTEN_CLIENT'], '0.0.0.0:8001');
   assert.equal(image.env['FLOTILLA_LOG_FORMAT'], 'json');
   assert.deepEqual(unknownVariables(image.env, 'Dockerfile'), []);
+});
+
+void test("the image's runtime stage holds every folder a node reads when it starts", () => {
+  // The node reads its code, its dependencies and the dashboard's files (at start-up, from
+  // beside dist/): an image without one of them does not start.
+  const dockerfile = readFileSync(join(repoRoot(), 'Dockerfile'), 'utf8');
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  for (const dir of ['./dist/src', './node_modules', './dashboard'])
+    assert.match(runtime, new RegExp(`^COPY .* ${dir.replace(/[./]/g, '\\$&')}$`, 'm'), dir);
+  assert.ok(dashboardAssets.length > 0);
 });
 
 for (const [file, n] of [

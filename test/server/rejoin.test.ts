@@ -178,6 +178,8 @@ void test('a member added with member add and never started joins as a voter wit
   );
   assert.equal(lines.join('').includes(lostLine), false, lines.join(''));
   assert.equal(node.nodeStatus().recovering, false);
+  // It learns the leader from the leader's first message after it starts.
+  await until('node 4 knows the leader', () => node.runtime.leaderId() !== 0);
   await put(`http://127.0.0.1:${ports[1]}`, 'via4', 'x');
 });
 
