@@ -17,7 +17,7 @@ import { PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, pack } from '../../src/tran
 import { FrameType, PREFACE, encodeSmallFrame } from '../../src/transport/frame.js';
 import { freePorts } from '../e2e/harness.js';
 import { rawSocket } from '../transport/fixtures.js';
-import { TestNodes, postJson } from './nodes.js';
+import { TestNodes, postJson, until } from './nodes.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -29,20 +29,6 @@ async function cluster(config: Record<string, unknown> = {}) {
   cleanups.push(() => nodes.close());
   const leader = await nodes.waitForLeader();
   return { nodes, leader, follower: [1, 2, 3].find((id) => id !== leader) as number };
-}
-
-async function until<T>(
-  what: string,
-  probe: () => T | null | false | Promise<T | null | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const seen = await probe();
-    if (seen !== false && seen !== null) return seen;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 interface ErrorJson {

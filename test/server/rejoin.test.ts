@@ -17,26 +17,12 @@ import type { MembersResponse } from '../../src/api/types.js';
 import { resolveNodeConfig, type NodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { freePorts } from '../e2e/harness.js';
-import { TestNodes, postJson } from './nodes.js';
+import { TestNodes, postJson, until } from './nodes.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function until<T>(
-  what: string,
-  probe: () => T | null | false | Promise<T | null | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const seen = await probe();
-    if (seen !== false && seen !== null) return seen;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A node started from `config`, its log lines kept in `lines`. */
 async function startLogged(config: NodeConfig, lines: string[]): Promise<FlotillaNode> {
