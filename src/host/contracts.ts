@@ -61,6 +61,19 @@ export interface HostTransport {
   flush?(): void;
   onMessage(handler: (msg: Message, attachment: Uint8Array | null, group: GroupId) => void): void;
   close(): Promise<void>;
+  /**
+   * A thread that keeps a leader's heartbeats going while the main thread is silent
+   * (transport/liveness.ts); the host says at every tick that it ran and what it leads.
+   */
+  readonly liveness?: LivenessReporter | null;
+}
+
+export interface LivenessReporter {
+  alive(): void;
+  lead(
+    group: GroupId,
+    leading: { readonly term: number; readonly followers: readonly NodeId[] } | null,
+  ): void;
 }
 
 /** A committed command as a state machine receives it. */

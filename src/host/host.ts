@@ -105,6 +105,7 @@ export class Host implements AsyncDisposable {
     if (rt === undefined) return;
     await rt.close(handoffTimeoutMs);
     this.runtimes.delete(group);
+    this.o.transport.liveness?.lead(group, null);
     await rt.storage.close();
   }
 
@@ -159,6 +160,11 @@ export class Host implements AsyncDisposable {
     this.tickTimer = this.o.clock.setTimeout(
       () => {
         for (const rt of this.runtimes.values()) rt.tick();
+        const lane = this.o.transport.liveness;
+        if (lane !== undefined && lane !== null) {
+          lane.alive();
+          for (const [group, rt] of this.runtimes) lane.lead(group, rt.leading());
+        }
         if (this.tickTimer !== null) this.scheduleTick();
       },
       Math.max(0, this.nextTickAtMs - now),

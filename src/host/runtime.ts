@@ -321,6 +321,11 @@ export class RaftRuntime {
     return this.node.leaderNow();
   }
 
+  /** While this node leads the group: its term and followers (the host's liveness lane). */
+  leading(): { readonly term: number; readonly followers: readonly number[] } | null {
+    return this.running ? this.node.leading() : null;
+  }
+
   /** Whether this node leads the group now (a stopped runtime leads nothing). */
   isLeader(): boolean {
     return this.running && this.role === 'leader';

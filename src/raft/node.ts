@@ -385,6 +385,18 @@ export class RaftNode {
     return this.raft.leader;
   }
 
+  /**
+   * While this node leads: its term and the members it replicates to. Cheap enough to ask
+   * every tick (the host's liveness lane does), unlike status().
+   */
+  leading(): { readonly term: Term; readonly followers: readonly NodeId[] } | null {
+    const r = this.raft;
+    if (r.role !== 'leader') return null;
+    const followers: NodeId[] = [];
+    for (const id of r.trk.progress.keys()) if (id !== r.id) followers.push(id);
+    return { term: r.term, followers };
+  }
+
   status(): Status {
     const r = this.raft;
     const progress: Record<number, ProgressStatus> = {};

@@ -88,6 +88,10 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
       'Lease reads (`"consistency": "lease"`): the bound on how far members\' clocks may drift apart over one election timeout, in ticks, plus one tick for tick granularity; below `electionTicks`. A leader\'s lease lasts `electionTicks - leaseDriftTicks` ticks from the heartbeat a majority answered. A clock that drifts more, or a process paused longer, can serve a stale lease read (API.md). 0 turns the lease off: lease reads then cost a ReadIndex round.',
     default: 'a third of `electionTicks`, rounded up (5)',
   },
+  livenessGraceMs: {
+    meaning:
+      "A leader's heartbeats come from its main thread; when a loaded machine does not run that thread, or a full garbage collection stops it, for longer than an election timeout, the followers would elect a new leader though the old one is about to go on. A small thread with its own connections sends the leader's heartbeats (they commit nothing and confirm no read) while the main thread has not ticked for a heartbeat interval, for at most this many milliseconds; past that the followers elect as usual, so a leader stuck for good is still replaced. 0: no such thread.",
+  },
   compactionKeepRevisions: {
     meaning:
       'The key-value store keeps the versions writes replaced, for reads at a past revision; the leader compacts that history so at least this many revisions stay readable (and a watch can resume from them). 0 turns this rule off; with both rules off the history grows with every write.',

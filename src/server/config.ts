@@ -50,6 +50,11 @@ export interface NodeConfig {
    * the lease off (a lease read then takes a ReadIndex round).
    */
   readonly leaseDriftTicks: number;
+  /**
+   * How long a leader whose main thread is silent keeps its followers from electing, through
+   * the liveness lane's thread (transport/liveness.ts); 0: no lane.
+   */
+  readonly livenessGraceMs: number;
   readonly snapshotEveryEntries: number;
   /**
    * A snapshot is taken at such a multiple only once the log since the last one holds this
@@ -158,6 +163,7 @@ export const configDefaults = {
   heartbeatTicks: 5,
   /** Unset, a third of electionTicks rounded up: this is that third of the default 15. */
   leaseDriftTicks: 5,
+  livenessGraceMs: 1_000,
   snapshotEveryEntries: 10_000,
   snapshotLogPercent: 50,
   snapshotChunkBytes: defaultLimits.maxSnapshotChunkBytes,
@@ -194,6 +200,7 @@ export const numericFields = [
   ['electionTicks', 2, 10_000],
   ['heartbeatTicks', 1, 10_000],
   ['leaseDriftTicks', 0, 10_000],
+  ['livenessGraceMs', 0, 60_000],
   ['snapshotEveryEntries', 10, 1e9],
   ['snapshotLogPercent', 0, 100_000],
   ['snapshotChunkBytes', 1024, 64 * 1024 * 1024],

@@ -140,6 +140,21 @@ export class NodeMetrics {
     });
   }
 
+  /** Heartbeats the liveness lane sent for a silent main thread (transport/liveness.ts). */
+  bindLiveness(read: () => number): void {
+    let counted = 0;
+    new Counter({
+      name: 'flotilla_liveness_heartbeats_total',
+      help: "Heartbeats the liveness lane's thread sent while this leader's main thread was silent",
+      registers: [this.registry],
+      collect() {
+        const now = read();
+        if (now > counted) this.inc(now - counted);
+        counted = now;
+      },
+    });
+  }
+
   /**
    * Event-loop delay since the node started, at the median, the 99th percentile and the
    * maximum (quantile "1"): how late this node's timers, ticks included, fire.

@@ -201,6 +201,10 @@ export async function openPeerTransport(
       maxFrameBytes: config.limits.maxFrameBytes,
       maxAttachmentBytes: config.limits.maxAttachmentBytes,
       ...(tls === undefined ? {} : { tls }),
+      liveness: {
+        heartbeatMs: config.tickMs * config.heartbeatTicks,
+        graceMs: config.livenessGraceMs,
+      },
     });
   } catch (err) {
     await release();

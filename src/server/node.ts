@@ -329,6 +329,7 @@ export class FlotillaNode implements AsyncDisposable {
           }),
         flush: () => transport.flush(),
         close: () => transport.close(),
+        liveness: transport.liveness,
       },
       // The metrics describe the key-value group, as they did before the queue group existed;
       // the queue group's events are logged, tagged with their group.
@@ -380,6 +381,7 @@ export class FlotillaNode implements AsyncDisposable {
     metrics.bindAdmission(() => admission.state());
     const loopDelay = new LoopDelayMonitor();
     metrics.bindLoopDelay(() => loopDelay.snapshot());
+    metrics.bindLiveness(() => peers.transport.liveness?.sent ?? 0);
     // Followed for changes from here on; off (null) without authTokensFile.
     const tokens =
       config.auth === null ? null : new LiveTokenBook(config.auth, log, { pollMs: 1_000 });

@@ -17,10 +17,17 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 /**
  * Protocol versions this build speaks. A new version is added here and negotiated in HELLO.
  * Version 2 tags every message with its Raft group; version 1 (one group, untagged) is no
- * longer spoken: a version-1 peer would take every group's messages for one group's.
+ * longer spoken: a version-1 peer would take every group's messages for one group's. Version 3
+ * adds the liveness lane (HELLO `lane`): a second connection from the same peer that carries
+ * only heartbeats and does not replace the first. A liveness HELLO offers version 3 alone, so
+ * a version-2 node refuses it instead of taking it for a redial of the main connection.
  */
 export const PROTOCOL_VERSION_MIN = 2;
-export const PROTOCOL_VERSION_MAX = 2;
+export const PROTOCOL_VERSION_MAX = 3;
+export const LIVENESS_LANE_VERSION = 3;
+
+/** The connections a peer may open: the main one, and the heartbeats-only liveness lane. */
+export type Lane = 'main' | 'liveness';
 
 /** Largest group id on the wire (u32). */
 export const MAX_GROUP_ID = 0xffff_ffff;
@@ -39,6 +46,8 @@ export interface Hello {
    */
   readonly peerAddress: string | null;
   readonly clientUrl: string | null;
+  /** Which connection this is; absent means the main one. */
+  readonly lane: Lane;
 }
 
 export interface Accept {
@@ -131,7 +140,17 @@ export function decodeHello(payload: Uint8Array): Hello {
     hasLog: optionalBool(o, 'hasLog', 'hello'),
     peerAddress: optionalString(o, 'peer', 'hello'),
     clientUrl: optionalString(o, 'client', 'hello'),
+    lane: laneOf(optionalString(o, 'lane', 'hello')),
   };
+}
+
+function laneOf(v: string | null): Lane {
+  if (v === null || v === 'main') return 'main';
+  if (v === 'liveness') return 'liveness';
+  throw new TransportError(
+    'TRANSPORT_BAD_FRAME',
+    `hello.lane must be "main" or "liveness", saw ${JSON.stringify(v)}`,
+  );
 }
 
 export function decodeAccept(payload: Uint8Array): Accept {

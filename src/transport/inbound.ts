@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { Message, NodeId } from '../raft/types.js';
 import {
   CHUNK_HEADER_BYTES,
+  LIVENESS_LANE_VERSION,
   PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN,
   decodeHello,
@@ -13,6 +14,7 @@ import {
   type GroupMessage,
   pack,
   type Hello,
+  type Lane,
 } from './codec.js';
 import { TransportError, hexPreview } from './errors.js';
 import {
@@ -59,6 +61,8 @@ export class InboundConnection {
   private state: 'preface' | 'hello' | 'open' | 'closed' = 'preface';
   /** What the dialler's HELLO said of its log (null: not said). */
   peerHasLog: boolean | null = null;
+  /** Which of the dialler's connections this is (codec.ts, Lane); known after the handshake. */
+  lane: Lane = 'main';
   private readonly decoder: FrameDecoder;
   private timer: unknown;
   private assembly: Assembly | null = null;
@@ -150,6 +154,7 @@ export class InboundConnection {
     if (reason !== null) return this.refuse(h.from, reason);
     this.clearTimer();
     this.peer = h.from;
+    this.lane = h.lane;
     this.state = 'open';
     this.decoder.maxFrameBytes = this.ctx.opts.maxFrameBytes;
     this.peerHasLog = h.hasLog;
@@ -171,6 +176,8 @@ export class InboundConnection {
     if (version < Math.max(h.minVersion, PROTOCOL_VERSION_MIN))
       return `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}, node ${h.from} speaks ${h.minVersion}..${h.maxVersion}`;
     if (h.to !== o.nodeId) return `node ${h.from} dialled node ${h.to}, this is node ${o.nodeId}`;
+    if (h.lane === 'liveness' && version < LIVENESS_LANE_VERSION)
+      return `node ${h.from} opened a liveness lane in protocol version ${version}; it needs ${LIVENESS_LANE_VERSION}`;
     if (
       !this.ctx.isPeer(h.from) &&
       (h.peerAddress === null || !this.ctx.admit(h.from, h.peerAddress, h.clientUrl))
@@ -222,6 +229,13 @@ export class InboundConnection {
   ): void {
     if (decoded instanceof TransportError) throw decoded;
     const { msg, group } = decoded;
+    // The liveness lane exists so a stalled leader's heartbeats still leave (liveness.ts);
+    // nothing else may ride it, or it would become a second, unordered main connection.
+    if (this.lane === 'liveness' && msg.type !== 'heartbeat')
+      throw new TransportError(
+        'TRANSPORT_BAD_MESSAGE',
+        `${msg.type} message on node ${this.peer}'s liveness lane, which carries only heartbeats`,
+      );
     // The handshake authenticated the sender; a message claiming otherwise is malformed.
     if (msg.from !== this.peer || msg.to !== this.ctx.opts.nodeId)
       throw new TransportError(

@@ -8,6 +8,7 @@ import type { NodeId } from '../raft/types.js';
 import type { BackoffOptions } from './backoff.js';
 import { TransportError } from './errors.js';
 import { HEADER_BYTES } from './frame.js';
+import type { LivenessOptions } from './liveness.js';
 import { CHUNK_HEADER_BYTES } from './codec.js';
 import type { PeerTlsOptions } from './tls.js';
 import type { TransportClock } from './types.js';
@@ -72,6 +73,11 @@ export interface TcpTransportOptions {
    * cluster CA, as PEM. Omitted: plain TCP. Every member of a cluster must agree.
    */
   readonly tls?: PeerTlsOptions;
+  /**
+   * The liveness lane (liveness.ts): a thread that sends a leader's heartbeats while its main
+   * thread is silent. Omitted, or a grace of 0: no lane.
+   */
+  readonly liveness?: LivenessOptions;
 }
 
 export interface ResolvedTcpOptions {

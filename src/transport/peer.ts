@@ -8,6 +8,7 @@ import type { Rng } from '../raft/rng.js';
 import type { Message, NodeId } from '../raft/types.js';
 import { backoffDelayMs } from './backoff.js';
 import {
+  LIVENESS_LANE_VERSION,
   PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN,
   chunkHeader,
@@ -45,6 +46,8 @@ export interface PeerContext {
   readonly rng: Rng;
   /** Mutual TLS on the peer port; null: plain TCP. */
   readonly tls?: PeerTls | null;
+  /** Which connection to the peer this link is (codec.ts, Lane). Default: the main one. */
+  readonly lane?: 'liveness';
   emit(event: TransportEvent): void;
 }
 
@@ -70,6 +73,10 @@ export class PeerLink {
   ) {
     this.queue = new SendQueue(ctx.opts);
     this.dial();
+  }
+
+  get connected(): boolean {
+    return this.state === 'open';
   }
 
   stats(): PeerStats {
@@ -133,14 +140,17 @@ export class PeerLink {
     // Over TLS the preface waits for the TLS handshake: nothing is said to an unverified peer.
     socket.on(tls === null ? 'connect' : 'secureConnect', () => {
       socket.setKeepAlive(true, 10_000);
+      const liveness = this.ctx.lane === 'liveness';
       const hello = {
-        minVersion: PROTOCOL_VERSION_MIN,
+        // A liveness lane offers only the version that knows lanes (codec.ts).
+        minVersion: liveness ? LIVENESS_LANE_VERSION : PROTOCOL_VERSION_MIN,
         maxVersion: PROTOCOL_VERSION_MAX,
         clusterId: this.ctx.opts.clusterId,
         from: this.ctx.opts.nodeId,
         to: this.peer,
         ...(this.ctx.opts.hasLog === null ? {} : { hasLog: this.ctx.opts.hasLog() }),
         ...(this.ctx.opts.advertise === null ? {} : this.ctx.opts.advertise),
+        ...(liveness ? { lane: 'liveness' } : {}),
       };
       socket.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));
     });

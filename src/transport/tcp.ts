@@ -14,6 +14,7 @@ import {
   type ResolvedTcpOptions,
   type TcpTransportOptions,
 } from './options.js';
+import { LivenessLane } from './liveness.js';
 import { PeerLink } from './peer.js';
 import { ErrorCounters, PeerCounters, buildStats } from './stats.js';
 import { PeerTls, remoteOf, type PeerTlsOptions } from './tls.js';
@@ -38,6 +39,8 @@ export class TcpTransport implements Transport {
   private readonly inboundCounters = new Map<NodeId, PeerCounters>();
   private readonly connections = new Set<InboundConnection>();
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
+  /** Peers' liveness lanes (liveness.ts), kept apart: one must not replace the main connection. */
+  private readonly livenessByPeer = new Map<NodeId, InboundConnection>();
   private readonly anonymous = new ErrorCounters();
   private droppedUnknownPeer = 0;
   private handler: Handler = () => undefined;
@@ -50,6 +53,8 @@ export class TcpTransport implements Transport {
   private readonly tls: PeerTls | null;
   /** With TLS: every TCP connection, those still in their TLS handshake too (close ends them). */
   private readonly tcpSockets = new Set<Socket>();
+  /** The liveness lane (liveness.ts), when configured: the host reports ticks and leadership. */
+  readonly liveness: LivenessLane | null;
 
   private constructor(options: TcpTransportOptions) {
     this.opts = resolveTcpOptions(options);
@@ -57,6 +62,11 @@ export class TcpTransport implements Transport {
     this.rng = options.rng ?? createRng(this.opts.nodeId * 2654435761);
     this.inboundContext = this.makeInboundContext();
     this.tls = options.tls === undefined ? null : new PeerTls(options.tls);
+    const l = options.liveness;
+    this.liveness =
+      l === undefined || l.graceMs <= 0
+        ? null
+        : new LivenessLane(this.opts, options.tls ?? null, l, (e) => this.emit(e));
     this.server =
       this.tls === null
         ? createServer((socket) => this.onConnection(socket))
@@ -98,6 +108,7 @@ export class TcpTransport implements Transport {
         'TRANSPORT_INVALID_CONFIG',
         `peer id must be a positive integer, got ${id}`,
       );
+    this.liveness?.setPeer(id, address);
     const link = this.links.get(id);
     if (link !== undefined) return link.setAddress(address);
     const ctx = {
@@ -112,9 +123,11 @@ export class TcpTransport implements Transport {
 
   /** Forgets a peer: its queue is dropped and its connections in both directions closed. */
   removePeer(id: NodeId): void {
+    this.liveness?.removePeer(id);
     this.links.get(id)?.close();
     this.links.delete(id);
     this.inboundByPeer.get(id)?.close();
+    this.livenessByPeer.get(id)?.close();
   }
 
   send(msg: Message, attachment?: Uint8Array, group = 0): void {
@@ -155,6 +168,7 @@ export class TcpTransport implements Transport {
         'this peer port was started without TLS; restart it with TLS to use certificates',
       );
     this.tls.update(material);
+    this.liveness?.setTls(material);
   }
 
   onMessage(handler: Handler): void {
@@ -204,6 +218,7 @@ export class TcpTransport implements Transport {
   }
 
   private async doClose(): Promise<void> {
+    await this.liveness?.close();
     for (const link of this.links.values()) link.close();
     for (const conn of this.connections) conn.close();
     for (const raw of this.tcpSockets) raw.destroy();
@@ -296,9 +311,11 @@ export class TcpTransport implements Transport {
         return this.admission(id, { peer, client }) && this.links.has(id);
       },
       accepted: (conn) => {
-        // A redial replaces a half-open predecessor from the same peer.
-        this.inboundByPeer.get(conn.peer)?.close();
-        this.inboundByPeer.set(conn.peer, conn);
+        // A redial replaces a half-open predecessor from the same peer, on the same lane.
+        const byPeer = conn.lane === 'liveness' ? this.livenessByPeer : this.inboundByPeer;
+        byPeer.get(conn.peer)?.close();
+        byPeer.set(conn.peer, conn);
+        if (conn.lane === 'liveness') return;
         this.emit({
           kind: 'peer-connected',
           peer: conn.peer,
@@ -344,6 +361,7 @@ export class TcpTransport implements Transport {
       },
       closed: (conn) => {
         this.connections.delete(conn);
+        if (this.livenessByPeer.get(conn.peer) === conn) this.livenessByPeer.delete(conn.peer);
         if (this.inboundByPeer.get(conn.peer) !== conn) return;
         this.inboundByPeer.delete(conn.peer);
         this.emit({

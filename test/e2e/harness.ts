@@ -33,6 +33,10 @@ export interface TestClusterOptions {
   readonly nodes: number;
   readonly storage?: 'wal' | 'sqlite';
   readonly extraArgs?: readonly string[];
+  /** Node.js flags for every node process (before the entry point), e.g. `--import` a fixture. */
+  readonly nodeArgs?: readonly string[];
+  /** Environment variables added to every node process's. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export class TestCluster {
@@ -119,6 +123,7 @@ export class TestCluster {
     const m = this.member(id);
     const joining = this.joiners.get(id);
     const args = [
+      ...(this.o.nodeArgs ?? []),
       cliEntry(),
       'start',
       '--id',
@@ -135,7 +140,10 @@ export class TestCluster {
       'warn',
       ...(this.o.extraArgs ?? []),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.o.env },
+    });
     const log: string[] = this.logs.get(id) ?? [];
     this.logs.set(id, log);
     const keep = (b: Buffer): void => {
@@ -176,6 +184,13 @@ export class TestCluster {
     const p = this.procs.get(id);
     if (p === undefined) throw new Error(`Node ${id} is not running`);
     p.kill('SIGSTOP');
+  }
+
+  /** Sends node `id` a signal (a test fixture loaded with `nodeArgs` may handle it). */
+  signal(id: number, signal: NodeJS.Signals): void {
+    const p = this.procs.get(id);
+    if (p === undefined) throw new Error(`Node ${id} is not running`);
+    p.kill(signal);
   }
 
   /** SIGCONT after `pause`. */
