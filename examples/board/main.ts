@@ -1,0 +1,44 @@
+// The task board's server as a program:
+//
+//   node dist/examples/board/main.js --endpoints http://127.0.0.1:8101,http://127.0.0.1:8102
+//     [--port 8100] [--host 127.0.0.1]        (or BOARD_ENDPOINTS, BOARD_PORT, BOARD_HOST)
+//
+// Port 0 picks a free port; the line "Board: <url>" on standard output says which. SIGINT or
+// SIGTERM closes the page streams, the server and the client, and the process exits.
+
+import { FlotillaClient } from 'flotilla/client';
+import { Board } from './board.js';
+import { BoardServer, parseOptions, type BoardServerOptions } from './server.js';
+
+async function main(): Promise<void> {
+  let o: BoardServerOptions;
+  try {
+    o = parseOptions(process.argv.slice(2), process.env);
+  } catch (err) {
+    console.error(`board: ${(err as Error).message}`);
+    process.exitCode = 2;
+    return;
+  }
+  const client = new FlotillaClient({ endpoints: o.endpoints });
+  const server = new BoardServer(new Board(client));
+  let url: string;
+  try {
+    url = await server.listen(o.host, o.port);
+  } catch (err) {
+    console.error(`board: ${(err as Error).message}`);
+    await client.close();
+    process.exitCode = 2;
+    return;
+  }
+  console.log(`Board: ${url}  (cluster: ${o.endpoints.join(', ')})`);
+  const stop = (): void => {
+    void server
+      .close()
+      .then(() => client.close())
+      .then(() => console.log('Board: stopped'));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+await main();
