@@ -38,6 +38,14 @@ export interface Served {
   readonly member: number;
 }
 
+/** One member as the board's server last saw it. */
+export interface MemberState {
+  readonly endpoint: string;
+  /** Its id, once it answered; 0 while it never has. */
+  readonly id: number;
+  readonly role: 'leader' | 'follower' | 'candidate' | 'down';
+}
+
 /** A refused request, with a stable code the page shows beside the message. */
 export class BoardError extends Error {
   override readonly name = 'BoardError';
@@ -210,6 +218,21 @@ export class Board {
       progressNotifyMs: 5_000,
       signal,
     });
+  }
+
+  /** Asks each member how it is, each within `timeoutMs`; one that does not answer is down. */
+  async members(endpoints: readonly string[], timeoutMs: number): Promise<MemberState[]> {
+    return Promise.all(
+      endpoints.map(async (endpoint): Promise<MemberState> => {
+        try {
+          const st = await this.client.status(endpoint, { signal: AbortSignal.timeout(timeoutMs) });
+          const role = st.role === 'leader' || st.role === 'follower' ? st.role : 'candidate';
+          return { endpoint, id: st.id, role };
+        } catch {
+          return { endpoint, id: 0, role: 'down' };
+        }
+      }),
+    );
   }
 
   private async read(id: string): Promise<{ kv: KeyValue; task: Task; at: Served }> {

@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     return;
   }
   const client = new FlotillaClient({ endpoints: o.endpoints });
-  const server = new BoardServer(new Board(client));
+  const server = new BoardServer(new Board(client), o.endpoints);
   let url: string;
   try {
     url = await server.listen(o.host, o.port);

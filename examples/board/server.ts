@@ -10,11 +10,13 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { FlotillaError } from 'flotilla/client';
-import type { Board } from './board.js';
 import { BoardError, parseTask, taskId, taskTitle, userName } from './board.js';
+import type { Board } from './board.js';
 
 const bodyBytesMax = 4_096;
 const streamsMax = 100;
+/** How often the members are asked how they are, while any page follows the board. */
+const membersPollMs = 1_000;
 
 /** Scripts, styles and connections from this server only; nothing inline, no frames. */
 const contentSecurityPolicy = [
@@ -111,17 +113,49 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
 
 export class BoardServer {
   private readonly pages = new Map<string, { text: string; type: string }>();
-  private readonly streams = new Set<AbortController>();
+  private readonly streams = new Map<AbortController, ServerResponse>();
+  /** The members' states as last sent to the pages, as the event's data. */
+  private membersEvent = '';
+  private readonly membersTimer: NodeJS.Timeout;
+  private polling = false;
+  private readonly memberIds = new Map<string, number>();
   private readonly http = createServer((req, res) => {
     this.handle(req, res).catch((err: unknown) => sendError(res, err));
   });
 
   constructor(
     private readonly board: Board,
+    private readonly endpoints: readonly string[],
     pageDir: URL = new URL('../../../examples/board/page/', import.meta.url),
   ) {
     for (const [path, a] of Object.entries(assets))
       this.pages.set(path, { text: readFileSync(new URL(a.file, pageDir), 'utf8'), type: a.type });
+    this.membersTimer = setInterval(() => void this.pollMembers(), membersPollMs);
+    this.membersTimer.unref();
+  }
+
+  /**
+   * Which members answer and which leads, pushed to every page when it changes: the page shows
+   * a member go down and another take the lead while the board keeps working.
+   */
+  private async pollMembers(): Promise<void> {
+    if (this.polling || this.streams.size === 0) return;
+    this.polling = true;
+    try {
+      const states = await this.board.members(this.endpoints, membersPollMs - 200);
+      // A member that is down cannot say its id: name it as it last answered.
+      for (const m of states) if (m.id > 0) this.memberIds.set(m.endpoint, m.id);
+      const members = states.map((m) => ({
+        id: this.memberIds.get(m.endpoint) ?? 0,
+        role: m.role,
+      }));
+      const data = JSON.stringify({ members });
+      if (data === this.membersEvent) return;
+      this.membersEvent = data;
+      for (const res of this.streams.values()) res.write(`event: members\ndata: ${data}\n\n`);
+    } finally {
+      this.polling = false;
+    }
   }
 
   /** Listens; a port another process holds is refused with a message naming it. */
@@ -144,7 +178,8 @@ export class BoardServer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.streams) s.abort();
+    clearInterval(this.membersTimer);
+    for (const s of this.streams.keys()) s.abort();
     this.http.closeAllConnections();
     await new Promise((r) => this.http.close(r));
   }
@@ -205,7 +240,7 @@ export class BoardServer {
     if (this.streams.size >= streamsMax)
       throw new BoardError('BUSY', `This server already streams to ${streamsMax} pages`, 503);
     const ac = new AbortController();
-    this.streams.add(ac);
+    this.streams.set(ac, res);
     res.on('close', () => ac.abort());
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
@@ -214,6 +249,7 @@ export class BoardServer {
     });
     // Tell the browser how soon to come back, and show the stream is open at once.
     res.write(`retry: 1000\nevent: open\ndata: {"after":${after}}\n\n`);
+    if (this.membersEvent !== '') res.write(`event: members\ndata: ${this.membersEvent}\n\n`);
     try {
       for await (const batch of this.board.changes(after, ac.signal)) {
         if (batch.progress === true) {

@@ -189,6 +189,16 @@ void test('the example board in two browsers: watch, a claim race, bad input, fa
     const ann = await openBoard(browser, url, 'ann', problems);
     const bob = await openBoard(browser, url, 'bob', problems);
 
+    await t.test('both pages show the three members and one leader', async () => {
+      for (const p of [ann, bob])
+        await until(
+          p,
+          `document.querySelectorAll('#members li').length === 3 &&
+           document.querySelectorAll('#members li.leader').length === 1`,
+          10_000,
+        );
+    });
+
     await t.test('a task added in one browser shows in the other through the watch', async () => {
       await addTask(ann, 'Write the release notes');
       await until(ann, hasTask('Write the release notes'));
@@ -230,6 +240,14 @@ void test('the example board in two browsers: watch, a claim race, bad input, fa
             p,
             `${rowOf('Fix the flaky test')}.querySelector('.state').dataset.claimedBy === '${winner}'`,
           );
+        // The winner finishes it; the other page learns of that through the watch too.
+        const winnerPage = winner === 'ann' ? ann : bob;
+        await winnerPage.evaluate(
+          `${rowOf('Fix the flaky test')}.querySelector('button[data-action=done]').click()`,
+        );
+        await until(loser, `${rowOf('Fix the flaky test')}.classList.contains('done')`);
+        await addTask(bob, 'Try the board on a phone');
+        for (const p of [ann, bob]) await until(p, hasTask('Try the board on a phone'));
         await ann.screenshot({ path: join(shots, 'example.png') });
 
         // The same race, tighter: eight users at once through the API, one winner, named to all.
@@ -275,6 +293,14 @@ void test('the example board in two browsers: watch, a claim race, bad input, fa
       await cluster.kill(leader);
       await addTask(bob, 'Added after the failover');
       for (const p of [ann, bob]) await until(p, hasTask('Added after the failover'), 20_000);
+      // The pages show the member go down and another lead.
+      for (const p of [ann, bob])
+        await until(
+          p,
+          `document.querySelector('#members li.down')?.textContent === 'node ${leader}: down' &&
+           document.querySelectorAll('#members li.leader').length === 1`,
+          10_000,
+        );
       const answered = await bob.evaluate<string>(`document.getElementById('member').textContent`);
       assert.notEqual(answered, `answered by node ${leader}`, 'the dead leader cannot answer');
       assert.match(answered, /^answered by node \d$/);

@@ -5,6 +5,8 @@
 
 const $ = (id) => document.getElementById(id);
 const tasks = new Map();
+/** The revision each task (or its deletion) was last seen at: an older answer changes nothing. */
+const seenAt = new Map();
 let revision = 0;
 let source = null;
 /** Requests sent and not answered yet: one slower than this shows the waiting state. */
@@ -68,6 +70,26 @@ async function api(path, body) {
   }
 }
 
+/** Applies a task seen at revision `rev` (null: deleted), unless something newer was seen. */
+function apply(id, task, rev) {
+  if ((seenAt.get(id) ?? 0) > rev) return;
+  seenAt.set(id, rev);
+  if (task === null) tasks.delete(id);
+  else tasks.set(id, task);
+}
+
+function showMembers(members) {
+  $('members').replaceChildren(
+    ...members.map((m, i) => {
+      const li = document.createElement('li');
+      li.className = m.role;
+      li.dataset.role = m.role;
+      li.textContent = `${m.id > 0 ? `node ${m.id}` : `member ${i + 1}`}: ${m.role}`;
+      return li;
+    }),
+  );
+}
+
 function userName() {
   return $('name').value.trim();
 }
@@ -122,7 +144,8 @@ async function load() {
     return;
   }
   tasks.clear();
-  for (const t of r.tasks) tasks.set(t.id, t);
+  seenAt.clear();
+  for (const t of r.tasks) apply(t.id, t, r.revision);
   revision = r.revision;
   render();
   follow(r.revision);
@@ -139,10 +162,7 @@ function follow(after) {
   source.addEventListener('error', liveState);
   source.addEventListener('change', (e) => {
     const batch = JSON.parse(e.data);
-    for (const c of batch.changes) {
-      if (c.task === null) tasks.delete(c.id);
-      else tasks.set(c.id, c.task);
-    }
+    for (const c of batch.changes) apply(c.id, c.task, batch.revision);
     revision = batch.revision;
     render();
   });
@@ -150,6 +170,7 @@ function follow(after) {
     revision = Math.max(revision, Number(e.lastEventId));
     $('revision').textContent = `revision ${revision}`;
   });
+  source.addEventListener('members', (e) => showMembers(JSON.parse(e.data).members));
   // The changes since our revision are gone from the cluster's history: load afresh.
   source.addEventListener('reload', () => {
     source.close();
@@ -161,11 +182,18 @@ function follow(after) {
 async function act(action, id) {
   const user = userName();
   if (action === 'delete') {
-    if ((await api('/api/tasks/delete', { id })) !== null) showMessage(`Deleted ${id}.`, 'deleted');
+    const r = await api('/api/tasks/delete', { id });
+    if (r === null) return;
+    apply(id, null, r.revision);
+    render();
+    showMessage(`Deleted ${id}.`, 'deleted');
     return;
   }
   const r = await api(`/api/tasks/${action}`, { id, user });
   if (r === null) return;
+  // This page shows its own change at once; the others learn of it through the event stream.
+  apply(id, r.task, r.revision);
+  render();
   if (action === 'claim')
     showMessage(
       r.won ? `You claimed ${id}.` : `${id} was already claimed by ${r.task.claimedBy}.`,
@@ -186,6 +214,8 @@ function start() {
     const title = $('title').value;
     void api('/api/tasks', { user: userName(), title }).then((r) => {
       if (r === null) return;
+      apply(r.task.id, r.task, r.revision);
+      render();
       $('title').value = '';
       showMessage(`Added ${r.task.id}.`, 'added');
     });
