@@ -15,6 +15,11 @@ import type { Board } from './board.js';
 
 const bodyBytesMax = 4_096;
 const streamsMax = 100;
+/**
+ * Unread bytes a page's stream may hold before it is ended: the page reconnects by itself and
+ * resumes after the last change it read, so a slow reader costs a reconnection, not memory.
+ */
+const streamUnreadBytesMax = 1 << 20;
 /** How often the members are asked how they are, while any page follows the board. */
 const membersPollMs = 1_000;
 
@@ -263,6 +268,7 @@ export class BoardServer {
         res.write(
           `id: ${batch.revision}\nevent: change\ndata: ${JSON.stringify({ revision: batch.revision, changes })}\n\n`,
         );
+        if (res.writableLength > streamUnreadBytesMax) break;
       }
     } catch (err) {
       // COMPACTED: the changes since `after` are gone; the page must load the board again.
