@@ -176,6 +176,7 @@ async function main(): Promise<number> {
   }
   process.stdout.write(
     `\nTask board:  ${up}\nDashboard:   ${endpoints[0]}/  (every member serves it)\n` +
+      `Processes:   cluster up pid ${cluster.pid ?? '?'}, board pid ${board.pid ?? '?'}\n` +
       'Open the board in two browsers. Stop the leader (see the dashboard) with kill -9 and\n' +
       'keep using the board. Press Ctrl-C to stop everything.\n\n',
   );
