@@ -31,14 +31,16 @@ async function main(): Promise<void> {
     return;
   }
   console.log(`Board: ${url}  (cluster: ${o.endpoints.join(', ')})`);
+  // One stop however many signals come (a repeated Ctrl-C must not cut it short).
+  let stopping: Promise<void> | null = null;
   const stop = (): void => {
-    void server
+    stopping ??= server
       .close()
       .then(() => client.close())
       .then(() => console.log('Board: stopped'));
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 }
 
 await main();

@@ -137,8 +137,11 @@ async function main(): Promise<number> {
     return stopped;
   };
   let signalled = false;
+  // `on`, not `once`: Ctrl-C under `npm run` arrives twice (the terminal's process group, and
+  // npm forwarding it), and a signal with no listener left would end this process at once,
+  // before it has stopped the board.
   for (const sig of ['SIGINT', 'SIGTERM'] as const)
-    process.once(sig, () => {
+    process.on(sig, () => {
       signalled = true;
       void stop(sig);
     });

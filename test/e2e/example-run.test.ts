@@ -1,6 +1,6 @@
 // `npm run example` (examples/board/run.ts, run here as the built file the script runs): a
 // board port another program holds is named and nothing starts; otherwise it starts a
-// three-member cluster and the board, prints both URLs, and on SIGTERM stops every process it
+// three-member cluster and the board, prints both URLs, and on Ctrl-C stops every process it
 // started (the `cluster up` process, each node, the board) and exits 0.
 
 import assert from 'node:assert/strict';
@@ -86,7 +86,7 @@ void test('npm run example names a board port another program holds, and starts 
   }
 });
 
-void test('npm run example starts the cluster and the board, and SIGTERM stops every process', async () => {
+void test('npm run example starts the cluster and the board, and Ctrl-C (SIGINT, twice as under npm) stops every process', async () => {
   const base = await freePortRun(7);
   const board = base + 6;
   const run = start([
@@ -126,7 +126,18 @@ void test('npm run example starts the cluster and the board, and SIGTERM stops e
     assert.deepEqual(json.tasks, []);
     assert.ok([1, 2, 3].includes(json.member), JSON.stringify(json));
 
-    run.child.kill('SIGTERM');
+    // Ctrl-C under `npm run` delivers SIGINT twice: to the terminal's process group, and
+    // forwarded by npm. The second must not end the example before it has stopped the rest.
+    run.child.kill('SIGINT');
+    await within(
+      (async () => {
+        while (!run.out.stdout.includes('stopping the board and the cluster'))
+          await new Promise((r) => setTimeout(r, 10));
+      })(),
+      10_000,
+      () => `SIGINT was not acted on:\n${run.out.stdout}`,
+    );
+    run.child.kill('SIGINT');
     const code = await within(run.exited, 30_000, () => `did not stop:\n${run.out.stdout}`);
     assert.equal(code, 0, run.out.stdout + run.out.stderr);
     assert.deepEqual(
