@@ -85,6 +85,12 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 
 /** Bad input and cluster errors alike become `{ error: { code, message } }`. */
 function sendError(res: ServerResponse, err: unknown): void {
+  // An event stream already under way has no room for a JSON error: end it (the page reconnects).
+  if (res.headersSent) {
+    console.error('board: error after the answer began', err);
+    res.end();
+    return;
+  }
   if (err instanceof BoardError)
     return send(res, err.status, { error: { code: err.code, message: err.message } });
   if (err instanceof FlotillaError)
