@@ -141,6 +141,30 @@ export const layering = [
       ],
     },
   },
+  {
+    // The example applications use Flotilla as a program depending on it would: through the
+    // public client entry point only (`flotilla/client`), Node's own modules, and their own
+    // files. Nothing from src/ by path, no other package.
+    files: ['examples/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^\\.\\./',
+              message:
+                'an example imports only its own files (./...), not from outside its folder.',
+            },
+            {
+              regex: '^(?!node:|flotilla/client$|\\./)',
+              message: 'an example imports only flotilla/client, node: modules and its own files.',
+            },
+          ],
+        },
+      ],
+    },
+  },
 ];
 
 export default tseslint.config(

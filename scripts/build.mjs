@@ -1,15 +1,15 @@
 #!/usr/bin/env node
-// Compiles the TypeScript tree (src, test, bench) into dist/ with tsc.
+// Compiles the TypeScript tree (src, test, bench, examples) into dist/ with tsc.
 //
 //   node scripts/build.mjs              build now (npm run build, and `prepare` on npm ci)
 //   node scripts/build.mjs --if-stale   build only if a source changed since the last build
 //
-// The stale check compares modification times: every .ts file under src/, test/ and bench/,
-// the directories themselves (a file added, removed or renamed changes its directory's time),
-// tsconfig.json and package.json, against dist/.build-stamp. The stamp is written only after a
-// successful build and dated when that build started, so an edit made during a build is seen
-// by the next check. It takes tens of milliseconds where `tsc --incremental` with nothing to
-// do takes over a second.
+// The stale check compares modification times: every .ts file under src/, test/, bench/ and
+// examples/, the directories themselves (a file added, removed or renamed changes its
+// directory's time), tsconfig.json and package.json, against dist/.build-stamp. The stamp is
+// written only after a successful build and dated when that build started, so an edit made
+// during a build is seen by the next check. It takes tens of milliseconds where
+// `tsc --incremental` with nothing to do takes over a second.
 //
 // Plain JavaScript on purpose: it must run before anything is compiled.
 
@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const stamp = join(root, 'dist', '.build-stamp');
-const sourceDirs = ['src', 'test', 'bench'];
+const sourceDirs = ['src', 'test', 'bench', 'examples'];
 const sourceFiles = ['tsconfig.json', 'package.json'];
 
 /** The newest modification time (ms) among the build's inputs. */

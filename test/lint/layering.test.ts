@@ -76,6 +76,15 @@ const cases: [file: string, source: string, allowed: boolean][] = [
   ['src/server/node.ts', '../api/http.js', true],
   ['src/server/node.ts', '../host/host.js', true],
   ['src/server/node.ts', '../kv/machine.js', true],
+  // An example: the public client, Node's modules and its own files, as an outside program.
+  ['examples/board/server.ts', 'flotilla/client', true],
+  ['examples/board/server.ts', 'node:http', true],
+  ['examples/board/server.ts', './board.js', true],
+  ['examples/board/server.ts', '../../src/client/index.js', false],
+  ['examples/board/server.ts', '../other/x.js', false],
+  ['examples/board/server.ts', 'flotilla/server', false],
+  ['examples/board/server.ts', 'flotilla/client/watch.js', false],
+  ['examples/board/server.ts', 'undici', false],
 ];
 
 void test('each layer may import exactly what DESIGN.md says', { timeout: 60_000 }, async () => {
