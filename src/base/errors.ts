@@ -95,6 +95,11 @@ export const errorCodes = {
       "the request's token is known but its role (read, write, admin) does not cover the request",
     indefinite: false,
   },
+  ORIGIN_NOT_ALLOWED: {
+    meaning:
+      "a browser's cross-origin preflight from a page whose origin is not one of the cluster members' client addresses",
+    indefinite: false,
+  },
   UNKNOWN_NODE: {
     meaning: 'a leadership transfer to an id that is not a member',
     indefinite: false,
