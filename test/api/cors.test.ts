@@ -32,7 +32,7 @@ function refused(fn: () => unknown, code: string, message: RegExp): void {
 }
 
 void describe('the CORS rules', () => {
-  it('takes the origin of a client address, and nothing from what is not one', () => {
+  void it('takes the origin of a client address, and nothing from what is not one', () => {
     assert.equal(originOf('http://127.0.0.1:8001/some/path'), member);
     assert.equal(originOf('https://Node-1.example:443'), 'https://node-1.example');
     assert.equal(originOf('ftp://127.0.0.1:21'), null);
@@ -40,7 +40,7 @@ void describe('the CORS rules', () => {
     assert.deepEqual([...policy().origins()], [member, other]);
   });
 
-  it("allows a member's origin and names it; a foreign origin gets nothing", () => {
+  void it("allows a member's origin and names it; a foreign origin gets nothing", () => {
     const p = policy();
     assert.deepEqual(p.answerHeaders('/v1/kv/put', other), {
       'Access-Control-Allow-Origin': other,
@@ -52,7 +52,7 @@ void describe('the CORS rules', () => {
     assert.deepEqual(p.answerHeaders('/v1/status', other), {});
   });
 
-  it("answers a member's preflight, and refuses a foreign one, a method or a header it does not allow", () => {
+  void it("answers a member's preflight, and refuses a foreign one, a method or a header it does not allow", () => {
     const p = policy();
     const h = p.preflight('/v1/dashboard/events', {
       origin: member,
@@ -114,7 +114,7 @@ void describe('CORS on an HTTP server with tokens on', () => {
     return `http://127.0.0.1:${addr.port}`;
   }
 
-  it("answers a member's preflight without a token, then its request with the origin named", async () => {
+  void it("answers a member's preflight without a token, then its request with the origin named", async () => {
     const base = await start();
     const pre = await fetch(`${base}/v1/kv/put`, {
       method: 'OPTIONS',
@@ -143,7 +143,7 @@ void describe('CORS on an HTTP server with tokens on', () => {
     assert.equal(noToken.headers.get('access-control-allow-origin'), other);
   });
 
-  it("refuses a foreign origin's preflight and names no origin for its request", async () => {
+  void it("refuses a foreign origin's preflight and names no origin for its request", async () => {
     const base = await start();
     const pre = await fetch(`${base}/v1/dashboard/events`, {
       method: 'OPTIONS',
@@ -163,7 +163,7 @@ void describe('CORS on an HTTP server with tokens on', () => {
     assert.equal(get.headers.get('access-control-allow-origin'), null);
   });
 
-  it('takes no preflight on a path outside the dashboard', async () => {
+  void it('takes no preflight on a path outside the dashboard', async () => {
     const base = await start();
     const pre = await fetch(`${base}/v1/status`, {
       method: 'OPTIONS',
