@@ -123,11 +123,18 @@ function originOf(address) {
   }
 }
 
+/** Follows `next` from the next connection on; the banner says so once it answers (hello). */
 function switchTo(next) {
   follow.current = next;
   follow.homeAnsweringSinceMs = null;
   setMemberBase(next.origin);
-  showFollowing();
+  if (next.origin === '') return;
+  const p = $('following');
+  p.hidden = false;
+  p.dataset.node = '';
+  p.textContent =
+    `Node ${follow.homeId ?? '?'}, which served this page, is down: ` +
+    `connecting to node ${next.id} (${next.origin})…`;
 }
 
 /** Away from home: go back once the member followed has seen home answer for a while. */
