@@ -97,7 +97,7 @@ export const errorCodes = {
   },
   ORIGIN_NOT_ALLOWED: {
     meaning:
-      "a browser's cross-origin preflight from a page whose origin is not one of the cluster members' client addresses",
+      "a browser's cross-origin preflight refused: the page's origin is not a member's client address, or it asks for a method or header the dashboard does not use",
     indefinite: false,
   },
   UNKNOWN_NODE: {
