@@ -55,6 +55,8 @@ const homeBackMs = 2000;
 /** A stream that carries nothing this long is cut: the member froze (events come every 250 ms). */
 const silentMs = 3000;
 const retryMs = 500;
+/** A member that refused the page's token is asked again this much later (or on a new token). */
+const refusedRetryMs = 5000;
 
 const follow = {
   homeId: null,
@@ -170,7 +172,7 @@ async function readStream(controller) {
     } catch {
       // keep the status
     }
-    throw new Error(msg);
+    throw Object.assign(new Error(msg), { status: res.status });
   }
   setConnection('live', 'live');
   follow.failed.clear();
@@ -207,17 +209,28 @@ async function followStream() {
     const controller = new AbortController();
     stream = controller;
     let why = 'the stream ended';
+    let refused = false;
     try {
       await readStream(controller);
       brokeAtMs = null;
     } catch (err) {
       if (stream !== controller) return;
       why = controller.signal.aborted ? 'no event for 3 s' : String(err.message ?? err);
+      // The member answered, and said no to this page (no token, or the wrong one): it is up,
+      // and another member would say the same. Not a reason to follow another.
+      refused = err.status === 401 || err.status === 403;
     }
     if (stream !== controller) return;
     const now = Date.now();
+    const who = follow.current.id === null ? 'the node' : `node ${follow.current.id}`;
+    if (refused) {
+      brokeAtMs = null;
+      setConnection('down', `${who} refused the page (${why}): type a token above`);
+      await new Promise((r) => setTimeout(r, refusedRetryMs));
+      if (stream !== controller) return;
+      continue;
+    }
     brokeAtMs ??= now;
-    const who = `node ${follow.current.id ?? '?'}`;
     if (now - brokeAtMs >= switchAfterMs) {
       follow.failed.add(follow.current.id);
       const next = nextMember();
