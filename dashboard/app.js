@@ -48,10 +48,13 @@ function parseEvent(block) {
  * The member the page follows: `home` served it, `current` feeds it now (its origin, '' for
  * home). When the stream from `current` breaks and does not come back within `switchAfterMs`,
  * the page follows another member it learned from the cluster view, and shows so; it goes back
- * home once the member it follows has seen home answer for `homeBackMs`.
+ * home once the member it follows has seen home answer for `homeBackMs`, doubled (up to a
+ * minute) each time home then could not be reached from the page after all, so that a page
+ * cut off from home alone does not swing back and forth.
  */
 const switchAfterMs = 2000;
 const homeBackMs = 2000;
+const homeBackMaxMs = 60_000;
 /** A stream that carries nothing this long is cut: the member froze (events come every 250 ms). */
 const silentMs = 3000;
 const retryMs = 500;
@@ -66,6 +69,7 @@ const follow = {
   /** Members whose stream broke since the page last had one. */
   failed: new Set(),
   homeAnsweringSinceMs: null,
+  homeBackMs,
 };
 
 const handlers = {
@@ -130,13 +134,15 @@ function switchTo(next) {
   follow.current = next;
   follow.homeAnsweringSinceMs = null;
   setMemberBase(next.origin);
-  if (next.origin === '') return;
   const p = $('following');
+  if (p.hidden && next.origin === '') return;
   p.hidden = false;
   p.dataset.node = '';
   p.textContent =
-    `Node ${follow.homeId ?? '?'}, which served this page, is down: ` +
-    `connecting to node ${next.id} (${next.origin})…`;
+    next.origin === ''
+      ? `Node ${next.id}, which served this page, answers again: connecting to it…`
+      : `Node ${follow.homeId ?? '?'}, which served this page, is down: ` +
+        `connecting to node ${next.id} (${next.origin})…`;
 }
 
 /** Away from home: go back once the member followed has seen home answer for a while. */
@@ -149,7 +155,9 @@ function maybeGoHome(c) {
   }
   const now = Date.now();
   follow.homeAnsweringSinceMs ??= now;
-  if (now - follow.homeAnsweringSinceMs < homeBackMs) return;
+  if (now - follow.homeAnsweringSinceMs < follow.homeBackMs) return;
+  // Until home's stream opens, a failure counts against going back (readStream resets it).
+  follow.homeBackMs = Math.min(homeBackMaxMs, 2 * follow.homeBackMs);
   follow.failed.delete(follow.homeId);
   switchTo({ id: follow.homeId, origin: '' });
   restartStream();
@@ -176,6 +184,7 @@ async function readStream(controller) {
   }
   setConnection('live', 'live');
   follow.failed.clear();
+  if (follow.current.origin === '') follow.homeBackMs = homeBackMs;
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   let watchdog = setTimeout(() => controller.abort(), silentMs);
