@@ -1,9 +1,23 @@
 // How the dashboard talks to the node: JSON POSTs to the public API, with the token the user
-// typed (kept in sessionStorage, so it leaves with the tab) as a bearer token.
+// typed (kept in sessionStorage, so it leaves with the tab) as a bearer token. Every call goes
+// to the member the page follows now: the one that served it, or another while that one is
+// down (app.js); the members answer those cross-origin calls for each other's pages.
 
 import { $ } from './util.js';
 
 export const tokenKey = 'flotilla-token';
+
+/** The origin of the member the page follows; '' while it is the one that served the page. */
+let memberBase = '';
+
+export function setMemberBase(origin) {
+  memberBase = origin;
+}
+
+/** `path` on the member the page follows now. */
+export function memberUrl(path) {
+  return memberBase + path;
+}
 
 /** The Authorization header of the token typed in, if any. */
 export function authHeaders() {
@@ -22,7 +36,7 @@ export class ApiError extends Error {
 
 /** POSTs a JSON body to the node's API; resolves with the answer or throws an ApiError. */
 export async function api(path, body, o = {}) {
-  const res = await fetch(path, {
+  const res = await fetch(memberUrl(path), {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...authHeaders() },
     body: JSON.stringify(body),

@@ -54,58 +54,69 @@ function lagOf(m, leader) {
 }
 
 let lastCluster = null;
+/** The member that served the page (app.js follows another while it is down). */
+let homeId = null;
+
+export function setHomeMember(id) {
+  homeId = id;
+}
+
+/**
+ * A member's row. A member that does not answer shows as down and nothing else: its last
+ * report (role, term, progress) is stale, and a dead leader must not look like one.
+ */
+function memberRow(m, c, leader, statuses) {
+  const down = m.error !== null;
+  const s = down ? undefined : m.view?.status;
+  const isLeader = leader !== null && m.id === leader.id;
+  const q = s?.queueGroup;
+  return el(
+    'tr',
+    { 'data-id': m.id, class: isLeader ? 'leader' : down ? 'down' : '' },
+    el(
+      'td',
+      {},
+      `node ${m.id}`,
+      m.id === homeId ? ' (served this page)' : '',
+      m.id === c.self && m.id !== homeId ? ' (reading from)' : '',
+      el('br'),
+      el('small', {}, m.client),
+    ),
+    el(
+      'td',
+      { class: isLeader ? 'role-leader' : down ? 'role-down' : '' },
+      down ? 'down' : s === undefined ? '—' : isLeader ? '★ leader' : s.role,
+    ),
+    el('td', {}, s?.term ?? '—'),
+    el('td', {}, s?.commit ?? '—'),
+    el('td', {}, s?.applied ?? '—'),
+    el('td', {}, down ? '—' : lagOf(m, leader)),
+    el('td', {}, voteOf(m.id, statuses)),
+    el('td', { class: 'health' }, healthOf(m)),
+    el(
+      'td',
+      {},
+      s?.role === 'leader' ? 'it leads' : s === undefined ? '—' : ago(m.view.leaderContactAgoMs),
+    ),
+    el('td', {}, q === undefined ? '—' : `${q.role}, term ${q.term}`),
+  );
+}
 
 export function renderCluster(c) {
   lastCluster = c;
   const leader = leaderOf(c);
-  const statuses = [leader?.view?.status, ...c.members.map((m) => m.view?.status)];
+  // Who votes, as the members that answer say (a down member's last word may be stale).
+  const answering = c.members.filter((m) => m.error === null);
+  const statuses = [leader?.view?.status, ...answering.map((m) => m.view?.status)];
   const rows = [...c.members]
     .sort((a, b) => a.id - b.id)
-    .map((m) => {
-      const s = m.view?.status;
-      const isLeader = leader !== null && m.id === leader.id;
-      const q = s?.queueGroup;
-      return el(
-        'tr',
-        { 'data-id': m.id, class: isLeader ? 'leader' : m.error !== null ? 'down' : '' },
-        el(
-          'td',
-          {},
-          `node ${m.id}`,
-          m.id === c.self ? ' (this page)' : '',
-          el('br'),
-          el('small', {}, m.client),
-        ),
-        el(
-          'td',
-          { class: isLeader ? 'role-leader' : '' },
-          s === undefined ? '—' : isLeader ? '★ leader' : s.role,
-        ),
-        el('td', {}, s?.term ?? '—'),
-        el('td', {}, s?.commit ?? '—'),
-        el('td', {}, s?.applied ?? '—'),
-        el('td', {}, lagOf(m, leader)),
-        el('td', {}, voteOf(m.id, statuses)),
-        el('td', { class: 'health' }, healthOf(m)),
-        el(
-          'td',
-          {},
-          s?.role === 'leader'
-            ? 'it leads'
-            : s === undefined
-              ? '—'
-              : ago(m.view.leaderContactAgoMs),
-        ),
-        el('td', {}, q === undefined ? '—' : `${q.role}, term ${q.term}`),
-      );
-    });
+    .map((m) => memberRow(m, c, leader, statuses));
   fill($('members').tBodies[0], rows);
-  const answering = c.members.filter((m) => m.error === null).length;
   $('summary').textContent =
     (leader === null
       ? 'No leader'
       : `Leader: node ${leader.id} · term ${leader.view.status.term}`) +
-    ` · ${answering} of ${c.members.length} members answering`;
+    ` · ${answering.length} of ${c.members.length} members answering`;
   renderReplication(c, leader);
 }
 
@@ -169,7 +180,7 @@ function renderReplication(c, leader) {
     rows.push(el('tr', {}, el('td', { colspan: 6, class: 'empty' }, 'No leader, or no follower.')));
   fill($('followers').tBodies[0], rows);
   const transfers = [];
-  for (const m of c.members)
+  for (const m of c.members.filter((x) => x.error === null))
     for (const t of m.view?.status?.snapshotTransfers ?? []) {
       const pct = t.totalBytes > 0 ? Math.round((100 * t.bytesDone) / t.totalBytes) : 0;
       transfers.push(

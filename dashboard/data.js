@@ -3,7 +3,7 @@
 // what is typed in is sent as UTF-8.
 
 import { $, el, fill, clip, toBase64, fromBase64, clock } from './util.js';
-import { api, authHeaders, confirmAction, describeError, ApiError } from './api.js';
+import { api, authHeaders, confirmAction, describeError, ApiError, memberUrl } from './api.js';
 
 /** The range of keys with a prefix, in base64; the empty prefix is every key. */
 function prefixRange(prefix) {
@@ -146,7 +146,7 @@ async function watch() {
   button.textContent = 'Stop';
   fill($('watch-events'), []);
   try {
-    const res = await fetch('/v1/watch', {
+    const res = await fetch(memberUrl('/v1/watch'), {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...authHeaders() },
       body: JSON.stringify({ ...prefixRange(prefix), prevKv: false }),

@@ -2,7 +2,7 @@
 // backup, each confirmed first, each through the node's public API, each answer shown.
 
 import { $, el, fill } from './util.js';
-import { api, authHeaders, confirmAction, describeError } from './api.js';
+import { api, authHeaders, confirmAction, describeError, memberUrl } from './api.js';
 
 let memberIds = '';
 
@@ -47,7 +47,7 @@ function onSubmit(id, fn) {
 }
 
 async function download() {
-  const res = await fetch('/v1/snapshot', { headers: authHeaders() });
+  const res = await fetch(memberUrl('/v1/snapshot'), { headers: authHeaders() });
   if (!res.ok) {
     const body = await res.json().catch(() => null);
     throw new Error(

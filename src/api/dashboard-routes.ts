@@ -5,7 +5,7 @@
 // (`GET /v1/dashboard/member`). Everything else the page does goes through the public API.
 //
 // The page is served under a strict Content-Security-Policy: scripts and styles only from the
-// node itself, no inline script, no frames, connections only back to the node. The script puts
+// node itself, no inline script, no frames, connections only to the cluster's members. The script puts
 // keys, values and job data on the page as text, never as markup; the policy is the second
 // line should that ever slip.
 
@@ -56,19 +56,48 @@ export const dashboardEventsPath = '/v1/dashboard/events';
 export const dashboardMemberPath = '/v1/dashboard/member';
 
 /**
- * Where the page may load from and connect to: this node only. `img-src data:` is for the
- * empty icon the page declares (so the browser asks for no /favicon.ico).
+ * Every path the page calls: its stream and the API calls of its tabs. A page served by one
+ * member calls them on another once its own is down (cors.ts), so they, and only they, take
+ * cross-origin requests from the members' origins. test/server/dashboard.test.ts checks that
+ * every path the page's script names is here.
  */
-export const contentSecurityPolicy = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
+export const dashboardApiPaths: readonly string[] = [
+  dashboardEventsPath,
+  '/v1/kv/range',
+  '/v1/kv/put',
+  '/v1/kv/delete',
+  '/v1/kv/compact',
+  '/v1/watch',
+  '/v1/snapshot',
+  '/v1/cluster/transfer-leadership',
+  '/v1/cluster/members/add',
+  '/v1/cluster/members/add-learner',
+  '/v1/cluster/members/remove',
+  '/v1/queue/list',
+  '/v1/queue/retry',
+  '/v1/queue/delete',
+  '/v1/queue/pause',
+  '/v1/queue/resume',
+];
+
+/**
+ * Where the page may load from and connect to: this node, and the other members' client
+ * origins (the page follows another member when its own is down), nothing else. `img-src
+ * data:` is for the empty icon the page declares (so the browser asks for no /favicon.ico).
+ */
+export function contentSecurityPolicy(memberOrigins: Iterable<string> = []): string {
+  const connect = ["'self'", ...[...new Set(memberOrigins)].sort()];
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    `connect-src ${connect.join(' ')}`,
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+}
 
 export interface Asset {
   readonly path: string;
@@ -106,27 +135,36 @@ export function dashboardDir(): URL {
 export function installDashboardRoutes(
   http: JsonHttpServer,
   b: DashboardBackend,
-  dir: URL = dashboardDir(),
+  o: {
+    /** The members' client origins now (cors.ts), for the policy's connect-src. */
+    readonly memberOrigins?: () => Iterable<string>;
+    readonly dir?: URL;
+  } = {},
 ): void {
+  const dir = o.dir ?? dashboardDir();
   for (const a of dashboardAssets) {
     // Read once: the files are part of the release, not something changed under a running node.
     const text = readFileSync(new URL(a.file, dir), 'utf8');
-    const etag = `"${createHash('sha256').update(text).digest('base64url').slice(0, 22)}"`;
-    const headers = {
-      // Revalidate every time (a node upgraded in place serves a new page at once), but with
-      // the tag an unchanged file costs a 304 and no body.
-      'Cache-Control': 'no-cache',
-      ETag: etag,
-      'Content-Security-Policy': contentSecurityPolicy,
-      'X-Content-Type-Options': 'nosniff',
-      'Referrer-Policy': 'no-referrer',
-      'X-Frame-Options': 'DENY',
-    };
-    http.route('GET', a.path, ({ headers: req }) =>
-      req['if-none-match'] === etag
+    const textTag = hash(text);
+    http.route('GET', a.path, ({ headers: req }) => {
+      // The policy names the members as they are now: a member added since the page was
+      // cached changes the tag, so the page is fetched again with the new policy.
+      const policy = contentSecurityPolicy(o.memberOrigins?.() ?? []);
+      const etag = `"${textTag}.${hash(policy)}"`;
+      const headers = {
+        // Revalidate every time (a node upgraded in place serves a new page at once), but with
+        // the tag an unchanged file costs a 304 and no body.
+        'Cache-Control': 'no-cache',
+        ETag: etag,
+        'Content-Security-Policy': policy,
+        'X-Content-Type-Options': 'nosniff',
+        'Referrer-Policy': 'no-referrer',
+        'X-Frame-Options': 'DENY',
+      };
+      return req['if-none-match'] === etag
         ? { status: 304, text: '', contentType: a.contentType, headers }
-        : { text, contentType: a.contentType, headers },
-    );
+        : { text, contentType: a.contentType, headers };
+    });
   }
   http.route('GET', dashboardEventsPath, () => {
     b.checkRoom();
@@ -142,4 +180,8 @@ export function installDashboardRoutes(
       );
     return { json: b.member(version) };
   });
+}
+
+function hash(text: string): string {
+  return createHash('sha256').update(text).digest('base64url').slice(0, 22);
 }

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { FlotillaError } from '../base/errors.js';
 import { errorJson, httpStatus, toFlotillaError } from './errors.js';
 import { parseJsonBody } from './json-body.js';
+import type { CorsPolicy } from './cors.js';
 import { TurnQueue, type Schedule } from './turns.js';
 import type { TraceHook } from '../host/trace.js';
 import {
@@ -117,6 +118,11 @@ export interface HttpServerOptions {
   readonly onError?: (err: unknown) => void;
   /** Called when client work (an admitted path) arrives, is parsed and is answered. */
   readonly trace?: TraceHook;
+  /**
+   * Which cross-origin requests a browser may make (cors.ts): the dashboard of another member
+   * following this one. None: no Access-Control headers, and OPTIONS is refused 405.
+   */
+  readonly cors?: CorsPolicy;
   /** Serve HTTPS with this certificate (docs/SECURITY.md, "TLS"); omitted: plain HTTP. */
   readonly tls?: ServerTlsOptions;
 }
@@ -249,10 +255,25 @@ export class JsonHttpServer {
     let ticket: { begin(): void; release(refused?: boolean): void } | null = null;
     const trace = admitted ? this.opts.trace : undefined;
     trace?.('http-received', 0, 0);
+    const cors = this.opts.cors;
+    // Set before anything can fail, so that the page of a member can read the error too.
+    if (cors !== undefined)
+      for (const [k, v] of Object.entries(cors.answerHeaders(url.pathname, req.headers.origin)))
+        res.setHeader(k, v);
     try {
       // RFC 9112 3.2: a server must refuse an HTTP/1.1 request without a Host header.
       if (req.httpVersion === '1.1' && req.headers.host === undefined)
         throw new FlotillaError('BAD_REQUEST', 'An HTTP/1.1 request needs a Host header');
+      // A preflight carries no token (the browser asks whether it may send one): answered
+      // before authorization and admission, with no body.
+      if (req.method === 'OPTIONS' && cors?.covers(url.pathname) === true) {
+        const headers = cors.preflight(url.pathname, req.headers);
+        status = 204;
+        if (!res.headersSent && !res.destroyed) res.writeHead(status, headers).end();
+        trace?.('http-answered', 0, 0);
+        this.opts.onRequest?.(url.pathname, status);
+        return;
+      }
       if (byMethod === undefined)
         throw new FlotillaError('NOT_FOUND', `No route ${req.method ?? ''} ${url.pathname}`);
       if (handler === undefined) {

@@ -95,6 +95,11 @@ export const errorCodes = {
       "the request's token is known but its role (read, write, admin) does not cover the request",
     indefinite: false,
   },
+  ORIGIN_NOT_ALLOWED: {
+    meaning:
+      "a browser's cross-origin preflight refused: the page's origin is not a member's client address, or it asks for a method or header the dashboard does not use",
+    indefinite: false,
+  },
   UNKNOWN_NODE: {
     meaning: 'a leadership transfer to an id that is not a member',
     indefinite: false,

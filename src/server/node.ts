@@ -71,7 +71,9 @@ import { NodeMembers } from './member-node.js';
 import { LiveTokenBook, memberAuthHeaders } from './auth-tokens.js';
 import { httpAuthorizer } from '../api/auth.js';
 import type { TcpTransport as Transport } from '../transport/index.js';
+import { CorsPolicy } from '../api/cors.js';
 import {
+  dashboardApiPaths,
   dashboardMemberPath,
   installDashboardRoutes,
   type MemberView,
@@ -386,8 +388,16 @@ export class FlotillaNode implements AsyncDisposable {
     const tokens =
       config.auth === null ? null : new LiveTokenBook(config.auth, log, { pollMs: 1_000 });
     const authorize = tokens === null ? undefined : httpAuthorizer(() => tokens.current());
+    // The page of one member follows another when its own is down: the members' origins may
+    // call the dashboard's paths across origins (src/api/cors.ts).
+    // The node (and its address book) is assembled around the server: the book is bound below.
+    let clientAddresses = (): string[] => [];
+    const cors = new CorsPolicy([...dashboardApiPaths, dashboardMemberPath], () =>
+      clientAddresses(),
+    );
     const http = new JsonHttpServer({
       ...(authorize === undefined ? {} : { authorize }),
+      cors,
       admission,
       maxBodyBytes: config.maxBodyBytes,
       headersTimeoutMs: config.httpHeadersTimeoutMs,
@@ -429,6 +439,7 @@ export class FlotillaNode implements AsyncDisposable {
       kvSessions,
       identity,
     );
+    clientAddresses = () => node.members.book.map((m) => m.client);
     // The directory restored from the snapshot (and the log replayed so far) names members
     // added at run time: the transport learns them before the first message goes out.
     node.members.refreshBook();
@@ -549,11 +560,15 @@ export class FlotillaNode implements AsyncDisposable {
       sampler: dash.sampler,
     });
     const feed = node.feed;
-    installDashboardRoutes(http, {
-      member: (version) => node.memberView(version),
-      follow: (out) => feed.follow(out),
-      checkRoom: () => feed.checkRoom(),
-    });
+    installDashboardRoutes(
+      http,
+      {
+        member: (version) => node.memberView(version),
+        follow: (out) => feed.follow(out),
+        checkRoom: () => feed.checkRoom(),
+      },
+      { memberOrigins: () => cors.origins() },
+    );
     node.wire =
       wireListen === null
         ? null

@@ -5,83 +5,15 @@
 // leader within 2 s; and no page logs a console error. Screenshots go to docs/screenshots/.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { repoRoot } from '../support/root.js';
+import { chromiumPath, launch, openPage, post, until } from './browser.js';
 import { TestCluster } from './harness.js';
 
-const chromiumPath = '/usr/bin/chromium';
 const shots = join(repoRoot(), 'docs', 'screenshots');
-
-async function launch(): Promise<{ browser: Browser; profile: string }> {
-  // A fresh profile each time, removed afterwards; nothing reaches beyond loopback.
-  const profile = mkdtempSync(join(tmpdir(), 'flotilla-chromium-'));
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disk-cache-dir=' + join(profile, 'cache'),
-    ],
-  });
-  return { browser, profile };
-}
-
-/** A page that records every console error, uncaught exception and dialog. */
-async function openPage(browser: Browser, url: string, problems: string[]): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console error on ${url}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`uncaught on ${url}: ${e.message}`));
-  // The page opens its own confirmation dialogs (HTML <dialog>); a native one (alert, confirm)
-  // would only come from script the page never meant to run.
-  page.on('dialog', (d) => {
-    problems.push(`native dialog on ${url}: ${d.message()}`);
-    void d.dismiss();
-  });
-  await page.goto(url);
-  return page;
-}
-
-async function post(base: string, path: string, body: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(`${base}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const json = (await res.json()) as Record<string, unknown>;
-  assert.equal(res.status, 200, `${path}: ${JSON.stringify(json)}`);
-  return json;
-}
-
-/**
- * Waits until `expression` (JavaScript run in the page: the test tree has no DOM types, so
- * browser-side code is given as text) is true; fails after `timeoutMs`. It polls with
- * page.evaluate, which the debugging protocol runs outside the page's content security policy;
- * Playwright's waitForFunction compiles a string with eval inside the page, which the policy
- * rightly refuses.
- */
-async function until(page: Page, expression: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    // An element not there yet makes the expression throw: that is "not yet".
-    const probe = `(() => { try { return Boolean(${expression}); } catch { return false; } })()`;
-    if ((await page.evaluate(probe)) === true) return;
-    if (Date.now() > deadline)
-      throw new Error(`Not true within ${timeoutMs} ms: ${expression.replace(/\s+/g, ' ')}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** The id of the row the page highlights as the leader's. */
 const leaderRow = `document.querySelector('#members tr.leader')?.dataset.id`;

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import {
   contentSecurityPolicy,
+  dashboardApiPaths,
   dashboardAssets,
   dashboardDir,
   type MemberView,
@@ -58,12 +59,15 @@ void test('serves the page and its files with their types, a strict policy and r
   const nodes = await TestNodes.start({ nodes: 1 });
   try {
     const base = nodes.url(1);
+    // The page may connect to the members (its own, here) and nowhere else.
+    const policy = contentSecurityPolicy([base]);
+    assert.match(policy, new RegExp(`connect-src 'self' ${base}(;|$)`));
     for (const a of dashboardAssets) {
       const res = await fetch(`${base}${a.path}`);
       const body = await res.text();
       assert.equal(res.status, 200, a.path);
       assert.equal(res.headers.get('content-type'), a.contentType, a.path);
-      assert.equal(res.headers.get('content-security-policy'), contentSecurityPolicy);
+      assert.equal(res.headers.get('content-security-policy'), policy);
       assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
       assert.equal(res.headers.get('cache-control'), 'no-cache');
       const etag = res.headers.get('etag');
@@ -72,8 +76,8 @@ void test('serves the page and its files with their types, a strict policy and r
       assert.equal(again.status, 304, a.path);
       assert.equal(await again.text(), '');
     }
-    assert.match(contentSecurityPolicy, /default-src 'none'/);
-    assert.doesNotMatch(contentSecurityPolicy, /unsafe-inline|unsafe-eval|\*/);
+    assert.match(policy, /default-src 'none'/);
+    assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval|\*/);
     // Every file the page names is one the node serves, and none is from another origin.
     const served = new Set(dashboardAssets.map((a) => a.path));
     const dir = dashboardDir();
@@ -91,8 +95,17 @@ void test('serves the page and its files with their types, a strict policy and r
         /innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(/,
         a.file,
       );
-      for (const [, target] of js.matchAll(/fetch\(\s*([^,)]+)/g))
-        assert.match(target as string, /^('\/|`\/|path$)/, `${a.file} fetches ${target}`);
+      // Every request goes to the member the page follows (api.js, memberUrl), on a path that
+      // member answers across origins.
+      for (const [, target] of js.matchAll(/fetch\(\s*([^,]+),/g))
+        assert.match(target as string, /^memberUrl\(('\/|path)/, `${a.file} fetches ${target}`);
+      for (const [, path] of js.matchAll(/[`'](\/v1\/[a-z/-]+)/g)) {
+        const p = path as string;
+        const covered = p.endsWith('/')
+          ? dashboardApiPaths.some((c) => c.startsWith(p))
+          : dashboardApiPaths.includes(p);
+        assert.ok(covered, `${a.file} calls ${p}, which is not in dashboardApiPaths`);
+      }
     }
     const css = readFileSync(new URL('style.css', dir), 'utf8');
     assert.doesNotMatch(css, /url\(|@import/);
