@@ -34,6 +34,11 @@ export interface OverloadPoint extends LoadResult {
    * bucket bound, ms (over the member's life before 2026-11-30's run 5).
    */
   readonly maxLeaderGapMsByNode: Record<string, number> | null;
+  /**
+   * Per member that sent any: heartbeats its liveness lane sent for a silent main thread during
+   * the point (DESIGN.md, "The liveness lane"). Absent from runs before the lane.
+   */
+  readonly laneHeartbeatsByNode?: Record<string, number> | null;
 }
 
 /** Two (by default) processes that do nothing but burn a core each, ended by PID. */
@@ -113,8 +118,10 @@ async function flotillaHealth(
   loop: Record<string, number>;
   rtt: Record<string, number>;
   gap: Record<string, number>;
+  lane: Record<string, number>;
 } | null> {
   if (c.system !== 'flotilla') return null;
+  const lane: Record<string, number> = {};
   const loop: Record<string, number> = {};
   const rtt: Record<string, number> = {};
   const gap: Record<string, number> = {};
@@ -130,8 +137,13 @@ async function flotillaHealth(
     if (r !== null) rtt[String(id)] = r;
     const g = maxBucketMs(samples, 'flotilla_leader_contact_gap_seconds', since);
     if (g !== null) gap[String(id)] = g;
+    const name = 'flotilla_liveness_heartbeats_total';
+    const sent =
+      (samples.find((s) => s.name === name)?.value ?? 0) -
+      (since.find((s) => s.name === name)?.value ?? 0);
+    if (sent > 0) lane[String(id)] = sent;
   }
-  return { loop, rtt, gap };
+  return { loop, rtt, gap, lane };
 }
 
 /**
@@ -208,6 +220,7 @@ export async function overloadPoint(
     maxLoopDelayMsByNode: health?.loop ?? null,
     maxHeartbeatRttMsByNode: health?.rtt ?? null,
     maxLeaderGapMsByNode: health?.gap ?? null,
+    laneHeartbeatsByNode: health?.lane ?? null,
   };
   p.done(label, overloadSummary(point));
   return point;
@@ -217,7 +230,7 @@ export function overloadSummary(x: OverloadPoint): string {
   const loop =
     x.maxLoopDelayMsByNode === null
       ? ''
-      : `, max loop delay ms ${JSON.stringify(x.maxLoopDelayMsByNode)}, heartbeat rtt ≤ ms ${JSON.stringify(x.maxHeartbeatRttMsByNode)}, leader silence ≤ ms ${JSON.stringify(x.maxLeaderGapMsByNode)}`;
+      : `, max loop delay ms ${JSON.stringify(x.maxLoopDelayMsByNode)}, heartbeat rtt ≤ ms ${JSON.stringify(x.maxHeartbeatRttMsByNode)}, leader silence ≤ ms ${JSON.stringify(x.maxLeaderGapMsByNode)}, lane heartbeats ${JSON.stringify(x.laneHeartbeatsByNode ?? {})}`;
   return `${summary(x)}, max ${x.latencyMs.max} ms, 429s ${x.refused429}, 5xx ${x.errors5xx}, leader changes ${x.leaderChanges}, terms +${x.termsElapsed ?? '?'}${loop}`;
 }
 

@@ -233,8 +233,11 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
         }
       }, 50);
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    // `on`, not `once`: under `npm start` a Ctrl-C reaches this process twice (from the
+    // terminal and from npm), and a second SIGINT with no listener would end it before its
+    // nodes, leaving them running. `stop` acts once.
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
   });
 }
 

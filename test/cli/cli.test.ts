@@ -153,8 +153,21 @@ void describe('cluster up', () => {
     assert.equal(st.id, Number(leader));
     assert.equal(st.role, 'leader');
     assert.equal(st.pid, pids.get(st.id), 'the status names the PID cluster up printed');
+    // Under `npm start` a Ctrl-C arrives twice (the terminal's and npm's): the second must not
+    // end `cluster up` before the nodes it started have stopped.
+    run.child.kill('SIGINT');
+    await waitForOutput(run, /Stopping all nodes/, 10_000);
     run.child.kill('SIGINT');
     assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);
+    const running = [...pids.values()].filter((pid) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(running, [], `nodes still running after cluster up exited:\n${run.out.stdout}`);
   });
 
   void it('grows and shrinks while it runs: add, list, remove', async () => {
