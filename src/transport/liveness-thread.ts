@@ -63,6 +63,7 @@ port.on('message', (m: ToLane) => {
     case 'lead':
       if (m.leading === null) leading.delete(m.group);
       else leading.set(m.group, m.leading);
+      watchWhileLeading();
       return;
     case 'tls':
       tls?.update(m.material);
@@ -75,7 +76,6 @@ port.on('message', (m: ToLane) => {
  * one heartbeat per led group per interval, to each follower whose lane is connected.
  */
 function check(): void {
-  if (leading.size === 0) return;
   const now = laneNowMs();
   const silentMs = now - (shared[0] ?? now);
   if (silentMs < heartbeatMs || silentMs > graceMs) return;
@@ -95,4 +95,13 @@ function check(): void {
   shared[1] = (shared[1] ?? 0) + sent;
 }
 
-setInterval(check, Math.max(5, Math.floor(heartbeatMs / 2)));
+/** The timer runs only while this node leads a group: a follower's thread sleeps throughout. */
+let timer: NodeJS.Timeout | null = null;
+function watchWhileLeading(): void {
+  if (leading.size > 0 && timer === null)
+    timer = setInterval(check, Math.max(5, Math.floor(heartbeatMs / 2)));
+  else if (leading.size === 0 && timer !== null) {
+    clearInterval(timer);
+    timer = null;
+  }
+}
