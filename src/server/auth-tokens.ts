@@ -25,7 +25,7 @@ import {
   type Role,
   type TokenEntry,
 } from '../api/auth.js';
-import { ConfigError } from './config.js';
+import { ConfigError } from './config-error.js';
 
 /**
  * A secret that does not leak by accident: JSON, `util.inspect` (and so pino and

@@ -3,6 +3,7 @@
 // names the field, what was expected and the value seen; unknown fields are refused so a typo
 // never silently falls back to a default.
 
+import { ConfigError } from './config-error.js';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
@@ -150,10 +151,7 @@ export interface NodeConfig {
   readonly tls: TlsConfig | null;
 }
 
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  readonly code = 'CONFIG_INVALID';
-}
+export { ConfigError } from './config-error.js';
 
 export const configDefaults = {
   clusterId: 'flotilla',

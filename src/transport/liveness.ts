@@ -25,16 +25,9 @@
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { NodeId, Term } from '../raft/types.js';
-import type { PeerAddress, ResolvedTcpOptions } from './options.js';
+import type { LivenessOptions, PeerAddress, ResolvedTcpOptions } from './options.js';
 import type { PeerTlsOptions } from './tls.js';
 import type { TransportEvent } from './types.js';
-
-export interface LivenessOptions {
-  /** The Raft heartbeat interval in milliseconds: the lane speaks after a silence this long. */
-  readonly heartbeatMs: number;
-  /** How long a silent main thread is covered; past it the lane stops. 0: no lane. */
-  readonly graceMs: number;
-}
 
 /** What a leader tells the lane each tick about one group. */
 export interface Leading {

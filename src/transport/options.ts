@@ -8,17 +8,13 @@ import type { NodeId } from '../raft/types.js';
 import type { BackoffOptions } from './backoff.js';
 import { TransportError } from './errors.js';
 import { HEADER_BYTES } from './frame.js';
-import type { LivenessOptions } from './liveness.js';
 import { CHUNK_HEADER_BYTES } from './codec.js';
 import type { PeerTlsOptions } from './tls.js';
-import type { TransportClock } from './types.js';
+import type { PeerAddress, TransportClock } from './types.js';
 import type { ValidationLimits } from './validate.js';
 import { defaultValidationLimits } from './validate.js';
 
-export interface PeerAddress {
-  readonly host: string;
-  readonly port: number;
-}
+export type { PeerAddress } from './types.js';
 
 export interface TcpTransportOptions {
   readonly nodeId: NodeId;
@@ -78,6 +74,14 @@ export interface TcpTransportOptions {
    * thread is silent. Omitted, or a grace of 0: no lane.
    */
   readonly liveness?: LivenessOptions;
+}
+
+/** The liveness lane (liveness.ts). */
+export interface LivenessOptions {
+  /** The Raft heartbeat interval in milliseconds: the lane speaks after a silence this long. */
+  readonly heartbeatMs: number;
+  /** How long a silent main thread is covered; past it the lane stops. 0: no lane. */
+  readonly graceMs: number;
 }
 
 export interface ResolvedTcpOptions {

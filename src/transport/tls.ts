@@ -17,7 +17,7 @@ import {
   type TLSSocket,
 } from 'node:tls';
 import { TransportError } from './errors.js';
-import type { PeerAddress } from './options.js';
+import type { PeerAddress } from './types.js';
 
 /** The node's certificate and key, and the cluster CA's certificates (PEM, as in the files). */
 export interface PeerTlsOptions {

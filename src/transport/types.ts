@@ -7,6 +7,12 @@
 import type { Message, MessageType, NodeId } from '../raft/types.js';
 import type { TransportErrorCode } from './errors.js';
 
+/** Where a peer listens (host name or address, and port). */
+export interface PeerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
 export interface Transport extends AsyncDisposable {
   /**
    * Queues `msg` of Raft group `group` (default 0) for `msg.to` and returns at once. Never throws and never blocks: when the
