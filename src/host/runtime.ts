@@ -170,6 +170,8 @@ export class RaftRuntime {
   private fatal: Error | null = null;
   private leader = 0;
   private role: Status['role'] = 'follower';
+  /** Real time up to which the core's lease clock has been moved on (syncClock). */
+  private clockAtMs: number;
   private applied: number;
   /** A snapshot from the leader is replacing the state machine's state (captureApplied waits). */
   private installing = false;
@@ -211,6 +213,7 @@ export class RaftRuntime {
     this.syncedHard = initial.hardState;
     // The state machine is rebuilt by replaying the log from the snapshot: applied starts there.
     this.applied = initial.snapshot?.index ?? 0;
+    this.clockAtMs = o.clock.nowMs();
     this.node = (o.createNode ?? ((c: RaftConfig) => new RaftNode(c)))({
       ...o.raft,
       id: o.id,
@@ -294,8 +297,34 @@ export class RaftRuntime {
   /** One Raft tick (the host's ticker calls it every tickMs). */
   tick(): void {
     if (!this.running) return;
-    this.node.tick();
+    this.node.tick(this.clockTicksDue());
     this.kick();
+  }
+
+  /**
+   * Whole ticks of real time since the core's lease clock last moved (RaftNode.tick): the
+   * host's ticker does not replay ticks a stall made it miss, but a lease must still end on
+   * time.
+   */
+  private clockTicksDue(): number {
+    const due = Math.floor((this.o.clock.nowMs() - this.clockAtMs) / this.opts.tickMs);
+    if (due <= 0) return 0;
+    this.clockAtMs += due * this.opts.tickMs;
+    return due;
+  }
+
+  /**
+   * Brings the lease clock up to now before anything that may decide by the lease: a read, a
+   * message (a follower's lease read), since after a stall those can come before the next tick.
+   */
+  private syncClock(): void {
+    this.node.advanceClock(this.clockTicksDue());
+  }
+
+  /** The leader's lease now (RaftNode.lease), with the clock brought up to now first. */
+  lease(): { readonly nowTick: number; readonly endTick: number; readonly holds: boolean } {
+    this.syncClock();
+    return this.node.lease();
   }
 
   /**
@@ -480,6 +509,7 @@ export class RaftRuntime {
     }
     const requestId = this.nextReadId++;
     const lease = w.lease ?? false;
+    if (lease) this.syncClock();
     const r = this.node.readIndex(requestId, { lease });
     if (!r.ok) throw new FlotillaError('NO_LEADER', r.error.message, false, r.error.leader);
     const remainingMs = Math.max(0, timeoutMs - (this.o.clock.nowMs() - started));
@@ -631,6 +661,7 @@ export class RaftRuntime {
     if (!this.running || msg.to !== this.o.id) return;
     if (msg.type === 'snapshot' && !this.snapshots.receiveChunk(msg, attachment)) return;
     if (this.o.trace !== undefined) this.traceReceived(this.o.trace, msg);
+    this.syncClock();
     this.node.step(msg);
     this.kick();
   }
@@ -916,6 +947,7 @@ export class RaftRuntime {
   private reaskReads(): void {
     const leader = this.leaderId(); // where the core sends a read index now
     if (leader === 0) return;
+    this.syncClock();
     for (const [requestId, w] of [...this.waiters.reads]) {
       if (w.index !== -1 || w.askedOf === leader) continue;
       const next = this.nextReadId++;

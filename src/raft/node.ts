@@ -120,9 +120,22 @@ export class RaftNode {
   // -------------------------------------------------------------------------------------------
   // Inputs
 
-  tick(): void {
-    this.raft.ticks++;
+  /**
+   * One tick of the election and heartbeat timers, and `clockTicks` of the lease clock (the
+   * tick count, `ticks`). The timers count ticks as they come: after a stall they resume
+   * where they were, so messages that arrived meanwhile are stepped before a timeout fires.
+   * The lease clock must not fall behind real time, or a leader resumed after a stall longer
+   * than its lease would serve a lease read while another leads (DESIGN.md, "Lease reads"):
+   * the host passes how many ticks of real time passed, 0 or more (default 1).
+   */
+  tick(clockTicks = 1): void {
+    this.advanceClock(clockTicks);
     this.raft.tickRole(this.raft);
+  }
+
+  /** Moves the lease clock on by `ticks` of real time that passed since it last moved. */
+  advanceClock(ticks: number): void {
+    if (Number.isSafeInteger(ticks) && ticks > 0) this.raft.ticks += ticks;
   }
 
   /** Starts an election now (as if the election timeout elapsed). */

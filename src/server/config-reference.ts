@@ -85,7 +85,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   heartbeatTicks: { meaning: "The leader's heartbeat interval in ticks; below `electionTicks`." },
   leaseDriftTicks: {
     meaning:
-      'Lease reads (`"consistency": "lease"`): the bound on how far members\' clocks may drift apart over one election timeout, in ticks, plus one tick for tick granularity; below `electionTicks`. A leader\'s lease lasts `electionTicks - leaseDriftTicks` ticks from the heartbeat a majority answered. A clock that drifts more, or a process paused longer, can serve a stale lease read (API.md). 0 turns the lease off: lease reads then cost a ReadIndex round.',
+      'Lease reads (`"consistency": "lease"`): the bound on how far members\' clocks may drift apart over one election timeout, in ticks, plus one tick for tick granularity; below `electionTicks`. A leader\'s lease lasts `electionTicks - leaseDriftTicks` ticks from the heartbeat a majority answered. A leader counts its lease in real time, so a pause does not extend it; a clock that drifts more than this, or is stepped back, can serve a stale lease read (API.md). 0 turns the lease off: lease reads then cost a ReadIndex round.',
     default: 'a third of `electionTicks`, rounded up (5)',
   },
   livenessGraceMs: {

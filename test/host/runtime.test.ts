@@ -12,7 +12,7 @@ import {
   type HostTransport,
   type StateMachine,
 } from '../../src/host/contracts.js';
-import { Host } from '../../src/host/host.js';
+import { Host, type GroupOptions } from '../../src/host/host.js';
 import { FlotillaError } from '../../src/base/errors.js';
 import type { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
@@ -55,6 +55,7 @@ async function cluster(
   n: number,
   storageFor?: (id: number) => GroupStorage,
   beforeStart?: (net: MemoryNetwork) => void,
+  extra: Partial<GroupOptions> = {},
 ): Promise<Cluster> {
   const net = new MemoryNetwork();
   beforeStart?.(net);
@@ -70,6 +71,7 @@ async function cluster(
         stateMachine: sms[id - 1] as Log,
         electionTicks: 15,
         heartbeatTicks: 3,
+        ...extra,
       });
     }),
   );
@@ -511,3 +513,34 @@ async function waitUntil(cond: () => boolean, what: string, seen: () => unknown)
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+void test('a leader stalled past its lease does not count on it when it resumes, and wins it back', async () => {
+  // 5 ms ticks, election 15 ticks, drift 5: a lease lasts 10 ticks (50 ms) from its round.
+  const c = await cluster(3, undefined, undefined, { raft: { leaseDriftTicks: 5 } });
+  const leader = await leaderOf(c);
+  await leader.propose(enc.encode('x'));
+  const deadline = Date.now() + 5_000;
+  while (!leader.lease().holds) {
+    if (Date.now() > deadline) throw new Error(`no lease: ${JSON.stringify(leader.lease())}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const before = leader.lease();
+  // The whole thread stops for 300 ms (as a starved or collecting process does): no tick runs,
+  // so the ticker resumes one tick later. The lease clock must still say 300 ms passed, or the
+  // leader would count on a lease that ended 250 ms ago, after which the others may have
+  // elected a new leader.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+  const after = leader.lease();
+  assert.ok(
+    after.nowTick - before.nowTick >= 55 && !after.holds,
+    `before ${JSON.stringify(before)}, after a 300 ms stall ${JSON.stringify(after)}`,
+  );
+  // The next heartbeat round wins it back; a lease read then succeeds either way.
+  await leader.linearizableRead({ lease: true });
+  const again = Date.now() + 5_000;
+  while (!leader.lease().holds) {
+    if (Date.now() > again)
+      throw new Error(`lease not won back: ${JSON.stringify(leader.lease())}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+});
