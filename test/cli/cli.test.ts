@@ -167,7 +167,11 @@ void describe('cluster up', () => {
         return false;
       }
     });
-    assert.deepEqual(running, [], `nodes still running after cluster up exited:\n${run.out.stdout}`);
+    assert.deepEqual(
+      running,
+      [],
+      `nodes still running after cluster up exited:\n${run.out.stdout}`,
+    );
   });
 
   void it('grows and shrinks while it runs: add, list, remove', async () => {
