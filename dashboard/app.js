@@ -167,11 +167,19 @@ let stream = null;
 
 /** Reads one stream to its end; resolves when it ends, throws when it fails or goes silent. */
 async function readStream(controller) {
-  const res = await fetch(memberUrl('/v1/dashboard/events'), {
-    headers: authHeaders(),
-    cache: 'no-store',
-    signal: controller.signal,
-  });
+  // A frozen member still accepts the connection (its kernel does) and never answers: the same
+  // silence bound holds until the answer starts, or the page would wait on it for good.
+  const answerWatchdog = setTimeout(() => controller.abort(), silentMs);
+  let res;
+  try {
+    res = await fetch(memberUrl('/v1/dashboard/events'), {
+      headers: authHeaders(),
+      cache: 'no-store',
+      signal: controller.signal,
+    });
+  } finally {
+    clearTimeout(answerWatchdog);
+  }
   if (!res.ok) {
     const text = await res.text();
     let msg = `HTTP ${res.status}`;

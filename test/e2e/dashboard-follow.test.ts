@@ -3,7 +3,8 @@
 // killed (SIGKILL); within a bound the page says it reads from another member and that A is
 // down, shows A's row as down (not as leader or follower), and a put from its Data tab goes to
 // the member it follows and is read back through another one. A started again, the page goes
-// back to it. The screenshot docs/screenshots/follow.png is taken with A down.
+// back to it. The screenshot docs/screenshots/follow.png is taken with A down. The same holds
+// when A's process is frozen (SIGSTOP) instead, and then thawed.
 //
 // Console errors: the page retries A a few times before it follows another member, and
 // Chromium logs each refused connection as "Failed to load resource:
@@ -127,6 +128,130 @@ void test('the dashboard follows another member when its own is killed, and come
     );
     assert.ok(expected.seen.length > 0, 'the page never tried node A again after its kill');
   } finally {
+    if (launched !== null) {
+      await launched.browser.close();
+      rmSync(launched.profile, { recursive: true, force: true });
+    }
+    await cluster.stop();
+  }
+});
+
+/** How long the page may take to follow another member after its own froze (3 s of silence first). */
+const frozenFollowBoundMs = 12_000;
+
+// SIGSTOP, not SIGKILL: A's sockets stay open and its kernel still accepts connections, so
+// nothing is refused and nothing ends; only the page's silence check (3 s without an event)
+// tells it A is gone. A is the leader, so the put also needs the survivors' new leader.
+//
+// Console errors: while A is frozen nothing refuses the page; it aborts its own requests to A,
+// which Chromium does not log. What a frozen member can still cause is a connection to A cut
+// short when it thaws or reset under it: "Failed to load resource: net::ERR_EMPTY_RESPONSE",
+// ERR_CONNECTION_RESET or ERR_INCOMPLETE_CHUNKED_ENCODING at a URL of A. Those are filtered
+// (none were seen in the runs so far, so none are required); any other error fails the test.
+void test('the dashboard follows another member when its own freezes (SIGSTOP), and comes back when it thaws', async (t) => {
+  assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: install Debian's chromium`);
+  const cluster = await TestCluster.create({ nodes: 3 });
+  let launched: { browser: Browser; profile: string } | null = null;
+  let frozen: number | null = null;
+  const problems: string[] = [];
+  try {
+    await cluster.start();
+    const a = await cluster.waitForLeader();
+    const home = cluster.member(a).client;
+    const others = [1, 2, 3].filter((id) => id !== a);
+    const cutShort =
+      /^Failed to load resource: net::ERR_(EMPTY_RESPONSE|CONNECTION_RESET|INCOMPLETE_CHUNKED_ENCODING)$/;
+    const expected: ExpectedErrors = {
+      match: (m) => cutShort.test(m.text()) && m.location().url.startsWith(`${home}/`),
+      seen: [],
+    };
+    launched = await launch();
+    const page = await openPage(launched.browser, `${home}/`, problems, expected);
+    const row = (id: number): string => `document.querySelector('#members tr[data-id="${id}"]')`;
+    const shows = async (): Promise<string> =>
+      page.evaluate<string>(
+        `'banner: ' + JSON.stringify(document.getElementById('following').textContent) +
+         ', connection: ' + JSON.stringify(document.getElementById('conn').textContent) +
+         ', members: ' + JSON.stringify([...document.querySelectorAll('#members tbody tr')].map((r) => r.textContent))`,
+      );
+    /** `until`, failing with what the page shows. */
+    const untilShown = async (expression: string, timeoutMs: number): Promise<void> => {
+      try {
+        await until(page, expression, timeoutMs);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\nThe page shows ${await shows()}`);
+      }
+    };
+    await untilShown(
+      `document.querySelectorAll('#members tbody tr').length === 3 &&
+       ${row(a)}.classList.contains('leader') && document.getElementById('following').hidden`,
+      10_000,
+    );
+
+    // The later steps mean nothing unless the page left A: they check that it did.
+    let followed = false;
+    await t.test('A frozen: the page reads from another member and shows A down', async () => {
+      const frozenAt = Date.now();
+      cluster.pause(a);
+      frozen = a;
+      await untilShown(
+        `!document.getElementById('following').hidden &&
+         [${others.join(',')}].map(String).includes(document.getElementById('following').dataset.node) &&
+         document.getElementById('following').textContent.includes('node ${a}, which served this page, is down')`,
+        frozenFollowBoundMs,
+      );
+      // A figure for the report, not a timed assertion (the bound above is the test).
+      console.log(`# followed another member ${Date.now() - frozenAt} ms after the freeze`);
+      await untilShown(
+        `${row(a)}.classList.contains('down') && ${row(a)}.children[1].textContent === 'down'`,
+        frozenFollowBoundMs,
+      );
+      await untilShown(
+        `[${others.join(',')}].map(String).includes(document.querySelector('#members tr.leader')?.dataset.id)`,
+        10_000,
+      );
+      followed = true;
+    });
+
+    await t.test('a put from the page goes through while A is frozen', async () => {
+      assert.ok(followed, 'the page never left node A');
+      await page.click('nav a[data-tab="data"]');
+      await page.fill('#put-key', 'frozen/key');
+      await page.fill('#put-value', 'written while node A was frozen');
+      await page.click('#put-form button[type=submit]');
+      await untilShown(
+        `document.getElementById('put-result').textContent.startsWith('Put "frozen/key"')`,
+        10_000,
+      );
+      const client = cluster.client(others);
+      try {
+        assert.equal((await client.get('frozen/key'))?.value, 'written while node A was frozen');
+      } finally {
+        await client.close();
+      }
+      await page.click('nav a[data-tab="cluster"]');
+    });
+
+    await t.test('A resumed: the page reads from it again', async () => {
+      assert.ok(followed, 'the page never left node A');
+      const resumedAt = Date.now();
+      cluster.resume(a);
+      frozen = null;
+      await untilShown(
+        `document.getElementById('following').hidden && !${row(a)}.classList.contains('down') &&
+         ${row(a)}.textContent.includes('served this page')`,
+        20_000,
+      );
+      console.log(`# back on node A ${Date.now() - resumedAt} ms after it was resumed`);
+    });
+
+    assert.deepEqual(problems, [], 'the page logged errors');
+    console.log(
+      `# expected console errors (connections to A cut short): ${expected.seen.length}` +
+        expected.seen.map((e) => `; ${e}`).join(''),
+    );
+  } finally {
+    if (frozen !== null) cluster.resume(frozen);
     if (launched !== null) {
       await launched.browser.close();
       rmSync(launched.profile, { recursive: true, force: true });
