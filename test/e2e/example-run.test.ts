@@ -126,9 +126,17 @@ void test('npm run example starts the cluster and the board, and Ctrl-C (SIGINT,
     assert.deepEqual(json.tasks, []);
     assert.ok([1, 2, 3].includes(json.member), JSON.stringify(json));
 
-    // Ctrl-C under `npm run` delivers SIGINT twice at once: to the terminal's process group,
-    // and forwarded by npm. The second must not end the example before it has stopped the rest.
+    // Ctrl-C under `npm run` delivers SIGINT twice: to the terminal's process group, and
+    // forwarded by npm. The second must not end the example before it has stopped the rest.
     run.child.kill('SIGINT');
+    await within(
+      (async () => {
+        while (!run.out.stdout.includes('stopping the board and the cluster'))
+          await new Promise((r) => setTimeout(r, 10));
+      })(),
+      10_000,
+      () => `SIGINT was not acted on:\n${run.out.stdout}`,
+    );
     run.child.kill('SIGINT');
     const code = await within(run.exited, 30_000, () => `did not stop:\n${run.out.stdout}`);
     assert.equal(code, 0, run.out.stdout + run.out.stderr);
