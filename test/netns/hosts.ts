@@ -323,8 +323,12 @@ export class NetnsHosts {
         await sh('ip', ['netns', 'del', ns]).catch((e: Error) => errors.push(e.message));
     }
     for (const link of this.rootLinks) {
+      // A veth whose other end went with its namespace is removed by the kernel a moment
+      // later: it may vanish between `show` and `del`. Only a link still there is left behind.
       if (await succeeds('ip', ['link', 'show', 'dev', link]))
-        await sh('ip', ['link', 'del', link]).catch((e: Error) => errors.push(e.message));
+        await sh('ip', ['link', 'del', link]).catch(async (e: Error) => {
+          if (await succeeds('ip', ['link', 'show', 'dev', link])) errors.push(e.message);
+        });
     }
     if (errors.length > 0) throw new Error(`Cleanup left something behind: ${errors.join('; ')}`);
   }
