@@ -314,8 +314,8 @@ export class RaftRuntime {
   }
 
   /**
-   * Brings the lease clock up to now before anything that may decide by the lease: a read, a
-   * message (a follower's lease read), since after a stall those can come before the next tick.
+   * Brings the lease clock up to now before anything that may decide by the lease: a read, or
+   * a follower's read index, since after a stall those can come before the next tick.
    */
   private syncClock(): void {
     this.node.advanceClock(this.clockTicksDue());
@@ -661,7 +661,8 @@ export class RaftRuntime {
     if (!this.running || msg.to !== this.o.id) return;
     if (msg.type === 'snapshot' && !this.snapshots.receiveChunk(msg, attachment)) return;
     if (this.o.trace !== undefined) this.traceReceived(this.o.trace, msg);
-    this.syncClock();
+    // Of the messages, only a follower's read index may be answered from the lease.
+    if (msg.type === 'read-index') this.syncClock();
     this.node.step(msg);
     this.kick();
   }

@@ -12,6 +12,7 @@ import { after, describe, it } from 'node:test';
 import { announceLeader } from '../../src/cli/cluster.js';
 import { freePorts } from '../e2e/harness.js';
 import {
+  alive,
   holdPort,
   printedPids,
   release,
@@ -161,14 +162,7 @@ void describe('cluster up', () => {
     run.child.kill('SIGINT');
     run.child.kill('SIGINT');
     assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);
-    const running = [...pids.values()].filter((pid) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    const running = [...pids.values()].filter(alive);
     assert.deepEqual(
       running,
       [],

@@ -96,7 +96,8 @@ export function printedPids(run: CliRun): Map<number, number> {
   return pids;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process by that PID still runs. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { repoRoot } from '../support/root.js';
-import { freePortRun, holdPort, printedPids, release, type CliRun } from '../cli/run.js';
+import { alive, freePortRun, holdPort, printedPids, release, type CliRun } from '../cli/run.js';
 
 const runJs = join(repoRoot(), 'dist', 'examples', 'board', 'run.js');
 const dirs: string[] = [];
@@ -44,15 +44,6 @@ async function within<T>(p: Promise<T>, ms: number, what: () => string): Promise
     ]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -8,15 +8,14 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { repoRoot } from '../support/root.js';
+import { chromiumPath, launch } from './browser.js';
 import { TestCluster } from './harness.js';
 
-const chromiumPath = '/usr/bin/chromium';
 const shots = join(repoRoot(), 'docs', 'screenshots');
 const boardMain = join(repoRoot(), 'dist', 'examples', 'board', 'main.js');
 
@@ -164,27 +163,16 @@ void test('the example board in two browsers: watch, a claim race, bad input, fa
   mkdirSync(shots, { recursive: true });
   const cluster = await TestCluster.create({ nodes: 3 });
   const problems = new Problems();
-  const profile = mkdtempSync(join(tmpdir(), 'flotilla-chromium-'));
+  let profile: string | null = null;
   let browser: Browser | null = null;
   const apps: App[] = [];
   try {
     await cluster.start();
     apps.push(await startApp(cluster.endpoints()));
     const url = (apps[0] as App).url;
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--disk-cache-dir=' + join(profile, 'cache'),
-      ],
-    });
+    const launched = await launch();
+    browser = launched.browser;
+    profile = launched.profile;
     // Two browser contexts: two users, with nothing shared between their pages.
     const ann = await openBoard(browser, url, 'ann', problems);
     const bob = await openBoard(browser, url, 'bob', problems);
@@ -361,7 +349,7 @@ void test('the example board in two browsers: watch, a claim race, bad input, fa
     assert.deepEqual(problems.seen, [], 'the pages logged errors');
   } finally {
     await browser?.close();
-    rmSync(profile, { recursive: true, force: true });
+    if (profile !== null) rmSync(profile, { recursive: true, force: true });
     for (const app of apps) await stopApp(app);
     await cluster.stop();
   }

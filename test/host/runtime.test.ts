@@ -514,16 +514,21 @@ async function waitUntil(cond: () => boolean, what: string, seen: () => unknown)
   }
 }
 
+/** Waits, up to 5 s, until `leader` holds its lease; fails with what it holds instead. */
+async function leaseHeld(leader: RaftRuntime, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!leader.lease().holds) {
+    if (Date.now() > deadline) throw new Error(`${what}: ${JSON.stringify(leader.lease())}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 void test('a leader stalled past its lease does not count on it when it resumes, and wins it back', async () => {
   // 5 ms ticks, election 15 ticks, drift 5: a lease lasts 10 ticks (50 ms) from its round.
   const c = await cluster(3, undefined, undefined, { raft: { leaseDriftTicks: 5 } });
   const leader = await leaderOf(c);
   await leader.propose(enc.encode('x'));
-  const deadline = Date.now() + 5_000;
-  while (!leader.lease().holds) {
-    if (Date.now() > deadline) throw new Error(`no lease: ${JSON.stringify(leader.lease())}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await leaseHeld(leader, 'no lease');
   const before = leader.lease();
   // The whole thread stops for 300 ms (as a starved or collecting process does): no tick runs,
   // so the ticker resumes one tick later. The lease clock must still say 300 ms passed, or the
@@ -537,10 +542,5 @@ void test('a leader stalled past its lease does not count on it when it resumes,
   );
   // The next heartbeat round wins it back; a lease read then succeeds either way.
   await leader.linearizableRead({ lease: true });
-  const again = Date.now() + 5_000;
-  while (!leader.lease().holds) {
-    if (Date.now() > again)
-      throw new Error(`lease not won back: ${JSON.stringify(leader.lease())}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await leaseHeld(leader, 'lease not won back');
 });
