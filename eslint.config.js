@@ -142,6 +142,35 @@ export const layering = [
     },
   },
   {
+    // The ranges of a partitioned store are state machines too (the range map, a range that
+    // wraps the key-value store): the host contract, the base and the key-value store.
+    files: ['src/ranges/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '../*',
+                '!../base',
+                '!../base/*',
+                '!../kv',
+                '!../kv/*',
+                '!../host',
+                '../host/*',
+                '!../host/contracts.js',
+                '!../host/envelope.js',
+              ],
+              message:
+                'src/ranges imports only the host contract (host/contracts.js, host/envelope.js), the key-value store and the shared base.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // The example applications use Flotilla as a program depending on it would: through the
     // public client entry point only (`flotilla/client`), Node's own modules, and their own
     // files. Nothing from src/ by path, no other package.

@@ -72,6 +72,12 @@ const cases: [file: string, source: string, allowed: boolean][] = [
   ['src/queue/machine.ts', '../kv/machine.js', false],
   ['src/queue/machine.ts', '../raft/index.js', false],
   ['src/queue/machine.ts', '../server/node.js', false],
+  // The ranges: state machines that may wrap the key-value store.
+  ['src/ranges/meta-machine.ts', '../host/contracts.js', true],
+  ['src/ranges/range-machine.ts', '../kv/machine.js', true],
+  ['src/ranges/range-machine.ts', '../host/runtime.js', false],
+  ['src/ranges/range-machine.ts', '../raft/index.js', false],
+  ['src/ranges/range-machine.ts', '../server/node.js', false],
   // The assembly imports everything.
   ['src/server/node.ts', '../api/http.js', true],
   ['src/server/node.ts', '../host/host.js', true],
