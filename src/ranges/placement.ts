@@ -1,0 +1,190 @@
+// Where replicas and leaders should be: pure functions over the range map, deterministic (the
+// same inputs give the same plan on every node, so whichever node runs the placement loop
+// proposes the same moves). They plan; carrying a move out (add a learner, let it catch up,
+// promote it, remove the old replica) is the placement loop's, in src/server.
+//
+// A plan is bounded: each step strictly lowers the sum of squared counts per node, so it ends,
+// and it stops as soon as no node holds two more than another (replicas), or no transfer can
+// lower the spread (leaders, which can only go to a node holding a replica of the range).
+
+import { strict as assert } from 'node:assert';
+import { FlotillaError } from '../base/errors.js';
+import type { RangeMap } from './range-map.js';
+import type { RangeId } from './types.js';
+
+/** Replace the replica of `range` on node `from` by one on node `to`. */
+export interface ReplicaMove {
+  readonly range: RangeId;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** Hand the leadership of `range` from node `from` to node `to`, a replica of it. */
+export interface LeaderTransfer {
+  readonly range: RangeId;
+  readonly from: number;
+  readonly to: number;
+}
+
+function bad(message: string): never {
+  throw new FlotillaError('BAD_REQUEST', message);
+}
+
+function checkNodes(nodes: readonly number[]): void {
+  const seen = new Set<number>();
+  for (const n of nodes) {
+    if (!Number.isSafeInteger(n) || n < 1) bad(`A node id must be a positive integer, got ${n}`);
+    if (seen.has(n)) bad(`Node ${n} is named twice`);
+    seen.add(n);
+  }
+}
+
+/** Orders nodes by count, fewest first, ties by id: the order every choice here follows. */
+function byLoad(counts: ReadonlyMap<number, number>): (a: number, b: number) => number {
+  return (a, b) => (counts.get(a) ?? 0) - (counts.get(b) ?? 0) || a - b;
+}
+
+/**
+ * `count` nodes for a new range's replicas, ascending: those holding the fewest replicas
+ * (`replicasPerNode`, absent: none), ties by id. Throws BAD_REQUEST when there are too few.
+ */
+export function chooseReplicas(
+  nodes: readonly number[],
+  count: number,
+  replicasPerNode: ReadonlyMap<number, number>,
+): number[] {
+  checkNodes(nodes);
+  if (!Number.isSafeInteger(count) || count < 1 || count > nodes.length)
+    bad(`Cannot place ${count} replicas on ${nodes.length} nodes`);
+  return [...nodes]
+    .sort(byLoad(replicasPerNode))
+    .slice(0, count)
+    .sort((a, b) => a - b);
+}
+
+/** Replicas per node over the whole map, every node of `nodes` present (perhaps with 0). */
+export function replicaCounts(map: RangeMap, nodes: readonly number[]): Map<number, number> {
+  const counts = new Map<number, number>(nodes.map((n) => [n, 0]));
+  for (const d of map.ranges()) for (const r of d.replicas) counts.set(r, (counts.get(r) ?? 0) + 1);
+  return counts;
+}
+
+/**
+ * Moves that spread the replicas evenly over `nodes`, to be carried out in order: first every
+ * replica on a node not in `nodes` (one being drained, or gone) moves to the live node with
+ * the fewest that does not hold the range; then, while a node holds two more than another,
+ * one replica moves from the fullest to the emptiest (a node just added starts empty and so
+ * receives its share). Every range keeps its number of replicas and never has two on a node.
+ * Every range must have `replicasPerRange` replicas (restoring a range's count is not a move),
+ * and there must be at least that many nodes; otherwise BAD_REQUEST.
+ */
+export function rebalancePlan(
+  map: RangeMap,
+  nodes: readonly number[],
+  replicasPerRange: number,
+): ReplicaMove[] {
+  checkNodes(nodes);
+  if (!Number.isSafeInteger(replicasPerRange) || replicasPerRange < 1)
+    bad(`Replicas per range must be a positive integer, got ${replicasPerRange}`);
+  if (nodes.length < replicasPerRange)
+    bad(`Cannot keep ${replicasPerRange} replicas of each range on ${nodes.length} nodes`);
+  for (const d of map.ranges())
+    if (d.replicas.length !== replicasPerRange)
+      bad(`Range ${d.id} has ${d.replicas.length} replicas, not ${replicasPerRange}`);
+
+  const live = new Set(nodes);
+  const counts = replicaCounts(map, nodes);
+  // The replicas as the plan leaves them so far: each move is planned on the previous ones.
+  const replicas = new Map(map.ranges().map((d) => [d.id, new Set(d.replicas)]));
+  const moves: ReplicaMove[] = [];
+  const move = (range: RangeId, from: number, to: number): void => {
+    const set = replicas.get(range) as Set<number>;
+    assert.ok(set.has(from) && !set.has(to) && live.has(to));
+    set.delete(from);
+    set.add(to);
+    counts.set(from, (counts.get(from) as number) - 1);
+    counts.set(to, (counts.get(to) as number) + 1);
+    moves.push({ range, from, to });
+  };
+
+  for (const d of map.ranges()) {
+    for (const from of d.replicas) {
+      if (live.has(from)) continue;
+      const set = replicas.get(d.id) as Set<number>;
+      // Some live node lacks the range: it has fewer replicas than there are live nodes.
+      const to = [...nodes].sort(byLoad(counts)).find((n) => !set.has(n)) as number;
+      move(d.id, from, to);
+    }
+  }
+
+  // Each move lowers the sum of squared counts by at least 2, so this many steps always end it.
+  const stepsMax = map.size * replicasPerRange * map.size * replicasPerRange + 1;
+  for (let step = 0; ; step++) {
+    assert.ok(step <= stepsMax, 'rebalancePlan did not converge');
+    const order = [...nodes].sort(byLoad(counts));
+    const emptiest = order[0] as number;
+    const fullest = order[order.length - 1] as number;
+    if ((counts.get(fullest) as number) - (counts.get(emptiest) as number) <= 1) break;
+    // The fullest holds more ranges than the emptiest, so one of them is not on the emptiest.
+    const range = map.ranges().find((d) => {
+      const set = replicas.get(d.id) as Set<number>;
+      return set.has(fullest) && !set.has(emptiest);
+    });
+    assert.ok(range !== undefined);
+    move(range.id, fullest, emptiest);
+  }
+  return moves;
+}
+
+/**
+ * Leadership transfers that even out the leaders per node. `leaders` maps a range to the node
+ * leading it; a range without an entry, or whose leader is not one of its replicas (a stale
+ * report), is left alone. Every node holding a replica counts, with 0 leaders if it leads
+ * nothing. A transfer goes from a node leading the most to a replica of the same range leading
+ * at least two fewer; the plan stops when no such transfer exists.
+ */
+export function leaderPlan(map: RangeMap, leaders: ReadonlyMap<RangeId, number>): LeaderTransfer[] {
+  const counts = new Map<number, number>();
+  const led = new Map<RangeId, number>();
+  for (const d of map.ranges()) {
+    for (const r of d.replicas) if (!counts.has(r)) counts.set(r, 0);
+    const l = leaders.get(d.id);
+    if (l === undefined || !d.replicas.includes(l)) continue;
+    led.set(d.id, l);
+    counts.set(l, (counts.get(l) as number) + 1);
+  }
+  const transfers: LeaderTransfer[] = [];
+  const stepsMax = led.size * led.size + 1;
+  for (let step = 0; ; step++) {
+    assert.ok(step <= stepsMax, 'leaderPlan did not converge');
+    const t = bestTransfer(map, led, counts);
+    if (t === null) break;
+    led.set(t.range, t.to);
+    counts.set(t.from, (counts.get(t.from) as number) - 1);
+    counts.set(t.to, (counts.get(t.to) as number) + 1);
+    transfers.push(t);
+  }
+  return transfers;
+}
+
+/** The first transfer, from the most loaded leader down, that lowers the spread; or null. */
+function bestTransfer(
+  map: RangeMap,
+  led: ReadonlyMap<RangeId, number>,
+  counts: ReadonlyMap<number, number>,
+): LeaderTransfer | null {
+  const order = [...counts.keys()].sort(byLoad(counts)).reverse();
+  for (const from of order) {
+    const c = counts.get(from) as number;
+    let best: LeaderTransfer | null = null;
+    for (const d of map.ranges()) {
+      if (led.get(d.id) !== from) continue;
+      for (const to of d.replicas) {
+        if (to === from || (counts.get(to) as number) > c - 2) continue;
+        if (best === null || byLoad(counts)(to, best.to) < 0) best = { range: d.id, from, to };
+      }
+    }
+    if (best !== null) return best;
+  }
+  return null;
+}
