@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert';
 import { FlotillaError } from '../base/errors.js';
 import type { RangeMap } from './range-map.js';
-import type { RangeId } from './types.js';
+import type { RangeDescriptor, RangeId } from './types.js';
 
 /** Replace the replica of `range` on node `from` by one on node `to`. */
 export interface ReplicaMove {
@@ -96,6 +96,8 @@ export function rebalancePlan(
   const counts = replicaCounts(map, nodes);
   // The replicas as the plan leaves them so far: each move is planned on the previous ones.
   const replicas = new Map(map.ranges().map((d) => [d.id, new Set(d.replicas)]));
+  // The ranges on each node, so that a step looks at the fullest node's ranges only.
+  const onNode = listsByNode(map, (d) => d.replicas);
   const moves: ReplicaMove[] = [];
   const move = (range: RangeId, from: number, to: number): void => {
     const set = replicas.get(range) as Set<number>;
@@ -104,6 +106,7 @@ export function rebalancePlan(
     set.add(to);
     counts.set(from, (counts.get(from) as number) - 1);
     counts.set(to, (counts.get(to) as number) + 1);
+    moveInLists(onNode, range, from, to);
     moves.push({ range, from, to });
   };
 
@@ -112,13 +115,14 @@ export function rebalancePlan(
       if (live.has(from)) continue;
       const set = replicas.get(d.id) as Set<number>;
       // Some live node lacks the range: it has fewer replicas than there are live nodes.
-      const to = [...nodes].sort(byLoad(counts)).find((n) => !set.has(n)) as number;
+      const to = [...nodes].sort(byLoad(counts)).find((n) => !set.has(n));
+      assert.ok(to !== undefined);
       move(d.id, from, to);
     }
   }
 
   // Each move lowers the sum of squared counts by at least 2, so this many steps always end it.
-  const stepsMax = map.size * replicasPerRange * map.size * replicasPerRange + 1;
+  const stepsMax = (map.size * replicasPerRange) ** 2 + 1;
   for (let step = 0; ; step++) {
     assert.ok(step <= stepsMax, 'rebalancePlan did not converge');
     const order = [...nodes].sort(byLoad(counts));
@@ -126,14 +130,47 @@ export function rebalancePlan(
     const fullest = order[order.length - 1] as number;
     if ((counts.get(fullest) as number) - (counts.get(emptiest) as number) <= 1) break;
     // The fullest holds more ranges than the emptiest, so one of them is not on the emptiest.
-    const range = map.ranges().find((d) => {
-      const set = replicas.get(d.id) as Set<number>;
-      return set.has(fullest) && !set.has(emptiest);
-    });
+    const range = onNode
+      .get(fullest)
+      ?.find((id) => !(replicas.get(id) as Set<number>).has(emptiest));
     assert.ok(range !== undefined);
-    move(range.id, fullest, emptiest);
+    move(range, fullest, emptiest);
   }
   return moves;
+}
+
+/** For each node, the ranges `of` puts on it, in map order. */
+function listsByNode(
+  map: RangeMap,
+  of: (d: RangeDescriptor) => readonly number[],
+): Map<number, RangeId[]> {
+  const lists = new Map<number, RangeId[]>();
+  for (const d of map.ranges())
+    for (const n of of(d)) {
+      const list = lists.get(n);
+      if (list === undefined) lists.set(n, [d.id]);
+      else list.push(d.id);
+    }
+  return lists;
+}
+
+/**
+ * Moves `range` from one node's list to the end of another's. The search is short: plans take
+ * ranges from near the front of a list (drains in map order, steps the first that fits).
+ */
+function moveInLists(
+  lists: Map<number, RangeId[]>,
+  range: RangeId,
+  from: number,
+  to: number,
+): void {
+  const fromList = lists.get(from) as RangeId[];
+  const i = fromList.indexOf(range);
+  assert.ok(i >= 0);
+  fromList.splice(i, 1);
+  const toList = lists.get(to);
+  if (toList === undefined) lists.set(to, [range]);
+  else toList.push(range);
 }
 
 /**
@@ -153,36 +190,47 @@ export function leaderPlan(map: RangeMap, leaders: ReadonlyMap<RangeId, number>)
     led.set(d.id, l);
     counts.set(l, (counts.get(l) as number) + 1);
   }
+  const ledBy = listsByNode(map, (d) => {
+    const l = led.get(d.id);
+    return l === undefined ? [] : [l];
+  });
   const transfers: LeaderTransfer[] = [];
   const stepsMax = led.size * led.size + 1;
   for (let step = 0; ; step++) {
     assert.ok(step <= stepsMax, 'leaderPlan did not converge');
-    const t = bestTransfer(map, led, counts);
+    const t = bestTransfer(map, ledBy, counts);
     if (t === null) break;
     led.set(t.range, t.to);
     counts.set(t.from, (counts.get(t.from) as number) - 1);
     counts.set(t.to, (counts.get(t.to) as number) + 1);
+    moveInLists(ledBy, t.range, t.from, t.to);
     transfers.push(t);
   }
   return transfers;
 }
 
-/** The first transfer, from the most loaded leader down, that lowers the spread; or null. */
+/**
+ * A transfer that lowers the spread, from the node leading the most that has one, to the
+ * replica leading the fewest (ties by id) of the first of its ranges offering that; or null.
+ */
 function bestTransfer(
   map: RangeMap,
-  led: ReadonlyMap<RangeId, number>,
+  ledBy: ReadonlyMap<number, readonly RangeId[]>,
   counts: ReadonlyMap<number, number>,
 ): LeaderTransfer | null {
-  const order = [...counts.keys()].sort(byLoad(counts)).reverse();
-  for (const from of order) {
+  const order = [...counts.keys()].sort(byLoad(counts));
+  const fewest = counts.get(order[0] as number) as number;
+  for (const from of order.reverse()) {
     const c = counts.get(from) as number;
+    if (c - fewest < 2) return null;
     let best: LeaderTransfer | null = null;
-    for (const d of map.ranges()) {
-      if (led.get(d.id) !== from) continue;
-      for (const to of d.replicas) {
+    for (const id of ledBy.get(from) ?? []) {
+      for (const to of (map.get(id) as RangeDescriptor).replicas) {
         if (to === from || (counts.get(to) as number) > c - 2) continue;
-        if (best === null || byLoad(counts)(to, best.to) < 0) best = { range: d.id, from, to };
+        if (best === null || byLoad(counts)(to, best.to) < 0) best = { range: id, from, to };
       }
+      // No replica anywhere leads fewer than the fewest: nothing later can do better.
+      if (best !== null && counts.get(best.to) === fewest) break;
     }
     if (best !== null) return best;
   }
