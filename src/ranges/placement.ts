@@ -177,62 +177,85 @@ function moveInLists(
  * Leadership transfers that even out the leaders per node. `leaders` maps a range to the node
  * leading it; a range without an entry, or whose leader is not one of its replicas (a stale
  * report), is left alone. Every node holding a replica counts, with 0 leaders if it leads
- * nothing. A transfer goes from a node leading the most to a replica of the same range leading
- * at least two fewer; the plan stops when no such transfer exists.
+ * nothing. Each transfer goes from the node leading the most that can give one, to the replica
+ * of one of its ranges leading the fewest (ties by id), and only if that one leads at least two
+ * fewer; the plan stops when no such transfer exists.
  */
 export function leaderPlan(map: RangeMap, leaders: ReadonlyMap<RangeId, number>): LeaderTransfer[] {
   const counts = new Map<number, number>();
   const led = new Map<RangeId, number>();
+  const queues = new PairQueues(led);
   for (const d of map.ranges()) {
     for (const r of d.replicas) if (!counts.has(r)) counts.set(r, 0);
     const l = leaders.get(d.id);
     if (l === undefined || !d.replicas.includes(l)) continue;
     led.set(d.id, l);
     counts.set(l, (counts.get(l) as number) + 1);
+    queues.add(d, l);
   }
-  const ledBy = listsByNode(map, (d) => {
-    const l = led.get(d.id);
-    return l === undefined ? [] : [l];
-  });
   const transfers: LeaderTransfer[] = [];
+  // Each transfer lowers the sum of squared counts by at least 2.
   const stepsMax = led.size * led.size + 1;
   for (let step = 0; ; step++) {
     assert.ok(step <= stepsMax, 'leaderPlan did not converge');
-    const t = bestTransfer(map, ledBy, counts);
+    const t = bestTransfer(queues, counts);
     if (t === null) break;
     led.set(t.range, t.to);
     counts.set(t.from, (counts.get(t.from) as number) - 1);
     counts.set(t.to, (counts.get(t.to) as number) + 1);
-    moveInLists(ledBy, t.range, t.from, t.to);
+    queues.add(map.get(t.range) as RangeDescriptor, t.to);
     transfers.push(t);
   }
   return transfers;
 }
 
 /**
- * A transfer that lowers the spread, from the node leading the most that has one, to the
- * replica leading the fewest (ties by id) of the first of its ranges offering that; or null.
+ * For each pair (leader, other replica), the ranges so led that have a replica there, in the
+ * order they were added (map order, then transfers). An entry goes stale when its range's
+ * leader changes and is dropped when it reaches the front, so each costs O(1) once.
  */
+class PairQueues {
+  private readonly queues = new Map<string, { ids: RangeId[]; head: number }>();
+
+  constructor(private readonly led: ReadonlyMap<RangeId, number>) {}
+
+  add(d: RangeDescriptor, leader: number): void {
+    for (const r of d.replicas) {
+      if (r === leader) continue;
+      const q = this.queues.get(`${leader},${r}`);
+      if (q === undefined) this.queues.set(`${leader},${r}`, { ids: [d.id], head: 0 });
+      else q.ids.push(d.id);
+    }
+  }
+
+  /** The first range led by `from` with a replica on `to`, or undefined. */
+  first(from: number, to: number): RangeId | undefined {
+    const q = this.queues.get(`${from},${to}`);
+    if (q === undefined) return undefined;
+    while (q.head < q.ids.length && this.led.get(q.ids[q.head] as RangeId) !== from) q.head++;
+    if (q.head > 1_024 && q.head * 2 > q.ids.length) {
+      q.ids = q.ids.slice(q.head);
+      q.head = 0;
+    }
+    return q.ids[q.head];
+  }
+}
+
+/** The next transfer that lowers the spread, or null. */
 function bestTransfer(
-  map: RangeMap,
-  ledBy: ReadonlyMap<number, readonly RangeId[]>,
+  queues: PairQueues,
   counts: ReadonlyMap<number, number>,
 ): LeaderTransfer | null {
-  const order = [...counts.keys()].sort(byLoad(counts));
-  const fewest = counts.get(order[0] as number) as number;
-  for (const from of order.reverse()) {
+  const ascending = [...counts.keys()].sort(byLoad(counts));
+  const fewest = counts.get(ascending[0] as number) as number;
+  for (const from of [...ascending].reverse()) {
     const c = counts.get(from) as number;
     if (c - fewest < 2) return null;
-    let best: LeaderTransfer | null = null;
-    for (const id of ledBy.get(from) ?? []) {
-      for (const to of (map.get(id) as RangeDescriptor).replicas) {
-        if (to === from || (counts.get(to) as number) > c - 2) continue;
-        if (best === null || byLoad(counts)(to, best.to) < 0) best = { range: id, from, to };
-      }
-      // No replica anywhere leads fewer than the fewest: nothing later can do better.
-      if (best !== null && counts.get(best.to) === fewest) break;
+    for (const to of ascending) {
+      if ((counts.get(to) as number) > c - 2) break;
+      const range = queues.first(from, to);
+      if (range !== undefined) return { range, from, to };
     }
-    if (best !== null) return best;
   }
   return null;
 }

@@ -143,6 +143,7 @@ void test('the map keeps its own copies of what it is given', () => {
     plain(desc(3, 'm', null, 1)),
   ]);
   assert.throws(() => (m.get(3)?.replicas as number[]).push(4));
+  assert.throws(() => (m.ranges() as RangeDescriptor[]).pop());
 });
 
 void test('checkRangeMap names every way a map can be broken', () => {
