@@ -104,7 +104,7 @@ export class RangeMap {
 
   /** The range holding `key` (binary search on the starts); undefined only for a broken map. */
   lookup(key: Uint8Array): RangeDescriptor | undefined {
-    const i = this.indexOf(key);
+    const i = this.indexAtKey(key);
     const d = i < 0 ? undefined : this.list[i];
     if (d === undefined || (d.end !== null && compareBytes(key, d.end) >= 0)) return undefined;
     return d;
@@ -114,7 +114,7 @@ export class RangeMap {
   spanning(start: Uint8Array, end: Uint8Array | null): RangeDescriptor[] {
     if (end !== null && compareBytes(start, end) >= 0) return [];
     const out: RangeDescriptor[] = [];
-    for (let i = Math.max(this.indexOf(start), 0); i < this.list.length; i++) {
+    for (let i = Math.max(this.indexAtKey(start), 0); i < this.list.length; i++) {
       const d = this.list[i] as RangeDescriptor;
       if (end !== null && compareBytes(d.start, end) >= 0) break;
       if (d.end === null || compareBytes(d.end, start) > 0) out.push(d);
@@ -123,7 +123,7 @@ export class RangeMap {
   }
 
   /** The index of the last range starting at or before `key`, or -1. */
-  private indexOf(key: Uint8Array): number {
+  private indexAtKey(key: Uint8Array): number {
     let lo = 0;
     let hi = this.list.length - 1;
     let found = -1;
