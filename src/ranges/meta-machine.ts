@@ -75,8 +75,12 @@ export class MetaStateMachine implements StateMachine {
   /** Invariant: above every id in the map other than FIRST_RANGE, and never lowered. */
   private nextRange: RangeId = FIRST_ALLOCATED_RANGE;
 
+  /** Throws a RangeError naming a limit that is not a positive integer. */
   constructor(limits: Partial<MetaLimits> = {}) {
     this.limits = { ...defaultMetaLimits, ...limits };
+    for (const [name, v] of Object.entries(this.limits))
+      if (!Number.isSafeInteger(v) || (v as number) < 1)
+        throw new RangeError(`Meta limit ${name} must be a positive integer, got ${String(v)}`);
   }
 
   static encode(c: MetaCommand): Uint8Array {

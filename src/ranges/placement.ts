@@ -1,11 +1,12 @@
 // Where replicas and leaders should be: pure functions over the range map, deterministic (the
 // same inputs give the same plan on every node, so whichever node runs the placement loop
-// proposes the same moves). They plan; carrying a move out (add a learner, let it catch up,
-// promote it, remove the old replica) is the placement loop's, in src/server.
+// proposes the same moves). They only plan: carrying a move out (add a learner, let it catch
+// up, promote it, remove the old replica) is for a placement loop in src/server, not built yet.
 //
-// A plan is bounded: each step strictly lowers the sum of squared counts per node, so it ends,
-// and it stops as soon as no node holds two more than another (replicas), or no transfer can
-// lower the spread (leaders, which can only go to a node holding a replica of the range).
+// A plan is bounded: a drain moves each replica on a drained node once; every other step
+// strictly lowers the sum of squared counts per node, so it ends, and the plan stops as soon as
+// no node holds two more than another (replicas), or no transfer can lower the spread (leaders,
+// which can only go to a node holding a replica of the range).
 
 import { strict as assert } from 'node:assert';
 import { FlotillaError } from '../base/errors.js';

@@ -134,6 +134,10 @@ void test('the map stops growing at maxRanges', () => {
   );
   assert.match((r as { message: string }).message, /holds 2 ranges, its limit/);
   assert.equal(h.m.map()?.size, 2);
+  assert.throws(
+    () => new MetaStateMachine({ maxRanges: 0 }),
+    /maxRanges must be a positive integer, got 0/,
+  );
 });
 
 void test('bytes that are no valid command are answered BAD_COMMAND and change nothing', () => {
