@@ -176,6 +176,44 @@ void test('bytes that are no valid command are answered BAD_COMMAND and change n
   assert.equal(h.m.nextRangeId, 4);
 });
 
+void test('by property: no bytes make apply throw or break the map', () => {
+  const valid = [
+    MetaStateMachine.encode({ op: 'allocate' }),
+    MetaStateMachine.encode({
+      op: 'recordSplit',
+      left: desc(0, '', 'm', 1),
+      right: desc(3, 'm', null, 1),
+    }),
+    MetaStateMachine.encode({ op: 'recordReplicas', range: desc(3, 'm', null, 2, [2, 3, 4]) }),
+  ];
+  // Valid commands with bytes flipped, msgpack of anything, and raw bytes.
+  const payload = fc.oneof(
+    fc
+      .record({ which: fc.nat(valid.length - 1), at: fc.nat(200), to: fc.nat(255) })
+      .map(({ which, at, to }) => {
+        const b = new Uint8Array(valid[which] as Uint8Array);
+        b[at % b.length] = to;
+        return b;
+      }),
+    fc.anything().map((v) => packr.pack(v)),
+    fc.uint8Array({ maxLength: 64 }),
+  );
+  fc.assert(
+    fc.property(fc.array(payload, { minLength: 1, maxLength: 30 }), (payloads) => {
+      const h = new Harness();
+      h.run({ op: 'bootstrap', replicas: [1, 2, 3] });
+      for (const p of payloads) {
+        const r = h.raw(p);
+        assert.ok(
+          isRefusal(r) || ['applied', 'known', 'refused'].includes((r as MetaResult).outcome),
+        );
+        assert.deepEqual(checkRangeMap(h.m.map() as RangeMap), []);
+      }
+    }),
+    { numRuns: 500, seed: 18 },
+  );
+});
+
 /** A machine whose map has `n` ranges, made by splitting as ranges would. */
 function machineWith(n: number): { h: Harness; logs: RangeLogs } {
   const h = new Harness();
