@@ -266,7 +266,8 @@ export class MembershipNemesis {
   }
 
   /** The member list as some live member answers it, or null. */
-  private async members(): Promise<MembersResponse | null> {
+  /** The member list as some member answers it, or null when none did. */
+  async members(): Promise<MembersResponse | null> {
     const admin = this.admin();
     try {
       return await admin.members();
