@@ -422,6 +422,56 @@ export class KvStore {
     };
   }
 
+  /**
+   * Moves every key from `at` on out of this store, with its past (a range split: the keys
+   * from `at` on now belong to the right-hand range), and returns them as a capture of a store
+   * that holds only them, at this revision, compacted as this one, with every lease: the
+   * right-hand range's initial state, read later chunk by chunk like any capture. Nothing
+   * changes the moved records afterwards, so reading it copies nothing. Costs O(keys moved +
+   * keys with a past moved) map operations, and the same again for each snapshot of this store
+   * being read (it keeps what it captured). No revision is made and no listener is told: the
+   * moved keys did not change, they moved.
+   */
+  splitOff(at: Uint8Array): {
+    readonly revision: number;
+    readonly compacted: number;
+    readonly leases: readonly Lease[];
+    readonly capture: StoreCapture;
+  } {
+    const from = k(at);
+    this.captures = this.captures.filter((c) => !c.closed);
+    if (this.captures.length > 0) {
+      for (const key of this.keys.scan(from, null, 0).keys) this.preserve(key);
+      for (const key of this.history.withPast.scan(from, null, 0).keys) this.preserve(key);
+    }
+    const movedKeys = this.keys.removeRange(from, null);
+    const kvs = new Map<string, KeyValue>();
+    for (const key of movedKeys) {
+      const kv = this.map.get(key) as KeyValue;
+      this.map.delete(key);
+      this.detach(key, kv);
+      kvs.set(key, kv);
+    }
+    const pasts = new Map(this.history.splitOff(from));
+    const keys = SortedKeys.fromSorted(movedKeys);
+    const withPast = SortedKeys.fromSorted([...pasts.keys()]);
+    const capture = new StoreCapture(
+      {
+        keysAfter: (after, limit) => keys.keysAfter(after, limit),
+        current: (key) => kvs.get(key),
+        history: { versionsOf: (key) => pasts.get(key), withPast },
+      },
+      kvs.size,
+      pasts.size,
+    );
+    return {
+      revision: this.rev,
+      compacted: this.history.compacted(),
+      leases: this.leaseList(),
+      capture,
+    };
+  }
+
   /** Hands `key`'s version and past to every snapshot being read, before they change. */
   private preserve(key: string): void {
     for (const c of this.captures) c.preserve(key);
