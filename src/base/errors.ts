@@ -193,7 +193,7 @@ export const errorCodes = {
   // The cluster's state: refused, retry later or elsewhere.
   WRONG_RANGE: {
     meaning:
-      "a key of the request lies outside the bounds of the range it reached (the range split, or the caller's range map is stale); the answer carries the range's descriptor",
+      "a key of the request lies outside the bounds of the range it reached: the range split, or the caller's map of the ranges is stale",
     indefinite: false,
   },
   NOT_LEADER: {
