@@ -6,6 +6,9 @@
 // right-hand group empty, is caught up by its leader's, and then serves it.
 
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
 import { FlotillaError } from '../../src/base/errors.js';
 import { systemClock } from '../../src/host/contracts.js';
@@ -15,7 +18,12 @@ import type { KvCommand } from '../../src/kv/machine.js';
 import { RangeMachine, type RangeCommand } from '../../src/ranges/range-machine.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import { RangeGroups, type RangeGroup } from '../../src/server/range-groups.js';
-import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../src/storage/index.js';
+import {
+  createMemoryDisk,
+  createMemoryStorage,
+  openWalStorage,
+  type MemoryDisk,
+} from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -330,4 +338,53 @@ void test('a host cut off during the split is caught up by snapshot and then ser
   await w.write('k33', 'through-the-victim');
   await converged(nodes, RIGHT);
   assert.deepEqual(holdingProblems(nodes, w), []);
+});
+
+void test('on disk: the seed is a WAL snapshot the right-hand group restarts from, with both storages', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'flotilla-split-'));
+  try {
+    const net = new MemoryNetwork();
+    const open = (): Node => {
+      const host = new Host({ id: 1, transport: net.connect(1), clock: systemClock, tickMs: 5 });
+      live.push(host);
+      const ranges = new RangeGroups({
+        host,
+        openStorage: (range) =>
+          openWalStorage(join(dir, `range-${range}`), { snapshotsCoverCompaction: true }),
+        settings: { electionTicks: 15, heartbeatTicks: 3 },
+        limits,
+        onError: (range, err) => assert.fail(`range ${range}: ${err.message}`),
+      });
+      return { id: 1, host, ranges, disks: new Map() };
+    };
+    const first = open();
+    await first.ranges.start(0, [1]);
+    const w = new Writer(() => [first]);
+    for (let i = 0; i < 10; i++) await w.write(KEYS[i * 4] as string, `v${i}`);
+    const r = (await propose(await waitLeader([first], 0), {
+      split: { key: b(SPLIT_KEY), id: RIGHT, generation: 0, replicas: [1] },
+    })) as { kind: string };
+    assert.equal(r.kind, 'split');
+    await first.ranges.settled();
+    for (let i = 0; i < 10; i++) await w.write(KEYS[i * 4 + 1] as string, `after${i}`);
+    assert.deepEqual(holdingProblems([first], w), []);
+    await first.host.close(0);
+    live.splice(live.indexOf(first.host), 1);
+
+    const again = open();
+    await again.ranges.start(0, [1]);
+    await until(
+      'both ranges run again',
+      () => again.ranges.group(RIGHT) !== undefined,
+      () => again.ranges.ranges(),
+    );
+    await again.ranges.settled();
+    await waitLeader([again], RIGHT);
+    await converged([again], 0);
+    await converged([again], RIGHT);
+    assert.deepEqual(holdingProblems([again], w), []);
+  } finally {
+    for (const h of live.splice(0)) await h.close(0);
+    await rm(dir, { recursive: true, force: true });
+  }
 });
