@@ -208,10 +208,13 @@ function holdingProblems(nodes: readonly Node[], w: Writer): string[] {
   return problems;
 }
 
-/** Waits until every node applied what range `id`'s leader applied. */
+/**
+ * Waits until every node applied range `id`'s leader's whole log (its own term's first entry
+ * included: after a restart, what the previous term committed may be applied only then).
+ */
 async function converged(nodes: readonly Node[], id: number): Promise<void> {
   const leader = await waitLeader(nodes, id);
-  const target = leader.runtime.appliedIndex();
+  const target = leader.runtime.status().lastIndex;
   await until(
     `every node applied range ${id} through ${target}`,
     () => nodes.every((n) => (n.ranges.group(id)?.runtime.appliedIndex() ?? 0) >= target),
@@ -240,9 +243,24 @@ async function splitWhileWriting(nodes: () => readonly Node[], w: Writer): Promi
 void test('range 0 splits while a writer writes: both halves serve exactly the acknowledged writes', async () => {
   const { nodes } = await cluster();
   const w = new Writer(() => nodes);
+  // A write of a right-hand key through its own session before the split, retried after it.
+  const early = await propose(await waitLeader(nodes, 0), put('k99', 'early'), 'retrier', 1);
+  w.acked.set('k99', { count: 1, last: 'early' });
   await splitWhileWriting(() => nodes, w);
   for (const n of nodes) await n.ranges.settled();
   await converged(nodes, 0);
+  await converged(nodes, RIGHT);
+  assert.deepEqual(holdingProblems(nodes, w), []);
+  // The retry reaches the right-hand range: answered from the session table it took along.
+  const retried = await propose(await waitLeader(nodes, RIGHT), put('k99', 'early'), 'retrier', 1);
+  assert.deepEqual(retried, early);
+  // A write of a right-hand key that still reaches range 0 is refused with its descriptor.
+  const stale = (await propose(await waitLeader(nodes, 0), put('k30', 'stale'))) as {
+    error?: { code: string; range: RangeDescriptor };
+  };
+  assert.equal(stale.error?.code, 'WRONG_RANGE');
+  assert.equal(stale.error?.range.generation, 1);
+  assert.equal(str(stale.error?.range.end ?? new Uint8Array()), SPLIT_KEY);
   await converged(nodes, RIGHT);
   assert.deepEqual(holdingProblems(nodes, w), []);
   // Both halves keep serving: one more write to each, through its own group.
