@@ -116,6 +116,7 @@ export class SessionTable {
   /** Sessions made so far (each session's `born`). */
   private made = 0;
   private captures: SessionCapture[] = [];
+  private readonly pinned = new WeakSet<SessionCapture>();
 
   constructor(private readonly limits: SessionLimits = defaultSessionLimits) {}
 
@@ -187,12 +188,18 @@ export class SessionTable {
     return this.limits.maxSessions;
   }
 
-  /** The table as of now, for a snapshot read later (SessionCapture). */
-  capture(): SessionCapture {
+  /**
+   * The table as of now, for a snapshot read later (SessionCapture). Of the captures not
+   * `pinned`, at most MAX_CAPTURES are kept (an older one still being read then fails); a
+   * pinned one is kept until it is closed (a split's seed: its failure would stop the range).
+   */
+  capture(o: { readonly pinned?: boolean } = {}): SessionCapture {
     this.captures = this.captures.filter((c) => !c.closed);
     const c = new SessionCapture(this.clockMs, [...this.sessions], this.made);
     this.captures.push(c);
-    if (this.captures.length > MAX_CAPTURES) this.captures.shift()?.close();
+    if (o.pinned === true) this.pinned.add(c);
+    const unpinned = this.captures.filter((x) => !this.pinned.has(x));
+    if (unpinned.length > MAX_CAPTURES) unpinned[0]?.close();
     return c;
   }
 
@@ -240,7 +247,14 @@ export interface SessionReader {
    * followed by the inner machine's own chunks; the member directory in it is empty (the
    * directory is the first group's, never copied).
    */
-  bindSessions(sessionsNow: () => AsyncIterable<Uint8Array>): void;
+  bindSessions(sessionsNow: () => SessionsPart): void;
+}
+
+/** The session layer's part of a snapshot, captured: read it whole, or close it unread. */
+export interface SessionsPart {
+  readonly chunks: AsyncIterable<Uint8Array>;
+  /** Gives the capture up (nothing of it is read any more). */
+  close(): void;
 }
 
 function isSessionReader(m: StateMachine): m is StateMachine & SessionReader {
@@ -268,9 +282,13 @@ export class SessionMachine implements StateMachine {
   ) {
     this.table = new SessionTable(limits);
     this.reader = isSessionReader(inner) ? inner : null;
-    this.reader?.bindSessions(() =>
-      sessionChunks(this.table.capture(), { members: [], removed: [] }),
-    );
+    this.reader?.bindSessions(() => {
+      const saved = this.table.capture({ pinned: true });
+      return {
+        chunks: sessionChunks(saved, { members: [], removed: [] }),
+        close: () => saved.close(),
+      };
+    });
   }
 
   sessions(): number {

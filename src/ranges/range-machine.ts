@@ -76,6 +76,14 @@ export interface SplitApplied {
    * once; it is encoded as it is read.
    */
   readonly seed: AsyncIterable<Uint8Array>;
+  /** Gives the seed up unread (a node that does not replicate the right-hand range). */
+  discard(): void;
+}
+
+/** The session layer's part of a seed (src/host/sessions.ts, SessionsPart). */
+interface SessionsPart {
+  readonly chunks: AsyncIterable<Uint8Array>;
+  close(): void;
 }
 
 /** A read outside the range's bounds, refused with the range's descriptor. */
@@ -116,7 +124,7 @@ export class RangeMachine implements StateMachine {
   private desc: RangeDescriptor;
   /** The ranges split off this one, in split order. */
   private kids: RangeDescriptor[] = [];
-  private sessionsNow: (() => AsyncIterable<Uint8Array>) | null = null;
+  private sessionsNow: (() => SessionsPart) | null = null;
   private splitListener: ((s: SplitApplied) => Promise<void>) | null = null;
   private restoredListener: (() => void) | null = null;
   /**
@@ -155,7 +163,7 @@ export class RangeMachine implements StateMachine {
   }
 
   /** The session layer's hook (sessions.ts, SessionReader): a split reads the table. */
-  bindSessions(sessionsNow: () => AsyncIterable<Uint8Array>): void {
+  bindSessions(sessionsNow: () => SessionsPart): void {
     this.sessionsNow = sessionsNow;
   }
 
@@ -280,17 +288,24 @@ export class RangeMachine implements StateMachine {
       replicas: s.replicas,
     };
     // Both captured now, at this entry: the session table holds every command before it.
-    const sessions = this.sessionsNow?.() ?? null;
+    const sessions = this.splitListener === null ? null : (this.sessionsNow?.() ?? null);
     const kv = this.kv.splitOff(s.key);
     this.desc = left;
     this.kids = [...this.kids, right];
     const rightHeader = encodeHeader(right, []);
     const seed = (async function* () {
-      if (sessions !== null) yield* sessions;
+      if (sessions !== null) yield* sessions.chunks;
       yield rightHeader;
       yield* kv;
     })();
-    const durable = this.splitListener?.({ index: c.index, term: c.term, left, right, seed });
+    const durable = this.splitListener?.({
+      index: c.index,
+      term: c.term,
+      left,
+      right,
+      seed,
+      discard: () => sessions?.close(),
+    });
     if (durable !== undefined) {
       const p: Promise<void> = durable.then(() => {
         this.seeding.delete(p);

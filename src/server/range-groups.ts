@@ -144,8 +144,10 @@ export class RangeGroups {
    */
   private seed(s: SplitApplied): Promise<void> {
     const id = s.right.id;
-    if (!s.right.replicas.includes(this.o.host.id) || this.starting.has(id))
+    if (!s.right.replicas.includes(this.o.host.id) || this.starting.has(id)) {
+      s.discard();
       return Promise.resolve();
+    }
     const durable = this.o.openStorage(id).then(async (storage) => {
       try {
         const held = await storage.loadSnapshot();

@@ -462,3 +462,20 @@ void test('a snapshot of the left waits until the right seed is durable', async 
   await assert.rejects(bytes(failing.snapshot()), /EIO/);
   await assert.rejects(bytes(failing.snapshot()), /EIO/);
 });
+
+void test('the seed outlives the snapshots taken before it is read; a discarded one keeps nothing', async () => {
+  const { sm, log, splits } = sessioned();
+  log.run(env(put('x', 'once'), 'c1', 1), env(split('m', 3, 0)));
+  // More captures than a table keeps for snapshots: none of them may give the seed up.
+  const snapshots = Array.from({ length: 6 }, () => sm.snapshot());
+  log.run(env(put('a', 'later'), 'c1', 2));
+  const right = await restoredFrom(await bytes((splits[0] as SplitApplied).seed));
+  assert.equal(right.sm.sessions(), 1);
+  // Of the snapshots, the table kept the last four (as before ranges existed).
+  for (const s of snapshots.slice(2)) await bytes(s);
+  await assert.rejects(bytes(snapshots[0] as AsyncIterable<Uint8Array>), /given up/);
+  // Discarded unread: the table keeps no capture for it (a later change copies nothing).
+  log.run(env(split('f', 4, 1)));
+  (splits[1] as SplitApplied).discard();
+  await assert.rejects(bytes((splits[1] as SplitApplied).seed), /given up/);
+});
