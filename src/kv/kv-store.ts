@@ -17,7 +17,7 @@ import { History, isTombstone, type Version } from './history.js';
 import type { KeyValue } from './key-value.js';
 
 export type { KeyValue } from './key-value.js';
-import { SortedKeys } from './sorted-keys.js';
+import { SortedKeys, lowerBound } from './sorted-keys.js';
 import { StoreCapture } from './capture.js';
 
 /** Snapshots read at once at most; a node reads one at a time, tests may hold a few. */
@@ -445,24 +445,35 @@ export class KvStore {
       for (const key of this.history.withPast.scan(from, null, 0).keys) this.preserve(key);
     }
     const movedKeys = this.keys.removeRange(from, null);
-    const kvs = new Map<string, KeyValue>();
-    for (const key of movedKeys) {
+    // Looked up by binary search as the seed is read (off the apply path) rather than put in a
+    // new map here: the apply pays only for taking the keys out.
+    const values: KeyValue[] = new Array<KeyValue>(movedKeys.length);
+    for (let i = 0; i < movedKeys.length; i++) {
+      const key = movedKeys[i] as string;
       const kv = this.map.get(key) as KeyValue;
       this.map.delete(key);
       this.detach(key, kv);
-      kvs.set(key, kv);
+      values[i] = kv;
     }
-    const pasts = new Map(this.history.splitOff(from));
+    const pasts = this.history.splitOff(from);
+    const pastKeys = pasts.map(([key]) => key);
     const keys = SortedKeys.fromSorted(movedKeys);
-    const withPast = SortedKeys.fromSorted([...pasts.keys()]);
+    const withPast = SortedKeys.fromSorted(pastKeys);
+    const find = <T>(sorted: readonly string[], of: readonly T[], key: string): T | undefined => {
+      const i = lowerBound(sorted, key);
+      return sorted[i] === key ? of[i] : undefined;
+    };
     const capture = new StoreCapture(
       {
         keysAfter: (after, limit) => keys.keysAfter(after, limit),
-        current: (key) => kvs.get(key),
-        history: { versionsOf: (key) => pasts.get(key), withPast },
+        current: (key) => find(movedKeys, values, key),
+        history: {
+          versionsOf: (key) => find(pastKeys, pasts, key)?.[1],
+          withPast,
+        },
       },
-      kvs.size,
-      pasts.size,
+      movedKeys.length,
+      pastKeys.length,
     );
     return {
       revision: this.rev,
