@@ -479,3 +479,40 @@ void test('the seed outlives the snapshots taken before it is read; a discarded 
   (splits[1] as SplitApplied).discard();
   await assert.rejects(bytes((splits[1] as SplitApplied).seed), /given up/);
 });
+
+void test('any store split at any key: the halves are the store, and a snapshot read across the split is the one captured', async () => {
+  const withLease = fc
+    .tuple(keyArb, fc.string({ maxLength: 2 }), fc.integer({ min: 1, max: 30 }))
+    .map(([k, v, lease]) => put(k, v, lease));
+  const commandArb = fc.oneof(kvCommandArb, withLease, withLease);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(commandArb, { maxLength: 40 }),
+      keyArb,
+      fc.array(commandArb, { maxLength: 10 }),
+      async (before, at, after) => {
+        const { rm, log, splits } = sessioned();
+        const reference = new KvStateMachine(limits);
+        const refLog = new Log((cs) => reference.apply(cs));
+        for (const c of before) {
+          log.run(env(c));
+          refLog.run(KvStateMachine.encode(c));
+        }
+        // A snapshot of the range captured before the split and read after it.
+        const inflight = rm.kv.snapshot();
+        const expected = await bytes(reference.snapshot());
+        log.run(env(split(at, 3, 0)));
+        const right = await restoredFrom(await bytes((splits[0] as SplitApplied).seed));
+        const problems = splitProblems(
+          reference,
+          { kv: rm.kv, descriptor: rm.descriptor() },
+          { kv: right.rm.kv, descriptor: right.rm.descriptor() },
+        );
+        assert.deepEqual(problems, []);
+        for (const c of after) log.run(env(c));
+        assert.deepEqual(await bytes(inflight), expected);
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
