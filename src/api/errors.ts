@@ -55,6 +55,8 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   REPEATABLE_NOT_FOUND: 404,
   CRON_NEVER_FIRES: 400,
   NOT_LEADER: 421,
+  // Like NOT_LEADER, the request reached a node (or range) that cannot answer it.
+  WRONG_RANGE: 421,
   NO_LEADER: 503,
   TRANSFER_IN_PROGRESS: 503,
   PEER_INACTIVE: 503,

@@ -191,6 +191,11 @@ export const errorCodes = {
     indefinite: false,
   },
   // The cluster's state: refused, retry later or elsewhere.
+  WRONG_RANGE: {
+    meaning:
+      "a key of the request lies outside the bounds of the range it reached: the range split, or the caller's map of the ranges is stale",
+    indefinite: false,
+  },
   NOT_LEADER: {
     meaning: 'this node does not lead; `leader` names the one it knows (0: none)',
     indefinite: false,

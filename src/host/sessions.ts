@@ -16,7 +16,7 @@
 
 import { strict as assert } from 'node:assert';
 import { Packr } from 'msgpackr';
-import type { Command, Refusal, StateMachine } from './contracts.js';
+import { chunkStream, type Command, type Refusal, type StateMachine } from './contracts.js';
 import { KIND_DIRECTORY, decodeEnvelope } from './envelope.js';
 import { MemberDirectory, decodeDirectoryChange, parseDirectorySnapshot } from './directory.js';
 import { defaultLimits } from '../base/limits.js';
@@ -116,6 +116,7 @@ export class SessionTable {
   /** Sessions made so far (each session's `born`). */
   private made = 0;
   private captures: SessionCapture[] = [];
+  private readonly pinned = new WeakSet<SessionCapture>();
 
   constructor(private readonly limits: SessionLimits = defaultSessionLimits) {}
 
@@ -187,12 +188,18 @@ export class SessionTable {
     return this.limits.maxSessions;
   }
 
-  /** The table as of now, for a snapshot read later (SessionCapture). */
-  capture(): SessionCapture {
+  /**
+   * The table as of now, for a snapshot read later (SessionCapture). Of the captures not
+   * `pinned`, at most MAX_CAPTURES are kept (an older one still being read then fails); a
+   * pinned one is kept until it is closed (a split's seed: its failure would stop the range).
+   */
+  capture(o: { readonly pinned?: boolean } = {}): SessionCapture {
     this.captures = this.captures.filter((c) => !c.closed);
     const c = new SessionCapture(this.clockMs, [...this.sessions], this.made);
     this.captures.push(c);
-    if (this.captures.length > MAX_CAPTURES) this.captures.shift()?.close();
+    if (o.pinned === true) this.pinned.add(c);
+    const unpinned = this.captures.filter((x) => !this.pinned.has(x));
+    if (unpinned.length > MAX_CAPTURES) unpinned[0]?.close();
     return c;
   }
 
@@ -225,6 +232,36 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 const SESSIONS_PER_CHUNK = 32;
 
 /**
+ * What an inner machine implements when one of its commands needs the session table as it
+ * stands when that command applies: a range's split hands the table to the right-hand range,
+ * so that a write retried there after the split is recognised (src/ranges). Such a command is
+ * applied alone, after the session of every command before it was recorded and before any
+ * after it is, and the machine reads the table through the function it was bound to.
+ */
+export interface SessionReader {
+  /** Whether `payload` is such a command; must be cheap and depend on the bytes alone. */
+  readsSessions(payload: Uint8Array): boolean;
+  /**
+   * Called once, by the session layer wrapping the machine: `sessionsNow()` captures the table
+   * (in O(sessions)) and answers the chunks a session layer's snapshot begins with, to be
+   * followed by the inner machine's own chunks; the member directory in it is empty (the
+   * directory is the first group's, never copied).
+   */
+  bindSessions(sessionsNow: () => SessionsPart): void;
+}
+
+/** The session layer's part of a snapshot, captured: read it whole, or close it unread. */
+export interface SessionsPart {
+  readonly chunks: AsyncIterable<Uint8Array>;
+  /** Gives the capture up (nothing of it is read any more). */
+  close(): void;
+}
+
+function isSessionReader(m: StateMachine): m is StateMachine & SessionReader {
+  return 'readsSessions' in m && 'bindSessions' in m;
+}
+
+/**
  * Exactly-once sessions around any state machine. Every entry holds a command envelope
  * (envelope.ts); this layer decodes it, answers a retry of an applied write with the first
  * result, refuses a sequence number below its client's window, and hands the rest to the
@@ -236,11 +273,22 @@ export class SessionMachine implements StateMachine {
   /** The member directory (directory.ts): applied here, in log order, saved in our snapshot. */
   readonly directory = new MemberDirectory();
 
+  /** The inner machine, when some of its commands read the session table. */
+  private readonly reader: SessionReader | null;
+
   constructor(
     readonly inner: StateMachine,
     limits: SessionLimits = defaultSessionLimits,
   ) {
     this.table = new SessionTable(limits);
+    this.reader = isSessionReader(inner) ? inner : null;
+    this.reader?.bindSessions(() => {
+      const saved = this.table.capture({ pinned: true });
+      return {
+        chunks: sessionChunks(saved, { members: [], removed: [] }),
+        close: () => saved.close(),
+      };
+    });
   }
 
   sessions(): number {
@@ -295,7 +343,9 @@ export class SessionMachine implements StateMachine {
       // a client in it (its check must see the first recorded); before the session clock moves
       // (a record takes the clock's value, and a tick expires sessions); and once the sessions
       // the run will add would evict one (a later check must not see an evicted session).
+      const alone = this.reader?.readsSessions(env.payload) === true;
       if (
+        alone ||
         (env.client !== '' && inRun.has(env.client)) ||
         env.timeMs > this.table.clockNow() ||
         this.table.size() + newInRun > this.table.maxSessions
@@ -326,6 +376,7 @@ export class SessionMachine implements StateMachine {
         seq: env.seq,
         command: { index: c.index, term: c.term, timeMs: env.timeMs, payload: env.payload },
       });
+      if (alone) flush();
     });
     flush();
     return results;
@@ -333,19 +384,10 @@ export class SessionMachine implements StateMachine {
 
   snapshot(): AsyncIterable<Uint8Array> {
     // Both captured now: the inner machine's view and ours are of the same index.
-    const saved = this.table.capture();
-    const directory = this.directory.save();
+    const sessions = sessionChunks(this.table.capture(), this.directory.save());
     const inner = this.inner.snapshot();
     return (async function* () {
-      try {
-        const chunks = Math.ceil(saved.count / SESSIONS_PER_CHUNK);
-        // `directory` is absent from snapshots written before it existed; load() reads both.
-        yield packr.pack({ v: 1, clockMs: saved.clockMs, chunks, directory });
-        for (let i = 0; i < chunks; i++)
-          yield packr.pack(saved.rows(i * SESSIONS_PER_CHUNK, (i + 1) * SESSIONS_PER_CHUNK));
-      } finally {
-        saved.close();
-      }
+      yield* sessions;
       yield* inner;
     })();
   }
@@ -381,6 +423,24 @@ export class SessionMachine implements StateMachine {
   onLeaderChange(leader: number, term: number): void {
     this.inner.onLeaderChange?.(leader, term);
   }
+}
+
+/** The session layer's part of a snapshot: its header, then the sessions of `saved`. */
+function sessionChunks(
+  saved: SessionCapture,
+  directory: ReturnType<MemberDirectory['save']>,
+): AsyncIterable<Uint8Array> {
+  return chunkStream(function* () {
+    try {
+      const chunks = Math.ceil(saved.count / SESSIONS_PER_CHUNK);
+      // `directory` is absent from snapshots written before it existed; load() reads both.
+      yield packr.pack({ v: 1, clockMs: saved.clockMs, chunks, directory });
+      for (let i = 0; i < chunks; i++)
+        yield packr.pack(saved.rows(i * SESSIONS_PER_CHUNK, (i + 1) * SESSIONS_PER_CHUNK));
+    } finally {
+      saved.close();
+    }
+  });
 }
 
 /**

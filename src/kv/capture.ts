@@ -23,7 +23,7 @@ export interface LiveKeys {
   /** Up to `limit` live keys above `after` (null: from the start), in order. */
   keysAfter(after: string | null, limit: number): string[];
   current(key: string): KeyValue | undefined;
-  readonly history: History;
+  readonly history: Pick<History, 'versionsOf' | 'withPast'>;
 }
 
 interface Preimage {

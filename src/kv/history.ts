@@ -164,6 +164,24 @@ export class History {
     this.withPast = SortedKeys.fromSorted([...this.past.keys()].sort());
   }
 
+  /**
+   * Removes the past of every key from `from` on (a range split: those keys now belong to
+   * another range) and returns it, in key order. O(keys moved): the queue keeps their entries,
+   * which a compaction then finds without a past and skips.
+   */
+  splitOff(from: string): [string, Version[]][] {
+    const moved: [string, Version[]][] = [];
+    for (const key of this.withPast.removeRange(from, null)) {
+      const versions = this.past.get(key) as Version[];
+      this.beforeChange?.(key);
+      this.past.delete(key);
+      this.held -= versions.length;
+      moved.push([key, versions]);
+    }
+    this.ghosts.removeRange(from, null);
+    return moved;
+  }
+
   private push(key: string, v: Version): void {
     this.held++;
     const versions = this.past.get(key);

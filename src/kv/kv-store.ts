@@ -17,7 +17,7 @@ import { History, isTombstone, type Version } from './history.js';
 import type { KeyValue } from './key-value.js';
 
 export type { KeyValue } from './key-value.js';
-import { SortedKeys } from './sorted-keys.js';
+import { SortedKeys, lowerBound } from './sorted-keys.js';
 import { StoreCapture } from './capture.js';
 
 /** Snapshots read at once at most; a node reads one at a time, tests may hold a few. */
@@ -414,6 +414,67 @@ export class KvStore {
     const capture = new StoreCapture(live, this.map.size, this.history.keysWithPastCount());
     this.captures.push(capture);
     if (this.captures.length > MAX_CAPTURES) this.captures.shift()?.close();
+    return {
+      revision: this.rev,
+      compacted: this.history.compacted(),
+      leases: this.leaseList(),
+      capture,
+    };
+  }
+
+  /**
+   * Moves every key from `at` on out of this store, with its past (a range split: the keys
+   * from `at` on now belong to the right-hand range), and returns them as a capture of a store
+   * that holds only them, at this revision, compacted as this one, with every lease: the
+   * right-hand range's initial state, read later chunk by chunk like any capture. Nothing
+   * changes the moved records afterwards, so reading it copies nothing. Costs O(keys moved +
+   * keys with a past moved) map operations, and the same again for each snapshot of this store
+   * being read (it keeps what it captured). No revision is made and no listener is told: the
+   * moved keys did not change, they moved.
+   */
+  splitOff(at: Uint8Array): {
+    readonly revision: number;
+    readonly compacted: number;
+    readonly leases: readonly Lease[];
+    readonly capture: StoreCapture;
+  } {
+    const from = k(at);
+    this.captures = this.captures.filter((c) => !c.closed);
+    if (this.captures.length > 0) {
+      for (const key of this.keys.scan(from, null, 0).keys) this.preserve(key);
+      for (const key of this.history.withPast.scan(from, null, 0).keys) this.preserve(key);
+    }
+    const movedKeys = this.keys.removeRange(from, null);
+    // Looked up by binary search as the seed is read (off the apply path) rather than put in a
+    // new map here: the apply pays only for taking the keys out.
+    const values: KeyValue[] = new Array<KeyValue>(movedKeys.length);
+    for (let i = 0; i < movedKeys.length; i++) {
+      const key = movedKeys[i] as string;
+      const kv = this.map.get(key) as KeyValue;
+      this.map.delete(key);
+      this.detach(key, kv);
+      values[i] = kv;
+    }
+    const pasts = this.history.splitOff(from);
+    const pastKeys = pasts.map(([key]) => key);
+    const keys = SortedKeys.fromSorted(movedKeys);
+    const withPast = SortedKeys.fromSorted(pastKeys);
+    const find = <T>(sorted: readonly string[], of: readonly T[], key: string): T | undefined => {
+      const i = lowerBound(sorted, key);
+      return sorted[i] === key ? of[i] : undefined;
+    };
+    const capture = new StoreCapture(
+      {
+        keysAfter: (after, limit) => keys.keysAfter(after, limit),
+        current: (key) => find(movedKeys, values, key),
+        history: {
+          versionsOf: (key) => find(pastKeys, pasts, key)?.[1],
+          withPast,
+        },
+      },
+      movedKeys.length,
+      pastKeys.length,
+    );
     return {
       revision: this.rev,
       compacted: this.history.compacted(),

@@ -185,40 +185,58 @@ export class KvStateMachine implements StateMachine {
     return commands.map((c) => {
       let cmd: KvCommand;
       try {
-        cmd = decodeCommand(c.payload, this.limits);
+        cmd = decodeCommand(packr.unpack(c.payload), this.limits);
       } catch (err) {
-        // Deterministic on every replica: the same bytes fail the same way, and nothing changes.
-        return {
-          refused: 'BAD_COMMAND',
-          message: `Entry ${c.index} holds no valid transaction: ${(err as Error).message}`,
-        };
+        return badCommand(c, err);
       }
-      if ('compact' in cmd) return this.compact(cmd.compact);
-      try {
-        if ('leaseGrant' in cmd) {
-          // An id from the entry's index: unique, and the same on every replica.
-          const l = this.store.grant(cmd.leaseGrant.id, cmd.leaseGrant.ttl, c.index);
-          return {
-            kind: 'lease-grant',
-            revision: this.store.revision(),
-            id: l.id,
-            ttl: l.ttlSeconds,
-          };
-        }
-        if ('leaseRevoke' in cmd) {
-          const r = this.store.revoke(cmd.leaseRevoke);
-          return { kind: 'lease-revoke', revision: r.revision, deleted: r.deleted };
-        }
-        return this.store.apply(cmd);
-      } catch (err) {
-        if (!(err instanceof FlotillaError)) throw err;
-        return {
-          kind: 'error',
-          revision: this.store.revision(),
-          error: { code: err.code, message: err.message },
-        };
-      }
+      return this.applyDecoded(c, cmd);
     });
+  }
+
+  /**
+   * Decodes a command already unpacked from msgpack (a range's machine unpacks each entry once
+   * to tell its own commands from the store's). Throws an Error naming what is wrong.
+   */
+  decode(unpacked: unknown): KvCommand {
+    return decodeCommand(unpacked, this.limits);
+  }
+
+  /** Applies one decoded command of entry `c`. */
+  applyDecoded(c: Command, cmd: KvCommand): ApplyResult {
+    if ('compact' in cmd) return this.compact(cmd.compact);
+    try {
+      if ('leaseGrant' in cmd) {
+        // An id from the entry's index: unique, and the same on every replica.
+        const l = this.store.grant(cmd.leaseGrant.id, cmd.leaseGrant.ttl, c.index);
+        return {
+          kind: 'lease-grant',
+          revision: this.store.revision(),
+          id: l.id,
+          ttl: l.ttlSeconds,
+        };
+      }
+      if ('leaseRevoke' in cmd) {
+        const r = this.store.revoke(cmd.leaseRevoke);
+        return { kind: 'lease-revoke', revision: r.revision, deleted: r.deleted };
+      }
+      return this.store.apply(cmd);
+    } catch (err) {
+      if (!(err instanceof FlotillaError)) throw err;
+      return {
+        kind: 'error',
+        revision: this.store.revision(),
+        error: { code: err.code, message: err.message },
+      };
+    }
+  }
+
+  /**
+   * Moves every key from `at` on out of this machine, with its past (a range split), and
+   * answers their snapshot: the chunks a machine restores to hold exactly those keys, at this
+   * revision, with every lease. O(keys moved) now (KvStore.splitOff); encoded as it is read.
+   */
+  splitOff(at: Uint8Array): AsyncIterable<Uint8Array> {
+    return chunksOf(this.store.splitOff(at));
   }
 
   /** Checks that a read may ask for `revision` (0: now); throws COMPACTED or FUTURE_REVISION. */
@@ -263,24 +281,7 @@ export class KvStateMachine implements StateMachine {
    * per pull.
    */
   snapshot(): AsyncIterable<Uint8Array> {
-    const { revision, compacted, leases, capture } = this.store.capture();
-    return chunkStream(function* () {
-      try {
-        yield packr.pack({
-          v: 4,
-          revision,
-          compacted,
-          chunks: Math.ceil(capture.kvCount / RECORDS_PER_CHUNK),
-          pastChunks: Math.ceil(capture.pastCount / RECORDS_PER_CHUNK),
-          leases: leases.map((l) => [l.id, l.ttlSeconds]),
-        });
-        for (const part of capture.kvs(RECORDS_PER_CHUNK)) yield packr.pack(part);
-        for (const part of capture.pasts(RECORDS_PER_CHUNK))
-          yield packr.pack(part.map(([key, versions]) => ({ key: bytesOf(key), versions })));
-      } finally {
-        capture.close();
-      }
-    });
+    return chunksOf(this.store.capture());
   }
 
   /** Restores a snapshot of this version (4) or of version 3 (no past, nothing compacted). */
@@ -340,6 +341,36 @@ export class KvStateMachine implements StateMachine {
   }
 }
 
+/** The snapshot chunks of a capture: its header, its key-values, then the keys' pasts. */
+function chunksOf(captured: ReturnType<KvStore['capture']>): AsyncIterable<Uint8Array> {
+  const { revision, compacted, leases, capture } = captured;
+  return chunkStream(function* () {
+    try {
+      yield packr.pack({
+        v: 4,
+        revision,
+        compacted,
+        chunks: Math.ceil(capture.kvCount / RECORDS_PER_CHUNK),
+        pastChunks: Math.ceil(capture.pastCount / RECORDS_PER_CHUNK),
+        leases: leases.map((l) => [l.id, l.ttlSeconds]),
+      });
+      for (const part of capture.kvs(RECORDS_PER_CHUNK)) yield packr.pack(part);
+      for (const part of capture.pasts(RECORDS_PER_CHUNK))
+        yield packr.pack(part.map(([key, versions]) => ({ key: bytesOf(key), versions })));
+    } finally {
+      capture.close();
+    }
+  });
+}
+
+/** Deterministic on every replica: the same bytes fail the same way, and nothing changes. */
+function badCommand(c: Command, err: unknown): Refusal {
+  return {
+    refused: 'BAD_COMMAND',
+    message: `Entry ${c.index} holds no valid transaction: ${(err as Error).message}`,
+  };
+}
+
 type KeyValue = ReturnType<KvStore['snapshotState']>['kvs'][number];
 
 function normalizeKv(kv: KeyValue): KeyValue {
@@ -364,8 +395,7 @@ function isBytes(v: unknown): v is Uint8Array {
   return v instanceof Uint8Array;
 }
 
-function decodeCommand(data: Uint8Array, limits: ResolvedKvLimits): KvCommand {
-  const x = packr.unpack(data) as unknown;
+function decodeCommand(x: unknown, limits: ResolvedKvLimits): KvCommand {
   if (x === null || typeof x !== 'object' || Array.isArray(x)) fail('not a transaction map');
   const t = x as Record<string, unknown>;
   if ('leaseGrant' in t) {

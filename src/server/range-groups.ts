@@ -1,0 +1,175 @@
+// The ranges a node runs, each its own Raft group on the node's host, and the groups a split
+// creates (docs/DESIGN.md, "Splitting a range"). When a range's split applies on a replica, the
+// right-hand range's initial state (the seed, src/ranges/range-machine.ts) is written to the new
+// group's storage as its snapshot, at the split entry's index and term with the split's replicas
+// as voters, and the group is started on the host. Every replica does the same from its own
+// state, so the new group starts on each with the same snapshot and nothing crosses the network.
+//
+// Ordering: the seed is durable before the left range saves any snapshot at or past the split
+// index (the range's snapshot waits for it), so a crash never leaves a node whose left range
+// starts past the split without the right range's seed. A node that missed the split (a
+// snapshot of the left taken after it caught it up) finds the child in the left's restored
+// state and starts it on empty storage with the split's replicas as its initial voters (as a
+// member joining a group does): its log is empty, so it wins no election, and the child's
+// leader sends it a snapshot.
+//
+// What this does not do yet: route requests by range (the node serves range 0 as before), tell
+// the meta group of the new descriptors, or stop a range whose replicas no longer include this
+// node.
+
+import type { GroupStorage } from '../host/contracts.js';
+import type { GroupOptions, Host } from '../host/host.js';
+import type { RaftRuntime } from '../host/runtime.js';
+import { SessionMachine, type SessionLimits } from '../host/sessions.js';
+import { collectSnapshot } from '../host/snapshot-stream.js';
+import type { KvLimits } from '../kv/machine.js';
+import { RangeMachine, WHOLE_KEY_SPACE, type SplitApplied } from '../ranges/range-machine.js';
+import { FIRST_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
+
+/** A range group's settings: everything but its storage, state machine and voters. */
+export type RangeGroupSettings = Omit<GroupOptions, 'storage' | 'stateMachine' | 'voters'>;
+
+export interface RangeGroupsOptions {
+  readonly host: Host;
+  /** Opens range `id`'s storage on this node (empty when the node holds none); once per range. */
+  readonly openStorage: (id: RangeId) => Promise<GroupStorage>;
+  /** The settings of every range group, the ones splits create included. */
+  readonly settings: RangeGroupSettings;
+  readonly limits: KvLimits;
+  readonly sessionLimits?: SessionLimits;
+  /** Told when a range could not be seeded or started (the node logs it). */
+  readonly onError?: (range: RangeId, err: Error) => void;
+}
+
+/** One range this node runs: its machine, behind the session layer the group applies to. */
+export interface RangeGroup {
+  readonly range: RangeMachine;
+  readonly sessions: SessionMachine;
+  readonly runtime: RaftRuntime;
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export class RangeGroups {
+  /** Every range started or being started here, by id: at most one start each. */
+  private readonly starting = new Map<RangeId, Promise<RangeGroup>>();
+  private readonly running = new Map<RangeId, RangeGroup>();
+
+  constructor(private readonly o: RangeGroupsOptions) {}
+
+  /**
+   * Starts range `id` on its storage, with `voters` as its voters when the storage holds no
+   * snapshot (range 0: the cluster's; a range split off another: the split's replicas, its
+   * storage holding the seed, or empty until its leader sends a snapshot), then every range
+   * split off it that this node replicates. Answers the range's group once it runs.
+   */
+  start(id: RangeId, voters: readonly number[], descriptor?: RangeDescriptor): Promise<RangeGroup> {
+    const held = this.starting.get(id);
+    if (held !== undefined) return held;
+    const p = this.o.openStorage(id).then((storage) => this.run(id, storage, voters, descriptor));
+    this.track(id, p);
+    return p;
+  }
+
+  /** The range's group, once it runs here. */
+  group(id: RangeId): RangeGroup | undefined {
+    return this.running.get(id);
+  }
+
+  /** Ids of the ranges running here, ascending. */
+  ranges(): RangeId[] {
+    return [...this.running.keys()].sort((a, b) => a - b);
+  }
+
+  /** Resolves once every range started so far (seeded ones included) runs, or failed. */
+  async settled(): Promise<void> {
+    for (;;) {
+      const all = [...this.starting.values()];
+      await Promise.allSettled(all);
+      if (this.starting.size === all.length) return;
+    }
+  }
+
+  private track(id: RangeId, p: Promise<RangeGroup>): void {
+    this.starting.set(id, p);
+    p.catch((err: unknown) =>
+      this.o.onError?.(id, err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+
+  private async run(
+    id: RangeId,
+    storage: GroupStorage,
+    voters: readonly number[],
+    descriptor: RangeDescriptor | undefined,
+  ): Promise<RangeGroup> {
+    const range = new RangeMachine({
+      limits: this.o.limits,
+      descriptor: descriptor ?? (id === FIRST_RANGE ? WHOLE_KEY_SPACE : { ...WHOLE_KEY_SPACE, id }),
+    });
+    const sessions = new SessionMachine(range, this.o.sessionLimits);
+    range.onSplit((s) => this.seed(s));
+    // A snapshot (stored, or installed from the leader) may name children split off after
+    // this node's own last state: start those it replicates.
+    range.onRestored(() => this.startChildren(range));
+    let runtime: RaftRuntime;
+    try {
+      runtime = await this.o.host.addGroup(id, {
+        ...this.o.settings,
+        storage,
+        stateMachine: sessions,
+        voters,
+      });
+    } catch (err) {
+      await storage.close();
+      throw err;
+    }
+    const group = { range, sessions, runtime };
+    this.running.set(id, group);
+    this.startChildren(range);
+    return group;
+  }
+
+  private startChildren(range: RangeMachine): void {
+    for (const child of range.children())
+      if (child.replicas.includes(this.o.host.id) && !this.starting.has(child.id))
+        void this.start(child.id, child.replicas, child);
+  }
+
+  /**
+   * A split applied here: writes the seed as the new group's snapshot and starts the group.
+   * Answers once the seed is durable (the left range's snapshots wait for that). A node that
+   * holds the range already (it restarted, and replays the split from its log) starts it on
+   * what it holds.
+   */
+  private seed(s: SplitApplied): Promise<void> {
+    const id = s.right.id;
+    if (!s.right.replicas.includes(this.o.host.id) || this.starting.has(id)) {
+      s.discard();
+      return Promise.resolve();
+    }
+    const durable = this.o.openStorage(id).then(async (storage) => {
+      try {
+        const held = await storage.loadSnapshot();
+        if (held === null || held.meta.index < s.index) {
+          const data = await collectSnapshot(s.seed, nextTurn);
+          await storage.saveSnapshot(
+            { index: s.index, term: s.term, voters: [...s.right.replicas] },
+            data,
+          );
+          // The group's term starts at the split entry's: its log never goes back in term.
+          await storage.persist([], { term: s.term, vote: 0, commit: s.index });
+        }
+      } catch (err) {
+        await storage.close();
+        throw err;
+      }
+      return storage;
+    });
+    this.track(
+      id,
+      durable.then((storage) => this.run(id, storage, s.right.replicas, s.right)),
+    );
+    return durable.then(() => undefined);
+  }
+}
