@@ -122,6 +122,7 @@ interface Row {
     readonly id: number;
     readonly led: number;
     readonly cpuMsPerS: number;
+    readonly cpuSystemMsPerS: number;
     readonly rssMiB: number;
     readonly sentMessagesPerS: number;
     readonly sentFramesPerS: number;
@@ -133,6 +134,14 @@ interface Row {
   /** The same per group replica (one process's share). */
   readonly cpuUsPerSPerReplica: number;
   readonly messagesPerS: number;
+  /**
+   * Messages a cluster that keeps up exchanges: each group's leader sends each of two
+   * followers a heartbeat every 50 ms, and each answers. Below it, the processes fell behind
+   * (ticks late on a loaded machine) and their CPU figures understate the cost.
+   */
+  readonly expectedMessagesPerS: number;
+  /** The three processes' CPU per 1,000 messages exchanged: comparable when behind. */
+  readonly cpuMsPer1kMessages: number;
   readonly framesPerS: number;
   readonly kiBPerS: number;
   readonly loadAverage: readonly number[];
@@ -192,6 +201,7 @@ async function runOne(g: number, o: Options, profileDir: string | null): Promise
     const perS = (n: number, m: Measured): number => Math.round((n * 1000) / m.windowMs);
     const cpuMsPerS = (m: Measured): number => ((m.cpuUserMs + m.cpuSystemMs) * 1000) / m.windowMs;
     const totalCpu = measured.reduce((n, m) => n + cpuMsPerS(m), 0);
+    const messagesPerS = measured.reduce((n, m) => n + perS(m.sent.messages, m), 0);
     const row: Row = {
       groups: g,
       electedInMs,
@@ -199,6 +209,7 @@ async function runOne(g: number, o: Options, profileDir: string | null): Promise
         id: m.id,
         led: m.led,
         cpuMsPerS: Math.round(cpuMsPerS(m) * 10) / 10,
+        cpuSystemMsPerS: Math.round(((m.cpuSystemMs * 1000) / m.windowMs) * 10) / 10,
         rssMiB: Math.round(m.rssBytes / 1024 / 1024),
         sentMessagesPerS: perS(m.sent.messages, m),
         sentFramesPerS: perS(m.sent.frames, m),
@@ -207,7 +218,10 @@ async function runOne(g: number, o: Options, profileDir: string | null): Promise
       })),
       cpuUsPerSPerGroup: Math.round((totalCpu * 1000) / g),
       cpuUsPerSPerReplica: Math.round((totalCpu * 1000) / g / 3),
-      messagesPerS: measured.reduce((n, m) => n + perS(m.sent.messages, m), 0),
+      messagesPerS,
+      expectedMessagesPerS: 80 * g,
+      cpuMsPer1kMessages:
+        messagesPerS === 0 ? 0 : Math.round((totalCpu * 1000 * 100) / messagesPerS) / 100,
       framesPerS: measured.reduce((n, m) => n + perS(m.sent.frames, m), 0),
       kiBPerS: Math.round(measured.reduce((n, m) => n + perS(m.sent.bytes, m), 0) / 102.4) / 10,
       loadAverage: load,
@@ -237,7 +251,7 @@ async function main(): Promise<void> {
     process.stderr.write(`G=${g}: starting\n`);
     const row = await runOne(g, o, profileDir);
     process.stderr.write(
-      `G=${g}: elected in ${row.electedInMs} ms; ${row.perProcess.map((p) => p.cpuMsPerS).join(' / ')} CPU ms/s; ${row.cpuUsPerSPerGroup} µs/s per group\n`,
+      `G=${g}: elected in ${row.electedInMs} ms; ${row.perProcess.map((p) => p.cpuMsPerS).join(' / ')} CPU ms/s; ${row.cpuUsPerSPerGroup} µs/s per group; ${row.messagesPerS} of ${row.expectedMessagesPerS} messages/s; ${row.cpuMsPer1kMessages} ms per 1,000 messages\n`,
     );
     rows.push(row);
   }
