@@ -7,8 +7,11 @@
 // group and no other.
 
 import type { Message, NodeId } from '../raft/index.js';
-import type { Clock, GroupId, HostTransport } from './contracts.js';
+import type { Clock, GroupId, HostTransport, LivenessReporter } from './contracts.js';
 import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from './runtime.js';
+
+/** Every group's leadership is told to the liveness lane at least this often, in ticks. */
+const LEADING_SWEEP_TICKS = 100;
 
 export interface HostOptions {
   readonly id: NodeId;
@@ -23,7 +26,7 @@ export interface HostOptions {
 /** A group's own settings; the host supplies the node id, clock, ticker and transport. */
 export type GroupOptions = Omit<
   RuntimeOptions,
-  'id' | 'group' | 'send' | 'flush' | 'clock' | 'tickMs' | 'onEvent'
+  'id' | 'group' | 'send' | 'flush' | 'clock' | 'tickMs' | 'onEvent' | 'onLeadingChange'
 >;
 
 export interface HostStats {
@@ -42,6 +45,13 @@ export class Host implements AsyncDisposable {
   private nextTickAtMs = 0;
   private unrouted = 0;
   private closed = false;
+  /** Inside the ticker's run over every group: flushes wait for its end (flush()). */
+  private ticking = false;
+  private flushWanted = false;
+  /** Ticks since the start, for the liveness lane's periodic full report. */
+  private ticks = 0;
+  /** Groups whose leadership may have changed since the lane was last told (reportLeading). */
+  private readonly leadingChanged = new Set<GroupId>();
 
   constructor(private readonly o: HostOptions) {
     this.tickMs = o.tickMs ?? 10;
@@ -77,10 +87,12 @@ export class Host implements AsyncDisposable {
         clock: this.o.clock,
         tickMs: this.tickMs,
         send: (msg, attachment) => this.o.transport.send(msg, attachment, group),
-        flush: () => this.o.transport.flush?.(),
+        flush: () => this.flush(),
         onEvent: (e) => this.o.onEvent?.(group, e),
+        onLeadingChange: () => this.leadingChanged.add(group),
       });
       this.runtimes.set(group, rt);
+      this.leadingChanged.add(group);
       return rt;
     } finally {
       this.adding.delete(group);
@@ -105,6 +117,7 @@ export class Host implements AsyncDisposable {
     if (rt === undefined) return;
     await rt.close(handoffTimeoutMs);
     this.runtimes.delete(group);
+    this.leadingChanged.delete(group);
     this.o.transport.liveness?.lead(group, null);
     await rt.storage.close();
   }
@@ -147,6 +160,57 @@ export class Host implements AsyncDisposable {
   }
 
   /**
+   * A runtime asks that what it sent be written now (its appends before its own write). Inside
+   * the ticker's run the host writes once at the end instead: a tick's heartbeats to one peer,
+   * of every group this host leads, then leave together, and a transport that coalesces them
+   * (PROTOCOL.md, version 4) sends one frame where it sent one per group.
+   */
+  private flush(): void {
+    if (this.ticking) this.flushWanted = true;
+    else this.o.transport.flush?.();
+  }
+
+  /** Ticks every group, with one clock reading, and writes what they sent in one go. */
+  private tickAll(): void {
+    const nowMs = this.o.clock.nowMs();
+    this.ticking = true;
+    try {
+      for (const rt of this.runtimes.values()) rt.tick(nowMs);
+    } finally {
+      this.ticking = false;
+    }
+    if (this.flushWanted) {
+      this.flushWanted = false;
+      this.o.transport.flush?.();
+    }
+    const lane = this.o.transport.liveness;
+    if (lane !== undefined && lane !== null) {
+      lane.alive();
+      this.reportLeading(lane);
+    }
+  }
+
+  /**
+   * Tells the liveness lane the leadership of the groups whose runtime said it may have
+   * changed (the core's leader moved, a new term, a membership change, a stop). Asking every
+   * group every tick cost an object, an array and a string per group per tick, a tenth of an
+   * idle node's CPU with 1,000 groups (BENCHMARKS.md, "Idle groups"). Once a second every
+   * group is asked regardless, should a change have slipped by.
+   */
+  private reportLeading(lane: LivenessReporter): void {
+    this.ticks += 1;
+    if (this.ticks % LEADING_SWEEP_TICKS === 0)
+      for (const group of this.runtimes.keys()) this.leadingChanged.add(group);
+    for (const group of this.leadingChanged) {
+      const rt = this.runtimes.get(group);
+      if (rt === undefined) continue;
+      rt.takeLeadingChange();
+      lane.lead(group, rt.leading());
+    }
+    this.leadingChanged.clear();
+  }
+
+  /**
    * Ticks at a fixed rate: each timer aims at the next due time rather than "tickMs from now",
    * so a late timer does not push every later tick back (which stretched election timeouts on
    * a loaded machine). Ticks missed during a stall are not replayed in a burst: messages that
@@ -159,12 +223,7 @@ export class Host implements AsyncDisposable {
     this.nextTickAtMs += this.tickMs;
     this.tickTimer = this.o.clock.setTimeout(
       () => {
-        for (const rt of this.runtimes.values()) rt.tick();
-        const lane = this.o.transport.liveness;
-        if (lane !== undefined && lane !== null) {
-          lane.alive();
-          for (const [group, rt] of this.runtimes) lane.lead(group, rt.leading());
-        }
+        this.tickAll();
         if (this.tickTimer !== null) this.scheduleTick();
       },
       Math.max(0, this.nextTickAtMs - now),

@@ -100,6 +100,11 @@ export interface RuntimeOptions {
   readonly raft?: Partial<Omit<RaftConfig, 'id' | 'voters' | 'rng' | 'initial' | 'onEvent'>>;
   readonly onEvent?: (event: RuntimeEvent) => void;
   /**
+   * Called when what `leading()` returns may have changed, once until `takeLeadingChange` is
+   * called: the host's liveness lane then asks this group again, and no other.
+   */
+  readonly onLeadingChange?: () => void;
+  /**
    * Stores the core's recovery state durably (Ready.recovery) before the Ready's entries are
    * written; its value is `raft.recovery` at the next start. Synchronous: it changes at most
    * twice in a node's life.
@@ -170,6 +175,14 @@ export class RaftRuntime {
   private fatal: Error | null = null;
   private leader = 0;
   private role: Status['role'] = 'follower';
+  /**
+   * What `leading()` returns may have changed since the host last asked (takeLeadingChange):
+   * the core's leader moved, a new role or term, a membership change, a stop. The host asks
+   * only then, not every tick for every group.
+   */
+  private leadingChanged = false;
+  /** The core's leader when the runtime last looked (noteLeader). */
+  private leaderSeen = 0;
   /** Real time up to which the core's lease clock has been moved on (syncClock). */
   private clockAtMs: number;
   private applied: number;
@@ -294,11 +307,29 @@ export class RaftRuntime {
     return this.o.stateMachine;
   }
 
-  /** One Raft tick (the host's ticker calls it every tickMs). */
-  tick(): void {
+  /**
+   * One Raft tick (the host's ticker calls it every tickMs). `nowMs` is the clock's time now:
+   * the host reads it once for all its groups.
+   */
+  tick(nowMs = this.o.clock.nowMs()): void {
     if (!this.running) return;
-    this.node.tick(this.clockTicksDue());
+    this.node.tick(this.clockTicksDue(nowMs));
+    this.noteLeader();
     this.kick();
+  }
+
+  /** Whether the core's leader moved since the last look (it reads the core: cheap). */
+  private noteLeader(): void {
+    const leader = this.node.leaderNow();
+    if (leader === this.leaderSeen) return;
+    this.leaderSeen = leader;
+    this.noteLeadingChange();
+  }
+
+  private noteLeadingChange(): void {
+    if (this.leadingChanged) return;
+    this.leadingChanged = true;
+    this.o.onLeadingChange?.();
   }
 
   /**
@@ -306,8 +337,8 @@ export class RaftRuntime {
    * host's ticker does not replay ticks a stall made it miss, but a lease must still end on
    * time.
    */
-  private clockTicksDue(): number {
-    const due = Math.floor((this.o.clock.nowMs() - this.clockAtMs) / this.opts.tickMs);
+  private clockTicksDue(nowMs = this.o.clock.nowMs()): number {
+    const due = Math.floor((nowMs - this.clockAtMs) / this.opts.tickMs);
     if (due <= 0) return 0;
     this.clockAtMs += due * this.opts.tickMs;
     return due;
@@ -353,6 +384,13 @@ export class RaftRuntime {
   /** While this node leads the group: its term and followers (the host's liveness lane). */
   leading(): { readonly term: number; readonly followers: readonly number[] } | null {
     return this.running ? this.node.leading() : null;
+  }
+
+  /** Whether `leading()` may have changed since the last call (which clears it). */
+  takeLeadingChange(): boolean {
+    const changed = this.leadingChanged;
+    this.leadingChanged = false;
+    return changed;
   }
 
   /** Whether this node leads the group now (a stopped runtime leads nothing). */
@@ -597,6 +635,7 @@ export class RaftRuntime {
     }
     this.closed = true;
     this.running = false;
+    this.noteLeadingChange();
     // running is false, so no new loop starts: wait for the one in progress, if any.
     await this.loopDone;
     this.waiters.failAll(
@@ -664,6 +703,7 @@ export class RaftRuntime {
     // Of the messages, only a follower's read index may be answered from the lease.
     if (msg.type === 'read-index') this.syncClock();
     this.node.step(msg);
+    this.noteLeader();
     this.kick();
   }
 
@@ -686,6 +726,9 @@ export class RaftRuntime {
       for (const m of this.node.takeMessages()) this.sendMessage(m);
       return;
     }
+    // Most ticks of an idle group change nothing: starting the loop would cost two promises
+    // per group per tick for nothing (docs/BENCHMARKS.md, "Idle groups").
+    if (!this.node.hasReady()) return;
     this.loopActive = true;
     this.loopDone = this.loop().then(
       () => {
@@ -703,6 +746,8 @@ export class RaftRuntime {
       const rd = this.node.ready();
       await this.handleReady(rd);
       this.node.advance(rd);
+      // A membership change takes effect in the core with the Ready that applied it.
+      if (rd.committedEntries.some((e) => e.type === 'conf-change')) this.noteLeadingChange();
       const check = this.snapshots.pendingCheck;
       if (check !== null) await this.snapshots.checkIncoming(check);
       this.answerConfChanges();
@@ -713,6 +758,11 @@ export class RaftRuntime {
   /** The order is the core's contract (types.ts, Ready): send, persist, send, apply. */
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState !== null) this.onSoftState(rd.softState.leader, rd.softState.role);
+    if (
+      rd.softState !== null ||
+      (rd.hardState !== null && rd.hardState.term !== this.latestHard?.term)
+    )
+      this.noteLeadingChange();
     for (const m of rd.messages) this.sendMessage(m);
     // The appends leave before this node applies or encodes and submits its own write, all
     // synchronous work: the followers' writes, on the commit's critical path, start at once.
@@ -1002,6 +1052,7 @@ export class RaftRuntime {
     if (this.fatal !== null) return;
     this.fatal = err;
     this.running = false;
+    this.noteLeadingChange();
     this.o.onEvent?.({ kind: 'fatal', error: err });
     for (const w of this.appliedConfChanges) this.waiters.settle(w);
     const applied = this.appliedConfChanges;

@@ -23,8 +23,14 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
  * a version-2 node refuses it instead of taking it for a redial of the main connection.
  */
 export const PROTOCOL_VERSION_MIN = 2;
-export const PROTOCOL_VERSION_MAX = 3;
+export const PROTOCOL_VERSION_MAX = 4;
 export const LIVENESS_LANE_VERSION = 3;
+/**
+ * Version 4 adds the HEARTBEATS frame (coalesced.ts): the heartbeats and heartbeat answers of
+ * many groups to one peer in one frame. A sender uses it only on a connection negotiated at 4
+ * or above, so a version-3 peer keeps receiving one MESSAGE frame per heartbeat.
+ */
+export const COALESCED_HEARTBEATS_VERSION = 4;
 
 /** The connections a peer may open: the main one, and the heartbeats-only liveness lane. */
 export type Lane = 'main' | 'liveness';

@@ -22,6 +22,8 @@ export const FrameType = {
   message: 4,
   chunk: 5,
   messageWithAttachment: 6,
+  /** Heartbeats and heartbeat answers of many groups (protocol version 4; coalesced.ts). */
+  heartbeats: 7,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 

@@ -6,8 +6,8 @@ import type { Socket } from 'node:net';
 import type { Message, NodeId } from '../raft/types.js';
 import {
   CHUNK_HEADER_BYTES,
+  COALESCED_HEARTBEATS_VERSION,
   LIVENESS_LANE_VERSION,
-  PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN,
   decodeHello,
   decodeMessage,
@@ -17,6 +17,7 @@ import {
   type Lane,
 } from './codec.js';
 import { TransportError, hexPreview } from './errors.js';
+import { COUNT_BYTES, RECORD_BYTES, decodeHeartbeats } from './coalesced.js';
 import {
   FrameDecoder,
   FrameType,
@@ -36,6 +37,13 @@ export interface InboundContext {
   admit(id: NodeId, peerAddress: string, clientUrl: string | null): boolean;
   /** Called once the handshake named a valid peer. */
   accepted(conn: InboundConnection): void;
+  /**
+   * Runs `run`, which delivers the frames of one socket read; the transport writes what the
+   * handlers answered once it returns (TcpTransport.flush), so the answers leave together.
+   */
+  delivering(run: () => void): void;
+  /** Counts one frame read after the handshake. */
+  countFrame(conn: InboundConnection): void;
   refused(conn: InboundConnection, claimed: NodeId, reason: string): void;
   error(conn: InboundConnection, e: TransportError): void;
   deliver(
@@ -63,6 +71,8 @@ export class InboundConnection {
   peerHasLog: boolean | null = null;
   /** Which of the dialler's connections this is (codec.ts, Lane); known after the handshake. */
   lane: Lane = 'main';
+  /** The protocol version negotiated (known after the handshake). */
+  version = 0;
   private readonly decoder: FrameDecoder;
   private timer: unknown;
   private assembly: Assembly | null = null;
@@ -111,6 +121,11 @@ export class InboundConnection {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.decoder.push(chunk);
+    if (this.state === 'open') return this.ctx.delivering(() => this.readFrames());
+    this.readFrames();
+  }
+
+  private readFrames(): void {
     try {
       if (this.state === 'preface') this.readPreface();
       // Bounded by the bytes received: each iteration consumes one whole frame.
@@ -149,12 +164,13 @@ export class InboundConnection {
         `expected hello, saw frame type ${frame.type}`,
       );
     const h = decodeHello(frame.payload);
-    const version = Math.min(h.maxVersion, PROTOCOL_VERSION_MAX);
+    const version = Math.min(h.maxVersion, this.ctx.opts.protocolVersionMax);
     const reason = this.checkHello(h, version);
     if (reason !== null) return this.refuse(h.from, reason);
     this.clearTimer();
     this.peer = h.from;
     this.lane = h.lane;
+    this.version = version;
     this.state = 'open';
     this.decoder.maxFrameBytes = this.ctx.opts.maxFrameBytes;
     this.peerHasLog = h.hasLog;
@@ -174,7 +190,7 @@ export class InboundConnection {
     if (h.clusterId !== o.clusterId)
       return `cluster id mismatch: ours ${JSON.stringify(o.clusterId)}, node ${h.from} sent ${JSON.stringify(h.clusterId)}`;
     if (version < Math.max(h.minVersion, PROTOCOL_VERSION_MIN))
-      return `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}, node ${h.from} speaks ${h.minVersion}..${h.maxVersion}`;
+      return `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${o.protocolVersionMax}, node ${h.from} speaks ${h.minVersion}..${h.maxVersion}`;
     if (h.to !== o.nodeId) return `node ${h.from} dialled node ${h.to}, this is node ${o.nodeId}`;
     if (h.lane === 'liveness' && version < LIVENESS_LANE_VERSION)
       return `node ${h.from} opened a liveness lane in protocol version ${version}; it needs ${LIVENESS_LANE_VERSION}`;
@@ -205,6 +221,8 @@ export class InboundConnection {
 
   private onFrame(frame: Frame): void {
     const bytes = frame.payload.byteLength + HEADER_BYTES;
+    this.ctx.countFrame(this);
+    if (frame.type === FrameType.heartbeats) return this.onHeartbeats(frame.payload);
     if (frame.type === FrameType.message) {
       if (this.assembly !== null)
         throw new TransportError(
@@ -220,6 +238,27 @@ export class InboundConnection {
       'TRANSPORT_BAD_FRAME',
       `unexpected frame type ${frame.type} after handshake`,
     );
+  }
+
+  /** A HEARTBEATS frame (coalesced.ts): each record is delivered as its own message. */
+  private onHeartbeats(payload: Buffer): void {
+    if (this.version < COALESCED_HEARTBEATS_VERSION)
+      throw new TransportError(
+        'TRANSPORT_BAD_FRAME',
+        `heartbeats frame on a connection of protocol version ${this.version}; it needs ${COALESCED_HEARTBEATS_VERSION}`,
+      );
+    if (this.assembly !== null)
+      throw new TransportError(
+        'TRANSPORT_BAD_FRAME',
+        `heartbeats frame inside snapshot transfer ${this.assembly.id}`,
+      );
+    const messages = decodeHeartbeats(payload, this.peer, this.ctx.opts.nodeId);
+    // The frame's bytes, shared out as the sender counted them.
+    let bytes = HEADER_BYTES + COUNT_BYTES + RECORD_BYTES;
+    for (const m of messages) {
+      this.deliver(m, null, bytes);
+      bytes = RECORD_BYTES;
+    }
   }
 
   private deliver(

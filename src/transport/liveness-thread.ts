@@ -88,10 +88,11 @@ function check(): void {
       if (link === undefined || !link.connected) continue;
       const hb: Heartbeat = { type: 'heartbeat', from: self, to, term: l.term, commit: 0, seq: 0 };
       link.send(hb, null, group);
-      link.flush();
       sent++;
     }
   }
+  // Once for all groups: a peer that speaks version 4 gets them in one coalesced frame.
+  for (const link of links.values()) link.flush();
   shared[1] = (shared[1] ?? 0) + sent;
 }
 

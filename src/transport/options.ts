@@ -8,7 +8,12 @@ import type { NodeId } from '../raft/types.js';
 import type { BackoffOptions } from './backoff.js';
 import { TransportError } from './errors.js';
 import { HEADER_BYTES } from './frame.js';
-import { CHUNK_HEADER_BYTES } from './codec.js';
+import {
+  CHUNK_HEADER_BYTES,
+  LIVENESS_LANE_VERSION,
+  PROTOCOL_VERSION_MAX,
+  PROTOCOL_VERSION_MIN,
+} from './codec.js';
 import type { PeerTlsOptions } from './tls.js';
 import type { PeerAddress, TransportClock } from './types.js';
 import type { ValidationLimits } from './validate.js';
@@ -74,6 +79,12 @@ export interface TcpTransportOptions {
    * thread is silent. Omitted, or a grace of 0: no lane.
    */
   readonly liveness?: LivenessOptions;
+  /**
+   * The highest peer protocol version this node offers and accepts (codec.ts). Default: the
+   * highest this build speaks. A lower one keeps a node talking as an older build would
+   * (a rolling upgrade that must not use a new version's frames yet; tests of mixed versions).
+   */
+  readonly protocolVersionMax?: number;
 }
 
 /** The liveness lane (liveness.ts). */
@@ -102,6 +113,7 @@ export interface ResolvedTcpOptions {
   readonly maxInboundConnections: number;
   readonly validation: ValidationLimits;
   readonly lookup: LookupFunction | null;
+  readonly protocolVersionMax: number;
 }
 
 const MiB = 1024 * 1024;
@@ -128,8 +140,15 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
     maxInboundConnections: o.maxInboundConnections ?? 64,
     validation: o.validation ?? defaultValidationLimits,
     lookup: o.lookup ?? null,
+    protocolVersionMax: o.protocolVersionMax ?? PROTOCOL_VERSION_MAX,
   };
   checkRelations(r);
+  need(
+    o.liveness === undefined ||
+      o.liveness.graceMs <= 0 ||
+      r.protocolVersionMax >= LIVENESS_LANE_VERSION,
+    `the liveness lane needs protocol version ${LIVENESS_LANE_VERSION}, but protocolVersionMax is ${r.protocolVersionMax}`,
+  );
   return r;
 }
 
@@ -170,6 +189,12 @@ function checkRelations(r: ResolvedTcpOptions): void {
     `backoff needs 1 <= baseMs <= maxMs, got ${r.backoff.baseMs}..${r.backoff.maxMs}`,
   );
   need(r.handshakeTimeoutMs >= 1, `handshakeTimeoutMs must be >= 1, got ${r.handshakeTimeoutMs}`);
+  need(
+    Number.isSafeInteger(r.protocolVersionMax) &&
+      r.protocolVersionMax >= PROTOCOL_VERSION_MIN &&
+      r.protocolVersionMax <= PROTOCOL_VERSION_MAX,
+    `protocolVersionMax must be ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}, got ${r.protocolVersionMax}`,
+  );
   need(
     r.maxInboundConnections >= 1,
     `maxInboundConnections must be >= 1, got ${r.maxInboundConnections}`,

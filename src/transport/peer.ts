@@ -5,11 +5,11 @@
 
 import { connect, type Socket } from 'node:net';
 import type { Rng } from '../raft/rng.js';
-import type { Message, NodeId } from '../raft/types.js';
+import type { Heartbeat, HeartbeatResponse, Message, NodeId } from '../raft/types.js';
 import { backoffDelayMs } from './backoff.js';
 import {
+  COALESCED_HEARTBEATS_VERSION,
   LIVENESS_LANE_VERSION,
-  PROTOCOL_VERSION_MAX,
   PROTOCOL_VERSION_MIN,
   chunkHeader,
   decodeAccept,
@@ -19,6 +19,13 @@ import {
   pack,
 } from './codec.js';
 import { TransportError } from './errors.js';
+import {
+  COUNT_BYTES,
+  RECORD_BYTES,
+  encodeHeartbeats,
+  isCoalescable,
+  recordsPerFrame,
+} from './coalesced.js';
 import {
   FrameDecoder,
   FrameType,
@@ -65,6 +72,13 @@ export class PeerLink {
   private pumpScheduled = false;
   private transfer: Transfer | null = null;
   private nextTransferId = 1;
+  /**
+   * Whether the open connection was negotiated at a version that takes HEARTBEATS frames
+   * (coalesced.ts); false until the peer's ACCEPT says so.
+   */
+  private coalesces = false;
+  /** Heartbeats and answers gathered by one pump for one HEARTBEATS frame. */
+  private readonly batch: { msg: Heartbeat | HeartbeatResponse; group: number }[] = [];
 
   constructor(
     readonly peer: NodeId,
@@ -144,7 +158,7 @@ export class PeerLink {
       const hello = {
         // A liveness lane offers only the version that knows lanes (codec.ts).
         minVersion: liveness ? LIVENESS_LANE_VERSION : PROTOCOL_VERSION_MIN,
-        maxVersion: PROTOCOL_VERSION_MAX,
+        maxVersion: this.ctx.opts.protocolVersionMax,
         clusterId: this.ctx.opts.clusterId,
         from: this.ctx.opts.nodeId,
         to: this.peer,
@@ -212,8 +226,8 @@ export class PeerLink {
         ? `peer is in cluster ${JSON.stringify(a.clusterId)}, we are in ${JSON.stringify(this.ctx.opts.clusterId)}`
         : a.nodeId !== this.peer
           ? `dialled node ${this.peer} but node ${a.nodeId} answered`
-          : a.version < PROTOCOL_VERSION_MIN || a.version > PROTOCOL_VERSION_MAX
-            ? `peer chose protocol version ${a.version}, we speak ${PROTOCOL_VERSION_MIN}..${PROTOCOL_VERSION_MAX}`
+          : a.version < PROTOCOL_VERSION_MIN || a.version > this.ctx.opts.protocolVersionMax
+            ? `peer chose protocol version ${a.version}, we speak ${PROTOCOL_VERSION_MIN}..${this.ctx.opts.protocolVersionMax}`
             : null;
     if (wrong !== null) {
       this.counters.countError('TRANSPORT_HANDSHAKE_REFUSED');
@@ -229,6 +243,7 @@ export class PeerLink {
     }
     this.clearTimer();
     this.state = 'open';
+    this.coalesces = a.version >= COALESCED_HEARTBEATS_VERSION;
     this.attempt = 0;
     if (this.everConnected) this.counters.reconnects += 1;
     this.everConnected = true;
@@ -321,8 +336,7 @@ export class PeerLink {
     const socket = this.socket;
     if (this.state !== 'open' || socket === null) return;
     socket.cork();
-    for (let item = this.queue.nextControl(); item !== undefined; item = this.queue.nextControl())
-      this.writeMessage(socket, item);
+    this.writeControl(socket);
     while (!this.bulkBlocked) {
       if (this.transfer !== null) this.writeChunk(socket, this.transfer);
       else {
@@ -335,6 +349,38 @@ export class PeerLink {
     socket.uncork();
   }
 
+  /**
+   * Writes the control lane. On a connection that takes them, heartbeats and their answers
+   * (of any group) are gathered into HEARTBEATS frames; the order of everything else is kept,
+   * and a gathered batch is written before the next message that is not one.
+   */
+  private writeControl(socket: Socket): void {
+    const perFrame = recordsPerFrame(this.ctx.opts.maxFrameBytes);
+    for (let item = this.queue.nextControl(); item !== undefined; item = this.queue.nextControl()) {
+      if (this.coalesces && isCoalescable(item.msg)) {
+        this.batch.push({ msg: item.msg, group: item.group });
+        if (this.batch.length >= perFrame) this.writeBatch(socket);
+        continue;
+      }
+      this.writeBatch(socket);
+      this.writeMessage(socket, item);
+    }
+    this.writeBatch(socket);
+  }
+
+  private writeBatch(socket: Socket): void {
+    if (this.batch.length === 0) return;
+    socket.write(encodeSmallFrame(FrameType.heartbeats, encodeHeartbeats(this.batch)));
+    this.counters.framesSent += 1;
+    // The frame's bytes, shared out: the header and count go with the first message.
+    let bytes = HEADER_BYTES + COUNT_BYTES + RECORD_BYTES;
+    for (const { msg } of this.batch) {
+      this.counters.countSent(msg.type, bytes);
+      bytes = RECORD_BYTES;
+    }
+    this.batch.length = 0;
+  }
+
   private writeMessage(socket: Socket, item: QueuedMessage): void {
     const { msg, attachment } = item;
     if (attachment !== null) {
@@ -345,6 +391,7 @@ export class PeerLink {
     if (payload.byteLength > this.ctx.opts.maxFrameBytes)
       return this.tooLarge(item, payload.byteLength);
     socket.write(encodeSmallFrame(FrameType.message, payload));
+    this.counters.framesSent += 1;
     this.counters.countSent(msg.type, payload.byteLength + HEADER_BYTES);
   }
 
@@ -378,6 +425,7 @@ export class PeerLink {
         socket.write(p);
         t.bytes += p.byteLength;
       }
+      this.counters.framesSent += 1;
       t.offset = end;
       if (data.byteLength > 0) return;
     }
@@ -388,6 +436,7 @@ export class PeerLink {
       Buffer.concat([id, encodeMessage(t.item.msg, t.item.group)]),
     );
     socket.write(frame);
+    this.counters.framesSent += 1;
     this.counters.countSent(t.item.msg.type, t.bytes + frame.byteLength);
     this.transfer = null;
   }

@@ -12,6 +12,9 @@ export class PeerCounters {
   private readonly drops = { queueFull: 0, disconnected: 0, closed: 0, invalid: 0 };
   private readonly errors = new Map<TransportErrorCode, number>();
   reconnects = 0;
+  /** Frames written and read (TCP): below the message counts once heartbeats are coalesced. */
+  framesSent = 0;
+  framesReceived = 0;
 
   countSent(type: MessageType, bytes: number): void {
     bump(this.sent, type, bytes);
@@ -35,6 +38,8 @@ export class PeerCounters {
       received: traffic(this.received),
       drops: { ...this.drops },
       reconnects: this.reconnects,
+      framesSent: this.framesSent,
+      framesReceived: this.framesReceived,
       errors: Object.fromEntries(this.errors),
       connected,
       queuedMessages,

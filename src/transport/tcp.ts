@@ -51,6 +51,12 @@ export class TcpTransport implements Transport {
   private readonly inboundContext: InboundContext;
   /** Mutual TLS on the peer port; null: plain TCP. */
   private readonly tls: PeerTls | null;
+  /**
+   * Inbound frames being delivered (InboundContext.delivering): while non-zero, flush() waits
+   * for the end of the run, so the answers of a run of heartbeats (one coalesced frame, or
+   * the frames of one socket read) leave together, coalesced, rather than one write each.
+   */
+  private delivering = 0;
   /** With TLS: every TCP connection, those still in their TLS handshake too (close ends them). */
   private readonly tcpSockets = new Set<Socket>();
   /** The liveness lane (liveness.ts), when configured: the host reports ticks and leadership. */
@@ -147,6 +153,7 @@ export class TcpTransport implements Transport {
    * own write) lets its appends leave first, so the followers' writes start that much earlier.
    */
   flush(): void {
+    if (this.delivering > 0) return;
     for (const link of this.links.values()) link.flush();
   }
 
@@ -205,7 +212,12 @@ export class TcpTransport implements Transport {
     const errors = { ...out.errors };
     for (const [code, n] of Object.entries(inbound.errors) as [TransportError['code'], number][])
       errors[code] = (errors[code] ?? 0) + n;
-    return { ...out, received: inbound.received, errors };
+    return {
+      ...out,
+      received: inbound.received,
+      framesReceived: inbound.framesReceived,
+      errors,
+    };
   }
 
   close(): Promise<void> {
@@ -346,6 +358,18 @@ export class TcpTransport implements Transport {
           remote: conn.remote,
           message: e.message,
         });
+      },
+      delivering: (run) => {
+        this.delivering += 1;
+        try {
+          run();
+        } finally {
+          this.delivering -= 1;
+        }
+        this.flush();
+      },
+      countFrame: (conn) => {
+        this.counters(conn.peer).framesReceived += 1;
       },
       deliver: (conn, msg, attachment, frameBytes, group) => {
         this.counters(conn.peer).countReceived(msg.type, frameBytes);

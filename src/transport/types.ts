@@ -115,6 +115,12 @@ export interface PeerStats {
   };
   /** Successful outbound connections after the first one. */
   readonly reconnects: number;
+  /**
+   * Frames written to and read from the peer (TCP; the in-memory transport frames nothing and
+   * counts none). Fewer than messages where heartbeats travel coalesced (PROTOCOL.md).
+   */
+  readonly framesSent: number;
+  readonly framesReceived: number;
   /** Protocol errors seen on connections with this peer, by code. */
   readonly errors: Partial<Record<TransportErrorCode, number>>;
   readonly connected: boolean;

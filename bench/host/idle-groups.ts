@@ -1,0 +1,273 @@
+// The cost of idle Raft groups: three processes on 127.0.0.1 (idle-node.ts), each a Host with
+// the real TCP transport and its liveness lane, the real runtime and WAL storage in a temp
+// directory, all hosting the same G groups of the same three voters. For each G it waits until
+// every group has a leader, lets the groups settle, then measures each process's CPU over an
+// idle window (nothing is proposed: only ticks, heartbeats and their answers) and prints JSON:
+// CPU ms per second per process, CPU µs per second per idle group, Raft messages, frames and
+// bytes per second between the processes, and resident memory.
+//
+//   node dist/bench/host/idle-groups.js [--groups 1,10,100,1000] [--window-ms 15000]
+//        [--profile] [--protocol-max N] [--out FILE]
+//
+// --profile takes a V8 CPU profile of every process during the largest G's window (the
+// .cpuprofile files go next to the data, their top self times into the JSON).
+// --protocol-max pins the peer protocol version every process offers (3: no coalesced
+// heartbeats), to compare with and without them on one build.
+// Every phase has a time limit; every child is stopped by its PID, whatever happens.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { machineFacts } from '../eval/machine.js';
+import type { FromNode, IdleNodeArgs, Measured, ToNode } from './idle-node.js';
+
+interface Options {
+  readonly groups: readonly number[];
+  readonly windowMs: number;
+  readonly settleMs: number;
+  readonly profile: boolean;
+  readonly protocolMax: number;
+  readonly out: string | null;
+}
+
+function parseArgs(argv: readonly string[]): Options {
+  const get = (flag: string): string | undefined => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const groups = (get('--groups') ?? '1,10,100,1000').split(',').map(Number);
+  if (groups.some((g) => !Number.isSafeInteger(g) || g < 1 || g > 10_000))
+    throw new Error(`--groups takes integers 1..10000, got ${get('--groups')}`);
+  const windowMs = Number(get('--window-ms') ?? 15_000);
+  if (!Number.isSafeInteger(windowMs) || windowMs < 1_000 || windowMs > 300_000)
+    throw new Error(`--window-ms takes 1000..300000, got ${get('--window-ms')}`);
+  return {
+    groups,
+    windowMs,
+    settleMs: Number(get('--settle-ms') ?? 3_000),
+    profile: argv.includes('--profile'),
+    protocolMax: Number(get('--protocol-max') ?? 0),
+    out: get('--out') ?? null,
+  };
+}
+
+/** Free ports on 127.0.0.1, chosen by the OS. */
+async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(
+      await new Promise<number>((resolve, reject) => {
+        const s = createServer();
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+          const a = s.address();
+          const port = typeof a === 'object' && a !== null ? a.port : 0;
+          s.close(() => resolve(port));
+        });
+      }),
+    );
+  }
+  return out;
+}
+
+/** Waits for the first message of `kind` from a child, or fails after `ms` saying what it waited for. */
+function next<K extends FromNode['kind']>(
+  child: ChildProcess,
+  kind: K,
+  ms: number,
+): Promise<Extract<FromNode, { kind: K }>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`node (pid ${child.pid}) sent no ${kind} within ${ms} ms`));
+    }, ms);
+    const on = (m: FromNode): void => {
+      if (m.kind !== kind) return;
+      done();
+      resolve(m as Extract<FromNode, { kind: K }>);
+    };
+    const exited = (code: number | null): void => {
+      done();
+      reject(new Error(`node (pid ${child.pid}) exited (${code}) while we waited for ${kind}`));
+    };
+    const done = (): void => {
+      clearTimeout(timer);
+      child.off('message', on);
+      child.off('exit', exited);
+    };
+    child.on('message', on);
+    child.on('exit', exited);
+  });
+}
+
+/** Stops a child by its PID: asks, then SIGKILL after a bound. */
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.send({ kind: 'stop' } satisfies ToNode, () => undefined);
+  const late = setTimeout(() => {
+    if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+  }, 10_000);
+  await exited;
+  clearTimeout(late);
+}
+
+interface Row {
+  readonly groups: number;
+  readonly electedInMs: number;
+  readonly perProcess: readonly {
+    readonly id: number;
+    readonly led: number;
+    readonly cpuMsPerS: number;
+    readonly cpuSystemMsPerS: number;
+    readonly rssMiB: number;
+    readonly sentMessagesPerS: number;
+    readonly sentFramesPerS: number;
+    readonly sentKiBPerS: number;
+    readonly receivedMessagesPerS: number;
+  }[];
+  /** The three processes' CPU together, per idle group (each group has a replica on each). */
+  readonly cpuUsPerSPerGroup: number;
+  /** The same per group replica (one process's share). */
+  readonly cpuUsPerSPerReplica: number;
+  readonly messagesPerS: number;
+  /**
+   * Messages a cluster that keeps up exchanges: each group's leader sends each of two
+   * followers a heartbeat every 50 ms, and each answers. Below it, the processes fell behind
+   * (ticks late on a loaded machine) and their CPU figures understate the cost.
+   */
+  readonly expectedMessagesPerS: number;
+  /** The three processes' CPU per 1,000 messages exchanged: comparable when behind. */
+  readonly cpuMsPer1kMessages: number;
+  readonly framesPerS: number;
+  readonly kiBPerS: number;
+  readonly loadAverage: readonly number[];
+  readonly profileTop?: Record<number, Measured['profileTop']>;
+}
+
+async function runOne(g: number, o: Options, profileDir: string | null): Promise<Row> {
+  const dataDir = mkdtempSync(join(tmpdir(), `flotilla-idle-${g}-`));
+  const ports = await freePorts(3);
+  const script = fileURLToPath(new URL('./idle-node.js', import.meta.url));
+  const children: ChildProcess[] = [];
+  try {
+    for (let id = 1; id <= 3; id++) {
+      const args: IdleNodeArgs = {
+        id,
+        groups: g,
+        ports,
+        dataDir: join(dataDir, `node-${id}`),
+        protocolMax: o.protocolMax,
+      };
+      children.push(
+        fork(script, [JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+      );
+    }
+    const startLimitMs = 30_000 + g * 60;
+    await Promise.all(children.map((c) => next(c, 'started', startLimitMs)));
+    const t0 = performance.now();
+    const electLimitMs = 30_000 + g * 60;
+    // Every group knows a leader on every process, and exactly G are led in all.
+    for (;;) {
+      const census = await Promise.all(
+        children.map((c) => {
+          const answer = next(c, 'census', 5_000);
+          c.send({ kind: 'census' } satisfies ToNode);
+          return answer;
+        }),
+      );
+      const led = census.reduce((n, c) => n + c.led, 0);
+      if (led === g && census.every((c) => c.withLeader === g)) break;
+      if (performance.now() - t0 > electLimitMs)
+        throw new Error(
+          `G=${g}: not every group had a leader after ${electLimitMs} ms: ${JSON.stringify(census)}`,
+        );
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const electedInMs = Math.round(performance.now() - t0);
+    // Let the elections' stragglers (appends of the new terms' no-ops) finish.
+    await new Promise((r) => setTimeout(r, o.settleMs));
+    const load = loadavg().map((x) => Math.round(x * 100) / 100);
+    const measured = await Promise.all(
+      children.map((c) => {
+        const answer = next(c, 'measured', o.windowMs + 30_000);
+        c.send({ kind: 'measure', windowMs: o.windowMs, profileDir } satisfies ToNode);
+        return answer;
+      }),
+    );
+    const perS = (n: number, m: Measured): number => Math.round((n * 1000) / m.windowMs);
+    const cpuMsPerS = (m: Measured): number => ((m.cpuUserMs + m.cpuSystemMs) * 1000) / m.windowMs;
+    const totalCpu = measured.reduce((n, m) => n + cpuMsPerS(m), 0);
+    const messagesPerS = measured.reduce((n, m) => n + perS(m.sent.messages, m), 0);
+    const row: Row = {
+      groups: g,
+      electedInMs,
+      perProcess: measured.map((m) => ({
+        id: m.id,
+        led: m.led,
+        cpuMsPerS: Math.round(cpuMsPerS(m) * 10) / 10,
+        cpuSystemMsPerS: Math.round(((m.cpuSystemMs * 1000) / m.windowMs) * 10) / 10,
+        rssMiB: Math.round(m.rssBytes / 1024 / 1024),
+        sentMessagesPerS: perS(m.sent.messages, m),
+        sentFramesPerS: perS(m.sent.frames, m),
+        sentKiBPerS: Math.round(perS(m.sent.bytes, m) / 102.4) / 10,
+        receivedMessagesPerS: perS(m.received.messages, m),
+      })),
+      cpuUsPerSPerGroup: Math.round((totalCpu * 1000) / g),
+      cpuUsPerSPerReplica: Math.round((totalCpu * 1000) / g / 3),
+      messagesPerS,
+      expectedMessagesPerS: 80 * g,
+      cpuMsPer1kMessages:
+        messagesPerS === 0 ? 0 : Math.round((totalCpu * 1000 * 100) / messagesPerS) / 100,
+      framesPerS: measured.reduce((n, m) => n + perS(m.sent.frames, m), 0),
+      kiBPerS: Math.round(measured.reduce((n, m) => n + perS(m.sent.bytes, m), 0) / 102.4) / 10,
+      loadAverage: load,
+      ...(profileDir === null
+        ? {}
+        : { profileTop: Object.fromEntries(measured.map((m) => [m.id, m.profileTop])) }),
+    };
+    return row;
+  } finally {
+    await Promise.all(children.map(stop));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const facts = machineFacts(tmpdir());
+  const rows: Row[] = [];
+  const largest = Math.max(...o.groups);
+  for (const g of o.groups) {
+    let profileDir: string | null = null;
+    if (o.profile && g === largest) {
+      profileDir = mkdtempSync(join(tmpdir(), 'flotilla-idle-profile-'));
+      mkdirSync(profileDir, { recursive: true });
+      process.stderr.write(`profiles of G=${g} go to ${profileDir}\n`);
+    }
+    process.stderr.write(`G=${g}: starting\n`);
+    const row = await runOne(g, o, profileDir);
+    process.stderr.write(
+      `G=${g}: elected in ${row.electedInMs} ms; ${row.perProcess.map((p) => p.cpuMsPerS).join(' / ')} CPU ms/s; ${row.cpuUsPerSPerGroup} µs/s per group; ${row.messagesPerS} of ${row.expectedMessagesPerS} messages/s; ${row.cpuMsPer1kMessages} ms per 1,000 messages\n`,
+    );
+    rows.push(row);
+  }
+  const report = {
+    bench: 'idle-groups',
+    windowMs: o.windowMs,
+    protocolMax: o.protocolMax === 0 ? 'build default' : o.protocolMax,
+    machine: facts,
+    rows,
+  };
+  const text = JSON.stringify(report, null, 2);
+  if (o.out !== null) writeFileSync(o.out, text + '\n');
+  process.stdout.write(text + '\n');
+}
+
+void main().catch((err: unknown) => {
+  process.stderr.write(`idle-groups: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
