@@ -65,6 +65,12 @@ export interface KvBackend {
    */
   leads(): boolean;
   /**
+   * Where a write goes: whether this node leads the range that holds its keys, and the
+   * forwarder to that range's leader. A write refused by routing (its keys span ranges) is
+   * handled here, where `write` says why.
+   */
+  routeWrite(txn: WriteRequest['txn']): Pick<KvBackend, 'leads' | 'forward'>;
+  /**
    * Sends a request's body unchanged to the leader and returns its answer verbatim, or null
    * when this node must handle it here (it leads, or no leader was found and it will say so).
    * `authorization` is the caller's Authorization header, passed on for the leader to check.
@@ -93,9 +99,11 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   for (const kind of ['put', 'delete', 'txn'] as const satisfies readonly WriteKind[]) {
     const path = writePaths[kind];
     http.route('POST', path, async ({ body, rawBody, signal, headers }) => {
-      const fwd = await forwarded(b, path, rawBody, signal, headers);
-      if (fwd !== null) return fwd;
+      // Parsed first: the write goes to the leader of the range its keys lie in (a forwarded
+      // one is routed again on arrival, by the same keys).
       const w = parseWrite(kind, body, b.limits);
+      const fwd = await forwarded(b.routeWrite(w.txn), path, rawBody, signal, headers);
+      if (fwd !== null) return fwd;
       return { json: w.render(await b.write(w.txn, w.session, signal)) };
     });
   }

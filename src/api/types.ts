@@ -184,6 +184,11 @@ export interface NodeStatus {
    * bytes the follower holds, bytes and chunks moved (resends included), and the rate.
    */
   readonly snapshotTransfers: readonly SnapshotTransferStatus[];
+  /**
+   * Ranges of the key-value store running on this node (1 until it first splits); every other
+   * field describes range 0 (the key-value group).
+   */
+  readonly ranges?: number;
   /** The job queue's group (group 1): its own leader, term and log. */
   readonly queueGroup?: {
     readonly role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
