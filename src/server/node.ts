@@ -602,6 +602,7 @@ export class FlotillaNode implements AsyncDisposable {
         selfId: config.id,
         lanes: node.lanes,
         meta: node.meta,
+        metaForwarder: node.newForwarder(metaRuntime),
         clock: systemClock,
         maxKeyBytes: config.maxKeyBytes,
         recordTimeoutMs: config.requestTimeoutMs,

@@ -10,20 +10,31 @@
 import { FlotillaError } from '../base/errors.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
-import type { RangesBackend, RangeView } from '../api/range-routes.js';
+import {
+  metaAllocatePath,
+  metaRecordSplitPath,
+  renderDescriptor,
+  type RangesBackend,
+  type RangeView,
+} from '../api/range-routes.js';
+import type { Json } from '../api/validate.js';
+import { errorFromWire } from '../api/wire-codec.js';
+import type { Forwarder } from './forward.js';
 import { compareBytes } from '../kv/kv-store.js';
 import { toFlotillaError } from '../api/errors.js';
 import type { KvError } from '../kv/machine.js';
 import { RangeMachine, type SplitResult, type WrongRangeResult } from '../ranges/range-machine.js';
 import type { RangeDescriptor } from '../ranges/types.js';
 import type { MetaService } from './meta-service.js';
-import type { RangeLanes } from './range-lanes.js';
+import type { RangeLane, RangeLanes } from './range-lanes.js';
 import { showRange } from './range-router.js';
 
 export interface RangeAdminOptions {
   readonly selfId: number;
   readonly lanes: RangeLanes;
   readonly meta: MetaService;
+  /** Forwards to the meta group's leader (null: this node leads it). */
+  readonly metaForwarder: Pick<Forwarder, 'forward'>;
   readonly clock: Clock;
   readonly maxKeyBytes: number;
   /** How long recording a split in the map is retried before the request gives up. */
@@ -38,7 +49,13 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
     limits: { maxKeyBytes: o.maxKeyBytes },
     ranges: () => rangeViews(o),
     routeSplit: (key) => {
-      const lane = o.lanes.route([{ key, rangeEnd: null }], 'split');
+      let lane: RangeLane;
+      try {
+        lane = o.lanes.route([{ key, rangeEnd: null }], 'split');
+      } catch {
+        // Handled here, where split() waits for the range or says why not.
+        return { leads: () => true, forward: () => Promise.resolve(null) };
+      }
       const rt = lane.group.runtime;
       return {
         leads: () => rt.leaderId() === o.selfId,
@@ -46,7 +63,12 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
           lane.forwarder.forward(path, rawBody, signal, authorization),
       };
     },
-    split: (key, signal) => split(o, key, signal),
+    split: (key, signal, authorization) => split(o, key, signal, authorization),
+    meta: o.metaForwarder,
+    allocate: (signal) => o.meta.allocate({ signal }),
+    recordSplit: async (left, right, signal) => {
+      await o.meta.recordSplit(left, right, { signal });
+    },
   };
 }
 
@@ -70,8 +92,9 @@ async function split(
   o: RangeAdminOptions,
   key: Uint8Array,
   signal: AbortSignal,
+  authorization: string | undefined,
 ): Promise<{ left: RangeDescriptor; right: RangeDescriptor }> {
-  const lane = o.lanes.route([{ key, rangeEnd: null }], 'split');
+  const lane = await routeOnce(o, key, signal);
   const rt = lane.group.runtime;
   if (rt.leaderId() !== o.selfId)
     throw new FlotillaError(
@@ -87,7 +110,18 @@ async function split(
       'BAD_REQUEST',
       `Cannot split range ${showRange(d)} at its start or outside it: the key must lie strictly inside`,
     );
-  const id = await o.meta.allocate({ signal });
+  const allocated = await onMetaLeader(
+    o,
+    metaAllocatePath,
+    {},
+    { signal, authorization },
+    async () => ({
+      id: await o.meta.allocate({ signal }),
+    }),
+  );
+  const id = (allocated as { id?: unknown }).id;
+  if (typeof id !== 'number')
+    throw new FlotillaError('INTERNAL', 'The meta group gave no range id');
   const replicas = [...rt.status().voters].sort((a, b) => a - b);
   const payload = RangeMachine.encode({
     split: { key, id, generation: d.generation, replicas },
@@ -113,7 +147,7 @@ async function split(
   // voters the split gave the new range, on both sides.
   const left: RangeDescriptor = { ...r.left, replicas };
   const right: RangeDescriptor = r.right;
-  await record(o, left, right, signal);
+  await record(o, left, right, { signal, authorization });
   return { left, right };
 }
 
@@ -122,17 +156,56 @@ async function record(
   o: RangeAdminOptions,
   left: RangeDescriptor,
   right: RangeDescriptor,
-  signal: AbortSignal,
+  w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
 ): Promise<void> {
+  const { signal } = w;
   const until = o.clock.nowMs() + o.recordTimeoutMs;
+  const body = { left: renderDescriptor(left, 'base64'), right: renderDescriptor(right, 'base64') };
   for (;;) {
     try {
-      await o.meta.recordSplit(left, right, { signal });
+      await onMetaLeader(o, metaRecordSplitPath, body, w, async () => {
+        await o.meta.recordSplit(left, right, { signal });
+        return { ok: true };
+      });
       return;
     } catch (err) {
       const e = toFlotillaError(err);
       if (signal.aborted || o.clock.nowMs() >= until || e.code === 'BAD_REQUEST') throw e;
     }
     await new Promise((resolve) => o.clock.setTimeout(() => resolve(undefined), recordRetryMs));
+  }
+}
+
+/**
+ * Runs `local` when this node leads the meta group, else sends `body` to `path` on its leader
+ * (with the caller's credential) and answers what it answered, or throws its error.
+ */
+async function onMetaLeader(
+  o: RangeAdminOptions,
+  path: string,
+  body: Json,
+  w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
+  local: () => Promise<Json>,
+): Promise<Json> {
+  const fwd = await o.metaForwarder.forward(path, JSON.stringify(body), w.signal, w.authorization);
+  if (fwd === null) return local();
+  if (fwd.status !== 200)
+    throw errorFromWire((fwd.json as { error?: unknown } | null)?.error, true);
+  return fwd.json as Json;
+}
+
+/** The range holding `key`, once this node runs it (a split it applied starts the right half). */
+async function routeOnce(
+  o: RangeAdminOptions,
+  key: Uint8Array,
+  signal: AbortSignal,
+): Promise<RangeLane> {
+  const spans = [{ key, rangeEnd: null }];
+  try {
+    return o.lanes.route(spans, 'split');
+  } catch (err) {
+    if (!(err instanceof FlotillaError) || err.code !== 'WRONG_RANGE') throw err;
+    await o.lanes.catchUp(null, { signal });
+    return o.lanes.route(spans, 'split');
   }
 }
