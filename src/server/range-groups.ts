@@ -13,9 +13,9 @@
 // member joining a group does): its log is empty, so it wins no election, and the child's
 // leader sends it a snapshot.
 //
-// What this does not do yet: route requests by range (the node serves range 0 as before), tell
-// the meta group of the new descriptors, or stop a range whose replicas no longer include this
-// node.
+// What this does not do yet: stop a range whose replicas no longer include this node. Routing
+// by range and telling the meta group of a split are the node's (range-lanes.ts,
+// range-admin.ts).
 
 import type { GroupStorage } from '../host/contracts.js';
 import type { GroupOptions, Host } from '../host/host.js';
