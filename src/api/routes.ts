@@ -3,7 +3,7 @@
 // request's encoding.
 
 import type { Registry } from 'prom-client';
-import type { OpResult as BackendOpResult, Range as RangeSpec } from '../kv/kv-store.js';
+import type { Range as RangeSpec } from '../kv/kv-store.js';
 import { FlotillaError } from '../base/errors.js';
 import type { JsonHttpServer } from './http.js';
 import {
@@ -13,6 +13,7 @@ import {
   writePaths,
   type Header,
   type ReadConsistency,
+  type ReadResult,
   type RequestLimits,
   type Session,
   type WriteKind,
@@ -53,10 +54,12 @@ export interface KvBackend {
       readonly limit: number;
       readonly countOnly: boolean;
       readonly revision: number;
+      /** Read across ranges, each at its own revision (not atomic). */
+      readonly multiRange?: boolean;
     },
     consistency: ReadConsistency,
     signal: AbortSignal,
-  ): Promise<{ header: Header; result: Extract<BackendOpResult, { kind: 'range' }> }>;
+  ): Promise<ReadResult>;
   /** Compacts the history to `revision` through the log; answers the compacted revision. */
   compact(revision: number, signal: AbortSignal): Promise<{ header: Header; compacted: number }>;
   /**

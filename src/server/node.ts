@@ -17,6 +17,7 @@ import {
   type BackendOp,
   type BackendOpResult,
   type KvBackend,
+  type KvRecord,
   type RangeSpec,
 } from '../api/routes.js';
 import type { ClusterStatus, NodeStatus, SnapshotTransferStatus } from '../api/types.js';
@@ -30,7 +31,8 @@ import { MetaStateMachine } from '../ranges/meta-machine.js';
 import { RangeGroups, type RangeGroup } from './range-groups.js';
 import { MetaService } from './meta-service.js';
 import { RangeLanes, type RangeLane } from './range-lanes.js';
-import { spansOfTxn } from './range-router.js';
+import { clipSpan, spanMeets, spansOfTxn } from './range-router.js';
+import { compareBytes } from '../kv/kv-store.js';
 import type { RangeId } from '../ranges/types.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import type { KvStateMachine } from '../kv/machine.js';
@@ -892,9 +894,11 @@ export class FlotillaNode implements AsyncDisposable {
           this.writeIn(lane, txn, session, signal),
         ),
       read: (op, consistency, signal) =>
-        this.routed([op.range], 'range read', signal, (lane) =>
-          this.readIn(lane, op, consistency, signal),
-        ),
+        op.multiRange === true
+          ? this.readAcross(op, consistency, signal)
+          : this.routed([op.range], 'range read', signal, (lane) =>
+              this.readIn(lane, op, consistency, signal),
+            ),
       compact: async (revision, signal) => {
         this.checkOneRange('compaction to one revision');
         const r = await this.service.compact(revision, { signal });
@@ -1031,6 +1035,50 @@ export class FlotillaNode implements AsyncDisposable {
       });
       throw toFlotillaError(err);
     }
+  }
+
+  /**
+   * A multi-range read (asked for with "multiRange"): each range the interval meets is read in
+   * key order, clipped to its bounds, at its own revision, through ReadIndex on that range; not
+   * atomic across ranges. `limit` counts over all of them, `count` sums theirs.
+   */
+  private async readAcross(
+    op: Parameters<KvBackend['read']>[0],
+    consistency: Parameters<KvBackend['read']>[1],
+    signal: AbortSignal,
+  ): Promise<Awaited<ReturnType<KvBackend['read']>>> {
+    const lanes = this.lanes
+      .all()
+      .filter((l) => spanMeets(op.range, l.group.range.descriptor()))
+      .sort((a, b) =>
+        compareBytes(a.group.range.descriptor().start, b.group.range.descriptor().start),
+      );
+    const kvs: KvRecord[] = [];
+    let count = 0;
+    let more = false;
+    const ranges: { id: number; revision: number }[] = [];
+    let header = this.header();
+    for (const lane of lanes) {
+      const left = op.limit === 0 ? 0 : op.limit - kvs.length;
+      const part = await this.readIn(
+        lane,
+        {
+          ...op,
+          range: clipSpan(op.range, lane.group.range.descriptor()),
+          // Past the limit, a range is only counted.
+          countOnly: op.countOnly || (op.limit !== 0 && left === 0),
+          limit: left,
+        },
+        consistency,
+        signal,
+      );
+      if (ranges.length === 0) header = part.header;
+      ranges.push({ id: lane.id, revision: part.header.revision });
+      kvs.push(...part.result.kvs);
+      count += part.result.count;
+      more ||= part.result.more || (op.limit !== 0 && left === 0 && part.result.count > 0);
+    }
+    return { header, result: { kind: 'range', kvs, count, more }, ranges };
   }
 
   private async readIn(

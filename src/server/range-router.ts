@@ -33,6 +33,16 @@ export function spanMeets(r: Range, d: RangeDescriptor): boolean {
   return startsBeforeEnd && endsAfterStart;
 }
 
+/** Interval `r` cut to range `d`'s bounds (which it meets). */
+export function clipSpan(r: Range, d: RangeDescriptor): Range {
+  const end = r.rangeEnd;
+  if (end === null || (!isToEnd(end) && compareBytes(end, r.key) <= 0)) return r;
+  const key = compareBytes(r.key, d.start) >= 0 ? r.key : d.start;
+  if (d.end === null) return { key, rangeEnd: end };
+  if (isToEnd(end) || compareBytes(end, d.end) > 0) return { key, rangeEnd: d.end };
+  return { key, rangeEnd: end };
+}
+
 /** `[0]`: every key from the start key on (etcd's convention). */
 function isToEnd(end: Uint8Array): boolean {
   return end.length === 1 && end[0] === 0;

@@ -134,6 +134,33 @@ void test('a split through the API: two contiguous ranges, both served through e
       { timeoutMs: 10_000 },
     );
     assert.equal(errorCode(read.json), 'CROSS_RANGE');
+    // Asked for, a non-atomic read across the ranges: each range at its own revision.
+    const across = await postJson(
+      `${c.url(2)}/v1/kv/range`,
+      { key: 'a', rangeEnd: 'zz', multiRange: true },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(across.status, 200, JSON.stringify(across.json));
+    assert.deepEqual(
+      (across.json['kvs'] as { key: string; value: string }[]).map((kv) => [kv.key, kv.value]),
+      [
+        ['a', 'a3'],
+        ['z', 'z3'],
+      ],
+    );
+    assert.deepEqual(
+      (across.json['ranges'] as { id: number }[]).map((r) => r.id),
+      [0, right.id],
+    );
+    const limited = await postJson(
+      `${c.url(3)}/v1/kv/range`,
+      { key: 'a', rangeEnd: 'zz', multiRange: true, limit: 1 },
+      { timeoutMs: 10_000 },
+    );
+    assert.deepEqual(
+      [(limited.json['kvs'] as unknown[]).length, limited.json['count'], limited.json['more']],
+      [1, 2, true],
+    );
 
     // A split at a range's start, or at the empty key, is refused.
     const atStart = await postJson(
