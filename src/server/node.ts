@@ -6,20 +6,11 @@ import type { Logger } from 'pino';
 import type { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
-import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import { clientProtocolHeader } from '../api/wire-codec.js';
 import type { WireServer } from '../api/wire-server.js';
 import type { ServerTlsOptions } from '../api/tls.js';
-import {
-  forwardedHeader,
-  installRoutes,
-  type BackendOp,
-  type BackendOpResult,
-  type KvBackend,
-  type KvRecord,
-  type RangeSpec,
-} from '../api/routes.js';
+import { forwardedHeader, installRoutes, type KvBackend } from '../api/routes.js';
 import type { ClusterStatus, NodeStatus, SnapshotTransferStatus } from '../api/types.js';
 import type { Recovery } from '../raft/index.js';
 import type { NodeConfig } from './config.js';
@@ -31,8 +22,8 @@ import { MetaStateMachine } from '../ranges/meta-machine.js';
 import { RangeGroups, type RangeGroup } from './range-groups.js';
 import { MetaService } from './meta-service.js';
 import { RangeLanes, type RangeLane } from './range-lanes.js';
-import { clipSpan, spanMeets, spansOfTxn } from './range-router.js';
-import { compareBytes } from '../kv/kv-store.js';
+import { spansOfTxn } from './range-router.js';
+import { RangeKvPath } from './range-kv-path.js';
 import type { RangeId } from '../ranges/types.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import type { KvStateMachine } from '../kv/machine.js';
@@ -43,7 +34,7 @@ import { createLogger, logRuntimeEvent } from './logging.js';
 import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
-import { KvService, answerOf } from './kv-service.js';
+import { KvService } from './kv-service.js';
 import { AutoCompactor } from './compactor.js';
 import { WatchHub } from '../kv/watch-hub.js';
 import { installWatchRoute, type WatchBackend } from '../api/watch.js';
@@ -131,6 +122,8 @@ export class FlotillaNode implements AsyncDisposable {
   private readonly compactor: AutoCompactor;
   /** Each range's service, forwarder, watch hub and compactor; routes requests by key. */
   readonly lanes: RangeLanes;
+  /** The key-value requests' path through the ranges. */
+  readonly kvPath: RangeKvPath;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
@@ -225,6 +218,15 @@ export class FlotillaNode implements AsyncDisposable {
     });
     this.compactor = this.newCompactor(KV_GROUP, runtime, kv, service);
     this.lanes = new RangeLanes({ ranges, make: (id, group) => this.makeLane(id, group) });
+    const range0 = ranges.group(KV_GROUP);
+    if (range0 === undefined) throw new Error('Range 0 must run before the node is assembled');
+    this.kvPath = new RangeKvPath({
+      config,
+      lanes: this.lanes,
+      metrics,
+      range0,
+      sampler: () => this.dash?.sampler,
+    });
   }
 
   /** A forwarder to the leader of one range's group (`leaders`: its runtime). */
@@ -620,7 +622,7 @@ export class FlotillaNode implements AsyncDisposable {
       nowMs: () => systemClock.nowMs(),
       log,
       // A backup holds range 0 and the queue: a split store's other ranges would be missing.
-      checkWhole: () => node.checkOneRange('a backup'),
+      checkWhole: () => node.kvPath.checkOneRange('a backup'),
     });
     installLeaseRoutes(http, {
       forward: (path, rawBody, signal, authorization) =>
@@ -633,23 +635,23 @@ export class FlotillaNode implements AsyncDisposable {
       // Leases are range 0's: a split store refuses them rather than half-serve them (the
       // right-hand ranges hold copies of the leases no keeper expires).
       grant: async (id, ttl, signal) => {
-        node.checkOneRange('a lease');
+        node.kvPath.checkOneRange('a lease');
         return service.leaseGrant(id, ttl, { signal });
       },
       revoke: async (id, signal) => {
-        node.checkOneRange('a lease');
+        node.kvPath.checkOneRange('a lease');
         return service.leaseRevoke(id, { signal });
       },
       keepAlive: (id) => {
-        node.checkOneRange('a lease');
+        node.kvPath.checkOneRange('a lease');
         return node.leaseKeeper.keepAlive(id);
       },
       timeToLive: (id) => {
-        node.checkOneRange('a lease');
+        node.kvPath.checkOneRange('a lease');
         return { ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] };
       },
       leases: () => {
-        node.checkOneRange('a lease');
+        node.kvPath.checkOneRange('a lease');
         return kv.leases();
       },
     });
@@ -889,20 +891,15 @@ export class FlotillaNode implements AsyncDisposable {
     return {
       limits: this.config.limits,
       metrics: this.metrics.registry,
-      write: (txn, session, signal) =>
-        this.routed(spansOfTxn(txn), 'transaction', signal, (lane) =>
-          this.writeIn(lane, txn, session, signal),
-        ),
-      read: (op, consistency, signal) =>
-        op.multiRange === true
-          ? this.readAcross(op, consistency, signal)
-          : this.routed([op.range], 'range read', signal, (lane) =>
-              this.readIn(lane, op, consistency, signal),
-            ),
+      write: (txn, session, signal) => this.kvPath.write(txn, session, signal),
+      read: (op, consistency, signal) => this.kvPath.read(op, consistency, signal),
       compact: async (revision, signal) => {
-        this.checkOneRange('compaction to one revision');
+        this.kvPath.checkOneRange('compaction to one revision');
         const r = await this.service.compact(revision, { signal });
-        return { header: { ...this.header(), revision: r.revision }, compacted: r.compacted };
+        return {
+          header: { ...this.kvPath.header(), revision: r.revision },
+          compacted: r.compacted,
+        };
       },
       routeWrite: (txn) => {
         let lane: RangeLane;
@@ -955,150 +952,6 @@ export class FlotillaNode implements AsyncDisposable {
         return Promise.resolve();
       },
     };
-  }
-
-  /** A response header from range `lane` (range 0 when none is given). */
-  private header(lane?: RangeLane): { revision: number; memberId: number; raftTerm: number } {
-    const g = lane?.group;
-    return {
-      revision: (g?.range.kv ?? this.kv).revision(),
-      memberId: this.config.id,
-      raftTerm: (g?.runtime ?? this.runtime).status().term,
-    };
-  }
-
-  /** Throws MULTIPLE_RANGES when the store has split: `what` covers the whole store. */
-  checkOneRange(what: string): void {
-    const n = this.lanes.count();
-    if (n > 1)
-      throw new FlotillaError(
-        'MULTIPLE_RANGES',
-        `The store has split into ${n} ranges: ${what} is not supported on a split store`,
-      );
-  }
-
-  /**
-   * Runs `fn` on the range the spans lie in. A WRONG_RANGE (a split raced the routing: this
-   * node routed by a descriptor its range's leader had already changed) is retried once,
-   * after this node caught up with that range's log.
-   */
-  private async routed<T>(
-    spans: readonly RangeSpec[],
-    what: string,
-    signal: AbortSignal,
-    fn: (lane: RangeLane) => Promise<T>,
-  ): Promise<T> {
-    let lane: RangeLane | null = null;
-    try {
-      lane = this.lanes.route(spans, what);
-      return await fn(lane);
-    } catch (err) {
-      if (!(err instanceof FlotillaError) || err.code !== 'WRONG_RANGE') throw err;
-      await this.lanes.catchUp(lane?.id ?? null, { signal });
-      return fn(this.lanes.route(spans, what));
-    }
-  }
-
-  private async writeIn(
-    lane: RangeLane,
-    txn: Parameters<KvBackend['write']>[0],
-    session: Parameters<KvBackend['write']>[1],
-    signal: AbortSignal,
-  ): Promise<Awaited<ReturnType<KvBackend['write']>>> {
-    const runtime = lane.group.runtime;
-    const data = lane.service.encode(txn, session);
-    if (this.config.unsafeTestMode === 'early-ack') {
-      // Planted bug for the fault-injection checker: acknowledge before the entry commits.
-      runtime.propose(data, { signal }).catch(() => undefined);
-      return {
-        header: this.header(lane),
-        succeeded: true,
-        results: txn.success.map(unsafeEmptyResult),
-      };
-    }
-    const started = performance.now();
-    try {
-      const result = await runtime.propose(data, { signal });
-      this.metrics.proposals.inc({ outcome: 'ok' });
-      const ms = performance.now() - started;
-      this.metrics.applyLatency.observe(ms / 1000);
-      this.dash?.sampler.write(ms);
-      const answer = answerOf(result);
-      return {
-        header: { ...this.header(lane), revision: answer.revision },
-        succeeded: answer.succeeded,
-        results: answer.results,
-      };
-    } catch (err) {
-      this.metrics.proposals.inc({
-        outcome: err instanceof FlotillaError ? err.code : 'error',
-      });
-      throw toFlotillaError(err);
-    }
-  }
-
-  /**
-   * A multi-range read (asked for with "multiRange"): each range the interval meets is read in
-   * key order, clipped to its bounds, at its own revision, through ReadIndex on that range; not
-   * atomic across ranges. `limit` counts over all of them, `count` sums theirs.
-   */
-  private async readAcross(
-    op: Parameters<KvBackend['read']>[0],
-    consistency: Parameters<KvBackend['read']>[1],
-    signal: AbortSignal,
-  ): Promise<Awaited<ReturnType<KvBackend['read']>>> {
-    const lanes = this.lanes
-      .all()
-      .filter((l) => spanMeets(op.range, l.group.range.descriptor()))
-      .sort((a, b) =>
-        compareBytes(a.group.range.descriptor().start, b.group.range.descriptor().start),
-      );
-    const kvs: KvRecord[] = [];
-    let count = 0;
-    let more = false;
-    const ranges: { id: number; revision: number }[] = [];
-    let header = this.header();
-    for (const lane of lanes) {
-      const left = op.limit === 0 ? 0 : op.limit - kvs.length;
-      const part = await this.readIn(
-        lane,
-        {
-          ...op,
-          range: clipSpan(op.range, lane.group.range.descriptor()),
-          // Past the limit, a range is only counted.
-          countOnly: op.countOnly || (op.limit !== 0 && left === 0),
-          limit: left,
-        },
-        consistency,
-        signal,
-      );
-      if (ranges.length === 0) header = part.header;
-      ranges.push({ id: lane.id, revision: part.header.revision });
-      kvs.push(...part.result.kvs);
-      count += part.result.count;
-      more ||= part.result.more || (op.limit !== 0 && left === 0 && part.result.count > 0);
-    }
-    return { header, result: { kind: 'range', kvs, count, more }, ranges };
-  }
-
-  private async readIn(
-    lane: RangeLane,
-    op: Parameters<KvBackend['read']>[0],
-    consistency: Parameters<KvBackend['read']>[1],
-    signal: AbortSignal,
-  ): Promise<Awaited<ReturnType<KvBackend['read']>>> {
-    // The planted `local-reads` bug skips ReadIndex: a deposed leader serves stale data.
-    if (consistency !== 'serializable' && this.config.unsafeTestMode !== 'local-reads') {
-      try {
-        await lane.group.runtime.linearizableRead({ signal, lease: consistency === 'lease' });
-      } catch (err) {
-        this.metrics.reads.inc({ level: consistency, outcome: 'error' });
-        throw toFlotillaError(err);
-      }
-    }
-    this.metrics.reads.inc({ level: consistency, outcome: 'ok' });
-    this.dash?.sampler.read();
-    return { header: this.header(lane), result: lane.group.range.range(op) };
   }
 
   private pool(url: string): Pool {
@@ -1206,12 +1059,6 @@ export function dashboardUrl(address: string, port: number, https = false): stri
 /** The client ports' TLS: the node's certificate, and the CA clients must have, if asked. */
 function clientPortTls(tls: NodeTls, config: NodeConfig): ServerTlsOptions {
   return { ...tls.material, requestCert: config.tls?.clientCertAuth === true };
-}
-
-function unsafeEmptyResult(op: BackendOp): BackendOpResult {
-  if (op.kind === 'put') return { kind: 'put', prevKv: null };
-  if (op.kind === 'delete') return { kind: 'delete', deleted: 0, prevKvs: [] };
-  return { kind: 'range', kvs: [], count: 0, more: false };
 }
 
 /**
