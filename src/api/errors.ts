@@ -54,6 +54,9 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   TOO_MANY_REPEATABLES: 507,
   REPEATABLE_NOT_FOUND: 404,
   CRON_NEVER_FIRES: 400,
+  CROSS_RANGE: 400,
+  MULTIPLE_RANGES: 409,
+  RANGE_MAP_REFUSED: 503,
   NOT_LEADER: 421,
   // Like NOT_LEADER, the request reached a node (or range) that cannot answer it.
   WRONG_RANGE: 421,

@@ -67,6 +67,8 @@ export interface WriteResult {
 export interface ReadResult {
   readonly header: Header;
   readonly result: Extract<BackendOpResult, { kind: 'range' }>;
+  /** A multi-range read's ranges, in key order, each read at its own revision. */
+  readonly ranges?: readonly { readonly id: number; readonly revision: number }[];
 }
 
 /** A validated write: the transaction to propose, its session, and how to render its answer. */
@@ -121,6 +123,8 @@ export interface ReadRequest {
     readonly countOnly: boolean;
     /** The revision to read at; 0 for the current one. */
     readonly revision: number;
+    /** Read across ranges, each at its own revision (not atomic); refused otherwise. */
+    readonly multiRange: boolean;
   };
   readonly consistency: ReadConsistency;
   render(r: ReadResult): Json;
@@ -210,19 +214,27 @@ export function parseRead(body: unknown, limits: RequestLimits): ReadRequest {
     'consistency',
     'revision',
     'encoding',
+    'multiRange',
   ]);
   const enc = encodingOf(o);
+  const revision = optInt(o, 'revision', 0, Number.MAX_SAFE_INTEGER) ?? 0;
+  const multiRange = optBool(o, 'multiRange');
+  if (multiRange && revision !== 0)
+    throw new FlotillaError(
+      'CONFLICTING_FIELDS',
+      '"multiRange" reads each range at its own current revision: "revision" cannot be given with it',
+    );
   return {
-    op: {
-      ...parseRange(o, enc, limits),
-      revision: optInt(o, 'revision', 0, Number.MAX_SAFE_INTEGER) ?? 0,
-    },
+    op: { ...parseRange(o, enc, limits), revision, multiRange },
     consistency: parseConsistency(o),
     render: (r) => ({
       header: { ...r.header },
       kvs: r.result.kvs.map((kv) => renderKv(kv, enc)),
       count: r.result.count,
       more: r.result.more,
+      ...(r.ranges === undefined
+        ? {}
+        : { ranges: r.ranges.map((x) => ({ id: x.id, revision: x.revision })) }),
     }),
   };
 }

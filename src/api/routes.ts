@@ -3,7 +3,7 @@
 // request's encoding.
 
 import type { Registry } from 'prom-client';
-import type { OpResult as BackendOpResult, Range as RangeSpec } from '../kv/kv-store.js';
+import type { Range as RangeSpec } from '../kv/kv-store.js';
 import { FlotillaError } from '../base/errors.js';
 import type { JsonHttpServer } from './http.js';
 import {
@@ -13,6 +13,7 @@ import {
   writePaths,
   type Header,
   type ReadConsistency,
+  type ReadResult,
   type RequestLimits,
   type Session,
   type WriteKind,
@@ -53,10 +54,12 @@ export interface KvBackend {
       readonly limit: number;
       readonly countOnly: boolean;
       readonly revision: number;
+      /** Read across ranges, each at its own revision (not atomic). */
+      readonly multiRange?: boolean;
     },
     consistency: ReadConsistency,
     signal: AbortSignal,
-  ): Promise<{ header: Header; result: Extract<BackendOpResult, { kind: 'range' }> }>;
+  ): Promise<ReadResult>;
   /** Compacts the history to `revision` through the log; answers the compacted revision. */
   compact(revision: number, signal: AbortSignal): Promise<{ header: Header; compacted: number }>;
   /**
@@ -64,6 +67,12 @@ export interface KvBackend {
    * protocol asks first, so that a leader proposes a batch of writes without waiting a turn.
    */
   leads(): boolean;
+  /**
+   * Where a write goes: whether this node leads the range that holds its keys, and the
+   * forwarder to that range's leader. A write refused by routing (its keys span ranges) is
+   * handled here, where `write` says why.
+   */
+  routeWrite(txn: WriteRequest['txn']): Pick<KvBackend, 'leads' | 'forward'>;
   /**
    * Sends a request's body unchanged to the leader and returns its answer verbatim, or null
    * when this node must handle it here (it leads, or no leader was found and it will say so).
@@ -93,9 +102,11 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
   for (const kind of ['put', 'delete', 'txn'] as const satisfies readonly WriteKind[]) {
     const path = writePaths[kind];
     http.route('POST', path, async ({ body, rawBody, signal, headers }) => {
-      const fwd = await forwarded(b, path, rawBody, signal, headers);
-      if (fwd !== null) return fwd;
+      // Parsed first: the write goes to the leader of the range its keys lie in (a forwarded
+      // one is routed again on arrival, by the same keys).
       const w = parseWrite(kind, body, b.limits);
+      const fwd = await forwarded(b.routeWrite(w.txn), path, rawBody, signal, headers);
+      if (fwd !== null) return fwd;
       return { json: w.render(await b.write(w.txn, w.session, signal)) };
     });
   }

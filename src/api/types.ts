@@ -184,6 +184,11 @@ export interface NodeStatus {
    * bytes the follower holds, bytes and chunks moved (resends included), and the rate.
    */
   readonly snapshotTransfers: readonly SnapshotTransferStatus[];
+  /**
+   * Ranges of the key-value store running on this node (1 until it first splits); every other
+   * field describes range 0 (the key-value group).
+   */
+  readonly ranges?: number;
   /** The job queue's group (group 1): its own leader, term and log. */
   readonly queueGroup?: {
     readonly role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
@@ -332,4 +337,33 @@ export interface JoinResponse {
    * it with an empty data directory has lost that log, and recovers before it votes again.
    */
   readonly recover: boolean;
+}
+
+/** One range as `GET /v1/ranges` shows it (keys as the KV API encodes them). */
+export interface RangeDescriptorJson {
+  readonly id: number;
+  readonly start: string;
+  /** null: the end of the key space. */
+  readonly end: string | null;
+  readonly generation: number;
+  readonly replicas: readonly number[];
+}
+
+/** `GET /v1/ranges`: the meta group's map, with what the answering node knows of each range. */
+export interface RangesResponse {
+  /** The map's version: grows by one at every change recorded. */
+  readonly version: number;
+  readonly ranges: readonly (RangeDescriptorJson & {
+    /** The leader the answering node knows (0: none); null when it does not run the range. */
+    readonly leader: number | null;
+    /** Keys the range holds on the answering node. */
+    readonly keys: number | null;
+    readonly applied: number | null;
+  })[];
+}
+
+/** `POST /v1/ranges/split`: both halves as the range's log applied the split. */
+export interface SplitResponse {
+  readonly left: RangeDescriptorJson;
+  readonly right: RangeDescriptorJson;
 }

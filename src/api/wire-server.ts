@@ -509,8 +509,9 @@ class Connection {
     }
     const wr = p.write;
     const here = (): Promise<Json> => b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));
-    if (b.leads()) return here();
-    return this.forward((...a) => b.forward(...a), p.path, p.body, signal, here);
+    const target = b.routeWrite(wr.txn);
+    if (target.leads()) return here();
+    return this.forward((...a) => target.forward(...a), p.path, p.body, signal, here);
   }
 
   /**

@@ -190,10 +190,25 @@ export const errorCodes = {
     meaning: 'the cron pattern matches no time in the next five years',
     indefinite: false,
   },
+  CROSS_RANGE: {
+    meaning:
+      'the keys of a transaction, range read or watch lie in more than one range; the message names the ranges',
+    indefinite: false,
+  },
+  MULTIPLE_RANGES: {
+    meaning:
+      'the operation covers the whole store (leases, backups) and the store has split into more than one range',
+    indefinite: false,
+  },
   // The cluster's state: refused, retry later or elsewhere.
   WRONG_RANGE: {
     meaning:
       "a key of the request lies outside the bounds of the range it reached: the range split, or the caller's map of the ranges is stale",
+    indefinite: false,
+  },
+  RANGE_MAP_REFUSED: {
+    meaning:
+      'the meta group refused to record a change of the range map (an earlier change is not recorded yet); retry',
     indefinite: false,
   },
   NOT_LEADER: {

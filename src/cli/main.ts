@@ -14,6 +14,7 @@ import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { runElection, runLocked } from './concurrency.js';
 import { queueCommands } from './queue.js';
 import { memberCommands } from './member.js';
+import { rangeCommands } from './ranges.js';
 import { snapshotCommands } from './snapshot.js';
 import { tokenCommand, tokenOption, type ClusterOptions } from './token.js';
 import { certsCommands } from './certs.js';
@@ -366,6 +367,7 @@ export function buildProgram(): Command {
 
   queueCommands(program, withClient, defaultEndpoints, int);
   memberCommands(program, withClient, defaultEndpoints, int);
+  rangeCommands(program, withClient, defaultEndpoints);
   snapshotCommands(program, defaultEndpoints, int, () => clientTls(tlsFlags, process.env));
   certsCommands(program, int);
 

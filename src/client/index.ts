@@ -47,6 +47,8 @@ import type {
   NodeStatus,
   PutResponse,
   RangeResponse,
+  RangesResponse,
+  SplitResponse,
   TxnOp,
   TxnResponse,
 } from '../api/types.js';
@@ -533,6 +535,19 @@ export class FlotillaClient {
       o.to === undefined ? {} : { to: o.to },
       o.signal,
     );
+  }
+
+  /** The range map (docs/API.md, "Ranges"), with what the answering node knows of each. */
+  async ranges(o: CallOptions = {}): Promise<RangesResponse> {
+    return this.call<RangesResponse>('GET', '/v1/ranges', undefined, o.signal);
+  }
+
+  /**
+   * Splits the range holding `key` at `key`: the keys from `key` on move to a new range. Not
+   * repeated blindly: a retry of a split that applied is refused (the key is a range's start).
+   */
+  async splitRange(key: string, o: CallOptions = {}): Promise<SplitResponse> {
+    return this.call<SplitResponse>('POST', '/v1/ranges/split', { key }, o.signal);
   }
 
   /** Whether calls to `endpoint` go over the binary protocol now (for tests and tools). */

@@ -145,6 +145,11 @@ export class KvStateMachine implements StateMachine {
     return this.store.compacted();
   }
 
+  /** Keys the store holds now. */
+  keyCount(): number {
+    return this.store.size();
+  }
+
   /** Older versions and tombstones held for reads in the past. */
   historySize(): number {
     return this.store.historySize();

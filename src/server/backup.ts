@@ -21,6 +21,8 @@ export interface BackupSource {
   readonly groups: readonly { readonly group: number; readonly runtime: RaftRuntime }[];
   readonly nowMs: () => number;
   readonly log: Logger;
+  /** Throws when the node cannot back up its whole store (it holds more than one range). */
+  readonly checkWhole?: () => void;
 }
 
 interface Captured extends BackupGroupHeader {
@@ -65,6 +67,7 @@ export function installBackupRoute(http: JsonHttpServer, src: BackupSource): voi
   // machine keeps only a few (an older one fails when read).
   let busy = false;
   http.route('GET', backupPath, async ({ signal }) => {
+    src.checkWhole?.();
     if (busy)
       throw new FlotillaError(
         'SNAPSHOT_BUSY',

@@ -15,7 +15,7 @@ import type { SessionMachine } from '../host/sessions.js';
 import type { TcpTransport } from '../transport/index.js';
 import type { Member, NodeConfig } from './config.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
-import { Membership } from './membership.js';
+import { Membership, type FollowerGroup } from './membership.js';
 import { parseHostPort } from './startup.js';
 import { memberAuthHeaders } from './auth-tokens.js';
 
@@ -33,6 +33,8 @@ export interface NodeMembersOptions {
   readonly identity: Omit<DataDirIdentity, 'format' | 'recovery'>;
   readonly runtime: RaftRuntime;
   readonly queueRuntime: RaftRuntime;
+  /** The groups besides the queue group whose membership follows the key-value group's. */
+  readonly followers?: readonly FollowerGroup[];
   readonly kvSessions: SessionMachine;
   readonly transport: TcpTransport;
   readonly pool: (url: string) => Pool;
@@ -88,6 +90,7 @@ export class NodeMembers {
       bootstrap: config.members,
       kv: o.runtime,
       queue: o.queueRuntime,
+      ...(o.followers === undefined ? {} : { followers: o.followers }),
       directory: o.kvSessions.directory,
       clock: o.clock,
       learnerPromoteLagEntries: config.learnerPromoteLagEntries,

@@ -1,14 +1,15 @@
 // Membership changes of a node's cluster (DESIGN.md, "Membership"): adding, promoting and
 // removing members in both Raft groups, the address book every node's transport and forwarder
-// use, and the periodic work that keeps the queue group's membership following the key-value
-// group's and promotes joined learners once they caught up.
+// use, and the periodic work that keeps the other groups' membership (the queue group's, the
+// meta group's) following the key-value group's and promotes joined learners once caught up.
 //
 // The key-value group (0) is the authority: the API changes its configuration and the member
 // directory (its replicated address book, host/directory.ts). The queue group (1) follows: the
 // node that leads it makes its configuration match group 0's, one change at a time (a member
 // is added to it as a learner and promoted once caught up). So a change that applied in group
 // 0 and not yet in group 1 (its leader was being elected, say) is finished by the next check
-// rather than left half done, and a retry of the request is never needed for group 1.
+// rather than left half done, and a retry of the request is never needed for group 1. Every
+// other group every member runs (the meta group, 2) follows group 0 the same way.
 
 import type { Logger } from 'pino';
 import { FlotillaError } from '../base/errors.js';
@@ -39,6 +40,8 @@ export interface MembershipOptions {
   readonly bootstrap: readonly Member[];
   readonly kv: RaftRuntime;
   readonly queue: RaftRuntime;
+  /** More groups that follow the key-value group's membership as the queue group does. */
+  readonly followers?: readonly FollowerGroup[];
   readonly directory: MemberDirectory;
   readonly clock: Clock;
   readonly learnerPromoteLagEntries: number;
@@ -59,11 +62,22 @@ export interface MembershipOptions {
   readonly log: Logger;
 }
 
+/** A group whose membership follows the key-value group's. */
+export interface FollowerGroup {
+  readonly group: number;
+  /** For logs: "queue", "meta". */
+  readonly name: string;
+  readonly runtime: RaftRuntime;
+}
+
 export class Membership {
   private readonly periodic: Periodic;
   private checking = false;
+  /** The queue group first, then the other followers. */
+  private readonly followers: readonly FollowerGroup[];
 
   constructor(private readonly o: MembershipOptions) {
+    this.followers = [{ group: 1, name: 'queue', runtime: o.queue }, ...(o.followers ?? [])];
     this.periodic = new Periodic(o.clock, o.checkEveryMs, () => void this.check());
   }
 
@@ -84,11 +98,13 @@ export class Membership {
   }
 
   /**
-   * The members a node talks to: every one in the book except those removed and out of both
-   * groups' configurations (a removed member stays reachable until its removal took effect).
+   * The members a node talks to: every one in the book except those removed and out of every
+   * group's configuration (a removed member stays reachable until its removal took effect).
    */
   reachable(): Member[] {
-    const inConf = new Set([...confMembers(this.conf(0)), ...confMembers(this.conf(1))]);
+    const inConf = new Set(
+      [0, ...this.followers.map((f) => f.group)].flatMap((g) => [...confMembers(this.conf(g))]),
+    );
     return this.book().filter((m) => !this.o.directory.isRemoved(m.id) || inConf.has(m.id));
   }
 
@@ -97,7 +113,7 @@ export class Membership {
     const c0 = this.conf(0);
     const c1 = this.conf(1);
     const members = this.book()
-      .filter((m) => confMembers(c0).has(m.id) || confMembers(c1).has(m.id))
+      .filter((m) => confMembers(c0).has(m.id) || !this.outOfFollowers(m.id))
       .map((m): MemberView => {
         const p = kvStatus.progress[m.id];
         const rep =
@@ -119,7 +135,10 @@ export class Membership {
     return {
       memberId: this.o.selfId,
       leader: this.o.kv.leaderId(),
-      groups: [groupView(0, c0), groupView(1, c1)],
+      groups: [
+        groupView(0, c0),
+        ...this.followers.map((f) => groupView(f.group, this.conf(f.group))),
+      ],
       members,
       removed: this.o.directory.removed(),
       queueGroupFollows: this.followDone(),
@@ -205,10 +224,10 @@ export class Membership {
     await this.o.kv.proposeConfChange({ changes: [{ kind: 'remove', node: id }] }, { signal });
     this.o.log.warn({ member: id }, `member ${id} removed`);
     const answer = await this.afterChange(signal);
-    // Told only once the queue group removed it too: stopped before, it would leave that
-    // group a voter short (and without a quorum if another was down). If the queue group has
-    // not followed yet, the member learns when its peers drop it and refuse its handshakes.
-    if (member !== undefined && id !== this.o.selfId && roleIn(this.conf(1), id) === 'none')
+    // Told only once the following groups removed it too: stopped before, it would leave one
+    // a voter short (and without a quorum if another was down). If one has not followed yet,
+    // the member learns when its peers drop it and refuse its handshakes.
+    if (member !== undefined && id !== this.o.selfId && this.outOfFollowers(id))
       this.o
         .notifyRemoved(member)
         .catch((err: unknown) =>
@@ -270,16 +289,26 @@ export class Membership {
     return this.list();
   }
 
-  private conf(group: 0 | 1): ConfState {
-    return (group === 0 ? this.o.kv : this.o.queue).status().conf;
+  private conf(group: number): ConfState {
+    if (group === 0) return this.o.kv.status().conf;
+    const f = this.followers.find((x) => x.group === group);
+    if (f === undefined) throw new Error(`Group ${group} does not follow the key-value group`);
+    return f.runtime.status().conf;
   }
 
-  /** Whether the queue group has every member of the key-value group in the same role. */
+  /** Whether member `id` is in no following group's configuration. */
+  private outOfFollowers(id: number): boolean {
+    return this.followers.every((f) => roleIn(this.conf(f.group), id) === 'none');
+  }
+
+  /** Whether every following group has every member of the key-value group in the same role. */
   private followDone(): boolean {
     const c0 = this.conf(0);
-    const c1 = this.conf(1);
-    const ids = new Set([...confMembers(c0), ...confMembers(c1)]);
-    return [...ids].every((id) => roleIn(c0, id) === roleIn(c1, id));
+    return this.followers.every((f) => {
+      const c1 = this.conf(f.group);
+      const ids = new Set([...confMembers(c0), ...confMembers(c1)]);
+      return [...ids].every((id) => roleIn(c0, id) === roleIn(c1, id));
+    });
   }
 
   /** The periodic work: promote caught-up joined learners, make the queue group follow. */
@@ -288,12 +317,12 @@ export class Membership {
     this.checking = true;
     try {
       const self = this.o.selfId;
-      // Out of both groups: stopping while the queue group still counts it would leave that
+      // Out of every group: stopping while a following group still counts it would leave that
       // group a voter short.
       if (
         this.o.directory.isRemoved(self) &&
         roleIn(this.conf(0), self) === 'none' &&
-        roleIn(this.conf(1), self) === 'none'
+        this.outOfFollowers(self)
       )
         this.o.onSelfRemoved();
       // Every node, not only the one that made a change: once a removed member is out of both
@@ -302,7 +331,7 @@ export class Membership {
       this.o.onBookChanged();
       if (this.o.kv.isLeader()) await this.finishRemovals();
       if (this.o.kv.isLeader()) await this.promoteCaughtUp();
-      if (this.o.queue.isLeader()) await this.followInQueueGroup();
+      for (const f of this.followers) if (f.runtime.isLeader()) await this.followIn(f);
     } catch (err) {
       this.o.log.debug({ err: (err as Error).message }, 'membership check failed; will retry');
     } finally {
@@ -361,20 +390,20 @@ export class Membership {
     }
   }
 
-  /** One change that brings the queue group's configuration closer to the key-value group's. */
-  private async followInQueueGroup(): Promise<void> {
+  /** One change that brings a following group's configuration closer to the key-value group's. */
+  private async followIn(f: FollowerGroup): Promise<void> {
     const c0 = this.conf(0);
-    const c1 = this.conf(1);
+    const c1 = this.conf(f.group);
     if (c1.outgoing.length > 0) return;
-    const change = nextFollowChange(c0, c1, (id) => this.caughtUp(this.o.queue, id));
+    const change = nextFollowChange(c0, c1, (id) => this.caughtUp(f.runtime, id));
     if (change === null) return;
     // A node whose view of group 0 is behind must not add back a member removed meanwhile.
     if (change.kind !== 'remove' && this.o.directory.isRemoved(change.node)) return;
-    await this.o.queue.proposeConfChange({ changes: [change] });
+    await f.runtime.proposeConfChange({ changes: [change] });
     this.o.onBookChanged();
     this.o.log.info(
-      { group: 1, member: change.node, change: change.kind },
-      `queue group follows: ${change.kind} ${change.node}`,
+      { group: f.group, member: change.node, change: change.kind },
+      `${f.name} group follows: ${change.kind} ${change.node}`,
     );
   }
 }

@@ -295,6 +295,18 @@ export class NodeMetrics {
     });
   }
 
+  /** How many ranges (Raft groups of the key-value store) run on this node. */
+  bindRanges(count: () => number): void {
+    new Gauge({
+      name: 'flotilla_ranges',
+      help: 'Ranges of the key-value store running on this node (1 until the store first splits)',
+      registers: [this.registry],
+      collect() {
+        this.set(count());
+      },
+    });
+  }
+
   /**
    * The key-value group's configuration in force here (voters and learners, with the outgoing
    * voters while joint) and, on the leader, the snapshot transfers in progress; the queue group

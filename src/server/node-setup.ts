@@ -9,7 +9,7 @@ import { FilePartialSnapshots, openSqliteStorage, openWalStorage } from '../stor
 import { TcpTransport, type PeerTlsOptions } from '../transport/index.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import type { GroupOptions } from '../host/host.js';
-import type { SessionMachine } from '../host/sessions.js';
+import { META_GROUP } from '../ranges/types.js';
 import type { Member, NodeConfig } from './config.js';
 import {
   DataDirError,
@@ -32,6 +32,12 @@ import { checkListenable, listenError, parseHostPort, prepareDataDir } from './s
 export const KV_GROUP = 0;
 /** The Raft group that holds the job queue: same members, same timing, its own log. */
 export const QUEUE_GROUP = 1;
+
+/** The group that holds the range map (src/ranges/meta-machine.ts): same members again. */
+export { META_GROUP };
+
+/** A group's settings: everything but its storage and state machine. */
+export type GroupSettings = Omit<GroupOptions, 'storage' | 'stateMachine'>;
 
 export type Identity = Omit<DataDirIdentity, 'format' | 'recovery'>;
 
@@ -125,28 +131,42 @@ export async function resolveIdentity(
   return { config, identity, recorded, joined: isJoined, lostData: joined?.recover === true };
 }
 
-/** Both groups' storage, each in its own directory, in the one storage kind of the node. */
-export async function openGroupStorages(
+/** One group's storage in its own directory (`group-<id>/`), in the node's storage kind. */
+export async function openGroupStorage(
   config: NodeConfig,
+  group: number,
   log: Logger,
-): Promise<{ readonly kv: GroupStorage; readonly queue: GroupStorage }> {
+): Promise<GroupStorage> {
   const limits = {
     maxEntryBytes: config.limits.maxEntryBytes,
     maxSnapshotBytes: config.limits.maxSnapshotBytes,
   };
-  const open = async (dir: string): Promise<GroupStorage> => {
-    if (config.storage === 'sqlite') return openSqliteStorage(dir, limits);
-    const wal = await openWalStorage(dir, { ...limits, snapshotsCoverCompaction: true });
-    logWalRecovery(log, wal.recovery);
-    return wal;
-  };
-  const kv = await open(groupDir(config.dataDir, KV_GROUP));
+  const dir = groupDir(config.dataDir, group);
+  if (config.storage === 'sqlite') return openSqliteStorage(dir, limits);
+  const wal = await openWalStorage(dir, { ...limits, snapshotsCoverCompaction: true });
+  logWalRecovery(log, wal.recovery);
+  return wal;
+}
+
+/** The key-value, queue and meta groups' storage, each in its own directory. */
+export async function openGroupStorages(
+  config: NodeConfig,
+  log: Logger,
+): Promise<{
+  readonly kv: GroupStorage;
+  readonly queue: GroupStorage;
+  readonly meta: GroupStorage;
+}> {
+  const opened: GroupStorage[] = [];
   try {
-    return { kv, queue: await open(groupDir(config.dataDir, QUEUE_GROUP)) };
+    for (const group of [KV_GROUP, QUEUE_GROUP, META_GROUP])
+      opened.push(await openGroupStorage(config, group, log));
   } catch (err) {
-    await kv.close();
+    for (const s of opened) await s.close();
     throw err;
   }
+  const [kv, queue, meta] = opened as [GroupStorage, GroupStorage, GroupStorage];
+  return { kv, queue, meta };
 }
 
 /** A dialler this node did not know, let in at the addresses its handshake gave. */
@@ -287,16 +307,16 @@ export function groupSettings(
   identity: Identity,
   recovery: Recovery,
   log: Logger,
-): (group: number, storage: GroupStorage, machine: SessionMachine) => GroupOptions {
+): (group: number) => GroupSettings {
   const { limits } = config;
-  const caughtUp = new Set<number>(recovery === 'none' ? [KV_GROUP, QUEUE_GROUP] : []);
-  return (group, storage, machine) => ({
+  // The groups every node runs; ranges split off range 0 recover with it, unaccounted here.
+  const wholeGroups = [KV_GROUP, QUEUE_GROUP, META_GROUP];
+  const caughtUp = new Set<number>(recovery === 'none' ? wholeGroups : []);
+  return (group) => ({
     // The configuration the log starts from; membership changes in the log follow it.
     voters: identity.members,
-    storage,
     // A snapshot being received survives a restart in the group's directory.
     partialSnapshots: new FilePartialSnapshots(groupDir(config.dataDir, group)),
-    stateMachine: machine,
     rng: createRng(config.id * 104729 + group * 31 + Date.now()),
     electionTicks: config.electionTicks,
     heartbeatTicks: config.heartbeatTicks,
@@ -316,7 +336,7 @@ export function groupSettings(
     storeRecovery: (r: Recovery) => {
       if (r === 'recovering') caughtUp.delete(group);
       else caughtUp.add(group);
-      const all = caughtUp.has(KV_GROUP) && caughtUp.has(QUEUE_GROUP);
+      const all = wholeGroups.every((g) => caughtUp.has(g));
       // A member marked removed (member-node.ts) stays marked.
       const removed = readIdentity(config.dataDir)?.removed === true;
       writeIdentity(config.dataDir, {
@@ -329,7 +349,7 @@ export function groupSettings(
           { group },
           all
             ? 'caught up with the leader: recovery finished, a full member again'
-            : 'group caught up with its leader; waiting for the other group',
+            : 'group caught up with its leader; waiting for the other groups',
         );
     },
   });

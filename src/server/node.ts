@@ -6,18 +6,11 @@ import type { Logger } from 'pino';
 import type { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
-import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import { clientProtocolHeader } from '../api/wire-codec.js';
 import type { WireServer } from '../api/wire-server.js';
 import type { ServerTlsOptions } from '../api/tls.js';
-import {
-  forwardedHeader,
-  installRoutes,
-  type BackendOp,
-  type BackendOpResult,
-  type KvBackend,
-} from '../api/routes.js';
+import { forwardedHeader, installRoutes, type KvBackend } from '../api/routes.js';
 import type { ClusterStatus, NodeStatus, SnapshotTransferStatus } from '../api/types.js';
 import type { Recovery } from '../raft/index.js';
 import type { NodeConfig } from './config.js';
@@ -25,8 +18,15 @@ import { systemClock } from '../host/contracts.js';
 import { Host } from '../host/host.js';
 import type { TraceHook } from '../host/trace.js';
 import { SessionMachine, defaultSessionLimits } from '../host/sessions.js';
+import { MetaStateMachine } from '../ranges/meta-machine.js';
+import { RangeGroups, type RangeGroup } from './range-groups.js';
+import { MetaService } from './meta-service.js';
+import { RangeLanes, type RangeLane } from './range-lanes.js';
+import { spansOfTxn } from './range-router.js';
+import { RangeKvPath } from './range-kv-path.js';
+import type { RangeId } from '../ranges/types.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
-import { KvStateMachine } from '../kv/machine.js';
+import type { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { MemberPool } from './member-pool.js';
@@ -34,7 +34,7 @@ import { createLogger, logRuntimeEvent } from './logging.js';
 import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
-import { KvService, answerOf } from './kv-service.js';
+import { KvService } from './kv-service.js';
 import { AutoCompactor } from './compactor.js';
 import { WatchHub } from '../kv/watch-hub.js';
 import { installWatchRoute, type WatchBackend } from '../api/watch.js';
@@ -48,8 +48,10 @@ import {
 import { decideEmptyStart, listenError } from './startup.js';
 import {
   KV_GROUP,
+  META_GROUP,
   QUEUE_GROUP,
   groupSettings,
+  openGroupStorage,
   openGroupStorages,
   openPeerTransport,
   resolveIdentity,
@@ -66,6 +68,8 @@ import {
   type QueueBackend,
 } from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
+import { installRangeRoutes } from '../api/range-routes.js';
+import { rangesBackend } from './range-admin.js';
 import { installBackupRoute } from './backup.js';
 import { NodeMembers } from './member-node.js';
 import { LiveTokenBook, memberAuthHeaders } from './auth-tokens.js';
@@ -116,6 +120,10 @@ export class FlotillaNode implements AsyncDisposable {
   private readonly queueForwarder: Forwarder;
   readonly queueTicker: QueueTicker;
   private readonly compactor: AutoCompactor;
+  /** Each range's service, forwarder, watch hub and compactor; routes requests by key. */
+  readonly lanes: RangeLanes;
+  /** The key-value requests' path through the ranges. */
+  readonly kvPath: RangeKvPath;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
@@ -147,6 +155,10 @@ export class FlotillaNode implements AsyncDisposable {
     transport: Transport,
     kvSessions: SessionMachine,
     identity: Omit<DataDirIdentity, 'format' | 'recovery'>,
+    /** Range 0 and the ranges split off it that this node replicates. */
+    readonly ranges: RangeGroups,
+    /** The meta group (the range map) and its bootstrap. */
+    readonly meta: MetaService,
   ) {
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
     this.members = new NodeMembers({
@@ -154,6 +166,7 @@ export class FlotillaNode implements AsyncDisposable {
       identity,
       runtime,
       queueRuntime: queueService.runtime,
+      followers: [{ group: META_GROUP, name: 'meta', runtime: meta.runtime }],
       kvSessions,
       transport,
       pool: (url) => this.pool(url),
@@ -164,19 +177,7 @@ export class FlotillaNode implements AsyncDisposable {
       isClosing: () => this.closing,
       stop: () => void this.close(),
     });
-    this.forwarder = new Forwarder({
-      selfId: config.id,
-      members: this.members.book,
-      leaders: runtime,
-      send: (url, path, rawBody, signal, authorization) =>
-        this.send(url, path, rawBody, signal, authorization),
-      // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
-      timeoutMs: config.requestTimeoutMs + 1_000,
-      // One of the longest election timeouts: the new leader was elected after about as long.
-      replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
-      // As many as the pool to the leader has connections: none waits for one.
-      maxInFlight: forwardConnections,
-    });
+    this.forwarder = this.newForwarder(runtime);
     this.queueForwarder = new Forwarder({
       selfId: config.id,
       members: this.members.book,
@@ -215,7 +216,46 @@ export class FlotillaNode implements AsyncDisposable {
           'revoking an expired lease failed; will try again',
         ),
     });
-    this.compactor = new AutoCompactor({
+    this.compactor = this.newCompactor(KV_GROUP, runtime, kv, service);
+    this.lanes = new RangeLanes({ ranges, make: (id, group) => this.makeLane(id, group) });
+    const range0 = ranges.group(KV_GROUP);
+    if (range0 === undefined) throw new Error('Range 0 must run before the node is assembled');
+    this.kvPath = new RangeKvPath({
+      config,
+      lanes: this.lanes,
+      metrics,
+      range0,
+      sampler: () => this.dash?.sampler,
+    });
+  }
+
+  /** A forwarder to the leader of one range's group (`leaders`: its runtime). */
+  private newForwarder(leaders: RaftRuntime): Forwarder {
+    const { config } = this;
+    return new Forwarder({
+      selfId: config.id,
+      members: this.members.book,
+      leaders,
+      send: (url, path, rawBody, signal, authorization) =>
+        this.send(url, path, rawBody, signal, authorization),
+      // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
+      timeoutMs: config.requestTimeoutMs + 1_000,
+      // One of the longest election timeouts: the new leader was elected after about as long.
+      replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
+      // As many as the pool to the leader has connections: none waits for one.
+      maxInFlight: forwardConnections,
+    });
+  }
+
+  /** The automatic compaction of one range's history, run by that range's leader. */
+  private newCompactor(
+    range: RangeId,
+    runtime: RaftRuntime,
+    kv: KvStateMachine,
+    service: KvService,
+  ): AutoCompactor {
+    const { config, log } = this;
+    return new AutoCompactor({
       clock: systemClock,
       keepRevisions: config.compactionKeepRevisions,
       keepMs: config.compactionKeepMs,
@@ -225,11 +265,42 @@ export class FlotillaNode implements AsyncDisposable {
       compacted: () => kv.compacted(),
       compact: async (revision) => {
         await service.compact(revision);
-        log.debug({ revision }, 'compacted the key-value history');
+        log.debug({ range, revision }, 'compacted the key-value history');
       },
       onError: (err) =>
-        log.warn({ err: (err as Error).message }, 'automatic compaction failed; will try again'),
+        log.warn(
+          { range, err: (err as Error).message },
+          'automatic compaction failed; will try again',
+        ),
     });
+  }
+
+  /** What this node keeps for range `id` (range 0's parts are the node's own). */
+  private makeLane(id: RangeId, group: RangeGroup): RangeLane {
+    if (id === KV_GROUP)
+      return {
+        id,
+        group,
+        service: this.service,
+        forwarder: this.forwarder,
+        watchHub: this.watchHub,
+        compactor: this.compactor,
+      };
+    const { config } = this;
+    const service = new KvService(
+      group.runtime,
+      group.range.kv,
+      { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes },
+      systemClock,
+    );
+    return {
+      id,
+      group,
+      service,
+      forwarder: this.newForwarder(group.runtime),
+      watchHub: new WatchHub(group.range.kv),
+      compactor: this.newCompactor(id, group.runtime, group.range.kv, service),
+    };
   }
 
   static async start(
@@ -256,7 +327,11 @@ export class FlotillaNode implements AsyncDisposable {
     );
     const metrics = new NodeMetrics(config.id);
     const { limits } = config;
-    const { kv: storage, queue: queueStorage } = await openGroupStorages(config, log);
+    const {
+      kv: storage,
+      queue: queueStorage,
+      meta: metaStorage,
+    } = await openGroupStorages(config, log);
     const initial = storage.initialState();
     const holdsLog = initial.entries.length > 0 || initial.snapshot !== null;
     let runtimeHolder: RaftRuntime | null = null;
@@ -266,6 +341,7 @@ export class FlotillaNode implements AsyncDisposable {
       async () => {
         await storage.close();
         await queueStorage.close();
+        await metaStorage.close();
       },
       log,
       tls?.material,
@@ -285,6 +361,7 @@ export class FlotillaNode implements AsyncDisposable {
       await transport.close();
       await storage.close();
       await queueStorage.close();
+      await metaStorage.close();
       throw err;
     }
     if (recovery === 'recovering') {
@@ -303,13 +380,19 @@ export class FlotillaNode implements AsyncDisposable {
       sampler: new RateSampler(systemClock),
       leaderContactMs: 0,
     };
-    const kv = new KvStateMachine(limits);
     const sessionLimits = {
       ...defaultSessionLimits,
       maxSessions: limits.maxSessions,
       window: limits.sessionWindow,
     };
-    const queueLog = log.child({ group: QUEUE_GROUP });
+    // Every group but the key-value group logs its events tagged with its id.
+    const groupLogs = new Map<number, Logger>();
+    const groupLog = (group: number): Logger => {
+      if (group === KV_GROUP) return log;
+      let l = groupLogs.get(group);
+      if (l === undefined) groupLogs.set(group, (l = log.child({ group })));
+      return l;
+    };
     const host = new Host({
       id: config.id,
       clock: systemClock,
@@ -341,30 +424,58 @@ export class FlotillaNode implements AsyncDisposable {
           metrics.observe(e);
           if (e.kind === 'applied') dash.sampler.appliedEntries(e.entries);
         }
-        logRuntimeEvent(group === KV_GROUP ? log : queueLog, e);
+        logRuntimeEvent(groupLog(group), e);
       },
     });
     const groupOptions = groupSettings(config, identity, recovery, log);
     const queueMachine = new QueueStateMachine();
-    const kvSessions = new SessionMachine(kv, sessionLimits);
-    let runtime: RaftRuntime;
+    const metaMachine = new MetaStateMachine({ maxKeyBytes: config.maxKeyBytes });
+    // Range 0 (the key-value group) and every range split off it that this node replicates,
+    // each SessionMachine(RangeMachine(KvStateMachine)) in its own group-<id>/ directory.
+    const ranges = new RangeGroups({
+      host,
+      openStorage: (id) =>
+        id === KV_GROUP ? Promise.resolve(storage) : openGroupStorage(config, id, log),
+      settings: (id) => {
+        const { voters: _voters, ...settings } = groupOptions(id);
+        // The write tracer (bench/trace) follows the key-value group's writes.
+        return id === KV_GROUP && o.trace !== undefined
+          ? { ...settings, trace: o.trace }
+          : settings;
+      },
+      limits,
+      sessionLimits,
+      onError: (range, err) =>
+        log.error({ range, err: err.message }, 'a range group could not be started'),
+    });
+    let range0: RangeGroup;
     let queueRuntime: RaftRuntime;
+    let metaRuntime: RaftRuntime;
     try {
-      // The write tracer (bench/trace) follows the key-value group's writes.
-      runtime = await host.addGroup(KV_GROUP, {
-        ...groupOptions(KV_GROUP, storage, kvSessions),
-        ...(o.trace === undefined ? {} : { trace: o.trace }),
+      range0 = await ranges.start(KV_GROUP, groupOptions(KV_GROUP).voters);
+      queueRuntime = await host.addGroup(QUEUE_GROUP, {
+        ...groupOptions(QUEUE_GROUP),
+        storage: queueStorage,
+        stateMachine: new SessionMachine(queueMachine, sessionLimits),
       });
-      queueRuntime = await host.addGroup(
-        QUEUE_GROUP,
-        groupOptions(QUEUE_GROUP, queueStorage, new SessionMachine(queueMachine, sessionLimits)),
-      );
+      metaRuntime = await host.addGroup(META_GROUP, {
+        ...groupOptions(META_GROUP),
+        storage: metaStorage,
+        stateMachine: new SessionMachine(metaMachine, sessionLimits),
+      });
+      // Ranges split off range 0 start with it (their seeds are on disk): wait for them, so the
+      // node serves once it runs every range it replicates (one that fails is logged).
+      await ranges.settled();
     } catch (err) {
       await host.close(0);
       if (!host.group(KV_GROUP)) await storage.close();
       if (!host.group(QUEUE_GROUP)) await queueStorage.close();
+      if (!host.group(META_GROUP)) await metaStorage.close();
       throw err;
     }
+    const runtime = range0.runtime;
+    const kv = range0.range.kv;
+    const kvSessions = range0.sessions;
     runtimeHolder = runtime;
     if (config.unsafeTestMode !== 'none') {
       log.warn(
@@ -438,6 +549,15 @@ export class FlotillaNode implements AsyncDisposable {
       transport,
       kvSessions,
       identity,
+      ranges,
+      new MetaService({
+        runtime: metaRuntime,
+        machine: metaMachine,
+        clock: systemClock,
+        firstRangeReplicas: () => runtime.status().voters,
+        checkEveryMs: 500,
+        log: groupLog(META_GROUP),
+      }),
     );
     clientAddresses = () => node.members.book.map((m) => m.client);
     // The directory restored from the snapshot (and the log replayed so far) names members
@@ -460,6 +580,7 @@ export class FlotillaNode implements AsyncDisposable {
       transfers: snapshotTransfersOf(runtime, queueRuntime),
       counters: [runtime, queueRuntime].map((rt, group) => ({ group, ...rt.snapshotCounters() })),
     }));
+    metrics.bindRanges(() => node.lanes.count());
     metrics.bindKvHistory(() => ({
       revision: kv.revision(),
       compacted: kv.compacted(),
@@ -479,6 +600,18 @@ export class FlotillaNode implements AsyncDisposable {
     node.tokens = tokens;
     installRoutes(http, node.backend());
     installMemberRoutes(http, node.members.backend());
+    installRangeRoutes(
+      http,
+      rangesBackend({
+        selfId: config.id,
+        lanes: node.lanes,
+        meta: node.meta,
+        metaForwarder: node.newForwarder(metaRuntime),
+        clock: systemClock,
+        maxKeyBytes: config.maxKeyBytes,
+        recordTimeoutMs: config.requestTimeoutMs,
+      }),
+    );
     installBackupRoute(http, {
       clusterId: config.clusterId,
       memberId: config.id,
@@ -488,6 +621,8 @@ export class FlotillaNode implements AsyncDisposable {
       ],
       nowMs: () => systemClock.nowMs(),
       log,
+      // A backup holds range 0 and the queue: a split store's other ranges would be missing.
+      checkWhole: () => node.kvPath.checkOneRange('a backup'),
     });
     installLeaseRoutes(http, {
       forward: (path, rawBody, signal, authorization) =>
@@ -497,11 +632,28 @@ export class FlotillaNode implements AsyncDisposable {
         memberId: config.id,
         raftTerm: runtime.status().term,
       }),
-      grant: (id, ttl, signal) => service.leaseGrant(id, ttl, { signal }),
-      revoke: (id, signal) => service.leaseRevoke(id, { signal }),
-      keepAlive: (id) => node.leaseKeeper.keepAlive(id),
-      timeToLive: (id) => ({ ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] }),
-      leases: () => kv.leases(),
+      // Leases are range 0's: a split store refuses them rather than half-serve them (the
+      // right-hand ranges hold copies of the leases no keeper expires).
+      grant: async (id, ttl, signal) => {
+        node.kvPath.checkOneRange('a lease');
+        return service.leaseGrant(id, ttl, { signal });
+      },
+      revoke: async (id, signal) => {
+        node.kvPath.checkOneRange('a lease');
+        return service.leaseRevoke(id, { signal });
+      },
+      keepAlive: (id) => {
+        node.kvPath.checkOneRange('a lease');
+        return node.leaseKeeper.keepAlive(id);
+      },
+      timeToLive: (id) => {
+        node.kvPath.checkOneRange('a lease');
+        return { ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] };
+      },
+      leases: () => {
+        node.kvPath.checkOneRange('a lease');
+        return kv.leases();
+      },
     });
     const queueBackend: QueueBackend = {
       service: config.unsafeTestMode === 'stale-tokens' ? unfenced(queueService) : queueService,
@@ -531,8 +683,9 @@ export class FlotillaNode implements AsyncDisposable {
         memberId: config.id,
         raftTerm: runtime.status().term,
       }),
-      watches: () => node.watchHub.size(),
-      watch: (spec, sink) => node.watchHub.watch(spec, sink),
+      watches: () => node.lanes.all().reduce((n, l) => n + l.watchHub.size(), 0),
+      // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise).
+      watch: (spec, sink) => node.lanes.route([spec.range], 'watch').watchHub.watch(spec, sink),
     };
     installWatchRoute(http, watchBackend);
     node.dash = dash;
@@ -619,10 +772,11 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     node.tls?.start();
-    node.compactor.start();
+    node.lanes.start();
     dash.sampler.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
+    node.meta.start();
     node.members.membership.start();
     return node;
   }
@@ -633,9 +787,10 @@ export class FlotillaNode implements AsyncDisposable {
     this.closing = true;
     this.members.membership.stop();
     this.tls?.stop();
-    this.compactor.stop();
+    this.lanes.close();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
+    this.meta.stop();
     this.watchHub.close();
     this.feed?.close();
     this.dash?.sampler.stop();
@@ -667,13 +822,17 @@ export class FlotillaNode implements AsyncDisposable {
       lastIndex: s.lastIndex,
       firstIndex: s.firstIndex,
       revision: this.kv.revision(),
-      // Either group: the data directory is marked recovered only when both have caught up.
-      recovering: s.recovery === 'recovering' || q.recovery === 'recovering',
+      // Any group: the data directory is marked recovered only when every one has caught up.
+      recovering:
+        s.recovery === 'recovering' ||
+        q.recovery === 'recovering' ||
+        this.meta.runtime.status().recovery === 'recovering',
       members: [...this.members.book],
       voters: s.voters,
       learners: s.learners,
       replication: this.members.membership.replication(),
       snapshotTransfers: snapshotTransfersOf(this.runtime, this.queueService.runtime),
+      ranges: this.lanes.count(),
       queueGroup: {
         role: q.role,
         term: q.term,
@@ -729,58 +888,33 @@ export class FlotillaNode implements AsyncDisposable {
 
   /** The key-value backend both fronts (HTTP and the binary protocol) serve requests through. */
   private backend(): KvBackend {
-    const header = () => ({
-      revision: this.kv.revision(),
-      memberId: this.config.id,
-      raftTerm: this.runtime.status().term,
-    });
     return {
       limits: this.config.limits,
       metrics: this.metrics.registry,
-      write: async (txn, session, signal) => {
-        const data = this.service.encode(txn, session);
-        if (this.config.unsafeTestMode === 'early-ack') {
-          // Planted bug for the fault-injection checker: acknowledge before the entry commits.
-          this.runtime.propose(data, { signal }).catch(() => undefined);
-          return { header: header(), succeeded: true, results: txn.success.map(unsafeEmptyResult) };
-        }
-        const started = performance.now();
-        try {
-          const result = await this.runtime.propose(data, { signal });
-          this.metrics.proposals.inc({ outcome: 'ok' });
-          const ms = performance.now() - started;
-          this.metrics.applyLatency.observe(ms / 1000);
-          this.dash?.sampler.write(ms);
-          const answer = answerOf(result);
-          return {
-            header: { ...header(), revision: answer.revision },
-            succeeded: answer.succeeded,
-            results: answer.results,
-          };
-        } catch (err) {
-          this.metrics.proposals.inc({
-            outcome: err instanceof FlotillaError ? err.code : 'error',
-          });
-          throw toFlotillaError(err);
-        }
-      },
-      read: async (op, consistency, signal) => {
-        // The planted `local-reads` bug skips ReadIndex: a deposed leader serves stale data.
-        if (consistency !== 'serializable' && this.config.unsafeTestMode !== 'local-reads') {
-          try {
-            await this.runtime.linearizableRead({ signal, lease: consistency === 'lease' });
-          } catch (err) {
-            this.metrics.reads.inc({ level: consistency, outcome: 'error' });
-            throw toFlotillaError(err);
-          }
-        }
-        this.metrics.reads.inc({ level: consistency, outcome: 'ok' });
-        this.dash?.sampler.read();
-        return { header: header(), result: this.kv.range(op) };
-      },
+      write: (txn, session, signal) => this.kvPath.write(txn, session, signal),
+      read: (op, consistency, signal) => this.kvPath.read(op, consistency, signal),
       compact: async (revision, signal) => {
+        this.kvPath.checkOneRange('compaction to one revision');
         const r = await this.service.compact(revision, { signal });
-        return { header: { ...header(), revision: r.revision }, compacted: r.compacted };
+        return {
+          header: { ...this.kvPath.header(), revision: r.revision },
+          compacted: r.compacted,
+        };
+      },
+      routeWrite: (txn) => {
+        let lane: RangeLane;
+        try {
+          lane = this.lanes.route(spansOfTxn(txn), 'transaction');
+        } catch {
+          // Refused (or retried) where it is handled: write() routes again and says why.
+          return { leads: () => true, forward: () => Promise.resolve(null) };
+        }
+        const rt = lane.group.runtime;
+        return {
+          leads: () => rt.leaderId() === this.config.id,
+          forward: (path, rawBody, signal, authorization) =>
+            lane.forwarder.forward(path, rawBody, signal, authorization),
+        };
       },
       leads: () => this.runtime.leaderId() === this.config.id,
       forward: (path, rawBody, signal, authorization) =>
@@ -925,12 +1059,6 @@ export function dashboardUrl(address: string, port: number, https = false): stri
 /** The client ports' TLS: the node's certificate, and the CA clients must have, if asked. */
 function clientPortTls(tls: NodeTls, config: NodeConfig): ServerTlsOptions {
   return { ...tls.material, requestCert: config.tls?.clientCertAuth === true };
-}
-
-function unsafeEmptyResult(op: BackendOp): BackendOpResult {
-  if (op.kind === 'put') return { kind: 'put', prevKv: null };
-  if (op.kind === 'delete') return { kind: 'delete', deleted: 0, prevKvs: [] };
-  return { kind: 'range', kvs: [], count: 0, more: false };
 }
 
 /**

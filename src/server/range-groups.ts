@@ -13,9 +13,9 @@
 // member joining a group does): its log is empty, so it wins no election, and the child's
 // leader sends it a snapshot.
 //
-// What this does not do yet: route requests by range (the node serves range 0 as before), tell
-// the meta group of the new descriptors, or stop a range whose replicas no longer include this
-// node.
+// What this does not do yet: stop a range whose replicas no longer include this node. Routing
+// by range and telling the meta group of a split are the node's (range-lanes.ts,
+// range-admin.ts).
 
 import type { GroupStorage } from '../host/contracts.js';
 import type { GroupOptions, Host } from '../host/host.js';
@@ -33,8 +33,11 @@ export interface RangeGroupsOptions {
   readonly host: Host;
   /** Opens range `id`'s storage on this node (empty when the node holds none); once per range. */
   readonly openStorage: (id: RangeId) => Promise<GroupStorage>;
-  /** The settings of every range group, the ones splits create included. */
-  readonly settings: RangeGroupSettings;
+  /**
+   * The settings of every range group, the ones splits create included; a function gives each
+   * range its own (a node keeps each group's partial snapshots in the group's directory).
+   */
+  readonly settings: RangeGroupSettings | ((id: RangeId) => RangeGroupSettings);
   readonly limits: KvLimits;
   readonly sessionLimits?: SessionLimits;
   /** Told when a range could not be seeded or started (the node logs it). */
@@ -114,8 +117,9 @@ export class RangeGroups {
     range.onRestored(() => this.startChildren(range));
     let runtime: RaftRuntime;
     try {
+      const settings = this.o.settings;
       runtime = await this.o.host.addGroup(id, {
-        ...this.o.settings,
+        ...(typeof settings === 'function' ? settings(id) : settings),
         storage,
         stateMachine: sessions,
         voters,

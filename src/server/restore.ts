@@ -12,7 +12,7 @@ import { defaultLimits } from '../base/limits.js';
 import { chunkStream, type GroupStorage, type StateMachine } from '../host/contracts.js';
 import { SessionMachine, sessionHeaderWithoutDirectory } from '../host/sessions.js';
 import { collectSnapshot, snapshotChunks } from '../host/snapshot-stream.js';
-import { KvStateMachine } from '../kv/machine.js';
+import { RangeMachine } from '../ranges/range-machine.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { nodeFs, openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { BackupError, readBackup, type BackupHeader, type BackupSummary } from './backup-format.js';
@@ -184,7 +184,8 @@ function sessionHeaderWithoutDirectoryOrFail(group: number, chunk: Uint8Array): 
 /** Loads a group's snapshot into a fresh state machine, as the node will at its start. */
 async function checkLoads(group: number, data: Uint8Array): Promise<void> {
   const inner: StateMachine =
-    group === KV_GROUP ? new KvStateMachine(defaultLimits) : new QueueStateMachine();
+    // Range 0's machine: it loads its own snapshots and those written before ranges existed.
+    group === KV_GROUP ? new RangeMachine({ limits: defaultLimits }) : new QueueStateMachine();
   try {
     await new SessionMachine(inner).restore(snapshotChunks(data));
   } catch (err) {

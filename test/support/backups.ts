@@ -57,9 +57,12 @@ export async function dropLastKvChunk(
   const kv = groups.get(0) ?? [];
   kv.pop();
   if (consistent) {
-    // Session header, its session chunks, then the key-value header.
+    // Session header, its session chunks, the range's header (a store written since ranges
+    // exist), then the key-value header.
     const sessions = packr.unpack(kv[0] as Uint8Array) as { chunks: number };
-    const at = 1 + sessions.chunks;
+    let at = 1 + sessions.chunks;
+    const range = packr.unpack(kv[at] as Uint8Array) as Record<string, unknown>;
+    if ('range' in range) at++;
     const kvHeader = packr.unpack(kv[at] as Uint8Array) as { chunks: number; pastChunks: number };
     if (kvHeader.pastChunks !== 0) throw new Error('the store holds past versions');
     kv[at] = packr.pack({ ...kvHeader, chunks: kvHeader.chunks - 1 });

@@ -1,0 +1,99 @@
+// `flotilla ranges` and `flotilla range split KEY`: the ranges of the key-value store from the
+// command line (docs/API.md, "Ranges"). A split goes to the leader of the range holding the
+// key (any endpoint forwards it).
+
+import type { Command } from 'commander';
+import type { FlotillaClient, RangesResponse, SplitResponse } from '../client/index.js';
+import { tokenOption, type ClusterOptions } from './token.js';
+
+type WithClient = <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>;
+
+/** A bound for a table: the key as JSON text, the key space's ends as -inf and +inf. */
+function bound(key: string | null, end: boolean): string {
+  if (key === null) return '+inf';
+  if (key === '' && !end) return '-inf';
+  return JSON.stringify(key);
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
+  return (
+    rows
+      .map((row) =>
+        row
+          .map((cell, i) => cell.padEnd(widths?.[i] ?? 0))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
+
+/** The ranges as a table: id, bounds, generation, replicas, leader, keys, applied index. */
+export function renderRanges(r: RangesResponse): string {
+  const rows = [['RANGE', 'START', 'END', 'GEN', 'REPLICAS', 'LEADER', 'KEYS', 'APPLIED']];
+  for (const x of r.ranges)
+    rows.push([
+      String(x.id),
+      bound(x.start, false),
+      bound(x.end, true),
+      String(x.generation),
+      x.replicas.join(','),
+      x.leader === null ? '' : String(x.leader),
+      x.keys === null ? '' : String(x.keys),
+      x.applied === null ? '' : String(x.applied),
+    ]);
+  return `map version ${r.version}\n` + table(rows);
+}
+
+export function renderSplit(r: SplitResponse): string {
+  return table([
+    ['RANGE', 'START', 'END', 'GEN', 'REPLICAS'],
+    ...[r.left, r.right].map((x) => [
+      String(x.id),
+      bound(x.start, false),
+      bound(x.end, true),
+      String(x.generation),
+      x.replicas.join(','),
+    ]),
+  ]);
+}
+
+export function rangeCommands(
+  program: Command,
+  withClient: WithClient,
+  defaultEndpoints: string,
+): void {
+  const ranges = program
+    .command('ranges')
+    .description('the ranges of the key-value store: bounds, replicas, leader, keys')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption())
+    .option('--json', 'print the answer as JSON')
+    .action(async (o: { json?: boolean }) =>
+      withClient(ranges.opts<ClusterOptions>(), async (c) => {
+        const r = await c.ranges();
+        if (o.json === true) return r;
+        process.stdout.write(renderRanges(r));
+        return undefined;
+      }),
+    );
+  const range = program
+    .command('range')
+    .description('change the ranges of the key-value store')
+    .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
+    .addOption(tokenOption());
+  range
+    .command('split')
+    .description('split the range holding KEY at KEY: the keys from KEY on form a new range')
+    .argument('<key>', 'the first key of the new range (UTF-8)')
+    .option('--json', 'print the answer as JSON')
+    .action(async (key: string, o: { json?: boolean }) =>
+      withClient(range.opts<ClusterOptions>(), async (c) => {
+        const r = await c.splitRange(key);
+        if (o.json === true) return r;
+        process.stdout.write(renderSplit(r));
+        return undefined;
+      }),
+    );
+}

@@ -1,0 +1,211 @@
+// Splitting a range on request, and the map of ranges a node shows (docs/DESIGN.md, "Ranges").
+// A split runs on the leader of the range holding the key, in three steps: a new range id from
+// the meta group's allocator; the split in the range's own log (the range's generation as this
+// leader applied it, its voters as the new range's replicas), which every replica applies and
+// from which each starts the right-hand group (range-groups.ts); then both halves recorded in
+// the meta group's map, retried until the map took them or knew them. A failure after the
+// split applied leaves the map behind the ranges, which is allowed (the ranges are the
+// authority); the next split of the range records its own halves only once this one is.
+
+import { FlotillaError } from '../base/errors.js';
+import { isRefusal, type Clock } from '../host/contracts.js';
+import { encodeEnvelope } from '../host/envelope.js';
+import {
+  metaAllocatePath,
+  metaRecordSplitPath,
+  renderDescriptor,
+  type RangesBackend,
+  type RangeView,
+} from '../api/range-routes.js';
+import type { Json } from '../api/validate.js';
+import { errorFromWire } from '../api/wire-codec.js';
+import type { Forwarder } from './forward.js';
+import { compareBytes } from '../kv/kv-store.js';
+import { toFlotillaError } from '../api/errors.js';
+import type { KvError } from '../kv/machine.js';
+import { RangeMachine, type SplitResult, type WrongRangeResult } from '../ranges/range-machine.js';
+import type { RangeDescriptor } from '../ranges/types.js';
+import type { MetaService } from './meta-service.js';
+import type { RangeLane, RangeLanes } from './range-lanes.js';
+import { showRange } from './range-router.js';
+
+export interface RangeAdminOptions {
+  readonly selfId: number;
+  readonly lanes: RangeLanes;
+  readonly meta: MetaService;
+  /** Forwards to the meta group's leader (null: this node leads it). */
+  readonly metaForwarder: Pick<Forwarder, 'forward'>;
+  readonly clock: Clock;
+  readonly maxKeyBytes: number;
+  /** How long recording a split in the map is retried before the request gives up. */
+  readonly recordTimeoutMs: number;
+}
+
+/** Pause between two attempts to record a split the map refused for now. */
+const recordRetryMs = 100;
+
+export function rangesBackend(o: RangeAdminOptions): RangesBackend {
+  return {
+    limits: { maxKeyBytes: o.maxKeyBytes },
+    ranges: () => rangeViews(o),
+    routeSplit: (key) => {
+      let lane: RangeLane;
+      try {
+        lane = o.lanes.route([{ key, rangeEnd: null }], 'split');
+      } catch {
+        // Handled here, where split() waits for the range or says why not.
+        return { leads: () => true, forward: () => Promise.resolve(null) };
+      }
+      const rt = lane.group.runtime;
+      return {
+        leads: () => rt.leaderId() === o.selfId,
+        forward: (path, rawBody, signal, authorization) =>
+          lane.forwarder.forward(path, rawBody, signal, authorization),
+      };
+    },
+    split: (key, signal, authorization) => split(o, key, signal, authorization),
+    meta: o.metaForwarder,
+    allocate: (signal) => o.meta.allocate({ signal }),
+    recordSplit: async (left, right, signal) => {
+      await o.meta.recordSplit(left, right, { signal });
+    },
+  };
+}
+
+function rangeViews(o: RangeAdminOptions): ReturnType<RangesBackend['ranges']> {
+  const map = o.meta.machine.map();
+  if (map === null) return null;
+  const ranges = map.ranges().map((d): RangeView => {
+    const lane = o.lanes.lane(d.id);
+    if (lane === undefined) return { descriptor: d, leader: null, keys: null, applied: null };
+    return {
+      descriptor: d,
+      leader: lane.group.runtime.leaderId(),
+      keys: lane.group.range.kv.keyCount(),
+      applied: lane.group.runtime.appliedIndex(),
+    };
+  });
+  return { version: map.version, ranges };
+}
+
+async function split(
+  o: RangeAdminOptions,
+  key: Uint8Array,
+  signal: AbortSignal,
+  authorization: string | undefined,
+): Promise<{ left: RangeDescriptor; right: RangeDescriptor }> {
+  const lane = await routeOnce(o, key, signal);
+  const rt = lane.group.runtime;
+  if (rt.leaderId() !== o.selfId)
+    throw new FlotillaError(
+      'NOT_LEADER',
+      `This node does not lead range ${lane.id}`,
+      false,
+      rt.leaderId(),
+    );
+  const d = lane.group.range.descriptor();
+  // Refused here too (the range's log would refuse it) so that no id is allocated for nothing.
+  if (compareBytes(key, d.start) <= 0 || (d.end !== null && compareBytes(key, d.end) >= 0))
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `Cannot split range ${showRange(d)} at its start or outside it: the key must lie strictly inside`,
+    );
+  const allocated = await onMetaLeader(
+    o,
+    metaAllocatePath,
+    {},
+    { signal, authorization },
+    async () => ({
+      id: await o.meta.allocate({ signal }),
+    }),
+  );
+  const id = (allocated as { id?: unknown }).id;
+  if (typeof id !== 'number')
+    throw new FlotillaError('INTERNAL', 'The meta group gave no range id');
+  const replicas = [...rt.status().voters].sort((a, b) => a - b);
+  const payload = RangeMachine.encode({
+    split: { key, id, generation: d.generation, replicas },
+  });
+  let result: unknown;
+  try {
+    result = await rt.propose(
+      encodeEnvelope({ client: '', seq: 0, timeMs: o.clock.nowMs(), payload }),
+      { signal },
+    );
+  } catch (err) {
+    throw toFlotillaError(err);
+  }
+  if (isRefusal(result)) throw new FlotillaError('BAD_REQUEST', result.message);
+  // A split entry applies as a split or as a refusal of it (nothing else).
+  const r = result as SplitResult | KvError | WrongRangeResult;
+  if (r.kind !== 'split')
+    throw new FlotillaError(
+      r.error.code === 'WRONG_RANGE' ? 'WRONG_RANGE' : 'BAD_REQUEST',
+      r.error.message,
+    );
+  // Range 0 never recorded its replicas in its own descriptor: the map's halves carry the
+  // voters the split gave the new range, on both sides.
+  const left: RangeDescriptor = { ...r.left, replicas };
+  const right: RangeDescriptor = r.right;
+  await record(o, left, right, { signal, authorization });
+  return { left, right };
+}
+
+/** Records both halves in the map, again while it refuses for now, until `recordTimeoutMs`. */
+async function record(
+  o: RangeAdminOptions,
+  left: RangeDescriptor,
+  right: RangeDescriptor,
+  w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
+): Promise<void> {
+  const { signal } = w;
+  const until = o.clock.nowMs() + o.recordTimeoutMs;
+  const body = { left: renderDescriptor(left, 'base64'), right: renderDescriptor(right, 'base64') };
+  for (;;) {
+    try {
+      await onMetaLeader(o, metaRecordSplitPath, body, w, async () => {
+        await o.meta.recordSplit(left, right, { signal });
+        return { ok: true };
+      });
+      return;
+    } catch (err) {
+      const e = toFlotillaError(err);
+      if (signal.aborted || o.clock.nowMs() >= until || e.code === 'BAD_REQUEST') throw e;
+    }
+    await new Promise((resolve) => o.clock.setTimeout(() => resolve(undefined), recordRetryMs));
+  }
+}
+
+/**
+ * Runs `local` when this node leads the meta group, else sends `body` to `path` on its leader
+ * (with the caller's credential) and answers what it answered, or throws its error.
+ */
+async function onMetaLeader(
+  o: RangeAdminOptions,
+  path: string,
+  body: Json,
+  w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
+  local: () => Promise<Json>,
+): Promise<Json> {
+  const fwd = await o.metaForwarder.forward(path, JSON.stringify(body), w.signal, w.authorization);
+  if (fwd === null) return local();
+  if (fwd.status !== 200)
+    throw errorFromWire((fwd.json as { error?: unknown } | null)?.error, true);
+  return fwd.json as Json;
+}
+
+/** The range holding `key`, once this node runs it (a split it applied starts the right half). */
+async function routeOnce(
+  o: RangeAdminOptions,
+  key: Uint8Array,
+  signal: AbortSignal,
+): Promise<RangeLane> {
+  const spans = [{ key, rangeEnd: null }];
+  try {
+    return o.lanes.route(spans, 'split');
+  } catch (err) {
+    if (!(err instanceof FlotillaError) || err.code !== 'WRONG_RANGE') throw err;
+    await o.lanes.catchUp(null, { signal });
+    return o.lanes.route(spans, 'split');
+  }
+}

@@ -1,0 +1,99 @@
+// What a node keeps per range it runs (docs/DESIGN.md, "Ranges"): the range's KvService (its
+// writes into its own log), a Forwarder following its own leader, its watch hub and the
+// leader's automatic compactor of its own history. A range's lane is made when the range
+// first runs here (range 0 at start, a right-hand range once its split applied), and requests
+// reach it through the router (range-router.ts).
+
+import type { WaitOptions } from '../host/runtime.js';
+import type { WatchHub } from '../kv/watch-hub.js';
+import type { Range } from '../kv/kv-store.js';
+import type { RangeDescriptor, RangeId } from '../ranges/types.js';
+import type { AutoCompactor } from './compactor.js';
+import type { Forwarder } from './forward.js';
+import type { KvService } from './kv-service.js';
+import type { RangeGroup, RangeGroups } from './range-groups.js';
+import { routeSpans } from './range-router.js';
+
+export interface RangeLane {
+  readonly id: RangeId;
+  readonly group: RangeGroup;
+  readonly service: KvService;
+  readonly forwarder: Forwarder;
+  readonly watchHub: WatchHub;
+  readonly compactor: AutoCompactor;
+}
+
+export interface RangeLanesOptions {
+  readonly ranges: RangeGroups;
+  /** Builds the lane of a range that runs here now. */
+  readonly make: (id: RangeId, group: RangeGroup) => RangeLane;
+}
+
+export class RangeLanes {
+  private readonly lanes = new Map<RangeId, RangeLane>();
+  private started = false;
+  private closed = false;
+
+  constructor(private readonly o: RangeLanesOptions) {}
+
+  /** Every range's lane, ascending by id (ranges that started since the last call included). */
+  all(): RangeLane[] {
+    for (const id of this.o.ranges.ranges()) {
+      if (this.lanes.has(id) || this.closed) continue;
+      const group = this.o.ranges.group(id);
+      if (group === undefined) continue;
+      const lane = this.o.make(id, group);
+      this.lanes.set(id, lane);
+      if (this.started) lane.compactor.start();
+    }
+    return [...this.lanes.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** The lane of range `id`, when it runs here. */
+  lane(id: RangeId): RangeLane | undefined {
+    this.all();
+    return this.lanes.get(id);
+  }
+
+  /** How many ranges run here. */
+  count(): number {
+    return this.all().length;
+  }
+
+  /** The ranges' descriptors as this node applied them. */
+  descriptors(): RangeDescriptor[] {
+    return this.all().map((l) => l.group.range.descriptor());
+  }
+
+  /** The lane of the one range the spans lie in (CROSS_RANGE, WRONG_RANGE: see routeSpans). */
+  route(spans: readonly Range[], what: string): RangeLane {
+    const id = routeSpans(this.descriptors(), spans, what);
+    return this.lane(id) as RangeLane;
+  }
+
+  /**
+   * Catches up with the ranges after a WRONG_RANGE: applies range `id`'s log as far as its
+   * leader has committed (so a split it applied applies here too), then waits for the ranges
+   * being started (the split's right-hand range).
+   */
+  async catchUp(id: RangeId | null, w: WaitOptions): Promise<void> {
+    const lane = id === null ? undefined : this.lane(id);
+    if (lane !== undefined) await lane.service.readBarrier(w);
+    await this.o.ranges.settled();
+  }
+
+  /** Starts every lane's compactor (the leader of each range compacts its own history). */
+  start(): void {
+    this.started = true;
+    for (const l of this.all()) l.compactor.start();
+  }
+
+  /** Stops the compactors and ends every watch. */
+  close(): void {
+    this.closed = true;
+    for (const l of this.lanes.values()) {
+      l.compactor.stop();
+      l.watchHub.close();
+    }
+  }
+}

@@ -1,0 +1,97 @@
+// The key-value path's retry after WRONG_RANGE (src/server/range-kv-path.ts): a node that
+// routed by a descriptor its range's leader had already changed catches up with that range and
+// routes once more; a second WRONG_RANGE, or any other error, is the caller's.
+
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { FlotillaError } from '../../src/base/errors.js';
+import type { NodeConfig } from '../../src/server/config.js';
+import { NodeMetrics } from '../../src/server/metrics.js';
+import type { RangeGroup } from '../../src/server/range-groups.js';
+import { RangeKvPath } from '../../src/server/range-kv-path.js';
+import type { RangeLane, RangeLanes } from '../../src/server/range-lanes.js';
+
+const b = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/** Lanes that route to `routes` in turn and record the catch-ups asked for. */
+function fakeLanes(routes: readonly number[]): { lanes: RangeLanes; caughtUp: (number | null)[] } {
+  const caughtUp: (number | null)[] = [];
+  let next = 0;
+  const lanes = {
+    route: () => ({ id: routes[Math.min(next++, routes.length - 1)] }) as RangeLane,
+    catchUp: (id: number | null) => {
+      caughtUp.push(id);
+      return Promise.resolve();
+    },
+  } as unknown as RangeLanes;
+  return { lanes, caughtUp };
+}
+
+function path(lanes: RangeLanes): RangeKvPath {
+  return new RangeKvPath({
+    config: { id: 1 } as NodeConfig,
+    lanes,
+    metrics: new NodeMetrics(1, false),
+    range0: {} as RangeGroup,
+    sampler: () => undefined,
+  });
+}
+
+const spans = [{ key: b('x'), rangeEnd: null }];
+const signal = new AbortController().signal;
+const wrongRange = () => new FlotillaError('WRONG_RANGE', 'Key "x" is outside the range');
+
+void test('a WRONG_RANGE is retried once, after catching up with the range that refused', async () => {
+  const { lanes, caughtUp } = fakeLanes([0, 3]);
+  const tried: number[] = [];
+  const r = await path(lanes).routed(spans, 'write', signal, (lane) => {
+    tried.push(lane.id);
+    return lane.id === 0 ? Promise.reject(wrongRange()) : Promise.resolve('ok');
+  });
+  assert.equal(r, 'ok');
+  assert.deepEqual(tried, [0, 3], 'routed again, to the range that holds the key now');
+  assert.deepEqual(caughtUp, [0], 'caught up with the range that refused first');
+});
+
+void test('a second WRONG_RANGE, and any other error, reach the caller', async () => {
+  const { lanes, caughtUp } = fakeLanes([0, 0]);
+  let calls = 0;
+  await assert.rejects(
+    path(lanes).routed(spans, 'write', signal, () => {
+      calls++;
+      return Promise.reject(wrongRange());
+    }),
+    (err: unknown) => err instanceof FlotillaError && err.code === 'WRONG_RANGE',
+  );
+  assert.equal(calls, 2, 'one retry, not a loop');
+  assert.deepEqual(caughtUp, [0]);
+  const other = fakeLanes([0]);
+  await assert.rejects(
+    path(other.lanes).routed(spans, 'write', signal, () =>
+      Promise.reject(new FlotillaError('NOT_LEADER', 'no')),
+    ),
+    (err: unknown) => err instanceof FlotillaError && err.code === 'NOT_LEADER',
+  );
+  assert.deepEqual(other.caughtUp, [], 'no catch-up for an error that is not about routing');
+});
+
+void test('no range holding the keys here yet (routing itself refused) waits for the ranges starting', async () => {
+  const caughtUp: (number | null)[] = [];
+  let first = true;
+  const lanes = {
+    route: () => {
+      if (first) {
+        first = false;
+        throw wrongRange();
+      }
+      return { id: 3 } as RangeLane;
+    },
+    catchUp: (id: number | null) => {
+      caughtUp.push(id);
+      return Promise.resolve();
+    },
+  } as unknown as RangeLanes;
+  const r = await path(lanes).routed(spans, 'write', signal, (lane) => Promise.resolve(lane.id));
+  assert.equal(r, 3);
+  assert.deepEqual(caughtUp, [null]);
+});

@@ -1,0 +1,222 @@
+// Ranges in a running node (docs/DESIGN.md, "Ranges"): three in-process nodes bootstrap the
+// range map in the meta group, split range 0 through the API (asked of a node that does not
+// lead it), then serve writes and reads on both sides through every node, refuse requests that
+// span the ranges, refuse splits at a range's start, and refuse what a split store does not
+// support (leases) rather than half-serve it.
+
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { META_GROUP } from '../../src/ranges/types.js';
+import { TestNodes, postJson, until } from './nodes.js';
+
+interface RangeJson {
+  id: number;
+  start: string;
+  end: string | null;
+  generation: number;
+  replicas: number[];
+  leader: number | null;
+  keys: number | null;
+  applied: number | null;
+}
+
+async function getRanges(url: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${url}/v1/ranges`, { signal: AbortSignal.timeout(5_000) });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+function errorCode(json: Record<string, unknown>): string | undefined {
+  return (json['error'] as { code?: string } | undefined)?.code;
+}
+
+function errorMessage(json: Record<string, unknown>): string {
+  return (json['error'] as { message?: string } | undefined)?.message ?? '';
+}
+
+void test('a split through the API: two contiguous ranges, both served through every node, cross-range requests refused', async () => {
+  const c = await TestNodes.start({ nodes: 3 });
+  try {
+    const leader = await c.waitForLeader();
+    // The meta group's leader bootstraps the map: one range, the whole key space.
+    const first = await until('the range map bootstrapped on every node', async () => {
+      const all = await Promise.all([1, 2, 3].map((id) => getRanges(c.url(id))));
+      return all.every((r) => r.status === 200) ? all[0] : null;
+    });
+    const ranges0 = first?.json['ranges'] as RangeJson[];
+    assert.equal(ranges0.length, 1);
+    assert.deepEqual(
+      { start: ranges0[0]?.start, end: ranges0[0]?.end, replicas: ranges0[0]?.replicas },
+      { start: '', end: null, replicas: [1, 2, 3] },
+    );
+    for (const n of c.nodes) assert.ok(n.host.group(META_GROUP) !== undefined);
+    // The meta group led by another node than range 0: the split's leader sends its meta
+    // proposals (allocate, record) to the meta group's leader.
+    const metaLeader = await until(
+      'a meta group leader',
+      () => c.nodes.map((n) => n.meta.runtime.leaderId()).find((l) => l !== 0) ?? null,
+    );
+    if (metaLeader === leader) {
+      const other = leader === 3 ? 2 : 3;
+      c.node(leader).meta.runtime.transferLeadership(other);
+      await until('the meta group led by another node than range 0', () =>
+        c.nodes.every((n) => n.meta.runtime.leaderId() === other),
+      );
+    }
+
+    const put = (id: number, key: string, value: string) =>
+      postJson(`${c.url(id)}/v1/kv/put`, { key, value }, { timeoutMs: 10_000 });
+    assert.equal((await put(1, 'a', 'a0')).status, 200);
+    assert.equal((await put(1, 'z', 'z0')).status, 200);
+
+    // Asked of a follower of range 0: forwarded to its leader.
+    const via = leader === 1 ? 2 : 1;
+    const split = await postJson(
+      `${c.url(via)}/v1/ranges/split`,
+      { key: 'm' },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(split.status, 200, JSON.stringify(split.json));
+    const left = split.json['left'] as RangeJson;
+    const right = split.json['right'] as RangeJson;
+    assert.deepEqual(
+      [left.id, left.start, left.end, left.generation],
+      [0, '', 'm', 1],
+      'the left half keeps range 0 and its start',
+    );
+    assert.ok(right.id >= 3, `a new range id, got ${right.id}`);
+    assert.deepEqual([right.start, right.end, right.generation], ['m', null, 1]);
+    assert.deepEqual(right.replicas, [1, 2, 3]);
+
+    // Every node runs both ranges and shows the map with both, meeting at "m".
+    const after = await until('every node runs both ranges', async () => {
+      if (!c.nodes.every((n) => n.lanes.count() === 2)) return null;
+      const r = await getRanges(c.url(3));
+      const list = r.json['ranges'] as RangeJson[];
+      return list.length === 2 ? list : null;
+    });
+    assert.deepEqual(
+      after.map((r) => [r.id, r.start, r.end]),
+      [
+        [0, '', 'm'],
+        [right.id, 'm', null],
+      ],
+    );
+    assert.equal(after[1]?.keys, 1, 'the right range holds "z" alone');
+
+    // Writes on both sides through every node, read back through every node.
+    for (const id of [1, 2, 3]) {
+      assert.equal((await put(id, 'a', `a${id}`)).status, 200);
+      assert.equal((await put(id, 'z', `z${id}`)).status, 200);
+    }
+    for (const id of [1, 2, 3])
+      for (const key of ['a', 'z']) {
+        const r = await postJson(`${c.url(id)}/v1/kv/range`, { key }, { timeoutMs: 10_000 });
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        const kvs = r.json['kvs'] as { value: string }[];
+        assert.equal(kvs[0]?.value, `${key}3`, `node ${id} reads ${key}`);
+      }
+
+    // A transaction and a range read across "m" are refused, naming both ranges.
+    const txn = await postJson(
+      `${c.url(1)}/v1/kv/txn`,
+      {
+        compare: [{ key: 'a', target: 'version', op: '>', value: 0 }],
+        success: [{ put: { key: 'z', value: 'x' } }],
+      },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(txn.status, 400);
+    assert.equal(errorCode(txn.json), 'CROSS_RANGE');
+    assert.match(errorMessage(txn.json), new RegExp(`0 \\[""[^)]*\\), ${right.id} \\["m"`));
+    const read = await postJson(
+      `${c.url(2)}/v1/kv/range`,
+      { key: 'a', rangeEnd: 'zz' },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(errorCode(read.json), 'CROSS_RANGE');
+    // Asked for, a non-atomic read across the ranges: each range at its own revision.
+    const across = await postJson(
+      `${c.url(2)}/v1/kv/range`,
+      { key: 'a', rangeEnd: 'zz', multiRange: true },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(across.status, 200, JSON.stringify(across.json));
+    assert.deepEqual(
+      (across.json['kvs'] as { key: string; value: string }[]).map((kv) => [kv.key, kv.value]),
+      [
+        ['a', 'a3'],
+        ['z', 'z3'],
+      ],
+    );
+    assert.deepEqual(
+      (across.json['ranges'] as { id: number }[]).map((r) => r.id),
+      [0, right.id],
+    );
+    const limited = await postJson(
+      `${c.url(3)}/v1/kv/range`,
+      { key: 'a', rangeEnd: 'zz', multiRange: true, limit: 1 },
+      { timeoutMs: 10_000 },
+    );
+    assert.deepEqual(
+      [(limited.json['kvs'] as unknown[]).length, limited.json['count'], limited.json['more']],
+      [1, 2, true],
+    );
+
+    // A split at a range's start, or at the empty key, is refused.
+    const atStart = await postJson(
+      `${c.url(1)}/v1/ranges/split`,
+      { key: 'm' },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(atStart.status, 400);
+    assert.equal(errorCode(atStart.json), 'BAD_REQUEST');
+    const empty = await postJson(`${c.url(1)}/v1/ranges/split`, { key: '' }, { timeoutMs: 10_000 });
+    assert.equal(errorCode(empty.json), 'KEY_EMPTY');
+
+    // What covers the whole store is refused on a split one.
+    const lease = await postJson(`${c.url(1)}/v1/lease/grant`, { ttl: 10 }, { timeoutMs: 10_000 });
+    assert.equal(errorCode(lease.json), 'MULTIPLE_RANGES');
+    assert.equal(c.node(1).nodeStatus().ranges, 2);
+  } finally {
+    await c.close();
+  }
+});
+
+void test('the split ranges survive a restart of every node: the right-hand range starts from its own directory', async () => {
+  const c = await TestNodes.start({ nodes: 3 });
+  try {
+    await c.waitForLeader();
+    await until(
+      'the range map bootstrapped',
+      async () => (await getRanges(c.url(1))).status === 200,
+    );
+    const put = (key: string, value: string) =>
+      postJson(`${c.url(1)}/v1/kv/put`, { key, value }, { timeoutMs: 10_000 });
+    assert.equal((await put('b', 'b1')).status, 200);
+    const split = await postJson(
+      `${c.url(1)}/v1/ranges/split`,
+      { key: 'k' },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(split.status, 200, JSON.stringify(split.json));
+    await until('every node runs both ranges', () => c.nodes.every((n) => n.lanes.count() === 2));
+    assert.equal((await put('x', 'x1')).status, 200);
+    await c.restartAll();
+    await c.waitForLeader();
+    await until('every node runs both ranges again', () =>
+      c.nodes.every((n) => n.lanes.count() === 2),
+    );
+    for (const [key, value] of [
+      ['b', 'b1'],
+      ['x', 'x1'],
+    ] as const) {
+      const r = await until(`${key} read back after the restart`, async () => {
+        const got = await postJson(`${c.url(2)}/v1/kv/range`, { key }, { timeoutMs: 10_000 });
+        return got.status === 200 ? got : null;
+      });
+      assert.equal((r.json['kvs'] as { value: string }[])[0]?.value, value);
+    }
+  } finally {
+    await c.close();
+  }
+});
