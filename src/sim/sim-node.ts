@@ -111,7 +111,11 @@ export interface SimNodeOptions {
    * directory of the node's disk (which must then be the WAL disk).
    */
   readonly ranges?: boolean;
+  readonly plantRange?: RangePlant;
 }
+
+/** Sees each range's machine, and the session layer around it, before its group starts. */
+export type RangePlant = (range: RangeMachine, sessions: SessionMachine) => void;
 
 export class SimNode implements LogView {
   readonly id: number;
@@ -292,7 +296,9 @@ export class SimNode implements LogView {
       host: {
         id: this.id,
         addGroup: async (id, g) => {
-          const range = (g.stateMachine as SessionMachine).inner as RangeMachine;
+          const sessions = g.stateMachine as SessionMachine;
+          const range = sessions.inner as RangeMachine;
+          this.opts.plantRange?.(range, sessions);
           let partials = this.rangePartials.get(id);
           if (partials === undefined) {
             partials = new MemoryPartialSnapshots();

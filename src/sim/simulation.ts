@@ -184,6 +184,7 @@ export class Simulation implements NodeHost, WorkloadHost {
           clockScale,
           host: this,
           ranges: p.ranges > 0,
+          ...(options.plantRange === undefined ? {} : { plantRange: options.plantRange }),
         }),
       );
     }

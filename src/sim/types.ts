@@ -4,7 +4,7 @@
 import type { Message } from '../raft/index.js';
 import type { Violation } from './checker.js';
 import type { ClusterSize, Profile } from './profile.js';
-import type { NodeFactory, RuntimeFactory } from './sim-node.js';
+import type { NodeFactory, RangePlant, RuntimeFactory } from './sim-node.js';
 import type { WriteSession } from './ops.js';
 import type { DiskFactory } from './sim-storage.js';
 
@@ -33,6 +33,8 @@ export interface SimOptions {
    * groups on every node's one host (profile.ts, drawRangeProfile). Off by default.
    */
   readonly ranges?: boolean;
+  /** Called with each range's machine as a node starts it; tests plant split bugs with it. */
+  readonly plantRange?: RangePlant;
 }
 
 export interface SimStats {

@@ -339,6 +339,10 @@ export class Workload {
    * the write retried, with its session sequence number, at the range it names or its sibling.
    */
   private attemptRangeWrite(c: Client, w: PendingWrite, node: SimNode): void {
+    // A retry refreshes the client's map from the node it reconnects to, as a client does
+    // after a lost connection: it may now go straight to a range split off since its first
+    // attempt, whose session table (the seed's) must recognise the write if it applied.
+    if (w.attempts > 0) for (const d of nodeDescriptors(node)) c.routes.learn(d);
     const range = this.route(c, w.write.k);
     const service = range === null ? undefined : node.rangeService(range.id);
     if (w.attempts > 0) this.host.count('retries');
