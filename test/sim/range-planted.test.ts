@@ -4,7 +4,6 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { StateMachine } from '../../src/host/contracts.js';
 import { SessionMachine, type SessionsPart } from '../../src/host/sessions.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import { runSeed, type RangePlant, type SimResult } from '../../src/sim/index.js';
@@ -56,7 +55,7 @@ const losesSessions: RangePlant = (range) => {
       emptyNow = now;
     },
   };
-  new SessionMachine(probe as StateMachine);
+  new SessionMachine(probe);
   range.bindSessions(() => (emptyNow as () => SessionsPart)());
 };
 
