@@ -137,10 +137,14 @@ export class WalNodeDisk implements NodeDisk {
     else this.group(group).recovery = r;
   }
 
-  /** Whether some group's stored flag says it is still recovering a lost disk. */
+  /**
+   * Whether some group is still recovering a lost disk: its stored flag says so, or it lost
+   * its data in the wipe and has not stored that it caught up (it may not have started yet).
+   */
   anyRecovering(): boolean {
     if (this.recovery === 'recovering') return true;
     for (const g of this.groups.values()) if (g.recovery === 'recovering') return true;
+    for (const id of this.lostGroups) if (this.groupRecovery(id) !== 'none') return true;
     return false;
   }
 
