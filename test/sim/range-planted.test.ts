@@ -3,7 +3,7 @@
 // same seed with correct splits breaks nothing.
 
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { SessionMachine, type SessionsPart } from '../../src/host/sessions.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import { runSeed, type RangePlant, type SimResult } from '../../src/sim/index.js';
@@ -59,6 +59,12 @@ const losesSessions: RangePlant = (range) => {
   range.bindSessions(() => (emptyNow as () => SessionsPart)());
 };
 
+/** Says which seed caught the bug, and as what. */
+function note(t: TestContext, r: SimResult): void {
+  const v = r.violations[0];
+  t.diagnostic(`seed ${r.seed}: [${v?.kind}] ${v?.message.slice(0, 200)}`);
+}
+
 async function caughtBy(
   plant: RangePlant,
   kinds: readonly string[],
@@ -77,15 +83,15 @@ async function caughtBy(
   assert.fail(`no ${kinds.join(' or ')} violation in ${SEED_BOUND} range seeds`);
 }
 
-void test('the simulator catches a split that leaves keys in both halves (the range map)', async () => {
-  await caughtBy(keepsLeftEnd, ['range-map'], SPLIT_HEAVY);
+void test('the simulator catches a split that leaves keys in both halves (the range map)', async (t) => {
+  note(t, await caughtBy(keepsLeftEnd, ['range-map'], SPLIT_HEAVY));
 });
 
-void test('the simulator catches a split that drops the split key from the right half', async () => {
-  await caughtBy(dropsSplitKey, ['stale-read', 'linearizability'], SPLIT_HEAVY);
+void test('the simulator catches a split that drops the split key from the right half', async (t) => {
+  note(t, await caughtBy(dropsSplitKey, ['stale-read', 'linearizability'], SPLIT_HEAVY));
 });
 
-void test('the simulator catches a split whose seed loses the session table', async () => {
+void test('the simulator catches a split whose seed loses the session table', async (t) => {
   const lossy = { ...SPLIT_HEAVY, readRatio: 0, crashEveryMs: 150, dropRate: 0.1 };
-  await caughtBy(losesSessions, ['exactly-once', 'linearizability'], lossy);
+  note(t, await caughtBy(losesSessions, ['exactly-once', 'linearizability'], lossy));
 });
