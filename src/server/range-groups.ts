@@ -30,7 +30,8 @@ import { FIRST_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types
 export type RangeGroupSettings = Omit<GroupOptions, 'storage' | 'stateMachine' | 'voters'>;
 
 export interface RangeGroupsOptions {
-  readonly host: Host;
+  /** The node's host (what of it this uses: a simulator wraps its group options). */
+  readonly host: Pick<Host, 'id' | 'addGroup'>;
   /** Opens range `id`'s storage on this node (empty when the node holds none); once per range. */
   readonly openStorage: (id: RangeId) => Promise<GroupStorage>;
   /**

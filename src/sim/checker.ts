@@ -17,6 +17,8 @@ export type ViolationKind =
   | 'linearizability'
   /** A node's configuration is not one its committed log holds (membership.ts). */
   | 'configuration'
+  /** The ranges' newest descriptors overlap or leave a gap (range-checks.ts). */
+  | 'range-map'
   | 'liveness'
   | 'core-failure';
 
@@ -56,9 +58,18 @@ export interface DiskView {
 }
 
 export class SafetyChecker {
-  readonly violations: Violation[] = [];
   /** Virtual time stamped on violations; the simulation keeps it current. */
   nowMs = 0;
+
+  /**
+   * One checker watches one Raft group. With several groups, each has its own checker, all
+   * reporting into one list, each message prefixed with its `label` (the group).
+   */
+  constructor(
+    readonly violations: Violation[] = [],
+    private readonly label = '',
+  ) {}
+
   private readonly leaders = new Map<number, number>();
   /** `${index}:${term}` -> the entry's content and the term of the entry before it. */
   private readonly seen = new Map<string, { key: string; prevTerm: number | undefined }>();
@@ -74,7 +85,7 @@ export class SafetyChecker {
   }
 
   report(kind: ViolationKind, message: string): void {
-    this.violations.push({ kind, message, timeMs: this.nowMs });
+    this.violations.push({ kind, message: this.label + message, timeMs: this.nowMs });
   }
 
   /** Election safety (Figure 3): at most one leader per term. */
@@ -279,23 +290,28 @@ export interface WriteRecord {
  */
 export class ClientChecker {
   private readonly effectiveAt = new Map<string, number>();
+  /** The group of each write's effect (ranges: a key's writes move with it across splits). */
+  private readonly effectiveIn = new Map<string, number>();
   private readonly writesByKey = new Map<string, number[]>();
   private readonly completed: ReadRecord[] = [];
 
   constructor(private readonly safety: SafetyChecker) {}
 
   /** A write took effect at `index` on some node (each node that applies the index says so). */
-  onWrite(w: WriteRecord, index: number): void {
+  onWrite(w: WriteRecord, index: number, group = 0): void {
     const earlier = this.effectiveAt.get(w.v);
-    if (earlier === index) return;
+    const earlierGroup = this.effectiveIn.get(w.v) ?? 0;
+    if (earlier === index && earlierGroup === group) return;
     if (earlier !== undefined) {
+      const where = (g: number, i: number): string => (g === 0 ? `${i}` : `${i} of range ${g}`);
       this.safety.report(
         'exactly-once',
-        `client ${w.c} write #${w.s} (${w.k}=${w.v}) took effect at ${earlier} and again at ${index}`,
+        `client ${w.c} write #${w.s} (${w.k}=${w.v}) took effect at ${where(earlierGroup, earlier)} and again at ${where(group, index)}`,
       );
       return;
     }
     this.effectiveAt.set(w.v, index);
+    if (group !== 0) this.effectiveIn.set(w.v, group);
     let list = this.writesByKey.get(w.k);
     if (list === undefined) {
       list = [];

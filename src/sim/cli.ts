@@ -3,6 +3,7 @@
 //   node dist/src/sim/cli.js --seeds 1000 [--start 0] [--nodes 3|5|7]
 //   node dist/src/sim/cli.js --seed 1234 --verbose
 //   node dist/src/sim/cli.js --seeds 1000 --wipe-every 400   (every seed loses disks)
+//   node dist/src/sim/cli.js --seeds 1000 --ranges           (ranges, splits under faults)
 // Exit code 1 when any seed finds a violation, 2 on bad options.
 
 import { Command, InvalidArgumentError } from 'commander';
@@ -40,6 +41,7 @@ interface CliOptions {
   nodes?: ClusterSize;
   verbose?: boolean;
   wipeEvery?: number;
+  ranges?: boolean;
 }
 
 function report(r: SimResult): void {
@@ -61,6 +63,7 @@ async function main(argv: readonly string[]): Promise<number> {
       "wipe a node's data directory about every <ms> of virtual time in every seed",
       intOption('--wipe-every', 1, 1_000_000),
     )
+    .option('--ranges', 'run the key-value store as ranges that clients split under the faults')
     .option('--verbose', 'print every event')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -91,6 +94,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
       seed,
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
       ...(o.wipeEvery !== undefined ? { profile: { wipeEveryMs: o.wipeEvery } } : {}),
+      ...(o.ranges === true ? { ranges: true } : {}),
       ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
     });
     events += r.stats.events;
@@ -116,7 +120,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   );
   const t = (k: keyof SimStats): number => totals.get(k) ?? 0;
   console.log(
-    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
+    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
   );
   return failed > 0 ? 1 : 0;
 }

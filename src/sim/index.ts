@@ -27,7 +27,7 @@ export {
   type ViolationKind,
 } from './checker.js';
 export { SimError, type SimErrorCode } from './errors.js';
-export type { NodeFactory, RuntimeFactory } from './sim-node.js';
+export type { NodeFactory, RangePlant, RuntimeFactory } from './sim-node.js';
 export { WalNodeDisk, walDisks } from './wal-disk.js';
 export {
   VirtualDiskStore,

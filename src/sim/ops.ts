@@ -94,3 +94,13 @@ export function decodeCompaction(data: Uint8Array): number | null {
     return null;
   }
 }
+
+/** Whether an entry carries a range split (src/ranges/range-machine.ts), a harness command. */
+export function isSplitEntry(data: Uint8Array): boolean {
+  try {
+    const cmd = packr.unpack(decodeEnvelope(data).payload) as { split?: unknown } | null;
+    return cmd !== null && typeof cmd === 'object' && 'split' in cmd;
+  } catch {
+    return false;
+  }
+}

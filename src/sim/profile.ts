@@ -40,6 +40,14 @@ export interface Profile {
    * 0 turns it off. Never drawn, so the profile of every seed is what it was before it existed.
    */
   readonly membershipEveryMs: number;
+  /**
+   * Ranges (src/server/range-groups.ts): 0 runs the key-value store as one group, as every
+   * seed did before ranges; otherwise the most ranges splits may make. Never drawn here (see
+   * drawRangeProfile), so no other seed's profile moves.
+   */
+  readonly ranges: number;
+  /** With ranges, the share of client operations that split the range holding their key. */
+  readonly splitRatio: number;
   /** Take a snapshot and compact once this many entries were applied since the last (0: never). */
   readonly snapshotEvery: number;
   // Workload.
@@ -68,7 +76,7 @@ function onOff(rng: Rng, pOn: number, value: () => number): number {
  * seed with an override changes only the overridden fields. */
 export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile {
   const tickMs = 10;
-  const drawn: Omit<Profile, 'membershipEveryMs'> = {
+  const drawn: Omit<Profile, 'membershipEveryMs' | 'ranges' | 'splitRatio'> = {
     nodes: pick(rng, [3, 3, 5, 5, 7] as const),
     electionTicks: 5 + rng.int(11),
     heartbeatTicks: pick(rng, [1, 1, 2, 3]),
@@ -100,7 +108,7 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
     // Drawn after wipes, for the same reason.
     leaseReadRatio: onOff(rng, 0.5, () => pick(rng, [0.5, 1])),
   };
-  const profile = { ...drawn, membershipEveryMs: 0, ...overrides };
+  const profile = { ...drawn, membershipEveryMs: 0, ranges: 0, splitRatio: 0, ...overrides };
   validateProfile(profile);
   return profile;
 }
@@ -144,6 +152,23 @@ export function validateProfile(p: Profile): void {
   range('readRatio', p.readRatio, 0, 1);
   range('keys', p.keys, 1, 1000);
   range('faultPhaseMs', p.faultPhaseMs, 0, 10_000_000);
+  range('ranges', p.ranges, 0, 1000);
+  range('splitRatio', p.splitRatio, 0, 1);
+  if (p.ranges > 0 && p.membershipEveryMs > 0)
+    throw new SimError('INVALID_OPTION', 'ranges and membership churn cannot be combined yet');
+}
+
+/**
+ * The range fields of a seed that runs ranges, drawn from their own source (so the rest of
+ * the seed's profile is what it is without ranges): how many ranges splits may make, how
+ * often a client splits, and more keys than the plain mix draws, so there is room to split.
+ */
+export function drawRangeProfile(rng: Rng): Pick<Profile, 'ranges' | 'splitRatio' | 'keys'> {
+  return {
+    ranges: 2 + rng.int(7),
+    splitRatio: pick(rng, [0.02, 0.05, 0.1]),
+    keys: 3 + rng.int(8),
+  };
 }
 
 export function describeProfile(p: Profile): string {
@@ -157,6 +182,7 @@ export function describeProfile(p: Profile): string {
     `partition=${on(p.partitionEveryMs)}${p.oneWay ? '(one-way)' : ''} crash=${on(p.crashEveryMs)}`,
     `transfer=${on(p.transferEveryMs)} wipe=${on(p.wipeEveryMs)} snapshot=${p.snapshotEvery || 'off'}`,
     ...(p.membershipEveryMs > 0 ? [`membership=${on(p.membershipEveryMs)}`] : []),
+    ...(p.ranges > 0 ? [`ranges<=${p.ranges} splits=${p.splitRatio}`] : []),
     `clients=${p.clients} reads=${p.readRatio} keys=${p.keys} faults=${p.faultPhaseMs}ms`,
     ...(p.leaseReadRatio > 0
       ? [`lease-reads=${p.leaseReadRatio} drift=${leaseDriftTicks(p)}t`]

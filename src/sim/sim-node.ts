@@ -28,21 +28,27 @@ import { SessionMachine } from '../host/sessions.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { KvService } from '../server/kv-service.js';
 import { AutoCompactor } from '../server/compactor.js';
+import { RangeGroups, type RangeGroup } from '../server/range-groups.js';
+import type { RangeMachine } from '../ranges/range-machine.js';
+import { FIRST_RANGE } from '../ranges/types.js';
 import type { LogView } from './checker.js';
 import { SimError } from './errors.js';
 import {
   decodeCompaction,
   decodeWrite,
+  isSplitEntry,
   SIM_KV_LIMITS,
   SIM_SESSION_LIMITS,
   type ClientWrite,
 } from './ops.js';
-import type { NodeDisk } from './sim-storage.js';
+import type { DiskIo, NodeDisk } from './sim-storage.js';
+import { WalNodeDisk } from './wal-disk.js';
 
 /** Revisions the simulated leaders keep behind the current one when they compact. */
 const SIM_KEEP_REVISIONS = 16;
 
 /** What a node needs from the simulation around it. */
+/** Each call names the Raft group it concerns (0 unless the node runs ranges). */
 export interface NodeHost {
   readonly nowMs: number;
   /** Schedules `node`'s callback `id` after `delayMs` of virtual time. */
@@ -50,15 +56,21 @@ export interface NodeHost {
   /** Virtual latency of the next disk write. */
   diskLatencyMs(): number;
   /** Sends a message; `attachment` carries the bytes of a `snapshot` message. */
-  send(from: number, m: Message, attachment: Uint8Array | null): void;
-  onRuntimeEvent(node: SimNode, event: RuntimeEvent): void;
-  onReady(node: SimNode, raft: RaftNode, rd: Ready): void;
+  send(from: number, m: Message, attachment: Uint8Array | null, group: GroupId): void;
+  onRuntimeEvent(node: SimNode, event: RuntimeEvent, group: GroupId): void;
+  onReady(node: SimNode, raft: RaftNode, rd: Ready, group: GroupId): void;
   /** A write is about to store `entry`; `afterPersist` follows once the write landed. */
-  onPersist(node: SimNode, entry: Entry): void;
-  afterPersist(node: SimNode): void;
+  onPersist(node: SimNode, entry: Entry, group: GroupId): void;
+  afterPersist(node: SimNode, group: GroupId): void;
   /** An entry was applied; `op` is the write it carries and whether it took effect. */
-  onApply(node: SimNode, entry: Entry, op: ClientWrite | null, effective: boolean): void;
-  onSnapshot(node: SimNode, index: number, image: Uint8Array): void;
+  onApply(
+    node: SimNode,
+    entry: Entry,
+    op: ClientWrite | null,
+    effective: boolean,
+    group: GroupId,
+  ): void;
+  onSnapshot(node: SimNode, index: number, image: Uint8Array, group: GroupId): void;
   /** Reports a failure of the harness or of the code under test found off the event path. */
   fail(what: string, err: unknown): void;
 }
@@ -93,7 +105,17 @@ export interface SimNodeOptions {
   /** Virtual milliseconds per millisecond of this node's clock (clock drift). */
   readonly clockScale: number;
   readonly host: NodeHost;
+  /**
+   * Runs the key-value store as ranges (src/server/range-groups.ts): range 0 and every range
+   * split off it are Raft groups on the node's one host, each with its WAL in its own
+   * directory of the node's disk (which must then be the WAL disk).
+   */
+  readonly ranges?: boolean;
+  readonly plantRange?: RangePlant;
 }
+
+/** Sees each range's machine, and the session layer around it, before its group starts. */
+export type RangePlant = (range: RangeMachine, sessions: SessionMachine) => void;
 
 export class SimNode implements LogView {
   readonly id: number;
@@ -117,6 +139,11 @@ export class SimNode implements LogView {
   readonly clock: Clock;
   /** The partial snapshot being received: part of the data directory, it survives a crash. */
   private partials = new MemoryPartialSnapshots();
+  /** With ranges: each range group's partial snapshot, its core, and the node's ranges. */
+  private rangePartials = new Map<GroupId, MemoryPartialSnapshots>();
+  private readonly cores = new Map<GroupId, RaftNode>();
+  private groups: RangeGroups | null = null;
+  private readonly services = new Map<GroupId, KvService>();
 
   constructor(private readonly opts: SimNodeOptions) {
     this.id = opts.id;
@@ -162,7 +189,7 @@ export class SimNode implements LogView {
     const gen = this.gen;
     this.starting = true;
     try {
-      await this.boot(gen);
+      await (this.opts.ranges === true ? this.bootRanges(gen) : this.boot(gen));
     } finally {
       if (gen === this.gen) this.starting = false;
     }
@@ -176,12 +203,7 @@ export class SimNode implements LogView {
     // The disk first, as node.ts opens storage first: the WAL's recovery runs here.
     // A wiped data directory lost its partial snapshot too.
     if (this.disk.isBlank()) this.partials = new MemoryPartialSnapshots();
-    const storage = await this.disk.open({
-      later: (done) => this.later('disk', host.diskLatencyMs(), done),
-      onEntry: (e) => host.onPersist(this, e),
-      afterWrite: () => host.afterPersist(this),
-      onSnapshot: (meta, data) => host.onSnapshot(this, meta.index, data),
-    });
+    const storage = await this.disk.open(this.diskIo(SIM_GROUP));
     if (gen !== this.gen) return; // lost power while recovering
     // One host per incarnation, as one per process: its ticker runs on this node's clock.
     const nodeHost = new Host({
@@ -189,7 +211,7 @@ export class SimNode implements LogView {
       transport: this.transport(),
       clock: this.clock,
       ...(this.opts.runtime.tickMs === undefined ? {} : { tickMs: this.opts.runtime.tickMs }),
-      onEvent: (_group, e) => host.onRuntimeEvent(this, e),
+      onEvent: (group, e) => host.onRuntimeEvent(this, e, group),
     });
     const { tickMs: _tickMs, ...groupOptions } = this.opts.runtime;
     const rt = await nodeHost.addGroup(
@@ -200,12 +222,12 @@ export class SimNode implements LogView {
         voters: this.opts.voters,
         storage,
         partialSnapshots: this.partials,
-        stateMachine: this.observe(new SessionMachine(kv, SIM_SESSION_LIMITS), kv),
+        stateMachine: this.observe(new SessionMachine(kv, SIM_SESSION_LIMITS), kv, SIM_GROUP),
         rng: createRng(this.seeds.int(0x100000000)),
         storeRecovery: (r) => {
           this.disk.recovery = r;
         },
-        createNode: (config) => (core = this.createCore(config)),
+        createNode: (config) => (core = this.createCore(config, SIM_GROUP)),
       },
       { start: this.opts.startRuntime },
     );
@@ -213,11 +235,17 @@ export class SimNode implements LogView {
     this.rt = rt;
     this.core = core;
     this.sm = kv;
+    this.svc = this.compacting(rt, kv);
+    this.up = true;
+  }
+
+  /**
+   * The key-value group's service, with the leader's automatic compaction as node.ts runs it,
+   * keeping few revisions so that compaction happens in every seed: replicas must agree on the
+   * history it leaves (the snapshot images at one index are compared, history included).
+   */
+  private compacting(rt: RaftRuntime, kv: KvStateMachine): KvService {
     const svc = new KvService(rt, kv, SIM_KV_LIMITS, this.clock);
-    this.svc = svc;
-    // The leader's automatic compaction, as node.ts runs it, keeping few revisions so that
-    // compaction happens in every seed: replicas must agree on the history it leaves (the
-    // snapshot images at one index are compared, history included).
     new AutoCompactor({
       clock: this.clock,
       keepRevisions: SIM_KEEP_REVISIONS,
@@ -232,7 +260,124 @@ export class SimNode implements LogView {
       // A compaction lost to a leader change or a crash is proposed again by the next leader.
       onError: () => undefined,
     }).start();
+    return svc;
+  }
+
+  private diskIo(group: GroupId): DiskIo {
+    const host = this.opts.host;
+    return {
+      later: (done) => this.later('disk', host.diskLatencyMs(), done),
+      onEntry: (e) => host.onPersist(this, e, group),
+      afterWrite: () => host.afterPersist(this, group),
+      onSnapshot: (meta, data) => host.onSnapshot(this, meta.index, data, group),
+    };
+  }
+
+  /**
+   * Boots the node's ranges as a node that runs them would: range 0 on the cluster's voters,
+   * then (from its state) every range split off it that this node replicates, each group with
+   * its own WAL directory, recovery flag, partial snapshot and compaction.
+   */
+  private async bootRanges(gen: number): Promise<void> {
+    const host = this.opts.host;
+    const disk = this.disk;
+    if (!(disk instanceof WalNodeDisk))
+      throw new SimError('HARNESS', 'a node that runs ranges needs the WAL disk');
+    if (disk.isBlank()) this.rangePartials = new Map();
+    const nodeHost = new Host({
+      id: this.id,
+      transport: this.transport(),
+      clock: this.clock,
+      ...(this.opts.runtime.tickMs === undefined ? {} : { tickMs: this.opts.runtime.tickMs }),
+      onEvent: (group, e) => host.onRuntimeEvent(this, e, group),
+    });
+    const { tickMs: _tickMs, raft, ...settings } = this.opts.runtime;
+    const groups = new RangeGroups({
+      host: {
+        id: this.id,
+        addGroup: async (id, g) => {
+          const sessions = g.stateMachine as SessionMachine;
+          const range = sessions.inner as RangeMachine;
+          this.opts.plantRange?.(range, sessions);
+          let partials = this.rangePartials.get(id);
+          if (partials === undefined) {
+            partials = new MemoryPartialSnapshots();
+            this.rangePartials.set(id, partials);
+          }
+          const recovery =
+            disk.groupRecovery(id) ?? (disk.lostGroups.has(id) ? 'recovering' : null);
+          const rt = await nodeHost.addGroup(
+            id,
+            {
+              ...g,
+              raft: { ...raft, ...(recovery === null ? {} : { recovery }) },
+              partialSnapshots: partials,
+              stateMachine: this.observe(g.stateMachine, range.kv, id),
+              rng: createRng(this.seeds.int(0x100000000)),
+              storeRecovery: (r) => disk.storeGroupRecovery(id, r),
+              createNode: (config) => {
+                const core = this.createCore(config, id);
+                if (gen === this.gen) this.cores.set(id, core);
+                return core;
+              },
+            },
+            { start: this.opts.startRuntime },
+          );
+          if (gen === this.gen) this.services.set(id, this.compacting(rt, range.kv));
+          return rt;
+        },
+      },
+      openStorage: (id) => disk.openGroup(id, this.diskIo(id)),
+      settings,
+      limits: SIM_KV_LIMITS,
+      sessionLimits: SIM_SESSION_LIMITS,
+      onError: (range, err) => {
+        if (gen === this.gen) host.fail(`range ${range} on node ${this.id}`, err);
+      },
+    });
+    this.groups = groups;
+    const first = await groups.start(FIRST_RANGE, this.opts.voters);
+    if (gen !== this.gen) return; // lost power while starting: this host is abandoned
+    this.rt = first.runtime;
+    this.core = this.cores.get(FIRST_RANGE) ?? null;
+    this.sm = first.range.kv;
+    this.svc = this.services.get(FIRST_RANGE) ?? null;
     this.up = true;
+  }
+
+  /** Range `id`'s group, when this node runs it. */
+  rangeGroup(id: GroupId): RangeGroup | undefined {
+    return this.up ? this.groups?.group(id) : undefined;
+  }
+
+  /** Range `id`'s key-value service, when this node runs it. */
+  rangeService(id: GroupId): KvService | undefined {
+    return this.up && this.groups?.group(id) !== undefined ? this.services.get(id) : undefined;
+  }
+
+  /** The ranges this node runs (range 0 alone without ranges), ascending. */
+  groupIds(): GroupId[] {
+    if (!this.up) return [];
+    return this.groups === null ? [SIM_GROUP] : this.groups.ranges();
+  }
+
+  /** Group `group`'s core, read (never stepped) by the checkers. */
+  coreOf(group: GroupId): RaftNode | undefined {
+    if (!this.up) return undefined;
+    return group === SIM_GROUP ? (this.core ?? undefined) : this.cores.get(group);
+  }
+
+  /** Group `group`'s log, as the checkers compare logs. */
+  logOf(group: GroupId): LogView | null {
+    const core = this.coreOf(group);
+    if (core === undefined) return null;
+    return {
+      id: this.id,
+      firstIndex: core.status().firstIndex,
+      lastIndex: core.status().lastIndex,
+      termAt: (i) => core.entry(i)?.term,
+      entryAt: (i) => core.entry(i),
+    };
   }
 
   /** Power loss: memory, timers, writes in progress and requests being served are gone. */
@@ -245,6 +390,9 @@ export class SimNode implements LogView {
     this.sm = null;
     this.svc = null;
     this.handler = null;
+    this.groups = null;
+    this.cores.clear();
+    this.services.clear();
     this.callbacks.clear();
     this.disk.crash();
   }
@@ -264,8 +412,8 @@ export class SimNode implements LogView {
     return gen === this.gen && this.callbacks.has(id);
   }
 
-  deliver(m: Message, attachment: Uint8Array | null): void {
-    this.handler?.(m, attachment, SIM_GROUP);
+  deliver(m: Message, attachment: Uint8Array | null, group: GroupId = SIM_GROUP): void {
+    this.handler?.(m, attachment, group);
   }
 
   // LogView (read by the checkers).
@@ -293,9 +441,9 @@ export class SimNode implements LogView {
     const gen = this.gen;
     return {
       send: (m, attachment, group = SIM_GROUP) => {
-        if (group !== SIM_GROUP)
+        if (group !== SIM_GROUP && this.opts.ranges !== true)
           throw new SimError('HARNESS', `node ${this.id} sent a message for group ${group}`);
-        if (gen === this.gen) this.opts.host.send(this.id, m, attachment ?? null);
+        if (gen === this.gen) this.opts.host.send(this.id, m, attachment ?? null, group);
       },
       onMessage: (handler) => {
         if (gen === this.gen) this.handler = handler;
@@ -310,7 +458,7 @@ export class SimNode implements LogView {
    * a new revision above every one seen before; a retry answered from its session repeats an
    * older one; a refusal made none.
    */
-  private observe(sm: StateMachine, kv: KvStateMachine): StateMachine {
+  private observe(sm: StateMachine, kv: KvStateMachine, group: GroupId): StateMachine {
     return {
       apply: (commands) => {
         let seen = kv.revision();
@@ -322,9 +470,10 @@ export class SimNode implements LogView {
           if (effective) seen = revision;
           // A compaction changes no revision and is no client's write: the snapshot images
           // compared at each index check that replicas agree on what it left.
-          if (decodeCompaction(c.payload) !== null) return;
+          // A split is no client's write either: the range map and the seeds' images check it.
+          if (decodeCompaction(c.payload) !== null || isSplitEntry(c.payload)) return;
           const entry: Entry = { index: c.index, term: c.term, type: 'normal', data: c.payload };
-          this.opts.host.onApply(this, entry, decodeWrite(c.payload), effective);
+          this.opts.host.onApply(this, entry, decodeWrite(c.payload), effective, group);
         });
         return results;
       },
@@ -338,12 +487,12 @@ export class SimNode implements LogView {
    * Builds the core and taps its Ready: the checkers see each Ready's new entries and commit
    * index as the runtime takes it, the point where the old in-simulator Ready loop saw them.
    */
-  private createCore(config: RaftConfig): RaftNode {
+  private createCore(config: RaftConfig, group: GroupId): RaftNode {
     const core = this.opts.createNode(config);
     const ready = core.ready.bind(core);
     core.ready = (): Ready => {
       const rd = ready();
-      this.opts.host.onReady(this, core, rd);
+      this.opts.host.onReady(this, core, rd, group);
       return rd;
     };
     return core;

@@ -18,7 +18,7 @@ import {
   type Rng,
 } from '../raft/index.js';
 import { FlotillaError } from '../base/errors.js';
-import type { RuntimeEvent } from '../host/runtime.js';
+import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
 import { ClientChecker, SafetyChecker, type DiskView } from './checker.js';
 import { SimError } from './errors.js';
 import { EventQueue } from './event-queue.js';
@@ -27,9 +27,18 @@ import { Workload, type WorkloadHost } from './workload.js';
 import { ConfChecker, proposeRandomChange } from './membership.js';
 import { LinkTable } from './network.js';
 import { clientSession, type ClientWrite } from './ops.js';
-import { drawProfile, leaseDriftTicks, type ClusterSize, type Profile } from './profile.js';
+import {
+  drawProfile,
+  drawRangeProfile,
+  leaseDriftTicks,
+  type ClusterSize,
+  type Profile,
+} from './profile.js';
+import { latestDescriptors, rangeMapProblem } from './range-checks.js';
 import { defaultNodeFactory, defaultRuntimeFactory, SimNode, type NodeHost } from './sim-node.js';
-import { walDisks } from './wal-disk.js';
+import { walDisks, WalNodeDisk } from './wal-disk.js';
+import type { RangeHost } from './workload.js';
+import { FIRST_ALLOCATED_RANGE } from '../ranges/types.js';
 import { Trace } from './trace.js';
 import type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 
@@ -42,8 +51,8 @@ const DEFAULT_MAX_EVENTS = 400_000;
 /** Events between full pairwise log comparisons (the incremental checks run every event). */
 const FULL_CHECK_EVERY = 512;
 
-export function replayCommand(seed: number, nodes?: ClusterSize): string {
-  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`} --verbose`;
+export function replayCommand(seed: number, nodes?: ClusterSize, ranges = false): string {
+  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`}${ranges ? ' --ranges' : ''} --verbose`;
 }
 
 export function runSeed(options: SimOptions): Promise<SimResult> {
@@ -73,11 +82,16 @@ export class Simulation implements NodeHost, WorkloadHost {
   private readonly confs: ConfChecker;
   private readonly workload: Workload;
   private readonly trace: Trace;
-  private readonly newLeaders: { node: number; term: number }[] = [];
+  private readonly newLeaders: { node: number; term: number; group: number }[] = [];
   /** Nodes whose data directory was wiped and that have not caught up since. */
   private readonly wiped = new Set<number>();
-  /** Committed indexes a write in progress replaces: rechecked once it lands. */
-  private readonly overwritten: number[] = [];
+  /** Committed indexes a write in progress replaces, by group: rechecked once it lands. */
+  private readonly overwritten = new Map<number, number[]>();
+  /** Each Raft group's safety checker (group 0's is `checker`), all reporting into one list. */
+  private readonly groupCheckers = new Map<number, SafetyChecker>([[0, this.checker]]);
+  /** With ranges: the clients' view of the meta group (new ids), and the cluster's voters. */
+  readonly ranges: RangeHost | null;
+  private nextRange = FIRST_ALLOCATED_RANGE;
   private readonly stats: SimStats = {
     events: 0,
     virtualMs: 0,
@@ -98,6 +112,8 @@ export class Simulation implements NodeHost, WorkloadHost {
     snapshotChunks: 0,
     snapshotInstalls: 0,
     snapshotResumes: 0,
+    splits: 0,
+    wrongRange: 0,
   };
   private inLiveness = false;
   private livenessStartMs = 0;
@@ -113,7 +129,15 @@ export class Simulation implements NodeHost, WorkloadHost {
     }
     const root = createRng(options.seed);
     const child = (): Rng => createRng(root.int(0x100000000));
-    const overrides = { ...options.profile, ...(options.nodes ? { nodes: options.nodes } : {}) };
+    // Range seeds draw their range fields from a source of their own: the rest of the profile
+    // is the seed's as it is without ranges.
+    const rangeDraws =
+      options.ranges === true ? drawRangeProfile(createRng(options.seed ^ 0x52414e47)) : {};
+    const overrides = {
+      ...rangeDraws,
+      ...options.profile,
+      ...(options.nodes ? { nodes: options.nodes } : {}),
+    };
     this.profile = drawProfile(child(), overrides);
     this.netRng = child();
     this.faultRng = child();
@@ -159,9 +183,20 @@ export class Simulation implements NodeHost, WorkloadHost {
           seed: root.int(0x100000000),
           clockScale,
           host: this,
+          ranges: p.ranges > 0,
+          ...(options.plantRange === undefined ? {} : { plantRange: options.plantRange }),
         }),
       );
     }
+    this.ranges =
+      p.ranges > 0
+        ? {
+            voters,
+            allocate: () =>
+              this.nextRange - FIRST_ALLOCATED_RANGE + 1 < p.ranges ? this.nextRange++ : null,
+            maxCommittedOf: (group) => this.checkerOf(group).maxCommitted,
+          }
+        : null;
     this.workload = new Workload(p, workloadRng, this, options.writeSession ?? clientSession);
     this.confs = new ConfChecker(voters);
     this.churnRng = p.membershipEveryMs > 0 ? createRng(this.faultRng.int(0x100000000)) : null;
@@ -188,7 +223,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       if ((ev.kind === 'timer' || ev.kind === 'disk') && !this.node(ev.node).pending(ev.gen, ev.id))
         continue;
       this.nowMs = item.timeMs;
-      this.checker.nowMs = item.timeMs;
+      for (const c of this.groupCheckers.values()) c.nowMs = item.timeMs;
       if (++this.stats.events > maxEvents) {
         this.checker.report('liveness', `event budget of ${maxEvents} exhausted`);
         break;
@@ -243,7 +278,7 @@ export class Simulation implements NodeHost, WorkloadHost {
         this.node(ev.node).fire(ev.gen, ev.id);
         return;
       case 'deliver':
-        return this.onDeliver(ev.msg, ev.attachment, ev.toGen);
+        return this.onDeliver(ev.msg, ev.attachment, ev.toGen, ev.group ?? 0);
       case 'crash':
         return this.onCrash();
       case 'wipe':
@@ -270,15 +305,38 @@ export class Simulation implements NodeHost, WorkloadHost {
 
   private afterEvent(): void {
     while (this.newLeaders.length > 0) {
-      const { node, term } = this.newLeaders.shift() as { node: number; term: number };
-      this.checker.onLeader(node, term);
+      const { node, term, group } = this.newLeaders.shift() as (typeof this.newLeaders)[0];
+      const checker = this.checkerOf(group);
+      checker.onLeader(node, term);
       const n = this.node(node);
-      if (n.up) this.checker.checkLeaderCompleteness(n, term);
+      const log = group === 0 ? n : n.logOf(group);
+      if (n.up && log !== null) checker.checkLeaderCompleteness(log, term);
     }
     if (this.confs.active()) this.checkConfigurations();
-    if (this.stats.events % FULL_CHECK_EVERY === 0) {
-      this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
+    if (this.stats.events % FULL_CHECK_EVERY === 0) this.checkAllLogs();
+  }
+
+  /** Full log matching in every group, and (with ranges) the range map. */
+  private checkAllLogs(): void {
+    this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
+    if (this.ranges === null) return;
+    for (const [group, checker] of this.groupCheckers) {
+      if (group === 0) continue;
+      checker.checkLogsPairwise(this.nodes.map((n) => n.logOf(group)).filter((l) => l !== null));
     }
+    const problem = rangeMapProblem(this.nodes, this.ranges.voters);
+    if (problem !== null) this.checker.report('range-map', problem);
+  }
+
+  /** Group `group`'s checker, made on first use. */
+  checkerOf(group: number): SafetyChecker {
+    let c = this.groupCheckers.get(group);
+    if (c === undefined) {
+      c = new SafetyChecker(this.checker.violations, `range ${group}: `);
+      c.nowMs = this.nowMs;
+      this.groupCheckers.set(group, c);
+    }
+    return c;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -288,7 +346,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.schedule(delayMs, { kind, node: node.id, gen: node.gen, id });
   }
 
-  send(from: number, m: Message, attachment: Uint8Array | null): void {
+  send(from: number, m: Message, attachment: Uint8Array | null, group = 0): void {
     this.stats.messages++;
     if (m.type === 'snapshot') this.stats.snapshotChunks++;
     // A follower's answer to a leader's first chunk (offset 0) that says it holds more: the
@@ -314,14 +372,20 @@ export class Simulation implements NodeHost, WorkloadHost {
       : Math.min(p.delayMaxMs, Math.max(p.delayMinMs, this.healedDelayMaxMs()));
     const span = maxMs - p.delayMinMs + 1;
     const toGen = this.node(m.to).gen;
-    const deliver: SimEvent = { kind: 'deliver', msg: m, attachment, toGen };
+    const deliver: SimEvent = {
+      kind: 'deliver',
+      msg: m,
+      attachment,
+      toGen,
+      ...(group === 0 ? {} : { group }),
+    };
     this.schedule(p.delayMinMs + this.netRng.int(span), deliver);
     if (faulty && this.netRng.float() < p.dupRate) {
       this.schedule(p.delayMinMs + this.netRng.int(span), deliver);
     }
   }
 
-  private onDeliver(m: Message, attachment: Uint8Array | null, toGen: number): void {
+  private onDeliver(m: Message, attachment: Uint8Array | null, toGen: number, group: number): void {
     const n = this.node(m.to);
     // A partition that began while the message was in flight also stops it, and so does a
     // crash of the receiver (its connections die with it; the transport drops what it had
@@ -330,7 +394,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.stats.dropped++;
       return;
     }
-    n.deliver(m, attachment);
+    n.deliver(m, attachment, group);
   }
 
   diskLatencyMs(): number {
@@ -357,7 +421,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.stats.crashes++;
       this.powerOff(victim);
       // Whatever was lost, every committed entry must still be durable on a majority.
-      this.checker.checkDurable(this.diskViews(), undefined, this.durableEnough());
+      this.checkAllDurable();
       this.schedule(p.restartAfterMs * (0.5 + this.faultRng.float()), {
         kind: 'restart',
         node: victim.id,
@@ -384,7 +448,8 @@ export class Simulation implements NodeHost, WorkloadHost {
         n === victim ||
         (n.disk.hasLog() &&
           n.disk.recovery !== 'recovering' &&
-          (!n.up || n.raft.recovery() !== 'recovering')),
+          (!n.up || n.raft.recovery() !== 'recovering') &&
+          (this.ranges === null || !this.rangesRecovering(n))),
     );
     if (this.wiped.size > 0 || !othersWhole) return;
     this.stats.wipes++;
@@ -399,6 +464,18 @@ export class Simulation implements NodeHost, WorkloadHost {
       });
     }
     victim.disk.wipe();
+    // Every range that exists lost its data here too: each recovers as group 0 does.
+    if (this.ranges !== null && victim.disk instanceof WalNodeDisk) {
+      victim.disk.lostGroups.clear();
+      for (const id of latestDescriptors(this.nodes).keys())
+        if (id !== 0) victim.disk.lostGroups.add(id);
+    }
+  }
+
+  /** Whether any of `n`'s range groups is still recovering a lost disk (on disk or running). */
+  private rangesRecovering(n: SimNode): boolean {
+    if (n.disk instanceof WalNodeDisk && n.disk.anyRecovering()) return true;
+    return n.groupIds().some((g) => n.coreOf(g)?.recovery() === 'recovering');
   }
 
   private onRestart(id: number): void {
@@ -437,12 +514,17 @@ export class Simulation implements NodeHost, WorkloadHost {
   private onTransfer(): void {
     if (this.inLiveness) return;
     const p = this.profile;
-    const leader = this.nodes.find((n) => n.up && n.runtime.isLeader());
+    // With ranges, the leadership of a range drawn among those the nodes run.
+    const ids = this.ranges === null ? [0] : [...latestDescriptors(this.nodes).keys()];
+    const group = ids[this.ranges === null ? 0 : this.faultRng.int(ids.length)] ?? 0;
+    const leaderOf = (n: SimNode): RaftRuntime | undefined =>
+      group === 0 ? n.runtime : n.rangeGroup(group)?.runtime;
+    const leader = this.nodes.find((n) => n.up && leaderOf(n)?.isLeader() === true);
     if (leader !== undefined) {
       let to = 1 + this.faultRng.int(p.nodes);
       if (to === leader.id) to = (to % p.nodes) + 1;
       try {
-        leader.runtime.transferLeadership(to);
+        leaderOf(leader)?.transferLeadership(to);
       } catch (err) {
         // Refused (the target is silent, or leadership just moved): as an operator would see.
         if (!(err instanceof FlotillaError)) throw err;
@@ -492,7 +574,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     // Bounds: randomized timeouts make a split vote repeat with probability < 1/2 per round
     // (paper §5.2), so 30 election timeouts bound a leader's arrival very loosely.
     const leaderBoundMs = 30 * 2 * this.electionTimeoutMs();
-    if (this.leaderSeenMs < 0 && this.hasStableLeader()) this.leaderSeenMs = this.nowMs;
+    if (this.leaderSeenMs < 0 && this.everyGroupLeads()) this.leaderSeenMs = this.nowMs;
     if (this.leaderSeenMs < 0 && elapsed > leaderBoundMs) {
       this.checker.report(
         'liveness',
@@ -533,12 +615,23 @@ export class Simulation implements NodeHost, WorkloadHost {
       .join('; ');
   }
 
+  /** Group 0 (and with ranges, every range the nodes know of) has a stable leader. */
+  private everyGroupLeads(): boolean {
+    if (this.ranges === null) return this.hasStableLeader(0);
+    for (const id of latestDescriptors(this.nodes).keys())
+      if (!this.hasStableLeader(id)) return false;
+    return true;
+  }
+
   /** A leader whose term has committed an entry (its no-op), so it can serve. */
-  private hasStableLeader(): boolean {
+  private hasStableLeader(group: number): boolean {
     for (const n of this.nodes) {
-      if (!n.up || !n.runtime.isLeader()) continue;
-      const st = n.raft.status();
-      const t = n.raft.entry(st.commit)?.term ?? st.term;
+      const core = n.coreOf(group);
+      if (core === undefined) continue;
+      const rt = group === 0 ? n.runtime : n.rangeGroup(group)?.runtime;
+      if (rt?.isLeader() !== true) continue;
+      const st = core.status();
+      const t = core.entry(st.commit)?.term ?? st.term;
       if (st.role === 'leader' && t === st.term) return true;
     }
     return false;
@@ -547,7 +640,7 @@ export class Simulation implements NodeHost, WorkloadHost {
   // -------------------------------------------------------------------------------------------
   // NodeHost: what the nodes report
 
-  onRuntimeEvent(node: SimNode, ev: RuntimeEvent): void {
+  onRuntimeEvent(node: SimNode, ev: RuntimeEvent, group = 0): void {
     if (ev.kind === 'fatal') {
       this.fail(`runtime of node ${node.id}`, ev.error);
       return;
@@ -558,37 +651,56 @@ export class Simulation implements NodeHost, WorkloadHost {
     const e = ev.event;
     if (e.kind === 'become-leader') {
       this.stats.elections++;
-      this.newLeaders.push({ node: e.node, term: e.term });
+      this.newLeaders.push({ node: e.node, term: e.term, group });
     }
     if (this.trace.verbose)
-      this.trace.note(this.nowMs, `node ${e.node} ${e.kind} term=${e.term} ${e.reason}`);
+      this.trace.note(
+        this.nowMs,
+        `node ${e.node}${group === 0 ? '' : ` range ${group}`} ${e.kind} term=${e.term} ${e.reason}`,
+      );
   }
 
-  onReady(node: SimNode, raft: RaftNode, rd: Ready): void {
+  onReady(node: SimNode, raft: RaftNode, rd: Ready, group = 0): void {
+    const checker = this.checkerOf(group);
     if (rd.entries.length > 0) {
       const first = (rd.entries[0] as Entry).index;
-      this.checker.onLogEntries(node.id, rd.entries, raft.entry(first - 1)?.term);
+      checker.onLogEntries(node.id, rd.entries, raft.entry(first - 1)?.term);
     }
     if (rd.hardState !== null) {
-      this.checker.onCommit(node.id, rd.hardState.commit, (i) => raft.entry(i));
-      this.confs.onCommit(rd.hardState.commit, (i) => raft.entry(i));
-      this.stats.committed = this.checker.maxCommitted;
+      checker.onCommit(node.id, rd.hardState.commit, (i) => raft.entry(i));
+      if (group === 0) {
+        this.confs.onCommit(rd.hardState.commit, (i) => raft.entry(i));
+        this.stats.committed = this.checker.maxCommitted;
+      }
     }
     // The runtime applies exactly these (no-ops included) before it takes the next Ready.
     for (const e of rd.committedEntries) {
-      this.checker.onApply(node.id, e);
-      this.confs.onApply(e);
+      checker.onApply(node.id, e);
+      if (group === 0) this.confs.onApply(e);
     }
   }
 
-  onPersist(_node: SimNode, entry: Entry): void {
-    if (this.checker.overwritesCommitted(entry)) this.overwritten.push(entry.index);
+  onPersist(_node: SimNode, entry: Entry, group = 0): void {
+    if (!this.checkerOf(group).overwritesCommitted(entry)) return;
+    let list = this.overwritten.get(group);
+    if (list === undefined) {
+      list = [];
+      this.overwritten.set(group, list);
+    }
+    list.push(entry.index);
   }
 
-  afterPersist(): void {
-    if (this.overwritten.length === 0) return;
-    this.checker.checkDurable(this.diskViews(), this.overwritten, this.durableEnough());
-    this.overwritten.length = 0;
+  afterPersist(_node: SimNode, group = 0): void {
+    const list = this.overwritten.get(group);
+    if (list === undefined || list.length === 0) return;
+    this.checkerOf(group).checkDurable(this.diskViews(group), list, this.durableEnough());
+    list.length = 0;
+  }
+
+  /** Every committed entry of every group is durable on a majority. */
+  private checkAllDurable(): void {
+    for (const [group, checker] of this.groupCheckers)
+      checker.checkDurable(this.diskViews(group), undefined, this.durableEnough());
   }
 
   /** With membership changes, a quorum of the configuration that committed it; else none. */
@@ -596,11 +708,15 @@ export class Simulation implements NodeHost, WorkloadHost {
     return this.confs.active() ? (i, holds) => this.confs.durableOn(i, holds) : undefined;
   }
 
-  private diskViews(): DiskView[] {
+  private diskViews(group = 0): DiskView[] {
     this.noteRecoveries();
     return this.nodes.map((n) => ({
       id: n.id,
-      holds: (i, t) => this.wiped.has(n.id) || n.disk.holds(i, t),
+      holds: (i, t) =>
+        this.wiped.has(n.id) ||
+        (group === 0 || !(n.disk instanceof WalNodeDisk)
+          ? n.disk.holds(i, t)
+          : n.disk.holdsIn(group, i, t)),
     }));
   }
 
@@ -608,11 +724,23 @@ export class Simulation implements NodeHost, WorkloadHost {
   private noteRecoveries(): void {
     for (const id of this.wiped) {
       const n = this.node(id);
-      if (n.up && n.raft.recovery() === 'none' && n.disk.recovery === 'none') this.wiped.delete(id);
+      if (
+        n.up &&
+        n.raft.recovery() === 'none' &&
+        n.disk.recovery === 'none' &&
+        (this.ranges === null || !this.rangesRecovering(n))
+      )
+        this.wiped.delete(id);
     }
   }
 
-  onApply(node: SimNode, entry: Entry, op: ClientWrite | null, effective: boolean): void {
+  onApply(
+    node: SimNode,
+    entry: Entry,
+    op: ClientWrite | null,
+    effective: boolean,
+    group = 0,
+  ): void {
     if (op === null) {
       this.checker.report(
         'core-failure',
@@ -620,12 +748,12 @@ export class Simulation implements NodeHost, WorkloadHost {
       );
       return;
     }
-    if (effective) this.clients.onWrite(op, entry.index);
+    if (effective) this.clients.onWrite(op, entry.index, group);
     else this.stats.deduped++;
   }
 
-  onSnapshot(node: SimNode, index: number, image: Uint8Array): void {
-    this.checker.onSnapshot(node.id, index, Buffer.from(image).toString('base64'));
+  onSnapshot(node: SimNode, index: number, image: Uint8Array, group = 0): void {
+    this.checkerOf(group).onSnapshot(node.id, index, Buffer.from(image).toString('base64'));
   }
 
   // WorkloadHost
@@ -633,14 +761,16 @@ export class Simulation implements NodeHost, WorkloadHost {
     return this.nodes.filter((n) => n.up);
   }
 
-  count(what: 'writesDone' | 'readsOk' | 'readsFailed' | 'retries'): void {
+  count(
+    what: 'writesDone' | 'readsOk' | 'readsFailed' | 'retries' | 'splits' | 'wrongRange',
+  ): void {
     this.stats[what]++;
   }
 
   private result(): SimResult {
     if (this.checker.violations.length === 0) {
-      this.checker.checkLogsPairwise(this.nodes.filter((n) => n.up));
-      this.checker.checkDurable(this.diskViews(), undefined, this.durableEnough());
+      this.checkAllLogs();
+      this.checkAllDurable();
       this.clients.finish();
     }
     if (this.checker.violations.length === 0) {
@@ -659,7 +789,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       stats: { ...this.stats },
       traceHash: this.trace.hash,
       trace: this.trace.lines,
-      replay: replayCommand(this.options.seed, this.options.nodes),
+      replay: replayCommand(this.options.seed, this.options.nodes, this.options.ranges === true),
     };
   }
 }

@@ -45,7 +45,7 @@ export function describeEvent(ev: SimEvent): string {
     case 'restart':
       return `restart n${ev.node}`;
     case 'deliver':
-      return `deliver ${describeMessage(ev.msg)}`;
+      return `deliver ${ev.group === undefined ? '' : `g${ev.group} `}${describeMessage(ev.msg)}`;
     case 'client':
       return `client c${ev.client}`;
     default:
@@ -78,6 +78,7 @@ export class Trace {
       this.mix(ev.msg.from * 64 + ev.msg.to);
       this.mix(ev.msg.term);
       this.mix(ev.msg.type.charCodeAt(0) + ev.msg.type.length * 256);
+      if (ev.group !== undefined) this.mix(ev.group);
     } else if ('node' in ev) {
       this.mix(ev.node);
     }

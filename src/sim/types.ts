@@ -4,7 +4,7 @@
 import type { Message } from '../raft/index.js';
 import type { Violation } from './checker.js';
 import type { ClusterSize, Profile } from './profile.js';
-import type { NodeFactory, RuntimeFactory } from './sim-node.js';
+import type { NodeFactory, RangePlant, RuntimeFactory } from './sim-node.js';
 import type { WriteSession } from './ops.js';
 import type { DiskFactory } from './sim-storage.js';
 
@@ -28,6 +28,13 @@ export interface SimOptions {
   readonly keepTrace?: boolean;
   /** Hard bound on events; reaching it is a liveness violation. Default 400,000. */
   readonly maxEvents?: number;
+  /**
+   * Runs the key-value store as ranges: range 0 and the ranges clients split off it are Raft
+   * groups on every node's one host (profile.ts, drawRangeProfile). Off by default.
+   */
+  readonly ranges?: boolean;
+  /** Called with each range's machine as a node starts it; tests plant split bugs with it. */
+  readonly plantRange?: RangePlant;
 }
 
 export interface SimStats {
@@ -56,6 +63,10 @@ export interface SimStats {
   snapshotInstalls: number;
   /** Chunks a leader sent past byte 0 as the first of its transfer: a transfer resumed. */
   snapshotResumes: number;
+  /** Splits applied, as their proposers were answered (ranges). */
+  splits: number;
+  /** Requests a range refused with WRONG_RANGE, the client then re-routing (ranges). */
+  wrongRange: number;
 }
 
 export interface SimResult {
@@ -85,6 +96,8 @@ export type SimEvent =
       readonly attachment: Uint8Array | null;
       /** The receiver's incarnation when sent: a crash loses what was in flight to it. */
       readonly toGen: number;
+      /** The Raft group the message belongs to, when not group 0 (ranges). */
+      readonly group?: number;
     }
   | { readonly kind: 'crash' }
   | { readonly kind: 'restart'; readonly node: number }

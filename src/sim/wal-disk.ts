@@ -24,22 +24,36 @@ import { VirtualDisk } from './disk.js';
 import { SimDisk, type SimIo } from './sim-fs.js';
 import type { DiskFactory, DiskIo, NodeDisk } from './sim-storage.js';
 
-const DIR = '/data/group-0';
+/** Each group's WAL lives in its own directory of the node's one simulated disk. */
+const groupDir = (group: number): string => `/data/group-${group}`;
 
-export class WalNodeDisk implements NodeDisk {
-  private disk: SimDisk;
-  /** What the WAL acknowledged, in order: the durability check's view and recovery's floor. */
-  private mirror = new VirtualDisk();
+/** What the WAL of one group acknowledged: the durability check's view and recovery's floor. */
+interface GroupMirror {
+  mirror: VirtualDisk;
   /**
    * The first index a write in flight (issued, not acknowledged) replaces or appends, or
    * Infinity. A crash may leave such a write partly done: the WAL may have cut the old suffix
    * it replaces without the new entries being durable, which is allowed (those entries were
    * never acknowledged, and the old ones were being replaced by the current leader's).
    */
-  private pendingFrom = Infinity;
+  pendingFrom: number;
+  /** The group's recovery flag (RaftConfig.recovery) as the node stored it; null until then. */
+  recovery: Recovery | null;
+}
+
+export class WalNodeDisk implements NodeDisk {
+  private disk: SimDisk;
+  /** Group 0 (the key-value group every node runs), then any range group opened on this disk. */
+  private groups = new Map<number, GroupMirror>();
   /** The node's incarnation the disk serves now (it routes the disk's virtual latency). */
   private io: DiskIo | null = null;
   recovery: Recovery | null = null;
+  /**
+   * Range groups (other than group 0) that existed in the cluster when this disk was wiped:
+   * each starts here recovering a lost disk until it stores a flag of its own, as group 0
+   * does by the start-up rule. Groups created after the wipe never had data here to lose.
+   */
+  readonly lostGroups = new Set<number>();
 
   constructor(
     private readonly rng: Rng,
@@ -50,27 +64,33 @@ export class WalNodeDisk implements NodeDisk {
   }
 
   async open(io: DiskIo): Promise<GroupStorage> {
+    return this.openGroup(0, io);
+  }
+
+  /** Group `group`'s storage: the product's WAL in the group's own directory of this disk. */
+  async openGroup(group: number, io: DiskIo): Promise<GroupStorage> {
     this.io = io;
-    const wal = await openWalStorage(DIR, {
+    const g = this.group(group);
+    const wal = await openWalStorage(groupDir(group), {
       fs: this.wrapFs(this.disk.mount()),
       snapshotsCoverCompaction: true,
       // Small segments, so rotation and compaction happen within a seed's few hundred entries.
       segmentBytes: 16 * 1024,
     });
-    this.checkRecovered(wal);
+    this.checkRecovered(wal, g);
     return {
       initialState: () => wal.initialState(),
       persist: async (entries: readonly Entry[], hardState: HardState | null) => {
         for (const e of entries) io.onEntry(e);
-        if (entries.length > 0) this.pendingFrom = (entries[0] as Entry).index;
+        if (entries.length > 0) g.pendingFrom = (entries[0] as Entry).index;
         await wal.persist(entries, hardState);
-        this.pendingFrom = Infinity;
-        this.mirror.persist(entries, hardState, () => undefined);
+        g.pendingFrom = Infinity;
+        g.mirror.persist(entries, hardState, () => undefined);
         io.afterWrite();
       },
       saveSnapshot: async (meta: SnapshotMeta, data: Uint8Array) => {
         await wal.saveSnapshot(meta, data);
-        this.mirror.saveSnapshot({ meta, bytes: data });
+        g.mirror.saveSnapshot({ meta, bytes: data });
         io.onSnapshot(meta, data);
       },
       loadSnapshot: () => wal.loadSnapshot(),
@@ -85,20 +105,56 @@ export class WalNodeDisk implements NodeDisk {
 
   wipe(): void {
     this.disk = this.newDisk();
-    this.mirror = new VirtualDisk();
+    this.groups = new Map();
     this.recovery = null;
   }
 
   holds(index: number, term: number): boolean {
-    return this.mirror.holds(index, term);
+    return this.group(0).mirror.holds(index, term);
   }
 
   hasLog(): boolean {
-    return this.mirror.hasLog();
+    return this.group(0).mirror.hasLog();
   }
 
   isBlank(): boolean {
-    return this.mirror.isBlank();
+    for (const g of this.groups.values()) if (!g.mirror.isBlank()) return false;
+    return true;
+  }
+
+  /** Whether group `group`'s WAL durably covers `index` with `term`. */
+  holdsIn(group: number, index: number, term: number): boolean {
+    return this.group(group).mirror.holds(index, term);
+  }
+
+  /** Group `group`'s stored recovery flag (group 0's is the identity file's, `recovery`). */
+  groupRecovery(group: number): Recovery | null {
+    return group === 0 ? this.recovery : this.group(group).recovery;
+  }
+
+  storeGroupRecovery(group: number, r: Recovery): void {
+    if (group === 0) this.recovery = r;
+    else this.group(group).recovery = r;
+  }
+
+  /**
+   * Whether some group is still recovering a lost disk: its stored flag says so, or it lost
+   * its data in the wipe and has not stored that it caught up (it may not have started yet).
+   */
+  anyRecovering(): boolean {
+    if (this.recovery === 'recovering') return true;
+    for (const g of this.groups.values()) if (g.recovery === 'recovering') return true;
+    for (const id of this.lostGroups) if (this.groupRecovery(id) !== 'none') return true;
+    return false;
+  }
+
+  private group(id: number): GroupMirror {
+    let g = this.groups.get(id);
+    if (g === undefined) {
+      g = { mirror: new VirtualDisk(), pendingFrom: Infinity, recovery: null };
+      this.groups.set(id, g);
+    }
+    return g;
   }
 
   private newDisk(): SimDisk {
@@ -119,17 +175,17 @@ export class WalNodeDisk implements NodeDisk {
    * the term and vote are at least as new. More may come back (writes that reached the disk
    * unacknowledged); the mirror then starts again from what recovery found.
    */
-  private checkRecovered(wal: WalStorage): void {
+  private checkRecovered(wal: WalStorage, g: GroupMirror): void {
     const got = wal.initialState();
     const snapIndex = got.snapshot?.index ?? 0;
     const lost: string[] = [];
-    const m = this.mirror.initialState();
+    const m = g.mirror.initialState();
     const termOf = new Map(got.entries.map((e) => [e.index, e.term]));
     for (const e of m.entries) {
-      if (e.index <= snapIndex || e.index >= this.pendingFrom) continue;
+      if (e.index <= snapIndex || e.index >= g.pendingFrom) continue;
       if (termOf.get(e.index) !== e.term) lost.push(`${e.index}/${e.term}`);
     }
-    this.pendingFrom = Infinity;
+    g.pendingFrom = Infinity;
     if ((m.snapshot?.index ?? 0) > snapIndex) lost.push(`snapshot ${m.snapshot?.index}`);
     if (
       got.hardState.term < m.hardState.term ||
@@ -148,7 +204,7 @@ export class WalNodeDisk implements NodeDisk {
       mirror.saveSnapshot({ meta: snap, bytes: new Uint8Array(0) });
     }
     mirror.persist(got.entries, got.hardState, () => undefined);
-    this.mirror = mirror;
+    g.mirror = mirror;
   }
 }
 

@@ -8,21 +8,49 @@
 
 import type { Rng } from '../raft/index.js';
 import { FlotillaError } from '../base/errors.js';
+import { toFlotillaError } from '../api/errors.js';
+import { encodeEnvelope } from '../host/envelope.js';
+import { answerOf } from '../server/kv-service.js';
+import { RangeMachine } from '../ranges/range-machine.js';
+import type { RangeDescriptor } from '../ranges/types.js';
 import type { ClientChecker, SafetyChecker } from './checker.js';
 import type { ClientHistory, OpHandle } from './history.js';
-import { readValue, writeTxn, type ClientWrite, type WriteSession } from './ops.js';
+import { clientId, readValue, writeTxn, type ClientWrite, type WriteSession } from './ops.js';
 import type { Profile } from './profile.js';
+import { holdsKey, nodeDescriptors, RouteCache, splitsInside } from './routing.js';
 import type { SimNode } from './sim-node.js';
 import type { SimEvent } from './types.js';
+
+/** What clients need from the simulation when the nodes run ranges. */
+export interface RangeHost {
+  /** The voters every split names as the new range's replicas. */
+  readonly voters: readonly number[];
+  /** A new range id, as the meta group allocates it; null once the seed's ranges are used up. */
+  allocate(): number | null;
+  /** The highest index known committed in group `group` (a read's stale-read bound). */
+  maxCommittedOf(group: number): number;
+}
+
+/** A range's applied result, read without trusting its shape (a refusal has none of it). */
+interface LooseResult {
+  readonly kind?: string;
+  readonly left?: RangeDescriptor;
+  readonly right?: RangeDescriptor;
+  readonly error?: { readonly code?: string; readonly range?: RangeDescriptor };
+}
+
+type Counted = 'writesDone' | 'readsOk' | 'readsFailed' | 'retries' | 'splits' | 'wrongRange';
 
 export interface WorkloadHost {
   readonly nowMs: number;
   readonly checker: SafetyChecker;
   readonly clients: ClientChecker;
   readonly history: ClientHistory;
+  /** Null unless the nodes run ranges. */
+  readonly ranges: RangeHost | null;
   schedule(delayMs: number, event: SimEvent): void;
   upNodes(): SimNode[];
-  count(what: 'writesDone' | 'readsOk' | 'readsFailed' | 'retries'): void;
+  count(what: Counted): void;
   /** Reports a failure found in a promise continuation (off the event's own stack). */
   fail(what: string, err: unknown): void;
 }
@@ -41,6 +69,18 @@ interface PendingRead {
   readonly recorded: OpHandle;
 }
 
+/** A split of the range holding `key` at `key` into new range `id`, retried like a write. */
+interface PendingSplit {
+  readonly kind: 'split';
+  readonly key: string;
+  readonly id: number;
+  /** The session sequence number; a definite refusal ends the split (it is not re-sent). */
+  readonly seq: number;
+  /** The generation the first attempt expected: a retry must be the same command. */
+  generation: number | null;
+  attempts: number;
+}
+
 interface Client {
   readonly id: number;
   seq: number;
@@ -52,7 +92,9 @@ interface Client {
   target: number;
   /** The node serving the current attempt (0: none), so a crash of it can be noticed. */
   servedBy: number;
-  op: PendingWrite | PendingRead | null;
+  op: PendingWrite | PendingRead | PendingSplit | null;
+  /** The range map as this client last learned it (with ranges). */
+  readonly routes: RouteCache;
 }
 
 export class Workload {
@@ -74,6 +116,7 @@ export class Workload {
         target: 1 + rng.int(p.nodes),
         servedBy: 0,
         op: null,
+        routes: new RouteCache(),
       });
     }
   }
@@ -102,6 +145,8 @@ export class Workload {
       if (c.op?.kind === 'write')
         parts.push(`c${c.id} write #${c.op.write.s} (${c.op.attempts} attempts)`);
       else if (c.op?.kind === 'read') parts.push(`c${c.id} read ${c.op.key}`);
+      else if (c.op?.kind === 'split')
+        parts.push(`c${c.id} split at ${c.op.key} (${c.op.attempts} attempts)`);
     }
     return parts.join(', ');
   }
@@ -119,6 +164,8 @@ export class Workload {
       if (!this.stopped) this.issue(c);
     } else if (c.op.kind === 'write') {
       this.attemptWrite(c, c.op);
+    } else if (c.op.kind === 'split') {
+      this.attemptSplit(c, c.op);
     }
   }
 
@@ -132,6 +179,7 @@ export class Workload {
       if (c.servedBy !== node || c.op === null) continue;
       if (c.op.kind === 'read') this.finishRead(c, false);
       else {
+        // A write or a split: retried elsewhere.
         c.target = 1 + this.rng.int(this.p.nodes);
         this.wake(c, this.p.tickMs);
       }
@@ -140,6 +188,24 @@ export class Workload {
 
   private issue(c: Client): void {
     const key = `k${this.rng.int(this.p.keys)}`;
+    // Drawn only with ranges, so that other seeds draw what they always did.
+    if (this.host.ranges !== null && this.rng.float() < this.p.splitRatio) {
+      const id = this.host.ranges.allocate();
+      if (id !== null) {
+        c.seq++;
+        const split: PendingSplit = {
+          kind: 'split',
+          key,
+          id,
+          seq: c.seq,
+          generation: null,
+          attempts: 0,
+        };
+        c.op = split;
+        this.attemptSplit(c, split);
+        return;
+      }
+    }
     if (this.rng.float() < this.p.readRatio) {
       this.issueRead(c, key);
       return;
@@ -162,6 +228,10 @@ export class Workload {
     const node = this.pickNode(c);
     if (node === null) {
       this.wake(c, this.p.tickMs * 5);
+      return;
+    }
+    if (this.host.ranges !== null) {
+      this.attemptRangeWrite(c, w, node);
       return;
     }
     if (w.attempts > 0) this.host.count('retries');
@@ -203,18 +273,37 @@ export class Workload {
       return;
     }
     const node = up[this.rng.int(up.length)] as SimNode;
-    const askedCommit = this.host.checker.maxCommitted;
+    const ranges = this.host.ranges;
+    // With ranges: the range the client routes the key to, as the node runs it (if it does).
+    const range = ranges === null ? null : this.route(c, key);
+    const group = range === null ? undefined : node.rangeGroup(range.id);
+    const service = range === null ? node.service : node.rangeService(range.id);
+    const askedCommit =
+      ranges === null ? this.host.checker.maxCommitted : ranges.maxCommittedOf(range?.id ?? 0);
     const recorded = this.host.history.invokeRead(c.id, key, this.host.nowMs);
     c.op = { kind: 'read', key, askedCommit, recorded };
+    if (ranges !== null && (group === undefined || service === undefined)) {
+      // Not served: this node does not run the range (yet), or no known range holds the key.
+      this.finishRead(c, false);
+      return;
+    }
     const token = ++c.token;
     c.servedBy = node.id;
-    const kv = node.kv;
+    const kv = group?.range.kv ?? node.kv;
     // Drawn only when lease reads are on, so that other seeds draw what they always did.
     const lease = this.p.leaseReadRatio > 0 && this.rng.float() < this.p.leaseReadRatio;
-    node.service.readBarrier({ timeoutMs: this.timeoutMs(), lease }).then(
+    (service ?? node.service).readBarrier({ timeoutMs: this.timeoutMs(), lease }).then(
       () => {
         if (c.token !== token) return;
         this.guard(() => {
+          // Past the barrier the range's bounds are as new as the read: a key it no longer
+          // holds (split off since the client routed it) is refused, as the API refuses it.
+          if (group !== undefined && !holdsKey(group.range.descriptor(), key)) {
+            c.routes.learn(group.range.descriptor());
+            this.host.count('wrongRange');
+            this.finishRead(c, false);
+            return;
+          }
           const value = readValue(kv, key);
           this.host.clients.onRead({ node: node.id, key, value, askedCommit });
           this.host.history.ok(recorded, this.host.nowMs, value ?? null);
@@ -227,6 +316,140 @@ export class Workload {
           if (!(err instanceof FlotillaError)) throw err;
           this.finishRead(c, false);
         });
+      },
+    );
+  }
+
+  /**
+   * The range the client routes `key` to; when none it knows holds the key, it asks a node
+   * for its view of the map first.
+   */
+  private route(c: Client, key: string): RangeDescriptor | null {
+    const known = c.routes.route(key);
+    if (known !== null) return known;
+    const up = this.host.upNodes();
+    if (up.length === 0) return null;
+    for (const d of nodeDescriptors(up[this.rng.int(up.length)] as SimNode)) c.routes.learn(d);
+    return c.routes.route(key);
+  }
+
+  /**
+   * A write with ranges: proposed to the group of the range the client routes its key to,
+   * the result read as the API reads it, except that WRONG_RANGE's descriptor is learned and
+   * the write retried, with its session sequence number, at the range it names or its sibling.
+   */
+  private attemptRangeWrite(c: Client, w: PendingWrite, node: SimNode): void {
+    // A retry refreshes the client's map from the node it reconnects to, as a client does
+    // after a lost connection: it may now go straight to a range split off since its first
+    // attempt, whose session table (the seed's) must recognise the write if it applied.
+    if (w.attempts > 0) for (const d of nodeDescriptors(node)) c.routes.learn(d);
+    const range = this.route(c, w.write.k);
+    const service = range === null ? undefined : node.rangeService(range.id);
+    if (w.attempts > 0) this.host.count('retries');
+    w.attempts++;
+    if (service === undefined) {
+      c.target = 1 + this.rng.int(this.p.nodes);
+      this.wake(c, this.p.tickMs * 2);
+      return;
+    }
+    const token = ++c.token;
+    c.servedBy = node.id;
+    const data = service.encode(writeTxn(w.write), this.session(w.write));
+    service.runtime.propose(data, { timeoutMs: this.timeoutMs() }).then(
+      (result) => {
+        if (c.token !== token) return;
+        this.guard(() => {
+          if (this.wrongRange(c, result)) return;
+          try {
+            answerOf(result);
+          } catch (err) {
+            this.retryWrite(c, err);
+            return;
+          }
+          this.host.clients.onAck(c.id, w.write);
+          this.host.history.ok(w.recorded, this.host.nowMs);
+          this.host.count('writesDone');
+          this.opDone(c);
+        });
+      },
+      (err: unknown) => {
+        if (c.token !== token) return;
+        this.guard(() => this.retryWrite(c, toFlotillaError(err)));
+      },
+    );
+  }
+
+  /** A WRONG_RANGE result: learns the descriptor and schedules the retry. */
+  private wrongRange(c: Client, result: unknown): boolean {
+    const r = result as LooseResult | null;
+    if (r === null || typeof r !== 'object' || r.kind !== 'error') return false;
+    const e = r.error;
+    if (e?.code !== 'WRONG_RANGE' || e.range === undefined) return false;
+    c.routes.learn(e.range);
+    this.host.count('wrongRange');
+    this.wake(c, this.p.tickMs);
+    return true;
+  }
+
+  /**
+   * A split: proposed, in an envelope with the client's session (so that a retry after a
+   * lost answer is recognised), to the range that holds the key as the client knows it. It
+   * names the range's generation as first seen and the cluster's voters as the new range's
+   * replicas; a refusal (another split came first, or the key is the range's start) ends it.
+   */
+  private attemptSplit(c: Client, s: PendingSplit): void {
+    const ranges = this.host.ranges as RangeHost;
+    const node = this.pickNode(c);
+    const range = node === null ? null : this.route(c, s.key);
+    const service = range === null ? undefined : node?.rangeService(range.id);
+    if (s.attempts > 0) this.host.count('retries');
+    s.attempts++;
+    if (node === null || range === null || service === undefined) {
+      c.target = 1 + this.rng.int(this.p.nodes);
+      this.wake(c, this.p.tickMs * 2);
+      return;
+    }
+    if (s.generation === null) {
+      if (!splitsInside(range, s.key)) {
+        this.opDone(c);
+        return;
+      }
+      s.generation = range.generation;
+    }
+    const token = ++c.token;
+    c.servedBy = node.id;
+    const data = encodeEnvelope({
+      client: clientId(c.id),
+      seq: s.seq,
+      timeMs: node.clock.nowMs(),
+      payload: RangeMachine.encode({
+        split: {
+          key: new TextEncoder().encode(s.key),
+          id: s.id,
+          generation: s.generation,
+          replicas: ranges.voters,
+        },
+      }),
+    });
+    service.runtime.propose(data, { timeoutMs: this.timeoutMs() }).then(
+      (result) => {
+        if (c.token !== token) return;
+        this.guard(() => {
+          const r = result as LooseResult | null;
+          if (r?.kind === 'split' && r.left !== undefined && r.right !== undefined) {
+            c.routes.learn(r.left);
+            c.routes.learn(r.right);
+            this.host.count('splits');
+          } else if (r?.kind === 'error' && r.error?.range !== undefined) {
+            c.routes.learn(r.error.range);
+          }
+          // Anything else applied is a definite refusal: the split is over either way.
+          this.opDone(c);
+        });
+      },
+      (err: unknown) => {
+        if (c.token !== token) return;
+        this.guard(() => this.retryWrite(c, toFlotillaError(err)));
       },
     );
   }

@@ -44,3 +44,10 @@ void test('bad options exit 2 and name the value', () => {
   assert.equal(s.status, 2);
   assert.match(s.out, /--seeds must be an integer/);
 });
+
+void test('--ranges runs range seeds and counts their splits', () => {
+  const r = run(['--seeds', '3', '--start', '100', '--ranges']);
+  assert.match(r.out, /3 seeds \(100\.\.102\), 0 failed/);
+  assert.match(r.out, /splits [1-9]\d* \(re-routed on WRONG_RANGE \d+\)/);
+  assert.equal(r.status, 0);
+});

@@ -39,3 +39,22 @@ void test('verbose logging does not change the run', async () => {
   assert.equal(loud.traceHash, quiet.traceHash);
   assert.ok(lines.some((l) => l.includes('become-leader')));
 });
+
+void test('a range seed replays identically, and asking for ranges leaves the plain seed alone', async () => {
+  const a = await runSeed({ seed: 4242, ranges: true, keepTrace: true });
+  const b = await runSeed({ seed: 4242, ranges: true, keepTrace: true });
+  assert.ok(a.trace !== null && b.trace !== null);
+  assert.deepEqual(b.trace, a.trace);
+  assert.deepEqual(b.stats, a.stats);
+  assert.ok(a.profile.ranges > 0);
+  assert.ok(
+    a.trace.some((l) => / deliver g\d+ /.test(l)),
+    'no message of a range split off range 0',
+  );
+  // The range fields come from a source of their own: the rest of the profile is the seed's.
+  const plain = await runSeed({ seed: 4242 });
+  assert.equal(plain.profile.ranges, 0);
+  const { ranges: _r, splitRatio: _s, keys: _k, ...rest } = a.profile;
+  const { ranges: _pr, splitRatio: _ps, keys: _pk, ...plainRest } = plain.profile;
+  assert.deepEqual(rest, plainRest);
+});

@@ -177,6 +177,7 @@ export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'early-ack',
   'linearizability',
   'configuration',
+  'range-map',
 ]);
 
 export interface PlantedBug {

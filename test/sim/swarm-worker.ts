@@ -8,26 +8,32 @@ import { runSeed } from '../../src/sim/index.js';
 export interface SliceRequest {
   readonly start: number;
   readonly count: number;
+  /** Runs every seed with ranges (splits under the faults). */
+  readonly ranges?: boolean;
 }
 
 export interface SliceOutcome {
   readonly events: number;
   /** One line per failing seed: the first violation and the command that replays it. */
   readonly failures: readonly string[];
+  /** Splits applied over the slice (ranges). */
+  readonly splits: number;
 }
 
-async function runSlice({ start, count }: SliceRequest): Promise<SliceOutcome> {
+async function runSlice({ start, count, ranges }: SliceRequest): Promise<SliceOutcome> {
   const failures: string[] = [];
   let events = 0;
+  let splits = 0;
   for (let seed = start; seed < start + count; seed++) {
-    const r = await runSeed({ seed });
+    const r = await runSeed({ seed, ...(ranges === true ? { ranges } : {}) });
     events += r.stats.events;
+    splits += r.stats.splits;
     if (!r.ok) {
       const v = r.violations[0];
       failures.push(`seed ${seed} [${v?.kind}] ${v?.message.slice(0, 300)} -- replay: ${r.replay}`);
     }
   }
-  return { events, failures };
+  return { events, failures, splits };
 }
 
 if (parentPort !== null) {

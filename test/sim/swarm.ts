@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import type { SliceOutcome, SliceRequest } from './swarm-worker.js';
 
-/** Runs seeds [start, start+count) with everything drawn from each seed. */
-export async function runSwarmSlice(start: number, count: number): Promise<void> {
-  const request: SliceRequest = { start, count };
+/** Runs seeds [start, start+count) with everything drawn from each seed (with ranges: on). */
+export async function runSwarmSlice(start: number, count: number, ranges = false): Promise<void> {
+  const request: SliceRequest = { start, count, ...(ranges ? { ranges } : {}) };
   const worker = new Worker(new URL('./swarm-worker.js', import.meta.url), {
     workerData: request,
   });
@@ -22,5 +22,8 @@ export async function runSwarmSlice(start: number, count: number): Promise<void>
   await worker.terminate();
   // Guards against a simulator that silently does nothing.
   assert.ok(outcome.events > count * 500, `only ${outcome.events} events over ${count} seeds`);
+  // ... and against range seeds that never split.
+  if (ranges)
+    assert.ok(outcome.splits > count, `only ${outcome.splits} splits over ${count} seeds`);
   assert.deepEqual(outcome.failures, []);
 }
