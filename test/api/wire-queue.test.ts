@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { encodeFrame } from '../../src/api/wire-codec.js';
 import { FlotillaClient, Worker } from '../../src/client/index.js';
 import { WireConnection } from '../../src/client/wire.js';
-import { FlotillaError } from '../../src/base/errors.js';
+import type { FlotillaError } from '../../src/base/errors.js';
 import { defaultQueueLimits } from '../../src/base/limits.js';
 import { TestNodes } from '../server/nodes.js';
 import { RawConnection } from './raw-wire.js';

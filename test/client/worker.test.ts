@@ -222,7 +222,8 @@ void test("a job's report claims the slot's next job in the same request", async
 
 void test('a job a report brought while the worker closes is run, not dropped', async () => {
   let given = 0;
-  let worker: Worker<unknown, string> | undefined;
+  // Set once the worker exists; the transport below reaches it through this.
+  const held: { worker?: Worker<unknown, string> } = {};
   const done: string[] = [];
   const transport: QueueTransport = {
     write<T>(path: string, body: Record<string, unknown>, signal: AbortSignal | undefined) {
@@ -239,7 +240,7 @@ void test('a job a report brought while the worker closes is run, not dropped', 
       }
       if (path === '/v1/queue/complete') {
         // The worker starts closing while this report (which asked for the next job) is out.
-        void worker?.close();
+        void held.worker?.close();
         const jobs = body['next'] !== undefined ? [job(given++)] : [];
         return Promise.resolve({ state: 'completed', next: { jobs } } as T);
       }
@@ -247,10 +248,11 @@ void test('a job a report brought while the worker closes is run, not dropped', 
     },
     read: <T>() => Promise.resolve({} as T),
   };
-  worker = new Worker(new QueueClient('q', transport), () => Promise.resolve('ok'), {
+  const worker = new Worker(new QueueClient('q', transport), () => Promise.resolve('ok'), {
     onCompleted: (j) => done.push(j.id),
   });
+  held.worker = worker;
   await until('both jobs completed', () => Promise.resolve(done.length === 2), 10_000);
-  await worker?.close();
+  await worker.close();
   assert.deepEqual(done, ['j0', 'j1']);
 });
