@@ -63,7 +63,10 @@ export function routeSpans(
   if (met.length > 1)
     throw new FlotillaError(
       'CROSS_RANGE',
-      `The ${what}'s keys lie in ${met.length} ranges (${met.map(showRange).join(', ')}): it must stay within one range`,
+      `The ${what}'s keys lie in ${met.length} ranges (${met.map(showRange).join(', ')}): it must stay within one range` +
+        (what === 'range read'
+          ? ' (or ask "multiRange": true for a read range by range, each at its own revision, not atomic)'
+          : ''),
     );
   if (first === undefined)
     throw new FlotillaError(
