@@ -198,6 +198,9 @@ const retryableWatch = new Set<string>([
   'SHUTTING_DOWN',
   'WATCH_RESET',
   'WATCH_TOO_SLOW',
+  // The watched keys moved to a range split off the one that served the watch, and the node
+  // asked has not started that range yet: another node, or this one a moment later, serves it.
+  'WRONG_RANGE',
 ]);
 
 function toError(e: WatchLine['error'], fallback: string): FlotillaError {

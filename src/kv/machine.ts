@@ -126,6 +126,7 @@ const RECORDS_PER_CHUNK = 1_024;
 export class KvStateMachine implements StateMachine {
   private readonly store = new KvStore();
   private restored: (() => void) | null = null;
+  private splitListener: ((at: Uint8Array) => void) | null = null;
   private readonly limits: ResolvedKvLimits;
 
   constructor(limits: KvLimits) {
@@ -241,7 +242,17 @@ export class KvStateMachine implements StateMachine {
    * revision, with every lease. O(keys moved) now (KvStore.splitOff); encoded as it is read.
    */
   splitOff(at: Uint8Array): AsyncIterable<Uint8Array> {
-    return chunksOf(this.store.splitOff(at));
+    const moved = chunksOf(this.store.splitOff(at));
+    this.splitListener?.(at);
+    return moved;
+  }
+
+  /**
+   * Sets the one listener told when the keys from `at` on moved out of this machine (the
+   * watch hub: watches of those keys must go on at the range that holds them now).
+   */
+  onSplitOff(listener: ((at: Uint8Array) => void) | null): void {
+    this.splitListener = listener;
   }
 
   /** Checks that a read may ask for `revision` (0: now); throws COMPACTED or FUTURE_REVISION. */

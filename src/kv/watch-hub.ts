@@ -69,6 +69,7 @@ export class WatchHub {
     this.seen = kv.revision();
     kv.onChanges((c) => this.publish(c));
     kv.onRestored(() => this.reset());
+    kv.onSplitOff((at) => this.movedFrom(at));
   }
 
   /** Watchers open now. */
@@ -130,6 +131,30 @@ export class WatchHub {
     this.seen = revision;
   }
 
+  /**
+   * The keys from `at` on moved to a new range (a split): a watch that reaches them would hear
+   * nothing of them again here, so it ends, and its client resumes it where those keys are now
+   * (the new range continues from the split revision, with the moved keys' history). A watch
+   * wholly below `at` goes on.
+   */
+  private movedFrom(at: Uint8Array): void {
+    const message = `The range this watch was served by split at ${JSON.stringify(latin1(at))}: its keys from there on moved to another range; resume the watch`;
+    const ended: Watcher[] = [];
+    for (const w of this.ranged)
+      if (reachesFrom(w.spec.range, at)) {
+        this.ranged.delete(w);
+        ended.push(w);
+      }
+    for (const [key, set] of this.byKey)
+      for (const w of set)
+        if (reachesFrom(w.spec.range, at)) {
+          set.delete(w);
+          if (set.size === 0) this.byKey.delete(key);
+          ended.push(w);
+        }
+    for (const w of ended) w.sink.ended('WATCH_RESET', message, Math.max(w.from, this.seen + 1));
+  }
+
   private endAll(code: WatchEndCode, message: string): void {
     const all = [...this.ranged];
     for (const set of this.byKey.values()) all.push(...set);
@@ -183,4 +208,14 @@ function inRange(key: Uint8Array, range: Range): boolean {
   const end = range.rangeEnd;
   if (end.length === 1 && end[0] === 0) return true;
   return compareBytes(key, end) < 0;
+}
+
+/** Whether `r` names any key at or past `at`. */
+function reachesFrom(r: Range, at: Uint8Array): boolean {
+  const end = r.rangeEnd;
+  if (compareBytes(r.key, at) >= 0) return true;
+  if (end === null) return false;
+  // [0]: every key from r.key on.
+  if (end.length === 1 && end[0] === 0) return true;
+  return compareBytes(end, at) > 0;
 }

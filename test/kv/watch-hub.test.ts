@@ -206,3 +206,64 @@ void test('a snapshot installed under a hub ends its watches with where to resum
   put('a', '2', 2);
   assert.equal(seen.length, 1, 'an ended watch hears nothing more');
 });
+
+void test('a split ends the watches that reach the keys it moved, and only those', () => {
+  const m = new KvStateMachine(limits);
+  const hub = new WatchHub(m);
+  let index = 0;
+  const put = (k: string) =>
+    m.apply([
+      {
+        index: ++index,
+        term: 1,
+        timeMs: 0,
+        payload: KvStateMachine.encode({
+          compare: [],
+          success: [{ kind: 'put', key: b(k), value: b('v'), prevKv: false }],
+          failure: [],
+        }),
+      },
+    ]);
+  for (const k of ['a', 'n', 'z']) put(k);
+  const toEnd = new Uint8Array([0]);
+  const specs: [name: string, range: Range][] = [
+    ['key a', { key: b('a'), rangeEnd: null }],
+    ['[a, c)', { key: b('a'), rangeEnd: b('c') }],
+    ['[a, m)', { key: b('a'), rangeEnd: b('m') }],
+    ['key m', { key: b('m'), rangeEnd: null }],
+    ['key n', { key: b('n'), rangeEnd: null }],
+    ['[b, p)', { key: b('b'), rangeEnd: b('p') }],
+    ['a to the end', { key: b('a'), rangeEnd: toEnd }],
+  ];
+  const ended = new Map<string, [string, number]>();
+  const heard = new Map<string, number>();
+  for (const [name, range] of specs)
+    hub.watch(
+      { range, startRevision: 0, prevKv: false },
+      {
+        events: (_revision, events) => heard.set(name, (heard.get(name) ?? 0) + events.length),
+        ended: (code, _message, resume) => ended.set(name, [code, resume]),
+      },
+    );
+  const revision = m.revision();
+  void m.splitOff(b('m'));
+  // The revision after the last one published: the new range continues from the split's.
+  const resume = revision + 1;
+  assert.deepEqual([...ended].sort(), [
+    ['[b, p)', ['WATCH_RESET', resume]],
+    ['a to the end', ['WATCH_RESET', resume]],
+    ['key m', ['WATCH_RESET', resume]],
+    ['key n', ['WATCH_RESET', resume]],
+  ]);
+  assert.equal(hub.size(), 3);
+  put('a');
+  assert.deepEqual(
+    [...heard].sort(),
+    [
+      ['[a, c)', 1],
+      ['[a, m)', 1],
+      ['key a', 1],
+    ],
+    'the watches below the split key go on',
+  );
+});

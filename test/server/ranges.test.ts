@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { META_GROUP } from '../../src/ranges/types.js';
+import { FlotillaClient } from '../../src/client/index.js';
 import { TestNodes, postJson, until } from './nodes.js';
 
 interface RangeJson {
@@ -217,6 +218,74 @@ void test('the split ranges survive a restart of every node: the right-hand rang
       assert.equal((r.json['kvs'] as { value: string }[])[0]?.value, value);
     }
   } finally {
+    await c.close();
+  }
+});
+
+void test('a watch of keys a split moves ends on the old range and goes on at the new one, every change once', async () => {
+  const c = await TestNodes.start({ nodes: 3 });
+  const watcher = new FlotillaClient({ endpoints: [1, 2, 3].map((id) => c.url(id)) });
+  const stop = new AbortController();
+  try {
+    const leader = await c.waitForLeader();
+    await until('the range map bootstrapped', async () =>
+      (await getRanges(c.url(leader))).status === 200 ? true : null,
+    );
+    const put = (key: string, value: string) =>
+      postJson(`${c.url(leader)}/v1/kv/put`, { key, value }, { timeoutMs: 10_000 });
+    const seen: string[] = [];
+    const watching = (async () => {
+      for await (const batch of watcher.watch('w', {
+        prefix: true,
+        signal: stop.signal,
+        progressNotifyMs: 200,
+      }))
+        for (const e of batch.events) seen.push(`${e.kv.key}=${e.kv.value ?? ''}`);
+    })().catch((err: unknown) => {
+      if (!stop.signal.aborted) throw err;
+    });
+    // The watch is open once a write shows up in it.
+    const written: string[] = [];
+    await until('the watch open', async () => {
+      const value = `v${written.length}`;
+      assert.equal((await put('w1', value)).status, 200);
+      written.push(`w1=${value}`);
+      return seen.length > 0 ? true : null;
+    });
+    const split = await postJson(
+      `${c.url(leader)}/v1/ranges/split`,
+      { key: 'm' },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(split.status, 200, JSON.stringify(split.json));
+    // Every prefix key "w..." now lies in the right-hand range, whose group elects its first
+    // leader once its replicas applied the split: until then a write is refused NO_LEADER
+    // (definite; the client retries it), as in any election.
+    await until('the right-hand range led', async () => {
+      const r = await postJson(
+        `${c.url(leader)}/v1/kv/range`,
+        { key: 'w1' },
+        { timeoutMs: 10_000 },
+      );
+      return r.status === 200 ? true : null;
+    });
+    for (let i = 0; i < 5; i++) {
+      const value = `after${i}`;
+      const r = await put('w1', value);
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      written.push(`w1=${value}`);
+    }
+    await until(
+      'every change delivered',
+      () => (seen.length >= written.length ? true : null),
+      15_000,
+    );
+    assert.deepEqual(seen, written, 'each change, before and after the split, once and in order');
+    stop.abort();
+    await watching;
+  } finally {
+    stop.abort();
+    await watcher.close();
     await c.close();
   }
 });
