@@ -196,7 +196,6 @@ export class SimNode implements LogView {
   }
 
   private async boot(gen: number): Promise<void> {
-    const host = this.opts.host;
     const kv = new KvStateMachine(SIM_KV_LIMITS);
     const recovery = this.disk.recovery;
     let core: RaftNode | null = null;
@@ -205,14 +204,7 @@ export class SimNode implements LogView {
     if (this.disk.isBlank()) this.partials = new MemoryPartialSnapshots();
     const storage = await this.disk.open(this.diskIo(SIM_GROUP));
     if (gen !== this.gen) return; // lost power while recovering
-    // One host per incarnation, as one per process: its ticker runs on this node's clock.
-    const nodeHost = new Host({
-      id: this.id,
-      transport: this.transport(),
-      clock: this.clock,
-      ...(this.opts.runtime.tickMs === undefined ? {} : { tickMs: this.opts.runtime.tickMs }),
-      onEvent: (group, e) => host.onRuntimeEvent(this, e, group),
-    });
+    const nodeHost = this.newHost();
     const { tickMs: _tickMs, ...groupOptions } = this.opts.runtime;
     const rt = await nodeHost.addGroup(
       SIM_GROUP,
@@ -284,13 +276,7 @@ export class SimNode implements LogView {
     if (!(disk instanceof WalNodeDisk))
       throw new SimError('HARNESS', 'a node that runs ranges needs the WAL disk');
     if (disk.isBlank()) this.rangePartials = new Map();
-    const nodeHost = new Host({
-      id: this.id,
-      transport: this.transport(),
-      clock: this.clock,
-      ...(this.opts.runtime.tickMs === undefined ? {} : { tickMs: this.opts.runtime.tickMs }),
-      onEvent: (group, e) => host.onRuntimeEvent(this, e, group),
-    });
+    const nodeHost = this.newHost();
     const { tickMs: _tickMs, raft, ...settings } = this.opts.runtime;
     const groups = new RangeGroups({
       host: {
@@ -378,6 +364,17 @@ export class SimNode implements LogView {
       termAt: (i) => core.entry(i)?.term,
       entryAt: (i) => core.entry(i),
     };
+  }
+
+  /** One host per incarnation, as one per process: its ticker runs on this node's clock. */
+  private newHost(): Host {
+    return new Host({
+      id: this.id,
+      transport: this.transport(),
+      clock: this.clock,
+      ...(this.opts.runtime.tickMs === undefined ? {} : { tickMs: this.opts.runtime.tickMs }),
+      onEvent: (group, e) => this.opts.host.onRuntimeEvent(this, e, group),
+    });
   }
 
   /** Power loss: memory, timers, writes in progress and requests being served are gone. */
