@@ -6,12 +6,14 @@
 //
 // Commands are msgpack maps, `op` naming them: `bootstrap` (the first map: one range over the
 // whole key space), `allocate` (the next range id, never reused), `recordSplit` and
-// `recordReplicas`. Decoding trusts nothing it reads back from the log: every field is checked
+// `recordReplicas`; `drain` and `undrain` mark a node whose replicas the placement loop is to
+// move away, and clear the mark (placement-loop.ts in src/server). Decoding trusts nothing it reads back from the log: every field is checked
 // for type and limit, unknown fields are refused, and bytes that are no valid command are
 // answered BAD_COMMAND, the same on every replica.
 //
 // The snapshot is the map itself (immutable, so capturing it is keeping a reference) in chunks
-// of descriptors, after a header with the version and the next id.
+// of descriptors, after a header with the version, the next id and (from format 2) the nodes
+// being drained; a format 1 snapshot, written before draining existed, restores with none.
 
 import { Packr } from 'msgpackr';
 import { FlotillaError } from '../base/errors.js';
@@ -21,14 +23,18 @@ import { RangeMap, type RangeMapChange, type RangeMapRefusalCode } from './range
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from './types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
-export const META_SNAPSHOT_FORMAT = 1;
+export const META_SNAPSHOT_FORMAT = 2;
+/** Snapshots of this format and later are read; format 1 has no draining nodes. */
+const OLDEST_META_SNAPSHOT_FORMAT = 1;
 const PER_CHUNK = 1_024;
 
 export type MetaCommand =
   | { readonly op: 'bootstrap'; readonly replicas: readonly number[] }
   | { readonly op: 'allocate' }
   | { readonly op: 'recordSplit'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
-  | { readonly op: 'recordReplicas'; readonly range: RangeDescriptor };
+  | { readonly op: 'recordReplicas'; readonly range: RangeDescriptor }
+  | { readonly op: 'drain'; readonly node: number }
+  | { readonly op: 'undrain'; readonly node: number };
 
 /** Why the meta machine refused a command; nothing changed. */
 export type MetaRefusalCode =
@@ -40,7 +46,9 @@ export type MetaRefusalCode =
   /** A split's new range id was never handed out by `allocate`. */
   | 'NOT_ALLOCATED'
   /** The map holds `maxRanges` ranges. */
-  | 'TOO_MANY_RANGES';
+  | 'TOO_MANY_RANGES'
+  /** `drain` when `maxDraining` nodes are being drained already. */
+  | 'TOO_MANY_DRAINING';
 
 /** A command's result; `version` is the map's version after it (0: no map). */
 export type MetaResult =
@@ -60,12 +68,15 @@ export interface MetaLimits {
   readonly maxRanges: number;
   /** The most replicas a range may have. */
   readonly maxReplicas: number;
+  /** The most nodes marked draining at once. */
+  readonly maxDraining: number;
 }
 
 export const defaultMetaLimits: MetaLimits = {
   maxKeyBytes: defaultLimits.maxKeyBytes,
   maxRanges: 100_000,
   maxReplicas: 15,
+  maxDraining: 64,
 };
 
 export class MetaStateMachine implements StateMachine {
@@ -74,6 +85,11 @@ export class MetaStateMachine implements StateMachine {
   private current: RangeMap | null = null;
   /** Invariant: above every id in the map other than FIRST_RANGE, and never lowered. */
   private nextRange: RangeId = FIRST_ALLOCATED_RANGE;
+  /**
+   * The nodes being drained, ascending. Replaced, never changed in place, so a snapshot holds
+   * it by reference. Invariant: unique, at most `maxDraining`.
+   */
+  private drainingNodes: readonly number[] = Object.freeze([]);
 
   /** Throws a RangeError naming a limit that is not a positive integer. */
   constructor(limits: Partial<MetaLimits> = {}) {
@@ -102,6 +118,11 @@ export class MetaStateMachine implements StateMachine {
     return this.nextRange;
   }
 
+  /** The nodes being drained, ascending (a node id may name a member since removed). */
+  draining(): readonly number[] {
+    return this.drainingNodes;
+  }
+
   apply(commands: readonly Command[]): (MetaResult | Refusal)[] {
     return commands.map((c) => {
       let cmd: MetaCommand;
@@ -119,6 +140,8 @@ export class MetaStateMachine implements StateMachine {
   }
 
   private run(cmd: MetaCommand): MetaResult {
+    // Draining is about nodes, not ranges: it needs no map.
+    if (cmd.op === 'drain' || cmd.op === 'undrain') return this.mark(cmd.op, cmd.node);
     if (cmd.op === 'bootstrap') {
       if (this.current !== null)
         return this.refuse('MAP_EXISTS', `The range map exists (version ${this.version})`);
@@ -141,6 +164,27 @@ export class MetaStateMachine implements StateMachine {
       case 'recordReplicas':
         return this.take(map.recordReplicas(cmd.range));
     }
+  }
+
+  private mark(op: 'drain' | 'undrain', node: number): MetaResult {
+    const has = this.drainingNodes.includes(node);
+    if (op === 'drain' ? has : !has)
+      return {
+        outcome: 'known',
+        version: this.version,
+        message: `Node ${node} is ${has ? 'already' : 'not'} being drained`,
+      };
+    if (op === 'drain' && this.drainingNodes.length >= this.limits.maxDraining)
+      return this.refuse(
+        'TOO_MANY_DRAINING',
+        `${this.drainingNodes.length} nodes are being drained, the limit: cannot drain node ${node}`,
+      );
+    const next =
+      op === 'drain'
+        ? [...this.drainingNodes, node].sort((a, b) => a - b)
+        : this.drainingNodes.filter((n) => n !== node);
+    this.drainingNodes = Object.freeze(next);
+    return { outcome: 'applied', version: this.version };
   }
 
   private take(change: RangeMapChange): MetaResult {
@@ -168,13 +212,15 @@ export class MetaStateMachine implements StateMachine {
     // The map is immutable and the counter a number: holding them is the capture.
     const map = this.current;
     const nextRange = this.nextRange;
-    return chunkStream(() => snapshotChunks(map, nextRange));
+    const draining = this.drainingNodes;
+    return chunkStream(() => snapshotChunks(map, nextRange, draining));
   }
 
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    const { map, nextRange } = await decodeMetaSnapshot(chunks, this.limits);
+    const { map, nextRange, draining } = await decodeMetaSnapshot(chunks, this.limits);
     this.current = map;
     this.nextRange = nextRange;
+    this.drainingNodes = Object.freeze(draining);
   }
 }
 
@@ -208,6 +254,9 @@ export function encodeMetaCommand(c: MetaCommand): Uint8Array {
       });
     case 'recordReplicas':
       return packr.pack({ op: c.op, range: descriptorFields(c.range) });
+    case 'drain':
+    case 'undrain':
+      return packr.pack({ op: c.op, node: c.node });
   }
 }
 
@@ -256,6 +305,15 @@ function replicas(v: unknown, field: string, l: MetaLimits): number[] {
   return out;
 }
 
+const maxNodeId = 2 ** 31;
+
+/** A node id as members have them: an integer in [1, 2^31]. */
+function nodeId(v: unknown, field: string): number {
+  const n = int(v, field, 1);
+  if (n > maxNodeId) bad(`"${field}" must be a node id of at most ${maxNodeId}, got ${n}`);
+  return n;
+}
+
 function descriptor(v: unknown, field: string, l: MetaLimits): RangeDescriptor {
   const o = fields(v, `"${field}"`, ['id', 'start', 'end', 'generation', 'replicas']);
   return {
@@ -299,6 +357,11 @@ export function decodeMetaCommand(
       const o = fields(raw, op, ['op', 'range']);
       return { op, range: descriptor(o['range'], 'range', l) };
     }
+    case 'drain':
+    case 'undrain': {
+      const o = fields(raw, op, ['op', 'node']);
+      return { op, node: nodeId(o['node'], 'node') };
+    }
     default:
       return bad(`unknown meta command ${preview(op)}`);
   }
@@ -321,15 +384,22 @@ interface MetaSnapshotHeader {
   readonly version: number;
   readonly nextRange: number;
   readonly ranges: number;
+  /** The nodes being drained, ascending; from format 2 (absent in format 1: none). */
+  readonly draining?: readonly number[];
 }
 
-function* snapshotChunks(map: RangeMap | null, nextRange: RangeId): Generator<Uint8Array> {
+function* snapshotChunks(
+  map: RangeMap | null,
+  nextRange: RangeId,
+  draining: readonly number[],
+): Generator<Uint8Array> {
   const list = map?.ranges() ?? [];
   yield packr.pack({
     v: META_SNAPSHOT_FORMAT,
     version: map?.version ?? 0,
     nextRange,
     ranges: list.length,
+    draining: [...draining],
   } satisfies MetaSnapshotHeader);
   for (let i = 0; i < list.length; i += PER_CHUNK)
     yield packr.pack(
@@ -346,7 +416,7 @@ function malformed(what: string): never {
 async function decodeMetaSnapshot(
   source: AsyncIterable<Uint8Array>,
   l: MetaLimits,
-): Promise<{ map: RangeMap | null; nextRange: RangeId }> {
+): Promise<{ map: RangeMap | null; nextRange: RangeId; draining: number[] }> {
   const it = source[Symbol.asyncIterator]();
   const next = async (what: string): Promise<unknown> => {
     const r = await it.next();
@@ -355,8 +425,14 @@ async function decodeMetaSnapshot(
   };
   const h = (await next('its header')) as Partial<MetaSnapshotHeader> | null;
   if (h === null || typeof h !== 'object') malformed('the header is not a map');
-  if (h.v !== META_SNAPSHOT_FORMAT)
+  if (
+    typeof h.v !== 'number' ||
+    !Number.isSafeInteger(h.v) ||
+    h.v < OLDEST_META_SNAPSHOT_FORMAT ||
+    h.v > META_SNAPSHOT_FORMAT
+  )
     throw new Error(`Unsupported meta snapshot version ${String(h.v)}`);
+  const draining = h.v >= 2 ? snapshotDraining(h.draining, l) : [];
   for (const k of ['version', 'nextRange', 'ranges'] as const)
     if (!Number.isSafeInteger(h[k]) || (h[k] as number) < 0) malformed(`bad ${k}`);
   const { version, nextRange, ranges } = h as MetaSnapshotHeader;
@@ -378,7 +454,7 @@ async function decodeMetaSnapshot(
   }
   if (list.length !== ranges) malformed(`it holds ${list.length} ranges, not ${ranges}`);
   if ((await it.next()).done !== true) malformed('chunks past its end');
-  if (version === 0) return { map: null, nextRange };
+  if (version === 0) return { map: null, nextRange, draining };
   let map: RangeMap;
   try {
     map = RangeMap.fromDescriptors(version, list);
@@ -388,5 +464,22 @@ async function decodeMetaSnapshot(
   const highest = list.reduce((m, d) => Math.max(m, d.id), 0);
   if (list.length > 1 && highest >= nextRange)
     malformed(`range ${highest} is in the map but the next id is ${nextRange}`);
-  return { map, nextRange };
+  return { map, nextRange, draining };
+}
+
+/** A format 2 header's draining nodes: ids ascending and unique, at most `maxDraining`. */
+function snapshotDraining(v: unknown, l: MetaLimits): number[] {
+  if (!Array.isArray(v) || v.length > l.maxDraining)
+    malformed(`draining must be a list of at most ${l.maxDraining} node ids`);
+  const out: number[] = [];
+  for (const [i, n] of (v as unknown[]).entries()) {
+    try {
+      out.push(nodeId(n, `draining[${i}]`));
+    } catch (err) {
+      malformed((err as Error).message);
+    }
+    if (i > 0 && (out[i] as number) <= (out[i - 1] as number))
+      malformed(`draining nodes [${out.join(', ')}] are not ascending and unique`);
+  }
+  return out;
 }

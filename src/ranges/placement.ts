@@ -1,7 +1,8 @@
 // Where replicas and leaders should be: pure functions over the range map, deterministic (the
 // same inputs give the same plan on every node, so whichever node runs the placement loop
-// proposes the same moves). They only plan: carrying a move out (add a learner, let it catch
-// up, promote it, remove the old replica) is for a placement loop in src/server, not built yet.
+// proposes the same moves). They only plan: the placement loop (src/server/placement-loop.ts)
+// carries the steps out, one at a time, over the ranges it may move (not 0, 1 and 2, and not a
+// range whose change is under way), so a plan takes any list of descriptors, not only a map.
 //
 // A plan is bounded: a drain moves each replica on a drained node once; every other step
 // strictly lowers the sum of squared counts per node, so it ends, and the plan stops as soon as
@@ -10,8 +11,12 @@
 
 import { strict as assert } from 'node:assert';
 import { FlotillaError } from '../base/errors.js';
-import type { RangeMap } from './range-map.js';
 import type { RangeDescriptor, RangeId } from './types.js';
+
+/** The ranges a plan is made over: a RangeMap, or some of its descriptors (ids unique). */
+export interface RangeList {
+  ranges(): readonly RangeDescriptor[];
+}
 
 /** Replace the replica of `range` on node `from` by one on node `to`. */
 export interface ReplicaMove {
@@ -64,7 +69,7 @@ export function chooseReplicas(
 }
 
 /** Replicas per node over the whole map, every node of `nodes` present (perhaps with 0). */
-export function replicaCounts(map: RangeMap, nodes: readonly number[]): Map<number, number> {
+export function replicaCounts(map: RangeList, nodes: readonly number[]): Map<number, number> {
   const counts = new Map<number, number>(nodes.map((n) => [n, 0]));
   for (const d of map.ranges()) for (const r of d.replicas) counts.set(r, (counts.get(r) ?? 0) + 1);
   return counts;
@@ -80,7 +85,7 @@ export function replicaCounts(map: RangeMap, nodes: readonly number[]): Map<numb
  * and there must be at least that many nodes; otherwise BAD_REQUEST.
  */
 export function rebalancePlan(
-  map: RangeMap,
+  map: RangeList,
   nodes: readonly number[],
   replicasPerRange: number,
 ): ReplicaMove[] {
@@ -123,7 +128,7 @@ export function rebalancePlan(
   }
 
   // Each move lowers the sum of squared counts by at least 2, so this many steps always end it.
-  const stepsMax = (map.size * replicasPerRange) ** 2 + 1;
+  const stepsMax = (map.ranges().length * replicasPerRange) ** 2 + 1;
   for (let step = 0; ; step++) {
     assert.ok(step <= stepsMax, 'rebalancePlan did not converge');
     const order = [...nodes].sort(byLoad(counts));
@@ -142,7 +147,7 @@ export function rebalancePlan(
 
 /** For each node, the ranges `of` puts on it, in map order. */
 function listsByNode(
-  map: RangeMap,
+  map: RangeList,
   of: (d: RangeDescriptor) => readonly number[],
 ): Map<number, RangeId[]> {
   const lists = new Map<number, RangeId[]>();
@@ -182,7 +187,10 @@ function moveInLists(
  * of one of its ranges leading the fewest (ties by id), and only if that one leads at least two
  * fewer; the plan stops when no such transfer exists.
  */
-export function leaderPlan(map: RangeMap, leaders: ReadonlyMap<RangeId, number>): LeaderTransfer[] {
+export function leaderPlan(
+  map: RangeList,
+  leaders: ReadonlyMap<RangeId, number>,
+): LeaderTransfer[] {
   const counts = new Map<number, number>();
   const led = new Map<RangeId, number>();
   const queues = new PairQueues(led);
@@ -194,6 +202,7 @@ export function leaderPlan(map: RangeMap, leaders: ReadonlyMap<RangeId, number>)
     counts.set(l, (counts.get(l) as number) + 1);
     queues.add(d, l);
   }
+  const byId = new Map(map.ranges().map((d) => [d.id, d]));
   const transfers: LeaderTransfer[] = [];
   // Each transfer lowers the sum of squared counts by at least 2.
   const stepsMax = led.size * led.size + 1;
@@ -204,7 +213,7 @@ export function leaderPlan(map: RangeMap, leaders: ReadonlyMap<RangeId, number>)
     led.set(t.range, t.to);
     counts.set(t.from, (counts.get(t.from) as number) - 1);
     counts.set(t.to, (counts.get(t.to) as number) + 1);
-    queues.add(map.get(t.range) as RangeDescriptor, t.to);
+    queues.add(byId.get(t.range) as RangeDescriptor, t.to);
     transfers.push(t);
   }
   return transfers;

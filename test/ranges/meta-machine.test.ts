@@ -4,6 +4,8 @@
 // the call, and are refused when malformed; and determinism: machines fed the same log, however
 // batched, or restored from a snapshot taken anywhere in it, give identical results and
 // identical snapshot bytes (a planted difference in one command shows the comparison can fail).
+// Draining marks nodes (with or without a map), is kept in snapshots, and a snapshot of the
+// format before draining existed still restores.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -304,7 +306,8 @@ void test('a malformed snapshot is refused and the state is kept', async () => {
   const cases: [Uint8Array[], RegExp][] = [
     [good.slice(0, -1), /ends before descriptor chunk/],
     [[...good, good[1] as Uint8Array], /chunks past its end/],
-    [withHeader({ v: 2 }), /Unsupported meta snapshot version 2/],
+    [withHeader({ v: 3 }), /Unsupported meta snapshot version 3/],
+    [withHeader({ v: 0 }), /Unsupported meta snapshot version 0/],
     [withHeader({ nextRange: 2 }), /next range id 2 is reserved/],
     [withHeader({ nextRange: 5 }), /is in the map but the next id is 5/],
     [withHeader({ version: 0 }), /version 0 with 3000 ranges/],
@@ -320,13 +323,22 @@ void test('a malformed snapshot is refused and the state is kept', async () => {
   }
 });
 
-type Step = { split?: string; replicas?: number; junk?: boolean; alloc?: boolean };
+type Step = {
+  split?: string;
+  replicas?: number;
+  junk?: boolean;
+  alloc?: boolean;
+  drain?: number;
+  undrain?: number;
+};
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   fc.stringMatching(/^[a-d]{1,3}$/).map((split) => ({ split })),
   fc.nat(20).map((replicas) => ({ replicas })),
   fc.constant({ junk: true }),
   fc.constant({ alloc: true }),
+  fc.integer({ min: 1, max: 5 }).map((drain) => ({ drain })),
+  fc.integer({ min: 1, max: 5 }).map((undrain) => ({ undrain })),
 );
 
 /** A log for the meta group from random range changes, records shuffled and repeated. */
@@ -340,6 +352,10 @@ function logOf(steps: readonly Step[], picks: readonly number[]): Uint8Array[] {
       logs.changeReplicas(s.replicas, [1, 2, 4 + (s.replicas % 3)]);
     else if (s.junk === true) log.push(new Uint8Array([0x81, 0xa2, 0x6f, 0x70, i]));
     else if (s.alloc === true) log.push(MetaStateMachine.encode({ op: 'allocate' }));
+    else if (s.drain !== undefined)
+      log.push(MetaStateMachine.encode({ op: 'drain', node: s.drain }));
+    else if (s.undrain !== undefined)
+      log.push(MetaStateMachine.encode({ op: 'undrain', node: s.undrain }));
     const pick = picks[i] ?? 0;
     if (logs.events.length > 0)
       log.push(
@@ -429,4 +445,86 @@ void test('planted: a replica that applied one command differently is caught by 
   const b = await replay(other, []);
   assert.deepEqual(a.results, b.results, 'both applied: the results alone do not tell');
   assert.notDeepEqual(a.bytes, b.bytes);
+});
+
+void test('drain marks a node, undrain clears it; both before bootstrap too, and repeats are known', () => {
+  const h = new Harness({ maxDraining: 2 });
+  assert.deepEqual(h.m.draining(), []);
+  h.outcome({ op: 'drain', node: 5 }, 'applied');
+  const again = h.outcome({ op: 'drain', node: 5 }, 'known');
+  assert.match((again as { message: string }).message, /Node 5 is already being drained/);
+  h.run({ op: 'bootstrap', replicas: [1, 2, 3] });
+  h.outcome({ op: 'drain', node: 2 }, 'applied');
+  assert.deepEqual(h.m.draining(), [2, 5]);
+  const full = h.outcome({ op: 'drain', node: 3 }, 'refused', 'TOO_MANY_DRAINING');
+  assert.match((full as { message: string }).message, /2 nodes are being drained, the limit/);
+  h.outcome({ op: 'undrain', node: 5 }, 'applied');
+  const not = h.outcome({ op: 'undrain', node: 5 }, 'known');
+  assert.match((not as { message: string }).message, /Node 5 is not being drained/);
+  assert.deepEqual(h.m.draining(), [2]);
+  // Draining leaves the map alone.
+  assert.equal(h.m.version, 1);
+  for (const [raw, message] of [
+    [{ op: 'drain' }, /lacks the field "node"/],
+    [{ op: 'drain', node: 0 }, /"node" must be an integer of at least 1, got 0/],
+    [{ op: 'undrain', node: 2 ** 31 + 1 }, /"node" must be a node id of at most 2147483648/],
+    [{ op: 'drain', node: 3, why: 'x' }, /unknown field "why"/],
+  ] as const) {
+    const r = h.raw(packr.pack(raw));
+    assert.ok(isRefusal(r) && r.refused === 'BAD_COMMAND', JSON.stringify(r));
+    assert.match(r.message, message);
+  }
+  assert.deepEqual(h.m.draining(), [2]);
+});
+
+void test('the draining nodes round-trip through a snapshot, with the map and without one', async () => {
+  const { h } = machineWith(10);
+  h.outcome({ op: 'drain', node: 4 }, 'applied');
+  h.outcome({ op: 'drain', node: 1 }, 'applied');
+  const chunks = await drain(h.m.snapshot());
+  // Captured at the call: a later undrain does not reach the snapshot taken before it.
+  h.outcome({ op: 'undrain', node: 4 }, 'applied');
+  const restored = new MetaStateMachine();
+  await restored.restore(fromChunks(chunks));
+  assert.deepEqual(restored.draining(), [1, 4]);
+  assert.equal(restored.version, h.m.version);
+  assert.deepEqual(concat(await drain(restored.snapshot())), concat(chunks));
+
+  const noMap = new MetaStateMachine();
+  noMap.apply([
+    { index: 1, term: 1, timeMs: 0, payload: MetaStateMachine.encode({ op: 'drain', node: 7 }) },
+  ]);
+  const back = new MetaStateMachine();
+  await back.restore(fromChunks(await drain(noMap.snapshot())));
+  assert.deepEqual(back.draining(), [7]);
+  assert.equal(back.map(), null);
+});
+
+void test('a format 1 snapshot (before draining existed) restores with no node draining', async () => {
+  const { h } = machineWith(20);
+  const chunks = await drain(h.m.snapshot());
+  const header = packr.unpack(chunks[0] as Uint8Array) as Record<string, unknown>;
+  assert.equal(header['v'], 2);
+  const v1: Record<string, unknown> = { ...header, v: 1 };
+  delete v1['draining'];
+  const old = [packr.pack(v1), ...chunks.slice(1)];
+  const restored = new MetaStateMachine();
+  await restored.restore(fromChunks(old));
+  assert.deepEqual(restored.draining(), []);
+  assert.equal(restored.version, h.m.version);
+  assert.deepEqual(restored.map()?.ranges().map(plain), h.m.map()?.ranges().map(plain));
+  // Written again in the current format, byte for byte what the original writes.
+  assert.deepEqual(concat(await drain(restored.snapshot())), concat(chunks));
+
+  const bad: [unknown, RegExp][] = [
+    [undefined, /draining must be a list of at most 64 node ids/],
+    [[3, 2], /draining nodes \[3, 2\] are not ascending and unique/],
+    [[1, 1], /not ascending and unique/],
+    [[0], /"draining\[0\]" must be an integer of at least 1/],
+    [Array.from({ length: 65 }, (_, i) => i + 1), /at most 64 node ids/],
+  ];
+  for (const [draining, message] of bad) {
+    const withDraining = [packr.pack({ ...header, draining }), ...chunks.slice(1)];
+    await assert.rejects(new MetaStateMachine().restore(fromChunks(withDraining)), message);
+  }
 });
