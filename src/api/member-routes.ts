@@ -28,7 +28,8 @@ export interface MemberBackend {
     o: { learner: boolean; autoPromote: boolean; signal: AbortSignal },
   ): Promise<MembersResponse>;
   promote(id: number, signal: AbortSignal): Promise<MembersResponse>;
-  remove(id: number, signal: AbortSignal): Promise<MembersResponse>;
+  /** `force`: even when it still holds replicas of ranges (refused MEMBER_HOLDS_RANGES else). */
+  remove(id: number, signal: AbortSignal, force: boolean): Promise<MembersResponse>;
   join(m: NewMember, signal: AbortSignal): Promise<JoinResponse>;
   /** The cluster says this node was removed: it marks its data directory and stops. */
   removed(clusterId: string, id: number): void;
@@ -95,16 +96,19 @@ export function installMemberRoutes(http: JsonHttpServer, b: MemberBackend): voi
     b.add(parseNewMember(body), { learner: true, autoPromote: false, signal }),
   );
   leaderRoute(memberPaths.join, (body, signal) => b.join(parseNewMember(body), signal));
-  for (const [path, op] of [
-    [memberPaths.promote, 'promote'],
-    [memberPaths.remove, 'remove'],
-  ] as const) {
-    leaderRoute(path, (body, signal) => {
-      const o = asObject(body);
-      onlyFields(o, ['id']);
-      return b[op](memberId(o), signal);
-    });
-  }
+  leaderRoute(memberPaths.promote, (body, signal) => {
+    const o = asObject(body);
+    onlyFields(o, ['id']);
+    return b.promote(memberId(o), signal);
+  });
+  leaderRoute(memberPaths.remove, (body, signal) => {
+    const o = asObject(body);
+    onlyFields(o, ['id', 'force']);
+    const force = o['force'] ?? false;
+    if (typeof force !== 'boolean')
+      throw new FlotillaError('BAD_REQUEST', `"force" must be true or false, got ${JSON.stringify(force)}`);
+    return b.remove(memberId(o), signal, force);
+  });
   http.route('POST', memberPaths.removed, ({ body }) => {
     const o = asObject(body);
     onlyFields(o, ['clusterId', 'id']);

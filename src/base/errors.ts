@@ -150,6 +150,11 @@ export const errorCodes = {
       'the member id was removed from the cluster and cannot be used again: give the node a new id and an empty data directory',
     indefinite: false,
   },
+  MEMBER_HOLDS_RANGES: {
+    meaning:
+      'a member removal refused: it still holds replicas of ranges split off range 0 (named); drain it first, or pass `force` if it is gone for good',
+    indefinite: false,
+  },
   MEMBERSHIP_NOT_JOINT: {
     meaning: 'a request to leave a joint configuration when the configuration is not joint',
     indefinite: false,

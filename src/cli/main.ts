@@ -15,6 +15,7 @@ import { runElection, runLocked } from './concurrency.js';
 import { queueCommands } from './queue.js';
 import { memberCommands } from './member.js';
 import { rangeCommands } from './ranges.js';
+import { placementCommands } from './placement.js';
 import { snapshotCommands } from './snapshot.js';
 import { tokenCommand, tokenOption, type ClusterOptions } from './token.js';
 import { certsCommands } from './certs.js';
@@ -368,6 +369,7 @@ export function buildProgram(): Command {
   queueCommands(program, withClient, defaultEndpoints, int);
   memberCommands(program, withClient, defaultEndpoints, int);
   rangeCommands(program, withClient, defaultEndpoints);
+  placementCommands(program, withClient, defaultEndpoints, int);
   snapshotCommands(program, defaultEndpoints, int, () => clientTls(tlsFlags, process.env));
   certsCommands(program, int);
 

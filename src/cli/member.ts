@@ -93,11 +93,16 @@ export function memberCommands(
     );
   member
     .command('remove')
-    .description('remove a member for good: its id and data directory are never used again')
+    .description(
+      'remove a member for good: its id and data directory are never used again (drain it first if it holds ranges)',
+    )
     .argument('<id>', 'the member', id('<id>'))
+    .option('--force', 'remove it even though it holds replicas of ranges (it is gone for good)')
     .option('--json', 'print the answer as JSON')
-    .action(async (n: number, o: { json?: boolean }) =>
-      withClient(opts(), async (c) => show(await c.removeMember(n), o.json)),
+    .action(async (n: number, o: { json?: boolean; force?: boolean }) =>
+      withClient(opts(), async (c) =>
+        show(await c.removeMember(n, { force: o.force === true }), o.json),
+      ),
     );
 
   const leader = program

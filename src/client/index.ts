@@ -30,6 +30,7 @@ import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
 import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
 import { WireConnection } from './wire.js';
 import { BearerPool } from './bearer-pool.js';
+import type { PlacementResponse } from '../api/placement-routes.js';
 import { QueueClient } from './queue.js';
 import type {
   ClusterStatus,
@@ -56,6 +57,7 @@ import type {
 /** How a read is served; see API.md, "Consistency of reads". */
 export type ReadConsistency = 'linearizable' | 'serializable' | 'lease';
 export type * from '../api/types.js';
+export type { PlacementResponse, PlacementStepJson } from '../api/placement-routes.js';
 export type { WatchBatch, WatchEventJson, WatchOptions } from './watch.js';
 
 // One error type from the Raft core to here: `code` is one of src/base/errors.ts's table, the
@@ -518,9 +520,16 @@ export class FlotillaClient {
     return this.call<MembersResponse>('POST', '/v1/cluster/members/promote', { id }, o.signal);
   }
 
-  /** Removes a member for good: its id can never be used again. */
-  async removeMember(id: number, o: CallOptions = {}): Promise<MembersResponse> {
-    return this.call<MembersResponse>('POST', '/v1/cluster/members/remove', { id }, o.signal);
+  /**
+   * Removes a member for good: its id can never be used again. A member still holding replicas
+   * of ranges is refused MEMBER_HOLDS_RANGES (drain it first) unless `force` (it is gone).
+   */
+  async removeMember(
+    id: number,
+    o: { force?: boolean } & CallOptions = {},
+  ): Promise<MembersResponse> {
+    const body = o.force === true ? { id, force: true } : { id };
+    return this.call<MembersResponse>('POST', '/v1/cluster/members/remove', body, o.signal);
   }
 
   /**
@@ -548,6 +557,23 @@ export class FlotillaClient {
    */
   async splitRange(key: string, o: CallOptions = {}): Promise<SplitResponse> {
     return this.call<SplitResponse>('POST', '/v1/ranges/split', { key }, o.signal);
+  }
+
+  /** What the placement loop is doing, and the nodes being drained (docs/API.md, "Placement"). */
+  async placement(o: CallOptions = {}): Promise<PlacementResponse> {
+    return this.call<PlacementResponse>('GET', '/v1/placement', undefined, o.signal);
+  }
+
+  /**
+   * Drains member `node`: the placement loop moves its replicas of ranges split off range 0 to
+   * the other members (`undrainNode` undoes it). Answers at once; `placement()` shows progress.
+   */
+  async drainNode(node: number, o: CallOptions = {}): Promise<PlacementResponse> {
+    return this.call<PlacementResponse>('POST', '/v1/nodes/drain', { node }, o.signal);
+  }
+
+  async undrainNode(node: number, o: CallOptions = {}): Promise<PlacementResponse> {
+    return this.call<PlacementResponse>('POST', '/v1/nodes/undrain', { node }, o.signal);
   }
 
   /** Whether calls to `endpoint` go over the binary protocol now (for tests and tools). */

@@ -72,6 +72,23 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
       '`pretty`: one line per record with local clock times; `json`: one JSON object per line (`time` in epoch milliseconds); `auto`: `pretty` on a terminal, `json` otherwise.',
     values: '`auto`, `json`, `pretty`',
   },
+  placement: {
+    meaning:
+      'Whether the meta group\'s leader runs the placement loop: it gives each range from 3 on `replicasPerRange` replicas, moves them off nodes being drained (`flotilla node drain`) and evens out the replicas and leaders per node, one step at a time (docs/DESIGN.md, "Placement").',
+    values: '`on`, `off` (or a boolean)',
+  },
+  placementEveryMs: {
+    meaning:
+      'How often the placement loop looks at the range map when it has nothing to do; it goes straight on to the next step after one succeeds. A range whose step failed waits this times 2, 4, ... up to 64.',
+  },
+  placementStepTimeoutMs: {
+    meaning:
+      'How long one placement step (moving a replica, say: the new one must catch up first) may take before the loop abandons it and plans again.',
+  },
+  replicasPerRange: {
+    meaning:
+      'The replicas the placement loop gives each range split off range 0; one on every member not being drained when there are fewer. Ranges 0, 1 and 2 run on every member.',
+  },
   unsafeTestMode: {
     meaning:
       "Breaks linearizability on purpose, to prove the fault-injection checker catches it: `local-reads` skips ReadIndex, `early-ack` answers writes before they commit, `stale-tokens` takes a queue report under its job's current claim whatever token the worker sent. Never in production.",

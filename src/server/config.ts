@@ -149,6 +149,14 @@ export interface NodeConfig {
   readonly bootstrapWaitMs: number;
   /** TLS on both ports, mutual between peers (tls-config.ts); null: plain TCP and HTTP. */
   readonly tls: TlsConfig | null;
+  /** Whether the meta group's leader runs the placement loop (placement-loop.ts). */
+  readonly placement: 'on' | 'off';
+  /** How often the placement loop looks at the range map when it has nothing to do. */
+  readonly placementEveryMs: number;
+  /** How long one placement step (a move, say) may take before the loop abandons it. */
+  readonly placementStepTimeoutMs: number;
+  /** The replicas the placement loop gives each range from 3 on (fewer with fewer members). */
+  readonly replicasPerRange: number;
 }
 
 export { ConfigError } from './config-error.js';
@@ -186,6 +194,10 @@ export const configDefaults = {
   emptyStartWaitMs: 6_000,
   bootstrapMember: 0,
   bootstrapWaitMs: 10_000,
+  placement: 'on',
+  placementEveryMs: 5_000,
+  placementStepTimeoutMs: 120_000,
+  replicasPerRange: 3,
   logLevel: 'info',
   logFormat: 'auto',
 } as const;
@@ -223,6 +235,10 @@ export const numericFields = [
   ['emptyStartWaitMs', 0, 600_000],
   ['bootstrapMember', 0, 2 ** 31],
   ['bootstrapWaitMs', 0, 3_600_000],
+  ['placementEveryMs', 100, 3_600_000],
+  ['placementStepTimeoutMs', 1_000, 3_600_000],
+  // The meta group's limit on a range's replicas.
+  ['replicasPerRange', 1, 15],
 ] as const;
 
 /** The sizes of the encodings between a node's layers, for checkLimits. */
@@ -251,6 +267,7 @@ const otherFields = [
   'authNodeTokenFile',
   'advertisePeer',
   'advertiseClient',
+  'placement',
 ] as const;
 
 /** Every field a config file may hold; each is documented in docs/CONFIG.md. */
@@ -397,7 +414,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const authNodeTokenFile = str(merged['authNodeTokenFile'], 'authNodeTokenFile', '');
   const auth = resolveNodeAuth(authTokensFile, authNodeTokenFile);
   const tls = resolveTls(merged, members, join);
+  const placement = onOff(merged['placement'], 'placement', configDefaults.placement);
   return {
+    placement,
     tls,
     join,
     id,
@@ -583,6 +602,14 @@ function toInt(v: unknown, name: string, min: number, max: number): number {
     );
   }
   return n;
+}
+
+/** `on` or `off`; a YAML or JSON boolean is taken too. */
+function onOff(v: unknown, name: string, fallback: 'on' | 'off'): 'on' | 'off' {
+  if (v === undefined) return fallback;
+  if (v === true || v === 'on' || v === 'true') return 'on';
+  if (v === false || v === 'off' || v === 'false') return 'off';
+  throw new ConfigError(`${name} must be on or off, got ${JSON.stringify(v)}`);
 }
 
 function str(v: unknown, name: string, fallback: string): string {

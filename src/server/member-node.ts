@@ -45,6 +45,8 @@ export interface NodeMembersOptions {
   readonly isClosing: () => boolean;
   /** Stops the node (it was removed). */
   readonly stop: () => void;
+  /** The ranges split off range 0 with a replica on member `id` (membership.ts). */
+  readonly holdsRanges?: (id: number) => readonly number[];
 }
 
 interface PeerMemberList {
@@ -91,6 +93,7 @@ export class NodeMembers {
       kv: o.runtime,
       queue: o.queueRuntime,
       ...(o.followers === undefined ? {} : { followers: o.followers }),
+      ...(o.holdsRanges === undefined ? {} : { holdsRanges: o.holdsRanges }),
       directory: o.kvSessions.directory,
       clock: o.clock,
       learnerPromoteLagEntries: config.learnerPromoteLagEntries,
@@ -316,7 +319,7 @@ export class NodeMembers {
       list: () => this.membership.list(),
       add: (m, o) => this.membership.add(m, o).catch(refusal),
       promote: (id, signal) => this.membership.promote(id, signal).catch(refusal),
-      remove: (id, signal) => this.membership.remove(id, signal).catch(refusal),
+      remove: (id, signal, force) => this.membership.remove(id, signal, { force }).catch(refusal),
       join: async (m, signal) => {
         try {
           await this.membership.seedDirectory(signal);

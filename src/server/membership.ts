@@ -59,6 +59,11 @@ export interface MembershipOptions {
    * metrics; absent or null: only that one is being sent is known.
    */
   readonly snapshotTransfer?: (peer: number) => SnapshotTransfer | null;
+  /**
+   * The ranges split off range 0 that hold a replica on member `id` (the range map as this
+   * node applied it); absent: none. A member holding some is removed only with `force`.
+   */
+  readonly holdsRanges?: (id: number) => readonly number[];
   readonly log: Logger;
 }
 
@@ -205,8 +210,17 @@ export class Membership {
    * it, and so it refuses to start again once it learns), then removes it from the key-value
    * group; the queue group follows. The mark comes first because a leader that removes itself
    * leads no more once the removal applied.
+   *
+   * A member that still holds replicas of ranges split off range 0 is refused
+   * (MEMBER_HOLDS_RANGES): its ranges would be a replica short until moved, and a range of
+   * three on it and on one more failed node would lose its quorum. It is drained first; `force`
+   * removes it anyway (it is gone for good) and the placement loop then re-replicates.
    */
-  async remove(id: number, signal: AbortSignal): Promise<MembersAnswer> {
+  async remove(
+    id: number,
+    signal: AbortSignal,
+    o: { readonly force?: boolean } = {},
+  ): Promise<MembersAnswer> {
     if (roleIn(this.conf(0), id) === 'none') {
       // A retry of a removal that took effect finds it done: its answer may have been lost
       // (a leader that removes itself stops answering, and the client tries another node).
@@ -218,6 +232,21 @@ export class Membership {
       throw new FlotillaError(
         'MEMBERSHIP_NO_VOTERS',
         `Node ${id} is the only voter: removing it would leave the cluster without one`,
+      );
+    const held = this.o.holdsRanges?.(id) ?? [];
+    if (held.length > 0 && o.force !== true) {
+      const shown = held.slice(0, 10).join(', ') + (held.length > 10 ? ', ...' : '');
+      throw new FlotillaError(
+        'MEMBER_HOLDS_RANGES',
+        `Node ${id} still holds replicas of ${held.length} range(s) (${shown}): drain it first ` +
+          `(flotilla node drain ${id}) and remove it once it holds none, or remove it with ` +
+          'force if it is gone for good (its ranges are then re-replicated elsewhere)',
+      );
+    }
+    if (held.length > 0)
+      this.o.log.warn(
+        { member: id, ranges: held.length },
+        `member ${id} removed by force while holding replicas of ${held.length} range(s)`,
       );
     const member = this.book().find((m) => m.id === id);
     await this.changeDirectory({ op: 'remove', id }, { signal });

@@ -77,6 +77,18 @@ export class MetaService {
   }
 
   /**
+   * Marks `node` as being drained (`drain`) or clears the mark (`undrain`): the placement loop
+   * moves a drained node's replicas away. Answers applied, or known when it already was so;
+   * throws a refusal (too many nodes draining).
+   */
+  async mark(op: 'drain' | 'undrain', node: number, w: WaitOptions = {}): Promise<MetaResult> {
+    const r = await this.propose({ op, node }, w);
+    if (r.outcome === 'refused')
+      throw new FlotillaError('INVALID_REQUEST', `Cannot ${op} node ${node}: ${r.message}`);
+    return r;
+  }
+
+  /**
    * Records a split's two halves; answers once the map took them or already knew them.
    * Throws the refusal otherwise (an earlier change of the range is not recorded yet).
    */

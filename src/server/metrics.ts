@@ -46,6 +46,8 @@ export class NodeMetrics {
   readonly heartbeatRoundTrip: Histogram;
   readonly leaderContactGap: Histogram;
   readonly admission: Counter<'outcome'>;
+  /** Steps of the placement loop on this node (while it led the meta group). */
+  readonly placementSteps: Counter<'kind' | 'outcome'>;
 
   constructor(nodeId: number, withDefaults = true) {
     this.registry.setDefaultLabels({ node: String(nodeId) });
@@ -78,6 +80,12 @@ export class NodeMetrics {
     this.persistedEntries = new Counter({
       name: 'flotilla_persisted_entries_total',
       help: 'Entries written durably',
+      registers: r,
+    });
+    this.placementSteps = new Counter({
+      name: 'flotilla_placement_steps_total',
+      help: 'Placement steps (add, remove, move, transfer) this node carried out, by outcome (done, failed)',
+      labelNames: ['kind', 'outcome'],
       registers: r,
     });
     this.elections = new Counter({

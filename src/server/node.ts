@@ -70,6 +70,8 @@ import {
 import { installMemberRoutes } from '../api/member-routes.js';
 import { installRangeRoutes } from '../api/range-routes.js';
 import { rangesBackend } from './range-admin.js';
+import { installPlacementRoutes } from '../api/placement-routes.js';
+import { PlacementNode, heldRanges } from './placement-node.js';
 import { installBackupRoute } from './backup.js';
 import { NodeMembers } from './member-node.js';
 import { LiveTokenBook, memberAuthHeaders } from './auth-tokens.js';
@@ -133,6 +135,8 @@ export class FlotillaNode implements AsyncDisposable {
   /** The dashboard's event stream; set once the node is assembled. */
   private feed: DashboardFeed | null = null;
   private dash: DashboardParts | null = null;
+  /** The placement loop (run while this node leads the meta group); set once assembled. */
+  private placement: PlacementNode | null = null;
   /** The TLS material in use and its reloads, when `tlsCertFile` is set. */
   private tls: NodeTls | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
@@ -176,6 +180,7 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       isClosing: () => this.closing,
       stop: () => void this.close(),
+      holdsRanges: (id) => heldRanges(meta.machine.map(), id),
     });
     this.forwarder = this.newForwarder(runtime);
     this.queueForwarder = new Forwarder({
@@ -612,6 +617,20 @@ export class FlotillaNode implements AsyncDisposable {
         recordTimeoutMs: config.requestTimeoutMs,
       }),
     );
+    node.placement = new PlacementNode({
+      config,
+      meta: node.meta,
+      kv: runtime,
+      lanes: node.lanes,
+      book: () => node.members.book,
+      request: (url, method, path, body, signal) =>
+        node.memberRequest(url, method, path, body, signal),
+      metaForward: node.newForwarder(metaRuntime),
+      clock: systemClock,
+      log: groupLog(META_GROUP),
+      onStep: (step, outcome) => metrics.placementSteps.inc({ kind: step.kind, outcome }),
+    });
+    installPlacementRoutes(http, node.placement.backend());
     installBackupRoute(http, {
       clusterId: config.clusterId,
       memberId: config.id,
@@ -777,6 +796,7 @@ export class FlotillaNode implements AsyncDisposable {
     node.leaseKeeper.start();
     node.queueTicker.start();
     node.meta.start();
+    node.placement?.start();
     node.members.membership.start();
     return node;
   }
@@ -791,6 +811,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.leaseKeeper.stop();
     this.queueTicker.stop();
     this.meta.stop();
+    this.placement?.stop();
     this.watchHub.close();
     this.feed?.close();
     this.dash?.sampler.stop();
@@ -965,6 +986,28 @@ export class FlotillaNode implements AsyncDisposable {
       this.pools.set(url, p);
     }
     return p;
+  }
+
+  /**
+   * A request of this node's own (not a caller's) to a member's client port, with this node's
+   * credential and without the forwarded mark, so the member routes it as any request.
+   */
+  private async memberRequest(
+    url: string,
+    method: 'GET' | 'POST',
+    path: string,
+    body: string | undefined,
+    signal: AbortSignal,
+  ): Promise<ForwardAnswer> {
+    const res = await this.pool(url).request({
+      method,
+      path,
+      headers: { 'content-type': 'application/json', ...memberAuthHeaders(this.config.auth) },
+      ...(body === undefined ? {} : { body }),
+      signal,
+    });
+    const text = await res.body.text();
+    return { status: res.statusCode, json: text === '' ? null : (JSON.parse(text) as unknown) };
   }
 
   /** One forwarded request; the forwarder owns its deadline and what a failure means. */

@@ -1,0 +1,272 @@
+// The placement loop in a node (docs/DESIGN.md, "Placement"): what it reads (the meta map and
+// drain marks as this node applied them, the key-value group's voters, the ranges this node
+// runs), what carries its steps out (the range routes, over HTTP, with this node's own
+// credential), and the backend of the placement routes (status, drain, undrain).
+//
+// Every member builds one; only the meta group's leader runs it (`leads`), so one node of the
+// cluster at a time plans and steps. A new leader starts from the map as it applied it, with no
+// memory of its predecessor's back-offs.
+
+import type { Logger } from 'pino';
+import { FlotillaError } from '../base/errors.js';
+import type { Clock } from '../host/contracts.js';
+import type { RaftRuntime } from '../host/runtime.js';
+import type {
+  PlacementBackend,
+  PlacementResponse,
+  PlacementStepJson,
+} from '../api/placement-routes.js';
+import { errorFromWire } from '../api/wire-codec.js';
+import type { RangeMap } from '../ranges/range-map.js';
+import { FIRST_ALLOCATED_RANGE, type RangeId } from '../ranges/types.js';
+import type { Member, NodeConfig } from './config.js';
+import type { MetaService } from './meta-service.js';
+import {
+  PlacementLoop,
+  type PlacementExecutor,
+  type PlacementStep,
+  type PlacementLoopStatus,
+} from './placement-loop.js';
+import type { RangeLanes } from './range-lanes.js';
+
+/** One request from this node to a member's client port, with this node's own credential. */
+export type MemberRequest = (
+  url: string,
+  method: 'GET' | 'POST',
+  path: string,
+  body: string | undefined,
+  signal: AbortSignal,
+) => Promise<{ status: number; json: unknown }>;
+
+export interface PlacementNodeOptions {
+  readonly config: Pick<
+    NodeConfig,
+    'id' | 'placement' | 'placementEveryMs' | 'placementStepTimeoutMs' | 'replicasPerRange'
+  >;
+  readonly meta: MetaService;
+  /** The key-value group (range 0): its voters are the members ranges are placed on. */
+  readonly kv: RaftRuntime;
+  readonly lanes: RangeLanes;
+  /** The members' addresses, current. */
+  readonly book: () => readonly Member[];
+  readonly request: MemberRequest;
+  readonly metaForward: PlacementBackend['meta'];
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly onStep?: (step: PlacementStep, outcome: 'done' | 'failed') => void;
+}
+
+/** The range routes a step goes through (served by the range's leader; any node forwards). */
+export const placementRoutes = {
+  move: '/v1/ranges/move',
+  /** `{range, add}` or `{range, remove}`: one replica added or removed. */
+  replicas: '/v1/ranges/replicas',
+} as const;
+
+export class PlacementNode {
+  readonly loop: PlacementLoop;
+
+  constructor(private readonly o: PlacementNodeOptions) {
+    const { config, meta } = o;
+    this.loop = new PlacementLoop({
+      clock: o.clock,
+      enabled: config.placement === 'on',
+      everyMs: config.placementEveryMs,
+      replicasPerRange: config.replicasPerRange,
+      stepTimeoutMs: config.placementStepTimeoutMs,
+      leads: () =>
+        meta.runtime.isLeader() && meta.runtime.appliedIndex() >= meta.runtime.status().commit,
+      leader: () => meta.runtime.leaderId(),
+      map: () => meta.machine.map(),
+      draining: () => meta.machine.draining(),
+      members: () => o.kv.status().conf.voters,
+      localGeneration: (id) => o.lanes.lane(id)?.group.range.descriptor().generation,
+      leaders: (signal) => this.leaders(signal),
+      executor: httpExecutor(() => this.selfUrl(), o.request),
+      log: o.log,
+      ...(o.onStep === undefined ? {} : { onStep: (s, outcome) => o.onStep?.(s, outcome) }),
+    });
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): void {
+    this.loop.stop();
+  }
+
+  backend(): PlacementBackend {
+    return {
+      meta: this.o.metaForward,
+      status: () => this.status(),
+      mark: (op, node, signal) => this.mark(op, node, signal),
+    };
+  }
+
+  status(): PlacementResponse {
+    return renderStatus(this.loop.status(), this.o.clock.nowMs());
+  }
+
+  /**
+   * Drains a member (refused for one that is not a member, or when no member would be left to
+   * hold ranges) or undrains a node; runs on the meta group's leader.
+   */
+  private async mark(
+    op: 'drain' | 'undrain',
+    node: number,
+    signal: AbortSignal,
+  ): Promise<PlacementResponse> {
+    if (op === 'drain') {
+      const c = this.o.kv.status().conf;
+      const members = new Set([...c.voters, ...c.outgoing, ...c.learners]);
+      if (!members.has(node))
+        throw new FlotillaError(
+          'MEMBERSHIP_UNKNOWN_MEMBER',
+          `Node ${node} is not a member (members: ${[...members].sort((a, b) => a - b).join(', ')}): only a member can be drained`,
+        );
+      const draining = new Set([...this.o.meta.machine.draining(), node]);
+      if (c.voters.every((v) => draining.has(v)))
+        throw new FlotillaError(
+          'INVALID_REQUEST',
+          `Draining node ${node} would leave no member to hold ranges (draining: ${[...draining].sort((a, b) => a - b).join(', ')})`,
+        );
+    }
+    await this.o.meta.mark(op, node, { signal });
+    this.o.log.info(
+      { node },
+      `placement: node ${node} ${op === 'drain' ? 'drained' : 'undrained'}`,
+    );
+    // Start on it now rather than at the next period.
+    void this.loop.check();
+    return this.status();
+  }
+
+  private selfUrl(): string {
+    const self = this.o.book().find((m) => m.id === this.o.config.id);
+    if (self === undefined)
+      throw new FlotillaError(
+        'INTERNAL',
+        `Member ${this.o.config.id} is not in its own address book`,
+      );
+    return self.client;
+  }
+
+  /**
+   * Each range's leader: as this node knows it for the ranges it runs, and as the other members
+   * say (their GET /v1/ranges) for the rest. A member that does not answer leaves its ranges
+   * unknown, and leaderPlan leaves a range it knows no leader of alone.
+   */
+  private async leaders(signal: AbortSignal): Promise<ReadonlyMap<RangeId, number>> {
+    const leaders = new Map<RangeId, number>();
+    for (const lane of this.o.lanes.all()) {
+      const l = lane.group.runtime.leaderId();
+      if (l > 0) leaders.set(lane.id, l);
+    }
+    const map = this.o.meta.machine.map();
+    if (map === null) return leaders;
+    const unknown = map.ranges().filter((d) => !leaders.has(d.id));
+    if (unknown.length === 0) return leaders;
+    const holders = new Set(unknown.flatMap((d) => d.replicas));
+    const others = this.o.book().filter((m) => m.id !== this.o.config.id && holders.has(m.id));
+    const answers = await Promise.allSettled(
+      others.map((m) =>
+        this.o.request(m.client, 'GET', '/v1/ranges?encoding=base64', undefined, signal),
+      ),
+    );
+    for (const a of answers) {
+      if (a.status !== 'fulfilled' || a.value.status !== 200) continue;
+      for (const [id, l] of leadersIn(a.value.json)) {
+        const d = map.get(id);
+        if (d !== undefined && d.replicas.includes(l) && !leaders.has(id)) leaders.set(id, l);
+      }
+    }
+    return leaders;
+  }
+}
+
+/** The ranges from 3 on with a replica on node `id` in `map`, ascending (none without a map). */
+export function heldRanges(map: RangeMap | null, id: number): RangeId[] {
+  if (map === null) return [];
+  return map
+    .ranges()
+    .filter((d) => d.id >= FIRST_ALLOCATED_RANGE && d.replicas.includes(id))
+    .map((d) => d.id)
+    .sort((a, b) => a - b);
+}
+
+/** The (range, leader) pairs of a GET /v1/ranges answer; anything malformed is skipped. */
+function leadersIn(json: unknown): [RangeId, number][] {
+  const ranges = (json as { ranges?: unknown } | null)?.ranges;
+  if (!Array.isArray(ranges)) return [];
+  const out: [RangeId, number][] = [];
+  for (const r of ranges as unknown[]) {
+    const { id, leader } = (r ?? {}) as { id?: unknown; leader?: unknown };
+    if (typeof id === 'number' && typeof leader === 'number' && leader > 0) out.push([id, leader]);
+  }
+  return out;
+}
+
+/**
+ * Steps as requests to this node's own range routes, which forward each to the range's
+ * leader. A transfer of a range's leadership has no route yet, so the executor has none and
+ * the loop plans no leader transfers.
+ */
+export function httpExecutor(selfUrl: () => string, request: MemberRequest): PlacementExecutor {
+  const post = async (path: string, body: Record<string, number>, signal: AbortSignal) => {
+    const r = await request(selfUrl(), 'POST', path, JSON.stringify(body), signal);
+    if (r.status !== 200) throw errorFromWire((r.json as { error?: unknown } | null)?.error, true);
+  };
+  return {
+    move: (range, from, to, signal) => post(placementRoutes.move, { range, from, to }, signal),
+    addReplica: (range, to, signal) => post(placementRoutes.replicas, { range, add: to }, signal),
+    removeReplica: (range, from, signal) =>
+      post(placementRoutes.replicas, { range, remove: from }, signal),
+  };
+}
+
+function stepJson(s: PlacementStep): PlacementStepJson {
+  switch (s.kind) {
+    case 'add':
+      return { kind: s.kind, range: s.range, to: s.to };
+    case 'remove':
+      return { kind: s.kind, range: s.range, from: s.from };
+    case 'move':
+    case 'transfer':
+      return { kind: s.kind, range: s.range, from: s.from, to: s.to };
+  }
+}
+
+/** The loop's status as the API shows it; `nowMs` on the loop's clock. */
+export function renderStatus(s: PlacementLoopStatus, nowMs: number): PlacementResponse {
+  return {
+    enabled: s.enabled,
+    active: s.active,
+    leader: s.leader,
+    replicasPerRange: s.replicasPerRange,
+    draining: [...s.draining],
+    nodes: [...s.nodes],
+    target: s.target,
+    phase: s.phase,
+    pending: s.pending,
+    current: s.current === null ? null : stepJson(s.current),
+    last:
+      s.last === null
+        ? null
+        : {
+            step: stepJson(s.last.step),
+            outcome: s.last.outcome,
+            ...(s.last.error === undefined ? {} : { error: s.last.error }),
+            atMs: s.last.atMs,
+            tookMs: s.last.tookMs,
+          },
+    blocked: [...s.blocked],
+    backingOff: s.backingOff.map((b) => ({
+      range: b.range,
+      failures: b.failures,
+      retryInMs: Math.max(0, b.retryAtMs - nowMs),
+    })),
+    stepsDone: s.stepsDone,
+    stepsFailed: s.stepsFailed,
+  };
+}

@@ -1,0 +1,203 @@
+// Placement in running nodes (docs/DESIGN.md, "Placement"): three in-process nodes, a range
+// split off range 0. Draining is asked of any node and lands in the meta group (every node
+// shows it); a drain of a non-member and one that would leave no member are refused; the loop
+// runs on the meta group's leader alone and acts on the drain (its step goes through the range
+// routes); removing a member that holds ranges is refused MEMBER_HOLDS_RANGES until forced.
+// The placement status and the CLI's rendering of it; the configuration's placement options.
+
+import assert from 'node:assert/strict';
+import test from 'node:test';
+import { FlotillaClient, FlotillaError, type PlacementResponse } from '../../src/client/index.js';
+import { renderPlacement } from '../../src/cli/placement.js';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import { TestNodes, postJson, until } from './nodes.js';
+
+const code = (json: Record<string, unknown>): string | undefined =>
+  (json['error'] as { code?: string } | undefined)?.code;
+const message = (json: Record<string, unknown>): string =>
+  (json['error'] as { message?: string } | undefined)?.message ?? '';
+
+void test('drain, the loop on the meta leader, and removal refused while a member holds ranges', async () => {
+  const c = await TestNodes.start({ nodes: 3, config: { placementEveryMs: 200 } });
+  const client = new FlotillaClient({ endpoints: [c.url(1), c.url(2), c.url(3)] });
+  try {
+    await c.waitForLeader();
+    const metaLeader = await until('a meta group leader with a map', () => {
+      const l = c.node(1).meta.runtime.leaderId();
+      return l !== 0 && c.nodes.every((n) => n.meta.machine.map() !== null) ? l : null;
+    });
+    const split = await postJson(
+      `${c.url(1)}/v1/ranges/split`,
+      { key: 'm' },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(split.status, 200, JSON.stringify(split.json));
+    const range = (split.json['right'] as { id: number }).id;
+
+    // Asked of a node that does not lead the meta group: forwarded to the one that does.
+    const other = metaLeader === 1 ? 2 : 1;
+    const first = await new FlotillaClient({ endpoints: [c.url(other)] }).placement();
+    assert.equal(first.enabled, true);
+    assert.equal(first.active, true, JSON.stringify(first));
+    assert.equal(first.leader, metaLeader);
+    assert.deepEqual(first.draining, []);
+    assert.equal(first.replicasPerRange, 3);
+
+    const unknown = await postJson(
+      `${c.url(other)}/v1/nodes/drain`,
+      { node: 9 },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(unknown.status, 400);
+    assert.equal(code(unknown.json), 'MEMBERSHIP_UNKNOWN_MEMBER');
+    assert.match(message(unknown.json), /Node 9 is not a member \(members: 1, 2, 3\)/);
+    const bad = await postJson(
+      `${c.url(other)}/v1/nodes/drain`,
+      { node: 0 },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(code(bad.json), 'BAD_REQUEST');
+    const extra = await postJson(
+      `${c.url(1)}/v1/nodes/drain`,
+      { node: 1, why: 1 },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(code(extra.json), 'UNKNOWN_FIELD');
+
+    // Removing a member that holds a replica of the new range: refused, naming it.
+    const refused = await postJson(
+      `${c.url(1)}/v1/cluster/members/remove`,
+      { id: 3 },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(refused.status, 409, JSON.stringify(refused.json));
+    assert.equal(code(refused.json), 'MEMBER_HOLDS_RANGES');
+    assert.match(
+      message(refused.json),
+      new RegExp(`1 range\\(s\\) \\(${range}\\): drain it first`),
+    );
+
+    const drained = await client.drainNode(3);
+    assert.deepEqual(drained.draining, [3]);
+    await until('every node applied the drain', () =>
+      c.nodes.every((n) => n.meta.machine.draining().join() === '3'),
+    );
+    // Draining the other two would leave no member to hold ranges.
+    await client.drainNode(2);
+    await assert.rejects(client.drainNode(1), (e: unknown) => {
+      assert.ok(e instanceof FlotillaError);
+      assert.equal(e.code, 'INVALID_REQUEST');
+      assert.match(e.message, /would leave no member to hold ranges \(draining: 1, 2, 3\)/);
+      return true;
+    });
+    await client.undrainNode(2);
+
+    // The loop, on the meta group's leader, takes a step for the range on node 3: with two
+    // members left, a replica less (whether the range routes carry it out is theirs to say).
+    const stepped = await until('the loop took a step', async () => {
+      const p = await client.placement();
+      return p.last !== null ? p : null;
+    });
+    assert.deepEqual(stepped.last?.step, { kind: 'remove', range, from: 3 });
+    assert.deepEqual(stepped.nodes, [1, 2]);
+    assert.equal(stepped.target, 2);
+    const metrics = await (await fetch(`${c.url(metaLeader)}/metrics`)).text();
+    assert.match(
+      metrics,
+      /flotilla_placement_steps_total\{kind="remove",outcome="(done|failed)",node="\d+"\} [1-9]/,
+    );
+
+    const undrained = await client.undrainNode(3);
+    assert.deepEqual(undrained.draining, []);
+    // Undraining a node that is not draining is no error.
+    assert.deepEqual((await client.undrainNode(3)).draining, []);
+
+    // Gone for good: removed by force while it still holds the range's replica.
+    if (c.nodes.some((n) => n.meta.machine.map()?.get(range)?.replicas.includes(3) === true)) {
+      const badForce = await postJson(
+        `${c.url(1)}/v1/cluster/members/remove`,
+        { id: 3, force: 'yes' },
+        { timeoutMs: 10_000 },
+      );
+      assert.equal(code(badForce.json), 'BAD_REQUEST');
+      const forced = await client.removeMember(3, { force: true });
+      assert.ok(!forced.members.some((m) => m.id === 3 && m.role === 'voter'));
+    }
+  } finally {
+    await client.close();
+    await c.close();
+  }
+});
+
+void test('the placement status as the CLI prints it', () => {
+  const p: PlacementResponse = {
+    enabled: true,
+    active: true,
+    leader: 2,
+    replicasPerRange: 3,
+    draining: [4],
+    nodes: [1, 2, 3],
+    target: 3,
+    phase: 'rebalance',
+    pending: 5,
+    current: { kind: 'move', range: 7, from: 4, to: 1 },
+    last: {
+      step: { kind: 'move', range: 6, from: 4, to: 3 },
+      outcome: 'failed',
+      error: 'no leader',
+      atMs: 0,
+      tookMs: 12,
+    },
+    blocked: ['range 9 has 4 replicas, 3 wanted: removing one is not available'],
+    backingOff: [{ range: 6, failures: 1, retryInMs: 400 }],
+    stepsDone: 3,
+    stepsFailed: 1,
+  };
+  assert.equal(
+    renderPlacement(p),
+    [
+      'placement loop: running on node 2',
+      'replicas per range: 3',
+      'draining: 4',
+      'placing on: 1, 2, 3',
+      'pending steps: 5 (rebalance)',
+      'now: move range 7 from 4 to 1',
+      'last: move range 6 from 4 to 3: failed in 12 ms (no leader)',
+      'steps: 3 done, 1 failed',
+      'range 6: 1 failed steps, tried again in 400 ms',
+      'blocked: range 9 has 4 replicas, 3 wanted: removing one is not available',
+      '',
+    ].join('\n'),
+  );
+  const off = renderPlacement({ ...p, enabled: false, active: false, current: null, last: null });
+  assert.match(off, /^placement loop: off\n/);
+  assert.doesNotMatch(off, /pending steps/);
+});
+
+void test('placement options: defaults, on and off, bounds', () => {
+  const base = {
+    id: 1,
+    dataDir: '/tmp/x',
+    initialCluster: '1=127.0.0.1:7001@http://127.0.0.1:8001',
+  };
+  const d = resolveNodeConfig(base);
+  assert.deepEqual(
+    [d.placement, d.placementEveryMs, d.placementStepTimeoutMs, d.replicasPerRange],
+    ['on', 5_000, 120_000, 3],
+  );
+  assert.equal(resolveNodeConfig({ ...base, placement: 'off' }).placement, 'off');
+  assert.equal(resolveNodeConfig({ ...base, placement: false }).placement, 'off');
+  assert.equal(resolveNodeConfig({ ...base, placement: 'true' }).placement, 'on');
+  assert.throws(
+    () => resolveNodeConfig({ ...base, placement: 'maybe' }),
+    /placement must be on or off, got "maybe"/,
+  );
+  assert.throws(
+    () => resolveNodeConfig({ ...base, replicasPerRange: 16 }),
+    /replicasPerRange must be an integer in \[1, 15\]/,
+  );
+  assert.throws(
+    () => resolveNodeConfig({ ...base, placementEveryMs: 10 }),
+    /placementEveryMs must be an integer in \[100/,
+  );
+});
