@@ -106,7 +106,10 @@ export function installMemberRoutes(http: JsonHttpServer, b: MemberBackend): voi
     onlyFields(o, ['id', 'force']);
     const force = o['force'] ?? false;
     if (typeof force !== 'boolean')
-      throw new FlotillaError('BAD_REQUEST', `"force" must be true or false, got ${JSON.stringify(force)}`);
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `"force" must be true or false, got ${JSON.stringify(force)}`,
+      );
     return b.remove(memberId(o), signal, force);
   });
   http.route('POST', memberPaths.removed, ({ body }) => {
