@@ -793,6 +793,9 @@ export class FlotillaClient {
         for (const m of status.members) this.leaderUrlById.set(m.id, m.client);
         return { ranges, members: status.members };
       } catch (err) {
+        // A refusal (a token without the role, a node too old to know the route) would be
+        // the same from every node: only a node that failed is worth replacing by another.
+        if (err instanceof FlotillaError && !retryable.has(err.code)) throw err;
         last = err;
       }
     }

@@ -24,6 +24,7 @@ import type { RangesResponse } from '../api/types.js';
 import { FlotillaError } from '../base/errors.js';
 import { RangeMap } from '../ranges/range-map.js';
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
+import { sleep } from './util.js';
 
 /** A key interval in the key-value store's convention: rangeEnd null for one key, [0] to the end. */
 export interface KeySpan {
@@ -163,7 +164,7 @@ export class RangeRouting {
     switch (e.code) {
       case 'WRONG_RANGE':
         this.leaders.delete(t.range);
-        return this.stale(t);
+        return this.staleNow(t);
       case 'NOT_LEADER':
         if (e.leader > 0 && e.leader !== t.node) this.leaders.set(t.range, e.leader);
         else this.leaders.delete(t.range);
@@ -191,6 +192,20 @@ export class RangeRouting {
   private stale(t: RouteTarget): Promise<void> {
     if (this.cached !== null && this.cached.fetch > t.fetch) return Promise.resolve();
     return this.refresh();
+  }
+
+  /**
+   * As `stale`, but a refresh held back by the minimum interval is waited for rather than
+   * skipped (at most that interval): the caller cannot go on with the map it has.
+   */
+  private async staleNow(t: RouteTarget): Promise<void> {
+    if (this.cached !== null && this.cached.fetch > t.fetch) return;
+    if (this.refreshing === null) {
+      const waitMs = Math.min(this.nextRefreshAt - this.o.now(), this.o.minRefreshIntervalMs);
+      if (waitMs > 0) await sleep(waitMs);
+      if (this.cached !== null && this.cached.fetch > t.fetch) return;
+    }
+    await this.refresh();
   }
 
   /**
