@@ -408,13 +408,7 @@ export class FlotillaClient {
     idleMs: number,
   ): AsyncGenerator<WatchLine> {
     if (!this.binaryUsable(endpoint)) {
-      yield* httpWatchLines(
-        this.poolFor(endpoint),
-        endpoint,
-        body,
-        signal,
-        idleMs,
-      );
+      yield* httpWatchLines(this.poolFor(endpoint), endpoint, body, signal, idleMs);
       return;
     }
     yield* wireWatchLines(await this.wireOrBackOff(endpoint), body, signal, idleMs);
@@ -720,7 +714,8 @@ export class FlotillaClient {
       if (signal?.aborted) throw new FlotillaError('ABORTED', 'Aborted by the caller', indefinite);
       const route =
         spans === null || this.routing === null ? null : await this.routing.target(spans, attempt);
-      const endpoint = route?.url ?? (this.endpoints[this.preferred] as string);
+      const preferred = this.endpoints[this.preferred] as string;
+      const endpoint = route === null ? preferred : route.url;
       try {
         const answer = await this.callOnce<T>(endpoint, method, path, body, signal, extraMs);
         // A write's header names the node that applied it: its range's leader.

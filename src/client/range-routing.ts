@@ -140,8 +140,7 @@ export class RangeRouting {
     for (let i = 0; i < n; i++) {
       const node = d.replicas[(start + i) % n] as number;
       const url = usable(node);
-      if (url !== null)
-        return { range: d.id, node, url, leader: node === leader, fetch: c.fetch };
+      if (url !== null) return { range: d.id, node, url, leader: node === leader, fetch: c.fetch };
     }
     return null;
   }
@@ -152,7 +151,7 @@ export class RangeRouting {
     // Forwarded: the node asked did not lead. The range's leader moved, or the map is stale
     // (a split moved the key to another range, whose leader answered).
     this.leaders.set(t.range, servedBy);
-    this.stale(t);
+    void this.stale(t);
   }
 
   /**
@@ -273,7 +272,8 @@ export function parseRangeMap(r: RangesResponse): RangeMap {
     new FlotillaError('BAD_RESPONSE', `The range map is not valid: ${why}`, false);
   if (typeof r !== 'object' || r === null || !Array.isArray(r.ranges))
     throw bad('no list of ranges');
-  const descriptors: RangeDescriptor[] = r.ranges.map((x, i) => {
+  const list: RangesResponse['ranges'] = r.ranges;
+  const descriptors: RangeDescriptor[] = list.map((x, i) => {
     if (typeof x.start !== 'string' || (x.end !== null && typeof x.end !== 'string'))
       throw bad(`range ${i} has no start or end`);
     return {

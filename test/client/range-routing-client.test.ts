@@ -129,7 +129,11 @@ void describe('range routing in the client', () => {
         [2, 3],
         'refused by the old range, then sent to the new range leader',
       );
-      assert.equal(puts[0]?.body['seq'], puts[1]?.body['seq'], 'the retry reuses the sequence number');
+      assert.equal(
+        puts[0]?.body['seq'],
+        puts[1]?.body['seq'],
+        'the retry reuses the sequence number',
+      );
       assert.equal(client.rangeRoutingState().version, 2);
       assert.equal(client.rangeRoutingState().leaderOf(3), 3);
     } finally {

@@ -175,6 +175,11 @@ function harness(answers: (() => RangeMapSnapshot)[]) {
 
 const key = (k: string): KeySpan[] => [{ key: b(k), rangeEnd: null }];
 
+function must<T>(v: T | null): T {
+  assert.ok(v !== null, 'a target');
+  return v;
+}
+
 void describe('the range cache', () => {
   const two = mapAt([b('m')]);
   const three = mapAt([b('m'), b('t')], 2);
@@ -242,19 +247,16 @@ void describe('the range cache', () => {
 
   void it('replaces a planted stale map when a node answers WRONG_RANGE, and waits for it', async () => {
     const h = harness([() => snapshot(two, { 3: 2 }), () => snapshot(three, { 3: 2, 4: 3 })]);
-    const t = await h.routing.target(key('u'), 0);
-    assert.deepEqual([t?.range, t?.node], [3, 2]);
+    const t = must(await h.routing.target(key('u'), 0));
+    assert.deepEqual([t.range, t.node], [3, 2]);
     h.clock.now += 100;
-    const wait = h.routing.failed(
-      t as NonNullable<typeof t>,
-      new FlotillaError('WRONG_RANGE', 'split'),
-    );
+    const wait = h.routing.failed(t, new FlotillaError('WRONG_RANGE', 'split'));
     assert.ok(wait !== null, 'WRONG_RANGE is waited on');
     await wait;
     const again = await h.routing.target(key('u'), 1);
     assert.deepEqual([again?.range, again?.node], [4, 3]);
     // A second failure of a choice made from the old map asks for nothing more.
-    await h.routing.failed(t as NonNullable<typeof t>, new FlotillaError('WRONG_RANGE', 'split'));
+    await h.routing.failed(t, new FlotillaError('WRONG_RANGE', 'split'));
     assert.equal(h.fetches(), 2);
   });
 
@@ -264,21 +266,18 @@ void describe('the range cache', () => {
       () => snapshot(two, { 0: 2 }),
       () => snapshot(two, { 0: 3 }),
     ]);
-    const t = await h.routing.target(key('a'), 0);
-    assert.equal(t?.node, 1);
+    const t = must(await h.routing.target(key('a'), 0));
+    assert.equal(t.node, 1);
     // Answered by the node asked: nothing learned, nothing fetched.
-    h.routing.answered(t as NonNullable<typeof t>, 1);
+    h.routing.answered(t, 1);
     assert.equal(h.fetches(), 1);
-    h.routing.answered(t as NonNullable<typeof t>, 2);
+    h.routing.answered(t, 2);
     assert.equal(h.routing.leaderOf(0), 2, 'learned at once');
     assert.equal(h.fetches(), 1, 'not before the minimum interval');
     h.clock.now += 100;
-    const u = await h.routing.target(key('a'), 0);
-    assert.equal(u?.node, 2);
-    h.routing.failed(
-      u as NonNullable<typeof u>,
-      new FlotillaError('NOT_LEADER', 'moved', false, 3),
-    );
+    const u = must(await h.routing.target(key('a'), 0));
+    assert.equal(u.node, 2);
+    void h.routing.failed(u, new FlotillaError('NOT_LEADER', 'moved', false, 3));
     assert.equal(h.routing.leaderOf(0), 3);
     await h.routing.refresh();
     assert.equal(h.fetches(), 2);
@@ -286,9 +285,9 @@ void describe('the range cache', () => {
 
   void it('passes over a node whose connection failed, for a while', async () => {
     const h = harness([() => snapshot(two, { 0: 1 }), () => snapshot(two, { 0: 1 })]);
-    const t = await h.routing.target(key('a'), 0);
-    assert.equal(t?.node, 1);
-    h.routing.failed(t as NonNullable<typeof t>, new FlotillaError('CONNECTION', 'refused'));
+    const t = must(await h.routing.target(key('a'), 0));
+    assert.equal(t.node, 1);
+    void h.routing.failed(t, new FlotillaError('CONNECTION', 'refused'));
     await h.routing.refresh();
     const next = await h.routing.target(key('a'), 1);
     assert.ok(next !== null && next.node !== 1, `another node, got ${next?.node}`);
