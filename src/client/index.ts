@@ -218,6 +218,8 @@ export class FlotillaClient {
   readonly #token: string | null;
   private readonly tls: TlsPem;
   private readonly poolConnections: number;
+  /** Node id -> the endpoint that reaches it, learned from the endpoints' status. */
+  private readonly endpointById = new Map<number, string>();
   /** The cached range map and leaders; null when range routing is off. */
   private readonly routing: RangeRouting | null;
 
@@ -784,9 +786,17 @@ export class FlotillaClient {
         const [ranges, status] = await Promise.all([
           this.callOnce<RangesResponse>(endpoint, 'GET', '/v1/ranges?encoding=base64', undefined),
           this.callOnce<NodeStatus>(endpoint, 'GET', '/v1/status', undefined),
+          this.identifyEndpoints(),
         ]);
         for (const m of status.members) this.leaderUrlById.set(m.id, m.client);
-        return { ranges, members: status.members };
+        this.endpointById.set(status.id, endpoint);
+        // A node the client was given an endpoint for is reached there: the address it
+        // advertises to its peers may not be reachable from the client (a container's name).
+        const members = status.members.map((m) => ({
+          id: m.id,
+          client: this.endpointById.get(m.id) ?? m.client,
+        }));
+        return { ranges, members };
       } catch (err) {
         // A refusal (a token without the role, a node too old to know the route) would be
         // the same from every node: only a node that failed is worth replacing by another.
@@ -797,6 +807,26 @@ export class FlotillaClient {
     throw last instanceof FlotillaError
       ? last
       : new FlotillaError('CONNECTION', `No endpoint answered the range map: ${String(last)}`);
+  }
+
+  /**
+   * Learns which node each endpoint reaches (its status's id), once per endpoint that
+   * answers; best effort, all at once, each within one attempt's timeout.
+   */
+  private async identifyEndpoints(): Promise<void> {
+    const known = new Set(this.endpointById.values());
+    await Promise.all(
+      this.endpoints
+        .filter((e) => !known.has(e))
+        .map(async (e) => {
+          try {
+            const st = await this.callOnce<NodeStatus>(e, 'GET', '/v1/status', undefined);
+            if (Number.isSafeInteger(st.id) && st.id > 0) this.endpointById.set(st.id, e);
+          } catch {
+            // Not reachable now: asked again at the next fetch of the map.
+          }
+        }),
+    );
   }
 
   /** Learns the members' client URLs, so a NOT_LEADER hint (a node id) can be followed. */

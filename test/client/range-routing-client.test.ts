@@ -3,7 +3,8 @@
 // map has one range) is refused WRONG_RANGE, fetches the map again and retries the write at
 // the new range's leader under the same session number; a member that refuses connections is
 // passed over; routing is off with one endpoint unless asked for, and without a map to be had
-// requests go to the endpoints as before.
+// requests go to the endpoints as before; a node is reached at the endpoint the client was
+// given for it rather than at an address it advertises that the client cannot reach.
 
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -78,10 +79,10 @@ function rangesAnswer(
   return { status: 200, json };
 }
 
-function status(urls: readonly string[]): Answer {
+function status(node: number, urls: readonly string[]): Answer {
   return {
     status: 200,
-    json: { id: 1, members: urls.map((client, i) => ({ id: i + 1, peer: '', client })) },
+    json: { id: node, members: urls.map((client, i) => ({ id: i + 1, peer: '', client })) },
   };
 }
 
@@ -101,7 +102,7 @@ void describe('range routing in the client', () => {
               { id: 3, start: 'm', end: null, leader: 3 },
             ])
           : rangesAnswer(1, [{ id: 0, start: '', end: null, leader: 2 }]);
-      if (path === '/v1/status') return status(nodes.urls);
+      if (path === '/v1/status') return status(node, nodes.urls);
       // Node 2 leads range 0, which no longer holds "z" once it split.
       if (node === 2 && split)
         return {
@@ -143,10 +144,10 @@ void describe('range routing in the client', () => {
 
   void it('learns a leader from the node that answered a forwarded write', async () => {
     // The map says node 1 leads; node 3 does now (node 1 forwards, and the header names 3).
-    const nodes = await scriptedNodes(3, (_node, path) => {
+    const nodes = await scriptedNodes(3, (node, path) => {
       if (path.startsWith('/v1/ranges'))
         return rangesAnswer(1, [{ id: 0, start: '', end: null, leader: 1 }]);
-      if (path === '/v1/status') return status(nodes.urls);
+      if (path === '/v1/status') return status(node, nodes.urls);
       return putAnswer(3);
     });
     const client = new FlotillaClient({ endpoints: nodes.urls, protocol: 'http' });
@@ -163,22 +164,49 @@ void describe('range routing in the client', () => {
   });
 
   void it('passes over a member that refuses connections', async () => {
-    // Member 2 (the leader by the map) listens nowhere.
+    // Member 2 (the leader by the map) listens nowhere; the client's endpoints reach 1 and 3.
     const dead = await scriptedNodes(1, () => ({ status: 500, json: {} }));
     const deadUrl = dead.urls[0] as string;
     const s = servers.pop() as Server;
     s.closeAllConnections();
     await new Promise((r) => s.close(r));
+    const idOf = (node: number): number => (node === 1 ? 1 : 3);
     const nodes = await scriptedNodes(2, (node, path) => {
       if (path.startsWith('/v1/ranges'))
         return rangesAnswer(1, [{ id: 0, start: '', end: null, leader: 2 }]);
-      if (path === '/v1/status') return status([nodes.urls[0] as string, deadUrl]);
-      return putAnswer(node);
+      if (path === '/v1/status')
+        return status(idOf(node), [nodes.urls[0] as string, deadUrl, nodes.urls[1] as string]);
+      return putAnswer(idOf(node));
     });
     const client = new FlotillaClient({ endpoints: nodes.urls, protocol: 'http' });
     try {
       const r = await client.put('a', '1');
-      assert.equal(r.header.memberId, 1, 'served by a replica after the leader refused');
+      assert.equal(r.header.memberId, 3, 'served by the next replica after the leader refused');
+    } finally {
+      await client.close();
+    }
+  });
+
+  void it('reaches a node at the endpoint it was given when the address it advertises is not reachable', async () => {
+    const nodes = await scriptedNodes(3, (node, path) => {
+      if (path.startsWith('/v1/ranges'))
+        return rangesAnswer(1, [{ id: 0, start: '', end: null, leader: 3 }]);
+      if (path === '/v1/status')
+        return status(node, [
+          'http://node1.invalid',
+          'http://node2.invalid',
+          'http://node3.invalid',
+        ]);
+      return putAnswer(node);
+    });
+    const client = new FlotillaClient({ endpoints: nodes.urls, protocol: 'http' });
+    try {
+      await client.put('a', '1');
+      assert.deepEqual(
+        nodes.seen.filter((x) => x.path === '/v1/kv/put').map((x) => x.node),
+        [3],
+        "sent once, to the leader's endpoint",
+      );
     } finally {
       await client.close();
     }
