@@ -94,6 +94,15 @@ export interface JournalRecoveryReport {
   readonly tornTail: { readonly file: string; readonly offset: number } | null;
 }
 
+const NOTHING_REDONE: JournalRecoveryReport = {
+  journalFiles: 0,
+  writesRedone: 0,
+  filesRedone: 0,
+  writesSkipped: 0,
+  writesReleased: 0,
+  tornTail: null,
+};
+
 type Item =
   | {
       readonly kind: 'write';
@@ -414,6 +423,8 @@ export async function replayJournal(
 ): Promise<JournalRecoveryReport> {
   const fs = opts.fs ?? nodeFs;
   await fs.mkdirp(root);
+  // Most starts find none: they take no lock (the lock file is then never made).
+  if ((await listJournals(fs, root)).length === 0) return NOTHING_REDONE;
   const lock = await fs.lock(join(root, JOURNAL_LOCK_FILE));
   try {
     return (await redo(fs, new Syncer(fs, opts.syncHook), root)).report;
