@@ -30,7 +30,10 @@ export const metaRecordSplitPath = '/v1/ranges/meta/record-split';
 /** One range of the map, with what this node knows of it (null: it does not run it). */
 export interface RangeView {
   readonly descriptor: RangeDescriptor;
-  /** The leader this node knows (0: none), null when this node does not run the range. */
+  /**
+   * The leader this node knows: its own view for a range it runs (0: none), else the one it
+   * learned from answers to requests it sent there (null: none yet).
+   */
   readonly leader: number | null;
   readonly keys: number | null;
   readonly applied: number | null;
@@ -148,10 +151,7 @@ export function parseReplicas(v: unknown): number[] | null {
       );
   const ids = [...(v as number[])].sort((a, b) => a - b);
   if (ids.some((r, i) => i > 0 && r === ids[i - 1]))
-    throw new FlotillaError(
-      'BAD_REQUEST',
-      `"replicas" names a node twice: ${JSON.stringify(v)}`,
-    );
+    throw new FlotillaError('BAD_REQUEST', `"replicas" names a node twice: ${JSON.stringify(v)}`);
   return ids;
 }
 

@@ -505,7 +505,9 @@ class Connection {
     }
     if (p.kind === 'read') {
       const r = p.read;
-      return b.read(r.op, r.consistency, signal).then((x) => r.render(x));
+      // The connection's token goes with a read forwarded to a replica of a range not run here.
+      const via = this.token === null ? {} : { authorization: bearerHeader(this.token) };
+      return b.read(r.op, r.consistency, signal, via).then((x) => r.render(x));
     }
     const wr = p.write;
     const here = (): Promise<Json> => b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));

@@ -27,11 +27,14 @@ import { RangeMachine, type SplitResult, type WrongRangeResult } from '../ranges
 import type { RangeDescriptor } from '../ranges/types.js';
 import type { MetaService } from './meta-service.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
+import type { RemoteRanges } from './range-remote.js';
 import { showRange } from './range-router.js';
 
 export interface RangeAdminOptions {
   readonly selfId: number;
   readonly lanes: RangeLanes;
+  /** The ranges not run here: their leaders as this node knows them, and the way to them. */
+  readonly remote: RemoteRanges;
   readonly meta: MetaService;
   /** Forwards to the meta group's leader (null: this node leads it). */
   readonly metaForwarder: Pick<Forwarder, 'forward'>;
@@ -51,6 +54,13 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
     routeSplit: (key) => {
       let lane: RangeLane;
       try {
+        const t = o.remote.route([{ key, rangeEnd: null }], 'split');
+        if (!t.local)
+          return {
+            leads: () => false,
+            forward: (path, rawBody, signal, authorization) =>
+              o.remote.forwardTo(t.descriptor, { path, rawBody }, signal, authorization),
+          };
         lane = o.lanes.route([{ key, rangeEnd: null }], 'split');
       } catch {
         // Handled here, where split() waits for the range or says why not.
@@ -78,7 +88,8 @@ function rangeViews(o: RangeAdminOptions): ReturnType<RangesBackend['ranges']> {
   if (map === null) return null;
   const ranges = map.ranges().map((d): RangeView => {
     const lane = o.lanes.lane(d.id);
-    if (lane === undefined) return { descriptor: d, leader: null, keys: null, applied: null };
+    if (lane === undefined)
+      return { descriptor: d, leader: o.remote.leader(d.id) || null, keys: null, applied: null };
     return {
       descriptor: d,
       leader: lane.group.runtime.leaderId(),
@@ -163,7 +174,11 @@ async function split(
  * Refuses (BAD_REQUEST, before an id is allocated) replicas that are not the left range's
  * voters: the new range starts only where its seed is, on the nodes that apply the split.
  */
-function checkReplicas(range: number, replicas: readonly number[], voters: readonly number[]): void {
+function checkReplicas(
+  range: number,
+  replicas: readonly number[],
+  voters: readonly number[],
+): void {
   const strangers = replicas.filter((r) => !voters.includes(r));
   if (strangers.length > 0)
     throw new FlotillaError(
