@@ -611,7 +611,9 @@ class Connection {
       if (err === null) this.answer(w.req, { canceled: true });
       else this.refuse(w.req, toFlotillaError(err));
     };
-    runWatch(this.s.watch, watch, out).then(
+    // The connection's token goes with a watch relayed from a replica of a range not run here.
+    const via = this.token === null ? {} : { authorization: bearerHeader(this.token) };
+    runWatch(this.s.watch, watch, out, via).then(
       () => finish(null),
       (err: unknown) => finish(err),
     );

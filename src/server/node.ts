@@ -24,6 +24,7 @@ import { MetaService } from './meta-service.js';
 import { RangeLanes, type RangeLane } from './range-lanes.js';
 import { RangeKvPath } from './range-kv-path.js';
 import { RemoteRanges, knowledgeOf, refreshRanges } from './range-remote.js';
+import { RemoteWatches } from './range-watch.js';
 import type { RangeId } from '../ranges/types.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import type { KvStateMachine } from '../kv/machine.js';
@@ -242,6 +243,13 @@ export class FlotillaNode implements AsyncDisposable {
       sampler: () => this.dash?.sampler,
       remote: this.remote,
       mapSize: () => meta.machine.map()?.size ?? 0,
+      remoteWatches: new RemoteWatches({
+        selfId: config.id,
+        members: this.members.book,
+        pool: (url) => this.pool(url),
+        leader: (id) => this.remote.leader(id),
+        openTimeoutMs: config.requestTimeoutMs,
+      }),
     });
   }
 
@@ -695,14 +703,11 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       maxWatchBufferBytes: config.maxWatchBufferBytes,
       maxWatches: config.maxWatches,
-      header: () => ({
-        revision: kv.revision(),
-        memberId: config.id,
-        raftTerm: runtime.status().term,
-      }),
-      watches: () => node.lanes.all().reduce((n, l) => n + l.watchHub.size(), 0),
-      // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise).
-      watch: (spec, sink) => node.lanes.route([spec.range], 'watch').watchHub.watch(spec, sink),
+      watches: () =>
+        node.lanes.all().reduce((n, l) => n + l.watchHub.size(), 0) + node.kvPath.remoteWatches(),
+      // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise),
+      // or relayed from a replica of a range not run here.
+      watch: (spec, sink, via) => node.kvPath.watch(spec, sink, via),
     };
     installWatchRoute(http, watchBackend);
     node.dash = dash;

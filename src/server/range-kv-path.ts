@@ -16,6 +16,9 @@ import type { RangeGroup } from './range-groups.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
 import { clipSpan, showRange, spansOfTxn } from './range-router.js';
 import type { RangeTarget, RemoteRanges } from './range-remote.js';
+import type { RemoteWatches } from './range-watch.js';
+import type { ServedWatch, WatchSink, WatchVia } from '../api/watch.js';
+import type { WatchSpec } from '../kv/watch-hub.js';
 import { covers, rangesMet } from './range-table.js';
 import type { ReadResult } from '../api/requests.js';
 
@@ -38,6 +41,8 @@ export interface RangeKvPathOptions {
   readonly remote: RemoteRanges;
   /** How many ranges the meta map holds (0 before it is bootstrapped). */
   readonly mapSize: () => number;
+  /** Watches relayed from replicas of ranges not run here. */
+  readonly remoteWatches: RemoteWatches;
 }
 
 export class RangeKvPath {
@@ -101,6 +106,31 @@ export class RangeKvPath {
     return this.routed([op.range], 'range read', signal, (t) =>
       this.readOf(t, op, consistency, signal, via),
     );
+  }
+
+  /**
+   * A watch on the range holding its keys: that range's hub here, or a stream relayed from a
+   * replica of a range not run here (range-watch.ts). CROSS_RANGE for keys in two ranges.
+   */
+  watch(spec: WatchSpec, sink: WatchSink, via: WatchVia): Promise<ServedWatch> {
+    const signal = via.signal ?? new AbortController().signal;
+    return this.routed([spec.range], 'watch', signal, (t) => {
+      if (!t.local && via.forwarded !== true)
+        return this.o.remoteWatches.watch(t.descriptor, spec, sink, via);
+      const lane = this.laneOf(t);
+      const w = lane.watchHub.watch(spec, sink);
+      return Promise.resolve({
+        id: w.id,
+        startRevision: w.startRevision,
+        cancel: () => w.cancel(),
+        header: () => this.header(lane),
+      });
+    });
+  }
+
+  /** Watches relayed now from replicas of ranges not run here. */
+  remoteWatches(): number {
+    return this.o.remoteWatches.count();
   }
 
   /** A header from range `lane` (range 0 when none is given). */

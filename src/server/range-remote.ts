@@ -375,29 +375,7 @@ function readResultOf(json: unknown, d: RangeDescriptor): ReadResult {
   if (!isCount(h?.revision) || !isCount(h.memberId) || !isCount(h.raftTerm)) throw bad('no header');
   if (!Array.isArray(o?.kvs) || !isCount(o.count) || typeof o.more !== 'boolean')
     throw bad('no kvs, count or more');
-  const kvs = o.kvs.map((x: unknown, i): KeyValue => {
-    const kv = x as Record<string, unknown> | null;
-    const key = kv?.['key'];
-    const value = kv?.['value'];
-    const lease = kv?.['lease'];
-    if (typeof key !== 'string' || typeof value !== 'string') throw bad(`kvs[${i}] has no key`);
-    const [createRevision, modRevision, version] = [
-      kv?.['createRevision'],
-      kv?.['modRevision'],
-      kv?.['version'],
-    ];
-    if (!isCount(createRevision) || !isCount(modRevision) || !isCount(version))
-      throw bad(`kvs[${i}] has no revisions`);
-    if (lease !== undefined && !isCount(lease)) throw bad(`kvs[${i}] has a bad lease`);
-    return {
-      key: new Uint8Array(Buffer.from(key, 'base64')),
-      value: new Uint8Array(Buffer.from(value, 'base64')),
-      createRevision,
-      modRevision,
-      version,
-      ...(lease === undefined ? {} : { lease }),
-    };
-  });
+  const kvs = o.kvs.map((x: unknown, i) => keyValueOf(x, `kvs[${i}]`, bad));
   const ranges = (o as { ranges?: unknown }).ranges;
   if (ranges !== undefined && !Array.isArray(ranges)) throw bad('ranges is not a list');
   return {
@@ -415,6 +393,31 @@ function readResultOf(json: unknown, d: RangeDescriptor): ReadResult {
   };
 }
 
-function isCount(v: unknown): v is number {
+/** A key-value record as a node renders it in base64, checked; `bad` makes the error. */
+export function keyValueOf(x: unknown, where: string, bad: (why: string) => Error): KeyValue {
+  const kv = x as Record<string, unknown> | null;
+  const key = kv?.['key'];
+  const value = kv?.['value'];
+  const lease = kv?.['lease'];
+  if (typeof key !== 'string' || typeof value !== 'string') throw bad(`${where} has no key`);
+  const [createRevision, modRevision, version] = [
+    kv?.['createRevision'],
+    kv?.['modRevision'],
+    kv?.['version'],
+  ];
+  if (!isCount(createRevision) || !isCount(modRevision) || !isCount(version))
+    throw bad(`${where} has no revisions`);
+  if (lease !== undefined && !isCount(lease)) throw bad(`${where} has a bad lease`);
+  return {
+    key: new Uint8Array(Buffer.from(key, 'base64')),
+    value: new Uint8Array(Buffer.from(value, 'base64')),
+    createRevision,
+    modRevision,
+    version,
+    ...(lease === undefined ? {} : { lease }),
+  };
+}
+
+export function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }

@@ -12,6 +12,7 @@ import type { RangeGroup } from '../../src/server/range-groups.js';
 import { RangeKvPath } from '../../src/server/range-kv-path.js';
 import type { RangeLanes } from '../../src/server/range-lanes.js';
 import type { RangeTarget, RemoteRanges } from '../../src/server/range-remote.js';
+import type { RemoteWatches } from '../../src/server/range-watch.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -44,6 +45,7 @@ function path(remote: RemoteRanges): RangeKvPath {
     sampler: () => undefined,
     remote,
     mapSize: () => 1,
+    remoteWatches: {} as RemoteWatches,
   });
 }
 
