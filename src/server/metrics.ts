@@ -49,6 +49,7 @@ export class NodeMetrics {
   readonly snapshots: Counter<'kind'>;
   readonly heartbeatRoundTrip: Histogram;
   readonly leaderContactGap: Histogram;
+  readonly loopStalls: Counter;
   readonly admission: Counter<'outcome'>;
 
   constructor(nodeId: number, withDefaults = true) {
@@ -146,6 +147,11 @@ export class NodeMetrics {
       name: 'flotilla_leader_contact_gap_seconds',
       help: 'Follower only: time between two messages from the leader',
       buckets: delayBuckets,
+      registers: r,
+    });
+    this.loopStalls = new Counter({
+      name: 'flotilla_event_loop_stalls_total',
+      help: 'Stalls of the event loop long enough to cost an election (the election timeout less a heartbeat interval)',
       registers: r,
     });
     this.admission = new Counter({

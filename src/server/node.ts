@@ -32,7 +32,7 @@ import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { MemberPool } from './member-pool.js';
 import { createLogger, logRuntimeEvent } from './logging.js';
-import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
+import { HeartbeatTimer, LoopDelayMonitor, LoopStallWatch } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
 import { KvService } from './kv-service.js';
@@ -138,6 +138,8 @@ export class FlotillaNode implements AsyncDisposable {
   private dash: DashboardParts | null = null;
   /** The TLS material in use and its reloads, when `tlsCertFile` is set. */
   private tls: NodeTls | null = null;
+  /** Warns of each event-loop stall long enough to cost an election; set once assembled. */
+  private stallWatch: LoopStallWatch | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
@@ -518,6 +520,22 @@ export class FlotillaNode implements AsyncDisposable {
     metrics.bindAdmission(() => admission.state());
     const loopDelay = new LoopDelayMonitor();
     metrics.bindLoopDelay(() => loopDelay.snapshot());
+    // A heartbeat sent just before a stall leaves a peer's election timer the election timeout
+    // less one heartbeat interval: a stall that long may cost an election, or, on a follower,
+    // its leader's check-quorum. The warning names the stall that explains such an election.
+    const electionTimeoutMs = config.electionTicks * config.tickMs;
+    const stallWatch = new LoopStallWatch({
+      clock: systemClock,
+      periodMs: config.tickMs,
+      thresholdMs: (config.electionTicks - config.heartbeatTicks) * config.tickMs,
+      onStall: (s) => {
+        metrics.loopStalls.inc();
+        log.warn(
+          { stalledMs: s.stalledMs, electionTimeoutMs },
+          'event loop stalled: long enough for an election to start meanwhile',
+        );
+      },
+    });
     metrics.bindLiveness(() => peers.transport.liveness?.sent ?? 0);
     // Followed for changes from here on; off (null) without authTokensFile.
     const tokens =
@@ -794,6 +812,8 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     node.tls?.start();
+    node.stallWatch = stallWatch;
+    stallWatch.start();
     node.lanes.start();
     dash.sampler.start();
     node.leaseKeeper.start();
@@ -809,6 +829,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.closing = true;
     this.members.membership.stop();
     this.tls?.stop();
+    this.stallWatch?.stop();
     this.lanes.close();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
