@@ -9,10 +9,14 @@
 //     answer stepped into the core (the follower's answer waits in the leader's socket until
 //     the leader's loop reads it, so this includes the leader's own delay twice);
 //   - leader silence, on a follower: the gap between two messages from the leader, which is
-//     what the follower's election timer measures.
+//     what the follower's election timer measures;
+//   - stalls: each stretch in which the loop ran nothing for long enough to cost an election,
+//     with when it ended, so that an election can be told apart from a fault (LoopStallWatch).
 
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import type { Clock } from '../host/contracts.js';
 import type { Message } from '../raft/index.js';
+import { Periodic } from './periodic.js';
 
 export interface LoopDelaySnapshot {
   readonly p50Ms: number;
@@ -94,5 +98,65 @@ export class HeartbeatTimer {
       this.onLeaderGap(now - this.lastFromLeaderMs);
     this.lastLeader = m.from;
     this.lastFromLeaderMs = now;
+  }
+}
+
+/** One stretch in which the event loop ran nothing. */
+export interface LoopStall {
+  /** When the loop ran again (the clock's milliseconds). */
+  readonly endMs: number;
+  /** How much later than asked the watch's timer fired: the stall, to within one period. */
+  readonly stalledMs: number;
+}
+
+export interface LoopStallWatchOptions {
+  readonly clock: Clock;
+  /** How often the watch's timer asks to run; the precision of a stall's length. */
+  readonly periodMs: number;
+  /** The shortest stall reported. */
+  readonly thresholdMs: number;
+  readonly onStall: (stall: LoopStall) => void;
+}
+
+/**
+ * Reports every stall of the event loop of at least `thresholdMs`: a timer asks to run every
+ * `periodMs`, and fires late by as long as nothing ran, whether the loop was busy (a long
+ * synchronous task, garbage collection) or the whole process was not scheduled (a machine with
+ * more runnable work than cores). The delay monitor above says how often timers are late; this
+ * says when, so that an election can be matched with the stall that caused it.
+ */
+export class LoopStallWatch {
+  private readonly timer: Periodic;
+  private lastMs = 0;
+  /** Stalls reported since start. */
+  stalls = 0;
+  /** The longest stall reported since start, in ms (0 before one). */
+  longestMs = 0;
+
+  constructor(private readonly o: LoopStallWatchOptions) {
+    if (!(o.periodMs > 0) || !(o.thresholdMs > 0))
+      throw new RangeError(
+        `A loop stall watch needs a period and a threshold above 0 ms, got ${o.periodMs} and ${o.thresholdMs}`,
+      );
+    this.timer = new Periodic(o.clock, o.periodMs, () => this.check());
+  }
+
+  start(): void {
+    this.lastMs = this.o.clock.nowMs();
+    this.timer.start();
+  }
+
+  stop(): void {
+    this.timer.stop();
+  }
+
+  private check(): void {
+    const now = this.o.clock.nowMs();
+    const stalledMs = now - this.lastMs - this.o.periodMs;
+    this.lastMs = now;
+    if (stalledMs < this.o.thresholdMs) return;
+    this.stalls++;
+    this.longestMs = Math.max(this.longestMs, stalledMs);
+    this.o.onStall({ endMs: now, stalledMs });
   }
 }

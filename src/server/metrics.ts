@@ -41,10 +41,15 @@ export class NodeMetrics {
   readonly messagesSent: Counter<'type'>;
   readonly messagesReceived: Counter<'type'>;
   readonly reads: Counter<'level' | 'outcome'>;
+  /** Requests this node sent on to another node (forward.ts), by path: each is a second hop. */
+  readonly forwarded: Counter<'path'>;
+  /** Reads served by a node that does not lead their range (a linearizable one asks it). */
+  readonly followerReads: Counter<'level'>;
   readonly httpRequests: Counter<'route' | 'status'>;
   readonly snapshots: Counter<'kind'>;
   readonly heartbeatRoundTrip: Histogram;
   readonly leaderContactGap: Histogram;
+  readonly loopStalls: Counter;
   readonly admission: Counter<'outcome'>;
   /** Steps of the placement loop on this node (while it led the meta group). */
   readonly placementSteps: Counter<'kind' | 'outcome'>;
@@ -116,6 +121,18 @@ export class NodeMetrics {
       labelNames: ['level', 'outcome'],
       registers: r,
     });
+    this.forwarded = new Counter({
+      name: 'flotilla_forwarded_requests_total',
+      help: 'Requests sent on to another node (the leader of their group or range), by path',
+      labelNames: ['path'],
+      registers: r,
+    });
+    this.followerReads = new Counter({
+      name: 'flotilla_follower_reads_total',
+      help: 'Key-value reads served by a node that does not lead their range, by level',
+      labelNames: ['level'],
+      registers: r,
+    });
     this.httpRequests = new Counter({
       name: 'flotilla_http_requests_total',
       help: 'HTTP requests by route and status',
@@ -138,6 +155,11 @@ export class NodeMetrics {
       name: 'flotilla_leader_contact_gap_seconds',
       help: 'Follower only: time between two messages from the leader',
       buckets: delayBuckets,
+      registers: r,
+    });
+    this.loopStalls = new Counter({
+      name: 'flotilla_event_loop_stalls_total',
+      help: 'Stalls of the event loop long enough to cost an election (the election timeout less a heartbeat interval)',
       registers: r,
     });
     this.admission = new Counter({

@@ -22,8 +22,9 @@ import { MetaStateMachine } from '../ranges/meta-machine.js';
 import { RangeGroups, type RangeGroup } from './range-groups.js';
 import { MetaService } from './meta-service.js';
 import { RangeLanes, type RangeLane } from './range-lanes.js';
-import { spansOfTxn } from './range-router.js';
 import { RangeKvPath } from './range-kv-path.js';
+import { RemoteRanges, knowledgeOf, refreshRanges } from './range-remote.js';
+import { RemoteWatches } from './range-watch.js';
 import type { RangeId } from '../ranges/types.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import type { KvStateMachine } from '../kv/machine.js';
@@ -31,7 +32,7 @@ import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { MemberPool } from './member-pool.js';
 import { createLogger, logRuntimeEvent } from './logging.js';
-import { HeartbeatTimer, LoopDelayMonitor } from './loop-health.js';
+import { HeartbeatTimer, LoopDelayMonitor, LoopStallWatch } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
 import { KvService } from './kv-service.js';
@@ -126,6 +127,8 @@ export class FlotillaNode implements AsyncDisposable {
   readonly lanes: RangeLanes;
   /** The key-value requests' path through the ranges. */
   readonly kvPath: RangeKvPath;
+  /** The ranges this node does not run: where their requests go. */
+  readonly remote: RemoteRanges;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
@@ -139,6 +142,8 @@ export class FlotillaNode implements AsyncDisposable {
   private placement: PlacementNode | null = null;
   /** The TLS material in use and its reloads, when `tlsCertFile` is set. */
   private tls: NodeTls | null = null;
+  /** Warns of each event-loop stall long enough to cost an election; set once assembled. */
+  private stallWatch: LoopStallWatch | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
@@ -225,12 +230,33 @@ export class FlotillaNode implements AsyncDisposable {
     this.lanes = new RangeLanes({ ranges, make: (id, group) => this.makeLane(id, group) });
     const range0 = ranges.group(KV_GROUP);
     if (range0 === undefined) throw new Error('Range 0 must run before the node is assembled');
+    this.remote = new RemoteRanges({
+      selfId: config.id,
+      members: this.members.book,
+      send: (url, path, rawBody, signal, authorization) =>
+        this.send(url, path, rawBody, signal, authorization),
+      clock: systemClock,
+      timeoutMs: config.requestTimeoutMs + 1_000,
+      maxInFlight: forwardConnections,
+      knowledge: () => knowledgeOf(this.lanes, meta.machine),
+      isRunning: (id) => this.lanes.lane(id) !== undefined,
+      refresh: (id, signal) => refreshRanges(this.lanes, meta.runtime, id, signal),
+    });
     this.kvPath = new RangeKvPath({
       config,
       lanes: this.lanes,
       metrics,
       range0,
       sampler: () => this.dash?.sampler,
+      remote: this.remote,
+      mapSize: () => meta.machine.map()?.size ?? 0,
+      remoteWatches: new RemoteWatches({
+        selfId: config.id,
+        members: this.members.book,
+        pool: (url) => this.pool(url),
+        leader: (id) => this.remote.leader(id),
+        openTimeoutMs: config.requestTimeoutMs,
+      }),
     });
   }
 
@@ -499,6 +525,22 @@ export class FlotillaNode implements AsyncDisposable {
     metrics.bindAdmission(() => admission.state());
     const loopDelay = new LoopDelayMonitor();
     metrics.bindLoopDelay(() => loopDelay.snapshot());
+    // A heartbeat sent just before a stall leaves a peer's election timer the election timeout
+    // less one heartbeat interval: a stall that long may cost an election, or, on a follower,
+    // its leader's check-quorum. The warning names the stall that explains such an election.
+    const electionTimeoutMs = config.electionTicks * config.tickMs;
+    const stallWatch = new LoopStallWatch({
+      clock: systemClock,
+      periodMs: config.tickMs,
+      thresholdMs: (config.electionTicks - config.heartbeatTicks) * config.tickMs,
+      onStall: (s) => {
+        metrics.loopStalls.inc();
+        log.warn(
+          { stalledMs: s.stalledMs, electionTimeoutMs },
+          'event loop stalled: long enough for an election to start meanwhile',
+        );
+      },
+    });
     metrics.bindLiveness(() => peers.transport.liveness?.sent ?? 0);
     // Followed for changes from here on; off (null) without authTokensFile.
     const tokens =
@@ -610,6 +652,7 @@ export class FlotillaNode implements AsyncDisposable {
       rangesBackend({
         selfId: config.id,
         lanes: node.lanes,
+        remote: node.remote,
         meta: node.meta,
         metaForwarder: node.newForwarder(metaRuntime),
         clock: systemClock,
@@ -697,14 +740,11 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       maxWatchBufferBytes: config.maxWatchBufferBytes,
       maxWatches: config.maxWatches,
-      header: () => ({
-        revision: kv.revision(),
-        memberId: config.id,
-        raftTerm: runtime.status().term,
-      }),
-      watches: () => node.lanes.all().reduce((n, l) => n + l.watchHub.size(), 0),
-      // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise).
-      watch: (spec, sink) => node.lanes.route([spec.range], 'watch').watchHub.watch(spec, sink),
+      watches: () =>
+        node.lanes.all().reduce((n, l) => n + l.watchHub.size(), 0) + node.kvPath.remoteWatches(),
+      // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise),
+      // or relayed from a replica of a range not run here.
+      watch: (spec, sink, via) => node.kvPath.watch(spec, sink, via),
     };
     installWatchRoute(http, watchBackend);
     node.dash = dash;
@@ -791,6 +831,8 @@ export class FlotillaNode implements AsyncDisposable {
       throw listenError(config.listenClient, 'clients (listenClient)', err);
     }
     node.tls?.start();
+    node.stallWatch = stallWatch;
+    stallWatch.start();
     node.lanes.start();
     dash.sampler.start();
     node.leaseKeeper.start();
@@ -807,6 +849,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.closing = true;
     this.members.membership.stop();
     this.tls?.stop();
+    this.stallWatch?.stop();
     this.lanes.close();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
@@ -913,7 +956,7 @@ export class FlotillaNode implements AsyncDisposable {
       limits: this.config.limits,
       metrics: this.metrics.registry,
       write: (txn, session, signal) => this.kvPath.write(txn, session, signal),
-      read: (op, consistency, signal) => this.kvPath.read(op, consistency, signal),
+      read: (op, consistency, signal, via) => this.kvPath.read(op, consistency, signal, via),
       compact: async (revision, signal) => {
         this.kvPath.checkOneRange('compaction to one revision');
         const r = await this.service.compact(revision, { signal });
@@ -922,21 +965,7 @@ export class FlotillaNode implements AsyncDisposable {
           compacted: r.compacted,
         };
       },
-      routeWrite: (txn) => {
-        let lane: RangeLane;
-        try {
-          lane = this.lanes.route(spansOfTxn(txn), 'transaction');
-        } catch {
-          // Refused (or retried) where it is handled: write() routes again and says why.
-          return { leads: () => true, forward: () => Promise.resolve(null) };
-        }
-        const rt = lane.group.runtime;
-        return {
-          leads: () => rt.leaderId() === this.config.id,
-          forward: (path, rawBody, signal, authorization) =>
-            lane.forwarder.forward(path, rawBody, signal, authorization),
-        };
-      },
+      routeWrite: (txn) => this.kvPath.routeWrite(txn),
       leads: () => this.runtime.leaderId() === this.config.id,
       forward: (path, rawBody, signal, authorization) =>
         this.forwarder.forward(path, rawBody, signal, authorization),
@@ -1018,6 +1047,7 @@ export class FlotillaNode implements AsyncDisposable {
     signal: AbortSignal,
     authorization?: string,
   ): Promise<ForwardAnswer> {
+    this.metrics.forwarded.inc({ path });
     const res = await this.pool(url).request({
       method: 'POST',
       path,

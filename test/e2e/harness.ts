@@ -29,6 +29,9 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+/** The most of each node's output kept in memory (logOf, dumpLogs). */
+const maxLogChars = 4_000_000;
+
 export interface TestClusterOptions {
   readonly nodes: number;
   readonly storage?: 'wal' | 'sqlite';
@@ -146,9 +149,14 @@ export class TestCluster {
     });
     const log: string[] = this.logs.get(id) ?? [];
     this.logs.set(id, log);
+    // Bounded by characters, not writes: a node at level info writes many small ones, and a
+    // test that reads a whole run's elections from the log (rolling-restart) needs them all.
+    let chars = log.reduce((n, c) => n + c.length, 0);
     const keep = (b: Buffer): void => {
-      log.push(b.toString('utf8'));
-      if (log.length > 200) log.shift();
+      const text = b.toString('utf8');
+      log.push(text);
+      chars += text.length;
+      while (chars > maxLogChars && log.length > 1) chars -= (log.shift() as string).length;
       // E2E_LOG_DIR keeps every line of every node (the dump on failure keeps the last few).
       if (process.env['E2E_LOG_DIR'])
         appendFileSync(`${process.env['E2E_LOG_DIR']}/node${id}.log`, b);

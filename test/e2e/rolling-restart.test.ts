@@ -1,14 +1,28 @@
 // A rolling restart, as an operator upgrades a cluster: every member in turn gets SIGTERM,
 // exits cleanly and starts again on its data directory, while clients write without pause.
 // The cluster stays writable throughout (every write the clients send is acknowledged, with
-// the client's retries), and the key-value group has at most one election per restart of its
-// leader (the queue group's are printed):
-// a leader hands its leadership off before it exits, and a follower that goes and comes back
-// disturbs no one (pre-vote). Every acknowledged write is on every member at the end.
+// the client's retries), and each group (key-value and queue) has at most one election per
+// restart of its leader: a leader hands its leadership off before it exits, and a follower
+// that goes and comes back disturbs no one (pre-vote). Every acknowledged write is on every
+// member at the end.
+//
+// Any other election must be explained by an event-loop stall the nodes logged near it
+// (elections.ts): on a loaded machine (the suite on two shared cores) a member may go
+// unscheduled for longer than an election timeout, and while another member is down for its
+// restart, one silent follower leaves the leader without a quorum, so check-quorum steps it
+// down. Those elections are reported, with the stalls; one with no stall near it fails the test.
 
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import type { NodeStatus } from '../../src/api/types.js';
+import { KV_GROUP, QUEUE_GROUP } from '../../src/server/node-setup.js';
+import {
+  describeElection,
+  judgeElections,
+  parseNodeLog,
+  type NodeLogLine,
+  type Restart,
+} from './elections.js';
 import { TestCluster } from './harness.js';
 
 const clusters: TestCluster[] = [];
@@ -25,6 +39,51 @@ async function terms(cluster: TestCluster): Promise<{ kv: number; queue: number 
     kv: Math.max(0, ...sts.map((s) => s.term)),
     queue: Math.max(0, ...sts.map((s) => s.queueGroup?.term ?? 0)),
   };
+}
+
+/** How long before a campaign a logged stall still explains it (JudgeOptions.evidenceMs). */
+const evidenceMs = 5_000;
+
+/** Every JSON line every member logged, all its runs. */
+function allLines(cluster: TestCluster): NodeLogLine[] {
+  return cluster.members.flatMap((m) => parseNodeLog(m.id, cluster.logOf(m.id)));
+}
+
+/**
+ * Judges the elections of `group` in terms from+1..to: reports those a stall explains and
+ * fails on any other beyond one per restart of the group's leader. A term's campaign may reach
+ * the test's copy of the logs after the status that showed the term: waits (bounded) for it.
+ */
+async function checkElections(
+  t: TestContext,
+  cluster: TestCluster,
+  o: { name: string; group: number; from: number; to: number; restarts: readonly Restart[] },
+): Promise<void> {
+  const opts = { group: o.group, fromTerm: o.from, toTerm: o.to, restarts: o.restarts, evidenceMs };
+  const deadline = Date.now() + 5_000;
+  let lines = allLines(cluster);
+  let v = judgeElections(lines, opts);
+  while (v.unrecorded.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    lines = allLines(cluster);
+    v = judgeElections(lines, opts);
+  }
+  const led = o.restarts.filter((r) => r.led).length;
+  t.diagnostic(
+    `${o.name} group: ${o.to - o.from} elections for ${led} leader restarts: ${v.restart.length} by a restart, ${v.stalled.length} after event-loop stalls`,
+  );
+  for (const { election, stalls } of v.stalled)
+    t.diagnostic(`${o.name} ${describeElection(election, lines, stalls, evidenceMs)}`);
+  assert.deepEqual(
+    v.unrecorded,
+    [],
+    `${o.name} group: no campaign logged for these terms\n${cluster.dumpLogs()}`,
+  );
+  assert.deepEqual(
+    v.unexplained.map((e) => describeElection(e, lines, [], evidenceMs)),
+    [],
+    `${o.name} group: elections beyond one per leader restart (${led}) with no event-loop stall near them\n${cluster.dumpLogs()}`,
+  );
 }
 
 /** The ids every running member names as the leader of each group, once they agree. */
@@ -45,12 +104,16 @@ async function leaders(cluster: TestCluster): Promise<{ kv: number; queue: numbe
 }
 
 void test(
-  'a rolling restart keeps the cluster writable, with at most one key-value election per restarted leader',
+  'a rolling restart keeps the cluster writable, with at most one election per restarted leader but for stalls',
   { timeout: 180_000 },
   async (t) => {
-    const cluster = await TestCluster.create({ nodes: 3 });
+    // At level info the nodes log every campaign with its reason, which the judgement reads.
+    const cluster = await TestCluster.create({ nodes: 3, extraArgs: ['--log-level', 'info'] });
     clusters.push(cluster);
     await cluster.start();
+    // Both groups elected and agreed before the terms are counted: the queue group's first
+    // election may still be under way when the key-value group's leader is known.
+    await leaders(cluster);
     const client = cluster.client();
     const acked = new Map<string, string>();
     const failures: string[] = [];
@@ -69,14 +132,13 @@ void test(
       }
     });
     try {
-      let leaderRestarts = { kv: 0, queue: 0 };
+      const restarts = { kv: [] as Restart[], queue: [] as Restart[] };
       const before = await terms(cluster);
       for (const id of [1, 2, 3]) {
         const led = await leaders(cluster);
-        leaderRestarts = {
-          kv: leaderRestarts.kv + (led.kv === id ? 1 : 0),
-          queue: leaderRestarts.queue + (led.queue === id ? 1 : 0),
-        };
+        const atMs = Date.now();
+        restarts.kv.push({ node: id, atMs, led: led.kv === id });
+        restarts.queue.push({ node: id, atMs, led: led.queue === id });
         const ackedBefore = acked.size;
         const code = await cluster.terminate(id);
         assert.equal(code, 0, `node ${id} exited with ${code} on SIGTERM\n${cluster.logOf(id)}`);
@@ -94,16 +156,22 @@ void test(
       stop = true;
       await Promise.all(writers);
       const after = await terms(cluster);
-      t.diagnostic(
-        `${acked.size} writes acknowledged; elections: key-value ${after.kv - before.kv} for ${leaderRestarts.kv} leader restarts, queue ${after.queue - before.queue} for ${leaderRestarts.queue}`,
-      );
+      t.diagnostic(`${acked.size} writes acknowledged`);
       assert.deepEqual(failures, [], 'every write is acknowledged, with retries');
-      assert.ok(
-        after.kv - before.kv <= leaderRestarts.kv,
-        `key-value group: ${after.kv - before.kv} elections for ${leaderRestarts.kv} leader restarts`,
-      );
-      // The queue group's elections are reported, not asserted: one run in CI had one more than
-      // its leader restarts (2 for 1), not explained yet (TESTING.md, "Real processes").
+      await checkElections(t, cluster, {
+        name: 'key-value',
+        group: KV_GROUP,
+        from: before.kv,
+        to: after.kv,
+        restarts: restarts.kv,
+      });
+      await checkElections(t, cluster, {
+        name: 'queue',
+        group: QUEUE_GROUP,
+        from: before.queue,
+        to: after.queue,
+        restarts: restarts.queue,
+      });
       await cluster.waitForApplied(await cluster.maxCommit(), 30_000);
       for (const id of [1, 2, 3]) {
         const c = cluster.client([id]);
