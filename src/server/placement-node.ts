@@ -82,7 +82,13 @@ export class PlacementNode {
       members: () => o.kv.status().conf.voters,
       localGeneration: (id) => o.lanes.lane(id)?.group.range.descriptor().generation,
       leaders: (signal) => this.leaders(signal),
-      executor: httpExecutor(() => this.selfUrl(), o.request),
+      executor: httpExecutor(
+        {
+          nodesOf: (range) => this.nodesOf(range),
+          url: (id) => o.book().find((m) => m.id === id)?.client,
+        },
+        o.request,
+      ),
       log: o.log,
       ...(o.onStep === undefined ? {} : { onStep: (s, outcome) => o.onStep?.(s, outcome) }),
     });
@@ -142,14 +148,11 @@ export class PlacementNode {
     return this.status();
   }
 
-  private selfUrl(): string {
-    const self = this.o.book().find((m) => m.id === this.o.config.id);
-    if (self === undefined)
-      throw new FlotillaError(
-        'INTERNAL',
-        `Member ${this.o.config.id} is not in its own address book`,
-      );
-    return self.client;
+  /** Range `range`'s leader if this node runs it and knows one, then its replicas in the map. */
+  private nodesOf(range: RangeId): number[] {
+    const leader = this.o.lanes.lane(range)?.group.runtime.leaderId() ?? 0;
+    const replicas = this.o.meta.machine.map()?.get(range)?.replicas ?? [];
+    return [...(leader > 0 ? [leader] : []), ...replicas.filter((r) => r !== leader)];
   }
 
   /**
@@ -207,21 +210,63 @@ function leadersIn(json: unknown): [RangeId, number][] {
   return out;
 }
 
+/** Where a change of a range is sent: node ids, best first, and their client URLs. */
+export interface ExecutorTargets {
+  /** The range's leader if known, then its replicas as the map says. */
+  nodesOf(range: RangeId): readonly number[];
+  url(id: number): string | undefined;
+}
+
+/** Nodes one step tries at most: the range's replicas and leaders they name, with room. */
+const hopsMax = 8;
+
 /**
- * Steps as requests to this node's own range routes, which forward each to the range's
- * leader. A transfer of a range's leadership has no route yet, so the executor has none and
- * the loop plans no leader transfers.
+ * Steps as requests to the range routes of a node that holds the range (its leader first when
+ * known; a replica forwards a change to its leader), with this node's own credential. A node
+ * that holds no replica (the map this node read is behind) answers NOT_LEADER naming one, and
+ * a node that does not answer is passed over: the next is tried, up to `hopsMax`. A transfer
+ * of a range's leadership has no route yet, so the executor has none and the loop plans no
+ * leader transfers.
  */
-export function httpExecutor(selfUrl: () => string, request: MemberRequest): PlacementExecutor {
-  const post = async (path: string, body: Record<string, number>, signal: AbortSignal) => {
-    const r = await request(selfUrl(), 'POST', path, JSON.stringify(body), signal);
-    if (r.status !== 200) throw errorFromWire((r.json as { error?: unknown } | null)?.error, true);
+export function httpExecutor(targets: ExecutorTargets, request: MemberRequest): PlacementExecutor {
+  const post = async (
+    range: RangeId,
+    path: string,
+    body: Record<string, number>,
+    signal: AbortSignal,
+  ) => {
+    const queue = [...targets.nodesOf(range)];
+    const tried = new Set<number>();
+    let last: Error = new FlotillaError('NO_LEADER', `No node is known to hold range ${range}`);
+    for (let hop = 0; hop < hopsMax; hop++) {
+      const id = queue.find((n) => !tried.has(n));
+      if (id === undefined) break;
+      tried.add(id);
+      const url = targets.url(id);
+      if (url === undefined) continue;
+      let r: { status: number; json: unknown };
+      try {
+        r = await request(url, 'POST', path, JSON.stringify(body), signal);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        last = err as Error;
+        continue;
+      }
+      if (r.status === 200) return;
+      const e = errorFromWire((r.json as { error?: unknown } | null)?.error, true);
+      if (e.code !== 'NOT_LEADER') throw e;
+      last = e;
+      if (e.leader !== undefined && e.leader > 0 && !tried.has(e.leader)) queue.unshift(e.leader);
+    }
+    throw last;
   };
   return {
-    move: (range, from, to, signal) => post(placementRoutes.move, { range, from, to }, signal),
-    addReplica: (range, to, signal) => post(placementRoutes.replicas, { range, add: to }, signal),
+    move: (range, from, to, signal) =>
+      post(range, placementRoutes.move, { range, from, to }, signal),
+    addReplica: (range, to, signal) =>
+      post(range, placementRoutes.replicas, { range, add: to }, signal),
     removeReplica: (range, from, signal) =>
-      post(placementRoutes.replicas, { range, remove: from }, signal),
+      post(range, placementRoutes.replicas, { range, remove: from }, signal),
   };
 }
 

@@ -18,7 +18,7 @@ const message = (json: Record<string, unknown>): string =>
   (json['error'] as { message?: string } | undefined)?.message ?? '';
 
 void test('drain, the loop on the meta leader, and removal refused while a member holds ranges', async () => {
-  const c = await TestNodes.start({ nodes: 3, config: { placementEveryMs: 200 } });
+  const c = await TestNodes.start({ nodes: 3, config: { placement: 'on', placementEveryMs: 200 } });
   const client = new FlotillaClient({ endpoints: [c.url(1), c.url(2), c.url(3)] });
   try {
     await c.waitForLeader();
