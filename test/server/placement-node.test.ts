@@ -10,6 +10,7 @@ import test from 'node:test';
 import { FlotillaClient, FlotillaError, type PlacementResponse } from '../../src/client/index.js';
 import { renderPlacement } from '../../src/cli/placement.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
+import { httpExecutor } from '../../src/server/placement-node.js';
 import { TestNodes, postJson, until } from './nodes.js';
 
 const code = (json: Record<string, unknown>): string | undefined =>
@@ -200,4 +201,56 @@ void test('placement options: defaults, on and off, bounds', () => {
     () => resolveNodeConfig({ ...base, placementEveryMs: 10 }),
     /placementEveryMs must be an integer in \[100/,
   );
+});
+
+void test('a step goes to the range leader first, then its replicas, following NOT_LEADER hints', async () => {
+  const sent: string[] = [];
+  const answers: Record<string, () => { status: number; json: unknown }> = {
+    'http://n2': () => {
+      throw new Error('connection refused');
+    },
+    'http://n3': () => ({
+      status: 421,
+      json: { error: { code: 'NOT_LEADER', message: 'holds none', indefinite: false, leader: 5 } },
+    }),
+    'http://n5': () => ({ status: 200, json: { range: {} } }),
+    'http://n6': () => ({
+      status: 409,
+      json: { error: { code: 'INVALID_REQUEST', message: 'node 4 holds one', indefinite: false } },
+    }),
+  };
+  const ex = httpExecutor(
+    { nodesOf: (range) => (range === 7 ? [2, 3, 4] : [6, 5]), url: (id) => `http://n${id}` },
+    (url, method, path, body) => {
+      sent.push(`${method} ${url}${path} ${body ?? ''}`);
+      const a = answers[url];
+      if (a === undefined) throw new Error(`no route to ${url}`);
+      return Promise.resolve(a());
+    },
+  );
+  await ex.move(7, 1, 4, new AbortController().signal);
+  assert.deepEqual(sent, [
+    'POST http://n2/v1/ranges/move {"range":7,"from":1,"to":4}',
+    'POST http://n3/v1/ranges/move {"range":7,"from":1,"to":4}',
+    'POST http://n5/v1/ranges/move {"range":7,"from":1,"to":4}',
+  ]);
+  sent.length = 0;
+  // Any other refusal is the step's answer: not tried elsewhere.
+  await assert.rejects(
+    ex.addReplica?.(8, 4, new AbortController().signal) ?? Promise.resolve(),
+    (e: unknown) => e instanceof FlotillaError && e.code === 'INVALID_REQUEST',
+  );
+  assert.deepEqual(sent, ['POST http://n6/v1/ranges/replicas {"range":8,"add":4}']);
+  // Nobody holding it answers: the last failure is the step's.
+  const none = httpExecutor({ nodesOf: () => [2], url: (id) => `http://n${id}` }, () =>
+    Promise.reject(new Error('connection refused')),
+  );
+  await assert.rejects(
+    none.removeReplica?.(9, 2, new AbortController().signal) ?? Promise.resolve(),
+    /connection refused/,
+  );
+  const kinds = httpExecutor({ nodesOf: () => [], url: () => undefined }, () =>
+    Promise.reject(new Error('x')),
+  );
+  assert.equal('transferLeader' in kinds, false, 'no route transfers a range leader yet');
 });
