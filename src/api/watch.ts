@@ -23,7 +23,11 @@ export interface WatchBackend {
   readonly maxWatchBufferBytes: number;
   /** Most watches open on this node at once. */
   readonly maxWatches: number;
-  header(): Header;
+  /**
+   * The header of the range holding `range` (a split store counts revisions per range); throws
+   * when no range here holds it (a split moved the keys, which ends the watch).
+   */
+  header(range: Range): Header;
   /** The hub's count of open watches. */
   watches(): number;
   /** Starts a watch on the node's store (throws COMPACTED when its start is gone). */
@@ -113,10 +117,23 @@ export async function runWatch(b: WatchBackend, w: WatchRequest, out: JsonLines)
     ...errorJson(e),
     ...(resumeRevision === null ? {} : { resumeRevision }),
   });
+  // The watched range's header, or null once a split moved the keys off this node's ranges
+  // (the hub is then ending the watch). `known` is the last one had, for the events' lines.
+  let known: Header | null = null;
+  const header = (): Header | null => {
+    try {
+      known = b.header(spec.range);
+      return known;
+    } catch {
+      return null;
+    }
+  };
   const progress = () => {
     timer = b.clock.setTimeout(() => {
       if (ended) return;
-      out.write({ header: b.header(), progress: true });
+      // Never another range's revision: the client resumes after it when it reconnects.
+      const h = header();
+      if (h !== null) out.write({ header: h, progress: true });
       progress();
     }, progressMs);
   };
@@ -127,7 +144,7 @@ export async function runWatch(b: WatchBackend, w: WatchRequest, out: JsonLines)
     let live = false;
     const send = (revision: number, events: readonly WatchEvent[]) => {
       out.write({
-        header: { ...b.header(), revision },
+        header: { ...(header() ?? known), revision },
         events: events.map((e) => ({
           type: e.type,
           kv: renderKv(e.kv, enc),
@@ -154,7 +171,8 @@ export async function runWatch(b: WatchBackend, w: WatchRequest, out: JsonLines)
       ended: (code, message, resumeRevision) =>
         end(cancelLine(new FlotillaError(code, message), resumeRevision)),
     });
-    out.write({ created: true, header: b.header(), startRevision: watch.startRevision });
+    // Routed a moment ago by b.watch, so a header is there.
+    out.write({ created: true, header: header(), startRevision: watch.startRevision });
     live = true;
     for (const [revision, events] of pending) if (!ended) send(revision, events);
     if (!ended) progress();

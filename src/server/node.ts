@@ -678,11 +678,8 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       maxWatchBufferBytes: config.maxWatchBufferBytes,
       maxWatches: config.maxWatches,
-      header: () => ({
-        revision: kv.revision(),
-        memberId: config.id,
-        raftTerm: runtime.status().term,
-      }),
+      // The watched range's header: range 0's revision means nothing to a watch of another.
+      header: (range) => node.kvPath.header(node.lanes.route([range], 'watch')),
       watches: () => node.lanes.all().reduce((n, l) => n + l.watchHub.size(), 0),
       // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise).
       watch: (spec, sink) => node.lanes.route([spec.range], 'watch').watchHub.watch(spec, sink),
