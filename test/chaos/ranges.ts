@@ -243,7 +243,7 @@ export class SplitNemesis {
   }
 }
 
-interface NodeMap {
+export interface NodeMap {
   readonly id: number;
   readonly map: RangesResponse;
 }
@@ -295,7 +295,7 @@ function render(m: RangesResponse): string {
  * key, each range run by every node (`everyNodeRuns`) with the same number of keys on every
  * node that runs it.
  */
-function disagreement(
+export function disagreement(
   maps: readonly NodeMap[],
   o: { readonly wantStarts: readonly string[]; readonly everyNodeRuns: boolean },
 ): string | null {

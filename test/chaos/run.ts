@@ -111,7 +111,11 @@ export interface ChaosReport {
   readonly seed: number;
   readonly verdict: RunVerdict;
   readonly register: { readonly counts: OpCounts; readonly result: CheckResult } | null;
-  readonly set: { readonly report: SetReport } | null;
+  readonly set: {
+    readonly report: SetReport;
+    /** The error each add reported failed but found present was given. */
+    readonly failedPresentErrors: readonly string[];
+  } | null;
   readonly watch: WatchReport | null;
   readonly lock: (LockReport & { readonly entered: number; readonly refused: number }) | null;
   readonly queue: (QueueCheckReport & { readonly counts: OpCounts }) | null;
@@ -252,6 +256,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     return await judge(o, cluster, {
       register: register?.history ?? null,
       set: set === null || !settled ? null : { adds: set.adds, finalReads },
+      setErrors: set?.errors ?? new Map(),
       watch: watchReport,
       lock: lockReport,
       queue: queueReport,
@@ -437,6 +442,7 @@ async function setFinalReads(cluster: ChaosCluster, problems: string[]): Promise
 interface Recorded {
   readonly register: Operation[] | null;
   readonly set: SetHistory | null;
+  readonly setErrors: ReadonlyMap<string, string>;
   readonly watch: WatchReport | null;
   readonly lock: ChaosReport['lock'];
   readonly queue: ChaosReport['queue'];
@@ -457,7 +463,17 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
           counts: count(r.register),
           result: checkHistory(r.register, { timeBudgetMs: o.checkBudgetMs }),
         };
-  const set = r.set === null ? null : { report: checkSet(r.set) };
+  // No final read answered (each failure is a problem already): there is nothing to judge.
+  const setReport = r.set === null || r.set.finalReads.length === 0 ? null : checkSet(r.set);
+  const set =
+    setReport === null
+      ? null
+      : {
+          report: setReport,
+          failedPresentErrors: setReport.failedPresent.map(
+            (f) => `${f.element}: ${r.setErrors.get(f.element) ?? '?'}`,
+          ),
+        };
   // After the barrier every node must hold exactly the same set.
   if (set !== null && !set.report.readsAgree) r.problems.push("the nodes' final set reads differ");
   const anomaly =
@@ -533,6 +549,8 @@ export function formatReport(r: ChaosReport): string {
       lines.push(`    lost ${l.element} from ${l.missingFrom.join(', ')}`);
     for (const d of s.duplicated.slice(0, 5))
       lines.push(`    duplicated ${d.element} ×${d.count} on ${d.node}`);
+    for (const f of r.set.failedPresentErrors.slice(0, 5))
+      lines.push(`    failed but present ${f}`);
   }
   if (r.watch !== null) {
     const w = r.watch;

@@ -258,6 +258,8 @@ export type SetOptions = WorkloadOptions;
 
 export class SetWorkload extends ClientWorkload<SetOptions> {
   readonly adds: SetAdd[] = [];
+  /** Why each add that did not end `ok` failed: the error's code and message. */
+  readonly errors = new Map<string, string>();
 
   protected async client(id: number, k: number, untilMs: number): Promise<void> {
     const client = newClient(this.endpoints, k, this.timing);
@@ -270,6 +272,10 @@ export class SetWorkload extends ClientWorkload<SetOptions> {
           await client.put(`${SET_PREFIX}${element}`, '1');
         } catch (err) {
           status = writeStatus(err);
+          this.errors.set(
+            element,
+            err instanceof FlotillaError ? `${err.code}: ${err.message}` : String(err),
+          );
         }
         this.adds.push({ element, status });
         await think(this.rng, this.timing);
