@@ -1,7 +1,8 @@
 // The pure parts of the chaos suite's ranges (ranges.ts): where the layout splits, and the
 // end check of the nodes' maps, shown passing a map every node agrees on and catching each
 // planted fault: nodes that differ, a gap, an overlap, an acknowledged split missing, a range
-// a node does not run, a range without a leader, and a range whose nodes hold different keys.
+// the nodes run that the map lacks, a range a node does not run, a range without a leader,
+// and a range whose nodes hold different keys.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -29,6 +30,7 @@ function range(id: number, start: string, end: string | null, over: Partial<Rang
 function maps(tweak: (id: number, rs: RangeJson[]) => RangeJson[] = (_, rs) => rs): NodeMap[] {
   return [1, 2, 3].map((id) => ({
     id,
+    running: 3,
     map: {
       version: 3,
       ranges: tweak(id, [range(0, '', 'r3'), range(3, 'r3', 'r6'), range(4, 'r6', null)]),
@@ -76,6 +78,11 @@ void describe('the end check of the range maps', () => {
       disagreement(maps(), { ...want, wantStarts: ['r3', 'r5', 'r6'] }) ?? '',
       /lacks the acknowledged splits at r5/,
     );
+  });
+
+  void it('catches a range the nodes run that the map does not list', () => {
+    const m = maps().map((x) => (x.id === 2 ? { ...x, running: 4 } : x));
+    assert.match(disagreement(m, want) ?? '', /the map lists 3 ranges, nodes run more \(2: 4\)/);
   });
 
   void it('catches a range a node does not run, unless members may have joined', () => {
