@@ -163,7 +163,8 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
   );
 
   // The same planted bug over 8 ranges (and splits during the run): each range's reads skip
-  // ReadIndex, and a paused or cut-off old leader of some range answers stale reads.
+  // ReadIndex, and a node cut off by a partition answers stale reads of every range it runs
+  // (pauses alone were not enough: one run of this seed with them came out clean).
   void it(
     'catches reads served locally without ReadIndex over many ranges (planted bug)',
     { timeout: 240_000 },
@@ -171,11 +172,11 @@ void describe('fault injection against a real cluster', { concurrency: false }, 
       const r = await runChaos(
         options({
           seed: 212,
-          timeSec: 10,
+          timeSec: 15,
           ranges: 8,
-          registerKeys: 24,
+          registerKeys: 16,
           unsafeMode: 'local-reads',
-          nemeses: ['partition', 'pause', 'split'],
+          nemeses: ['partition', 'split'],
           workloads: ['register'],
         }),
       );
