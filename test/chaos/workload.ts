@@ -97,6 +97,11 @@ abstract class ClientWorkload<
   protected abstract client(id: number, k: number, untilMs: number): Promise<void>;
 }
 
+/** The register workload's `i`-th key. */
+export function registerKey(i: number): string {
+  return `r${i}`;
+}
+
 export interface RegisterOptions extends WorkloadOptions {
   readonly keys: number;
 }
@@ -115,7 +120,7 @@ export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
     let n = 0;
     try {
       while (this.now() < untilMs) {
-        const key = `r${this.rng.int(this.o.keys)}`;
+        const key = registerKey(this.rng.int(this.o.keys));
         const roll = this.rng.float();
         if (roll < 0.5) await this.read(reader, id, key, seen);
         else if (roll < 0.75) await this.write(client, id, key, `${id}.${n++}`, seen);
@@ -141,7 +146,7 @@ export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
       try {
         for (let key = 0; key < this.o.keys; key++) {
           const before = this.history.length;
-          await this.read(c, firstClient + i, `r${key}`, new Map());
+          await this.read(c, firstClient + i, registerKey(key), new Map());
           if (this.history[before]?.status !== 'ok') failed++;
         }
       } finally {
@@ -253,6 +258,8 @@ export type SetOptions = WorkloadOptions;
 
 export class SetWorkload extends ClientWorkload<SetOptions> {
   readonly adds: SetAdd[] = [];
+  /** Why each add that did not end `ok` failed: the error's code and message. */
+  readonly errors = new Map<string, string>();
 
   protected async client(id: number, k: number, untilMs: number): Promise<void> {
     const client = newClient(this.endpoints, k, this.timing);
@@ -265,6 +272,10 @@ export class SetWorkload extends ClientWorkload<SetOptions> {
           await client.put(`${SET_PREFIX}${element}`, '1');
         } catch (err) {
           status = writeStatus(err);
+          this.errors.set(
+            element,
+            err instanceof FlotillaError ? `${err.code}: ${err.message}` : String(err),
+          );
         }
         this.adds.push({ element, status });
         await think(this.rng, this.timing);
