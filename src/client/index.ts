@@ -49,6 +49,7 @@ import type {
   RangeResponse,
   RangesResponse,
   SplitResponse,
+  MoveResponse,
   TxnOp,
   TxnResponse,
 } from '../api/types.js';
@@ -170,6 +171,9 @@ const retryable = new Set<ErrorCode>([
   'FORWARD_FAILED',
   'CONNECTION',
 ]);
+
+/** How much longer than a call a range move may take on its node (the new replica catches up). */
+const moveExtraMs = 60_000;
 
 export class FlotillaClient {
   private readonly endpoints: string[];
@@ -548,6 +552,28 @@ export class FlotillaClient {
    */
   async splitRange(key: string, o: CallOptions = {}): Promise<SplitResponse> {
     return this.call<SplitResponse>('POST', '/v1/ranges/split', { key }, o.signal);
+  }
+
+  /**
+   * Moves range `range`'s replica from node `from` to node `to`; answers the range once the
+   * move is done and recorded. A move runs while the new replica catches up, so each attempt
+   * may wait up to a minute longer than `timeoutMs`. Safe to repeat: a move that happened
+   * answers the range as it is.
+   */
+  async moveRange(
+    range: number,
+    from: number,
+    to: number,
+    o: CallOptions = {},
+  ): Promise<MoveResponse> {
+    return this.call<MoveResponse>(
+      'POST',
+      '/v1/ranges/move',
+      { range, from, to },
+      o.signal,
+      Date.now() + this.deadlineMs + moveExtraMs,
+      moveExtraMs,
+    );
   }
 
   /** Whether calls to `endpoint` go over the binary protocol now (for tests and tools). */

@@ -37,16 +37,17 @@ export class RangeDirs {
   /** In the order retired (a Set keeps it): the oldest is forgotten first past the cap. */
   private readonly retired: Set<RangeId>;
   /**
-   * Ranges prepared here as a new replica that have not yet applied a configuration naming
-   * this node: until they do, what they applied is from before they were added and says
-   * nothing about whether they were removed (range-retirer.ts).
+   * Ranges prepared here as a new replica, with the range's generation when they were, that
+   * have not yet applied a configuration naming this node at that generation or a later one:
+   * until they do, what they applied (a leader's snapshot, which may be older than the
+   * range's last change) says nothing about whether they were removed (range-retirer.ts).
    */
-  private readonly preparing: Set<RangeId>;
+  private readonly preparing: Map<RangeId, number>;
 
   constructor(private readonly dataDir: string) {
     const held = readRetired(join(dataDir, RETIRED_RANGES_FILE));
     this.retired = new Set(held.retired);
-    this.preparing = new Set(held.preparing);
+    this.preparing = new Map(held.preparing);
   }
 
   /** Whether this node gave range `id` up (and was not asked to hold it again since). */
@@ -68,18 +69,21 @@ export class RangeDirs {
    * Takes range `id` off the retired list and marks it being prepared, durably: it is to be
    * held again, as a new replica.
    */
-  prepare(id: RangeId): void {
+  prepare(id: RangeId, generation: number): void {
     this.retired.delete(id);
-    this.preparing.add(id);
+    this.preparing.set(id, generation);
     this.write();
   }
 
-  /** Whether range `id` was prepared here and has not yet applied a configuration naming it. */
-  isPreparing(id: RangeId): boolean {
-    return this.preparing.has(id);
+  /**
+   * The generation range `id` was prepared here at, while it has not yet applied a
+   * configuration naming this node at that generation or later; undefined otherwise.
+   */
+  preparedAt(id: RangeId): number | undefined {
+    return this.preparing.get(id);
   }
 
-  /** Range `id` applied a configuration naming this node: it is no longer only prepared. */
+  /** Range `id` applied a configuration naming this node since: it is no longer only prepared. */
   added(id: RangeId): void {
     if (this.preparing.delete(id)) this.write();
   }
@@ -130,7 +134,7 @@ export class RangeDirs {
   }
 }
 
-function readRetired(file: string): { retired: RangeId[]; preparing: RangeId[] } {
+function readRetired(file: string): { retired: RangeId[]; preparing: [RangeId, number][] } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -144,14 +148,24 @@ function readRetired(file: string): { retired: RangeId[]; preparing: RangeId[] }
   } catch (err) {
     throw new Error(`${file} is not valid JSON: ${(err as Error).message}`);
   }
-  const ids = (field: 'retired' | 'preparing'): RangeId[] => {
-    const list = (v as Record<string, unknown> | null)?.[field] ?? [];
-    if (
-      !Array.isArray(list) ||
-      !list.every((id) => Number.isSafeInteger(id) && (id as number) >= FIRST_ALLOCATED_RANGE)
+  const o = (v ?? {}) as Record<string, unknown>;
+  const isId = (id: unknown): boolean =>
+    Number.isSafeInteger(id) && (id as number) >= FIRST_ALLOCATED_RANGE;
+  const retired = o['retired'] ?? [];
+  if (!Array.isArray(retired) || !retired.every(isId))
+    throw new Error(`${file}: "retired" must be a list of range ids of at least 3`);
+  const preparing = o['preparing'] ?? [];
+  if (
+    !Array.isArray(preparing) ||
+    !preparing.every(
+      (p) =>
+        Array.isArray(p) &&
+        p.length === 2 &&
+        isId(p[0]) &&
+        Number.isSafeInteger(p[1]) &&
+        (p[1] as number) >= 0,
     )
-      throw new Error(`${file}: "${field}" must be a list of range ids of at least 3`);
-    return list as RangeId[];
-  };
-  return { retired: ids('retired'), preparing: ids('preparing') };
+  )
+    throw new Error(`${file}: "preparing" must be a list of [range id, generation] pairs`);
+  return { retired: retired as RangeId[], preparing: preparing as [RangeId, number][] };
 }

@@ -128,7 +128,7 @@ export class RangeGroups {
       );
     await this.stop(id);
     dirs.remove(id);
-    dirs.prepare(id);
+    dirs.prepare(id, descriptor.generation);
     return this.start(id, voters, descriptor);
   }
 

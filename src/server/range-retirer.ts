@@ -17,7 +17,9 @@
 //     at a newer generation whose replicas leave it out: it was removed while down or cut off
 //     and never applied its removal (a removed node is sent nothing more). Safe because a
 //     node is added back only through a prepare, which a copy that believes it votes refuses,
-//     so a node that votes in the range now has applied every record before its addition.
+//     and a prepared copy is judged by neither 1 nor 3 until it applied a configuration naming
+//     it at the generation it was prepared at or later: the leader's first snapshot may be
+//     older than the change that removed it before, and name it a voter.
 
 import type { Logger } from 'pino';
 import type { Clock } from '../host/contracts.js';
@@ -39,7 +41,10 @@ export interface RetireInput {
   readonly mapped: RangeDescriptor | undefined;
   /** This node was in the configuration at an earlier check of this group. */
   readonly wasMember: boolean;
-  /** Prepared here as a new replica, and not yet in any configuration it applied. */
+  /**
+   * Prepared here as a new replica, and not yet in a configuration it applied at the range's
+   * generation of then or later (what it applied may be a leader's older snapshot).
+   */
   readonly preparing: boolean;
   /** How long since this node last made progress in the range (entries, snapshot bytes). */
   readonly idleMs: number;
@@ -57,6 +62,7 @@ export function retireVerdict(i: RetireInput): string | null {
     return `it is in no configuration it applied and made no progress for ${i.idleMs} ms`;
   if (
     voter &&
+    !i.preparing &&
     mapped !== undefined &&
     mapped.generation > descriptor.generation &&
     !mapped.replicas.includes(self)
@@ -69,7 +75,7 @@ export interface RangeRetirerOptions {
   readonly selfId: number;
   readonly groups: Pick<RangeGroups, 'ranges' | 'group' | 'retire'>;
   /** Which ranges are prepared here and not yet added (durable: range-dirs.ts). */
-  readonly dirs: Pick<RangeDirs, 'isPreparing' | 'added'>;
+  readonly dirs: Pick<RangeDirs, 'preparedAt' | 'added'>;
   readonly lanes: Pick<RangeLanes, 'forget'>;
   /** The meta map's descriptor of a range, as this node applied the map. */
   readonly mapped: (id: RangeId) => RangeDescriptor | undefined;
@@ -144,21 +150,24 @@ export class RangeRetirer {
       seen.progress = progress;
       seen.sinceMs = now;
     }
+    const preparedAt = this.o.dirs.preparedAt(id);
+    const descriptor = group.range.descriptor();
     const why = retireVerdict({
       self: this.o.selfId,
       conf: s.conf,
-      descriptor: group.range.descriptor(),
+      descriptor,
       mapped: this.o.mapped(id),
       wasMember: seen.wasMember,
-      preparing: this.o.dirs.isPreparing(id),
+      preparing: preparedAt !== undefined,
       idleMs: now - seen.sinceMs,
       abandonAfterMs: this.o.abandonAfterMs,
     });
     const c = s.conf;
     const self = this.o.selfId;
     if ([...c.voters, ...c.outgoing, ...c.learners].includes(self)) {
-      seen.wasMember = true;
-      this.o.dirs.added(id);
+      // A prepared copy's configuration counts from the range's generation it was prepared at.
+      if (preparedAt === undefined) seen.wasMember = true;
+      else if (descriptor.generation >= preparedAt) this.o.dirs.added(id);
     }
     return why;
   }

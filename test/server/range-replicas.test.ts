@@ -9,9 +9,11 @@
 // their codes.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'node:test';
+import { cliEntry } from '../../src/cli/cluster.js';
 import type { FlotillaNode } from '../../src/server/node.js';
 import { groupDir } from '../../src/server/data-dir.js';
 import { RETIRED_RANGES_FILE } from '../../src/server/range-dirs.js';
@@ -93,6 +95,19 @@ void test('the lost-writes checker reports a replica missing an acknowledged wri
   );
 });
 
+/** Runs the CLI in a process of its own (the nodes of this process keep serving meanwhile). */
+function cli(args: readonly string[]): Promise<{ status: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [cliEntry(), ...args],
+      { encoding: 'utf8', timeout: 60_000 },
+      (err, stdout, stderr) =>
+        resolve({ status: err === null ? 0 : Number(err.code ?? 1), out: `${stdout}${stderr}` }),
+    );
+  });
+}
+
 function errorCode(json: Record<string, unknown>): string | undefined {
   return (json['error'] as { code?: string } | undefined)?.code;
 }
@@ -158,21 +173,23 @@ void test('a range moves its leader replica to a fourth node while written to; t
     const via = [1, 2, 3].find((n) => n !== from) as number;
     const acked = new Map<string, string>();
     let writing = true;
-    let failed = 0;
+    let acknowledged = 0;
     const writer = (async () => {
       for (let i = 0; writing && i < 5_000; i++) {
-        const key = `n${i % 50}`;
+        const key = `n${String(i).padStart(4, '0')}`;
         const value = `v${i}`;
         const a = await postJson(
           `${c.url(via)}/v1/kv/put`,
           { key, value },
           { timeoutMs: 10_000 },
         ).catch(() => null);
-        if (a?.status === 200) acked.set(key, value);
-        else failed++;
+        if (a?.status === 200) {
+          acked.set(key, value);
+          acknowledged++;
+        }
       }
     })();
-    await until('the writer wrote', () => acked.size >= 10);
+    await until('the writer wrote', () => acknowledged >= 10);
     const [first, duplicate] = await Promise.all([
       move(via, { range: r, from, to: 4 }),
       move(from, { range: r, from, to: 4 }),
@@ -195,16 +212,33 @@ void test('a range moves its leader replica to a fourth node while written to; t
         ],
         [want, 3],
       );
-    // A retry of the finished move answers the same descriptor and changes nothing more.
-    const retry = await move(4, { range: r, from, to: 4 });
-    assert.equal(retry.status, 200, JSON.stringify(retry.json));
+    // A retry of the finished move (from the command line, to the new replica) answers the same
+    // descriptor and changes nothing more; a move to a non-member is refused with its code.
+    const moveArgs = ['range', 'move', String(r), '--from', String(from), '--to', '4'];
+    const retry = await cli([...moveArgs, '--json', '--endpoints', c.url(4)]);
+    assert.equal(retry.status, 0, retry.out);
     assert.deepEqual(
-      retry.json['range'],
+      (JSON.parse(retry.out) as { range: unknown }).range,
       first.status === 200 ? first.json['range'] : duplicate.json['range'],
     );
+    const table = await cli([...moveArgs, '--endpoints', c.url(4)]);
+    assert.match(table.out, new RegExp(`^${r}\\s+"m"\\s+\\+inf\\s+3\\s+${want.join(',')}$`, 'm'));
+    const refused = await cli([
+      'range',
+      'move',
+      String(r),
+      '--from',
+      '4',
+      '--to',
+      '9',
+      '--endpoints',
+      c.url(4),
+    ]);
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.out, /NODE_NOT_MEMBER/);
     // Keep writing a little through the new configuration, then stop.
-    const before = acked.size;
-    await until('writes after the move', () => acked.size > before + 5 || failed > 1_000);
+    const before = acknowledged;
+    await until('writes after the move', () => acknowledged > before + 5);
     writing = false;
     await writer;
 
