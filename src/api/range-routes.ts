@@ -30,7 +30,10 @@ export const metaRecordSplitPath = '/v1/ranges/meta/record-split';
 /** One range of the map, with what this node knows of it (null: it does not run it). */
 export interface RangeView {
   readonly descriptor: RangeDescriptor;
-  /** The leader this node knows (0: none), null when this node does not run the range. */
+  /**
+   * The leader this node knows: its own view for a range it runs (0: none), else the one it
+   * learned from answers to requests it sent there (null: none yet).
+   */
   readonly leader: number | null;
   readonly keys: number | null;
   readonly applied: number | null;
@@ -42,9 +45,13 @@ export interface RangesBackend {
   ranges(): { readonly version: number; readonly ranges: readonly RangeView[] } | null;
   /** Whether this node leads the range holding `key`, and the forwarder to its leader. */
   routeSplit(key: Uint8Array): Pick<KvBackend, 'leads' | 'forward'>;
-  /** Splits the range holding `key` at `key`; answers both halves. */
+  /**
+   * Splits the range holding `key` at `key`; answers both halves. `replicas` (null: the left
+   * range's voters) are the new range's replicas, a subset of the left range's voters.
+   */
   split(
     key: Uint8Array,
+    replicas: readonly number[] | null,
     signal: AbortSignal,
     authorization: string | undefined,
   ): Promise<{ readonly left: RangeDescriptor; readonly right: RangeDescriptor }>;
@@ -85,8 +92,9 @@ export function installRangeRoutes(http: JsonHttpServer, b: RangesBackend): void
   });
   http.route('POST', splitPath, async ({ body, rawBody, signal, headers }) => {
     const o = asObject(body);
-    onlyFields(o, ['key', 'encoding']);
+    onlyFields(o, ['key', 'encoding', 'replicas']);
     const enc = encodingOf(o);
+    const replicas = parseReplicas(o['replicas']);
     const key = bytesField(o, 'key', enc);
     if (key.length === 0)
       throw new FlotillaError('KEY_EMPTY', 'A range cannot split at the empty key (its start)');
@@ -98,7 +106,7 @@ export function installRangeRoutes(http: JsonHttpServer, b: RangesBackend): void
     const fwd = await forwarded(b.routeSplit(key), splitPath, rawBody, signal, headers);
     if (fwd !== null) return fwd;
     const auth = headers['authorization'];
-    const r = await b.split(key, signal, typeof auth === 'string' ? auth : undefined);
+    const r = await b.split(key, replicas, signal, typeof auth === 'string' ? auth : undefined);
     return {
       json: { left: renderDescriptor(r.left, enc), right: renderDescriptor(r.right, enc) },
     };
@@ -119,6 +127,32 @@ export function installRangeRoutes(http: JsonHttpServer, b: RangesBackend): void
     await b.recordSplit(left, right, signal);
     return { json: { ok: true } };
   });
+}
+
+/** The most replicas a range may have (the meta machine's limit). */
+export const maxReplicas = 15;
+
+/**
+ * A split's `replicas`: absent (null: the left range's voters) or 1 to 15 distinct node ids,
+ * answered ascending. Whether they are the left range's voters is checked by its leader.
+ */
+export function parseReplicas(v: unknown): number[] | null {
+  if (v === undefined) return null;
+  if (!Array.isArray(v) || v.length === 0 || v.length > maxReplicas)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"replicas" must be a list of 1 to ${maxReplicas} node ids, got ${JSON.stringify(v)}`,
+    );
+  for (const r of v)
+    if (typeof r !== 'number' || !Number.isSafeInteger(r) || r < 1 || r > 2 ** 31)
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `"replicas" must hold node ids (positive integers), got ${JSON.stringify(r)}`,
+      );
+  const ids = [...(v as number[])].sort((a, b) => a - b);
+  if (ids.some((r, i) => i > 0 && r === ids[i - 1]))
+    throw new FlotillaError('BAD_REQUEST', `"replicas" names a node twice: ${JSON.stringify(v)}`);
+  return ids;
 }
 
 /** A descriptor as renderDescriptor wrote it in base64; the meta machine checks the rest. */

@@ -59,6 +59,11 @@ export interface KvBackend {
     },
     consistency: ReadConsistency,
     signal: AbortSignal,
+    /**
+     * How the read came: forwarded by another node (served here or refused, never forwarded
+     * again), with the caller's credential (passed on when it is forwarded to a replica).
+     */
+    via?: { readonly forwarded?: boolean; readonly authorization?: string },
   ): Promise<ReadResult>;
   /** Compacts the history to `revision` through the log; answers the compacted revision. */
   compact(revision: number, signal: AbortSignal): Promise<{ header: Header; compacted: number }>;
@@ -111,9 +116,15 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     });
   }
 
-  http.route('POST', rangePath, async ({ body, signal }) => {
+  http.route('POST', rangePath, async ({ body, signal, headers }) => {
     const r = parseRead(body, b.limits);
-    return { json: r.render(await b.read(r.op, r.consistency, signal)) };
+    // A read of a range this node does not run goes to a replica of it (a forwarded one not).
+    const authorization = headers['authorization'];
+    const via = {
+      forwarded: headers[FORWARDED_HEADER] !== undefined,
+      ...(typeof authorization === 'string' ? { authorization } : {}),
+    };
+    return { json: r.render(await b.read(r.op, r.consistency, signal, via)) };
   });
 
   http.route('POST', compactPath, async ({ body, rawBody, signal, headers }) => {

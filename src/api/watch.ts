@@ -6,13 +6,13 @@
 // watch when its node installs a snapshot or shuts down. Watches are not client work for
 // admission (they live long), but their number per node is bounded.
 
-import { FlotillaError } from '../base/errors.js';
+import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
 import type { Range } from '../kv/kv-store.js';
-import type { Watch, WatchEndCode, WatchEvent, WatchSpec } from '../kv/watch-hub.js';
+import type { Watch, WatchEvent, WatchSpec } from '../kv/watch-hub.js';
 import { errorJson } from './errors.js';
 import type { JsonHttpServer, JsonLines } from './http.js';
-import { parseRangeSpec, renderKv, type Header } from './routes.js';
+import { forwardedHeader, parseRangeSpec, renderKv, type Header } from './routes.js';
 import { asObject, encodingOf, onlyFields, optBool, optInt, type Encoding } from './validate.js';
 import type { Limits } from '../base/limits.js';
 
@@ -23,17 +23,37 @@ export interface WatchBackend {
   readonly maxWatchBufferBytes: number;
   /** Most watches open on this node at once. */
   readonly maxWatches: number;
-  header(): Header;
-  /** The hub's count of open watches. */
+  /** The count of open watches (those served for a range not run here included). */
   watches(): number;
-  /** Starts a watch on the node's store (throws COMPACTED when its start is gone). */
-  watch(
-    spec: WatchSpec,
-    sink: {
-      events(revision: number, events: readonly WatchEvent[]): void;
-      ended(code: WatchEndCode, message: string, resumeRevision: number): void;
-    },
-  ): Watch;
+  /**
+   * Starts a watch on the range holding its keys (throws COMPACTED when its start is gone): on
+   * the range's watch hub here, or, for a range not run here, as a stream from a replica of it.
+   */
+  watch(spec: WatchSpec, sink: WatchSink, via: WatchVia): ServedWatch | Promise<ServedWatch>;
+}
+
+/** Where a watch's changes go; `ended` is the last call (resumeRevision null: no resuming). */
+export interface WatchSink {
+  events(revision: number, events: readonly WatchEvent[]): void;
+  ended(code: ErrorCode, message: string, resumeRevision: number | null): void;
+}
+
+/** How a watch request came: as routes.ts's ReadVia, and the stream's end. */
+export interface WatchVia {
+  /** Forwarded by another node: served here or refused, never sent on again. */
+  readonly forwarded?: boolean;
+  /** The caller's credential, passed on to the replica a watch is proxied from. */
+  readonly authorization?: string;
+  /** Aborts when the watch's reader went. */
+  readonly signal?: AbortSignal;
+  /** How often the reader asked for a progress line. */
+  readonly progressMs?: number;
+}
+
+/** A watch as the node serves it, with the header of the range it watches. */
+export interface ServedWatch extends Watch {
+  /** The range's header; every change up to its revision was delivered to the sink. */
+  header(): Header;
 }
 
 const maxRevision = Number.MAX_SAFE_INTEGER;
@@ -82,9 +102,14 @@ export function checkWatchRoom(b: WatchBackend): void {
 }
 
 export function installWatchRoute(http: JsonHttpServer, b: WatchBackend): void {
-  http.route('POST', '/v1/watch', ({ body }) => {
+  http.route('POST', '/v1/watch', ({ body, headers }) => {
     const w = parseWatchRequest(body, b);
-    return { stream: (out) => runWatch(b, w, out) };
+    const authorization = headers['authorization'];
+    const via = {
+      forwarded: headers[forwardedHeader] !== undefined,
+      ...(typeof authorization === 'string' ? { authorization } : {}),
+    };
+    return { stream: (out) => runWatch(b, w, out, via) };
   });
 }
 
@@ -93,11 +118,16 @@ export function installWatchRoute(http: JsonHttpServer, b: WatchBackend): void {
  * The lines are the HTTP stream's; the binary protocol frames the same objects. The last line
  * of a watch the node ended is `{canceled: true, error, resumeRevision?}`.
  */
-export async function runWatch(b: WatchBackend, w: WatchRequest, out: JsonLines): Promise<void> {
+export async function runWatch(
+  b: WatchBackend,
+  w: WatchRequest,
+  out: JsonLines,
+  via: WatchVia = {},
+): Promise<void> {
   const { spec, enc, progressMs } = w;
   let done: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (done = resolve));
-  let watch: Watch | null = null;
+  let watch: ServedWatch | null = null;
   let timer: unknown = null;
   let ended = false;
   const end = (line: unknown) => {
@@ -115,8 +145,8 @@ export async function runWatch(b: WatchBackend, w: WatchRequest, out: JsonLines)
   });
   const progress = () => {
     timer = b.clock.setTimeout(() => {
-      if (ended) return;
-      out.write({ header: b.header(), progress: true });
+      if (ended || watch === null) return;
+      out.write({ header: watch.header(), progress: true });
       progress();
     }, progressMs);
   };
@@ -125,9 +155,9 @@ export async function runWatch(b: WatchBackend, w: WatchRequest, out: JsonLines)
     // The replay is delivered inside watch(): the created line must go first.
     const pending: [number, readonly WatchEvent[]][] = [];
     let live = false;
-    const send = (revision: number, events: readonly WatchEvent[]) => {
+    const send = (served: ServedWatch, revision: number, events: readonly WatchEvent[]) => {
       out.write({
-        header: { ...b.header(), revision },
+        header: { ...served.header(), revision },
         events: events.map((e) => ({
           type: e.type,
           kv: renderKv(e.kv, enc),
@@ -145,19 +175,28 @@ export async function runWatch(b: WatchBackend, w: WatchRequest, out: JsonLines)
           ),
         );
     };
-    watch = b.watch(spec, {
-      events: (revision, events) => {
-        if (ended) return;
-        if (live) send(revision, events);
-        else pending.push([revision, events]);
+    const served = await b.watch(
+      spec,
+      {
+        events: (revision, events) => {
+          if (ended) return;
+          if (live && watch !== null) send(watch, revision, events);
+          else pending.push([revision, events]);
+        },
+        ended: (code, message, resumeRevision) =>
+          end(cancelLine(new FlotillaError(code, message), resumeRevision)),
       },
-      ended: (code, message, resumeRevision) =>
-        end(cancelLine(new FlotillaError(code, message), resumeRevision)),
-    });
-    out.write({ created: true, header: b.header(), startRevision: watch.startRevision });
-    live = true;
-    for (const [revision, events] of pending) if (!ended) send(revision, events);
-    if (!ended) progress();
+      { ...via, signal: out.signal, progressMs },
+    );
+    // The reader may have gone while a watch from another node was being opened.
+    if (ended) served.cancel();
+    else {
+      watch = served;
+      out.write({ created: true, header: served.header(), startRevision: served.startRevision });
+      live = true;
+      for (const [revision, events] of pending) if (!ended) send(served, revision, events);
+      if (!ended) progress();
+    }
   } catch (err) {
     if (!(err instanceof FlotillaError)) throw err;
     end(cancelLine(err, null));

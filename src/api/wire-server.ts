@@ -505,7 +505,9 @@ class Connection {
     }
     if (p.kind === 'read') {
       const r = p.read;
-      return b.read(r.op, r.consistency, signal).then((x) => r.render(x));
+      // The connection's token goes with a read forwarded to a replica of a range not run here.
+      const via = this.token === null ? {} : { authorization: bearerHeader(this.token) };
+      return b.read(r.op, r.consistency, signal, via).then((x) => r.render(x));
     }
     const wr = p.write;
     const here = (): Promise<Json> => b.write(wr.txn, wr.session, signal).then((x) => wr.render(x));
@@ -609,7 +611,9 @@ class Connection {
       if (err === null) this.answer(w.req, { canceled: true });
       else this.refuse(w.req, toFlotillaError(err));
     };
-    runWatch(this.s.watch, watch, out).then(
+    // The connection's token goes with a watch relayed from a replica of a range not run here.
+    const via = this.token === null ? {} : { authorization: bearerHeader(this.token) };
+    runWatch(this.s.watch, watch, out, via).then(
       () => finish(null),
       (err: unknown) => finish(err),
     );

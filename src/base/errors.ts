@@ -121,7 +121,7 @@ export const errorCodes = {
   },
   WATCH_RESET: {
     meaning:
-      'a watch was ended because its node installed a snapshot; resume from its `resumeRevision`',
+      'a watch was ended by its node (it installed a snapshot, a split moved the watched keys, or the replica it was relayed from went away); resume from its `resumeRevision`',
     indefinite: false,
   },
   FUTURE_REVISION: {

@@ -92,6 +92,15 @@ function id(what: string): (v: string) => number {
   };
 }
 
+/** `--replicas 1,2,3`: node ids, each a positive integer. */
+export function parseIdList(text: string): number[] {
+  const ids = text.split(',').map((x) => x.trim());
+  for (const id of ids)
+    if (!/^[1-9][0-9]{0,9}$/.test(id))
+      throw new Error(`--replicas takes comma-separated node ids, got ${JSON.stringify(text)}`);
+  return ids.map(Number);
+}
+
 export function rangeCommands(
   program: Command,
   withClient: WithClient,
@@ -120,10 +129,17 @@ export function rangeCommands(
     .command('split')
     .description('split the range holding KEY at KEY: the keys from KEY on form a new range')
     .argument('<key>', 'the first key of the new range (UTF-8)')
+    .option(
+      '--replicas <ids>',
+      "the new range's replicas, comma-separated node ids: a subset of the range's voters (default: all of them)",
+    )
     .option('--json', 'print the answer as JSON')
-    .action(async (key: string, o: { json?: boolean }) =>
+    .action(async (key: string, o: { json?: boolean; replicas?: string }) =>
       withClient(range.opts<ClusterOptions>(), async (c) => {
-        const r = await c.splitRange(key);
+        const r = await c.splitRange(
+          key,
+          o.replicas === undefined ? {} : { replicas: parseIdList(o.replicas) },
+        );
         if (o.json === true) return r;
         process.stdout.write(renderSplit(r));
         return undefined;

@@ -547,11 +547,16 @@ export class FlotillaClient {
   }
 
   /**
-   * Splits the range holding `key` at `key`: the keys from `key` on move to a new range. Not
-   * repeated blindly: a retry of a split that applied is refused (the key is a range's start).
+   * Splits the range holding `key` at `key`: the keys from `key` on move to a new range, on
+   * `replicas` (a subset of the range's voters; default: all of them). Not repeated blindly: a
+   * retry of a split that applied is refused (the key is a range's start).
    */
-  async splitRange(key: string, o: CallOptions = {}): Promise<SplitResponse> {
-    return this.call<SplitResponse>('POST', '/v1/ranges/split', { key }, o.signal);
+  async splitRange(
+    key: string,
+    o: CallOptions & { readonly replicas?: readonly number[] } = {},
+  ): Promise<SplitResponse> {
+    const body = o.replicas === undefined ? { key } : { key, replicas: [...o.replicas] };
+    return this.call<SplitResponse>('POST', '/v1/ranges/split', body, o.signal);
   }
 
   /**

@@ -13,6 +13,7 @@
 import type { Changes, KeyValue, Range } from './kv-store.js';
 import { compareBytes, k as latin1 } from './kv-store.js';
 import type { KvStateMachine } from './machine.js';
+import { FlotillaError } from '../base/errors.js';
 
 export interface WatchEvent {
   readonly type: 'put' | 'delete';
@@ -60,6 +61,7 @@ const EMPTY = new Uint8Array(0);
 
 export class WatchHub {
   private nextId = 1;
+  private closed = false;
   private readonly byKey = new Map<string, Set<Watcher>>();
   private readonly ranged = new Set<Watcher>();
   /** The last revision published to watchers (every watcher has seen up to here). */
@@ -84,6 +86,8 @@ export class WatchHub {
    * `COMPACTED` when they are gone), then delivers every new revision's matching changes.
    */
   watch(spec: WatchSpec, sink: WatchSink): Watch {
+    // A closed hub delivers nothing more: a watch opened on it would wait for ever.
+    if (this.closed) throw new FlotillaError('SHUTTING_DOWN', 'The node is shutting down');
     const current = this.kv.revision();
     const from = spec.startRevision === 0 ? current + 1 : spec.startRevision;
     const replay = from <= current ? this.kv.changesSince(spec.range, from) : [];
@@ -104,6 +108,7 @@ export class WatchHub {
 
   /** Ends every watch (the node is closing). */
   close(): void {
+    this.closed = true;
     this.endAll('SHUTTING_DOWN', 'The node is shutting down');
   }
 

@@ -251,8 +251,10 @@ function checkHalves(left: RangeDescriptor, right: RangeDescriptor): string | nu
     return `the halves' generations (${left.generation}, ${right.generation}) differ or are 0`;
   if (right.id < FIRST_ALLOCATED_RANGE || right.id === left.id)
     return `the new range's id ${right.id} is not one the meta group allocates`;
-  if (left.replicas.join() !== right.replicas.join())
-    return `the halves' replicas differ ([${left.replicas.join(', ')}], [${right.replicas.join(', ')}])`;
+  // A split may start the new range on a subset of the left's replicas (never elsewhere: its
+  // seed is made only where the split applies).
+  if (right.replicas.some((r) => !left.replicas.includes(r)))
+    return `the new range's replicas [${right.replicas.join(', ')}] are not among the left's [${left.replicas.join(', ')}]`;
   return null;
 }
 

@@ -63,6 +63,12 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning: 'Storage backend: write-ahead log files, or SQLite (docs/STORAGE.md).',
     values: '`wal`, `sqlite`',
   },
+  walSync: {
+    meaning:
+      'How the WAL storage of the node\'s Raft groups becomes durable: `per-group`, each group\'s appends synced in its own log; `shared`, the appends of every group gathered during one sync written and synced once, through one journal in the data directory (docs/STORAGE.md, "The node journal"). Needs `storage` `wal`. Either way, a journal left by an earlier run is replayed at start.',
+    values: '`per-group`, `shared`',
+    default: '`per-group`',
+  },
   logLevel: {
     meaning: 'Least severe log level written.',
     values: '`fatal`, `error`, `warn`, `info`, `debug`, `trace`, `silent`',

@@ -42,6 +42,12 @@ export interface NodeConfig {
   /** Where this node serves HTTP; default: its own member entry's client address. */
   readonly listenClient: string;
   readonly storage: 'wal' | 'sqlite';
+  /**
+   * How the WAL storage of this node's groups becomes durable: `per-group`, each group's
+   * appends synced in its own log; `shared`, the appends of every group gathered during one
+   * sync go through one node journal (docs/STORAGE.md, "The node journal"). WAL storage only.
+   */
+  readonly walSync: 'per-group' | 'shared';
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
@@ -243,6 +249,7 @@ const otherFields = [
   'listenPeer',
   'listenClient',
   'storage',
+  'walSync',
   'logLevel',
   'logFormat',
   'unsafeTestMode',
@@ -368,6 +375,11 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const storage = str(merged['storage'], 'storage', configDefaults.storage);
   if (storage !== 'wal' && storage !== 'sqlite')
     throw new ConfigError(`storage must be "wal" or "sqlite", got "${storage}"`);
+  const walSync = str(merged['walSync'], 'walSync', 'per-group');
+  if (walSync !== 'per-group' && walSync !== 'shared')
+    throw new ConfigError(`walSync must be "per-group" or "shared", got "${walSync}"`);
+  if (walSync === 'shared' && storage !== 'wal')
+    throw new ConfigError('walSync "shared" needs storage "wal"');
   const logLevel = str(merged['logLevel'], 'logLevel', configDefaults.logLevel);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     throw new ConfigError(`logLevel "${logLevel}" is not a pino level`);
@@ -410,6 +422,7 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
         ? merged['listenClient']
         : new URL(self.client).host,
     storage,
+    walSync,
     logLevel: logLevel as NodeConfig['logLevel'],
     logFormat,
     unsafeTestMode,

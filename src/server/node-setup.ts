@@ -5,7 +5,15 @@
 
 import type { Logger } from 'pino';
 import { createRng, type Recovery } from '../raft/index.js';
-import { FilePartialSnapshots, openSqliteStorage, openWalStorage } from '../storage/index.js';
+import {
+  FilePartialSnapshots,
+  openNodeJournal,
+  openSqliteStorage,
+  openWalStorage,
+  replayJournal,
+  type JournalRecoveryReport,
+  type NodeJournal,
+} from '../storage/index.js';
 import { TcpTransport, type PeerTlsOptions } from '../transport/index.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import type { GroupOptions } from '../host/host.js';
@@ -131,6 +139,47 @@ export async function resolveIdentity(
   return { config, identity, recorded, joined: isJoined, lostData: joined?.recover === true };
 }
 
+/**
+ * The node journal of each data directory whose node runs with walSync "shared": opened with
+ * the first group's storage, closed with the last (so it outlives every group writing to it).
+ */
+const journals = new Map<string, { journal: Promise<NodeJournal>; users: number }>();
+
+async function useJournal(config: NodeConfig, log: Logger): Promise<NodeJournal> {
+  let entry = journals.get(config.dataDir);
+  if (entry === undefined) {
+    const journal = openNodeJournal(config.dataDir);
+    entry = { journal, users: 0 };
+    journals.set(config.dataDir, entry);
+    journal.then(
+      (j) => logJournalReplay(log, j.recovery),
+      () => journals.delete(config.dataDir),
+    );
+  }
+  entry.users++;
+  try {
+    return await entry.journal;
+  } catch (err) {
+    entry.users--;
+    throw err;
+  }
+}
+
+async function leaveJournal(dataDir: string): Promise<void> {
+  const entry = journals.get(dataDir);
+  if (entry === undefined || --entry.users > 0) return;
+  journals.delete(dataDir);
+  await (await entry.journal).close();
+}
+
+function logJournalReplay(log: Logger, r: JournalRecoveryReport): void {
+  if (r.journalFiles === 0) return;
+  log.warn(
+    { ...r },
+    'replayed the node journal left by a stop that was not clean: group logs brought up to date',
+  );
+}
+
 /** One group's storage in its own directory (`group-<id>/`), in the node's storage kind. */
 export async function openGroupStorage(
   config: NodeConfig,
@@ -143,9 +192,34 @@ export async function openGroupStorage(
   };
   const dir = groupDir(config.dataDir, group);
   if (config.storage === 'sqlite') return openSqliteStorage(dir, limits);
-  const wal = await openWalStorage(dir, { ...limits, snapshotsCoverCompaction: true });
+  if (config.walSync === 'per-group') {
+    const wal = await openWalStorage(dir, { ...limits, snapshotsCoverCompaction: true });
+    logWalRecovery(log, wal.recovery);
+    return wal;
+  }
+  const journal = await useJournal(config, log);
+  let wal;
+  try {
+    wal = await openWalStorage(dir, { ...limits, snapshotsCoverCompaction: true, journal });
+  } catch (err) {
+    await leaveJournal(config.dataDir);
+    throw err;
+  }
   logWalRecovery(log, wal.recovery);
-  return wal;
+  const opened = wal;
+  return {
+    initialState: () => opened.initialState(),
+    persist: (entries, hs) => opened.persist(entries, hs),
+    saveSnapshot: (meta, data) => opened.saveSnapshot(meta, data),
+    loadSnapshot: () => opened.loadSnapshot(),
+    close: async () => {
+      try {
+        await opened.close();
+      } finally {
+        await leaveJournal(config.dataDir);
+      }
+    },
+  };
 }
 
 /** The key-value, queue and meta groups' storage, each in its own directory. */
@@ -158,6 +232,10 @@ export async function openGroupStorages(
   readonly meta: GroupStorage;
 }> {
   const opened: GroupStorage[] = [];
+  // Before any group reads its log: a journal left by a run with walSync "shared" holds
+  // writes its segments may lack (with "shared", opening the journal replays it).
+  if (config.storage === 'wal' && config.walSync === 'per-group')
+    logJournalReplay(log, await replayJournal(config.dataDir));
   try {
     for (const group of [KV_GROUP, QUEUE_GROUP, META_GROUP])
       opened.push(await openGroupStorage(config, group, log));

@@ -22,8 +22,9 @@ import { MetaStateMachine } from '../ranges/meta-machine.js';
 import { RangeGroups, type RangeGroup } from './range-groups.js';
 import { MetaService } from './meta-service.js';
 import { RangeLanes, type RangeLane } from './range-lanes.js';
-import { spansOfTxn } from './range-router.js';
 import { RangeKvPath } from './range-kv-path.js';
+import { RemoteRanges, knowledgeOf, refreshRanges } from './range-remote.js';
+import { RemoteWatches } from './range-watch.js';
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import type { KvStateMachine } from '../kv/machine.js';
@@ -131,6 +132,8 @@ export class FlotillaNode implements AsyncDisposable {
   readonly lanes: RangeLanes;
   /** The key-value requests' path through the ranges. */
   readonly kvPath: RangeKvPath;
+  /** The ranges this node does not run: where their requests go. */
+  readonly remote: RemoteRanges;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
@@ -229,12 +232,33 @@ export class FlotillaNode implements AsyncDisposable {
     this.lanes = new RangeLanes({ ranges, make: (id, group) => this.makeLane(id, group) });
     const range0 = ranges.group(KV_GROUP);
     if (range0 === undefined) throw new Error('Range 0 must run before the node is assembled');
+    this.remote = new RemoteRanges({
+      selfId: config.id,
+      members: this.members.book,
+      send: (url, path, rawBody, signal, authorization) =>
+        this.send(url, path, rawBody, signal, authorization),
+      clock: systemClock,
+      timeoutMs: config.requestTimeoutMs + 1_000,
+      maxInFlight: forwardConnections,
+      knowledge: () => knowledgeOf(this.lanes, meta.machine),
+      isRunning: (id) => this.lanes.lane(id) !== undefined,
+      refresh: (id, signal) => refreshRanges(this.lanes, meta.runtime, id, signal),
+    });
     this.kvPath = new RangeKvPath({
       config,
       lanes: this.lanes,
       metrics,
       range0,
       sampler: () => this.dash?.sampler,
+      remote: this.remote,
+      mapSize: () => meta.machine.map()?.size ?? 0,
+      remoteWatches: new RemoteWatches({
+        selfId: config.id,
+        members: this.members.book,
+        pool: (url) => this.pool(url),
+        leader: (id) => this.remote.leader(id),
+        openTimeoutMs: config.requestTimeoutMs,
+      }),
     });
   }
 
@@ -619,6 +643,7 @@ export class FlotillaNode implements AsyncDisposable {
       rangesBackend({
         selfId: config.id,
         lanes: node.lanes,
+        remote: node.remote,
         meta: node.meta,
         metaForwarder: node.newForwarder(metaRuntime),
         clock: systemClock,
@@ -710,14 +735,11 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       maxWatchBufferBytes: config.maxWatchBufferBytes,
       maxWatches: config.maxWatches,
-      header: () => ({
-        revision: kv.revision(),
-        memberId: config.id,
-        raftTerm: runtime.status().term,
-      }),
-      watches: () => node.lanes.all().reduce((n, l) => n + l.watchHub.size(), 0),
-      // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise).
-      watch: (spec, sink) => node.lanes.route([spec.range], 'watch').watchHub.watch(spec, sink),
+      watches: () =>
+        node.lanes.all().reduce((n, l) => n + l.watchHub.size(), 0) + node.kvPath.remoteWatches(),
+      // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise),
+      // or relayed from a replica of a range not run here.
+      watch: (spec, sink, via) => node.kvPath.watch(spec, sink, via),
     };
     installWatchRoute(http, watchBackend);
     node.dash = dash;
@@ -947,7 +969,7 @@ export class FlotillaNode implements AsyncDisposable {
       limits: this.config.limits,
       metrics: this.metrics.registry,
       write: (txn, session, signal) => this.kvPath.write(txn, session, signal),
-      read: (op, consistency, signal) => this.kvPath.read(op, consistency, signal),
+      read: (op, consistency, signal, via) => this.kvPath.read(op, consistency, signal, via),
       compact: async (revision, signal) => {
         this.kvPath.checkOneRange('compaction to one revision');
         const r = await this.service.compact(revision, { signal });
@@ -956,21 +978,7 @@ export class FlotillaNode implements AsyncDisposable {
           compacted: r.compacted,
         };
       },
-      routeWrite: (txn) => {
-        let lane: RangeLane;
-        try {
-          lane = this.lanes.route(spansOfTxn(txn), 'transaction');
-        } catch {
-          // Refused (or retried) where it is handled: write() routes again and says why.
-          return { leads: () => true, forward: () => Promise.resolve(null) };
-        }
-        const rt = lane.group.runtime;
-        return {
-          leads: () => rt.leaderId() === this.config.id,
-          forward: (path, rawBody, signal, authorization) =>
-            lane.forwarder.forward(path, rawBody, signal, authorization),
-        };
-      },
+      routeWrite: (txn) => this.kvPath.routeWrite(txn),
       leads: () => this.runtime.leaderId() === this.config.id,
       forward: (path, rawBody, signal, authorization) =>
         this.forwarder.forward(path, rawBody, signal, authorization),

@@ -27,11 +27,14 @@ import { RangeMachine, type SplitResult, type WrongRangeResult } from '../ranges
 import type { RangeDescriptor } from '../ranges/types.js';
 import type { MetaService } from './meta-service.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
+import type { RemoteRanges } from './range-remote.js';
 import { showRange } from './range-router.js';
 
 export interface RangeAdminOptions {
   readonly selfId: number;
   readonly lanes: RangeLanes;
+  /** The ranges not run here: their leaders as this node knows them, and the way to them. */
+  readonly remote: RemoteRanges;
   readonly meta: MetaService;
   /** Forwards to the meta group's leader (null: this node leads it). */
   readonly metaForwarder: Pick<Forwarder, 'forward'>;
@@ -51,6 +54,13 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
     routeSplit: (key) => {
       let lane: RangeLane;
       try {
+        const t = o.remote.route([{ key, rangeEnd: null }], 'split');
+        if (!t.local)
+          return {
+            leads: () => false,
+            forward: (path, rawBody, signal, authorization) =>
+              o.remote.forwardTo(t.descriptor, { path, rawBody }, signal, authorization),
+          };
         lane = o.lanes.route([{ key, rangeEnd: null }], 'split');
       } catch {
         // Handled here, where split() waits for the range or says why not.
@@ -63,7 +73,8 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
           lane.forwarder.forward(path, rawBody, signal, authorization),
       };
     },
-    split: (key, signal, authorization) => split(o, key, signal, authorization),
+    split: (key, replicas, signal, authorization) =>
+      split(o, key, { replicas, signal, authorization }),
     meta: o.metaForwarder,
     allocate: (signal) => o.meta.allocate({ signal }),
     recordSplit: async (left, right, signal) => {
@@ -77,7 +88,8 @@ function rangeViews(o: RangeAdminOptions): ReturnType<RangesBackend['ranges']> {
   if (map === null) return null;
   const ranges = map.ranges().map((d): RangeView => {
     const lane = o.lanes.lane(d.id);
-    if (lane === undefined) return { descriptor: d, leader: null, keys: null, applied: null };
+    if (lane === undefined)
+      return { descriptor: d, leader: o.remote.leader(d.id) || null, keys: null, applied: null };
     return {
       descriptor: d,
       leader: lane.group.runtime.leaderId(),
@@ -91,9 +103,14 @@ function rangeViews(o: RangeAdminOptions): ReturnType<RangesBackend['ranges']> {
 async function split(
   o: RangeAdminOptions,
   key: Uint8Array,
-  signal: AbortSignal,
-  authorization: string | undefined,
+  w: {
+    /** The new range's replicas (null: the left range's voters). */
+    readonly replicas: readonly number[] | null;
+    readonly signal: AbortSignal;
+    readonly authorization: string | undefined;
+  },
 ): Promise<{ left: RangeDescriptor; right: RangeDescriptor }> {
+  const { signal, authorization } = w;
   const lane = await routeOnce(o, key, signal);
   const rt = lane.group.runtime;
   if (rt.leaderId() !== o.selfId)
@@ -110,6 +127,9 @@ async function split(
       'BAD_REQUEST',
       `Cannot split range ${showRange(d)} at its start or outside it: the key must lie strictly inside`,
     );
+  const voters = [...rt.status().voters].sort((a, b) => a - b);
+  const replicas = w.replicas ?? voters;
+  checkReplicas(lane.id, replicas, voters);
   const allocated = await onMetaLeader(
     o,
     metaAllocatePath,
@@ -122,7 +142,6 @@ async function split(
   const id = (allocated as { id?: unknown }).id;
   if (typeof id !== 'number')
     throw new FlotillaError('INTERNAL', 'The meta group gave no range id');
-  const replicas = [...rt.status().voters].sort((a, b) => a - b);
   const payload = RangeMachine.encode({
     split: { key, id, generation: d.generation, replicas },
   });
@@ -143,12 +162,31 @@ async function split(
       r.error.code === 'WRONG_RANGE' ? 'WRONG_RANGE' : 'BAD_REQUEST',
       r.error.message,
     );
-  // Range 0 never recorded its replicas in its own descriptor: the map's halves carry the
-  // voters the split gave the new range, on both sides.
-  const left: RangeDescriptor = { ...r.left, replicas };
+  // Range 0 never recorded its replicas in its own descriptor: the map's left half carries the
+  // range's voters, the right half the replicas the split gave the new range.
+  const left: RangeDescriptor = { ...r.left, replicas: voters };
   const right: RangeDescriptor = r.right;
   await record(o, left, right, { signal, authorization });
   return { left, right };
+}
+
+/**
+ * Refuses (BAD_REQUEST, before an id is allocated) replicas that are not the left range's
+ * voters: the new range starts only where its seed is, on the nodes that apply the split.
+ */
+function checkReplicas(
+  range: number,
+  replicas: readonly number[],
+  voters: readonly number[],
+): void {
+  const strangers = replicas.filter((r) => !voters.includes(r));
+  if (strangers.length > 0)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `Cannot split range ${range} onto replicas [${replicas.join(', ')}]: node(s) ` +
+        `${strangers.join(', ')} are not voters of range ${range} (its voters are ` +
+        `[${voters.join(', ')}]); a new range's replicas are a subset of its left range's voters`,
+    );
 }
 
 /** Records both halves in the map, again while it refuses for now, until `recordTimeoutMs`. */

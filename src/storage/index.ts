@@ -23,4 +23,11 @@ export {
 } from './memory.js';
 export { DEFAULT_LIMITS } from './limits.js';
 export { FilePartialSnapshots } from './partial-snapshot.js';
+export {
+  openNodeJournal,
+  replayJournal,
+  NodeJournal,
+  type JournalOptions,
+  type JournalRecoveryReport,
+} from './journal.js';
 export { LOCK_FILE } from './lock.js';

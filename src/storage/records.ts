@@ -59,6 +59,14 @@ function sealRecord(buf: Buffer, at: number, type: RecordType, payloadBytes: num
   return end;
 }
 
+/**
+ * Seals a record of `type` whose payload of `payloadBytes` was written at RECORD_HEADER_BYTES
+ * in `buf` (the node journal's records, journal.ts, share this framing).
+ */
+export function sealPayload(buf: Buffer, type: number, payloadBytes: number): void {
+  sealRecord(buf, 0, type as RecordType, payloadBytes);
+}
+
 /** Entries go into records of at most this payload (one larger entry gets a record of its own). */
 export const ENTRIES_RECORD_TARGET_BYTES = 1 << 20;
 

@@ -4,6 +4,7 @@
 
 import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
 import type { StorageFs } from './fs.js';
+import type { NodeJournal } from './journal.js';
 
 /**
  * The log entries after the latest snapshot.
@@ -111,6 +112,13 @@ export interface WalOptions extends StorageLimits {
    * STORAGE_CORRUPT naming it. Off for plain log stores, which may compact on their own.
    */
   readonly snapshotsCoverCompaction?: boolean;
+  /**
+   * The node journal (journal.ts) every group of the node writes through: appends of all
+   * groups gathered during one sync share one journal write and sync, and the segments are
+   * synced at the journal's checkpoints. The directory must lie under the journal's, and the
+   * journal must have been opened (its redo done) before. `syncMode` is then ignored.
+   */
+  readonly journal?: NodeJournal;
 }
 
 export interface SqliteOptions extends StorageLimits {

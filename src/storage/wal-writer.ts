@@ -12,6 +12,7 @@ import type { Syncer } from './fsutil.js';
 import { writevFully } from './fsutil.js';
 import { BufferPool } from './buffer-pool.js';
 import { GroupCommitter } from './group-commit.js';
+import type { JournaledFile, NodeJournal } from './journal.js';
 import type { Position } from './records.js';
 import { encodeBase, encodeHardState, encodeSegmentHeader } from './records.js';
 import type { SegmentInfo } from './wal-recover.js';
@@ -45,6 +46,49 @@ export interface WalItem {
 interface Active {
   readonly info: SegmentInfo;
   readonly fh: StorageFile;
+  /** The segment as the node journal writes it (journaled mode only). */
+  readonly file: SegmentFile | null;
+}
+
+/**
+ * A segment written through the node journal: its writes are not synced where they are made
+ * (the journal's are), so the journal syncs it at a checkpoint, and the writer syncs it once
+ * more when it stops writing to it (rotation, close).
+ */
+class SegmentFile implements JournaledFile {
+  private final: Promise<void> | null = null;
+  private readonly syncing = new Set<Promise<void>>();
+
+  constructor(
+    readonly path: string,
+    private readonly fh: StorageFile,
+    private readonly syncer: Syncer,
+  ) {}
+
+  async write(bufs: Buffer[], position: number): Promise<void> {
+    if (this.final !== null) throw new Error(`${this.path} was written after it was closed`);
+    await writevFully(this.fh, bufs, position);
+  }
+
+  sync(): Promise<void> {
+    if (this.final !== null) return this.final;
+    const p = this.syncer.datasync(this.fh, this.path);
+    this.syncing.add(p);
+    return p.finally(() => this.syncing.delete(p));
+  }
+
+  /** Syncs and closes; a checkpoint's later sync() waits for this one rather than fail. */
+  finish(): Promise<void> {
+    this.final ??= (async () => {
+      try {
+        await Promise.allSettled([...this.syncing]);
+        await this.syncer.datasync(this.fh, this.path);
+      } finally {
+        await this.fh.close();
+      }
+    })();
+    return this.final;
+  }
 }
 
 export interface WriterState {
@@ -76,7 +120,11 @@ export class WalWriter {
     private readonly mode: SyncMode,
     readonly segments: SegmentInfo[],
     initial: WriterState,
+    /** Journaled mode: writes go through the node journal (mode must then be 'fdatasync'). */
+    private readonly journal: NodeJournal | null = null,
   ) {
+    if (journal !== null && mode !== 'fdatasync')
+      throw new Error('A journaled WAL writes its segments without O_DSYNC (syncMode fdatasync)');
     this.written = initial;
     this.commits = new GroupCommitter((items) => this.flush(items), `WAL in ${dir}`);
   }
@@ -85,14 +133,14 @@ export class WalWriter {
   async resume(): Promise<void> {
     const info = this.segments[this.segments.length - 1];
     if (info === undefined) throw new Error('resume() needs a segment');
-    this.active = { info, fh: await this.fs.open(info.path, { create: 'no', dsync: this.dsync }) };
+    const fh = await this.fs.open(info.path, { create: 'no', dsync: this.dsync });
+    this.active = { info, fh, file: this.journaledFile(info.path, fh) };
   }
 
   /** Starts a new segment (at open, on size, on a deep suffix replacement, or on a reset). */
   async rotate(prev: Position, base: Position): Promise<void> {
     if (this.active !== null) {
-      await this.sync(this.active);
-      await this.active.fh.close();
+      await this.retire(this.active);
       this.active = null;
     }
     const seq = (this.segments[this.segments.length - 1]?.seq ?? 0) + 1;
@@ -104,7 +152,7 @@ export class WalWriter {
     ];
     const fh = await this.fs.open(path, { create: 'exclusive', dsync: this.dsync });
     const info: SegmentInfo = { seq, path, prev, sizeBytes: 0 };
-    this.active = { info, fh };
+    this.active = { info, fh, file: this.journaledFile(path, fh) };
     try {
       info.sizeBytes = await writevFully(fh, head, 0);
     } catch (err) {
@@ -154,7 +202,19 @@ export class WalWriter {
       this.written = { last: item.lastAfter, base: item.baseAfter, hardState: item.hardStateAfter };
     }
     await this.writeOut(bufs);
-    await this.sync(this.activeOrThrow());
+    // Journaled: durable already, in the node journal.
+    if (this.journal === null) await this.sync(this.activeOrThrow());
+  }
+
+  private journaledFile(path: string, fh: StorageFile): SegmentFile | null {
+    return this.journal === null ? null : new SegmentFile(path, fh, this.syncer);
+  }
+
+  /** Makes a segment this writer stops writing to durable, and closes it. */
+  private async retire(active: Active): Promise<void> {
+    if (active.file !== null) return active.file.finish();
+    await this.sync(active);
+    await active.fh.close();
   }
 
   private get fs(): StorageFs {
@@ -172,7 +232,13 @@ export class WalWriter {
 
   private async writeOut(bufs: Buffer[]): Promise<void> {
     if (bufs.length === 0) return;
-    const { info, fh } = this.activeOrThrow();
+    const { info, fh, file } = this.activeOrThrow();
+    if (this.journal !== null && file !== null) {
+      const bytes = bufs.reduce((n, b) => n + b.length, 0);
+      await this.journal.write(file, info.sizeBytes, bufs);
+      info.sizeBytes += bytes;
+      return;
+    }
     try {
       info.sizeBytes += await writevFully(fh, bufs, info.sizeBytes);
     } catch (err) {
@@ -202,6 +268,21 @@ export class WalWriter {
     await this.commits.close();
     const active = this.active;
     this.active = null;
-    await active?.fh.close();
+    if (active === null) return;
+    if (active.file === null || this.journal === null) {
+      await active.fh.close();
+      return;
+    }
+    if (this.commits.failed() !== null) {
+      // No release: the next start redoes this directory's writes from the journal. Should this
+      // last sync fail, the journal's next checkpoint fails on it and stops every group rather
+      // than drop writes that exist nowhere else.
+      await active.file.finish().catch(() => undefined);
+      return;
+    }
+    await this.retire(active);
+    // Its segments are durable: their journal records must not be redone into whatever this
+    // directory holds next (it may be deleted and made again by a new replica of the group).
+    await this.journal.release(this.dir);
   }
 }

@@ -298,6 +298,8 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       `segmentBytes must be an integer in ${MIN_SEGMENT_BYTES}..2^31, got ${segmentBytes}`,
     );
   const fs = opts.fs ?? nodeFs;
+  // Refused before anything is opened: a directory outside the journal's cannot be redone.
+  opts.journal?.relativeOf(dir);
   await fs.mkdirp(dir);
   const lock = await fs.lock(join(dir, LOCK_FILE));
   try {
@@ -319,8 +321,13 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       base: rec.log.base(),
       hardState: rec.hardState,
     };
-    const mode = opts.syncMode ?? (opts.syncHook === undefined ? 'dsync' : 'fdatasync');
-    const writer = new WalWriter(dir, syncer, segmentBytes, mode, rec.segments, state);
+    const journal = opts.journal ?? null;
+    // Journaled, a segment is written to the page cache and synced only at checkpoints.
+    const mode =
+      journal !== null
+        ? 'fdatasync'
+        : (opts.syncMode ?? (opts.syncHook === undefined ? 'dsync' : 'fdatasync'));
+    const writer = new WalWriter(dir, syncer, segmentBytes, mode, rec.segments, state, journal);
     if (rec.resetTo !== null) await writer.rotate(rec.resetTo, rec.resetTo);
     else if (rec.segments.length === 0) await writer.rotate(rec.log.base(), rec.log.base());
     else await writer.resume();

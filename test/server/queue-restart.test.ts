@@ -16,11 +16,15 @@ function queueLeader(nodes: TestNodes, timeoutMs = 10_000): Promise<number> {
   return nodes.waitForQueueLeader(timeoutMs);
 }
 
-for (const storage of ['wal', 'sqlite'] as const)
-  void test(`queue jobs, claims, settings and repeatables survive a full restart (${storage})`, async () => {
+for (const [storage, walSync] of [
+  ['wal', 'per-group'],
+  ['sqlite', 'per-group'],
+  ['wal', 'shared'],
+] as const)
+  void test(`queue jobs, claims, settings and repeatables survive a full restart (${storage}${walSync === 'shared' ? ', shared sync' : ''})`, async () => {
     const nodes = await TestNodes.start({
       nodes: 3,
-      config: { storage, snapshotEveryEntries: 10 },
+      config: { storage, walSync, snapshotEveryEntries: 10 },
     });
     try {
       const ok = async (id: number, path: string, body: Json): Promise<Json> => {

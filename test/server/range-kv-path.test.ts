@@ -1,6 +1,7 @@
 // The key-value path's retry after WRONG_RANGE (src/server/range-kv-path.ts): a node that
-// routed by a descriptor its range's leader had already changed catches up with that range and
-// routes once more; a second WRONG_RANGE, or any other error, is the caller's.
+// routed by a descriptor its range's leader had already changed (or by a map that lags) catches
+// up with that range and the map and routes once more; a second WRONG_RANGE, or any other
+// error, is the caller's.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -9,33 +10,46 @@ import type { NodeConfig } from '../../src/server/config.js';
 import { NodeMetrics } from '../../src/server/metrics.js';
 import type { RangeGroup } from '../../src/server/range-groups.js';
 import { RangeKvPath } from '../../src/server/range-kv-path.js';
-import type { RangeLane, RangeLanes } from '../../src/server/range-lanes.js';
+import type { RangeLanes } from '../../src/server/range-lanes.js';
+import type { RangeTarget, RemoteRanges } from '../../src/server/range-remote.js';
+import type { RemoteWatches } from '../../src/server/range-watch.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-/** Lanes that route to `routes` in turn and record the catch-ups asked for. */
-function fakeLanes(routes: readonly number[]): { lanes: RangeLanes; caughtUp: (number | null)[] } {
+/** Routes to the ranges `routes` in turn (run here) and records the refreshes asked for. */
+function fakeLanes(routes: readonly number[]): {
+  lanes: RemoteRanges;
+  caughtUp: (number | null)[];
+} {
   const caughtUp: (number | null)[] = [];
   let next = 0;
   const lanes = {
-    route: () => ({ id: routes[Math.min(next++, routes.length - 1)] }) as RangeLane,
-    catchUp: (id: number | null) => {
+    route: (): RangeTarget => ({
+      local: true,
+      id: routes[Math.min(next++, routes.length - 1)] ?? 0,
+    }),
+    refresh: (id: number | null) => {
       caughtUp.push(id);
       return Promise.resolve();
     },
-  } as unknown as RangeLanes;
+  } as unknown as RemoteRanges;
   return { lanes, caughtUp };
 }
 
-function path(lanes: RangeLanes): RangeKvPath {
+function path(remote: RemoteRanges): RangeKvPath {
   return new RangeKvPath({
     config: { id: 1 } as NodeConfig,
-    lanes,
+    lanes: {} as RangeLanes,
     metrics: new NodeMetrics(1, false),
     range0: {} as RangeGroup,
     sampler: () => undefined,
+    remote,
+    mapSize: () => 1,
+    remoteWatches: {} as RemoteWatches,
   });
 }
+
+const idOf = (t: RangeTarget): number => (t.local ? t.id : t.descriptor.id);
 
 const spans = [{ key: b('x'), rangeEnd: null }];
 const signal = new AbortController().signal;
@@ -44,9 +58,9 @@ const wrongRange = () => new FlotillaError('WRONG_RANGE', 'Key "x" is outside th
 void test('a WRONG_RANGE is retried once, after catching up with the range that refused', async () => {
   const { lanes, caughtUp } = fakeLanes([0, 3]);
   const tried: number[] = [];
-  const r = await path(lanes).routed(spans, 'write', signal, (lane) => {
-    tried.push(lane.id);
-    return lane.id === 0 ? Promise.reject(wrongRange()) : Promise.resolve('ok');
+  const r = await path(lanes).routed(spans, 'write', signal, (t) => {
+    tried.push(idOf(t));
+    return idOf(t) === 0 ? Promise.reject(wrongRange()) : Promise.resolve('ok');
   });
   assert.equal(r, 'ok');
   assert.deepEqual(tried, [0, 3], 'routed again, to the range that holds the key now');
@@ -84,14 +98,14 @@ void test('no range holding the keys here yet (routing itself refused) waits for
         first = false;
         throw wrongRange();
       }
-      return { id: 3 } as RangeLane;
+      return { local: true, id: 3 } satisfies RangeTarget;
     },
-    catchUp: (id: number | null) => {
+    refresh: (id: number | null) => {
       caughtUp.push(id);
       return Promise.resolve();
     },
-  } as unknown as RangeLanes;
-  const r = await path(lanes).routed(spans, 'write', signal, (lane) => Promise.resolve(lane.id));
+  } as unknown as RemoteRanges;
+  const r = await path(lanes).routed(spans, 'write', signal, (t) => Promise.resolve(idOf(t)));
   assert.equal(r, 3);
   assert.deepEqual(caughtUp, [null]);
 });

@@ -15,6 +15,8 @@ import { SimDisk } from '../../src/sim/sim-fs.js';
 import type { SimDiskOptions, SimIo } from '../../src/sim/sim-fs.js';
 import { StorageError } from '../../src/storage/errors.js';
 import type { StorageFs } from '../../src/storage/fs.js';
+import { openNodeJournal } from '../../src/storage/journal.js';
+import type { NodeJournal } from '../../src/storage/journal.js';
 import type { RaftStorage } from '../../src/storage/types.js';
 import { openWalStorage } from '../../src/storage/wal.js';
 import type { WalStorage } from '../../src/storage/wal.js';
@@ -119,6 +121,15 @@ export interface ScenarioConfig {
   readonly refusalsAllowed?: boolean;
   /** Receives a line per command, disk operation, acknowledgement and recovery (debugging). */
   readonly trace?: (line: string) => void;
+  /**
+   * Writes through a node journal (src/storage/journal.ts) in the directory above the WAL's,
+   * opened (and redone) before the WAL at every start; `journalBytes` small makes checkpoints.
+   */
+  readonly journal?: {
+    readonly journalBytes: number;
+    /** Replaces the journal the WAL is given (the planted-bug test acknowledges early). */
+    readonly plant?: (journal: NodeJournal) => NodeJournal;
+  };
 }
 
 export interface ScenarioStats {
@@ -134,6 +145,10 @@ export interface ScenarioStats {
   acknowledged: number;
   /** Recoveries that refused the newest segment as corrupt (only with refusalsAllowed). */
   refusals: number;
+  /** Journaled runs: writes the journal redid at a start. */
+  journalWritesRedone: number;
+  /** Starts that found two journal files (a crash inside a checkpoint). */
+  journalMidCheckpoint: number;
 }
 
 export function emptyStats(): ScenarioStats {
@@ -147,9 +162,12 @@ export function emptyStats(): ScenarioStats {
     unackedSurvived: 0,
     acknowledged: 0,
     refusals: 0,
+    journalWritesRedone: 0,
+    journalMidCheckpoint: 0,
   };
 }
 
+const ROOT = '/node';
 const DIR = '/node/data';
 const SETTLE_TURNS = 32;
 const DRAIN_ROUNDS_MAX = 200_000;
@@ -182,6 +200,7 @@ class Scenario {
   /** Numbering of `states`: bumped when the model restarts from a recovered store. */
   private modelEpoch = 0;
   private store: RaftStorage | null = null;
+  private journal: NodeJournal | null = null;
   private opening = false;
   private closing = false;
   private installing = false;
@@ -268,10 +287,12 @@ class Scenario {
     const s = this.store;
     if (s === null) throw new Error('the store did not reopen after the final crash');
     this.closing = true;
-    s.close().then(
-      () => (this.closing = false),
-      (err: unknown) => this.fail('close', err),
-    );
+    s.close()
+      .then(() => this.journal?.close())
+      .then(
+        () => (this.closing = false),
+        (err: unknown) => this.fail('close', err),
+      );
     await this.drain();
   }
 
@@ -373,6 +394,7 @@ class Scenario {
     this.epoch++;
     this.parked = [];
     this.store = null;
+    this.journal = null;
     this.outstanding = 0;
     this.installing = false;
     this.closing = false;
@@ -384,12 +406,26 @@ class Scenario {
     this.opening = true;
     const mount = this.disk.mount();
     const fs = this.cfg.wrapFs?.(mount) ?? mount;
-    openWalStorage(DIR, {
-      fs,
-      syncMode: this.cfg.syncMode,
-      segmentBytes: 4096,
-      snapshotsCoverCompaction: true,
-    })
+    const j = this.cfg.journal;
+    const journal =
+      j === undefined
+        ? Promise.resolve(undefined)
+        : openNodeJournal(ROOT, { fs, syncMode: this.cfg.syncMode, journalBytes: j.journalBytes });
+    journal
+      .then((opened) => {
+        if (opened !== undefined && epoch === this.epoch) {
+          this.journal = opened;
+          this.stats.journalWritesRedone += opened.recovery.writesRedone;
+          if (opened.recovery.journalFiles >= 2) this.stats.journalMidCheckpoint++;
+        }
+        return openWalStorage(DIR, {
+          fs,
+          syncMode: this.cfg.syncMode,
+          segmentBytes: 4096,
+          snapshotsCoverCompaction: true,
+          ...(opened === undefined ? {} : { journal: j?.plant?.(opened) ?? opened }),
+        });
+      })
       .then((s) => this.opened(s, epoch))
       .catch((err: unknown) => {
         if (!this.isTailRefusal(err)) return this.fail('recovery', err);
