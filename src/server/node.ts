@@ -360,6 +360,8 @@ export class FlotillaNode implements AsyncDisposable {
     );
     const metrics = new NodeMetrics(config.id);
     const { limits } = config;
+    // Read before any storage opens: a damaged record stops the start with nothing to close.
+    const rangeDirs = new RangeDirs(config.dataDir);
     const {
       kv: storage,
       queue: queueStorage,
@@ -465,7 +467,6 @@ export class FlotillaNode implements AsyncDisposable {
     const metaMachine = new MetaStateMachine({ maxKeyBytes: config.maxKeyBytes });
     // Range 0 (the key-value group) and every range split off it that this node replicates,
     // each SessionMachine(RangeMachine(KvStateMachine)) in its own group-<id>/ directory.
-    const rangeDirs = new RangeDirs(config.dataDir);
     const ranges = new RangeGroups({
       host,
       dirs: rangeDirs,
