@@ -57,6 +57,12 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   CROSS_RANGE: 400,
   MULTIPLE_RANGES: 409,
   RANGE_MAP_REFUSED: 503,
+  RANGE_NOT_FOUND: 404,
+  RANGE_NOT_MOVABLE: 400,
+  NODE_NOT_MEMBER: 400,
+  REPLICA_EXISTS: 409,
+  REPLICA_NOT_FOUND: 409,
+  RANGE_CHANGE_IN_PROGRESS: 409,
   NOT_LEADER: 421,
   // Like NOT_LEADER, the request reached a node (or range) that cannot answer it.
   WRONG_RANGE: 421,

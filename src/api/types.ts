@@ -367,3 +367,8 @@ export interface SplitResponse {
   readonly left: RangeDescriptorJson;
   readonly right: RangeDescriptorJson;
 }
+
+/** `POST /v1/ranges/move`: the range as its log recorded it once the replica moved. */
+export interface MoveResponse {
+  readonly range: RangeDescriptorJson;
+}

@@ -1,9 +1,16 @@
-// `flotilla ranges` and `flotilla range split KEY`: the ranges of the key-value store from the
-// command line (docs/API.md, "Ranges"). A split goes to the leader of the range holding the
-// key (any endpoint forwards it).
+// `flotilla ranges`, `flotilla range split KEY` and `flotilla range move RANGE --from F --to T`:
+// the ranges of the key-value store from the command line (docs/API.md, "Ranges"). A split
+// goes to the leader of the range holding the key, a move to the leader of the range (any
+// endpoint that holds the range forwards it).
 
 import type { Command } from 'commander';
-import type { FlotillaClient, RangesResponse, SplitResponse } from '../client/index.js';
+import { InvalidArgumentError } from 'commander';
+import type {
+  FlotillaClient,
+  MoveResponse,
+  RangesResponse,
+  SplitResponse,
+} from '../client/index.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
 type WithClient = <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>;
@@ -59,6 +66,32 @@ export function renderSplit(r: SplitResponse): string {
   ]);
 }
 
+export function renderMove(r: MoveResponse): string {
+  const x = r.range;
+  return table([
+    ['RANGE', 'START', 'END', 'GEN', 'REPLICAS'],
+    [
+      String(x.id),
+      bound(x.start, false),
+      bound(x.end, true),
+      String(x.generation),
+      x.replicas.join(','),
+    ],
+  ]);
+}
+
+/** A range or node id on the command line: a non-negative integer. */
+function id(what: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n))
+      throw new InvalidArgumentError(
+        `${what} must be a non-negative integer, got ${JSON.stringify(v)}`,
+      );
+    return n;
+  };
+}
+
 /** `--replicas 1,2,3`: node ids, each a positive integer. */
 export function parseIdList(text: string): number[] {
   const ids = text.split(',').map((x) => x.trim());
@@ -109,6 +142,23 @@ export function rangeCommands(
         );
         if (o.json === true) return r;
         process.stdout.write(renderSplit(r));
+        return undefined;
+      }),
+    );
+  range
+    .command('move')
+    .description(
+      "move one replica of RANGE from node F to node T (a member not holding it): T receives the range's state and votes before F leaves; answered once done",
+    )
+    .argument('<range>', 'the range id (3 or more: ranges 0-2 run on every member)', id('RANGE'))
+    .requiredOption('--from <id>', 'the node giving its replica up', id('--from'))
+    .requiredOption('--to <id>', 'the node receiving the replica', id('--to'))
+    .option('--json', 'print the answer as JSON')
+    .action(async (rangeId: number, o: { from: number; to: number; json?: boolean }) =>
+      withClient(range.opts<ClusterOptions>(), async (c) => {
+        const r = await c.moveRange(rangeId, o.from, o.to);
+        if (o.json === true) return r;
+        process.stdout.write(renderMove(r));
         return undefined;
       }),
     );

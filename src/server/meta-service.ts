@@ -90,6 +90,17 @@ export class MetaService {
     return r;
   }
 
+  /**
+   * Records a range's new replicas (its descriptor as its own log applied it); answers once the
+   * map took it or already knew it. Throws the refusal otherwise (a split of the range is not
+   * recorded yet).
+   */
+  async recordReplicas(range: RangeDescriptor, w: WaitOptions = {}): Promise<MetaResult> {
+    const r = await this.propose({ op: 'recordReplicas', range }, w);
+    if (r.outcome === 'refused') throw refusal(r);
+    return r;
+  }
+
   private async propose(cmd: MetaCommand, w: WaitOptions = {}): Promise<MetaResult> {
     const data = encodeEnvelope({
       client: '',

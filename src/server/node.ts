@@ -25,7 +25,7 @@ import { RangeLanes, type RangeLane } from './range-lanes.js';
 import { RangeKvPath } from './range-kv-path.js';
 import { RemoteRanges, knowledgeOf, refreshRanges } from './range-remote.js';
 import { RemoteWatches } from './range-watch.js';
-import type { RangeId } from '../ranges/types.js';
+import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import type { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
@@ -71,6 +71,13 @@ import {
 import { installMemberRoutes } from '../api/member-routes.js';
 import { installRangeRoutes } from '../api/range-routes.js';
 import { rangesBackend } from './range-admin.js';
+import { RangeDirs } from './range-dirs.js';
+import {
+  changeReplicas,
+  installRangeReplicas,
+  type RangeReplicaParts,
+} from './range-replica-node.js';
+import type { ReplicaChange } from './range-replicas.js';
 import { installBackupRoute } from './backup.js';
 import { NodeMembers } from './member-node.js';
 import { LiveTokenBook, memberAuthHeaders } from './auth-tokens.js';
@@ -142,6 +149,8 @@ export class FlotillaNode implements AsyncDisposable {
   private stallWatch: LoopStallWatch | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
+  /** Changing ranges' replicas, and giving up ranges this node is out of; set once assembled. */
+  private replicaParts: RangeReplicaParts | null = null;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
   readonly stopped: Promise<void>;
   private markStopped: () => void = () => undefined;
@@ -256,7 +265,7 @@ export class FlotillaNode implements AsyncDisposable {
   }
 
   /** A forwarder to the leader of one range's group (`leaders`: its runtime). */
-  private newForwarder(leaders: RaftRuntime): Forwarder {
+  private newForwarder(leaders: RaftRuntime, timeoutMs?: number): Forwarder {
     const { config } = this;
     return new Forwarder({
       selfId: config.id,
@@ -265,7 +274,7 @@ export class FlotillaNode implements AsyncDisposable {
       send: (url, path, rawBody, signal, authorization) =>
         this.send(url, path, rawBody, signal, authorization),
       // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
-      timeoutMs: config.requestTimeoutMs + 1_000,
+      timeoutMs: timeoutMs ?? config.requestTimeoutMs + 1_000,
       // One of the longest election timeouts: the new leader was elected after about as long.
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
       // As many as the pool to the leader has connections: none waits for one.
@@ -353,6 +362,8 @@ export class FlotillaNode implements AsyncDisposable {
     );
     const metrics = new NodeMetrics(config.id);
     const { limits } = config;
+    // Read before any storage opens: a damaged record stops the start with nothing to close.
+    const rangeDirs = new RangeDirs(config.dataDir);
     const {
       kv: storage,
       queue: queueStorage,
@@ -460,6 +471,7 @@ export class FlotillaNode implements AsyncDisposable {
     // each SessionMachine(RangeMachine(KvStateMachine)) in its own group-<id>/ directory.
     const ranges = new RangeGroups({
       host,
+      dirs: rangeDirs,
       openStorage: (id) =>
         id === KV_GROUP ? Promise.resolve(storage) : openGroupStorage(config, id, log),
       settings: (id) => {
@@ -492,6 +504,8 @@ export class FlotillaNode implements AsyncDisposable {
       // Ranges split off range 0 start with it (their seeds are on disk): wait for them, so the
       // node serves once it runs every range it replicates (one that fails is logged).
       await ranges.settled();
+      // Ranges this node was added to as a new replica: no split it applied names them.
+      await ranges.startHeld(rangeDirs.held());
     } catch (err) {
       await host.close(0);
       if (!host.group(KV_GROUP)) await storage.close();
@@ -640,6 +654,7 @@ export class FlotillaNode implements AsyncDisposable {
       return rows;
     });
     node.tokens = tokens;
+    const nodeAuthorization = memberAuthHeaders(config.auth)['authorization'];
     installRoutes(http, node.backend());
     installMemberRoutes(http, node.members.backend());
     installRangeRoutes(
@@ -655,6 +670,24 @@ export class FlotillaNode implements AsyncDisposable {
         recordTimeoutMs: config.requestTimeoutMs,
       }),
     );
+    node.replicaParts = installRangeReplicas(http, {
+      selfId: config.id,
+      lanes: node.lanes,
+      groups: ranges,
+      dirs: rangeDirs,
+      meta: node.meta,
+      metaForwarder: node.newForwarder(metaRuntime),
+      forwarderFor: (rt, timeoutMs) => node.newForwarder(rt, timeoutMs),
+      firstGroup: runtime,
+      clientUrl: (id) => node.members.book.find((m) => m.id === id)?.client,
+      post: (url, path, body, signal) => node.send(url, path, body, signal, nodeAuthorization),
+      nodeAuthorization,
+      clock: systemClock,
+      requestTimeoutMs: config.requestTimeoutMs,
+      learnerLagEntries: config.learnerPromoteLagEntries,
+      maxKeyBytes: config.maxKeyBytes,
+      log,
+    });
     installBackupRoute(http, {
       clusterId: config.clusterId,
       memberId: config.id,
@@ -819,6 +852,7 @@ export class FlotillaNode implements AsyncDisposable {
     node.leaseKeeper.start();
     node.queueTicker.start();
     node.meta.start();
+    node.replicaParts.retirer.start();
     node.members.membership.start();
     return node;
   }
@@ -834,6 +868,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.leaseKeeper.stop();
     this.queueTicker.stop();
     this.meta.stop();
+    this.replicaParts?.retirer.stop();
     this.watchHub.close();
     this.feed?.close();
     this.dash?.sampler.stop();
@@ -849,6 +884,27 @@ export class FlotillaNode implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * Changes range `range`'s replicas: adds node `add`, removes node `remove`, or both (moves
+   * one replica), on the range's leader (forwarded there), with this node's own credential.
+   * Answers the range's descriptor once done and recorded in the range map (range-replicas.ts).
+   */
+  changeReplicas(
+    range: RangeId,
+    change: ReplicaChange,
+    signal: AbortSignal,
+  ): Promise<RangeDescriptor> {
+    if (this.replicaParts === null)
+      return Promise.reject(new Error('The node is not assembled yet'));
+    return changeReplicas(
+      this.replicaParts,
+      range,
+      change,
+      signal,
+      memberAuthHeaders(this.config.auth)['authorization'],
+    );
   }
 
   nodeStatus(): NodeStatus {

@@ -218,8 +218,8 @@ async function record(
  * Runs `local` when this node leads the meta group, else sends `body` to `path` on its leader
  * (with the caller's credential) and answers what it answered, or throws its error.
  */
-async function onMetaLeader(
-  o: RangeAdminOptions,
+export async function onMetaLeader(
+  o: Pick<RangeAdminOptions, 'metaForwarder'>,
   path: string,
   body: Json,
   w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
