@@ -72,13 +72,16 @@ export function rangeKey(i: number, writer: number, n: number): string {
 }
 
 /**
- * The replicas of the `k`th split-off range (k from 0) on nodes 1..nodes: `replicas` nodes
- * round-robin, starting one node further for each range, so every node holds as many as the
- * others (to within one). With replicas ≥ nodes every range is on every node.
+ * The replicas of the `k`th split-off range (k from 0) on nodes 1..nodes: the next `replicas`
+ * nodes of one round-robin over all nodes (range 0 takes nodes 1–3 of five, range 1 nodes 4, 5
+ * and 1, …), so every node holds as many as the others, to within one. With replicas ≥ nodes
+ * every range is on every node.
  */
 export function roundRobinReplicas(k: number, nodes: number, replicas: number): number[] {
   if (replicas >= nodes) return Array.from({ length: nodes }, (_, i) => i + 1);
-  return Array.from({ length: replicas }, (_, j) => ((k + j) % nodes) + 1).sort((a, b) => a - b);
+  return Array.from({ length: replicas }, (_, j) => ((k * replicas + j) % nodes) + 1).sort(
+    (a, b) => a - b,
+  );
 }
 
 /** One node's share of the ranges: how many it leads and how many it holds a replica of. */
