@@ -47,6 +47,9 @@ function client(opts: ClusterOptions): FlotillaClient {
       .map((e) => e.trim())
       .filter(Boolean),
     deadlineMs: 10_000,
+    // A command makes a request or two: fetching the range map first would cost more than
+    // the hop it saves.
+    rangeRouting: false,
     ...(opts.token === undefined || opts.token === '' ? {} : { token: opts.token }),
     ...(tls === undefined ? {} : { tls }),
   });

@@ -31,6 +31,7 @@ import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js'
 import { WireConnection } from './wire.js';
 import { BearerPool } from './bearer-pool.js';
 import { QueueClient } from './queue.js';
+import { RangeRouting, spansOfBody, type RangeMapSnapshot } from './range-routing.js';
 import type {
   ClusterStatus,
   MembersResponse,
@@ -120,6 +121,15 @@ export interface ClientOptions {
    * for one (tlsClientCertAuth). The binary protocol of such an endpoint runs over TLS too.
    */
   readonly tls?: ClientTlsOptions;
+  /**
+   * Send each key-value request (put, get, range, delete, txn) to the node leading the range
+   * that holds its keys, from a cached copy of the range map (docs/CLIENT.md, "Range
+   * routing"), rather than to any endpoint, which would forward it there. Default: on when
+   * more than one endpoint is given (one endpoint is often a load balancer).
+   */
+  readonly rangeRouting?: boolean;
+  /** With range routing: a cached range map older than this is fetched again. Default 30,000 ms. */
+  readonly rangeMapMaxAgeMs?: number;
 }
 
 export interface ClientTlsOptions {
@@ -169,7 +179,13 @@ const retryable = new Set<ErrorCode>([
   'SHUTTING_DOWN',
   'FORWARD_FAILED',
   'CONNECTION',
+  // The request reached a range that no longer holds its keys (it split): definite, and the
+  // next attempt is routed by a fresher map.
+  'WRONG_RANGE',
 ]);
+
+/** Nodes a routing client keeps connections to, beyond its endpoints. */
+const maxRoutedNodes = 64;
 
 export class FlotillaClient {
   private readonly endpoints: string[];
@@ -202,6 +218,10 @@ export class FlotillaClient {
   readonly #token: string | null;
   private readonly tls: TlsPem;
   private readonly poolConnections: number;
+  /** Node id -> the endpoint that reaches it, learned from the endpoints' status. */
+  private readonly endpointById = new Map<number, string>();
+  /** The cached range map and leaders; null when range routing is off. */
+  private readonly routing: RangeRouting | null;
 
   constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0)
@@ -236,6 +256,35 @@ export class FlotillaClient {
     this.tls = tlsConnectOptions(opts.tls);
     this.poolConnections = opts.connections ?? 64;
     for (const e of this.endpoints) this.pools.set(e, this.newPool(e));
+    const maxAgeMs = opts.rangeMapMaxAgeMs ?? 30_000;
+    if (!Number.isInteger(maxAgeMs) || maxAgeMs < 1)
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `rangeMapMaxAgeMs must be a positive integer, got ${String(opts.rangeMapMaxAgeMs)}`,
+        false,
+      );
+    this.routing =
+      (opts.rangeRouting ?? this.endpoints.length > 1)
+        ? new RangeRouting({
+            fetch: () => this.fetchRangeMap(),
+            now: Date.now,
+            maxAgeMs,
+            minRefreshIntervalMs: 250,
+            maxBackoffMs: 30_000,
+            downMs: 2_000,
+            maxNodes: maxRoutedNodes,
+          })
+        : null;
+  }
+
+  /** The pool to `url`, made at its first use and closed with the client. */
+  private poolFor(url: string): Pool {
+    let p = this.pools.get(url);
+    if (p === undefined) {
+      p = this.newPool(url);
+      this.pools.set(url, p);
+    }
+    return p;
   }
 
   /**
@@ -361,13 +410,7 @@ export class FlotillaClient {
     idleMs: number,
   ): AsyncGenerator<WatchLine> {
     if (!this.binaryUsable(endpoint)) {
-      yield* httpWatchLines(
-        this.pools.get(endpoint) ?? this.newPool(endpoint),
-        endpoint,
-        body,
-        signal,
-        idleMs,
-      );
+      yield* httpWatchLines(this.poolFor(endpoint), endpoint, body, signal, idleMs);
       return;
     }
     yield* wireWatchLines(await this.wireOrBackOff(endpoint), body, signal, idleMs);
@@ -555,6 +598,28 @@ export class FlotillaClient {
     return this.call<SplitResponse>('POST', '/v1/ranges/split', body, o.signal);
   }
 
+  /**
+   * What range routing knows now (for tests and tools): whether it is on, the cached map's
+   * version (0: none yet), how many times it was fetched, the leader known per range, and
+   * why the last fetch failed.
+   */
+  rangeRoutingState(): {
+    readonly on: boolean;
+    readonly version: number;
+    readonly fetched: number;
+    readonly leaderOf: (range: number) => number;
+    readonly lastError: FlotillaError | null;
+  } {
+    const r = this.routing;
+    return {
+      on: r !== null,
+      version: r?.version ?? 0,
+      fetched: r?.fetched ?? 0,
+      leaderOf: (range) => r?.leaderOf(range) ?? 0,
+      lastError: r?.lastError ?? null,
+    };
+  }
+
   /** Whether calls to `endpoint` go over the binary protocol now (for tests and tools). */
   usesBinary(endpoint: string): boolean {
     return this.binaryPorts.has(endpoint.replace(/\/$/, ''));
@@ -650,11 +715,19 @@ export class FlotillaClient {
   ): Promise<T> {
     let last: FlotillaError | null = null;
     let indefinite = false;
+    // A key-value request goes to its range's leader when the cached map says which it is.
+    const spans = this.routing !== null && method === 'POST' ? spansOfBody(path, body) : null;
     for (let attempt = 0; attempt < this.maxAttempts && Date.now() < deadline; attempt++) {
       if (signal?.aborted) throw new FlotillaError('ABORTED', 'Aborted by the caller', indefinite);
-      const endpoint = this.endpoints[this.preferred] as string;
+      const route =
+        spans === null || this.routing === null ? null : await this.routing.target(spans, attempt);
+      const preferred = this.endpoints[this.preferred] as string;
+      const endpoint = route === null ? preferred : route.url;
       try {
-        return await this.callOnce<T>(endpoint, method, path, body, signal, extraMs);
+        const answer = await this.callOnce<T>(endpoint, method, path, body, signal, extraMs);
+        // A write's header names the node that applied it: its range's leader.
+        if (route !== null) this.routing?.answered(route, memberIdOf(answer));
+        return answer;
       } catch (err) {
         const e =
           err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err), true);
@@ -674,8 +747,15 @@ export class FlotillaClient {
           await sleep(Math.min(waitMs, Math.max(0, deadline - Date.now())));
           continue;
         }
-        if (e.leader > 0 && !this.leaderUrlById.has(e.leader)) await this.refreshMembers(endpoint);
-        this.redirect(e);
+        if (route !== null) {
+          // Learn from the failure (a leader named, a node down); WRONG_RANGE waits for a
+          // fresher map, without which the next attempt would go astray the same way.
+          await this.routing?.failed(route, e);
+        } else {
+          if (e.leader > 0 && !this.leaderUrlById.has(e.leader))
+            await this.refreshMembers(endpoint);
+          this.redirect(e);
+        }
         await sleep(backoffMs);
       }
     }
@@ -696,6 +776,62 @@ export class FlotillaClient {
     const port = Number(header);
     if (!Number.isInteger(port) || port < 1 || port > 65_535) return;
     if (this.binaryPorts.get(endpoint) !== port) this.binaryPorts.set(endpoint, port);
+  }
+
+  /**
+   * The range map (keys in base64, so bounds compare as bytes) and the members' client URLs,
+   * from the first endpoint that answers both, within one attempt's timeout in all.
+   */
+  private async fetchRangeMap(): Promise<RangeMapSnapshot> {
+    const until = Date.now() + this.timeoutMs;
+    let last: unknown = null;
+    for (let i = 0; i < this.endpoints.length && Date.now() < until; i++) {
+      const endpoint = this.endpoints[(this.preferred + i) % this.endpoints.length] as string;
+      try {
+        const [ranges, status] = await Promise.all([
+          this.callOnce<RangesResponse>(endpoint, 'GET', '/v1/ranges?encoding=base64', undefined),
+          this.callOnce<NodeStatus>(endpoint, 'GET', '/v1/status', undefined),
+          this.identifyEndpoints(),
+        ]);
+        for (const m of status.members) this.leaderUrlById.set(m.id, m.client);
+        this.endpointById.set(status.id, endpoint);
+        // A node the client was given an endpoint for is reached there: the address it
+        // advertises to its peers may not be reachable from the client (a container's name).
+        const members = status.members.map((m) => ({
+          id: m.id,
+          client: this.endpointById.get(m.id) ?? m.client,
+        }));
+        return { ranges, members };
+      } catch (err) {
+        // A refusal (a token without the role, a node too old to know the route) would be
+        // the same from every node: only a node that failed is worth replacing by another.
+        if (err instanceof FlotillaError && !retryable.has(err.code)) throw err;
+        last = err;
+      }
+    }
+    throw last instanceof FlotillaError
+      ? last
+      : new FlotillaError('CONNECTION', `No endpoint answered the range map: ${String(last)}`);
+  }
+
+  /**
+   * Learns which node each endpoint reaches (its status's id), once per endpoint that
+   * answers; best effort, all at once, each within one attempt's timeout.
+   */
+  private async identifyEndpoints(): Promise<void> {
+    const known = new Set(this.endpointById.values());
+    await Promise.all(
+      this.endpoints
+        .filter((e) => !known.has(e))
+        .map(async (e) => {
+          try {
+            const st = await this.callOnce<NodeStatus>(e, 'GET', '/v1/status', undefined);
+            if (Number.isSafeInteger(st.id) && st.id > 0) this.endpointById.set(st.id, e);
+          } catch {
+            // Not reachable now: asked again at the next fetch of the map.
+          }
+        }),
+    );
   }
 
   /** Learns the members' client URLs, so a NOT_LEADER hint (a node id) can be followed. */
@@ -729,7 +865,7 @@ export class FlotillaClient {
     signal?: AbortSignal,
     extraMs = 0,
   ): Promise<T> {
-    const pool = this.pools.get(endpoint) ?? this.newPool(endpoint);
+    const pool = this.poolFor(endpoint);
     const deadline = new Deadline(this.timeoutMs + extraMs, signal);
     try {
       const op = method === 'POST' ? wireOpOfPath[path] : undefined;
@@ -911,6 +1047,13 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
     ...(o.cert === undefined ? {} : { cert: pem(o.cert) }),
     ...(o.key === undefined ? {} : { key: pem(o.key) }),
   };
+}
+
+/** The node an answer's header names (0: none): for a write, the leader that applied it. */
+function memberIdOf(answer: unknown): number {
+  const header = (answer as { header?: { memberId?: unknown } } | null)?.header;
+  const id = header?.memberId;
+  return typeof id === 'number' && Number.isSafeInteger(id) ? id : 0;
 }
 
 function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {

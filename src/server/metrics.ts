@@ -43,6 +43,10 @@ export class NodeMetrics {
   readonly messagesSent: Counter<'type'>;
   readonly messagesReceived: Counter<'type'>;
   readonly reads: Counter<'level' | 'outcome'>;
+  /** Requests this node sent on to another node (forward.ts), by path: each is a second hop. */
+  readonly forwarded: Counter<'path'>;
+  /** Reads served by a node that does not lead their range (a linearizable one asks it). */
+  readonly followerReads: Counter<'level'>;
   readonly httpRequests: Counter<'route' | 'status'>;
   readonly snapshots: Counter<'kind'>;
   readonly heartbeatRoundTrip: Histogram;
@@ -113,6 +117,18 @@ export class NodeMetrics {
       name: 'flotilla_reads_total',
       help: 'Reads by consistency level and outcome',
       labelNames: ['level', 'outcome'],
+      registers: r,
+    });
+    this.forwarded = new Counter({
+      name: 'flotilla_forwarded_requests_total',
+      help: 'Requests sent on to another node (the leader of their group or range), by path',
+      labelNames: ['path'],
+      registers: r,
+    });
+    this.followerReads = new Counter({
+      name: 'flotilla_follower_reads_total',
+      help: 'Key-value reads served by a node that does not lead their range, by level',
+      labelNames: ['level'],
       registers: r,
     });
     this.httpRequests = new Counter({

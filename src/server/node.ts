@@ -985,6 +985,7 @@ export class FlotillaNode implements AsyncDisposable {
     signal: AbortSignal,
     authorization?: string,
   ): Promise<ForwardAnswer> {
+    this.metrics.forwarded.inc({ path });
     const res = await this.pool(url).request({
       method: 'POST',
       path,

@@ -333,6 +333,8 @@ export class RangeKvPath {
       }
     }
     this.o.metrics.reads.inc({ level: consistency, outcome: 'ok' });
+    if (lane.group.runtime.leaderId() !== this.o.config.id)
+      this.o.metrics.followerReads.inc({ level: consistency });
     this.o.sampler()?.read();
     return { header: this.header(lane), result: lane.group.range.range(op) };
   }

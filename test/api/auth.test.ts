@@ -102,6 +102,7 @@ void describe('what each request needs', () => {
     assert.equal(httpNeed('/v1/watch'), 'read');
     assert.equal(httpNeed('/v1/status'), 'read');
     assert.equal(httpNeed('/v1/cluster/status'), 'read');
+    assert.equal(httpNeed('/v1/ranges'), 'read');
     assert.equal(httpNeed('/v1/lease/leases'), 'read');
     assert.equal(httpNeed('/v1/lease/timetolive'), 'read');
     for (const p of Object.values(writePaths)) assert.equal(httpNeed(p), 'write', p);
@@ -122,6 +123,7 @@ void describe('what each request needs', () => {
       '/v1/kv/compact',
       '/v1/snapshot',
       '/v1/cluster/transfer-leadership',
+      '/v1/ranges/split',
       '/v1/some/route/added/later',
     ])
       assert.equal(httpNeed(p), 'admin', p);

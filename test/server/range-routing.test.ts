@@ -94,6 +94,17 @@ void test('through a node that does not run a range: writes, reads, a transactio
   try {
     const id = await splitOntoThree(c);
     assert.ok(runsNot(c.node(4), id), 'node 4 does not run the new range');
+    // Replicas that are not the range's voters, or not node ids, are refused before any split.
+    for (const replicas of [[1, 5], [], [2, 2], ['1']]) {
+      const bad = await postJson(
+        `${c.url(4)}/v1/ranges/split`,
+        { key: 'f', replicas },
+        { timeoutMs: 15_000 },
+      );
+      assert.equal(bad.status, 400, JSON.stringify(bad.json));
+      assert.equal(errorCode(bad.json), 'BAD_REQUEST');
+    }
+    assert.equal((await getRanges(c.url(4)))?.length, 2, 'no split happened');
     for (const n of [1, 2, 3]) assert.ok(c.node(n).lanes.lane(id) !== undefined);
 
     // A write through node 4 reaches the range's leader (the header names who proposed it).
