@@ -36,6 +36,8 @@ export class NodeMetrics {
   readonly applyLatency: Histogram;
   readonly fsyncLatency: Histogram;
   readonly persistedEntries: Counter;
+  /** Durable writes of every group the node runs (ranges, queue, meta), not only range 0's. */
+  readonly groupPersists: Counter;
   readonly elections: Counter;
   readonly leaderChanges: Counter;
   readonly messagesSent: Counter<'type'>;
@@ -83,6 +85,11 @@ export class NodeMetrics {
     this.persistedEntries = new Counter({
       name: 'flotilla_persisted_entries_total',
       help: 'Entries written durably',
+      registers: r,
+    });
+    this.groupPersists = new Counter({
+      name: 'flotilla_group_persists_total',
+      help: 'Durable writes (entries + hard state) of all Raft groups on this node',
       registers: r,
     });
     this.elections = new Counter({

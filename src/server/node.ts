@@ -457,6 +457,8 @@ export class FlotillaNode implements AsyncDisposable {
       // the queue group's events are logged, tagged with their group.
       onEvent: (group, e: RuntimeEvent) => {
         dash.timeline.record(group, e);
+        // One per durable write of any group: with walSync "per-group", one sync each.
+        if (e.kind === 'persisted') metrics.groupPersists.inc();
         if (group === KV_GROUP) {
           metrics.observe(e);
           if (e.kind === 'applied') dash.sampler.appliedEntries(e.entries);
