@@ -200,6 +200,11 @@ export const errorCodes = {
       'the operation covers the whole store (leases, backups) and the store has split into more than one range',
     indefinite: false,
   },
+  FEATURE_NOT_ENABLED: {
+    meaning:
+      "the command belongs to a feature level the cluster has not reached: a member still runs an older release (the message names it); upgrade every member, the level rises by itself",
+    indefinite: false,
+  },
   // The cluster's state: refused, retry later or elsewhere.
   WRONG_RANGE: {
     meaning:
