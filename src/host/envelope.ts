@@ -50,7 +50,8 @@ export function decodeFeatureLevel(data: Uint8Array): number {
   } catch (err) {
     throw new Error(`not msgpack (${(err as Error).message})`);
   }
-  if (!isFeatureLevel(raw)) throw new Error(`bad feature level ${JSON.stringify(raw) ?? typeof raw}`);
+  if (!isFeatureLevel(raw))
+    throw new Error(`bad feature level ${JSON.stringify(raw) ?? typeof raw}`);
   return raw;
 }
 

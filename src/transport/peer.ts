@@ -163,7 +163,9 @@ export class PeerLink {
         from: this.ctx.opts.nodeId,
         to: this.peer,
         ...(this.ctx.opts.hasLog === null ? {} : { hasLog: this.ctx.opts.hasLog() }),
-        ...(this.ctx.opts.featureLevel === null ? {} : { featureLevel: this.ctx.opts.featureLevel }),
+        ...(this.ctx.opts.featureLevel === null
+          ? {}
+          : { featureLevel: this.ctx.opts.featureLevel }),
         ...(this.ctx.opts.advertise === null ? {} : this.ctx.opts.advertise),
         ...(liveness ? { lane: 'liveness' } : {}),
       };
