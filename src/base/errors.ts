@@ -202,7 +202,7 @@ export const errorCodes = {
   },
   FEATURE_NOT_ENABLED: {
     meaning:
-      'the command belongs to a feature level the cluster has not reached: a member still runs an older release (the message names it); upgrade every member, the level rises by itself',
+      'the command needs a feature level the cluster has not reached: a member runs an older release (named in the message)',
     indefinite: false,
   },
   // The cluster's state: refused, retry later or elsewhere.
