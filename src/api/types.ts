@@ -189,6 +189,16 @@ export interface NodeStatus {
    * field describes range 0 (the key-value group).
    */
   readonly ranges?: number;
+  /**
+   * The version gate (DESIGN.md, "Upgrades"): the feature level this node runs, the cluster's
+   * active level as this node applied group 0's log, and each member's level as this node
+   * heard it in their handshakes (null: not heard from since it started).
+   */
+  readonly featureLevel?: {
+    readonly node: number;
+    readonly active: number;
+    readonly members: readonly { readonly id: number; readonly level: number | null }[];
+  };
   /** The job queue's group (group 1): its own leader, term and log. */
   readonly queueGroup?: {
     readonly role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';

@@ -227,6 +227,11 @@ export const errorCodes = {
       "a change of the range's replicas is already running (or the node is giving its copy up): retry once it finished",
     indefinite: false,
   },
+  FEATURE_NOT_ENABLED: {
+    meaning:
+      'the command needs a feature level the cluster has not reached: a member runs an older release (named in the message)',
+    indefinite: false,
+  },
   // The cluster's state: refused, retry later or elsewhere.
   WRONG_RANGE: {
     meaning:

@@ -2,6 +2,8 @@
 // exactly-once sessions, the Raft runtime, the HTTP API, metrics and logs. `runNode` is what
 // `flotilla start` runs; `FlotillaNode.start` is the same for tests and embedders.
 
+import { FEATURE_LEVEL } from '../base/features.js';
+import { FeatureGate } from './feature-gate.js';
 import type { Logger } from 'pino';
 import type { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
@@ -173,6 +175,8 @@ export class FlotillaNode implements AsyncDisposable {
     readonly ranges: RangeGroups,
     /** The meta group (the range map) and its bootstrap. */
     readonly meta: MetaService,
+    /** The version gate of rolling upgrades (feature-gate.ts). */
+    readonly gate: FeatureGate,
   ) {
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
     this.members = new NodeMembers({
@@ -344,6 +348,11 @@ export class FlotillaNode implements AsyncDisposable {
       logger?: Logger;
       /** Called at each step of a write's path (host/trace.ts), for bench/trace. */
       trace?: TraceHook;
+      /**
+       * The feature level this node says it runs (default FEATURE_LEVEL). Tests set a lower one
+       * to play a member of an older release in a rolling upgrade; nothing else should.
+       */
+      featureLevel?: number;
     } = {},
   ): Promise<FlotillaNode> {
     const log =
@@ -382,6 +391,7 @@ export class FlotillaNode implements AsyncDisposable {
       },
       log,
       tls?.material,
+      o.featureLevel ?? FEATURE_LEVEL,
     );
     const { transport } = peers;
     let recovery: Recovery;
@@ -587,11 +597,25 @@ export class FlotillaNode implements AsyncDisposable {
       { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes },
       systemClock,
     );
+    const gate = new FeatureGate({
+      selfId: config.id,
+      level: o.featureLevel ?? FEATURE_LEVEL,
+      runtime,
+      sessions: kvSessions,
+      peerLevels: peers.peerLevels,
+      clock: systemClock,
+      // As long as a request waits for a leader: a raise needs group 0 to have one.
+      raiseWaitMs: Math.min(config.requestTimeoutMs, 10 * config.electionTicks * config.tickMs),
+      checkEveryMs: 1_000,
+      log,
+    });
+    peers.onPeerLevel(() => gate.peerChanged());
     const queueService = new QueueService(
       queueRuntime,
       queueMachine,
       defaultQueueLimits,
       systemClock,
+      gate,
     );
     const node = new FlotillaNode(
       config,
@@ -615,7 +639,9 @@ export class FlotillaNode implements AsyncDisposable {
         firstRangeReplicas: () => runtime.status().voters,
         checkEveryMs: 500,
         log: groupLog(META_GROUP),
+        gate,
       }),
+      gate,
     );
     clientAddresses = () => node.members.book.map((m) => m.client);
     // The directory restored from the snapshot (and the log replayed so far) names members
@@ -670,6 +696,7 @@ export class FlotillaNode implements AsyncDisposable {
         clock: systemClock,
         maxKeyBytes: config.maxKeyBytes,
         recordTimeoutMs: config.requestTimeoutMs,
+        gate: node.gate,
       }),
     );
     node.replicaParts = installRangeReplicas(http, {
@@ -855,6 +882,7 @@ export class FlotillaNode implements AsyncDisposable {
     node.queueTicker.start();
     node.meta.start();
     node.replicaParts.retirer.start();
+    node.gate.start();
     node.members.membership.start();
     return node;
   }
@@ -871,6 +899,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.queueTicker.stop();
     this.meta.stop();
     this.replicaParts?.retirer.stop();
+    this.gate.stop();
     this.watchHub.close();
     this.feed?.close();
     this.dash?.sampler.stop();
@@ -934,6 +963,11 @@ export class FlotillaNode implements AsyncDisposable {
       replication: this.members.membership.replication(),
       snapshotTransfers: snapshotTransfersOf(this.runtime, this.queueService.runtime),
       ranges: this.lanes.count(),
+      featureLevel: {
+        node: this.gate.level,
+        active: this.gate.active(),
+        members: this.gate.members(),
+      },
       queueGroup: {
         role: q.role,
         term: q.term,

@@ -26,6 +26,8 @@ import type { KvError } from '../kv/machine.js';
 import { RangeMachine, type SplitResult, type WrongRangeResult } from '../ranges/range-machine.js';
 import type { RangeDescriptor } from '../ranges/types.js';
 import type { MetaService } from './meta-service.js';
+import { features } from '../base/features.js';
+import type { FeatureCheck } from './feature-gate.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
 import type { RemoteRanges } from './range-remote.js';
 import { showRange } from './range-router.js';
@@ -42,6 +44,8 @@ export interface RangeAdminOptions {
   readonly maxKeyBytes: number;
   /** How long recording a split in the map is retried before the request gives up. */
   readonly recordTimeoutMs: number;
+  /** The version gate: a split belongs to `features.ranges`. */
+  readonly gate: FeatureCheck;
 }
 
 /** Pause between two attempts to record a split the map refused for now. */
@@ -127,6 +131,8 @@ async function split(
       'BAD_REQUEST',
       `Cannot split range ${showRange(d)} at its start or outside it: the key must lie strictly inside`,
     );
+  // Before an id is allocated: a release before ranges would refuse the split when applying it.
+  await o.gate.require(features.ranges, signal);
   const voters = [...rt.status().voters].sort((a, b) => a - b);
   const replicas = w.replicas ?? voters;
   checkReplicas(lane.id, replicas, voters);
