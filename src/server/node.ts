@@ -69,7 +69,9 @@ import {
 } from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
 import { installRangeRoutes } from '../api/range-routes.js';
-import { rangesBackend } from './range-admin.js';
+import { rangesBackend, type RangeAdminOptions } from './range-admin.js';
+import { RangeLoad } from './range-load.js';
+import { nodeRangeSplitter } from './range-splitter.js';
 import { installBackupRoute } from './backup.js';
 import { NodeMembers } from './member-node.js';
 import { LiveTokenBook, memberAuthHeaders } from './auth-tokens.js';
@@ -126,6 +128,8 @@ export class FlotillaNode implements AsyncDisposable {
   readonly kvPath: RangeKvPath;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
+  /** Splits the ranges this node leads past the configured thresholds (off by default). */
+  private splitter: ReturnType<typeof nodeRangeSplitter> | null = null;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
   private wire: WireServer | null = null;
   /** The tokens clients must present, following the tokens file; null without authentication. */
@@ -285,6 +289,7 @@ export class FlotillaNode implements AsyncDisposable {
         forwarder: this.forwarder,
         watchHub: this.watchHub,
         compactor: this.compactor,
+        load: new RangeLoad({ clock: systemClock, revision: () => group.range.kv.revision() }),
       };
     const { config } = this;
     const service = new KvService(
@@ -300,6 +305,7 @@ export class FlotillaNode implements AsyncDisposable {
       forwarder: this.newForwarder(group.runtime),
       watchHub: new WatchHub(group.range.kv),
       compactor: this.newCompactor(id, group.runtime, group.range.kv, service),
+      load: new RangeLoad({ clock: systemClock, revision: () => group.range.kv.revision() }),
     };
   }
 
@@ -600,18 +606,31 @@ export class FlotillaNode implements AsyncDisposable {
     node.tokens = tokens;
     installRoutes(http, node.backend());
     installMemberRoutes(http, node.members.backend());
-    installRangeRoutes(
-      http,
-      rangesBackend({
-        selfId: config.id,
-        lanes: node.lanes,
-        meta: node.meta,
-        metaForwarder: node.newForwarder(metaRuntime),
-        clock: systemClock,
-        maxKeyBytes: config.maxKeyBytes,
-        recordTimeoutMs: config.requestTimeoutMs,
-      }),
-    );
+    const rangeAdmin: RangeAdminOptions = {
+      selfId: config.id,
+      lanes: node.lanes,
+      meta: node.meta,
+      metaForwarder: node.newForwarder(metaRuntime),
+      clock: systemClock,
+      maxKeyBytes: config.maxKeyBytes,
+      recordTimeoutMs: config.requestTimeoutMs,
+    };
+    installRangeRoutes(http, rangesBackend(rangeAdmin));
+    node.splitter = nodeRangeSplitter({
+      thresholds: {
+        keys: config.rangeSplitKeys,
+        bytes: config.rangeSplitBytes,
+        writesPerSec: config.rangeSplitWritesPerSec,
+        loadWindowMs: config.rangeSplitLoadWindowMs,
+        cooldownMs: config.rangeSplitCooldownMs,
+      },
+      lanes: node.lanes,
+      admin: rangeAdmin,
+      authorization: memberAuthHeaders(config.auth)['authorization'],
+      // Allocation, the split and its record, each bounded by the request timeout.
+      timeoutMs: 3 * config.requestTimeoutMs,
+      log,
+    });
     installBackupRoute(http, {
       clusterId: config.clusterId,
       memberId: config.id,
@@ -773,6 +792,7 @@ export class FlotillaNode implements AsyncDisposable {
     }
     node.tls?.start();
     node.lanes.start();
+    node.splitter.start();
     dash.sampler.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
@@ -787,6 +807,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.closing = true;
     this.members.membership.stop();
     this.tls?.stop();
+    this.splitter?.[Symbol.dispose]();
     this.lanes.close();
     this.leaseKeeper.stop();
     this.queueTicker.stop();

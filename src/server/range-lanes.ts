@@ -1,6 +1,6 @@
 // What a node keeps per range it runs (docs/DESIGN.md, "Ranges"): the range's KvService (its
-// writes into its own log), a Forwarder following its own leader, its watch hub and the
-// leader's automatic compactor of its own history. A range's lane is made when the range
+// writes into its own log), a Forwarder following its own leader, its watch hub, the
+// leader's automatic compactor of its own history and the range's load as this node sees it. A range's lane is made when the range
 // first runs here (range 0 at start, a right-hand range once its split applied), and requests
 // reach it through the router (range-router.ts).
 
@@ -12,6 +12,7 @@ import type { AutoCompactor } from './compactor.js';
 import type { Forwarder } from './forward.js';
 import type { KvService } from './kv-service.js';
 import type { RangeGroup, RangeGroups } from './range-groups.js';
+import type { RangeLoad } from './range-load.js';
 import { routeSpans } from './range-router.js';
 
 export interface RangeLane {
@@ -21,6 +22,8 @@ export interface RangeLane {
   readonly forwarder: Forwarder;
   readonly watchHub: WatchHub;
   readonly compactor: AutoCompactor;
+  /** Writes and reads per second, and the latest written keys (range-load.ts). */
+  readonly load: RangeLoad;
 }
 
 export interface RangeLanesOptions {
