@@ -68,8 +68,8 @@ import {
   type QueueBackend,
 } from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
-import { installRangeRoutes } from '../api/range-routes.js';
-import { rangesBackend, type RangeAdminOptions } from './range-admin.js';
+import { installRangeRoutes, renderRangeView } from '../api/range-routes.js';
+import { rangeViews, rangesBackend, type RangeAdminOptions } from './range-admin.js';
 import { RangeLoad } from './range-load.js';
 import { nodeRangeSplitter } from './range-splitter.js';
 import { installBackupRoute } from './backup.js';
@@ -729,6 +729,13 @@ export class FlotillaNode implements AsyncDisposable {
           .filter((q) => q !== null)
           .map((q) => ({ queue: q.queue, paused: q.paused, counts: q.counts, totals: q.totals })),
       }),
+      ranges: () => {
+        const m = rangeViews(rangeAdmin);
+        // Keys in base64: a key of any bytes reaches the page.
+        return m === null
+          ? null
+          : { ...m, ranges: m.ranges.map((r) => renderRangeView(r, 'base64')) };
+      },
       sampler: dash.sampler,
     });
     const feed = node.feed;
