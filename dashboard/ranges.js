@@ -24,8 +24,9 @@ export function renderRanges(d) {
     fill($('ranges').tBodies[0], []);
     return;
   }
+  const shown = d.ranges.length < d.count ? ` (the first ${d.ranges.length} shown)` : '';
   info.textContent =
-    `Map version ${d.version}: ${d.ranges.length} range${d.ranges.length === 1 ? '' : 's'}. ` +
+    `Map version ${d.version}: ${d.count} range${d.count === 1 ? '' : 's'}${shown}. ` +
     `Figures from node ${d.node}: keys, size and writes/s of its copy (about the same on every ` +
     `replica), reads/s it served itself.`;
   const rows = d.ranges.map((r) =>

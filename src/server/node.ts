@@ -731,10 +731,15 @@ export class FlotillaNode implements AsyncDisposable {
       }),
       ranges: () => {
         const m = rangeViews(rangeAdmin);
-        // Keys in base64: a key of any bytes reaches the page.
+        // Keys in base64: a key of any bytes reaches the page. The first 500 ranges by key, as
+        // the queues event sends the first 100 queues: the stream stays small however many.
         return m === null
           ? null
-          : { ...m, ranges: m.ranges.map((r) => renderRangeView(r, 'base64')) };
+          : {
+              ...m,
+              count: m.ranges.length,
+              ranges: m.ranges.slice(0, 500).map((r) => renderRangeView(r, 'base64')),
+            };
       },
       sampler: dash.sampler,
     });

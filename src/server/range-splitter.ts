@@ -12,7 +12,11 @@
 // Bounds: one split at a time on a node; a range split (or found unsplittable) is left alone
 // for `rangeSplitCooldownMs`, and so is the new range, so that a range still over a threshold
 // right after its split (its load rate decays, it does not reset) does not split again at
-// once; each look costs a few comparisons per range this node leads and one middle-key lookup.
+// once. The cool-down after a split holds on every node, not only the one that split: each
+// node watches every range it runs (led or not) and starts a range's cool-down when it sees
+// the range appear or its generation change, so the new range's leader, or the next leader of
+// either half, waits too. Each look costs a few comparisons per range this node runs and one
+// middle-key lookup.
 // A split key is checked against the range's bounds before anything is proposed; the range's
 // log would refuse one outside them anyway.
 
@@ -93,6 +97,12 @@ export class RangeSplitter {
   private readonly quietUntilMs = new Map<RangeId, number>();
   /** Per range led here: since when its writes per second have been above the threshold. */
   private readonly loadAboveSinceMs = new Map<RangeId, number>();
+  /**
+   * Per range running here: its generation as last seen, and when this node saw it change (or
+   * the range appear); -Infinity for what the first look found, which no split here made.
+   */
+  private readonly changedAtMs = new Map<RangeId, { generation: number; atMs: number }>();
+  private looked = false;
 
   constructor(private readonly o: RangeSplitterOptions) {
     const t = o.thresholds;
@@ -131,6 +141,12 @@ export class RangeSplitter {
     this.forgetGone(ranges);
     let started: AutoSplit | null = null;
     for (const c of ranges) {
+      const generation = c.descriptor().generation;
+      if (this.changedAtMs.get(c.id)?.generation !== generation)
+        this.changedAtMs.set(c.id, { generation, atMs: this.looked ? now : -Infinity });
+    }
+    this.looked = true;
+    for (const c of ranges) {
       if (!c.leads()) {
         // A new leader measures the load afresh.
         this.loadAboveSinceMs.delete(c.id);
@@ -139,6 +155,9 @@ export class RangeSplitter {
       const reason = this.reasonOf(c, now);
       if (reason === null || this.inFlight || started !== null) continue;
       if (now < (this.quietUntilMs.get(c.id) ?? 0)) continue;
+      // Split, or made by a split, lately (here or by another node): still cooling down.
+      if (now - (this.changedAtMs.get(c.id)?.atMs ?? -Infinity) < this.o.thresholds.cooldownMs)
+        continue;
       started = this.begin(c, reason, now);
     }
     return started;
@@ -206,9 +225,10 @@ export class RangeSplitter {
 
   /** Drops what is kept of ranges no longer running here. */
   private forgetGone(ranges: readonly SplitCandidate[]): void {
-    if (this.quietUntilMs.size + this.loadAboveSinceMs.size <= 2 * ranges.length) return;
+    const kept = this.quietUntilMs.size + this.loadAboveSinceMs.size + this.changedAtMs.size;
+    if (kept <= 3 * ranges.length) return;
     const ids = new Set(ranges.map((c) => c.id));
-    for (const m of [this.quietUntilMs, this.loadAboveSinceMs])
+    for (const m of [this.quietUntilMs, this.loadAboveSinceMs, this.changedAtMs])
       for (const id of [...m.keys()]) if (!ids.has(id)) m.delete(id);
   }
 }

@@ -154,6 +154,29 @@ void test('a range past the key threshold splits at its middle key, once, and it
   assert.equal(h.splitter.check(), null, 'one split at a time');
 });
 
+void test('a split another node made cools down here too: the new range, and the range whose generation changed', () => {
+  const r5 = new FakeRange(5, desc(5, 'a', null), keysAZ(10));
+  r5.leading = false;
+  const ranges = [r5];
+  const h = harness({ keys: 10, cooldownMs: 10_000 }, ranges);
+  assert.equal(h.splitter.check(), null, 'led elsewhere');
+  // Another node split range 5 (generation 1) into 5 and 9; then this node came to lead both,
+  // each still over the threshold.
+  h.clock.now += 1_000;
+  r5.desc = { ...desc(5, 'a', 'k050'), generation: 1 };
+  const r9 = new FakeRange(9, { ...desc(9, 'k050', null), generation: 1 }, keysAZ(60).slice(50));
+  ranges.push(r9);
+  r5.leading = r9.leading = true;
+  for (let t = 0; t < 9; t++) {
+    assert.equal(h.splitter.check(), null, `${t + 1} s after the split seen`);
+    h.clock.now += 1_000;
+  }
+  h.clock.now += 1_000;
+  assert.notEqual(h.splitter.check(), null, 'after the cool-down');
+  assert.equal(h.calls.length, 1);
+  assert.equal(h.skips.length, 0);
+});
+
 void test('a range this node does not lead, below every threshold, or with every rule off does not split', () => {
   const r = new FakeRange(3, desc(3, 'a', 'z'), ['b', 'c', 'd']);
   r.leading = false;
