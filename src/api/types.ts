@@ -363,11 +363,19 @@ export interface RangeDescriptorJson {
 export interface RangesResponse {
   /** The map's version: grows by one at every change recorded. */
   readonly version: number;
+  /** The answering node: the figures below are its own. */
+  readonly node: number;
   readonly ranges: readonly (RangeDescriptorJson & {
     /** The leader the answering node knows (0: none); null when it does not run the range. */
     readonly leader: number | null;
     /** Keys the range holds on the answering node. */
     readonly keys: number | null;
+    /** Bytes of the live keys and values there. */
+    readonly bytes: number | null;
+    /** Write transactions the range applies per second there (about the same on each replica). */
+    readonly writesPerSec: number | null;
+    /** Reads of the range the answering node served per second (its own alone). */
+    readonly readsPerSec: number | null;
     readonly applied: number | null;
   })[];
 }

@@ -36,9 +36,38 @@ function table(rows: string[][]): string {
   );
 }
 
-/** The ranges as a table: id, bounds, generation, replicas, leader, keys, applied index. */
+/** Bytes for a table: B, KiB, MiB, GiB. */
+export function showBytes(n: number): string {
+  if (n < 1024) return `${n}B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let u = 0;
+  for (; v >= 1024 && u < units.length - 1; u++) v /= 1024;
+  return `${v.toFixed(1)}${units[u] as string}`;
+}
+
+/**
+ * The ranges as a table: id, bounds, generation, replicas, leader, then the answering node's
+ * figures (keys, size, writes and reads per second) and applied index.
+ */
 export function renderRanges(r: RangesResponse): string {
-  const rows = [['RANGE', 'START', 'END', 'GEN', 'REPLICAS', 'LEADER', 'KEYS', 'APPLIED']];
+  const rows = [
+    [
+      'RANGE',
+      'START',
+      'END',
+      'GEN',
+      'REPLICAS',
+      'LEADER',
+      'KEYS',
+      'SIZE',
+      'WRITES/S',
+      'READS/S',
+      'APPLIED',
+    ],
+  ];
+  const opt = (x: number | null, show: (n: number) => string = String) =>
+    x === null ? '' : show(x);
   for (const x of r.ranges)
     rows.push([
       String(x.id),
@@ -46,11 +75,18 @@ export function renderRanges(r: RangesResponse): string {
       bound(x.end, true),
       String(x.generation),
       x.replicas.join(','),
-      x.leader === null ? '' : String(x.leader),
-      x.keys === null ? '' : String(x.keys),
-      x.applied === null ? '' : String(x.applied),
+      opt(x.leader),
+      opt(x.keys),
+      opt(x.bytes, showBytes),
+      opt(x.writesPerSec, (n) => n.toFixed(1)),
+      opt(x.readsPerSec, (n) => n.toFixed(1)),
+      opt(x.applied),
     ]);
-  return `map version ${r.version}\n` + table(rows);
+  return (
+    `map version ${r.version}; figures from node ${r.node} (keys, size and writes/s of its ` +
+    `copy, about the same on every replica; reads/s it served itself)\n` +
+    table(rows)
+  );
 }
 
 export function renderSplit(r: SplitResponse): string {
@@ -108,7 +144,9 @@ export function rangeCommands(
 ): void {
   const ranges = program
     .command('ranges')
-    .description('the ranges of the key-value store: bounds, replicas, leader, keys')
+    .description(
+      'the ranges of the key-value store: bounds, replicas, leader, keys, size, writes/s, reads/s',
+    )
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .addOption(tokenOption())
     .option('--json', 'print the answer as JSON')

@@ -71,8 +71,10 @@ import {
   type QueueBackend,
 } from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
-import { installRangeRoutes } from '../api/range-routes.js';
-import { rangesBackend } from './range-admin.js';
+import { installRangeRoutes, renderRangeView } from '../api/range-routes.js';
+import { rangeViews, rangesBackend, type RangeAdminOptions } from './range-admin.js';
+import { RangeLoad } from './range-load.js';
+import { nodeRangeSplitter } from './range-splitter.js';
 import { RangeDirs } from './range-dirs.js';
 import {
   changeReplicas,
@@ -138,6 +140,8 @@ export class FlotillaNode implements AsyncDisposable {
   readonly remote: RemoteRanges;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
+  /** Splits the ranges this node leads past the configured thresholds (off by default). */
+  private splitter: ReturnType<typeof nodeRangeSplitter> | null = null;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
   private wire: WireServer | null = null;
   /** The tokens clients must present, following the tokens file; null without authentication. */
@@ -324,6 +328,7 @@ export class FlotillaNode implements AsyncDisposable {
         forwarder: this.forwarder,
         watchHub: this.watchHub,
         compactor: this.compactor,
+        load: new RangeLoad({ clock: systemClock, revision: () => group.range.kv.revision() }),
       };
     const { config } = this;
     const service = new KvService(
@@ -339,6 +344,7 @@ export class FlotillaNode implements AsyncDisposable {
       forwarder: this.newForwarder(group.runtime),
       watchHub: new WatchHub(group.range.kv),
       compactor: this.newCompactor(id, group.runtime, group.range.kv, service),
+      load: new RangeLoad({ clock: systemClock, revision: () => group.range.kv.revision() }),
     };
   }
 
@@ -685,20 +691,33 @@ export class FlotillaNode implements AsyncDisposable {
     const nodeAuthorization = memberAuthHeaders(config.auth)['authorization'];
     installRoutes(http, node.backend());
     installMemberRoutes(http, node.members.backend());
-    installRangeRoutes(
-      http,
-      rangesBackend({
-        selfId: config.id,
-        lanes: node.lanes,
-        remote: node.remote,
-        meta: node.meta,
-        metaForwarder: node.newForwarder(metaRuntime),
-        clock: systemClock,
-        maxKeyBytes: config.maxKeyBytes,
-        recordTimeoutMs: config.requestTimeoutMs,
-        gate: node.gate,
-      }),
-    );
+    const rangeAdmin: RangeAdminOptions = {
+      selfId: config.id,
+      lanes: node.lanes,
+      remote: node.remote,
+      meta: node.meta,
+      metaForwarder: node.newForwarder(metaRuntime),
+      clock: systemClock,
+      maxKeyBytes: config.maxKeyBytes,
+      recordTimeoutMs: config.requestTimeoutMs,
+      gate: node.gate,
+    };
+    installRangeRoutes(http, rangesBackend(rangeAdmin));
+    node.splitter = nodeRangeSplitter({
+      thresholds: {
+        keys: config.rangeSplitKeys,
+        bytes: config.rangeSplitBytes,
+        writesPerSec: config.rangeSplitWritesPerSec,
+        loadWindowMs: config.rangeSplitLoadWindowMs,
+        cooldownMs: config.rangeSplitCooldownMs,
+      },
+      lanes: node.lanes,
+      admin: rangeAdmin,
+      authorization: nodeAuthorization,
+      // Allocation, the split and its record, each bounded by the request timeout.
+      timeoutMs: 3 * config.requestTimeoutMs,
+      log,
+    });
     node.replicaParts = installRangeReplicas(http, {
       selfId: config.id,
       lanes: node.lanes,
@@ -812,6 +831,18 @@ export class FlotillaNode implements AsyncDisposable {
           .filter((q) => q !== null)
           .map((q) => ({ queue: q.queue, paused: q.paused, counts: q.counts, totals: q.totals })),
       }),
+      ranges: () => {
+        const m = rangeViews(rangeAdmin);
+        // Keys in base64: a key of any bytes reaches the page. The first 500 ranges by key, as
+        // the queues event sends the first 100 queues: the stream stays small however many.
+        return m === null
+          ? null
+          : {
+              ...m,
+              count: m.ranges.length,
+              ranges: m.ranges.slice(0, 500).map((r) => renderRangeView(r, 'base64')),
+            };
+      },
       sampler: dash.sampler,
     });
     const feed = node.feed;
@@ -877,6 +908,7 @@ export class FlotillaNode implements AsyncDisposable {
     node.stallWatch = stallWatch;
     stallWatch.start();
     node.lanes.start();
+    node.splitter.start();
     dash.sampler.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
@@ -894,6 +926,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.members.membership.stop();
     this.tls?.stop();
     this.stallWatch?.stop();
+    this.splitter?.[Symbol.dispose]();
     this.lanes.close();
     this.leaseKeeper.stop();
     this.queueTicker.stop();

@@ -87,24 +87,46 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
   };
 }
 
-function rangeViews(o: RangeAdminOptions): ReturnType<RangesBackend['ranges']> {
+/** The meta map with this node's figures of each range it runs (the dashboard shows it too). */
+export function rangeViews(
+  o: Pick<RangeAdminOptions, 'selfId' | 'lanes' | 'meta' | 'remote'>,
+): ReturnType<RangesBackend['ranges']> {
   const map = o.meta.machine.map();
   if (map === null) return null;
   const ranges = map.ranges().map((d): RangeView => {
     const lane = o.lanes.lane(d.id);
     if (lane === undefined)
-      return { descriptor: d, leader: o.remote.leader(d.id) || null, keys: null, applied: null };
+      return {
+        descriptor: d,
+        leader: o.remote.leader(d.id) || null,
+        keys: null,
+        bytes: null,
+        writesPerSec: null,
+        readsPerSec: null,
+        applied: null,
+      };
     return {
       descriptor: d,
       leader: lane.group.runtime.leaderId(),
       keys: lane.group.range.kv.keyCount(),
+      bytes: lane.group.range.kv.bytes(),
+      writesPerSec: round1(lane.load.writesPerSec()),
+      readsPerSec: round1(lane.load.readsPerSec()),
       applied: lane.group.runtime.appliedIndex(),
     };
   });
-  return { version: map.version, ranges };
+  return { version: map.version, node: o.selfId, ranges };
 }
 
-async function split(
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/**
+ * Splits the range holding `key` at `key` on this node, its leader: the split asked for over
+ * the API, and the automatic one (range-splitter.ts).
+ */
+export async function split(
   o: RangeAdminOptions,
   key: Uint8Array,
   w: {

@@ -1,10 +1,11 @@
 // What a node keeps per range it runs (docs/DESIGN.md, "Ranges"): the range's KvService (its
-// writes into its own log), a Forwarder following its own leader, its watch hub and the
-// leader's automatic compactor of its own history. A range's lane is made when the range
-// first runs here (range 0 at start, a right-hand range once its split applied, a range this
-// node was added to as a new replica), and requests reach it through the router
-// (range-router.ts). A range that stopped here (this node is no longer its replica) loses its
-// lane: its compactor stops and its watches end, told to resume where the range is now.
+// writes into its own log), a Forwarder following its own leader, its watch hub, the
+// leader's automatic compactor of its own history and the range's load as this node sees it.
+// A range's lane is made when the range first runs here (range 0 at start, a right-hand range
+// once its split applied, a range this node was added to as a new replica), and requests reach
+// it through the router (range-router.ts). A range that stopped here (this node is no longer
+// its replica) loses its lane: its compactor stops and its watches end, told to resume where
+// the range is now.
 
 import type { WaitOptions } from '../host/runtime.js';
 import type { WatchHub } from '../kv/watch-hub.js';
@@ -14,6 +15,7 @@ import type { AutoCompactor } from './compactor.js';
 import type { Forwarder } from './forward.js';
 import type { KvService } from './kv-service.js';
 import type { RangeGroup, RangeGroups } from './range-groups.js';
+import type { RangeLoad } from './range-load.js';
 import { routeSpans } from './range-router.js';
 
 export interface RangeLane {
@@ -23,6 +25,8 @@ export interface RangeLane {
   readonly forwarder: Forwarder;
   readonly watchHub: WatchHub;
   readonly compactor: AutoCompactor;
+  /** Writes and reads per second, and the latest written keys (range-load.ts). */
+  readonly load: RangeLoad;
 }
 
 export interface RangeLanesOptions {

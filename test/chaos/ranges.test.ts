@@ -21,6 +21,9 @@ function range(id: number, start: string, end: string | null, over: Partial<Rang
     replicas: [1, 2, 3],
     leader: 1,
     keys: 2,
+    bytes: 20,
+    writesPerSec: 0,
+    readsPerSec: 0,
     applied: 9,
     ...over,
   };
@@ -33,6 +36,7 @@ function maps(tweak: (id: number, rs: RangeJson[]) => RangeJson[] = (_, rs) => r
     running: 3,
     map: {
       version: 3,
+      node: id,
       ranges: tweak(id, [range(0, '', 'r3'), range(3, 'r3', 'r6'), range(4, 'r6', null)]),
     },
   }));
