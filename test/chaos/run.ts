@@ -390,7 +390,11 @@ async function settle(
   try {
     await new Promise((r) => setTimeout(r, DRAIN_MS));
     await cluster.waitForLeader(CONVERGE_MS);
-    const client = new FlotillaClient({ endpoints: cluster.endpoints(), deadlineMs: CONVERGE_MS });
+    const client = new FlotillaClient({
+      endpoints: cluster.endpoints(),
+      deadlineMs: CONVERGE_MS,
+      rangeRouting: false,
+    });
     try {
       await client.put('chaos/barrier', String(o.seed));
     } finally {
