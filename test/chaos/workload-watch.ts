@@ -167,6 +167,8 @@ export class LockWorkload {
       endpoints: this.endpoints.map((_e, i) => this.endpoints[(i + k) % n] as string),
       timeoutMs: 1_000,
       deadlineMs: 3_000,
+      // Real client ports only, as the register workload's clients (workload.ts says why).
+      rangeRouting: false,
     });
     try {
       while (this.now() < untilMs) {
