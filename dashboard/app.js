@@ -15,8 +15,9 @@ import {
 import { initData } from './data.js';
 import { initQueues, renderQueues } from './queues.js';
 import { initOps, renderOpsMembers } from './ops.js';
+import { initRanges, renderRanges } from './ranges.js';
 
-const tabs = ['cluster', 'replication', 'data', 'queues', 'operations'];
+const tabs = ['cluster', 'replication', 'data', 'ranges', 'queues', 'operations'];
 
 function showTab() {
   const name = location.hash.slice(1);
@@ -91,6 +92,7 @@ const handlers = {
   },
   timeline: (d) => renderTimeline(d),
   queues: (d) => renderQueues(d),
+  ranges: (d) => renderRanges(d),
   metrics: (d) => renderSamples(d),
   sample: (d) => addSample(d),
 };
@@ -290,6 +292,7 @@ function start() {
   initToken();
   initData();
   initQueues();
+  initRanges();
   initOps();
   void followStream();
 }

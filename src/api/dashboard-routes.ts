@@ -78,6 +78,7 @@ export const dashboardApiPaths: readonly string[] = [
   '/v1/queue/delete',
   '/v1/queue/pause',
   '/v1/queue/resume',
+  '/v1/ranges/split',
 ];
 
 /**
@@ -113,6 +114,7 @@ const scripts = [
   'cluster.js',
   'data.js',
   'queues.js',
+  'ranges.js',
   'ops.js',
 ];
 

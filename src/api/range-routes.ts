@@ -36,13 +36,26 @@ export interface RangeView {
    */
   readonly leader: number | null;
   readonly keys: number | null;
+  /** Bytes of the live keys and values in this node's copy. */
+  readonly bytes: number | null;
+  /** Write transactions applied per second in this node's copy (about the same on each). */
+  readonly writesPerSec: number | null;
+  /** Reads of the range this node served per second (this node's alone). */
+  readonly readsPerSec: number | null;
   readonly applied: number | null;
 }
 
 export interface RangesBackend {
   readonly limits: Pick<RequestLimits, 'maxKeyBytes'>;
-  /** The meta group's map (null before it is bootstrapped) with this node's view of each. */
-  ranges(): { readonly version: number; readonly ranges: readonly RangeView[] } | null;
+  /**
+   * The meta group's map (null before it is bootstrapped) with this node's view of each, and
+   * this node's id (whose figures they are).
+   */
+  ranges(): {
+    readonly version: number;
+    readonly node: number;
+    readonly ranges: readonly RangeView[];
+  } | null;
   /** Whether this node leads the range holding `key`, and the forwarder to its leader. */
   routeSplit(key: Uint8Array): Pick<KvBackend, 'leads' | 'forward'>;
   /**
@@ -81,12 +94,8 @@ export function installRangeRoutes(http: JsonHttpServer, b: RangesBackend): void
     return {
       json: {
         version: m.version,
-        ranges: m.ranges.map((r) => ({
-          ...(renderDescriptor(r.descriptor, enc) as Record<string, Json>),
-          leader: r.leader,
-          keys: r.keys,
-          applied: r.applied,
-        })),
+        node: m.node,
+        ranges: m.ranges.map((r) => renderRangeView(r, enc)),
       },
     };
   });
@@ -181,6 +190,19 @@ export function parseDescriptor(
     end,
     generation: count(o['generation'], 'generation'),
     replicas: replicas.map((r, i) => count(r, `replicas[${i}]`)),
+  };
+}
+
+/** A range as `GET /v1/ranges` (and the dashboard's stream) shows it. */
+export function renderRangeView(r: RangeView, enc: Encoding): Json {
+  return {
+    ...(renderDescriptor(r.descriptor, enc) as Record<string, Json>),
+    leader: r.leader,
+    keys: r.keys,
+    bytes: r.bytes,
+    writesPerSec: r.writesPerSec,
+    readsPerSec: r.readsPerSec,
+    applied: r.applied,
   };
 }
 

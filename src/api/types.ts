@@ -189,6 +189,16 @@ export interface NodeStatus {
    * field describes range 0 (the key-value group).
    */
   readonly ranges?: number;
+  /**
+   * The version gate (DESIGN.md, "Upgrades"): the feature level this node runs, the cluster's
+   * active level as this node applied group 0's log, and each member's level as this node
+   * heard it in their handshakes (null: not heard from since it started).
+   */
+  readonly featureLevel?: {
+    readonly node: number;
+    readonly active: number;
+    readonly members: readonly { readonly id: number; readonly level: number | null }[];
+  };
   /** The job queue's group (group 1): its own leader, term and log. */
   readonly queueGroup?: {
     readonly role: 'follower' | 'pre-candidate' | 'candidate' | 'leader';
@@ -353,11 +363,19 @@ export interface RangeDescriptorJson {
 export interface RangesResponse {
   /** The map's version: grows by one at every change recorded. */
   readonly version: number;
+  /** The answering node: the figures below are its own. */
+  readonly node: number;
   readonly ranges: readonly (RangeDescriptorJson & {
     /** The leader the answering node knows (0: none); null when it does not run the range. */
     readonly leader: number | null;
     /** Keys the range holds on the answering node. */
     readonly keys: number | null;
+    /** Bytes of the live keys and values there. */
+    readonly bytes: number | null;
+    /** Write transactions the range applies per second there (about the same on each replica). */
+    readonly writesPerSec: number | null;
+    /** Reads of the range the answering node served per second (its own alone). */
+    readonly readsPerSec: number | null;
     readonly applied: number | null;
   })[];
 }
@@ -366,4 +384,9 @@ export interface RangesResponse {
 export interface SplitResponse {
   readonly left: RangeDescriptorJson;
   readonly right: RangeDescriptorJson;
+}
+
+/** `POST /v1/ranges/move`: the range as its log recorded it once the replica moved. */
+export interface MoveResponse {
+  readonly range: RangeDescriptorJson;
 }

@@ -205,6 +205,38 @@ export const errorCodes = {
       'the operation covers the whole store (leases, backups) and the store has split into more than one range',
     indefinite: false,
   },
+  // Changing a range's replicas (API.md, "Ranges"): refused before anything changed.
+  RANGE_NOT_FOUND: {
+    meaning: 'the range map holds no range by the id asked for',
+    indefinite: false,
+  },
+  RANGE_NOT_MOVABLE: {
+    meaning:
+      'ranges 0, 1 and 2 (the first range, the job queue, the meta group) run on every member: their replicas follow the membership',
+    indefinite: false,
+  },
+  NODE_NOT_MEMBER: {
+    meaning: 'the node a replica is to be moved or added to is not a member of the cluster',
+    indefinite: false,
+  },
+  REPLICA_EXISTS: {
+    meaning: 'the node a replica is to be moved or added to already holds a replica of the range',
+    indefinite: false,
+  },
+  REPLICA_NOT_FOUND: {
+    meaning: 'the node a replica is to be moved from holds no replica of the range',
+    indefinite: false,
+  },
+  RANGE_CHANGE_IN_PROGRESS: {
+    meaning:
+      "a change of the range's replicas is already running (or the node is giving its copy up): retry once it finished",
+    indefinite: false,
+  },
+  FEATURE_NOT_ENABLED: {
+    meaning:
+      'the command needs a feature level the cluster has not reached: a member runs an older release (named in the message)',
+    indefinite: false,
+  },
   // The cluster's state: refused, retry later or elsewhere.
   WRONG_RANGE: {
     meaning:

@@ -1,9 +1,16 @@
-// `flotilla ranges` and `flotilla range split KEY`: the ranges of the key-value store from the
-// command line (docs/API.md, "Ranges"). A split goes to the leader of the range holding the
-// key (any endpoint forwards it).
+// `flotilla ranges`, `flotilla range split KEY` and `flotilla range move RANGE --from F --to T`:
+// the ranges of the key-value store from the command line (docs/API.md, "Ranges"). A split
+// goes to the leader of the range holding the key, a move to the leader of the range (any
+// endpoint that holds the range forwards it).
 
 import type { Command } from 'commander';
-import type { FlotillaClient, RangesResponse, SplitResponse } from '../client/index.js';
+import { InvalidArgumentError } from 'commander';
+import type {
+  FlotillaClient,
+  MoveResponse,
+  RangesResponse,
+  SplitResponse,
+} from '../client/index.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
 type WithClient = <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>;
@@ -29,9 +36,38 @@ function table(rows: string[][]): string {
   );
 }
 
-/** The ranges as a table: id, bounds, generation, replicas, leader, keys, applied index. */
+/** Bytes for a table: B, KiB, MiB, GiB. */
+export function showBytes(n: number): string {
+  if (n < 1024) return `${n}B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let u = 0;
+  for (; v >= 1024 && u < units.length - 1; u++) v /= 1024;
+  return `${v.toFixed(1)}${units[u] as string}`;
+}
+
+/**
+ * The ranges as a table: id, bounds, generation, replicas, leader, then the answering node's
+ * figures (keys, size, writes and reads per second) and applied index.
+ */
 export function renderRanges(r: RangesResponse): string {
-  const rows = [['RANGE', 'START', 'END', 'GEN', 'REPLICAS', 'LEADER', 'KEYS', 'APPLIED']];
+  const rows = [
+    [
+      'RANGE',
+      'START',
+      'END',
+      'GEN',
+      'REPLICAS',
+      'LEADER',
+      'KEYS',
+      'SIZE',
+      'WRITES/S',
+      'READS/S',
+      'APPLIED',
+    ],
+  ];
+  const opt = (x: number | null, show: (n: number) => string = String) =>
+    x === null ? '' : show(x);
   for (const x of r.ranges)
     rows.push([
       String(x.id),
@@ -39,11 +75,18 @@ export function renderRanges(r: RangesResponse): string {
       bound(x.end, true),
       String(x.generation),
       x.replicas.join(','),
-      x.leader === null ? '' : String(x.leader),
-      x.keys === null ? '' : String(x.keys),
-      x.applied === null ? '' : String(x.applied),
+      opt(x.leader),
+      opt(x.keys),
+      opt(x.bytes, showBytes),
+      opt(x.writesPerSec, (n) => n.toFixed(1)),
+      opt(x.readsPerSec, (n) => n.toFixed(1)),
+      opt(x.applied),
     ]);
-  return `map version ${r.version}\n` + table(rows);
+  return (
+    `map version ${r.version}; figures from node ${r.node} (keys, size and writes/s of its ` +
+    `copy, about the same on every replica; reads/s it served itself)\n` +
+    table(rows)
+  );
 }
 
 export function renderSplit(r: SplitResponse): string {
@@ -57,6 +100,32 @@ export function renderSplit(r: SplitResponse): string {
       x.replicas.join(','),
     ]),
   ]);
+}
+
+export function renderMove(r: MoveResponse): string {
+  const x = r.range;
+  return table([
+    ['RANGE', 'START', 'END', 'GEN', 'REPLICAS'],
+    [
+      String(x.id),
+      bound(x.start, false),
+      bound(x.end, true),
+      String(x.generation),
+      x.replicas.join(','),
+    ],
+  ]);
+}
+
+/** A range or node id on the command line: a non-negative integer. */
+function id(what: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n))
+      throw new InvalidArgumentError(
+        `${what} must be a non-negative integer, got ${JSON.stringify(v)}`,
+      );
+    return n;
+  };
 }
 
 /** `--replicas 1,2,3`: node ids, each a positive integer. */
@@ -75,7 +144,9 @@ export function rangeCommands(
 ): void {
   const ranges = program
     .command('ranges')
-    .description('the ranges of the key-value store: bounds, replicas, leader, keys')
+    .description(
+      'the ranges of the key-value store: bounds, replicas, leader, keys, size, writes/s, reads/s',
+    )
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .addOption(tokenOption())
     .option('--json', 'print the answer as JSON')
@@ -109,6 +180,23 @@ export function rangeCommands(
         );
         if (o.json === true) return r;
         process.stdout.write(renderSplit(r));
+        return undefined;
+      }),
+    );
+  range
+    .command('move')
+    .description(
+      "move one replica of RANGE from node F to node T (a member not holding it): T receives the range's state and votes before F leaves; answered once done",
+    )
+    .argument('<range>', 'the range id (3 or more: ranges 0-2 run on every member)', id('RANGE'))
+    .requiredOption('--from <id>', 'the node giving its replica up', id('--from'))
+    .requiredOption('--to <id>', 'the node receiving the replica', id('--to'))
+    .option('--json', 'print the answer as JSON')
+    .action(async (rangeId: number, o: { from: number; to: number; json?: boolean }) =>
+      withClient(range.opts<ClusterOptions>(), async (c) => {
+        const r = await c.moveRange(rangeId, o.from, o.to);
+        if (o.json === true) return r;
+        process.stdout.write(renderMove(r));
         return undefined;
       }),
     );

@@ -51,6 +51,7 @@ import type {
   RangeResponse,
   RangesResponse,
   SplitResponse,
+  MoveResponse,
   TxnOp,
   TxnResponse,
 } from '../api/types.js';
@@ -188,6 +189,9 @@ const retryable = new Set<ErrorCode>([
 
 /** Nodes a routing client keeps connections to, beyond its endpoints. */
 const maxRoutedNodes = 64;
+
+/** How much longer than a call a range move may take on its node (the new replica catches up). */
+const moveExtraMs = 60_000;
 
 export class FlotillaClient {
   private readonly endpoints: string[];
@@ -644,6 +648,28 @@ export class FlotillaClient {
 
   async undrainNode(node: number, o: CallOptions = {}): Promise<PlacementResponse> {
     return this.call<PlacementResponse>('POST', '/v1/nodes/undrain', { node }, o.signal);
+  }
+
+  /**
+   * Moves range `range`'s replica from node `from` to node `to`; answers the range once the
+   * move is done and recorded. A move runs while the new replica catches up, so each attempt
+   * may wait up to a minute longer than `timeoutMs`. Safe to repeat: a move that happened
+   * answers the range as it is.
+   */
+  async moveRange(
+    range: number,
+    from: number,
+    to: number,
+    o: CallOptions = {},
+  ): Promise<MoveResponse> {
+    return this.call<MoveResponse>(
+      'POST',
+      '/v1/ranges/move',
+      { range, from, to },
+      o.signal,
+      Date.now() + this.deadlineMs + moveExtraMs,
+      moveExtraMs,
+    );
   }
 
   /** Whether calls to `endpoint` go over the binary protocol now (for tests and tools). */

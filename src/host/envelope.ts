@@ -6,24 +6,29 @@
 //
 //   format  1
 //   kind    1 = a client command; 2 = a member directory change (directory.ts), applied by the
-//           session layer itself, with client '' and seq 0
+//           session layer itself, with client '' and seq 0; 3 = the cluster's feature level
+//           raised (src/base/features.ts; payload: the level, a msgpack integer), applied by
+//           the session layer too, with client '' and seq 0. A release before a kind refuses
+//           its entries as BAD_COMMAND, the same on every replica, and changes nothing.
 //   client  the client's session id, '' for a write without a session
 //   seq     the client's sequence number for this write (0 without a session)
 //   timeMs  the proposing leader's clock, the only time a state machine may use
 //   payload the state machine's command (bin)
 
 import { Packr } from 'msgpackr';
+import { isFeatureLevel } from '../base/features.js';
 import { defaultLimits } from '../base/limits.js';
 
 export const ENVELOPE_FORMAT = 1;
 export const KIND_COMMAND = 1;
 export const KIND_DIRECTORY = 2;
+export const KIND_FEATURE_LEVEL = 3;
 /** Longest client id, in UTF-16 code units (3 bytes each in UTF-8 at worst). */
 export const MAX_CLIENT_ID_CHARS = defaultLimits.maxClientIdChars;
 
 export interface Envelope {
   /** KIND_COMMAND when absent. */
-  readonly kind?: typeof KIND_COMMAND | typeof KIND_DIRECTORY;
+  readonly kind?: typeof KIND_COMMAND | typeof KIND_DIRECTORY | typeof KIND_FEATURE_LEVEL;
   readonly client: string;
   readonly seq: number;
   readonly timeMs: number;
@@ -31,6 +36,24 @@ export interface Envelope {
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
+
+/** The payload of a KIND_FEATURE_LEVEL entry. */
+export function encodeFeatureLevel(level: number): Uint8Array {
+  return packr.pack(level);
+}
+
+/** Decodes a KIND_FEATURE_LEVEL payload, trusting nothing. */
+export function decodeFeatureLevel(data: Uint8Array): number {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(data);
+  } catch (err) {
+    throw new Error(`not msgpack (${(err as Error).message})`);
+  }
+  if (!isFeatureLevel(raw))
+    throw new Error(`bad feature level ${JSON.stringify(raw) ?? typeof raw}`);
+  return raw;
+}
 
 export function encodeEnvelope(e: Envelope): Uint8Array {
   return packr.pack([
@@ -75,7 +98,7 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   const [format, kind, client, seq, timeMs, payload] = raw as unknown[];
   if (format !== ENVELOPE_FORMAT)
     throw new Error(`envelope format ${String(format)} is not ${ENVELOPE_FORMAT}`);
-  if (kind !== KIND_COMMAND && kind !== KIND_DIRECTORY)
+  if (kind !== KIND_COMMAND && kind !== KIND_DIRECTORY && kind !== KIND_FEATURE_LEVEL)
     throw new Error(`unknown envelope kind ${String(kind)}`);
   if (typeof client !== 'string' || client.length > MAX_CLIENT_ID_CHARS)
     throw new Error('bad client id');

@@ -17,7 +17,13 @@
 import { strict as assert } from 'node:assert';
 import { Packr } from 'msgpackr';
 import { chunkStream, type Command, type Refusal, type StateMachine } from './contracts.js';
-import { KIND_DIRECTORY, decodeEnvelope } from './envelope.js';
+import {
+  KIND_DIRECTORY,
+  KIND_FEATURE_LEVEL,
+  decodeEnvelope,
+  decodeFeatureLevel,
+} from './envelope.js';
+import { isFeatureLevel } from '../base/features.js';
 import { MemberDirectory, decodeDirectoryChange, parseDirectorySnapshot } from './directory.js';
 import { defaultLimits } from '../base/limits.js';
 
@@ -272,6 +278,12 @@ export class SessionMachine implements StateMachine {
   private readonly table: SessionTable;
   /** The member directory (directory.ts): applied here, in log order, saved in our snapshot. */
   readonly directory = new MemberDirectory();
+  /**
+   * The cluster's active feature level (src/base/features.ts), raised by KIND_FEATURE_LEVEL
+   * entries in log order and never lowered; saved in our snapshot. Only group 0's is used.
+   */
+  private level = 0;
+  private readonly levelListeners = new Set<(level: number) => void>();
 
   /** The inner machine, when some of its commands read the session table. */
   private readonly reader: SessionReader | null;
@@ -293,6 +305,23 @@ export class SessionMachine implements StateMachine {
 
   sessions(): number {
     return this.table.size();
+  }
+
+  /** The active feature level this replica applied (0 before any was raised). */
+  featureLevel(): number {
+    return this.level;
+  }
+
+  /** Calls `listener` whenever the level rises (applied or restored). Returns its remover. */
+  onFeatureLevel(listener: (level: number) => void): () => void {
+    this.levelListeners.add(listener);
+    return () => this.levelListeners.delete(listener);
+  }
+
+  private setLevel(level: number): void {
+    if (level <= this.level) return;
+    this.level = level;
+    for (const l of this.levelListeners) l(level);
   }
 
   apply(commands: readonly Command[]): unknown[] {
@@ -323,6 +352,21 @@ export class SessionMachine implements StateMachine {
           'BAD_COMMAND',
           `Entry ${c.index} holds no valid command: ${(err as Error).message}`,
         );
+        return;
+      }
+      if (env.kind === KIND_FEATURE_LEVEL) {
+        // In log order like a directory change; a level below the current one changes nothing
+        // (the level never goes down), and every replica answers with the level it then holds.
+        flush();
+        try {
+          this.setLevel(decodeFeatureLevel(env.payload));
+          results[at] = { featureLevel: this.level };
+        } catch (err) {
+          results[at] = refusal(
+            'BAD_COMMAND',
+            `Entry ${c.index} holds no valid feature level: ${(err as Error).message}`,
+          );
+        }
         return;
       }
       if (env.kind === KIND_DIRECTORY) {
@@ -384,7 +428,7 @@ export class SessionMachine implements StateMachine {
 
   snapshot(): AsyncIterable<Uint8Array> {
     // Both captured now: the inner machine's view and ours are of the same index.
-    const sessions = sessionChunks(this.table.capture(), this.directory.save());
+    const sessions = sessionChunks(this.table.capture(), this.directory.save(), this.level);
     const inner = this.inner.snapshot();
     return (async function* () {
       yield* sessions;
@@ -404,11 +448,16 @@ export class SessionMachine implements StateMachine {
       clockMs?: unknown;
       chunks?: unknown;
       directory?: unknown;
+      featureLevel?: unknown;
     };
     if (header.v !== 1) throw new Error(`Unsupported session snapshot version ${String(header.v)}`);
     if (typeof header.clockMs !== 'number' || !Number.isSafeInteger(header.chunks))
       throw new Error('Session snapshot header is malformed');
     const directory = parseDirectorySnapshot(header.directory);
+    // Absent from snapshots written before the gate, and while the level is 0.
+    const level = header.featureLevel ?? 0;
+    if (!isFeatureLevel(level))
+      throw new Error(`Session snapshot feature level is malformed: ${JSON.stringify(level)}`);
     const sessions: SavedSession[] = [];
     for (let i = 0; i < (header.chunks as number); i++) {
       const part = packr.unpack(await next(`chunk ${i + 1} of sessions`)) as unknown;
@@ -418,6 +467,10 @@ export class SessionMachine implements StateMachine {
     await this.inner.restore({ [Symbol.asyncIterator]: () => it });
     this.table.load({ clockMs: header.clockMs, sessions });
     this.directory.load(directory);
+    // A snapshot from the leader is at least as far along the log as what it replaces, so its
+    // level is never below ours unless ours was never raised there: take it as it is.
+    this.level = level;
+    for (const l of this.levelListeners) l(level);
   }
 
   onLeaderChange(leader: number, term: number): void {
@@ -429,12 +482,21 @@ export class SessionMachine implements StateMachine {
 function sessionChunks(
   saved: SessionCapture,
   directory: ReturnType<MemberDirectory['save']>,
+  featureLevel = 0,
 ): AsyncIterable<Uint8Array> {
   return chunkStream(function* () {
     try {
       const chunks = Math.ceil(saved.count / SESSIONS_PER_CHUNK);
       // `directory` is absent from snapshots written before it existed; load() reads both.
-      yield packr.pack({ v: 1, clockMs: saved.clockMs, chunks, directory });
+      // `featureLevel` only once raised: a release before the gate never reads it, and a
+      // level is raised only once no member runs such a release.
+      yield packr.pack({
+        v: 1,
+        clockMs: saved.clockMs,
+        chunks,
+        directory,
+        ...(featureLevel > 0 ? { featureLevel } : {}),
+      });
       for (let i = 0; i < chunks; i++)
         yield packr.pack(saved.rows(i * SESSIONS_PER_CHUNK, (i + 1) * SESSIONS_PER_CHUNK));
     } finally {
@@ -453,7 +515,9 @@ export function sessionHeaderWithoutDirectory(chunk: Uint8Array): Uint8Array {
   const header = packr.unpack(chunk) as Record<string, unknown> | null;
   if (header === null || typeof header !== 'object' || header['v'] !== 1)
     throw new Error('Session snapshot does not begin with a version 1 header');
-  return packr.pack({ ...header, directory: { members: [], removed: [] } });
+  // The feature level goes too: the new cluster's members decide their own.
+  const { featureLevel: _level, ...rest } = header;
+  return packr.pack({ ...rest, directory: { members: [], removed: [] } });
 }
 
 function refusal(refused: Refusal['refused'], message: string): Refusal {

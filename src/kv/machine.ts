@@ -151,6 +151,20 @@ export class KvStateMachine implements StateMachine {
     return this.store.size();
   }
 
+  /** Bytes of the live keys and values. */
+  bytes(): number {
+    return this.store.bytes();
+  }
+
+  /**
+   * The key that halves the store by count (the first key of the upper half), or null when
+   * it holds fewer than two keys. O(chunks of the index), not O(keys).
+   */
+  middleKey(): Uint8Array | null {
+    const n = this.store.size();
+    return n < 2 ? null : (this.store.keyAt(n >> 1) ?? null);
+  }
+
   /** Older versions and tombstones held for reads in the past. */
   historySize(): number {
     return this.store.historySize();

@@ -123,6 +123,18 @@ export class SortedKeys {
     return keys;
   }
 
+  /** The key at position `i` in order (0: the first), or undefined outside [0, size). */
+  at(i: number): string | undefined {
+    if (!Number.isSafeInteger(i) || i < 0 || i >= this.total) return undefined;
+    // Walks the chunks' lengths, not the keys: O(chunks).
+    let left = i;
+    for (const chunk of this.chunks) {
+      if (left < chunk.length) return chunk[left];
+      left -= chunk.length;
+    }
+    return undefined;
+  }
+
   /** Every key, in order, in a new array. */
   all(): string[] {
     return this.chunks.flat();

@@ -112,6 +112,14 @@ export class WatchHub {
     this.endAll('SHUTTING_DOWN', 'The node is shutting down');
   }
 
+  /**
+   * Ends every watch with WATCH_RESET and `message`: this node no longer holds the range, and
+   * the client resumes each watch where the range is now, from the revision it had reached.
+   */
+  release(message: string): void {
+    this.endAll('WATCH_RESET', message);
+  }
+
   private publish(c: Changes): void {
     this.seen = c.revision;
     const targets = new Set<Watcher>(this.ranged);

@@ -39,7 +39,21 @@ export interface SplitCommand {
   };
 }
 
-export type RangeCommand = KvCommand | SplitCommand;
+/**
+ * Records the range's replicas after a change of its configuration: the voters the range's
+ * leader applied, proposed by it once the change applied (src/server/range-replicas.ts). The
+ * range's own log decides the descriptor every replica holds, so every replica agrees on it.
+ */
+export interface ReplicasCommand {
+  readonly replicas: {
+    /** The range's generation the proposer saw: a record against any other is refused. */
+    readonly generation: number;
+    /** The voters after the change, ascending node ids. */
+    readonly voters: readonly number[];
+  };
+}
+
+export type RangeCommand = KvCommand | SplitCommand | ReplicasCommand;
 
 /** What a split answers when it applied: both halves' descriptors. */
 export interface SplitResult {
@@ -61,7 +75,14 @@ export interface WrongRangeResult {
   };
 }
 
-export type RangeApplyResult = ApplyResult | SplitResult | WrongRangeResult;
+/** What a replicas record answers when it applied: the range's new descriptor. */
+export interface ReplicasResult {
+  readonly kind: 'replicas';
+  readonly revision: number;
+  readonly range: RangeDescriptor;
+}
+
+export type RangeApplyResult = ApplyResult | SplitResult | ReplicasResult | WrongRangeResult;
 
 /** A split as it applied on this replica, with the right-hand range's initial state. */
 export interface SplitApplied {
@@ -174,6 +195,10 @@ export class RangeMachine implements StateMachine {
   }
 
   static encode(cmd: RangeCommand): Uint8Array {
+    if ('replicas' in cmd)
+      return packr.pack({
+        replicas: { generation: cmd.replicas.generation, voters: [...cmd.replicas.voters] },
+      });
     if ('split' in cmd) {
       const s = cmd.split;
       return packr.pack({
@@ -188,11 +213,16 @@ export class RangeMachine implements StateMachine {
       let cmd: RangeCommand;
       try {
         const x = packr.unpack(c.payload) as unknown;
-        cmd = isSplit(x) ? decodeSplit(x) : this.kv.decode(x);
+        cmd = isSplit(x)
+          ? decodeSplit(x)
+          : isReplicas(x)
+            ? decodeReplicasCommand(x)
+            : this.kv.decode(x);
       } catch (err) {
         return badCommand(c, err);
       }
       if ('split' in cmd) return this.split(c, cmd.split);
+      if ('replicas' in cmd) return this.recordReplicas(cmd.replicas);
       const outside = outsideKey(cmd, this.desc);
       if (outside !== null) return this.wrongRange(outside);
       return this.kv.applyDecoded(c, cmd);
@@ -315,6 +345,21 @@ export class RangeMachine implements StateMachine {
       this.seeding.add(p);
     }
     return { kind: 'split', revision, left, right };
+  }
+
+  /**
+   * A change of the range's replicas: the same bounds, the voters given, the generation plus
+   * one. Refused (definite, WRONG_RANGE with the descriptor) when the proposer saw another
+   * generation, so a record repeated or overtaken by a split or another record changes nothing.
+   */
+  private recordReplicas(r: ReplicasCommand['replicas']): ReplicasResult | WrongRangeResult {
+    const d = this.desc;
+    if (r.generation !== d.generation)
+      return this.wrongRange(
+        `Cannot record the replicas of range ${d.id}: it is at generation ${d.generation}, the record expected generation ${r.generation}`,
+      );
+    this.desc = { ...d, generation: d.generation + 1, replicas: [...r.voters] };
+    return { kind: 'replicas', revision: this.kv.revision(), range: this.desc };
   }
 
   private wrongRange(message: string): WrongRangeResult {
@@ -463,6 +508,21 @@ function decodeSplit(x: { split: unknown }): SplitCommand {
   const r = decodeReplicas(replicas);
   if (r.length === 0) throw new Error('a split names no replicas');
   return { split: { key: new Uint8Array(key), id, generation, replicas: r } };
+}
+
+function isReplicas(x: unknown): x is { replicas: unknown } {
+  return isRecord(x) && 'replicas' in x;
+}
+
+function decodeReplicasCommand(x: { replicas: unknown }): ReplicasCommand {
+  if (Object.keys(x).length !== 1) throw new Error('a replicas command holds only "replicas"');
+  const r = x.replicas;
+  if (!isRecord(r)) throw new Error('a replicas record is not a map');
+  const { generation, voters } = r;
+  if (!isCount(generation)) throw new Error('bad replicas generation');
+  const v = decodeReplicas(voters);
+  if (v.length === 0) throw new Error('a replicas record names no voter');
+  return { replicas: { generation, voters: v } };
 }
 
 function badCommand(c: Command, err: unknown): Refusal {

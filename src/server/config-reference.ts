@@ -123,6 +123,26 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       'As `compactionKeepRevisions`, by time: the leader keeps every revision made in this many milliseconds of its clock (checked every second). 0 turns this rule off. With both rules on, a revision stays while either keeps it.',
   },
+  rangeSplitKeys: {
+    meaning:
+      "Automatic splits (DESIGN.md, \"Automatic splits\"): a range's leader splits it at its middle key once it holds this many keys; 0 turns this rule off. **Off by default on purpose**: a store of more than one range refuses leases, backups and compaction to one revision (`MULTIPLE_RANGES`), so turn it on only where none of those is used. A split's apply holds every replica's event loop (16-68 ms at 100,000-256,000 keys: BENCHMARKS.md), hence the bound; 50,000 to 100,000 keeps it short.",
+  },
+  rangeSplitBytes: {
+    meaning:
+      "As `rangeSplitKeys`, by size: a range's leader splits it at its middle key (by count) once its live keys and values hold this many bytes. 0 turns this rule off.",
+  },
+  rangeSplitWritesPerSec: {
+    meaning:
+      "As `rangeSplitKeys`, by load: a range's leader splits it once the write transactions it applies per second (a rate decaying over about 5 s) stay above this for `rangeSplitLoadWindowMs`, at the key that best halves its latest 128 writes; not at all when no key does (the writes go to one key). 0 turns this rule off.",
+  },
+  rangeSplitLoadWindowMs: {
+    meaning:
+      'How long the writes of a range must stay above `rangeSplitWritesPerSec` before it is split (checked every second).',
+  },
+  rangeSplitCooldownMs: {
+    meaning:
+      'A range split automatically is not split again by the automatic rules for this long, nor is the range split off it, nor one that was over a threshold but could not be split; so a range still over a threshold just after its split does not split again at once. One node carries out one automatic split at a time.',
+  },
   maxWatches: {
     meaning:
       'Watches (`POST /v1/watch`) open on this node at once; one more is refused `429 OVERLOADED`. 0 refuses every watch.',

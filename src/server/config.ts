@@ -74,6 +74,16 @@ export interface NodeConfig {
   readonly compactionKeepRevisions: number;
   /** The leader compacts the key-value history to keep at least this much time; 0: off. */
   readonly compactionKeepMs: number;
+  /** A range's leader splits it once it holds this many keys; 0: off. */
+  readonly rangeSplitKeys: number;
+  /** A range's leader splits it once its keys and values hold this many bytes; 0: off. */
+  readonly rangeSplitBytes: number;
+  /** A range's leader splits it once its writes per second stay above this; 0: off. */
+  readonly rangeSplitWritesPerSec: number;
+  /** How long the writes must stay above `rangeSplitWritesPerSec`. */
+  readonly rangeSplitLoadWindowMs: number;
+  /** A range split automatically (and its new half) is not split again for this long. */
+  readonly rangeSplitCooldownMs: number;
   /** Watches open on this node at once; one more is refused OVERLOADED. */
   readonly maxWatches: number;
   /** Bytes a watch may leave unread before it is cancelled WATCH_TOO_SLOW. */
@@ -181,6 +191,11 @@ export const configDefaults = {
   snapshotChunkBytes: defaultLimits.maxSnapshotChunkBytes,
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
+  rangeSplitKeys: 0,
+  rangeSplitBytes: 0,
+  rangeSplitWritesPerSec: 0,
+  rangeSplitLoadWindowMs: 30_000,
+  rangeSplitCooldownMs: 60_000,
   maxWatches: 10_000,
   maxWatchBufferBytes: 4 * 1024 * 1024,
   requestTimeoutMs: 5_000,
@@ -222,6 +237,14 @@ export const numericFields = [
   ['snapshotChunkBytes', 1024, 64 * 1024 * 1024],
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],
+  // A split's apply moves half the range's keys on every replica's event loop: 16-68 ms at
+  // 100,000 to 256,000 keys, more with history (BENCHMARKS.md, "Range splits"). Past this a
+  // range would split only after it had grown to where a split costs an election timeout.
+  ['rangeSplitKeys', 0, 250_000],
+  ['rangeSplitBytes', 0, 2 ** 40],
+  ['rangeSplitWritesPerSec', 0, 10_000_000],
+  ['rangeSplitLoadWindowMs', 1_000, 86_400_000],
+  ['rangeSplitCooldownMs', 0, 86_400_000],
   ['maxWatches', 0, 1_000_000],
   ['maxWatchBufferBytes', 1024, 2 ** 32],
   ['requestTimeoutMs', 1, 3_600_000],

@@ -4,7 +4,8 @@
 // least one page follows, it looks every `periodMs` (250 ms) at itself and at what each other
 // member last told it (`GET /v1/dashboard/member`, asked again as soon as the previous answer
 // came), and pushes to every page what changed: the members (`cluster`), the election timeline
-// merged from every member's (`timeline`), the job queues' counts (`queues`). A member that
+// merged from every member's (`timeline`), the job queues' counts (`queues`), the ranges with
+// this node's figures of each (`ranges`). A member that
 // has not answered for `peerTimeoutMs` is shown as not answering, without waiting for its
 // request to end, so a member that died or froze shows within a second, and a slow member
 // never holds up the others' updates. With no page following, it asks nobody anything.
@@ -140,6 +141,8 @@ export interface DashboardFeedOptions {
   fetchMember(client: string, timelineVersion: number, signal: AbortSignal): Promise<MemberView>;
   /** The job queues as this node applied them. */
   queues(): unknown;
+  /** The range map with this node's figures of each range (null before it is bootstrapped). */
+  ranges?(): unknown;
   readonly sampler: RateSampler;
 }
 
@@ -166,7 +169,7 @@ export interface MemberRow {
 }
 
 /** The events sent only when they change. */
-type Pushed = 'cluster' | 'timeline' | 'queues';
+type Pushed = 'cluster' | 'timeline' | 'queues' | 'ranges';
 
 interface Stream {
   readonly out: EventSink;
@@ -180,7 +183,12 @@ export class DashboardFeed {
   private closed = false;
   private readonly stop = new AbortController();
   /** The JSON last sent of each event, so that an unchanged one is not sent again. */
-  private readonly last: Record<Pushed, string> = { cluster: '', timeline: '', queues: '' };
+  private readonly last: Record<Pushed, string> = {
+    cluster: '',
+    timeline: '',
+    queues: '',
+    ranges: '',
+  };
   private readonly unsample: () => void;
 
   constructor(private readonly o: DashboardFeedOptions) {
@@ -246,7 +254,7 @@ export class DashboardFeed {
     if (this.timer !== null) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
     this.states.clear();
-    this.last.cluster = this.last.timeline = this.last.queues = '';
+    this.last.cluster = this.last.timeline = this.last.queues = this.last.ranges = '';
   }
 
   /** One look: start asking the members that are not being asked, then push what changed. */
@@ -265,6 +273,7 @@ export class DashboardFeed {
     this.push('cluster', { atMs: now, self: this.o.selfId, members: this.rows(members, now) });
     this.push('timeline', this.mergedTimeline());
     this.push('queues', this.o.queues());
+    if (this.o.ranges !== undefined) this.push('ranges', this.o.ranges());
     this.timer = this.o.clock.setTimeout(() => this.cycle(), this.o.periodMs);
   }
 

@@ -12,6 +12,8 @@ import { encodeEnvelope } from '../host/envelope.js';
 import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
 import { MetaStateMachine, type MetaCommand, type MetaResult } from '../ranges/meta-machine.js';
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
+import { features } from '../base/features.js';
+import type { FeatureCheck } from './feature-gate.js';
 import { Periodic } from './periodic.js';
 
 export interface MetaServiceOptions {
@@ -23,6 +25,8 @@ export interface MetaServiceOptions {
   /** How often the leader looks for a missing map. */
   readonly checkEveryMs: number;
   readonly log: Logger;
+  /** The version gate: every meta command belongs to `features.ranges`. Null: none (tests). */
+  readonly gate?: FeatureCheck | null;
 }
 
 export class MetaService {
@@ -102,7 +106,20 @@ export class MetaService {
     return r;
   }
 
+  /**
+   * Records a range's new replicas (its descriptor as its own log applied it); answers once the
+   * map took it or already knew it. Throws the refusal otherwise (a split of the range is not
+   * recorded yet).
+   */
+  async recordReplicas(range: RangeDescriptor, w: WaitOptions = {}): Promise<MetaResult> {
+    const r = await this.propose({ op: 'recordReplicas', range }, w);
+    if (r.outcome === 'refused') throw refusal(r);
+    return r;
+  }
+
   private async propose(cmd: MetaCommand, w: WaitOptions = {}): Promise<MetaResult> {
+    // A release before ranges runs no meta group, and would refuse the split these serve.
+    await this.o.gate?.require(features.ranges, w.signal);
     const data = encodeEnvelope({
       client: '',
       seq: 0,

@@ -36,6 +36,8 @@ export class NodeMetrics {
   readonly applyLatency: Histogram;
   readonly fsyncLatency: Histogram;
   readonly persistedEntries: Counter;
+  /** Durable writes of every group the node runs (ranges, queue, meta), not only range 0's. */
+  readonly groupPersists: Counter;
   readonly elections: Counter;
   readonly leaderChanges: Counter;
   readonly messagesSent: Counter<'type'>;
@@ -91,6 +93,11 @@ export class NodeMetrics {
       name: 'flotilla_placement_steps_total',
       help: 'Placement steps (add, remove, move, transfer) this node carried out, by outcome (done, failed)',
       labelNames: ['kind', 'outcome'],
+      registers: r,
+    });
+    this.groupPersists = new Counter({
+      name: 'flotilla_group_persists_total',
+      help: 'Durable writes (entries + hard state) of all Raft groups on this node',
       registers: r,
     });
     this.elections = new Counter({

@@ -4,6 +4,7 @@
 // settings. Each step undoes what it opened when it fails, so start() stays a list of steps.
 
 import type { Logger } from 'pino';
+import { FEATURE_LEVEL, FEATURE_LEVEL_NONE } from '../base/features.js';
 import { createRng, type Recovery } from '../raft/index.js';
 import {
   FilePartialSnapshots,
@@ -266,6 +267,10 @@ export interface PeerTransport {
   readonly heard: readonly HeardPeer[];
   /** Sets what a refused handshake does (once the node exists: ask a peer about members). */
   onRefused(fn: () => void): void;
+  /** The feature level each peer's latest handshake said; 0 when it said none (feature-gate.ts). */
+  readonly peerLevels: ReadonlyMap<number, number>;
+  /** Sets what a peer's handshake does once the node exists (the gate may raise the level). */
+  onPeerLevel(fn: () => void): void;
 }
 
 /**
@@ -279,6 +284,8 @@ export async function openPeerTransport(
   log: Logger,
   /** Mutual TLS on the peer port (PROTOCOL.md, "TLS"); omitted: plain TCP. */
   tls?: PeerTlsOptions,
+  /** The feature level said in every handshake (src/base/features.ts). */
+  featureLevel = FEATURE_LEVEL,
 ): Promise<PeerTransport> {
   const self = config.members.find((m) => m.id === config.id);
   let transport: TcpTransport;
@@ -287,6 +294,7 @@ export async function openPeerTransport(
       nodeId: config.id,
       clusterId: config.clusterId,
       hasLog,
+      featureLevel,
       ...(self === undefined ? {} : { advertise: { peer: self.peer, client: self.client } }),
       listen: parseHostPort(config.listenPeer),
       backoff: { baseMs: 25, maxMs: 1000 },
@@ -309,6 +317,8 @@ export async function openPeerTransport(
     throw listenError(config.listenPeer, 'peers (listenPeer)', err);
   }
   const peerLogs = new Map<number, boolean | null>();
+  const peerLevels = new Map<number, number>();
+  let onPeerLevel: () => void = () => undefined;
   const heard: HeardPeer[] = [];
   const t = transport;
   // Diallers heard before the node is assembled; the same cap as the learned members, the
@@ -328,6 +338,9 @@ export async function openPeerTransport(
         return;
       case 'peer-connected':
         peerLogs.set(e.peer, e.peerHasLog);
+        // A peer that says no level runs a release from before the gate: level 0.
+        peerLevels.set(e.peer, e.peerFeatureLevel ?? FEATURE_LEVEL_NONE);
+        onPeerLevel();
         log.info(
           { peer: e.peer, direction: e.direction, remote: e.remote },
           `peer ${e.peer} connected`,
@@ -369,6 +382,10 @@ export async function openPeerTransport(
     transport: t,
     peerLogs,
     heard,
+    peerLevels,
+    onPeerLevel: (fn) => {
+      onPeerLevel = fn;
+    },
     onRefused: (fn) => {
       onRefused = fn;
     },

@@ -2,6 +2,8 @@
 // exactly-once sessions, the Raft runtime, the HTTP API, metrics and logs. `runNode` is what
 // `flotilla start` runs; `FlotillaNode.start` is the same for tests and embedders.
 
+import { FEATURE_LEVEL } from '../base/features.js';
+import { FeatureGate } from './feature-gate.js';
 import type { Logger } from 'pino';
 import type { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
@@ -25,7 +27,7 @@ import { RangeLanes, type RangeLane } from './range-lanes.js';
 import { RangeKvPath } from './range-kv-path.js';
 import { RemoteRanges, knowledgeOf, refreshRanges } from './range-remote.js';
 import { RemoteWatches } from './range-watch.js';
-import type { RangeId } from '../ranges/types.js';
+import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import type { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
@@ -69,8 +71,17 @@ import {
   type QueueBackend,
 } from '../api/queue-routes.js';
 import { installMemberRoutes } from '../api/member-routes.js';
-import { installRangeRoutes } from '../api/range-routes.js';
-import { rangesBackend } from './range-admin.js';
+import { installRangeRoutes, renderRangeView } from '../api/range-routes.js';
+import { rangeViews, rangesBackend, type RangeAdminOptions } from './range-admin.js';
+import { RangeLoad } from './range-load.js';
+import { nodeRangeSplitter } from './range-splitter.js';
+import { RangeDirs } from './range-dirs.js';
+import {
+  changeReplicas,
+  installRangeReplicas,
+  type RangeReplicaParts,
+} from './range-replica-node.js';
+import type { ReplicaChange } from './range-replicas.js';
 import { installPlacementRoutes } from '../api/placement-routes.js';
 import { PlacementNode, heldRanges } from './placement-node.js';
 import { installBackupRoute } from './backup.js';
@@ -131,6 +142,8 @@ export class FlotillaNode implements AsyncDisposable {
   readonly remote: RemoteRanges;
   readonly watchHub: WatchHub;
   readonly leaseKeeper: LeaseKeeper;
+  /** Splits the ranges this node leads past the configured thresholds (off by default). */
+  private splitter: ReturnType<typeof nodeRangeSplitter> | null = null;
   /** The binary client protocol's server, when `clientProtocolPort` is set. */
   private wire: WireServer | null = null;
   /** The tokens clients must present, following the tokens file; null without authentication. */
@@ -146,6 +159,8 @@ export class FlotillaNode implements AsyncDisposable {
   private stallWatch: LoopStallWatch | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
+  /** Changing ranges' replicas, and giving up ranges this node is out of; set once assembled. */
+  private replicaParts: RangeReplicaParts | null = null;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
   readonly stopped: Promise<void>;
   private markStopped: () => void = () => undefined;
@@ -168,6 +183,8 @@ export class FlotillaNode implements AsyncDisposable {
     readonly ranges: RangeGroups,
     /** The meta group (the range map) and its bootstrap. */
     readonly meta: MetaService,
+    /** The version gate of rolling upgrades (feature-gate.ts). */
+    readonly gate: FeatureGate,
   ) {
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
     this.members = new NodeMembers({
@@ -261,7 +278,7 @@ export class FlotillaNode implements AsyncDisposable {
   }
 
   /** A forwarder to the leader of one range's group (`leaders`: its runtime). */
-  private newForwarder(leaders: RaftRuntime): Forwarder {
+  private newForwarder(leaders: RaftRuntime, timeoutMs?: number): Forwarder {
     const { config } = this;
     return new Forwarder({
       selfId: config.id,
@@ -270,7 +287,7 @@ export class FlotillaNode implements AsyncDisposable {
       send: (url, path, rawBody, signal, authorization) =>
         this.send(url, path, rawBody, signal, authorization),
       // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
-      timeoutMs: config.requestTimeoutMs + 1_000,
+      timeoutMs: timeoutMs ?? config.requestTimeoutMs + 1_000,
       // One of the longest election timeouts: the new leader was elected after about as long.
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
       // As many as the pool to the leader has connections: none waits for one.
@@ -316,6 +333,7 @@ export class FlotillaNode implements AsyncDisposable {
         forwarder: this.forwarder,
         watchHub: this.watchHub,
         compactor: this.compactor,
+        load: new RangeLoad({ clock: systemClock, revision: () => group.range.kv.revision() }),
       };
     const { config } = this;
     const service = new KvService(
@@ -331,6 +349,7 @@ export class FlotillaNode implements AsyncDisposable {
       forwarder: this.newForwarder(group.runtime),
       watchHub: new WatchHub(group.range.kv),
       compactor: this.newCompactor(id, group.runtime, group.range.kv, service),
+      load: new RangeLoad({ clock: systemClock, revision: () => group.range.kv.revision() }),
     };
   }
 
@@ -340,6 +359,11 @@ export class FlotillaNode implements AsyncDisposable {
       logger?: Logger;
       /** Called at each step of a write's path (host/trace.ts), for bench/trace. */
       trace?: TraceHook;
+      /**
+       * The feature level this node says it runs (default FEATURE_LEVEL). Tests set a lower one
+       * to play a member of an older release in a rolling upgrade; nothing else should.
+       */
+      featureLevel?: number;
     } = {},
   ): Promise<FlotillaNode> {
     const log =
@@ -358,6 +382,8 @@ export class FlotillaNode implements AsyncDisposable {
     );
     const metrics = new NodeMetrics(config.id);
     const { limits } = config;
+    // Read before any storage opens: a damaged record stops the start with nothing to close.
+    const rangeDirs = new RangeDirs(config.dataDir);
     const {
       kv: storage,
       queue: queueStorage,
@@ -376,6 +402,7 @@ export class FlotillaNode implements AsyncDisposable {
       },
       log,
       tls?.material,
+      o.featureLevel ?? FEATURE_LEVEL,
     );
     const { transport } = peers;
     let recovery: Recovery;
@@ -451,6 +478,8 @@ export class FlotillaNode implements AsyncDisposable {
       // the queue group's events are logged, tagged with their group.
       onEvent: (group, e: RuntimeEvent) => {
         dash.timeline.record(group, e);
+        // One per durable write of any group: with walSync "per-group", one sync each.
+        if (e.kind === 'persisted') metrics.groupPersists.inc();
         if (group === KV_GROUP) {
           metrics.observe(e);
           if (e.kind === 'applied') dash.sampler.appliedEntries(e.entries);
@@ -465,6 +494,7 @@ export class FlotillaNode implements AsyncDisposable {
     // each SessionMachine(RangeMachine(KvStateMachine)) in its own group-<id>/ directory.
     const ranges = new RangeGroups({
       host,
+      dirs: rangeDirs,
       openStorage: (id) =>
         id === KV_GROUP ? Promise.resolve(storage) : openGroupStorage(config, id, log),
       settings: (id) => {
@@ -497,6 +527,8 @@ export class FlotillaNode implements AsyncDisposable {
       // Ranges split off range 0 start with it (their seeds are on disk): wait for them, so the
       // node serves once it runs every range it replicates (one that fails is logged).
       await ranges.settled();
+      // Ranges this node was added to as a new replica: no split it applied names them.
+      await ranges.startHeld(rangeDirs.held());
     } catch (err) {
       await host.close(0);
       if (!host.group(KV_GROUP)) await storage.close();
@@ -576,11 +608,25 @@ export class FlotillaNode implements AsyncDisposable {
       { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes },
       systemClock,
     );
+    const gate = new FeatureGate({
+      selfId: config.id,
+      level: o.featureLevel ?? FEATURE_LEVEL,
+      runtime,
+      sessions: kvSessions,
+      peerLevels: peers.peerLevels,
+      clock: systemClock,
+      // As long as a request waits for a leader: a raise needs group 0 to have one.
+      raiseWaitMs: Math.min(config.requestTimeoutMs, 10 * config.electionTicks * config.tickMs),
+      checkEveryMs: 1_000,
+      log,
+    });
+    peers.onPeerLevel(() => gate.peerChanged());
     const queueService = new QueueService(
       queueRuntime,
       queueMachine,
       defaultQueueLimits,
       systemClock,
+      gate,
     );
     const node = new FlotillaNode(
       config,
@@ -604,7 +650,9 @@ export class FlotillaNode implements AsyncDisposable {
         firstRangeReplicas: () => runtime.status().voters,
         checkEveryMs: 500,
         log: groupLog(META_GROUP),
+        gate,
       }),
+      gate,
     );
     clientAddresses = () => node.members.book.map((m) => m.client);
     // The directory restored from the snapshot (and the log replayed so far) names members
@@ -645,21 +693,54 @@ export class FlotillaNode implements AsyncDisposable {
       return rows;
     });
     node.tokens = tokens;
+    const nodeAuthorization = memberAuthHeaders(config.auth)['authorization'];
     installRoutes(http, node.backend());
     installMemberRoutes(http, node.members.backend());
-    installRangeRoutes(
-      http,
-      rangesBackend({
-        selfId: config.id,
-        lanes: node.lanes,
-        remote: node.remote,
-        meta: node.meta,
-        metaForwarder: node.newForwarder(metaRuntime),
-        clock: systemClock,
-        maxKeyBytes: config.maxKeyBytes,
-        recordTimeoutMs: config.requestTimeoutMs,
-      }),
-    );
+    const rangeAdmin: RangeAdminOptions = {
+      selfId: config.id,
+      lanes: node.lanes,
+      remote: node.remote,
+      meta: node.meta,
+      metaForwarder: node.newForwarder(metaRuntime),
+      clock: systemClock,
+      maxKeyBytes: config.maxKeyBytes,
+      recordTimeoutMs: config.requestTimeoutMs,
+      gate: node.gate,
+    };
+    installRangeRoutes(http, rangesBackend(rangeAdmin));
+    node.splitter = nodeRangeSplitter({
+      thresholds: {
+        keys: config.rangeSplitKeys,
+        bytes: config.rangeSplitBytes,
+        writesPerSec: config.rangeSplitWritesPerSec,
+        loadWindowMs: config.rangeSplitLoadWindowMs,
+        cooldownMs: config.rangeSplitCooldownMs,
+      },
+      lanes: node.lanes,
+      admin: rangeAdmin,
+      authorization: nodeAuthorization,
+      // Allocation, the split and its record, each bounded by the request timeout.
+      timeoutMs: 3 * config.requestTimeoutMs,
+      log,
+    });
+    node.replicaParts = installRangeReplicas(http, {
+      selfId: config.id,
+      lanes: node.lanes,
+      groups: ranges,
+      dirs: rangeDirs,
+      meta: node.meta,
+      metaForwarder: node.newForwarder(metaRuntime),
+      forwarderFor: (rt, timeoutMs) => node.newForwarder(rt, timeoutMs),
+      firstGroup: runtime,
+      clientUrl: (id) => node.members.book.find((m) => m.id === id)?.client,
+      post: (url, path, body, signal) => node.send(url, path, body, signal, nodeAuthorization),
+      nodeAuthorization,
+      clock: systemClock,
+      requestTimeoutMs: config.requestTimeoutMs,
+      learnerLagEntries: config.learnerPromoteLagEntries,
+      maxKeyBytes: config.maxKeyBytes,
+      log,
+    });
     node.placement = new PlacementNode({
       config,
       meta: node.meta,
@@ -769,6 +850,18 @@ export class FlotillaNode implements AsyncDisposable {
           .filter((q) => q !== null)
           .map((q) => ({ queue: q.queue, paused: q.paused, counts: q.counts, totals: q.totals })),
       }),
+      ranges: () => {
+        const m = rangeViews(rangeAdmin);
+        // Keys in base64: a key of any bytes reaches the page. The first 500 ranges by key, as
+        // the queues event sends the first 100 queues: the stream stays small however many.
+        return m === null
+          ? null
+          : {
+              ...m,
+              count: m.ranges.length,
+              ranges: m.ranges.slice(0, 500).map((r) => renderRangeView(r, 'base64')),
+            };
+      },
       sampler: dash.sampler,
     });
     const feed = node.feed;
@@ -834,10 +927,13 @@ export class FlotillaNode implements AsyncDisposable {
     node.stallWatch = stallWatch;
     stallWatch.start();
     node.lanes.start();
+    node.splitter.start();
     dash.sampler.start();
     node.leaseKeeper.start();
     node.queueTicker.start();
     node.meta.start();
+    node.replicaParts.retirer.start();
+    node.gate.start();
     node.placement?.start();
     node.members.membership.start();
     return node;
@@ -850,10 +946,13 @@ export class FlotillaNode implements AsyncDisposable {
     this.members.membership.stop();
     this.tls?.stop();
     this.stallWatch?.stop();
+    this.splitter?.[Symbol.dispose]();
     this.lanes.close();
     this.leaseKeeper.stop();
     this.queueTicker.stop();
     this.meta.stop();
+    this.replicaParts?.retirer.stop();
+    this.gate.stop();
     this.placement?.stop();
     this.watchHub.close();
     this.feed?.close();
@@ -870,6 +969,27 @@ export class FlotillaNode implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * Changes range `range`'s replicas: adds node `add`, removes node `remove`, or both (moves
+   * one replica), on the range's leader (forwarded there), with this node's own credential.
+   * Answers the range's descriptor once done and recorded in the range map (range-replicas.ts).
+   */
+  changeReplicas(
+    range: RangeId,
+    change: ReplicaChange,
+    signal: AbortSignal,
+  ): Promise<RangeDescriptor> {
+    if (this.replicaParts === null)
+      return Promise.reject(new Error('The node is not assembled yet'));
+    return changeReplicas(
+      this.replicaParts,
+      range,
+      change,
+      signal,
+      memberAuthHeaders(this.config.auth)['authorization'],
+    );
   }
 
   nodeStatus(): NodeStatus {
@@ -897,6 +1017,11 @@ export class FlotillaNode implements AsyncDisposable {
       replication: this.members.membership.replication(),
       snapshotTransfers: snapshotTransfersOf(this.runtime, this.queueService.runtime),
       ranges: this.lanes.count(),
+      featureLevel: {
+        node: this.gate.level,
+        active: this.gate.active(),
+        members: this.gate.members(),
+      },
       queueGroup: {
         role: q.role,
         term: q.term,

@@ -10,6 +10,7 @@ import type { QueueLimits } from '../base/limits.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
 import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
+import { queueCommandFeature, type FeatureCheck } from './feature-gate.js';
 import type { QueueStateMachine } from '../queue/index.js';
 import {
   decodeQueueCommand,
@@ -27,6 +28,8 @@ export class QueueService {
     readonly queue: QueueStateMachine,
     private readonly limits: QueueLimits,
     private readonly clock: Clock,
+    /** The version gate (feature-gate.ts); null: every command is proposed (a lone test). */
+    private readonly gate: FeatureCheck | null = null,
   ) {}
 
   /**
@@ -51,6 +54,9 @@ export class QueueService {
     w: WaitOptions = {},
   ): Promise<QueueAnswer> {
     const data = this.encode(cmd, session);
+    // Refused before it enters the log while a member runs a release that does not know it.
+    const feature = queueCommandFeature(cmd);
+    if (feature !== null && this.gate !== null) await this.gate.require(feature, w.signal);
     let result: unknown;
     try {
       result = await this.runtime.propose(data, w);

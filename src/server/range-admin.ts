@@ -26,6 +26,8 @@ import type { KvError } from '../kv/machine.js';
 import { RangeMachine, type SplitResult, type WrongRangeResult } from '../ranges/range-machine.js';
 import type { RangeDescriptor } from '../ranges/types.js';
 import type { MetaService } from './meta-service.js';
+import { features } from '../base/features.js';
+import type { FeatureCheck } from './feature-gate.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
 import type { RemoteRanges } from './range-remote.js';
 import { showRange } from './range-router.js';
@@ -42,6 +44,8 @@ export interface RangeAdminOptions {
   readonly maxKeyBytes: number;
   /** How long recording a split in the map is retried before the request gives up. */
   readonly recordTimeoutMs: number;
+  /** The version gate: a split belongs to `features.ranges`. */
+  readonly gate: FeatureCheck;
 }
 
 /** Pause between two attempts to record a split the map refused for now. */
@@ -83,24 +87,46 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
   };
 }
 
-function rangeViews(o: RangeAdminOptions): ReturnType<RangesBackend['ranges']> {
+/** The meta map with this node's figures of each range it runs (the dashboard shows it too). */
+export function rangeViews(
+  o: Pick<RangeAdminOptions, 'selfId' | 'lanes' | 'meta' | 'remote'>,
+): ReturnType<RangesBackend['ranges']> {
   const map = o.meta.machine.map();
   if (map === null) return null;
   const ranges = map.ranges().map((d): RangeView => {
     const lane = o.lanes.lane(d.id);
     if (lane === undefined)
-      return { descriptor: d, leader: o.remote.leader(d.id) || null, keys: null, applied: null };
+      return {
+        descriptor: d,
+        leader: o.remote.leader(d.id) || null,
+        keys: null,
+        bytes: null,
+        writesPerSec: null,
+        readsPerSec: null,
+        applied: null,
+      };
     return {
       descriptor: d,
       leader: lane.group.runtime.leaderId(),
       keys: lane.group.range.kv.keyCount(),
+      bytes: lane.group.range.kv.bytes(),
+      writesPerSec: round1(lane.load.writesPerSec()),
+      readsPerSec: round1(lane.load.readsPerSec()),
       applied: lane.group.runtime.appliedIndex(),
     };
   });
-  return { version: map.version, ranges };
+  return { version: map.version, node: o.selfId, ranges };
 }
 
-async function split(
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/**
+ * Splits the range holding `key` at `key` on this node, its leader: the split asked for over
+ * the API, and the automatic one (range-splitter.ts).
+ */
+export async function split(
   o: RangeAdminOptions,
   key: Uint8Array,
   w: {
@@ -127,6 +153,8 @@ async function split(
       'BAD_REQUEST',
       `Cannot split range ${showRange(d)} at its start or outside it: the key must lie strictly inside`,
     );
+  // Before an id is allocated: a release before ranges would refuse the split when applying it.
+  await o.gate.require(features.ranges, signal);
   const voters = [...rt.status().voters].sort((a, b) => a - b);
   const replicas = w.replicas ?? voters;
   checkReplicas(lane.id, replicas, voters);
@@ -218,8 +246,8 @@ async function record(
  * Runs `local` when this node leads the meta group, else sends `body` to `path` on its leader
  * (with the caller's credential) and answers what it answered, or throws its error.
  */
-async function onMetaLeader(
-  o: RangeAdminOptions,
+export async function onMetaLeader(
+  o: Pick<RangeAdminOptions, 'metaForwarder'>,
   path: string,
   body: Json,
   w: { readonly signal: AbortSignal; readonly authorization: string | undefined },

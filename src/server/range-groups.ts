@@ -13,9 +13,11 @@
 // member joining a group does): its log is empty, so it wins no election, and the child's
 // leader sends it a snapshot.
 //
-// What this does not do yet: stop a range whose replicas no longer include this node. Routing
-// by range and telling the meta group of a split are the node's (range-lanes.ts,
-// range-admin.ts).
+// A range this node is no longer a replica of is retired: recorded as given up (range-dirs.ts),
+// its group stopped and its directory deleted; a retired range is never started again, from a
+// parent's children or a split replayed, unless the node is asked to prepare it as a new
+// replica. Deciding when a range is out is range-retirer.ts's; routing by range and telling the
+// meta group of a split are the node's (range-lanes.ts, range-admin.ts).
 
 import type { GroupStorage } from '../host/contracts.js';
 import type { GroupOptions, Host } from '../host/host.js';
@@ -25,13 +27,19 @@ import { collectSnapshot } from '../host/snapshot-stream.js';
 import type { KvLimits } from '../kv/machine.js';
 import { RangeMachine, WHOLE_KEY_SPACE, type SplitApplied } from '../ranges/range-machine.js';
 import { FIRST_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
+import type { RangeDirs } from './range-dirs.js';
 
 /** A range group's settings: everything but its storage, state machine and voters. */
 export type RangeGroupSettings = Omit<GroupOptions, 'storage' | 'stateMachine' | 'voters'>;
 
 export interface RangeGroupsOptions {
   /** The node's host (what of it this uses: a simulator wraps its group options). */
-  readonly host: Pick<Host, 'id' | 'addGroup'>;
+  readonly host: Pick<Host, 'id' | 'addGroup'> & Partial<Pick<Host, 'removeGroup'>>;
+  /**
+   * The ranges given up and their directories. Absent (the simulator): no range is ever
+   * retired or prepared here.
+   */
+  readonly dirs?: Pick<RangeDirs, 'isRetired' | 'retire' | 'prepare' | 'remove'>;
   /** Opens range `id`'s storage on this node (empty when the node holds none); once per range. */
   readonly openStorage: (id: RangeId) => Promise<GroupStorage>;
   /**
@@ -83,6 +91,91 @@ export class RangeGroups {
   /** Ids of the ranges running here, ascending. */
   ranges(): RangeId[] {
     return [...this.running.keys()].sort((a, b) => a - b);
+  }
+
+  /** Whether this node gave range `id` up (it is never started again unless prepared). */
+  isRetired(id: RangeId): boolean {
+    return this.o.dirs?.isRetired(id) ?? false;
+  }
+
+  /**
+   * Gives range `id` up on this node: records it retired (durably, first: a crash half-way must
+   * not bring it back), stops its group and deletes its directory. The caller has decided this
+   * node is in no configuration of the range (range-retirer.ts).
+   */
+  async retire(id: RangeId): Promise<void> {
+    const dirs = this.need(id, 'retire');
+    dirs.retire(id);
+    await this.stop(id);
+    dirs.remove(id);
+  }
+
+  /**
+   * Starts range `id` here as a new replica, on empty storage, with `voters` (the range's
+   * voters now, not this node) as its initial configuration: its log is empty, so it campaigns
+   * for nothing, and the range's leader, once it added this node, sends it a snapshot. What
+   * this node held of the range is dropped first (the caller checked it is no replica).
+   */
+  async prepare(
+    id: RangeId,
+    descriptor: RangeDescriptor,
+    voters: readonly number[],
+  ): Promise<RangeGroup> {
+    const dirs = this.need(id, 'prepare');
+    if (voters.includes(this.o.host.id) || voters.length === 0)
+      throw new Error(
+        `Cannot prepare range ${id}: its initial voters [${voters.join(', ')}] must be others`,
+      );
+    await this.stop(id);
+    dirs.remove(id);
+    dirs.prepare(id, descriptor.generation);
+    return this.start(id, voters, descriptor);
+  }
+
+  /**
+   * Starts the ranges whose directories this node holds (`ids`) and that nothing started yet:
+   * ranges it was added to as a new replica, which no split it applied names with it. Each
+   * starts from the snapshot its storage holds (the voters given are then unused). A directory
+   * holding no snapshot (prepared, never sent one) or of a retired range is deleted instead.
+   * Call once the ranges splits started have settled.
+   */
+  async startHeld(ids: readonly RangeId[]): Promise<void> {
+    const dirs = this.o.dirs;
+    if (dirs === undefined) return;
+    for (const id of ids) {
+      if (this.starting.has(id) || id === FIRST_RANGE) continue;
+      if (this.isRetired(id)) {
+        dirs.remove(id);
+        continue;
+      }
+      const storage = await this.o.openStorage(id);
+      const snapshot = storage.initialState().snapshot;
+      if (snapshot === null) {
+        await storage.close();
+        dirs.remove(id);
+        continue;
+      }
+      const p = this.run(id, storage, snapshot.voters, undefined);
+      this.track(id, p);
+    }
+    await this.settled();
+  }
+
+  private need(id: RangeId, what: string): NonNullable<RangeGroupsOptions['dirs']> {
+    const dirs = this.o.dirs;
+    if (dirs === undefined || this.o.host.removeGroup === undefined)
+      throw new Error(`Cannot ${what} range ${id}: this node's ranges have no directories`);
+    if (id === FIRST_RANGE) throw new Error(`Range ${id} runs on every member: never ${what}d`);
+    return dirs;
+  }
+
+  /** Stops range `id`'s group (once a start in progress finished) and closes its storage. */
+  private async stop(id: RangeId): Promise<void> {
+    const starting = this.starting.get(id);
+    this.starting.delete(id);
+    if (starting !== undefined) await starting.catch(() => undefined);
+    this.running.delete(id);
+    await this.o.host.removeGroup?.(id);
   }
 
   /** Resolves once every range started so far (seeded ones included) runs, or failed. */
@@ -137,7 +230,11 @@ export class RangeGroups {
 
   private startChildren(range: RangeMachine): void {
     for (const child of range.children())
-      if (child.replicas.includes(this.o.host.id) && !this.starting.has(child.id))
+      if (
+        child.replicas.includes(this.o.host.id) &&
+        !this.starting.has(child.id) &&
+        !this.isRetired(child.id)
+      )
         void this.start(child.id, child.replicas, child);
   }
 
@@ -149,7 +246,7 @@ export class RangeGroups {
    */
   private seed(s: SplitApplied): Promise<void> {
     const id = s.right.id;
-    if (!s.right.replicas.includes(this.o.host.id) || this.starting.has(id)) {
+    if (!s.right.replicas.includes(this.o.host.id) || this.starting.has(id) || this.isRetired(id)) {
       s.discard();
       return Promise.resolve();
     }

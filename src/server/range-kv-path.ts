@@ -54,8 +54,9 @@ export class RangeKvPath {
     session: Parameters<KvBackend['write']>[1],
     signal: AbortSignal,
   ): ReturnType<KvBackend['write']> {
-    return this.routed(spansOfTxn(txn), 'transaction', signal, (t) =>
-      this.writeIn(this.laneOf(t), txn, session, signal),
+    const spans = spansOfTxn(txn);
+    return this.routed(spans, 'transaction', signal, (t) =>
+      this.writeIn(this.laneOf(t), txn, session, signal, spans[0]?.key),
     );
   }
 
@@ -216,6 +217,8 @@ export class RangeKvPath {
     txn: Parameters<KvBackend['write']>[0],
     session: Parameters<KvBackend['write']>[1],
     signal: AbortSignal,
+    /** The write's first key: sampled for a split by load (range-splitter.ts). */
+    firstKey: Uint8Array | undefined,
   ): Promise<Awaited<ReturnType<KvBackend['write']>>> {
     const runtime = lane.group.runtime;
     const data = lane.service.encode(txn, session);
@@ -235,6 +238,7 @@ export class RangeKvPath {
       const ms = performance.now() - started;
       this.o.metrics.applyLatency.observe(ms / 1000);
       this.o.sampler()?.write(ms);
+      if (firstKey !== undefined) lane.load.wrote(firstKey);
       const answer = answerOf(result);
       return {
         header: { ...this.header(lane), revision: answer.revision },
@@ -336,6 +340,7 @@ export class RangeKvPath {
     if (lane.group.runtime.leaderId() !== this.o.config.id)
       this.o.metrics.followerReads.inc({ level: consistency });
     this.o.sampler()?.read();
+    lane.load.read();
     return { header: this.header(lane), result: lane.group.range.range(op) };
   }
 }

@@ -1,8 +1,11 @@
 // What a node keeps per range it runs (docs/DESIGN.md, "Ranges"): the range's KvService (its
-// writes into its own log), a Forwarder following its own leader, its watch hub and the
-// leader's automatic compactor of its own history. A range's lane is made when the range
-// first runs here (range 0 at start, a right-hand range once its split applied), and requests
-// reach it through the router (range-router.ts).
+// writes into its own log), a Forwarder following its own leader, its watch hub, the
+// leader's automatic compactor of its own history and the range's load as this node sees it.
+// A range's lane is made when the range first runs here (range 0 at start, a right-hand range
+// once its split applied, a range this node was added to as a new replica), and requests reach
+// it through the router (range-router.ts). A range that stopped here (this node is no longer
+// its replica) loses its lane: its compactor stops and its watches end, told to resume where
+// the range is now.
 
 import type { WaitOptions } from '../host/runtime.js';
 import type { WatchHub } from '../kv/watch-hub.js';
@@ -12,6 +15,7 @@ import type { AutoCompactor } from './compactor.js';
 import type { Forwarder } from './forward.js';
 import type { KvService } from './kv-service.js';
 import type { RangeGroup, RangeGroups } from './range-groups.js';
+import type { RangeLoad } from './range-load.js';
 import { routeSpans } from './range-router.js';
 
 export interface RangeLane {
@@ -21,6 +25,8 @@ export interface RangeLane {
   readonly forwarder: Forwarder;
   readonly watchHub: WatchHub;
   readonly compactor: AutoCompactor;
+  /** Writes and reads per second, and the latest written keys (range-load.ts). */
+  readonly load: RangeLoad;
 }
 
 export interface RangeLanesOptions {
@@ -36,8 +42,14 @@ export class RangeLanes {
 
   constructor(private readonly o: RangeLanesOptions) {}
 
-  /** Every range's lane, ascending by id (ranges that started since the last call included). */
+  /**
+   * Every range's lane, ascending by id: ranges that started since the last call included,
+   * ranges that stopped since dropped (see `forget`).
+   */
   all(): RangeLane[] {
+    for (const [id, lane] of this.lanes)
+      if (this.o.ranges.group(id) !== lane.group)
+        this.forget(id, `This node no longer holds range ${id}`);
     for (const id of this.o.ranges.ranges()) {
       if (this.lanes.has(id) || this.closed) continue;
       const group = this.o.ranges.group(id);
@@ -80,6 +92,19 @@ export class RangeLanes {
     const lane = id === null ? undefined : this.lane(id);
     if (lane !== undefined) await lane.service.readBarrier(w);
     await this.o.ranges.settled();
+  }
+
+  /**
+   * Drops range `id`'s lane (the range stopped here, or runs as a new group): stops its
+   * compactor and ends its watches with WATCH_RESET and `why`, so their clients resume them
+   * where the range is served now. A range still running gets a new lane at the next call.
+   */
+  forget(id: RangeId, why: string): void {
+    const lane = this.lanes.get(id);
+    if (lane === undefined) return;
+    this.lanes.delete(id);
+    lane.compactor.stop();
+    lane.watchHub.release(`${why}; resume the watch on a node that does`);
   }
 
   /** Starts every lane's compactor (the leader of each range compacts its own history). */

@@ -4,6 +4,7 @@
 // use msgpack's bin type and decode as Uint8Array views of the frame they arrived in.
 
 import { Packr, Unpackr } from 'msgpackr';
+import { FEATURE_LEVEL_MAX, isFeatureLevel } from '../base/features.js';
 import type { Message, NodeId } from '../raft/types.js';
 import { TransportError } from './errors.js';
 import type { ValidationLimits } from './validate.js';
@@ -54,6 +55,8 @@ export interface Hello {
   readonly clientUrl: string | null;
   /** Which connection this is; absent means the main one. */
   readonly lane: Lane;
+  /** The feature level the sender runs (src/base/features.ts); null when it did not say. */
+  readonly featureLevel: number | null;
 }
 
 export interface Accept {
@@ -61,6 +64,8 @@ export interface Accept {
   readonly clusterId: string;
   readonly nodeId: NodeId;
   readonly hasLog: boolean | null;
+  /** As Hello's. */
+  readonly featureLevel: number | null;
 }
 
 /** An optional boolean handshake field: absent (an older peer) is null. */
@@ -71,6 +76,18 @@ function optionalBool(o: Record<string, unknown>, key: string, what: string): bo
     throw new TransportError(
       'TRANSPORT_BAD_FRAME',
       `${what}.${key} must be a boolean, saw ${typeof v}`,
+    );
+  return v;
+}
+
+/** An optional feature level (src/base/features.ts): absent (a release before it) is null. */
+function optionalLevel(o: Record<string, unknown>, key: string, what: string): number | null {
+  const v = o[key];
+  if (v === undefined) return null;
+  if (!isFeatureLevel(v))
+    throw new TransportError(
+      'TRANSPORT_BAD_FRAME',
+      `${what}.${key} must be an integer from 0 to ${FEATURE_LEVEL_MAX}, saw ${JSON.stringify(v) ?? typeof v}`,
     );
   return v;
 }
@@ -147,6 +164,7 @@ export function decodeHello(payload: Uint8Array): Hello {
     peerAddress: optionalString(o, 'peer', 'hello'),
     clientUrl: optionalString(o, 'client', 'hello'),
     lane: laneOf(optionalString(o, 'lane', 'hello')),
+    featureLevel: optionalLevel(o, 'featureLevel', 'hello'),
   };
 }
 
@@ -166,6 +184,7 @@ export function decodeAccept(payload: Uint8Array): Accept {
     clusterId: field(o, 'clusterId', 'string', 'accept'),
     nodeId: field(o, 'nodeId', 'number', 'accept'),
     hasLog: optionalBool(o, 'hasLog', 'accept'),
+    featureLevel: optionalLevel(o, 'featureLevel', 'accept'),
   };
 }
 

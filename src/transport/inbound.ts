@@ -69,6 +69,8 @@ export class InboundConnection {
   private state: 'preface' | 'hello' | 'open' | 'closed' = 'preface';
   /** What the dialler's HELLO said of its log (null: not said). */
   peerHasLog: boolean | null = null;
+  /** The feature level its HELLO said (null: not said). */
+  peerFeatureLevel: number | null = null;
   /** Which of the dialler's connections this is (codec.ts, Lane); known after the handshake. */
   lane: Lane = 'main';
   /** The protocol version negotiated (known after the handshake). */
@@ -174,12 +176,14 @@ export class InboundConnection {
     this.state = 'open';
     this.decoder.maxFrameBytes = this.ctx.opts.maxFrameBytes;
     this.peerHasLog = h.hasLog;
+    this.peerFeatureLevel = h.featureLevel;
     const o = this.ctx.opts;
     const accept = {
       version,
       clusterId: o.clusterId,
       nodeId: o.nodeId,
       ...(o.hasLog === null ? {} : { hasLog: o.hasLog() }),
+      ...(o.featureLevel === null ? {} : { featureLevel: o.featureLevel }),
     };
     this.socket.write(encodeSmallFrame(FrameType.accept, pack(accept)));
     this.ctx.accepted(this);

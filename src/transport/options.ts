@@ -37,6 +37,11 @@ export interface TcpTransportOptions {
    * learn it from there (TcpTransport.setAdmission). Omitted: not said.
    */
   readonly advertise?: { readonly peer: string; readonly client: string };
+  /**
+   * The feature level this node runs (src/base/features.ts), said in every handshake so each
+   * peer knows which release every member runs (DESIGN.md, "Upgrades"). Omitted: not said.
+   */
+  readonly featureLevel?: number;
   /** Where the peer port listens; port 0 lets the OS choose (see TcpTransport.address). */
   readonly listen: PeerAddress;
   readonly peers?: ReadonlyMap<NodeId, PeerAddress>;
@@ -100,6 +105,7 @@ export interface ResolvedTcpOptions {
   readonly clusterId: string;
   readonly hasLog: (() => boolean) | null;
   readonly advertise: { readonly peer: string; readonly client: string } | null;
+  readonly featureLevel: number | null;
   readonly listen: PeerAddress;
   readonly maxFrameBytes: number;
   readonly maxHandshakeFrameBytes: number;
@@ -127,6 +133,7 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
     clusterId: o.clusterId,
     hasLog: o.hasLog ?? null,
     advertise: o.advertise ?? null,
+    featureLevel: o.featureLevel ?? null,
     listen: o.listen,
     maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     maxHandshakeFrameBytes: o.maxHandshakeFrameBytes ?? 4096,

@@ -163,6 +163,9 @@ export class PeerLink {
         from: this.ctx.opts.nodeId,
         to: this.peer,
         ...(this.ctx.opts.hasLog === null ? {} : { hasLog: this.ctx.opts.hasLog() }),
+        ...(this.ctx.opts.featureLevel === null
+          ? {}
+          : { featureLevel: this.ctx.opts.featureLevel }),
         ...(this.ctx.opts.advertise === null ? {} : this.ctx.opts.advertise),
         ...(liveness ? { lane: 'liveness' } : {}),
       };
@@ -253,6 +256,7 @@ export class PeerLink {
       direction: 'outbound',
       remote: this.remote(),
       peerHasLog: a.hasLog,
+      peerFeatureLevel: a.featureLevel,
     });
     this.pump();
   }

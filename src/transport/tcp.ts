@@ -334,6 +334,7 @@ export class TcpTransport implements Transport {
           direction: 'inbound',
           remote: conn.remote,
           peerHasLog: conn.peerHasLog,
+          peerFeatureLevel: conn.peerFeatureLevel,
         });
       },
       refused: (conn, claimed, reason) => {

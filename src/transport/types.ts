@@ -60,6 +60,8 @@ export type TransportEvent =
       readonly remote: string;
       /** What the peer's handshake said of its Raft log (TransportOptions.hasLog); null: not said. */
       readonly peerHasLog: boolean | null;
+      /** The feature level the peer's handshake said it runs; null: not said (an older release). */
+      readonly peerFeatureLevel: number | null;
     }
   | {
       readonly kind: 'peer-disconnected';

@@ -1,6 +1,7 @@
 // npm run chaos -- --time 60 --nemesis kill,pause,partition --seed 7
 // npm run chaos -- --seeds 50 --time 60 --out chaos-results
 // npm run chaos -- --seeds 3 --time 60 --nemesis kill,pause,partition,membership
+// npm run chaos -- --seeds 20 --time 60 --ranges 8 --nemesis kill,pause,partition,wipe,split
 //
 // Runs seeded fault-injection runs against real local clusters and prints, per run, the
 // operations that succeeded, failed and ended unknown, the faults injected and the verdict.
@@ -27,9 +28,9 @@ const program = new Command()
   .option('--nodes <n>', 'cluster size', int('--nodes', 3, 7), 3)
   .option(
     '--nemesis <list>',
-    `faults: ${NEMESES.join(',')} or none (default: all but membership)`,
+    `faults: ${NEMESES.join(',')} or none (default: all but membership and split)`,
     listOf('--nemesis', NEMESES),
-    NEMESES.filter((k) => k !== 'membership'),
+    NEMESES.filter((k) => k !== 'membership' && k !== 'split'),
   )
   .option(
     '--workload <list>',
@@ -38,7 +39,23 @@ const program = new Command()
     [...WORKLOADS],
   )
   .option('--clients <n>', 'register clients', int('--clients', 1, 200), 12)
-  .option('--keys <n>', 'register keys', int('--keys', 1, 1_000), 5)
+  .option(
+    '--keys <n>',
+    'register keys (default 5, or 3 per range with --ranges)',
+    int('--keys', 1, 1_000),
+  )
+  .option(
+    '--ranges <n>',
+    'split the register keys over n ranges before the workloads start',
+    int('--ranges', 1, 64),
+    1,
+  )
+  .option(
+    '--splits <n>',
+    'at most n splits by the split nemesis',
+    int('--splits', 0, 64),
+    defaultChaosOptions.splitsMax,
+  )
   .option(
     '--producers <n>',
     'queue producers, one queue each',
@@ -69,6 +86,10 @@ const program = new Command()
       throw new InvalidArgumentError('--storage must be wal or sqlite');
     const workloads = o['workload'] as WorkloadKind[];
     if (workloads.length === 0) throw new InvalidArgumentError('--workload needs at least one');
+    const ranges = o['ranges'] as number;
+    const keys = (o['keys'] as number | undefined) ?? Math.max(5, 3 * ranges);
+    if (keys < ranges)
+      throw new InvalidArgumentError(`--keys ${keys} cannot be spread over --ranges ${ranges}`);
     const reports: ChaosReport[] = [];
     const first = o['seed'] as number;
     const seeds = o['seeds'] as number;
@@ -81,7 +102,9 @@ const program = new Command()
         nemeses: o['nemesis'] as NemesisKind[],
         workloads,
         registerClients: o['clients'] as number,
-        registerKeys: o['keys'] as number,
+        registerKeys: keys,
+        ranges,
+        splitsMax: o['splits'] as number,
         queue: {
           ...defaultQueueWorkload,
           producers: o['producers'] as number,

@@ -203,7 +203,9 @@ export class MembershipNemesis {
     while (!done && this.now() < deadline) {
       const admin = this.admin();
       try {
-        await admin.removeMember(id);
+        // Forced: with splits in the run the member may hold replicas of ranges, which a plain
+        // removal refuses (MEMBER_HOLDS_RANGES) until it is drained; the nemesis removes at once.
+        await admin.removeMember(id, { force: true });
         done = true;
       } catch (err) {
         const code = err instanceof FlotillaError ? err.code : 'ERROR';

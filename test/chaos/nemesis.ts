@@ -16,6 +16,9 @@
 //   membership add, remove and replace members (nemesis-membership.ts). Not one fault among
 //              the others but a loop of its own beside them, so that changes run while nodes
 //              are killed, paused and cut off.
+//   split      split a range at a register key, a bounded number of times (ranges.ts): a loop
+//              of its own beside the faults too, so that splits meet kills, pauses, cuts and
+//              wipes.
 //
 // Which node is "the leader" is asked of the cluster at injection time. The schedule's choices
 // come from the seed; what the cluster does in response (who leads) does not, so a seed fixes
@@ -24,11 +27,12 @@
 import type { Rng } from '../../src/raft/index.js';
 import type { ChaosCluster } from './cluster.js';
 import { MembershipNemesis, defaultMembershipTiming } from './nemesis-membership.js';
+import type { SplitNemesis } from './ranges.js';
 
-export const NEMESES = ['kill', 'pause', 'partition', 'wipe', 'membership'] as const;
+export const NEMESES = ['kill', 'pause', 'partition', 'wipe', 'membership', 'split'] as const;
 export type NemesisKind = (typeof NEMESES)[number];
-/** The faults one at a time; membership runs beside them. */
-type FaultKind = Exclude<NemesisKind, 'membership'>;
+/** The faults one at a time; membership and splits run beside them. */
+type FaultKind = Exclude<NemesisKind, 'membership' | 'split'>;
 
 export interface FaultRecord {
   readonly kind: FaultKind;
@@ -57,7 +61,10 @@ export class Nemesis {
   readonly membership: MembershipNemesis | null;
   private readonly kinds: readonly FaultKind[];
 
-  /** `membershipRng` drives the membership changes, so the faults' draws stay as they were. */
+  /**
+   * `membershipRng` drives the membership changes, so the faults' draws stay as they were;
+   * `split` is the split nemesis, made by the caller when `split` is among the kinds.
+   */
   constructor(
     private readonly cluster: ChaosCluster,
     private readonly rng: Rng,
@@ -66,8 +73,9 @@ export class Nemesis {
     private readonly now: () => number,
     private readonly log: (line: string) => void,
     membershipRng: Rng,
+    readonly split: SplitNemesis | null = null,
   ) {
-    this.kinds = kinds.filter((k): k is FaultKind => k !== 'membership');
+    this.kinds = kinds.filter((k): k is FaultKind => k !== 'membership' && k !== 'split');
     this.membership = kinds.includes('membership')
       ? new MembershipNemesis(cluster, membershipRng, defaultMembershipTiming, now, log)
       : null;
@@ -78,7 +86,11 @@ export class Nemesis {
    * `kinds` is empty; leaves everything healed.
    */
   async run(untilMs: number): Promise<void> {
-    await Promise.all([this.runFaults(untilMs), this.membership?.run(untilMs)]);
+    await Promise.all([
+      this.runFaults(untilMs),
+      this.membership?.run(untilMs),
+      this.split?.run(untilMs),
+    ]);
     await this.healAll();
   }
 

@@ -27,11 +27,24 @@ import { Nemesis, defaultTiming, type FaultRecord, type NemesisKind } from './ne
 import type { MembershipChange } from './nemesis-membership.js';
 import {
   RegisterWorkload,
+  SET_PREFIX,
   SetWorkload,
   defaultClientTiming,
+  registerKey,
   type WorkloadKind,
 } from './workload.js';
 import { LockWorkload, WatchWorkload } from './workload-watch.js';
+import {
+  SplitNemesis,
+  Splitter,
+  byteOrder,
+  defaultSplitTiming,
+  formatRanges,
+  judgeRanges,
+  layOutRanges,
+  layoutSplitKeys,
+  type RangesReport,
+} from './ranges.js';
 import {
   QueueWorkload,
   defaultQueueWorkload,
@@ -53,6 +66,13 @@ export interface ChaosOptions {
   readonly unsafeMode: UnsafeMode;
   readonly storage: 'wal' | 'sqlite';
   readonly snapshotEveryEntries: number;
+  /**
+   * Ranges the register keys are spread over before the workloads start (1: range 0 alone).
+   * Above 1, or with the `split` nemesis, the run adapts what a split store refuses.
+   */
+  readonly ranges: number;
+  /** At most this many splits by the `split` nemesis. */
+  readonly splitsMax: number;
   /** Where the history and report go; null: nowhere. */
   readonly outDir: string | null;
   readonly checkBudgetMs: number;
@@ -73,6 +93,8 @@ export const defaultChaosOptions: Omit<ChaosOptions, 'seed' | 'log'> = {
   unsafeMode: 'none',
   storage: 'wal',
   snapshotEveryEntries: 2_000,
+  ranges: 1,
+  splitsMax: 8,
   outDir: null,
   checkBudgetMs: 60_000,
 };
@@ -89,13 +111,21 @@ export interface ChaosReport {
   readonly seed: number;
   readonly verdict: RunVerdict;
   readonly register: { readonly counts: OpCounts; readonly result: CheckResult } | null;
-  readonly set: { readonly report: SetReport } | null;
+  readonly set: {
+    readonly report: SetReport;
+    /** The error each add reported failed but found present was given. */
+    readonly failedPresentErrors: readonly string[];
+  } | null;
   readonly watch: WatchReport | null;
   readonly lock: (LockReport & { readonly entered: number; readonly refused: number }) | null;
   readonly queue: (QueueCheckReport & { readonly counts: OpCounts }) | null;
   readonly faults: readonly FaultRecord[];
   /** The membership nemesis's changes; null when it was not selected. */
   readonly membership: readonly MembershipChange[] | null;
+  /** The layout, the splits and the final map; null in a run whose store never splits. */
+  readonly ranges: RangesReport | null;
+  /** Workloads not run, each with why (what a split store refuses). */
+  readonly skipped: readonly string[];
   /**
    * What went wrong outside the checkers: a node that exited without being killed, a cluster
    * that did not settle after the faults healed, final reads that failed or disagree, a
@@ -124,10 +154,37 @@ const CONVERGE_MS = 60_000;
  */
 const DRAIN_MS = 6_000;
 
+/** Whether the run's store splits: the workloads then keep to what a split store serves. */
+function splits(o: ChaosOptions): boolean {
+  return o.ranges > 1 || o.nemeses.includes('split');
+}
+
+/**
+ * What a split store refuses, and how the run adapts (DESIGN.md, "What a split store
+ * refuses"): leases are refused (MULTIPLE_RANGES), so the lock workload, whose sessions are
+ * leases, does not run; a watch across ranges is refused, so the watchers follow the set
+ * workload's keys, which stay in one range (every split point is a register key, below them).
+ * Compaction and backups are not used by any workload.
+ */
+function skippedWhenSplit(o: ChaosOptions): string[] {
+  if (!splits(o)) return [];
+  const out: string[] = [];
+  if (o.workloads.includes('lock'))
+    out.push('lock: its sessions are leases, which a split store refuses (MULTIPLE_RANGES)');
+  if (o.workloads.includes('watch'))
+    out.push(
+      `watch: follows the keys under ${SET_PREFIX} only (a watch across ranges is refused); ` +
+        'still checked, every revision of those keys once and in order',
+    );
+  return out;
+}
+
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const started = performance.now();
   const now = (): number => performance.now() - started;
   const rng = createRng(o.seed);
+  const keys = byteOrder(Array.from({ length: o.registerKeys }, (_, i) => registerKey(i)));
+  const layout = layoutSplitKeys(keys, o.ranges);
   const cluster = await ChaosCluster.create({
     nodes: o.nodes,
     unsafeMode: o.unsafeMode,
@@ -138,8 +195,19 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const problems: string[] = [];
   try {
     await cluster.start();
+    const splitter = new Splitter(cluster, now, o.log, defaultSplitTiming.boundMs);
+    const skipped = skippedWhenSplit(o);
+    for (const s of skipped) o.log(`adapted to a split store: ${s}`);
+    if (layout.length > 0) {
+      try {
+        await layOutRanges(splitter, cluster, layout);
+        o.log(`${o.ranges} ranges laid out at ${layout.join(', ')}`);
+      } catch (err) {
+        problems.push(`the ranges were not laid out: ${(err as Error).message}`);
+      }
+    }
     o.log(`cluster of ${o.nodes} up in ${(now() / 1000).toFixed(1)} s; running ${o.timeSec} s`);
-    const run = makeRun(o, rng, cluster, now);
+    const run = makeRun(o, rng, cluster, now, { splitter, keys, layout });
     const { register, set, watch, lock, queue } = run;
     watch?.start();
     await drive(o, now, run, problems);
@@ -153,6 +221,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     let lockReport: ChaosReport['lock'] = null;
     let queueReport: ChaosReport['queue'] = null;
     let finalReads: FinalRead[] = [];
+    let ranges: RangesReport | null = null;
+    if (settled && splits(o)) {
+      ranges = await judgeRanges(cluster, o.ranges, splitter.splits, {
+        // A member added during the run runs no range split off range 0 (DESIGN.md).
+        everyNodeRuns: !o.nemeses.includes('membership'),
+        problems,
+      });
+    }
     if (settled) {
       if (register !== null) {
         const failed = await register.finalReads(cluster.endpoints(), FINAL_READ_CLIENTS);
@@ -180,12 +256,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     return await judge(o, cluster, {
       register: register?.history ?? null,
       set: set === null || !settled ? null : { adds: set.adds, finalReads },
+      setErrors: set?.errors ?? new Map(),
       watch: watchReport,
       lock: lockReport,
       queue: queueReport,
       queueOps: queue?.ops ?? null,
       faults: run.nemesis.faults,
       membership: run.nemesis.membership?.changes ?? null,
+      ranges: splits(o) ? (ranges ?? { ...unjudged(o), splits: splitter.splits }) : null,
+      skipped,
       problems,
       elapsedSec: now() / 1000,
     });
@@ -197,7 +276,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 /** Client ids of the final register reads: one per node, after every workload client. */
 const FINAL_READ_CLIENTS = 100_000;
 
-function makeRun(o: ChaosOptions, rng: Rng, cluster: ChaosCluster, now: () => number) {
+/** The ranges part of a report when the cluster never settled enough to judge the map. */
+function unjudged(o: ChaosOptions): Omit<RangesReport, 'splits'> {
+  return { layout: o.ranges, finalVersion: null, finalRanges: null, nodesAgreeing: 0 };
+}
+
+function makeRun(
+  o: ChaosOptions,
+  rng: Rng,
+  cluster: ChaosCluster,
+  now: () => number,
+  r: { readonly splitter: Splitter; readonly keys: readonly string[]; readonly layout: string[] },
+) {
   const register = o.workloads.includes('register')
     ? new RegisterWorkload(
         cluster.endpoints(),
@@ -218,15 +308,24 @@ function makeRun(o: ChaosOptions, rng: Rng, cluster: ChaosCluster, now: () => nu
     : null;
   const nemesisRng = createRng(rng.int(2 ** 31));
   const endpoints = cluster.endpoints();
-  const watch = o.workloads.includes('watch') ? new WatchWorkload(endpoints, o.watchers) : null;
-  const lock = o.workloads.includes('lock')
-    ? new LockWorkload(endpoints, o.lockClients, now)
+  const setKeys = { key: SET_PREFIX, rangeEnd: prefixEnd(SET_PREFIX) };
+  const watch = o.workloads.includes('watch')
+    ? new WatchWorkload(endpoints, o.watchers, ...(splits(o) ? [setKeys] : []))
     : null;
+  const lock =
+    o.workloads.includes('lock') && !splits(o)
+      ? new LockWorkload(endpoints, o.lockClients, now)
+      : null;
   const queue = o.workloads.includes('queue')
     ? new QueueWorkload(endpoints, createRng(rng.int(2 ** 31)), o.queue, now)
     : null;
   // Drawn last, so that the draws before it (and every run without membership) stay as they were.
   const membershipRng = createRng(rng.int(2 ** 31));
+  // After it, for the same reason.
+  const splitRng = createRng(rng.int(2 ** 31));
+  const split = o.nemeses.includes('split')
+    ? new SplitNemesis(r.splitter, splitRng, r.keys, r.layout, o.splitsMax, defaultSplitTiming, now)
+    : null;
   const nemesis = new Nemesis(
     cluster,
     nemesisRng,
@@ -235,8 +334,14 @@ function makeRun(o: ChaosOptions, rng: Rng, cluster: ChaosCluster, now: () => nu
     now,
     o.log,
     membershipRng,
+    split,
   );
   return { register, set, nemesis, watch, lock, queue };
+}
+
+/** The end of the keys starting with `prefix` (its last byte plus one). */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
 
 /** How long the queue workers may take to drain the queues once the faults healed. */
@@ -285,7 +390,11 @@ async function settle(
   try {
     await new Promise((r) => setTimeout(r, DRAIN_MS));
     await cluster.waitForLeader(CONVERGE_MS);
-    const client = new FlotillaClient({ endpoints: cluster.endpoints(), deadlineMs: CONVERGE_MS });
+    const client = new FlotillaClient({
+      endpoints: cluster.endpoints(),
+      deadlineMs: CONVERGE_MS,
+      rangeRouting: false,
+    });
     try {
       await client.put('chaos/barrier', String(o.seed));
     } finally {
@@ -337,12 +446,15 @@ async function setFinalReads(cluster: ChaosCluster, problems: string[]): Promise
 interface Recorded {
   readonly register: Operation[] | null;
   readonly set: SetHistory | null;
+  readonly setErrors: ReadonlyMap<string, string>;
   readonly watch: WatchReport | null;
   readonly lock: ChaosReport['lock'];
   readonly queue: ChaosReport['queue'];
   readonly queueOps: readonly QueueOp[] | null;
   readonly faults: readonly FaultRecord[];
   readonly membership: readonly MembershipChange[] | null;
+  readonly ranges: RangesReport | null;
+  readonly skipped: readonly string[];
   readonly problems: string[];
   readonly elapsedSec: number;
 }
@@ -355,7 +467,17 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
           counts: count(r.register),
           result: checkHistory(r.register, { timeBudgetMs: o.checkBudgetMs }),
         };
-  const set = r.set === null ? null : { report: checkSet(r.set) };
+  // No final read answered (each failure is a problem already): there is nothing to judge.
+  const setReport = r.set === null || r.set.finalReads.length === 0 ? null : checkSet(r.set);
+  const set =
+    setReport === null
+      ? null
+      : {
+          report: setReport,
+          failedPresentErrors: setReport.failedPresent.map(
+            (f) => `${f.element}: ${r.setErrors.get(f.element) ?? '?'}`,
+          ),
+        };
   // After the barrier every node must hold exactly the same set.
   if (set !== null && !set.report.readsAgree) r.problems.push("the nodes' final set reads differ");
   const anomaly =
@@ -380,6 +502,8 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     queue: r.queue,
     faults: r.faults,
     membership: r.membership,
+    ranges: r.ranges,
+    skipped: r.skipped,
     problems: r.problems,
     elapsedSec: r.elapsedSec,
   };
@@ -408,6 +532,8 @@ export function formatReport(r: ChaosReport): string {
       (kinds.size > 0 ? ` (${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ')})` : ''),
   );
   if (r.membership !== null) lines.push(...formatMembership(r.membership));
+  if (r.ranges !== null) lines.push(...formatRanges(r.ranges));
+  for (const s of r.skipped) lines.push(`  adapted: ${s}`);
   if (r.register !== null) {
     const c = r.register.counts;
     lines.push(
@@ -427,6 +553,8 @@ export function formatReport(r: ChaosReport): string {
       lines.push(`    lost ${l.element} from ${l.missingFrom.join(', ')}`);
     for (const d of s.duplicated.slice(0, 5))
       lines.push(`    duplicated ${d.element} ×${d.count} on ${d.node}`);
+    for (const f of r.set.failedPresentErrors.slice(0, 5))
+      lines.push(`    failed but present ${f}`);
   }
   if (r.watch !== null) {
     const w = r.watch;

@@ -19,8 +19,14 @@ import {
 import { FlotillaClient, Mutex, Session } from '../../src/client/index.js';
 import type { WatchBatch } from '../../src/client/index.js';
 
+/** The keys a watch follows: from `key` up to `rangeEnd` (etcd's convention: `\0` is the end). */
+export interface WatchSpan {
+  readonly key: string;
+  readonly rangeEnd: string;
+}
+
 /** Every key (keys are never empty): from \0 to the end of the keyspace. */
-const ALL = { key: '\u0000', rangeEnd: '\u0000' } as const;
+export const ALL_KEYS: WatchSpan = { key: '\u0000', rangeEnd: '\u0000' };
 const LOCK = 'chaos/lock';
 const LOCK_DATA = 'chaos/lock-data';
 
@@ -40,6 +46,8 @@ export class WatchWorkload {
   constructor(
     private readonly endpoints: readonly string[],
     private readonly watchers: number,
+    /** Every key by default; a store split in ranges refuses a watch across them. */
+    private readonly span: WatchSpan = ALL_KEYS,
   ) {}
 
   /** Starts the watchers, each on a different first node; they run until `stopAll`. */
@@ -53,8 +61,8 @@ export class WatchWorkload {
           endpoints: this.endpoints.map((_e, i) => this.endpoints[(i + k) % n] as string),
         });
         this.clients.push(client);
-        for await (const batch of client.watch(ALL.key, {
-          rangeEnd: ALL.rangeEnd,
+        for await (const batch of client.watch(this.span.key, {
+          rangeEnd: this.span.rangeEnd,
           startRevision: 1,
           progressNotifyMs: 500,
           signal: this.stop.signal,
@@ -77,23 +85,26 @@ export class WatchWorkload {
   }
 
   /**
-   * After the cluster settled: waits (bounded) until every watcher reached the store's
-   * revision, then replays the whole history from one node and judges the watchers.
+   * After the cluster settled: replays the whole history of the watched keys from one node,
+   * waits (bounded) until every watcher reached its last revision, and judges the watchers.
+   * (The last change to the watched keys, not the store's revision: a watch of some keys
+   * hears nothing of the revisions that changed others.)
    */
   async judge(endpoint: string, problems: string[]): Promise<WatchReport | null> {
     const client = new FlotillaClient({ endpoints: [endpoint], timeoutMs: 5_000 });
+    const { key, rangeEnd } = this.span;
     try {
-      const final = (await client.range(ALL.key, { rangeEnd: ALL.rangeEnd, countOnly: true }))
-        .header.revision;
+      const final = (await client.range(key, { rangeEnd, countOnly: true })).header.revision;
+      const history = await replay(client, key, rangeEnd, final);
+      const last = history.at(-1)?.revision ?? 0;
       const deadline = Date.now() + 20_000;
-      while (this.lowestReached() < final && Date.now() < deadline)
+      while (this.lowestReached() < last && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 50));
       await this.stopAll();
-      if (this.lowestReached() < final)
+      if (this.lowestReached() < last)
         problems.push(
-          `a watcher stopped short: reached ${this.logs.map((l) => l.revisions.at(-1)?.revision ?? 0).join(', ')} of revision ${final}`,
+          `a watcher stopped short: reached ${this.logs.map((l) => l.revisions.at(-1)?.revision ?? 0).join(', ')} of revision ${last}`,
         );
-      const history = await replay(client, ALL.key, ALL.rangeEnd, final);
       const logs: WatcherLog[] = this.logs.map((l) => ({
         watcher: l.watcher,
         revisions: l.revisions.filter((r) => r.revision <= final),
@@ -156,6 +167,8 @@ export class LockWorkload {
       endpoints: this.endpoints.map((_e, i) => this.endpoints[(i + k) % n] as string),
       timeoutMs: 1_000,
       deadlineMs: 3_000,
+      // Real client ports only, as the register workload's clients (workload.ts says why).
+      rangeRouting: false,
     });
     try {
       while (this.now() < untilMs) {

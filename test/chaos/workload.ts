@@ -57,6 +57,12 @@ function newClient(
     deadlineMs: t.deadlineMs,
     maxAttempts,
     connections: 2,
+    // The workload's clients talk to the nodes' real client ports only: a routing client would
+    // follow a node's advertised URL (its client front, which carries member-to-member traffic
+    // and is cut by partitions) whenever that node's own endpoint is down, and the sniffer
+    // rightly flags such connections. The nodes' own forwarding is what the suite tests; the
+    // client's routing has its own tests (test/client/range-routing*.test.ts).
+    rangeRouting: false,
   });
 }
 
@@ -97,6 +103,11 @@ abstract class ClientWorkload<
   protected abstract client(id: number, k: number, untilMs: number): Promise<void>;
 }
 
+/** The register workload's `i`-th key. */
+export function registerKey(i: number): string {
+  return `r${i}`;
+}
+
 export interface RegisterOptions extends WorkloadOptions {
   readonly keys: number;
 }
@@ -115,7 +126,7 @@ export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
     let n = 0;
     try {
       while (this.now() < untilMs) {
-        const key = `r${this.rng.int(this.o.keys)}`;
+        const key = registerKey(this.rng.int(this.o.keys));
         const roll = this.rng.float();
         if (roll < 0.5) await this.read(reader, id, key, seen);
         else if (roll < 0.75) await this.write(client, id, key, `${id}.${n++}`, seen);
@@ -141,7 +152,7 @@ export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
       try {
         for (let key = 0; key < this.o.keys; key++) {
           const before = this.history.length;
-          await this.read(c, firstClient + i, `r${key}`, new Map());
+          await this.read(c, firstClient + i, registerKey(key), new Map());
           if (this.history[before]?.status !== 'ok') failed++;
         }
       } finally {
@@ -253,6 +264,8 @@ export type SetOptions = WorkloadOptions;
 
 export class SetWorkload extends ClientWorkload<SetOptions> {
   readonly adds: SetAdd[] = [];
+  /** Why each add that did not end `ok` failed: the error's code and message. */
+  readonly errors = new Map<string, string>();
 
   protected async client(id: number, k: number, untilMs: number): Promise<void> {
     const client = newClient(this.endpoints, k, this.timing);
@@ -265,6 +278,10 @@ export class SetWorkload extends ClientWorkload<SetOptions> {
           await client.put(`${SET_PREFIX}${element}`, '1');
         } catch (err) {
           status = writeStatus(err);
+          this.errors.set(
+            element,
+            err instanceof FlotillaError ? `${err.code}: ${err.message}` : String(err),
+          );
         }
         this.adds.push({ element, status });
         await think(this.rng, this.timing);

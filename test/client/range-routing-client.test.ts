@@ -73,8 +73,12 @@ function rangesAnswer(
       replicas: [1, 2, 3],
       leader: r.leader,
       keys: 0,
+      bytes: 0,
+      writesPerSec: 0,
+      readsPerSec: 0,
       applied: 0,
     })),
+    node: 1,
   };
   return { status: 200, json };
 }

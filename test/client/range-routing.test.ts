@@ -130,8 +130,12 @@ function snapshot(map: RangeMap, leaders: Record<number, number>): RangeMapSnaps
         replicas: [...d.replicas],
         leader: leaders[d.id] ?? 0,
         keys: 0,
+        bytes: 0,
+        writesPerSec: 0,
+        readsPerSec: 0,
         applied: 0,
       })),
+      node: 1,
     },
     members: [1, 2, 3].map((id) => ({ id, client: `http://node${id}:80/` })),
   };

@@ -286,6 +286,55 @@ void test('a split is refused when stale or not strictly inside, and changes not
   assert.deepEqual(rm.descriptor(), after);
 });
 
+void test('a replicas record sets the voters at generation plus one, is refused when stale, and survives a snapshot', async () => {
+  const d: RangeDescriptor = {
+    id: 5,
+    start: b('b'),
+    end: b('m'),
+    generation: 2,
+    replicas: [1, 2, 3],
+  };
+  const { rm, sm, log } = sessioned(d);
+  log.run(env(put('c', '1')));
+  const record = (generation: number, voters: number[]): RangeCommand => ({
+    replicas: { generation, voters },
+  });
+  const [r] = log.run(env(record(2, [2, 3, 4]))) as [{ kind: string; range?: RangeDescriptor }];
+  assert.equal(r.kind, 'replicas');
+  const moved = { ...d, generation: 3, replicas: [2, 3, 4] };
+  assert.deepEqual(rm.descriptor(), moved);
+  assert.deepEqual(r.range, moved);
+  // A repeat of the same record (a retry after a lost answer) and a stale one change nothing.
+  for (const [what, cmd] of [
+    ['the same record again', record(2, [2, 3, 4])],
+    ['an older generation', record(1, [1, 2])],
+    ['a newer generation', record(7, [1, 2])],
+  ] as const) {
+    const [x] = log.run(env(cmd)) as [{ kind: string; error?: { code: string } }];
+    assert.equal(x.error?.code, 'WRONG_RANGE', what);
+    assert.deepEqual(rm.descriptor(), moved, what);
+  }
+  // A split proposed against the generation before the record is refused too.
+  const [s] = log.run(env(split('e', 6, 2))) as [{ error?: { code: string } }];
+  assert.equal(s.error?.code, 'WRONG_RANGE');
+  const bad = (x: unknown): Uint8Array =>
+    encodeEnvelope({ client: '', seq: 0, timeMs: 0, payload: packr.pack(x) });
+  for (const x of [
+    { replicas: { generation: 3, voters: [] } },
+    { replicas: { generation: 3, voters: [3, 2] } },
+    { replicas: { generation: -1, voters: [1] } },
+    { replicas: { generation: 3, voters: [1] }, extra: 1 },
+  ]) {
+    const [y] = log.run(bad(x)) as [{ refused?: string }];
+    assert.equal(y.refused, 'BAD_COMMAND', JSON.stringify(x));
+  }
+  assert.deepEqual(rm.descriptor(), moved);
+  // The snapshot carries the new descriptor; keys and values come back with it.
+  const { rm: back } = await restoredFrom(await bytes(sm.snapshot()));
+  assert.deepEqual(back.descriptor(), moved);
+  assert.equal(back.kv.keyCount(), 1);
+});
+
 /** A state with history, deletions, a compaction and leases on both sides of 'm'. */
 function busyLog(log: Log, reference: Log): void {
   const cmds: KvCommand[] = [

@@ -28,6 +28,8 @@ export interface TestNodesOptions {
   readonly https?: boolean;
   /** Node `id`'s logger (default: none). */
   readonly logger?: (id: number) => Logger;
+  /** The feature level node `id` runs (default: this release's), to play an older release. */
+  readonly featureLevelOf?: (id: number) => number | undefined;
 }
 
 export class TestNodes {
@@ -41,6 +43,7 @@ export class TestNodes {
     /** Each node's configuration, by id - 1, to start it again on the same data directory. */
     private readonly configs: NodeConfig[],
     private readonly logger?: (id: number) => Logger,
+    private featureLevelOf?: (id: number) => number | undefined,
   ) {}
 
   static async start(o: TestNodesOptions): Promise<TestNodes> {
@@ -76,7 +79,7 @@ export class TestNodes {
     );
     let nodes: FlotillaNode[];
     try {
-      nodes = await startAll(configs, o.logger);
+      nodes = await startAll(configs, o.logger, o.featureLevelOf);
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
       throw err;
@@ -88,14 +91,30 @@ export class TestNodes {
       binaryPorts,
       configs,
       o.logger,
+      o.featureLevelOf,
     );
   }
 
   /** Closes every node, then starts every one again on its data directory and ports. */
   async restartAll(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.close()));
-    const nodes = await startAll(this.configs, this.logger);
+    const nodes = await startAll(this.configs, this.logger, this.featureLevelOf);
     this.nodes.splice(0, this.nodes.length, ...nodes);
+  }
+
+  /**
+   * Closes node `id` and starts it again on its data directory, running feature level `level`
+   * (undefined: this release's), as a rolling upgrade replaces one member's release; later
+   * restarts keep that level.
+   */
+  async restartAt(id: number, level: number | undefined): Promise<void> {
+    await this.node(id).close();
+    const before = this.featureLevelOf;
+    this.featureLevelOf = (n) => (n === id ? level : before?.(n));
+    const [started] = await startAll([this.configs[id - 1] as NodeConfig], this.logger, (n) =>
+      n === id ? level : undefined,
+    );
+    this.nodes[id - 1] = started as FlotillaNode;
   }
 
   /** Closes every node and keeps their data directories, for a look at what they left. */
@@ -168,9 +187,16 @@ export class TestNodes {
 async function startAll(
   configs: readonly NodeConfig[],
   logger?: (id: number) => Logger,
+  featureLevelOf?: (id: number) => number | undefined,
 ): Promise<FlotillaNode[]> {
   const started = await Promise.allSettled(
-    configs.map((c) => FlotillaNode.start(c, logger === undefined ? {} : { logger: logger(c.id) })),
+    configs.map((c) => {
+      const level = featureLevelOf?.(c.id);
+      return FlotillaNode.start(c, {
+        ...(logger === undefined ? {} : { logger: logger(c.id) }),
+        ...(level === undefined ? {} : { featureLevel: level }),
+      });
+    }),
   );
   const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const failed = started.find((r) => r.status === 'rejected');

@@ -1,0 +1,59 @@
+// Feature levels: the gate that keeps a rolling upgrade from splitting the replicas. A release
+// runs at FEATURE_LEVEL; a command a release before some level does not know is introduced at
+// that level, and a node proposes it only once the cluster's active level (decided in group 0's
+// log, DESIGN.md "Upgrades") reached it. An older member would refuse such a command when it
+// applies it while the others apply it, and their states would part for good.
+//
+// Adding a replicated command that an older release would not apply the same way: give it a
+// new entry below at the next level, raise FEATURE_LEVEL to it, and call the node's
+// FeatureGate.require with it before proposing (src/server/feature-gate.ts). Levels are never
+// reused or renumbered: a member reports the number, and the cluster remembers it.
+
+export interface Feature {
+  /** The level that enables it; a cluster below it refuses its commands before proposing. */
+  readonly level: number;
+  /** What it is, for messages. */
+  readonly name: string;
+  /** The commands it introduces (what the gate checks, for the documentation). */
+  readonly commands: readonly string[];
+}
+
+/** Every feature behind the gate, by the level that enables it. */
+export const features = {
+  /** The queue's reports that claim the next jobs, and bulk adds. */
+  queueNextAndBulk: {
+    level: 1,
+    name: "the queue's report with next and bulk add",
+    commands: ['queue complete/fail with "next"', 'queue addBulk'],
+  },
+  /**
+   * Ranges: a range's split and every command of the meta group's machine. A range's `replicas`
+   * command needs no check of its own: it changes only ranges a split made, and a split is
+   * refused until every member runs a release that knows it.
+   */
+  ranges: {
+    level: 2,
+    name: 'ranges (split and the range map)',
+    commands: [
+      'range split',
+      'range replicas (through the split that made the range)',
+      'meta bootstrap',
+      'meta allocate',
+      'meta recordSplit',
+      'meta recordReplicas',
+    ],
+  },
+} as const satisfies Record<string, Feature>;
+
+/** The level this release runs: the highest level of any feature it has. */
+export const FEATURE_LEVEL = 2;
+
+/** The level of a node that says none (a release before the gate existed). */
+export const FEATURE_LEVEL_NONE = 0;
+
+/** Highest level accepted on the wire or in a log entry: a bound, far above any release. */
+export const FEATURE_LEVEL_MAX = 65_535;
+
+export function isFeatureLevel(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= FEATURE_LEVEL_MAX;
+}

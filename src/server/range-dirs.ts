@@ -1,0 +1,171 @@
+// The ranges' directories in a node's data directory (docs/DESIGN.md, "Ranges in a node"):
+// which ranges the node holds a directory of (so that a range it received as a new replica,
+// which no split of its own names, starts again after a restart), and which ranges it gave up.
+//
+// A node that is no longer a replica of a range stops the range's group and deletes its
+// directory; a restart must not bring the range back. But the range may still be named as a
+// child, with this node among its replicas, in the state of the range it split off, and a
+// restart may replay that split from the parent's log: either would start it again. So giving
+// a range up is first recorded here, durably, in `retired-ranges.json` (written to a temporary
+// file, synced, renamed), and a retired range is never started again unless this node is asked
+// to prepare it as a new replica, which takes it off the list first.
+
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { FIRST_ALLOCATED_RANGE, type RangeId } from '../ranges/types.js';
+import { groupDir } from './data-dir.js';
+
+export const RETIRED_RANGES_FILE = 'retired-ranges.json';
+
+/**
+ * Most retired ranges remembered. Range ids are never reused, so an id retired long ago can
+ * only come back through a split replayed from a log older than the node's last snapshot of
+ * its parent, which a node at this count has long compacted: the oldest are forgotten first.
+ */
+export const MAX_RETIRED_RANGES = 100_000;
+
+export class RangeDirs {
+  /** In the order retired (a Set keeps it): the oldest is forgotten first past the cap. */
+  private readonly retired: Set<RangeId>;
+  /**
+   * Ranges prepared here as a new replica, with the range's generation when they were, that
+   * have not yet applied a configuration naming this node at that generation or a later one:
+   * until they do, what they applied (a leader's snapshot, which may be older than the
+   * range's last change) says nothing about whether they were removed (range-retirer.ts).
+   */
+  private readonly preparing: Map<RangeId, number>;
+
+  constructor(private readonly dataDir: string) {
+    const held = readRetired(join(dataDir, RETIRED_RANGES_FILE));
+    this.retired = new Set(held.retired);
+    this.preparing = new Map(held.preparing);
+  }
+
+  /** Whether this node gave range `id` up (and was not asked to hold it again since). */
+  isRetired(id: RangeId): boolean {
+    return this.retired.has(id);
+  }
+
+  /** Records, durably, that this node gave range `id` up. */
+  retire(id: RangeId): void {
+    if (this.isRetired(id)) return;
+    this.preparing.delete(id);
+    this.retired.add(id);
+    if (this.retired.size > MAX_RETIRED_RANGES)
+      this.retired.delete(this.retired.values().next().value as RangeId);
+    this.write();
+  }
+
+  /**
+   * Takes range `id` off the retired list and marks it being prepared, durably: it is to be
+   * held again, as a new replica.
+   */
+  prepare(id: RangeId, generation: number): void {
+    this.retired.delete(id);
+    this.preparing.set(id, generation);
+    this.write();
+  }
+
+  /**
+   * The generation range `id` was prepared here at, while it has not yet applied a
+   * configuration naming this node at that generation or later; undefined otherwise.
+   */
+  preparedAt(id: RangeId): number | undefined {
+    return this.preparing.get(id);
+  }
+
+  /** Range `id` applied a configuration naming this node since: it is no longer only prepared. */
+  added(id: RangeId): void {
+    if (this.preparing.delete(id)) this.write();
+  }
+
+  /** Ids of the allocated ranges (id >= 3) whose directories are in the data directory. */
+  held(): RangeId[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dataDir);
+    } catch {
+      return [];
+    }
+    return names
+      .map((n) => /^group-(\d+)$/.exec(n)?.[1])
+      .filter((x): x is string => x !== undefined)
+      .map(Number)
+      .filter((id) => Number.isSafeInteger(id) && id >= FIRST_ALLOCATED_RANGE)
+      .sort((a, b) => a - b);
+  }
+
+  /** Deletes range `id`'s directory (its group must be stopped and its storage closed). */
+  remove(id: RangeId): void {
+    if (id < FIRST_ALLOCATED_RANGE)
+      throw new Error(`Range ${id} is not an allocated range: its directory is never deleted`);
+    rmSync(groupDir(this.dataDir, id), { recursive: true, force: true });
+  }
+
+  private write(): void {
+    const file = join(this.dataDir, RETIRED_RANGES_FILE);
+    const tmp = `${file}.tmp`;
+    writeFileSync(
+      tmp,
+      JSON.stringify({ retired: [...this.retired], preparing: [...this.preparing] }) + '\n',
+    );
+    const fd = openSync(tmp, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+    const dir = openSync(this.dataDir, 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  }
+}
+
+function readRetired(file: string): { retired: RangeId[]; preparing: [RangeId, number][] } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { retired: [], preparing: [] };
+    throw new Error(`Cannot read ${file}: ${(err as Error).message}`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  const o = (v ?? {}) as Record<string, unknown>;
+  const isId = (id: unknown): boolean =>
+    Number.isSafeInteger(id) && (id as number) >= FIRST_ALLOCATED_RANGE;
+  const retired = o['retired'] ?? [];
+  if (!Array.isArray(retired) || !retired.every(isId))
+    throw new Error(`${file}: "retired" must be a list of range ids of at least 3`);
+  const preparing = o['preparing'] ?? [];
+  if (
+    !Array.isArray(preparing) ||
+    !preparing.every(
+      (p) =>
+        Array.isArray(p) &&
+        p.length === 2 &&
+        isId(p[0]) &&
+        Number.isSafeInteger(p[1]) &&
+        (p[1] as number) >= 0,
+    )
+  )
+    throw new Error(`${file}: "preparing" must be a list of [range id, generation] pairs`);
+  return { retired: retired as RangeId[], preparing: preparing as [RangeId, number][] };
+}

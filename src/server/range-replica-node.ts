@@ -1,0 +1,135 @@
+// How a node assembles the changing of its ranges' replicas (range-replicas.ts) and the giving
+// up of ranges it is no longer a replica of (range-retirer.ts), and serves their routes
+// (api/replica-routes.ts). Kept out of node.ts, which only calls this.
+
+import type { Logger } from 'pino';
+import type { JsonHttpServer } from '../api/http.js';
+import { installReplicaRoutes } from '../api/replica-routes.js';
+import type { Json } from '../api/validate.js';
+import type { Clock } from '../host/contracts.js';
+import type { RaftRuntime } from '../host/runtime.js';
+import type { RangeDescriptor, RangeId } from '../ranges/types.js';
+import type { ForwardAnswer, Forwarder } from './forward.js';
+import type { MetaService } from './meta-service.js';
+import type { RangeDirs } from './range-dirs.js';
+import type { RangeGroups } from './range-groups.js';
+import type { RangeLanes } from './range-lanes.js';
+import { RangeReplicas, type ReplicaChange } from './range-replicas.js';
+import { RangeRetirer } from './range-retirer.js';
+
+export interface RangeReplicaPartsOptions {
+  readonly selfId: number;
+  readonly lanes: RangeLanes;
+  readonly groups: RangeGroups;
+  readonly dirs: RangeDirs;
+  readonly meta: MetaService;
+  readonly metaForwarder: Pick<Forwarder, 'forward'>;
+  /** A forwarder to the leader of `runtime`'s group that waits up to `timeoutMs`. */
+  readonly forwarderFor: (runtime: RaftRuntime, timeoutMs: number) => Pick<Forwarder, 'forward'>;
+  /** The first group's runtime: its configuration says who the cluster's members are. */
+  readonly firstGroup: RaftRuntime;
+  /** Member `id`'s client URL, from the address book. */
+  readonly clientUrl: (id: number) => string | undefined;
+  /** One POST to `url` + `path` with this node's own credential. */
+  readonly post: (
+    url: string,
+    path: string,
+    body: string,
+    signal: AbortSignal,
+  ) => Promise<ForwardAnswer>;
+  readonly nodeAuthorization: string | undefined;
+  readonly clock: Clock;
+  /** The request timeout: a change gets ten of them, a prepared replica six to be added. */
+  readonly requestTimeoutMs: number;
+  readonly learnerLagEntries: number;
+  readonly maxKeyBytes: number;
+  readonly log: Logger;
+}
+
+export interface RangeReplicaParts {
+  readonly replicas: RangeReplicas;
+  readonly retirer: RangeRetirer;
+}
+
+/** Builds both parts and installs their routes on `http`; the caller starts the retirer. */
+export function installRangeReplicas(
+  http: JsonHttpServer,
+  o: RangeReplicaPartsOptions,
+): RangeReplicaParts {
+  const busy = new Set<RangeId>();
+  const moveTimeoutMs = 10 * o.requestTimeoutMs;
+  const retirer = new RangeRetirer({
+    selfId: o.selfId,
+    groups: o.groups,
+    dirs: o.dirs,
+    lanes: o.lanes,
+    mapped: (id) => o.meta.machine.map()?.get(id),
+    busy,
+    clock: o.clock,
+    checkEveryMs: 500,
+    abandonAfterMs: 6 * o.requestTimeoutMs,
+    log: o.log,
+  });
+  const members = (): number[] => {
+    const c = o.firstGroup.status().conf;
+    return [...c.voters, ...c.outgoing, ...c.learners];
+  };
+  const replicas = new RangeReplicas({
+    selfId: o.selfId,
+    lanes: o.lanes,
+    groups: o.groups,
+    meta: o.meta,
+    metaForwarder: o.metaForwarder,
+    // Longer than the leader's own bound on a change, so its answer comes back rather than ours.
+    forwarderFor: (runtime) => o.forwarderFor(runtime, moveTimeoutMs + o.requestTimeoutMs),
+    members,
+    nodeAuthorization: o.nodeAuthorization,
+    sendToMember: async (id: number, path: string, body: Json, signal: AbortSignal) => {
+      const url = o.clientUrl(id);
+      if (url === undefined) return notMember(id);
+      return o.post(url, path, JSON.stringify(body), signal);
+    },
+    busy,
+    clock: o.clock,
+    moveTimeoutMs,
+    learnerLagEntries: o.learnerLagEntries,
+    maxKeyBytes: o.maxKeyBytes,
+    onPrepared: (id) => retirer.prepared(id),
+    log: o.log,
+  });
+  installReplicaRoutes(http, {
+    limits: { maxKeyBytes: o.maxKeyBytes },
+    change: (range, change, w) => replicas.change(range, change, w),
+    prepare: (range, descriptor, voters) => replicas.prepare(range, descriptor, voters),
+    meta: o.metaForwarder,
+    recordReplicas: async (range, signal) => {
+      await o.meta.recordReplicas(range, { signal });
+    },
+  });
+  return { replicas, retirer };
+}
+
+/** The answer a member missing from the address book gives (it cannot be asked). */
+function notMember(id: number): ForwardAnswer {
+  return {
+    status: 400,
+    json: {
+      error: {
+        code: 'NODE_NOT_MEMBER',
+        message: `Node ${id} is not in this node's address book`,
+        indefinite: false,
+      },
+    },
+  };
+}
+
+/** A change of a range's replicas asked of this node by code (the placement loop). */
+export function changeReplicas(
+  parts: RangeReplicaParts,
+  range: RangeId,
+  change: ReplicaChange,
+  signal: AbortSignal,
+  nodeAuthorization: string | undefined,
+): Promise<RangeDescriptor> {
+  return parts.replicas.change(range, change, { signal, authorization: nodeAuthorization });
+}

@@ -1,0 +1,569 @@
+// Changing a range's replicas while it serves (docs/DESIGN.md, "Ranges in a node"): add a
+// replica, remove one, or move one (add the new, then remove the old), for the ranges split off
+// range 0 (ids from FIRST_ALLOCATED_RANGE; ranges 0, 1 and 2 follow the membership instead).
+//
+// The range's leader carries a change out, one step at a time, each step chosen from what the
+// range's log has applied (`nextReplicaStep`, a pure function): remove a stray learner (left by
+// a change that did not finish); prepare the new node (it starts the range on empty storage, an
+// internal route) and add it as a learner; wait, bounded, until it caught up and promote it;
+// remove the old replica, after handing leadership to another voter if the old replica leads;
+// record the new voters in the range's own log (a `replicas` command at the generation the
+// leader applied, so every replica's descriptor says them at generation + 1); record that
+// descriptor in the meta group's map. Each step is read from the state again before it is
+// taken, so a change retried after a crash, a timeout or a leader change resumes where the
+// range is and completes once: a move whose new voters the range already recorded answers its
+// descriptor without changing anything. The voters never number fewer than before a move: the
+// new replica votes before the old one leaves.
+//
+// One change per range at a time on its leader (a second is refused RANGE_CHANGE_IN_PROGRESS);
+// a node that does not lead the range forwards the change to the range's leader.
+
+import type { Logger } from 'pino';
+import { toFlotillaError } from '../api/errors.js';
+import { parseDescriptor, renderDescriptor } from '../api/range-routes.js';
+import { metaRecordReplicasPath, preparePath, replicasPath } from '../api/replica-routes.js';
+import type { Json } from '../api/validate.js';
+import { errorFromWire } from '../api/wire-codec.js';
+import { FlotillaError } from '../base/errors.js';
+import { isRefusal, type Clock } from '../host/contracts.js';
+import { encodeEnvelope } from '../host/envelope.js';
+import type { RaftRuntime } from '../host/runtime.js';
+import type { ConfState } from '../raft/index.js';
+import { RangeMachine } from '../ranges/range-machine.js';
+import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
+import type { ForwardAnswer, Forwarder } from './forward.js';
+import type { MetaService } from './meta-service.js';
+import { onMetaLeader } from './range-admin.js';
+import type { RangeGroups } from './range-groups.js';
+import type { RangeLane, RangeLanes } from './range-lanes.js';
+
+/** A change of one range's replicas: add a node, remove one, or both (a move). */
+export interface ReplicaChange {
+  readonly add?: number;
+  readonly remove?: number;
+}
+
+/** The next thing a range's leader does toward a change, read from the range's state. */
+export type ReplicaStep =
+  /** The configuration is joint: the leader leaves it by itself. */
+  | { readonly kind: 'wait' }
+  /** A learner the change does not want (a change that did not finish left it). */
+  | { readonly kind: 'remove-learner'; readonly node: number }
+  /** Prepare the node, then add it as a learner. */
+  | { readonly kind: 'add-learner'; readonly node: number }
+  /** Once the learner caught up, make it a voter. */
+  | { readonly kind: 'promote'; readonly node: number }
+  /** This leader is the replica to remove: hand leadership to another voter first. */
+  | { readonly kind: 'hand-off' }
+  | { readonly kind: 'remove'; readonly node: number }
+  /** Record the voters in the range's log (its descriptor does not say them yet). */
+  | { readonly kind: 'record'; readonly voters: readonly number[] }
+  /** The configuration and the range's descriptor are what the change asks. */
+  | { readonly kind: 'done' };
+
+/**
+ * The next step of `change` on range `d` whose applied configuration is `c`, on its leader
+ * `self`. Pure: the same state gives the same step on whichever leader takes it over.
+ */
+export function nextReplicaStep(
+  c: ConfState,
+  d: RangeDescriptor,
+  change: ReplicaChange,
+  self: number,
+): ReplicaStep {
+  if (c.outgoing.length > 0) return { kind: 'wait' };
+  const stray = c.learners.find((l) => l !== change.add);
+  if (stray !== undefined) return { kind: 'remove-learner', node: stray };
+  const { add, remove } = change;
+  if (add !== undefined && !c.voters.includes(add))
+    return c.learners.includes(add)
+      ? { kind: 'promote', node: add }
+      : { kind: 'add-learner', node: add };
+  if (remove !== undefined && c.voters.includes(remove))
+    return remove === self ? { kind: 'hand-off' } : { kind: 'remove', node: remove };
+  const voters = [...c.voters].sort((a, b) => a - b);
+  if (voters.join() !== d.replicas.join()) return { kind: 'record', voters };
+  return { kind: 'done' };
+}
+
+/**
+ * Refuses a change the range's recorded replicas `d` make meaningless (nothing changed yet): a
+ * move to a node that holds a replica besides the one moved, a move from a node holding none
+ * (unless the move already happened: then it completes as a retry), removing the last replica.
+ */
+export function checkReplicaChange(d: RangeDescriptor, change: ReplicaChange): void {
+  const { add, remove } = change;
+  const has = (n: number): boolean => d.replicas.includes(n);
+  if (add !== undefined && remove !== undefined) {
+    if (has(add) && has(remove))
+      throw new FlotillaError(
+        'REPLICA_EXISTS',
+        `Cannot move range ${d.id}'s replica from node ${remove} to node ${add}: node ${add} already holds one (replicas [${d.replicas.join(', ')}])`,
+      );
+    if (!has(add) && !has(remove))
+      throw new FlotillaError(
+        'REPLICA_NOT_FOUND',
+        `Cannot move range ${d.id}'s replica from node ${remove}: it holds none (replicas [${d.replicas.join(', ')}])`,
+      );
+  }
+  if (add === undefined && remove !== undefined && d.replicas.length === 1 && has(remove))
+    throw new FlotillaError(
+      'MEMBERSHIP_NO_VOTERS',
+      `Cannot remove node ${remove} from range ${d.id}: it is the range's only replica`,
+    );
+}
+
+/** Checks a change's shape; throws BAD_REQUEST or RANGE_NOT_MOVABLE. */
+export function checkChangeShape(range: RangeId, change: ReplicaChange): void {
+  if (!Number.isSafeInteger(range) || range < 0)
+    throw new FlotillaError('BAD_REQUEST', `"range" must be a range id, got ${String(range)}`);
+  if (range < FIRST_ALLOCATED_RANGE)
+    throw new FlotillaError(
+      'RANGE_NOT_MOVABLE',
+      `Range ${range} runs on every member (ranges below ${FIRST_ALLOCATED_RANGE} follow the membership): its replicas are not moved`,
+    );
+  const { add, remove } = change;
+  if (add === undefined && remove === undefined)
+    throw new FlotillaError('BAD_REQUEST', 'A change of replicas names a node to add or remove');
+  for (const n of [add, remove])
+    if (n !== undefined && (!Number.isSafeInteger(n) || n < 1))
+      throw new FlotillaError('BAD_REQUEST', `A node id is a positive integer, got ${String(n)}`);
+  if (add !== undefined && add === remove)
+    throw new FlotillaError('INVALID_REQUEST', `A move from node ${add} to itself changes nothing`);
+}
+
+export interface RangeReplicasOptions {
+  readonly selfId: number;
+  readonly lanes: RangeLanes;
+  readonly groups: Pick<RangeGroups, 'prepare' | 'group'>;
+  readonly meta: MetaService;
+  /** Forwards to the meta group's leader (null: this node leads it). */
+  readonly metaForwarder: Pick<Forwarder, 'forward'>;
+  /** A forwarder to the leader of the group `runtime` drives, with `moveTimeoutMs` to answer. */
+  readonly forwarderFor: (runtime: RaftRuntime) => Pick<Forwarder, 'forward'>;
+  /** The cluster's members as this node knows them (the first group's voters and learners). */
+  readonly members: () => readonly number[];
+  /**
+   * This node's own credential (the Authorization header's value; undefined without
+   * authentication), for the steps it takes on others: preparing the new replica, recording in
+   * the map. A change forwarded to the range's leader carries its caller's instead.
+   */
+  readonly nodeAuthorization: string | undefined;
+  /** Sends `body` to member `id`'s client port at `path`, with this node's own credential. */
+  readonly sendToMember: (
+    id: number,
+    path: string,
+    body: Json,
+    signal: AbortSignal,
+  ) => Promise<ForwardAnswer>;
+  /** Ranges being changed or given up on this node: one thing at a time per range. */
+  readonly busy: Set<RangeId>;
+  readonly clock: Clock;
+  /** The longest a change may take on the leader; a new replica's catch-up gets half of it. */
+  readonly moveTimeoutMs: number;
+  /** A learner is caught up once its log is within this many entries of the leader's. */
+  readonly learnerLagEntries: number;
+  readonly maxKeyBytes: number;
+  /** Told of a range prepared here (the retirer gives it time to be added). */
+  readonly onPrepared?: (range: RangeId) => void;
+  readonly log: Logger;
+}
+
+/** Forwarding hops and leader hand-offs one change may take before it gives up. */
+const MAX_HOPS = 4;
+/** Steps one leader takes for one change (each is one proposal or a short wait). */
+const MAX_STEPS = 256;
+/** Pause between looks at a learner's progress or a joint configuration. */
+const pollMs = 50;
+/** How long a leader that is to be removed waits for another voter to take over. */
+const handOffWaitMs = 2_000;
+
+export class RangeReplicas {
+  private readonly forwarders = new Map<
+    RangeId,
+    { runtime: RaftRuntime; forwarder: Pick<Forwarder, 'forward'> }
+  >();
+
+  constructor(private readonly o: RangeReplicasOptions) {}
+
+  /**
+   * Changes range `range`'s replicas as `change` asks, on the range's leader (forwarded there
+   * unless `forwarded`: a forwarded request is answered NOT_LEADER instead). Answers the
+   * range's descriptor once the change is done and recorded in the map.
+   */
+  async change(
+    range: RangeId,
+    change: ReplicaChange,
+    w: {
+      readonly signal: AbortSignal;
+      readonly authorization?: string | undefined;
+      readonly forwarded?: boolean;
+    },
+  ): Promise<RangeDescriptor> {
+    checkChangeShape(range, change);
+    for (let hop = 0; hop < MAX_HOPS; hop++) {
+      const lane = this.o.lanes.lane(range);
+      if (lane === undefined) throw this.notHere(range);
+      const rt = lane.group.runtime;
+      if (rt.leaderId() === this.o.selfId) {
+        const done = await this.lead(range, lane, change, w.signal);
+        if (done !== null) return done;
+        continue;
+      }
+      if (w.forwarded === true)
+        throw new FlotillaError(
+          'NOT_LEADER',
+          `This node does not lead range ${range}`,
+          false,
+          rt.leaderId(),
+        );
+      const fwd = await this.forwarder(range, rt).forward(
+        replicasPath,
+        JSON.stringify(renderChange(range, change)),
+        w.signal,
+        w.authorization,
+      );
+      if (fwd === null) continue;
+      const json = fwd.json as { error?: unknown; range?: unknown } | null;
+      if (fwd.status !== 200) throw errorFromWire(json?.error, true);
+      return parseDescriptor(json?.range, 'range', { maxKeyBytes: this.o.maxKeyBytes });
+    }
+    throw new FlotillaError(
+      'NO_LEADER',
+      `Range ${range}'s leadership moved ${MAX_HOPS} times while its replicas were being changed; retry`,
+    );
+  }
+
+  /**
+   * Starts range `range` here as a new replica on empty storage (the leader of the range asks,
+   * before it adds this node as a learner), dropping what this node held of it. Refused when
+   * this node is not a member, holds the range at a newer generation than `descriptor`'s, or
+   * holds a copy in which it is a voter (it gives that copy up once it learns it is none).
+   */
+  async prepare(
+    range: RangeId,
+    descriptor: RangeDescriptor,
+    voters: readonly number[],
+  ): Promise<void> {
+    const self = this.o.selfId;
+    checkChangeShape(range, { add: self });
+    if (descriptor.id !== range)
+      throw new FlotillaError('BAD_REQUEST', `The descriptor is range ${descriptor.id}'s`);
+    if (voters.length === 0 || voters.includes(self))
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `A prepared replica's initial voters are the range's others, got [${voters.join(', ')}]`,
+      );
+    if (!this.o.members().includes(self))
+      throw new FlotillaError(
+        'NODE_NOT_MEMBER',
+        `Node ${self} is not a member of the cluster (as it knows it): it takes no replica`,
+      );
+    this.claim(range, 'prepare');
+    try {
+      const held = this.o.groups.group(range);
+      if (held !== undefined) {
+        const d = held.range.descriptor();
+        if (d.generation > descriptor.generation)
+          throw new FlotillaError(
+            'WRONG_RANGE',
+            `Node ${self} holds range ${range} at generation ${d.generation}, newer than the ${descriptor.generation} asked for`,
+          );
+        const s = held.runtime.status();
+        if ((s.conf.voters.includes(self) || s.conf.outgoing.includes(self)) && s.lastIndex > 0)
+          throw new FlotillaError(
+            'REPLICA_EXISTS',
+            `Node ${self} holds range ${range} as a voter; it gives that copy up once it learns it is none`,
+          );
+      }
+      await this.o.groups.prepare(range, descriptor, voters);
+      this.o.lanes.all();
+      this.o.onPrepared?.(range);
+      this.o.log.info({ range, voters }, `prepared to receive range ${range} as a new replica`);
+    } finally {
+      this.o.busy.delete(range);
+    }
+  }
+
+  private claim(range: RangeId, what: string): void {
+    if (this.o.busy.has(range))
+      throw new FlotillaError(
+        'RANGE_CHANGE_IN_PROGRESS',
+        `Cannot ${what} range ${range} on node ${this.o.selfId}: a change of its replicas is already running here`,
+      );
+    this.o.busy.add(range);
+  }
+
+  private notHere(range: RangeId): FlotillaError {
+    const d = this.o.meta.machine.map()?.get(range);
+    if (d === undefined)
+      return new FlotillaError('RANGE_NOT_FOUND', `The range map holds no range ${range}`);
+    // Not found here: ask a node that holds it (routing to it is for a node that does not).
+    return new FlotillaError(
+      'NOT_LEADER',
+      `This node holds no replica of range ${range}; its replicas are [${d.replicas.join(', ')}]`,
+      false,
+      d.replicas[0] ?? 0,
+    );
+  }
+
+  private forwarder(range: RangeId, runtime: RaftRuntime): Pick<Forwarder, 'forward'> {
+    const held = this.forwarders.get(range);
+    if (held?.runtime === runtime) return held.forwarder;
+    const forwarder = this.o.forwarderFor(runtime);
+    this.forwarders.set(range, { runtime, forwarder });
+    return forwarder;
+  }
+
+  /** Runs the change on this leader; null when leadership moved (the new leader finishes). */
+  private async lead(
+    range: RangeId,
+    lane: RangeLane,
+    change: ReplicaChange,
+    signal: AbortSignal,
+  ): Promise<RangeDescriptor | null> {
+    this.claim(range, 'change the replicas of');
+    try {
+      return await this.steps(lane, change, signal);
+    } finally {
+      this.o.busy.delete(range);
+    }
+  }
+
+  private async steps(
+    lane: RangeLane,
+    change: ReplicaChange,
+    signal: AbortSignal,
+  ): Promise<RangeDescriptor | null> {
+    const { runtime: rt, range: machine } = lane.group;
+    const self = this.o.selfId;
+    const until = this.o.clock.nowMs() + this.o.moveTimeoutMs;
+    if (change.add !== undefined && !this.o.members().includes(change.add))
+      throw new FlotillaError(
+        'NODE_NOT_MEMBER',
+        `Node ${change.add} is not a member of the cluster: it cannot hold a replica of range ${lane.id}`,
+      );
+    // Everything committed before this leader's term is applied here once the barrier passed,
+    // so the configuration read below is the range's last: only this leader changes it now.
+    await lane.service.readBarrier({ signal });
+    checkReplicaChange(machine.descriptor(), change);
+    for (let step = 0; step < MAX_STEPS; step++) {
+      if (rt.leaderId() !== self) return null;
+      if (signal.aborted) throw new FlotillaError('ABORTED', 'The change was aborted');
+      if (this.o.clock.nowMs() > until)
+        throw new FlotillaError(
+          'TIMEOUT',
+          `Range ${lane.id}'s replicas did not change within ${this.o.moveTimeoutMs} ms; retry to resume`,
+        );
+      const d = machine.descriptor();
+      const next = nextReplicaStep(rt.status().conf, d, change, self);
+      this.o.log.debug({ range: lane.id, step: next }, 'range replica change step');
+      switch (next.kind) {
+        case 'wait':
+          await this.pause();
+          break;
+        case 'remove-learner':
+        case 'remove':
+          await this.confChange(rt, 'remove', next.node, signal);
+          break;
+        case 'add-learner':
+          await this.prepareOn(next.node, d, rt.status().conf.voters, signal);
+          await this.confChange(rt, 'add-learner', next.node, signal);
+          break;
+        case 'promote':
+          await this.catchUp(lane, next.node, Math.min(until, this.catchUpDeadline()), signal);
+          await this.confChange(rt, 'add-voter', next.node, signal);
+          break;
+        case 'hand-off':
+          if (await this.handOff(rt, change.add, signal)) return null;
+          break;
+        case 'record':
+          await this.record(rt, d, next.voters, signal);
+          break;
+        case 'done':
+          await this.recordInMap(d, until, signal);
+          this.o.log.info(
+            { range: d.id, generation: d.generation, replicas: d.replicas },
+            `range ${d.id}'s replicas are [${d.replicas.join(', ')}]`,
+          );
+          return d;
+      }
+    }
+    throw new FlotillaError(
+      'INTERNAL',
+      `Range ${lane.id}'s replica change took more than ${MAX_STEPS} steps`,
+    );
+  }
+
+  private catchUpDeadline(): number {
+    return this.o.clock.nowMs() + this.o.moveTimeoutMs / 2;
+  }
+
+  private async confChange(
+    rt: RaftRuntime,
+    kind: 'add-learner' | 'add-voter' | 'remove',
+    node: number,
+    signal: AbortSignal,
+  ): Promise<void> {
+    try {
+      await rt.proposeConfChange({ changes: [{ kind, node }] }, { signal });
+    } catch (err) {
+      const e = toFlotillaError(err);
+      // Another change in flight (the leave of a joint one): the next step reads it again.
+      if (e.code !== 'MEMBERSHIP_CHANGE_PENDING') throw e;
+      await this.pause();
+    }
+  }
+
+  /** Asks `node` to start the range on empty storage, with the range's voters now. */
+  private async prepareOn(
+    node: number,
+    d: RangeDescriptor,
+    voters: readonly number[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const body = { range: d.id, descriptor: renderDescriptor(d, 'base64'), voters: [...voters] };
+    const answer = await this.o.sendToMember(node, preparePath, body, signal);
+    if (answer.status !== 200)
+      throw errorFromWire((answer.json as { error?: unknown } | null)?.error, false);
+  }
+
+  /**
+   * Waits until the leader has heard from learner `node` and its log is within the lag
+   * allowed; past `until`, removes the learner (a retry then prepares it again) and fails.
+   */
+  private async catchUp(
+    lane: RangeLane,
+    node: number,
+    until: number,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const rt = lane.group.runtime;
+    for (;;) {
+      const s = rt.status();
+      const p = s.progress[node];
+      if (
+        p !== undefined &&
+        p.state === 'replicate' &&
+        p.match > 0 &&
+        p.match >= s.lastIndex - this.o.learnerLagEntries
+      )
+        return;
+      if (rt.leaderId() !== this.o.selfId)
+        throw new FlotillaError(
+          'NOT_LEADER',
+          `Node ${this.o.selfId} no longer leads range ${lane.id}`,
+          false,
+          rt.leaderId(),
+        );
+      if (this.o.clock.nowMs() > until || signal.aborted) {
+        await this.confChange(rt, 'remove', node, signal).catch(() => undefined);
+        throw new FlotillaError(
+          'TIMEOUT',
+          `Node ${node} did not catch up with range ${lane.id} in time (match ${p?.match ?? 0} of ${s.lastIndex}); it was removed again: retry`,
+        );
+      }
+      await this.pause();
+    }
+  }
+
+  /**
+   * Hands leadership to the voter most caught up other than `added` (the voter just promoted,
+   * which may not know yet that it votes and would let the leader's TimeoutNow pass), or to
+   * `added` when it is the only other. Answers whether another voter took over in time; if
+   * not, the next step tries again.
+   */
+  private async handOff(
+    rt: RaftRuntime,
+    added: number | undefined,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const s = rt.status();
+    const self = this.o.selfId;
+    const best = s.conf.voters
+      .filter((v) => v !== self)
+      .map((v) => ({ v, match: s.progress[v]?.match ?? -1 }))
+      .sort((a, b) => (a.v === added ? 1 : b.v === added ? -1 : b.match - a.match))[0];
+    if (best === undefined)
+      throw new FlotillaError(
+        'MEMBERSHIP_NO_VOTERS',
+        `Node ${self} is the only voter of range ${rt.group}: it cannot be removed`,
+      );
+    this.o.log.info(
+      { range: rt.group, to: best.v },
+      `handing range ${rt.group}'s leadership to node ${best.v} before leaving it`,
+    );
+    try {
+      rt.transferLeadership(best.v);
+      await rt.waitForLeader({ other: self, signal, timeoutMs: handOffWaitMs });
+      return true;
+    } catch (err) {
+      const e = toFlotillaError(err);
+      if (signal.aborted) throw e;
+      this.o.log.info(
+        { range: rt.group, to: best.v, err: e.message },
+        'leadership hand-off did not happen; trying again',
+      );
+      return false;
+    }
+  }
+
+  /** Proposes the range's new voters in its own log, at the generation this leader applied. */
+  private async record(
+    rt: RaftRuntime,
+    d: RangeDescriptor,
+    voters: readonly number[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const payload = RangeMachine.encode({ replicas: { generation: d.generation, voters } });
+    let r: unknown;
+    try {
+      r = await rt.propose(
+        encodeEnvelope({ client: '', seq: 0, timeMs: this.o.clock.nowMs(), payload }),
+        { signal },
+      );
+    } catch (err) {
+      throw toFlotillaError(err);
+    }
+    if (isRefusal(r)) throw new FlotillaError('INTERNAL', r.message);
+    // Applied as the record, or refused because the generation moved on (a split applied
+    // meanwhile): the next step reads the range again either way.
+  }
+
+  /** Records `d` in the meta group's map, again while it refuses for now, until `until`. */
+  private async recordInMap(d: RangeDescriptor, until: number, signal: AbortSignal) {
+    const body = { range: renderDescriptor(d, 'base64') };
+    for (;;) {
+      try {
+        await onMetaLeader(
+          this.o,
+          metaRecordReplicasPath,
+          body,
+          { signal, authorization: this.o.nodeAuthorization },
+          async () => {
+            await this.o.meta.recordReplicas(d, { signal });
+            return { ok: true };
+          },
+        );
+        return;
+      } catch (err) {
+        const e = toFlotillaError(err);
+        if (signal.aborted || this.o.clock.nowMs() >= until || e.code === 'BAD_REQUEST') throw e;
+      }
+      await this.pause(2 * pollMs);
+    }
+  }
+
+  private pause(ms = pollMs): Promise<void> {
+    return new Promise((resolve) => this.o.clock.setTimeout(() => resolve(), ms));
+  }
+}
+
+/** A change as the internal route takes it. */
+export function renderChange(range: RangeId, change: ReplicaChange): Json {
+  return {
+    range,
+    ...(change.add === undefined ? {} : { add: change.add }),
+    ...(change.remove === undefined ? {} : { remove: change.remove }),
+  };
+}

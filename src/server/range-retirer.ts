@@ -1,0 +1,191 @@
+// A node giving up the ranges it is no longer a replica of (docs/DESIGN.md, "Ranges in a
+// node"). Every check, for each range split off range 0 that runs here, it decides from what
+// it knows whether it is out of the range, and if so retires it (range-groups.ts: recorded
+// as given up, group stopped, directory deleted) and drops its lane (its watches end, told to
+// resume elsewhere). Never while it is in the range's configuration as the range's log says,
+// except in the third case below, where that configuration is provably stale.
+//
+// Out, when one of these holds (`retireVerdict`, a pure function):
+//  1. it applied its removal: it is in no configuration it applied, and it was in one before
+//     (seen at an earlier check), or the descriptor it applied names it among the replicas
+//     (recorded after the configuration that made it a voter, so a later one removed it). Not
+//     for a range prepared here that has not yet applied a configuration naming this node:
+//     what it applied then (a leader's snapshot) may be from before this node was added back;
+//  2. it is in no configuration it applied and has made no progress (no entry applied, no
+//     snapshot byte received) for `abandonAfterMs`: a replica prepared and never added;
+//  3. it is a voter by the configuration it applied, but the meta group's map holds the range
+//     at a newer generation whose replicas leave it out: it was removed while down or cut off
+//     and never applied its removal (a removed node is sent nothing more). Safe because a
+//     node is added back only through a prepare, which a copy that believes it votes refuses,
+//     and a prepared copy is judged by neither 1 nor 3 until it applied a configuration naming
+//     it at the generation it was prepared at or later: the leader's first snapshot may be
+//     older than the change that removed it before, and name it a voter.
+
+import type { Logger } from 'pino';
+import type { Clock } from '../host/contracts.js';
+import type { ConfState } from '../raft/index.js';
+import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
+import { Periodic } from './periodic.js';
+import type { RangeGroup, RangeGroups } from './range-groups.js';
+import type { RangeDirs } from './range-dirs.js';
+import type { RangeLanes } from './range-lanes.js';
+
+/** What the retirer knows of one range running here, at one check. */
+export interface RetireInput {
+  readonly self: number;
+  /** The configuration this node applied. */
+  readonly conf: ConfState;
+  /** The range's descriptor as this node applied it. */
+  readonly descriptor: RangeDescriptor;
+  /** The meta map's descriptor of the range (undefined: not in the map here). */
+  readonly mapped: RangeDescriptor | undefined;
+  /** This node was in the configuration at an earlier check of this group. */
+  readonly wasMember: boolean;
+  /**
+   * Prepared here as a new replica, and not yet in a configuration it applied at the range's
+   * generation of then or later (what it applied may be a leader's older snapshot).
+   */
+  readonly preparing: boolean;
+  /** How long since this node last made progress in the range (entries, snapshot bytes). */
+  readonly idleMs: number;
+  readonly abandonAfterMs: number;
+}
+
+/** Why this node is out of the range, or null when it is (or may be) a replica. */
+export function retireVerdict(i: RetireInput): string | null {
+  const { self, conf, descriptor, mapped } = i;
+  const voter = conf.voters.includes(self) || conf.outgoing.includes(self);
+  const member = voter || conf.learners.includes(self);
+  const named = descriptor.replicas.includes(self);
+  if (!member && !i.preparing && (i.wasMember || named)) return 'it applied its removal';
+  if (!member && i.idleMs >= i.abandonAfterMs)
+    return `it is in no configuration it applied and made no progress for ${i.idleMs} ms`;
+  if (
+    voter &&
+    !i.preparing &&
+    mapped !== undefined &&
+    mapped.generation > descriptor.generation &&
+    !mapped.replicas.includes(self)
+  )
+    return `the range map holds it at generation ${mapped.generation} with replicas [${mapped.replicas.join(', ')}], newer than its own ${descriptor.generation}`;
+  return null;
+}
+
+export interface RangeRetirerOptions {
+  readonly selfId: number;
+  readonly groups: Pick<RangeGroups, 'ranges' | 'group' | 'retire'>;
+  /** Which ranges are prepared here and not yet added (durable: range-dirs.ts). */
+  readonly dirs: Pick<RangeDirs, 'preparedAt' | 'added'>;
+  readonly lanes: Pick<RangeLanes, 'forget'>;
+  /** The meta map's descriptor of a range, as this node applied the map. */
+  readonly mapped: (id: RangeId) => RangeDescriptor | undefined;
+  /** Ranges being changed or given up on this node: one thing at a time per range. */
+  readonly busy: Set<RangeId>;
+  readonly clock: Clock;
+  readonly checkEveryMs: number;
+  /** How long a range this node is in no configuration of may make no progress. */
+  readonly abandonAfterMs: number;
+  readonly log: Logger;
+}
+
+interface Seen {
+  readonly group: RangeGroup;
+  wasMember: boolean;
+  /** Applied index and snapshot bytes received at the last change of either. */
+  progress: string;
+  sinceMs: number;
+}
+
+export class RangeRetirer {
+  private readonly periodic: Periodic;
+  private readonly seen = new Map<RangeId, Seen>();
+  private checking = false;
+
+  constructor(private readonly o: RangeRetirerOptions) {
+    this.periodic = new Periodic(o.clock, o.checkEveryMs, () => void this.check());
+  }
+
+  start(): void {
+    this.periodic.start();
+  }
+
+  stop(): void {
+    this.periodic.stop();
+  }
+
+  /** A range was prepared here: its time to be added starts now. */
+  prepared(id: RangeId): void {
+    this.seen.delete(id);
+  }
+
+  /** Looks at every range running here once; retires those this node is out of. */
+  async check(): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      const running = new Set(this.o.groups.ranges());
+      for (const id of this.seen.keys()) if (!running.has(id)) this.seen.delete(id);
+      for (const id of running) {
+        if (id < FIRST_ALLOCATED_RANGE || this.o.busy.has(id)) continue;
+        const why = this.verdict(id);
+        if (why !== null) await this.retire(id, why);
+      }
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private verdict(id: RangeId): string | null {
+    const group = this.o.groups.group(id);
+    if (group === undefined) return null;
+    const s = group.runtime.status();
+    const now = this.o.clock.nowMs();
+    const progress = `${group.runtime.appliedIndex()}/${s.incomingSnapshot?.received ?? -1}`;
+    let seen = this.seen.get(id);
+    if (seen?.group !== group) {
+      seen = { group, wasMember: false, progress, sinceMs: now };
+      this.seen.set(id, seen);
+    }
+    if (seen.progress !== progress) {
+      seen.progress = progress;
+      seen.sinceMs = now;
+    }
+    const preparedAt = this.o.dirs.preparedAt(id);
+    const descriptor = group.range.descriptor();
+    const why = retireVerdict({
+      self: this.o.selfId,
+      conf: s.conf,
+      descriptor,
+      mapped: this.o.mapped(id),
+      wasMember: seen.wasMember,
+      preparing: preparedAt !== undefined,
+      idleMs: now - seen.sinceMs,
+      abandonAfterMs: this.o.abandonAfterMs,
+    });
+    const c = s.conf;
+    const self = this.o.selfId;
+    if ([...c.voters, ...c.outgoing, ...c.learners].includes(self)) {
+      // A prepared copy's configuration counts from the range's generation it was prepared at.
+      if (preparedAt === undefined) seen.wasMember = true;
+      else if (descriptor.generation >= preparedAt) this.o.dirs.added(id);
+    }
+    return why;
+  }
+
+  private async retire(id: RangeId, why: string): Promise<void> {
+    this.o.busy.add(id);
+    try {
+      this.o.log.info({ range: id, why }, `giving range ${id} up: ${why}`);
+      await this.o.groups.retire(id);
+      this.seen.delete(id);
+      this.o.lanes.forget(id, `This node gave range ${id} up (${why})`);
+    } catch (err) {
+      this.o.log.warn(
+        { range: id, err: (err as Error).message },
+        `could not give range ${id} up; will try again`,
+      );
+    } finally {
+      this.o.busy.delete(id);
+    }
+  }
+}
