@@ -4,47 +4,18 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Clock } from '../../src/host/contracts.js';
+import { TimerClock } from '../support/timer-clock.js';
 import { LoopStallWatch, type LoopStall } from '../../src/server/loop-health.js';
 
 /** A clock whose timers fire on time when advanced, or late after a stall. */
-class StallClock implements Clock {
-  now = 1_000;
-  private timers: { at: number; fn: () => void; id: number }[] = [];
-  private nextId = 1;
-  nowMs(): number {
-    return this.now;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.nextId++;
-    this.timers.push({ at: this.now + ms, fn, id });
-    return id;
-  }
-  clearTimeout(id: unknown): void {
-    this.timers = this.timers.filter((t) => t.id !== id);
-  }
-  pending(): number {
-    return this.timers.length;
-  }
-  /** Time passes with the loop free: every timer fires when it is due. */
-  advance(ms: number): void {
-    const end = this.now + ms;
-    for (let fired = 0; fired < 100_000; fired++) {
-      const due = this.timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (due === undefined) break;
-      this.fire(due, due.at);
-    }
-    this.now = end;
+class StallClock extends TimerClock {
+  constructor() {
+    super(1_000);
   }
   /** Time passes with the loop busy: the timers that fell due fire only at its end, late. */
   stall(ms: number): void {
     this.now += ms;
     for (const due of this.timers.filter((t) => t.at <= this.now)) this.fire(due, this.now);
-  }
-  private fire(t: { at: number; fn: () => void; id: number }, at: number): void {
-    this.timers = this.timers.filter((x) => x !== t);
-    this.now = at;
-    t.fn();
   }
 }
 

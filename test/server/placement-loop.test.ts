@@ -13,7 +13,6 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { FlotillaError } from '../../src/base/errors.js';
-import type { Clock } from '../../src/host/contracts.js';
 import { RangeMap } from '../../src/ranges/range-map.js';
 import type { RangeDescriptor, RangeId } from '../../src/ranges/types.js';
 import {
@@ -24,36 +23,9 @@ import {
   type PlacementStep,
 } from '../../src/server/placement-loop.js';
 import { desc } from '../ranges/harness.js';
+import { TimerClock } from '../support/timer-clock.js';
 
-/** A clock whose timers fire when the test moves it on. */
-class TestClock implements Clock {
-  now = 0;
-  private timers: { at: number; fn: () => void; id: number }[] = [];
-  private nextId = 1;
-  nowMs(): number {
-    return this.now;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.nextId++;
-    this.timers.push({ at: this.now + ms, fn, id });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.timers = this.timers.filter((t) => t.id !== handle);
-  }
-  /** Moves time on by `ms`, firing the timers that come due, in order. */
-  advance(ms: number): void {
-    const until = this.now + ms;
-    for (let fired = 0; fired < 10_000; fired++) {
-      const due = this.timers.filter((t) => t.at <= until).sort((a, b) => a.at - b.at)[0];
-      if (due === undefined) break;
-      this.timers = this.timers.filter((t) => t !== due);
-      this.now = due.at;
-      due.fn();
-    }
-    this.now = until;
-  }
-}
+class TestClock extends TimerClock {}
 
 /** Ranges 0 (on `range0`) and 3, 4, ... with replicas `placeOf(i)`, contiguous, generation 1. */
 function mapOf(n: number, range0: readonly number[], placeOf: (i: number) => number[]): RangeMap {

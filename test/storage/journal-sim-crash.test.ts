@@ -26,6 +26,7 @@ function addStats(total: ScenarioStats, s: ScenarioStats): void {
 function ackingEarly(journal: NodeJournal): NodeJournal {
   const early = Object.create(journal) as NodeJournal;
   early.write = (file, position, bufs) => {
+    // The planted bug: the write's outcome is not waited for, so a failure is not seen either.
     journal.write(file, position, bufs).catch(() => undefined);
     return Promise.resolve();
   };
