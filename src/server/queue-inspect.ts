@@ -7,10 +7,13 @@
 // refused, and a node cannot start meanwhile), copied, and the copy is opened. Opening a log
 // may repair it (cut a torn tail, start a segment); that happens to the copy, and the node
 // repairs its own log when it next starts. The copy costs the group's size in temporary space.
+// A node run with walSync "shared" may have stopped with the queue's last writes only in its
+// node journal: the journal files are copied beside the group and redone into the copy, as
+// the node would redo them into its own logs when it next starts.
 
-import { cpSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { defaultLimits } from '../base/limits.js';
 import { replayStorage } from '../host/replay.js';
 import { defaultSessionLimits, SessionMachine } from '../host/sessions.js';
@@ -27,8 +30,10 @@ import {
   nodeFs,
   openSqliteStorage,
   openWalStorage,
+  replayJournal,
   type DirLock,
 } from '../storage/index.js';
+import { JOURNAL_NAME } from '../storage/journal.js';
 import {
   DataDirError,
   groupDir,
@@ -70,14 +75,16 @@ export async function inspectQueue(
   const lock = await lockGroup(dir, storage);
   const copy = mkdtempSync(join(tmpdir(), 'flotilla-inspect-'));
   try {
-    cpSync(dir, copy, { recursive: true, filter: (src) => !isLockFile(src) });
+    const groupCopy = join(copy, basename(dir));
+    cpSync(dir, groupCopy, { recursive: true, filter: (src) => !isLockFile(src) });
+    if (storage === 'wal') await redoJournalInto(dataDir, copy);
     const queue = new QueueStateMachine();
     const machine = new SessionMachine(queue, {
       ...defaultSessionLimits,
       maxSessions: defaultLimits.maxSessions,
       window: defaultLimits.sessionWindow,
     });
-    const opened = await openGroup(copy, storage);
+    const opened = await openGroup(groupCopy, storage);
     const replayed = await replayStorage(opened, machine).finally(() => opened.close());
     const names = queue.queueNames().filter((n) => o.queue === undefined || n === o.queue);
     const queues = names.flatMap((n) => queue.stats(n) ?? []);
@@ -117,6 +124,18 @@ function queueStorageKind(dataDir: string, dir: string): StorageKind {
       dir,
     );
   return found;
+}
+
+/**
+ * Copies the node journal's files of `dataDir` (if any) into `copy` and redoes them there: the
+ * writes they hold for the queue group land in its copy; those for groups not copied are
+ * skipped, as writes to a deleted segment are.
+ */
+async function redoJournalInto(dataDir: string, copy: string): Promise<void> {
+  const files = readdirSync(dataDir).filter((n) => JOURNAL_NAME.test(n));
+  if (files.length === 0) return;
+  for (const name of files) cpSync(join(dataDir, name), join(copy, name));
+  await replayJournal(copy);
 }
 
 /** The lock a node takes on the group's storage: held while we read, refused while it runs. */

@@ -4,10 +4,12 @@
 // no queue group, and one a running node holds, are refused with a clear error and exit 1.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
+import { openNodeJournal } from '../../src/storage/index.js';
+import { SEGMENT_NAME } from '../../src/storage/wal-writer.js';
 import { TestNodes, postJson } from '../server/nodes.js';
 import { runCli, stopAll } from './run.js';
 
@@ -141,6 +143,62 @@ for (const storage of ['wal', 'sqlite'] as const)
     assert.match(dead.stdout, /^mail\s+no\s+8\s+1\s+1\s+1\s+0\s+1\s+1$/m);
     assert.doesNotMatch(dead.stdout, /other/);
   });
+
+// A node run with walSync "shared" acknowledges a write once its node journal holds it; the
+// group's own segment receives it after, unsynced. Power lost in between leaves the write in
+// the journal only: here the segment's tail is zeroed as lost pages would be, and the journal
+// holds those bytes, as the node left it. Inspect must redo the journal into its copy.
+void test('queue inspect redoes the node journal a node with a shared sync left behind', async () => {
+  const nodes = await TestNodes.start({ nodes: 1, config: { walSync: 'shared' } });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  await populate(nodes);
+  const expected = (await Promise.all(['mail', 'other'].map((q) => apiJobs(nodes, q)))).flat();
+  await nodes.stop();
+
+  const dataDir = nodes.dataDir(1);
+  const group = join(dataDir, 'group-1');
+  const segments = readdirSync(group)
+    .filter((n) => SEGMENT_NAME.test(n))
+    .sort();
+  const last = join(group, segments.at(-1) ?? assert.fail(`no segment in ${group}`));
+  const bytes = readFileSync(last);
+  // The last third of what the segment holds up to its final non-zero byte: the newest jobs.
+  let end = bytes.length;
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  const cut = Math.floor((end * 2) / 3);
+  assert.ok(cut > 0 && end - cut > 64, `segment ${last} holds ${end} bytes`);
+  const lost = Buffer.from(bytes.subarray(cut, end));
+  const journal = await openNodeJournal(dataDir);
+  const segment = {
+    path: last,
+    write: () => Promise.resolve(), // the pages that never reached the disk
+    sync: () => Promise.reject(new Error('power lost')),
+  };
+  await journal.write(segment, cut, [lost]);
+  await assert.rejects(journal.close(), /power lost/); // the journal file stays, as after a crash
+  assert.ok(
+    readdirSync(dataDir).some((n) => n.startsWith('journal-')),
+    'a journal file is left',
+  );
+  writeFileSync(last, Buffer.concat([bytes.subarray(0, cut), Buffer.alloc(bytes.length - cut)]));
+
+  const json = await runCli(['queue', 'inspect', '--data-dir', dataDir, '--json'], 30_000);
+  assert.equal(json.code, 0, json.stderr);
+  const seen = JSON.parse(json.stdout) as { jobs: Json[] };
+  assert.deepEqual(seen.jobs.map(essentials), expected.map(essentials));
+  // Read-only: the node's own directory still holds the journal and the zeroed tail.
+  assert.ok(
+    readdirSync(dataDir).some((n) => n.startsWith('journal-')),
+    'journal left in place',
+  );
+  assert.ok(
+    readFileSync(last)
+      .subarray(cut, end)
+      .every((b) => b === 0),
+    'segment untouched',
+  );
+});
 
 void test('queue inspect refuses a directory without a queue group, and a running node’s', async () => {
   const garbage = mkdtempSync(join(tmpdir(), 'flotilla-garbage-'));
