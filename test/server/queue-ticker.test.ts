@@ -3,44 +3,15 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Clock } from '../../src/host/contracts.js';
 import { QueueTicker } from '../../src/server/queue-ticker.js';
-
-/** A clock whose timers fire when the test advances it. */
-class StepClock implements Clock {
-  now = 0;
-  private timers: { at: number; fn: () => void; id: number }[] = [];
-  private nextId = 1;
-  nowMs(): number {
-    return this.now;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.nextId++;
-    this.timers.push({ at: this.now + ms, fn, id });
-    return id;
-  }
-  clearTimeout(id: unknown): void {
-    this.timers = this.timers.filter((t) => t.id !== id);
-  }
-  advance(ms: number): void {
-    const end = this.now + ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (due === undefined) break;
-      this.timers = this.timers.filter((t) => t !== due);
-      this.now = due.at;
-      due.fn();
-    }
-    this.now = end;
-  }
-}
+import { TimerClock } from '../support/timer-clock.js';
 
 async function settle(): Promise<void> {
   await new Promise((r) => setImmediate(r));
 }
 
 function ticker(o: { tick?: () => Promise<void> } = {}) {
-  const clock = new StepClock();
+  const clock = new TimerClock();
   const state = { leader: true, calls: 0, errors: [] as unknown[] };
   const t = new QueueTicker({
     clock,
@@ -131,7 +102,7 @@ void test('a non-positive interval is refused', () => {
   assert.throws(
     () =>
       new QueueTicker({
-        clock: new StepClock(),
+        clock: new TimerClock(),
         everyMs: 0,
         isLeader: () => true,
         tick: () => Promise.resolve(),
