@@ -6,9 +6,10 @@
 // relay passes it on in that order. The relay's own progress lines name the last revision it
 // relayed (an event's, or the replica's progress), so "every change up to it was sent" stays
 // true of what the client received. When the replica's stream breaks (it stopped, was cut off)
-// the watch ends with WATCH_RESET and the revision after the last relayed one: the client
-// resumes there, on any node, and misses or repeats nothing. A refusal by the replica (the
-// history compacted, the watch's keys in a range split since) is passed on as it came.
+// (or the replica shuts down) the watch ends with WATCH_RESET and the revision after the last
+// relayed one: the client resumes there, on any node, and misses or repeats nothing. Any other
+// ending by the replica (the history compacted, the watch's keys in a range split since) is
+// passed on as it came.
 
 import type { Dispatcher, Pool } from 'undici';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
@@ -156,6 +157,7 @@ export class RemoteWatches {
     this.open++;
     void (async () => {
       let ending: { code: ErrorCode; message: string; resume: number | null } | null = null;
+      let stopping = false;
       try {
         for (;;) {
           const next = await lines.next();
@@ -163,6 +165,13 @@ export class RemoteWatches {
           const l = next.value;
           if (l.canceled === true) {
             const e = refusalOf(l, `node ${id} ended the watch`);
+            // The replica shutting down is the stream ending, not this node: passed on as it
+            // came, SHUTTING_DOWN would name this node as the one stopping. It ends below as a
+            // broken stream does.
+            if (e.code === 'SHUTTING_DOWN') {
+              stopping = true;
+              break;
+            }
             const resume = isCount(l.resumeRevision) ? l.resumeRevision : null;
             ending = { code: e.code, message: e.message, resume };
             break;
@@ -180,7 +189,8 @@ export class RemoteWatches {
       ending ??= {
         code: 'WATCH_RESET',
         message:
-          `The stream from node ${id}, a replica this watch was relayed from, ended; ` +
+          `The stream from node ${id}, a replica this watch was relayed from, ended ` +
+          `(${stopping ? 'the replica is shutting down' : 'broken or closed'}); ` +
           `resume from revision ${header.revision + 1}`,
         resume: header.revision + 1,
       };
