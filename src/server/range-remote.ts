@@ -8,7 +8,9 @@
 //   - forgotten when the node it names refuses, says it knows no leader, or refuses the
 //     connection;
 //   - otherwise the range's replicas are tried in turn (pausing a little after a full round,
-//     as an election is then under way).
+//     as an election is then under way);
+//   - kept for at most `maxKept` ranges (1,024 by default), the least recently routed to
+//     dropped first: a node in a cluster of many ranges holds no state for each of them.
 //
 // Where a range is and what it holds come from rangesMet (range-table.ts): the ranges' own
 // logs where this node runs them, the meta map elsewhere. The map may lag: a node that does not
@@ -142,7 +144,15 @@ export interface RemoteRangesOptions {
    * group's leader, range `id` (run here) with its own, the ranges being started settle.
    */
   readonly refresh: (id: RangeId | null, signal: AbortSignal) => Promise<void>;
+  /**
+   * Ranges not run here whose leader guess and forwarder are kept, at most (default 1,024); the
+   * least recently routed to is dropped first.
+   */
+  readonly maxKept?: number;
 }
+
+/** The default of `maxKept`: a cluster of more ranges than this routes through a few at once. */
+export const remoteKeptMax = 1_024;
 
 /** Where a request goes: a range running here, or one run elsewhere. */
 export type RangeTarget =
@@ -150,12 +160,28 @@ export type RangeTarget =
   | { readonly local: false; readonly descriptor: RangeDescriptor };
 
 export class RemoteRanges {
+  /**
+   * Invariant: at most `maxKept` entries, in the order they were last routed to (a Map keeps
+   * insertion order; a hit is moved to the end), so the first is the one to drop. A dropped
+   * range's requests in flight finish with the forwarder they hold; the next request made anew
+   * starts from the replicas, as one after a restart does.
+   */
   private readonly remote = new Map<
     RangeId,
     { readonly view: RemoteLeaderView; readonly forwarder: Forwarder }
   >();
+  private readonly maxKept: number;
 
-  constructor(private readonly o: RemoteRangesOptions) {}
+  constructor(private readonly o: RemoteRangesOptions) {
+    this.maxKept = o.maxKept ?? remoteKeptMax;
+    if (!Number.isSafeInteger(this.maxKept) || this.maxKept < 1)
+      throw new RangeError(`maxKept must be an integer >= 1, got ${this.maxKept}`);
+  }
+
+  /** How many ranges not run here have a leader guess and forwarder kept (for tests). */
+  kept(): number {
+    return this.remote.size;
+  }
 
   /** The range the spans lie in (CROSS_RANGE; WRONG_RANGE when none is known to hold them). */
   route(spans: readonly Range[], what: string): RangeTarget {
@@ -265,10 +291,17 @@ export class RemoteRanges {
     );
   }
 
-  /** The view and forwarder of a range not run here, made on first use. */
+  /**
+   * The view and forwarder of a range not run here, made on first use; the least recently used
+   * is dropped when more than `maxKept` would be kept.
+   */
   private of(d: RangeDescriptor): { view: RemoteLeaderView; forwarder: Forwarder } {
     const held = this.remote.get(d.id);
-    if (held !== undefined) return held;
+    if (held !== undefined) {
+      this.remote.delete(d.id);
+      this.remote.set(d.id, held);
+      return held;
+    }
     const view = new RemoteLeaderView(this.o.selfId, d.replicas, this.o.clock);
     const forwarder = new Forwarder({
       selfId: this.o.selfId,
@@ -282,6 +315,10 @@ export class RemoteRanges {
     });
     const made = { view, forwarder };
     this.remote.set(d.id, made);
+    for (const oldest of this.remote.keys()) {
+      if (this.remote.size <= this.maxKept) break;
+      this.remote.delete(oldest);
+    }
     return made;
   }
 
