@@ -1,0 +1,135 @@
+// The key-value requests served by a range running on this node (docs/DESIGN.md, "Ranges in a
+// node"): a write proposed in the range's log, a read through ReadIndex on the range (or at
+// once, serializable), and the header of an answer. Which range a request goes to, and what is
+// served elsewhere, is range-kv-path.ts's.
+
+import { toFlotillaError } from '../api/errors.js';
+import type { BackendOp, BackendOpResult, KvBackend } from '../api/routes.js';
+import { FlotillaError } from '../base/errors.js';
+import type { NodeConfig } from './config.js';
+import type { RateSampler } from './dashboard.js';
+import { answerOf } from './kv-service.js';
+import type { NodeMetrics } from './metrics.js';
+import type { RangeGroup } from './range-groups.js';
+import type { RangeLane, RangeLanes } from './range-lanes.js';
+import type { RangeTarget } from './range-remote.js';
+import { showRange } from './range-router.js';
+
+export interface RangeKvLocalOptions {
+  readonly config: NodeConfig;
+  readonly lanes: RangeLanes;
+  readonly metrics: NodeMetrics;
+  /** Range 0: the header of answers that name no range. */
+  readonly range0: RangeGroup;
+  /** The dashboard's rate sampler, once the node has one. */
+  readonly sampler: () => RateSampler | undefined;
+}
+
+export class RangeKvLocal {
+  constructor(private readonly o: RangeKvLocalOptions) {}
+
+  /** A header from range `lane` (range 0 when none is given). */
+  header(lane?: RangeLane): { revision: number; memberId: number; raftTerm: number } {
+    const g = lane?.group ?? this.o.range0;
+    return {
+      revision: g.range.kv.revision(),
+      memberId: this.o.config.id,
+      raftTerm: g.runtime.status().term,
+    };
+  }
+
+  /** The lane of a range running here; WRONG_RANGE for one that does not (see notHere). */
+  laneOf(t: RangeTarget): RangeLane {
+    const lane = t.local ? this.o.lanes.lane(t.id) : undefined;
+    if (lane === undefined) throw this.notHere(t);
+    return lane;
+  }
+
+  /** A write (put, delete, txn) proposed in the log of range `lane`. */
+  async write(
+    lane: RangeLane,
+    txn: Parameters<KvBackend['write']>[0],
+    session: Parameters<KvBackend['write']>[1],
+    signal: AbortSignal,
+    /** The write's first key: sampled for a split by load (range-splitter.ts). */
+    firstKey: Uint8Array | undefined,
+  ): Promise<Awaited<ReturnType<KvBackend['write']>>> {
+    const runtime = lane.group.runtime;
+    const data = lane.service.encode(txn, session);
+    if (this.o.config.unsafeTestMode === 'early-ack') {
+      // Planted bug for the fault-injection checker: acknowledge before the entry commits.
+      runtime.propose(data, { signal }).catch(() => undefined);
+      return {
+        header: this.header(lane),
+        succeeded: true,
+        results: txn.success.map(unsafeEmptyResult),
+      };
+    }
+    const started = performance.now();
+    try {
+      const result = await runtime.propose(data, { signal });
+      this.o.metrics.proposals.inc({ outcome: 'ok' });
+      const ms = performance.now() - started;
+      this.o.metrics.applyLatency.observe(ms / 1000);
+      this.o.sampler()?.write(ms);
+      if (firstKey !== undefined) lane.load.wrote(firstKey);
+      const answer = answerOf(result);
+      return {
+        header: { ...this.header(lane), revision: answer.revision },
+        succeeded: answer.succeeded,
+        results: answer.results,
+      };
+    } catch (err) {
+      this.o.metrics.proposals.inc({
+        outcome: err instanceof FlotillaError ? err.code : 'error',
+      });
+      throw toFlotillaError(err);
+    }
+  }
+
+  /** A range read of range `lane`: through ReadIndex unless serializable. */
+  async read(
+    lane: RangeLane,
+    op: Parameters<KvBackend['read']>[0],
+    consistency: Parameters<KvBackend['read']>[1],
+    signal: AbortSignal,
+  ): Promise<Awaited<ReturnType<KvBackend['read']>>> {
+    // The planted `local-reads` bug skips ReadIndex: a deposed leader serves stale data.
+    if (consistency !== 'serializable' && this.o.config.unsafeTestMode !== 'local-reads') {
+      try {
+        await lane.group.runtime.linearizableRead({ signal, lease: consistency === 'lease' });
+      } catch (err) {
+        this.o.metrics.reads.inc({ level: consistency, outcome: 'error' });
+        throw toFlotillaError(err);
+      }
+    }
+    this.o.metrics.reads.inc({ level: consistency, outcome: 'ok' });
+    if (lane.group.runtime.leaderId() !== this.o.config.id)
+      this.o.metrics.followerReads.inc({ level: consistency });
+    this.o.sampler()?.read();
+    lane.load.read();
+    return { header: this.header(lane), result: lane.group.range.range(op) };
+  }
+
+  /**
+   * A request for a range not run here that this node may not forward (it was forwarded to
+   * it): the sender routed by a map that lags, and routes again once it has caught up.
+   */
+  private notHere(t: RangeTarget): FlotillaError {
+    const where = t.local
+      ? `range ${t.id}, which has stopped here`
+      : `${showRange(t.descriptor)}, which runs on nodes ${t.descriptor.replicas.join(', ')}`;
+    return new FlotillaError(
+      'WRONG_RANGE',
+      `Node ${this.o.config.id} does not run the range holding the request's keys (${where}): ` +
+        'the map it was routed by is stale',
+    );
+  }
+}
+
+/** The planted `early-ack` bug's answer: results made up before the write applied. */
+function unsafeEmptyResult(op: BackendOp): BackendOpResult {
+  if (op.kind === 'put') return { kind: 'put', prevKv: null };
+  if (op.kind === 'delete') return { kind: 'delete', deleted: 0, prevKvs: [] };
+  return { kind: 'range', kvs: [], count: 0, more: false };
+}
