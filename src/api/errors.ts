@@ -61,6 +61,7 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   RANGE_MAP_REFUSED: 503,
   RANGE_NOT_FOUND: 404,
   RANGE_NOT_MOVABLE: 400,
+  NOT_RANGE_VOTER: 400,
   NODE_NOT_MEMBER: 400,
   REPLICA_EXISTS: 409,
   REPLICA_NOT_FOUND: 409,

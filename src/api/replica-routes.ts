@@ -1,6 +1,7 @@
 // The routes that change a range's replicas (docs/API.md, "Ranges"): moving one replica of a
-// range from one node to another, and the internal routes a move takes (the change forwarded
-// to the range's leader, the new replica's preparation, the record in the meta group's map).
+// range from one node to another, handing a range's leadership to another of its voters, and
+// the internal routes a move takes (the change forwarded to the range's leader, the new
+// replica's preparation, the record in the meta group's map).
 // All need the admin role when authentication is on (auth.ts: a path no table lists is
 // admin's).
 
@@ -16,6 +17,8 @@ import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 export const movePath = '/v1/ranges/move';
 /** A change of a range's replicas, forwarded to the range's leader: `{range, add?, remove?}`. */
 export const replicasPath = '/v1/ranges/replicas';
+/** Hands a range's leadership to another of its voters: `{range, to}`. */
+export const transferLeaderPath = '/v1/ranges/transfer-leadership';
 /** Asks a node to start a range as a new replica: `{range, descriptor, voters}`. */
 export const preparePath = '/v1/ranges/replicas/prepare';
 /** The meta group's part of a change, on its leader: `{range}` (a descriptor). */
@@ -38,6 +41,19 @@ export interface ReplicasBackend {
       readonly forwarded: boolean;
     },
   ): Promise<RangeDescriptor>;
+  /**
+   * Hands range `range`'s leadership to its voter `to` on the range's leader (forwarded there
+   * unless `forwarded`); answers the node that leads it then.
+   */
+  transfer(
+    range: RangeId,
+    to: number,
+    w: {
+      readonly signal: AbortSignal;
+      readonly authorization: string | undefined;
+      readonly forwarded: boolean;
+    },
+  ): Promise<{ range: RangeId; leader: number }>;
   /** Starts a range on this node as a new replica, on empty storage. */
   prepare(range: RangeId, descriptor: RangeDescriptor, voters: readonly number[]): Promise<void>;
   /** The forwarder to the meta group's leader (null from it: this node leads the group). */
@@ -74,6 +90,16 @@ export function installReplicaRoutes(http: JsonHttpServer, b: ReplicasBackend): 
       },
     );
     return { json: { range: renderDescriptor(d, 'base64') } };
+  });
+  http.route('POST', transferLeaderPath, async ({ body, signal, headers }) => {
+    const o = asObject(body);
+    onlyFields(o, ['range', 'to']);
+    const r = await b.transfer(id(o, 'range', 0), id(o, 'to', 1), {
+      signal,
+      authorization: auth(headers),
+      forwarded: headers[forwardedHeader] !== undefined,
+    });
+    return { json: { range: r.range, leader: r.leader } };
   });
   http.route('POST', preparePath, async ({ body }) => {
     const o = asObject(body);

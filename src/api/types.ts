@@ -386,6 +386,12 @@ export interface SplitResponse {
   readonly right: RangeDescriptorJson;
 }
 
+/** `POST /v1/ranges/transfer-leadership`: the range and the node that leads it now. */
+export interface TransferLeaderResponse {
+  readonly range: number;
+  readonly leader: number;
+}
+
 /** `POST /v1/ranges/move`: the range as its log recorded it once the replica moved. */
 export interface MoveResponse {
   readonly range: RangeDescriptorJson;

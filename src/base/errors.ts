@@ -227,6 +227,11 @@ export const errorCodes = {
     meaning: 'the node a replica is to be moved from holds no replica of the range',
     indefinite: false,
   },
+  NOT_RANGE_VOTER: {
+    meaning:
+      "the node a range's leadership is to be handed to is not a voter of that range (the message names its voters)",
+    indefinite: false,
+  },
   RANGE_CHANGE_IN_PROGRESS: {
     meaning:
       "a change of the range's replicas is already running (or the node is giving its copy up): retry once it finished",

@@ -200,4 +200,20 @@ export function rangeCommands(
         return undefined;
       }),
     );
+  range
+    .command('transfer')
+    .description(
+      'hand the leadership of RANGE to node N, one of its voters: answered once N leads (ranges 1 and 2 are refused)',
+    )
+    .argument('<range>', 'the range id', id('RANGE'))
+    .requiredOption('--to <id>', 'the voter to lead the range', id('--to'))
+    .option('--json', 'print the answer as JSON')
+    .action(async (rangeId: number, o: { to: number; json?: boolean }) =>
+      withClient(range.opts<ClusterOptions>(), async (c) => {
+        const r = await c.transferRangeLeader(rangeId, o.to);
+        if (o.json === true) return r;
+        process.stdout.write(`range ${r.range} is led by node ${r.leader}\n`);
+        return undefined;
+      }),
+    );
 }

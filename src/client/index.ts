@@ -52,6 +52,7 @@ import type {
   RangesResponse,
   SplitResponse,
   MoveResponse,
+  TransferLeaderResponse,
   TxnOp,
   TxnResponse,
 } from '../api/types.js';
@@ -669,6 +670,24 @@ export class FlotillaClient {
       o.signal,
       Date.now() + this.deadlineMs + moveExtraMs,
       moveExtraMs,
+    );
+  }
+
+  /**
+   * Hands range `range`'s leadership to `to`, one of its voters; answers once `to` leads.
+   * Safe to repeat: a transfer that happened answers at once. Ranges 1 and 2 (the job queue,
+   * the meta group) are refused INVALID_REQUEST, a `to` that is no voter NOT_RANGE_VOTER.
+   */
+  async transferRangeLeader(
+    range: number,
+    to: number,
+    o: CallOptions = {},
+  ): Promise<TransferLeaderResponse> {
+    return this.call<TransferLeaderResponse>(
+      'POST',
+      '/v1/ranges/transfer-leadership',
+      { range, to },
+      o.signal,
     );
   }
 

@@ -79,6 +79,7 @@ import { RangeDirs } from './range-dirs.js';
 import {
   changeReplicas,
   installRangeReplicas,
+  transferLeader,
   type RangeReplicaParts,
 } from './range-replica-node.js';
 import type { ReplicaChange } from './range-replicas.js';
@@ -733,6 +734,8 @@ export class FlotillaNode implements AsyncDisposable {
       forwarderFor: (rt, timeoutMs) => node.newForwarder(rt, timeoutMs),
       firstGroup: runtime,
       clientUrl: (id) => node.members.book.find((m) => m.id === id)?.client,
+      forward: (url, path, body, signal, authorization) =>
+        node.send(url, path, body, signal, authorization),
       post: (url, path, body, signal) => node.send(url, path, body, signal, nodeAuthorization),
       nodeAuthorization,
       clock: systemClock,
@@ -747,6 +750,7 @@ export class FlotillaNode implements AsyncDisposable {
       kv: runtime,
       lanes: node.lanes,
       book: () => node.members.book,
+      removed: (id) => kvSessions.directory.isRemoved(id),
       request: (url, method, path, body, signal) =>
         node.memberRequest(url, method, path, body, signal),
       metaForward: node.newForwarder(metaRuntime),
@@ -987,6 +991,26 @@ export class FlotillaNode implements AsyncDisposable {
       this.replicaParts,
       range,
       change,
+      signal,
+      memberAuthHeaders(this.config.auth)['authorization'],
+    );
+  }
+
+  /**
+   * Hands range `range`'s leadership to its voter `to`, on the range's leader (forwarded
+   * there), with this node's own credential; answers once `to` leads (range-transfer.ts).
+   */
+  transferRangeLeader(
+    range: RangeId,
+    to: number,
+    signal: AbortSignal,
+  ): Promise<{ range: RangeId; leader: number }> {
+    if (this.replicaParts === null)
+      return Promise.reject(new Error('The node is not assembled yet'));
+    return transferLeader(
+      this.replicaParts,
+      range,
+      to,
       signal,
       memberAuthHeaders(this.config.auth)['authorization'],
     );

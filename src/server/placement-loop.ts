@@ -6,7 +6,10 @@
 //      that is no placement target first), one with fewer gains one on the node holding fewest;
 //   2. the moves of rebalancePlan (placement.ts): replicas off draining or departed nodes, then
 //      from the fullest node to the emptiest until no node holds two more than another;
-//   3. the transfers of leaderPlan, once no replica needs to move.
+//   3. the transfers of leaderPlan, once no replica needs to move; a range whose leadership the
+//      loop handed over is not handed over again for `transferMemoryPeriods` periods, so a
+//      leader that an election put back (or a stale view of who leads) cannot make the loop
+//      move it back and forth.
 //
 // The nodes ranges go to are the cluster's members (the key-value group's voters) minus those
 // being drained, and a range should have `replicasPerRange` replicas, or one on every such node
@@ -100,6 +103,8 @@ export interface PlanInput {
   readonly can: { readonly add: boolean; readonly remove: boolean; readonly transfer: boolean };
   /** Each range's leader, when known; asked only when no replica needs to move. */
   readonly leaders?: () => ReadonlyMap<RangeId, number> | null;
+  /** Ranges whose leadership was handed over lately: no transfer of theirs is planned for now. */
+  readonly transferredLately?: (range: RangeId) => boolean;
 }
 
 const blockedMax = 20;
@@ -168,7 +173,12 @@ export function planPlacement(i: PlanInput): PlacementPlan {
   }
   const helps = (s: PlacementStep & { from: number; to: number }): boolean =>
     (led.get(s.from) ?? 0) - (led.get(s.to) ?? 0) >= 2;
-  return plan('leaders', transfers, firstFree(transfers, skipped, helps));
+  const lately = i.transferredLately;
+  const held =
+    lately === undefined
+      ? skipped
+      : new Set([...skipped, ...counted.filter((d) => lately(d.id)).map((d) => d.id)]);
+  return plan('leaders', transfers, firstFree(transfers, held, helps));
 }
 
 /** The first step of a range not skipped and not touched before it, that `helps`; or null. */
@@ -262,6 +272,11 @@ export interface PlacementLoopOptions {
   readonly leaders: (signal: AbortSignal) => Promise<ReadonlyMap<RangeId, number>>;
   readonly executor: PlacementExecutor;
   readonly log: Logger;
+  /**
+   * Run at the start of each round on this leader, before planning: clears what no longer
+   * applies (the drain marks of removed members). A failure is logged; the round goes on.
+   */
+  readonly tidy?: () => Promise<void>;
   /** Called after each step, for metrics. */
   readonly onStep?: (step: PlacementStep, outcome: 'done' | 'failed', tookMs: number) => void;
 }
@@ -297,6 +312,8 @@ export interface PlacementLoopStatus {
   readonly stepsFailed: number;
 }
 
+/** How many periods a range whose leadership the loop handed over keeps it before another. */
+export const transferMemoryPeriods = 10;
 /** Steps one round carries out at most before it lets the next tick go on. */
 const stepsPerRoundMax = 64;
 /** A failed range waits everyMs × 2^failures, up to this many periods. */
@@ -310,6 +327,8 @@ export class PlacementLoop {
   /** Ranges changed by a step that succeeded, left alone until the map shows the change. */
   private readonly awaiting = new Map<RangeId, { generation: number; untilMs: number }>();
   private readonly failures = new Map<RangeId, { count: number; retryAtMs: number }>();
+  /** Ranges whose leadership a step handed over, with when they may be handed over again. */
+  private readonly transferred = new Map<RangeId, number>();
   private plan: PlacementPlan | null = null;
   private last: PlacementStepRecord | null = null;
   private done = 0;
@@ -353,6 +372,11 @@ export class PlacementLoop {
     }
     this.running = true;
     try {
+      await this.o
+        .tidy?.()
+        .catch((err: unknown) =>
+          this.o.log.warn({ err: (err as Error).message }, 'placement: tidying failed'),
+        );
       for (let i = 0; i < stepsPerRoundMax && !this.stopped && this.o.leads(); i++) {
         const step = await this.next();
         if (step === null) return;
@@ -390,6 +414,7 @@ export class PlacementLoop {
       draining: this.o.draining(),
       replicasPerRange: this.o.replicasPerRange,
       skip,
+      transferredLately: (id) => (this.transferred.get(id) ?? 0) > now,
       can: {
         add: ex.addReplica !== undefined,
         remove: ex.removeReplica !== undefined,
@@ -427,6 +452,8 @@ export class PlacementLoop {
         this.awaiting.delete(id);
     }
     for (const id of this.failures.keys()) if (map.get(id) === undefined) this.failures.delete(id);
+    for (const [id, untilMs] of this.transferred)
+      if (map.get(id) === undefined || now >= untilMs) this.transferred.delete(id);
   }
 
   /** Runs one step with its timeout; whether it succeeded. */
@@ -462,6 +489,8 @@ export class PlacementLoop {
         generation: step.kind === 'transfer' ? Number.MAX_SAFE_INTEGER : step.generation,
         untilMs: now + (step.kind === 'transfer' ? this.o.everyMs : this.o.stepTimeoutMs),
       });
+      if (step.kind === 'transfer')
+        this.transferred.set(step.range, now + transferMemoryPeriods * this.o.everyMs);
       this.last = { step, outcome: 'done', atMs: now, tookMs };
       this.o.log.info({ step, tookMs }, `placement: done: ${describeStep(step)}`);
       return true;

@@ -49,6 +49,8 @@ export interface PlacementNodeOptions {
   readonly lanes: RangeLanes;
   /** The members' addresses, current. */
   readonly book: () => readonly Member[];
+  /** Whether node `id` was removed from the cluster for good (the replicated directory). */
+  readonly removed: (id: number) => boolean;
   readonly request: MemberRequest;
   readonly metaForward: PlacementBackend['meta'];
   readonly clock: Clock;
@@ -61,6 +63,8 @@ export const placementRoutes = {
   move: '/v1/ranges/move',
   /** `{range, add}` or `{range, remove}`: one replica added or removed. */
   replicas: '/v1/ranges/replicas',
+  /** `{range, to}`: the range's leadership handed to its voter `to`. */
+  transfer: '/v1/ranges/transfer-leadership',
 } as const;
 
 export class PlacementNode {
@@ -82,6 +86,7 @@ export class PlacementNode {
       members: () => o.kv.status().conf.voters,
       localGeneration: (id) => o.lanes.lane(id)?.group.range.descriptor().generation,
       leaders: (signal) => this.leaders(signal),
+      tidy: () => this.forgetRemoved(),
       executor: httpExecutor(
         {
           nodesOf: (range) => this.nodesOf(range),
@@ -146,6 +151,19 @@ export class PlacementNode {
     // Start on it now rather than at the next period.
     void this.loop.check();
     return this.status();
+  }
+
+  /**
+   * Clears the drain marks of removed members: a member is drained, then removed, and its mark
+   * would otherwise stay for good (shown in the status, counted against the meta group's
+   * limit on marks). Its id can never come back, so nothing is lost.
+   */
+  private async forgetRemoved(): Promise<void> {
+    for (const node of this.o.meta.machine.draining()) {
+      if (!this.o.removed(node)) continue;
+      await this.o.meta.mark('undrain', node, { timeoutMs: this.o.config.placementStepTimeoutMs });
+      this.o.log.info({ node }, `placement: removed member ${node} is no longer marked draining`);
+    }
   }
 
   /** Range `range`'s leader if this node runs it and knows one, then its replicas in the map. */
@@ -225,8 +243,7 @@ const hopsMax = 8;
  * known; a replica forwards a change to its leader), with this node's own credential. A node
  * that holds no replica (the map this node read is behind) answers NOT_LEADER naming one, and
  * a node that does not answer is passed over: the next is tried, up to `hopsMax`. A transfer
- * of a range's leadership has no route yet, so the executor has none and the loop plans no
- * leader transfers.
+ * of a range's leadership answers once the target leads.
  */
 export function httpExecutor(targets: ExecutorTargets, request: MemberRequest): PlacementExecutor {
   const post = async (
@@ -267,6 +284,8 @@ export function httpExecutor(targets: ExecutorTargets, request: MemberRequest): 
       post(range, placementRoutes.replicas, { range, add: to }, signal),
     removeReplica: (range, from, signal) =>
       post(range, placementRoutes.replicas, { range, remove: from }, signal),
+    transferLeader: (range, to, signal) =>
+      post(range, placementRoutes.transfer, { range, to }, signal),
   };
 }
 

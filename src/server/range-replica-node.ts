@@ -1,6 +1,6 @@
-// How a node assembles the changing of its ranges' replicas (range-replicas.ts) and the giving
-// up of ranges it is no longer a replica of (range-retirer.ts), and serves their routes
-// (api/replica-routes.ts). Kept out of node.ts, which only calls this.
+// How a node assembles the changing of its ranges' replicas (range-replicas.ts), the handing
+// over of their leadership (range-transfer.ts), the giving up of ranges it is no longer a
+// replica of (range-retirer.ts), and serves their routes (api/replica-routes.ts). Kept out of node.ts, which only calls this.
 
 import type { Logger } from 'pino';
 import type { JsonHttpServer } from '../api/http.js';
@@ -9,13 +9,19 @@ import type { Json } from '../api/validate.js';
 import type { Clock } from '../host/contracts.js';
 import type { RaftRuntime } from '../host/runtime.js';
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
-import type { ForwardAnswer, Forwarder } from './forward.js';
+import type { ForwardAnswer, Forwarder, SendFn } from './forward.js';
 import type { MetaService } from './meta-service.js';
 import type { RangeDirs } from './range-dirs.js';
 import type { RangeGroups } from './range-groups.js';
 import type { RangeLanes } from './range-lanes.js';
 import { RangeReplicas, type ReplicaChange } from './range-replicas.js';
+import { RangeLeaderRoute } from './range-leader-route.js';
 import { RangeRetirer } from './range-retirer.js';
+import {
+  transferRangeLeader,
+  type RangeTransferOptions,
+  type TransferAnswer,
+} from './range-transfer.js';
 
 export interface RangeReplicaPartsOptions {
   readonly selfId: number;
@@ -30,6 +36,8 @@ export interface RangeReplicaPartsOptions {
   readonly firstGroup: RaftRuntime;
   /** Member `id`'s client URL, from the address book. */
   readonly clientUrl: (id: number) => string | undefined;
+  /** One POST to `url` + `path` marked forwarded, with the caller's credential. */
+  readonly forward: SendFn;
   /** One POST to `url` + `path` with this node's own credential. */
   readonly post: (
     url: string,
@@ -48,6 +56,7 @@ export interface RangeReplicaPartsOptions {
 
 export interface RangeReplicaParts {
   readonly replicas: RangeReplicas;
+  readonly transfers: RangeTransferOptions;
   readonly retirer: RangeRetirer;
 }
 
@@ -74,14 +83,28 @@ export function installRangeReplicas(
     const c = o.firstGroup.status().conf;
     return [...c.voters, ...c.outgoing, ...c.learners];
   };
+  const route = new RangeLeaderRoute({
+    selfId: o.selfId,
+    lanes: o.lanes,
+    mapped: (id) => o.meta.machine.map()?.get(id),
+    // Longer than the leader's own bound on a change, so its answer comes back rather than ours.
+    forwarderFor: (runtime) => o.forwarderFor(runtime, moveTimeoutMs + o.requestTimeoutMs),
+    clientUrl: o.clientUrl,
+    send: o.forward,
+  });
+  const transfers: RangeTransferOptions = {
+    selfId: o.selfId,
+    route,
+    // An election timeout or a few: the target is brought up to date, then campaigns at once.
+    waitMs: o.requestTimeoutMs,
+  };
   const replicas = new RangeReplicas({
     selfId: o.selfId,
     lanes: o.lanes,
     groups: o.groups,
     meta: o.meta,
     metaForwarder: o.metaForwarder,
-    // Longer than the leader's own bound on a change, so its answer comes back rather than ours.
-    forwarderFor: (runtime) => o.forwarderFor(runtime, moveTimeoutMs + o.requestTimeoutMs),
+    route,
     members,
     nodeAuthorization: o.nodeAuthorization,
     sendToMember: async (id: number, path: string, body: Json, signal: AbortSignal) => {
@@ -100,13 +123,14 @@ export function installRangeReplicas(
   installReplicaRoutes(http, {
     limits: { maxKeyBytes: o.maxKeyBytes },
     change: (range, change, w) => replicas.change(range, change, w),
+    transfer: (range, to, w) => transferRangeLeader(transfers, range, to, w),
     prepare: (range, descriptor, voters) => replicas.prepare(range, descriptor, voters),
     meta: o.metaForwarder,
     recordReplicas: async (range, signal) => {
       await o.meta.recordReplicas(range, { signal });
     },
   });
-  return { replicas, retirer };
+  return { replicas, transfers, retirer };
 }
 
 /** The answer a member missing from the address book gives (it cannot be asked). */
@@ -132,4 +156,18 @@ export function changeReplicas(
   nodeAuthorization: string | undefined,
 ): Promise<RangeDescriptor> {
   return parts.replicas.change(range, change, { signal, authorization: nodeAuthorization });
+}
+
+/** A transfer of a range's leadership asked of this node by code, with its own credential. */
+export function transferLeader(
+  parts: RangeReplicaParts,
+  range: RangeId,
+  to: number,
+  signal: AbortSignal,
+  nodeAuthorization: string | undefined,
+): Promise<TransferAnswer> {
+  return transferRangeLeader(parts.transfers, range, to, {
+    signal,
+    authorization: nodeAuthorization,
+  });
 }

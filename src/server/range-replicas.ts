@@ -35,6 +35,7 @@ import type { ForwardAnswer, Forwarder } from './forward.js';
 import type { MetaService } from './meta-service.js';
 import { onMetaLeader } from './range-admin.js';
 import type { RangeGroups } from './range-groups.js';
+import type { RangeLeaderRoute } from './range-leader-route.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
 
 /** A change of one range's replicas: add a node, remove one, or both (a move). */
@@ -139,8 +140,8 @@ export interface RangeReplicasOptions {
   readonly meta: MetaService;
   /** Forwards to the meta group's leader (null: this node leads it). */
   readonly metaForwarder: Pick<Forwarder, 'forward'>;
-  /** A forwarder to the leader of the group `runtime` drives, with `moveTimeoutMs` to answer. */
-  readonly forwarderFor: (runtime: RaftRuntime) => Pick<Forwarder, 'forward'>;
+  /** Gets a change to the range's leader (its forwarder waits `moveTimeoutMs` for an answer). */
+  readonly route: Pick<RangeLeaderRoute, 'run'>;
   /** The cluster's members as this node knows them (the first group's voters and learners). */
   readonly members: () => readonly number[];
   /**
@@ -169,8 +170,6 @@ export interface RangeReplicasOptions {
   readonly log: Logger;
 }
 
-/** Forwarding hops and leader hand-offs one change may take before it gives up. */
-const MAX_HOPS = 4;
 /** Steps one leader takes for one change (each is one proposal or a short wait). */
 const MAX_STEPS = 256;
 /** Pause between looks at a learner's progress or a joint configuration. */
@@ -179,11 +178,6 @@ const pollMs = 50;
 const handOffWaitMs = 2_000;
 
 export class RangeReplicas {
-  private readonly forwarders = new Map<
-    RangeId,
-    { runtime: RaftRuntime; forwarder: Pick<Forwarder, 'forward'> }
-  >();
-
   constructor(private readonly o: RangeReplicasOptions) {}
 
   /**
@@ -201,36 +195,15 @@ export class RangeReplicas {
     },
   ): Promise<RangeDescriptor> {
     checkChangeShape(range, change);
-    for (let hop = 0; hop < MAX_HOPS; hop++) {
-      const lane = this.o.lanes.lane(range);
-      if (lane === undefined) throw this.notHere(range);
-      const rt = lane.group.runtime;
-      if (rt.leaderId() === this.o.selfId) {
-        const done = await this.lead(range, lane, change, w.signal);
-        if (done !== null) return done;
-        continue;
-      }
-      if (w.forwarded === true)
-        throw new FlotillaError(
-          'NOT_LEADER',
-          `This node does not lead range ${range}`,
-          false,
-          rt.leaderId(),
-        );
-      const fwd = await this.forwarder(range, rt).forward(
-        replicasPath,
-        JSON.stringify(renderChange(range, change)),
-        w.signal,
-        w.authorization,
-      );
-      if (fwd === null) continue;
-      const json = fwd.json as { error?: unknown; range?: unknown } | null;
-      if (fwd.status !== 200) throw errorFromWire(json?.error, true);
-      return parseDescriptor(json?.range, 'range', { maxKeyBytes: this.o.maxKeyBytes });
-    }
-    throw new FlotillaError(
-      'NO_LEADER',
-      `Range ${range}'s leadership moved ${MAX_HOPS} times while its replicas were being changed; retry`,
+    return this.o.route.run(
+      range,
+      { path: replicasPath, body: renderChange(range, change) },
+      w,
+      (lane) => this.lead(range, lane, change, w.signal),
+      (json) =>
+        parseDescriptor((json as { range?: unknown } | null)?.range, 'range', {
+          maxKeyBytes: this.o.maxKeyBytes,
+        }),
     );
   }
 
@@ -292,27 +265,6 @@ export class RangeReplicas {
         `Cannot ${what} range ${range} on node ${this.o.selfId}: a change of its replicas is already running here`,
       );
     this.o.busy.add(range);
-  }
-
-  private notHere(range: RangeId): FlotillaError {
-    const d = this.o.meta.machine.map()?.get(range);
-    if (d === undefined)
-      return new FlotillaError('RANGE_NOT_FOUND', `The range map holds no range ${range}`);
-    // Not found here: ask a node that holds it (routing to it is for a node that does not).
-    return new FlotillaError(
-      'NOT_LEADER',
-      `This node holds no replica of range ${range}; its replicas are [${d.replicas.join(', ')}]`,
-      false,
-      d.replicas[0] ?? 0,
-    );
-  }
-
-  private forwarder(range: RangeId, runtime: RaftRuntime): Pick<Forwarder, 'forward'> {
-    const held = this.forwarders.get(range);
-    if (held?.runtime === runtime) return held.forwarder;
-    const forwarder = this.o.forwarderFor(runtime);
-    this.forwarders.set(range, { runtime, forwarder });
-    return forwarder;
   }
 
   /** Runs the change on this leader; null when leadership moved (the new leader finishes). */
