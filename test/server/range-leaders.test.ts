@@ -3,7 +3,7 @@
 // that holds no replica of the range (sent to the replicas, then to their leader), of a replica
 // that does not lead (forwarded), and through `flotilla range transfer`; the refusals (the job
 // queue's and the meta group's ids, an unknown range, a target that is no voter, bad input);
-// a move asked of a node holding no replica, which takes the same way.
+// a move asked of a node holding no replica, which takes the same way; range 0's leadership.
 // Then the placement loop in running nodes: every range's leadership piled on one node is
 // spread over the members by the loop's own transfers, and a member drained and removed loses
 // its drain mark. Against a fake cluster: the loop does not hand a range's leadership back and
@@ -187,6 +187,12 @@ void test('a range leader is handed over through the API and the CLI, from any n
       moved.range.replicas,
       [1, 2, 3, 4].filter((n) => n !== from),
     );
+
+    // Range 0 is the key-value group's first range: its leadership moves the same way.
+    const kvLeader = await c.waitForLeader();
+    const kvTo = kvLeader === 4 ? 1 : 4;
+    assert.deepEqual(await viaOutsider.transferRangeLeader(0, kvTo), { range: 0, leader: kvTo });
+    assert.equal(await c.waitForLeader(), kvTo);
   } finally {
     await viaOutsider.close();
     await c.close();
