@@ -7,7 +7,8 @@
 // Then the placement loop in running nodes: every range's leadership piled on one node is
 // spread over the members by the loop's own transfers, and a member drained and removed loses
 // its drain mark. Against a fake cluster: the loop does not hand a range's leadership back and
-// forth while an election keeps putting the old leader back.
+// forth while an election keeps putting the old leader back. Against fake members: how a node
+// holding no replica gets a request to the range's leader, and when it does not send it on.
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
@@ -22,6 +23,7 @@ import {
   type PlacementExecutor,
 } from '../../src/server/placement-loop.js';
 import type { FlotillaNode } from '../../src/server/node.js';
+import { RangeLeaderRoute } from '../../src/server/range-leader-route.js';
 import { runCli, stopAll } from '../cli/run.js';
 import { desc } from '../ranges/harness.js';
 import { TimerClock } from '../support/timer-clock.js';
@@ -326,4 +328,76 @@ void test('a range whose leadership the loop handed over is not handed over agai
   };
   assert.equal(planPlacement(input).next?.kind, 'transfer');
   assert.equal(planPlacement({ ...input, transferredLately: () => true }).next, null);
+});
+
+void test('a node holding no replica sends a request to the replicas, following the leaders they name', async () => {
+  const sent: string[] = [];
+  const answers: Record<number, () => { status: number; json: unknown }> = {
+    2: () => {
+      throw new Error('connection refused');
+    },
+    3: () => ({
+      status: 421,
+      json: { error: { code: 'NOT_LEADER', message: 'not me', indefinite: false, leader: 5 } },
+    }),
+    5: () => ({ status: 200, json: { range: 7, leader: 5 } }),
+    6: () => ({
+      status: 400,
+      json: { error: { code: 'NOT_RANGE_VOTER', message: 'no voter', indefinite: false } },
+    }),
+  };
+  const replicas: Record<number, number[]> = { 7: [2, 3], 8: [6, 5], 9: [2] };
+  const route = new RangeLeaderRoute({
+    selfId: 1,
+    lanes: { lane: () => undefined },
+    mapped: (id) => (replicas[id] === undefined ? undefined : desc(id, '', null, 1, replicas[id])),
+    forwarderFor: () => assert.fail('no forwarder without a replica here'),
+    clientUrl: (id) => `http://n${id}`,
+    send: (url, path, body, _signal, authorization) => {
+      sent.push(`${url}${path} ${body} ${authorization ?? '-'}`);
+      const a = answers[Number(url.slice('http://n'.length))];
+      if (a === undefined) throw new Error(`no route to ${url}`);
+      return Promise.resolve(a());
+    },
+  });
+  const signal = new AbortController().signal;
+  const ask = (range: number, w: { forwarded?: boolean } = {}) =>
+    route.run(
+      range,
+      { path: '/p', body: { range } },
+      { signal, authorization: 'Bearer t', ...w },
+      () => assert.fail('this node leads nothing'),
+      (json) => json,
+    );
+  assert.deepEqual(await ask(7), { range: 7, leader: 5 });
+  assert.deepEqual(sent, [
+    'http://n2/p {"range":7} Bearer t',
+    'http://n3/p {"range":7} Bearer t',
+    'http://n5/p {"range":7} Bearer t',
+  ]);
+  // Any other refusal is the answer, not tried elsewhere.
+  sent.length = 0;
+  await assert.rejects(
+    ask(8),
+    (e: unknown) => e instanceof FlotillaError && e.code === 'NOT_RANGE_VOTER',
+  );
+  assert.equal(sent.length, 1);
+  // Nobody answers: NO_LEADER, naming the replicas.
+  await assert.rejects(
+    ask(9),
+    /holds no replica of range 9; its replicas are \[2\], and none of them answered/,
+  );
+  // Forwarded here by another node: not sent on again, a replica named instead.
+  sent.length = 0;
+  await assert.rejects(ask(7, { forwarded: true }), (e: unknown) => {
+    assert.ok(e instanceof FlotillaError);
+    assert.equal(e.code, 'NOT_LEADER');
+    assert.equal(e.leader, 2);
+    return true;
+  });
+  assert.deepEqual(sent, []);
+  await assert.rejects(
+    ask(99),
+    (e: unknown) => e instanceof FlotillaError && e.code === 'RANGE_NOT_FOUND',
+  );
 });
