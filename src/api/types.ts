@@ -169,6 +169,15 @@ export interface NodeStatus {
   readonly revision: number;
   /** The node lost its data and is catching up: it neither votes nor counts toward a quorum. */
   readonly recovering: boolean;
+  /**
+   * Groups (range groups, the queue and meta groups) this node runs that have not caught up
+   * since it lost its data: each neither votes nor counts toward a quorum. Empty otherwise.
+   */
+  readonly recoveringGroups?: readonly number[];
+  /** What the node's recovery still waits for, one line each; empty once it recovered. */
+  readonly recoveryWaitingFor?: readonly string[];
+  /** Ranges the meta group's map, as this node applied it, says this node holds. */
+  readonly rangesInMap?: readonly number[];
   readonly members: readonly {
     readonly id: number;
     readonly peer: string;

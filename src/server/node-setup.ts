@@ -27,12 +27,12 @@ import {
   groupDir,
   readIdentity,
   storageFilesIn,
-  writeIdentity,
   type DataDirIdentity,
 } from './data-dir.js';
 import { joinCluster } from './join.js';
 import { memberAuthHeaders } from './auth-tokens.js';
 import { logWalRecovery } from './logging.js';
+import type { NodeRecovery } from './node-recovery.js';
 import { MAX_LEARNED_MEMBERS } from './member-node.js';
 import type { NodeTls } from './node-tls.js';
 import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
@@ -394,19 +394,15 @@ export async function openPeerTransport(
 
 /**
  * Each group's settings. The data directory is one unit (DESIGN.md, "A node that lost its
- * data"): the recovery decided from the key-value group's log applies to every group, and the
- * node is a full member again, as its identity file says, only once every group caught up.
+ * data"): a group started while the node recovers starts recovering, and the node is a full
+ * member again, as its identity file says, only once every group caught up (node-recovery.ts).
  */
 export function groupSettings(
   config: NodeConfig,
   identity: Identity,
-  recovery: Recovery,
-  log: Logger,
+  recovery: Pick<NodeRecovery, 'recoveryFor' | 'groupStored'>,
 ): (group: number) => GroupSettings {
   const { limits } = config;
-  // The groups every node runs; ranges split off range 0 recover with it, unaccounted here.
-  const wholeGroups = [KV_GROUP, QUEUE_GROUP, META_GROUP];
-  const caughtUp = new Set<number>(recovery === 'none' ? wholeGroups : []);
   return (group) => ({
     // The configuration the log starts from; membership changes in the log follow it.
     voters: identity.members,
@@ -426,26 +422,8 @@ export function groupSettings(
       maxUncommittedBytes: limits.maxUncommittedBytes,
       maxInflightBytes: limits.maxInflightBytes,
       snapshotChunkBytes: limits.maxSnapshotChunkBytes,
-      recovery,
+      recovery: recovery.recoveryFor(group),
     },
-    storeRecovery: (r: Recovery) => {
-      if (r === 'recovering') caughtUp.delete(group);
-      else caughtUp.add(group);
-      const all = wholeGroups.every((g) => caughtUp.has(g));
-      // A member marked removed (member-node.ts) stays marked.
-      const removed = readIdentity(config.dataDir)?.removed === true;
-      writeIdentity(config.dataDir, {
-        ...identity,
-        recovery: all ? 'none' : 'recovering',
-        ...(removed ? { removed } : {}),
-      });
-      if (r === 'none')
-        log.warn(
-          { group },
-          all
-            ? 'caught up with the leader: recovery finished, a full member again'
-            : 'group caught up with its leader; waiting for the other groups',
-        );
-    },
+    storeRecovery: (r: Recovery) => recovery.groupStored(group, r),
   });
 }

@@ -28,7 +28,8 @@ import { RangeKvPath } from './range-kv-path.js';
 import { RemoteRanges, knowledgeOf, refreshRanges } from './range-remote.js';
 import { RemoteWatches } from './range-watch.js';
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
-import { writeIdentity, type DataDirIdentity } from './data-dir.js';
+import { readIdentity, writeIdentity, type DataDirIdentity } from './data-dir.js';
+import { NodeRecovery } from './node-recovery.js';
 import type { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
@@ -162,6 +163,11 @@ export class FlotillaNode implements AsyncDisposable {
   readonly members: NodeMembers;
   /** Changing ranges' replicas, and giving up ranges this node is out of; set once assembled. */
   private replicaParts: RangeReplicaParts | null = null;
+  /**
+   * The node's recovery of lost data across all its groups (node-recovery.ts); set once
+   * assembled.
+   */
+  recovery: NodeRecovery | null = null;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
   readonly stopped: Promise<void>;
   private markStopped: () => void = () => undefined;
@@ -365,6 +371,11 @@ export class FlotillaNode implements AsyncDisposable {
        * to play a member of an older release in a rolling upgrade; nothing else should.
        */
       featureLevel?: number;
+      /**
+       * Planted defect: ranges split off range 0 start as full members while this node recovers
+       * lost data (node-recovery.ts). Tests set it to show their checks catch it; nothing else.
+       */
+      unsafeSkipRangeRecovery?: boolean;
     } = {},
   ): Promise<FlotillaNode> {
     const log =
@@ -488,7 +499,24 @@ export class FlotillaNode implements AsyncDisposable {
         logRuntimeEvent(groupLog(group), e);
       },
     });
-    const groupOptions = groupSettings(config, identity, recovery, log);
+    const nodeRecovery = new NodeRecovery({
+      selfId: config.id,
+      initial: recovery,
+      store: (r) => {
+        // A member marked removed (member-node.ts) stays marked.
+        const removed = readIdentity(config.dataDir)?.removed === true;
+        writeIdentity(config.dataDir, {
+          ...identity,
+          recovery: r,
+          ...(removed ? { removed } : {}),
+        });
+      },
+      clock: systemClock,
+      checkEveryMs: 200,
+      log,
+      ...(o.unsafeSkipRangeRecovery === true ? { unsafeSkipRangeRecovery: true } : {}),
+    });
+    const groupOptions = groupSettings(config, identity, nodeRecovery);
     const queueMachine = new QueueStateMachine();
     const metaMachine = new MetaStateMachine({ maxKeyBytes: config.maxKeyBytes });
     // Range 0 (the key-value group) and every range split off it that this node replicates,
@@ -742,8 +770,10 @@ export class FlotillaNode implements AsyncDisposable {
       requestTimeoutMs: config.requestTimeoutMs,
       learnerLagEntries: config.learnerPromoteLagEntries,
       maxKeyBytes: config.maxKeyBytes,
+      recovery: nodeRecovery,
       log,
     });
+    node.recovery = nodeRecovery;
     node.placement = new PlacementNode({
       config,
       meta: node.meta,
@@ -937,6 +967,22 @@ export class FlotillaNode implements AsyncDisposable {
     node.queueTicker.start();
     node.meta.start();
     node.replicaParts.retirer.start();
+    nodeRecovery.start({
+      groups: () => [
+        ...ranges.ranges().flatMap((id) => {
+          const g = ranges.group(id);
+          return g === undefined ? [] : [{ id, runtime: g.runtime }];
+        }),
+        { id: QUEUE_GROUP, runtime: queueRuntime },
+        { id: META_GROUP, runtime: metaRuntime },
+      ],
+      pendingRanges: () => ranges.pending(),
+      metaGroup: META_GROUP,
+      map: () => metaMachine.map()?.ranges() ?? null,
+      startRange: (d) => {
+        if (!ranges.isRetired(d.id)) void ranges.start(d.id, d.replicas, d);
+      },
+    });
     node.gate.start();
     node.placement?.start();
     node.members.membership.start();
@@ -956,6 +1002,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.queueTicker.stop();
     this.meta.stop();
     this.replicaParts?.retirer.stop();
+    this.recovery?.stop();
     this.gate.stop();
     this.placement?.stop();
     this.watchHub.close();
@@ -1019,6 +1066,7 @@ export class FlotillaNode implements AsyncDisposable {
   nodeStatus(): NodeStatus {
     const s = this.runtime.status();
     const q = this.queueService.runtime.status();
+    const r = this.recovery?.status();
     return {
       id: s.id,
       pid: process.pid,
@@ -1032,9 +1080,16 @@ export class FlotillaNode implements AsyncDisposable {
       revision: this.kv.revision(),
       // Any group: the data directory is marked recovered only when every one has caught up.
       recovering:
+        r?.recovering === true ||
         s.recovery === 'recovering' ||
         q.recovery === 'recovering' ||
         this.meta.runtime.status().recovery === 'recovering',
+      recoveringGroups: r?.recoveringGroups ?? [],
+      recoveryWaitingFor: r?.waitingFor ?? [],
+      rangesInMap: (this.meta.machine.map()?.ranges() ?? [])
+        .filter((d) => d.replicas.includes(s.id))
+        .map((d) => d.id)
+        .sort((a, b) => a - b),
       members: [...this.members.book],
       voters: s.voters,
       learners: s.learners,
@@ -1133,6 +1188,12 @@ export class FlotillaNode implements AsyncDisposable {
           return {
             ready: false,
             reason: `the job queue's group is recovering lost data: holds ${q.lastIndex} entries, commit ${q.commit}`,
+          };
+        const r = this.recovery?.status();
+        if (r?.recovering === true)
+          return {
+            ready: false,
+            reason: `recovering lost data: waiting for ${r.waitingFor.join('; ')}`,
           };
         if (s.leader === 0) return { ready: false, reason: 'no leader known' };
         if (this.runtime.appliedIndex() < s.commit)

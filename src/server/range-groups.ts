@@ -66,6 +66,8 @@ export class RangeGroups {
   /** Every range started or being started here, by id: at most one start each. */
   private readonly starting = new Map<RangeId, Promise<RangeGroup>>();
   private readonly running = new Map<RangeId, RangeGroup>();
+  /** Starts not yet settled (running or failed), by id: a recovering node waits for them. */
+  private readonly unsettled = new Map<RangeId, Promise<RangeGroup>>();
 
   constructor(private readonly o: RangeGroupsOptions) {}
 
@@ -91,6 +93,11 @@ export class RangeGroups {
   /** Ids of the ranges running here, ascending. */
   ranges(): RangeId[] {
     return [...this.running.keys()].sort((a, b) => a - b);
+  }
+
+  /** Ids of the ranges being started here, not yet running (nor failed). */
+  pending(): RangeId[] {
+    return [...this.unsettled.keys()].sort((a, b) => a - b);
   }
 
   /** Whether this node gave range `id` up (it is never started again unless prepared). */
@@ -189,6 +196,11 @@ export class RangeGroups {
 
   private track(id: RangeId, p: Promise<RangeGroup>): void {
     this.starting.set(id, p);
+    this.unsettled.set(id, p);
+    const settle = (): void => {
+      if (this.unsettled.get(id) === p) this.unsettled.delete(id);
+    };
+    p.then(settle, settle);
     p.catch((err: unknown) =>
       this.o.onError?.(id, err instanceof Error ? err : new Error(String(err))),
     );

@@ -2,6 +2,7 @@
 // over of their leadership (range-transfer.ts), the giving up of ranges it is no longer a
 // replica of (range-retirer.ts), and serves their routes (api/replica-routes.ts). Kept out of node.ts, which only calls this.
 
+import type { NodeRecovery } from './node-recovery.js';
 import type { Logger } from 'pino';
 import type { JsonHttpServer } from '../api/http.js';
 import { installReplicaRoutes } from '../api/replica-routes.js';
@@ -51,6 +52,8 @@ export interface RangeReplicaPartsOptions {
   readonly requestTimeoutMs: number;
   readonly learnerLagEntries: number;
   readonly maxKeyBytes: number;
+  /** The node's recovery of lost data: a copy that has not caught up is not judged. */
+  readonly recovery?: Pick<NodeRecovery, 'groupRecovering' | 'mapCurrent'>;
   readonly log: Logger;
 }
 
@@ -73,6 +76,12 @@ export function installRangeReplicas(
     dirs: o.dirs,
     lanes: o.lanes,
     mapped: (id) => o.meta.machine.map()?.get(id),
+    ...(o.recovery === undefined
+      ? {}
+      : {
+          recovering: (id, runtime) => o.recovery?.groupRecovering({ id, runtime }) ?? false,
+          mapCurrent: () => o.recovery?.mapCurrent() ?? true,
+        }),
     busy,
     clock: o.clock,
     checkEveryMs: 500,

@@ -20,6 +20,14 @@
 //     and a prepared copy is judged by neither 1 nor 3 until it applied a configuration naming
 //     it at the generation it was prepared at or later: the leader's first snapshot may be
 //     older than the change that removed it before, and name it a voter.
+//
+// A copy recovering lost data (node-recovery.ts: its core has not caught up, or it has not
+// applied what it knew committed then) is judged by 3 alone, and only once the meta group here
+// caught up: what it applied is a past the range moved on from (a removal since undone, a
+// configuration from a split's seed), so 1 and 2 would read a removal or an absence that no
+// longer holds; the map, read after the meta group caught up, is at least as new as the node's
+// start. A copy the range removed while the node was down is never sent what would end its
+// recovery, so without 3 it would hold the node's recovery open for ever.
 
 import type { Logger } from 'pino';
 import type { Clock } from '../host/contracts.js';
@@ -49,6 +57,10 @@ export interface RetireInput {
   /** How long since this node last made progress in the range (entries, snapshot bytes). */
   readonly idleMs: number;
   readonly abandonAfterMs: number;
+  /** The copy is recovering lost data and has not caught up (absent: false). */
+  readonly recovering?: boolean;
+  /** The meta map here is current enough to judge a recovering copy by (absent: true). */
+  readonly mapCurrent?: boolean;
 }
 
 /** Why this node is out of the range, or null when it is (or may be) a replica. */
@@ -57,8 +69,10 @@ export function retireVerdict(i: RetireInput): string | null {
   const voter = conf.voters.includes(self) || conf.outgoing.includes(self);
   const member = voter || conf.learners.includes(self);
   const named = descriptor.replicas.includes(self);
-  if (!member && !i.preparing && (i.wasMember || named)) return 'it applied its removal';
-  if (!member && i.idleMs >= i.abandonAfterMs)
+  if (i.recovering === true && i.mapCurrent === false) return null;
+  if (!member && i.recovering !== true && !i.preparing && (i.wasMember || named))
+    return 'it applied its removal';
+  if (!member && i.recovering !== true && i.idleMs >= i.abandonAfterMs)
     return `it is in no configuration it applied and made no progress for ${i.idleMs} ms`;
   if (
     voter &&
@@ -79,6 +93,10 @@ export interface RangeRetirerOptions {
   readonly lanes: Pick<RangeLanes, 'forget'>;
   /** The meta map's descriptor of a range, as this node applied the map. */
   readonly mapped: (id: RangeId) => RangeDescriptor | undefined;
+  /** Whether range `id`'s copy here is recovering lost data (absent: never). */
+  readonly recovering?: (id: RangeId, runtime: RangeGroup['runtime']) => boolean;
+  /** Whether the meta map here is current enough to judge a recovering copy (absent: yes). */
+  readonly mapCurrent?: () => boolean;
   /** Ranges being changed or given up on this node: one thing at a time per range. */
   readonly busy: Set<RangeId>;
   readonly clock: Clock;
@@ -152,6 +170,7 @@ export class RangeRetirer {
     }
     const preparedAt = this.o.dirs.preparedAt(id);
     const descriptor = group.range.descriptor();
+    const recovering = this.o.recovering?.(id, group.runtime) ?? false;
     const why = retireVerdict({
       self: this.o.selfId,
       conf: s.conf,
@@ -161,10 +180,13 @@ export class RangeRetirer {
       preparing: preparedAt !== undefined,
       idleMs: now - seen.sinceMs,
       abandonAfterMs: this.o.abandonAfterMs,
+      recovering,
+      mapCurrent: this.o.mapCurrent?.() ?? true,
     });
     const c = s.conf;
     const self = this.o.selfId;
-    if ([...c.voters, ...c.outgoing, ...c.learners].includes(self)) {
+    // A recovering copy's configuration may be a seed's, or one since changed: not counted.
+    if (!recovering && [...c.voters, ...c.outgoing, ...c.learners].includes(self)) {
       // A prepared copy's configuration counts from the range's generation it was prepared at.
       if (preparedAt === undefined) seen.wasMember = true;
       else if (descriptor.generation >= preparedAt) this.o.dirs.added(id);

@@ -123,6 +123,13 @@ export class TestNodes {
     this.nodes.splice(0, this.nodes.length);
   }
 
+  /** Node `id`'s configuration, to start it by hand (with options of a test's own). */
+  config(id: number): NodeConfig {
+    const c = this.configs[id - 1];
+    if (c === undefined) throw new Error(`No node ${id}`);
+    return c;
+  }
+
   /** Node `id`'s data directory. */
   dataDir(id: number): string {
     const c = this.configs[id - 1];
