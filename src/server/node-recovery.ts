@@ -20,15 +20,17 @@
 
 import type { Logger } from 'pino';
 import type { Clock } from '../host/contracts.js';
-import type { RaftRuntime } from '../host/runtime.js';
-import type { Recovery } from '../raft/index.js';
+import type { Recovery, Status } from '../raft/index.js';
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
 import { Periodic } from './periodic.js';
 
 /** A group running here, as the recovery sees it. */
 export interface RecoveryGroup {
   readonly id: number;
-  readonly runtime: Pick<RaftRuntime, 'status' | 'appliedIndex'>;
+  readonly runtime: {
+    status(): Pick<Status, 'recovery' | 'lastIndex' | 'commit'>;
+    appliedIndex(): number;
+  };
 }
 
 /** What recovery needs of the assembled node; given once it runs. */
