@@ -22,12 +22,13 @@
 //     older than the change that removed it before, and name it a voter.
 //
 // A copy recovering lost data (node-recovery.ts: its core has not caught up, or it has not
-// applied what it knew committed then) is judged by 3 alone, and only once the meta group here
-// caught up: what it applied is a past the range moved on from (a removal since undone, a
-// configuration from a split's seed), so 1 and 2 would read a removal or an absence that no
-// longer holds; the map, read after the meta group caught up, is at least as new as the node's
-// start. A copy the range removed while the node was down is never sent what would end its
-// recovery, so without 3 it would hold the node's recovery open for ever.
+// applied what it knew committed then) is judged by 2 and 3 only, and only once the meta group
+// here caught up: what it applied is a past the range moved on from (a removal since undone,
+// a configuration from a split's seed), so 1 would read a removal that may no longer hold;
+// 2 reads no past, only that nothing arrives (a replica prepared here and never added); the
+// map, read after the meta group caught up, is at least as new as the node's start. A copy
+// the range removed while the node was down, or prepared and never added, is never sent what
+// would end its recovery, so without 2 and 3 it would hold the node's recovery open for ever.
 
 import type { Logger } from 'pino';
 import type { Clock } from '../host/contracts.js';
@@ -72,7 +73,7 @@ export function retireVerdict(i: RetireInput): string | null {
   if (i.recovering === true && i.mapCurrent === false) return null;
   if (!member && i.recovering !== true && !i.preparing && (i.wasMember || named))
     return 'it applied its removal';
-  if (!member && i.recovering !== true && i.idleMs >= i.abandonAfterMs)
+  if (!member && i.idleMs >= i.abandonAfterMs)
     return `it is in no configuration it applied and made no progress for ${i.idleMs} ms`;
   if (
     voter &&

@@ -114,10 +114,12 @@ void test('a recovering copy of a range is judged by the range map alone, once t
   // Replaying its log it applied a removal that a later change undid: not out while recovering.
   assert.match(out({ conf: conf([1, 2, 3]) }) ?? '', /applied its removal/);
   assert.equal(out({ conf: conf([1, 2, 3]), recovering: true }), null);
-  // In no configuration it applied and no progress: not out while recovering either.
+  // Prepared and never added, nothing arrives: out, recovering or not (nothing else ends it).
   const absent = { conf: conf([1, 2, 3]), descriptor: desc([1, 2, 3], 1), wasMember: false };
-  assert.match(out({ ...absent, idleMs: 30_000 }) ?? '', /no progress/);
-  assert.equal(out({ ...absent, idleMs: 30_000, recovering: true }), null);
+  const prepared = { ...absent, preparing: true, idleMs: 30_000 };
+  assert.match(out(prepared) ?? '', /no progress/);
+  assert.match(out({ ...prepared, recovering: true }) ?? '', /no progress/);
+  assert.equal(out({ ...prepared, recovering: true, idleMs: 1_000 }), null);
   // A split's seed names it, the map (caught up) says a later change removed it: out.
   const moved = { mapped: desc([1, 2, 3], 2), recovering: true };
   assert.match(out(moved) ?? '', /range map holds it at generation 2/);
