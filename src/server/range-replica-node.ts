@@ -2,7 +2,6 @@
 // over of their leadership (range-transfer.ts), the giving up of ranges it is no longer a
 // replica of (range-retirer.ts), and serves their routes (api/replica-routes.ts). Kept out of node.ts, which only calls this.
 
-import type { NodeRecovery } from './node-recovery.js';
 import type { Logger } from 'pino';
 import type { JsonHttpServer } from '../api/http.js';
 import { installReplicaRoutes } from '../api/replica-routes.js';
@@ -12,6 +11,7 @@ import type { RaftRuntime } from '../host/runtime.js';
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 import type { ForwardAnswer, Forwarder, SendFn } from './forward.js';
 import type { MetaService } from './meta-service.js';
+import type { NodeRecovery } from './node-recovery.js';
 import type { RangeDirs } from './range-dirs.js';
 import type { RangeGroups } from './range-groups.js';
 import type { RangeLanes } from './range-lanes.js';
