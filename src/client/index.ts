@@ -183,6 +183,9 @@ const retryable = new Set<ErrorCode>([
   'SHUTTING_DOWN',
   'FORWARD_FAILED',
   'CONNECTION',
+  // A leadership transfer to a voter the leader has not heard from since it took over: the
+  // voter answers within a heartbeat unless it is down (then the call gives up at its deadline).
+  'PEER_INACTIVE',
   // The request reached a range that no longer holds its keys (it split): definite, and the
   // next attempt is routed by a fresher map.
   'WRONG_RANGE',
