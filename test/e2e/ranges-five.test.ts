@@ -11,7 +11,13 @@ import { after, test } from 'node:test';
 import type { RangesResponse } from '../../src/api/types.js';
 import { FlotillaClient } from '../../src/client/index.js';
 import { TestCluster } from './harness.js';
-import { PrefixWriter, lostWrites, mapFaults, until } from './range-writers.js';
+import {
+  PrefixWriter,
+  lostWrites,
+  mapFaults,
+  restartLateStarters,
+  until,
+} from './range-writers.js';
 
 const RANGES = Number(process.env['E2E_RANGES'] ?? 48);
 /** Ranges split again while the writers write. */
@@ -57,34 +63,6 @@ async function everyWriterProgresses(
       .map((w) => `${w.prefix} (${w.acked.size} acked, failed ${JSON.stringify([...w.failed])})`);
     throw new Error(`${(err as Error).message}; stuck: ${stuck.join(', ')}\n${cluster.dumpLogs()}`);
   }
-}
-
-/**
- * A node that came up after a majority had started the cluster takes itself for one that lost
- * its data and recovers from the others (DESIGN.md, "A node that lost its data"). Once caught
- * up it is a full member, but a range split off later still starts on it recovering, as the
- * whole process started (a defect: such a range whose replicas are mostly such nodes never
- * elects a leader). Restarting these nodes once they caught up clears it.
- */
-async function restartLateStarters(cluster: TestCluster): Promise<void> {
-  const late = cluster.members
-    .map((m) => m.id)
-    .filter((id) => cluster.logOf(id).includes('this node lost its data'));
-  if (late.length === 0) return;
-  await until(
-    'every node caught up',
-    async () => {
-      const sts = await Promise.all(cluster.running().map((id) => cluster.status(id)));
-      return sts.every((s) => s !== null && !s.recovering) ? true : null;
-    },
-    60_000,
-  );
-  for (const id of late) {
-    await cluster.terminate(id);
-    cluster.startNode(id);
-  }
-  await cluster.waitForLeader(30_000);
-  console.log(`# restarted nodes ${late.join(',')}, which started recovering`);
 }
 
 /** Ranges split off range 0 whose replicas include `node`. */
