@@ -162,6 +162,11 @@ void test(
         throw new Error(`${(err as Error).message}; placement: ${JSON.stringify(p)}`);
       });
       mark(`node 4 drained (node 6 holds ${holding(map, 6).length} ranges)`);
+      await until(
+        'node 4 gave up its replicas',
+        async () => ((await cluster.status(4))?.ranges === 1 ? true : null),
+        60_000,
+      );
       await everyWriterProgresses('writes after the drain', writers, 3, 90_000, cluster);
       await Promise.all(writers.map((w) => w.stop()));
       mark('writers stopped');
