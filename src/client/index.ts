@@ -800,7 +800,8 @@ export class FlotillaClient {
       try {
         const answer = await this.callOnce<T>(endpoint, method, path, body, signal, extraMs);
         // A write's header names the node that applied it: its range's leader.
-        if (route !== null) this.routing?.answered(route, memberIdOf(answer));
+        if (route !== null)
+          this.routing?.answered(route, memberIdOf(answer), { write: path !== '/v1/kv/range' });
         return answer;
       } catch (err) {
         const e =

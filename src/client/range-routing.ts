@@ -145,9 +145,19 @@ export class RangeRouting {
     return null;
   }
 
-  /** A routed request was answered by node `servedBy` (a write's header names its leader). */
-  answered(t: RouteTarget, servedBy: number): void {
-    if (servedBy <= 0 || servedBy === t.node) return;
+  /**
+   * A routed request was answered by node `servedBy` (a write's header names its leader; a
+   * read's, the replica that served it).
+   */
+  answered(t: RouteTarget, servedBy: number, o: { readonly write?: boolean } = {}): void {
+    if (servedBy <= 0) return;
+    if (servedBy === t.node) {
+      // A write applied by the replica asked while the leader was unknown (after a timeout,
+      // say): it leads. Without this the next write would start again at the first replica,
+      // which may be the one that hangs.
+      if (o.write === true && !t.leader) this.leaders.set(t.range, servedBy);
+      return;
+    }
     // Forwarded: the node asked did not lead. The range's leader moved, or the map is stale
     // (a split moved the key to another range, whose leader answered).
     this.leaders.set(t.range, servedBy);

@@ -287,6 +287,25 @@ void describe('the range cache', () => {
     assert.equal(h.fetches(), 2);
   });
 
+  void it('learns the leader from a write that the replica asked applied itself', async () => {
+    // The leader unknown, the first replica hung (a frozen process: its connections open,
+    // unanswered): had the cache not learned that the second replica leads, every write
+    // would try the hung one first and wait out a whole attempt.
+    const h = harness([() => snapshot(two, {})]);
+    const t = must(await h.routing.target(key('a'), 0));
+    assert.deepEqual([t.node, t.leader], [1, false]);
+    void h.routing.failed(t, new FlotillaError('TIMEOUT', 'no answer'));
+    const u = must(await h.routing.target(key('a'), 1));
+    assert.equal(u.node, 2);
+    // A read served by the replica asked says nothing about who leads.
+    h.routing.answered(u, 2, { write: false });
+    assert.equal(h.routing.leaderOf(0), 0);
+    h.routing.answered(u, 2, { write: true });
+    assert.equal(h.routing.leaderOf(0), 2);
+    const next = must(await h.routing.target(key('a'), 0));
+    assert.deepEqual([next.node, next.leader], [2, true]);
+  });
+
   void it('passes over a node whose connection failed, for a while', async () => {
     const h = harness([() => snapshot(two, { 0: 1 }), () => snapshot(two, { 0: 1 })]);
     const t = must(await h.routing.target(key('a'), 0));
