@@ -182,6 +182,7 @@ const retryable = new Set<ErrorCode>([
   'READ_FAILED',
   'SHUTTING_DOWN',
   'FORWARD_FAILED',
+  'UNAVAILABLE',
   'CONNECTION',
   // The request reached a range that no longer holds its keys (it split): definite, and the
   // next attempt is routed by a fresher map.

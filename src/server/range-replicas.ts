@@ -375,7 +375,13 @@ export class RangeReplicas {
     signal: AbortSignal,
   ): Promise<void> {
     const body = { range: d.id, descriptor: renderDescriptor(d, 'base64'), voters: [...voters] };
-    const answer = await this.o.sendToMember(node, preparePath, body, signal);
+    let answer: ForwardAnswer;
+    try {
+      answer = await this.o.sendToMember(node, preparePath, body, signal);
+    } catch (err) {
+      if (signal.aborted) throw new FlotillaError('ABORTED', 'The change was aborted');
+      throw unreachable(node, `prepare it for range ${d.id}`, err);
+    }
     if (answer.status !== 200)
       throw errorFromWire((answer.json as { error?: unknown } | null)?.error, false);
   }
@@ -518,4 +524,19 @@ export function renderChange(range: RangeId, change: ReplicaChange): Json {
     ...(change.add === undefined ? {} : { add: change.add }),
     ...(change.remove === undefined ? {} : { remove: change.remove }),
   };
+}
+
+/**
+ * The error a step answers when `node` could not be asked (the connection dropped or was
+ * refused): UNAVAILABLE, retryable, since a change retried resumes where the range is. A
+ * FlotillaError (the answer of a node, or the caller's abort) is passed on as it is.
+ */
+export function unreachable(node: number, what: string, err: unknown): FlotillaError {
+  if (err instanceof FlotillaError) return err;
+  const why = err instanceof Error ? err.message : String(err);
+  return new FlotillaError(
+    'UNAVAILABLE',
+    `Could not ask node ${node} to ${what}: ${why}; the change resumes where it stopped when retried`,
+    true,
+  );
 }
