@@ -167,6 +167,11 @@ export interface RangeReplicasOptions {
   readonly maxKeyBytes: number;
   /** Told of a range prepared here (the retirer gives it time to be added). */
   readonly onPrepared?: (range: RangeId) => void;
+  /**
+   * A test's fault (node.ts, NodeTestHooks): runs after the range recorded its new replicas and
+   * before the map does; a throw ends the change there.
+   */
+  readonly beforeMapRecord?: (d: RangeDescriptor) => Promise<void>;
   readonly log: Logger;
 }
 
@@ -333,6 +338,7 @@ export class RangeReplicas {
           await this.record(rt, d, next.voters, signal);
           break;
         case 'done':
+          await this.o.beforeMapRecord?.(d);
           await this.recordInMap(d, until, signal);
           this.o.log.info(
             { range: d.id, generation: d.generation, replicas: d.replicas },
