@@ -156,8 +156,8 @@ void test('the meta map repairs itself after lost records; splits and moves excl
     assert.equal(show(c.node(1).meta.machine.map()?.get(r)), show(after));
 
     // While a move of r holds its range, a split of r is refused; then the other way round.
-    const [kept] = after.replicas.filter((n) => n !== leader.id);
-    const from = kept ?? after.replicas[0];
+    const from = after.replicas.find((n) => n !== leader.id);
+    assert.ok(from !== undefined, `range r has no replica besides its leader: ${show(after)}`);
     const hold = deferred();
     plant.held = false;
     plant.holdMove = hold.promise;
