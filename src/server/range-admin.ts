@@ -5,7 +5,8 @@
 // from which each starts the right-hand group (range-groups.ts); then both halves recorded in
 // the meta group's map, retried until the map took them or knew them. A failure after the
 // split applied leaves the map behind the ranges, which is allowed (the ranges are the
-// authority); the next split of the range records its own halves only once this one is.
+// authority): the range's leader records the split later (range-map-repair.ts). A split holds
+// the range's change lock, as a change of its replicas does, so the voters it names stay so.
 
 import { FlotillaError } from '../base/errors.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
