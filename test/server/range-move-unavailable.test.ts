@@ -16,7 +16,7 @@ import { simpleConf } from '../../src/raft/index.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import type { ForwardAnswer } from '../../src/server/forward.js';
 import type { MetaService } from '../../src/server/meta-service.js';
-import type { RangeLanes } from '../../src/server/range-lanes.js';
+import type { RangeLane, RangeLanes } from '../../src/server/range-lanes.js';
 import { RangeReplicas, unreachable } from '../../src/server/range-replicas.js';
 
 /** A TCP server that closes each connection it accepts at once. */
@@ -55,16 +55,31 @@ function fakeLanes(): RangeLanes {
 }
 
 function replicasWith(send: (url: string, path: string, body: string) => Promise<ForwardAnswer>) {
+  const lanes = fakeLanes();
   return new RangeReplicas({
     selfId: 1,
-    lanes: fakeLanes(),
+    lanes,
     groups: {
       prepare: () => Promise.reject(new Error('the leader prepares no replica on itself')),
       group: () => undefined,
     },
     meta: {} as MetaService,
     metaForwarder: { forward: () => Promise.resolve(null) },
-    forwarderFor: () => ({ forward: () => Promise.resolve(null) }),
+    // Node 1 leads the range: the change runs here, never forwarded.
+    route: {
+      run: async <T>(
+        range: number,
+        _request: unknown,
+        _w: unknown,
+        local: (lane: RangeLane) => Promise<T | null>,
+      ): Promise<T> => {
+        const lane = lanes.lane(range);
+        assert.ok(lane !== undefined, `range ${range} does not run here`);
+        const done = await local(lane);
+        assert.ok(done !== null, 'the fake leader lost its leadership');
+        return done;
+      },
+    },
     members: () => [1, 2, 3, 4],
     nodeAuthorization: undefined,
     sendToMember: (_id, path, body) => send('', path, JSON.stringify(body)),
