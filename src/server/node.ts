@@ -115,6 +115,7 @@ function snapshotTransfersOf(kv: RaftRuntime, queue: RaftRuntime): SnapshotTrans
     ...queue.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
   ];
 }
+
 /**
  * How often each range's leader compares its range with the meta map and records what the map
  * lacks (range-map-repair.ts): a lost record is repaired within about this long.
