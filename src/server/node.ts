@@ -825,6 +825,7 @@ export class FlotillaNode implements AsyncDisposable {
             busy,
             clock: systemClock,
             checkEveryMs: mapRepairEveryMs,
+            leaderCheckMs: 100,
             recordTimeoutMs: config.requestTimeoutMs,
             log: groupLog(META_GROUP),
           });

@@ -2,8 +2,9 @@
 // A change of a range is recorded twice, in the range's own log and then in the meta group's
 // map, and a node can stop between the two (a move's leader killed after the range recorded
 // its new replicas, a split whose request gave up after the split applied). The range is the
-// authority, so each range's leader compares, every `checkEveryMs` (and so soon after it
-// becomes leader), the descriptor and children its log applied with the map's copy, and sends
+// authority, so each range's leader compares, every `checkEveryMs` and as soon as it becomes
+// leader (looked at every `leaderCheckMs`), the descriptor and children its log applied with
+// the map's copy, and sends
 // the record the map lacks next (src/ranges/map-repair.ts). The map takes a record only when it
 // is newer, so a repair racing the change's own record, or another leader's repair, changes
 // nothing twice and never takes the map back.
@@ -33,6 +34,8 @@ export interface MapRepairOptions {
   readonly busy: ReadonlySet<RangeId>;
   readonly clock: Clock;
   readonly checkEveryMs: number;
+  /** How often it looks for ranges this node has just come to lead (a pass follows at once). */
+  readonly leaderCheckMs: number;
   /** How long one record may take (the meta group's leader may be elsewhere). */
   readonly recordTimeoutMs: number;
   readonly log: Logger;
@@ -43,20 +46,38 @@ const MAX_RECORDS_PER_PASS = 64;
 
 export class MapRepair {
   private readonly periodic: Periodic;
+  private readonly leaderWatch: Periodic;
+  /** The ranges this node led at the last look, to see which it has just come to lead. */
+  private led = new Set<RangeId>();
   private running = false;
   /** Records this node sent that the map took or already held, since start. */
   repaired = 0;
 
   constructor(private readonly o: MapRepairOptions) {
     this.periodic = new Periodic(o.clock, o.checkEveryMs, () => void this.pass());
+    this.leaderWatch = new Periodic(o.clock, o.leaderCheckMs, () => {
+      if (this.newlyLed()) void this.pass();
+    });
   }
 
   start(): void {
     this.periodic.start();
+    this.leaderWatch.start();
   }
 
   stop(): void {
     this.periodic.stop();
+    this.leaderWatch.stop();
+  }
+
+  /** Whether this node leads a range it did not lead at the last look. */
+  private newlyLed(): boolean {
+    const now = new Set<RangeId>();
+    for (const lane of this.o.lanes.all())
+      if (lane.group.runtime.leaderId() === this.o.selfId) now.add(lane.id);
+    const gained = [...now].some((id) => !this.led.has(id));
+    this.led = now;
+    return gained;
   }
 
   /** One look at every range this node leads; answers how many records the map took. */
