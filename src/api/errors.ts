@@ -86,6 +86,7 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   ABORTED: 499,
   SESSION_STALE_SEQUENCE: 409,
   FORWARD_FAILED: 502,
+  UNAVAILABLE: 503,
   STORAGE_FAILED: 500,
   INTERNAL: 500,
 };

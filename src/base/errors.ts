@@ -326,6 +326,11 @@ export const errorCodes = {
       'the leader did not answer a forwarded request in time (indefinite), or is not a member (definite)',
     indefinite: true,
   },
+  UNAVAILABLE: {
+    meaning:
+      'a node the operation needed dropped the connection or could not be reached; the operation may be partly done and resumes where it stopped when retried (a range move)',
+    indefinite: true,
+  },
   STORAGE_FAILED: {
     meaning: 'the node stopped after a failed disk write; it refuses everything until restarted',
     indefinite: false,

@@ -182,6 +182,7 @@ const retryable = new Set<ErrorCode>([
   'READ_FAILED',
   'SHUTTING_DOWN',
   'FORWARD_FAILED',
+  'UNAVAILABLE',
   'CONNECTION',
   // A leadership transfer to a voter the leader has not heard from since it took over: the
   // voter answers within a heartbeat unless it is down (then the call gives up at its deadline).

@@ -76,6 +76,7 @@ import { installRangeRoutes, renderRangeView } from '../api/range-routes.js';
 import { rangeViews, rangesBackend, type RangeAdminOptions } from './range-admin.js';
 import { RangeLoad } from './range-load.js';
 import { nodeRangeSplitter } from './range-splitter.js';
+import { MapRepair } from './range-map-repair.js';
 import { RangeDirs } from './range-dirs.js';
 import {
   changeReplicas,
@@ -114,6 +115,29 @@ function snapshotTransfersOf(kv: RaftRuntime, queue: RaftRuntime): SnapshotTrans
     ...queue.snapshotTransfers().map((t) => ({ group: QUEUE_GROUP, ...t })),
   ];
 }
+
+/**
+ * How often each range's leader compares its range with the meta map and records what the map
+ * lacks (range-map-repair.ts): a lost record is repaired within about this long.
+ */
+const mapRepairEveryMs = 1_000;
+
+/**
+ * Faults a test plants in a node, to stand for a node killed at an awkward moment or to show
+ * what a mechanism fixes by turning it off. Production never sets them.
+ */
+export interface NodeTestHooks {
+  /**
+   * Runs on a range's leader between a change of replicas recorded in the range's log and its
+   * record in the meta map; a throw ends the change there, as a leader killed between the two.
+   */
+  readonly beforeReplicasMapRecord?: (d: RangeDescriptor) => Promise<void>;
+  /** The same between a split applying in its range and its record in the meta map. */
+  readonly beforeSplitMapRecord?: (left: RangeDescriptor, right: RangeDescriptor) => Promise<void>;
+  /** False: the meta map is not repaired from the ranges (range-map-repair.ts). */
+  readonly mapRepair?: boolean;
+}
+
 /** Connections to each other member for forwarded requests and status. */
 const forwardConnections = 128;
 
@@ -168,6 +192,8 @@ export class FlotillaNode implements AsyncDisposable {
    * assembled.
    */
   recovery: NodeRecovery | null = null;
+  /** Brings the meta map up to the ranges this node leads (range-map-repair.ts). */
+  private mapRepair: MapRepair | null = null;
   /** Settles when the node stopped, by close() or because it was removed from the cluster. */
   readonly stopped: Promise<void>;
   private markStopped: () => void = () => undefined;
@@ -376,6 +402,8 @@ export class FlotillaNode implements AsyncDisposable {
        * lost data (node-recovery.ts). Tests set it to show their checks catch it; nothing else.
        */
       unsafeSkipRangeRecovery?: boolean;
+      /** Faults planted by tests (see NodeTestHooks); nothing else should set them. */
+      testHooks?: NodeTestHooks;
     } = {},
   ): Promise<FlotillaNode> {
     const log =
@@ -725,8 +753,15 @@ export class FlotillaNode implements AsyncDisposable {
     const nodeAuthorization = memberAuthHeaders(config.auth)['authorization'];
     installRoutes(http, node.backend());
     installMemberRoutes(http, node.members.backend());
+    // Ranges a change of replicas or a split runs on here: one at a time per range.
+    const busy = new Set<RangeId>();
+    const hooks = o.testHooks ?? {};
     const rangeAdmin: RangeAdminOptions = {
       selfId: config.id,
+      busy,
+      ...(hooks.beforeSplitMapRecord === undefined
+        ? {}
+        : { beforeMapRecord: hooks.beforeSplitMapRecord }),
       lanes: node.lanes,
       remote: node.remote,
       meta: node.meta,
@@ -771,9 +806,29 @@ export class FlotillaNode implements AsyncDisposable {
       learnerLagEntries: config.learnerPromoteLagEntries,
       maxKeyBytes: config.maxKeyBytes,
       recovery: nodeRecovery,
+      busy,
+      ...(hooks.beforeReplicasMapRecord === undefined
+        ? {}
+        : { beforeMapRecord: hooks.beforeReplicasMapRecord }),
       log,
     });
     node.recovery = nodeRecovery;
+    node.mapRepair =
+      hooks.mapRepair === false
+        ? null
+        : new MapRepair({
+            selfId: config.id,
+            lanes: node.lanes,
+            meta: node.meta,
+            metaForwarder: node.newForwarder(metaRuntime),
+            nodeAuthorization,
+            busy,
+            clock: systemClock,
+            checkEveryMs: mapRepairEveryMs,
+            leaderCheckMs: 100,
+            recordTimeoutMs: config.requestTimeoutMs,
+            log: groupLog(META_GROUP),
+          });
     node.placement = new PlacementNode({
       config,
       meta: node.meta,
@@ -983,6 +1038,7 @@ export class FlotillaNode implements AsyncDisposable {
         if (!ranges.isRetired(d.id)) void ranges.start(d.id, d.replicas, d);
       },
     });
+    node.mapRepair?.start();
     node.gate.start();
     node.placement?.start();
     node.members.membership.start();
@@ -1003,6 +1059,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.meta.stop();
     this.replicaParts?.retirer.stop();
     this.recovery?.stop();
+    this.mapRepair?.stop();
     this.gate.stop();
     this.placement?.stop();
     this.watchHub.close();

@@ -5,7 +5,8 @@
 // from which each starts the right-hand group (range-groups.ts); then both halves recorded in
 // the meta group's map, retried until the map took them or knew them. A failure after the
 // split applied leaves the map behind the ranges, which is allowed (the ranges are the
-// authority); the next split of the range records its own halves only once this one is.
+// authority): the range's leader records the split later (range-map-repair.ts). A split holds
+// the range's change lock, as a change of its replicas does, so the voters it names stay so.
 
 import { FlotillaError } from '../base/errors.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
@@ -24,7 +25,7 @@ import { compareBytes } from '../kv/kv-store.js';
 import { toFlotillaError } from '../api/errors.js';
 import type { KvError } from '../kv/machine.js';
 import { RangeMachine, type SplitResult, type WrongRangeResult } from '../ranges/range-machine.js';
-import type { RangeDescriptor } from '../ranges/types.js';
+import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 import type { MetaService } from './meta-service.js';
 import { features } from '../base/features.js';
 import type { FeatureCheck } from './feature-gate.js';
@@ -46,6 +47,16 @@ export interface RangeAdminOptions {
   readonly recordTimeoutMs: number;
   /** The version gate: a split belongs to `features.ranges`. */
   readonly gate: FeatureCheck;
+  /**
+   * Ranges a change of replicas or a split runs on here: a split holds its range's entry from
+   * reading the voters until both halves are recorded, so no move changes them meanwhile.
+   */
+  readonly busy: Set<RangeId>;
+  /**
+   * A test's fault (node.ts, NodeTestHooks): runs after the split applied and before the map
+   * records it; a throw ends the request there.
+   */
+  readonly beforeMapRecord?: (left: RangeDescriptor, right: RangeDescriptor) => Promise<void>;
 }
 
 /** Pause between two attempts to record a split the map refused for now. */
@@ -136,8 +147,7 @@ export async function split(
     readonly authorization: string | undefined;
   },
 ): Promise<{ left: RangeDescriptor; right: RangeDescriptor }> {
-  const { signal, authorization } = w;
-  const lane = await routeOnce(o, key, signal);
+  const lane = await routeOnce(o, key, w.signal);
   const rt = lane.group.runtime;
   if (rt.leaderId() !== o.selfId)
     throw new FlotillaError(
@@ -146,6 +156,35 @@ export async function split(
       false,
       rt.leaderId(),
     );
+  if (o.busy.has(lane.id))
+    throw new FlotillaError(
+      'RANGE_CHANGE_IN_PROGRESS',
+      `Cannot split range ${lane.id} on node ${o.selfId}: a change of its replicas or another split of it is running here; retry once it finished`,
+    );
+  o.busy.add(lane.id);
+  try {
+    return await splitHeld(o, lane, key, w);
+  } finally {
+    o.busy.delete(lane.id);
+  }
+}
+
+/** The split itself, on the range's leader, with the range's change lock held. */
+async function splitHeld(
+  o: RangeAdminOptions,
+  lane: RangeLane,
+  key: Uint8Array,
+  w: {
+    readonly replicas: readonly number[] | null;
+    readonly signal: AbortSignal;
+    readonly authorization: string | undefined;
+  },
+): Promise<{ left: RangeDescriptor; right: RangeDescriptor }> {
+  const { signal, authorization } = w;
+  const rt = lane.group.runtime;
+  // Everything committed before this leader's term is applied once the barrier passed, so the
+  // voters and the generation read below are the range's last; the lock keeps them so.
+  await lane.service.readBarrier({ signal });
   const d = lane.group.range.descriptor();
   // Refused here too (the range's log would refuse it) so that no id is allocated for nothing.
   if (compareBytes(key, d.start) <= 0 || (d.end !== null && compareBytes(key, d.end) >= 0))
@@ -194,6 +233,7 @@ export async function split(
   // range's voters, the right half the replicas the split gave the new range.
   const left: RangeDescriptor = { ...r.left, replicas: voters };
   const right: RangeDescriptor = r.right;
+  await o.beforeMapRecord?.(left, right);
   await record(o, left, right, { signal, authorization });
   return { left, right };
 }

@@ -54,6 +54,10 @@ export interface RangeReplicaPartsOptions {
   readonly maxKeyBytes: number;
   /** The node's recovery of lost data: a copy that has not caught up is not judged. */
   readonly recovery?: Pick<NodeRecovery, 'groupRecovering' | 'mapCurrent'>;
+  /** Ranges a change of replicas or a split runs on here (shared with the splits). */
+  readonly busy: Set<RangeId>;
+  /** A test's fault between the range's record of its replicas and the map's (node.ts). */
+  readonly beforeMapRecord?: (d: RangeDescriptor) => Promise<void>;
   readonly log: Logger;
 }
 
@@ -68,7 +72,7 @@ export function installRangeReplicas(
   http: JsonHttpServer,
   o: RangeReplicaPartsOptions,
 ): RangeReplicaParts {
-  const busy = new Set<RangeId>();
+  const busy = o.busy;
   const moveTimeoutMs = 10 * o.requestTimeoutMs;
   const retirer = new RangeRetirer({
     selfId: o.selfId,
@@ -127,6 +131,7 @@ export function installRangeReplicas(
     learnerLagEntries: o.learnerLagEntries,
     maxKeyBytes: o.maxKeyBytes,
     onPrepared: (id) => retirer.prepared(id),
+    ...(o.beforeMapRecord === undefined ? {} : { beforeMapRecord: o.beforeMapRecord }),
     log: o.log,
   });
   installReplicaRoutes(http, {

@@ -167,6 +167,11 @@ export interface RangeReplicasOptions {
   readonly maxKeyBytes: number;
   /** Told of a range prepared here (the retirer gives it time to be added). */
   readonly onPrepared?: (range: RangeId) => void;
+  /**
+   * A test's fault (node.ts, NodeTestHooks): runs after the range recorded its new replicas and
+   * before the map does; a throw ends the change there.
+   */
+  readonly beforeMapRecord?: (d: RangeDescriptor) => Promise<void>;
   readonly log: Logger;
 }
 
@@ -333,6 +338,7 @@ export class RangeReplicas {
           await this.record(rt, d, next.voters, signal);
           break;
         case 'done':
+          await this.o.beforeMapRecord?.(d);
           await this.recordInMap(d, until, signal);
           this.o.log.info(
             { range: d.id, generation: d.generation, replicas: d.replicas },
@@ -375,7 +381,13 @@ export class RangeReplicas {
     signal: AbortSignal,
   ): Promise<void> {
     const body = { range: d.id, descriptor: renderDescriptor(d, 'base64'), voters: [...voters] };
-    const answer = await this.o.sendToMember(node, preparePath, body, signal);
+    let answer: ForwardAnswer;
+    try {
+      answer = await this.o.sendToMember(node, preparePath, body, signal);
+    } catch (err) {
+      if (signal.aborted) throw new FlotillaError('ABORTED', 'The change was aborted');
+      throw unreachable(node, `prepare it for range ${d.id}`, err);
+    }
     if (answer.status !== 200)
       throw errorFromWire((answer.json as { error?: unknown } | null)?.error, false);
   }
@@ -518,4 +530,19 @@ export function renderChange(range: RangeId, change: ReplicaChange): Json {
     ...(change.add === undefined ? {} : { add: change.add }),
     ...(change.remove === undefined ? {} : { remove: change.remove }),
   };
+}
+
+/**
+ * The error a step answers when `node` could not be asked (the connection dropped or was
+ * refused): UNAVAILABLE, retryable, since a change retried resumes where the range is. A
+ * FlotillaError (the answer of a node, or the caller's abort) is passed on as it is.
+ */
+export function unreachable(node: number, what: string, err: unknown): FlotillaError {
+  if (err instanceof FlotillaError) return err;
+  const why = err instanceof Error ? err.message : String(err);
+  return new FlotillaError(
+    'UNAVAILABLE',
+    `Could not ask node ${node} to ${what}: ${why}; the change resumes where it stopped when retried`,
+    true,
+  );
 }

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveNodeConfig, type NodeConfig } from '../../src/server/config.js';
-import { FlotillaNode } from '../../src/server/node.js';
+import { FlotillaNode, type NodeTestHooks } from '../../src/server/node.js';
 import type { Logger } from 'pino';
 import { freePorts } from '../e2e/harness.js';
 
@@ -30,6 +30,8 @@ export interface TestNodesOptions {
   readonly logger?: (id: number) => Logger;
   /** The feature level node `id` runs (default: this release's), to play an older release. */
   readonly featureLevelOf?: (id: number) => number | undefined;
+  /** Faults planted in node `id` (default: none). */
+  readonly hooksOf?: (id: number) => NodeTestHooks | undefined;
 }
 
 export class TestNodes {
@@ -44,6 +46,7 @@ export class TestNodes {
     private readonly configs: NodeConfig[],
     private readonly logger?: (id: number) => Logger,
     private featureLevelOf?: (id: number) => number | undefined,
+    private readonly hooksOf?: (id: number) => NodeTestHooks | undefined,
   ) {}
 
   static async start(o: TestNodesOptions): Promise<TestNodes> {
@@ -79,7 +82,7 @@ export class TestNodes {
     );
     let nodes: FlotillaNode[];
     try {
-      nodes = await startAll(configs, o.logger, o.featureLevelOf);
+      nodes = await startAll(configs, o.logger, o.featureLevelOf, o.hooksOf);
     } catch (err) {
       rmSync(dir, { recursive: true, force: true });
       throw err;
@@ -92,13 +95,14 @@ export class TestNodes {
       configs,
       o.logger,
       o.featureLevelOf,
+      o.hooksOf,
     );
   }
 
   /** Closes every node, then starts every one again on its data directory and ports. */
   async restartAll(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.close()));
-    const nodes = await startAll(this.configs, this.logger, this.featureLevelOf);
+    const nodes = await startAll(this.configs, this.logger, this.featureLevelOf, this.hooksOf);
     this.nodes.splice(0, this.nodes.length, ...nodes);
   }
 
@@ -195,13 +199,16 @@ async function startAll(
   configs: readonly NodeConfig[],
   logger?: (id: number) => Logger,
   featureLevelOf?: (id: number) => number | undefined,
+  hooksOf?: (id: number) => NodeTestHooks | undefined,
 ): Promise<FlotillaNode[]> {
   const started = await Promise.allSettled(
     configs.map((c) => {
       const level = featureLevelOf?.(c.id);
+      const hooks = hooksOf?.(c.id);
       return FlotillaNode.start(c, {
         ...(logger === undefined ? {} : { logger: logger(c.id) }),
         ...(level === undefined ? {} : { featureLevel: level }),
+        ...(hooks === undefined ? {} : { testHooks: hooks }),
       });
     }),
   );

@@ -282,7 +282,9 @@ void test('a watch through node 4 is relayed from a replica, and resumes without
 });
 
 void test('a map that lags a split: a request routed by it through node 4 ends in the range that holds the key now', async () => {
-  const c = await TestNodes.start({ nodes: 4 });
+  // Without the map's repair: the range's leader would record the split below in the map
+  // within a second, and this test is of routing by a map that has not caught up.
+  const c = await TestNodes.start({ nodes: 4, hooksOf: () => ({ mapRepair: false }) });
   try {
     const id = await splitOntoThree(c);
     assert.equal((await put(c, 4, 'x', 'x0')).status, 200);

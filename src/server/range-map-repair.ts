@@ -1,0 +1,170 @@
+// The meta map repairs itself (docs/DESIGN.md, "Ranges in a node", "The map repairs itself").
+// A change of a range is recorded twice, in the range's own log and then in the meta group's
+// map, and a node can stop between the two (a move's leader killed after the range recorded
+// its new replicas, a split whose request gave up after the split applied). The range is the
+// authority, so each range's leader compares, every `checkEveryMs` and as soon as it becomes
+// leader (looked at every `leaderCheckMs`), the descriptor and children its log applied with
+// the map's copy, and sends
+// the record the map lacks next (src/ranges/map-repair.ts). The map takes a record only when it
+// is newer, so a repair racing the change's own record, or another leader's repair, changes
+// nothing twice and never takes the map back.
+
+import type { Logger } from 'pino';
+import { toFlotillaError } from '../api/errors.js';
+import { metaRecordSplitPath, renderDescriptor } from '../api/range-routes.js';
+import { metaRecordReplicasPath } from '../api/replica-routes.js';
+import type { Clock } from '../host/contracts.js';
+import { nextMapRecord, type MapRecord } from '../ranges/map-repair.js';
+import type { RangeDescriptor, RangeId } from '../ranges/types.js';
+import type { Forwarder } from './forward.js';
+import type { MetaService } from './meta-service.js';
+import { onMetaLeader } from './range-admin.js';
+import type { RangeLane, RangeLanes } from './range-lanes.js';
+import { Periodic } from './periodic.js';
+
+export interface MapRepairOptions {
+  readonly selfId: number;
+  readonly lanes: Pick<RangeLanes, 'all'>;
+  readonly meta: Pick<MetaService, 'machine' | 'recordSplit' | 'recordReplicas'>;
+  /** Forwards to the meta group's leader (null: this node leads it). */
+  readonly metaForwarder: Pick<Forwarder, 'forward'>;
+  /** This node's own credential for the meta routes (undefined without authentication). */
+  readonly nodeAuthorization: string | undefined;
+  /** Ranges a change or a split is running on here: that change records its own result. */
+  readonly busy: ReadonlySet<RangeId>;
+  readonly clock: Clock;
+  readonly checkEveryMs: number;
+  /** How often it looks for ranges this node has just come to lead (a pass follows at once). */
+  readonly leaderCheckMs: number;
+  /** How long one record may take (the meta group's leader may be elsewhere). */
+  readonly recordTimeoutMs: number;
+  readonly log: Logger;
+}
+
+/** Records sent in one pass at most: the rest wait for the next (a pass stays short). */
+const MAX_RECORDS_PER_PASS = 64;
+
+export class MapRepair {
+  private readonly periodic: Periodic;
+  private readonly leaderWatch: Periodic;
+  /** The ranges this node led at the last look, to see which it has just come to lead. */
+  private led = new Set<RangeId>();
+  private running = false;
+  /** Records this node sent that the map took or already held, since start. */
+  repaired = 0;
+
+  constructor(private readonly o: MapRepairOptions) {
+    this.periodic = new Periodic(o.clock, o.checkEveryMs, () => void this.pass());
+    this.leaderWatch = new Periodic(o.clock, o.leaderCheckMs, () => {
+      if (this.newlyLed()) void this.pass();
+    });
+  }
+
+  start(): void {
+    this.periodic.start();
+    this.leaderWatch.start();
+  }
+
+  stop(): void {
+    this.periodic.stop();
+    this.leaderWatch.stop();
+  }
+
+  /** Whether this node leads a range it did not lead at the last look. */
+  private newlyLed(): boolean {
+    const now = new Set<RangeId>();
+    for (const lane of this.o.lanes.all())
+      if (lane.group.runtime.leaderId() === this.o.selfId) now.add(lane.id);
+    const gained = [...now].some((id) => !this.led.has(id));
+    this.led = now;
+    return gained;
+  }
+
+  /** One look at every range this node leads; answers how many records the map took. */
+  async pass(): Promise<number> {
+    if (this.running) return 0;
+    this.running = true;
+    let took = 0;
+    try {
+      // One record per range a pass: the map this node reads may lag the one that took it,
+      // and the range's next record (if any) goes at the next pass.
+      const seen = new Set<RangeId>();
+      for (let sent = 0; sent < MAX_RECORDS_PER_PASS; sent++) {
+        const next = this.nextRecord(seen);
+        if (next === null) break;
+        seen.add(next.lane.id);
+        if (await this.send(next.lane, next.record)) took++;
+      }
+    } finally {
+      this.running = false;
+    }
+    this.repaired += took;
+    return took;
+  }
+
+  /** The first range led here whose map copy is older, with the record it lacks next. */
+  private nextRecord(seen: ReadonlySet<RangeId>): { lane: RangeLane; record: MapRecord } | null {
+    const map = this.o.meta.machine.map();
+    if (map === null) return null;
+    for (const lane of this.o.lanes.all()) {
+      const rt = lane.group.runtime;
+      if (seen.has(lane.id) || this.o.busy.has(lane.id)) continue;
+      if (rt.leaderId() !== this.o.selfId) continue;
+      // A leader just elected may not have applied its range's last changes yet.
+      if (rt.appliedIndex() < rt.status().commit) continue;
+      const own = ownDescriptor(lane);
+      const record = nextMapRecord(own, lane.group.range.children(), map.get(own.id));
+      if (record.kind === 'split' || record.kind === 'replicas') return { lane, record };
+    }
+    return null;
+  }
+
+  /** Sends one record; answers whether the map took it (or already knew it). */
+  private async send(lane: RangeLane, r: MapRecord): Promise<boolean> {
+    const signal = AbortSignal.timeout(this.o.recordTimeoutMs);
+    const w = { signal, authorization: this.o.nodeAuthorization };
+    try {
+      if (r.kind === 'split') {
+        const body = {
+          left: renderDescriptor(r.left, 'base64'),
+          right: renderDescriptor(r.right, 'base64'),
+        };
+        await onMetaLeader(this.o, metaRecordSplitPath, body, w, async () => {
+          await this.o.meta.recordSplit(r.left, r.right, { signal });
+          return { ok: true };
+        });
+        this.o.log.info(
+          { range: lane.id, left: r.left.generation, right: r.right.id },
+          `range map repaired: recorded range ${lane.id}'s split off range ${r.right.id}`,
+        );
+      } else if (r.kind === 'replicas') {
+        const body = { range: renderDescriptor(r.range, 'base64') };
+        await onMetaLeader(this.o, metaRecordReplicasPath, body, w, async () => {
+          await this.o.meta.recordReplicas(r.range, { signal });
+          return { ok: true };
+        });
+        this.o.log.info(
+          { range: lane.id, generation: r.range.generation, replicas: r.range.replicas },
+          `range map repaired: recorded range ${lane.id} at generation ${r.range.generation}`,
+        );
+      }
+      return true;
+    } catch (err) {
+      // Refused for now (an earlier record is missing), or the meta group is unreachable:
+      // the next pass tries again.
+      this.o.log.debug(
+        { range: lane.id, err: toFlotillaError(err).message },
+        'range map repair not taken; will retry',
+      );
+      return false;
+    }
+  }
+}
+
+/** The range's descriptor as its log applied it, range 0's replicas being its voters. */
+function ownDescriptor(lane: RangeLane): RangeDescriptor {
+  const d = lane.group.range.descriptor();
+  if (d.replicas.length > 0) return d;
+  const voters = [...lane.group.runtime.status().conf.voters].sort((a, b) => a - b);
+  return { ...d, replicas: voters };
+}
