@@ -6,7 +6,6 @@
 
 import type { RangesResponse } from '../../src/api/types.js';
 import type { FlotillaClient } from '../../src/client/index.js';
-import type { TestCluster } from './harness.js';
 
 /** Polls `probe` every 100 ms until it gives a value; throws with the last thing seen. */
 export async function until<T>(
@@ -128,32 +127,4 @@ export function mapFaults(map: Pick<RangesResponse, 'ranges'>): string[] {
   if (last !== undefined && last.end !== null)
     faults.push(`the last range ${last.id} ends at "${last.end}", not at the end of the keys`);
   return faults;
-}
-
-/**
- * A node that came up after a majority had started the cluster takes itself for one that lost
- * its data and recovers from the others (DESIGN.md, "A node that lost its data"). Once caught
- * up it is a full member, but a range split off later still starts on it recovering, as the
- * whole process started (a defect: such a range whose replicas are mostly such nodes never
- * elects a leader). Restarting these nodes once they caught up clears it.
- */
-export async function restartLateStarters(cluster: TestCluster): Promise<void> {
-  const late = cluster.members
-    .map((m) => m.id)
-    .filter((id) => cluster.logOf(id).includes('this node lost its data'));
-  if (late.length === 0) return;
-  await until(
-    'every node caught up',
-    async () => {
-      const sts = await Promise.all(cluster.running().map((id) => cluster.status(id)));
-      return sts.every((s) => s !== null && !s.recovering) ? true : null;
-    },
-    60_000,
-  );
-  for (const id of late) {
-    await cluster.terminate(id);
-    cluster.startNode(id);
-  }
-  await cluster.waitForLeader(30_000);
-  console.log(`# restarted nodes ${late.join(',')}, which started recovering`);
 }

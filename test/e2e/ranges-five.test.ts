@@ -11,13 +11,7 @@ import { after, test } from 'node:test';
 import type { RangesResponse } from '../../src/api/types.js';
 import { FlotillaClient } from '../../src/client/index.js';
 import { TestCluster } from './harness.js';
-import {
-  PrefixWriter,
-  lostWrites,
-  mapFaults,
-  restartLateStarters,
-  until,
-} from './range-writers.js';
+import { PrefixWriter, lostWrites, mapFaults, until } from './range-writers.js';
 
 const RANGES = Number(process.env['E2E_RANGES'] ?? 48);
 /** Ranges split again while the writers write. */
@@ -97,7 +91,6 @@ void test(
     );
     const writers: PrefixWriter[] = [];
     try {
-      await restartLateStarters(cluster);
       await until('the range map bootstrapped', async () => {
         const r = await admin.ranges();
         return r.ranges.length === 1 ? r : null;

@@ -1,8 +1,8 @@
-// A known defect (DESIGN.md, "Ranges in a node"), shown on real processes: a node that started
-// recovering (here: its data directory wiped) catches up and is a full member again, yet a
-// range split off afterwards starts on it recovering as well. A range with that node as its
-// only replica then never elects a leader, and its writes are refused NO_LEADER. The test is
-// marked todo until the defect is fixed: it runs and reports without failing the suite.
+// A range split off onto a node that recovered from lost data (DESIGN.md, "Ranges split off
+// after a node recovered"), on real processes: the node catches up and is a full member again,
+// and a range split off afterwards onto it alone elects it and takes writes. It used to start
+// such a range recovering as well, so the range never elected a leader (writes refused
+// NO_LEADER); a range on a node that lost nothing is the control.
 
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -19,7 +19,6 @@ void test(
   'a range split off onto a node that recovered from lost data elects a leader',
   {
     timeout: 120_000,
-    todo: 'known defect: a node that started recovering starts every later range recovering',
   },
   async () => {
     const cluster = await TestCluster.create({

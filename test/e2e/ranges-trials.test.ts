@@ -16,7 +16,7 @@ import type { MoveResponse } from '../../src/api/types.js';
 import { FlotillaError } from '../../src/client/index.js';
 import { SET_PREFIX, SetWorkload } from '../chaos/workload.js';
 import { TestCluster } from './harness.js';
-import { PrefixWriter, lostWrites, restartLateStarters, until } from './range-writers.js';
+import { PrefixWriter, lostWrites, until } from './range-writers.js';
 
 /** The default `maxValueBytes`. */
 const MAX_VALUE = 1_048_576;
@@ -66,7 +66,6 @@ void test(
     });
     clusters.push(cluster);
     await cluster.start();
-    await restartLateStarters(cluster);
     const admin = cluster.client([1, 2, 3]);
     const via4 = cluster.client([4]);
     const stranger = cluster.member(4).client;
