@@ -41,6 +41,8 @@ export const features = {
       'meta allocate',
       'meta recordSplit',
       'meta recordReplicas',
+      'meta drain',
+      'meta undrain',
     ],
   },
 } as const satisfies Record<string, Feature>;
