@@ -39,7 +39,7 @@ export interface RangeGroupsOptions {
    * The ranges given up and their directories. Absent (the simulator): no range is ever
    * retired or prepared here.
    */
-  readonly dirs?: Pick<RangeDirs, 'isRetired' | 'retire' | 'prepare' | 'remove'>;
+  readonly dirs?: Pick<RangeDirs, 'isRetired' | 'retire' | 'prepare' | 'remove' | 'preparedAt'>;
   /** Opens range `id`'s storage on this node (empty when the node holds none); once per range. */
   readonly openStorage: (id: RangeId) => Promise<GroupStorage>;
   /**
@@ -60,6 +60,13 @@ export interface RangeGroup {
   readonly runtime: RaftRuntime;
 }
 
+/** A held directory that holds no snapshot: deleted, not started (startHeld). */
+class HeldEmpty extends Error {
+  constructor(id: RangeId) {
+    super(`Range ${id}'s directory held no snapshot: deleted, not started`);
+  }
+}
+
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export class RangeGroups {
@@ -68,6 +75,11 @@ export class RangeGroups {
   private readonly running = new Map<RangeId, RangeGroup>();
   /** Starts not yet settled (running or failed), by id: a recovering node waits for them. */
   private readonly unsettled = new Map<RangeId, Promise<RangeGroup>>();
+  /**
+   * Ranges being prepared as a new replica right now (between stopping what was held and
+   * starting the empty copy): a split applied or a snapshot restored meanwhile starts nothing.
+   */
+  private readonly preparingNow = new Set<RangeId>();
 
   constructor(private readonly o: RangeGroupsOptions) {}
 
@@ -122,6 +134,11 @@ export class RangeGroups {
    * voters now, not this node) as its initial configuration: its log is empty, so it campaigns
    * for nothing, and the range's leader, once it added this node, sends it a snapshot. What
    * this node held of the range is dropped first (the caller checked it is no replica).
+   *
+   * The copy starts recovering (DESIGN.md, "A node that lost its data"), and restarts so while
+   * the range is only prepared: this node may have been a voter of the range before and voted
+   * in a term its empty storage no longer remembers, so it neither votes nor counts toward a
+   * quorum until it holds the leader's log up to a commit the leader reached after it started.
    */
   async prepare(
     id: RangeId,
@@ -133,9 +150,14 @@ export class RangeGroups {
       throw new Error(
         `Cannot prepare range ${id}: its initial voters [${voters.join(', ')}] must be others`,
       );
-    await this.stop(id);
-    dirs.remove(id);
-    dirs.prepare(id, descriptor.generation);
+    this.preparingNow.add(id);
+    try {
+      await this.stop(id);
+      dirs.remove(id);
+      dirs.prepare(id, descriptor.generation);
+    } finally {
+      this.preparingNow.delete(id);
+    }
     return this.start(id, voters, descriptor);
   }
 
@@ -155,15 +177,27 @@ export class RangeGroups {
         dirs.remove(id);
         continue;
       }
-      const storage = await this.o.openStorage(id);
-      const snapshot = storage.initialState().snapshot;
-      if (snapshot === null) {
+      // Claimed before its storage opens: a split replayed from a parent's log, or a parent's
+      // snapshot naming it, while the storage opens must not open it a second time.
+      const opened = this.o.openStorage(id).then(async (storage) => {
+        const snapshot = storage.initialState().snapshot;
+        if (snapshot !== null) return this.run(id, storage, snapshot.voters, undefined);
         await storage.close();
+        if (this.starting.get(id) === claim) this.starting.delete(id);
         dirs.remove(id);
-        continue;
-      }
-      const p = this.run(id, storage, snapshot.voters, undefined);
-      this.track(id, p);
+        return null;
+      });
+      const claim = opened.then((g) => g ?? Promise.reject(new HeldEmpty(id)));
+      claim.catch(() => undefined); // reported below, or an empty directory deleted
+      this.starting.set(id, claim);
+      this.unsettled.set(id, claim);
+      const settle = (): void => {
+        if (this.unsettled.get(id) === claim) this.unsettled.delete(id);
+      };
+      claim.then(settle, settle);
+      opened.catch((err: unknown) =>
+        this.o.onError?.(id, err instanceof Error ? err : new Error(String(err))),
+      );
     }
     await this.settled();
   }
@@ -181,6 +215,8 @@ export class RangeGroups {
     const starting = this.starting.get(id);
     this.starting.delete(id);
     if (starting !== undefined) await starting.catch(() => undefined);
+    if (this.starting.has(id))
+      throw new Error(`Cannot stop range ${id}: it was started again while stopping`);
     this.running.delete(id);
     await this.o.host.removeGroup?.(id);
   }
@@ -224,8 +260,12 @@ export class RangeGroups {
     let runtime: RaftRuntime;
     try {
       const settings = this.o.settings;
+      const given = typeof settings === 'function' ? settings(id) : settings;
       runtime = await this.o.host.addGroup(id, {
-        ...(typeof settings === 'function' ? settings(id) : settings),
+        ...given,
+        ...(this.o.dirs?.preparedAt(id) === undefined
+          ? {}
+          : { raft: { ...given.raft, recovery: 'recovering' as const } }),
         storage,
         stateMachine: sessions,
         voters,
@@ -245,6 +285,7 @@ export class RangeGroups {
       if (
         child.replicas.includes(this.o.host.id) &&
         !this.starting.has(child.id) &&
+        !this.preparingNow.has(child.id) &&
         !this.isRetired(child.id)
       )
         void this.start(child.id, child.replicas, child);
@@ -254,11 +295,19 @@ export class RangeGroups {
    * A split applied here: writes the seed as the new group's snapshot and starts the group.
    * Answers once the seed is durable (the left range's snapshots wait for that). A node that
    * holds the range already (it restarted, and replays the split from its log) starts it on
-   * what it holds.
+   * what it holds. A range prepared here as a new replica since is left alone: what it holds
+   * (a leader's snapshot, or only the term and vote it gave) is newer than the split, and the
+   * seed's voters and empty vote would replace it; startHeld starts it, recovering.
    */
   private seed(s: SplitApplied): Promise<void> {
     const id = s.right.id;
-    if (!s.right.replicas.includes(this.o.host.id) || this.starting.has(id) || this.isRetired(id)) {
+    if (
+      !s.right.replicas.includes(this.o.host.id) ||
+      this.starting.has(id) ||
+      this.preparingNow.has(id) ||
+      this.isRetired(id) ||
+      this.o.dirs?.preparedAt(id) !== undefined
+    ) {
       s.discard();
       return Promise.resolve();
     }

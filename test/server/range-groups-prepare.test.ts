@@ -1,0 +1,211 @@
+// A range prepared here as a new replica (src/server/range-groups.ts, `prepare`), on one host:
+// the copy starts recovering, and restarts so while it is only prepared (it may have voted in
+// the range before, in a term its empty storage forgot); a held range is opened once at
+// restart even when something else starts it while its storage opens; and a split replayed
+// from the parent's log leaves a prepared copy alone.
+
+import assert from 'node:assert/strict';
+import { afterEach, test } from 'node:test';
+import { systemClock, type GroupStorage } from '../../src/host/contracts.js';
+import { encodeEnvelope } from '../../src/host/envelope.js';
+import { Host } from '../../src/host/host.js';
+import { RangeMachine, type RangeCommand } from '../../src/ranges/range-machine.js';
+import type { RangeDescriptor, RangeId } from '../../src/ranges/types.js';
+import { RangeGroups, type RangeGroup } from '../../src/server/range-groups.js';
+import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../src/storage/index.js';
+import { MemoryNetwork } from '../../src/transport/index.js';
+
+const b = (s: string): Uint8Array => new TextEncoder().encode(s);
+const limits = { maxKeyBytes: 1024, maxValueBytes: 4096 };
+const ME = 4;
+const RIGHT = 3;
+const OTHERS = [1, 2, 3];
+
+/** The range directories' bookkeeping (range-dirs.ts), in memory, over the node's disks. */
+class Dirs {
+  readonly retired = new Set<RangeId>();
+  readonly preparing = new Map<RangeId, number>();
+  constructor(private readonly disks: Map<RangeId, MemoryDisk>) {}
+  isRetired(id: RangeId): boolean {
+    return this.retired.has(id);
+  }
+  retire(id: RangeId): void {
+    this.preparing.delete(id);
+    this.retired.add(id);
+  }
+  prepare(id: RangeId, generation: number): void {
+    this.retired.delete(id);
+    this.preparing.set(id, generation);
+  }
+  preparedAt(id: RangeId): number | undefined {
+    return this.preparing.get(id);
+  }
+  remove(id: RangeId): void {
+    this.disks.delete(id);
+  }
+}
+
+interface Node {
+  readonly host: Host;
+  readonly groups: RangeGroups;
+  readonly opens: Map<RangeId, number>;
+}
+
+const live: Host[] = [];
+afterEach(async () => {
+  for (const h of live.splice(0)) await h.close(0);
+});
+
+/**
+ * Node 4 on its own; `disks` and `dirs` survive a restart. `gate` (when given) holds the
+ * opening of a range's storage until it resolves.
+ */
+function boot(
+  disks: Map<RangeId, MemoryDisk>,
+  dirs: Dirs,
+  gate?: (id: RangeId) => Promise<void>,
+): Node {
+  const host = new Host({
+    id: ME,
+    transport: new MemoryNetwork().connect(ME),
+    clock: systemClock,
+    tickMs: 5,
+  });
+  live.push(host);
+  const opens = new Map<RangeId, number>();
+  const groups = new RangeGroups({
+    host,
+    dirs,
+    openStorage: async (id): Promise<GroupStorage> => {
+      opens.set(id, (opens.get(id) ?? 0) + 1);
+      await gate?.(id);
+      let disk = disks.get(id);
+      if (disk === undefined) disks.set(id, (disk = createMemoryDisk()));
+      // A disk opened twice throws: the double open this checks for.
+      return createMemoryStorage({ quiet: true, disk });
+    },
+    settings: { electionTicks: 10, heartbeatTicks: 2, snapshotLogRatio: 0 },
+    limits,
+    onError: (range, err) => assert.fail(`range ${range}: ${err.message}`),
+  });
+  return { host, groups, opens };
+}
+
+async function until(what: string, pred: () => boolean, seen: () => unknown, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline)
+      assert.fail(`${what}: not within ${ms} ms; saw ${JSON.stringify(seen())}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+let now = 0;
+async function propose(g: RangeGroup, cmd: RangeCommand): Promise<unknown> {
+  now = Math.max(now + 1, Date.now());
+  const payload = RangeMachine.encode(cmd);
+  return g.runtime.propose(encodeEnvelope({ client: '', seq: 0, timeMs: now, payload }));
+}
+
+/** Range 0 on node 4 alone splits off range 3 (node 4 its one replica); answers range 0. */
+async function splitOff(node: Node): Promise<RangeGroup> {
+  const range0 = await node.groups.start(0, [ME]);
+  await until(
+    'range 0 elects node 4',
+    () => range0.runtime.isLeader(),
+    () => range0.runtime.status().role,
+  );
+  const r = (await propose(range0, {
+    split: { key: b('m'), id: RIGHT, generation: 0, replicas: [ME] },
+  })) as { kind?: string };
+  assert.equal(r.kind, 'split', JSON.stringify(r));
+  await node.groups.settled();
+  return range0;
+}
+
+const rightDescriptor = (g: RangeGroup): RangeDescriptor => {
+  const child = g.range.children()[0];
+  assert.ok(child !== undefined, 'range 0 names the range split off it');
+  return child;
+};
+
+void test('a prepared copy starts recovering, and restarts recovering while only prepared', async () => {
+  const disks = new Map<RangeId, MemoryDisk>();
+  const dirs = new Dirs(disks);
+  const node = boot(disks, dirs);
+  const range0 = await splitOff(node);
+  assert.equal(node.groups.group(RIGHT)?.runtime.status().recovery, 'none');
+  const seed = disks.get(RIGHT)?.snapshot ?? null;
+  assert.ok(seed !== null, 'the split wrote range 3 its seed');
+  // Removed from range 3 and added back: prepared, on empty storage, the others its voters.
+  const descriptor = rightDescriptor(range0);
+  const prepared = await node.groups.prepare(RIGHT, descriptor, OTHERS);
+  assert.equal(dirs.preparedAt(RIGHT), descriptor.generation);
+  assert.equal(
+    prepared.runtime.status().recovery,
+    'recovering',
+    'a re-added copy on empty storage must not vote before it caught up',
+  );
+  // The leader sent it a snapshot (here: the seed's, written as one would be), then the node
+  // restarted before the copy applied a configuration naming it.
+  await live.splice(0)[0]?.close(0);
+  const disk = disks.get(RIGHT) as MemoryDisk;
+  assert.equal(disk.snapshot, null, 'prepared on empty storage');
+  disk.snapshot = seed;
+  disk.base = { index: seed.meta.index, term: seed.meta.term };
+  const again = boot(disks, dirs);
+  await again.groups.start(0, [ME]);
+  await again.groups.settled();
+  await again.groups.startHeld([RIGHT]);
+  assert.equal(again.groups.group(RIGHT)?.runtime.status().recovery, 'recovering');
+  // Once it applied a configuration naming this node, it restarts a full member.
+  dirs.preparing.delete(RIGHT);
+  await live.splice(0)[0]?.close(0);
+  const third = boot(disks, dirs);
+  await third.groups.start(0, [ME]);
+  await third.groups.settled();
+  await third.groups.startHeld([RIGHT]);
+  assert.equal(third.groups.group(RIGHT)?.runtime.status().recovery, 'none');
+});
+
+void test('a held range is opened once at restart, though a split or a parent starts it meanwhile', async () => {
+  const disks = new Map<RangeId, MemoryDisk>();
+  const dirs = new Dirs(disks);
+  await splitOff(boot(disks, dirs));
+  assert.ok(disks.get(RIGHT)?.snapshot, 'the split wrote range 3 its seed');
+  await live.splice(0)[0]?.close(0);
+  // Restart: range 3's storage is slow to open; while it opens, range 3 is started again (as a
+  // split replayed from range 0's log, or range 0's snapshot naming it, would).
+  let release = (): void => undefined;
+  const held = new Promise<void>((r) => (release = r));
+  const node = boot(disks, dirs, (id) => (id === RIGHT ? held : Promise.resolve()));
+  const fromDirs = node.groups.startHeld([RIGHT]);
+  const fromParent = node.groups.start(RIGHT, [ME]);
+  release();
+  await fromDirs;
+  const g = await fromParent;
+  assert.equal(node.opens.get(RIGHT), 1, 'range 3 storage opened once');
+  assert.equal(node.groups.group(RIGHT), g);
+});
+
+void test('a split replayed from the parent log leaves a prepared copy alone', async () => {
+  const disks = new Map<RangeId, MemoryDisk>();
+  const dirs = new Dirs(disks);
+  // Range 3 is prepared here (re-added after it was removed): it holds no snapshot yet, but
+  // the term and vote it gave the range's elections since.
+  const copy = createMemoryDisk();
+  copy.hardState = { term: 7, vote: 2, commit: 0 };
+  disks.set(RIGHT, copy);
+  dirs.prepare(RIGHT, 1);
+  // Range 0's log holds the split that made range 3 (here: applied now, as a replay would).
+  const node = boot(disks, dirs);
+  await splitOff(node);
+  const after = disks.get(RIGHT);
+  assert.equal(after, copy);
+  assert.deepEqual(
+    { snapshot: after?.snapshot ?? null, hardState: after?.hardState },
+    { snapshot: null, hardState: { term: 7, vote: 2, commit: 0 } },
+    'the split seed replaced the prepared copy (its vote forgotten, its term lowered)',
+  );
+  assert.equal(node.groups.group(RIGHT), undefined);
+});
