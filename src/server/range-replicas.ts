@@ -28,7 +28,7 @@ import { FlotillaError } from '../base/errors.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
 import type { RaftRuntime } from '../host/runtime.js';
-import type { ConfState } from '../raft/index.js';
+import type { ConfState, Status } from '../raft/index.js';
 import { RangeMachine } from '../ranges/range-machine.js';
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
 import type { ForwardAnswer, Forwarder } from './forward.js';
@@ -85,6 +85,60 @@ export function nextReplicaStep(
   const voters = [...c.voters].sort((a, b) => a - b);
   if (voters.join() !== d.replicas.join()) return { kind: 'record', voters };
   return { kind: 'done' };
+}
+
+/**
+ * Whether learner `node` caught up, as the range's leader sees it (`s`, its status): heard
+ * from, replicating, and its log within `lagEntries` of the leader's. The promote step waits
+ * for this.
+ */
+export function learnerCaughtUp(s: Status, node: number, lagEntries: number): boolean {
+  const p = s.progress[node];
+  return (
+    p !== undefined && p.state === 'replicate' && p.match > 0 && p.match >= s.lastIndex - lagEntries
+  );
+}
+
+/**
+ * The voter a leader `self` that is to be removed hands leadership to: the most caught up
+ * other than `added` (the voter just promoted, which may not know yet that it votes and would
+ * let the leader's TimeoutNow pass), or `added` when it is the only other; undefined when
+ * `self` is the only voter.
+ */
+export function handOffTarget(
+  s: Status,
+  self: number,
+  added: number | undefined,
+): number | undefined {
+  return s.conf.voters
+    .filter((v) => v !== self)
+    .map((v) => ({ v, match: s.progress[v]?.match ?? -1 }))
+    .sort((a, b) => (a.v === added ? 1 : b.v === added ? -1 : b.match - a.match))[0]?.v;
+}
+
+/**
+ * Why node `self`, holding a copy of the range (its descriptor `held`, its group's status `s`),
+ * refuses to prepare it as a new replica at `asked`; null when it may (what it holds is then
+ * dropped). Refused when it holds the range at a newer generation, or a copy in which it
+ * votes (it gives that copy up once it learns it is none).
+ */
+export function prepareRefusal(
+  self: number,
+  held: RangeDescriptor,
+  s: Status,
+  asked: RangeDescriptor,
+): FlotillaError | null {
+  if (held.generation > asked.generation)
+    return new FlotillaError(
+      'WRONG_RANGE',
+      `Node ${self} holds range ${held.id} at generation ${held.generation}, newer than the ${asked.generation} asked for`,
+    );
+  if ((s.conf.voters.includes(self) || s.conf.outgoing.includes(self)) && s.lastIndex > 0)
+    return new FlotillaError(
+      'REPLICA_EXISTS',
+      `Node ${self} holds range ${held.id} as a voter; it gives that copy up once it learns it is none`,
+    );
+  return null;
 }
 
 /**
@@ -240,20 +294,11 @@ export class RangeReplicas {
     this.claim(range, 'prepare');
     try {
       const held = this.o.groups.group(range);
-      if (held !== undefined) {
-        const d = held.range.descriptor();
-        if (d.generation > descriptor.generation)
-          throw new FlotillaError(
-            'WRONG_RANGE',
-            `Node ${self} holds range ${range} at generation ${d.generation}, newer than the ${descriptor.generation} asked for`,
-          );
-        const s = held.runtime.status();
-        if ((s.conf.voters.includes(self) || s.conf.outgoing.includes(self)) && s.lastIndex > 0)
-          throw new FlotillaError(
-            'REPLICA_EXISTS',
-            `Node ${self} holds range ${range} as a voter; it gives that copy up once it learns it is none`,
-          );
-      }
+      const refused =
+        held === undefined
+          ? null
+          : prepareRefusal(self, held.range.descriptor(), held.runtime.status(), descriptor);
+      if (refused !== null) throw refused;
       await this.o.groups.prepare(range, descriptor, voters);
       this.o.lanes.all();
       this.o.onPrepared?.(range);
@@ -405,14 +450,8 @@ export class RangeReplicas {
     const rt = lane.group.runtime;
     for (;;) {
       const s = rt.status();
+      if (learnerCaughtUp(s, node, this.o.learnerLagEntries)) return;
       const p = s.progress[node];
-      if (
-        p !== undefined &&
-        p.state === 'replicate' &&
-        p.match > 0 &&
-        p.match >= s.lastIndex - this.o.learnerLagEntries
-      )
-        return;
       if (rt.leaderId() !== this.o.selfId)
         throw new FlotillaError(
           'NOT_LEADER',
@@ -444,28 +483,25 @@ export class RangeReplicas {
   ): Promise<boolean> {
     const s = rt.status();
     const self = this.o.selfId;
-    const best = s.conf.voters
-      .filter((v) => v !== self)
-      .map((v) => ({ v, match: s.progress[v]?.match ?? -1 }))
-      .sort((a, b) => (a.v === added ? 1 : b.v === added ? -1 : b.match - a.match))[0];
-    if (best === undefined)
+    const to = handOffTarget(s, self, added);
+    if (to === undefined)
       throw new FlotillaError(
         'MEMBERSHIP_NO_VOTERS',
         `Node ${self} is the only voter of range ${rt.group}: it cannot be removed`,
       );
     this.o.log.info(
-      { range: rt.group, to: best.v },
-      `handing range ${rt.group}'s leadership to node ${best.v} before leaving it`,
+      { range: rt.group, to },
+      `handing range ${rt.group}'s leadership to node ${to} before leaving it`,
     );
     try {
-      rt.transferLeadership(best.v);
+      rt.transferLeadership(to);
       await rt.waitForLeader({ other: self, signal, timeoutMs: handOffWaitMs });
       return true;
     } catch (err) {
       const e = toFlotillaError(err);
       if (signal.aborted) throw e;
       this.o.log.info(
-        { range: rt.group, to: best.v, err: e.message },
+        { range: rt.group, to, err: e.message },
         'leadership hand-off did not happen; trying again',
       );
       return false;

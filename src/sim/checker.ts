@@ -19,6 +19,10 @@ export type ViolationKind =
   | 'configuration'
   /** The ranges' newest descriptors overlap or leave a gap (range-checks.ts). */
   | 'range-map'
+  /** A range's voters fell below its replicas, or rose past one more, during a move. */
+  | 'range-replicas'
+  /** A node runs a range it gave up (range-checks.ts). */
+  | 'retired-serving'
   | 'liveness'
   | 'core-failure';
 

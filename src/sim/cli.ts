@@ -4,6 +4,7 @@
 //   node dist/src/sim/cli.js --seed 1234 --verbose
 //   node dist/src/sim/cli.js --seeds 1000 --wipe-every 400   (every seed loses disks)
 //   node dist/src/sim/cli.js --seeds 1000 --ranges           (ranges, splits under faults)
+//   node dist/src/sim/cli.js --seeds 1000 --ranges --moves   (and replica moves, 5 nodes)
 // Exit code 1 when any seed finds a violation, 2 on bad options.
 
 import { Command, InvalidArgumentError } from 'commander';
@@ -42,6 +43,7 @@ interface CliOptions {
   verbose?: boolean;
   wipeEvery?: number;
   ranges?: boolean;
+  moves?: boolean;
 }
 
 function report(r: SimResult): void {
@@ -64,6 +66,10 @@ async function main(argv: readonly string[]): Promise<number> {
       intOption('--wipe-every', 1, 1_000_000),
     )
     .option('--ranges', 'run the key-value store as ranges that clients split under the faults')
+    .option(
+      '--moves',
+      "with --ranges: move ranges' replicas under the faults (5 nodes unless --nodes)",
+    )
     .option('--verbose', 'print every event')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -73,6 +79,14 @@ async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const o = program.opts<CliOptions>();
+  if (o.moves === true && o.ranges !== true) {
+    console.error('--moves needs --ranges');
+    return 2;
+  }
+  if (o.moves === true && o.nodes === 3) {
+    console.error('--moves needs 5 or 7 nodes (three replicas and room to move), got --nodes 3');
+    return 2;
+  }
   const first = o.seed ?? o.start;
   const count = o.seed !== undefined ? 1 : (o.seeds ?? 100);
   if (first + count - 1 > 0xffffffff) {
@@ -95,6 +109,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
       ...(o.wipeEvery !== undefined ? { profile: { wipeEveryMs: o.wipeEvery } } : {}),
       ...(o.ranges === true ? { ranges: true } : {}),
+      ...(o.moves === true ? { moves: true } : {}),
       ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
     });
     events += r.stats.events;
@@ -120,7 +135,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   );
   const t = (k: keyof SimStats): number => totals.get(k) ?? 0;
   console.log(
-    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
+    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned), installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
   );
   return failed > 0 ? 1 : 0;
 }

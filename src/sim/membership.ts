@@ -132,6 +132,20 @@ export class ConfChecker {
       );
   }
 
+  /**
+   * Whether the nodes for which `holds` is true are a quorum of the last configuration the
+   * log committed. An entry committed before it is durable so too: the change was committed
+   * by such a quorum, each of which held the whole log before it (or a snapshot past it).
+   * With replicas moved, the nodes that committed an old entry may all have left since.
+   */
+  durableInLast(holds: (id: number) => boolean): boolean {
+    const last = this.history().at(-1);
+    return (
+      last !== undefined &&
+      jointHasQuorum({ incoming: last.conf.voters, outgoing: last.conf.outgoing }, holds)
+    );
+  }
+
   private history(): { index: number; conf: ConfState }[] {
     if (this.cached !== null) return this.cached;
     const out = [{ index: 0, conf: this.initial }];

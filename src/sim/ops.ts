@@ -97,9 +97,18 @@ export function decodeCompaction(data: Uint8Array): number | null {
 
 /** Whether an entry carries a range split (src/ranges/range-machine.ts), a harness command. */
 export function isSplitEntry(data: Uint8Array): boolean {
+  return carries(data, 'split');
+}
+
+/** Whether an entry records a range's replicas after a move (range-machine.ts `replicas`). */
+export function isReplicasEntry(data: Uint8Array): boolean {
+  return carries(data, 'replicas');
+}
+
+function carries(data: Uint8Array, kind: 'split' | 'replicas'): boolean {
   try {
-    const cmd = packr.unpack(decodeEnvelope(data).payload) as { split?: unknown } | null;
-    return cmd !== null && typeof cmd === 'object' && 'split' in cmd;
+    const cmd = packr.unpack(decodeEnvelope(data).payload) as Record<string, unknown> | null;
+    return cmd !== null && typeof cmd === 'object' && kind in cmd;
   } catch {
     return false;
   }

@@ -48,6 +48,11 @@ export interface Profile {
   readonly ranges: number;
   /** With ranges, the share of client operations that split the range holding their key. */
   readonly splitRatio: number;
+  /**
+   * With ranges, the mean interval between replica moves (mover.ts; 0: none). Never drawn
+   * here (see drawMoveProfile). With moves, a range split off range 0 has three replicas.
+   */
+  readonly moveEveryMs: number;
   /** Take a snapshot and compact once this many entries were applied since the last (0: never). */
   readonly snapshotEvery: number;
   // Workload.
@@ -76,7 +81,7 @@ function onOff(rng: Rng, pOn: number, value: () => number): number {
  * seed with an override changes only the overridden fields. */
 export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile {
   const tickMs = 10;
-  const drawn: Omit<Profile, 'membershipEveryMs' | 'ranges' | 'splitRatio'> = {
+  const drawn: Omit<Profile, 'membershipEveryMs' | 'ranges' | 'splitRatio' | 'moveEveryMs'> = {
     nodes: pick(rng, [3, 3, 5, 5, 7] as const),
     electionTicks: 5 + rng.int(11),
     heartbeatTicks: pick(rng, [1, 1, 2, 3]),
@@ -108,7 +113,14 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
     // Drawn after wipes, for the same reason.
     leaseReadRatio: onOff(rng, 0.5, () => pick(rng, [0.5, 1])),
   };
-  const profile = { ...drawn, membershipEveryMs: 0, ranges: 0, splitRatio: 0, ...overrides };
+  const profile = {
+    ...drawn,
+    membershipEveryMs: 0,
+    ranges: 0,
+    splitRatio: 0,
+    moveEveryMs: 0,
+    ...overrides,
+  };
   validateProfile(profile);
   return profile;
 }
@@ -140,6 +152,7 @@ export function validateProfile(p: Profile): void {
     'transferEveryMs',
     'wipeEveryMs',
     'membershipEveryMs',
+    'moveEveryMs',
   ] as const) {
     range(name, p[name], 0, 1_000_000);
   }
@@ -156,6 +169,29 @@ export function validateProfile(p: Profile): void {
   range('splitRatio', p.splitRatio, 0, 1);
   if (p.ranges > 0 && p.membershipEveryMs > 0)
     throw new SimError('INVALID_OPTION', 'ranges and membership churn cannot be combined yet');
+  if (p.moveEveryMs > 0 && (p.ranges === 0 || p.nodes < 5))
+    throw new SimError(
+      'INVALID_OPTION',
+      `moves need ranges and at least 5 nodes (three replicas and room to move), got ranges=${p.ranges} nodes=${p.nodes}`,
+    );
+  if (p.moveEveryMs > 0 && p.wipeEveryMs > 0)
+    throw new SimError('INVALID_OPTION', 'moves and disk wipes cannot be combined yet');
+}
+
+/**
+ * The move fields of a seed that moves replicas, drawn from their own source: how often a
+ * move starts, more splits (a move needs a range split off range 0), five nodes unless asked
+ * otherwise, and no wipes (a wiped node's record of the ranges it gave up is not simulated).
+ */
+export function drawMoveProfile(
+  rng: Rng,
+): Pick<Profile, 'moveEveryMs' | 'splitRatio' | 'nodes' | 'wipeEveryMs'> {
+  return {
+    moveEveryMs: 150 + rng.int(500),
+    splitRatio: pick(rng, [0.05, 0.1, 0.2]),
+    nodes: 5,
+    wipeEveryMs: 0,
+  };
 }
 
 /**
@@ -183,6 +219,7 @@ export function describeProfile(p: Profile): string {
     `transfer=${on(p.transferEveryMs)} wipe=${on(p.wipeEveryMs)} snapshot=${p.snapshotEvery || 'off'}`,
     ...(p.membershipEveryMs > 0 ? [`membership=${on(p.membershipEveryMs)}`] : []),
     ...(p.ranges > 0 ? [`ranges<=${p.ranges} splits=${p.splitRatio}`] : []),
+    ...(p.moveEveryMs > 0 ? [`moves=${on(p.moveEveryMs)}`] : []),
     `clients=${p.clients} reads=${p.readRatio} keys=${p.keys} faults=${p.faultPhaseMs}ms`,
     ...(p.leaseReadRatio > 0
       ? [`lease-reads=${p.leaseReadRatio} drift=${leaseDriftTicks(p)}t`]

@@ -6,13 +6,20 @@
 
 import { compareBytes } from '../kv/kv-store.js';
 import { RangeMap } from '../ranges/range-map.js';
-import type { RangeDescriptor } from '../ranges/types.js';
+import { FIRST_ALLOCATED_RANGE, type RangeDescriptor } from '../ranges/types.js';
 import { nodeDescriptors } from './routing.js';
 import type { SimNode } from './sim-node.js';
 
-/** Each range's newest descriptor held by the running nodes, by id. */
-export function latestDescriptors(nodes: readonly SimNode[]): Map<number, RangeDescriptor> {
-  const latest = new Map<number, RangeDescriptor>();
+/**
+ * Each range's newest descriptor held by the running nodes, by id, merged into `latest` (a
+ * new map unless given): a caller that keeps one across a run sees the newest ever applied,
+ * which a stale replica still running (removed by a move while cut off) cannot hide while the
+ * range's current replicas are down.
+ */
+export function latestDescriptors(
+  nodes: readonly SimNode[],
+  latest = new Map<number, RangeDescriptor>(),
+): Map<number, RangeDescriptor> {
   for (const n of nodes) {
     if (!n.up) continue;
     for (const d of nodeDescriptors(n)) {
@@ -27,8 +34,10 @@ export function latestDescriptors(nodes: readonly SimNode[]): Map<number, RangeD
 export function rangeMapProblem(
   nodes: readonly SimNode[],
   voters: readonly number[],
+  /** The newest descriptors seen so far in the run, updated here (omitted: the running nodes'). */
+  seen?: Map<number, RangeDescriptor>,
 ): string | null {
-  const latest = latestDescriptors(nodes);
+  const latest = latestDescriptors(nodes, seen);
   if (latest.size === 0) return null; // no node runs: nothing was applied to look at
   // Range 0's descriptor carries no replicas in its own log (the meta map's bootstrap names
   // them): it is replicated by the cluster's voters.
@@ -42,4 +51,35 @@ export function rangeMapProblem(
     if (!(err instanceof RangeError)) throw err;
     return err.message;
   }
+}
+
+/**
+ * Null when, on every running node, every range split off range 0 has, in the configuration
+ * the node applied, as many voters as the range's descriptor (as the node applied it) names,
+ * or one more, and is not joint: a move goes n → n+1 → n, never fewer (the product's
+ * nextReplicaStep adds the new replica before it removes the old one, one change at a time).
+ */
+export function replicasProblem(nodes: readonly SimNode[]): string | null {
+  for (const n of nodes) {
+    for (const id of n.groupIds()) {
+      if (id < FIRST_ALLOCATED_RANGE) continue;
+      const group = n.rangeGroup(id);
+      const core = n.coreOf(id);
+      if (group === undefined || core === undefined) continue;
+      const d = group.range.descriptor();
+      const conf = core.status().conf;
+      const want = d.replicas.length;
+      if (conf.outgoing.length > 0 || conf.voters.length < want || conf.voters.length > want + 1)
+        return `node ${n.id} applied range ${id}'s voters [${conf.voters.join(', ')}]${conf.outgoing.length > 0 ? ` joint with [${conf.outgoing.join(', ')}]` : ''}, where its descriptor (generation ${d.generation}) names [${d.replicas.join(', ')}]: a move keeps ${want} or ${want + 1}`;
+    }
+  }
+  return null;
+}
+
+/** Null when no running node runs a range it recorded as given up; else which does. */
+export function retiredServingProblem(nodes: readonly SimNode[]): string | null {
+  for (const n of nodes)
+    for (const id of n.groupIds())
+      if (n.retired(id)) return `node ${n.id} gave range ${id} up but still runs it`;
+  return null;
 }

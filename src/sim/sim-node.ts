@@ -28,14 +28,21 @@ import { SessionMachine } from '../host/sessions.js';
 import { KvStateMachine } from '../kv/machine.js';
 import { KvService } from '../server/kv-service.js';
 import { AutoCompactor } from '../server/compactor.js';
+import { pino } from 'pino';
 import { RangeGroups, type RangeGroup } from '../server/range-groups.js';
+import { RangeRetirer } from '../server/range-retirer.js';
+import { prepareRefusal } from '../server/range-replicas.js';
+import { FlotillaError } from '../base/errors.js';
+import type { SimRangeDirsView } from './sim-range-dirs.js';
 import type { RangeMachine } from '../ranges/range-machine.js';
-import { FIRST_RANGE } from '../ranges/types.js';
+import type { RangeDescriptor } from '../ranges/types.js';
+import { FIRST_RANGE, type RangeId } from '../ranges/types.js';
 import type { LogView } from './checker.js';
 import { SimError } from './errors.js';
 import {
   decodeCompaction,
   decodeWrite,
+  isReplicasEntry,
   isSplitEntry,
   SIM_KV_LIMITS,
   SIM_SESSION_LIMITS,
@@ -112,7 +119,28 @@ export interface SimNodeOptions {
    */
   readonly ranges?: boolean;
   readonly plantRange?: RangePlant;
+  /**
+   * Ranges' replicas move (mover.ts): the node gives up the ranges it is no longer a replica
+   * of, with the product's RangeRetirer, and starts at boot the ranges it was added to.
+   */
+  readonly moves?: boolean;
+  /** Replaces how the node gives a range up; tests plant one that keeps the range serving. */
+  readonly plantRetire?: RetirePlant;
 }
+
+/** Gives range `id` up on a node, in place of RangeGroups.retire. */
+export type RetirePlant = (
+  id: RangeId,
+  groups: RangeGroups,
+  dirs: SimRangeDirsView,
+) => Promise<void>;
+
+/** How often a simulated node's retirer looks at its ranges (the product's: 500 ms). */
+const SIM_RETIRE_CHECK_MS = 200;
+/** How long a range the node is in no configuration of may idle before it is given up. */
+const SIM_ABANDON_AFTER_MS = 3_000;
+/** A logger that writes nothing (the simulator's trace is its log). */
+const silent = pino({ enabled: false });
 
 /** Sees each range's machine, and the session layer around it, before its group starts. */
 export type RangePlant = (range: RangeMachine, sessions: SessionMachine) => void;
@@ -143,6 +171,9 @@ export class SimNode implements LogView {
   private rangePartials = new Map<GroupId, MemoryPartialSnapshots>();
   private readonly cores = new Map<GroupId, RaftNode>();
   private groups: RangeGroups | null = null;
+  /** With moves: ranges being changed or given up here, one thing at a time per range. */
+  readonly busy = new Set<RangeId>();
+  private rangeRetirer: RangeRetirer | null = null;
   private readonly services = new Map<GroupId, KvService>();
 
   constructor(private readonly opts: SimNodeOptions) {
@@ -278,9 +309,27 @@ export class SimNode implements LogView {
     if (disk.isBlank()) this.rangePartials = new Map();
     const nodeHost = this.newHost();
     const { tickMs: _tickMs, raft, ...settings } = this.opts.runtime;
+    const moves = this.opts.moves === true;
+    const dirs = disk.rangeDirs;
     const groups = new RangeGroups({
+      ...(moves
+        ? {
+            // A range directory deleted loses the partial snapshot kept in it too.
+            dirs: {
+              isRetired: (id) => dirs.isRetired(id),
+              retire: (id) => dirs.retire(id),
+              prepare: (id, generation) => dirs.prepare(id, generation),
+              preparedAt: (id) => dirs.preparedAt(id),
+              remove: (id) => {
+                this.rangePartials.delete(id);
+                dirs.remove(id);
+              },
+            },
+          }
+        : {}),
       host: {
         id: this.id,
+        removeGroup: (id) => nodeHost.removeGroup(id),
         addGroup: async (id, g) => {
           const sessions = g.stateMachine as SessionMachine;
           const range = sessions.inner as RangeMachine;
@@ -324,11 +373,78 @@ export class SimNode implements LogView {
     this.groups = groups;
     const first = await groups.start(FIRST_RANGE, this.opts.voters);
     if (gen !== this.gen) return; // lost power while starting: this host is abandoned
+    if (moves) {
+      // As node.ts: the ranges splits started first, then those this node was added to.
+      await groups.settled();
+      if (gen !== this.gen) return;
+      await groups.startHeld(dirs.held());
+      if (gen !== this.gen) return;
+      this.rangeRetirer = this.retirer(groups, dirs);
+      this.rangeRetirer.start();
+    }
     this.rt = first.runtime;
     this.core = this.cores.get(FIRST_RANGE) ?? null;
     this.sm = first.range.kv;
     this.svc = this.services.get(FIRST_RANGE) ?? null;
     this.up = true;
+  }
+
+  /** The product's retirer over this incarnation's ranges (its timers die with it). */
+  private retirer(groups: RangeGroups, dirs: SimRangeDirsView): RangeRetirer {
+    const plant = this.opts.plantRetire;
+    return new RangeRetirer({
+      selfId: this.id,
+      groups: {
+        ranges: () => groups.ranges(),
+        group: (id) => groups.group(id),
+        retire: (id) => (plant === undefined ? groups.retire(id) : plant(id, groups, dirs)),
+      },
+      dirs,
+      // The simulated node serves a range through its group's service, dropped with the group.
+      lanes: { forget: () => undefined },
+      // No meta map in the simulator: the third rule (a map newer than the range's log) rests.
+      mapped: () => undefined,
+      busy: this.busy,
+      clock: this.clock,
+      checkEveryMs: SIM_RETIRE_CHECK_MS,
+      abandonAfterMs: SIM_ABANDON_AFTER_MS,
+      log: silent,
+    });
+  }
+
+  /** Whether this node gave range `id` up (recorded on its disk; moves only). */
+  retired(id: RangeId): boolean {
+    return this.disk instanceof WalNodeDisk && this.disk.rangeDirs.isRetired(id);
+  }
+
+  /** Prepares range `id` here as a new replica (the prepare route's work); moves only. */
+  async prepareRange(
+    id: RangeId,
+    descriptor: RangeDescriptor,
+    voters: readonly number[],
+  ): Promise<void> {
+    const groups = this.groups;
+    if (!this.up || groups === null || this.opts.moves !== true)
+      throw new SimError('HARNESS', `node ${this.id} cannot prepare range ${id}`);
+    // As RangeReplicas.prepare: one thing at a time per range, and the same refusals.
+    if (this.busy.has(id))
+      throw new FlotillaError(
+        'RANGE_CHANGE_IN_PROGRESS',
+        `Cannot prepare range ${id} on node ${this.id}: it is being changed or given up`,
+      );
+    const held = groups.group(id);
+    const refused =
+      held === undefined
+        ? null
+        : prepareRefusal(this.id, held.range.descriptor(), held.runtime.status(), descriptor);
+    if (refused !== null) throw refused;
+    this.busy.add(id);
+    try {
+      await groups.prepare(id, descriptor, voters);
+      this.rangeRetirer?.prepared(id);
+    } finally {
+      this.busy.delete(id);
+    }
   }
 
   /** Range `id`'s group, when this node runs it. */
@@ -388,6 +504,8 @@ export class SimNode implements LogView {
     this.svc = null;
     this.handler = null;
     this.groups = null;
+    this.rangeRetirer = null;
+    this.busy.clear();
     this.cores.clear();
     this.services.clear();
     this.callbacks.clear();
@@ -468,7 +586,13 @@ export class SimNode implements LogView {
           // A compaction changes no revision and is no client's write: the snapshot images
           // compared at each index check that replicas agree on what it left.
           // A split is no client's write either: the range map and the seeds' images check it.
-          if (decodeCompaction(c.payload) !== null || isSplitEntry(c.payload)) return;
+          // Nor is a record of a range's replicas after a move (the range checks read it).
+          if (
+            decodeCompaction(c.payload) !== null ||
+            isSplitEntry(c.payload) ||
+            isReplicasEntry(c.payload)
+          )
+            return;
           const entry: Entry = { index: c.index, term: c.term, type: 'normal', data: c.payload };
           this.opts.host.onApply(this, entry, decodeWrite(c.payload), effective, group);
         });

@@ -28,17 +28,24 @@ import { ConfChecker, proposeRandomChange } from './membership.js';
 import { LinkTable } from './network.js';
 import { clientSession, type ClientWrite } from './ops.js';
 import {
+  drawMoveProfile,
   drawProfile,
   drawRangeProfile,
   leaseDriftTicks,
   type ClusterSize,
   type Profile,
 } from './profile.js';
-import { latestDescriptors, rangeMapProblem } from './range-checks.js';
+import {
+  latestDescriptors,
+  rangeMapProblem,
+  replicasProblem,
+  retiredServingProblem,
+} from './range-checks.js';
+import { Mover } from './mover.js';
 import { defaultNodeFactory, defaultRuntimeFactory, SimNode, type NodeHost } from './sim-node.js';
 import { walDisks, WalNodeDisk } from './wal-disk.js';
 import type { RangeHost } from './workload.js';
-import { FIRST_ALLOCATED_RANGE } from '../ranges/types.js';
+import { FIRST_ALLOCATED_RANGE, type RangeDescriptor } from '../ranges/types.js';
 import { Trace } from './trace.js';
 import type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 
@@ -51,9 +58,21 @@ const DEFAULT_MAX_EVENTS = 400_000;
 /** Events between full pairwise log comparisons (the incremental checks run every event). */
 const FULL_CHECK_EVERY = 512;
 
-export function replayCommand(seed: number, nodes?: ClusterSize, ranges = false): string {
-  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`}${ranges ? ' --ranges' : ''} --verbose`;
+export function replayCommand(
+  seed: number,
+  nodes?: ClusterSize,
+  ranges = false,
+  moves = false,
+): string {
+  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`}${ranges ? ' --ranges' : ''}${moves ? ' --moves' : ''} --verbose`;
 }
+
+/** A move's steps are looked at this often (the product's leader: every 50 ms). */
+const MOVE_STEP_MS = 50;
+/** The bound on one move step's request, and on a whole move (the product's: ten of them). */
+const MOVE_REQUEST_TIMEOUT_MS = 1_000;
+/** A learner is promoted once this close to the leader's log (learnerPromoteLagEntries). */
+const MOVE_LAG_ENTRIES = 8;
 
 export function runSeed(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
@@ -92,6 +111,11 @@ export class Simulation implements NodeHost, WorkloadHost {
   /** With ranges: the clients' view of the meta group (new ids), and the cluster's voters. */
   readonly ranges: RangeHost | null;
   private nextRange = FIRST_ALLOCATED_RANGE;
+  /** With moves: the mover, and each range's configurations (for durability), by group. */
+  private readonly mover: Mover | null;
+  private readonly rangeConfs = new Map<number, ConfChecker>();
+  /** Each range's newest descriptor any node applied so far in the run (the range-map check). */
+  private readonly newestRanges = new Map<number, RangeDescriptor>();
   private readonly stats: SimStats = {
     events: 0,
     virtualMs: 0,
@@ -114,6 +138,9 @@ export class Simulation implements NodeHost, WorkloadHost {
     snapshotResumes: 0,
     splits: 0,
     wrongRange: 0,
+    moves: 0,
+    moveSteps: 0,
+    movesAbandoned: 0,
   };
   private inLiveness = false;
   private livenessStartMs = 0;
@@ -133,8 +160,14 @@ export class Simulation implements NodeHost, WorkloadHost {
     // is the seed's as it is without ranges.
     const rangeDraws =
       options.ranges === true ? drawRangeProfile(createRng(options.seed ^ 0x52414e47)) : {};
+    if (options.moves === true && options.ranges !== true)
+      throw new SimError('INVALID_OPTION', 'moves need ranges (--ranges --moves)');
+    // Moves draw theirs from another source again: a seed with ranges alone is unchanged.
+    const moveRng = createRng(options.seed ^ 0x4d4f5645);
+    const moveDraws = options.moves === true ? drawMoveProfile(moveRng) : {};
     const overrides = {
       ...rangeDraws,
+      ...moveDraws,
       ...options.profile,
       ...(options.nodes ? { nodes: options.nodes } : {}),
     };
@@ -185,6 +218,8 @@ export class Simulation implements NodeHost, WorkloadHost {
           host: this,
           ranges: p.ranges > 0,
           ...(options.plantRange === undefined ? {} : { plantRange: options.plantRange }),
+          moves: p.moveEveryMs > 0,
+          ...(options.plantRetire === undefined ? {} : { plantRetire: options.plantRetire }),
         }),
       );
     }
@@ -195,7 +230,26 @@ export class Simulation implements NodeHost, WorkloadHost {
             allocate: () =>
               this.nextRange - FIRST_ALLOCATED_RANGE + 1 < p.ranges ? this.nextRange++ : null,
             maxCommittedOf: (group) => this.checkerOf(group).maxCommitted,
+            splitReplicas: (d) => {
+              if (d.replicas.length > 0) return d.replicas;
+              if (p.moveEveryMs === 0) return voters;
+              // Three of range 0's voters, so a move has somewhere to go.
+              const left = [...voters];
+              const chosen: number[] = [];
+              while (chosen.length < 3)
+                chosen.push(left.splice(moveRng.int(left.length), 1)[0] as number);
+              return chosen.sort((a, b) => a - b);
+            },
           }
+        : null;
+    this.mover =
+      p.moveEveryMs > 0
+        ? new Mover(moveRng, this.moverHost(), {
+            ...(options.replicaStep === undefined ? {} : { step: options.replicaStep }),
+            lagEntries: MOVE_LAG_ENTRIES,
+            moveTimeoutMs: 10 * MOVE_REQUEST_TIMEOUT_MS,
+            requestTimeoutMs: MOVE_REQUEST_TIMEOUT_MS,
+          })
         : null;
     this.workload = new Workload(p, workloadRng, this, options.writeSession ?? clientSession);
     this.confs = new ConfChecker(voters);
@@ -262,6 +316,10 @@ export class Simulation implements NodeHost, WorkloadHost {
     if (p.membershipEveryMs > 0) {
       this.schedule(jitter(p.membershipEveryMs), { kind: 'membership' });
     }
+    if (p.moveEveryMs > 0) {
+      this.schedule(jitter(p.moveEveryMs), { kind: 'move' });
+      this.schedule(MOVE_STEP_MS, { kind: 'move-step' });
+    }
     this.workload.start();
     this.queue.push(p.faultPhaseMs, { kind: 'liveness' });
     await settle();
@@ -294,6 +352,10 @@ export class Simulation implements NodeHost, WorkloadHost {
         return this.onTransfer();
       case 'membership':
         return this.onMembership();
+      case 'move':
+        return this.onMove();
+      case 'move-step':
+        return this.onMoveStep();
       case 'client':
         return this.workload.onClientEvent(ev.client, ev.token);
       case 'liveness':
@@ -313,6 +375,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       if (n.up && log !== null) checker.checkLeaderCompleteness(log, term);
     }
     if (this.confs.active()) this.checkConfigurations();
+    if (this.mover !== null) this.checkMoves();
     if (this.stats.events % FULL_CHECK_EVERY === 0) this.checkAllLogs();
   }
 
@@ -324,7 +387,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       if (group === 0) continue;
       checker.checkLogsPairwise(this.nodes.map((n) => n.logOf(group)).filter((l) => l !== null));
     }
-    const problem = rangeMapProblem(this.nodes, this.ranges.voters);
+    const problem = rangeMapProblem(this.nodes, this.ranges.voters, this.newestRanges);
     if (problem !== null) this.checker.report('range-map', problem);
   }
 
@@ -543,6 +606,38 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.stats.confChanges++;
   }
 
+  /** Starts a move (fault phase only), as an operator or the placement loop would. */
+  private onMove(): void {
+    if (this.inLiveness || this.mover === null) return;
+    this.schedule(this.profile.moveEveryMs * (0.5 + this.faultRng.float()), { kind: 'move' });
+    this.mover.begin();
+  }
+
+  /** The move under way takes its next step; one finishing in the liveness phase may. */
+  private onMoveStep(): void {
+    if (this.mover === null) return;
+    this.mover.next();
+    if (!this.inLiveness || this.mover.active()) this.schedule(MOVE_STEP_MS, { kind: 'move-step' });
+  }
+
+  private moverHost(): ConstructorParameters<typeof Mover>[1] {
+    return {
+      nodes: this.nodes,
+      now: () => this.nowMs,
+      fail: (what, err) => this.fail(what, err),
+      note: (line) => this.trace.note(this.nowMs, line),
+      count: (what) => this.stats[what]++,
+    };
+  }
+
+  /** Every range's voters n, n+1 or n; a range given up serves nowhere. */
+  private checkMoves(): void {
+    const replicas = replicasProblem(this.nodes);
+    if (replicas !== null) this.checker.report('range-replicas', replicas);
+    const retired = retiredServingProblem(this.nodes);
+    if (retired !== null) this.checker.report('retired-serving', retired);
+  }
+
   private checkConfigurations(): void {
     const problem = this.confs.checkNodes(this.nodes);
     if (problem !== null) this.checker.report('configuration', problem);
@@ -662,6 +757,13 @@ export class Simulation implements NodeHost, WorkloadHost {
 
   onReady(node: SimNode, raft: RaftNode, rd: Ready, group = 0): void {
     const checker = this.checkerOf(group);
+    // With moves, a range's configurations change: its durability counts in them.
+    let rangeConf = this.rangeConfs.get(group);
+    if (rangeConf === undefined && this.mover !== null && group >= FIRST_ALLOCATED_RANGE) {
+      // First seen on a replica the split seeded: its snapshot's voters are the split's.
+      rangeConf = new ConfChecker(raft.status().conf.voters);
+      this.rangeConfs.set(group, rangeConf);
+    }
     if (rd.entries.length > 0) {
       const first = (rd.entries[0] as Entry).index;
       checker.onLogEntries(node.id, rd.entries, raft.entry(first - 1)?.term);
@@ -672,11 +774,13 @@ export class Simulation implements NodeHost, WorkloadHost {
         this.confs.onCommit(rd.hardState.commit, (i) => raft.entry(i));
         this.stats.committed = this.checker.maxCommitted;
       }
+      rangeConf?.onCommit(rd.hardState.commit, (i) => raft.entry(i));
     }
     // The runtime applies exactly these (no-ops included) before it takes the next Ready.
     for (const e of rd.committedEntries) {
       checker.onApply(node.id, e);
       if (group === 0) this.confs.onApply(e);
+      rangeConf?.onApply(e);
     }
   }
 
@@ -693,18 +797,26 @@ export class Simulation implements NodeHost, WorkloadHost {
   afterPersist(_node: SimNode, group = 0): void {
     const list = this.overwritten.get(group);
     if (list === undefined || list.length === 0) return;
-    this.checkerOf(group).checkDurable(this.diskViews(group), list, this.durableEnough());
+    this.checkerOf(group).checkDurable(this.diskViews(group), list, this.durableEnough(group));
     list.length = 0;
   }
 
   /** Every committed entry of every group is durable on a majority. */
   private checkAllDurable(): void {
     for (const [group, checker] of this.groupCheckers)
-      checker.checkDurable(this.diskViews(group), undefined, this.durableEnough());
+      checker.checkDurable(this.diskViews(group), undefined, this.durableEnough(group));
   }
 
-  /** With membership changes, a quorum of the configuration that committed it; else none. */
-  private durableEnough(): ((i: number, holds: (id: number) => boolean) => boolean) | undefined {
+  /**
+   * With membership changes, a quorum of the configuration that committed it; with moves, for
+   * a range split off range 0, of the range's (its replicas are a few of the nodes); else none.
+   */
+  private durableEnough(
+    group = 0,
+  ): ((i: number, holds: (id: number) => boolean) => boolean) | undefined {
+    const rangeConf = this.rangeConfs.get(group);
+    if (rangeConf !== undefined)
+      return (i, holds) => rangeConf.durableOn(i, holds) || rangeConf.durableInLast(holds);
     return this.confs.active() ? (i, holds) => this.confs.durableOn(i, holds) : undefined;
   }
 
@@ -789,7 +901,12 @@ export class Simulation implements NodeHost, WorkloadHost {
       stats: { ...this.stats },
       traceHash: this.trace.hash,
       trace: this.trace.lines,
-      replay: replayCommand(this.options.seed, this.options.nodes, this.options.ranges === true),
+      replay: replayCommand(
+        this.options.seed,
+        this.options.nodes,
+        this.options.ranges === true,
+        this.options.moves === true,
+      ),
     };
   }
 }

@@ -4,7 +4,8 @@
 import type { Message } from '../raft/index.js';
 import type { Violation } from './checker.js';
 import type { ClusterSize, Profile } from './profile.js';
-import type { NodeFactory, RangePlant, RuntimeFactory } from './sim-node.js';
+import type { ReplicaStepFn } from './mover.js';
+import type { NodeFactory, RangePlant, RetirePlant, RuntimeFactory } from './sim-node.js';
 import type { WriteSession } from './ops.js';
 import type { DiskFactory } from './sim-storage.js';
 
@@ -35,6 +36,15 @@ export interface SimOptions {
   readonly ranges?: boolean;
   /** Called with each range's machine as a node starts it; tests plant split bugs with it. */
   readonly plantRange?: RangePlant;
+  /**
+   * With ranges: moves replicas of the ranges split off range 0 under the faults (mover.ts,
+   * profile.ts drawMoveProfile). Off by default.
+   */
+  readonly moves?: boolean;
+  /** The step function moves follow (default: the product's); tests plant a wrong one. */
+  readonly replicaStep?: ReplicaStepFn;
+  /** How nodes give a range up (default: the product's); tests plant a wrong one. */
+  readonly plantRetire?: RetirePlant;
 }
 
 export interface SimStats {
@@ -67,6 +77,10 @@ export interface SimStats {
   splits: number;
   /** Requests a range refused with WRONG_RANGE, the client then re-routing (ranges). */
   wrongRange: number;
+  /** Replica moves done, steps taken, moves given up at their bound (moves). */
+  moves: number;
+  moveSteps: number;
+  movesAbandoned: number;
 }
 
 export interface SimResult {
@@ -106,6 +120,8 @@ export type SimEvent =
   | { readonly kind: 'heal' }
   | { readonly kind: 'transfer' }
   | { readonly kind: 'membership' }
+  | { readonly kind: 'move' }
+  | { readonly kind: 'move-step' }
   | { readonly kind: 'client'; readonly client: number; readonly token: number }
   | { readonly kind: 'liveness' }
   | { readonly kind: 'probe' };

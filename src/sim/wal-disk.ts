@@ -22,6 +22,7 @@ import type { StorageFs } from '../storage/fs.js';
 import { openWalStorage, type WalStorage } from '../storage/index.js';
 import { VirtualDisk } from './disk.js';
 import { SimDisk, type SimIo } from './sim-fs.js';
+import { SimRangeDirs } from './sim-range-dirs.js';
 import type { DiskFactory, DiskIo, NodeDisk } from './sim-storage.js';
 
 /** Each group's WAL lives in its own directory of the node's one simulated disk. */
@@ -54,6 +55,10 @@ export class WalNodeDisk implements NodeDisk {
    * does by the start-up rule. Groups created after the wipe never had data here to lose.
    */
   readonly lostGroups = new Set<number>();
+  /** The ranges given up, prepared and held here (the product's retired-ranges.json). */
+  rangeDirs = this.newRangeDirs();
+  /** Range directories deleted whose files go at the group's next opening. */
+  private readonly removed = new Set<number>();
 
   constructor(
     private readonly rng: Rng,
@@ -70,6 +75,8 @@ export class WalNodeDisk implements NodeDisk {
   /** Group `group`'s storage: the product's WAL in the group's own directory of this disk. */
   async openGroup(group: number, io: DiskIo): Promise<GroupStorage> {
     this.io = io;
+    if (this.removed.delete(group)) await clearDir(this.disk.mount(), groupDir(group));
+    this.rangeDirs.opened(group);
     const g = this.group(group);
     const wal = await openWalStorage(groupDir(group), {
       fs: this.wrapFs(this.disk.mount()),
@@ -107,6 +114,18 @@ export class WalNodeDisk implements NodeDisk {
     this.disk = this.newDisk();
     this.groups = new Map();
     this.recovery = null;
+    this.removed.clear();
+    this.rangeDirs = this.newRangeDirs();
+  }
+
+  private newRangeDirs(): SimRangeDirs {
+    // The files go at the group's next opening (removal is durable at once, as the product
+    // records the range retired, synced, before it deletes the directory); what the WAL
+    // acknowledged there is no longer held here.
+    return new SimRangeDirs((id) => {
+      this.removed.add(id);
+      this.groups.delete(id);
+    });
   }
 
   holds(index: number, term: number): boolean {
@@ -206,6 +225,27 @@ export class WalNodeDisk implements NodeDisk {
     mirror.persist(got.entries, got.hardState, () => undefined);
     g.mirror = mirror;
   }
+}
+
+/** Deletes every file under `dir` (directories stay, empty), durably. */
+async function clearDir(fs: StorageFs, dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return; // never created
+    throw err;
+  }
+  for (const name of names) {
+    const path = `${dir}/${name}`;
+    try {
+      await fs.rm(path);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EISDIR') throw err;
+      await clearDir(fs, path);
+    }
+  }
+  await fs.syncDir(dir);
 }
 
 /** Operations that reach the device (a write, a sync) take the disk's virtual latency. */

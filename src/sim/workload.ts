@@ -23,8 +23,14 @@ import type { SimEvent } from './types.js';
 
 /** What clients need from the simulation when the nodes run ranges. */
 export interface RangeHost {
-  /** The voters every split names as the new range's replicas. */
+  /** The cluster's voters (range 0's replicas). */
   readonly voters: readonly number[];
+  /**
+   * The replicas a split of range `d` (as the client knows it) names for the new range: its
+   * own (a split of a stale descriptor is refused by generation), range 0's all voters, or
+   * with moves three of them.
+   */
+  splitReplicas(d: RangeDescriptor): readonly number[];
   /** A new range id, as the meta group allocates it; null once the seed's ranges are used up. */
   allocate(): number | null;
   /** The highest index known committed in group `group` (a read's stale-read bound). */
@@ -427,7 +433,7 @@ export class Workload {
           key: new TextEncoder().encode(s.key),
           id: s.id,
           generation: s.generation,
-          replicas: ranges.voters,
+          replicas: ranges.splitReplicas(range),
         },
       }),
     });

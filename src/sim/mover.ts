@@ -1,0 +1,230 @@
+// Replica moves in the simulator (docs/DESIGN.md, "Ranges in a node"): every so often in the
+// fault phase, one replica of a range split off range 0 moves to a node that holds none, as an
+// operator's move would. The steps are the product's: each is chosen by `nextReplicaStep` from
+// the configuration the range's leader applied and the descriptor its log recorded, and taken
+// on that leader as RangeReplicas takes it (prepare the new node, add it as a learner, promote
+// it once `learnerCaughtUp`, hand leadership to `handOffTarget` when the leader is the one to
+// go, remove the old replica, record the voters in the range's log). A leader new to the move
+// first passes a read barrier, as the product's does, so the configuration it reads is the
+// range's last. The new node prepares through the product's RangeGroups.prepare, and every
+// node gives up what it is no longer a replica of with the product's RangeRetirer (sim-node.ts).
+//
+// Differences from the product, none in the step logic: there is no meta map to record the
+// descriptor in (the ranges' own logs are the authority the range checks read), and a move
+// gives up after its bound and leaves the range as it is, for the next move to resume from
+// (a stray learner is removed first, as a retried change does).
+
+import { FlotillaError } from '../base/errors.js';
+import { isRefusal } from '../host/contracts.js';
+import { encodeEnvelope } from '../host/envelope.js';
+import type { ConfChangeSingle, Rng } from '../raft/index.js';
+import { RangeMachine } from '../ranges/range-machine.js';
+import { FIRST_ALLOCATED_RANGE, type RangeId } from '../ranges/types.js';
+import {
+  checkReplicaChange,
+  handOffTarget,
+  learnerCaughtUp,
+  nextReplicaStep,
+  type ReplicaChange,
+} from '../server/range-replicas.js';
+import { latestDescriptors } from './range-checks.js';
+import type { SimNode } from './sim-node.js';
+
+/** The step function the mover follows: the product's, unless a test plants another. */
+export type ReplicaStepFn = typeof nextReplicaStep;
+
+/** What the mover needs from the simulation. */
+export interface MoverHost {
+  readonly nodes: readonly SimNode[];
+  now(): number;
+  fail(what: string, err: unknown): void;
+  note(line: string): void;
+  count(what: 'moves' | 'moveSteps' | 'movesAbandoned'): void;
+}
+
+export interface MoverOptions {
+  /** Defaults to the product's nextReplicaStep. */
+  readonly step?: ReplicaStepFn;
+  /** A learner is promoted once its log is within this many entries of the leader's. */
+  readonly lagEntries: number;
+  /** A move not done within this long is abandoned (the next one resumes from the range). */
+  readonly moveTimeoutMs: number;
+  /** The bound on one proposal or barrier. */
+  readonly requestTimeoutMs: number;
+}
+
+interface Move {
+  readonly range: RangeId;
+  readonly change: Required<ReplicaChange>;
+  readonly untilMs: number;
+  /** The leader (node and term) that passed the read barrier for this move. */
+  barrier: string;
+}
+
+export class Mover {
+  private move: Move | null = null;
+  /**
+   * A step's proposal, barrier or prepare is in flight until this time: the next waits for it
+   * or, should its node lose power (its promises never settle), for the bound.
+   */
+  private inFlightUntilMs = -1;
+  private readonly step: ReplicaStepFn;
+
+  constructor(
+    private readonly rng: Rng,
+    private readonly host: MoverHost,
+    private readonly o: MoverOptions,
+  ) {
+    this.step = o.step ?? nextReplicaStep;
+  }
+
+  /** Whether a move is under way. */
+  active(): boolean {
+    return this.move !== null;
+  }
+
+  /** Starts moving a random replica of a random range to a node without one, unless moving. */
+  begin(): void {
+    if (this.move !== null) return;
+    const nodes = this.host.nodes;
+    const ranges = [...latestDescriptors(nodes).values()].filter(
+      (d) => d.id >= FIRST_ALLOCATED_RANGE,
+    );
+    if (ranges.length === 0) return;
+    const d = ranges[this.rng.int(ranges.length)];
+    if (d === undefined) return;
+    const others = nodes.map((n) => n.id).filter((id) => !d.replicas.includes(id));
+    const remove = d.replicas[this.rng.int(d.replicas.length)];
+    const add = others[this.rng.int(Math.max(1, others.length))];
+    if (remove === undefined || add === undefined) return;
+    const change = { add, remove };
+    try {
+      checkReplicaChange(d, change);
+    } catch (err) {
+      if (err instanceof FlotillaError) return;
+      throw err;
+    }
+    this.move = {
+      range: d.id,
+      change,
+      untilMs: this.host.now() + this.o.moveTimeoutMs,
+      barrier: '',
+    };
+    this.host.note(`move of range ${d.id}'s replica from node ${remove} to node ${add} begins`);
+  }
+
+  /** Takes the move's next step on the range's leader, as RangeReplicas would. */
+  next(): void {
+    const m = this.move;
+    if (m === null || this.host.now() < this.inFlightUntilMs) return;
+    if (this.host.now() > m.untilMs) {
+      this.host.note(`move of range ${m.range} abandoned: not done in time`);
+      this.host.count('movesAbandoned');
+      this.move = null;
+      return;
+    }
+    const leader = this.host.nodes.find(
+      (n) => n.up && n.rangeGroup(m.range)?.runtime.isLeader() === true,
+    );
+    const group = leader?.rangeGroup(m.range);
+    const service = leader?.rangeService(m.range);
+    if (leader === undefined || group === undefined || service === undefined) return;
+    const rt = group.runtime;
+    const s = rt.status();
+    const key = `${leader.id}/${s.term}`;
+    if (m.barrier !== key) {
+      // Everything committed before this leader's term is applied once the barrier passed.
+      this.run(
+        leader,
+        m.range,
+        service.readBarrier({ timeoutMs: this.o.requestTimeoutMs }).then(() => (m.barrier = key)),
+      );
+      return;
+    }
+    const next = this.step(s.conf, group.range.descriptor(), m.change, leader.id);
+    if (next.kind !== 'wait') this.host.count('moveSteps');
+    const confChange = (kind: ConfChangeSingle['kind'], node: number): Promise<unknown> =>
+      rt.proposeConfChange({ changes: [{ kind, node }] }, { timeoutMs: this.o.requestTimeoutMs });
+    switch (next.kind) {
+      case 'wait':
+        return;
+      case 'remove-learner':
+      case 'remove':
+        return this.run(leader, m.range, confChange('remove', next.node));
+      case 'add-learner': {
+        const target = this.host.nodes.find((n) => n.id === next.node);
+        if (target === undefined || !target.up) return;
+        const d = group.range.descriptor();
+        const voters = s.conf.voters;
+        return this.run(
+          leader,
+          m.range,
+          target.prepareRange(m.range, d, voters).then(() => confChange('add-learner', next.node)),
+        );
+      }
+      case 'promote':
+        if (!learnerCaughtUp(s, next.node, this.o.lagEntries)) return;
+        return this.run(leader, m.range, confChange('add-voter', next.node));
+      case 'hand-off': {
+        const to = handOffTarget(s, leader.id, m.change.add);
+        if (to === undefined) throw new Error(`range ${m.range}: its leader is its only voter`);
+        try {
+          rt.transferLeadership(to);
+        } catch (err) {
+          if (!(err instanceof FlotillaError)) throw err;
+        }
+        return;
+      }
+      case 'record': {
+        const payload = RangeMachine.encode({
+          replicas: { generation: group.range.descriptor().generation, voters: next.voters },
+        });
+        const envelope = encodeEnvelope({
+          client: '',
+          seq: 0,
+          timeMs: leader.clock.nowMs(),
+          payload,
+        });
+        return this.run(
+          leader,
+          m.range,
+          rt.propose(envelope, { timeoutMs: this.o.requestTimeoutMs }).then((r) => {
+            // Applied as the record, or refused WRONG_RANGE as the generation moved on (a
+            // split applied meanwhile): the next step reads the range again either way.
+            if (isRefusal(r))
+              throw new Error(`recording range ${m.range}'s voters was refused: ${r.message}`);
+          }),
+        );
+      }
+      case 'done': {
+        const d = group.range.descriptor();
+        this.host.note(
+          `move of range ${m.range} done: replicas [${d.replicas.join(', ')}] at generation ${d.generation}`,
+        );
+        this.host.count('moves');
+        this.move = null;
+        return;
+      }
+    }
+  }
+
+  /**
+   * Runs one step's work with the range claimed on the leader (its retirer leaves the range
+   * alone meanwhile); a refusal or a timeout is what the product's change would retry on.
+   */
+  private run(leader: SimNode, range: RangeId, work: Promise<unknown>): void {
+    // A prepare then an add: two requests' worth.
+    const untilMs = this.host.now() + 2 * this.o.requestTimeoutMs + 1;
+    this.inFlightUntilMs = untilMs;
+    leader.busy.add(range);
+    const gen = leader.gen;
+    work
+      .catch((err: unknown) => {
+        if (!(err instanceof FlotillaError)) this.host.fail(`move step on node ${leader.id}`, err);
+      })
+      .finally(() => {
+        if (this.inFlightUntilMs === untilMs) this.inFlightUntilMs = -1;
+        if (leader.gen === gen) leader.busy.delete(range);
+      });
+  }
+}
