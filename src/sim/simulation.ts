@@ -230,9 +230,9 @@ export class Simulation implements NodeHost, WorkloadHost {
             allocate: () =>
               this.nextRange - FIRST_ALLOCATED_RANGE + 1 < p.ranges ? this.nextRange++ : null,
             maxCommittedOf: (group) => this.checkerOf(group).maxCommitted,
-            splitReplicas: (d) => {
-              if (d.replicas.length > 0) return d.replicas;
+            splitReplicas: (d, applied) => {
               if (p.moveEveryMs === 0) return voters;
+              if (d.id !== 0) return applied;
               // Three of range 0's voters, so a move has somewhere to go.
               const left = [...voters];
               const chosen: number[] = [];
@@ -375,7 +375,12 @@ export class Simulation implements NodeHost, WorkloadHost {
       if (n.up && log !== null) checker.checkLeaderCompleteness(log, term);
     }
     if (this.confs.active()) this.checkConfigurations();
-    if (this.mover !== null) this.checkMoves();
+    if (this.mover !== null) {
+      // After every event: a descriptor a node applied is seen even if every node holding it
+      // is down at the next full check (a move leaves a stale removed replica running).
+      latestDescriptors(this.nodes, this.newestRanges);
+      this.checkMoves();
+    }
     if (this.stats.events % FULL_CHECK_EVERY === 0) this.checkAllLogs();
   }
 

@@ -26,11 +26,12 @@ export interface RangeHost {
   /** The cluster's voters (range 0's replicas). */
   readonly voters: readonly number[];
   /**
-   * The replicas a split of range `d` (as the client knows it) names for the new range: its
-   * own (a split of a stale descriptor is refused by generation), range 0's all voters, or
-   * with moves three of them.
+   * The replicas a split of range `d` names for the new range, proposed on a node whose
+   * applied voters of the range are `voters`: those voters, as the product's split names
+   * (range-admin.ts), but for a split of range 0 with moves, three of them (as a split asked
+   * over the API may name), so that a move has somewhere to go.
    */
-  splitReplicas(d: RangeDescriptor): readonly number[];
+  splitReplicas(d: RangeDescriptor, voters: readonly number[]): readonly number[];
   /** A new range id, as the meta group allocates it; null once the seed's ranges are used up. */
   allocate(): number | null;
   /** The highest index known committed in group `group` (a read's stale-read bound). */
@@ -433,7 +434,10 @@ export class Workload {
           key: new TextEncoder().encode(s.key),
           id: s.id,
           generation: s.generation,
-          replicas: ranges.splitReplicas(range),
+          replicas: ranges.splitReplicas(
+            range,
+            [...service.runtime.status().voters].sort((a, b) => a - b),
+          ),
         },
       }),
     });

@@ -178,6 +178,8 @@ export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'linearizability',
   'configuration',
   'range-map',
+  'range-replicas',
+  'retired-serving',
 ]);
 
 export interface PlantedBug {

@@ -10,6 +10,8 @@ export interface SliceRequest {
   readonly count: number;
   /** Runs every seed with ranges (splits under the faults). */
   readonly ranges?: boolean;
+  /** With ranges: moves replicas under the faults too. */
+  readonly moves?: boolean;
 }
 
 export interface SliceOutcome {
@@ -18,22 +20,30 @@ export interface SliceOutcome {
   readonly failures: readonly string[];
   /** Splits applied over the slice (ranges). */
   readonly splits: number;
+  /** Replica moves done over the slice (moves). */
+  readonly moves: number;
 }
 
-async function runSlice({ start, count, ranges }: SliceRequest): Promise<SliceOutcome> {
+async function runSlice({ start, count, ranges, moves }: SliceRequest): Promise<SliceOutcome> {
   const failures: string[] = [];
   let events = 0;
   let splits = 0;
+  let moved = 0;
   for (let seed = start; seed < start + count; seed++) {
-    const r = await runSeed({ seed, ...(ranges === true ? { ranges } : {}) });
+    const r = await runSeed({
+      seed,
+      ...(ranges === true ? { ranges } : {}),
+      ...(moves === true ? { moves } : {}),
+    });
     events += r.stats.events;
     splits += r.stats.splits;
+    moved += r.stats.moves;
     if (!r.ok) {
       const v = r.violations[0];
       failures.push(`seed ${seed} [${v?.kind}] ${v?.message.slice(0, 300)} -- replay: ${r.replay}`);
     }
   }
-  return { events, failures, splits };
+  return { events, failures, splits, moves: moved };
 }
 
 if (parentPort !== null) {

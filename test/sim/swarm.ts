@@ -7,8 +7,18 @@ import { Worker } from 'node:worker_threads';
 import type { SliceOutcome, SliceRequest } from './swarm-worker.js';
 
 /** Runs seeds [start, start+count) with everything drawn from each seed (with ranges: on). */
-export async function runSwarmSlice(start: number, count: number, ranges = false): Promise<void> {
-  const request: SliceRequest = { start, count, ...(ranges ? { ranges } : {}) };
+export async function runSwarmSlice(
+  start: number,
+  count: number,
+  ranges = false,
+  moves = false,
+): Promise<void> {
+  const request: SliceRequest = {
+    start,
+    count,
+    ...(ranges ? { ranges } : {}),
+    ...(moves ? { moves } : {}),
+  };
   const worker = new Worker(new URL('./swarm-worker.js', import.meta.url), {
     workerData: request,
   });
@@ -25,5 +35,8 @@ export async function runSwarmSlice(start: number, count: number, ranges = false
   // ... and against range seeds that never split.
   if (ranges)
     assert.ok(outcome.splits > count, `only ${outcome.splits} splits over ${count} seeds`);
+  // ... and against move seeds that never move.
+  if (moves)
+    assert.ok(outcome.moves > count / 2, `only ${outcome.moves} moves over ${count} seeds`);
   assert.deepEqual(outcome.failures, []);
 }
