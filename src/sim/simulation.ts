@@ -678,7 +678,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     if (this.leaderSeenMs < 0 && elapsed > leaderBoundMs) {
       this.checker.report(
         'liveness',
-        `no leader ${leaderBoundMs}ms after the faults healed; ${this.describeNodes()}`,
+        `no leader ${leaderBoundMs}ms after the faults healed${this.leaderless()}; ${this.describeNodes()}`,
       );
       return;
     }
@@ -713,6 +713,13 @@ export class Simulation implements NodeHost, WorkloadHost {
         return `n${n.id} ${st.role} t${st.term} commit=${st.commit} last=${st.lastIndex}${prs === '' ? '' : ` [${prs}]`}`;
       })
       .join('; ');
+  }
+
+  /** With ranges, which of them have no stable leader, for liveness reports. */
+  private leaderless(): string {
+    if (this.ranges === null) return '';
+    const ids = [...latestDescriptors(this.nodes).keys()].filter((id) => !this.hasStableLeader(id));
+    return ids.length === 0 ? '' : ` in range${ids.length > 1 ? 's' : ''} ${ids.join(', ')}`;
   }
 
   /** Group 0 (and with ranges, every range the nodes know of) has a stable leader. */

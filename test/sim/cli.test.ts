@@ -51,3 +51,16 @@ void test('--ranges runs range seeds and counts their splits', () => {
   assert.match(r.out, /splits [1-9]\d* \(re-routed on WRONG_RANGE \d+\)/);
   assert.equal(r.status, 0);
 });
+
+void test('--ranges --moves runs move seeds and counts their moves; --moves alone is refused', () => {
+  const r = run(['--seeds', '3', '--start', '100', '--ranges', '--moves']);
+  assert.match(r.out, /3 seeds \(100\.\.102\), 0 failed/);
+  assert.match(r.out, /moves [1-9]\d* \(\d+ steps, \d+ abandoned\)/);
+  assert.equal(r.status, 0);
+  const alone = run(['--seeds', '1', '--moves']);
+  assert.equal(alone.status, 2);
+  assert.match(alone.out, /--moves needs --ranges/);
+  const three = run(['--seeds', '1', '--ranges', '--moves', '--nodes', '3']);
+  assert.equal(three.status, 2);
+  assert.match(three.out, /--moves needs 5 or 7 nodes/);
+});

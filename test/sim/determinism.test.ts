@@ -58,3 +58,16 @@ void test('a range seed replays identically, and asking for ranges leaves the pl
   const { ranges: _pr, splitRatio: _ps, keys: _pk, ...plainRest } = plain.profile;
   assert.deepEqual(rest, plainRest);
 });
+
+void test('a move seed replays identically', async () => {
+  const a = await runSeed({ seed: 4242, ranges: true, moves: true, keepTrace: true });
+  const b = await runSeed({ seed: 4242, ranges: true, moves: true, keepTrace: true });
+  assert.ok(a.trace !== null && b.trace !== null);
+  assert.deepEqual(b.trace, a.trace);
+  assert.deepEqual(b.stats, a.stats);
+  assert.ok(a.profile.moveEveryMs > 0 && a.stats.moveSteps > 0, JSON.stringify(a.stats));
+  assert.ok(
+    a.trace.some((l) => l.includes('move of range')),
+    'no move began',
+  );
+});
