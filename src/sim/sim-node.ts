@@ -345,7 +345,9 @@ export class SimNode implements LogView {
             id,
             {
               ...g,
-              raft: { ...raft, ...(recovery === null ? {} : { recovery }) },
+              // What RangeGroups sets of the core (a prepared copy starts recovering) over
+              // the seed's; a recovery the disk stored over both, as node.ts's does.
+              raft: { ...raft, ...g.raft, ...(recovery === null ? {} : { recovery }) },
               partialSnapshots: partials,
               stateMachine: this.observe(g.stateMachine, range.kv, id),
               rng: createRng(this.seeds.int(0x100000000)),

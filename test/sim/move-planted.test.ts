@@ -91,3 +91,13 @@ void test(
     assert.deepEqual(r.violations, [], r.replay);
   },
 );
+
+// Seed 800: node 5, removed from range 3, was prepared for it again and, on empty storage,
+// granted its vote at once; node 3, lacking committed entry 15, was elected. A prepared copy
+// now starts recovering (range-groups.ts), and the simulated node passes on what RangeGroups
+// sets of the core (it used to drop it).
+void test('seed 800: a replica re-added to a range does not vote before it caught up', async () => {
+  const r = await runSeed({ seed: 800, ranges: true, moves: true });
+  assert.deepEqual(r.violations, [], r.replay);
+  assert.ok(r.stats.moveSteps > 0, JSON.stringify(r.stats));
+});
