@@ -59,6 +59,8 @@ export class GroupSnapshots {
   private logBytesSince = 0;
   /** A snapshot is being encoded or saved; at most one at a time. */
   private snapshotting = false;
+  /** The background save of the last snapshot taken (settled: none runs). */
+  private saving: Promise<void> = Promise.resolve();
   /** The state machine's state captured at `index`, to encode once its Ready is advanced. */
   private captured: { index: number; term: number; chunks: AsyncIterable<Uint8Array> } | null =
     null;
@@ -127,6 +129,14 @@ export class GroupSnapshots {
     this.captured = { index, term, chunks: this.o.stateMachine.snapshot() };
   }
 
+  /**
+   * Settles once no snapshot save runs in the background: the runtime's close waits for it,
+   * so the storage is never closed under a save (a range given up while it snapshotted).
+   */
+  idle(): Promise<void> {
+    return this.saving;
+  }
+
   /** Encodes and saves the snapshot captured in the Ready just advanced, in the background. */
   saveCaptured(): void {
     const c = this.captured;
@@ -138,7 +148,7 @@ export class GroupSnapshots {
     // The configuration the core holds at `index`, not the one this node started with: a
     // membership change must survive a restart from this snapshot.
     const meta: SnapshotMeta = snapshotMetaOf(index, term, node.confStateAt(index));
-    collectSnapshot(c.chunks, this.o.nextTurn)
+    this.saving = collectSnapshot(c.chunks, this.o.nextTurn)
       .then(async (data) => {
         // Unless a snapshot installed from the leader meanwhile is the latest now.
         if (this.lastIndex === index) this.lastBytes = data.length;

@@ -636,8 +636,10 @@ export class RaftRuntime {
     this.closed = true;
     this.running = false;
     this.noteLeadingChange();
-    // running is false, so no new loop starts: wait for the one in progress, if any.
+    // running is false, so no new loop starts: wait for the one in progress, if any, then for
+    // a snapshot being saved in the background (the caller closes the storage next).
     await this.loopDone;
+    await this.snapshots.idle();
     this.waiters.failAll(
       new FlotillaError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true),
     );

@@ -73,6 +73,11 @@ export interface ProgressStatus {
   readonly next: Index;
   readonly state: ProgressState;
   readonly learner: boolean;
+  /**
+   * The follower said it is recovering lost data (Recovery): it counts in no quorum and
+   * votes for no one until it caught up.
+   */
+  readonly catchingUp: boolean;
   /** In snapshot state: the snapshot being sent and how much of it the follower holds. */
   readonly snapshot?: {
     readonly id: string;
@@ -420,6 +425,7 @@ export class RaftNode {
           next: pr.next,
           state: pr.state,
           learner: !r.trk.isVoter(id),
+          catchingUp: pr.catchingUp,
         };
         const s = pr.snapshot;
         progress[id] =

@@ -89,13 +89,19 @@ export function nextReplicaStep(
 
 /**
  * Whether learner `node` caught up, as the range's leader sees it (`s`, its status): heard
- * from, replicating, and its log within `lagEntries` of the leader's. The promote step waits
- * for this.
+ * from, replicating, its log within `lagEntries` of the leader's, and no longer recovering (a
+ * prepared copy starts recovering: promoted before it finished, it would be a voter that
+ * neither votes nor counts in a quorum, and removing the old replica next could leave the
+ * range no electable majority). The promote step waits for this.
  */
 export function learnerCaughtUp(s: Status, node: number, lagEntries: number): boolean {
   const p = s.progress[node];
   return (
-    p !== undefined && p.state === 'replicate' && p.match > 0 && p.match >= s.lastIndex - lagEntries
+    p !== undefined &&
+    p.state === 'replicate' &&
+    !p.catchingUp &&
+    p.match > 0 &&
+    p.match >= s.lastIndex - lagEntries
   );
 }
 
