@@ -133,16 +133,20 @@ export class ConfChecker {
   }
 
   /**
-   * Whether the nodes for which `holds` is true are a quorum of the last configuration the
-   * log committed. An entry committed before it is durable so too: the change was committed
-   * by such a quorum, each of which held the whole log before it (or a snapshot past it).
-   * With replicas moved, the nodes that committed an old entry may all have left since.
+   * Whether the nodes for which `holds` is true meet every quorum of the last configuration
+   * the log committed (those that do not hold it are no quorum): every leader that
+   * configuration can elect then needs a vote from a node holding the entry, which it gets
+   * only holding the entry too. With replicas moved, the nodes that committed an old entry
+   * may have left since, and a configuration of four leaves two enough.
    */
   durableInLast(holds: (id: number) => boolean): boolean {
     const last = this.history().at(-1);
     return (
       last !== undefined &&
-      jointHasQuorum({ incoming: last.conf.voters, outgoing: last.conf.outgoing }, holds)
+      !jointHasQuorum(
+        { incoming: last.conf.voters, outgoing: last.conf.outgoing },
+        (id) => !holds(id),
+      )
     );
   }
 
