@@ -181,7 +181,7 @@ export function validateProfile(p: Profile): void {
 /**
  * The move fields of a seed that moves replicas, drawn from their own source: how often a
  * move starts, more splits (a move needs a range split off range 0), five nodes unless asked
- * otherwise, and no wipes (a wiped node's record of the ranges it gave up is not simulated).
+ * otherwise, and no wipes (moves and wipes are not combined yet).
  */
 export function drawMoveProfile(
   rng: Rng,

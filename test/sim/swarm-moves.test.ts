@@ -1,5 +1,5 @@
 // Swarm slice of move seeds: ranges split and their replicas move under the seed's faults, on
-// five nodes (seeds 0 to 199; about 25 s of CPU on the shared machine).
+// five nodes (seeds 0 to 199; about 13 s on the shared machine).
 
 import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
