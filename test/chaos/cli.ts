@@ -2,6 +2,7 @@
 // npm run chaos -- --seeds 50 --time 60 --out chaos-results
 // npm run chaos -- --seeds 3 --time 60 --nemesis kill,pause,partition,membership
 // npm run chaos -- --seeds 20 --time 60 --ranges 8 --nemesis kill,pause,partition,wipe,split
+// npm run chaos -- --nodes 4 --ranges 4 --nemesis kill,pause,partition,split,move,drain --placement-every 500
 //
 // Runs seeded fault-injection runs against real local clusters and prints, per run, the
 // operations that succeeded, failed and ended unknown, the faults injected and the verdict.
@@ -28,9 +29,9 @@ const program = new Command()
   .option('--nodes <n>', 'cluster size', int('--nodes', 3, 7), 3)
   .option(
     '--nemesis <list>',
-    `faults: ${NEMESES.join(',')} or none (default: all but membership and split)`,
+    `faults: ${NEMESES.join(',')} or none (default: all but membership, split, move and drain)`,
     listOf('--nemesis', NEMESES),
-    NEMESES.filter((k) => k !== 'membership' && k !== 'split'),
+    NEMESES.filter((k) => !['membership', 'split', 'move', 'drain'].includes(k)),
   )
   .option(
     '--workload <list>',
@@ -55,6 +56,11 @@ const program = new Command()
     'at most n splits by the split nemesis',
     int('--splits', 0, 64),
     defaultChaosOptions.splitsMax,
+  )
+  .option(
+    '--placement-every <ms>',
+    "the nodes' placementEveryMs: how often the placement loop looks (default: the nodes' own)",
+    int('--placement-every', 100, 3_600_000),
   )
   .option(
     '--producers <n>',
@@ -105,6 +111,7 @@ const program = new Command()
         registerKeys: keys,
         ranges,
         splitsMax: o['splits'] as number,
+        placementEveryMs: (o['placementEvery'] as number | undefined) ?? null,
         queue: {
           ...defaultQueueWorkload,
           producers: o['producers'] as number,

@@ -86,6 +86,8 @@ export interface ChaosClusterOptions {
   readonly storage: 'wal' | 'sqlite';
   /** Keep data directories after stop (for post-mortems). */
   readonly keepData: boolean;
+  /** The nodes' `placementEveryMs`; absent: their default. */
+  readonly placementEveryMs?: number;
 }
 
 interface Member {
@@ -289,6 +291,8 @@ export class ChaosCluster {
     env['FLOTILLA_UNSAFE_TEST_MODE'] = this.o.unsafeMode;
     // The watch and lock checks replay the whole history from revision 1: keep all of it.
     env['FLOTILLA_COMPACTION_KEEP_REVISIONS'] = '0';
+    if (this.o.placementEveryMs !== undefined)
+      env['FLOTILLA_PLACEMENT_EVERY_MS'] = String(this.o.placementEveryMs);
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     allProcesses.add(child);
     child.on('error', (err) => {

@@ -19,6 +19,8 @@
 //   split      split a range at a register key, a bounded number of times (ranges.ts): a loop
 //              of its own beside the faults too, so that splits meet kills, pauses, cuts and
 //              wipes.
+//   move       move a replica of a range split off range 0 to a member not holding it, and
+//   drain      drain a member, then undrain it (moves.ts): loops of their own beside the faults.
 //
 // Which node is "the leader" is asked of the cluster at injection time. The schedule's choices
 // come from the seed; what the cluster does in response (who leads) does not, so a seed fixes
@@ -28,11 +30,23 @@ import type { Rng } from '../../src/raft/index.js';
 import type { ChaosCluster } from './cluster.js';
 import { MembershipNemesis, defaultMembershipTiming } from './nemesis-membership.js';
 import type { SplitNemesis } from './ranges.js';
+import type { DrainNemesis, MoveNemesis } from './moves.js';
 
-export const NEMESES = ['kill', 'pause', 'partition', 'wipe', 'membership', 'split'] as const;
+export const NEMESES = [
+  'kill',
+  'pause',
+  'partition',
+  'wipe',
+  'membership',
+  'split',
+  'move',
+  'drain',
+] as const;
 export type NemesisKind = (typeof NEMESES)[number];
-/** The faults one at a time; membership and splits run beside them. */
-type FaultKind = Exclude<NemesisKind, 'membership' | 'split'>;
+/** The faults one at a time; membership, splits, moves and drains run beside them. */
+type FaultKind = Exclude<NemesisKind, 'membership' | 'split' | 'move' | 'drain'>;
+/** The nemeses that are loops of their own beside the faults. */
+const BESIDE: readonly NemesisKind[] = ['membership', 'split', 'move', 'drain'];
 
 export interface FaultRecord {
   readonly kind: FaultKind;
@@ -74,8 +88,12 @@ export class Nemesis {
     private readonly log: (line: string) => void,
     membershipRng: Rng,
     readonly split: SplitNemesis | null = null,
+    readonly moves: { readonly move: MoveNemesis | null; readonly drain: DrainNemesis | null } = {
+      move: null,
+      drain: null,
+    },
   ) {
-    this.kinds = kinds.filter((k): k is FaultKind => k !== 'membership' && k !== 'split');
+    this.kinds = kinds.filter((k): k is FaultKind => !BESIDE.includes(k));
     this.membership = kinds.includes('membership')
       ? new MembershipNemesis(cluster, membershipRng, defaultMembershipTiming, now, log)
       : null;
@@ -90,6 +108,8 @@ export class Nemesis {
       this.runFaults(untilMs),
       this.membership?.run(untilMs),
       this.split?.run(untilMs),
+      this.moves.move?.run(untilMs),
+      this.moves.drain?.run(untilMs),
     ]);
     await this.healAll();
   }

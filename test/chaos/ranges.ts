@@ -255,7 +255,7 @@ export interface NodeMap {
 }
 
 /** Every running node's map, or a list of the nodes that did not answer. */
-async function mapsOfNodes(cluster: ChaosCluster): Promise<NodeMap[] | string> {
+export async function mapsOfNodes(cluster: ChaosCluster): Promise<NodeMap[] | string> {
   const ids = cluster.ids.filter((id) => cluster.state(id) === 'running');
   const out: NodeMap[] = [];
   const silent: number[] = [];

@@ -46,6 +46,17 @@ import {
   type RangesReport,
 } from './ranges.js';
 import {
+  DrainNemesis,
+  MoveNemesis,
+  PLACEMENT_SETTLE_MS,
+  defaultMoveTiming,
+  formatMoves,
+  judgePlacement,
+  type DrainRecord,
+  type MoveRecord,
+  type PlacementReport,
+} from './moves.js';
+import {
   QueueWorkload,
   defaultQueueWorkload,
   type QueueWorkloadOptions,
@@ -73,6 +84,8 @@ export interface ChaosOptions {
   readonly ranges: number;
   /** At most this many splits by the `split` nemesis. */
   readonly splitsMax: number;
+  /** The nodes' `placementEveryMs` (the move and drain nemeses want it short); null: default. */
+  readonly placementEveryMs: number | null;
   /** Where the history and report go; null: nowhere. */
   readonly outDir: string | null;
   readonly checkBudgetMs: number;
@@ -95,6 +108,7 @@ export const defaultChaosOptions: Omit<ChaosOptions, 'seed' | 'log'> = {
   snapshotEveryEntries: 2_000,
   ranges: 1,
   splitsMax: 8,
+  placementEveryMs: null,
   outDir: null,
   checkBudgetMs: 60_000,
 };
@@ -124,6 +138,8 @@ export interface ChaosReport {
   readonly membership: readonly MembershipChange[] | null;
   /** The layout, the splits and the final map; null in a run whose store never splits. */
   readonly ranges: RangesReport | null;
+  /** The move and drain nemeses' records and the final placement; null when neither ran. */
+  readonly moves: MovesReport | null;
   /** Workloads not run, each with why (what a split store refuses). */
   readonly skipped: readonly string[];
   /**
@@ -156,7 +172,18 @@ const DRAIN_MS = 6_000;
 
 /** Whether the run's store splits: the workloads then keep to what a split store serves. */
 function splits(o: ChaosOptions): boolean {
-  return o.ranges > 1 || o.nemeses.includes('split');
+  return o.ranges > 1 || o.nemeses.includes('split') || moving(o);
+}
+
+/** Whether replicas move in the run: then not every node runs every range. */
+function moving(o: ChaosOptions): boolean {
+  return o.nemeses.includes('move') || o.nemeses.includes('drain');
+}
+
+export interface MovesReport {
+  readonly moves: readonly MoveRecord[] | null;
+  readonly drains: readonly DrainRecord[] | null;
+  readonly placement: PlacementReport | null;
 }
 
 /**
@@ -191,6 +218,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     snapshotEveryEntries: o.snapshotEveryEntries,
     storage: o.storage,
     keepData: false,
+    ...(o.placementEveryMs === null ? {} : { placementEveryMs: o.placementEveryMs }),
   });
   const problems: string[] = [];
   try {
@@ -225,10 +253,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     if (settled && splits(o)) {
       ranges = await judgeRanges(cluster, o.ranges, splitter.splits, {
         // A member added during the run runs no range split off range 0 (DESIGN.md).
-        everyNodeRuns: !o.nemeses.includes('membership'),
+        // With moves, a range runs on its replicas alone: judgePlacement checks those.
+        everyNodeRuns: !o.nemeses.includes('membership') && !moving(o),
         problems,
       });
     }
+    let placement: PlacementReport | null = null;
+    if (settled && moving(o))
+      placement = await judgePlacement(cluster, { problems, boundMs: PLACEMENT_SETTLE_MS });
     if (settled) {
       if (register !== null) {
         const failed = await register.finalReads(cluster.endpoints(), FINAL_READ_CLIENTS);
@@ -264,6 +296,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       faults: run.nemesis.faults,
       membership: run.nemesis.membership?.changes ?? null,
       ranges: splits(o) ? (ranges ?? { ...unjudged(o), splits: splitter.splits }) : null,
+      moves: moving(o)
+        ? {
+            moves: run.nemesis.moves.move?.moves ?? null,
+            drains: run.nemesis.moves.drain?.drains ?? null,
+            placement,
+          }
+        : null,
       skipped,
       problems,
       elapsedSec: now() / 1000,
@@ -326,6 +365,17 @@ function makeRun(
   const split = o.nemeses.includes('split')
     ? new SplitNemesis(r.splitter, splitRng, r.keys, r.layout, o.splitsMax, defaultSplitTiming, now)
     : null;
+  // After it, for the same reason.
+  const moveRng = createRng(rng.int(2 ** 31));
+  const drainRng = createRng(rng.int(2 ** 31));
+  const moves = {
+    move: o.nemeses.includes('move')
+      ? new MoveNemesis(cluster, moveRng, defaultMoveTiming, now, o.log)
+      : null,
+    drain: o.nemeses.includes('drain')
+      ? new DrainNemesis(cluster, drainRng, defaultMoveTiming, now, o.log)
+      : null,
+  };
   const nemesis = new Nemesis(
     cluster,
     nemesisRng,
@@ -335,6 +385,7 @@ function makeRun(
     o.log,
     membershipRng,
     split,
+    moves,
   );
   return { register, set, nemesis, watch, lock, queue };
 }
@@ -454,6 +505,7 @@ interface Recorded {
   readonly faults: readonly FaultRecord[];
   readonly membership: readonly MembershipChange[] | null;
   readonly ranges: RangesReport | null;
+  readonly moves: MovesReport | null;
   readonly skipped: readonly string[];
   readonly problems: string[];
   readonly elapsedSec: number;
@@ -503,6 +555,7 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     faults: r.faults,
     membership: r.membership,
     ranges: r.ranges,
+    moves: r.moves,
     skipped: r.skipped,
     problems: r.problems,
     elapsedSec: r.elapsedSec,
@@ -533,6 +586,8 @@ export function formatReport(r: ChaosReport): string {
   );
   if (r.membership !== null) lines.push(...formatMembership(r.membership));
   if (r.ranges !== null) lines.push(...formatRanges(r.ranges));
+  if (r.moves !== null)
+    lines.push(...formatMoves(r.moves.moves, r.moves.drains, r.moves.placement));
   for (const s of r.skipped) lines.push(`  adapted: ${s}`);
   if (r.register !== null) {
     const c = r.register.counts;
