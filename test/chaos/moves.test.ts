@@ -62,12 +62,12 @@ function maps(
 
 const inLine = { members: [1, 2, 3, 4], draining: [], replicasPerRange: 3 };
 
-describe('chaos placementProblems', () => {
-  it('finds nothing when the replicas the map names run every range', () => {
+void describe('chaos placementProblems', () => {
+  void it('finds nothing when the replicas the map names run every range', () => {
     assert.deepEqual(placementProblems(maps(), inLine), []);
   });
 
-  it('catches a node that keeps its replica after being moved off', () => {
+  void it('catches a node that keeps its replica after being moved off', () => {
     // Range 3 moved from 1 to 4 in the map, but node 1 still runs it.
     const m = maps({
       tweak: (rs) => rs.map((r) => (r.id === 3 ? { ...r, replicas: [2, 3, 4] } : r)),
@@ -78,7 +78,7 @@ describe('chaos placementProblems', () => {
     ]);
   });
 
-  it('catches a map not updated after a move', () => {
+  void it('catches a map not updated after a move', () => {
     // Node 4 took over range 3 from node 1, but the map still names 1,2,3.
     const m = maps({ runs: { 1: [], 4: [3, 4] } });
     assert.deepEqual(placementProblems(m, inLine), [
@@ -86,7 +86,7 @@ describe('chaos placementProblems', () => {
     ]);
   });
 
-  it('catches a range a replica short', () => {
+  void it('catches a range a replica short', () => {
     const m = maps({
       tweak: (rs) => rs.map((r) => (r.id === 4 ? { ...r, replicas: [2, 3] } : r)),
       runs: { 4: [] },
@@ -94,13 +94,13 @@ describe('chaos placementProblems', () => {
     assert.deepEqual(placementProblems(m, inLine), ['range 4: 2 replicas (2,3), want 3']);
   });
 
-  it('catches a drained node that still holds a range', () => {
+  void it('catches a drained node that still holds a range', () => {
     assert.deepEqual(placementProblems(maps(), { ...inLine, draining: [4] }), [
       'range 4: draining nodes 4 still hold it',
     ]);
   });
 
-  it('wants every member not draining when there are fewer than replicasPerRange', () => {
+  void it('wants every member not draining when there are fewer than replicasPerRange', () => {
     const m = maps({
       tweak: (rs) => rs.map((r) => (r.id >= 3 ? { ...r, replicas: [1, 2, 3] } : r)),
     });
@@ -113,14 +113,14 @@ describe('chaos placementProblems', () => {
     ]);
   });
 
-  it('catches a range without a leader', () => {
+  void it('catches a range without a leader', () => {
     const m = maps({
       tweak: (rs) => rs.map((r) => (r.id === 3 ? { ...r, leader: 0 } : r)),
     });
     assert.deepEqual(placementProblems(m, inLine), ['range 3: no leader yet']);
   });
 
-  it('judges only the nodes that answered: a replica down is not a problem of the map', () => {
+  void it('judges only the nodes that answered: a replica down is not a problem of the map', () => {
     const m = maps().filter((x) => x.id !== 1);
     assert.deepEqual(placementProblems(m, inLine), []);
   });
