@@ -191,20 +191,22 @@ export class Splitter {
 
 /**
  * Before the workloads: splits range 0 at every layout key, one after the other, then waits
- * until every node shows a map holding them. Throws what went wrong: a run whose layout did
+ * until every node shows a map holding them (and, with `everyNodeRuns`, runs every range: not
+ * so on more than `replicasPerRange` nodes, where the placement loop trims them). Throws what went wrong: a run whose layout did
  * not take is not the run asked for.
  */
 export async function layOutRanges(
   splitter: Splitter,
   cluster: ChaosCluster,
   keys: readonly string[],
+  everyNodeRuns = true,
 ): Promise<void> {
   for (const key of keys) {
     const s = await splitter.split(key, 'layout');
     if (s.outcome !== 'split')
       throw new Error(`the layout split at ${key} did not take: ${s.outcome} (${s.failure ?? ''})`);
   }
-  const seen = await agreedMap(cluster, { wantStarts: keys, timeoutMs: AGREE_MS });
+  const seen = await agreedMap(cluster, { wantStarts: keys, timeoutMs: AGREE_MS, everyNodeRuns });
   if (typeof seen === 'string') throw new Error(`after the layout splits: ${seen}`);
 }
 
