@@ -1,5 +1,6 @@
 // The end check of the move and drain nemeses (moves.ts, placementProblems), shown passing a
-// placement that is in line and catching each planted fault: a node that keeps running a range
+// placement that is in line (nodes that do not run a range name the leader they were told of,
+// as nodes do) and catching each planted fault: a node that keeps running a range
 // after it was moved off, a map not updated after a move (it names a node that does not run
 // the range), a range a replica short, a drained node still holding a range, and a range
 // without a leader.
@@ -53,7 +54,7 @@ function maps(
         version: 7,
         node: id,
         ranges: listed.map((r) =>
-          r.id === 0 || runs.includes(r.id) ? r : { ...r, leader: null, keys: null },
+          r.id === 0 || runs.includes(r.id) ? r : { ...r, leader: 2, keys: null, applied: null },
         ),
       },
     };

@@ -251,7 +251,9 @@ export function placementProblems(
     const runs = maps
       .filter((m) => {
         const v = m.map.ranges.find((x) => x.id === r.id);
-        return v !== undefined && v.leader !== null;
+        // Not the leader: a node that does not run the range may name the leader it was told
+        // of (range-admin.ts, rangeViews); only one that runs it gives its applied index.
+        return v !== undefined && v.applied !== null;
       })
       .map((m) => m.id);
     // Only the nodes that answered can be seen running it.
@@ -269,8 +271,9 @@ export function placementProblems(
       problems.push(`range ${r.id}: draining nodes ${drained.join(',')} still hold it`);
     const leaders = new Set(
       maps
-        .map((m) => m.map.ranges.find((x) => x.id === r.id)?.leader ?? null)
-        .filter((l) => l !== null),
+        .map((m) => m.map.ranges.find((x) => x.id === r.id))
+        .filter((v) => v !== undefined && v.applied !== null)
+        .map((v) => v?.leader),
     );
     if (leaders.size === 0 || leaders.has(0)) problems.push(`range ${r.id}: no leader yet`);
   }

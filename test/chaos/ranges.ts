@@ -86,6 +86,9 @@ const RETRYABLE = new Set([
   'OVERLOADED',
   'RANGE_MAP_REFUSED',
   'WRONG_RANGE',
+  // A change of the range's replicas (a move, or the placement loop trimming a range split off
+  // range 0 on more than 3 nodes) holds the range's change lock for a moment.
+  'RANGE_CHANGE_IN_PROGRESS',
 ]);
 
 /** Keys in byte order (the order the ranges follow); register keys are ASCII. */
@@ -333,7 +336,9 @@ export function disagreement(
       .join(', ')})`;
   for (const [i, r] of first.map.ranges.entries()) {
     const views = maps.map((m) => ({ id: m.id, v: m.map.ranges[i] }));
-    const running = views.filter((x) => x.v?.leader !== null && x.v?.leader !== undefined);
+    // A node that runs the range gives its applied index; one that does not may still name the
+    // leader it was told of (range-admin.ts, rangeViews), so the leader does not tell them apart.
+    const running = views.filter((x) => x.v?.applied !== null && x.v?.applied !== undefined);
     if (o.everyNodeRuns && running.length < views.length)
       return `range ${r.id} is not running on nodes ${views
         .filter((x) => !running.includes(x))
