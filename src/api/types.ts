@@ -375,7 +375,10 @@ export interface RangesResponse {
   /** The answering node: the figures below are its own. */
   readonly node: number;
   readonly ranges: readonly (RangeDescriptorJson & {
-    /** The leader the answering node knows (0: none); null when it does not run the range. */
+    /**
+     * The leader the answering node knows (0: none). On a node that does not run the range: the
+     * leader it learned from answers there, or null (docs/API.md, "Ranges"); `applied` is null.
+     */
     readonly leader: number | null;
     /** Keys the range holds on the answering node. */
     readonly keys: number | null;
