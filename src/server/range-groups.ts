@@ -77,9 +77,12 @@ export class RangeGroups {
   private readonly unsettled = new Map<RangeId, Promise<RangeGroup>>();
   /**
    * Ranges being prepared as a new replica right now (between stopping what was held and
-   * starting the empty copy): a split applied or a snapshot restored meanwhile starts nothing.
+   * starting the empty copy), each with the start that follows: a split applied meanwhile
+   * starts nothing, and a start asked meanwhile (a parent's snapshot naming the range, the map
+   * read by a recovering node, another prepare) joins it rather than opening the storage the
+   * prepare is about to drop.
    */
-  private readonly preparingNow = new Set<RangeId>();
+  private readonly preparingNow = new Map<RangeId, Promise<RangeGroup>>();
 
   constructor(private readonly o: RangeGroupsOptions) {}
 
@@ -90,7 +93,7 @@ export class RangeGroups {
    * split off it that this node replicates. Answers the range's group once it runs.
    */
   start(id: RangeId, voters: readonly number[], descriptor?: RangeDescriptor): Promise<RangeGroup> {
-    const held = this.starting.get(id);
+    const held = this.starting.get(id) ?? this.preparingNow.get(id);
     if (held !== undefined) return held;
     const p = this.o.openStorage(id).then((storage) => this.run(id, storage, voters, descriptor));
     this.track(id, p);
@@ -150,15 +153,21 @@ export class RangeGroups {
       throw new Error(
         `Cannot prepare range ${id}: its initial voters [${voters.join(', ')}] must be others`,
       );
-    this.preparingNow.add(id);
-    try {
-      await this.stop(id);
-      dirs.remove(id);
-      dirs.prepare(id, descriptor.generation);
-    } finally {
-      this.preparingNow.delete(id);
-    }
-    return this.start(id, voters, descriptor);
+    const inFlight = this.preparingNow.get(id);
+    if (inFlight !== undefined) return inFlight;
+    const started = (async (): Promise<RangeGroup> => {
+      try {
+        await this.stop(id);
+        dirs.remove(id);
+        dirs.prepare(id, descriptor.generation);
+      } finally {
+        this.preparingNow.delete(id);
+      }
+      return this.start(id, voters, descriptor);
+    })();
+    started.catch(() => undefined); // answered to the caller below; joined starts see it too
+    this.preparingNow.set(id, started);
+    return started;
   }
 
   /**

@@ -209,3 +209,22 @@ void test('a split replayed from the parent log leaves a prepared copy alone', a
   );
   assert.equal(node.groups.group(RIGHT), undefined);
 });
+
+void test('a start asked while a range is being prepared joins the prepare, opening nothing twice', async () => {
+  const disks = new Map<RangeId, MemoryDisk>();
+  const dirs = new Dirs(disks);
+  const node = boot(disks, dirs);
+  const range0 = await splitOff(node);
+  assert.equal(node.opens.get(RIGHT), 1);
+  // While the prepare stops the copy held, something starts range 3 (a recovering node's map
+  // read, range 0's snapshot naming it), and the move's retry prepares it again.
+  const prepared = node.groups.prepare(RIGHT, rightDescriptor(range0), OTHERS);
+  const started = node.groups.start(RIGHT, [ME]);
+  const again = node.groups.prepare(RIGHT, rightDescriptor(range0), OTHERS);
+  const [g, s, a] = await Promise.all([prepared, started, again]);
+  assert.equal(s, g, 'the start answers the prepared copy');
+  assert.equal(a, g, 'the second prepare answers the same copy');
+  assert.equal(node.opens.get(RIGHT), 2, 'opened by the split, then once by the prepare');
+  assert.equal(node.groups.group(RIGHT), g);
+  assert.equal(g.runtime.status().recovery, 'recovering');
+});
