@@ -6,7 +6,8 @@
 // the meta group's map, retried until the map took them or knew them. A failure after the
 // split applied leaves the map behind the ranges, which is allowed (the ranges are the
 // authority): the range's leader records the split later (range-map-repair.ts). A split holds
-// the range's change lock, as a change of its replicas does, so the voters it names stay so.
+// the range's change lock, as a change of its replicas does, so the voters it names stay so,
+// and is refused while a change of the range's replicas is half-way (splitRefusal).
 
 import { FlotillaError } from '../base/errors.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
