@@ -234,7 +234,7 @@ export const errorCodes = {
   },
   RANGE_CHANGE_IN_PROGRESS: {
     meaning:
-      "a change of the range's replicas is already running (or the node is giving its copy up): retry once it finished",
+      "a change of the range's replicas is already running or half-way (a split waits for it), or the node is giving its copy up: retry once it finished",
     indefinite: false,
   },
   FEATURE_NOT_ENABLED: {

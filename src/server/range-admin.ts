@@ -6,7 +6,8 @@
 // the meta group's map, retried until the map took them or knew them. A failure after the
 // split applied leaves the map behind the ranges, which is allowed (the ranges are the
 // authority): the range's leader records the split later (range-map-repair.ts). A split holds
-// the range's change lock, as a change of its replicas does, so the voters it names stay so.
+// the range's change lock, as a change of its replicas does, so the voters it names stay so,
+// and is refused while a change of the range's replicas is half-way (splitRefusal).
 
 import { FlotillaError } from '../base/errors.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
@@ -32,6 +33,7 @@ import type { FeatureCheck } from './feature-gate.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
 import type { RemoteRanges } from './range-remote.js';
 import { showRange } from './range-router.js';
+import { splitRefusal } from './range-replicas.js';
 
 export interface RangeAdminOptions {
   readonly selfId: number;
@@ -194,7 +196,12 @@ async function splitHeld(
     );
   // Before an id is allocated: a release before ranges would refuse the split when applying it.
   await o.gate.require(features.ranges, signal);
-  const voters = [...rt.status().voters].sort((a, b) => a - b);
+  const status = rt.status();
+  // A change of the replicas half-way (led here before, or by an earlier leader) could remove a
+  // voter the split names before it received the split: refused until the change finished.
+  const refusal = splitRefusal(status.conf, d);
+  if (refusal !== null) throw new FlotillaError('RANGE_CHANGE_IN_PROGRESS', refusal);
+  const voters = [...status.voters].sort((a, b) => a - b);
   const replicas = w.replicas ?? voters;
   checkReplicas(lane.id, replicas, voters);
   const allocated = await onMetaLeader(

@@ -88,6 +88,34 @@ export function nextReplicaStep(
 }
 
 /**
+ * Why range `d`, whose applied configuration is `c`, may not split now; null when it may. A
+ * split names the range's voters as the new range's replicas, and only a replica that applies
+ * the split starts the new range: while a change of the range's replicas is half-way (a
+ * learner added, a joint configuration, or voters that are not yet the replicas the range
+ * recorded), a voter about to leave may be removed before it received the split, and the new
+ * range would run one voter short of those it names. Ranges below FIRST_ALLOCATED_RANGE follow
+ * the membership and record no replicas: only a joint configuration refuses them (a member
+ * joining is a learner of range 0 until it caught up, and a split never names it meanwhile).
+ * Pure: the product's split and the simulator's ask it alike.
+ */
+export function splitRefusal(c: ConfState, d: RangeDescriptor): string | null {
+  const voters = [...c.voters].sort((a, b) => a - b);
+  const show = (xs: readonly number[]) => `[${xs.join(', ')}]`;
+  const seen = `voters ${show(voters)}, learners ${show(c.learners)}, outgoing voters ${show(c.outgoing)}`;
+  const why = (what: string) =>
+    `Cannot split range ${d.id}: ${what} (${seen}; recorded replicas ${show(d.replicas)}); retry once the change finished`;
+  if (c.outgoing.length > 0)
+    return why('its configuration is joint, a change of its voters is under way');
+  if (d.id < FIRST_ALLOCATED_RANGE) return null;
+  if (c.learners.length > 0) return why('it has learners, a change of its replicas is under way');
+  if (voters.join() !== [...d.replicas].sort((a, b) => a - b).join())
+    return why(
+      'its voters are not the replicas it recorded, a change of its replicas is under way',
+    );
+  return null;
+}
+
+/**
  * Whether learner `node` caught up, as the range's leader sees it (`s`, its status): heard
  * from, replicating, its log within `lagEntries` of the leader's, and no longer recovering (a
  * prepared copy starts recovering: promoted before it finished, it would be a voter that

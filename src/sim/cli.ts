@@ -135,7 +135,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   );
   const t = (k: keyof SimStats): number => totals.get(k) ?? 0;
   console.log(
-    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned), installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
+    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), split attempts held back while a move was half-way ${t('splitsRefused')}, moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned), installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
   );
   return failed > 0 ? 1 : 0;
 }

@@ -137,6 +137,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     snapshotInstalls: 0,
     snapshotResumes: 0,
     splits: 0,
+    splitsRefused: 0,
     wrongRange: 0,
     moves: 0,
     moveSteps: 0,
@@ -886,7 +887,14 @@ export class Simulation implements NodeHost, WorkloadHost {
   }
 
   count(
-    what: 'writesDone' | 'readsOk' | 'readsFailed' | 'retries' | 'splits' | 'wrongRange',
+    what:
+      | 'writesDone'
+      | 'readsOk'
+      | 'readsFailed'
+      | 'retries'
+      | 'splits'
+      | 'splitsRefused'
+      | 'wrongRange',
   ): void {
     this.stats[what]++;
   }

@@ -75,6 +75,8 @@ export interface SimStats {
   snapshotResumes: number;
   /** Splits applied, as their proposers were answered (ranges). */
   splits: number;
+  /** Splits the range's leader held back while a change of its replicas was half-way. */
+  splitsRefused: number;
   /** Requests a range refused with WRONG_RANGE, the client then re-routing (ranges). */
   wrongRange: number;
   /** Replica moves done, steps taken, moves given up at their bound (moves). */

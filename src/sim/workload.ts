@@ -10,8 +10,9 @@ import type { Rng } from '../raft/index.js';
 import { FlotillaError } from '../base/errors.js';
 import { toFlotillaError } from '../api/errors.js';
 import { encodeEnvelope } from '../host/envelope.js';
-import { answerOf } from '../server/kv-service.js';
+import { answerOf, type KvService } from '../server/kv-service.js';
 import { RangeMachine } from '../ranges/range-machine.js';
+import { splitRefusal } from '../server/range-replicas.js';
 import type { RangeDescriptor } from '../ranges/types.js';
 import type { ClientChecker, SafetyChecker } from './checker.js';
 import type { ClientHistory, OpHandle } from './history.js';
@@ -46,7 +47,8 @@ interface LooseResult {
   readonly error?: { readonly code?: string; readonly range?: RangeDescriptor };
 }
 
-type Counted = 'writesDone' | 'readsOk' | 'readsFailed' | 'retries' | 'splits' | 'wrongRange';
+type Counted =
+  'writesDone' | 'readsOk' | 'readsFailed' | 'retries' | 'splits' | 'splitsRefused' | 'wrongRange';
 
 export interface WorkloadHost {
   readonly nowMs: number;
@@ -86,7 +88,16 @@ interface PendingSplit {
   /** The generation the first attempt expected: a retry must be the same command. */
   generation: number | null;
   attempts: number;
+  /** Times the range held the split back for a change of its replicas half-way. */
+  refusals: number;
 }
+
+/**
+ * A split held back this many times is given up, as a client gives up after its retries: a
+ * move abandoned at its bound leaves a learner, and the range refuses splits until another
+ * change of its replicas removes it (none starts in the liveness phase).
+ */
+const splitRefusalsMax = 20;
 
 interface Client {
   readonly id: number;
@@ -207,6 +218,7 @@ export class Workload {
           seq: c.seq,
           generation: null,
           attempts: 0,
+          refusals: 0,
         };
         c.op = split;
         this.attemptSplit(c, split);
@@ -405,7 +417,6 @@ export class Workload {
    * replicas; a refusal (another split came first, or the key is the range's start) ends it.
    */
   private attemptSplit(c: Client, s: PendingSplit): void {
-    const ranges = this.host.ranges as RangeHost;
     const node = this.pickNode(c);
     const range = node === null ? null : this.route(c, s.key);
     const service = range === null ? undefined : node?.rangeService(range.id);
@@ -425,6 +436,49 @@ export class Workload {
     }
     const token = ++c.token;
     c.servedBy = node.id;
+    // As the product's split: past a barrier the configuration and the descriptor read are the
+    // range's last, and a change of its replicas half-way holds the split back (splitRefusal).
+    service.readBarrier({ timeoutMs: this.timeoutMs() }).then(
+      () => {
+        if (c.token !== token) return;
+        this.guard(() => {
+          const group = node.rangeGroup(range.id);
+          if (group === undefined) {
+            this.wake(c, this.p.tickMs * 2);
+            return;
+          }
+          const refusal = splitRefusal(service.runtime.status().conf, group.range.descriptor());
+          if (refusal !== null) {
+            // Retried later, as the API's RANGE_CHANGE_IN_PROGRESS is.
+            this.host.count('splitsRefused');
+            if (++s.refusals >= splitRefusalsMax) this.opDone(c);
+            else this.wake(c, this.p.tickMs * 5);
+            return;
+          }
+          this.proposeSplit(c, s, { node, range, service, token });
+        });
+      },
+      (err: unknown) => {
+        if (c.token !== token) return;
+        this.guard(() => this.retryWrite(c, toFlotillaError(err)));
+      },
+    );
+  }
+
+  /** The split proposed on `w.node`, past the barrier and the check of the range's replicas. */
+  private proposeSplit(
+    c: Client,
+    s: PendingSplit,
+    w: {
+      readonly node: SimNode;
+      readonly range: RangeDescriptor;
+      readonly service: KvService;
+      readonly token: number;
+    },
+  ): void {
+    const ranges = this.host.ranges as RangeHost;
+    const { node, range, service, token } = w;
+    if (s.generation === null) throw new Error('a split is proposed with its generation drawn');
     const data = encodeEnvelope({
       client: clientId(c.id),
       seq: s.seq,

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { FlotillaError } from '../../src/base/errors.js';
 import { compareBytes } from '../../src/kv/kv-store.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import { DecayingRate, RangeLoad, writtenKeysKept } from '../../src/server/range-load.js';
@@ -271,6 +272,15 @@ void test('a failed split is logged and the range waits for its cool-down', asyn
   assert.equal(h.splits[0]?.error, 'NOT_LEADER');
   h.clock.now += 4_000;
   assert.equal(h.splitter.check(), null);
+  h.clock.now += 1_000;
+  assert.notEqual(h.splitter.check(), null);
+  // A split held back while the range's replicas change (RANGE_CHANGE_IN_PROGRESS) is a failed
+  // split like any other: the range waits for its cool-down again.
+  h.calls[1]?.settle(new FlotillaError('RANGE_CHANGE_IN_PROGRESS', 'Cannot split range 0'));
+  await settled();
+  assert.equal(h.splits[1]?.error, 'Cannot split range 0');
+  h.clock.now += 4_000;
+  assert.equal(h.splitter.check(), null, 'still cooling down after the refusal');
   h.clock.now += 1_000;
   assert.notEqual(h.splitter.check(), null);
 });
