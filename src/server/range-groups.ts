@@ -289,13 +289,21 @@ export class RangeGroups {
     return group;
   }
 
+  /**
+   * Starts the children `range` names with this node among the split's replicas. Not one
+   * prepared here as a new replica since (as `seed`): the prepare is newer than the split, and
+   * the copy it left holds a leader's snapshot (startHeld starts it) or nothing; started from
+   * the split, an empty copy would take the split's replicas as its voters, believe it votes,
+   * and never be given up while the range moves on without it (range-retirer.ts).
+   */
   private startChildren(range: RangeMachine): void {
     for (const child of range.children())
       if (
         child.replicas.includes(this.o.host.id) &&
         !this.starting.has(child.id) &&
         !this.preparingNow.has(child.id) &&
-        !this.isRetired(child.id)
+        !this.isRetired(child.id) &&
+        this.o.dirs?.preparedAt(child.id) === undefined
       )
         void this.start(child.id, child.replicas, child);
   }

@@ -19,7 +19,10 @@
 //     node is added back only through a prepare, which a copy that believes it votes refuses,
 //     and a prepared copy is judged by neither 1 nor 3 until it applied a configuration naming
 //     it at the generation it was prepared at or later: the leader's first snapshot may be
-//     older than the change that removed it before, and name it a voter.
+//     older than the change that removed it before, and name it a voter. What a prepared copy
+//     applied comes from the range's leaders only: nothing starts it from a split's seed or its
+//     parent's children (range-groups.ts), whose replicas would name it a voter of a
+//     configuration the range left long ago; started so, it would be judged by no rule.
 //
 // A copy recovering lost data (node-recovery.ts: its core has not caught up, or it has not
 // applied what it knew committed then) is judged by 2 and 3 only, and only once the meta group

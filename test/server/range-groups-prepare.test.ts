@@ -1,8 +1,8 @@
 // A range prepared here as a new replica (src/server/range-groups.ts, `prepare`), on one host:
 // the copy starts recovering, and restarts so while it is only prepared (it may have voted in
 // the range before, in a term its empty storage forgot); a held range is opened once at
-// restart even when something else starts it while its storage opens; and a split replayed
-// from the parent's log leaves a prepared copy alone.
+// restart even when something else starts it while its storage opens; and neither a split
+// replayed from the parent's log nor the parent's snapshot naming it starts a prepared copy.
 
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
@@ -64,6 +64,7 @@ function boot(
   disks: Map<RangeId, MemoryDisk>,
   dirs: Dirs,
   gate?: (id: RangeId) => Promise<void>,
+  snapshotEveryEntries?: number,
 ): Node {
   const host = new Host({
     id: ME,
@@ -84,7 +85,12 @@ function boot(
       // A disk opened twice throws: the double open this checks for.
       return createMemoryStorage({ quiet: true, disk });
     },
-    settings: { electionTicks: 10, heartbeatTicks: 2, snapshotLogRatio: 0 },
+    settings: {
+      electionTicks: 10,
+      heartbeatTicks: 2,
+      snapshotLogRatio: 0,
+      ...(snapshotEveryEntries === undefined ? {} : { snapshotEveryEntries }),
+    },
     limits,
     onError: (range, err) => assert.fail(`range ${range}: ${err.message}`),
   });
@@ -99,6 +105,8 @@ async function until(what: string, pred: () => boolean, seen: () => unknown, ms 
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+const put = (key: string) => ({ kind: 'put', key: b(key), value: b('v'), prevKv: false }) as const;
 
 let now = 0;
 async function propose(g: RangeGroup, cmd: RangeCommand): Promise<unknown> {
@@ -227,4 +235,48 @@ void test('a start asked while a range is being prepared joins the prepare, open
   assert.equal(node.opens.get(RIGHT), 2, 'opened by the split, then once by the prepare');
   assert.equal(node.groups.group(RIGHT), g);
   assert.equal(g.runtime.status().recovery, 'recovering');
+});
+
+void test('a prepared copy lost at a restart is not started again from the parent', async () => {
+  const disks = new Map<RangeId, MemoryDisk>();
+  const dirs = new Dirs(disks);
+  // Range 0 snapshots at every entry: its snapshot, not its log, names range 3 at a restart.
+  const node = boot(disks, dirs, undefined, 1);
+  const range0 = await splitOff(node);
+  const splitIndex = range0.runtime.appliedIndex();
+  const snapshotAt = (): number => disks.get(0)?.snapshot?.meta.index ?? 0;
+  // A snapshot is taken once the last one is saved: a few writes bring one past the split.
+  for (let i = 0; i < 20 && snapshotAt() < splitIndex; i++) {
+    await propose(range0, { compare: [], success: [put(`a${i}`)], failure: [] });
+    await until('range 0 saved its last snapshot', () => snapshotAt() > 0, snapshotAt, 2_000);
+  }
+  await until(
+    'range 0 saved a snapshot past the split',
+    () => snapshotAt() >= splitIndex,
+    () => ({
+      snapshotAt: snapshotAt(),
+      splitIndex,
+    }),
+  );
+  // Removed from range 3, then prepared again (the leader's move lost the answer, so it never
+  // added this node): an empty copy, the others its voters.
+  const prepared = await node.groups.prepare(RIGHT, rightDescriptor(range0), OTHERS);
+  assert.deepEqual(prepared.runtime.status().conf.voters, OTHERS);
+  // The node restarts. Range 0's state names range 3 with this node among the split's
+  // replicas, but that is older than the prepare: started from it, the empty copy would take
+  // the split's replicas as its voters and believe it votes, and, prepared, be judged out by
+  // no rule (range-retirer.ts) while the range moved on without it.
+  await live.splice(0)[0]?.close(0);
+  const again = boot(disks, dirs, undefined, 1);
+  await again.groups.start(0, [ME]);
+  await again.groups.settled();
+  await again.groups.startHeld([RIGHT]);
+  const g = again.groups.group(RIGHT);
+  assert.equal(
+    g,
+    undefined,
+    `range 3 runs again with voters [${g?.runtime.status().conf.voters.join(', ')}]`,
+  );
+  assert.equal(dirs.preparedAt(RIGHT), rightDescriptor(range0).generation, 'still prepared');
+  assert.equal(disks.has(RIGHT), false, 'the empty copy held no snapshot: its directory is gone');
 });
