@@ -13,11 +13,13 @@
 //     what it applied then (a leader's snapshot) may be from before this node was added back;
 //  2. it is in no configuration it applied and has made no progress (no entry applied, no
 //     snapshot byte received) for `abandonAfterMs`: a replica prepared and never added;
-//  3. it is a voter by the configuration it applied, but the meta group's map holds the range
-//     at a newer generation whose replicas leave it out: it was removed while down or cut off
-//     and never applied its removal (a removed node is sent nothing more). Safe because a
-//     node is added back only through a prepare, which a copy that believes it votes refuses,
-//     and a prepared copy is judged by neither 1 nor 3 until it applied a configuration naming
+//  3. it is in the configuration it applied (a voter, or a learner: one whose catching up timed
+//     out is removed again), but the meta group's map holds the range at a newer generation
+//     whose replicas leave it out: it was removed while down or cut off and never applied its
+//     removal (a removed node is sent nothing more). Safe because the range records its
+//     replicas only with no learner in its configuration, so at that newer generation the
+//     range counted this node in none; it is added back only through a prepare, which a copy
+//     that believes it votes refuses and which replaces any other copy; and a prepared copy is judged by neither 1 nor 3 until it applied a configuration naming
 //     it at the generation it was prepared at or later: the leader's first snapshot may be
 //     older than the change that removed it before, and name it a voter. What a prepared copy
 //     applied comes from the range's leaders only: nothing starts it from a split's seed or its
@@ -79,7 +81,7 @@ export function retireVerdict(i: RetireInput): string | null {
   if (!member && i.idleMs >= i.abandonAfterMs)
     return `it is in no configuration it applied and made no progress for ${i.idleMs} ms`;
   if (
-    voter &&
+    member &&
     !i.preparing &&
     mapped !== undefined &&
     mapped.generation > descriptor.generation &&

@@ -202,6 +202,12 @@ void test('a node is out of a range only when what it applied or the map shows i
   assert.equal(out({ mapped: desc([1, 2, 3], 1) }), null, 'the map not newer: no proof');
   assert.equal(out({ mapped: desc([1, 2, 4], 2) }), null, 'the map names it');
   assert.equal(out({ mapped: undefined }), null);
+  // A learner whose catching up timed out while it was cut off: removed, it is sent nothing
+  // more and never applies its removal; the map says the range moved on without it.
+  const learner = { conf: conf([1, 2, 3], [4]), descriptor: desc([1, 2, 3]) };
+  assert.match(out({ ...learner, mapped: desc([1, 2, 3], 2) }) ?? '', /range map holds it/);
+  assert.equal(out({ ...learner, mapped: desc([1, 2, 3], 1) }), null, 'the map not newer');
+  assert.equal(out({ ...learner, mapped: desc([1, 2, 3], 2), preparing: true }), null);
   // Prepared again after it was removed: the leader's first snapshot is older than its removal
   // and names it a voter; neither that nor the map's newer generation makes it out.
   assert.equal(out({ mapped: desc([1, 2, 3], 2), preparing: true, wasMember: false }), null);
