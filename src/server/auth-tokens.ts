@@ -12,7 +12,7 @@
 // A digest is the better entry: the file then holds nothing a client could present, and can be
 // shared with whoever deploys the members. `flotilla token` makes a token and its entry.
 
-import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { inspect } from 'node:util';
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
@@ -208,7 +208,9 @@ export function memberAuthHeaders(auth: NodeAuth | null): Record<string, string>
  */
 export class LiveTokenBook implements Disposable {
   private book: TokenBook;
-  private readonly onChange: (now: Stats, before: Stats) => void;
+  /** The file as last seen (taken at once, so a change right after the start is not missed). */
+  private seen: string;
+  private readonly timer: NodeJS.Timeout;
 
   constructor(
     private readonly auth: NodeAuth,
@@ -216,11 +218,27 @@ export class LiveTokenBook implements Disposable {
     o: { readonly pollMs: number },
   ) {
     this.book = auth.book;
-    this.onChange = (now, before) => {
-      if (now.mtimeMs !== before.mtimeMs || now.size !== before.size || now.ino !== before.ino)
-        this.reload();
-    };
-    watchFile(auth.tokensFile, { interval: o.pollMs, persistent: false }, this.onChange);
+    this.seen = this.look();
+    // Polled by this process's own timer against the stat taken here: a watcher whose first
+    // look comes later (fs.watchFile's is asynchronous) takes a change made meanwhile for the
+    // file as it always was, and would never load it.
+    this.timer = setInterval(() => {
+      const now = this.look();
+      if (now === this.seen) return;
+      this.seen = now;
+      this.reload();
+    }, o.pollMs);
+    this.timer.unref();
+  }
+
+  /** What tells one version of the file from another: inode, size and modification time. */
+  private look(): string {
+    try {
+      const st = statSync(this.auth.tokensFile);
+      return `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch (err) {
+      return `missing: ${(err as NodeJS.ErrnoException).code ?? 'error'}`;
+    }
   }
 
   current(): TokenBook {
@@ -246,6 +264,6 @@ export class LiveTokenBook implements Disposable {
   }
 
   [Symbol.dispose](): void {
-    unwatchFile(this.auth.tokensFile, this.onChange);
+    clearInterval(this.timer);
   }
 }
