@@ -10,32 +10,12 @@ import { after, test } from 'node:test';
 import { cliEntry } from '../../src/cli/cluster.js';
 import { FlotillaError, type FlotillaClient } from '../../src/client/index.js';
 import { TestCluster } from './harness.js';
+import { until } from './range-writers.js';
 
 const clusters: TestCluster[] = [];
 after(async () => {
   for (const c of clusters) await c.stop();
 });
-
-/** Polls `probe` every 100 ms until it gives a value; throws with the last thing seen. */
-async function until<T>(
-  what: string,
-  probe: () => T | null | Promise<T | null>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let seen: unknown = null;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== null) return v;
-    } catch (err) {
-      seen = (err as Error).message;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not within ${timeoutMs} ms (${String(seen)})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Writes `prefix/i` until `stop` is set; records what was acknowledged. */
 async function writer(

@@ -12,6 +12,7 @@ import { Host } from '../../src/host/host.js';
 import { RangeMachine, type RangeCommand } from '../../src/ranges/range-machine.js';
 import type { RangeDescriptor, RangeId } from '../../src/ranges/types.js';
 import { RangeGroups, type RangeGroup } from '../../src/server/range-groups.js';
+import { SimRangeDirs } from '../../src/sim/sim-range-dirs.js';
 import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 
@@ -21,27 +22,10 @@ const ME = 4;
 const RIGHT = 3;
 const OTHERS = [1, 2, 3];
 
-/** The range directories' bookkeeping (range-dirs.ts), in memory, over the node's disks. */
-class Dirs {
-  readonly retired = new Set<RangeId>();
-  readonly preparing = new Map<RangeId, number>();
-  constructor(private readonly disks: Map<RangeId, MemoryDisk>) {}
-  isRetired(id: RangeId): boolean {
-    return this.retired.has(id);
-  }
-  retire(id: RangeId): void {
-    this.preparing.delete(id);
-    this.retired.add(id);
-  }
-  prepare(id: RangeId, generation: number): void {
-    this.retired.delete(id);
-    this.preparing.set(id, generation);
-  }
-  preparedAt(id: RangeId): number | undefined {
-    return this.preparing.get(id);
-  }
-  remove(id: RangeId): void {
-    this.disks.delete(id);
+/** The range directories' bookkeeping (range-dirs.ts) as the simulator keeps it, over `disks`. */
+class Dirs extends SimRangeDirs {
+  constructor(disks: Map<RangeId, MemoryDisk>) {
+    super((id) => disks.delete(id));
   }
 }
 
@@ -167,7 +151,7 @@ void test('a prepared copy starts recovering, and restarts recovering while only
   await again.groups.startHeld([RIGHT]);
   assert.equal(again.groups.group(RIGHT)?.runtime.status().recovery, 'recovering');
   // Once it applied a configuration naming this node, it restarts a full member.
-  dirs.preparing.delete(RIGHT);
+  dirs.added(RIGHT);
   await live.splice(0)[0]?.close(0);
   const third = boot(disks, dirs);
   await third.groups.start(0, [ME]);
