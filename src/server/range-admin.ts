@@ -135,6 +135,14 @@ function round1(x: number): number {
   return Math.round(x * 10) / 10;
 }
 
+/** What a split is asked with: the new range's replicas, and the request's signal and credential. */
+interface SplitCall {
+  /** The new range's replicas (null: the left range's voters). */
+  readonly replicas: readonly number[] | null;
+  readonly signal: AbortSignal;
+  readonly authorization: string | undefined;
+}
+
 /**
  * Splits the range holding `key` at `key` on this node, its leader: the split asked for over
  * the API, and the automatic one (range-splitter.ts).
@@ -142,12 +150,7 @@ function round1(x: number): number {
 export async function split(
   o: RangeAdminOptions,
   key: Uint8Array,
-  w: {
-    /** The new range's replicas (null: the left range's voters). */
-    readonly replicas: readonly number[] | null;
-    readonly signal: AbortSignal;
-    readonly authorization: string | undefined;
-  },
+  w: SplitCall,
 ): Promise<{ left: RangeDescriptor; right: RangeDescriptor }> {
   const lane = await routeOnce(o, key, w.signal);
   const rt = lane.group.runtime;
@@ -176,11 +179,7 @@ async function splitHeld(
   o: RangeAdminOptions,
   lane: RangeLane,
   key: Uint8Array,
-  w: {
-    readonly replicas: readonly number[] | null;
-    readonly signal: AbortSignal;
-    readonly authorization: string | undefined;
-  },
+  w: SplitCall,
 ): Promise<{ left: RangeDescriptor; right: RangeDescriptor }> {
   const { signal, authorization } = w;
   const rt = lane.group.runtime;
