@@ -8,8 +8,8 @@
 // processes on 127.0.0.1, WAL storage with fsync on, data in a temp directory), the key space
 // split into `ranges` ranges at "r001" … (descending, so the range split each time is range 0,
 // which stays on every node; each new range gets `--replicas` nodes, round-robin, when that is
-// fewer than the nodes). Leadership of a range cannot be moved by any route yet, so the
-// leaders are where the ranges' elections put them; the report gives the distribution. Then
+// fewer than the nodes). The leaders are left where the ranges' elections put them (it does not
+// call POST /v1/ranges/transfer-leadership); the report gives the distribution. Then
 // `--writers` closed-loop writers over the binary client protocol, writer w writing to range
 // w mod R (so the ranges get equal load) through the node leading it, 256-byte values, a
 // warm-up, then the measured window. Per node over the window: CPU (utime + stime from
