@@ -70,6 +70,10 @@ export async function pauseTrial(
         new FlotillaClient({
           // Only followers: the requests are served through them, never sent to the frozen node.
           endpoints: cluster.endpoints(f === 0 ? followers : [...followers].reverse()),
+          // Range routing would send each call straight to range 0's leader, the frozen node,
+          // at the address it advertises, and the call would wait out its timeout there
+          // (CLIENT.md, "Range routing"): this trial measures what the followers do.
+          rangeRouting: false,
           timeoutMs: o.clientTimeoutMs,
           deadlineMs: o.clientDeadlineMs,
           maxAttempts: 20,
