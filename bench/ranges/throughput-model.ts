@@ -84,6 +84,99 @@ export function roundRobinReplicas(k: number, nodes: number, replicas: number): 
   );
 }
 
+/** A range as the leader spreading sees it: the nodes holding it and the one leading it. */
+export interface RangeLeadership {
+  readonly replicas: readonly number[];
+  readonly leader: number;
+}
+
+/**
+ * The node that should lead each range (in the order given) so that the leaders per node are
+ * as even as the replicas allow: every range led by one of its replicas, and no node leading
+ * two more than another unless the replicas force it. It starts from the leaders as they are
+ * and moves as few as it can find: while a chain of hand-overs leads from a node u to a node v
+ * leading at least two fewer (u's range to a replica w of it, w's range to a replica of that,
+ * …, to v), it makes the shortest such chain, which lowers u's count by one and raises v's by
+ * one and leaves the others'. When no chain is left the spread is the best the replicas allow
+ * (the sum of squared counts is least; Harvey et al., "Semi-matchings for bipartite graphs and
+ * load balancing", 2003). A single hand-over at a time (as the placement loop's leaderPlan
+ * makes) can stop short of it: leaders 2/1/0 where node 3 holds none of node 1's ranges.
+ * Bounded: each chain lowers the sum of squares by at least 2.
+ */
+export function spreadLeaders(
+  ranges: readonly RangeLeadership[],
+  nodes: readonly number[],
+): number[] {
+  const counts = new Map<number, number>(nodes.map((n) => [n, 0]));
+  if (counts.size !== nodes.length)
+    throw new Error(`a node is named twice in [${nodes.join(', ')}]`);
+  const target = ranges.map((r, i) => {
+    if (r.replicas.length === 0) throw new Error(`range ${i} has no replicas`);
+    for (const n of r.replicas)
+      if (!counts.has(n))
+        throw new Error(`range ${i} has a replica on node ${n}, not one of [${nodes.join(', ')}]`);
+    // A leader that is no replica (a stale view) is replaced by the first replica.
+    return r.replicas.includes(r.leader) ? r.leader : (r.replicas[0] as number);
+  });
+  for (const t of target) counts.set(t, (counts.get(t) as number) + 1);
+  const stepsMax = ranges.length * ranges.length + 1;
+  for (let step = 0; ; step++) {
+    if (step > stepsMax) throw new Error('spreadLeaders did not converge');
+    const chain = evenerChain(ranges, target, counts, nodes);
+    if (chain === null) return target;
+    const [first, last] = [chain[0] as { range: number; to: number }, chain.at(-1)];
+    const from = target[first.range] as number;
+    for (const hop of chain) target[hop.range] = hop.to;
+    counts.set(from, (counts.get(from) as number) - 1);
+    counts.set(last?.to as number, (counts.get(last?.to as number) as number) + 1);
+  }
+}
+
+/**
+ * The shortest chain of hand-overs from a node leading the most it can give away to a node
+ * leading at least two fewer, as (range, new leader) hops; null when there is none. Sources are
+ * tried fullest first, ties by id; the breadth-first search visits nodes and ranges in order.
+ */
+function evenerChain(
+  ranges: readonly RangeLeadership[],
+  target: readonly number[],
+  counts: ReadonlyMap<number, number>,
+  nodes: readonly number[],
+): { range: number; to: number }[] | null {
+  const fullest = [...nodes].sort(
+    (a, b) => (counts.get(b) as number) - (counts.get(a) as number) || a - b,
+  );
+  for (const source of fullest) {
+    const c = counts.get(source) as number;
+    // The hop that first reached each node: the range handed over and the node it came from.
+    const via = new Map<number, { range: number; from: number }>();
+    const seen = new Set<number>([source]);
+    const queue = [source];
+    for (let head = 0; head < queue.length; head++) {
+      const u = queue[head] as number;
+      if ((counts.get(u) as number) <= c - 2) {
+        const chain: { range: number; to: number }[] = [];
+        for (let v = u; v !== source;) {
+          const hop = via.get(v) as { range: number; from: number };
+          chain.unshift({ range: hop.range, to: v });
+          v = hop.from;
+        }
+        return chain;
+      }
+      target.forEach((t, range) => {
+        if (t !== u) return;
+        for (const w of (ranges[range] as RangeLeadership).replicas) {
+          if (seen.has(w)) continue;
+          seen.add(w);
+          via.set(w, { range, from: u });
+          queue.push(w);
+        }
+      });
+    }
+  }
+  return null;
+}
+
 /** One node's share of the ranges: how many it leads and how many it holds a replica of. */
 export interface NodeShare {
   readonly leaders: number;

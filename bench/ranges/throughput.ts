@@ -3,13 +3,20 @@
 //
 //   npm run bench:ranges [-- --quick] [--nodes 3,5] [--ranges 1,4,16,64] [--writers 256]
 //                        [--seconds 10] [--warmup 3] [--replicas 3] [--out bench-results]
+//                        [--leaders spread|elected] [--shared-at 16,64|none]
 //
 // For every (nodes, ranges) cell: a real cluster as the evaluation starts it (bench/eval:
 // processes on 127.0.0.1, WAL storage with fsync on, data in a temp directory), the key space
 // split into `ranges` ranges at "r001" … (descending, so the range split each time is range 0,
 // which stays on every node; each new range gets `--replicas` nodes, round-robin, when that is
-// fewer than the nodes). The leaders are left where the ranges' elections put them (it does not
-// call POST /v1/ranges/transfer-leadership); the report gives the distribution. Then
+// fewer than the nodes). With `--leaders spread` (the default) the leaders are then spread
+// evenly over the nodes (spreadLeaders: each on one of its range's replicas, as even as the
+// replicas allow) with POST /v1/ranges/transfer-leadership, and the cell waits (bounded) until
+// every range's replicas name the leader asked; with `--leaders elected` they stay where the
+// ranges' first elections put them. Either way the report gives the distribution, and the
+// placement loop is off (placement: off) so that nothing else moves leaders or replicas
+// during the cell. The range counts in `--shared-at` are measured a second time with walSync
+// "shared" (one journal sync for all groups' appends on a node). Then
 // `--writers` closed-loop writers over the binary client protocol, writer w writing to range
 // w mod R (so the ranges get equal load) through the node leading it, 256-byte values, a
 // warm-up, then the measured window. Per node over the window: CPU (utime + stime from
@@ -19,7 +26,7 @@
 // too, since everything shares the machine's cores. Every wait is bounded; every process is
 // stopped by its PID, on errors and signals too.
 
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +48,7 @@ import {
   roundRobinReplicas,
   sharedMachineWritesPerSec,
   splitKeys,
+  spreadLeaders,
   type NodeShare,
   type ProcCpu,
   type ProcIo,
@@ -51,6 +59,13 @@ const CONNECTIONS_PER_NODE = 4;
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ: 100 on every Linux build in use). */
 const TICKS_PER_SEC = 100;
 const SETUP_LIMIT_MS = 90_000;
+/** How long the leaders may take to be where asked (transfers asked again meanwhile). */
+const SPREAD_LIMIT_MS = 120_000;
+/** Transfers asked at once while spreading the leaders. */
+const TRANSFERS_AT_ONCE = 4;
+
+type LeaderMode = 'spread' | 'elected';
+type WalSync = 'per-group' | 'shared';
 
 interface Options {
   readonly nodes: number[];
@@ -60,6 +75,9 @@ interface Options {
   readonly warmupSeconds: number;
   readonly replicas: number;
   readonly out: string;
+  readonly leaders: LeaderMode;
+  /** Range counts measured a second time with walSync "shared". */
+  readonly sharedAt: number[];
 }
 
 interface RangeInfo {
@@ -88,6 +106,16 @@ interface NodeRow {
 export interface CellResult {
   readonly nodes: number;
   readonly ranges: number;
+  readonly walSync: WalSync;
+  readonly leaderMode: LeaderMode;
+  /** Leaders per node as the ranges' elections put them, before any transfer. */
+  readonly electedLeadersPerNode: number[];
+  /** Ranges whose leadership the spreading moved, the requests it took, and how long. */
+  readonly spread: {
+    readonly moved: number;
+    readonly requests: number;
+    readonly ms: number;
+  } | null;
   readonly writers: number;
   readonly seconds: number;
   readonly writesPerSec: number;
@@ -114,6 +142,16 @@ function parseList(s: string, what: string, lo: number, hi: number): number[] {
   return xs;
 }
 
+function leaderMode(s: string): LeaderMode {
+  if (s !== 'spread' && s !== 'elected')
+    throw new Error(`--leaders takes spread or elected, got ${s}`);
+  return s;
+}
+
+function sharedAt(s: string): number[] {
+  return s === 'none' ? [] : parseList(s, 'shared-at', 1, 256);
+}
+
 function options(): Options {
   const { values } = parseArgs({
     options: {
@@ -125,6 +163,8 @@ function options(): Options {
       warmup: { type: 'string' },
       replicas: { type: 'string', default: '3' },
       out: { type: 'string', default: 'bench-results' },
+      leaders: { type: 'string', default: 'spread' },
+      'shared-at': { type: 'string' },
     },
   });
   const quick = values.quick;
@@ -141,6 +181,8 @@ function options(): Options {
     warmupSeconds: num(values.warmup ?? (quick ? '2' : '3'), 'warmup', 0, 60),
     replicas: num(values.replicas, 'replicas', 1, 9),
     out: values.out,
+    leaders: leaderMode(values.leaders),
+    sharedAt: sharedAt(values['shared-at'] ?? (quick ? '16' : '16,64')),
   };
 }
 
@@ -220,6 +262,45 @@ async function rangeLayout(c: FlotillaCluster, ranges: number): Promise<RangeInf
     out.push(info);
   }
   return out;
+}
+
+/**
+ * Hands leaderships over until every range is led by the node spreadLeaders chose for it and its
+ * replicas agree, asking again for any range not there yet (an election may undo a transfer,
+ * and a transfer asked of a range that moved is answered at once), at most SPREAD_LIMIT_MS.
+ */
+async function spreadLayout(
+  c: FlotillaCluster,
+  elected: readonly RangeInfo[],
+): Promise<{ layout: RangeInfo[]; moved: number; requests: number; ms: number }> {
+  const plan = spreadLeaders(elected, c.ids);
+  const t0 = Date.now();
+  let requests = 0;
+  let lastRefusal = '';
+  const layout = await until('leaders where asked', SPREAD_LIMIT_MS, async () => {
+    lastRefusal = '';
+    const now = await rangeLayout(c, elected.length);
+    if (now === null) return null;
+    const off = now.filter((r) => r.leader !== plan[r.index]);
+    if (off.length === 0) return now;
+    for (let i = 0; i < off.length; i += TRANSFERS_AT_ONCE)
+      await Promise.all(
+        off.slice(i, i + TRANSFERS_AT_ONCE).map(async (r) => {
+          const to = plan[r.index] as number;
+          requests++;
+          const res = await http(c.clientUrl(to), '/v1/ranges/transfer-leadership', {
+            range: r.id,
+            to,
+          });
+          if (res.status !== 200)
+            lastRefusal = `range ${r.id} to ${to}: ${res.status} ${JSON.stringify(res.json)}`;
+        }),
+      );
+    if (lastRefusal !== '') throw new Error(lastRefusal);
+    return null;
+  });
+  const moved = plan.filter((to, i) => to !== elected[i]?.leader).length;
+  return { layout, moved, requests, ms: Date.now() - t0 };
 }
 
 async function splitInto(
@@ -375,18 +456,41 @@ async function drive(
   return { ops, errors, errorsByCode, latenciesMs: latencies };
 }
 
+/**
+ * Checks that the nodes run with the journal layout asked: with walSync "shared" each data
+ * directory (bench/eval/clusters.ts names them flotilla-<size>-m<id>) holds a node journal
+ * file, with "per-group" none does. A setting that did not reach the nodes would otherwise
+ * measure the default under the other name.
+ */
+function checkWalSync(dir: string, c: FlotillaCluster, walSync: WalSync): void {
+  for (const id of c.ids) {
+    const files = readdirSync(join(dir, `flotilla-${c.size}-m${id}`));
+    const journal = files.some((f) => /^journal-[0-9a-f]{16}\.jnl$/.test(f));
+    if (journal !== (walSync === 'shared'))
+      throw new Error(
+        `node ${id} runs walSync ${walSync} but its data directory ${journal ? 'holds' : 'lacks'} a node journal: [${files.join(', ')}]`,
+      );
+  }
+}
+
+function leadersPerNode(c: FlotillaCluster, layout: readonly RangeInfo[]): number[] {
+  return c.ids.map((id) => layout.filter((r) => r.leader === id).length);
+}
+
 async function runCell(
-  nodes: number,
-  ranges: number,
+  cell: { readonly nodes: number; readonly ranges: number; readonly walSync: WalSync },
   o: Options,
   procs: ProcessGroup,
   base: string,
 ): Promise<CellResult> {
-  const label = `${nodes} nodes, ${ranges} range${ranges === 1 ? '' : 's'}`;
+  const { nodes, ranges, walSync } = cell;
+  const label = `${nodes} nodes, ${ranges} range${ranges === 1 ? '' : 's'}, ${walSync}`;
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   log(`  ${label}: starting`);
-  const dir = await mkdtemp(join(base, `n${nodes}-r${ranges}-`));
-  const c = new FlotillaCluster({ size: nodes, dir, procs });
+  const dir = await mkdtemp(join(base, `n${nodes}-r${ranges}-${walSync}-`));
+  // Placement off: the benchmark alone decides where leaders are (the loop would move them).
+  const env = { FLOTILLA_PLACEMENT: 'off', FLOTILLA_WAL_SYNC: walSync };
+  const c = new FlotillaCluster({ size: nodes, dir, procs, env });
   const setup0 = Date.now();
   try {
     await c.start();
@@ -395,7 +499,19 @@ async function runCell(
       return r.status === 200 ? true : null;
     });
     await splitInto(c, ranges, o.replicas, log);
-    const layout = await until('every range led', SETUP_LIMIT_MS, () => rangeLayout(c, ranges));
+    checkWalSync(dir, c, walSync);
+    const elected = await until('every range led', SETUP_LIMIT_MS, () => rangeLayout(c, ranges));
+    const electedLeadersPerNode = leadersPerNode(c, elected);
+    let layout = elected;
+    let spread: CellResult['spread'] = null;
+    if (o.leaders === 'spread') {
+      const s = await spreadLayout(c, elected);
+      layout = s.layout;
+      spread = { moved: s.moved, requests: s.requests, ms: s.ms };
+      log(
+        `  ${label}: leaders ${electedLeadersPerNode.join('/')} as elected, ${leadersPerNode(c, layout).join('/')} after ${s.moved} transfers (${s.requests} asked, ${(s.ms / 1000).toFixed(1)} s)`,
+      );
+    }
     const setupMs = Date.now() - setup0;
     const shares: NodeShare[] = c.ids.map((id) => ({
       leaders: layout.filter((r) => r.leader === id).length,
@@ -447,6 +563,10 @@ async function runCell(
     const result: CellResult = {
       nodes,
       ranges,
+      walSync,
+      leaderMode: o.leaders,
+      electedLeadersPerNode,
+      spread,
       writers: o.writers,
       seconds: o.seconds,
       writesPerSec: load.ops / o.seconds,
@@ -490,13 +610,14 @@ function printCell(r: CellResult): void {
       ? 'L/F not separable'
       : `L ${f(r.fit.leaderMs, 3)} ms, F ${f(r.fit.followerMs, 3)} ms`;
   console.log(
-    `  => ${r.nodes} nodes, ${r.ranges} ranges: ${f(r.writesPerSec)} writes/s, p50 ${f(r.p50Ms, 1)} ms, p99 ${f(r.p99Ms, 1)} ms${e}; ` +
+    `  => ${r.nodes} nodes, ${r.ranges} ranges, ${r.walSync}: ${f(r.writesPerSec)} writes/s, p50 ${f(r.p50Ms, 1)} ms, p99 ${f(r.p99Ms, 1)} ms${e}; ` +
       `cluster CPU ${f(r.clusterCpuMsPerWrite, 3)} ms/write + load generator ${f(r.loadgenCpuMsPerWrite, 3)}; ` +
       `${f(r.clusterPersistsPerWrite, 3)} durable writes/write; ${fit}; shared cores allow ${f(r.sharedCoresPredictedWritesPerSec)}/s; ` +
       `leaders moved during the run: ${r.leadersChangedDuringRun}; load ${r.loadAverage.join(' ')}`,
   );
+  // With walSync "shared" a group's durable write is not a sync of its own (the journal's is shared).
   console.log(
-    '     | node | leaders | replicas | CPU ms/write | CPU ms/s | syncs/write | storage KiB/write |',
+    `     | node | leaders | replicas | CPU ms/write | CPU ms/s | ${r.walSync === 'shared' ? 'group writes' : 'syncs'}/write | storage KiB/write |`,
   );
   for (const n of r.perNode)
     console.log(
@@ -518,7 +639,7 @@ async function main(): Promise<void> {
   const base = await mkdtemp(join(tmpdir(), 'flotilla-ranges-throughput-'));
   const started = new Date();
   console.log(
-    `ranges throughput: nodes ${o.nodes.join(',')} × ranges ${o.ranges.join(',')}, ${o.writers} writers, ` +
+    `ranges throughput: nodes ${o.nodes.join(',')} × ranges ${o.ranges.join(',')} (walSync "shared" too at ${o.sharedAt.join(',') || 'none'}), leaders ${o.leaders}, ${o.writers} writers, ` +
       `${o.warmupSeconds} s warm-up + ${o.seconds} s, ${cpus().length} cores, load ${loadavg()
         .map((x) => x.toFixed(2))
         .join(' ')}`,
@@ -526,18 +647,22 @@ async function main(): Promise<void> {
   const cells: CellResult[] = [];
   try {
     for (const nodes of o.nodes)
-      for (const ranges of o.ranges) cells.push(await runCell(nodes, ranges, o, procs, base));
+      for (const ranges of o.ranges) {
+        cells.push(await runCell({ nodes, ranges, walSync: 'per-group' }, o, procs, base));
+        if (o.sharedAt.includes(ranges))
+          cells.push(await runCell({ nodes, ranges, walSync: 'shared' }, o, procs, base));
+      }
   } finally {
     await procs.stopAll();
     await rm(base, { recursive: true, force: true });
   }
   console.log(
-    '\n| nodes | ranges | writes/s | p50 ms | p99 ms | leaders per node | cluster CPU ms/write | syncs/write | load |',
+    '\n| nodes | ranges | walSync | writes/s | p50 ms | p99 ms | errors | leaders per node (elected) | cluster CPU ms/write | durable group writes/write | load |',
   );
-  console.log('| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |');
+  console.log('| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |');
   for (const r of cells)
     console.log(
-      `| ${r.nodes} | ${r.ranges} | ${f(r.writesPerSec)} | ${f(r.p50Ms, 1)} | ${f(r.p99Ms, 1)} | ${r.perNode.map((n) => n.leaders).join('/')} | ${f(r.clusterCpuMsPerWrite, 3)} | ${f(r.clusterPersistsPerWrite, 2)} | ${r.loadAverage[0]} |`,
+      `| ${r.nodes} | ${r.ranges} | ${r.walSync} | ${f(r.writesPerSec)} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${r.errors} | ${r.perNode.map((n) => n.leaders).join('/')} (${r.electedLeadersPerNode.join('/')}) | ${f(r.clusterCpuMsPerWrite, 2)} | ${f(r.clusterPersistsPerWrite, 2)} | ${r.loadAverage[0]} |`,
     );
   mkdirSync(o.out, { recursive: true });
   const file = join(o.out, `ranges-throughput-${started.toISOString().replace(/[:.]/g, '-')}.json`);

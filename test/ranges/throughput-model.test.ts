@@ -12,6 +12,8 @@ import {
   roundRobinReplicas,
   sharedMachineWritesPerSec,
   splitKeys,
+  spreadLeaders,
+  type RangeLeadership,
 } from '../../bench/ranges/throughput-model.js';
 
 void test('reads utime and stime from /proc/<pid>/stat, even when the command name holds spaces and parentheses', () => {
@@ -176,4 +178,152 @@ void test('quantiles by nearest rank', () => {
   assert.equal(quantile(xs, 0.99), 99);
   assert.equal(quantile(xs, 1), 100);
   assert.equal(quantile([], 0.5), 0);
+});
+
+/** Leaders per node of a plan, in the order of `nodes`. */
+function leaderCounts(plan: readonly number[], nodes: readonly number[]): number[] {
+  return nodes.map((n) => plan.filter((t) => t === n).length);
+}
+
+const sumOfSquares = (xs: readonly number[]): number => xs.reduce((a, x) => a + x * x, 0);
+
+/**
+ * The checker: every range led by one of its replicas, and the leaders per node spread as
+ * evenly as any choice of leaders could (the least sum of squared counts, found by trying
+ * every choice; small cases only).
+ */
+function assertBestSpread(
+  ranges: readonly RangeLeadership[],
+  nodes: readonly number[],
+  plan: readonly number[],
+): void {
+  assert.equal(plan.length, ranges.length);
+  plan.forEach((t, i) =>
+    assert.ok(ranges[i]?.replicas.includes(t), `range ${i} led by ${t}, not a replica`),
+  );
+  let best = Infinity;
+  const pick: number[] = [];
+  const visit = (i: number): void => {
+    if (i === ranges.length) {
+      best = Math.min(best, sumOfSquares(leaderCounts(pick, nodes)));
+      return;
+    }
+    for (const r of ranges[i]?.replicas ?? []) {
+      pick.push(r);
+      visit(i + 1);
+      pick.pop();
+    }
+  };
+  visit(0);
+  assert.equal(
+    sumOfSquares(leaderCounts(plan, nodes)),
+    best,
+    `leaders per node ${leaderCounts(plan, nodes).join('/')} are not as even as the replicas allow (least sum of squares ${best})`,
+  );
+}
+
+/** A planted planner: one hand-over at a time, as the placement loop makes them. */
+function singleHandOvers(ranges: readonly RangeLeadership[], nodes: readonly number[]): number[] {
+  const plan = ranges.map((r) => r.leader);
+  for (let step = 0; step < 1_000; step++) {
+    const counts = leaderCounts(plan, nodes);
+    const i = plan.findIndex((t, k) =>
+      (ranges[k]?.replicas ?? []).some(
+        (w) => (counts[nodes.indexOf(w)] ?? 0) <= (counts[nodes.indexOf(t)] ?? 0) - 2,
+      ),
+    );
+    if (i < 0) return plan;
+    const from = counts[nodes.indexOf(plan[i] as number)] ?? 0;
+    plan[i] = (ranges[i]?.replicas ?? []).find(
+      (w) => (counts[nodes.indexOf(w)] ?? 0) <= from - 2,
+    ) as number;
+  }
+  return plan;
+}
+
+void test('leaders are spread as evenly as the replicas allow, through chains of hand-overs where one is not enough', () => {
+  const nodes = [1, 2, 3];
+  // Node 1 leads two ranges that node 3 does not hold: only 1 -> 2 together with 2 -> 3 helps.
+  const stuck: RangeLeadership[] = [
+    { replicas: [1, 2], leader: 1 },
+    { replicas: [1, 2], leader: 1 },
+    { replicas: [2, 3], leader: 2 },
+  ];
+  const plan = spreadLeaders(stuck, nodes);
+  assert.deepEqual(leaderCounts(plan, nodes), [1, 1, 1]);
+  assertBestSpread(stuck, nodes, plan);
+  // The checker catches planners that stop short: leaving the leaders, or single hand-overs.
+  assert.throws(
+    () => assertBestSpread(stuck, nodes, singleHandOvers(stuck, nodes)),
+    /not as even as the replicas allow/,
+  );
+  assert.throws(
+    () =>
+      assertBestSpread(
+        stuck,
+        nodes,
+        stuck.map((r) => r.leader),
+      ),
+    /not as even/,
+  );
+  // A replica set that forces an uneven spread: node 1 holds both ranges alone.
+  const forced: RangeLeadership[] = [
+    { replicas: [1], leader: 1 },
+    { replicas: [1], leader: 1 },
+  ];
+  assert.deepEqual(spreadLeaders(forced, nodes), [1, 1]);
+  assertBestSpread(forced, nodes, spreadLeaders(forced, nodes));
+});
+
+void test('leader spreading matches the best choice on random small cases, and moves nothing already even', () => {
+  let seed = 12345;
+  const next = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (let c = 0; c < 300; c++) {
+    const nodes = Array.from({ length: 2 + next(4) }, (_, i) => i + 1);
+    const ranges: RangeLeadership[] = Array.from({ length: 1 + next(7) }, () => {
+      const replicas = nodes.filter(() => next(2) === 0);
+      if (replicas.length === 0) replicas.push(nodes[next(nodes.length)] as number);
+      // Now and then a stale leader that holds no replica.
+      const leader = next(5) === 0 ? 99 : (replicas[next(replicas.length)] as number);
+      return { replicas, leader };
+    });
+    const plan = spreadLeaders(ranges, nodes);
+    assertBestSpread(ranges, nodes, plan);
+    // A plan already as even as possible is kept as it is: no needless transfer.
+    assert.deepEqual(
+      spreadLeaders(
+        ranges.map((r, i) => ({ replicas: r.replicas, leader: plan[i] as number })),
+        nodes,
+      ),
+      plan,
+    );
+  }
+});
+
+void test("the benchmark's layouts get leaders per node that differ by at most one", () => {
+  for (const [n, r] of [
+    [3, 16],
+    [3, 64],
+    [5, 4],
+    [5, 16],
+    [5, 64],
+  ] as const) {
+    const nodes = Array.from({ length: n }, (_, i) => i + 1);
+    // Range 0 on every node, the others on 3 round-robin; every leader on node 1 to start.
+    const ranges: RangeLeadership[] = Array.from({ length: r }, (_, i) => ({
+      replicas: i === 0 ? nodes : roundRobinReplicas(i - 1, n, 3),
+      leader: i === 0 ? 1 : (roundRobinReplicas(i - 1, n, 3)[0] as number),
+    }));
+    const counts = leaderCounts(spreadLeaders(ranges, nodes), nodes);
+    assert.ok(
+      Math.max(...counts) - Math.min(...counts) <= 1,
+      `${n} nodes, ${r} ranges: ${counts.join('/')}`,
+    );
+  }
+  assert.throws(() => spreadLeaders([{ replicas: [4], leader: 4 }], [1, 2, 3]), /node 4/);
+  assert.throws(() => spreadLeaders([{ replicas: [], leader: 1 }], [1]), /no replicas/);
+  assert.throws(() => spreadLeaders([], [1, 1]), /twice/);
 });
