@@ -203,18 +203,7 @@ async function splitHeld(
   const voters = [...status.voters].sort((a, b) => a - b);
   const replicas = w.replicas ?? voters;
   checkReplicas(lane.id, replicas, voters);
-  const allocated = await onMetaLeader(
-    o,
-    metaAllocatePath,
-    {},
-    { signal, authorization },
-    async () => ({
-      id: await o.meta.allocate({ signal }),
-    }),
-  );
-  const id = (allocated as { id?: unknown }).id;
-  if (typeof id !== 'number')
-    throw new FlotillaError('INTERNAL', 'The meta group gave no range id');
+  const id = await allocateRangeId(o, { signal, authorization });
   const payload = RangeMachine.encode({
     split: { key, id, generation: d.generation, replicas },
   });
@@ -240,7 +229,7 @@ async function splitHeld(
   const left: RangeDescriptor = { ...r.left, replicas: voters };
   const right: RangeDescriptor = r.right;
   await o.beforeMapRecord?.(left, right);
-  await record(o, left, right, { signal, authorization });
+  await recordSplitInMap(o, left, right, { signal, authorization });
   return { left, right };
 }
 
@@ -263,9 +252,30 @@ function checkReplicas(
     );
 }
 
+/** What allocating an id and recording a split need: the meta group, here or on its leader. */
+export type MapRecordOptions = Pick<
+  RangeAdminOptions,
+  'meta' | 'metaForwarder' | 'clock' | 'recordTimeoutMs'
+>;
+
+/** A new range id from the meta group's allocator, on its leader. */
+export async function allocateRangeId(
+  o: Pick<RangeAdminOptions, 'meta' | 'metaForwarder'>,
+  w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
+): Promise<RangeId> {
+  const { signal } = w;
+  const allocated = await onMetaLeader(o, metaAllocatePath, {}, w, async () => ({
+    id: await o.meta.allocate({ signal }),
+  }));
+  const id = (allocated as { id?: unknown }).id;
+  if (typeof id !== 'number')
+    throw new FlotillaError('INTERNAL', 'The meta group gave no range id');
+  return id;
+}
+
 /** Records both halves in the map, again while it refuses for now, until `recordTimeoutMs`. */
-async function record(
-  o: RangeAdminOptions,
+export async function recordSplitInMap(
+  o: MapRecordOptions,
   left: RangeDescriptor,
   right: RangeDescriptor,
   w: { readonly signal: AbortSignal; readonly authorization: string | undefined },

@@ -19,12 +19,13 @@ import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 import type { Forwarder } from './forward.js';
 import type { MetaService } from './meta-service.js';
 import { onMetaLeader } from './range-admin.js';
-import type { RangeLane, RangeLanes } from './range-lanes.js';
+import type { RangeLane } from './range-lanes.js';
 import { Periodic } from './periodic.js';
 
 export interface MapRepairOptions {
   readonly selfId: number;
-  readonly lanes: Pick<RangeLanes, 'all'>;
+  /** The ranges this node runs (only each lane's id and group are read). */
+  readonly lanes: { all(): readonly Pick<RangeLane, 'id' | 'group'>[] };
   readonly meta: Pick<MetaService, 'machine' | 'recordSplit' | 'recordReplicas'>;
   /** Forwards to the meta group's leader (null: this node leads it). */
   readonly metaForwarder: Pick<Forwarder, 'forward'>;
@@ -103,7 +104,7 @@ export class MapRepair {
   }
 
   /** The first range led here whose map copy is older, with the record it lacks next. */
-  private nextRecord(seen: ReadonlySet<RangeId>): { lane: RangeLane; record: MapRecord } | null {
+  private nextRecord(seen: ReadonlySet<RangeId>): { lane: RepairedLane; record: MapRecord } | null {
     const map = this.o.meta.machine.map();
     if (map === null) return null;
     for (const lane of this.o.lanes.all()) {
@@ -120,8 +121,18 @@ export class MapRepair {
   }
 
   /** Sends one record; answers whether the map took it (or already knew it). */
-  private async send(lane: RangeLane, r: MapRecord): Promise<boolean> {
-    const signal = AbortSignal.timeout(this.o.recordTimeoutMs);
+  private async send(lane: RepairedLane, r: MapRecord): Promise<boolean> {
+    // The bound runs on the node's clock, as the passes do: a simulated node's repair stays
+    // deterministic, and an ordinary timer holds the controller until it fires (api/deadline.ts).
+    const bound = new AbortController();
+    const timer = this.o.clock.setTimeout(
+      () =>
+        bound.abort(
+          new DOMException(`No answer within ${this.o.recordTimeoutMs} ms`, 'TimeoutError'),
+        ),
+      this.o.recordTimeoutMs,
+    );
+    const signal = bound.signal;
     const w = { signal, authorization: this.o.nodeAuthorization };
     try {
       if (r.kind === 'split') {
@@ -157,12 +168,17 @@ export class MapRepair {
         'range map repair not taken; will retry',
       );
       return false;
+    } finally {
+      this.o.clock.clearTimeout(timer);
     }
   }
 }
 
+/** What the repair reads of a range this node runs. */
+type RepairedLane = Pick<RangeLane, 'id' | 'group'>;
+
 /** The range's descriptor as its log applied it, range 0's replicas being its voters. */
-function ownDescriptor(lane: RangeLane): RangeDescriptor {
+function ownDescriptor(lane: RepairedLane): RangeDescriptor {
   const d = lane.group.range.descriptor();
   if (d.replicas.length > 0) return d;
   const voters = [...lane.group.runtime.status().conf.voters].sort((a, b) => a - b);

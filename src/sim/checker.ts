@@ -23,6 +23,10 @@ export type ViolationKind =
   | 'range-replicas'
   /** A node runs a range it gave up (range-checks.ts). */
   | 'retired-serving'
+  /** A map a node's meta machine applied overlaps, leaves a gap or takes a generation back. */
+  | 'meta-map'
+  /** Once settled, the meta map does not agree with the ranges' own descriptors (sim-meta.ts). */
+  | 'meta-agreement'
   | 'liveness'
   | 'core-failure';
 

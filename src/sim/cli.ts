@@ -5,6 +5,7 @@
 //   node dist/src/sim/cli.js --seeds 1000 --wipe-every 400   (every seed loses disks)
 //   node dist/src/sim/cli.js --seeds 1000 --ranges           (ranges, splits under faults)
 //   node dist/src/sim/cli.js --seeds 1000 --ranges --moves   (and replica moves, 5 nodes)
+//   node dist/src/sim/cli.js --seeds 1000 --ranges --meta    (and the meta group's range map)
 // Exit code 1 when any seed finds a violation, 2 on bad options.
 
 import { Command, InvalidArgumentError } from 'commander';
@@ -44,6 +45,7 @@ interface CliOptions {
   wipeEvery?: number;
   ranges?: boolean;
   moves?: boolean;
+  meta?: boolean;
 }
 
 function report(r: SimResult): void {
@@ -70,6 +72,10 @@ async function main(argv: readonly string[]): Promise<number> {
       '--moves',
       "with --ranges: move ranges' replicas under the faults (5 nodes unless --nodes)",
     )
+    .option(
+      '--meta',
+      'with --ranges: run the meta group; splits are recorded and routed by its map',
+    )
     .option('--verbose', 'print every event')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -81,6 +87,10 @@ async function main(argv: readonly string[]): Promise<number> {
   const o = program.opts<CliOptions>();
   if (o.moves === true && o.ranges !== true) {
     console.error('--moves needs --ranges');
+    return 2;
+  }
+  if (o.meta === true && o.ranges !== true) {
+    console.error('--meta needs --ranges');
     return 2;
   }
   if (o.moves === true && o.nodes === 3) {
@@ -110,6 +120,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
       ...(o.wipeEvery !== undefined ? { profile: { wipeEveryMs: o.wipeEvery } } : {}),
       ...(o.ranges === true ? { ranges: true } : {}),
       ...(o.moves === true ? { moves: true } : {}),
+      ...(o.meta === true ? { meta: true } : {}),
       ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
     });
     events += r.stats.events;
@@ -135,7 +146,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   );
   const t = (k: keyof SimStats): number => totals.get(k) ?? 0;
   console.log(
-    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), split attempts held back while a move was half-way ${t('splitsRefused')}, moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned), installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
+    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), split attempts held back while a move was half-way ${t('splitsRefused')}, moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned), splits recorded in the meta map by their request ${t('splitsRecorded')}, installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
   );
   return failed > 0 ? 1 : 0;
 }

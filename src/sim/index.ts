@@ -27,7 +27,13 @@ export {
   type ViolationKind,
 } from './checker.js';
 export { SimError, type SimErrorCode } from './errors.js';
-export type { NodeFactory, RangePlant, RetirePlant, RuntimeFactory } from './sim-node.js';
+export type {
+  MetaPlant,
+  NodeFactory,
+  RangePlant,
+  RetirePlant,
+  RuntimeFactory,
+} from './sim-node.js';
 export type { ReplicaStepFn } from './mover.js';
 export { WalNodeDisk, walDisks } from './wal-disk.js';
 export {

@@ -36,7 +36,13 @@ import { FlotillaError } from '../base/errors.js';
 import type { SimRangeDirsView } from './sim-range-dirs.js';
 import type { RangeMachine } from '../ranges/range-machine.js';
 import type { RangeDescriptor } from '../ranges/types.js';
-import { FIRST_RANGE, type RangeId } from '../ranges/types.js';
+import { FIRST_RANGE, META_GROUP, type RangeId } from '../ranges/types.js';
+import { MetaStateMachine } from '../ranges/meta-machine.js';
+import type { RangeMap } from '../ranges/range-map.js';
+import { MetaService } from '../server/meta-service.js';
+import { MapRepair } from '../server/range-map-repair.js';
+import type { MapRecordOptions } from '../server/range-admin.js';
+import { SimMetaForwarder } from './sim-meta.js';
 import type { LogView } from './checker.js';
 import { SimError } from './errors.js';
 import {
@@ -78,6 +84,10 @@ export interface NodeHost {
     group: GroupId,
   ): void;
   onSnapshot(node: SimNode, index: number, image: Uint8Array, group: GroupId): void;
+  /** Node `to`'s meta service when node `from` can reach it now (meta only). */
+  metaOf(from: number, to: number): MetaService | null;
+  /** `node`'s meta machine applied a batch (or restored a snapshot) and now holds `map`. */
+  onMetaApplied(node: SimNode, map: RangeMap | null): void;
   /** Reports a failure of the harness or of the code under test found off the event path. */
   fail(what: string, err: unknown): void;
 }
@@ -126,6 +136,24 @@ export interface SimNodeOptions {
   readonly moves?: boolean;
   /** Replaces how the node gives a range up; tests plant one that keeps the range serving. */
   readonly plantRetire?: RetirePlant;
+  /**
+   * Runs the meta group (the range map) beside the ranges, with the product's bootstrap and
+   * map repair (sim-meta.ts); needs ranges.
+   */
+  readonly meta?: boolean;
+  /** Sees each meta machine before its group starts; tests plant map bugs with it. */
+  readonly plantMeta?: MetaPlant;
+}
+
+/** Sees a node's meta machine before its group starts. */
+export type MetaPlant = (machine: MetaStateMachine) => void;
+
+/** A node's meta group: the runtime, its machine, the product's service and the way to its leader. */
+export interface SimMetaParts {
+  readonly runtime: RaftRuntime;
+  readonly machine: MetaStateMachine;
+  readonly service: MetaService;
+  readonly forwarder: SimMetaForwarder;
 }
 
 /** Gives range `id` up on a node, in place of RangeGroups.retire. */
@@ -139,6 +167,12 @@ export type RetirePlant = (
 const SIM_RETIRE_CHECK_MS = 200;
 /** How long a range the node is in no configuration of may idle before it is given up. */
 const SIM_ABANDON_AFTER_MS = 3_000;
+/** How often the meta group's leader looks for a missing map (the product's: 500 ms). */
+const SIM_META_CHECK_MS = 200;
+/** How often each range's leader compares its range with the map (the product's: 2 s). */
+const SIM_MAP_REPAIR_MS = 500;
+/** The bound on one record in the map, and on a client's split record (the product's: the request timeout). */
+export const SIM_META_RECORD_MS = 1_000;
 /** A logger that writes nothing (the simulator's trace is its log). */
 const silent = pino({ enabled: false });
 
@@ -175,6 +209,7 @@ export class SimNode implements LogView {
   readonly busy = new Set<RangeId>();
   private rangeRetirer: RangeRetirer | null = null;
   private readonly services = new Map<GroupId, KvService>();
+  private metaParts: SimMetaParts | null = null;
 
   constructor(private readonly opts: SimNodeOptions) {
     this.id = opts.id;
@@ -375,6 +410,13 @@ export class SimNode implements LogView {
     this.groups = groups;
     const first = await groups.start(FIRST_RANGE, this.opts.voters);
     if (gen !== this.gen) return; // lost power while starting: this host is abandoned
+    if (this.opts.meta === true) {
+      // As node.ts: the meta group starts after range 0, before the ranges split off it.
+      const meta = await this.bootMeta(gen, nodeHost, first.runtime);
+      if (gen !== this.gen || meta === null) return;
+      this.metaParts = meta;
+      this.mapRepair(meta, groups).start();
+    }
     if (moves) {
       // As node.ts: the ranges splits started first, then those this node was added to.
       await groups.settled();
@@ -389,6 +431,120 @@ export class SimNode implements LogView {
     this.sm = first.range.kv;
     this.svc = this.services.get(FIRST_RANGE) ?? null;
     this.up = true;
+  }
+
+  /**
+   * Starts the meta group as node.ts does (group META_GROUP on every member, with the cluster's
+   * voters, in its own WAL directory of the node's disk) and the product's MetaService, whose
+   * leader bootstraps the map with range 0's voters.
+   */
+  private async bootMeta(
+    gen: number,
+    nodeHost: Host,
+    first: RaftRuntime,
+  ): Promise<SimMetaParts | null> {
+    const disk = this.disk as WalNodeDisk;
+    const machine = new MetaStateMachine({ maxKeyBytes: SIM_KV_LIMITS.maxKeyBytes });
+    this.opts.plantMeta?.(machine);
+    const storage = await disk.openGroup(META_GROUP, this.diskIo(META_GROUP));
+    if (gen !== this.gen) return null;
+    let partials = this.rangePartials.get(META_GROUP);
+    if (partials === undefined) {
+      partials = new MemoryPartialSnapshots();
+      this.rangePartials.set(META_GROUP, partials);
+    }
+    const recovery =
+      disk.groupRecovery(META_GROUP) ?? (disk.lostGroups.has(META_GROUP) ? 'recovering' : null);
+    const { tickMs: _tickMs, raft, ...settings } = this.opts.runtime;
+    const runtime = await nodeHost.addGroup(
+      META_GROUP,
+      {
+        ...settings,
+        raft: { ...raft, ...(recovery === null ? {} : { recovery }) },
+        voters: this.opts.voters,
+        storage,
+        partialSnapshots: partials,
+        stateMachine: this.observeMeta(new SessionMachine(machine, SIM_SESSION_LIMITS), machine),
+        rng: createRng(this.seeds.int(0x100000000)),
+        storeRecovery: (r) => disk.storeGroupRecovery(META_GROUP, r),
+        createNode: (config) => {
+          const core = this.createCore(config, META_GROUP);
+          if (gen === this.gen) this.cores.set(META_GROUP, core);
+          return core;
+        },
+      },
+      { start: this.opts.startRuntime },
+    );
+    if (gen !== this.gen) return null;
+    const service = new MetaService({
+      runtime,
+      machine,
+      clock: this.clock,
+      firstRangeReplicas: () => first.status().voters,
+      checkEveryMs: SIM_META_CHECK_MS,
+      log: silent,
+      gate: null,
+    });
+    service.start();
+    const forwarder = new SimMetaForwarder(this.id, runtime, this.opts.host);
+    return { runtime, machine, service, forwarder };
+  }
+
+  /** The product's map repair over this incarnation's ranges (its timers die with it). */
+  private mapRepair(meta: SimMetaParts, groups: RangeGroups): MapRepair {
+    return new MapRepair({
+      selfId: this.id,
+      lanes: {
+        all: () =>
+          groups.ranges().flatMap((id) => {
+            const group = groups.group(id);
+            return group === undefined ? [] : [{ id, group }];
+          }),
+      },
+      meta: meta.service,
+      metaForwarder: meta.forwarder,
+      nodeAuthorization: undefined,
+      busy: this.busy,
+      clock: this.clock,
+      checkEveryMs: SIM_MAP_REPAIR_MS,
+      leaderCheckMs: 100,
+      recordTimeoutMs: SIM_META_RECORD_MS,
+      log: silent,
+    });
+  }
+
+  /** This node's meta group, when it runs one and is up. */
+  get meta(): SimMetaParts | null {
+    return this.up ? this.metaParts : null;
+  }
+
+  /** What allocating an id and recording a split on this node need (range-admin.ts). */
+  metaRecorder(): MapRecordOptions | null {
+    const m = this.meta;
+    if (m === null) return null;
+    return {
+      meta: m.service,
+      metaForwarder: m.forwarder,
+      clock: this.clock,
+      recordTimeoutMs: SIM_META_RECORD_MS,
+    };
+  }
+
+  /** A signal that aborts after `ms` of this node's clock (dropped with its incarnation). */
+  signalAfter(ms: number): AbortSignal {
+    const c = new AbortController();
+    this.clock.setTimeout(
+      () => c.abort(new DOMException(`No answer within ${ms} ms`, 'TimeoutError')),
+      ms,
+    );
+    return c.signal;
+  }
+
+  /** Group `group`'s runtime here (range 0, a range, or the meta group), when it runs. */
+  runtimeOf(group: GroupId): RaftRuntime | undefined {
+    if (!this.up) return undefined;
+    if (group === META_GROUP && this.metaParts !== null) return this.metaParts.runtime;
+    return group === SIM_GROUP ? (this.rt ?? undefined) : this.groups?.group(group)?.runtime;
   }
 
   /** The product's retirer over this incarnation's ranges (its timers die with it). */
@@ -507,6 +663,7 @@ export class SimNode implements LogView {
     this.handler = null;
     this.groups = null;
     this.rangeRetirer = null;
+    this.metaParts = null;
     this.busy.clear();
     this.cores.clear();
     this.services.clear();
@@ -602,6 +759,23 @@ export class SimNode implements LogView {
       },
       snapshot: () => sm.snapshot(),
       restore: (chunks) => sm.restore(chunks),
+      onLeaderChange: (leader, term) => sm.onLeaderChange?.(leader, term),
+    };
+  }
+
+  /** The meta machine, observed: after each batch and each restore, its map is checked. */
+  private observeMeta(sm: StateMachine, machine: MetaStateMachine): StateMachine {
+    return {
+      apply: (commands) => {
+        const results = sm.apply(commands);
+        this.opts.host.onMetaApplied(this, machine.map());
+        return results;
+      },
+      snapshot: () => sm.snapshot(),
+      restore: async (chunks) => {
+        await sm.restore(chunks);
+        this.opts.host.onMetaApplied(this, machine.map());
+      },
       onLeaderChange: (leader, term) => sm.onLeaderChange?.(leader, term),
     };
   }

@@ -45,7 +45,10 @@ import { Mover } from './mover.js';
 import { defaultNodeFactory, defaultRuntimeFactory, SimNode, type NodeHost } from './sim-node.js';
 import { walDisks, WalNodeDisk } from './wal-disk.js';
 import type { RangeHost } from './workload.js';
-import { FIRST_ALLOCATED_RANGE, type RangeDescriptor } from '../ranges/types.js';
+import { FIRST_ALLOCATED_RANGE, META_GROUP, type RangeDescriptor } from '../ranges/types.js';
+import type { RangeMap } from '../ranges/range-map.js';
+import type { MetaService } from '../server/meta-service.js';
+import { metaAgreementProblem, metaMapProblem } from './sim-meta.js';
 import { Trace } from './trace.js';
 import type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 
@@ -63,8 +66,9 @@ export function replayCommand(
   nodes?: ClusterSize,
   ranges = false,
   moves = false,
+  meta = false,
 ): string {
-  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`}${ranges ? ' --ranges' : ''}${moves ? ' --moves' : ''} --verbose`;
+  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`}${ranges ? ' --ranges' : ''}${moves ? ' --moves' : ''}${meta ? ' --meta' : ''} --verbose`;
 }
 
 /** A move's steps are looked at this often (the product's leader: every 50 ms). */
@@ -73,6 +77,8 @@ const MOVE_STEP_MS = 50;
 const MOVE_REQUEST_TIMEOUT_MS = 1_000;
 /** A learner is promoted once this close to the leader's log (learnerPromoteLagEntries). */
 const MOVE_LAG_ENTRIES = 8;
+/** How long the map may take past the other liveness bounds to agree with the ranges. */
+const META_SETTLE_MS = 10_000;
 
 export function runSeed(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
@@ -116,6 +122,10 @@ export class Simulation implements NodeHost, WorkloadHost {
   private readonly rangeConfs = new Map<number, ConfChecker>();
   /** Each range's newest descriptor any node applied so far in the run (the range-map check). */
   private readonly newestRanges = new Map<number, RangeDescriptor>();
+  /** With meta: the map each node's meta machine applied last, and in which incarnation. */
+  private readonly lastMaps = new Map<number, { gen: number; map: RangeMap | null }>();
+  /** With meta: whether the nodes run the meta group. */
+  private readonly meta: boolean;
   private readonly stats: SimStats = {
     events: 0,
     virtualMs: 0,
@@ -142,6 +152,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     moves: 0,
     moveSteps: 0,
     movesAbandoned: 0,
+    splitsRecorded: 0,
   };
   private inLiveness = false;
   private livenessStartMs = 0;
@@ -163,6 +174,9 @@ export class Simulation implements NodeHost, WorkloadHost {
       options.ranges === true ? drawRangeProfile(createRng(options.seed ^ 0x52414e47)) : {};
     if (options.moves === true && options.ranges !== true)
       throw new SimError('INVALID_OPTION', 'moves need ranges (--ranges --moves)');
+    if (options.meta === true && options.ranges !== true)
+      throw new SimError('INVALID_OPTION', 'the meta group needs ranges (--ranges --meta)');
+    this.meta = options.meta === true;
     // Moves draw theirs from another source again: a seed with ranges alone is unchanged.
     const moveRng = createRng(options.seed ^ 0x4d4f5645);
     const moveDraws = options.moves === true ? drawMoveProfile(moveRng) : {};
@@ -221,6 +235,8 @@ export class Simulation implements NodeHost, WorkloadHost {
           ...(options.plantRange === undefined ? {} : { plantRange: options.plantRange }),
           moves: p.moveEveryMs > 0,
           ...(options.plantRetire === undefined ? {} : { plantRetire: options.plantRetire }),
+          meta: this.meta,
+          ...(options.plantMeta === undefined ? {} : { plantMeta: options.plantMeta }),
         }),
       );
     }
@@ -228,6 +244,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       p.ranges > 0
         ? {
             voters,
+            meta: this.meta,
             allocate: () =>
               this.nextRange - FIRST_ALLOCATED_RANGE + 1 < p.ranges ? this.nextRange++ : null,
             maxCommittedOf: (group) => this.checkerOf(group).maxCommitted,
@@ -401,7 +418,8 @@ export class Simulation implements NodeHost, WorkloadHost {
   checkerOf(group: number): SafetyChecker {
     let c = this.groupCheckers.get(group);
     if (c === undefined) {
-      c = new SafetyChecker(this.checker.violations, `range ${group}: `);
+      const name = this.meta && group === META_GROUP ? 'meta group' : `range ${group}`;
+      c = new SafetyChecker(this.checker.violations, `${name}: `);
       c.nowMs = this.nowMs;
       this.groupCheckers.set(group, c);
     }
@@ -538,12 +556,14 @@ export class Simulation implements NodeHost, WorkloadHost {
       victim.disk.lostGroups.clear();
       for (const id of latestDescriptors(this.nodes).keys())
         if (id !== 0) victim.disk.lostGroups.add(id);
+      if (this.meta) victim.disk.lostGroups.add(META_GROUP);
     }
   }
 
   /** Whether any of `n`'s range groups is still recovering a lost disk (on disk or running). */
   private rangesRecovering(n: SimNode): boolean {
     if (n.disk instanceof WalNodeDisk && n.disk.anyRecovering()) return true;
+    if (this.meta && n.coreOf(META_GROUP)?.recovery() === 'recovering') return true;
     return n.groupIds().some((g) => n.coreOf(g)?.recovery() === 'recovering');
   }
 
@@ -584,10 +604,9 @@ export class Simulation implements NodeHost, WorkloadHost {
     if (this.inLiveness) return;
     const p = this.profile;
     // With ranges, the leadership of a range drawn among those the nodes run.
-    const ids = this.ranges === null ? [0] : [...latestDescriptors(this.nodes).keys()];
+    const ids = this.groupIdsNow();
     const group = ids[this.ranges === null ? 0 : this.faultRng.int(ids.length)] ?? 0;
-    const leaderOf = (n: SimNode): RaftRuntime | undefined =>
-      group === 0 ? n.runtime : n.rangeGroup(group)?.runtime;
+    const leaderOf = (n: SimNode): RaftRuntime | undefined => n.runtimeOf(group);
     const leader = this.nodes.find((n) => n.up && leaderOf(n)?.isLeader() === true);
     if (leader !== undefined) {
       let to = 1 + this.faultRng.int(p.nodes);
@@ -602,7 +621,13 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.schedule(p.transferEveryMs * (0.5 + this.faultRng.float()), { kind: 'transfer' });
   }
 
-  /** Asks the leader for a random membership change, as an operator would. */
+  /** Every group the nodes run now: group 0 alone, or every range known (and the meta group). */
+  private groupIdsNow(): number[] {
+    if (this.ranges === null) return [0];
+    const ids = [...latestDescriptors(this.nodes).keys()];
+    return this.meta ? [...ids, META_GROUP] : ids;
+  }
+
   /** Asks the leader for a random membership change, as an operator would. */
   private onMembership(): void {
     if (this.inLiveness || this.churnRng === null) return;
@@ -687,12 +712,21 @@ export class Simulation implements NodeHost, WorkloadHost {
     const pending =
       this.workload.pendingDescription() +
       (this.wiped.size > 0 ? ` wiped nodes not caught up: ${[...this.wiped].join(',')}` : '');
-    if (this.leaderSeenMs >= 0 && pending === '') {
+    // The map catches up with the ranges once everything else settled (the map repair).
+    const unmapped = pending === '' && this.leaderSeenMs >= 0 ? this.metaDisagreement() : null;
+    if (this.leaderSeenMs >= 0 && pending === '' && unmapped === null) {
       this.finished = true;
       return;
     }
     const opsBoundMs = leaderBoundMs + this.workload.retryBoundMs();
-    if (elapsed > opsBoundMs) {
+    if (unmapped !== null && elapsed > opsBoundMs + META_SETTLE_MS) {
+      this.checker.report(
+        'meta-agreement',
+        `${opsBoundMs + META_SETTLE_MS}ms after the faults healed, ${unmapped}`,
+      );
+      return;
+    }
+    if (unmapped === null && elapsed > opsBoundMs) {
       this.checker.report(
         'liveness',
         `${opsBoundMs}ms after the faults healed, still pending: ${pending}; ${this.describeNodes()}`,
@@ -700,6 +734,26 @@ export class Simulation implements NodeHost, WorkloadHost {
       return;
     }
     this.schedule(this.profile.tickMs, { kind: 'probe' });
+  }
+
+  /**
+   * With meta: null when every node's map agrees with the ranges' own newest descriptors
+   * (bounds, generation and replicas; range 0's replicas are the cluster's voters); else the
+   * first node whose map does not, and how.
+   */
+  private metaDisagreement(): string | null {
+    if (!this.meta || this.ranges === null) return null;
+    const voters = this.ranges.voters;
+    const newest = new Map<number, RangeDescriptor>();
+    for (const [id, d] of latestDescriptors(this.nodes))
+      newest.set(id, d.replicas.length === 0 ? { ...d, replicas: voters } : d);
+    for (const n of this.nodes) {
+      const m = n.meta;
+      if (m === null) return `node ${n.id} runs no meta group`;
+      const problem = metaAgreementProblem(m.machine.map(), newest);
+      if (problem !== null) return `node ${n.id}'s range map disagrees with the ranges: ${problem}`;
+    }
+    return null;
   }
 
   /** Each node's role, term, commit and (for leaders) follower progress, for liveness reports. */
@@ -719,15 +773,13 @@ export class Simulation implements NodeHost, WorkloadHost {
   /** With ranges, which of them have no stable leader, for liveness reports. */
   private leaderless(): string {
     if (this.ranges === null) return '';
-    const ids = [...latestDescriptors(this.nodes).keys()].filter((id) => !this.hasStableLeader(id));
-    return ids.length === 0 ? '' : ` in range${ids.length > 1 ? 's' : ''} ${ids.join(', ')}`;
+    const ids = this.groupIdsNow().filter((id) => !this.hasStableLeader(id));
+    return ids.length === 0 ? '' : ` in group${ids.length > 1 ? 's' : ''} ${ids.join(', ')}`;
   }
 
   /** Group 0 (and with ranges, every range the nodes know of) has a stable leader. */
   private everyGroupLeads(): boolean {
-    if (this.ranges === null) return this.hasStableLeader(0);
-    for (const id of latestDescriptors(this.nodes).keys())
-      if (!this.hasStableLeader(id)) return false;
+    for (const id of this.groupIdsNow()) if (!this.hasStableLeader(id)) return false;
     return true;
   }
 
@@ -736,8 +788,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     for (const n of this.nodes) {
       const core = n.coreOf(group);
       if (core === undefined) continue;
-      const rt = group === 0 ? n.runtime : n.rangeGroup(group)?.runtime;
-      if (rt?.isLeader() !== true) continue;
+      if (n.runtimeOf(group)?.isLeader() !== true) continue;
       const st = core.status();
       const t = core.entry(st.commit)?.term ?? st.term;
       if (st.role === 'leader' && t === st.term) return true;
@@ -877,6 +928,28 @@ export class Simulation implements NodeHost, WorkloadHost {
     else this.stats.deduped++;
   }
 
+  metaOf(from: number, to: number): MetaService | null {
+    const n = this.nodes[to - 1];
+    if (n === undefined || this.links.blocked(from, to) || this.links.blocked(to, from))
+      return null;
+    return n.meta?.service ?? null;
+  }
+
+  /** Every map a node's meta machine holds tiles the key space; no generation goes back. */
+  onMetaApplied(node: SimNode, map: RangeMap | null): void {
+    const last = this.lastMaps.get(node.id);
+    const before = last !== undefined && last.gen === node.gen ? last.map : null;
+    this.lastMaps.set(node.id, { gen: node.gen, map });
+    if (map === null) {
+      if (before !== null)
+        this.checker.report('meta-map', `node ${node.id}'s meta machine lost its range map`);
+      return;
+    }
+    if (map === before) return;
+    const problem = metaMapProblem(map, before);
+    if (problem !== null) this.checker.report('meta-map', `node ${node.id}: ${problem}`);
+  }
+
   onSnapshot(node: SimNode, index: number, image: Uint8Array, group = 0): void {
     this.checkerOf(group).onSnapshot(node.id, index, Buffer.from(image).toString('base64'));
   }
@@ -894,7 +967,8 @@ export class Simulation implements NodeHost, WorkloadHost {
       | 'retries'
       | 'splits'
       | 'splitsRefused'
-      | 'wrongRange',
+      | 'wrongRange'
+      | 'splitsRecorded',
   ): void {
     this.stats[what]++;
   }
@@ -926,6 +1000,7 @@ export class Simulation implements NodeHost, WorkloadHost {
         this.options.nodes,
         this.options.ranges === true,
         this.options.moves === true,
+        this.meta,
       ),
     };
   }

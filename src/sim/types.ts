@@ -5,7 +5,13 @@ import type { Message } from '../raft/index.js';
 import type { Violation } from './checker.js';
 import type { ClusterSize, Profile } from './profile.js';
 import type { ReplicaStepFn } from './mover.js';
-import type { NodeFactory, RangePlant, RetirePlant, RuntimeFactory } from './sim-node.js';
+import type {
+  MetaPlant,
+  NodeFactory,
+  RangePlant,
+  RetirePlant,
+  RuntimeFactory,
+} from './sim-node.js';
 import type { WriteSession } from './ops.js';
 import type { DiskFactory } from './sim-storage.js';
 
@@ -45,6 +51,13 @@ export interface SimOptions {
   readonly replicaStep?: ReplicaStepFn;
   /** How nodes give a range up (default: the product's); tests plant a wrong one. */
   readonly plantRetire?: RetirePlant;
+  /**
+   * With ranges: every node runs the meta group (the range map) with the product's bootstrap,
+   * split records and map repair, and clients route by its map (sim-meta.ts). Off by default.
+   */
+  readonly meta?: boolean;
+  /** Called with each meta machine as a node starts it; tests plant map bugs with it. */
+  readonly plantMeta?: MetaPlant;
 }
 
 export interface SimStats {
@@ -83,6 +96,8 @@ export interface SimStats {
   moves: number;
   moveSteps: number;
   movesAbandoned: number;
+  /** Splits whose halves the splitting client saw recorded in the meta map (meta). */
+  splitsRecorded: number;
 }
 
 export interface SimResult {

@@ -13,13 +13,14 @@ import { encodeEnvelope } from '../host/envelope.js';
 import { answerOf, type KvService } from '../server/kv-service.js';
 import { RangeMachine } from '../ranges/range-machine.js';
 import { splitRefusal } from '../server/range-replicas.js';
+import { allocateRangeId, recordSplitInMap } from '../server/range-admin.js';
 import type { RangeDescriptor } from '../ranges/types.js';
 import type { ClientChecker, SafetyChecker } from './checker.js';
 import type { ClientHistory, OpHandle } from './history.js';
 import { clientId, readValue, writeTxn, type ClientWrite, type WriteSession } from './ops.js';
 import type { Profile } from './profile.js';
 import { holdsKey, nodeDescriptors, RouteCache, splitsInside } from './routing.js';
-import type { SimNode } from './sim-node.js';
+import { SIM_META_RECORD_MS, type SimNode } from './sim-node.js';
 import type { SimEvent } from './types.js';
 
 /** What clients need from the simulation when the nodes run ranges. */
@@ -33,8 +34,16 @@ export interface RangeHost {
    * over the API may name), so that a move has somewhere to go.
    */
   splitReplicas(d: RangeDescriptor, voters: readonly number[]): readonly number[];
-  /** A new range id, as the meta group allocates it; null once the seed's ranges are used up. */
+  /**
+   * A new range id, as the meta group allocates it; null once the seed's ranges are used up.
+   * With the meta group, only whether a split may begin: its id comes from the meta group.
+   */
   allocate(): number | null;
+  /**
+   * The nodes run the meta group: a split takes its id from it and is recorded in its map
+   * (range-admin.ts), and clients refresh their routes from a node's copy of the map.
+   */
+  readonly meta: boolean;
   /** The highest index known committed in group `group` (a read's stale-read bound). */
   maxCommittedOf(group: number): number;
 }
@@ -48,7 +57,14 @@ interface LooseResult {
 }
 
 type Counted =
-  'writesDone' | 'readsOk' | 'readsFailed' | 'retries' | 'splits' | 'splitsRefused' | 'wrongRange';
+  | 'writesDone'
+  | 'readsOk'
+  | 'readsFailed'
+  | 'retries'
+  | 'splits'
+  | 'splitsRefused'
+  | 'wrongRange'
+  | 'splitsRecorded';
 
 export interface WorkloadHost {
   readonly nowMs: number;
@@ -82,7 +98,8 @@ interface PendingRead {
 interface PendingSplit {
   readonly kind: 'split';
   readonly key: string;
-  readonly id: number;
+  /** The new range's id; null until the meta group allocated one (with the meta group). */
+  id: number | null;
   /** The session sequence number; a definite refusal ends the split (it is not re-sent). */
   readonly seq: number;
   /** The generation the first attempt expected: a retry must be the same command. */
@@ -214,7 +231,7 @@ export class Workload {
         const split: PendingSplit = {
           kind: 'split',
           key,
-          id,
+          id: this.host.ranges.meta ? null : id,
           seq: c.seq,
           generation: null,
           attempts: 0,
@@ -348,8 +365,20 @@ export class Workload {
     if (known !== null) return known;
     const up = this.host.upNodes();
     if (up.length === 0) return null;
-    for (const d of nodeDescriptors(up[this.rng.int(up.length)] as SimNode)) c.routes.learn(d);
+    this.refresh(c, up[this.rng.int(up.length)] as SimNode);
     return c.routes.route(key);
+  }
+
+  /**
+   * Refreshes the client's map from `node`: from its copy of the meta map with the meta group
+   * (as a client refreshes its range cache), else from the ranges it runs and their children.
+   */
+  private refresh(c: Client, node: SimNode): void {
+    if (this.host.ranges?.meta === true) {
+      for (const d of node.meta?.machine.map()?.ranges() ?? []) c.routes.learn(d);
+      return;
+    }
+    for (const d of nodeDescriptors(node)) c.routes.learn(d);
   }
 
   /**
@@ -361,7 +390,7 @@ export class Workload {
     // A retry refreshes the client's map from the node it reconnects to, as a client does
     // after a lost connection: it may now go straight to a range split off since its first
     // attempt, whose session table (the seed's) must recognise the write if it applied.
-    if (w.attempts > 0) for (const d of nodeDescriptors(node)) c.routes.learn(d);
+    if (w.attempts > 0) this.refresh(c, node);
     const range = this.route(c, w.write.k);
     const service = range === null ? undefined : node.rangeService(range.id);
     if (w.attempts > 0) this.host.count('retries');
@@ -378,7 +407,7 @@ export class Workload {
       (result) => {
         if (c.token !== token) return;
         this.guard(() => {
-          if (this.wrongRange(c, result)) return;
+          if (this.wrongRange(c, result, node)) return;
           try {
             answerOf(result);
           } catch (err) {
@@ -398,13 +427,17 @@ export class Workload {
     );
   }
 
-  /** A WRONG_RANGE result: learns the descriptor and schedules the retry. */
-  private wrongRange(c: Client, result: unknown): boolean {
+  /**
+   * A WRONG_RANGE result: learns the descriptor, refreshes the map from the node with the meta
+   * group, and schedules the retry.
+   */
+  private wrongRange(c: Client, result: unknown, node: SimNode): boolean {
     const r = result as LooseResult | null;
     if (r === null || typeof r !== 'object' || r.kind !== 'error') return false;
     const e = r.error;
     if (e?.code !== 'WRONG_RANGE' || e.range === undefined) return false;
     c.routes.learn(e.range);
+    if (this.host.ranges?.meta === true) this.refresh(c, node);
     this.host.count('wrongRange');
     this.wake(c, this.p.tickMs);
     return true;
@@ -425,6 +458,10 @@ export class Workload {
     if (node === null || range === null || service === undefined) {
       c.target = 1 + this.rng.int(this.p.nodes);
       this.wake(c, this.p.tickMs * 2);
+      return;
+    }
+    if (s.id === null) {
+      this.allocateId(c, s, node);
       return;
     }
     if (s.generation === null) {
@@ -465,6 +502,68 @@ export class Workload {
     );
   }
 
+  /**
+   * Takes the split's id from the meta group, through `node` as the product's split does
+   * (range-admin.ts, on the meta group's leader); then the split goes on. A lost answer wastes
+   * an id, which is harmless.
+   */
+  private allocateId(c: Client, s: PendingSplit, node: SimNode): void {
+    const recorder = node.metaRecorder();
+    if (recorder === null) throw new Error(`node ${node.id} runs no meta group`);
+    const token = ++c.token;
+    c.servedBy = node.id;
+    const signal = node.signalAfter(this.timeoutMs());
+    allocateRangeId(recorder, { signal, authorization: undefined }).then(
+      (id) => {
+        if (c.token !== token) return;
+        this.guard(() => {
+          s.id = id;
+          this.attemptSplit(c, s);
+        });
+      },
+      (err: unknown) => {
+        if (c.token !== token) return;
+        this.guard(() => this.retryWrite(c, toFlotillaError(err)));
+      },
+    );
+  }
+
+  /**
+   * Records an applied split's halves in the meta map through `node`, as the product's split
+   * request does once the split applied; the split is over either way (a record lost here is
+   * the map repair's to make).
+   */
+  private recordSplit(
+    c: Client,
+    node: SimNode,
+    left: RangeDescriptor,
+    right: RangeDescriptor,
+  ): void {
+    const recorder = node.metaRecorder();
+    if (recorder === null) {
+      this.opDone(c);
+      return;
+    }
+    const token = c.token;
+    const signal = node.signalAfter(SIM_META_RECORD_MS);
+    recordSplitInMap(recorder, left, right, { signal, authorization: undefined }).then(
+      () => {
+        if (c.token !== token) return;
+        this.guard(() => {
+          this.host.count('splitsRecorded');
+          this.opDone(c);
+        });
+      },
+      (err: unknown) => {
+        if (c.token !== token) return;
+        this.guard(() => {
+          if (!(err instanceof FlotillaError)) throw err;
+          this.opDone(c);
+        });
+      },
+    );
+  }
+
   /** The split proposed on `w.node`, past the barrier and the check of the range's replicas. */
   private proposeSplit(
     c: Client,
@@ -478,7 +577,9 @@ export class Workload {
   ): void {
     const ranges = this.host.ranges as RangeHost;
     const { node, range, service, token } = w;
-    if (s.generation === null) throw new Error('a split is proposed with its generation drawn');
+    if (s.generation === null || s.id === null)
+      throw new Error('a split is proposed with its generation drawn and its id allocated');
+    const voters = [...service.runtime.status().voters].sort((a, b) => a - b);
     const data = encodeEnvelope({
       client: clientId(c.id),
       seq: s.seq,
@@ -488,10 +589,7 @@ export class Workload {
           key: new TextEncoder().encode(s.key),
           id: s.id,
           generation: s.generation,
-          replicas: ranges.splitReplicas(
-            range,
-            [...service.runtime.status().voters].sort((a, b) => a - b),
-          ),
+          replicas: ranges.splitReplicas(range, voters),
         },
       }),
     });
@@ -504,6 +602,11 @@ export class Workload {
             c.routes.learn(r.left);
             c.routes.learn(r.right);
             this.host.count('splits');
+            if (ranges.meta) {
+              // As range-admin.ts: the map's left half carries the voters read before the split.
+              this.recordSplit(c, node, { ...r.left, replicas: voters }, r.right);
+              return;
+            }
           } else if (r?.kind === 'error' && r.error?.range !== undefined) {
             c.routes.learn(r.error.range);
           }

@@ -180,6 +180,8 @@ export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'range-map',
   'range-replicas',
   'retired-serving',
+  'meta-map',
+  'meta-agreement',
 ]);
 
 export interface PlantedBug {
