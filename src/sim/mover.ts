@@ -9,10 +9,10 @@
 // range's last. The new node prepares through the product's RangeGroups.prepare, and every
 // node gives up what it is no longer a replica of with the product's RangeRetirer (sim-node.ts).
 //
-// Differences from the product, none in the step logic: there is no meta map to record the
-// descriptor in (the ranges' own logs are the authority the range checks read), and a move
-// gives up after its bound and leaves the range as it is, for the next move to resume from
-// (a stray learner is removed first, as a retried change does).
+// Differences from the product, none in the step logic: a move gives up after its bound and
+// leaves the range as it is, for the next move to resume from (a stray learner is removed
+// first, as a retried change does). With the meta group (sim-meta.ts) the last step records
+// the range's new replicas in the map, as the product's does; without it there is no map.
 
 import { FlotillaError } from '../base/errors.js';
 import { isRefusal } from '../host/contracts.js';
@@ -28,6 +28,7 @@ import {
   type ReplicaChange,
 } from '../server/range-replicas.js';
 import { latestDescriptors } from './range-checks.js';
+import { recordReplicasInMap } from './sim-meta.js';
 import type { SimNode } from './sim-node.js';
 
 /** The step function the mover follows: the product's, unless a test plants another. */
@@ -59,6 +60,8 @@ interface Move {
   readonly untilMs: number;
   /** The leader (node and term) that passed the read barrier for this move. */
   barrier: string;
+  /** With the meta group: the map took the range's new replicas (the move's last step). */
+  recorded: boolean;
 }
 
 export class Mover {
@@ -109,6 +112,7 @@ export class Mover {
       change,
       untilMs: this.host.now() + this.o.moveTimeoutMs,
       barrier: '',
+      recorded: false,
     };
     this.host.note(`move of range ${d.id}'s replica from node ${remove} to node ${add} begins`);
   }
@@ -198,6 +202,16 @@ export class Mover {
       }
       case 'done': {
         const d = group.range.descriptor();
+        const recorder = leader.metaRecorder();
+        if (recorder !== null && !m.recorded) {
+          // As RangeReplicas: the move ends once the map holds the range's new replicas.
+          const signal = leader.signalAfter(this.o.requestTimeoutMs);
+          return this.run(
+            leader,
+            m.range,
+            recordReplicasInMap(recorder, d, signal).then(() => (m.recorded = true)),
+          );
+        }
         this.host.note(
           `move of range ${m.range} done: replicas [${d.replicas.join(', ')}] at generation ${d.generation}`,
         );

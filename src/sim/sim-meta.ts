@@ -11,7 +11,12 @@
 // range's generation back (within one incarnation: a restarted node replays its log from older
 // maps), and at the end of a run the map agrees with the ranges' own newest descriptors.
 
-import { parseDescriptor, metaAllocatePath, metaRecordSplitPath } from '../api/range-routes.js';
+import {
+  metaAllocatePath,
+  metaRecordSplitPath,
+  parseDescriptor,
+  renderDescriptor,
+} from '../api/range-routes.js';
 import { metaRecordReplicasPath } from '../api/replica-routes.js';
 import { asObject, onlyFields } from '../api/validate.js';
 import { FlotillaError } from '../base/errors.js';
@@ -20,6 +25,7 @@ import { checkRangeMap, describeRange, type RangeMap } from '../ranges/range-map
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 import type { ForwardAnswer, Forwarder } from '../server/forward.js';
 import type { MetaService } from '../server/meta-service.js';
+import { onMetaLeader, type MapRecordOptions } from '../server/range-admin.js';
 import type { RaftRuntime } from '../host/runtime.js';
 
 /** The meta routes' limit on a descriptor's bounds (the simulated keys are short). */
@@ -63,6 +69,29 @@ export class SimMetaForwarder implements Pick<Forwarder, 'forward'> {
       );
     return { status: 200, json };
   }
+}
+
+/**
+ * Records a range's new replicas in the map as the product's move does once it is done
+ * (RangeReplicas, range-replicas.ts): on the meta group's leader, here or through the
+ * forwarder. One attempt: the mover repeats its last step until it is taken.
+ */
+export async function recordReplicasInMap(
+  o: MapRecordOptions,
+  d: RangeDescriptor,
+  signal: AbortSignal,
+): Promise<void> {
+  const body = { range: renderDescriptor(d, 'base64') };
+  await onMetaLeader(
+    o,
+    metaRecordReplicasPath,
+    body,
+    { signal, authorization: undefined },
+    async () => {
+      await o.meta.recordReplicas(d, { signal });
+      return { ok: true };
+    },
+  );
 }
 
 /** What the product's meta routes do with a body (range-routes.ts, replica-routes.ts). */

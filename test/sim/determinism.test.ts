@@ -71,3 +71,12 @@ void test('a move seed replays identically', async () => {
     'no move began',
   );
 });
+
+void test('a meta seed replays identically', async () => {
+  const a = await runSeed({ seed: 4242, ranges: true, meta: true, keepTrace: true });
+  const b = await runSeed({ seed: 4242, ranges: true, meta: true, keepTrace: true });
+  assert.ok(a.trace !== null && b.trace !== null);
+  assert.deepEqual(b.trace, a.trace);
+  assert.deepEqual(b.stats, a.stats);
+  assert.ok(a.stats.splitsRecorded > 0, JSON.stringify(a.stats));
+});

@@ -12,6 +12,8 @@ export interface SliceRequest {
   readonly ranges?: boolean;
   /** With ranges: moves replicas under the faults too. */
   readonly moves?: boolean;
+  /** With ranges: the nodes run the meta group, and clients route by its map. */
+  readonly meta?: boolean;
 }
 
 export interface SliceOutcome {
@@ -22,19 +24,30 @@ export interface SliceOutcome {
   readonly splits: number;
   /** Replica moves done over the slice (moves). */
   readonly moves: number;
+  /** Splits recorded in the meta map by their own request over the slice (meta). */
+  readonly splitsRecorded: number;
 }
 
-async function runSlice({ start, count, ranges, moves }: SliceRequest): Promise<SliceOutcome> {
+async function runSlice({
+  start,
+  count,
+  ranges,
+  moves,
+  meta,
+}: SliceRequest): Promise<SliceOutcome> {
   const failures: string[] = [];
   let events = 0;
   let splits = 0;
   let moved = 0;
+  let recorded = 0;
   for (let seed = start; seed < start + count; seed++) {
     const r = await runSeed({
       seed,
       ...(ranges === true ? { ranges } : {}),
       ...(moves === true ? { moves } : {}),
+      ...(meta === true ? { meta } : {}),
     });
+    recorded += r.stats.splitsRecorded;
     events += r.stats.events;
     splits += r.stats.splits;
     moved += r.stats.moves;
@@ -43,7 +56,7 @@ async function runSlice({ start, count, ranges, moves }: SliceRequest): Promise<
       failures.push(`seed ${seed} [${v?.kind}] ${v?.message.slice(0, 300)} -- replay: ${r.replay}`);
     }
   }
-  return { events, failures, splits, moves: moved };
+  return { events, failures, splits, moves: moved, splitsRecorded: recorded };
 }
 
 if (parentPort !== null) {

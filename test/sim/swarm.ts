@@ -12,12 +12,14 @@ export async function runSwarmSlice(
   count: number,
   ranges = false,
   moves = false,
+  meta = false,
 ): Promise<void> {
   const request: SliceRequest = {
     start,
     count,
     ...(ranges ? { ranges } : {}),
     ...(moves ? { moves } : {}),
+    ...(meta ? { meta } : {}),
   };
   const worker = new Worker(new URL('./swarm-worker.js', import.meta.url), {
     workerData: request,
@@ -38,5 +40,11 @@ export async function runSwarmSlice(
   // ... and against move seeds that never move.
   if (moves)
     assert.ok(outcome.moves > count / 2, `only ${outcome.moves} moves over ${count} seeds`);
+  // ... and against meta seeds whose splits never reach the map by their own request.
+  if (meta)
+    assert.ok(
+      outcome.splitsRecorded > count / 2,
+      `only ${outcome.splitsRecorded} splits recorded over ${count} seeds`,
+    );
   assert.deepEqual(outcome.failures, []);
 }
