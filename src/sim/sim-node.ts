@@ -560,8 +560,8 @@ export class SimNode implements LogView {
       dirs,
       // The simulated node serves a range through its group's service, dropped with the group.
       lanes: { forget: () => undefined },
-      // No meta map in the simulator: the third rule (a map newer than the range's log) rests.
-      mapped: () => undefined,
+      // The third rule (a map newer than the range's log) needs the meta group: without it, it rests.
+      mapped: (id) => this.metaParts?.machine.map()?.get(id),
       busy: this.busy,
       clock: this.clock,
       checkEveryMs: SIM_RETIRE_CHECK_MS,
