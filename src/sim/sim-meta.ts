@@ -125,12 +125,12 @@ async function metaRoute(
   }
 }
 
+/** `work`'s outcome, or FORWARD_FAILED once `signal` aborts; `work` is always handled. */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void =>
       reject(new FlotillaError('FORWARD_FAILED', 'the meta leader did not answer in time', true));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
+    // Handlers first: a work begun under an aborted signal rejects too, and must not go unseen.
     work.then(
       (v) => {
         signal.removeEventListener('abort', onAbort);
@@ -141,6 +141,8 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
         reject(err instanceof Error ? err : new Error(String(err)));
       },
     );
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 

@@ -42,3 +42,12 @@ void test('a wiped node is not fooled by the answer to a read its previous run a
     );
   }
 });
+
+// Found by meta seeds: a node's forward to the meta group's leader begun under a bound already
+// past (the map repair's or a split record's) left the leader's aborted proposal rejected with
+// no one listening, which ends a Node.js process. The simulated forwarder now always handles
+// the leader's answer. Replay: npm run sim -- --seed 674 --ranges --moves --meta
+void test('seed 674 (ranges, moves, meta): a forward begun past its bound leaves no rejection unhandled', async () => {
+  const r = await runSeed({ seed: 674, ranges: true, moves: true, meta: true });
+  assert.deepEqual(r.violations, []);
+});
