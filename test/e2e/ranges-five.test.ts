@@ -1,5 +1,5 @@
 // End to end, with real processes (issue 18): a 5-node cluster whose key space is split into
-// 48 ranges (E2E_RANGES=64 for the issue's full 64), each on 3 of the nodes, with a writer on
+// 64 ranges (E2E_RANGES=N for another count), each on 3 of the nodes, with a writer on
 // every range. While they all write: node 5 is killed with -9 and started again, four ranges
 // are split once more, a sixth node joins, and node 4 is drained until it holds no range split
 // off range 0. Then every acknowledged write reads back (linearizable reads, through the new
@@ -13,7 +13,7 @@ import { FlotillaClient } from '../../src/client/index.js';
 import { TestCluster } from './harness.js';
 import { PrefixWriter, lostWrites, mapFaults, until } from './range-writers.js';
 
-const RANGES = Number(process.env['E2E_RANGES'] ?? 48);
+const RANGES = Number(process.env['E2E_RANGES'] ?? 64);
 /** Ranges split again while the writers write. */
 const LATE_SPLITS = 4;
 const NODES = 5;
