@@ -827,6 +827,8 @@ export class FlotillaNode implements AsyncDisposable {
             checkEveryMs: mapRepairEveryMs,
             leaderCheckMs: 100,
             recordTimeoutMs: config.requestTimeoutMs,
+            // Past the time a change forwarded after a hand-off takes to reach the new leader.
+            strayLearnerGraceMs: 2 * config.requestTimeoutMs,
             log: groupLog(META_GROUP),
           });
     node.placement = new PlacementNode({

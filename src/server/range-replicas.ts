@@ -117,15 +117,20 @@ export function splitRefusal(c: ConfState, d: RangeDescriptor): string | null {
 
 /**
  * Whether learner `node` caught up, as the range's leader sees it (`s`, its status): heard
- * from, replicating, its log within `lagEntries` of the leader's, and no longer recovering (a
- * prepared copy starts recovering: promoted before it finished, it would be a voter that
- * neither votes nor counts in a quorum, and removing the old replica next could leave the
- * range no electable majority). The promote step waits for this.
+ * from within the last election timeout, replicating, its log within `lagEntries` of the
+ * leader's, and no longer recovering (a prepared copy starts recovering: promoted before it
+ * finished, it would be a voter that neither votes nor counts in a quorum, and removing the old
+ * replica next could leave the range no electable majority). The leader keeps a learner's
+ * progress while the learner is down, so without the recent answer a learner that caught up
+ * and then went down would still look caught up, and be promoted to a voter that is down: the
+ * old replica's removal next would leave the range one live voter short. The promote step
+ * waits for this.
  */
 export function learnerCaughtUp(s: Status, node: number, lagEntries: number): boolean {
   const p = s.progress[node];
   return (
     p !== undefined &&
+    p.heardRecently &&
     p.state === 'replicate' &&
     !p.catchingUp &&
     p.match > 0 &&

@@ -11,11 +11,17 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { FlotillaError } from '../../src/base/errors.js';
-import { simpleConf, type ConfState } from '../../src/raft/index.js';
+import {
+  simpleConf,
+  type ConfState,
+  type ProgressStatus,
+  type Status,
+} from '../../src/raft/index.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import {
   checkChangeShape,
   checkReplicaChange,
+  learnerCaughtUp,
   nextReplicaStep,
   type ReplicaChange,
   type ReplicaStep,
@@ -211,4 +217,26 @@ void test('a node is out of a range only when what it applied or the map shows i
   // Prepared again after it was removed: the leader's first snapshot is older than its removal
   // and names it a voter; neither that nor the map's newer generation makes it out.
   assert.equal(out({ mapped: desc([1, 2, 3], 2), preparing: true, wasMember: false }), null);
+});
+
+void test('a learner is caught up only if the leader heard from it within an election timeout', () => {
+  const learner: ProgressStatus = {
+    match: 98,
+    next: 99,
+    state: 'replicate',
+    learner: true,
+    catchingUp: false,
+    heardRecently: true,
+  };
+  const status = (p: Partial<ProgressStatus>): Status =>
+    ({ lastIndex: 100, progress: { 4: { ...learner, ...p } } }) as unknown as Status;
+  assert.equal(learnerCaughtUp(status({}), 4, 5), true);
+  // The leader keeps a learner's progress while it is down: its match and state say nothing
+  // of now. Promoted, it would be a voter that is down, and the old replica's removal next
+  // would leave the range one live voter short.
+  assert.equal(learnerCaughtUp(status({ heardRecently: false }), 4, 5), false);
+  assert.equal(learnerCaughtUp(status({ catchingUp: true }), 4, 5), false);
+  assert.equal(learnerCaughtUp(status({ state: 'probe' }), 4, 5), false);
+  assert.equal(learnerCaughtUp(status({ match: 90 }), 4, 5), false);
+  assert.equal(learnerCaughtUp(status({}), 3, 5), false, 'a node the leader has no progress of');
 });
