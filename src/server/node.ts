@@ -1039,6 +1039,7 @@ export class FlotillaNode implements AsyncDisposable {
       startRange: (d) => {
         if (!ranges.isRetired(d.id)) void ranges.start(d.id, d.replicas, d);
       },
+      prepared: (id) => rangeDirs.preparedAt(id) !== undefined,
     });
     node.mapRepair?.start();
     node.gate.start();
