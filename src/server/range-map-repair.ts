@@ -19,7 +19,10 @@
 // from a former leader to this one (forwarded after a hand-off), which, if it does want the
 // learner, prepares and adds it again. Removing a learner changes no quorum, so this is safe
 // whatever the learner holds; ranges below FIRST_ALLOCATED_RANGE are left alone (their
-// learners are members joining, which the membership promotes).
+// learners are members joining, which the membership promotes). The removal is followed by a
+// record of the range's voters at its next generation (removeLearner, range-replicas.ts), which
+// the next pass copies into the map: the removed node is sent nothing more, and it is by that
+// newer generation without it that its copy learns to give the range up (range-retirer.ts).
 
 import type { Logger } from 'pino';
 import { toFlotillaError } from '../api/errors.js';
@@ -33,6 +36,7 @@ import type { Forwarder } from './forward.js';
 import type { MetaService } from './meta-service.js';
 import { onMetaLeader } from './range-admin.js';
 import type { RangeLane } from './range-lanes.js';
+import { removeLearner } from './range-replicas.js';
 import { Periodic } from './periodic.js';
 
 export interface MapRepairOptions {
@@ -57,9 +61,10 @@ export interface MapRepairOptions {
   readonly recordTimeoutMs: number;
   /**
    * How long a learner no change wants stays before the range's leader removes it: longer
-   * than a change takes to reach a new leader after a hand-off.
+   * than a change takes to reach a new leader after a hand-off. Absent: stray learners are
+   * left to the range's next change (the simulator, whose mover removes them itself).
    */
-  readonly strayLearnerGraceMs: number;
+  readonly strayLearnerGraceMs?: number;
   readonly log: Logger;
 }
 
@@ -161,9 +166,11 @@ export class MapRepair {
   }
 
   /** The learners that stayed stray past the grace, on the ranges led here. */
-  private dueStrays(): { lane: RangeLane; node: number; strayMs: number }[] {
+  private dueStrays(): { lane: RepairedLane; node: number; strayMs: number }[] {
+    const graceMs = this.o.strayLearnerGraceMs;
+    if (graceMs === undefined) return [];
     const now = this.o.clock.nowMs();
-    const due: { lane: RangeLane; node: number; strayMs: number }[] = [];
+    const due: { lane: RepairedLane; node: number; strayMs: number }[] = [];
     const looked = new Set<RangeId>();
     for (const lane of this.o.lanes.all()) {
       const rt = lane.group.runtime;
@@ -176,8 +183,7 @@ export class MapRepair {
       for (const node of stray) {
         const sinceMs = before?.get(node) ?? now;
         seen.set(node, sinceMs);
-        if (now - sinceMs >= this.o.strayLearnerGraceMs)
-          due.push({ lane, node, strayMs: now - sinceMs });
+        if (now - sinceMs >= graceMs) due.push({ lane, node, strayMs: now - sinceMs });
       }
       this.strays.set(lane.id, seen);
     }
@@ -186,17 +192,23 @@ export class MapRepair {
     return due;
   }
 
-  private async removeStray(lane: RangeLane, node: number, strayMs: number): Promise<void> {
+  private async removeStray(lane: RepairedLane, node: number, strayMs: number): Promise<void> {
     const rt = lane.group.runtime;
     // Read again under the range's lock: a change may have started since the look.
     if (this.o.busy.has(lane.id) || rt.leaderId() !== this.o.selfId) return;
     if (!strayLearners(lane.id, rt.status().conf).includes(node)) return;
     this.o.busy.add(lane.id);
+    // Bounded on the node's clock, as a record is (send).
+    const bound = new AbortController();
+    const timer = this.o.clock.setTimeout(
+      () =>
+        bound.abort(
+          new DOMException(`No answer within ${this.o.recordTimeoutMs} ms`, 'TimeoutError'),
+        ),
+      this.o.recordTimeoutMs,
+    );
     try {
-      await rt.proposeConfChange(
-        { changes: [{ kind: 'remove', node }] },
-        { signal: AbortSignal.timeout(this.o.recordTimeoutMs) },
-      );
+      await removeLearner(lane.group, node, { clock: this.o.clock, signal: bound.signal });
       this.strays.get(lane.id)?.delete(node);
       this.straysRemoved++;
       this.o.log.info(
@@ -209,6 +221,7 @@ export class MapRepair {
         'stray learner not removed; will retry',
       );
     } finally {
+      this.o.clock.clearTimeout(timer);
       this.o.busy.delete(lane.id);
     }
   }

@@ -19,12 +19,23 @@
 //     removal (a removed node is sent nothing more). Safe because the range records its
 //     replicas only with no learner in its configuration, so at that newer generation the
 //     range counted this node in none; it is added back only through a prepare, which a copy
-//     that believes it votes refuses and which replaces any other copy; and a prepared copy is judged by neither 1 nor 3 until it applied a configuration naming
-//     it at the generation it was prepared at or later: the leader's first snapshot may be
-//     older than the change that removed it before, and name it a voter. What a prepared copy
-//     applied comes from the range's leaders only: nothing starts it from a split's seed or its
-//     parent's children (range-groups.ts), whose replicas would name it a voter of a
-//     configuration the range left long ago; started so, it would be judged by no rule.
+//     that believes it votes refuses and which replaces any other copy. Every generation the
+//     range records comes with no learner in its configuration: a move's record waits for
+//     its stray learners to go, a split is refused while any learner is there, and a learner's
+//     removal is followed by a record of the voters (removeLearner, range-replicas.ts), so
+//     the copy a removed learner leaves (sent nothing more) sees such a generation in the map.
+//     A prepared copy is judged by 1 only once it applied a configuration naming it at the
+//     generation it was prepared at or later, and by 3 against that generation rather than
+//     its own: the leader's first snapshot may be older than the change that removed it
+//     before, and name it a voter (so its own generation is older than the map's while the
+//     move that prepared it is still under way). Judged against the prepare's generation it
+//     is never given up while that move may still promote it: the map gets no newer
+//     generation until the move recorded (it would name it) or its learner was removed. Such
+//     a copy, left by a move that did not finish, would otherwise believe it votes and be
+//     judged by no rule. What a prepared copy applied comes from the range's leaders only:
+//     nothing starts it from a split's seed, its parent's children (range-groups.ts) or the map
+//     read of a recovering node (node-recovery.ts), whose replicas would name it a voter of a
+//     configuration the range left long ago.
 //
 // A copy recovering lost data (node-recovery.ts: its core has not caught up, or it has not
 // applied what it knew committed then) is judged by 2 and 3 only, and only once the meta group
@@ -60,6 +71,8 @@ export interface RetireInput {
    * generation of then or later (what it applied may be a leader's older snapshot).
    */
   readonly preparing: boolean;
+  /** While `preparing`: the range's generation it was prepared at (absent: not judged by 3). */
+  readonly preparedAt?: number;
   /** How long since this node last made progress in the range (entries, snapshot bytes). */
   readonly idleMs: number;
   readonly abandonAfterMs: number;
@@ -80,14 +93,18 @@ export function retireVerdict(i: RetireInput): string | null {
     return 'it applied its removal';
   if (!member && i.idleMs >= i.abandonAfterMs)
     return `it is in no configuration it applied and made no progress for ${i.idleMs} ms`;
+  // A prepared copy's own generation may be an old snapshot's: the prepare's is what it knows.
+  const own = i.preparing ? i.preparedAt : descriptor.generation;
   if (
     member &&
-    !i.preparing &&
+    own !== undefined &&
     mapped !== undefined &&
-    mapped.generation > descriptor.generation &&
+    mapped.generation > own &&
     !mapped.replicas.includes(self)
   )
-    return `the range map holds it at generation ${mapped.generation} with replicas [${mapped.replicas.join(', ')}], newer than its own ${descriptor.generation}`;
+    return i.preparing
+      ? `the range map holds it at generation ${mapped.generation} with replicas [${mapped.replicas.join(', ')}], newer than the ${own} it was prepared at`
+      : `the range map holds it at generation ${mapped.generation} with replicas [${mapped.replicas.join(', ')}], newer than its own ${own}`;
   return null;
 }
 
@@ -184,6 +201,7 @@ export class RangeRetirer {
       mapped: this.o.mapped(id),
       wasMember: seen.wasMember,
       preparing: preparedAt !== undefined,
+      ...(preparedAt === undefined ? {} : { preparedAt }),
       idleMs: now - seen.sinceMs,
       abandonAfterMs: this.o.abandonAfterMs,
       recovering,

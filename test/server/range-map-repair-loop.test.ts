@@ -4,7 +4,8 @@
 // before the next full pass), and a range whose change lock is held is left to the change. A
 // planted loop that looks for new leadership too seldom shows the first check can fail. A
 // learner no change wants is removed by the range's leader once it stayed so for the grace, not
-// before, not while a change holds the range, not by a follower, and not from ranges 0-2.
+// before, not while a change holds the range, not by a follower, and not from ranges 0-2; the
+// range's voters are recorded at its next generation after.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -14,6 +15,8 @@ import { RangeMap } from '../../src/ranges/range-map.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import type { MetaResult, MetaStateMachine } from '../../src/ranges/meta-machine.js';
 import type { RangeLane } from '../../src/server/range-lanes.js';
+import { decodeEnvelope } from '../../src/host/envelope.js';
+import { RangeMachine } from '../../src/ranges/range-machine.js';
 import { MapRepair, strayLearners } from '../../src/server/range-map-repair.js';
 import { TimerClock } from '../support/timer-clock.js';
 
@@ -146,6 +149,7 @@ function strayWorld(o: { readonly id: number; readonly graceMs: number }) {
   };
   let leader = 1;
   const proposed: ConfChange[] = [];
+  const recorded: Uint8Array[] = [];
   const lane = {
     id: o.id,
     group: {
@@ -153,6 +157,10 @@ function strayWorld(o: { readonly id: number; readonly graceMs: number }) {
         leaderId: () => leader,
         appliedIndex: () => 10,
         status: () => ({ commit: 10, conf }),
+        propose: (data: Uint8Array) => {
+          recorded.push(decodeEnvelope(data).payload);
+          return Promise.resolve(null);
+        },
         proposeConfChange: (cc: ConfChange) => {
           proposed.push(cc);
           for (const c of cc.changes)
@@ -193,6 +201,7 @@ function strayWorld(o: { readonly id: number; readonly graceMs: number }) {
     clock,
     busy,
     proposed,
+    recorded,
     conf: () => conf,
     follow: () => (leader = 2),
     lead: () => (leader = 1),
@@ -222,7 +231,13 @@ void test('the leader removes a learner no change wants once it stayed past the 
     assert.equal(await settle(() => w.proposed.length > 0), true, 'stray learner never removed');
     assert.deepEqual(w.proposed, [{ changes: [{ kind: 'remove', node: 4 }] }]);
     assert.deepEqual(w.conf().learners, []);
-    assert.equal(w.repair.straysRemoved, 1);
+    // Then the voters are recorded at the next generation: the map, once it copied that, tells
+    // the removed node's copy (sent nothing more) that the range left it.
+    assert.equal(await settle(() => w.recorded.length > 0), true, 'nothing recorded after');
+    assert.deepEqual(w.recorded, [
+      RangeMachine.encode({ replicas: { generation: 2, voters: [1, 2, 3] } }),
+    ]);
+    assert.equal(await settle(() => w.repair.straysRemoved === 1), true, 'not counted');
     assert.equal(w.busy.size, 0, 'the range lock was not given back');
     w.clock.advance(30_000);
     assert.equal(await settle(() => w.proposed.length > 1), false, 'removed twice');
