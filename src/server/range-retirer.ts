@@ -82,6 +82,36 @@ export interface RetireInput {
   readonly mapCurrent?: boolean;
 }
 
+/**
+ * The ranges of the map (`map`, as this node applied it) that name `self` among their replicas
+ * and that nothing here holds or handles: not running or being started (`here`), not given up,
+ * not prepared, not busy, and with at least one other replica. Such a range is one this node
+ * never started: it was down when the split that named it committed and was removed from the
+ * parent before it caught up (a removed node is sent nothing more, so it never applies the
+ * split). Pure.
+ */
+export function rangesToTakeUp(
+  self: number,
+  map: readonly RangeDescriptor[],
+  o: {
+    readonly here: (id: RangeId) => boolean;
+    readonly retired: (id: RangeId) => boolean;
+    readonly prepared: (id: RangeId) => boolean;
+    readonly busy: ReadonlySet<RangeId>;
+  },
+): RangeDescriptor[] {
+  return map.filter(
+    (d) =>
+      d.id >= FIRST_ALLOCATED_RANGE &&
+      d.replicas.includes(self) &&
+      d.replicas.some((r) => r !== self) &&
+      !o.here(d.id) &&
+      !o.retired(d.id) &&
+      !o.prepared(d.id) &&
+      !o.busy.has(d.id),
+  );
+}
+
 /** Why this node is out of the range, or null when it is (or may be) a replica. */
 export function retireVerdict(i: RetireInput): string | null {
   const { self, conf, descriptor, mapped } = i;
@@ -110,7 +140,9 @@ export function retireVerdict(i: RetireInput): string | null {
 
 export interface RangeRetirerOptions {
   readonly selfId: number;
-  readonly groups: Pick<RangeGroups, 'ranges' | 'group' | 'retire'>;
+  /** `pending` and `isRetired` are asked only with `takeUp`. */
+  readonly groups: Pick<RangeGroups, 'ranges' | 'group' | 'retire'> &
+    Partial<Pick<RangeGroups, 'pending' | 'isRetired'>>;
   /** Which ranges are prepared here and not yet added (durable: range-dirs.ts). */
   readonly dirs: Pick<RangeDirs, 'preparedAt' | 'added'>;
   readonly lanes: Pick<RangeLanes, 'forget'>;
@@ -120,6 +152,16 @@ export interface RangeRetirerOptions {
   readonly recovering?: (id: RangeId, runtime: RangeGroup['runtime']) => boolean;
   /** Whether the meta map here is current enough to judge a recovering copy (absent: yes). */
   readonly mapCurrent?: () => boolean;
+  /**
+   * Takes up a range the map names this node in and that never ran here (`rangesToTakeUp`),
+   * once the map has named it so for `takeUpAfterMs`: prepares it as a new replica (an empty,
+   * recovering copy whose voters are the range's others). Absent: never.
+   */
+  readonly takeUp?: {
+    readonly map: () => readonly RangeDescriptor[];
+    readonly afterMs: number;
+    readonly run: (d: RangeDescriptor) => Promise<void>;
+  };
   /** Ranges being changed or given up on this node: one thing at a time per range. */
   readonly busy: Set<RangeId>;
   readonly clock: Clock;
@@ -140,6 +182,8 @@ interface Seen {
 export class RangeRetirer {
   private readonly periodic: Periodic;
   private readonly seen = new Map<RangeId, Seen>();
+  /** Ranges the map names this node in that do not run here, with when first seen so. */
+  private readonly missing = new Map<RangeId, number>();
   private checking = false;
 
   constructor(private readonly o: RangeRetirerOptions) {
@@ -171,8 +215,59 @@ export class RangeRetirer {
         const why = this.verdict(id);
         if (why !== null) await this.retire(id, why);
       }
+      // Looked at without a wait: a check that finds nothing to do ends within its turn.
+      for (const d of this.dueTakeUps()) await this.takeUp(d);
     } finally {
       this.checking = false;
+    }
+  }
+
+  /**
+   * The ranges the map has named this node in, for `takeUp.afterMs`, without their running
+   * here: to be prepared. The grace lets a node that lags in the parent apply the split and
+   * seed the range itself. Taking one up is safe whatever the range's state: the copy starts empty and
+   * recovering (as a copy prepared for a move), so it neither votes nor counts toward a quorum
+   * until it holds the leader's log up to a commit the leader reached after it started, and
+   * its voters are the range's others, so until the leader's snapshot arrives it believes it is
+   * no member. If the map was stale and the range has left this node, nothing arrives and the
+   * second rule gives the copy up; the map at a newer generation without it, the third.
+   */
+  private dueTakeUps(): RangeDescriptor[] {
+    const t = this.o.takeUp;
+    if (t === undefined || !(this.o.mapCurrent?.() ?? true)) return [];
+    const now = this.o.clock.nowMs();
+    const pending = new Set(this.o.groups.pending?.() ?? []);
+    const due = rangesToTakeUp(this.o.selfId, t.map(), {
+      here: (id) => this.o.groups.group(id) !== undefined || pending.has(id),
+      retired: (id) => this.o.groups.isRetired?.(id) ?? false,
+      prepared: (id) => this.o.dirs.preparedAt(id) !== undefined,
+      busy: this.o.busy,
+    });
+    const ids = new Set(due.map((d) => d.id));
+    for (const id of [...this.missing.keys()]) if (!ids.has(id)) this.missing.delete(id);
+    const ready: RangeDescriptor[] = [];
+    for (const d of due) {
+      const since = this.missing.get(d.id) ?? now;
+      this.missing.set(d.id, since);
+      if (now - since < t.afterMs) continue;
+      this.missing.delete(d.id);
+      this.o.log.warn(
+        { range: d.id, generation: d.generation, replicas: d.replicas, missingMs: now - since },
+        `the range map names this node in range ${d.id}, which never ran here: taking it up as a new replica`,
+      );
+      ready.push(d);
+    }
+    return ready;
+  }
+
+  private async takeUp(d: RangeDescriptor): Promise<void> {
+    try {
+      await this.o.takeUp?.run(d);
+    } catch (err) {
+      this.o.log.warn(
+        { range: d.id, err: (err as Error).message },
+        `could not take range ${d.id} up; will try again`,
+      );
     }
   }
 
