@@ -78,6 +78,12 @@ export interface ProgressStatus {
    * votes for no one until it caught up.
    */
   readonly catchingUp: boolean;
+  /**
+   * The follower answered the leader within the last election timeout (its silence is at most
+   * `electionTicks`): what else this progress says was heard lately, not remembered from
+   * before the follower went quiet. Always true of the leader itself.
+   */
+  readonly heardRecently: boolean;
   /** In snapshot state: the snapshot being sent and how much of it the follower holds. */
   readonly snapshot?: {
     readonly id: string;
@@ -426,6 +432,7 @@ export class RaftNode {
           state: pr.state,
           learner: !r.trk.isVoter(id),
           catchingUp: pr.catchingUp,
+          heardRecently: id === r.id || pr.silentTicks <= r.cfg.electionTicks,
         };
         const s = pr.snapshot;
         progress[id] =

@@ -45,6 +45,11 @@ export interface NodeRecoveryParts {
   readonly map: () => readonly RangeDescriptor[] | null;
   /** Starts a range the map says this node holds and that is not running here. */
   readonly startRange: (d: RangeDescriptor) => void;
+  /**
+   * Whether range `id` is marked prepared here (range-dirs.ts): asked to take it as a new
+   * replica and not yet added. The map does not start such a range (see readMap).
+   */
+  readonly prepared: (id: RangeId) => boolean;
 }
 
 export interface NodeRecoveryOptions {
@@ -187,13 +192,32 @@ export class NodeRecovery {
     );
   }
 
-  /** Starts every range the map says this node holds that is not running or starting here. */
+  /**
+   * Starts every range the map says this node holds that is not running or starting here,
+   * but for one marked prepared (as a split's seed and a parent's children leave it,
+   * range-groups.ts): started from the map, its empty copy would take the map's replicas as
+   * its voters, and a map older than the prepare names this node among voters the range has
+   * left since (it was removed, then asked back); believing it votes, the copy would refuse
+   * the next prepare and be given up by no rule while the map still names it. Not started, it
+   * loses nothing: a prepared copy that received the leader's snapshot runs from its directory
+   * (startHeld), and one that did not was never promoted (the leader promotes a learner only
+   * once it caught up), so the change that prepared it prepares it again or removes it.
+   */
   private readMap(parts: NodeRecoveryParts): void {
     const running = new Set(parts.groups().map((g) => g.id));
     const pending = new Set(parts.pendingRanges());
-    const held = (parts.map() ?? []).filter(
+    const named = (parts.map() ?? []).filter(
       (d) => d.replicas.includes(this.o.selfId) && !running.has(d.id) && !pending.has(d.id),
     );
+    const held: RangeDescriptor[] = [];
+    for (const d of named) {
+      if (!parts.prepared(d.id)) held.push(d);
+      else
+        this.o.log.warn(
+          { range: d.id, generation: d.generation, replicas: d.replicas },
+          `the range map names this node in range ${d.id}, which is only prepared here: not started from the map`,
+        );
+    }
     for (const d of held) {
       this.o.log.warn(
         { range: d.id, generation: d.generation, replicas: d.replicas },

@@ -827,6 +827,8 @@ export class FlotillaNode implements AsyncDisposable {
             checkEveryMs: mapRepairEveryMs,
             leaderCheckMs: 100,
             recordTimeoutMs: config.requestTimeoutMs,
+            // Past the time a change forwarded after a hand-off takes to reach the new leader.
+            strayLearnerGraceMs: 2 * config.requestTimeoutMs,
             log: groupLog(META_GROUP),
           });
     node.placement = new PlacementNode({
@@ -1037,6 +1039,7 @@ export class FlotillaNode implements AsyncDisposable {
       startRange: (d) => {
         if (!ranges.isRetired(d.id)) void ranges.start(d.id, d.replicas, d);
       },
+      prepared: (id) => rangeDirs.preparedAt(id) !== undefined,
     });
     node.mapRepair?.start();
     node.gate.start();

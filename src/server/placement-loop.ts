@@ -470,10 +470,12 @@ export class PlacementLoop {
     );
     this.o.log.info({ step }, `placement: ${describeStep(step)}`);
     let error: string | null = null;
+    let code: string | undefined;
     try {
       await untilAborted(this.run(step, abort.signal), abort.signal);
     } catch (err) {
       error = (err as Error).message;
+      if (err instanceof FlotillaError) code = err.code;
     } finally {
       this.o.clock.clearTimeout(timer);
       this.step = null;
@@ -501,7 +503,7 @@ export class PlacementLoop {
     this.failures.set(step.range, { count, retryAtMs: now + waitMs });
     this.last = { step, outcome: 'failed', error, atMs: now, tookMs };
     this.o.log.warn(
-      { step, err: error, failures: count, retryInMs: waitMs },
+      { step, err: error, code, failures: count, retryInMs: waitMs },
       `placement: failed: ${describeStep(step)}; range ${step.range} waits ${waitMs} ms`,
     );
     return false;

@@ -28,6 +28,7 @@ import {
   type PlacementLoopStatus,
 } from './placement-loop.js';
 import type { RangeLanes } from './range-lanes.js';
+import { unreachable } from './range-replicas.js';
 
 /** One request from this node to a member's client port, with this node's own credential. */
 export type MemberRequest = (
@@ -242,8 +243,10 @@ const hopsMax = 8;
  * Steps as requests to the range routes of a node that holds the range (its leader first when
  * known; a replica forwards a change to its leader), with this node's own credential. A node
  * that holds no replica (the map this node read is behind) answers NOT_LEADER naming one, and
- * a node that does not answer is passed over: the next is tried, up to `hopsMax`. A transfer
- * of a range's leadership answers once the target leads.
+ * a node that does not answer is passed over: the next is tried, up to `hopsMax`. When none
+ * answered, the step fails UNAVAILABLE naming the node and what the connection did (refused,
+ * or dropped mid-step, which leaves the step half done: a retry resumes it), not the HTTP
+ * client's bare message. A transfer of a range's leadership answers once the target leads.
  */
 export function httpExecutor(targets: ExecutorTargets, request: MemberRequest): PlacementExecutor {
   const post = async (
@@ -251,6 +254,7 @@ export function httpExecutor(targets: ExecutorTargets, request: MemberRequest): 
     path: string,
     body: Record<string, number>,
     signal: AbortSignal,
+    what: string,
   ) => {
     const queue = [...targets.nodesOf(range)];
     const tried = new Set<number>();
@@ -266,7 +270,7 @@ export function httpExecutor(targets: ExecutorTargets, request: MemberRequest): 
         r = await request(url, 'POST', path, JSON.stringify(body), signal);
       } catch (err) {
         if (signal.aborted) throw err;
-        last = err as Error;
+        last = unreachable(id, `${what} (at ${url})`, err);
         continue;
       }
       if (r.status === 200) return;
@@ -279,13 +283,37 @@ export function httpExecutor(targets: ExecutorTargets, request: MemberRequest): 
   };
   return {
     move: (range, from, to, signal) =>
-      post(range, placementRoutes.move, { range, from, to }, signal),
+      post(
+        range,
+        placementRoutes.move,
+        { range, from, to },
+        signal,
+        `move range ${range}'s replica from node ${from} to node ${to}`,
+      ),
     addReplica: (range, to, signal) =>
-      post(range, placementRoutes.replicas, { range, add: to }, signal),
+      post(
+        range,
+        placementRoutes.replicas,
+        { range, add: to },
+        signal,
+        `add a replica of range ${range} on node ${to}`,
+      ),
     removeReplica: (range, from, signal) =>
-      post(range, placementRoutes.replicas, { range, remove: from }, signal),
+      post(
+        range,
+        placementRoutes.replicas,
+        { range, remove: from },
+        signal,
+        `remove range ${range}'s replica from node ${from}`,
+      ),
     transferLeader: (range, to, signal) =>
-      post(range, placementRoutes.transfer, { range, to }, signal),
+      post(
+        range,
+        placementRoutes.transfer,
+        { range, to },
+        signal,
+        `hand range ${range}'s leadership to node ${to}`,
+      ),
   };
 }
 

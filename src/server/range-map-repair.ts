@@ -8,18 +8,35 @@
 // the record the map lacks next (src/ranges/map-repair.ts). The map takes a record only when it
 // is newer, so a repair racing the change's own record, or another leader's repair, changes
 // nothing twice and never takes the map back.
+//
+// The same pass removes a stray learner: one in a range's configuration that no change under
+// way wants (a move whose leader died, or whose request gave up, between adding the new replica
+// as a learner and promoting it). Such a learner refuses the range's splits (splitRefusal) and
+// is run as a copy the map does not name, until the range's next change removes it (its first
+// step), which may never come. A change runs on the range's leader only, holding the range's
+// lock (`busy`), so a learner the leader has seen for `strayLearnerGraceMs` while it led the
+// range and held no change on it is one no change wants; the grace covers a change on its way
+// from a former leader to this one (forwarded after a hand-off), which, if it does want the
+// learner, prepares and adds it again. Removing a learner changes no quorum, so this is safe
+// whatever the learner holds; ranges below FIRST_ALLOCATED_RANGE are left alone (their
+// learners are members joining, which the membership promotes). The removal is followed by a
+// record of the range's voters at its next generation (removeLearner, range-replicas.ts), which
+// the next pass copies into the map: the removed node is sent nothing more, and it is by that
+// newer generation without it that its copy learns to give the range up (range-retirer.ts).
 
 import type { Logger } from 'pino';
 import { toFlotillaError } from '../api/errors.js';
 import { metaRecordSplitPath, renderDescriptor } from '../api/range-routes.js';
 import { metaRecordReplicasPath } from '../api/replica-routes.js';
 import type { Clock } from '../host/contracts.js';
+import type { ConfState } from '../raft/index.js';
 import { nextMapRecord, type MapRecord } from '../ranges/map-repair.js';
-import type { RangeDescriptor, RangeId } from '../ranges/types.js';
+import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
 import type { Forwarder } from './forward.js';
 import type { MetaService } from './meta-service.js';
 import { onMetaLeader } from './range-admin.js';
 import type { RangeLane } from './range-lanes.js';
+import { removeLearner } from './range-replicas.js';
 import { Periodic } from './periodic.js';
 
 export interface MapRepairOptions {
@@ -31,15 +48,34 @@ export interface MapRepairOptions {
   readonly metaForwarder: Pick<Forwarder, 'forward'>;
   /** This node's own credential for the meta routes (undefined without authentication). */
   readonly nodeAuthorization: string | undefined;
-  /** Ranges a change or a split is running on here: that change records its own result. */
-  readonly busy: ReadonlySet<RangeId>;
+  /**
+   * Ranges a change or a split is running on here: that change records its own result. The
+   * repair holds a range's entry itself while it removes a stray learner.
+   */
+  readonly busy: Set<RangeId>;
   readonly clock: Clock;
   readonly checkEveryMs: number;
   /** How often it looks for ranges this node has just come to lead (a pass follows at once). */
   readonly leaderCheckMs: number;
   /** How long one record may take (the meta group's leader may be elsewhere). */
   readonly recordTimeoutMs: number;
+  /**
+   * How long a learner no change wants stays before the range's leader removes it: longer
+   * than a change takes to reach a new leader after a hand-off. Absent: stray learners are
+   * left to the range's next change (the simulator, whose mover removes them itself).
+   */
+  readonly strayLearnerGraceMs?: number;
   readonly log: Logger;
+}
+
+/**
+ * The learners of range `range`'s configuration `c` that a leader holding no change on the
+ * range may remove: every learner of a range split off range 0 while the configuration is not
+ * joint (a joint one is left by its leader first). Pure.
+ */
+export function strayLearners(range: RangeId, c: ConfState): readonly number[] {
+  if (range < FIRST_ALLOCATED_RANGE || c.outgoing.length > 0) return [];
+  return c.learners;
 }
 
 /** Records sent in one pass at most: the rest wait for the next (a pass stays short). */
@@ -51,8 +87,15 @@ export class MapRepair {
   /** The ranges this node led at the last look, to see which it has just come to lead. */
   private led = new Set<RangeId>();
   private running = false;
+  /**
+   * Per range led here with no change held on it: each stray learner and when it was first
+   * seen so. Invariant: only ranges this node led, not busy, at the last pass.
+   */
+  private readonly strays = new Map<RangeId, Map<number, number>>();
   /** Records this node sent that the map took or already held, since start. */
   repaired = 0;
+  /** Stray learners this node removed, since start. */
+  straysRemoved = 0;
 
   constructor(private readonly o: MapRepairOptions) {
     this.periodic = new Periodic(o.clock, o.checkEveryMs, () => void this.pass());
@@ -96,6 +139,8 @@ export class MapRepair {
         seen.add(next.lane.id);
         if (await this.send(next.lane, next.record)) took++;
       }
+      // Looked at without a wait: a pass that finds nothing to do ends within its turn.
+      for (const d of this.dueStrays()) await this.removeStray(d.lane, d.node, d.strayMs);
     } finally {
       this.running = false;
     }
@@ -118,6 +163,67 @@ export class MapRepair {
       if (record.kind === 'split' || record.kind === 'replicas') return { lane, record };
     }
     return null;
+  }
+
+  /** The learners that stayed stray past the grace, on the ranges led here. */
+  private dueStrays(): { lane: RepairedLane; node: number; strayMs: number }[] {
+    const graceMs = this.o.strayLearnerGraceMs;
+    if (graceMs === undefined) return [];
+    const now = this.o.clock.nowMs();
+    const due: { lane: RepairedLane; node: number; strayMs: number }[] = [];
+    const looked = new Set<RangeId>();
+    for (const lane of this.o.lanes.all()) {
+      const rt = lane.group.runtime;
+      if (this.o.busy.has(lane.id) || rt.leaderId() !== this.o.selfId) continue;
+      const stray = strayLearners(lane.id, rt.status().conf);
+      if (stray.length === 0) continue;
+      looked.add(lane.id);
+      const before = this.strays.get(lane.id);
+      const seen = new Map<number, number>();
+      for (const node of stray) {
+        const sinceMs = before?.get(node) ?? now;
+        seen.set(node, sinceMs);
+        if (now - sinceMs >= graceMs) due.push({ lane, node, strayMs: now - sinceMs });
+      }
+      this.strays.set(lane.id, seen);
+    }
+    // A range not looked at (no longer led, busy, or no learner) starts its grace again.
+    for (const id of [...this.strays.keys()]) if (!looked.has(id)) this.strays.delete(id);
+    return due;
+  }
+
+  private async removeStray(lane: RepairedLane, node: number, strayMs: number): Promise<void> {
+    const rt = lane.group.runtime;
+    // Read again under the range's lock: a change may have started since the look.
+    if (this.o.busy.has(lane.id) || rt.leaderId() !== this.o.selfId) return;
+    if (!strayLearners(lane.id, rt.status().conf).includes(node)) return;
+    this.o.busy.add(lane.id);
+    // Bounded on the node's clock, as a record is (send).
+    const bound = new AbortController();
+    const timer = this.o.clock.setTimeout(
+      () =>
+        bound.abort(
+          new DOMException(`No answer within ${this.o.recordTimeoutMs} ms`, 'TimeoutError'),
+        ),
+      this.o.recordTimeoutMs,
+    );
+    try {
+      await removeLearner(lane.group, node, { clock: this.o.clock, signal: bound.signal });
+      this.strays.get(lane.id)?.delete(node);
+      this.straysRemoved++;
+      this.o.log.info(
+        { range: lane.id, node, strayMs },
+        `removed node ${node} from range ${lane.id}: a learner no change wanted for ${strayMs} ms`,
+      );
+    } catch (err) {
+      this.o.log.debug(
+        { range: lane.id, node, err: toFlotillaError(err).message },
+        'stray learner not removed; will retry',
+      );
+    } finally {
+      this.o.clock.clearTimeout(timer);
+      this.o.busy.delete(lane.id);
+    }
   }
 
   /** Sends one record; answers whether the map took it (or already knew it). */

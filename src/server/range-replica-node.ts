@@ -90,6 +90,16 @@ export function installRangeReplicas(
     clock: o.clock,
     checkEveryMs: 500,
     abandonAfterMs: 6 * o.requestTimeoutMs,
+    takeUp: {
+      map: () => o.meta.machine.map()?.ranges() ?? [],
+      afterMs: 2 * o.requestTimeoutMs,
+      run: (d) =>
+        replicas.prepare(
+          d.id,
+          d,
+          d.replicas.filter((r) => r !== o.selfId),
+        ),
+    },
     log: o.log,
   });
   const members = (): number[] => {

@@ -117,15 +117,20 @@ export function splitRefusal(c: ConfState, d: RangeDescriptor): string | null {
 
 /**
  * Whether learner `node` caught up, as the range's leader sees it (`s`, its status): heard
- * from, replicating, its log within `lagEntries` of the leader's, and no longer recovering (a
- * prepared copy starts recovering: promoted before it finished, it would be a voter that
- * neither votes nor counts in a quorum, and removing the old replica next could leave the
- * range no electable majority). The promote step waits for this.
+ * from within the last election timeout, replicating, its log within `lagEntries` of the
+ * leader's, and no longer recovering (a prepared copy starts recovering: promoted before it
+ * finished, it would be a voter that neither votes nor counts in a quorum, and removing the old
+ * replica next could leave the range no electable majority). The leader keeps a learner's
+ * progress while the learner is down, so without the recent answer a learner that caught up
+ * and then went down would still look caught up, and be promoted to a voter that is down: the
+ * old replica's removal next would leave the range one live voter short. The promote step
+ * waits for this.
  */
 export function learnerCaughtUp(s: Status, node: number, lagEntries: number): boolean {
   const p = s.progress[node];
   return (
     p !== undefined &&
+    p.heardRecently &&
     p.state === 'replicate' &&
     !p.catchingUp &&
     p.match > 0 &&
@@ -399,6 +404,8 @@ export class RangeReplicas {
           await this.pause();
           break;
         case 'remove-learner':
+          await this.removeLearner(lane, next.node, signal);
+          break;
         case 'remove':
           await this.confChange(rt, 'remove', next.node, signal);
           break;
@@ -430,6 +437,18 @@ export class RangeReplicas {
       'INTERNAL',
       `Range ${lane.id}'s replica change took more than ${MAX_STEPS} steps`,
     );
+  }
+
+  /** Removes a learner and records the voters after (removeLearner); a change in flight waits. */
+  private async removeLearner(lane: RangeLane, node: number, signal: AbortSignal): Promise<void> {
+    try {
+      await removeLearner(lane.group, node, { clock: this.o.clock, signal });
+    } catch (err) {
+      const e = toFlotillaError(err);
+      // Another change in flight (the leave of a joint one): the next step reads it again.
+      if (e.code !== 'MEMBERSHIP_CHANGE_PENDING') throw e;
+      await this.pause();
+    }
   }
 
   private catchUpDeadline(): number {
@@ -494,7 +513,7 @@ export class RangeReplicas {
           rt.leaderId(),
         );
       if (this.o.clock.nowMs() > until || signal.aborted) {
-        await this.confChange(rt, 'remove', node, signal).catch(() => undefined);
+        await this.removeLearner(lane, node, signal).catch(() => undefined);
         throw new FlotillaError(
           'TIMEOUT',
           `Node ${node} did not catch up with range ${lane.id} in time (match ${p?.match ?? 0} of ${s.lastIndex}); it was removed again: retry`,
@@ -615,4 +634,40 @@ export function unreachable(node: number, what: string, err: unknown): FlotillaE
     `Could not ask node ${node} to ${what}: ${why}; the change resumes where it stopped when retried`,
     true,
   );
+}
+
+/**
+ * Removes learner `node` from the range this leader runs (`group`), then, once its
+ * configuration holds no learner and is not joint, records its voters in the range's log at
+ * the generation it applied (so at generation + 1, the voters unchanged). Every learner removal
+ * goes this way: the removed node is sent nothing more, so its copy may never apply the
+ * removal, nor the record; the record gives the range, and once the map repair copied it the
+ * map, a generation at which the range counted the node in no configuration, and the node's
+ * retirer gives its copy up on seeing it (range-retirer.ts, third rule). Without the record a
+ * copy left by a learner whose move did not finish would run the range until its next change.
+ * A record refused because the generation moved on (a split) is left: the split recorded one.
+ */
+export async function removeLearner(
+  group: { readonly runtime: RaftRuntime; readonly range: Pick<RangeMachine, 'descriptor'> },
+  node: number,
+  o: { readonly clock: Clock; readonly signal: AbortSignal },
+): Promise<void> {
+  const rt = group.runtime;
+  try {
+    await rt.proposeConfChange({ changes: [{ kind: 'remove', node }] }, { signal: o.signal });
+  } catch (err) {
+    throw toFlotillaError(err);
+  }
+  const c = rt.status().conf;
+  if (c.learners.length > 0 || c.outgoing.length > 0) return;
+  const d = group.range.descriptor();
+  const voters = [...c.voters].sort((a, b) => a - b);
+  const payload = RangeMachine.encode({ replicas: { generation: d.generation, voters } });
+  try {
+    await rt.propose(encodeEnvelope({ client: '', seq: 0, timeMs: o.clock.nowMs(), payload }), {
+      signal: o.signal,
+    });
+  } catch (err) {
+    throw toFlotillaError(err);
+  }
 }

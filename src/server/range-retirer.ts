@@ -19,12 +19,23 @@
 //     removal (a removed node is sent nothing more). Safe because the range records its
 //     replicas only with no learner in its configuration, so at that newer generation the
 //     range counted this node in none; it is added back only through a prepare, which a copy
-//     that believes it votes refuses and which replaces any other copy; and a prepared copy is judged by neither 1 nor 3 until it applied a configuration naming
-//     it at the generation it was prepared at or later: the leader's first snapshot may be
-//     older than the change that removed it before, and name it a voter. What a prepared copy
-//     applied comes from the range's leaders only: nothing starts it from a split's seed or its
-//     parent's children (range-groups.ts), whose replicas would name it a voter of a
-//     configuration the range left long ago; started so, it would be judged by no rule.
+//     that believes it votes refuses and which replaces any other copy. Every generation the
+//     range records comes with no learner in its configuration: a move's record waits for
+//     its stray learners to go, a split is refused while any learner is there, and a learner's
+//     removal is followed by a record of the voters (removeLearner, range-replicas.ts), so
+//     the copy a removed learner leaves (sent nothing more) sees such a generation in the map.
+//     A prepared copy is judged by 1 only once it applied a configuration naming it at the
+//     generation it was prepared at or later, and by 3 against that generation rather than
+//     its own: the leader's first snapshot may be older than the change that removed it
+//     before, and name it a voter (so its own generation is older than the map's while the
+//     move that prepared it is still under way). Judged against the prepare's generation it
+//     is never given up while that move may still promote it: the map gets no newer
+//     generation until the move recorded (it would name it) or its learner was removed. Such
+//     a copy, left by a move that did not finish, would otherwise believe it votes and be
+//     judged by no rule. What a prepared copy applied comes from the range's leaders only:
+//     nothing starts it from a split's seed, its parent's children (range-groups.ts) or the map
+//     read of a recovering node (node-recovery.ts), whose replicas would name it a voter of a
+//     configuration the range left long ago.
 //
 // A copy recovering lost data (node-recovery.ts: its core has not caught up, or it has not
 // applied what it knew committed then) is judged by 2 and 3 only, and only once the meta group
@@ -60,6 +71,8 @@ export interface RetireInput {
    * generation of then or later (what it applied may be a leader's older snapshot).
    */
   readonly preparing: boolean;
+  /** While `preparing`: the range's generation it was prepared at (absent: not judged by 3). */
+  readonly preparedAt?: number;
   /** How long since this node last made progress in the range (entries, snapshot bytes). */
   readonly idleMs: number;
   readonly abandonAfterMs: number;
@@ -67,6 +80,36 @@ export interface RetireInput {
   readonly recovering?: boolean;
   /** The meta map here is current enough to judge a recovering copy by (absent: true). */
   readonly mapCurrent?: boolean;
+}
+
+/**
+ * The ranges of the map (`map`, as this node applied it) that name `self` among their replicas
+ * and that nothing here holds or handles: not running or being started (`here`), not given up,
+ * not prepared, not busy, and with at least one other replica. Such a range is one this node
+ * never started: it was down when the split that named it committed and was removed from the
+ * parent before it caught up (a removed node is sent nothing more, so it never applies the
+ * split). Pure.
+ */
+export function rangesToTakeUp(
+  self: number,
+  map: readonly RangeDescriptor[],
+  o: {
+    readonly here: (id: RangeId) => boolean;
+    readonly retired: (id: RangeId) => boolean;
+    readonly prepared: (id: RangeId) => boolean;
+    readonly busy: ReadonlySet<RangeId>;
+  },
+): RangeDescriptor[] {
+  return map.filter(
+    (d) =>
+      d.id >= FIRST_ALLOCATED_RANGE &&
+      d.replicas.includes(self) &&
+      d.replicas.some((r) => r !== self) &&
+      !o.here(d.id) &&
+      !o.retired(d.id) &&
+      !o.prepared(d.id) &&
+      !o.busy.has(d.id),
+  );
 }
 
 /** Why this node is out of the range, or null when it is (or may be) a replica. */
@@ -80,20 +123,26 @@ export function retireVerdict(i: RetireInput): string | null {
     return 'it applied its removal';
   if (!member && i.idleMs >= i.abandonAfterMs)
     return `it is in no configuration it applied and made no progress for ${i.idleMs} ms`;
+  // A prepared copy's own generation may be an old snapshot's: the prepare's is what it knows.
+  const own = i.preparing ? i.preparedAt : descriptor.generation;
   if (
     member &&
-    !i.preparing &&
+    own !== undefined &&
     mapped !== undefined &&
-    mapped.generation > descriptor.generation &&
+    mapped.generation > own &&
     !mapped.replicas.includes(self)
   )
-    return `the range map holds it at generation ${mapped.generation} with replicas [${mapped.replicas.join(', ')}], newer than its own ${descriptor.generation}`;
+    return i.preparing
+      ? `the range map holds it at generation ${mapped.generation} with replicas [${mapped.replicas.join(', ')}], newer than the ${own} it was prepared at`
+      : `the range map holds it at generation ${mapped.generation} with replicas [${mapped.replicas.join(', ')}], newer than its own ${own}`;
   return null;
 }
 
 export interface RangeRetirerOptions {
   readonly selfId: number;
-  readonly groups: Pick<RangeGroups, 'ranges' | 'group' | 'retire'>;
+  /** `pending` and `isRetired` are asked only with `takeUp`. */
+  readonly groups: Pick<RangeGroups, 'ranges' | 'group' | 'retire'> &
+    Partial<Pick<RangeGroups, 'pending' | 'isRetired'>>;
   /** Which ranges are prepared here and not yet added (durable: range-dirs.ts). */
   readonly dirs: Pick<RangeDirs, 'preparedAt' | 'added'>;
   readonly lanes: Pick<RangeLanes, 'forget'>;
@@ -103,6 +152,16 @@ export interface RangeRetirerOptions {
   readonly recovering?: (id: RangeId, runtime: RangeGroup['runtime']) => boolean;
   /** Whether the meta map here is current enough to judge a recovering copy (absent: yes). */
   readonly mapCurrent?: () => boolean;
+  /**
+   * Takes up a range the map names this node in and that never ran here (`rangesToTakeUp`),
+   * once the map has named it so for `takeUpAfterMs`: prepares it as a new replica (an empty,
+   * recovering copy whose voters are the range's others). Absent: never.
+   */
+  readonly takeUp?: {
+    readonly map: () => readonly RangeDescriptor[];
+    readonly afterMs: number;
+    readonly run: (d: RangeDescriptor) => Promise<void>;
+  };
   /** Ranges being changed or given up on this node: one thing at a time per range. */
   readonly busy: Set<RangeId>;
   readonly clock: Clock;
@@ -123,6 +182,8 @@ interface Seen {
 export class RangeRetirer {
   private readonly periodic: Periodic;
   private readonly seen = new Map<RangeId, Seen>();
+  /** Ranges the map names this node in that do not run here, with when first seen so. */
+  private readonly missing = new Map<RangeId, number>();
   private checking = false;
 
   constructor(private readonly o: RangeRetirerOptions) {
@@ -154,8 +215,59 @@ export class RangeRetirer {
         const why = this.verdict(id);
         if (why !== null) await this.retire(id, why);
       }
+      // Looked at without a wait: a check that finds nothing to do ends within its turn.
+      for (const d of this.dueTakeUps()) await this.takeUp(d);
     } finally {
       this.checking = false;
+    }
+  }
+
+  /**
+   * The ranges the map has named this node in, for `takeUp.afterMs`, without their running
+   * here: to be prepared. The grace lets a node that lags in the parent apply the split and
+   * seed the range itself. Taking one up is safe whatever the range's state: the copy starts empty and
+   * recovering (as a copy prepared for a move), so it neither votes nor counts toward a quorum
+   * until it holds the leader's log up to a commit the leader reached after it started, and
+   * its voters are the range's others, so until the leader's snapshot arrives it believes it is
+   * no member. If the map was stale and the range has left this node, nothing arrives and the
+   * second rule gives the copy up; the map at a newer generation without it, the third.
+   */
+  private dueTakeUps(): RangeDescriptor[] {
+    const t = this.o.takeUp;
+    if (t === undefined || !(this.o.mapCurrent?.() ?? true)) return [];
+    const now = this.o.clock.nowMs();
+    const pending = new Set(this.o.groups.pending?.() ?? []);
+    const due = rangesToTakeUp(this.o.selfId, t.map(), {
+      here: (id) => this.o.groups.group(id) !== undefined || pending.has(id),
+      retired: (id) => this.o.groups.isRetired?.(id) ?? false,
+      prepared: (id) => this.o.dirs.preparedAt(id) !== undefined,
+      busy: this.o.busy,
+    });
+    const ids = new Set(due.map((d) => d.id));
+    for (const id of [...this.missing.keys()]) if (!ids.has(id)) this.missing.delete(id);
+    const ready: RangeDescriptor[] = [];
+    for (const d of due) {
+      const since = this.missing.get(d.id) ?? now;
+      this.missing.set(d.id, since);
+      if (now - since < t.afterMs) continue;
+      this.missing.delete(d.id);
+      this.o.log.warn(
+        { range: d.id, generation: d.generation, replicas: d.replicas, missingMs: now - since },
+        `the range map names this node in range ${d.id}, which never ran here: taking it up as a new replica`,
+      );
+      ready.push(d);
+    }
+    return ready;
+  }
+
+  private async takeUp(d: RangeDescriptor): Promise<void> {
+    try {
+      await this.o.takeUp?.run(d);
+    } catch (err) {
+      this.o.log.warn(
+        { range: d.id, err: (err as Error).message },
+        `could not take range ${d.id} up; will try again`,
+      );
     }
   }
 
@@ -184,6 +296,7 @@ export class RangeRetirer {
       mapped: this.o.mapped(id),
       wasMember: seen.wasMember,
       preparing: preparedAt !== undefined,
+      ...(preparedAt === undefined ? {} : { preparedAt }),
       idleMs: now - seen.sinceMs,
       abandonAfterMs: this.o.abandonAfterMs,
       recovering,

@@ -2,7 +2,8 @@
 // started while the node recovers starts recovering; the map is read once the meta group
 // caught up and applied what it then knew committed, and the ranges it names here are started;
 // the identity file is told `none` only when no group is recovering or applying, no range is
-// starting and the map was read, and never before.
+// starting and the map was read, and never before. A range marked prepared here is not started
+// from the map (its empty copy would take the map's replicas as its voters).
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -52,11 +53,19 @@ void test('recovery finishes only when every group caught up and applied, the ma
     groups: () => [...groups.values()],
     pendingRanges: () => [...pending],
     metaGroup: 2,
-    map: () => [desc(0, [1, 2, 3, 4]), desc(5, [2, 3, 4]), desc(6, [1, 2, 4]), desc(8, [1, 2, 3])],
+    map: () => [
+      desc(0, [1, 2, 3, 4]),
+      desc(5, [2, 3, 4]),
+      desc(6, [1, 2, 4]),
+      desc(7, [2, 3, 4]),
+      desc(8, [1, 2, 3]),
+    ],
     startRange: (d) => {
       started.push(d.id);
       pending.add(d.id);
     },
+    // Range 7 was prepared here: a map older than the prepare may name this node in it.
+    prepared: (id) => id === 7,
   });
   const at = (): readonly string[] => r.status().waitingFor;
   assert.deepEqual(r.status().recoveringGroups, [0, 1, 2, 5]);
@@ -73,7 +82,7 @@ void test('recovery finishes only when every group caught up and applied, the ma
   meta.applied = 10;
   meta.commit = 12; // committed since: the mark stays where it caught up
   r.check();
-  assert.deepEqual(started, [6], 'the range the map names here and nothing runs');
+  assert.deepEqual(started, [6], 'the range the map names here, nothing runs, not prepared');
   assert.ok(at().includes('range 6 starting'), JSON.stringify(at()));
   assert.equal(r.mapCurrent(), true);
 
@@ -119,6 +128,7 @@ void test('a node that lost nothing stores nothing and waits for nothing; the pl
     metaGroup: 2,
     map: () => null,
     startRange: () => assert.fail('nothing to start'),
+    prepared: () => false,
   });
   assert.equal(fine.recoveryFor(5), 'none');
   assert.deepEqual(fine.status().waitingFor, []);

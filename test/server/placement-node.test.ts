@@ -241,13 +241,31 @@ void test('a step goes to the range leader first, then its replicas, following N
     (e: unknown) => e instanceof FlotillaError && e.code === 'INVALID_REQUEST',
   );
   assert.deepEqual(sent, ['POST http://n6/v1/ranges/replicas {"range":8,"add":4}']);
-  // Nobody holding it answers: the last failure is the step's.
+  // Nobody holding it answers: the last failure is the step's, as UNAVAILABLE naming the node
+  // and the step (not the HTTP client's bare message: undici says only "other side closed").
   const none = httpExecutor({ nodesOf: () => [2], url: (id) => `http://n${id}` }, () =>
-    Promise.reject(new Error('connection refused')),
+    Promise.reject(new Error('other side closed')),
   );
   await assert.rejects(
     none.removeReplica?.(9, 2, new AbortController().signal) ?? Promise.resolve(),
-    /connection refused/,
+    (e: unknown) =>
+      e instanceof FlotillaError &&
+      e.code === 'UNAVAILABLE' &&
+      e.indefinite &&
+      e.message ===
+        "Could not ask node 2 to remove range 9's replica from node 2 (at http://n2): other side closed; the change resumes where it stopped when retried",
+  );
+  const dropped = httpExecutor({ nodesOf: () => [3], url: (id) => `http://n${id}` }, () =>
+    Promise.reject(new Error('other side closed')),
+  );
+  await assert.rejects(
+    dropped.move(9, 2, 4, new AbortController().signal),
+    (e: unknown) =>
+      e instanceof FlotillaError &&
+      e.code === 'UNAVAILABLE' &&
+      /^Could not ask node 3 to move range 9's replica from node 2 to node 4 \(at http:\/\/n3\): other side closed;/.test(
+        e.message,
+      ),
   );
   // A leader transfer takes the same way, to its own route.
   sent.length = 0;

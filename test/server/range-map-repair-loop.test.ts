@@ -2,17 +2,22 @@
 // held by the test, on a clock the test moves: a node that does not lead the range sends
 // nothing; once it comes to lead it, it records the range's newer descriptor at once (well
 // before the next full pass), and a range whose change lock is held is left to the change. A
-// planted loop that looks for new leadership too seldom shows the first check can fail.
+// planted loop that looks for new leadership too seldom shows the first check can fail. A
+// learner no change wants is removed by the range's leader once it stayed so for the grace, not
+// before, not while a change holds the range, not by a follower, and not from ranges 0-2; the
+// range's voters are recorded at its next generation after.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import pino from 'pino';
-import { simpleConf } from '../../src/raft/index.js';
+import { simpleConf, type ConfChange, type ConfState } from '../../src/raft/index.js';
 import { RangeMap } from '../../src/ranges/range-map.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import type { MetaResult, MetaStateMachine } from '../../src/ranges/meta-machine.js';
 import type { RangeLane } from '../../src/server/range-lanes.js';
-import { MapRepair } from '../../src/server/range-map-repair.js';
+import { decodeEnvelope } from '../../src/host/envelope.js';
+import { RangeMachine } from '../../src/ranges/range-machine.js';
+import { MapRepair, strayLearners } from '../../src/server/range-map-repair.js';
 import { TimerClock } from '../support/timer-clock.js';
 
 const key = (s: string) => new TextEncoder().encode(s);
@@ -67,6 +72,7 @@ function world(leaderCheckMs: number) {
     checkEveryMs: 1_000,
     leaderCheckMs,
     recordTimeoutMs: 1_000,
+    strayLearnerGraceMs: 10_000,
     log: pino({ level: 'silent' }),
   });
   return {
@@ -129,4 +135,132 @@ void test('a range this node has just come to lead is repaired before the next f
   } finally {
     slow.repair.stop();
   }
+});
+
+/** Range `id`, recorded as in the map, led by `leader`, with learner 4 left over. */
+function strayWorld(o: { readonly id: number; readonly graceMs: number }) {
+  let conf: ConfState = { ...simpleConf([1, 2, 3]), learners: [4] };
+  const own: RangeDescriptor = {
+    id: o.id,
+    start: key(''),
+    end: null,
+    generation: 2,
+    replicas: [1, 2, 3],
+  };
+  let leader = 1;
+  const proposed: ConfChange[] = [];
+  const recorded: Uint8Array[] = [];
+  const lane = {
+    id: o.id,
+    group: {
+      runtime: {
+        leaderId: () => leader,
+        appliedIndex: () => 10,
+        status: () => ({ commit: 10, conf }),
+        propose: (data: Uint8Array) => {
+          recorded.push(decodeEnvelope(data).payload);
+          return Promise.resolve(null);
+        },
+        proposeConfChange: (cc: ConfChange) => {
+          proposed.push(cc);
+          for (const c of cc.changes)
+            if (c.kind === 'remove')
+              conf = { ...conf, learners: conf.learners.filter((l) => l !== c.node) };
+          return Promise.resolve(conf);
+        },
+      },
+      range: { descriptor: () => own, children: () => [] },
+    },
+  } as unknown as RangeLane;
+  // The map already holds the range as its log says: only the stray learner is left to do.
+  const map = {
+    get: (id: number) => (id === o.id ? own : undefined),
+  };
+  const clock = new TimerClock();
+  const busy = new Set<number>();
+  const repair = new MapRepair({
+    selfId: 1,
+    lanes: { all: () => [lane] },
+    meta: {
+      machine: { map: () => map } as unknown as MetaStateMachine,
+      recordReplicas: () => Promise.reject(new Error('nothing to record')),
+      recordSplit: () => Promise.reject(new Error('nothing to record')),
+    },
+    metaForwarder: { forward: () => Promise.resolve(null) },
+    nodeAuthorization: undefined,
+    busy,
+    clock,
+    checkEveryMs: 1_000,
+    leaderCheckMs: 100,
+    recordTimeoutMs: 1_000,
+    strayLearnerGraceMs: o.graceMs,
+    log: pino({ level: 'silent' }),
+  });
+  return {
+    repair,
+    clock,
+    busy,
+    proposed,
+    recorded,
+    conf: () => conf,
+    follow: () => (leader = 2),
+    lead: () => (leader = 1),
+  };
+}
+
+void test('the leader removes a learner no change wants once it stayed past the grace', async () => {
+  const w = strayWorld({ id: 5, graceMs: 10_000 });
+  w.repair.start();
+  try {
+    // Half the grace, then a change holds the range: the grace starts again once it is free.
+    w.clock.advance(5_000);
+    w.busy.add(5);
+    w.clock.advance(8_000);
+    assert.equal(await settle(() => w.proposed.length > 0), false, 'removed under a change');
+    w.busy.delete(5);
+    w.clock.advance(6_000);
+    assert.equal(await settle(() => w.proposed.length > 0), false, 'removed within the grace');
+    // Leadership lost and regained: the grace starts again as well.
+    w.follow();
+    w.clock.advance(12_000);
+    assert.equal(await settle(() => w.proposed.length > 0), false, 'removed by a follower');
+    w.lead();
+    w.clock.advance(9_000);
+    assert.equal(await settle(() => w.proposed.length > 0), false, 'grace kept from before');
+    w.clock.advance(2_000);
+    assert.equal(await settle(() => w.proposed.length > 0), true, 'stray learner never removed');
+    assert.deepEqual(w.proposed, [{ changes: [{ kind: 'remove', node: 4 }] }]);
+    assert.deepEqual(w.conf().learners, []);
+    // Then the voters are recorded at the next generation: the map, once it copied that, tells
+    // the removed node's copy (sent nothing more) that the range left it.
+    assert.equal(await settle(() => w.recorded.length > 0), true, 'nothing recorded after');
+    assert.deepEqual(w.recorded, [
+      RangeMachine.encode({ replicas: { generation: 2, voters: [1, 2, 3] } }),
+    ]);
+    assert.equal(await settle(() => w.repair.straysRemoved === 1), true, 'not counted');
+    assert.equal(w.busy.size, 0, 'the range lock was not given back');
+    w.clock.advance(30_000);
+    assert.equal(await settle(() => w.proposed.length > 1), false, 'removed twice');
+  } finally {
+    w.repair.stop();
+  }
+  // Planted: a grace longer than the run (no removal, as before this repair) leaves it.
+  const planted = strayWorld({ id: 5, graceMs: Number.POSITIVE_INFINITY });
+  planted.repair.start();
+  try {
+    planted.clock.advance(60_000);
+    assert.equal(await settle(() => planted.proposed.length > 0), false);
+    assert.deepEqual(planted.conf().learners, [4]);
+  } finally {
+    planted.repair.stop();
+  }
+});
+
+void test('stray learners: only of ranges split off range 0, and not while joint', () => {
+  const c: ConfState = { ...simpleConf([1, 2, 3]), learners: [4] };
+  assert.deepEqual(strayLearners(3, c), [4]);
+  assert.deepEqual(strayLearners(0, c), [], 'a member joining range 0 is no stray');
+  assert.deepEqual(strayLearners(2, c), []);
+  assert.deepEqual(strayLearners(3, { ...c, outgoing: [1, 2, 5] }), []);
+  assert.deepEqual(strayLearners(3, simpleConf([1, 2, 3])), []);
 });

@@ -6,16 +6,23 @@
 // leader's own removal, one record at the end), from any state a crash may have left. The
 // retirement rules are checked case by case, the cases that must not retire included (a
 // copy prepared again whose first snapshot is older than its earlier removal, found by the
-// in-process move test).
+// in-process move test), and a prepared copy left by a move that did not finish is judged
+// against the generation it was prepared at.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { FlotillaError } from '../../src/base/errors.js';
-import { simpleConf, type ConfState } from '../../src/raft/index.js';
+import {
+  simpleConf,
+  type ConfState,
+  type ProgressStatus,
+  type Status,
+} from '../../src/raft/index.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import {
   checkChangeShape,
   checkReplicaChange,
+  learnerCaughtUp,
   nextReplicaStep,
   type ReplicaChange,
   type ReplicaStep,
@@ -211,4 +218,44 @@ void test('a node is out of a range only when what it applied or the map shows i
   // Prepared again after it was removed: the leader's first snapshot is older than its removal
   // and names it a voter; neither that nor the map's newer generation makes it out.
   assert.equal(out({ mapped: desc([1, 2, 3], 2), preparing: true, wasMember: false }), null);
+  // The same copy, judged against the generation it was prepared at (2): not out while the
+  // move that prepared it may still promote it (the map gets no newer generation before the
+  // move records, naming it, or its learner is removed and the voters recorded) ...
+  const stale = { preparing: true, preparedAt: 2, wasMember: false };
+  assert.equal(out({ ...stale, mapped: desc([1, 2, 3], 2) }), null, 'the move under way');
+  assert.equal(out({ ...stale, mapped: desc([1, 2, 3, 4], 3) }), null, 'the move finished');
+  // ... but out once the map holds a newer generation without it: the move did not finish,
+  // its learner was removed and the voters recorded. Its old snapshot names it a voter, so
+  // without this it would be judged by no rule (a chaos run with moves ended so).
+  assert.match(
+    out({ ...stale, mapped: desc([1, 2, 3], 3) }) ?? '',
+    /generation 3 with replicas \[1, 2, 3\], newer than the 2 it was prepared at/,
+  );
+  assert.match(
+    out({ ...learner, ...stale, mapped: desc([1, 2, 3], 3) }) ?? '',
+    /newer than the 2 it was prepared at/,
+    'a prepared learner left behind',
+  );
+});
+
+void test('a learner is caught up only if the leader heard from it within an election timeout', () => {
+  const learner: ProgressStatus = {
+    match: 98,
+    next: 99,
+    state: 'replicate',
+    learner: true,
+    catchingUp: false,
+    heardRecently: true,
+  };
+  const status = (p: Partial<ProgressStatus>): Status =>
+    ({ lastIndex: 100, progress: { 4: { ...learner, ...p } } }) as unknown as Status;
+  assert.equal(learnerCaughtUp(status({}), 4, 5), true);
+  // The leader keeps a learner's progress while it is down: its match and state say nothing
+  // of now. Promoted, it would be a voter that is down, and the old replica's removal next
+  // would leave the range one live voter short.
+  assert.equal(learnerCaughtUp(status({ heardRecently: false }), 4, 5), false);
+  assert.equal(learnerCaughtUp(status({ catchingUp: true }), 4, 5), false);
+  assert.equal(learnerCaughtUp(status({ state: 'probe' }), 4, 5), false);
+  assert.equal(learnerCaughtUp(status({ match: 90 }), 4, 5), false);
+  assert.equal(learnerCaughtUp(status({}), 3, 5), false, 'a node the leader has no progress of');
 });
