@@ -30,7 +30,11 @@ export interface RaftEvent {
     /** The leader proposed the leave of a joint configuration it had applied (autoLeave). */
     | 'conf-leave-proposed'
     /** An election timeout passed, but a committed membership change is not applied yet. */
-    | 'campaign-deferred';
+    | 'campaign-deferred'
+    /** The group went idle: the leader sent, or the follower heard, a quiescing heartbeat. */
+    | 'quiesced'
+    /** A quiesced node woke: an input, a message, or its caller (RaftNode.wake). */
+    | 'woke';
   readonly node: NodeId;
   readonly term: number;
   /** The other node involved (candidate voted for, leader followed, transfer target), or 0. */
@@ -61,6 +65,14 @@ export interface RaftConfig {
    * check-quorum. Omitted: no lease, and a lease read takes a ReadIndex round.
    */
   readonly leaseDriftTicks?: number;
+  /**
+   * Quiescing (DESIGN.md, "Quiescing idle groups"): a leader whose group is idle (every
+   * member holds its whole log, committed and applied; nothing pending) sends one last
+   * heartbeat that says so and stops its timers, as do the followers that hear it, until an
+   * input or a message wakes them. Failure detection of a quiesced group is the caller's
+   * (RaftNode.wake). Turn it on on every member or none. Default false.
+   */
+  readonly quiesce?: boolean;
   /** Max AppendEntries messages in flight to one follower. Default 256. */
   readonly maxInflightMsgs?: number;
   /** Max bytes of entry data in flight to one follower. Default 64 MiB. */
@@ -98,6 +110,7 @@ export interface ResolvedConfig {
   readonly checkQuorum: boolean;
   /** Null: lease reads are off. */
   readonly leaseDriftTicks: number | null;
+  readonly quiesce: boolean;
   readonly maxInflightMsgs: number;
   readonly maxInflightBytes: number;
   readonly maxEntriesPerMsg: number;
@@ -123,6 +136,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     preVote: config.preVote ?? true,
     checkQuorum: config.checkQuorum ?? true,
     leaseDriftTicks: config.leaseDriftTicks ?? null,
+    quiesce: config.quiesce ?? false,
     maxInflightMsgs: config.maxInflightMsgs ?? 256,
     maxInflightBytes: config.maxInflightBytes ?? defaultLimits.maxInflightBytes,
     maxEntriesPerMsg: config.maxEntriesPerMsg ?? 4096,

@@ -54,6 +54,8 @@ export interface Status {
   readonly persistedIndex: Index;
   readonly transferee: NodeId;
   readonly recovery: Recovery;
+  /** The group is quiesced here (RaftConfig.quiesce): this node's timers stand still. */
+  readonly quiesced: boolean;
   /** Every voter of the configuration in force, of either half while it is joint. */
   readonly voters: readonly NodeId[];
   /** The learners of the configuration in force (replicated to, counted in no decision). */
@@ -141,7 +143,29 @@ export class RaftNode {
    */
   tick(clockTicks = 1): void {
     this.advanceClock(clockTicks);
+    // A quiesced node's timers stand still: it neither campaigns, nor heartbeats, nor checks
+    // its quorum until something wakes it (wake).
+    if (this.raft.quiesced) return;
     this.raft.tickRole(this.raft);
+  }
+
+  /**
+   * Whether this node is quiesced (RaftConfig.quiesce): its group is idle and ticks do nothing
+   * but move the lease clock, so the caller need not tick it until it wakes. Any input or
+   * message wakes it, as does wake().
+   */
+  quiesced(): boolean {
+    return this.raft.quiesced;
+  }
+
+  /**
+   * Wakes a quiesced node (a no-op otherwise): its caller's failure detection says so, e.g.
+   * the leader's node fell silent for an election timeout, or a member's node came back. A
+   * woken follower campaigns after a whole election timeout without a leader's word, as if it
+   * had just heard from it; a woken leader sends a heartbeat round at once.
+   */
+  wake(reason: string): void {
+    this.raft.wake(reason);
   }
 
   /** Moves the lease clock on by `ticks` of real time that passed since it last moved. */
@@ -152,6 +176,7 @@ export class RaftNode {
   /** Starts an election now (as if the election timeout elapsed). */
   campaign(): void {
     const r = this.raft;
+    r.wake('campaign asked');
     if (r.role === 'leader' || !r.promotable()) return;
     hup(r, false);
   }
@@ -165,6 +190,7 @@ export class RaftNode {
   /** Appends several commands at once; all or none are accepted. */
   proposeBatch(datas: readonly Uint8Array[]): Result<{ firstIndex: Index; term: Term }> {
     const r = this.raft;
+    r.wake('proposal');
     if (r.role !== 'leader') {
       return fail(
         'NOT_LEADER',
@@ -185,6 +211,7 @@ export class RaftNode {
   readIndex(requestId: number, o: { readonly lease?: boolean } = {}): Result<void> {
     const r = this.raft;
     const lease = o.lease ?? false;
+    r.wake(lease ? 'lease read' : 'read');
     if (r.role === 'leader') {
       leaderReadIndex(r, requestId, this.id, lease);
       return ok(undefined);
@@ -218,6 +245,7 @@ export class RaftNode {
    */
   proposeConfChange(cc: ConfChange): Result<{ index: Index; term: Term }> {
     const r = this.raft;
+    r.wake('membership change');
     if (r.role !== 'leader') {
       return fail(
         'NOT_LEADER',
@@ -244,6 +272,7 @@ export class RaftNode {
   /** Hands leadership to `to` once it is caught up (thesis §3.10). */
   transferLeadership(to: NodeId): Result<void> {
     const r = this.raft;
+    r.wake('leadership transfer');
     if (r.role !== 'leader') {
       return fail('NOT_LEADER', `Node ${this.id} is not the leader`, r.leader);
     }
@@ -463,6 +492,7 @@ export class RaftNode {
       persistedIndex: r.log.persisted,
       transferee: r.leadTransferee,
       recovery: r.recoveryState,
+      quiesced: r.quiesced,
       voters: r.trk.voterIds(),
       learners: conf.learners,
       outgoingVoters: conf.outgoing,

@@ -20,7 +20,7 @@ import { ReadOnly, type PendingRead } from './read-only.js';
 import { hup, stepCandidate } from './step-candidate.js';
 import { stepFollower } from './step-follower.js';
 import { broadcastAppend } from './replicate.js';
-import { stepLeader, tickHeartbeat } from './step-leader.js';
+import { stepLeader, tickHeartbeat, wakeLeader } from './step-leader.js';
 import { ProgressTracker } from './tracker.js';
 import {
   NONE,
@@ -144,6 +144,15 @@ export class Raft {
    * (as the transfer asked) once it is (RaftNode.advance). Cleared by a new term.
    */
   campaignAfterApply = false;
+  /**
+   * The group is idle and this node's timers are stopped (DESIGN.md, "Quiescing idle
+   * groups"): a leader sent a quiescing heartbeat (maybeQuiesce), a follower heard one. Ticks
+   * move only the lease clock; any input or message but the quiescing round's own traffic
+   * wakes it (wake). While set, a leader's lease counts as expired and it does not check its
+   * quorum; a follower does not campaign. Invariant: false unless cfg.quiesce and the role is
+   * leader or follower.
+   */
+  quiesced = false;
   /** Bytes of proposals appended by this leader and not yet committed. */
   uncommittedBytes = 0;
   /** Proposals arrived since the last Ready: appends go out in one batch per Ready. */
@@ -233,6 +242,8 @@ export class Raft {
 
   step(m: Message): void {
     assert(m.to === this.id, `Message for node ${m.to} stepped into node ${this.id}`);
+    if (this.quiesced && !this.keepsQuiet(m))
+      this.wake(`${m.type} from ${m.from} in term ${m.term}`);
     this.stepMessage(m);
     if (this.recoveryState === 'recovering') this.maybeFinishRecovery();
   }
@@ -254,6 +265,30 @@ export class Raft {
       return;
     }
     this.stepRole(this, m);
+  }
+
+  /**
+   * Whether a quiesced node stays quiesced on `m`: the followers' answers to the leader's
+   * quiescing heartbeat, and that heartbeat again (a duplicate, or a leader that quiesced
+   * twice). Anything else, of any term, wakes it first: when in doubt, stay awake.
+   */
+  private keepsQuiet(m: Message): boolean {
+    if (m.term !== this.term) return false;
+    if (this.role === 'leader') return m.type === 'heartbeat-resp' && !m.catchingUp;
+    return m.type === 'heartbeat' && m.quiesce === true && m.from === this.leader;
+  }
+
+  /**
+   * Restarts a quiesced node's timers, as if it had just heard from its group: a follower
+   * waits a whole election timeout (it keeps the promise a lease relies on), a leader counts
+   * for check-quorum and its lease only answers to rounds sent from now (wakeLeader).
+   */
+  wake(reason: string): void {
+    if (!this.quiesced) return;
+    this.quiesced = false;
+    this.electionElapsed = 0;
+    this.emit('woke', NONE, reason);
+    if (this.role === 'leader') wakeLeader(this);
   }
 
   /** A message from a higher term. Returns whether to go on processing it. */
@@ -458,6 +493,7 @@ export class Raft {
       this.campaignAfterApply = false;
     }
     this.leader = NONE;
+    this.quiesced = false;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.resetRandomizedElectionTimeout();

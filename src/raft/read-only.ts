@@ -107,6 +107,20 @@ export class ReadOnly {
     if (drop > 0) this.sentAt = this.sentAt.slice(drop);
   }
 
+  /**
+   * Forgets the lease and the send ticks of every round so far: only rounds sent from now on
+   * can give a lease (a leader waking from quiescence, whose tick count stood still).
+   */
+  forgetLease(): void {
+    this.sentAt = [];
+    this.leaseEnd = 0;
+  }
+
+  /** Whether a read waits for a round or for the term's first commit. */
+  busy(): boolean {
+    return this.roundPending || this.pending.length > 0 || this.early.length > 0;
+  }
+
   /** The highest round each member has acknowledged (candidates for the lease's round). */
   ackedRounds(): number[] {
     return [...this.acks.values()];

@@ -93,7 +93,7 @@ export function sendSnapshotChunk(r: Raft, to: NodeId, pr: Progress): void {
   pr.snapshotIdleRounds = 0;
 }
 
-export function broadcastHeartbeat(r: Raft): void {
+export function broadcastHeartbeat(r: Raft, quiesce = false): void {
   for (const id of r.trk.memberIds()) {
     if (id === r.id) continue;
     const pr = r.trk.get(id) as Progress;
@@ -104,6 +104,7 @@ export function broadcastHeartbeat(r: Raft): void {
       term: r.term,
       commit: Math.min(pr.match, r.log.committed),
       seq: r.readOnly.seq,
+      ...(quiesce ? { quiesce: true as const } : {}),
     };
     r.send(hb);
   }

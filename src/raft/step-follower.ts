@@ -30,6 +30,7 @@ export function stepFollower(r: Raft, m: Message): void {
       r.electionElapsed = 0;
       r.leader = m.from;
       handleHeartbeat(r, m);
+      if (m.quiesce === true) maybeQuiesceFollower(r, m);
       return;
     case 'snapshot':
       r.electionElapsed = 0;
@@ -90,6 +91,19 @@ function handleHeartbeat(r: Raft, m: Heartbeat): void {
     catchingUp: r.recoveryState === 'recovering',
   };
   r.send(resp);
+}
+
+/**
+ * The leader quiesced the group (DESIGN.md, "Quiescing idle groups"): stop the election timer
+ * too, unless quiescing is off here, this node is recovering lost data or receiving a
+ * snapshot, or the heartbeat's commit index is past ours (we lack entries it thinks we hold).
+ * A follower that stays awake campaigns after its timeout, and that wakes the leader.
+ */
+function maybeQuiesceFollower(r: Raft, m: Heartbeat): void {
+  if (!r.cfg.quiesce || r.quiesced || r.recoveryState !== 'none') return;
+  if (r.incoming !== null || r.log.committed < m.commit) return;
+  r.quiesced = true;
+  r.emit('quiesced', m.from, `leader ${m.from} quiesced the group at commit ${m.commit}`);
 }
 
 /**

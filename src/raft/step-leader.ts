@@ -80,9 +80,52 @@ export function tickHeartbeat(r: Raft): void {
       r.readOnly.startRound(r.ticks);
       r.readOnly.forgetBefore(r.ticks - r.cfg.electionTicks);
     }
-    broadcastHeartbeat(r);
+    const quiesce = mayQuiesce(r);
+    broadcastHeartbeat(r, quiesce);
     resendSnapshotChunks(r);
+    if (quiesce) {
+      r.quiesced = true;
+      r.emit('quiesced', NONE, `idle at index ${r.log.lastIndex()}`);
+    }
   }
+}
+
+/**
+ * Whether the group is idle enough to quiesce (DESIGN.md, "Quiescing idle groups"): every
+ * member (voters and learners) acknowledged the whole log and answered within this election
+ * timeout, the log is durable, committed and applied here, and nothing waits: no proposal,
+ * read, transfer, hand-off, membership change or joint configuration, no snapshot transfer,
+ * no member recovering lost data. Anything unclear keeps the group awake.
+ */
+export function mayQuiesce(r: Raft): boolean {
+  if (!r.cfg.quiesce || r.quiesced) return false;
+  const log = r.log;
+  const last = log.lastIndex();
+  if (log.committed !== last || log.applied !== last || log.persisted !== last) return false;
+  if (r.leadTransferee !== NONE || r.handingOff || r.recoveryState !== 'none') return false;
+  if (r.pendingConfIndex > log.applied || r.conf().outgoing.length > 0) return false;
+  if (r.uncommittedBytes > 0 || r.needsBroadcast || r.commitBroadcast) return false;
+  if (r.readOnly.busy() || r.incoming !== null) return false;
+  for (const [id, pr] of r.trk.progress) {
+    if (id === r.id) continue;
+    if (pr.match !== last || pr.state !== 'replicate' || pr.catchingUp || !pr.recentActive)
+      return false;
+  }
+  return true;
+}
+
+/**
+ * A quiesced leader woke (Raft.wake). Its tick count stood still while it slept, and the
+ * answers it holds may be old: check-quorum counts only contact from now, the lease only
+ * rounds sent from now (so a lease read confirms leadership first), and a heartbeat round
+ * goes out at once to wake the followers.
+ */
+export function wakeLeader(r: Raft): void {
+  for (const [id, pr] of r.trk.progress) if (id !== r.id) pr.recentActive = false;
+  r.readOnly.forgetLease();
+  r.heartbeatElapsed = 0;
+  if (r.cfg.leaseDriftTicks !== null) r.readOnly.startRound(r.ticks);
+  broadcastHeartbeat(r);
 }
 
 /**
@@ -457,10 +500,16 @@ export function leaderReadIndex(r: Raft, requestId: number, from: NodeId, lease:
 /**
  * Whether the leader's lease holds now (DESIGN.md, "Lease reads"): lease reads are on, a
  * round it sent less than an election timeout (less the drift bound) ago was acknowledged by
- * a quorum, and no transfer was started in this term.
+ * a quorum, no transfer was started in this term, and the group is not quiesced (its tick
+ * count stands still while it is).
  */
 export function leaseHolds(r: Raft): boolean {
-  return r.cfg.leaseDriftTicks !== null && !r.leaseRevoked && r.ticks < r.readOnly.leaseEnd;
+  return (
+    r.cfg.leaseDriftTicks !== null &&
+    !r.leaseRevoked &&
+    !r.quiesced &&
+    r.ticks < r.readOnly.leaseEnd
+  );
 }
 
 /**

@@ -134,6 +134,13 @@ export interface Heartbeat extends MessageBase {
   readonly type: 'heartbeat';
   readonly commit: Index;
   readonly seq: number;
+  /**
+   * The leader quiesced the group with this heartbeat (DESIGN.md, "Quiescing idle groups"):
+   * every member holds its whole log, committed and applied, and nothing is pending. A
+   * follower that quiesces too stops its election timer until any message or input wakes it.
+   * Absent (never false) on every other heartbeat.
+   */
+  readonly quiesce?: true;
 }
 
 export interface HeartbeatResponse extends MessageBase {

@@ -101,7 +101,7 @@ export function renderMessage(m: Message): string {
         ? `${head} ok index=${m.index}`
         : `${head} reject index=${m.index} hint=${m.hintTerm}/${m.hintIndex}${m.lost ? ' lost' : ''}`;
     case 'heartbeat':
-      return `${head} commit=${m.commit} seq=${m.seq}`;
+      return `${head} commit=${m.commit} seq=${m.seq}${m.quiesce ? ' quiesce' : ''}`;
     case 'heartbeat-resp':
       return `${head} seq=${m.seq}`;
     case 'timeout-now':
@@ -149,6 +149,10 @@ export class Interaction {
         return this.addNodes(cmd);
       case 'campaign':
         this.node(num(cmd.args[0])).campaign();
+        return [];
+      case 'wake':
+        // wake ID...: the caller's failure detection wakes a quiesced node (RaftNode.wake).
+        for (const id of this.ids(cmd)) this.node(id).wake('caller');
         return [];
       case 'tick':
         return this.tick(cmd);
@@ -249,6 +253,7 @@ export class Interaction {
           ? { leaseDriftTicks: Number(cmd.kv.get('lease-drift')) }
           : {}),
         snapshotChunkBytes: Number(cmd.kv.get('chunk') ?? '4'),
+        ...(cmd.kv.has('quiesce') ? { quiesce: cmd.kv.get('quiesce') === 'true' } : {}),
       };
       // A configuration the core refuses is shown, not thrown: transcripts record refusals.
       try {
@@ -569,7 +574,8 @@ export class Interaction {
     // Shown only while part of the log is not yet durable, to keep settled states short.
     const persisted = s.persistedIndex < s.lastIndex ? ` persisted=${s.persistedIndex}` : '';
     const recovering = s.recovery === 'recovering' ? ' recovering' : '';
-    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${persisted}${recovering}${incoming}${pr ? ` | ${pr}` : ''}`;
+    const quiesced = s.quiesced ? ' quiesced' : '';
+    return `${id}: ${s.role} term=${s.term} vote=${s.vote} leader=${s.leader} commit=${s.commit} applied=${s.applied} last=${s.lastIndex}${persisted}${recovering}${quiesced}${incoming}${pr ? ` | ${pr}` : ''}`;
   }
 
   private raftLog(id: number): string {
