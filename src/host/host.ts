@@ -13,6 +13,13 @@ import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from './runtime.j
 /** Every group's leadership is told to the liveness lane at least this often, in ticks. */
 const LEADING_SWEEP_TICKS = 100;
 
+/**
+ * The group id of the node-level heartbeat (quiescing, DESIGN.md "Quiescing idle groups"): a
+ * heartbeat of term 0 that no group runs under, which says only that its sender's host is
+ * alive. A node without quiescing drops it as it drops any message for a group it does not run.
+ */
+export const NODE_BEAT_GROUP = 0xffff_ffff;
+
 export interface HostOptions {
   readonly id: NodeId;
   readonly transport: HostTransport;
@@ -33,6 +40,10 @@ export interface HostStats {
   readonly groups: number;
   /** Messages that named a group this host does not run (yet): dropped, Raft resends. */
   readonly unrouted: number;
+  /** Groups quiesced here now (RaftConfig.quiesce): not ticked until they wake. */
+  readonly quiesced: number;
+  /** Groups woken by the node-level failure detection, since start. */
+  readonly wokenBySilence: number;
 }
 
 export class Host implements AsyncDisposable {
@@ -52,6 +63,22 @@ export class Host implements AsyncDisposable {
   private ticks = 0;
   /** Groups whose leadership may have changed since the lane was last told (reportLeading). */
   private readonly leadingChanged = new Set<GroupId>();
+  /**
+   * Quiescing (DESIGN.md, "Quiescing idle groups"): groups added with raft.quiesce. While
+   * there are any, the host sends each peer node a node-level heartbeat every `beatTicks` and
+   * watches each peer's silence: a quiesced group's own timers stand still, so its failure
+   * detection is the node's.
+   */
+  private quiescing = 0;
+  /** The shortest heartbeat interval of the quiescing groups, in ticks. */
+  private beatTicks = Number.POSITIVE_INFINITY;
+  /** The shortest election timeout of the quiescing groups: a peer this silent is down. */
+  private silenceTicks = Number.POSITIVE_INFINITY;
+  /** Each peer node sent to or heard from, and the tick it was last heard from. */
+  private readonly heardAt = new Map<NodeId, number>();
+  /** Peers silent for silenceTicks; the groups quiesced under them as leader were woken. */
+  private readonly silentPeers = new Set<NodeId>();
+  private wokenBySilence = 0;
 
   constructor(private readonly o: HostOptions) {
     this.tickMs = o.tickMs ?? 10;
@@ -73,8 +100,10 @@ export class Host implements AsyncDisposable {
     /** What builds the runtime: a subclass only in tests (the simulator's planted bugs). */
     runtime: Pick<typeof RaftRuntime, 'start'> = RaftRuntime,
   ): Promise<RaftRuntime> {
-    if (!Number.isSafeInteger(group) || group < 0)
-      throw new RangeError(`A group id is a non-negative integer, got ${group}`);
+    if (!Number.isSafeInteger(group) || group < 0 || group >= NODE_BEAT_GROUP)
+      throw new RangeError(
+        `A group id is an integer 0..${NODE_BEAT_GROUP - 1} (${NODE_BEAT_GROUP} is the node's heartbeat), got ${group}`,
+      );
     if (this.closed) throw new Error(`Host ${this.o.id} is closed`);
     if (this.runtimes.has(group) || this.adding.has(group))
       throw new Error(`Group ${group} already runs on host ${this.o.id}`);
@@ -86,13 +115,22 @@ export class Host implements AsyncDisposable {
         group,
         clock: this.o.clock,
         tickMs: this.tickMs,
-        send: (msg, attachment) => this.o.transport.send(msg, attachment, group),
+        send: (msg, attachment) => {
+          if (this.quiescing > 0 && !this.heardAt.has(msg.to)) this.heardAt.set(msg.to, this.ticks);
+          this.o.transport.send(msg, attachment, group);
+        },
         flush: () => this.flush(),
         onEvent: (e) => this.o.onEvent?.(group, e),
         onLeadingChange: () => this.leadingChanged.add(group),
       });
       this.runtimes.set(group, rt);
       this.leadingChanged.add(group);
+      if (g.raft?.quiesce === true) {
+        const t = rt.timing();
+        this.quiescing += 1;
+        this.beatTicks = Math.min(this.beatTicks, t.heartbeatTicks);
+        this.silenceTicks = Math.min(this.silenceTicks, t.electionTicks);
+      }
       return rt;
     } finally {
       this.adding.delete(group);
@@ -108,7 +146,14 @@ export class Host implements AsyncDisposable {
   }
 
   stats(): HostStats {
-    return { groups: this.runtimes.size, unrouted: this.unrouted };
+    let quiesced = 0;
+    for (const rt of this.runtimes.values()) if (rt.quiesced()) quiesced++;
+    return {
+      groups: this.runtimes.size,
+      unrouted: this.unrouted,
+      quiesced,
+      wokenBySilence: this.wokenBySilence,
+    };
   }
 
   /** Stops one group (a leader hands off first) and closes its storage. */
@@ -151,6 +196,8 @@ export class Host implements AsyncDisposable {
   }
 
   private route(msg: Message, attachment: Uint8Array | null, group: GroupId): void {
+    if (this.quiescing > 0) this.heardAt.set(msg.from, this.ticks);
+    if (group === NODE_BEAT_GROUP) return;
     const rt = this.runtimes.get(group);
     if (rt === undefined) {
       this.unrouted++;
@@ -170,12 +217,17 @@ export class Host implements AsyncDisposable {
     else this.o.transport.flush?.();
   }
 
-  /** Ticks every group, with one clock reading, and writes what they sent in one go. */
+  /**
+   * Ticks every group that is not quiesced, with one clock reading, and writes what they sent
+   * in one go.
+   */
   private tickAll(): void {
     const nowMs = this.o.clock.nowMs();
+    this.ticks += 1;
     this.ticking = true;
     try {
-      for (const rt of this.runtimes.values()) rt.tick(nowMs);
+      if (this.quiescing > 0) this.watchPeers();
+      for (const rt of this.runtimes.values()) if (!rt.quiesced()) rt.tick(nowMs);
     } finally {
       this.ticking = false;
     }
@@ -198,7 +250,6 @@ export class Host implements AsyncDisposable {
    * group is asked regardless, should a change have slipped by.
    */
   private reportLeading(lane: LivenessReporter): void {
-    this.ticks += 1;
     if (this.ticks % LEADING_SWEEP_TICKS === 0)
       for (const group of this.runtimes.keys()) this.leadingChanged.add(group);
     for (const group of this.leadingChanged) {
@@ -208,6 +259,60 @@ export class Host implements AsyncDisposable {
       lane.lead(group, rt.leading());
     }
     this.leadingChanged.clear();
+  }
+
+  /**
+   * The node-level failure detection of quiesced groups (DESIGN.md, "Quiescing idle groups").
+   * Every beatTicks each peer is sent a node heartbeat (NODE_BEAT_GROUP), so a peer hears from
+   * this host even when every group is quiesced. A peer not heard from, in any group or beat,
+   * for an election timeout is down: the groups quiesced here under it as leader wake, and
+   * elect as usual if it stays silent. A peer heard again after that came back (a restart, a
+   * healed partition): the groups quiesced here that it is a member of and this node leads
+   * wake, so it hears from their leader at once.
+   */
+  private watchPeers(): void {
+    if (this.ticks % this.beatTicks === 0) {
+      for (const to of this.heardAt.keys()) {
+        const beat = {
+          type: 'heartbeat',
+          from: this.o.id,
+          to,
+          term: 0,
+          commit: 0,
+          seq: 0,
+        } as const;
+        this.o.transport.send(beat, undefined, NODE_BEAT_GROUP);
+      }
+      this.flushWanted = true;
+    }
+    for (const [peer, at] of this.heardAt) {
+      const silent = this.ticks - at >= this.silenceTicks;
+      if (silent === this.silentPeers.has(peer)) continue;
+      if (silent) {
+        this.silentPeers.add(peer);
+        this.wakeGroups(peer, false, `node ${peer} silent for ${this.ticks - at} ticks`);
+      } else {
+        this.silentPeers.delete(peer);
+        this.wakeGroups(peer, true, `node ${peer} is heard again`);
+      }
+    }
+  }
+
+  /**
+   * Wakes the quiesced groups led by `peer` (`back` false), or those this node leads that have
+   * `peer` as a member (`back` true). Rare (a peer's state changed): it may ask for status.
+   */
+  private wakeGroups(peer: NodeId, back: boolean, reason: string): void {
+    for (const rt of this.runtimes.values()) {
+      if (!rt.quiesced()) continue;
+      if (back) {
+        if (!rt.isLeader()) continue;
+        const s = rt.status();
+        if (!s.voters.includes(peer) && !s.learners.includes(peer)) continue;
+      } else if (rt.leaderId() !== peer) continue;
+      rt.wake(reason);
+      this.wokenBySilence += 1;
+    }
   }
 
   /**

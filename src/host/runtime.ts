@@ -183,6 +183,8 @@ export class RaftRuntime {
   private leadingChanged = false;
   /** The core's leader when the runtime last looked (noteLeader). */
   private leaderSeen = 0;
+  /** Whether the core was quiesced when the runtime last looked (noteLeader). */
+  private quiescedSeen = false;
   /** Real time up to which the core's lease clock has been moved on (syncClock). */
   private clockAtMs: number;
   private applied: number;
@@ -318,11 +320,35 @@ export class RaftRuntime {
     this.kick();
   }
 
-  /** Whether the core's leader moved since the last look (it reads the core: cheap). */
+  /**
+   * Whether the group is quiesced here (RaftConfig.quiesce): ticks would do nothing but move
+   * the lease clock, so the host does not tick it until an input, a message or wake() wakes it.
+   */
+  quiesced(): boolean {
+    return this.running && this.node.quiesced();
+  }
+
+  /**
+   * Wakes the group if it is quiesced here: the host's node-level failure detection says the
+   * node it follows fell silent, or a member's node came back (Host, "Quiescing").
+   */
+  wake(reason: string): void {
+    if (!this.running || !this.node.quiesced()) return;
+    this.node.wake(reason);
+    this.noteLeader();
+    this.kick();
+  }
+
+  /**
+   * Whether the core's leader moved, or it quiesced or woke, since the last look (it reads the
+   * core: cheap). Either changes what the liveness lane is told (leading()).
+   */
   private noteLeader(): void {
     const leader = this.node.leaderNow();
-    if (leader === this.leaderSeen) return;
+    const quiesced = this.node.quiesced();
+    if (leader === this.leaderSeen && quiesced === this.quiescedSeen) return;
     this.leaderSeen = leader;
+    this.quiescedSeen = quiesced;
     this.noteLeadingChange();
   }
 
@@ -381,9 +407,21 @@ export class RaftRuntime {
     return this.node.leaderNow();
   }
 
-  /** While this node leads the group: its term and followers (the host's liveness lane). */
+  /**
+   * While this node leads the group and it is awake: its term and followers (the host's
+   * liveness lane, which has nothing to say for a quiesced group: its followers wait for no
+   * heartbeat).
+   */
   leading(): { readonly term: number; readonly followers: readonly number[] } | null {
-    return this.running ? this.node.leading() : null;
+    return this.running && !this.quiescedSeen ? this.node.leading() : null;
+  }
+
+  /** The election and heartbeat timeouts, in ticks (the host's node-level failure detection). */
+  timing(): { readonly electionTicks: number; readonly heartbeatTicks: number } {
+    return {
+      electionTicks: this.o.electionTicks ?? 15,
+      heartbeatTicks: this.o.heartbeatTicks ?? 5,
+    };
   }
 
   /** Whether `leading()` may have changed since the last call (which clears it). */
@@ -718,6 +756,8 @@ export class RaftRuntime {
   /** Runs the Ready loop until the core has nothing more to do. One loop at a time. */
   private kick(): void {
     if (!this.running) return;
+    // Every input may have woken a quiesced core (a proposal, a read, a message).
+    this.noteLeader();
     if (this.batchDepth > 0) {
       this.kickHeld = true;
       return;

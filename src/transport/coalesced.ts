@@ -34,9 +34,14 @@ const TWO_32 = 2 ** 32;
 /** The high word of 2^53 - 1: no integer of the protocol is larger. */
 const HIGH_MAX = 2 ** 21 - 1;
 
-/** Whether a message may ride in a HEARTBEATS frame. */
+/**
+ * Whether a message may ride in a HEARTBEATS frame. A heartbeat that quiesces its group
+ * (Heartbeat.quiesce) goes as a MESSAGE frame, whose map carries the flag: a record has no bit
+ * for it that a version-4 peer would accept, and a peer that ignores the field only stays
+ * awake. It is sent once per group going idle, so the frame costs nothing that matters.
+ */
 export function isCoalescable(msg: Message): msg is Heartbeat | HeartbeatResponse {
-  return msg.type === 'heartbeat' || msg.type === 'heartbeat-resp';
+  return (msg.type === 'heartbeat' && msg.quiesce !== true) || msg.type === 'heartbeat-resp';
 }
 
 /** Most records in one frame whose payload may be at most `maxFrameBytes`. */

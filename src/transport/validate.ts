@@ -167,7 +167,14 @@ function body(o: Rec, type: MessageType, limits: ValidationLimits): Message {
         catchingUp: o['catchingUp'] === undefined ? false : bool(o, 'catchingUp'),
       };
     case 'heartbeat':
-      return { ...base, type, commit: uint(o, 'commit'), seq: uint(o, 'seq') };
+      return {
+        ...base,
+        type,
+        commit: uint(o, 'commit'),
+        seq: uint(o, 'seq'),
+        // Absent from leaders that predate quiescing, and on every heartbeat but the last.
+        ...(o['quiesce'] !== undefined && bool(o, 'quiesce') ? { quiesce: true as const } : {}),
+      };
     case 'heartbeat-resp':
       return {
         ...base,

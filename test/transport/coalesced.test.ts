@@ -170,6 +170,36 @@ void describe('coalesced heartbeats on TCP', () => {
     );
   });
 
+  void it('sends a quiescing heartbeat in a MESSAGE frame of its own, flag and all', async () => {
+    const a = await node(4);
+    const b = await node(5);
+    a.t.setPeer(5, b.t.address);
+    b.t.setPeer(4, a.t.address);
+    a.t.send({ type: 'timeout-now', from: 4, to: 5, term: 1 }, undefined, 9);
+    await waitFor(() => b.got.length === 1, 'the first message');
+    b.got.length = 0;
+    const framesBefore = a.t.stats().peers.get(5)?.framesSent ?? 0;
+    const quiet: Beat = {
+      msg: { type: 'heartbeat', from: 4, to: 5, term: 3, commit: 8, seq: 2, quiesce: true },
+      group: 6,
+    };
+    const items: Beat[] = [
+      { msg: { type: 'heartbeat', from: 4, to: 5, term: 3, commit: 8, seq: 1 }, group: 5 },
+      quiet,
+      { msg: { type: 'heartbeat', from: 4, to: 5, term: 3, commit: 8, seq: 3 }, group: 7 },
+    ];
+    for (const it of items) a.t.send(it.msg, undefined, it.group);
+    a.t.flush();
+    await waitFor(() => b.got.length >= 3, '3 messages');
+    assert.deepStrictEqual(undelivered(items, b.got), { missing: [], extra: [] });
+    assert.deepStrictEqual(
+      b.got.find((r) => r.group === 6),
+      quiet,
+    );
+    const frames = (a.t.stats().peers.get(5)?.framesSent ?? 0) - framesBefore;
+    assert.equal(frames, 3, 'a HEARTBEATS frame, the MESSAGE frame, another HEARTBEATS frame');
+  });
+
   void it('splits a batch larger than one frame may hold', async () => {
     // 1 KiB frames hold 34 records.
     const small = await startNode(2, {
