@@ -83,6 +83,11 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
       'Whether the meta group\'s leader runs the placement loop: it gives each range from 3 on `replicasPerRange` replicas, moves them off nodes being drained (`flotilla node drain`) and evens out the replicas and leaders per node, one step at a time (docs/DESIGN.md, "Placement").',
     values: '`on`, `off` (or a boolean)',
   },
+  quiesce: {
+    meaning:
+      'Quiescing idle groups (docs/DESIGN.md, "Quiescing idle groups"): once every member of a group holds its whole log, committed and applied, with nothing pending, the leader sends one last heartbeat that says so and the group stops its heartbeats and timers until a write, a read or any message wakes it. A quiesced leader\'s lease counts as expired, so a lease read wakes the group and takes a heartbeat round first. Failure detection moves to the node: each node sends every peer node a heartbeat each heartbeat interval, and a peer silent for an election timeout wakes the groups it led here, which then elect after one more election timeout. Turn it on on every member or none: a member without it stays awake and campaigns in a quiesced group, which wakes it again.',
+    values: '`on`, `off` (or a boolean)',
+  },
   placementEveryMs: {
     meaning:
       'How often the placement loop looks at the range map when it has nothing to do; it goes straight on to the next step after one succeeds. A range whose step failed waits this times 2, 4, ... up to 64.',

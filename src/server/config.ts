@@ -167,6 +167,11 @@ export interface NodeConfig {
   readonly tls: TlsConfig | null;
   /** Whether the meta group's leader runs the placement loop (placement-loop.ts). */
   readonly placement: 'on' | 'off';
+  /**
+   * Quiescing idle groups (DESIGN.md, "Quiescing idle groups"; RaftConfig.quiesce): an idle
+   * group stops its heartbeats and timers until something wakes it. On every member or none.
+   */
+  readonly quiesce: 'on' | 'off';
   /** How often the placement loop looks at the range map when it has nothing to do. */
   readonly placementEveryMs: number;
   /** How long one placement step (a move, say) may take before the loop abandons it. */
@@ -216,6 +221,7 @@ export const configDefaults = {
   bootstrapMember: 0,
   bootstrapWaitMs: 10_000,
   placement: 'on',
+  quiesce: 'off',
   placementEveryMs: 5_000,
   placementStepTimeoutMs: 120_000,
   replicasPerRange: 3,
@@ -298,6 +304,7 @@ const otherFields = [
   'advertisePeer',
   'advertiseClient',
   'placement',
+  'quiesce',
 ] as const;
 
 /** Every field a config file may hold; each is documented in docs/CONFIG.md. */
@@ -450,8 +457,10 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const auth = resolveNodeAuth(authTokensFile, authNodeTokenFile);
   const tls = resolveTls(merged, members, join);
   const placement = onOff(merged['placement'], 'placement', configDefaults.placement);
+  const quiesce = onOff(merged['quiesce'], 'quiesce', configDefaults.quiesce);
   return {
     placement,
+    quiesce,
     tls,
     join,
     id,

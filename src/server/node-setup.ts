@@ -417,6 +417,7 @@ export function groupSettings(
     // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
     raft: {
       ...(config.leaseDriftTicks > 0 ? { leaseDriftTicks: config.leaseDriftTicks } : {}),
+      ...(config.quiesce === 'on' ? { quiesce: true } : {}),
       maxProposalBytes: limits.maxProposalBytes,
       maxBytesPerMsg: limits.maxBytesPerMsg,
       maxUncommittedBytes: limits.maxUncommittedBytes,
