@@ -7,8 +7,11 @@
 // bytes per second between the processes, and resident memory.
 //
 //   node dist/bench/host/idle-groups.js [--groups 1,10,100,1000] [--window-ms 15000]
-//        [--profile] [--protocol-max N] [--out FILE]
+//        [--quiesce off,on] [--profile] [--protocol-max N] [--out FILE]
 //
+// --quiesce lists the settings each G runs with, one after the other (default: off only):
+// with `on` every group has RaftConfig.quiesce, and the window starts once every group is
+// quiesced on every process (DESIGN.md, "Quiescing idle groups").
 // --profile takes a V8 CPU profile of every process during the largest G's window (the
 // .cpuprofile files go next to the data, their top self times into the JSON).
 // --protocol-max pins the peer protocol version every process offers (3: no coalesced
@@ -30,6 +33,7 @@ interface Options {
   readonly settleMs: number;
   readonly profile: boolean;
   readonly protocolMax: number;
+  readonly quiesce: readonly boolean[];
   readonly out: string | null;
 }
 
@@ -50,6 +54,10 @@ function parseArgs(argv: readonly string[]): Options {
     settleMs: Number(get('--settle-ms') ?? 3_000),
     profile: argv.includes('--profile'),
     protocolMax: Number(get('--protocol-max') ?? 0),
+    quiesce: (get('--quiesce') ?? 'off').split(',').map((v) => {
+      if (v !== 'on' && v !== 'off') throw new Error(`--quiesce takes on and off, got ${v}`);
+      return v === 'on';
+    }),
     out: get('--out') ?? null,
   };
 }
@@ -117,7 +125,10 @@ async function stop(child: ChildProcess): Promise<void> {
 
 interface Row {
   readonly groups: number;
+  readonly quiesce: boolean;
   readonly electedInMs: number;
+  /** With quiescing: from every group led to every group quiesced on every process. */
+  readonly quiescedInMs: number | null;
   readonly perProcess: readonly {
     readonly id: number;
     readonly led: number;
@@ -128,6 +139,9 @@ interface Row {
     readonly sentFramesPerS: number;
     readonly sentKiBPerS: number;
     readonly receivedMessagesPerS: number;
+    /** Groups quiesced at the end of the window, and woken by silence since start. */
+    readonly quiesced: number;
+    readonly wokenBySilence: number;
   }[];
   /** The three processes' CPU together, per idle group (each group has a replica on each). */
   readonly cpuUsPerSPerGroup: number;
@@ -137,7 +151,8 @@ interface Row {
   /**
    * Messages a cluster that keeps up exchanges: each group's leader sends each of two
    * followers a heartbeat every 50 ms, and each answers. Below it, the processes fell behind
-   * (ticks late on a loaded machine) and their CPU figures understate the cost.
+   * (ticks late on a loaded machine) and their CPU figures understate the cost. With
+   * quiescing: each process's node-level heartbeat to each of two peers every 50 ms (120/s).
    */
   readonly expectedMessagesPerS: number;
   /** The three processes' CPU per 1,000 messages exchanged: comparable when behind. */
@@ -148,7 +163,25 @@ interface Row {
   readonly profileTop?: Record<number, Measured['profileTop']>;
 }
 
-async function runOne(g: number, o: Options, profileDir: string | null): Promise<Row> {
+/** Asks every child for its census and returns the answers. */
+function census(
+  children: readonly ChildProcess[],
+): Promise<Extract<FromNode, { kind: 'census' }>[]> {
+  return Promise.all(
+    children.map((c) => {
+      const answer = next(c, 'census', 5_000);
+      c.send({ kind: 'census' } satisfies ToNode);
+      return answer;
+    }),
+  );
+}
+
+async function runOne(
+  g: number,
+  quiesce: boolean,
+  o: Options,
+  profileDir: string | null,
+): Promise<Row> {
   const dataDir = mkdtempSync(join(tmpdir(), `flotilla-idle-${g}-`));
   const ports = await freePorts(3);
   const script = fileURLToPath(new URL('./idle-node.js', import.meta.url));
@@ -161,6 +194,7 @@ async function runOne(g: number, o: Options, profileDir: string | null): Promise
         ports,
         dataDir: join(dataDir, `node-${id}`),
         protocolMax: o.protocolMax,
+        quiesce,
       };
       children.push(
         fork(script, [JSON.stringify(args)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
@@ -172,22 +206,30 @@ async function runOne(g: number, o: Options, profileDir: string | null): Promise
     const electLimitMs = 30_000 + g * 60;
     // Every group knows a leader on every process, and exactly G are led in all.
     for (;;) {
-      const census = await Promise.all(
-        children.map((c) => {
-          const answer = next(c, 'census', 5_000);
-          c.send({ kind: 'census' } satisfies ToNode);
-          return answer;
-        }),
-      );
-      const led = census.reduce((n, c) => n + c.led, 0);
-      if (led === g && census.every((c) => c.withLeader === g)) break;
+      const seen = await census(children);
+      const led = seen.reduce((n, c) => n + c.led, 0);
+      if (led === g && seen.every((c) => c.withLeader === g)) break;
       if (performance.now() - t0 > electLimitMs)
         throw new Error(
-          `G=${g}: not every group had a leader after ${electLimitMs} ms: ${JSON.stringify(census)}`,
+          `G=${g}: not every group had a leader after ${electLimitMs} ms: ${JSON.stringify(seen)}`,
         );
       await new Promise((r) => setTimeout(r, 250));
     }
     const electedInMs = Math.round(performance.now() - t0);
+    let quiescedInMs: number | null = null;
+    if (quiesce) {
+      const quietLimitMs = 30_000 + g * 30;
+      for (;;) {
+        const seen = await census(children);
+        if (seen.every((c) => c.quiesced === g)) break;
+        if (performance.now() - t0 - electedInMs > quietLimitMs)
+          throw new Error(
+            `G=${g}: not every group quiesced ${quietLimitMs} ms after all had a leader: ${JSON.stringify(seen)}`,
+          );
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      quiescedInMs = Math.round(performance.now() - t0 - electedInMs);
+    }
     // Let the elections' stragglers (appends of the new terms' no-ops) finish.
     await new Promise((r) => setTimeout(r, o.settleMs));
     const load = loadavg().map((x) => Math.round(x * 100) / 100);
@@ -204,7 +246,9 @@ async function runOne(g: number, o: Options, profileDir: string | null): Promise
     const messagesPerS = measured.reduce((n, m) => n + perS(m.sent.messages, m), 0);
     const row: Row = {
       groups: g,
+      quiesce,
       electedInMs,
+      quiescedInMs,
       perProcess: measured.map((m) => ({
         id: m.id,
         led: m.led,
@@ -215,11 +259,13 @@ async function runOne(g: number, o: Options, profileDir: string | null): Promise
         sentFramesPerS: perS(m.sent.frames, m),
         sentKiBPerS: Math.round(perS(m.sent.bytes, m) / 102.4) / 10,
         receivedMessagesPerS: perS(m.received.messages, m),
+        quiesced: m.quiesced,
+        wokenBySilence: m.wokenBySilence,
       })),
       cpuUsPerSPerGroup: Math.round((totalCpu * 1000) / g),
       cpuUsPerSPerReplica: Math.round((totalCpu * 1000) / g / 3),
       messagesPerS,
-      expectedMessagesPerS: 80 * g,
+      expectedMessagesPerS: quiesce ? 120 : 80 * g,
       cpuMsPer1kMessages:
         messagesPerS === 0 ? 0 : Math.round((totalCpu * 1000 * 100) / messagesPerS) / 100,
       framesPerS: measured.reduce((n, m) => n + perS(m.sent.frames, m), 0),
@@ -241,20 +287,22 @@ async function main(): Promise<void> {
   const facts = machineFacts(tmpdir());
   const rows: Row[] = [];
   const largest = Math.max(...o.groups);
-  for (const g of o.groups) {
-    let profileDir: string | null = null;
-    if (o.profile && g === largest) {
-      profileDir = mkdtempSync(join(tmpdir(), 'flotilla-idle-profile-'));
-      mkdirSync(profileDir, { recursive: true });
-      process.stderr.write(`profiles of G=${g} go to ${profileDir}\n`);
+  for (const g of o.groups)
+    for (const quiesce of o.quiesce) {
+      let profileDir: string | null = null;
+      if (o.profile && g === largest) {
+        profileDir = mkdtempSync(join(tmpdir(), 'flotilla-idle-profile-'));
+        mkdirSync(profileDir, { recursive: true });
+        process.stderr.write(`profiles of G=${g} go to ${profileDir}\n`);
+      }
+      const name = `G=${g}${quiesce ? ' quiesce' : ''}`;
+      process.stderr.write(`${name}: starting\n`);
+      const row = await runOne(g, quiesce, o, profileDir);
+      process.stderr.write(
+        `${name}: elected in ${row.electedInMs} ms${quiesce ? `, quiesced in ${row.quiescedInMs} ms more` : ''}; ${row.perProcess.map((p) => p.cpuMsPerS).join(' / ')} CPU ms/s; ${row.cpuUsPerSPerGroup} µs/s per group; ${row.messagesPerS} of ${row.expectedMessagesPerS} messages/s; ${row.cpuMsPer1kMessages} ms per 1,000 messages; quiesced at the end ${row.perProcess.map((p) => p.quiesced).join(' / ')}\n`,
+      );
+      rows.push(row);
     }
-    process.stderr.write(`G=${g}: starting\n`);
-    const row = await runOne(g, o, profileDir);
-    process.stderr.write(
-      `G=${g}: elected in ${row.electedInMs} ms; ${row.perProcess.map((p) => p.cpuMsPerS).join(' / ')} CPU ms/s; ${row.cpuUsPerSPerGroup} µs/s per group; ${row.messagesPerS} of ${row.expectedMessagesPerS} messages/s; ${row.cpuMsPer1kMessages} ms per 1,000 messages\n`,
-    );
-    rows.push(row);
-  }
   const report = {
     bench: 'idle-groups',
     windowMs: o.windowMs,

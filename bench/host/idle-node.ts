@@ -8,7 +8,8 @@
 //   -> { kind: 'measure', windowMs, profile }   <- { kind: 'measured', ... }
 //   -> { kind: 'stop' }                <- (exits)
 //
-// Nothing here proposes: the groups only elect, then tick and exchange heartbeats.
+// Nothing here proposes: the groups only elect, then tick and exchange heartbeats (or, with
+// quiescing on, go quiet: the host then sends each peer a node-level heartbeat).
 
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -27,6 +28,8 @@ export interface IdleNodeArgs {
   readonly dataDir: string;
   /** Highest peer protocol version this node offers (0: the build's own). */
   readonly protocolMax: number;
+  /** Quiescing on (RaftConfig.quiesce; the node's `quiesce: on`). */
+  readonly quiesce: boolean;
 }
 
 export type ToNode =
@@ -45,6 +48,9 @@ export interface Measured {
   readonly sent: { readonly messages: number; readonly bytes: number; readonly frames: number };
   readonly received: { readonly messages: number; readonly bytes: number };
   readonly led: number;
+  /** Groups quiesced here at the end of the window, and woken by silence since start. */
+  readonly quiesced: number;
+  readonly wokenBySilence: number;
   /** Functions with the most self time in the window, when profiled. */
   readonly profileTop: readonly { readonly fn: string; readonly ms: number }[];
 }
@@ -56,6 +62,7 @@ export type FromNode =
       readonly id: number;
       readonly led: number;
       readonly withLeader: number;
+      readonly quiesced: number;
     }
   | Measured;
 
@@ -159,6 +166,8 @@ async function measure(
       bytes: after.received.bytes - before.received.bytes,
     },
     led: host.groups().filter((rt) => rt.isLeader()).length,
+    quiesced: host.stats().quiesced,
+    wokenBySilence: host.stats().wokenBySilence,
     profileTop,
   };
 }
@@ -194,6 +203,7 @@ async function main(): Promise<void> {
       rng: createRng(a.id * 104729 + g * 31 + 1),
       electionTicks: 15,
       heartbeatTicks: 5,
+      ...(a.quiesce ? { raft: { quiesce: true } } : {}),
     });
   }
   send({ kind: 'started', id: a.id, startMs: performance.now() - started });
@@ -205,6 +215,7 @@ async function main(): Promise<void> {
         id: a.id,
         led: groups.filter((rt) => rt.isLeader()).length,
         withLeader: groups.filter((rt) => rt.leaderId() !== 0).length,
+        quiesced: host.stats().quiesced,
       });
     } else if (m.kind === 'measure') {
       void measure(a, host, transport, m.windowMs, m.profileDir).then(send);

@@ -121,6 +121,7 @@ export class RaftNode {
         nextConf: (c, cc) => this.nextConf(c, cc),
         commitVoters: (voters, learners) => this.commitVoters(voters, learners),
         leaseEnd: (sentTick, nowTick) => this.leaseEnd(sentTick, nowTick),
+        wakes: () => this.wakes(),
       },
       config.initial,
       config.recovery ?? 'none',
@@ -560,6 +561,10 @@ export class RaftNode {
   }
 
   /** Votes and append acknowledgements promise durable state: they wait for the write. */
+  protected wakes(): boolean {
+    return true;
+  }
+
   protected mustPersistBeforeSending(m: Message): boolean {
     // A snapshot chunk's answer says its bytes are written, so a leader that resumes from it
     // after a restart of this node resumes where the partial file ends.

@@ -68,6 +68,12 @@ export interface RaftHooks {
    * confirmed by a quorum at `nowTick`. It counts from the send, less the drift bound.
    */
   leaseEnd(sentTick: number, nowTick: number): number;
+  /**
+   * A quiesced node wakes (restarts its timers) on any input or message but its quiescing
+   * round's own, and when its caller says so: one that did not would never campaign once its
+   * leader is gone (DESIGN.md, "Quiescing idle groups").
+   */
+  wakes(): boolean;
 }
 
 export type StepFn = (r: Raft, m: Message) => void;
@@ -284,7 +290,7 @@ export class Raft {
    * for check-quorum and its lease only answers to rounds sent from now (wakeLeader).
    */
   wake(reason: string): void {
-    if (!this.quiesced) return;
+    if (!this.quiesced || !this.hooks.wakes()) return;
     this.quiesced = false;
     this.electionElapsed = 0;
     this.emit('woke', NONE, reason);

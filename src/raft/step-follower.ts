@@ -95,13 +95,15 @@ function handleHeartbeat(r: Raft, m: Heartbeat): void {
 
 /**
  * The leader quiesced the group (DESIGN.md, "Quiescing idle groups"): stop the election timer
- * too, unless quiescing is off here, this node is recovering lost data or receiving a
- * snapshot, or the heartbeat's commit index is past ours (we lack entries it thinks we hold).
- * A follower that stays awake campaigns after its timeout, and that wakes the leader.
+ * too, unless quiescing is off here, this node is recovering lost data or checking a snapshot
+ * it received, or the heartbeat's commit index is past ours (we lack entries it thinks we
+ * hold). A follower that stays awake campaigns after its timeout, and that wakes the leader.
+ * A partial snapshot kept from an abandoned transfer does not count: the leader quiesces only
+ * once we acknowledged its whole log.
  */
 function maybeQuiesceFollower(r: Raft, m: Heartbeat): void {
   if (!r.cfg.quiesce || r.quiesced || r.recoveryState !== 'none') return;
-  if (r.incoming !== null || r.log.committed < m.commit) return;
+  if (r.incomingChecking || r.log.committed < m.commit) return;
   r.quiesced = true;
   r.emit('quiesced', m.from, `leader ${m.from} quiesced the group at commit ${m.commit}`);
 }

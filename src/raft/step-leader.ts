@@ -95,7 +95,8 @@ export function tickHeartbeat(r: Raft): void {
  * member (voters and learners) acknowledged the whole log and answered within this election
  * timeout, the log is durable, committed and applied here, and nothing waits: no proposal,
  * read, transfer, hand-off, membership change or joint configuration, no snapshot transfer,
- * no member recovering lost data. Anything unclear keeps the group awake.
+ * no member recovering lost data. Anything unclear keeps the group awake. (A partial snapshot
+ * this node kept from when it followed is no transfer: it waits for a later leader's resume.)
  */
 export function mayQuiesce(r: Raft): boolean {
   if (!r.cfg.quiesce || r.quiesced) return false;
@@ -105,10 +106,12 @@ export function mayQuiesce(r: Raft): boolean {
   if (r.leadTransferee !== NONE || r.handingOff || r.recoveryState !== 'none') return false;
   if (r.pendingConfIndex > log.applied || r.conf().outgoing.length > 0) return false;
   if (r.uncommittedBytes > 0 || r.needsBroadcast || r.commitBroadcast) return false;
-  if (r.readOnly.busy() || r.incoming !== null) return false;
+  if (r.readOnly.busy()) return false;
+  // A member probed after a lost answer may stay in probe state while idle: its match, an
+  // acknowledgement, is what counts. One being sent a snapshot is not idle.
   for (const [id, pr] of r.trk.progress) {
     if (id === r.id) continue;
-    if (pr.match !== last || pr.state !== 'replicate' || pr.catchingUp || !pr.recentActive)
+    if (pr.match !== last || pr.state === 'snapshot' || pr.catchingUp || !pr.recentActive)
       return false;
   }
   return true;

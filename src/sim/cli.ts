@@ -6,6 +6,7 @@
 //   node dist/src/sim/cli.js --seeds 1000 --ranges           (ranges, splits under faults)
 //   node dist/src/sim/cli.js --seeds 1000 --ranges --moves   (and replica moves, 5 nodes)
 //   node dist/src/sim/cli.js --seeds 1000 --ranges --meta    (and the meta group's range map)
+//   node dist/src/sim/cli.js --seeds 1000 --quiesce          (idle groups quiesce and wake)
 // Exit code 1 when any seed finds a violation, 2 on bad options.
 
 import { Command, InvalidArgumentError } from 'commander';
@@ -46,6 +47,7 @@ interface CliOptions {
   ranges?: boolean;
   moves?: boolean;
   meta?: boolean;
+  quiesce?: boolean;
 }
 
 function report(r: SimResult): void {
@@ -76,6 +78,7 @@ async function main(argv: readonly string[]): Promise<number> {
       '--meta',
       'with --ranges: run the meta group; splits are recorded and routed by its map',
     )
+    .option('--quiesce', 'idle groups quiesce (RaftConfig.quiesce); not with --ranges')
     .option('--verbose', 'print every event')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -95,6 +98,10 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (o.moves === true && o.nodes === 3) {
     console.error('--moves needs 5 or 7 nodes (three replicas and room to move), got --nodes 3');
+    return 2;
+  }
+  if (o.quiesce === true && o.ranges === true) {
+    console.error('--quiesce cannot be combined with --ranges yet');
     return 2;
   }
   const first = o.seed ?? o.start;
@@ -117,7 +124,14 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
     const r = await runSeed({
       seed,
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
-      ...(o.wipeEvery !== undefined ? { profile: { wipeEveryMs: o.wipeEvery } } : {}),
+      ...(o.wipeEvery !== undefined || o.quiesce === true
+        ? {
+            profile: {
+              ...(o.wipeEvery !== undefined ? { wipeEveryMs: o.wipeEvery } : {}),
+              ...(o.quiesce === true ? { quiesce: true } : {}),
+            },
+          }
+        : {}),
       ...(o.ranges === true ? { ranges: true } : {}),
       ...(o.moves === true ? { moves: true } : {}),
       ...(o.meta === true ? { meta: true } : {}),
@@ -146,7 +160,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   );
   const t = (k: keyof SimStats): number => totals.get(k) ?? 0;
   console.log(
-    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), split attempts held back while a move was half-way ${t('splitsRefused')}, moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned), splits recorded in the meta map by their request ${t('splitsRecorded')}, installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0)`,
+    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), split attempts held back while a move was half-way ${t('splitsRefused')}, moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned), splits recorded in the meta map by their request ${t('splitsRecorded')}, installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0), quiesced ${t('quiesces')} woke ${t('wakes')}`,
   );
   return failed > 0 ? 1 : 0;
 }

@@ -53,6 +53,12 @@ export interface Profile {
    * here (see drawMoveProfile). With moves, a range split off range 0 has three replicas.
    */
   readonly moveEveryMs: number;
+  /**
+   * Quiescing idle groups (RaftConfig.quiesce, DESIGN.md "Quiescing idle groups"). Never
+   * drawn, so no seed's profile moves; the liveness phase then also waits for every group to
+   * quiesce on every node, caught up.
+   */
+  readonly quiesce: boolean;
   /** Take a snapshot and compact once this many entries were applied since the last (0: never). */
   readonly snapshotEvery: number;
   // Workload.
@@ -81,7 +87,10 @@ function onOff(rng: Rng, pOn: number, value: () => number): number {
  * seed with an override changes only the overridden fields. */
 export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile {
   const tickMs = 10;
-  const drawn: Omit<Profile, 'membershipEveryMs' | 'ranges' | 'splitRatio' | 'moveEveryMs'> = {
+  const drawn: Omit<
+    Profile,
+    'membershipEveryMs' | 'ranges' | 'splitRatio' | 'moveEveryMs' | 'quiesce'
+  > = {
     nodes: pick(rng, [3, 3, 5, 5, 7] as const),
     electionTicks: 5 + rng.int(11),
     heartbeatTicks: pick(rng, [1, 1, 2, 3]),
@@ -119,6 +128,7 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
     ranges: 0,
     splitRatio: 0,
     moveEveryMs: 0,
+    quiesce: false,
     ...overrides,
   };
   validateProfile(profile);
@@ -174,6 +184,11 @@ export function validateProfile(p: Profile): void {
       'INVALID_OPTION',
       `moves need ranges and at least 5 nodes (three replicas and room to move), got ranges=${p.ranges} nodes=${p.nodes}`,
     );
+  if (p.quiesce && (p.ranges > 0 || p.membershipEveryMs > 0))
+    throw new SimError(
+      'INVALID_OPTION',
+      'quiescing cannot be combined with ranges or membership churn yet',
+    );
   if (p.moveEveryMs > 0 && p.wipeEveryMs > 0)
     throw new SimError('INVALID_OPTION', 'moves and disk wipes cannot be combined yet');
 }
@@ -220,6 +235,7 @@ export function describeProfile(p: Profile): string {
     ...(p.membershipEveryMs > 0 ? [`membership=${on(p.membershipEveryMs)}`] : []),
     ...(p.ranges > 0 ? [`ranges<=${p.ranges} splits=${p.splitRatio}`] : []),
     ...(p.moveEveryMs > 0 ? [`moves=${on(p.moveEveryMs)}`] : []),
+    ...(p.quiesce ? ['quiesce'] : []),
     `clients=${p.clients} reads=${p.readRatio} keys=${p.keys} faults=${p.faultPhaseMs}ms`,
     ...(p.leaseReadRatio > 0
       ? [`lease-reads=${p.leaseReadRatio} drift=${leaseDriftTicks(p)}t`]

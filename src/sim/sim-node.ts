@@ -21,7 +21,7 @@ import {
   type HostTransport,
   type StateMachine,
 } from '../host/contracts.js';
-import { Host } from '../host/host.js';
+import { Host, NODE_BEAT_GROUP } from '../host/host.js';
 import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from '../host/runtime.js';
 import { MemoryPartialSnapshots } from '../host/snapshot-transfer.js';
 import { SessionMachine } from '../host/sessions.js';
@@ -715,7 +715,7 @@ export class SimNode implements LogView {
     const gen = this.gen;
     return {
       send: (m, attachment, group = SIM_GROUP) => {
-        if (group !== SIM_GROUP && this.opts.ranges !== true)
+        if (group !== SIM_GROUP && group !== NODE_BEAT_GROUP && this.opts.ranges !== true)
           throw new SimError('HARNESS', `node ${this.id} sent a message for group ${group}`);
         if (gen === this.gen) this.opts.host.send(this.id, m, attachment ?? null, group);
       },

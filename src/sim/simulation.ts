@@ -67,8 +67,9 @@ export function replayCommand(
   ranges = false,
   moves = false,
   meta = false,
+  quiesce = false,
 ): string {
-  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`}${ranges ? ' --ranges' : ''}${moves ? ' --moves' : ''}${meta ? ' --meta' : ''} --verbose`;
+  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`}${ranges ? ' --ranges' : ''}${moves ? ' --moves' : ''}${meta ? ' --meta' : ''}${quiesce ? ' --quiesce' : ''} --verbose`;
 }
 
 /** A move's steps are looked at this often (the product's leader: every 50 ms). */
@@ -153,6 +154,9 @@ export class Simulation implements NodeHost, WorkloadHost {
     moveSteps: 0,
     movesAbandoned: 0,
     splitsRecorded: 0,
+    quiesces: 0,
+    wakes: 0,
+    silenceWakes: 0,
   };
   private inLiveness = false;
   private livenessStartMs = 0;
@@ -219,6 +223,7 @@ export class Simulation implements NodeHost, WorkloadHost {
                 : {}),
               maxEntriesPerMsg: p.maxEntriesPerMsg,
               maxInflightMsgs: p.maxInflightMsgs,
+              ...(p.quiesce ? { quiesce: true } : {}),
               // Small, so that every snapshot sent travels in many chunks and transfers are
               // cut by crashes, partitions and leader changes: resuming is exercised in every
               // seed that sends one.
@@ -709,9 +714,11 @@ export class Simulation implements NodeHost, WorkloadHost {
       return;
     }
     this.noteRecoveries();
-    const pending =
+    let pending =
       this.workload.pendingDescription() +
       (this.wiped.size > 0 ? ` wiped nodes not caught up: ${[...this.wiped].join(',')}` : '');
+    if (this.leaderSeenMs >= 0 && pending === '' && this.profile.quiesce)
+      pending = this.notQuiesced();
     // The map catches up with the ranges once everything else settled (the map repair).
     const unmapped = pending === '' && this.leaderSeenMs >= 0 ? this.metaDisagreement() : null;
     if (this.leaderSeenMs >= 0 && pending === '' && unmapped === null) {
@@ -754,6 +761,22 @@ export class Simulation implements NodeHost, WorkloadHost {
       if (problem !== null) return `node ${n.id}'s range map disagrees with the ranges: ${problem}`;
     }
     return null;
+  }
+
+  /**
+   * With quiescing: the nodes whose group is not quiesced yet, and those quiesced behind the
+   * leader's commit index (empty: the idle group went quiet everywhere, caught up). Once the
+   * workload is done the group is idle, so it must quiesce within the liveness bound.
+   */
+  private notQuiesced(): string {
+    const up = this.nodes.filter((n) => n.up).map((n) => ({ id: n.id, st: n.raft.status() }));
+    const commit = Math.max(...up.map((n) => (n.st.role === 'leader' ? n.st.commit : 0)));
+    const out: string[] = [];
+    for (const { id, st } of up) {
+      if (!st.quiesced) out.push(`n${id} awake`);
+      else if (st.commit < commit) out.push(`n${id} quiesced at commit ${st.commit} < ${commit}`);
+    }
+    return out.length === 0 ? '' : ` not quiesced: ${out.join(', ')}`;
   }
 
   /** Each node's role, term, commit and (for leaders) follower progress, for liveness reports. */
@@ -812,6 +835,9 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.stats.elections++;
       this.newLeaders.push({ node: e.node, term: e.term, group });
     }
+    if (e.kind === 'quiesced') this.stats.quiesces++;
+    if (e.kind === 'woke') this.stats.wakes++;
+    if (e.kind === 'woke' && e.reason.startsWith('node ')) this.stats.silenceWakes++;
     if (this.trace.verbose)
       this.trace.note(
         this.nowMs,
@@ -1001,6 +1027,7 @@ export class Simulation implements NodeHost, WorkloadHost {
         this.options.ranges === true,
         this.options.moves === true,
         this.meta,
+        this.profile.quiesce,
       ),
     };
   }

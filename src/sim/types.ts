@@ -98,6 +98,11 @@ export interface SimStats {
   movesAbandoned: number;
   /** Splits whose halves the splitting client saw recorded in the meta map (meta). */
   splitsRecorded: number;
+  /** Quiescing (profile.quiesce): a node's group went quiet, and woke again. */
+  quiesces: number;
+  wakes: number;
+  /** Of the wakes, those the host's node-level failure detection asked (a peer fell silent or came back). */
+  silenceWakes: number;
 }
 
 export interface SimResult {

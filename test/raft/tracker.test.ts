@@ -122,6 +122,7 @@ function node1(): Raft {
     nextConf: changeConf,
     commitVoters: (voters) => voters,
     leaseEnd: (sent) => sent,
+    wakes: () => true,
   };
   const cfg = resolveConfig({ id: 1, voters: [1, 2, 3], rng: createRng(1), preVote: false });
   const r: Raft = new Raft(cfg, hooks, undefined, 'none');

@@ -98,6 +98,17 @@ export class MissesLostLogs extends RaftNode {
 }
 
 /**
+ * A quiesced node that never wakes (DESIGN.md, "Quiescing idle groups"): neither a message nor
+ * its host's failure detection restarts its timers, so once the leader of a quiesced group is
+ * gone its followers never campaign.
+ */
+export class NeverWakes extends RaftNode {
+  protected override wakes(): boolean {
+    return false;
+  }
+}
+
+/**
  * Answers a proposal once the leader's own write of it is durable, before it commits: an
  * acknowledged write can then be lost with the leader (breaks §5.3, "the leader returns the
  * result once the entry is committed").
