@@ -59,7 +59,7 @@ export class Host implements AsyncDisposable {
   /** Inside the ticker's run over every group: flushes wait for its end (flush()). */
   private ticking = false;
   private flushWanted = false;
-  /** Ticks since the start, for the liveness lane's periodic full report. */
+  /** Ticks run since the start: the liveness lane's periodic report, the peers' silence. */
   private ticks = 0;
   /** Groups whose leadership may have changed since the lane was last told (reportLeading). */
   private readonly leadingChanged = new Set<GroupId>();
@@ -69,7 +69,7 @@ export class Host implements AsyncDisposable {
    * watches each peer's silence: a quiesced group's own timers stand still, so its failure
    * detection is the node's.
    */
-  private quiescing = 0;
+  private readonly quiescing = new Set<GroupId>();
   /** The shortest heartbeat interval of the quiescing groups, in ticks. */
   private beatTicks = Number.POSITIVE_INFINITY;
   /** The shortest election timeout of the quiescing groups: a peer this silent is down. */
@@ -116,7 +116,8 @@ export class Host implements AsyncDisposable {
         clock: this.o.clock,
         tickMs: this.tickMs,
         send: (msg, attachment) => {
-          if (this.quiescing > 0 && !this.heardAt.has(msg.to)) this.heardAt.set(msg.to, this.ticks);
+          if (this.quiescing.size > 0 && !this.heardAt.has(msg.to))
+            this.heardAt.set(msg.to, this.ticks);
           this.o.transport.send(msg, attachment, group);
         },
         flush: () => this.flush(),
@@ -127,7 +128,7 @@ export class Host implements AsyncDisposable {
       this.leadingChanged.add(group);
       if (g.raft?.quiesce === true) {
         const t = rt.timing();
-        this.quiescing += 1;
+        this.quiescing.add(group);
         this.beatTicks = Math.min(this.beatTicks, t.heartbeatTicks);
         this.silenceTicks = Math.min(this.silenceTicks, t.electionTicks);
       }
@@ -163,6 +164,8 @@ export class Host implements AsyncDisposable {
     await rt.close(handoffTimeoutMs);
     this.runtimes.delete(group);
     this.leadingChanged.delete(group);
+    // The beat interval and silence bound stay the shortest any group had: waking is safe.
+    this.quiescing.delete(group);
     this.o.transport.liveness?.lead(group, null);
     await rt.storage.close();
   }
@@ -196,7 +199,7 @@ export class Host implements AsyncDisposable {
   }
 
   private route(msg: Message, attachment: Uint8Array | null, group: GroupId): void {
-    if (this.quiescing > 0) this.heardAt.set(msg.from, this.ticks);
+    if (this.quiescing.size > 0) this.heardAt.set(msg.from, this.ticks);
     if (group === NODE_BEAT_GROUP) return;
     const rt = this.runtimes.get(group);
     if (rt === undefined) {
@@ -226,7 +229,7 @@ export class Host implements AsyncDisposable {
     this.ticks += 1;
     this.ticking = true;
     try {
-      if (this.quiescing > 0) this.watchPeers();
+      if (this.quiescing.size > 0) this.watchPeers();
       for (const rt of this.runtimes.values()) if (!rt.quiesced()) rt.tick(nowMs);
     } finally {
       this.ticking = false;
