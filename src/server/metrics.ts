@@ -211,6 +211,38 @@ export class NodeMetrics {
     });
   }
 
+  /**
+   * Quiescing (CONFIG.md, `quiesce`): the Raft groups this node runs, quiesced or awake now,
+   * and those woken by the node-level failure detection since start.
+   */
+  bindQuiescing(
+    read: () => {
+      readonly groups: number;
+      readonly quiesced: number;
+      readonly wokenBySilence: number;
+    },
+  ): void {
+    new Gauge({
+      name: 'flotilla_raft_groups',
+      help: 'Raft groups this node runs, by state: quiesced (not ticked until woken) or awake',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        const s = read();
+        this.set({ state: 'quiesced' }, s.quiesced);
+        this.set({ state: 'awake' }, s.groups - s.quiesced);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_quiesce_woken_by_silence',
+      help: 'Since start: quiesced groups woken because a peer node was silent for an election timeout, or was heard again',
+      registers: [this.registry],
+      collect() {
+        this.set(read().wokenBySilence);
+      },
+    });
+  }
+
   /** Client requests holding an admission slot now, and their body bytes. */
   bindAdmission(read: () => { readonly requests: number; readonly bytes: number }): void {
     new Gauge({

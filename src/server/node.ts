@@ -614,6 +614,7 @@ export class FlotillaNode implements AsyncDisposable {
     metrics.bindAdmission(() => admission.state());
     const loopDelay = new LoopDelayMonitor();
     metrics.bindLoopDelay(() => loopDelay.snapshot());
+    metrics.bindQuiescing(() => host.stats());
     // A heartbeat sent just before a stall leaves a peer's election timer the election timeout
     // less one heartbeat interval: a stall that long may cost an election, or, on a follower,
     // its leader's check-quorum. The warning names the stall that explains such an election.
