@@ -157,6 +157,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     quiesces: 0,
     wakes: 0,
     silenceWakes: 0,
+    comebackWakes: 0,
   };
   private inLiveness = false;
   private livenessStartMs = 0;
@@ -837,7 +838,8 @@ export class Simulation implements NodeHost, WorkloadHost {
     }
     if (e.kind === 'quiesced') this.stats.quiesces++;
     if (e.kind === 'woke') this.stats.wakes++;
-    if (e.kind === 'woke' && e.reason.startsWith('node ')) this.stats.silenceWakes++;
+    if (e.kind === 'woke' && / silent for \d+ ticks$/.test(e.reason)) this.stats.silenceWakes++;
+    if (e.kind === 'woke' && e.reason.endsWith(' is heard again')) this.stats.comebackWakes++;
     if (this.trace.verbose)
       this.trace.note(
         this.nowMs,

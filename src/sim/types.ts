@@ -101,8 +101,10 @@ export interface SimStats {
   /** Quiescing (profile.quiesce): a node's group went quiet, and woke again. */
   quiesces: number;
   wakes: number;
-  /** Of the wakes, those the host's node-level failure detection asked (a peer fell silent or came back). */
+  /** Of the wakes, those the host's node-level failure detection asked: a peer fell silent. */
   silenceWakes: number;
+  /** ... and a peer heard again after it fell silent (a restart, a healed partition). */
+  comebackWakes: number;
 }
 
 export interface SimResult {

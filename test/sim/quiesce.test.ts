@@ -20,14 +20,22 @@ void test(`quiescing keeps every property over seeds 0..${SEEDS - 1}`, async () 
       failures.push(
         `${r.replay}: ${r.violations.map((v) => `${v.kind}: ${v.message}`).join('; ')}`,
       );
-    for (const k of ['quiesces', 'wakes', 'silenceWakes', 'crashes', 'partitions'] as const)
+    for (const k of [
+      'quiesces',
+      'wakes',
+      'silenceWakes',
+      'comebackWakes',
+      'crashes',
+      'partitions',
+    ] as const)
       totals[k] = (totals[k] ?? 0) + r.stats[k];
   }
   assert.deepEqual(failures, []);
   // Guards against a sweep in which quiescing never happened, or nothing woke a group.
   assert.ok((totals.quiesces ?? 0) > SEEDS * 5, `quiesced ${totals.quiesces} times`);
   assert.ok((totals.wakes ?? 0) > SEEDS * 5, `woke ${totals.wakes} times`);
-  assert.ok((totals.silenceWakes ?? 0) > 0, 'no group woken by the node-level failure detection');
+  assert.ok((totals.silenceWakes ?? 0) > 0, 'no group woken for a silent peer');
+  assert.ok((totals.comebackWakes ?? 0) > 0, 'no group woken for a peer heard again');
   assert.ok((totals.crashes ?? 0) > 0 && (totals.partitions ?? 0) > 0, JSON.stringify(totals));
 });
 
