@@ -199,14 +199,7 @@ export class MapRepair {
     if (!strayLearners(lane.id, rt.status().conf).includes(node)) return;
     this.o.busy.add(lane.id);
     // Bounded on the node's clock, as a record is (send).
-    const bound = new AbortController();
-    const timer = this.o.clock.setTimeout(
-      () =>
-        bound.abort(
-          new DOMException(`No answer within ${this.o.recordTimeoutMs} ms`, 'TimeoutError'),
-        ),
-      this.o.recordTimeoutMs,
-    );
+    const bound = this.bound();
     try {
       await removeLearner(lane.group, node, { clock: this.o.clock, signal: bound.signal });
       this.strays.get(lane.id)?.delete(node);
@@ -221,23 +214,30 @@ export class MapRepair {
         'stray learner not removed; will retry',
       );
     } finally {
-      this.o.clock.clearTimeout(timer);
+      bound.clear();
       this.o.busy.delete(lane.id);
     }
   }
 
-  /** Sends one record; answers whether the map took it (or already knew it). */
-  private async send(lane: RepairedLane, r: MapRecord): Promise<boolean> {
-    // The bound runs on the node's clock, as the passes do: a simulated node's repair stays
-    // deterministic, and an ordinary timer holds the controller until it fires (api/deadline.ts).
-    const bound = new AbortController();
+  /**
+   * A signal that aborts after `recordTimeoutMs` on the node's clock (`clear` when done): a
+   * simulated node's repair stays deterministic, and an ordinary timer would hold the
+   * controller until it fired (api/deadline.ts).
+   */
+  private bound(): { readonly signal: AbortSignal; clear(): void } {
+    const c = new AbortController();
     const timer = this.o.clock.setTimeout(
       () =>
-        bound.abort(
-          new DOMException(`No answer within ${this.o.recordTimeoutMs} ms`, 'TimeoutError'),
-        ),
+        c.abort(new DOMException(`No answer within ${this.o.recordTimeoutMs} ms`, 'TimeoutError')),
       this.o.recordTimeoutMs,
     );
+    return { signal: c.signal, clear: () => this.o.clock.clearTimeout(timer) };
+  }
+
+  /** Sends one record; answers whether the map took it (or already knew it). */
+  private async send(lane: RepairedLane, r: MapRecord): Promise<boolean> {
+    // The bound runs on the node's clock, as the passes do.
+    const bound = this.bound();
     const signal = bound.signal;
     const w = { signal, authorization: this.o.nodeAuthorization };
     try {
@@ -275,7 +275,7 @@ export class MapRepair {
       );
       return false;
     } finally {
-      this.o.clock.clearTimeout(timer);
+      bound.clear();
     }
   }
 }

@@ -23,7 +23,7 @@ import { ClientChecker, SafetyChecker, type DiskView } from './checker.js';
 import { SimError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { ClientHistory } from './history.js';
-import { Workload, type WorkloadHost } from './workload.js';
+import { Workload, type Counted, type WorkloadHost } from './workload.js';
 import { ConfChecker, proposeRandomChange } from './membership.js';
 import { LinkTable } from './network.js';
 import { clientSession, type ClientWrite } from './ops.js';
@@ -987,17 +987,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     return this.nodes.filter((n) => n.up);
   }
 
-  count(
-    what:
-      | 'writesDone'
-      | 'readsOk'
-      | 'readsFailed'
-      | 'retries'
-      | 'splits'
-      | 'splitsRefused'
-      | 'wrongRange'
-      | 'splitsRecorded',
-  ): void {
+  count(what: Counted): void {
     this.stats[what]++;
   }
 

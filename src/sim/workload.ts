@@ -56,7 +56,8 @@ interface LooseResult {
   readonly error?: { readonly code?: string; readonly range?: RangeDescriptor };
 }
 
-type Counted =
+/** What a workload counts in the run's statistics. */
+export type Counted =
   | 'writesDone'
   | 'readsOk'
   | 'readsFailed'
