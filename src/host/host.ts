@@ -79,6 +79,8 @@ export class Host implements AsyncDisposable {
   /** Peers silent for silenceTicks; the groups quiesced under them as leader were woken. */
   private readonly silentPeers = new Set<NodeId>();
   private wokenBySilence = 0;
+  /** How many peers the liveness lane was last given for the node heartbeat (reportNodeBeat). */
+  private nodeBeatPeersTold = 0;
 
   constructor(private readonly o: HostOptions) {
     this.tickMs = o.tickMs ?? 10;
@@ -167,6 +169,11 @@ export class Host implements AsyncDisposable {
     // The beat interval and silence bound stay the shortest any group had: waking is safe.
     this.quiescing.delete(group);
     this.o.transport.liveness?.lead(group, null);
+    if (this.quiescing.size === 0 && this.nodeBeatPeersTold > 0) {
+      // watchPeers sends no more node beats: neither does the lane.
+      this.nodeBeatPeersTold = 0;
+      this.o.transport.liveness?.lead(NODE_BEAT_GROUP, null);
+    }
     await rt.storage.close();
   }
 
@@ -242,6 +249,7 @@ export class Host implements AsyncDisposable {
     if (lane !== undefined && lane !== null) {
       lane.alive();
       this.reportLeading(lane);
+      this.reportNodeBeat(lane);
     }
   }
 
@@ -262,6 +270,21 @@ export class Host implements AsyncDisposable {
       lane.lead(group, rt.leading());
     }
     this.leadingChanged.clear();
+  }
+
+  /**
+   * Tells the liveness lane to send the node heartbeat too, while the main thread is silent: it
+   * is told as if this node led a group NODE_BEAT_GROUP in term 0 with every peer the beat goes
+   * to as follower, so the lane sends exactly the beat watchPeers sends, for as long as it
+   * speaks for the led groups (its grace). Without it a stall of an election timeout silenced
+   * this node to its peers, and they woke every group quiesced under it as leader. The peers
+   * only ever grow (heardAt keeps each peer), so a change is a new size.
+   */
+  private reportNodeBeat(lane: LivenessReporter): void {
+    if (this.quiescing.size === 0 || this.heardAt.size === this.nodeBeatPeersTold) return;
+    this.nodeBeatPeersTold = this.heardAt.size;
+    const peers = [...this.heardAt.keys()].sort((a, b) => a - b);
+    lane.lead(NODE_BEAT_GROUP, { term: 0, followers: peers });
   }
 
   /**

@@ -20,7 +20,9 @@
 // A leader whose main thread is stuck for good (a bug, a hung disk call) must still be
 // replaced: past `graceMs` without a tick the thread stops sending, and the followers elect
 // after their election timeout as before. A leader that stepped down says so at its next
-// tick; a heartbeat of an old term sent meanwhile is answered with the newer term.
+// tick; a heartbeat of an old term sent meanwhile is answered with the newer term. With
+// quiescing on, the host reports its node heartbeat (term 0, host.ts NODE_BEAT_GROUP) as a led
+// group too, so a stalled node's peers keep hearing from it and leave its quiesced groups asleep.
 
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
