@@ -3,6 +3,7 @@
 // npm run chaos -- --seeds 3 --time 60 --nemesis kill,pause,partition,membership
 // npm run chaos -- --seeds 20 --time 60 --ranges 8 --nemesis kill,pause,partition,wipe,split
 // npm run chaos -- --nodes 4 --ranges 4 --nemesis kill,pause,partition,split,move,drain --placement-every 500
+// npm run chaos -- --ranges 8 --workload register --nemesis kill,pause,partition,split --quiesce --clients 4 --think 1500..4500
 //
 // Runs seeded fault-injection runs against real local clusters and prints, per run, the
 // operations that succeeded, failed and ended unknown, the faults injected and the verdict.
@@ -19,6 +20,18 @@ import { ChaosCluster, type UnsafeMode } from './cluster.js';
 import { defaultQueueWorkload } from './workload-queue.js';
 
 const UNSAFE: readonly UnsafeMode[] = ['none', 'local-reads', 'early-ack', 'stale-tokens'];
+
+/** `--think 1000..3000`: the register clients' think time, [min, max) ms. */
+function thinkRange(v: string): readonly [number, number] {
+  const m = /^(\d{1,6})\.\.(\d{1,6})$/.exec(v);
+  const lo = Number(m?.[1]);
+  const hi = Number(m?.[2]);
+  if (m === null || lo > hi)
+    throw new InvalidArgumentError(
+      `--think must be min..max ms with min <= max, got ${JSON.stringify(v)}`,
+    );
+  return [lo, hi];
+}
 
 const program = new Command()
   .name('chaos')
@@ -69,6 +82,12 @@ const program = new Command()
     defaultQueueWorkload.producers,
   )
   .option('--workers <n>', 'queue workers', int('--workers', 1, 100), defaultQueueWorkload.workers)
+  .option('--quiesce', 'start every node with quiesce: on (idle groups stop their heartbeats)')
+  .option(
+    '--think <ms>',
+    'register clients think min..max ms between operations (default 0..30); long means sparse writes',
+    thinkRange,
+  )
   .option('--storage <kind>', 'wal or sqlite', 'wal')
   .option(
     '--unsafe <mode>',
@@ -112,6 +131,10 @@ const program = new Command()
         ranges,
         splitsMax: o['splits'] as number,
         placementEveryMs: (o['placementEvery'] as number | undefined) ?? null,
+        quiesce: o['quiesce'] === true,
+        registerThinkMs:
+          (o['think'] as readonly [number, number] | undefined) ??
+          defaultChaosOptions.registerThinkMs,
         queue: {
           ...defaultQueueWorkload,
           producers: o['producers'] as number,

@@ -88,6 +88,8 @@ export interface ChaosClusterOptions {
   readonly keepData: boolean;
   /** The nodes' `placementEveryMs`; absent: their default. */
   readonly placementEveryMs?: number;
+  /** Start every node with `quiesce: on` (DESIGN.md, "Quiescing idle groups"). */
+  readonly quiesce?: boolean;
 }
 
 interface Member {
@@ -293,6 +295,7 @@ export class ChaosCluster {
     env['FLOTILLA_COMPACTION_KEEP_REVISIONS'] = '0';
     if (this.o.placementEveryMs !== undefined)
       env['FLOTILLA_PLACEMENT_EVERY_MS'] = String(this.o.placementEveryMs);
+    if (this.o.quiesce === true) env['FLOTILLA_QUIESCE'] = 'on';
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     allProcesses.add(child);
     child.on('error', (err) => {

@@ -61,6 +61,7 @@ import {
   defaultQueueWorkload,
   type QueueWorkloadOptions,
 } from './workload-queue.js';
+import { QuiesceSampler, formatQuiesce } from './quiesce-sampler.js';
 
 export interface ChaosOptions {
   readonly seed: number;
@@ -86,6 +87,13 @@ export interface ChaosOptions {
   readonly splitsMax: number;
   /** The nodes' `placementEveryMs` (the move and drain nemeses want it short); null: default. */
   readonly placementEveryMs: number | null;
+  /** Every node runs with `quiesce: on`, so idle groups quiesce between faults. */
+  readonly quiesce: boolean;
+  /**
+   * The register clients' think time between operations, ms: [min, max). Long, with few
+   * clients, leaves most ranges idle most of the time (so, with quiesce, asleep).
+   */
+  readonly registerThinkMs: readonly [number, number];
   /** Where the history and report go; null: nowhere. */
   readonly outDir: string | null;
   readonly checkBudgetMs: number;
@@ -109,6 +117,8 @@ export const defaultChaosOptions: Omit<ChaosOptions, 'seed' | 'log'> = {
   ranges: 1,
   splitsMax: 8,
   placementEveryMs: null,
+  quiesce: false,
+  registerThinkMs: defaultClientTiming.thinkMs,
   outDir: null,
   checkBudgetMs: 60_000,
 };
@@ -228,6 +238,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     storage: o.storage,
     keepData: false,
     ...(o.placementEveryMs === null ? {} : { placementEveryMs: o.placementEveryMs }),
+    quiesce: o.quiesce,
   });
   const problems: string[] = [];
   try {
@@ -247,7 +258,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const run = makeRun(o, rng, cluster, now, { splitter, keys, layout });
     const { register, set, watch, lock, queue } = run;
     watch?.start();
+    const sampler = o.quiesce
+      ? new QuiesceSampler(() => cluster.ids.map((id) => [id, cluster.endpoint(id)] as const))
+      : null;
+    sampler?.start();
     await drive(o, now, run, problems);
+    if (sampler !== null) o.log(formatQuiesce(await sampler.stop()).trim());
     let settled = await settle(o, cluster, problems);
     const disagree = settled ? await run.nemesis.membership?.agree(CONVERGE_MS) : null;
     if (typeof disagree === 'string') {
@@ -340,7 +356,7 @@ function makeRun(
         cluster.endpoints(),
         createRng(rng.int(2 ** 31)),
         { clients: o.registerClients, keys: o.registerKeys, firstClient: 0 },
-        defaultClientTiming,
+        { ...defaultClientTiming, thinkMs: o.registerThinkMs },
         now,
       )
     : null;
