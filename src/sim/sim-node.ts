@@ -92,7 +92,8 @@ export interface NodeHost {
   fail(what: string, err: unknown): void;
 }
 
-export type NodeFactory = (config: RaftConfig) => RaftNode;
+/** Builds a core for group `group` (range 0, a range, or the meta group) of a node. */
+export type NodeFactory = (config: RaftConfig, group: GroupId) => RaftNode;
 export type RuntimeFactory = (options: RuntimeOptions) => Promise<RaftRuntime>;
 
 /** The key-value store's group: the only one the simulated nodes run. */
@@ -785,7 +786,7 @@ export class SimNode implements LogView {
    * index as the runtime takes it, the point where the old in-simulator Ready loop saw them.
    */
   private createCore(config: RaftConfig, group: GroupId): RaftNode {
-    const core = this.opts.createNode(config);
+    const core = this.opts.createNode(config, group);
     const ready = core.ready.bind(core);
     core.ready = (): Ready => {
       const rd = ready();

@@ -765,17 +765,37 @@ export class Simulation implements NodeHost, WorkloadHost {
   }
 
   /**
-   * With quiescing: the nodes whose group is not quiesced yet, and those quiesced behind the
-   * leader's commit index (empty: the idle group went quiet everywhere, caught up). Once the
-   * workload is done the group is idle, so it must quiesce within the liveness bound.
+   * With quiescing: per group (with ranges, every range the nodes know of and the meta group),
+   * the members not quiesced yet and those quiesced behind the leader's commit index (empty:
+   * every idle group went quiet everywhere, caught up). Once the workload is done and the map
+   * agrees every group is idle, so each must quiesce within the liveness bound. The members are
+   * those in the newest leader's configuration: a replica moved away is not waited for.
    */
   private notQuiesced(): string {
-    const up = this.nodes.filter((n) => n.up).map((n) => ({ id: n.id, st: n.raft.status() }));
-    const commit = Math.max(...up.map((n) => (n.st.role === 'leader' ? n.st.commit : 0)));
     const out: string[] = [];
-    for (const { id, st } of up) {
-      if (!st.quiesced) out.push(`n${id} awake`);
-      else if (st.commit < commit) out.push(`n${id} quiesced at commit ${st.commit} < ${commit}`);
+    for (const group of this.groupIdsNow()) {
+      const name = this.ranges === null ? '' : group === META_GROUP ? 'meta ' : `range ${group} `;
+      const members = this.nodes.flatMap((n) => {
+        const core = n.coreOf(group);
+        return core === undefined ? [] : [{ id: n.id, st: core.status() }];
+      });
+      let leader: (typeof members)[number] | undefined;
+      for (const m of members)
+        if (m.st.role === 'leader' && (leader === undefined || m.st.term > leader.st.term))
+          leader = m;
+      if (leader === undefined) {
+        out.push(`${name}no leader`);
+        continue;
+      }
+      const conf = new Set([...leader.st.voters, ...leader.st.learners]);
+      for (const id of conf)
+        if (!members.some((m) => m.id === id)) out.push(`${name}n${id} not running it`);
+      for (const { id, st } of members) {
+        if (!conf.has(id)) continue;
+        if (!st.quiesced) out.push(`${name}n${id} awake`);
+        else if (st.commit < leader.st.commit)
+          out.push(`${name}n${id} quiesced at commit ${st.commit} < ${leader.st.commit}`);
+      }
     }
     return out.length === 0 ? '' : ` not quiesced: ${out.join(', ')}`;
   }

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runSeed, type Profile, type SimStats } from '../../src/sim/index.js';
+import { RaftNode } from '../../src/raft/index.js';
 import { NeverWakes } from './planted.js';
 
 const SEEDS = 150;
@@ -65,4 +66,25 @@ void test('the simulator catches quiesced nodes that never wake', async () => {
   assert.ok(caught !== null, `no liveness violation in ${bound} seeds`);
   const control = await runSeed({ seed: caught, profile: NEVER_WAKES_PROFILE });
   assert.deepEqual(control.violations, [], `the correct core also fails seed ${caught}`);
+});
+
+void test('with ranges, the simulator catches a range group that never quiesces', async () => {
+  // Ranges split off range 0 start with quiescing off, as if the node's setting were lost on
+  // the way to them: range 0 still quiesces, so only the check over every group sees it.
+  const bound = 20;
+  let caught: { seed: number; message: string } | null = null;
+  for (let seed = 0; seed < bound && caught === null; seed++) {
+    const r = await runSeed({
+      seed,
+      ranges: true,
+      profile: { quiesce: true },
+      createNode: (c, group) => new RaftNode(group === 0 ? c : { ...c, quiesce: false }),
+    });
+    const v = r.violations.find((x) => x.kind === 'liveness');
+    if (v !== undefined) caught = { seed, message: v.message };
+  }
+  assert.ok(caught !== null, `no liveness violation in ${bound} seeds`);
+  assert.match(caught.message, /not quiesced: .*range \d+ n\d awake/);
+  const control = await runSeed({ seed: caught.seed, ranges: true, profile: { quiesce: true } });
+  assert.deepEqual(control.violations, [], `the correct core also fails seed ${caught.seed}`);
 });

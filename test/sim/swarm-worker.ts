@@ -14,6 +14,8 @@ export interface SliceRequest {
   readonly moves?: boolean;
   /** With ranges: the nodes run the meta group, and clients route by its map. */
   readonly meta?: boolean;
+  /** Idle groups quiesce (every range and the meta group too, with ranges). */
+  readonly quiesce?: boolean;
 }
 
 export interface SliceOutcome {
@@ -26,6 +28,9 @@ export interface SliceOutcome {
   readonly moves: number;
   /** Splits recorded in the meta map by their own request over the slice (meta). */
   readonly splitsRecorded: number;
+  /** Groups quiesced, and woken, over the slice (quiesce). */
+  readonly quiesces: number;
+  readonly wakes: number;
 }
 
 async function runSlice({
@@ -34,19 +39,25 @@ async function runSlice({
   ranges,
   moves,
   meta,
+  quiesce,
 }: SliceRequest): Promise<SliceOutcome> {
   const failures: string[] = [];
   let events = 0;
   let splits = 0;
   let moved = 0;
   let recorded = 0;
+  let quiesces = 0;
+  let wakes = 0;
   for (let seed = start; seed < start + count; seed++) {
     const r = await runSeed({
       seed,
       ...(ranges === true ? { ranges } : {}),
       ...(moves === true ? { moves } : {}),
       ...(meta === true ? { meta } : {}),
+      ...(quiesce === true ? { profile: { quiesce } } : {}),
     });
+    quiesces += r.stats.quiesces;
+    wakes += r.stats.wakes;
     recorded += r.stats.splitsRecorded;
     events += r.stats.events;
     splits += r.stats.splits;
@@ -56,7 +67,7 @@ async function runSlice({
       failures.push(`seed ${seed} [${v?.kind}] ${v?.message.slice(0, 300)} -- replay: ${r.replay}`);
     }
   }
-  return { events, failures, splits, moves: moved, splitsRecorded: recorded };
+  return { events, failures, splits, moves: moved, splitsRecorded: recorded, quiesces, wakes };
 }
 
 if (parentPort !== null) {

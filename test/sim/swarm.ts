@@ -6,13 +6,15 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import type { SliceOutcome, SliceRequest } from './swarm-worker.js';
 
-/** Runs seeds [start, start+count) with everything drawn from each seed (with ranges: on). */
+/** Runs seeds [start, start+count) with everything drawn from each seed (with ranges, moves,
+ * meta or quiescing: on). */
 export async function runSwarmSlice(
   start: number,
   count: number,
   ranges = false,
   moves = false,
   meta = false,
+  quiesce = false,
 ): Promise<void> {
   const request: SliceRequest = {
     start,
@@ -20,6 +22,7 @@ export async function runSwarmSlice(
     ...(ranges ? { ranges } : {}),
     ...(moves ? { moves } : {}),
     ...(meta ? { meta } : {}),
+    ...(quiesce ? { quiesce } : {}),
   };
   const worker = new Worker(new URL('./swarm-worker.js', import.meta.url), {
     workerData: request,
@@ -46,5 +49,13 @@ export async function runSwarmSlice(
       outcome.splitsRecorded > count / 2,
       `only ${outcome.splitsRecorded} splits recorded over ${count} seeds`,
     );
+  // ... and against quiescing seeds in which no group quiesced, or none woke again.
+  if (quiesce) {
+    assert.ok(
+      outcome.quiesces > count * 5,
+      `only ${outcome.quiesces} quiesces over ${count} seeds`,
+    );
+    assert.ok(outcome.wakes > count * 5, `only ${outcome.wakes} wakes over ${count} seeds`);
+  }
   assert.deepEqual(outcome.failures, []);
 }
