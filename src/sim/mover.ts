@@ -11,7 +11,10 @@
 //
 // Differences from the product, none in the step logic: a move gives up after its bound and
 // leaves the range as it is, for the next move to resume from (a stray learner is removed
-// first, as a retried change does). With the meta group (sim-meta.ts) the last step records
+// first, as a retried change does). As the product's catch-up does, a learner that has not
+// caught up within half the bound (or by the bound) is removed again before the move gives up:
+// left in place, a learner whose node lost its prepared copy (a crash before the first
+// snapshot arrived) would keep the range's leader sending to it, and its group from quiescing. With the meta group (sim-meta.ts) the last step records
 // the range's new replicas in the map, as the product's does; without it there is no map.
 
 import { FlotillaError } from '../base/errors.js';
@@ -62,6 +65,8 @@ interface Move {
   barrier: string;
   /** With the meta group: the map took the range's new replicas (the move's last step). */
   recorded: boolean;
+  /** The learner must have caught up by then (-1: no promote step seen yet). */
+  catchUpUntilMs: number;
 }
 
 export class Mover {
@@ -113,6 +118,7 @@ export class Mover {
       untilMs: this.host.now() + this.o.moveTimeoutMs,
       barrier: '',
       recorded: false,
+      catchUpUntilMs: -1,
     };
     this.host.note(`move of range ${d.id}'s replica from node ${remove} to node ${add} begins`);
   }
@@ -120,19 +126,20 @@ export class Mover {
   /** Takes the move's next step on the range's leader, as RangeReplicas would. */
   next(): void {
     const m = this.move;
-    if (m === null || this.host.now() < this.inFlightUntilMs) return;
-    if (this.host.now() > m.untilMs) {
-      this.host.note(`move of range ${m.range} abandoned: not done in time`);
-      this.host.count('movesAbandoned');
-      this.move = null;
-      return;
-    }
+    const now = this.host.now();
+    if (m === null || now < this.inFlightUntilMs) return;
+    // Past the bound, a learner still to be removed again gets one more bound for that.
+    if (now > m.untilMs + (m.catchUpUntilMs < 0 ? 0 : this.o.moveTimeoutMs))
+      return this.abandon(m, 'not done in time');
     const leader = this.host.nodes.find(
       (n) => n.up && n.rangeGroup(m.range)?.runtime.isLeader() === true,
     );
     const group = leader?.rangeGroup(m.range);
     const service = leader?.rangeService(m.range);
-    if (leader === undefined || group === undefined || service === undefined) return;
+    if (leader === undefined || group === undefined || service === undefined) {
+      if (now > m.untilMs && m.catchUpUntilMs < 0) this.abandon(m, 'not done in time');
+      return;
+    }
     const rt = group.runtime;
     const s = rt.status();
     const key = `${leader.id}/${s.term}`;
@@ -146,6 +153,7 @@ export class Mover {
       return;
     }
     const next = this.step(s.conf, group.range.descriptor(), m.change, leader.id);
+    if (now > m.untilMs && next.kind !== 'promote') return this.abandon(m, 'not done in time');
     if (next.kind !== 'wait') this.host.count('moveSteps');
     const confChange = (kind: ConfChangeSingle['kind'], node: number): Promise<unknown> =>
       rt.proposeConfChange({ changes: [{ kind, node }] }, { timeoutMs: this.o.requestTimeoutMs });
@@ -166,9 +174,18 @@ export class Mover {
           target.prepareRange(m.range, d, voters).then(() => confChange('add-learner', next.node)),
         );
       }
-      case 'promote':
-        if (!learnerCaughtUp(s, next.node, this.o.lagEntries)) return;
-        return this.run(leader, m.range, confChange('add-voter', next.node));
+      case 'promote': {
+        if (learnerCaughtUp(s, next.node, this.o.lagEntries))
+          return this.run(leader, m.range, confChange('add-voter', next.node));
+        // As RangeReplicas.catchUp: half the bound to catch up, then removed again.
+        if (m.catchUpUntilMs < 0)
+          m.catchUpUntilMs = Math.min(m.untilMs, now + this.o.moveTimeoutMs / 2);
+        if (now <= m.catchUpUntilMs) return;
+        const removed = confChange('remove', next.node).then(() =>
+          this.abandon(m, `node ${next.node} did not catch up in time; it was removed again`),
+        );
+        return this.run(leader, m.range, removed);
+      }
       case 'hand-off': {
         const to = handOffTarget(s, leader.id, m.change.add);
         if (to === undefined) throw new Error(`range ${m.range}: its leader is its only voter`);
@@ -220,6 +237,13 @@ export class Mover {
         return;
       }
     }
+  }
+
+  private abandon(m: Move, why: string): void {
+    if (this.move !== m) return;
+    this.host.note(`move of range ${m.range} abandoned: ${why}`);
+    this.host.count('movesAbandoned');
+    this.move = null;
   }
 
   /**
