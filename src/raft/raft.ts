@@ -632,11 +632,38 @@ export class Raft {
   }
 }
 
-/** A follower's or candidate's tick: campaign once the randomized election timeout passes. */
+/**
+ * A follower's or candidate's tick: campaign once the randomized election timeout passes. A
+ * follower recovering lost data may not campaign; with quiescing on it says it is recovering
+ * instead (announceRecovering).
+ */
 export function tickElection(r: Raft): void {
   r.electionElapsed++;
-  if (r.promotable() && r.electionElapsed >= r.randomizedElectionTimeout) {
+  if (r.electionElapsed < r.randomizedElectionTimeout) return;
+  if (r.promotable()) {
     r.electionElapsed = 0;
     hup(r, false);
+  } else if (r.cfg.quiesce && r.recoveryState === 'recovering' && r.role === 'follower') {
+    r.electionElapsed = 0;
+    announceRecovering(r);
+  }
+}
+
+/**
+ * A follower recovering lost data that heard no leader for an election timeout tells every
+ * other member it is recovering (a heartbeat answer marked catchingUp, which wakes a quiesced
+ * node; DESIGN.md, "Quiescing idle groups"). Its leader may have quiesced the group on
+ * answers this node gave before it lost its data, believing it caught up: that leader would
+ * never send to it again, and a recovering node does not campaign, so without this the group
+ * stays asleep and the node never recovers. Awake, the leader heartbeats it, finds its log
+ * lost, and replicates to it; the marked answer counts toward no quorum (seq 0 acknowledges
+ * no read round).
+ */
+function announceRecovering(r: Raft): void {
+  const c = r.conf();
+  const members = new Set([...c.voters, ...c.outgoing, ...c.learners, ...c.learnersNext]);
+  for (const to of members) {
+    if (to === r.id) continue;
+    r.send({ type: 'heartbeat-resp', from: r.id, to, term: r.term, seq: 0, catchingUp: true });
   }
 }

@@ -51,3 +51,18 @@ void test('seed 674 (ranges, moves, meta): a forward begun past its bound leaves
   const r = await runSeed({ seed: 674, ranges: true, moves: true, meta: true });
   assert.deepEqual(r.violations, []);
 });
+
+// Found by quiescing range seeds: a node wiped and back within moments had a range's leader
+// quiesce on the answers the node gave before it lost its data, so the leader took it for
+// caught up and sent it nothing more; the node's copy of the range, recovering, may not
+// campaign, and the group slept with it never recovered (liveness: "wiped nodes not caught
+// up"). A recovering follower that hears no leader now tells the members it is recovering,
+// which wakes them (transcript quiesce-recovering.txt).
+// Replay: npm run sim -- --seed 447 --ranges --meta --quiesce
+void test('seeds 323 and 447 (ranges, meta, quiesce): a wiped node wakes a group that quiesced on its old answers', async () => {
+  for (const seed of [323, 447]) {
+    const r = await runSeed({ seed, ranges: true, meta: true, profile: { quiesce: true } });
+    assert.ok(r.stats.wipes > 0, `seed ${seed} wiped no disk`);
+    assert.deepEqual(r.violations, [], `seed ${seed}`);
+  }
+});
