@@ -775,9 +775,10 @@ export class Simulation implements NodeHost, WorkloadHost {
     const out: string[] = [];
     for (const group of this.groupIdsNow()) {
       const name = this.ranges === null ? '' : group === META_GROUP ? 'meta ' : `range ${group} `;
+      // The runtime, not the core: a copy given up leaves its last core behind.
       const members = this.nodes.flatMap((n) => {
-        const core = n.coreOf(group);
-        return core === undefined ? [] : [{ id: n.id, st: core.status() }];
+        const rt = n.runtimeOf(group);
+        return rt === undefined ? [] : [{ id: n.id, st: rt.status() }];
       });
       let leader: (typeof members)[number] | undefined;
       for (const m of members)
