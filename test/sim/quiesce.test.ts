@@ -2,7 +2,8 @@
 // drawn faults (crashes, partitions, one-way links, drops, transfers, wipes) keeps every safety
 // and liveness property, groups quiesce and wake throughout, the hosts' node-level failure
 // detection wakes groups, and every run ends with the idle group quiesced on every node,
-// caught up. A core whose quiesced nodes never wake is caught.
+// caught up. A core whose quiesced nodes never wake is caught, and with ranges, ranges that
+// never quiesce while range 0 does.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
