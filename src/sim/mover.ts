@@ -140,6 +140,8 @@ export class Mover {
       if (now > m.untilMs && m.catchUpUntilMs < 0) this.abandon(m, 'not done in time');
       return;
     }
+    // As RangeReplicas: the change waits while a split (or another change) holds the range.
+    if (leader.busy.has(m.range)) return;
     const rt = group.runtime;
     const s = rt.status();
     const key = `${leader.id}/${s.term}`;

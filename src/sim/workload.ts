@@ -485,7 +485,11 @@ export class Workload {
             this.wake(c, this.p.tickMs * 2);
             return;
           }
-          const refusal = splitRefusal(service.runtime.status().conf, group.range.descriptor());
+          // As range-admin.ts: refused while a change of the range's replicas (or another
+          // split) runs on this node; the split holds the range until its proposal settles.
+          const refusal = node.busy.has(range.id)
+            ? 'a change of its replicas is running here'
+            : splitRefusal(service.runtime.status().conf, group.range.descriptor());
           if (refusal !== null) {
             // Retried later, as the API's RANGE_CHANGE_IN_PROGRESS is.
             this.host.count('splitsRefused');
@@ -594,7 +598,14 @@ export class Workload {
         },
       }),
     });
-    service.runtime.propose(data, { timeoutMs: this.timeoutMs() }).then(
+    node.busy.add(range.id);
+    const gen = node.gen;
+    const release = (): void => {
+      if (node.gen === gen) node.busy.delete(range.id);
+    };
+    const proposed = service.runtime.propose(data, { timeoutMs: this.timeoutMs() });
+    proposed.then(release, release);
+    proposed.then(
       (result) => {
         if (c.token !== token) return;
         this.guard(() => {
