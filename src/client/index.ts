@@ -174,6 +174,9 @@ const retryable = new Set<ErrorCode>([
   'NOT_LEADER',
   'NO_LEADER',
   'TRANSFER_IN_PROGRESS',
+  // Another membership change is proposed and not applied yet: refused before proposing, and
+  // the next attempt, once it applied, can go through.
+  'MEMBERSHIP_CHANGE_PENDING',
   'UNCOMMITTED_LIMIT',
   'OVERLOADED',
   'PROPOSAL_DROPPED',

@@ -117,6 +117,42 @@ void describe('FlotillaClient retries', () => {
   });
 });
 
+void describe('FlotillaClient membership changes', () => {
+  void it('asks again while another membership change is being applied', async () => {
+    let attempts = 0;
+    const url = await serve((_body, res, attempt) => {
+      attempts = attempt + 1;
+      if (attempt < 2) reply(res, 503, error('MEMBERSHIP_CHANGE_PENDING', false));
+      else reply(res, 200, { members: [] });
+    });
+    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 1_000, maxAttempts: 4 });
+    try {
+      assert.deepEqual(await client.removeMember(4), { members: [] });
+    } finally {
+      await client.close();
+    }
+    assert.equal(attempts, 3);
+  });
+
+  void it('gives up with the refusal, definite, once its attempts are spent', async () => {
+    const url = await serve((_body, res) =>
+      reply(res, 503, error('MEMBERSHIP_CHANGE_PENDING', false)),
+    );
+    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 1_000, maxAttempts: 2 });
+    try {
+      await assert.rejects(client.removeMember(4), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'MEMBERSHIP_CHANGE_PENDING');
+        assert.equal(e.indefinite, false);
+        assert.match(e.message, /gave up after retries/);
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 void describe('FlotillaClient connection failures', () => {
   void it('a refused connection is a definite failure: nothing was sent', async () => {
     const url = await serve(() => undefined);
