@@ -12,6 +12,7 @@ import { after, test } from 'node:test';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TestCluster } from './harness.js';
+import { until } from './range-writers.js';
 
 const fixture = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), 'stall-fixture.js'));
 
@@ -40,24 +41,16 @@ async function scrape(cluster: TestCluster, id: number): Promise<Scrape> {
   };
 }
 
-async function until<T>(what: string, ms: number, f: () => Promise<T | null>): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown = null;
-  for (;;) {
-    const v = await f().catch((e: unknown) => ((last = e), null));
-    if (v !== null) return v;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${String(last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Every running node has all its groups but the queue's quiesced (it ticks every second). */
 async function idle(cluster: TestCluster): Promise<Scrape[]> {
-  return until('every node idle and quiesced', 20_000, async () => {
-    const s = await Promise.all(cluster.running().map((id) => scrape(cluster, id)));
-    return s.every((x) => x.quiesced >= 2 && x.awake <= 1) ? s : null;
-  });
+  return until(
+    'every node idle and quiesced',
+    async () => {
+      const s = await Promise.all(cluster.running().map((id) => scrape(cluster, id)));
+      return s.every((x) => x.quiesced >= 2 && x.awake <= 1) ? s : null;
+    },
+    20_000,
+  );
 }
 
 void test(
@@ -85,8 +78,10 @@ void test(
           body: JSON.stringify({ to }),
         });
         assert.equal(res.status, 200, `transfer to ${to}: ${await res.text()}`);
-        leader = await until(`node ${to} to lead`, 10_000, async () =>
-          (await cluster.status(to))?.role === 'leader' ? to : null,
+        leader = await until(
+          `node ${to} to lead`,
+          async () => ((await cluster.status(to))?.role === 'leader' ? to : null),
+          10_000,
         );
         await client.put('k', 'moved');
       }
@@ -95,8 +90,10 @@ void test(
       const before = await Promise.all(peers.map((id) => scrape(cluster, id)));
       const term = (await cluster.status(leader))?.term;
       cluster.signal(leader, 'SIGUSR2');
-      await until('the stall to end', 10_000, () =>
-        Promise.resolve(cluster.logOf(leader).includes('(stall 1)') ? true : null),
+      await until(
+        'the stall to end',
+        () => (cluster.logOf(leader).includes('(stall 1)') ? true : null),
+        10_000,
       );
       // Not a wait for a condition but the window the test watches: a peer that stopped
       // hearing the stalled node during the stall wakes its groups within one tick of the

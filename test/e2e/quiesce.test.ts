@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { TestCluster } from './harness.js';
+import { until } from './range-writers.js';
 
 const clusters: TestCluster[] = [];
 after(async () => {
@@ -27,18 +28,6 @@ async function groupStates(
   return { quiesced: read('quiesced'), awake: read('awake') };
 }
 
-async function until<T>(what: string, ms: number, f: () => Promise<T | null>): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown = null;
-  for (;;) {
-    const v = await f().catch((e: unknown) => ((last = e), null));
-    if (v !== null) return v;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${ms} ms waiting for ${what}; last error ${String(last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 void test(
   '3 nodes with quiesce on: idle groups quiesce; kill -9 the idle leader, a new one serves',
   { timeout: 120_000 },
@@ -55,10 +44,14 @@ void test(
       }
       // Once idle, every node's groups are quiesced but the queue's, which wakes for its tick
       // every second: the key-value group and the meta group.
-      const seen = await until('quiesced groups on every node', 20_000, async () => {
-        const s = await Promise.all(cluster.running().map((id) => groupStates(cluster, id)));
-        return s.every((x) => x.quiesced >= 2 && x.quiesced >= x.quiesced + x.awake - 1) ? s : null;
-      });
+      const seen = await until(
+        'quiesced groups on every node',
+        async () => {
+          const s = await Promise.all(cluster.running().map((id) => groupStates(cluster, id)));
+          return s.every((x) => x.quiesced >= 2 && x.awake <= 1) ? s : null;
+        },
+        20_000,
+      );
       assert.ok(
         seen.every((x) => x.quiesced + x.awake >= 3),
         JSON.stringify(seen),
@@ -66,10 +59,14 @@ void test(
       // A linearizable read of an idle group wakes it and is answered.
       assert.equal((await client.get('k/3'))?.value, 'v3');
       const oldLeader = await cluster.waitForLeader();
-      await until('the idle groups to quiesce again', 20_000, async () => {
-        const s = await groupStates(cluster, oldLeader);
-        return s.quiesced >= 2 && s.quiesced >= s.quiesced + s.awake - 1 ? s : null;
-      });
+      await until(
+        'the idle groups to quiesce again',
+        async () => {
+          const s = await groupStates(cluster, oldLeader);
+          return s.quiesced >= 2 && s.awake <= 1 ? s : null;
+        },
+        20_000,
+      );
       await cluster.kill(oldLeader);
       const newLeader = await cluster.waitForLeader(20_000, cluster.running());
       assert.notEqual(newLeader, oldLeader);
