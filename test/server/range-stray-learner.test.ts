@@ -62,11 +62,16 @@ void test('a stray learner is removed by the range leader, its copy given up, an
     const voters = [...group.runtime.status().conf.voters];
 
     // The first half of a move: prepared, added as a learner; then nothing.
-    const prepared = await postJson(
-      `${c.url(stray)}${preparePath}`,
-      { range: r, descriptor: renderDescriptor(group.range.descriptor(), 'base64'), voters },
-      { timeoutMs: 10_000 },
-    );
+    // A node that just gave the range up may still be finishing that change: asked again.
+    const prepared = await until('the stray node prepared', async () => {
+      const a = await postJson(
+        `${c.url(stray)}${preparePath}`,
+        { range: r, descriptor: renderDescriptor(group.range.descriptor(), 'base64'), voters },
+        { timeoutMs: 10_000 },
+      );
+      const code = (a.json['error'] as { code?: string } | undefined)?.code;
+      return code === 'RANGE_CHANGE_IN_PROGRESS' ? null : a;
+    });
     assert.equal(prepared.status, 200, JSON.stringify(prepared.json));
     await group.runtime.proposeConfChange(
       { changes: [{ kind: 'add-learner', node: stray }] },
