@@ -6,7 +6,9 @@
 //   partition   iptables DROP rules inside a host's namespace, both directions, per peer;
 //   loss        iptables `statistic` DROP rules inside a host's namespace;
 //   delay       `tc qdisc ... netem` on the host's interface, when the kernel has sch_netem
-//               (`netemAvailable`); a kernel without it gets the loss alone, and says so.
+//               (`netemAvailable`); on a kernel without it, a relay in the host's namespace
+//               (delay-relay.ts) that iptables REDIRECT puts between the host and the ports
+//               it connects to on its peers, which forwards what the host sends late.
 //
 // Addresses are from 198.18.0.0/15, the range set aside for network tests (RFC 2544): one /24
 // per run, chosen among 198.19.100-199.0/24 so that it overlaps no route the machine already
@@ -14,7 +16,8 @@
 // machine never collide, and everything made here is removed by `destroy()`, which is safe to
 // call twice and also runs, synchronously, if the process exits without calling it.
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -113,10 +116,31 @@ async function freeSubnet(): Promise<string> {
 }
 
 export interface Degradation {
-  /** One-way delay added to everything the host sends (netem only). */
+  /**
+   * One-way delay added to what the host sends: everything, with netem; without it, what it
+   * sends on the TCP connections it opens to `ports` on the other hosts (the relay).
+   */
   readonly delayMs: number;
   /** Percentage of packets dropped, each way. */
   readonly lossPercent: number;
+  /** The other hosts' TCP ports the relay delays (needed only without netem). */
+  readonly ports?: readonly number[];
+}
+
+/**
+ * The relay's own source ports: below Linux's default ephemeral range (32768-60999), so no
+ * connection of the host's own is ever given one and slips past the REDIRECT rules.
+ */
+const RELAY_SOURCE_PORTS = [21_000, 21_999] as const;
+/** Relay listening ports: base + 16 * peer host + index of the port. */
+const RELAY_LISTEN_BASE = 17_000;
+/** A relay ends itself after this, should the test never let it go. */
+const RELAY_MAX_LIFE_MS = 600_000;
+const RELAY_READY_MS = 10_000;
+
+interface Rule {
+  readonly table: 'filter' | 'nat';
+  readonly spec: string[];
 }
 
 export interface HostsOptions {
@@ -137,8 +161,10 @@ export class NetnsHosts {
   /** Root-namespace links made so far (each removed with its peer, if still there). */
   private readonly rootLinks: string[] = [];
   /** Each host's iptables rules in force, as `-A` argument lists, to delete one by one. */
-  private readonly rules = new Map<number, string[][]>();
+  private readonly rules = new Map<number, Rule[]>();
   private readonly netem = new Set<number>();
+  /** Each degraded host's delay relay, on a kernel without netem. */
+  private readonly relays = new Map<number, ChildProcess>();
   private destroyed = false;
   private iptables = 'iptables';
   private readonly onExit = (): void => this.destroySync();
@@ -250,10 +276,10 @@ export class NetnsHosts {
     return ok;
   }
 
-  private async addRule(i: number, rule: string[]): Promise<void> {
-    await sh('ip', this.execArgs(i, this.iptables, ['-w', '-A', ...rule]));
+  private async addRule(i: number, spec: string[], table: Rule['table'] = 'filter'): Promise<void> {
+    await sh('ip', this.execArgs(i, this.iptables, ['-w', '-t', table, '-A', ...spec]));
     const list = this.rules.get(i) ?? [];
-    list.push(rule);
+    list.push({ table, spec });
     this.rules.set(i, list);
   }
 
@@ -276,6 +302,7 @@ export class NetnsHosts {
       await this.addRule(i, ['INPUT', '-i', HOST_IF, ...loss]);
       await this.addRule(i, ['OUTPUT', '-o', HOST_IF, ...loss]);
     }
+    if (d.delayMs > 0 && !this.netemAvailable) await this.delayByRelay(i, d);
     if (d.delayMs > 0 && this.netemAvailable) {
       await sh(
         'ip',
@@ -294,21 +321,74 @@ export class NetnsHosts {
     }
   }
 
+  /**
+   * Delay without netem: a relay in host `i`'s namespace (delay-relay.ts) listens for each
+   * port of `d.ports` on each other host; iptables REDIRECT sends every new connection `i`
+   * opens to one of them to the relay, and a reset ends the connections `i` had open, so that
+   * they are opened again through it. The relay's own connections leave from its source ports,
+   * which the rules leave alone; they cross the interface, so the loss rules apply to them too.
+   */
+  private async delayByRelay(i: number, d: Degradation): Promise<void> {
+    const ports = d.ports ?? [];
+    if (ports.length === 0 || ports.length > 16)
+      throw new Error('Delay without netem needs 1 to 16 ports to delay (Degradation.ports)');
+    if (this.relays.has(i)) throw new Error(`Host ${i} is delayed already; heal it first`);
+    const [first, last] = RELAY_SOURCE_PORTS;
+    const routes: { listen: number; host: string; port: number }[] = [];
+    for (let j = 1; j <= this.o.hosts; j++)
+      if (j !== i)
+        ports.forEach((port, k) =>
+          routes.push({ listen: RELAY_LISTEN_BASE + 16 * j + k, host: this.address(j), port }),
+        );
+    const script = fileURLToPath(new URL('./delay-relay.js', import.meta.url));
+    const args = [script, String(d.delayMs), String(first), String(last)];
+    args.push(String(RELAY_MAX_LIFE_MS), ...routes.map((r) => `${r.listen}=${r.host}:${r.port}`));
+    const relay = spawn('ip', this.execArgs(i, process.execPath, args), {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.relays.set(i, relay);
+    await relayReady(relay);
+    const own = ['!', '--sport', `${first}:${last}`];
+    for (const r of routes) {
+      const to = ['-p', 'tcp', '-d', r.host, '--dport', String(r.port), ...own];
+      await this.addRule(
+        i,
+        ['OUTPUT', ...to, '-j', 'REDIRECT', '--to-ports', String(r.listen)],
+        'nat',
+      );
+      // After NAT a redirected connection leaves by the loopback: only the ones opened before
+      // are still on the interface, and each is reset when it next sends.
+      await this.addRule(i, [
+        'OUTPUT',
+        '-o',
+        HOST_IF,
+        ...to,
+        '-j',
+        'REJECT',
+        '--reject-with',
+        'tcp-reset',
+      ]);
+    }
+  }
+
   /** Removes every partition and degradation of host `i`. */
   async heal(i: number): Promise<void> {
     const list = this.rules.get(i) ?? [];
     while (list.length > 0) {
-      const rule = list[list.length - 1] as string[];
-      await sh('ip', this.execArgs(i, this.iptables, ['-w', '-D', ...rule]));
+      const rule = list[list.length - 1] as Rule;
+      await sh('ip', this.execArgs(i, this.iptables, ['-w', '-t', rule.table, '-D', ...rule.spec]));
       list.pop();
     }
     if (this.netem.delete(i))
       await sh('ip', this.execArgs(i, 'tc', ['qdisc', 'del', 'dev', HOST_IF, 'root']));
+    const relay = this.relays.get(i);
+    this.relays.delete(i);
+    if (relay !== undefined) await ended(relay);
   }
 
   /** The iptables rules in host `i`'s namespace now, as `iptables -S` prints them. */
-  async rulesOf(i: number): Promise<string> {
-    return sh('ip', this.execArgs(i, this.iptables, ['-w', '-S']));
+  async rulesOf(i: number, table: Rule['table'] = 'filter'): Promise<string> {
+    return sh('ip', this.execArgs(i, this.iptables, ['-w', '-t', table, '-S']));
   }
 
   /** Removes every namespace and link this object made. Safe to call twice. */
@@ -316,6 +396,9 @@ export class NetnsHosts {
     if (this.destroyed) return;
     this.destroyed = true;
     process.removeListener('exit', this.onExit);
+    // A process in a namespace keeps it alive: the relays end first.
+    for (const relay of this.relays.values()) await ended(relay);
+    this.relays.clear();
     const errors: string[] = [];
     for (const ns of [...this.made].reverse()) {
       // Deleting a namespace deletes its interfaces, and a veth goes with either end.
@@ -344,7 +427,40 @@ export class NetnsHosts {
         // Already gone, or never made: nothing to undo.
       }
     };
+    for (const relay of this.relays.values()) relay.kill('SIGKILL');
     for (const ns of [...this.made].reverse()) quiet(['netns', 'del', ns]);
     for (const link of this.rootLinks) quiet(['link', 'del', link]);
   }
+}
+
+/** Resolves once `relay` printed `ready`; kills it and throws with its errors otherwise. */
+async function relayReady(relay: ChildProcess): Promise<void> {
+  let out = '';
+  let err = '';
+  relay.stderr?.on('data', (b: Buffer) => (err += b.toString()));
+  const ready = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), RELAY_READY_MS);
+    relay.stdout?.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('ready')) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    });
+    relay.once('exit', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+  if (ready) return;
+  await ended(relay);
+  throw new Error(`The delay relay did not start within ${RELAY_READY_MS} ms: ${err.trim()}`);
+}
+
+/** Kills `p` (if it still runs) and resolves once it exited. */
+async function ended(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await exited;
 }

@@ -1,8 +1,8 @@
 // Flotilla on a real network: three hosts, each a Linux network namespace with its own address
 // on one bridge (hosts.ts), each running `flotilla start` (nodes.ts). A client in the root
 // namespace writes without pause while the cluster is bootstrapped with `--join`, its leader
-// is cut off by iptables inside its namespace, a link loses packets (and is delayed, where the
-// kernel has netem), and the bootstrap node is killed, its data directory wiped, and the node
+// is cut off by iptables inside its namespace, a link loses packets and is delayed (netem, or
+// a relay where the kernel has none), and the bootstrap node is killed, its data directory wiped, and the node
 // started again under its id with `--join`: it must recover before it votes. At the end every node is
 // read on its own and the set checker (src/check/set.ts) must find every acknowledged write on
 // every node; an acknowledged write then deleted behind the client's back must be reported lost. Needs root, iproute2 and iptables, and runs only with
@@ -17,7 +17,7 @@ import { FlotillaClient } from '../../src/client/index.js';
 import { createRng } from '../../src/raft/index.js';
 import { SET_PREFIX, SetWorkload } from '../chaos/workload.js';
 import { NetnsHosts, netnsUnsupported } from './hosts.js';
-import { NetnsNodes } from './nodes.js';
+import { NetnsNodes, PEER_PORT } from './nodes.js';
 
 const skip =
   process.env['FLOTILLA_NETNS_TESTS'] !== '1'
@@ -85,6 +85,41 @@ function listenOn(hosts: NetnsHosts, i: number, port: number): ChildProcess {
   return spawn('ip', hosts.execArgs(i, process.execPath, ['-e', script]), { stdio: 'ignore' });
 }
 
+/** An echo server on host `i`'s address, in its namespace, for at most a minute. */
+function echoOn(hosts: NetnsHosts, i: number, port: number): ChildProcess {
+  const script =
+    `require('net').createServer((s)=>s.pipe(s)).listen(${port},'${hosts.address(i)}');` +
+    `setTimeout(()=>process.exit(0),60000);`;
+  return spawn('ip', hosts.execArgs(i, process.execPath, ['-e', script]), { stdio: 'ignore' });
+}
+
+/**
+ * The median of 5 round trips, in ms, of one byte sent from host `from`'s namespace to the
+ * echo server at `to`:`port`, over a connection opened for the measurement; null when the
+ * connection fails or the trips take over 5 s.
+ */
+function roundTripMs(
+  hosts: NetnsHosts,
+  from: number,
+  to: string,
+  port: number,
+): Promise<number | null> {
+  const script =
+    `const s=require('net').connect(${port},'${to}');s.setNoDelay(true);const t=[];let at=0;` +
+    `const ping=()=>{at=performance.now();s.write('x')};s.on('connect',ping);` +
+    `s.on('data',()=>{t.push(performance.now()-at);if(t.length<5)ping();else{` +
+    `t.sort((a,b)=>a-b);console.log(t[2].toFixed(1));process.exit(0)}});` +
+    `s.on('error',()=>process.exit(1));setTimeout(()=>process.exit(1),5000);`;
+  return new Promise((resolve) => {
+    const child = spawn('ip', hosts.execArgs(from, process.execPath, ['-e', script]), {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.once('exit', (code) => resolve(code === 0 ? Number(out.trim()) : null));
+  });
+}
+
 /** What `ip netns list` and `ip link` show in the root namespace. */
 function rootNetworkState(): Promise<string> {
   return new Promise((resolve) => {
@@ -129,6 +164,46 @@ void test(
       await hosts.destroy();
     }
     await hosts.destroy(); // a second call is a no-op
+    const left = await rootNetworkState();
+    assert.doesNotMatch(left, new RegExp(`\\b${hosts.tag}[-hsc]`), `left behind:\n${left}`);
+  },
+);
+
+void test(
+  'namespace hosts: a delayed host sends late (netem, or the relay without it), healing ends it, nothing is left behind',
+  { skip: skip ?? false, timeout: 60_000 },
+  async () => {
+    const hosts = await NetnsHosts.create({ hosts: 2 });
+    const echo = echoOn(hosts, 2, 9001);
+    const delayMs = 100;
+    try {
+      const a2 = hosts.address(2);
+      const rtt = () => roundTripMs(hosts, 1, a2, 9001);
+      const before = await waitFor('host 1 reaches host 2', rtt, {
+        timeoutMs: 10_000,
+        context: () => '',
+      });
+      assert.ok(before < delayMs / 2, `round trip before the delay: ${before} ms`);
+      await hosts.degrade(1, { delayMs, lossPercent: 0, ports: [9001] });
+      const method = hosts.netemAvailable ? 'netem' : 'relay';
+      const slow = await rtt();
+      assert.ok(
+        slow !== null && slow >= delayMs && slow < delayMs * 3,
+        `round trip delayed by ${delayMs} ms (${method}): ${slow} ms`,
+      );
+      if (!hosts.netemAvailable)
+        assert.match(await hosts.rulesOf(1, 'nat'), /REDIRECT/, 'no REDIRECT rule for the relay');
+      await hosts.heal(1);
+      const after = await rtt();
+      assert.ok(after !== null && after < delayMs / 2, `round trip healed: ${after} ms`);
+      assert.doesNotMatch(await hosts.rulesOf(1, 'nat'), /REDIRECT/);
+      assert.doesNotMatch(await hosts.rulesOf(1), /REJECT/);
+    } finally {
+      const exited = new Promise((r) => echo.once('exit', r));
+      echo.kill('SIGKILL');
+      if (echo.exitCode === null && echo.signalCode === null) await exited;
+      await hosts.destroy();
+    }
     const left = await rootNetworkState();
     assert.doesNotMatch(left, new RegExp(`\\b${hosts.tag}[-hsc]`), `left behind:\n${left}`);
   },
@@ -185,7 +260,7 @@ void test(
     try {
       tl.say(
         `hosts ${ids.map((i) => `${i}=${hosts.address(i)}`).join(' ')} on a bridge; ` +
-          `client at ${hosts.subnet}.254; iptables partitions; netem ${hosts.netemAvailable ? 'available' : 'not in this kernel: loss only'}`,
+          `client at ${hosts.subnet}.254; iptables partitions; delay by ${hosts.netemAvailable ? 'netem' : 'the relay (no netem in this kernel)'}`,
       );
       nodes.start(1);
       await waitFor('node 1 leads alone', async () => (await roleOf(1)) === 'leader', ctx(20_000));
@@ -253,13 +328,13 @@ void test(
       );
       tl.say(`node ${old} caught up`);
 
-      // A lossy (and, with netem, slow) link for a while.
+      // A lossy, slow link for a while (the delay by netem, or by the relay without it).
       const slow = await waitFor('an agreed leader', () => agreedLeader(ids), ctx(20_000));
-      await hosts.degrade(slow, { delayMs: 50, lossPercent: 5 });
+      await hosts.degrade(slow, { delayMs: 50, lossPercent: 5, ports: [PEER_PORT] });
       const degradedAt = Date.now();
       const ackedAtDegrade = acked(w);
       tl.say(
-        `degraded leader ${slow}'s link: 5% loss each way${hosts.netemAvailable ? ', 50 ms delay' : ''}`,
+        `degraded leader ${slow}'s link: 5% loss each way, 50 ms delay (${hosts.netemAvailable ? 'netem' : 'relay'})`,
       );
       await moreAcked(w, 100, 'writes acknowledged over the degraded link');
       tl.say(`writes continue: ${acked(w)} acknowledged`);
