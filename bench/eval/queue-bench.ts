@@ -8,9 +8,9 @@
 // After the measured window the producer stops; the workers finish what was added (bounded),
 // and the tally checks that every acknowledged add was completed exactly once.
 
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { cpuSeconds } from './cpu.js';
 import { EvalError } from './errors.js';
 import { sleep } from './procs.js';
 import {
@@ -63,18 +63,6 @@ const maxJobs = 8_000_000;
 /** Time for the threads to start (and import their client) before the warm-up counts. */
 const startSlackMs = 1_500;
 const drainMs = 15_000;
-
-/** Seconds of CPU (user + system) a process has used; null once it is gone. */
-export function cpuSeconds(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return null;
-  }
-}
 
 function totalCpu(pids: readonly number[]): number {
   return pids.reduce((s, p) => s + (cpuSeconds(p) ?? 0), 0);

@@ -6,6 +6,7 @@ import type { SystemName } from './clusters.js';
 import type { LoadResult } from './loadgen.js';
 import type { OverloadPoint } from './overload.js';
 import type { EvalResults, SystemResults } from './run.js';
+import type { CpuPerOp } from './cpu.js';
 import type { WritePoint } from './scenarios.js';
 import { queueComparison, queueComparisonHead } from './queue-report.js';
 
@@ -29,9 +30,20 @@ function sys(r: EvalResults, s: SystemName): SystemResults | undefined {
   return r.systems[s];
 }
 
-function at(points: readonly LoadResult[] | undefined, clients: number): LoadResult | undefined {
+function at<T extends LoadResult>(
+  points: readonly T[] | undefined,
+  clients: number,
+): T | undefined {
   return points?.find((p) => p.clients === clients);
 }
+
+/** A point's CPU per op: undefined in results from before it was measured, null if it failed. */
+function cpuOf(w: WritePoint): CpuPerOp | null | undefined {
+  return w.cpuPerOpUs;
+}
+
+/** µs with three significant figures (whole µs from 100 up). */
+const us = (x: number): string => (x >= 100 ? String(Math.round(x)) : String(+x.toPrecision(3)));
 
 const ops = (x: number): string => `${x.toLocaleString('en-US')} ops/s`;
 
@@ -56,6 +68,18 @@ export function goals(r: EvalResults): Goal[] {
       anchor: `${w256e.latencyMs.p99} ms`,
       ratio: `${(w256f.latencyMs.p99 / w256e.latencyMs.p99).toFixed(2)}×`,
       met: w256f.latencyMs.p99 <= w256e.latencyMs.p99,
+    });
+  }
+  const c256f = w256f === undefined ? undefined : cpuOf(w256f);
+  const c256e = w256e === undefined ? undefined : cpuOf(w256e);
+  if (c256f != null && c256e != null && c256e.leader > 0) {
+    const ratio = c256f.leader / c256e.leader;
+    out.push({
+      goal: 'CPU per write on the leader, 256 clients ≤ ½ etcd',
+      flotilla: `${us(c256f.leader)} µs`,
+      anchor: `${us(c256e.leader)} µs`,
+      ratio: `${ratio.toFixed(2)}×`,
+      met: ratio <= 0.5,
     });
   }
   const b256f = at(f?.writesBinary, 256);
@@ -323,6 +347,65 @@ export function binaryRows(r: EvalResults): (string | number)[][] {
   ]);
 }
 
+export const cpuHead = [
+  'write point',
+  'Flotilla leader',
+  'Flotilla followers',
+  'Flotilla all members',
+  'Flotilla load generator',
+  'etcd leader',
+  'etcd followers',
+  'etcd all members',
+  'etcd load generator',
+  'leader Flotilla ÷ etcd',
+];
+
+function cpuCells(c: CpuPerOp | null | undefined): string[] {
+  if (c === null || c === undefined) return ['–', '–', '–', '–'];
+  return [us(c.leader), c.followers.map(us).join(' / '), us(c.members), us(c.loadGenerator)];
+}
+
+/**
+ * CPU per write (µs) of every write point, Flotilla's beside etcd's at the same point: the
+ * JSON writes, Flotilla's binary points against etcd's JSON ones, the payload sweep and the
+ * larger cluster. "–" where a system did not run the point or the figure is missing (results
+ * from before it was measured, or a point whose leader changed).
+ */
+export function cpuRows(r: EvalResults): string[][] {
+  const f = sys(r, 'flotilla');
+  const e = sys(r, 'etcd');
+  const rows: string[][] = [];
+  const pair = (label: string, x: WritePoint | undefined, y: WritePoint | undefined): void => {
+    if (x === undefined && y === undefined) return;
+    const a = x === undefined ? undefined : cpuOf(x);
+    const b = y === undefined ? undefined : cpuOf(y);
+    const ratio =
+      a != null && b != null && b.leader > 0 ? `${(a.leader / b.leader).toFixed(2)}×` : '–';
+    rows.push([label, ...cpuCells(a), ...cpuCells(b), ratio]);
+  };
+  const keys = <T>(xs: readonly T[], key: (x: T) => number): number[] =>
+    [...new Set(xs.map(key))].sort((x, y) => x - y);
+  for (const n of keys([...(f?.writes ?? []), ...(e?.writes ?? [])], (w) => w.clients))
+    pair(`${n} clients, 256 B`, at(f?.writes, n), at(e?.writes, n));
+  for (const w of f?.writesBinary ?? [])
+    pair(`${w.clients} clients, 256 B, Flotilla binary vs etcd JSON`, w, at(e?.writes, w.clients));
+  for (const b of keys([...(f?.payload ?? []), ...(e?.payload ?? [])], (w) => w.valueBytes)) {
+    const of = (xs: readonly WritePoint[] | undefined): WritePoint | undefined =>
+      xs?.find((w) => w.valueBytes === b);
+    pair(`${r.plan.payloadClients} clients, ${b} B`, of(f?.payload), of(e?.payload));
+  }
+  for (const n of keys([...(f?.sizes ?? []), ...(e?.sizes ?? [])], (w) => w.clients)) {
+    const of = (xs: SystemResults['sizes'] | undefined): WritePoint | undefined =>
+      xs?.find((w) => w.clients === n);
+    const nodes = f?.sizes[0]?.nodes ?? e?.sizes[0]?.nodes ?? 0;
+    pair(`${nodes} members, ${n} clients, 256 B`, of(f?.sizes), of(e?.sizes));
+  }
+  return rows;
+}
+
+const cpuMethod =
+  "Process CPU time (user + system) of each member from /proc/<pid>/stat, read when the warm-up ends and when the point ends, divided by the point's committed writes; the load generator (this one Node.js process, all clients) from process.cpuUsage(). /proc counts in 10 ms clock ticks: the grain is 10 ms ÷ the point's writes (resolutionUs in results.json), a few µs on a short point at one client. Followers in member id order.";
+
 export function renderTables(r: EvalResults): string {
   const ss = present(r);
   const parts: string[] = [];
@@ -340,10 +423,27 @@ export function renderTables(r: EvalResults): string {
       '<h2>Writes over the binary client protocol (Flotilla) vs JSON over HTTP (both)</h2>',
       table([...loadHead, 'peer traffic per write', 'vs etcd', 'vs Flotilla HTTP'], binary),
     );
+  const cpu = cpuRows(r);
+  if (cpu.length > 0)
+    parts.push(
+      '<h2>CPU per write (µs): leader / each follower / all members / load generator</h2>',
+      `<p>${escapeXml(cpuMethod)}</p>`,
+      table(cpuHead, cpu),
+    );
   const reads = ss.flatMap((s) =>
-    (r.systems[s]?.reads ?? []).map((x) => loadRow(`${s} ${x.consistency} @${x.target}`, x)),
+    (r.systems[s]?.reads ?? []).map((x) => {
+      const [leader, followers, , gen] = cpuCells(x.cpuPerOpUs);
+      return [
+        ...loadRow(`${s} ${x.consistency} @${x.target}`, x),
+        `${leader} / ${followers} / ${gen}`,
+      ];
+    }),
   );
-  if (reads.length > 0) parts.push('<h2>Reads (single key, 256 B)</h2>', table(loadHead, reads));
+  if (reads.length > 0)
+    parts.push(
+      '<h2>Reads (single key, 256 B)</h2>',
+      table([...loadHead, 'CPU µs per read: leader / followers / load generator'], reads),
+    );
   const payload = ss.flatMap((s) =>
     (r.systems[s]?.payload ?? []).map((w) => [
       ...loadRow(`${s} ${w.valueBytes} B`, w),
@@ -454,6 +554,13 @@ function renderQueue(r: EvalResults): string {
 ${table(queueComparisonHead, queueComparison(q))}`;
 }
 
+/** The cluster warm-up sentence of the method (nothing for results from before it was run). */
+export function clusterWarmupNote(p: EvalResults['plan']): string {
+  const ms = p.clusterWarmupMs ?? 0;
+  if (ms <= 0) return '';
+  return `; before its first point each write/read cluster (both systems alike) takes ${p.clusterWarmupClients ?? 64} closed-loop writers for ${ms / 1000} s, not measured, so that no point measures the JIT compiling the write path (failover, overload, watch, lease and scale clusters are not warmed)`;
+}
+
 export function renderHtml(r: EvalResults): string {
   const m = r.machine;
   const g = goals(r);
@@ -481,7 +588,7 @@ td:first-child,th:first-child{text-align:left}figure{margin:1em 0}.facts td{text
 <tr><td>memory</td><td>${m.memoryGiB} GiB</td></tr>
 <tr><td>disk</td><td>${escapeXml(m.disk)} (both systems' data on it, fsync on)</td></tr>
 <tr><td>software</td><td>Linux ${escapeXml(m.kernel)}, Node.js ${escapeXml(m.node)}, etcd ${escapeXml(m.etcd ?? 'not installed')}</td></tr>
-<tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point</td></tr>
+<tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point${escapeXml(clusterWarmupNote(r.plan))}</td></tr>
 </tbody></table>
 <ul>${settings}</ul>
 <h2>Goals (same machine, same run)</h2>

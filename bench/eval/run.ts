@@ -26,6 +26,7 @@ import {
   binaryWritePoint,
   preloadKeys,
   readPoint,
+  warmCluster,
   writePoint,
   type Progress,
   type ReadPoint,
@@ -196,8 +197,13 @@ async function runSystem(
   const has = (s: ScenarioName): boolean => o.scenarios.includes(s);
   const sub = (name: string): string => join(dir, name);
   const binary = has('writes-binary') && system === 'flotilla';
+  // Only the clusters of the throughput/latency points are warmed: failover and overload
+  // measure from a cold start on purpose, watch, leases and scale load their own state first.
+  const warm = (c: BenchCluster): Promise<void> =>
+    warmCluster(c, p.clusterWarmupClients ?? 64, p.clusterWarmupMs ?? 0, o.progress);
   if (has('writes') || has('reads') || has('payload') || binary) {
     await withCluster(makeCluster(system, { size: 3, dir: sub('main'), procs }), o, async (c) => {
+      await warm(c);
       if (has('writes'))
         for (const n of p.writeClients)
           r.writes.push(
@@ -259,6 +265,7 @@ async function runSystem(
       makeCluster(system, { size: n, dir: sub(`size${n}`), procs }),
       o,
       async (c) => {
+        await warm(c);
         for (const clients of p.sizeClients)
           r.sizes.push({
             ...(await writePoint(

@@ -2,6 +2,7 @@
 // data for results.json; nothing here starts or stops processes except failover's kill/restart.
 
 import type { BenchCluster, SystemName } from './clusters.js';
+import { cpuPerOp, readCpu, type CpuPerOp, type CpuReading } from './cpu.js';
 import { runClosedLoop, type LoadResult } from './loadgen.js';
 import { runClosedLoopBinary } from './loadgen-binary.js';
 import { delta, parsePrometheus, sumBy } from './prom.js';
@@ -39,6 +40,12 @@ export interface WirePerWrite {
 export interface WritePoint extends LoadResult {
   readonly valueBytes: number;
   readonly wire: WirePerWrite;
+  /**
+   * CPU per committed write, µs, by member and for the load generator; null when it could not
+   * be measured (a member stopped, the leader changed). Absent in results from before it was
+   * measured.
+   */
+  readonly cpuPerOpUs?: CpuPerOp | null;
 }
 
 const keysPerClient = 1000;
@@ -93,23 +100,56 @@ function perWrite(before: Counters, after: Counters, ops: number): WirePerWrite 
   };
 }
 
+/** What a point measures beside its load: peer traffic and CPU, from the end of its warm-up. */
+interface PointMeter {
+  wire(ops: number): Promise<WirePerWrite>;
+  cpu(ops: number): Promise<CpuPerOp | null>;
+}
+
 /**
- * Starts measuring a write point's peer traffic: the counters are read once the warm-up is
- * over; the returned function reads them again and divides by the point's writes. The deltas
- * cover the measured window plus the tail of the warm-up, divided by the measured ops: close
- * enough for per-write ratios, and stated as such in the report.
+ * Starts measuring a point once its warm-up is over. CPU is read (synchronously, every member
+ * and this process) when the warm-up ends and again when the measured window ends, both by
+ * timer, so the window matches the ops counted; `cpuPerOp` corrects for a timer firing late.
+ * The peer counters are read after the first CPU reading (their /metrics scrape is inside the
+ * CPU window: one scrape per member, small beside thousands of writes) and again once the load
+ * has stopped; their deltas cover the measured window plus the load's tail, divided by the
+ * measured ops: close enough for per-write ratios, and stated as such in the report.
+ *
+ * `cpu` gives null when the member that led at the start no longer leads at the end: the
+ * leader's and the followers' figures would then be mixed.
  */
-function measureWire(c: BenchCluster, warmupMs: number): (ops: number) => Promise<WirePerWrite> {
+function measurePoint(
+  c: BenchCluster,
+  leaderId: number,
+  t: Timing,
+  o: { readonly wire: boolean } = { wire: true },
+): PointMeter {
+  const pids = new Map(c.ids.map((id) => [id, c.pid(id)] as const));
   let before: Counters | undefined;
+  let cpuFrom: CpuReading | undefined;
+  let cpuTo: CpuReading | undefined;
   const snap = setTimeout(() => {
-    void counters(c).then((x) => (before = x));
-  }, warmupMs);
-  return async (ops) => {
-    clearTimeout(snap);
-    const after = await counters(c);
-    return before === undefined
-      ? { messagesByType: null, messages: null, peerBytes: null, reportedPeerBytes: null }
-      : perWrite(before, after, ops);
+    cpuFrom = readCpu(pids);
+    if (o.wire) void counters(c).then((x) => (before = x));
+  }, t.warmupMs);
+  const snapEnd = setTimeout(() => (cpuTo = readCpu(pids)), t.warmupMs + t.durationMs);
+  return {
+    async wire(ops) {
+      clearTimeout(snap);
+      const after = await counters(c);
+      return before === undefined
+        ? { messagesByType: null, messages: null, peerBytes: null, reportedPeerBytes: null }
+        : perWrite(before, after, ops);
+    },
+    async cpu(ops) {
+      clearTimeout(snap);
+      clearTimeout(snapEnd);
+      const end = cpuTo ?? readCpu(pids);
+      if (cpuFrom === undefined) return null;
+      const still = await c.view(leaderId);
+      if (still?.leads !== true) return null;
+      return cpuPerOp(cpuFrom, end, { leaderId, ops, durationMs: t.durationMs });
+    },
   };
 }
 
@@ -122,7 +162,7 @@ export async function writePoint(
   label: string,
 ): Promise<WritePoint> {
   const leader = await c.waitForLeader();
-  const wireOf = measureWire(c, t.warmupMs);
+  const meter = measurePoint(c, leader, t);
   const r = await runClosedLoop({
     urls: [c.clientUrl(leader)],
     clients,
@@ -131,9 +171,10 @@ export async function writePoint(
     next: writer(c.system, valueBytes, `w${Date.now().toString(36)}`),
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
-  const wire = await wireOf(r.ops);
+  const cpuPerOpUs = await meter.cpu(r.ops);
+  const wire = await meter.wire(r.ops);
   p.done(label, summary(r));
-  return { ...r, valueBytes, wire };
+  return { ...r, valueBytes, wire, cpuPerOpUs };
 }
 
 /**
@@ -155,7 +196,7 @@ export async function binaryWritePoint(
   if (port === null) throw new Error(`${c.system} has no binary client protocol`);
   const values = Array.from({ length: 8 }, (_, i) => randomValueB64(valueBytes, i + 1));
   const runTag = `b${Date.now().toString(36)}`;
-  const wireOf = measureWire(c, t.warmupMs);
+  const meter = measurePoint(c, leader, t);
   const r = await runClosedLoopBinary({
     host: '127.0.0.1',
     port,
@@ -175,9 +216,36 @@ export async function binaryWritePoint(
     }),
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
-  const wire = await wireOf(r.ops);
+  const cpuPerOpUs = await meter.cpu(r.ops);
+  const wire = await meter.wire(r.ops);
   p.done(label, summary(r));
-  return { ...r, valueBytes, wire, connections };
+  return { ...r, valueBytes, wire, cpuPerOpUs, connections };
+}
+
+/**
+ * Warms a freshly started cluster: `clients` closed-loop writers (the points' keys and 256-byte
+ * values) to the leader for `durationMs`, nothing recorded. Node compiles Flotilla's write path
+ * during its first thousands of writes; without this the first point measures compilation.
+ * Done the same way for both systems.
+ */
+export async function warmCluster(
+  c: BenchCluster,
+  clients: number,
+  durationMs: number,
+  p: Progress,
+): Promise<void> {
+  if (durationMs <= 0) return;
+  const leader = await c.waitForLeader();
+  const label = `${c.system} cluster warm-up (not measured), ${clients} clients`;
+  const r = await runClosedLoop({
+    urls: [c.clientUrl(leader)],
+    clients,
+    warmupMs: 0,
+    durationMs,
+    next: writer(c.system, 256, `u${Date.now().toString(36)}`),
+    onTick: (e, total, ops) => p.tick(label, e, total, ops),
+  });
+  p.done(label, summary(r));
 }
 
 export function summary(r: LoadResult): string {
@@ -188,6 +256,8 @@ export function summary(r: LoadResult): string {
 export interface ReadPoint extends LoadResult {
   readonly consistency: BenchConsistency;
   readonly target: 'leader' | 'follower';
+  /** CPU per read, as `WritePoint.cpuPerOpUs`. */
+  readonly cpuPerOpUs?: CpuPerOp | null;
 }
 
 /** Fills the keys the read scenarios read (one per reader slot, 256-byte values). */
@@ -216,6 +286,8 @@ export async function readPoint(
   const leader = await c.waitForLeader();
   const followers = c.ids.filter((id) => id !== leader);
   const urls = target === 'leader' ? [c.clientUrl(leader)] : followers.map((id) => c.clientUrl(id));
+  // Reads send no entries: their peer traffic is not measured.
+  const meter = measurePoint(c, leader, t, { wire: false });
   const r = await runClosedLoop({
     urls,
     clients,
@@ -224,6 +296,7 @@ export async function readPoint(
     next: (client, n) => getOp(c.system, b64(`read/${(client * 7 + n) % 1000}`), consistency),
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
+  const cpuPerOpUs = await meter.cpu(r.ops);
   p.done(label, summary(r));
-  return { ...r, consistency, target };
+  return { ...r, consistency, target, cpuPerOpUs };
 }

@@ -1,14 +1,22 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { niceTicks, renderChart } from '../../bench/eval/chart.js';
+import { FlotillaCluster } from '../../bench/eval/clusters.js';
+import { cpuPerOp, cpuSeconds } from '../../bench/eval/cpu.js';
 import { EvalError } from '../../bench/eval/errors.js';
 import { percentile, summarize } from '../../bench/eval/failover.js';
 import { maxBucketMs } from '../../bench/eval/overload.js';
-import { parseScenarios } from '../../bench/eval/plan.js';
+import { parseScenarios, quickPlan } from '../../bench/eval/plan.js';
+import { ProcessGroup } from '../../bench/eval/procs.js';
 import { areaOf, summariseProfile } from '../../bench/eval/profile.js';
 import { delta, parsePrometheus, sumBy } from '../../bench/eval/prom.js';
 import { getOp, putOp, randomValueB64 } from '../../bench/eval/protocol.js';
-import { cdf } from '../../bench/eval/report.js';
+import { cdf, clusterWarmupNote, cpuRows, goals, renderHtml } from '../../bench/eval/report.js';
+import type { EvalResults } from '../../bench/eval/run.js';
+import { warmCluster, writePoint, type WritePoint } from '../../bench/eval/scenarios.js';
 
 void test('sums Prometheus counters by label and takes deltas', () => {
   const text = [
@@ -209,4 +217,227 @@ void test('the slowest observation of a histogram is read as the smallest bucket
     'nothing observed since',
   );
   assert.deepEqual(parseScenarios('overload,writes'), ['overload', 'writes']);
+});
+
+const reading = (atMs: number, members: [number, number | null][], selfUs: number) => ({
+  atMs,
+  memberSeconds: new Map(members),
+  selfUs,
+});
+
+void test('CPU per op splits leader and followers and scales a late reading to the window', () => {
+  const a = reading(
+    1_000,
+    [
+      [1, 10],
+      [2, 20],
+      [3, 30],
+    ],
+    5_000_000,
+  );
+  // 2 000 ms of CPU readings over a 2 000 ms window of 1 000 ops.
+  const b = reading(
+    3_000,
+    [
+      [1, 10.5],
+      [2, 20.2],
+      [3, 30.1],
+    ],
+    5_400_000,
+  );
+  const c = cpuPerOp(a, b, { leaderId: 2, ops: 1_000, durationMs: 2_000 });
+  assert.deepEqual(c, {
+    leaderId: 2,
+    leader: 200,
+    followers: [500, 100],
+    members: 800,
+    loadGenerator: 400,
+    resolutionUs: 10,
+  });
+  // The end reading fired 500 ms late: the same CPU rate over 2 500 ms gives the same per op.
+  const late = reading(
+    3_500,
+    [
+      [1, 10.625],
+      [2, 20.25],
+      [3, 30.125],
+    ],
+    5_500_000,
+  );
+  // One clock tick over the longer span is a finer grain per op.
+  assert.deepEqual(cpuPerOp(a, late, { leaderId: 2, ops: 1_000, durationMs: 2_000 }), {
+    ...c,
+    resolutionUs: 8,
+  });
+  // A member that stopped, or a window with no ops, gives no figure rather than a wrong one.
+  const gone = reading(
+    3_000,
+    [
+      [1, 10.5],
+      [2, null],
+      [3, 30.1],
+    ],
+    5_400_000,
+  );
+  assert.equal(cpuPerOp(a, gone, { leaderId: 2, ops: 1_000, durationMs: 2_000 }), null);
+  assert.equal(cpuPerOp(a, b, { leaderId: 2, ops: 0, durationMs: 2_000 }), null);
+  assert.equal(cpuPerOp(a, b, { leaderId: 9, ops: 1_000, durationMs: 2_000 }), null);
+});
+
+void test(
+  "a process's CPU seconds from /proc agree with Node's own count",
+  { skip: process.platform !== 'linux' },
+  () => {
+    const end = performance.now() + 300;
+    let x = 0;
+    while (performance.now() < end) x += Math.sqrt(x + 1);
+    assert.ok(x > 0);
+    const kernelMs = (cpuSeconds(process.pid) ?? -1) * 1000;
+    const u = process.cpuUsage();
+    const nodeMs = (u.user + u.system) / 1000;
+    assert.ok(kernelMs >= 300, `kernel ${kernelMs} ms after a 300 ms busy loop`);
+    assert.ok(
+      Math.abs(kernelMs - nodeMs) < 50 + nodeMs * 0.05,
+      `kernel ${kernelMs}, node ${nodeMs}`,
+    );
+    assert.equal(cpuSeconds(2 ** 30), null, 'no such process');
+  },
+);
+
+/** Fails unless a write point carries CPU per write for its leader and every follower. */
+function assertCpuPerWrite(w: WritePoint, followers: number): void {
+  const c = w.cpuPerOpUs;
+  assert.ok(c !== undefined && c !== null, `no cpuPerOpUs in ${JSON.stringify(w)}`);
+  const positive = (what: string, v: number): void =>
+    assert.ok(Number.isFinite(v) && v > 0, `${what} CPU per write ${v}`);
+  positive('leader', c.leader);
+  assert.equal(c.followers.length, followers, `followers ${JSON.stringify(c.followers)}`);
+  c.followers.forEach((v, i) => positive(`follower ${i}`, v));
+  positive('all members', c.members);
+  positive('load generator', c.loadGenerator);
+  assert.ok(c.members >= c.leader, `members ${c.members} < leader ${c.leader}`);
+}
+
+const loadResult = (clients: number) => ({
+  clients,
+  durationMs: 1_000,
+  ops: 1_000,
+  errors: 0,
+  errorsByStatus: {},
+  throughputOpsPerSec: 1_000,
+  latencyMs: { mean: 1, p50: 1, p90: 1, p99: 1, p999: 1, max: 1 },
+});
+const noWire = { messagesByType: null, messages: null, peerBytes: null, reportedPeerBytes: null };
+const cpuOk = {
+  leaderId: 1,
+  leader: 120,
+  followers: [40, 42],
+  members: 202,
+  loadGenerator: 90,
+  resolutionUs: 10,
+};
+
+void test('the CPU check refuses a write point without the figure or with a zero', () => {
+  const w = { ...loadResult(1), valueBytes: 256, wire: noWire };
+  assertCpuPerWrite({ ...w, cpuPerOpUs: cpuOk }, 2);
+  assert.throws(() => assertCpuPerWrite(w, 2), /no cpuPerOpUs/);
+  assert.throws(() => assertCpuPerWrite({ ...w, cpuPerOpUs: null }, 2), /no cpuPerOpUs/);
+  assert.throws(
+    () => assertCpuPerWrite({ ...w, cpuPerOpUs: { ...cpuOk, followers: [40, 0] } }, 2),
+    /follower 1 CPU per write 0/,
+  );
+  assert.throws(
+    () => assertCpuPerWrite({ ...w, cpuPerOpUs: { ...cpuOk, followers: [40] } }, 2),
+    /followers/,
+  );
+  assert.throws(
+    () => assertCpuPerWrite({ ...w, cpuPerOpUs: { ...cpuOk, leader: NaN } }, 2),
+    /leader CPU per write NaN/,
+  );
+});
+
+function resultsWith(flotilla: WritePoint[], etcd: WritePoint[]): EvalResults {
+  const sys = (writes: WritePoint[]) => ({
+    writes,
+    payload: [],
+    reads: [],
+    sizes: [],
+    failover: null,
+  });
+  const { clusterWarmupMs: _a, clusterWarmupClients: _b, ...oldPlan } = quickPlan;
+  return {
+    machine: {
+      cpuModel: 'x',
+      cores: 2,
+      memoryGiB: 1,
+      disk: 'd',
+      kernel: 'k',
+      node: 'n',
+      etcd: null,
+      loadAverageAtStart: [0, 0, 0],
+    },
+    startedAt: 's',
+    finishedAt: 'f',
+    quick: true,
+    plan: oldPlan,
+    settings: {},
+    systems: { flotilla: sys(flotilla), etcd: sys(etcd) },
+    profile: null,
+    failures: [],
+  };
+}
+
+void test('the report puts CPU per write side by side, and shows – for results without it', () => {
+  const w = (clients: number, cpu?: typeof cpuOk) => ({
+    ...loadResult(clients),
+    valueBytes: 256,
+    wire: noWire,
+    ...(cpu === undefined ? {} : { cpuPerOpUs: cpu }),
+  });
+  const r = resultsWith(
+    [w(1, cpuOk), w(256, { ...cpuOk, leader: 50 })],
+    [w(1, { ...cpuOk, leader: 240 }), w(256, { ...cpuOk, leader: 200 })],
+  );
+  assert.deepEqual(cpuRows(r), [
+    ['1 clients, 256 B', '120', '40 / 42', '202', '90', '240', '40 / 42', '202', '90', '0.50×'],
+    ['256 clients, 256 B', '50', '40 / 42', '202', '90', '200', '40 / 42', '202', '90', '0.25×'],
+  ]);
+  const g = goals(r).find((x) => x.goal.startsWith('CPU per write'));
+  assert.equal(g?.ratio, '0.25×');
+  assert.equal(g?.met, true);
+  // Results from before CPU was measured (nor a cluster warm-up run): dashes, no goal row.
+  const old = resultsWith([w(1)], [w(1)]);
+  assert.deepEqual(cpuRows(old), [['1 clients, 256 B', ...Array<string>(9).fill('–')]]);
+  assert.equal(
+    goals(old).find((x) => x.goal.startsWith('CPU per write')),
+    undefined,
+  );
+  const html = renderHtml(old);
+  assert.match(html, /CPU per write \(µs\)/);
+  assert.doesNotMatch(html, /cluster .*warm/);
+  assert.match(clusterWarmupNote(quickPlan), /64 closed-loop writers for 1.5 s/);
+});
+
+void test('smoke: a write point on a real 3-member cluster measures CPU per write on every member', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-evalcpu-'));
+  const procs = new ProcessGroup();
+  const lines: string[] = [];
+  const progress = {
+    tick: () => undefined,
+    done: (l: string, s: string) => lines.push(`${l}: ${s}`),
+  };
+  try {
+    const c = new FlotillaCluster({ size: 3, dir, procs });
+    await c.start();
+    await warmCluster(c, 16, 300, progress);
+    const w = await writePoint(c, 16, 256, { warmupMs: 300, durationMs: 1_500 }, progress, 'w');
+    assert.ok(w.ops > 0, `no writes: ${lines.join('; ')}`);
+    assertCpuPerWrite(w, 2);
+    assert.equal(w.cpuPerOpUs?.leaderId, await c.waitForLeader());
+    assert.equal(lines.length, 2, lines.join('; '));
+    await c.stop();
+  } finally {
+    await procs.stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
