@@ -42,6 +42,8 @@ function cpuOf(w: WritePoint): CpuPerOp | null | undefined {
   return w.cpuPerOpUs;
 }
 
+const fmtBytes = (b: number): string => (b >= 1024 ? `${b / 1024} KiB` : `${b} B`);
+
 /** µs with three significant figures (whole µs from 100 up). */
 const us = (x: number): string => (x >= 100 ? String(Math.round(x)) : String(+x.toPrecision(3)));
 
@@ -204,7 +206,7 @@ export function renderCharts(r: EvalResults): Map<string, string> {
         yLabel: 'committed writes per second',
         xLog: true,
         xTicks: payloadTicks,
-        xTickFormat: (b) => (b >= 1024 ? `${b / 1024} KiB` : `${b} B`),
+        xTickFormat: fmtBytes,
         series: ss.map((s) =>
           line(
             s,
@@ -386,25 +388,29 @@ export function cpuRows(r: EvalResults): string[][] {
   const keys = <T>(xs: readonly T[], key: (x: T) => number): number[] =>
     [...new Set(xs.map(key))].sort((x, y) => x - y);
   for (const n of keys([...(f?.writes ?? []), ...(e?.writes ?? [])], (w) => w.clients))
-    pair(`${n} clients, 256 B`, at(f?.writes, n), at(e?.writes, n));
+    pair(`${n} clients`, at(f?.writes, n), at(e?.writes, n));
   for (const w of f?.writesBinary ?? [])
-    pair(`${w.clients} clients, 256 B, Flotilla binary vs etcd JSON`, w, at(e?.writes, w.clients));
+    pair(`${w.clients} clients, Flotilla binary vs etcd JSON`, w, at(e?.writes, w.clients));
   for (const b of keys([...(f?.payload ?? []), ...(e?.payload ?? [])], (w) => w.valueBytes)) {
     const of = (xs: readonly WritePoint[] | undefined): WritePoint | undefined =>
       xs?.find((w) => w.valueBytes === b);
-    pair(`${r.plan.payloadClients} clients, ${b} B`, of(f?.payload), of(e?.payload));
+    pair(
+      `payload ${fmtBytes(b)}, ${r.plan.payloadClients} clients`,
+      of(f?.payload),
+      of(e?.payload),
+    );
   }
   for (const n of keys([...(f?.sizes ?? []), ...(e?.sizes ?? [])], (w) => w.clients)) {
     const of = (xs: SystemResults['sizes'] | undefined): WritePoint | undefined =>
       xs?.find((w) => w.clients === n);
     const nodes = f?.sizes[0]?.nodes ?? e?.sizes[0]?.nodes ?? 0;
-    pair(`${nodes} members, ${n} clients, 256 B`, of(f?.sizes), of(e?.sizes));
+    pair(`${nodes} members, ${n} clients`, of(f?.sizes), of(e?.sizes));
   }
   return rows;
 }
 
 const cpuMethod =
-  "Process CPU time (user + system) of each member from /proc/<pid>/stat, read when the warm-up ends and when the point ends, divided by the point's committed writes; the load generator (this one Node.js process, all clients) from process.cpuUsage(). /proc counts in 10 ms clock ticks: the grain is 10 ms ÷ the point's writes (resolutionUs in results.json), a few µs on a short point at one client. Followers in member id order.";
+  "Process CPU time (user + system) of each member from /proc/<pid>/stat, read when the warm-up ends and when the point ends, divided by the point's committed writes; the load generator (this one Node.js process, all clients) from process.cpuUsage(). /proc counts in 10 ms clock ticks: the grain is 10 ms ÷ the point's writes (resolutionUs in results.json), a few µs on a short point at one client. At low write rates it includes each member's idle work (ticks, heartbeats) spread over few writes. Values are 256 B unless stated; followers in member id order.";
 
 export function renderTables(r: EvalResults): string {
   const ss = present(r);

@@ -399,15 +399,15 @@ void test('the report puts CPU per write side by side, and shows – for results
     [w(1, { ...cpuOk, leader: 240 }), w(256, { ...cpuOk, leader: 200 })],
   );
   assert.deepEqual(cpuRows(r), [
-    ['1 clients, 256 B', '120', '40 / 42', '202', '90', '240', '40 / 42', '202', '90', '0.50×'],
-    ['256 clients, 256 B', '50', '40 / 42', '202', '90', '200', '40 / 42', '202', '90', '0.25×'],
+    ['1 clients', '120', '40 / 42', '202', '90', '240', '40 / 42', '202', '90', '0.50×'],
+    ['256 clients', '50', '40 / 42', '202', '90', '200', '40 / 42', '202', '90', '0.25×'],
   ]);
   const g = goals(r).find((x) => x.goal.startsWith('CPU per write'));
   assert.equal(g?.ratio, '0.25×');
   assert.equal(g?.met, true);
   // Results from before CPU was measured (nor a cluster warm-up run): dashes, no goal row.
   const old = resultsWith([w(1)], [w(1)]);
-  assert.deepEqual(cpuRows(old), [['1 clients, 256 B', ...Array<string>(9).fill('–')]]);
+  assert.deepEqual(cpuRows(old), [['1 clients', ...Array<string>(9).fill('–')]]);
   assert.equal(
     goals(old).find((x) => x.goal.startsWith('CPU per write')),
     undefined,
