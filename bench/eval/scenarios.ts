@@ -173,7 +173,7 @@ export async function writePoint(
   });
   const cpuPerOpUs = await meter.cpu(r.ops);
   const wire = await meter.wire(r.ops);
-  p.done(label, summary(r));
+  p.done(label, summary(r) + cpuNote(cpuPerOpUs));
   return { ...r, valueBytes, wire, cpuPerOpUs };
 }
 
@@ -218,7 +218,7 @@ export async function binaryWritePoint(
   });
   const cpuPerOpUs = await meter.cpu(r.ops);
   const wire = await meter.wire(r.ops);
-  p.done(label, summary(r));
+  p.done(label, summary(r) + cpuNote(cpuPerOpUs));
   return { ...r, valueBytes, wire, cpuPerOpUs, connections };
 }
 
@@ -246,6 +246,11 @@ export async function warmCluster(
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
   p.done(label, summary(r));
+}
+
+/** Says on the console when a point's CPU could not be measured (the report shows "–"). */
+function cpuNote(c: CpuPerOp | null): string {
+  return c === null ? '; CPU per op not measured (the leader changed or a member stopped)' : '';
 }
 
 export function summary(r: LoadResult): string {
@@ -297,6 +302,6 @@ export async function readPoint(
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
   const cpuPerOpUs = await meter.cpu(r.ops);
-  p.done(label, summary(r));
+  p.done(label, summary(r) + cpuNote(cpuPerOpUs));
   return { ...r, consistency, target, cpuPerOpUs };
 }
