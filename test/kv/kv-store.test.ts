@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { prefixEnd } from '../../src/api/routes.js';
-import { KvStore, type Op } from '../../src/kv/kv-store.js';
+import { KvStore, k, type Op } from '../../src/kv/kv-store.js';
 import { FlotillaError } from '../../src/base/errors.js';
 import { httpStatus } from '../../src/api/errors.js';
 import { chunkStream, isRefusal, type Command } from '../../src/host/contracts.js';
@@ -405,4 +405,18 @@ void test('a damaged snapshot is refused, not half restored', async () => {
   );
   await assert.rejects(target.sm.restore(replay([new Uint8Array([0x90])])), /version undefined/);
   assert.equal(target.kv.revision(), 1, 'nothing was restored');
+});
+
+void test('k: one char per byte for short and long keys, so string order is byte order', () => {
+  const latin1 = (b: Uint8Array) => Buffer.from(b).toString('latin1');
+  for (const len of [0, 1, 63, 64, 65, 4096, 4097, 9000]) {
+    const b = Uint8Array.from({ length: len }, (_, i) => (i * 37 + len) & 0xff);
+    assert.equal(k(b), latin1(b), `length ${len}`);
+  }
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 80 }), fc.uint8Array({ maxLength: 80 }), (a, b) => {
+      assert.equal(k(a), latin1(a));
+      assert.equal(Math.sign(Buffer.compare(a, b)), k(a) < k(b) ? -1 : k(a) > k(b) ? 1 : 0);
+    }),
+  );
 });
