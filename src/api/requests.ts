@@ -188,6 +188,13 @@ function parseTxn(o: Obj, limits: RequestLimits): WriteRequest {
   const failure = optArray(o, 'failure', limits.maxTxnOps).map((x, i) =>
     parseTxnOp(x, enc, limits, `failure[${i}]`),
   );
+  // A transaction is run by the range holding its keys; one that names no key has no range,
+  // and routing it would fail as a split not learned of yet (WRONG_RANGE), which clients retry.
+  if (compare.length === 0 && success.length === 0 && failure.length === 0)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      'A transaction needs at least one compare or operation: "compare", "success" and "failure" are all empty',
+    );
   checkTxnKeysDistinct(success, 'success');
   checkTxnKeysDistinct(failure, 'failure');
   return {

@@ -177,6 +177,12 @@ void test('wrong types and limits', async () => {
     400,
     'BAD_REQUEST',
   );
+  // A transaction naming no key has no range to run it: refused, not retried as WRONG_RANGE.
+  for (const body of ['{}', '{"compare":[],"success":[],"failure":[]}']) {
+    await expectError('/v1/kv/txn', body, 400, 'BAD_REQUEST');
+    const r = await post('/v1/kv/txn', body);
+    assert.match(r.json.error?.message ?? '', /at least one compare or operation/);
+  }
   await expectError(
     '/v1/kv/txn',
     JSON.stringify({ success: [{ launch: { key: 'a' } }] }),
