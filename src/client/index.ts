@@ -240,7 +240,7 @@ export class FlotillaClient {
   constructor(opts: ClientOptions) {
     if (opts.endpoints.length === 0)
       throw new FlotillaError('BAD_REQUEST', 'At least one endpoint is required', false);
-    this.endpoints = opts.endpoints.map((e) => e.replace(/\/$/, ''));
+    this.endpoints = opts.endpoints.map(checkEndpoint);
     this.timeoutMs = opts.timeoutMs ?? 5_000;
     this.deadlineMs = opts.deadlineMs ?? 15_000;
     this.maxAttempts = opts.maxAttempts ?? 8;
@@ -1139,4 +1139,29 @@ function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
   return out;
+}
+
+/**
+ * An endpoint as the requests use it: a node's base URL without its trailing slash. Anything
+ * else is refused here, naming the value, rather than by the HTTP stack on the first request as
+ * "Invalid URL" without saying which endpoint.
+ */
+function checkEndpoint(endpoint: string): string {
+  const refuse = (why: string) =>
+    new FlotillaError(
+      'BAD_REQUEST',
+      `Endpoint ${JSON.stringify(endpoint)} ${why}: give a node's base URL, such as http://127.0.0.1:8001`,
+      false,
+    );
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw refuse('is not a URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw refuse(`has scheme ${JSON.stringify(url.protocol)}, not http: or https:`);
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '')
+    throw refuse('has a path, query or fragment');
+  return endpoint.replace(/\/$/, '');
 }

@@ -231,3 +231,42 @@ void describe('FlotillaClient write window', () => {
     await assert.rejects(first, (e: unknown) => e instanceof FlotillaError && e.indefinite);
   });
 });
+
+void describe('FlotillaClient endpoints', () => {
+  void it('refuses an endpoint that is not a base http(s) URL, naming it', () => {
+    // Before, the client took them and the first request failed with the HTTP stack's
+    // "Invalid URL" (ERR_INVALID_URL, UND_ERR_INVALID_ARG), not saying which endpoint.
+    const refused: [string, RegExp][] = [
+      ['127.0.0.1:8001', /is not a URL/],
+      ['localhost:8001', /has scheme "localhost:"/],
+      ['ftp://127.0.0.1:8001', /has scheme "ftp:"/],
+      ['http://127.0.0.1:8001/v1', /has a path/],
+      ['http://127.0.0.1:8001/?x=1', /has a path, query/],
+    ];
+    for (const [endpoint, why] of refused) {
+      assert.throws(
+        () => new FlotillaClient({ endpoints: ['http://127.0.0.1:8002', endpoint] }),
+        (e: unknown) =>
+          e instanceof FlotillaError &&
+          e.code === 'BAD_REQUEST' &&
+          e.message.includes(JSON.stringify(endpoint)) &&
+          why.test(e.message),
+        endpoint,
+      );
+    }
+  });
+
+  void it('takes a base URL with or without its trailing slash', async () => {
+    const url = await serve((_body, res) =>
+      reply(res, 200, { header: { revision: 1, memberId: 1, raftTerm: 1 } }),
+    );
+    for (const endpoint of [url, `${url}/`]) {
+      const client = new FlotillaClient({ endpoints: [endpoint] });
+      try {
+        assert.equal((await client.put('k', 'v')).header.revision, 1);
+      } finally {
+        await client.close();
+      }
+    }
+  });
+});
