@@ -145,6 +145,11 @@ export const errorCodes = {
     meaning: 'a membership change that adds a member in the role it already has',
     indefinite: false,
   },
+  MEMBERSHIP_LEARNER_BEHIND: {
+    meaning:
+      'promoting a learner the leader has not heard from, or whose log is further behind than learnerPromoteLagEntries: start it, let it catch up, then promote it',
+    indefinite: false,
+  },
   MEMBER_REMOVED: {
     meaning:
       'the member id was removed from the cluster and cannot be used again: give the node a new id and an empty data directory',

@@ -85,7 +85,7 @@ export function memberCommands(
       );
   member
     .command('promote')
-    .description('make a learner a voter')
+    .description('make a learner a voter, once it caught up (member list shows its lag)')
     .argument('<id>', 'the learner', id('<id>'))
     .option('--json', 'print the answer as JSON')
     .action(async (n: number, o: { json?: boolean }) =>

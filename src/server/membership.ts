@@ -196,10 +196,27 @@ export class Membership {
     return this.afterChange(o.signal);
   }
 
-  /** Makes a learner of the key-value group a voter. */
+  /**
+   * Makes a learner of the key-value group a voter, once caught up as the automatic promotion
+   * requires: a voter that is down or far behind counts toward every quorum at once, so a
+   * cluster of three that promoted a learner never started would stop at its next failure.
+   */
   async promote(id: number, signal: AbortSignal): Promise<MembersAnswer> {
-    if (roleIn(this.conf(0), id) === 'none')
+    const role = roleIn(this.conf(0), id);
+    if (role === 'none')
       throw new FlotillaError('MEMBERSHIP_UNKNOWN_MEMBER', `Node ${id} is not a member`);
+    if (role === 'learner' && !this.caughtUp(this.o.kv, id)) {
+      const s = this.o.kv.status();
+      const p = s.progress[id];
+      const seen =
+        p === undefined || p.match === 0
+          ? 'the leader has not heard from it (is it started, with flotilla start --join?)'
+          : `its log is at ${p.match}, ${s.lastIndex - p.match} entries behind the leader's`;
+      throw new FlotillaError(
+        'MEMBERSHIP_LEARNER_BEHIND',
+        `Cannot promote learner ${id}: ${seen}; it may vote once within ${this.o.learnerPromoteLagEntries} entries. Retry when member list shows it caught up`,
+      );
+    }
     await this.o.kv.proposeConfChange({ changes: [{ kind: 'add-voter', node: id }] }, { signal });
     this.o.log.info({ member: id }, `member ${id} promoted to voter`);
     return this.afterChange(signal);

@@ -117,6 +117,9 @@ void test('the membership endpoints refuse what they cannot do, each with its co
   const view = added.json as unknown as MembersResponse;
   assert.equal(view.members.find((m) => m.id === 8)?.role, 'learner');
   assert.deepEqual(view.groups[0]?.learners, [8]);
+  // Learner 8 was never started: promoting it would make a voter that cannot vote.
+  await expectRefusal(url('promote'), { id: 8 }, 409, 'MEMBERSHIP_LEARNER_BEHIND');
+  assert.deepEqual((await members(nodes.url(follower))).groups[0]?.learners, [8]);
   const removed = await postJson(url('remove'), { id: 8 }, { timeoutMs: 15_000 });
   assert.equal(removed.status, 200, JSON.stringify(removed.json));
   assert.deepEqual((removed.json as unknown as MembersResponse).removed, [8]);
