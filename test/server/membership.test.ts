@@ -320,6 +320,15 @@ void test('a node added with member add-learner starts with --join and takes the
     'learner',
     'added with add-learner: not promoted by itself',
   );
+  // Caught up, it is promoted when asked (one not caught up is refused: the test above).
+  const promoted = await postJson(
+    `${nodes.url(follower)}/v1/cluster/members/promote`,
+    { id: 7 },
+    { timeoutMs: 15_000 },
+  );
+  assert.equal(promoted.status, 200, JSON.stringify(promoted.json));
+  const after = promoted.json as unknown as MembersResponse;
+  assert.equal(after.members.find((m) => m.id === 7)?.role, 'voter');
 });
 
 void test('a joined node restarted before its log brought the member directory learns the members through its join URL', async () => {
