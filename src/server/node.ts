@@ -1427,9 +1427,13 @@ export async function runNode(config: NodeConfig): Promise<void> {
     throw err;
   }
   // A member removed from the cluster stops by itself; the process then ends as on a signal.
+  // `stopped` also settles after a close() on a signal: that shutdown is already under way.
   void node.stopped.then(() => onSignal('removed'));
+  let shuttingDown = false;
   await new Promise<void>((resolve) => {
     onSignal = (signal) => {
+      if (shuttingDown) return;
+      shuttingDown = true;
       node.log.info({ signal }, 'shutting down');
       node.close().then(resolve, (err: unknown) => {
         node.log.error({ err }, 'shutdown failed');

@@ -54,6 +54,13 @@ void test('the bootstrap member started alone waits, starts a cluster of itself,
   run.child.kill('SIGTERM');
   assert.equal(await exitOf(run, 15_000), 0, run.out.stderr);
   assert.match(run.out.stdout, /node stopped/);
+  // One shutdown, named by its signal: the node's settling after close() is not a second one
+  // (it was logged again as "shutting down" with signal "removed", as if it had been removed).
+  const shutdowns = run.out.stdout
+    .split('\n')
+    .filter((l) => l.includes('"shutting down"'))
+    .map((l) => (JSON.parse(l) as { signal?: string }).signal);
+  assert.deepEqual(shutdowns, ['SIGTERM'], run.out.stdout);
 });
 
 void test('--id host-ordinal takes the host name, or is refused naming it', async () => {
