@@ -27,6 +27,12 @@ export interface Limits {
   readonly maxClientIdChars: number;
   /** The largest `limit` of a range read. */
   readonly maxRangeLimit: number;
+  /**
+   * Bytes of keys and values one range read answers (a range of a transaction too), whatever
+   * its `limit`: past them it answers `more`, to be read on from after its last key. Its first
+   * key is answered whatever its size.
+   */
+  readonly maxRangeBytes: number;
   /** Bytes of an HTTP request body. */
   readonly maxBodyBytes: number;
   // The log.
@@ -62,6 +68,9 @@ export const defaultLimits: Limits = {
   maxTxnOps: 128,
   maxClientIdChars: 128,
   maxRangeLimit: 100_000,
+  // An answer is encoded as one JSON string, which V8 caps at 512 MiB: values with every byte
+  // escaped (6 characters each) must stay well under it, and the encoding holds the event loop.
+  maxRangeBytes: 16 * MiB,
   // A put of a key and a value at their limits in base64, with room to spare.
   maxBodyBytes: 2 * MiB + 64 * KiB,
   // Derived from the key and value limits by the server (`maxWriteEntryBytes`); this is the

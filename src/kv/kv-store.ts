@@ -13,6 +13,7 @@
 // compacted, and a watch can replay what happened since one.
 
 import { FlotillaError } from '../base/errors.js';
+import { defaultLimits } from '../base/limits.js';
 import { History, isTombstone, type Version } from './history.js';
 import type { KeyValue } from './key-value.js';
 
@@ -305,7 +306,8 @@ export class KvStore {
 
   /**
    * Keys in [range.key, range.rangeEnd) in byte order, as of `revision` (0: now); `limit` 0
-   * means no limit. A revision compacted away is refused (`COMPACTED`), one not yet reached
+   * means no limit but `maxRangeBytes`, which holds whatever the limit (`more` says the answer
+   * stopped short). A revision compacted away is refused (`COMPACTED`), one not yet reached
    * too (`FUTURE_REVISION`).
    */
   range(
@@ -324,7 +326,13 @@ export class KvStore {
     const [from, to] = bounds(range);
     if (countOnly) return { kind: 'range', kvs: [], count: this.keys.count(from, to), more: false };
     const { keys, count } = this.keys.scan(from, to, limit);
-    const kvs = keys.map((key) => this.map.get(key) as KeyValue);
+    const budget = new RangeBytes();
+    const kvs: KeyValue[] = [];
+    for (const key of keys) {
+      const kv = this.map.get(key) as KeyValue;
+      if (!budget.admits(kv)) break;
+      kvs.push(kv);
+    }
     return { kind: 'range', kvs, count, more: kvs.length < count };
   }
 
@@ -410,12 +418,15 @@ export class KvStore {
       );
     }
     const kvs: KeyValue[] = [];
+    const budget = new RangeBytes();
+    let full = countOnly;
     let count = 0;
     for (const s of candidates) {
       const kv = at(s);
       if (kv === undefined) continue;
       count++;
-      if (!countOnly && (limit === 0 || kvs.length < limit)) kvs.push(kv);
+      if (full || (limit !== 0 && kvs.length >= limit) || !budget.admits(kv)) full = true;
+      else kvs.push(kv);
     }
     return { kind: 'range', kvs, count, more: !countOnly && kvs.length < count };
   }
@@ -703,5 +714,20 @@ function cmp(d: number, op: Compare['op']): boolean {
       return d < 0;
     case '>':
       return d > 0;
+  }
+}
+
+/** The bytes of keys and values a range answer holds so far, against `maxRangeBytes`. */
+class RangeBytes {
+  private bytes = 0;
+  private taken = 0;
+
+  /** Whether `kv` fits (the first always does); counts it if so. */
+  admits(kv: KeyValue): boolean {
+    const next = this.bytes + kv.key.length + kv.value.length;
+    if (this.taken > 0 && next > defaultLimits.maxRangeBytes) return false;
+    this.bytes = next;
+    this.taken++;
+    return true;
   }
 }

@@ -63,8 +63,9 @@ async function readAcrossOnce(r: AcrossReader, op: ReadOp): Promise<ReadResult> 
       // learned of yet is read where its keys are now.
       multiRange: !target.local,
       range: clipSpan(op.range, d),
-      // Past the limit, a range is only counted.
-      countOnly: op.countOnly || (op.limit !== 0 && left === 0),
+      // Past the limit, or past a part that stopped short (at maxRangeBytes), a range is only
+      // counted: the keys answered stay a prefix of the interval, read on from the last one.
+      countOnly: op.countOnly || (op.limit !== 0 && left === 0) || more,
       limit: left,
     });
     if (ranges.length === 0) header = part.header;

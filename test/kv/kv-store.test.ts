@@ -72,6 +72,45 @@ void test('ranges: prefix, limit, count, more, byte order including 0xff', () =>
   );
 });
 
+void test('a range answers at most maxRangeBytes of keys and values, whatever its limit; paging reads the rest', () => {
+  // Before, a range with no limit over large values answered them all: 600 values of 1 MiB
+  // made a JSON answer past V8's longest string, 500 INTERNAL after a 5 s stall of the node.
+  const kv = new KvStore();
+  const big = new Uint8Array(defaultLimits.maxValueBytes).fill(0x68);
+  const n = Math.ceil(defaultLimits.maxRangeBytes / big.length) + 4;
+  const key = (i: number) => `big/${String(i).padStart(3, '0')}`;
+  for (let i = 0; i < n; i++)
+    kv.apply(txn({ kind: 'put', key: b(key(i)), value: big, prevKv: false }));
+  const all = { key: b('big/'), rangeEnd: prefixEnd(b('big/')) };
+  const rev = kv.revision();
+  kv.apply(txn(put('other', 'x'))); // so that a read at `rev` takes the path of the past
+  for (const at of [0, rev]) {
+    const seen: string[] = [];
+    let from = all.key;
+    for (let page = 0; page < n; page++) {
+      const r = kv.range({ key: from, rangeEnd: all.rangeEnd }, 0, false, at);
+      const bytes = r.kvs.reduce((t, x) => t + x.key.length + x.value.length, 0);
+      assert.ok(r.kvs.length >= 1, `page ${page} at ${at} answered nothing`);
+      assert.ok(r.kvs.length === 1 || bytes <= defaultLimits.maxRangeBytes, `${bytes} bytes`);
+      assert.equal(r.more, seen.length + r.kvs.length < n, `page ${page} at ${at}: more`);
+      assert.equal(r.count, n - seen.length);
+      seen.push(...r.kvs.map((x) => s(x.key)));
+      if (!r.more) break;
+      from = new Uint8Array([...(r.kvs.at(-1) as { key: Uint8Array }).key, 0]);
+    }
+    assert.deepEqual(
+      seen,
+      Array.from({ length: n }, (_, i) => key(i)),
+      `at ${at}`,
+    );
+  }
+  // A value larger than the budget alone is still answered, alone.
+  const huge = new Uint8Array(defaultLimits.maxRangeBytes + 1);
+  kv.apply(txn({ kind: 'put', key: b('big/000'), value: huge, prevKv: false }));
+  const first = kv.range(all, 0, false);
+  assert.deepEqual([first.kvs.length, first.more], [1, true]);
+});
+
 void test('txn compares choose the branch (compare-and-swap)', () => {
   const kv = new KvStore();
   kv.apply(txn(put('k', 'old')));

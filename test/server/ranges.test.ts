@@ -5,6 +5,7 @@
 // support (leases) rather than half-serve it.
 
 import assert from 'node:assert/strict';
+import { defaultLimits } from '../../src/base/limits.js';
 import test from 'node:test';
 import { META_GROUP } from '../../src/ranges/types.js';
 import { FlotillaClient } from '../../src/client/index.js';
@@ -162,6 +163,32 @@ void test('a split through the API: two contiguous ranges, both served through e
       [(limited.json['kvs'] as unknown[]).length, limited.json['count'], limited.json['more']],
       [1, 2, true],
     );
+    // Range 0 holding more than maxRangeBytes stops short; the range after it is only counted,
+    // so the keys answered stay a prefix of the interval (read on from the last one).
+    const big = 'b'.repeat(defaultLimits.maxValueBytes);
+    const bigKeys = Array.from(
+      { length: Math.ceil(defaultLimits.maxRangeBytes / big.length) + 1 },
+      (_, i) => `b${String(i).padStart(2, '0')}`,
+    );
+    for (const key of bigKeys) {
+      const put = await postJson(
+        `${c.url(1)}/v1/kv/put`,
+        { key, value: big },
+        { timeoutMs: 20_000 },
+      );
+      assert.equal(put.status, 200, JSON.stringify(put.json));
+    }
+    const short = await postJson(
+      `${c.url(2)}/v1/kv/range`,
+      { key: 'a', rangeEnd: 'zz', multiRange: true },
+      { timeoutMs: 20_000 },
+    );
+    assert.equal(short.status, 200, JSON.stringify(short.json['error']));
+    const got = (short.json['kvs'] as { key: string }[]).map((kv) => kv.key);
+    const every = ['a', ...bigKeys, 'z'];
+    assert.deepEqual([short.json['count'], short.json['more']], [every.length, true]);
+    assert.ok(got.length > 1 && got.length < bigKeys.length, `answered ${got.length} keys`);
+    assert.deepEqual(got, every.slice(0, got.length));
 
     // A split at a range's start, or at the empty key, is refused.
     const atStart = await postJson(
