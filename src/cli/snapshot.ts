@@ -2,7 +2,8 @@
 // cluster, and new clusters started from them (DESIGN.md, "Backups"; the file format is
 // server/backup-format.ts).
 
-import { open, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { Agent, request } from 'undici';
@@ -67,10 +68,32 @@ export async function saveBackup(
           ),
         });
   try {
+    await checkWritable(resolve(file));
     return await saveFrom(endpoints, file, o, dispatcher);
   } finally {
     await dispatcher?.close();
   }
+}
+
+/**
+ * Refuses, before any node is asked for a backup, a file that cannot be written: its directory
+ * missing or not one, not writable, or the file itself a directory. Otherwise the node would
+ * stream the backup only for the first write to fail as a bare ENOENT naming a temporary file.
+ */
+async function checkWritable(file: string): Promise<void> {
+  const refuse = (why: string) =>
+    new BackupError('BACKUP_UNWRITABLE', `Cannot save the backup as ${file}: ${why}`);
+  const dir = dirname(file);
+  const d = await stat(dir).catch(() => null);
+  if (d === null) throw refuse(`its directory ${dir} does not exist`);
+  if (!d.isDirectory()) throw refuse(`${dir} is not a directory`);
+  try {
+    await access(dir, constants.W_OK);
+  } catch {
+    throw refuse(`its directory ${dir} is not writable`);
+  }
+  const f = await stat(file).catch(() => null);
+  if (f?.isDirectory() === true) throw refuse('it is a directory');
 }
 
 async function saveFrom(

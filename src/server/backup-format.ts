@@ -33,6 +33,8 @@ export type BackupErrorCode =
   | 'BACKUP_UNREADABLE'
   /** A save's stream from the node broke off or failed: nothing was written. */
   | 'BACKUP_INCOMPLETE'
+  /** A save's file cannot be written there (no such directory, not a directory, no access). */
+  | 'BACKUP_UNWRITABLE'
   /** Not a Flotilla backup, or one of a format this release does not read. */
   | 'BACKUP_UNSUPPORTED'
   /** The file is sound but a group's state in it does not load (restore checks before writing). */

@@ -260,3 +260,26 @@ void test('save leaves nothing behind when the stream breaks off or arrives dama
     await new Promise((r) => fake.server.close(r));
   }
 });
+
+void test('save refuses a file it cannot write before asking any node, naming the path', async () => {
+  // Before, the node streamed the backup and the first write failed as a bare ENOENT naming
+  // the temporary file. The endpoint here answers nothing: the refusal must come before it.
+  const [closed] = (await freePorts(1)) as [number];
+  const endpoint = `http://127.0.0.1:${closed}`;
+  const aFile = join(dir, 'not-a-dir');
+  writeFileSync(aFile, 'x');
+  mkdirSync(join(dir, 'a-dir'), { recursive: true });
+  for (const [target, why] of [
+    [join(dir, 'missing', 'b.flbk'), /directory .*missing does not exist/],
+    [join(aFile, 'b.flbk'), /not-a-dir is not a directory/],
+    [join(dir, 'a-dir'), /it is a directory/],
+  ] as const) {
+    await assert.rejects(saveBackup([endpoint], target), (e: unknown) => {
+      assert.ok(e instanceof BackupError, String(e));
+      assert.equal(e.code, 'BACKUP_UNWRITABLE', e.message);
+      assert.ok(e.message.includes(target), e.message);
+      assert.match(e.message, why);
+      return true;
+    });
+  }
+});
