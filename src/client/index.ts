@@ -195,6 +195,14 @@ const retryable = new Set<ErrorCode>([
   'WRONG_RANGE',
 ]);
 
+/** Requests that read only: none of them can have taken effect when it fails. */
+const readPaths: ReadonlySet<string> = new Set([
+  '/v1/kv/range',
+  '/v1/lease/timetolive',
+  '/v1/lease/leases',
+  '/v1/cluster/members/list',
+]);
+
 /** Nodes a routing client keeps connections to, beyond its endpoints. */
 const maxRoutedNodes = 64;
 
@@ -793,6 +801,8 @@ export class FlotillaClient {
   ): Promise<T> {
     let last: FlotillaError | null = null;
     let indefinite = false;
+    // A read changes nothing, so its failure is definite whatever the transport said.
+    const reads = method === 'GET' || readPaths.has(path);
     // A key-value request goes to its range's leader when the cached map says which it is.
     const spans = this.routing !== null && method === 'POST' ? spansOfBody(path, body) : null;
     for (let attempt = 0; attempt < this.maxAttempts && Date.now() < deadline; attempt++) {
@@ -810,7 +820,7 @@ export class FlotillaClient {
       } catch (err) {
         const e =
           err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err), true);
-        indefinite ||= e.indefinite;
+        indefinite ||= e.indefinite && !reads;
         last = e;
         // An earlier attempt may have applied even if this one was refused outright.
         if (!retryable.has(e.code))

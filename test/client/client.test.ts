@@ -78,6 +78,35 @@ void describe('FlotillaClient retries', () => {
     );
   });
 
+  void it('a read that failed is definite: it cannot have taken effect', async () => {
+    // Before, a read that timed out, or reached something that is not a node (a peer port,
+    // another server), was reported as an operation that "may have taken effect".
+    const hangs = await serve(() => undefined);
+    const notANode = await serve((_body, res) => {
+      res.writeHead(501, { 'content-type': 'text/html' });
+      res.end('<html>not a node</html>');
+    });
+    for (const url of [hangs, notANode]) {
+      const client = new FlotillaClient({ endpoints: [url], timeoutMs: 200, maxAttempts: 2 });
+      try {
+        for (const read of [() => client.get('k'), () => client.members()]) {
+          await assert.rejects(read(), (e: unknown) => {
+            assert.ok(e instanceof FlotillaError, String(e));
+            assert.equal(e.indefinite, false, `${e.code}: ${e.message}`);
+            return true;
+          });
+        }
+        // The same failures on a write stay indefinite: it may have applied.
+        await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+          assert.ok(e instanceof FlotillaError && e.indefinite, String(e));
+          return true;
+        });
+      } finally {
+        await client.close();
+      }
+    }
+  });
+
   void it('a definite refusal on the first attempt stays definite', async () => {
     const url = await serve((_body, res) => reply(res, 400, error('BAD_REQUEST', false)));
     await putFails({ endpoints: [url], timeoutMs: 1_000 }, { indefinite: false });
