@@ -28,7 +28,7 @@ export interface Limits {
   /** The largest `limit` of a range read. */
   readonly maxRangeLimit: number;
   /**
-   * Bytes of keys and values one range read answers (a range of a transaction too), whatever
+   * Bytes of keys and values one range read answers (all the ranges of a transaction), whatever
    * its `limit`: past them it answers `more`, to be read on from after its last key. Its first
    * key is answered whatever its size.
    */

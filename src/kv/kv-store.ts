@@ -228,6 +228,7 @@ export class KvStore {
     let wrote = false;
     const results: OpResult[] = [];
     if (this.listener !== null) this.pending = [];
+    const budget = new RangeBytes();
     for (const op of ops) {
       switch (op.kind) {
         case 'put':
@@ -244,7 +245,8 @@ export class KvStore {
           break;
         }
         case 'range':
-          results.push(this.range(op.range, op.limit, op.countOnly));
+          // The ranges of one transaction share one answer, hence one budget of bytes.
+          results.push(this.range(op.range, op.limit, op.countOnly, 0, budget));
           break;
       }
     }
@@ -315,9 +317,10 @@ export class KvStore {
     limit: number,
     countOnly: boolean,
     revision = 0,
+    budget: RangeBytes = new RangeBytes(),
   ): Extract<OpResult, { kind: 'range' }> {
     if (revision !== 0 && revision !== this.rev)
-      return this.rangeAt(range, limit, countOnly, revision);
+      return this.rangeAt(range, limit, countOnly, revision, budget);
     if (range.rangeEnd === null) {
       const kv = this.map.get(k(range.key));
       const kvs = kv === undefined ? [] : [kv];
@@ -326,7 +329,6 @@ export class KvStore {
     const [from, to] = bounds(range);
     if (countOnly) return { kind: 'range', kvs: [], count: this.keys.count(from, to), more: false };
     const { keys, count } = this.keys.scan(from, to, limit);
-    const budget = new RangeBytes();
     const kvs: KeyValue[] = [];
     for (const key of keys) {
       const kv = this.map.get(key) as KeyValue;
@@ -405,6 +407,7 @@ export class KvStore {
     limit: number,
     countOnly: boolean,
     revision: number,
+    budget: RangeBytes,
   ): Extract<OpResult, { kind: 'range' }> {
     this.checkRevision(revision);
     const at = (s: string): KeyValue | undefined => this.history.at(s, this.map.get(s), revision);
@@ -418,7 +421,6 @@ export class KvStore {
       );
     }
     const kvs: KeyValue[] = [];
-    const budget = new RangeBytes();
     let full = countOnly;
     let count = 0;
     for (const s of candidates) {
@@ -717,8 +719,11 @@ function cmp(d: number, op: Compare['op']): boolean {
   }
 }
 
-/** The bytes of keys and values a range answer holds so far, against `maxRangeBytes`. */
-class RangeBytes {
+/**
+ * The bytes of keys and values a range answer holds so far, against `maxRangeBytes`: one per
+ * range read, one for all the ranges of a transaction.
+ */
+export class RangeBytes {
   private bytes = 0;
   private taken = 0;
 

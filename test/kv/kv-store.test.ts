@@ -109,6 +109,24 @@ void test('a range answers at most maxRangeBytes of keys and values, whatever it
   kv.apply(txn({ kind: 'put', key: b('big/000'), value: huge, prevKv: false }));
   const first = kv.range(all, 0, false);
   assert.deepEqual([first.kvs.length, first.more], [1, true]);
+  // The ranges of one transaction share the budget: their answer is one.
+  const half = Math.ceil(n / 2);
+  const ranges = ['big/0', 'big/0', 'big/0'].map((p) => ({
+    range: { key: b(p), rangeEnd: prefixEnd(b(p)) },
+  }));
+  const r = kv.apply({
+    compare: [],
+    success: ranges.map((x) => ({ kind: 'range' as const, ...x, limit: half, countOnly: false })),
+    failure: [],
+  });
+  const parts = r.results.map((x) => (x.kind === 'range' ? x : assert.fail(x.kind)));
+  const total = parts.flatMap((x) => x.kvs).reduce((t, x) => t + x.key.length + x.value.length, 0);
+  assert.ok(total <= defaultLimits.maxRangeBytes + huge.length, `${total} bytes in one txn`);
+  assert.deepEqual(
+    parts.map((x) => x.more),
+    [true, true, true],
+  );
+  assert.equal(parts[2]?.kvs.length, 0);
 });
 
 void test('txn compares choose the branch (compare-and-swap)', () => {
