@@ -11,7 +11,7 @@ import type { MembersResponse, NodeStatus } from '../api/types.js';
 import { renderMembers } from './member.js';
 import { humanize } from '../server/logging.js';
 import { StartupError, checkListenable, prepareDataDir } from '../server/startup.js';
-import { IDENTITY_FILE } from '../server/data-dir.js';
+import { IDENTITY_FILE, readIdentity } from '../server/data-dir.js';
 
 export interface ClusterUpOptions {
   readonly nodes: number;
@@ -149,6 +149,15 @@ export function startArgs(
   ];
 }
 
+/** Whether a node's data directory is marked removed from its cluster. */
+function markedRemoved(dataDir: string): boolean {
+  try {
+    return readIdentity(dataDir)?.removed === true;
+  } catch {
+    return false; // unreadable: said by the node itself as it failed to start
+  }
+}
+
 export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   const out = o.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const members = planCluster(o);
@@ -167,6 +176,12 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     child.on('exit', (code, signal) => {
       children.delete(m.id);
       if (removed.has(m.id)) out(`node ${m.id} was removed from the cluster and stopped.`);
+      else if (markedRemoved(m.dataDir))
+        // Removed from elsewhere (flotilla member remove): its directory never starts again,
+        // so restarting it, by hand or with "cluster up", would only be refused.
+        out(
+          `node ${m.id} was removed from the cluster (its data directory says so) and stopped; it never starts again.`,
+        );
       else if (!stopping)
         out(
           `node ${m.id} exited (${signal ?? `code ${code}`}); it is not restarted. Restart it by hand or run "cluster up" again.`,

@@ -154,6 +154,25 @@ void describe('cluster up', () => {
     assert.equal(st.id, Number(leader));
     assert.equal(st.role, 'leader');
     assert.equal(st.pid, pids.get(st.id), 'the status names the PID cluster up printed');
+    // A member removed from elsewhere stops; cluster up says so, not to restart it (its data
+    // directory would refuse to start).
+    const gone = [1, 2, 3].find((id) => id !== Number(leader)) as number;
+    const removal = await fetch(
+      `http://127.0.0.1:${client + Number(leader) - 1}/v1/cluster/members/remove`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: gone }),
+        signal: AbortSignal.timeout(15_000),
+      },
+    );
+    assert.equal(removal.status, 200, await removal.text());
+    await waitForOutput(
+      run,
+      new RegExp(`node ${gone} was removed from the cluster \\(its data`),
+      20_000,
+    );
+    assert.doesNotMatch(run.out.stdout, new RegExp(`node ${gone} exited`));
     // Under `npm start` a Ctrl-C arrives twice at once (the terminal's and the one npm
     // forwards); sent together here, the kernel may merge them into one. What this checks is
     // that the stop happens once, exits 0 and leaves no node running. A second signal sent
