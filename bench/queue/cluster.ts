@@ -44,7 +44,7 @@ if (batch > 1_000) throw new Error(`--batch ${batch}: a bulk add takes at most 1
 
 async function heapUsed(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const m = /^flotilla_process_nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text);
+  const m = /^flotilla_nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text);
   if (m === null) throw new Error('no heap figure in /metrics');
   return Number(m[1]);
 }

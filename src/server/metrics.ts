@@ -58,8 +58,7 @@ export class NodeMetrics {
 
   constructor(nodeId: number, withDefaults = true) {
     this.registry.setDefaultLabels({ node: String(nodeId) });
-    if (withDefaults)
-      collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_process_' });
+    if (withDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_' });
     const r = [this.registry];
     this.proposals = new Counter({
       name: 'flotilla_proposals_total',

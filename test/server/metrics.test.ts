@@ -147,3 +147,19 @@ void test('snapshot transfers in progress are exported by direction and peer, wi
   transfers = [];
   assert.deepEqual(await samples(m, 'flotilla_snapshot_transfer_bytes'), [], 'transfer finished');
 });
+
+void test('the process and Node.js metrics carry the flotilla_ prefix once', async () => {
+  // They were named flotilla_process_process_cpu_seconds_total, flotilla_process_nodejs_...
+  const m = new NodeMetrics(1);
+  const names = (await m.registry.metrics())
+    .split('\n')
+    .filter((l) => l.startsWith('# TYPE '))
+    .map((l) => l.split(' ')[2] as string);
+  assert.ok(names.includes('flotilla_process_cpu_seconds_total'), names.join(' '));
+  assert.ok(names.includes('flotilla_nodejs_heap_size_used_bytes'), names.join(' '));
+  assert.deepEqual(
+    names.filter((n) => n.startsWith('flotilla_process_process_') || !n.startsWith('flotilla_')),
+    [],
+  );
+  m.registry.clear();
+});
