@@ -137,12 +137,16 @@ export class Worker<D = unknown, R = unknown> {
     const ac = new AbortController();
     this.running.add(ac);
     const { id } = c.job;
-    const leaseMs = Math.max(1, c.leaseExpiresMs - Date.now(), c.job.leaseMs);
+    // The lease this worker asked for, else the job's own: what the claim granted and what each
+    // renewal asks for again. Not the job's lease when the worker asked for a shorter one, nor
+    // the time left by the local clock, which need not agree with the queue's.
+    const leaseMs = this.o.leaseMs ?? c.job.leaseMs;
     const every = this.o.heartbeatMs ?? Math.max(10, Math.floor(leaseMs / 3));
+    const renewal = this.o.leaseMs === undefined ? {} : { leaseMs: this.o.leaseMs };
     // The lease is renewed until the report is in: a report retried past a lost answer must
     // still find the job ours.
     const beat = setInterval(() => {
-      this.queue.heartbeat(id, c.token).catch((err: unknown) => {
+      this.queue.heartbeat(id, c.token, renewal).catch((err: unknown) => {
         if (err instanceof FlotillaError && err.code === 'STALE_TOKEN')
           ac.abort(new Error(`lease on job ${id} lost`));
         else this.o.onError?.(err);

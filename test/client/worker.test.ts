@@ -133,6 +133,35 @@ void test('a worker that stops renewing loses the job; its late report is refuse
   assert.deepEqual([fast.counts.completed, slow.counts.completed], [1, 0]);
 });
 
+void test("a worker's own leaseMs, shorter than the job's, is renewed in time", async () => {
+  const client = await cluster();
+  const q = client.queue('short-lease');
+  // The job's own lease is the default 30 s; the worker claims it for 600 ms. The handler runs
+  // past several of those leases (and the ticks that expire them): only renewals at the
+  // worker's lease keep it.
+  const { id } = await q.add('x', null);
+  let runs = 0;
+  const w = new Worker(
+    q,
+    async () => {
+      runs++;
+      await new Promise((r) => setTimeout(r, 3_000));
+      return 'done';
+    },
+    { leaseMs: 600, waitMs: 500, onError: () => undefined },
+  );
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until('the worker reported', () =>
+    Promise.resolve(w.counts.completed + w.counts.lost + w.counts.failed > 0),
+  );
+  const job = (await q.get(id)).job;
+  assert.deepEqual(
+    [w.counts, runs, job.state, job.attempts],
+    [{ completed: 1, failed: 0, lost: 0 }, 1, 'completed', 1],
+    `error: ${job.error}`,
+  );
+});
+
 void test('closing releases a job whose handler does not finish in the grace period', async () => {
   const client = await cluster();
   const q = client.queue('release');
