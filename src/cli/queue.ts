@@ -323,13 +323,17 @@ async function runJob(
     process.stderr.write(d);
     stderr = (stderr + d).slice(-1000);
   });
+  // A command may exit, or close its standard input, without reading the data: the write then
+  // fails (EPIPE), which says nothing about the job. Its exit status decides the outcome.
+  child.stdin.on('error', () => undefined);
   child.stdin.end(JSON.stringify(job.data));
   const onAbort = () => child.kill('SIGTERM');
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
     const code = await new Promise<number | string>((resolve, reject) => {
       child.once('error', reject);
-      child.once('exit', (c, sig) => resolve(c ?? sig ?? 'unknown'));
+      // 'close', not 'exit': the standard error is read to its end before it is quoted.
+      child.once('close', (c, sig) => resolve(c ?? sig ?? 'unknown'));
     });
     if (code !== 0) throw new Error(`exit ${code}: ${stderr.trim().split('\n').at(-1) ?? ''}`);
     return null;

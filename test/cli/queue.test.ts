@@ -153,3 +153,38 @@ void test('queue add-bulk adds a file of lines in bulk adds; a bad line adds not
   assert.match(bad.stderr, /line 12 is not JSON/);
   assert.equal((await client.queue('other').stats()).stats, null);
 });
+
+void test('queue work: a command that does not read its standard input still completes', async () => {
+  const { client, endpoints } = await cluster(1);
+  const q = client.queue('deaf');
+  // Data past what the pipe (a socket pair) buffers, so writing it outlives the command's input.
+  const big = 'x'.repeat(260_000);
+  for (let i = 0; i < 3; i++) await q.add('j', { big, i });
+  // Closes its standard input at once, then exits 0 a little later: the worker's write of the
+  // data meets a closed pipe (EPIPE), which must not take the worker down.
+  const script = 'require("fs").closeSync(0);setTimeout(()=>process.exit(0),200)';
+  const work = startCli([
+    'queue',
+    '--endpoints',
+    endpoints,
+    'work',
+    'deaf',
+    '--concurrency',
+    '3',
+    '--',
+    process.execPath,
+    '-e',
+    script,
+  ]);
+  const deadline = Date.now() + 20_000;
+  let counts = (await q.stats()).stats?.counts;
+  while (counts?.completed !== 3 && Date.now() < deadline && work.child.exitCode === null) {
+    await new Promise((r) => setTimeout(r, 100));
+    counts = (await q.stats()).stats?.counts;
+  }
+  assert.equal(work.child.exitCode, null, `the worker exited: ${work.out.stderr}`);
+  assert.equal(counts?.completed, 3, JSON.stringify(counts));
+  work.child.kill('SIGINT');
+  assert.equal(await exitOf(work, 20_000), 0, work.out.stderr);
+  assert.doesNotMatch(work.out.stderr, /EPIPE/);
+});
