@@ -85,20 +85,33 @@ export function queueCommands(
         const q = c.queue(name);
         let added = 0;
         let duplicates = 0;
-        for (let from = 0; from < jobs.length; from += o.batch) {
-          const r = await q.addBulk(jobs.slice(from, from + o.batch)).catch((err: unknown) => {
-            // Batches before this one are in; say where to start again.
-            const e =
-              err instanceof FlotillaError ? err : new FlotillaError('INTERNAL', String(err));
-            throw new FlotillaError(
-              e.code,
-              `${e.message} (the batch from line ${(lines[from] as { n: number }).n}; ` +
-                `the ${from} jobs before it were added)`,
-              e.indefinite,
-            );
-          });
+        for (let from = 0; from < jobs.length;) {
+          let size = batchSize(lines, from, o.batch);
+          let r: Awaited<ReturnType<typeof q.addBulk>> | undefined;
+          while (r === undefined) {
+            try {
+              r = await q.addBulk(jobs.slice(from, from + size));
+            } catch (err) {
+              // A batch too big for one log entry (or one request) is refused whole, definitely:
+              // it is split in two and sent again. Anything else stops the command.
+              if (err instanceof FlotillaError && tooLarge.has(err.code) && size > 1) {
+                size = Math.ceil(size / 2);
+                continue;
+              }
+              // Batches before this one are in; say where to start again.
+              const e =
+                err instanceof FlotillaError ? err : new FlotillaError('INTERNAL', String(err));
+              throw new FlotillaError(
+                e.code,
+                `${e.message} (the batch from line ${(lines[from] as { n: number }).n}; ` +
+                  `the ${from} jobs before it were added)`,
+                e.indefinite,
+              );
+            }
+          }
           for (const j of r.jobs) if (j.duplicate) duplicates++;
           added += r.jobs.length;
+          from += r.jobs.length;
           if (Math.floor(added / 50_000) > Math.floor((added - r.jobs.length) / 50_000))
             process.stderr.write(`added ${added} of ${jobs.length}\n`);
         }
@@ -250,6 +263,27 @@ export function queueCommands(
         return worker.counts;
       }),
     );
+}
+
+/**
+ * Bytes of job data a bulk add starts with: half of the default log entry limit (1 MiB), so a
+ * batch of large jobs goes in a few writes rather than one refused. A cluster with a smaller
+ * limit refuses the batch whole (PROPOSAL_TOO_LARGE), and it is split again.
+ */
+const batchBytesMax = 512 * 1024;
+
+const tooLarge: ReadonlySet<string> = new Set(['PROPOSAL_TOO_LARGE', 'BODY_TOO_LARGE']);
+
+/** How many jobs from `from` on go in one bulk add: at most `max`, and about batchBytesMax. */
+function batchSize(lines: readonly { text: string }[], from: number, max: number): number {
+  let bytes = 0;
+  let n = 0;
+  while (n < max && from + n < lines.length) {
+    bytes += Buffer.byteLength((lines[from + n] as { text: string }).text);
+    if (n > 0 && bytes > batchBytesMax) break;
+    n++;
+  }
+  return n;
 }
 
 /** `--rate 100/1000`: 100 claims per 1000 ms; "none" lifts the limit. */

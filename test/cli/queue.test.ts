@@ -188,3 +188,38 @@ void test('queue work: a command that does not read its standard input still com
   assert.equal(await exitOf(work, 20_000), 0, work.out.stderr);
   assert.doesNotMatch(work.out.stderr, /EPIPE/);
 });
+
+void test('queue add-bulk splits a file of large jobs into writes that fit a log entry', async () => {
+  // A log entry of about 300 KB here: a batch of two 250 KB jobs is refused whole
+  // (PROPOSAL_TOO_LARGE) and must be split again, one job per write.
+  const nodes = await TestNodes.start({ nodes: 1, config: { maxValueBytes: 300_000 } });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const client = new FlotillaClient({ endpoints: nodes.urls });
+  cleanups.push(() => client.close());
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-bulk-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+  const file = join(dir, 'big.ndjson');
+  const lines = Array.from({ length: 5 }, (_, i) =>
+    JSON.stringify({ i, pad: 'x'.repeat(250_000) }),
+  );
+  writeFileSync(file, lines.join('\n') + '\n');
+  const q = client.queue('big');
+  // The same five in one bulk add: refused, nothing added.
+  await assert.rejects(
+    q.addBulk(lines.map((l) => ({ name: 'job', data: JSON.parse(l) as unknown }))),
+    (err: Error & { code?: string }) => err.code === 'PROPOSAL_TOO_LARGE',
+  );
+  assert.equal((await q.stats()).stats, null);
+  const r = await runCli(
+    ['queue', '--endpoints', nodes.urls.join(','), 'add-bulk', 'big', '--file', file],
+    30_000,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { queue: 'big', jobs: 5, duplicates: 0 });
+  const page = await q.list('waiting', { limit: 10 });
+  assert.deepEqual(
+    page.jobs.map((j) => (j.data as { i: number }).i),
+    [0, 1, 2, 3, 4],
+  );
+});
