@@ -129,10 +129,23 @@ export function queueCommands(
     .argument('<queue>')
     .argument('<state>')
     .option('--limit <n>', 'at most n jobs', int('--limit', 1), 100)
-    .action(async (name: string, state: string, o: { limit: number }) => {
+    .option(
+      '--after <cursor>',
+      'the page after this one: the "next" a list printed',
+      int('--after', 0),
+    )
+    .action(async (name: string, state: string, o: { limit: number; after?: number }) => {
       if (!(states as readonly string[]).includes(state))
-        throw new FlotillaError('BAD_REQUEST', `state must be one of ${states.join(', ')}`);
-      return withClient(opts(), (c) => c.queue(name).list(state as JobState, { limit: o.limit }));
+        throw new FlotillaError(
+          'BAD_REQUEST',
+          `state must be one of ${states.join(', ')}, got ${JSON.stringify(state)}`,
+        );
+      return withClient(opts(), (c) =>
+        c.queue(name).list(state as JobState, {
+          limit: o.limit,
+          ...(o.after === undefined ? {} : { after: o.after }),
+        }),
+      );
     });
   queue
     .command('retry')
@@ -228,8 +241,14 @@ export function queueCommands(
     .description("a queue's repeatable jobs, by id")
     .argument('<queue>')
     .option('--limit <n>', 'at most n', int('--limit', 1), 100)
-    .action(async (name: string, o: { limit: number }) =>
-      withClient(opts(), (c) => c.queue(name).repeatables({ limit: o.limit })),
+    .option('--after <id>', 'the page after this one: the "next" a list printed')
+    .action(async (name: string, o: { limit: number; after?: string }) =>
+      withClient(opts(), (c) =>
+        c.queue(name).repeatables({
+          limit: o.limit,
+          ...(o.after === undefined ? {} : { after: o.after }),
+        }),
+      ),
     );
   queue
     .command('inspect')

@@ -223,3 +223,40 @@ void test('queue add-bulk splits a file of large jobs into writes that fit a log
     [0, 1, 2, 3, 4],
   );
 });
+
+void test('queue list and repeat list page on with --after, from the "next" they print', async () => {
+  const { client, endpoints } = await cluster(1);
+  const q = client.queue('paged');
+  for (let i = 0; i < 5; i++) await q.add('j', i, { id: `p${i}` });
+  for (let i = 0; i < 3; i++) await q.repeat(`r${i}`, null, { everyMs: 3_600_000 });
+  const cli = async (...args: string[]): Promise<Record<string, unknown>> => {
+    const r = await runCli(['queue', '--endpoints', endpoints, ...args], 20_000);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
+  const ids: unknown[] = [];
+  let after: number | null | undefined = undefined;
+  for (let page = 0; page < 5; page++) {
+    const more = after === undefined || after === null ? [] : ['--after', String(after)];
+    const r = await cli('list', 'paged', 'waiting', '--limit', '2', ...more);
+    ids.push(...(r['jobs'] as { id: string }[]).map((j) => j.id));
+    after = r['next'] as number | null;
+    if (after === null) break;
+  }
+  assert.deepEqual(ids, ['p0', 'p1', 'p2', 'p3', 'p4']);
+  const first = await cli('repeat', 'list', 'paged', '--limit', '2');
+  const rest = await cli('repeat', 'list', 'paged', '--after', first['next'] as string);
+  assert.deepEqual(
+    [
+      ...(first['repeatables'] as { repeatId: string }[]),
+      ...(rest['repeatables'] as { repeatId: string }[]),
+    ].map((r) => r.repeatId),
+    ['r0', 'r1', 'r2'],
+  );
+  const bad = await runCli(
+    ['queue', '--endpoints', endpoints, 'list', 'paged', 'waiting', '--after', '-1'],
+    20_000,
+  );
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--after/);
+});
