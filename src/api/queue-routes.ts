@@ -10,6 +10,7 @@ import type { Limits, QueueLimits } from '../base/limits.js';
 import type { Clock } from '../host/contracts.js';
 import {
   jobStates,
+  maxPriority,
   type Backoff,
   type ClaimSpec,
   type Claimed,
@@ -527,7 +528,7 @@ function addJobOf(o: Obj, l: QueueLimits): Record<string, unknown> {
     payload: jsonBytes(o['data'] ?? null, 'data', l),
     id: optString(o, 'id'),
     delayMs: optInt(o, 'delayMs', 0, maxDuration(l)),
-    priority: optInt(o, 'priority', -(2 ** 31), 2 ** 31 - 1),
+    priority: optInt(o, 'priority', 0, maxPriority),
     maxAttempts: optInt(o, 'maxAttempts', 1, l.maxAttempts),
     backoff: backoffOf(o, l),
     leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
@@ -535,12 +536,21 @@ function addJobOf(o: Obj, l: QueueLimits): Record<string, unknown> {
 }
 
 /** What a claim asks for: of a claim request, or of a report's `next`. */
-function claimSpecOf(o: Obj, l: QueueLimits): ClaimSpec {
+function claimSpecOf(o: Obj, l: QueueLimits, prefix = ''): ClaimSpec {
   return defined({
-    max: optInt(o, 'max', 1, l.maxClaimBatch),
+    max: optIntIn(o, prefix, 'max', 1, l.maxClaimBatch),
     worker: optString(o, 'worker'),
-    leaseMs: optInt(o, 'leaseMs', 1, maxDuration(l)),
+    leaseMs: optIntIn(o, prefix, 'leaseMs', 1, maxDuration(l)),
   });
+}
+
+/**
+ * A field of a nested object (`backoff.delayMs`), refused under its full name: a bare
+ * "delayMs" would read as the job's own delay.
+ */
+function optIntIn(o: Obj, prefix: string, k: string, min: number, max: number): number | undefined {
+  const name = `${prefix}${k}`;
+  return optInt({ [name]: o[k] } as Obj, name, min, max);
 }
 
 /** A report's `next`: the claim it carries, or undefined for none. */
@@ -548,7 +558,7 @@ function nextOf(o: Obj, l: QueueLimits): ClaimSpec | undefined {
   if (o['next'] === undefined) return undefined;
   const n = asObject(o['next'], '"next"');
   onlyFields(n, ['max', 'worker', 'leaseMs'], '"next"');
-  return claimSpecOf(n, l);
+  return claimSpecOf(n, l, 'next.');
 }
 
 function renderClaimed(c: Claimed): Record<string, unknown> {
@@ -581,14 +591,18 @@ function backoffOf(o: Obj, l: QueueLimits): Backoff | undefined {
   if (v === undefined) return undefined;
   const bo = asObject(v, '"backoff"');
   onlyFields(bo, ['kind', 'delayMs', 'maxDelayMs'], '"backoff"');
-  const kind = reqString(bo, 'kind');
+  const kind = reqString({ 'backoff.kind': bo['kind'] } as Obj, 'backoff.kind');
   if (kind !== 'fixed' && kind !== 'exponential')
     throw new FlotillaError(
       'BAD_REQUEST',
       `"backoff.kind" must be "fixed" or "exponential", got ${JSON.stringify(kind)}`,
     );
-  const delayMs = required(optInt(bo, 'delayMs', 0, l.maxDurationMs), 'backoff.delayMs');
-  const maxDelayMs = optInt(bo, 'maxDelayMs', 0, l.maxDurationMs) ?? Math.max(delayMs, 60_000);
+  const delayMs = required(
+    optIntIn(bo, 'backoff.', 'delayMs', 0, l.maxDurationMs),
+    'backoff.delayMs',
+  );
+  const maxDelayMs =
+    optIntIn(bo, 'backoff.', 'maxDelayMs', 0, l.maxDurationMs) ?? Math.max(delayMs, 60_000);
   return { kind, delayMs, maxDelayMs };
 }
 
@@ -609,8 +623,11 @@ function configureOf(o: Obj, l: QueueLimits): QueueCommandAny {
     const r = asObject(o['rateLimit'], '"rateLimit"');
     onlyFields(r, ['max', 'intervalMs'], '"rateLimit"');
     rateLimit = {
-      max: required(optInt(r, 'max', 1, 1_000_000_000), 'rateLimit.max'),
-      intervalMs: required(optInt(r, 'intervalMs', 1, l.maxDurationMs), 'rateLimit.intervalMs'),
+      max: required(optIntIn(r, 'rateLimit.', 'max', 1, 1_000_000_000), 'rateLimit.max'),
+      intervalMs: required(
+        optIntIn(r, 'rateLimit.', 'intervalMs', 1, l.maxDurationMs),
+        'rateLimit.intervalMs',
+      ),
     };
   }
   return command({
@@ -628,8 +645,8 @@ function retentionOf(o: Obj, field: string, l: QueueLimits): unknown {
   const r = asObject(o[field], `"${field}"`);
   onlyFields(r, ['count', 'ageMs'], `"${field}"`);
   return {
-    count: required(optInt(r, 'count', 0, l.maxJobs), `${field}.count`),
-    ageMs: optInt(r, 'ageMs', 0, l.maxDurationMs) ?? 0,
+    count: required(optIntIn(r, `${field}.`, 'count', 0, l.maxJobs), `${field}.count`),
+    ageMs: optIntIn(r, `${field}.`, 'ageMs', 0, l.maxDurationMs) ?? 0,
   };
 }
 
@@ -643,7 +660,7 @@ function repeatOf(o: Obj, l: QueueLimits): QueueCommandAny {
       'A repeatable job needs exactly one of "everyMs" and "cron"',
     );
   const options = defined({
-    priority: optInt(o, 'priority', -(2 ** 31), 2 ** 31 - 1),
+    priority: optInt(o, 'priority', 0, maxPriority),
     maxAttempts: optInt(o, 'maxAttempts', 1, l.maxAttempts),
     backoff: backoffOf(o, l),
     leaseMs: optInt(o, 'leaseMs', 1, l.maxDurationMs),
@@ -671,8 +688,8 @@ function positionOf(v: unknown): { index: number; seq: number } {
   const p = asObject(v, '"after"');
   onlyFields(p, ['index', 'seq'], '"after"');
   return {
-    index: required(optInt(p, 'index', 0, Number.MAX_SAFE_INTEGER), 'after.index'),
-    seq: required(optInt(p, 'seq', 0, Number.MAX_SAFE_INTEGER), 'after.seq'),
+    index: required(optIntIn(p, 'after.', 'index', 0, Number.MAX_SAFE_INTEGER), 'after.index'),
+    seq: required(optIntIn(p, 'after.', 'seq', 0, Number.MAX_SAFE_INTEGER), 'after.seq'),
   };
 }
 

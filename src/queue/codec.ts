@@ -9,6 +9,7 @@ import { Packr } from 'msgpackr';
 import { FlotillaError } from '../base/errors.js';
 import type { QueueLimits } from '../base/limits.js';
 import { parseCron } from './cron.js';
+import { maxPriority } from './types.js';
 import type {
   Backoff,
   BulkJob,
@@ -103,7 +104,7 @@ function decodeBackoff(v: unknown, l: QueueLimits): Backoff {
 const optionFields = ['priority', 'maxAttempts', 'backoff', 'leaseMs'] as const;
 
 function decodeOptions(o: Fields, l: QueueLimits): JobOptions {
-  const priority = optInt(o['priority'], 'priority', 0, 1_000_000);
+  const priority = optInt(o['priority'], 'priority', 0, maxPriority);
   const maxAttempts = optInt(o['maxAttempts'], 'maxAttempts', 1, l.maxAttempts);
   const leaseMs = optInt(o['leaseMs'], 'leaseMs', 1, l.maxDurationMs);
   const backoff = o['backoff'] === undefined ? undefined : decodeBackoff(o['backoff'], l);

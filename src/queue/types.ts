@@ -8,6 +8,9 @@ import type { ErrorCode } from '../base/errors.js';
 export type JobState =
   'waiting' | 'delayed' | 'active' | 'completed' | 'failed' | 'dead' | 'cancelled';
 
+/** A job's priority is 0 (first, the default) to this (last). */
+export const maxPriority = 1_000_000;
+
 export const jobStates: readonly JobState[] = [
   'waiting',
   'delayed',

@@ -240,3 +240,59 @@ void test('the client: configure, repeat, repeatables and unrepeat', async () =>
     await client.close();
   }
 });
+
+void test('a refused field is named in full, and priority has the one range the queue keeps', async () => {
+  const f = await follower();
+  const cases: [string, Json, RegExp][] = [
+    [
+      'add',
+      { queue: 'named', name: 'n', priority: -5 },
+      /"priority" must be an integer in \[0, 1000000\]/,
+    ],
+    [
+      'add',
+      { queue: 'named', name: 'n', priority: '1' },
+      /"priority" must be an integer in \[0, 1000000\]/,
+    ],
+    [
+      'repeat/upsert',
+      { queue: 'named', repeatId: 'r', name: 'n', everyMs: 10, priority: 1_000_001 },
+      /"priority" must be an integer in \[0, 1000000\]/,
+    ],
+    ['add', { queue: 'named', name: 'n', backoff: { delayMs: 5 } }, /"backoff\.kind"/],
+    [
+      'add',
+      { queue: 'named', name: 'n', backoff: { kind: 'fixed', delayMs: -1 } },
+      /"backoff\.delayMs"/,
+    ],
+    [
+      'add',
+      { queue: 'named', name: 'n', backoff: { kind: 'fixed', delayMs: 1, maxDelayMs: -1 } },
+      /"backoff\.maxDelayMs"/,
+    ],
+    ['configure', { queue: 'named', rateLimit: { max: 0, intervalMs: 1 } }, /"rateLimit\.max"/],
+    [
+      'configure',
+      { queue: 'named', rateLimit: { max: 1, intervalMs: 0 } },
+      /"rateLimit\.intervalMs"/,
+    ],
+    ['configure', { queue: 'named', keepDead: { count: -1 } }, /"keepDead\.count"/],
+    [
+      'configure',
+      { queue: 'named', keepCompleted: { count: 1, ageMs: -1 } },
+      /"keepCompleted\.ageMs"/,
+    ],
+    ['complete', { queue: 'named', id: 'x', token: 1, next: { max: 0 } }, /"next\.max"/],
+    ['events', { queue: 'named', after: { index: -1, seq: 0 } }, /"after\.index"/],
+  ];
+  for (const [path, body, message] of cases) {
+    const r = await post(f, path, body);
+    const error = r.json['error'] as Json | undefined;
+    assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}: ${JSON.stringify(r.json)}`);
+    assert.equal(error?.['code'], 'BAD_REQUEST');
+    assert.match(String(error?.['message']), message, `${path} ${JSON.stringify(body)}`);
+  }
+  // The ends of the range are taken.
+  await ok(f, 'add', { queue: 'named', name: 'n', priority: 0 });
+  await ok(f, 'add', { queue: 'named', name: 'n', priority: 1_000_000 });
+});
