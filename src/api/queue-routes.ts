@@ -9,6 +9,7 @@ import { FlotillaError } from '../base/errors.js';
 import type { Limits, QueueLimits } from '../base/limits.js';
 import type { Clock } from '../host/contracts.js';
 import {
+  checkName,
   jobStates,
   maxPriority,
   type Backoff,
@@ -142,7 +143,10 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
       },
     });
   };
-  const queueOf = (o: Obj): string => reqString(o, 'queue');
+  // Checked here, not only when a write is decoded: a read of a name no queue can have (a typo,
+  // a space) is refused as such rather than answered as an unknown queue. (Not job ids: the
+  // queue's own, "#12", are outside what a caller may choose.)
+  const queueOf = (o: Obj): string => checkName(reqString(o, 'queue'), 'queue', l);
   const idOf = (o: Obj): string => reqString(o, 'id');
   const tokenOf = (o: Obj): number =>
     required(optInt(o, 'token', 1, Number.MAX_SAFE_INTEGER), 'token');
@@ -299,7 +303,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
     };
   });
   read('events', ['queue', 'after', 'limit'], (o) => {
-    const queue = optString(o, 'queue');
+    const queue = o['queue'] === undefined ? undefined : queueOf(o);
     const after = positionOf(o['after']);
     const limit = optInt(o, 'limit', 1, l.maxPageSize);
     return (q) =>

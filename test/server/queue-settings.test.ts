@@ -296,3 +296,30 @@ void test('a refused field is named in full, and priority has the one range the 
   await ok(f, 'add', { queue: 'named', name: 'n', priority: 0 });
   await ok(f, 'add', { queue: 'named', name: 'n', priority: 1_000_000 });
 });
+
+void test('a read of a queue name no queue can have is refused, not answered empty', async () => {
+  const f = await follower();
+  const reads: [string, Json][] = [
+    ['stats', { queue: 'no such' }],
+    ['list', { queue: 'no such', state: 'waiting' }],
+    ['get', { queue: 'no such', id: 'j' }],
+    ['events', { queue: 'no such' }],
+    ['repeat/list', { queue: '' }],
+    ['stats', { queue: 'q'.repeat(129) }],
+  ];
+  for (const [path, body] of reads) {
+    const r = await post(f, path, body);
+    const error = r.json['error'] as Json | undefined;
+    assert.deepEqual(
+      [r.status, error?.['code']],
+      [400, 'BAD_REQUEST'],
+      `${path} ${JSON.stringify(body)}: ${JSON.stringify(r.json)}`,
+    );
+    assert.match(String(error?.['message']), /"queue" must be 1 to 128 letters/);
+  }
+  // A well-formed name of no queue is still an unknown queue, and the queue's own job ids read.
+  assert.equal(await stats(f, 'never-made'), null);
+  const { id } = (await ok(f, 'add', { queue: 'readable', name: 'n' })) as { id: string };
+  assert.match(id, /^#/);
+  assert.equal(((await ok(f, 'get', { queue: 'readable', id }))['job'] as Json)['id'], id);
+});
