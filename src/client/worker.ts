@@ -147,8 +147,12 @@ export class Worker<D = unknown, R = unknown> {
     // still find the job ours.
     const beat = setInterval(() => {
       this.queue.heartbeat(id, c.token, renewal).catch((err: unknown) => {
-        if (err instanceof FlotillaError && err.code === 'STALE_TOKEN')
-          ac.abort(new Error(`lease on job ${id} lost`));
+        if (isLost(err))
+          ac.abort(
+            new Error(
+              err.code === 'JOB_NOT_FOUND' ? `job ${id} was deleted` : `lease on job ${id} lost`,
+            ),
+          );
         else this.o.onError?.(err);
       });
     }, every);
@@ -215,7 +219,7 @@ export class Worker<D = unknown, R = unknown> {
     try {
       return await send();
     } catch (err) {
-      if (err instanceof FlotillaError && err.code === 'STALE_TOKEN') {
+      if (isLost(err)) {
         this.counts.lost++;
         return null;
       }
@@ -223,4 +227,14 @@ export class Worker<D = unknown, R = unknown> {
       return null;
     }
   }
+}
+
+/**
+ * The job is no longer this worker's: its lease was lost (STALE_TOKEN), or it was deleted while
+ * it ran (JOB_NOT_FOUND; a job is only reported on after it was claimed, so it existed).
+ */
+function isLost(err: unknown): err is FlotillaError {
+  return (
+    err instanceof FlotillaError && (err.code === 'STALE_TOKEN' || err.code === 'JOB_NOT_FOUND')
+  );
 }

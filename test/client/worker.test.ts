@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
 import { FlotillaClient, QueueClient, Worker } from '../../src/client/index.js';
 import type { QueueTransport } from '../../src/client/queue.js';
-import { TestNodes } from '../server/nodes.js';
+import { TestNodes, postJson } from '../server/nodes.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -160,6 +160,48 @@ void test("a worker's own leaseMs, shorter than the job's, is renewed in time", 
     [{ completed: 1, failed: 0, lost: 0 }, 1, 'completed', 1],
     `error: ${job.error}`,
   );
+});
+
+void test('a job deleted while it runs aborts its handler, as a lost lease does', async () => {
+  const nodes = await TestNodes.start({ nodes: 1 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const client = new FlotillaClient({ endpoints: nodes.urls });
+  cleanups.push(() => client.close());
+  const q = client.queue('deleted');
+  const { id } = await q.add('x', null, { leaseMs: 600 });
+  let running = false;
+  let abortedBy: unknown = null;
+  const errors: unknown[] = [];
+  const w = new Worker(
+    q,
+    (_job, ctx) => {
+      running = true;
+      // Runs until its signal aborts, bounded so a missed abort fails the test, not hangs it.
+      return new Promise<string>((resolve) => {
+        const t = setTimeout(() => resolve('not aborted'), 15_000);
+        ctx.signal.addEventListener('abort', () => {
+          clearTimeout(t);
+          abortedBy = ctx.signal.reason;
+          resolve('aborted');
+        });
+      });
+    },
+    { waitMs: 500, onError: (err) => errors.push(err) },
+  );
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until('the handler runs', () => Promise.resolve(running));
+  const del = await postJson(
+    `${nodes.urls[0]}/v1/queue/delete`,
+    { queue: 'deleted', id },
+    { timeoutMs: 10_000 },
+  );
+  assert.equal(del.status, 200, JSON.stringify(del.json));
+  await until('the handler was aborted', () => Promise.resolve(abortedBy !== null), 10_000);
+  await until('the job counted lost', () => Promise.resolve(w.counts.lost === 1), 10_000);
+  assert.match(String(abortedBy), /job .* (lost|deleted)/);
+  assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 1 });
+  assert.deepEqual(errors, [], 'a deleted job is not an error of the worker');
 });
 
 void test('closing releases a job whose handler does not finish in the grace period', async () => {
