@@ -2,7 +2,7 @@
 // job: the job's data (JSON) on its standard input, its id in FLOTILLA_JOB_ID and the claim's
 // fencing token in FLOTILLA_JOB_TOKEN; exit 0 completes the job, anything else fails it (with
 // the end of its standard error as the reason). The lease is renewed while it runs; if it is
-// lost, the command is sent SIGTERM.
+// lost (or the worker closes past its grace), the command is sent SIGTERM, SIGKILL 5 s later.
 
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -360,6 +360,9 @@ function parseData(s: string): unknown {
   }
 }
 
+/** How long a command sent SIGTERM (its job lost or released) has before SIGKILL. */
+const killAfterMs = 5_000;
+
 async function runJob(
   argv: readonly string[],
   job: { id: string; data: unknown },
@@ -380,7 +383,14 @@ async function runJob(
   // fails (EPIPE), which says nothing about the job. Its exit status decides the outcome.
   child.stdin.on('error', () => undefined);
   child.stdin.end(JSON.stringify(job.data));
-  const onAbort = () => child.kill('SIGTERM');
+  // The job is no longer ours (lease lost, or released by a close past its grace): the command
+  // is asked to stop, then made to. One that ignored SIGTERM would run on beside the job's next
+  // worker, and its open standard error would keep this process from exiting.
+  let killer: NodeJS.Timeout | undefined;
+  const onAbort = () => {
+    child.kill('SIGTERM');
+    killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+  };
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
     const code = await new Promise<number | string>((resolve, reject) => {
@@ -391,6 +401,7 @@ async function runJob(
     if (code !== 0) throw new Error(`exit ${code}: ${stderr.trim().split('\n').at(-1) ?? ''}`);
     return null;
   } finally {
+    clearTimeout(killer);
     ctx.signal.removeEventListener('abort', onAbort);
   }
 }

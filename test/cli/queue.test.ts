@@ -260,3 +260,48 @@ void test('queue list and repeat list page on with --after, from the "next" they
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--after/);
 });
+
+void test('queue work: Ctrl-C past the grace stops a command that ignores SIGTERM', async () => {
+  const { client, endpoints } = await cluster(1);
+  const q = client.queue('stubborn');
+  const { id } = await q.add('j', null);
+  // Ignores SIGTERM and would run a minute; prints its pid so a failed test can still end it.
+  const script =
+    'process.on("SIGTERM",()=>{});console.error("pid",process.pid);setTimeout(()=>{},60000)';
+  const work = startCli([
+    'queue',
+    '--endpoints',
+    endpoints,
+    'work',
+    'stubborn',
+    '--',
+    process.execPath,
+    '-e',
+    script,
+  ]);
+  let pid = 0;
+  cleanups.push(() => {
+    if (pid !== 0) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone: what the test wants.
+      }
+    }
+    return Promise.resolve();
+  });
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && !/pid \d+/.test(work.out.stderr))
+    await new Promise((r) => setTimeout(r, 50));
+  pid = Number(/pid (\d+)/.exec(work.out.stderr)?.[1] ?? 0);
+  assert.notEqual(pid, 0, `the command did not start: ${work.out.stderr}`);
+  const stoppedAt = Date.now();
+  work.child.kill('SIGINT');
+  // 10 s of grace, then SIGTERM, then SIGKILL 5 s later: well under the command's minute.
+  assert.equal(await exitOf(work, 30_000), 0, work.out.stderr);
+  assert.ok(Date.now() - stoppedAt < 25_000, `exited after ${Date.now() - stoppedAt} ms`);
+  assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, 'the command was killed');
+  const job = (await q.get(id)).job;
+  assert.equal(job.error, 'released: the worker closed');
+  assert.notEqual(job.state, 'active');
+});
