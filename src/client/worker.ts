@@ -62,6 +62,11 @@ export class Worker<D = unknown, R = unknown> {
     const concurrency = o.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)
       throw new FlotillaError('BAD_REQUEST', `concurrency must be 1..1024, got ${concurrency}`);
+    // Refused here rather than by every claim: a worker whose claims the cluster refuses would
+    // run no job, saying so only to onError, every second.
+    checkOption('waitMs', o.waitMs, 0, maxClaimWaitMs);
+    checkOption('leaseMs', o.leaseMs, 1, Number.MAX_SAFE_INTEGER);
+    checkOption('heartbeatMs', o.heartbeatMs, 1, Number.MAX_SAFE_INTEGER);
     // Every slot's claim listens on the one stopping signal: more than Node's default of ten
     // listeners is expected here, not a leak.
     setMaxListeners(concurrency + 10, this.stopping.signal);
@@ -227,6 +232,17 @@ export class Worker<D = unknown, R = unknown> {
       return null;
     }
   }
+}
+
+/** The longest a claim may wait for a job: the cluster's limit (API.md, Job queue). */
+const maxClaimWaitMs = 30_000;
+
+function checkOption(name: string, v: number | undefined, min: number, max: number): void {
+  if (v !== undefined && (!Number.isSafeInteger(v) || v < min || v > max))
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `${name} must be an integer in [${min}, ${max}], got ${v}`,
+    );
 }
 
 /**

@@ -204,6 +204,36 @@ void test('a job deleted while it runs aborts its handler, as a lost lease does'
   assert.deepEqual(errors, [], 'a deleted job is not an error of the worker');
 });
 
+void test('options no claim could carry are refused when the worker is made', () => {
+  // No cluster: a worker that would start its slots must not get this far.
+  const transport: QueueTransport = {
+    write: () => Promise.reject(new Error('no claim may be sent')),
+    read: () => Promise.reject(new Error('no read may be sent')),
+  };
+  const q = new QueueClient('q', transport);
+  for (const o of [
+    { waitMs: 30_001 },
+    { waitMs: -1 },
+    { leaseMs: 0 },
+    { leaseMs: 1.5 },
+    { heartbeatMs: 0 },
+    { concurrency: 0 },
+  ]) {
+    let refused: unknown = null;
+    try {
+      // Made despite the option: closed at once, so its slots do not outlive the test.
+      void new Worker(q, () => Promise.resolve(null), { ...o, onError: () => undefined }).close({
+        graceMs: 0,
+      });
+    } catch (err) {
+      refused = err;
+    }
+    const e = refused as (Error & { code?: string }) | null;
+    assert.equal(e?.code, 'BAD_REQUEST', `${JSON.stringify(o)}: ${String(refused)}`);
+    assert.ok(e.message.includes(Object.keys(o)[0] as string), e.message);
+  }
+});
+
 void test('closing releases a job whose handler does not finish in the grace period', async () => {
   const client = await cluster();
   const q = client.queue('release');
