@@ -5,7 +5,9 @@
 // lost (or the worker closes past its grace), the command is sent SIGTERM, SIGKILL 5 s later.
 
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
@@ -266,8 +268,11 @@ export function queueCommands(
     .argument('<queue>')
     .argument('<command...>', 'the command and its arguments (after --)')
     .option('--concurrency <n>', 'jobs at once', int('--concurrency', 1, 1024), 1)
-    .action(async (name: string, argv: string[], o: { concurrency: number }) =>
-      withClient(opts(), async (c) => {
+    .action(async (name: string, argv: string[], o: { concurrency: number }) => {
+      // A command that cannot run would fail every job it is given until each is dead: a typo
+      // in its name must stop the worker before it claims anything.
+      await checkRunnable(argv[0] ?? '');
+      return withClient(opts(), async (c) => {
         const worker = new Worker(c.queue(name), (job, ctx) => runJob(argv, job, ctx), {
           concurrency: o.concurrency,
           onError: (err) => process.stderr.write(`${(err as Error).message}\n`),
@@ -280,8 +285,36 @@ export function queueCommands(
         process.stderr.write('finishing the jobs running...\n');
         await worker.close();
         return worker.counts;
-      }),
-    );
+      });
+    });
+}
+
+/**
+ * Refuses a command that names no executable file: a path that is not one, or a bare name
+ * found in no directory of PATH (as the shell and spawn would look for it).
+ */
+async function checkRunnable(cmd: string): Promise<void> {
+  const candidates = cmd.includes('/')
+    ? [cmd]
+    : (process.env['PATH'] ?? '')
+        .split(delimiter)
+        .filter((dir) => dir !== '')
+        .map((dir) => join(dir, cmd));
+  for (const file of candidates) {
+    const ok = await stat(file)
+      .then((st) => (st.isFile() ? access(file, constants.X_OK) : Promise.reject(new Error())))
+      .then(
+        () => true,
+        () => false,
+      );
+    if (ok) return;
+  }
+  throw new FlotillaError(
+    'BAD_REQUEST',
+    cmd.includes('/')
+      ? `cannot run "${cmd}": not an executable file; nothing was claimed`
+      : `cannot run "${cmd}": no executable of that name in PATH; nothing was claimed`,
+  );
 }
 
 /**

@@ -305,3 +305,16 @@ void test('queue work: Ctrl-C past the grace stops a command that ignores SIGTER
   assert.equal(job.error, 'released: the worker closed');
   assert.notEqual(job.state, 'active');
 });
+
+void test('queue work refuses a command that cannot run, before it claims a job', async () => {
+  const { client, endpoints } = await cluster(1);
+  const q = client.queue('typo');
+  const { id } = await q.add('j', null);
+  for (const cmd of ['/no/such/dir/send-mail.sh', 'no-such-command-anywhere']) {
+    const work = startCli(['queue', '--endpoints', endpoints, 'work', 'typo', '--', cmd]);
+    assert.equal(await exitOf(work, 20_000), 1, work.out.stderr);
+    assert.match(work.out.stderr, new RegExp(`cannot run "${cmd}".*nothing was claimed`));
+  }
+  const job = (await q.get(id)).job;
+  assert.deepEqual([job.state, job.attempts], ['waiting', 0]);
+});
