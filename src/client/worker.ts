@@ -205,7 +205,7 @@ export class Worker<D = unknown, R = unknown> {
     if (!outcome.ok) {
       const e = outcome.err;
       const r = await this.report(() =>
-        this.queue.fail<D>(id, c.token, e instanceof Error ? e.message : String(e), o),
+        this.queue.fail<D>(id, c.token, errorText(e instanceof Error ? e.message : String(e)), o),
       );
       if (r !== null) this.counts.failed++;
       return r?.next?.jobs ?? [];
@@ -232,6 +232,16 @@ export class Worker<D = unknown, R = unknown> {
       return null;
     }
   }
+}
+
+/** The longest error a failure may record (API.md, Job queue); a longer one is cut to it. */
+const maxErrorChars = 1_024;
+
+/** A handler's error as a failure records it: cut to fit, or the failure itself is refused. */
+function errorText(message: string): string {
+  if (message.length <= maxErrorChars) return message;
+  const more = ` ... (${message.length} characters)`;
+  return message.slice(0, maxErrorChars - more.length) + more;
 }
 
 /** The longest a claim may wait for a job: the cluster's limit (API.md, Job queue). */

@@ -234,6 +234,28 @@ void test('options no claim could carry are refused when the worker is made', ()
   }
 });
 
+void test('a handler error longer than a failure may record is cut to fit, not lost', async () => {
+  const client = await cluster();
+  const q = client.queue('long-error');
+  const { id } = await q.add('x', null, { maxAttempts: 1 });
+  const errors: unknown[] = [];
+  const w = new Worker(q, () => Promise.reject(new Error(`boom: ${'x'.repeat(5_000)}`)), {
+    waitMs: 500,
+    onError: (err) => errors.push(err),
+  });
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until(
+    'the failure was recorded',
+    async () => (await q.get(id)).job.state === 'dead',
+    10_000,
+  );
+  const job = (await q.get(id)).job;
+  assert.ok(job.error?.startsWith('boom: xxx'), job.error ?? 'no error');
+  assert.ok((job.error?.length ?? 0) <= 1_024, `${job.error?.length} characters`);
+  assert.match(job.error ?? '', /\(5006 characters\)$/);
+  assert.deepEqual([w.counts.failed, errors], [1, []]);
+});
+
 void test('closing releases a job whose handler does not finish in the grace period', async () => {
   const client = await cluster();
   const q = client.queue('release');
