@@ -210,13 +210,24 @@ export class Worker<D = unknown, R = unknown> {
       if (r !== null) this.counts.failed++;
       return r?.next?.jobs ?? [];
     }
-    const r = await this.report(() =>
-      this.queue.complete<D>(id, c.token, outcome.result ?? undefined, o),
-    );
-    if (r === null) return [];
-    this.counts.completed++;
-    this.o.onCompleted?.(c.job, outcome.result);
-    return r.next?.jobs ?? [];
+    const done = await this.report(async () => {
+      try {
+        const answer = await this.queue.complete<D>(id, c.token, outcome.result ?? undefined, o);
+        return { completed: true, answer };
+      } catch (err) {
+        if (!(err instanceof FlotillaError && err.code === 'VALUE_TOO_LARGE')) throw err;
+        // The queue cannot store this result, now or on a retry: the run fails with the reason,
+        // rather than stay active until its lease expires and read as "lease expired".
+        const why = errorText(`the result was not stored: ${err.message}`);
+        return { completed: false, answer: await this.queue.fail<D>(id, c.token, why, o) };
+      }
+    });
+    if (done === null) return [];
+    if (done.completed) {
+      this.counts.completed++;
+      this.o.onCompleted?.(c.job, outcome.result);
+    } else this.counts.failed++;
+    return done.answer.next?.jobs ?? [];
   }
 
   /** Sends a report; null when it failed or the lease had been lost (someone else owns the job). */

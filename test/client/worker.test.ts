@@ -256,6 +256,23 @@ void test('a handler error longer than a failure may record is cut to fit, not l
   assert.deepEqual([w.counts.failed, errors], [1, []]);
 });
 
+void test('a result too large to store fails the run with the reason', async () => {
+  const client = await cluster();
+  const q = client.queue('big-result');
+  const { id } = await q.add('x', null, { maxAttempts: 1 });
+  const completed: unknown[] = [];
+  const w = new Worker(q, () => Promise.resolve('x'.repeat(300_000)), {
+    waitMs: 500,
+    onError: () => undefined,
+    onCompleted: (job) => completed.push(job.id),
+  });
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until('the run was recorded', async () => (await q.get(id)).job.state === 'dead', 10_000);
+  const job = (await q.get(id)).job;
+  assert.match(job.error ?? '', /^the result was not stored: .*limit is 262144/);
+  assert.deepEqual([w.counts, completed], [{ completed: 0, failed: 1, lost: 0 }, []]);
+});
+
 void test('closing releases a job whose handler does not finish in the grace period', async () => {
   const client = await cluster();
   const q = client.queue('release');
