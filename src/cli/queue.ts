@@ -38,7 +38,10 @@ export function queueCommands(
   const opts = () => queue.opts<ClusterOptions>();
   queue
     .command('add')
-    .description('add a job; DATA is JSON (or taken as a string when it is not)')
+    .description(
+      'add a job; DATA is JSON, or plain text taken as a string (text that begins with { [ or " ' +
+        'must be JSON)',
+    )
     .argument('<queue>')
     .argument('[data]', 'the job data', 'null')
     .option('--name <name>', "the job's name", 'job')
@@ -385,10 +388,21 @@ async function readLines(file: string | undefined): Promise<{ n: number; text: s
     .filter((l) => l.text.trim() !== '');
 }
 
+/**
+ * DATA as JSON, or as a string when it is not JSON. Text that begins as a JSON object, array or
+ * string does but fails to parse is a mistake (a lost brace, a shell quoting slip), not a string
+ * to queue: it is refused, so the job does not go out with its data mangled.
+ */
 function parseData(s: string): unknown {
   try {
     return JSON.parse(s) as unknown;
-  } catch {
+  } catch (err) {
+    if (/^\s*[[{"]/.test(s))
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `DATA begins as JSON but is not JSON (${(err as Error).message}); nothing was added. ` +
+          'To send it as text, give it as a JSON string',
+      );
     return s;
   }
 }

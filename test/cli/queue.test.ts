@@ -318,3 +318,17 @@ void test('queue work refuses a command that cannot run, before it claims a job'
   const job = (await q.get(id)).job;
   assert.deepEqual([job.state, job.attempts], ['waiting', 0]);
 });
+
+void test('queue add refuses DATA that begins as JSON but is not, and takes plain text', async () => {
+  const { client, endpoints } = await cluster(1);
+  for (const data of ['{"to":"a@b.c"', '[1, 2', '"unterminated']) {
+    const r = await runCli(['queue', '--endpoints', endpoints, 'add', 'typed', data], 20_000);
+    assert.equal(r.code, 1, `${data}: ${r.stdout}`);
+    assert.match(r.stderr, /BAD_REQUEST: DATA begins as JSON but is not JSON/);
+  }
+  assert.equal((await client.queue('typed').stats()).stats, null, 'nothing was added');
+  const text = await runCli(['queue', '--endpoints', endpoints, 'add', 'typed', 'hello'], 20_000);
+  assert.equal(text.code, 0, text.stderr);
+  const { id } = JSON.parse(text.stdout) as { id: string };
+  assert.equal((await client.queue('typed').get(id)).job.data, 'hello');
+});
