@@ -207,7 +207,11 @@ export function queueCommands(
     .description('create a repeatable job, or replace the one with the same id')
     .argument('<queue>')
     .argument('<id>', "the repeatable job's id; each job it adds is ID@TIME")
-    .argument('[data]', 'the data of each job (JSON, or a string)', 'null')
+    .argument(
+      '[data]',
+      'the data of each job: JSON, or plain text taken as a string (text that begins with { [ or " must be JSON)',
+      'null',
+    )
     .option('--every <ms>', 'every this many milliseconds', int('--every', 1))
     .option('--cron <pattern>', 'a 5-field cron pattern, in UTC')
     .option('--name <name>', "each job's name", 'job')
