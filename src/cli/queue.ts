@@ -449,7 +449,10 @@ async function runJob(
       // 'close', not 'exit': the standard error is read to its end before it is quoted.
       child.once('close', (c, sig) => resolve(c ?? sig ?? 'unknown'));
     });
-    if (code !== 0) throw new Error(`exit ${code}: ${stderr.trim().split('\n').at(-1) ?? ''}`);
+    if (code !== 0) {
+      const last = stderr.trim().split('\n').at(-1) ?? '';
+      throw new Error(last === '' ? `exit ${code}` : `exit ${code}: ${last}`);
+    }
     return null;
   } finally {
     clearTimeout(killer);

@@ -66,8 +66,10 @@ function parseField(
       hi = m[3] !== undefined ? Number(m[3]) : m[4] !== undefined ? max : lo;
     }
     const step = m[4] !== undefined ? Number(m[4]) : 1;
-    if (lo < min || hi > max || lo > hi)
+    if (lo < min || hi > max)
       throw new Error(`cron ${name} field "${text}": "${part}" is outside ${min}-${max}`);
+    if (lo > hi)
+      throw new Error(`cron ${name} field "${text}": "${part}" runs backwards (${lo} > ${hi})`);
     if (step < 1) throw new Error(`cron ${name} field "${text}": a step must be at least 1`);
     for (let v = lo; v <= hi; v += step) out.add(v);
   }

@@ -26,7 +26,8 @@ void test('bad patterns are refused, naming the field', () => {
     ['* * * 13 *', /month field/],
     ['* * * * 8', /day of week/],
     ['*/0 * * * *', /step/],
-    ['5-1 * * * *', /outside/],
+    ['5-1 * * * *', /"5-1" runs backwards \(5 > 1\)/],
+    ['0-60 * * * *', /outside 0-59/],
     ['MON * * * *', /cannot read "MON"/],
     ['1,,2 * * * *', /cannot read ""/],
   ] as const)
