@@ -50,8 +50,11 @@ export class Worker<D = unknown, R = unknown> {
   private readonly slots: Promise<void>[] = [];
   private readonly running = new Set<AbortController>();
   private readonly name: string;
-  /** Jobs completed and failed by this worker, and reports refused because the lease was lost. */
-  readonly counts = { completed: 0, failed: 0, lost: 0 };
+  /**
+   * Jobs completed and failed by this worker, reports refused because the lease was lost, and
+   * jobs released to other workers because it closed before their handlers finished.
+   */
+  readonly counts = { completed: 0, failed: 0, lost: 0, released: 0 };
 
   constructor(
     private readonly queue: QueueClient,
@@ -197,9 +200,12 @@ export class Worker<D = unknown, R = unknown> {
     const { id } = c.job;
     const o = askNext ? { next: this.claimSpec() } : {};
     if (outcome === null) {
-      if (this.stopping.signal.aborted)
-        await this.report(() => this.queue.fail(id, c.token, 'released: the worker closed'));
-      else this.counts.lost++;
+      if (this.stopping.signal.aborted) {
+        const r = await this.report(() =>
+          this.queue.fail(id, c.token, 'released: the worker closed'),
+        );
+        if (r !== null) this.counts.released++;
+      } else this.counts.lost++;
       return [];
     }
     if (!outcome.ok) {

@@ -157,7 +157,7 @@ void test("a worker's own leaseMs, shorter than the job's, is renewed in time", 
   const job = (await q.get(id)).job;
   assert.deepEqual(
     [w.counts, runs, job.state, job.attempts],
-    [{ completed: 1, failed: 0, lost: 0 }, 1, 'completed', 1],
+    [{ completed: 1, failed: 0, lost: 0, released: 0 }, 1, 'completed', 1],
     `error: ${job.error}`,
   );
 });
@@ -200,7 +200,7 @@ void test('a job deleted while it runs aborts its handler, as a lost lease does'
   await until('the handler was aborted', () => Promise.resolve(abortedBy !== null), 10_000);
   await until('the job counted lost', () => Promise.resolve(w.counts.lost === 1), 10_000);
   assert.match(String(abortedBy), /job .* (lost|deleted)/);
-  assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 1 });
+  assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 1, released: 0 });
   assert.deepEqual(errors, [], 'a deleted job is not an error of the worker');
 });
 
@@ -270,7 +270,7 @@ void test('a result too large to store fails the run with the reason', async () 
   await until('the run was recorded', async () => (await q.get(id)).job.state === 'dead', 10_000);
   const job = (await q.get(id)).job;
   assert.match(job.error ?? '', /^the result was not stored: .*limit is 262144/);
-  assert.deepEqual([w.counts, completed], [{ completed: 0, failed: 1, lost: 0 }, []]);
+  assert.deepEqual([w.counts, completed], [{ completed: 0, failed: 1, lost: 0, released: 0 }, []]);
 });
 
 void test('closing releases a job whose handler does not finish in the grace period', async () => {
@@ -293,6 +293,7 @@ void test('closing releases a job whose handler does not finish in the grace per
   const job = (await q.get(id)).job;
   assert.notEqual(job.state, 'active', `released, not left running: ${job.state}`);
   assert.equal(job.error, 'released: the worker closed');
+  assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 0, released: 1 });
 });
 
 void test("a job's report claims the slot's next job in the same request", async () => {
