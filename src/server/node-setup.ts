@@ -373,6 +373,13 @@ export async function openPeerTransport(
           'peer protocol error',
         );
         return;
+      case 'peer-id-conflict':
+        log.error(
+          { peer: e.peer, addresses: e.addresses },
+          `two processes claim node id ${e.peer}, at ${e.addresses.join(' and ')}: each replaces ` +
+            `the other's connection to this node; stop the one that should not run`,
+        );
+        return;
       case 'handler-error':
         log.error({ peer: e.peer, reason: e.message }, 'error handling a peer message');
         return;

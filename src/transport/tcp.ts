@@ -29,6 +29,9 @@ import {
 
 type Handler = (msg: Message, attachment: Uint8Array | null, group: number) => void;
 
+/** Dialers of one id back from an earlier address within this are two processes (noteDialer). */
+export const ID_CONFLICT_WINDOW_MS = 10_000;
+
 export class TcpTransport implements Transport {
   private readonly opts: ResolvedTcpOptions;
   private readonly clock: TransportClock;
@@ -38,6 +41,11 @@ export class TcpTransport implements Transport {
   /** Receive-side counters of peers, kept apart from links so they survive removePeer. */
   private readonly inboundCounters = new Map<NodeId, PeerCounters>();
   private readonly connections = new Set<InboundConnection>();
+  /** Per peer id: the addresses its last two dialers advertised, and when it last was warned. */
+  private readonly dialers = new Map<
+    NodeId,
+    { address: string; previous: string | null; changedMs: number; warnedMs: number }
+  >();
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
   /** Peers' liveness lanes (liveness.ts), kept apart: one must not replace the main connection. */
   private readonly livenessByPeer = new Map<NodeId, InboundConnection>();
@@ -312,6 +320,31 @@ export class TcpTransport implements Transport {
     this.connections.add(new InboundConnection(socket, this.inboundContext));
   }
 
+  /**
+   * Two processes started with one id both dial this node, and each new connection replaces
+   * the other's: the id's dialers then come from two addresses in turn. A dialer from the
+   * address the one before last came from, within ID_CONFLICT_WINDOW_MS of the change, is that
+   * pattern (a node that moved comes from its new address only), and is reported.
+   */
+  private noteDialer(peer: NodeId, address: string | null): void {
+    if (address === null) return;
+    const now = this.clock.nowMs();
+    const d = this.dialers.get(peer);
+    if (d === undefined) {
+      this.dialers.set(peer, { address, previous: null, changedMs: now, warnedMs: -Infinity });
+      return;
+    }
+    if (d.address === address) return;
+    const back = d.previous === address && now - d.changedMs < ID_CONFLICT_WINDOW_MS;
+    if (back && now - d.warnedMs >= ID_CONFLICT_WINDOW_MS) {
+      d.warnedMs = now;
+      this.emit({ kind: 'peer-id-conflict', peer, addresses: [d.address, address].sort() });
+    }
+    d.previous = d.address;
+    d.address = address;
+    d.changedMs = now;
+  }
+
   private makeInboundContext(): InboundContext {
     return {
       opts: this.opts,
@@ -328,6 +361,7 @@ export class TcpTransport implements Transport {
         byPeer.get(conn.peer)?.close();
         byPeer.set(conn.peer, conn);
         if (conn.lane === 'liveness') return;
+        this.noteDialer(conn.peer, conn.peerAddress);
         this.emit({
           kind: 'peer-connected',
           peer: conn.peer,

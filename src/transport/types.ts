@@ -99,6 +99,17 @@ export type TransportEvent =
       readonly remote: string;
       readonly message: string;
     }
+  | {
+      /**
+       * Dialers claiming node `peer` came from `addresses` in turn, back to one of them within
+       * ID_CONFLICT_WINDOW_MS: two processes run with the same id (a node that moved comes
+       * from its new address only). Each replaces the other's connection; said at most once
+       * per ID_CONFLICT_WINDOW_MS per peer.
+       */
+      readonly kind: 'peer-id-conflict';
+      readonly peer: NodeId;
+      readonly addresses: readonly string[];
+    }
   | { readonly kind: 'handler-error'; readonly peer: NodeId; readonly message: string }
   | { readonly kind: 'reconnect-scheduled'; readonly peer: NodeId; readonly delayMs: number };
 
