@@ -3,6 +3,7 @@
 // its peer transport and what the transport tells of the peers, and each Raft group's
 // settings. Each step undoes what it opened when it fails, so start() stays a list of steps.
 
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FEATURE_LEVEL, FEATURE_LEVEL_NONE } from '../base/features.js';
 import { createRng, type Recovery } from '../raft/index.js';
@@ -295,6 +296,8 @@ export async function openPeerTransport(
       clusterId: config.clusterId,
       hasLog,
       featureLevel,
+      // Tells this process apart from another started with the same id by mistake.
+      incarnation: randomUUID(),
       ...(self === undefined ? {} : { advertise: { peer: self.peer, client: self.client } }),
       listen: parseHostPort(config.listenPeer),
       backoff: { baseMs: 25, maxMs: 1000 },
@@ -375,9 +378,9 @@ export async function openPeerTransport(
         return;
       case 'peer-id-conflict':
         log.error(
-          { peer: e.peer, addresses: e.addresses },
-          `two processes claim node id ${e.peer}, at ${e.addresses.join(' and ')}: each replaces ` +
-            `the other's connection to this node; stop the one that should not run`,
+          { peer: e.peer, remotes: e.remotes },
+          `two processes claim node id ${e.peer} (connections from ${e.remotes.join(' and ')}): ` +
+            `each replaces the other's connection to this node; stop the one that should not run`,
         );
         return;
       case 'handler-error':

@@ -57,6 +57,8 @@ export interface Hello {
   readonly lane: Lane;
   /** The feature level the sender runs (src/base/features.ts); null when it did not say. */
   readonly featureLevel: number | null;
+  /** The sending process's random id (TcpTransportOptions.incarnation); null: not said. */
+  readonly incarnation: string | null;
 }
 
 export interface Accept {
@@ -165,6 +167,7 @@ export function decodeHello(payload: Uint8Array): Hello {
     clientUrl: optionalString(o, 'client', 'hello'),
     lane: laneOf(optionalString(o, 'lane', 'hello')),
     featureLevel: optionalLevel(o, 'featureLevel', 'hello'),
+    incarnation: optionalString(o, 'inc', 'hello'),
   };
 }
 

@@ -71,8 +71,8 @@ export class InboundConnection {
   peerHasLog: boolean | null = null;
   /** The feature level its HELLO said (null: not said). */
   peerFeatureLevel: number | null = null;
-  /** The peer address its HELLO advertised (null: not said). */
-  peerAddress: string | null = null;
+  /** The process id its HELLO said (null: not said). */
+  peerIncarnation: string | null = null;
   /** Which of the dialler's connections this is (codec.ts, Lane); known after the handshake. */
   lane: Lane = 'main';
   /** The protocol version negotiated (known after the handshake). */
@@ -179,7 +179,7 @@ export class InboundConnection {
     this.decoder.maxFrameBytes = this.ctx.opts.maxFrameBytes;
     this.peerHasLog = h.hasLog;
     this.peerFeatureLevel = h.featureLevel;
-    this.peerAddress = h.peerAddress;
+    this.peerIncarnation = h.incarnation;
     const o = this.ctx.opts;
     const accept = {
       version,

@@ -42,6 +42,11 @@ export interface TcpTransportOptions {
    * peer knows which release every member runs (DESIGN.md, "Upgrades"). Omitted: not said.
    */
   readonly featureLevel?: number;
+  /**
+   * This process's own random id, said in every handshake: two processes started with one node
+   * id are told apart by it (the `peer-id-conflict` event). Omitted: not said.
+   */
+  readonly incarnation?: string;
   /** Where the peer port listens; port 0 lets the OS choose (see TcpTransport.address). */
   readonly listen: PeerAddress;
   readonly peers?: ReadonlyMap<NodeId, PeerAddress>;
@@ -106,6 +111,7 @@ export interface ResolvedTcpOptions {
   readonly hasLog: (() => boolean) | null;
   readonly advertise: { readonly peer: string; readonly client: string } | null;
   readonly featureLevel: number | null;
+  readonly incarnation: string | null;
   readonly listen: PeerAddress;
   readonly maxFrameBytes: number;
   readonly maxHandshakeFrameBytes: number;
@@ -134,6 +140,7 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
     hasLog: o.hasLog ?? null,
     advertise: o.advertise ?? null,
     featureLevel: o.featureLevel ?? null,
+    incarnation: o.incarnation ?? null,
     listen: o.listen,
     maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     maxHandshakeFrameBytes: o.maxHandshakeFrameBytes ?? 4096,

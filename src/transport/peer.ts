@@ -167,6 +167,7 @@ export class PeerLink {
           ? {}
           : { featureLevel: this.ctx.opts.featureLevel }),
         ...(this.ctx.opts.advertise === null ? {} : this.ctx.opts.advertise),
+        ...(this.ctx.opts.incarnation === null ? {} : { inc: this.ctx.opts.incarnation }),
         ...(liveness ? { lane: 'liveness' } : {}),
       };
       socket.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));

@@ -41,10 +41,15 @@ export class TcpTransport implements Transport {
   /** Receive-side counters of peers, kept apart from links so they survive removePeer. */
   private readonly inboundCounters = new Map<NodeId, PeerCounters>();
   private readonly connections = new Set<InboundConnection>();
-  /** Per peer id: the addresses its last two dialers advertised, and when it last was warned. */
+  /** Per peer id: its last two dialers (process id, remote address), and when it was warned. */
   private readonly dialers = new Map<
     NodeId,
-    { address: string; previous: string | null; changedMs: number; warnedMs: number }
+    {
+      now: { inc: string; remote: string };
+      before: { inc: string; remote: string } | null;
+      changedMs: number;
+      warnedMs: number;
+    }
   >();
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
   /** Peers' liveness lanes (liveness.ts), kept apart: one must not replace the main connection. */
@@ -322,27 +327,36 @@ export class TcpTransport implements Transport {
 
   /**
    * Two processes started with one id both dial this node, and each new connection replaces
-   * the other's: the id's dialers then come from two addresses in turn. A dialer from the
-   * address the one before last came from, within ID_CONFLICT_WINDOW_MS of the change, is that
-   * pattern (a node that moved comes from its new address only), and is reported.
+   * the other's: the id's dialers then alternate between two process ids (the HELLO's `inc`).
+   * A dialer with the process id of the one before last, within ID_CONFLICT_WINDOW_MS of the
+   * change, is that pattern (a restarted node has a new process id and never returns to the
+   * old one), and is reported.
    */
-  private noteDialer(peer: NodeId, address: string | null): void {
-    if (address === null) return;
-    const now = this.clock.nowMs();
+  private noteDialer(peer: NodeId, inc: string | null, remote: string): void {
+    if (inc === null) return;
+    const at = this.clock.nowMs();
     const d = this.dialers.get(peer);
     if (d === undefined) {
-      this.dialers.set(peer, { address, previous: null, changedMs: now, warnedMs: -Infinity });
+      this.dialers.set(peer, {
+        now: { inc, remote },
+        before: null,
+        changedMs: at,
+        warnedMs: -Infinity,
+      });
       return;
     }
-    if (d.address === address) return;
-    const back = d.previous === address && now - d.changedMs < ID_CONFLICT_WINDOW_MS;
-    if (back && now - d.warnedMs >= ID_CONFLICT_WINDOW_MS) {
-      d.warnedMs = now;
-      this.emit({ kind: 'peer-id-conflict', peer, addresses: [d.address, address].sort() });
+    if (d.now.inc === inc) {
+      d.now = { inc, remote };
+      return;
     }
-    d.previous = d.address;
-    d.address = address;
-    d.changedMs = now;
+    const back = d.before?.inc === inc && at - d.changedMs < ID_CONFLICT_WINDOW_MS;
+    if (back && at - d.warnedMs >= ID_CONFLICT_WINDOW_MS) {
+      d.warnedMs = at;
+      this.emit({ kind: 'peer-id-conflict', peer, remotes: [d.now.remote, remote] });
+    }
+    d.before = d.now;
+    d.now = { inc, remote };
+    d.changedMs = at;
   }
 
   private makeInboundContext(): InboundContext {
@@ -361,7 +375,7 @@ export class TcpTransport implements Transport {
         byPeer.get(conn.peer)?.close();
         byPeer.set(conn.peer, conn);
         if (conn.lane === 'liveness') return;
-        this.noteDialer(conn.peer, conn.peerAddress);
+        this.noteDialer(conn.peer, conn.peerIncarnation, conn.remote);
         this.emit({
           kind: 'peer-connected',
           peer: conn.peer,

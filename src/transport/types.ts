@@ -101,14 +101,15 @@ export type TransportEvent =
     }
   | {
       /**
-       * Dialers claiming node `peer` came from `addresses` in turn, back to one of them within
-       * ID_CONFLICT_WINDOW_MS: two processes run with the same id (a node that moved comes
-       * from its new address only). Each replaces the other's connection; said at most once
-       * per ID_CONFLICT_WINDOW_MS per peer.
+       * Two processes dial this node as node `peer`, each replacing the other's connection:
+       * its dialers' process ids (the HELLO's `inc`) came back to the one before last within
+       * ID_CONFLICT_WINDOW_MS (a restarted node has a new one, and never returns to the old).
+       * `remotes` are the two connections' remote addresses. Said at most once per
+       * ID_CONFLICT_WINDOW_MS per peer.
        */
       readonly kind: 'peer-id-conflict';
       readonly peer: NodeId;
-      readonly addresses: readonly string[];
+      readonly remotes: readonly string[];
     }
   | { readonly kind: 'handler-error'; readonly peer: NodeId; readonly message: string }
   | { readonly kind: 'reconnect-scheduled'; readonly peer: NodeId; readonly delayMs: number };
