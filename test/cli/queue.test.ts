@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
 import { TestNodes } from '../server/nodes.js';
-import { exitOf, runCli, startCli, stopAll } from './run.js';
+import { exitOf, runCli, startCli, stopAll, waitForOutput } from './run.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -290,9 +290,7 @@ void test('queue work: Ctrl-C past the grace stops a command that ignores SIGTER
     }
     return Promise.resolve();
   });
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline && !/pid \d+/.test(work.out.stderr))
-    await new Promise((r) => setTimeout(r, 50));
+  await waitForOutput(work, /pid \d+/, 20_000);
   pid = Number(/pid (\d+)/.exec(work.out.stderr)?.[1] ?? 0);
   assert.notEqual(pid, 0, `the command did not start: ${work.out.stderr}`);
   const stoppedAt = Date.now();

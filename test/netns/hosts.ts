@@ -458,7 +458,7 @@ async function relayReady(relay: ChildProcess): Promise<void> {
 }
 
 /** Kills `p` (if it still runs) and resolves once it exited. */
-async function ended(p: ChildProcess): Promise<void> {
+export async function ended(p: ChildProcess): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return;
   const exited = new Promise((r) => p.once('exit', r));
   p.kill('SIGKILL');

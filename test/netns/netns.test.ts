@@ -16,7 +16,7 @@ import { checkSet, type SetReport } from '../../src/check/index.js';
 import { FlotillaClient } from '../../src/client/index.js';
 import { createRng } from '../../src/raft/index.js';
 import { SET_PREFIX, SetWorkload } from '../chaos/workload.js';
-import { NetnsHosts, netnsUnsupported } from './hosts.js';
+import { NetnsHosts, ended, netnsUnsupported } from './hosts.js';
 import { NetnsNodes, PEER_PORT } from './nodes.js';
 
 const skip =
@@ -154,13 +154,7 @@ void test(
       assert.doesNotMatch(await hosts.rulesOf(1), /DROP/);
     } finally {
       // Ended before their namespaces go: a process in a namespace keeps it alive.
-      await Promise.all(
-        listeners.map((l) => {
-          const exited = new Promise((r) => l.once('exit', r));
-          l.kill('SIGKILL');
-          return l.exitCode === null && l.signalCode === null ? exited : Promise.resolve();
-        }),
-      );
+      await Promise.all(listeners.map((l) => ended(l)));
       await hosts.destroy();
     }
     await hosts.destroy(); // a second call is a no-op
@@ -199,9 +193,7 @@ void test(
       assert.doesNotMatch(await hosts.rulesOf(1, 'nat'), /REDIRECT/);
       assert.doesNotMatch(await hosts.rulesOf(1), /REJECT/);
     } finally {
-      const exited = new Promise((r) => echo.once('exit', r));
-      echo.kill('SIGKILL');
-      if (echo.exitCode === null && echo.signalCode === null) await exited;
+      await ended(echo);
       await hosts.destroy();
     }
     const left = await rootNetworkState();
