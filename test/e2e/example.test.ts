@@ -206,6 +206,19 @@ void test('the example board in two browsers: watch, a claim race, bad input, fa
           p.evaluate(
             `${rowOf('Fix the flaky test')}.querySelector('button[data-action=claim]').click()`,
           );
+        // Each page's claim request is held until both pages have sent theirs, so that both
+        // reach the server together: without it, the first claim's event could reach the
+        // other page, and take its Claim button away, before the test clicks it there.
+        let sent = 0;
+        let bothSent = (): void => {};
+        const both = new Promise<void>((resolve) => (bothSent = resolve));
+        const claimPath = '**/api/tasks/claim';
+        for (const p of [ann, bob])
+          await p.route(claimPath, async (route) => {
+            if (++sent === 2) bothSent();
+            await both;
+            await route.continue();
+          });
         await Promise.all([claim(ann), claim(bob)]);
         for (const p of [ann, bob])
           await until(
@@ -213,6 +226,8 @@ void test('the example board in two browsers: watch, a claim race, bad input, fa
             `document.getElementById('message').dataset.outcome === 'won' ||
                         document.getElementById('message').dataset.outcome === 'lost'`,
           );
+        for (const p of [ann, bob]) await p.unroute(claimPath);
+        assert.equal(sent, 2, 'both pages sent a claim');
         const outcome = async (p: Page): Promise<string> =>
           p.evaluate<string>(`document.getElementById('message').dataset.outcome`);
         const outcomes = [await outcome(ann), await outcome(bob)].sort();
