@@ -20,6 +20,7 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   TXN_TOO_LARGE: 413,
   PROPOSAL_TOO_LARGE: 413,
   BODY_TOO_LARGE: 413,
+  PREV_KV_TOO_LARGE: 413,
   REQUEST_TIMEOUT: 408,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,

@@ -61,6 +61,11 @@ export const errorCodes = {
     indefinite: false,
   },
   BODY_TOO_LARGE: { meaning: 'the body is longer than `maxBodyBytes`', indefinite: false },
+  PREV_KV_TOO_LARGE: {
+    meaning:
+      'a delete with `prevKv` would answer more than `maxRangeBytes`; nothing was deleted: delete without it, or in parts',
+    indefinite: false,
+  },
   REQUEST_TIMEOUT: {
     meaning: 'the request did not arrive within the connection timeouts; the connection is closed',
     indefinite: false,

@@ -45,10 +45,21 @@ export const features = {
       'meta undrain',
     ],
   },
+  /**
+   * A delete with `prevKv` bounded by `maxRangeBytes`: its op carries `prevKvBytesMax`, and a
+   * member that knows it refuses the delete when it applies it over a range holding more. A
+   * release before it ignores the field and deletes, so it is proposed only from this level;
+   * below it a delete with `prevKv` is proposed without the bound, as before.
+   */
+  boundedPrevKv: {
+    level: 3,
+    name: 'deletes with prevKv bounded by maxRangeBytes',
+    commands: ['kv delete with "prevKvBytesMax"'],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 2;
+export const FEATURE_LEVEL = 3;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

@@ -46,7 +46,18 @@ export type Op =
       /** Attach the key to this lease (0 or absent: none). */
       readonly lease?: number;
     }
-  | { readonly kind: 'delete'; readonly range: Range; readonly prevKv: boolean }
+  | {
+      readonly kind: 'delete';
+      readonly range: Range;
+      readonly prevKv: boolean;
+      /**
+       * With `prevKv`: the most bytes of keys and values the branch's deletes with `prevKv`
+       * may answer together; over it the transaction is refused PREV_KV_TOO_LARGE and changes
+       * nothing. Absent: no bound (a command proposed before the feature level that brought
+       * it, src/base/features.ts).
+       */
+      readonly prevKvBytesMax?: number;
+    }
   | {
       readonly kind: 'range';
       readonly range: Range;
@@ -224,6 +235,7 @@ export class KvStore {
           'LEASE_NOT_FOUND',
           `Lease ${op.lease} does not exist (never granted, revoked or expired)`,
         );
+    checkPrevKvBytes(ops, (range, max) => this.bytesIn(range, max));
     const next = this.rev + 1;
     let wrote = false;
     const results: OpResult[] = [];
@@ -300,6 +312,37 @@ export class KvStore {
     return [...byRev.keys()]
       .sort((a, b) => a - b)
       .map((revision) => ({ revision, changes: (byRev.get(revision) as Change[]).sort(byKey) }));
+  }
+
+  /**
+   * Whether the branch a transaction would take now holds a delete with `prevKv` answering
+   * more than `max` bytes: throws PREV_KV_TOO_LARGE if so, as applying it with that bound
+   * would. Reads the state only (a proposer's early refusal; the apply decides).
+   */
+  checkPrevKv(txn: Txn, max: number): void {
+    const ops = txn.compare.every((c) => this.holds(c)) ? txn.success : txn.failure;
+    checkPrevKvBytes(
+      ops.map((op) => (op.kind === 'delete' ? { ...op, prevKvBytesMax: max } : op)),
+      (range, stop) => this.bytesIn(range, stop),
+    );
+  }
+
+  /**
+   * Bytes of the keys and values in `range`, counted until they pass `stop` (then some count
+   * above it): what a delete with `prevKv` would answer, without building the answer.
+   */
+  private bytesIn(range: Range, stop: number): number {
+    if (range.rangeEnd === null) {
+      const kv = this.map.get(k(range.key));
+      return kv === undefined ? 0 : recordBytes(kv);
+    }
+    const [from, to] = bounds(range);
+    let n = 0;
+    this.keys.walk(from, to, (s) => {
+      n += recordBytes(this.map.get(s) as KeyValue);
+      return n <= stop;
+    });
+    return n;
   }
 
   get(key: Uint8Array): KeyValue | undefined {
@@ -654,6 +697,31 @@ export class KvStore {
     }
     const actual = kv === undefined ? 0 : c.target === 'lease' ? (kv.lease ?? 0) : kv[c.target];
     return cmp(actual - (c.value as number), c.op);
+  }
+}
+
+/**
+ * Refuses a branch whose deletes with `prevKv` and a bound would answer more than it:
+ * PREV_KV_TOO_LARGE, before anything changes. Deletes are counted one by one over the state
+ * before the branch (two that overlap count their common keys twice): the same on every
+ * replica, and never less than the answer.
+ */
+function checkPrevKvBytes(
+  ops: readonly Op[],
+  bytesIn: (range: Range, stop: number) => number,
+): void {
+  let total = 0;
+  for (const op of ops) {
+    if (op.kind !== 'delete' || !op.prevKv || op.prevKvBytesMax === undefined) continue;
+    const max = op.prevKvBytesMax;
+    total += bytesIn(op.range, max - total);
+    if (total > max)
+      throw new FlotillaError(
+        'PREV_KV_TOO_LARGE',
+        `Cannot delete with prevKv: the previous keys and values would take more than ` +
+          `${max} bytes (maxRangeBytes); nothing was deleted. Delete without prevKv, or read ` +
+          `the range (answers stop at that size and say more) and delete it in parts`,
+      );
   }
 }
 

@@ -112,7 +112,12 @@ export function maxWriteEnvelopeBytes(limits: {
     txn({ kind: 'put', key: none, value: none, prevKv: true, lease: Number.MAX_SAFE_INTEGER }),
   ).length;
   const del = packr.pack(
-    txn({ kind: 'delete', range: { key: none, rangeEnd: none }, prevKv: true }),
+    txn({
+      kind: 'delete',
+      range: { key: none, rangeEnd: none },
+      prevKv: true,
+      prevKvBytesMax: Number.MAX_SAFE_INTEGER,
+    }),
   ).length;
   const key = binBytes(limits.maxKeyBytes) - binBytes(0);
   const value = binBytes(limits.maxValueBytes) - binBytes(0);
@@ -219,6 +224,14 @@ export class KvStateMachine implements StateMachine {
    */
   decode(unpacked: unknown): KvCommand {
     return decodeCommand(unpacked, this.limits);
+  }
+
+  /**
+   * Throws PREV_KV_TOO_LARGE when `txn`, applied now with its deletes bounded by `max`, would
+   * be refused so (KvStore.checkPrevKv): the proposer's early refusal, from its applied state.
+   */
+  checkPrevKv(txn: TxnCommand, max: number): void {
+    this.store.checkPrevKv(txn, max);
   }
 
   /** Applies one decoded command of entry `c`. */
@@ -489,8 +502,17 @@ function decodeOp(v: unknown, limits: ResolvedKvLimits): Op {
         ...(lease !== 0 ? { lease } : {}),
       };
     }
-    case 'delete':
-      return { kind: 'delete', range: range(o['range'], limits), prevKv: o['prevKv'] === true };
+    case 'delete': {
+      const max = o['prevKvBytesMax'];
+      if (max !== undefined && (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 1))
+        fail('bad prevKvBytesMax');
+      return {
+        kind: 'delete',
+        range: range(o['range'], limits),
+        prevKv: o['prevKv'] === true,
+        ...(max !== undefined ? { prevKvBytesMax: max } : {}),
+      };
+    }
     case 'range': {
       const limit = o['limit'];
       if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 0) fail('bad limit');

@@ -90,6 +90,19 @@ export class SortedKeys {
     return { keys, count };
   }
 
+  /**
+   * Calls `visit` with each key in [from, to) in order until it answers false; allocates
+   * nothing, so a caller can stop early in a range of millions of keys.
+   */
+  walk(from: string, to: string | null, visit: (key: string) => boolean): void {
+    const [lo, hi] = this.bounds(from, to);
+    for (let c = lo.c, i = lo.i; c <= hi.c && c < this.chunks.length; c++, i = 0) {
+      const chunk = this.chunks[c] as string[];
+      const end = c === hi.c ? hi.i : chunk.length;
+      for (; i < end; i++) if (!visit(chunk[i] as string)) return;
+    }
+  }
+
   /** Removes every key in [from, to) and returns them in order. */
   removeRange(from: string, to: string | null): string[] {
     const [lo, hi] = this.bounds(from, to);

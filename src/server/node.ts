@@ -300,6 +300,7 @@ export class FlotillaNode implements AsyncDisposable {
       sampler: () => this.dash?.sampler,
       remote: this.remote,
       mapSize: () => meta.machine.map()?.size ?? 0,
+      featureLevel: () => this.gate.active(),
       remoteWatches: new RemoteWatches({
         selfId: config.id,
         members: this.members.book,

@@ -6,6 +6,8 @@
 import { toFlotillaError } from '../api/errors.js';
 import type { BackendOp, BackendOpResult, KvBackend } from '../api/routes.js';
 import { FlotillaError } from '../base/errors.js';
+import { features } from '../base/features.js';
+import { defaultLimits } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
 import type { RateSampler } from './dashboard.js';
 import { answerOf } from './kv-service.js';
@@ -23,6 +25,8 @@ export interface RangeKvLocalOptions {
   readonly range0: RangeGroup;
   /** The dashboard's rate sampler, once the node has one. */
   readonly sampler: () => RateSampler | undefined;
+  /** The cluster's active feature level as this node applied it (FeatureGate.active). */
+  readonly featureLevel: () => number;
 }
 
 export class RangeKvLocal {
@@ -55,7 +59,7 @@ export class RangeKvLocal {
     firstKey: Uint8Array | undefined,
   ): Promise<Awaited<ReturnType<KvBackend['write']>>> {
     const runtime = lane.group.runtime;
-    const data = lane.service.encode(txn, session);
+    const data = lane.service.encode(this.boundPrevKv(lane, txn), session);
     if (this.o.config.unsafeTestMode === 'early-ack') {
       // Planted bug for the fault-injection checker: acknowledge before the entry commits.
       runtime.propose(data, { signal }).catch(() => undefined);
@@ -85,6 +89,29 @@ export class RangeKvLocal {
       });
       throw toFlotillaError(err);
     }
+  }
+
+  /**
+   * A write whose deletes with `prevKv` are bounded by `maxRangeBytes` (DESIGN.md, "Deletes
+   * with prevKv"): refused PREV_KV_TOO_LARGE at once, with nothing proposed, when this node's
+   * applied state already holds more in their ranges; bounded in the command once the
+   * cluster's level has the feature, so every member refuses the same when it applies it if
+   * the range grew meanwhile. Below that level the command goes unbounded, as before: a member
+   * of an older release would delete what the others refuse.
+   */
+  private boundPrevKv(
+    lane: RangeLane,
+    txn: Parameters<KvBackend['write']>[0],
+  ): Parameters<KvBackend['write']>[0] {
+    const prevKv = (ops: readonly BackendOp[]): boolean =>
+      ops.some((op) => op.kind === 'delete' && op.prevKv);
+    if (!prevKv(txn.success) && !prevKv(txn.failure)) return txn;
+    const max = defaultLimits.maxRangeBytes;
+    lane.group.range.kv.checkPrevKv(txn, max);
+    if (this.o.featureLevel() < features.boundedPrevKv.level) return txn;
+    const bound = (ops: readonly BackendOp[]): BackendOp[] =>
+      ops.map((op) => (op.kind === 'delete' && op.prevKv ? { ...op, prevKvBytesMax: max } : op));
+    return { ...txn, success: bound(txn.success), failure: bound(txn.failure) };
   }
 
   /** A range read of range `lane`: through ReadIndex unless serializable. */

@@ -44,6 +44,8 @@ export interface RangeKvPathOptions {
   readonly mapSize: () => number;
   /** Watches relayed from replicas of ranges not run here. */
   readonly remoteWatches: RemoteWatches;
+  /** The cluster's active feature level as this node applied it (FeatureGate.active). */
+  readonly featureLevel: () => number;
 }
 
 export class RangeKvPath {

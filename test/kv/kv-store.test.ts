@@ -340,7 +340,12 @@ void test('the proposal limit is the largest single write, exactly, at every msg
           prevKv: true,
           lease: Number.MAX_SAFE_INTEGER,
         },
-        { kind: 'delete', range: { key, rangeEnd: key }, prevKv: true },
+        {
+          kind: 'delete',
+          range: { key, rangeEnd: key },
+          prevKv: true,
+          prevKvBytesMax: Number.MAX_SAFE_INTEGER,
+        },
       ];
       const sizesSeen = ops.map(
         (op) => envelope({ compare: [], success: [op], failure: [] }, session, 2 ** 53).length,

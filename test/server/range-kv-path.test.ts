@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { FlotillaError } from '../../src/base/errors.js';
+import { FEATURE_LEVEL } from '../../src/base/features.js';
 import type { NodeConfig } from '../../src/server/config.js';
 import { NodeMetrics } from '../../src/server/metrics.js';
 import type { RangeGroup } from '../../src/server/range-groups.js';
@@ -46,6 +47,7 @@ function path(remote: RemoteRanges): RangeKvPath {
     remote,
     mapSize: () => 1,
     remoteWatches: {} as RemoteWatches,
+    featureLevel: () => FEATURE_LEVEL,
   });
 }
 
