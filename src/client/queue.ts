@@ -89,8 +89,13 @@ export interface ClaimedJob<D = unknown> {
 export interface ClaimResponse<D = unknown> {
   readonly header: QueueHeader;
   readonly jobs: readonly ClaimedJob<D>[];
-  /** When nothing was claimed: why. */
+  /**
+   * When nothing was claimed: why. `paused` (until the queue is resumed), `concurrency` (until
+   * an active job ends) and `empty` have no time to retry at: claim again with `waitMs`, which
+   * returns as soon as a job can be claimed.
+   */
   readonly reason?: 'empty' | 'paused' | 'rate-limited' | 'concurrency';
+  /** With `rate-limited` only: when the next rate window opens (ms since the epoch). */
   readonly retryAtMs?: number;
 }
 

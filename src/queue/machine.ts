@@ -445,10 +445,14 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
 
   private claim(cmd: ClaimCommand, index: number): ClaimResult {
     const q = this.s.queues.get(cmd.queue);
-    const none = (
-      reason: 'empty' | 'paused' | 'rate-limited' | 'concurrency',
-      retryAtMs = 0,
-    ): ClaimResult => ({ ok: true, jobs: [], reason, retryAtMs });
+    // A time to retry at only where one is known (the next rate window): a pause lasts until
+    // someone resumes, a full concurrency until a job ends, and the next delayed job is not
+    // looked up; a made-up 0 there read as "retry now" and sent workers spinning.
+    const none = (reason: 'empty' | 'paused' | 'concurrency'): ClaimResult => ({
+      ok: true,
+      jobs: [],
+      reason,
+    });
     if (q === undefined || (q.waiting.size === 0 && !q.paused)) return none('empty');
     if (q.paused) return none('paused');
     let n = Math.min(cmd.max ?? 1, q.waiting.size);
@@ -463,7 +467,13 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         q.rateCount = 0;
       }
       n = Math.min(n, q.rateLimit.max - q.rateCount);
-      if (n <= 0) return none('rate-limited', (window + 1) * q.rateLimit.intervalMs);
+      if (n <= 0)
+        return {
+          ok: true,
+          jobs: [],
+          reason: 'rate-limited',
+          retryAtMs: (window + 1) * q.rateLimit.intervalMs,
+        };
       q.rateCount += n;
     }
     const jobs: Claimed[] = [];

@@ -258,9 +258,18 @@ export type ClaimResult =
   | {
       readonly ok: true;
       readonly jobs: readonly [];
-      /** Why nothing was claimed. */
-      readonly reason: 'empty' | 'paused' | 'rate-limited' | 'concurrency';
-      /** rate-limited: when the next window opens; empty: when the next delayed job is due (0: none). */
+      /**
+       * Why nothing was claimed, with no time to retry at: `paused` until someone resumes the
+       * queue, `concurrency` until an active job ends, `empty` until a job is added or a
+       * delayed one is due. A claim with `waitMs` returns as soon as one of those happens.
+       */
+      readonly reason: 'empty' | 'paused' | 'concurrency';
+    }
+  | {
+      readonly ok: true;
+      readonly jobs: readonly [];
+      readonly reason: 'rate-limited';
+      /** When the next rate window opens (queue time, ms since the epoch). */
       readonly retryAtMs: number;
     };
 

@@ -322,7 +322,7 @@ void test("a job's report claims the slot's next job in the same request", async
         const jobs = next !== undefined && given < 3 ? [job(given++)] : [];
         return Promise.resolve({
           state: 'completed',
-          next: jobs.length > 0 ? { jobs } : { jobs, reason: 'empty', retryAtMs: 0 },
+          next: jobs.length > 0 ? { jobs } : { jobs, reason: 'empty' },
         } as T);
       }
       return Promise.resolve({} as T);

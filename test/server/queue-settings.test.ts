@@ -73,6 +73,23 @@ void test('configure sets the limits, stats reads them back, and claims obey the
   assert.equal(((await ok(f, 'claim', { queue: 'limited' }))['jobs'] as unknown[]).length, 1);
 });
 
+void test('a claim on a paused queue says paused with no time to retry at; a waiting claim gets the job once resumed', async () => {
+  const f = await follower();
+  await ok(f, 'add', { queue: 'held', name: 'j' });
+  await ok(f, 'pause', { queue: 'held' });
+  // Before, the answer carried retryAtMs: 0, which reads as "retry now": a worker that took
+  // it at its word claimed again at once, in a loop, for as long as the pause lasted.
+  const paused = await ok(f, 'claim', { queue: 'held' });
+  delete paused['header'];
+  assert.deepEqual(paused, { jobs: [], reason: 'paused' });
+  // What the answer tells a worker to do: wait with waitMs, which returns once resumed.
+  const waiting = post(f, 'claim', { queue: 'held', waitMs: 10_000 });
+  await ok(f, 'resume', { queue: 'held' });
+  const got = await waiting;
+  assert.equal(got.status, 200, JSON.stringify(got.json));
+  assert.equal((got.json['jobs'] as unknown[]).length, 1, JSON.stringify(got.json));
+});
+
 void test('retention set by configure removes finished jobs past the count', async () => {
   const f = await follower();
   await ok(f, 'configure', {
