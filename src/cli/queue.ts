@@ -11,6 +11,7 @@ import { delimiter, join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
+import { defaultQueueLimits } from '../base/limits.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
@@ -49,11 +50,30 @@ export function queueCommands(
     .option('--delay <ms>', 'run no sooner than this from now', int('--delay', 0))
     .option('--priority <n>', 'lower runs first', int('--priority'))
     .option('--attempts <n>', 'attempts before the job is dead', int('--attempts', 1))
+    .option(
+      '--lease <ms>',
+      "each run's lease: the job is run again by another worker if not renewed within it (default 30000)",
+      int('--lease', 1, maxDurationMs),
+    )
+    .option(
+      '--backoff <kind:ms[:maxms]>',
+      'wait between failed runs: fixed:MS, or exponential:MS (doubling, at most MAXMS, default ' +
+        'the larger of MS and 60000); default exponential:1000:60000',
+      backoffOf,
+    )
     .action(
       async (
         name: string,
         data: string,
-        o: { name: string; id?: string; delay?: number; priority?: number; attempts?: number },
+        o: {
+          name: string;
+          id?: string;
+          delay?: number;
+          priority?: number;
+          attempts?: number;
+          lease?: number;
+          backoff?: Backoff;
+        },
       ) =>
         withClient(opts(), (c) =>
           c.queue(name).add(o.name, parseData(data), {
@@ -61,6 +81,8 @@ export function queueCommands(
             ...(o.delay === undefined ? {} : { delayMs: o.delay }),
             ...(o.priority === undefined ? {} : { priority: o.priority }),
             ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
+            ...(o.lease === undefined ? {} : { leaseMs: o.lease }),
+            ...(o.backoff === undefined ? {} : { backoff: o.backoff }),
           }),
         ),
     );
@@ -343,6 +365,46 @@ function batchSize(lines: readonly { text: string }[], from: number, max: number
     n++;
   }
   return n;
+}
+
+/** The longest duration a job may name (its lease, a backoff's delays): the API's limit. */
+const maxDurationMs = defaultQueueLimits.maxDurationMs;
+
+interface Backoff {
+  readonly kind: 'fixed' | 'exponential';
+  readonly delayMs: number;
+  readonly maxDelayMs?: number;
+}
+
+/**
+ * `--backoff fixed:5000`, `exponential:1000` or `exponential:1000:60000`: the kind, the delay
+ * and (optional) the longest delay, each delay 0 to the API's longest duration.
+ */
+function backoffOf(v: string): Backoff {
+  const m = /^(fixed|exponential):(\d+)(?::(\d+))?$/.exec(v);
+  if (m === null)
+    throw new InvalidArgumentError(
+      `--backoff must be fixed:MS, exponential:MS or exponential:MS:MAXMS (e.g. exponential:1000:60000), got "${v}"`,
+    );
+  const ms = (text: string, what: string): number => {
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n > maxDurationMs)
+      throw new InvalidArgumentError(
+        `--backoff ${what} must be at most ${maxDurationMs} ms (366 days), got ${text}`,
+      );
+    return n;
+  };
+  const delayMs = ms(m[2] as string, 'delay');
+  const maxDelayMs = m[3] === undefined ? undefined : ms(m[3], 'longest delay');
+  if (maxDelayMs !== undefined && maxDelayMs < delayMs)
+    throw new InvalidArgumentError(
+      `--backoff longest delay (${maxDelayMs} ms) must not be below the delay (${delayMs} ms), got "${v}"`,
+    );
+  return {
+    kind: m[1] as Backoff['kind'],
+    delayMs,
+    ...(maxDelayMs === undefined ? {} : { maxDelayMs }),
+  };
 }
 
 /** `--rate 100/1000`: 100 claims per 1000 ms; "none" lifts the limit. */

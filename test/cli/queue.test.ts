@@ -330,3 +330,51 @@ void test('queue add refuses DATA that begins as JSON but is not, and takes plai
   const { id } = JSON.parse(text.stdout) as { id: string };
   assert.equal((await client.queue('typed').get(id)).job.data, 'hello');
 });
+
+void test('queue add --lease and --backoff set the job lease and backoff; bad values add nothing', async () => {
+  const { client, endpoints } = await cluster(1);
+  const add = async (...args: string[]) =>
+    runCli(['queue', '--endpoints', endpoints, 'add', 'timed', '{}', ...args], 20_000);
+  // Before, neither option existed: commander refused them as unknown, exit 1.
+  const refusedWith = [
+    [['--lease', '0'], /--lease must be in 1\.\.31622400000, got 0/],
+    [['--lease', '31622400001'], /--lease must be in 1\.\.31622400000, got 31622400001/],
+    [['--lease', '5s'], /--lease must be an integer, got "5s"/],
+    [
+      ['--backoff', 'linear:100'],
+      /--backoff must be fixed:MS, exponential:MS or exponential:MS:MAXMS/,
+    ],
+    [['--backoff', 'fixed'], /--backoff must be fixed:MS/],
+    [['--backoff', 'fixed:-1'], /--backoff must be fixed:MS/],
+    [['--backoff', 'fixed:31622400001'], /--backoff delay must be at most 31622400000 ms/],
+    [
+      ['--backoff', 'exponential:10:31622400001'],
+      /--backoff longest delay must be at most 31622400000 ms/,
+    ],
+    [
+      ['--backoff', 'exponential:5000:1000'],
+      /--backoff longest delay \(1000 ms\) must not be below/,
+    ],
+  ] as const;
+  for (const [args, message] of refusedWith) {
+    const r = await add(...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  assert.equal((await client.queue('timed').stats()).stats, null, 'nothing was added');
+
+  const job = async (...args: string[]) => {
+    const r = await add(...args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    const { id } = JSON.parse(r.stdout) as { id: string };
+    return (await client.queue('timed').get(id)).job;
+  };
+  const fixed = await job('--lease', '5000', '--backoff', 'fixed:250');
+  assert.equal(fixed.leaseMs, 5_000);
+  assert.deepEqual(fixed.backoff, { kind: 'fixed', delayMs: 250, maxDelayMs: 60_000 });
+  const capped = await job('--backoff', 'exponential:2000:10000');
+  assert.deepEqual(capped.backoff, { kind: 'exponential', delayMs: 2_000, maxDelayMs: 10_000 });
+  const plain = await job();
+  assert.equal(plain.leaseMs, 30_000, 'the default lease when none is given');
+});
