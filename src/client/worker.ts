@@ -8,6 +8,7 @@
 
 import { setMaxListeners } from 'node:events';
 import { FlotillaError } from '../base/errors.js';
+import { defaultQueueLimits } from '../base/limits.js';
 import type { ClaimedJob, Job, QueueClient } from './queue.js';
 import { sleep } from './util.js';
 
@@ -61,6 +62,16 @@ export class Worker<D = unknown, R = unknown> {
     private readonly handler: Handler<D, R>,
     private readonly o: WorkerOptions<D, R> = {},
   ) {
+    // Checked here like the numbers below: a name the cluster refuses fails every claim.
+    if (
+      o.name !== undefined &&
+      (typeof o.name !== 'string' || o.name.length > defaultQueueLimits.maxMessageChars)
+    )
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `name must be a string of at most ${defaultQueueLimits.maxMessageChars} characters, got ` +
+          (typeof o.name === 'string' ? `${o.name.length}` : typeof o.name),
+      );
     this.name = o.name ?? `worker-${Math.random().toString(36).slice(2, 10)}`;
     const concurrency = o.concurrency ?? 1;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024)

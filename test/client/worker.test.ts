@@ -218,6 +218,9 @@ void test('options no claim could carry are refused when the worker is made', ()
     { leaseMs: 1.5 },
     { heartbeatMs: 0 },
     { concurrency: 0 },
+    // The API's limit on a claim's worker name: before, the worker was made and every claim
+    // it sent was refused, said only to onError.
+    { name: 'w'.repeat(1_025) },
   ]) {
     let refused: unknown = null;
     try {
@@ -232,6 +235,12 @@ void test('options no claim could carry are refused when the worker is made', ()
     assert.equal(e?.code, 'BAD_REQUEST', `${JSON.stringify(o)}: ${String(refused)}`);
     assert.ok(e.message.includes(Object.keys(o)[0] as string), e.message);
   }
+  // At the limit it is made (and closed at once).
+  const longest = new Worker(q, () => Promise.resolve(null), {
+    name: 'w'.repeat(1_024),
+    onError: () => undefined,
+  });
+  void longest.close({ graceMs: 0 });
 });
 
 void test('a handler error longer than a failure may record is cut to fit, not lost', async () => {
