@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `flotilla` command: run a node, run a local cluster, and talk to a cluster.
 
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { FlotillaClient, FlotillaError, type ReadConsistency } from '../client/index.js';
 import {
   ConfigError,
@@ -20,20 +20,9 @@ import { snapshotCommands } from './snapshot.js';
 import { tokenCommand, tokenOption, type ClusterOptions } from './token.js';
 import { certsCommands } from './certs.js';
 import { clientTls, type ClientTlsFlags } from './client-tls.js';
+import { int } from './int-option.js';
 
 const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
-
-/** An integer option; with bounds, a value outside [min, max] is refused before anything runs. */
-function int(name: string, min = -Infinity, max = Infinity) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n))
-      throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
-    if (n < min || n > max)
-      throw new InvalidArgumentError(`${name} must be in ${min}..${max}, got ${n}`);
-    return n;
-  };
-}
 
 const port = (name: string) => int(name, 1, 65_535);
 

@@ -1,0 +1,40 @@
+// The integer options of every command (src/cli/int-option.ts): an unbounded side is said in
+// words ("at least 1"), never as "1..Infinity"; through the built command too.
+
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { InvalidArgumentError } from 'commander';
+import { int } from '../../src/cli/int-option.js';
+import { runCli, stopAll } from './run.js';
+
+after(() => stopAll());
+
+function refusal(parse: (v: string) => number, v: string): string {
+  try {
+    parse(v);
+  } catch (err) {
+    assert.ok(err instanceof InvalidArgumentError, String(err));
+    return err.message;
+  }
+  return assert.fail(`"${v}" was taken`);
+}
+
+void test('the message names the real bound: a range, at least or at most', () => {
+  assert.equal(refusal(int('--nodes', 1, 9), '0'), '--nodes must be in 1..9, got 0');
+  assert.equal(refusal(int('--ttl', 1), '0'), '--ttl must be at least 1, got 0');
+  assert.equal(refusal(int('--delay', 0), '-5'), '--delay must be at least 0, got -5');
+  assert.equal(refusal(int('--x', -Infinity, 5), '6'), '--x must be at most 5, got 6');
+  for (const parse of [int('--ttl', 1), int('--nodes', 1, 9), int('--any')])
+    for (const v of ['', ' ', '1.5', 'x', '9007199254740993', '1e400'])
+      assert.match(refusal(parse, v), /must be an integer, got "/, JSON.stringify(v));
+  assert.equal(int('--ttl', 1)('7'), 7);
+  assert.equal(int('--any')('-9007199254740991'), -9007199254740991);
+});
+
+void test('a command refuses an integer below its bound saying "at least", before connecting', async () => {
+  // No cluster behind the endpoint: the option is refused before any request.
+  const r = await runCli(['lease', '--endpoints', 'http://127.0.0.1:9', 'grant', '0'], 10_000);
+  assert.equal(r.code, 2, `exit code\n${r.stderr}`);
+  assert.match(r.stderr, /<ttl> must be at least 1, got 0/);
+  assert.doesNotMatch(r.stderr, /Infinity/);
+});
