@@ -87,13 +87,23 @@ function localMember(o: ClusterUpOptions, id: number): LocalMember {
  * Checks every port of the plan can be bound now, and names each one that cannot: a cluster
  * started on ports another cluster holds would ask that cluster whether it is ready.
  */
-export async function checkPorts(members: readonly LocalMember[]): Promise<void> {
+export async function checkPorts(
+  members: readonly LocalMember[],
+  /** The binary client protocol's first port, one per node (0: not served). */
+  binary: { readonly host: string; readonly portBase: number } = { host: '', portBase: 0 },
+): Promise<void> {
   const problems: string[] = [];
   for (const m of members) {
-    for (const [address, purpose] of [
+    const ports: [string, string][] = [
       [m.peer, `the peer port of node ${m.id}`],
       [new URL(m.client).host, `the client port of node ${m.id}`],
-    ] as const) {
+    ];
+    if (binary.portBase !== 0)
+      ports.push([
+        `${binary.host}:${binary.portBase + m.id - 1}`,
+        `the binary client port of node ${m.id}`,
+      ]);
+    for (const [address, purpose] of ports) {
       try {
         await checkListenable(address, purpose);
       } catch (err) {
@@ -106,7 +116,8 @@ export async function checkPorts(members: readonly LocalMember[]): Promise<void>
     throw new StartupError(
       'ADDRESS_IN_USE',
       `Cannot start the cluster; nothing was started:\n${problems.join('\n')}\n` +
-        'Stop what holds these ports, or choose others with --peer-port and --client-port.',
+        'Stop what holds these ports, or choose others with --peer-port' +
+        (binary.portBase !== 0 ? ', --client-port and --binary-port.' : ' and --client-port.'),
     );
 }
 
@@ -161,8 +172,9 @@ function markedRemoved(dataDir: string): boolean {
 export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   const out = o.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const members = planCluster(o);
+  // The ports first: a refusal then leaves nothing behind, not even empty node directories.
+  await checkPorts(members, { host: o.host, portBase: o.binaryPortBase ?? 0 });
   for (const m of members) prepareDataDir(m.dataDir);
-  await checkPorts(members);
   const children = new Map<number, ChildProcess>();
   const pids = new Map<number, number>();
   /** Members removed from the cluster here: their exit is expected. */

@@ -95,6 +95,9 @@ void describe('cluster up names a taken port and starts nothing', () => {
     const peer = await freePortRun(6);
     const client = peer + 3;
     const held = await holdPort(client + 1);
+    // A data directory that does not exist yet: refusing must not leave it, or node1..node3
+    // in it, behind (before, the node directories were made before the ports were checked).
+    const dataDir = join(tempDir(), 'cluster');
     try {
       const r = await runCli(
         [
@@ -105,7 +108,7 @@ void describe('cluster up names a taken port and starts nothing', () => {
           '--client-port',
           String(client),
           '--data-dir',
-          tempDir(),
+          dataDir,
         ],
         10_000,
       );
@@ -118,6 +121,44 @@ void describe('cluster up names a taken port and starts nothing', () => {
       );
       assert.match(r.stderr, /nothing was started/);
       assert.doesNotMatch(r.stdout, /Ready|pid \d+/);
+      assert.equal(existsSync(dataDir), false, `${dataDir} was created`);
+    } finally {
+      await release(held);
+    }
+  });
+});
+
+void describe('cluster up checks the binary client ports too', () => {
+  void it('when another program holds the binary port of node 3', async () => {
+    const peer = await freePortRun(9);
+    const held = await holdPort(peer + 8);
+    const dataDir = join(tempDir(), 'cluster');
+    try {
+      const r = await runCli(
+        [
+          'cluster',
+          'up',
+          '--peer-port',
+          String(peer),
+          '--client-port',
+          String(peer + 3),
+          '--binary-port',
+          String(peer + 6),
+          '--data-dir',
+          dataDir,
+        ],
+        10_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `Cannot listen for the binary client port of node 3 on 127\\.0\\.0\\.1:${peer + 8}: the address is already in use`,
+        ),
+      );
+      assert.match(r.stderr, /--binary-port/);
+      assert.doesNotMatch(r.stdout, /Ready|pid \d+/);
+      assert.equal(existsSync(dataDir), false, `${dataDir} was created`);
     } finally {
       await release(held);
     }
