@@ -127,6 +127,13 @@ function check(condition: boolean, message: string): void {
 }
 
 export function resolveConfig(config: RaftConfig): ResolvedConfig {
+  // A caller in plain JavaScript may pass anything: say which field is wrong rather than fail
+  // later with a TypeError from deep inside the core (a missing rng at the first election).
+  check(typeof config === 'object' && config !== null, 'a config object is required');
+  check(
+    typeof (config.rng as Partial<Rng> | undefined)?.int === 'function',
+    'rng must be a random source (createRng(seed))',
+  );
   const resolved: ResolvedConfig = {
     id: config.id,
     voters: [...new Set(config.initial?.snapshot?.voters ?? config.voters)].sort((a, b) => a - b),

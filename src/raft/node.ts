@@ -188,8 +188,21 @@ export class RaftNode {
     return ok({ index: r.value.firstIndex, term: r.value.term });
   }
 
-  /** Appends several commands at once; all or none are accepted. */
+  /**
+   * Appends several commands at once; all or none are accepted. Data that is not bytes (a
+   * string from a caller in plain JavaScript) is refused BAD_REQUEST: its length is not its
+   * size, so the size limits would not hold, and storage and transports expect bytes.
+   */
   proposeBatch(datas: readonly Uint8Array[]): Result<{ firstIndex: Index; term: Term }> {
+    if (!Array.isArray(datas))
+      return fail('BAD_REQUEST', `A batch of proposals must be an array, got ${typeof datas}`);
+    for (const [i, d] of datas.entries()) {
+      if (!(d instanceof Uint8Array))
+        return fail(
+          'BAD_REQUEST',
+          `Proposal ${i} must be a Uint8Array, got ${d === null ? 'null' : typeof d}`,
+        );
+    }
     const r = this.raft;
     r.wake('proposal');
     if (r.role !== 'leader') {

@@ -1,0 +1,58 @@
+// What the core does with input only a caller in plain JavaScript can give (the types refuse
+// it): a coded refusal for an operation, a config error naming the field, never a TypeError
+// from deep inside or an entry the rest of the system cannot store.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AssertionError, RaftNode, createRng, type RaftConfig } from '../../src/raft/index.js';
+
+/** Node 1 leading alone. */
+function leader(): RaftNode {
+  const node = new RaftNode({ id: 1, voters: [1], rng: createRng(1) });
+  node.campaign();
+  for (let i = 0; i < 100 && node.hasReady(); i++) node.advance(node.ready());
+  assert.equal(node.status().role, 'leader');
+  return node;
+}
+
+void test('a proposal whose data is not bytes is refused BAD_REQUEST and appends nothing', () => {
+  const node = leader();
+  const last = node.status().lastIndex;
+  // Before, a string was appended: its length (in characters) passed the byte limits, and the
+  // entry then reached storage, transport and the state machine as a string.
+  const refused: [string, unknown[]][] = [
+    ['string', ['hello']],
+    ['undefined', [undefined]],
+    ['null', [null]],
+    ['number array', [[1, 2, 3]]],
+    ['second of two', [new Uint8Array([1]), 'x']],
+  ];
+  for (const [what, datas] of refused) {
+    const r = node.proposeBatch(datas as Uint8Array[]);
+    assert.equal(r.ok, false, what);
+    assert.ok(!r.ok && r.error.code === 'BAD_REQUEST' && !r.error.indefinite, what);
+    assert.match(r.ok ? '' : r.error.message, /must be a Uint8Array/, what);
+  }
+  const single = node.propose('hello' as unknown as Uint8Array);
+  assert.ok(!single.ok && single.error.code === 'BAD_REQUEST');
+  const notArray = node.proposeBatch('hello' as unknown as Uint8Array[]);
+  assert.ok(!notArray.ok && notArray.error.code === 'BAD_REQUEST');
+  assert.equal(node.status().lastIndex, last, 'nothing was appended');
+  // Bytes, a Buffer among them, are taken as before.
+  const taken = node.proposeBatch([new Uint8Array([1]), Buffer.from('b')]);
+  assert.ok(taken.ok);
+  assert.equal(node.status().lastIndex, last + 2);
+});
+
+void test('a config without a random source or without an object is refused, saying so', () => {
+  // Before, both threw a TypeError ("Cannot read properties of undefined"): the missing rng
+  // only at the first election timeout's draw.
+  assert.throws(
+    () => new RaftNode({ id: 1, voters: [1] } as unknown as RaftConfig),
+    (e: unknown) => e instanceof AssertionError && /rng must be a random source/.test(e.message),
+  );
+  assert.throws(
+    () => new RaftNode(undefined as unknown as RaftConfig),
+    (e: unknown) => e instanceof AssertionError && /a config object is required/.test(e.message),
+  );
+});
