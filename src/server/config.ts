@@ -467,11 +467,8 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
     clusterId,
     dataDir,
     members,
-    listenPeer: typeof merged['listenPeer'] === 'string' ? merged['listenPeer'] : self.peer,
-    listenClient:
-      typeof merged['listenClient'] === 'string'
-        ? merged['listenClient']
-        : new URL(self.client).host,
+    listenPeer: listenAddress(merged['listenPeer'], 'listenPeer', self.peer),
+    listenClient: listenAddress(merged['listenClient'], 'listenClient', urlHostPort(self.client)),
     storage,
     walSync,
     logLevel: logLevel as NodeConfig['logLevel'],
@@ -599,6 +596,27 @@ function resolveMembers(merged: Raw, id: number): Member[] {
     }
   }
   return members;
+}
+
+/**
+ * A client URL's host and port, the port spelled out when the URL leaves it to its scheme
+ * (80, 443): `new URL(u).host` drops a default port, and a node then listened on port NaN.
+ */
+function urlHostPort(u: string): string {
+  const url = new URL(u);
+  const port = url.port !== '' ? url.port : url.protocol === 'https:' ? '443' : '80';
+  return `${url.hostname}:${port}`;
+}
+
+/** A listen address: `host:port` (an IPv6 host in brackets), the port from 0 to 65535. */
+function listenAddress(v: unknown, name: string, fallback: string): string {
+  if (v === undefined) return fallback;
+  const m = typeof v === 'string' ? /^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(v) : null;
+  if (m === null || Number(m[2]) > 65_535)
+    throw new ConfigError(
+      `${name} must be host:port (a port from 0 to 65535), got ${typeof v === 'string' ? `"${v}"` : typeof v}`,
+    );
+  return v as string;
 }
 
 function resolveTls(

@@ -162,3 +162,36 @@ void test('the HTTP connection limits have defaults and come from the environmen
   const e = resolveNodeConfig(base, env);
   assert.deepEqual([e.httpMaxConnections, e.httpIdleTimeoutMs], [64, 250]);
 });
+
+void test('listen addresses: a client URL on its default port, and host:port checked', () => {
+  // Before, a client URL that leaves the port to its scheme (http://h, https://h) made
+  // listenClient "h" without a port, and the node failed to start with ERR_SOCKET_BAD_PORT
+  // ("Received type number (NaN)"); a listen address without a port got the same.
+  const at = (client: string, extra: Record<string, unknown> = {}) =>
+    resolveNodeConfig({
+      id: 1,
+      dataDir: '/d',
+      initialCluster: `1=127.0.0.1:7001@${client}`,
+      ...extra,
+    });
+  assert.equal(at('http://127.0.0.1').listenClient, '127.0.0.1:80');
+  assert.equal(at('http://127.0.0.1:80/').listenClient, '127.0.0.1:80');
+  assert.equal(at('http://[::1]:8001').listenClient, '[::1]:8001');
+  assert.equal(
+    at('http://127.0.0.1:8001', { listenClient: '[::]:8001' }).listenClient,
+    '[::]:8001',
+  );
+  assert.equal(at('http://127.0.0.1:8001', { listenPeer: '0.0.0.0:0' }).listenPeer, '0.0.0.0:0');
+  const refused: [Record<string, unknown>, RegExp][] = [
+    [{ listenClient: '0.0.0.0' }, /listenClient must be host:port.*got "0\.0\.0\.0"/],
+    [{ listenClient: '0.0.0.0:70000' }, /listenClient must be host:port.*got "0\.0\.0\.0:70000"/],
+    [{ listenPeer: ':7001' }, /listenPeer must be host:port/],
+    [{ listenPeer: 7001 }, /listenPeer must be host:port.*got number/],
+  ];
+  for (const [extra, why] of refused)
+    assert.throws(
+      () => at('http://127.0.0.1:8001', extra),
+      (e: unknown) => e instanceof ConfigError && why.test(e.message),
+      JSON.stringify(extra),
+    );
+});
