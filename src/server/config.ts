@@ -381,7 +381,11 @@ export function parseInitialCluster(spec: string): Member[] {
 
 export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const merged: Raw = {};
-  for (const layer of layers) {
+  for (const [i, layer] of layers.entries()) {
+    if (typeof layer !== 'object' || layer === null || Array.isArray(layer))
+      throw new ConfigError(
+        `Config layer ${i + 1} must be an object of fields, got ${layer === null ? 'null' : Array.isArray(layer) ? 'an array' : typeof layer}`,
+      );
     for (const [k, v] of Object.entries(layer)) {
       if (v === undefined) continue;
       if (!knownFields.has(k)) throw new ConfigError(`Unknown config field "${k}"`);
@@ -596,6 +600,29 @@ function resolveMembers(merged: Raw, id: number): Member[] {
     }
   }
   return members;
+}
+
+/**
+ * Refuses what resolveNodeConfig did not make, before a node uses it: a program in plain
+ * JavaScript passing its own object (`{ id, dataDir, initialCluster }`) failed deep in
+ * start-up (the logger's "default level:undefined must be included in custom levels").
+ */
+export function checkResolvedConfig(c: unknown): asserts c is NodeConfig {
+  const o = (typeof c === 'object' && c !== null ? c : {}) as Record<string, unknown>;
+  const wrong =
+    typeof c !== 'object' || c === null
+      ? 'it is not an object'
+      : !Number.isSafeInteger(o['id'])
+        ? 'id'
+        : !Array.isArray(o['members'])
+          ? 'members'
+          : (['dataDir', 'listenPeer', 'listenClient', 'storage', 'logLevel', 'logFormat'].find(
+              (k) => typeof o[k] !== 'string',
+            ) ?? numericFields.map(([k]) => k).find((k) => typeof o[k] !== 'number'));
+  if (wrong !== undefined)
+    throw new ConfigError(
+      `A node takes the config resolveNodeConfig makes (docs/CLIENT.md, "Embedding a node"); this one ${wrong === 'it is not an object' ? wrong : `has no valid ${wrong}`}`,
+    );
 }
 
 /**

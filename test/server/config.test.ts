@@ -14,6 +14,7 @@ import {
   resolveNodeConfig,
 } from '../../src/server/config.js';
 import { maxWriteEnvelopeBytes } from '../../src/kv/machine.js';
+import { FlotillaNode } from '../../src/server/node.js';
 
 const cluster =
   '1=127.0.0.1:7001@http://127.0.0.1:8001,2=127.0.0.1:7002@http://127.0.0.1:8002,3=127.0.0.1:7003@http://127.0.0.1:8003';
@@ -194,4 +195,33 @@ void test('listen addresses: a client URL on its default port, and host:port che
       (e: unknown) => e instanceof ConfigError && why.test(e.message),
       JSON.stringify(extra),
     );
+});
+
+void test('a node refuses a config resolveNodeConfig did not make, and a layer that is not an object', async () => {
+  // Before, FlotillaNode.start({ id, dataDir, initialCluster }) from plain JavaScript failed in
+  // the logger ("default level:undefined must be included in custom levels"), and
+  // start(undefined) or resolveNodeConfig(null) with a TypeError, none with a code.
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-config-'));
+  try {
+    const raw = { id: 1, dataDir: join(dir, 'n1'), initialCluster: cluster };
+    for (const [given, why] of [
+      [raw, /takes the config resolveNodeConfig makes.*has no valid members/],
+      [undefined, /this one it is not an object/],
+      [{ ...resolveNodeConfig(raw), tickMs: '10' }, /has no valid tickMs/],
+    ] as const)
+      await assert.rejects(
+        FlotillaNode.start(given as unknown as Parameters<typeof FlotillaNode.start>[0]),
+        (e: unknown) =>
+          e instanceof ConfigError && e.code === 'CONFIG_INVALID' && why.test(e.message),
+      );
+    for (const layer of [null, 'id: 1', [raw]])
+      assert.throws(
+        () => resolveNodeConfig(raw, layer as unknown as Record<string, unknown>),
+        (e: unknown) =>
+          e instanceof ConfigError && /Config layer 2 must be an object/.test(e.message),
+        JSON.stringify(layer),
+      );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
