@@ -4,6 +4,7 @@
 // for the caller's obligations and their order. The algorithm itself is Raft (raft.ts).
 
 import { resolveConfig, type RaftConfig } from './config.js';
+import { checkMessage } from './check-message.js';
 import { applyConfEntry, unappliedConfChange } from './conf-history.js';
 import { changeConf, snapshotMetaOf, type ConfChange, type ConfState } from './confchange.js';
 import type { JointConfig } from './quorum.js';
@@ -305,7 +306,9 @@ export class RaftNode {
     return snapshotMetaOf(r.log.snapshotIndex, r.log.snapshotTerm, r.confAt(r.log.snapshotIndex));
   }
 
+  /** Steps a message from a peer; one that is malformed (see check-message.ts) throws. */
   step(m: Message): void {
+    checkMessage(m);
     this.raft.step(m);
   }
 

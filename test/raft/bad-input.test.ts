@@ -56,3 +56,38 @@ void test('a config without a random source or without an object is refused, say
     (e: unknown) => e instanceof AssertionError && /a config object is required/.test(e.message),
   );
 });
+
+void test('a malformed message is refused before it changes anything, naming the field', () => {
+  // Before, a term decoded as the string "5" became the node's term (the next campaign's term
+  // was "51"), and an append without entries threw a TypeError from inside the core.
+  const fresh = () => new RaftNode({ id: 1, voters: [1, 2, 3], rng: createRng(1) });
+  const heartbeat = { type: 'heartbeat', from: 2, to: 1, term: 5, commit: 0, seq: 0 };
+  const append = { type: 'append', from: 2, to: 1, term: 1, prevIndex: 0, prevTerm: 0, commit: 0 };
+  const refused: [unknown, RegExp][] = [
+    [undefined, /not a message/],
+    [{ ...heartbeat, type: 'bogus' }, /type "bogus"/],
+    [{ ...heartbeat, term: '5' }, /heartbeat: term must be an integer >= 0, got "5"/],
+    [{ ...heartbeat, from: -1 }, /from must be an integer >= 0, got -1/],
+    [{ ...heartbeat, seq: undefined }, /seq must be an integer/],
+    [append, /entries must be an array/],
+    [
+      { ...append, entries: [{ term: 1, index: 1, type: 'normal', data: 'x' }] },
+      /an entry needs an integer index and term and Uint8Array data/,
+    ],
+  ];
+  for (const [m, why] of refused) {
+    const node = fresh();
+    const before = JSON.stringify(node.status());
+    assert.throws(
+      () => node.step(m as Parameters<RaftNode['step']>[0]),
+      (e: unknown) => e instanceof AssertionError && why.test(e.message),
+      JSON.stringify(m),
+    );
+    assert.equal(JSON.stringify(node.status()), before, 'the node changed');
+  }
+  // The well-formed heartbeat is taken: the node follows node 2 in term 5.
+  const node = fresh();
+  node.step(heartbeat as Parameters<RaftNode['step']>[0]);
+  assert.equal(node.status().term, 5);
+  assert.equal(node.status().leader, 2);
+});
