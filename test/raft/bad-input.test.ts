@@ -91,3 +91,47 @@ void test('a malformed message is refused before it changes anything, naming the
   assert.equal(node.status().term, 5);
   assert.equal(node.status().leader, 2);
 });
+
+void test('a recovered state with a missing or mistyped number is refused, naming it', () => {
+  // Before, a missing `applied` made the applied index NaN and the committed entries were never
+  // handed out again (a restarted state machine stayed empty); a term decoded as the string
+  // "1" became "11" at the next campaign.
+  const entry = (index: number) => ({
+    term: 1,
+    index,
+    type: 'normal' as const,
+    data: new Uint8Array([index]),
+  });
+  const good = {
+    hardState: { term: 1, vote: 1, commit: 2 },
+    snapshot: null,
+    entries: [entry(1), entry(2)],
+    applied: 0,
+  };
+  const start = (initial: unknown) =>
+    new RaftNode({
+      id: 1,
+      voters: [1],
+      rng: createRng(1),
+      initial: initial as RaftConfig['initial'] & object,
+    });
+  const refused: [unknown, RegExp][] = [
+    [{ ...good, applied: undefined }, /initial\.applied must be an integer >= 0, got undefined/],
+    [{ ...good, hardState: { ...good.hardState, term: '1' } }, /initial\.hardState\.term/],
+    [{ ...good, hardState: undefined }, /initial\.hardState\.term/],
+    [{ ...good, snapshot: { index: 1 } }, /initial\.snapshot must be null or snapshot metadata/],
+    [{ ...good, entries: [{ ...entry(1), data: 'x' }] }, /initial\.entries: an entry needs/],
+  ];
+  for (const [initial, why] of refused)
+    assert.throws(
+      () => start(initial),
+      (e: unknown) => e instanceof AssertionError && why.test(e.message),
+      why.source,
+    );
+  // The good one restarts and hands both committed entries out again.
+  const node = start(good);
+  assert.deepEqual(
+    node.ready().committedEntries.map((e) => e.index),
+    [1, 2],
+  );
+});
