@@ -224,6 +224,13 @@ export class RaftNode {
    * forwards the flag to the leader, which answers it the same way.
    */
   readIndex(requestId: number, o: { readonly lease?: boolean } = {}): Result<void> {
+    // Checked here rather than where it would otherwise fail: on the leader, stepping the
+    // follower's forwarded request (check-message.ts).
+    if (!Number.isSafeInteger(requestId) || requestId < 0)
+      return fail(
+        'BAD_REQUEST',
+        `A read's requestId must be an integer >= 0, got ${typeof requestId === 'number' ? requestId : typeof requestId}`,
+      );
     const r = this.raft;
     const lease = o.lease ?? false;
     r.wake(lease ? 'lease read' : 'read');

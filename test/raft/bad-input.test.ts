@@ -135,3 +135,14 @@ void test('a recovered state with a missing or mistyped number is refused, namin
     [1, 2],
   );
 });
+
+void test('a read whose requestId is not an integer is refused BAD_REQUEST where it is asked', () => {
+  // Before, a follower forwarded it, and the leader threw when it stepped the request.
+  const node = leader();
+  for (const id of ['x', 1.5, -1, undefined]) {
+    const r = node.readIndex(id as number);
+    assert.ok(!r.ok && r.error.code === 'BAD_REQUEST', String(id));
+    assert.match(r.ok ? '' : r.error.message, /requestId must be an integer >= 0/);
+  }
+  assert.ok(node.readIndex(7).ok);
+});
