@@ -146,3 +146,14 @@ void test('a read whose requestId is not an integer is refused BAD_REQUEST where
   }
   assert.ok(node.readIndex(7).ok);
 });
+
+void test('a membership change that is not { changes: [...] } is refused MEMBERSHIP_INVALID', () => {
+  // Before, undefined and {} threw a TypeError from inside the core.
+  const node = leader();
+  for (const cc of [undefined, null, {}, { changes: 'x' }, { changes: [null] }, { changes: [2] }]) {
+    const r = node.proposeConfChange(cc as unknown as Parameters<RaftNode['proposeConfChange']>[0]);
+    assert.ok(!r.ok && r.error.code === 'MEMBERSHIP_INVALID', JSON.stringify(cc));
+    assert.match(r.ok ? '' : r.error.message, /A membership change is|Each single change is/);
+  }
+  assert.ok(node.proposeConfChange({ changes: [{ kind: 'add-learner', node: 2 }] }).ok);
+});
