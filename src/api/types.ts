@@ -233,7 +233,7 @@ export interface ClusterStatus {
 
 export interface ErrorBody {
   readonly error: {
-    /** A node never sends a client-only code (CONNECTION, BAD_RESPONSE). */
+    /** A node never sends a client-only code (CONNECTION, BAD_RESPONSE, CLIENT_CLOSED). */
     readonly code: ErrorCode;
     readonly message: string;
     readonly indefinite: boolean;

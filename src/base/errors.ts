@@ -358,6 +358,11 @@ export const errorCodes = {
     indefinite: true,
     clientOnly: true,
   },
+  CLIENT_CLOSED: {
+    meaning: 'the call was made on a client already closed: nothing was sent',
+    indefinite: false,
+    clientOnly: true,
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof errorCodes;

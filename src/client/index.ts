@@ -64,7 +64,7 @@ export type { PlacementResponse, PlacementStepJson } from '../api/placement-rout
 export type { WatchBatch, WatchEventJson, WatchOptions } from './watch.js';
 
 // One error type from the Raft core to here: `code` is one of src/base/errors.ts's table, the
-// codes a node sends plus the client's own (CONNECTION, BAD_RESPONSE); `indefinite` says
+// codes a node sends plus the client's own (CONNECTION, BAD_RESPONSE, CLIENT_CLOSED); `indefinite` says
 // whether the operation may have taken effect; `leader` is the leader the answering node named.
 export { FlotillaError, errorCodes, type ErrorCode } from '../base/errors.js';
 export { Election, Mutex, Session, observe, type Held } from './concurrency.js';
@@ -244,20 +244,43 @@ export class FlotillaClient {
   private readonly endpointById = new Map<number, string>();
   /** The cached range map and leaders; null when range routing is off. */
   private readonly routing: RangeRouting | null;
+  /** Set by close(): calls made afterwards are refused CLIENT_CLOSED. */
+  private closed = false;
 
   constructor(opts: ClientOptions) {
-    if (opts.endpoints.length === 0)
-      throw new FlotillaError('BAD_REQUEST', 'At least one endpoint is required', false);
+    // Checked here, each naming the option and the value seen, for callers in plain JavaScript
+    // too: before, a missing `endpoints` threw a TypeError without a code, and a `maxAttempts`
+    // of 0 or a `timeoutMs` that is not a number was taken and every call failed TIMEOUT.
+    if (typeof opts !== 'object' || opts === null)
+      throw new FlotillaError('BAD_REQUEST', 'FlotillaClient needs options: { endpoints }', false);
+    if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0)
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `endpoints must be a non-empty array of base URLs, got ${describe(opts.endpoints)}`,
+        false,
+      );
     this.endpoints = opts.endpoints.map(checkEndpoint);
-    this.timeoutMs = opts.timeoutMs ?? 5_000;
-    this.deadlineMs = opts.deadlineMs ?? 15_000;
-    this.maxAttempts = opts.maxAttempts ?? 8;
+    this.timeoutMs = positiveInt(opts, 'timeoutMs', 5_000);
+    this.deadlineMs = positiveInt(opts, 'deadlineMs', 15_000);
+    this.maxAttempts = positiveInt(opts, 'maxAttempts', 8);
+    if (opts.clientId !== undefined && (typeof opts.clientId !== 'string' || opts.clientId === ''))
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `clientId must be a non-empty string, got ${describe(opts.clientId)}`,
+        false,
+      );
     this.clientId = opts.clientId ?? randomUUID();
     this.writeWindow = opts.writeWindow ?? 128;
     if (!Number.isInteger(this.writeWindow) || this.writeWindow < 1 || this.writeWindow > 256)
       throw new FlotillaError(
         'BAD_REQUEST',
         `writeWindow must be an integer from 1 to 256, got ${String(opts.writeWindow)}`,
+        false,
+      );
+    if (opts.protocol !== undefined && opts.protocol !== 'auto' && opts.protocol !== 'http')
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `protocol must be "auto" or "http", got ${describe(opts.protocol)}`,
         false,
       );
     this.protocol = opts.protocol ?? 'auto';
@@ -276,7 +299,7 @@ export class FlotillaClient {
       );
     this.#token = opts.token ?? null;
     this.tls = tlsConnectOptions(opts.tls);
-    this.poolConnections = opts.connections ?? 64;
+    this.poolConnections = positiveInt(opts, 'connections', 64);
     for (const e of this.endpoints) this.pools.set(e, this.newPool(e));
     const maxAgeMs = opts.rangeMapMaxAgeMs ?? 30_000;
     if (!Number.isInteger(maxAgeMs) || maxAgeMs < 1)
@@ -431,6 +454,7 @@ export class FlotillaClient {
     signal: AbortSignal,
     idleMs: number,
   ): AsyncGenerator<WatchLine> {
+    this.refuseIfClosed('watch');
     if (!this.binaryUsable(endpoint)) {
       yield* httpWatchLines(this.poolFor(endpoint), endpoint, body, signal, idleMs);
       return;
@@ -711,7 +735,14 @@ export class FlotillaClient {
     return this.binaryPorts.has(endpoint.replace(/\/$/, ''));
   }
 
+  /**
+   * Closes every connection, once the calls in flight have their answers; a second close does
+   * nothing (so `await using` after an explicit close is safe). A call made afterwards fails at
+   * once, `CLIENT_CLOSED` (definite: nothing was sent), rather than retrying a pool that is gone.
+   */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     const wires = [...this.wires.values()].flat();
     this.wires.clear();
     for (const w of wires)
@@ -724,6 +755,11 @@ export class FlotillaClient {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  private refuseIfClosed(what: string): void {
+    if (this.closed)
+      throw new FlotillaError('CLIENT_CLOSED', `${what}: the client is closed`, false);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -954,6 +990,7 @@ export class FlotillaClient {
     signal?: AbortSignal,
     extraMs = 0,
   ): Promise<T> {
+    this.refuseIfClosed(`${method} ${path}`);
     const pool = this.poolFor(endpoint);
     const deadline = new Deadline(this.timeoutMs + extraMs, signal);
     try {
@@ -1138,6 +1175,31 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
   };
 }
 
+/** A value as an error message shows it. */
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
+}
+
+/** A numeric option: absent takes `fallback`; anything but a positive integer is refused. */
+function positiveInt(
+  opts: ClientOptions,
+  name: 'timeoutMs' | 'deadlineMs' | 'maxAttempts' | 'connections',
+  fallback: number,
+): number {
+  const v: unknown = opts[name];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `${name} must be a positive integer, got ${describe(v)}`,
+      false,
+    );
+  return v;
+}
+
 /** The node an answer's header names (0: none): for a write, the leader that applied it. */
 function memberIdOf(answer: unknown): number {
   const header = (answer as { header?: { memberId?: unknown } } | null)?.header;
@@ -1163,6 +1225,7 @@ function checkEndpoint(endpoint: string): string {
       `Endpoint ${JSON.stringify(endpoint)} ${why}: give a node's base URL, such as http://127.0.0.1:8001`,
       false,
     );
+  if (typeof endpoint !== 'string') throw refuse('is not a string');
   let url: URL;
   try {
     url = new URL(endpoint);

@@ -93,6 +93,8 @@ export function describeChange(cc: ConfChange): string {
  * proposer's rule (it knows what is pending), not this function's.
  */
 export function changeConf(c: ConfState, cc: ConfChange): Result<ConfState> {
+  const malformed = checkShape(cc);
+  if (malformed !== null) return fail('MEMBERSHIP_INVALID', malformed);
   if (cc.changes.length === 0) return leaveJoint(c);
   if (isJointConf(c)) {
     return fail(
@@ -100,8 +102,6 @@ export function changeConf(c: ConfState, cc: ConfChange): Result<ConfState> {
       `The configuration ${describeConf(c)} is joint: only the leave may be proposed until it is left`,
     );
   }
-  const malformed = checkShape(cc);
-  if (malformed !== null) return fail('MEMBERSHIP_INVALID', malformed);
   // Try the one-step path; a change of more than one voter must go through a joint one.
   const simple = applyChanges(c, cc, []);
   if (!simple.ok) return simple;
@@ -130,6 +130,13 @@ function leaveJoint(c: ConfState): Result<ConfState> {
 }
 
 function checkShape(cc: ConfChange): string | null {
+  // From plain JavaScript anything may come: undefined, {}, changes that is not an array.
+  const changes: unknown = (cc as Partial<ConfChange> | null | undefined)?.changes;
+  if (!Array.isArray(changes))
+    return `A membership change is { changes: [...] }, got ${cc === null || cc === undefined ? String(cc) : `changes ${typeof changes}`}`;
+  for (const ch of changes as unknown[])
+    if (typeof ch !== 'object' || ch === null)
+      return `Each single change is { kind, node }, got ${ch === null ? 'null' : typeof ch}`;
   if (cc.changes.length > MAX_CONF_CHANGES)
     return `A change holds ${cc.changes.length} single changes; at most ${MAX_CONF_CHANGES} are allowed`;
   const seen = new Set<NodeId>();

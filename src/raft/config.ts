@@ -4,7 +4,7 @@
 import { defaultLimits } from '../base/limits.js';
 import { AssertionError } from './errors.js';
 import type { Rng } from './rng.js';
-import type { InitialState, NodeId, Recovery } from './types.js';
+import type { InitialState, NodeId, Recovery, SnapshotMeta } from './types.js';
 
 /** Something the core reports for people to follow: role changes, votes, elections. */
 export interface RaftEvent {
@@ -127,6 +127,13 @@ function check(condition: boolean, message: string): void {
 }
 
 export function resolveConfig(config: RaftConfig): ResolvedConfig {
+  // A caller in plain JavaScript may pass anything: say which field is wrong rather than fail
+  // later with a TypeError from deep inside the core (a missing rng at the first election).
+  check(typeof config === 'object' && config !== null, 'a config object is required');
+  check(
+    typeof (config.rng as Partial<Rng> | undefined)?.int === 'function',
+    'rng must be a random source (createRng(seed))',
+  );
   const resolved: ResolvedConfig = {
     id: config.id,
     voters: [...new Set(config.initial?.snapshot?.voters ?? config.voters)].sort((a, b) => a - b),
@@ -203,5 +210,41 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     Number.isSafeInteger(resolved.snapshotChunkBytes) && resolved.snapshotChunkBytes >= 1,
     `snapshotChunkBytes must be a positive integer, got ${resolved.snapshotChunkBytes}`,
   );
+  if (config.initial !== undefined) checkInitial(config.initial);
   return resolved;
+}
+
+function isCount(v: unknown): boolean {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * The recovered state's numbers, which the caller's storage decoded: a missing `applied` made
+ * the applied index NaN, and the committed entries were then never handed out again (the
+ * state machine of a restarted node stayed empty); a term decoded as a string became "11" at
+ * the next campaign. The ranges are the core's to clamp (a commit index is a hint); the types
+ * are the caller's to get right.
+ */
+function checkInitial(initial: InitialState): void {
+  const hs = initial.hardState as unknown as Partial<Record<string, unknown>> | undefined;
+  for (const k of ['term', 'vote', 'commit'])
+    check(
+      isCount(hs?.[k]),
+      `initial.hardState.${k} must be an integer >= 0, got ${String(hs?.[k])}`,
+    );
+  check(
+    isCount(initial.applied),
+    `initial.applied must be an integer >= 0, got ${String(initial.applied)}`,
+  );
+  const snap = initial.snapshot as SnapshotMeta | null | undefined;
+  check(
+    snap === null || (isCount(snap?.index) && isCount(snap?.term) && Array.isArray(snap?.voters)),
+    'initial.snapshot must be null or snapshot metadata (index, term, voters)',
+  );
+  check(Array.isArray(initial.entries), 'initial.entries must be an array');
+  for (const e of initial.entries)
+    check(
+      isCount(e?.index) && isCount(e?.term) && e?.data instanceof Uint8Array,
+      'initial.entries: an entry needs an integer index and term and Uint8Array data',
+    );
 }

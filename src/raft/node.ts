@@ -4,6 +4,7 @@
 // for the caller's obligations and their order. The algorithm itself is Raft (raft.ts).
 
 import { resolveConfig, type RaftConfig } from './config.js';
+import { checkMessage } from './check-message.js';
 import { applyConfEntry, unappliedConfChange } from './conf-history.js';
 import { changeConf, snapshotMetaOf, type ConfChange, type ConfState } from './confchange.js';
 import type { JointConfig } from './quorum.js';
@@ -188,8 +189,21 @@ export class RaftNode {
     return ok({ index: r.value.firstIndex, term: r.value.term });
   }
 
-  /** Appends several commands at once; all or none are accepted. */
+  /**
+   * Appends several commands at once; all or none are accepted. Data that is not bytes (a
+   * string from a caller in plain JavaScript) is refused BAD_REQUEST: its length is not its
+   * size, so the size limits would not hold, and storage and transports expect bytes.
+   */
   proposeBatch(datas: readonly Uint8Array[]): Result<{ firstIndex: Index; term: Term }> {
+    if (!Array.isArray(datas))
+      return fail('BAD_REQUEST', `A batch of proposals must be an array, got ${typeof datas}`);
+    for (const [i, d] of datas.entries()) {
+      if (!(d instanceof Uint8Array))
+        return fail(
+          'BAD_REQUEST',
+          `Proposal ${i} must be a Uint8Array, got ${d === null ? 'null' : typeof d}`,
+        );
+    }
     const r = this.raft;
     r.wake('proposal');
     if (r.role !== 'leader') {
@@ -210,6 +224,13 @@ export class RaftNode {
    * forwards the flag to the leader, which answers it the same way.
    */
   readIndex(requestId: number, o: { readonly lease?: boolean } = {}): Result<void> {
+    // Checked here rather than where it would otherwise fail: on the leader, stepping the
+    // follower's forwarded request (check-message.ts).
+    if (!Number.isSafeInteger(requestId) || requestId < 0)
+      return fail(
+        'BAD_REQUEST',
+        `A read's requestId must be an integer >= 0, got ${typeof requestId === 'number' ? requestId : typeof requestId}`,
+      );
     const r = this.raft;
     const lease = o.lease ?? false;
     r.wake(lease ? 'lease read' : 'read');
@@ -292,7 +313,9 @@ export class RaftNode {
     return snapshotMetaOf(r.log.snapshotIndex, r.log.snapshotTerm, r.confAt(r.log.snapshotIndex));
   }
 
+  /** Steps a message from a peer; one that is malformed (see check-message.ts) throws. */
   step(m: Message): void {
+    checkMessage(m);
     this.raft.step(m);
   }
 

@@ -57,7 +57,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   listenClient: {
     meaning: 'Where to serve the HTTP API.',
     values: '`host:port`',
-    default: "host and port of this node's client URL",
+    default: "host and port of this node's client URL (80 or 443 when it names none)",
   },
   storage: {
     meaning: 'Storage backend: write-ahead log files, or SQLite (docs/STORAGE.md).',

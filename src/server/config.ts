@@ -381,7 +381,11 @@ export function parseInitialCluster(spec: string): Member[] {
 
 export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const merged: Raw = {};
-  for (const layer of layers) {
+  for (const [i, layer] of layers.entries()) {
+    if (typeof layer !== 'object' || layer === null || Array.isArray(layer))
+      throw new ConfigError(
+        `Config layer ${i + 1} must be an object of fields, got ${layer === null ? 'null' : Array.isArray(layer) ? 'an array' : typeof layer}`,
+      );
     for (const [k, v] of Object.entries(layer)) {
       if (v === undefined) continue;
       if (!knownFields.has(k)) throw new ConfigError(`Unknown config field "${k}"`);
@@ -467,11 +471,8 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
     clusterId,
     dataDir,
     members,
-    listenPeer: typeof merged['listenPeer'] === 'string' ? merged['listenPeer'] : self.peer,
-    listenClient:
-      typeof merged['listenClient'] === 'string'
-        ? merged['listenClient']
-        : new URL(self.client).host,
+    listenPeer: listenAddress(merged['listenPeer'], 'listenPeer', self.peer),
+    listenClient: listenAddress(merged['listenClient'], 'listenClient', urlHostPort(self.client)),
     storage,
     walSync,
     logLevel: logLevel as NodeConfig['logLevel'],
@@ -599,6 +600,50 @@ function resolveMembers(merged: Raw, id: number): Member[] {
     }
   }
   return members;
+}
+
+/**
+ * Refuses what resolveNodeConfig did not make, before a node uses it: a program in plain
+ * JavaScript passing its own object (`{ id, dataDir, initialCluster }`) failed deep in
+ * start-up (the logger's "default level:undefined must be included in custom levels").
+ */
+export function checkResolvedConfig(c: unknown): asserts c is NodeConfig {
+  const o = (typeof c === 'object' && c !== null ? c : {}) as Record<string, unknown>;
+  const wrong =
+    typeof c !== 'object' || c === null
+      ? 'it is not an object'
+      : !Number.isSafeInteger(o['id'])
+        ? 'id'
+        : !Array.isArray(o['members'])
+          ? 'members'
+          : (['dataDir', 'listenPeer', 'listenClient', 'storage', 'logLevel', 'logFormat'].find(
+              (k) => typeof o[k] !== 'string',
+            ) ?? numericFields.map(([k]) => k).find((k) => typeof o[k] !== 'number'));
+  if (wrong !== undefined)
+    throw new ConfigError(
+      `A node takes the config resolveNodeConfig makes (docs/CLIENT.md, "Embedding a node"); this one ${wrong === 'it is not an object' ? wrong : `has no valid ${wrong}`}`,
+    );
+}
+
+/**
+ * A client URL's host and port, the port spelled out when the URL leaves it to its scheme
+ * (80, 443): `new URL(u).host` drops a default port, and a node then listened on port NaN.
+ */
+function urlHostPort(u: string): string {
+  const url = new URL(u);
+  const port = url.port !== '' ? url.port : url.protocol === 'https:' ? '443' : '80';
+  return `${url.hostname}:${port}`;
+}
+
+/** A listen address: `host:port` (an IPv6 host in brackets), the port from 0 to 65535. */
+function listenAddress(v: unknown, name: string, fallback: string): string {
+  if (v === undefined) return fallback;
+  const m = typeof v === 'string' ? /^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(v) : null;
+  if (m === null || Number(m[2]) > 65_535)
+    throw new ConfigError(
+      `${name} must be host:port (a port from 0 to 65535), got ${typeof v === 'string' ? `"${v}"` : typeof v}`,
+    );
+  return v as string;
 }
 
 function resolveTls(

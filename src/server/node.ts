@@ -15,7 +15,7 @@ import type { ServerTlsOptions } from '../api/tls.js';
 import { forwardedHeader, installRoutes, type KvBackend } from '../api/routes.js';
 import type { ClusterStatus, NodeStatus, SnapshotTransferStatus } from '../api/types.js';
 import type { Recovery } from '../raft/index.js';
-import type { NodeConfig } from './config.js';
+import { checkResolvedConfig, type NodeConfig } from './config.js';
 import { systemClock } from '../host/contracts.js';
 import { Host } from '../host/host.js';
 import type { TraceHook } from '../host/trace.js';
@@ -407,6 +407,7 @@ export class FlotillaNode implements AsyncDisposable {
       testHooks?: NodeTestHooks;
     } = {},
   ): Promise<FlotillaNode> {
+    checkResolvedConfig(given);
     const log =
       o.logger ?? createLogger(given.id, { level: given.logLevel, format: given.logFormat });
     // Fail before touching storage (node-setup.ts). The peer port is bound for real (messages

@@ -299,3 +299,72 @@ void describe('FlotillaClient endpoints', () => {
     }
   });
 });
+
+void describe('FlotillaClient options and close', () => {
+  void it('refuses options it cannot use with BAD_REQUEST, naming the option and the value', () => {
+    // Plain JavaScript callers pass what the types would refuse. Before, a missing `endpoints`
+    // threw a TypeError without a code, and `maxAttempts: 0` or `timeoutMs: 'x'` was taken and
+    // every call then failed TIMEOUT ("No attempt was made before the deadline").
+    const url = 'http://127.0.0.1:8001';
+    const refused: [unknown, RegExp][] = [
+      [undefined, /needs options/],
+      [{}, /endpoints must be a non-empty array of base URLs, got nothing/],
+      [{ endpoints: url }, /endpoints must be a non-empty array.*got "http/],
+      [{ endpoints: [] }, /endpoints must be a non-empty array/],
+      [{ endpoints: [8001] }, /Endpoint 8001 is not a string/],
+      [{ endpoints: [url], timeoutMs: 'x' }, /timeoutMs must be a positive integer, got "x"/],
+      [{ endpoints: [url], deadlineMs: -1 }, /deadlineMs must be a positive integer, got -1/],
+      [{ endpoints: [url], maxAttempts: 0 }, /maxAttempts must be a positive integer, got 0/],
+      [{ endpoints: [url], connections: 1.5 }, /connections must be a positive integer, got 1.5/],
+      [{ endpoints: [url], protocol: 'grpc' }, /protocol must be "auto" or "http", got "grpc"/],
+      [{ endpoints: [url], clientId: '' }, /clientId must be a non-empty string/],
+    ];
+    for (const [options, why] of refused) {
+      assert.throws(
+        () => new FlotillaClient(options as ConstructorParameters<typeof FlotillaClient>[0]),
+        (e: unknown) =>
+          e instanceof FlotillaError &&
+          e.code === 'BAD_REQUEST' &&
+          !e.indefinite &&
+          why.test(e.message),
+        JSON.stringify(options),
+      );
+    }
+  });
+
+  void it('closes once, and refuses calls made after close at once: CLIENT_CLOSED, definite', async () => {
+    let requests = 0;
+    const url = await serve((_body, res) => {
+      requests++;
+      reply(res, 200, { header: { revision: 1, memberId: 1, raftTerm: 1 }, kvs: [], count: 0 });
+    });
+    const client = new FlotillaClient({ endpoints: [url], deadlineMs: 10_000 });
+    await client.put('k', 'v');
+    assert.equal(requests, 1);
+    await client.close();
+    // Before, a second close rejected with the HTTP pool's "The client is destroyed", so
+    // `await using` after an explicit close threw at the end of its block.
+    await client.close();
+    await client[Symbol.asyncDispose]();
+    // Before, a write on a closed client was retried until its attempts ran out and reported
+    // CONNECTION, indefinite, although nothing could have been sent.
+    const started = Date.now();
+    for (const call of [() => client.put('k', 'v'), () => client.get('k')]) {
+      await assert.rejects(
+        call(),
+        (e: unknown) =>
+          e instanceof FlotillaError &&
+          e.code === 'CLIENT_CLOSED' &&
+          !e.indefinite &&
+          /the client is closed/.test(e.message),
+      );
+    }
+    assert.ok(Date.now() - started < 1_000, `refused after ${Date.now() - started} ms`);
+    const watch = client.watch('k');
+    await assert.rejects(
+      watch.next(),
+      (e: unknown) => e instanceof FlotillaError && e.code === 'CLIENT_CLOSED',
+    );
+    assert.equal(requests, 1);
+  });
+});

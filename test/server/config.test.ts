@@ -14,6 +14,7 @@ import {
   resolveNodeConfig,
 } from '../../src/server/config.js';
 import { maxWriteEnvelopeBytes } from '../../src/kv/machine.js';
+import { FlotillaNode } from '../../src/server/node.js';
 
 const cluster =
   '1=127.0.0.1:7001@http://127.0.0.1:8001,2=127.0.0.1:7002@http://127.0.0.1:8002,3=127.0.0.1:7003@http://127.0.0.1:8003';
@@ -161,4 +162,66 @@ void test('the HTTP connection limits have defaults and come from the environmen
   });
   const e = resolveNodeConfig(base, env);
   assert.deepEqual([e.httpMaxConnections, e.httpIdleTimeoutMs], [64, 250]);
+});
+
+void test('listen addresses: a client URL on its default port, and host:port checked', () => {
+  // Before, a client URL that leaves the port to its scheme (http://h, https://h) made
+  // listenClient "h" without a port, and the node failed to start with ERR_SOCKET_BAD_PORT
+  // ("Received type number (NaN)"); a listen address without a port got the same.
+  const at = (client: string, extra: Record<string, unknown> = {}) =>
+    resolveNodeConfig({
+      id: 1,
+      dataDir: '/d',
+      initialCluster: `1=127.0.0.1:7001@${client}`,
+      ...extra,
+    });
+  assert.equal(at('http://127.0.0.1').listenClient, '127.0.0.1:80');
+  assert.equal(at('http://127.0.0.1:80/').listenClient, '127.0.0.1:80');
+  assert.equal(at('http://[::1]:8001').listenClient, '[::1]:8001');
+  assert.equal(
+    at('http://127.0.0.1:8001', { listenClient: '[::]:8001' }).listenClient,
+    '[::]:8001',
+  );
+  assert.equal(at('http://127.0.0.1:8001', { listenPeer: '0.0.0.0:0' }).listenPeer, '0.0.0.0:0');
+  const refused: [Record<string, unknown>, RegExp][] = [
+    [{ listenClient: '0.0.0.0' }, /listenClient must be host:port.*got "0\.0\.0\.0"/],
+    [{ listenClient: '0.0.0.0:70000' }, /listenClient must be host:port.*got "0\.0\.0\.0:70000"/],
+    [{ listenPeer: ':7001' }, /listenPeer must be host:port/],
+    [{ listenPeer: 7001 }, /listenPeer must be host:port.*got number/],
+  ];
+  for (const [extra, why] of refused)
+    assert.throws(
+      () => at('http://127.0.0.1:8001', extra),
+      (e: unknown) => e instanceof ConfigError && why.test(e.message),
+      JSON.stringify(extra),
+    );
+});
+
+void test('a node refuses a config resolveNodeConfig did not make, and a layer that is not an object', async () => {
+  // Before, FlotillaNode.start({ id, dataDir, initialCluster }) from plain JavaScript failed in
+  // the logger ("default level:undefined must be included in custom levels"), and
+  // start(undefined) or resolveNodeConfig(null) with a TypeError, none with a code.
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-config-'));
+  try {
+    const raw = { id: 1, dataDir: join(dir, 'n1'), initialCluster: cluster };
+    for (const [given, why] of [
+      [raw, /takes the config resolveNodeConfig makes.*has no valid members/],
+      [undefined, /this one it is not an object/],
+      [{ ...resolveNodeConfig(raw), tickMs: '10' }, /has no valid tickMs/],
+    ] as const)
+      await assert.rejects(
+        FlotillaNode.start(given as unknown as Parameters<typeof FlotillaNode.start>[0]),
+        (e: unknown) =>
+          e instanceof ConfigError && e.code === 'CONFIG_INVALID' && why.test(e.message),
+      );
+    for (const layer of [null, 'id: 1', [raw]])
+      assert.throws(
+        () => resolveNodeConfig(raw, layer as unknown as Record<string, unknown>),
+        (e: unknown) =>
+          e instanceof ConfigError && /Config layer 2 must be an object/.test(e.message),
+        JSON.stringify(layer),
+      );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,0 +1,58 @@
+// The shape of a message stepped into the core, checked at the public boundary (RaftNode.step).
+// Messages reach the core from the caller's transport, which may decode them from anything: a
+// term that arrives as the string "5" was taken as the node's term, and "5" + 1 is "51". A
+// malformed message is a bug in the caller's decoding, so it throws (AssertionError) naming
+// the field, before the core changes anything.
+
+import { assert } from './errors.js';
+import type { Message, MessageType } from './types.js';
+
+/** The numeric fields each message type carries besides from, to and term. */
+const numericFields: Readonly<Record<MessageType, readonly string[]>> = {
+  vote: ['lastLogIndex', 'lastLogTerm'],
+  'pre-vote': ['lastLogIndex', 'lastLogTerm'],
+  'vote-resp': [],
+  'pre-vote-resp': [],
+  append: ['prevIndex', 'prevTerm', 'commit'],
+  'append-resp': ['index', 'hintIndex', 'hintTerm'],
+  heartbeat: ['commit', 'seq'],
+  'heartbeat-resp': ['seq'],
+  'timeout-now': [],
+  'read-index': ['requestId'],
+  'read-index-resp': ['requestId', 'index'],
+  snapshot: ['offset', 'length', 'totalBytes'],
+  'snapshot-resp': ['received'],
+};
+
+function isCount(v: unknown): boolean {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  return typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null
+    ? `${String(v)} (${typeof v})`
+    : `a ${typeof v}`;
+}
+
+export function checkMessage(m: unknown): asserts m is Message {
+  assert(typeof m === 'object' && m !== null, `Cannot step ${String(m)}: not a message`);
+  const o = m as Record<string, unknown>;
+  const type = o['type'];
+  assert(
+    typeof type === 'string' && Object.prototype.hasOwnProperty.call(numericFields, type),
+    `Cannot step a message of type ${shown(type)}`,
+  );
+  for (const k of ['from', 'to', 'term', ...numericFields[type as MessageType]])
+    assert(isCount(o[k]), `Cannot step ${type}: ${k} must be an integer >= 0, got ${shown(o[k])}`);
+  if (type !== 'append') return;
+  const entries = o['entries'];
+  assert(Array.isArray(entries), `Cannot step append: entries must be an array`);
+  for (const e of entries as unknown[]) {
+    const x = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
+    assert(
+      isCount(x['index']) && isCount(x['term']) && x['data'] instanceof Uint8Array,
+      `Cannot step append: an entry needs an integer index and term and Uint8Array data`,
+    );
+  }
+}

@@ -1,0 +1,159 @@
+// What the core does with input only a caller in plain JavaScript can give (the types refuse
+// it): a coded refusal for an operation, a config error naming the field, never a TypeError
+// from deep inside or an entry the rest of the system cannot store.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AssertionError, RaftNode, createRng, type RaftConfig } from '../../src/raft/index.js';
+
+/** Node 1 leading alone. */
+function leader(): RaftNode {
+  const node = new RaftNode({ id: 1, voters: [1], rng: createRng(1) });
+  node.campaign();
+  for (let i = 0; i < 100 && node.hasReady(); i++) node.advance(node.ready());
+  assert.equal(node.status().role, 'leader');
+  return node;
+}
+
+void test('a proposal whose data is not bytes is refused BAD_REQUEST and appends nothing', () => {
+  const node = leader();
+  const last = node.status().lastIndex;
+  // Before, a string was appended: its length (in characters) passed the byte limits, and the
+  // entry then reached storage, transport and the state machine as a string.
+  const refused: [string, unknown[]][] = [
+    ['string', ['hello']],
+    ['undefined', [undefined]],
+    ['null', [null]],
+    ['number array', [[1, 2, 3]]],
+    ['second of two', [new Uint8Array([1]), 'x']],
+  ];
+  for (const [what, datas] of refused) {
+    const r = node.proposeBatch(datas as Uint8Array[]);
+    assert.equal(r.ok, false, what);
+    assert.ok(!r.ok && r.error.code === 'BAD_REQUEST' && !r.error.indefinite, what);
+    assert.match(r.ok ? '' : r.error.message, /must be a Uint8Array/, what);
+  }
+  const single = node.propose('hello' as unknown as Uint8Array);
+  assert.ok(!single.ok && single.error.code === 'BAD_REQUEST');
+  const notArray = node.proposeBatch('hello' as unknown as Uint8Array[]);
+  assert.ok(!notArray.ok && notArray.error.code === 'BAD_REQUEST');
+  assert.equal(node.status().lastIndex, last, 'nothing was appended');
+  // Bytes, a Buffer among them, are taken as before.
+  const taken = node.proposeBatch([new Uint8Array([1]), Buffer.from('b')]);
+  assert.ok(taken.ok);
+  assert.equal(node.status().lastIndex, last + 2);
+});
+
+void test('a config without a random source or without an object is refused, saying so', () => {
+  // Before, both threw a TypeError ("Cannot read properties of undefined"): the missing rng
+  // only at the first election timeout's draw.
+  assert.throws(
+    () => new RaftNode({ id: 1, voters: [1] } as unknown as RaftConfig),
+    (e: unknown) => e instanceof AssertionError && /rng must be a random source/.test(e.message),
+  );
+  assert.throws(
+    () => new RaftNode(undefined as unknown as RaftConfig),
+    (e: unknown) => e instanceof AssertionError && /a config object is required/.test(e.message),
+  );
+});
+
+void test('a malformed message is refused before it changes anything, naming the field', () => {
+  // Before, a term decoded as the string "5" became the node's term (the next campaign's term
+  // was "51"), and an append without entries threw a TypeError from inside the core.
+  const fresh = () => new RaftNode({ id: 1, voters: [1, 2, 3], rng: createRng(1) });
+  const heartbeat = { type: 'heartbeat', from: 2, to: 1, term: 5, commit: 0, seq: 0 };
+  const append = { type: 'append', from: 2, to: 1, term: 1, prevIndex: 0, prevTerm: 0, commit: 0 };
+  const refused: [unknown, RegExp][] = [
+    [undefined, /not a message/],
+    [{ ...heartbeat, type: 'bogus' }, /type "bogus"/],
+    [{ ...heartbeat, term: '5' }, /heartbeat: term must be an integer >= 0, got "5"/],
+    [{ ...heartbeat, from: -1 }, /from must be an integer >= 0, got -1/],
+    [{ ...heartbeat, seq: undefined }, /seq must be an integer/],
+    [append, /entries must be an array/],
+    [
+      { ...append, entries: [{ term: 1, index: 1, type: 'normal', data: 'x' }] },
+      /an entry needs an integer index and term and Uint8Array data/,
+    ],
+  ];
+  for (const [m, why] of refused) {
+    const node = fresh();
+    const before = JSON.stringify(node.status());
+    assert.throws(
+      () => node.step(m as Parameters<RaftNode['step']>[0]),
+      (e: unknown) => e instanceof AssertionError && why.test(e.message),
+      JSON.stringify(m),
+    );
+    assert.equal(JSON.stringify(node.status()), before, 'the node changed');
+  }
+  // The well-formed heartbeat is taken: the node follows node 2 in term 5.
+  const node = fresh();
+  node.step(heartbeat as Parameters<RaftNode['step']>[0]);
+  assert.equal(node.status().term, 5);
+  assert.equal(node.status().leader, 2);
+});
+
+void test('a recovered state with a missing or mistyped number is refused, naming it', () => {
+  // Before, a missing `applied` made the applied index NaN and the committed entries were never
+  // handed out again (a restarted state machine stayed empty); a term decoded as the string
+  // "1" became "11" at the next campaign.
+  const entry = (index: number) => ({
+    term: 1,
+    index,
+    type: 'normal' as const,
+    data: new Uint8Array([index]),
+  });
+  const good = {
+    hardState: { term: 1, vote: 1, commit: 2 },
+    snapshot: null,
+    entries: [entry(1), entry(2)],
+    applied: 0,
+  };
+  const start = (initial: unknown) =>
+    new RaftNode({
+      id: 1,
+      voters: [1],
+      rng: createRng(1),
+      initial: initial as RaftConfig['initial'] & object,
+    });
+  const refused: [unknown, RegExp][] = [
+    [{ ...good, applied: undefined }, /initial\.applied must be an integer >= 0, got undefined/],
+    [{ ...good, hardState: { ...good.hardState, term: '1' } }, /initial\.hardState\.term/],
+    [{ ...good, hardState: undefined }, /initial\.hardState\.term/],
+    [{ ...good, snapshot: { index: 1 } }, /initial\.snapshot must be null or snapshot metadata/],
+    [{ ...good, entries: [{ ...entry(1), data: 'x' }] }, /initial\.entries: an entry needs/],
+  ];
+  for (const [initial, why] of refused)
+    assert.throws(
+      () => start(initial),
+      (e: unknown) => e instanceof AssertionError && why.test(e.message),
+      why.source,
+    );
+  // The good one restarts and hands both committed entries out again.
+  const node = start(good);
+  assert.deepEqual(
+    node.ready().committedEntries.map((e) => e.index),
+    [1, 2],
+  );
+});
+
+void test('a read whose requestId is not an integer is refused BAD_REQUEST where it is asked', () => {
+  // Before, a follower forwarded it, and the leader threw when it stepped the request.
+  const node = leader();
+  for (const id of ['x', 1.5, -1, undefined]) {
+    const r = node.readIndex(id as number);
+    assert.ok(!r.ok && r.error.code === 'BAD_REQUEST', String(id));
+    assert.match(r.ok ? '' : r.error.message, /requestId must be an integer >= 0/);
+  }
+  assert.ok(node.readIndex(7).ok);
+});
+
+void test('a membership change that is not { changes: [...] } is refused MEMBERSHIP_INVALID', () => {
+  // Before, undefined and {} threw a TypeError from inside the core.
+  const node = leader();
+  for (const cc of [undefined, null, {}, { changes: 'x' }, { changes: [null] }, { changes: [2] }]) {
+    const r = node.proposeConfChange(cc as unknown as Parameters<RaftNode['proposeConfChange']>[0]);
+    assert.ok(!r.ok && r.error.code === 'MEMBERSHIP_INVALID', JSON.stringify(cc));
+    assert.match(r.ok ? '' : r.error.message, /A membership change is|Each single change is/);
+  }
+  assert.ok(node.proposeConfChange({ changes: [{ kind: 'add-learner', node: 2 }] }).ok);
+});
