@@ -35,16 +35,22 @@ function shown(v: unknown): string {
     : `a ${typeof v}`;
 }
 
+const baseFields = ['from', 'to', 'term'] as const;
+
+function checkCount(o: Record<string, unknown>, type: string, k: string): void {
+  if (!isCount(o[k]))
+    assert(false, `Cannot step ${type}: ${k} must be an integer >= 0, got ${shown(o[k])}`);
+}
+
 export function checkMessage(m: unknown): asserts m is Message {
-  assert(typeof m === 'object' && m !== null, `Cannot step ${String(m)}: not a message`);
+  // The messages are built only on failure: this runs for every message.
+  if (typeof m !== 'object' || m === null) assert(false, `Cannot step ${String(m)}: not a message`);
   const o = m as Record<string, unknown>;
   const type = o['type'];
-  assert(
-    typeof type === 'string' && Object.prototype.hasOwnProperty.call(numericFields, type),
-    `Cannot step a message of type ${shown(type)}`,
-  );
-  for (const k of ['from', 'to', 'term', ...numericFields[type as MessageType]])
-    assert(isCount(o[k]), `Cannot step ${type}: ${k} must be an integer >= 0, got ${shown(o[k])}`);
+  if (typeof type !== 'string' || !Object.prototype.hasOwnProperty.call(numericFields, type))
+    assert(false, `Cannot step a message of type ${shown(type)}`);
+  for (const k of baseFields) checkCount(o, type, k);
+  for (const k of numericFields[type as MessageType]) checkCount(o, type, k);
   if (type !== 'append') return;
   const entries = o['entries'];
   assert(Array.isArray(entries), `Cannot step append: entries must be an array`);
