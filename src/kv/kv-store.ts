@@ -235,7 +235,7 @@ export class KvStore {
           'LEASE_NOT_FOUND',
           `Lease ${op.lease} does not exist (never granted, revoked or expired)`,
         );
-    checkPrevKvBytes(ops, (range, max) => this.bytesIn(range, max));
+    checkPrevKvBytes(ops, this.bytesInRange);
     const next = this.rev + 1;
     let wrote = false;
     const results: OpResult[] = [];
@@ -323,9 +323,12 @@ export class KvStore {
     const ops = txn.compare.every((c) => this.holds(c)) ? txn.success : txn.failure;
     checkPrevKvBytes(
       ops.map((op) => (op.kind === 'delete' ? { ...op, prevKvBytesMax: max } : op)),
-      (range, stop) => this.bytesIn(range, stop),
+      this.bytesInRange,
     );
   }
+
+  /** bytesIn, made once: applying every transaction passes it. */
+  private readonly bytesInRange = (range: Range, stop: number): number => this.bytesIn(range, stop);
 
   /**
    * Bytes of the keys and values in `range`, counted until they pass `stop` (then some count
