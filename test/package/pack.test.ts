@@ -39,6 +39,7 @@ export function packProblems(
 const needed = [
   'package.json',
   'README.md',
+  'LICENSE',
   'dist/src/raft/index.js',
   'dist/src/raft/index.d.ts',
   'dist/src/server/index.js',
