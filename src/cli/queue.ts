@@ -37,7 +37,7 @@ export function queueCommands(
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .addOption(tokenOption());
   const opts = () => queue.opts<ClusterOptions>();
-  queue
+  const add = queue
     .command('add')
     .description(
       'add a job; DATA is JSON, or plain text taken as a string (text that begins with { [ or " ' +
@@ -47,46 +47,22 @@ export function queueCommands(
     .argument('[data]', 'the job data', 'null')
     .option('--name <name>', "the job's name", 'job')
     .option('--id <id>', 'a job id: a second add with it within the dedup window adds nothing')
-    .option('--delay <ms>', 'run no sooner than this from now', int('--delay', 0))
-    .option('--priority <n>', 'lower runs first', int('--priority'))
-    .option('--attempts <n>', 'attempts before the job is dead', int('--attempts', 1))
-    .option(
-      '--lease <ms>',
-      "each run's lease: the job is run again by another worker if not renewed within it (default 30000)",
-      int('--lease', 1, maxDurationMs),
-    )
-    .option(
-      '--backoff <kind:ms[:maxms]>',
-      'wait between failed runs: fixed:MS, or exponential:MS (doubling, at most MAXMS, default ' +
-        'the larger of MS and 60000); default exponential:1000:60000',
-      backoffOf,
-    )
-    .action(
-      async (
-        name: string,
-        data: string,
-        o: {
-          name: string;
-          id?: string;
-          delay?: number;
-          priority?: number;
-          attempts?: number;
-          lease?: number;
-          backoff?: Backoff;
-        },
-      ) =>
-        withClient(opts(), (c) =>
-          c.queue(name).add(o.name, parseData(data), {
-            ...(o.id === undefined ? {} : { id: o.id }),
-            ...(o.delay === undefined ? {} : { delayMs: o.delay }),
-            ...(o.priority === undefined ? {} : { priority: o.priority }),
-            ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
-            ...(o.lease === undefined ? {} : { leaseMs: o.lease }),
-            ...(o.backoff === undefined ? {} : { backoff: o.backoff }),
-          }),
-        ),
-    );
-  queue
+    .option('--delay <ms>', 'run no sooner than this from now', int('--delay', 0));
+  jobOptions(add, int, 'the job').action(
+    async (
+      name: string,
+      data: string,
+      o: { name: string; id?: string; delay?: number } & JobFlags,
+    ) =>
+      withClient(opts(), (c) =>
+        c.queue(name).add(o.name, parseData(data), {
+          ...(o.id === undefined ? {} : { id: o.id }),
+          ...(o.delay === undefined ? {} : { delayMs: o.delay }),
+          ...jobSettings(o),
+        }),
+      ),
+  );
+  const addBulk = queue
     .command('add-bulk')
     .description(
       "add one job per line of a file (or standard input): each line is a job's data as JSON; " +
@@ -95,12 +71,14 @@ export function queueCommands(
     .argument('<queue>')
     .option('--file <path>', 'read the lines from this file instead of standard input')
     .option('--name <name>', "each job's name", 'job')
-    .option('--batch <n>', 'jobs per bulk add', int('--batch', 1, 1_000), 1_000)
-    .action(async (name: string, o: { file?: string; name: string; batch: number }) => {
+    .option('--batch <n>', 'jobs per bulk add', int('--batch', 1, 1_000), 1_000);
+  jobOptions(addBulk, int, 'each job').action(
+    async (name: string, o: { file?: string; name: string; batch: number } & JobFlags) => {
       const lines = await readLines(o.file);
+      const settings = jobSettings(o);
       const jobs = lines.map(({ n, text }) => {
         try {
-          return { name: o.name, data: JSON.parse(text) as unknown };
+          return { name: o.name, data: JSON.parse(text) as unknown, ...settings };
         } catch (err) {
           throw new FlotillaError(
             'BAD_REQUEST',
@@ -144,7 +122,8 @@ export function queueCommands(
         }
         return { queue: name, jobs: added, duplicates };
       });
-    });
+    },
+  );
   queue
     .command('stats')
     .description('counts per state')
@@ -224,7 +203,7 @@ export function queueCommands(
       },
     );
   const repeat = queue.command('repeat').description('jobs added on a schedule');
-  repeat
+  const repeatAdd = repeat
     .command('add')
     .description('create a repeatable job, or replace the one with the same id')
     .argument('<queue>')
@@ -236,29 +215,26 @@ export function queueCommands(
     )
     .option('--every <ms>', 'every this many milliseconds', int('--every', 1))
     .option('--cron <pattern>', 'a 5-field cron pattern, in UTC')
-    .option('--name <name>', "each job's name", 'job')
-    .option('--priority <n>', 'lower runs first', int('--priority'))
-    .option('--attempts <n>', 'attempts before a job is dead', int('--attempts', 1))
-    .action(
-      async (
-        name: string,
-        id: string,
-        data: string,
-        o: { every?: number; cron?: string; name: string; priority?: number; attempts?: number },
-      ) => {
-        if ((o.every === undefined) === (o.cron === undefined))
-          throw new FlotillaError('BAD_REQUEST', 'give exactly one of --every and --cron');
-        return withClient(opts(), (c) =>
-          c.queue(name).repeat(id, parseData(data), {
-            name: o.name,
-            ...(o.every === undefined ? {} : { everyMs: o.every }),
-            ...(o.cron === undefined ? {} : { cron: o.cron }),
-            ...(o.priority === undefined ? {} : { priority: o.priority }),
-            ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
-          }),
-        );
-      },
-    );
+    .option('--name <name>', "each job's name", 'job');
+  jobOptions(repeatAdd, int, 'each job').action(
+    async (
+      name: string,
+      id: string,
+      data: string,
+      o: { every?: number; cron?: string; name: string } & JobFlags,
+    ) => {
+      if ((o.every === undefined) === (o.cron === undefined))
+        throw new FlotillaError('BAD_REQUEST', 'give exactly one of --every and --cron');
+      return withClient(opts(), (c) =>
+        c.queue(name).repeat(id, parseData(data), {
+          name: o.name,
+          ...(o.every === undefined ? {} : { everyMs: o.every }),
+          ...(o.cron === undefined ? {} : { cron: o.cron }),
+          ...jobSettings(o),
+        }),
+      );
+    },
+  );
   repeat
     .command('remove')
     .description('remove a repeatable job (the jobs it added stay)')
@@ -365,6 +341,51 @@ function batchSize(lines: readonly { text: string }[], from: number, max: number
     n++;
   }
   return n;
+}
+
+/** The options that say how a job runs, as `add`, `add-bulk` and `repeat add` take them. */
+interface JobFlags {
+  readonly priority?: number;
+  readonly attempts?: number;
+  readonly lease?: number;
+  readonly backoff?: Backoff;
+}
+
+/** Adds --priority, --attempts, --lease and --backoff to `cmd`, about `whose` job. */
+function jobOptions(
+  cmd: Command,
+  int: (name: string, min?: number, max?: number) => (v: string) => number,
+  whose: string,
+): Command {
+  return cmd
+    .option('--priority <n>', 'lower runs first', int('--priority'))
+    .option('--attempts <n>', `attempts before ${whose} is dead`, int('--attempts', 1))
+    .option(
+      '--lease <ms>',
+      "each run's lease: the job is run again by another worker if not renewed within it (default 30000)",
+      int('--lease', 1, maxDurationMs),
+    )
+    .option(
+      '--backoff <kind:ms[:maxms]>',
+      'wait between failed runs: fixed:MS, or exponential:MS (doubling, at most MAXMS, default ' +
+        'the larger of MS and 60000); default exponential:1000:60000',
+      backoffOf,
+    );
+}
+
+/** The job settings the flags given name (none for a flag left out: the server's default). */
+function jobSettings(o: JobFlags): {
+  priority?: number;
+  maxAttempts?: number;
+  leaseMs?: number;
+  backoff?: Backoff;
+} {
+  return {
+    ...(o.priority === undefined ? {} : { priority: o.priority }),
+    ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
+    ...(o.lease === undefined ? {} : { leaseMs: o.lease }),
+    ...(o.backoff === undefined ? {} : { backoff: o.backoff }),
+  };
 }
 
 /** The longest duration a job may name (its lease, a backoff's delays): the API's limit. */

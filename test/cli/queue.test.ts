@@ -378,3 +378,70 @@ void test('queue add --lease and --backoff set the job lease and backoff; bad va
   const plain = await job();
   assert.equal(plain.leaseMs, 30_000, 'the default lease when none is given');
 });
+
+void test('queue add-bulk and repeat add take --priority, --attempts, --lease and --backoff too', async () => {
+  const { client, endpoints } = await cluster(1);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-bulk-flags-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+  const file = join(dir, 'jobs.ndjson');
+  writeFileSync(file, '{"n":1}\n{"n":2}\n');
+  const flags = ['--priority', '3', '--attempts', '2', '--lease', '5000'];
+  const bulk = await runCli(
+    [
+      'queue',
+      '--endpoints',
+      endpoints,
+      'add-bulk',
+      'flagged',
+      '--file',
+      file,
+      ...flags,
+      '--backoff',
+      'fixed:250',
+    ],
+    20_000,
+  );
+  // Before, add-bulk knew none of these options: commander refused them as unknown.
+  assert.equal(bulk.code, 0, bulk.stderr);
+  const page = await client.queue('flagged').list('waiting', { limit: 10 });
+  assert.equal(page.jobs.length, 2);
+  for (const j of page.jobs) {
+    assert.deepEqual(
+      [j.priority, j.maxAttempts, j.leaseMs, j.backoff],
+      [3, 2, 5_000, { kind: 'fixed', delayMs: 250, maxDelayMs: 60_000 }],
+      JSON.stringify(j),
+    );
+  }
+  const badBulk = await runCli(
+    ['queue', '--endpoints', endpoints, 'add-bulk', 'unflagged', '--file', file, '--lease', '0'],
+    20_000,
+  );
+  assert.equal(badBulk.code, 2, badBulk.stderr);
+  assert.match(badBulk.stderr, /--lease must be/);
+  assert.equal((await client.queue('unflagged').stats()).stats, null, 'nothing was added');
+
+  const rep = await runCli(
+    [
+      'queue',
+      '--endpoints',
+      endpoints,
+      'repeat',
+      'add',
+      'flagged',
+      'hourly',
+      '--every',
+      '3600000',
+      ...flags,
+      '--backoff',
+      'exponential:100:900',
+    ],
+    20_000,
+  );
+  assert.equal(rep.code, 0, rep.stderr);
+  const [r] = (await client.queue('flagged').repeatables()).repeatables;
+  assert.deepEqual(
+    [r?.priority, r?.maxAttempts, r?.leaseMs, r?.backoff],
+    [3, 2, 5_000, { kind: 'exponential', delayMs: 100, maxDelayMs: 900 }],
+    JSON.stringify(r),
+  );
+});
