@@ -7,9 +7,9 @@
 //   node dist/src/sim/cli.js --seeds 1000 --ranges --moves   (and replica moves, 5 nodes)
 //   node dist/src/sim/cli.js --seeds 1000 --ranges --meta    (and the meta group's range map)
 //   node dist/src/sim/cli.js --seeds 1000 --quiesce          (idle groups quiesce and wake)
-// Exit code 1 when any seed finds a violation, 2 on bad options.
+// Exit code 1 when any seed finds a violation, 2 on bad options, 0 for --help.
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import {
   describeProfile,
   runSeed,
@@ -60,7 +60,11 @@ async function main(argv: readonly string[]): Promise<number> {
   const program = new Command()
     .name('flotilla-sim')
     .description('Deterministic Raft cluster simulator: runs seeds and checks safety and liveness')
-    .option('--seeds <n>', 'number of seeds to run', intOption('--seeds', 1, MAX_SEEDS))
+    .option(
+      '--seeds <n>',
+      'number of seeds to run (default: 100)',
+      intOption('--seeds', 1, MAX_SEEDS),
+    )
     .option('--start <s>', 'first seed of the range', intOption('--start', 0, 0xffffffff), 0)
     .option('--seed <s>', 'run this one seed', intOption('--seed', 0, 0xffffffff))
     .option('--nodes <n>', 'cluster size (3, 5 or 7) instead of the drawn one', nodesOption)
@@ -87,8 +91,9 @@ async function main(argv: readonly string[]): Promise<number> {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   try {
     program.parse(argv, { from: 'user' });
-  } catch {
-    return 2;
+  } catch (err) {
+    // --help is thrown as well under exitOverride; it is a success, not a bad option.
+    return err instanceof CommanderError && err.code === 'commander.helpDisplayed' ? 0 : 2;
   }
   const o = program.opts<CliOptions>();
   if (o.moves === true && o.ranges !== true) {

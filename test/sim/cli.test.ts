@@ -36,6 +36,13 @@ void test('one seed with --verbose prints its events', () => {
   assert.match(r.out, /1 seeds \(100\.\.100\)/);
 });
 
+void test('--help prints the options and exits 0', () => {
+  const r = run(['--help']);
+  assert.match(r.out, /Usage: flotilla-sim/);
+  assert.match(r.out, /--wipe-every <ms>/);
+  assert.equal(r.status, 0);
+});
+
 void test('bad options exit 2 and name the value', () => {
   const r = run(['--nodes', '4']);
   assert.equal(r.status, 2);
