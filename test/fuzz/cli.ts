@@ -9,16 +9,50 @@
 // failure with the seed and index that regenerate its input. Exits 1 on any failure, 3 if
 // the node crashed (naming the inputs in flight).
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { int } from '../support/cli-options.js';
-import { formatReport, runFuzz, type FuzzReport } from './run.js';
+import { formatReport, runFuzz, type FuzzReport, type FuzzTarget } from './run.js';
 import { PROTOCOLS, defaultConcurrency, startTarget, type Protocol } from './targets.js';
+
+/** `all` or a comma-separated list of protocols. */
+function protocolList(v: string): Protocol[] {
+  if (v === 'all') return [...PROTOCOLS];
+  const items = v.split(',').map((p) => p.trim());
+  for (const p of items)
+    if (!(PROTOCOLS as readonly string[]).includes(p))
+      throw new InvalidArgumentError(
+        `--protocol: unknown "${p}"; choose from ${PROTOCOLS.join(', ')}, all`,
+      );
+  return items as Protocol[];
+}
+
+/**
+ * The target being started or fuzzed: closed (its nodes stopped, its data directories removed)
+ * on Ctrl-C, also when the signal comes while it is still starting.
+ */
+let running: Promise<FuzzTarget> | null = null;
+
+// Ctrl-C or a CI timeout: stop the nodes and remove their data directories before leaving.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`fuzz: ${signal}, stopping the node`);
+    const target = running;
+    running = null;
+    void (target === null ? Promise.resolve() : target.then((t) => t.close()))
+      .catch((err: unknown) => console.error(err))
+      .finally(() => process.exit(130));
+  });
+}
 
 async function main(): Promise<number> {
   const program = new Command()
     .name('fuzz')
     .description('Fuzz the HTTP API, the binary client protocol and the peer protocol of a node')
-    .option('--protocol <p>', `${PROTOCOLS.join(', ')} or all`, 'all')
+    .addOption(
+      new Option('--protocol <p>', `${PROTOCOLS.join(', ')} or all`)
+        .default([...PROTOCOLS], 'all')
+        .argParser(protocolList),
+    )
     .option('--seed <n>', 'seed of the inputs', int('--seed', 0, 2 ** 32 - 1), 1)
     .option('--inputs <n>', 'inputs per protocol', int('--inputs', 1, 1e9), 10_000)
     .option('--time <s>', 'at most this many seconds per protocol', int('--time', 1, 86_400), 3_600)
@@ -29,7 +63,9 @@ async function main(): Promise<number> {
       int('--input-timeout', 100, 600_000),
       20_000,
     )
-    .option('--replay <indexes>', 'send only these inputs (comma-separated indexes)')
+    .option('--replay <indexes>', 'send only these inputs (comma-separated indexes)', (v: string) =>
+      v.split(',').map((s) => int('--replay', 0, 1e9)(s.trim())),
+    )
     .option(
       '--max-heap-growth <MiB>',
       'fail if the heap after the run (store emptied, full collection) grew more than this',
@@ -44,24 +80,18 @@ async function main(): Promise<number> {
     )
     .parse();
   const o = program.opts<{
-    protocol: string;
+    protocol: Protocol[];
     seed: number;
     inputs: number;
     time: number;
     concurrency?: number;
     inputTimeout: number;
-    replay?: string;
+    replay?: number[];
     progressEvery: number;
     maxHeapGrowth: number;
   }>();
-  const protocols =
-    o.protocol === 'all' ? [...PROTOCOLS] : o.protocol.split(',').map((p) => p.trim());
-  for (const p of protocols)
-    if (!(PROTOCOLS as readonly string[]).includes(p))
-      throw new InvalidArgumentError(
-        `--protocol: unknown "${p}"; choose from ${PROTOCOLS.join(', ')}, all`,
-      );
-  const only = o.replay?.split(',').map((s) => int('--replay', 0, 1e9)(s.trim()));
+  const protocols = o.protocol;
+  const only = o.replay;
   const reports: FuzzReport[] = [];
   let heapOver = false;
   // The node runs in this process: an exception it throws out of its own code is a crash of
@@ -78,9 +108,10 @@ async function main(): Promise<number> {
   };
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);
-  for (const p of protocols as Protocol[]) {
+  for (const p of protocols) {
     current = p;
-    const target = await startTarget(p);
+    running = startTarget(p);
+    const target = await running;
     try {
       const report = await runFuzz(target, {
         seed: o.seed,
@@ -103,6 +134,7 @@ async function main(): Promise<number> {
         heapOver = true;
       }
     } finally {
+      running = null;
       await target.close();
     }
   }
