@@ -61,15 +61,29 @@ const DEFAULT_MAX_EVENTS = 400_000;
 /** Events between full pairwise log comparisons (the incremental checks run every event). */
 const FULL_CHECK_EVERY = 512;
 
-export function replayCommand(
-  seed: number,
-  nodes?: ClusterSize,
-  ranges = false,
-  moves = false,
-  meta = false,
-  quiesce = false,
-): string {
-  return `npm run sim -- --seed ${seed}${nodes === undefined ? '' : ` --nodes ${nodes}`}${ranges ? ' --ranges' : ''}${moves ? ' --moves' : ''}${meta ? ' --meta' : ''}${quiesce ? ' --quiesce' : ''} --verbose`;
+/** What the command line can set, and so what a replay command must repeat. */
+export interface ReplayOptions {
+  readonly nodes?: ClusterSize | undefined;
+  readonly ranges?: boolean;
+  readonly moves?: boolean;
+  readonly meta?: boolean;
+  readonly quiesce?: boolean;
+  /** Only when asked for (`--wipe-every`): a drawn wipe rate is the seed's own. */
+  readonly wipeEveryMs?: number | undefined;
+}
+
+export function replayCommand(seed: number, o: ReplayOptions = {}): string {
+  const flags = [
+    `--seed ${seed}`,
+    ...(o.nodes === undefined ? [] : [`--nodes ${o.nodes}`]),
+    ...(o.wipeEveryMs === undefined ? [] : [`--wipe-every ${o.wipeEveryMs}`]),
+    ...(o.ranges === true ? ['--ranges'] : []),
+    ...(o.moves === true ? ['--moves'] : []),
+    ...(o.meta === true ? ['--meta'] : []),
+    ...(o.quiesce === true ? ['--quiesce'] : []),
+    '--verbose',
+  ];
+  return `npm run sim -- ${flags.join(' ')}`;
 }
 
 /** A move's steps are looked at this often (the product's leader: every 50 ms). */
@@ -1034,14 +1048,14 @@ export class Simulation implements NodeHost, WorkloadHost {
       stats: { ...this.stats },
       traceHash: this.trace.hash,
       trace: this.trace.lines,
-      replay: replayCommand(
-        this.options.seed,
-        this.options.nodes,
-        this.options.ranges === true,
-        this.options.moves === true,
-        this.meta,
-        this.profile.quiesce,
-      ),
+      replay: replayCommand(this.options.seed, {
+        nodes: this.options.nodes,
+        ranges: this.options.ranges === true,
+        moves: this.options.moves === true,
+        meta: this.meta,
+        quiesce: this.profile.quiesce,
+        wipeEveryMs: this.options.profile?.wipeEveryMs,
+      }),
     };
   }
 }

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runSeed, type SimOptions } from '../../src/sim/index.js';
 
 function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -70,4 +71,26 @@ void test('--ranges --moves runs move seeds and counts their moves; --moves alon
   const three = run(['--seeds', '1', '--ranges', '--moves', '--nodes', '3']);
   assert.equal(three.status, 2);
   assert.match(three.out, /--moves needs 5 or 7 nodes/);
+});
+
+void test('the replay command a seed names reruns it event for event, --wipe-every included', async () => {
+  for (const options of [
+    { seed: 100, profile: { wipeEveryMs: 300 } },
+    { seed: 100, nodes: 5 },
+  ] satisfies SimOptions[]) {
+    const lines: string[] = [];
+    const r = await runSeed({ ...options, log: (l) => lines.push(l) });
+    const prefix = 'npm run sim -- ';
+    assert.ok(r.replay.startsWith(prefix), r.replay);
+    const replayed = run(r.replay.slice(prefix.length).split(' '));
+    assert.equal(replayed.status, r.ok ? 0 : 1, replayed.out);
+    const out = replayed.out.split('\n');
+    assert.ok(lines.length > 500, `seed ${options.seed} logged only ${lines.length} events`);
+    const differs = lines.findIndex((l, i) => out[i] !== l);
+    assert.equal(
+      differs,
+      -1,
+      `${r.replay} differs at event ${differs}: ran ${lines[differs]}, replayed ${out[differs]}`,
+    );
+  }
 });
