@@ -3,12 +3,18 @@
 
 import { InvalidArgumentError } from 'commander';
 
-/** An integer from min to max inclusive. */
+/**
+ * An integer from min to max inclusive (min >= 0), written in decimal digits: Number() alone
+ * would take an empty value as 0 and `0x10` or `1e3` as numbers, so a seed typed wrong would
+ * run another seed instead of being refused.
+ */
 export function int(name: string, min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    if (!/^\d{1,16}$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(
+        `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`,
+      );
     return n;
   };
 }
