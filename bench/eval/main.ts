@@ -105,11 +105,50 @@ export function writeOutputs(results: EvalResults, out: string, docs?: string): 
   }
 }
 
+/**
+ * Reads a results.json for --report-from: a missing file, bad JSON or a file of another shape
+ * is a bad option, said in one line, not a stack trace from the renderer.
+ */
+export function readResults(file: string): EvalResults {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new EvalError('EVAL_BAD_OPTION', `--report-from: cannot read ${file}: ${why}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new EvalError(
+      'EVAL_BAD_OPTION',
+      `--report-from: ${file} is not JSON: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const r = parsed as Partial<Record<keyof EvalResults, unknown>> | null;
+  const isObject = (v: unknown): boolean =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  const missing = [
+    ...(isObject(r?.machine) ? [] : ['machine']),
+    ...(isObject(r?.plan) ? [] : ['plan']),
+    ...(isObject(r?.systems) ? [] : ['systems']),
+    ...(isObject(r?.settings) ? [] : ['settings']),
+    ...(Array.isArray(r?.failures) ? [] : ['failures']),
+  ];
+  if (!isObject(parsed) || missing.length > 0)
+    throw new EvalError(
+      'EVAL_BAD_OPTION',
+      `--report-from: ${file} is not a results.json of this bench (no ${missing.join(', ')})`,
+    );
+  return parsed as EvalResults;
+}
+
 async function run(o: CliOptions): Promise<void> {
   const out = resolve(o.out);
   const progress = consoleProgress();
   if (o.reportFrom !== undefined) {
-    const results = JSON.parse(readFileSync(o.reportFrom, 'utf8')) as EvalResults;
+    const results = readResults(o.reportFrom);
     writeOutputs(results, out, o.docs);
     progress.line(`report written to ${join(out, 'report.html')}`);
     return;

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { niceTicks, renderChart } from '../../bench/eval/chart.js';
 import { FlotillaCluster } from '../../bench/eval/clusters.js';
 import { cpuPerOp, cpuSeconds } from '../../bench/eval/cpu.js';
 import { EvalError } from '../../bench/eval/errors.js';
 import { percentile, summarize } from '../../bench/eval/failover.js';
+import { readResults } from '../../bench/eval/main.js';
 import { maxBucketMs } from '../../bench/eval/overload.js';
 import { parseScenarios, quickPlan } from '../../bench/eval/plan.js';
 import { ProcessGroup } from '../../bench/eval/procs.js';
@@ -17,6 +20,18 @@ import { getOp, putOp, randomValueB64 } from '../../bench/eval/protocol.js';
 import { cdf, clusterWarmupNote, cpuRows, goals, renderHtml } from '../../bench/eval/report.js';
 import type { EvalResults } from '../../bench/eval/run.js';
 import { warmCluster, writePoint, type WritePoint } from '../../bench/eval/scenarios.js';
+
+/** The repository's root: the nearest directory above this file holding package.json. */
+const repoRoot = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    assert.notEqual(up, dir, 'package.json not found above the test file');
+    dir = up;
+  }
+  return dir;
+})();
+const mainJs = join(repoRoot, 'dist', 'bench', 'eval', 'main.js');
 
 void test('sums Prometheus counters by label and takes deltas', () => {
   const text = [
@@ -438,6 +453,50 @@ void test('smoke: a write point on a real 3-member cluster measures CPU per writ
     await c.stop();
   } finally {
     await procs.stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('--report-from refuses a missing, non-JSON or foreign file in one line and re-renders a real one', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eval-report-from-'));
+  try {
+    const write = (name: string, text: string): string => {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      return file;
+    };
+    const cases: [string, RegExp][] = [
+      [join(dir, 'absent.json'), /cannot read .*absent\.json: ENOENT/],
+      [write('cut.json', '{"machine": '), /cut\.json is not JSON/],
+      [
+        write('other.json', '{"x":1}'),
+        /other\.json is not a results\.json of this bench \(no machine, plan, systems, settings, failures\)/,
+      ],
+      [write('list.json', '[]'), /list\.json is not a results\.json/],
+    ];
+    for (const [file, message] of cases) {
+      assert.throws(
+        () => readResults(file),
+        (e: unknown) =>
+          e instanceof EvalError && e.code === 'EVAL_BAD_OPTION' && message.test(e.message),
+        file,
+      );
+      const r = spawnSync(
+        process.execPath,
+        [mainJs, '--report-from', file, '--out', join(dir, 'out')],
+        {
+          encoding: 'utf8',
+          timeout: 30_000,
+        },
+      );
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /^bench: EVAL_BAD_OPTION: --report-from: /);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, `a stack trace:\n${r.stderr}`);
+    }
+    // The results the docs' charts come from re-render.
+    const committed = readResults(join(repoRoot, 'docs', 'bench', 'results.json'));
+    assert.ok(committed.systems.flotilla !== undefined);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
