@@ -102,9 +102,18 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
   process.once('exit', onExit);
   // A signal ends the process without 'exit': the clusters, burners and etcd it started would
   // be left running (seen when a run was stopped with SIGTERM).
+  // The data directory goes too, once the members that write into it have exited (a Ctrl-C
+  // left the members' WALs under the temp directory, one set per interrupted run).
   const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`bench: ${signal}, stopping every process this run started\n`);
     procs.killAllSync();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
+    const leave = (): void => {
+      if (!o.keepData) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      else process.stderr.write(`bench: data kept under ${dir}\n`);
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    };
+    setTimeout(leave, 5_000).unref();
+    void procs.stopAll(1_000).finally(leave);
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
@@ -499,4 +499,74 @@ void test('--report-from refuses a missing, non-JSON or foreign file in one line
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** PIDs of processes whose command line mentions `needle` (Linux /proc). */
+function pidsMentioning(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) pids.push(Number(entry));
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  return pids;
+}
+
+void test('SIGINT during a run stops every member and removes the data directory', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'eval-sigint-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const child = spawn(
+    process.execPath,
+    [
+      mainJs,
+      '--quick',
+      '--scenarios',
+      'writes',
+      '--systems',
+      'flotilla',
+      '--out',
+      join(tmp, 'out'),
+    ],
+    { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  const membersUp = new Promise<void>((resolve) => {
+    const onData = (b: Buffer): void => {
+      out += b.toString('utf8');
+      if (/warm-up/.test(out)) resolve();
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+  });
+  const bound = (ms: number, what: string): Promise<never> =>
+    new Promise((_, reject) => {
+      setTimeout(() => reject(new Error(`${what} within ${ms} ms; saw:\n${out}`)), ms).unref();
+    });
+  await Promise.race([
+    membersUp,
+    exited.then(() => bound(0, 'exited before its cluster was up')),
+    bound(90_000, 'no cluster up'),
+  ]);
+  const dataDir = readdirSync(tmp).filter((n) => n.startsWith('flotilla-eval-'));
+  assert.equal(
+    dataDir.length,
+    1,
+    `one data directory under TMPDIR: ${readdirSync(tmp).join(', ')}`,
+  );
+  assert.ok(pidsMentioning(join(tmp, dataDir[0] ?? '')).length >= 3, 'three members running');
+  child.kill('SIGINT');
+  assert.equal(await Promise.race([exited, bound(15_000, 'did not exit after SIGINT')]), 130, out);
+  assert.deepEqual(pidsMentioning(tmp), [], `members left running:\n${out}`);
+  assert.deepEqual(
+    readdirSync(tmp).filter((n) => n !== 'out'),
+    [],
+    `left under TMPDIR after SIGINT:\n${out}`,
+  );
 });
