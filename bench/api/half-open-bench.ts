@@ -5,10 +5,10 @@
 //   node dist/bench/api/half-open-bench.js [--connections 4000] [--headers-timeout-ms 1000]
 
 import { connect } from 'node:net';
-import { parseArgs } from 'node:util';
 import { JsonHttpServer } from '../../src/api/http.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     connections: { type: 'string', default: '4000' },
     'headers-timeout-ms': { type: 'string', default: '1000' },

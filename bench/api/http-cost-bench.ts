@@ -7,13 +7,13 @@
 //   node dist/bench/api/http-cost-bench.js [--clients 64] [--seconds 5] [--rounds 3]
 
 import { fork } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { Counter, Registry } from 'prom-client';
 import { JsonHttpServer } from '../../src/api/http.js';
 import { parseWrite } from '../../src/api/requests.js';
 import { defaultLimits } from '../../src/base/limits.js';
 import { cpuSeconds } from '../eval/cpu.js';
+import { benchArgs } from '../args.js';
 
 const WARMUP_MS = 2_000;
 
@@ -97,7 +97,7 @@ async function drive(clients: number, seconds: number): Promise<void> {
 if (process.argv.includes('--serve')) {
   await serve();
 } else {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       clients: { type: 'string', default: '64' },
       seconds: { type: 'string', default: '5' },

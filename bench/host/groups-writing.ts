@@ -25,7 +25,6 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Host } from '../../src/host/host.js';
 import {
   chunkStream,
@@ -36,6 +35,7 @@ import {
 import { createRng } from '../../src/raft/index.js';
 import { nodeFs, openNodeJournal, openWalStorage } from '../../src/storage/index.js';
 import type { NodeJournal, StorageFile, StorageFs } from '../../src/storage/index.js';
+import { benchArgs } from '../args.js';
 
 const PAYLOAD_BYTES = 256;
 const ELECTION_WAIT_MS = 10_000;
@@ -265,7 +265,7 @@ function fmt(n: number): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       groups: { type: 'string', default: '1,4,16,64' },
       seconds: { type: 'string', default: '3' },

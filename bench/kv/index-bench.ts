@@ -4,11 +4,11 @@
 //
 //   node dist/bench/kv/index-bench.js [--sizes 10000,100000,1000000] [--probe 20000]
 
-import { parseArgs } from 'node:util';
 import { Xoshiro128 } from '../../src/raft/index.js';
 import { SortedKeys, lowerBound } from '../../src/kv/sorted-keys.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     sizes: { type: 'string', default: '10000,100000,1000000' },
     probe: { type: 'string', default: '20000' },

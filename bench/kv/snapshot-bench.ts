@@ -9,15 +9,15 @@
 //
 //   node dist/bench/kv/snapshot-bench.js [--keys 10000,30000,100000] [--value-bytes 256] [--reps 3] [--past]
 
-import { parseArgs } from 'node:util';
 import { Packr } from 'msgpackr';
 import { KvStateMachine } from '../../src/kv/machine.js';
 import { KvStore } from '../../src/kv/kv-store.js';
 import { SessionMachine } from '../../src/host/sessions.js';
 import { collectSnapshot } from '../../src/host/snapshot-stream.js';
 import { encodeWrite } from '../../src/server/kv-service.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     keys: { type: 'string', default: '10000,30000,100000' },
     'value-bytes': { type: 'string', default: '256' },

@@ -17,12 +17,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { FlotillaClient } from '../../src/client/index.js';
 import { FlotillaCluster } from '../eval/clusters.js';
 import { ProcessGroup, sleep } from '../eval/procs.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     jobs: { type: 'string', default: '100000' },
     delayed: { type: 'string', default: '0' },

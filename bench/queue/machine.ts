@@ -12,11 +12,11 @@
 // each timed alone; an add after each claim (not timed) keeps the queue at its size. Bounded:
 // at most about 2 x 1,000,000 jobs per machine, a few seconds per size on a laptop.
 
-import { parseArgs } from 'node:util';
 import type { Command } from '../../src/host/contracts.js';
 import { QueueStateMachine, type QueueCommandAny } from '../../src/queue/index.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     sizes: { type: 'string', default: '1000,100000,1000000' },
     'memory-jobs': { type: 'string', default: '1000000' },

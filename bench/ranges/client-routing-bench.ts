@@ -15,12 +15,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { FlotillaClient, type RangesResponse } from '../../src/client/index.js';
 import { FlotillaCluster } from '../eval/clusters.js';
 import { ProcessGroup, sleep } from '../eval/procs.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     seconds: { type: 'string', default: '10' },
     concurrency: { type: 'string', default: '32' },

@@ -11,15 +11,15 @@
 // change at that size costs; the median and the 99th percentile are printed. Bounded: a few
 // seconds per size.
 
-import { parseArgs } from 'node:util';
 import { Packr } from 'msgpackr';
 import { chunkStream, type Command } from '../../src/host/contracts.js';
 import { MetaStateMachine, META_SNAPSHOT_FORMAT } from '../../src/ranges/meta-machine.js';
 import { leaderPlan, rebalancePlan } from '../../src/ranges/placement.js';
 import { RangeMap } from '../../src/ranges/range-map.js';
 import type { RangeDescriptor, RangeId } from '../../src/ranges/types.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     sizes: { type: 'string', default: '1000,10000,100000' },
     reps: { type: 'string', default: '200' },

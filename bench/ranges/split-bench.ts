@@ -9,13 +9,13 @@
 //
 //   node dist/bench/ranges/split-bench.js [--keys 10000,100000,256000] [--value-bytes 100] [--reps 3] [--past]
 
-import { parseArgs } from 'node:util';
 import { encodeEnvelope } from '../../src/host/envelope.js';
 import { SessionMachine } from '../../src/host/sessions.js';
 import { collectSnapshot } from '../../src/host/snapshot-stream.js';
 import { RangeMachine, type SplitApplied } from '../../src/ranges/range-machine.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     keys: { type: 'string', default: '10000,100000,256000' },
     'value-bytes': { type: 'string', default: '100' },

@@ -9,11 +9,11 @@
 //
 //   node dist/bench/ranges/split-key-bench.js [--keys 10000,100000,256000,1000000] [--reps 201]
 
-import { parseArgs } from 'node:util';
 import { RangeMachine } from '../../src/ranges/range-machine.js';
 import { loadSplitKey } from '../../src/server/range-splitter.js';
+import { benchArgs } from '../args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     keys: { type: 'string', default: '10000,100000,256000,1000000' },
     reps: { type: 'string', default: '201' },

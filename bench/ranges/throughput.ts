@@ -30,7 +30,6 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { FlotillaError } from '../../src/base/errors.js';
 import { WireConnection } from '../../src/client/wire.js';
 import { FlotillaCluster } from '../eval/clusters.js';
@@ -53,6 +52,7 @@ import {
   type ProcCpu,
   type ProcIo,
 } from './throughput-model.js';
+import { benchArgs } from '../args.js';
 
 const VALUE_BYTES = 256;
 const CONNECTIONS_PER_NODE = 4;
@@ -153,7 +153,7 @@ function sharedAt(s: string): number[] {
 }
 
 function options(): Options {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       quick: { type: 'boolean', default: false },
       nodes: { type: 'string' },

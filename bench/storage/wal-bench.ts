@@ -11,10 +11,10 @@
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Entry } from '../../src/raft/index.js';
 import { openSqliteStorage, openWalStorage } from '../../src/storage/index.js';
 import type { RaftStorage } from '../../src/storage/index.js';
+import { benchArgs } from '../args.js';
 
 const ENTRY_BYTES = 256;
 const RECORD_OVERHEAD_BYTES = 21; // WAL entry fields (record headers amortised over ~1 MiB)
@@ -205,7 +205,7 @@ function report(r: Results): void {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       dir: { type: 'string' },
       seconds: { type: 'string', default: '2' },

@@ -21,11 +21,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { NodeStatus } from '../../src/api/types.js';
 import type { TraceEvent } from '../../src/host/trace.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
+import { benchArgs } from '../args.js';
 
 const NODES = 3;
 const LEADER_WAIT_MS = 10_000;
@@ -397,7 +397,7 @@ async function cpuPerWrite(
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       writes: { type: 'string', default: '2000' },
       warmup: { type: 'string', default: '200' },

@@ -1,0 +1,77 @@
+// The smaller bench scripts' options: --help lists them, a bad one is one line and exit 2.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { benchUsage, tryBenchArgs } from '../../bench/args.js';
+
+const config = {
+  options: {
+    keys: { type: 'string', default: '10,20' },
+    reps: { type: 'string' },
+    past: { type: 'boolean', default: false },
+  },
+} as const;
+
+void test('values parse as parseArgs parses them', () => {
+  const r = tryBenchArgs('b.js', config, ['--keys', '5', '--past']);
+  assert.equal(r.kind, 'values');
+  if (r.kind !== 'values') return;
+  assert.equal(r.parsed.values.keys, '5');
+  assert.equal(r.parsed.values.past, true);
+  assert.equal(r.parsed.values.reps, undefined);
+});
+
+void test('--help and -h give the usage with every option and its default, exit 0', () => {
+  for (const flag of ['--help', '-h']) {
+    const r = tryBenchArgs('b.js', config, ['--keys', '5', flag]);
+    assert.deepEqual(r, { kind: 'exit', code: 0, text: benchUsage('b.js', config) });
+  }
+  assert.equal(
+    benchUsage('b.js', config),
+    [
+      'usage: node b.js [options]',
+      'options:',
+      '  --keys <value> (default: 10,20)',
+      '  --reps <value>',
+      '  --past',
+      '  -h, --help',
+    ].join('\n'),
+  );
+});
+
+void test('an unknown option or a missing value is one line naming it, exit 2', () => {
+  assert.deepEqual(tryBenchArgs('b.js', config, ['--bogus']), {
+    kind: 'exit',
+    code: 2,
+    text: "b.js: Unknown option '--bogus' (--help lists the options)",
+  });
+  const missing = tryBenchArgs('b.js', config, ['--reps']);
+  assert.equal(missing.kind, 'exit');
+  assert.match(
+    missing.kind === 'exit' ? missing.text : '',
+    /^b\.js: Option '--reps <value>' argument missing/,
+  );
+});
+
+void test('a bench script answers --help and refuses a typo without a stack trace', () => {
+  let root = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(root, 'package.json'))) {
+    assert.notEqual(dirname(root), root, 'package.json not found above the test file');
+    root = dirname(root);
+  }
+  const script = join(root, 'dist', 'bench', 'kv', 'snapshot-bench.js');
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 30_000 });
+  const help = run(['--help']);
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /--keys <value> \(default: 10000,30000,100000\)/);
+  assert.match(help.stdout, /--past/);
+  const typo = run(['--kyes', '10']);
+  assert.equal(typo.status, 2);
+  assert.match(typo.stderr, /Unknown option '--kyes'/);
+  assert.doesNotMatch(typo.stderr, /\n\s+at /, typo.stderr);
+});
