@@ -54,3 +54,24 @@ export function benchArgs<T extends ParseArgsConfig>(config: T): ReturnType<type
   (r.code === 0 ? process.stdout : process.stderr).write(r.text + '\n');
   process.exit(r.code);
 }
+
+/**
+ * The positional arguments of a script that takes no options: --help prints `usage` and
+ * exits 0; a value `check` refuses is one line on stderr and exit 2.
+ */
+export function benchPositionals<T>(
+  usage: string,
+  check: (args: readonly string[]) => T | string,
+): T {
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`usage: ${usage}\n`);
+    process.exit(0);
+  }
+  const r = check(args);
+  if (typeof r === 'string') {
+    process.stderr.write(`${r}\nusage: ${usage}\n`);
+    process.exit(2);
+  }
+  return r;
+}

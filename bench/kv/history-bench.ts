@@ -8,10 +8,18 @@
 //   node --expose-gc dist/bench/kv/history-bench.js [writes=1000000] [keys=10000] [keep=10000]
 
 import { KvStateMachine } from '../../src/kv/machine.js';
+import { benchPositionals } from '../args.js';
 
-const writes = Number(process.argv[2] ?? 1_000_000);
-const keys = Number(process.argv[3] ?? 10_000);
-const keep = Number(process.argv[4] ?? 10_000);
+// A word where a count belongs (`--help` did it) ran the benchmark with NaN writes.
+const [writes, keys, keep] = benchPositionals(
+  'node --expose-gc dist/bench/kv/history-bench.js [writes=1000000] [keys=10000] [keep=10000]',
+  (args) => {
+    if (args.length > 3) return `at most three counts, got ${args.length} arguments`;
+    const counts = [1_000_000, 10_000, 10_000].map((d, i) => args[i] ?? String(d));
+    const bad = counts.find((c) => !/^\d{1,9}$/.test(c) || Number(c) < 1);
+    return bad === undefined ? counts.map(Number) : `not a count from 1 to 999999999: "${bad}"`;
+  },
+) as [number, number, number];
 const gc = (globalThis as { gc?: () => void }).gc;
 
 /** Heap plus array buffers (values live outside the JavaScript heap). */

@@ -9,6 +9,7 @@
 // Prints one line per payload size (16 and 256 bytes) with entries/s and MB/s of payload.
 
 import { createRng, RaftNode, type Entry, type Message, type Ready } from '../../src/raft/index.js';
+import { benchPositionals } from '../args.js';
 
 const VOTERS = [1, 2, 3] as const;
 const BATCH_ENTRIES = 2048;
@@ -116,11 +117,15 @@ function run(payloadBytes: number, seconds: number): { entriesPerSec: number; mb
 }
 
 function main(): void {
-  const arg = process.argv[2];
-  const seconds = arg === undefined ? DEFAULT_SECONDS : Number(arg);
-  if (!(Number.isFinite(seconds) && seconds > 0 && seconds <= MAX_SECONDS)) {
-    throw new Error(`secondsPerPayload must be in (0, ${MAX_SECONDS}], got ${arg}`);
-  }
+  const seconds = benchPositionals(
+    `node dist/bench/raft/throughput-bench.js [secondsPerPayload=${DEFAULT_SECONDS}]`,
+    ([arg, ...rest]) => {
+      const n = arg === undefined ? DEFAULT_SECONDS : Number(arg);
+      if (rest.length > 0 || arg === '' || !(Number.isFinite(n) && n > 0 && n <= MAX_SECONDS))
+        return `secondsPerPayload must be in (0, ${MAX_SECONDS}], got ${JSON.stringify(arg)}`;
+      return n;
+    },
+  );
   console.log(
     `raft core throughput: 3 nodes in one thread, in-memory log and network, batches of ${BATCH_ENTRIES}, ${seconds}s per payload`,
   );

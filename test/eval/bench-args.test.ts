@@ -75,3 +75,29 @@ void test('a bench script answers --help and refuses a typo without a stack trac
   assert.match(typo.stderr, /Unknown option '--kyes'/);
   assert.doesNotMatch(typo.stderr, /\n\s+at /, typo.stderr);
 });
+
+void test('scripts with positional counts answer --help and refuse a word where a count belongs', () => {
+  let root = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(root, 'package.json'))) {
+    assert.notEqual(dirname(root), root, 'package.json not found above the test file');
+    root = dirname(root);
+  }
+  const run = (script: string, args: string[]) =>
+    spawnSync(process.execPath, [join(root, 'dist', 'bench', script), ...args], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+  for (const script of ['kv/history-bench.js', 'raft/throughput-bench.js']) {
+    const help = run(script, ['--help']);
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /^usage: node .*\[/);
+  }
+  const history = run('kv/history-bench.js', ['--writes', '1000']);
+  assert.equal(history.status, 2, history.stdout);
+  assert.match(history.stderr, /not a count from 1 to 999999999: "--writes"/);
+  assert.doesNotMatch(history.stdout, /NaN/);
+  const raft = run('raft/throughput-bench.js', ['abc']);
+  assert.equal(raft.status, 2);
+  assert.match(raft.stderr, /secondsPerPayload must be in \(0, 60\], got "abc"/);
+  assert.doesNotMatch(raft.stderr, /\n\s+at /, raft.stderr);
+});
