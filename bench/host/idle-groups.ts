@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machineFacts } from '../eval/machine.js';
 import type { FromNode, IdleNodeArgs, Measured, ToNode } from './idle-node.js';
+import { benchArgs } from '../args.js';
 
 interface Options {
   readonly groups: readonly number[];
@@ -37,28 +38,35 @@ interface Options {
   readonly out: string | null;
 }
 
-function parseArgs(argv: readonly string[]): Options {
-  const get = (flag: string): string | undefined => {
-    const i = argv.indexOf(flag);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const groups = (get('--groups') ?? '1,10,100,1000').split(',').map(Number);
+function parseOptions(): Options {
+  const { values: v } = benchArgs({
+    options: {
+      groups: { type: 'string', default: '1,10,100,1000' },
+      'window-ms': { type: 'string', default: '15000' },
+      'settle-ms': { type: 'string', default: '3000' },
+      profile: { type: 'boolean', default: false },
+      'protocol-max': { type: 'string', default: '0' },
+      quiesce: { type: 'string', default: 'off' },
+      out: { type: 'string' },
+    },
+  });
+  const groups = v.groups.split(',').map(Number);
   if (groups.some((g) => !Number.isSafeInteger(g) || g < 1 || g > 10_000))
-    throw new Error(`--groups takes integers 1..10000, got ${get('--groups')}`);
-  const windowMs = Number(get('--window-ms') ?? 15_000);
+    throw new Error(`--groups takes integers 1..10000, got ${v.groups}`);
+  const windowMs = Number(v['window-ms']);
   if (!Number.isSafeInteger(windowMs) || windowMs < 1_000 || windowMs > 300_000)
-    throw new Error(`--window-ms takes 1000..300000, got ${get('--window-ms')}`);
+    throw new Error(`--window-ms takes 1000..300000, got ${v['window-ms']}`);
   return {
     groups,
     windowMs,
-    settleMs: Number(get('--settle-ms') ?? 3_000),
-    profile: argv.includes('--profile'),
-    protocolMax: Number(get('--protocol-max') ?? 0),
-    quiesce: (get('--quiesce') ?? 'off').split(',').map((v) => {
-      if (v !== 'on' && v !== 'off') throw new Error(`--quiesce takes on and off, got ${v}`);
-      return v === 'on';
+    settleMs: Number(v['settle-ms']),
+    profile: v.profile,
+    protocolMax: Number(v['protocol-max']),
+    quiesce: v.quiesce.split(',').map((q) => {
+      if (q !== 'on' && q !== 'off') throw new Error(`--quiesce takes on and off, got ${q}`);
+      return q === 'on';
     }),
-    out: get('--out') ?? null,
+    out: v.out ?? null,
   };
 }
 
@@ -178,6 +186,31 @@ function census(
   );
 }
 
+/** The run in progress: its node processes and data directory, for the signal handlers. */
+const running = new Set<{ readonly dataDir: string; readonly children: ChildProcess[] }>();
+
+// Ctrl-C or SIGTERM: end the node processes, then remove their data directories.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`idle-groups: ${signal}, stopping the nodes\n`);
+    const runs = [...running];
+    const exits = runs.flatMap((r) =>
+      r.children.map((c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+        const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+        c.kill('SIGKILL');
+        return exited;
+      }),
+    );
+    const leave = (): void => {
+      for (const r of runs) rmSync(r.dataDir, { recursive: true, force: true, maxRetries: 3 });
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    };
+    setTimeout(leave, 5_000).unref();
+    void Promise.all(exits).finally(leave);
+  });
+}
+
 async function runOne(
   g: number,
   quiesce: boolean,
@@ -185,10 +218,12 @@ async function runOne(
   profileDir: string | null,
 ): Promise<Row> {
   const dataDir = mkdtempSync(join(tmpdir(), `flotilla-idle-${g}-`));
-  const ports = await freePorts(3);
-  const script = fileURLToPath(new URL('./idle-node.js', import.meta.url));
   const children: ChildProcess[] = [];
+  const run = { dataDir, children };
+  running.add(run);
   try {
+    const ports = await freePorts(3);
+    const script = fileURLToPath(new URL('./idle-node.js', import.meta.url));
     for (let id = 1; id <= 3; id++) {
       const args: IdleNodeArgs = {
         id,
@@ -285,11 +320,12 @@ async function runOne(
   } finally {
     await Promise.all(children.map(stop));
     rmSync(dataDir, { recursive: true, force: true });
+    running.delete(run);
   }
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOptions();
   const facts = machineFacts(tmpdir());
   const rows: Row[] = [];
   const largest = Math.max(...o.groups);

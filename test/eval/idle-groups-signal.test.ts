@@ -1,0 +1,76 @@
+// The idle-groups benchmark starts three node processes per point, each on a WAL directory
+// under the temp directory: Ctrl-C must end them and remove the directory.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    assert.notEqual(dirname(dir), dir, 'package.json not found above the test file');
+    dir = dirname(dir);
+  }
+  return dir;
+}
+
+/** PIDs of processes whose command line mentions `needle` (Linux /proc). */
+function pidsMentioning(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) pids.push(Number(entry));
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  return pids;
+}
+
+/** Polls `cond` every 50 ms for at most `ms`; fails with `what()` if it never holds. */
+async function waitFor(cond: () => boolean, ms: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    assert.ok(Date.now() < deadline, `not within ${ms} ms: ${what()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+void test('SIGINT mid-run ends the node processes and removes their data directory', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'idle-sigint-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const script = join(repoRoot(), 'dist', 'bench', 'host', 'idle-groups.js');
+  const child = spawn(process.execPath, [script, '--groups', '1', '--window-ms', '60000'], {
+    env: { ...process.env, TMPDIR: tmp },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  // Running: three node processes on a data directory under TMPDIR.
+  await waitFor(
+    () => child.exitCode === null && pidsMentioning(tmp).length === 3,
+    60_000,
+    () => `three node processes; saw ${pidsMentioning(tmp).length}, output:\n${out}`,
+  );
+  assert.equal(readdirSync(tmp).length, 1, readdirSync(tmp).join(', '));
+  child.kill('SIGINT');
+  const code = await Promise.race([
+    exited,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`no exit after SIGINT:\n${out}`)), 15_000).unref(),
+    ),
+  ]);
+  assert.equal(code, 130, out);
+  assert.deepEqual(pidsMentioning(tmp), [], `node processes left running:\n${out}`);
+  assert.deepEqual(readdirSync(tmp), [], `left under TMPDIR:\n${out}`);
+});
