@@ -14,22 +14,32 @@
 import { writeFileSync } from 'node:fs';
 import type { NodeStatus, SnapshotTransferStatus } from '../../src/api/types.js';
 import { TestCluster, sleep } from '../../test/e2e/harness.js';
+import { benchArgs } from '../args.js';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} must be a positive number`);
+const { values } = benchArgs({
+  options: {
+    mb: { type: 'string', default: '200' },
+    'kill-at': { type: 'string', default: '0.4' },
+    'chunk-bytes': { type: 'string', default: String(1024 * 1024) },
+    every: { type: 'string', default: '100' },
+    json: { type: 'string' },
+  },
+});
+
+function positive(name: 'mb' | 'kill-at' | 'chunk-bytes' | 'every'): number {
+  const v = Number(values[name]);
+  if (values[name] === '' || !Number.isFinite(v) || v <= 0) {
+    process.stderr.write(`--${name} must be a positive number, got "${values[name]}"\n`);
+    process.exit(2);
+  }
   return v;
 }
 
-const totalMb = arg('--mb', 200);
-const killAt = arg('--kill-at', 0.4);
-const chunkBytes = arg('--chunk-bytes', 1024 * 1024);
-const every = arg('--every', 100);
-const jsonOut = process.argv.includes('--json')
-  ? process.argv[process.argv.indexOf('--json') + 1]
-  : undefined;
+const totalMb = positive('mb');
+const killAt = positive('kill-at');
+const chunkBytes = positive('chunk-bytes');
+const every = positive('every');
+const jsonOut = values.json;
 const valueBytes = 1_000_000;
 const writes = Math.ceil((totalMb * 1_000_000) / valueBytes);
 const LAGGER = 5;

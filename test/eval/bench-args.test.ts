@@ -101,3 +101,23 @@ void test('scripts with positional counts answer --help and refuse a word where 
   assert.match(raft.stderr, /secondsPerPayload must be in \(0, 60\], got "abc"/);
   assert.doesNotMatch(raft.stderr, /\n\s+at /, raft.stderr);
 });
+
+void test('the snapshot transfer bench lists its options and refuses a typo before starting a cluster', () => {
+  let root = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(root, 'package.json'))) {
+    assert.notEqual(dirname(root), root, 'package.json not found above the test file');
+    root = dirname(root);
+  }
+  const script = join(root, 'dist', 'bench', 'snapshot', 'snapshot-transfer-bench.js');
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 30_000 });
+  const help = run(['--help']);
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /--kill-at <value> \(default: 0\.4\)/);
+  const typo = run(['--mbb', '20']);
+  assert.equal(typo.status, 2, typo.stdout);
+  assert.match(typo.stderr, /Unknown option '--mbb'/);
+  const zero = run(['--every', '0']);
+  assert.equal(zero.status, 2, zero.stdout);
+  assert.match(zero.stderr, /--every must be a positive number, got "0"/);
+});
