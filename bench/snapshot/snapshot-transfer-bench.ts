@@ -78,6 +78,20 @@ async function waitUntil<T>(
   throw new Error(`${what}: not within ${ms} ms`);
 }
 
+/** The cluster of this run, for the signal handlers. */
+let running: TestCluster | null = null;
+
+// Ctrl-C or SIGTERM: end the five node processes and remove their data directory; without
+// this they ran on after the bench was gone.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`snapshot-transfer-bench: ${signal}, stopping the cluster\n`);
+    const exit = (): never => process.exit(signal === 'SIGINT' ? 130 : 143);
+    setTimeout(exit, 10_000).unref();
+    void (running === null ? Promise.resolve() : running.stop()).finally(exit);
+  });
+}
+
 async function main(): Promise<void> {
   // Snapshots at every 100th entry (--every): the writes end past a multiple, so all four hold
   // the same snapshot (same index, same bytes, same id) when node 5 starts.
@@ -92,6 +106,7 @@ async function main(): Promise<void> {
       '64',
     ],
   });
+  running = cluster;
   try {
     for (const id of UP) cluster.startNode(id);
     await cluster.waitForLeader(30_000, UP);
