@@ -108,6 +108,15 @@ async function main(argv: readonly string[]): Promise<number> {
     console.error('--moves needs 5 or 7 nodes (three replicas and room to move), got --nodes 3');
     return 2;
   }
+  // --seed is one seed; --seeds and --start describe a range. Both at once ran the one seed
+  // and dropped the range without a word.
+  if (
+    o.seed !== undefined &&
+    (o.seeds !== undefined || program.getOptionValueSource('start') === 'cli')
+  ) {
+    console.error('--seed runs one seed: give it alone, or --seeds with --start for a range');
+    return 2;
+  }
   const first = o.seed ?? o.start;
   const count = o.seed !== undefined ? 1 : (o.seeds ?? 100);
   if (first + count - 1 > 0xffffffff) {

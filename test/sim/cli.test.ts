@@ -48,6 +48,14 @@ void test('bad options exit 2 and name the value', () => {
   const r = run(['--nodes', '4']);
   assert.equal(r.status, 2);
   assert.match(r.out, /--nodes must be 3, 5 or 7, got "4"/);
+  for (const both of [
+    ['--seed', '5', '--seeds', '100'],
+    ['--seed', '5', '--start', '0'],
+  ]) {
+    const r2 = run(both);
+    assert.equal(r2.status, 2, both.join(' '));
+    assert.match(r2.out, /--seed runs one seed: give it alone/);
+  }
   const s = run(['--seeds', 'many']);
   assert.equal(s.status, 2);
   assert.match(s.out, /--seeds must be an integer/);
