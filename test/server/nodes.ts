@@ -53,6 +53,7 @@ export class TestNodes {
     const ports = await freePorts(o.nodes * (o.clientProtocol === true ? 3 : 2));
     const binaryPorts = o.clientProtocol === true ? ports.slice(o.nodes * 2) : [];
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-nodes-'));
+    leftBehind.add(dir);
     const ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
     const listening = ids.map((id) => `127.0.0.1:${ports[o.nodes + id - 1] as number}`);
     const scheme = o.https === true ? 'https' : 'http';
@@ -84,7 +85,7 @@ export class TestNodes {
     try {
       nodes = await startAll(configs, o.logger, o.featureLevelOf, o.hooksOf);
     } catch (err) {
-      rmSync(dir, { recursive: true, force: true });
+      removeDir(dir);
       throw err;
     }
     return new TestNodes(
@@ -185,9 +186,27 @@ export class TestNodes {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.nodes.map((n) => n.close()));
-    rmSync(this.dir, { recursive: true, force: true });
+    try {
+      await Promise.all(this.nodes.map((n) => n.close()));
+    } finally {
+      removeDir(this.dir);
+    }
   }
+}
+
+/**
+ * The data directories of clusters not closed yet, removed when the test process exits: a
+ * test that failed, or closed its nodes another way, left one in the temporary directory
+ * on every run.
+ */
+const leftBehind = new Set<string>();
+process.once('exit', () => {
+  for (const dir of leftBehind) rmSync(dir, { recursive: true, force: true });
+});
+
+function removeDir(dir: string): void {
+  leftBehind.delete(dir);
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /**
