@@ -79,6 +79,8 @@ export async function resolveIdentity(
   log: Logger,
   /** How to dial members' client ports over TLS (node-tls.ts); omitted: plain. */
   connect?: NodeTls['connector'],
+  /** Aborted when the process is asked to stop: a join in progress ends (SHUTTING_DOWN). */
+  signal?: AbortSignal,
 ): Promise<ResolvedIdentity> {
   prepareDataDir(given.dataDir);
   await checkListenable(given.listenClient, 'clients (listenClient)');
@@ -97,6 +99,7 @@ export async function resolveIdentity(
             ? { bootstrapAfterMs: given.bootstrapWaitMs }
             : {}),
           ...(connect === undefined ? {} : { connect }),
+          ...(signal === undefined ? {} : { signal }),
         })
       : null;
   // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
