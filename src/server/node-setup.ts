@@ -20,7 +20,7 @@ import { TcpTransport, type PeerTlsOptions } from '../transport/index.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import type { GroupOptions } from '../host/host.js';
 import { META_GROUP } from '../ranges/types.js';
-import type { Member, NodeConfig } from './config.js';
+import { configDefaults, type Member, type NodeConfig } from './config.js';
 import {
   DataDirError,
   checkIdentity,
@@ -87,6 +87,15 @@ export async function resolveIdentity(
   if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
   const recorded = readIdentity(given.dataDir);
   if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
+  // A joined node runs in the cluster its directory records (it was told it when it joined),
+  // so one started without a cluster id of its own is fine; one that names another cluster
+  // was given the wrong directory.
+  if (
+    recorded?.joined === true &&
+    given.clusterId !== configDefaults.clusterId &&
+    recorded.clusterId !== given.clusterId
+  )
+    checkIdentity(given.dataDir, recorded, { ...recorded, clusterId: given.clusterId });
   const asked =
     recorded === null && given.join.length > 0
       ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
