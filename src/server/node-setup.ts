@@ -20,7 +20,7 @@ import { TcpTransport, type PeerTlsOptions } from '../transport/index.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import type { GroupOptions } from '../host/host.js';
 import { META_GROUP } from '../ranges/types.js';
-import { configDefaults, type Member, type NodeConfig } from './config.js';
+import { ConfigError, configDefaults, type Member, type NodeConfig } from './config.js';
 import {
   DataDirError,
   checkIdentity,
@@ -113,6 +113,16 @@ export async function resolveIdentity(
       : null;
   // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
   const joined = asked === 'bootstrap' ? null : asked;
+  // Join URLs that reach another cluster than the one this node names: nothing is written
+  // here, but that cluster has added this node (as a learner) and should remove it.
+  if (
+    joined !== null &&
+    given.clusterId !== configDefaults.clusterId &&
+    joined.clusterId !== given.clusterId
+  )
+    throw new ConfigError(
+      `The join URLs (${given.join.join(', ')}) reach cluster ${JSON.stringify(joined.clusterId)}, not ${JSON.stringify(given.clusterId)} as clusterId says: nothing was written to ${given.dataDir}. That cluster added member ${given.id}: remove it there (flotilla member remove ${given.id}), then fix join or clusterId.`,
+    );
   const isJoined = joined !== null || recorded?.joined === true;
   const config: NodeConfig =
     joined !== null

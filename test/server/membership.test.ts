@@ -400,6 +400,30 @@ void test('a joined data directory of another cluster is refused when the node n
   assert.equal(readIdentity(dir)?.clusterId, 'other-cluster');
 });
 
+void test('a node whose join URLs reach another cluster than the one it names is refused and writes nothing', async () => {
+  const { nodes, follower } = await cluster();
+  assert.notEqual(nodes.node(1).config.clusterId, 'not-this-cluster');
+  const [peer, client] = (await freePorts(2)) as [number, number];
+  const dir = join(nodes.node(1).config.dataDir, '..', 'joiner8');
+  const config = resolveNodeConfig({
+    id: 8,
+    clusterId: 'not-this-cluster',
+    dataDir: dir,
+    initialCluster: `8=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+    join: nodes.url(follower),
+    logLevel: 'silent',
+  });
+  await assert.rejects(
+    FlotillaNode.start(config),
+    (e: unknown) =>
+      e instanceof Error &&
+      'code' in e &&
+      e.code === 'CONFIG_INVALID' &&
+      /reach cluster ".*", not "not-this-cluster"/.test(e.message),
+  );
+  assert.equal(readIdentity(dir), null);
+});
+
 void test('handshakes in invented names grow the address book only up to the cap, oldest forgotten first', async () => {
   const { nodes, leader } = await cluster();
   const target = nodes.node(leader);
