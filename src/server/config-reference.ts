@@ -34,7 +34,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   dataDir: {
     meaning:
       "This node's log, hard state and snapshots; created if missing. One process per directory.",
-    values: 'a directory path',
+    values: 'a directory path (relative: to the working directory)',
     default: 'required',
   },
   initialCluster: {
