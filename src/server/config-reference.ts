@@ -34,13 +34,13 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   dataDir: {
     meaning:
       "This node's log, hard state and snapshots; created if missing. One process per directory.",
-    values: 'a directory path',
+    values: 'a directory path (relative: to the working directory)',
     default: 'required',
   },
   initialCluster: {
     meaning:
       'The voting members, comma-separated: `id=peerHost:peerPort@clientURL`. The client URL lets any node forward writes to the leader.',
-    values: '1 to 9 members, ids distinct',
+    values: '1 to 9 members; ids, peer addresses, client URLs distinct',
     default: 'required (or `members`)',
   },
   members: {

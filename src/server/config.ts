@@ -588,16 +588,36 @@ function resolveMembers(merged: Raw, id: number): Member[] {
   if (members.length === 0) throw new ConfigError('initialCluster lists no members');
   if (members.length > 9)
     throw new ConfigError(`At most 9 voting members are supported, got ${members.length}`);
-  const ids = new Set(members.map((m) => m.id));
-  if (ids.size !== members.length) throw new ConfigError('initialCluster lists a member id twice');
+  const ids = new Set<number>();
   for (const m of members) {
-    if (!/^[^:\s]+:\d{1,5}$/.test(m.peer))
-      throw new ConfigError(`Member ${m.id} peer "${m.peer}" must be host:port`);
+    if (ids.has(m.id)) throw new ConfigError(`initialCluster lists member id ${m.id} twice`);
+    ids.add(m.id);
+  }
+  const peers = new Map<string, number>();
+  const clients = new Map<string, number>();
+  for (const m of members) {
+    const port = /^[^:\s]+:(\d{1,5})$/.exec(m.peer)?.[1];
+    if (port === undefined || Number(port) < 1 || Number(port) > 65_535)
+      throw new ConfigError(
+        `Member ${m.id} peer "${m.peer}" must be host:port with a port in [1, 65535]`,
+      );
+    let client: string;
     try {
-      new URL(m.client);
+      client = new URL(m.client).href.replace(/\/$/, '');
     } catch {
       throw new ConfigError(`Member ${m.id} client "${m.client}" is not a URL`);
     }
+    // Two members at one address would each take the other's connections: every handshake is
+    // refused (wrong node id) for ever, and the cluster never forms.
+    const peer = m.peer.toLowerCase();
+    const samePeer = peers.get(peer);
+    if (samePeer !== undefined)
+      throw new ConfigError(`members ${samePeer} and ${m.id} both have peer address ${m.peer}`);
+    peers.set(peer, m.id);
+    const sameClient = clients.get(client);
+    if (sameClient !== undefined)
+      throw new ConfigError(`members ${sameClient} and ${m.id} both have client URL ${client}`);
+    clients.set(client, m.id);
   }
   return members;
 }

@@ -13,6 +13,7 @@ import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
 import type { Member } from './config.js';
 import { memberHeader } from './member-pool.js';
+import { throwIfStopping } from './startup.js';
 
 /** What the cluster answers a join with (POST /v1/cluster/join). */
 export interface JoinAnswer {
@@ -52,6 +53,8 @@ export interface JoinOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Dials the members over TLS with the cluster's CA (node-tls.ts); omitted: plain. */
   readonly connect?: buildConnector.connector;
+  /** Aborted when the process is asked to stop: joining ends with SHUTTING_DOWN. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -84,6 +87,7 @@ async function attemptJoins(
   let answered = false;
   let last: Error = new Error('no member to ask but this node itself');
   for (let attempt = 0; urls.length > 0 && o.clock.nowMs() < until; attempt++) {
+    throwIfStopping(o.signal, o.log);
     const url = urls[attempt % urls.length] as string;
     try {
       const res = await request(`${url}/v1/cluster/join`, {
@@ -96,6 +100,7 @@ async function attemptJoins(
         body: JSON.stringify({ id: self.id, peer: self.peer, client: self.client }),
         headersTimeout: 15_000,
         bodyTimeout: 15_000,
+        ...(o.signal === undefined ? {} : { signal: o.signal }),
         ...(dispatcher === undefined ? {} : { dispatcher }),
       });
       answered = true;
@@ -112,6 +117,7 @@ async function attemptJoins(
       if (!retryable.has(code)) throw err;
       last = err;
     } catch (err) {
+      throwIfStopping(o.signal, o.log);
       if (err instanceof FlotillaError && !retryable.has(err.code)) throw err;
       last = err as Error;
     }
@@ -127,8 +133,9 @@ async function attemptJoins(
       return 'bootstrap';
     }
     o.log.warn({ url, err: last.message }, 'join attempt failed; trying again');
-    await new Promise((resolve) => o.clock.setTimeout(() => resolve(undefined), 500));
+    await pause(o, 500);
   }
+  throwIfStopping(o.signal, o.log);
   if (urls.length === 0 && o.bootstrapAfterMs !== undefined) return 'bootstrap';
   throw new FlotillaError(
     'TIMEOUT',
@@ -164,4 +171,18 @@ function parseJoinAnswer(v: Record<string, unknown>): JoinAnswer {
     book: book as Member[],
     recover: recover === true,
   };
+}
+
+/** Waits `ms` on the clock, or less if the process is asked to stop. */
+async function pause(o: JoinOptions, ms: number): Promise<void> {
+  const { signal } = o;
+  if (signal?.aborted === true) return;
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    o.clock.setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

@@ -20,7 +20,7 @@ import { TcpTransport, type PeerTlsOptions } from '../transport/index.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import type { GroupOptions } from '../host/host.js';
 import { META_GROUP } from '../ranges/types.js';
-import type { Member, NodeConfig } from './config.js';
+import { ConfigError, configDefaults, type Member, type NodeConfig } from './config.js';
 import {
   DataDirError,
   checkIdentity,
@@ -79,12 +79,23 @@ export async function resolveIdentity(
   log: Logger,
   /** How to dial members' client ports over TLS (node-tls.ts); omitted: plain. */
   connect?: NodeTls['connector'],
+  /** Aborted when the process is asked to stop: a join in progress ends (SHUTTING_DOWN). */
+  signal?: AbortSignal,
 ): Promise<ResolvedIdentity> {
   prepareDataDir(given.dataDir);
   await checkListenable(given.listenClient, 'clients (listenClient)');
   if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
   const recorded = readIdentity(given.dataDir);
   if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
+  // A joined node runs in the cluster its directory records (it was told it when it joined),
+  // so one started without a cluster id of its own is fine; one that names another cluster
+  // was given the wrong directory.
+  if (
+    recorded?.joined === true &&
+    given.clusterId !== configDefaults.clusterId &&
+    recorded.clusterId !== given.clusterId
+  )
+    checkIdentity(given.dataDir, recorded, { ...recorded, clusterId: given.clusterId });
   const asked =
     recorded === null && given.join.length > 0
       ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
@@ -97,10 +108,21 @@ export async function resolveIdentity(
             ? { bootstrapAfterMs: given.bootstrapWaitMs }
             : {}),
           ...(connect === undefined ? {} : { connect }),
+          ...(signal === undefined ? {} : { signal }),
         })
       : null;
   // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
   const joined = asked === 'bootstrap' ? null : asked;
+  // Join URLs that reach another cluster than the one this node names: nothing is written
+  // here, but that cluster has added this node (as a learner) and should remove it.
+  if (
+    joined !== null &&
+    given.clusterId !== configDefaults.clusterId &&
+    joined.clusterId !== given.clusterId
+  )
+    throw new ConfigError(
+      `The join URLs (${given.join.join(', ')}) reach cluster ${JSON.stringify(joined.clusterId)}, not ${JSON.stringify(given.clusterId)} as clusterId says: nothing was written to ${given.dataDir}. That cluster added member ${given.id}: remove it there (flotilla member remove ${given.id}), then fix join or clusterId.`,
+    );
   const isJoined = joined !== null || recorded?.joined === true;
   const config: NodeConfig =
     joined !== null

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
+import { FlotillaError } from '../base/errors.js';
 import { JsonHttpServer } from '../api/http.js';
 import { clientProtocolHeader } from '../api/wire-codec.js';
 import type { WireServer } from '../api/wire-server.js';
@@ -405,6 +406,12 @@ export class FlotillaNode implements AsyncDisposable {
       unsafeSkipRangeRecovery?: boolean;
       /** Faults planted by tests (see NodeTestHooks); nothing else should set them. */
       testHooks?: NodeTestHooks;
+      /**
+       * Aborted when the process is asked to stop: a start still waiting (to join, or for its
+       * peers to say whether its empty data directory means a new cluster) ends, closing what
+       * it opened, with SHUTTING_DOWN. Its reason (a string: the signal's name) is logged.
+       */
+      signal?: AbortSignal;
     } = {},
   ): Promise<FlotillaNode> {
     checkResolvedConfig(given);
@@ -421,6 +428,7 @@ export class FlotillaNode implements AsyncDisposable {
       wireListen,
       log,
       tls?.connector,
+      o.signal,
     );
     const metrics = new NodeMetrics(config.id);
     const { limits } = config;
@@ -454,7 +462,7 @@ export class FlotillaNode implements AsyncDisposable {
           ? 'recovering'
           : holdsLog || initial.hardState.term > 0 || joined
             ? 'none'
-            : await decideEmptyStart(config, peers.peerLogs, log);
+            : await decideEmptyStart(config, peers.peerLogs, log, o.signal);
       // Written on first start (or after recovery was decided); an unchanged one is left alone.
       if (recorded?.recovery !== recovery) writeIdentity(config.dataDir, { ...identity, recovery });
     } catch (err) {
@@ -1414,18 +1422,24 @@ function clientPortTls(tls: NodeTls, config: NodeConfig): ServerTlsOptions {
  */
 export async function runNode(config: NodeConfig): Promise<void> {
   let stopSignal: string | null = null;
+  // A signal before the node started ends a start that waits (a join, an empty data
+  // directory's wait for its peers) at once; one that is not waiting stops the node once up.
+  const starting = new AbortController();
   let onSignal: (signal: string) => void = (signal) => {
     stopSignal = signal;
+    starting.abort(signal);
   };
   const handler = (signal: NodeJS.Signals): void => onSignal(signal);
   process.once('SIGTERM', handler);
   process.once('SIGINT', handler);
   let node: FlotillaNode;
   try {
-    node = await FlotillaNode.start(config);
+    node = await FlotillaNode.start(config, { signal: starting.signal });
   } catch (err) {
     process.off('SIGTERM', handler);
     process.off('SIGINT', handler);
+    // Stopped while it waited: that is the stop asked for, not a failure (exit code 0).
+    if (stopSignal !== null && err instanceof FlotillaError && err.code === 'SHUTTING_DOWN') return;
     throw err;
   }
   // A member removed from the cluster stops by itself; the process then ends as on a signal.

@@ -6,6 +6,7 @@ import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { FlotillaError } from '../base/errors.js';
 import type { Recovery } from '../raft/index.js';
 import type { NodeConfig } from './config.js';
 
@@ -136,6 +137,8 @@ export async function decideEmptyStart(
   config: NodeConfig,
   peerLogs: ReadonlyMap<number, boolean | null>,
   log: Logger,
+  /** Aborted when the process is asked to stop: the wait ends with SHUTTING_DOWN. */
+  signal?: AbortSignal,
 ): Promise<Recovery> {
   const majority = Math.floor(config.members.length / 2) + 1;
   const startedMs = Date.now();
@@ -151,6 +154,7 @@ export async function decideEmptyStart(
       'data directory is empty and the command line names no other member: waiting for members that may hold a log to dial in before starting a new cluster',
     );
   for (;;) {
+    throwIfStopping(signal, log);
     const withLog = [...peerLogs].filter(([, has]) => has === true).map(([id]) => id);
     if (withLog.length > 0) {
       log.warn(
@@ -188,4 +192,16 @@ export async function decideEmptyStart(
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * A start that waits (for peers, for a join) ends when the process is asked to stop: the error
+ * is SHUTTING_DOWN, and `runNode` then exits as a stopped node does.
+ */
+export function throwIfStopping(signal: AbortSignal | undefined, log: Logger): void {
+  if (signal?.aborted !== true) return;
+  const reason: unknown = signal.reason;
+  const name = typeof reason === 'string' ? reason : 'a signal';
+  log.info({ signal: name }, `stopped by ${name} while starting`);
+  throw new FlotillaError('SHUTTING_DOWN', `Stopped by ${name} while starting`);
 }

@@ -103,3 +103,47 @@ void test('--id host-ordinal takes the host name, or is refused naming it', asyn
     assert.equal(await exitOf(run, 15_000), 0);
   }
 });
+
+// A node still deciding how to start (its data directory empty, its peers silent; or joining
+// through members that do not answer) must stop on SIGTERM as a started one does: a container
+// runtime or an operator stopping it should not wait out a join of a minute, or a peer wait that
+// never ends, and then kill it.
+void test('a node waiting for its peers or for a join stops on SIGTERM, exit code 0', async () => {
+  const [p1, c1, p2, c2, p3, c3] = await freePorts(6);
+  const members = `1=127.0.0.1:${p1}@http://127.0.0.1:${c1},2=127.0.0.1:${p2}@http://127.0.0.1:${c2},3=127.0.0.1:${p3}@http://127.0.0.1:${c3}`;
+  const waiting = startCli([
+    'start',
+    '--id',
+    '1',
+    '--data-dir',
+    join(dir, 'waiting'),
+    '--initial-cluster',
+    members,
+    '--log-format',
+    'json',
+  ]);
+  await waitForOutput(waiting, /waiting for peers to say/, 20_000);
+  waiting.child.kill('SIGTERM');
+  assert.equal(await exitOf(waiting, 10_000), 0, waiting.out.stdout + waiting.out.stderr);
+  assert.match(waiting.out.stdout, /stopped by SIGTERM while starting/);
+
+  const joining = startCli([
+    'start',
+    '--id',
+    '4',
+    '--data-dir',
+    join(dir, 'joining'),
+    '--advertise-peer',
+    `127.0.0.1:${p2}`,
+    '--advertise-client',
+    `http://127.0.0.1:${c2}`,
+    '--join',
+    `http://127.0.0.1:${c1}`,
+    '--log-format',
+    'json',
+  ]);
+  await waitForOutput(joining, /join attempt failed/, 20_000);
+  joining.child.kill('SIGTERM');
+  assert.equal(await exitOf(joining, 10_000), 0, joining.out.stdout + joining.out.stderr);
+  assert.match(joining.out.stdout, /stopped by SIGTERM while starting/);
+});

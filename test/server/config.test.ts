@@ -88,7 +88,29 @@ void test('bad values are refused with the field and the value', () => {
     [{ ...base, initialCluster: '1=nohost' }, /must look like 1=127.0.0.1:7001@http/],
     [
       { ...base, initialCluster: `${cluster},1=127.0.0.1:7009@http://127.0.0.1:8009` },
-      /lists a member id twice/,
+      /lists member id 1 twice/,
+    ],
+    // Two members at one address: each node would dial itself for the other and refuse the
+    // handshake for ever, with nothing said at start-up.
+    [
+      {
+        ...base,
+        initialCluster:
+          '1=127.0.0.1:7001@http://127.0.0.1:8001,2=127.0.0.1:7001@http://127.0.0.1:8002',
+      },
+      /members 1 and 2 both have peer address 127\.0\.0\.1:7001/,
+    ],
+    [
+      {
+        ...base,
+        initialCluster:
+          '1=127.0.0.1:7001@http://127.0.0.1:8001,2=127.0.0.1:7002@http://127.0.0.1:8001/',
+      },
+      /members 1 and 2 both have client URL http:\/\/127\.0\.0\.1:8001/,
+    ],
+    [
+      { ...base, initialCluster: '1=127.0.0.1:99999@http://127.0.0.1:8001' },
+      /Member 1 peer "127\.0\.0\.1:99999" must be host:port with a port in \[1, 65535\]/,
     ],
   ];
   for (const [raw, message] of bad) {

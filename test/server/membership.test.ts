@@ -4,7 +4,8 @@
 // data directory refuses to start again.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
 import { resolveNodeConfig } from '../../src/server/config.js';
@@ -365,6 +366,62 @@ void test('a joined node restarted before its log brought the member directory l
     const m = v.members.find((x) => x.id === 7);
     return m?.role === 'voter' && m.queueRole === 'voter';
   });
+});
+
+void test('a joined data directory of another cluster is refused when the node names its own cluster', async () => {
+  // A joined node takes its cluster id from its directory (it was told it when it joined); a
+  // node configured with a cluster id of its own and given that directory ran silently as a
+  // member of the other cluster.
+  const [peer, client] = (await freePorts(2)) as [number, number];
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-joined-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+  writeIdentity(dir, {
+    clusterId: 'other-cluster',
+    memberId: 7,
+    members: [1, 2, 3],
+    storage: 'wal',
+    recovery: 'none',
+    joined: true,
+  });
+  const raw = {
+    id: 7,
+    dataDir: dir,
+    initialCluster: `7=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+    join: 'http://127.0.0.1:1',
+    logLevel: 'silent',
+  };
+  await assert.rejects(
+    FlotillaNode.start(resolveNodeConfig({ ...raw, clusterId: 'ops-kv' })),
+    (e: unknown) =>
+      e instanceof DataDirError &&
+      e.code === 'DATA_DIR_MISMATCH' &&
+      /cluster id "other-cluster", not "ops-kv"/.test(e.message),
+  );
+  assert.equal(readIdentity(dir)?.clusterId, 'other-cluster');
+});
+
+void test('a node whose join URLs reach another cluster than the one it names is refused and writes nothing', async () => {
+  const { nodes, follower } = await cluster();
+  assert.notEqual(nodes.node(1).config.clusterId, 'not-this-cluster');
+  const [peer, client] = (await freePorts(2)) as [number, number];
+  const dir = join(nodes.node(1).config.dataDir, '..', 'joiner8');
+  const config = resolveNodeConfig({
+    id: 8,
+    clusterId: 'not-this-cluster',
+    dataDir: dir,
+    initialCluster: `8=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+    join: nodes.url(follower),
+    logLevel: 'silent',
+  });
+  await assert.rejects(
+    FlotillaNode.start(config),
+    (e: unknown) =>
+      e instanceof Error &&
+      'code' in e &&
+      e.code === 'CONFIG_INVALID' &&
+      /reach cluster ".*", not "not-this-cluster"/.test(e.message),
+  );
+  assert.equal(readIdentity(dir), null);
 });
 
 void test('handshakes in invented names grow the address book only up to the cap, oldest forgotten first', async () => {
