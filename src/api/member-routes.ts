@@ -33,7 +33,17 @@ export interface MemberBackend {
   join(m: NewMember, signal: AbortSignal): Promise<JoinResponse>;
   /** The cluster says this node was removed: it marks its data directory and stops. */
   removed(clusterId: string, id: number): void;
+  /** The id of the cluster this node belongs to. */
+  readonly clusterId: string;
 }
+
+/**
+ * Sent with a join by a node whose configuration names its cluster: a member of another
+ * cluster refuses the join before it adds anything (every member checks it, before it
+ * forwards to the leader). A header, not a body field: a member of an older release ignores
+ * it, where it would refuse an unknown field.
+ */
+export const joinClusterHeader = 'x-flotilla-cluster';
 
 export const memberPaths = {
   list: '/v1/cluster/members/list',
@@ -95,7 +105,18 @@ export function installMemberRoutes(http: JsonHttpServer, b: MemberBackend): voi
   leaderRoute(memberPaths.addLearner, (body, signal) =>
     b.add(parseNewMember(body), { learner: true, autoPromote: false, signal }),
   );
-  leaderRoute(memberPaths.join, (body, signal) => b.join(parseNewMember(body), signal));
+  http.route('POST', memberPaths.join, async ({ body, rawBody, signal, headers }) => {
+    const asked = headers[joinClusterHeader];
+    if (typeof asked === 'string' && asked !== b.clusterId)
+      throw new FlotillaError(
+        'MEMBERSHIP_WRONG_CLUSTER',
+        `This is cluster ${JSON.stringify(b.clusterId)}; the joining node's clusterId is ` +
+          `${JSON.stringify(asked)}. Nothing was added: fix its join URLs or its clusterId`,
+      );
+    const fwd = await forwarded(b, memberPaths.join, rawBody, signal, headers);
+    if (fwd !== null) return fwd;
+    return { json: await b.join(parseNewMember(body), signal) };
+  });
   leaderRoute(memberPaths.promote, (body, signal) => {
     const o = asObject(body);
     onlyFields(o, ['id']);

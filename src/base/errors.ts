@@ -146,6 +146,11 @@ export const errorCodes = {
     meaning: 'a membership change that removes a node that is not a member',
     indefinite: false,
   },
+  MEMBERSHIP_WRONG_CLUSTER: {
+    meaning:
+      'a join from a node whose `clusterId` names another cluster than the one it reached: nothing was added',
+    indefinite: false,
+  },
   MEMBERSHIP_ALREADY_MEMBER: {
     meaning: 'a membership change that adds a member in the role it already has',
     indefinite: false,

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
 import type { Member } from './config.js';
+import { joinClusterHeader } from '../api/member-routes.js';
 import { memberHeader } from './member-pool.js';
 import { throwIfStopping } from './startup.js';
 
@@ -55,6 +56,11 @@ export interface JoinOptions {
   readonly connect?: buildConnector.connector;
   /** Aborted when the process is asked to stop: joining ends with SHUTTING_DOWN. */
   readonly signal?: AbortSignal;
+  /**
+   * The cluster this node's configuration names (absent: it follows the cluster it reaches):
+   * a member of another cluster refuses the join, MEMBERSHIP_WRONG_CLUSTER.
+   */
+  readonly clusterId?: string;
 }
 
 /**
@@ -96,6 +102,7 @@ async function attemptJoins(
           ...o.headers,
           'content-type': 'application/json',
           [memberHeader]: String(self.id),
+          ...(o.clusterId === undefined ? {} : { [joinClusterHeader]: o.clusterId }),
         },
         body: JSON.stringify({ id: self.id, peer: self.peer, client: self.client }),
         headersTimeout: 15_000,

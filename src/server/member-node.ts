@@ -348,6 +348,7 @@ export class NodeMembers {
           return refusal(err);
         }
       },
+      clusterId: this.o.config.clusterId,
       removed: (clusterId, id) => {
         if (clusterId !== this.o.config.clusterId || id !== this.o.config.id)
           throw new FlotillaError(

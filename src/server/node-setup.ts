@@ -109,12 +109,14 @@ export async function resolveIdentity(
             : {}),
           ...(connect === undefined ? {} : { connect }),
           ...(signal === undefined ? {} : { signal }),
+          ...(given.clusterId === configDefaults.clusterId ? {} : { clusterId: given.clusterId }),
         })
       : null;
   // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
   const joined = asked === 'bootstrap' ? null : asked;
-  // Join URLs that reach another cluster than the one this node names: nothing is written
-  // here, but that cluster has added this node (as a learner) and should remove it.
+  // Join URLs that reach another cluster than the one this node names. A member of this
+  // release refused the join (MEMBERSHIP_WRONG_CLUSTER) before adding anything; one of an
+  // older release ignored the header and added this node as a learner, to be removed there.
   if (
     joined !== null &&
     given.clusterId !== configDefaults.clusterId &&

@@ -400,7 +400,7 @@ void test('a joined data directory of another cluster is refused when the node n
   assert.equal(readIdentity(dir)?.clusterId, 'other-cluster');
 });
 
-void test('a node whose join URLs reach another cluster than the one it names is refused and writes nothing', async () => {
+void test('a node whose join URLs reach another cluster than the one it names is refused, adds nothing there and writes nothing', async () => {
   const { nodes, follower } = await cluster();
   assert.notEqual(nodes.node(1).config.clusterId, 'not-this-cluster');
   const [peer, client] = (await freePorts(2)) as [number, number];
@@ -418,10 +418,13 @@ void test('a node whose join URLs reach another cluster than the one it names is
     (e: unknown) =>
       e instanceof Error &&
       'code' in e &&
-      e.code === 'CONFIG_INVALID' &&
-      /reach cluster ".*", not "not-this-cluster"/.test(e.message),
+      e.code === 'MEMBERSHIP_WRONG_CLUSTER' &&
+      /the joining node's clusterId is "not-this-cluster"/.test(e.message),
   );
   assert.equal(readIdentity(dir), null);
+  // Refused before anything was added: before, the other cluster kept node 8 as a learner.
+  const ids = (await members(nodes.url(follower))).members.map((m) => m.id);
+  assert.ok(!ids.includes(8), `members: ${ids.join(', ')}`);
 });
 
 void test('handshakes in invented names grow the address book only up to the cap, oldest forgotten first', async () => {
