@@ -7,6 +7,10 @@
 // Run: npm run build && node dist/bench/check/checker-bench.js
 
 import { checkHistory, syntheticRegisterHistory } from '../../src/check/index.js';
+import { benchArgs } from '../args.js';
+
+// No options: --help says so, and any option is refused rather than ignored.
+benchArgs({ options: {} });
 
 const sizes = [1_000, 10_000, 100_000];
 const scenarios = [

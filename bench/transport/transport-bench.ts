@@ -8,6 +8,10 @@
 
 import type { Entry, Message } from '../../src/raft/types.js';
 import { TcpTransport } from '../../src/transport/tcp.js';
+import { benchArgs } from '../args.js';
+
+// No options: --help says so, and any option is refused rather than ignored.
+benchArgs({ options: {} });
 
 const phaseMs = 5000;
 const throughputWindow = 512;

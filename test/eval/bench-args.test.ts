@@ -16,6 +16,16 @@ const config = {
   },
 } as const;
 
+/** The repository's root: the first directory above this file that holds package.json. */
+function repoRoot(): string {
+  let root = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(root, 'package.json'))) {
+    assert.notEqual(dirname(root), root, 'package.json not found above the test file');
+    root = dirname(root);
+  }
+  return root;
+}
+
 void test('values parse as parseArgs parses them', () => {
   const r = tryBenchArgs('b.js', config, ['--keys', '5', '--past']);
   assert.equal(r.kind, 'values');
@@ -58,11 +68,7 @@ void test('an unknown option or a missing value is one line naming it, exit 2', 
 });
 
 void test('a bench script answers --help and refuses a typo without a stack trace', () => {
-  let root = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(root, 'package.json'))) {
-    assert.notEqual(dirname(root), root, 'package.json not found above the test file');
-    root = dirname(root);
-  }
+  const root = repoRoot();
   const script = join(root, 'dist', 'bench', 'kv', 'snapshot-bench.js');
   const run = (args: string[]) =>
     spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 30_000 });
@@ -77,11 +83,7 @@ void test('a bench script answers --help and refuses a typo without a stack trac
 });
 
 void test('scripts with positional counts answer --help and refuse a word where a count belongs', () => {
-  let root = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(root, 'package.json'))) {
-    assert.notEqual(dirname(root), root, 'package.json not found above the test file');
-    root = dirname(root);
-  }
+  const root = repoRoot();
   const run = (script: string, args: string[]) =>
     spawnSync(process.execPath, [join(root, 'dist', 'bench', script), ...args], {
       encoding: 'utf8',
@@ -103,11 +105,7 @@ void test('scripts with positional counts answer --help and refuse a word where 
 });
 
 void test('the snapshot transfer bench lists its options and refuses a typo before starting a cluster', () => {
-  let root = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(root, 'package.json'))) {
-    assert.notEqual(dirname(root), root, 'package.json not found above the test file');
-    root = dirname(root);
-  }
+  const root = repoRoot();
   const script = join(root, 'dist', 'bench', 'snapshot', 'snapshot-transfer-bench.js');
   const run = (args: string[]) =>
     spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 30_000 });
@@ -120,4 +118,23 @@ void test('the snapshot transfer bench lists its options and refuses a typo befo
   const zero = run(['--every', '0']);
   assert.equal(zero.status, 2, zero.stdout);
   assert.match(zero.stderr, /--every must be a positive number, got "0"/);
+});
+
+void test('the scripts without options answer --help and refuse any option instead of running', () => {
+  const root = repoRoot();
+  for (const script of ['check/checker-bench.js', 'transport/transport-bench.js']) {
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, [join(root, 'dist', 'bench', script), ...args], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+    // Before, each ignored its arguments and ran the whole benchmark.
+    const help = run(['--help']);
+    assert.equal(help.status, 0, `${script}: ${help.stderr}`);
+    assert.match(help.stdout, /^usage: node .*\[options\]/, script);
+    const typo = run(['--seconds', '5']);
+    assert.equal(typo.status, 2, `${script}: ${typo.stdout}`);
+    assert.match(typo.stderr, /Unknown option '--seconds'/, script);
+    assert.doesNotMatch(typo.stderr, /\n\s+at /, typo.stderr);
+  }
 });
