@@ -2,11 +2,10 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { benchUsage, tryBenchArgs } from '../../bench/args.js';
+import { repoRoot } from '../support/root.js';
 
 const config = {
   options: {
@@ -15,16 +14,6 @@ const config = {
     past: { type: 'boolean', default: false },
   },
 } as const;
-
-/** The repository's root: the first directory above this file that holds package.json. */
-function repoRoot(): string {
-  let root = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(root, 'package.json'))) {
-    assert.notEqual(dirname(root), root, 'package.json not found above the test file');
-    root = dirname(root);
-  }
-  return root;
-}
 
 void test('values parse as parseArgs parses them', () => {
   const r = tryBenchArgs('b.js', config, ['--keys', '5', '--past']);

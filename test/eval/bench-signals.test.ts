@@ -4,34 +4,12 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    assert.notEqual(dirname(dir), dir, 'package.json not found above the test file');
-    dir = dirname(dir);
-  }
-  return dir;
-}
-
-/** PIDs of processes whose command line mentions `needle` (Linux /proc). */
-function pidsMentioning(needle: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) pids.push(Number(entry));
-    } catch {
-      // The process ended while the list was read.
-    }
-  }
-  return pids;
-}
+import { repoRoot } from '../support/root.js';
+import { pidsMentioning } from '../support/procs.js';
 
 /** Polls `cond` every 50 ms for at most `ms`; fails with `what()` if it never holds. */
 async function waitFor(cond: () => boolean, ms: number, what: () => string): Promise<void> {

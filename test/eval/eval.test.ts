@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { niceTicks, renderChart } from '../../bench/eval/chart.js';
 import { FlotillaCluster } from '../../bench/eval/clusters.js';
 import { cpuPerOp, cpuSeconds } from '../../bench/eval/cpu.js';
@@ -20,18 +19,11 @@ import { getOp, putOp, randomValueB64 } from '../../bench/eval/protocol.js';
 import { cdf, clusterWarmupNote, cpuRows, goals, renderHtml } from '../../bench/eval/report.js';
 import type { EvalResults } from '../../bench/eval/run.js';
 import { warmCluster, writePoint, type WritePoint } from '../../bench/eval/scenarios.js';
+import { pidsMentioning } from '../support/procs.js';
+import { repoRoot } from '../support/root.js';
 
-/** The repository's root: the nearest directory above this file holding package.json. */
-const repoRoot = ((): string => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    assert.notEqual(up, dir, 'package.json not found above the test file');
-    dir = up;
-  }
-  return dir;
-})();
-const mainJs = join(repoRoot, 'dist', 'bench', 'eval', 'main.js');
+const root = repoRoot();
+const mainJs = join(root, 'dist', 'bench', 'eval', 'main.js');
 
 void test('sums Prometheus counters by label and takes deltas', () => {
   const text = [
@@ -494,26 +486,12 @@ void test('--report-from refuses a missing, non-JSON or foreign file in one line
       assert.doesNotMatch(r.stderr, /\n\s+at /, `a stack trace:\n${r.stderr}`);
     }
     // The results the docs' charts come from re-render.
-    const committed = readResults(join(repoRoot, 'docs', 'bench', 'results.json'));
+    const committed = readResults(join(root, 'docs', 'bench', 'results.json'));
     assert.ok(committed.systems.flotilla !== undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-/** PIDs of processes whose command line mentions `needle` (Linux /proc). */
-function pidsMentioning(needle: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) pids.push(Number(entry));
-    } catch {
-      // The process ended while the list was read.
-    }
-  }
-  return pids;
-}
 
 void test('SIGINT during a run stops every member and removes the data directory', async (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'eval-sigint-'));
