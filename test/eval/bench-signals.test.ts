@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { repoRoot } from '../support/root.js';
 import { pidsMentioning } from '../support/procs.js';
 
@@ -20,11 +20,24 @@ async function waitFor(cond: () => boolean, ms: number, what: () => string): Pro
   }
 }
 
-void test('SIGINT mid-run ends the node processes and removes their data directory', async (t) => {
-  const tmp = mkdtempSync(join(tmpdir(), 'idle-sigint-'));
+/**
+ * Runs bench `script` with TMPDIR set to a directory of its own until `nodes` node processes
+ * run on it, sends SIGINT, and checks it exits 130 within `exitMs` leaving no process and
+ * nothing in that directory. `whileRunning` looks at the directory before the signal.
+ */
+async function interruptMidRun(
+  t: TestContext,
+  o: {
+    script: string;
+    args: string[];
+    nodes: number;
+    exitMs: number;
+    whileRunning?: (tmp: string) => void;
+  },
+): Promise<void> {
+  const tmp = mkdtempSync(join(tmpdir(), 'bench-sigint-'));
   t.after(() => rmSync(tmp, { recursive: true, force: true }));
-  const script = join(repoRoot(), 'dist', 'bench', 'host', 'idle-groups.js');
-  const child = spawn(process.execPath, [script, '--groups', '1', '--window-ms', '60000'], {
+  const child = spawn(process.execPath, [join(repoRoot(), 'dist', 'bench', o.script), ...o.args], {
     env: { ...process.env, TMPDIR: tmp },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -35,53 +48,38 @@ void test('SIGINT mid-run ends the node processes and removes their data directo
   child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
   child.stderr.on('data', (b: Buffer) => (out += b.toString('utf8')));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  // Running: three node processes on a data directory under TMPDIR.
   await waitFor(
-    () => child.exitCode === null && pidsMentioning(tmp).length === 3,
+    () => child.exitCode === null && pidsMentioning(tmp).length === o.nodes,
     60_000,
-    () => `three node processes; saw ${pidsMentioning(tmp).length}, output:\n${out}`,
+    () => `${o.nodes} node processes; saw ${pidsMentioning(tmp).length}, output:\n${out}`,
   );
-  assert.equal(readdirSync(tmp).length, 1, readdirSync(tmp).join(', '));
+  o.whileRunning?.(tmp);
   child.kill('SIGINT');
   const code = await Promise.race([
     exited,
     new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`no exit after SIGINT:\n${out}`)), 15_000).unref(),
+      setTimeout(() => reject(new Error(`no exit after SIGINT:\n${out}`)), o.exitMs).unref(),
     ),
   ]);
   assert.equal(code, 130, out);
   assert.deepEqual(pidsMentioning(tmp), [], `node processes left running:\n${out}`);
   assert.deepEqual(readdirSync(tmp), [], `left under TMPDIR:\n${out}`);
-});
+}
 
-void test('SIGINT mid-run of the snapshot transfer bench stops its cluster and removes its directory', async (t) => {
-  const tmp = mkdtempSync(join(tmpdir(), 'snap-sigint-'));
-  t.after(() => rmSync(tmp, { recursive: true, force: true }));
-  const script = join(repoRoot(), 'dist', 'bench', 'snapshot', 'snapshot-transfer-bench.js');
-  const child = spawn(process.execPath, [script, '--mb', '20'], {
-    env: { ...process.env, TMPDIR: tmp },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let out = '';
-  child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
-  child.stderr.on('data', (b: Buffer) => (out += b.toString('utf8')));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  await waitFor(
-    () => child.exitCode === null && pidsMentioning(tmp).length === 4,
-    60_000,
-    () => `four node processes; saw ${pidsMentioning(tmp).length}, output:\n${out}`,
-  );
-  child.kill('SIGINT');
-  const code = await Promise.race([
-    exited,
-    new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`no exit after SIGINT:\n${out}`)), 20_000).unref(),
-    ),
-  ]);
-  assert.equal(code, 130, out);
-  assert.deepEqual(pidsMentioning(tmp), [], `node processes left running:\n${out}`);
-  assert.deepEqual(readdirSync(tmp), [], `left under TMPDIR:\n${out}`);
-});
+void test('SIGINT mid-run ends the node processes and removes their data directory', (t) =>
+  interruptMidRun(t, {
+    script: 'host/idle-groups.js',
+    args: ['--groups', '1', '--window-ms', '60000'],
+    nodes: 3,
+    exitMs: 15_000,
+    // Running: three node processes on one data directory under TMPDIR.
+    whileRunning: (tmp) => assert.equal(readdirSync(tmp).length, 1, readdirSync(tmp).join(', ')),
+  }));
+
+void test('SIGINT mid-run of the snapshot transfer bench stops its cluster and removes its directory', (t) =>
+  interruptMidRun(t, {
+    script: 'snapshot/snapshot-transfer-bench.js',
+    args: ['--mb', '20'],
+    nodes: 4,
+    exitMs: 20_000,
+  }));
