@@ -594,16 +594,14 @@ function resolveMembers(merged: Raw, id: number): Member[] {
     ids.add(m.id);
   }
   const peers = new Map<string, number>();
-  const clients = new Map<string, number>();
   for (const m of members) {
     const port = /^[^:\s]+:(\d{1,5})$/.exec(m.peer)?.[1];
     if (port === undefined || Number(port) < 1 || Number(port) > 65_535)
       throw new ConfigError(
         `Member ${m.id} peer "${m.peer}" must be host:port with a port in [1, 65535]`,
       );
-    let client: string;
     try {
-      client = new URL(m.client).href.replace(/\/$/, '');
+      new URL(m.client);
     } catch {
       throw new ConfigError(`Member ${m.id} client "${m.client}" is not a URL`);
     }
@@ -614,10 +612,6 @@ function resolveMembers(merged: Raw, id: number): Member[] {
     if (samePeer !== undefined)
       throw new ConfigError(`members ${samePeer} and ${m.id} both have peer address ${m.peer}`);
     peers.set(peer, m.id);
-    const sameClient = clients.get(client);
-    if (sameClient !== undefined)
-      throw new ConfigError(`members ${sameClient} and ${m.id} both have client URL ${client}`);
-    clients.set(client, m.id);
   }
   return members;
 }
