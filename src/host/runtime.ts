@@ -397,6 +397,11 @@ export class RaftRuntime {
     return this.node.status();
   }
 
+  /** The current term, cheaply (every answer's header carries it). */
+  term(): number {
+    return this.node.term();
+  }
+
   /**
    * The leader this node knows now (its own id when it leads, 0: none). It reads the core, so
    * it may be ahead of `isLeader()` and of the leader-changed events, which follow the Ready
@@ -1005,7 +1010,7 @@ export class RaftRuntime {
     this.role = role;
     if (leader !== this.leader) {
       this.leader = leader;
-      const term = this.node.status().term;
+      const term = this.node.term();
       this.o.onEvent?.({ kind: 'leader-changed', leader, term });
       this.o.stateMachine.onLeaderChange?.(leader, term);
       if (leader !== 0) {

@@ -15,6 +15,7 @@ import { hup } from './step-candidate.js';
 import { incomingChecked } from './step-follower.js';
 import {
   flushBatched,
+  readRoundDue,
   leaderReadIndex,
   leaseHolds,
   maybeAutoLeave,
@@ -364,7 +365,7 @@ export class RaftNode {
       r.snapshotChunks.length > 0 ||
       log.hasUnstable() ||
       (snapshot === null && log.hasNextCommitted()) ||
-      (r.role === 'leader' && (r.needsBroadcast || r.commitBroadcast || r.readOnly.roundPending)) ||
+      (r.role === 'leader' && (r.needsBroadcast || r.commitBroadcast || readRoundDue(r))) ||
       !sameHard(r.hardState(), this.lastHard) ||
       r.recoveryState !== this.lastRecovery ||
       !sameSoft(r.softState(), this.lastSoft)
@@ -460,6 +461,11 @@ export class RaftNode {
    */
   leaderNow(): NodeId {
     return this.raft.leader;
+  }
+
+  /** The current term: what `status().term` says, without building the status. */
+  term(): number {
+    return this.raft.term;
   }
 
   /**

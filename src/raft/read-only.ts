@@ -54,6 +54,8 @@ export class ReadOnly {
   private sentAt: { seq: number; tick: number }[] = [];
   /** The first tick at which the lease no longer holds (0: no lease). */
   leaseEnd = 0;
+  /** The last round sent and the tick it went out at (seq 0: none in this term). */
+  private lastRound = { seq: 0, tick: 0 };
 
   constructor(self: NodeId) {
     this.self = self;
@@ -85,9 +87,23 @@ export class ReadOnly {
   startRound(tick: number): number {
     this.seq++;
     this.roundPending = false;
+    this.lastRound = { seq: this.seq, tick };
     const last = this.sentAt[this.sentAt.length - 1];
     if (last === undefined || last.tick < tick) this.sentAt.push({ seq: this.seq, tick });
     return this.seq;
+  }
+
+  /**
+   * Whether the round waiting requests need may go out now (DESIGN.md, "ReadIndex rounds"):
+   * not while the last round is unconfirmed and was sent in this tick. Requests that arrive
+   * meanwhile wait for it to come back and then share the next one, so under load a round
+   * carries every read that arrived during the last one's round trip (one message to each
+   * follower and back per round trip, not per turn); a lost round delays them a tick at most.
+   */
+  roundDue(tick: number, confirmed: (seq: number) => boolean): boolean {
+    if (!this.roundPending) return false;
+    const last = this.lastRound;
+    return last.seq === 0 || tick > last.tick || confirmed(last.seq);
   }
 
   /** The tick round `seq` was sent at, or null when it is no longer remembered. */
@@ -166,6 +182,7 @@ export class ReadOnly {
     this.early = [];
     this.roundPending = false;
     this.acks.clear();
+    this.lastRound = { seq: 0, tick: 0 };
     this.sentAt = [];
     this.leaseEnd = 0;
     return out;

@@ -327,10 +327,17 @@ export function transferLeadership(r: Raft, to: NodeId): Result<void> {
  */
 export function flushBatched(r: Raft): void {
   if (r.needsBroadcast || r.commitBroadcast) broadcastAppend(r, r.commitBroadcast);
-  if (r.readOnly.roundPending) {
+  if (readRoundDue(r)) {
     r.readOnly.startRound(r.ticks);
     broadcastHeartbeat(r);
   }
+}
+
+/** A heartbeat round for waiting ReadIndex requests may go out now (ReadOnly.roundDue). */
+export function readRoundDue(r: Raft): boolean {
+  return r.readOnly.roundDue(r.ticks, (seq) =>
+    r.trk.confirmedBy((id) => r.readOnly.acked(id, seq)),
+  );
 }
 
 /** The leader's own write reached `persisted`: only now does it count itself (§10.2.1). */

@@ -875,7 +875,7 @@ export class FlotillaNode implements AsyncDisposable {
       header: () => ({
         revision: kv.revision(),
         memberId: config.id,
-        raftTerm: runtime.status().term,
+        raftTerm: runtime.term(),
       }),
       // Leases are range 0's: a split store refuses them rather than half-serve them (the
       // right-hand ranges hold copies of the leases no keeper expires).
@@ -906,7 +906,7 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       tickMs: queueTickMs,
       maxClaimWaitMs,
-      header: () => ({ memberId: config.id, raftTerm: queueRuntime.status().term }),
+      header: () => ({ memberId: config.id, raftTerm: queueRuntime.term() }),
       forward: (path, rawBody, signal, authorization) =>
         node.queueForwarder.forward(path, rawBody, signal, authorization),
       requestLimits: config.limits,

@@ -38,7 +38,7 @@ export class RangeKvLocal {
     return {
       revision: g.range.kv.revision(),
       memberId: this.o.config.id,
-      raftTerm: g.runtime.status().term,
+      raftTerm: g.runtime.term(),
     };
   }
 
