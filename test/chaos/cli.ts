@@ -10,6 +10,11 @@
 // Exits 1 if any run found an anomaly, 2 if a run could not be judged (checker budget), 0
 // otherwise. With --expect-anomaly (for the planted-bug modes) the exit code is inverted:
 // 0 only when every run found an anomaly.
+//
+// A first SIGINT/SIGTERM ends the seed in progress as if its time were up: the load stops,
+// the faults heal, and that seed's history and verdict are checked and written; no later
+// seed starts, and the command exits 4 (1 if a run found an anomaly). A second signal stops
+// the nodes and exits 130 at once, writing nothing more (exit.ts).
 
 import { Command, InvalidArgumentError } from 'commander';
 import { int, listOf } from '../support/cli-options.js';
@@ -18,6 +23,7 @@ import { NEMESES, type NemesisKind } from './nemesis.js';
 import { WORKLOADS, type WorkloadKind } from './workload.js';
 import { ChaosCluster, type UnsafeMode } from './cluster.js';
 import { defaultQueueWorkload } from './workload-queue.js';
+import { EXIT, exitStatus } from './exit.js';
 
 const UNSAFE: readonly UnsafeMode[] = ['none', 'local-reads', 'early-ack', 'stale-tokens'];
 
@@ -118,7 +124,8 @@ const program = new Command()
     const reports: ChaosReport[] = [];
     const first = o['seed'] as number;
     const seeds = o['seeds'] as number;
-    for (let seed = first; seed < first + seeds; seed++) {
+    for (let seed = first; seed < first + seeds && !interrupt.signal.aborted; seed++) {
+      running = seed;
       const report = await runChaos({
         ...defaultChaosOptions,
         seed,
@@ -143,29 +150,51 @@ const program = new Command()
         storage,
         unsafeMode: o['unsafe'] as UnsafeMode,
         outDir: o['out'] as string,
+        signal: interrupt.signal,
         log: (line) => process.stderr.write(`[seed ${seed}] ${line}\n`),
       });
+      running = null;
       reports.push(report);
       process.stdout.write(formatReport(report) + '\n');
     }
     const by = (v: string): number => reports.filter((r) => r.verdict === v).length;
+    const interrupted = interrupt.signal.aborted;
     process.stdout.write(
-      `\n${reports.length} runs: ${by('ok')} ok, ${by('anomaly')} with anomalies, ${by('unknown')} unknown. ` +
+      `\n${reports.length} runs${interrupted ? ` (interrupted: ${seeds - reports.length} of ${seeds} seeds not run)` : ''}: ` +
+        `${by('ok')} ok, ${by('anomaly')} with anomalies, ${by('unknown')} unknown. ` +
         `Histories under ${String(o['out'])}/\n`,
     );
-    if (o['expectAnomaly'] === true) process.exitCode = by('anomaly') === reports.length ? 0 : 1;
-    else process.exitCode = by('anomaly') > 0 ? 1 : by('unknown') > 0 ? 2 : 0;
+    process.exitCode = exitStatus(
+      reports.map((r) => r.verdict),
+      { expectAnomaly: o['expectAnomaly'] === true, interrupted },
+    );
   });
 
-// Ctrl-C or a CI timeout: end the nodes this run started before leaving.
+/** Aborted by a first signal: the seed in progress ends early and is written (run.ts). */
+const interrupt = new AbortController();
+/** The seed in progress, for the message a signal prints. */
+let running: number | null = null;
+
+// Ctrl-C or a CI timeout. The first finishes the seed in progress with what it recorded; a
+// second ends the nodes this run started and leaves at once.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`chaos: ${signal}, stopping the cluster\n`);
-    void ChaosCluster.stopAll().finally(() => process.exit(130));
+  process.on(signal, () => {
+    if (!interrupt.signal.aborted) {
+      interrupt.abort();
+      const again = signal === 'SIGINT' ? 'Ctrl-C' : 'signal';
+      process.stderr.write(
+        running === null
+          ? `chaos: ${signal}: interrupted, no further seed starts\n`
+          : `chaos: ${signal}: interrupted: finishing seed ${running} (heal, check, write its history), ${again} again to stop now\n`,
+      );
+      return;
+    }
+    process.stderr.write(`chaos: ${signal} again, stopping the cluster now\n`);
+    void ChaosCluster.stopAll().finally(() => process.exit(EXIT.stopped));
   });
 }
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`chaos: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 3;
+  process.exitCode = EXIT.error;
 });

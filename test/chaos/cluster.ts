@@ -296,7 +296,13 @@ export class ChaosCluster {
     if (this.o.placementEveryMs !== undefined)
       env['FLOTILLA_PLACEMENT_EVERY_MS'] = String(this.o.placementEveryMs);
     if (this.o.quiesce === true) env['FLOTILLA_QUIESCE'] = 'on';
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    // Its own process group: a Ctrl-C at the terminal reaches the harness alone, which then
+    // finishes the seed on a cluster still up (cli.ts) and ends the nodes itself.
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+      detached: true,
+    });
     allProcesses.add(child);
     child.on('error', (err) => {
       // No 'exit' follows a failed spawn: forget the process so nothing waits for it.

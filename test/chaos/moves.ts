@@ -19,6 +19,7 @@ import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import type { Rng } from '../../src/raft/index.js';
 import type { ChaosCluster } from './cluster.js';
 import { mapsOfNodes, type NodeMap } from './ranges.js';
+import type { Deadline } from './deadline.js';
 
 /** Ranges 0, 1 and 2 run on every member and are never moved. */
 const FIRST_MOVABLE = 3;
@@ -83,7 +84,7 @@ function clientFrom(cluster: ChaosCluster, k: number, timeoutMs: number): Flotil
   });
 }
 
-/** The move nemesis: until `untilMs`, one replica move at a time, each drawn from the seed. */
+/** The move nemesis: until its deadline passes, one replica move at a time, each drawn from the seed. */
 export class MoveNemesis {
   readonly moves: MoveRecord[] = [];
   private asked = 0;
@@ -96,14 +97,14 @@ export class MoveNemesis {
     private readonly log: (line: string) => void,
   ) {}
 
-  async run(untilMs: number): Promise<void> {
-    for (let n = 0; n < 10_000 && this.now() < untilMs; n++) {
+  async run(until: Deadline): Promise<void> {
+    for (let n = 0; n < 10_000 && !until.passed(); n++) {
       const [lo, hi] = this.timing.moveQuietMs;
       const quiet = lo + this.rng.float() * (hi - lo);
       // Drawn whatever the cluster answers, so a seed fixes the draws.
       const pick = [this.rng.float(), this.rng.float(), this.rng.float()] as const;
-      await sleep(Math.min(quiet, untilMs - this.now()));
-      if (this.now() >= untilMs) break;
+      await until.sleep(quiet);
+      if (until.passed()) break;
       await this.moveOne(pick);
     }
   }
@@ -163,7 +164,7 @@ export class MoveNemesis {
   }
 }
 
-/** The drain nemesis: until `untilMs`, drains one member at a time, holds, undrains it. */
+/** The drain nemesis: until its deadline passes, drains one member at a time, holds, undrains it. */
 export class DrainNemesis {
   readonly drains: DrainRecord[] = [];
   private asked = 0;
@@ -176,15 +177,15 @@ export class DrainNemesis {
     private readonly log: (line: string) => void,
   ) {}
 
-  async run(untilMs: number): Promise<void> {
-    for (let n = 0; n < 10_000 && this.now() < untilMs; n++) {
+  async run(until: Deadline): Promise<void> {
+    for (let n = 0; n < 10_000 && !until.passed(); n++) {
       const [qlo, qhi] = this.timing.drainQuietMs;
       const [hlo, hhi] = this.timing.drainHoldMs;
       const quiet = qlo + this.rng.float() * (qhi - qlo);
       const hold = hlo + this.rng.float() * (hhi - hlo);
       const pick = this.rng.float();
-      await sleep(Math.min(quiet, untilMs - this.now()));
-      if (this.now() >= untilMs) break;
+      await until.sleep(quiet);
+      if (until.passed()) break;
       const ids = this.cluster.ids;
       const node = ids[Math.floor(pick * ids.length)];
       if (node === undefined) break;
@@ -193,9 +194,9 @@ export class DrainNemesis {
       d.failure = await this.mark('drain', node);
       this.log(`drain ${node}: ${d.failure ?? 'marked'}`);
       if (d.failure !== null) continue;
-      await sleep(Math.min(hold, untilMs - this.now()));
+      await until.sleep(hold);
       // Time is up while the drain holds: it stays, and the judge checks the loop finished it.
-      if (this.now() >= untilMs) break;
+      if (until.passed()) break;
       const undrain = await this.mark('undrain', node);
       if (undrain === null) d.undrainedMs = this.now();
       this.log(`undrain ${node}: ${undrain ?? 'cleared'}`);

@@ -20,6 +20,7 @@ import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import type { MembersResponse } from '../../src/api/types.js';
 import type { Rng } from '../../src/raft/index.js';
 import type { ChaosCluster } from './cluster.js';
+import type { Deadline } from './deadline.js';
 
 export type MembershipKind = 'add' | 'remove' | 'replace';
 
@@ -97,13 +98,13 @@ export class MembershipNemesis {
     this.bootstrap = cluster.ids;
   }
 
-  /** Changes the membership until `untilMs`; a change under way when it passes is finished. */
-  async run(untilMs: number): Promise<void> {
-    while (this.now() < untilMs) {
+  /** Changes the membership until `until` passes; a change under way then is finished. */
+  async run(until: Deadline): Promise<void> {
+    while (!until.passed()) {
       const [lo, hi] = this.timing.quietMs;
       const quiet = lo + this.rng.float() * (hi - lo);
-      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(quiet, untilMs - this.now()))));
-      if (this.now() >= untilMs) break;
+      await until.sleep(quiet);
+      if (until.passed()) break;
       const roll = this.rng.float();
       const wantLeader = this.rng.float() < 1 / 3;
       const pick = this.rng.float();

@@ -31,6 +31,7 @@ import type { ChaosCluster } from './cluster.js';
 import { MembershipNemesis, defaultMembershipTiming } from './nemesis-membership.js';
 import type { SplitNemesis } from './ranges.js';
 import type { DrainNemesis, MoveNemesis } from './moves.js';
+import type { Deadline } from './deadline.js';
 
 export const NEMESES = [
   'kill',
@@ -100,31 +101,32 @@ export class Nemesis {
   }
 
   /**
-   * Injects faults and changes the membership until `untilMs` (on `now`'s clock), none if
-   * `kinds` is empty; leaves everything healed.
+   * Injects faults and changes the membership until `until` passes (on `now`'s clock; it may
+   * move earlier, which ends a fault's hold at once), none if `kinds` is empty; leaves
+   * everything healed.
    */
-  async run(untilMs: number): Promise<void> {
+  async run(until: Deadline): Promise<void> {
     await Promise.all([
-      this.runFaults(untilMs),
-      this.membership?.run(untilMs),
-      this.split?.run(untilMs),
-      this.moves.move?.run(untilMs),
-      this.moves.drain?.run(untilMs),
+      this.runFaults(until),
+      this.membership?.run(until),
+      this.split?.run(until),
+      this.moves.move?.run(until),
+      this.moves.drain?.run(until),
     ]);
     await this.healAll();
   }
 
-  private async runFaults(untilMs: number): Promise<void> {
-    while (this.kinds.length > 0 && this.now() < untilMs) {
-      await this.sleepUntil(this.between(this.timing.quietMs), untilMs);
-      if (this.now() >= untilMs) break;
+  private async runFaults(until: Deadline): Promise<void> {
+    while (this.kinds.length > 0 && !until.passed()) {
+      await until.sleep(this.between(this.timing.quietMs));
+      if (until.passed()) break;
       const kind = this.kinds[this.rng.int(this.kinds.length)] as FaultKind;
       const hold = this.between(this.timing.holdMs);
       const record: FaultRecord = { kind, detail: '', startMs: this.now(), endMs: null };
       const heal = await this.inject(kind, record);
       this.faults.push(record);
       this.log(`fault  ${record.detail}`);
-      await this.sleepUntil(hold, untilMs);
+      await until.sleep(hold);
       await heal();
       record.endMs = this.now();
       this.log(`healed ${record.detail}`);
@@ -308,10 +310,5 @@ export class Nemesis {
 
   private between([lo, hi]: readonly [number, number]): number {
     return lo + this.rng.float() * (hi - lo);
-  }
-
-  private async sleepUntil(ms: number, untilMs: number): Promise<void> {
-    const wait = Math.max(0, Math.min(ms, untilMs - this.now()));
-    await new Promise((r) => setTimeout(r, wait));
   }
 }

@@ -25,6 +25,7 @@ import type { Rng } from '../../src/raft/index.js';
 import { RangeMap, checkRangeMap } from '../../src/ranges/range-map.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import type { ChaosCluster } from './cluster.js';
+import type { Deadline } from './deadline.js';
 
 export interface SplitRecord {
   /** Where the range was split: the new range starts at this key. */
@@ -214,7 +215,7 @@ export async function layOutRanges(
 }
 
 /**
- * The split nemesis: until `untilMs`, waits a quiet time drawn from the seed, then splits at a
+ * The split nemesis: until its deadline passes, waits a quiet time drawn from the seed, then splits at a
  * register key that starts no range yet, drawn from the seed, at most `max` times.
  */
 export class SplitNemesis {
@@ -229,19 +230,18 @@ export class SplitNemesis {
     layout: readonly string[],
     private readonly max: number,
     private readonly timing: SplitTiming,
-    private readonly now: () => number,
   ) {
     this.taken = new Set(layout);
   }
 
-  async run(untilMs: number): Promise<void> {
+  async run(until: Deadline): Promise<void> {
     let done = 0;
-    while (done < this.max && this.now() < untilMs) {
+    while (done < this.max && !until.passed()) {
       const [lo, hi] = this.timing.quietMs;
       const quiet = lo + this.rng.float() * (hi - lo);
       const pick = this.rng.float();
-      await new Promise((r) => setTimeout(r, Math.max(0, Math.min(quiet, untilMs - this.now()))));
-      if (this.now() >= untilMs) break;
+      await until.sleep(quiet);
+      if (until.passed()) break;
       const free = this.keys.slice(1).filter((k) => !this.taken.has(k));
       const key = free[Math.floor(pick * free.length)];
       if (key === undefined) break;

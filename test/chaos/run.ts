@@ -62,6 +62,7 @@ import {
   type QueueWorkloadOptions,
 } from './workload-queue.js';
 import { QuiesceSampler, formatQuiesce } from './quiesce-sampler.js';
+import { RunDeadline } from './deadline.js';
 
 export interface ChaosOptions {
   readonly seed: number;
@@ -97,6 +98,11 @@ export interface ChaosOptions {
   /** Where the history and report go; null: nowhere. */
   readonly outDir: string | null;
   readonly checkBudgetMs: number;
+  /**
+   * Aborted: the load ends now, as if its time were up (cli.ts, a first Ctrl-C). The run then
+   * heals, settles, checks and writes what it recorded as usual. Null: never.
+   */
+  readonly signal: AbortSignal | null;
   readonly log: (line: string) => void;
 }
 
@@ -121,6 +127,7 @@ export const defaultChaosOptions: Omit<ChaosOptions, 'seed' | 'log'> = {
   registerThinkMs: defaultClientTiming.thinkMs,
   outDir: null,
   checkBudgetMs: 60_000,
+  signal: null,
 };
 
 export type RunVerdict = 'ok' | 'anomaly' | 'unknown';
@@ -159,6 +166,8 @@ export interface ChaosReport {
    */
   readonly problems: readonly string[];
   readonly elapsedSec: number;
+  /** When an abort of `signal` ended the load, s into the run; null if its time ran out. */
+  readonly interruptedAtSec: number | null;
 }
 
 function count(statuses: readonly { status: string }[]): OpCounts {
@@ -262,7 +271,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       ? new QuiesceSampler(() => cluster.ids.map((id) => [id, cluster.endpoint(id)] as const))
       : null;
     sampler?.start();
-    await drive(o, now, run, problems);
+    const interruptedAtMs = await drive(o, now, run, problems);
     if (sampler !== null) o.log(formatQuiesce(await sampler.stop()).trim());
     let settled = await settle(o, cluster, problems);
     const disagree = settled ? await run.nemesis.membership?.agree(CONVERGE_MS) : null;
@@ -330,6 +339,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       skipped,
       problems,
       elapsedSec: now() / 1000,
+      interruptedAtSec: interruptedAtMs === null ? null : interruptedAtMs / 1000,
     });
   } finally {
     await cluster.stop();
@@ -376,9 +386,7 @@ function makeRun(
     ? new WatchWorkload(endpoints, o.watchers, ...(splits(o) ? [setKeys] : []))
     : null;
   const lock =
-    o.workloads.includes('lock') && !splits(o)
-      ? new LockWorkload(endpoints, o.lockClients, now)
-      : null;
+    o.workloads.includes('lock') && !splits(o) ? new LockWorkload(endpoints, o.lockClients) : null;
   const queue = o.workloads.includes('queue')
     ? new QueueWorkload(endpoints, createRng(rng.int(2 ** 31)), o.queue, now)
     : null;
@@ -387,7 +395,7 @@ function makeRun(
   // After it, for the same reason.
   const splitRng = createRng(rng.int(2 ** 31));
   const split = o.nemeses.includes('split')
-    ? new SplitNemesis(r.splitter, splitRng, r.keys, r.layout, o.splitsMax, defaultSplitTiming, now)
+    ? new SplitNemesis(r.splitter, splitRng, r.keys, r.layout, o.splitsMax, defaultSplitTiming)
     : null;
   // After it, for the same reason.
   const moveRng = createRng(rng.int(2 ** 31));
@@ -422,14 +430,20 @@ function prefixEnd(prefix: string): string {
 /** How long the queue workers may take to drain the queues once the faults healed. */
 const QUEUE_DRAIN_MS = 30_000;
 
-/** Load and faults for `timeSec`; the nemesis stops a second early and heals everything. */
+/**
+ * Load and faults for `timeSec`, or until `o.signal` aborts; the nemesis stops a second early
+ * and heals everything. Returns when an abort ended the load (on `now`'s clock), else null.
+ */
 async function drive(
   o: ChaosOptions,
   now: () => number,
   r: ReturnType<typeof makeRun>,
   problems: string[],
-): Promise<void> {
-  const until = now() + o.timeSec * 1000;
+): Promise<number | null> {
+  const until = new RunDeadline(now, now() + o.timeSec * 1000);
+  const cut = (): void => until.cut();
+  if (o.signal?.aborted === true) cut();
+  o.signal?.addEventListener('abort', cut, { once: true });
   const progress = setInterval(() => {
     const ops =
       (r.register?.history.length ?? 0) + (r.set?.adds.length ?? 0) + (r.queue?.ops.length ?? 0);
@@ -437,7 +451,7 @@ async function drive(
   }, 10_000);
   try {
     const outcomes = await Promise.allSettled([
-      r.nemesis.run(until - 1_000),
+      r.nemesis.run(until.earlier(1_000)),
       r.register?.runUntil(until),
       r.set?.runUntil(until),
       r.lock?.runUntil(until),
@@ -447,9 +461,11 @@ async function drive(
       if (out.status === 'rejected') problems.push(`harness error: ${String(out.reason)}`);
     }
   } finally {
+    o.signal?.removeEventListener('abort', cut);
     clearInterval(progress);
     await r.nemesis.healAll();
   }
+  return until.cutAtMs;
 }
 
 /**
@@ -533,6 +549,7 @@ interface Recorded {
   readonly skipped: readonly string[];
   readonly problems: string[];
   readonly elapsedSec: number;
+  readonly interruptedAtSec: number | null;
 }
 
 async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promise<ChaosReport> {
@@ -583,6 +600,7 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
     skipped: r.skipped,
     problems: r.problems,
     elapsedSec: r.elapsedSec,
+    interruptedAtSec: r.interruptedAtSec,
   };
   if (o.outDir !== null) {
     const dir = join(o.outDir, `seed-${o.seed}`);
@@ -602,6 +620,11 @@ async function judge(o: ChaosOptions, cluster: ChaosCluster, r: Recorded): Promi
 
 export function formatReport(r: ChaosReport): string {
   const lines = [`seed ${r.seed}: ${r.verdict.toUpperCase()} (${r.elapsedSec.toFixed(1)} s)`];
+  if (r.interruptedAtSec !== null)
+    lines.push(
+      `  interrupted: the load ended early, at ${r.interruptedAtSec.toFixed(1)} s; ` +
+        'the history and verdict cover the run up to then',
+    );
   const kinds = new Map<string, number>();
   for (const f of r.faults) kinds.set(f.kind, (kinds.get(f.kind) ?? 0) + 1);
   lines.push(

@@ -34,6 +34,7 @@ import {
 import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import type { ClaimedJob, JobState, QueueClient } from '../../src/client/index.js';
 import type { Rng } from '../../src/raft/index.js';
+import type { Deadline } from './deadline.js';
 
 export interface QueueWorkloadOptions {
   readonly producers: number;
@@ -92,14 +93,17 @@ export class QueueWorkload {
     return [...Array.from({ length: this.o.producers }, (_, k) => `chaos-q${k}`), STALL_QUEUE];
   }
 
-  /** Producers, workers and the staller until `untilMs`. */
-  async runUntil(untilMs: number): Promise<void> {
-    const going = (): boolean => this.now() < untilMs;
+  /**
+   * Producers, workers and the staller until `until` passes (it may move earlier while they
+   * run); each finishes what it has started.
+   */
+  async runUntil(until: Deadline): Promise<void> {
+    const going = (): boolean => !until.passed();
     const produced = this.queues.slice(0, this.o.producers);
     await Promise.all([
-      ...produced.map((q, k) => this.producer(q, k, untilMs)),
+      ...produced.map((q, k) => this.producer(q, k, until)),
       ...Array.from({ length: this.o.workers }, (_, k) => this.worker(k, going, produced)),
-      this.staller(untilMs),
+      this.staller(until),
     ]);
   }
 
@@ -206,13 +210,13 @@ export class QueueWorkload {
     return c;
   }
 
-  private async producer(name: string, k: number, untilMs: number): Promise<void> {
+  private async producer(name: string, k: number, until: Deadline): Promise<void> {
     const c = this.client(this.endpoints, k);
     const q = c.queue(name);
     try {
       // Odd-numbered producers add three jobs at a time, in one bulk add.
       const per = k % 2 === 1 ? 3 : 1;
-      for (let n = 0; n + per <= this.o.maxJobsPerQueue && this.now() < untilMs; n += per) {
+      for (let n = 0; n + per <= this.o.maxJobsPerQueue && !until.passed(); n += per) {
         const jobs = Array.from({ length: per }, (_, i) => {
           const roll = this.rng.float();
           const data: JobData = {
@@ -234,10 +238,10 @@ export class QueueWorkload {
             st = status(err);
           }
           for (const j of jobs) this.ops.push({ kind: 'add', queue: name, id: j.id, status: st });
-          if (st === 'ok' || this.now() >= untilMs) break;
-          await sleep(100);
+          if (st === 'ok' || until.passed()) break;
+          await until.sleep(100);
         }
-        await sleep(50 + this.rng.int(100));
+        await until.sleep(50 + this.rng.int(100));
       }
     } finally {
       await c.close();
@@ -358,15 +362,15 @@ export class QueueWorkload {
   }
 
   /** Now and then: a job claimed, stalled on past its lease, taken over, reported on stale. */
-  private async staller(untilMs: number): Promise<void> {
+  private async staller(until: Deadline): Promise<void> {
     const c = this.client(this.endpoints, this.o.workers);
     const successor = this.client(this.endpoints, this.o.workers + 1);
     const q = c.queue(STALL_QUEUE);
     const next = successor.queue(STALL_QUEUE);
     try {
-      for (let n = 0; n < this.o.maxJobsPerQueue && this.now() < untilMs; n++) {
-        await sleep(500 + this.rng.int(1_500));
-        if (this.now() >= untilMs) break;
+      for (let n = 0; n < this.o.maxJobsPerQueue && !until.passed(); n++) {
+        await until.sleep(500 + this.rng.int(1_500));
+        if (until.passed()) break;
         const id = `stall-${n}`;
         const data: JobData = { fails: 0, workMs: 0 };
         let st: QueueOpStatus = 'ok';
@@ -377,7 +381,7 @@ export class QueueWorkload {
         }
         this.ops.push({ kind: 'add', queue: q.name, id, status: st });
         const claimed = await this.claim(q, 'staller', { leaseMs: STALL_LEASE_MS });
-        for (const job of claimed ?? []) await this.stall(q, next, job, untilMs);
+        for (const job of claimed ?? []) await this.stall(q, next, job, until);
       }
     } finally {
       await c.close();
@@ -394,12 +398,14 @@ export class QueueWorkload {
     q: QueueClient,
     next: QueueClient,
     stale: ClaimedJob<JobData>,
-    untilMs: number,
+    until: Deadline,
   ): Promise<void> {
     const { id } = stale.job;
-    const deadline = Math.min(this.now() + 10_000, untilMs + 5_000);
+    // Read each time: an interrupted run moves `until` earlier while the staller waits.
+    const boundMs = this.now() + 10_000;
+    const deadline = (): number => Math.min(boundMs, until.atMs() + 5_000);
     let takenOver: ClaimedJob<JobData> | null = null;
-    while (takenOver === null && this.now() < deadline) {
+    while (takenOver === null && this.now() < deadline()) {
       const jobs = (await this.claim(next, 'successor', {})) ?? [];
       takenOver = jobs.find((j) => j.job.id === id) ?? null;
       // Another stall job left over from an earlier round: finish it too.

@@ -18,6 +18,7 @@ import {
 } from '../../src/check/index.js';
 import { FlotillaClient, Mutex, Session } from '../../src/client/index.js';
 import type { WatchBatch } from '../../src/client/index.js';
+import type { Deadline } from './deadline.js';
 
 /** The keys a watch follows: from `key` up to `rangeEnd` (etcd's convention: `\0` is the end). */
 export interface WatchSpan {
@@ -154,14 +155,13 @@ export class LockWorkload {
   constructor(
     private readonly endpoints: readonly string[],
     private readonly clients: number,
-    private readonly now: () => number,
   ) {}
 
-  async runUntil(untilMs: number): Promise<void> {
-    await Promise.all(Array.from({ length: this.clients }, (_, k) => this.client(k, untilMs)));
+  async runUntil(until: Deadline): Promise<void> {
+    await Promise.all(Array.from({ length: this.clients }, (_, k) => this.client(k, until)));
   }
 
-  private async client(k: number, untilMs: number): Promise<void> {
+  private async client(k: number, until: Deadline): Promise<void> {
     const n = this.endpoints.length;
     const client = new FlotillaClient({
       endpoints: this.endpoints.map((_e, i) => this.endpoints[(i + k) % n] as string),
@@ -171,7 +171,7 @@ export class LockWorkload {
       rangeRouting: false,
     });
     try {
-      while (this.now() < untilMs) {
+      while (!until.passed()) {
         let session: Session | null = null;
         try {
           session = await Session.create(client, { ttl: 2 });
@@ -192,7 +192,7 @@ export class LockWorkload {
         } catch {
           // Under faults a lock attempt fails often (no leader, a lease lost, a timeout); the
           // checker judges what was written, not these attempts. Pause before the next one.
-          await new Promise((r) => setTimeout(r, 50));
+          await until.sleep(50);
         } finally {
           // The session's lease expires by itself if the cluster cannot take the revoke now.
           await session?.close().catch(() => undefined);

@@ -16,6 +16,7 @@
 import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import type { FinalRead, Operation, OpStatus, SetAdd, Value } from '../../src/check/index.js';
 import type { Rng } from '../../src/raft/index.js';
+import type { Deadline } from './deadline.js';
 
 export const WORKLOADS = ['register', 'set', 'watch', 'lock', 'queue'] as const;
 export type WorkloadKind = (typeof WORKLOADS)[number];
@@ -66,10 +67,10 @@ function newClient(
   });
 }
 
-async function think(rng: Rng, t: ClientTiming): Promise<void> {
+/** Think time between operations, ended early by the deadline. */
+async function think(rng: Rng, t: ClientTiming, until: Deadline): Promise<void> {
   const [lo, hi] = t.thinkMs;
-  const ms = lo + rng.float() * (hi - lo);
-  if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+  await until.sleep(lo + rng.float() * (hi - lo));
 }
 
 export interface WorkloadOptions {
@@ -90,17 +91,20 @@ abstract class ClientWorkload<
     protected readonly now: () => number,
   ) {}
 
-  /** Runs the clients until `untilMs`; each finishes the operation it has started. */
-  async runUntil(untilMs: number): Promise<void> {
+  /**
+   * Runs the clients until `until` passes (it may move earlier while they run); each finishes
+   * the operation it has started, which its client's deadline bounds.
+   */
+  async runUntil(until: Deadline): Promise<void> {
     await Promise.all(
       Array.from({ length: this.o.clients }, (_, k) =>
-        this.client(this.o.firstClient + k, k, untilMs),
+        this.client(this.o.firstClient + k, k, until),
       ),
     );
   }
 
   /** Client `id` (the history's number for it), the `k`-th of this workload. */
-  protected abstract client(id: number, k: number, untilMs: number): Promise<void>;
+  protected abstract client(id: number, k: number, until: Deadline): Promise<void>;
 }
 
 /** The register workload's `i`-th key. */
@@ -115,7 +119,7 @@ export interface RegisterOptions extends WorkloadOptions {
 export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
   readonly history: Operation[] = [];
 
-  protected async client(id: number, k: number, untilMs: number): Promise<void> {
+  protected async client(id: number, k: number, until: Deadline): Promise<void> {
     const client = newClient(this.endpoints, k, this.timing);
     // Reads make one attempt each. A read retried inside the client would be recorded as
     // invoked at its first attempt, so a stale answer from a later attempt could be placed
@@ -125,13 +129,13 @@ export class RegisterWorkload extends ClientWorkload<RegisterOptions> {
     const seen = new Map<string, Value>();
     let n = 0;
     try {
-      while (this.now() < untilMs) {
+      while (!until.passed()) {
         const key = registerKey(this.rng.int(this.o.keys));
         const roll = this.rng.float();
         if (roll < 0.5) await this.read(reader, id, key, seen);
         else if (roll < 0.75) await this.write(client, id, key, `${id}.${n++}`, seen);
         else await this.cas(client, id, key, seen.get(key) ?? null, `${id}.${n++}`, seen);
-        await think(this.rng, this.timing);
+        await think(this.rng, this.timing, until);
       }
     } finally {
       await client.close();
@@ -267,11 +271,11 @@ export class SetWorkload extends ClientWorkload<SetOptions> {
   /** Why each add that did not end `ok` failed: the error's code and message. */
   readonly errors = new Map<string, string>();
 
-  protected async client(id: number, k: number, untilMs: number): Promise<void> {
+  protected async client(id: number, k: number, until: Deadline): Promise<void> {
     const client = newClient(this.endpoints, k, this.timing);
     let n = 0;
     try {
-      while (this.now() < untilMs) {
+      while (!until.passed()) {
         const element = `${id}-${n++}`;
         let status: OpStatus = 'ok';
         try {
@@ -284,7 +288,7 @@ export class SetWorkload extends ClientWorkload<SetOptions> {
           );
         }
         this.adds.push({ element, status });
-        await think(this.rng, this.timing);
+        await think(this.rng, this.timing, until);
       }
     } finally {
       await client.close();

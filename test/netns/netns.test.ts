@@ -16,6 +16,7 @@ import { checkSet, type SetReport } from '../../src/check/index.js';
 import { FlotillaClient } from '../../src/client/index.js';
 import { createRng } from '../../src/raft/index.js';
 import { SET_PREFIX, SetWorkload } from '../chaos/workload.js';
+import { RunDeadline } from '../chaos/deadline.js';
 import { NetnsHosts, ended, netnsUnsupported } from './hosts.js';
 import { NetnsNodes, PEER_PORT } from './nodes.js';
 
@@ -226,7 +227,8 @@ void test(
     // Snapshots every 500 entries: the wiped node catches up by snapshot and log.
     const nodes = new NetnsNodes(hosts, ['--snapshot-every-entries', '500', '--log-level', 'info']);
     let passed = false;
-    let stopWriting = false;
+    // The clients write until the scenario is over: it then moves their deadline to now.
+    const writeUntil = new RunDeadline(Date.now, Date.now() + 200_000);
     let writing: Promise<void> | null = null;
     const ctx = (timeoutMs: number) => ({
       timeoutMs,
@@ -279,10 +281,9 @@ void test(
         createRng(20261130),
         { clients: 4, firstClient: 1 },
         { timeoutMs: 1_000, deadlineMs: 3_000, thinkMs: [0, 20] },
-        // The clients run until the scenario is over: the clock jumps past their deadline then.
-        () => (stopWriting ? Number.POSITIVE_INFINITY : Date.now()),
+        Date.now,
       );
-      writing = w.runUntil(Date.now() + 200_000);
+      writing = w.runUntil(writeUntil);
       await moreAcked(w, 50, 'first writes acknowledged');
       tl.say(`client writing from the root namespace: ${acked(w)} acknowledged`);
 
@@ -380,7 +381,7 @@ void test(
       await moreAcked(w, 30, `writes acknowledged after node ${lost} recovered`);
       const final = ids;
 
-      stopWriting = true;
+      writeUntil.cut();
       await writing;
       writing = null;
       const tally = { ok: 0, fail: 0, unknown: 0 };
@@ -437,7 +438,7 @@ void test(
       );
       passed = true;
     } finally {
-      stopWriting = true;
+      writeUntil.cut();
       await writing?.catch(() => undefined);
       await nodes.close({ keep: !passed });
       await hosts.destroy();
