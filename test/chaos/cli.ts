@@ -159,8 +159,9 @@ const program = new Command()
     }
     const by = (v: string): number => reports.filter((r) => r.verdict === v).length;
     const interrupted = interrupt.signal.aborted;
+    const notRun = seeds - reports.length;
     process.stdout.write(
-      `\n${reports.length} runs${interrupted ? ` (interrupted: ${seeds - reports.length} of ${seeds} seeds not run)` : ''}: ` +
+      `\n${reports.length} runs${interrupted ? ` (interrupted${notRun > 0 ? `, ${notRun} of ${seeds} seeds not run` : ''})` : ''}: ` +
         `${by('ok')} ok, ${by('anomaly')} with anomalies, ${by('unknown')} unknown. ` +
         `Histories under ${String(o['out'])}/\n`,
     );

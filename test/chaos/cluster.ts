@@ -90,6 +90,13 @@ export interface ChaosClusterOptions {
   readonly placementEveryMs?: number;
   /** Start every node with `quiesce: on` (DESIGN.md, "Quiescing idle groups"). */
   readonly quiesce?: boolean;
+  /**
+   * Start the nodes in a process group of their own, so a terminal's Ctrl-C reaches the
+   * harness alone. Only for a harness that handles SIGINT/SIGTERM and ends the nodes itself
+   * (cli.ts): otherwise the signal kills the harness without its exit hook, and the nodes,
+   * no longer in its group, outlive it.
+   */
+  readonly ownProcessGroup?: boolean;
 }
 
 interface Member {
@@ -296,12 +303,10 @@ export class ChaosCluster {
     if (this.o.placementEveryMs !== undefined)
       env['FLOTILLA_PLACEMENT_EVERY_MS'] = String(this.o.placementEveryMs);
     if (this.o.quiesce === true) env['FLOTILLA_QUIESCE'] = 'on';
-    // Its own process group: a Ctrl-C at the terminal reaches the harness alone, which then
-    // finishes the seed on a cluster still up (cli.ts) and ends the nodes itself.
     const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env,
-      detached: true,
+      detached: this.o.ownProcessGroup === true,
     });
     allProcesses.add(child);
     child.on('error', (err) => {

@@ -213,7 +213,7 @@ void test(
     // The cluster's data directory is gone.
     assert.deepEqual(readdirSync(tmp), [], run.all());
     assert.deepEqual(readdirSync(out), ['seed-7'], 'seed 8 never started');
-    assert.match(run.io.out, /1 runs \(interrupted: 1 of 2 seeds not run\)/);
+    assert.match(run.io.out, /1 runs \(interrupted, 1 of 2 seeds not run\)/);
 
     const seed = join(out, 'seed-7');
     const summary = readFileSync(join(seed, 'summary.txt'), 'utf8');

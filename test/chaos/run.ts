@@ -248,6 +248,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     keepData: false,
     ...(o.placementEveryMs === null ? {} : { placementEveryMs: o.placementEveryMs }),
     quiesce: o.quiesce,
+    // Whoever can interrupt the run handles the signals, so the nodes must not get them too.
+    ownProcessGroup: o.signal !== null,
   });
   const problems: string[] = [];
   try {
