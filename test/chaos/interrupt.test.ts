@@ -208,6 +208,7 @@ void test(
       /interrupted: finishing seed 7 .*Ctrl-C again to stop now/,
       'what is happening is said',
     );
+    assert.match(run.io.err, /\[seed 7\] t=[\d.]+ s: load ended early; healed, now settling/);
     assert.equal(code, EXIT.interrupted, run.all());
     assert.deepEqual(pidsMentioning(tmp), [], `node processes left running:\n${run.all()}`);
     // The cluster's data directory is gone.

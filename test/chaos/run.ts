@@ -443,7 +443,12 @@ async function drive(
   problems: string[],
 ): Promise<number | null> {
   const until = new RunDeadline(now, now() + o.timeSec * 1000);
-  const cut = (): void => until.cut();
+  const cut = (): void => {
+    until.cut();
+    o.log(
+      `t=${(now() / 1000).toFixed(1)} s: interrupted; no new operations, waiting for those in flight`,
+    );
+  };
   if (o.signal?.aborted === true) cut();
   o.signal?.addEventListener('abort', cut, { once: true });
   const progress = setInterval(() => {
@@ -467,6 +472,8 @@ async function drive(
     clearInterval(progress);
     await r.nemesis.healAll();
   }
+  if (until.cutAtMs !== null)
+    o.log(`t=${(now() / 1000).toFixed(1)} s: load ended early; healed, now settling and checking`);
   return until.cutAtMs;
 }
 
