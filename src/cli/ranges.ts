@@ -128,12 +128,17 @@ function id(what: string): (v: string) => number {
   };
 }
 
-/** `--replicas 1,2,3`: node ids, each a positive integer. */
+/**
+ * `--replicas 1,2,3`: node ids, each a positive integer. Commander's option parser, so a bad
+ * list is a usage error (one line, exit code 2) before any request, not a stack trace.
+ */
 export function parseIdList(text: string): number[] {
   const ids = text.split(',').map((x) => x.trim());
   for (const id of ids)
     if (!/^[1-9][0-9]{0,9}$/.test(id))
-      throw new Error(`--replicas takes comma-separated node ids, got ${JSON.stringify(text)}`);
+      throw new InvalidArgumentError(
+        `--replicas takes comma-separated node ids, got ${JSON.stringify(text)}`,
+      );
   return ids.map(Number);
 }
 
@@ -170,14 +175,12 @@ export function rangeCommands(
     .option(
       '--replicas <ids>',
       "the new range's replicas, comma-separated node ids: a subset of the range's voters (default: all of them)",
+      parseIdList,
     )
     .option('--json', 'print the answer as JSON')
-    .action(async (key: string, o: { json?: boolean; replicas?: string }) =>
+    .action(async (key: string, o: { json?: boolean; replicas?: number[] }) =>
       withClient(range.opts<ClusterOptions>(), async (c) => {
-        const r = await c.splitRange(
-          key,
-          o.replicas === undefined ? {} : { replicas: parseIdList(o.replicas) },
-        );
+        const r = await c.splitRange(key, o.replicas === undefined ? {} : { replicas: o.replicas });
         if (o.json === true) return r;
         process.stdout.write(renderSplit(r));
         return undefined;

@@ -90,6 +90,17 @@ void describe('cluster up refuses bad options before starting anything', () => {
   });
 });
 
+void describe('range split refuses a bad --replicas before asking anyone', () => {
+  // No node listens at this endpoint: the refusal must come from the option's parser.
+  const endpoints = ['--endpoints', 'http://127.0.0.1:9'];
+  for (const list of ['abc', '1,,2', '0,1']) {
+    void it(`--replicas ${list}`, async () => {
+      const r = await runCli(['range', 'split', 'm', '--replicas', list, ...endpoints], 10_000);
+      assertUsageError(r, /--replicas takes comma-separated node ids, got/);
+    });
+  }
+});
+
 void describe('cluster up names a taken port and starts nothing', () => {
   void it('when another program holds the client port of node 2', async () => {
     const peer = await freePortRun(6);
