@@ -78,6 +78,8 @@ export interface RangeResponse {
   readonly kvs: readonly KeyValue[];
   readonly count: number;
   readonly more: boolean;
+  /** With `multiRange`: the ranges read, in key order, each with the revision it was read at. */
+  readonly ranges?: readonly { readonly id: number; readonly revision: number }[];
 }
 
 export interface DeleteRequest extends SessionFields {

@@ -287,15 +287,17 @@ export function buildProgram(): Command {
       withClient(kv.opts<ClusterOptions>(), (c) => c.compact(revision)),
     );
   kv.command('ls [prefix]')
-    .description('list keys with a prefix')
+    .description(
+      'list keys with a prefix (over several ranges: range by range, each at its own revision)',
+    )
     .option('--limit <n>', 'at most n keys', int('--limit'), 100)
     .action(async (prefix: string | undefined, o: { limit: number }) =>
       withClient(kv.opts<ClusterOptions>(), async (c) => {
         const r = await c.range(
           prefix ?? '\u0000',
           prefix === undefined
-            ? { rangeEnd: '\u0000', limit: o.limit }
-            : { prefix: true, limit: o.limit },
+            ? { rangeEnd: '\u0000', limit: o.limit, multiRange: true }
+            : { prefix: true, limit: o.limit, multiRange: true },
         );
         for (const x of r.kvs) process.stdout.write(`${x.key}\t${x.value}\n`);
         if (r.more) process.stdout.write(`... ${r.count - r.kvs.length} more\n`);

@@ -386,6 +386,12 @@ export class FlotillaClient {
       /** Read the store as it was at this revision (not compacted yet); default: now. */
       revision?: number;
       encoding?: 'utf8' | 'base64';
+      /**
+       * An interval over several ranges is read range by range in key order, each range at its
+       * own revision (not one atomic snapshot; API.md, "Ranges"), instead of refused
+       * `CROSS_RANGE`. Not with `revision`.
+       */
+      multiRange?: boolean;
     } & CallOptions = {},
   ): Promise<RangeResponse> {
     const body = {
@@ -400,6 +406,7 @@ export class FlotillaClient {
         'consistency',
         'revision',
         'encoding',
+        'multiRange',
       ),
     };
     return this.call<RangeResponse>('POST', '/v1/kv/range', body, o.signal);
