@@ -119,7 +119,12 @@ export function rangeViews(
         applied: null,
       };
     return {
-      descriptor: d,
+      // Range 0 runs on every member and follows the membership, but the map records its
+      // replicas only when it splits: its voters, as this node applied them, are the truth.
+      descriptor:
+        d.id === 0
+          ? { ...d, replicas: [...lane.group.runtime.status().voters].sort((a, b) => a - b) }
+          : d,
       leader: lane.group.runtime.leaderId(),
       keys: lane.group.range.kv.keyCount(),
       bytes: lane.group.range.kv.bytes(),
