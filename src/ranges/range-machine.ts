@@ -148,6 +148,7 @@ export class RangeMachine implements StateMachine {
   private sessionsNow: (() => SessionsPart) | null = null;
   private splitListener: ((s: SplitApplied) => Promise<void>) | null = null;
   private restoredListener: (() => void) | null = null;
+  private restores = 0;
   /**
    * Right-hand seeds not yet durable (a rejected one stays): a snapshot of this range waits for
    * them, so that no snapshot at or past a split index is saved before the split's seed is.
@@ -176,6 +177,14 @@ export class RangeMachine implements StateMachine {
    */
   onSplit(listener: ((s: SplitApplied) => Promise<void>) | null): void {
     this.splitListener = listener;
+  }
+
+  /**
+   * How many snapshots replaced the whole state since this machine was made: a revision that
+   * rose by a restore was not written here (the range's load counts writes by its revision).
+   */
+  restoreCount(): number {
+    return this.restores;
   }
 
   /** Sets the one listener told when a snapshot replaced the whole state (children included). */
@@ -282,6 +291,7 @@ export class RangeMachine implements StateMachine {
     await this.kv.restore(rest);
     this.desc = parsed.descriptor;
     this.kids = parsed.children;
+    this.restores++;
     this.restoredListener?.();
   }
 

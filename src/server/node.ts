@@ -368,7 +368,11 @@ export class FlotillaNode implements AsyncDisposable {
         forwarder: this.forwarder,
         watchHub: this.watchHub,
         compactor: this.compactor,
-        load: new RangeLoad({ clock: systemClock, revision: () => group.range.kv.revision() }),
+        load: new RangeLoad({
+          clock: systemClock,
+          revision: () => group.range.kv.revision(),
+          restores: () => group.range.restoreCount(),
+        }),
       };
     const { config } = this;
     const service = new KvService(
@@ -384,7 +388,11 @@ export class FlotillaNode implements AsyncDisposable {
       forwarder: this.newForwarder(group.runtime),
       watchHub: new WatchHub(group.range.kv),
       compactor: this.newCompactor(id, group.runtime, group.range.kv, service),
-      load: new RangeLoad({ clock: systemClock, revision: () => group.range.kv.revision() }),
+      load: new RangeLoad({
+        clock: systemClock,
+        revision: () => group.range.kv.revision(),
+        restores: () => group.range.restoreCount(),
+      }),
     };
   }
 

@@ -66,6 +66,12 @@ export interface RangeLoadOptions {
   readonly clock: Clock;
   /** The range's revision as this replica applied it. */
   readonly revision: () => number;
+  /**
+   * How many snapshots this replica installed (default: none ever): a revision that rose across
+   * one was written elsewhere and earlier (a replica moved here, one caught up from behind), not
+   * applied here now, and counts as no writes.
+   */
+  readonly restores?: () => number;
   readonly timeConstantMs?: number;
 }
 
@@ -74,6 +80,7 @@ export class RangeLoad {
   private readonly writes: DecayingRate;
   private readonly reads: DecayingRate;
   private lastRevision: number;
+  private lastRestores: number;
   /** A ring of the latest written keys (prefixes), `next` the slot written next. */
   private readonly written: Uint8Array[] = [];
   private next = 0;
@@ -82,6 +89,7 @@ export class RangeLoad {
     this.writes = new DecayingRate(o.clock, o.timeConstantMs);
     this.reads = new DecayingRate(o.clock, o.timeConstantMs);
     this.lastRevision = o.revision();
+    this.lastRestores = o.restores?.() ?? 0;
   }
 
   /** A read this node served. */
@@ -100,9 +108,12 @@ export class RangeLoad {
   /** Write transactions applied per second (the rate the revision rises). */
   writesPerSec(): number {
     const revision = this.o.revision();
-    // A revision that went back (a snapshot of an older state installed) counts nothing.
-    this.writes.add(Math.max(0, revision - this.lastRevision));
+    const restores = this.o.restores?.() ?? 0;
+    // A revision that went back (a snapshot of an older state installed) counts nothing, nor
+    // one that a snapshot brought forward: those writes were not applied here now.
+    if (restores === this.lastRestores) this.writes.add(Math.max(0, revision - this.lastRevision));
     this.lastRevision = revision;
+    this.lastRestores = restores;
     return this.writes.perSecond();
   }
 

@@ -141,7 +141,9 @@ void test('a snapshot written before ranges restores as range 0, the whole key s
     limits,
     descriptor: { id: 7, start: b('x'), end: null, generation: 3, replicas: [1] },
   });
+  assert.equal(rm.restoreCount(), 0);
   await rm.restore(kv.snapshot());
+  assert.equal(rm.restoreCount(), 1, 'a restore is counted (the range load skips its jump)');
   assert.deepEqual(rm.descriptor(), WHOLE_KEY_SPACE);
   assert.deepEqual(rm.children(), []);
   assert.equal(
