@@ -79,6 +79,8 @@ export async function* watchStream(
   o: WatchOptions = {},
 ): AsyncGenerator<WatchBatch> {
   let next = o.startRevision ?? 0;
+  // Whether a node ever accepted this watch: a refusal after that is about a change since.
+  let accepted = false;
   let endpoint = 0;
   let failures = 0;
   // A watch is idle between changes for as long as it likes; progress lines arrive every
@@ -99,6 +101,7 @@ export async function* watchStream(
       for await (const line of t.lines(url, body, ac.signal, idleMs)) {
         if (line.created === true) {
           failures = 0;
+          accepted = true;
           if (next === 0) next = line.startRevision ?? 0;
           continue;
         }
@@ -123,6 +126,8 @@ export async function* watchStream(
       if (resumeAt !== null && resumeAt > next) next = resumeAt;
     } catch (err) {
       if (o.signal?.aborted ?? false) return;
+      if (err instanceof FlotillaError && err.code === 'CROSS_RANGE' && accepted)
+        throw splitAcross(err, next);
       if (err instanceof FlotillaError && !retryableWatch.has(err.code)) throw err;
       failures++;
     } finally {
@@ -202,6 +207,19 @@ const retryableWatch = new Set<string>([
   // asked has not started that range yet: another node, or this one a moment later, serves it.
   'WRONG_RANGE',
 ]);
+
+/**
+ * A watch that ran until a split cut its keys in two: its resumption is refused, since a watch
+ * stays within one range (each range counts its own revisions from the split on). Says so, and
+ * from which revision each part is to be watched so that no change is lost.
+ */
+function splitAcross(err: FlotillaError, next: number): FlotillaError {
+  return new FlotillaError(
+    'CROSS_RANGE',
+    `The watch ended: a range split cut its keys into more than one range, and a watch stays within one. Watch each range's part from revision ${next} to miss no change (${err.message})`,
+    false,
+  );
+}
 
 function toError(e: WatchLine['error'], fallback: string): FlotillaError {
   if (e !== undefined && isErrorCode(e.code)) return new FlotillaError(e.code, e.message, false);

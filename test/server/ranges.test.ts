@@ -316,3 +316,78 @@ void test('a watch of keys a split moves ends on the old range and goes on at th
     await c.close();
   }
 });
+
+void test('a watch whose keys a split cuts in two ends CROSS_RANGE, naming the revision each part resumes from', async () => {
+  const c = await TestNodes.start({ nodes: 3 });
+  const watcher = new FlotillaClient({ endpoints: [1, 2, 3].map((id) => c.url(id)) });
+  const stop = new AbortController();
+  try {
+    const leader = await c.waitForLeader();
+    await until('the range map bootstrapped', async () =>
+      (await getRanges(c.url(leader))).status === 200 ? true : null,
+    );
+    const put = (key: string, value: string) =>
+      postJson(`${c.url(leader)}/v1/kv/put`, { key, value }, { timeoutMs: 10_000 });
+    const seen: string[] = [];
+    let ended: unknown = null;
+    const watching = (async () => {
+      for await (const batch of watcher.watch('w', {
+        prefix: true,
+        signal: stop.signal,
+        progressNotifyMs: 200,
+      }))
+        for (const e of batch.events) seen.push(`${e.kv.key}=${e.kv.value ?? ''}`);
+    })().catch((err: unknown) => {
+      ended = err;
+    });
+    await until('the watch open', async () => {
+      assert.equal((await put('w1', `v${seen.length}`)).status, 200);
+      return seen.length > 0 ? true : null;
+    });
+    const split = await postJson(
+      `${c.url(leader)}/v1/ranges/split`,
+      { key: 'w5' },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(split.status, 200, JSON.stringify(split.json));
+    // Before, the watch resumed, was refused CROSS_RANGE for its whole prefix, and ended with
+    // that refusal alone: nothing said a split had cut it, nor from where to watch on.
+    await until('the watch ended', () => (ended !== null ? true : null), 15_000);
+    await watching;
+    assert.ok(ended instanceof Error, String(ended));
+    assert.equal((ended as { code?: string }).code, 'CROSS_RANGE');
+    const m = /Watch each range's part from revision (\d+) to miss no change/.exec(ended.message);
+    assert.ok(m !== null, ended.message);
+    const from = Number(m[1]);
+    // Each part, watched from that revision, hears a change made after the split.
+    await until('the right-hand range led', async () => {
+      const r = await postJson(
+        `${c.url(leader)}/v1/kv/range`,
+        { key: 'w7' },
+        { timeoutMs: 10_000 },
+      );
+      return r.status === 200 ? true : null;
+    });
+    assert.equal((await put('w1', 'left')).status, 200);
+    assert.equal((await put('w7', 'right')).status, 200);
+    for (const [key, rangeEnd, want] of [
+      ['w', 'w5', 'w1=left'],
+      ['w5', 'x', 'w7=right'],
+    ] as const) {
+      const got: string[] = [];
+      for await (const batch of watcher.watch(key, {
+        rangeEnd,
+        startRevision: from,
+        signal: AbortSignal.timeout(10_000),
+      })) {
+        for (const e of batch.events) got.push(`${e.kv.key}=${e.kv.value ?? ''}`);
+        if (got.includes(want)) break;
+      }
+      assert.ok(got.includes(want), `${key}..${rangeEnd} from ${from}: ${got.join(', ')}`);
+    }
+  } finally {
+    stop.abort();
+    await watcher.close();
+    await c.close();
+  }
+});
