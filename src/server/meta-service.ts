@@ -138,6 +138,13 @@ export class MetaService {
 }
 
 function refusal(r: MetaResult): FlotillaError {
+  // A cluster starting: the meta group's leader has not bootstrapped the map yet, and will
+  // within a check. Nothing changed; answered as `GET /v1/ranges` is then, which clients retry.
+  if (r.outcome === 'refused' && r.code === 'NO_MAP')
+    return new FlotillaError(
+      'NO_LEADER',
+      `The range map is not bootstrapped yet (the meta group is starting): nothing changed, retry (${r.message})`,
+    );
   const why = r.outcome === 'refused' ? `${r.code}: ${r.message}` : r.outcome;
   return new FlotillaError('RANGE_MAP_REFUSED', `The range map refused the change (${why})`);
 }
