@@ -388,6 +388,18 @@ export class RangeReplicas {
     // so the configuration read below is the range's last: only this leader changes it now.
     await lane.service.readBarrier({ signal });
     checkReplicaChange(machine.descriptor(), change);
+    // A node being drained takes no new replica: the placement loop would move it off again,
+    // after the whole range was copied there. A move that already put it there answers as done.
+    const add = change.add;
+    if (
+      add !== undefined &&
+      !machine.descriptor().replicas.includes(add) &&
+      this.o.meta.machine.draining().includes(add)
+    )
+      throw new FlotillaError(
+        'INVALID_REQUEST',
+        `Node ${add} is being drained: it takes no new replica of range ${lane.id} (the placement loop would move it off again); undrain it first (flotilla node undrain ${add})`,
+      );
     for (let step = 0; step < MAX_STEPS; step++) {
       if (rt.leaderId() !== self) return null;
       if (signal.aborted) throw new FlotillaError('ABORTED', 'The change was aborted');

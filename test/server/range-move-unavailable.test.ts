@@ -63,7 +63,8 @@ function replicasWith(send: (url: string, path: string, body: string) => Promise
       prepare: () => Promise.reject(new Error('the leader prepares no replica on itself')),
       group: () => undefined,
     },
-    meta: {} as MetaService,
+    // The only part of the meta service a change reads: which nodes are being drained.
+    meta: { machine: { draining: () => [] } } as unknown as MetaService,
     metaForwarder: { forward: () => Promise.resolve(null) },
     // Node 1 leads the range: the change runs here, never forwarded.
     route: {
