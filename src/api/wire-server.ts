@@ -10,11 +10,14 @@
 // The same backend serves both fronts (routes.ts's KvBackend, requests.ts's validation): a
 // request is refused with the same code and message over either, a follower forwards writes
 // to the leader the way HTTP does, and node admission counts these requests too. What is the
-// protocol's own: a malformed frame (a length over the limit, bad msgpack, an unknown type, a
-// field of the wrong type) is answered with an error frame and the connection is closed, for
-// the client is broken and what follows it cannot be trusted; nothing from that read starts.
-// Other connections are not disturbed. Refusals a correct client can meet (a key too large,
-// OVERLOADED) answer that request alone.
+// protocol's own: a malformed frame (a length over the limit, bad msgpack, not [id, type, body],
+// an id in flight, an unknown type, a body that is not JSON-shaped) is answered with an error
+// frame and the connection is closed, for the framing is broken and what follows it cannot be
+// trusted; nothing from that read starts. Other connections are not disturbed. A well-framed
+// request whose body its type refuses (a field missing, unknown or out of range, a key too
+// large), or OVERLOADED, is answered alone, as HTTP answers it 400 and keeps the connection: a
+// client shares its connections between callers, and one caller's bad argument must not fail
+// the others' requests in flight.
 //
 // A watch is a request whose answer is a stream: each line of the HTTP watch stream (watch.ts)
 // is one frame under the watch's id, and the stream ends with one answer (the client cancelled
@@ -128,17 +131,6 @@ function parseCancel(body: Json): number {
   if (id === undefined) throw new FlotillaError('BAD_REQUEST', 'cancel needs the watch "id"');
   return id;
 }
-
-/** Codes that mean the frame, not the request's data, is wrong: the client is broken. */
-const malformed = new Set<ErrorCode>([
-  'BAD_FRAME',
-  'BAD_REQUEST',
-  'UNKNOWN_FIELD',
-  'INVALID_UTF8',
-  'DUPLICATE_FIELD',
-  'BODY_TOO_LARGE',
-  'UNSUPPORTED_VERSION',
-]);
 
 type Ticket = NonNullable<ReturnType<AdmissionGate['tryAcquire']>>;
 
@@ -353,7 +345,8 @@ class Connection {
 
   /**
    * Checks one request: answers it at once when it is refused or needs no turn (status), or
-   * returns the work to start with its batch. Throws when the frame is malformed.
+   * returns the work to start with its batch. Throws when the frame is malformed (an id already
+   * in flight); a body its type refuses is answered alone.
    */
   private prepare(req: WireRequest, bytes: number, batch: readonly Work[]): Work | null {
     if (
@@ -372,7 +365,13 @@ class Connection {
       return null;
     }
     if (req.op === 'cancel') {
-      const id = parseCancel(req.body);
+      let id: number;
+      try {
+        id = parseCancel(req.body);
+      } catch (err) {
+        this.refuse(req, toFlotillaError(err));
+        return null;
+      }
       const watch = this.watches.get(id);
       watch?.abort();
       this.answer(req, { canceled: watch !== undefined });
@@ -383,9 +382,7 @@ class Connection {
       try {
         watch = parseWatchRequest(req.body, this.s.watch);
       } catch (err) {
-        const e = toFlotillaError(err);
-        if (malformed.has(e.code)) throw e;
-        this.refuse(req, e);
+        this.refuse(req, toFlotillaError(err));
         return null;
       }
       // Not client work for admission: a watch lives long; the node bounds their number.
@@ -428,9 +425,7 @@ class Connection {
       parsed = this.parse(req);
     } catch (err) {
       ticket?.release();
-      const e = toFlotillaError(err);
-      if (malformed.has(e.code)) throw e;
-      this.refuse(req, e);
+      this.refuse(req, toFlotillaError(err));
       return null;
     }
     const controller = new AbortController();
