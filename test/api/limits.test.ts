@@ -112,6 +112,37 @@ void test('a transaction larger than one log entry is refused with 413 TXN_TOO_L
   assert.equal(after.json['count'], 0, 'nothing of it applied');
 });
 
+void test('the operation limit is 128 per branch: compare, success and failure each', async () => {
+  const puts = (n: number, p: string) =>
+    Array.from({ length: n }, (_, i) => ({ put: { key: `${p}${i}`, value: 'v' } }));
+  const compare = Array.from({ length: 128 }, (_, i) => ({
+    key: `ops/s${i}`,
+    target: 'version',
+    op: '=',
+    value: 0,
+  }));
+  // 384 operations in all, 128 in each branch: taken.
+  const full = await post('/v1/kv/txn', {
+    compare,
+    success: puts(128, 'ops/s'),
+    failure: puts(128, 'ops/f'),
+  });
+  assert.equal(full.status, 200, JSON.stringify(full.json.error));
+  assert.equal(full.json['succeeded'], true);
+  const written = await post('/v1/kv/range', { key: 'ops/s', prefix: true, countOnly: true });
+  assert.equal(written.json['count'], 128);
+  for (const branch of ['compare', 'success', 'failure']) {
+    const over =
+      branch === 'compare'
+        ? { compare: [...compare, { key: 'ops/x', target: 'version', op: '=', value: 0 }] }
+        : { [branch]: puts(129, `ops/${branch}/`) };
+    const r = await post('/v1/kv/txn', over);
+    assert.equal(r.status, 400, `${branch}: ${JSON.stringify(r.json)}`);
+    assert.equal(r.json.error?.code, 'BAD_REQUEST');
+    assert.match(r.json.error?.message ?? '', new RegExp(`"${branch}" has 129 items; at most 128`));
+  }
+});
+
 void test('a connection that sends half a request is closed after httpHeadersTimeoutMs', async () => {
   // A time bound: the node checks every quarter of the 500 ms header timeout, so it closes
   // the connection after 500-625 ms; 5 s leaves room for a loaded machine.
