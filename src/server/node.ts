@@ -139,8 +139,23 @@ export interface NodeTestHooks {
   readonly mapRepair?: boolean;
 }
 
-/** Connections to each other member for forwarded requests and status. */
+/** Connections to each other member in each lane (below). */
 const forwardConnections = 128;
+
+/**
+ * What a connection pool to another member carries. Each forwarder admits as many requests
+ * as one pool has connections, so that none waits for one (it would fail as indefinite when
+ * its deadline passed, never sent); that holds only if no other traffic takes them. A queue
+ * claim with `waitMs` holds its connection until a job arrives (up to 30 s) and a relayed watch
+ * for as long as it lives, so each kind has pools of its own: idle workers long-polling through
+ * a follower cannot stall its key-value writes. Connections open only as they are needed.
+ */
+type PoolLane =
+  | 'groups' // forwarded to the leaders of the groups this node runs (newForwarder)
+  | 'queue' // forwarded to the queue group's leader, claims waiting for jobs among them
+  | 'ranges' // forwarded to the leaders of ranges this node holds no replica of
+  | 'watches' // watches relayed from a range's replica
+  | 'member'; // this node's own calls: status, membership, the dashboard
 
 /** Election timeline lines each node keeps (both groups together). */
 const timelineEntries = 256;
@@ -244,7 +259,7 @@ export class FlotillaNode implements AsyncDisposable {
       members: this.members.book,
       leaders: queueService.runtime,
       send: (url, path, rawBody, signal, authorization) =>
-        this.send(url, path, rawBody, signal, authorization),
+        this.send({ url, lane: 'queue' }, path, rawBody, signal, authorization),
       // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
       timeoutMs: config.requestTimeoutMs + maxClaimWaitMs + 1_000,
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
@@ -285,7 +300,7 @@ export class FlotillaNode implements AsyncDisposable {
       selfId: config.id,
       members: this.members.book,
       send: (url, path, rawBody, signal, authorization) =>
-        this.send(url, path, rawBody, signal, authorization),
+        this.send({ url, lane: 'ranges' }, path, rawBody, signal, authorization),
       clock: systemClock,
       timeoutMs: config.requestTimeoutMs + 1_000,
       maxInFlight: forwardConnections,
@@ -305,7 +320,7 @@ export class FlotillaNode implements AsyncDisposable {
       remoteWatches: new RemoteWatches({
         selfId: config.id,
         members: this.members.book,
-        pool: (url) => this.pool(url),
+        pool: (url) => this.pool(url, 'watches'),
         leader: (id) => this.remote.leader(id),
         openTimeoutMs: config.requestTimeoutMs,
       }),
@@ -320,7 +335,7 @@ export class FlotillaNode implements AsyncDisposable {
       members: this.members.book,
       leaders,
       send: (url, path, rawBody, signal, authorization) =>
-        this.send(url, path, rawBody, signal, authorization),
+        this.send({ url, lane: 'groups' }, path, rawBody, signal, authorization),
       // Longer than the leader's own wait, so its answer (TIMEOUT) comes back rather than ours.
       timeoutMs: timeoutMs ?? config.requestTimeoutMs + 1_000,
       // One of the longest election timeouts: the new leader was elected after about as long.
@@ -817,8 +832,9 @@ export class FlotillaNode implements AsyncDisposable {
       firstGroup: runtime,
       clientUrl: (id) => node.members.book.find((m) => m.id === id)?.client,
       forward: (url, path, body, signal, authorization) =>
-        node.send(url, path, body, signal, authorization),
-      post: (url, path, body, signal) => node.send(url, path, body, signal, nodeAuthorization),
+        node.send({ url, lane: 'groups' }, path, body, signal, authorization),
+      post: (url, path, body, signal) =>
+        node.send({ url, lane: 'member' }, path, body, signal, nodeAuthorization),
       nodeAuthorization,
       clock: systemClock,
       requestTimeoutMs: config.requestTimeoutMs,
@@ -1293,15 +1309,16 @@ export class FlotillaNode implements AsyncDisposable {
     };
   }
 
-  private pool(url: string): Pool {
-    let p = this.pools.get(url);
+  private pool(url: string, lane: PoolLane = 'member'): Pool {
+    const at = `${lane} ${url}`;
+    let p = this.pools.get(at);
     if (p === undefined) {
       p = new MemberPool(url, this.config.id, {
         connections: forwardConnections,
         // Members' client ports serve the cluster's certificate; this node presents its own.
         ...(this.tls === null ? {} : { connect: this.tls.connector }),
       });
-      this.pools.set(url, p);
+      this.pools.set(at, p);
     }
     return p;
   }
@@ -1330,14 +1347,14 @@ export class FlotillaNode implements AsyncDisposable {
 
   /** One forwarded request; the forwarder owns its deadline and what a failure means. */
   private async send(
-    url: string,
+    to: { readonly url: string; readonly lane: PoolLane },
     path: string,
     rawBody: string,
     signal: AbortSignal,
     authorization?: string,
   ): Promise<ForwardAnswer> {
     this.metrics.forwarded.inc({ path });
-    const res = await this.pool(url).request({
+    const res = await this.pool(to.url, to.lane).request({
       method: 'POST',
       path,
       // The caller's credential, never this node's own: the leader decides what the caller
