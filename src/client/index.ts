@@ -26,6 +26,7 @@ import {
 } from './watch.js';
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
+import { defaultLimits } from '../base/limits.js';
 import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
 import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
 import { WireConnection } from './wire.js';
@@ -263,10 +264,19 @@ export class FlotillaClient {
     this.timeoutMs = positiveInt(opts, 'timeoutMs', 5_000);
     this.deadlineMs = positiveInt(opts, 'deadlineMs', 15_000);
     this.maxAttempts = positiveInt(opts, 'maxAttempts', 8);
-    if (opts.clientId !== undefined && (typeof opts.clientId !== 'string' || opts.clientId === ''))
+    // The node's limit, in the same units (UTF-16 code units): a longer id would have every
+    // write refused, one by one, long after the client was made.
+    const maxIdChars = defaultLimits.maxClientIdChars;
+    if (
+      opts.clientId !== undefined &&
+      (typeof opts.clientId !== 'string' ||
+        opts.clientId === '' ||
+        opts.clientId.length > maxIdChars)
+    )
       throw new FlotillaError(
         'BAD_REQUEST',
-        `clientId must be a non-empty string, got ${describe(opts.clientId)}`,
+        `clientId must be a string of 1 to ${maxIdChars} characters, got ` +
+          `${typeof opts.clientId === 'string' ? `${opts.clientId.length} characters` : describe(opts.clientId)}`,
         false,
       );
     this.clientId = opts.clientId ?? randomUUID();

@@ -317,7 +317,10 @@ void describe('FlotillaClient options and close', () => {
       [{ endpoints: [url], maxAttempts: 0 }, /maxAttempts must be a positive integer, got 0/],
       [{ endpoints: [url], connections: 1.5 }, /connections must be a positive integer, got 1.5/],
       [{ endpoints: [url], protocol: 'grpc' }, /protocol must be "auto" or "http", got "grpc"/],
-      [{ endpoints: [url], clientId: '' }, /clientId must be a non-empty string/],
+      [{ endpoints: [url], clientId: '' }, /clientId must be a string of 1 to 128 characters/],
+      // The node refuses every write of a longer id; 64 emoji are 128 UTF-16 units and pass.
+      [{ endpoints: [url], clientId: 'c'.repeat(129) }, /1 to 128 characters, got 129/],
+      [{ endpoints: [url], clientId: '\u{1F600}'.repeat(65) }, /got 130 characters/],
     ];
     for (const [options, why] of refused) {
       assert.throws(
@@ -330,6 +333,8 @@ void describe('FlotillaClient options and close', () => {
         JSON.stringify(options),
       );
     }
+    for (const clientId of ['c'.repeat(128), '\u{1F600}'.repeat(64)])
+      assert.equal(new FlotillaClient({ endpoints: [url], clientId }).clientId, clientId);
   });
 
   void it('closes once, and refuses calls made after close at once: CLIENT_CLOSED, definite', async () => {
