@@ -6,6 +6,7 @@
 
 import { Packr, Unpackr } from 'msgpackr';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
+import { defaultLimits } from '../base/limits.js';
 import { queuePaths, type QueueOpName } from './queue-paths.js';
 import type { Json } from './validate.js';
 
@@ -203,6 +204,13 @@ export function parseHandshake(v: unknown): Handshake {
   const clientId = h['clientId'];
   if (clientId !== undefined && clientId !== null && typeof clientId !== 'string')
     throw new FlotillaError('BAD_FRAME', 'Handshake clientId must be a string');
+  // Checked here, once, rather than failing every write of the connection that takes it.
+  const maxIdChars = defaultLimits.maxClientIdChars;
+  if (typeof clientId === 'string' && (clientId === '' || clientId.length > maxIdChars))
+    throw new FlotillaError(
+      'BAD_FRAME',
+      `Handshake clientId must have 1 to ${maxIdChars} characters, got ${clientId.length}`,
+    );
   const token = h['token'];
   if (token !== undefined && token !== null && typeof token !== 'string')
     throw new FlotillaError('BAD_FRAME', 'Handshake token must be a string');

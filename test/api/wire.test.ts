@@ -191,6 +191,28 @@ void describe('binary client protocol', () => {
     assert.equal(raw.answers()[0]?.[2]['code'], 'BAD_FRAME');
   });
 
+  void it('refuses a handshake whose clientId no write could carry', async () => {
+    // 128 characters is the session limit: taken, and a write with `seq` alone uses it.
+    const ok = await open(leader, { clientId: 'h'.repeat(128) });
+    try {
+      await ok.request('put', { key: 'hs/ok', value: 'v', seq: 1 }, { read: false });
+    } finally {
+      ok.close();
+    }
+    for (const clientId of ['', 'h'.repeat(129)]) {
+      const raw = await RawConnection.open(cluster.binaryPort(leader), false);
+      raw.socket.write(encodeFrame({ magic: 'flotilla', version: 1, clientId }));
+      await raw.until('the refusal and close', () => raw.closed);
+      const refusal = raw.answers()[0];
+      assert.deepEqual(refusal?.slice(0, 2), [0, 1], JSON.stringify(raw.frames));
+      assert.equal(refusal?.[2]['code'], 'BAD_FRAME');
+      assert.match(
+        String(refusal?.[2]['message']),
+        new RegExp(`1 to 128 characters, got ${clientId.length}`),
+      );
+    }
+  });
+
   void it('answers OVERLOADED past the in-flight bound of a connection', async () => {
     const c = await RawConnection.open(cluster.binaryPort(leader));
     try {
