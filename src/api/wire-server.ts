@@ -265,8 +265,19 @@ class Connection {
         ),
       s.opts.handshakeTimeoutMs,
     );
-    socket.setTimeout(s.opts.idleTimeoutMs, () => {
-      if (this.handshaken && this.inFlight.size === 0 && this.watches.size === 0) this.destroy();
+    // Idle: nothing in flight, no watch open, and nothing waiting for the client to read. A
+    // client that stopped reading is slow, not idle (nothing moves on its socket either way):
+    // closing would drop what is buffered for it, such as a watch's WATCH_TOO_SLOW and where
+    // to resume. What it leaves unread is bounded (maxWatchBufferBytes, and reading stops while
+    // the buffer is full); the timer runs again from its next read.
+    // A listener of its own: `setTimeout`'s callback is a once-listener, and a connection found
+    // busy at its first timeout would never have been closed as idle afterwards.
+    socket.setTimeout(s.opts.idleTimeoutMs);
+    socket.on('timeout', () => {
+      if (!this.handshaken || this.inFlight.size > 0 || this.watches.size > 0) return;
+      if (this.outBytes + this.socket.writableLength === 0) this.destroy();
+      // Writes completing are not activity to the timer: start it again once the reader took all.
+      else this.socket.once('drain', () => this.socket.setTimeout(s.opts.idleTimeoutMs));
     });
   }
 
