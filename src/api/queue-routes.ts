@@ -26,7 +26,7 @@ import {
 import type { QueueAnswer } from '../server/queue-service.js';
 import type { JsonHttpServer } from './http.js';
 import { queuePaths, type QueueOpName } from './queue-paths.js';
-import { parseSession } from './requests.js';
+import { parseSession, sessionFields } from './requests.js';
 import { forwarded, type KvBackend, type Session } from './routes.js';
 import {
   asObject,
@@ -70,7 +70,6 @@ export interface QueueBackend extends Pick<KvBackend, 'forward'> {
   header(): QueueHeader;
 }
 
-const sessionFields = ['clientId', 'seq'] as const;
 const maxDuration = (l: QueueLimits): number => l.maxDurationMs;
 
 /** What the routes report to the node's metrics. */

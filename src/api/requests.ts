@@ -34,7 +34,15 @@ import {
 export interface Session {
   readonly clientId: string;
   readonly seq: number;
+  /**
+   * The lowest sequence number the client still awaits (1 to `seq`): it has every answer below
+   * it, and the session forgets their results (API.md, "Exactly-once writes").
+   */
+  readonly ackedBelow?: number;
 }
+
+/** The body fields of a write's session. */
+export const sessionFields = ['clientId', 'seq', 'ackedBelow'] as const;
 
 export interface Header {
   readonly revision: number;
@@ -135,7 +143,7 @@ export function parseWrite(kind: WriteKind, body: unknown, limits: RequestLimits
   const o = asObject(body);
   switch (kind) {
     case 'put': {
-      onlyFields(o, ['key', 'value', 'prevKv', 'lease', 'encoding', 'clientId', 'seq']);
+      onlyFields(o, ['key', 'value', 'prevKv', 'lease', 'encoding', ...sessionFields]);
       const enc = encodingOf(o);
       const op = parsePut(o, enc, limits);
       return {
@@ -151,7 +159,7 @@ export function parseWrite(kind: WriteKind, body: unknown, limits: RequestLimits
       };
     }
     case 'delete': {
-      onlyFields(o, ['key', 'rangeEnd', 'prefix', 'prevKv', 'encoding', 'clientId', 'seq']);
+      onlyFields(o, ['key', 'rangeEnd', 'prefix', 'prevKv', 'encoding', ...sessionFields]);
       const enc = encodingOf(o);
       const op: BackendOp = {
         kind: 'delete',
@@ -177,7 +185,7 @@ export function parseWrite(kind: WriteKind, body: unknown, limits: RequestLimits
 }
 
 function parseTxn(o: Obj, limits: RequestLimits): WriteRequest {
-  onlyFields(o, ['compare', 'success', 'failure', 'encoding', 'clientId', 'seq']);
+  onlyFields(o, ['compare', 'success', 'failure', 'encoding', ...sessionFields]);
   const enc = encodingOf(o);
   const compare = optArray(o, 'compare', limits.maxTxnOps).map((c, i) =>
     parseCompare(asObject(c, `compare[${i}]`), enc, limits, i),
@@ -246,17 +254,31 @@ export function parseRead(body: unknown, limits: RequestLimits): ReadRequest {
   };
 }
 
-/** A write's optional exactly-once session (`clientId` and `seq`, both or neither). */
+/**
+ * A write's optional exactly-once session (`clientId` and `seq`, both or neither), with the
+ * client's optional acknowledgement mark `ackedBelow` (1 to `seq`, only with a session).
+ */
 export function parseSession(
   o: Obj,
   limits: Pick<RequestLimits, 'maxClientIdChars'>,
 ): Session | null {
   const clientId = optString(o, 'clientId');
   const seq = optInt(o, 'seq', 1, Number.MAX_SAFE_INTEGER);
-  if (clientId === undefined && seq === undefined) return null;
+  const ackedBelow = optInt(o, 'ackedBelow', 1, Number.MAX_SAFE_INTEGER);
+  if (clientId === undefined && seq === undefined) {
+    if (ackedBelow !== undefined)
+      throw new FlotillaError('BAD_REQUEST', '"ackedBelow" needs "clientId" and "seq"');
+    return null;
+  }
   if (clientId === undefined || seq === undefined)
     throw new FlotillaError('BAD_REQUEST', '"clientId" and "seq" go together');
-  return { clientId: checkClientId(clientId, limits), seq };
+  if (ackedBelow !== undefined && ackedBelow > seq)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"ackedBelow" (${ackedBelow}) is above "seq" (${seq}): a write is awaited until answered`,
+    );
+  const id = checkClientId(clientId, limits);
+  return ackedBelow === undefined ? { clientId: id, seq } : { clientId: id, seq, ackedBelow };
 }
 
 function parsePut(o: Obj, enc: Encoding, limits: RequestLimits): BackendOp {

@@ -56,10 +56,21 @@ export const features = {
     name: 'deletes with prevKv bounded by maxRangeBytes',
     commands: ['kv delete with "prevKvBytesMax"'],
   },
+  /**
+   * A write's session acknowledgement mark (Raft thesis §6.3): the envelope's seventh element,
+   * the lowest sequence number its client still awaits, below which the session layer forgets
+   * results. A release before it refuses a 7-element envelope, so below this level a node
+   * proposes the write without the mark and the session keeps its whole window, as before.
+   */
+  sessionAcks: {
+    level: 4,
+    name: 'session acknowledgement marks (ackedBelow)',
+    commands: ['kv and queue writes with "ackedBelow"'],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 3;
+export const FEATURE_LEVEL = 4;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

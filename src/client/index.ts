@@ -11,6 +11,12 @@
 // and refuses a sequence number that fell behind it. A write is therefore sent only while its
 // number is within `writeWindow` of the oldest write still in flight; more writes wait their
 // turn in the client rather than be refused with SESSION_STALE_SEQUENCE.
+//
+// Each write also says the oldest sequence number still in flight (`ackedBelow`): the client
+// has every answer below it and will not send them again, so the cluster forgets their results
+// (API.md, "Exactly-once writes") and holds about one per write in flight. A node of a release
+// that does not know the field refuses it (UNKNOWN_FIELD, nothing applied); the client then
+// stops sending it and sends the write again.
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
@@ -223,6 +229,8 @@ export class FlotillaClient {
   private readonly writesInFlight = new Set<number>();
   /** Invariant: no write in flight has a lower sequence number. */
   private oldestInFlight = 1;
+  /** Whether writes say `ackedBelow`; off for good once a node refused the field. */
+  private sendAcks = true;
   /** Writes waiting for their sequence number to come within the window. */
   private readonly windowWaiters: (() => void)[] = [];
   /** Index into endpoints of the node we believe leads. */
@@ -791,15 +799,22 @@ export class FlotillaClient {
   ): Promise<T> {
     const deadline = Date.now() + this.deadlineMs + extraMs;
     const seq = await this.takeSeq(deadline, signal);
+    const send = (mark: boolean): Promise<T> => {
+      const acked = mark ? { ackedBelow: this.oldestInFlight } : {};
+      const session = { clientId: this.clientId, seq, ...acked };
+      return this.call<T>('POST', path, { ...body, ...session }, signal, deadline, extraMs);
+    };
     try {
-      return await this.call<T>(
-        'POST',
-        path,
-        { ...body, clientId: this.clientId, seq },
-        signal,
-        deadline,
-        extraMs,
-      );
+      const mark = this.sendAcks;
+      try {
+        return await send(mark);
+      } catch (err) {
+        // A node of an older release: the write was refused whole (definite), so it is sent
+        // again, with the same seq, without the mark.
+        if (!mark || !refusedMark(err)) throw err;
+        this.sendAcks = false;
+        return await send(false);
+      }
     } finally {
       this.finishSeq(seq);
     }
@@ -1193,6 +1208,13 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
 }
 
 /** A value as an error message shows it. */
+/** A refusal of the `ackedBelow` field by a node of a release that does not know it. */
+function refusedMark(err: unknown): boolean {
+  return (
+    err instanceof FlotillaError && err.code === 'UNKNOWN_FIELD' && /"ackedBelow"/.test(err.message)
+  );
+}
+
 function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (typeof v === 'string') return JSON.stringify(v);

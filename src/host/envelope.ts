@@ -2,7 +2,8 @@
 // can read what an earlier one wrote, and generic: the payload is the state machine's own
 // encoding, which the host never looks into.
 //
-//   [format, kind, client, seq, timeMs, payload]     msgpack array, format 1
+//   [format, kind, client, seq, timeMs, payload]              msgpack array, format 1
+//   [format, kind, client, seq, timeMs, payload, ackedBelow]  the same with the client's mark
 //
 //   format  1
 //   kind    1 = a client command; 2 = a member directory change (directory.ts), applied by the
@@ -14,6 +15,11 @@
 //   seq     the client's sequence number for this write (0 without a session)
 //   timeMs  the proposing leader's clock, the only time a state machine may use
 //   payload the state machine's command (bin)
+//   ackedBelow  optional, a client command with a session only: the lowest sequence number
+//           its client still awaits an answer for (1 to seq); the session layer forgets the
+//           results below it (Raft thesis §6.3). A release before the session acknowledgement
+//           feature (src/base/features.ts, level 4) refuses a 7-element envelope as
+//           BAD_COMMAND, so a node writes one only once the cluster's level has the feature.
 
 import { Packr } from 'msgpackr';
 import { isFeatureLevel } from '../base/features.js';
@@ -33,6 +39,11 @@ export interface Envelope {
   readonly seq: number;
   readonly timeMs: number;
   readonly payload: Uint8Array;
+  /**
+   * The lowest sequence number the client still awaits (1 to `seq`): it has every answer
+   * below it. Absent: a client that says none (the session keeps its whole window).
+   */
+  readonly ackedBelow?: number;
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
@@ -56,14 +67,8 @@ export function decodeFeatureLevel(data: Uint8Array): number {
 }
 
 export function encodeEnvelope(e: Envelope): Uint8Array {
-  return packr.pack([
-    ENVELOPE_FORMAT,
-    e.kind ?? KIND_COMMAND,
-    e.client,
-    e.seq,
-    e.timeMs,
-    e.payload,
-  ]);
+  const fields = [ENVELOPE_FORMAT, e.kind ?? KIND_COMMAND, e.client, e.seq, e.timeMs, e.payload];
+  return packr.pack(e.ackedBelow === undefined ? fields : [...fields, e.ackedBelow]);
 }
 
 /**
@@ -77,6 +82,7 @@ export function envelopeOverheadBytes(payloadBytes: number): number {
     seq: Number.MAX_SAFE_INTEGER,
     timeMs: 2 ** 53,
     payload: new Uint8Array(0),
+    ackedBelow: Number.MAX_SAFE_INTEGER,
   }).length;
   return worst - binHeaderBytes(0) + binHeaderBytes(payloadBytes);
 }
@@ -94,8 +100,9 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   } catch (err) {
     throw new Error(`not msgpack (${(err as Error).message})`);
   }
-  if (!Array.isArray(raw) || raw.length !== 6) throw new Error('not a command envelope');
-  const [format, kind, client, seq, timeMs, payload] = raw as unknown[];
+  if (!Array.isArray(raw) || (raw.length !== 6 && raw.length !== 7))
+    throw new Error('not a command envelope');
+  const [format, kind, client, seq, timeMs, payload, ackedBelow] = raw as unknown[];
   if (format !== ENVELOPE_FORMAT)
     throw new Error(`envelope format ${String(format)} is not ${ENVELOPE_FORMAT}`);
   if (kind !== KIND_COMMAND && kind !== KIND_DIRECTORY && kind !== KIND_FEATURE_LEVEL)
@@ -107,5 +114,12 @@ export function decodeEnvelope(data: Uint8Array): Envelope {
   if (typeof timeMs !== 'number' || !Number.isFinite(timeMs) || timeMs < 0)
     throw new Error('bad time');
   if (!(payload instanceof Uint8Array)) throw new Error('bad payload');
-  return { kind, client, seq, timeMs, payload };
+  if (raw.length === 6) return { kind, client, seq, timeMs, payload };
+  if (kind !== KIND_COMMAND || client === '')
+    throw new Error('an acknowledgement mark without a client session');
+  if (typeof ackedBelow !== 'number' || !Number.isSafeInteger(ackedBelow) || ackedBelow < 1)
+    throw new Error(`bad acknowledgement mark ${String(ackedBelow)}`);
+  if (ackedBelow > seq)
+    throw new Error(`acknowledgement mark ${ackedBelow} is above the sequence number ${seq}`);
+  return { kind, client, seq, timeMs, payload, ackedBelow };
 }

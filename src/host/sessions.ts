@@ -10,6 +10,12 @@
 // number is refused, because whether it applied can no longer be told. docs/API.md
 // ("Exactly-once writes") states the rule for clients.
 //
+// A write may also carry its client's acknowledgement mark (`ackedBelow`, §6.3): the lowest
+// sequence number the client still awaits an answer for. The client will never retry one below
+// it, so their results are forgotten and the floor rises to just below the mark: a client that
+// says its mark costs about one result per write in flight, not a whole window. A later entry
+// below the floor (a stale copy of an answered write) is refused as one below the window is.
+//
 // Every decision depends only on the log: time comes from the leader's timestamps in the
 // entries (never a local clock), and the session clock never goes backwards, so every replica
 // answers, expires and evicts the same way at the same log index.
@@ -51,9 +57,9 @@ interface Session {
   /** seq -> result for every applied sequence number above `floor`. */
   readonly results: Map<number, unknown>;
   /**
-   * Sequence numbers at or below this are below the window and refused.
-   * Invariant: floor >= (highest sequence number applied) - window, and no result is kept for
-   * a sequence number at or below it.
+   * Sequence numbers at or below this are below the window, or were acknowledged, and are
+   * refused. Invariant: floor >= (highest sequence number applied) - window, floor >= (highest
+   * acknowledgement mark seen) - 1, and no result is kept for a sequence number at or below it.
    */
   floor: number;
   /** When it was made, in the table's count of sessions made: captures tell theirs by it. */
@@ -143,8 +149,24 @@ export class SessionTable {
     return { kind: 'apply' };
   }
 
-  /** Remembers the result of applying `seq`; `check` must have answered `apply` for it. */
-  record(clientId: string, seq: number, result: unknown): void {
+  /**
+   * The client has every answer below `ackedBelow` (its mark, at most the sequence number of
+   * the write that carries it): their results are forgotten and the floor rises below it. A
+   * lower mark than one seen before changes nothing (marks reach the log out of order).
+   */
+  acknowledge(clientId: string, ackedBelow: number): void {
+    const s = this.sessions.get(clientId);
+    if (s === undefined || ackedBelow - 1 <= s.floor) return;
+    for (const c of this.captures) c.preserve(s);
+    this.raiseFloor(s, ackedBelow - 1);
+  }
+
+  /**
+   * Remembers the result of applying `seq`; `check` must have answered `apply` for it.
+   * `ackedBelow` is the write's mark (0: none), applied as `acknowledge` does.
+   */
+  record(clientId: string, seq: number, result: unknown, ackedBelow = 0): void {
+    assert(ackedBelow <= seq, `mark ${ackedBelow} of ${clientId} is above its seq ${seq}`);
     let s = this.sessions.get(clientId);
     assert(
       s === undefined || (seq > s.floor && !s.results.has(seq)),
@@ -158,7 +180,7 @@ export class SessionTable {
     }
     s.lastSeenMs = this.clockMs;
     s.results.set(seq, result);
-    this.raiseFloor(s, seq - this.limits.window);
+    this.raiseFloor(s, Math.max(seq - this.limits.window, ackedBelow - 1));
     this.sessions.set(clientId, s);
     while (this.sessions.size > this.limits.maxSessions) {
       const first = this.sessions.keys().next().value as string;
@@ -179,6 +201,18 @@ export class SessionTable {
 
   size(): number {
     return this.sessions.size;
+  }
+
+  /** Results remembered, over every session: what the table holds for retries. */
+  resultsHeld(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) n += s.results.size;
+    return n;
+  }
+
+  /** Results remembered for one client (0 for a client without a session). */
+  resultsOf(clientId: string): number {
+    return this.sessions.get(clientId)?.results.size ?? 0;
   }
 
   /** The session clock: the latest leader time seen. */
@@ -307,6 +341,16 @@ export class SessionMachine implements StateMachine {
     return this.table.size();
   }
 
+  /** Results the session table remembers for retries, over every session. */
+  resultsHeld(): number {
+    return this.table.resultsHeld();
+  }
+
+  /** Results the session table remembers for one client. */
+  resultsOf(clientId: string): number {
+    return this.table.resultsOf(clientId);
+  }
+
   /** The active feature level this replica applied (0 before any was raised). */
   featureLevel(): number {
     return this.level;
@@ -328,7 +372,7 @@ export class SessionMachine implements StateMachine {
     const results: unknown[] = new Array<unknown>(commands.length);
     // Commands for the inner machine are applied in runs, one call per run; a run ends before
     // a command of a client already in it, whose check must see the earlier one recorded.
-    let run: { at: number; command: Command; client: string; seq: number }[] = [];
+    let run: { at: number; command: Command; client: string; seq: number; acked: number }[] = [];
     const inRun = new Set<string>();
     let newInRun = 0;
     const flush = (): void => {
@@ -336,7 +380,7 @@ export class SessionMachine implements StateMachine {
       const out = this.inner.apply(run.map((r) => r.command));
       run.forEach((r, i) => {
         results[r.at] = out[i];
-        if (r.client !== '') this.table.record(r.client, r.seq, out[i]);
+        if (r.client !== '') this.table.record(r.client, r.seq, out[i], r.acked);
       });
       run = [];
       inRun.clear();
@@ -397,6 +441,9 @@ export class SessionMachine implements StateMachine {
         flush();
       this.table.tick(env.timeMs);
       if (env.client !== '') {
+        // The mark first: it only ever forgets results below the write's own seq. No other
+        // command of this client is in the run, so the run sees the same as one at a time.
+        if (env.ackedBelow !== undefined) this.table.acknowledge(env.client, env.ackedBelow);
         const check = this.table.check(env.client, env.seq);
         if (check.kind === 'duplicate') {
           results[at] = check.result;
@@ -406,8 +453,8 @@ export class SessionMachine implements StateMachine {
           results[at] = refusal(
             'SESSION_STALE_SEQUENCE',
             `Client ${env.client} sequence ${env.seq} is below its session window (sequence ` +
-              `numbers up to ${check.floor} are refused): whether a write with it applied can ` +
-              `no longer be told`,
+              `numbers up to ${check.floor} are refused: fallen out of the window or ` +
+              `acknowledged by the client): whether a write with it applied can no longer be told`,
           );
           return;
         }
@@ -418,6 +465,7 @@ export class SessionMachine implements StateMachine {
         at,
         client: env.client,
         seq: env.seq,
+        acked: env.ackedBelow ?? 0,
         command: { index: c.index, term: c.term, timeMs: env.timeMs, payload: env.payload },
       });
       if (alone) flush();

@@ -32,6 +32,22 @@ export interface FeatureCheck {
    * that is due did not reach this node within the gate's wait.
    */
   require(feature: Feature, signal?: AbortSignal): Promise<void>;
+  /** The cluster's active level as this node applied it. */
+  active(): number;
+}
+
+/**
+ * A write's session as it may enter the log at the active `level`: without its acknowledgement
+ * mark below the level that has it (a member of an older release would refuse the envelope
+ * that carries it). Without the mark the session keeps its whole window, as before.
+ */
+export function sessionAtLevel<S extends { readonly seq: number; readonly ackedBelow?: number }>(
+  session: S | null,
+  level: number,
+): S | null {
+  if (session?.ackedBelow === undefined || level >= features.sessionAcks.level) return session;
+  const { ackedBelow: _mark, ...rest } = session;
+  return rest as S;
 }
 
 /** The feature a queue command belongs to; null for commands every release knows. */

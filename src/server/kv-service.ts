@@ -122,6 +122,7 @@ export function encodeWrite(
     seq: session?.seq ?? 0,
     timeMs,
     payload: KvStateMachine.encode(txn),
+    ...(session?.ackedBelow === undefined ? {} : { ackedBelow: session.ackedBelow }),
   });
   checkProposalBytes(data.length, { maxProposalBytes });
   return data;

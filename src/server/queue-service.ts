@@ -10,7 +10,7 @@ import type { QueueLimits } from '../base/limits.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
 import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
-import { queueCommandFeature, type FeatureCheck } from './feature-gate.js';
+import { queueCommandFeature, sessionAtLevel, type FeatureCheck } from './feature-gate.js';
 import type { QueueStateMachine } from '../queue/index.js';
 import {
   decodeQueueCommand,
@@ -39,11 +39,14 @@ export class QueueService {
   encode(cmd: QueueCommandAny, session: Session | null): Uint8Array {
     const payload = encodeQueueCommand(cmd);
     decodeQueueCommand(payload, this.limits);
+    // The mark only once every member knows it (sessionAtLevel); a lone test has no gate.
+    const s = this.gate === null ? session : sessionAtLevel(session, this.gate.active());
     return encodeEnvelope({
-      client: session?.clientId ?? '',
-      seq: session?.seq ?? 0,
+      client: s?.clientId ?? '',
+      seq: s?.seq ?? 0,
       timeMs: this.clock.nowMs(),
       payload,
+      ...(s?.ackedBelow === undefined ? {} : { ackedBelow: s.ackedBelow }),
     });
   }
 

@@ -10,6 +10,7 @@ import { features } from '../base/features.js';
 import { defaultLimits } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
 import type { RateSampler } from './dashboard.js';
+import { sessionAtLevel } from './feature-gate.js';
 import { answerOf } from './kv-service.js';
 import type { NodeMetrics } from './metrics.js';
 import type { RangeGroup } from './range-groups.js';
@@ -59,7 +60,11 @@ export class RangeKvLocal {
     firstKey: Uint8Array | undefined,
   ): Promise<Awaited<ReturnType<KvBackend['write']>>> {
     const runtime = lane.group.runtime;
-    const data = lane.service.encode(this.boundPrevKv(lane, txn), session);
+    // The session's acknowledgement mark only once every member knows it (feature-gate.ts).
+    const data = lane.service.encode(
+      this.boundPrevKv(lane, txn),
+      sessionAtLevel(session, this.o.featureLevel()),
+    );
     if (this.o.config.unsafeTestMode === 'early-ack') {
       // Planted bug for the fault-injection checker: acknowledge before the entry commits.
       runtime.propose(data, { signal }).catch(() => undefined);

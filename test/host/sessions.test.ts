@@ -1,6 +1,7 @@
 // The session layer's batching is invisible: whatever way committed commands are split into
 // batches (replicas split them differently, one Ready at a time), the results and the state,
-// sessions included, are those of applying the commands one at a time.
+// sessions included, are those of applying the commands one at a time, with and without the
+// clients' acknowledgement marks.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -46,6 +47,8 @@ const commandArb = fc.record({
   seq: fc.integer({ min: 1, max: 12 }),
   dt: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 40 })),
   key: fc.constantFrom('a', 'b', 'c'),
+  // The acknowledgement mark, as a share of seq (0: none): any mark from 1 to seq is valid.
+  mark: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 1, noNaN: true })),
 });
 
 void test('any split into batches gives the results and state of one-at-a-time', async () => {
@@ -62,6 +65,9 @@ void test('any split into batches gives the results and state of one-at-a-time',
             seq: s.client === 0 ? 0 : s.seq,
             timeMs: t,
             payload: enc.encode(s.key),
+            ...(s.client === 0 || s.mark === 0
+              ? {}
+              : { ackedBelow: Math.max(1, Math.ceil(s.mark * s.seq)) }),
           });
           return { index: i + 1, term: 1, timeMs: 0, payload };
         });

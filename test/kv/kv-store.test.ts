@@ -294,7 +294,7 @@ function machine(limits: { maxKeyBytes: number; maxValueBytes: number }) {
 
 function envelope(
   txn: TxnCommand,
-  session: { clientId: string; seq: number } | null,
+  session: { clientId: string; seq: number; ackedBelow?: number } | null,
   timeMs: number,
 ) {
   return encodeEnvelope({
@@ -302,6 +302,7 @@ function envelope(
     seq: session?.seq ?? 0,
     timeMs,
     payload: KvStateMachine.encode(txn),
+    ...(session?.ackedBelow === undefined ? {} : { ackedBelow: session.ackedBelow }),
   });
 }
 
@@ -331,6 +332,7 @@ void test('the proposal limit is the largest single write, exactly, at every msg
       const session = {
         clientId: '\uffff'.repeat(defaultLimits.maxClientIdChars),
         seq: 2 ** 53 - 1,
+        ackedBelow: 2 ** 53 - 1,
       };
       const ops: Op[] = [
         {
