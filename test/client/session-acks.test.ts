@@ -1,0 +1,176 @@
+// The client's acknowledgement mark against in-process nodes (API.md, "Exactly-once writes"):
+// a client that sends it costs the session table about one result per write in flight over a
+// long run of writes, not a window of 256; and in a cluster with a member of a release before
+// the mark (feature level 3) no entry carries one, so that member never sees an envelope it
+// cannot decode, and the session keeps its window until the member is upgraded. A node of a
+// release that refuses the field makes the client send the write again without it.
+
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import test from 'node:test';
+import { FEATURE_LEVEL, features } from '../../src/base/features.js';
+import { FlotillaClient } from '../../src/client/index.js';
+import { decodeEnvelope } from '../../src/host/envelope.js';
+import type { SessionMachine } from '../../src/host/sessions.js';
+import { FIRST_RANGE } from '../../src/ranges/types.js';
+import type { FlotillaNode } from '../../src/server/node.js';
+import { TestNodes, until } from '../server/nodes.js';
+
+function sessionsOf(n: FlotillaNode): SessionMachine {
+  const g = n.ranges.group(FIRST_RANGE);
+  assert.ok(g !== undefined, `node ${n.config.id} runs no range 0`);
+  return g.sessions;
+}
+
+/** Runs `total` puts through `client`, `inFlight` at a time; calls `after` after each. */
+async function putMany(
+  client: FlotillaClient,
+  o: { readonly total: number; readonly inFlight: number; readonly after?: () => void },
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: o.inFlight }, async () => {
+      while (next < o.total) {
+        const i = next++;
+        await client.put(`k${i % 50}`, `v${i}`);
+        o.after?.();
+      }
+    }),
+  );
+}
+
+/** Waits until every node applied what range 0's leader applied. */
+async function caughtUp(c: TestNodes): Promise<void> {
+  const leader = c.node(await c.waitForLeader());
+  const target = leader.runtime.appliedIndex();
+  await until(`every node applied index ${target}`, () =>
+    c.nodes.every((n) => n.runtime.appliedIndex() >= target),
+  );
+}
+
+void test('over a long run of writes the session keeps about one result per write in flight', async () => {
+  const c = await TestNodes.start({ nodes: 1 });
+  const client = new FlotillaClient({ endpoints: [c.url(1)], protocol: 'http' });
+  try {
+    const node = c.node(1);
+    await until('the feature level raised', () => node.gate.active() === FEATURE_LEVEL);
+    const sessions = sessionsOf(node);
+    const inFlight = 16;
+    const held: number[] = [];
+    await putMany(client, {
+      total: 3_000,
+      inFlight,
+      after: () => held.push(sessions.resultsOf(client.clientId)),
+    });
+    const most = Math.max(...held);
+    const mean = held.reduce((a, b) => a + b, 0) / held.length;
+    // A write applies before its answer reaches the client, so a few more than in flight.
+    assert.ok(most <= 2 * inFlight, `most results held ${most}, writes in flight ${inFlight}`);
+    assert.ok(mean <= inFlight + 2, `results held ${mean.toFixed(1)} on average`);
+    // Without the mark the window would hold 256 by now.
+    assert.ok(sessions.resultsOf(client.clientId) <= inFlight);
+  } finally {
+    await client.close();
+    await c.close();
+  }
+});
+
+void test('a member of a release before the mark sees no entry with one; once upgraded the marks trim', async () => {
+  const older = features.sessionAcks.level - 1;
+  const c = await TestNodes.start({
+    nodes: 3,
+    featureLevelOf: (id) => (id === 3 ? older : undefined),
+  });
+  const client = new FlotillaClient({ endpoints: [c.url(1), c.url(2)], protocol: 'http' });
+  const marked: number[] = [];
+  const watch = (n: FlotillaNode): (() => void) =>
+    n.runtime.onApplied((b) => {
+      for (const cmd of b.commands)
+        if (decodeEnvelope(cmd.payload).ackedBelow !== undefined) marked.push(cmd.index);
+    });
+  let off = watch(c.node(3));
+  /** The check: the older member applied no entry with a mark, and the window is whole. */
+  const checkOlder = async (): Promise<void> => {
+    marked.length = 0;
+    await putMany(client, { total: 300, inFlight: 4 });
+    await caughtUp(c);
+    assert.deepEqual(marked, [], 'entries with a mark reached the older member');
+    for (const n of c.nodes) assert.equal(sessionsOf(n).resultsOf(client.clientId), 256);
+  };
+  try {
+    await c.waitForLeader();
+    await until(`the level at ${older}`, () =>
+      c.nodes.every((n) => n.gate.active() === older) ? true : null,
+    );
+    await checkOlder();
+
+    // The planted bug: nodes that put the mark in without asking the level. The check catches it.
+    const saved = c.nodes.map((n) => n.gate.active.bind(n.gate));
+    for (const n of c.nodes) n.gate.active = () => FEATURE_LEVEL;
+    await assert.rejects(checkOlder(), assert.AssertionError);
+    c.nodes.forEach((n, i) => (n.gate.active = saved[i] as typeof n.gate.active));
+
+    // Node 3 upgraded: the level rises, and the marks now trim on every member.
+    off();
+    await c.restartAt(3, undefined);
+    off = watch(c.node(3));
+    await until(`the level at ${FEATURE_LEVEL} on every node`, () =>
+      c.nodes.every((n) => n.gate.active() === FEATURE_LEVEL) ? true : null,
+    );
+    marked.length = 0;
+    await putMany(client, { total: 20, inFlight: 1 });
+    assert.ok(marked.length > 0, 'no entry with a mark after the upgrade');
+    await caughtUp(c);
+    for (const n of c.nodes) assert.equal(sessionsOf(n).resultsOf(client.clientId), 1);
+  } finally {
+    off();
+    await client.close();
+    await c.close();
+  }
+});
+
+void test('a node that does not know the mark refuses it once; the client sends the write again without it, and no mark after', async () => {
+  const bodies: Record<string, unknown>[] = [];
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (d: Buffer) => (raw += d.toString()));
+    req.on('end', () => {
+      const body = JSON.parse(raw) as Record<string, unknown>;
+      bodies.push(body);
+      res.writeHead(body['ackedBelow'] === undefined ? 200 : 400, {
+        'content-type': 'application/json',
+      });
+      res.end(
+        JSON.stringify(
+          body['ackedBelow'] === undefined
+            ? { header: { revision: 2, memberId: 1, raftTerm: 1 } }
+            : {
+                error: {
+                  code: 'UNKNOWN_FIELD',
+                  message: 'body has unknown field "ackedBelow" (allowed: key, value)',
+                  indefinite: false,
+                },
+              },
+        ),
+      );
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = new FlotillaClient({ endpoints: [url], protocol: 'http' });
+  try {
+    await client.put('a', '1');
+    await client.put('b', '2');
+    const seen = bodies.map((b) => [b['key'], b['seq'], b['ackedBelow']]);
+    assert.deepEqual(seen, [
+      ['a', 1, 1],
+      ['a', 1, undefined],
+      ['b', 2, undefined],
+    ]);
+  } finally {
+    await client.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});
