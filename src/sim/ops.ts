@@ -48,7 +48,15 @@ export function writeTxn(w: ClientWrite): TxnCommand {
 /** The session a client write is sent with (the simulator's planted bugs may drop it). */
 export type WriteSession = (w: ClientWrite) => Session | null;
 
-export const clientSession: WriteSession = (w) => ({ clientId: clientId(w.c), seq: w.s });
+/**
+ * A simulated client has one write at a time, so it awaits no earlier one: each write carries
+ * its own seq as its acknowledgement mark, and the sessions keep one result per client.
+ */
+export const clientSession: WriteSession = (w) => ({
+  clientId: clientId(w.c),
+  seq: w.s,
+  ackedBelow: w.s,
+});
 
 /** The value of `key` on `kv` (what a read served there answers), undefined when unset. */
 export function readValue(kv: KvStateMachine, key: string): string | undefined {
