@@ -146,6 +146,13 @@ void test('wrong types and limits', async () => {
     400,
     'BAD_REQUEST',
   );
+  // The acknowledgement mark: at most the write's seq, and only with a session.
+  for (const body of [
+    { key: 'a', value: 'x', clientId: 'c', seq: 3, ackedBelow: 4 },
+    { key: 'a', value: 'x', clientId: 'c', seq: 3, ackedBelow: 0 },
+    { key: 'a', value: 'x', ackedBelow: 1 },
+  ])
+    await expectError('/v1/kv/put', JSON.stringify(body), 400, 'BAD_REQUEST');
   await expectError('/v1/kv/range', JSON.stringify({ key: 'a', limit: 'ten' }), 400, 'BAD_REQUEST');
   await expectError(
     '/v1/kv/range',
