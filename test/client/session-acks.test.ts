@@ -65,9 +65,11 @@ void test('over a long run of writes the session keeps about one result per writ
     });
     const most = Math.max(...held);
     const mean = held.reduce((a, b) => a + b, 0) / held.length;
-    // A write applies before its answer reaches the client, so a few more than in flight.
-    assert.ok(most <= 2 * inFlight, `most results held ${most}, writes in flight ${inFlight}`);
-    assert.ok(mean <= inFlight + 2, `results held ${mean.toFixed(1)} on average`);
+    // A write applies before its answer reaches the client, and the mark is the oldest write
+    // in flight: one slow write holds the results of those that overtook it (39 with 16 in
+    // flight was seen on a loaded machine). Without the mark this is the window, 256.
+    assert.ok(most <= 4 * inFlight, `most results held ${most}, writes in flight ${inFlight}`);
+    assert.ok(mean <= 2 * inFlight, `results held ${mean.toFixed(1)} on average`);
     // Without the mark the window would hold 256 by now.
     assert.ok(sessions.resultsOf(client.clientId) <= inFlight);
   } finally {

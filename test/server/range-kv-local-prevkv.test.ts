@@ -49,7 +49,7 @@ function rangeHere(level: number) {
     group: {
       range: { kv: machine },
       runtime: {
-        status: () => ({ term: 1 }),
+        term: () => 1,
         propose: (data: Uint8Array) => {
           const cmd = JSON.parse(new TextDecoder().decode(data)) as { i: number };
           hooks.beforeApply();
