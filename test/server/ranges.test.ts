@@ -27,6 +27,39 @@ async function getRanges(url: string): Promise<{ status: number; json: Record<st
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
+/**
+ * Once the range map bootstrapped: the leader of range 0 and a put through it, and a watch of
+ * prefix "w" from `watcher` collecting `key=value` of each change into `seen` until `stop`.
+ * The returned promise ends with the watch; its error goes to `onEnd` (a stop is no error).
+ */
+async function watchPrefixW(
+  c: TestNodes,
+  watcher: FlotillaClient,
+  stop: AbortController,
+  seen: string[],
+  onEnd: (err: unknown) => void,
+): Promise<{
+  leader: number;
+  put: (key: string, value: string) => ReturnType<typeof postJson>;
+  watching: Promise<void>;
+}> {
+  const leader = await c.waitForLeader();
+  await until('the range map bootstrapped', async () =>
+    (await getRanges(c.url(leader))).status === 200 ? true : null,
+  );
+  const put = (key: string, value: string) =>
+    postJson(`${c.url(leader)}/v1/kv/put`, { key, value }, { timeoutMs: 10_000 });
+  const watching = (async () => {
+    for await (const batch of watcher.watch('w', {
+      prefix: true,
+      signal: stop.signal,
+      progressNotifyMs: 200,
+    }))
+      for (const e of batch.events) seen.push(`${e.kv.key}=${e.kv.value ?? ''}`);
+  })().catch(onEnd);
+  return { leader, put, watching };
+}
+
 function errorCode(json: Record<string, unknown>): string | undefined {
   return (json['error'] as { code?: string } | undefined)?.code;
 }
@@ -254,21 +287,8 @@ void test('a watch of keys a split moves ends on the old range and goes on at th
   const watcher = new FlotillaClient({ endpoints: [1, 2, 3].map((id) => c.url(id)) });
   const stop = new AbortController();
   try {
-    const leader = await c.waitForLeader();
-    await until('the range map bootstrapped', async () =>
-      (await getRanges(c.url(leader))).status === 200 ? true : null,
-    );
-    const put = (key: string, value: string) =>
-      postJson(`${c.url(leader)}/v1/kv/put`, { key, value }, { timeoutMs: 10_000 });
     const seen: string[] = [];
-    const watching = (async () => {
-      for await (const batch of watcher.watch('w', {
-        prefix: true,
-        signal: stop.signal,
-        progressNotifyMs: 200,
-      }))
-        for (const e of batch.events) seen.push(`${e.kv.key}=${e.kv.value ?? ''}`);
-    })().catch((err: unknown) => {
+    const { leader, put, watching } = await watchPrefixW(c, watcher, stop, seen, (err) => {
       if (!stop.signal.aborted) throw err;
     });
     // The watch is open once a write shows up in it.
@@ -322,22 +342,9 @@ void test('a watch whose keys a split cuts in two ends CROSS_RANGE, naming the r
   const watcher = new FlotillaClient({ endpoints: [1, 2, 3].map((id) => c.url(id)) });
   const stop = new AbortController();
   try {
-    const leader = await c.waitForLeader();
-    await until('the range map bootstrapped', async () =>
-      (await getRanges(c.url(leader))).status === 200 ? true : null,
-    );
-    const put = (key: string, value: string) =>
-      postJson(`${c.url(leader)}/v1/kv/put`, { key, value }, { timeoutMs: 10_000 });
     const seen: string[] = [];
     let ended: unknown = null;
-    const watching = (async () => {
-      for await (const batch of watcher.watch('w', {
-        prefix: true,
-        signal: stop.signal,
-        progressNotifyMs: 200,
-      }))
-        for (const e of batch.events) seen.push(`${e.kv.key}=${e.kv.value ?? ''}`);
-    })().catch((err: unknown) => {
+    const { leader, put, watching } = await watchPrefixW(c, watcher, stop, seen, (err) => {
       ended = err;
     });
     await until('the watch open', async () => {
