@@ -335,6 +335,8 @@ export function flushBatched(r: Raft): void {
 
 /** A heartbeat round for waiting ReadIndex requests may go out now (ReadOnly.roundDue). */
 export function readRoundDue(r: Raft): boolean {
+  // hasReady asks on every turn: no closures unless a read waits.
+  if (!r.readOnly.roundPending) return false;
   return r.readOnly.roundDue(r.ticks, (seq) =>
     r.trk.confirmedBy((id) => r.readOnly.acked(id, seq)),
   );

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
-import { TestNodes } from './nodes.js';
+import { TestNodes, until } from './nodes.js';
 
 // A follower forwards at most this many requests of one group at once (node.ts).
 const forwardLimit = 128;
@@ -21,19 +21,22 @@ before(async () => {
   const queueLeader = await cluster.waitForQueueLeader();
   leader = await cluster.waitForLeader();
   // Both groups led by one node, so that both forward to the same member.
-  const deadline = Date.now() + 10_000;
   let why = '';
-  while ((leader = await cluster.waitForLeader()) !== queueLeader) {
-    if (Date.now() > deadline)
-      assert.fail(`leadership did not move to node ${queueLeader} within 10 s: ${why}`);
-    try {
-      // Refused until the leader has heard from the target since it was elected.
-      cluster.node(leader).runtime.transferLeadership(queueLeader);
-    } catch (err) {
-      why = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  leader = await until(
+    () => `leadership moved to node ${queueLeader} (${why})`,
+    async () => {
+      const now = await cluster.waitForLeader();
+      if (now === queueLeader) return now;
+      try {
+        // Refused until the leader has heard from the target since it was elected.
+        cluster.node(now).runtime.transferLeadership(queueLeader);
+      } catch (err) {
+        why = (err as Error).message;
+      }
+      return null;
+    },
+    10_000,
+  );
   follower = [1, 2, 3].find((id) => id !== leader) as number;
 });
 
@@ -62,12 +65,12 @@ void it("a follower's long-polling claims leave its forwarded writes their conne
     ),
   );
   try {
-    const deadline = Date.now() + 10_000;
     let open = 0;
-    while ((open = (await forwardedClaims(follower)) - before) < forwardLimit) {
-      if (Date.now() > deadline) assert.fail(`only ${open} claims were forwarded within 10 s`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await until(
+      () => `all ${forwardLimit} claims forwarded (${open} were)`,
+      async () => (open = (await forwardedClaims(follower)) - before) >= forwardLimit,
+      10_000,
+    );
     // Every claim is open at the leader now, waiting for a job that does not come.
     const started = performance.now();
     const res = await fetch(`${base}/v1/kv/put`, {

@@ -296,7 +296,7 @@ export async function postJson(
 
 /** Polls `probe` every 50 ms until it gives a value, or throws naming `what` after `timeoutMs`. */
 export async function until<T>(
-  what: string,
+  what: string | (() => string),
   probe: () => T | null | false | Promise<T | null | false>,
   timeoutMs = 20_000,
 ): Promise<T> {
@@ -304,7 +304,8 @@ export async function until<T>(
   for (;;) {
     const seen = await probe();
     if (seen !== false && seen !== null) return seen;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`${typeof what === 'string' ? what : what()}: not within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
