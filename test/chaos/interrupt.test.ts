@@ -17,15 +17,7 @@ import { repoRoot } from '../support/root.js';
 import { RunDeadline } from './deadline.js';
 import { EXIT, exitStatus } from './exit.js';
 import { RegisterWorkload } from './workload.js';
-
-/** Polls `cond` every 50 ms for at most `ms`; fails with `what()` if it never holds. */
-async function waitFor(cond: () => boolean, ms: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    assert.ok(Date.now() < deadline, `not within ${ms} ms: ${what()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { until as waitUntil } from '../support/until.js';
 
 /** `p`, or a failure naming `what` after `ms`. */
 async function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
@@ -137,10 +129,10 @@ void test('a workload thinking for seconds stops as soon as its deadline is cut'
   const until = new RunDeadline(now, now() + 120_000);
   const running = w.runUntil(until);
   // Both clients have finished an operation and are thinking for 20 s.
-  await waitFor(
+  await waitUntil(
+    () => `${w.history.length} operations`,
     () => w.history.length >= 2,
     10_000,
-    () => `${w.history.length} operations`,
   );
   until.cut();
   await within(running, 3_000, () => `the clients still ran after the cut`);
@@ -195,10 +187,10 @@ void test(
       ...['--seed', '7', '--seeds', '2', '--out', out],
     ]);
     // The load is on: the first progress line counts operations recorded.
-    await waitFor(
+    await waitUntil(
+      () => `no operations reported:\n${run.all()}`,
       () => /\[seed 7\] t=\d+ s: [1-9]\d* operations/.test(run.io.err),
       90_000,
-      () => `no operations reported:\n${run.all()}`,
     );
     assert.equal(pidsMentioning(tmp).length, 3, run.all());
     run.ctrlC();
@@ -242,16 +234,16 @@ void test('a second Ctrl-C stops at once, leaving no process', { timeout: 120_00
   const tmp = scratch(t);
   const out = join(scratch(t), 'out');
   const run = startChaos(t, tmp, [...ARGS, '--nemesis', 'none', '--seed', '9', '--out', out]);
-  await waitFor(
+  await waitUntil(
+    () => `no cluster up:\n${run.all()}`,
     () => /\[seed 9\] cluster of 3 up/.test(run.io.err) && pidsMentioning(tmp).length === 3,
     90_000,
-    () => `no cluster up:\n${run.all()}`,
   );
   run.ctrlC();
-  await waitFor(
+  await waitUntil(
+    () => `first signal not acknowledged:\n${run.all()}`,
     () => run.io.err.includes('interrupted: finishing seed 9'),
     10_000,
-    () => `first signal not acknowledged:\n${run.all()}`,
   );
   const second = performance.now();
   run.ctrlC();

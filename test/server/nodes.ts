@@ -294,18 +294,4 @@ export async function postJson(
   }
 }
 
-/** Polls `probe` every 50 ms until it gives a value, or throws naming `what` after `timeoutMs`. */
-export async function until<T>(
-  what: string | (() => string),
-  probe: () => T | null | false | Promise<T | null | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const seen = await probe();
-    if (seen !== false && seen !== null) return seen;
-    if (Date.now() > deadline)
-      throw new Error(`${typeof what === 'string' ? what : what()}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { until } from '../support/until.js';
