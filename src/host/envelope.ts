@@ -66,9 +66,20 @@ export function decodeFeatureLevel(data: Uint8Array): number {
   return raw;
 }
 
+/**
+ * Entries from this size up get buffers of their own. msgpackr returns a view into its working
+ * buffer, which it makes at least four times the largest message so far and never shrinks; an
+ * entry is kept (the in-memory log, until compaction), and a large one kept as such a view held
+ * a buffer several times its size: 1,000 writes of 256 KiB pinned 2.6 GB on a leader
+ * (BENCHMARKS.md, "Memory: large values"). Smaller entries share the working buffer with the
+ * entries around them, which the log keeps and drops together.
+ */
+export const OWN_BUFFER_FROM_BYTES = 16 * 1024;
+
 export function encodeEnvelope(e: Envelope): Uint8Array {
   const fields = [ENVELOPE_FORMAT, e.kind ?? KIND_COMMAND, e.client, e.seq, e.timeMs, e.payload];
-  return packr.pack(e.ackedBelow === undefined ? fields : [...fields, e.ackedBelow]);
+  const out = packr.pack(e.ackedBelow === undefined ? fields : [...fields, e.ackedBelow]);
+  return out.byteLength < OWN_BUFFER_FROM_BYTES ? out : Uint8Array.prototype.slice.call(out);
 }
 
 /**
