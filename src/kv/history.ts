@@ -28,12 +28,19 @@ export function isTombstone(v: Version): v is Tombstone {
   return 'deleted' in v;
 }
 
+/** What a version counts for in `History.bytes`: its key and value (a tombstone nothing). */
+function versionBytes(v: Version): number {
+  return isTombstone(v) ? 0 : v.key.length + v.value.length;
+}
+
 export class History {
   /** Older versions per key (index-key string), oldest first; never an empty array. */
   private readonly past = new Map<string, Version[]>();
   /** Revisions at which a key's older version was superseded, ascending (a FIFO). */
   private queueRevs: number[] = [];
   private queueKeys: string[] = [];
+  /** Bytes of the version each queue entry makes droppable (versionBytes). */
+  private queueBytes: number[] = [];
   private queueHead = 0;
   /** Keys absent now but with a visible past: exactly the keys of `past` not live. */
   ghosts = new SortedKeys();
@@ -46,6 +53,8 @@ export class History {
   private compactedRev = 0;
   /** Versions held in `past`, all keys together. */
   private held = 0;
+  /** Their bytes (versionBytes), all keys together. */
+  private heldBytes = 0;
   /** Told before a compaction changes a key's past (a snapshot being read keeps it). */
   beforeChange: ((key: string) => void) | null = null;
 
@@ -72,14 +81,14 @@ export class History {
   /** Records that `prev`, the current version of `key`, is replaced at revision `rev`. */
   superseded(key: string, prev: KeyValue, rev: number): void {
     this.push(key, prev);
-    this.enqueue(rev, key);
+    this.enqueue(rev, key, versionBytes(prev));
   }
 
   /** Records `key`'s deletion at `rev`: its current version `prev` is replaced by a tombstone. */
   deleted(key: string, prev: KeyValue, rev: number): void {
     this.push(key, prev);
     this.push(key, { modRevision: rev, deleted: true });
-    this.enqueue(rev, key);
+    this.enqueue(rev, key, versionBytes(prev));
     this.ghosts.insert(key);
   }
 
@@ -120,6 +129,7 @@ export class History {
     if (this.queueHead > 4096 && this.queueHead * 2 > this.queueRevs.length) {
       this.queueRevs = this.queueRevs.slice(this.queueHead);
       this.queueKeys = this.queueKeys.slice(this.queueHead);
+      this.queueBytes = this.queueBytes.slice(this.queueHead);
       this.queueHead = 0;
     }
   }
@@ -127,6 +137,33 @@ export class History {
   /** Versions held (for metrics and tests): older versions and tombstones of every key. */
   size(): number {
     return this.held;
+  }
+
+  /** Bytes of keys and values the versions held take (tombstones count nothing). */
+  bytes(): number {
+    return this.heldBytes;
+  }
+
+  /**
+   * The lowest revision a compaction to which leaves at most `maxBytes` of history, or null
+   * when the history is that small already. Versions become droppable in the order their
+   * successors were written (the queue), so this walks the queue from its head adding up what
+   * each entry frees: O(entries to drop). An entry whose key a split moved away counts bytes
+   * no longer held here, so the revision found may leave more than `maxBytes`: the next look
+   * goes on from there.
+   */
+  revisionToFit(maxBytes: number): number | null {
+    if (this.heldBytes <= maxBytes) return null;
+    let freed = 0;
+    for (let i = this.queueHead; i < this.queueRevs.length; i++) {
+      freed += this.queueBytes[i] as number;
+      // A compaction to this entry's revision drops it and every entry before it (and any
+      // after it of the same revision, which only frees more).
+      if (this.heldBytes - freed <= maxBytes) return this.queueRevs[i] as number;
+    }
+    return this.queueRevs.length > this.queueHead
+      ? (this.queueRevs[this.queueRevs.length - 1] as number)
+      : null;
   }
 
   /**
@@ -140,8 +177,9 @@ export class History {
   ): void {
     this.past.clear();
     this.held = 0;
+    this.heldBytes = 0;
     this.compactedRev = compacted;
-    const queue: [number, string][] = [];
+    const queue: [number, string, number][] = [];
     const ghosts: string[] = [];
     for (const [key, versions] of pasts) {
       if (versions.length === 0) continue;
@@ -152,13 +190,19 @@ export class History {
       // the key is absent now, the last is the tombstone, superseded by nothing after it.
       for (let i = 0; i < versions.length; i++) {
         const v = versions[i] as Version;
-        queue.push([versions[i + 1]?.modRevision ?? live?.modRevision ?? v.modRevision, key]);
+        this.heldBytes += versionBytes(v);
+        queue.push([
+          versions[i + 1]?.modRevision ?? live?.modRevision ?? v.modRevision,
+          key,
+          versionBytes(v),
+        ]);
       }
       if (live === undefined) ghosts.push(key);
     }
     queue.sort((a, b) => a[0] - b[0]);
     this.queueRevs = queue.map((q) => q[0]);
     this.queueKeys = queue.map((q) => q[1]);
+    this.queueBytes = queue.map((q) => q[2]);
     this.queueHead = 0;
     this.ghosts = SortedKeys.fromSorted(ghosts.sort());
     this.withPast = SortedKeys.fromSorted([...this.past.keys()].sort());
@@ -176,6 +220,7 @@ export class History {
       this.beforeChange?.(key);
       this.past.delete(key);
       this.held -= versions.length;
+      for (const v of versions) this.heldBytes -= versionBytes(v);
       moved.push([key, versions]);
     }
     this.ghosts.removeRange(from, null);
@@ -184,6 +229,7 @@ export class History {
 
   private push(key: string, v: Version): void {
     this.held++;
+    this.heldBytes += versionBytes(v);
     const versions = this.past.get(key);
     if (versions === undefined) {
       this.past.set(key, [v]);
@@ -191,9 +237,10 @@ export class History {
     } else versions.push(v);
   }
 
-  private enqueue(rev: number, key: string): void {
+  private enqueue(rev: number, key: string, bytes: number): void {
     this.queueRevs.push(rev);
     this.queueKeys.push(key);
+    this.queueBytes.push(bytes);
   }
 
   /** Drops `key`'s versions that no read at `rev` or later sees. */
@@ -213,13 +260,14 @@ export class History {
     this.beforeChange?.(key);
     if (keepFrom >= versions.length) {
       this.held -= versions.length;
+      for (const v of versions) this.heldBytes -= versionBytes(v);
       this.past.delete(key);
       this.withPast.remove(key);
       if (live === undefined) this.ghosts.remove(key);
       return;
     }
     // What is left was superseded after rev: its own queue entries bring compaction back.
-    versions.splice(0, keepFrom);
+    for (const v of versions.splice(0, keepFrom)) this.heldBytes -= versionBytes(v);
     this.held -= keepFrom;
   }
 }

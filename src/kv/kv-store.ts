@@ -182,6 +182,16 @@ export class KvStore {
     return this.history.size();
   }
 
+  /** Bytes of keys and values those versions take. */
+  historyBytes(): number {
+    return this.history.bytes();
+  }
+
+  /** The lowest revision to compact to for at most `maxBytes` of history (History.revisionToFit). */
+  historyRevisionToFit(maxBytes: number): number | null {
+    return this.history.revisionToFit(maxBytes);
+  }
+
   /**
    * Forgets the versions no read at `rev` or later can see; reads below `rev` are refused from
    * then on. `rev` must be at most the current revision and above the last compaction.

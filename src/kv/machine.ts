@@ -175,6 +175,16 @@ export class KvStateMachine implements StateMachine {
     return this.store.historySize();
   }
 
+  /** Bytes of keys and values those versions take. */
+  historyBytes(): number {
+    return this.store.historyBytes();
+  }
+
+  /** The lowest revision to compact to for at most `maxBytes` of history, or null. */
+  historyRevisionToFit(maxBytes: number): number | null {
+    return this.store.historyRevisionToFit(maxBytes);
+  }
+
   /** Sets the one listener told of each revision's changes as commands apply (the watch hub). */
   onChanges(listener: ((c: Changes) => void) | null): void {
     this.store.onChanges(listener);

@@ -14,6 +14,14 @@ export interface CompactorOptions {
   readonly keepRevisions: number;
   /** Keep at least every revision made in this many milliseconds; 0: no such rule. */
   readonly keepMs: number;
+  /**
+   * Keep at most this many bytes of history, even if the rules above would keep more; 0 (or
+   * absent): no such bound. The history is in memory: this bounds it by what it holds, where
+   * the rules above bound it by revisions and time, whatever each version weighs.
+   */
+  readonly keepBytes?: number;
+  /** The lowest revision a compaction to which leaves at most `bytes` of history (or null). */
+  readonly revisionToFit?: (bytes: number) => number | null;
   /** How often the leader looks; also the granularity of `keepMs`. */
   readonly checkEveryMs: number;
   readonly isLeader: () => boolean;
@@ -40,7 +48,11 @@ export class AutoCompactor {
   }
 
   get enabled(): boolean {
-    return this.o.keepRevisions > 0 || this.o.keepMs > 0;
+    return this.o.keepRevisions > 0 || this.o.keepMs > 0 || this.bytesBound() > 0;
+  }
+
+  private bytesBound(): number {
+    return this.o.revisionToFit === undefined ? 0 : (this.o.keepBytes ?? 0);
   }
 
   start(): void {
@@ -53,8 +65,19 @@ export class AutoCompactor {
 
   /** The revision the rules allow compacting to now, or null for none. */
   target(): number | null {
-    const now = this.o.clock.nowMs();
     const revision = this.o.revision();
+    let t = this.keepTarget(revision) ?? 0;
+    // The byte bound overrides the keep rules: it may compact past what they would keep.
+    const bound = this.bytesBound();
+    if (bound > 0) t = Math.max(t, this.o.revisionToFit?.(bound) ?? 0);
+    t = Math.min(t, revision);
+    return t > this.o.compacted() && t >= 1 ? t : null;
+  }
+
+  /** What the keep rules allow (each keeps everything after its revision), or null for nothing. */
+  private keepTarget(revision: number): number | null {
+    if (this.o.keepRevisions <= 0 && this.o.keepMs <= 0) return null;
+    const now = this.o.clock.nowMs();
     const targets: number[] = [];
     if (this.o.keepRevisions > 0) targets.push(revision - this.o.keepRevisions);
     if (this.o.keepMs > 0) {
@@ -64,8 +87,7 @@ export class AutoCompactor {
       if (found === null) return null;
       targets.push(found);
     }
-    const t = Math.min(...targets);
-    return t > this.o.compacted() && t >= 1 ? t : null;
+    return Math.min(...targets);
   }
 
   /** One look: samples the revision and proposes a compaction when the rules allow one. */

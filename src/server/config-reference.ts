@@ -122,11 +122,15 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   },
   compactionKeepRevisions: {
     meaning:
-      'The key-value store keeps the versions writes replaced, for reads at a past revision; the leader compacts that history so at least this many revisions stay readable (and a watch can resume from them). 0 turns this rule off; with both rules off the history grows with every write.',
+      'The key-value store keeps the versions writes replaced, for reads at a past revision; the leader compacts that history so at least this many revisions stay readable (and a watch can resume from them), within `compactionKeepBytes`. 0 turns this rule off; with every rule off the history grows with every write.',
   },
   compactionKeepMs: {
     meaning:
       'As `compactionKeepRevisions`, by time: the leader keeps every revision made in this many milliseconds of its clock (checked every second). 0 turns this rule off. With both rules on, a revision stays while either keeps it.',
+  },
+  compactionKeepBytes: {
+    meaning:
+      "The history is held in memory: the leader also compacts each range's history to at most this many bytes of keys and values (`flotilla_kv_history_bytes`), even when that leaves fewer revisions than the two rules above keep, so that rewriting large values cannot fill a node's memory (10,000 revisions of a 1 MiB value are 10 GiB). A read or a watch from a revision compacted so is refused `410 COMPACTED`, as after any compaction. 0 turns this bound off.",
   },
   rangeSplitKeys: {
     meaning:

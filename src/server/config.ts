@@ -74,6 +74,8 @@ export interface NodeConfig {
   readonly compactionKeepRevisions: number;
   /** The leader compacts the key-value history to keep at least this much time; 0: off. */
   readonly compactionKeepMs: number;
+  /** The leader compacts a range's history to at most this many bytes, over the rules above; 0: off. */
+  readonly compactionKeepBytes: number;
   /** A range's leader splits it once it holds this many keys; 0: off. */
   readonly rangeSplitKeys: number;
   /** A range's leader splits it once its keys and values hold this many bytes; 0: off. */
@@ -196,6 +198,7 @@ export const configDefaults = {
   snapshotChunkBytes: defaultLimits.maxSnapshotChunkBytes,
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
+  compactionKeepBytes: 256 * 1024 * 1024,
   rangeSplitKeys: 0,
   rangeSplitBytes: 0,
   rangeSplitWritesPerSec: 0,
@@ -243,6 +246,7 @@ export const numericFields = [
   ['snapshotChunkBytes', 1024, 64 * 1024 * 1024],
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],
+  ['compactionKeepBytes', 0, 1e15],
   // A split's apply moves half the range's keys on every replica's event loop: 16-68 ms at
   // 100,000 to 256,000 keys, more with history (BENCHMARKS.md, "Range splits"). Past this a
   // range would split only after it had grown to where a split costs an election timeout.

@@ -340,6 +340,7 @@ export class NodeMetrics {
       readonly revision: number;
       readonly compacted: number;
       readonly versions: number;
+      readonly bytes: number;
     },
   ): void {
     new Gauge({
@@ -359,6 +360,14 @@ export class NodeMetrics {
       registers: [this.registry],
       collect() {
         this.set(read().versions);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_kv_history_bytes',
+      help: 'Bytes of keys and values in those older versions (compactionKeepBytes bounds them)',
+      registers: [this.registry],
+      collect() {
+        this.set(read().bytes);
       },
     });
   }

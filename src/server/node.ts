@@ -357,6 +357,8 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       keepRevisions: config.compactionKeepRevisions,
       keepMs: config.compactionKeepMs,
+      keepBytes: config.compactionKeepBytes,
+      revisionToFit: (bytes) => kv.historyRevisionToFit(bytes),
       checkEveryMs: 1_000,
       isLeader: () => runtime.status().role === 'leader',
       revision: () => kv.revision(),
@@ -771,6 +773,7 @@ export class FlotillaNode implements AsyncDisposable {
       revision: kv.revision(),
       compacted: kv.compacted(),
       versions: kv.historySize(),
+      bytes: kv.historyBytes(),
       watches: node.watchHub.size(),
     }));
     metrics.bindPeerBytes(() => {

@@ -188,6 +188,87 @@ void test('history stays bounded when compaction follows the writes', () => {
   assert.ok(kv.historySize() <= 500 * 2 + 100, `history holds ${kv.historySize()} versions`);
 });
 
+/**
+ * The history's bytes computed the slow way: every key's value at every revision from the
+ * compacted one on, less what is live, counted once per distinct version.
+ */
+function historyBytesOf(ops: readonly Op[], compacted: number): number {
+  // Replay: each version a key had, with the revision it was replaced at (Infinity: live).
+  const versions: { bytes: number; mod: number; replacedAt: number }[] = [];
+  const live = new Map<string, { bytes: number; mod: number; replacedAt: number }>();
+  let rev = 1;
+  for (const op of ops) {
+    rev++;
+    if (op.kind === 'put') {
+      const k = s(op.key);
+      const prev = live.get(k);
+      if (prev !== undefined) prev.replacedAt = rev;
+      const v = { bytes: op.key.length + op.value.length, mod: rev, replacedAt: Infinity };
+      versions.push(v);
+      live.set(k, v);
+    } else if (op.kind === 'delete') {
+      const from = s(op.range.key);
+      const end = op.range.rangeEnd === null ? null : s(op.range.rangeEnd);
+      let any = false;
+      for (const [k, v] of live)
+        if (end === null ? k === from : k >= from && k < end) {
+          v.replacedAt = rev;
+          live.delete(k);
+          any = true;
+        }
+      if (!any) rev--; // a delete of nothing makes no revision
+    }
+  }
+  // A replaced version is kept unless a read at the compacted revision or later cannot see
+  // it: it was replaced at or below the compacted revision.
+  return versions
+    .filter((v) => v.replacedAt !== Infinity && v.replacedAt > compacted)
+    .reduce((n, v) => n + v.bytes, 0);
+}
+
+void test('the history counts its bytes, and the revision found to fit a bound is the lowest that does', () => {
+  const op = fc.oneof(
+    fc
+      .record({ k: fc.integer({ min: 0, max: 5 }), len: fc.integer({ min: 0, max: 300 }) })
+      .map(({ k, len }): Op => put(keyOf(k), 'v'.repeat(len))),
+    fc.integer({ min: 0, max: 5 }).map((k): Op => del(keyOf(k))),
+    fc
+      .record({ a: fc.integer({ min: 0, max: 5 }), b: fc.integer({ min: 0, max: 6 }) })
+      .map(({ a, b: e }): Op => del(keyOf(Math.min(a, e)), keyOf(Math.max(a, e)))),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(op, { minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 0, max: 3_000 }),
+      (ops, bound) => {
+        const fresh = (): KvStore => {
+          const kv = new KvStore();
+          for (const o of ops) kv.apply(txn(o));
+          return kv;
+        };
+        const kv = fresh();
+        assert.equal(kv.historyBytes(), historyBytesOf(ops, 0));
+        const r = kv.historyRevisionToFit(bound);
+        if (r === null) {
+          assert.ok(kv.historyBytes() <= bound, `${kv.historyBytes()} bytes held, bound ${bound}`);
+          return;
+        }
+        assert.ok(r >= 1 && r <= kv.revision(), `revision ${r} of ${kv.revision()}`);
+        kv.compact(r);
+        assert.equal(kv.historyBytes(), historyBytesOf(ops, r));
+        assert.ok(kv.historyBytes() <= bound, `to ${r}: ${kv.historyBytes()} > ${bound}`);
+        // One revision less would not do: the revision found is the lowest that fits.
+        if (r > 1) {
+          const less = fresh();
+          less.compact(r - 1);
+          assert.ok(less.historyBytes() > bound, `to ${r - 1} already fits ${bound}`);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
 void test('a compaction command through the state machine answers its refusal as data', () => {
   const m = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
   const apply = (payload: Uint8Array, index: number) =>

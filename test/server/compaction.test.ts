@@ -113,3 +113,30 @@ void test('the leader compacts automatically, keeping the configured revisions',
   );
   assert.equal(gone.status, 410, JSON.stringify(gone.json));
 });
+
+void test('the leader keeps the history under compactionKeepBytes on every node, whatever the revisions kept', async () => {
+  const { nodes, leader } = await start({
+    compactionKeepRevisions: 100_000,
+    compactionKeepBytes: 8 * 1024,
+  });
+  const url = nodes.url(leader);
+  const value = 'v'.repeat(1024);
+  for (let i = 0; i < 40; i++) {
+    const r = await postJson(`${url}/v1/kv/put`, { key: 'big', value }, { timeoutMs: 10_000 });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+  }
+  // 39 replaced versions of 1,027 bytes: about 40 KB held until the leader's next look.
+  await until(
+    `every node's history within 8 KiB (saw ${nodes.nodes.map((n) => n.kv.historyBytes()).join(',')})`,
+    () => nodes.nodes.every((n) => n.kv.historyBytes() <= 8 * 1024 && n.kv.compacted() > 1),
+  );
+  const compacted = nodes.nodes.map((n) => n.kv.compacted());
+  assert.equal(
+    new Set(compacted).size,
+    1,
+    `every replica at the same revision: ${compacted.join(',')}`,
+  );
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const held = /^flotilla_kv_history_bytes(?:\{[^}]*\})? (\d+)$/m.exec(metrics);
+  assert.ok(held !== null && Number(held[1]) <= 8 * 1024, metrics.slice(0, 200));
+});

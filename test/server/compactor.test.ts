@@ -1,12 +1,18 @@
 // The leader's automatic compaction decided from a clock the test drives: by revisions kept,
-// by time kept, both (the later revision stays), and never while following.
+// by time kept, both (the later revision stays), a bound on the history's bytes over both,
+// and never while following.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AutoCompactor } from '../../src/server/compactor.js';
 import { ManualClock } from '../support/manual-clock.js';
 
-function compactor(o: { keepRevisions: number; keepMs: number }) {
+function compactor(o: {
+  keepRevisions: number;
+  keepMs: number;
+  keepBytes?: number;
+  revisionToFit?: (bytes: number) => number | null;
+}) {
   const clock = new ManualClock();
   const state = { leader: true, revision: 1, compacted: 0, proposals: [] as number[] };
   const c = new AutoCompactor({
@@ -80,4 +86,59 @@ void test('both rules: a revision stays while either keeps it; a follower never 
   // Time rule: the revision current at 22 s (221), sampled only since leading began; the
   // revision rule alone would allow 311.
   assert.equal(state.proposals.at(-1), 221, `proposals ${state.proposals.join(',')}`);
+});
+
+void test('the byte bound compacts past what the keep rules keep, and only while over it', async () => {
+  // The history: 1 KiB replaced at every revision from 2 on, nothing before `compacted`.
+  let fitAsked: number[] = [];
+  const { c, state } = compactor({
+    keepRevisions: 1_000,
+    keepMs: 0,
+    keepBytes: 10 * 1024,
+    revisionToFit: (bytes) => {
+      fitAsked.push(bytes);
+      const held = (state.revision - Math.max(1, state.compacted)) * 1024;
+      return held <= bytes ? null : state.revision - bytes / 1024;
+    },
+  });
+  state.revision = 8;
+  c.check();
+  await settle();
+  assert.deepEqual(state.proposals, [], '7 KiB held: under the bound, and 1,000 revisions kept');
+  assert.deepEqual(fitAsked, [10 * 1024]);
+  state.revision = 50;
+  c.check();
+  await settle();
+  assert.deepEqual(state.proposals, [40], 'over the bound: to the lowest revision that fits');
+  fitAsked = [];
+  c.check();
+  await settle();
+  assert.deepEqual(state.proposals, [40], 'fits now: nothing more');
+});
+
+void test('without a byte bound (0) the keep rules alone decide, and none at all turns it off', async () => {
+  const asked: number[] = [];
+  const fit = (bytes: number): number | null => {
+    asked.push(bytes);
+    return 99;
+  };
+  const { c, state } = compactor({
+    keepRevisions: 10,
+    keepMs: 0,
+    keepBytes: 0,
+    revisionToFit: fit,
+  });
+  state.revision = 100;
+  c.check();
+  await settle();
+  assert.deepEqual(state.proposals, [90]);
+  assert.deepEqual(asked, []);
+  assert.equal(
+    compactor({ keepRevisions: 0, keepMs: 0, keepBytes: 0, revisionToFit: fit }).c.enabled,
+    false,
+  );
+  assert.equal(
+    compactor({ keepRevisions: 0, keepMs: 0, keepBytes: 1, revisionToFit: fit }).c.enabled,
+    true,
+  );
 });
