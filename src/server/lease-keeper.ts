@@ -84,7 +84,17 @@ export class LeaseKeeper {
    */
   keepAlive(id: number): { id: number; ttlSeconds: number } {
     const lease = this.lease(id);
-    this.deadlines.set(id, this.o.clock.nowMs() + lease.ttlSeconds * 1000);
+    const now = this.o.clock.nowMs();
+    // A lease past its deadline is expired even before its revocation applies: moving the
+    // deadline now would answer "alive for ttl" while the revocation (proposed, or due at the
+    // next look) deletes its keys. etcd's Renew refuses an expired lease the same way.
+    const deadline = this.deadlines.get(id);
+    if (this.revoking.has(id) || (deadline !== undefined && deadline <= now))
+      throw new FlotillaError(
+        'LEASE_NOT_FOUND',
+        `Lease ${id} expired ${now - (deadline ?? now)} ms ago; its revocation is under way`,
+      );
+    this.deadlines.set(id, now + lease.ttlSeconds * 1000);
     return { id, ttlSeconds: lease.ttlSeconds };
   }
 
