@@ -771,7 +771,6 @@ export class FlotillaNode implements AsyncDisposable {
       revision: kv.revision(),
       compacted: kv.compacted(),
       versions: kv.historySize(),
-      watches: node.watchHub.size(),
     }));
     metrics.bindPeerBytes(() => {
       const rows: { direction: 'sent' | 'received'; type: string; bytes: number }[] = [];
@@ -954,6 +953,7 @@ export class FlotillaNode implements AsyncDisposable {
       watch: (spec, sink, via) => node.kvPath.watch(spec, sink, via),
     };
     installWatchRoute(http, watchBackend);
+    metrics.bindWatches(() => watchBackend.watches());
     node.dash = dash;
     node.feed = new DashboardFeed({
       selfId: config.id,

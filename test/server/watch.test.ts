@@ -14,8 +14,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(config: Record<string, unknown> = {}) {
-  const nodes = await TestNodes.start({ nodes: 3, config });
+async function start(config: Record<string, unknown> = {}, clientProtocol = false) {
+  const nodes = await TestNodes.start({ nodes: 3, config, clientProtocol });
   cleanups.push(() => nodes.close());
   const leader = await nodes.waitForLeader();
   return { nodes, leader, followers: [1, 2, 3].filter((id) => id !== leader) };
@@ -231,4 +231,46 @@ void test('a reader that stops reading is cancelled with where to resume; watche
   while (nodes.node(leader).watchHub.size() > 0 && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 10));
   assert.equal(nodes.node(leader).watchHub.size(), 0);
+});
+
+/** The node's `flotilla_watches` gauge, read from its /metrics as a scraper would. */
+async function openWatches(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => /^flotilla_watches[{ ]/.test(l));
+  assert.ok(line !== undefined, 'flotilla_watches is exported');
+  return Number(line.split(' ').at(-1));
+}
+
+async function waitForWatches(url: string, want: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  let seen = await openWatches(url);
+  while (seen !== want && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    seen = await openWatches(url);
+  }
+  assert.equal(seen, want, `flotilla_watches on ${url}`);
+}
+
+void test('watches whose readers went are freed, over HTTP and the binary protocol (/metrics)', async () => {
+  const { nodes, followers } = await start({}, true);
+  const at = nodes.url(followers[0] as number);
+  await waitForWatches(at, 0);
+  const http = await Promise.all([1, 2, 3].map((i) => openWatch(at, { key: `gone/${i}` })));
+  for (const res of http) await new LineReader(res).until((s) => s.some((l) => l.created));
+  const client = new FlotillaClient({ endpoints: [at], rangeRouting: false });
+  cleanups.push(() => client.close());
+  // Learn the node's binary port first, so the watches go over it.
+  await client.put('gone/0', '0');
+  assert.ok(client.usesBinary(at), 'the client speaks the binary protocol to the node');
+  const stop = new AbortController();
+  const wire = [1, 2].map(async (i) => {
+    for await (const batch of client.watch(`gone/w${i}`, { signal: stop.signal })) void batch;
+  });
+  await waitForWatches(at, 5);
+  for (const res of http) res.destroy();
+  await waitForWatches(at, 2);
+  await client.close(); // its connections go with the watches on them
+  await waitForWatches(at, 0);
+  stop.abort();
+  await Promise.allSettled(wire);
 });
