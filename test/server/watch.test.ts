@@ -274,3 +274,40 @@ void test('watches whose readers went are freed, over HTTP and the binary protoc
   stop.abort();
   await Promise.allSettled(wire);
 });
+
+void test('HTTP watches beyond the pool size neither wait nor hold up the calls (a keep-alive)', async () => {
+  const { nodes, leader } = await start();
+  const at = nodes.url(leader);
+  // Two connections per endpoint, three watches: a watch holds its connection while it lives.
+  const client = new FlotillaClient({
+    endpoints: [at],
+    protocol: 'http',
+    connections: 2,
+    timeoutMs: 2_000,
+    deadlineMs: 4_000,
+  });
+  const stop = new AbortController();
+  cleanups.push(async () => {
+    stop.abort();
+    await client.close();
+  });
+  const seen = new Map<string, number>();
+  const watches = ['a', 'b', 'c'].map(async (k) => {
+    for await (const batch of client.watch(`pool/${k}`, { signal: stop.signal }))
+      for (const e of batch.events) seen.set(e.kv.key, batch.revision);
+  });
+  await waitForWatches(at, 3);
+  const lease = await client.leaseGrant(10);
+  await client.leaseKeepAlive(lease.id);
+  const revisions = new Map<string, number>();
+  for (const k of ['a', 'b', 'c'])
+    revisions.set(
+      `pool/${k}`,
+      (await client.put(`pool/${k}`, k, { lease: lease.id })).header.revision,
+    );
+  const deadline = Date.now() + 10_000;
+  while (seen.size < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(seen, revisions, 'every watch saw its key written');
+  stop.abort();
+  await Promise.all(watches);
+});
