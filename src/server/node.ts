@@ -282,6 +282,7 @@ export class FlotillaNode implements AsyncDisposable {
       // The longest election timeout: how long keep-alives may have found no leader.
       extendMs: 2 * config.electionTicks * config.tickMs,
       checkEveryMs: 100,
+      applied: () => service.readBarrier(),
       revoke: async (id) => {
         await service.leaseRevoke(id);
         log.info({ lease: id }, 'lease expired: revoked, its keys deleted');
@@ -910,13 +911,14 @@ export class FlotillaNode implements AsyncDisposable {
         node.kvPath.checkOneRange('a lease');
         return service.leaseRevoke(id, { signal });
       },
-      keepAlive: (id) => {
+      keepAlive: async (id) => {
         node.kvPath.checkOneRange('a lease');
-        return node.leaseKeeper.keepAlive(id);
+        return node.leaseKeeper.keepAliveApplied(id);
       },
-      timeToLive: (id) => {
+      timeToLive: async (id) => {
         node.kvPath.checkOneRange('a lease');
-        return { ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] };
+        const ttl = await node.leaseKeeper.timeToLiveApplied(id);
+        return { ...ttl, keys: kv.lease(id)?.keys ?? [] };
       },
       leases: () => {
         node.kvPath.checkOneRange('a lease');

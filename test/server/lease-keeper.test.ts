@@ -11,7 +11,14 @@ import { FlotillaError } from '../../src/base/errors.js';
 /** A keeper on a manual clock; `revoke` (default: applied at once) stands for the log. */
 function keeper(revoke?: (id: number, leases: Map<number, number>) => Promise<void>) {
   const clock = new ManualClock();
-  const state = { leader: true, leases: new Map<number, number>(), revoked: [] as number[] };
+  const state = {
+    leader: true,
+    leases: new Map<number, number>(),
+    revoked: [] as number[],
+    // Grants committed but not yet applied here; applied() applies them.
+    unapplied: new Map<number, number>(),
+    barriers: 0,
+  };
   const k = new LeaseKeeper({
     clock,
     isLeader: () => state.leader,
@@ -20,6 +27,12 @@ function keeper(revoke?: (id: number, leases: Map<number, number>) => Promise<vo
       state.leases.has(id) ? { ttlSeconds: state.leases.get(id) as number } : undefined,
     extendMs: 300,
     checkEveryMs: 100,
+    applied: () => {
+      state.barriers++;
+      for (const [id, ttl] of state.unapplied) state.leases.set(id, ttl);
+      state.unapplied.clear();
+      return Promise.resolve();
+    },
     revoke: (id) => {
       state.revoked.push(id);
       if (revoke !== undefined) return revoke(id, state.leases);
@@ -110,4 +123,22 @@ void test('a keep-alive at or after the deadline is refused, before and while th
   clock.now += 900;
   assert.deepEqual(k.keepAlive(4), { id: 4, ttlSeconds: 1 });
   assert.deepEqual(state.revoked, [3]);
+});
+
+void test('a new leader finds a lease its predecessor granted before answering it not found', async () => {
+  const { k, state } = keeper();
+  // Granted, committed and answered by the old leader; this one has it in its log, not applied.
+  state.unapplied.set(9, 5);
+  assert.deepEqual(await k.keepAliveApplied(9), { id: 9, ttlSeconds: 5 });
+  state.unapplied.set(10, 5);
+  // Not looked at yet by this leader: its whole time to live plus the extension (5.3 s).
+  assert.deepEqual(await k.timeToLiveApplied(10), { id: 10, ttlSeconds: 6, grantedTtlSeconds: 5 });
+  assert.equal(state.barriers, 2);
+  // A lease known here costs no barrier; one that does not exist is still not found.
+  await k.keepAliveApplied(9);
+  assert.equal(state.barriers, 2);
+  await assert.rejects(
+    k.keepAliveApplied(11),
+    (e: unknown) => e instanceof FlotillaError && e.code === 'LEASE_NOT_FOUND',
+  );
 });
