@@ -8,6 +8,7 @@ import { request, type IncomingMessage } from 'node:http';
 import { afterEach, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
 import { TestNodes, postJson } from './nodes.js';
+import { until } from '../support/until.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -242,13 +243,12 @@ async function openWatches(url: string): Promise<number> {
 }
 
 async function waitForWatches(url: string, want: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  let seen = await openWatches(url);
-  while (seen !== want && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 20));
-    seen = await openWatches(url);
-  }
-  assert.equal(seen, want, `flotilla_watches on ${url}`);
+  let seen = -1;
+  await until(
+    () => `flotilla_watches on ${url} to be ${want}; last seen ${seen}`,
+    async () => (seen = await openWatches(url)) === want,
+    10_000,
+  );
 }
 
 void test('watches whose readers went are freed, over HTTP and the binary protocol (/metrics)', async () => {
@@ -263,16 +263,25 @@ void test('watches whose readers went are freed, over HTTP and the binary protoc
   await client.put('gone/0', '0');
   assert.ok(client.usesBinary(at), 'the client speaks the binary protocol to the node');
   const stop = new AbortController();
-  const wire = [1, 2].map(async (i) => {
-    for await (const batch of client.watch(`gone/w${i}`, { signal: stop.signal })) void batch;
-  });
+  // Each ends when the client closes under it (CLIENT_CLOSED, or quietly if it saw the abort).
+  const wire = [1, 2]
+    .map(async (i) => {
+      for await (const batch of client.watch(`gone/w${i}`, { signal: stop.signal })) void batch;
+    })
+    .map((p) =>
+      p.then(
+        () => 'ended',
+        (err: unknown) => (err as { code?: string }).code,
+      ),
+    );
   await waitForWatches(at, 5);
   for (const res of http) res.destroy();
   await waitForWatches(at, 2);
   await client.close(); // its connections go with the watches on them
   await waitForWatches(at, 0);
   stop.abort();
-  await Promise.allSettled(wire);
+  for (const how of await Promise.all(wire))
+    assert.ok(how === 'ended' || how === 'CLIENT_CLOSED', String(how));
 });
 
 void test('HTTP watches beyond the pool size neither wait nor hold up the calls (a keep-alive)', async () => {
@@ -305,8 +314,11 @@ void test('HTTP watches beyond the pool size neither wait nor hold up the calls 
       `pool/${k}`,
       (await client.put(`pool/${k}`, k, { lease: lease.id })).header.revision,
     );
-  const deadline = Date.now() + 10_000;
-  while (seen.size < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await until(
+    () => `every watch to see its key written (${JSON.stringify([...seen])})`,
+    () => seen.size === 3,
+    10_000,
+  );
   assert.deepEqual(seen, revisions, 'every watch saw its key written');
   stop.abort();
   await Promise.all(watches);
