@@ -16,13 +16,13 @@ export interface LeaseBackend extends Pick<KvBackend, 'forward'> {
   header(): Header;
   grant(id: number, ttl: number, signal: AbortSignal): Promise<{ revision: number; id: number }>;
   revoke(id: number, signal: AbortSignal): Promise<{ revision: number; deleted: number }>;
-  keepAlive(id: number): { id: number; ttlSeconds: number };
-  timeToLive(id: number): {
+  keepAlive(id: number): Promise<{ id: number; ttlSeconds: number }>;
+  timeToLive(id: number): Promise<{
     id: number;
     ttlSeconds: number;
     grantedTtlSeconds: number;
     keys: Uint8Array[];
-  };
+  }>;
   leases(): readonly { readonly id: number; readonly ttlSeconds: number }[];
 }
 
@@ -55,22 +55,22 @@ export function installLeaseRoutes(http: JsonHttpServer, b: LeaseBackend): void 
     const r = await b.revoke(idOf(o), signal);
     return { header: { ...b.header(), revision: r.revision }, deleted: r.deleted };
   });
-  leaderOnly('/v1/lease/keepalive', (o) => {
+  leaderOnly('/v1/lease/keepalive', async (o) => {
     onlyFields(o, ['id']);
-    const r = b.keepAlive(idOf(o));
-    return Promise.resolve({ header: b.header(), id: r.id, ttl: r.ttlSeconds });
+    const r = await b.keepAlive(idOf(o));
+    return { header: b.header(), id: r.id, ttl: r.ttlSeconds };
   });
-  leaderOnly('/v1/lease/timetolive', (o) => {
+  leaderOnly('/v1/lease/timetolive', async (o) => {
     onlyFields(o, ['id', 'keys', 'encoding']);
     const enc = encodingOf(o);
-    const r = b.timeToLive(idOf(o));
-    return Promise.resolve({
+    const r = await b.timeToLive(idOf(o));
+    return {
       header: b.header(),
       id: r.id,
       ttl: r.ttlSeconds,
       grantedTtl: r.grantedTtlSeconds,
       ...(optBool(o, 'keys') ? { keys: r.keys.map((k) => encodeBytes(k, enc)) } : {}),
-    });
+    };
   });
   leaderOnly('/v1/lease/leases', (o) => {
     onlyFields(o, []);

@@ -8,9 +8,10 @@ import { InvalidArgumentError } from 'commander';
 export function int(name: string, min = -Infinity, max = Infinity) {
   return (v: string): number => {
     const n = Number(v);
-    // A safe integer: past 2^53 a number is not the one typed, and an unbounded option would
-    // take it silently.
-    if (v.trim() === '' || !Number.isSafeInteger(n))
+    // Decimal digits only: Number() also reads "0x10", "1e3" and "0b11", so a lease of "1e2"
+    // seconds would live 100. A safe integer: past 2^53 a number is not the one typed, and an
+    // unbounded option would take it silently.
+    if (!/^[+-]?\d+$/.test(v.trim()) || !Number.isSafeInteger(n))
       throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
     if (n < min || n > max)
       throw new InvalidArgumentError(`${name} must be ${bounds(min, max)}, got ${n}`);

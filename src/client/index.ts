@@ -219,6 +219,13 @@ const moveExtraMs = 60_000;
 export class FlotillaClient {
   private readonly endpoints: string[];
   private readonly pools = new Map<string, Pool>();
+  /**
+   * Endpoint -> the pool its HTTP watches stream over. Apart from `pools`: a watch holds its
+   * connection for as long as it lives, and in the request pool `connections` watches would
+   * take every connection, leaving the calls (a lease's keep-alives among them) queued behind
+   * them for ever. Not bounded here: the node bounds its watches (`maxWatches`).
+   */
+  private readonly watchPools = new Map<string, Pool>();
   private readonly timeoutMs: number;
   private readonly deadlineMs: number;
   private readonly maxAttempts: number;
@@ -350,13 +357,24 @@ export class FlotillaClient {
     return p;
   }
 
+  /** The pool `url`'s HTTP watches stream over, made at the first. */
+  private watchPoolFor(url: string): Pool {
+    let p = this.watchPools.get(url);
+    if (p === undefined) {
+      p = this.newPool(url, null);
+      this.watchPools.set(url, p);
+    }
+    return p;
+  }
+
   /**
-   * A pool to `endpoint`: over TLS with the given CA and certificate, and its requests
-   * presenting the token, when there is one.
+   * A pool to `endpoint` of `connections` connections (null: as many as are asked for): over
+   * TLS with the given CA and certificate, and its requests presenting the token, when there is
+   * one.
    */
-  private newPool(endpoint: string): Pool {
+  private newPool(endpoint: string, connections: number | null = this.poolConnections): Pool {
     const options: Pool.Options = {
-      connections: this.poolConnections,
+      connections,
       pipelining: 1,
       ...(Object.keys(this.tls).length === 0 ? {} : { connect: this.tls }),
     };
@@ -481,7 +499,7 @@ export class FlotillaClient {
   ): AsyncGenerator<WatchLine> {
     this.refuseIfClosed('watch');
     if (!this.binaryUsable(endpoint)) {
-      yield* httpWatchLines(this.poolFor(endpoint), endpoint, body, signal, idleMs);
+      yield* httpWatchLines(this.watchPoolFor(endpoint), endpoint, body, signal, idleMs);
       return;
     }
     yield* wireWatchLines(await this.wireOrBackOff(endpoint), body, signal, idleMs);
@@ -775,7 +793,13 @@ export class FlotillaClient {
         (c) => c.close(),
         () => undefined,
       );
-    await Promise.all([...this.pools.values()].map((p) => p.close()));
+    // A watch's stream lasts until it is cancelled: closing would wait for it, so end them.
+    const watchPools = [...this.watchPools.values()];
+    this.watchPools.clear();
+    await Promise.all([
+      ...[...this.pools.values()].map((p) => p.close()),
+      ...watchPools.map((p) => p.destroy()),
+    ]);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

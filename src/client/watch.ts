@@ -99,6 +99,8 @@ export async function* watchStream(
         ...(next > 0 ? { startRevision: next } : {}),
       };
       for await (const line of t.lines(url, body, ac.signal, idleMs)) {
+        // Lines read before the abort may still be queued: the consumer asked for none of them.
+        if (o.signal?.aborted ?? false) return;
         if (line.created === true) {
           failures = 0;
           accepted = true;

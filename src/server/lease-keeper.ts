@@ -22,6 +22,11 @@ export interface LeaseKeeperOptions {
   readonly extendMs: number;
   /** How often the leader looks for expired leases. */
   readonly checkEveryMs: number;
+  /**
+   * Resolves once this node has applied everything committed when it was called (a ReadIndex
+   * barrier); rejects when that cannot be known here (not the leader).
+   */
+  readonly applied: () => Promise<void>;
   /** Proposes a lease's revocation; resolves once applied. */
   readonly revoke: (id: number) => Promise<void>;
   readonly onError: (id: number, err: unknown) => void;
@@ -84,8 +89,38 @@ export class LeaseKeeper {
    */
   keepAlive(id: number): { id: number; ttlSeconds: number } {
     const lease = this.lease(id);
-    this.deadlines.set(id, this.o.clock.nowMs() + lease.ttlSeconds * 1000);
+    const now = this.o.clock.nowMs();
+    // A lease past its deadline is expired even before its revocation applies: moving the
+    // deadline now would answer "alive for ttl" while the revocation (proposed, or due at the
+    // next look) deletes its keys. etcd's Renew refuses an expired lease the same way.
+    const deadline = this.deadlines.get(id);
+    if (this.revoking.has(id) || (deadline !== undefined && deadline <= now))
+      throw new FlotillaError(
+        'LEASE_NOT_FOUND',
+        `Lease ${id} expired ${now - (deadline ?? now)} ms ago; its revocation is under way`,
+      );
+    this.deadlines.set(id, now + lease.ttlSeconds * 1000);
     return { id, ttlSeconds: lease.ttlSeconds };
+  }
+
+  /**
+   * A keep-alive as a client sends it: `keepAlive`, except that a lease this leader does not
+   * know is looked for again once it has applied what was committed. A leader elected a moment
+   * ago may not have applied a grant its predecessor committed and answered (it applies it only
+   * after committing an entry of its own term); calling such a lease not found would tell its
+   * holder it lost it.
+   */
+  async keepAliveApplied(id: number): Promise<{ id: number; ttlSeconds: number }> {
+    if (this.o.lease(id) === undefined && this.o.isLeader()) await this.o.applied();
+    return this.keepAlive(id);
+  }
+
+  /** `timeToLive` as a client asks for it: a lease not known yet is looked for once applied. */
+  async timeToLiveApplied(
+    id: number,
+  ): Promise<{ id: number; ttlSeconds: number; grantedTtlSeconds: number }> {
+    if (this.o.lease(id) === undefined && this.o.isLeader()) await this.o.applied();
+    return this.timeToLive(id);
   }
 
   /** Seconds left before the lease expires (rounded up), as this leader sees it. */

@@ -372,6 +372,21 @@ export class NodeMetrics {
     });
   }
 
+  /**
+   * Watches this node serves now (over HTTP and the binary protocol, relayed ones included): a
+   * count that only grows while clients come and go is a leak.
+   */
+  bindWatches(count: () => number): void {
+    new Gauge({
+      name: 'flotilla_watches',
+      help: 'Watches open on this node (maxWatches bounds them)',
+      registers: [this.registry],
+      collect() {
+        this.set(count());
+      },
+    });
+  }
+
   /** How many ranges (Raft groups of the key-value store) run on this node. */
   bindRanges(count: () => number): void {
     new Gauge({

@@ -282,6 +282,7 @@ export class FlotillaNode implements AsyncDisposable {
       // The longest election timeout: how long keep-alives may have found no leader.
       extendMs: 2 * config.electionTicks * config.tickMs,
       checkEveryMs: 100,
+      applied: () => service.readBarrier(),
       revoke: async (id) => {
         await service.leaseRevoke(id);
         log.info({ lease: id }, 'lease expired: revoked, its keys deleted');
@@ -774,7 +775,6 @@ export class FlotillaNode implements AsyncDisposable {
       compacted: kv.compacted(),
       versions: kv.historySize(),
       bytes: kv.historyBytes(),
-      watches: node.watchHub.size(),
     }));
     metrics.bindPeerBytes(() => {
       const rows: { direction: 'sent' | 'received'; type: string; bytes: number }[] = [];
@@ -914,13 +914,14 @@ export class FlotillaNode implements AsyncDisposable {
         node.kvPath.checkOneRange('a lease');
         return service.leaseRevoke(id, { signal });
       },
-      keepAlive: (id) => {
+      keepAlive: async (id) => {
         node.kvPath.checkOneRange('a lease');
-        return node.leaseKeeper.keepAlive(id);
+        return node.leaseKeeper.keepAliveApplied(id);
       },
-      timeToLive: (id) => {
+      timeToLive: async (id) => {
         node.kvPath.checkOneRange('a lease');
-        return { ...node.leaseKeeper.timeToLive(id), keys: kv.lease(id)?.keys ?? [] };
+        const ttl = await node.leaseKeeper.timeToLiveApplied(id);
+        return { ...ttl, keys: kv.lease(id)?.keys ?? [] };
       },
       leases: () => {
         node.kvPath.checkOneRange('a lease');
@@ -957,6 +958,7 @@ export class FlotillaNode implements AsyncDisposable {
       watch: (spec, sink, via) => node.kvPath.watch(spec, sink, via),
     };
     installWatchRoute(http, watchBackend);
+    metrics.bindWatches(() => watchBackend.watches());
     node.dash = dash;
     node.feed = new DashboardFeed({
       selfId: config.id,

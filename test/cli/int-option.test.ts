@@ -25,9 +25,23 @@ void test('the message names the real bound: a range, at least or at most', () =
   assert.equal(refusal(int('--delay', 0), '-5'), '--delay must be at least 0, got -5');
   assert.equal(refusal(int('--x', -Infinity, 5), '6'), '--x must be at most 5, got 6');
   for (const parse of [int('--ttl', 1), int('--nodes', 1, 9), int('--any')])
-    for (const v of ['', ' ', '1.5', 'x', '9007199254740993', '1e400'])
+    for (const v of [
+      '',
+      ' ',
+      '1.5',
+      'x',
+      '9007199254740993',
+      '1e400',
+      '1e3',
+      '0x10',
+      '0b11',
+      '0o7',
+      '1_000',
+    ])
       assert.match(refusal(parse, v), /must be an integer, got "/, JSON.stringify(v));
   assert.equal(int('--ttl', 1)('7'), 7);
+  assert.equal(int('--ttl', 1)(' 7 '), 7);
+  assert.equal(int('--ttl', 1)('007'), 7);
   assert.equal(int('--any')('-9007199254740991'), -9007199254740991);
 });
 

@@ -8,14 +8,15 @@ import { request, type IncomingMessage } from 'node:http';
 import { afterEach, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
 import { TestNodes, postJson } from './nodes.js';
+import { until } from '../support/until.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(config: Record<string, unknown> = {}) {
-  const nodes = await TestNodes.start({ nodes: 3, config });
+async function start(config: Record<string, unknown> = {}, clientProtocol = false) {
+  const nodes = await TestNodes.start({ nodes: 3, config, clientProtocol });
   cleanups.push(() => nodes.close());
   const leader = await nodes.waitForLeader();
   return { nodes, leader, followers: [1, 2, 3].filter((id) => id !== leader) };
@@ -231,4 +232,94 @@ void test('a reader that stops reading is cancelled with where to resume; watche
   while (nodes.node(leader).watchHub.size() > 0 && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 10));
   assert.equal(nodes.node(leader).watchHub.size(), 0);
+});
+
+/** The node's `flotilla_watches` gauge, read from its /metrics as a scraper would. */
+async function openWatches(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => /^flotilla_watches[{ ]/.test(l));
+  assert.ok(line !== undefined, 'flotilla_watches is exported');
+  return Number(line.split(' ').at(-1));
+}
+
+async function waitForWatches(url: string, want: number): Promise<void> {
+  let seen = -1;
+  await until(
+    () => `flotilla_watches on ${url} to be ${want}; last seen ${seen}`,
+    async () => (seen = await openWatches(url)) === want,
+    10_000,
+  );
+}
+
+void test('watches whose readers went are freed, over HTTP and the binary protocol (/metrics)', async () => {
+  const { nodes, followers } = await start({}, true);
+  const at = nodes.url(followers[0] as number);
+  await waitForWatches(at, 0);
+  const http = await Promise.all([1, 2, 3].map((i) => openWatch(at, { key: `gone/${i}` })));
+  for (const res of http) await new LineReader(res).until((s) => s.some((l) => l.created));
+  const client = new FlotillaClient({ endpoints: [at], rangeRouting: false });
+  cleanups.push(() => client.close());
+  // Learn the node's binary port first, so the watches go over it.
+  await client.put('gone/0', '0');
+  assert.ok(client.usesBinary(at), 'the client speaks the binary protocol to the node');
+  const stop = new AbortController();
+  // Each ends when the client closes under it (CLIENT_CLOSED, or quietly if it saw the abort).
+  const wire = [1, 2]
+    .map(async (i) => {
+      for await (const batch of client.watch(`gone/w${i}`, { signal: stop.signal })) void batch;
+    })
+    .map((p) =>
+      p.then(
+        () => 'ended',
+        (err: unknown) => (err as { code?: string }).code,
+      ),
+    );
+  await waitForWatches(at, 5);
+  for (const res of http) res.destroy();
+  await waitForWatches(at, 2);
+  await client.close(); // its connections go with the watches on them
+  await waitForWatches(at, 0);
+  stop.abort();
+  for (const how of await Promise.all(wire))
+    assert.ok(how === 'ended' || how === 'CLIENT_CLOSED', String(how));
+});
+
+void test('HTTP watches beyond the pool size neither wait nor hold up the calls (a keep-alive)', async () => {
+  const { nodes, leader } = await start();
+  const at = nodes.url(leader);
+  // Two connections per endpoint, three watches: a watch holds its connection while it lives.
+  const client = new FlotillaClient({
+    endpoints: [at],
+    protocol: 'http',
+    connections: 2,
+    timeoutMs: 2_000,
+    deadlineMs: 4_000,
+  });
+  const stop = new AbortController();
+  cleanups.push(async () => {
+    stop.abort();
+    await client.close();
+  });
+  const seen = new Map<string, number>();
+  const watches = ['a', 'b', 'c'].map(async (k) => {
+    for await (const batch of client.watch(`pool/${k}`, { signal: stop.signal }))
+      for (const e of batch.events) seen.set(e.kv.key, batch.revision);
+  });
+  await waitForWatches(at, 3);
+  const lease = await client.leaseGrant(10);
+  await client.leaseKeepAlive(lease.id);
+  const revisions = new Map<string, number>();
+  for (const k of ['a', 'b', 'c'])
+    revisions.set(
+      `pool/${k}`,
+      (await client.put(`pool/${k}`, k, { lease: lease.id })).header.revision,
+    );
+  await until(
+    () => `every watch to see its key written (${JSON.stringify([...seen])})`,
+    () => seen.size === 3,
+    10_000,
+  );
+  assert.deepEqual(seen, revisions, 'every watch saw its key written');
+  stop.abort();
+  await Promise.all(watches);
 });

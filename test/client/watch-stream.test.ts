@@ -1,0 +1,49 @@
+// The client's watch loop (watchStream) over a transport the test scripts: what reaches the
+// consumer, whatever the node sent and however the stream ended.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { watchStream, type WatchLine, type WatchTransport } from '../../src/client/watch.js';
+
+/** A transport whose one stream holds `lines`, all available at once (as a read buffer is). */
+function scripted(lines: WatchLine[]): WatchTransport {
+  return {
+    endpoints: ['http://node-1'],
+    lines: async function* () {
+      await Promise.resolve();
+      yield* lines;
+    },
+  };
+}
+
+const revisionLine = (revision: number): WatchLine => ({
+  header: { revision },
+  events: [
+    {
+      type: 'put',
+      kv: {
+        key: 'k',
+        value: `v${revision}`,
+        createRevision: 1,
+        modRevision: revision,
+        version: revision,
+      },
+    },
+  ],
+});
+
+void test('an aborted watch yields nothing more, even what its stream already read', async () => {
+  const lines: WatchLine[] = [{ created: true, startRevision: 1, header: { revision: 50 } }];
+  for (let r = 1; r <= 50; r++) lines.push(revisionLine(r));
+  const ac = new AbortController();
+  const seen: number[] = [];
+  for await (const batch of watchStream(scripted(lines), 'k', {
+    startRevision: 1,
+    signal: ac.signal,
+  })) {
+    seen.push(batch.revision);
+    if (batch.revision === 3) ac.abort();
+    assert.ok(seen.length <= 50, `the watch went on after the abort: ${seen.length} batches`);
+  }
+  assert.deepEqual(seen, [1, 2, 3], 'nothing after the batch that aborted');
+});
