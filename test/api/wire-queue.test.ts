@@ -185,6 +185,51 @@ void describe('the job queue over the binary protocol', () => {
       await client.close();
     }
   });
+  void it('a follower relays more waiting claims than it has queue connections, and its adds', async () => {
+    // A follower forwards the queue's writes on 128 connections to the queue leader. Waiting
+    // claims took them all, so while 140 workers long-polled through it every add and report
+    // sent to it was refused OVERLOADED; claims now go on connections of their own.
+    const follower = [1, 2, 3].find((id) => id !== queueLeader) as number;
+    const c = await connect(follower);
+    const waiters = async (): Promise<number> => {
+      const text = await (await fetch(`${cluster.url(queueLeader)}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('flotilla_queue_claim_waiters'));
+      return Number(line?.slice(line.lastIndexOf(' ') + 1));
+    };
+    const crowd = 140;
+    try {
+      const claims = Array.from(
+        { length: crowd },
+        (_, i) =>
+          c.request(
+            'queue.claim',
+            { queue: 'wq-crowd', worker: `w${i}`, waitMs: 6_000 },
+            {
+              read: false,
+            },
+          ) as Promise<Claimed>,
+      );
+      const refusals: unknown[] = [];
+      for (const p of claims) p.catch((err: unknown) => refusals.push(err));
+      const deadline = Date.now() + 5_000;
+      let seen = await waiters();
+      while (seen < crowd && refusals.length === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        seen = await waiters();
+      }
+      assert.deepEqual([seen, refusals], [crowd, []], 'every claim waits on the queue leader');
+      const added = (await c.request(
+        'queue.add',
+        { queue: 'wq-crowd', name: 'n', data: null },
+        { read: false },
+      )) as { id: string };
+      const answers = await Promise.all(claims);
+      const got = answers.flatMap((a) => a.jobs.map((j) => j.job.id));
+      assert.deepEqual(got, [added.id], 'exactly one claim took the job');
+    } finally {
+      c.close();
+    }
+  });
 });
 
 void describe('a claim waiting for a job over the binary protocol', () => {
