@@ -232,9 +232,13 @@ export class Worker<D = unknown, R = unknown> {
         const answer = await this.queue.complete<D>(id, c.token, outcome.result ?? undefined, o);
         return { completed: true, answer };
       } catch (err) {
-        if (!(err instanceof FlotillaError && err.code === 'VALUE_TOO_LARGE')) throw err;
-        // The queue cannot store this result, now or on a retry: the run fails with the reason,
+        // Too large, or no JSON value (a BigInt, a cycle; the client refuses it unsent): the
+        // queue cannot store this result, now or on a retry: the run fails with the reason,
         // rather than stay active until its lease expires and read as "lease expired".
+        const unstorable =
+          err instanceof FlotillaError &&
+          (err.code === 'VALUE_TOO_LARGE' || err.code === 'BAD_REQUEST');
+        if (!unstorable) throw err;
         const why = errorText(`the result was not stored: ${err.message}`);
         return { completed: false, answer: await this.queue.fail<D>(id, c.token, why, o) };
       }

@@ -298,18 +298,31 @@ void test('a handler error cut inside an emoji, or holding half of one, is still
 void test('a result too large to store fails the run with the reason', async () => {
   const client = await cluster();
   const q = client.queue('big-result');
-  const { id } = await q.add('x', null, { maxAttempts: 1 });
+  // Too large, and (a BigInt) no JSON value at all: neither can be stored, so both runs fail
+  // with the reason rather than stay active until their lease expires.
+  const ids = [
+    (await q.add('x', 'big', { maxAttempts: 1 })).id,
+    (await q.add('x', 'bigint', { maxAttempts: 1 })).id,
+  ];
   const completed: unknown[] = [];
-  const w = new Worker(q, () => Promise.resolve('x'.repeat(300_000)), {
-    waitMs: 500,
-    onError: () => undefined,
-    onCompleted: (job) => completed.push(job.id),
-  });
+  const w = new Worker<string, unknown>(
+    q,
+    (job) => Promise.resolve(job.data === 'big' ? 'x'.repeat(300_000) : 10n),
+    {
+      waitMs: 500,
+      onError: () => undefined,
+      onCompleted: (job) => completed.push(job.id),
+    },
+  );
   cleanups.push(() => w.close({ graceMs: 0 }));
-  await until('the run was recorded', async () => (await q.get(id)).job.state === 'dead', 10_000);
-  const job = (await q.get(id)).job;
-  assert.match(job.error ?? '', /^the result was not stored: .*limit is 262144/);
-  assert.deepEqual([w.counts, completed], [{ completed: 0, failed: 1, lost: 0, released: 0 }, []]);
+  const jobs = async () => Promise.all(ids.map(async (id) => (await q.get(id)).job));
+  await until('the runs were recorded', async () =>
+    (await jobs()).every((j) => j.state === 'dead'),
+  );
+  const [big, bigint] = await jobs();
+  assert.match(big?.error ?? '', /^the result was not stored: .*limit is 262144/);
+  assert.match(bigint?.error ?? '', /^the result was not stored: "result" is not a JSON value/);
+  assert.deepEqual([w.counts, completed], [{ completed: 0, failed: 2, lost: 0, released: 0 }, []]);
 });
 
 void test('closing releases a job whose handler does not finish in the grace period', async () => {
