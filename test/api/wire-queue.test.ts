@@ -13,6 +13,7 @@ import { WireConnection } from '../../src/client/wire.js';
 import type { FlotillaError } from '../../src/base/errors.js';
 import { defaultQueueLimits } from '../../src/base/limits.js';
 import { TestNodes } from '../server/nodes.js';
+import { until } from '../support/until.js';
 import { RawConnection } from './raw-wire.js';
 
 let cluster: TestNodes;
@@ -251,12 +252,12 @@ void describe('the job queue over the binary protocol', () => {
       );
       const refusals: unknown[] = [];
       for (const p of claims) p.catch((err: unknown) => refusals.push(err));
-      const deadline = Date.now() + 5_000;
-      let seen = await waiters();
-      while (seen < crowd && refusals.length === 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50));
-        seen = await waiters();
-      }
+      let seen = 0;
+      await until(
+        () => `${crowd} claims waiting on the queue leader (${seen} were)`,
+        async () => (seen = await waiters()) >= crowd || refusals.length > 0,
+        5_000,
+      );
       assert.deepEqual([seen, refusals], [crowd, []], 'every claim waits on the queue leader');
       const added = (await c.request(
         'queue.add',
