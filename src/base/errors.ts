@@ -197,7 +197,10 @@ export const errorCodes = {
     meaning: 'the queue group holds `maxJobs` jobs: finish or delete some first',
     indefinite: false,
   },
-  TOO_MANY_QUEUES: { meaning: 'the queue group holds `maxQueues` queues', indefinite: false },
+  TOO_MANY_QUEUES: {
+    meaning: 'the queue group holds `maxQueues` queues (a queue, once created, is never removed)',
+    indefinite: false,
+  },
   TOO_MANY_REPEATABLES: {
     meaning: 'the queue group holds `maxRepeatables` repeatable jobs',
     indefinite: false,

@@ -12,6 +12,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
 import { defaultQueueLimits } from '../base/limits.js';
+import { maxPriority } from '../queue/index.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
@@ -47,7 +48,7 @@ export function queueCommands(
     .argument('[data]', 'the job data', 'null')
     .option('--name <name>', "the job's name", 'job')
     .option('--id <id>', 'a job id: a second add with it within the dedup window adds nothing')
-    .option('--delay <ms>', 'run no sooner than this from now', int('--delay', 0));
+    .option('--delay <ms>', 'run no sooner than this from now', int('--delay', 0, maxDurationMs));
   jobOptions(add, int, 'the job').action(
     async (
       name: string,
@@ -358,8 +359,12 @@ function jobOptions(
   whose: string,
 ): Command {
   return cmd
-    .option('--priority <n>', 'lower runs first', int('--priority'))
-    .option('--attempts <n>', `attempts before ${whose} is dead`, int('--attempts', 1))
+    .option('--priority <n>', 'lower runs first', int('--priority', 0, maxPriority))
+    .option(
+      '--attempts <n>',
+      `attempts before ${whose} is dead`,
+      int('--attempts', 1, defaultQueueLimits.maxAttempts),
+    )
     .option(
       '--lease <ms>',
       "each run's lease: the job is run again by another worker if not renewed within it (default 30000)",

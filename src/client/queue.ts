@@ -4,6 +4,8 @@
 // first attempt. The worker loop (claim, heartbeat while running, complete or fail) is
 // worker.ts.
 
+import { FlotillaError } from '../base/errors.js';
+
 /** How the queue reaches the cluster: the FlotillaClient's retrying calls. */
 export interface QueueTransport {
   write<T>(
@@ -194,11 +196,11 @@ export class QueueClient {
   ) {}
 
   /** Adds a job named `jobName` with `data` (any JSON value). */
-  add(jobName: string, data: unknown = null, o: AddOptions = {}): Promise<AddResponse> {
+  async add(jobName: string, data: unknown = null, o: AddOptions = {}): Promise<AddResponse> {
     const { signal, ...opts } = o;
     return this.t.write(
       '/v1/queue/add',
-      { queue: this.name, name: jobName, data, ...opts },
+      { queue: this.name, name: jobName, data: asJson(data, 'data'), ...opts },
       signal,
       0,
     );
@@ -209,11 +211,14 @@ export class QueueClient {
    * held past its dedup window, the queue group full) refuses the batch and adds nothing. The
    * answer's `jobs` are the jobs' add answers in the same order.
    */
-  addBulk(
+  async addBulk(
     jobs: readonly ({ name: string; data?: unknown } & Omit<AddOptions, 'signal'>)[],
     o: Signal = {},
   ): Promise<AddBulkResponse> {
-    return this.t.write('/v1/queue/add-bulk', { queue: this.name, jobs }, o.signal, 0);
+    // Not an array: sent as it is, for the node to refuse as it refuses any malformed batch.
+    const list: unknown = jobs;
+    const sent = Array.isArray(list) ? list.map((j: unknown, i) => withJsonData(j, i)) : list;
+    return this.t.write('/v1/queue/add-bulk', { queue: this.name, jobs: sent }, o.signal, 0);
   }
 
   /** Claims up to `o.max` due jobs, waiting up to `o.waitMs` for one. */
@@ -236,16 +241,17 @@ export class QueueClient {
    * Records a job's success, with an optional `result` (any JSON value). With `next`, claims
    * the queue's next jobs in the same write (no wait): the answer's `next` holds them.
    */
-  complete<D = unknown>(
+  async complete<D = unknown>(
     id: string,
     token: number,
     result?: unknown,
     o: ReportOptions = {},
   ): Promise<ReportResponse<D>> {
     const { signal, ...opts } = o;
+    const stored = result === undefined ? {} : { result: asJson(result, 'result') };
     return this.t.write(
       '/v1/queue/complete',
-      { queue: this.name, id, token, ...(result === undefined ? {} : { result }), ...opts },
+      { queue: this.name, id, token, ...stored, ...opts },
       signal,
       0,
     );
@@ -311,7 +317,7 @@ export class QueueClient {
   }
 
   /** Creates the repeatable job `repeatId`, or replaces the one with that id. */
-  repeat(
+  async repeat(
     repeatId: string,
     data: unknown,
     o: RepeatOptions,
@@ -319,7 +325,7 @@ export class QueueClient {
     const { signal, name, ...opts } = o;
     return this.t.write(
       '/v1/queue/repeat/upsert',
-      { queue: this.name, repeatId, name: name ?? 'job', data, ...opts },
+      { queue: this.name, repeatId, name: name ?? 'job', data: asJson(data, 'data'), ...opts },
       signal,
       0,
     );
@@ -350,4 +356,35 @@ export class QueueClient {
   ): Promise<{ header: QueueHeader; job: Job<D, R> }> {
     return this.t.read('/v1/queue/get', { queue: this.name, id }, o.signal);
   }
+}
+
+/**
+ * A job's data or result as the queue stores it: what JSON.stringify makes of it (a Date its
+ * ISO text, a Uint8Array an object of its bytes, a function or undefined null), whichever
+ * protocol carries it. The binary protocol's msgpack has bytes, dates and big integers that JSON
+ * lacks: the node refused those by closing the connection, failing every request on it, while
+ * over HTTP the same value was stored as JSON.stringify made it. A value JSON.stringify cannot
+ * make (a BigInt, a cycle) is refused here, BAD_REQUEST, before anything is sent.
+ */
+function asJson(v: unknown, field: string): unknown {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return v;
+  if (typeof v === 'number') return Number.isFinite(v) ? v : null;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch (err) {
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"${field}" is not a JSON value: ${(err as Error).message}; nothing was sent`,
+      false,
+    );
+  }
+  return text === undefined ? null : (JSON.parse(text) as unknown);
+}
+
+/** A bulk add's job `i` with its data as asJson makes it (anything else the node checks). */
+function withJsonData(j: unknown, i: number): unknown {
+  if (j === null || typeof j !== 'object') return j;
+  const data = (j as { data?: unknown }).data;
+  return data === undefined ? j : { ...j, data: asJson(data, `jobs[${i}].data`) };
 }

@@ -232,9 +232,13 @@ export class Worker<D = unknown, R = unknown> {
         const answer = await this.queue.complete<D>(id, c.token, outcome.result ?? undefined, o);
         return { completed: true, answer };
       } catch (err) {
-        if (!(err instanceof FlotillaError && err.code === 'VALUE_TOO_LARGE')) throw err;
-        // The queue cannot store this result, now or on a retry: the run fails with the reason,
+        // Too large, or no JSON value (a BigInt, a cycle; the client refuses it unsent): the
+        // queue cannot store this result, now or on a retry: the run fails with the reason,
         // rather than stay active until its lease expires and read as "lease expired".
+        const unstorable =
+          err instanceof FlotillaError &&
+          (err.code === 'VALUE_TOO_LARGE' || err.code === 'BAD_REQUEST');
+        if (!unstorable) throw err;
         const why = errorText(`the result was not stored: ${err.message}`);
         return { completed: false, answer: await this.queue.fail<D>(id, c.token, why, o) };
       }
@@ -265,11 +269,29 @@ export class Worker<D = unknown, R = unknown> {
 /** The longest error a failure may record (API.md, Job queue); a longer one is cut to it. */
 const maxErrorChars = 1_024;
 
-/** A handler's error as a failure records it: cut to fit, or the failure itself is refused. */
+/**
+ * A handler's error as a failure records it: cut to fit, or the failure itself is refused. The
+ * limit counts UTF-16 code units (an emoji is two), and the cluster refuses text holding half
+ * of a surrogate pair (INVALID_UTF8): the cut never splits a pair, and a half the message
+ * already held (the tail of a command's standard error, say) becomes U+FFFD.
+ */
 function errorText(message: string): string {
-  if (message.length <= maxErrorChars) return message;
-  const more = ` ... (${message.length} characters)`;
-  return message.slice(0, maxErrorChars - more.length) + more;
+  const whole = wellFormed(message);
+  if (whole.length <= maxErrorChars) return whole;
+  const more = ` ... (${whole.length} characters)`;
+  let end = maxErrorChars - more.length;
+  if (isHighSurrogate(whole.charCodeAt(end - 1))) end--;
+  return whole.slice(0, end) + more;
+}
+
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+function wellFormed(s: string): string {
+  return s.replace(loneSurrogate, '\uFFFD');
+}
+
+function isHighSurrogate(unit: number): boolean {
+  return unit >= 0xd800 && unit <= 0xdbff;
 }
 
 /** The longest a claim may wait for a job: the cluster's limit (API.md, Job queue). */

@@ -14,6 +14,7 @@ import { clientProtocolHeader } from '../api/wire-codec.js';
 import type { WireServer } from '../api/wire-server.js';
 import type { ServerTlsOptions } from '../api/tls.js';
 import { forwardedHeader, installRoutes, type KvBackend } from '../api/routes.js';
+import { queuePaths } from '../api/queue-paths.js';
 import type { ClusterStatus, NodeStatus, SnapshotTransferStatus } from '../api/types.js';
 import type { Recovery } from '../raft/index.js';
 import { checkResolvedConfig, type NodeConfig } from './config.js';
@@ -139,8 +140,15 @@ export interface NodeTestHooks {
   readonly mapRepair?: boolean;
 }
 
-/** Connections to each other member in each lane (below). */
+/** Connections to each other member in each lane (below) but the claims'. */
 const forwardConnections = 128;
+
+/**
+ * Claims one node forwards to the queue group's leader at once, on connections of their own
+ * (the `claims` lane): a worker's long poll holds one for up to maxClaimWaitMs, so a follower
+ * can relay a crowd of idle workers without refusing the queue's other writes.
+ */
+const forwardedClaimsMax = 1_024;
 
 /**
  * What a connection pool to another member carries. Each forwarder admits as many requests
@@ -152,7 +160,8 @@ const forwardConnections = 128;
  */
 type PoolLane =
   | 'groups' // forwarded to the leaders of the groups this node runs (newForwarder)
-  | 'queue' // forwarded to the queue group's leader, claims waiting for jobs among them
+  | 'queue' // forwarded to the queue group's leader: its writes but claims
+  | 'claims' // claims forwarded to the queue group's leader, which may wait for a job there
   | 'ranges' // forwarded to the leaders of ranges this node holds no replica of
   | 'watches' // watches relayed from a range's replica
   | 'member'; // this node's own calls: status, membership, the dashboard
@@ -174,6 +183,8 @@ export class FlotillaNode implements AsyncDisposable {
   private readonly forwarder: Forwarder;
   /** Forwards queue writes to the queue group's leader, which may not lead the KV group. */
   private readonly queueForwarder: Forwarder;
+  /** Forwards claims there, on connections of their own (the `claims` lane). */
+  private readonly claimForwarder: Forwarder;
   readonly queueTicker: QueueTicker;
   private readonly compactor: AutoCompactor;
   /** Each range's service, forwarder, watch hub and compactor; routes requests by key. */
@@ -254,17 +265,20 @@ export class FlotillaNode implements AsyncDisposable {
       holdsRanges: (id) => heldRanges(meta.machine.map(), id),
     });
     this.forwarder = this.newForwarder(runtime);
-    this.queueForwarder = new Forwarder({
-      selfId: config.id,
-      members: this.members.book,
-      leaders: queueService.runtime,
-      send: (url, path, rawBody, signal, authorization) =>
-        this.send({ url, lane: 'queue' }, path, rawBody, signal, authorization),
-      // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
-      timeoutMs: config.requestTimeoutMs + maxClaimWaitMs + 1_000,
-      replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
-      maxInFlight: forwardConnections,
-    });
+    const queueForwarder = (lane: 'queue' | 'claims', maxInFlight: number): Forwarder =>
+      new Forwarder({
+        selfId: config.id,
+        members: this.members.book,
+        leaders: queueService.runtime,
+        send: (url, path, rawBody, signal, authorization) =>
+          this.send({ url, lane }, path, rawBody, signal, authorization),
+        // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
+        timeoutMs: config.requestTimeoutMs + maxClaimWaitMs + 1_000,
+        replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
+        maxInFlight,
+      });
+    this.queueForwarder = queueForwarder('queue', forwardConnections);
+    this.claimForwarder = queueForwarder('claims', forwardedClaimsMax);
     this.queueTicker = new QueueTicker({
       clock: systemClock,
       everyMs: queueTickMs,
@@ -936,7 +950,7 @@ export class FlotillaNode implements AsyncDisposable {
       maxClaimWaitMs,
       header: () => ({ memberId: config.id, raftTerm: queueRuntime.term() }),
       forward: (path, rawBody, signal, authorization) =>
-        node.queueForwarder.forward(path, rawBody, signal, authorization),
+        node.forwardQueue(path, rawBody, signal, authorization),
       requestLimits: config.limits,
     };
     const queue = queueOps(queueBackend);
@@ -1014,7 +1028,7 @@ export class FlotillaNode implements AsyncDisposable {
             service: {
               leads: () => queueRuntime.leaderId() === config.id,
               forward: (path, rawBody, signal, authorization) =>
-                node.queueForwarder.forward(path, rawBody, signal, authorization),
+                node.forwardQueue(path, rawBody, signal, authorization),
               batch: (fn) => queueRuntime.batch(fn),
               ops: new Map(queue.ops.map((op) => [`queue.${op.name}`, op])),
             },
@@ -1314,12 +1328,27 @@ export class FlotillaNode implements AsyncDisposable {
     };
   }
 
+  /**
+   * A queue write to the queue group's leader (null: this node leads it). Claims go in a lane of
+   * their own: 128 workers long-polling through a follower held every connection of the queue's
+   * lane, and the follower refused its adds and reports OVERLOADED until a claim ended.
+   */
+  private forwardQueue(
+    path: string,
+    rawBody: string,
+    signal: AbortSignal,
+    authorization?: string,
+  ): Promise<ForwardAnswer | null> {
+    const f = path === queuePaths.claim ? this.claimForwarder : this.queueForwarder;
+    return f.forward(path, rawBody, signal, authorization);
+  }
+
   private pool(url: string, lane: PoolLane = 'member'): Pool {
     const at = `${lane} ${url}`;
     let p = this.pools.get(at);
     if (p === undefined) {
       p = new MemberPool(url, this.config.id, {
-        connections: forwardConnections,
+        connections: lane === 'claims' ? forwardedClaimsMax : forwardConnections,
         // Members' client ports serve the cluster's certificate; this node presents its own.
         ...(this.tls === null ? {} : { connect: this.tls.connector }),
       });

@@ -13,6 +13,7 @@ import { WireConnection } from '../../src/client/wire.js';
 import type { FlotillaError } from '../../src/base/errors.js';
 import { defaultQueueLimits } from '../../src/base/limits.js';
 import { TestNodes } from '../server/nodes.js';
+import { until } from '../support/until.js';
 import { RawConnection } from './raw-wire.js';
 
 let cluster: TestNodes;
@@ -183,6 +184,91 @@ void describe('the job queue over the binary protocol', () => {
     } finally {
       await w.close({ graceMs: 2_000 });
       await client.close();
+    }
+  });
+  void it("stores a job's data as JSON.stringify makes it over either protocol", async () => {
+    // The binary protocol's msgpack carries bytes and dates, which the node refuses by closing
+    // the connection: a Uint8Array or a Date as data failed as CONNECTION (indefinite, after
+    // retries) and took the connection's other requests with it, while over HTTP the same call
+    // stored what JSON.stringify made of it; a BigInt went the other way round.
+    const stored: Record<string, unknown[]> = {};
+    for (const protocol of ['auto', 'http'] as const) {
+      const client = new FlotillaClient({ endpoints: [cluster.url(queueLeader)], protocol });
+      try {
+        await client.status();
+        assert.equal(client.usesBinary(cluster.url(queueLeader)), protocol === 'auto');
+        const q = client.queue(`wq-json-${protocol}`);
+        const waiting = q.claim({ waitMs: 2_000 });
+        const values = [new Uint8Array([1, 2]), new Date(0), { at: new Date(0), f: () => 1 }];
+        const ids: string[] = [];
+        for (const v of values) ids.push((await q.add('j', v)).id);
+        const bulk = await q.addBulk([{ name: 'j', data: new Uint8Array([3]) }]);
+        ids.push(...bulk.jobs.map((j) => j.id));
+        stored[protocol] = await Promise.all(ids.map(async (id) => (await q.get(id)).job.data));
+        const started = Date.now();
+        const refused = await q.add('j', 10n).then(
+          () => null,
+          (err: FlotillaError) => err,
+        );
+        assert.deepEqual([refused?.code, refused?.indefinite], ['BAD_REQUEST', false]);
+        assert.ok(Date.now() - started < 1_000, 'refused before anything is sent, not retried');
+        // The claim that waited on the same connection got a job rather than a dropped connection.
+        assert.equal((await waiting).jobs.length, 1);
+      } finally {
+        await client.close();
+      }
+    }
+    const expected = [
+      { 0: 1, 1: 2 },
+      '1970-01-01T00:00:00.000Z',
+      { at: '1970-01-01T00:00:00.000Z' },
+    ];
+    assert.deepEqual(stored, { auto: [...expected, { 0: 3 }], http: [...expected, { 0: 3 }] });
+  });
+
+  void it('a follower relays more waiting claims than it has queue connections, and its adds', async () => {
+    // A follower forwards the queue's writes on 128 connections to the queue leader. Waiting
+    // claims took them all, so while 140 workers long-polled through it every add and report
+    // sent to it was refused OVERLOADED; claims now go on connections of their own.
+    const follower = [1, 2, 3].find((id) => id !== queueLeader) as number;
+    const c = await connect(follower);
+    const waiters = async (): Promise<number> => {
+      const text = await (await fetch(`${cluster.url(queueLeader)}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('flotilla_queue_claim_waiters'));
+      return Number(line?.slice(line.lastIndexOf(' ') + 1));
+    };
+    const crowd = 140;
+    try {
+      const claims = Array.from(
+        { length: crowd },
+        (_, i) =>
+          c.request(
+            'queue.claim',
+            { queue: 'wq-crowd', worker: `w${i}`, waitMs: 6_000 },
+            {
+              read: false,
+            },
+          ) as Promise<Claimed>,
+      );
+      const refusals: unknown[] = [];
+      for (const p of claims) p.catch((err: unknown) => refusals.push(err));
+      let seen = 0;
+      await until(
+        () => `${crowd} claims waiting on the queue leader (${seen} were)`,
+        async () => (seen = await waiters()) >= crowd || refusals.length > 0,
+        5_000,
+      );
+      assert.deepEqual([seen, refusals], [crowd, []], 'every claim waits on the queue leader');
+      const added = (await c.request(
+        'queue.add',
+        { queue: 'wq-crowd', name: 'n', data: null },
+        { read: false },
+      )) as { id: string };
+      const answers = await Promise.all(claims);
+      const got = answers.flatMap((a) => a.jobs.map((j) => j.job.id));
+      assert.deepEqual(got, [added.id], 'exactly one claim took the job');
+    } finally {
+      c.close();
     }
   });
 });

@@ -340,6 +340,10 @@ void test('queue add --lease and --backoff set the job lease and backoff; bad va
     [['--lease', '0'], /--lease must be in 1\.\.31622400000, got 0/],
     [['--lease', '31622400001'], /--lease must be in 1\.\.31622400000, got 31622400001/],
     [['--lease', '5s'], /--lease must be an integer, got "5s"/],
+    // Before, these three went to the cluster and came back refused by it (exit 1).
+    [['--priority', '1000001'], /--priority must be in 0\.\.1000000, got 1000001/],
+    [['--attempts', '1001'], /--attempts must be in 1\.\.1000, got 1001/],
+    [['--delay', '31622400001'], /--delay must be in 0\.\.31622400000, got 31622400001/],
     [
       ['--backoff', 'linear:100'],
       /--backoff must be fixed:MS, exponential:MS or exponential:MS:MAXMS/,

@@ -265,21 +265,64 @@ void test('a handler error longer than a failure may record is cut to fit, not l
   assert.deepEqual([w.counts.failed, errors], [1, []]);
 });
 
+void test('a handler error cut inside an emoji, or holding half of one, is still recorded', async () => {
+  // Cut at a UTF-16 index, the first error would end in half a surrogate pair, and the second
+  // holds one as `flotilla queue work` can make it (the last 1,000 characters of a command's
+  // standard error): the cluster refuses such text (INVALID_UTF8), so the failure was not
+  // recorded and the job sat active until its lease ran out.
+  const client = await cluster();
+  const q = client.queue('emoji-error');
+  const messages = [`boom: ${'x'.repeat(995)}${'\u{1F600}'.repeat(200)}`, 'exit 1: \udc00 tail'];
+  const ids: string[] = [];
+  for (let i = 0; i < messages.length; i++) ids.push((await q.add('x', i, { maxAttempts: 1 })).id);
+  const errors: unknown[] = [];
+  const w = new Worker<number>(q, (job) => Promise.reject(new Error(messages[job.data])), {
+    waitMs: 500,
+    leaseMs: 60_000,
+    onError: (err) => errors.push(err),
+  });
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until(
+    'both failures were recorded',
+    async () =>
+      (await Promise.all(ids.map((id) => q.get(id)))).every((r) => r.job.state === 'dead'),
+    10_000,
+  );
+  const [cut, half] = await Promise.all(ids.map(async (id) => (await q.get(id)).job.error ?? ''));
+  assert.ok((cut?.length ?? 0) <= 1_024, `${cut?.length} characters`);
+  assert.match(cut ?? '', /^boom: x+(\u{1F600})*\uFFFD? \.\.\. \(1401 characters\)$/u);
+  assert.equal(half, 'exit 1: \uFFFD tail');
+  assert.deepEqual([w.counts.failed, errors], [2, []]);
+});
+
 void test('a result too large to store fails the run with the reason', async () => {
   const client = await cluster();
   const q = client.queue('big-result');
-  const { id } = await q.add('x', null, { maxAttempts: 1 });
+  // Too large, and (a BigInt) no JSON value at all: neither can be stored, so both runs fail
+  // with the reason rather than stay active until their lease expires.
+  const ids = [
+    (await q.add('x', 'big', { maxAttempts: 1 })).id,
+    (await q.add('x', 'bigint', { maxAttempts: 1 })).id,
+  ];
   const completed: unknown[] = [];
-  const w = new Worker(q, () => Promise.resolve('x'.repeat(300_000)), {
-    waitMs: 500,
-    onError: () => undefined,
-    onCompleted: (job) => completed.push(job.id),
-  });
+  const w = new Worker<string, unknown>(
+    q,
+    (job) => Promise.resolve(job.data === 'big' ? 'x'.repeat(300_000) : 10n),
+    {
+      waitMs: 500,
+      onError: () => undefined,
+      onCompleted: (job) => completed.push(job.id),
+    },
+  );
   cleanups.push(() => w.close({ graceMs: 0 }));
-  await until('the run was recorded', async () => (await q.get(id)).job.state === 'dead', 10_000);
-  const job = (await q.get(id)).job;
-  assert.match(job.error ?? '', /^the result was not stored: .*limit is 262144/);
-  assert.deepEqual([w.counts, completed], [{ completed: 0, failed: 1, lost: 0, released: 0 }, []]);
+  const jobs = async () => Promise.all(ids.map(async (id) => (await q.get(id)).job));
+  await until('the runs were recorded', async () =>
+    (await jobs()).every((j) => j.state === 'dead'),
+  );
+  const [big, bigint] = await jobs();
+  assert.match(big?.error ?? '', /^the result was not stored: .*limit is 262144/);
+  assert.match(bigint?.error ?? '', /^the result was not stored: "result" is not a JSON value/);
+  assert.deepEqual([w.counts, completed], [{ completed: 0, failed: 2, lost: 0, released: 0 }, []]);
 });
 
 void test('closing releases a job whose handler does not finish in the grace period', async () => {

@@ -627,6 +627,18 @@ void test('limits: jobs, queues and repeatables are refused past their maximum',
   );
 });
 
+void test('a queue stays, and counts against maxQueues, once its every job is gone', () => {
+  // No command removes a queue (API.md, "Job queue"): the names a cluster ever used hold
+  // maxQueues places for good, empty or not.
+  const h = new Harness({ maxQueues: 2 });
+  const { id } = h.add('a');
+  h.ok({ op: 'delete', queue: 'a', id });
+  h.ok({ op: 'pause', queue: 'b' });
+  h.ok({ op: 'resume', queue: 'b' });
+  assert.deepEqual(h.m.stats('a')?.counts.waiting, 0);
+  h.refused({ op: 'add', queue: 'c', name: 'n', payload: bytes('') }, 'TOO_MANY_QUEUES');
+});
+
 void test('limits that contradict each other are refused at construction, naming both', () => {
   assert.doesNotThrow(() => new QueueStateMachine());
   assert.throws(() => new QueueStateMachine({ maxListScan: 10 }), {

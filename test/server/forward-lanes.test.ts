@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { TestNodes, until } from './nodes.js';
 
-// A follower forwards at most this many requests of one group at once (node.ts).
+// A follower forwards at most this many requests of one group at once (node.ts); claims have
+// a lane of their own, with a limit of its own.
 const forwardLimit = 128;
 const requestTimeoutMs = 1_000;
 let cluster: TestNodes;
@@ -84,16 +85,15 @@ void it("a follower's long-polling claims leave its forwarded writes their conne
       performance.now() - started < requestTimeoutMs,
       `the write took ${Math.round(performance.now() - started)} ms`,
     );
-    // Another queue request is refused at once, definitely: the claims hold the queue's limit.
+    // The queue's other writes have connections of their own too: claims go in a lane of
+    // theirs (up to 1,024), so an add through the same follower is not refused behind them.
     const add = await fetch(`${base}/v1/queue/add`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ queue: 'lanes-other', name: 'n' }),
     });
-    const addBody = (await add.json()) as { error?: { code: string; indefinite: boolean } };
-    assert.equal(add.status, 429, JSON.stringify(addBody));
-    assert.equal(addBody.error?.code, 'OVERLOADED');
-    assert.equal(addBody.error?.indefinite, false);
+    const addBody = await add.text();
+    assert.equal(add.status, 200, addBody);
   } finally {
     stop.abort();
     await Promise.all(claims);
