@@ -21,6 +21,7 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   PROPOSAL_TOO_LARGE: 413,
   BODY_TOO_LARGE: 413,
   PREV_KV_TOO_LARGE: 413,
+  STORE_FULL: 507,
   REQUEST_TIMEOUT: 408,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,

@@ -61,6 +61,11 @@ export const errorCodes = {
     indefinite: false,
   },
   BODY_TOO_LARGE: { meaning: 'the body is longer than `maxBodyBytes`', indefinite: false },
+  STORE_FULL: {
+    meaning:
+      'the key-value data this node holds (live and history) reached `storeQuotaBytes`: writes that put are refused, nothing was written; delete keys or compact the history, or raise the quota',
+    indefinite: false,
+  },
   PREV_KV_TOO_LARGE: {
     meaning:
       'a delete with `prevKv` would answer more than `maxRangeBytes`; nothing was deleted: delete without it, or in parts',

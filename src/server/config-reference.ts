@@ -132,6 +132,10 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       "The history is held in memory: the leader also compacts each range's history to at most this many bytes of keys and values (`flotilla_kv_history_bytes`), even when that leaves fewer revisions than the two rules above keep, so that rewriting large values cannot fill a node's memory (10,000 revisions of a 1 MiB value are 10 GiB). A read or a watch from a revision compacted so is refused `410 COMPACTED`, as after any compaction. 0 turns this bound off.",
   },
+  storeQuotaBytes: {
+    meaning:
+      'The key-value store is held in memory: once the keys and values this node holds (every range it runs, live versions and history, `flotilla_kv_store_bytes`) reach this many bytes, a write that puts is refused `507 STORE_FULL` with nothing written, as etcd refuses writes past its backend quota; deletes, compaction and reads go on, so an operator can make room. A node\'s memory is several times this (the Raft log, snapshots, the process): size it below the memory the node may use (PRODUCTION.md, "Sizing"). 0 turns the quota off.',
+  },
   rangeSplitKeys: {
     meaning:
       "Automatic splits (DESIGN.md, \"Automatic splits\"): a range's leader splits it at its middle key once it holds this many keys; 0 turns this rule off. **Off by default on purpose**: a store of more than one range refuses leases, backups and compaction to one revision (`MULTIPLE_RANGES`), so turn it on only where none of those is used. A split's apply holds every replica's event loop (16-68 ms at 100,000-256,000 keys: BENCHMARKS.md), hence the bound; 50,000 to 100,000 keeps it short.",

@@ -76,6 +76,8 @@ export interface NodeConfig {
   readonly compactionKeepMs: number;
   /** The leader compacts a range's history to at most this many bytes, over the rules above; 0: off. */
   readonly compactionKeepBytes: number;
+  /** Writes that put are refused STORE_FULL once this node's key-value data reaches this; 0: off. */
+  readonly storeQuotaBytes: number;
   /** A range's leader splits it once it holds this many keys; 0: off. */
   readonly rangeSplitKeys: number;
   /** A range's leader splits it once its keys and values hold this many bytes; 0: off. */
@@ -199,6 +201,7 @@ export const configDefaults = {
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
   compactionKeepBytes: 256 * 1024 * 1024,
+  storeQuotaBytes: 2 * 1024 * 1024 * 1024,
   rangeSplitKeys: 0,
   rangeSplitBytes: 0,
   rangeSplitWritesPerSec: 0,
@@ -247,6 +250,7 @@ export const numericFields = [
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],
   ['compactionKeepBytes', 0, 1e15],
+  ['storeQuotaBytes', 0, 1e15],
   // A split's apply moves half the range's keys on every replica's event loop: 16-68 ms at
   // 100,000 to 256,000 keys, more with history (BENCHMARKS.md, "Range splits"). Past this a
   // range would split only after it had grown to where a split costs an election timeout.

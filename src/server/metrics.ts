@@ -387,6 +387,18 @@ export class NodeMetrics {
     });
   }
 
+  /** Bytes of keys and values this node holds, live and history: what storeQuotaBytes bounds. */
+  bindStoreBytes(read: () => number): void {
+    new Gauge({
+      name: 'flotilla_kv_store_bytes',
+      help: 'Bytes of keys and values this node holds over its ranges, live and history (storeQuotaBytes bounds them)',
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+
   /** How many ranges (Raft groups of the key-value store) run on this node. */
   bindRanges(count: () => number): void {
     new Gauge({

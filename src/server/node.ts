@@ -973,6 +973,7 @@ export class FlotillaNode implements AsyncDisposable {
     };
     installWatchRoute(http, watchBackend);
     metrics.bindWatches(() => watchBackend.watches());
+    metrics.bindStoreBytes(() => node.kvPath.storeBytes());
     node.dash = dash;
     node.feed = new DashboardFeed({
       selfId: config.id,

@@ -60,6 +60,7 @@ export class RangeKvLocal {
     firstKey: Uint8Array | undefined,
   ): Promise<Awaited<ReturnType<KvBackend['write']>>> {
     const runtime = lane.group.runtime;
+    this.checkQuota(txn);
     // The session's acknowledgement mark only once every member knows it (feature-gate.ts).
     const data = lane.service.encode(
       this.boundPrevKv(lane, txn),
@@ -94,6 +95,42 @@ export class RangeKvLocal {
       });
       throw toFlotillaError(err);
     }
+  }
+
+  /**
+   * Bytes of keys and values this node holds, live and history, over every range it runs: what
+   * `storeQuotaBytes` bounds.
+   */
+  storeBytes(): number {
+    let n = 0;
+    for (const l of this.o.lanes.all())
+      n += l.group.range.kv.bytes() + l.group.range.kv.historyBytes();
+    return n;
+  }
+
+  /**
+   * STORE_FULL for a write that puts once this node's data reached `storeQuotaBytes`, before
+   * anything is proposed. The store is in memory, so a write with nowhere to go is refused
+   * rather than let the node run out of memory; a write that only deletes or reads goes on, so
+   * room can be made. Decided from this node's applied state (its replicas hold the same data):
+   * a check before proposing, not a rule of the state machine, so members configured
+   * differently never apply an entry differently. Writes in flight may overshoot by what they
+   * carry.
+   */
+  private checkQuota(txn: Parameters<KvBackend['write']>[0]): void {
+    const quota = this.o.config.storeQuotaBytes;
+    if (quota <= 0) return;
+    const puts = (ops: readonly { readonly kind: string }[]): boolean =>
+      ops.some((op) => op.kind === 'put');
+    if (!puts(txn.success) && !puts(txn.failure)) return;
+    const held = this.storeBytes();
+    if (held >= quota)
+      throw new FlotillaError(
+        'STORE_FULL',
+        `This node holds ${held} bytes of keys and values (live and history), its quota ` +
+          `storeQuotaBytes is ${quota}: nothing was written. Delete keys or compact the ` +
+          `history to make room, or raise the quota`,
+      );
   }
 
   /**

@@ -55,6 +55,11 @@ export class RangeKvPath {
     this.local = new RangeKvLocal(o);
   }
 
+  /** Bytes of keys and values this node holds over every range it runs (storeQuotaBytes). */
+  storeBytes(): number {
+    return this.local.storeBytes();
+  }
+
   /** A write (put, delete, txn) in the range holding its keys, when it runs here. */
   write(
     txn: Parameters<KvBackend['write']>[0],
