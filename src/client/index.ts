@@ -706,9 +706,15 @@ export class FlotillaClient {
   /**
    * Drains member `node`: the placement loop moves its replicas of ranges split off range 0 to
    * the other members (`undrainNode` undoes it). Answers at once; `placement()` shows progress.
+   * A drain never takes a range below its replication factor: with too few other members the
+   * answer's `drainBlocked` says so, and `force: true` lets the replicas go all the same.
    */
-  async drainNode(node: number, o: CallOptions = {}): Promise<PlacementResponse> {
-    return this.call<PlacementResponse>('POST', '/v1/nodes/drain', { node }, o.signal);
+  async drainNode(
+    node: number,
+    o: CallOptions & { readonly force?: boolean } = {},
+  ): Promise<PlacementResponse> {
+    const body = o.force === true ? { node, force: true } : { node };
+    return this.call<PlacementResponse>('POST', '/v1/nodes/drain', body, o.signal);
   }
 
   async undrainNode(node: number, o: CallOptions = {}): Promise<PlacementResponse> {
