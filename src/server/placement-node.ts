@@ -18,7 +18,7 @@ import type {
 } from '../api/placement-routes.js';
 import { errorFromWire } from '../api/wire-codec.js';
 import type { RangeMap } from '../ranges/range-map.js';
-import { FIRST_ALLOCATED_RANGE, type RangeId } from '../ranges/types.js';
+import { FIRST_ALLOCATED_RANGE, FIRST_RANGE, type RangeId } from '../ranges/types.js';
 import type { Member, NodeConfig } from './config.js';
 import type { MetaService } from './meta-service.js';
 import {
@@ -221,6 +221,19 @@ export function heldRanges(map: RangeMap | null, id: number): RangeId[] {
     .filter((d) => d.id >= FIRST_ALLOCATED_RANGE && d.replicas.includes(id))
     .map((d) => d.id)
     .sort((a, b) => a - b);
+}
+
+/**
+ * The ranges of `map` node `id` holds, ascending: those whose descriptor names it, and range 0
+ * when `inRangeZero` (it is a voter or learner of the key-value group). Range 0's descriptor
+ * keeps the replicas the map was bootstrapped with: range 0 follows the cluster's membership,
+ * not the map, so a member that joined later holds it though its descriptor does not say so.
+ */
+export function rangesInMap(map: RangeMap | null, id: number, inRangeZero: boolean): RangeId[] {
+  const ids = (map?.ranges() ?? [])
+    .filter((d) => (d.id === FIRST_RANGE ? inRangeZero : d.replicas.includes(id)))
+    .map((d) => d.id);
+  return ids.sort((a, b) => a - b);
 }
 
 /** The (range, leader) pairs of a GET /v1/ranges answer; anything malformed is skipped. */

@@ -11,7 +11,9 @@ import test from 'node:test';
 import { FlotillaClient, FlotillaError, type PlacementResponse } from '../../src/client/index.js';
 import { renderPlacement } from '../../src/cli/placement.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
-import { httpExecutor } from '../../src/server/placement-node.js';
+import { httpExecutor, rangesInMap } from '../../src/server/placement-node.js';
+import { RangeMap } from '../../src/ranges/range-map.js';
+import { desc } from '../ranges/harness.js';
 import { TestNodes, postJson, until } from './nodes.js';
 
 const code = (json: Record<string, unknown>): string | undefined =>
@@ -320,4 +322,19 @@ void test('a step goes to the range leader first, then its replicas, following N
     'POST http://n3/v1/ranges/transfer-leadership {"range":7,"to":3}',
     'POST http://n5/v1/ranges/transfer-leadership {"range":7,"to":3}',
   ]);
+});
+
+void test('rangesInMap: range 0 by membership (its record is the bootstrap replicas), others by the map', () => {
+  const map = RangeMap.fromDescriptors(3, [
+    desc(0, '', 'f', 1, [1, 2, 3]),
+    desc(3, 'f', 'm', 2, [2, 3, 4]),
+    desc(4, 'm', null, 1, [1, 2, 3]),
+  ]);
+  // Node 4 joined after the bootstrap: a member, so it holds range 0, and range 3 moved to it.
+  assert.deepEqual(rangesInMap(map, 4, true), [0, 3]);
+  assert.deepEqual(rangesInMap(map, 1, true), [0, 4]);
+  // Not (or no longer) a member of range 0's group: only what the map names.
+  assert.deepEqual(rangesInMap(map, 1, false), [4]);
+  assert.deepEqual(rangesInMap(map, 5, false), []);
+  assert.deepEqual(rangesInMap(null, 1, true), []);
 });
