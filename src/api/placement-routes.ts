@@ -7,7 +7,7 @@
 import { FlotillaError } from '../base/errors.js';
 import type { JsonHttpServer } from './http.js';
 import { forwarded, type KvBackend } from './routes.js';
-import { asObject, onlyFields, optInt } from './validate.js';
+import { asObject, onlyFields, optBool, optInt } from './validate.js';
 
 export const placementPath = '/v1/placement';
 export const drainPath = '/v1/nodes/drain';
@@ -34,6 +34,21 @@ export interface PlacementResponse {
   readonly replicasPerRange: number;
   /** The nodes being drained, ascending. */
   readonly draining: readonly number[];
+  /** The drains forced (`force: true`), ascending: these may leave ranges with fewer replicas. */
+  readonly forced: readonly number[];
+  /**
+   * Set while a drain cannot finish without taking ranges below the replicas they keep
+   * (`wanted`: `replicasPerRange`, or the members when there are fewer): only `available`
+   * members are not being drained. `reason` is stable (`REPLICATION_FACTOR`); the replicas on
+   * `nodes` stay until a member is added or undrained, or the drain is forced.
+   */
+  readonly drainBlocked: {
+    readonly reason: 'REPLICATION_FACTOR';
+    readonly nodes: readonly number[];
+    readonly wanted: number;
+    readonly available: number;
+    readonly message: string;
+  } | null;
   /** From the last plan: the members ranges may go to (not draining) and the replicas wanted. */
   readonly nodes: readonly number[];
   readonly target: number | null;
@@ -63,8 +78,15 @@ export interface PlacementBackend {
   /** The forwarder to the meta group's leader (null from it: this node leads the group). */
   readonly meta: Pick<KvBackend, 'forward'>;
   status(): PlacementResponse;
-  /** Marks `node` draining, or clears the mark; answers the loop's state after it. */
-  mark(op: 'drain' | 'undrain', node: number, signal: AbortSignal): Promise<PlacementResponse>;
+  /**
+   * Marks `node` draining (with `force`: even below the replication factor), or clears the
+   * mark; answers the loop's state after it.
+   */
+  mark(
+    op: 'drain' | 'undrain',
+    node: number,
+    o: { readonly signal: AbortSignal; readonly force: boolean },
+  ): Promise<PlacementResponse>;
 }
 
 const maxNodeId = 2 ** 31;
@@ -86,14 +108,15 @@ export function installPlacementRoutes(http: JsonHttpServer, b: PlacementBackend
   ] as const)
     http.route('POST', path, async ({ body, rawBody, signal, headers }) => {
       const o = asObject(body);
-      onlyFields(o, ['node']);
+      onlyFields(o, op === 'drain' ? ['node', 'force'] : ['node']);
       const node = optInt(o, 'node', 1, maxNodeId);
       if (node === undefined)
         throw new FlotillaError(
           'BAD_REQUEST',
           `"node" (a member id in [1, ${maxNodeId}]) is required`,
         );
+      const force = optBool(o, 'force');
       const fwd = await forwarded(b.meta, path, rawBody, signal, headers);
-      return fwd ?? { json: await b.mark(op, node, signal) };
+      return fwd ?? { json: await b.mark(op, node, { signal, force }) };
     });
 }

@@ -178,7 +178,11 @@ export interface NodeStatus {
   readonly recoveringGroups?: readonly number[];
   /** What the node's recovery still waits for, one line each; empty once it recovered. */
   readonly recoveryWaitingFor?: readonly string[];
-  /** Ranges the meta group's map, as this node applied it, says this node holds. */
+  /**
+   * Ranges of the meta group's map, as this node applied it, that this node holds: range 0
+   * while it is a member (range 0 follows the membership, not its record in the map), the
+   * others when their replicas name it.
+   */
   readonly rangesInMap?: readonly number[];
   readonly members: readonly {
     readonly id: number;

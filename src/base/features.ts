@@ -67,10 +67,21 @@ export const features = {
     name: 'session acknowledgement marks (ackedBelow)',
     commands: ['kv and queue writes with "ackedBelow"'],
   },
+  /**
+   * A drain with `force`: the meta group's `drain` command carries `force: true`, and the
+   * placement loop may then take ranges below their replication factor to empty the node. A
+   * release before it refuses the field (an unknown field is a bad command) and could not read
+   * the format 3 meta snapshot that records the mark.
+   */
+  forcedDrain: {
+    level: 5,
+    name: 'forced drains (drain with "force")',
+    commands: ['meta drain with "force"'],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 4;
+export const FEATURE_LEVEL = 5;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

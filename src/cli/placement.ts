@@ -29,8 +29,11 @@ export function renderPlacement(p: PlacementResponse): string {
   const lines = [
     `placement loop: ${p.enabled ? (p.active ? `running on node ${p.leader}` : 'not running on the answering node') : 'off'}`,
     `replicas per range: ${p.replicasPerRange}${p.target !== null && p.target !== p.replicasPerRange ? ` (${p.target} with these members)` : ''}`,
-    `draining: ${list(p.draining)}`,
+    `draining: ${list(p.draining)}${p.forced.length === 0 ? '' : ` (forced: ${list(p.forced)})`}`,
   ];
+  // First after the facts, and plainly: a drain that waits is what an operator must see.
+  if (p.drainBlocked !== null)
+    lines.push(`DRAIN BLOCKED (${p.drainBlocked.reason}): ${p.drainBlocked.message}`);
   if (p.active) {
     lines.push(`placing on: ${list(p.nodes)}`);
     lines.push(
@@ -81,18 +84,27 @@ export function placementCommands(
       'move the replicas of ranges off member ID (flotilla placement shows progress); remove it once it holds none',
     ],
     ['undrain', 'let member ID hold ranges again'],
-  ] as const)
-    node
+  ] as const) {
+    const cmd = node
       .command(name)
       .description(what)
       .argument('<id>', 'the member', int('<id>', 1, 2 ** 31))
-      .option('--json', 'print the answer as JSON')
-      .action(async (id: number, o: { json?: boolean }) =>
-        withClient(node.opts<ClusterOptions>(), async (c) => {
-          const r = name === 'drain' ? await c.drainNode(id) : await c.undrainNode(id);
-          if (o.json === true) return r;
-          process.stdout.write(renderPlacement(r));
-          return undefined;
-        }),
+      .option('--json', 'print the answer as JSON');
+    if (name === 'drain')
+      cmd.option(
+        '--force',
+        'move the replicas off even when too few members remain to keep replicasPerRange of each range',
       );
+    cmd.action(async (id: number, o: { json?: boolean; force?: boolean }) =>
+      withClient(node.opts<ClusterOptions>(), async (c) => {
+        const r =
+          name === 'drain'
+            ? await c.drainNode(id, { force: o.force === true })
+            : await c.undrainNode(id);
+        if (o.json === true) return r;
+        process.stdout.write(renderPlacement(r));
+        return undefined;
+      }),
+    );
+  }
 }

@@ -16,7 +16,10 @@
 // has every answer below it and will not send them again, so the cluster forgets their results
 // (API.md, "Exactly-once writes") and holds about one per write in flight. A node of a release
 // that does not know the field refuses it (UNKNOWN_FIELD, nothing applied); the client then
-// stops sending it and sends the write again.
+// sends the write again without it, and leaves the mark out of the next `markRetryWrites`
+// writes before it tries it again: a rolling upgrade ends, and a long-lived client must not go
+// on without marks (the session table would hold a whole window of results per client) for
+// the rest of its life. Each try that an older node still refuses costs one refused attempt.
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
@@ -113,6 +116,12 @@ export interface ClientOptions {
    * keep it below the cluster's session window (256). Default 128.
    */
   readonly writeWindow?: number;
+  /**
+   * After a node refused the `ackedBelow` mark (a release before it, during an upgrade), how
+   * many writes go without it before the client tries it again. Default 1,000 (a refused try
+   * costs one attempt per that many writes); from 1 to 1,000,000.
+   */
+  readonly markRetryWrites?: number;
   /**
    * `auto`: use a node's binary client protocol once its HTTP answers name the port
    * (docs/CLIENT-PROTOCOL.md), HTTP otherwise; `http`: HTTP only. Default `auto`.
@@ -236,8 +245,11 @@ export class FlotillaClient {
   private readonly writesInFlight = new Set<number>();
   /** Invariant: no write in flight has a lower sequence number. */
   private oldestInFlight = 1;
-  /** Whether writes say `ackedBelow`; off for good once a node refused the field. */
+  /** Whether writes say `ackedBelow`; off for `markRetryWrites` writes after a refusal. */
   private sendAcks = true;
+  private readonly markRetryWrites: number;
+  /** While marks are off: the writes still to go without one before the next try. */
+  private writesUntilMark = 0;
   /** Writes waiting for their sequence number to come within the window. */
   private readonly windowWaiters: (() => void)[] = [];
   /** Index into endpoints of the node we believe leads. */
@@ -295,6 +307,17 @@ export class FlotillaClient {
         false,
       );
     this.clientId = opts.clientId ?? randomUUID();
+    this.markRetryWrites = opts.markRetryWrites ?? 1_000;
+    if (
+      !Number.isInteger(this.markRetryWrites) ||
+      this.markRetryWrites < 1 ||
+      this.markRetryWrites > 1_000_000
+    )
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `markRetryWrites must be an integer from 1 to 1000000, got ${String(opts.markRetryWrites)}`,
+        false,
+      );
     this.writeWindow = opts.writeWindow ?? 128;
     if (!Number.isInteger(this.writeWindow) || this.writeWindow < 1 || this.writeWindow > 256)
       throw new FlotillaError(
@@ -724,9 +747,15 @@ export class FlotillaClient {
   /**
    * Drains member `node`: the placement loop moves its replicas of ranges split off range 0 to
    * the other members (`undrainNode` undoes it). Answers at once; `placement()` shows progress.
+   * A drain never takes a range below its replication factor: with too few other members the
+   * answer's `drainBlocked` says so, and `force: true` lets the replicas go all the same.
    */
-  async drainNode(node: number, o: CallOptions = {}): Promise<PlacementResponse> {
-    return this.call<PlacementResponse>('POST', '/v1/nodes/drain', { node }, o.signal);
+  async drainNode(
+    node: number,
+    o: CallOptions & { readonly force?: boolean } = {},
+  ): Promise<PlacementResponse> {
+    const body = o.force === true ? { node, force: true } : { node };
+    return this.call<PlacementResponse>('POST', '/v1/nodes/drain', body, o.signal);
   }
 
   async undrainNode(node: number, o: CallOptions = {}): Promise<PlacementResponse> {
@@ -829,19 +858,31 @@ export class FlotillaClient {
       return this.call<T>('POST', path, { ...body, ...session }, signal, deadline, extraMs);
     };
     try {
-      const mark = this.sendAcks;
+      const mark = this.markThisWrite();
       try {
         return await send(mark);
       } catch (err) {
         // A node of an older release: the write was refused whole (definite), so it is sent
-        // again, with the same seq, without the mark.
+        // again, with the same seq, without the mark, and the marks wait for a while.
         if (!mark || !refusedMark(err)) throw err;
         this.sendAcks = false;
+        this.writesUntilMark = this.markRetryWrites;
         return await send(false);
       }
     } finally {
       this.finishSeq(seq);
     }
+  }
+
+  /**
+   * Whether this write carries the mark: yes unless a refusal turned marks off, and then again
+   * once `markRetryWrites` writes went without (the upgrade may have ended since).
+   */
+  private markThisWrite(): boolean {
+    if (this.sendAcks) return true;
+    if (this.writesUntilMark-- > 0) return false;
+    this.sendAcks = true;
+    return true;
   }
 
   /** The next sequence number, once it is within the window of the oldest write in flight. */

@@ -7,13 +7,18 @@
 // Commands are msgpack maps, `op` naming them: `bootstrap` (the first map: one range over the
 // whole key space), `allocate` (the next range id, never reused), `recordSplit` and
 // `recordReplicas`; `drain` and `undrain` mark a node whose replicas the placement loop is to
-// move away, and clear the mark (placement-loop.ts in src/server). Decoding trusts nothing it reads back from the log: every field is checked
+// move away, and clear the mark (placement-loop.ts in src/server). A `drain` with `force` also
+// lets the loop take ranges below their replication factor to empty the node, which a plain
+// drain never does. Decoding trusts nothing it reads back from the log: every field is checked
 // for type and limit, unknown fields are refused, and bytes that are no valid command are
 // answered BAD_COMMAND, the same on every replica.
 //
 // The snapshot is the map itself (immutable, so capturing it is keeping a reference) in chunks
 // of descriptors, after a header with the version, the next id and (from format 2) the nodes
 // being drained; a format 1 snapshot, written before draining existed, restores with none.
+// Format 3 adds the forced drains, and is written only while there is one: a forced drain is
+// proposed only once every member reads it (features.forcedDrain), so a release that reads
+// format 2 at most still receives the snapshots of a cluster that never forced a drain.
 
 import { Packr } from 'msgpackr';
 import { FlotillaError } from '../base/errors.js';
@@ -23,7 +28,9 @@ import { RangeMap, type RangeMapChange, type RangeMapRefusalCode } from './range
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from './types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
-export const META_SNAPSHOT_FORMAT = 2;
+export const META_SNAPSHOT_FORMAT = 3;
+/** The format written while no drain is forced: the same as before forced drains existed. */
+const META_SNAPSHOT_FORMAT_UNFORCED = 2;
 /** Snapshots of this format and later are read; format 1 has no draining nodes. */
 const OLDEST_META_SNAPSHOT_FORMAT = 1;
 const PER_CHUNK = 1_024;
@@ -33,7 +40,7 @@ export type MetaCommand =
   | { readonly op: 'allocate' }
   | { readonly op: 'recordSplit'; readonly left: RangeDescriptor; readonly right: RangeDescriptor }
   | { readonly op: 'recordReplicas'; readonly range: RangeDescriptor }
-  | { readonly op: 'drain'; readonly node: number }
+  | { readonly op: 'drain'; readonly node: number; readonly force?: true }
   | { readonly op: 'undrain'; readonly node: number };
 
 /** Why the meta machine refused a command; nothing changed. */
@@ -90,6 +97,12 @@ export class MetaStateMachine implements StateMachine {
    * it by reference. Invariant: unique, at most `maxDraining`.
    */
   private drainingNodes: readonly number[] = Object.freeze([]);
+  /**
+   * The nodes whose drain was forced, ascending: their replicas move off even when that leaves
+   * a range below its replication factor. Replaced, never changed in place. Invariant: a subset
+   * of `drainingNodes`.
+   */
+  private forcedNodes: readonly number[] = Object.freeze([]);
 
   /** Throws a RangeError naming a limit that is not a positive integer. */
   constructor(limits: Partial<MetaLimits> = {}) {
@@ -123,6 +136,11 @@ export class MetaStateMachine implements StateMachine {
     return this.drainingNodes;
   }
 
+  /** The nodes being drained with `force`, ascending: a subset of `draining()`. */
+  forced(): readonly number[] {
+    return this.forcedNodes;
+  }
+
   apply(commands: readonly Command[]): (MetaResult | Refusal)[] {
     return commands.map((c) => {
       let cmd: MetaCommand;
@@ -141,7 +159,8 @@ export class MetaStateMachine implements StateMachine {
 
   private run(cmd: MetaCommand): MetaResult {
     // Draining is about nodes, not ranges: it needs no map.
-    if (cmd.op === 'drain' || cmd.op === 'undrain') return this.mark(cmd.op, cmd.node);
+    if (cmd.op === 'drain') return this.mark('drain', cmd.node, cmd.force === true);
+    if (cmd.op === 'undrain') return this.mark('undrain', cmd.node, false);
     if (cmd.op === 'bootstrap') {
       if (this.current !== null)
         return this.refuse('MAP_EXISTS', `The range map exists (version ${this.version})`);
@@ -166,13 +185,19 @@ export class MetaStateMachine implements StateMachine {
     }
   }
 
-  private mark(op: 'drain' | 'undrain', node: number): MetaResult {
+  private mark(op: 'drain' | 'undrain', node: number, force: boolean): MetaResult {
     const has = this.drainingNodes.includes(node);
+    const forced = this.forcedNodes.includes(node);
+    if (op === 'drain' && has && force && !forced) {
+      // A drain under way, now forced: only the mark of force changes.
+      this.forcedNodes = Object.freeze([...this.forcedNodes, node].sort((a, b) => a - b));
+      return { outcome: 'applied', version: this.version };
+    }
     if (op === 'drain' ? has : !has)
       return {
         outcome: 'known',
         version: this.version,
-        message: `Node ${node} is ${has ? 'already' : 'not'} being drained`,
+        message: `Node ${node} is ${has ? 'already' : 'not'} being drained${forced ? ' (forced)' : ''}`,
       };
     if (op === 'drain' && this.drainingNodes.length >= this.limits.maxDraining)
       return this.refuse(
@@ -184,6 +209,10 @@ export class MetaStateMachine implements StateMachine {
         ? [...this.drainingNodes, node].sort((a, b) => a - b)
         : this.drainingNodes.filter((n) => n !== node);
     this.drainingNodes = Object.freeze(next);
+    if (op === 'drain' && force)
+      this.forcedNodes = Object.freeze([...this.forcedNodes, node].sort((a, b) => a - b));
+    if (op === 'undrain')
+      this.forcedNodes = Object.freeze(this.forcedNodes.filter((n) => n !== node));
     return { outcome: 'applied', version: this.version };
   }
 
@@ -213,14 +242,16 @@ export class MetaStateMachine implements StateMachine {
     const map = this.current;
     const nextRange = this.nextRange;
     const draining = this.drainingNodes;
-    return chunkStream(() => snapshotChunks(map, nextRange, draining));
+    const forced = this.forcedNodes;
+    return chunkStream(() => snapshotChunks(map, nextRange, draining, forced));
   }
 
   async restore(chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    const { map, nextRange, draining } = await decodeMetaSnapshot(chunks, this.limits);
+    const { map, nextRange, draining, forced } = await decodeMetaSnapshot(chunks, this.limits);
     this.current = map;
     this.nextRange = nextRange;
     this.drainingNodes = Object.freeze(draining);
+    this.forcedNodes = Object.freeze(forced);
   }
 }
 
@@ -255,6 +286,10 @@ export function encodeMetaCommand(c: MetaCommand): Uint8Array {
     case 'recordReplicas':
       return packr.pack({ op: c.op, range: descriptorFields(c.range) });
     case 'drain':
+      // `force` only when set: a plain drain is the same bytes as before forced drains existed.
+      return packr.pack(
+        c.force === true ? { op: c.op, node: c.node, force: true } : { op: c.op, node: c.node },
+      );
     case 'undrain':
       return packr.pack({ op: c.op, node: c.node });
   }
@@ -266,11 +301,16 @@ function bad(message: string): never {
 
 type Fields = Record<string, unknown>;
 
-function fields(v: unknown, what: string, allowed: readonly string[]): Fields {
+function fields(
+  v: unknown,
+  what: string,
+  allowed: readonly string[],
+  optional: readonly string[] = [],
+): Fields {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Uint8Array)
     bad(`${what} is not a map`);
   for (const k of Object.keys(v))
-    if (!allowed.includes(k)) bad(`${what} has an unknown field "${k}"`);
+    if (!allowed.includes(k) && !optional.includes(k)) bad(`${what} has an unknown field "${k}"`);
   for (const k of allowed) if (!(k in v)) bad(`${what} lacks the field "${k}"`);
   return v as Fields;
 }
@@ -357,7 +397,13 @@ export function decodeMetaCommand(
       const o = fields(raw, op, ['op', 'range']);
       return { op, range: descriptor(o['range'], 'range', l) };
     }
-    case 'drain':
+    case 'drain': {
+      const o = fields(raw, op, ['op', 'node'], ['force']);
+      const node = nodeId(o['node'], 'node');
+      if (!('force' in o)) return { op, node };
+      if (o['force'] !== true) bad(`"force" must be true when present, got ${preview(o['force'])}`);
+      return { op, node, force: true };
+    }
     case 'undrain': {
       const o = fields(raw, op, ['op', 'node']);
       return { op, node: nodeId(o['node'], 'node') };
@@ -386,20 +432,24 @@ interface MetaSnapshotHeader {
   readonly ranges: number;
   /** The nodes being drained, ascending; from format 2 (absent in format 1: none). */
   readonly draining?: readonly number[];
+  /** The drains forced, ascending, a subset of `draining`; from format 3 (before: none). */
+  readonly forced?: readonly number[];
 }
 
 function* snapshotChunks(
   map: RangeMap | null,
   nextRange: RangeId,
   draining: readonly number[],
+  forced: readonly number[],
 ): Generator<Uint8Array> {
   const list = map?.ranges() ?? [];
   yield packr.pack({
-    v: META_SNAPSHOT_FORMAT,
+    v: forced.length === 0 ? META_SNAPSHOT_FORMAT_UNFORCED : META_SNAPSHOT_FORMAT,
     version: map?.version ?? 0,
     nextRange,
     ranges: list.length,
     draining: [...draining],
+    ...(forced.length === 0 ? {} : { forced: [...forced] }),
   } satisfies MetaSnapshotHeader);
   for (let i = 0; i < list.length; i += PER_CHUNK)
     yield packr.pack(
@@ -416,7 +466,7 @@ function malformed(what: string): never {
 async function decodeMetaSnapshot(
   source: AsyncIterable<Uint8Array>,
   l: MetaLimits,
-): Promise<{ map: RangeMap | null; nextRange: RangeId; draining: number[] }> {
+): Promise<{ map: RangeMap | null; nextRange: RangeId; draining: number[]; forced: number[] }> {
   const it = source[Symbol.asyncIterator]();
   const next = async (what: string): Promise<unknown> => {
     const r = await it.next();
@@ -432,7 +482,10 @@ async function decodeMetaSnapshot(
     h.v > META_SNAPSHOT_FORMAT
   )
     throw new Error(`Unsupported meta snapshot version ${String(h.v)}`);
-  const draining = h.v >= 2 ? snapshotDraining(h.draining, l) : [];
+  const draining = h.v >= 2 ? snapshotDraining(h.draining, 'draining', l) : [];
+  const forced = h.v >= 3 ? snapshotDraining(h.forced, 'forced', l) : [];
+  for (const n of forced)
+    if (!draining.includes(n)) malformed(`forced node ${n} is not among the draining`);
   for (const k of ['version', 'nextRange', 'ranges'] as const)
     if (!Number.isSafeInteger(h[k]) || (h[k] as number) < 0) malformed(`bad ${k}`);
   const { version, nextRange, ranges } = h as MetaSnapshotHeader;
@@ -454,7 +507,7 @@ async function decodeMetaSnapshot(
   }
   if (list.length !== ranges) malformed(`it holds ${list.length} ranges, not ${ranges}`);
   if ((await it.next()).done !== true) malformed('chunks past its end');
-  if (version === 0) return { map: null, nextRange, draining };
+  if (version === 0) return { map: null, nextRange, draining, forced };
   let map: RangeMap;
   try {
     map = RangeMap.fromDescriptors(version, list);
@@ -464,22 +517,22 @@ async function decodeMetaSnapshot(
   const highest = list.reduce((m, d) => Math.max(m, d.id), 0);
   if (list.length > 1 && highest >= nextRange)
     malformed(`range ${highest} is in the map but the next id is ${nextRange}`);
-  return { map, nextRange, draining };
+  return { map, nextRange, draining, forced };
 }
 
-/** A format 2 header's draining nodes: ids ascending and unique, at most `maxDraining`. */
-function snapshotDraining(v: unknown, l: MetaLimits): number[] {
+/** A header's draining (or forced) nodes: ids ascending and unique, at most `maxDraining`. */
+function snapshotDraining(v: unknown, what: string, l: MetaLimits): number[] {
   if (!Array.isArray(v) || v.length > l.maxDraining)
-    malformed(`draining must be a list of at most ${l.maxDraining} node ids`);
+    malformed(`${what} must be a list of at most ${l.maxDraining} node ids`);
   const out: number[] = [];
   for (const [i, n] of (v as unknown[]).entries()) {
     try {
-      out.push(nodeId(n, `draining[${i}]`));
+      out.push(nodeId(n, `${what}[${i}]`));
     } catch (err) {
       malformed((err as Error).message);
     }
     if (i > 0 && (out[i] as number) <= (out[i - 1] as number))
-      malformed(`draining nodes [${out.join(', ')}] are not ascending and unique`);
+      malformed(`${what} nodes [${out.join(', ')}] are not ascending and unique`);
   }
   return out;
 }

@@ -98,7 +98,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   },
   replicasPerRange: {
     meaning:
-      'The replicas the placement loop gives each range split off range 0; one on every member not being drained when there are fewer. Ranges 0, 1 and 2 run on every member.',
+      'The replicas the placement loop gives each range split off range 0; one on every member when there are fewer members. A drain never takes a range below this (it waits, reported blocked) unless forced (`flotilla node drain --force`). Ranges 0, 1 and 2 run on every member.',
   },
   unsafeTestMode: {
     meaning:

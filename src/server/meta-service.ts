@@ -83,10 +83,21 @@ export class MetaService {
   /**
    * Marks `node` as being drained (`drain`) or clears the mark (`undrain`): the placement loop
    * moves a drained node's replicas away. Answers applied, or known when it already was so;
-   * throws a refusal (too many nodes draining).
+   * throws a refusal (too many nodes draining). A drain with `force` may take ranges below
+   * their replication factor; it is proposed only once every member knows it (FEATURE_NOT_ENABLED
+   * before).
    */
-  async mark(op: 'drain' | 'undrain', node: number, w: WaitOptions = {}): Promise<MetaResult> {
-    const r = await this.propose({ op, node }, w);
+  async mark(
+    op: 'drain' | 'undrain',
+    node: number,
+    w: WaitOptions & { readonly force?: boolean } = {},
+  ): Promise<MetaResult> {
+    if (op === 'drain' && w.force === true)
+      await this.o.gate?.require(features.forcedDrain, w.signal);
+    const r = await this.propose(
+      op === 'drain' && w.force === true ? { op, node, force: true } : { op, node },
+      w,
+    );
     if (r.outcome === 'refused')
       throw new FlotillaError('INVALID_REQUEST', `Cannot ${op} node ${node}: ${r.message}`);
     return r;

@@ -88,7 +88,7 @@ import {
 } from './range-replica-node.js';
 import type { ReplicaChange } from './range-replicas.js';
 import { installPlacementRoutes } from '../api/placement-routes.js';
-import { PlacementNode, heldRanges } from './placement-node.js';
+import { PlacementNode, heldRanges, rangesInMap } from './placement-node.js';
 import { installBackupRoute } from './backup.js';
 import { NodeMembers } from './member-node.js';
 import { LiveTokenBook, memberAuthHeaders } from './auth-tokens.js';
@@ -1201,10 +1201,11 @@ export class FlotillaNode implements AsyncDisposable {
         this.meta.runtime.status().recovery === 'recovering',
       recoveringGroups: r?.recoveringGroups ?? [],
       recoveryWaitingFor: r?.waitingFor ?? [],
-      rangesInMap: (this.meta.machine.map()?.ranges() ?? [])
-        .filter((d) => d.replicas.includes(s.id))
-        .map((d) => d.id)
-        .sort((a, b) => a - b),
+      rangesInMap: rangesInMap(
+        this.meta.machine.map(),
+        s.id,
+        s.voters.includes(s.id) || s.learners.includes(s.id),
+      ),
       members: [...this.members.book],
       voters: s.voters,
       learners: s.learners,

@@ -12,8 +12,14 @@
 //      move it back and forth.
 //
 // The nodes ranges go to are the cluster's members (the key-value group's voters) minus those
-// being drained, and a range should have `replicasPerRange` replicas, or one on every such node
-// when there are fewer. Ranges 0, 1 and 2 follow the cluster's membership and are never touched.
+// being drained, and a range should have `replicasPerRange` replicas, or one on every member
+// when there are fewer members. A drain never takes a range below that by itself: when fewer
+// members than that are left that are not being drained, the replicas on a drained node stay
+// where no other member can take them, and the plan says the drain is blocked (DrainBlocked),
+// as a decommission that finds no target keeping the replication factor stalls rather than
+// shrinking the range. A drain forced by the operator does not count its node as a member, so
+// its replicas go even when the ranges are left with fewer. Ranges 0, 1 and 2 follow the
+// cluster's membership and are never touched.
 //
 // The steps themselves are an executor's (PlacementExecutor: the range's leader changes its
 // replicas). The loop only decides, waits for each step with a timeout, and is careful with a
@@ -26,7 +32,7 @@
 import type { Logger } from 'pino';
 import { FlotillaError } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
-import { leaderPlan, rebalancePlan, replicaCounts } from '../ranges/placement.js';
+import { leaderPlan, rebalancePlan, replicaCounts, type ReplicaMove } from '../ranges/placement.js';
 import type { RangeMap } from '../ranges/range-map.js';
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
 import { Periodic } from './periodic.js';
@@ -74,6 +80,76 @@ export type PlacementStep =
     };
 
 /**
+ * Why a drain does not finish: fewer members that are not being drained remain than the
+ * replicas a range keeps, and the drained nodes hold replicas no other member can take. The
+ * reason is stable, for tools; `message` says it for people.
+ */
+export interface DrainBlocked {
+  readonly reason: 'REPLICATION_FACTOR';
+  /** The nodes being drained (not forced) that still hold replicas of ranges from 3 on. */
+  readonly nodes: readonly number[];
+  /** The replicas a range keeps: replicasPerRange, or the members (forced drains not counted). */
+  readonly wanted: number;
+  /** The members not being drained: fewer than `wanted`. */
+  readonly available: number;
+  readonly message: string;
+}
+
+/** The drain that waits for want of members, if any: see DrainBlocked. */
+export function drainBlocked(i: {
+  readonly map: RangeMap | null;
+  readonly members: readonly number[];
+  readonly draining: readonly number[];
+  readonly forced?: readonly number[] | undefined;
+  readonly replicasPerRange: number;
+}): DrainBlocked | null {
+  const { nodes, target } = placementTargets(i);
+  if (nodes.length >= target || i.map === null) return null;
+  const forced = new Set(i.forced ?? []);
+  const held = new Set(
+    i.map
+      .ranges()
+      .filter((d) => d.id >= FIRST_ALLOCATED_RANGE)
+      .flatMap((d) => d.replicas),
+  );
+  const stuck = [...new Set(i.draining)]
+    .filter((n) => !forced.has(n) && held.has(n) && i.members.includes(n))
+    .sort((a, b) => a - b);
+  if (stuck.length === 0) return null;
+  const list = stuck.join(', ');
+  return {
+    reason: 'REPLICATION_FACTOR',
+    nodes: stuck,
+    wanted: target,
+    available: nodes.length,
+    message:
+      `the drain of node${stuck.length === 1 ? '' : 's'} ${list} is blocked: ranges keep ${target} replicas ` +
+      `and only ${nodes.length} member${nodes.length === 1 ? ' is' : 's are'} not being drained ` +
+      `(${nodes.join(', ') || 'none'}); add a member, undrain one, or force the drain ` +
+      `(flotilla node drain --force) to leave ranges with fewer replicas`,
+  };
+}
+
+/**
+ * The nodes ranges may go to (members not being drained, ascending) and the replicas a range
+ * should have: replicasPerRange, or every member when there are fewer, a node whose drain was
+ * forced not counted (so a plain drain never lowers it).
+ */
+function placementTargets(i: {
+  readonly members: readonly number[];
+  readonly draining: readonly number[];
+  readonly forced?: readonly number[] | undefined;
+  readonly replicasPerRange: number;
+}): { nodes: number[]; target: number } {
+  const drained = new Set(i.draining);
+  const forced = new Set((i.forced ?? []).filter((n) => drained.has(n)));
+  const members = [...new Set(i.members)];
+  const nodes = members.filter((n) => !drained.has(n)).sort((a, b) => a - b);
+  const counted = members.filter((n) => !forced.has(n)).length;
+  return { nodes, target: Math.min(i.replicasPerRange, counted) };
+}
+
+/**
  * What a plan says. `steps` is the whole plan of its first phase that has any, over every
  * range from 3 on (the ones left alone for now included, so that their replicas count where
  * they are); `next` is the step to carry out now, or null when every step waits on a range
@@ -87,8 +163,10 @@ export interface PlacementPlan {
   readonly blocked: readonly string[];
   /** The nodes ranges may go to: the members not being drained, ascending. */
   readonly nodes: readonly number[];
-  /** The replicas a range should have: replicasPerRange, or fewer with fewer nodes. */
+  /** The replicas a range should have: replicasPerRange, or fewer with fewer members. */
   readonly target: number;
+  /** Set when a drain cannot finish without taking ranges below `target`. */
+  readonly drainBlocked: DrainBlocked | null;
 }
 
 export interface PlanInput {
@@ -96,6 +174,8 @@ export interface PlanInput {
   /** The cluster's members that may hold replicas (the key-value group's voters). */
   readonly members: readonly number[];
   readonly draining: readonly number[];
+  /** The drains forced by the operator: their nodes are emptied even below the target. */
+  readonly forced?: readonly number[];
   readonly replicasPerRange: number;
   /** Ranges not to change for now (a change under way, backing off); they still count. */
   readonly skip: (d: RangeDescriptor) => boolean;
@@ -121,19 +201,20 @@ const blockedMax = 20;
  * node or lowers the sum of squared counts, and the loop cannot go back and forth.
  */
 export function planPlacement(i: PlanInput): PlacementPlan {
-  const drained = new Set(i.draining);
-  const nodes = [...new Set(i.members)].filter((n) => !drained.has(n)).sort((a, b) => a - b);
-  const target = Math.min(i.replicasPerRange, nodes.length);
+  const { nodes, target } = placementTargets(i);
   const blocked: string[] = [];
   const block = (why: string): void => {
     if (blocked.length < blockedMax) blocked.push(why);
   };
+  // Said in its own field (and the status's), not among `blocked`, which names ranges.
+  const stalled = drainBlocked(i);
   const plan = (
     phase: PlacementPlan['phase'],
     steps: PlacementStep[],
     next: PlacementStep | null,
-  ) => ({ phase, steps, next, blocked, nodes, target }) satisfies PlacementPlan;
-  if (target === 0) {
+  ) =>
+    ({ phase, steps, next, blocked, nodes, target, drainBlocked: stalled }) satisfies PlacementPlan;
+  if (nodes.length === 0) {
     block('no member that is not being drained: nowhere to place ranges');
     return plan('none', [], null);
   }
@@ -146,11 +227,13 @@ export function planPlacement(i: PlanInput): PlacementPlan {
   const counted = ranges.filter((d) => d.replicas.length === target);
   const gen = new Map(counted.map((d) => [d.id, d.generation]));
   const live = new Set(nodes);
-  const moves = rebalancePlan({ ranges: () => counted }, nodes, target).map((m): PlacementStep => ({
-    kind: 'move',
-    ...m,
-    generation: gen.get(m.range) ?? 0,
-  }));
+  // Fewer live nodes than replicas wanted: a replica leaves a drained node only for a live one
+  // lacking the range, and nothing else moves (every live node should hold every range).
+  const moves = (
+    nodes.length < target
+      ? shortMoves(counted, nodes)
+      : rebalancePlan({ ranges: () => counted }, nodes, target)
+  ).map((m): PlacementStep => ({ kind: 'move', ...m, generation: gen.get(m.range) ?? 0 }));
   if (moves.length > 0) {
     const counts = replicaCounts({ ranges: () => counted }, nodes);
     const helps = (s: PlacementStep & { from: number; to: number }): boolean =>
@@ -179,6 +262,32 @@ export function planPlacement(i: PlanInput): PlacementPlan {
       ? skipped
       : new Set([...skipped, ...counted.filter((d) => lately(d.id)).map((d) => d.id)]);
   return plan('leaders', transfers, firstFree(transfers, held, helps));
+}
+
+/**
+ * With fewer live nodes than replicas per range: each replica on a node that is not live moves
+ * to the live node lacking the range that holds fewest (ties by id), while there is one. Every
+ * range keeps its count; a replica no live node can take stays (the drain is blocked).
+ */
+function shortMoves(ranges: readonly RangeDescriptor[], nodes: readonly number[]): ReplicaMove[] {
+  const live = new Set(nodes);
+  const counts = replicaCounts({ ranges: () => ranges }, nodes);
+  const moves: ReplicaMove[] = [];
+  for (const d of ranges) {
+    const held = new Set(d.replicas);
+    for (const from of d.replicas) {
+      if (live.has(from)) continue;
+      const to = nodes
+        .filter((n) => !held.has(n))
+        .sort((a, b) => (counts.get(a) ?? 0) - (counts.get(b) ?? 0) || a - b)[0];
+      if (to === undefined) break;
+      held.delete(from);
+      held.add(to);
+      counts.set(to, (counts.get(to) ?? 0) + 1);
+      moves.push({ range: d.id, from, to });
+    }
+  }
+  return moves;
 }
 
 /** The first step of a range not skipped and not touched before it, that `helps`; or null. */
@@ -238,10 +347,16 @@ function repairSteps(
         block(`range ${d.id} has ${n} replicas, ${target} wanted: adding one is not available`);
         continue;
       }
-      // Some live node lacks it: it has fewer replicas than `target`, at most the live nodes.
+      // With as many live nodes as `target`, some lacks it; with fewer, perhaps none does.
       const to = nodes
         .filter((x) => !d.replicas.includes(x))
-        .sort((a, b) => (counts.get(a) ?? 0) - (counts.get(b) ?? 0) || a - b)[0] as number;
+        .sort((a, b) => (counts.get(a) ?? 0) - (counts.get(b) ?? 0) || a - b)[0];
+      if (to === undefined) {
+        block(
+          `range ${d.id} has ${n} replicas, ${target} wanted: every member not being drained holds one`,
+        );
+        continue;
+      }
       steps.push({ kind: 'add', range: d.id, to, generation: d.generation });
       counts.set(to, (counts.get(to) ?? 0) + 1);
     }
@@ -264,6 +379,8 @@ export interface PlacementLoopOptions {
   readonly leader: () => number;
   readonly map: () => RangeMap | null;
   readonly draining: () => readonly number[];
+  /** The drains forced by the operator (a subset of `draining`); absent: none. */
+  readonly forced?: () => readonly number[];
   /** The members ranges may be placed on: the key-value group's voters. */
   readonly members: () => readonly number[];
   /** The generation of range `id` as this node's replica of it applied it, if it runs it. */
@@ -297,6 +414,13 @@ export interface PlacementLoopStatus {
   readonly leader: number;
   readonly replicasPerRange: number;
   readonly draining: readonly number[];
+  /** The drains forced by the operator: their nodes are emptied even below the target. */
+  readonly forced: readonly number[];
+  /**
+   * A drain that waits because too few members are left (from the map and marks as this node
+   * applied them, whether or not it runs the loop); null when none does.
+   */
+  readonly drainBlocked: DrainBlocked | null;
   /** From the last plan: the nodes ranges may go to and the replicas a range should have. */
   readonly nodes: readonly number[];
   readonly target: number | null;
@@ -412,6 +536,7 @@ export class PlacementLoop {
       map,
       members: this.o.members(),
       draining: this.o.draining(),
+      forced: this.o.forced?.() ?? [],
       replicasPerRange: this.o.replicasPerRange,
       skip,
       transferredLately: (id) => (this.transferred.get(id) ?? 0) > now,
@@ -538,6 +663,14 @@ export class PlacementLoop {
       leader: this.o.leader(),
       replicasPerRange: this.o.replicasPerRange,
       draining: this.o.draining(),
+      forced: this.o.forced?.() ?? [],
+      drainBlocked: drainBlocked({
+        map: this.o.map(),
+        members: this.o.members(),
+        draining: this.o.draining(),
+        forced: this.o.forced?.(),
+        replicasPerRange: this.o.replicasPerRange,
+      }),
       nodes: plan?.nodes ?? [],
       target: plan?.target ?? null,
       phase: plan?.phase ?? null,

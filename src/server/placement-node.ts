@@ -18,7 +18,7 @@ import type {
 } from '../api/placement-routes.js';
 import { errorFromWire } from '../api/wire-codec.js';
 import type { RangeMap } from '../ranges/range-map.js';
-import { FIRST_ALLOCATED_RANGE, type RangeId } from '../ranges/types.js';
+import { FIRST_ALLOCATED_RANGE, FIRST_RANGE, type RangeId } from '../ranges/types.js';
 import type { Member, NodeConfig } from './config.js';
 import type { MetaService } from './meta-service.js';
 import {
@@ -84,6 +84,7 @@ export class PlacementNode {
       leader: () => meta.runtime.leaderId(),
       map: () => meta.machine.map(),
       draining: () => meta.machine.draining(),
+      forced: () => meta.machine.forced(),
       members: () => o.kv.status().conf.voters,
       localGeneration: (id) => o.lanes.lane(id)?.group.range.descriptor().generation,
       leaders: (signal) => this.leaders(signal),
@@ -112,7 +113,7 @@ export class PlacementNode {
     return {
       meta: this.o.metaForward,
       status: () => this.status(),
-      mark: (op, node, signal) => this.mark(op, node, signal),
+      mark: (op, node, m) => this.mark(op, node, m),
     };
   }
 
@@ -122,12 +123,14 @@ export class PlacementNode {
 
   /**
    * Drains a member (refused for one that is not a member, or when no member would be left to
-   * hold ranges) or undrains a node; runs on the meta group's leader.
+   * hold ranges) or undrains a node; runs on the meta group's leader. A drain that too few
+   * members are left for is marked all the same, and the answer's `drainBlocked` says it
+   * waits; `force` lets it take ranges below their replication factor.
    */
   private async mark(
     op: 'drain' | 'undrain',
     node: number,
-    signal: AbortSignal,
+    { signal, force }: { readonly signal: AbortSignal; readonly force: boolean },
   ): Promise<PlacementResponse> {
     if (op === 'drain') {
       const c = this.o.kv.status().conf;
@@ -144,11 +147,14 @@ export class PlacementNode {
           `Draining node ${node} would leave no member to hold ranges (draining: ${[...draining].sort((a, b) => a - b).join(', ')})`,
         );
     }
-    await this.o.meta.mark(op, node, { signal });
+    await this.o.meta.mark(op, node, { signal, force });
     this.o.log.info(
-      { node },
-      `placement: node ${node} ${op === 'drain' ? 'drained' : 'undrained'}`,
+      { node, force },
+      `placement: node ${node} ${op === 'drain' ? (force ? 'drained, forced' : 'drained') : 'undrained'}`,
     );
+    const stalled = this.loop.status().drainBlocked;
+    if (stalled !== null)
+      this.o.log.warn({ drainBlocked: stalled }, `placement: ${stalled.message}`);
     // Start on it now rather than at the next period.
     void this.loop.check();
     return this.status();
@@ -215,6 +221,19 @@ export function heldRanges(map: RangeMap | null, id: number): RangeId[] {
     .filter((d) => d.id >= FIRST_ALLOCATED_RANGE && d.replicas.includes(id))
     .map((d) => d.id)
     .sort((a, b) => a - b);
+}
+
+/**
+ * The ranges of `map` node `id` holds, ascending: those whose descriptor names it, and range 0
+ * when `inRangeZero` (it is a voter or learner of the key-value group). Range 0's descriptor
+ * keeps the replicas the map was bootstrapped with: range 0 follows the cluster's membership,
+ * not the map, so a member that joined later holds it though its descriptor does not say so.
+ */
+export function rangesInMap(map: RangeMap | null, id: number, inRangeZero: boolean): RangeId[] {
+  const ids = (map?.ranges() ?? [])
+    .filter((d) => (d.id === FIRST_RANGE ? inRangeZero : d.replicas.includes(id)))
+    .map((d) => d.id);
+  return ids.sort((a, b) => a - b);
 }
 
 /** The (range, leader) pairs of a GET /v1/ranges answer; anything malformed is skipped. */
@@ -337,6 +356,9 @@ export function renderStatus(s: PlacementLoopStatus, nowMs: number): PlacementRe
     leader: s.leader,
     replicasPerRange: s.replicasPerRange,
     draining: [...s.draining],
+    forced: [...s.forced],
+    drainBlocked:
+      s.drainBlocked === null ? null : { ...s.drainBlocked, nodes: [...s.drainBlocked.nodes] },
     nodes: [...s.nodes],
     target: s.target,
     phase: s.phase,

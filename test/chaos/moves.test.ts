@@ -101,16 +101,31 @@ void describe('chaos placementProblems', () => {
     ]);
   });
 
-  void it('wants every member not draining when there are fewer than replicasPerRange', () => {
+  void it('wants every member not draining when forced drains leave fewer than replicasPerRange', () => {
     const m = maps({
       tweak: (rs) => rs.map((r) => (r.id >= 3 ? { ...r, replicas: [1, 2, 3] } : r)),
     });
-    const three = { members: [1, 2, 3, 4], draining: [3, 4], replicasPerRange: 3 };
-    assert.deepEqual(placementProblems(m, three), [
+    const forced = { members: [1, 2, 3, 4], draining: [3, 4], forced: [3, 4], replicasPerRange: 3 };
+    assert.deepEqual(placementProblems(m, forced), [
       'range 3: 3 replicas (1,2,3), want 2',
       'range 3: draining nodes 3 still hold it',
       'range 4: 3 replicas (1,2,3), want 2',
       'range 4: draining nodes 3 still hold it',
+    ]);
+  });
+
+  void it('a drain blocked for want of members keeps the replicas; a member lacking one is caught', () => {
+    const m = maps({
+      tweak: (rs) => rs.map((r) => (r.id >= 3 ? { ...r, replicas: [1, 2, 3] } : r)),
+    });
+    const blocked = { members: [1, 2, 3, 4], draining: [3, 4], replicasPerRange: 3 };
+    assert.deepEqual(placementProblems(m, blocked), []);
+    const short = maps({
+      tweak: (rs) => rs.map((r) => (r.id >= 3 ? { ...r, replicas: [1, 3, 4] } : r)),
+    });
+    assert.deepEqual(placementProblems(short, blocked), [
+      'range 3: members 2 lack it while a drain is blocked',
+      'range 4: members 2 lack it while a drain is blocked',
     ]);
   });
 

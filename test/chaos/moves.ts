@@ -11,8 +11,10 @@
 //   judge   after the faults heal: every live node shows the same map and, for every range split
 //           off range 0, exactly the replicas the map names run it (a node moved off that still
 //           runs the range, or a replica the map does not name, is a problem), the range has
-//           its replica count (`replicasPerRange`, or every member not draining when there are
-//           fewer) and a drained member holds none. The placement loop gets a bound to get
+//           its replica count (`replicasPerRange`, or every member when there are fewer, a
+//           forced drain's node not counted) and a drained member holds none; with fewer members
+//           not draining than that (the drain blocked: it never takes a replica away), every
+//           such member holds the range and a drained one may keep its replica. The placement loop gets a bound to get
 //           there; what it still lacks then is a problem.
 
 import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
@@ -227,14 +229,17 @@ export class DrainNemesis {
 /**
  * What does not hold of the placement in `maps` (every running node's view, all showing the same
  * map): for every range split off range 0, the nodes that run it are the replicas the map names,
- * it has `min(replicasPerRange, members not draining)` of them, none of them draining, and a
- * leader. Pure, so that its planted-bug tests need no cluster.
+ * it has `min(replicasPerRange, members)` of them (a forced drain's node not counted), none of
+ * them draining unless too few members are left (the drain is blocked: every member not
+ * draining then holds it), and a leader. Pure, so that its planted-bug tests need no cluster.
  */
 export function placementProblems(
   maps: readonly NodeMap[],
   o: {
     readonly members: readonly number[];
     readonly draining: readonly number[];
+    /** The drains forced (absent: none). */
+    readonly forced?: readonly number[];
     readonly replicasPerRange: number;
   },
 ): string[] {
@@ -242,10 +247,10 @@ export function placementProblems(
   if (first === undefined) return ['no node is running'];
   const problems: string[] = [];
   const live = new Set(maps.map((m) => m.id));
-  const want = Math.min(
-    o.replicasPerRange,
-    o.members.filter((id) => !o.draining.includes(id)).length,
-  );
+  const forced = new Set((o.forced ?? []).filter((id) => o.draining.includes(id)));
+  const want = Math.min(o.replicasPerRange, o.members.filter((id) => !forced.has(id)).length);
+  const notDraining = o.members.filter((id) => !o.draining.includes(id));
+  const blocked = notDraining.length < want;
   for (const r of first.map.ranges) {
     if (r.id < FIRST_MOVABLE) continue;
     const replicas = [...r.replicas].sort((a, b) => a - b);
@@ -268,7 +273,10 @@ export function placementProblems(
         `range ${r.id}: ${replicas.length} replicas (${replicas.join(',')}), want ${want}`,
       );
     const drained = replicas.filter((id) => o.draining.includes(id));
-    if (drained.length > 0)
+    const lacking = notDraining.filter((id) => !replicas.includes(id));
+    if (blocked && lacking.length > 0)
+      problems.push(`range ${r.id}: members ${lacking.join(',')} lack it while a drain is blocked`);
+    if (!blocked && drained.length > 0)
       problems.push(`range ${r.id}: draining nodes ${drained.join(',')} still hold it`);
     const leaders = new Set(
       maps
@@ -316,6 +324,7 @@ export async function judgePlacement(
         seen = placementProblems(maps, {
           members: cluster.ids,
           draining: p.draining,
+          forced: p.forced,
           replicasPerRange: p.replicasPerRange,
         });
         if (seen.length === 0)

@@ -3,7 +3,9 @@
 // long run of writes, not a window of 256; and in a cluster with a member of a release before
 // the mark (feature level 3) no entry carries one, so that member never sees an envelope it
 // cannot decode, and the session keeps its window until the member is upgraded. A node of a
-// release that refuses the field makes the client send the write again without it.
+// release that refuses the field makes the client send the write again without it, and try
+// the mark again after `markRetryWrites` writes: through a cluster whose level rises (its front
+// refusing the field until the upgrade), a long-lived client ends up trimming its session.
 
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -132,47 +134,153 @@ void test('a member of a release before the mark sees no entry with one; once up
   }
 });
 
-void test('a node that does not know the mark refuses it once; the client sends the write again without it, and no mark after', async () => {
+/**
+ * An HTTP front that, while `old()`, refuses a body with `ackedBelow` as a release before the
+ * mark does (UNKNOWN_FIELD, nothing applied), and otherwise answers with `answer(body)`.
+ */
+async function olderFront(
+  old: () => boolean,
+  answer: (path: string, raw: string) => Promise<{ status: number; json: string }>,
+): Promise<{ url: string; bodies: Record<string, unknown>[]; close: () => Promise<void> }> {
   const bodies: Record<string, unknown>[] = [];
   const server = createServer((req, res) => {
     let raw = '';
     req.on('data', (d: Buffer) => (raw += d.toString()));
     req.on('end', () => {
-      const body = JSON.parse(raw) as Record<string, unknown>;
+      const body = JSON.parse(raw === '' ? '{}' : raw) as Record<string, unknown>;
       bodies.push(body);
-      res.writeHead(body['ackedBelow'] === undefined ? 200 : 400, {
-        'content-type': 'application/json',
-      });
-      res.end(
-        JSON.stringify(
-          body['ackedBelow'] === undefined
-            ? { header: { revision: 2, memberId: 1, raftTerm: 1 } }
-            : {
-                error: {
-                  code: 'UNKNOWN_FIELD',
-                  message: 'body has unknown field "ackedBelow" (allowed: key, value)',
-                  indefinite: false,
-                },
+      const refuse = old() && body['ackedBelow'] !== undefined;
+      const reply = refuse
+        ? Promise.resolve({
+            status: 400,
+            json: JSON.stringify({
+              error: {
+                code: 'UNKNOWN_FIELD',
+                message: 'body has unknown field "ackedBelow" (allowed: key, value)',
+                indefinite: false,
               },
-        ),
+            }),
+          })
+        : answer(req.url ?? '/', raw);
+      void reply.then(
+        (r) => {
+          res.writeHead(r.status, { 'content-type': 'application/json' });
+          res.end(r.json);
+        },
+        (err: unknown) => {
+          res.writeHead(502, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: { code: 'INTERNAL', message: String(err) } }));
+        },
       );
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const client = new FlotillaClient({ endpoints: [url], protocol: 'http' });
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    bodies,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+void test('a node that does not know the mark refuses it; the client sends the write again without it, and tries the mark again after markRetryWrites writes', async () => {
+  let old = true;
+  const front = await olderFront(
+    () => old,
+    () =>
+      Promise.resolve({
+        status: 200,
+        json: JSON.stringify({ header: { revision: 2, memberId: 1, raftTerm: 1 } }),
+      }),
+  );
+  const client = new FlotillaClient({
+    endpoints: [front.url],
+    protocol: 'http',
+    markRetryWrites: 3,
+  });
   try {
-    await client.put('a', '1');
-    await client.put('b', '2');
-    const seen = bodies.map((b) => [b['key'], b['seq'], b['ackedBelow']]);
+    for (const k of ['a', 'b', 'c', 'd', 'e']) await client.put(k, '1');
+    old = false; // the upgrade completes
+    for (const k of ['f', 'g', 'h', 'i', 'j']) await client.put(k, '1');
+    const seen = front.bodies.map((b) => [b['key'], b['seq'], b['ackedBelow']]);
     assert.deepEqual(seen, [
-      ['a', 1, 1],
+      ['a', 1, 1], // refused
       ['a', 1, undefined],
       ['b', 2, undefined],
+      ['c', 3, undefined],
+      ['d', 4, undefined],
+      ['e', 5, 5], // tried again after three writes without: still refused
+      ['e', 5, undefined],
+      ['f', 6, undefined],
+      ['g', 7, undefined],
+      ['h', 8, undefined],
+      ['i', 9, 9], // tried again: the upgraded node takes it, and the marks stay on
+      ['j', 10, 10],
     ]);
+    assert.throws(
+      () => new FlotillaClient({ endpoints: [front.url], markRetryWrites: 0 }),
+      /markRetryWrites must be an integer from 1 to 1000000, got 0/,
+    );
   } finally {
     await client.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await front.close();
+  }
+});
+
+void test('through a cluster whose feature level rises, a long-lived client sends marks again and the session trims', async () => {
+  const older = features.sessionAcks.level - 1;
+  const c = await TestNodes.start({
+    nodes: 3,
+    featureLevelOf: (id) => (id === 3 ? older : undefined),
+  });
+  // Node 1's HTTP front refuses the mark as the older release would, until the upgrade.
+  let upgraded = false;
+  const front = await olderFront(
+    () => !upgraded,
+    async (path, raw) => {
+      const r = await fetch(`${c.url(1)}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: raw,
+      });
+      return { status: r.status, json: await r.text() };
+    },
+  );
+  const client = new FlotillaClient({
+    endpoints: [front.url],
+    protocol: 'http',
+    markRetryWrites: 50,
+  });
+  try {
+    await c.waitForLeader();
+    await until(`the level at ${older}`, () =>
+      c.nodes.every((n) => n.gate.active() === older) ? true : null,
+    );
+    await putMany(client, { total: 300, inFlight: 1 });
+    await caughtUp(c);
+    const refused = front.bodies.filter((b) => b['ackedBelow'] !== undefined).length;
+    // The first write and one try per 50 writes after it, each refused.
+    assert.ok(refused >= 5 && refused <= 7, `${refused} writes tried the mark`);
+    for (const n of c.nodes) assert.equal(sessionsOf(n).resultsOf(client.clientId), 256);
+
+    // The upgrade completes: node 3 at the new level, the front knows the field.
+    await c.restartAt(3, undefined);
+    upgraded = true;
+    await until(`the level at ${FEATURE_LEVEL} on every node`, () =>
+      c.nodes.every((n) => n.gate.active() === FEATURE_LEVEL) ? true : null,
+    );
+    const before = front.bodies.length;
+    await putMany(client, { total: 120, inFlight: 1 });
+    const marked = front.bodies.slice(before).filter((b) => b['ackedBelow'] !== undefined);
+    // Within 50 writes the client tried again, and every write after carried the mark.
+    assert.ok(marked.length >= 70, `${marked.length} of 120 writes after the upgrade marked`);
+    await caughtUp(c);
+    for (const n of c.nodes) assert.equal(sessionsOf(n).resultsOf(client.clientId), 1);
+  } finally {
+    await client.close();
+    await front.close();
+    await c.close();
   }
 });

@@ -306,7 +306,7 @@ void test('a malformed snapshot is refused and the state is kept', async () => {
   const cases: [Uint8Array[], RegExp][] = [
     [good.slice(0, -1), /ends before descriptor chunk/],
     [[...good, good[1] as Uint8Array], /chunks past its end/],
-    [withHeader({ v: 3 }), /Unsupported meta snapshot version 3/],
+    [withHeader({ v: 4 }), /Unsupported meta snapshot version 4/],
     [withHeader({ v: 0 }), /Unsupported meta snapshot version 0/],
     [withHeader({ nextRange: 2 }), /next range id 2 is reserved/],
     [withHeader({ nextRange: 5 }), /is in the map but the next id is 5/],
@@ -329,6 +329,7 @@ type Step = {
   junk?: boolean;
   alloc?: boolean;
   drain?: number;
+  force?: number;
   undrain?: number;
 };
 
@@ -338,6 +339,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   fc.constant({ junk: true }),
   fc.constant({ alloc: true }),
   fc.integer({ min: 1, max: 5 }).map((drain) => ({ drain })),
+  fc.integer({ min: 1, max: 5 }).map((force) => ({ force })),
   fc.integer({ min: 1, max: 5 }).map((undrain) => ({ undrain })),
 );
 
@@ -354,6 +356,8 @@ function logOf(steps: readonly Step[], picks: readonly number[]): Uint8Array[] {
     else if (s.alloc === true) log.push(MetaStateMachine.encode({ op: 'allocate' }));
     else if (s.drain !== undefined)
       log.push(MetaStateMachine.encode({ op: 'drain', node: s.drain }));
+    else if (s.force !== undefined)
+      log.push(MetaStateMachine.encode({ op: 'drain', node: s.force, force: true }));
     else if (s.undrain !== undefined)
       log.push(MetaStateMachine.encode({ op: 'undrain', node: s.undrain }));
     const pick = picks[i] ?? 0;
@@ -527,4 +531,71 @@ void test('a format 1 snapshot (before draining existed) restores with no node d
     const withDraining = [packr.pack({ ...header, draining }), ...chunks.slice(1)];
     await assert.rejects(new MetaStateMachine().restore(fromChunks(withDraining)), message);
   }
+});
+
+void test('a forced drain marks the node forced too; a plain drain after it is known; undrain clears both', async () => {
+  const { h } = machineWith(10);
+  // Plain, then forced: the mark of force is added to the drain under way.
+  h.outcome({ op: 'drain', node: 4 }, 'applied');
+  assert.deepEqual(h.m.forced(), []);
+  h.outcome({ op: 'drain', node: 4, force: true }, 'applied');
+  assert.deepEqual([h.m.draining(), h.m.forced()], [[4], [4]]);
+  const known = h.outcome({ op: 'drain', node: 4 }, 'known');
+  assert.match(
+    (known as { message: string }).message,
+    /Node 4 is already being drained \(forced\)/,
+  );
+  h.outcome({ op: 'drain', node: 4, force: true }, 'known');
+  h.outcome({ op: 'drain', node: 2, force: true }, 'applied');
+  assert.deepEqual(
+    [h.m.draining(), h.m.forced()],
+    [
+      [2, 4],
+      [2, 4],
+    ],
+  );
+
+  // A plain drain is the same bytes as before forced drains; `force` is true or absent.
+  assert.deepEqual(packr.unpack(MetaStateMachine.encode({ op: 'drain', node: 2 })), {
+    op: 'drain',
+    node: 2,
+  });
+  for (const raw of [
+    { op: 'drain', node: 3, force: false },
+    { op: 'undrain', node: 2, force: true },
+  ]) {
+    const r = h.raw(packr.pack(raw));
+    assert.ok(isRefusal(r) && r.refused === 'BAD_COMMAND', JSON.stringify(r));
+  }
+
+  // Format 3 while a drain is forced, read back the same.
+  const chunks = await drain(h.m.snapshot());
+  assert.equal((packr.unpack(chunks[0] as Uint8Array) as { v: number }).v, 3);
+  const restored = new MetaStateMachine();
+  await restored.restore(fromChunks(chunks));
+  assert.deepEqual(
+    [restored.draining(), restored.forced()],
+    [
+      [2, 4],
+      [2, 4],
+    ],
+  );
+  assert.deepEqual(concat(await drain(restored.snapshot())), concat(chunks));
+  const header = packr.unpack(chunks[0] as Uint8Array) as Record<string, unknown>;
+  const notDraining = [packr.pack({ ...header, forced: [2, 3] }), ...chunks.slice(1)];
+  await assert.rejects(
+    new MetaStateMachine().restore(fromChunks(notDraining)),
+    /forced node 3 is not among the draining/,
+  );
+
+  // Undrained, the node is neither; with no forced drain left the snapshot is format 2 again.
+  h.outcome({ op: 'undrain', node: 2 }, 'applied');
+  h.outcome({ op: 'undrain', node: 4 }, 'applied');
+  assert.deepEqual([h.m.draining(), h.m.forced()], [[], []]);
+  h.outcome({ op: 'drain', node: 4 }, 'applied');
+  assert.deepEqual(h.m.forced(), [], 'a drain after an undrain is plain');
+  const plain2 = await drain(h.m.snapshot());
+  const head = packr.unpack(plain2[0] as Uint8Array) as Record<string, unknown>;
+  assert.equal(head['v'], 2);
+  assert.equal('forced' in head, false);
 });

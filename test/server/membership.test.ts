@@ -189,6 +189,11 @@ void test('a node joins through a follower, catches up by snapshot, is promoted 
     return m?.role === 'voter' && m.queueRole === 'voter' ? v : null;
   });
   assert.equal(view.members.find((m) => m.id === 4)?.autoPromote, true);
+  // Range 0 runs on every member; the map's record of it (its replicas at bootstrap) does not
+  // name node 4, and the status says what node 4 holds all the same.
+  await until('node 4 applied the range map', () => j.node.meta.machine.map() !== null);
+  assert.ok(!(j.node.meta.machine.map()?.get(0)?.replicas.includes(4) ?? true));
+  assert.deepEqual(j.node.nodeStatus().rangesInMap, [0]);
   // The joiner serves what was written before it joined (restored from a snapshot).
   await until('node 4 applied the writes', async () => {
     const r = await postJson(

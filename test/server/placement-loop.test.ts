@@ -53,6 +53,8 @@ class FakeCluster implements PlacementExecutor {
   map: RangeMap;
   members: number[];
   draining: number[] = [];
+  /** The drains forced: a subset of `draining`. */
+  forced: number[] = [];
   leaders = new Map<RangeId, number>();
   leads = true;
   readonly calls: PlacementStep[] = [];
@@ -138,14 +140,23 @@ class FakeCluster implements PlacementExecutor {
   }
 }
 
-/** Everything wrong with where the ranges are; empty when placement is done. */
+/**
+ * Everything wrong with where the ranges are; empty when placement is done. A range keeps
+ * replicasPerRange replicas, or one per member when there are fewer, a forced drain's node not
+ * counted. With fewer live members than that (a drain blocked), every live member holds every
+ * range and the rest stays where it was: see `blockedProblems`.
+ */
 function placementProblems(
   c: FakeCluster,
   replicasPerRange: number,
   o: { leaders?: boolean } = {},
 ): string[] {
   const live = c.members.filter((m) => !c.draining.includes(m));
-  const target = Math.min(replicasPerRange, live.length);
+  const target = Math.min(
+    replicasPerRange,
+    c.members.filter((m) => !c.forced.includes(m) || !c.draining.includes(m)).length,
+  );
+  if (live.length < target) return blockedProblems(c, live, target);
   const problems: string[] = [];
   const counts = new Map(live.map((n) => [n, 0]));
   const led = new Map(live.map((n) => [n, 0]));
@@ -169,6 +180,29 @@ function placementProblems(
   return problems;
 }
 
+/** A blocked drain: every range on every live member, none with more than `target`. */
+function blockedProblems(c: FakeCluster, live: readonly number[], target: number): string[] {
+  const problems: string[] = [];
+  for (const d of c.map.ranges()) {
+    if (d.id < 3) continue;
+    if (d.replicas.length > target)
+      problems.push(`range ${d.id} has ${d.replicas.length} replicas, more than ${target}`);
+    for (const n of live)
+      if (!d.replicas.includes(n)) problems.push(`range ${d.id} lacks live member ${n}`);
+  }
+  return problems;
+}
+
+/** For each range from 3 on, its number of replicas. */
+function countsOf(map: RangeMap): Map<RangeId, number> {
+  return new Map(
+    map
+      .ranges()
+      .filter((d) => d.id >= 3)
+      .map((d) => [d.id, d.replicas.length]),
+  );
+}
+
 function loopOn(
   c: FakeCluster,
   clock: TestClock,
@@ -184,6 +218,7 @@ function loopOn(
     leader: () => 1,
     map: () => c.map,
     draining: () => c.draining,
+    forced: () => c.forced,
     members: () => c.members,
     leaders: () => Promise.resolve(new Map(c.leaders)),
     executor: c,
@@ -292,8 +327,10 @@ void test('count repair: too many and too few replicas, capped by the members', 
   assert.deepEqual(c.refused, []);
   assert.deepEqual(placementProblems(c, 3), []);
 
-  // Two members left (the others drained): two replicas each, the drained ones removed first.
+  // Two members left (the others drained): a plain drain leaves three replicas each, a forced
+  // one two, the drained ones removed first.
   c.draining = [3, 4, 5];
+  c.forced = [3, 4, 5];
   const steps = c.calls.length;
   await settle(loop, c, clock);
   assert.deepEqual(c.refused, []);
@@ -315,6 +352,82 @@ void test('count repair: too many and too few replicas, capped by the members', 
     can: { add: true, remove: true, transfer: true },
   });
   assert.deepEqual(plan.steps[0], { kind: 'remove', range: 3, from: 9, generation: 1 });
+});
+
+void test('a drain that would leave ranges with fewer replicas waits, says why, and goes when forced', async () => {
+  const clock = new TestClock();
+  const c = new FakeCluster(
+    mapOf(6, [1, 2, 3], () => [1, 2, 3]),
+    [1, 2, 3],
+  );
+  const loop = loopOn(c, clock);
+  await settle(loop, c, clock);
+  const before = c.calls.length;
+
+  // Three members, three replicas each: draining one for maintenance takes none away.
+  c.draining = [3];
+  await settle(loop, c, clock);
+  assert.deepEqual(c.refused, []);
+  assert.deepEqual(
+    c.calls.slice(before).filter((s) => s.kind !== 'transfer'),
+    [],
+    'no replica moved or removed',
+  );
+  for (const d of c.map.ranges()) assert.deepEqual(d.replicas, [1, 2, 3], `range ${d.id}`);
+  assert.deepEqual(placementProblems(c, 3), []);
+  const s = loop.status();
+  assert.equal(s.target, 3);
+  assert.deepEqual(s.nodes, [1, 2]);
+  assert.deepEqual(s.drainBlocked && { ...s.drainBlocked, message: '' }, {
+    reason: 'REPLICATION_FACTOR',
+    nodes: [3],
+    wanted: 3,
+    available: 2,
+    message: '',
+  });
+  assert.match(
+    s.drainBlocked?.message ?? '',
+    /^the drain of node 3 is blocked: ranges keep 3 replicas and only 2 members are not being drained \(1, 2\); .*--force/,
+  );
+
+  // Forced: the node is emptied, the ranges left with two replicas; the status says no more.
+  c.forced = [3];
+  await settle(loop, c, clock);
+  assert.deepEqual(c.refused, []);
+  for (const d of c.map.ranges()) if (d.id >= 3) assert.deepEqual(d.replicas, [1, 2]);
+  assert.equal(loop.status().drainBlocked, null);
+  assert.deepEqual(loop.status().forced, [3]);
+
+  // Undrained: the ranges get their third replica back.
+  c.draining = [];
+  c.forced = [];
+  await settle(loop, c, clock);
+  for (const d of c.map.ranges()) assert.deepEqual(d.replicas, [1, 2, 3], `range ${d.id}`);
+});
+
+void test('a blocked drain still moves what it can: onto a live member lacking the range', async () => {
+  const clock = new TestClock();
+  const place = [
+    [1, 2, 3],
+    [2, 3, 4],
+    [1, 3, 4],
+    [1, 2, 4],
+  ];
+  const c = new FakeCluster(
+    mapOf(8, [1, 2, 3, 4], (i) => place[i % 4] as number[]),
+    [1, 2, 3, 4],
+  );
+  c.draining = [3, 4];
+  const loop = loopOn(c, clock);
+  const counts = countsOf(c.map);
+  await settle(loop, c, clock);
+  assert.deepEqual(c.refused, []);
+  assert.deepEqual(countsOf(c.map), counts, 'every range keeps its three replicas');
+  assert.deepEqual(placementProblems(c, 3), []);
+  for (const d of c.map.ranges())
+    if (d.id >= 3) assert.ok(d.replicas.includes(1) && d.replicas.includes(2), `range ${d.id}`);
+  assert.deepEqual(loop.status().drainBlocked?.nodes, [3, 4]);
+  assert.ok(c.calls.every((s) => s.kind === 'move' || s.kind === 'transfer'));
 });
 
 void test('a failing step backs off, doubling, while other ranges go on; then it is retried', async () => {
@@ -486,17 +599,27 @@ void test('by property: from any placement, the loop settles where the checker f
       }),
       fc.array(fc.integer({ min: 1, max: 7 }), { maxLength: 3 }),
       fc.integer({ min: 1, max: 5 }),
-      async (memberCount, places, drainList, replicasPerRange) => {
+      fc.array(fc.integer({ min: 1, max: 7 }), { maxLength: 2 }),
+      async (memberCount, places, drainList, replicasPerRange, forceList) => {
         const members = Array.from({ length: memberCount }, (_, i) => i + 1);
         const c = new FakeCluster(
           mapOf(places.length, members, (i) => [...new Set(places[i])]),
           members,
         );
         c.draining = [...new Set(drainList)].filter((n) => n <= memberCount);
+        c.forced = c.draining.filter((n) => forceList.includes(n));
         const clock = new TestClock();
         const loop = loopOn(c, clock, { replicasPerRange });
+        const before = countsOf(c.map);
         await settle(loop, c, clock, 400);
         assert.deepEqual(c.refused, []);
+        // Unless forced, no range ends with fewer replicas than it had and than it should have.
+        const want = Math.min(replicasPerRange, memberCount - c.forced.length);
+        for (const [id, n] of countsOf(c.map))
+          assert.ok(
+            n >= Math.min(before.get(id) as number, want),
+            `range ${id}: ${before.get(id)} replicas, now ${n}, ${want} wanted`,
+          );
         if (c.draining.length < memberCount)
           assert.deepEqual(placementProblems(c, replicasPerRange), []);
         else

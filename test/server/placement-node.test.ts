@@ -1,8 +1,9 @@
 // Placement in running nodes (docs/DESIGN.md, "Placement"): three in-process nodes, a range
 // split off range 0. Draining is asked of any node and lands in the meta group (every node
-// shows it); a drain of a non-member and one that would leave no member are refused; the loop
-// runs on the meta group's leader alone and acts on the drain (its step goes through the range
-// routes); removing a member that holds ranges is refused MEMBER_HOLDS_RANGES until forced.
+// shows it); a drain of a non-member and one that would leave no member are refused; a drain
+// that would leave the range with fewer than three replicas waits and says why, until forced;
+// the loop runs on the meta group's leader alone and acts on the forced drain (its step goes
+// through the range routes); removing a member that holds ranges is refused MEMBER_HOLDS_RANGES until forced.
 // The placement status and the CLI's rendering of it; the configuration's placement options.
 
 import assert from 'node:assert/strict';
@@ -10,7 +11,9 @@ import test from 'node:test';
 import { FlotillaClient, FlotillaError, type PlacementResponse } from '../../src/client/index.js';
 import { renderPlacement } from '../../src/cli/placement.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
-import { httpExecutor } from '../../src/server/placement-node.js';
+import { httpExecutor, rangesInMap } from '../../src/server/placement-node.js';
+import { RangeMap } from '../../src/ranges/range-map.js';
+import { desc } from '../ranges/harness.js';
 import { TestNodes, postJson, until } from './nodes.js';
 
 const code = (json: Record<string, unknown>): string | undefined =>
@@ -80,6 +83,15 @@ void test('drain, the loop on the meta leader, and removal refused while a membe
 
     const drained = await client.drainNode(3);
     assert.deepEqual(drained.draining, [3]);
+    // Three members, three replicas per range: the drain would take one away, so it waits.
+    assert.deepEqual(drained.forced, []);
+    assert.equal(drained.drainBlocked?.reason, 'REPLICATION_FACTOR', JSON.stringify(drained));
+    assert.deepEqual(drained.drainBlocked?.nodes, [3]);
+    assert.deepEqual([drained.drainBlocked?.wanted, drained.drainBlocked?.available], [3, 2]);
+    assert.match(
+      drained.drainBlocked?.message ?? '',
+      /^the drain of node 3 is blocked: ranges keep 3 replicas and only 2 members are not being drained \(1, 2\)/,
+    );
     await until('every node applied the drain', () =>
       c.nodes.every((n) => n.meta.machine.draining().join() === '3'),
     );
@@ -93,8 +105,22 @@ void test('drain, the loop on the meta leader, and removal refused while a membe
     });
     await client.undrainNode(2);
 
-    // The loop, on the meta group's leader, takes a step for the range on node 3: with two
-    // members left, a replica less (whether the range routes carry it out is theirs to say).
+    // The loop plans and takes no step while the drain is blocked (it planned: the phase is
+    // set, over the two members left, with the three replicas the range keeps).
+    const waiting = await until('the loop planned over the blocked drain', async () => {
+      const p = await client.placement();
+      return p.phase !== null ? p : null;
+    });
+    assert.equal(waiting.last, null, JSON.stringify(waiting));
+    assert.equal(waiting.phase, 'none');
+    assert.deepEqual([waiting.nodes, waiting.target], [[1, 2], 3]);
+    assert.deepEqual(waiting.drainBlocked?.nodes, [3]);
+
+    // Forced, the loop on the meta group's leader takes a step for the range on node 3: with
+    // two members left, a replica less (whether the range routes carry it out is theirs).
+    const forcedDrain = await client.drainNode(3, { force: true });
+    assert.deepEqual([forcedDrain.draining, forcedDrain.forced], [[3], [3]]);
+    assert.equal(forcedDrain.drainBlocked, null);
     const stepped = await until('the loop took a step', async () => {
       const p = await client.placement();
       return p.last !== null ? p : null;
@@ -137,6 +163,8 @@ void test('the placement status as the CLI prints it', () => {
     leader: 2,
     replicasPerRange: 3,
     draining: [4],
+    forced: [],
+    drainBlocked: null,
     nodes: [1, 2, 3],
     target: 3,
     phase: 'rebalance',
@@ -173,6 +201,25 @@ void test('the placement status as the CLI prints it', () => {
   const off = renderPlacement({ ...p, enabled: false, active: false, current: null, last: null });
   assert.match(off, /^placement loop: off\n/);
   assert.doesNotMatch(off, /pending steps/);
+  assert.doesNotMatch(renderPlacement(p), /BLOCKED/);
+
+  // A drain that waits for want of members is said plainly, with its stable reason.
+  const stalled = renderPlacement({
+    ...p,
+    draining: [3, 4],
+    forced: [4],
+    drainBlocked: {
+      reason: 'REPLICATION_FACTOR',
+      nodes: [3],
+      wanted: 3,
+      available: 2,
+      message: 'the drain of node 3 is blocked: ...',
+    },
+  });
+  assert.match(
+    stalled,
+    /\ndraining: 3, 4 \(forced: 4\)\nDRAIN BLOCKED \(REPLICATION_FACTOR\): the drain of node 3 is blocked: \.\.\.\n/,
+  );
 });
 
 void test('placement options: defaults, on and off, bounds', () => {
@@ -275,4 +322,19 @@ void test('a step goes to the range leader first, then its replicas, following N
     'POST http://n3/v1/ranges/transfer-leadership {"range":7,"to":3}',
     'POST http://n5/v1/ranges/transfer-leadership {"range":7,"to":3}',
   ]);
+});
+
+void test('rangesInMap: range 0 by membership (its record is the bootstrap replicas), others by the map', () => {
+  const map = RangeMap.fromDescriptors(3, [
+    desc(0, '', 'f', 1, [1, 2, 3]),
+    desc(3, 'f', 'm', 2, [2, 3, 4]),
+    desc(4, 'm', null, 1, [1, 2, 3]),
+  ]);
+  // Node 4 joined after the bootstrap: a member, so it holds range 0, and range 3 moved to it.
+  assert.deepEqual(rangesInMap(map, 4, true), [0, 3]);
+  assert.deepEqual(rangesInMap(map, 1, true), [0, 4]);
+  // Not (or no longer) a member of range 0's group: only what the map names.
+  assert.deepEqual(rangesInMap(map, 1, false), [4]);
+  assert.deepEqual(rangesInMap(map, 5, false), []);
+  assert.deepEqual(rangesInMap(null, 1, true), []);
 });
