@@ -180,6 +180,11 @@ export interface NodeStatus {
   readonly recoveryWaitingFor?: readonly string[];
   /** Ranges the meta group's map, as this node applied it, says this node holds. */
   readonly rangesInMap?: readonly number[];
+  /**
+   * Groups of this node stopped by a failed disk write or sync, with the error: each refuses
+   * everything until the node restarts (the disk's state is unknown). Empty otherwise.
+   */
+  readonly stoppedGroups?: readonly { readonly group: number; readonly error: string }[];
   readonly members: readonly {
     readonly id: number;
     readonly peer: string;

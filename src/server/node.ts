@@ -1190,6 +1190,7 @@ export class FlotillaNode implements AsyncDisposable {
         .filter((d) => d.replicas.includes(s.id))
         .map((d) => d.id)
         .sort((a, b) => a - b),
+      stoppedGroups: this.host.stoppedGroups(),
       members: [...this.members.book],
       voters: s.voters,
       learners: s.learners,
@@ -1254,6 +1255,19 @@ export class FlotillaNode implements AsyncDisposable {
     return JSON.parse(text) as MemberView;
   }
 
+  /**
+   * Why the node cannot serve as it should, if one of its groups stopped after a storage
+   * failure; null otherwise. Such a group never runs again in this process (STORAGE.md,
+   * "Guarantees"), so the node is neither ready nor live: an orchestrator restarts it.
+   */
+  private stoppedReason(): string | null {
+    const stopped = this.host.stoppedGroups();
+    const first = stopped[0];
+    if (first === undefined) return null;
+    const groups = stopped.map((g) => g.group).join(', ');
+    return `group${stopped.length > 1 ? 's' : ''} ${groups} stopped after a storage failure (${first.error}); restart the node`;
+  }
+
   /** The key-value backend both fronts (HTTP and the binary protocol) serve requests through. */
   private backend(): KvBackend {
     return {
@@ -1276,7 +1290,15 @@ export class FlotillaNode implements AsyncDisposable {
       batch: (fn) => this.runtime.batch(fn),
       status: () => this.nodeStatus(),
       clusterStatus: (signal) => this.clusterStatus(signal),
+      live: () => {
+        const stopped = this.stoppedReason();
+        return stopped === null
+          ? { live: true, reason: 'serving' }
+          : { live: false, reason: stopped };
+      },
       ready: () => {
+        const stopped = this.stoppedReason();
+        if (stopped !== null) return { ready: false, reason: stopped };
         const s = this.runtime.status();
         if (s.recovery === 'recovering')
           return {
