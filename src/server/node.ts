@@ -1108,14 +1108,23 @@ export class FlotillaNode implements AsyncDisposable {
     this.watchHub.close();
     this.feed?.close();
     this.dash?.sampler.stop();
-    await this.host.close();
+    // Closing a storage can fail (a disk gone read-only refuses even the removal of its lock):
+    // the servers close all the same, or the process would never exit and go on answering
+    // /healthz. The failure is reported once everything else is closed.
+    let storageFailure: { err: unknown } | null = null;
+    try {
+      await this.host.close();
+    } catch (err) {
+      storageFailure = { err };
+    }
     await this.http.close();
     await this.wire?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.loopDelay[Symbol.dispose]();
     this.tokens?.[Symbol.dispose]();
-    this.log.info('node stopped');
     this.markStopped();
+    if (storageFailure !== null) throw storageFailure.err;
+    this.log.info('node stopped');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -1505,6 +1514,8 @@ export async function runNode(config: NodeConfig): Promise<void> {
       node.log.info({ signal }, 'shutting down');
       node.close().then(resolve, (err: unknown) => {
         node.log.error({ err }, 'shutdown failed');
+        // Everything is closed but what failed: the process ends, and says it did not end well.
+        process.exitCode = 1;
         resolve();
       });
     };
