@@ -98,6 +98,8 @@ export interface KvBackend {
   status(): NodeStatus;
   clusterStatus(signal: AbortSignal): Promise<ClusterStatus>;
   ready(): { ready: boolean; reason: string };
+  /** False once the process can no longer serve until restarted (a group stopped by its disk). */
+  live(): { live: boolean; reason: string };
   /** To voter `to`, or (0) to the voter most caught up. */
   transferLeadership(to: number): Promise<void>;
   metrics: Registry;
@@ -153,7 +155,10 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     await b.transferLeadership(optInt(o, 'to', 1, 2 ** 31) ?? 0);
     return { json: { ok: true } };
   });
-  http.route('GET', '/healthz', () => ({ json: { ok: true } }));
+  http.route('GET', '/healthz', () => {
+    const l = b.live();
+    return l.live ? { json: { ok: true } } : { status: 503, json: { ok: false, reason: l.reason } };
+  });
   http.route('GET', '/readyz', () => {
     const r = b.ready();
     return { status: r.ready ? 200 : 503, json: { ready: r.ready, reason: r.reason } };

@@ -184,6 +184,11 @@ export interface NodeStatus {
    * others when their replicas name it.
    */
   readonly rangesInMap?: readonly number[];
+  /**
+   * Groups of this node stopped by a failed disk write or sync, with the error: each refuses
+   * everything until the node restarts (the disk's state is unknown). Empty otherwise.
+   */
+  readonly stoppedGroups?: readonly { readonly group: number; readonly error: string }[];
   readonly members: readonly {
     readonly id: number;
     readonly peer: string;

@@ -355,7 +355,8 @@ export const errorCodes = {
     indefinite: true,
   },
   STORAGE_FAILED: {
-    meaning: 'the node stopped after a failed disk write; it refuses everything until restarted',
+    meaning:
+      'the group stopped after a failed disk write or sync on this node; it refuses everything until the node restarts',
     indefinite: false,
   },
   INTERNAL: { meaning: 'a bug: an error the node did not expect', indefinite: true },

@@ -44,6 +44,8 @@ export interface HostStats {
   readonly quiesced: number;
   /** Groups woken by the node-level failure detection, since start. */
   readonly wokenBySilence: number;
+  /** Groups stopped by a storage failure (RaftRuntime.failure): they wait for a restart. */
+  readonly stopped: number;
 }
 
 export class Host implements AsyncDisposable {
@@ -150,13 +152,28 @@ export class Host implements AsyncDisposable {
 
   stats(): HostStats {
     let quiesced = 0;
-    for (const rt of this.runtimes.values()) if (rt.quiesced()) quiesced++;
+    let stopped = 0;
+    for (const rt of this.runtimes.values()) {
+      if (rt.failure() !== null) stopped++;
+      else if (rt.quiesced()) quiesced++;
+    }
     return {
       groups: this.runtimes.size,
       unrouted: this.unrouted,
       quiesced,
       wokenBySilence: this.wokenBySilence,
+      stopped,
     };
+  }
+
+  /** The groups stopped by a storage failure, in group order, with the failure's message. */
+  stoppedGroups(): { readonly group: GroupId; readonly error: string }[] {
+    const out: { group: GroupId; error: string }[] = [];
+    for (const rt of this.runtimes.values()) {
+      const err = rt.failure();
+      if (err !== null) out.push({ group: rt.group, error: err.message });
+    }
+    return out.sort((a, b) => a.group - b.group);
   }
 
   /** Stops one group (a leader hands off first) and closes its storage. */

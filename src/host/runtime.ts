@@ -299,6 +299,14 @@ export class RaftRuntime {
     return this.o.group ?? 0;
   }
 
+  /**
+   * The storage failure that stopped this group, or null while it runs. A stopped group never
+   * runs again in this process: the disk's state is unknown after a failed write or sync.
+   */
+  failure(): Error | null {
+    return this.fatal;
+  }
+
   /** The group's storage (the host closes it). */
   get storage(): GroupStorage {
     return this.o.storage;

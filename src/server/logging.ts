@@ -140,7 +140,8 @@ export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
       );
       return;
     case 'fatal':
-      log.fatal({ err: e.error }, 'node stopped');
+      // The group stops; the process and its other groups run on until restarted.
+      log.fatal({ err: e.error }, 'group stopped after a storage failure: restart the node');
       return;
     case 'persisted':
     case 'applied':

@@ -219,17 +219,19 @@ export class NodeMetrics {
       readonly groups: number;
       readonly quiesced: number;
       readonly wokenBySilence: number;
+      readonly stopped: number;
     },
   ): void {
     new Gauge({
       name: 'flotilla_raft_groups',
-      help: 'Raft groups this node runs, by state: quiesced (not ticked until woken) or awake',
+      help: 'Raft groups this node runs, by state: quiesced (not ticked until woken), awake, or stopped by a storage failure (until the node restarts)',
       labelNames: ['state'],
       registers: [this.registry],
       collect() {
         const s = read();
         this.set({ state: 'quiesced' }, s.quiesced);
-        this.set({ state: 'awake' }, s.groups - s.quiesced);
+        this.set({ state: 'awake' }, s.groups - s.quiesced - s.stopped);
+        this.set({ state: 'stopped' }, s.stopped);
       },
     });
     new Gauge({

@@ -36,7 +36,13 @@ import { logWalRecovery } from './logging.js';
 import type { NodeRecovery } from './node-recovery.js';
 import { MAX_LEARNED_MEMBERS } from './member-node.js';
 import type { NodeTls } from './node-tls.js';
-import { checkListenable, listenError, parseHostPort, prepareDataDir } from './startup.js';
+import {
+  StartupError,
+  checkListenable,
+  listenError,
+  parseHostPort,
+  prepareDataDir,
+} from './startup.js';
 
 /** The Raft group that holds the key-value store. */
 export const KV_GROUP = 0;
@@ -206,8 +212,30 @@ function logJournalReplay(log: Logger, r: JournalRecoveryReport): void {
   );
 }
 
-/** One group's storage in its own directory (`group-<id>/`), in the node's storage kind. */
+/**
+ * One group's storage in its own directory (`group-<id>/`), in the node's storage kind. A
+ * system call the operating system refuses (a directory or file this process may not write, a
+ * file system gone read-only, a full disk) is `DATA_DIR_UNUSABLE` naming the group, the path
+ * and the cause, not a bare errno: nothing was changed, and the fix is the operator's.
+ */
 export async function openGroupStorage(
+  config: NodeConfig,
+  group: number,
+  log: Logger,
+): Promise<GroupStorage> {
+  try {
+    return await openGroupStorageOf(config, group, log);
+  } catch (err) {
+    if (typeof (err as NodeJS.ErrnoException | null)?.syscall !== 'string') throw err;
+    throw new StartupError(
+      'DATA_DIR_UNUSABLE',
+      `Cannot open the storage of group ${group} in ${groupDir(config.dataDir, group)}: ${(err as Error).message}; make the directory and its files writable by this process on a writable file system with free space, then start again`,
+      { cause: err },
+    );
+  }
+}
+
+async function openGroupStorageOf(
   config: NodeConfig,
   group: number,
   log: Logger,

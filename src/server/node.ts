@@ -1123,14 +1123,23 @@ export class FlotillaNode implements AsyncDisposable {
     this.watchHub.close();
     this.feed?.close();
     this.dash?.sampler.stop();
-    await this.host.close();
+    // Closing a storage can fail (a disk gone read-only refuses even the removal of its lock):
+    // the servers close all the same, or the process would never exit and go on answering
+    // /healthz. The failure is reported once everything else is closed.
+    let storageFailure: { err: unknown } | null = null;
+    try {
+      await this.host.close();
+    } catch (err) {
+      storageFailure = { err };
+    }
     await this.http.close();
     await this.wire?.close();
     await Promise.all([...this.pools.values()].map((p) => p.close()));
     this.loopDelay[Symbol.dispose]();
     this.tokens?.[Symbol.dispose]();
-    this.log.info('node stopped');
     this.markStopped();
+    if (storageFailure !== null) throw storageFailure.err;
+    this.log.info('node stopped');
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -1206,6 +1215,7 @@ export class FlotillaNode implements AsyncDisposable {
         s.id,
         s.voters.includes(s.id) || s.learners.includes(s.id),
       ),
+      stoppedGroups: this.host.stoppedGroups(),
       members: [...this.members.book],
       voters: s.voters,
       learners: s.learners,
@@ -1270,6 +1280,19 @@ export class FlotillaNode implements AsyncDisposable {
     return JSON.parse(text) as MemberView;
   }
 
+  /**
+   * Why the node cannot serve as it should, if one of its groups stopped after a storage
+   * failure; null otherwise. Such a group never runs again in this process (STORAGE.md,
+   * "Guarantees"), so the node is neither ready nor live: an orchestrator restarts it.
+   */
+  private stoppedReason(): string | null {
+    const stopped = this.host.stoppedGroups();
+    const first = stopped[0];
+    if (first === undefined) return null;
+    const groups = stopped.map((g) => g.group).join(', ');
+    return `group${stopped.length > 1 ? 's' : ''} ${groups} stopped after a storage failure (${first.error}); restart the node`;
+  }
+
   /** The key-value backend both fronts (HTTP and the binary protocol) serve requests through. */
   private backend(): KvBackend {
     return {
@@ -1292,7 +1315,15 @@ export class FlotillaNode implements AsyncDisposable {
       batch: (fn) => this.runtime.batch(fn),
       status: () => this.nodeStatus(),
       clusterStatus: (signal) => this.clusterStatus(signal),
+      live: () => {
+        const stopped = this.stoppedReason();
+        return stopped === null
+          ? { live: true, reason: 'serving' }
+          : { live: false, reason: stopped };
+      },
       ready: () => {
+        const stopped = this.stoppedReason();
+        if (stopped !== null) return { ready: false, reason: stopped };
         const s = this.runtime.status();
         if (s.recovery === 'recovering')
           return {
@@ -1514,6 +1545,8 @@ export async function runNode(config: NodeConfig): Promise<void> {
       node.log.info({ signal }, 'shutting down');
       node.close().then(resolve, (err: unknown) => {
         node.log.error({ err }, 'shutdown failed');
+        // Everything is closed but what failed: the process ends, and says it did not end well.
+        process.exitCode = 1;
         resolve();
       });
     };
