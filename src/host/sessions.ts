@@ -121,10 +121,18 @@ export type SessionCheck =
   /** Below the window: sequence numbers at or below `floor` are refused. */
   | { readonly kind: 'stale'; readonly floor: number };
 
+/** The answer of most checks: one object, not one per write. */
+const APPLY: SessionCheck = Object.freeze({ kind: 'apply' });
+
 export class SessionTable {
   /** Map order is least recently used first: a touched session is re-inserted at the end. */
   private readonly sessions = new Map<string, Session>();
   private clockMs = 0;
+  /**
+   * The session clock when idle sessions were last expired: until it moves, none can expire
+   * (every write records its session at the clock), so `tick` need not look.
+   */
+  private expiredAtMs = -1;
   /** Sessions made so far (each session's `born`). */
   private made = 0;
   private captures: SessionCapture[] = [];
@@ -135,6 +143,8 @@ export class SessionTable {
   /** Advances the session clock to the entry's time and expires idle sessions. */
   tick(timeMs: number): void {
     if (timeMs > this.clockMs) this.clockMs = timeMs;
+    if (this.clockMs === this.expiredAtMs) return;
+    this.expiredAtMs = this.clockMs;
     for (const [id, s] of this.sessions) {
       if (this.clockMs - s.lastSeenMs <= this.limits.ttlMs) break;
       this.sessions.delete(id);
@@ -143,10 +153,10 @@ export class SessionTable {
 
   check(clientId: string, seq: number): SessionCheck {
     const s = this.sessions.get(clientId);
-    if (s === undefined) return { kind: 'apply' };
+    if (s === undefined) return APPLY;
     if (s.results.has(seq)) return { kind: 'duplicate', result: s.results.get(seq) };
     if (seq <= s.floor) return { kind: 'stale', floor: s.floor };
-    return { kind: 'apply' };
+    return APPLY;
   }
 
   /**
@@ -166,12 +176,11 @@ export class SessionTable {
    * `ackedBelow` is the write's mark (0: none), applied as `acknowledge` does.
    */
   record(clientId: string, seq: number, result: unknown, ackedBelow = 0): void {
-    assert(ackedBelow <= seq, `mark ${ackedBelow} of ${clientId} is above its seq ${seq}`);
+    // The messages are built only on failure: this runs for every write.
+    if (ackedBelow > seq) assert.fail(`mark ${ackedBelow} of ${clientId} is above its seq ${seq}`);
     let s = this.sessions.get(clientId);
-    assert(
-      s === undefined || (seq > s.floor && !s.results.has(seq)),
-      `seq ${seq} of ${clientId} was not checked`,
-    );
+    if (s !== undefined && (seq <= s.floor || s.results.has(seq)))
+      assert.fail(`seq ${seq} of ${clientId} was not checked`);
     if (s === undefined) {
       s = { lastSeenMs: this.clockMs, results: new Map(), floor: 0, born: ++this.made };
     } else {
@@ -257,6 +266,7 @@ export class SessionTable {
     // A capture being read holds the old sessions, which nothing changes any more.
     this.sessions.clear();
     this.clockMs = state.clockMs;
+    this.expiredAtMs = -1;
     for (const [id, lastSeenMs, floor, results] of state.sessions) {
       this.sessions.set(id, { lastSeenMs, floor, results: new Map(results), born: ++this.made });
     }
@@ -378,15 +388,18 @@ export class SessionMachine implements StateMachine {
     const flush = (): void => {
       if (run.length === 0) return;
       const out = this.inner.apply(run.map((r) => r.command));
-      run.forEach((r, i) => {
+      for (let i = 0; i < run.length; i++) {
+        const r = run[i] as (typeof run)[number];
         results[r.at] = out[i];
         if (r.client !== '') this.table.record(r.client, r.seq, out[i], r.acked);
-      });
+      }
       run = [];
       inRun.clear();
       newInRun = 0;
     };
-    commands.forEach((c, at) => {
+    // A loop, not forEach: no closure per command.
+    for (let at = 0; at < commands.length; at++) {
+      const c = commands[at] as Command;
       let env;
       try {
         env = decodeEnvelope(c.payload);
@@ -396,7 +409,7 @@ export class SessionMachine implements StateMachine {
           'BAD_COMMAND',
           `Entry ${c.index} holds no valid command: ${(err as Error).message}`,
         );
-        return;
+        continue;
       }
       if (env.kind === KIND_FEATURE_LEVEL) {
         // In log order like a directory change; a level below the current one changes nothing
@@ -411,7 +424,7 @@ export class SessionMachine implements StateMachine {
             `Entry ${c.index} holds no valid feature level: ${(err as Error).message}`,
           );
         }
-        return;
+        continue;
       }
       if (env.kind === KIND_DIRECTORY) {
         // Applied in log order with the commands around it: the run before it goes first.
@@ -424,7 +437,7 @@ export class SessionMachine implements StateMachine {
             `Entry ${c.index} holds no valid directory change: ${(err as Error).message}`,
           );
         }
-        return;
+        continue;
       }
       // A run must end wherever applying it whole could differ from applying its commands one
       // at a time, or replicas that batch differently would diverge: before a second command of
@@ -447,7 +460,7 @@ export class SessionMachine implements StateMachine {
         const check = this.table.check(env.client, env.seq);
         if (check.kind === 'duplicate') {
           results[at] = check.result;
-          return;
+          continue;
         }
         if (check.kind === 'stale') {
           results[at] = refusal(
@@ -456,7 +469,7 @@ export class SessionMachine implements StateMachine {
               `numbers up to ${check.floor} are refused: fallen out of the window or ` +
               `acknowledged by the client): whether a write with it applied can no longer be told`,
           );
-          return;
+          continue;
         }
         inRun.add(env.client);
         if (!this.table.has(env.client)) newInRun++;
@@ -469,7 +482,7 @@ export class SessionMachine implements StateMachine {
         command: { index: c.index, term: c.term, timeMs: env.timeMs, payload: env.payload },
       });
       if (alone) flush();
-    });
+    }
     flush();
     return results;
   }

@@ -1,0 +1,59 @@
+// Queue commands encode to the same bytes whether or not a field is undefined: the encoder
+// copies a command only when it must drop such a field (codec.ts), and the copy and the
+// original pack alike. Entries written before and after that change are the same bytes.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Packr } from 'msgpackr';
+import { defaultQueueLimits } from '../../src/base/limits.js';
+import { decodeQueueCommand, encodeQueueCommand } from '../../src/queue/codec.js';
+import type { QueueCommandAny } from '../../src/queue/types.js';
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/** The encoding as it was: every command copied without its undefined fields, then packed. */
+function reference(v: object): Uint8Array {
+  const strip = (o: object): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(o)) {
+      if (x === undefined) continue;
+      const plain =
+        x !== null && typeof x === 'object' && !(x instanceof Uint8Array) && !Array.isArray(x);
+      out[k] = plain ? strip(x as object) : x;
+    }
+    return out;
+  };
+  return packr.pack(strip(v));
+}
+
+const payload = new TextEncoder().encode('{"n":1}');
+const commands: QueueCommandAny[] = [
+  { op: 'add', queue: 'q', name: 'job', payload },
+  { op: 'add', queue: 'q', name: 'job', payload, id: 'a1', delayMs: 5, priority: 2 },
+  {
+    op: 'add',
+    queue: 'q',
+    name: 'job',
+    payload,
+    backoff: { kind: 'fixed', delayMs: 3, maxDelayMs: 3 },
+  },
+  { op: 'claim', queue: 'q', max: 4, worker: 'w1' },
+  { op: 'complete', queue: 'q', id: '#12', token: 99, next: { max: 1, worker: 'w1' } },
+  { op: 'fail', queue: 'q', id: '#12', token: 99, error: 'boom', final: true },
+  { op: 'tick' },
+];
+
+void test('a command packs to the same bytes as its copy without undefined fields', () => {
+  for (const c of commands) {
+    assert.deepStrictEqual(encodeQueueCommand(c), reference(c), JSON.stringify(c));
+    // And with undefined fields, at the top and nested, which the copy drops.
+    const withHoles = { ...c, id: undefined, next: { max: 2, worker: undefined } };
+    const bytes = encodeQueueCommand(withHoles as unknown as QueueCommandAny);
+    assert.deepStrictEqual(bytes, reference(withHoles));
+  }
+});
+
+void test('an encoded command decodes to the command', () => {
+  for (const c of commands.filter((x) => x.op !== 'fail'))
+    assert.deepStrictEqual(decodeQueueCommand(encodeQueueCommand(c), defaultQueueLimits), c);
+});
