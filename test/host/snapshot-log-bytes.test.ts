@@ -15,7 +15,7 @@ import {
 } from '../../src/host/contracts.js';
 import { Host } from '../../src/host/host.js';
 import type { RaftRuntime, RuntimeEvent, RuntimeOptions } from '../../src/host/runtime.js';
-import { createMemoryDisk, createMemoryStorage } from '../../src/storage/index.js';
+import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 import { until } from '../support/until.js';
 
@@ -41,6 +41,7 @@ type Policy = Pick<
 >;
 
 interface Member {
+  readonly host: Host;
   readonly rt: RaftRuntime;
   readonly saved: number[];
   readonly storageFirstIndex: () => number;
@@ -51,7 +52,7 @@ afterEach(async () => {
   for (const h of hosts.splice(0)) await h.close(0);
 });
 
-async function start(policy: Policy): Promise<Member> {
+async function start(policy: Policy, disk: MemoryDisk = createMemoryDisk()): Promise<Member> {
   const saved: number[] = [];
   const host = new Host({
     id: 1,
@@ -63,7 +64,7 @@ async function start(policy: Policy): Promise<Member> {
     },
   });
   hosts.push(host);
-  const storage = createMemoryStorage({ quiet: true, disk: createMemoryDisk() });
+  const storage = createMemoryStorage({ quiet: true, disk });
   const rt = await host.addGroup(0, {
     voters: [1],
     storage,
@@ -74,7 +75,7 @@ async function start(policy: Policy): Promise<Member> {
     ...policy,
   });
   await until('the single node did not become leader', () => rt.isLeader(), 5_000);
-  return { rt, saved, storageFirstIndex: () => storage.log.firstIndex() };
+  return { host, rt, saved, storageFirstIndex: () => storage.log.firstIndex() };
 }
 
 /**
@@ -177,4 +178,34 @@ void test('runtimes fed the same entries in different Ready cuts snapshot at the
   assert.ok(crossing.length >= 3, `slices crossing a step: ${JSON.stringify(crossing)}`);
   assert.deepEqual(one.saved, expected);
   assert.deepEqual(nine.saved, expected);
+});
+
+void test('a restart between byte-triggered snapshots counts the replayed log', async () => {
+  const disk = createMemoryDisk();
+  const policy = { snapshotLogBytes: 10_000, snapshotCatchupEntries: 2 };
+  const first = await start(policy, disk);
+  // Up to index 38: snapshots at 20 and 30, and 8,000 bytes applied since.
+  await fill(
+    first,
+    Array.from({ length: 37 }, () => 1_000),
+    { batch: 1, expected: [20, 30] },
+  );
+  assert.deepEqual(first.saved, [20, 30]);
+  await first.host.close(0);
+  hosts.splice(hosts.indexOf(first.host), 1);
+  const again = await start(policy, disk);
+  // The replay to 38, then the new term's empty entry.
+  await until(
+    () => `applied ${again.rt.appliedIndex()}, not 39`,
+    () => again.rt.appliedIndex() === 39,
+    5_000,
+  );
+  // The replay counts the 8,000 bytes after 30 again, so one more entry of 2,000 bytes makes a
+  // snapshot at 40 (counting only what came after the restart, the first would be at 50).
+  await fill(
+    again,
+    Array.from({ length: 11 }, () => 2_000),
+    { batch: 1, expected: [40, 50] },
+  );
+  assert.deepEqual(again.saved, [40, 50]);
 });
