@@ -23,37 +23,13 @@ export type SnapshotEvent =
   /** A complete snapshot did not match its id: discarded, and asked for again from byte 0. */
   | { readonly kind: 'snapshot-refused'; readonly id: string; readonly index: number };
 
-/**
- * The in-memory log's default bound in bytes (RuntimeOptions.snapshotLogBytes). Tens of
- * megabytes: far above what small writes reach between count snapshots (10,000 entries of 256
- * bytes are 2.5 MB, so they snapshot as before), while with large values every member holds at
- * most this plus one check step of entries (10 at the defaults, 10 MiB at 1 MiB values) and the
- * catch-up tail, and a restart replays at most that. Lower costs more copying: a state of S
- * bytes is copied once per max(64 MiB, S / 2) bytes of log, S / 64 MiB bytes per byte logged
- * for a state under 128 MiB (a quarter for 16 MiB), never more than two.
- */
-export const defaultSnapshotLogBytes = 64 * 1024 * 1024;
-
-/** The catch-up tail's default bound in bytes (RuntimeOptions.snapshotCatchupBytes). */
-export const defaultSnapshotCatchupBytes = 16 * 1024 * 1024;
-
 export interface SnapshotPolicy {
-  /** Snapshots are taken at multiples of this index... */
+  /** Snapshots are taken only at multiples of this index. */
   readonly everyEntries: number;
   /** ...and only once the log applied since the last one holds this fraction of its bytes. */
   readonly logRatio: number;
-  /**
-   * Also at multiples of `logCheckEntries`, once the log applied since the last snapshot holds
-   * at least this many bytes (and the ratio's share): the log's bound in bytes when entries are
-   * large, where a bound in entries alone would let it grow to gigabytes.
-   */
-  readonly logBytes: number;
-  /** The step, finer than everyEntries, the byte rule is checked at (>= 1). */
-  readonly logCheckEntries: number;
-  /** Entries kept behind a snapshot for slow followers to catch up from the log... */
+  /** Entries kept behind a snapshot for slow followers to catch up from the log. */
   readonly catchupEntries: number;
-  /** ...holding at most this many bytes together. */
-  readonly catchupBytes: number;
 }
 
 export interface GroupSnapshotsOptions {
@@ -127,43 +103,16 @@ export class GroupSnapshots {
   }
 
   /**
-   * Whether a snapshot is due at `index` once `logBytes` were applied since the last one: at a
-   * multiple of everyEntries past the last snapshot once the log outgrew logRatio of it
-   * (snapshotLogRatio), or at a multiple of logCheckEntries once the log also holds logBytes.
-   * It reads only the last snapshot's index and size and the entries applied since, so every
-   * member that holds the same last snapshot and log decides the same at the same index, however
-   * its log was cut into Readies; one that installed a leader's snapshot holds the leader's from
-   * then. While the last snapshot is still encoded its size is unknown and none is due.
+   * Called once `index` applied: takes a snapshot when it is a multiple of the interval past
+   * the last one and the log outgrew the last snapshot (snapshotLogRatio). Every member that
+   * holds the same last snapshot and log decides the same; one that installed a leader's
+   * snapshot holds the leader's from then.
    */
-  private due(index: number, logBytes: number): boolean {
-    const p = this.o.policy;
-    if (index <= this.lastIndex || this.lastBytes === null) return false;
-    if (logBytes < p.logRatio * this.lastBytes) return false;
-    if (index % p.everyEntries === 0) return true;
-    return index % p.logCheckEntries === 0 && logBytes >= p.logBytes;
-  }
-
-  /**
-   * How many of `entries` from `from` to apply before the next snapshot decision: through the
-   * first one at whose index a snapshot is due, or all of them. The runtime applies that slice,
-   * then calls maybeTake, so the state is captured at exactly that index.
-   */
-  cut(
-    entries: readonly { readonly index: number; readonly data: Uint8Array }[],
-    from: number,
-  ): number {
-    let bytes = this.logBytesSince;
-    for (let i = from; i < entries.length; i++) {
-      const e = entries[i] as { readonly index: number; readonly data: Uint8Array };
-      bytes += e.data.length;
-      if (this.due(e.index, bytes)) return i + 1;
-    }
-    return entries.length;
-  }
-
-  /** Called once `index` applied: takes a snapshot if one is due there (see `due`). */
   maybeTake(index: number, term: number | undefined): void {
-    if (this.due(index, this.logBytesSince)) this.take(index, term);
+    if (index % this.o.policy.everyEntries !== 0 || index <= this.lastIndex) return;
+    if (this.lastBytes === null) return;
+    if (this.logBytesSince < this.o.policy.logRatio * this.lastBytes) return;
+    this.take(index, term);
   }
 
   /**
@@ -208,7 +157,7 @@ export class GroupSnapshots {
         // A snapshot installed from the leader meanwhile may be newer: never go back.
         if (this.latest !== null && this.latest.meta.index >= index) return;
         this.offer(meta, data, id);
-        const compactTo = Math.min(this.catchupFloor(index), st.persistedIndex);
+        const compactTo = Math.min(index - this.o.policy.catchupEntries, st.persistedIndex);
         if (compactTo > node.status().firstIndex) node.compact(compactTo);
         this.o.onEvent({ kind: 'snapshot-saved', index, bytes: data.length });
       })
@@ -216,27 +165,6 @@ export class GroupSnapshots {
       .finally(() => {
         this.snapshotting = false;
       });
-  }
-
-  /**
-   * The index to compact the log through after a snapshot at `index`: the entries kept behind
-   * it for slow followers are at most catchupEntries and hold at most catchupBytes together
-   * (1,000 entries of a megabyte each would keep a gigabyte for a follower that a snapshot
-   * serves as well).
-   */
-  private catchupFloor(index: number): number {
-    const { catchupEntries, catchupBytes } = this.o.policy;
-    const node = this.o.node;
-    const first = node.status().firstIndex;
-    let floor = index - catchupEntries;
-    let bytes = 0;
-    for (let i = index; i > floor && i >= first; i--) {
-      const e = node.entry(i);
-      if (e === undefined) break;
-      bytes += e.data.length;
-      if (bytes > catchupBytes) floor = i;
-    }
-    return floor;
   }
 
   /** The core may send `data` to followers behind its compacted log from now on. */

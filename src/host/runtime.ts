@@ -38,12 +38,7 @@ import {
   snapshotHash,
   type SnapshotTransfer,
 } from './snapshot-transfer.js';
-import {
-  GroupSnapshots,
-  defaultSnapshotCatchupBytes,
-  defaultSnapshotLogBytes,
-  type SnapshotEvent,
-} from './group-snapshots.js';
+import { GroupSnapshots, type SnapshotEvent } from './group-snapshots.js';
 import { commandsOf } from './replay.js';
 import type { TraceHook } from './trace.js';
 
@@ -90,19 +85,8 @@ export interface RuntimeOptions {
    * kept between snapshots about ratio times the state's size. 0: at every multiple. Default 0.5.
    */
   readonly snapshotLogRatio?: number;
-  /**
-   * Besides the multiples of snapshotEveryEntries, a snapshot is taken at a multiple of
-   * snapshotEveryEntries / 1,000 (at least 1) once the entries applied since the last one hold
-   * at least this many bytes and the ratio's share of its bytes: the in-memory log's bound in
-   * bytes, which a bound in entries alone is not when entries are large (10,000 entries of a
-   * megabyte are 10 GB). Every member checks at the same indexes and counts the same entries,
-   * so they snapshot at the same indexes. Default 64 MiB.
-   */
-  readonly snapshotLogBytes?: number;
   /** Entries kept behind a snapshot for slow followers to catch up from the log. Default 1,000. */
   readonly snapshotCatchupEntries?: number;
-  /** The most bytes those entries may hold together: fewer are kept if larger. Default 16 MiB. */
-  readonly snapshotCatchupBytes?: number;
   /** Default wait for a proposal or read. Default 5,000 ms. */
   readonly requestTimeoutMs?: number;
   /** Max proposals and reads waiting at once; more are refused. Default 65,536. */
@@ -163,9 +147,7 @@ export class RaftRuntime {
       | 'tickMs'
       | 'snapshotEveryEntries'
       | 'snapshotLogRatio'
-      | 'snapshotLogBytes'
       | 'snapshotCatchupEntries'
-      | 'snapshotCatchupBytes'
       | 'requestTimeoutMs'
       | 'maxPendingRequests'
       | 'leaderWaitMs'
@@ -230,8 +212,6 @@ export class RaftRuntime {
       tickMs: o.tickMs ?? 10,
       snapshotEveryEntries: o.snapshotEveryEntries ?? 10_000,
       snapshotLogRatio: o.snapshotLogRatio ?? 0.5,
-      snapshotLogBytes: o.snapshotLogBytes ?? defaultSnapshotLogBytes,
-      snapshotCatchupBytes: o.snapshotCatchupBytes ?? defaultSnapshotCatchupBytes,
       // Keep at most half a snapshot interval behind, so compaction always makes progress.
       snapshotCatchupEntries:
         o.snapshotCatchupEntries ??
@@ -272,10 +252,7 @@ export class RaftRuntime {
         policy: {
           everyEntries: this.opts.snapshotEveryEntries,
           logRatio: this.opts.snapshotLogRatio,
-          logBytes: this.opts.snapshotLogBytes,
-          logCheckEntries: Math.max(1, Math.floor(this.opts.snapshotEveryEntries / 1_000)),
           catchupEntries: this.opts.snapshotCatchupEntries,
-          catchupBytes: this.opts.snapshotCatchupBytes,
         },
         nowMs: () => o.clock.nowMs(),
         send: (m, attachment) => o.send(m, attachment),
@@ -953,19 +930,22 @@ export class RaftRuntime {
   }
 
   /**
-   * Applies `entries`, snapshotting the state machine on the way at each index the policy
-   * picks (GroupSnapshots.due: multiples of snapshotEveryEntries, or of a finer step once the
-   * log holds snapshotLogBytes). Every node snapshots at the same indexes, however the log was
-   * cut into Readies, so a new leader usually holds the very snapshot (same bytes, same id) its
-   * predecessor was sending, and a follower's transfer resumes rather than starts over.
+   * Applies `entries`, snapshotting the state machine at each multiple of snapshotEveryEntries
+   * on the way. Every node snapshots at the same indexes, however the log was cut into Readies,
+   * so a new leader usually holds the very snapshot (same bytes, same id) its predecessor was
+   * sending, and a follower's transfer resumes rather than starts over.
    */
   private applyCommitted(entries: readonly Entry[]): void {
+    const every = this.opts.snapshotEveryEntries;
     let from = 0;
     while (from < entries.length) {
-      const to = this.snapshots.cut(entries, from);
+      const first = (entries[from] as Entry).index;
+      const boundary = Math.ceil(first / every) * every;
+      const to = Math.min(entries.length, from + (boundary - first) + 1);
       this.applyEntries(entries.slice(from, to));
       from = to;
-      this.snapshots.maybeTake(this.applied, this.node.entry(this.applied)?.term);
+      if (this.applied === boundary)
+        this.snapshots.maybeTake(this.applied, this.node.entry(this.applied)?.term);
     }
   }
 

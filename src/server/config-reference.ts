@@ -217,14 +217,6 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       "At such a multiple, snapshot only once the entries applied since the last snapshot hold at least this percentage of its bytes, so a large state is not copied in full every `snapshotEveryEntries` (the log kept between snapshots is then about this share of the state's size); 0: at every multiple.",
   },
-  snapshotLogBytes: {
-    meaning:
-      "Also snapshot, at a multiple of a thousandth of `snapshotEveryEntries`, once the entries applied since the last snapshot hold at least this many bytes (and `snapshotLogPercent` of its bytes): the in-memory log's bound when values are large (10,000 entries of 1 MiB would be 10 GB on every member). The default keeps small writes on the count schedule; lower copies the state more often.",
-  },
-  snapshotCatchupBytes: {
-    meaning:
-      'The most bytes of log kept behind a snapshot for slightly slow followers to catch up from (besides at most 1,000 entries); a follower further behind is sent the snapshot.',
-  },
   snapshotChunkBytes: {
     meaning:
       'Bytes of one snapshot chunk sent to a follower: the unit a transfer is acknowledged, resent and resumed in (a lost chunk, a restart or a leader change mid-transfer costs about one); it must fit a peer frame.',

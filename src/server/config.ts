@@ -15,7 +15,6 @@ import {
   type Limits,
 } from '../base/limits.js';
 import { maxWriteEnvelopeBytes } from '../kv/machine.js';
-import { defaultSnapshotCatchupBytes, defaultSnapshotLogBytes } from '../host/group-snapshots.js';
 import { resolveNodeAuth, type NodeAuth } from './auth-tokens.js';
 import {
   TlsConfigError,
@@ -69,10 +68,6 @@ export interface NodeConfig {
    * percentage of its size (RuntimeOptions.snapshotLogRatio × 100); 0: at every multiple.
    */
   readonly snapshotLogPercent: number;
-  /** Also snapshot once the log since the last snapshot holds this many bytes (and that share). */
-  readonly snapshotLogBytes: number;
-  /** The most bytes of log kept behind a snapshot for slow followers. */
-  readonly snapshotCatchupBytes: number;
   /** Bytes of one snapshot chunk sent to a follower: the unit a transfer resumes in. */
   readonly snapshotChunkBytes: number;
   /** The leader compacts the key-value history to keep at least this many revisions; 0: off. */
@@ -202,8 +197,6 @@ export const configDefaults = {
   livenessGraceMs: 1_000,
   snapshotEveryEntries: 10_000,
   snapshotLogPercent: 50,
-  snapshotLogBytes: defaultSnapshotLogBytes,
-  snapshotCatchupBytes: defaultSnapshotCatchupBytes,
   snapshotChunkBytes: defaultLimits.maxSnapshotChunkBytes,
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
@@ -253,8 +246,6 @@ export const numericFields = [
   ['livenessGraceMs', 0, 60_000],
   ['snapshotEveryEntries', 10, 1e9],
   ['snapshotLogPercent', 0, 100_000],
-  ['snapshotLogBytes', 64 * 1024, 2 ** 40],
-  ['snapshotCatchupBytes', 0, 2 ** 40],
   ['snapshotChunkBytes', 1024, 64 * 1024 * 1024],
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],

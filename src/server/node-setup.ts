@@ -475,8 +475,6 @@ export function groupSettings(
     heartbeatTicks: config.heartbeatTicks,
     snapshotEveryEntries: config.snapshotEveryEntries,
     snapshotLogRatio: config.snapshotLogPercent / 100,
-    snapshotLogBytes: config.snapshotLogBytes,
-    snapshotCatchupBytes: config.snapshotCatchupBytes,
     requestTimeoutMs: config.requestTimeoutMs,
     // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
     raft: {
