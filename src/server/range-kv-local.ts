@@ -119,7 +119,7 @@ export class RangeKvLocal {
    */
   private checkQuota(txn: Parameters<KvBackend['write']>[0]): void {
     const quota = this.o.config.storeQuotaBytes;
-    if (quota <= 0) return;
+    if (!(quota > 0)) return;
     const puts = (ops: readonly { readonly kind: string }[]): boolean =>
       ops.some((op) => op.kind === 'put');
     if (!puts(txn.success) && !puts(txn.failure)) return;
