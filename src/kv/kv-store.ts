@@ -642,18 +642,26 @@ export class KvStore {
     if (lease !== 0) this.leases.get(lease)?.keys.add(s);
     const createRevision = prev?.createRevision ?? rev;
     const version = (prev?.version ?? 0) + 1;
-    // Two literals rather than a spread: a spread builds every record on a slow path.
+    // Two literals rather than a spread: a spread builds every record on a slow path. The key
+    // and value are copied into arrays of their own (not `slice`, which on a Buffer is a view):
+    // the caller's may be views into a log entry.
     const kv: KeyValue =
       lease !== 0
         ? {
-            key: key.slice(),
-            value: value.slice(),
+            key: new Uint8Array(key),
+            value: new Uint8Array(value),
             createRevision,
             modRevision: rev,
             version,
             lease,
           }
-        : { key: key.slice(), value: value.slice(), createRevision, modRevision: rev, version };
+        : {
+            key: new Uint8Array(key),
+            value: new Uint8Array(value),
+            createRevision,
+            modRevision: rev,
+            version,
+          };
     this.map.set(s, kv);
     this.liveBytes += recordBytes(kv) - (prev === undefined ? 0 : recordBytes(prev));
     this.pending?.push({ kind: 'put', kv, prev: prev ?? null });

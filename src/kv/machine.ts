@@ -482,9 +482,11 @@ function arr(v: unknown, name: string, limits: Pick<Limits, 'maxTxnOps'>): unkno
   return v;
 }
 
+// Keys and values stay views into the entry they were decoded from: the store copies what it
+// keeps (KvStore.put), and nothing else outlives the apply.
 function key(v: unknown, limits: Pick<Limits, 'maxKeyBytes'>): Uint8Array {
   if (!isBytes(v)) fail('a key is not bytes');
-  return new Uint8Array(checkKey(v, limits));
+  return checkKey(v, limits);
 }
 
 function range(
@@ -507,7 +509,7 @@ function decodeOp(v: unknown, limits: ResolvedKvLimits): Op {
       return {
         kind: 'put',
         key: key(o['key'], limits),
-        value: new Uint8Array(checkValue(value, limits)),
+        value: checkValue(value, limits),
         prevKv: o['prevKv'] === true,
         ...(lease !== 0 ? { lease } : {}),
       };
@@ -557,6 +559,6 @@ function decodeCompare(v: unknown, limits: ResolvedKvLimits): Compare {
     key: key(c['key'], limits),
     target,
     op,
-    value: isBytes(value) ? new Uint8Array(value) : (value as number),
+    value: isBytes(value) ? value : (value as number),
   };
 }

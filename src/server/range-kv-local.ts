@@ -102,10 +102,7 @@ export class RangeKvLocal {
    * `storeQuotaBytes` bounds.
    */
   storeBytes(): number {
-    let n = 0;
-    for (const l of this.o.lanes.all())
-      n += l.group.range.kv.bytes() + l.group.range.kv.historyBytes();
-    return n;
+    return bytesHeld(this.o.lanes.all());
   }
 
   /**
@@ -123,7 +120,7 @@ export class RangeKvLocal {
     const puts = (ops: readonly { readonly kind: string }[]): boolean =>
       ops.some((op) => op.kind === 'put');
     if (!puts(txn.success) && !puts(txn.failure)) return;
-    const held = this.storeBytes();
+    const held = bytesHeld(this.o.lanes.made());
     if (held >= quota)
       throw new FlotillaError(
         'STORE_FULL',
@@ -201,4 +198,11 @@ function unsafeEmptyResult(op: BackendOp): BackendOpResult {
   if (op.kind === 'put') return { kind: 'put', prevKv: null };
   if (op.kind === 'delete') return { kind: 'delete', deleted: 0, prevKvs: [] };
   return { kind: 'range', kvs: [], count: 0, more: false };
+}
+
+/** Bytes of keys and values, live and history, in the ranges of `lanes`. */
+function bytesHeld(lanes: Iterable<RangeLane>): number {
+  let n = 0;
+  for (const l of lanes) n += l.group.range.kv.bytes() + l.group.range.kv.historyBytes();
+  return n;
 }

@@ -61,6 +61,15 @@ export class RangeLanes {
     return [...this.lanes.values()].sort((a, b) => a.id - b.id);
   }
 
+  /**
+   * The lanes made so far, without starting or dropping any: for a figure read on every
+   * request (the store quota), where a range started or stopped since the last call may count
+   * once more or once less.
+   */
+  made(): Iterable<RangeLane> {
+    return this.lanes.values();
+  }
+
   /** The lane of range `id`, when it runs here. */
   lane(id: RangeId): RangeLane | undefined {
     this.all();

@@ -484,3 +484,20 @@ void test('k: one char per byte for short and long keys, so string order is byte
     }),
   );
 });
+
+void test('the store keeps copies of its own, not views into the log entry it applied', () => {
+  const m = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
+  const encoded = KvStateMachine.encode(txn(put('key', 'value')));
+  // A Buffer, as an entry read from the WAL or a socket is: its `slice` is a view, not a copy.
+  const payload = Buffer.from(encoded);
+  m.apply([{ index: 1, term: 1, timeMs: 0, payload }]);
+  payload.fill(0);
+  const got = m.range({ range: { key: b('key'), rangeEnd: null }, limit: 0, countOnly: false });
+  assert.equal(got.kvs.length, 1, 'the key was stored');
+  const kv = got.kvs[0];
+  assert.ok(kv !== undefined);
+  assert.equal(s(kv.key), 'key');
+  assert.equal(s(kv.value), 'value');
+  assert.notEqual(kv.value.buffer, payload.buffer, 'the value shares no memory with the entry');
+  assert.notEqual(kv.key.buffer, payload.buffer, 'the key shares no memory with the entry');
+});

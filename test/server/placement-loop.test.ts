@@ -263,16 +263,7 @@ void test('ranges on every member come down to three each, evenly, leaders sprea
 
 void test('a drained node ends with no replica; undrained, it gets its share back', async () => {
   const clock = new TestClock();
-  const place = [
-    [1, 2, 3],
-    [2, 3, 4],
-    [1, 3, 4],
-    [1, 2, 4],
-  ];
-  const c = new FakeCluster(
-    mapOf(16, [1, 2, 3, 4], (i) => place[i % 4] as number[]),
-    [1, 2, 3, 4],
-  );
+  const c = fourNodesThreeReplicas(16);
   const loop = loopOn(c, clock);
   await settle(loop, c, clock);
   assert.deepEqual(placementProblems(c, 3), []);
@@ -407,16 +398,7 @@ void test('a drain that would leave ranges with fewer replicas waits, says why, 
 
 void test('a blocked drain still moves what it can: onto a live member lacking the range', async () => {
   const clock = new TestClock();
-  const place = [
-    [1, 2, 3],
-    [2, 3, 4],
-    [1, 3, 4],
-    [1, 2, 4],
-  ];
-  const c = new FakeCluster(
-    mapOf(8, [1, 2, 3, 4], (i) => place[i % 4] as number[]),
-    [1, 2, 3, 4],
-  );
+  const c = fourNodesThreeReplicas(8);
   c.draining = [3, 4];
   const loop = loopOn(c, clock);
   const counts = countsOf(c.map);
@@ -631,3 +613,17 @@ void test('by property: from any placement, the loop settles where the checker f
     { numRuns: 60, seed: 18 },
   );
 });
+
+/** `ranges` ranges on four nodes, three replicas each, placed round the four in turn. */
+function fourNodesThreeReplicas(ranges: number): FakeCluster {
+  const place = [
+    [1, 2, 3],
+    [2, 3, 4],
+    [1, 3, 4],
+    [1, 2, 4],
+  ];
+  return new FakeCluster(
+    mapOf(ranges, [1, 2, 3, 4], (i) => place[i % 4] as number[]),
+    [1, 2, 3, 4],
+  );
+}
