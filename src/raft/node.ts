@@ -379,6 +379,7 @@ export class RaftNode {
     if (r.role === 'leader') flushBatched(r);
     r.needsBroadcast = false;
     r.commitBroadcast = false;
+    r.commitUrgent = false;
     const soft = r.softState();
     const hard = r.hardState();
     const snapshot = log.unstableSnapshot();

@@ -19,7 +19,7 @@ import { simpleConfig, type JointConfig } from './quorum.js';
 import { ReadOnly, type PendingRead } from './read-only.js';
 import { hup, stepCandidate } from './step-candidate.js';
 import { stepFollower } from './step-follower.js';
-import { broadcastAppend } from './replicate.js';
+import { broadcastAppend, sendAppend } from './replicate.js';
 import { stepLeader, tickHeartbeat, wakeLeader } from './step-leader.js';
 import { ProgressTracker } from './tracker.js';
 import {
@@ -165,6 +165,12 @@ export class Raft {
   needsBroadcast = false;
   /** The commit index advanced: followers learn it from the next Ready's appends. */
   commitBroadcast = false;
+  /**
+   * The commit index passed a membership change: followers are told at once even with
+   * commitOnTick, since a member the change removes is told nothing once the leader applied
+   * it, and must learn it committed to give up its copy.
+   */
+  commitUrgent = false;
 
   /**
    * The newest snapshot the caller can send (RaftNode.offerSnapshot); a follower behind the
@@ -510,6 +516,7 @@ export class Raft {
     this.uncommittedBytes = 0;
     this.needsBroadcast = false;
     this.commitBroadcast = false;
+    this.commitUrgent = false;
     this.failPendingReads();
     this.trk.resetProgress(this.log.lastIndex() + 1);
   }
@@ -592,6 +599,13 @@ export class Raft {
     if (r.from === this.id) {
       this.readStates.push({ requestId: r.requestId, index: r.index, ok: okay });
     } else {
+      // A follower serves the read once it applied `index`: tell it the commit index now
+      // rather than at the next tick (ResolvedConfig.commitOnTick).
+      const pr = this.trk.get(r.from);
+      if (okay && this.role === 'leader' && pr !== undefined && pr.sentCommit < r.index) {
+        let first = true;
+        while (sendAppend(this, r.from, first)) first = false;
+      }
       this.send({
         type: 'read-index-resp',
         from: this.id,

@@ -54,8 +54,11 @@ export class ReadOnly {
   private sentAt: { seq: number; tick: number }[] = [];
   /** The first tick at which the lease no longer holds (0: no lease). */
   leaseEnd = 0;
-  /** The last round sent and the tick it went out at (seq 0: none in this term). */
-  private lastRound = { seq: 0, tick: 0 };
+  /**
+   * The last round sent, the tick it went out at (seq 0: none in this term), and whether it
+   * went to a quorum's worth of followers only (RaftConfig.readRoundsToQuorum).
+   */
+  private lastRound = { seq: 0, tick: 0, partial: false };
 
   constructor(self: NodeId) {
     this.self = self;
@@ -83,11 +86,11 @@ export class ReadOnly {
     return out;
   }
 
-  /** A round goes out now, at `tick`: returns its number. */
-  startRound(tick: number): number {
+  /** A round goes out now, at `tick`, to every member or (`partial`) some: returns its number. */
+  startRound(tick: number, partial = false): number {
     this.seq++;
     this.roundPending = false;
-    this.lastRound = { seq: this.seq, tick };
+    this.lastRound = { seq: this.seq, tick, partial };
     const last = this.sentAt[this.sentAt.length - 1];
     if (last === undefined || last.tick < tick) this.sentAt.push({ seq: this.seq, tick });
     return this.seq;
@@ -104,6 +107,25 @@ export class ReadOnly {
     if (!this.roundPending) return false;
     const last = this.lastRound;
     return last.seq === 0 || tick > last.tick || confirmed(last.seq);
+  }
+
+  /**
+   * Whether the last round went to some members only and is not confirmed: the next round
+   * then goes to every member. With `tick`, only if it was sent before that tick.
+   */
+  partialRoundUnconfirmed(confirmed: (seq: number) => boolean, tick = Infinity): boolean {
+    const last = this.lastRound;
+    return last.partial && last.tick < tick && !confirmed(last.seq);
+  }
+
+  /** Every member was sent the last round's number (a heartbeat to all carries it). */
+  widenLastRound(): void {
+    this.lastRound = { ...this.lastRound, partial: false };
+  }
+
+  /** The highest round `id` has echoed in this term (0: none). */
+  lastAck(id: NodeId): number {
+    return this.acks.get(id) ?? 0;
   }
 
   /** The tick round `seq` was sent at, or null when it is no longer remembered. */
@@ -182,7 +204,7 @@ export class ReadOnly {
     this.early = [];
     this.roundPending = false;
     this.acks.clear();
-    this.lastRound = { seq: 0, tick: 0 };
+    this.lastRound = { seq: 0, tick: 0, partial: false };
     this.sentAt = [];
     this.leaseEnd = 0;
     return out;

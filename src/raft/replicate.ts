@@ -93,8 +93,13 @@ export function sendSnapshotChunk(r: Raft, to: NodeId, pr: Progress): void {
   pr.snapshotIdleRounds = 0;
 }
 
-export function broadcastHeartbeat(r: Raft, quiesce = false): void {
-  for (const id of r.trk.memberIds()) {
+/** Sends a heartbeat to every member, or to the members in `only`. */
+export function broadcastHeartbeat(
+  r: Raft,
+  quiesce = false,
+  only: readonly NodeId[] | null = null,
+): void {
+  for (const id of only ?? r.trk.memberIds()) {
     if (id === r.id) continue;
     const pr = r.trk.get(id) as Progress;
     const hb: Heartbeat = {
@@ -107,6 +112,7 @@ export function broadcastHeartbeat(r: Raft, quiesce = false): void {
       ...(quiesce ? { quiesce: true as const } : {}),
     };
     r.send(hb);
+    if (hb.commit > pr.sentCommit) pr.sentCommit = hb.commit;
   }
 }
 

@@ -82,11 +82,34 @@ export function tickHeartbeat(r: Raft): void {
     }
     const quiesce = mayQuiesce(r);
     broadcastHeartbeat(r, quiesce);
+    r.readOnly.widenLastRound();
     resendSnapshotChunks(r);
     if (quiesce) {
       r.quiesced = true;
       r.emit('quiesced', NONE, `idle at index ${r.log.lastIndex()}`);
     }
+  }
+  if (r.cfg.commitOnTick) tellCommit(r);
+  // A round sent to some followers only that went unanswered for a tick: the others are sent
+  // its number too, so the reads waiting for it do not wait for the next heartbeat.
+  if (
+    r.cfg.readRoundsToQuorum &&
+    r.readOnly.partialRoundUnconfirmed(
+      (seq) => r.trk.confirmedBy((id) => r.readOnly.acked(id, seq)),
+      r.ticks,
+    )
+  ) {
+    r.readOnly.widenLastRound();
+    broadcastHeartbeat(r);
+  }
+}
+
+/** Sends the commit index to every follower not yet sent it (RaftConfig.commitOnTick). */
+export function tellCommit(r: Raft): void {
+  for (const [id, pr] of r.trk.progress) {
+    if (id === r.id || pr.sentCommit >= r.log.committed) continue;
+    let first = true;
+    while (sendAppend(r, id, first)) first = false;
   }
 }
 
@@ -326,11 +349,39 @@ export function transferLeadership(r: Raft, to: NodeId): Result<void> {
  * ReadIndex request that arrived since the last.
  */
 export function flushBatched(r: Raft): void {
-  if (r.needsBroadcast || r.commitBroadcast) broadcastAppend(r, r.commitBroadcast);
+  const carry = r.commitBroadcast && (!r.cfg.commitOnTick || r.commitUrgent);
+  if (r.needsBroadcast) broadcastAppend(r, carry);
+  else if (carry) broadcastAppend(r, true);
   if (readRoundDue(r)) {
-    r.readOnly.startRound(r.ticks);
-    broadcastHeartbeat(r);
+    const only = readRoundTargets(r);
+    r.readOnly.startRound(r.ticks, only !== null);
+    broadcastHeartbeat(r, false, only);
   }
+}
+
+/**
+ * The followers a ReadIndex round goes to (DESIGN.md, "ReadIndex rounds"): with
+ * `readRoundsToQuorum`, only as many voters as make a quorum with the leader, those that
+ * echoed the latest rounds first; null (every member) otherwise, in a joint configuration,
+ * when too few voters were heard from lately, or when the last such round went unconfirmed
+ * for a tick.
+ */
+function readRoundTargets(r: Raft): NodeId[] | null {
+  if (!r.cfg.readRoundsToQuorum) return null;
+  const voters = r.trk.simpleVoters();
+  if (voters === null || !voters.includes(r.id)) return null;
+  const need = Math.floor(voters.length / 2);
+  if (need >= voters.length - 1) return null;
+  const confirmed = (seq: number): boolean => r.trk.confirmedBy((id) => r.readOnly.acked(id, seq));
+  if (r.readOnly.partialRoundUnconfirmed(confirmed)) return null;
+  const ready = voters.filter((id) => {
+    if (id === r.id) return false;
+    const pr = r.trk.get(id);
+    return pr !== undefined && pr.recentActive && r.trk.countsInQuorum(id);
+  });
+  if (ready.length < need) return null;
+  ready.sort((a, b) => r.readOnly.lastAck(b) - r.readOnly.lastAck(a) || a - b);
+  return ready.slice(0, need);
 }
 
 /** A heartbeat round for waiting ReadIndex requests may go out now (ReadOnly.roundDue). */
@@ -389,7 +440,7 @@ function handleAppendResponse(r: Raft, m: AppendResponse): void {
   let sendIfEmpty = false;
   if (pr.catchingUp) maybeCommitForRecovery(r, pr);
   if (maybeCommit(r)) r.commitBroadcast = true;
-  else if (!r.commitBroadcast) sendIfEmpty = pr.sentCommit < r.log.committed;
+  else if (!r.commitBroadcast && !r.cfg.commitOnTick) sendIfEmpty = pr.sentCommit < r.log.committed;
   while (sendAppend(r, m.from, sendIfEmpty)) sendIfEmpty = false;
   if (m.from === r.leadTransferee && pr.caughtUp(r.log.lastIndex())) sendTimeoutNow(r, m.from);
 }
@@ -439,6 +490,7 @@ function maybeCommit(r: Raft): boolean {
   if (index <= r.log.committed || !r.hooks.mayCommitAt(index)) return false;
   const before = r.log.committed;
   r.log.commitTo(index);
+  if (r.pendingConfIndex > before && r.pendingConfIndex <= index) r.commitUrgent = true;
   r.uncommittedBytes = Math.max(0, r.uncommittedBytes - r.log.bytesBetween(before, index));
   if (r.readOnly.hasEarly() && r.log.term(index) === r.term) {
     for (const read of r.readOnly.takeEarly())

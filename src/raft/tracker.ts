@@ -84,6 +84,12 @@ export class ProgressTracker {
     return this.cfg.learners.includes(id);
   }
 
+  /** The voters when the configuration is not joint; null while it is. */
+  simpleVoters(): readonly NodeId[] | null {
+    const v = this.cfg.voters;
+    return isJoint(v) ? null : v.incoming;
+  }
+
   /** Whether `id` is the only voter: it decides everything alone. */
   isSingleton(id: NodeId): boolean {
     const v = this.cfg.voters;

@@ -480,6 +480,8 @@ export function groupSettings(
     raft: {
       ...(config.leaseDriftTicks > 0 ? { leaseDriftTicks: config.leaseDriftTicks } : {}),
       ...(config.quiesce === 'on' ? { quiesce: true } : {}),
+      commitOnTick: true,
+      readRoundsToQuorum: true,
       maxProposalBytes: limits.maxProposalBytes,
       maxBytesPerMsg: limits.maxBytesPerMsg,
       maxUncommittedBytes: limits.maxUncommittedBytes,

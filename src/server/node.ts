@@ -265,20 +265,32 @@ export class FlotillaNode implements AsyncDisposable {
       holdsRanges: (id) => heldRanges(meta.machine.map(), id),
     });
     this.forwarder = this.newForwarder(runtime);
-    const queueForwarder = (lane: 'queue' | 'claims', maxInFlight: number): Forwarder =>
+    const queueForwarder = (
+      lane: 'queue' | 'claims',
+      maxInFlight: number,
+      timeoutMs: number,
+    ): Forwarder =>
       new Forwarder({
         selfId: config.id,
         members: this.members.book,
         leaders: queueService.runtime,
         send: (url, path, rawBody, signal, authorization) =>
           this.send({ url, lane }, path, rawBody, signal, authorization),
-        // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
-        timeoutMs: config.requestTimeoutMs + maxClaimWaitMs + 1_000,
+        timeoutMs,
         replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
         maxInFlight,
       });
-    this.queueForwarder = queueForwarder('queue', forwardConnections);
-    this.claimForwarder = queueForwarder('claims', forwardedClaimsMax);
+    this.queueForwarder = queueForwarder(
+      'queue',
+      forwardConnections,
+      config.requestTimeoutMs + 1_000,
+    );
+    // A claim may wait for a job up to maxClaimWaitMs on the leader before it answers.
+    this.claimForwarder = queueForwarder(
+      'claims',
+      forwardedClaimsMax,
+      config.requestTimeoutMs + maxClaimWaitMs + 1_000,
+    );
     this.queueTicker = new QueueTicker({
       clock: systemClock,
       everyMs: queueTickMs,

@@ -70,6 +70,13 @@ export interface Profile {
    * the nodes hold leases with a drift bound that covers tickSkew (leaseDriftTicks).
    */
   readonly leaseReadRatio: number;
+  /**
+   * Followers told a commit index that moved alone at the next tick (RaftConfig.commitOnTick),
+   * as the product's nodes run; off, at once.
+   */
+  readonly commitOnTick: boolean;
+  /** ReadIndex rounds to a quorum's worth of followers only (RaftConfig.readRoundsToQuorum). */
+  readonly readRoundsToQuorum: boolean;
   readonly keys: number;
   /** Length of the phase with faults; a fault-free liveness phase follows. */
   readonly faultPhaseMs: number;
@@ -121,6 +128,9 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
     wipeEveryMs: onOff(rng, 0.25, () => 300 + rng.int(1200)),
     // Drawn after wipes, for the same reason.
     leaseReadRatio: onOff(rng, 0.5, () => pick(rng, [0.5, 1])),
+    // Drawn after lease reads, for the same reason.
+    commitOnTick: rng.float() < 0.75,
+    readRoundsToQuorum: rng.float() < 0.75,
   };
   const profile = {
     ...drawn,

@@ -239,6 +239,8 @@ export class Simulation implements NodeHost, WorkloadHost {
               maxEntriesPerMsg: p.maxEntriesPerMsg,
               maxInflightMsgs: p.maxInflightMsgs,
               ...(p.quiesce ? { quiesce: true } : {}),
+              commitOnTick: p.commitOnTick,
+              readRoundsToQuorum: p.readRoundsToQuorum,
               // Small, so that every snapshot sent travels in many chunks and transfers are
               // cut by crashes, partitions and leader changes: resuming is exercised in every
               // seed that sends one.

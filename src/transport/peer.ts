@@ -110,6 +110,17 @@ export class PeerLink {
     this.schedulePump();
   }
 
+  /**
+   * The peer dialled us and its HELLO was accepted: it is up now. A link waiting out a backoff
+   * (grown while the peer was down, up to `backoff.maxMs`) redials at once, so what it has
+   * queued, a new leader's first heartbeats among it, does not wait for the timer.
+   */
+  peerAlive(): void {
+    if (this.state !== 'backoff') return;
+    this.attempt = 0;
+    this.dial();
+  }
+
   /** Writes what is queued now, if a write was scheduled (TcpTransport.flush). */
   flush(): void {
     if (!this.pumpScheduled) return;

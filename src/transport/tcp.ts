@@ -376,6 +376,7 @@ export class TcpTransport implements Transport {
         byPeer.set(conn.peer, conn);
         if (conn.lane === 'liveness') return;
         this.noteDialer(conn.peer, conn.peerIncarnation, conn.remote);
+        this.links.get(conn.peer)?.peerAlive();
         this.emit({
           kind: 'peer-connected',
           peer: conn.peer,

@@ -254,6 +254,12 @@ export class Interaction {
           : {}),
         snapshotChunkBytes: Number(cmd.kv.get('chunk') ?? '4'),
         ...(cmd.kv.has('quiesce') ? { quiesce: cmd.kv.get('quiesce') === 'true' } : {}),
+        ...(cmd.kv.has('rounds-to-quorum')
+          ? { readRoundsToQuorum: cmd.kv.get('rounds-to-quorum') === 'true' }
+          : {}),
+        ...(cmd.kv.has('commit-on-tick')
+          ? { commitOnTick: cmd.kv.get('commit-on-tick') === 'true' }
+          : {}),
       };
       // A configuration the core refuses is shown, not thrown: transcripts record refusals.
       try {

@@ -102,7 +102,8 @@ async function caughtBy(
       const broken = control.violations.filter((v) => SAFETY_KINDS.has(v.kind));
       assert.deepEqual(broken, [], `the product's meta machine also fails seed ${seed}`);
       assert.ok(control.stats.splitsRecorded > 0, `seed ${seed} recorded no split`);
-      if (o.moves === true) assert.ok(control.stats.moves > 0, `seed ${seed} moved nothing`);
+      // A seed that moves nothing shows nothing of moves: the search goes on to one that does.
+      if (o.moves === true && control.stats.moves === 0) continue;
       return r;
     }
   }

@@ -155,6 +155,9 @@ export const WIPE_HEAVY_PROFILE: Partial<Profile> = {
 export const LEASE_PROFILE: Partial<Profile> = {
   nodes: 3,
   leaseReadRatio: 1,
+  // With the commit index told at the next tick, this bug shows in 2 seeds of 1,600 rather
+  // than in the first 400: the schedules that expose it are rarer, not gone.
+  commitOnTick: false,
   readRatio: 0.5,
   checkQuorum: true,
   preVote: false,

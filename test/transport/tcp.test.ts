@@ -126,6 +126,28 @@ void describe('TcpTransport', () => {
     assert.ok(events(a, 'reconnect-scheduled').length >= 1);
   });
 
+  void it('a link waiting out a long backoff redials at once when the peer dials in', async () => {
+    // Node 1 waits 5-10 s between redials: without the redial on the peer's HELLO, nothing
+    // it queued would reach the restarted node 2 within the 3 s this test waits.
+    const a = await startNode(1, { backoff: { baseMs: 10_000, maxMs: 10_000 } });
+    const b = await startNode(2);
+    open.push(a, b);
+    a.t.setPeer(2, b.t.address);
+    b.t.setPeer(1, a.t.address);
+    a.t.send({ from: 1, to: 2, term: 1, type: 'timeout-now' });
+    await waitFor(() => b.inbox.length === 1, 'first message');
+    const port = b.t.address.port;
+    await b.t.close();
+    await waitFor(() => events(a, 'reconnect-scheduled').length >= 1, 'a backoff after the close');
+    a.t.send({ from: 1, to: 2, term: 2, type: 'heartbeat', commit: 0, seq: 2 });
+    const b2 = await startNode(2, { listen: { host: '127.0.0.1', port } });
+    open.push(b2);
+    b2.t.setPeer(1, a.t.address);
+    b2.t.send({ from: 2, to: 1, term: 2, type: 'heartbeat-resp', seq: 1, catchingUp: false });
+    await waitFor(() => b2.inbox.length > 0, 'the message queued during the backoff', 3_000);
+    assert.equal(b2.inbox[0]?.msg.type, 'heartbeat');
+  });
+
   void it('drops with a counter when the bounded queue is full', async () => {
     // Peer 2 never comes up: everything queues, and the lane bound caps it.
     const a = await startNode(1, { maxQueuedMessages: 8 });
