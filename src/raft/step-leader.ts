@@ -90,8 +90,8 @@ export function tickHeartbeat(r: Raft): void {
     }
   }
   if (r.cfg.commitOnTick) tellCommit(r);
-  // A round sent to some followers only that went unanswered for a tick: the others are sent
-  // its number too, so the reads waiting for it do not wait for the next heartbeat.
+  // A round sent to some followers only that went unanswered for a tick: every member is sent
+  // its number, so the reads waiting for it do not wait for the next heartbeat.
   if (
     r.cfg.readRoundsToQuorum &&
     r.readOnly.partialRoundUnconfirmed(
@@ -436,7 +436,8 @@ function handleAppendResponse(r: Raft, m: AppendResponse): void {
 
   // A follower that was paused when the commit index last moved has not heard it but in
   // heartbeats, which carry less (min(commit, match)); a follower recovering lost data waits
-  // for the whole of it. One append goes out even with no entries to carry it.
+  // for the whole of it. One append goes out even with no entries to carry it (with
+  // commitOnTick, at the next tick: tellCommit).
   let sendIfEmpty = false;
   if (pr.catchingUp) maybeCommitForRecovery(r, pr);
   if (maybeCommit(r)) r.commitBroadcast = true;
