@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import { TestNodes, postJson } from './nodes.js';
+import { TestNodes, postJson, until } from './nodes.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -69,7 +69,14 @@ void test('puts past the quota are refused STORE_FULL; deletes and compaction ma
   const held = /^flotilla_kv_store_bytes(?:\{[^}]*\})? (\d+)$/m.exec(metrics);
   assert.ok(held !== null, 'flotilla_kv_store_bytes is exported');
   assert.equal(Number(held[1]), 5 * (2 + value.length));
-  for (const n of nodes.nodes) assert.equal(n.kv.bytes(), 5 * (2 + value.length));
+  // The followers apply the last put when they hear its commit: with the next append or the
+  // leader's next tick (DESIGN.md, "Telling followers the commit index").
+  for (const [i, n] of nodes.nodes.entries())
+    await until(
+      () => `node ${i + 1} holds ${n.kv.bytes()} bytes, not ${5 * (2 + value.length)}`,
+      () => n.kv.bytes() === 5 * (2 + value.length),
+      5_000,
+    );
 });
 
 void test('with the quota off the same writes all succeed', async () => {
