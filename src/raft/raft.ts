@@ -19,7 +19,7 @@ import { simpleConfig, type JointConfig } from './quorum.js';
 import { ReadOnly, type PendingRead } from './read-only.js';
 import { hup, stepCandidate } from './step-candidate.js';
 import { stepFollower } from './step-follower.js';
-import { broadcastAppend, sendAppend } from './replicate.js';
+import { broadcastAppend, sendAppends } from './replicate.js';
 import { stepLeader, tickHeartbeat, wakeLeader } from './step-leader.js';
 import { ProgressTracker } from './tracker.js';
 import {
@@ -602,10 +602,8 @@ export class Raft {
       // A follower serves the read once it applied `index`: tell it the commit index now
       // rather than at the next tick (ResolvedConfig.commitOnTick).
       const pr = this.trk.get(r.from);
-      if (okay && this.role === 'leader' && pr !== undefined && pr.sentCommit < r.index) {
-        let first = true;
-        while (sendAppend(this, r.from, first)) first = false;
-      }
+      if (okay && this.role === 'leader' && pr !== undefined && pr.sentCommit < r.index)
+        sendAppends(this, r.from, true);
       this.send({
         type: 'read-index-resp',
         from: this.id,

@@ -12,9 +12,14 @@ export function broadcastAppend(r: Raft, sendIfEmpty: boolean): void {
   for (const id of r.trk.memberIds()) {
     if (id === r.id) continue;
     // The first message may be empty (to carry the commit index); the rest fill the window.
-    let first = sendIfEmpty && (r.trk.get(id)?.sentCommit ?? 0) < r.log.committed;
-    while (sendAppend(r, id, first)) first = false;
+    sendAppends(r, id, sendIfEmpty && (r.trk.get(id)?.sentCommit ?? 0) < r.log.committed);
   }
+}
+
+/** Sends `to` what its window takes; the first append goes even empty with `sendIfEmpty`. */
+export function sendAppends(r: Raft, to: NodeId, sendIfEmpty: boolean): void {
+  let first = sendIfEmpty;
+  while (sendAppend(r, to, first)) first = false;
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   broadcastAppend,
   broadcastHeartbeat,
   sendAppend,
+  sendAppends,
   sendSnapshotChunk,
   sendTimeoutNow,
 } from './replicate.js';
@@ -94,10 +95,7 @@ export function tickHeartbeat(r: Raft): void {
   // its number, so the reads waiting for it do not wait for the next heartbeat.
   if (
     r.cfg.readRoundsToQuorum &&
-    r.readOnly.partialRoundUnconfirmed(
-      (seq) => r.trk.confirmedBy((id) => r.readOnly.acked(id, seq)),
-      r.ticks,
-    )
+    r.readOnly.partialRoundUnconfirmed((seq) => roundConfirmed(r, seq), r.ticks)
   ) {
     r.readOnly.widenLastRound();
     broadcastHeartbeat(r);
@@ -107,9 +105,7 @@ export function tickHeartbeat(r: Raft): void {
 /** Sends the commit index to every follower not yet sent it (RaftConfig.commitOnTick). */
 export function tellCommit(r: Raft): void {
   for (const [id, pr] of r.trk.progress) {
-    if (id === r.id || pr.sentCommit >= r.log.committed) continue;
-    let first = true;
-    while (sendAppend(r, id, first)) first = false;
+    if (id !== r.id && pr.sentCommit < r.log.committed) sendAppends(r, id, true);
   }
 }
 
@@ -372,8 +368,7 @@ function readRoundTargets(r: Raft): NodeId[] | null {
   if (voters === null || !voters.includes(r.id)) return null;
   const need = Math.floor(voters.length / 2);
   if (need >= voters.length - 1) return null;
-  const confirmed = (seq: number): boolean => r.trk.confirmedBy((id) => r.readOnly.acked(id, seq));
-  if (r.readOnly.partialRoundUnconfirmed(confirmed)) return null;
+  if (r.readOnly.partialRoundUnconfirmed((seq) => roundConfirmed(r, seq))) return null;
   const ready = voters.filter((id) => {
     if (id === r.id) return false;
     const pr = r.trk.get(id);
@@ -388,9 +383,12 @@ function readRoundTargets(r: Raft): NodeId[] | null {
 export function readRoundDue(r: Raft): boolean {
   // hasReady asks on every turn: no closures unless a read waits.
   if (!r.readOnly.roundPending) return false;
-  return r.readOnly.roundDue(r.ticks, (seq) =>
-    r.trk.confirmedBy((id) => r.readOnly.acked(id, seq)),
-  );
+  return r.readOnly.roundDue(r.ticks, (seq) => roundConfirmed(r, seq));
+}
+
+/** Whether a quorum (the leader included) acknowledged read round `seq`. */
+function roundConfirmed(r: Raft, seq: number): boolean {
+  return r.trk.confirmedBy((id) => r.readOnly.acked(id, seq));
 }
 
 /** The leader's own write reached `persisted`: only now does it count itself (§10.2.1). */
@@ -586,7 +584,7 @@ function maybeExtendLease(r: Raft): void {
   if (r.cfg.leaseDriftTicks === null) return;
   let best = 0;
   for (const seq of r.readOnly.ackedRounds()) {
-    if (seq > best && r.trk.confirmedBy((id) => r.readOnly.acked(id, seq))) best = seq;
+    if (seq > best && roundConfirmed(r, seq)) best = seq;
   }
   if (best === 0) return;
   const sent = r.readOnly.sentTick(best);
@@ -596,8 +594,6 @@ function maybeExtendLease(r: Raft): void {
 }
 
 function releaseConfirmedReads(r: Raft): void {
-  const confirmed = r.readOnly.takeConfirmed((seq) =>
-    r.trk.confirmedBy((id) => r.readOnly.acked(id, seq)),
-  );
+  const confirmed = r.readOnly.takeConfirmed((seq) => roundConfirmed(r, seq));
   for (const read of confirmed) r.answerRead(read, true);
 }
