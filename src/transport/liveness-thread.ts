@@ -79,7 +79,6 @@ function check(): void {
   const now = laneNowMs();
   const silentMs = now - (shared[0] ?? now);
   if (silentMs < heartbeatMs || silentMs > graceMs) return;
-  let sent = 0;
   for (const [group, l] of leading) {
     if (now - (lastSent.get(group) ?? 0) < heartbeatMs) continue;
     lastSent.set(group, now);
@@ -88,12 +87,12 @@ function check(): void {
       if (link === undefined || !link.connected) continue;
       const hb: Heartbeat = { type: 'heartbeat', from: self, to, term: l.term, commit: 0, seq: 0 };
       link.send(hb, null, group);
-      sent++;
+      // Counted before the flush below writes it: a reader that has seen it has seen the count.
+      shared[1] = (shared[1] ?? 0) + 1;
     }
   }
   // Once for all groups: a peer that speaks version 4 gets them in one coalesced frame.
   for (const link of links.values()) link.flush();
-  shared[1] = (shared[1] ?? 0) + sent;
 }
 
 /** The timer runs only while this node leads a group: a follower's thread sleeps throughout. */

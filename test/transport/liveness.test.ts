@@ -34,7 +34,7 @@ function laneHeartbeats(n: Node): { term: number; seq: number; commit: number }[
 }
 
 /** Blocks in 200 ms stretches until the lane has spoken once: its connection is up. */
-async function laneConnected(b: Node, lane: LivenessLane): Promise<void> {
+async function laneConnected(a: Node, b: Node, lane: LivenessLane): Promise<void> {
   for (let attempt = 1; laneHeartbeats(b).length === 0; attempt++) {
     if (attempt > 30)
       throw new Error(
@@ -47,7 +47,24 @@ async function laneConnected(b: Node, lane: LivenessLane): Promise<void> {
     while (laneHeartbeats(b).length === 0 && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 5));
   }
+  await quiet(a, b, lane);
   b.inbox.length = 0;
+}
+
+/**
+ * The main thread ticks until the lane's count stands still across two marker round trips:
+ * a check that was sending when the block ended has finished, and what it sent has been read.
+ * Only then may a test take the count and the inbox as its baseline.
+ */
+async function quiet(a: Node, b: Node, lane: LivenessLane): Promise<void> {
+  let still = 0;
+  for (let round = 1; still < 2; round++) {
+    if (round > 50) throw new Error(`the lane kept sending: ${lane.sent} heartbeats counted`);
+    lane.alive();
+    const before = lane.sent;
+    await drained(a, b);
+    still = lane.sent === before ? still + 1 : 0;
+  }
 }
 
 /**
@@ -70,7 +87,7 @@ void describe('liveness lane', () => {
     const [a, b, lane] = await pair(400);
     assert.ok(lane !== null);
     lane.lead(0, { term: 7, followers: [2] });
-    await laneConnected(b, lane);
+    await laneConnected(a, b, lane);
 
     const sentBefore = lane.sent;
     lane.alive();
@@ -94,7 +111,7 @@ void describe('liveness lane', () => {
     const [a, b, lane] = await pair(1_000);
     assert.ok(lane !== null);
     lane.lead(0, { term: 3, followers: [2] });
-    await laneConnected(b, lane);
+    await laneConnected(a, b, lane);
 
     // The main thread ticks every 20 ms for 300 ms (stopped in between, so nothing but the
     // lane could speak): never silent for a heartbeat interval, so the lane says nothing.
