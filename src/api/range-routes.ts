@@ -14,7 +14,7 @@ import {
   type Encoding,
   type Json,
 } from './validate.js';
-import type { RequestLimits } from './requests.js';
+import { parseConsistency, type ReadConsistency, type RequestLimits } from './requests.js';
 import { FlotillaError } from '../base/errors.js';
 import type { RangeDescriptor } from '../ranges/types.js';
 
@@ -49,13 +49,17 @@ export interface RangesBackend {
   readonly limits: Pick<RequestLimits, 'maxKeyBytes'>;
   /**
    * The meta group's map (null before it is bootstrapped) with this node's view of each, and
-   * this node's id (whose figures they are).
+   * this node's id (whose figures they are). The map is read with `consistency`: linearizable
+   * (a ReadIndex round on the meta group first) unless the caller asks otherwise.
    */
-  ranges(): {
+  ranges(
+    consistency: ReadConsistency,
+    signal: AbortSignal,
+  ): Promise<{
     readonly version: number;
     readonly node: number;
     readonly ranges: readonly RangeView[];
-  } | null;
+  } | null>;
   /** Whether this node leads the range holding `key`, and the forwarder to its leader. */
   routeSplit(key: Uint8Array): Pick<KvBackend, 'leads' | 'forward'>;
   /**
@@ -77,7 +81,7 @@ export interface RangesBackend {
 }
 
 export function installRangeRoutes(http: JsonHttpServer, b: RangesBackend): void {
-  http.route('GET', rangesPath, ({ query }) => {
+  http.route('GET', rangesPath, async ({ query, signal }) => {
     // Keys as the KV API encodes them: UTF-8 text, or base64 with ?encoding=base64.
     const enc = query.get('encoding') ?? 'utf8';
     if (enc !== 'utf8' && enc !== 'base64')
@@ -85,7 +89,10 @@ export function installRangeRoutes(http: JsonHttpServer, b: RangesBackend): void
         'BAD_REQUEST',
         `"encoding" must be "utf8" or "base64", got ${JSON.stringify(enc)}`,
       );
-    const m = b.ranges();
+    // ?consistency= as a read's "consistency" field: linearizable unless asked otherwise.
+    const asked = query.get('consistency');
+    const consistency = parseConsistency(asked === null ? {} : { consistency: asked });
+    const m = await b.ranges(consistency, signal);
     if (m === null)
       throw new FlotillaError(
         'NO_LEADER',

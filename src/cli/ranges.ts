@@ -4,11 +4,12 @@
 // endpoint that holds the range forwards it).
 
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type {
   FlotillaClient,
   MoveResponse,
   RangesResponse,
+  ReadConsistency,
   SplitResponse,
 } from '../client/index.js';
 import { tokenOption, type ClusterOptions } from './token.js';
@@ -155,9 +156,15 @@ export function rangeCommands(
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .addOption(tokenOption())
     .option('--json', 'print the answer as JSON')
-    .action(async (o: { json?: boolean }) =>
+    .addOption(
+      new Option(
+        '--consistency <level>',
+        'the map as the answering node applied it (serializable), or after a read round on the meta group (linearizable, the default)',
+      ).choices(['linearizable', 'lease', 'serializable']),
+    )
+    .action(async (o: { json?: boolean; consistency?: ReadConsistency }) =>
       withClient(ranges.opts<ClusterOptions>(), async (c) => {
-        const r = await c.ranges();
+        const r = await c.ranges(o.consistency === undefined ? {} : { consistency: o.consistency });
         if (o.json === true) return r;
         process.stdout.write(renderRanges(r));
         return undefined;

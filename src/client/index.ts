@@ -699,9 +699,14 @@ export class FlotillaClient {
     );
   }
 
-  /** The range map (docs/API.md, "Ranges"), with what the answering node knows of each. */
-  async ranges(o: CallOptions = {}): Promise<RangesResponse> {
-    return this.call<RangesResponse>('GET', '/v1/ranges', undefined, o.signal);
+  /**
+   * The range map (docs/API.md, "Ranges"), with what the answering node knows of each; the map
+   * is read linearizably unless `consistency` says otherwise.
+   */
+  async ranges(o: { consistency?: ReadConsistency } & CallOptions = {}): Promise<RangesResponse> {
+    const path =
+      o.consistency === undefined ? '/v1/ranges' : `/v1/ranges?consistency=${o.consistency}`;
+    return this.call<RangesResponse>('GET', path, undefined, o.signal);
   }
 
   /**

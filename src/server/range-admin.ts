@@ -67,7 +67,15 @@ const recordRetryMs = 100;
 export function rangesBackend(o: RangeAdminOptions): RangesBackend {
   return {
     limits: { maxKeyBytes: o.maxKeyBytes },
-    ranges: () => rangeViews(o),
+    ranges: async (consistency, signal) => {
+      if (consistency !== 'serializable')
+        try {
+          await o.meta.runtime.linearizableRead({ signal, lease: consistency === 'lease' });
+        } catch (err) {
+          throw toFlotillaError(err);
+        }
+      return rangeViews(o);
+    },
     routeSplit: (key) => {
       let lane: RangeLane;
       try {
@@ -103,7 +111,7 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
 /** The meta map with this node's figures of each range it runs (the dashboard shows it too). */
 export function rangeViews(
   o: Pick<RangeAdminOptions, 'selfId' | 'lanes' | 'meta' | 'remote'>,
-): ReturnType<RangesBackend['ranges']> {
+): Awaited<ReturnType<RangesBackend['ranges']>> {
   const map = o.meta.machine.map();
   if (map === null) return null;
   const ranges = map.ranges().map((d): RangeView => {
