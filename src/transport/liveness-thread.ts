@@ -56,6 +56,9 @@ port.on('message', (m: ToLane) => {
       else link.setAddress(m.address);
       return;
     }
+    case 'alive':
+      links.get(m.id)?.peerAlive();
+      return;
     case 'remove':
       links.get(m.id)?.close();
       links.delete(m.id);

@@ -41,6 +41,8 @@ export interface Leading {
 export type ToLane =
   | { readonly kind: 'peer'; readonly id: NodeId; readonly address: PeerAddress }
   | { readonly kind: 'remove'; readonly id: NodeId }
+  /** The peer dialled this node's main transport: a lane link waiting out a backoff redials. */
+  | { readonly kind: 'alive'; readonly id: NodeId }
   | { readonly kind: 'lead'; readonly group: number; readonly leading: Leading | null }
   | { readonly kind: 'tls'; readonly material: PeerTlsOptions };
 
@@ -114,6 +116,15 @@ export class LivenessLane {
 
   removePeer(id: NodeId): void {
     this.post({ kind: 'remove', id });
+  }
+
+  /**
+   * Peer `id` is up (its HELLO was accepted): the lane's link to it redials now if it waits out
+   * a backoff, as the main link does, so a leader stalled soon after a peer (re)started still
+   * has its lane to that peer.
+   */
+  peerAlive(id: NodeId): void {
+    this.post({ kind: 'alive', id });
   }
 
   setTls(material: PeerTlsOptions): void {

@@ -377,6 +377,7 @@ export class TcpTransport implements Transport {
         if (conn.lane === 'liveness') return;
         this.noteDialer(conn.peer, conn.peerIncarnation, conn.remote);
         this.links.get(conn.peer)?.peerAlive();
+        this.liveness?.peerAlive(conn.peer);
         this.emit({
           kind: 'peer-connected',
           peer: conn.peer,

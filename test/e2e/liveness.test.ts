@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { TestCluster } from './harness.js';
+import { describeElection, judgeElections, parseNodeLog } from './elections.js';
 
 const fixture = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), 'stall-fixture.js'));
 
@@ -21,11 +22,19 @@ after(async () => {
 async function stallLeader(
   graceMs: number,
   times: number,
-): Promise<{ leader: number; before: number; after: number; leaders: number[] }> {
+): Promise<{
+  leader: number;
+  before: number;
+  after: number;
+  leaders: number[];
+  elections: string[];
+}> {
   const cluster = await TestCluster.create({
     nodes: 3,
     nodeArgs: ['--import', fixture.href],
     env: { FLOTILLA_LIVENESS_GRACE_MS: String(graceMs) },
+    // At info the logs say who campaigned and why, and each event-loop stall of each member.
+    extraArgs: ['--log-level', 'info'],
   });
   clusters.push(cluster);
   await cluster.start();
@@ -44,12 +53,20 @@ async function stallLeader(
   await cluster.client().put('k', 'after');
   const now = await cluster.waitForLeader();
   const sts = await Promise.all(cluster.running().map((id) => cluster.status(id)));
-  return {
-    leader,
-    before,
-    after: Math.max(...sts.map((s) => s?.term ?? -1)),
-    leaders: [now],
-  };
+  const after = Math.max(...sts.map((s) => s?.term ?? -1));
+  const lines = cluster.members.flatMap((m) => parseNodeLog(m.id, cluster.logOf(m.id)));
+  const v = judgeElections(lines, {
+    group: 0,
+    fromTerm: before,
+    toTerm: after,
+    restarts: [],
+    evidenceMs: 5_000,
+  });
+  const elections = [
+    ...v.stalled.map(({ election, stalls }) => describeElection(election, lines, stalls, 5_000)),
+    ...v.unexplained.map((e) => describeElection(e, lines, [], 5_000)),
+  ];
+  return { leader, before, after, leaders: [now], elections };
 }
 
 void test(
@@ -68,8 +85,9 @@ void test(
 void test(
   'without the lane the same stall costs an election (the control)',
   { timeout: 120_000 },
-  async () => {
+  async (t) => {
     const r = await stallLeader(0, 1);
     assert.ok(r.after > r.before, `no election without the lane: ${JSON.stringify(r)}`);
+    for (const e of r.elections) t.diagnostic(e);
   },
 );

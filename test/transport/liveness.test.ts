@@ -33,10 +33,13 @@ function laneHeartbeats(n: Node): { term: number; seq: number; commit: number }[
   );
 }
 
-/** Blocks in 200 ms stretches until the lane has spoken once: its connection is up. */
-async function laneConnected(a: Node, b: Node, lane: LivenessLane): Promise<void> {
+/**
+ * Blocks in 200 ms stretches until the lane has spoken once: its connection is up. Fails after
+ * `attempts` stretches (about 300 ms each).
+ */
+async function laneConnected(a: Node, b: Node, lane: LivenessLane, attempts = 30): Promise<void> {
   for (let attempt = 1; laneHeartbeats(b).length === 0; attempt++) {
-    if (attempt > 30)
+    if (attempt > attempts)
       throw new Error(
         `the lane never spoke; node 2 saw ${JSON.stringify(b.inbox.map((r) => r.msg))}`,
       );
@@ -137,6 +140,43 @@ void describe('liveness lane', () => {
     blockMainThread(400);
     await drained(a, b);
     assert.equal(laneHeartbeats(b).length, 0);
+  });
+
+  void it('redials a peer at once when it dials in, not after the backoff', async () => {
+    // Node 1 waits 5-10 s before redialling a peer it lost: without the redial on node 2's
+    // HELLO its lane would stay silent that long after node 2 restarts, past the 3 s this
+    // test waits.
+    const a = await startNode(1, {
+      liveness: { heartbeatMs: 50, graceMs: 2_000 },
+      backoff: { baseMs: 10_000, maxMs: 10_000 },
+    });
+    const b = await startNode(2);
+    open.push(a, b);
+    a.t.setPeer(2, b.t.address);
+    b.t.setPeer(1, a.t.address);
+    const lane = a.t.liveness;
+    assert.ok(lane !== null);
+    lane.lead(0, { term: 4, followers: [2] });
+    await laneConnected(a, b, lane);
+
+    // Node 2 restarts on its port: both of node 1's links lose their connection at once.
+    const port = b.t.address.port;
+    await b.t.close();
+    await waitFor(
+      () => a.events.some((e) => e.kind === 'reconnect-scheduled'),
+      'node 1 finding node 2 gone',
+    );
+    const heard = a.events.length;
+    const b2 = await startNode(2, { listen: { host: '127.0.0.1', port } });
+    open.push(b2);
+    b2.t.setPeer(1, a.t.address);
+    b2.t.send({ type: 'heartbeat-resp', from: 2, to: 1, term: 4, seq: 0, catchingUp: false });
+    await waitFor(
+      () =>
+        a.events.slice(heard).some((e) => e.kind === 'peer-connected' && e.direction === 'inbound'),
+      'node 2 dialling in',
+    );
+    await laneConnected(a, b2, lane, 10);
   });
 
   void it('carries heartbeats only, and a version-2 peer cannot open one', async () => {
