@@ -197,10 +197,11 @@ export class PlacementNode {
     if (unknown.length === 0) return leaders;
     const holders = new Set(unknown.flatMap((d) => d.replicas));
     const others = this.o.book().filter((m) => m.id !== this.o.config.id && holders.has(m.id));
+    // Only their own figures are read (the leader each knows), not the map: no read round on
+    // the meta group for it, and a member cut off from that group's quorum still answers.
+    const path = '/v1/ranges?encoding=base64&consistency=serializable';
     const answers = await Promise.allSettled(
-      others.map((m) =>
-        this.o.request(m.client, 'GET', '/v1/ranges?encoding=base64', undefined, signal),
-      ),
+      others.map((m) => this.o.request(m.client, 'GET', path, undefined, signal)),
     );
     for (const a of answers) {
       if (a.status !== 'fulfilled' || a.value.status !== 200) continue;

@@ -286,6 +286,13 @@ export class RangeRetirer {
       seen.progress = progress;
       seen.sinceMs = now;
     }
+    // The configuration below is the core's, the descriptor the state machine's: they describe
+    // the same point only once the machine applied what the core knows committed. A snapshot
+    // installed from a leader gives the core its configuration at once and the machine its
+    // descriptor only when restored; judged in between, a prepared copy read the leader's
+    // (old) configuration naming it beside the prepare's descriptor, was taken as added, and
+    // was given up once the old descriptor showed, while the move promoting it went on.
+    if (group.runtime.appliedIndex() < s.commit) return null;
     const preparedAt = this.o.dirs.preparedAt(id);
     const descriptor = group.range.descriptor();
     const recovering = this.o.recovering?.(id, group.runtime) ?? false;
