@@ -7,6 +7,7 @@ import { toFlotillaError } from '../api/errors.js';
 import { FlotillaError } from '../base/errors.js';
 import { checkProposalBytes } from '../base/limits.js';
 import type { BackendOpResult, Session } from '../api/routes.js';
+import type { ReadConsistency } from '../api/requests.js';
 import type { Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
 import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
@@ -107,6 +108,23 @@ export class KvService {
     } catch (err) {
       throw toFlotillaError(err);
     }
+  }
+}
+
+/**
+ * Waits until `runtime` may serve a read at `consistency` from what it applied: a ReadIndex
+ * round, or the leader's lease for `lease`; nothing for `serializable`. Throws a FlotillaError.
+ */
+export async function readBarrierAt(
+  runtime: Pick<RaftRuntime, 'linearizableRead'>,
+  consistency: ReadConsistency,
+  signal: AbortSignal,
+): Promise<void> {
+  if (consistency === 'serializable') return;
+  try {
+    await runtime.linearizableRead({ signal, lease: consistency === 'lease' });
+  } catch (err) {
+    throw toFlotillaError(err);
   }
 }
 

@@ -34,6 +34,7 @@ import type { RangeLane, RangeLanes } from './range-lanes.js';
 import type { RemoteRanges } from './range-remote.js';
 import { showRange } from './range-router.js';
 import { splitRefusal } from './range-replicas.js';
+import { readBarrierAt } from './kv-service.js';
 
 export interface RangeAdminOptions {
   readonly selfId: number;
@@ -68,12 +69,7 @@ export function rangesBackend(o: RangeAdminOptions): RangesBackend {
   return {
     limits: { maxKeyBytes: o.maxKeyBytes },
     ranges: async (consistency, signal) => {
-      if (consistency !== 'serializable')
-        try {
-          await o.meta.runtime.linearizableRead({ signal, lease: consistency === 'lease' });
-        } catch (err) {
-          throw toFlotillaError(err);
-        }
+      await readBarrierAt(o.meta.runtime, consistency, signal);
       return rangeViews(o);
     },
     routeSplit: (key) => {

@@ -11,7 +11,7 @@ import { defaultLimits } from '../base/limits.js';
 import type { NodeConfig } from './config.js';
 import type { RateSampler } from './dashboard.js';
 import { sessionAtLevel } from './feature-gate.js';
-import { answerOf } from './kv-service.js';
+import { answerOf, readBarrierAt } from './kv-service.js';
 import type { NodeMetrics } from './metrics.js';
 import type { RangeGroup } from './range-groups.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
@@ -161,12 +161,12 @@ export class RangeKvLocal {
     signal: AbortSignal,
   ): Promise<Awaited<ReturnType<KvBackend['read']>>> {
     // The planted `local-reads` bug skips ReadIndex: a deposed leader serves stale data.
-    if (consistency !== 'serializable' && this.o.config.unsafeTestMode !== 'local-reads') {
+    if (this.o.config.unsafeTestMode !== 'local-reads') {
       try {
-        await lane.group.runtime.linearizableRead({ signal, lease: consistency === 'lease' });
+        await readBarrierAt(lane.group.runtime, consistency, signal);
       } catch (err) {
         this.o.metrics.reads.inc({ level: consistency, outcome: 'error' });
-        throw toFlotillaError(err);
+        throw err;
       }
     }
     this.o.metrics.reads.inc({ level: consistency, outcome: 'ok' });
