@@ -1,6 +1,7 @@
 // `flotilla cluster up`: a local cluster as child processes on loopback, for trying Flotilla
 // and for tests. It restarts nothing silently: a node that exits is reported, and the others
-// keep running. Ctrl-C (or SIGTERM) stops every node it started, by PID, and waits for them.
+// keep running. Ctrl-C (or SIGTERM) stops every node it started, by PID, and waits for them;
+// if this process dies without doing so, its nodes stop by themselves.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -181,7 +182,10 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   const removed = new Set<number>();
   let stopping = false;
   const spawnNode = (m: LocalMember, args: string[]): number | undefined => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The IPC channel is the node's tie to this process: should this one end without stopping
+    // it (SIGKILL, or a wrapper such as npm that took a SIGTERM and left), the channel closes
+    // and the node stops itself (runNode).
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     children.set(m.id, child);
     if (child.pid !== undefined) pids.set(m.id, child.pid);
     prefixLines(child, `[node ${m.id}] `, out);

@@ -1536,12 +1536,22 @@ export async function runNode(config: NodeConfig): Promise<void> {
   const handler = (signal: NodeJS.Signals): void => onSignal(signal);
   process.once('SIGTERM', handler);
   process.once('SIGINT', handler);
+  // A node started with an IPC channel (by `cluster up`) belongs to that parent: when the
+  // channel closes because the parent ended without stopping it (killed, or orphaned by a
+  // wrapper that took the signal), the node stops as on SIGTERM rather than running on with
+  // nobody left to stop it. The channel does not keep the process alive by itself.
+  const parentGone = (): void => onSignal('parent exited');
+  if (process.channel !== undefined) {
+    process.channel.unref();
+    process.once('disconnect', parentGone);
+  }
   let node: FlotillaNode;
   try {
     node = await FlotillaNode.start(config, { signal: starting.signal });
   } catch (err) {
     process.off('SIGTERM', handler);
     process.off('SIGINT', handler);
+    process.off('disconnect', parentGone);
     // Stopped while it waited: that is the stop asked for, not a failure (exit code 0).
     if (stopSignal !== null && err instanceof FlotillaError && err.code === 'SHUTTING_DOWN') return;
     throw err;

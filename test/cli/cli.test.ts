@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { announceLeader } from '../../src/cli/cluster.js';
 import { freePorts } from '../e2e/harness.js';
+import { until } from '../support/until.js';
 import {
   alive,
   holdPort,
@@ -238,6 +239,38 @@ void describe('cluster up', () => {
       running,
       [],
       `nodes still running after cluster up exited:\n${run.out.stdout}`,
+    );
+  });
+
+  void it('leaves no node running when it is killed without stopping them', async () => {
+    // SIGKILL, or a wrapper that took the signal and left (npm given SIGTERM once ran its
+    // script through a shell that did not pass it on): the nodes must not run on orphaned.
+    const peer = await freePortRun(6);
+    const run = startCli([
+      'cluster',
+      'up',
+      '--peer-port',
+      String(peer),
+      '--client-port',
+      String(peer + 3),
+      '--data-dir',
+      tempDir(),
+      '--log-level',
+      'warn',
+    ]);
+    await waitForOutput(run, /Ready: node \d+ leads/, 30_000);
+    const pids = printedPids(run);
+    assert.equal(pids.size, 3, run.out.stdout);
+    run.child.kill('SIGKILL');
+    await exitOf(run, 10_000);
+    after(() => {
+      for (const pid of pids.values()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    });
+    await until(
+      () =>
+        `nodes still running after cluster up was killed: ${[...pids.values()].filter(alive).join(', ')}`,
+      () => [...pids.values()].every((pid) => !alive(pid)),
+      20_000,
     );
   });
 
