@@ -17,7 +17,9 @@ function options(over: Partial<ChaosOptions> & { seed: number }): ChaosOptions {
 }
 
 void describe('fault injection against a real cluster', { concurrency: false }, () => {
-  for (const seed of [101, 102]) {
+  // One seed here (a second, 102, took 35 s of CI's 40 minutes for the same nemeses and checks);
+  // `npm run chaos` runs as many more as asked.
+  for (const seed of [101]) {
     void it(
       `seed ${seed}: kills, pauses and partitions leave the history linearizable`,
       {
