@@ -236,14 +236,21 @@ export function buildProgram(): Command {
     .description('key-value operations')
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .addOption(tokenOption());
-  kv.command('put <key> <value>')
-    .description('write a key')
+  kv.command('put <key> [value]')
+    .description('write a key (without a value: the bytes on standard input, as etcdctl does)')
     .option('--lease <id>', 'attach the key to a lease (deleted with it)', int('--lease', 1))
-    .action(async (key: string, value: string, o: { lease?: number }) =>
-      withClient(kv.opts<ClusterOptions>(), (c) =>
-        c.put(key, value, o.lease === undefined ? {} : { lease: o.lease }),
-      ),
-    );
+    .action(async (key: string, value: string | undefined, o: { lease?: number }) => {
+      const v = value === undefined ? await valueFromStdin() : { value, encoding: 'utf8' as const };
+      return withClient(kv.opts<ClusterOptions>(), (c) =>
+        // In base64 the key goes in base64 too (the encoding is the request's).
+        v.encoding === 'base64'
+          ? c.put(Buffer.from(key).toString('base64'), v.value, {
+              ...leaseOf(o),
+              encoding: 'base64',
+            })
+          : c.put(key, v.value, leaseOf(o)),
+      );
+    });
   kv.command('get <key>')
     .description('read a key (linearizable unless --consistency says otherwise)')
     .addOption(
@@ -254,23 +261,31 @@ export function buildProgram(): Command {
     )
     .option('--serializable', 'the same as --consistency serializable')
     .option('--rev <n>', 'read the key as it was at revision n', int('--rev'))
+    .option('--value-only', "print only the value's bytes, as stored (binary-safe)")
     .action(
-      async (key: string, o: { serializable?: boolean; consistency?: string; rev?: number }) =>
+      async (
+        key: string,
+        o: { serializable?: boolean; consistency?: string; rev?: number; valueOnly?: boolean },
+      ) =>
         withClient(kv.opts<ClusterOptions>(), async (c) => {
+          const raw = o.valueOnly === true;
           // Commander checked the level; the node refuses a contradiction (CONFLICTING_FIELDS).
-          const r = await c.get(key, {
+          const r = await c.get(raw ? Buffer.from(key).toString('base64') : key, {
             ...(o.serializable === true ? { serializable: true } : {}),
             ...(o.consistency === undefined
               ? {}
               : { consistency: o.consistency as ReadConsistency }),
             ...(o.rev === undefined ? {} : { revision: o.rev }),
+            ...(raw ? { encoding: 'base64' as const } : {}),
           });
           if (r === null) {
             process.exitCode = 1;
             process.stderr.write(`key "${key}" not found\n`);
             return undefined;
           }
-          return r;
+          if (!raw) return r;
+          process.stdout.write(Buffer.from(r.value, 'base64'));
+          return undefined;
         }),
     );
   kv.command('del <key>')
@@ -507,6 +522,40 @@ function watchCommand(cmd: Command, endpoints: () => ClusterOptions): void {
         return undefined;
       }),
     );
+}
+
+function leaseOf(o: { lease?: number }): { lease?: number } {
+  return o.lease === undefined ? {} : { lease: o.lease };
+}
+
+/** The largest value any node accepts (`maxValueBytes` can be raised to this). */
+const maxStdinValueBytes = 64 * 1024 * 1024;
+
+/**
+ * `kv put KEY` without a value: standard input, read to its end, as the value. Text in UTF-8 is
+ * sent as it is; any other bytes in base64, so a binary file is stored byte for byte. A
+ * terminal is refused (a forgotten value would otherwise wait for input), and so is more than
+ * any node could accept.
+ */
+async function valueFromStdin(): Promise<{ value: string; encoding: 'utf8' | 'base64' }> {
+  if (process.stdin.isTTY === true)
+    throw new UsageError('kv put: give a value, or pipe one on standard input');
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxStdinValueBytes)
+      throw new UsageError(
+        `kv put: standard input holds more than ${maxStdinValueBytes} bytes, more than any node accepts as a value`,
+      );
+    parts.push(chunk);
+  }
+  const bytes = Buffer.concat(parts);
+  try {
+    return { value: new TextDecoder('utf-8', { fatal: true }).decode(bytes), encoding: 'utf8' };
+  } catch {
+    return { value: bytes.toString('base64'), encoding: 'base64' };
+  }
 }
 
 export async function main(argv: readonly string[]): Promise<void> {

@@ -1,0 +1,102 @@
+// `flotilla kv put KEY` with the value on standard input (as etcdctl takes it), and
+// `kv get --value-only`, which prints the stored bytes: text goes as it is, any other bytes in
+// base64, and the round trip keeps every byte; more than any node accepts is refused before
+// anything is sent.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { FlotillaClient } from '../../src/client/index.js';
+import { cliEntry } from '../../src/cli/cluster.js';
+import { TestNodes } from '../server/nodes.js';
+
+let nodes: TestNodes;
+let client: FlotillaClient;
+let endpoints: string;
+
+before(async () => {
+  nodes = await TestNodes.start({ nodes: 3 });
+  await nodes.waitForLeader();
+  client = new FlotillaClient({ endpoints: nodes.urls });
+  endpoints = nodes.urls.join(',');
+});
+
+after(async () => {
+  await client.close();
+  await nodes.close();
+});
+
+/** Runs the CLI with `input` on its standard input; its output as bytes. */
+function cli(
+  args: readonly string[],
+  input: Buffer,
+): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliEntry(), ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`flotilla ${args.join(' ')} did not exit within 30 s: ${stderr}`));
+    }, 30_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr });
+    });
+    // A CLI that refuses early closes its end: the rest of the input then has nowhere to go.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+  });
+}
+
+void test('kv put without a value stores standard input; text stays text', async () => {
+  const text = 'line one\nline two, ünïcode\n';
+  const r = await cli(['kv', 'put', 'note', '--endpoints', endpoints], Buffer.from(text));
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await client.get('note'))?.value, text);
+  const back = await cli(
+    ['kv', 'get', 'note', '--value-only', '--endpoints', endpoints],
+    Buffer.alloc(0),
+  );
+  assert.equal(back.code, 0, back.stderr);
+  assert.equal(back.stdout.toString('utf8'), text);
+});
+
+void test('bytes that are not UTF-8 are stored and read back byte for byte', async () => {
+  const bytes = Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 37) % 256));
+  const r = await cli(['kv', 'put', 'blob', '--endpoints', endpoints], bytes);
+  assert.equal(r.code, 0, r.stderr);
+  const kv = await client.get(Buffer.from('blob').toString('base64'), { encoding: 'base64' });
+  assert.ok(kv !== null, 'the key was written');
+  assert.deepEqual(Buffer.from(kv.value, 'base64'), bytes);
+  const back = await cli(
+    ['kv', 'get', 'blob', '--value-only', '--endpoints', endpoints],
+    Buffer.alloc(0),
+  );
+  assert.equal(back.code, 0, back.stderr);
+  assert.deepEqual(back.stdout, bytes);
+});
+
+void test('a missing key with --value-only prints nothing and exits 1', async () => {
+  const r = await cli(
+    ['kv', 'get', 'absent', '--value-only', '--endpoints', endpoints],
+    Buffer.alloc(0),
+  );
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout.length, 0);
+  assert.match(r.stderr, /key "absent" not found/);
+});
+
+void test('standard input larger than any node accepts is refused, and nothing is written', async () => {
+  const r = await cli(
+    ['kv', 'put', 'huge', '--endpoints', endpoints],
+    Buffer.alloc(64 * 1024 * 1024 + 1, 0x61),
+  );
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /more than 67108864 bytes, more than any node accepts/);
+  assert.equal(await client.get('huge'), null);
+});
