@@ -552,7 +552,10 @@ async function valueFromStdin(): Promise<{ value: string; encoding: 'utf8' | 'ba
   }
   const bytes = Buffer.concat(parts);
   try {
-    return { value: new TextDecoder('utf-8', { fatal: true }).decode(bytes), encoding: 'utf8' };
+    return {
+      value: new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes),
+      encoding: 'utf8',
+    };
   } catch {
     return { value: bytes.toString('base64'), encoding: 'base64' };
   }

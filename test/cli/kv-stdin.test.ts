@@ -81,6 +81,17 @@ void test('bytes that are not UTF-8 are stored and read back byte for byte', asy
   assert.deepEqual(back.stdout, bytes);
 });
 
+void test('a byte-order mark is kept: the value is the bytes given', async () => {
+  const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('with a BOM')]);
+  const r = await cli(['kv', 'put', 'bom', '--endpoints', endpoints], bom);
+  assert.equal(r.code, 0, r.stderr);
+  const back = await cli(
+    ['kv', 'get', 'bom', '--value-only', '--endpoints', endpoints],
+    Buffer.alloc(0),
+  );
+  assert.deepEqual(back.stdout, bom);
+});
+
 void test('a missing key with --value-only prints nothing and exits 1', async () => {
   const r = await cli(
     ['kv', 'get', 'absent', '--value-only', '--endpoints', endpoints],
