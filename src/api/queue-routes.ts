@@ -53,7 +53,7 @@ export interface QueueBackend extends Pick<KvBackend, 'forward'> {
     write(
       cmd: QueueCommandAny,
       session: Session | null,
-      w: { signal?: AbortSignal },
+      w: { signal?: AbortSignal; onProposed?: () => void },
     ): Promise<QueueAnswer>;
     read<T>(read: (q: QueueStateMachine) => T, w: { signal?: AbortSignal }): Promise<T>;
     readonly queue: QueueStateMachine;
@@ -153,14 +153,21 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
     cmd: QueueCommandAny,
     session: Session | null,
     signal: AbortSignal,
+    onProposed?: () => void,
   ): Promise<Record<string, unknown>> => {
-    const { ok: _ok, ...rest } = await b.service.write(cmd, session, { signal });
+    const { ok: _ok, ...rest } = await b.service.write(cmd, session, {
+      signal,
+      ...(onProposed === undefined ? {} : { onProposed }),
+    });
     return rest;
   };
 
-  write('add', ['queue', ...addJobFields], (o, session, signal) =>
-    propose(command({ op: 'add', queue: queueOf(o), ...addJobOf(o, l) }), session, signal),
-  );
+  write('add', ['queue', ...addJobFields], (o, session, signal) => {
+    const queue = queueOf(o);
+    const job = addJobOf(o, l);
+    const due = job['delayMs'] === undefined || job['delayMs'] === 0 ? 1 : 0;
+    return propose(command({ op: 'add', queue, ...job }), session, signal, handOver(b, queue, due));
+  });
   write('addBulk', ['queue', 'jobs'], (o, session, signal) => {
     const queue = queueOf(o);
     const given = o['jobs'];
@@ -178,7 +185,13 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
         throw new FlotillaError(err.code, `jobs[${i}]: ${err.message}`);
       }
     });
-    return propose(command({ op: 'addBulk', queue, jobs }), session, signal);
+    const due = jobs.filter((j) => j['delayMs'] === undefined || j['delayMs'] === 0).length;
+    return propose(
+      command({ op: 'addBulk', queue, jobs }),
+      session,
+      signal,
+      handOver(b, queue, due),
+    );
   });
 
   write('claim', ['queue', 'max', 'worker', 'leaseMs', 'waitMs'], async (o, session, signal) => {
@@ -382,6 +395,12 @@ export function installQueueRoutes(
  * change, unless it carries a session: its sequence number would answer every retry with the
  * first, cached, empty result. At the deadline it is proposed once more, so the answer names
  * why nothing was claimed.
+ *
+ * An add that finds claims waiting hands its jobs over as it is proposed (`handOver`): the
+ * first waiting claims are proposed at once, right behind the add in the log and in the same
+ * append, rather than after the add's commit and apply. A worker waiting for work then gets a
+ * new job one commit after its add, not two. The state machine still decides: a claim handed
+ * a job another claim took first finds nothing, as any claim may.
  */
 async function claim(
   b: QueueBackend,
@@ -399,24 +418,55 @@ async function claim(
     const s = b.service.queue.stats(queue);
     return s !== null && !s.paused && s.counts.waiting > gate.proposing(queue);
   };
+  /** Proposes the claim now (synchronously: handOver relies on it), counted by the gate. */
+  const proposeNow = (): Promise<QueueAnswer> => {
+    gate.reserve(queue, want);
+    return b.service.write(cmd, session, { signal }).finally(() => gate.release(queue, want));
+  };
+  const answerOf = async (p: Promise<QueueAnswer>): Promise<Record<string, unknown>> => {
+    const { ok: _ok, ...r } = await p;
+    return r;
+  };
+  const found = (r: Record<string, unknown>): boolean =>
+    (r['jobs'] as readonly unknown[]).length > 0;
   for (;;) {
     const left = deadline - b.clock.nowMs();
     if (left <= 0 || claimable()) {
-      gate.reserve(queue, want);
-      const answer = await b.service
-        .write(cmd, session, { signal })
-        .finally(() => gate.release(queue, want));
-      const { ok: _ok, ...r } = answer;
-      const jobs = r['jobs'] as readonly unknown[];
-      if (jobs.length > 0 || left <= 0 || session !== null) return r;
+      const r = await answerOf(proposeNow());
+      if (found(r) || left <= 0 || session !== null) return r;
     }
-    waiters.n++;
-    try {
-      await changeOrTimeout(b, Math.max(1, Math.min(deadline - b.clock.nowMs(), b.tickMs)), signal);
-    } finally {
-      waiters.n--;
+    // Wait for a change, or for an add to hand this claim a job. A claim handed a job that went
+    // to another claim waits again rather than looking at once: under a limit the queue can
+    // show waiting jobs no claim may take, and looking at once would propose in a loop.
+    for (;;) {
+      waiters.n++;
+      let handed: { readonly proposal: Promise<QueueAnswer> } | null;
+      try {
+        const ms = Math.max(1, Math.min(deadline - b.clock.nowMs(), b.tickMs));
+        handed = await changeOrTimeout(b, ms, signal, { queue, want, propose: proposeNow });
+      } finally {
+        waiters.n--;
+      }
+      if (handed === null) break;
+      const r = await answerOf(handed.proposal);
+      if (found(r) || session !== null) return r;
+      if (deadline - b.clock.nowMs() <= 0) break;
     }
   }
+}
+
+/**
+ * What an add of `due` jobs ready to run on `queue` calls once proposed: the first claims
+ * waiting there propose behind it (`ClaimGate.handOver`). Undefined (nothing to do) when no
+ * claim waits, no job is due, or the queue is paused or limited (rate or concurrency): a claim
+ * proposed there might find nothing it may take.
+ */
+function handOver(b: QueueBackend, queue: string, due: number): (() => void) | undefined {
+  const gate = gateOf(b);
+  if (due === 0 || !gate.hasSleepers(queue)) return undefined;
+  const s = b.service.queue.stats(queue);
+  if (s !== null && (s.paused || s.rateLimit !== null || s.concurrency !== null)) return undefined;
+  return () => gate.handOver(queue, due);
 }
 
 /**
@@ -431,6 +481,38 @@ async function claim(
 class ClaimGate {
   private readonly asked = new Map<string, number>();
   private readonly waiters = new Set<() => void>();
+  /** Claims waiting for a job, per queue, oldest first: an add hands its jobs to these. */
+  private readonly sleepers = new Map<string, Set<Sleeper>>();
+
+  hasSleepers(queue: string): boolean {
+    return this.sleepers.has(queue);
+  }
+
+  /** Registers a waiting claim until the returned function is called (or it is handed a job). */
+  sleep(queue: string, s: Sleeper): () => void {
+    let set = this.sleepers.get(queue);
+    if (set === undefined) this.sleepers.set(queue, (set = new Set()));
+    set.add(s);
+    return () => this.wake(queue, s);
+  }
+
+  /** Hands `jobs` just proposed to the oldest claims waiting on `queue`: each proposes now. */
+  handOver(queue: string, jobs: number): void {
+    let left = jobs;
+    for (const s of [...(this.sleepers.get(queue) ?? [])]) {
+      if (left <= 0) break;
+      this.wake(queue, s);
+      left -= s.want;
+      s.take();
+    }
+  }
+
+  private wake(queue: string, s: Sleeper): void {
+    const set = this.sleepers.get(queue);
+    if (set === undefined) return;
+    set.delete(s);
+    if (set.size === 0) this.sleepers.delete(queue);
+  }
 
   proposing(queue: string): number {
     return this.asked.get(queue) ?? 0;
@@ -462,16 +544,34 @@ function gateOf(b: QueueBackend): ClaimGate {
   return g;
 }
 
+/** A claim waiting for a job, as the gate sees it. */
+interface Sleeper {
+  readonly want: number;
+  /** Proposes the claim now; the wait then resolves with that proposal. */
+  take(): void;
+}
+
 /**
- * Resolves when the queue group applies something or a claim proposal ends, after `ms`, or
- * when `signal` aborts.
+ * Resolves with null when the queue group applies something or a claim proposal ends, or
+ * after `ms`; with the claim's proposal when an add hands it a job (`claim.propose` is then
+ * called synchronously, inside the add's batch); rejects when `signal` aborts.
  */
-function changeOrTimeout(b: QueueBackend, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
+function changeOrTimeout(
+  b: QueueBackend,
+  ms: number,
+  signal: AbortSignal,
+  claim: {
+    readonly queue: string;
+    readonly want: number;
+    readonly propose: () => Promise<QueueAnswer>;
+  },
+): Promise<{ readonly proposal: Promise<QueueAnswer> } | null> {
+  return new Promise((resolve, reject) => {
     const done = (): void => {
       b.clock.clearTimeout(timer);
       off();
       offRelease();
+      offSleep();
       signal.removeEventListener('abort', aborted);
     };
     const aborted = (): void => {
@@ -482,15 +582,23 @@ function changeOrTimeout(b: QueueBackend, ms: number, signal: AbortSignal): Prom
     };
     const timer = b.clock.setTimeout(() => {
       done();
-      resolve();
+      resolve(null);
     }, ms);
     const off = b.service.runtime.onApplied(() => {
       done();
-      resolve();
+      resolve(null);
     });
-    const offRelease = gateOf(b).onRelease(() => {
+    const gate = gateOf(b);
+    const offRelease = gate.onRelease(() => {
       done();
-      resolve();
+      resolve(null);
+    });
+    const offSleep = gate.sleep(claim.queue, {
+      want: claim.want,
+      take: () => {
+        done();
+        resolve({ proposal: claim.propose() });
+      },
     });
     if (signal.aborted) aborted();
     else signal.addEventListener('abort', aborted, { once: true });

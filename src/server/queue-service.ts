@@ -50,19 +50,30 @@ export class QueueService {
     });
   }
 
-  /** Replicates a command and answers with what applying it gave, or throws a FlotillaError. */
+  /**
+   * Replicates a command and answers with what applying it gave, or throws a FlotillaError.
+   * `onProposed` runs right after the command is handed to the core, in the same batch: what it
+   * proposes follows the command in the log and leaves in the same append.
+   */
   async write(
     cmd: QueueCommandAny,
     session: Session | null = null,
-    w: WaitOptions = {},
+    w: WaitOptions & { readonly onProposed?: () => void } = {},
   ): Promise<QueueAnswer> {
     const data = this.encode(cmd, session);
     // Refused before it enters the log while a member runs a release that does not know it.
     const feature = queueCommandFeature(cmd);
     if (feature !== null && this.gate !== null) await this.gate.require(feature, w.signal);
+    const then = w.onProposed;
     let result: unknown;
     try {
-      result = await this.runtime.propose(data, w);
+      result = await (then === undefined
+        ? this.runtime.propose(data, w)
+        : this.runtime.batch(() => {
+            const proposed = this.runtime.propose(data, w);
+            then();
+            return proposed;
+          }));
     } catch (err) {
       throw toFlotillaError(err);
     }

@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { QUEUE_GROUP, KV_GROUP } from '../../src/server/node.js';
 import { FlotillaClient, type FlotillaError } from '../../src/client/index.js';
 import { TestNodes, postJson } from './nodes.js';
+import { until } from '../support/until.js';
 
 type Json = Record<string, unknown>;
 
@@ -308,6 +309,39 @@ void test('waiting claims wake for one job and only one of them goes through the
     const got = all.filter((r) => (r.json['jobs'] as unknown[]).length > 0);
     assert.equal(got.length, 1, JSON.stringify(all.map((r) => r.json)));
     for (const r of all) assert.equal(r.status, 200, JSON.stringify(r.json));
+  } finally {
+    svc.write = write;
+  }
+});
+
+void test('an add hands its job to a waiting claim: the claim is proposed behind it, before it applies', async () => {
+  const l = await queueLeader();
+  const svc = nodes.node(l).queueService;
+  const write = svc.write.bind(svc);
+  // For each claim proposed on the queue: whether the add it waits for had been applied then.
+  const addAppliedAtClaim: boolean[] = [];
+  svc.write = (cmd, session, w) => {
+    if (cmd.op === 'claim' && cmd.queue === 'handed')
+      addAppliedAtClaim.push((svc.queue.stats('handed')?.totals.added ?? 0) > 0);
+    return write(cmd, session, w);
+  };
+  try {
+    const waiting = post(l, 'claim', { queue: 'handed', waitMs: 10_000 });
+    await until(
+      'the claim waiting on the leader',
+      async () => {
+        const res = await fetch(`${nodes.url(l)}/metrics`, { signal: AbortSignal.timeout(5_000) });
+        return /^flotilla_queue_claim_waiters(\{[^}]*\})? 1$/m.test(await res.text());
+      },
+      10_000,
+    );
+    const { id } = (await ok(l, 'add', { queue: 'handed', name: 'h', data: 1 })) as { id: string };
+    const r = await waiting;
+    const jobs = r.json['jobs'] as ClaimedJson[];
+    assert.equal(jobs.length, 1, JSON.stringify(r.json));
+    assert.equal(jobs[0]?.job['id'], id);
+    // Without the hand-over the claim proposes only once the add has applied and woken it.
+    assert.deepEqual(addAppliedAtClaim, [false], 'the claim went behind the add, not after it');
   } finally {
     svc.write = write;
   }
