@@ -14,13 +14,11 @@
 // 4. `--claims` claims from the full queue, timed as in 1.
 // Bounded: one cluster, stopped by PID at the end, data in a temp directory removed after.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { FlotillaClient } from '../../src/client/index.js';
-import { FlotillaCluster } from '../eval/clusters.js';
-import { ProcessGroup, sleep } from '../eval/procs.js';
+import { sleep } from '../eval/procs.js';
 import { benchArgs } from '../args.js';
+import { onQueueCluster, pct } from './common.js';
 
 const { values } = benchArgs({
   options: {
@@ -77,24 +75,7 @@ async function timedClaims(client: FlotillaClient, queue: string): Promise<numbe
   return ms.sort((a, b) => a - b);
 }
 
-const pct = (xs: number[], p: number): string =>
-  (xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] as number).toFixed(2);
-
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-queue-cluster-'));
-const procs = new ProcessGroup();
-const c = new FlotillaCluster({ size: 3, dir, procs });
-try {
-  await c.start();
-  let leaderId = 0;
-  while (leaderId === 0) {
-    for (const id of c.running()) {
-      const s = (await (await fetch(`${c.clientUrl(id)}/v1/status`)).json()) as {
-        queueGroup?: { role: string };
-      };
-      if (s.queueGroup?.role === 'leader') leaderId = id;
-    }
-    if (leaderId === 0) await sleep(50);
-  }
+await onQueueCluster('cluster', async (c, leaderId) => {
   const url = c.clientUrl(leaderId);
   const pid = c.pid(leaderId) as number;
   const client = new FlotillaClient({ endpoints: [url], connections: adders });
@@ -147,8 +128,4 @@ try {
         `~${jobs.toLocaleString('en-US')} waiting p50 ${pct(many, 50)} p90 ${pct(many, 90)} p99 ${pct(many, 99)}`,
     ].join('\n') + '\n',
   );
-} finally {
-  await c.stop();
-  await procs.stopAll();
-  rmSync(dir, { recursive: true, force: true });
-}
+});

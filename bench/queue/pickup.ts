@@ -8,13 +8,10 @@
 //
 // Bounded: one cluster, stopped by PID at the end, data in a temp directory removed after.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { FlotillaClient } from '../../src/client/index.js';
-import { FlotillaCluster } from '../eval/clusters.js';
-import { ProcessGroup, sleep } from '../eval/procs.js';
+import { sleep } from '../eval/procs.js';
 import { benchArgs } from '../args.js';
+import { onQueueCluster, pct } from './common.js';
 
 const { values } = benchArgs({ options: { jobs: { type: 'string', default: '300' } } });
 const jobs = Number(values.jobs);
@@ -42,24 +39,7 @@ async function waitForWaiters(url: string, n: number): Promise<void> {
   }
 }
 
-const pct = (xs: number[], p: number): string =>
-  (xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] as number).toFixed(2);
-
-const dir = mkdtempSync(join(tmpdir(), 'flotilla-queue-pickup-'));
-const procs = new ProcessGroup();
-const c = new FlotillaCluster({ size: 3, dir, procs });
-try {
-  await c.start();
-  let leaderId = 0;
-  while (leaderId === 0) {
-    for (const id of c.running()) {
-      const s = (await (await fetch(`${c.clientUrl(id)}/v1/status`)).json()) as {
-        queueGroup?: { role: string };
-      };
-      if (s.queueGroup?.role === 'leader') leaderId = id;
-    }
-    if (leaderId === 0) await sleep(50);
-  }
+await onQueueCluster('pickup', async (c, leaderId) => {
   const url = c.clientUrl(leaderId);
   const producer = new FlotillaClient({ endpoints: [url] });
   const worker = new FlotillaClient({ endpoints: [url] });
@@ -95,8 +75,4 @@ try {
       `add p50 ${pct(adds, 50)} p90 ${pct(adds, 90)} p99 ${pct(adds, 99)}; ` +
       `pickup p50 ${pct(pickups, 50)} p90 ${pct(pickups, 90)} p99 ${pct(pickups, 99)}\n`,
   );
-} finally {
-  await c.stop();
-  await procs.stopAll();
-  rmSync(dir, { recursive: true, force: true });
-}
+});

@@ -177,22 +177,19 @@ void describe('cluster up checks the binary client ports too', () => {
   });
 });
 
+/** `cluster up` of three nodes: peer ports from `peer`, client ports the three after them. */
+function threeNodes(peer: number): string[] {
+  return [
+    ...['cluster', 'up', '--peer-port', String(peer), '--client-port', String(peer + 3)],
+    ...['--data-dir', tempDir(), '--log-level', 'warn'],
+  ];
+}
+
 void describe('cluster up', () => {
   void it('announces the leader only from the nodes it started, and stops them on SIGINT', async () => {
     const peer = await freePortRun(6);
     const client = peer + 3;
-    const run = startCli([
-      'cluster',
-      'up',
-      '--peer-port',
-      String(peer),
-      '--client-port',
-      String(client),
-      '--data-dir',
-      tempDir(),
-      '--log-level',
-      'warn',
-    ]);
+    const run = startCli(threeNodes(peer));
     const [, leader] = await waitForOutput(run, /Ready: node (\d+) leads/, 30_000);
     const pids = printedPids(run);
     assert.equal(pids.size, 3, run.out.stdout);
@@ -245,19 +242,7 @@ void describe('cluster up', () => {
   void it('leaves no node running when it is killed without stopping them', async () => {
     // SIGKILL, or a wrapper that took the signal and left (npm given SIGTERM once ran its
     // script through a shell that did not pass it on): the nodes must not run on orphaned.
-    const peer = await freePortRun(6);
-    const run = startCli([
-      'cluster',
-      'up',
-      '--peer-port',
-      String(peer),
-      '--client-port',
-      String(peer + 3),
-      '--data-dir',
-      tempDir(),
-      '--log-level',
-      'warn',
-    ]);
+    const run = startCli(threeNodes(await freePortRun(6)));
     await waitForOutput(run, /Ready: node \d+ leads/, 30_000);
     const pids = printedPids(run);
     assert.equal(pids.size, 3, run.out.stdout);
