@@ -1,8 +1,8 @@
-// Swarm slice 1: seeds 550 to 1099 (four slices give the 2,200 seeds npm test runs).
+// Swarm slice 1: seeds 550 to 989 (four slices give the 1,760 seeds npm test runs; the 110 after each slice's end were dropped for CI time and run with `npm run sim`).
 
 import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
-void test('simulated clusters keep every safety and liveness property, seeds 550..1099', async () => {
-  await runSwarmSlice(550, 550);
+void test('simulated clusters keep every safety and liveness property, seeds 550..989', async () => {
+  await runSwarmSlice(550, 440);
 });
