@@ -20,7 +20,7 @@ if (!Number.isSafeInteger(jobs) || jobs < 1 || jobs > 100_000) {
   process.exit(2);
 }
 
-/** The leader's count of claims waiting for a job, from its /metrics. */
+/** A member's count of claims it holds waiting for a job, from its /metrics. */
 async function claimWaiters(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const m = /^flotilla_queue_claim_waiters(?:\{[^}]*\})? (\S+)$/m.exec(text);
@@ -28,13 +28,18 @@ async function claimWaiters(url: string): Promise<number> {
   return Number(m[1]);
 }
 
-/** Waits, bounded, until the leader holds `n` waiting claims. */
-async function waitForWaiters(url: string, n: number): Promise<void> {
+/**
+ * Waits, bounded, until the members together hold `n` waiting claims (on the queue group's
+ * leader, which may have changed since the cluster started: a claim sent to a follower is
+ * forwarded and waits there).
+ */
+async function waitForWaiters(urls: readonly string[], n: number): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const seen = await claimWaiters(url);
+    let seen = 0;
+    for (const url of urls) seen += await claimWaiters(url);
     if (seen === n) return;
-    if (Date.now() > deadline) throw new Error(`the leader shows ${seen} claim waiters, not ${n}`);
+    if (Date.now() > deadline) throw new Error(`the members hold ${seen} claim waiters, not ${n}`);
     await sleep(1);
   }
 }
@@ -49,9 +54,17 @@ await onQueueCluster('pickup', async (c, leaderId) => {
   const wq = worker.queue('pickup');
   const adds: number[] = [];
   const pickups: number[] = [];
+  const urls = c.running().map((id) => c.clientUrl(id));
   for (let i = 0; i < jobs + 20; i++) {
     const claimed = wq.claim({ max: 1, waitMs: 10_000 });
-    await waitForWaiters(url, 1);
+    // A claim that comes back before it waits (an error, say) ends the run with what it said.
+    const answered = claimed.then(
+      (r) => ({ answer: JSON.stringify(r) }),
+      (err: unknown) => ({ answer: String(err) }),
+    );
+    const early = await Promise.race([waitForWaiters(urls, 1).then(() => null), answered]);
+    if (early !== null)
+      throw new Error(`round ${i}: the claim answered before a job was added: ${early.answer}`);
     const t0 = performance.now();
     const add = pq.add('job', { i }).then(() => performance.now() - t0);
     const r = await claimed;
