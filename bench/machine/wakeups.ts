@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { benchArgs } from '../args.js';
 import { EtcdCluster, FlotillaCluster, type BenchCluster } from '../eval/clusters.js';
 import { cpuSeconds } from '../eval/cpu.js';
+import { machineFacts } from '../eval/machine.js';
 import { ProcessGroup } from '../eval/procs.js';
 
 type Mode = 'timer' | 'pong' | 'pool';
@@ -195,20 +196,6 @@ async function idleCluster(
   }
 }
 
-function hasEtcd(): boolean {
-  return (process.env['PATH'] ?? '')
-    .split(':')
-    .some((d) => d !== '' && readdirSafe(d).includes('etcd'));
-}
-
-function readdirSafe(d: string): string[] {
-  try {
-    return readdirSync(d);
-  } catch {
-    return [];
-  }
-}
-
 async function main(): Promise<void> {
   const { values } = benchArgs({
     options: {
@@ -244,7 +231,7 @@ async function main(): Promise<void> {
     seconds,
   ))
     process.stdout.write(`idle Flotilla ${line}\n`);
-  if (!hasEtcd()) {
+  if (machineFacts(tmpdir()).etcd === null) {
     process.stdout.write('idle etcd: not measured, etcd is not installed\n');
     return;
   }
