@@ -27,6 +27,13 @@ export interface GroupStorage {
   persist(entries: readonly Entry[], hardState: HardState | null): Promise<void>;
   /** Durable snapshot; the log is compacted through meta.index afterwards. */
   saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<void>;
+  /**
+   * The same, written from `data`'s pieces as they come and never held whole (the WAL writes
+   * them to its file): answers the snapshot's size in bytes, or null when storage already
+   * holds a snapshot at or past meta.index (nothing written). Optional: without it the runtime
+   * gathers the pieces and calls saveSnapshot.
+   */
+  saveSnapshotFrom?(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<number | null>;
   loadSnapshot(): Promise<{ meta: SnapshotMeta; data: Uint8Array } | null>;
   close(): Promise<void>;
 }
@@ -142,6 +149,12 @@ export function chunkStream(chunks: () => Iterator<Uint8Array>): AsyncIterable<U
           } catch (err) {
             return Promise.reject(err instanceof Error ? err : new Error(String(err)));
           }
+        },
+        // A reader that stops early (a save that failed) ends the generator, so its `finally`
+        // lets go of what it holds (a key-value capture keeps pre-images until closed).
+        return: () => {
+          it.return?.();
+          return Promise.resolve({ done: true as const, value: undefined });
         },
       };
     },

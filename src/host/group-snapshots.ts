@@ -6,11 +6,13 @@
 
 import { snapshotMetaOf, type Message, type RaftNode, type SnapshotMeta } from '../raft/index.js';
 import type { GroupStorage, StateMachine } from './contracts.js';
-import { collectSnapshot, snapshotChunks } from './snapshot-stream.js';
+import { collectSnapshot, framedSnapshot, snapshotChunks } from './snapshot-stream.js';
 import type { SnapshotReceiver } from './snapshot-receiver.js';
 import {
   TransferCounters,
+  idOf,
   sealChunk,
+  snapshotHash,
   snapshotId,
   type SnapshotTransfer,
 } from './snapshot-transfer.js';
@@ -48,6 +50,15 @@ export interface GroupSnapshotsOptions {
   readonly die: (err: Error) => void;
 }
 
+/** A snapshot followers may be sent, and its bytes once read from storage. */
+interface Sendable {
+  readonly meta: SnapshotMeta;
+  readonly totalBytes: number;
+  data: Uint8Array | null;
+  /** Chunks asked for while its bytes are read from storage (null: no read under way). */
+  waiting: (Message & { type: 'snapshot' })[] | null;
+}
+
 export class GroupSnapshots {
   private lastIndex: number;
   /** The size of the latest snapshot taken or installed; unknown (null) while one is taken. */
@@ -61,16 +72,19 @@ export class GroupSnapshots {
   private snapshotting = false;
   /** The background save of the last snapshot taken (settled: none runs). */
   private saving: Promise<void> = Promise.resolve();
+  /** Reads of snapshots' bytes from storage for sending (settled: none runs). */
+  private loading: Promise<void> = Promise.resolve();
   /** The state machine's state captured at `index`, to encode once its Ready is advanced. */
   private captured: { index: number; term: number; chunks: AsyncIterable<Uint8Array> } | null =
     null;
-  /** Latest durable snapshot. */
-  private latest: { meta: SnapshotMeta; data: Uint8Array } | null;
+  /** The index of the latest durable snapshot (0: none). */
+  private latestIndex: number;
   /**
    * Snapshots chunks are sent from, by id: the latest offered to the core, and the one before
    * it, which transfers started earlier still send (Progress keeps its snapshot to the end).
+   * Their bytes stay in storage until a follower needs them (Sendable.data).
    */
-  private readonly sendable = new Map<string, { meta: SnapshotMeta; data: Uint8Array }>();
+  private readonly sendable = new Map<string, Sendable>();
   /** The leader the last snapshot chunk came from (status). */
   private incomingFrom = 0;
   /** What each snapshot transfer moved, for status and metrics. */
@@ -81,7 +95,7 @@ export class GroupSnapshots {
     /** The snapshot storage held at start (the state machine was restored from it). */
     initial: { meta: SnapshotMeta; data: Uint8Array } | null,
   ) {
-    this.latest = initial;
+    this.latestIndex = initial?.meta.index ?? 0;
     this.lastIndex = initial?.meta.index ?? 0;
     this.lastBytes = initial?.data.length ?? 0;
     this.counters = new TransferCounters(o.nowMs);
@@ -134,7 +148,7 @@ export class GroupSnapshots {
    * so the storage is never closed under a save (a range given up while it snapshotted).
    */
   idle(): Promise<void> {
-    return this.saving;
+    return Promise.all([this.saving, this.loading]).then(() => undefined);
   }
 
   /** Encodes and saves the snapshot captured in the Ready just advanced, in the background. */
@@ -148,18 +162,18 @@ export class GroupSnapshots {
     // The configuration the core holds at `index`, not the one this node started with: a
     // membership change must survive a restart from this snapshot.
     const meta: SnapshotMeta = snapshotMetaOf(index, term, node.confStateAt(index));
-    this.saving = collectSnapshot(c.chunks, this.o.nextTurn)
-      .then(async (data) => {
+    this.saving = this.save(meta, c.chunks)
+      .then((saved) => {
+        // Storage held a newer snapshot already (installed from the leader meanwhile).
+        if (saved === null) return;
         // Unless a snapshot installed from the leader meanwhile is the latest now.
-        if (this.lastIndex === index) this.lastBytes = data.length;
-        await this.o.storage.saveSnapshot(meta, data);
-        const id = await snapshotId(meta, data, this.o.nextTurn);
+        if (this.lastIndex === index) this.lastBytes = saved.bytes;
         // A snapshot installed from the leader meanwhile may be newer: never go back.
-        if (this.latest !== null && this.latest.meta.index >= index) return;
-        this.offer(meta, data, id);
+        if (this.latestIndex >= index) return;
+        this.offer(meta, saved.id, saved.bytes, null);
         const compactTo = Math.min(index - this.o.policy.catchupEntries, st.persistedIndex);
         if (compactTo > node.status().firstIndex) node.compact(compactTo);
-        this.o.onEvent({ kind: 'snapshot-saved', index, bytes: data.length });
+        this.o.onEvent({ kind: 'snapshot-saved', index, bytes: saved.bytes });
       })
       .catch((err: unknown) => this.o.die(err instanceof Error ? err : new Error(String(err))))
       .finally(() => {
@@ -167,16 +181,45 @@ export class GroupSnapshots {
       });
   }
 
-  /** The core may send `data` to followers behind its compacted log from now on. */
-  offer(meta: SnapshotMeta, data: Uint8Array, id: string): void {
-    this.latest = { meta, data };
+  /**
+   * Encodes the captured chunks and saves them: written to storage as they are encoded where
+   * it can (the WAL), so the snapshot is never held whole in memory, else gathered into one
+   * buffer first. Answers the size and id, or null when storage held a newer snapshot.
+   */
+  private async save(
+    meta: SnapshotMeta,
+    chunks: AsyncIterable<Uint8Array>,
+  ): Promise<{ bytes: number; id: string } | null> {
+    const { storage, nextTurn } = this.o;
+    if (storage.saveSnapshotFrom === undefined) {
+      const data = await collectSnapshot(chunks, nextTurn);
+      await storage.saveSnapshot(meta, data);
+      return { bytes: data.length, id: await snapshotId(meta, data, nextTurn) };
+    }
+    const hash = snapshotHash(meta);
+    async function* hashed(): AsyncGenerator<Uint8Array> {
+      for await (const piece of framedSnapshot(chunks, nextTurn)) {
+        hash.update(piece);
+        yield piece;
+      }
+    }
+    const bytes = await storage.saveSnapshotFrom(meta, hashed());
+    return bytes === null ? null : { bytes, id: idOf(hash) };
+  }
+
+  /**
+   * The core may send the snapshot to followers behind its compacted log from now on. Its
+   * bytes are read from storage when a chunk is first sent, unless `data` holds them.
+   */
+  offer(meta: SnapshotMeta, id: string, totalBytes: number, data: Uint8Array | null): void {
+    this.latestIndex = Math.max(this.latestIndex, meta.index);
     this.sendable.delete(id);
-    this.sendable.set(id, { meta, data });
+    this.sendable.set(id, { meta, totalBytes, data, waiting: null });
     for (const old of this.sendable.keys()) {
       if (this.sendable.size <= 2) break;
       this.sendable.delete(old);
     }
-    this.o.node.offerSnapshot({ meta, id, totalBytes: data.length });
+    this.o.node.offerSnapshot({ meta, id, totalBytes });
   }
 
   /**
@@ -189,7 +232,7 @@ export class GroupSnapshots {
     await this.o.storage.saveSnapshot(meta, data);
     await this.o.stateMachine.restore(snapshotChunks(data));
     await this.o.receiver.installed();
-    this.offer(meta, data, id);
+    this.offer(meta, id, data.length, null);
     this.lastIndex = meta.index;
     this.lastBytes = data.length;
     this.logBytesSince = 0;
@@ -202,13 +245,45 @@ export class GroupSnapshots {
     // the core starts over with the snapshot offered now when its progress times out.
     const s = this.sendable.get(m.id);
     if (s === undefined) return;
+    if (s.data !== null) {
+      this.sendFrom(s.data, m);
+      return;
+    }
+    // Its bytes are in storage: read them once, and send the chunks asked for meanwhile in
+    // the order they were asked.
+    if (s.waiting !== null) {
+      s.waiting.push(m);
+      return;
+    }
+    s.waiting = [m];
+    const read = this.o.storage.loadSnapshot().then(
+      (held) => {
+        const waiting = s.waiting ?? [];
+        s.waiting = null;
+        // Storage moved on to a newer snapshot (it keeps only the latest): as above, the
+        // transfer stalls and starts over with the one offered now.
+        const same =
+          held?.meta.index === s.meta.index &&
+          held.meta.term === s.meta.term &&
+          held.data.length === s.totalBytes;
+        if (!same) return;
+        s.data = held.data;
+        if (this.sendable.get(m.id) !== s) return;
+        for (const w of waiting) this.sendFrom(held.data, w);
+      },
+      (err: unknown) => this.o.die(err instanceof Error ? err : new Error(String(err))),
+    );
+    this.loading = Promise.all([this.loading, read]).then(() => undefined);
+  }
+
+  private sendFrom(data: Uint8Array, m: Message & { type: 'snapshot' }): void {
     this.counters.sent(
       m.to,
       { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
       m.offset,
       m.length,
     );
-    this.o.send(m, sealChunk(s.data.subarray(m.offset, m.offset + m.length)));
+    this.o.send(m, sealChunk(data.subarray(m.offset, m.offset + m.length)));
   }
 
   /**

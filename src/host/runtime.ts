@@ -279,7 +279,8 @@ export class RaftRuntime {
     const rt = new this(o, snapshot, receiver);
     if (snapshot !== null) {
       const id = idOf(snapshotHash(snapshot.meta).update(snapshot.data));
-      rt.snapshots.offer(snapshot.meta, snapshot.data, id);
+      // Its bytes stay in storage until a follower needs them.
+      rt.snapshots.offer(snapshot.meta, id, snapshot.data.length, null);
     }
     rt.running = true;
     // A single-voter cluster elects itself at once rather than after a timeout. The voters

@@ -1,6 +1,6 @@
-// A state machine streams its snapshot as chunks; storage and the peer transport still hold a
-// snapshot as one buffer (chunked transfer that resumes is a later step). The host frames the
-// chunks into that buffer so they come back out exactly as they went in:
+// A state machine streams its snapshot as chunks; the host frames them into one byte stream, which
+// storage writes as it comes (or gathers into one buffer) and the transfer to a follower sends
+// in chunks of its own, so they come back out exactly as they went in:
 //
 //   "FSN1", then for each chunk: u32 little-endian length, that many bytes
 
@@ -11,31 +11,49 @@ const MAGIC = new Uint8Array([0x46, 0x53, 0x4e, 0x31]); // "FSN1"
 const BYTES_PER_TURN = 4 << 20;
 
 /**
+ * The framed snapshot's bytes, piece by piece: the marker, then each chunk's length and the
+ * chunk. The event loop turns (`nextTurn`) before each chunk is pulled, so heartbeats and
+ * client requests keep being served while a large state is encoded. Storage that writes the
+ * pieces as they come never holds the whole snapshot (GroupStorage.saveSnapshotFrom).
+ */
+export async function* framedSnapshot(
+  chunks: AsyncIterable<Uint8Array>,
+  nextTurn: () => Promise<void>,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  yield MAGIC;
+  for await (const c of chunks) {
+    const length = new Uint8Array(4);
+    new DataView(length.buffer).setUint32(0, c.length, true);
+    yield length;
+    yield c;
+    await nextTurn();
+  }
+}
+
+/**
  * Reads every chunk of `chunks` into one framed buffer, letting the event loop turn
- * (`nextTurn`) between chunks and every few MB, so heartbeats and client requests keep being
- * served while a large state is encoded.
+ * (`nextTurn`) between chunks and every few MB. Holding the pieces and then the whole costs
+ * fresh memory twice the snapshot's size: at a million keys that was most of a snapshot's
+ * time (BENCHMARKS.md, "Snapshots written as they are encoded"), so the runtime streams to
+ * storage where it can and this serves the rest (in-memory and SQLite storage, backups).
  */
 export async function collectSnapshot(
   chunks: AsyncIterable<Uint8Array>,
   nextTurn: () => Promise<void>,
 ): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
-  let total = MAGIC.length;
-  for await (const c of chunks) {
-    parts.push(c);
-    total += 4 + c.length;
-    await nextTurn();
+  let total = 0;
+  for await (const p of framedSnapshot(chunks, nextTurn)) {
+    parts.push(p);
+    total += p.length;
   }
   const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
-  out.set(MAGIC, 0);
-  let at = MAGIC.length;
+  let at = 0;
   let sinceTurn = 0;
-  for (const c of parts) {
-    view.setUint32(at, c.length, true);
-    out.set(c, at + 4);
-    at += 4 + c.length;
-    sinceTurn += c.length;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+    sinceTurn += p.length;
     // Touching tens of MB of fresh memory at once costs page faults enough to block for
     // hundreds of milliseconds on a busy machine.
     if (sinceTurn >= BYTES_PER_TURN) {

@@ -265,6 +265,7 @@ async function openGroupStorageOf(
     initialState: () => opened.initialState(),
     persist: (entries, hs) => opened.persist(entries, hs),
     saveSnapshot: (meta, data) => opened.saveSnapshot(meta, data),
+    saveSnapshotFrom: (meta, data) => opened.saveSnapshotFrom(meta, data),
     loadSnapshot: () => opened.loadSnapshot(),
     close: async () => {
       try {

@@ -100,6 +100,16 @@ export class WalNodeDisk implements NodeDisk {
         g.mirror.saveSnapshot({ meta, bytes: data });
         io.onSnapshot(meta, data);
       },
+      // As nodes save theirs: written as encoded. The checks want the bytes, read back.
+      saveSnapshotFrom: async (meta: SnapshotMeta, data: AsyncIterable<Uint8Array>) => {
+        const bytes = await wal.saveSnapshotFrom(meta, data);
+        if (bytes === null) return null;
+        const saved = await wal.loadSnapshot();
+        if (saved?.meta.index !== meta.index) throw new Error(`snapshot ${meta.index} not held`);
+        g.mirror.saveSnapshot({ meta, bytes: saved.data });
+        io.onSnapshot(meta, saved.data);
+        return bytes;
+      },
       loadSnapshot: () => wal.loadSnapshot(),
       close: () => wal.close(),
     };

@@ -42,15 +42,41 @@ export async function writeFileAtomic(
   finalPath: string,
   parts: readonly Uint8Array[],
 ): Promise<void> {
+  await writeFileAtomicWith(syncer, dir, finalPath, async (fh) => {
+    try {
+      let position = 0;
+      for (const part of parts) {
+        await writeFully(fh, part, position);
+        position += part.length;
+      }
+    } catch (err) {
+      throw ioFailure('STORAGE_WRITE_FAILED', `writing ${finalPath}.tmp`, err);
+    }
+  });
+}
+
+/**
+ * The same with the bytes written by `write` into the temporary file; if it throws, the
+ * temporary file is removed and the error passed on as it is (a refusal of the caller's, not
+ * a failed write, stays what it was).
+ */
+export async function writeFileAtomicWith(
+  syncer: Syncer,
+  dir: string,
+  finalPath: string,
+  write: (fh: StorageFile) => Promise<void>,
+): Promise<void> {
   const fs = syncer.fs;
   const tmp = `${finalPath}.tmp`;
   const fh = await fs.open(tmp, { create: 'truncate' });
   try {
-    let position = 0;
-    for (const part of parts) {
-      await writeFully(fh, part, position);
-      position += part.length;
-    }
+    await write(fh);
+  } catch (err) {
+    await fh.close();
+    await fs.rm(tmp);
+    throw err;
+  }
+  try {
     await syncer.fsync(fh, tmp);
   } catch (err) {
     await fh.close();

@@ -21,7 +21,9 @@ import { asBuffer, readU64, writeU64 } from './codec.js';
 import { StorageError, corrupt } from './errors.js';
 import type { StorageFs } from './fs.js';
 import type { Syncer } from './fsutil.js';
-import { writeFileAtomic } from './fsutil.js';
+import { writeFileAtomic, writeFileAtomicWith, writeFully, writevFully } from './fsutil.js';
+import { crc32cCombine } from './crc-combine.js';
+import { ioFailure } from './errors.js';
 import type { StoredSnapshot } from './types.js';
 
 /** The newest format this build writes; it reads every version up to it. */
@@ -83,6 +85,89 @@ export async function writeSnapshotFile(
   const path = join(dir, snapshotFileName(meta.index));
   await writeFileAtomic(syncer, dir, path, [head, data, trailer]);
   return path;
+}
+
+/** The snapshot's source failed while it was written from it: nothing of it was kept. */
+export class SnapshotSourceError extends Error {
+  constructor(cause: unknown) {
+    super(`Snapshot source failed: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+    this.name = 'SnapshotSourceError';
+  }
+}
+
+/** Pieces of streamed data gathered into one vectored write. */
+const STREAM_WRITE_BYTES = 1 << 20;
+
+/**
+ * The same file, byte for byte, written from `data`'s pieces as they come, so the snapshot is
+ * never held whole in memory: the header is written last, once the data's length is known,
+ * and the file's CRC joins the header's to the data's (crc32cCombine) rather than reading the
+ * data back. More than `maxBytes` of data is refused (STORAGE_LIMIT) and leaves no file; so
+ * does a source that throws, with its own error. Answers the data's length.
+ */
+export async function writeSnapshotFileFrom(
+  syncer: Syncer,
+  dir: string,
+  meta: SnapshotMeta,
+  data: AsyncIterable<Uint8Array>,
+  maxBytes: number,
+): Promise<number> {
+  const headBytes = encodeHead(meta, 0).length;
+  const path = join(dir, snapshotFileName(meta.index));
+  let dataBytes = 0;
+  await writeFileAtomicWith(syncer, dir, path, async (fh) => {
+    let dataCrc = 0;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let position = headBytes;
+    const flush = async (): Promise<void> => {
+      const bufs = pending;
+      pending = [];
+      pendingBytes = 0;
+      try {
+        position += await writevFully(fh, bufs, position);
+      } catch (err) {
+        throw ioFailure('STORAGE_WRITE_FAILED', `writing ${path}.tmp`, err);
+      }
+    };
+    const pieces = data[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<Uint8Array>;
+      try {
+        next = await pieces.next();
+      } catch (err) {
+        throw new SnapshotSourceError(err);
+      }
+      if (next.done === true) break;
+      const piece = next.value;
+      dataBytes += piece.length;
+      if (dataBytes > maxBytes) {
+        await pieces.return?.();
+        throw new StorageError(
+          'STORAGE_LIMIT',
+          `Snapshot exceeds the limit of ${maxBytes} bytes (${dataBytes} bytes so far)`,
+        );
+      }
+      const b = asBuffer(piece);
+      dataCrc = crc32c(b, dataCrc);
+      pending.push(b);
+      pendingBytes += b.length;
+      if (pendingBytes >= STREAM_WRITE_BYTES) await flush();
+    }
+    if (pendingBytes > 0) await flush();
+    const head = encodeHead(meta, dataBytes);
+    const trailer = Buffer.allocUnsafe(4);
+    trailer.writeUInt32LE(crc32cCombine(crc32c(head), dataCrc, dataBytes), 0);
+    try {
+      await writeFully(fh, head, 0);
+      await writeFully(fh, trailer, headBytes + dataBytes);
+    } catch (err) {
+      throw ioFailure('STORAGE_WRITE_FAILED', `writing ${path}.tmp`, err);
+    }
+  });
+  return dataBytes;
 }
 
 /** Reads and verifies a snapshot file; throws STORAGE_CORRUPT or STORAGE_VERSION. */

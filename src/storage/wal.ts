@@ -23,10 +23,12 @@ import {
 } from './records.js';
 import type { Position } from './records.js';
 import {
+  SnapshotSourceError,
   listSnapshotFiles,
   readSnapshotFile,
   removeOlderSnapshots,
   writeSnapshotFile,
+  writeSnapshotFileFrom,
   snapshotFileName,
 } from './snapshot-file.js';
 import type {
@@ -170,17 +172,63 @@ export class WalStorage implements RaftStorage {
     } catch (err) {
       return rejected(err);
     }
-    const next = this.snapshotChain.then(() => this.writeSnapshot(meta, data));
+    const next = this.snapshotChain.then(() =>
+      this.writeSnapshot(meta, async () => {
+        await writeSnapshotFile(this.syncer, this.dir, meta, data);
+      }),
+    );
     this.snapshotChain = next.catch(() => undefined);
     return next;
   }
 
-  private async writeSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<void> {
+  /**
+   * saveSnapshot from the snapshot's pieces as they come, never holding it whole (the file is
+   * byte for byte what saveSnapshot writes). Answers its size, or null when a snapshot at or
+   * past meta.index is held already: then `data` is read to its end unwritten, so its source
+   * lets go of what it holds. Too large a snapshot, or a source that fails, leaves no file
+   * and the store writable; a failed write or sync latches the store as saveSnapshot does.
+   */
+  saveSnapshotFrom(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<number | null> {
+    try {
+      this.writer.commits.checkWritable();
+      checkSnapshotMeta(meta);
+    } catch (err) {
+      return rejected(err);
+    }
+    const next = this.snapshotChain.then(async () => {
+      this.writer.commits.checkWritable();
+      if (meta.index <= (this.snapshotMeta?.index ?? 0)) {
+        for await (const piece of data) void piece;
+        return null;
+      }
+      let bytes = 0;
+      await this.writeSnapshot(meta, async () => {
+        bytes = await writeSnapshotFileFrom(
+          this.syncer,
+          this.dir,
+          meta,
+          data,
+          this.limits.maxSnapshotBytes,
+        );
+      });
+      return bytes;
+    });
+    this.snapshotChain = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
+  }
+
+  private async writeSnapshot(meta: SnapshotMeta, write: () => Promise<void>): Promise<void> {
     this.writer.commits.checkWritable();
     if (meta.index <= (this.snapshotMeta?.index ?? 0)) return;
     try {
-      await writeSnapshotFile(this.syncer, this.dir, meta, data);
+      await write();
     } catch (err) {
+      // A refusal (too large) or the source's own failure wrote nothing: the store goes on.
+      if (err instanceof SnapshotSourceError) throw err;
+      if (err instanceof StorageError && err.code === 'STORAGE_LIMIT') throw err;
       const failure = ioFailure('STORAGE_WRITE_FAILED', `writing snapshot ${meta.index}`, err);
       this.writer.commits.fail(failure);
       throw failure;

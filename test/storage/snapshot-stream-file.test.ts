@@ -1,0 +1,191 @@
+// A snapshot written to its file as it is encoded (writeSnapshotFileFrom, WalStorage's
+// saveSnapshotFrom) is byte for byte the file a whole buffer makes, with its CRC joined from
+// the header's and the data's (crc32cCombine); a snapshot over the limit, or a source that
+// fails, leaves no file and the store writable.
+
+import { crc32c } from '@node-rs/crc32';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import type { SnapshotMeta } from '../../src/raft/types.js';
+import { crc32cCombine } from '../../src/storage/crc-combine.js';
+import { nodeFs } from '../../src/storage/fs.js';
+import { Syncer } from '../../src/storage/fsutil.js';
+import {
+  SnapshotSourceError,
+  readSnapshotFile,
+  writeSnapshotFile,
+  writeSnapshotFileFrom,
+} from '../../src/storage/snapshot-file.js';
+import { openWalStorage } from '../../src/storage/wal.js';
+import { ents, rejectsCode, tempDir } from './helpers.js';
+
+/** `data` in pieces of the given sizes, as an async source; counts the pieces read. */
+function source(
+  data: Uint8Array,
+  sizes: readonly number[],
+): AsyncIterable<Uint8Array> & {
+  read: number;
+} {
+  const s = {
+    read: 0,
+    async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+      let at = 0;
+      for (let k = 0; at < data.length; k++) {
+        const n = sizes[k % sizes.length] as number;
+        await Promise.resolve();
+        s.read++;
+        yield data.subarray(at, at + n);
+        at += n;
+      }
+    },
+  };
+  return s;
+}
+
+void describe('CRC-32C of joined bytes', () => {
+  void it('equals the CRC of the concatenation, for any split', () => {
+    for (let t = 0; t < 500; t++) {
+      const a = randomBytes(t % 97);
+      const b = randomBytes(t < 10 ? t : (t * 7919) % 20_000);
+      assert.equal(
+        crc32cCombine(crc32c(a), crc32c(b), b.length),
+        crc32c(Buffer.concat([a, b])),
+        `${a.length} + ${b.length} bytes`,
+      );
+    }
+  });
+
+  void it('refuses a length that is not a non-negative integer', () => {
+    assert.throws(() => crc32cCombine(1, 2, -1), RangeError);
+    assert.throws(() => crc32cCombine(1, 2, 1.5), RangeError);
+  });
+});
+
+void describe('a snapshot file written as it is encoded', () => {
+  const syncer = new Syncer(nodeFs, undefined);
+  const data = randomBytes(3 * (1 << 20) + 12_345);
+  const metas: SnapshotMeta[] = [
+    { index: 7, term: 2, voters: [1, 2, 3] },
+    { index: 9, term: 3, voters: [1, 2, 4], learners: [6], outgoing: [1, 2, 3], autoLeave: true },
+  ];
+
+  void it('is byte for byte the file a whole buffer makes, for versions 1 and 2', async () => {
+    const whole = await tempDir();
+    const streamed = await tempDir();
+    try {
+      for (const meta of metas) {
+        const a = await writeSnapshotFile(syncer, whole.dir, meta, data);
+        const bytes = await writeSnapshotFileFrom(
+          syncer,
+          streamed.dir,
+          meta,
+          source(data, [1, 70_000, 4, 300_000]),
+          1 << 30,
+        );
+        assert.equal(bytes, data.length);
+        const b = a.replace(whole.dir, streamed.dir);
+        assert.deepEqual(await readFile(b), await readFile(a));
+        const back = await readSnapshotFile(nodeFs, b);
+        assert.deepEqual(back.meta, meta);
+      }
+      assert.deepEqual(
+        (await readdir(streamed.dir)).filter((f) => f.endsWith('.tmp')),
+        [],
+        'no temporary file left',
+      );
+    } finally {
+      await whole.cleanup();
+      await streamed.cleanup();
+    }
+  });
+
+  void it('refuses more than the limit, stops reading, and leaves no file', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const src = source(data, [1 << 20]);
+      const err = await rejectsCode(
+        () => writeSnapshotFileFrom(syncer, dir, metas[0] as SnapshotMeta, src, 2 << 20),
+        'STORAGE_LIMIT',
+      );
+      assert.match(err.message, /exceeds the limit of 2097152 bytes \(3145728 bytes so far\)/);
+      assert.equal(src.read, 3, 'read no piece past the one over the limit');
+      assert.deepEqual(await readdir(dir), []);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('passes on a failing source as SnapshotSourceError and leaves no file', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const failing = {
+        async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+          yield data.subarray(0, 100);
+          await Promise.resolve();
+          throw new Error('capture lost track');
+        },
+      };
+      await assert.rejects(
+        writeSnapshotFileFrom(syncer, dir, metas[0] as SnapshotMeta, failing, 1 << 30),
+        (err: unknown) =>
+          err instanceof SnapshotSourceError && /capture lost track/.test(err.message),
+      );
+      assert.deepEqual(await readdir(dir), []);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+void describe('WalStorage.saveSnapshotFrom', () => {
+  const meta = (index: number): SnapshotMeta => ({ index, term: 1, voters: [1] });
+
+  void it('saves what loadSnapshot reads back, and drains a source it does not need', async () => {
+    const { dir, cleanup } = await tempDir();
+    const wal = await openWalStorage(dir, { maxSnapshotBytes: 8 << 20 });
+    try {
+      await wal.persist(ents(1, 20, 1), { term: 1, vote: 1, commit: 20 });
+      const data = randomBytes(1 << 20);
+      assert.equal(await wal.saveSnapshotFrom(meta(10), source(data, [65_536])), data.length);
+      const back = await wal.loadSnapshot();
+      assert.deepEqual(back?.meta, meta(10));
+      assert.deepEqual(Buffer.from(back?.data ?? []), data);
+      // Older than the one held: nothing written, but the source is read to its end.
+      const stale = source(data, [65_536]);
+      assert.equal(await wal.saveSnapshotFrom(meta(5), stale), null);
+      assert.equal(stale.read, 16);
+      assert.equal((await wal.loadSnapshot())?.meta.index, 10);
+    } finally {
+      await wal.close();
+      await cleanup();
+    }
+  });
+
+  void it('stays writable after a snapshot over the limit or a failing source', async () => {
+    const { dir, cleanup } = await tempDir();
+    const wal = await openWalStorage(dir, { maxSnapshotBytes: 1 << 20 });
+    try {
+      await wal.persist(ents(1, 20, 1), { term: 1, vote: 1, commit: 20 });
+      await rejectsCode(
+        () => wal.saveSnapshotFrom(meta(10), source(randomBytes(2 << 20), [65_536])),
+        'STORAGE_LIMIT',
+      );
+      const failing = {
+        async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+          await Promise.resolve();
+          throw new Error('encoder failed');
+        },
+      };
+      await assert.rejects(wal.saveSnapshotFrom(meta(10), failing), SnapshotSourceError);
+      await wal.persist(ents(21, 25, 1), { term: 1, vote: 1, commit: 25 });
+      const data = randomBytes(1000);
+      assert.equal(await wal.saveSnapshotFrom(meta(20), source(data, [300])), 1000);
+      assert.equal((await wal.loadSnapshot())?.meta.index, 20);
+    } finally {
+      await wal.close();
+      await cleanup();
+    }
+  });
+});
