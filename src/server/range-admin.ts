@@ -196,6 +196,9 @@ async function splitHeld(
   // voters and the generation read below are the range's last; the lock keeps them so.
   await lane.service.readBarrier({ signal });
   const d = lane.group.range.descriptor();
+  // A range starts at the key already: a retried split whose first attempt went through (its
+  // answer lost, or the caller gave up on it) finds the split done, and is answered it.
+  if (d.start.length > 0 && compareBytes(key, d.start) === 0) return splitDone(o, d, w);
   // Refused here too (the range's log would refuse it) so that no id is allocated for nothing.
   if (compareBytes(key, d.start) <= 0 || (d.end !== null && compareBytes(key, d.end) >= 0))
     throw new FlotillaError(
@@ -239,6 +242,37 @@ async function splitHeld(
   const right: RangeDescriptor = r.right;
   await o.beforeMapRecord?.(left, right);
   await recordSplitInMap(o, left, right, { signal, authorization });
+  return { left, right };
+}
+
+/**
+ * The answer to a split at `right`'s start: nothing changes. `right` is the range starting at
+ * the key, the left half the range the map holds ending there (read linearizably). Replicas
+ * asked for must be `right`'s: a different request is refused, not answered as done.
+ */
+async function splitDone(
+  o: RangeAdminOptions,
+  right: RangeDescriptor,
+  w: SplitCall,
+): Promise<{ left: RangeDescriptor; right: RangeDescriptor }> {
+  if (w.replicas !== null) {
+    const asked = [...w.replicas].sort((a, b) => a - b).join(',');
+    if (asked !== [...right.replicas].sort((a, b) => a - b).join(','))
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `Cannot split at the start of range ${showRange(right)}: it is split there already, on replicas [${right.replicas.join(', ')}], not those asked for`,
+      );
+  }
+  await readBarrierAt(o.meta.runtime, 'linearizable', w.signal);
+  const left = o.meta.machine
+    .map()
+    ?.ranges()
+    .find((r) => r.end !== null && compareBytes(r.end, right.start) === 0);
+  if (left === undefined)
+    throw new FlotillaError(
+      'RANGE_CHANGE_IN_PROGRESS',
+      `Range ${showRange(right)} starts at this key already, but the range map does not record the split yet; retry once it does`,
+    );
   return { left, right };
 }
 

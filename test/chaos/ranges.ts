@@ -35,11 +35,11 @@ export interface SplitRecord {
   readonly startMs: number;
   endMs: number;
   /**
-   * `split`: acknowledged, with the new range's id; `already`: refused because the key is a
-   * range's start already (an earlier attempt whose answer was lost applied); `unknown`: the
-   * last attempt's outcome is not known; `failed`: refused for good, or never got through.
+   * `split`: acknowledged, with the new range's id (a retry after an attempt whose answer was
+   * lost is answered the split that attempt made); `unknown`: the last attempt's outcome is not
+   * known; `failed`: refused for good, or never got through.
    */
-  outcome: 'split' | 'already' | 'unknown' | 'failed';
+  outcome: 'split' | 'unknown' | 'failed';
   rightId: number | null;
   /** The last refusal, for a split that did not end acknowledged. */
   failure: string | null;
@@ -158,13 +158,6 @@ export class Splitter {
       } catch (err) {
         const code = err instanceof FlotillaError ? err.code : 'ERROR';
         const message = err instanceof Error ? err.message : String(err);
-        if (code === 'BAD_REQUEST' && message.includes('at its start')) {
-          // The key starts a range already: an earlier attempt applied (the judge confirms it
-          // from the map), or, with nothing sent before, a split of someone else's.
-          s.outcome = maybeApplied ? 'already' : 'failed';
-          s.failure = maybeApplied ? null : message;
-          break;
-        }
         if (!(err instanceof FlotillaError) || err.indefinite) maybeApplied = true;
         s.failure = `${code}: ${message}`;
         if (err instanceof FlotillaError && !RETRYABLE.has(code)) break;
@@ -180,7 +173,7 @@ export class Splitter {
     const refused = s.refusals.length > 0 ? `; refused ${s.refusals.join(', ')}` : '';
     this.log(
       `split at ${key}: ${s.outcome}${s.rightId === null ? '' : ` (range ${s.rightId})`} in ${took} s${refused}` +
-        (s.outcome === 'split' || s.outcome === 'already' ? '' : ` (${s.failure ?? '?'})`),
+        (s.outcome === 'split' ? '' : ` (${s.failure ?? '?'})`),
     );
     return s;
   }
@@ -421,7 +414,7 @@ export function formatRanges(r: RangesReport): string[] {
   const nemesis = r.splits.filter((s) => s.phase === 'nemesis');
   const lines = [
     `  ranges: ${r.layout} at the start; split nemesis: ${nemesis.length} splits ` +
-      `(${of('nemesis', 'split')} acknowledged, ${of('nemesis', 'already')} applied unanswered, ` +
+      `(${of('nemesis', 'split')} acknowledged, ` +
       `${of('nemesis', 'unknown')} unknown, ${of('nemesis', 'failed')} not done); final map: ` +
       (r.finalRanges === null
         ? 'NOT AGREED'

@@ -4,7 +4,8 @@
 // records it; a change of replicas whose leader stops after the range recorded its new
 // replicas, before the map does (a leader killed between the two records). Each time the map
 // must come to hold what the range says within a bound, by the range's leader's repair alone.
-// A stale record sent afterwards changes nothing. While a move holds its range, a split of it
+// A stale record sent afterwards changes nothing; the split retried is answered the split that
+// applied. While a move holds its range, a split of it
 // is refused RANGE_CHANGE_IN_PROGRESS, and the other way round; every replica the map names
 // runs its range at the end.
 //
@@ -123,6 +124,24 @@ void test('the meta map repairs itself after lost records; splits and moves excl
     assert.equal(c.node(1).meta.machine.map()?.get(child.id), undefined);
     await mapCatchesUp(c, r, 'the unrecorded split repaired in the map (range r)');
     await mapCatchesUp(c, child.id, 'the unrecorded split repaired in the map (its child)');
+
+    // The caller retries the split whose answer it never had: it is answered the split that
+    // applied, and nothing more is split. The same key with other replicas is refused.
+    const version = c.node(1).meta.machine.map()?.version;
+    const again = await split('t');
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    const answered = again.json as { left: { id: number; end: string }; right: { id: number } };
+    assert.equal(answered.right.id, child.id, JSON.stringify(again.json));
+    assert.equal(answered.left.id, r, JSON.stringify(again.json));
+    assert.equal(answered.left.end, 't', JSON.stringify(again.json));
+    const other = await postJson(
+      `${c.url(1)}/v1/ranges/split`,
+      { key: 't', replicas: [(await leaderOf(c, r)).id] },
+      { timeoutMs: 30_000 },
+    );
+    assert.equal(other.status, 400, JSON.stringify(other.json));
+    assert.match(JSON.stringify(other.json), /split there already/);
+    assert.equal(c.node(1).meta.machine.map()?.version, version, 'a retried split changed the map');
 
     // A change of replicas whose leader stopped between the range's record and the map's.
     const leader = await leaderOf(c, r);
