@@ -69,6 +69,7 @@ function countingFs(counts: SyncCounts): StorageFs {
       if (dsync) counts.syncs++;
       return r;
     },
+    read: (b, o, l, p) => fh.read(b, o, l, p),
     writev: async (b, p) => {
       const r = await fh.writev(b, p);
       if (dsync) counts.syncs++;

@@ -35,6 +35,17 @@ export interface GroupStorage {
    */
   saveSnapshotFrom?(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<number | null>;
   loadSnapshot(): Promise<{ meta: SnapshotMeta; data: Uint8Array } | null>;
+  /**
+   * `length` bytes from `offset` of the snapshot held for `meta` (`totalBytes` long), read
+   * without the rest: a chunk for a follower; null when storage holds another snapshot now.
+   * Optional: without it the runtime reads the whole snapshot (loadSnapshot) to send one.
+   */
+  readSnapshotRange?(
+    meta: SnapshotMeta,
+    totalBytes: number,
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array | null>;
   close(): Promise<void>;
 }
 

@@ -82,7 +82,8 @@ export class GroupSnapshots {
   /**
    * Snapshots chunks are sent from, by id: the latest offered to the core, and the one before
    * it, which transfers started earlier still send (Progress keeps its snapshot to the end).
-   * Their bytes stay in storage until a follower needs them (Sendable.data).
+   * Their bytes stay in storage: read a chunk at a time where storage can (the WAL), else
+   * whole when a follower first needs one (Sendable.data).
    */
   private readonly sendable = new Map<string, Sendable>();
   /** The leader the last snapshot chunk came from (status). */
@@ -209,7 +210,7 @@ export class GroupSnapshots {
 
   /**
    * The core may send the snapshot to followers behind its compacted log from now on. Its
-   * bytes are read from storage when a chunk is first sent, unless `data` holds them.
+   * bytes are read from storage as chunks are sent, unless `data` holds them.
    */
   offer(meta: SnapshotMeta, id: string, totalBytes: number, data: Uint8Array | null): void {
     this.latestIndex = Math.max(this.latestIndex, meta.index);
@@ -246,22 +247,36 @@ export class GroupSnapshots {
     const s = this.sendable.get(m.id);
     if (s === undefined) return;
     if (s.data !== null) {
-      this.sendFrom(s.data, m);
+      this.sendBytes(s.data.subarray(m.offset, m.offset + m.length), m);
       return;
     }
-    // Its bytes are in storage: read them once, and send the chunks asked for meanwhile in
-    // the order they were asked.
+    const { storage } = this.o;
+    if (storage.readSnapshotRange !== undefined) {
+      // Just this chunk from the file (the WAL). One chunk is in flight per follower, so they
+      // go out in order; a resend racing its first read sends the same bytes twice, which the
+      // follower answers with what it holds.
+      const read = storage.readSnapshotRange(s.meta, s.totalBytes, m.offset, m.length).then(
+        (bytes) => {
+          // Storage moved on to a newer snapshot (it keeps only the latest): the transfer
+          // stalls and starts over with the one offered now, as above.
+          if (bytes !== null && this.sendable.get(m.id) === s) this.sendBytes(bytes, m);
+        },
+        (err: unknown) => this.o.die(err instanceof Error ? err : new Error(String(err))),
+      );
+      this.loading = Promise.all([this.loading, read]).then(() => undefined);
+      return;
+    }
+    // Storage that reads only whole snapshots: read it once, and send the chunks asked for
+    // meanwhile in the order they were asked.
     if (s.waiting !== null) {
       s.waiting.push(m);
       return;
     }
     s.waiting = [m];
-    const read = this.o.storage.loadSnapshot().then(
+    const read = storage.loadSnapshot().then(
       (held) => {
         const waiting = s.waiting ?? [];
         s.waiting = null;
-        // Storage moved on to a newer snapshot (it keeps only the latest): as above, the
-        // transfer stalls and starts over with the one offered now.
         const same =
           held?.meta.index === s.meta.index &&
           held.meta.term === s.meta.term &&
@@ -269,21 +284,22 @@ export class GroupSnapshots {
         if (!same) return;
         s.data = held.data;
         if (this.sendable.get(m.id) !== s) return;
-        for (const w of waiting) this.sendFrom(held.data, w);
+        for (const w of waiting)
+          this.sendBytes(held.data.subarray(w.offset, w.offset + w.length), w);
       },
       (err: unknown) => this.o.die(err instanceof Error ? err : new Error(String(err))),
     );
     this.loading = Promise.all([this.loading, read]).then(() => undefined);
   }
 
-  private sendFrom(data: Uint8Array, m: Message & { type: 'snapshot' }): void {
+  private sendBytes(chunk: Uint8Array, m: Message & { type: 'snapshot' }): void {
     this.counters.sent(
       m.to,
       { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
       m.offset,
       m.length,
     );
-    this.o.send(m, sealChunk(data.subarray(m.offset, m.offset + m.length)));
+    this.o.send(m, sealChunk(chunk));
   }
 
   /**

@@ -499,6 +499,20 @@ class SimFile implements StorageFile {
     return this.writeAt(Buffer.concat(buffers), position);
   }
 
+  read(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesRead: number }> {
+    return this.fs.run('read', this.path, 0, () => {
+      this.checkOpen('read');
+      const bytes = this.inode.cache.view().subarray(position, position + length);
+      buffer.set(bytes, offset);
+      return { bytesRead: bytes.length };
+    });
+  }
+
   /**
    * The write becomes the file's tail as it is issued (copied, as the kernel copies it), so a
    * crash while it is in flight may tear it too.

@@ -111,6 +111,8 @@ export class WalNodeDisk implements NodeDisk {
         return bytes;
       },
       loadSnapshot: () => wal.loadSnapshot(),
+      readSnapshotRange: (meta: SnapshotMeta, total: number, offset: number, length: number) =>
+        wal.readSnapshotRange(meta, total, offset, length),
       close: () => wal.close(),
     };
   }

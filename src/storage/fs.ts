@@ -23,6 +23,16 @@ export interface StorageFile {
     length: number,
     position: number,
   ): Promise<{ bytesWritten: number }>;
+  /**
+   * Reads up to `length` bytes at `position` into `buffer` from `offset` (the page cache's
+   * bytes, durable or not); fewer at the end of the file.
+   */
+  read(
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): Promise<{ bytesRead: number }>;
   /** Writes the buffers back to back at `position`; may write fewer bytes than they hold. */
   writev(buffers: Buffer[], position: number): Promise<{ bytesWritten: number }>;
   /** fdatasync: the data and the metadata needed to read it back (the size), not times. */

@@ -26,6 +26,7 @@ import {
   SnapshotSourceError,
   listSnapshotFiles,
   readSnapshotFile,
+  readSnapshotFileRange,
   removeOlderSnapshots,
   writeSnapshotFile,
   writeSnapshotFileFrom,
@@ -241,6 +242,30 @@ export class WalStorage implements RaftStorage {
     }
     await removeOlderSnapshots(this.syncer.fs, this.dir, meta.index);
     await this.writer.dropThrough(meta.index);
+  }
+
+  /**
+   * `length` bytes from `offset` of the data of the snapshot held for `meta` (of `dataBytes`
+   * bytes), read from its file without the rest: a chunk for a follower. Null when the
+   * snapshot held is another (a newer one replaced it).
+   */
+  async readSnapshotRange(
+    meta: SnapshotMeta,
+    dataBytes: number,
+    offset: number,
+    length: number,
+  ): Promise<Uint8Array | null> {
+    if (this.closing !== null) throw closedError('the WAL');
+    const held = (): boolean =>
+      this.snapshotMeta?.index === meta.index && this.snapshotMeta.term === meta.term;
+    if (!held()) return null;
+    try {
+      return await readSnapshotFileRange(this.syncer.fs, this.dir, meta, dataBytes, offset, length);
+    } catch (err) {
+      // Removed under the read by a newer snapshot's save.
+      if (!held()) return null;
+      throw err;
+    }
   }
 
   async loadSnapshot(): Promise<StoredSnapshot | null> {

@@ -8,6 +8,7 @@ export function lyingFs(fs: StorageFs): StorageFs {
   const lyingFile = (f: StorageFile): StorageFile => ({
     write: (d, o, l, p) => f.write(d, o, l, p),
     writev: (b, p) => f.writev(b, p),
+    read: (b, o, l, p) => f.read(b, o, l, p),
     datasync: () => Promise.resolve(),
     sync: () => Promise.resolve(),
     truncate: (n) => f.truncate(n),

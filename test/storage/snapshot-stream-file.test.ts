@@ -15,6 +15,7 @@ import { Syncer } from '../../src/storage/fsutil.js';
 import {
   SnapshotSourceError,
   readSnapshotFile,
+  readSnapshotFileRange,
   writeSnapshotFile,
   writeSnapshotFileFrom,
 } from '../../src/storage/snapshot-file.js';
@@ -183,6 +184,71 @@ void describe('WalStorage.saveSnapshotFrom', () => {
       const data = randomBytes(1000);
       assert.equal(await wal.saveSnapshotFrom(meta(20), source(data, [300])), 1000);
       assert.equal((await wal.loadSnapshot())?.meta.index, 20);
+    } finally {
+      await wal.close();
+      await cleanup();
+    }
+  });
+});
+
+void describe('a chunk of a snapshot read from its file', () => {
+  const syncer = new Syncer(nodeFs, undefined);
+  const data = randomBytes(200_000);
+  const meta: SnapshotMeta = { index: 12, term: 4, voters: [1, 2], learners: [3] };
+
+  void it('is the bytes at its offset, without reading the rest', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await writeSnapshotFile(syncer, dir, meta, data);
+      for (const [offset, length] of [
+        [0, 1],
+        [0, data.length],
+        [65_536, 65_536],
+        [data.length - 7, 7],
+        [data.length, 0],
+      ] as const) {
+        const got = await readSnapshotFileRange(nodeFs, dir, meta, data.length, offset, length);
+        assert.deepEqual(Buffer.from(got), data.subarray(offset, offset + length), `${offset}`);
+      }
+      await assert.rejects(
+        readSnapshotFileRange(nodeFs, dir, meta, data.length, data.length - 1, 2),
+        RangeError,
+      );
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('refuses a file whose header is not the snapshot asked for', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await writeSnapshotFile(syncer, dir, meta, data);
+      const err = await rejectsCode(
+        () => readSnapshotFileRange(nodeFs, dir, { ...meta, term: 5 }, data.length, 0, 10),
+        'STORAGE_CORRUPT',
+      );
+      assert.match(err.message, /the header of snapshot 12 \(term 5\)/);
+      await rejectsCode(
+        () => readSnapshotFileRange(nodeFs, dir, meta, data.length + 1, 0, 10),
+        'STORAGE_CORRUPT',
+      );
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('comes from WalStorage for the snapshot it holds, and null for any other', async () => {
+    const { dir, cleanup } = await tempDir();
+    const wal = await openWalStorage(dir, {});
+    try {
+      await wal.persist(ents(1, 20, 1), { term: 1, vote: 1, commit: 20 });
+      const m = { index: 10, term: 1, voters: [1] };
+      await wal.saveSnapshot(m, data);
+      const got = await wal.readSnapshotRange(m, data.length, 1000, 5000);
+      assert.deepEqual(Buffer.from(got ?? []), data.subarray(1000, 6000));
+      assert.equal(await wal.readSnapshotRange({ ...m, index: 9 }, data.length, 0, 10), null);
+      await wal.saveSnapshot({ ...m, index: 15 }, data);
+      assert.equal(await wal.readSnapshotRange(m, data.length, 0, 10), null, 'replaced');
     } finally {
       await wal.close();
       await cleanup();
