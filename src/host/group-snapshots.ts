@@ -6,7 +6,12 @@
 
 import { snapshotMetaOf, type Message, type RaftNode, type SnapshotMeta } from '../raft/index.js';
 import type { GroupStorage, StateMachine } from './contracts.js';
-import { collectSnapshot, framedSnapshot, snapshotChunks } from './snapshot-stream.js';
+import {
+  collectSnapshot,
+  framedSnapshot,
+  snapshotChunks,
+  unframeSnapshot,
+} from './snapshot-stream.js';
 import type { SnapshotReceiver } from './snapshot-receiver.js';
 import {
   TransferCounters,
@@ -229,15 +234,29 @@ export class GroupSnapshots {
    * Returns its size.
    */
   async install(meta: SnapshotMeta): Promise<number> {
-    const { data, id } = await this.o.receiver.whole(meta);
-    await this.o.storage.saveSnapshot(meta, data);
-    await this.o.stateMachine.restore(snapshotChunks(data));
-    await this.o.receiver.installed();
-    this.offer(meta, id, data.length, null);
+    const { storage, receiver, stateMachine } = this.o;
+    let id: string;
+    let totalBytes: number;
+    if (storage.saveSnapshotFrom !== undefined) {
+      // Storage that writes a snapshot as it comes (the WAL): the partial copy is read twice, a
+      // few MB at a time, to write it and to restore it, and never held whole.
+      const complete = receiver.complete(meta);
+      ({ id, totalBytes } = complete);
+      await storage.saveSnapshotFrom(meta, complete.pieces());
+      await stateMachine.restore(unframeSnapshot(complete.pieces()));
+    } else {
+      const whole = await receiver.whole(meta);
+      ({ id } = whole);
+      totalBytes = whole.data.length;
+      await storage.saveSnapshot(meta, whole.data);
+      await stateMachine.restore(snapshotChunks(whole.data));
+    }
+    await receiver.installed();
+    this.offer(meta, id, totalBytes, null);
     this.lastIndex = meta.index;
-    this.lastBytes = data.length;
+    this.lastBytes = totalBytes;
     this.logBytesSince = 0;
-    return data.length;
+    return totalBytes;
   }
 
   /** Sends one chunk of a snapshot held for sending; one no longer held is not sent. */

@@ -14,8 +14,11 @@ import type {
 import type { PartialSnapshotStore } from './contracts.js';
 import { idOf, openChunk, snapshotHash } from './snapshot-transfer.js';
 
-/** Bytes read from the store between two hash updates when a restart rehashes it. */
-const REHASH_STEP_BYTES = 4 << 20;
+/**
+ * Bytes read from the store at once: between two hash updates when a restart rehashes it, and
+ * per piece when a complete snapshot is installed from it.
+ */
+const READ_STEP_BYTES = 4 << 20;
 
 /** Chunks received and not yet accepted that are kept: one is needed, a few allow reordering. */
 const KEPT_CHUNKS_MAX = 4;
@@ -37,8 +40,8 @@ export class SnapshotReceiver {
     const kept = await store.load();
     if (kept === null) return new SnapshotReceiver(store, null);
     const hash = snapshotHash(kept.snapshot.meta);
-    for (let at = 0; at < kept.received; at += REHASH_STEP_BYTES)
-      hash.update(await store.read(at, Math.min(REHASH_STEP_BYTES, kept.received - at)));
+    for (let at = 0; at < kept.received; at += READ_STEP_BYTES)
+      hash.update(await store.read(at, Math.min(READ_STEP_BYTES, kept.received - at)));
     return new SnapshotReceiver(store, { ...kept, hash });
   }
 
@@ -112,6 +115,35 @@ export class SnapshotReceiver {
 
   /** The whole checked snapshot the core asked to install, and its id. */
   async whole(meta: SnapshotMeta): Promise<{ data: Uint8Array; id: string }> {
+    const p = this.received(meta);
+    return { data: await this.store.read(0, p.snapshot.totalBytes), id: p.snapshot.id };
+  }
+
+  /**
+   * The whole checked snapshot the core asked to install, read from the partial copy a few MB
+   * at a time each time `pieces` is iterated (so it is never held whole), its id and size.
+   */
+  complete(meta: SnapshotMeta): {
+    id: string;
+    totalBytes: number;
+    pieces: () => AsyncIterable<Uint8Array>;
+  } {
+    const p = this.received(meta);
+    const { store } = this;
+    const totalBytes = p.snapshot.totalBytes;
+    async function* pieces(): AsyncGenerator<Uint8Array, void, undefined> {
+      for (let at = 0; at < totalBytes; at += READ_STEP_BYTES)
+        yield await store.read(at, Math.min(READ_STEP_BYTES, totalBytes - at));
+    }
+    return { id: p.snapshot.id, totalBytes, pieces };
+  }
+
+  /** The partial snapshot, which must be `meta`'s and complete. */
+  private received(meta: SnapshotMeta): {
+    snapshot: SnapshotDescriptor;
+    received: number;
+    hash: Hash;
+  } {
     const p = this.partial;
     if (
       p === null ||
@@ -122,7 +154,7 @@ export class SnapshotReceiver {
       throw new Error(
         `Snapshot ${meta.term}/${meta.index} requested by the core was never received whole`,
       );
-    return { data: await this.store.read(0, p.snapshot.totalBytes), id: p.snapshot.id };
+    return p;
   }
 
   /** The snapshot was installed: its partial copy is removed. */

@@ -64,6 +64,65 @@ export async function collectSnapshot(
   return out;
 }
 
+/**
+ * The chunks of a framed snapshot that comes as pieces of any size (a file read a few MB at a
+ * time), so that a snapshot is restored without being held whole. A chunk that lies within one
+ * piece is a view into it; one that straddles pieces is copied into a buffer of its own. Throws,
+ * as `snapshotChunks` does, on a stream that is not framed or ends inside a frame.
+ */
+export async function* unframeSnapshot(
+  pieces: AsyncIterable<Uint8Array>,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  // The marker or a length being read, byte by byte across pieces: `head` holds `headFill` of
+  // its 4 bytes. A chunk being filled across pieces: `body` holds `bodyFill` of its bytes.
+  const head = new Uint8Array(4);
+  let headFill = 0;
+  let marked = false;
+  let body: Uint8Array | null = null;
+  let bodyFill = 0;
+  let total = 0;
+  for await (const piece of pieces) {
+    total += piece.length;
+    let p = 0;
+    while (p < piece.length) {
+      if (body !== null) {
+        const n = Math.min(body.length - bodyFill, piece.length - p);
+        body.set(piece.subarray(p, p + n), bodyFill);
+        bodyFill += n;
+        p += n;
+        if (bodyFill < body.length) continue;
+        yield body;
+        body = null;
+        continue;
+      }
+      const n = Math.min(4 - headFill, piece.length - p);
+      head.set(piece.subarray(p, p + n), headFill);
+      headFill += n;
+      p += n;
+      if (headFill < 4) continue;
+      headFill = 0;
+      if (!marked) {
+        if (MAGIC.some((b, i) => head[i] !== b))
+          throw new Error('Snapshot does not begin with the FSN1 frame marker');
+        marked = true;
+        continue;
+      }
+      const length = new DataView(head.buffer).getUint32(0, true);
+      if (p + length <= piece.length) {
+        // Whole within this piece: no copy.
+        yield piece.subarray(p, p + length);
+        p += length;
+      } else {
+        body = new Uint8Array(length);
+        bodyFill = 0;
+      }
+    }
+  }
+  if (!marked) throw new Error('Snapshot does not begin with the FSN1 frame marker');
+  if (headFill !== 0 || body !== null)
+    throw new Error(`Snapshot frame truncated: the stream ends at byte ${total}, inside a frame`);
+}
+
 /** The chunks of a buffer `collectSnapshot` made; throws on a malformed one. */
 export function snapshotChunks(data: Uint8Array): AsyncIterable<Uint8Array> {
   const chunks = splitFramed(data);

@@ -1,7 +1,8 @@
 // Snapshots sent in chunks between real runtimes on an in-memory network: a follower behind the
 // compacted log receives the snapshot chunk by chunk, and a transfer cut by a lost chunk, a
 // corrupt chunk, a restart of the follower or a change of leader goes on from the last chunk
-// the follower holds rather than from byte 0. Each test counts the chunk bytes that crossed
+// the follower holds rather than from byte 0. A follower whose storage takes snapshots as a
+// stream (the WAL) installs through it. Each test counts the chunk bytes that crossed
 // the network, so a transfer that started over would fail it.
 
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import {
   chunkStream,
   systemClock,
   type Command,
+  type GroupStorage,
   type HostTransport,
   type StateMachine,
 } from '../../src/host/contracts.js';
@@ -91,12 +93,41 @@ function tapped(inner: HostTransport, c: Cluster): HostTransport {
   };
 }
 
+/** What the members' storage was asked to save, when it takes snapshots as streams. */
+const streamed = { whole: 0, pieces: 0 };
+
+/**
+ * Memory storage that also takes a snapshot as a stream of pieces, as the WAL does: the path a
+ * follower installs by without holding the snapshot whole.
+ */
+function streamingStorage(inner: GroupStorage): GroupStorage {
+  return {
+    initialState: () => inner.initialState(),
+    persist: (entries, hs) => inner.persist(entries, hs),
+    saveSnapshot: (meta, data) => {
+      streamed.whole++;
+      return inner.saveSnapshot(meta, data);
+    },
+    saveSnapshotFrom: async (meta, data) => {
+      const parts: Uint8Array[] = [];
+      for await (const p of data) parts.push(p);
+      streamed.pieces++;
+      const bytes = Buffer.concat(parts);
+      await inner.saveSnapshot(meta, bytes);
+      return bytes.length;
+    },
+    loadSnapshot: () => inner.loadSnapshot(),
+    close: () => inner.close(),
+  };
+}
+
 async function startMember(
   c: Cluster,
   id: number,
   disk: MemoryDisk,
   partials: MemoryPartialSnapshots,
   sm = new Log(),
+  streaming = false,
 ): Promise<Member> {
   const events: RuntimeEvent[] = [];
   const host = new Host({
@@ -109,7 +140,9 @@ async function startMember(
   hosts.push(host);
   const rt = await host.addGroup(0, {
     voters: [1, 2, 3],
-    storage: createMemoryStorage({ quiet: true, disk }),
+    storage: streaming
+      ? streamingStorage(createMemoryStorage({ quiet: true, disk }))
+      : createMemoryStorage({ quiet: true, disk }),
     partialSnapshots: partials,
     stateMachine: sm,
     electionTicks: 15,
@@ -143,7 +176,10 @@ function leaderOf(c: Cluster): Member | undefined {
  * snapshots and compacts (the other follower too). Returns with the link healed: the leader
  * has started sending the cut-off follower its snapshot.
  */
-async function behindFollower(tap: Tap = () => null): Promise<{
+async function behindFollower(
+  tap: Tap = () => null,
+  streaming = false,
+): Promise<{
   c: Cluster;
   leader: Member;
   behind: Member;
@@ -157,7 +193,9 @@ async function behindFollower(tap: Tap = () => null): Promise<{
     total: 0,
   };
   await Promise.all(
-    [1, 2, 3].map((id) => startMember(c, id, createMemoryDisk(), new MemoryPartialSnapshots())),
+    [1, 2, 3].map((id) =>
+      startMember(c, id, createMemoryDisk(), new MemoryPartialSnapshots(), new Log(), streaming),
+    ),
   );
   await until(
     'a leader',
@@ -234,6 +272,19 @@ void test('a snapshot travels in chunks; status shows the transfer; the follower
   // Once installed, no transfer is shown.
   assert.deepEqual(s.leader.rt.snapshotTransfers(), []);
   assert.deepEqual(s.behind.rt.snapshotTransfers(), []);
+});
+
+void test('a follower whose storage takes a snapshot as a stream installs one through it', async () => {
+  const s = await behindFollower(() => null, true);
+  const before = { ...streamed };
+  await caughtUp(s.c, s.behind, s.leader);
+  assert.equal(streamed.whole, before.whole, 'a snapshot was saved from one buffer');
+  assert.ok(streamed.pieces > before.pieces, 'the install saved no stream');
+  const saved = s.behind.disk.snapshot;
+  const sent = s.leader.disk.snapshot;
+  assert.ok(saved !== null && sent !== null);
+  assert.equal(saved.meta.index, sent.meta.index);
+  assert.deepEqual(Buffer.from(saved.data), Buffer.from(sent.data));
 });
 
 void test('a lost chunk is sent again, and only it', async () => {
