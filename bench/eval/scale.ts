@@ -44,6 +44,12 @@ export interface ScaleResult {
     readonly seconds: number;
     readonly appliedIndex: number;
     readonly bySnapshot: boolean;
+    /**
+     * The caught-up follower's resident memory then and its peak since it started (VmHWM),
+     * MiB: what installing the snapshot cost it at most.
+     */
+    readonly rssMiB: number;
+    readonly peakRssMiB: number;
   } | null;
 }
 
@@ -164,10 +170,13 @@ async function load(
   return { puts, gets };
 }
 
-function rssMiB(pid: number | null): number {
+/** A process's resident memory (VmRSS), or its peak (VmHWM), in MiB; 0 when it is gone. */
+function rssMiB(pid: number | null, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   if (pid === null) return 0;
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(
+      readFileSync(`/proc/${pid}/status`, 'utf8'),
+    );
     return m === null ? 0 : Math.round((Number(m[1]) / 1024) * 10) / 10;
   } catch {
     return 0; // the process is gone: nothing to measure
@@ -208,8 +217,19 @@ async function catchUp(
     const s = await status(c, follower);
     if (s !== null && !s.recovering && s.applied >= target) {
       const seconds = Math.round((performance.now() - t0) / 10) / 100;
-      p.done(label, `${seconds} s to apply index ${target} (first log index ${s.firstIndex})`);
-      return { seconds, appliedIndex: s.applied, bySnapshot: s.firstIndex > 1 };
+      const pid = c.pid(follower);
+      const [rss, peak] = [rssMiB(pid), rssMiB(pid, 'VmHWM')];
+      p.done(
+        label,
+        `${seconds} s to apply index ${target} (first log index ${s.firstIndex}; ${rss} MiB resident, peak ${peak})`,
+      );
+      return {
+        seconds,
+        appliedIndex: s.applied,
+        bySnapshot: s.firstIndex > 1,
+        rssMiB: rss,
+        peakRssMiB: peak,
+      };
     }
     if (performance.now() > deadline)
       throw new EvalError(

@@ -36,6 +36,16 @@ export interface GroupStorage {
   saveSnapshotFrom?(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<number | null>;
   loadSnapshot(): Promise<{ meta: SnapshotMeta; data: Uint8Array } | null>;
   /**
+   * The snapshot held, its data read a few MB at a time each time `pieces` is iterated (a
+   * failed check of the bytes throws from it), or null for none. Optional: without it the
+   * runtime reads the whole snapshot (loadSnapshot) to restore from it at start.
+   */
+  openSnapshot?(): Promise<{
+    meta: SnapshotMeta;
+    totalBytes: number;
+    pieces: () => AsyncIterable<Uint8Array>;
+  } | null>;
+  /**
    * `length` bytes from `offset` of the snapshot held for `meta` (`totalBytes` long), read
    * without the rest: a chunk for a follower; null when storage holds another snapshot now.
    * Optional: without it the runtime reads the whole snapshot (loadSnapshot) to send one.

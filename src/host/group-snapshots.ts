@@ -99,11 +99,11 @@ export class GroupSnapshots {
   constructor(
     private readonly o: GroupSnapshotsOptions,
     /** The snapshot storage held at start (the state machine was restored from it). */
-    initial: { meta: SnapshotMeta; data: Uint8Array } | null,
+    initial: { meta: SnapshotMeta; totalBytes: number } | null,
   ) {
     this.latestIndex = initial?.meta.index ?? 0;
     this.lastIndex = initial?.meta.index ?? 0;
-    this.lastBytes = initial?.data.length ?? 0;
+    this.lastBytes = initial?.totalBytes ?? 0;
     this.counters = new TransferCounters(o.nowMs);
   }
 

@@ -30,7 +30,7 @@ import type {
   StateMachine,
 } from './contracts.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
-import { snapshotChunks } from './snapshot-stream.js';
+import { snapshotChunks, unframeSnapshot } from './snapshot-stream.js';
 import { SnapshotReceiver } from './snapshot-receiver.js';
 import {
   MemoryPartialSnapshots,
@@ -205,7 +205,7 @@ export class RaftRuntime {
 
   protected constructor(
     private readonly o: RuntimeOptions,
-    initialSnapshot: { meta: SnapshotMeta; data: Uint8Array } | null,
+    initialSnapshot: { meta: SnapshotMeta; totalBytes: number } | null,
     receiver: SnapshotReceiver,
   ) {
     this.opts = {
@@ -270,18 +270,15 @@ export class RaftRuntime {
    * snapshot (the log replays from there). The host then ticks it and routes its messages.
    */
   static async start(o: RuntimeOptions): Promise<RaftRuntime> {
-    const snapshot = await o.storage.loadSnapshot();
-    if (snapshot !== null) await o.stateMachine.restore(snapshotChunks(snapshot.data));
+    const snapshot = await restoreHeld(o);
     const receiver = await SnapshotReceiver.open(
       o.partialSnapshots ?? new MemoryPartialSnapshots(),
     );
     // `this`, so that a subclass (the simulator's planted bugs) starts as itself.
     const rt = new this(o, snapshot, receiver);
-    if (snapshot !== null) {
-      const id = idOf(snapshotHash(snapshot.meta).update(snapshot.data));
-      // Its bytes stay in storage until a follower needs them.
-      rt.snapshots.offer(snapshot.meta, id, snapshot.data.length, null);
-    }
+    // Its bytes stay in storage until a follower needs them.
+    if (snapshot !== null)
+      rt.snapshots.offer(snapshot.meta, snapshot.id, snapshot.totalBytes, null);
     rt.running = true;
     // A single-voter cluster elects itself at once rather than after a timeout. The voters
     // are the core's (from the snapshot and the log), not the ones this node started with.
@@ -1130,4 +1127,33 @@ export class RaftRuntime {
         ),
       );
   }
+}
+
+/**
+ * Restores the state machine from the snapshot storage holds, if any: read a few MB at a time
+ * where storage can (the WAL), else whole. Answers the snapshot's metadata, size and id.
+ */
+async function restoreHeld(
+  o: RuntimeOptions,
+): Promise<{ meta: SnapshotMeta; totalBytes: number; id: string } | null> {
+  const { storage, stateMachine } = o;
+  if (storage.openSnapshot !== undefined) {
+    const held = await storage.openSnapshot();
+    if (held === null) return null;
+    const hash = snapshotHash(held.meta);
+    const { pieces } = held;
+    async function* hashed(): AsyncGenerator<Uint8Array, void, undefined> {
+      for await (const piece of pieces()) {
+        hash.update(piece);
+        yield piece;
+      }
+    }
+    await stateMachine.restore(unframeSnapshot(hashed()));
+    return { meta: held.meta, totalBytes: held.totalBytes, id: idOf(hash) };
+  }
+  const snapshot = await storage.loadSnapshot();
+  if (snapshot === null) return null;
+  await stateMachine.restore(snapshotChunks(snapshot.data));
+  const id = idOf(snapshotHash(snapshot.meta).update(snapshot.data));
+  return { meta: snapshot.meta, totalBytes: snapshot.data.length, id };
 }

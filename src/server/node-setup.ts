@@ -269,6 +269,7 @@ async function openGroupStorageOf(
     readSnapshotRange: (meta, total, offset, length) =>
       opened.readSnapshotRange(meta, total, offset, length),
     loadSnapshot: () => opened.loadSnapshot(),
+    openSnapshot: () => opened.openSnapshot(),
     close: async () => {
       try {
         await opened.close();

@@ -111,6 +111,7 @@ export class WalNodeDisk implements NodeDisk {
         return bytes;
       },
       loadSnapshot: () => wal.loadSnapshot(),
+      openSnapshot: () => wal.openSnapshot(),
       readSnapshotRange: (meta: SnapshotMeta, total: number, offset: number, length: number) =>
         wal.readSnapshotRange(meta, total, offset, length),
       close: () => wal.close(),

@@ -205,9 +205,17 @@ export async function readSnapshotFileRange(
   }
 }
 
-/** Up to `length` bytes at `position`; fewer only at the end of the file. */
-async function readFully(fh: StorageFile, length: number, position: number): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(length);
+/**
+ * Up to `length` bytes at `position`, into `into` if given (at least `length` long) or a new
+ * buffer; fewer only at the end of the file.
+ */
+async function readFully(
+  fh: StorageFile,
+  length: number,
+  position: number,
+  into?: Buffer,
+): Promise<Buffer> {
+  const out = into ?? Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(out, done, length - done, position + done);
@@ -220,15 +228,123 @@ async function readFully(fh: StorageFile, length: number, position: number): Pro
 /** Reads and verifies a snapshot file; throws STORAGE_CORRUPT or STORAGE_VERSION. */
 export async function readSnapshotFile(fs: StorageFs, path: string): Promise<StoredSnapshot> {
   const buf = await fs.readFile(path);
+  const crcAt = buf.length - 4;
+  const crc =
+    buf.length < 4
+      ? null
+      : { stored: buf.readUInt32LE(crcAt), actual: crc32c(buf.subarray(0, crcAt)) };
+  const head = parseSnapshotHead(path, buf, buf.length, crc);
+  return {
+    meta: head.meta,
+    data: new Uint8Array(buf.buffer, buf.byteOffset + head.dataAt, head.dataBytes),
+  };
+}
+
+/** Where a snapshot file's data lies, and the snapshot's metadata, from its header. */
+export interface SnapshotFileHead {
+  readonly path: string;
+  readonly meta: SnapshotMeta;
+  /** The offset of the data in the file, and its length. */
+  readonly dataAt: number;
+  readonly dataBytes: number;
+}
+
+/** Bytes of a snapshot file read at once when it is read in pieces. */
+const FILE_STEP_BYTES = 4 << 20;
+/** The longest header: four lists of MAX_IDS ids, the flags and the data length. */
+const HEAD_MAX_BYTES = 28 + 4 * (4 + 8 * MAX_IDS) + 4 + 8;
+
+/**
+ * Verifies a snapshot file as readSnapshotFile does (the same checks, in the same order, the
+ * same errors) while reading it a few MB at a time, and answers its header: a node opening its
+ * data directory checks its snapshot without holding it whole.
+ */
+export async function verifySnapshotFile(fs: StorageFs, path: string): Promise<SnapshotFileHead> {
+  const fh = await fs.open(path, { create: 'no' });
+  let prefix: Buffer;
+  let fileBytes = 0;
+  let crc = 0;
+  // The file's last 4 bytes (its CRC) are held back from the running CRC until the end.
+  let tail = Buffer.alloc(0);
+  try {
+    prefix = await readFully(fh, HEAD_MAX_BYTES, 0);
+    // One buffer for every piece after the prefix: nothing read is kept but the last 4 bytes.
+    const step = Buffer.allocUnsafe(FILE_STEP_BYTES);
+    for (let at = 0; ;) {
+      const piece = at === 0 ? prefix : await readFully(fh, FILE_STEP_BYTES, at, step);
+      if (piece.length === 0) break;
+      at += piece.length;
+      fileBytes += piece.length;
+      if (piece.length >= 4) {
+        crc = crc32c(piece.subarray(0, piece.length - 4), crc32c(tail, crc));
+        tail = Buffer.from(piece.subarray(piece.length - 4));
+      } else {
+        const both = Buffer.concat([tail, piece]);
+        const keep = Math.min(4, both.length);
+        crc = crc32c(both.subarray(0, both.length - keep), crc);
+        tail = Buffer.from(both.subarray(both.length - keep));
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  const stored = tail.length === 4 ? { stored: tail.readUInt32LE(0), actual: crc } : null;
+  return { path, ...parseSnapshotHead(path, prefix, fileBytes, stored) };
+}
+
+/**
+ * The data of the snapshot file `head` describes (verifySnapshotFile), a few MB at a time each
+ * time it is iterated, so that it is restored without being held whole. The file's CRC is
+ * checked again as its last piece is read: bytes changed since it was verified throw
+ * STORAGE_CORRUPT then.
+ */
+export async function* snapshotFileData(
+  fs: StorageFs,
+  head: SnapshotFileHead,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const { path, dataAt, dataBytes } = head;
+  const fh = await fs.open(path, { create: 'no' });
+  try {
+    let crc = crc32c(await readFully(fh, dataAt, 0));
+    for (let at = 0; at < dataBytes;) {
+      const piece = await readFully(fh, Math.min(FILE_STEP_BYTES, dataBytes - at), dataAt + at);
+      if (piece.length === 0) throw corrupt(path, dataAt + at, `${dataBytes} data bytes`, `${at}`);
+      crc = crc32c(piece, crc);
+      at += piece.length;
+      yield piece;
+    }
+    const end = await readFully(fh, 5, dataAt + dataBytes);
+    if (end.length !== 4 || end.readUInt32LE(0) !== crc)
+      throw corrupt(
+        path,
+        dataAt + dataBytes,
+        `file crc ${crc.toString(16)} and the end of the file`,
+        end.length === 4 ? `crc ${end.readUInt32LE(0).toString(16)}` : `${end.length} bytes`,
+      );
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Checks and reads a snapshot file's header from `buf` (the file, or at least its first
+ * HEAD_MAX_BYTES), given the file's length and its stored and computed CRC (null: the file is
+ * too short to hold one). The checks and their order are the format's: magic, CRC, version,
+ * the configuration, the data length.
+ */
+function parseSnapshotHead(
+  path: string,
+  buf: Buffer,
+  fileBytes: number,
+  crc: { stored: number; actual: number } | null,
+): { meta: SnapshotMeta; dataAt: number; dataBytes: number } {
   const fail = (offset: number, expected: string, seen: string): StorageError =>
     corrupt(path, offset, expected, seen);
-  if (buf.length < 44 || !buf.subarray(0, 8).equals(MAGIC))
-    throw fail(0, 'the snapshot magic', `${buf.length} bytes`);
-  const crcAt = buf.length - 4;
-  const stored = buf.readUInt32LE(crcAt);
-  const actual = crc32c(buf.subarray(0, crcAt));
-  if (stored !== actual)
-    throw fail(crcAt, `file crc ${stored.toString(16)}`, `crc ${actual.toString(16)}`);
+  if (fileBytes < 44 || crc === null || !buf.subarray(0, 8).equals(MAGIC))
+    throw fail(0, 'the snapshot magic', `${fileBytes} bytes`);
+  const crcAt = fileBytes - 4;
+  if (crc.stored !== crc.actual)
+    throw fail(crcAt, `file crc ${crc.stored.toString(16)}`, `crc ${crc.actual.toString(16)}`);
   const version = buf.readUInt32LE(8);
   if (version !== 1 && version !== 2)
     throw new StorageError(
@@ -271,7 +387,7 @@ export async function readSnapshotFile(fs: StorageFs, path: string): Promise<Sto
     ...(learnersNext.length > 0 ? { learnersNext } : {}),
     ...(autoLeave ? { autoLeave: true } : {}),
   };
-  return { meta, data: new Uint8Array(buf.buffer, buf.byteOffset + dataAt, dataBytes) };
+  return { meta, dataAt, dataBytes };
 }
 
 /** Snapshot file names in the directory, newest (highest index) first. */

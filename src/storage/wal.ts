@@ -28,9 +28,12 @@ import {
   readSnapshotFile,
   readSnapshotFileRange,
   removeOlderSnapshots,
+  snapshotFileData,
+  verifySnapshotFile,
   writeSnapshotFile,
   writeSnapshotFileFrom,
   snapshotFileName,
+  type SnapshotFileHead,
 } from './snapshot-file.js';
 import type {
   LogStore,
@@ -61,6 +64,8 @@ const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 export class WalStorage implements RaftStorage {
   private hardState: HardState;
   private snapshotMeta: SnapshotMeta | null;
+  /** The snapshot file's header as open read it (openSnapshot at start reads it again else). */
+  private readonly openedHead: SnapshotFileHead | null;
   private snapshotChain: Promise<void> = Promise.resolve();
   private closing: Promise<void> | null = null;
   readonly log: LogStore;
@@ -76,10 +81,17 @@ export class WalStorage implements RaftStorage {
     private readonly syncer: Syncer,
     private readonly limits: ResolvedLimits,
     private readonly lock: DirLock,
-    recovered: { hardState: HardState; snapshot: SnapshotMeta | null; report: WalRecoveryReport },
+    recovered: {
+      hardState: HardState;
+      snapshot: SnapshotMeta | null;
+      /** The snapshot file's header, read and its file checked at open. */
+      head: SnapshotFileHead | null;
+      report: WalRecoveryReport;
+    },
   ) {
     this.hardState = recovered.hardState;
     this.snapshotMeta = recovered.snapshot;
+    this.openedHead = recovered.head;
     this.recovery = recovered.report;
     this.log = {
       firstIndex: () => this.index.firstIndex(),
@@ -268,6 +280,34 @@ export class WalStorage implements RaftStorage {
     }
   }
 
+  /**
+   * The snapshot held, its data read from its file a few MB at a time each time `pieces` is
+   * iterated (the file's CRC checked again as the last piece is read), or null for none.
+   */
+  async openSnapshot(): Promise<{
+    meta: SnapshotMeta;
+    totalBytes: number;
+    pieces: () => AsyncIterable<Uint8Array>;
+  } | null> {
+    if (this.closing !== null) throw closedError('the WAL');
+    const meta = this.snapshotMeta;
+    if (meta === null) return null;
+    const path = join(this.dir, snapshotFileName(meta.index));
+    // The header read at open, unless a newer snapshot was saved since.
+    const opened = this.openedHead;
+    const head =
+      opened?.meta.index === meta.index && opened.meta.term === meta.term
+        ? opened
+        : await verifySnapshotFile(this.syncer.fs, path);
+    if (head.meta.index !== meta.index || head.meta.term !== meta.term)
+      throw new StorageError(
+        'STORAGE_CORRUPT',
+        `Snapshot file for index ${meta.index} holds ${head.meta.index}/${head.meta.term}`,
+      );
+    const { fs } = this.syncer;
+    return { meta, totalBytes: head.dataBytes, pieces: () => snapshotFileData(fs, head) };
+  }
+
   async loadSnapshot(): Promise<StoredSnapshot | null> {
     if (this.closing !== null) throw closedError('the WAL');
     const meta = this.snapshotMeta;
@@ -334,17 +374,18 @@ async function listSegments(fs: StorageFs, dir: string): Promise<{ seq: number; 
   return out.sort((a, b) => a.seq - b.seq);
 }
 
-async function latestSnapshotMeta(fs: StorageFs, dir: string): Promise<SnapshotMeta | null> {
+/** The newest snapshot file's header, the whole file checked a few MB at a time. */
+async function latestSnapshotHead(fs: StorageFs, dir: string): Promise<SnapshotFileHead | null> {
   const newest = (await listSnapshotFiles(fs, dir))[0];
   if (newest === undefined) return null;
-  const snap = await readSnapshotFile(fs, newest.path);
-  if (snap.meta.index !== newest.index)
+  const head = await verifySnapshotFile(fs, newest.path);
+  if (head.meta.index !== newest.index)
     throw new StorageError(
       'STORAGE_CORRUPT',
-      `${newest.path} holds snapshot index ${snap.meta.index}`,
+      `${newest.path} holds snapshot index ${head.meta.index}`,
       { file: newest.path, offset: 12, expected: `index ${newest.index}` },
     );
-  return snap.meta;
+  return head;
 }
 
 async function truncateFile(syncer: Syncer, path: string, sizeBytes: number): Promise<void> {
@@ -377,7 +418,8 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
   const lock = await fs.lock(join(dir, LOCK_FILE));
   try {
     const syncer = new Syncer(fs, opts.syncHook);
-    const snapshot = await latestSnapshotMeta(fs, dir);
+    const head = await latestSnapshotHead(fs, dir);
+    const snapshot = head?.meta ?? null;
     const rec = await recoverWal({
       fs,
       segments: await listSegments(fs, dir),
@@ -407,6 +449,7 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
     return new WalStorage(dir, rec.log, writer, syncer, limits, lock, {
       hardState: rec.hardState,
       snapshot,
+      head,
       report: { repairs: rec.repairs, resetTo: rec.resetTo },
     });
   } catch (err) {
