@@ -47,14 +47,17 @@ export interface GroupStorage {
   } | null>;
   /**
    * `length` bytes from `offset` of the snapshot held for `meta` (`totalBytes` long), read
-   * without the rest: a chunk for a follower; null when storage holds another snapshot now.
-   * Optional: without it the runtime reads the whole snapshot (loadSnapshot) to send one.
+   * without the rest: a chunk for a follower, at the start of a buffer `spare` bytes longer
+   * (room for its checksum, appended without a copy); null when storage holds another
+   * snapshot now. Optional: without it the runtime reads the whole snapshot (loadSnapshot) to
+   * send one.
    */
   readSnapshotRange?(
     meta: SnapshotMeta,
     totalBytes: number,
     offset: number,
     length: number,
+    spare: number,
   ): Promise<Uint8Array | null>;
   close(): Promise<void>;
 }

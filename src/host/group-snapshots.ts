@@ -14,9 +14,11 @@ import {
 } from './snapshot-stream.js';
 import type { SnapshotReceiver } from './snapshot-receiver.js';
 import {
+  SEAL_BYTES,
   TransferCounters,
   idOf,
   sealChunk,
+  sealInPlace,
   snapshotHash,
   snapshotId,
   type SnapshotTransfer,
@@ -273,15 +275,20 @@ export class GroupSnapshots {
     if (storage.readSnapshotRange !== undefined) {
       // Just this chunk from the file (the WAL). One chunk is in flight per follower, so they
       // go out in order; a resend racing its first read sends the same bytes twice, which the
-      // follower answers with what it holds.
-      const read = storage.readSnapshotRange(s.meta, s.totalBytes, m.offset, m.length).then(
-        (bytes) => {
-          // Storage moved on to a newer snapshot (it keeps only the latest): the transfer
-          // stalls and starts over with the one offered now, as above.
-          if (bytes !== null && this.sendable.get(m.id) === s) this.sendBytes(bytes, m);
-        },
-        (err: unknown) => this.o.die(err instanceof Error ? err : new Error(String(err))),
-      );
+      // follower answers with what it holds. Read with room for the checksum, written after
+      // the bytes without a copy.
+      const read = storage
+        .readSnapshotRange(s.meta, s.totalBytes, m.offset, m.length, SEAL_BYTES)
+        .then(
+          (buf) => {
+            // Storage moved on to a newer snapshot (it keeps only the latest): the transfer
+            // stalls and starts over with the one offered now, as above.
+            if (buf === null || this.sendable.get(m.id) !== s) return;
+            this.count(m);
+            this.o.send(m, sealInPlace(buf, m.length));
+          },
+          (err: unknown) => this.o.die(err instanceof Error ? err : new Error(String(err))),
+        );
       this.loading = Promise.all([this.loading, read]).then(() => undefined);
       return;
     }
@@ -312,13 +319,18 @@ export class GroupSnapshots {
   }
 
   private sendBytes(chunk: Uint8Array, m: Message & { type: 'snapshot' }): void {
+    this.count(m);
+    this.o.send(m, sealChunk(chunk));
+  }
+
+  /** Counts a chunk sent, for status and metrics. */
+  private count(m: Message & { type: 'snapshot' }): void {
     this.counters.sent(
       m.to,
       { meta: m.snapshot, id: m.id, totalBytes: m.totalBytes },
       m.offset,
       m.length,
     );
-    this.o.send(m, sealChunk(chunk));
   }
 
   /**

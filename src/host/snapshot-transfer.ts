@@ -45,14 +45,26 @@ export async function snapshotId(
 
 /** A chunk's bytes with their checksum appended, as they travel. */
 export function sealChunk(data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(data.length + 4);
+  const out = new Uint8Array(data.length + SEAL_BYTES);
   out.set(data, 0);
-  new DataView(out.buffer).setUint32(
-    data.length,
-    crc32c(Buffer.from(data.buffer, data.byteOffset, data.byteLength)) >>> 0,
-    true,
-  );
-  return out;
+  return sealInPlace(out, data.length);
+}
+
+/** Bytes a sealed chunk adds to its data: the checksum. */
+export const SEAL_BYTES = 4;
+
+/**
+ * Seals the chunk whose `length` bytes begin `buf`, writing the checksum into the SEAL_BYTES
+ * after them (`buf` is that much longer): no copy of the chunk.
+ */
+export function sealInPlace(buf: Uint8Array, length: number): Uint8Array {
+  if (buf.length !== length + SEAL_BYTES)
+    throw new RangeError(
+      `a sealed chunk of ${length} bytes takes ${length + SEAL_BYTES}, not ${buf.length}`,
+    );
+  const crc = crc32c(Buffer.from(buf.buffer, buf.byteOffset, length)) >>> 0;
+  new DataView(buf.buffer, buf.byteOffset, buf.length).setUint32(length, crc, true);
+  return buf;
 }
 
 /** The bytes of a sealed chunk of `length` bytes, or null when they do not match their checksum. */

@@ -266,8 +266,8 @@ async function openGroupStorageOf(
     persist: (entries, hs) => opened.persist(entries, hs),
     saveSnapshot: (meta, data) => opened.saveSnapshot(meta, data),
     saveSnapshotFrom: (meta, data) => opened.saveSnapshotFrom(meta, data),
-    readSnapshotRange: (meta, total, offset, length) =>
-      opened.readSnapshotRange(meta, total, offset, length),
+    readSnapshotRange: (meta, total, offset, length, spare) =>
+      opened.readSnapshotRange(meta, total, offset, length, spare),
     loadSnapshot: () => opened.loadSnapshot(),
     openSnapshot: () => opened.openSnapshot(),
     close: async () => {

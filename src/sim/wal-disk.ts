@@ -112,8 +112,13 @@ export class WalNodeDisk implements NodeDisk {
       },
       loadSnapshot: () => wal.loadSnapshot(),
       openSnapshot: () => wal.openSnapshot(),
-      readSnapshotRange: (meta: SnapshotMeta, total: number, offset: number, length: number) =>
-        wal.readSnapshotRange(meta, total, offset, length),
+      readSnapshotRange: (
+        meta: SnapshotMeta,
+        total: number,
+        offset: number,
+        length: number,
+        spare: number,
+      ) => wal.readSnapshotRange(meta, total, offset, length, spare),
       close: () => wal.close(),
     };
   }

@@ -171,11 +171,72 @@ export async function writeSnapshotFileFrom(
 }
 
 /**
+ * A snapshot file kept open to read chunks of its data at their offsets (a leader sending it to
+ * followers), its header checked once, at open, against the metadata and the data length the
+ * chunks are asked for with (STORAGE_CORRUPT otherwise). The file's CRC is not checked: each
+ * chunk travels with its own checksum and the whole is checked against its id, so bytes the
+ * disk changed are refused by the follower.
+ */
+export class SnapshotChunkReader {
+  private constructor(
+    private readonly fh: StorageFile,
+    private readonly path: string,
+    private readonly dataAt: number,
+    readonly dataBytes: number,
+  ) {}
+
+  static async open(
+    fs: StorageFs,
+    dir: string,
+    meta: SnapshotMeta,
+    dataBytes: number,
+  ): Promise<SnapshotChunkReader> {
+    const head = encodeHead(meta, dataBytes);
+    const path = join(dir, snapshotFileName(meta.index));
+    const fh = await fs.open(path, { create: 'no' });
+    try {
+      const seen = await readFully(fh, head.length, 0);
+      if (seen.length !== head.length || !seen.equals(head))
+        throw corrupt(
+          path,
+          0,
+          `the header of snapshot ${meta.index} (term ${meta.term})`,
+          'another',
+        );
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    return new SnapshotChunkReader(fh, path, head.length, dataBytes);
+  }
+
+  /**
+   * `length` bytes of the data from `offset`, at the start of a new buffer `spare` bytes longer
+   * than that (room for what the caller appends, such as a checksum, without a copy).
+   */
+  async read(offset: number, length: number, spare = 0): Promise<Uint8Array> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
+      throw new RangeError(`bad range ${offset}+${length}`);
+    if (offset + length > this.dataBytes)
+      throw new RangeError(
+        `range ${offset}+${length} runs past the ${this.dataBytes} bytes of data`,
+      );
+    const out = Buffer.allocUnsafe(length + spare);
+    const got = await readFully(this.fh, length, this.dataAt + offset, out);
+    if (got.length !== length)
+      throw corrupt(this.path, this.dataAt + offset, `${length} bytes`, `${got.length}`);
+    return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  }
+
+  /** Closes the file once the reads under way are done. */
+  close(): Promise<void> {
+    return this.fh.close();
+  }
+}
+
+/**
  * `length` bytes of the data of the snapshot file for `meta` (of `dataBytes` bytes), from
- * `offset`, without reading the rest: a chunk to send to a follower. The file's header must be
- * the one `meta` and `dataBytes` make (STORAGE_CORRUPT otherwise). The file's CRC is not
- * checked here: the chunk travels with its own checksum and the whole is checked against its
- * id, so bytes the disk changed are refused by the follower.
+ * `offset`, without reading the rest (SnapshotChunkReader, opened for one read).
  */
 export async function readSnapshotFileRange(
   fs: StorageFs,
@@ -185,23 +246,11 @@ export async function readSnapshotFileRange(
   offset: number,
   length: number,
 ): Promise<Uint8Array> {
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
-    throw new RangeError(`bad range ${offset}+${length}`);
-  if (offset + length > dataBytes)
-    throw new RangeError(`range ${offset}+${length} runs past the ${dataBytes} bytes of data`);
-  const head = encodeHead(meta, dataBytes);
-  const path = join(dir, snapshotFileName(meta.index));
-  const fh = await fs.open(path, { create: 'no' });
+  const reader = await SnapshotChunkReader.open(fs, dir, meta, dataBytes);
   try {
-    const seen = await readFully(fh, head.length, 0);
-    if (seen.length !== head.length || !seen.equals(head))
-      throw corrupt(path, 0, `the header of snapshot ${meta.index} (term ${meta.term})`, 'another');
-    const out = await readFully(fh, length, head.length + offset);
-    if (out.length !== length)
-      throw corrupt(path, head.length + offset, `${length} bytes`, `${out.length}`);
-    return out;
+    return await reader.read(offset, length);
   } finally {
-    await fh.close();
+    await reader.close();
   }
 }
 

@@ -26,7 +26,7 @@ import {
   SnapshotSourceError,
   listSnapshotFiles,
   readSnapshotFile,
-  readSnapshotFileRange,
+  SnapshotChunkReader,
   removeOlderSnapshots,
   snapshotFileData,
   verifySnapshotFile,
@@ -64,6 +64,8 @@ const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 export class WalStorage implements RaftStorage {
   private hardState: HardState;
   private snapshotMeta: SnapshotMeta | null;
+  /** The snapshot file chunks are read from while it is the latest, open (readSnapshotRange). */
+  private chunkReader: { key: string; reader: Promise<SnapshotChunkReader> } | null = null;
   /** The snapshot file's header as open read it (openSnapshot at start reads it again else). */
   private readonly openedHead: SnapshotFileHead | null;
   private snapshotChain: Promise<void> = Promise.resolve();
@@ -247,6 +249,7 @@ export class WalStorage implements RaftStorage {
       throw failure;
     }
     this.snapshotMeta = meta;
+    void this.dropChunkReader();
     const outcome = this.index.applySnapshot(meta);
     if (outcome !== 'stale') {
       const resetTo = outcome === 'reset' ? { index: meta.index, term: meta.term } : null;
@@ -266,18 +269,44 @@ export class WalStorage implements RaftStorage {
     dataBytes: number,
     offset: number,
     length: number,
+    spare = 0,
   ): Promise<Uint8Array | null> {
     if (this.closing !== null) throw closedError('the WAL');
     const held = (): boolean =>
       this.snapshotMeta?.index === meta.index && this.snapshotMeta.term === meta.term;
     if (!held()) return null;
+    // The file stays open from one chunk to the next, until a newer snapshot replaces it.
+    const key = `${meta.index}/${meta.term}/${dataBytes}`;
+    if (this.chunkReader?.key !== key) {
+      void this.dropChunkReader();
+      const reader = SnapshotChunkReader.open(this.syncer.fs, this.dir, meta, dataBytes);
+      this.chunkReader = { key, reader };
+      // A failed open is tried again by the next read, not remembered.
+      reader.catch(() => {
+        if (this.chunkReader?.reader === reader) this.chunkReader = null;
+      });
+    }
     try {
-      return await readSnapshotFileRange(this.syncer.fs, this.dir, meta, dataBytes, offset, length);
+      return await (await this.chunkReader.reader).read(offset, length, spare);
     } catch (err) {
-      // Removed under the read by a newer snapshot's save.
+      // Replaced under the read by a newer snapshot's save.
       if (!held()) return null;
       throw err;
     }
+  }
+
+  /** Closes the snapshot file kept open for chunk reads, once the reads under way are done. */
+  private dropChunkReader(): Promise<void> {
+    const r = this.chunkReader;
+    this.chunkReader = null;
+    if (r === null) return Promise.resolve();
+    // Only read from, its close can lose nothing: a failure to close it is not the store's.
+    return r.reader
+      .then((reader) => reader.close())
+      .then(
+        () => undefined,
+        () => undefined,
+      );
   }
 
   /**
@@ -332,6 +361,7 @@ export class WalStorage implements RaftStorage {
   private async doClose(): Promise<void> {
     try {
       await this.snapshotChain;
+      await this.dropChunkReader();
       await this.writer.close();
     } finally {
       await this.lock.release();

@@ -10,7 +10,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import type { SnapshotMeta } from '../../src/raft/types.js';
 import { crc32cCombine } from '../../src/storage/crc-combine.js';
-import { nodeFs } from '../../src/storage/fs.js';
+import { nodeFs, type StorageFile, type StorageFs } from '../../src/storage/fs.js';
 import { Syncer } from '../../src/storage/fsutil.js';
 import {
   SnapshotSourceError,
@@ -253,5 +253,70 @@ void describe('a chunk of a snapshot read from its file', () => {
       await wal.close();
       await cleanup();
     }
+  });
+
+  void it('keeps the file open from chunk to chunk, and closes it when replaced', async () => {
+    const { dir, cleanup } = await tempDir();
+    // Counts the snapshot files opened and closed under the WAL.
+    const files = { opened: 0, closed: 0 };
+    const fs: StorageFs = {
+      ...nodeFs,
+      open: async (path, o) => {
+        const fh = await nodeFs.open(path, o);
+        if (!path.endsWith('.snap')) return fh;
+        files.opened++;
+        const counted: StorageFile = {
+          write: (...a) => fh.write(...a),
+          read: (...a) => fh.read(...a),
+          writev: (...a) => fh.writev(...a),
+          datasync: () => fh.datasync(),
+          sync: () => fh.sync(),
+          truncate: (n) => fh.truncate(n),
+          close: async () => {
+            files.closed++;
+            await fh.close();
+          },
+        };
+        return counted;
+      },
+    };
+    const wal = await openWalStorage(dir, { fs });
+    try {
+      await wal.persist(ents(1, 20, 1), { term: 1, vote: 1, commit: 20 });
+      const m = { index: 10, term: 1, voters: [1] };
+      await wal.saveSnapshot(m, data);
+      const before = { ...files };
+      // Every chunk, several at once as to several followers, with room for a checksum.
+      const size = 7_000;
+      const reads = [];
+      for (let at = 0; at < data.length; at += size) {
+        const length = Math.min(size, data.length - at);
+        reads.push(
+          wal.readSnapshotRange(m, data.length, at, length, 4).then((got) => {
+            assert.ok(got !== null);
+            assert.equal(got.length, length + 4);
+            assert.deepEqual(Buffer.from(got.subarray(0, length)), data.subarray(at, at + length));
+          }),
+        );
+      }
+      await Promise.all(reads);
+      assert.equal(files.opened - before.opened, 1, 'the file was opened again for a chunk');
+      assert.equal(files.closed - before.closed, 0);
+      // A newer snapshot: the old file is closed, chunks in flight end as null or as the bytes.
+      const racing = wal.readSnapshotRange(m, data.length, 0, 100);
+      await wal.saveSnapshot({ ...m, index: 15 }, data);
+      const raced = await racing;
+      assert.ok(raced === null || Buffer.from(raced).equals(data.subarray(0, 100)));
+      assert.equal(await wal.readSnapshotRange(m, data.length, 0, 10), null);
+      const m15 = { ...m, index: 15 };
+      assert.deepEqual(
+        Buffer.from((await wal.readSnapshotRange(m15, data.length, 5, 10)) ?? []),
+        data.subarray(5, 15),
+      );
+    } finally {
+      await wal.close();
+      await cleanup();
+    }
+    assert.equal(files.closed, files.opened, `${JSON.stringify(files)}: a file left open`);
   });
 });
