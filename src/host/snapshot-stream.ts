@@ -123,24 +123,7 @@ export async function* unframeSnapshot(
     throw new Error(`Snapshot frame truncated: the stream ends at byte ${total}, inside a frame`);
 }
 
-/** The chunks of a buffer `collectSnapshot` made; throws on a malformed one. */
+/** The chunks of a buffer `collectSnapshot` made, as views into it; throws on a malformed one. */
 export function snapshotChunks(data: Uint8Array): AsyncIterable<Uint8Array> {
-  const chunks = splitFramed(data);
-  return chunkStream(() => chunks[Symbol.iterator]());
-}
-
-function splitFramed(data: Uint8Array): Uint8Array[] {
-  if (data.length < MAGIC.length || MAGIC.some((b, i) => data[i] !== b))
-    throw new Error('Snapshot does not begin with the FSN1 frame marker');
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const chunks: Uint8Array[] = [];
-  let at = MAGIC.length;
-  while (at < data.length) {
-    if (at + 4 > data.length) throw new Error(`Snapshot frame truncated at byte ${at}`);
-    const n = view.getUint32(at, true);
-    if (at + 4 + n > data.length) throw new Error(`Snapshot frame truncated at byte ${at}`);
-    chunks.push(data.subarray(at + 4, at + 4 + n));
-    at += 4 + n;
-  }
-  return chunks;
+  return unframeSnapshot(chunkStream(() => [data][Symbol.iterator]()));
 }

@@ -235,26 +235,6 @@ export class SnapshotChunkReader {
 }
 
 /**
- * `length` bytes of the data of the snapshot file for `meta` (of `dataBytes` bytes), from
- * `offset`, without reading the rest (SnapshotChunkReader, opened for one read).
- */
-export async function readSnapshotFileRange(
-  fs: StorageFs,
-  dir: string,
-  meta: SnapshotMeta,
-  dataBytes: number,
-  offset: number,
-  length: number,
-): Promise<Uint8Array> {
-  const reader = await SnapshotChunkReader.open(fs, dir, meta, dataBytes);
-  try {
-    return await reader.read(offset, length);
-  } finally {
-    await reader.close();
-  }
-}
-
-/**
  * Up to `length` bytes at `position`, into `into` if given (at least `length` long) or a new
  * buffer; fewer only at the end of the file.
  */

@@ -15,12 +15,28 @@ import { Syncer } from '../../src/storage/fsutil.js';
 import {
   SnapshotSourceError,
   readSnapshotFile,
-  readSnapshotFileRange,
+  SnapshotChunkReader,
   writeSnapshotFile,
   writeSnapshotFileFrom,
 } from '../../src/storage/snapshot-file.js';
 import { openWalStorage } from '../../src/storage/wal.js';
 import { ents, rejectsCode, tempDir } from './helpers.js';
+
+/** `length` bytes of the data from `offset`, through a reader opened for this one read. */
+async function readRange(
+  dir: string,
+  meta: SnapshotMeta,
+  dataBytes: number,
+  offset: number,
+  length: number,
+): Promise<Uint8Array> {
+  const reader = await SnapshotChunkReader.open(nodeFs, dir, meta, dataBytes);
+  try {
+    return await reader.read(offset, length);
+  } finally {
+    await reader.close();
+  }
+}
 
 /** `data` in pieces of the given sizes, as an async source; counts the pieces read. */
 function source(
@@ -207,13 +223,10 @@ void describe('a chunk of a snapshot read from its file', () => {
         [data.length - 7, 7],
         [data.length, 0],
       ] as const) {
-        const got = await readSnapshotFileRange(nodeFs, dir, meta, data.length, offset, length);
+        const got = await readRange(dir, meta, data.length, offset, length);
         assert.deepEqual(Buffer.from(got), data.subarray(offset, offset + length), `${offset}`);
       }
-      await assert.rejects(
-        readSnapshotFileRange(nodeFs, dir, meta, data.length, data.length - 1, 2),
-        RangeError,
-      );
+      await assert.rejects(readRange(dir, meta, data.length, data.length - 1, 2), RangeError);
     } finally {
       await cleanup();
     }
@@ -224,14 +237,11 @@ void describe('a chunk of a snapshot read from its file', () => {
     try {
       await writeSnapshotFile(syncer, dir, meta, data);
       const err = await rejectsCode(
-        () => readSnapshotFileRange(nodeFs, dir, { ...meta, term: 5 }, data.length, 0, 10),
+        () => readRange(dir, { ...meta, term: 5 }, data.length, 0, 10),
         'STORAGE_CORRUPT',
       );
       assert.match(err.message, /the header of snapshot 12 \(term 5\)/);
-      await rejectsCode(
-        () => readSnapshotFileRange(nodeFs, dir, meta, data.length + 1, 0, 10),
-        'STORAGE_CORRUPT',
-      );
+      await rejectsCode(() => readRange(dir, meta, data.length + 1, 0, 10), 'STORAGE_CORRUPT');
     } finally {
       await cleanup();
     }
