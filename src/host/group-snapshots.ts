@@ -9,6 +9,7 @@ import type { GroupStorage, StateMachine } from './contracts.js';
 import {
   collectSnapshot,
   framedSnapshot,
+  pacedChunks,
   snapshotChunks,
   unframeSnapshot,
 } from './snapshot-stream.js';
@@ -39,6 +40,8 @@ export interface SnapshotPolicy {
   readonly logRatio: number;
   /** Entries kept behind a snapshot for slow followers to catch up from the log. */
   readonly catchupEntries: number;
+  /** The largest share of the time a snapshot's encoding may take (pacedChunks). */
+  readonly encodeShare: number;
 }
 
 export interface GroupSnapshotsOptions {
@@ -53,6 +56,8 @@ export interface GroupSnapshotsOptions {
   readonly onEvent: (e: SnapshotEvent) => void;
   /** Lets timers and I/O run between slices of a large snapshot's work. */
   readonly nextTurn: () => Promise<void>;
+  /** Resolves after `ms`: the pauses that keep a snapshot's encoding to its share. */
+  readonly sleep: (ms: number) => Promise<void>;
   /** Stops the group: a snapshot that cannot be saved leaves the disk's state unknown. */
   readonly die: (err: Error) => void;
 }
@@ -170,7 +175,12 @@ export class GroupSnapshots {
     // The configuration the core holds at `index`, not the one this node started with: a
     // membership change must survive a restart from this snapshot.
     const meta: SnapshotMeta = snapshotMetaOf(index, term, node.confStateAt(index));
-    this.saving = this.save(meta, c.chunks)
+    const { nowMs, sleep, policy } = this.o;
+    const chunks =
+      policy.encodeShare >= 1
+        ? c.chunks
+        : pacedChunks(c.chunks, { share: policy.encodeShare, nowMs, sleep });
+    this.saving = this.save(meta, chunks)
       .then((saved) => {
         // Storage held a newer snapshot already (installed from the leader meanwhile).
         if (saved === null) return;

@@ -87,6 +87,12 @@ export interface RuntimeOptions {
   readonly snapshotLogRatio?: number;
   /** Entries kept behind a snapshot for slow followers to catch up from the log. Default 1,000. */
   readonly snapshotCatchupEntries?: number;
+  /**
+   * The largest share, in (0, 1], of the time since a snapshot began that encoding it may take:
+   * it pauses between chunks to stay under it, so the requests served meanwhile keep the rest
+   * of the event loop (pacedChunks). 1: as fast as the loop allows. Default 0.25.
+   */
+  readonly snapshotEncodeShare?: number;
   /** Default wait for a proposal or read. Default 5,000 ms. */
   readonly requestTimeoutMs?: number;
   /** Max proposals and reads waiting at once; more are refused. Default 65,536. */
@@ -148,6 +154,7 @@ export class RaftRuntime {
       | 'snapshotEveryEntries'
       | 'snapshotLogRatio'
       | 'snapshotCatchupEntries'
+      | 'snapshotEncodeShare'
       | 'requestTimeoutMs'
       | 'maxPendingRequests'
       | 'leaderWaitMs'
@@ -216,10 +223,14 @@ export class RaftRuntime {
       snapshotCatchupEntries:
         o.snapshotCatchupEntries ??
         Math.min(1_000, Math.floor((o.snapshotEveryEntries ?? 10_000) / 2)),
+      snapshotEncodeShare: o.snapshotEncodeShare ?? 0.25,
       requestTimeoutMs: o.requestTimeoutMs ?? 5_000,
       maxPendingRequests: o.maxPendingRequests ?? 65_536,
       leaderWaitMs: o.leaderWaitMs ?? 4 * (o.electionTicks ?? 15) * (o.tickMs ?? 10),
     };
+    const share = this.opts.snapshotEncodeShare;
+    if (!(share > 0 && share <= 1))
+      throw new RangeError(`snapshotEncodeShare must be in (0, 1], got ${share}`);
     this.waiters = new Waiters(o.clock, this.opts.requestTimeoutMs);
     const initial = o.storage.initialState();
     const incoming = receiver.incoming();
@@ -253,11 +264,13 @@ export class RaftRuntime {
           everyEntries: this.opts.snapshotEveryEntries,
           logRatio: this.opts.snapshotLogRatio,
           catchupEntries: this.opts.snapshotCatchupEntries,
+          encodeShare: this.opts.snapshotEncodeShare,
         },
         nowMs: () => o.clock.nowMs(),
         send: (m, attachment) => o.send(m, attachment),
         onEvent: (e) => o.onEvent?.(e),
         nextTurn: () => this.nextTurn(),
+        sleep: (ms) => new Promise((resolve) => o.clock.setTimeout(resolve, ms)),
         die: (err) => this.die(err),
       },
       // The state machine was restored from it by start().

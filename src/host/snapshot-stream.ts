@@ -30,6 +30,41 @@ export async function* framedSnapshot(
   }
 }
 
+/** How fast a snapshot is encoded (RuntimeOptions.snapshotEncodeShare). */
+export interface SnapshotPace {
+  /** The largest share, in (0, 1], of the time since it began that encoding may take. */
+  readonly share: number;
+  readonly nowMs: () => number;
+  /** Resolves after `ms` (on the injected clock, so the simulator controls it too). */
+  readonly sleep: (ms: number) => Promise<void>;
+}
+
+/**
+ * `chunks`, pulled no faster than `pace.share` of the time allows: the time spent pulling each
+ * chunk (encoding it) is added up, and before the next pull this waits until that total is at
+ * most `share` of the time since the first. A snapshot is background work: encoding it as fast
+ * as the event loop allows took half of the loop from the requests while it ran, on all
+ * members at once (they snapshot at the same indexes), and showed in their tail latency
+ * (BENCHMARKS.md, "Snapshots paced"). Each pull is still done whole, so a chunk's size bounds
+ * how long one blocks the loop. A clock that does not move while a chunk is encoded (the
+ * simulator's) makes no wait at all.
+ */
+export async function* pacedChunks(
+  chunks: AsyncIterable<Uint8Array>,
+  pace: SnapshotPace,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const start = pace.nowMs();
+  let busy = 0;
+  let pulled = start;
+  for await (const c of chunks) {
+    busy += pace.nowMs() - pulled;
+    yield c;
+    const owed = busy / pace.share - (pace.nowMs() - start);
+    if (owed >= 1) await pace.sleep(owed);
+    pulled = pace.nowMs();
+  }
+}
+
 /**
  * Reads every chunk of `chunks` into one framed buffer, letting the event loop turn
  * (`nextTurn`) between chunks and every few MB. Holding the pieces and then the whole costs

@@ -217,6 +217,10 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       "At such a multiple, snapshot only once the entries applied since the last snapshot hold at least this percentage of its bytes, so a large state is not copied in full every `snapshotEveryEntries` (the log kept between snapshots is then about this share of the state's size); 0: at every multiple.",
   },
+  snapshotEncodePercent: {
+    meaning:
+      'The largest share of the time since a snapshot began, in percent, that encoding it may take: it pauses between chunks to stay under it, so the requests served meanwhile keep the rest of the event loop (every member snapshots at the same indexes, all at once). A lower value makes a large snapshot take longer and hold more pre-images of keys written meanwhile; 100: as fast as the event loop allows.',
+  },
   snapshotChunkBytes: {
     meaning:
       'Bytes of one snapshot chunk sent to a follower: the unit a transfer is acknowledged, resent and resumed in (a lost chunk, a restart or a leader change mid-transfer costs about one); it must fit a peer frame.',

@@ -68,6 +68,11 @@ export interface NodeConfig {
    * percentage of its size (RuntimeOptions.snapshotLogRatio × 100); 0: at every multiple.
    */
   readonly snapshotLogPercent: number;
+  /**
+   * The largest percentage of the time since a snapshot began that encoding it may take
+   * (RuntimeOptions.snapshotEncodeShare × 100); 100: as fast as the event loop allows.
+   */
+  readonly snapshotEncodePercent: number;
   /** Bytes of one snapshot chunk sent to a follower: the unit a transfer resumes in. */
   readonly snapshotChunkBytes: number;
   /** The leader compacts the key-value history to keep at least this many revisions; 0: off. */
@@ -197,6 +202,7 @@ export const configDefaults = {
   livenessGraceMs: 1_000,
   snapshotEveryEntries: 10_000,
   snapshotLogPercent: 50,
+  snapshotEncodePercent: 25,
   snapshotChunkBytes: defaultLimits.maxSnapshotChunkBytes,
   compactionKeepRevisions: 10_000,
   compactionKeepMs: 0,
@@ -246,6 +252,7 @@ export const numericFields = [
   ['livenessGraceMs', 0, 60_000],
   ['snapshotEveryEntries', 10, 1e9],
   ['snapshotLogPercent', 0, 100_000],
+  ['snapshotEncodePercent', 1, 100],
   ['snapshotChunkBytes', 1024, 64 * 1024 * 1024],
   ['compactionKeepRevisions', 0, 1e12],
   ['compactionKeepMs', 0, 1e11],

@@ -479,6 +479,7 @@ export function groupSettings(
     heartbeatTicks: config.heartbeatTicks,
     snapshotEveryEntries: config.snapshotEveryEntries,
     snapshotLogRatio: config.snapshotLogPercent / 100,
+    snapshotEncodeShare: config.snapshotEncodePercent / 100,
     requestTimeoutMs: config.requestTimeoutMs,
     // The API refuses a write larger than maxProposalBytes before proposing it (TXN_TOO_LARGE).
     raft: {

@@ -99,6 +99,12 @@ export class SnapshotSourceError extends Error {
 
 /** Pieces of streamed data gathered into one vectored write. */
 const STREAM_WRITE_BYTES = 1 << 20;
+/**
+ * A streamed snapshot is synced each time this much more of it was written, not only at its
+ * end: the log's fsyncs share the disk, and a single sync of a whole large snapshot (345 MB
+ * at a million keys) can hold them up for as long as the disk takes to write all of it.
+ */
+export const SNAPSHOT_SYNC_BYTES = 8 << 20;
 
 /**
  * The same file, byte for byte, written from `data`'s pieces as they come, so the snapshot is
@@ -122,7 +128,9 @@ export async function writeSnapshotFileFrom(
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let position = headBytes;
-    const flush = async (): Promise<void> => {
+    let syncedTo = 0;
+    // The last flush is not synced on its own: the file's sync follows it.
+    const flush = async (last: boolean): Promise<void> => {
       const bufs = pending;
       pending = [];
       pendingBytes = 0;
@@ -131,6 +139,9 @@ export async function writeSnapshotFileFrom(
       } catch (err) {
         throw ioFailure('STORAGE_WRITE_FAILED', `writing ${path}.tmp`, err);
       }
+      if (last || position - syncedTo < SNAPSHOT_SYNC_BYTES) return;
+      syncedTo = position;
+      await syncer.datasync(fh, `${path}.tmp`);
     };
     const pieces = data[Symbol.asyncIterator]();
     for (;;) {
@@ -154,9 +165,9 @@ export async function writeSnapshotFileFrom(
       dataCrc = crc32c(b, dataCrc);
       pending.push(b);
       pendingBytes += b.length;
-      if (pendingBytes >= STREAM_WRITE_BYTES) await flush();
+      if (pendingBytes >= STREAM_WRITE_BYTES) await flush(false);
     }
-    if (pendingBytes > 0) await flush();
+    if (pendingBytes > 0) await flush(true);
     const head = encodeHead(meta, dataBytes);
     const trailer = Buffer.allocUnsafe(4);
     trailer.writeUInt32LE(crc32cCombine(crc32c(head), dataCrc, dataBytes), 0);

@@ -4,6 +4,7 @@
 // every 10 entries and a ratio of 0.5: snapshots at 10 (the first), then once 51 entries (just
 // over 5,000 bytes) were applied since, at the next multiple of 10: 70, 130, 190. A restart in
 // the middle keeps the schedule, because the replay counts the log since the snapshot again.
+// A snapshot is encoded in at most snapshotEncodeShare of the time it takes.
 
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
@@ -123,4 +124,63 @@ void test('a restart between snapshots keeps the schedule', async () => {
   const again = await start(disk, 0.5);
   await fill(again, 200, expected);
   assert.deepEqual(again.saved, [130, 190], 'the same indexes as without the restart');
+});
+
+/** Its snapshot is CHUNKS chunks, each taking SPIN_MS of the clock to make; records when. */
+const CHUNKS = 20;
+const SPIN_MS = 5;
+class Slow extends Fixed {
+  pulls: number[] = [];
+  override snapshot(): AsyncIterable<Uint8Array> {
+    const pulls = this.pulls;
+    return chunkStream(function* () {
+      for (let k = 0; k < CHUNKS; k++) {
+        const at = Date.now();
+        pulls.push(at);
+        while (Date.now() - at < SPIN_MS);
+        yield new Uint8Array(4);
+      }
+    });
+  }
+}
+
+void test('a snapshot is encoded in at most snapshotEncodeShare of the time it takes', async () => {
+  const host = new Host({
+    id: 1,
+    transport: new MemoryNetwork().connect(1),
+    clock: systemClock,
+    tickMs: 5,
+  });
+  hosts.push(host);
+  const sm = new Slow();
+  const group = {
+    voters: [1],
+    storage: createMemoryStorage({ quiet: true, disk: createMemoryDisk() }),
+    stateMachine: sm,
+    electionTicks: 10,
+    heartbeatTicks: 2,
+    snapshotEveryEntries: 10,
+  };
+  for (const share of [0, -0.5, 1.5, Number.NaN])
+    await assert.rejects(
+      () => host.addGroup(1, { ...group, snapshotEncodeShare: share }),
+      (err: Error) =>
+        err instanceof RangeError && /snapshotEncodeShare must be in/.test(err.message),
+      `share ${share}`,
+    );
+  const rt = await host.addGroup(0, { ...group, snapshotEncodeShare: 0.25 });
+  const deadline = Date.now() + 10_000;
+  while (!rt.isLeader()) {
+    if (Date.now() > deadline) assert.fail('the single node did not become leader');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  while (rt.appliedIndex() < 10) await rt.propose(new Uint8Array(ENTRY_BYTES));
+  while (sm.pulls.length < CHUNKS) {
+    if (Date.now() > deadline) assert.fail(`${sm.pulls.length} of ${CHUNKS} chunks made`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  // Before the last chunk is made, the 19 before it took at least 95 ms of encoding: at a
+  // quarter of the time, at least 380 ms since the first (less a millisecond's rounding each).
+  const spread = (sm.pulls[CHUNKS - 1] as number) - (sm.pulls[0] as number);
+  assert.ok(spread >= 4 * (CHUNKS - 1) * SPIN_MS - CHUNKS, `made over ${spread} ms`);
 });

@@ -1,12 +1,18 @@
 // A framed snapshot read back in pieces of any size (host/snapshot-stream.ts): unframeSnapshot
 // gives back exactly the chunks collectSnapshot framed, wherever the pieces cut the frames, and
-// refuses a stream that is not framed or ends inside a frame.
+// refuses a stream that is not framed or ends inside a frame. A paced snapshot (pacedChunks)
+// spends at most its share of the time encoding.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import fc from 'fast-check';
 import { chunkStream } from '../../src/host/contracts.js';
-import { collectSnapshot, unframeSnapshot } from '../../src/host/snapshot-stream.js';
+import {
+  collectSnapshot,
+  pacedChunks,
+  unframeSnapshot,
+  type SnapshotPace,
+} from '../../src/host/snapshot-stream.js';
 
 const noWait = (): Promise<void> => Promise.resolve();
 
@@ -75,4 +81,81 @@ void test('a stream that is not framed, or ends inside a frame, is refused', asy
   // The marker alone is a snapshot of no chunks; the whole, its one chunk.
   assert.deepEqual(await unframed([framed.subarray(0, 4)]), []);
   assert.deepEqual(await unframed(cut(framed, [1, 5, 9])), [new Uint8Array([7, 7, 7])]);
+});
+
+/**
+ * A clock that moves only when told: each chunk's encoding takes `costs[k]` ms of it, and a
+ * sleep moves it by what was asked. Records the sleeps.
+ */
+function pacedRun(costs: readonly number[]): {
+  source: AsyncIterable<Uint8Array> & { closed: boolean };
+  clock: { now: number; sleeps: number[] };
+  pace: SnapshotPace;
+} {
+  const clock = { now: 1_000, sleeps: [] as number[] };
+  const source = {
+    closed: false,
+    [Symbol.asyncIterator]: () => {
+      let k = 0;
+      return {
+        next: (): Promise<IteratorResult<Uint8Array>> => {
+          if (k >= costs.length) return Promise.resolve({ done: true, value: undefined });
+          clock.now += costs[k] as number;
+          return Promise.resolve({ done: false, value: new Uint8Array([k++]) });
+        },
+        return: (): Promise<IteratorResult<Uint8Array>> => {
+          source.closed = true;
+          return Promise.resolve({ done: true, value: undefined });
+        },
+      };
+    },
+  };
+  const pace: SnapshotPace = {
+    share: 0.25,
+    nowMs: () => clock.now,
+    sleep: (ms) => {
+      clock.sleeps.push(ms);
+      clock.now += ms;
+      return Promise.resolve();
+    },
+  };
+  return { source, clock, pace };
+}
+
+void test('a paced snapshot takes at most its share of the time, each chunk whole', async () => {
+  const costs = [10, 4, 0, 30, 7, 7, 1];
+  const { source, clock, pace } = pacedRun(costs);
+  const start = clock.now;
+  const got: number[] = [];
+  let busy = 0;
+  for await (const c of pacedChunks(source, pace)) {
+    got.push(c[0] as number);
+    busy += costs[c[0] as number] as number;
+    // After each chunk is handed on, at most the share of the time so far was encoding,
+    // counting the chunk just made (it is never cut short).
+    const elapsed = clock.now - start;
+    const before = elapsed - (costs[c[0] as number] as number);
+    assert.ok(
+      busy - (costs[c[0] as number] as number) <= 0.25 * before + 1e-9,
+      `at ${got.join(',')}`,
+    );
+  }
+  assert.deepEqual(got, [0, 1, 2, 3, 4, 5, 6]);
+  // 59 ms of encoding at a quarter of the time: 236 ms in all, the rest in waits.
+  assert.equal(clock.now - start, 4 * costs.reduce((a, b) => a + b, 0));
+  assert.deepEqual(clock.sleeps, [30, 12, 90, 21, 21, 3]);
+});
+
+void test('a paced snapshot waits for nothing when encoding takes no time (the simulator)', async () => {
+  const { source, clock, pace } = pacedRun([0, 0, 0, 0]);
+  let n = 0;
+  for await (const _ of pacedChunks(source, pace)) n++;
+  assert.equal(n, 4);
+  assert.deepEqual(clock.sleeps, []);
+});
+
+void test('a paced snapshot stopped early closes its source (a capture lets go)', async () => {
+  const { source, pace } = pacedRun([5, 5, 5]);
+  for await (const _ of pacedChunks(source, pace)) break;
+  assert.equal(source.closed, true);
 });

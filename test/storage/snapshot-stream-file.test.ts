@@ -7,14 +7,17 @@ import { crc32c } from '@node-rs/crc32';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { SnapshotMeta } from '../../src/raft/types.js';
 import { crc32cCombine } from '../../src/storage/crc-combine.js';
 import { nodeFs, type StorageFile, type StorageFs } from '../../src/storage/fs.js';
 import { Syncer } from '../../src/storage/fsutil.js';
 import {
+  SNAPSHOT_SYNC_BYTES,
   SnapshotSourceError,
   readSnapshotFile,
+  snapshotFileName,
   SnapshotChunkReader,
   writeSnapshotFile,
   writeSnapshotFileFrom,
@@ -115,6 +118,43 @@ void describe('a snapshot file written as it is encoded', () => {
     } finally {
       await whole.cleanup();
       await streamed.cleanup();
+    }
+  });
+
+  void it('is synced every SNAPSHOT_SYNC_BYTES as it is written, not only at the end', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      // Each sync with how much of the temporary file was written when it ran.
+      const syncs: number[] = [];
+      let written = 0;
+      const counting = new Syncer(nodeFs, async (path, sync) => {
+        if (path.endsWith('.tmp')) syncs.push(written);
+        await sync();
+      });
+      const big = randomBytes(2 * SNAPSHOT_SYNC_BYTES + (3 << 20) + 777);
+      const src = source(big, [300_000]);
+      const watched = {
+        async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+          for await (const piece of src) {
+            yield piece;
+            written += piece.length;
+          }
+        },
+      };
+      const meta = metas[0] as SnapshotMeta;
+      await writeSnapshotFileFrom(counting, dir, meta, watched, 1 << 30);
+      assert.equal(syncs.length, 3, `syncs after ${syncs.join(', ')} bytes`);
+      // Two on the way, each once a vectored write (1 MiB) took the file past the mark (the
+      // count here lags by the piece being written); then the last, of the whole.
+      const near = (bytes: number): boolean =>
+        bytes >= SNAPSHOT_SYNC_BYTES - 400_000 && bytes <= SNAPSHOT_SYNC_BYTES + 1_400_000;
+      const [first, second] = syncs as [number, number];
+      assert.ok(near(first) && near(second - first), `syncs after ${syncs.join(', ')} bytes`);
+      assert.equal(syncs[2], big.length);
+      const back = await readSnapshotFile(nodeFs, join(dir, snapshotFileName(meta.index)));
+      assert.deepEqual(Buffer.from(back.data), big);
+    } finally {
+      await cleanup();
     }
   });
 
