@@ -133,9 +133,9 @@ async function round(percent: number, r: number, base: string): Promise<Point[]>
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1
-    ? (s[mid] as number)
-    : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+  const m =
+    s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+  return Math.round(m * 1000) / 1000;
 }
 
 const base = mkdtempSync(join(tmpdir(), 'flotilla-write-tail-'));
