@@ -117,6 +117,9 @@ export class PeerLink {
    */
   peerAlive(): void {
     if (this.state !== 'backoff') return;
+    // The backoff's timer goes: left to fire during the handshake, it dropped the handshake
+    // timer's handle, which then fired on the open connection and closed it.
+    this.clearTimer();
     this.attempt = 0;
     this.dial();
   }
@@ -154,7 +157,10 @@ export class PeerLink {
         : tls.connect(this.address, lookup);
     this.socket = socket;
     const decoder = new FrameDecoder(this.ctx.opts.maxHandshakeFrameBytes);
-    this.timer = this.ctx.clock.setTimeout(() => {
+    const handshake = this.ctx.clock.setTimeout(() => {
+      if (this.timer === handshake) this.timer = null;
+      // Only the handshake of this very connection, still under way, times out.
+      if (this.socket !== socket || this.state !== 'connecting') return;
       this.protocolError(
         new TransportError(
           'TRANSPORT_HANDSHAKE_TIMEOUT',
@@ -162,6 +168,7 @@ export class PeerLink {
         ),
       );
     }, this.ctx.opts.handshakeTimeoutMs);
+    this.timer = handshake;
     // Over TLS the preface waits for the TLS handshake: nothing is said to an unverified peer.
     socket.on(tls === null ? 'connect' : 'secureConnect', () => {
       socket.setKeepAlive(true, 10_000);
@@ -321,10 +328,12 @@ export class PeerLink {
     this.attempt += 1;
     this.state = 'backoff';
     this.ctx.emit({ kind: 'reconnect-scheduled', peer: this.peer, delayMs });
-    this.timer = this.ctx.clock.setTimeout(() => {
+    const backoff = this.ctx.clock.setTimeout(() => {
+      if (this.timer !== backoff) return;
       this.timer = null;
       if (this.state === 'backoff') this.dial();
     }, delayMs);
+    this.timer = backoff;
   }
 
   private clearTimer(): void {

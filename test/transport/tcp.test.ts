@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { pack, encodeMessage } from '../../src/transport/codec.js';
 import { FrameType, PREFACE, encodeSmallFrame } from '../../src/transport/frame.js';
 import type { Message } from '../../src/raft/types.js';
-import type { TransportEvent } from '../../src/transport/types.js';
+import type { TransportClock, TransportEvent } from '../../src/transport/types.js';
 import {
   closedBy,
   entries,
@@ -29,6 +31,40 @@ after(async () => {
 function hello(over: Record<string, unknown> = {}): Buffer {
   const h = { minVersion: 2, maxVersion: 2, clusterId: 'test-cluster', from: 1, to: 2, ...over };
   return Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(h))]);
+}
+
+/** Timers that fire only when the test moves the time, in the order they fall due. */
+class StepTimers implements TransportClock {
+  private now = 0;
+  private readonly timers = new Map<number, { at: number; fn: () => void }>();
+  private nextId = 1;
+  nowMs(): number {
+    return this.now;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.now + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.timers.delete(handle as number);
+  }
+  advance(ms: number): void {
+    const until = this.now + ms;
+    for (;;) {
+      let due: [number, { at: number; fn: () => void }] | null = null;
+      for (const t of this.timers)
+        if (t[1].at <= until && (due === null || t[1].at < due[1].at)) due = t;
+      if (due === null) break;
+      this.timers.delete(due[0]);
+      this.now = due[1].at;
+      due[1].fn();
+    }
+    this.now = until;
+  }
+  pending(): number {
+    return this.timers.size;
+  }
 }
 
 function events(n: Node, kind: TransportEvent['kind']): TransportEvent[] {
@@ -146,6 +182,48 @@ void describe('TcpTransport', () => {
     b2.t.send({ from: 2, to: 1, term: 2, type: 'heartbeat-resp', seq: 1, catchingUp: false });
     await waitFor(() => b2.inbox.length > 0, 'the message queued during the backoff', 3_000);
     assert.equal(b2.inbox[0]?.msg.type, 'heartbeat');
+  });
+
+  void it('a redial on the peer dialling in is not closed later by its handshake timer', async () => {
+    // Node 1's timers run by hand. Its link to node 2 waits out a backoff (nothing listened),
+    // node 2 dials in, node 1 redials; the backoff's timer fires while that handshake is under
+    // way, then the handshake completes. Before the fix the backoff's timer dropped the
+    // handshake timer's handle, which fired 5 s later on the open connection and closed it.
+    const clock = new StepTimers();
+    const a = await startNode(1, { clock, backoff: { baseMs: 100, maxMs: 100 } });
+    open.push(a);
+    // A port nothing listens on yet, then a server there that answers HELLOs when told.
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    await new Promise<void>((r) => server.close(() => r()));
+    a.t.setPeer(2, { host: '127.0.0.1', port });
+    await waitFor(() => events(a, 'reconnect-scheduled').length === 1, 'the first backoff');
+    const dialled: Socket[] = [];
+    const peer2 = createServer((s) => dialled.push(s));
+    peer2.listen(port, '127.0.0.1');
+    await once(peer2, 'listening');
+    try {
+      // Node 2 dials in: node 1 redials at once.
+      const inbound = await rawSocket(a.t.address.port);
+      inbound.write(hello({ from: 2, to: 1 }));
+      await waitFor(() => dialled.length === 1, 'the redial');
+      clock.advance(100); // the backoff's time comes, mid-handshake
+      const accept = { version: 2, clusterId: 'test-cluster', nodeId: 2 };
+      (dialled[0] as Socket).write(encodeSmallFrame(FrameType.accept, pack(accept)));
+      await waitFor(
+        () => a.events.some((e) => e.kind === 'peer-connected' && e.direction === 'outbound'),
+        'the outbound link open',
+      );
+      clock.advance(10_000); // well past the handshake timeout
+      assert.deepEqual(events(a, 'protocol-error'), []);
+      assert.equal(clock.pending(), 0, 'no timer left behind');
+      inbound.destroy();
+    } finally {
+      for (const s of dialled) s.destroy();
+      await new Promise<void>((r) => peer2.close(() => r()));
+    }
   });
 
   void it('drops with a counter when the bounded queue is full', async () => {
