@@ -82,6 +82,8 @@ export class GroupSnapshots {
   private logBytesSince = 0;
   /** A snapshot is being encoded or saved; at most one at a time. */
   private snapshotting = false;
+  /** Set when the node closes: a snapshot still being encoded is no longer paced. */
+  private hurried = false;
   /** The background save of the last snapshot taken (settled: none runs). */
   private saving: Promise<void> = Promise.resolve();
   /** Reads of snapshots' bytes from storage for sending (settled: none runs). */
@@ -156,6 +158,11 @@ export class GroupSnapshots {
     this.captured = { index, term, chunks: this.o.stateMachine.snapshot() };
   }
 
+  /** The snapshot being encoded, if any, goes on unpaced: the node is closing and waits for it. */
+  hurry(): void {
+    this.hurried = true;
+  }
+
   /**
    * Settles once no snapshot save runs in the background: the runtime's close waits for it,
    * so the storage is never closed under a save (a range given up while it snapshotted).
@@ -179,7 +186,12 @@ export class GroupSnapshots {
     const chunks =
       policy.encodeShare >= 1
         ? c.chunks
-        : pacedChunks(c.chunks, { share: policy.encodeShare, nowMs, sleep });
+        : pacedChunks(c.chunks, {
+            share: policy.encodeShare,
+            nowMs,
+            sleep,
+            hurried: () => this.hurried,
+          });
     this.saving = this.save(meta, chunks)
       .then((saved) => {
         // Storage held a newer snapshot already (installed from the leader meanwhile).

@@ -701,6 +701,7 @@ export class RaftRuntime {
     // running is false, so no new loop starts: wait for the one in progress, if any, then for
     // a snapshot being saved in the background (the caller closes the storage next).
     await this.loopDone;
+    this.snapshots.hurry();
     await this.snapshots.idle();
     this.waiters.failAll(
       new FlotillaError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true),

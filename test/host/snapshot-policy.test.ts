@@ -184,3 +184,37 @@ void test('a snapshot is encoded in at most snapshotEncodeShare of the time it t
   const spread = (sm.pulls[CHUNKS - 1] as number) - (sm.pulls[0] as number);
   assert.ok(spread >= 4 * (CHUNKS - 1) * SPIN_MS - CHUNKS, `made over ${spread} ms`);
 });
+
+void test('a node closing mid-snapshot finishes it unpaced rather than waiting out the pace', async () => {
+  const host = new Host({
+    id: 1,
+    transport: new MemoryNetwork().connect(1),
+    clock: systemClock,
+    tickMs: 5,
+  });
+  const sm = new Slow();
+  const rt = await host.addGroup(0, {
+    voters: [1],
+    storage: createMemoryStorage({ quiet: true, disk: createMemoryDisk() }),
+    stateMachine: sm,
+    electionTicks: 10,
+    heartbeatTicks: 2,
+    snapshotEveryEntries: 10,
+    // Paced, the 20 chunks would take at least 19 × 5 ms / 1 % = 9.5 s.
+    snapshotEncodeShare: 0.01,
+  });
+  const deadline = Date.now() + 10_000;
+  while (!rt.isLeader()) {
+    if (Date.now() > deadline) assert.fail('the single node did not become leader');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  while (rt.appliedIndex() < 10) await rt.propose(new Uint8Array(ENTRY_BYTES));
+  while (sm.pulls.length < 2) {
+    if (Date.now() > deadline) assert.fail(`${sm.pulls.length} chunks made`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await host.close(0);
+  assert.equal(sm.pulls.length, CHUNKS, 'the snapshot was finished before the close returned');
+  const spread = (sm.pulls[CHUNKS - 1] as number) - (sm.pulls[0] as number);
+  assert.ok(spread < 5_000, `made over ${spread} ms`);
+});

@@ -159,3 +159,14 @@ void test('a paced snapshot stopped early closes its source (a capture lets go)'
   for await (const _ of pacedChunks(source, pace)) break;
   assert.equal(source.closed, true);
 });
+
+void test('a hurried pace waits no more (a closing node waits for its snapshot)', async () => {
+  const { source, clock, pace } = pacedRun([10, 10, 10, 10]);
+  let hurried = false;
+  let n = 0;
+  for await (const _ of pacedChunks(source, { ...pace, hurried: () => hurried })) {
+    if (++n === 2) hurried = true;
+  }
+  assert.equal(n, 4);
+  assert.deepEqual(clock.sleeps, [30]);
+});
