@@ -18,6 +18,7 @@ import { Host } from '../../src/host/host.js';
 import type { RaftRuntime, RuntimeEvent } from '../../src/host/runtime.js';
 import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
+import { until } from '../support/until.js';
 
 const SNAPSHOT_BYTES = 10_000;
 const ENTRY_BYTES = 100;
@@ -144,16 +145,20 @@ class Slow extends Fixed {
   }
 }
 
-void test('a snapshot is encoded in at most snapshotEncodeShare of the time it takes', async () => {
-  const host = new Host({
-    id: 1,
-    transport: new MemoryNetwork().connect(1),
-    clock: systemClock,
-    tickMs: 5,
-  });
-  hosts.push(host);
+/** A single-node group over a Slow machine: leader, with 10 entries applied (a snapshot due). */
+async function slowLeader(
+  host: Host,
+  snapshotEncodeShare: number,
+): Promise<{ rt: RaftRuntime; sm: Slow }> {
   const sm = new Slow();
-  const group = {
+  const rt = await host.addGroup(0, { ...slowGroup(sm), snapshotEncodeShare });
+  await until('the single node to become leader', () => rt.isLeader(), 10_000);
+  while (rt.appliedIndex() < 10) await rt.propose(new Uint8Array(ENTRY_BYTES));
+  return { rt, sm };
+}
+
+function slowGroup(sm: Slow): Parameters<Host['addGroup']>[1] {
+  return {
     voters: [1],
     storage: createMemoryStorage({ quiet: true, disk: createMemoryDisk() }),
     stateMachine: sm,
@@ -161,24 +166,33 @@ void test('a snapshot is encoded in at most snapshotEncodeShare of the time it t
     heartbeatTicks: 2,
     snapshotEveryEntries: 10,
   };
+}
+
+function singleHost(): Host {
+  return new Host({
+    id: 1,
+    transport: new MemoryNetwork().connect(1),
+    clock: systemClock,
+    tickMs: 5,
+  });
+}
+
+void test('a snapshot is encoded in at most snapshotEncodeShare of the time it takes', async () => {
+  const host = singleHost();
+  hosts.push(host);
   for (const share of [0, -0.5, 1.5, Number.NaN])
     await assert.rejects(
-      () => host.addGroup(1, { ...group, snapshotEncodeShare: share }),
+      () => host.addGroup(1, { ...slowGroup(new Slow()), snapshotEncodeShare: share }),
       (err: Error) =>
         err instanceof RangeError && /snapshotEncodeShare must be in/.test(err.message),
       `share ${share}`,
     );
-  const rt = await host.addGroup(0, { ...group, snapshotEncodeShare: 0.25 });
-  const deadline = Date.now() + 10_000;
-  while (!rt.isLeader()) {
-    if (Date.now() > deadline) assert.fail('the single node did not become leader');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  while (rt.appliedIndex() < 10) await rt.propose(new Uint8Array(ENTRY_BYTES));
-  while (sm.pulls.length < CHUNKS) {
-    if (Date.now() > deadline) assert.fail(`${sm.pulls.length} of ${CHUNKS} chunks made`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  const { sm } = await slowLeader(host, 0.25);
+  await until(
+    () => `${sm.pulls.length} of ${CHUNKS} chunks made`,
+    () => sm.pulls.length >= CHUNKS,
+    10_000,
+  );
   // Before the last chunk is made, the 19 before it took at least 95 ms of encoding: at a
   // quarter of the time, at least 380 ms since the first (less a millisecond's rounding each).
   const spread = (sm.pulls[CHUNKS - 1] as number) - (sm.pulls[0] as number);
@@ -186,33 +200,14 @@ void test('a snapshot is encoded in at most snapshotEncodeShare of the time it t
 });
 
 void test('a node closing mid-snapshot finishes it unpaced rather than waiting out the pace', async () => {
-  const host = new Host({
-    id: 1,
-    transport: new MemoryNetwork().connect(1),
-    clock: systemClock,
-    tickMs: 5,
-  });
-  const sm = new Slow();
-  const rt = await host.addGroup(0, {
-    voters: [1],
-    storage: createMemoryStorage({ quiet: true, disk: createMemoryDisk() }),
-    stateMachine: sm,
-    electionTicks: 10,
-    heartbeatTicks: 2,
-    snapshotEveryEntries: 10,
-    // Paced, the 20 chunks would take at least 19 × 5 ms / 1 % = 9.5 s.
-    snapshotEncodeShare: 0.01,
-  });
-  const deadline = Date.now() + 10_000;
-  while (!rt.isLeader()) {
-    if (Date.now() > deadline) assert.fail('the single node did not become leader');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  while (rt.appliedIndex() < 10) await rt.propose(new Uint8Array(ENTRY_BYTES));
-  while (sm.pulls.length < 2) {
-    if (Date.now() > deadline) assert.fail(`${sm.pulls.length} chunks made`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  const host = singleHost();
+  // Paced, the 20 chunks would take at least 19 × 5 ms / 1 % = 9.5 s.
+  const { sm } = await slowLeader(host, 0.01);
+  await until(
+    () => `${sm.pulls.length} chunks made`,
+    () => sm.pulls.length >= 2,
+    10_000,
+  );
   await host.close(0);
   assert.equal(sm.pulls.length, CHUNKS, 'the snapshot was finished before the close returned');
   const spread = (sm.pulls[CHUNKS - 1] as number) - (sm.pulls[0] as number);
