@@ -5,7 +5,8 @@ import { after, describe, it } from 'node:test';
 import { pack, encodeMessage } from '../../src/transport/codec.js';
 import { FrameType, PREFACE, encodeSmallFrame } from '../../src/transport/frame.js';
 import type { Message } from '../../src/raft/types.js';
-import type { TransportClock, TransportEvent } from '../../src/transport/types.js';
+import type { TransportEvent } from '../../src/transport/types.js';
+import { TimerClock } from '../support/timer-clock.js';
 import {
   closedBy,
   entries,
@@ -31,40 +32,6 @@ after(async () => {
 function hello(over: Record<string, unknown> = {}): Buffer {
   const h = { minVersion: 2, maxVersion: 2, clusterId: 'test-cluster', from: 1, to: 2, ...over };
   return Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(h))]);
-}
-
-/** Timers that fire only when the test moves the time, in the order they fall due. */
-class StepTimers implements TransportClock {
-  private now = 0;
-  private readonly timers = new Map<number, { at: number; fn: () => void }>();
-  private nextId = 1;
-  nowMs(): number {
-    return this.now;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.timers.delete(handle as number);
-  }
-  advance(ms: number): void {
-    const until = this.now + ms;
-    for (;;) {
-      let due: [number, { at: number; fn: () => void }] | null = null;
-      for (const t of this.timers)
-        if (t[1].at <= until && (due === null || t[1].at < due[1].at)) due = t;
-      if (due === null) break;
-      this.timers.delete(due[0]);
-      this.now = due[1].at;
-      due[1].fn();
-    }
-    this.now = until;
-  }
-  pending(): number {
-    return this.timers.size;
-  }
 }
 
 function events(n: Node, kind: TransportEvent['kind']): TransportEvent[] {
@@ -189,7 +156,7 @@ void describe('TcpTransport', () => {
     // node 2 dials in, node 1 redials; the backoff's timer fires while that handshake is under
     // way, then the handshake completes. Before the fix the backoff's timer dropped the
     // handshake timer's handle, which fired 5 s later on the open connection and closed it.
-    const clock = new StepTimers();
+    const clock = new TimerClock();
     const a = await startNode(1, { clock, backoff: { baseMs: 100, maxMs: 100 } });
     open.push(a);
     // A port nothing listens on yet, then a server there that answers HELLOs when told.
