@@ -1,5 +1,6 @@
 // The queue scenario's two systems behind one QueueDriver: Flotilla through the project's own
-// client and Worker (binary protocol, exactly-once sessions, one claim long poll per slot), BullMQ through
+// client and Worker (binary protocol, exactly-once sessions, one claim long poll per slot, and
+// the client's defaults: adds and reports made in one turn gathered into one write), BullMQ through
 // its Queue and Worker on one redis-server. Both run a handler that returns at once and keep the
 // last 1,000 completed jobs (Flotilla's default retention; BullMQ's removeOnComplete: 1000), so
 // neither store grows over a run.

@@ -10,6 +10,7 @@ export const queuePaths = {
   progress: '/v1/queue/progress',
   complete: '/v1/queue/complete',
   fail: '/v1/queue/fail',
+  reportBulk: '/v1/queue/report-bulk',
   cancel: '/v1/queue/cancel',
   retry: '/v1/queue/retry',
   delete: '/v1/queue/delete',

@@ -20,7 +20,9 @@ import {
   type JobState,
   type JobView,
   type QueueCommandAny,
+  type QueueError,
   type QueueStateMachine,
+  type ReportResult,
   type RepeatableView,
 } from '../queue/index.js';
 import type { QueueAnswer } from '../server/queue-service.js';
@@ -244,35 +246,85 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
     const next = r['next'] as { jobs: readonly Claimed[] } | undefined;
     return next === undefined ? r : { ...r, next: { ...next, jobs: next.jobs.map(renderClaimed) } };
   };
-  write('complete', ['queue', 'id', 'token', 'result', 'next'], (o, session, signal) =>
-    report(
-      command({
-        op: 'complete',
-        queue: queueOf(o),
-        id: idOf(o),
-        token: tokenOf(o),
-        result: o['result'] === undefined ? undefined : jsonBytes(o['result'], 'result', l),
-        next: nextOf(o, l),
-      }) as CompleteCommand,
-      session,
-      signal,
-    ),
+  /** A complete's or a fail's command from its request (or a bulk report's item) `o`. */
+  const reportOf = (
+    op: 'complete' | 'fail',
+    queue: string,
+    o: Obj,
+  ): CompleteCommand | FailCommand =>
+    command(
+      op === 'complete'
+        ? {
+            op,
+            queue,
+            id: idOf(o),
+            token: tokenOf(o),
+            result: o['result'] === undefined ? undefined : jsonBytes(o['result'], 'result', l),
+            next: nextOf(o, l),
+          }
+        : {
+            op,
+            queue,
+            id: idOf(o),
+            token: tokenOf(o),
+            error: reqString(o, 'error'),
+            final: optBool(o, 'final'),
+            next: nextOf(o, l),
+          },
+    ) as CompleteCommand | FailCommand;
+  write('complete', ['queue', ...reportFields.complete], (o, session, signal) =>
+    report(reportOf('complete', queueOf(o), o), session, signal),
   );
-  write('fail', ['queue', 'id', 'token', 'error', 'final', 'next'], (o, session, signal) =>
-    report(
-      command({
-        op: 'fail',
-        queue: queueOf(o),
-        id: idOf(o),
-        token: tokenOf(o),
-        error: reqString(o, 'error'),
-        final: optBool(o, 'final'),
-        next: nextOf(o, l),
-      }) as FailCommand,
-      session,
-      signal,
-    ),
+  write('fail', ['queue', ...reportFields.fail], (o, session, signal) =>
+    report(reportOf('fail', queueOf(o), o), session, signal),
   );
+  // Completes and fails of one queue in one entry, each applied as its own (its token checked,
+  // its `next` claimed) and answered in `results`: a report's answer, or its refusal as
+  // `{ error: { code, message } }`. A bad item refuses the whole request before anything is
+  // proposed, naming the item.
+  write('reportBulk', ['queue', 'reports'], async (o, session, signal) => {
+    const queue = queueOf(o);
+    const given = o['reports'];
+    if (!Array.isArray(given) || given.length === 0)
+      throw new FlotillaError('BAD_REQUEST', '"reports" must be a non-empty array of reports');
+    const reports = optArray(o, 'reports', l.maxAddBatch).map((item, i) => {
+      const what = `"reports[${i}]"`;
+      const r = asObject(item, what);
+      const op = r['op'];
+      if (op !== 'complete' && op !== 'fail')
+        throw new FlotillaError(
+          'BAD_REQUEST',
+          `${what}.op must be "complete" or "fail", got ${JSON.stringify(op) ?? 'nothing'}`,
+        );
+      onlyFields(r, ['op', ...reportFields[op]], what);
+      try {
+        const { queue: _q, ...rest } = reportOf(op, queue, r);
+        return rest;
+      } catch (err) {
+        if (!(err instanceof FlotillaError)) throw err;
+        throw new FlotillaError(err.code, `reports[${i}]: ${err.message}`);
+      }
+    });
+    const want = reports.reduce((n, r) => n + (r.next === undefined ? 0 : (r.next.max ?? 1)), 0);
+    const gate = gateOf(b);
+    if (want > 0) gate.reserve(queue, want);
+    const r = await propose({ op: 'reportBulk', queue, reports }, session, signal).finally(() => {
+      if (want > 0) gate.release(queue, want);
+    });
+    const results = r['results'] as readonly (ReportResult | QueueError)[];
+    return {
+      results: results.map((x) =>
+        x.ok
+          ? {
+              state: x.state,
+              ...(x.next === undefined
+                ? {}
+                : { next: { ...x.next, jobs: x.next.jobs.map(renderClaimed) } }),
+            }
+          : { error: { code: x.code, message: x.message } },
+      ),
+    };
+  });
   for (const op of ['cancel', 'retry', 'delete'] as const)
     write(op, ['queue', 'id'], (o, session, signal) =>
       propose({ op, queue: queueOf(o), id: idOf(o) }, session, signal),
@@ -665,6 +717,12 @@ function optIntIn(o: Obj, prefix: string, k: string, min: number, max: number): 
 }
 
 /** A report's `next`: the claim it carries, or undefined for none. */
+/** The fields of a complete and of a fail besides `queue` (and a bulk report's `op`). */
+const reportFields = {
+  complete: ['id', 'token', 'result', 'next'],
+  fail: ['id', 'token', 'error', 'final', 'next'],
+} as const;
+
 function nextOf(o: Obj, l: QueueLimits): ClaimSpec | undefined {
   if (o['next'] === undefined) return undefined;
   const n = asObject(o['next'], '"next"');

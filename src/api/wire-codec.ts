@@ -62,6 +62,11 @@ export interface HandshakeAnswer {
   readonly nodeId: number;
   /** The leader the node knows (0: none). */
   readonly leader: number;
+  /**
+   * The feature level of the node's release (src/base/features.ts): request types introduced
+   * at a higher level are unknown to it. 0 when the node sent none (a release before the field).
+   */
+  readonly featureLevel: number;
 }
 
 export interface WireRequest {

@@ -24,6 +24,7 @@
 // it) or one error (the node ended it, saying where to resume). Many watches share a
 // connection; it is one reader, so its watches' unread-byte budgets add up.
 
+import { FEATURE_LEVEL } from '../base/features.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
@@ -349,8 +350,15 @@ class Connection {
     this.handshaken = true;
     this.clientId = h.clientId;
     const status = this.s.backend.status();
+    // featureLevel: the release's, so a client knows which request types it may send here
+    // (queue.reportBulk from level 6); a release before the field sends none.
     this.send(
-      encodeFrame({ version: WIRE_VERSION_MAX, nodeId: this.s.opts.nodeId, leader: status.leader }),
+      encodeFrame({
+        version: WIRE_VERSION_MAX,
+        nodeId: this.s.opts.nodeId,
+        leader: status.leader,
+        featureLevel: FEATURE_LEVEL,
+      }),
     );
   }
 

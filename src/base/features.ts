@@ -78,10 +78,20 @@ export const features = {
     name: 'forced drains (drain with "force")',
     commands: ['meta drain with "force"'],
   },
+  /**
+   * The queue's bulk report: several completes and fails in one entry (a worker's slots that
+   * finished in the same turn). A release before it refuses the unknown command; a client
+   * refused it sends the reports one by one.
+   */
+  queueReportBulk: {
+    level: 6,
+    name: "the queue's bulk report",
+    commands: ['queue reportBulk'],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 5;
+export const FEATURE_LEVEL = 6;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

@@ -21,6 +21,7 @@
 // on without marks (the session table would hold a whole window of results per client) for
 // the rest of its life. Each try that an older node still refuses costs one refused attempt.
 
+import { features } from '../base/features.js';
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 import { pick, sleep } from './util.js';
@@ -41,7 +42,13 @@ import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js'
 import { WireConnection } from './wire.js';
 import { BearerPool } from './bearer-pool.js';
 import type { PlacementResponse } from '../api/placement-routes.js';
-import { QueueClient } from './queue.js';
+import {
+  AddGatherer,
+  QueueClient,
+  ReportGatherer,
+  type QueueGatherers,
+  type QueueTransport,
+} from './queue.js';
 import { RangeRouting, spansOfBody, type RangeMapSnapshot } from './range-routing.js';
 import type {
   ClusterStatus,
@@ -150,6 +157,12 @@ export interface ClientOptions {
   readonly rangeRouting?: boolean;
   /** With range routing: a cached range map older than this is fetched again. Default 30,000 ms. */
   readonly rangeMapMaxAgeMs?: number;
+  /**
+   * Send a queue's adds made in the same turn of the event loop as one add-bulk write, and its
+   * completes and fails as one report-bulk write, each still answered as its own (docs/CLIENT.md,
+   * "Job queue"). Default true; false sends every call alone.
+   */
+  readonly gather?: boolean;
 }
 
 export interface ClientTlsOptions {
@@ -176,6 +189,11 @@ const wireOpOfPath: Readonly<Record<string, WireOp>> = {
 const wireReads = new Set<WireOp>([
   'range',
   ...[...queueReads].map((name) => `queue.${name}` as const),
+]);
+
+/** Request types a node knows only from a feature level on (the handshake says the node's). */
+const wireOpLevels = new Map<WireOp, number>([
+  ['queue.reportBulk', features.queueReportBulk.level],
 ]);
 
 /** After a binary connection could not be made, an endpoint is served over HTTP this long. */
@@ -272,6 +290,8 @@ export class FlotillaClient {
   private readonly endpointById = new Map<number, string>();
   /** The cached range map and leaders; null when range routing is off. */
   private readonly routing: RangeRouting | null;
+  /** Each queue's gatherers of calls (ClientOptions.gather), made when it is first named. */
+  private readonly gatherers: Map<string, QueueGatherers> | null;
   /** Set by close(): calls made afterwards are refused CLIENT_CLOSED. */
   private closed = false;
 
@@ -348,6 +368,13 @@ export class FlotillaClient {
     this.#token = opts.token ?? null;
     this.tls = tlsConnectOptions(opts.tls);
     this.poolConnections = positiveInt(opts, 'connections', 64);
+    if (opts.gather !== undefined && typeof opts.gather !== 'boolean')
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `gather must be true or false, got ${JSON.stringify(opts.gather)}`,
+        false,
+      );
+    this.gatherers = opts.gather === false ? null : new Map();
     for (const e of this.endpoints) this.pools.set(e, this.newPool(e));
     const maxAgeMs = opts.rangeMapMaxAgeMs ?? 30_000;
     if (!Number.isInteger(maxAgeMs) || maxAgeMs < 1)
@@ -626,10 +653,19 @@ export class FlotillaClient {
    * Writes carry this client's session, so a retried one applies at most once.
    */
   queue(name: string): QueueClient {
-    return new QueueClient(name, {
+    const t: QueueTransport = {
       write: (path, body, signal, extraMs) => this.write(path, body, signal, extraMs),
       read: (path, body, signal) => this.call('POST', path, body, signal),
-    });
+    };
+    let gather: QueueGatherers | null = null;
+    if (this.gatherers !== null) {
+      gather = this.gatherers.get(name) ?? {
+        adds: new AddGatherer(name, t),
+        reports: new ReportGatherer(name, t),
+      };
+      this.gatherers.set(name, gather);
+    }
+    return new QueueClient(name, t, gather);
   }
 
   async status(endpoint?: string, o: CallOptions = {}): Promise<NodeStatus> {
@@ -1123,6 +1159,16 @@ export class FlotillaClient {
   ): Promise<unknown> {
     const read = wireReads.has(op);
     const conn = await this.wireOrBackOff(endpoint);
+    const level = wireOpLevels.get(op);
+    if (level !== undefined && conn.hello.featureLevel < level)
+      // Nothing sent: a node of an earlier release would close the connection on a request
+      // type it does not know, failing every other request on it. The caller (a gatherer)
+      // sends the calls one by one instead.
+      throw new FlotillaError(
+        'FEATURE_NOT_ENABLED',
+        `${conn.where} runs a release before ${op} (its feature level is ${conn.hello.featureLevel}, ${op} needs ${level})`,
+        false,
+      );
     // The connection's handshake carries the session id; a write's body need not repeat it.
     const b = body as Record<string, unknown>;
     const sent = b['clientId'] === this.clientId ? { ...b, clientId: undefined } : b;

@@ -4,7 +4,7 @@
 // first attempt. The worker loop (claim, heartbeat while running, complete or fail) is
 // worker.ts.
 
-import { FlotillaError } from '../base/errors.js';
+import { FlotillaError, type ErrorCode } from '../base/errors.js';
 
 /** How the queue reaches the cluster: the FlotillaClient's retrying calls. */
 export interface QueueTransport {
@@ -193,17 +193,23 @@ export class QueueClient {
   constructor(
     readonly name: string,
     private readonly t: QueueTransport,
+    /** Gathers this queue's adds and reports of one turn into one write each; null: never. */
+    private readonly gather: QueueGatherers | null = null,
   ) {}
 
-  /** Adds a job named `jobName` with `data` (any JSON value). */
+  /**
+   * Adds a job named `jobName` with `data` (any JSON value). Adds to one queue made in the same
+   * turn of the event loop without a `signal` travel together as one add-bulk write, each still
+   * answered as its own (AddGatherer); the client option `gather: false` sends each alone.
+   */
   async add(jobName: string, data: unknown = null, o: AddOptions = {}): Promise<AddResponse> {
     const { signal, ...opts } = o;
-    return this.t.write(
-      '/v1/queue/add',
-      { queue: this.name, name: jobName, data: asJson(data, 'data'), ...opts },
-      signal,
-      0,
-    );
+    const json = jsonOf(data, 'data');
+    const job = { name: jobName, data: json.value, ...opts };
+    // A JSON character is at most 3 bytes of UTF-8 (an escaped one is 6 characters).
+    if (this.gather !== null && signal === undefined)
+      return this.gather.adds.submit(job, 3 * (json.chars + jobName.length) + 64);
+    return this.t.write('/v1/queue/add', { queue: this.name, ...job }, signal, 0);
   }
 
   /**
@@ -248,7 +254,13 @@ export class QueueClient {
     o: ReportOptions = {},
   ): Promise<ReportResponse<D>> {
     const { signal, ...opts } = o;
-    const stored = result === undefined ? {} : { result: asJson(result, 'result') };
+    const json = result === undefined ? null : jsonOf(result, 'result');
+    const stored = json === null ? {} : { result: json.value };
+    if (this.gather !== null && signal === undefined)
+      return this.gather.reports.submit(
+        { op: 'complete', id, token, ...stored, ...opts },
+        3 * (id.length + (json?.chars ?? 0)) + 96,
+      ) as Promise<ReportResponse<D>>;
     return this.t.write(
       '/v1/queue/complete',
       { queue: this.name, id, token, ...stored, ...opts },
@@ -265,6 +277,11 @@ export class QueueClient {
     o: { final?: boolean } & ReportOptions = {},
   ): Promise<ReportResponse<D>> {
     const { signal, ...opts } = o;
+    if (this.gather !== null && signal === undefined)
+      return this.gather.reports.submit(
+        { op: 'fail', id, token, error, ...opts },
+        3 * (id.length + error.length) + 96,
+      ) as Promise<ReportResponse<D>>;
     return this.t.write(
       '/v1/queue/fail',
       { queue: this.name, id, token, error, ...opts },
@@ -367,8 +384,14 @@ export class QueueClient {
  * make (a BigInt, a cycle) is refused here, BAD_REQUEST, before anything is sent.
  */
 function asJson(v: unknown, field: string): unknown {
-  if (v === null || typeof v === 'string' || typeof v === 'boolean') return v;
-  if (typeof v === 'number') return Number.isFinite(v) ? v : null;
+  return jsonOf(v, field).value;
+}
+
+/** asJson's value, and the length of its JSON text (a string's own length: a bound, not exact). */
+function jsonOf(v: unknown, field: string): { value: unknown; chars: number } {
+  if (v === null || typeof v === 'boolean') return { value: v, chars: 5 };
+  if (typeof v === 'string') return { value: v, chars: v.length + 2 };
+  if (typeof v === 'number') return { value: Number.isFinite(v) ? v : null, chars: 24 };
   let text: string | undefined;
   try {
     text = JSON.stringify(v);
@@ -379,7 +402,9 @@ function asJson(v: unknown, field: string): unknown {
       false,
     );
   }
-  return text === undefined ? null : (JSON.parse(text) as unknown);
+  return text === undefined
+    ? { value: null, chars: 4 }
+    : { value: JSON.parse(text) as unknown, chars: text.length };
 }
 
 /** A bulk add's job `i` with its data as asJson makes it (anything else the node checks). */
@@ -387,4 +412,178 @@ function withJsonData(j: unknown, i: number): unknown {
   if (j === null || typeof j !== 'object') return j;
   const data = (j as { data?: unknown }).data;
   return data === undefined ? j : { ...j, data: asJson(data, `jobs[${i}].data`) };
+}
+
+/** At most this many adds or reports travel in one gathered write (a node takes up to 1,000). */
+export const maxGathered = 100;
+/** A gathered write is closed once its items reach about this many bytes (maxBodyBytes: 2 MiB). */
+export const maxGatheredBytes = 256 * 1024;
+/**
+ * After a node refused a gathered write as a request it does not know (a release before it, or
+ * a cluster not yet upgraded to it), this many batches go one by one before the next try.
+ */
+export const gatherRetryBatches = 1_000;
+
+interface Pending<I, A> {
+  readonly item: I;
+  readonly bytes: number;
+  readonly resolve: (r: A) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * Calls of one kind on one queue made in the same turn of the event loop, sent as one bulk
+ * write: one request and one log entry for all of them rather than one each, which is most of
+ * what such a call costs the cluster when many callers make them at once (docs/BENCHMARKS.md,
+ * "Adds and reports gathered"). A lone call goes as it would have, one turn later. Each caller
+ * still gets its own answer, or its own refusal. When the node refuses the bulk write as a
+ * whole (definitely: nothing of it was applied), each call is sent again alone, to be answered
+ * as it would have been. An error that leaves the write's fate unknown (indefinite: the
+ * connection lost, the deadline passed) is every one of its calls' error, as it would have been
+ * each call's: the write carried one session sequence number, so a retry by the client applied
+ * it at most once, and sending its calls again could apply them twice.
+ */
+abstract class Gatherer<I, A> {
+  private pending: Pending<I, A>[] = [];
+  private skipBulk = 0;
+
+  /** One call, sent alone. */
+  protected abstract single(item: I): Promise<A>;
+  /** Calls sent as one write: each one's answer or refusal, in order. */
+  protected abstract bulk(items: readonly I[]): Promise<readonly (A | FlotillaError)[]>;
+
+  /** `bytes`: about what the item takes in the request, to bound a batch's size. */
+  submit(item: I, bytes: number): Promise<A> {
+    return new Promise<A>((resolve, reject) => {
+      this.pending.push({ item, bytes, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const all = this.pending;
+    this.pending = [];
+    let from = 0;
+    let bytes = 0;
+    for (let i = 0; i < all.length; i++) {
+      const p = all[i] as Pending<I, A>;
+      if (i > from && (i - from === maxGathered || bytes + p.bytes > maxGatheredBytes)) {
+        this.send(all.slice(from, i));
+        from = i;
+        bytes = 0;
+      }
+      bytes += p.bytes;
+    }
+    this.send(all.slice(from));
+  }
+
+  private send(batch: readonly Pending<I, A>[]): void {
+    if (this.skipBulk > 0) this.skipBulk--;
+    if (batch.length === 1 || this.skipBulk > 0) {
+      for (const p of batch) this.alone(p);
+      return;
+    }
+    this.bulk(batch.map((p) => p.item)).then(
+      (answers) => {
+        if (answers.length !== batch.length) {
+          const err = new FlotillaError(
+            'INTERNAL',
+            `A bulk write of ${batch.length} was answered for ${answers.length}`,
+            true,
+          );
+          for (const p of batch) p.reject(err);
+          return;
+        }
+        batch.forEach((p, i) => {
+          const a = answers[i] as A | FlotillaError;
+          if (a instanceof FlotillaError) p.reject(a);
+          else p.resolve(a);
+        });
+      },
+      (err: unknown) => {
+        if (!(err instanceof FlotillaError) || err.indefinite) {
+          for (const p of batch) p.reject(err);
+          return;
+        }
+        if (err.code === 'FEATURE_NOT_ENABLED' || err.code === 'NOT_FOUND')
+          this.skipBulk = gatherRetryBatches;
+        for (const p of batch) this.alone(p);
+      },
+    );
+  }
+
+  private alone(p: Pending<I, A>): void {
+    this.single(p.item).then(p.resolve, p.reject);
+  }
+}
+
+type AddItem = { readonly name: string; readonly data: unknown } & Record<string, unknown>;
+
+/** A queue's adds of one turn as one add-bulk write (the node takes it whole or not at all). */
+export class AddGatherer extends Gatherer<AddItem, AddResponse> {
+  constructor(
+    private readonly queue: string,
+    private readonly t: QueueTransport,
+  ) {
+    super();
+  }
+
+  protected single(item: AddItem): Promise<AddResponse> {
+    return this.t.write('/v1/queue/add', { queue: this.queue, ...item }, undefined, 0);
+  }
+
+  protected async bulk(items: readonly AddItem[]): Promise<readonly AddResponse[]> {
+    const body = { queue: this.queue, jobs: items };
+    const r = await this.t.write<AddBulkResponse>('/v1/queue/add-bulk', body, undefined, 0);
+    return r.jobs.map((j) => ({ header: r.header, ...j }));
+  }
+}
+
+/** A complete or a fail as a bulk report carries it. */
+export type ReportItem = { readonly op: 'complete' | 'fail'; readonly id: string } & Record<
+  string,
+  unknown
+>;
+
+interface ReportBulkResponse {
+  readonly header: QueueHeader;
+  readonly results: readonly (
+    | Omit<ReportResponse, 'header'>
+    | { readonly error: { readonly code: ErrorCode; readonly message: string } }
+  )[];
+}
+
+/**
+ * A queue's completes and fails of one turn (a worker's slots that finished together) as one
+ * report-bulk write: each applied as its own, with its own token check and its own `next`.
+ */
+export class ReportGatherer extends Gatherer<ReportItem, ReportResponse> {
+  constructor(
+    private readonly queue: string,
+    private readonly t: QueueTransport,
+  ) {
+    super();
+  }
+
+  protected single({ op, ...fields }: ReportItem): Promise<ReportResponse> {
+    return this.t.write(`/v1/queue/${op}`, { queue: this.queue, ...fields }, undefined, 0);
+  }
+
+  protected async bulk(
+    items: readonly ReportItem[],
+  ): Promise<readonly (ReportResponse | FlotillaError)[]> {
+    const body = { queue: this.queue, reports: items };
+    const r = await this.t.write<ReportBulkResponse>('/v1/queue/report-bulk', body, undefined, 0);
+    return r.results.map((x) =>
+      'error' in x
+        ? new FlotillaError(x.error.code, x.error.message, false)
+        : { header: r.header, ...x },
+    );
+  }
+}
+
+/** The gatherers of one queue's calls (ClientOptions.gatherAdds). */
+export interface QueueGatherers {
+  readonly adds: AddGatherer;
+  readonly reports: ReportGatherer;
 }

@@ -128,6 +128,7 @@ export class WireConnection {
             version: h.version,
             nodeId: h.nodeId,
             leader: typeof h.leader === 'number' ? h.leader : 0,
+            featureLevel: typeof h.featureLevel === 'number' ? h.featureLevel : 0,
           });
           resolve(conn);
         }

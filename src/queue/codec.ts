@@ -13,6 +13,7 @@ import { maxPriority } from './types.js';
 import type {
   Backoff,
   BulkJob,
+  BulkReport,
   ClaimSpec,
   JobOptions,
   QueueCommandAny,
@@ -180,6 +181,30 @@ function token(v: unknown): number {
   return int(v, 'token', 1, Number.MAX_SAFE_INTEGER);
 }
 
+/** A report's fields besides `op` and `queue`. */
+const reportFields = {
+  complete: ['id', 'token', 'result', 'next'],
+  fail: ['id', 'token', 'error', 'final', 'next'],
+} as const;
+
+/** A complete or fail without its queue: of the command itself, or one of a bulk's reports. */
+function decodeReport(o: Fields, op: 'complete' | 'fail', l: QueueLimits): BulkReport {
+  const head = { id: jobId(o['id'], l), token: token(o['token']) };
+  if (op === 'complete') {
+    const result =
+      o['result'] === undefined ? undefined : bytes(o['result'], 'result', l.maxPayloadBytes);
+    return { op, ...head, ...(result !== undefined && { result }), ...decodeNext(o, l) };
+  }
+  if (o['final'] !== undefined && typeof o['final'] !== 'boolean') bad('"final" must be a boolean');
+  return {
+    op,
+    ...head,
+    error: text(o['error'], 'error', l.maxMessageChars),
+    ...(o['final'] === true && { final: true }),
+    ...decodeNext(o, l),
+  };
+}
+
 const addJobFields = ['name', 'payload', 'id', 'delayMs', ...optionFields] as const;
 
 /** An add's job: of an add, or one of a bulk add's, named `prefix` in a refusal. */
@@ -254,31 +279,31 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
         progress: int(o['progress'], 'progress', 0, 100),
       };
     }
-    case 'complete': {
-      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'result', 'next']);
-      const result =
-        o['result'] === undefined ? undefined : bytes(o['result'], 'result', l.maxPayloadBytes);
-      return {
-        op,
-        queue: q(o),
-        id: jobId(o['id'], l),
-        token: token(o['token']),
-        ...(result !== undefined && { result }),
-        ...decodeNext(o, l),
-      };
-    }
+    case 'complete':
     case 'fail': {
-      const o = map(raw, op, ['op', 'queue', 'id', 'token', 'error', 'final', 'next']);
-      if (o['final'] !== undefined && typeof o['final'] !== 'boolean')
-        bad('"final" must be a boolean');
+      const o = map(raw, op, ['op', 'queue', ...reportFields[op]]);
+      return { queue: q(o), ...decodeReport(o, op, l) };
+    }
+    case 'reportBulk': {
+      const o = map(raw, op, ['op', 'queue', 'reports']);
+      const reports = o['reports'];
+      if (!Array.isArray(reports) || reports.length < 1 || reports.length > l.maxAddBatch)
+        bad(`"reports" must be an array of 1 to ${l.maxAddBatch} reports, got ${preview(reports)}`);
       return {
         op,
         queue: q(o),
-        id: jobId(o['id'], l),
-        token: token(o['token']),
-        error: text(o['error'], 'error', l.maxMessageChars),
-        ...(o['final'] === true && { final: true }),
-        ...decodeNext(o, l),
+        reports: reports.map((r: unknown, i) => {
+          const what = `reports[${i}]`;
+          const kind = (r as Fields | null)?.['op'];
+          if (kind !== 'complete' && kind !== 'fail')
+            bad(`"${what}.op" must be complete or fail, got ${preview(kind)}`);
+          try {
+            return decodeReport(map(r, what, ['op', ...reportFields[kind]]), kind, l);
+          } catch (err) {
+            if (!(err instanceof FlotillaError)) throw err;
+            return bad(`${what}: ${err.message}`);
+          }
+        }),
       };
     }
     case 'cancel':

@@ -116,17 +116,15 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       case 'heartbeat':
       case 'progress':
       case 'complete':
-      case 'fail': {
-        const job = this.s.queues.get(cmd.queue)?.jobs.get(cmd.id);
-        if (job === undefined)
-          return refuse('JOB_NOT_FOUND', `No job "${cmd.id}" in queue "${cmd.queue}"`);
-        if (job.state !== 'active' || job.token !== cmd.token)
-          return refuse(
-            'STALE_TOKEN',
-            `Token ${cmd.token} is not the live claim of job "${cmd.id}": it is ${job.state}` +
-              (job.state === 'active' ? ` under token ${job.token}` : ''),
-          );
-        return this.report(job, cmd);
+      case 'fail':
+        return this.reportOn(cmd);
+      case 'reportBulk': {
+        // Each as if it were its own command, in order: one's claim may take a job another
+        // report of the same bulk has just failed back to waiting, as the next entry would.
+        const results: (ReportResult | QueueError)[] = [];
+        for (const r of cmd.reports)
+          results.push(this.reportOn({ ...r, queue: cmd.queue }) as ReportResult | QueueError);
+        return { ok: true, results };
       }
       case 'cancel':
       case 'delete':
@@ -498,6 +496,22 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       jobs.push({ job: viewOf(job), token: index, leaseExpiresMs: job.leaseExpiresMs });
     }
     return { ok: true, jobs };
+  }
+
+  /** A report about a job by its fencing token: refused unless the token is the live claim's. */
+  private reportOn(
+    cmd: Extract<QueueCommandAny, { op: 'heartbeat' | 'progress' | 'complete' | 'fail' }>,
+  ): QueueResult {
+    const job = this.s.queues.get(cmd.queue)?.jobs.get(cmd.id);
+    if (job === undefined)
+      return refuse('JOB_NOT_FOUND', `No job "${cmd.id}" in queue "${cmd.queue}"`);
+    if (job.state !== 'active' || job.token !== cmd.token)
+      return refuse(
+        'STALE_TOKEN',
+        `Token ${cmd.token} is not the live claim of job "${cmd.id}": it is ${job.state}` +
+          (job.state === 'active' ? ` under token ${job.token}` : ''),
+      );
+    return this.report(job, cmd);
   }
 
   /** A worker's report on a job it holds (token checked by the caller). */

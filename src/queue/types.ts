@@ -134,6 +134,20 @@ export interface FailCommand {
   readonly next?: ClaimSpec;
 }
 
+/** One report of a ReportBulkCommand: a complete or a fail without its queue (the bulk's). */
+export type BulkReport = Omit<CompleteCommand, 'queue'> | Omit<FailCommand, 'queue'>;
+
+/**
+ * Several reports on one queue's jobs in one entry, applied in order as if each were its own
+ * command (each with its own token check, its own claim of `next`): what a worker's slots
+ * finished in the same turn send together.
+ */
+export interface ReportBulkCommand {
+  readonly op: 'reportBulk';
+  readonly queue: string;
+  readonly reports: readonly BulkReport[];
+}
+
 /** Commands about one job by id, from anyone. */
 export interface JobCommand {
   readonly op: 'cancel' | 'delete' | 'retry';
@@ -188,6 +202,7 @@ export type QueueCommandAny =
   | ProgressCommand
   | CompleteCommand
   | FailCommand
+  | ReportBulkCommand
   | JobCommand
   | QueueCommand
   | ConfigureCommand
@@ -293,6 +308,12 @@ export type ReportResult = {
   readonly next?: WithoutOk<ClaimResult>;
 };
 
+/** Each report's result, in the bulk's order: a report's own or its refusal. */
+export type ReportBulkResult = {
+  readonly ok: true;
+  readonly results: readonly (ReportResult | QueueError)[];
+};
+
 export type AddBulkResult = {
   readonly ok: true;
   /** Each job's add result, in the batch's order. */
@@ -304,6 +325,7 @@ export type QueueResult =
   | AddBulkResult
   | ClaimResult
   | ReportResult
+  | ReportBulkResult
   | { readonly ok: true; readonly state?: JobState; readonly leaseExpiresMs?: number }
   | { readonly ok: true; readonly nextRunMs: number }
   | QueueError;

@@ -28,7 +28,11 @@ after(async () => {
 });
 
 /** A scripted binary server and an HTTP server that answers every request naming its port. */
-async function scripted(script: Script): Promise<{ url: string; seen: Request[] }> {
+async function scripted(
+  script: Script,
+  /** The handshake answer's featureLevel; none, as a release before the field sends. */
+  featureLevel?: number,
+): Promise<{ url: string; seen: Request[] }> {
   const seen: Request[] = [];
   const sockets = new Set<Socket>();
   const binary: Server = createServer((socket) => {
@@ -42,7 +46,7 @@ async function scripted(script: Script): Promise<{ url: string; seen: Request[] 
         const v = decodePayload(p);
         if (!Array.isArray(v)) {
           clientId = (v as { clientId?: unknown }).clientId;
-          socket.write(encodeFrame({ version: 1, nodeId: 1, leader: 1 }));
+          socket.write(encodeFrame({ version: 1, nodeId: 1, leader: 1, featureLevel }));
           continue;
         }
         const [id, op, body] = v as [number, string, Record<string, unknown>];
@@ -77,6 +81,37 @@ async function scripted(script: Script): Promise<{ url: string; seen: Request[] 
 const header = { revision: 7, memberId: 1, raftTerm: 1 };
 
 void describe('FlotillaClient over the binary protocol', () => {
+  void it('sends a bulk report only to a node whose release knows it', async () => {
+    // A node of an earlier release closes the connection on a request type it does not know,
+    // failing every request on it: the client must not send it one, but the reports alone.
+    for (const level of [undefined, 5, 6]) {
+      const { url, seen } = await scripted(
+        (r) =>
+          r.op === 'queue.reportBulk'
+            ? { header, results: [{ state: 'completed' }, { state: 'completed' }] }
+            : { header, state: 'completed' },
+        level,
+      );
+      const client = new FlotillaClient({ endpoints: [url] });
+      try {
+        await client.status(url).catch(() => undefined); // the HTTP answer names the port
+        const q = client.queue('q');
+        const done = await Promise.all([q.complete('a', 1), q.complete('b', 2)]);
+        assert.deepEqual(
+          done.map((d) => d.state),
+          ['completed', 'completed'],
+        );
+        assert.deepEqual(
+          seen.map((x) => x.op),
+          level === 6 ? ['queue.reportBulk'] : ['queue.complete', 'queue.complete'],
+          `a node at feature level ${String(level)}`,
+        );
+      } finally {
+        await client.close();
+      }
+    }
+  });
+
   void it('retries a write lost with its connection under the same session number', async () => {
     const { url, seen } = await scripted((r, attempt) =>
       r.op === 'put' && attempt === 0 ? 'drop' : { header },

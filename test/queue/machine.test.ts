@@ -8,7 +8,9 @@ import { backoffMs } from '../../src/queue/jobs.js';
 import {
   QueueStateMachine,
   type AddBulkResult,
+  type BulkReport,
   type ClaimResult,
+  type ReportBulkResult,
   type ReportResult,
 } from '../../src/queue/index.js';
 
@@ -229,6 +231,85 @@ void test('a report with next claims the next jobs in the same entry, under its 
   assert.equal(h.state('q', 'd'), 'waiting');
   // Without next the answer has none.
   assert.equal('next' in h.ok({ op: 'complete', queue: 'q', id: 'c', token: index }), false);
+});
+
+void test('a bulk report applies each report as its own entry would, in order', () => {
+  // Two machines given the same jobs and claims: one reports in one reportBulk, the other in
+  // as many single reports. Their answers and their states must agree, refusals included.
+  const setup = (): { h: Harness; tokens: number[] } => {
+    const h = new Harness();
+    for (const id of ['a', 'b', 'c', 'd', 'e']) h.add('q', { id });
+    const tokens = [h.claimOne('q', { worker: 'w' }).token];
+    tokens.push(h.claimOne('q', { worker: 'w' }).token, h.claimOne('q', { worker: 'w' }).token);
+    return { h, tokens };
+  };
+  const reportsOf = (tokens: number[]): BulkReport[] => [
+    { op: 'complete', id: 'a', token: tokens[0] as number, result: bytes('1'), next: { max: 1 } },
+    // A stale token: refused in its place, the others unaffected.
+    { op: 'complete', id: 'b', token: 999 },
+    { op: 'fail', id: 'c', token: tokens[2] as number, error: 'boom', next: { max: 2 } },
+    // The same job again: it is no longer active, so STALE_TOKEN, as a second entry would be.
+    { op: 'complete', id: 'a', token: tokens[0] as number },
+  ];
+  const one = setup();
+  const bulk = one.h.ok({
+    op: 'reportBulk',
+    queue: 'q',
+    reports: reportsOf(one.tokens),
+  }) as ReportBulkResult;
+  const two = setup();
+  const singles = reportsOf(two.tokens).map((r) => {
+    const [result] = two.h.m.apply([two.h.command({ ...r, queue: 'q' })]);
+    return result;
+  });
+  // Tokens of jobs claimed by a report are its entry's index: one entry against four.
+  const withoutTokens = (x: unknown): unknown =>
+    JSON.parse(
+      JSON.stringify(x, (k, v: unknown) => (k === 'token' || k === 'leaseExpiresMs' ? 0 : v)),
+    );
+  assert.deepEqual(withoutTokens(bulk.results), withoutTokens(singles));
+  assert.deepEqual(
+    bulk.results.map((r) => (r.ok ? r.state : r.code)),
+    ['completed', 'STALE_TOKEN', 'failed', 'STALE_TOKEN'],
+  );
+  for (const id of ['a', 'b', 'c', 'd', 'e'])
+    assert.equal(one.h.state('q', id), two.h.state('q', id), `job ${id}`);
+  assert.deepEqual(one.h.m.stats('q')?.totals, two.h.m.stats('q')?.totals);
+  // The claims a report carries take jobs under the bulk entry's index, as a single one does.
+  const claimed = bulk.results.flatMap((r) => (r.ok ? (r.next?.jobs ?? []) : []));
+  assert.deepEqual(
+    claimed.map((c) => [c.job.id, c.token]),
+    [
+      ['d', one.h.index],
+      ['e', one.h.index],
+    ],
+  );
+});
+
+void test('a bulk report that is malformed is refused whole, naming the report', () => {
+  const h = new Harness();
+  const refusal = (reports: unknown): string => {
+    const [r] = h.m.apply([h.command({ op: 'reportBulk', queue: 'q', reports } as never)]);
+    assert.ok(r !== undefined && 'refused' in r, `refused: ${JSON.stringify(r)}`);
+    assert.equal(r.refused, 'BAD_COMMAND');
+    return r.message;
+  };
+  assert.match(refusal([]), /"reports" must be an array of 1 to/);
+  assert.match(
+    refusal([{ op: 'claim', id: 'a', token: 1 }]),
+    /reports\[0\]\.op" must be complete or fail/,
+  );
+  assert.match(
+    refusal([
+      { op: 'complete', id: 'a', token: 1 },
+      { op: 'fail', id: 'b', token: 1 },
+    ]),
+    /reports\[1\]: "error" must be a string/,
+  );
+  assert.match(
+    refusal([{ op: 'complete', id: 'a', token: 1, extra: 1 }]),
+    /reports\[0\] has an unknown field "extra"/,
+  );
 });
 
 void test('an expired lease counts an attempt; past max attempts the job is dead', () => {

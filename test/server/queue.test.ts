@@ -412,6 +412,106 @@ void test('the queue group keeps working while the key-value group is busy', asy
   assert.equal((stats['counts'] as Json)['completed'], 20);
 });
 
+void test('the client gathers the adds of one turn into one entry, unless told not to', async () => {
+  const leader = await queueLeader();
+  const applied = (): number => nodes.node(leader).queueService.runtime.appliedIndex();
+  for (const gather of [true, false]) {
+    const client = new FlotillaClient({ endpoints: [nodes.url(leader)], gather });
+    try {
+      const q = client.queue(`gather-${String(gather)}`);
+      await q.add('warm-up'); // the session's first write, on its own
+      const before = applied();
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => q.add('job', { i }, i === 7 ? { id: 'seven' } : {})),
+      );
+      const entries = applied() - before;
+      assert.equal(new Set(answers.map((a) => a.id)).size, 20, 'twenty jobs, each its own');
+      assert.equal(answers[7]?.id, 'seven');
+      assert.equal((await q.stats()).stats?.counts.waiting, 21);
+      // The leader's own entries (its ticks) may come between: a bound, not an exact count.
+      if (gather) assert.ok(entries <= 4, `gathered: ${entries} entries for 20 adds`);
+      else assert.ok(entries >= 20, `not gathered: ${entries} entries for 20 adds`);
+    } finally {
+      await client.close();
+    }
+  }
+});
+
+void test('the client gathers the reports of one turn into one entry, each answered alone', async () => {
+  const leader = await queueLeader();
+  const applied = (): number => nodes.node(leader).queueService.runtime.appliedIndex();
+  for (const gather of [true, false]) {
+    const client = new FlotillaClient({ endpoints: [nodes.url(leader)], gather });
+    try {
+      const q = client.queue(`reports-${String(gather)}`);
+      await q.addBulk(Array.from({ length: 12 }, (_, i) => ({ name: 'job', data: i })));
+      const { jobs } = await q.claim({ max: 10 });
+      assert.equal(jobs.length, 10);
+      const before = applied();
+      const results = await Promise.allSettled(
+        jobs.map((c, i) =>
+          i === 3
+            ? q.complete(c.job.id, c.token + 1) // not the live claim's token
+            : i === 5
+              ? q.fail(c.job.id, c.token, 'boom', { final: true })
+              : q.complete(c.job.id, c.token, { i }, i === 0 ? { next: { max: 2 } } : {}),
+        ),
+      );
+      const entries = applied() - before;
+      const outcome = results.map((r) =>
+        r.status === 'fulfilled' ? r.value.state : (r.reason as FlotillaError).code,
+      );
+      assert.deepEqual(outcome, [
+        ...Array<string>(3).fill('completed'),
+        'STALE_TOKEN',
+        'completed',
+        'dead',
+        ...Array<string>(4).fill('completed'),
+      ]);
+      const first = results[0] as PromiseFulfilledResult<{ next?: { jobs: readonly unknown[] } }>;
+      assert.equal(first.value.next?.jobs.length, 2, 'the next claim of a gathered complete');
+      const stats = (await q.stats()).stats;
+      assert.deepEqual(
+        [stats?.counts.completed, stats?.counts.dead, stats?.counts.active],
+        [8, 1, 3],
+      );
+      if (gather) assert.ok(entries <= 3, `gathered: ${entries} entries for 10 reports`);
+      else assert.ok(entries >= 10, `not gathered: ${entries} entries for 10 reports`);
+    } finally {
+      await client.close();
+    }
+  }
+});
+
+void test('a bulk report with a bad item is refused whole before anything is proposed', async () => {
+  const leader = await queueLeader();
+  const before = nodes.node(leader).queueService.runtime.appliedIndex();
+  for (const [reports, code, message] of [
+    [[], 'BAD_REQUEST', /"reports" must be a non-empty array/],
+    [
+      [{ op: 'claim', id: 'a', token: 1 }],
+      'BAD_REQUEST',
+      /reports\[0\]"\.op must be "complete" or "fail"/,
+    ],
+    [
+      [
+        { op: 'complete', id: 'a', token: 1 },
+        { op: 'fail', id: 'b', token: 1 },
+      ],
+      'BAD_REQUEST',
+      /reports\[1\]: "error"/,
+    ],
+    [[{ op: 'complete', id: 'a', token: 0 }], 'BAD_REQUEST', /reports\[0\]: "token"/],
+    [[{ op: 'complete', id: 'a', token: 1, extra: true }], 'UNKNOWN_FIELD', /"extra"/],
+  ] as const) {
+    const r = await post(leader, 'report-bulk', { queue: 'rq', reports });
+    assert.equal(r.status, 400, JSON.stringify(r.json));
+    assert.equal(errorCode(r), code, JSON.stringify(r.json));
+    assert.match(String((r.json['error'] as Json)['message']), message);
+  }
+  assert.equal(nodes.node(leader).queueService.runtime.appliedIndex() - before <= 1, true);
+});
+
 void test('the client: add, claim, heartbeat, complete, fail, stats and get', async () => {
   const f = await follower();
   const client = new FlotillaClient({ endpoints: [nodes.url(f)] });
