@@ -716,13 +716,13 @@ function optIntIn(o: Obj, prefix: string, k: string, min: number, max: number): 
   return optInt({ [name]: o[k] } as Obj, name, min, max);
 }
 
-/** A report's `next`: the claim it carries, or undefined for none. */
 /** The fields of a complete and of a fail besides `queue` (and a bulk report's `op`). */
 const reportFields = {
   complete: ['id', 'token', 'result', 'next'],
   fail: ['id', 'token', 'error', 'final', 'next'],
 } as const;
 
+/** A report's `next`: the claim it carries, or undefined for none. */
 function nextOf(o: Obj, l: QueueLimits): ClaimSpec | undefined {
   if (o['next'] === undefined) return undefined;
   const n = asObject(o['next'], '"next"');

@@ -24,10 +24,10 @@
 // it) or one error (the node ended it, saying where to resume). Many watches share a
 // connection; it is one reader, so its watches' unread-byte budgets add up.
 
-import { FEATURE_LEVEL } from '../base/features.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { FEATURE_LEVEL } from '../base/features.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import { toFlotillaError } from './errors.js';
 import { bearerHeader, permit, wireNeed, type Principal, type TokenBook } from './auth.js';

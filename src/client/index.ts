@@ -21,7 +21,6 @@
 // on without marks (the session table would hold a whole window of results per client) for
 // the rest of its life. Each try that an older node still refuses costs one refused attempt.
 
-import { features } from '../base/features.js';
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 import { pick, sleep } from './util.js';
@@ -39,6 +38,7 @@ import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import { defaultLimits } from '../base/limits.js';
 import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
 import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
+import { features } from '../base/features.js';
 import { WireConnection } from './wire.js';
 import { BearerPool } from './bearer-pool.js';
 import type { PlacementResponse } from '../api/placement-routes.js';
