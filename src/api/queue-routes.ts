@@ -172,20 +172,11 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
   });
   write('addBulk', ['queue', 'jobs'], (o, session, signal) => {
     const queue = queueOf(o);
-    const given = o['jobs'];
-    if (!Array.isArray(given) || given.length === 0)
-      throw new FlotillaError('BAD_REQUEST', '"jobs" must be a non-empty array of jobs');
-    const items = optArray(o, 'jobs', l.maxAddBatch);
-    const jobs = items.map((item, i) => {
+    const jobs = bulkArray(o, 'jobs', 'jobs', l.maxAddBatch).map((item, i) => {
       const what = `"jobs[${i}]"`;
       const j = asObject(item, what);
       onlyFields(j, addJobFields, what);
-      try {
-        return addJobOf(j, l);
-      } catch (err) {
-        if (!(err instanceof FlotillaError)) throw err;
-        throw new FlotillaError(err.code, `jobs[${i}]: ${err.message}`);
-      }
+      return naming(`jobs[${i}]`, () => addJobOf(j, l));
     });
     const due = jobs.filter((j) => j['delayMs'] === undefined || j['delayMs'] === 0).length;
     return propose(
@@ -284,10 +275,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
   // proposed, naming the item.
   write('reportBulk', ['queue', 'reports'], async (o, session, signal) => {
     const queue = queueOf(o);
-    const given = o['reports'];
-    if (!Array.isArray(given) || given.length === 0)
-      throw new FlotillaError('BAD_REQUEST', '"reports" must be a non-empty array of reports');
-    const reports = optArray(o, 'reports', l.maxAddBatch).map((item, i) => {
+    const reports = bulkArray(o, 'reports', 'reports', l.maxAddBatch).map((item, i) => {
       const what = `"reports[${i}]"`;
       const r = asObject(item, what);
       const op = r['op'];
@@ -297,13 +285,8 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
           `${what}.op must be "complete" or "fail", got ${JSON.stringify(op) ?? 'nothing'}`,
         );
       onlyFields(r, ['op', ...reportFields[op]], what);
-      try {
-        const { queue: _q, ...rest } = reportOf(op, queue, r);
-        return rest;
-      } catch (err) {
-        if (!(err instanceof FlotillaError)) throw err;
-        throw new FlotillaError(err.code, `reports[${i}]: ${err.message}`);
-      }
+      const { queue: _q, ...rest } = naming(`reports[${i}]`, () => reportOf(op, queue, r));
+      return rest;
     });
     const want = reports.reduce((n, r) => n + (r.next === undefined ? 0 : (r.next.max ?? 1)), 0);
     const gate = gateOf(b);
@@ -714,6 +697,24 @@ function claimSpecOf(o: Obj, l: QueueLimits, prefix = ''): ClaimSpec {
 function optIntIn(o: Obj, prefix: string, k: string, min: number, max: number): number | undefined {
   const name = `${prefix}${k}`;
   return optInt({ [name]: o[k] } as Obj, name, min, max);
+}
+
+/** A bulk request's array `field`: 1 to `max` items (`what` names them in a refusal). */
+function bulkArray(o: Obj, field: string, what: string, max: number): unknown[] {
+  const given = o[field];
+  if (!Array.isArray(given) || given.length === 0)
+    throw new FlotillaError('BAD_REQUEST', `"${field}" must be a non-empty array of ${what}`);
+  return optArray(o, field, max);
+}
+
+/** What `make` builds from one item of a bulk request; its refusal names the item first. */
+function naming<T>(item: string, make: () => T): T {
+  try {
+    return make();
+  } catch (err) {
+    if (!(err instanceof FlotillaError)) throw err;
+    throw new FlotillaError(err.code, `${item}: ${err.message}`);
+  }
 }
 
 /** The fields of a complete and of a fail besides `queue` (and a bulk report's `op`). */

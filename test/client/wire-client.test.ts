@@ -94,7 +94,8 @@ void describe('FlotillaClient over the binary protocol', () => {
       );
       const client = new FlotillaClient({ endpoints: [url] });
       try {
-        await client.status(url).catch(() => undefined); // the HTTP answer names the port
+        await client.get('warm-up'); // over HTTP: the answer names the binary port
+        assert.equal(client.usesBinary(url), true);
         const q = client.queue('q');
         const done = await Promise.all([q.complete('a', 1), q.complete('b', 2)]);
         assert.deepEqual(
