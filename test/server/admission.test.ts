@@ -103,6 +103,28 @@ void test('Retry-After spreads refused clients over the seconds the node needs t
   assert.equal(a.retryAfterSeconds(), 10, 'never more than 10 s');
 });
 
+void test('a burst at a node that has answered nothing yet is asked back when the limits promise', () => {
+  // 1,000 clients writing once each to an idle node: 256 admitted, 744 refused before any of
+  // the 256 is answered. The node answers at least 256 per 1,000 ms while it takes requests,
+  // so the refused can come back in 3 s; counting the answers seen (none) asked for 10 s.
+  let now = 5_000;
+  const a = new Admission(
+    { maxRequests: 256, maxBytes: 1 << 26, maxAgeMs: 1_000 },
+    undefined,
+    () => now,
+  );
+  const admitted = Array.from({ length: 256 }, () => a.tryAcquire(100));
+  assert.ok(admitted.every((t) => t !== null));
+  for (let i = 0; i < 744; i++) assert.equal(a.tryAcquire(100), null);
+  assert.equal(a.retryAfterSeconds(), 3, '744 refused over the 256 a second promised');
+  now += 400;
+  for (const t of admitted) t?.release();
+  // Answers seen above the promise count as they are: 744 over 256 still, then quiet.
+  assert.equal(a.retryAfterSeconds(), 3);
+  now += 3_000;
+  assert.equal(a.retryAfterSeconds(), 1);
+});
+
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-admission-'));
 const nodes: FlotillaNode[] = [];
 const sockets: Socket[] = [];
