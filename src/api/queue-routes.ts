@@ -172,7 +172,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
   });
   write('addBulk', ['queue', 'jobs'], (o, session, signal) => {
     const queue = queueOf(o);
-    const jobs = bulkArray(o, 'jobs', 'jobs', l.maxAddBatch).map((item, i) => {
+    const jobs = bulkArray(o, 'jobs', l.maxAddBatch).map((item, i) => {
       const what = `"jobs[${i}]"`;
       const j = asObject(item, what);
       onlyFields(j, addJobFields, what);
@@ -275,7 +275,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
   // proposed, naming the item.
   write('reportBulk', ['queue', 'reports'], async (o, session, signal) => {
     const queue = queueOf(o);
-    const reports = bulkArray(o, 'reports', 'reports', l.maxAddBatch).map((item, i) => {
+    const reports = bulkArray(o, 'reports', l.maxAddBatch).map((item, i) => {
       const what = `"reports[${i}]"`;
       const r = asObject(item, what);
       const op = r['op'];
@@ -699,11 +699,11 @@ function optIntIn(o: Obj, prefix: string, k: string, min: number, max: number): 
   return optInt({ [name]: o[k] } as Obj, name, min, max);
 }
 
-/** A bulk request's array `field`: 1 to `max` items (`what` names them in a refusal). */
-function bulkArray(o: Obj, field: string, what: string, max: number): unknown[] {
+/** A bulk request's array `field`: 1 to `max` items. */
+function bulkArray(o: Obj, field: string, max: number): unknown[] {
   const given = o[field];
   if (!Array.isArray(given) || given.length === 0)
-    throw new FlotillaError('BAD_REQUEST', `"${field}" must be a non-empty array of ${what}`);
+    throw new FlotillaError('BAD_REQUEST', `"${field}" must be a non-empty array of ${field}`);
   return optArray(o, field, max);
 }
 

@@ -80,9 +80,10 @@ void test(
     const until = Date.now() + 30_000;
     while (Date.now() < until) {
       const sts = await Promise.all(up.map((id) => cluster.status(id)));
-      const sending = sts.find((s) => s?.role === 'leader' && transferTo(s, 'send', lagger));
-      seen = transferTo(sending ?? null, 'send', lagger);
-      if (sending !== undefined && sending !== null) sender = sending.id;
+      const sending =
+        sts.find((s) => s?.role === 'leader' && transferTo(s, 'send', lagger)) ?? null;
+      seen = transferTo(sending, 'send', lagger);
+      if (sending !== null) sender = sending.id;
       if (seen !== undefined && seen.bytesDone >= seen.totalBytes / 4) break;
       await sleep(5);
     }
