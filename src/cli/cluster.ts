@@ -28,7 +28,7 @@ export interface ClusterUpOptions {
   /** Extra flags passed to every `flotilla start`. */
   readonly extraArgs?: readonly string[];
   readonly out?: (line: string) => void;
-  /** Commands, one a line (`add`, `remove N`, `list`): default standard input. */
+  /** Commands, one a line (`add`, `start N`, `remove N`, `list`): default standard input. */
   readonly control?: NodeJS.ReadableStream;
 }
 
@@ -122,6 +122,10 @@ export async function checkPorts(
     );
 }
 
+function binaryPorts(o: ClusterUpOptions): { host: string; portBase: number } {
+  return { host: o.host, portBase: o.binaryPortBase ?? 0 };
+}
+
 export function initialClusterSpec(members: readonly LocalMember[]): string {
   return members.map((m) => `${m.id}=${m.peer}@${m.client}`).join(',');
 }
@@ -174,10 +178,12 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   const out = o.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const members = planCluster(o);
   // The ports first: a refusal then leaves nothing behind, not even empty node directories.
-  await checkPorts(members, { host: o.host, portBase: o.binaryPortBase ?? 0 });
+  await checkPorts(members, binaryPorts(o));
   for (const m of members) prepareDataDir(m.dataDir);
   const children = new Map<number, ChildProcess>();
   const pids = new Map<number, number>();
+  /** What each node was started with, so that `start N` starts it again the same way. */
+  const started = new Map<number, { member: LocalMember; args: string[] }>();
   /** Members removed from the cluster here: their exit is expected. */
   const removed = new Set<number>();
   let stopping = false;
@@ -187,6 +193,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     // and the node stops itself (runNode).
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     children.set(m.id, child);
+    started.set(m.id, { member: m, args });
     if (child.pid !== undefined) pids.set(m.id, child.pid);
     prefixLines(child, `[node ${m.id}] `, out);
     child.on('exit', (code, signal) => {
@@ -200,7 +207,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
         );
       else if (!stopping)
         out(
-          `node ${m.id} exited (${signal ?? `code ${code}`}); it is not restarted. Restart it by hand or run "cluster up" again.`,
+          `node ${m.id} exited (${signal ?? `code ${code}`}); it is not restarted. Type "start ${m.id}" to start it again.`,
         );
     });
     return child.pid;
@@ -218,7 +225,9 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   out(
     `Try: curl -s ${members[0]?.client}/v1/kv/put -H 'content-type: application/json' -d '{"key":"hello","value":"world"}'`,
   );
-  out('Press Ctrl-C to stop all nodes. Type "add", "remove N" or "list" to change the cluster.');
+  out(
+    'Press Ctrl-C to stop all nodes. Type "add", "start N", "remove N" or "list" to change the cluster.',
+  );
   const control = createInterface({ input: o.control ?? process.stdin });
   let nextId = members.length + 1;
   control.on('line', (line) => {
@@ -226,6 +235,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     void runControl(line.trim(), {
       options: o,
       running,
+      stopped: (id) => (children.has(id) ? undefined : started.get(id)),
       takeId: () => nextId++,
       removed,
       spawnNode,
@@ -275,6 +285,8 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
 interface ControlContext {
   readonly options: ClusterUpOptions;
   readonly running: readonly LocalMember[];
+  /** A node started here that is not running now, with what it was started with. */
+  readonly stopped: (id: number) => { member: LocalMember; args: string[] } | undefined;
   readonly takeId: () => number;
   readonly removed: Set<number>;
   readonly spawnNode: (m: LocalMember, args: string[]) => number | undefined;
@@ -283,8 +295,9 @@ interface ControlContext {
 
 /**
  * One command typed while the cluster runs: `add` starts a node with the next id on the next
- * ports that joins through the running ones (a learner, promoted once caught up); `remove N`
- * removes member N (its process stops by itself); `list` prints the members.
+ * ports that joins through the running ones (a learner, promoted once caught up); `start N`
+ * starts node N again, as it was started here, after it exited; `remove N` removes member N
+ * (its process stops by itself); `list` prints the members.
  */
 async function runControl(line: string, c: ControlContext): Promise<void> {
   const via = c.running.map((m) => m.client);
@@ -294,10 +307,32 @@ async function runControl(line: string, c: ControlContext): Promise<void> {
     let m = localMember(c.options, c.takeId());
     while (existsSync(join(m.dataDir, IDENTITY_FILE))) m = localMember(c.options, c.takeId());
     prepareDataDir(m.dataDir);
-    await checkPorts([m]);
+    await checkPorts([m], binaryPorts(c.options));
     const pid = c.spawnNode(m, [...startArgs(m, [m], c.options), '--join', via.join(',')]);
     c.out(
       `node ${m.id}: client ${m.client}  peer ${m.peer}  pid ${pid ?? '?'}: joining through ${via.join(', ')}`,
+    );
+    return;
+  }
+  const start = /^start (\d+)$/.exec(line);
+  if (start !== null) {
+    const id = Number(start[1]);
+    const node = c.stopped(id);
+    if (node === undefined) {
+      const running = c.running.some((m) => m.id === id);
+      c.out(`start ${id}: ${running ? `node ${id} is running` : `no node ${id} was started here`}`);
+      return;
+    }
+    if (c.removed.has(id) || markedRemoved(node.member.dataDir)) {
+      c.out(
+        `start ${id}: node ${id} was removed from the cluster; its directory never starts again`,
+      );
+      return;
+    }
+    await checkPorts([node.member], binaryPorts(c.options));
+    const pid = c.spawnNode(node.member, node.args);
+    c.out(
+      `node ${id}: client ${node.member.client}  peer ${node.member.peer}  pid ${pid ?? '?'}: started again`,
     );
     return;
   }
@@ -323,7 +358,7 @@ async function runControl(line: string, c: ControlContext): Promise<void> {
     for (const l of renderMembers(json).trimEnd().split('\n')) c.out(l);
     return;
   }
-  c.out(`unknown command "${line}": type add, remove N or list`);
+  c.out(`unknown command "${line}": type add, start N, remove N or list`);
 }
 
 function prefixLines(child: ChildProcess, prefix: string, out: (l: string) => void): void {

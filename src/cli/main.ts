@@ -561,6 +561,16 @@ async function valueFromStdin(): Promise<{ value: string; encoding: 'utf8' | 'ba
   }
 }
 
+/** What an operator can do about an operating error, printed under its line. */
+const operatingHints: Readonly<Record<string, string>> = {
+  STORAGE_CORRUPT:
+    'This data directory cannot be read as it was written. If the other members are up and\n' +
+    'hold the cluster, move this directory aside (keep it to look at) and start the node\n' +
+    'again with the same command and an empty one: it finds that it lost its data and\n' +
+    'recovers everything from its peers (docs/DESIGN.md, "A node that lost its data").\n' +
+    'Do that for a minority of the members at most; otherwise restore a backup.\n',
+};
+
 export async function main(argv: readonly string[]): Promise<void> {
   try {
     await buildProgram().parseAsync([...argv]);
@@ -580,8 +590,10 @@ export async function main(argv: readonly string[]): Promise<void> {
       );
       process.exitCode = 1;
     } else if (err instanceof Error && 'code' in err && typeof err.code === 'string') {
-      // Operating errors (a port in use, a locked or damaged data directory): one clear line.
-      process.stderr.write(`flotilla: ${err.code}: ${err.message}\n`);
+      // Operating errors (a port in use, a locked or damaged data directory): one clear line,
+      // and what to do where the code alone does not say it.
+      const hint = operatingHints[err.code];
+      process.stderr.write(`flotilla: ${err.code}: ${err.message}\n${hint ?? ''}`);
       process.exitCode = 1;
     } else throw err;
   }

@@ -296,6 +296,44 @@ void describe('cluster up', () => {
     await waitForOutput(run, /removed: 4/, 5_000);
     stdin.write('remove 9\n');
     await waitForOutput(run, /remove 9: MEMBERSHIP_UNKNOWN_MEMBER/, 10_000);
+
+    // `start N` starts a node that exited as it was started, and nothing else.
+    stdin.write('start 4\n');
+    await waitForOutput(run, /start 4: node 4 was removed from the cluster/, 5_000);
+    stdin.write('start 1\n');
+    await waitForOutput(run, /start 1: node 1 is running/, 5_000);
+    stdin.write('start 9\n');
+    await waitForOutput(run, /start 9: no node 9 was started here/, 5_000);
+    const first = printedPids(run).get(2);
+    assert.ok(first !== undefined, run.out.stdout);
+    process.kill(first, 'SIGKILL');
+    await waitForOutput(
+      run,
+      /node 2 exited \(SIGKILL\); it is not restarted\. Type "start 2"/,
+      10_000,
+    );
+    stdin.write('start 2\n');
+    await waitForOutput(run, /node 2: client \S+\s+peer \S+\s+pid \d+: started again/, 10_000);
+    const second = printedPids(run).get(2);
+    assert.ok(second !== undefined && second !== first, run.out.stdout);
+    let seen = '';
+    await until(
+      () => `node 2 answering as pid ${second} and following a leader (last seen: ${seen})`,
+      async () => {
+        try {
+          const res = await fetch(`http://127.0.0.1:${peer + 5}/v1/status`, {
+            signal: AbortSignal.timeout(1_000),
+          });
+          const st = (await res.json()) as { pid?: number; leader?: number };
+          seen = JSON.stringify(st);
+          return st.pid === second && (st.leader ?? 0) > 0;
+        } catch (err) {
+          seen = String(err);
+          return false;
+        }
+      },
+      20_000,
+    );
     run.child.kill('SIGINT');
     assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);
   });
