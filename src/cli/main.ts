@@ -10,6 +10,7 @@ import {
   readConfigFile,
   resolveNodeConfig,
 } from '../server/config.js';
+import { StorageError } from '../storage/index.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { runElection, runLocked } from './concurrency.js';
 import { queueCommands } from './queue.js';
@@ -183,7 +184,13 @@ export function buildProgram(): Command {
       };
       const config = resolveNodeConfig(file, configFromEnv(process.env), flags);
       const { runNode } = await import('../server/node.js');
-      await runNode(config);
+      try {
+        await runNode(config);
+      } catch (err) {
+        throw err instanceof StorageError && err.code === 'STORAGE_CORRUPT'
+          ? withRecoveryHint(err, config.dataDir)
+          : err;
+      }
     });
 
   const cluster = program.command('cluster').description('local clusters');
@@ -561,15 +568,24 @@ async function valueFromStdin(): Promise<{ value: string; encoding: 'utf8' | 'ba
   }
 }
 
-/** What an operator can do about an operating error, printed under its line. */
-const operatingHints: Readonly<Record<string, string>> = {
-  STORAGE_CORRUPT:
-    'This data directory cannot be read as it was written. If the other members are up and\n' +
-    'hold the cluster, move this directory aside (keep it to look at) and start the node\n' +
-    'again with the same command and an empty one: it finds that it lost its data and\n' +
-    'recovers everything from its peers (docs/DESIGN.md, "A node that lost its data").\n' +
-    'Do that for a minority of the members at most; otherwise restore a backup.\n',
-};
+/**
+ * A damaged data directory, with the way out: the node's copy is lost, and a node started with
+ * an empty directory recovers it from its peers. The whole directory must go, not the file
+ * named: a directory that still names the node as a member, with one group's log missing, would
+ * let that group vote with nothing in its log.
+ */
+function withRecoveryHint(err: StorageError, dataDir: string): StorageError {
+  return new StorageError(
+    err.code,
+    `${err.message}\n` +
+      'This node cannot be trusted with what it holds. If the other members are up and hold the\n' +
+      `cluster, move its whole data directory (${dataDir}) aside, not the file named,\n` +
+      'and start the node again with the same command: it finds that it lost its data and\n' +
+      'recovers everything from its peers (docs/DESIGN.md, "A node that lost its data").\n' +
+      'Do that on a minority of the members at most; otherwise restore a backup.',
+    { cause: err, ...(err.file === undefined ? {} : { file: err.file }) },
+  );
+}
 
 export async function main(argv: readonly string[]): Promise<void> {
   try {
@@ -590,10 +606,8 @@ export async function main(argv: readonly string[]): Promise<void> {
       );
       process.exitCode = 1;
     } else if (err instanceof Error && 'code' in err && typeof err.code === 'string') {
-      // Operating errors (a port in use, a locked or damaged data directory): one clear line,
-      // and what to do where the code alone does not say it.
-      const hint = operatingHints[err.code];
-      process.stderr.write(`flotilla: ${err.code}: ${err.message}\n${hint ?? ''}`);
+      // Operating errors (a port in use, a locked or damaged data directory): one clear line.
+      process.stderr.write(`flotilla: ${err.code}: ${err.message}\n`);
       process.exitCode = 1;
     } else throw err;
   }

@@ -281,6 +281,25 @@ async function openGroupStorageOf(
 }
 
 /** The key-value, queue and meta groups' storage, each in its own directory. */
+/**
+ * The fixed groups (key-value, queue, meta) whose directory holds no file of their storage:
+ * missing, or emptied. Read before their storage opens, which writes a first file. A group that
+ * ever opened here keeps a file, even with nothing in its log, so a blank directory beside a
+ * group that holds a log means part of this node's data was lost (a directory or a file moved
+ * aside, say after STORAGE_CORRUPT named it): that group must not vote with an empty log.
+ */
+export function blankGroupDirs(dataDir: string): number[] {
+  return [KV_GROUP, QUEUE_GROUP, META_GROUP].filter(
+    (group) => storageFilesIn(groupDir(dataDir, group)) === null,
+  );
+}
+
+/** Whether a group's storage holds anything: a log, a snapshot, or a term it saw. */
+export function holdsState(storage: GroupStorage): boolean {
+  const initial = storage.initialState();
+  return initial.entries.length > 0 || initial.snapshot !== null || initial.hardState.term > 0;
+}
+
 export async function openGroupStorages(
   config: NodeConfig,
   log: Logger,

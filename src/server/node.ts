@@ -56,7 +56,9 @@ import {
   KV_GROUP,
   META_GROUP,
   QUEUE_GROUP,
+  blankGroupDirs,
   groupSettings,
+  holdsState,
   openGroupStorage,
   openGroupStorages,
   openPeerTransport,
@@ -486,6 +488,7 @@ export class FlotillaNode implements AsyncDisposable {
     const { limits } = config;
     // Read before any storage opens: a damaged record stops the start with nothing to close.
     const rangeDirs = new RangeDirs(config.dataDir);
+    const blank = blankGroupDirs(config.dataDir);
     const {
       kv: storage,
       queue: queueStorage,
@@ -493,6 +496,13 @@ export class FlotillaNode implements AsyncDisposable {
     } = await openGroupStorages(config, log);
     const initial = storage.initialState();
     const holdsLog = initial.entries.length > 0 || initial.snapshot !== null;
+    // Some groups' storage lost while others kept theirs: recovered as a wiped node is.
+    const partLost = blank.length > 0 && [storage, queueStorage, metaStorage].some(holdsState);
+    if (partLost)
+      log.warn(
+        { dataDir: config.dataDir, groups: blank },
+        `the storage of group(s) ${blank.join(',')} holds nothing while another group holds a log: part of this node's data was lost`,
+      );
     let runtimeHolder: RaftRuntime | null = null;
     const peers = await openPeerTransport(
       config,
@@ -510,7 +520,7 @@ export class FlotillaNode implements AsyncDisposable {
     let recovery: Recovery;
     try {
       recovery =
-        (recorded !== null && recorded.recovery === 'recovering') || lostData
+        (recorded !== null && recorded.recovery === 'recovering') || lostData || partLost
           ? 'recovering'
           : holdsLog || initial.hardState.term > 0 || joined
             ? 'none'

@@ -18,6 +18,7 @@ import { nodeFs, openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { BackupError, readBackup, type BackupHeader, type BackupSummary } from './backup-format.js';
 import { groupDir, writeIdentity, type StorageKind } from './data-dir.js';
 import { KV_GROUP, QUEUE_GROUP } from './node-setup.js';
+import { META_GROUP } from '../ranges/types.js';
 
 export interface RestoreOptions {
   readonly file: string;
@@ -80,6 +81,10 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
   await mkdir(work, { recursive: true });
   try {
     const stored = await storeGroups(o, work, members, checked.sha256);
+    // A backup holds no meta group (the new cluster's range map starts afresh); its storage is
+    // made empty here, as a first start makes it: a blank group directory beside groups that
+    // hold a log is what a node that lost part of its data shows (node-setup.ts).
+    await (await openStorage(o.storage, groupDir(work, META_GROUP))).close();
     writeIdentity(work, {
       clusterId: o.clusterId,
       memberId: o.id,

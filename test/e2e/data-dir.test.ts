@@ -12,6 +12,8 @@
 // - A directory whose snapshot file was deleted is refused with STORAGE_CORRUPT naming the file.
 // - A follower whose log was damaged on disk is refused with STORAGE_CORRUPT and told what to do;
 //   doing it (the directory moved aside, the node started again) brings back every write.
+//   A node that lost one group's storage and kept the others' (the queue's directory moved
+//   aside) recovers every group as a wiped node does, rather than voting with an empty log.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -30,6 +32,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { cliEntry, initialClusterSpec } from '../../src/cli/cluster.js';
 import { groupDir } from '../../src/server/data-dir.js';
+import { QUEUE_GROUP } from '../../src/server/node-setup.js';
 import { TestCluster, sleep } from './harness.js';
 
 const clusters: TestCluster[] = [];
@@ -268,7 +271,10 @@ void test(
         refused.stderr,
         /STORAGE_CORRUPT: Corrupt data in \S+wal-\d+\.seg at offset \d+/,
       );
-      assert.match(refused.stderr, /move this directory aside/);
+      assert.match(
+        refused.stderr,
+        new RegExp(`move its whole data directory \\(${m.dataDir}\\) aside`),
+      );
       assert.doesNotMatch(refused.stderr, /\n\s+at /, `no stack trace:\n${refused.stderr}`);
 
       // What the message says: the directory aside, the node started again with the same command.
@@ -289,6 +295,48 @@ void test(
       } finally {
         await local.close();
       }
+    } finally {
+      await client.close();
+    }
+  },
+);
+
+void test(
+  "a follower that lost one group's storage recovers it instead of voting with an empty log",
+  { timeout: 120_000 },
+  async () => {
+    const cluster = await TestCluster.create({ nodes: 3, extraArgs: ['--log-level', 'info'] });
+    clusters.push(cluster);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const partial = leader === 2 ? 3 : 2;
+    const client = cluster.client();
+    try {
+      for (let i = 0; i < 10; i++) {
+        await client.put(`k${i}`, `v${i}`);
+        await client.queue('mail').add('send', { n: i });
+      }
+      await cluster.kill(partial);
+      const m = cluster.member(partial);
+      renameSync(groupDir(m.dataDir, QUEUE_GROUP), `${m.dataDir}.queue-aside`);
+      cluster.startNode(partial);
+      const commit = await cluster.maxCommit();
+      await waitFor('the node to recover and be ready', 30_000, async () => {
+        const [st, rz] = await Promise.all([cluster.status(partial), readyz(m.client)]);
+        if (st !== null && !st.recovering && st.applied >= commit && rz.status === 200)
+          return { done: true };
+        return { seen: `status ${JSON.stringify(st)}; readyz ${rz.status} ${rz.reason}` };
+      });
+      const log = cluster.logOf(partial);
+      assert.match(log, /group\(s\) 1 holds nothing while another group holds a log/);
+      // The queue group started in recovery: no vote and no campaign until a leader caught it up.
+      const queueRecovery = log
+        .split('\n')
+        .filter(
+          (l) => l.includes(`"group":${QUEUE_GROUP}`) && /recovery (started|finished)/.test(l),
+        );
+      assert.equal(queueRecovery.length, 2, `the queue group's recovery:\n${log}`);
+      assert.match(log, /recovery finished, a full member again/);
     } finally {
       await client.close();
     }

@@ -189,6 +189,7 @@ void test('restore refuses damage, a used directory and a stranger, and writes n
     'flotilla-node.json',
     'group-0',
     'group-1',
+    'group-2',
   ]);
 });
 
