@@ -407,6 +407,10 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
       merged[k] = v;
     }
   }
+  if (merged['id'] === undefined)
+    throw new ConfigError(
+      'id is required: this node\'s id, one of the members\' (--id, FLOTILLA_ID or "id" in the config file)',
+    );
   const id =
     merged['id'] === hostOrdinal
       ? idFromHostname(hostname())

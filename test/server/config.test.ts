@@ -85,6 +85,7 @@ void test('bad values are refused with the field and the value', () => {
     [{ ...base, unsafeTestMode: 'yolo' }, /unsafeTestMode must be/],
     [{ ...base, logFormat: 'xml' }, /logFormat must be auto, json or pretty, got "xml"/],
     [{ id: 1, dataDir: '/d' }, /initialCluster is required/],
+    [{ dataDir: '/d', initialCluster: cluster }, /id is required: .*--id, FLOTILLA_ID/],
     [{ ...base, initialCluster: '1=nohost' }, /must look like 1=127.0.0.1:7001@http/],
     [
       { ...base, initialCluster: `${cluster},1=127.0.0.1:7009@http://127.0.0.1:8009` },
