@@ -113,14 +113,21 @@ export class KvService {
 
 /**
  * Waits until `runtime` may serve a read at `consistency` from what it applied: a ReadIndex
- * round, or the leader's lease for `lease`; nothing for `serializable`. Throws a FlotillaError.
+ * round, or the leader's lease for `lease`; nothing for `serializable`, unless a storage
+ * failure stopped the group: what it applied then lags for good, and it refuses every request
+ * (STORAGE_FAILED). Throws a FlotillaError.
  */
 export async function readBarrierAt(
-  runtime: Pick<RaftRuntime, 'linearizableRead'>,
+  runtime: Pick<RaftRuntime, 'linearizableRead' | 'failure'>,
   consistency: ReadConsistency,
   signal: AbortSignal,
 ): Promise<void> {
-  if (consistency === 'serializable') return;
+  if (consistency === 'serializable') {
+    const failure = runtime.failure();
+    if (failure !== null)
+      throw new FlotillaError('STORAGE_FAILED', `Node stopped: ${failure.message}`, false);
+    return;
+  }
   try {
     await runtime.linearizableRead({ signal, lease: consistency === 'lease' });
   } catch (err) {

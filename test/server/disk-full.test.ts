@@ -149,6 +149,14 @@ void test('a follower whose disk fills says so, the others serve, and a restart 
   assert.ok(stoppedGauge !== null && Number(stoppedGauge[1]) >= 1, 'no stopped groups in /metrics');
   // The healthy members are unaffected.
   for (const id of [1, 2]) assert.equal((await get(`${nodes.url(id)}/healthz`)).status, 200);
+  // A serializable read is refused too: what the stopped group applied lags for good.
+  const stale = await postJson(
+    `${url3}/v1/kv/range`,
+    { key: 'k', prefix: true, consistency: 'serializable' },
+    { timeoutMs: 5_000 },
+  );
+  assert.equal(stale.status, 500, JSON.stringify(stale.json));
+  assert.equal((stale.json['error'] as { code: string }).code, 'STORAGE_FAILED');
 
   // The other two still make a majority: writes go on, through node 3 too (forwarded).
   for (let n = 0; n < 10; n++, i++) {
