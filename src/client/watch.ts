@@ -205,6 +205,8 @@ const retryableWatch = new Set<string>([
   'SHUTTING_DOWN',
   'WATCH_RESET',
   'WATCH_TOO_SLOW',
+  // A storage failure stopped the range's group on that node: another node serves it.
+  'STORAGE_FAILED',
   // The watched keys moved to a range split off the one that served the watch, and the node
   // asked has not started that range yet: another node, or this one a moment later, serves it.
   'WRONG_RANGE',

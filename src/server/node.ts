@@ -563,6 +563,8 @@ export class FlotillaNode implements AsyncDisposable {
       if (l === undefined) groupLogs.set(group, (l = log.child({ group })));
       return l;
     };
+    // Bound once the node is made: a group a storage failure stopped ends its range's watches.
+    let groupStopped: (group: number) => void = () => undefined;
     const host = new Host({
       id: config.id,
       clock: systemClock,
@@ -597,6 +599,7 @@ export class FlotillaNode implements AsyncDisposable {
           if (e.kind === 'applied') dash.sampler.appliedEntries(e.entries);
         }
         logRuntimeEvent(groupLog(group), e);
+        if (e.kind === 'fatal') groupStopped(group);
       },
     });
     const nodeRecovery = new NodeRecovery({
@@ -785,6 +788,7 @@ export class FlotillaNode implements AsyncDisposable {
       gate,
     );
     clientAddresses = () => node.members.book.map((m) => m.client);
+    groupStopped = (group) => node.lanes.groupStopped(group);
     // The directory restored from the snapshot (and the log replayed so far) names members
     // added at run time: the transport learns them before the first message goes out.
     node.members.refreshBook();

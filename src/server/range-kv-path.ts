@@ -140,6 +140,9 @@ export class RangeKvPath {
       if (!t.local && via.forwarded !== true)
         return this.o.remoteWatches.watch(t.descriptor, spec, sink, via);
       const lane = this.local.laneOf(t);
+      const failure = lane.group.runtime.failure();
+      if (failure !== null)
+        throw new FlotillaError('STORAGE_FAILED', `Node stopped: ${failure.message}`, false);
       const w = lane.watchHub.watch(spec, sink);
       return Promise.resolve({
         id: w.id,

@@ -116,6 +116,19 @@ export class RangeLanes {
     lane.watchHub.release(`${why}; resume the watch on a node that does`);
   }
 
+  /**
+   * A storage failure stopped group `group` here: the watches of its range end with
+   * WATCH_RESET, so that their clients resume them on another node (this one would deliver
+   * nothing more). The lane stays; its group refuses what comes with STORAGE_FAILED.
+   */
+  groupStopped(group: number): void {
+    for (const lane of this.lanes.values())
+      if (lane.group.runtime.group === group)
+        lane.watchHub.release(
+          `This node stopped range ${lane.id} after a storage failure; resume the watch on another node`,
+        );
+  }
+
   /** Starts every lane's compactor (the leader of each range compacts its own history). */
   start(): void {
     this.started = true;

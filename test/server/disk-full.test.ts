@@ -12,6 +12,7 @@ import { mkdtempSync, openSync, closeSync, rmSync, rmdirSync, writeSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
+import { FlotillaClient } from '../../src/client/index.js';
 import { TestNodes, postJson, until } from './nodes.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -112,6 +113,31 @@ void test('a follower whose disk fills says so, the others serve, and a restart 
   });
   const acked: string[] = [];
   for (let i = 0; i < 20; i++) if (await put(nodes.url(leader), `k${i}`)) acked.push(`k${i}`);
+  // A watch on node 3: it must end when the group stops, so that its client resumes elsewhere.
+  const watch = await fetch(`${nodes.url(3)}/v1/watch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key: 'k', prefix: true }),
+    signal: AbortSignal.timeout(60_000),
+  });
+  assert.equal(watch.status, 200);
+  const watchEnded = watch.text().then(
+    (text) => ({ text }),
+    (err: unknown) => ({ text: `the stream failed: ${String(err)}` }),
+  );
+  // And the client's watch, node 3 first: it must go on through another node.
+  const client = new FlotillaClient({ endpoints: [nodes.url(3), nodes.url(leader)] });
+  const stopWatching = new AbortController();
+  cleanups.push(async () => {
+    stopWatching.abort();
+    await client.close();
+  });
+  const watchedFrom = acked.length;
+  const seen = new Set<string>();
+  const watching = (async () => {
+    for await (const batch of client.watch('k', { prefix: true, signal: stopWatching.signal }))
+      for (const e of batch.events) seen.add(e.kv.key);
+  })().catch((err: unknown) => seen.add(`watch failed: ${String(err)}`));
   const filler = join(disk.dir, 'filler');
   fill(filler);
 
@@ -149,6 +175,20 @@ void test('a follower whose disk fills says so, the others serve, and a restart 
   assert.ok(stoppedGauge !== null && Number(stoppedGauge[1]) >= 1, 'no stopped groups in /metrics');
   // The healthy members are unaffected.
   for (const id of [1, 2]) assert.equal((await get(`${nodes.url(id)}/healthz`)).status, 200);
+  // Its watch ended, telling the client to resume on another node; a new one is refused.
+  const { text } = await watchEnded;
+  const last = JSON.parse(text.trim().split('\n').at(-1) ?? '{}') as {
+    canceled?: boolean;
+    error?: { code: string; message: string };
+    resumeRevision?: number;
+  };
+  assert.equal(last.canceled, true, text.slice(-500));
+  assert.equal(last.error?.code, 'WATCH_RESET', text.slice(-500));
+  assert.match(last.error?.message ?? '', /storage failure; resume the watch on another node/);
+  assert.equal(typeof last.resumeRevision, 'number', text.slice(-500));
+  const another = await postJson(`${url3}/v1/watch`, { key: 'k' }, { timeoutMs: 5_000 });
+  assert.equal(another.json['canceled'], true, JSON.stringify(another.json));
+  assert.equal((another.json['error'] as { code: string }).code, 'STORAGE_FAILED');
   // A serializable read is refused too: what the stopped group applied lags for good.
   const stale = await postJson(
     `${url3}/v1/kv/range`,
@@ -163,6 +203,16 @@ void test('a follower whose disk fills says so, the others serve, and a restart 
     assert.ok(await put(nodes.url(leader), `k${i}`), `write k${i} refused with node 3 stopped`);
     acked.push(`k${i}`);
   }
+
+  const wanted = acked.slice(watchedFrom);
+  await until(
+    () =>
+      `the client's watch to see ${wanted.filter((k) => !seen.has(k)).join(' ')} (seen ${[...seen].join(' ')})`,
+    () => wanted.every((k) => seen.has(k)),
+    20_000,
+  );
+  stopWatching.abort();
+  await watching;
 
   rmSync(filler);
   await nodes.restartAt(3, undefined);
