@@ -227,6 +227,8 @@ const retryable = new Set<ErrorCode>([
   // The request reached a range that no longer holds its keys (it split): definite, and the
   // next attempt is routed by a fresher map.
   'WRONG_RANGE',
+  // A failed disk write stopped the group on the node asked: definite, and another node serves.
+  'STORAGE_FAILED',
 ]);
 
 /** Requests that read only: none of them can have taken effect when it fails. */

@@ -213,6 +213,13 @@ void test('a follower whose disk fills says so, the others serve, and a restart 
   );
   stopWatching.abort();
   await watching;
+  // A client that asks node 3 first is refused there and answered by another node.
+  const fresh = new FlotillaClient({ endpoints: [url3, nodes.url(leader)], rangeRouting: false });
+  cleanups.push(() => fresh.close());
+  for (const consistency of ['linearizable', 'serializable'] as const) {
+    const got = await fresh.get(wanted.at(-1) ?? 'k0', { consistency });
+    assert.equal(got?.value, 'v'.repeat(512), consistency);
+  }
 
   rmSync(filler);
   await nodes.restartAt(3, undefined);
