@@ -570,9 +570,8 @@ async function valueFromStdin(): Promise<{ value: string; encoding: 'utf8' | 'ba
 
 /**
  * A damaged data directory, with the way out: the node's copy is lost, and a node started with
- * an empty directory recovers it from its peers. The whole directory must go, not the file
- * named: a directory that still names the node as a member, with one group's log missing, would
- * let that group vote with nothing in its log.
+ * an empty directory recovers it from its peers. The whole directory, not the file named: the
+ * directory is what a node recovers as one (DESIGN.md, "A node that lost its data").
  */
 function withRecoveryHint(err: StorageError, dataDir: string): StorageError {
   return new StorageError(

@@ -745,9 +745,16 @@ export class RaftRuntime {
     });
   }
 
+  /** What this group answers every request once a storage failure stopped it; null while it runs. */
+  stoppedError(): FlotillaError | null {
+    return this.fatal === null
+      ? null
+      : new FlotillaError('STORAGE_FAILED', `Node stopped: ${this.fatal.message}`, false);
+  }
+
   private refuseNew(): FlotillaError | null {
-    if (this.fatal !== null)
-      return new FlotillaError('STORAGE_FAILED', `Node stopped: ${this.fatal.message}`, false);
+    const stopped = this.stoppedError();
+    if (stopped !== null) return stopped;
     if (this.closed || !this.running)
       return new FlotillaError('SHUTTING_DOWN', 'Node is shutting down', false);
     if (this.waiters.size() >= this.opts.maxPendingRequests) {

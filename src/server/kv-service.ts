@@ -118,14 +118,13 @@ export class KvService {
  * (STORAGE_FAILED). Throws a FlotillaError.
  */
 export async function readBarrierAt(
-  runtime: Pick<RaftRuntime, 'linearizableRead' | 'failure'>,
+  runtime: Pick<RaftRuntime, 'linearizableRead' | 'stoppedError'>,
   consistency: ReadConsistency,
   signal: AbortSignal,
 ): Promise<void> {
   if (consistency === 'serializable') {
-    const failure = runtime.failure();
-    if (failure !== null)
-      throw new FlotillaError('STORAGE_FAILED', `Node stopped: ${failure.message}`, false);
+    const stopped = runtime.stoppedError();
+    if (stopped !== null) throw stopped;
     return;
   }
   try {

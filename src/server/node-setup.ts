@@ -280,7 +280,6 @@ async function openGroupStorageOf(
   };
 }
 
-/** The key-value, queue and meta groups' storage, each in its own directory. */
 /**
  * The fixed groups (key-value, queue, meta) whose directory holds no file of their storage:
  * missing, or emptied. Read before their storage opens, which writes a first file. A group that
@@ -300,6 +299,7 @@ export function holdsState(storage: GroupStorage): boolean {
   return initial.entries.length > 0 || initial.snapshot !== null || initial.hardState.term > 0;
 }
 
+/** The key-value, queue and meta groups' storage, each in its own directory. */
 export async function openGroupStorages(
   config: NodeConfig,
   log: Logger,

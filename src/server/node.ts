@@ -497,7 +497,12 @@ export class FlotillaNode implements AsyncDisposable {
     const initial = storage.initialState();
     const holdsLog = initial.entries.length > 0 || initial.snapshot !== null;
     // Some groups' storage lost while others kept theirs: recovered as a wiped node is.
-    const partLost = blank.length > 0 && [storage, queueStorage, metaStorage].some(holdsState);
+    const partLost =
+      blank.length > 0 &&
+      (holdsLog ||
+        initial.hardState.term > 0 ||
+        holdsState(queueStorage) ||
+        holdsState(metaStorage));
     if (partLost)
       log.warn(
         { dataDir: config.dataDir, groups: blank },

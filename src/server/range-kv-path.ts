@@ -140,9 +140,8 @@ export class RangeKvPath {
       if (!t.local && via.forwarded !== true)
         return this.o.remoteWatches.watch(t.descriptor, spec, sink, via);
       const lane = this.local.laneOf(t);
-      const failure = lane.group.runtime.failure();
-      if (failure !== null)
-        throw new FlotillaError('STORAGE_FAILED', `Node stopped: ${failure.message}`, false);
+      const stopped = lane.group.runtime.stoppedError();
+      if (stopped !== null) throw stopped;
       const w = lane.watchHub.watch(spec, sink);
       return Promise.resolve({
         id: w.id,
