@@ -460,12 +460,14 @@ export function buildProgram(): Command {
         for (const n of s.nodes) {
           if ('status' in n) {
             const st = n.status;
+            // A group stopped by a storage failure keeps the role it had: say it stopped.
+            const stopped = (st.stoppedGroups ?? []).some((g) => g.group === 0);
             rows.push(
               [
                 st.id,
                 st.pid,
                 n.client,
-                st.role,
+                stopped ? `stopped (disk failed as ${st.role})` : st.role,
                 st.term,
                 st.leader,
                 st.commit,

@@ -7,14 +7,17 @@
 // test skips, saying why.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, openSync, closeSync, rmSync, rmdirSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
+import { cliEntry } from '../../src/cli/cluster.js';
 import { FlotillaClient } from '../../src/client/index.js';
 import { TestNodes, postJson, until } from './nodes.js';
 
+const execFileAsync = promisify(execFile);
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -189,6 +192,19 @@ void test('a follower whose disk fills says so, the others serve, and a restart 
   const another = await postJson(`${url3}/v1/watch`, { key: 'k' }, { timeoutMs: 5_000 });
   assert.equal(another.json['canceled'], true, JSON.stringify(another.json));
   assert.equal((another.json['error'] as { code: string }).code, 'STORAGE_FAILED');
+  // `flotilla status` says node 3 stopped, not that it still leads or follows.
+  const { stdout } = await execFileAsync(process.execPath, [
+    cliEntry(),
+    'status',
+    '--endpoints',
+    [1, 2, 3].map((id) => nodes.url(id)).join(','),
+  ]);
+  assert.match(
+    stdout,
+    /^3\s+\d+\s+\S+\s+stopped \(disk failed as (follower|leader|candidate)\)/m,
+    stdout,
+  );
+  assert.doesNotMatch(stdout, /^[12]\s+\d+\s+\S+\s+stopped/m, stdout);
   // A serializable read is refused too: what the stopped group applied lags for good.
   const stale = await postJson(
     `${url3}/v1/kv/range`,
