@@ -3,21 +3,7 @@
 
 import { $, el, fill, ago, clock, bytes, clip } from './util.js';
 import { drawChart, legend } from './chart.js';
-
-/** The member that leads, as the members say: the highest term's leader that answers. */
-export function leaderOf(c) {
-  let best = null;
-  for (const m of c.members) {
-    const s = m.view?.status;
-    if (
-      m.error === null &&
-      s?.role === 'leader' &&
-      (best === null || s.term > best.view.status.term)
-    )
-      best = m;
-  }
-  return best;
-}
+import { leaderOf, stoppedGroupOf } from './members.js';
 
 function voteOf(id, statuses) {
   for (const s of statuses) {
@@ -32,6 +18,13 @@ function healthOf(m) {
     return el('span', { class: 'bad', title: m.error }, `down: ${clip(m.error, 32)}`);
   const s = m.view?.status;
   if (s === undefined) return el('span', { class: 'warn' }, 'waiting for its first answer');
+  const stopped = s.stoppedGroups ?? [];
+  if (stopped.length > 0)
+    return el(
+      'span',
+      { class: 'bad', title: stopped.map((g) => `group ${g.group}: ${g.error}`).join('\n') },
+      `stopped: disk failed (group ${stopped.map((g) => g.group).join(', ')}); restart it`,
+    );
   if (s.recovering) return el('span', { class: 'warn' }, 'recovering lost data');
   if (s.role === 'candidate' || s.role === 'pre-candidate')
     return el('span', { class: 'warn' }, 'campaigning');
@@ -85,7 +78,15 @@ function memberRow(m, c, leader, statuses) {
     el(
       'td',
       { class: isLeader ? 'role-leader' : down ? 'role-down' : '' },
-      down ? 'down' : s === undefined ? '—' : isLeader ? '★ leader' : s.role,
+      down
+        ? 'down'
+        : s === undefined
+          ? '—'
+          : isLeader
+            ? '★ leader'
+            : stoppedGroupOf(s, 0)
+              ? 'stopped'
+              : s.role,
     ),
     el('td', {}, s?.term ?? '—'),
     el('td', {}, s?.commit ?? '—'),

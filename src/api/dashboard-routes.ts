@@ -112,6 +112,7 @@ const scripts = [
   'util.js',
   'chart.js',
   'cluster.js',
+  'members.js',
   'data.js',
   'queues.js',
   'ranges.js',
