@@ -21,7 +21,7 @@
 // Every process is started here and ended here by PID.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +40,49 @@ import { sniffMemberHeader, sniffPeerHello } from './sniff.js';
  */
 const NODE_PORT_RANGE: readonly [number, number] = [20_000, 32_000];
 
+/**
+ * Ports this process claimed for its nodes, held until it exits. Several test files run
+ * clusters at once, each drawing ports from NODE_PORT_RANGE: a port free when one drew it may be
+ * a port another process's node holds but has not bound yet (a member added later) or left for a
+ * moment (killed, restarting). Both then fail: one node's start with EADDRINUSE, the other's
+ * clients reach a stranger (CI once saw an added member exit so, and its run end without an
+ * agreed leader). A claim is a file naming the claiming process; a file whose process is gone
+ * is taken over.
+ */
+const claimed = new Set<number>();
+const claimDir = join(tmpdir(), 'flotilla-test-ports');
+process.once('exit', () => {
+  for (const port of claimed) rmSync(join(claimDir, String(port)), { force: true });
+});
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Claims `port` for this process's nodes; false when another live process holds it. */
+function claimPort(port: number): boolean {
+  const file = join(claimDir, String(port));
+  mkdirSync(claimDir, { recursive: true });
+  try {
+    writeFileSync(file, String(process.pid), { flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const owner = Number(readFileSync(file, 'utf8'));
+    if (owner === process.pid || (Number.isInteger(owner) && owner > 0 && processAlive(owner)))
+      return false;
+    writeFileSync(file, String(process.pid));
+    // Two processes taking over the same stale claim: the last write wins, the other backs off.
+    if (Number(readFileSync(file, 'utf8')) !== process.pid) return false;
+  }
+  claimed.add(port);
+  return true;
+}
+
 function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
@@ -55,7 +98,8 @@ async function nodePorts(n: number): Promise<number[]> {
   const out: number[] = [];
   for (let tries = 0; out.length < n && tries < 10_000; tries++) {
     const port = lo + rng.int(hi - lo);
-    if (!out.includes(port) && (await portIsFree(port))) out.push(port);
+    if (!out.includes(port) && !claimed.has(port) && (await portIsFree(port)) && claimPort(port))
+      out.push(port);
   }
   if (out.length < n) throw new Error(`No ${n} free ports in ${lo}-${hi}`);
   return out;
