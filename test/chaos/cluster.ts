@@ -21,7 +21,7 @@
 // Every process is started here and ended here by PID.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,9 +50,10 @@ const NODE_PORT_RANGE: readonly [number, number] = [20_000, 32_000];
  * is taken over.
  */
 const claimed = new Set<number>();
-const claimDir = join(tmpdir(), 'flotilla-test-ports');
+// Files straight in the temporary directory, removed at exit: a run leaves nothing behind.
+const claimFile = (port: number): string => join(tmpdir(), `flotilla-test-port-${port}`);
 process.once('exit', () => {
-  for (const port of claimed) rmSync(join(claimDir, String(port)), { force: true });
+  for (const port of claimed) rmSync(claimFile(port), { force: true });
 });
 
 function processAlive(pid: number): boolean {
@@ -66,8 +67,7 @@ function processAlive(pid: number): boolean {
 
 /** Claims `port` for this process's nodes; false when another live process holds it. */
 function claimPort(port: number): boolean {
-  const file = join(claimDir, String(port));
-  mkdirSync(claimDir, { recursive: true });
+  const file = claimFile(port);
   try {
     writeFileSync(file, String(process.pid), { flag: 'wx' });
   } catch (err) {
