@@ -30,4 +30,4 @@ export {
   type JournalOptions,
   type JournalRecoveryReport,
 } from './journal.js';
-export { LOCK_FILE } from './lock.js';
+export { LOCK_FILE, pidAlive } from './lock.js';

@@ -13,7 +13,8 @@ import { StorageError } from './errors.js';
 export const LOCK_FILE = 'LOCK';
 const heldHere = new Set<string>();
 
-function pidAlive(pid: number): boolean {
+/** Whether a process by that pid runs (one owned by another user counts). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import type { NodeStatus } from '../../src/api/types.js';
 import { cliEntry } from '../../src/cli/cluster.js';
 import { createRng } from '../../src/raft/index.js';
+import { pidAlive } from '../../src/storage/index.js';
 import { sleep } from '../e2e/harness.js';
 import { FrontProxy } from './proxy.js';
 import { sniffMemberHeader, sniffPeerHello } from './sniff.js';
@@ -56,15 +57,6 @@ process.once('exit', () => {
   for (const port of claimed) rmSync(claimFile(port), { force: true });
 });
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Claims `port` for this process's nodes; false when another live process holds it. */
 function claimPort(port: number): boolean {
   const file = claimFile(port);
@@ -73,7 +65,7 @@ function claimPort(port: number): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     const owner = Number(readFileSync(file, 'utf8'));
-    if (owner === process.pid || (Number.isInteger(owner) && owner > 0 && processAlive(owner)))
+    if (owner === process.pid || (Number.isInteger(owner) && owner > 0 && pidAlive(owner)))
       return false;
     writeFileSync(file, String(process.pid));
     // Two processes taking over the same stale claim: the last write wins, the other backs off.

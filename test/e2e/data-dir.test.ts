@@ -67,6 +67,25 @@ async function readyz(url: string): Promise<{ status: number; reason: string }> 
   }
 }
 
+/**
+ * Waits until node `id` no longer recovers, has applied `commit` and answers /readyz with 200;
+ * fails naming `what` and its last status and readiness.
+ */
+async function waitRecoveredAndReady(
+  what: string,
+  cluster: TestCluster,
+  id: number,
+  commit: number,
+): Promise<void> {
+  const url = cluster.member(id).client;
+  await waitFor(what, 30_000, async () => {
+    const [st, rz] = await Promise.all([cluster.status(id), readyz(url)]);
+    if (st !== null && !st.recovering && st.applied >= commit && rz.status === 200)
+      return { done: true };
+    return { seen: `status ${JSON.stringify(st)}; readyz ${rz.status} ${rz.reason}` };
+  });
+}
+
 void test(
   'a follower whose data directory was wiped recovers, catches up and serves every write',
   { timeout: 120_000 },
@@ -94,14 +113,13 @@ void test(
       })();
       cluster.startNode(wiped);
       await writing;
-      const url = cluster.member(wiped).client;
       const commit = await cluster.maxCommit();
-      await waitFor('the wiped node to catch up and be ready', 30_000, async () => {
-        const [st, rz] = await Promise.all([cluster.status(wiped), readyz(url)]);
-        if (st !== null && !st.recovering && st.applied >= commit && rz.status === 200)
-          return { done: true };
-        return { seen: `status ${JSON.stringify(st)}; readyz ${rz.status} ${rz.reason}` };
-      });
+      await waitRecoveredAndReady(
+        'the wiped node to catch up and be ready',
+        cluster,
+        wiped,
+        commit,
+      );
       // The whole log: the tail dumpLogs keeps may have scrolled past the first line.
       const log = cluster.logOf(wiped);
       assert.match(log, /this node lost its data/, 'the wiped node says it lost its data');
@@ -282,12 +300,7 @@ void test(
       for (let i = 40; i < 50; i++) await client.put(`k${i}`, `v${i}`);
       cluster.startNode(damaged);
       const commit = await cluster.maxCommit();
-      await waitFor('the node to recover and be ready', 30_000, async () => {
-        const [st, rz] = await Promise.all([cluster.status(damaged), readyz(m.client)]);
-        if (st !== null && !st.recovering && st.applied >= commit && rz.status === 200)
-          return { done: true };
-        return { seen: `status ${JSON.stringify(st)}; readyz ${rz.status} ${rz.reason}` };
-      });
+      await waitRecoveredAndReady('the node to recover and be ready', cluster, damaged, commit);
       const local = cluster.client([damaged]);
       try {
         for (let i = 0; i < 50; i++)
@@ -321,12 +334,7 @@ void test(
       renameSync(groupDir(m.dataDir, QUEUE_GROUP), `${m.dataDir}.queue-aside`);
       cluster.startNode(partial);
       const commit = await cluster.maxCommit();
-      await waitFor('the node to recover and be ready', 30_000, async () => {
-        const [st, rz] = await Promise.all([cluster.status(partial), readyz(m.client)]);
-        if (st !== null && !st.recovering && st.applied >= commit && rz.status === 200)
-          return { done: true };
-        return { seen: `status ${JSON.stringify(st)}; readyz ${rz.status} ${rz.reason}` };
-      });
+      await waitRecoveredAndReady('the node to recover and be ready', cluster, partial, commit);
       const log = cluster.logOf(partial);
       assert.match(log, /group\(s\) 1 holds nothing while another group holds a log/);
       // The queue group started in recovery: no vote and no campaign until a leader caught it up.
