@@ -489,6 +489,7 @@ export class FlotillaNode implements AsyncDisposable {
     // Read before any storage opens: a damaged record stops the start with nothing to close.
     const rangeDirs = new RangeDirs(config.dataDir);
     const blank = blankGroupDirs(config.dataDir);
+    const lostRanges = rangeDirs.lost();
     const {
       kv: storage,
       queue: queueStorage,
@@ -497,17 +498,23 @@ export class FlotillaNode implements AsyncDisposable {
     const initial = storage.initialState();
     const holdsLog = initial.entries.length > 0 || initial.snapshot !== null;
     // Some groups' storage lost while others kept theirs: recovered as a wiped node is.
-    const partLost =
+    const fixedLost =
       blank.length > 0 &&
       (holdsLog ||
         initial.hardState.term > 0 ||
         holdsState(queueStorage) ||
         holdsState(metaStorage));
-    if (partLost)
+    if (fixedLost)
       log.warn(
         { dataDir: config.dataDir, groups: blank },
         `the storage of group(s) ${blank.join(',')} holds nothing while another group holds a log: part of this node's data was lost`,
       );
+    if (lostRanges.length > 0)
+      log.warn(
+        { dataDir: config.dataDir, ranges: lostRanges },
+        `range(s) ${lostRanges.join(',')} held here hold no storage now: part of this node's data was lost`,
+      );
+    const partLost = fixedLost || lostRanges.length > 0;
     let runtimeHolder: RaftRuntime | null = null;
     const peers = await openPeerTransport(
       config,
@@ -532,6 +539,9 @@ export class FlotillaNode implements AsyncDisposable {
             : await decideEmptyStart(config, peers.peerLogs, log, o.signal);
       // Written on first start (or after recovery was decided); an unchanged one is left alone.
       if (recorded?.recovery !== recovery) writeIdentity(config.dataDir, { ...identity, recovery });
+      // Once the recovery is durable: the ranges found lost are forgotten (recovering restarts
+      // those this node still replicates, which records them again).
+      rangeDirs.settle();
     } catch (err) {
       await transport.close();
       await storage.close();

@@ -9,6 +9,12 @@
 // a range up is first recorded here, durably, in `retired-ranges.json` (written to a temporary
 // file, synced, renamed), and a retired range is never started again unless this node is asked
 // to prepare it as a new replica, which takes it off the list first.
+//
+// The same file records which ranges' directories hold this node's storage ("held"): a range's
+// directory lost alone (moved aside, emptied) while range 0 and the other groups kept theirs
+// would otherwise start again on empty storage as a voter, with a log and a vote it no longer
+// remembers. A range recorded held whose directory holds no storage file makes the node
+// recover every group, as a node that lost its data does (node.ts).
 
 import {
   closeSync,
@@ -22,7 +28,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { FIRST_ALLOCATED_RANGE, type RangeId } from '../ranges/types.js';
-import { groupDir } from './data-dir.js';
+import { groupDir, storageFilesIn } from './data-dir.js';
 
 export const RETIRED_RANGES_FILE = 'retired-ranges.json';
 
@@ -43,11 +49,14 @@ export class RangeDirs {
    * range's last change) says nothing about whether they were removed (range-retirer.ts).
    */
   private readonly preparing: Map<RangeId, number>;
+  /** Ranges whose directory held this node's storage: recorded once opened, dropped on removal. */
+  private readonly holding: Set<RangeId>;
 
   constructor(private readonly dataDir: string) {
     const held = readRetired(join(dataDir, RETIRED_RANGES_FILE));
     this.retired = new Set(held.retired);
     this.preparing = new Map(held.preparing);
+    this.holding = new Set(held.held);
   }
 
   /** Whether this node gave range `id` up (and was not asked to hold it again since). */
@@ -88,6 +97,54 @@ export class RangeDirs {
     if (this.preparing.delete(id)) this.write();
   }
 
+  /**
+   * Records, durably, that range `id`'s directory holds this node's storage (its storage
+   * opened there). Written once per range: a range already recorded writes nothing.
+   */
+  hold(id: RangeId): void {
+    if (this.holding.has(id) || id < FIRST_ALLOCATED_RANGE) return;
+    this.holding.add(id);
+    this.write();
+  }
+
+  /**
+   * Ranges recorded held whose directory holds no storage file now: part of this node's data
+   * was lost. Not a retired range (its directory is deleted on purpose) nor one being prepared
+   * as a new replica (its directory is emptied on purpose, and it starts recovering anyway).
+   * Read before any range's storage opens, which writes a first file.
+   */
+  lost(): RangeId[] {
+    return [...this.holding]
+      .filter(
+        (id) =>
+          !this.retired.has(id) &&
+          !this.preparing.has(id) &&
+          storageFilesIn(groupDir(this.dataDir, id)) === null,
+      )
+      .sort((a, b) => a - b);
+  }
+
+  /**
+   * Records held exactly the ranges whose directories hold storage now (retired ones aside):
+   * lost ones are forgotten, a directory that was never recorded (a data directory from a
+   * release without the record, or a crash between a range's opening and its record) is
+   * recorded. Call once the node's recovery for the ranges `lost` named is durable: the record
+   * no longer names them, and a range the node no longer replicates must not be found lost
+   * at every start.
+   */
+  settle(): void {
+    const present = new Set(
+      this.held().filter(
+        (id) => !this.retired.has(id) && storageFilesIn(groupDir(this.dataDir, id)) !== null,
+      ),
+    );
+    if (present.size === this.holding.size && [...present].every((id) => this.holding.has(id)))
+      return;
+    this.holding.clear();
+    for (const id of [...present].sort((a, b) => a - b)) this.holding.add(id);
+    this.write();
+  }
+
   /** Ids of the allocated ranges (id >= 3) whose directories are in the data directory. */
   held(): RangeId[] {
     let names: string[];
@@ -104,10 +161,15 @@ export class RangeDirs {
       .sort((a, b) => a - b);
   }
 
-  /** Deletes range `id`'s directory (its group must be stopped and its storage closed). */
+  /**
+   * Deletes range `id`'s directory (its group must be stopped and its storage closed). It is
+   * no longer recorded held first: a crash half-way leaves a directory the next start
+   * records again (settle) or deletes, never a record of a directory gone.
+   */
   remove(id: RangeId): void {
     if (id < FIRST_ALLOCATED_RANGE)
       throw new Error(`Range ${id} is not an allocated range: its directory is never deleted`);
+    if (this.holding.delete(id)) this.write();
     rmSync(groupDir(this.dataDir, id), { recursive: true, force: true });
   }
 
@@ -116,7 +178,11 @@ export class RangeDirs {
     const tmp = `${file}.tmp`;
     writeFileSync(
       tmp,
-      JSON.stringify({ retired: [...this.retired], preparing: [...this.preparing] }) + '\n',
+      JSON.stringify({
+        retired: [...this.retired],
+        preparing: [...this.preparing],
+        held: [...this.holding],
+      }) + '\n',
     );
     const fd = openSync(tmp, 'r');
     try {
@@ -134,12 +200,20 @@ export class RangeDirs {
   }
 }
 
-function readRetired(file: string): { retired: RangeId[]; preparing: [RangeId, number][] } {
+interface Recorded {
+  readonly retired: RangeId[];
+  readonly preparing: [RangeId, number][];
+  /** Absent in files written before the record existed: nothing recorded held. */
+  readonly held: RangeId[];
+}
+
+function readRetired(file: string): Recorded {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { retired: [], preparing: [] };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      return { retired: [], preparing: [], held: [] };
     throw new Error(`Cannot read ${file}: ${(err as Error).message}`);
   }
   let v: unknown;
@@ -167,5 +241,12 @@ function readRetired(file: string): { retired: RangeId[]; preparing: [RangeId, n
     )
   )
     throw new Error(`${file}: "preparing" must be a list of [range id, generation] pairs`);
-  return { retired: retired as RangeId[], preparing: preparing as [RangeId, number][] };
+  const held = o['held'] ?? [];
+  if (!Array.isArray(held) || !held.every(isId))
+    throw new Error(`${file}: "held" must be a list of range ids of at least 3`);
+  return {
+    retired: retired as RangeId[],
+    preparing: preparing as [RangeId, number][],
+    held: held as RangeId[],
+  };
 }

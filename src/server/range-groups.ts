@@ -39,7 +39,9 @@ export interface RangeGroupsOptions {
    * The ranges given up and their directories. Absent (the simulator): no range is ever
    * retired or prepared here.
    */
-  readonly dirs?: Pick<RangeDirs, 'isRetired' | 'retire' | 'prepare' | 'remove' | 'preparedAt'>;
+  readonly dirs?: Pick<RangeDirs, 'isRetired' | 'retire' | 'prepare' | 'remove' | 'preparedAt'> &
+    // The product's records a range's directory held once its storage opened (range-dirs.ts).
+    Partial<Pick<RangeDirs, 'hold'>>;
   /** Opens range `id`'s storage on this node (empty when the node holds none); once per range. */
   readonly openStorage: (id: RangeId) => Promise<GroupStorage>;
   /**
@@ -257,6 +259,14 @@ export class RangeGroups {
     voters: readonly number[],
     descriptor: RangeDescriptor | undefined,
   ): Promise<RangeGroup> {
+    // Its storage opened: the directory holds this node's files, recorded before the group
+    // votes in anything (a start that then finds the directory blank recovers the node).
+    try {
+      this.o.dirs?.hold?.(id);
+    } catch (err) {
+      await storage.close();
+      throw err;
+    }
     const range = new RangeMachine({
       limits: this.o.limits,
       descriptor: descriptor ?? (id === FIRST_RANGE ? WHOLE_KEY_SPACE : { ...WHOLE_KEY_SPACE, id }),

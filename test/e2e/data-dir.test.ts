@@ -13,7 +13,8 @@
 // - A follower whose log was damaged on disk is refused with STORAGE_CORRUPT and told what to do;
 //   doing it (the directory moved aside, the node started again) brings back every write.
 //   A node that lost one group's storage and kept the others' (the queue's directory moved
-//   aside) recovers every group as a wiped node does, rather than voting with an empty log.
+//   aside) recovers every group as a wiped node does, rather than voting with an empty log; so
+//   does one that lost a range's directory alone.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -345,6 +346,65 @@ void test(
         );
       assert.equal(queueRecovery.length, 2, `the queue group's recovery:\n${log}`);
       assert.match(log, /recovery finished, a full member again/);
+    } finally {
+      await client.close();
+    }
+  },
+);
+
+void test(
+  "a follower that lost one range's directory recovers every group instead of voting with an empty log",
+  { timeout: 120_000 },
+  async () => {
+    const cluster = await TestCluster.create({
+      nodes: 3,
+      extraArgs: ['--log-level', 'info'],
+      // No moves: the range stays on the three members.
+      env: { FLOTILLA_PLACEMENT: 'off' },
+    });
+    clusters.push(cluster);
+    await cluster.start();
+    const leader = await cluster.waitForLeader();
+    const partial = leader === 2 ? 3 : 2;
+    const client = cluster.client();
+    try {
+      await client.put('a', '1');
+      const { right } = await client.splitRange('q');
+      assert.ok(right.replicas.includes(partial), `range ${right.id} on ${right.replicas.join()}`);
+      for (let i = 0; i < 10; i++) await client.put(`q/${i}`, `v${i}`);
+      await cluster.kill(partial);
+      const m = cluster.member(partial);
+      renameSync(groupDir(m.dataDir, right.id), `${m.dataDir}.range-aside`);
+      cluster.startNode(partial);
+      const commit = await cluster.maxCommit();
+      await waitRecoveredAndReady('the node to recover and be ready', cluster, partial, commit);
+      const log = cluster.logOf(partial);
+      assert.match(log, new RegExp(`range\\(s\\) ${right.id} held here hold no storage now`));
+      // The range's group started in recovery: no vote and no campaign until a leader caught
+      // it up; so did range 0's.
+      for (const group of [right.id, 0]) {
+        const lines = log
+          .split('\n')
+          .filter(
+            (l) =>
+              (group === 0 ? !l.includes('"group":') : l.includes(`"group":${group},`)) &&
+              /"msg":"recovery (started|finished)"/.test(l),
+          );
+        assert.equal(lines.length, 2, `group ${group}'s recovery:\n${log}`);
+      }
+      assert.match(log, /recovery finished, a full member again/);
+      // The node's copy of the range holds every write again.
+      const local = cluster.client([partial]);
+      try {
+        for (let i = 0; i < 10; i++)
+          assert.equal(
+            (await local.get(`q/${i}`, { consistency: 'serializable' }))?.value,
+            `v${i}`,
+            `serializable read of q/${i} on node ${partial}`,
+          );
+      } finally {
+        await local.close();
+      }
     } finally {
       await client.close();
     }

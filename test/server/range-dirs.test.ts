@@ -1,10 +1,11 @@
 // The record of the ranges a node gave up or is being prepared for (src/server/range-dirs.ts):
 // it survives a restart (a retired range must never come back), a prepare takes a range off
-// the retired list, the directories held are listed, and a damaged file is refused rather than
-// read as "nothing retired".
+// the retired list, the directories held are listed, a range recorded held whose directory
+// lost its files is named lost, and a damaged file is refused rather than read as "nothing
+// retired".
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'node:test';
@@ -36,6 +37,48 @@ void test('retired and prepared ranges survive a reopen; held directories are li
   }
 });
 
+/** Range `id`'s directory with a WAL segment in it, as a range whose storage opened. */
+function opened(dir: string, id: number): void {
+  mkdirSync(groupDir(dir, id), { recursive: true });
+  writeFileSync(join(groupDir(dir, id), 'wal-0000000000000001.seg'), '');
+}
+
+void test('a range recorded held whose directory holds no storage file is lost', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-range-dirs-'));
+  try {
+    for (const id of [3, 4, 5, 6]) opened(dir, id);
+    const a = new RangeDirs(dir);
+    for (const id of [3, 4, 5, 6]) a.hold(id);
+    a.hold(0); // range 0 is a fixed group's: never recorded
+    assert.deepEqual(a.lost(), []);
+    // Range 3's directory moved aside, range 4's emptied, range 5 retired and range 6 being
+    // prepared (both emptied on purpose).
+    renameSync(groupDir(dir, 3), join(dir, 'aside-3'));
+    rmSync(join(groupDir(dir, 4), 'wal-0000000000000001.seg'));
+    a.retire(5);
+    rmSync(groupDir(dir, 5), { recursive: true });
+    a.prepare(6, 2);
+    rmSync(groupDir(dir, 6), { recursive: true });
+    const b = new RangeDirs(dir);
+    assert.deepEqual(b.lost(), [3, 4], 'recorded across a reopen');
+    // Settled once the node's recovery is durable: the lost are forgotten, a directory never
+    // recorded (a file from a release without the record) is recorded.
+    opened(dir, 8);
+    b.settle();
+    const c = new RangeDirs(dir);
+    assert.deepEqual(c.lost(), []);
+    rmSync(groupDir(dir, 8), { recursive: true });
+    assert.deepEqual(c.lost(), [8], 'range 8 was recorded by settle');
+    // A range removed on purpose is no longer recorded.
+    opened(dir, 9);
+    c.hold(9);
+    c.remove(9);
+    assert.deepEqual(new RangeDirs(dir).lost(), [8]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 void test('a damaged record is refused', () => {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-range-dirs-'));
   try {
@@ -43,6 +86,7 @@ void test('a damaged record is refused', () => {
       ['{', /not valid JSON/],
       ['{"retired": [1]}', /"retired" must be a list of range ids/],
       ['{"retired": [], "preparing": [[5]]}', /"preparing" must be a list/],
+      ['{"retired": [], "held": [2]}', /"held" must be a list of range ids/],
     ] as const) {
       writeFileSync(join(dir, RETIRED_RANGES_FILE), text);
       assert.throws(() => new RangeDirs(dir), why);
