@@ -61,6 +61,8 @@ export interface QueueBackend extends Pick<KvBackend, 'forward'> {
     readonly queue: QueueStateMachine;
     readonly runtime: {
       onApplied(listener: () => void): () => void;
+      /** What the group answers once a storage failure stopped it; null while it runs. */
+      stoppedError(): FlotillaError | null;
     };
   };
   readonly limits: QueueLimits;
@@ -429,7 +431,8 @@ export function installQueueRoutes(
  * claim that found nothing, lost to another worker or hit a limit tries again on the next
  * change, unless it carries a session: its sequence number would answer every retry with the
  * first, cached, empty result. At the deadline it is proposed once more, so the answer names
- * why nothing was claimed.
+ * why nothing was claimed. A claim waiting on a group that a storage failure stopped is refused
+ * (STORAGE_FAILED) within a tick rather than at its deadline.
  *
  * An add that finds claims waiting hands its jobs over as it is proposed (`handOver`): the
  * first waiting claims are proposed at once, right behind the add in the log and in the same
@@ -465,6 +468,10 @@ async function claim(
   const found = (r: Record<string, unknown>): boolean =>
     (r['jobs'] as readonly unknown[]).length > 0;
   for (;;) {
+    // A group a storage failure stopped applies nothing more: waiting would only hold the
+    // worker until its deadline before the same refusal. It learns now, and claims elsewhere.
+    const stopped = b.service.runtime.stoppedError();
+    if (stopped !== null) throw stopped;
     const left = deadline - b.clock.nowMs();
     if (left <= 0 || claimable()) {
       const r = await answerOf(proposeNow());

@@ -252,3 +252,69 @@ void test('a follower whose disk fills says so, the others serve, and a restart 
   }
   assert.deepEqual(nodes.node(3).nodeStatus().stoppedGroups, []);
 });
+
+void test('a queue leader whose disk fills ends the claims waiting on it at once, not at their deadline', async (t) => {
+  const disk = smallDisk(8);
+  if ('skip' in disk) {
+    t.skip(disk.skip);
+    return;
+  }
+  const nodes = await TestNodes.start({
+    nodes: 3,
+    configOf: (id) => (id === 3 ? { dataDir: join(disk.dir, 'data') } : {}),
+  });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  // Node 3 must lead the queue group: hand its leadership there.
+  const queueLeader = (): number => nodes.node(1).queueService.runtime.leaderId();
+  await until('node 3 leading the queue group', () => {
+    const l = queueLeader();
+    if (l === 3) return true;
+    if (l !== 0) {
+      try {
+        nodes.node(l).queueService.runtime.transferLeadership(3);
+      } catch {
+        // Not yet: asked again on the next poll.
+      }
+    }
+    return false;
+  });
+  const url3 = nodes.url(3);
+  const add = (queue: string): Promise<{ status: number; json: Record<string, unknown> }> =>
+    postJson(
+      `${url3}/v1/queue/add`,
+      { queue, name: 'n', data: 'x'.repeat(512) },
+      { timeoutMs: 8_000 },
+    );
+  assert.equal((await add('busy')).status, 200);
+  // A worker waits on node 3 for a job on a queue nothing is added to, as long as it may.
+  const waitMs = 30_000;
+  const claim = postJson(
+    `${url3}/v1/queue/claim`,
+    { queue: 'idle', worker: 'w', waitMs },
+    { timeoutMs: waitMs - 5_000 },
+  );
+  await until('the claim waiting on node 3', async () => {
+    const metrics = await (await fetch(`${url3}/metrics`)).text();
+    return /^flotilla_queue_claim_waiters(\{[^}]*\})? [1-9]/m.test(metrics);
+  });
+  fill(join(disk.dir, 'filler'));
+  // Adds to another queue until node 3's queue group fails its write and stops.
+  await until(
+    () =>
+      `node 3's queue group stopped (status ${JSON.stringify(nodes.node(3).nodeStatus().stoppedGroups)})`,
+    async () => {
+      await add('busy').catch(() => undefined);
+      return (nodes.node(3).nodeStatus().stoppedGroups ?? []).some((g) => g.group === 1);
+    },
+    20_000,
+  );
+  // Refused well before its deadline: the postJson above gives up 5 s before it.
+  const r = await claim;
+  assert.equal(r.status, 500, JSON.stringify(r.json));
+  assert.equal(
+    (r.json['error'] as { code: string }).code,
+    'STORAGE_FAILED',
+    JSON.stringify(r.json),
+  );
+});
