@@ -977,6 +977,9 @@ export class FlotillaClient {
   ): Promise<T> {
     let last: FlotillaError | null = null;
     let indefinite = false;
+    let attempts = 0;
+    /** Each endpoint tried, in order, with the code of its last failure: said when giving up. */
+    const tried = new Map<string, string>();
     // A read changes nothing, so its failure is definite whatever the transport said.
     const reads = method === 'GET' || readPaths.has(path);
     // A key-value request goes to its range's leader when the cached map says which it is.
@@ -987,6 +990,7 @@ export class FlotillaClient {
         spans === null || this.routing === null ? null : await this.routing.target(spans, attempt);
       const preferred = this.endpoints[this.preferred] as string;
       const endpoint = route === null ? preferred : route.url;
+      attempts++;
       try {
         const answer = await this.callOnce<T>(endpoint, method, path, body, signal, extraMs);
         // A write's header names the node that applied it: its range's leader.
@@ -998,6 +1002,8 @@ export class FlotillaClient {
           err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err), true);
         indefinite ||= e.indefinite && !reads;
         last = e;
+        tried.delete(endpoint);
+        tried.set(endpoint, e.code);
         // An earlier attempt may have applied even if this one was refused outright.
         if (!retryable.has(e.code))
           throw indefinite === e.indefinite
@@ -1028,7 +1034,10 @@ export class FlotillaClient {
       last ?? new FlotillaError('TIMEOUT', 'No attempt was made before the deadline', false);
     throw new FlotillaError(
       l.code,
-      `${l.message} (gave up after retries)`,
+      `${l.message} (gave up after retries: ${attempts} attempt${attempts === 1 ? '' : 's'}` +
+        (tried.size > 1
+          ? ` at ${[...tried].map(([url, code]) => `${url} (${code})`).join(', ')})`
+          : ')'),
       indefinite,
       l.leader,
       l.retryAfterMs,

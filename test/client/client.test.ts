@@ -193,6 +193,32 @@ void describe('FlotillaClient connection failures', () => {
     );
   });
 
+  void it('giving up names every endpoint tried and how each failed', async () => {
+    const closed: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      closed.push(await serve(() => undefined));
+      const server = servers.pop() as Server;
+      await new Promise((r) => server.close(r));
+    }
+    const client = new FlotillaClient({ endpoints: closed, timeoutMs: 2_000, maxAttempts: 4 });
+    try {
+      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'CONNECTION');
+        const [a, b] = closed as [string, string];
+        assert.ok(
+          e.message.endsWith(
+            `(gave up after retries: 4 attempts at ${a} (CONNECTION), ${b} (CONNECTION))`,
+          ),
+          e.message,
+        );
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
   void it('a request that times out after being sent is indefinite', async () => {
     const url = await serve(() => undefined); // never answers
     await putFails(
