@@ -129,13 +129,27 @@ export interface HttpServerOptions {
 
 type Method = 'GET' | 'POST';
 
+/** An admitted request's slot. */
+export interface AdmissionTicket {
+  begin(): void;
+  release(refused?: boolean): void;
+}
+
 /** What the server needs of an admission policy (src/server/admission.ts is one). */
 export interface AdmissionGate {
   /**
    * A slot for a request of `bodyBytes`, or null to refuse it. `begin` is called once its
    * body has arrived, `release` once it was answered.
    */
-  tryAcquire(bodyBytes: number): { begin(): void; release(refused?: boolean): void } | null;
+  tryAcquire(bodyBytes: number): AdmissionTicket | null;
+  /**
+   * As tryAcquire, but a request the limits refuse now may wait for a slot (a promise), for a
+   * bounded time; null once refused, or when `signal` aborts first.
+   */
+  acquire?(
+    bodyBytes: number,
+    signal?: AbortSignal,
+  ): AdmissionTicket | null | Promise<AdmissionTicket | null>;
   /** Why requests are refused now, for the error message. */
   describe(): string;
   /** The Retry-After of a refusal now, in seconds. */
@@ -252,7 +266,7 @@ export class JsonHttpServer {
     const byMethod = this.routes.get(url.pathname);
     const handler = byMethod?.get(req.method ?? '');
     const admitted = this.admittedPaths.has(url.pathname);
-    let ticket: { begin(): void; release(refused?: boolean): void } | null = null;
+    let ticket: AdmissionTicket | null = null;
     const trace = admitted ? this.opts.trace : undefined;
     trace?.('http-received', 0, 0);
     const cors = this.opts.cors;
@@ -288,8 +302,20 @@ export class JsonHttpServer {
       // them would refuse the clients that have one.
       this.opts.authorize?.(url.pathname, req.headers.authorization);
       if (admitted && this.opts.admission !== undefined) {
-        // Before the body is read or parsed: a refusal must cost next to nothing.
-        ticket = this.opts.admission.tryAcquire(Number(req.headers['content-length'] ?? '0'));
+        // Before the body is read or parsed: a refusal must cost next to nothing, and a request
+        // that waits for a slot holds nothing but its connection.
+        const gate = this.opts.admission;
+        const bytes = Number(req.headers['content-length'] ?? '0');
+        const got =
+          gate.acquire === undefined
+            ? gate.tryAcquire(bytes)
+            : gate.acquire(bytes, controller.signal);
+        ticket = got instanceof Promise ? await got : got;
+        if (ticket !== null && controller.signal.aborted) {
+          // The client left while it waited: its slot goes to the next.
+          ticket.release(true);
+          ticket = null;
+        }
         // A refusal takes a turn too. Clients refused together come back together when their
         // Retry-After runs out, and a leader answering a thousand of them in one poll phase
         // (a response and a system call each) held its loop for over 100 ms while its

@@ -31,7 +31,7 @@ import { FEATURE_LEVEL } from '../base/features.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import { toFlotillaError } from './errors.js';
 import { bearerHeader, permit, wireNeed, type Principal, type TokenBook } from './auth.js';
-import type { AdmissionGate } from './http.js';
+import type { AdmissionGate, AdmissionTicket } from './http.js';
 import {
   parseRead,
   parseWrite,
@@ -133,7 +133,18 @@ function parseCancel(body: Json): number {
   return id;
 }
 
-type Ticket = NonNullable<ReturnType<AdmissionGate['tryAcquire']>>;
+type Ticket = AdmissionTicket;
+
+/** The refusal of a request the node's admission did not take. */
+function overloaded(gate: AdmissionGate): FlotillaError {
+  return new FlotillaError(
+    'OVERLOADED',
+    `Node is overloaded: ${gate.describe()}. Nothing was done; retry later`,
+    false,
+    0,
+    gate.retryAfterSeconds() * 1_000,
+  );
+}
 
 /** A validated request of one batch, waiting for its turn. */
 interface Work {
@@ -425,31 +436,56 @@ class Connection {
     }
     const admitted = this.s.service?.ops.get(req.op)?.admitted ?? true;
     const gate = admitted ? this.s.opts.admission : undefined;
-    const ticket = gate?.tryAcquire(bytes) ?? null;
-    if (gate !== undefined && ticket === null) {
-      this.refuse(
-        req,
-        new FlotillaError(
-          'OVERLOADED',
-          `Node is overloaded: ${gate.describe()}. Nothing was done; retry later`,
-          false,
-          0,
-          gate.retryAfterSeconds() * 1_000,
-        ),
-      );
+    const controller = new AbortController();
+    // A slot now, or a wait for one (the node's limits say how long), or a refusal.
+    const got =
+      gate === undefined
+        ? null
+        : gate.acquire === undefined
+          ? gate.tryAcquire(bytes)
+          : gate.acquire(bytes, controller.signal);
+    if (gate !== undefined && got === null) {
+      this.refuse(req, overloaded(gate));
       return null;
     }
     let parsed: Work['parsed'];
     try {
       parsed = this.parse(req);
     } catch (err) {
-      ticket?.release();
+      if (got instanceof Promise) controller.abort();
+      else got?.release();
       this.refuse(req, toFlotillaError(err));
       return null;
     }
-    const controller = new AbortController();
     this.inFlight.set(req.id, controller);
-    return { req, parsed, ticket, controller };
+    if (got instanceof Promise) {
+      void this.admitLater(req, parsed, got, controller, gate as AdmissionGate);
+      return null;
+    }
+    return { req, parsed, ticket: got, controller };
+  }
+
+  /**
+   * A request that waited for a slot: started alone once it has one (its batch has long
+   * started), refused OVERLOADED when the wait ended without one; nothing when the connection
+   * closed meanwhile.
+   */
+  private async admitLater(
+    req: WireRequest,
+    parsed: Work['parsed'],
+    wait: Promise<Ticket | null>,
+    controller: AbortController,
+    gate: AdmissionGate,
+  ): Promise<void> {
+    const ticket = await wait;
+    if (ticket === null || this.closed || controller.signal.aborted) {
+      ticket?.release(true);
+      this.inFlight.delete(req.id);
+      if (!this.closed) this.refuse(req, overloaded(gate));
+      if (this.inFlight.size === 0) this.flush();
+      return;
+    }
+    await this.start([{ req, parsed, ticket, controller }]);
   }
 
   /**

@@ -305,7 +305,7 @@ export const errorCodes = {
   },
   OVERLOADED: {
     meaning:
-      'the node has as many requests in progress as it admits (count, bytes or age): refused at once, nothing done; retry after `Retry-After`',
+      'the node has as many requests in progress as it admits (count, bytes or age) and none freed within `maxInflightWaitMs`: refused, nothing done; retry after `Retry-After`',
     indefinite: false,
   },
   SNAPSHOT_BUSY: {

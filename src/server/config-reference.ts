@@ -258,6 +258,10 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       'While the oldest client request in a node (counted from when its body arrived) has taken longer than this, new ones are refused `429 OVERLOADED`, until the backlog drains: latency stays near this bound instead of growing to `requestTimeoutMs`.',
   },
+  maxInflightWaitMs: {
+    meaning:
+      'A client request past `maxInflightRequests`, `maxInflightBytes` or `maxInflightAgeMs` waits up to this long for a slot, in arrival order and unread, before it is refused `429 OVERLOADED`; at most four times `maxInflightRequests` wait at once, the rest are refused at once. A burst of new clients is then served as slots free instead of being sent away for seconds. 0: refused at once.',
+  },
   clientProtocolPort: {
     meaning:
       'Port of the binary client protocol (length-prefixed msgpack over TCP, many requests in flight per connection; docs/CLIENT-PROTOCOL.md), on the host of `listenClient`. 0: not served. HTTP answers name it, and the client then uses it.',

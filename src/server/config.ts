@@ -127,6 +127,12 @@ export interface NodeConfig {
   /** New client requests are refused OVERLOADED while the oldest has taken longer than this. */
   readonly maxInflightAgeMs: number;
   /**
+   * A client request past the in-flight limits waits up to this long for a slot, in arrival
+   * order, before it is refused OVERLOADED (0: refused at once). At most four times
+   * maxInflightRequests wait at once.
+   */
+  readonly maxInflightWaitMs: number;
+  /**
    * The port of the binary client protocol (docs/CLIENT-PROTOCOL.md), on the host of
    * `listenClient`; 0: not served.
    */
@@ -226,6 +232,7 @@ export const configDefaults = {
   maxInflightRequests: 256,
   maxInflightBytes: 64 * 1024 * 1024,
   maxInflightAgeMs: 1_000,
+  maxInflightWaitMs: 1_000,
   clientProtocolPort: 0,
   clientProtocolMaxInflight: 1_024,
   learnerPromoteLagEntries: 1_000,
@@ -279,6 +286,7 @@ export const numericFields = [
   ['maxInflightRequests', 1, 1_000_000],
   ['maxInflightBytes', 1024, 2 ** 40],
   ['maxInflightAgeMs', 1, 3_600_000],
+  ['maxInflightWaitMs', 0, 60_000],
   ['clientProtocolPort', 0, 65_535],
   ['clientProtocolMaxInflight', 1, 65_536],
   ['learnerPromoteLagEntries', 0, 1e9],

@@ -245,7 +245,17 @@ export class NodeMetrics {
   }
 
   /** Client requests holding an admission slot now, and their body bytes. */
-  bindAdmission(read: () => { readonly requests: number; readonly bytes: number }): void {
+  bindAdmission(
+    read: () => { readonly requests: number; readonly bytes: number; readonly waiting: number },
+  ): void {
+    new Gauge({
+      name: 'flotilla_admission_waiting',
+      help: 'Client requests past the in-flight limits waiting for a slot (maxInflightWaitMs)',
+      registers: [this.registry],
+      collect() {
+        this.set(read().waiting);
+      },
+    });
     new Gauge({
       name: 'flotilla_admission_in_flight',
       help: 'Client requests admitted and not yet answered (unit: requests or bytes)',

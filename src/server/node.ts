@@ -698,6 +698,8 @@ export class FlotillaNode implements AsyncDisposable {
         maxRequests: config.maxInflightRequests,
         maxBytes: config.maxInflightBytes,
         maxAgeMs: config.maxInflightAgeMs,
+        maxWaitMs: config.maxInflightWaitMs,
+        maxWaiting: 4 * config.maxInflightRequests,
       },
       (ok) => metrics.admission.inc({ outcome: ok ? 'admitted' : 'overloaded' }),
     );

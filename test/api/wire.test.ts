@@ -571,11 +571,12 @@ class CuttableProxy {
 void describe('binary client protocol: node admission', () => {
   let single: TestNodes;
   before(async () => {
-    // Admission counts HTTP and binary requests alike; here 3 at once, however many connections.
+    // Admission counts HTTP and binary requests alike; here 3 at once, however many connections,
+    // and no wait for a slot (admission.test.ts has requests wait).
     single = await TestNodes.start({
       nodes: 1,
       clientProtocol: true,
-      config: { maxInflightRequests: 3 },
+      config: { maxInflightRequests: 3, maxInflightWaitMs: 0 },
     });
     await single.waitForLeader();
   });

@@ -62,6 +62,9 @@ void test(
         // No replica moves but the test's own.
         FLOTILLA_PLACEMENT: 'off',
         FLOTILLA_MAX_INFLIGHT_REQUESTS: String(INFLIGHT_MAX),
+        // Refused at once past it, so that the burst below reaches the limit for certain
+        // (a wait for a slot is tested in test/server/admission.test.ts).
+        FLOTILLA_MAX_INFLIGHT_WAIT_MS: '0',
       },
     });
     clusters.push(cluster);

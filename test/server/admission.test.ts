@@ -1,6 +1,7 @@
-// Admission: a node holds at most maxInflightRequests client requests; one more is refused at
-// once with 429 OVERLOADED and Retry-After, definite (not applied, and it is not), and the
-// client retries it after the time asked. The node's slot is held by a request whose body has
+// Admission: a node holds at most maxInflightRequests client requests; one more waits for a
+// slot, in arrival order, for up to maxInflightWaitMs (bounded in number too), and is then
+// refused with 429 OVERLOADED and Retry-After, definite (not applied, and it is not), and the
+// client retries it after the time asked; with no wait it is refused at once. The node's slot is held by a request whose body has
 // not arrived yet (admission happens before the body is read), so nothing here is timed.
 
 import assert from 'node:assert/strict';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import { httpStatus } from '../../src/api/errors.js';
-import { Admission } from '../../src/server/admission.js';
+import { Admission, type AdmissionTimers } from '../../src/server/admission.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { freePorts } from '../e2e/harness.js';
@@ -26,21 +27,21 @@ void test('admission counts requests and bytes, and always admits one request', 
   assert.equal(a.tryAcquire(1), null, 'nothing more fits beside it');
   big.release();
   big.release(); // a second release changes nothing
-  assert.deepEqual(a.state(), { requests: 0, bytes: 0 });
+  assert.deepEqual(a.state(), { requests: 0, bytes: 0, waiting: 0 });
   const r1 = a.tryAcquire(60);
   assert.ok(r1 !== null);
   assert.equal(a.tryAcquire(41), null, '60 + 41 bytes exceed 100');
   const r2 = a.tryAcquire(40);
   assert.ok(r2 !== null);
   assert.equal(a.tryAcquire(0), null, 'two requests are the limit');
-  assert.deepEqual(a.state(), { requests: 2, bytes: 100 });
+  assert.deepEqual(a.state(), { requests: 2, bytes: 100, waiting: 0 });
   assert.match(
     a.describe(),
     /2 requests \(100 bytes\) in flight, the oldest for 0 ms; the limits are 2 requests/,
   );
   r1.release();
   r2.release();
-  assert.deepEqual(a.state(), { requests: 0, bytes: 0 });
+  assert.deepEqual(a.state(), { requests: 0, bytes: 0, waiting: 0 });
   assert.deepEqual(outcomes, [true, false, true, false, true, false]);
   assert.throws(() => new Admission({ maxRequests: 0, maxBytes: 1, maxAgeMs: 1 }), RangeError);
 });
@@ -125,6 +126,83 @@ void test('a burst at a node that has answered nothing yet is asked back when th
   assert.equal(a.retryAfterSeconds(), 1);
 });
 
+/** Timers fired by the test: `fire()` runs those due by `now`. */
+function manualTimers(clock: { now: number }): AdmissionTimers & { fire(): void } {
+  const pending = new Map<number, { at: number; fn: () => void }>();
+  let next = 1;
+  return {
+    setTimeout: (fn, ms) => {
+      pending.set(next, { at: clock.now + ms, fn });
+      return next++;
+    },
+    clearTimeout: (h) => pending.delete(h as number),
+    fire() {
+      for (const [h, t] of [...pending])
+        if (t.at <= clock.now) {
+          pending.delete(h);
+          t.fn();
+        }
+    },
+  };
+}
+
+void test('a request past the limits waits for a slot, in arrival order, bounded in time and number', async () => {
+  const clock = { now: 1_000 };
+  const timers = manualTimers(clock);
+  const outcomes: boolean[] = [];
+  const a = new Admission(
+    { maxRequests: 1, maxBytes: 1_000, maxAgeMs: 1_000, maxWaitMs: 100, maxWaiting: 3 },
+    (ok) => outcomes.push(ok),
+    () => clock.now,
+    timers,
+  );
+  const first = a.acquire(10);
+  assert.ok(first !== null && !(first instanceof Promise), 'a free slot is given at once');
+  const second = a.acquire(10);
+  const third = a.acquire(10);
+  const gone = new AbortController();
+  const fourth = a.acquire(10, gone.signal);
+  assert.ok(second instanceof Promise && third instanceof Promise && fourth instanceof Promise);
+  assert.equal(a.acquire(10), null, 'three wait already: the fourth waiter is refused at once');
+  assert.equal(a.tryAcquire(10), null, 'nobody jumps the line');
+  assert.deepEqual(a.state(), { requests: 1, bytes: 10, waiting: 3 });
+  assert.match(a.describe(), /3 waiting; .* with 3 waiting up to 100 ms/);
+  // The client of the fourth went away: its wait ends, refused.
+  gone.abort();
+  assert.equal(await fourth, null);
+  // A slot freed goes to the oldest waiter.
+  first.release();
+  const got = await second;
+  assert.ok(got !== null, 'the oldest waiter got the slot');
+  assert.deepEqual(a.state(), { requests: 1, bytes: 10, waiting: 1 });
+  // The next one's wait runs out before a slot frees: refused.
+  clock.now += 100;
+  timers.fire();
+  assert.equal(await third, null);
+  got.release();
+  assert.deepEqual(a.state(), { requests: 0, bytes: 0, waiting: 0 });
+  // admitted, admitted (after waiting); refused: the fifth at once, the tryAcquire, the
+  // abandoned one and the one whose wait ran out.
+  assert.deepEqual(outcomes.filter(Boolean).length, 2);
+  assert.deepEqual(outcomes.filter((o) => !o).length, 4);
+  assert.ok(a.retryAfterSeconds() >= 1);
+});
+
+void test('with no wait allowed a request past the limits is refused at once', () => {
+  const a = new Admission({ maxRequests: 1, maxBytes: 1_000, maxAgeMs: 1_000 });
+  assert.ok(a.acquire(1) !== null);
+  assert.equal(a.acquire(1), null);
+  assert.equal(a.canWait(), false);
+  assert.throws(
+    () => new Admission({ maxRequests: 1, maxBytes: 1, maxAgeMs: 1, maxWaitMs: -1 }),
+    RangeError,
+  );
+  assert.throws(
+    () => new Admission({ maxRequests: 1, maxBytes: 1, maxAgeMs: 1, maxWaiting: 1.5 }),
+    RangeError,
+  );
+});
+
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-admission-'));
 const nodes: FlotillaNode[] = [];
 const sockets: Socket[] = [];
@@ -134,8 +212,11 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function singleNode(name: string): Promise<{ node: FlotillaNode; url: string }> {
-  const [peer, client] = (await freePorts(2)) as [number, number];
+async function singleNode(
+  name: string,
+  maxInflightWaitMs = 0,
+): Promise<{ node: FlotillaNode; url: string }> {
+  const [peer, client, wire] = (await freePorts(3)) as [number, number, number];
   const url = `http://127.0.0.1:${client}`;
   const node = await FlotillaNode.start(
     resolveNodeConfig({
@@ -144,6 +225,8 @@ async function singleNode(name: string): Promise<{ node: FlotillaNode; url: stri
       initialCluster: `1=127.0.0.1:${peer}@${url}`,
       logLevel: 'silent',
       maxInflightRequests: 1,
+      maxInflightWaitMs,
+      clientProtocolPort: wire,
     }),
   );
   nodes.push(node);
@@ -277,6 +360,43 @@ void test('the client retries OVERLOADED after the Retry-After the node asked fo
     await once.close();
     await again.finish();
   }
+});
+
+async function waiting(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /^flotilla_admission_waiting(?:\{[^}]*\})? (\d+)/m.exec(text);
+  return m === null ? -1 : Number(m[1]);
+}
+
+void test('a request past the limit waits for the slot and is served once it frees, over HTTP and the binary protocol', async () => {
+  const { node, url } = await singleNode('wait', 30_000);
+  const held = heldPut(url, 'held');
+  await until('the held put takes the slot', async () => (await metric(url, 'admitted')) === 1);
+  // Over HTTP: the put waits (its body unread) rather than being refused.
+  const overHttp = put(url, 'waited-http');
+  await until('the HTTP put waits', async () => (await waiting(url)) === 1);
+  // Over the binary protocol (the client's default once a node names its port): it waits too.
+  const client = new FlotillaClient({ endpoints: [url], maxAttempts: 1 });
+  try {
+    await client.status(); // learns the binary protocol's port from the answer's header
+    const overWire = client.put('waited-wire', 'w');
+    await until('both puts wait', async () => (await waiting(url)) === 2);
+    assert.equal(await metric(url, 'overloaded'), 0, 'nothing was refused');
+    assert.match(await held.finish(), /^HTTP\/1\.1 200 /);
+    assert.equal((await overHttp).status, 200, 'the HTTP put was served once the slot freed');
+    assert.ok((await overWire).header.revision > 0, 'so was the binary one, after it');
+  } finally {
+    await client.close();
+  }
+  assert.equal(await waiting(url), 0);
+  assert.equal(await metric(url, 'overloaded'), 0);
+  for (const key of ['held', 'waited-http', 'waited-wire'])
+    assert.equal(
+      node.kv.range({ range: { key: bytes(key), rangeEnd: null }, limit: 0, countOnly: false })
+        .count,
+      1,
+      `${key} applied once`,
+    );
 });
 
 function bytes(s: string): Uint8Array {
