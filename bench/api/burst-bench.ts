@@ -1,8 +1,8 @@
 // A thousand clients at once: a 3-member cluster (real processes, WAL storage) warmed up, then
 // N new clients that each write one key at the same moment, as a fleet of services restarted
 // together would. Each round prints how long the burst took, how many writes were
-// acknowledged, the refusals the clients gave up on by code, and the longest Retry-After a
-// node asked for. A burst the cluster can absorb in a few seconds should end with every write
+// acknowledged, the refusals the clients gave up on by code, the longest Retry-After a node
+// asked for, and how many requests each node refused OVERLOADED. A burst the cluster can absorb in a few seconds should end with every write
 // acknowledged: a refusal is definite (nothing applied), but a client that gives up on it has
 // failed its caller all the same.
 //
@@ -52,6 +52,17 @@ async function burst(endpoints: string[], clients: number, round: number): Promi
   }
 }
 
+/** Each node's count of requests it refused OVERLOADED since it started (its /metrics). */
+async function refusals(endpoints: readonly string[]): Promise<number[]> {
+  return Promise.all(
+    endpoints.map(async (url) => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const m = /^flotilla_admission_total\{[^}]*outcome="overloaded"[^}]*\} (\d+)/m.exec(text);
+      return m === null ? 0 : Number(m[1]);
+    }),
+  );
+}
+
 const { values } = benchArgs({
   options: {
     clients: { type: 'string', default: '1000' },
@@ -86,12 +97,15 @@ try {
   }
   process.stdout.write(`warmed up with ${WARM_CLIENTS * WARM_WRITES} writes\n`);
   for (let r = 1; r <= rounds; r++) {
+    const before = await refusals(endpoints);
     const o = await burst(endpoints, clients, r);
+    const after = await refusals(endpoints);
     const failed = [...o.failed].map(([code, n]) => `${code} ${n}`).join(', ') || 'none';
+    const refused = after.map((n, i) => `node ${i + 1} ${n - (before[i] ?? 0)}`).join(', ');
     process.stdout.write(
       `round ${r}: ${clients} clients, one write each: ${o.acknowledged} acknowledged in ` +
         `${Math.round(o.ms)} ms; gave up: ${failed}; longest Retry-After given up on: ` +
-        `${o.longestRetryAfterMs} ms\n`,
+        `${o.longestRetryAfterMs} ms; refused OVERLOADED by the nodes: ${refused}\n`,
     );
   }
 } finally {
