@@ -16,13 +16,14 @@ void test('burst-bench: a burst of clients writing once each is reported per rou
     { timeout: 120_000 },
   );
   const m =
-    /^round 1: 40 clients, one write each: (\d+) acknowledged in (\d+) ms; gave up: (.+); longest Retry-After given up on: (\d+) ms$/m.exec(
+    /^round 1: 40 clients, one write each: (\d+) acknowledged in (\d+) ms; gave up: (.+); longest Retry-After given up on: (\d+) ms; refused OVERLOADED by the nodes: node 1 (\d+), node 2 (\d+), node 3 (\d+)$/m.exec(
       stdout,
     );
   assert.ok(m !== null, `unexpected output: ${stdout}`);
   // 40 writes are well within what a node admits at once: none refused, none given up.
   assert.equal(m[1], '40', stdout);
   assert.equal(m[3], 'none', stdout);
+  assert.deepEqual([m[5], m[6], m[7]], ['0', '0', '0'], stdout);
 });
 
 void test('burst-bench: a bad option is refused, naming it', async () => {
