@@ -1065,10 +1065,16 @@ export class FlotillaClient {
         const [ranges, status] = await Promise.all([
           this.callOnce<RangesResponse>(endpoint, 'GET', '/v1/ranges?encoding=base64', undefined),
           this.callOnce<NodeStatus>(endpoint, 'GET', '/v1/status', undefined),
-          this.identifyEndpoints(),
         ]);
         for (const m of status.members) this.leaderUrlById.set(m.id, m.client);
         this.endpointById.set(status.id, endpoint);
+        // An endpoint a member advertises as its own client URL reaches that member: only the
+        // others are asked who they are (a client's first call cost five requests, one for
+        // every endpoint, and a thousand new clients at once spent seconds on them).
+        for (const m of status.members)
+          if (this.endpoints.includes(m.client) && !this.endpointById.has(m.id))
+            this.endpointById.set(m.id, m.client);
+        await this.identifyEndpoints();
         // A node the client was given an endpoint for is reached there: the address it
         // advertises to its peers may not be reachable from the client (a container's name).
         const members = status.members.map((m) => ({

@@ -216,6 +216,29 @@ void describe('range routing in the client', () => {
     }
   });
 
+  void it('asks no endpoint who it is when the members advertise the endpoints it was given', async () => {
+    let urls: string[] = [];
+    const nodes = await scriptedNodes(3, (node, path) => {
+      if (path.startsWith('/v1/ranges'))
+        return rangesAnswer(1, [{ id: 0, start: '', end: null, leader: 3 }]);
+      if (path === '/v1/status') return status(node, urls);
+      return putAnswer(node);
+    });
+    urls = nodes.urls;
+    const client = new FlotillaClient({ endpoints: nodes.urls, protocol: 'http' });
+    try {
+      await client.put('a', '1');
+      // The map and one status, then the put to the leader: not a status from every endpoint.
+      assert.deepEqual(nodes.seen.map((x) => `${x.node} ${x.path}`).sort(), [
+        '1 /v1/ranges?encoding=base64',
+        '1 /v1/status',
+        '3 /v1/kv/put',
+      ]);
+    } finally {
+      await client.close();
+    }
+  });
+
   void it('is off with one endpoint unless asked for, and falls back to the endpoints without a map', async () => {
     const nodes = await scriptedNodes(2, (node, path) => {
       if (path.startsWith('/v1/ranges'))
