@@ -12,6 +12,11 @@ import { FlotillaError } from '../base/errors.js';
 
 /** Decodes a request body: valid UTF-8, valid JSON, no object naming a field twice. */
 export function parseJsonBody(bytes: Buffer): unknown {
+  return parseJsonText(bodyText(bytes));
+}
+
+/** A request body's text: refused INVALID_UTF8 unless the bytes are valid UTF-8. */
+export function bodyText(bytes: Buffer): string {
   if (!isUtf8(bytes)) {
     const at = firstInvalidUtf8(bytes);
     throw new FlotillaError(
@@ -19,7 +24,11 @@ export function parseJsonBody(bytes: Buffer): unknown {
       `Body is not valid UTF-8: byte 0x${(bytes[at] ?? 0).toString(16).padStart(2, '0')} at offset ${at}`,
     );
   }
-  const text = bytes.toString('utf8');
+  return bytes.toString('utf8');
+}
+
+/** Parses a body's text (bodyText): valid JSON, no object naming a field twice; blank is {}. */
+export function parseJsonText(text: string): unknown {
   if (text.trim() === '') return {};
   let value: unknown;
   try {

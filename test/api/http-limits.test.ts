@@ -200,4 +200,33 @@ void describe('HTTP connection limits', () => {
     assert.deepEqual(statuses, [400]);
     assert.deepEqual(errors, []);
   });
+
+  void it('refuses a chunked body that grows past the limit with 413 BODY_TOO_LARGE as it arrives', async () => {
+    const { port } = await serve({});
+    const c = await open(port);
+    c.socket.write(
+      'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+    );
+    // 3,000 bytes in 600-byte chunks against a 1,024-byte limit, and no end: the answer must
+    // come from the limit, not from the body ending.
+    const chunk = 'x'.repeat(600);
+    for (let i = 0; i < 5; i++) c.socket.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+    const got = await c.receive(/\}$/, 5_000);
+    assert.match(got, /^HTTP\/1\.1 413 /);
+    assert.match(got, /Connection: close/i);
+    assert.match(got, /"code":"BODY_TOO_LARGE","message":"Body exceeds the limit of 1024 bytes"/);
+    await c.closed(5_000);
+  });
+
+  void it('serves the query of an origin-form target and routes an absolute-form one', async () => {
+    const { port, http } = await serve({});
+    http.route('GET', '/q', ({ query }) => ({ json: { a: query.get('a'), b: query.getAll('b') } }));
+    const c = await open(port);
+    c.socket.write('GET /q?a=1&b=x&b=y%20z HTTP/1.1\r\nHost: x\r\n\r\n');
+    await c.receive(/\{"a":"1","b":\["x","y z"\]\}/, 5_000);
+    c.socket.write('GET http://x/q?a=2 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await c.receive(/\{"a":"2","b":\[\]\}/, 5_000);
+    c.socket.write('GET /ping?a=1 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await c.receive(/\{"pong":true\}/, 5_000);
+  });
 });
