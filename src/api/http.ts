@@ -582,7 +582,7 @@ export class JsonHttpServer {
  * split by hand: a WHATWG URL per request was a few percent of a node's CPU. The absolute form
  * (RFC 9112 3.2.2, `http://host/path`) goes through URL.
  */
-export function requestTarget(target: string): { pathname: string; query: URLSearchParams } {
+function requestTarget(target: string): { pathname: string; query: URLSearchParams } {
   if (!target.startsWith('/')) {
     const url = new URL(target, 'http://localhost');
     return { pathname: url.pathname, query: url.searchParams };

@@ -10,11 +10,6 @@
 import { isUtf8 } from 'node:buffer';
 import { FlotillaError } from '../base/errors.js';
 
-/** Decodes a request body: valid UTF-8, valid JSON, no object naming a field twice. */
-export function parseJsonBody(bytes: Buffer): unknown {
-  return parseJsonText(bodyText(bytes));
-}
-
 /** A request body's text: refused INVALID_UTF8 unless the bytes are valid UTF-8. */
 export function bodyText(bytes: Buffer): string {
   if (!isUtf8(bytes)) {
