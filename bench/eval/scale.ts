@@ -7,8 +7,14 @@
 //   2. preload `scaleKeys` keys of 256-byte values, in transactions of 128 puts (both systems'
 //      default limit), and read every member's resident memory (/proc/<pid>/status) before
 //      and after: the difference over the keys is the memory per key;
-//   3. the same puts and gets, now over the whole key set;
-//   4. Flotilla only: a follower is killed, its data directory wiped, and it is started again;
+//   3. Flotilla only: puts, not measured, until every member saved the snapshot of the loaded
+//      store that the preload made due (settle below), their throughput recorded per 5 s: what
+//      the store does while it snapshots, which at a million keys takes seconds and comes again
+//      only once the log holds half the state's bytes;
+//   4. the same puts and gets as in 1, now over the whole key set: besides each point's
+//      throughput, the median of its half-second rates and, for Flotilla, the snapshots the
+//      members saved during it;
+//   5. Flotilla only: a follower is killed, its data directory wiped, and it is started again;
 //      the time until it has applied the leader's commit index is the catch-up time, and its
 //      first log index says whether it came by snapshot. (etcd does not let a wiped member
 //      rejoin under its old identity without a membership change, so it is not measured.)
@@ -17,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import type { BenchCluster } from './clusters.js';
 import { EvalError } from './errors.js';
-import { runClosedLoop, type LoadResult } from './loadgen.js';
+import { runClosedLoop, type LoadOptions, type LoadResult } from './loadgen.js';
 import { b64, getOp, putOp, randomValueB64 } from './protocol.js';
 import type { Progress, Timing } from './scenarios.js';
 import { sleep } from './procs.js';
@@ -25,6 +31,10 @@ import { sleep } from './procs.js';
 export interface ScaleLoad {
   readonly puts: LoadResult;
   readonly gets: LoadResult;
+  /** Operations per second in each half second of the measured window, puts and gets. */
+  readonly rates: { readonly puts: readonly number[]; readonly gets: readonly number[] };
+  /** Flotilla: snapshots saved by all members during the puts and during the gets. */
+  readonly snapshotsSaved: { readonly puts: number; readonly gets: number } | null;
 }
 
 export interface ScaleResult {
@@ -35,6 +45,18 @@ export interface ScaleResult {
   readonly loaded: ScaleLoad;
   /** Loaded over empty throughput, puts and gets. */
   readonly ratio: { readonly puts: number; readonly gets: number };
+  /** The same from the median half-second rates. */
+  readonly medianRatio: { readonly puts: number; readonly gets: number };
+  /**
+   * Flotilla: the puts run after the preload, not measured, until the members had saved a
+   * snapshot of the loaded store (or `settleMaxMs` passed): the throughput of each 5 s of them
+   * and the snapshots saved meanwhile. The loaded points are measured after it, between
+   * snapshots; null for etcd, whose snapshots copy nothing.
+   */
+  readonly settle: {
+    readonly opsPerSec: readonly number[];
+    readonly snapshotsSaved: number;
+  } | null;
   readonly preloadSeconds: number;
   /** Resident memory of each member before and after the preload, MiB. */
   readonly rssMiB: { readonly before: number[]; readonly after: number[] };
@@ -135,6 +157,59 @@ async function preload(
   }
 }
 
+/** Snapshots saved so far by all of a Flotilla cluster's members (their /metrics). */
+async function snapshotsSaved(c: BenchCluster): Promise<number> {
+  let total = 0;
+  for (const id of c.ids) {
+    const res = await fetch(`${c.clientUrl(id)}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    const m = /^flotilla_snapshots_total\{[^}]*kind="saved"[^}]*\} (\d+)/m.exec(await res.text());
+    total += m === null ? 0 : Number(m[1]);
+  }
+  return total;
+}
+
+/**
+ * One closed-loop point, with the rate of each half second of its measured window (from the
+ * load generator's ticks, which come every 500 ms with the operations counted so far).
+ */
+async function timedPoint(
+  o: Omit<LoadOptions, 'onTick'>,
+  p: Progress,
+  label: string,
+): Promise<{ result: LoadResult; rates: number[] }> {
+  const ticks: { ms: number; ops: number }[] = [];
+  const result = await runClosedLoop({
+    ...o,
+    onTick: (e, total, ops) => {
+      ticks.push({ ms: e, ops });
+      p.tick(label, e, total, ops);
+    },
+  });
+  const rates: number[] = [];
+  for (let i = 1; i < ticks.length; i++) {
+    const [a, b] = [ticks[i - 1], ticks[i]] as [
+      { ms: number; ops: number },
+      { ms: number; ops: number },
+    ];
+    if (a.ms >= o.warmupMs && b.ms <= o.warmupMs + o.durationMs && b.ms > a.ms)
+      rates.push(Math.round(((b.ops - a.ops) * 1000) / (b.ms - a.ms)));
+  }
+  p.done(
+    label,
+    `${result.throughputOpsPerSec.toLocaleString('en')} ops/s (median of half seconds ${median(rates).toLocaleString('en')})`,
+  );
+  return { result, rates };
+}
+
+function median(xs: readonly number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1
+    ? (s[mid] as number)
+    : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
 async function load(
   c: BenchCluster,
   keys: number,
@@ -149,25 +224,81 @@ async function load(
   // A different pseudo-random key for each request, over the whole key set.
   const pick = (client: number, n: number): number =>
     Math.floor(((client * 2_654_435_761 + n * 40_503) >>> 0) % keys);
-  const puts = await runClosedLoop({
-    urls,
-    clients,
-    warmupMs: t.warmupMs,
-    durationMs: t.durationMs,
-    next: (client, n) => putOp(c.system, key(pick(client, n)), values[n % values.length] as string),
-    onTick: (e, total, ops) => p.tick(`${label}, puts`, e, total, ops),
-  });
-  p.done(`${label}, puts`, `${puts.throughputOpsPerSec.toLocaleString('en')} ops/s`);
-  const gets = await runClosedLoop({
-    urls,
-    clients,
-    warmupMs: t.warmupMs,
-    durationMs: t.durationMs,
-    next: (client, n) => getOp(c.system, key(pick(client, n))),
-    onTick: (e, total, ops) => p.tick(`${label}, gets`, e, total, ops),
-  });
-  p.done(`${label}, gets`, `${gets.throughputOpsPerSec.toLocaleString('en')} ops/s`);
-  return { puts, gets };
+  const saved = async (): Promise<number> => (c.system === 'flotilla' ? snapshotsSaved(c) : 0);
+  const s0 = await saved();
+  const puts = await timedPoint(
+    {
+      urls,
+      clients,
+      warmupMs: t.warmupMs,
+      durationMs: t.durationMs,
+      next: (client, n) =>
+        putOp(c.system, key(pick(client, n)), values[n % values.length] as string),
+    },
+    p,
+    `${label}, puts`,
+  );
+  const s1 = await saved();
+  const gets = await timedPoint(
+    {
+      urls,
+      clients,
+      warmupMs: t.warmupMs,
+      durationMs: t.durationMs,
+      next: (client, n) => getOp(c.system, key(pick(client, n))),
+    },
+    p,
+    `${label}, gets`,
+  );
+  const s2 = await saved();
+  return {
+    puts: puts.result,
+    gets: gets.result,
+    rates: { puts: puts.rates, gets: gets.rates },
+    snapshotsSaved: c.system === 'flotilla' ? { puts: s1 - s0, gets: s2 - s1 } : null,
+  };
+}
+
+const SETTLE_CHUNK_MS = 5_000;
+const SETTLE_MAX_MS = 120_000;
+
+/**
+ * After the preload a snapshot of the loaded store comes due at the next multiple of
+ * snapshotEveryEntries (the log since the last one holds more than half the state's bytes), and
+ * each member takes seconds to encode and write it. Puts, not measured, run in 5 s chunks until
+ * every member saved one (or two minutes passed: none was due), so that the loaded points
+ * measure the store between snapshots; the chunks' throughput is the store while it snapshots.
+ */
+async function settle(
+  c: BenchCluster,
+  keys: number,
+  clients: number,
+  values: readonly string[],
+  p: Progress,
+  tag: string,
+): Promise<NonNullable<ScaleResult['settle']>> {
+  const leader = await c.waitForLeader();
+  const pick = (client: number, n: number): number =>
+    Math.floor(((client * 2_654_435_761 + n * 7_919 + 13) >>> 0) % keys);
+  const s0 = await snapshotsSaved(c);
+  const opsPerSec: number[] = [];
+  const label = `${tag}: puts until every member saved a snapshot of the loaded store`;
+  for (let ms = 0; ms < SETTLE_MAX_MS; ms += SETTLE_CHUNK_MS) {
+    const r = await runClosedLoop({
+      urls: [c.clientUrl(leader)],
+      clients,
+      warmupMs: 0,
+      durationMs: SETTLE_CHUNK_MS,
+      next: (client, n) =>
+        putOp(c.system, key(pick(client, n + ms)), values[n % values.length] as string),
+      onTick: (e, _total, ops) => p.tick(label, ms + e, SETTLE_MAX_MS, ops),
+    });
+    opsPerSec.push(Math.round(r.throughputOpsPerSec));
+    if ((await snapshotsSaved(c)) - s0 >= c.ids.length) break;
+  }
+  const snapshots = (await snapshotsSaved(c)) - s0;
+  p.done(label, `${snapshots} saved; puts/s per 5 s: ${opsPerSec.join(', ')}`);
+  return { opsPerSec, snapshotsSaved: snapshots };
 }
 
 /** A process's resident memory (VmRSS), or its peak (VmHWM), in MiB; 0 when it is gone. */
@@ -258,6 +389,7 @@ export async function scalePoint(
   const preloadSeconds = Math.round((performance.now() - t0) / 100) / 10;
   p.done(`${tag}: preloaded`, `${keys.toLocaleString('en')} keys in ${preloadSeconds} s`);
   const after = c.ids.map((id) => rssMiB(c.pid(id)));
+  const settled = c.system === 'flotilla' ? await settle(c, keys, clients, values, p, tag) : null;
   const loaded = await load(
     c,
     keys,
@@ -273,6 +405,8 @@ export async function scalePoint(
     c.system === 'flotilla' ? await catchUp(c, p, `${tag}: wiped follower catching up`) : null;
   const ratio = (x: LoadResult, y: LoadResult) =>
     Math.round((x.throughputOpsPerSec / Math.max(1, y.throughputOpsPerSec)) * 100) / 100;
+  const medianRatio = (x: readonly number[], y: readonly number[]) =>
+    Math.round((median(x) / Math.max(1, median(y))) * 100) / 100;
   return {
     keys,
     valueBytes: VALUE_BYTES,
@@ -280,7 +414,12 @@ export async function scalePoint(
     empty,
     loaded,
     ratio: { puts: ratio(loaded.puts, empty.puts), gets: ratio(loaded.gets, empty.gets) },
+    medianRatio: {
+      puts: medianRatio(loaded.rates.puts, empty.rates.puts),
+      gets: medianRatio(loaded.rates.gets, empty.rates.gets),
+    },
     preloadSeconds,
+    settle: settled,
     rssMiB: { before, after },
     bytesPerKey,
     catchUp: catchUpResult,
