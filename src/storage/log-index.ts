@@ -64,6 +64,32 @@ function firstOf(chunk: readonly Entry[]): number {
   return (chunk[0] as Entry).index;
 }
 
+/**
+ * The entries as the log keeps them: a new array whose entries' data are their own bytes. An
+ * entry's data is often a view into a much larger buffer (an encoder's shared output, a frame
+ * read from a peer) that the log would otherwise keep whole for as long as it keeps the entry:
+ * a group that appends an entry now and then pinned a busy group's 15 MB encoder buffer with
+ * each of its entries, until its next compaction (BENCHMARKS.md, "A log entry that pinned
+ * megabytes"). Views are copied into one buffer per append, so what the log keeps is what it
+ * holds; entries already owning their buffer are kept as they are.
+ */
+function owned(entries: readonly Entry[]): Entry[] {
+  let bytes = 0;
+  let views = false;
+  for (const e of entries) {
+    bytes += e.data.byteLength;
+    if (e.data.byteLength !== e.data.buffer.byteLength) views = true;
+  }
+  if (!views) return entries.slice();
+  const block = new Uint8Array(bytes);
+  let at = 0;
+  return entries.map((e) => {
+    block.set(e.data, at);
+    const data = block.subarray(at, (at += e.data.byteLength));
+    return { term: e.term, index: e.index, type: e.type, data };
+  });
+}
+
 export class LogIndex {
   /**
    * The entries after the base, in chunks (one per large append). Pushing thousands of
@@ -183,10 +209,10 @@ export class LogIndex {
       replacedFrom = first.index;
       this.truncateAfter(first.index - 1);
     }
+    const kept = owned(entries);
     const last = this.chunks[this.chunks.length - 1];
-    if (last !== undefined && entries.length < OWN_CHUNK_ENTRIES)
-      for (const e of entries) last.push(e);
-    else this.chunks.push(entries.slice());
+    if (last !== undefined && kept.length < OWN_CHUNK_ENTRIES) for (const e of kept) last.push(e);
+    else this.chunks.push(kept);
     this.count += entries.length;
     return replacedFrom;
   }

@@ -36,6 +36,35 @@ type Case = readonly [name: string, body: (b: Backend) => Promise<void>];
 
 const CASES: readonly Case[] = [
   [
+    'keeps an entry whose data is a view into a larger buffer as its own bytes',
+    async (b) => {
+      await using s = await b.open();
+      // As an encoder hands out its output: views into one large shared buffer.
+      const shared = new Uint8Array(1 << 20);
+      const view = (at: number, bytes: number[]): Uint8Array => {
+        shared.set(bytes, at);
+        return shared.subarray(at, at + bytes.length);
+      };
+      const one: Entry = { term: 1, index: 1, type: 'normal', data: view(10, [1, 2, 3]) };
+      const two: Entry = { term: 1, index: 2, type: 'normal', data: view(500_000, [4, 5]) };
+      await s.persist([one, two], { term: 1, vote: 1, commit: 0 });
+      shared.fill(9); // the encoder writes its next output over the same buffer
+      const kept = s.log.entries(1, 3);
+      assert.deepEqual(
+        kept.map((e) => [...e.data]),
+        [
+          [1, 2, 3],
+          [4, 5],
+        ],
+      );
+      for (const e of kept)
+        assert.ok(
+          e.data.buffer.byteLength <= 5,
+          `entry ${e.index} keeps a buffer of ${e.data.buffer.byteLength} bytes for ${e.data.byteLength}`,
+        );
+    },
+  ],
+  [
     'starts empty',
     async (b) => {
       await using s = await b.open();
