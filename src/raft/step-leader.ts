@@ -4,6 +4,7 @@
 
 import { describeConf, encodeConfChange, type ConfChange } from './confchange.js';
 import { fail, ok, type Result } from './errors.js';
+import { ownedData } from './owned.js';
 import type { Progress } from './progress.js';
 import type { Raft } from './raft.js';
 import {
@@ -205,12 +206,13 @@ export function propose(
     );
   }
   const firstIndex = r.log.lastIndex() + 1;
-  for (let i = 0; i < datas.length; i++) {
+  const own = ownedData(datas);
+  for (let i = 0; i < own.length; i++) {
     r.log.append({
       term: r.term,
       index: firstIndex + i,
       type,
-      data: datas[i] as Uint8Array,
+      data: own[i] as Uint8Array,
     });
   }
   r.uncommittedBytes += bytes;

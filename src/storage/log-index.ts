@@ -2,7 +2,7 @@
 // log's rules (contiguity, suffix replacement, compaction, snapshot reset) so the WAL, SQLite
 // and memory stores cannot disagree about them; the backends only make its changes durable.
 
-import type { Entry, HardState, SnapshotMeta } from '../raft/index.js';
+import { ownedData, type Entry, type HardState, type SnapshotMeta } from '../raft/index.js';
 import { invalid } from './errors.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -65,29 +65,18 @@ function firstOf(chunk: readonly Entry[]): number {
 }
 
 /**
- * The entries as the log keeps them: a new array whose entries' data are their own bytes. An
- * entry's data is often a view into a much larger buffer (an encoder's shared output, a frame
- * read from a peer) that the log would otherwise keep whole for as long as it keeps the entry:
- * a group that appends an entry now and then pinned a busy group's 15 MB encoder buffer with
- * each of its entries, until its next compaction (BENCHMARKS.md, "A log entry that pinned
- * megabytes"). Views are copied into one buffer per append, so what the log keeps is what it
- * holds; entries already owning their buffer are kept as they are.
+ * The entries as the log keeps them: a new array whose entries' data are their own bytes
+ * (ownedData: an entry's data may be a view into a far larger buffer the log would keep
+ * whole). The core's log copies what it appends already; entries restored or handed in
+ * directly are checked here too.
  */
 function owned(entries: readonly Entry[]): Entry[] {
-  let bytes = 0;
-  let views = false;
-  for (const e of entries) {
-    bytes += e.data.byteLength;
-    if (e.data.byteLength !== e.data.buffer.byteLength) views = true;
-  }
-  if (!views) return entries.slice();
-  const block = new Uint8Array(bytes);
-  let at = 0;
-  return entries.map((e) => {
-    block.set(e.data, at);
-    const data = block.subarray(at, (at += e.data.byteLength));
-    return { term: e.term, index: e.index, type: e.type, data };
-  });
+  const own = ownedData(entries.map((e) => e.data));
+  return entries.map((e, i) =>
+    own[i] === e.data
+      ? e
+      : { term: e.term, index: e.index, type: e.type, data: own[i] as Uint8Array },
+  );
 }
 
 export class LogIndex {
