@@ -5,6 +5,7 @@
 
 import type { QueueSystem } from './queue-load.js';
 import type { QueueResults } from './queue-run.js';
+import { median } from '../stats.js';
 
 export interface QueueSummaryRow {
   readonly system: QueueSystem;
@@ -21,13 +22,6 @@ export interface QueueSummaryRow {
   readonly faults: number;
   /** Queue group elections during the points, over all rounds (Flotilla; null for Redis). */
   readonly elections: number | null;
-}
-
-export function median(xs: readonly number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
 export function summariseQueue(q: QueueResults): QueueSummaryRow[] {

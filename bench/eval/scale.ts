@@ -27,6 +27,7 @@ import { runClosedLoop, type LoadOptions, type LoadResult } from './loadgen.js';
 import { b64, getOp, putOp, randomValueB64 } from './protocol.js';
 import type { Progress, Timing } from './scenarios.js';
 import { sleep } from './procs.js';
+import { median } from '../stats.js';
 
 export interface ScaleLoad {
   readonly puts: LoadResult;
@@ -49,7 +50,7 @@ export interface ScaleResult {
   readonly medianRatio: { readonly puts: number; readonly gets: number };
   /**
    * Flotilla: the puts run after the preload, not measured, until the members had saved a
-   * snapshot of the loaded store (or `settleMaxMs` passed): the throughput of each 5 s of them
+   * snapshot of the loaded store (or SETTLE_MAX_MS passed): the throughput of each 5 s of them
    * and the snapshots saved meanwhile. The loaded points are measured after it, between
    * snapshots; null for etcd, whose snapshots copy nothing.
    */
@@ -199,15 +200,6 @@ async function timedPoint(
     `${result.throughputOpsPerSec.toLocaleString('en')} ops/s (median of half seconds ${median(rates).toLocaleString('en')})`,
   );
   return { result, rates };
-}
-
-function median(xs: readonly number[]): number {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1
-    ? (s[mid] as number)
-    : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 async function load(

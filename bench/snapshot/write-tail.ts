@@ -20,6 +20,7 @@ import { benchArgs } from '../args.js';
 import { FlotillaCluster } from '../eval/clusters.js';
 import { ProcessGroup } from '../eval/procs.js';
 import { warmCluster, writePoint, type Progress } from '../eval/scenarios.js';
+import { median } from '../stats.js';
 
 const { values } = benchArgs({
   options: {
@@ -130,12 +131,9 @@ async function round(percent: number, r: number, base: string): Promise<Point[]>
   });
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  const m =
-    s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-  return Math.round(m * 1000) / 1000;
+/** The median, to three decimals. */
+function median3(xs: readonly number[]): number {
+  return Math.round(median(xs) * 1000) / 1000;
 }
 
 const base = mkdtempSync(join(tmpdir(), 'flotilla-write-tail-'));
@@ -159,8 +157,8 @@ for (const clients of clientCounts)
   for (const percent of percents) {
     const ps = all.filter((p) => p.clients === clients && p.percent === percent);
     process.stdout.write(
-      `encode ${percent} %, ${clients} clients: ${median(ps.map((p) => p.opsPerSec))} writes/s, ` +
-        `p99 ${median(ps.map((p) => p.p99))} ms, max ${median(ps.map((p) => p.max))} ms\n`,
+      `encode ${percent} %, ${clients} clients: ${median3(ps.map((p) => p.opsPerSec))} writes/s, ` +
+        `p99 ${median3(ps.map((p) => p.p99))} ms, max ${median3(ps.map((p) => p.max))} ms\n`,
     );
   }
 if (values.json !== undefined)

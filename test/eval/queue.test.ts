@@ -19,7 +19,8 @@ import {
   type LoadConfig,
   type QueueDriver,
 } from '../../bench/eval/queue-load.js';
-import { median, queueMarkdown, summariseQueue } from '../../bench/eval/queue-report.js';
+import { queueMarkdown, summariseQueue } from '../../bench/eval/queue-report.js';
+import { median } from '../../bench/stats.js';
 import { runQueueScenario, type QueueResults } from '../../bench/eval/queue-run.js';
 import { redisArgs, redisVersion } from '../../bench/eval/redis.js';
 
