@@ -21,7 +21,7 @@ export {
 export { resolveConfig, type RaftConfig, type RaftEvent, type ResolvedConfig } from './config.js';
 export { FlotillaError, AssertionError, assert, type ErrorCode, type Result } from './errors.js';
 export { createRng, Xoshiro128, type Rng } from './rng.js';
-export { ownedData } from './owned.js';
+export { ownedData, ownedEntries } from './owned.js';
 export {
   majority,
   committedIndex,

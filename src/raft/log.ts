@@ -10,7 +10,7 @@
 
 import { assert } from './errors.js';
 import { UnstableTail } from './log-unstable.js';
-import { ownedData } from './owned.js';
+import { ownedEntries } from './owned.js';
 import type { Entry, Index, SnapshotMeta, Term } from './types.js';
 
 export class RaftLog {
@@ -128,17 +128,7 @@ export class RaftLog {
         break;
       }
     }
-    if (i < entries.length) {
-      const rest = entries.slice(i);
-      const own = ownedData(rest.map((e) => e.data));
-      rest.forEach((e, k) =>
-        this.append(
-          own[k] === e.data
-            ? e
-            : { term: e.term, index: e.index, type: e.type, data: own[k] as Uint8Array },
-        ),
-      );
-    }
+    if (i < entries.length) for (const e of ownedEntries(entries.slice(i))) this.append(e);
     return lastNew;
   }
 

@@ -4,6 +4,8 @@
 // pinned a busy group's 15 MB encoder buffer with each of its entries until its next
 // compaction (BENCHMARKS.md, "A log entry that pinned megabytes").
 
+import type { Entry } from './types.js';
+
 /**
  * `datas` unchanged when each one is its buffer's whole; otherwise all of them copied into one
  * new buffer (one allocation per batch) and returned as views into it, in order.
@@ -22,4 +24,14 @@ export function ownedData(datas: readonly Uint8Array[]): readonly Uint8Array[] {
     block.set(d, at);
     return block.subarray(at, (at += d.byteLength));
   });
+}
+
+/** `entries` (a new array) with their data owned (ownedData); entries owning theirs are kept. */
+export function ownedEntries(entries: readonly Entry[]): Entry[] {
+  const own = ownedData(entries.map((e) => e.data));
+  return entries.map((e, i) =>
+    own[i] === e.data
+      ? e
+      : { term: e.term, index: e.index, type: e.type, data: own[i] as Uint8Array },
+  );
 }

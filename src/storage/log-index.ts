@@ -2,7 +2,7 @@
 // log's rules (contiguity, suffix replacement, compaction, snapshot reset) so the WAL, SQLite
 // and memory stores cannot disagree about them; the backends only make its changes durable.
 
-import { ownedData, type Entry, type HardState, type SnapshotMeta } from '../raft/index.js';
+import { ownedEntries, type Entry, type HardState, type SnapshotMeta } from '../raft/index.js';
 import { invalid } from './errors.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -62,21 +62,6 @@ const OWN_CHUNK_ENTRIES = 64;
 
 function firstOf(chunk: readonly Entry[]): number {
   return (chunk[0] as Entry).index;
-}
-
-/**
- * The entries as the log keeps them: a new array whose entries' data are their own bytes
- * (ownedData: an entry's data may be a view into a far larger buffer the log would keep
- * whole). The core's log copies what it appends already; entries restored or handed in
- * directly are checked here too.
- */
-function owned(entries: readonly Entry[]): Entry[] {
-  const own = ownedData(entries.map((e) => e.data));
-  return entries.map((e, i) =>
-    own[i] === e.data
-      ? e
-      : { term: e.term, index: e.index, type: e.type, data: own[i] as Uint8Array },
-  );
 }
 
 export class LogIndex {
@@ -198,7 +183,9 @@ export class LogIndex {
       replacedFrom = first.index;
       this.truncateAfter(first.index - 1);
     }
-    const kept = owned(entries);
+    // The log keeps its entries' own bytes (ownedEntries): the core's log copied what it
+    // appended already; entries handed in directly are checked here too.
+    const kept = ownedEntries(entries);
     const last = this.chunks[this.chunks.length - 1];
     if (last !== undefined && kept.length < OWN_CHUNK_ENTRIES) for (const e of kept) last.push(e);
     else this.chunks.push(kept);
