@@ -218,30 +218,19 @@ async function load(
     Math.floor(((client * 2_654_435_761 + n * 40_503) >>> 0) % keys);
   const saved = async (): Promise<number> => (c.system === 'flotilla' ? snapshotsSaved(c) : 0);
   const s0 = await saved();
-  const puts = await timedPoint(
-    {
-      urls,
-      clients,
-      warmupMs: t.warmupMs,
-      durationMs: t.durationMs,
-      next: (client, n) =>
-        putOp(c.system, key(pick(client, n)), values[n % values.length] as string),
-    },
-    p,
-    `${label}, puts`,
+  // One measured point over the key set: the same clients and timing, `next`'s requests.
+  const point = (next: LoadOptions['next'], what: string) =>
+    timedPoint(
+      { urls, clients, warmupMs: t.warmupMs, durationMs: t.durationMs, next },
+      p,
+      `${label}, ${what}`,
+    );
+  const puts = await point(
+    (client, n) => putOp(c.system, key(pick(client, n)), values[n % values.length] as string),
+    'puts',
   );
   const s1 = await saved();
-  const gets = await timedPoint(
-    {
-      urls,
-      clients,
-      warmupMs: t.warmupMs,
-      durationMs: t.durationMs,
-      next: (client, n) => getOp(c.system, key(pick(client, n))),
-    },
-    p,
-    `${label}, gets`,
-  );
+  const gets = await point((client, n) => getOp(c.system, key(pick(client, n))), 'gets');
   const s2 = await saved();
   return {
     puts: puts.result,
