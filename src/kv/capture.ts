@@ -15,19 +15,19 @@
 // capture holds, and walking the keys with a past and the changed keys every past.
 
 import type { History, Version } from './history.js';
-import type { KeyValue } from './key-value.js';
+import type { StoredKv } from './key-value.js';
 import { SortedKeys } from './sorted-keys.js';
 
 /** What a capture reads of the live store. */
 export interface LiveKeys {
   /** Up to `limit` live keys above `after` (null: from the start), in order. */
   keysAfter(after: string | null, limit: number): string[];
-  current(key: string): KeyValue | undefined;
+  current(key: string): StoredKv | undefined;
   readonly history: Pick<History, 'versionsOf' | 'withPast'>;
 }
 
 interface Preimage {
-  readonly kv: KeyValue | undefined;
+  readonly kv: StoredKv | undefined;
   readonly past: readonly Version[] | undefined;
 }
 
@@ -74,7 +74,7 @@ export class StoreCapture {
   }
 
   /** The live key-values as of the capture, in key order, `n` at a time. */
-  *kvs(n: number): Generator<KeyValue[]> {
+  *kvs(n: number): Generator<StoredKv[]> {
     const sources = [(a: string | null, l: number) => this.live.keysAfter(a, l)];
     yield* this.records(n, this.kvCount, sources, (key) => {
       const pre = this.before.get(key);

@@ -13,7 +13,7 @@
 // Keys deleted whose past is still visible ("ghosts") sit in their own sorted index, so a
 // range at a past revision walks the live keys and the ghosts together in byte order.
 
-import type { KeyValue } from './key-value.js';
+import type { KeyValue, StoredKv } from './key-value.js';
 import { SortedKeys } from './sorted-keys.js';
 
 /** A key's deletion at `modRevision`: absent from there on. */
@@ -22,9 +22,10 @@ export interface Tombstone {
   readonly deleted: true;
 }
 
-export type Version = KeyValue | Tombstone;
+/** A version the history holds: the store's own record, or a deletion. */
+export type Version = StoredKv | Tombstone;
 
-export function isTombstone(v: Version): v is Tombstone {
+export function isTombstone(v: StoredKv | KeyValue | Tombstone): v is Tombstone {
   return 'deleted' in v;
 }
 
@@ -79,13 +80,13 @@ export class History {
   }
 
   /** Records that `prev`, the current version of `key`, is replaced at revision `rev`. */
-  superseded(key: string, prev: KeyValue, rev: number): void {
+  superseded(key: string, prev: StoredKv, rev: number): void {
     this.push(key, prev);
     this.enqueue(rev, key, versionBytes(prev));
   }
 
   /** Records `key`'s deletion at `rev`: its current version `prev` is replaced by a tombstone. */
-  deleted(key: string, prev: KeyValue, rev: number): void {
+  deleted(key: string, prev: StoredKv, rev: number): void {
     this.push(key, prev);
     this.push(key, { modRevision: rev, deleted: true });
     this.enqueue(rev, key, versionBytes(prev));
@@ -101,7 +102,7 @@ export class History {
    * The version of `key` visible at `rev`, given its current version `live` (undefined when
    * the key is absent now); undefined when absent at `rev`.
    */
-  at(key: string, live: KeyValue | undefined, rev: number): KeyValue | undefined {
+  at(key: string, live: StoredKv | undefined, rev: number): StoredKv | undefined {
     if (live !== undefined && live.modRevision <= rev) return live;
     const versions = this.past.get(key);
     if (versions === undefined) return undefined;
@@ -116,7 +117,7 @@ export class History {
    * Forgets every version no read at `rev` or later can see. `current(key)` is the key's
    * current version. The caller checks `rev` against the store's revision.
    */
-  compact(rev: number, current: (key: string) => KeyValue | undefined): void {
+  compact(rev: number, current: (key: string) => StoredKv | undefined): void {
     if (rev <= this.compactedRev) return;
     this.compactedRev = rev;
     while (this.queueHead < this.queueRevs.length) {
@@ -173,7 +174,7 @@ export class History {
   restore(
     pasts: Iterable<[string, Version[]]>,
     compacted: number,
-    current: (key: string) => KeyValue | undefined,
+    current: (key: string) => StoredKv | undefined,
   ): void {
     this.past.clear();
     this.held = 0;
@@ -244,7 +245,7 @@ export class History {
   }
 
   /** Drops `key`'s versions that no read at `rev` or later sees. */
-  private trim(key: string, rev: number, live: KeyValue | undefined): void {
+  private trim(key: string, rev: number, live: StoredKv | undefined): void {
     const versions = this.past.get(key);
     if (versions === undefined) return;
     let keepFrom: number;

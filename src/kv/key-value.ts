@@ -1,4 +1,5 @@
-// One version of a key, as the store holds it and every layer above renders it.
+// One version of a key: as every layer above the store renders it (KeyValue, bytes), and as the
+// store keeps it (StoredKv, strings), with the conversions between the two.
 
 export interface KeyValue {
   readonly key: Uint8Array;
@@ -8,4 +9,92 @@ export interface KeyValue {
   readonly version: number;
   /** The lease the key is attached to (deleted with it); absent or 0 for none. */
   readonly lease?: number;
+}
+
+/**
+ * A version as the store keeps it: the key and the value as latin1 strings, one char per byte
+ * (so string order is byte order, and the key is the same string the store's map and index
+ * hold). A string is one object on the V8 heap that a collection marks without looking
+ * inside; a Uint8Array of a few hundred bytes is a view, an ArrayBuffer and a block outside
+ * the heap that each collection must account for, and allocating it took about 1 µs against
+ * 0.1–0.2 µs for the string. At a million keys of 256 bytes that was about half of the
+ * store's resident memory and of a full collection's time (bench/kv/store-scale.ts,
+ * BENCHMARKS.md "The store's own cost of size").
+ */
+export interface StoredKv {
+  readonly key: string;
+  readonly value: string;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  /** As KeyValue's: present exactly when the version was written with (or restored with) it. */
+  readonly lease?: number;
+}
+
+/** Up to this many bytes, a loop beats a call into Buffer's native decoding. */
+const SHORT = 64;
+
+/** Bytes as a latin1 string: one char per byte, so string order is byte order. Copies. */
+export function k(bytes: Uint8Array): string {
+  // Every write turns its keys into strings on every member: a loop is 2-5 times faster than
+  // Buffer's decoding for the short keys most are.
+  if (bytes.length <= SHORT) {
+    let s = '';
+    for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i] as number);
+    return s;
+  }
+  const b = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return b.toString('latin1');
+}
+
+/** A latin1 string back to its bytes (the inverse of `k`), a fresh array. */
+export function bytesOf(s: string): Uint8Array {
+  if (s.length > SHORT) return Buffer.from(s, 'latin1');
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+/** A stored version rendered for the layers above: fresh bytes, the fields in one order. */
+export function toKeyValue(r: StoredKv): KeyValue {
+  // Field order and presence as the version was written: a snapshot packs these objects, and
+  // every replica's snapshot of the same state must be the same bytes.
+  return r.lease === undefined
+    ? {
+        key: bytesOf(r.key),
+        value: bytesOf(r.value),
+        createRevision: r.createRevision,
+        modRevision: r.modRevision,
+        version: r.version,
+      }
+    : {
+        key: bytesOf(r.key),
+        value: bytesOf(r.value),
+        createRevision: r.createRevision,
+        modRevision: r.modRevision,
+        version: r.version,
+        lease: r.lease,
+      };
+}
+
+/** A version from a snapshot (or a test) as the store keeps it. */
+export function toStored(kv: KeyValue): StoredKv {
+  return kv.lease === undefined
+    ? {
+        key: k(kv.key),
+        value: k(kv.value),
+        createRevision: kv.createRevision,
+        modRevision: kv.modRevision,
+        version: kv.version,
+      }
+    : {
+        key: k(kv.key),
+        value: k(kv.value),
+        createRevision: kv.createRevision,
+        modRevision: kv.modRevision,
+        version: kv.version,
+        lease: kv.lease,
+      };
 }

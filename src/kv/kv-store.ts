@@ -14,10 +14,11 @@
 
 import { FlotillaError } from '../base/errors.js';
 import { defaultLimits } from '../base/limits.js';
-import { History, isTombstone, type Version } from './history.js';
-import type { KeyValue } from './key-value.js';
+import { History, isTombstone, type Tombstone, type Version } from './history.js';
+import { bytesOf, k, toKeyValue, toStored, type KeyValue, type StoredKv } from './key-value.js';
 
-export type { KeyValue } from './key-value.js';
+export type { KeyValue, StoredKv } from './key-value.js';
+export { bytesOf, k } from './key-value.js';
 import { SortedKeys, lowerBound } from './sorted-keys.js';
 import { StoreCapture } from './capture.js';
 
@@ -110,28 +111,10 @@ export interface TxnResult {
   readonly results: readonly OpResult[];
 }
 
-/** Bytes as a latin1 string: one char per byte, so string order is byte order. */
-export function k(bytes: Uint8Array): string {
-  // Every write turns its keys into strings on every member. A loop is 2-5 times faster than
-  // the spread below for the short keys most are (and than a Buffer's latin1 decoding).
-  if (bytes.length <= SHORT_KEY) {
-    let s = '';
-    for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i] as number);
-    return s;
-  }
-  let s = '';
-  for (let i = 0; i < bytes.length; i += 4096) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 4096));
-  }
-  return s;
-}
-
-const SHORT_KEY = 64;
-
 /** A key's past in a snapshot: the key and its older versions, oldest first. */
 export interface KeyPast {
   readonly key: Uint8Array;
-  readonly versions: readonly Version[];
+  readonly versions: readonly (KeyValue | Tombstone)[];
 }
 
 export interface StoreState {
@@ -144,7 +127,7 @@ export interface StoreState {
 
 export class KvStore {
   private rev = 1;
-  private readonly map = new Map<string, KeyValue>();
+  private readonly map = new Map<string, StoredKv>();
   /** Invariant: exactly the keys of `map`. */
   private keys = new SortedKeys();
   private readonly history = new History();
@@ -153,7 +136,7 @@ export class KvStore {
   /** Told of every revision's changes as it is made (the watch hub). */
   private listener: ((c: Changes) => void) | null = null;
   /** The changes of the transaction being applied, while a listener is set. */
-  private pending: Change[] | null = null;
+  private pending: PendingChange[] | null = null;
   /** Snapshots being read (capture.ts); each keeps the pre-image of what changes. */
   private captures: StoreCapture[] = [];
   /** Invariant: the sum of the key and value lengths of every record of `map`. */
@@ -276,7 +259,7 @@ export class KvStore {
     const pending = this.pending;
     this.pending = null;
     if (wrote && pending !== null && this.listener !== null)
-      this.listener({ revision: next, changes: pending.sort(byKey) });
+      this.listener(new StoreChanges(next, pending));
     return { revision: this.rev, succeeded, results };
   }
 
@@ -310,10 +293,10 @@ export class KvStore {
         const v = chain[i] as Version;
         if (v.modRevision < from) break;
         const before = chain[i - 1];
-        const prev = before === undefined || isTombstone(before) ? null : before;
+        const prev = before === undefined || isTombstone(before) ? null : toKeyValue(before);
         const change: Change = isTombstone(v)
           ? { kind: 'delete', key: bytesOf(s), modRevision: v.modRevision, prev }
-          : { kind: 'put', kv: v, prev };
+          : { kind: 'put', kv: toKeyValue(v), prev };
         let list = byRev.get(v.modRevision);
         if (list === undefined) byRev.set(v.modRevision, (list = []));
         list.push(change);
@@ -352,14 +335,15 @@ export class KvStore {
     const [from, to] = bounds(range);
     let n = 0;
     this.keys.walk(from, to, (s) => {
-      n += recordBytes(this.map.get(s) as KeyValue);
+      n += recordBytes(this.map.get(s) as StoredKv);
       return n <= stop;
     });
     return n;
   }
 
   get(key: Uint8Array): KeyValue | undefined {
-    return this.map.get(k(key));
+    const kv = this.map.get(k(key));
+    return kv === undefined ? undefined : toKeyValue(kv);
   }
 
   /**
@@ -379,17 +363,17 @@ export class KvStore {
       return this.rangeAt(range, limit, countOnly, revision, budget);
     if (range.rangeEnd === null) {
       const kv = this.map.get(k(range.key));
-      const kvs = kv === undefined ? [] : [kv];
-      return { kind: 'range', kvs: countOnly ? [] : kvs, count: kvs.length, more: false };
+      if (kv === undefined) return { kind: 'range', kvs: [], count: 0, more: false };
+      return { kind: 'range', kvs: countOnly ? [] : [toKeyValue(kv)], count: 1, more: false };
     }
     const [from, to] = bounds(range);
     if (countOnly) return { kind: 'range', kvs: [], count: this.keys.count(from, to), more: false };
     const { keys, count } = this.keys.scan(from, to, limit);
     const kvs: KeyValue[] = [];
     for (const key of keys) {
-      const kv = this.map.get(key) as KeyValue;
+      const kv = this.map.get(key) as StoredKv;
       if (!budget.admits(kv)) break;
-      kvs.push(kv);
+      kvs.push(toKeyValue(kv));
     }
     return { kind: 'range', kvs, count, more: kvs.length < count };
   }
@@ -466,7 +450,7 @@ export class KvStore {
     budget: RangeBytes,
   ): Extract<OpResult, { kind: 'range' }> {
     this.checkRevision(revision);
-    const at = (s: string): KeyValue | undefined => this.history.at(s, this.map.get(s), revision);
+    const at = (s: string): StoredKv | undefined => this.history.at(s, this.map.get(s), revision);
     let candidates: string[];
     if (range.rangeEnd === null) candidates = [k(range.key)];
     else {
@@ -484,7 +468,7 @@ export class KvStore {
       if (kv === undefined) continue;
       count++;
       if (full || (limit !== 0 && kvs.length >= limit) || !budget.admits(kv)) full = true;
-      else kvs.push(kv);
+      else kvs.push(toKeyValue(kv));
     }
     return { kind: 'range', kvs, count, more: !countOnly && kvs.length < count };
   }
@@ -542,10 +526,10 @@ export class KvStore {
     const movedKeys = this.keys.removeRange(from, null);
     // Looked up by binary search as the seed is read (off the apply path) rather than put in a
     // new map here: the apply pays only for taking the keys out.
-    const values: KeyValue[] = new Array<KeyValue>(movedKeys.length);
+    const values: StoredKv[] = new Array<StoredKv>(movedKeys.length);
     for (let i = 0; i < movedKeys.length; i++) {
       const key = movedKeys[i] as string;
-      const kv = this.map.get(key) as KeyValue;
+      const kv = this.map.get(key) as StoredKv;
       this.map.delete(key);
       this.detach(key, kv);
       this.liveBytes -= recordBytes(kv);
@@ -591,11 +575,16 @@ export class KvStore {
     // In key order: a replica that restored a snapshot and one that replayed the log hold the
     // keys in different insertion orders, and their snapshots must be the same bytes.
     for (const key of [...this.history.keysWithPast()].sort())
-      pasts.push({ key: bytesOf(key), versions: [...(this.history.versionsOf(key) ?? [])] });
+      pasts.push({
+        key: bytesOf(key),
+        versions: (this.history.versionsOf(key) ?? []).map((v) =>
+          isTombstone(v) ? v : toKeyValue(v),
+        ),
+      });
     return {
       revision: this.rev,
       compacted: this.history.compacted(),
-      kvs: this.keys.all().map((s) => this.map.get(s) as KeyValue),
+      kvs: this.keys.all().map((s) => toKeyValue(this.map.get(s) as StoredKv)),
       pasts,
       leases: this.leaseList(),
     };
@@ -613,14 +602,21 @@ export class KvStore {
     for (const l of state.leases)
       this.leases.set(l.id, { ttlSeconds: l.ttlSeconds, keys: new Set() });
     for (const kv of state.kvs) {
-      const s = k(kv.key);
-      this.map.set(s, kv);
-      this.liveBytes += recordBytes(kv);
+      const stored = toStored(kv);
+      const s = stored.key;
+      this.map.set(s, stored);
+      this.liveBytes += recordBytes(stored);
       if ((kv.lease ?? 0) !== 0) this.leases.get(kv.lease as number)?.keys.add(s);
     }
     this.keys = SortedKeys.fromSorted([...this.map.keys()].sort());
     this.history.restore(
-      state.pasts.map((p) => [k(p.key), [...p.versions]] as [string, Version[]]),
+      state.pasts.map(
+        (p) =>
+          [k(p.key), p.versions.map((v) => (isTombstone(v) ? v : toStored(v)))] as [
+            string,
+            Version[],
+          ],
+      ),
       state.compacted,
       (key) => this.map.get(key),
     );
@@ -642,35 +638,21 @@ export class KvStore {
     if (lease !== 0) this.leases.get(lease)?.keys.add(s);
     const createRevision = prev?.createRevision ?? rev;
     const version = (prev?.version ?? 0) + 1;
-    // Two literals rather than a spread: a spread builds every record on a slow path. The key
-    // and value are copied into arrays of their own (not `slice`, which on a Buffer is a view):
-    // the caller's may be views into a log entry.
-    const kv: KeyValue =
+    // Two literals rather than a spread: a spread builds every record on a slow path. `k`
+    // copies the value: the caller's may be a view into a log entry.
+    const kv: StoredKv =
       lease !== 0
-        ? {
-            key: new Uint8Array(key),
-            value: new Uint8Array(value),
-            createRevision,
-            modRevision: rev,
-            version,
-            lease,
-          }
-        : {
-            key: new Uint8Array(key),
-            value: new Uint8Array(value),
-            createRevision,
-            modRevision: rev,
-            version,
-          };
+        ? { key: s, value: k(value), createRevision, modRevision: rev, version, lease }
+        : { key: s, value: k(value), createRevision, modRevision: rev, version };
     this.map.set(s, kv);
     this.liveBytes += recordBytes(kv) - (prev === undefined ? 0 : recordBytes(prev));
-    this.pending?.push({ kind: 'put', kv, prev: prev ?? null });
+    this.pending?.push({ key: s, kv, prev });
     if (prev === undefined) this.keys.insert(s);
-    return wantPrev ? (prev ?? null) : null;
+    return wantPrev && prev !== undefined ? toKeyValue(prev) : null;
   }
 
   /** Detaches key `s` (whose version was `prev`) from its lease. */
-  private detach(s: string, prev: KeyValue | undefined): void {
+  private detach(s: string, prev: StoredKv | undefined): void {
     if (prev !== undefined && (prev.lease ?? 0) !== 0)
       this.leases.get(prev.lease as number)?.keys.delete(s);
   }
@@ -690,21 +672,21 @@ export class KvStore {
       this.keys.remove(s);
       this.detach(s, prev);
       this.history.deleted(s, prev, rev);
-      this.pending?.push({ kind: 'delete', key: prev.key, modRevision: rev, prev });
-      return { kind: 'delete', deleted: 1, prevKvs: wantPrev ? [prev] : [] };
+      this.pending?.push({ key: s, kv: null, prev });
+      return { kind: 'delete', deleted: 1, prevKvs: wantPrev ? [toKeyValue(prev)] : [] };
     }
     const [from, to] = bounds(range);
     const removed = this.keys.removeRange(from, to);
     const prevKvs: KeyValue[] = [];
     for (const s of removed) {
-      const prev = this.map.get(s) as KeyValue;
-      if (wantPrev) prevKvs.push(prev);
+      const prev = this.map.get(s) as StoredKv;
+      if (wantPrev) prevKvs.push(toKeyValue(prev));
       this.preserve(s);
       this.map.delete(s);
       this.liveBytes -= recordBytes(prev);
       this.detach(s, prev);
       this.history.deleted(s, prev, rev);
-      this.pending?.push({ kind: 'delete', key: prev.key, modRevision: rev, prev });
+      this.pending?.push({ key: s, kv: null, prev });
     }
     return { kind: 'delete', deleted: removed.length, prevKvs };
   }
@@ -714,7 +696,8 @@ export class KvStore {
     if (c.target === 'value') {
       // Like etcd, a value compare against a missing key is false whatever the operator.
       if (kv === undefined) return false;
-      return cmp(compareBytes(kv.value, c.value as Uint8Array), c.op);
+      const want = k(c.value as Uint8Array);
+      return cmp(kv.value < want ? -1 : kv.value > want ? 1 : 0, c.op);
     }
     const actual = kv === undefined ? 0 : c.target === 'lease' ? (kv.lease ?? 0) : kv[c.target];
     return cmp(actual - (c.value as number), c.op);
@@ -746,16 +729,49 @@ function checkPrevKvBytes(
   }
 }
 
-/** What a record counts for in `KvStore.bytes`. */
-function recordBytes(kv: KeyValue): number {
+/** What a record counts for in `KvStore.bytes` (a latin1 string's length is its bytes). */
+function recordBytes(kv: StoredKv): number {
   return kv.key.length + kv.value.length;
 }
 
-/** An index key back to its bytes (the inverse of `k`). */
-export function bytesOf(s: string): Uint8Array {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
+/** One change of the transaction being applied: a put (`kv`) or a delete (`kv` null). */
+interface PendingChange {
+  readonly key: string;
+  readonly kv: StoredKv | null;
+  readonly prev: StoredKv | undefined;
+}
+
+/**
+ * A revision's changes as the listener gets them, rendered as bytes only when read: the watch
+ * hub reads them only when someone watches, and every write on every member is told.
+ */
+class StoreChanges implements Changes {
+  private made: Change[] | null = null;
+
+  constructor(
+    readonly revision: number,
+    private readonly pending: PendingChange[],
+  ) {}
+
+  get changes(): readonly Change[] {
+    if (this.made !== null) return this.made;
+    const sorted = this.pending.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    this.made = sorted.map((c): Change =>
+      c.kv !== null
+        ? {
+            kind: 'put',
+            kv: toKeyValue(c.kv),
+            prev: c.prev === undefined ? null : toKeyValue(c.prev),
+          }
+        : {
+            kind: 'delete',
+            key: bytesOf(c.key),
+            modRevision: this.revision,
+            prev: c.prev === undefined ? null : toKeyValue(c.prev),
+          },
+    );
+    return this.made;
+  }
 }
 
 function keyOf(c: Change): Uint8Array {
@@ -817,7 +833,7 @@ export class RangeBytes {
   private taken = 0;
 
   /** Whether `kv` fits (the first always does); counts it if so. */
-  admits(kv: KeyValue): boolean {
+  admits(kv: { readonly key: { length: number }; readonly value: { length: number } }): boolean {
     const next = this.bytes + kv.key.length + kv.value.length;
     if (this.taken > 0 && next > defaultLimits.maxRangeBytes) return false;
     this.bytes = next;

@@ -8,7 +8,8 @@ import { checkKey, checkValue, defaultLimits, type Limits } from '../base/limits
 import { chunkStream, type Command, type Refusal, type StateMachine } from '../host/contracts.js';
 import { binHeaderBytes, envelopeOverheadBytes } from '../host/envelope.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
-import type { Version } from './history.js';
+import { isTombstone, type Tombstone } from './history.js';
+import { toKeyValue } from './key-value.js';
 import {
   KvStore,
   bytesOf,
@@ -407,9 +408,14 @@ function chunksOf(captured: ReturnType<KvStore['capture']>): AsyncIterable<Uint8
         pastChunks: Math.ceil(capture.pastCount / RECORDS_PER_CHUNK),
         leases: leases.map((l) => [l.id, l.ttlSeconds]),
       });
-      for (const part of capture.kvs(RECORDS_PER_CHUNK)) yield packr.pack(part);
+      for (const part of capture.kvs(RECORDS_PER_CHUNK)) yield packr.pack(part.map(toKeyValue));
       for (const part of capture.pasts(RECORDS_PER_CHUNK))
-        yield packr.pack(part.map(([key, versions]) => ({ key: bytesOf(key), versions })));
+        yield packr.pack(
+          part.map(([key, versions]) => ({
+            key: bytesOf(key),
+            versions: versions.map((v) => (isTombstone(v) ? v : toKeyValue(v))),
+          })),
+        );
     } finally {
       capture.close();
     }
@@ -431,7 +437,7 @@ function normalizeKv(kv: KeyValue): KeyValue {
 }
 
 function normalizePast(p: KeyPast): KeyPast {
-  const versions = p.versions.map((v): Version =>
+  const versions = p.versions.map((v): KeyValue | Tombstone =>
     'deleted' in v ? { modRevision: v.modRevision, deleted: true } : normalizeKv(v),
   );
   return { key: new Uint8Array(p.key), versions };

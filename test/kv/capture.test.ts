@@ -11,6 +11,8 @@ import { prefixEnd } from '../../src/api/routes.js';
 import { collectSnapshot } from '../../src/host/snapshot-stream.js';
 import { bytesOf, KvStore, type Op, type StoreState } from '../../src/kv/kv-store.js';
 import { KvStateMachine } from '../../src/kv/machine.js';
+import { isTombstone } from '../../src/kv/history.js';
+import { toKeyValue } from '../../src/kv/key-value.js';
 import { SessionMachine, SessionTable } from '../../src/host/sessions.js';
 import { encodeWrite } from '../../src/server/kv-service.js';
 
@@ -86,11 +88,16 @@ function readCapture(kv: KvStore, n: number, between: (i: number) => void): Stor
   const pasts = [];
   let i = 0;
   for (const part of capture.kvs(n)) {
-    kvs.push(...part);
+    kvs.push(...part.map(toKeyValue));
     between(i++);
   }
   for (const part of capture.pasts(n)) {
-    pasts.push(...part.map(([key, versions]) => ({ key: bytesOf(key), versions: [...versions] })));
+    pasts.push(
+      ...part.map(([key, versions]) => ({
+        key: bytesOf(key),
+        versions: versions.map((v) => (isTombstone(v) ? v : toKeyValue(v))),
+      })),
+    );
     between(i++);
   }
   capture.close();
