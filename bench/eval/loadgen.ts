@@ -31,6 +31,12 @@ export interface LoadResult {
   readonly ops: number;
   readonly errors: number;
   readonly errorsByStatus: Record<string, number>;
+  /**
+   * Errors by status and the code the answer's body gave (Flotilla's `error.code`, the etcd
+   * gateway's `code`), e.g. "503 NO_LEADER"; the status alone when the body named none.
+   * Absent from the binary load generator's results and from result files made before it.
+   */
+  readonly errorsByCode?: Record<string, number>;
   readonly throughputOpsPerSec: number;
   readonly latencyMs: {
     readonly mean: number;
@@ -64,6 +70,7 @@ export async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
     pools.set(u, new Pool(u, { connections: perUrl, pipelining: 1, keepAliveTimeout: 60_000 }));
   const hist = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000 });
   const errorsByStatus: Record<string, number> = {};
+  const errorsByCode: Record<string, number> = {};
   const t0 = performance.now();
   const measureFrom = t0 + o.warmupMs;
   const end = measureFrom + o.durationMs;
@@ -80,6 +87,7 @@ export async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
       const op = o.next(client, n);
       const start = performance.now();
       let status: string;
+      let code = '';
       let retryAfterMs = 0;
       try {
         const res = await pool.request({
@@ -88,8 +96,9 @@ export async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
           headers: { 'content-type': 'application/json' },
           body: op.body,
         });
-        await res.body.text();
+        const text = await res.body.text();
         status = String(res.statusCode);
+        if (res.statusCode !== 200) code = errorCodeOf(text);
         const after = Number(res.headers['retry-after']);
         if (res.statusCode === 429 && Number.isFinite(after)) retryAfterMs = after * 1000;
       } catch (err) {
@@ -106,6 +115,8 @@ export async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
       if (counted) {
         errors++;
         errorsByStatus[status] = (errorsByStatus[status] ?? 0) + 1;
+        const key = code === '' ? status : `${status} ${code}`;
+        errorsByCode[key] = (errorsByCode[key] ?? 0) + 1;
       }
       // A refused request returns at once; pause so a client does not spin on errors.
       const pauseMs =
@@ -128,6 +139,7 @@ export async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
     ops,
     errors,
     errorsByStatus,
+    errorsByCode,
     throughputOpsPerSec: Math.round((ops / o.durationMs) * 1000),
     latencyMs: {
       mean: round3(hist.mean / 1000),
@@ -144,4 +156,15 @@ export async function runClosedLoop(o: LoadOptions): Promise<LoadResult> {
 
 export function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
+}
+
+/** The error code an answer's body names, or '' (not JSON, or no code in it). */
+export function errorCodeOf(body: string): string {
+  try {
+    const o = JSON.parse(body) as { error?: { code?: unknown }; code?: unknown } | null;
+    const code = o?.error?.code ?? o?.code;
+    return typeof code === 'string' || typeof code === 'number' ? String(code) : '';
+  } catch {
+    return '';
+  }
 }

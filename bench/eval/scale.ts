@@ -195,9 +195,13 @@ async function timedPoint(
     if (a.ms >= o.warmupMs && b.ms <= o.warmupMs + o.durationMs && b.ms > a.ms)
       rates.push(Math.round(((b.ops - a.ops) * 1000) / (b.ms - a.ms)));
   }
+  const errors = Object.entries(result.errorsByCode ?? result.errorsByStatus)
+    .map(([what, n]) => `${n} × ${what}`)
+    .join(', ');
   p.done(
     label,
-    `${result.throughputOpsPerSec.toLocaleString('en')} ops/s (median of half seconds ${median(rates).toLocaleString('en')})`,
+    `${result.throughputOpsPerSec.toLocaleString('en')} ops/s (median of half seconds ${median(rates).toLocaleString('en')})` +
+      (errors === '' ? '' : `; errors: ${errors}`),
   );
   return { result, rates };
 }

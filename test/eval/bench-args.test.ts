@@ -127,3 +127,16 @@ void test('the scripts without options answer --help and refuse any option inste
     assert.doesNotMatch(typo.stderr, /\n\s+at /, typo.stderr);
   }
 });
+
+void test('the store-size bench runs small and prints both stores and their ratio', () => {
+  const script = join(repoRoot(), 'dist', 'bench', 'kv', 'store-scale.js');
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const out = run(['--keys', '3000', '--small', '200', '--ops', '2000']);
+  assert.equal(out.status, 0, out.stderr);
+  assert.match(out.stdout, /^200 .*\n3,000 /m);
+  assert.match(out.stdout, /large over small: puts \d+\.\d\d, gets \d+\.\d\d/);
+  const bad = run(['--keys', '0']);
+  assert.equal(bad.status, 2, bad.stdout);
+  assert.match(bad.stderr, /bad --keys 0/);
+});

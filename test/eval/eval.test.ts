@@ -163,8 +163,9 @@ void test('the closed loop counts answers by status within the window and closes
   const server = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
-      res.statusCode = n++ % 4 === 3 ? 503 : 200;
-      res.end('{}');
+      const refused = n++ % 4 === 3;
+      res.statusCode = refused ? 503 : 200;
+      res.end(refused ? '{"error":{"code":"NO_LEADER","message":"no leader"}}' : '{}');
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -182,6 +183,7 @@ void test('the closed loop counts answers by status within the window and closes
     assert.ok(r.ops >= 4, `ops ${r.ops}`);
     assert.ok((r.errorsByStatus['503'] ?? 0) > 0);
     assert.equal(r.errors, r.errorsByStatus['503']);
+    assert.deepEqual(r.errorsByCode, { '503 NO_LEADER': r.errors });
     assert.ok(r.latencyMs.p50 > 0 && r.latencyMs.p50 <= r.latencyMs.p99);
     // The client closes its sockets; the server sees the FINs a moment later.
     let open = -1;
@@ -195,6 +197,15 @@ void test('the closed loop counts answers by status within the window and closes
     server.closeAllConnections();
     await new Promise<void>((res) => server.close(() => res()));
   }
+});
+
+void test("an error answer's code is read from Flotilla's and etcd's bodies, or left out", async () => {
+  const { errorCodeOf } = await import('../../bench/eval/loadgen.js');
+  assert.equal(errorCodeOf('{"error":{"code":"NO_LEADER","message":"m"}}'), 'NO_LEADER');
+  assert.equal(errorCodeOf('{"error":"etcdserver: too many requests","code":8}'), '8');
+  assert.equal(errorCodeOf('<html>502</html>'), '');
+  assert.equal(errorCodeOf('null'), '');
+  assert.equal(errorCodeOf('{"error":{}}'), '');
 });
 
 void test('the slowest observation of a histogram is read as the smallest bucket holding them all', () => {
