@@ -1,6 +1,8 @@
 // One version of a key: as every layer above the store renders it (KeyValue, bytes), and as the
 // store keeps it (StoredKv, strings), with the conversions between the two.
 
+import { latin1Bytes, latin1String } from '../host/latin1.js';
+
 export interface KeyValue {
   readonly key: Uint8Array;
   readonly value: Uint8Array;
@@ -31,31 +33,11 @@ export interface StoredKv {
   readonly lease?: number;
 }
 
-/** Up to this many bytes, a loop beats a call into Buffer's native decoding. */
-const SHORT = 64;
+/** Bytes as a latin1 string (src/host/latin1.ts): the store's form of keys and values. */
+export const k = latin1String;
 
-/** Bytes as a latin1 string: one char per byte, so string order is byte order. Copies. */
-export function k(bytes: Uint8Array): string {
-  // Every write turns its keys into strings on every member: a loop is 2-5 times faster than
-  // Buffer's decoding for the short keys most are.
-  if (bytes.length <= SHORT) {
-    let s = '';
-    for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i] as number);
-    return s;
-  }
-  const b = Buffer.isBuffer(bytes)
-    ? bytes
-    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return b.toString('latin1');
-}
-
-/** A latin1 string back to its bytes (the inverse of `k`), a fresh array. */
-export function bytesOf(s: string): Uint8Array {
-  if (s.length > SHORT) return Buffer.from(s, 'latin1');
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
+/** A latin1 string back to its bytes, a fresh array (the inverse of `k`). */
+export const bytesOf = latin1Bytes;
 
 /** A stored version rendered for the layers above: fresh bytes, the fields in one order. */
 export function toKeyValue(r: StoredKv): KeyValue {

@@ -5,6 +5,7 @@
 // fields (its options inlined, not an options object each) with its payload, one entry in its
 // queue's id map and order array, and one slot in a heap. bench/queue/machine.ts measures it.
 
+import { latin1Bytes, latin1String } from '../host/latin1.js';
 import { IndexedHeap } from './heap.js';
 import { nextCronMs, type CronPattern } from './cron.js';
 import {
@@ -61,15 +62,15 @@ export class Job {
     public state: JobState,
   ) {
     this.runAtMs = addedAtMs;
-    this.packedPayload = packBytes(payload);
+    this.packedPayload = latin1String(payload);
   }
 
-  /** The payload, one byte per UTF-16 code unit (see packBytes). */
+  /** The payload, one byte per UTF-16 code unit (src/host/latin1.ts). */
   private readonly packedPayload: string;
 
   /** A fresh copy of the payload. */
   get payload(): Uint8Array {
-    return unpackBytes(this.packedPayload);
+    return latin1Bytes(this.packedPayload);
   }
 
   /** Sets a run field; a default value on a job that never ran allocates nothing. */
@@ -298,25 +299,6 @@ export function backoffMs(b: Backoff, attempts: number): number {
   if (b.kind === 'fixed') return b.delayMs;
   const exp = Math.min(Math.max(attempts - 1, 0), 52);
   return Math.min(b.maxDelayMs, b.delayMs * 2 ** exp);
-}
-
-/**
- * Bytes as a string of one code unit per byte. A small Uint8Array costs about 190 bytes of heap
- * (the view and its ArrayBuffer) beside its contents; such a string costs 16 plus one per byte.
- * With a million waiting jobs of 32-byte payloads that is 150 MB saved, and a payload is
- * unpacked only when a job is read or claimed.
- */
-export function packBytes(b: Uint8Array): string {
-  // Node's latin1 is ISO-8859-1, one code unit per byte (not the web's windows-1252): the
-  // string String.fromCharCode(...b) makes, built in one call where spreading the bytes as
-  // arguments cost 25 times as much (docs/BENCHMARKS.md, "What one job costs each member").
-  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
-}
-
-export function unpackBytes(s: string): Uint8Array {
-  const b = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
-  return b;
 }
 
 /**
