@@ -433,7 +433,13 @@ function badCommand(c: Command, err: unknown): Refusal {
 type KeyValue = ReturnType<KvStore['snapshotState']>['kvs'][number];
 
 function normalizeKv(kv: KeyValue): KeyValue {
-  return { ...kv, key: new Uint8Array(kv.key), value: new Uint8Array(kv.value) };
+  // Views into the chunk are kept as they are: the store copies keys and values into its own
+  // strings as it restores them (toStored), so copying them here too made every record twice.
+  return { ...kv, key: asBytes(kv.key), value: asBytes(kv.value) };
+}
+
+function asBytes(b: Uint8Array): Uint8Array {
+  return b instanceof Uint8Array ? b : new Uint8Array(b);
 }
 
 function normalizePast(p: KeyPast): KeyPast {
