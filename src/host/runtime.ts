@@ -172,6 +172,13 @@ export class RaftRuntime {
   private readonly appliedListeners = new Set<(batch: AppliedBatch) => void>();
   private running = false;
   private loopActive = false;
+  /**
+   * The outstanding Ready's committed entries are applied and its write is in flight: entries
+   * committed meanwhile may be applied at once (kick, RaftNode.takeCommitted).
+   */
+  private persisting = false;
+  /** Entries are being applied: an apply that starts another (a listener proposing) waits. */
+  private applying = false;
   /** Depth of `batch` calls in progress: while above 0, kicks are held. */
   private batchDepth = 0;
   /** A kick arrived while a batch held the loop. */
@@ -401,6 +408,17 @@ export class RaftRuntime {
   lease(): { readonly nowTick: number; readonly endTick: number; readonly holds: boolean } {
     this.syncClock();
     return this.node.lease();
+  }
+
+  /**
+   * Whether this node's lease holds at this instant, by its own clock, without moving the
+   * core's clock (lease() does): for observers that must not disturb the node, such as the
+   * simulator's lease check.
+   */
+  leaseHoldsNow(): boolean {
+    const l = this.node.lease();
+    const due = Math.floor((this.o.clock.nowMs() - this.clockAtMs) / this.opts.tickMs);
+    return l.holds && l.nowTick + Math.max(0, due) < l.endTick;
   }
 
   /**
@@ -798,6 +816,7 @@ export class RaftRuntime {
       // A Ready is being persisted: send what need not wait for it (heartbeats and their
       // answers above all), or a slow disk silences this node for as long as its sync takes.
       for (const m of this.node.takeMessages()) this.sendMessage(m);
+      if (this.persisting && !this.applying) this.applyEarly();
       return;
     }
     // Most ticks of an idle group change nothing: starting the loop would cost two promises
@@ -813,6 +832,21 @@ export class RaftRuntime {
         this.die(err instanceof Error ? err : new Error(String(err)));
       },
     );
+  }
+
+  /**
+   * Applies, while this node's write is in flight, what committed meanwhile and is durable
+   * here: the acknowledgement that commits a proposal answers it now rather than after that
+   * write (docs/DESIGN.md, "Applying during a write"). Snapshots it captures are saved by the
+   * loop after the write, as for any Ready.
+   */
+  private applyEarly(): void {
+    try {
+      const entries = this.node.takeCommitted();
+      if (entries.length > 0) this.applyCommitted(entries);
+    } catch (err) {
+      this.die(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private async loop(): Promise<void> {
@@ -855,6 +889,7 @@ export class RaftRuntime {
     if (rd.hardState !== null) this.latestHard = rd.hardState;
     if (rd.entries.length > 0 || this.hardStateNeedsSync(rd.hardState)) {
       const started = this.o.clock.nowMs();
+      this.persisting = rd.snapshot === null;
       // A commit index that was not written on its own rides along with these entries. A
       // membership change relies on it: a node that appends one knows the change before it
       // committed, and must still know it after a restart (it puts the committed changes in
@@ -862,7 +897,11 @@ export class RaftRuntime {
       const hs = rd.hardState ?? (this.hardStateUnsynced() ? this.latestHard : null);
       const lastIndex = rd.entries[rd.entries.length - 1]?.index ?? 0;
       this.o.trace?.('persist-start', lastIndex, 0);
-      await this.o.storage.persist(rd.entries, hs);
+      try {
+        await this.o.storage.persist(rd.entries, hs);
+      } finally {
+        this.persisting = false;
+      }
       this.o.trace?.('persist-end', lastIndex, 0);
       if (hs !== null) this.syncedHard = hs;
       this.o.onEvent?.({
@@ -955,6 +994,15 @@ export class RaftRuntime {
    * sending, and a follower's transfer resumes rather than starts over.
    */
   private applyCommitted(entries: readonly Entry[]): void {
+    this.applying = true;
+    try {
+      this.applyInOrder(entries);
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private applyInOrder(entries: readonly Entry[]): void {
     const every = this.opts.snapshotEveryEntries;
     let from = 0;
     while (from < entries.length) {

@@ -107,6 +107,8 @@ export class RaftNode {
   private lastRecovery: Recovery;
   /** The Ready handed out and not yet advanced. Invariant: at most one. */
   private outstanding: Ready | null = null;
+  /** takeCommitted() counted the outstanding Ready's committed entries as applied. */
+  private outstandingApplied = false;
 
   constructor(config: RaftConfig) {
     const cfg = resolveConfig(config);
@@ -412,6 +414,8 @@ export class RaftNode {
       'advance() called with a Ready that is not the outstanding one',
     );
     this.outstanding = null;
+    const counted = this.outstandingApplied;
+    this.outstandingApplied = false;
     const r = this.raft;
     const log = r.log;
     if (rd.hardState !== null) this.lastHard = rd.hardState;
@@ -419,7 +423,8 @@ export class RaftNode {
     const n = rd.entries.length;
     if (n > 0) log.stableTo((rd.entries[n - 1] as Entry).index);
     const c = rd.committedEntries.length;
-    if (c > 0) {
+    // Counted already by takeCommitted, which leaves a Ready with a configuration change alone.
+    if (c > 0 && !counted) {
       const last = (rd.committedEntries[c - 1] as Entry).index;
       assert(
         last === log.applied + c,
@@ -452,6 +457,42 @@ export class RaftNode {
     if (this.outstanding === null || r.msgs.length === 0) return [];
     const out = r.msgs;
     r.msgs = [];
+    return out;
+  }
+
+  /**
+   * Takes the entries committed since the outstanding Ready was taken that are durable here
+   * already (at or below the persisted index, so not among the entries that Ready is writing),
+   * to apply now rather than after its write. Without this, an acknowledgement that commits an
+   * entry during the leader's next write held the entry's apply, and its client's answer, until
+   * that unrelated write ended: under steady load, about one more write on every commit.
+   * Call only once the outstanding Ready's own `committedEntries` are applied: from here they
+   * count as applied. Returns nothing when no Ready is outstanding (the next Ready carries
+   * them), while a snapshot is pending, or when the outstanding Ready commits a configuration
+   * change; stops before a configuration change (it takes effect in `advance`, in log order).
+   */
+  takeCommitted(): Entry[] {
+    const rd = this.outstanding;
+    const log = this.raft.log;
+    if (rd === null || rd.snapshot !== null || log.unstableSnapshot() !== null) return [];
+    if (!this.outstandingApplied) {
+      const c = rd.committedEntries.length;
+      if (c > 0) {
+        if (rd.committedEntries.some((e) => e.type === 'conf-change')) return [];
+        const last = (rd.committedEntries[c - 1] as Entry).index;
+        assert(
+          last === log.applied + c,
+          `Applied entries out of order: ${last} after ${log.applied}`,
+        );
+        log.applied = last;
+      }
+      this.outstandingApplied = true;
+    }
+    const next = log.nextCommitted(this.raft.cfg.maxCommittedPerReady);
+    const conf = next.findIndex((e) => e.type === 'conf-change');
+    const out = conf === -1 ? next : next.slice(0, conf);
+    const n = out.length;
+    if (n > 0) log.applied = (out[n - 1] as Entry).index;
     return out;
   }
 

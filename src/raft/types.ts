@@ -276,7 +276,8 @@ export interface SoftState {
  * 4. Apply `snapshot` (if any, after persisting it) and then `committedEntries` to the state
  *    machine, in order. `committedEntries` are already durable locally (they are at or below
  *    the persisted index), so they may be applied before step 2 finishes. Serve `readStates`
- *    once the state machine has applied up to each one's index.
+ *    once the state machine has applied up to each one's index. While step 2 is in flight,
+ *    `takeCommitted` hands out what committed since, to apply at once in the same order.
  * 5. Call `advance(ready)`.
  */
 export interface Ready {

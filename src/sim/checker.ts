@@ -12,6 +12,8 @@ export type ViolationKind =
   | 'state-machine-safety'
   | 'committed-lost'
   | 'stale-read'
+  /** A leader's lease held while another node had been elected in a later term (§6.4). */
+  | 'lease-overlap'
   | 'exactly-once'
   | 'early-ack'
   | 'linearizability'
@@ -79,6 +81,9 @@ export class SafetyChecker {
   ) {}
 
   private readonly leaders = new Map<number, number>();
+  private highestLeaderTerm = 0;
+  /** Lease overlaps already reported, as node/term: one report each. */
+  private readonly leaseReported = new Set<string>();
   /** `${index}:${term}` -> the entry's content and the term of the entry before it. */
   private readonly seen = new Map<string, { key: string; prevTerm: number | undefined }>();
   /** Entries known committed, by index (index 0 unused). */
@@ -103,6 +108,24 @@ export class SafetyChecker {
       this.report('election-safety', `nodes ${other} and ${node} both lead term ${term}`);
     }
     this.leaders.set(term, node);
+    if (term > this.highestLeaderTerm) this.highestLeaderTerm = term;
+  }
+
+  /**
+   * Lease safety (thesis §6.4): while a leader's lease holds it answers reads alone, so no
+   * other node may have been elected in a later term by then. Checked against the lease as
+   * the node's own clock says it stands, so a lease counted too long shows even when no read
+   * happened to fall into the overlap.
+   */
+  checkLease(node: number, term: number, holdsNow: boolean): void {
+    if (!holdsNow || term >= this.highestLeaderTerm) return;
+    const key = `${node}/${term}`;
+    if (this.leaseReported.has(key)) return;
+    this.leaseReported.add(key);
+    this.report(
+      'lease-overlap',
+      `node ${node}'s lease from term ${term} still holds, but node ${String(this.leaders.get(this.highestLeaderTerm))} was elected in term ${this.highestLeaderTerm}`,
+    );
   }
 
   /**

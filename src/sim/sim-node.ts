@@ -72,6 +72,8 @@ export interface NodeHost {
   send(from: number, m: Message, attachment: Uint8Array | null, group: GroupId): void;
   onRuntimeEvent(node: SimNode, event: RuntimeEvent, group: GroupId): void;
   onReady(node: SimNode, raft: RaftNode, rd: Ready, group: GroupId): void;
+  /** Committed entries the runtime took to apply during a write (RaftNode.takeCommitted). */
+  onTaken(node: SimNode, entries: readonly Entry[], group: GroupId): void;
   /** A write is about to store `entry`; `afterPersist` follows once the write landed. */
   onPersist(node: SimNode, entry: Entry, group: GroupId): void;
   afterPersist(node: SimNode, group: GroupId): void;
@@ -783,7 +785,8 @@ export class SimNode implements LogView {
 
   /**
    * Builds the core and taps its Ready: the checkers see each Ready's new entries and commit
-   * index as the runtime takes it, the point where the old in-simulator Ready loop saw them.
+   * index as the runtime takes it, the point where the old in-simulator Ready loop saw them,
+   * and the committed entries the runtime takes to apply while a write is in flight.
    */
   private createCore(config: RaftConfig, group: GroupId): RaftNode {
     const core = this.opts.createNode(config, group);
@@ -792,6 +795,12 @@ export class SimNode implements LogView {
       const rd = ready();
       this.opts.host.onReady(this, core, rd, group);
       return rd;
+    };
+    const takeCommitted = core.takeCommitted.bind(core);
+    core.takeCommitted = (): Entry[] => {
+      const entries = takeCommitted();
+      if (entries.length > 0) this.opts.host.onTaken(this, entries, group);
+      return entries;
     };
     return core;
   }

@@ -123,6 +123,8 @@ export class Simulation implements NodeHost, WorkloadHost {
   private readonly workload: Workload;
   private readonly trace: Trace;
   private readonly newLeaders: { node: number; term: number; group: number }[] = [];
+  /** The nodes hold leases (lease reads with check-quorum): their overlap is checked. */
+  private readonly leaseReads: boolean;
   /** Nodes whose data directory was wiped and that have not caught up since. */
   private readonly wiped = new Set<number>();
   /** Committed indexes a write in progress replaces, by group: rechecked once it lands. */
@@ -293,6 +295,7 @@ export class Simulation implements NodeHost, WorkloadHost {
         : null;
     this.workload = new Workload(p, workloadRng, this, options.writeSession ?? clientSession);
     this.confs = new ConfChecker(voters);
+    this.leaseReads = p.checkQuorum && p.leaseReadRatio > 0;
     this.churnRng = p.membershipEveryMs > 0 ? createRng(this.faultRng.int(0x100000000)) : null;
   }
 
@@ -414,6 +417,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       const log = group === 0 ? n : n.logOf(group);
       if (n.up && log !== null) checker.checkLeaderCompleteness(log, term);
     }
+    if (this.leaseReads) this.checkLeases();
     if (this.confs.active()) this.checkConfigurations();
     if (this.mover !== null) {
       // After every event: a descriptor a node applied is seen even if every node holding it
@@ -422,6 +426,14 @@ export class Simulation implements NodeHost, WorkloadHost {
       this.checkMoves();
     }
     if (this.stats.events % FULL_CHECK_EVERY === 0) this.checkAllLogs();
+  }
+
+  /** After every event: no leader's lease holds past another node's election (lease reads). */
+  private checkLeases(): void {
+    for (const n of this.nodes) {
+      if (!n.up) continue;
+      this.checker.checkLease(n.id, n.raft.term(), n.runtime.leaseHoldsNow());
+    }
   }
 
   /** Full log matching in every group, and (with ranges) the range map. */
@@ -906,7 +918,17 @@ export class Simulation implements NodeHost, WorkloadHost {
       rangeConf?.onCommit(rd.hardState.commit, (i) => raft.entry(i));
     }
     // The runtime applies exactly these (no-ops included) before it takes the next Ready.
-    for (const e of rd.committedEntries) {
+    this.onApplyEntries(node, rd.committedEntries, group);
+  }
+
+  onTaken(node: SimNode, entries: readonly Entry[], group = 0): void {
+    this.onApplyEntries(node, entries, group);
+  }
+
+  private onApplyEntries(node: SimNode, entries: readonly Entry[], group: number): void {
+    const checker = this.checkerOf(group);
+    const rangeConf = this.rangeConfs.get(group);
+    for (const e of entries) {
       checker.onApply(node.id, e);
       if (group === 0) this.confs.onApply(e);
       rangeConf?.onApply(e);

@@ -78,6 +78,27 @@ async function cluster(
   return { net, nodes, sms };
 }
 
+/**
+ * `inner`, except that a write `holds` picks waits: it is handed to `park` as a function that
+ * performs it, and completes once that is called and the write is done.
+ */
+function holdingStorage(
+  inner: GroupStorage,
+  holds: (entries: readonly Entry[]) => boolean,
+  park: (go: () => void) => void,
+): GroupStorage {
+  return {
+    initialState: () => inner.initialState(),
+    persist: (e, h) =>
+      holds(e)
+        ? new Promise<void>((resolve) => park(() => void inner.persist(e, h).then(resolve)))
+        : inner.persist(e, h),
+    saveSnapshot: (m, d) => inner.saveSnapshot(m, d),
+    loadSnapshot: () => inner.loadSnapshot(),
+    close: () => inner.close(),
+  };
+}
+
 async function leaderOf(c: Cluster, timeoutMs = 5_000): Promise<RaftRuntime> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -226,18 +247,11 @@ void test('a follower whose disk write hangs still answers heartbeats, so the le
       open.push(host);
       return host.addGroup(0, {
         voters,
-        storage: {
-          initialState: () => inner.initialState(),
-          persist: (e, h) =>
-            hanging.has(id) && e.length > 0
-              ? new Promise<void>((resolve) =>
-                  held.push(() => void inner.persist(e, h).then(resolve)),
-                )
-              : inner.persist(e, h),
-          saveSnapshot: (m, d) => inner.saveSnapshot(m, d),
-          loadSnapshot: () => inner.loadSnapshot(),
-          close: () => inner.close(),
-        },
+        storage: holdingStorage(
+          inner,
+          (e) => hanging.has(id) && e.length > 0,
+          (go) => held.push(go),
+        ),
         stateMachine: new Log(),
         electionTicks: 15,
         heartbeatTicks: 3,
@@ -543,4 +557,73 @@ void test('a leader stalled past its lease does not count on it when it resumes,
   // The next heartbeat round wins it back; a lease read then succeeds either way.
   await leader.linearizableRead({ lease: true });
   await leaseHeld(leader, 'lease not won back');
+});
+
+void test("an acknowledgement that arrives during the leader's next write answers its proposal at once", async () => {
+  // Entry A is durable on the leader; the followers' writes of A hang, so A is not committed
+  // when the leader's write of B starts, and that write hangs too. The followers' answers
+  // then commit A: its proposal is answered while B's write is still in flight, not after it.
+  const holdFollowers = new Set<number>();
+  let holdLeader = 0;
+  const held = new Map<number, (() => void)[]>();
+  const hold = (id: number, go: () => void): void => {
+    held.set(id, [...(held.get(id) ?? []), go]);
+  };
+  const release = (id: number): void => {
+    for (const go of held.get(id) ?? []) go();
+    held.delete(id);
+  };
+  const net = new MemoryNetwork();
+  const voters = [1, 2, 3];
+  const nodes = await Promise.all(
+    voters.map((id) => {
+      const inner = createMemoryStorage({ quiet: true });
+      const host = new Host({ id, clock: systemClock, tickMs: 5, transport: net.connect(id) });
+      open.push(host);
+      return host.addGroup(0, {
+        voters,
+        storage: holdingStorage(
+          inner,
+          (e) => e.length > 0 && (holdFollowers.has(id) || holdLeader === id),
+          (go) => hold(id, go),
+        ),
+        stateMachine: new Log(),
+        electionTicks: 15,
+        heartbeatTicks: 3,
+      });
+    }),
+  );
+  const leader = await leaderOf({ net, nodes, sms: [] });
+  await leader.propose(enc.encode('before'));
+  const followers = nodes.filter((n) => n !== leader);
+  const seen = (): string =>
+    `held writes ${JSON.stringify([...held].map(([id, l]) => [id, l.length]))}; leader applied ${leader.status().applied}, commit ${leader.status().commit}`;
+  const until = async (what: string, done: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 5_000;
+    while (!done()) {
+      assert.ok(Date.now() < deadline, `${what}: ${seen()}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+  for (const f of followers) holdFollowers.add(f.id);
+  let answeredA = false;
+  const a = leader.propose(enc.encode('A')).then(() => (answeredA = true));
+  await until('the followers received A', () => followers.every((f) => held.has(f.id)));
+  const indexA = leader.status().lastIndex;
+  await until('A is durable on the leader', () => leader.status().persistedIndex >= indexA);
+  holdLeader = leader.id;
+  const b = leader.propose(enc.encode('B'));
+  await until("the leader's write of B started", () => held.has(leader.id));
+  assert.equal(answeredA, false, 'A answered before it was committed');
+  holdFollowers.clear();
+  for (const f of followers) release(f.id);
+  try {
+    await until('A answered during the write of B', () => answeredA);
+    assert.ok(held.has(leader.id), "B's write was still in flight");
+  } finally {
+    holdLeader = 0;
+    release(leader.id);
+  }
+  await a;
+  await b;
 });

@@ -183,3 +183,22 @@ void test('client history: a read that misses a write acknowledged before it beg
   assert.match(h.check() ?? '', /Not linearizable: key "k"/);
   assert.equal(pending, 4);
 });
+
+void test('lease overlap: a lease that holds after a later term elected a leader', () => {
+  const c = new SafetyChecker();
+  c.onLeader(1, 3);
+  c.checkLease(1, 3, true);
+  assert.deepEqual(kinds(c), [], 'the only leader holds its lease');
+  c.onLeader(2, 4);
+  c.checkLease(1, 3, false);
+  assert.deepEqual(kinds(c), [], 'the old lease ended before node 2 was elected');
+  c.checkLease(2, 4, true);
+  assert.deepEqual(kinds(c), [], 'the newest leader holds its lease');
+  c.checkLease(1, 3, true);
+  c.checkLease(1, 3, true);
+  assert.deepEqual(kinds(c), ['lease-overlap'], 'reported once per node and term');
+  assert.match(
+    c.violations[0]?.message ?? '',
+    /node 1's lease from term 3 .* node 2 was elected in term 4/,
+  );
+});
