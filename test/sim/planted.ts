@@ -153,7 +153,7 @@ export const WIPE_HEAVY_PROFILE: Partial<Profile> = {
  * others elect a new one: the window a wrong lease leaves open. The simulator's lease check
  * (checker.ts, checkLease) sees the overlap whether or not a read fell into it; a stale read
  * also needs a write the old leader missed, which these schedules rarely give (about one seed
- * in 400). With this profile the overlap shows in about 7 seeds of 200, the first at seed 14.
+ * in 400). With this profile the overlap shows in 5 seeds of 200, the first at seed 14.
  */
 export const LEASE_PROFILE: Partial<Profile> = {
   nodes: 3,
