@@ -378,8 +378,12 @@ void test(
       cluster.startNode(partial);
       const commit = await cluster.maxCommit();
       await waitRecoveredAndReady('the node to recover and be ready', cluster, partial, commit);
-      const log = cluster.logOf(partial);
-      assert.match(log, new RegExp(`range\\(s\\) ${right.id} held here hold no storage now`));
+      const whole = cluster.logOf(partial);
+      const lost = new RegExp(`range\\(s\\) ${right.id} held here hold no storage now`).exec(whole);
+      assert.ok(lost !== null, `no word of the lost range:\n${whole}`);
+      // From the restart on: a node that started late on the fresh cluster may have recovered
+      // once already at its first start (its peers held a log by then).
+      const log = whole.slice(lost.index);
       // The range's group started in recovery: no vote and no campaign until a leader caught
       // it up; so did range 0's.
       for (const group of [right.id, 0]) {
