@@ -17,6 +17,7 @@ import { FlotillaError } from '../../src/base/errors.js';
 import type { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
+import { until } from '../support/until.js';
 import type { Entry, HardState } from '../../src/raft/index.js';
 
 const enc = new TextEncoder();
@@ -598,27 +599,22 @@ void test("an acknowledgement that arrives during the leader's next write answer
   const followers = nodes.filter((n) => n !== leader);
   const seen = (): string =>
     `held writes ${JSON.stringify([...held].map(([id, l]) => [id, l.length]))}; leader applied ${leader.status().applied}, commit ${leader.status().commit}`;
-  const until = async (what: string, done: () => boolean): Promise<void> => {
-    const deadline = Date.now() + 5_000;
-    while (!done()) {
-      assert.ok(Date.now() < deadline, `${what}: ${seen()}`);
-      await new Promise((r) => setTimeout(r, 2));
-    }
-  };
+  const waitFor = (what: string, done: () => boolean): Promise<boolean> =>
+    until(() => `${what}: ${seen()}`, done, 5_000);
   for (const f of followers) holdFollowers.add(f.id);
   let answeredA = false;
   const a = leader.propose(enc.encode('A')).then(() => (answeredA = true));
-  await until('the followers received A', () => followers.every((f) => held.has(f.id)));
+  await waitFor('the followers received A', () => followers.every((f) => held.has(f.id)));
   const indexA = leader.status().lastIndex;
-  await until('A is durable on the leader', () => leader.status().persistedIndex >= indexA);
+  await waitFor('A is durable on the leader', () => leader.status().persistedIndex >= indexA);
   holdLeader = leader.id;
   const b = leader.propose(enc.encode('B'));
-  await until("the leader's write of B started", () => held.has(leader.id));
+  await waitFor("the leader's write of B started", () => held.has(leader.id));
   assert.equal(answeredA, false, 'A answered before it was committed');
   holdFollowers.clear();
   for (const f of followers) release(f.id);
   try {
-    await until('A answered during the write of B', () => answeredA);
+    await waitFor('A answered during the write of B', () => answeredA);
     assert.ok(held.has(leader.id), "B's write was still in flight");
   } finally {
     holdLeader = 0;
