@@ -132,7 +132,15 @@ export type RuntimeEvent =
   | SnapshotEvent
   | { readonly kind: 'snapshot-restored'; readonly index: number; readonly bytes: number }
   | { readonly kind: 'persisted'; readonly entries: number; readonly durationMs: number }
-  | { readonly kind: 'applied'; readonly entries: number }
+  | {
+      readonly kind: 'applied';
+      readonly entries: number;
+      /**
+       * Applied while this node's own write was in flight: an acknowledgement committed them
+       * (DESIGN.md, "Applying during a write"); otherwise from a Ready.
+       */
+      readonly duringWrite: boolean;
+    }
   | { readonly kind: 'fatal'; readonly error: Error };
 
 import {
@@ -843,7 +851,7 @@ export class RaftRuntime {
   private applyEarly(): void {
     try {
       const entries = this.node.takeCommitted();
-      if (entries.length > 0) this.applyCommitted(entries);
+      if (entries.length > 0) this.applyCommitted(entries, true);
     } catch (err) {
       this.die(err instanceof Error ? err : new Error(String(err)));
     }
@@ -881,7 +889,7 @@ export class RaftRuntime {
     // Committed entries are already durable here (the core hands out only entries at or below
     // its persisted index), so they are applied before this Ready's write, not after it: a
     // client's answer never waits for an fsync that only records the new commit index.
-    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
+    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries, false);
     for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
     if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
     for (const m of rd.messagesAfterPersist)
@@ -993,30 +1001,30 @@ export class RaftRuntime {
    * so a new leader usually holds the very snapshot (same bytes, same id) its predecessor was
    * sending, and a follower's transfer resumes rather than starts over.
    */
-  private applyCommitted(entries: readonly Entry[]): void {
+  private applyCommitted(entries: readonly Entry[], duringWrite: boolean): void {
     this.applying = true;
     try {
-      this.applyInOrder(entries);
+      this.applyInOrder(entries, duringWrite);
     } finally {
       this.applying = false;
     }
   }
 
-  private applyInOrder(entries: readonly Entry[]): void {
+  private applyInOrder(entries: readonly Entry[], duringWrite: boolean): void {
     const every = this.opts.snapshotEveryEntries;
     let from = 0;
     while (from < entries.length) {
       const first = (entries[from] as Entry).index;
       const boundary = Math.ceil(first / every) * every;
       const to = Math.min(entries.length, from + (boundary - first) + 1);
-      this.applyEntries(entries.slice(from, to));
+      this.applyEntries(entries.slice(from, to), duringWrite);
       from = to;
       if (this.applied === boundary)
         this.snapshots.maybeTake(this.applied, this.node.entry(this.applied)?.term);
     }
   }
 
-  private applyEntries(entries: readonly Entry[]): void {
+  private applyEntries(entries: readonly Entry[], duringWrite: boolean): void {
     const lastIndex = entries[entries.length - 1]?.index ?? 0;
     for (const e of entries) this.snapshots.applied(e.data.length);
     this.o.trace?.('committed', lastIndex, 0);
@@ -1053,7 +1061,7 @@ export class RaftRuntime {
         );
     }
     this.o.trace?.('applied', lastIndex, 0);
-    this.o.onEvent?.({ kind: 'applied', entries: entries.length });
+    this.o.onEvent?.({ kind: 'applied', entries: entries.length, duringWrite });
     if (this.appliedListeners.size > 0) {
       const batch: AppliedBatch = { commands, results, appliedIndex: this.applied };
       for (const listener of this.appliedListeners) listener(batch);

@@ -33,6 +33,8 @@ export class NodeMetrics {
   readonly registry = new Registry();
   readonly proposals: Counter<'outcome'>;
   readonly applied: Counter;
+  /** Of those, the entries applied while the group's own write was in flight. */
+  readonly appliedDuringWrite: Counter;
   readonly applyLatency: Histogram;
   readonly fsyncLatency: Histogram;
   readonly persistedEntries: Counter;
@@ -69,6 +71,13 @@ export class NodeMetrics {
     this.applied = new Counter({
       name: 'flotilla_applied_entries_total',
       help: 'Entries applied to the state machine',
+      registers: r,
+    });
+    this.appliedDuringWrite = new Counter({
+      name: 'flotilla_applied_during_write_entries_total',
+      help:
+        "Entries applied while the group's own write was in flight, committed by an " +
+        'acknowledgement that arrived meanwhile (a part of flotilla_applied_entries_total)',
       registers: r,
     });
     this.applyLatency = new Histogram({
@@ -589,6 +598,7 @@ export class NodeMetrics {
         return;
       case 'applied':
         this.applied.inc(e.entries);
+        if (e.duringWrite) this.appliedDuringWrite.inc(e.entries);
         return;
       case 'leader-changed':
         this.leaderChanges.inc();

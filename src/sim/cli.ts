@@ -48,6 +48,7 @@ interface CliOptions {
   moves?: boolean;
   meta?: boolean;
   quiesce?: boolean;
+  impatient?: boolean;
 }
 
 function report(r: SimResult): void {
@@ -85,6 +86,10 @@ async function main(argv: readonly string[]): Promise<number> {
     .option(
       '--quiesce',
       'idle groups quiesce (RaftConfig.quiesce); with --ranges, every range and meta too',
+    )
+    .option(
+      '--impatient',
+      'clients try another node after one election timeout without an answer (default three)',
     )
     .option('--verbose', 'print every event')
     .exitOverride()
@@ -137,11 +142,12 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
     const r = await runSeed({
       seed,
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
-      ...(o.wipeEvery !== undefined || o.quiesce === true
+      ...(o.wipeEvery !== undefined || o.quiesce === true || o.impatient === true
         ? {
             profile: {
               ...(o.wipeEvery !== undefined ? { wipeEveryMs: o.wipeEvery } : {}),
               ...(o.quiesce === true ? { quiesce: true } : {}),
+              ...(o.impatient === true ? { attemptTimeoutElections: 1 } : {}),
             },
           }
         : {}),

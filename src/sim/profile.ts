@@ -78,6 +78,14 @@ export interface Profile {
   /** ReadIndex rounds to a quorum's worth of followers only (RaftConfig.readRoundsToQuorum). */
   readonly readRoundsToQuorum: boolean;
   readonly keys: number;
+  /**
+   * How long a client waits for one attempt's answer, in election timeouts, before it tries
+   * another node (3: clients wait out an election and its retries where they are). 1 makes
+   * them impatient (`--impatient`): a write stuck at a leader that was cut off is sent again to
+   * another node while the first copy may still commit, and a client's reads after it go to a
+   * new leader sooner. Never drawn, so no seed's profile moves.
+   */
+  readonly attemptTimeoutElections: number;
   /** Length of the phase with faults; a fault-free liveness phase follows. */
   readonly faultPhaseMs: number;
 }
@@ -96,7 +104,12 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
   const tickMs = 10;
   const drawn: Omit<
     Profile,
-    'membershipEveryMs' | 'ranges' | 'splitRatio' | 'moveEveryMs' | 'quiesce'
+    | 'membershipEveryMs'
+    | 'ranges'
+    | 'splitRatio'
+    | 'moveEveryMs'
+    | 'quiesce'
+    | 'attemptTimeoutElections'
   > = {
     nodes: pick(rng, [3, 3, 5, 5, 7] as const),
     electionTicks: 5 + rng.int(11),
@@ -139,6 +152,7 @@ export function drawProfile(rng: Rng, overrides: Partial<Profile> = {}): Profile
     splitRatio: 0,
     moveEveryMs: 0,
     quiesce: false,
+    attemptTimeoutElections: 3,
     ...overrides,
   };
   validateProfile(profile);
@@ -184,6 +198,7 @@ export function validateProfile(p: Profile): void {
   range('leaseReadRatio', p.leaseReadRatio, 0, 1);
   range('readRatio', p.readRatio, 0, 1);
   range('keys', p.keys, 1, 1000);
+  range('attemptTimeoutElections', p.attemptTimeoutElections, 1, 100);
   range('faultPhaseMs', p.faultPhaseMs, 0, 10_000_000);
   range('ranges', p.ranges, 0, 1000);
   range('splitRatio', p.splitRatio, 0, 1);
@@ -243,6 +258,7 @@ export function describeProfile(p: Profile): string {
     ...(p.ranges > 0 ? [`ranges<=${p.ranges} splits=${p.splitRatio}`] : []),
     ...(p.moveEveryMs > 0 ? [`moves=${on(p.moveEveryMs)}`] : []),
     ...(p.quiesce ? ['quiesce'] : []),
+    ...(p.attemptTimeoutElections !== 3 ? [`attempt=${p.attemptTimeoutElections}el`] : []),
     `clients=${p.clients} reads=${p.readRatio} keys=${p.keys} faults=${p.faultPhaseMs}ms`,
     ...(p.leaseReadRatio > 0
       ? [`lease-reads=${p.leaseReadRatio} drift=${leaseDriftTicks(p)}t`]

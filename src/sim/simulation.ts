@@ -68,6 +68,8 @@ export interface ReplayOptions {
   readonly moves?: boolean;
   readonly meta?: boolean;
   readonly quiesce?: boolean;
+  /** Clients that give up an attempt after one election timeout (`--impatient`). */
+  readonly impatient?: boolean;
   /** Only when asked for (`--wipe-every`): a drawn wipe rate is the seed's own. */
   readonly wipeEveryMs?: number | undefined;
 }
@@ -81,6 +83,7 @@ export function replayCommand(seed: number, o: ReplayOptions = {}): string {
     ...(o.moves === true ? ['--moves'] : []),
     ...(o.meta === true ? ['--meta'] : []),
     ...(o.quiesce === true ? ['--quiesce'] : []),
+    ...(o.impatient === true ? ['--impatient'] : []),
     '--verbose',
   ];
   return `npm run sim -- ${flags.join(' ')}`;
@@ -1078,6 +1081,7 @@ export class Simulation implements NodeHost, WorkloadHost {
         moves: this.options.moves === true,
         meta: this.meta,
         quiesce: this.profile.quiesce,
+        impatient: this.profile.attemptTimeoutElections === 1,
         wipeEveryMs: this.options.profile?.wipeEveryMs,
       }),
     };

@@ -157,14 +157,15 @@ export class Workload {
     }
   }
 
-  /** How long one attempt waits for its answer (three election timeouts). */
+  /** How long one attempt waits for its answer (three election timeouts unless impatient). */
   private timeoutMs(): number {
-    return this.p.tickMs * this.p.electionTicks * 3;
+    return this.p.tickMs * this.p.electionTicks * this.p.attemptTimeoutElections;
   }
 
   /** Generous bound on how long a retried write may take once the cluster is healthy. */
   retryBoundMs(): number {
-    return 20 * this.timeoutMs();
+    // Sixty election timeouts whatever the clients' patience: twenty of their default attempts.
+    return 60 * this.p.tickMs * this.p.electionTicks;
   }
 
   start(): void {

@@ -576,10 +576,21 @@ void test("an acknowledgement that arrives during the leader's next write answer
   };
   const net = new MemoryNetwork();
   const voters = [1, 2, 3];
+  // Entries each node applied while its own write was in flight (the metric's source).
+  const duringWrite = new Map<number, number>();
   const nodes = await Promise.all(
     voters.map((id) => {
       const inner = createMemoryStorage({ quiet: true });
-      const host = new Host({ id, clock: systemClock, tickMs: 5, transport: net.connect(id) });
+      const host = new Host({
+        id,
+        clock: systemClock,
+        tickMs: 5,
+        transport: net.connect(id),
+        onEvent: (_group, e) => {
+          if (e.kind === 'applied' && e.duringWrite)
+            duringWrite.set(id, (duringWrite.get(id) ?? 0) + e.entries);
+        },
+      });
       open.push(host);
       return host.addGroup(0, {
         voters,
@@ -616,6 +627,7 @@ void test("an acknowledgement that arrives during the leader's next write answer
   try {
     await waitFor('A answered during the write of B', () => answeredA);
     assert.ok(held.has(leader.id), "B's write was still in flight");
+    assert.equal(duringWrite.get(leader.id), 1, 'A is counted as applied during a write');
   } finally {
     holdLeader = 0;
     release(leader.id);

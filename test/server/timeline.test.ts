@@ -22,7 +22,7 @@ void test('keeps elections, leader changes and step-downs with their reasons; le
   t.record(0, raft('vote-granted', 1, 'log up to date', 2));
   t.record(0, raft('become-candidate', 2, 'election timeout'));
   t.record(0, { kind: 'persisted', entries: 3, durationMs: 1 });
-  t.record(0, { kind: 'applied', entries: 3 });
+  t.record(0, { kind: 'applied', entries: 3, duringWrite: false });
   clock.now = 1_200;
   t.record(0, raft('become-leader', 2, 'won election'));
   t.record(1, { kind: 'leader-changed', leader: 1, term: 2 });

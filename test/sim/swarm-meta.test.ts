@@ -6,9 +6,9 @@ import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
 void test('the meta map tiles, keeps its generations and agrees with the ranges once settled, seeds 0..59', async () => {
-  await runSwarmSlice(0, 60, true, false, true);
+  await runSwarmSlice(0, 60, { ranges: true, meta: true });
 });
 
 void test('the meta map follows replica moves too, seeds 0..29', async () => {
-  await runSwarmSlice(0, 30, true, true, true);
+  await runSwarmSlice(0, 30, { ranges: true, moves: true, meta: true });
 });

@@ -5,5 +5,5 @@ import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
 void test('replicas moved under faults keep every property per group, the range map and the move checks, seeds 0..199', async () => {
-  await runSwarmSlice(0, 200, true, true);
+  await runSwarmSlice(0, 200, { ranges: true, moves: true });
 });

@@ -8,13 +8,13 @@ import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
 void test('range groups quiesce and wake under faults and end quiet, seeds 0..59', async () => {
-  await runSwarmSlice(0, 60, true, false, false, true);
+  await runSwarmSlice(0, 60, { ranges: true, quiesce: true });
 });
 
 void test('moved replicas quiesce and wake too, seeds 0..29', async () => {
-  await runSwarmSlice(0, 30, true, true, false, true);
+  await runSwarmSlice(0, 30, { ranges: true, moves: true, quiesce: true });
 });
 
 void test('the meta group quiesces beside the ranges, seeds 0..29', async () => {
-  await runSwarmSlice(0, 30, true, false, true, true);
+  await runSwarmSlice(0, 30, { ranges: true, meta: true, quiesce: true });
 });

@@ -5,5 +5,5 @@ import { test } from 'node:test';
 import { runSwarmSlice } from './swarm.js';
 
 void test('ranges split under faults keep every property per group and the range map, seeds 0..399', async () => {
-  await runSwarmSlice(0, 400, true);
+  await runSwarmSlice(0, 400, { ranges: true });
 });

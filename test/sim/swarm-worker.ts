@@ -16,6 +16,8 @@ export interface SliceRequest {
   readonly meta?: boolean;
   /** Idle groups quiesce (every range and the meta group too, with ranges). */
   readonly quiesce?: boolean;
+  /** Clients try another node after one election timeout without an answer. */
+  readonly impatient?: boolean;
 }
 
 export interface SliceOutcome {
@@ -31,6 +33,8 @@ export interface SliceOutcome {
   /** Groups quiesced, and woken, over the slice (quiesce). */
   readonly quiesces: number;
   readonly wakes: number;
+  /** Write retries the session table answered without applying them again. */
+  readonly deduped: number;
 }
 
 async function runSlice({
@@ -40,6 +44,7 @@ async function runSlice({
   moves,
   meta,
   quiesce,
+  impatient,
 }: SliceRequest): Promise<SliceOutcome> {
   const failures: string[] = [];
   let events = 0;
@@ -48,14 +53,23 @@ async function runSlice({
   let recorded = 0;
   let quiesces = 0;
   let wakes = 0;
+  let deduped = 0;
   for (let seed = start; seed < start + count; seed++) {
     const r = await runSeed({
       seed,
       ...(ranges === true ? { ranges } : {}),
       ...(moves === true ? { moves } : {}),
       ...(meta === true ? { meta } : {}),
-      ...(quiesce === true ? { profile: { quiesce } } : {}),
+      ...(quiesce === true || impatient === true
+        ? {
+            profile: {
+              ...(quiesce === true ? { quiesce } : {}),
+              ...(impatient === true ? { attemptTimeoutElections: 1 } : {}),
+            },
+          }
+        : {}),
     });
+    deduped += r.stats.deduped;
     quiesces += r.stats.quiesces;
     wakes += r.stats.wakes;
     recorded += r.stats.splitsRecorded;
@@ -67,7 +81,16 @@ async function runSlice({
       failures.push(`seed ${seed} [${v?.kind}] ${v?.message.slice(0, 300)} -- replay: ${r.replay}`);
     }
   }
-  return { events, failures, splits, moves: moved, splitsRecorded: recorded, quiesces, wakes };
+  return {
+    events,
+    failures,
+    splits,
+    moves: moved,
+    splitsRecorded: recorded,
+    quiesces,
+    wakes,
+    deduped,
+  };
 }
 
 if (parentPort !== null) {

@@ -6,16 +6,24 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import type { SliceOutcome, SliceRequest } from './swarm-worker.js';
 
-/** Runs seeds [start, start+count) with everything drawn from each seed (with ranges, moves,
- * meta or quiescing: on). */
+/** What a slice turns on for every seed; everything else is drawn from each seed. */
+export interface SliceMode {
+  readonly ranges?: boolean;
+  readonly moves?: boolean;
+  readonly meta?: boolean;
+  readonly quiesce?: boolean;
+  /** Clients that try another node after one election timeout (`--impatient`). */
+  readonly impatient?: boolean;
+}
+
+/** Runs seeds [start, start+count) with everything drawn from each seed but what `mode` sets. */
 export async function runSwarmSlice(
   start: number,
   count: number,
-  ranges = false,
-  moves = false,
-  meta = false,
-  quiesce = false,
+  mode: SliceMode = {},
 ): Promise<void> {
+  const { ranges = false, moves = false, meta = false, quiesce = false } = mode;
+  const impatient = mode.impatient ?? false;
   const request: SliceRequest = {
     start,
     count,
@@ -23,6 +31,7 @@ export async function runSwarmSlice(
     ...(moves ? { moves } : {}),
     ...(meta ? { meta } : {}),
     ...(quiesce ? { quiesce } : {}),
+    ...(impatient ? { impatient } : {}),
   };
   const worker = new Worker(new URL('./swarm-worker.js', import.meta.url), {
     workerData: request,
@@ -57,5 +66,12 @@ export async function runSwarmSlice(
     );
     assert.ok(outcome.wakes > count * 5, `only ${outcome.wakes} wakes over ${count} seeds`);
   }
+  // ... and against impatient seeds whose clients never send a write again while its first
+  // copy may still commit (a retry the session table must recognise).
+  if (impatient)
+    assert.ok(
+      outcome.deduped > count * 10,
+      `only ${outcome.deduped} retries deduplicated over ${count} seeds`,
+    );
   assert.deepEqual(outcome.failures, []);
 }
