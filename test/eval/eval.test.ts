@@ -559,3 +559,36 @@ void test('SIGINT during a run stops every member and removes the data directory
     `left under TMPDIR after SIGINT:\n${out}`,
   );
 });
+
+void test('the apply-during-write tool counts, per member, what it applied during its writes', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'flotilla-adw-test-'));
+  try {
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(root, 'dist', 'bench', 'eval', 'apply-during-write.js'),
+        '--clients',
+        '2',
+        '--seconds',
+        '1',
+      ],
+      { encoding: 'utf8', timeout: 90_000, env: { ...process.env, TMPDIR: tmp } },
+    );
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    const rows = r.stdout
+      .split('\n')
+      .filter((l) => /^\| 2 \|/.test(l))
+      .map((l) => l.split('|').map((c) => c.trim()));
+    assert.equal(rows.length, 3, `one row per member:\n${r.stdout}`);
+    assert.equal(rows.filter((c) => /leader/.test(c[3] ?? '')).length, 1, r.stdout);
+    for (const c of rows) {
+      const applied = Number(c[4]);
+      const during = Number(c[5]);
+      assert.ok(applied > 0 && during >= 0 && during <= applied, `a row: ${c.join(' | ')}`);
+    }
+    assert.deepEqual(pidsMentioning(tmp), [], 'members left running');
+    assert.deepEqual(readdirSync(tmp), [], 'left under TMPDIR');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
