@@ -15,6 +15,8 @@ export interface Waiter<T> {
   resolve(value: T): void;
   reject(error: FlotillaError): void;
   timer: unknown;
+  /** Takes the wait's listener off the caller's signal (set while one is on it). */
+  unhook?: (() => void) | undefined;
 }
 
 export interface ProposalWaiter extends Waiter<unknown> {
@@ -71,6 +73,7 @@ export class Waiters {
     const timeoutMs = w.timeoutMs ?? this.defaultTimeoutMs;
     waiter.timer = this.clock.setTimeout(() => {
       remove();
+      this.unhook(waiter);
       const message =
         timeoutCode === 'TIMEOUT'
           ? `${what} timed out after ${timeoutMs} ms`
@@ -80,18 +83,33 @@ export class Waiters {
     const signal = w.signal;
     if (signal !== undefined) {
       const onAbort = (): void => {
+        waiter.unhook = undefined;
         remove();
         this.clock.clearTimeout(waiter.timer);
         waiter.reject(new FlotillaError('ABORTED', `${what} aborted by the caller`, indefinite));
       };
       if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        // Off again when the wait ends otherwise: a signal that outlives many waits (a
+        // connection's, a loop's) would otherwise gather a listener per wait, each one making
+        // the next addEventListener slower (it scans them) and keeping its waiter alive.
+        waiter.unhook = () => signal.removeEventListener('abort', onAbort);
+      }
     }
   }
 
-  /** Cancels a waiter's deadline; the caller resolves or rejects it. */
+  /** Cancels a waiter's deadline and its signal's listener; the caller resolves or rejects it. */
   settle<T>(waiter: Waiter<T>): void {
     this.clock.clearTimeout(waiter.timer);
+    this.unhook(waiter);
+  }
+
+  private unhook<T>(waiter: Waiter<T>): void {
+    const unhook = waiter.unhook;
+    if (unhook === undefined) return;
+    waiter.unhook = undefined;
+    unhook();
   }
 
   /** The leader confirmed read `id` at `index`: it resolves once `applied` reaches it. */

@@ -3,6 +3,7 @@
 // timeout, abort) or surely did not (not leader, storage stopped).
 
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { afterEach, test } from 'node:test';
 import {
   chunkStream,
@@ -634,4 +635,36 @@ void test("an acknowledgement that arrives during the leader's next write answer
   }
   await a;
   await b;
+});
+
+void test('waits that end leave no listener on a caller signal that outlives them', async () => {
+  const c = await cluster(3);
+  const leader = await leaderOf(c);
+  const follower = c.nodes.find((n) => n !== leader) as RaftRuntime;
+  // One signal for many waits, as a connection's or a loop's would be.
+  const ac = new AbortController();
+  const signal = ac.signal;
+  const listeners = (): number => getEventListeners(signal, 'abort').length;
+  for (let i = 0; i < 20; i++) {
+    await leader.propose(enc.encode(`w${i}`), { signal });
+    await leader.linearizableRead({ signal });
+    await leader.linearizableRead({ signal, lease: true });
+    await follower.linearizableRead({ signal });
+  }
+  assert.equal(listeners(), 0, 'resolved waits took their listeners off');
+  // A wait that times out takes its listener off too.
+  c.net.isolate(leader.id);
+  const timedOut = await rejects(
+    leader.linearizableRead({ signal, timeoutMs: 30 }),
+    'TIMEOUT',
+    false,
+  );
+  assert.match(timedOut.message, /timed out/);
+  assert.equal(listeners(), 0, 'a timed-out wait took its listener off');
+  // And the signal still ends a wait that is on it.
+  const pending = leader.linearizableRead({ signal, timeoutMs: 5_000 });
+  assert.equal(listeners(), 1);
+  ac.abort();
+  await rejects(pending, 'ABORTED', false);
+  assert.equal(listeners(), 0);
 });
