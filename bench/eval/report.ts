@@ -440,15 +440,22 @@ export function renderTables(r: EvalResults): string {
       `<p>${escapeXml(cpuMethod)}</p>`,
       table(cpuHead, cpu),
     );
-  const reads = ss.flatMap((s) =>
-    (r.systems[s]?.reads ?? []).map((x) => {
+  const reads = ss.flatMap((s) => [
+    ...(r.systems[s]?.reads ?? []).map((x) => {
       const [leader, followers, , gen] = cpuCells(x.cpuPerOpUs);
       return [
         ...loadRow(`${s} ${x.consistency} @${x.target}`, x),
         `${leader} / ${followers} / ${gen}`,
       ];
     }),
-  );
+    ...(r.systems[s]?.readsBinary ?? []).map((x) => {
+      const [leader, followers, , gen] = cpuCells(x.cpuPerOpUs);
+      return [
+        ...loadRow(`${s} ${x.consistency} @${x.target}, binary (${x.connections} conns)`, x),
+        `${leader} / ${followers} / ${gen}`,
+      ];
+    }),
+  ]);
   if (reads.length > 0)
     parts.push(
       '<h2>Reads (single key, 256 B)</h2>',

@@ -23,6 +23,7 @@ import { profileFlotillaLeader, type ProfileSummary } from './profile.js';
 import type { QueueSystem } from './queue-load.js';
 import { runQueueScenario, type QueueResults } from './queue-run.js';
 import {
+  binaryReadPoint,
   binaryWritePoint,
   preloadKeys,
   readPoint,
@@ -52,6 +53,8 @@ export interface SystemResults {
   writesBinary?: (WritePoint & { connections: number })[];
   payload: WritePoint[];
   reads: ReadPoint[];
+  /** Flotilla's linearizable reads at the leader over its binary client protocol. */
+  readsBinary?: (ReadPoint & { connections: number })[];
   sizes: (WritePoint & { nodes: number })[];
   overload?: OverloadPoint[];
   watch?: WatchPoint;
@@ -88,7 +91,7 @@ const settings: Record<string, string> = {
     'wal storage (fsync every batch), --tick-ms 10 --election-ticks 15 --heartbeat-ticks 5 (election 150–300 ms, heartbeat 50 ms); writers use exactly-once sessions (own clientId, seq 1, 2, ...)',
   etcd: 'etcd 3.4 defaults (fsync on) plus --heartbeat-interval 10 --election-timeout 150 (election 150–300 ms) --quota-backend-bytes 8 GiB; JSON gateway',
   binary:
-    "Flotilla's binary client protocol: the same closed-loop writers, keys, base64 values and sessions, pipelined over 4 connections to the leader's binary port (msgpack frames)",
+    "Flotilla's binary client protocol: the same closed-loop writers, keys, base64 values and sessions, pipelined over 4 connections to the leader's binary port (msgpack frames); with the reads, the same readers and keys as over HTTP, linearizable, at the leader",
   queue:
     'Flotilla: the project client and Worker over HTTP to the queue group leader (3 members, wal storage, fsync every batch); BullMQ: its Queue and Worker on one redis-server, appendfsync always, then redis defaults (no AOF, RDB snapshots by the default save rules). Same layout for both: one producer thread (adders = workers, at most 4 × workers jobs added but not completed) and one consumer thread (one worker, concurrency = workers, a handler that returns at once) in one load-generator process; 64-byte filler in every job; the last 1,000 completed jobs kept. Latency: add start → completion acknowledged.',
   client:
@@ -253,6 +256,19 @@ async function runSystem(
                 `${system} ${consistency} reads, ${target}, ${p.readClients} clients`,
               ),
             );
+        // The reads a Flotilla client makes by default: its binary protocol (CLIENT.md).
+        if (system === 'flotilla')
+          r.readsBinary = [
+            await binaryReadPoint(
+              c,
+              p.readClients,
+              p.binaryConnections,
+              'linearizable',
+              t,
+              o.progress,
+              `${system} linearizable reads, leader, binary protocol, ${p.readClients} clients, ${Math.min(p.readClients, p.binaryConnections)} connections`,
+            ),
+          ];
       }
       if (has('payload'))
         for (const bytes of p.payloadBytes)

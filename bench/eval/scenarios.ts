@@ -265,6 +265,47 @@ export interface ReadPoint extends LoadResult {
   readonly cpuPerOpUs?: CpuPerOp | null;
 }
 
+/**
+ * Reads at the leader over Flotilla's binary client protocol: the same closed-loop readers and
+ * keys as `readPoint`, pipelined over `connections` connections to the leader's binary port.
+ */
+export async function binaryReadPoint(
+  c: BenchCluster,
+  clients: number,
+  connections: number,
+  consistency: ReadPoint['consistency'],
+  t: Timing,
+  p: Progress,
+  label: string,
+): Promise<ReadPoint & { connections: number }> {
+  const leader = await c.waitForLeader();
+  const port = c.binaryPort(leader);
+  if (port === null) throw new Error(`${c.system} has no binary client protocol`);
+  const level: Record<string, unknown> =
+    consistency === 'linearizable'
+      ? {}
+      : consistency === 'serializable'
+        ? { serializable: true }
+        : { consistency };
+  const meter = measurePoint(c, leader, t, { wire: false });
+  const r = await runClosedLoopBinary({
+    host: '127.0.0.1',
+    port,
+    connections,
+    clients,
+    warmupMs: t.warmupMs,
+    durationMs: t.durationMs,
+    next: (client, n) => ({
+      op: 'range',
+      body: { key: b64(`read/${(client * 7 + n) % 1000}`), encoding: 'base64', ...level },
+    }),
+    onTick: (e, total, ops) => p.tick(label, e, total, ops),
+  });
+  const cpuPerOpUs = await meter.cpu(r.ops);
+  p.done(label, summary(r) + cpuNote(cpuPerOpUs));
+  return { ...r, consistency, target: 'leader', cpuPerOpUs, connections };
+}
+
 /** Fills the keys the read scenarios read (one per reader slot, 256-byte values). */
 export async function preloadKeys(c: BenchCluster, count: number): Promise<void> {
   const leader = await c.waitForLeader();

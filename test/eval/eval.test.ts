@@ -18,7 +18,12 @@ import { delta, parsePrometheus, sumBy } from '../../bench/eval/prom.js';
 import { getOp, putOp, randomValueB64 } from '../../bench/eval/protocol.js';
 import { cdf, clusterWarmupNote, cpuRows, goals, renderHtml } from '../../bench/eval/report.js';
 import type { EvalResults } from '../../bench/eval/run.js';
-import { warmCluster, writePoint, type WritePoint } from '../../bench/eval/scenarios.js';
+import {
+  binaryReadPoint,
+  warmCluster,
+  writePoint,
+  type WritePoint,
+} from '../../bench/eval/scenarios.js';
 import { pidsMentioning } from '../support/procs.js';
 import { repoRoot } from '../support/root.js';
 
@@ -453,6 +458,19 @@ void test('smoke: a write point on a real 3-member cluster measures CPU per writ
     assertCpuPerWrite(w, 2);
     assert.equal(w.cpuPerOpUs?.leaderId, await c.waitForLeader());
     assert.equal(lines.length, 2, lines.join('; '));
+    // Reads over the binary protocol, at the leader, answered and measured the same way.
+    const rd = await binaryReadPoint(
+      c,
+      8,
+      2,
+      'linearizable',
+      { warmupMs: 200, durationMs: 800 },
+      progress,
+      'rb',
+    );
+    assert.ok(rd.ops > 0, `no binary reads: ${lines.join('; ')}`);
+    assert.deepEqual(rd.errorsByStatus, {}, `errors: ${JSON.stringify(rd.errorsByStatus)}`);
+    assert.equal(rd.cpuPerOpUs?.leaderId, await c.waitForLeader());
     await c.stop();
   } finally {
     await procs.stopAll();
