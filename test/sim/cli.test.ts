@@ -70,9 +70,10 @@ void test('--ranges --moves runs move seeds and counts their moves; --moves alon
   assert.match(three.out, /--moves needs 5 or 7 nodes/);
 });
 
-void test('the replay command a seed names reruns it event for event, --wipe-every included', async () => {
+void test('the replay command a seed names reruns it event for event, --wipe-every and --impatient included', async () => {
   for (const options of [
     { seed: 100, profile: { wipeEveryMs: 300 } },
+    { seed: 101, profile: { attemptTimeoutElections: 1 } },
     { seed: 100, nodes: 5 },
   ] satisfies SimOptions[]) {
     const lines: string[] = [];
