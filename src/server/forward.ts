@@ -66,11 +66,23 @@ export interface ForwarderOptions {
   /** Hops to a new leader after definite refusals. Default 3. */
   readonly maxHops?: number;
   /**
-   * Requests forwarded at once; one more is refused at once with OVERLOADED rather than
-   * queued behind them (it would wait for a connection with its deadline running, then fail
-   * as indefinite). Default: no limit.
+   * Requests forwarded at once. One more waits for a slot (`slotWaitMs`), before anything is
+   * sent and before its deadline starts, rather than queue behind the others for a connection
+   * with its deadline running (it would then fail as indefinite). Default: no limit.
    */
   readonly maxInFlight?: number;
+  /**
+   * How long a request past `maxInFlight` waits for a slot, in arrival order, before it is
+   * refused OVERLOADED (definite: nothing was sent). 0, the default: refused at once. At most
+   * four times `maxInFlight` wait at once; one more is refused at once.
+   */
+  readonly slotWaitMs?: number;
+}
+
+/** A request waiting for a forwarding slot. */
+interface SlotWaiter {
+  /** Hands it the slot a finished request left. */
+  grant(): void;
 }
 
 /** Why a forward stopped waiting for the leader it was sent to. */
@@ -83,6 +95,8 @@ class LeaderReplaced extends Error {
 export class Forwarder {
   private readonly maxHops: number;
   private inFlight = 0;
+  /** Requests waiting for a slot, oldest first. */
+  private readonly slotWaiters: SlotWaiter[] = [];
 
   constructor(private readonly o: ForwarderOptions) {
     this.maxHops = o.maxHops ?? 3;
@@ -101,15 +115,7 @@ export class Forwarder {
     authorization?: string,
   ): Promise<ForwardAnswer | null> {
     if (this.o.leaders.leaderId() === this.o.selfId) return null; // the common case: no timer
-    const max = this.o.maxInFlight ?? Infinity;
-    if (this.inFlight >= max)
-      throw new FlotillaError(
-        'OVERLOADED',
-        `Node ${this.o.selfId} already forwards ${this.inFlight} requests to the leader, its ` +
-          `limit; nothing was done`,
-        false,
-      );
-    this.inFlight++;
+    await this.takeSlot(signal);
     const budget = new Deadline(this.o.timeoutMs, signal);
     try {
       let tried = 0;
@@ -134,9 +140,67 @@ export class Forwarder {
       if (refusal instanceof FlotillaError) throw refusal;
       return refusal;
     } finally {
-      this.inFlight--;
+      this.giveSlot();
       budget[Symbol.dispose]();
     }
+  }
+
+  /**
+   * Takes a forwarding slot: at once when one is free and nobody waits, else after the requests
+   * ahead (bounded by `slotWaitMs`); OVERLOADED, definite, when none comes in time. The slot
+   * a finished request gives back goes straight to the oldest waiter.
+   */
+  private takeSlot(signal: AbortSignal): Promise<void> {
+    const max = this.o.maxInFlight ?? Infinity;
+    if (this.inFlight < max && this.slotWaiters.length === 0) {
+      this.inFlight++;
+      return Promise.resolve();
+    }
+    const waitMs = this.o.slotWaitMs ?? 0;
+    const refused = (why: string): FlotillaError =>
+      new FlotillaError(
+        'OVERLOADED',
+        `Node ${this.o.selfId} already forwards ${this.inFlight} requests to the leader, its ` +
+          `limit, ${why}; nothing was done`,
+        false,
+      );
+    if (waitMs <= 0) return Promise.reject(refused('and waits for no slot'));
+    if (this.slotWaiters.length >= 4 * max)
+      return Promise.reject(refused(`and ${this.slotWaiters.length} more wait for a slot`));
+    if (signal.aborted)
+      return Promise.reject(new FlotillaError('ABORTED', 'The client left', false));
+    return new Promise<void>((resolve, reject) => {
+      const leave = (): void => {
+        const i = this.slotWaiters.indexOf(waiter);
+        if (i >= 0) this.slotWaiters.splice(i, 1);
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const waiter: SlotWaiter = {
+        grant: () => {
+          leave();
+          resolve();
+        },
+      };
+      const timer = setTimeout(() => {
+        leave();
+        reject(refused(`and none came free within ${waitMs} ms`));
+      }, waitMs);
+      const onAbort = (): void => {
+        leave();
+        reject(
+          new FlotillaError('ABORTED', 'The client left while waiting to be forwarded', false),
+        );
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.slotWaiters.push(waiter);
+    });
+  }
+
+  private giveSlot(): void {
+    const next = this.slotWaiters[0];
+    if (next === undefined) this.inFlight--;
+    else next.grant();
   }
 
   /**

@@ -281,6 +281,7 @@ export class FlotillaNode implements AsyncDisposable {
         timeoutMs,
         replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
         maxInFlight,
+        slotWaitMs: config.maxInflightWaitMs,
       });
     this.queueForwarder = queueForwarder(
       'queue',
@@ -333,6 +334,7 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       timeoutMs: config.requestTimeoutMs + 1_000,
       maxInFlight: forwardConnections,
+      slotWaitMs: config.maxInflightWaitMs,
       knowledge: () => knowledgeOf(this.lanes, meta.machine),
       isRunning: (id) => this.lanes.lane(id) !== undefined,
       refresh: (id, signal) => refreshRanges(this.lanes, meta.runtime, id, signal),
@@ -369,8 +371,10 @@ export class FlotillaNode implements AsyncDisposable {
       timeoutMs: timeoutMs ?? config.requestTimeoutMs + 1_000,
       // One of the longest election timeouts: the new leader was elected after about as long.
       replacedLeaderGraceMs: 2 * config.electionTicks * config.tickMs,
-      // As many as the pool to the leader has connections: none waits for one.
+      // As many as the pool to the leader has connections: none waits for one. Past them a
+      // request waits for a slot as long as one waits for admission (API.md, "Overload").
       maxInFlight: forwardConnections,
+      slotWaitMs: config.maxInflightWaitMs,
     });
   }
 

@@ -135,6 +135,8 @@ export interface RemoteRangesOptions {
   readonly timeoutMs: number;
   /** Requests forwarded to one range at once. */
   readonly maxInFlight: number;
+  /** How long one more waits for a slot before it is refused OVERLOADED (Forwarder). */
+  readonly slotWaitMs?: number;
   /** What this node knows of the ranges now. */
   readonly knowledge: () => RangeKnowledge;
   /** Whether range `id` runs here. */
@@ -312,6 +314,7 @@ export class RemoteRanges {
       timeoutMs: this.o.timeoutMs,
       maxHops: remoteMaxHops,
       maxInFlight: this.o.maxInFlight,
+      ...(this.o.slotWaitMs === undefined ? {} : { slotWaitMs: this.o.slotWaitMs }),
     });
     const made = { view, forwarder };
     this.remote.set(d.id, made);

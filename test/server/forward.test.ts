@@ -286,3 +286,78 @@ void test('past maxInFlight forwards, one more is refused at once with OVERLOADE
   (pending.shift() as (a: ForwardAnswer) => void)(okAnswer);
   assert.deepEqual(await third, okAnswer);
 });
+
+void test('with slotWaitMs, requests past maxInFlight wait for a slot in arrival order, and are refused only when none comes', async () => {
+  const pending: ((a: ForwardAnswer) => void)[] = [];
+  const sent: string[] = [];
+  const make = (slotWaitMs: number): Forwarder =>
+    new Forwarder({
+      selfId: 2,
+      members,
+      leaders: new FakeLeaders(1),
+      send: (_url, _path, rawBody) => {
+        sent.push(rawBody);
+        return new Promise((resolve) => pending.push(resolve));
+      },
+      timeoutMs: 10_000,
+      maxInFlight: 2,
+      slotWaitMs,
+    });
+  const sentCount = async (n: number): Promise<void> => {
+    for (let i = 0; i < 200 && sent.length < n; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(sent.length, n, `sent: ${sent.join(', ')}`);
+  };
+  const answerOldest = (): void => (pending.shift() as (a: ForwardAnswer) => void)(okAnswer);
+  const f = make(60_000);
+  const go = (body: string, signal = new AbortController().signal): Promise<unknown> =>
+    f.forward('/v1/kv/put', body, signal);
+  const a = go('a');
+  const b = go('b');
+  const c = go('c');
+  const leaving = new AbortController();
+  const d = go('d', leaving.signal);
+  const e = go('e');
+  await sentCount(2);
+  // d leaves while it waits: refused, never sent, and e keeps its place behind c.
+  leaving.abort();
+  await assert.rejects(d, (err: unknown) => err instanceof FlotillaError && err.code === 'ABORTED');
+  answerOldest();
+  await sentCount(3);
+  assert.equal(sent[2], 'c', 'the oldest waiter goes first');
+  answerOldest();
+  await sentCount(4);
+  assert.equal(sent[3], 'e');
+  for (const p of [a, b]) assert.deepEqual(await p, okAnswer);
+  answerOldest();
+  answerOldest();
+  assert.deepEqual(await Promise.all([c, e]), [okAnswer, okAnswer]);
+
+  // No slot within the wait: OVERLOADED, definite, nothing sent.
+  sent.length = 0;
+  const g = make(30);
+  const held = [1, 2].map(() => g.forward('/v1/kv/put', 'h', new AbortController().signal));
+  await sentCount(2);
+  await assert.rejects(
+    g.forward('/v1/kv/put', 'late', new AbortController().signal),
+    (err: unknown) =>
+      err instanceof FlotillaError &&
+      err.code === 'OVERLOADED' &&
+      !err.indefinite &&
+      /none came free within 30 ms/.test(err.message),
+  );
+  // At most four times maxInFlight wait: the next is refused at once.
+  const waiting = Array.from({ length: 8 }, () =>
+    g.forward('/v1/kv/put', 'w', new AbortController().signal).catch((err: unknown) => err),
+  );
+  await assert.rejects(
+    g.forward('/v1/kv/put', 'ninth', new AbortController().signal),
+    (err: unknown) =>
+      err instanceof FlotillaError && err.code === 'OVERLOADED' && /8 more wait/.test(err.message),
+  );
+  assert.equal(sent.filter((s) => s !== 'h').length, 0, 'nothing past the slots was sent');
+  for (const w of await Promise.all(waiting))
+    assert.ok(w instanceof FlotillaError && w.code === 'OVERLOADED', String(w));
+  answerOldest();
+  answerOldest();
+  assert.deepEqual(await Promise.all(held), [okAnswer, okAnswer]);
+});
