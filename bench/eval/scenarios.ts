@@ -4,7 +4,7 @@
 import type { BenchCluster, SystemName } from './clusters.js';
 import { cpuPerOp, readCpu, type CpuPerOp, type CpuReading } from './cpu.js';
 import { runClosedLoop, type LoadResult } from './loadgen.js';
-import { runClosedLoopBinary } from './loadgen-binary.js';
+import { runClosedLoopBinary, type BinaryLoadOptions } from './loadgen-binary.js';
 import { delta, parsePrometheus, sumBy } from './prom.js';
 import {
   b64,
@@ -191,19 +191,10 @@ export async function binaryWritePoint(
   p: Progress,
   label: string,
 ): Promise<WritePoint & { connections: number }> {
-  const leader = await c.waitForLeader();
-  const port = c.binaryPort(leader);
-  if (port === null) throw new Error(`${c.system} has no binary client protocol`);
   const values = Array.from({ length: 8 }, (_, i) => randomValueB64(valueBytes, i + 1));
   const runTag = `b${Date.now().toString(36)}`;
-  const meter = measurePoint(c, leader, t);
-  const r = await runClosedLoopBinary({
-    host: '127.0.0.1',
-    port,
-    connections,
-    clients,
-    warmupMs: t.warmupMs,
-    durationMs: t.durationMs,
+  const { r, meter } = await binaryLoopAtLeader(c, clients, connections, t, p, label, {
+    wire: true,
     next: (client, n) => ({
       op: 'put',
       body: {
@@ -214,12 +205,38 @@ export async function binaryWritePoint(
         seq: n + 1,
       },
     }),
-    onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
   const cpuPerOpUs = await meter.cpu(r.ops);
   const wire = await meter.wire(r.ops);
   p.done(label, summary(r) + cpuNote(cpuPerOpUs));
   return { ...r, valueBytes, wire, cpuPerOpUs, connections };
+}
+
+/** A closed loop over the binary protocol to the leader's binary port, metered from its start. */
+async function binaryLoopAtLeader(
+  c: BenchCluster,
+  clients: number,
+  connections: number,
+  t: Timing,
+  p: Progress,
+  label: string,
+  o: { readonly wire: boolean; readonly next: BinaryLoadOptions['next'] },
+): Promise<{ r: LoadResult; meter: PointMeter }> {
+  const leader = await c.waitForLeader();
+  const port = c.binaryPort(leader);
+  if (port === null) throw new Error(`${c.system} has no binary client protocol`);
+  const meter = measurePoint(c, leader, t, { wire: o.wire });
+  const r = await runClosedLoopBinary({
+    host: '127.0.0.1',
+    port,
+    connections,
+    clients,
+    warmupMs: t.warmupMs,
+    durationMs: t.durationMs,
+    next: o.next,
+    onTick: (e, total, ops) => p.tick(label, e, total, ops),
+  });
+  return { r, meter };
 }
 
 /**
@@ -278,32 +295,20 @@ export async function binaryReadPoint(
   p: Progress,
   label: string,
 ): Promise<ReadPoint & { connections: number }> {
-  const leader = await c.waitForLeader();
-  const port = c.binaryPort(leader);
-  if (port === null) throw new Error(`${c.system} has no binary client protocol`);
-  const level: Record<string, unknown> =
-    consistency === 'linearizable'
-      ? {}
-      : consistency === 'serializable'
-        ? { serializable: true }
-        : { consistency };
-  const meter = measurePoint(c, leader, t, { wire: false });
-  const r = await runClosedLoopBinary({
-    host: '127.0.0.1',
-    port,
-    connections,
-    clients,
-    warmupMs: t.warmupMs,
-    durationMs: t.durationMs,
-    next: (client, n) => ({
-      op: 'range',
-      body: { key: b64(`read/${(client * 7 + n) % 1000}`), encoding: 'base64', ...level },
-    }),
-    onTick: (e, total, ops) => p.tick(label, e, total, ops),
+  // The HTTP read's fields (getOp), the key aside, sent as the binary protocol's range request.
+  const fields = JSON.parse(getOp('flotilla', '', consistency).body) as Record<string, unknown>;
+  const { r, meter } = await binaryLoopAtLeader(c, clients, connections, t, p, label, {
+    wire: false,
+    next: (client, n) => ({ op: 'range', body: { ...fields, key: b64(readKey(client, n)) } }),
   });
   const cpuPerOpUs = await meter.cpu(r.ops);
   p.done(label, summary(r) + cpuNote(cpuPerOpUs));
   return { ...r, consistency, target: 'leader', cpuPerOpUs, connections };
+}
+
+/** The key a reader reads: one of the 1,000 keys `preloadKeys` fills, spread over the readers. */
+function readKey(client: number, n: number): string {
+  return `read/${(client * 7 + n) % 1000}`;
 }
 
 /** Fills the keys the read scenarios read (one per reader slot, 256-byte values). */
@@ -339,7 +344,7 @@ export async function readPoint(
     clients,
     warmupMs: t.warmupMs,
     durationMs: t.durationMs,
-    next: (client, n) => getOp(c.system, b64(`read/${(client * 7 + n) % 1000}`), consistency),
+    next: (client, n) => getOp(c.system, b64(readKey(client, n)), consistency),
     onTick: (e, total, ops) => p.tick(label, e, total, ops),
   });
   const cpuPerOpUs = await meter.cpu(r.ops);
