@@ -5,6 +5,7 @@
 // slowly, or sends nothing, or idles between requests, is disconnected, and connections past
 // the limit are closed on arrival, so a crowd of half-open connections cannot pin the server.
 
+import { getEventListeners } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { RequestListener, ServerOptions } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -163,6 +164,15 @@ export class JsonHttpServer {
   private readonly admittedPaths = new Set<string>();
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  /**
+   * One abort per client connection, made at its first request and fired when it closes: what a
+   * request waits on stops when its client leaves. HTTP/1.1 answers a connection's requests in
+   * order, so a close can only find unfinished the requests it cuts off. One per request cost
+   * an AbortController and a listener on its response each time (BENCHMARKS.md, "The HTTP
+   * front: what a request costs without Raft"); a wait that ends must therefore remove its
+   * listener, or a long-lived connection collects them (abortListeners counts them).
+   */
+  private readonly connectionAborts = new Map<Duplex, AbortController>();
   private readonly turns: TurnQueue;
 
   constructor(private readonly opts: HttpServerOptions) {
@@ -258,10 +268,7 @@ export class JsonHttpServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = requestTarget(req.url ?? '/');
-    const controller = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
+    const controller = this.connectionAbort(req.socket);
     let status = 500;
     const byMethod = this.routes.get(url.pathname);
     const handler = byMethod?.get(req.method ?? '');
@@ -374,6 +381,38 @@ export class JsonHttpServer {
     }
     trace?.('http-answered', 0, 0);
     this.opts.onRequest?.(handler !== undefined ? url.pathname : 'unmatched', status);
+  }
+
+  /** The abort of the connection `socket` (the TLS socket under https), made at first use. */
+  private connectionAbort(socket: Duplex): AbortController {
+    let c = this.connectionAborts.get(socket);
+    if (c === undefined) {
+      const made = new AbortController();
+      c = made;
+      // Closed already (its 'close' will not come again): its requests cannot be answered.
+      if (socket.closed) {
+        made.abort();
+        return made;
+      }
+      this.connectionAborts.set(socket, made);
+      socket.once('close', () => {
+        this.connectionAborts.delete(socket);
+        made.abort();
+      });
+    }
+    return c;
+  }
+
+  /**
+   * Listeners on the open client connections' aborts: the waits of requests in progress that
+   * stop when their client leaves. It falls back to zero when the requests end; a count that
+   * grows on idle connections is a wait that did not remove its listener.
+   */
+  abortListeners(): number {
+    let n = 0;
+    for (const c of this.connectionAborts.values())
+      n += getEventListeners(c.signal, 'abort').length;
+    return n;
   }
 
   /**

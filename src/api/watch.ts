@@ -130,9 +130,12 @@ export async function runWatch(
   let watch: ServedWatch | null = null;
   let timer: unknown = null;
   let ended = false;
+  const onAbort = (): void => end(null);
   const end = (line: unknown) => {
     if (ended) return;
     ended = true;
+    // The signal may be the client connection's, which outlives this watch.
+    out.signal.removeEventListener('abort', onAbort);
     watch?.cancel();
     if (timer !== null) b.clock.clearTimeout(timer);
     if (line !== null && line !== undefined) out.write(line);
@@ -150,7 +153,7 @@ export async function runWatch(
       progress();
     }, progressMs);
   };
-  out.signal.addEventListener('abort', () => end(null), { once: true });
+  out.signal.addEventListener('abort', onAbort, { once: true });
   try {
     // The replay is delivered inside watch(): the created line must go first.
     const pending: [number, readonly WatchEvent[]][] = [];

@@ -24,6 +24,7 @@
 // it) or one error (the node ended it, saying where to resume). Many watches share a
 // connection; it is one reader, so its watches' unread-byte budgets add up.
 
+import { getEventListeners } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
@@ -233,6 +234,17 @@ export class WireServer {
     return this.connections.size;
   }
 
+  /**
+   * Listeners on the open connections' aborts: the waits of requests in flight (watches apart)
+   * that stop when their connection closes. A count that grows while no request is in flight
+   * is a wait that did not remove its listener.
+   */
+  abortListeners(): number {
+    let n = 0;
+    for (const c of this.connections) n += c.abortListeners();
+    return n;
+  }
+
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of this.connections) c.destroy();
@@ -250,7 +262,14 @@ class Connection {
   /** The token's holder in a book (the one in force when last looked up). */
   private holder: { readonly book: TokenBook; readonly principal: Principal | null } | null = null;
   private closed = false;
-  private readonly inFlight = new Map<number, AbortController>();
+  /** Ids of the requests in flight (watches apart). */
+  private readonly inFlight = new Set<number>();
+  /**
+   * What the requests in flight wait on stops when the connection closes: one abort for them
+   * all, as an HTTP connection has (DESIGN.md, "The HTTP API"), rather than an AbortController
+   * made for each request. Every wait removes its listener when it ends, so it gathers none.
+   */
+  private readonly requestsAbort = new AbortController();
   /** Open watches by request id; they end with the connection. */
   private readonly watches = new Map<number, AbortController>();
   private out: Buffer[] = [];
@@ -291,6 +310,10 @@ class Connection {
       // Writes completing are not activity to the timer: start it again once the reader took all.
       else this.socket.once('drain', () => this.socket.setTimeout(s.opts.idleTimeoutMs));
     });
+  }
+
+  abortListeners(): number {
+    return getEventListeners(this.requestsAbort.signal, 'abort').length;
   }
 
   destroy(): void {
@@ -436,7 +459,7 @@ class Connection {
     }
     const admitted = this.s.service?.ops.get(req.op)?.admitted ?? true;
     const gate = admitted ? this.s.opts.admission : undefined;
-    const controller = new AbortController();
+    const controller = this.requestsAbort;
     // A slot now, or a wait for one (the node's limits say how long), or a refusal.
     const got =
       gate === undefined
@@ -452,12 +475,13 @@ class Connection {
     try {
       parsed = this.parse(req);
     } catch (err) {
-      if (got instanceof Promise) controller.abort();
+      // A slot it was to wait for is given back as soon as it comes.
+      if (got instanceof Promise) void got.then((t) => t?.release());
       else got?.release();
       this.refuse(req, toFlotillaError(err));
       return null;
     }
-    this.inFlight.set(req.id, controller);
+    this.inFlight.add(req.id);
     if (got instanceof Promise) {
       void this.admitLater(req, parsed, got, controller, gate as AdmissionGate);
       return null;
@@ -718,8 +742,7 @@ class Connection {
   private abortAll(why: string): void {
     this.closed = true;
     this.clearHandshakeTimer();
-    for (const c of this.inFlight.values())
-      c.abort(new FlotillaError('ABORTED', `Aborted: ${why}`, true));
+    this.requestsAbort.abort(new FlotillaError('ABORTED', `Aborted: ${why}`, true));
     for (const c of this.watches.values()) c.abort();
   }
 

@@ -217,6 +217,8 @@ export class DashboardFeed {
         out,
         done: () => {
           if (!this.streams.delete(stream)) return;
+          // The signal may be the client connection's, which outlives this stream.
+          out.signal.removeEventListener('abort', stream.done);
           resolve();
           if (this.streams.size === 0) this.idle();
         },

@@ -408,6 +408,25 @@ export class NodeMetrics {
     });
   }
 
+  /**
+   * Listeners on the open client connections' aborts, by protocol (`http`, `binary`): one per
+   * wait of a request in progress that stops when its client leaves. It falls back as requests
+   * end; a count that grows while connections sit idle is a leak.
+   */
+  bindClientAbortListeners(count: () => { http: number; binary: number }): void {
+    new Gauge({
+      name: 'flotilla_client_abort_listeners',
+      help: 'Waits of client requests in progress that stop when their client leaves (listeners on the open connections), by protocol',
+      labelNames: ['protocol'],
+      registers: [this.registry],
+      collect() {
+        const c = count();
+        this.set({ protocol: 'http' }, c.http);
+        this.set({ protocol: 'binary' }, c.binary);
+      },
+    });
+  }
+
   /** Bytes of keys and values this node holds, live and history: what storeQuotaBytes bounds. */
   bindStoreBytes(read: () => number): void {
     new Gauge({

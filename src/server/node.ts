@@ -1086,6 +1086,10 @@ export class FlotillaNode implements AsyncDisposable {
             ...(tokens === null ? {} : { tokens: () => tokens.current() }),
             ...(tls === null ? {} : { tls: clientPortTls(tls, config) }),
           });
+    metrics.bindClientAbortListeners(() => ({
+      http: http.abortListeners(),
+      binary: node.wire?.abortListeners() ?? 0,
+    }));
     node.tls = tls;
     if (tls !== null) {
       tls.onChange((m) => transport.setTls(m));

@@ -136,6 +136,7 @@ export class RemoteWatches {
     const lines = readLines(res.body);
     const first = await lines.next().catch((err: unknown) => {
       ac.abort();
+      via.signal?.removeEventListener('abort', onAbort);
       throw err;
     });
     const line = first.done === true ? null : first.value;
