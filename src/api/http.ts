@@ -5,7 +5,7 @@
 // slowly, or sends nothing, or idles between requests, is disconnected, and connections past
 // the limit are closed on arrival, so a crowd of half-open connections cannot pin the server.
 
-import { getEventListeners } from 'node:events';
+import { getEventListeners, setMaxListeners } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { RequestListener, ServerOptions } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -394,6 +394,9 @@ export class JsonHttpServer {
         made.abort();
         return made;
       }
+      // One listener per wait of a request in progress: more than Node's 10 is no leak (the
+      // gauge would show one), and its warning would only alarm an operator.
+      setMaxListeners(0, made.signal);
       this.connectionAborts.set(socket, made);
       socket.once('close', () => {
         this.connectionAborts.delete(socket);

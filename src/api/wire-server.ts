@@ -24,7 +24,7 @@
 // it) or one error (the node ended it, saying where to resume). Many watches share a
 // connection; it is one reader, so its watches' unread-byte budgets add up.
 
-import { getEventListeners } from 'node:events';
+import { getEventListeners, setMaxListeners } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
@@ -283,6 +283,10 @@ class Connection {
     private readonly s: WireServer,
   ) {
     this.reader = new FrameReader(s.opts.maxFrameBytes);
+    // Every request in flight may listen (up to maxInFlightPerConnection of them): more than
+    // Node's 10 listeners is no leak here (abortListeners would show one), and its warning
+    // would only alarm an operator.
+    setMaxListeners(0, this.requestsAbort.signal);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined); // 'close' follows; nothing to answer on a broken socket
     socket.on('close', () => this.abortAll('the connection closed'));

@@ -192,6 +192,26 @@ void test('requests over the binary protocol leave no listener on their connecti
     );
     for (const id of [1, 2, 3])
       assert.equal(await listeners(id, 'binary'), 0, `node ${id}'s binary ${GAUGE}`);
+    // Many requests in flight on one connection listen at once: no leak, and no warning of one
+    // (Node warns past 10 listeners on one signal unless told otherwise).
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    const one = new FlotillaClient({
+      endpoints: [nodes.url(kvLeader)],
+      rangeRouting: false,
+      binaryConnections: 1,
+    });
+    try {
+      await one.status();
+      await Promise.all(Array.from({ length: 40 }, (_, i) => one.put(`many-${i}`, 'v')));
+      await Promise.all(Array.from({ length: 40 }, (_, i) => one.get(`many-${i}`)));
+      assert.ok(one.usesBinary(nodes.url(kvLeader)));
+    } finally {
+      await one.close();
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(warnings, []);
     // The gauge counts: a claim waiting on the queue's leader shows.
     const q = (clients[targets.indexOf(queueLeader)] as FlotillaClient).queue('bin-wait');
     const ac = new AbortController();
