@@ -167,6 +167,7 @@ interface Work {
       }
     | { readonly kind: 'watch'; readonly watch: WatchRequest };
   readonly ticket: Ticket | null;
+  /** A watch's own (it can be cancelled alone); for any other request, its connection's. */
   readonly controller: AbortController;
 }
 
