@@ -488,7 +488,7 @@ class Connection {
     }
     this.inFlight.add(req.id);
     if (got instanceof Promise) {
-      void this.admitLater(req, parsed, got, controller, gate as AdmissionGate);
+      void this.admitLater(req, parsed, got, gate as AdmissionGate);
       return null;
     }
     return { req, parsed, ticket: got, controller };
@@ -503,18 +503,18 @@ class Connection {
     req: WireRequest,
     parsed: Work['parsed'],
     wait: Promise<Ticket | null>,
-    controller: AbortController,
     gate: AdmissionGate,
   ): Promise<void> {
     const ticket = await wait;
-    if (ticket === null || this.closed || controller.signal.aborted) {
+    // The connection's abort fires only once it is closed.
+    if (ticket === null || this.closed) {
       ticket?.release(true);
       this.inFlight.delete(req.id);
       if (!this.closed) this.refuse(req, overloaded(gate));
       if (this.inFlight.size === 0) this.flush();
       return;
     }
-    await this.start([{ req, parsed, ticket, controller }]);
+    await this.start([{ req, parsed, ticket, controller: this.requestsAbort }]);
   }
 
   /**
