@@ -588,7 +588,21 @@ function withRecoveryHint(err: StorageError, dataDir: string): StorageError {
   );
 }
 
+/**
+ * The reader of the command's output went away (`flotilla watch k | head -1`, or `kv get
+ * --value-only | cmp - file` that stops at the first difference): stop as a program killed by
+ * SIGPIPE does, quietly with status 141 (128 + SIGPIPE), rather than crash on an unhandled
+ * EPIPE with a stack trace. Node ignores SIGPIPE, so the write fails instead.
+ */
+function stopWhenReaderLeaves(out: NodeJS.WritableStream): void {
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(141);
+  });
+}
+
 export async function main(argv: readonly string[]): Promise<void> {
+  stopWhenReaderLeaves(process.stdout);
   try {
     await buildProgram().parseAsync([...argv]);
   } catch (err) {

@@ -111,3 +111,65 @@ void test('standard input larger than any node accepts is refused, and nothing i
   assert.match(r.stderr, /more than 67108864 bytes, more than any node accepts/);
   assert.equal(await client.get('huge'), null);
 });
+
+/**
+ * Runs the CLI and closes its standard output after the first chunk, as `| head -c 1` does,
+ * while `drive` (given whether the CLI has exited yet) makes it write; resolves with how it
+ * exited and what it wrote on standard error.
+ */
+function cliReaderLeaves(
+  args: readonly string[],
+  drive: (exited: () => boolean) => Promise<void> = () => Promise.resolve(),
+): Promise<{ code: number | null; signal: string | null; stderr: string; firstChunk: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliEntry(), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    let firstChunk = 0;
+    let exited = false;
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.once('data', (d: Buffer) => {
+      firstChunk = d.length;
+      child.stdout.destroy();
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`flotilla ${args.join(' ')} did not stop within 30 s: ${stderr}`));
+    }, 30_000);
+    child.once('exit', (code, signal) => {
+      exited = true;
+      clearTimeout(timer);
+      resolve({ code, signal, stderr, firstChunk });
+    });
+    drive(() => exited).catch(reject);
+  });
+}
+
+void test('a reader that leaves early stops the command quietly, with status 141', async () => {
+  // Larger than a pipe's buffer: the CLI is still writing when its reader goes.
+  await client.put('large', 'x'.repeat(1024 * 1024));
+  const get = await cliReaderLeaves([
+    'kv',
+    'get',
+    'large',
+    '--value-only',
+    '--endpoints',
+    endpoints,
+  ]);
+  assert.ok(get.firstChunk > 0, 'some of the value was read');
+  assert.equal(get.code, 141, `exit ${get.code} ${get.signal}: ${get.stderr}`);
+  assert.equal(get.stderr, '', 'nothing on standard error');
+
+  // A watch writes only when the key changes: it is given changes until it has stopped (the
+  // first ones may come before it watches; a later one is its first line, the next finds the
+  // pipe closed).
+  const watch = await cliReaderLeaves(
+    ['watch', 'watched', '--endpoints', endpoints],
+    async (exited) => {
+      for (let n = 0; n < 1_000 && !exited(); n++) await client.put('watched', `v${n}`);
+    },
+  );
+  assert.equal(watch.code, 141, `exit ${watch.code} ${watch.signal}: ${watch.stderr}`);
+  assert.equal(watch.stderr, '');
+});
