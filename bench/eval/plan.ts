@@ -27,6 +27,16 @@ export interface Plan {
    */
   readonly clusterWarmupMs?: number;
   readonly clusterWarmupClients?: number;
+  /**
+   * An unmeasured closed loop of linearizable reads at the leader before the read points
+   * (same for both systems): the read path compiles on its own. Absent in older results.
+   */
+  readonly readWarmupMs?: number;
+  /**
+   * An unmeasured closed loop of binary-protocol writes before the binary points (Flotilla
+   * only: etcd has none): the protocol's front compiles on its own. Absent in older results.
+   */
+  readonly binaryWarmupMs?: number;
   /** Unmeasured start of every point. */
   readonly warmupMs: number;
   readonly durationMs: number;
@@ -72,9 +82,14 @@ export interface Plan {
   readonly queueWindowPerWorker: number;
 }
 
+// A fresh Flotilla cluster under 64 writers ramps from about a third of its throughput to all of
+// it over its first ~16 s while V8 compiles (BENCHMARKS.md, "Warm-up: what a fresh process
+// costs"); etcd settles within 8 s. 20 s of warm-up puts every point past that.
 export const fullPlan: Plan = {
-  clusterWarmupMs: 2_000,
+  clusterWarmupMs: 20_000,
   clusterWarmupClients: 64,
+  readWarmupMs: 5_000,
+  binaryWarmupMs: 5_000,
   warmupMs: 2_000,
   durationMs: 8_000,
   writeClients: [1, 16, 64, 256, 1024],
@@ -107,8 +122,10 @@ export const fullPlan: Plan = {
 };
 
 export const quickPlan: Plan = {
-  clusterWarmupMs: 1_500,
+  clusterWarmupMs: 20_000,
   clusterWarmupClients: 64,
+  readWarmupMs: 5_000,
+  binaryWarmupMs: 5_000,
   warmupMs: 500,
   durationMs: 2_500,
   writeClients: [1, 64, 256],

@@ -9,7 +9,7 @@ import { FlotillaCluster } from './clusters.js';
 import { EvalError } from './errors.js';
 import type { Plan } from './plan.js';
 import type { ProcessGroup } from './procs.js';
-import { summary, writePoint, type Progress } from './scenarios.js';
+import { summary, warmCluster, writePoint, type Progress } from './scenarios.js';
 
 interface CpuProfileNode {
   readonly id: number;
@@ -52,15 +52,26 @@ export function areaOf(url: string, functionName: string): string {
   return url;
 }
 
-export function summariseProfile(p: CpuProfile, top = 25): Omit<ProfileSummary, 'load'> {
+/**
+ * Self time by function and by area. With `fromUs` (the monotonic clock in µs, as V8 stamps a
+ * profile and `process.hrtime` reads it in every process), samples taken before it are left
+ * out: the warm-up's compiling is not the load's cost.
+ */
+export function summariseProfile(
+  p: CpuProfile,
+  top = 25,
+  fromUs = -Infinity,
+): Omit<ProfileSummary, 'load'> {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const fn = new Map<string, number>();
   const area = new Map<string, number>();
   let total = 0;
+  let at = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
     const node = byId.get(p.samples[i] as number);
+    at += p.timeDeltas[i] ?? 0;
     const dt = (p.timeDeltas[i] ?? 0) / 1000;
-    if (node === undefined) continue;
+    if (node === undefined || at < fromUs) continue;
     total += dt;
     const f = node.callFrame;
     const file = f.url.replace(/^.*\/(dist|node_modules)\//, '$1/');
@@ -97,9 +108,13 @@ export async function profileFlotillaLeader(
   progress.line('starting flotilla with 3 members under --cpu-prof');
   let leaderPid: number | undefined;
   let load: string;
+  // Where the profile's summary starts: after the warm-up (Plan.clusterWarmupMs).
+  let fromUs = -Infinity;
   try {
     await c.start();
     leaderPid = c.pid(await c.waitForLeader()) ?? undefined;
+    await warmCluster(c, plan.clusterWarmupClients ?? 64, plan.clusterWarmupMs ?? 0, progress);
+    fromUs = Number(process.hrtime.bigint() / 1000n);
     const t = { warmupMs: 1_000, durationMs: plan.profileMs };
     const label = `flotilla writes ${plan.profileClients} clients (profiled)`;
     const r = await writePoint(c, plan.profileClients, 256, t, progress, label);
@@ -107,14 +122,18 @@ export async function profileFlotillaLeader(
   } finally {
     await c.stop();
   }
-  return { load, ...readProfileOf(profDir, leaderPid) };
+  return { load, ...readProfileOf(profDir, leaderPid, fromUs) };
 }
 
 /** The summary of the CPU profile `pid` wrote into `dir` (node --cpu-prof names it by pid). */
-export function readProfileOf(dir: string, pid: number | undefined): Omit<ProfileSummary, 'load'> {
+export function readProfileOf(
+  dir: string,
+  pid: number | undefined,
+  fromUs = -Infinity,
+): Omit<ProfileSummary, 'load'> {
   const file = readdirSync(dir).find((f) => f.includes(`.${pid}.`));
   if (file === undefined)
     throw new EvalError('EVAL_PROFILE', `no CPU profile of the leader (pid ${pid}) in ${dir}`);
   const p = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
-  return summariseProfile(p);
+  return summariseProfile(p, 25, fromUs);
 }

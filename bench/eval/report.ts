@@ -575,7 +575,15 @@ ${table(queueComparisonHead, queueComparison(q))}`;
 export function clusterWarmupNote(p: EvalResults['plan']): string {
   const ms = p.clusterWarmupMs ?? 0;
   if (ms <= 0) return '';
-  return `; before its first point each write/read cluster (both systems alike) takes ${p.clusterWarmupClients ?? 64} closed-loop writers for ${ms / 1000} s, not measured, so that no point measures the JIT compiling the write path (failover, overload, watch, lease and scale clusters are not warmed)`;
+  const reads =
+    (p.readWarmupMs ?? 0) > 0
+      ? `, and ${p.readClients} linearizable readers for ${(p.readWarmupMs ?? 0) / 1000} s before the read points`
+      : '';
+  const binary =
+    (p.binaryWarmupMs ?? 0) > 0
+      ? `; Flotilla's binary protocol takes 256 writers for ${(p.binaryWarmupMs ?? 0) / 1000} s before its points`
+      : '';
+  return `; before its first point each write/read cluster (both systems alike) takes ${p.clusterWarmupClients ?? 64} closed-loop writers for ${ms / 1000} s${reads}, not measured, so that no point measures the JIT compiling the write and read paths${binary} (failover, overload, watch, lease and scale clusters are not warmed)`;
 }
 
 export function renderHtml(r: EvalResults): string {

@@ -222,6 +222,17 @@ async function runSystem(
             await writePoint(c, n, 256, t, o.progress, `${system} writes ${n} clients`),
           );
       if (binary) {
+        // Not measured: the binary front compiles on its own (Plan.binaryWarmupMs).
+        if ((p.binaryWarmupMs ?? 0) > 0)
+          await binaryWritePoint(
+            c,
+            256,
+            p.binaryConnections,
+            256,
+            { warmupMs: 0, durationMs: p.binaryWarmupMs ?? 0 },
+            o.progress,
+            `${system} binary protocol warm-up (not measured), 256 clients`,
+          );
         r.writesBinary = [];
         for (const n of p.binaryClients)
           r.writesBinary.push(
@@ -238,6 +249,17 @@ async function runSystem(
       }
       if (has('reads')) {
         await preloadKeys(c, 1000);
+        // Not measured: the read path compiles on its own (Plan.readWarmupMs), both systems.
+        if ((p.readWarmupMs ?? 0) > 0)
+          await readPoint(
+            c,
+            p.readClients,
+            'linearizable',
+            'leader',
+            { warmupMs: 0, durationMs: p.readWarmupMs ?? 0 },
+            o.progress,
+            `${system} read warm-up (not measured), ${p.readClients} clients`,
+          );
         // Lease reads are a per-request choice in Flotilla only; etcd's is a server option.
         const levels =
           system === 'flotilla'

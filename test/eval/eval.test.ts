@@ -148,6 +148,10 @@ void test('profile summary ranks functions by self time and groups by source are
   assert.equal(s.topFunctions[0]?.name, 'encode dist/src/transport/codec.js:1');
   assert.equal(s.topFunctions[0]?.selfPercent, 75);
   assert.equal(s.byArea[0]?.name, 'flotilla: src/transport');
+  // From 2.5 ms on (samples stamped 1, 2, 3 and 4 ms): the last two only, one of each.
+  const later = summariseProfile(p, 5, 2500);
+  assert.equal(later.totalMs, 2);
+  assert.equal(later.topFunctions[0]?.selfPercent, 50);
   assert.equal(areaOf('node:internal/http', 'x'), 'node: internal');
   assert.equal(areaOf('', '(garbage collector)'), '(garbage collector)');
 });
@@ -387,7 +391,13 @@ function resultsWith(flotilla: WritePoint[], etcd: WritePoint[]): EvalResults {
     sizes: [],
     failover: null,
   });
-  const { clusterWarmupMs: _a, clusterWarmupClients: _b, ...oldPlan } = quickPlan;
+  const {
+    clusterWarmupMs: _a,
+    clusterWarmupClients: _b,
+    readWarmupMs: _c,
+    binaryWarmupMs: _d,
+    ...oldPlan
+  } = quickPlan;
   return {
     machine: {
       cpuModel: 'x',
@@ -438,7 +448,11 @@ void test('the report puts CPU per write side by side, and shows – for results
   const html = renderHtml(old);
   assert.match(html, /CPU per write \(µs\)/);
   assert.doesNotMatch(html, /cluster .*warm/);
-  assert.match(clusterWarmupNote(quickPlan), /64 closed-loop writers for 1.5 s/);
+  assert.match(
+    clusterWarmupNote(quickPlan),
+    /64 closed-loop writers for 20 s, and 64 linearizable readers for 5 s before the read points/,
+  );
+  assert.match(clusterWarmupNote(quickPlan), /binary protocol takes 256 writers for 5 s/);
 });
 
 void test('smoke: a write point on a real 3-member cluster measures CPU per write on every member', async () => {
