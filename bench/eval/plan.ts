@@ -78,6 +78,12 @@ export interface Plan {
   readonly queuePayloadBytes: number;
   /** Times every queue point is measured, the systems taking turns. */
   readonly queueRounds: number;
+  /**
+   * An unmeasured queue point per system (at the largest worker count) before the first
+   * round: Flotilla's queue path compiles on its own, and BullMQ's client is JavaScript too.
+   * Absent in older results.
+   */
+  readonly queueWarmupMs?: number;
   /** Jobs added but not yet completed, per worker, at most (the producer waits beyond). */
   readonly queueWindowPerWorker: number;
 }
@@ -90,6 +96,7 @@ export const fullPlan: Plan = {
   clusterWarmupClients: 64,
   readWarmupMs: 5_000,
   binaryWarmupMs: 5_000,
+  queueWarmupMs: 20_000,
   warmupMs: 2_000,
   durationMs: 8_000,
   writeClients: [1, 16, 64, 256, 1024],
@@ -126,6 +133,7 @@ export const quickPlan: Plan = {
   clusterWarmupClients: 64,
   readWarmupMs: 5_000,
   binaryWarmupMs: 5_000,
+  queueWarmupMs: 20_000,
   warmupMs: 500,
   durationMs: 2_500,
   writeClients: [1, 64, 256],

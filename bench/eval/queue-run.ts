@@ -185,6 +185,21 @@ export async function runQueueScenario(o: QueueRunOptions): Promise<QueueResults
       }
       started.push(await startRedis(o, system, redis));
     }
+    // Not measured: each system's queue path at the largest worker count (Plan.queueWarmupMs).
+    const most = Math.max(...p.queueWorkers);
+    if ((p.queueWarmupMs ?? 0) > 0)
+      for (const s of started) {
+        const target = await s.target();
+        await queuePoint(
+          target,
+          most,
+          p.queueWindowPerWorker,
+          p.queuePayloadBytes,
+          { warmupMs: 0, durationMs: p.queueWarmupMs ?? 0 },
+          o.progress,
+          `${target.system} queue warm-up (not measured), ${most} workers`,
+        );
+      }
     for (let round = 1; round <= p.queueRounds; round++)
       for (const w of p.queueWorkers)
         for (const s of started) {

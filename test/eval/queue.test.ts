@@ -179,7 +179,14 @@ void test('smoke: a short queue run completes every job once on each system it c
   const lines: string[] = [];
   try {
     const r = await runQueueScenario({
-      plan: { ...quickPlan, warmupMs: 300, queueMs: 2_000, queueWorkers: [1, 4], queueRounds: 1 },
+      plan: {
+        ...quickPlan,
+        warmupMs: 300,
+        queueMs: 2_000,
+        queueWorkers: [1, 4],
+        queueRounds: 1,
+        queueWarmupMs: 500,
+      },
       systems: ['flotilla', 'bullmq-always', 'bullmq-default'],
       dir,
       procs,
@@ -197,6 +204,10 @@ void test('smoke: a short queue run completes every job once on each system it c
         r.skipped.join('; '),
       );
     assert.deepEqual([...new Set(r.points.map((p) => p.system))], expected, lines.join('\n'));
+    // Each system warmed once, at 4 workers, and the warm-up is no point of the results.
+    const warmups = lines.filter((l) => /queue warm-up \(not measured\), 4 workers: /.test(l));
+    assert.equal(warmups.length, expected.length, lines.join('\n'));
+    assert.equal(r.points.length, expected.length * 2, lines.join('\n'));
     // Correctness is asserted strictly; speed is not (a test must not time the machine): on a
     // loaded machine an election can leave a 2-second point without a completion inside its
     // window, so liveness is asked of the whole point, drain included.
