@@ -187,7 +187,7 @@ export async function runQueueScenario(o: QueueRunOptions): Promise<QueueResults
     }
     // Not measured: each system's queue path at the largest worker count (Plan.queueWarmupMs).
     const most = Math.max(...p.queueWorkers);
-    if ((p.queueWarmupMs ?? 0) > 0)
+    if ((p.queueWarmupMs ?? 0) > 0 && p.queueWorkers.length > 0)
       for (const s of started) {
         const target = await s.target();
         await queuePoint(
