@@ -202,7 +202,10 @@ async function run(o: CliOptions): Promise<void> {
 export function buildBenchCommand(): Command {
   return new Command('bench')
     .description('evaluation against etcd: throughput, latency, reads, payloads, failover')
-    .option('--quick', 'short durations and fewer points (~3 minutes)')
+    .option(
+      '--quick',
+      'short durations and fewer points (minutes, not half an hour; each cluster is warmed for 20 s first)',
+    )
     .option('--out <dir>', 'where results.json, report.html and charts go', 'bench-results')
     .option('--docs <dir>', 'also write the chart SVGs here (e.g. docs/bench)')
     .option('--systems <list>', allSystems.join(','), allSystems.join(','))
