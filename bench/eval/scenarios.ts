@@ -51,7 +51,7 @@ export interface WritePoint extends LoadResult {
 const keysPerClient = 1000;
 
 /** Distinct keys per client, reused cyclically so the key space stays bounded. */
-function writer(system: SystemName, valueBytes: number, runTag: string) {
+export function writer(system: SystemName, valueBytes: number, runTag: string) {
   const values = Array.from({ length: 8 }, (_, i) => randomValueB64(valueBytes, i + 1));
   return (client: number, n: number): HttpOp =>
     putOp(
@@ -307,7 +307,7 @@ export async function binaryReadPoint(
 }
 
 /** The key a reader reads: one of the 1,000 keys `preloadKeys` fills, spread over the readers. */
-function readKey(client: number, n: number): string {
+export function readKey(client: number, n: number): string {
   return `read/${(client * 7 + n) % 1000}`;
 }
 

@@ -18,8 +18,8 @@ import { benchArgs } from '../args.js';
 import { makeCluster, type SystemName } from './clusters.js';
 import { runClosedLoop } from './loadgen.js';
 import { ProcessGroup } from './procs.js';
-import { b64, getOp, putOp, randomValueB64 } from './protocol.js';
-import { preloadKeys } from './scenarios.js';
+import { b64, getOp } from './protocol.js';
+import { preloadKeys, readKey, writer } from './scenarios.js';
 
 interface ThreadCpu {
   readonly main: number;
@@ -75,16 +75,8 @@ for (const [name, v, max] of [
     throw new RangeError(`--${name} must be an integer 1..${max}, got ${v}`);
 
 const clients = 64;
-const values8 = Array.from({ length: 8 }, (_, i) => randomValueB64(256, i + 1));
-const put = (client: number, n: number) =>
-  putOp(
-    system,
-    b64(`bench/${client}/${n % 1000}`),
-    values8[n % 8] as string,
-    system === 'flotilla' ? { clientId: `ramp-${client}`, seq: n + 1 } : undefined,
-  );
-const read = (client: number, n: number) =>
-  getOp(system, b64(`read/${(client * 7 + n) % 1000}`), 'linearizable');
+const put = writer(system, 256, 'ramp');
+const read = (client: number, n: number) => getOp(system, b64(readKey(client, n)), 'linearizable');
 
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-ramp-'));
 const procs = new ProcessGroup();
