@@ -306,8 +306,8 @@ async function runControl(line: string, c: ControlContext): Promise<void> {
     // An id whose directory a member of an earlier run left (perhaps removed) is skipped.
     let m = localMember(c.options, c.takeId());
     while (existsSync(join(m.dataDir, IDENTITY_FILE))) m = localMember(c.options, c.takeId());
-    prepareDataDir(m.dataDir);
     await checkPorts([m], binaryPorts(c.options));
+    prepareDataDir(m.dataDir);
     const pid = c.spawnNode(m, [...startArgs(m, [m], c.options), '--join', via.join(',')]);
     c.out(
       `node ${m.id}: client ${m.client}  peer ${m.peer}  pid ${pid ?? '?'}: joining through ${via.join(', ')}`,

@@ -88,9 +88,12 @@ export async function resolveIdentity(
   /** Aborted when the process is asked to stop: a join in progress ends (SHUTTING_DOWN). */
   signal?: AbortSignal,
 ): Promise<ResolvedIdentity> {
-  prepareDataDir(given.dataDir);
+  // The ports first: a start refused for a taken port then leaves nothing behind, not even an
+  // empty data directory a later start would take for a new node's.
   await checkListenable(given.listenClient, 'clients (listenClient)');
   if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
+  await checkListenable(given.listenPeer, 'peers (listenPeer)');
+  prepareDataDir(given.dataDir);
   const recorded = readIdentity(given.dataDir);
   if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
   // A joined node runs in the cluster its directory records (it was told it when it joined),
@@ -166,7 +169,8 @@ export async function resolveIdentity(
       config.dataDir,
     );
   // Storage opens before the peer port is bound (every handshake says whether this node holds
-  // a log, and must not say "no" for want of having looked): check the port first.
+  // a log, and must not say "no" for want of having looked): check the port again, as a join
+  // may have taken a minute since the check above.
   await checkListenable(config.listenPeer, 'peers (listenPeer)');
   return { config, identity, recorded, joined: isJoined, lostData: joined?.recover === true };
 }
