@@ -4,6 +4,7 @@
 //
 //   node dist/bench/eval/main.js [--quick] [--out DIR] [--docs DIR] [--systems flotilla,etcd]
 //        [--scenarios writes,failover,reads,payload,sizes,profile,queue] [--failover-trials N]
+//        [--rounds N]
 //   node dist/bench/eval/main.js --report-from results.json --out DIR   (re-render only)
 
 import { execFileSync } from 'node:child_process';
@@ -13,7 +14,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { SystemName } from './clusters.js';
 import { EvalError } from './errors.js';
 import { fullPlan, parseScenarios, quickPlan, scenarioNames, type Plan } from './plan.js';
-import { renderCharts, renderHtml } from './report.js';
+import { goalsByRoundMarkdown, renderCharts, renderHtml } from './report.js';
 import { runEvaluation, type EvalResults } from './run.js';
 import type { Progress } from './scenarios.js';
 import { queueSystems as queueSystemNames } from './queue-load.js';
@@ -90,6 +91,7 @@ interface CliOptions {
   queueRounds?: number;
   queueWorkers?: string;
   queueProfile?: boolean;
+  rounds?: number;
   reportFrom?: string;
   keepData?: boolean;
 }
@@ -168,6 +170,7 @@ async function run(o: CliOptions): Promise<void> {
     ...base,
     ...(o.failoverTrials === undefined ? {} : { failoverTrials: o.failoverTrials }),
     ...(o.duration === undefined ? {} : { durationMs: o.duration * 1000 }),
+    ...(o.rounds === undefined ? {} : { kvRounds: o.rounds }),
     ...(o.overloadDuration === undefined ? {} : { overloadMs: o.overloadDuration * 1000 }),
     ...(o.overloadClients === undefined
       ? {}
@@ -193,6 +196,8 @@ async function run(o: CliOptions): Promise<void> {
     keepData: o.keepData === true,
   });
   writeOutputs(results, out, o.docs);
+  const byRound = goalsByRoundMarkdown(results);
+  if (byRound !== '') progress.line(`goals, round by round:\n${byRound}`);
   if (results.queue !== undefined) progress.line(queueMarkdown(results.queue));
   for (const e of results.queue?.profile?.byArea ?? [])
     progress.line(`queue leader CPU: ${e.name} ${e.selfPercent}%`);
@@ -212,6 +217,11 @@ export function buildBenchCommand(): Command {
     .option('--scenarios <list>', scenarioNames.join(','), scenarioNames.join(','))
     .option('--failover-trials <n>', 'leader kills per system', positive('--failover-trials', 5000))
     .option('--duration <s>', 'measured seconds per load point', positive('--duration', 600))
+    .option(
+      '--rounds <n>',
+      'times the key-value scenarios run, the systems taking turns in alternating order, each round on fresh clusters; goals judged on the median (default 1)',
+      positive('--rounds', 20),
+    )
     .option(
       '--overload-duration <s>',
       'measured seconds per overload point (default 60; 10 with --quick)',

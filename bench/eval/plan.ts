@@ -37,6 +37,13 @@ export interface Plan {
    * only: etcd has none): the protocol's front compiles on its own. Absent in older results.
    */
   readonly binaryWarmupMs?: number;
+  /**
+   * Times every key-value scenario is run for each system, the systems taking turns in an
+   * order that alternates (A B, then B A, ...), each round on fresh clusters: on a shared
+   * machine one round's ratio moves by up to 1.8×, so a goal is judged on the rounds' median.
+   * Absent: one round.
+   */
+  readonly kvRounds?: number;
   /** Unmeasured start of every point. */
   readonly warmupMs: number;
   readonly durationMs: number;

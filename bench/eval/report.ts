@@ -23,6 +23,8 @@ export interface Goal {
   readonly flotilla: string;
   readonly anchor: string;
   readonly ratio: string;
+  /** The ratio as a number (Flotilla's figure over the anchor's). */
+  readonly x: number;
   readonly met: boolean | null;
 }
 
@@ -72,6 +74,7 @@ export function goals(r: EvalResults): Goal[] {
       flotilla: ops(a.throughputOpsPerSec),
       anchor: ops(b.throughputOpsPerSec),
       ratio: `${ratio.toFixed(2)}×`,
+      x: ratio,
       met: ratio >= x,
     });
   };
@@ -85,6 +88,7 @@ export function goals(r: EvalResults): Goal[] {
       flotilla: `${us(ca.leader)} µs`,
       anchor: `${us(cb.leader)} µs`,
       ratio: `${ratio.toFixed(2)}×`,
+      x: ratio,
       met: ratio <= 0.5,
     });
   };
@@ -100,6 +104,7 @@ export function goals(r: EvalResults): Goal[] {
       flotilla: `${w256f.latencyMs.p99} ms`,
       anchor: `${w256e.latencyMs.p99} ms`,
       ratio: `${(w256f.latencyMs.p99 / w256e.latencyMs.p99).toFixed(2)}×`,
+      x: w256f.latencyMs.p99 / w256e.latencyMs.p99,
       met: w256f.latencyMs.p99 <= w256e.latencyMs.p99,
     });
   const rf = f?.reads.find((x) => x.consistency === 'linearizable' && x.target === 'leader');
@@ -119,6 +124,7 @@ export function goals(r: EvalResults): Goal[] {
       flotilla: `${w1f.latencyMs.p50} ms (p99 ${w1f.latencyMs.p99})`,
       anchor: `${w1e.latencyMs.p50} ms (p99 ${w1e.latencyMs.p99})`,
       ratio: `${(w1f.latencyMs.p50 / w1e.latencyMs.p50).toFixed(2)}×`,
+      x: w1f.latencyMs.p50 / w1e.latencyMs.p50,
       met: w1f.latencyMs.p50 <= w1e.latencyMs.p50,
     });
   const fo = f?.failover;
@@ -130,10 +136,79 @@ export function goals(r: EvalResults): Goal[] {
       flotilla: `${med} ms (n=${fo.timesMs.length})`,
       anchor: `paper ${paperFailover.medianMs} ms${eMed === undefined ? '' : `; etcd ${eMed} ms`}`,
       ratio: `${(med / paperFailover.medianMs).toFixed(2)}× paper`,
+      x: med / paperFailover.medianMs,
       met: med <= paperFailover.medianMs,
     });
   }
   return out;
+}
+
+/** A goal across the rounds of a run (Plan.kvRounds). */
+export interface GoalRounds {
+  readonly goal: string;
+  /** Each round's ratio; null where that round did not measure it. */
+  readonly ratios: readonly (number | null)[];
+  /** The median of the rounds that measured it. */
+  readonly median: number;
+  /** Rounds in which the goal was met, of those that measured it. */
+  readonly metIn: number;
+  readonly measured: number;
+  /** Met in more than half of the rounds that measured it (the median meets it). */
+  readonly met: boolean;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/**
+ * Every goal in every round of a run of several rounds; empty after one round. A goal's verdict
+ * is the majority's: one lucky round (or one unlucky one) does not decide it.
+ */
+export function goalsByRound(r: EvalResults): GoalRounds[] {
+  const rounds = r.rounds ?? [];
+  if (rounds.length < 2) return [];
+  const per = rounds.map((systems) => goals({ ...r, systems }));
+  const names: string[] = [];
+  for (const gs of per) for (const g of gs) if (!names.includes(g.goal)) names.push(g.goal);
+  return names.flatMap((goal) => {
+    const found = per.map((gs) => gs.find((g) => g.goal === goal));
+    const measured = found.filter((g): g is Goal => g !== undefined);
+    if (measured.length === 0) return [];
+    const metIn = measured.filter((g) => g.met === true).length;
+    return [
+      {
+        goal,
+        ratios: found.map((g) => (g === undefined ? null : g.x)),
+        median: median(measured.map((g) => g.x)),
+        metIn,
+        measured: measured.length,
+        met: 2 * metIn > measured.length,
+      },
+    ];
+  });
+}
+
+/** goalsByRound as a Markdown table, for the console and BENCHMARKS.md. */
+export function goalsByRoundMarkdown(r: EvalResults): string {
+  const g = goalsByRound(r);
+  if (g.length === 0) return '';
+  const n = r.rounds?.length ?? 0;
+  const head = [
+    'goal',
+    ...Array.from({ length: n }, (_, i) => `round ${i + 1}`),
+    'median',
+    'met in',
+  ];
+  const rows = g.map((x) => [
+    x.goal,
+    ...x.ratios.map((v) => (v === null ? '–' : `${v.toFixed(2)}×`)),
+    `${x.median.toFixed(2)}×`,
+    `${x.metIn} of ${x.measured}${x.met ? ' (met)' : ' (missed)'}`,
+  ]);
+  return [head, head.map(() => '---'), ...rows].map((c) => `| ${c.join(' | ')} |`).join('\n');
 }
 
 function line(s: SystemName, pts: [number, number][], extra: Partial<Series> = {}): Series {
@@ -586,6 +661,22 @@ export function clusterWarmupNote(p: EvalResults['plan']): string {
   return `; before its first point each write/read cluster (both systems alike) takes ${p.clusterWarmupClients ?? 64} closed-loop writers for ${ms / 1000} s${reads}, not measured, so that no point measures the JIT compiling the write and read paths${binary} (failover, overload, watch, lease and scale clusters are not warmed)`;
 }
 
+/** The goals round by round, when the run had several rounds. */
+function renderRounds(r: EvalResults): string {
+  const g = goalsByRound(r);
+  if (g.length === 0) return '';
+  const n = r.rounds?.length ?? 0;
+  const rows = g.map((x) => [
+    x.goal,
+    ...x.ratios.map((v) => (v === null ? '–' : `${v.toFixed(2)}×`)),
+    `${x.median.toFixed(2)}×`,
+    `${x.metIn} of ${x.measured}`,
+    x.met ? 'met' : 'MISSED',
+  ]);
+  return `<h2>Goals over ${n} rounds (the systems taking turns, the order alternating)</h2>
+${table(['goal', ...Array.from({ length: n }, (_, i) => `round ${i + 1}`), 'median', 'met in', 'verdict'], rows)}`;
+}
+
 export function renderHtml(r: EvalResults): string {
   const m = r.machine;
   const g = goals(r);
@@ -616,8 +707,9 @@ td:first-child,th:first-child{text-align:left}figure{margin:1em 0}.facts td{text
 <tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point${escapeXml(clusterWarmupNote(r.plan))}</td></tr>
 </tbody></table>
 <ul>${settings}</ul>
-<h2>Goals (same machine, same run)</h2>
+<h2>Goals (same machine, same run${r.rounds === undefined ? '' : ', round 1'})</h2>
 ${table(['goal', 'Flotilla', 'anchor', 'ratio', 'verdict'], goalRows)}
+${renderRounds(r)}
 ${charts}
 ${renderTables(r)}
 ${renderQueue(r)}

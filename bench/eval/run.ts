@@ -82,8 +82,21 @@ export interface EvalResults {
   profile: ProfileSummary | null;
   /** The queue scenario, when it ran. */
   queue?: QueueResults;
+  /**
+   * Every round of the key-value scenarios when there were several (Plan.kvRounds); the first
+   * is `systems` itself. Absent after one round.
+   */
+  rounds?: Partial<Record<SystemName, SystemResults>>[];
   /** Scenario groups that failed, with why; the others' figures stand. */
   readonly failures: string[];
+}
+
+/**
+ * The order the systems run in, round by round: as given, then reversed, and so on, so that
+ * neither always runs first (nor always just after the other's clusters stopped).
+ */
+export function roundOrder<T>(systems: readonly T[], round: number): readonly T[] {
+  return round % 2 === 0 ? systems : [...systems].reverse();
 }
 
 const settings: Record<string, string> = {
@@ -143,10 +156,20 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
   o.progress.line(`data under ${dir}`);
   try {
     const kv = o.scenarios.some((s) => s !== 'queue');
-    for (const system of kv ? o.systems : []) {
-      const r: SystemResults = { writes: [], payload: [], reads: [], sizes: [], failover: null };
-      results.systems[system] = r;
-      await guard(system, () => runSystem(system, r, o, dir, procs));
+    const rounds = kv ? Math.max(1, o.plan.kvRounds ?? 1) : 0;
+    for (let i = 0; i < rounds; i++) {
+      const round: Partial<Record<SystemName, SystemResults>> = i === 0 ? results.systems : {};
+      const order = roundOrder(o.systems, i);
+      if (rounds > 1) o.progress.line(`round ${i + 1} of ${rounds}: ${order.join(', ')}`);
+      // Each round on fresh clusters, in data directories of their own.
+      const roundDir = i === 0 ? dir : join(dir, `round${i + 1}`);
+      for (const system of order) {
+        const r: SystemResults = { writes: [], payload: [], reads: [], sizes: [], failover: null };
+        round[system] = r;
+        const what = rounds > 1 ? `${system} round ${i + 1}` : system;
+        await guard(what, () => runSystem(system, r, o, roundDir, procs));
+      }
+      if (rounds > 1) (results.rounds ??= []).push(round);
     }
     // Both systems in turn under the same burners, so that they face the same machine.
     if (o.scenarios.includes('overload'))

@@ -16,8 +16,16 @@ import { ProcessGroup } from '../../bench/eval/procs.js';
 import { areaOf, summariseProfile } from '../../bench/eval/profile.js';
 import { delta, parsePrometheus, sumBy } from '../../bench/eval/prom.js';
 import { getOp, putOp, randomValueB64 } from '../../bench/eval/protocol.js';
-import { cdf, clusterWarmupNote, cpuRows, goals, renderHtml } from '../../bench/eval/report.js';
-import type { EvalResults } from '../../bench/eval/run.js';
+import {
+  cdf,
+  clusterWarmupNote,
+  cpuRows,
+  goals,
+  goalsByRound,
+  goalsByRoundMarkdown,
+  renderHtml,
+} from '../../bench/eval/report.js';
+import { roundOrder, runEvaluation, type EvalResults } from '../../bench/eval/run.js';
 import {
   binaryReadPoint,
   warmCluster,
@@ -453,6 +461,100 @@ void test('the report puts CPU per write side by side, and shows – for results
     /64 closed-loop writers for 20 s, and 64 linearizable readers for 5 s before the read points/,
   );
   assert.match(clusterWarmupNote(quickPlan), /binary protocol takes 256 writers for 5 s/);
+});
+
+void test("goals over several rounds: each round's ratio, the median, and the majority's verdict", () => {
+  assert.deepEqual(roundOrder(['flotilla', 'etcd'], 0), ['flotilla', 'etcd']);
+  assert.deepEqual(roundOrder(['flotilla', 'etcd'], 1), ['etcd', 'flotilla']);
+  assert.deepEqual(roundOrder(['flotilla', 'etcd'], 2), ['flotilla', 'etcd']);
+  // Flotilla's 256-client writes at these multiples of etcd's 1,000 ops/s, one per round.
+  const round = (x: number) => {
+    const w = (clients: number, ops: number) => ({
+      ...loadResult(clients),
+      throughputOpsPerSec: ops,
+      valueBytes: 256,
+      wire: noWire,
+    });
+    return resultsWith([w(256, 1_000 * x)], [w(256, 1_000)]).systems;
+  };
+  const run = (...xs: number[]): EvalResults => {
+    const rounds = xs.map(round);
+    return { ...resultsWith([], []), systems: rounds[0] ?? {}, rounds };
+  };
+  const writes256 = (r: EvalResults) =>
+    goalsByRound(r).find((g) => g.goal.startsWith('writes/s over HTTP, 256'));
+  const met = writes256(run(2.2, 1.5, 2.1));
+  assert.deepEqual(met?.ratios, [2.2, 1.5, 2.1]);
+  assert.equal(met?.median, 2.1);
+  assert.equal(met?.metIn, 2);
+  assert.equal(met?.met, true, 'met in two of three rounds');
+  const missed = writes256(run(2.2, 1.5, 1.1));
+  assert.equal(missed?.median, 1.5);
+  assert.equal(missed?.met, false, 'one round of three is not the goal met');
+  assert.equal(writes256(run(2.2, 1.9))?.met, false, 'one of two is not a majority');
+  assert.equal(writes256(run(2.2, 1.9))?.median, 2.05);
+  // One round: no table by round, the run's one goals table stands.
+  assert.deepEqual(goalsByRound(resultsWith([], [])), []);
+  assert.equal(goalsByRoundMarkdown(resultsWith([], [])), '');
+  const md = goalsByRoundMarkdown(run(2.2, 1.5, 2.1));
+  assert.match(md, /\| goal \| round 1 \| round 2 \| round 3 \| median \| met in \|/);
+  assert.match(
+    md,
+    /\| writes\/s over HTTP, 256 clients ≥ 2× etcd \| 2\.20× \| 1\.50× \| 2\.10× \| 2\.10× \| 2 of 3 \(met\) \|/,
+  );
+  assert.match(renderHtml(run(2.2, 1.5, 2.1)), /Goals over 3 rounds/);
+  assert.doesNotMatch(renderHtml(resultsWith([], [])), /Goals over/);
+});
+
+void test('smoke: two rounds run each system twice, on fresh clusters', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'flotilla-evalrounds-'));
+  const lines: string[] = [];
+  const prevTmp = process.env['TMPDIR'];
+  process.env['TMPDIR'] = tmp;
+  try {
+    const r = await runEvaluation({
+      plan: {
+        ...quickPlan,
+        kvRounds: 2,
+        clusterWarmupMs: 0,
+        warmupMs: 200,
+        durationMs: 600,
+        writeClients: [4],
+      },
+      quick: true,
+      systems: ['flotilla'],
+      queueSystems: [],
+      scenarios: ['writes'],
+      progress: { tick: () => {}, done: () => {}, line: (l) => lines.push(l) },
+      keepData: true,
+    });
+    assert.deepEqual(r.failures, []);
+    assert.equal(r.rounds?.length, 2, lines.join('\n'));
+    assert.equal(r.rounds?.[0], r.systems, "the first round is the run's systems");
+    for (const round of r.rounds ?? []) {
+      const w = round.flotilla?.writes[0];
+      assert.ok(w !== undefined && w.ops > 0 && w.errors === 0, JSON.stringify(w));
+    }
+    assert.notEqual(r.rounds?.[0]?.flotilla, r.rounds?.[1]?.flotilla);
+    assert.deepEqual(
+      lines.filter((l) => l.startsWith('round ')),
+      ['round 1 of 2: flotilla', 'round 2 of 2: flotilla'],
+    );
+    assert.equal(lines.filter((l) => l.startsWith('starting flotilla')).length, 2);
+    // The second round's members had data directories of their own, not the first round's.
+    const [dataDir] = readdirSync(tmp);
+    const entries = readdirSync(join(tmp, dataDir ?? ''));
+    assert.ok(entries.includes('round2'), entries.join(', '));
+    assert.ok(
+      readdirSync(join(tmp, dataDir ?? '', 'round2', 'main')).some((n) =>
+        n.startsWith('flotilla-3-m'),
+      ),
+    );
+  } finally {
+    if (prevTmp === undefined) delete process.env['TMPDIR'];
+    else process.env['TMPDIR'] = prevTmp;
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 void test('smoke: a write point on a real 3-member cluster measures CPU per write on every member', async () => {
