@@ -14,7 +14,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { SystemName } from './clusters.js';
 import { EvalError } from './errors.js';
 import { fullPlan, parseScenarios, quickPlan, scenarioNames, type Plan } from './plan.js';
-import { goalsByRoundMarkdown, renderCharts, renderHtml } from './report.js';
+import { calibrationNote, goalsByRoundMarkdown, renderCharts, renderHtml } from './report.js';
 import { runEvaluation, type EvalResults } from './run.js';
 import type { Progress } from './scenarios.js';
 import { queueSystems as queueSystemNames } from './queue-load.js';
@@ -198,6 +198,8 @@ async function run(o: CliOptions): Promise<void> {
   writeOutputs(results, out, o.docs);
   const byRound = goalsByRoundMarkdown(results);
   if (byRound !== '') progress.line(`goals, round by round:\n${byRound}`);
+  else if (calibrationNote(results) !== '')
+    progress.line(`machine calibration (ms of CPU, before→after): ${calibrationNote(results)}`);
   if (results.queue !== undefined) progress.line(queueMarkdown(results.queue));
   for (const e of results.queue?.profile?.byArea ?? [])
     progress.line(`queue leader CPU: ${e.name} ${e.selfPercent}%`);

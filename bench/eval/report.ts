@@ -191,6 +191,55 @@ export function goalsByRound(r: EvalResults): GoalRounds[] {
   });
 }
 
+/** A block of one system's points, with the machine's speed around it. */
+export interface CalibratedBlock {
+  readonly round: number;
+  readonly system: SystemName;
+  readonly beforeMs: number;
+  readonly afterMs: number;
+  /** The slower of the two readings over the median of every reading in the run. */
+  readonly slowdown: number;
+}
+
+/**
+ * Each system's block in each round with its calibration (calibrate.ts), in run order; a
+ * `slowdown` well above 1 says that block ran on a slower machine than the rest of the run.
+ */
+export function calibratedBlocks(r: EvalResults): CalibratedBlock[] {
+  const rounds = r.rounds ?? [r.systems];
+  const found: Omit<CalibratedBlock, 'slowdown'>[] = [];
+  rounds.forEach((systems, i) => {
+    for (const s of both) {
+      const c = systems[s]?.calibration;
+      if (c !== undefined)
+        found.push({ round: i + 1, system: s, beforeMs: c.before.cpuMs, afterMs: c.after.cpuMs });
+    }
+  });
+  if (found.length === 0) return [];
+  const mid = median(found.flatMap((b) => [b.beforeMs, b.afterMs]));
+  return found.map((b) => ({ ...b, slowdown: Math.max(b.beforeMs, b.afterMs) / mid }));
+}
+
+/** A block whose calibration says the machine was this much slower is pointed out. */
+export const SLOW_BLOCK = 1.25;
+
+/** calibratedBlocks in one line per round, the slow blocks pointed out. */
+export function calibrationNote(r: EvalResults): string {
+  const blocks = calibratedBlocks(r);
+  const rounds = [...new Set(blocks.map((b) => b.round))];
+  return rounds
+    .map((n) => {
+      const parts = blocks
+        .filter((b) => b.round === n)
+        .map(
+          (b) =>
+            `${b.system} ${b.beforeMs}→${b.afterMs} ms${b.slowdown >= SLOW_BLOCK ? ` (${b.slowdown.toFixed(2)}× the run's median: a slower machine)` : ''}`,
+        );
+      return `${r.rounds === undefined ? '' : `round ${n}: `}${parts.join(', ')}`;
+    })
+    .join('; ');
+}
+
 /** goalsByRound as a Markdown table, for the console and BENCHMARKS.md. */
 export function goalsByRoundMarkdown(r: EvalResults): string {
   const g = goalsByRound(r);
@@ -208,7 +257,14 @@ export function goalsByRoundMarkdown(r: EvalResults): string {
     `${x.median.toFixed(2)}×`,
     `${x.metIn} of ${x.measured}${x.met ? ' (met)' : ' (missed)'}`,
   ]);
-  return [head, head.map(() => '---'), ...rows].map((c) => `| ${c.join(' | ')} |`).join('\n');
+  const table = [head, head.map(() => '---'), ...rows].map((c) => `| ${c.join(' | ')} |`);
+  const note = calibrationNote(r);
+  return [
+    ...table,
+    ...(note === ''
+      ? []
+      : ['', `Machine calibration (ms of CPU for fixed work, before→after each block): ${note}`]),
+  ].join('\n');
 }
 
 function line(s: SystemName, pts: [number, number][], extra: Partial<Series> = {}): Series {
@@ -673,8 +729,10 @@ function renderRounds(r: EvalResults): string {
     `${x.metIn} of ${x.measured}`,
     x.met ? 'met' : 'MISSED',
   ]);
+  const note = calibrationNote(r);
   return `<h2>Goals over ${n} rounds (the systems taking turns, the order alternating)</h2>
-${table(['goal', ...Array.from({ length: n }, (_, i) => `round ${i + 1}`), 'median', 'met in', 'verdict'], rows)}`;
+${table(['goal', ...Array.from({ length: n }, (_, i) => `round ${i + 1}`), 'median', 'met in', 'verdict'], rows)}
+${note === '' ? '' : `<p>Machine calibration (ms of CPU for a fixed piece of work, before→after each system's block): ${escapeXml(note)}</p>`}`;
 }
 
 export function renderHtml(r: EvalResults): string {
@@ -704,7 +762,7 @@ td:first-child,th:first-child{text-align:left}figure{margin:1em 0}.facts td{text
 <tr><td>memory</td><td>${m.memoryGiB} GiB</td></tr>
 <tr><td>disk</td><td>${escapeXml(m.disk)} (both systems' data on it, fsync on)</td></tr>
 <tr><td>software</td><td>Linux ${escapeXml(m.kernel)}, Node.js ${escapeXml(m.node)}, etcd ${escapeXml(m.etcd ?? 'not installed')}</td></tr>
-<tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point${escapeXml(clusterWarmupNote(r.plan))}</td></tr>
+${r.rounds === undefined && calibrationNote(r) !== '' ? `<tr><td>machine speed</td><td>ms of CPU for a fixed piece of work, before→after each system's points: ${escapeXml(calibrationNote(r))}</td></tr>\n` : ''}<tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point${escapeXml(clusterWarmupNote(r.plan))}</td></tr>
 </tbody></table>
 <ul>${settings}</ul>
 <h2>Goals (same machine, same run${r.rounds === undefined ? '' : ', round 1'})</h2>

@@ -12,6 +12,7 @@ import {
   type BenchCluster,
   type SystemName,
 } from './clusters.js';
+import { calibrate, type Calibration } from './calibrate.js';
 import { runFailover, summarize, type FailoverResult } from './failover.js';
 import { machineFacts, type MachineFacts } from './machine.js';
 import type { Plan, ScenarioName } from './plan.js';
@@ -48,6 +49,8 @@ export interface EvalOptions {
 }
 
 export interface SystemResults {
+  /** The machine's speed just before this system's clusters started and after they stopped. */
+  calibration?: { before: Calibration; after: Calibration };
   writes: WritePoint[];
   /** Flotilla over its binary client protocol (absent for etcd). */
   writesBinary?: (WritePoint & { connections: number })[];
@@ -167,7 +170,12 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
         const r: SystemResults = { writes: [], payload: [], reads: [], sizes: [], failover: null };
         round[system] = r;
         const what = rounds > 1 ? `${system} round ${i + 1}` : system;
+        const before = calibrate();
         await guard(what, () => runSystem(system, r, o, roundDir, procs));
+        r.calibration = { before, after: calibrate() };
+        o.progress.line(
+          `${what}: machine calibration ${before.cpuMs} ms of CPU before, ${r.calibration.after.cpuMs} ms after`,
+        );
       }
       if (rounds > 1) (results.rounds ??= []).push(round);
     }

@@ -21,11 +21,18 @@ import {
   clusterWarmupNote,
   cpuRows,
   goals,
+  calibratedBlocks,
   goalsByRound,
   goalsByRoundMarkdown,
   renderHtml,
+  SLOW_BLOCK,
 } from '../../bench/eval/report.js';
-import { roundOrder, runEvaluation, type EvalResults } from '../../bench/eval/run.js';
+import {
+  roundOrder,
+  runEvaluation,
+  type EvalResults,
+  type SystemResults,
+} from '../../bench/eval/run.js';
 import {
   binaryReadPoint,
   warmCluster,
@@ -503,6 +510,41 @@ void test("goals over several rounds: each round's ratio, the median, and the ma
     /\| writes\/s over HTTP, 256 clients ≥ 2× etcd \| 2\.20× \| 1\.50× \| 2\.10× \| 2\.10× \| 2 of 3 \(met\) \|/,
   );
   assert.match(renderHtml(run(2.2, 1.5, 2.1)), /Goals over 3 rounds/);
+  // The machine's speed around each block: the one that ran on a slower machine is named.
+  const calibrated = run(2.2, 1.5, 2.1);
+  const cal = (before: number, after: number) => ({
+    before: { cpuMs: before, wallMs: before },
+    after: { cpuMs: after, wallMs: after },
+  });
+  const speeds: [number, number][][] = [
+    [
+      [22, 36],
+      [22, 23],
+    ],
+    [
+      [21, 22],
+      [22, 23],
+    ],
+    [
+      [23, 22],
+      [21, 22],
+    ],
+  ];
+  calibrated.rounds?.forEach((systems, i) => {
+    const [f, e] = speeds[i] as [[number, number], [number, number]];
+    (systems.flotilla as SystemResults).calibration = cal(...f);
+    (systems.etcd as SystemResults).calibration = cal(...e);
+  });
+  const slow = calibratedBlocks(calibrated).filter((b) => b.slowdown >= SLOW_BLOCK);
+  assert.deepEqual(
+    slow.map((b) => [b.round, b.system]),
+    [[1, 'flotilla']],
+  );
+  assert.match(
+    goalsByRoundMarkdown(calibrated),
+    /Machine calibration .*: round 1: flotilla 22→36 ms \(1\.64× the run's median: a slower machine\), etcd 22→23 ms; round 2: flotilla 21→22 ms, etcd 22→23 ms; round 3/,
+  );
+  assert.doesNotMatch(goalsByRoundMarkdown(run(2.2, 1.5, 2.1)), /calibration/);
   assert.doesNotMatch(renderHtml(resultsWith([], [])), /Goals over/);
 });
 
@@ -536,6 +578,11 @@ void test('smoke: two rounds run each system twice, on fresh clusters', async ()
       assert.ok(w !== undefined && w.ops > 0 && w.errors === 0, JSON.stringify(w));
     }
     assert.notEqual(r.rounds?.[0]?.flotilla, r.rounds?.[1]?.flotilla);
+    for (const round of r.rounds ?? []) {
+      const c = round.flotilla?.calibration;
+      assert.ok(c !== undefined && c.before.cpuMs > 0 && c.after.wallMs > 0, JSON.stringify(c));
+    }
+    assert.equal(lines.filter((l) => /machine calibration .* ms of CPU before/.test(l)).length, 2);
     assert.deepEqual(
       lines.filter((l) => l.startsWith('round ')),
       ['round 1 of 2: flotilla', 'round 2 of 2: flotilla'],
