@@ -1,9 +1,9 @@
 // How fast the machine is right now: a fixed piece of CPU-bound work (JSON, hashing, a Map)
 // timed in this process, while none of the evaluation's clusters run. The machine is a virtual
-// one shared with other tenants, and its speed moves: in one run the same build's every figure
-// (the load generator's CPU per request too) took 1.6–1.8 times the CPU it took in the next
-// round. Calibrating before and after each system's block of points says when a block ran on a
-// slower machine, so that a ratio from it is read as such (BENCHMARKS.md, "Rounds").
+// one shared with other tenants, and its speed moves: in one round the load generator's own CPU
+// per request, the same code as in the other rounds, rose by half. Calibrating before and after
+// each system's block of points flags a block at whose start or end the machine was slower, so
+// that a ratio from it is read as such (BENCHMARKS.md, "Rounds").
 
 import { createHash } from 'node:crypto';
 

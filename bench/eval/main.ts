@@ -221,7 +221,7 @@ export function buildBenchCommand(): Command {
     .option('--duration <s>', 'measured seconds per load point', positive('--duration', 600))
     .option(
       '--rounds <n>',
-      'times the key-value scenarios run, the systems taking turns in alternating order, each round on fresh clusters; goals judged on the median (default 1)',
+      'times the key-value scenarios run, the systems taking turns in alternating order, each round on fresh clusters; a goal is met when met in more than half of the rounds (default 1)',
       positive('--rounds', 20),
     )
     .option(

@@ -153,7 +153,8 @@ export interface GoalRounds {
   /** Rounds in which the goal was met, of those that measured it. */
   readonly metIn: number;
   readonly measured: number;
-  /** Met in more than half of the rounds that measured it (the median meets it). */
+  /** Met in more than half of the rounds that measured it (with an even count, the median may
+   * meet it while this says missed: a tie is not a majority). */
   readonly met: boolean;
 }
 
@@ -202,14 +203,23 @@ export interface CalibratedBlock {
 }
 
 /**
- * Each system's block in each round with its calibration (calibrate.ts), in run order; a
- * `slowdown` well above 1 says that block ran on a slower machine than the rest of the run.
+ * Each system's block in each round with its calibration (calibrate.ts), in the order the
+ * blocks ran; a `slowdown` well above 1 says the machine was slower at that block's start or
+ * end than over the rest of the run (it is read only before and after the block).
  */
 export function calibratedBlocks(r: EvalResults): CalibratedBlock[] {
   const rounds = r.rounds ?? [r.systems];
   const found: Omit<CalibratedBlock, 'slowdown'>[] = [];
   rounds.forEach((systems, i) => {
-    for (const s of both) {
+    // In the order the blocks ran (it alternates from round to round).
+    const ran = both
+      .filter((s) => systems[s]?.calibration !== undefined)
+      .sort((a, b) =>
+        (systems[a]?.calibration?.startedAt ?? '').localeCompare(
+          systems[b]?.calibration?.startedAt ?? '',
+        ),
+      );
+    for (const s of ran) {
       const c = systems[s]?.calibration;
       if (c !== undefined)
         found.push({ round: i + 1, system: s, beforeMs: c.before.cpuMs, afterMs: c.after.cpuMs });
@@ -233,7 +243,7 @@ export function calibrationNote(r: EvalResults): string {
         .filter((b) => b.round === n)
         .map(
           (b) =>
-            `${b.system} ${b.beforeMs}→${b.afterMs} ms${b.slowdown >= SLOW_BLOCK ? ` (${b.slowdown.toFixed(2)}× the run's median: a slower machine)` : ''}`,
+            `${b.system} ${b.beforeMs}→${b.afterMs} ms${b.slowdown >= SLOW_BLOCK ? ` (${b.slowdown.toFixed(2)}× the run's median: a slower machine at its start or end)` : ''}`,
         );
       return `${r.rounds === undefined ? '' : `round ${n}: `}${parts.join(', ')}`;
     })

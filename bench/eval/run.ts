@@ -50,7 +50,7 @@ export interface EvalOptions {
 
 export interface SystemResults {
   /** The machine's speed just before this system's clusters started and after they stopped. */
-  calibration?: { before: Calibration; after: Calibration };
+  calibration?: { before: Calibration; after: Calibration; startedAt: string };
   writes: WritePoint[];
   /** Flotilla over its binary client protocol (absent for etcd). */
   writesBinary?: (WritePoint & { connections: number })[];
@@ -170,9 +170,10 @@ export async function runEvaluation(o: EvalOptions): Promise<EvalResults> {
         const r: SystemResults = { writes: [], payload: [], reads: [], sizes: [], failover: null };
         round[system] = r;
         const what = rounds > 1 ? `${system} round ${i + 1}` : system;
+        const startedAt = new Date().toISOString();
         const before = calibrate();
         await guard(what, () => runSystem(system, r, o, roundDir, procs));
-        r.calibration = { before, after: calibrate() };
+        r.calibration = { before, after: calibrate(), startedAt };
         o.progress.line(
           `${what}: machine calibration ${before.cpuMs} ms of CPU before, ${r.calibration.after.cpuMs} ms after`,
         );
