@@ -775,9 +775,9 @@ td:first-child,th:first-child{text-align:left}figure{margin:1em 0}.facts td{text
 ${r.rounds === undefined && calibrationNote(r) !== '' ? `<tr><td>machine speed</td><td>ms of CPU for a fixed piece of work, before→after each system's points: ${escapeXml(calibrationNote(r))}</td></tr>\n` : ''}<tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point${escapeXml(clusterWarmupNote(r.plan))}</td></tr>
 </tbody></table>
 <ul>${settings}</ul>
-<h2>Goals (same machine, same run${r.rounds === undefined ? '' : ', round 1'})</h2>
-${table(['goal', 'Flotilla', 'anchor', 'ratio', 'verdict'], goalRows)}
 ${renderRounds(r)}
+<h2>Goals (same machine, same run${r.rounds === undefined ? '' : '; round 1 alone, as are the charts and tables below'})</h2>
+${table(['goal', 'Flotilla', 'anchor', 'ratio', 'verdict'], goalRows)}
 ${charts}
 ${renderTables(r)}
 ${renderQueue(r)}
