@@ -188,3 +188,11 @@ export function parseScenarios(spec: string): ScenarioName[] {
   }
   return out;
 }
+
+/**
+ * The order the systems run in, round by round: as given, then reversed, and so on, so that
+ * neither always runs first (nor always just after the other's clusters stopped).
+ */
+export function roundOrder<T>(systems: readonly T[], round: number): readonly T[] {
+  return round % 2 === 0 ? systems : [...systems].reverse();
+}

@@ -5,6 +5,7 @@ import { fmtNumber, escapeXml, palette, renderChart, type Series } from './chart
 import type { SystemName } from './clusters.js';
 import type { LoadResult } from './loadgen.js';
 import type { OverloadPoint } from './overload.js';
+import { roundOrder } from './plan.js';
 import type { EvalResults, SystemResults } from './run.js';
 import type { CpuPerOp } from './cpu.js';
 import type { WritePoint } from './scenarios.js';
@@ -211,13 +212,16 @@ export function calibratedBlocks(r: EvalResults): CalibratedBlock[] {
   const rounds = r.rounds ?? [r.systems];
   const found: Omit<CalibratedBlock, 'slowdown'>[] = [];
   rounds.forEach((systems, i) => {
-    // In the order the blocks ran (it alternates from round to round).
+    // In the order the blocks ran (it alternates from round to round); results from before
+    // blocks were stamped ran in the default order, flotilla first in odd rounds.
+    const order = roundOrder(both, i);
     const ran = both
       .filter((s) => systems[s]?.calibration !== undefined)
-      .sort((a, b) =>
-        (systems[a]?.calibration?.startedAt ?? '').localeCompare(
-          systems[b]?.calibration?.startedAt ?? '',
-        ),
+      .sort(
+        (a, b) =>
+          (systems[a]?.calibration?.startedAt ?? '').localeCompare(
+            systems[b]?.calibration?.startedAt ?? '',
+          ) || order.indexOf(a) - order.indexOf(b),
       );
     for (const s of ran) {
       const c = systems[s]?.calibration;

@@ -15,7 +15,7 @@ import {
 import { calibrate, type Calibration } from './calibrate.js';
 import { runFailover, summarize, type FailoverResult } from './failover.js';
 import { machineFacts, type MachineFacts } from './machine.js';
-import type { Plan, ScenarioName } from './plan.js';
+import { roundOrder, type Plan, type ScenarioName } from './plan.js';
 import { overloadPoint, withBurners, type OverloadPoint } from './overload.js';
 import { ProcessGroup } from './procs.js';
 import { scalePoint, type ScaleResult } from './scale.js';
@@ -92,14 +92,6 @@ export interface EvalResults {
   rounds?: Partial<Record<SystemName, SystemResults>>[];
   /** Scenario groups that failed, with why; the others' figures stand. */
   readonly failures: string[];
-}
-
-/**
- * The order the systems run in, round by round: as given, then reversed, and so on, so that
- * neither always runs first (nor always just after the other's clusters stopped).
- */
-export function roundOrder<T>(systems: readonly T[], round: number): readonly T[] {
-  return round % 2 === 0 ? systems : [...systems].reverse();
 }
 
 const settings: Record<string, string> = {

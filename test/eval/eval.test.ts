@@ -11,7 +11,7 @@ import { EvalError } from '../../bench/eval/errors.js';
 import { percentile, summarize } from '../../bench/eval/failover.js';
 import { readResults } from '../../bench/eval/main.js';
 import { maxBucketMs } from '../../bench/eval/overload.js';
-import { parseScenarios, quickPlan } from '../../bench/eval/plan.js';
+import { parseScenarios, quickPlan, roundOrder } from '../../bench/eval/plan.js';
 import { ProcessGroup } from '../../bench/eval/procs.js';
 import { areaOf, summariseProfile } from '../../bench/eval/profile.js';
 import { delta, parsePrometheus, sumBy } from '../../bench/eval/prom.js';
@@ -27,12 +27,7 @@ import {
   renderHtml,
   SLOW_BLOCK,
 } from '../../bench/eval/report.js';
-import {
-  roundOrder,
-  runEvaluation,
-  type EvalResults,
-  type SystemResults,
-} from '../../bench/eval/run.js';
+import { runEvaluation, type EvalResults, type SystemResults } from '../../bench/eval/run.js';
 import {
   binaryReadPoint,
   warmCluster,
