@@ -425,6 +425,38 @@ void describe('start fails fast, before opening storage', () => {
     }
   });
 
+  void it('when the binary client-protocol port is taken', async () => {
+    const [peer, client, binary] = (await freePorts(3)) as [number, number, number];
+    const dataDir = join(tempDir(), 'node1');
+    const held = await holdPort(binary);
+    try {
+      const r = await runCli(
+        [
+          'start',
+          '--id',
+          '1',
+          '--data-dir',
+          dataDir,
+          '--initial-cluster',
+          `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+          '--client-protocol-port',
+          String(binary),
+        ],
+        10_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `ADDRESS_IN_USE: .*clients \\(clientProtocolPort\\) on 127\\.0\\.0\\.1:${binary}`,
+        ),
+      );
+      assert.equal(existsSync(dataDir), false, 'the data directory was not even created');
+    } finally {
+      await release(held);
+    }
+  });
+
   // Free ports, never bound: the ports pass their check and the directory fails.
   const cluster = async (): Promise<string> => {
     const [peer, client] = (await freePorts(2)) as [number, number];
