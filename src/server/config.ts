@@ -489,6 +489,13 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const tls = resolveTls(merged, members, join);
   const placement = onOff(merged['placement'], 'placement', configDefaults.placement);
   const quiesce = onOff(merged['quiesce'], 'quiesce', configDefaults.quiesce);
+  const listenPeer = listenAddress(merged['listenPeer'], 'listenPeer', self.peer);
+  const listenClient = listenAddress(
+    merged['listenClient'],
+    'listenClient',
+    urlHostPort(self.client),
+  );
+  checkOwnPortsApart(listenPeer, listenClient, numbers.clientProtocolPort);
   return {
     placement,
     quiesce,
@@ -498,8 +505,8 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
     clusterId,
     dataDir,
     members,
-    listenPeer: listenAddress(merged['listenPeer'], 'listenPeer', self.peer),
-    listenClient: listenAddress(merged['listenClient'], 'listenClient', urlHostPort(self.client)),
+    listenPeer,
+    listenClient,
     storage,
     walSync,
     logLevel: logLevel as NodeConfig['logLevel'],
@@ -677,6 +684,42 @@ function urlHostPort(u: string): string {
 }
 
 /** A listen address: `host:port` (an IPv6 host in brackets), the port from 0 to 65535. */
+/** host:port split at the last colon, the host without IPv6 brackets. */
+function hostPortOf(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return {
+    host: address.slice(0, i).replace(/^\[(.*)\]$/, '$1'),
+    port: Number(address.slice(i + 1)),
+  };
+}
+
+const wildcardHosts = new Set(['0.0.0.0', '::', '']);
+
+/**
+ * A node's own listeners on one port: the second would fail to bind only after the node had
+ * set up its data directory (and, peer and client on one port, after it had elected itself),
+ * with a message blaming another process. Refused here, before anything is touched. Port 0
+ * (any free port) never collides.
+ */
+function checkOwnPortsApart(listenPeer: string, listenClient: string, binaryPort: number): void {
+  type Listener = { readonly name: string; readonly host: string; readonly port: number };
+  const client = hostPortOf(listenClient);
+  const listeners: Listener[] = [
+    { name: 'listenPeer', ...hostPortOf(listenPeer) },
+    { name: 'listenClient', ...client },
+  ];
+  if (binaryPort !== 0)
+    listeners.push({ name: 'clientProtocolPort', host: client.host, port: binaryPort });
+  for (const [i, a] of listeners.entries())
+    for (const b of listeners.slice(i + 1)) {
+      const sameHost = a.host === b.host || wildcardHosts.has(a.host) || wildcardHosts.has(b.host);
+      if (a.port !== 0 && a.port === b.port && sameHost)
+        throw new ConfigError(
+          `${a.name} (${a.host}:${a.port}) and ${b.name} (${b.host}:${b.port}) are the same port: each of a node's listeners needs its own`,
+        );
+    }
+}
+
 function listenAddress(v: unknown, name: string, fallback: string): string {
   if (v === undefined) return fallback;
   const m = typeof v === 'string' ? /^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(v) : null;

@@ -116,6 +116,46 @@ void test('bad values are refused with the field and the value', () => {
   }
 });
 
+void test("a node's own listeners on one port are refused before anything starts", () => {
+  const base = { id: 1, dataDir: '/d' };
+  const same = /are the same port: each of a node's listeners needs its own/;
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [
+      { ...base, initialCluster: '1=127.0.0.1:7001@http://127.0.0.1:7001' },
+      /listenPeer \(127\.0\.0\.1:7001\) and listenClient \(127\.0\.0\.1:7001\)/,
+    ],
+    [
+      { ...base, initialCluster: cluster, clientProtocolPort: 8001 },
+      /listenClient \(127\.0\.0\.1:8001\) and clientProtocolPort \(127\.0\.0\.1:8001\)/,
+    ],
+    [
+      { ...base, initialCluster: cluster, clientProtocolPort: 7001 },
+      /listenPeer .* and clientProtocolPort/,
+    ],
+    // A wildcard address holds the port on every interface.
+    [{ ...base, initialCluster: cluster, listenPeer: '0.0.0.0:8001' }, same],
+  ];
+  for (const [raw, message] of bad)
+    assert.throws(
+      () => resolveNodeConfig(raw),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.code === 'CONFIG_INVALID' &&
+        message.test(e.message) &&
+        same.test(e.message),
+      JSON.stringify(raw),
+    );
+  // Different hosts on one port, and port 0 (any free port) twice, are fine.
+  resolveNodeConfig({ ...base, initialCluster: cluster, listenPeer: '127.0.0.2:8001' });
+  resolveNodeConfig({
+    ...base,
+    initialCluster: cluster,
+    listenPeer: '127.0.0.1:0',
+    listenClient: '127.0.0.1:0',
+  });
+  resolveNodeConfig({ ...base, initialCluster: cluster, clientProtocolPort: 9001 });
+});
+
 void test('the lease drift bound follows the election timeout unless set', () => {
   const base = { id: 1, dataDir: '/d', initialCluster: cluster };
   assert.equal(resolveNodeConfig(base).leaseDriftTicks, 5);
