@@ -734,8 +734,15 @@ export function clusterWarmupNote(p: EvalResults['plan']): string {
 /** The goals round by round, when the run had several rounds. */
 function renderRounds(r: EvalResults): string {
   const g = goalsByRound(r);
-  if (g.length === 0) return '';
   const n = r.rounds?.length ?? 0;
+  if (g.length === 0) {
+    // One system alone has no goals (they are ratios to etcd); its rounds' calibration still
+    // says which of its blocks ran on a slower machine.
+    const note = n > 1 ? calibrationNote(r) : '';
+    return note === ''
+      ? ''
+      : `<h2>${n} rounds</h2>\n<p>Machine calibration (ms of CPU for a fixed piece of work, before→after each system's block): ${escapeXml(note)}. The tables below are round 1's; every round is in results.json.</p>`;
+  }
   const rows = g.map((x) => [
     x.goal,
     ...x.ratios.map((v) => (v === null ? '–' : `${v.toFixed(2)}×`)),
@@ -781,7 +788,7 @@ ${r.rounds === undefined && calibrationNote(r) !== '' ? `<tr><td>machine speed</
 <ul>${settings}</ul>
 ${renderRounds(r)}
 <h2>Goals (same machine, same run${r.rounds === undefined ? '' : '; round 1 alone, as are the charts and tables below'})</h2>
-${table(['goal', 'Flotilla', 'anchor', 'ratio', 'verdict'], goalRows)}
+${goalRows.length === 0 ? '<p>None measured: every goal is a ratio to etcd, and a run needs both systems for it.</p>' : table(['goal', 'Flotilla', 'anchor', 'ratio', 'verdict'], goalRows)}
 ${charts}
 ${renderTables(r)}
 ${renderQueue(r)}

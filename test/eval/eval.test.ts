@@ -545,6 +545,16 @@ void test("goals over several rounds: each round's ratio, the median, and the ma
   );
   assert.doesNotMatch(goalsByRoundMarkdown(run(2.2, 1.5, 2.1)), /calibration/);
   assert.doesNotMatch(renderHtml(resultsWith([], [])), /Goals over/);
+  // Flotilla alone over two rounds: no goals, but the rounds and their calibration are shown.
+  const alone = run(1, 1);
+  alone.rounds?.forEach((systems, i) => {
+    delete systems.etcd;
+    (systems.flotilla as SystemResults).calibration = cal(20, i === 0 ? 20 : 31, `${i}`);
+  });
+  const aloneHtml = renderHtml(alone);
+  assert.match(aloneHtml, /<h2>2 rounds<\/h2>/);
+  assert.match(aloneHtml, /round 2: flotilla 20→31 ms \(1\.\d+× the run&#39;s median/);
+  assert.match(aloneHtml, /None measured: every goal is a ratio to etcd/);
 });
 
 void test('smoke: two rounds run each system twice, on fresh clusters', async () => {
