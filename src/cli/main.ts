@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `flotilla` command: run a node, run a local cluster, and talk to a cluster.
 
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { FlotillaClient, FlotillaError, type ReadConsistency } from '../client/index.js';
 import {
@@ -59,9 +60,22 @@ async function withClient<T>(
   }
 }
 
+/** This build's version: the package's, from the package.json the build ships beside dist/. */
+function packageVersion(): string {
+  try {
+    const p = JSON.parse(
+      readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
+    ) as { version?: unknown };
+    return typeof p.version === 'string' ? p.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('flotilla')
     .description('Raft-replicated key-value store')
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .showHelpAfterError()
     // Usage errors throw (exit code 2, see main) rather than exit inside the parser; the
     // subcommands defined below inherit this.

@@ -3,11 +3,12 @@
 // `cluster up` announces a leader only when one of the nodes it started leads.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { repoRoot } from '../support/root.js';
 import { after, describe, it } from 'node:test';
 import { announceLeader } from '../../src/cli/cluster.js';
 import { freePorts } from '../e2e/harness.js';
@@ -47,6 +48,19 @@ function assertUsageError(
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   assert.doesNotMatch(r.stdout, /pid \d+/, 'no node was started');
 }
+
+void describe('--version', () => {
+  void it("prints the package's version and exits 0", async () => {
+    const pkg = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    for (const flag of ['--version', '-V']) {
+      const r = await runCli([flag], 10_000);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `${pkg.version}\n`);
+    }
+  });
+});
 
 void describe('cluster up refuses bad options before starting anything', () => {
   const bound = 10_000; // generous: one Node start-up on a loaded machine
