@@ -6,6 +6,7 @@
 // that a ratio from it is read as such (BENCHMARKS.md, "Rounds").
 
 import { createHash } from 'node:crypto';
+import { median } from '../stats.js';
 
 export interface Calibration {
   /** CPU time (user + system) of the fixed work, median of the repetitions, ms. */
@@ -30,11 +31,6 @@ function work(): number {
   const m = new Map<string, number>();
   for (let i = 0; i < 20_000; i++) m.set(`k${i}`, i);
   return h + m.size;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1] as number;
 }
 
 /**

@@ -198,8 +198,10 @@ async function run(o: CliOptions): Promise<void> {
   writeOutputs(results, out, o.docs);
   const byRound = goalsByRoundMarkdown(results);
   if (byRound !== '') progress.line(`goals, round by round:\n${byRound}`);
-  else if (calibrationNote(results) !== '')
-    progress.line(`machine calibration (ms of CPU, before→after): ${calibrationNote(results)}`);
+  else {
+    const speed = calibrationNote(results);
+    if (speed !== '') progress.line(`machine calibration (ms of CPU, before→after): ${speed}`);
+  }
   if (results.queue !== undefined) progress.line(queueMarkdown(results.queue));
   for (const e of results.queue?.profile?.byArea ?? [])
     progress.line(`queue leader CPU: ${e.name} ${e.selfPercent}%`);

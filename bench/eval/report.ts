@@ -5,6 +5,7 @@ import { fmtNumber, escapeXml, palette, renderChart, type Series } from './chart
 import type { SystemName } from './clusters.js';
 import type { LoadResult } from './loadgen.js';
 import type { OverloadPoint } from './overload.js';
+import { median } from '../stats.js';
 import { roundOrder } from './plan.js';
 import type { EvalResults, SystemResults } from './run.js';
 import type { CpuPerOp } from './cpu.js';
@@ -159,12 +160,6 @@ export interface GoalRounds {
   readonly met: boolean;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
 /**
  * Every goal in every round of a run of several rounds; empty after one round. A goal's verdict
  * is the majority's: one lucky round (or one unlucky one) does not decide it.
@@ -254,24 +249,33 @@ export function calibrationNote(r: EvalResults): string {
     .join('; ');
 }
 
+/** The columns the console and the page share: goal, each round's ratio, median, met in. */
+function roundsTable(
+  r: EvalResults,
+  g: readonly GoalRounds[],
+): { head: string[]; rows: string[][] } {
+  const n = r.rounds?.length ?? 0;
+  return {
+    head: ['goal', ...Array.from({ length: n }, (_, i) => `round ${i + 1}`), 'median', 'met in'],
+    rows: g.map((x) => [
+      x.goal,
+      ...x.ratios.map((v) => (v === null ? '–' : `${v.toFixed(2)}×`)),
+      `${x.median.toFixed(2)}×`,
+      `${x.metIn} of ${x.measured}`,
+    ]),
+  };
+}
+
 /** goalsByRound as a Markdown table, for the console and BENCHMARKS.md. */
 export function goalsByRoundMarkdown(r: EvalResults): string {
   const g = goalsByRound(r);
   if (g.length === 0) return '';
-  const n = r.rounds?.length ?? 0;
-  const head = [
-    'goal',
-    ...Array.from({ length: n }, (_, i) => `round ${i + 1}`),
-    'median',
-    'met in',
-  ];
-  const rows = g.map((x) => [
-    x.goal,
-    ...x.ratios.map((v) => (v === null ? '–' : `${v.toFixed(2)}×`)),
-    `${x.median.toFixed(2)}×`,
-    `${x.metIn} of ${x.measured}${x.met ? ' (met)' : ' (missed)'}`,
+  const { head, rows } = roundsTable(r, g);
+  const verdicts = rows.map((row, i) => [
+    ...row.slice(0, -1),
+    `${row[row.length - 1]}${g[i]?.met === true ? ' (met)' : ' (missed)'}`,
   ]);
-  const table = [head, head.map(() => '---'), ...rows].map((c) => `| ${c.join(' | ')} |`);
+  const table = [head, head.map(() => '---'), ...verdicts].map((c) => `| ${c.join(' | ')} |`);
   const note = calibrationNote(r);
   return [
     ...table,
@@ -743,21 +747,19 @@ function renderRounds(r: EvalResults): string {
       ? ''
       : `<h2>${n} rounds</h2>\n<p>Machine calibration (ms of CPU for a fixed piece of work, before→after each system's block): ${escapeXml(note)}. The tables below are round 1's; every round is in results.json.</p>`;
   }
-  const rows = g.map((x) => [
-    x.goal,
-    ...x.ratios.map((v) => (v === null ? '–' : `${v.toFixed(2)}×`)),
-    `${x.median.toFixed(2)}×`,
-    `${x.metIn} of ${x.measured}`,
-    x.met ? 'met' : 'MISSED',
-  ]);
+  const { head, rows } = roundsTable(r, g);
   const note = calibrationNote(r);
   return `<h2>Goals over ${n} rounds (the systems taking turns, the order alternating)</h2>
-${table(['goal', ...Array.from({ length: n }, (_, i) => `round ${i + 1}`), 'median', 'met in', 'verdict'], rows)}
+${table(
+  [...head, 'verdict'],
+  rows.map((row, i) => [...row, g[i]?.met === true ? 'met' : 'MISSED']),
+)}
 ${note === '' ? '' : `<p>Machine calibration (ms of CPU for a fixed piece of work, before→after each system's block): ${escapeXml(note)}</p>`}`;
 }
 
 export function renderHtml(r: EvalResults): string {
   const m = r.machine;
+  const speed = calibrationNote(r);
   const g = goals(r);
   const goalRows = g.map((x) => [
     x.goal,
@@ -783,7 +785,7 @@ td:first-child,th:first-child{text-align:left}figure{margin:1em 0}.facts td{text
 <tr><td>memory</td><td>${m.memoryGiB} GiB</td></tr>
 <tr><td>disk</td><td>${escapeXml(m.disk)} (both systems' data on it, fsync on)</td></tr>
 <tr><td>software</td><td>Linux ${escapeXml(m.kernel)}, Node.js ${escapeXml(m.node)}, etcd ${escapeXml(m.etcd ?? 'not installed')}</td></tr>
-${r.rounds === undefined && calibrationNote(r) !== '' ? `<tr><td>machine speed</td><td>ms of CPU for a fixed piece of work, before→after each system's points: ${escapeXml(calibrationNote(r))}</td></tr>\n` : ''}<tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point${escapeXml(clusterWarmupNote(r.plan))}</td></tr>
+${r.rounds === undefined && speed !== '' ? `<tr><td>machine speed</td><td>ms of CPU for a fixed piece of work, before→after each system's points: ${escapeXml(speed)}</td></tr>\n` : ''}<tr><td>run</td><td>${escapeXml(r.startedAt)} → ${escapeXml(r.finishedAt)}, ${r.quick ? 'quick' : 'full'}: warm-up ${r.plan.warmupMs / 1000} s, measured ${r.plan.durationMs / 1000} s per point${escapeXml(clusterWarmupNote(r.plan))}</td></tr>
 </tbody></table>
 <ul>${settings}</ul>
 ${renderRounds(r)}

@@ -4,6 +4,7 @@
 // never silently falls back to a default.
 
 import { ConfigError } from './config-error.js';
+import { parseHostPort } from './startup.js';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
@@ -684,15 +685,6 @@ function urlHostPort(u: string): string {
 }
 
 /** A listen address: `host:port` (an IPv6 host in brackets), the port from 0 to 65535. */
-/** host:port split at the last colon, the host without IPv6 brackets. */
-function hostPortOf(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  return {
-    host: address.slice(0, i).replace(/^\[(.*)\]$/, '$1'),
-    port: Number(address.slice(i + 1)),
-  };
-}
-
 const wildcardHosts = new Set(['0.0.0.0', '::', '']);
 
 /**
@@ -703,9 +695,9 @@ const wildcardHosts = new Set(['0.0.0.0', '::', '']);
  */
 function checkOwnPortsApart(listenPeer: string, listenClient: string, binaryPort: number): void {
   type Listener = { readonly name: string; readonly host: string; readonly port: number };
-  const client = hostPortOf(listenClient);
+  const client = parseHostPort(listenClient);
   const listeners: Listener[] = [
-    { name: 'listenPeer', ...hostPortOf(listenPeer) },
+    { name: 'listenPeer', ...parseHostPort(listenPeer) },
     { name: 'listenClient', ...client },
   ];
   if (binaryPort !== 0)

@@ -382,10 +382,12 @@ void describe('cluster up', () => {
 });
 
 void describe('start fails fast, before opening storage', () => {
-  void it('when the client port is taken: names it, and creates no data directory', async () => {
-    const [peer, client] = (await freePorts(2)) as [number, number];
+  /** Starts node 1 with one of its ports held by another listener, then releases it. */
+  const startWithTaken = async (taken: 'peer' | 'client' | 'binary', extra: string[] = []) => {
+    const [peer, client, binary] = (await freePorts(3)) as [number, number, number];
+    const port = { peer, client, binary }[taken];
     const dataDir = join(tempDir(), 'node1');
-    const held = await holdPort(client);
+    const held = await holdPort(port);
     try {
       const r = await runCli(
         [
@@ -396,79 +398,44 @@ void describe('start fails fast, before opening storage', () => {
           dataDir,
           '--initial-cluster',
           `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
-          '--log-level',
-          'warn',
+          ...(taken === 'binary' ? ['--client-protocol-port', String(binary)] : []),
+          ...extra,
         ],
         10_000,
       );
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(
-        r.stderr,
-        new RegExp(
-          `ADDRESS_IN_USE: Cannot listen for clients \\(listenClient\\) on 127\\.0\\.0\\.1:${client}: the address is already in use`,
-        ),
-      );
-      assert.equal(existsSync(dataDir), false, 'the data directory was not even created');
+      return { r, port, dataDirCreated: existsSync(dataDir) };
     } finally {
       await release(held);
     }
+  };
+
+  void it('when the client port is taken: names it, and creates no data directory', async () => {
+    const { r, port, dataDirCreated } = await startWithTaken('client', ['--log-level', 'warn']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `ADDRESS_IN_USE: Cannot listen for clients \\(listenClient\\) on 127\\.0\\.0\\.1:${port}: the address is already in use`,
+      ),
+    );
+    assert.equal(dataDirCreated, false, 'the data directory was not even created');
   });
 
   void it('when the peer port is taken', async () => {
-    const [peer, client] = (await freePorts(2)) as [number, number];
-    const dataDir = join(tempDir(), 'node1');
-    const held = await holdPort(peer);
-    try {
-      const r = await runCli(
-        [
-          'start',
-          '--id',
-          '1',
-          '--data-dir',
-          dataDir,
-          '--initial-cluster',
-          `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
-        ],
-        10_000,
-      );
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, new RegExp(`peers \\(listenPeer\\) on 127\\.0\\.0\\.1:${peer}`));
-      assert.equal(existsSync(dataDir), false, 'the data directory was not even created');
-    } finally {
-      await release(held);
-    }
+    const { r, port, dataDirCreated } = await startWithTaken('peer');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`peers \\(listenPeer\\) on 127\\.0\\.0\\.1:${port}`));
+    assert.equal(dataDirCreated, false, 'the data directory was not even created');
   });
 
   void it('when the binary client-protocol port is taken', async () => {
-    const [peer, client, binary] = (await freePorts(3)) as [number, number, number];
-    const dataDir = join(tempDir(), 'node1');
-    const held = await holdPort(binary);
-    try {
-      const r = await runCli(
-        [
-          'start',
-          '--id',
-          '1',
-          '--data-dir',
-          dataDir,
-          '--initial-cluster',
-          `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
-          '--client-protocol-port',
-          String(binary),
-        ],
-        10_000,
-      );
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(
-        r.stderr,
-        new RegExp(
-          `ADDRESS_IN_USE: .*clients \\(clientProtocolPort\\) on 127\\.0\\.0\\.1:${binary}`,
-        ),
-      );
-      assert.equal(existsSync(dataDir), false, 'the data directory was not even created');
-    } finally {
-      await release(held);
-    }
+    const { r, port, dataDirCreated } = await startWithTaken('binary');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(`ADDRESS_IN_USE: .*clients \\(clientProtocolPort\\) on 127\\.0\\.0\\.1:${port}`),
+    );
+    assert.equal(dataDirCreated, false, 'the data directory was not even created');
   });
 
   // Free ports, never bound: the ports pass their check and the directory fails.
