@@ -6,8 +6,9 @@
 // the sliced, copy-on-write snapshot gathered into one buffer (what nodes did until it was
 // written as encoded, and what in-memory and SQLite storage still do), and the same written to
 // a snapshot file as it is encoded (what nodes on the WAL do now, fsync included), reporting
-// total time and the longest block. With --past every key is written twice, so each has an older version kept too (the
-// overload benchmark's shape).
+// total time and the longest block; and how long a fresh machine takes to restore it (what a
+// follower does with a snapshot it received). With --past every key is written twice, so each
+// has an older version kept too (the overload benchmark's shape).
 //
 //   node dist/bench/kv/snapshot-bench.js [--keys 10000,30000,100000] [--value-bytes 256] [--reps 3] [--past]
 
@@ -18,6 +19,7 @@ import { SessionMachine } from '../../src/host/sessions.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chunkStream } from '../../src/host/contracts.js';
 import { collectSnapshot, framedSnapshot } from '../../src/host/snapshot-stream.js';
 import { nodeFs } from '../../src/storage/fs.js';
 import { Syncer } from '../../src/storage/fsutil.js';
@@ -99,7 +101,7 @@ console.log(
   `value ${valueBytes} B, ${values.past ? 'every key with one past version, ' : ''}best of ${reps} runs`,
 );
 console.log(
-  'keys      bytes     | one go: total, longest block | copy at once | sliced: total, longest block | written as encoded: total, longest block',
+  'keys      bytes     | one go: total, longest block | copy at once | sliced: total, longest block | written as encoded: total, longest block | restore',
 );
 const dir = await mkdtemp(join(tmpdir(), 'snapshot-bench-'));
 const syncer = new Syncer(nodeFs, undefined);
@@ -110,6 +112,7 @@ for (const n of sizes) {
   let oneGo = { totalMs: Infinity, maxBlockMs: Infinity };
   let sliced = { totalMs: Infinity, maxBlockMs: Infinity };
   let streamed = { totalMs: Infinity, maxBlockMs: Infinity };
+  let restoreMs = Infinity;
   let bytes = 0;
   // The same records in format 1's layout, for the one-go comparison (built outside the timing).
   const everything = { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) };
@@ -136,13 +139,23 @@ for (const n of sizes) {
       await writeSnapshotFileFrom(syncer, dir, meta, framedSnapshot(sm.snapshot(), turn), 2 ** 40);
     });
     if (c.maxBlockMs < streamed.maxBlockMs) streamed = c;
+    // What a follower that received the snapshot does with it: the chunks into a fresh machine.
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of sm.snapshot()) chunks.push(chunk);
+    const fresh = new SessionMachine(
+      new KvStateMachine({ maxKeyBytes: 1024, maxValueBytes: 1 << 20 }),
+    );
+    const t1 = performance.now();
+    await fresh.restore(chunkStream(() => chunks[Symbol.iterator]()));
+    restoreMs = Math.min(restoreMs, performance.now() - t1);
   }
   console.log(
     `${String(n).padEnd(9)} ${(bytes / 1e6).toFixed(1).padStart(5)} MB  | ` +
       `${oneGo.totalMs.toFixed(0).padStart(5)} ms, ${oneGo.maxBlockMs.toFixed(0).padStart(5)} ms         | ` +
       `${copyMs.toFixed(0).padStart(6)} ms    | ` +
       `${sliced.totalMs.toFixed(0).padStart(5)} ms, ${sliced.maxBlockMs.toFixed(0).padStart(4)} ms    | ` +
-      `${streamed.totalMs.toFixed(0).padStart(5)} ms, ${streamed.maxBlockMs.toFixed(0).padStart(4)} ms`,
+      `${streamed.totalMs.toFixed(0).padStart(5)} ms, ${streamed.maxBlockMs.toFixed(0).padStart(4)} ms    | ` +
+      `${restoreMs.toFixed(0).padStart(5)} ms`,
   );
 }
 await rm(dir, { recursive: true, force: true });

@@ -205,8 +205,8 @@ export class History {
     this.queueKeys = queue.map((q) => q[1]);
     this.queueBytes = queue.map((q) => q[2]);
     this.queueHead = 0;
-    this.ghosts = SortedKeys.fromSorted(ghosts.sort());
-    this.withPast = SortedKeys.fromSorted([...this.past.keys()].sort());
+    this.ghosts = SortedKeys.fromUnique(ghosts);
+    this.withPast = SortedKeys.fromUnique([...this.past.keys()]);
   }
 
   /**

@@ -125,6 +125,21 @@ export interface StoreState {
   readonly leases: readonly Lease[];
 }
 
+/** A state as the store keeps it (strings), as a snapshot is read into it. */
+export interface StoredState {
+  readonly revision: number;
+  readonly compacted: number;
+  readonly kvs: readonly StoredKv[];
+  /** Each key with a past and its older versions, oldest first. */
+  readonly pasts: readonly [string, Version[]][];
+  readonly leases: readonly Lease[];
+}
+
+/** A key's past from a snapshot (or a test) as the store keeps it. */
+export function storedPast(p: KeyPast): [string, Version[]] {
+  return [k(p.key), p.versions.map((v) => (isTombstone(v) ? v : toStored(v)))];
+}
+
 export class KvStore {
   private rev = 1;
   private readonly map = new Map<string, StoredKv>();
@@ -591,6 +606,15 @@ export class KvStore {
   }
 
   restoreState(state: StoreState): void {
+    this.restoreStored({
+      ...state,
+      kvs: state.kvs.map(toStored),
+      pasts: state.pasts.map(storedPast),
+    });
+  }
+
+  /** Replaces the whole state with `state`, whose records become the store's own. */
+  restoreStored(state: StoredState): void {
     // A snapshot still being read keeps everything it captured before the state goes.
     for (const c of this.captures)
       c.detach(new Set([...this.map.keys(), ...this.history.keysWithPast()]));
@@ -601,25 +625,14 @@ export class KvStore {
     this.leases.clear();
     for (const l of state.leases)
       this.leases.set(l.id, { ttlSeconds: l.ttlSeconds, keys: new Set() });
-    for (const kv of state.kvs) {
-      const stored = toStored(kv);
+    for (const stored of state.kvs) {
       const s = stored.key;
       this.map.set(s, stored);
       this.liveBytes += recordBytes(stored);
-      if ((kv.lease ?? 0) !== 0) this.leases.get(kv.lease as number)?.keys.add(s);
+      if ((stored.lease ?? 0) !== 0) this.leases.get(stored.lease as number)?.keys.add(s);
     }
-    this.keys = SortedKeys.fromSorted([...this.map.keys()].sort());
-    this.history.restore(
-      state.pasts.map(
-        (p) =>
-          [k(p.key), p.versions.map((v) => (isTombstone(v) ? v : toStored(v)))] as [
-            string,
-            Version[],
-          ],
-      ),
-      state.compacted,
-      (key) => this.map.get(key),
-    );
+    this.keys = SortedKeys.fromUnique([...this.map.keys()]);
+    this.history.restore(state.pasts, state.compacted, (key) => this.map.get(key));
   }
 
   private put(

@@ -8,8 +8,14 @@ import { checkKey, checkValue, defaultLimits, type Limits } from '../base/limits
 import { chunkStream, type Command, type Refusal, type StateMachine } from '../host/contracts.js';
 import { binHeaderBytes, envelopeOverheadBytes } from '../host/envelope.js';
 import { FlotillaError, type ErrorCode } from '../base/errors.js';
-import { isTombstone, type Tombstone } from './history.js';
-import { toKeyValue } from './key-value.js';
+import { isTombstone, type Tombstone, type Version } from './history.js';
+import { toKeyValue, toStored, type StoredKv } from './key-value.js';
+import {
+  readPastChunk,
+  readRecordChunk,
+  writePastChunk,
+  writeRecordChunk,
+} from './snapshot-records.js';
 import {
   KvStore,
   bytesOf,
@@ -21,6 +27,7 @@ import {
   type OpResult,
   type Range,
   type TxnResult,
+  storedPast,
 } from './kv-store.js';
 
 /** One write: compares, then the operations of the branch they chose. */
@@ -362,19 +369,35 @@ export class KvStateMachine implements StateMachine {
       !Number.isSafeInteger(pastChunks)
     )
       throw new Error('Key-value snapshot header is malformed');
-    const next = async (what: string): Promise<unknown[]> => {
+    const next = async (what: string): Promise<Uint8Array> => {
       const r = await it.next();
       if (r.done === true) throw new Error(`Key-value snapshot ends before ${what}`);
-      const part = packr.unpack(r.value) as unknown;
+      return r.value;
+    };
+    // Each chunk is read straight into the store's form where it has the layout every release
+    // writes (snapshot-records.ts), and through msgpackr otherwise.
+    const unpacked = (bytes: Uint8Array, what: string): unknown[] => {
+      const part = packr.unpack(bytes) as unknown;
       if (!Array.isArray(part)) throw new Error(`Key-value snapshot ${what} is not an array`);
       return part as unknown[];
     };
-    const kvs: KeyValue[] = [];
-    for (let i = 0; i < (header.chunks as number); i++)
-      for (const kv of await next(`chunk ${i + 1}`)) kvs.push(normalizeKv(kv as KeyValue));
-    const pasts: KeyPast[] = [];
-    for (let i = 0; i < (pastChunks as number); i++)
-      for (const p of await next(`history chunk ${i + 1}`)) pasts.push(normalizePast(p as KeyPast));
+    const kvs: StoredKv[] = [];
+    for (let i = 0; i < (header.chunks as number); i++) {
+      const what = `chunk ${i + 1}`;
+      const bytes = await next(what);
+      const fast = readRecordChunk(bytes);
+      if (fast !== null) for (const kv of fast) kvs.push(kv);
+      else for (const kv of unpacked(bytes, what)) kvs.push(toStored(normalizeKv(kv as KeyValue)));
+    }
+    const pasts: [string, Version[]][] = [];
+    for (let i = 0; i < (pastChunks as number); i++) {
+      const what = `history chunk ${i + 1}`;
+      const bytes = await next(what);
+      const fast = readPastChunk(bytes);
+      if (fast !== null) for (const p of fast) pasts.push(p);
+      else
+        for (const p of unpacked(bytes, what)) pasts.push(storedPast(normalizePast(p as KeyPast)));
+    }
     if (!(await it.next()).done) throw new Error('Key-value snapshot has chunks past its end');
     const leases = header.v === 3 ? [] : header.leases;
     if (
@@ -384,7 +407,7 @@ export class KvStateMachine implements StateMachine {
       )
     )
       throw new Error('Key-value snapshot leases are malformed');
-    this.store.restoreState({
+    this.store.restoreStored({
       revision: header.revision as number,
       compacted: compacted as number,
       kvs,
@@ -408,13 +431,18 @@ function chunksOf(captured: ReturnType<KvStore['capture']>): AsyncIterable<Uint8
         pastChunks: Math.ceil(capture.pastCount / RECORDS_PER_CHUNK),
         leases: leases.map((l) => [l.id, l.ttlSeconds]),
       });
-      for (const part of capture.kvs(RECORDS_PER_CHUNK)) yield packr.pack(part.map(toKeyValue));
+      // Written by hand (snapshot-records.ts): the bytes msgpackr makes of the same objects.
+      for (const part of capture.kvs(RECORDS_PER_CHUNK))
+        yield writeRecordChunk(part) ?? packr.pack(part.map(toKeyValue));
       for (const part of capture.pasts(RECORDS_PER_CHUNK))
-        yield packr.pack(
-          part.map(([key, versions]) => ({
-            key: bytesOf(key),
-            versions: versions.map((v) => (isTombstone(v) ? v : toKeyValue(v))),
-          })),
+        yield (
+          writePastChunk(part) ??
+          packr.pack(
+            part.map(([key, versions]) => ({
+              key: bytesOf(key),
+              versions: versions.map((v) => (isTombstone(v) ? v : toKeyValue(v))),
+            })),
+          )
         );
     } finally {
       capture.close();
