@@ -11,7 +11,7 @@
 import type { BenchCluster, SystemName } from './clusters.js';
 import { runClosedLoop, type LoadResult } from './loadgen.js';
 import { parsePrometheus, type Sample } from './prom.js';
-import { b64, putOp, randomValueB64 } from './protocol.js';
+import { b64, closedLoopSession, putOp, randomValueB64 } from './protocol.js';
 import type { ProcessGroup } from './procs.js';
 import { summary, type Progress, type Timing } from './scenarios.js';
 
@@ -195,7 +195,7 @@ export async function overloadPoint(
           c.system,
           b64(`overload/${client}/${n % 1000}`),
           values[n % values.length] as string,
-          c.system === 'flotilla' ? { clientId: `${runTag}-${client}`, seq: n + 1 } : undefined,
+          c.system === 'flotilla' ? closedLoopSession(`${runTag}-${client}`, n) : undefined,
         ),
       onTick: (e, total, ops) => p.tick(label, e, total, ops),
     });

@@ -1,7 +1,8 @@
 // Request bodies for the two systems, built so both carry the same key and value bytes: keys and
 // values travel base64-encoded in JSON for both (etcd's JSON gateway requires base64; Flotilla
 // takes it with "encoding":"base64"). Flotilla writers add their exactly-once session fields
-// (clientId and a rising seq, docs/API.md), about 40 bytes more per request.
+// (clientId, a rising seq and the acknowledgement mark ackedBelow, docs/API.md), about 55 bytes
+// more per request.
 
 import type { SystemName } from './clusters.js';
 import { EvalError } from './errors.js';
@@ -14,6 +15,18 @@ export interface HttpOp {
 export interface Session {
   readonly clientId: string;
   readonly seq: number;
+  /**
+   * The lowest seq whose answer the client still awaits, as the client library says it with
+   * every write: a closed-loop writer has one write in flight, so this is its seq. Without it
+   * the node keeps a result for each of the session's last 256 writes (sessionWindow), which
+   * no client of ours makes it do.
+   */
+  readonly ackedBelow?: number;
+}
+
+/** A closed-loop writer's session at its `n`th write (0-based): one write in flight. */
+export function closedLoopSession(clientId: string, n: number): Session {
+  return { clientId, seq: n + 1, ackedBelow: n + 1 };
 }
 
 export function b64(s: string | Buffer): string {
@@ -29,7 +42,9 @@ export function putOp(
 ): HttpOp {
   if (system === 'etcd')
     return { path: '/v3/kv/put', body: `{"key":"${keyB64}","value":"${valueB64}"}` };
-  const s = session === undefined ? '' : `,"clientId":"${session.clientId}","seq":${session.seq}`;
+  const mark = session?.ackedBelow === undefined ? '' : `,"ackedBelow":${session.ackedBelow}`;
+  const s =
+    session === undefined ? '' : `,"clientId":"${session.clientId}","seq":${session.seq}${mark}`;
   return {
     path: '/v1/kv/put',
     body: `{"key":"${keyB64}","value":"${valueB64}","encoding":"base64"${s}}`,

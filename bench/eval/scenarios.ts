@@ -8,6 +8,7 @@ import { runClosedLoopBinary, type BinaryLoadOptions } from './loadgen-binary.js
 import { delta, parsePrometheus, sumBy } from './prom.js';
 import {
   b64,
+  closedLoopSession,
   getOp,
   putOp,
   randomValueB64,
@@ -58,7 +59,7 @@ export function writer(system: SystemName, valueBytes: number, runTag: string) {
       system,
       b64(`bench/${client}/${n % keysPerClient}`),
       values[n % values.length] as string,
-      system === 'flotilla' ? { clientId: `${runTag}-${client}`, seq: n + 1 } : undefined,
+      system === 'flotilla' ? closedLoopSession(`${runTag}-${client}`, n) : undefined,
     );
 }
 
@@ -201,8 +202,7 @@ export async function binaryWritePoint(
         key: b64(`bench/${client}/${n % keysPerClient}`),
         value: values[n % values.length],
         encoding: 'base64',
-        clientId: `${runTag}-${client}`,
-        seq: n + 1,
+        ...closedLoopSession(`${runTag}-${client}`, n),
       },
     }),
   });

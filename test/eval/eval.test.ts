@@ -15,7 +15,7 @@ import { parseScenarios, quickPlan, roundOrder } from '../../bench/eval/plan.js'
 import { ProcessGroup } from '../../bench/eval/procs.js';
 import { areaOf, summariseProfile } from '../../bench/eval/profile.js';
 import { delta, parsePrometheus, sumBy } from '../../bench/eval/prom.js';
-import { getOp, putOp, randomValueB64 } from '../../bench/eval/protocol.js';
+import { closedLoopSession, getOp, putOp, randomValueB64 } from '../../bench/eval/protocol.js';
 import {
   cdf,
   clusterWarmupNote,
@@ -74,6 +74,12 @@ void test('bodies carry the same base64 key and value for both systems', () => {
   >;
   assert.equal(e['value'], f['value']);
   assert.deepEqual(f, { key: 'a2V5', value: v, encoding: 'base64', clientId: 'c1', seq: 3 });
+  // A closed-loop writer acknowledges every answer before its write, as the client library does.
+  const marked = JSON.parse(putOp('flotilla', 'a2V5', v, closedLoopSession('c1', 2)).body) as {
+    seq: number;
+    ackedBelow: number;
+  };
+  assert.deepEqual([marked.seq, marked.ackedBelow], [3, 3]);
   assert.equal(putOp('etcd', 'k', v).path, '/v3/kv/put');
   assert.deepEqual(JSON.parse(getOp('etcd', 'k', 'serializable').body), {
     key: 'k',
