@@ -19,7 +19,8 @@ export interface Session {
    * The lowest seq whose answer the client still awaits, as the client library says it with
    * every write: a closed-loop writer has one write in flight, so this is its seq. Without it
    * the node keeps a result for each of the session's last 256 writes (sessionWindow), which
-   * no client of ours makes it do.
+   * no client of ours makes it do. A release before feature level 4 refuses the field
+   * (UNKNOWN_FIELD), so these writers drive releases from that level on.
    */
   readonly ackedBelow?: number;
 }

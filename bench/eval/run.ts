@@ -96,7 +96,7 @@ export interface EvalResults {
 
 const settings: Record<string, string> = {
   flotilla:
-    'wal storage (fsync every batch), --tick-ms 10 --election-ticks 15 --heartbeat-ticks 5 (election 150–300 ms, heartbeat 50 ms); writers use exactly-once sessions (own clientId, seq 1, 2, ..., each write acknowledging the answers before it with ackedBelow, as the client library does)',
+    'wal storage (fsync every batch), --tick-ms 10 --election-ticks 15 --heartbeat-ticks 5 (election 150–300 ms, heartbeat 50 ms); the writers of the writes, writes-binary and overload scenarios use exactly-once sessions (own clientId, seq 1, 2, ..., each write acknowledging the answers before it with ackedBelow, as the client library does)',
   etcd: 'etcd 3.4 defaults (fsync on) plus --heartbeat-interval 10 --election-timeout 150 (election 150–300 ms) --quota-backend-bytes 8 GiB; JSON gateway',
   binary:
     "Flotilla's binary client protocol: the same closed-loop writers, keys, base64 values and sessions, pipelined over 4 connections to the leader's binary port (msgpack frames); with the reads, the same readers and keys as over HTTP, linearizable, at the leader",

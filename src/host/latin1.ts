@@ -6,7 +6,7 @@
 // each collection accounts for. String order is byte order.
 
 /** Up to this many bytes, a loop beats a call into Buffer's native code. */
-const SHORT = 64;
+export const SHORT = 64;
 
 /** The bytes as a string of one char per byte; a copy, never a view of `bytes`. */
 export function latin1String(bytes: Uint8Array): string {

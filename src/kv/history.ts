@@ -205,8 +205,8 @@ export class History {
     this.queueKeys = queue.map((q) => q[1]);
     this.queueBytes = queue.map((q) => q[2]);
     this.queueHead = 0;
-    this.ghosts = SortedKeys.fromUnique(ghosts);
-    this.withPast = SortedKeys.fromUnique([...this.past.keys()]);
+    this.ghosts = SortedKeys.fromKeys(ghosts);
+    this.withPast = SortedKeys.fromKeys([...this.past.keys()]);
   }
 
   /**

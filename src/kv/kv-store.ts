@@ -631,7 +631,7 @@ export class KvStore {
       this.liveBytes += recordBytes(stored);
       if ((stored.lease ?? 0) !== 0) this.leases.get(stored.lease as number)?.keys.add(s);
     }
-    this.keys = SortedKeys.fromUnique([...this.map.keys()]);
+    this.keys = SortedKeys.fromKeys([...this.map.keys()]);
     this.history.restore(state.pasts, state.compacted, (key) => this.map.get(key));
   }
 

@@ -13,6 +13,8 @@
 // anything else, which the caller then decodes with msgpackr as before: bytes this does not
 // recognise are never misread, only read the slow way.
 
+import assert from 'node:assert/strict';
+import { SHORT } from '../host/latin1.js';
 import { isTombstone, type Version } from './history.js';
 import type { StoredKv } from './key-value.js';
 
@@ -33,7 +35,7 @@ const VERSIONS = name('versions');
 const DELETED = name('deleted');
 
 /** Whether msgpackr would write `n` as an unsigned integer or a float64 of one (all we write). */
-function plain(n: number): boolean {
+function isWritableUint(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 0;
 }
 
@@ -51,9 +53,15 @@ function arrayBytes(n: number): number {
 }
 
 /** Bytes of one record, or -1 when a field is outside what this writes (msgpackr does it). */
-function recordBytes(r: StoredKv): number {
+function encodedRecordBytes(r: StoredKv): number {
   const { createRevision: c, modRevision: m, version: v, lease } = r;
-  if (!plain(c) || !plain(m) || !plain(v) || (lease !== undefined && !plain(lease))) return -1;
+  if (
+    !isWritableUint(c) ||
+    !isWritableUint(m) ||
+    !isWritableUint(v) ||
+    (lease !== undefined && !isWritableUint(lease))
+  )
+    return -1;
   return (
     3 +
     KEY.length +
@@ -71,7 +79,9 @@ function recordBytes(r: StoredKv): number {
 }
 
 function tombstoneBytes(modRevision: number): number {
-  return plain(modRevision) ? 3 + MOD.length + uintBytes(modRevision) + DELETED.length + 1 : -1;
+  return isWritableUint(modRevision)
+    ? 3 + MOD.length + uintBytes(modRevision) + DELETED.length + 1
+    : -1;
 }
 
 /** msgpack's tags for a length or an integer of 1, 2 and 4 bytes (arrays have no 1-byte form). */
@@ -174,9 +184,6 @@ class Writer {
   }
 }
 
-/** Up to this many bytes a loop beats a call into Buffer's native code (host/latin1.ts). */
-const SHORT = 64;
-
 /**
  * Buffer's own latin1 writer, which `write(s, offset, length, 'latin1')` reaches after checking
  * its arguments and looking the encoding up: that wrapper took five times the copy itself
@@ -195,7 +202,7 @@ const latin1Write = (
 export function writeRecordChunk(records: readonly StoredKv[]): Uint8Array | null {
   let size = arrayBytes(records.length);
   for (const r of records) {
-    const n = recordBytes(r);
+    const n = encodedRecordBytes(r);
     if (n < 0) return null;
     size += n;
   }
@@ -213,7 +220,7 @@ export function writePastChunk(
   for (const [key, versions] of pasts) {
     size += 3 + KEY.length + binBytes(key.length) + VERSIONS.length + arrayBytes(versions.length);
     for (const v of versions) {
-      const n = isTombstone(v) ? tombstoneBytes(v.modRevision) : recordBytes(v);
+      const n = isTombstone(v) ? tombstoneBytes(v.modRevision) : encodedRecordBytes(v);
       if (n < 0) return null;
       size += n;
     }
@@ -242,8 +249,7 @@ export function writePastChunk(
 }
 
 function finished(w: Writer, size: number): Uint8Array {
-  if (w.position !== size)
-    throw new Error(`Snapshot chunk written to ${w.position} bytes of the ${size} counted`);
+  assert.equal(w.position, size, 'a snapshot chunk is written to the bytes counted for it');
   return w.buf;
 }
 
@@ -338,7 +344,7 @@ class Reader {
     this.need(9);
     const n = this.buf.readDoubleBE(this.at + 1);
     this.at += 9;
-    if (!plain(n)) throw new Unrecognised();
+    if (!isWritableUint(n)) throw new Unrecognised();
     return n;
   }
 

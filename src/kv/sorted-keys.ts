@@ -42,7 +42,7 @@ export class SortedKeys {
    * not in order already: a snapshot's arrive in order, and sorting them again took longer than
    * reading them.
    */
-  static fromUnique(keys: string[], chunkMax = DEFAULT_CHUNK_MAX): SortedKeys {
+  static fromKeys(keys: string[], chunkMax = DEFAULT_CHUNK_MAX): SortedKeys {
     return SortedKeys.fromSorted(ascending(keys) ? keys : keys.sort(), chunkMax);
   }
 

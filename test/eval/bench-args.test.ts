@@ -2,6 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { benchUsage, tryBenchArgs } from '../../bench/args.js';
@@ -139,4 +141,49 @@ void test('the store-size bench runs small and prints both stores and their rati
   const bad = run(['--keys', '0']);
   assert.equal(bad.status, 2, bad.stdout);
   assert.match(bad.stderr, /bad --keys 0/);
+});
+
+void test('the build comparison refuses a missing or unbuilt build in one line, and runs one short round', () => {
+  const root = repoRoot();
+  const script = join(root, 'dist', 'bench', 'eval', 'compare-builds.js');
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const missing = run(['--after', root]);
+  assert.equal(missing.status, 2, missing.stdout);
+  assert.match(missing.stderr, /^--before is required/);
+  const dir = mkdtempSync(join(tmpdir(), 'compare-builds-'));
+  try {
+    const unbuilt = run(['--before', dir, '--after', root]);
+    assert.equal(unbuilt.status, 2, unbuilt.stdout);
+    assert.match(unbuilt.stderr, /has no .*scenarios\.js: build it first/);
+    const zero = run(['--before', root, '--after', root, '--rounds', '0']);
+    assert.equal(zero.status, 2, zero.stdout);
+    // One round of both builds (this checkout twice), a second per point.
+    const out = join(dir, 'compare.json');
+    const smoke = run(
+      [
+        '--before',
+        root,
+        '--after',
+        root,
+        '--rounds',
+        '1',
+        '--duration',
+        '1',
+        '--warmup',
+        '1',
+      ].concat(['--out', out]),
+    );
+    assert.equal(smoke.status, 0, smoke.stderr);
+    const r = JSON.parse(readFileSync(out, 'utf8')) as {
+      results: { build: string; binary: { ops: number }; http: { ops: number } }[];
+    };
+    assert.deepEqual(
+      r.results.map((x) => x.build),
+      ['before', 'after'],
+    );
+    for (const x of r.results) assert.ok(x.binary.ops > 0 && x.http.ops > 0, JSON.stringify(x));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -9,7 +9,14 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { chunkStream } from '../../src/host/contracts.js';
 import { isTombstone, type Version } from '../../src/kv/history.js';
-import { toKeyValue, bytesOf, type StoredKv } from '../../src/kv/key-value.js';
+import {
+  toKeyValue,
+  toStored,
+  bytesOf,
+  type KeyValue,
+  type StoredKv,
+} from '../../src/kv/key-value.js';
+import type { Op } from '../../src/kv/kv-store.js';
 import { KvStateMachine } from '../../src/kv/machine.js';
 import {
   readPastChunk,
@@ -178,47 +185,98 @@ function replay(chunks: readonly Uint8Array[]): AsyncIterable<Uint8Array> {
   return chunkStream(() => chunks[Symbol.iterator]());
 }
 
-function machineWith(puts: number): KvStateMachine {
+function machineWith(writes: number): KvStateMachine {
   const m = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
   const enc = new TextEncoder();
-  let index = 0;
-  for (let i = 0; i < puts; i++)
-    m.apply([
-      {
-        term: 1,
-        index: ++index,
-        timeMs: 0,
-        // 700 keys: the last 300 written twice, so they have a past.
-        payload: KvStateMachine.encode({
-          compare: [],
-          success: [
-            {
-              kind: 'put',
-              key: enc.encode(`key-${i % 700}`),
-              value: enc.encode(`value-${i}`),
-              prevKv: false,
-            },
-          ],
-          failure: [],
-        }),
-      },
-    ]);
+  for (let i = 0; i < writes; i++) {
+    // 700 keys, the first 300 written twice so that they have a past; every 10th write
+    // deletes the key written five writes before instead, which leaves a tombstone in the past
+    // of a key written again later.
+    const op: Op =
+      i % 10 === 9
+        ? {
+            kind: 'delete',
+            range: { key: enc.encode(`key-${(i - 5) % 700}`), rangeEnd: null },
+            prevKv: false,
+          }
+        : {
+            kind: 'put',
+            key: enc.encode(`key-${i % 700}`),
+            value: enc.encode(`v${i}`),
+            prevKv: false,
+          };
+    const payload = KvStateMachine.encode({ compare: [], success: [op], failure: [] });
+    m.apply([{ term: 1, index: i + 1, timeMs: 0, payload }]);
+  }
   return m;
 }
 
-void test('a machine restores chunks in any valid msgpack layout, and its own bytes the fast way', async () => {
+const hex = (cs: readonly Uint8Array[]): string[] => cs.map((c) => Buffer.from(c).toString('hex'));
+
+void test('a machine reads its own chunks the fast way, and chunks in any other valid layout through msgpackr, to the same state', async () => {
   const source = machineWith(1_000);
   const chunks = await snapshotChunks(source);
-  // The same state with every chunk after the header in another valid layout (fixmaps): read
-  // through msgpackr, to the same state.
+  // Header, one record chunk, one history chunk (with tombstones).
+  assert.equal(chunks.length, 3);
+  assert.ok(readRecordChunk(chunks[1] as Uint8Array) !== null, 'records in the fast layout');
+  const pasts = readPastChunk(chunks[2] as Uint8Array);
+  assert.ok(pasts !== null, 'history in the fast layout');
+  assert.ok(
+    pasts.some(([, vs]) => vs.some(isTombstone)),
+    'the history holds tombstones',
+  );
+  // The same state with every chunk after the header in another valid layout (fixmaps), which
+  // only msgpackr reads.
   const loose = new Packr({ useRecords: false, variableMapSize: true });
   const relaid = chunks.map((c, i) => (i === 0 ? c : loose.pack(packr.unpack(c))));
-  assert.notDeepEqual(relaid.slice(1), chunks.slice(1), 'the test must change the layout');
+  assert.equal(readRecordChunk(relaid[1] as Uint8Array), null, 'the other layout is not fast');
+  assert.equal(readPastChunk(relaid[2] as Uint8Array), null, 'the other layout is not fast');
   for (const input of [chunks, relaid]) {
     const copy = new KvStateMachine({ maxKeyBytes: 64, maxValueBytes: 64 });
     await copy.restore(replay(input));
-    const hex = (cs: readonly Uint8Array[]): string[] =>
-      cs.map((c) => Buffer.from(c).toString('hex'));
     assert.deepEqual(hex(await snapshotChunks(copy)), hex(chunks), 'restored to the same bytes');
   }
+});
+
+/** What the slow path makes of a chunk: msgpackr's reading, as the machine's fallback. */
+function slowRecords(bytes: Uint8Array): StoredKv[] | null {
+  try {
+    const part = packr.unpack(bytes) as KeyValue[];
+    return Array.isArray(part) ? part.map((kv) => toStored(kv)) : null;
+  } catch {
+    return null;
+  }
+}
+
+void test('property: a damaged chunk reads as null or as exactly what msgpackr reads, never as other records', () => {
+  const good = writeRecordChunk([
+    { key: 'key-1', value: 'x'.repeat(70), createRevision: 1, modRevision: 300, version: 2 },
+    {
+      key: 'key-2',
+      value: 'y',
+      createRevision: 2 ** 33,
+      modRevision: 2 ** 33,
+      version: 1,
+      lease: 0,
+    },
+  ]);
+  assert.ok(good !== null);
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.nat({ max: good.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+        minLength: 1,
+        maxLength: 3,
+      }),
+      fc.nat({ max: good.length }),
+      (flips, keep) => {
+        const bytes = Buffer.from(good).subarray(0, keep === 0 ? good.length : keep);
+        const damaged = Buffer.from(bytes);
+        for (const [at, b] of flips) if (at < damaged.length) damaged[at] = b;
+        const fast = readRecordChunk(damaged);
+        if (fast === null) return;
+        assert.deepEqual(fast, slowRecords(damaged));
+      },
+    ),
+    { numRuns: 2_000 },
+  );
 });

@@ -88,3 +88,14 @@ void test('a planted bug in the model comparison is caught (the property can fai
 void test('chunkMax below 2 is refused', () => {
   assert.throws(() => new SortedKeys(1), /chunkMax must be >= 2/);
 });
+
+void test('fromKeys builds the same index from keys in order and out of order', () => {
+  const sorted = Array.from({ length: 50 }, (_, i) => `k${String(i).padStart(3, '0')}`);
+  const shuffled = [...sorted].reverse();
+  shuffled.push(shuffled.shift() as string);
+  for (const input of [sorted, shuffled]) {
+    const index = SortedKeys.fromKeys([...input], 4);
+    assert.deepEqual(index.scan('', null, 0).keys, sorted);
+    assert.equal(index.size, 50);
+  }
+});
