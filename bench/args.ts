@@ -75,3 +75,17 @@ export function benchPositionals<T>(
   }
   return r;
 }
+
+/** A bad option value: one line on stderr and exit 2, before the script does anything. */
+export function benchRefuse(message: string): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(2);
+}
+
+/** The integer option `--name` with value `v`, from 1 to `max`; anything else is refused. */
+export function benchCount(name: string, v: string, max: number): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1 || n > max)
+    benchRefuse(`--${name} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
+  return n;
+}

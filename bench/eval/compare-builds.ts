@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { benchArgs } from '../args.js';
+import { benchArgs, benchCount, benchRefuse } from '../args.js';
 import type { FlotillaCluster } from './clusters.js';
 import type { ProcessGroup } from './procs.js';
 import type * as Scenarios from './scenarios.js';
@@ -31,28 +31,15 @@ const { values } = benchArgs({
   },
 });
 
-/** A bad option: one line and exit 2, before any cluster starts. */
-function refuse(message: string): never {
-  process.stderr.write(`${message}\n`);
-  process.exit(2);
-}
-
-function count(name: string, v: string, max: number): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1 || n > max)
-    refuse(`--${name} must be an integer from 1 to ${max}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-const rounds = count('rounds', values.rounds, 20);
-const durationMs = count('duration', values.duration, 600) * 1000;
-const warmupMs = count('warmup', values.warmup, 600) * 1000;
+const rounds = benchCount('rounds', values.rounds, 20);
+const durationMs = benchCount('duration', values.duration, 600) * 1000;
+const warmupMs = benchCount('warmup', values.warmup, 600) * 1000;
 const builds: Record<string, string> = {};
 for (const name of ['before', 'after'] as const) {
   const dir = values[name];
-  if (dir === undefined) refuse(`--${name} is required: the directory of a built checkout`);
+  if (dir === undefined) benchRefuse(`--${name} is required: the directory of a built checkout`);
   const entry = join(resolve(dir), 'dist', 'bench', 'eval', 'scenarios.js');
-  if (!existsSync(entry)) refuse(`--${name} ${dir} has no ${entry}: build it first`);
+  if (!existsSync(entry)) benchRefuse(`--${name} ${dir} has no ${entry}: build it first`);
   builds[name] = join(resolve(dir), 'dist', 'bench', 'eval');
 }
 

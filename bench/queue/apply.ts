@@ -34,7 +34,7 @@ import {
   encodeQueueCommand,
   type QueueCommandAny,
 } from '../../src/queue/index.js';
-import { benchArgs } from '../args.js';
+import { benchArgs, benchCount } from '../args.js';
 
 const { values } = benchArgs({
   options: {
@@ -48,21 +48,12 @@ const { values } = benchArgs({
   },
 });
 
-function count(name: string, v: string, max: number): number {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1 || n > max) {
-    process.stderr.write(`--${name} must be an integer from 1 to ${max}, got "${v}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
-
 const quick = values.quick;
-const jobs = quick ? 2_000 : count('jobs', values.jobs, 2_000_000);
-const workers = count('workers', values.workers, 1_000);
-const batch = count('batch', values.batch, 10_000);
-const payloadBytes = count('payload-bytes', values['payload-bytes'], 65_536);
-const rounds = quick ? 1 : count('rounds', values.rounds, 20);
+const jobs = quick ? 2_000 : benchCount('jobs', values.jobs, 2_000_000);
+const workers = benchCount('workers', values.workers, 1_000);
+const batch = benchCount('batch', values.batch, 10_000);
+const payloadBytes = benchCount('payload-bytes', values['payload-bytes'], 65_536);
+const rounds = quick ? 1 : benchCount('rounds', values.rounds, 20);
 
 const gc = (globalThis as { gc?: () => void }).gc;
 /** Command time: a real date, so times are the doubles they are in production. */

@@ -16,7 +16,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchArgs } from '../args.js';
+import { benchArgs, benchRefuse } from '../args.js';
 import { FlotillaCluster } from '../eval/clusters.js';
 import { ProcessGroup } from '../eval/procs.js';
 import { warmCluster, writePoint, type Progress } from '../eval/scenarios.js';
@@ -32,22 +32,17 @@ const { values } = benchArgs({
   },
 });
 
-function fail(message: string): never {
-  process.stderr.write(`${message}\n`);
-  process.exit(2);
-}
-
 function ints(name: 'percents' | 'clients', min: number, max: number): number[] {
   const list = (values[name] ?? '').split(',').map(Number);
   if (list.length === 0 || !list.every((n) => Number.isInteger(n) && n >= min && n <= max))
-    fail(`--${name} must be a list of integers ${min}..${max}, got "${values[name]}"`);
+    benchRefuse(`--${name} must be a list of integers ${min}..${max}, got "${values[name]}"`);
   return list;
 }
 
 function int(name: 'rounds' | 'duration', min: number, max: number): number {
   const n = Number(values[name]);
   if (!Number.isInteger(n) || n < min || n > max)
-    fail(`--${name} must be an integer ${min}..${max}, got "${values[name]}"`);
+    benchRefuse(`--${name} must be an integer ${min}..${max}, got "${values[name]}"`);
   return n;
 }
 
