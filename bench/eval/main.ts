@@ -18,7 +18,7 @@ import { calibrationNote, goalsByRoundMarkdown, renderCharts, renderHtml } from 
 import { runEvaluation, type EvalResults } from './run.js';
 import type { Progress } from './scenarios.js';
 import { queueSystems as queueSystemNames } from './queue-load.js';
-import { queueMarkdown } from './queue-report.js';
+import { queueMarkdown, queueRoundsMarkdown } from './queue-report.js';
 
 /** Every system a run can measure: etcd has no queue, BullMQ on Redis only a queue. */
 const allSystems: readonly string[] = ['flotilla', 'etcd', 'bullmq-always', 'bullmq-default'];
@@ -202,7 +202,11 @@ async function run(o: CliOptions): Promise<void> {
     const speed = calibrationNote(results);
     if (speed !== '') progress.line(`machine calibration (ms of CPU, before→after): ${speed}`);
   }
-  if (results.queue !== undefined) progress.line(queueMarkdown(results.queue));
+  if (results.queue !== undefined) {
+    progress.line(queueMarkdown(results.queue));
+    const rounds = queueRoundsMarkdown(results.queue);
+    if (rounds !== '') progress.line(rounds);
+  }
   for (const e of results.queue?.profile?.byArea ?? [])
     progress.line(`queue leader CPU: ${e.name} ${e.selfPercent}%`);
   progress.line(`results: ${join(out, 'results.json')}\nreport:  ${join(out, 'report.html')}`);

@@ -8,6 +8,7 @@
 // After the measured window the producer stops; the workers finish what was added (bounded),
 // and the tally checks that every acknowledged add was completed exactly once.
 
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { cpuSeconds } from './cpu.js';
@@ -32,6 +33,11 @@ export interface QueueTarget {
   readonly endpoints: readonly string[];
   readonly redisPort: number;
   readonly serverPids: readonly number[];
+  /**
+   * Flotilla: the queue group leader's writes so far (its node's `flotilla_group_persists_total`,
+   * which the idle key-value and meta groups barely move during a queue point); null if unread.
+   */
+  readonly leaderWrites?: () => Promise<number | null>;
 }
 
 export interface QueuePoint {
@@ -55,6 +61,14 @@ export interface QueuePoint {
   readonly loadGenerator: { readonly producer: number; readonly consumer: number };
   /** CPU the server processes used while measured, in cores (1 = one core all the time). */
   readonly serverCores: number;
+  /**
+   * Flotilla: the queue leader's writes (group commit rounds) a second while measured, and jobs
+   * completed per write; each write is one round of appends, syncs and acknowledgements on every
+   * member. Absent for Redis and from result files made before 2026-12-05.
+   */
+  readonly rounds?: { readonly leaderWritesPerSec: number; readonly jobsPerWrite: number };
+  /** Context switches a second of the server processes while measured (from /proc). */
+  readonly serverContextSwitchesPerSec?: number;
   readonly loadAverage: readonly number[];
 }
 
@@ -66,6 +80,39 @@ const drainMs = 15_000;
 
 function totalCpu(pids: readonly number[]): number {
   return pids.reduce((s, p) => s + (cpuSeconds(p) ?? 0), 0);
+}
+
+/** Voluntary and involuntary context switches of `pids` so far (0 for one that is gone). */
+function totalSwitches(pids: readonly number[]): number {
+  let n = 0;
+  for (const pid of pids) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm))
+        n += Number(m[1]);
+    } catch {
+      // Exited, or no /proc: nothing to add.
+    }
+  }
+  return n;
+}
+
+/** What the server did at one moment: CPU seconds, context switches, the leader's writes. */
+interface ServerReading {
+  readonly cpu: number;
+  readonly switches: number;
+  readonly writes: Promise<number | null>;
+}
+
+function readServer(target: QueueTarget): ServerReading {
+  const writes = target.leaderWrites?.() ?? Promise.resolve(null);
+  // Whoever reads it sees a failure; a reading never awaited must not end the process.
+  writes.catch(() => undefined);
+  return {
+    cpu: totalCpu(target.serverPids),
+    switches: totalSwitches(target.serverPids),
+    writes,
+  };
 }
 
 interface Thread<T> {
@@ -142,10 +189,10 @@ export async function queuePoint(
     () => p.tick(label, Date.now() - started, totalMs, Atomics.load(counts, COMPLETED)),
     500,
   );
-  let cpuFrom = 0;
-  let cpuTo: number | undefined;
-  const cpuA = setTimeout(() => (cpuFrom = totalCpu(target.serverPids)), startSlackMs + t.warmupMs);
-  const cpuB = setTimeout(() => (cpuTo = totalCpu(target.serverPids)), totalMs);
+  let from: ServerReading | undefined;
+  let to: ServerReading | undefined;
+  const cpuA = setTimeout(() => (from = readServer(target)), startSlackMs + t.warmupMs);
+  const cpuB = setTimeout(() => (to = readServer(target)), totalMs);
   try {
     await consumer.ready;
     const producer = startThread<ProducerResult>('produce', config);
@@ -161,7 +208,11 @@ export async function queuePoint(
     consumer.worker.postMessage({ stop: true });
     const consumed = await consumer.result;
     tally = tallyJobs(new Uint8Array(marks), Atomics.load(counts, ADDED));
-    const cpu = (cpuTo ?? totalCpu(target.serverPids)) - cpuFrom;
+    const end = to ?? readServer(target);
+    const seconds = t.durationMs / 1000;
+    const cpu = end.cpu - (from?.cpu ?? 0);
+    const writes = await writesBetween(from, end);
+    const jobsPerSec = Math.round(consumed.completedInWindow / seconds);
     const point: QueuePoint = {
       system: target.system,
       workers,
@@ -169,7 +220,7 @@ export async function queuePoint(
       window: config.window,
       payloadBytes,
       durationMs: t.durationMs,
-      jobsPerSec: Math.round((consumed.completedInWindow / t.durationMs) * 1000),
+      jobsPerSec,
       completedInWindow: consumed.completedInWindow,
       endToEndMs: consumed.endToEndMs,
       addMs: produced.addLatencyMs,
@@ -180,7 +231,18 @@ export async function queuePoint(
         producer: produced.eventLoopUtilization,
         consumer: consumed.eventLoopUtilization,
       },
-      serverCores: Math.round((cpu / (t.durationMs / 1000)) * 100) / 100,
+      serverCores: Math.round((cpu / seconds) * 100) / 100,
+      ...(writes === null || writes <= 0
+        ? {}
+        : {
+            rounds: {
+              leaderWritesPerSec: Math.round(writes / seconds),
+              jobsPerWrite: Math.round((consumed.completedInWindow / writes) * 10) / 10,
+            },
+          }),
+      ...(from === undefined || target.serverPids.length === 0
+        ? {}
+        : { serverContextSwitchesPerSec: Math.round((end.switches - from.switches) / seconds) }),
       loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
     };
     p.done(label, queueSummary(point));
@@ -193,6 +255,20 @@ export async function queuePoint(
   }
 }
 
+/** The leader's writes between two readings; null when either could not be read. */
+async function writesBetween(
+  from: ServerReading | undefined,
+  to: ServerReading,
+): Promise<number | null> {
+  if (from === undefined) return null;
+  try {
+    const [a, b] = await Promise.all([from.writes, to.writes]);
+    return a === null || b === null ? null : b - a;
+  } catch {
+    return null;
+  }
+}
+
 export function queueSummary(q: QueuePoint): string {
   const bad =
     q.tally.missing + q.tally.duplicates + q.addErrors > 0
@@ -201,6 +277,10 @@ export function queueSummary(q: QueuePoint): string {
   return (
     `${q.jobsPerSec.toLocaleString('en-US')} jobs/s, end-to-end p50 ${q.endToEndMs.p50} ms, ` +
     `p99 ${q.endToEndMs.p99} ms; server ${q.serverCores} cores, load generator ` +
-    `${q.loadGenerator.producer}/${q.loadGenerator.consumer} busy${bad}`
+    `${q.loadGenerator.producer}/${q.loadGenerator.consumer} busy` +
+    (q.rounds === undefined
+      ? ''
+      : `; leader ${q.rounds.leaderWritesPerSec} writes/s, ${q.rounds.jobsPerWrite} jobs each`) +
+    bad
   );
 }

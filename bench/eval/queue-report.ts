@@ -22,6 +22,12 @@ export interface QueueSummaryRow {
   readonly faults: number;
   /** Queue group elections during the points, over all rounds (Flotilla; null for Redis). */
   readonly elections: number | null;
+  /**
+   * Flotilla: the queue leader's writes a second and the jobs each carried (medians over the
+   * rounds; QueuePoint.rounds); null for Redis and for points recorded without them.
+   */
+  readonly leaderWritesPerSec: number | null;
+  readonly jobsPerWrite: number | null;
 }
 
 export function summariseQueue(q: QueueResults): QueueSummaryRow[] {
@@ -44,8 +50,46 @@ export function summariseQueue(q: QueueResults): QueueSummaryRow[] {
       elections: ps.some((p) => (p.elections ?? null) === null)
         ? null
         : ps.reduce((s, p) => s + (p.elections ?? 0), 0),
+      ...roundsOf(ps),
     };
   });
+}
+
+function roundsOf(ps: readonly QueueResults['points'][number][]): {
+  leaderWritesPerSec: number | null;
+  jobsPerWrite: number | null;
+} {
+  const measured = ps.flatMap((p) => (p.rounds === undefined ? [] : [p.rounds]));
+  if (measured.length === 0) return { leaderWritesPerSec: null, jobsPerWrite: null };
+  return {
+    leaderWritesPerSec: Math.round(median(measured.map((r) => r.leaderWritesPerSec))),
+    jobsPerWrite: Math.round(median(measured.map((r) => r.jobsPerWrite)) * 10) / 10,
+  };
+}
+
+/**
+ * Flotilla's write rounds per worker count: the leader's writes a second, the jobs each
+ * carried, and the members' CPU per job and per write (BENCHMARKS.md, "What a round costs").
+ */
+export function queueRoundsMarkdown(q: QueueResults): string {
+  const rows = summariseQueue(q).filter(
+    (r) => r.system === 'flotilla' && r.leaderWritesPerSec !== null,
+  );
+  if (rows.length === 0) return '';
+  const lines = [
+    '| workers | leader writes/s | jobs per write | members, cores | µs of CPU per job | µs per write |',
+    '| ------- | --------------- | -------------- | -------------- | ----------------- | ------------ |',
+  ];
+  for (const r of rows.sort((a, b) => a.workers - b.workers)) {
+    const writes = r.leaderWritesPerSec ?? 0;
+    const perJob = r.jobsPerSec > 0 ? Math.round((r.serverCores * 1e6) / r.jobsPerSec) : 0;
+    const perWrite = writes > 0 ? Math.round((r.serverCores * 1e6) / writes) : 0;
+    lines.push(
+      `| ${r.workers} | ${writes.toLocaleString('en-US')} | ${r.jobsPerWrite} | ${r.serverCores} | ` +
+        `${perJob.toLocaleString('en-US')} | ${perWrite.toLocaleString('en-US')} |`,
+    );
+  }
+  return lines.join('\n');
 }
 
 /** Rows for the docs: one per worker count, Flotilla beside both BullMQ settings. */

@@ -9,6 +9,7 @@ import type { ProcessGroup } from './procs.js';
 import { queuePoint, type QueuePoint, type QueueTarget } from './queue-bench.js';
 import type { QueueSystem } from './queue-load.js';
 import { readProfileOf, type ProfileSummary } from './profile.js';
+import { parsePrometheus, sumBy } from './prom.js';
 import { RedisServer, redisVersion } from './redis.js';
 import type { Progress } from './scenarios.js';
 
@@ -104,6 +105,10 @@ async function startFlotilla(o: QueueRunOptions): Promise<Started> {
           endpoints: [c.clientUrl(id), ...others],
           redisPort: 0,
           serverPids: c.ids.map((x) => c.pid(x)).filter((x) => x !== null),
+          leaderWrites: async () => {
+            const text = await c.metricsText(id);
+            return sumBy(parsePrometheus(text), 'flotilla_group_persists_total').get('') ?? null;
+          },
         };
       },
       term: async () => (await queueLeader(c)).term,

@@ -19,7 +19,11 @@ import {
   type LoadConfig,
   type QueueDriver,
 } from '../../bench/eval/queue-load.js';
-import { queueMarkdown, summariseQueue } from '../../bench/eval/queue-report.js';
+import {
+  queueMarkdown,
+  queueRoundsMarkdown,
+  summariseQueue,
+} from '../../bench/eval/queue-report.js';
 import { median } from '../../bench/stats.js';
 import { runQueueScenario, type QueueResults } from '../../bench/eval/queue-run.js';
 import { redisArgs, redisVersion } from '../../bench/eval/redis.js';
@@ -157,6 +161,9 @@ void test('the summary takes the median over rounds and the ratio to BullMQ alwa
     tally: { added: 1, addFailed: 0, completed: 1, missing: 0, duplicates: 0 },
     loadGenerator: { producer: 0.1, consumer: 0.1 },
     serverCores: 0.5,
+    ...(system === 'flotilla'
+      ? { rounds: { leaderWritesPerSec: jobsPerSec / 2, jobsPerWrite: 2 + round } }
+      : {}),
     loadAverage: [1, 1, 1],
   });
   const q: QueueResults = {
@@ -171,6 +178,13 @@ void test('the summary takes the median over rounds and the ratio to BullMQ alwa
   assert.deepEqual(f?.jobsPerSecByRound, [300, 500]);
   assert.equal(f?.p99Ms, 15);
   assert.match(queueMarkdown(q), /\| 8 +\| 400 \(300 \/ 500\) +\| 100 \(100\) +\| – +\| 4\.00× /);
+  // The write rounds: medians of Flotilla's (150 and 250 writes/s; 3 and 4 jobs each), none
+  // for Redis; CPU per job and per write from the median cores (0.5).
+  assert.equal(f?.leaderWritesPerSec, 200);
+  assert.equal(f?.jobsPerWrite, 3.5);
+  assert.equal(rows.find((r) => r.system === 'bullmq-always')?.leaderWritesPerSec, null);
+  assert.match(queueRoundsMarkdown(q), /\| 8 \| 200 \| 3\.5 \| 0\.5 \| 1,250 \| 2,500 \|/);
+  assert.equal(queueRoundsMarkdown({ ...q, points: q.points.slice(1, 2) }), '');
 });
 
 void test('smoke: a short queue run completes every job once on each system it can start', async () => {
@@ -218,6 +232,15 @@ void test('smoke: a short queue run completes every job once on each system it c
       assert.equal(p.tally.duplicates, 0, what);
       if (p.completedInWindow > 0)
         assert.ok(p.endToEndMs.p50 > 0 && p.endToEndMs.p50 <= p.endToEndMs.p99, what);
+      // The server's context switches are read from /proc for every system; the leader's
+      // writes, from its metrics, for Flotilla only (a job completed in the window was written).
+      assert.ok((p.serverContextSwitchesPerSec ?? 0) > 0, what);
+      if (p.system !== 'flotilla') assert.equal(p.rounds, undefined, what);
+      else if (p.completedInWindow > 0)
+        assert.ok(
+          (p.rounds?.leaderWritesPerSec ?? 0) > 0 && (p.rounds?.jobsPerWrite ?? 0) > 0,
+          `${JSON.stringify(p.rounds)}: ${what}`,
+        );
     }
   } finally {
     await procs.stopAll();
