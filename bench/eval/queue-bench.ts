@@ -8,7 +8,7 @@
 // After the measured window the producer stops; the workers finish what was added (bounded),
 // and the tally checks that every acknowledged add was completed exactly once.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { cpuSeconds } from './cpu.js';
@@ -67,7 +67,7 @@ export interface QueuePoint {
    * member. Absent for Redis and from result files made before 2026-12-05.
    */
   readonly rounds?: { readonly leaderWritesPerSec: number; readonly jobsPerWrite: number };
-  /** Context switches a second of the server processes while measured (from /proc). */
+  /** Context switches a second of the server processes' threads while measured (from /proc). */
   readonly serverContextSwitchesPerSec?: number;
   readonly loadAverage: readonly number[];
 }
@@ -82,16 +82,27 @@ function totalCpu(pids: readonly number[]): number {
   return pids.reduce((s, p) => s + (cpuSeconds(p) ?? 0), 0);
 }
 
-/** Voluntary and involuntary context switches of `pids` so far (0 for one that is gone). */
+/**
+ * Voluntary and involuntary context switches of every thread of `pids` so far (the main
+ * thread's, libuv's pool and V8's; a thread or process gone meanwhile adds nothing).
+ */
 function totalSwitches(pids: readonly number[]): number {
   let n = 0;
   for (const pid of pids) {
+    let tasks: string[];
     try {
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm))
-        n += Number(m[1]);
+      tasks = readdirSync(`/proc/${pid}/task`);
     } catch {
-      // Exited, or no /proc: nothing to add.
+      continue; // Exited, or no /proc.
+    }
+    for (const task of tasks) {
+      try {
+        const status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+        for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm))
+          n += Number(m[1]);
+      } catch {
+        // The thread ended between the listing and the read.
+      }
     }
   }
   return n;

@@ -76,21 +76,32 @@ export function queueRoundsMarkdown(q: QueueResults): string {
     (r) => r.system === 'flotilla' && r.leaderWritesPerSec !== null,
   );
   if (rows.length === 0) return '';
-  const lines = [
-    '| workers | leader writes/s | jobs per write | members, cores | µs of CPU per job | µs per write |',
-    '| ------- | --------------- | -------------- | -------------- | ----------------- | ------------ |',
-  ];
-  for (const r of rows.sort((a, b) => a.workers - b.workers)) {
-    const writes = r.leaderWritesPerSec ?? 0;
-    const perJob = r.jobsPerSec > 0 ? Math.round((r.serverCores * 1e6) / r.jobsPerSec) : 0;
-    const perWrite = writes > 0 ? Math.round((r.serverCores * 1e6) / writes) : 0;
-    lines.push(
-      `| ${r.workers} | ${writes.toLocaleString('en-US')} | ${r.jobsPerWrite} | ${r.serverCores} | ` +
-        `${perJob.toLocaleString('en-US')} | ${perWrite.toLocaleString('en-US')} |`,
-    );
-  }
-  return lines.join('\n');
+  const body = rows
+    .sort((a, b) => a.workers - b.workers)
+    .map((r) => {
+      const writes = r.leaderWritesPerSec ?? 0;
+      const perJob = r.jobsPerSec > 0 ? Math.round((r.serverCores * 1e6) / r.jobsPerSec) : 0;
+      const perWrite = writes > 0 ? Math.round((r.serverCores * 1e6) / writes) : 0;
+      return [
+        String(r.workers),
+        writes.toLocaleString('en-US'),
+        String(r.jobsPerWrite),
+        String(r.serverCores),
+        perJob.toLocaleString('en-US'),
+        perWrite.toLocaleString('en-US'),
+      ];
+    });
+  return markdownTable(queueRoundsHead, body);
 }
+
+const queueRoundsHead = [
+  'workers',
+  'leader writes/s',
+  'jobs per write',
+  'members, cores',
+  'µs of CPU per job',
+  'µs per write',
+];
 
 /** Rows for the docs: one per worker count, Flotilla beside both BullMQ settings. */
 export function queueComparison(q: QueueResults): string[][] {
@@ -126,15 +137,17 @@ export const queueComparisonHead = [
 ];
 
 export function queueMarkdown(q: QueueResults): string {
-  const rows = queueComparison(q);
-  const all = [queueComparisonHead, ...rows];
-  const widths = queueComparisonHead.map((_, i) =>
-    Math.max(...all.map((r) => (r[i] ?? '').length)),
-  );
+  return markdownTable(queueComparisonHead, queueComparison(q));
+}
+
+/** A Markdown table, its columns padded to their widest cell. */
+function markdownTable(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  const all = [head, ...rows];
+  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
   const line = (r: readonly string[]): string =>
     `| ${r.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
   return [
-    line(queueComparisonHead),
+    line(head),
     `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`,
     ...rows.map(line),
   ].join('\n');

@@ -270,7 +270,10 @@ export function queueCommands(
     .action(async (o: InspectOptions) => runInspect(o, (s) => process.stdout.write(`${s}\n`)));
   queue
     .command('work')
-    .description('run a command once per job until interrupted (Ctrl-C finishes the jobs running)')
+    .description(
+      "run a command once per job until interrupted, the job's data as JSON on its standard " +
+        'input, its id in FLOTILLA_JOB_ID; exit 0 completes the job (Ctrl-C finishes the jobs running)',
+    )
     .argument('<queue>')
     .argument('<command...>', 'the command and its arguments (after --)')
     .option('--concurrency <n>', 'jobs at once', int('--concurrency', 1, 1024), 1)

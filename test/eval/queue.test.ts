@@ -183,7 +183,7 @@ void test('the summary takes the median over rounds and the ratio to BullMQ alwa
   assert.equal(f?.leaderWritesPerSec, 200);
   assert.equal(f?.jobsPerWrite, 3.5);
   assert.equal(rows.find((r) => r.system === 'bullmq-always')?.leaderWritesPerSec, null);
-  assert.match(queueRoundsMarkdown(q), /\| 8 \| 200 \| 3\.5 \| 0\.5 \| 1,250 \| 2,500 \|/);
+  assert.match(queueRoundsMarkdown(q), /\| 8 +\| 200 +\| 3\.5 +\| 0\.5 +\| 1,250 +\| 2,500 +\|/);
   assert.equal(queueRoundsMarkdown({ ...q, points: q.points.slice(1, 2) }), '');
 });
 
