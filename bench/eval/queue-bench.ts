@@ -67,7 +67,10 @@ export interface QueuePoint {
    * member. Absent for Redis and from result files made before 2026-12-05.
    */
   readonly rounds?: { readonly leaderWritesPerSec: number; readonly jobsPerWrite: number };
-  /** Context switches a second of the server processes' threads while measured (from /proc). */
+  /**
+   * Context switches a second of the server processes' threads while measured (from /proc; in
+   * docs/bench/queue-run10.json, the main threads' only).
+   */
   readonly serverContextSwitchesPerSec?: number;
   readonly loadAverage: readonly number[];
 }
@@ -84,14 +87,17 @@ function totalCpu(pids: readonly number[]): number {
 
 /**
  * Voluntary and involuntary context switches of every thread of `pids` so far (the main
- * thread's, libuv's pool and V8's; a thread or process gone meanwhile adds nothing).
+ * thread's, libuv's pool and V8's; a thread or process gone meanwhile adds nothing); null
+ * when no process could be read (no /proc).
  */
-function totalSwitches(pids: readonly number[]): number {
+function totalSwitches(pids: readonly number[]): number | null {
   let n = 0;
+  let read = false;
   for (const pid of pids) {
     let tasks: string[];
     try {
       tasks = readdirSync(`/proc/${pid}/task`);
+      read = true;
     } catch {
       continue; // Exited, or no /proc.
     }
@@ -105,13 +111,20 @@ function totalSwitches(pids: readonly number[]): number {
       }
     }
   }
-  return n;
+  return read ? n : null;
 }
 
-/** What the server did at one moment: CPU seconds, context switches, the leader's writes. */
-interface ServerReading {
+/** The server's counters at one moment (`atMs` on the monotonic clock). */
+export interface ServerCounters {
+  readonly atMs: number;
+  /** CPU seconds of the server processes. */
   readonly cpu: number;
-  readonly switches: number;
+  readonly switches: number | null;
+  /** The queue leader's writes (Flotilla); null when unknown. */
+  readonly writes: number | null;
+}
+
+interface ServerReading extends Omit<ServerCounters, 'writes'> {
   readonly writes: Promise<number | null>;
 }
 
@@ -120,9 +133,52 @@ function readServer(target: QueueTarget): ServerReading {
   // Whoever reads it sees a failure; a reading never awaited must not end the process.
   writes.catch(() => undefined);
   return {
+    atMs: performance.now(),
     cpu: totalCpu(target.serverPids),
     switches: totalSwitches(target.serverPids),
     writes,
+  };
+}
+
+async function settled(r: ServerReading): Promise<ServerCounters> {
+  let writes: number | null;
+  try {
+    writes = await r.writes;
+  } catch {
+    writes = null;
+  }
+  return { ...r, writes };
+}
+
+/**
+ * The server's figures over the measured window, from the readings at its start and end (each
+ * rate over the time between them, which the end of a point can stretch past the window); with
+ * no reading at the start, no figure but a serverCores of 0. A counter that went backwards (a
+ * thread or process gone) or could not be read gives no figure.
+ */
+export function serverFigures(
+  from: ServerCounters | undefined,
+  to: ServerCounters,
+  completedInWindow: number,
+): Pick<QueuePoint, 'serverCores' | 'rounds' | 'serverContextSwitchesPerSec'> {
+  const seconds = from === undefined ? 0 : (to.atMs - from.atMs) / 1000;
+  if (from === undefined || seconds <= 0) return { serverCores: 0 };
+  const writes = from.writes === null || to.writes === null ? null : to.writes - from.writes;
+  const switches =
+    from.switches === null || to.switches === null ? null : to.switches - from.switches;
+  return {
+    serverCores: Math.round(((to.cpu - from.cpu) / seconds) * 100) / 100,
+    ...(writes === null || writes <= 0
+      ? {}
+      : {
+          rounds: {
+            leaderWritesPerSec: Math.round(writes / seconds),
+            jobsPerWrite: Math.round((completedInWindow / writes) * 10) / 10,
+          },
+        }),
+    ...(switches === null || switches < 0
+      ? {}
+      : { serverContextSwitchesPerSec: Math.round(switches / seconds) }),
   };
 }
 
@@ -219,11 +275,11 @@ export async function queuePoint(
     consumer.worker.postMessage({ stop: true });
     const consumed = await consumer.result;
     tally = tallyJobs(new Uint8Array(marks), Atomics.load(counts, ADDED));
-    const end = to ?? readServer(target);
-    const seconds = t.durationMs / 1000;
-    const cpu = end.cpu - (from?.cpu ?? 0);
-    const writes = await writesBetween(from, end);
-    const jobsPerSec = Math.round(consumed.completedInWindow / seconds);
+    const server = serverFigures(
+      from === undefined ? undefined : await settled(from),
+      await settled(to ?? readServer(target)),
+      consumed.completedInWindow,
+    );
     const point: QueuePoint = {
       system: target.system,
       workers,
@@ -231,7 +287,7 @@ export async function queuePoint(
       window: config.window,
       payloadBytes,
       durationMs: t.durationMs,
-      jobsPerSec,
+      jobsPerSec: Math.round((consumed.completedInWindow / t.durationMs) * 1000),
       completedInWindow: consumed.completedInWindow,
       endToEndMs: consumed.endToEndMs,
       addMs: produced.addLatencyMs,
@@ -242,18 +298,7 @@ export async function queuePoint(
         producer: produced.eventLoopUtilization,
         consumer: consumed.eventLoopUtilization,
       },
-      serverCores: Math.round((cpu / seconds) * 100) / 100,
-      ...(writes === null || writes <= 0
-        ? {}
-        : {
-            rounds: {
-              leaderWritesPerSec: Math.round(writes / seconds),
-              jobsPerWrite: Math.round((consumed.completedInWindow / writes) * 10) / 10,
-            },
-          }),
-      ...(from === undefined || target.serverPids.length === 0
-        ? {}
-        : { serverContextSwitchesPerSec: Math.round((end.switches - from.switches) / seconds) }),
+      ...server,
       loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
     };
     p.done(label, queueSummary(point));
@@ -263,20 +308,6 @@ export async function queuePoint(
     clearTimeout(cpuA);
     clearTimeout(cpuB);
     await Promise.all(threads.map((w) => w.terminate()));
-  }
-}
-
-/** The leader's writes between two readings; null when either could not be read. */
-async function writesBetween(
-  from: ServerReading | undefined,
-  to: ServerReading,
-): Promise<number | null> {
-  if (from === undefined) return null;
-  try {
-    const [a, b] = await Promise.all([from.writes, to.writes]);
-    return a === null || b === null ? null : b - a;
-  } catch {
-    return null;
   }
 }
 

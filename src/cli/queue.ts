@@ -272,7 +272,8 @@ export function queueCommands(
     .command('work')
     .description(
       "run a command once per job until interrupted, the job's data as JSON on its standard " +
-        'input, its id in FLOTILLA_JOB_ID; exit 0 completes the job (Ctrl-C finishes the jobs running)',
+        'input, its id and claim token in FLOTILLA_JOB_ID and FLOTILLA_JOB_TOKEN; exit 0 ' +
+        'completes the job (Ctrl-C finishes the jobs running)',
     )
     .argument('<queue>')
     .argument('<command...>', 'the command and its arguments (after --)')

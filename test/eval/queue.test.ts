@@ -25,6 +25,7 @@ import {
   summariseQueue,
 } from '../../bench/eval/queue-report.js';
 import { median } from '../../bench/stats.js';
+import { serverFigures } from '../../bench/eval/queue-bench.js';
 import { runQueueScenario, type QueueResults } from '../../bench/eval/queue-run.js';
 import { redisArgs, redisVersion } from '../../bench/eval/redis.js';
 
@@ -184,7 +185,41 @@ void test('the summary takes the median over rounds and the ratio to BullMQ alwa
   assert.equal(f?.jobsPerWrite, 3.5);
   assert.equal(rows.find((r) => r.system === 'bullmq-always')?.leaderWritesPerSec, null);
   assert.match(queueRoundsMarkdown(q), /\| 8 +\| 200 +\| 3\.5 +\| 0\.5 +\| 1,250 +\| 2,500 +\|/);
-  assert.equal(queueRoundsMarkdown({ ...q, points: q.points.slice(1, 2) }), '');
+  // Without rounds recorded (Redis, or Flotilla in an older results file): no table.
+  const { rounds: _dropped, ...older } = point('flotilla', 1, 300);
+  assert.equal(
+    queueRoundsMarkdown({ ...q, points: [q.points[1] as (typeof q.points)[number], older] }),
+    '',
+  );
+});
+
+void test("a point's server figures are rates over the time between its two readings", () => {
+  const from = { atMs: 1_000, cpu: 10, switches: 100, writes: 50 };
+  const to = { atMs: 3_000, cpu: 12, switches: 700, writes: 450 };
+  // 2 s apart: 2 CPU seconds are 1 core; 400 writes 200 a second, 1,600 jobs 4 per write.
+  assert.deepEqual(serverFigures(from, to, 1_600), {
+    serverCores: 1,
+    rounds: { leaderWritesPerSec: 200, jobsPerWrite: 4 },
+    serverContextSwitchesPerSec: 300,
+  });
+  // A reading stretched past the window is a longer time, not a larger rate.
+  assert.equal(serverFigures(from, { ...to, atMs: 5_000 }, 1_600).serverCores, 0.5);
+  // Writes unknown (Redis) or none: no rounds; switches unread or gone backwards: none.
+  assert.deepEqual(serverFigures({ ...from, writes: null }, to, 1_600), {
+    serverCores: 1,
+    serverContextSwitchesPerSec: 300,
+  });
+  assert.equal(serverFigures(from, { ...to, writes: 50 }, 1_600).rounds, undefined);
+  assert.equal(
+    serverFigures(from, { ...to, switches: 50 }, 1_600).serverContextSwitchesPerSec,
+    undefined,
+  );
+  assert.equal(
+    serverFigures({ ...from, switches: null }, to, 1_600).serverContextSwitchesPerSec,
+    undefined,
+  );
+  // No reading at the window's start: nothing measured.
+  assert.deepEqual(serverFigures(undefined, to, 1_600), { serverCores: 0 });
 });
 
 void test('smoke: a short queue run completes every job once on each system it can start', async () => {
