@@ -2,7 +2,7 @@
 // /proc/<pid>/stat (user + system, in clock ticks of 10 ms), the load generator's own from
 // process.cpuUsage() (µs). Shared by the write/read points and the queue scenario.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { parseProcStat } from '../ranges/throughput-model.js';
 
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ: 100 on every Linux build in use). */
@@ -18,6 +18,30 @@ export function cpuSeconds(pid: number): number | null {
   }
   const c = parseProcStat(text);
   return (c.userTicks + c.systemTicks) / procTicksPerSec;
+}
+
+/**
+ * Context switches (voluntary and involuntary) of every thread of `pid` so far: the main
+ * thread's, libuv's pool and V8's (a thread that ended meanwhile adds nothing); null once the
+ * process is gone (or not Linux).
+ */
+export function threadSwitches(pid: number): number | null {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  let n = 0;
+  for (const task of tasks) {
+    try {
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+      for (const m of status.matchAll(/ctxt_switches:\s+(\d+)/g)) n += Number(m[1]);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return n;
 }
 
 /** CPU per operation of one point, in µs; see `cpuPerOp` for how the window is taken. */

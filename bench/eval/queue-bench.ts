@@ -8,10 +8,9 @@
 // After the measured window the producer stops; the workers finish what was added (bounded),
 // and the tally checks that every acknowledged add was completed exactly once.
 
-import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { cpuSeconds } from './cpu.js';
+import { cpuSeconds, threadSwitches } from './cpu.js';
 import { EvalError } from './errors.js';
 import { sleep } from './procs.js';
 import {
@@ -85,33 +84,10 @@ function totalCpu(pids: readonly number[]): number {
   return pids.reduce((s, p) => s + (cpuSeconds(p) ?? 0), 0);
 }
 
-/**
- * Voluntary and involuntary context switches of every thread of `pids` so far (the main
- * thread's, libuv's pool and V8's; a thread or process gone meanwhile adds nothing); null
- * when no process could be read (no /proc).
- */
+/** Context switches of every thread of `pids` so far; null when none could be read. */
 function totalSwitches(pids: readonly number[]): number | null {
-  let n = 0;
-  let read = false;
-  for (const pid of pids) {
-    let tasks: string[];
-    try {
-      tasks = readdirSync(`/proc/${pid}/task`);
-      read = true;
-    } catch {
-      continue; // Exited, or no /proc.
-    }
-    for (const task of tasks) {
-      try {
-        const status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
-        for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm))
-          n += Number(m[1]);
-      } catch {
-        // The thread ended between the listing and the read.
-      }
-    }
-  }
-  return read ? n : null;
+  const each = pids.map(threadSwitches).filter((n) => n !== null);
+  return each.length === 0 ? null : each.reduce((a, b) => a + b, 0);
 }
 
 /** The server's counters at one moment (`atMs` on the monotonic clock). */
@@ -124,30 +100,18 @@ export interface ServerCounters {
   readonly writes: number | null;
 }
 
-interface ServerReading extends Omit<ServerCounters, 'writes'> {
-  readonly writes: Promise<number | null>;
-}
-
-function readServer(target: QueueTarget): ServerReading {
-  const writes = target.leaderWrites?.() ?? Promise.resolve(null);
-  // Whoever reads it sees a failure; a reading never awaited must not end the process.
-  writes.catch(() => undefined);
-  return {
-    atMs: performance.now(),
-    cpu: totalCpu(target.serverPids),
-    switches: totalSwitches(target.serverPids),
-    writes,
-  };
-}
-
-async function settled(r: ServerReading): Promise<ServerCounters> {
-  let writes: number | null;
+/** Reads the counters now; the leader's writes come from its metrics (never rejects). */
+async function readServer(target: QueueTarget): Promise<ServerCounters> {
+  const atMs = performance.now();
+  const cpu = totalCpu(target.serverPids);
+  const switches = totalSwitches(target.serverPids);
+  let writes: number | null = null;
   try {
-    writes = await r.writes;
+    writes = (await target.leaderWrites?.()) ?? null;
   } catch {
-    writes = null;
+    // Unread: no rounds for this point.
   }
-  return { ...r, writes };
+  return { atMs, cpu, switches, writes };
 }
 
 /**
@@ -256,10 +220,14 @@ export async function queuePoint(
     () => p.tick(label, Date.now() - started, totalMs, Atomics.load(counts, COMPLETED)),
     500,
   );
-  let from: ServerReading | undefined;
-  let to: ServerReading | undefined;
-  const cpuA = setTimeout(() => (from = readServer(target)), startSlackMs + t.warmupMs);
-  const cpuB = setTimeout(() => (to = readServer(target)), totalMs);
+  let from: Promise<ServerCounters> | undefined;
+  let to: Promise<ServerCounters> | undefined;
+  const cpuA = setTimeout(() => {
+    from = readServer(target);
+  }, startSlackMs + t.warmupMs);
+  const cpuB = setTimeout(() => {
+    to = readServer(target);
+  }, totalMs);
   try {
     await consumer.ready;
     const producer = startThread<ProducerResult>('produce', config);
@@ -276,8 +244,8 @@ export async function queuePoint(
     const consumed = await consumer.result;
     tally = tallyJobs(new Uint8Array(marks), Atomics.load(counts, ADDED));
     const server = serverFigures(
-      from === undefined ? undefined : await settled(from),
-      await settled(to ?? readServer(target)),
+      await from,
+      await (to ?? readServer(target)),
       consumed.completedInWindow,
     );
     const point: QueuePoint = {

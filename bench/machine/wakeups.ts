@@ -18,7 +18,7 @@
 //   node dist/bench/machine/wakeups.js [--seconds 5] [--clusters]
 
 import { fork, type ChildProcess } from 'node:child_process';
-import { fstatSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { fstatSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs } from '../args.js';
 import { EtcdCluster, FlotillaCluster, type BenchCluster } from '../eval/clusters.js';
-import { cpuSeconds } from '../eval/cpu.js';
+import { cpuSeconds, threadSwitches } from '../eval/cpu.js';
 import { machineFacts } from '../eval/machine.js';
 import { ProcessGroup } from '../eval/procs.js';
 
@@ -153,17 +153,10 @@ function syscallUs(): number {
   return ((performance.now() - t0) * 1000) / n;
 }
 
-/** Context switches (voluntary + involuntary) of every thread of `pid` so far. */
+/** Context switches of every thread of `pid`, a member that must still run. */
 function switches(pid: number): number {
-  let n = 0;
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const st = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
-      for (const m of st.matchAll(/ctxt_switches:\s+(\d+)/g)) n += Number(m[1]);
-    } catch {
-      // A thread that ended meanwhile.
-    }
-  }
+  const n = threadSwitches(pid);
+  if (n === null) throw new Error(`process ${pid} is gone: its context switches cannot be read`);
   return n;
 }
 
