@@ -15,245 +15,13 @@
 // "max(ack, leader persist end) -> committed" joins them.
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { NodeStatus } from '../../src/api/types.js';
 import type { TraceEvent } from '../../src/host/trace.js';
-import { resolveNodeConfig } from '../../src/server/config.js';
-import { FlotillaNode } from '../../src/server/node.js';
+import { KV_GROUP } from '../../src/server/node.js';
 import { benchArgs } from '../args.js';
-
-const NODES = 3;
-const LEADER_WAIT_MS = 10_000;
-
-/** Wall-clock milliseconds with microsecond resolution: comparable across processes. */
-function now(): number {
-  return performance.timeOrigin + performance.now();
-}
-
-interface Point {
-  readonly node: number;
-  readonly event: TraceEvent;
-  readonly index: number;
-  readonly peer: number;
-  readonly t: number;
-}
-
-/** The trace points of a run, by node, event, index (and peer), first occurrence kept. */
-class Recorder {
-  recording = false;
-  /** HTTP points on the leader, in order (they carry no index). */
-  readonly http: Point[] = [];
-  private readonly byKey = new Map<string, number>();
-
-  hook(node: number): (event: TraceEvent, index: number, peer: number) => void {
-    return (event, index, peer) => {
-      if (this.recording) this.add({ node, event, index, peer, t: now() });
-    };
-  }
-
-  add(p: Point): void {
-    if (p.event.startsWith('http-')) {
-      this.http.push(p);
-      return;
-    }
-    const key = `${p.node}:${p.event}:${p.index}:${p.peer}`;
-    if (!this.byKey.has(key)) this.byKey.set(key, p.t);
-  }
-
-  at(node: number, event: TraceEvent, index: number, peer = 0): number | undefined {
-    return this.byKey.get(`${node}:${event}:${index}:${peer}`);
-  }
-
-  /** The proposal index of each write (the leader proposes them in order). */
-  proposals(leader: number): number[] {
-    const out: number[] = [];
-    for (const key of this.byKey.keys()) {
-      const [node, event, index] = key.split(':');
-      if (Number(node) === leader && event === 'proposed') out.push(Number(index));
-    }
-    return out.sort((a, b) => a - b);
-  }
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-          const s = createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
-
-/** A member of the cluster, in this process or in a child process of its own. */
-interface Member {
-  readonly id: number;
-  status(): Promise<NodeStatus>;
-  /** Starts or stops recording trace points (into the shared recorder, or the child's). */
-  record(on: boolean): Promise<void>;
-  /** The points recorded since the last call (a child's; in-process ones are already shared). */
-  points(): Promise<Point[]>;
-  /** CPU used by the member's process since it started, in microseconds (0: this process). */
-  cpuUs(): Promise<number>;
-  close(): Promise<void>;
-}
-
-interface ClusterSpec {
-  readonly spec: string;
-  readonly client: (id: number) => string;
-}
-
-async function clusterSpec(): Promise<ClusterSpec> {
-  const ports = await freePorts(NODES * 2);
-  const client = (id: number) => `127.0.0.1:${ports[NODES + id - 1] as number}`;
-  const spec = Array.from({ length: NODES }, (_, i) => i + 1)
-    .map((id) => `${id}=127.0.0.1:${ports[id - 1] as number}@http://${client(id)}`)
-    .join(',');
-  return { spec, client };
-}
-
-function startNode(
-  dir: string,
-  c: { spec: string; listenClient: string },
-  id: number,
-  trace: ReturnType<Recorder['hook']>,
-): Promise<FlotillaNode> {
-  return FlotillaNode.start(
-    resolveNodeConfig({
-      id,
-      dataDir: join(dir, `node${id}`),
-      initialCluster: c.spec,
-      listenClient: c.listenClient,
-      logLevel: 'silent',
-    }),
-    { trace },
-  );
-}
-
-async function startInProcess(dir: string, rec: Recorder): Promise<Member[]> {
-  const c = await clusterSpec();
-  const ids = Array.from({ length: NODES }, (_, i) => i + 1);
-  const nodes = await Promise.all(
-    ids.map((id) => startNode(dir, { spec: c.spec, listenClient: c.client(id) }, id, rec.hook(id))),
-  );
-  return nodes.map((n, i) => ({
-    id: i + 1,
-    status: () => Promise.resolve(n.nodeStatus()),
-    record: (on) => {
-      rec.recording = on;
-      return Promise.resolve();
-    },
-    points: () => Promise.resolve([]),
-    cpuUs: () => Promise.resolve(0),
-    close: () => n.close(),
-  }));
-}
-
-type Request = { readonly op: 'status' | 'record' | 'stop' | 'points' | 'cpu' | 'close' };
-
-/** A member in a child process, driven over IPC: requests are answered in order. */
-function childMember(id: number, child: ChildProcess): Member {
-  const waiting: { resolve: (m: unknown) => void; reject: (e: Error) => void }[] = [];
-  child.on('message', (m) => waiting.shift()?.resolve(m));
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code) => {
-      for (const w of waiting.splice(0)) w.reject(new Error(`member ${id} exited (${code})`));
-      resolve();
-    }),
-  );
-  const ask = <T>(op: Request['op']): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      waiting.push({ resolve: (m) => resolve(m as T), reject });
-      child.send({ op });
-    });
-  return {
-    id,
-    status: () => ask<NodeStatus>('status'),
-    record: async (on) => void (await ask(on ? 'record' : 'stop')),
-    points: () => ask<Point[]>('points'),
-    cpuUs: () => ask<number>('cpu'),
-    close: async () => {
-      if (child.exitCode === null) child.send({ op: 'close' });
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
-async function startProcesses(dir: string): Promise<Member[]> {
-  const c = await clusterSpec();
-  const ids = Array.from({ length: NODES }, (_, i) => i + 1);
-  return Promise.all(
-    ids.map(async (id) => {
-      const child = fork(fileURLToPath(import.meta.url), [
-        '--child',
-        JSON.stringify({ id, dir, spec: c.spec, listenClient: c.client(id) }),
-      ]);
-      await new Promise<void>((resolve, reject) => {
-        child.once('message', () => resolve());
-        child.once('exit', (code) => reject(new Error(`member ${id} exited (${code})`)));
-      });
-      return childMember(id, child);
-    }),
-  );
-}
-
-/** The child side: one node, its trace points kept until the parent collects them. */
-async function runChild(arg: string): Promise<void> {
-  const o = JSON.parse(arg) as { id: number; dir: string; spec: string; listenClient: string };
-  const rec = new Recorder();
-  const kept: Point[] = [];
-  rec.add = (p) => void kept.push(p);
-  const node = await startNode(o.dir, o, o.id, rec.hook(o.id));
-  const send = (m: unknown) => process.send?.(m);
-  process.on('message', (m: Request) => {
-    switch (m.op) {
-      case 'status':
-        return send(node.nodeStatus());
-      case 'record':
-      case 'stop':
-        rec.recording = m.op === 'record';
-        return send({});
-      case 'points':
-        return send(kept.splice(0));
-      case 'cpu': {
-        const u = process.cpuUsage();
-        return send(u.user + u.system);
-      }
-      case 'close':
-        void node.close().then(() => process.exit(0));
-    }
-  });
-  send({ started: o.id });
-}
-
-async function waitForLeader(members: Member[]): Promise<NodeStatus> {
-  const deadline = performance.now() + LEADER_WAIT_MS;
-  for (;;) {
-    const all = await Promise.all(members.map((m) => m.status()));
-    const leader = all.find((s) => s.role === 'leader');
-    // Wait for the term's no-op to apply, so the first write does not pay for it.
-    if (leader !== undefined && leader.commit > 0 && leader.applied >= leader.commit) return leader;
-    if (performance.now() > deadline)
-      throw new Error(
-        `No leader within ${LEADER_WAIT_MS} ms: ${JSON.stringify(all.map((s) => s.role))}`,
-      );
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+import { printSteps, Recorder, startMembers, waitForLeader, type Member } from './members.js';
 
 /** One client: a keep-alive connection writing `count` puts in sequence. */
 function makeClient(
@@ -287,11 +55,6 @@ function makeClient(
       req.end(body);
     });
   return { put, close: () => agent.destroy() };
-}
-
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
 }
 
 const STEPS = [
@@ -353,17 +116,6 @@ function steps(rec: Recorder, leader: number, rtts: number[]): Map<string, numbe
   return out;
 }
 
-function printSteps(table: Map<string, number[]>): void {
-  const fmt = (ms: number) => ms.toFixed(3).padStart(8);
-  const width = Math.max(...STEPS.map((s) => s.length));
-  console.log(`| ${'step'.padEnd(width)} | p50 ms   | p90 ms   | n     |`);
-  console.log(`| ${'-'.repeat(width)} | -------- | -------- | ----- |`);
-  for (const [step, xs] of table)
-    console.log(
-      `| ${step.padEnd(width)} | ${fmt(quantile(xs, 0.5))} | ${fmt(quantile(xs, 0.9))} | ${String(xs.length).padStart(5)} |`,
-    );
-}
-
 /** CPU (user + system, all nodes and the clients) per write with `clients` writing at once. */
 async function cpuPerWrite(
   members: Member[],
@@ -405,10 +157,8 @@ async function main(): Promise<void> {
       'value-bytes': { type: 'string', default: '100' },
       processes: { type: 'boolean', default: false },
       dir: { type: 'string' },
-      child: { type: 'string' },
     },
   });
-  if (values.child !== undefined) return runChild(values.child);
   const writes = Number(values.writes);
   const warmup = Number(values.warmup);
   const cpuWrites = Number(values['cpu-writes']);
@@ -417,7 +167,10 @@ async function main(): Promise<void> {
     if (!Number.isInteger(v) || v < 0) throw new RangeError(`--${name} must be an integer >= 0`);
   const dir = mkdtempSync(join(values.dir ?? tmpdir(), 'flotilla-trace-'));
   const rec = new Recorder();
-  const members = values.processes ? await startProcesses(dir) : await startInProcess(dir, rec);
+  const members = await startMembers(dir, rec, {
+    processes: values.processes,
+    traceGroup: KV_GROUP,
+  });
   const where = values.processes ? 'one process per node' : 'all in one process';
   try {
     const leader = await waitForLeader(members);

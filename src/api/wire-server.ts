@@ -42,6 +42,7 @@ import {
   type WriteRequest,
 } from './requests.js';
 import type { KvBackend } from './routes.js';
+import type { TraceHook } from '../host/trace.js';
 import {
   secureContextOptions,
   tlsServerOptions,
@@ -97,6 +98,11 @@ export interface WireServerOptions {
   readonly tokens?: () => TokenBook;
   /** Serve the protocol over TLS (docs/SECURITY.md, "TLS"); omitted: plain TCP. */
   readonly tls?: ServerTlsOptions;
+  /**
+   * Called for each request read ('wire-received') and each write of answers ('wire-answered'),
+   * for bench/trace (host/trace.ts); absent: one comparison per point.
+   */
+  readonly trace?: TraceHook;
 }
 
 /**
@@ -351,6 +357,7 @@ class Connection {
     for (; i < payloads.length; i++) {
       const payload = payloads[i] as Buffer;
       try {
+        this.s.opts.trace?.('wire-received', 0, 0);
         const w = this.prepare(parseRequest(decodePayload(payload)), payload.length, batch);
         if (w !== null) batch.push(w);
       } catch (err) {
@@ -714,6 +721,7 @@ class Connection {
     const frames = this.out;
     this.out = [];
     this.outBytes = 0;
+    this.s.opts.trace?.('wire-answered', 0, 0);
     const ok = this.socket.write(
       frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames),
     );

@@ -886,15 +886,11 @@ export class RaftRuntime {
     if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
     // Before the answers that say how much of the snapshot is held (messagesAfterPersist).
     for (const c of rd.snapshotChunks) await this.snapshots.writeChunk(c);
-    // Committed entries are already durable here (the core hands out only entries at or below
-    // its persisted index), so they are applied before this Ready's write, not after it: a
-    // client's answer never waits for an fsync that only records the new commit index.
-    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries, false);
-    for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
     if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
     for (const m of rd.messagesAfterPersist)
       if (!this.mustPersistBeforeSending(m)) this.sendMessage(m);
     if (rd.hardState !== null) this.latestHard = rd.hardState;
+    let write: { done: Promise<void>; started: number; hs: HardState | null } | null = null;
     if (rd.entries.length > 0 || this.hardStateNeedsSync(rd.hardState)) {
       const started = this.o.clock.nowMs();
       this.persisting = rd.snapshot === null;
@@ -903,19 +899,34 @@ export class RaftRuntime {
       // committed, and must still know it after a restart (it puts the committed changes in
       // force at start, and campaigns only once every committed change is applied).
       const hs = rd.hardState ?? (this.hardStateUnsynced() ? this.latestHard : null);
-      const lastIndex = rd.entries[rd.entries.length - 1]?.index ?? 0;
-      this.o.trace?.('persist-start', lastIndex, 0);
+      this.o.trace?.('persist-start', rd.entries[rd.entries.length - 1]?.index ?? 0, 0);
+      // Submitted now, awaited below: the disk works while the committed entries are applied.
+      const done = this.o.storage.persist(rd.entries, hs);
+      // Awaited below once the apply is over; if the apply throws, the group dies of that.
+      done.catch(() => undefined);
+      write = { done, started, hs };
+    }
+    // Committed entries are already durable here (the core hands out only entries at or below
+    // its persisted index), so they are applied while this Ready's write is in flight, not
+    // after it: a client's answer never waits for an fsync that only records the new commit
+    // index, and the write, submitted first, does not wait for the apply. Both happen in one
+    // run of the event loop, so no other input sees the write submitted and these entries not
+    // yet applied ("Applying during a write" relies on it).
+    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries, false);
+    for (const rs of rd.readStates) this.onReadState(rs.requestId, rs.index, rs.ok);
+    if (write !== null) {
       try {
-        await this.o.storage.persist(rd.entries, hs);
+        await write.done;
       } finally {
         this.persisting = false;
       }
+      const lastIndex = rd.entries[rd.entries.length - 1]?.index ?? 0;
       this.o.trace?.('persist-end', lastIndex, 0);
-      if (hs !== null) this.syncedHard = hs;
+      if (write.hs !== null) this.syncedHard = write.hs;
       this.o.onEvent?.({
         kind: 'persisted',
         entries: rd.entries.length,
-        durationMs: this.o.clock.nowMs() - started,
+        durationMs: this.o.clock.nowMs() - write.started,
       });
       for (const e of rd.entries) this.maybeAnswerEarly(e);
     }

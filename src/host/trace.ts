@@ -27,6 +27,9 @@ export type TraceEvent =
   | 'committed'
   | 'applied'
   /** The HTTP server wrote the answer to a client request. */
-  | 'http-answered';
+  | 'http-answered'
+  /** The binary protocol's server read a request, or wrote a connection's answers. */
+  | 'wire-received'
+  | 'wire-answered';
 
 export type TraceHook = (event: TraceEvent, index: number, peer: number) => void;

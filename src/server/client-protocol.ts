@@ -7,6 +7,7 @@ import type { TokenBook } from '../api/auth.js';
 import type { AdmissionGate } from '../api/http.js';
 import type { ServerTlsOptions } from '../api/tls.js';
 import type { KvBackend } from '../api/routes.js';
+import type { TraceHook } from '../host/trace.js';
 import type { WatchBackend } from '../api/watch.js';
 import { WireServer, type WireService } from '../api/wire-server.js';
 import type { NodeConfig } from './config.js';
@@ -38,6 +39,8 @@ export function createClientProtocolServer(
     readonly tokens?: () => TokenBook;
     /** Serve over TLS (docs/SECURITY.md, "TLS"). */
     readonly tls?: ServerTlsOptions;
+    /** Called as requests arrive and answers leave (host/trace.ts), for bench/trace. */
+    readonly trace?: TraceHook;
   },
 ): WireServer {
   return new WireServer(
@@ -57,6 +60,7 @@ export function createClientProtocolServer(
       onError: (err) => o.log.error({ err }, 'request failed with an internal error'),
       ...(o.tokens === undefined ? {} : { tokens: o.tokens }),
       ...(o.tls === undefined ? {} : { tls: o.tls }),
+      ...(o.trace === undefined ? {} : { trace: o.trace }),
     },
     o.service,
   );

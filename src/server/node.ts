@@ -452,6 +452,8 @@ export class FlotillaNode implements AsyncDisposable {
       logger?: Logger;
       /** Called at each step of a write's path (host/trace.ts), for bench/trace. */
       trace?: TraceHook;
+      /** The Raft group whose writes `trace` follows: the key-value store's (default) or the queue's. */
+      traceGroup?: typeof KV_GROUP | typeof QUEUE_GROUP;
       /**
        * The feature level this node says it runs (default FEATURE_LEVEL). Tests set a lower one
        * to play a member of an older release in a rolling upgrade; nothing else should.
@@ -643,6 +645,7 @@ export class FlotillaNode implements AsyncDisposable {
     const metaMachine = new MetaStateMachine({ maxKeyBytes: config.maxKeyBytes });
     // Range 0 (the key-value group) and every range split off it that this node replicates,
     // each SessionMachine(RangeMachine(KvStateMachine)) in its own group-<id>/ directory.
+    const tracedGroup = o.traceGroup ?? KV_GROUP;
     const ranges = new RangeGroups({
       host,
       dirs: rangeDirs,
@@ -650,8 +653,8 @@ export class FlotillaNode implements AsyncDisposable {
         id === KV_GROUP ? Promise.resolve(storage) : openGroupStorage(config, id, log),
       settings: (id) => {
         const { voters: _voters, ...settings } = groupOptions(id);
-        // The write tracer (bench/trace) follows the key-value group's writes.
-        return id === KV_GROUP && o.trace !== undefined
+        // The write tracer (bench/trace) follows one group's writes: the key-value store's here.
+        return id === KV_GROUP && tracedGroup === KV_GROUP && o.trace !== undefined
           ? { ...settings, trace: o.trace }
           : settings;
       },
@@ -667,6 +670,7 @@ export class FlotillaNode implements AsyncDisposable {
       range0 = await ranges.start(KV_GROUP, groupOptions(KV_GROUP).voters);
       queueRuntime = await host.addGroup(QUEUE_GROUP, {
         ...groupOptions(QUEUE_GROUP),
+        ...(tracedGroup === QUEUE_GROUP && o.trace !== undefined ? { trace: o.trace } : {}),
         storage: queueStorage,
         stateMachine: new SessionMachine(queueMachine, sessionLimits),
       });
@@ -1085,6 +1089,7 @@ export class FlotillaNode implements AsyncDisposable {
             log,
             ...(tokens === null ? {} : { tokens: () => tokens.current() }),
             ...(tls === null ? {} : { tls: clientPortTls(tls, config) }),
+            ...(o.trace === undefined ? {} : { trace: o.trace }),
           });
     metrics.bindClientAbortListeners(() => ({
       http: http.abortListeners(),
