@@ -120,15 +120,19 @@ export function queueRounds(points: readonly Point[], leader: number): QueueRoun
   const answered = L('wire-answered');
   let waited = 0;
   let rounds = 0;
+  // The highest index written so far: a write of the hard state alone (index 0) or of nothing
+  // new starts no round, and the next round's entries follow the last ones written.
+  let prevLast = starts.length > 0 ? starts.pointAt(0).index : 0;
   for (let k = 1; k < starts.length; k++) {
-    const prevLast = starts.pointAt(k - 1).index;
     const { t: start, index: last } = starts.pointAt(k);
     if (last <= prevLast) continue;
-    const firstProposed = proposed.covering(prevLast + 1);
+    const written = prevLast;
+    prevLast = last;
+    const firstProposed = proposed.covering(written + 1);
     const end = ends.covering(last);
     if (firstProposed === undefined || firstProposed > start || end === undefined) continue;
     rounds++;
-    if (firstProposed < (ends.covering(prevLast) ?? -Infinity)) waited++;
+    if (firstProposed < (ends.covering(written) ?? -Infinity)) waited++;
     add('request read -> proposed', firstProposed, received.before(firstProposed));
     add('first proposal -> leader write start', start, firstProposed);
     add('leader write', end, start);
@@ -144,7 +148,7 @@ export function queueRounds(points: readonly Point[], leader: number): QueueRoun
     const fEnd = F('persist-end').covering(last);
     add(
       'first proposal -> append sent',
-      L('append-sent', f.id).covering(prevLast + 1),
+      L('append-sent', f.id).covering(written + 1),
       firstProposed,
     );
     add('append sent -> follower received', got, sent);

@@ -181,8 +181,9 @@ export class RaftRuntime {
   private running = false;
   private loopActive = false;
   /**
-   * The outstanding Ready's committed entries are applied and its write is in flight: entries
-   * committed meanwhile may be applied at once (kick, RaftNode.takeCommitted).
+   * The outstanding Ready's write is in flight: once its committed entries are applied (not
+   * while `applying`), entries committed meanwhile may be applied at once (kick,
+   * RaftNode.takeCommitted).
    */
   private persisting = false;
   /** Entries are being applied: an apply that starts another (a listener proposing) waits. */

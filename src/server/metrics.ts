@@ -88,7 +88,9 @@ export class NodeMetrics {
     });
     this.fsyncLatency = new Histogram({
       name: 'flotilla_persist_seconds',
-      help: 'Duration of one durable write (entries + hard state)',
+      help:
+        'Duration of one durable write (entries + hard state), from its submission until the ' +
+        "group's loop sees it done (after applying what its Ready committed, done meanwhile)",
       buckets: latencyBuckets,
       registers: r,
     });

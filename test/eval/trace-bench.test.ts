@@ -24,6 +24,7 @@ function oneRound(): Point[] {
     t,
   });
   return [
+    p(1, 'proposed', 10, -0.5),
     p(1, 'persist-start', 10, 0),
     p(1, 'persist-end', 10, 10.2),
     p(1, 'wire-received', 0, 9.8),
@@ -50,39 +51,53 @@ function oneRound(): Point[] {
   ];
 }
 
-void test('queue trace: a round is timed step by step, the first acknowledgement standing for the followers', () => {
-  // Shuffled: the analysis orders the points by time itself.
-  const points = oneRound().reverse();
+const expected: Record<(typeof QUEUE_STEPS)[number], number> = {
+  'request read -> proposed': 0.2,
+  'first proposal -> leader write start': 0.5,
+  'leader write': 1.0,
+  'first proposal -> append sent': 0.05,
+  'append sent -> follower received': 0.2,
+  'append received -> follower write start': 0.05,
+  'follower write': 0.7,
+  'follower write end -> ack received': 0.2,
+  'max(ack, leader write end) -> committed': 0.02,
+  'committed -> applied': 0.1,
+  'applied -> answers written': 0.08,
+  'round: first proposal -> answers written': 1.7,
+  'answers written -> next request read (client)': 0.8,
+};
+
+function assertOneRound(points: readonly Point[]): void {
   const r = queueRounds(points, 1);
   assert.equal(r.rounds, 1);
   assert.equal(r.waited, 1, 'proposed at 10.0 while the write of index 10 ran until 10.2');
-  const expected: Record<(typeof QUEUE_STEPS)[number], number> = {
-    'request read -> proposed': 0.2,
-    'first proposal -> leader write start': 0.5,
-    'leader write': 1.0,
-    'first proposal -> append sent': 0.05,
-    'append sent -> follower received': 0.2,
-    'append received -> follower write start': 0.05,
-    'follower write': 0.7,
-    'follower write end -> ack received': 0.2,
-    'max(ack, leader write end) -> committed': 0.02,
-    'committed -> applied': 0.1,
-    'applied -> answers written': 0.08,
-    'round: first proposal -> answers written': 1.7,
-    'answers written -> next request read (client)': 0.8,
-  };
   for (const step of QUEUE_STEPS) {
     const xs = r.steps.get(step) ?? [];
     assert.equal(xs.length, 1, `${step}: ${JSON.stringify(xs)}`);
     assert.ok(Math.abs((xs[0] as number) - expected[step]) < 1e-9, `${step}: ${xs[0]}`);
   }
+}
+
+void test('queue trace: a round is timed step by step, the first acknowledgement standing for the followers', () => {
+  // Shuffled: the analysis orders the points by time itself.
+  assertOneRound(oneRound().reverse());
+});
+
+void test('queue trace: a write of the hard state alone between two rounds starts none', () => {
+  assertOneRound([
+    ...oneRound(),
+    { node: 1, event: 'persist-start', index: 0, peer: 0, t: 10.3 },
+    { node: 1, event: 'persist-end', index: 0, peer: 0, t: 10.4 },
+  ]);
 });
 
 void test('queue trace: a round proposed after the previous write ended did not wait', () => {
   const points = oneRound().map((p) =>
     p.event === 'persist-end' && p.index === 10 ? { ...p, t: 9.9 } : p,
   );
-  assert.equal(queueRounds(points, 1).waited, 0);
+  const r = queueRounds(points, 1);
+  assert.equal(r.rounds, 1);
+  assert.equal(r.waited, 0);
 });
 
 void test('queue trace: one worker for a few seconds prints every step of its rounds', async () => {

@@ -637,6 +637,59 @@ void test("an acknowledgement that arrives during the leader's next write answer
   await b;
 });
 
+void test("a Ready's write is submitted before its committed entries are applied", async () => {
+  // One member: A's write is held while B is proposed, so the Ready after it carries A as
+  // committed and B as new. B's write must reach the storage before A reaches the state
+  // machine: the disk then works while A is applied (DESIGN.md, step 4 of the loop).
+  const events: string[] = [];
+  let parked: (() => void) | null = null;
+  const storage = holdingStorage(
+    createMemoryStorage({ quiet: true }),
+    (e) => {
+      // Called as each write is submitted.
+      for (const x of e) if (x.data.length > 0) events.push(`persist ${dec.decode(x.data)}`);
+      return e.some((x) => dec.decode(x.data) === 'A');
+    },
+    (go) => (parked = go),
+  );
+  class Recording extends Log {
+    override apply(commands: readonly Command[]): unknown[] {
+      for (const c of commands) events.push(`apply ${dec.decode(c.payload)}`);
+      return super.apply(commands);
+    }
+  }
+  const host = new Host({
+    id: 1,
+    transport: new MemoryNetwork().connect(1),
+    clock: systemClock,
+    tickMs: 5,
+  });
+  open.push(host);
+  const node = await host.addGroup(0, {
+    voters: [1],
+    storage,
+    stateMachine: new Recording(),
+    electionTicks: 15,
+    heartbeatTicks: 3,
+  });
+  await until(
+    () => `no leader: ${node.leaderId()}`,
+    () => node.isLeader(),
+    5_000,
+  );
+  const a = node.propose(enc.encode('A'));
+  await until(
+    () => `A's write not started: ${events.join(', ')}`,
+    () => parked !== null,
+    5_000,
+  );
+  const b = node.propose(enc.encode('B'));
+  (parked as unknown as () => void)();
+  await a;
+  await b;
+  assert.deepEqual(events, ['persist A', 'persist B', 'apply A', 'apply B']);
+});
+
 void test('waits that end leave no listener on a caller signal that outlives them', async () => {
   const c = await cluster(3);
   const leader = await leaderOf(c);
