@@ -51,7 +51,8 @@ async function main(): Promise<void> {
       system: 'flotilla',
       endpoints: ids.map(url),
       redisPort: 0,
-      serverPids: processes ? members.map((m) => m.pid) : [],
+      // In one process the members' CPU is this process's, the load generator's threads with it.
+      serverPids: processes ? members.map((m) => m.pid) : [process.pid],
     };
     const progress: Progress = {
       tick: () => undefined,
