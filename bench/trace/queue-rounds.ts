@@ -97,6 +97,8 @@ export interface QueueRounds {
   readonly rounds: number;
   /** Rounds whose first entry was proposed while the leader's previous write was in flight. */
   readonly waited: number;
+  /** Rounds whose leader write ended after the first follower's acknowledgement arrived. */
+  readonly leaderLast: number;
   readonly seconds: number;
 }
 
@@ -119,6 +121,7 @@ export function queueRounds(points: readonly Point[], leader: number): QueueRoun
   const received = L('wire-received');
   const answered = L('wire-answered');
   let waited = 0;
+  let leaderLast = 0;
   let rounds = 0;
   // The highest index written so far: a write of the hard state alone (index 0) or of nothing
   // new starts no round, and the next round's entries follow the last ones written.
@@ -156,6 +159,7 @@ export function queueRounds(points: readonly Point[], leader: number): QueueRoun
     add('follower write', fEnd, fStart);
     add('follower write end -> ack received', f.t, fEnd);
     const committed = L('committed').covering(last);
+    if (end > f.t) leaderLast++;
     add('max(ack, leader write end) -> committed', committed, Math.max(f.t, end));
     const applied = L('applied').covering(last);
     add('committed -> applied', applied, committed);
@@ -167,5 +171,5 @@ export function queueRounds(points: readonly Point[], leader: number): QueueRoun
   }
   const first = starts.length > 0 ? starts.pointAt(0).t : 0;
   const lastT = starts.length > 0 ? starts.pointAt(starts.length - 1).t : 0;
-  return { steps, rounds, waited, seconds: (lastT - first) / 1000 };
+  return { steps, rounds, waited, leaderLast, seconds: (lastT - first) / 1000 };
 }

@@ -81,6 +81,10 @@ async function main(): Promise<void> {
         `(${(r.rounds / Math.max(r.seconds, 1e-9)).toFixed(0)} leader writes/s); ` +
         `${r.waited} (${((100 * r.waited) / Math.max(r.rounds, 1)).toFixed(0)} %) began while the leader's previous write was in flight`,
     );
+    console.log(
+      `the leader's own write ended after the first acknowledgement in ${r.leaderLast} ` +
+        `(${((100 * r.leaderLast) / Math.max(r.rounds, 1)).toFixed(0)} %) of the rounds`,
+    );
     printSteps(r.steps);
     const round = r.steps.get('round: first proposal -> answers written') ?? [];
     const client = r.steps.get('answers written -> next request read (client)') ?? [];

@@ -71,6 +71,7 @@ function assertOneRound(points: readonly Point[]): void {
   const r = queueRounds(points, 1);
   assert.equal(r.rounds, 1);
   assert.equal(r.waited, 1, 'proposed at 10.0 while the write of index 10 ran until 10.2');
+  assert.equal(r.leaderLast, 1, "the leader's write ended at 11.5, the first ack came at 11.4");
   for (const step of QUEUE_STEPS) {
     const xs = r.steps.get(step) ?? [];
     assert.equal(xs.length, 1, `${step}: ${JSON.stringify(xs)}`);
@@ -98,6 +99,16 @@ void test('queue trace: a round proposed after the previous write ended did not 
   const r = queueRounds(points, 1);
   assert.equal(r.rounds, 1);
   assert.equal(r.waited, 0);
+  assert.equal(r.leaderLast, 1);
+});
+
+void test("queue trace: a round whose acknowledgement came after the leader's write is not counted as the leader's", () => {
+  const points = oneRound().map((p) =>
+    p.event === 'ack-received' && p.peer === 2 ? { ...p, t: 11.6 } : p,
+  );
+  const r = queueRounds(points, 1);
+  assert.equal(r.rounds, 1);
+  assert.equal(r.leaderLast, 0);
 });
 
 void test('queue trace: one worker for a few seconds prints every step of its rounds', async () => {
@@ -112,6 +123,10 @@ void test('queue trace: one worker for a few seconds prints every step of its ro
     );
   assert.ok(head !== null, `unexpected output: ${stdout}`);
   assert.ok(Number(head[1]) > 10, stdout);
+  assert.match(
+    stdout,
+    /^the leader's own write ended after the first acknowledgement in \d+ \(\d+ %\) of the rounds$/m,
+  );
   for (const step of QUEUE_STEPS) {
     const row = new RegExp(
       `^\\| ${step.replace(/[()]/g, '\\$&')} +\\| +([\\d.]+) \\| +[\\d.]+ \\| +(\\d+) \\|$`,
