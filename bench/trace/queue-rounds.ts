@@ -99,6 +99,12 @@ export interface QueueRounds {
   readonly waited: number;
   /** Rounds whose leader write ended after the first follower's acknowledgement arrived. */
   readonly leaderLast: number;
+  /**
+   * For each round whose second follower's acknowledgement arrived before the leader's write
+   * ended: how much sooner (ms) a commit on the followers' writes alone (thesis §10.2.1) would
+   * have been ready than the one the leader waited for (its write and the first ack).
+   */
+  readonly followersSooner: number[];
   readonly seconds: number;
 }
 
@@ -122,6 +128,7 @@ export function queueRounds(points: readonly Point[], leader: number): QueueRoun
   const answered = L('wire-answered');
   let waited = 0;
   let leaderLast = 0;
+  const followersSooner: number[] = [];
   let rounds = 0;
   // The highest index written so far: a write of the hard state alone (index 0) or of nothing
   // new starts no round, and the next round's entries follow the last ones written.
@@ -140,10 +147,13 @@ export function queueRounds(points: readonly Point[], leader: number): QueueRoun
     add('first proposal -> leader write start', start, firstProposed);
     add('leader write', end, start);
     // The follower whose acknowledgement of the round came first made it commit.
-    const f = followers
+    const acks = followers
       .map((id) => ({ id, t: L('ack-received', id).covering(last) ?? Infinity }))
-      .sort((a, b) => a.t - b.t)[0];
+      .sort((a, b) => a.t - b.t);
+    const f = acks[0];
     if (f === undefined || f.t === Infinity) continue;
+    const second = acks[1]?.t ?? Infinity;
+    if (second < Math.max(f.t, end)) followersSooner.push(Math.max(f.t, end) - second);
     const F = (e: TraceEvent, peer = 0) => tl.of(f.id, e, peer);
     const sent = L('append-sent', f.id).covering(last);
     const got = F('append-received', leader).covering(last);
@@ -171,5 +181,5 @@ export function queueRounds(points: readonly Point[], leader: number): QueueRoun
   }
   const first = starts.length > 0 ? starts.pointAt(0).t : 0;
   const lastT = starts.length > 0 ? starts.pointAt(starts.length - 1).t : 0;
-  return { steps, rounds, waited, leaderLast, seconds: (lastT - first) / 1000 };
+  return { steps, rounds, waited, leaderLast, followersSooner, seconds: (lastT - first) / 1000 };
 }

@@ -85,6 +85,13 @@ async function main(): Promise<void> {
       `the leader's own write ended after the first acknowledgement in ${r.leaderLast} ` +
         `(${((100 * r.leaderLast) / Math.max(r.rounds, 1)).toFixed(0)} %) of the rounds`,
     );
+    const sooner = r.followersSooner;
+    console.log(
+      `both followers' acknowledgements came before the leader's write ended in ${sooner.length} ` +
+        `(${((100 * sooner.length) / Math.max(r.rounds, 1)).toFixed(0)} %) of the rounds, ` +
+        `by p50 ${sooner.length > 0 ? quantile(sooner, 0.5).toFixed(3) : '-'} ms ` +
+        `(p90 ${sooner.length > 0 ? quantile(sooner, 0.9).toFixed(3) : '-'} ms) among them`,
+    );
     printSteps(r.steps);
     const round = r.steps.get('round: first proposal -> answers written') ?? [];
     const client = r.steps.get('answers written -> next request read (client)') ?? [];

@@ -72,6 +72,7 @@ function assertOneRound(points: readonly Point[]): void {
   assert.equal(r.rounds, 1);
   assert.equal(r.waited, 1, 'proposed at 10.0 while the write of index 10 ran until 10.2');
   assert.equal(r.leaderLast, 1, "the leader's write ended at 11.5, the first ack came at 11.4");
+  assert.deepEqual(r.followersSooner, [], 'the second ack came at 11.9, after the write ended');
   for (const step of QUEUE_STEPS) {
     const xs = r.steps.get(step) ?? [];
     assert.equal(xs.length, 1, `${step}: ${JSON.stringify(xs)}`);
@@ -111,6 +112,16 @@ void test("queue trace: a round whose acknowledgement came after the leader's wr
   assert.equal(r.leaderLast, 0);
 });
 
+void test("queue trace: a second acknowledgement before the leader's write ended is how much sooner the followers alone could commit", () => {
+  const points = oneRound().map((p) =>
+    p.event === 'ack-received' && p.peer === 3 ? { ...p, t: 11.45 } : p,
+  );
+  const r = queueRounds(points, 1);
+  assert.equal(r.rounds, 1);
+  assert.equal(r.followersSooner.length, 1);
+  assert.ok(Math.abs((r.followersSooner[0] as number) - 0.05) < 1e-9, `${r.followersSooner[0]}`);
+});
+
 void test('queue trace: one worker for a few seconds prints every step of its rounds', async () => {
   const { stdout } = await promisify(execFile)(
     process.execPath,
@@ -126,6 +137,10 @@ void test('queue trace: one worker for a few seconds prints every step of its ro
   assert.match(
     stdout,
     /^the leader's own write ended after the first acknowledgement in \d+ \(\d+ %\) of the rounds$/m,
+  );
+  assert.match(
+    stdout,
+    /^both followers' acknowledgements came before the leader's write ended in \d+ \(\d+ %\) of the rounds, by p50 ([\d.]+|-) ms \(p90 ([\d.]+|-) ms\) among them$/m,
   );
   for (const step of QUEUE_STEPS) {
     const row = new RegExp(
