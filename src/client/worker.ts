@@ -49,7 +49,7 @@ export interface WorkerOptions<D = unknown, R = unknown> {
 export class Worker<D = unknown, R = unknown> {
   private readonly stopping = new AbortController();
   private readonly slots: Promise<void>[] = [];
-  private readonly running = new Set<AbortController>();
+  private readonly running = new Set<Abort>();
   private readonly name: string;
   /**
    * Jobs completed and failed by this worker, reports refused because the lease was lost, and
@@ -99,7 +99,7 @@ export class Worker<D = unknown, R = unknown> {
       sleep(o.graceMs ?? 10_000).then(() => false),
     ]);
     if (!graceful) {
-      for (const ac of this.running) ac.abort(new Error('worker closing'));
+      for (const a of this.running) a.abort(new Error('worker closing'));
       await all;
     }
   }
@@ -153,8 +153,8 @@ export class Worker<D = unknown, R = unknown> {
    * report claims the slot's next job. Resolves with the jobs it claimed.
    */
   private async run(c: ClaimedJob<D>, askNext: boolean): Promise<readonly ClaimedJob<D>[]> {
-    const ac = new AbortController();
-    this.running.add(ac);
+    const abort = new Abort();
+    this.running.add(abort);
     const { id } = c.job;
     // The lease this worker asked for, else the job's own: what the claim granted and what each
     // renewal asks for again. Not the job's lease when the worker asked for a shorter one, nor
@@ -167,7 +167,7 @@ export class Worker<D = unknown, R = unknown> {
     const beat = setInterval(() => {
       this.queue.heartbeat(id, c.token, renewal).catch((err: unknown) => {
         if (isLost(err))
-          ac.abort(
+          abort.abort(
             new Error(
               err.code === 'JOB_NOT_FOUND' ? `job ${id} was deleted` : `lease on job ${id} lost`,
             ),
@@ -177,7 +177,9 @@ export class Worker<D = unknown, R = unknown> {
     }, every);
     try {
       const handled = this.handler(c.job, {
-        signal: ac.signal,
+        get signal() {
+          return abort.signal;
+        },
         token: c.token,
         progress: async (p) => {
           await this.queue.progress(id, c.token, p).catch(() => undefined);
@@ -188,14 +190,11 @@ export class Worker<D = unknown, R = unknown> {
       );
       // A handler that ignores its signal is not waited for once it is aborted: the job is
       // released (or already someone else's), whatever the handler does later.
-      const aborted = new Promise<null>((resolve) =>
-        ac.signal.addEventListener('abort', () => resolve(null), { once: true }),
-      );
-      const outcome: Outcome<R> = await Promise.race([handled, aborted]);
+      const outcome: Outcome<R> = await Promise.race([handled, abort.aborted]);
       return await this.settle(c, outcome, askNext && !this.stopping.signal.aborted);
     } finally {
       clearInterval(beat);
-      this.running.delete(ac);
+      this.running.delete(abort);
     }
   }
 
@@ -263,6 +262,41 @@ export class Worker<D = unknown, R = unknown> {
       this.o.onError?.(err);
       return null;
     }
+  }
+}
+
+/**
+ * A running job's abort: `aborted` resolves (with null, the abandoned outcome) once `abort` is
+ * called, and `signal` is an AbortSignal that is (or becomes) aborted then with the same
+ * reason. The AbortController behind the signal is made only when a handler asks for it: most
+ * never do, and making one per job was a tenth of a busy worker's CPU
+ * (docs/BENCHMARKS.md, "Where a job's time goes").
+ */
+class Abort {
+  readonly aborted: Promise<null>;
+  private settle!: (v: null) => void;
+  private controller: AbortController | undefined;
+  private reason: unknown;
+  private done = false;
+
+  constructor() {
+    this.aborted = new Promise<null>((resolve) => (this.settle = resolve));
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.done) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+    this.settle(null);
   }
 }
 

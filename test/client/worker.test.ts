@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
+import { FlotillaError } from '../../src/base/errors.js';
 import { FlotillaClient, QueueClient, Worker } from '../../src/client/index.js';
 import type { QueueTransport } from '../../src/client/queue.js';
 import { TestNodes, postJson } from '../server/nodes.js';
@@ -411,6 +412,49 @@ void test("a job's report claims the slot's next job in the same request", async
     'complete j2 next={"max":1,"worker":"w"}',
     'claim',
   ]);
+});
+
+void test('a handler that looks at its signal only after the lease was lost finds it aborted, with the reason', async () => {
+  // A transport whose renewal is refused (another worker owns the job): the worker abandons the
+  // run at once, and the handler, which had not asked for its signal, finds it aborted when it
+  // does.
+  let claims = 0;
+  const transport: QueueTransport = {
+    write<T>(path: string, _body: Record<string, unknown>, signal: AbortSignal | undefined) {
+      if (path === '/v1/queue/claim') {
+        if (claims++ === 0)
+          return Promise.resolve({
+            jobs: [{ job: { id: 'j0', queue: 'q', data: null, leaseMs: 30_000 }, token: 1 }],
+          } as T);
+        return new Promise<T>((_, reject) =>
+          signal?.addEventListener('abort', () => reject(new Error('closed')), { once: true }),
+        );
+      }
+      if (path === '/v1/queue/heartbeat')
+        return Promise.reject(new FlotillaError('STALE_TOKEN', 'the job is leased to another'));
+      return Promise.resolve({} as T);
+    },
+    read: <T>() => Promise.resolve({} as T),
+  };
+  let look: () => void = () => undefined;
+  const looked = new Promise<void>((r) => (look = r));
+  const seen: { aborted: boolean; reason: unknown }[] = [];
+  const w = new Worker(
+    new QueueClient('q', transport),
+    async (_job, ctx) => {
+      await looked;
+      seen.push({ aborted: ctx.signal.aborted, reason: ctx.signal.reason });
+      return 'late';
+    },
+    { heartbeatMs: 10 },
+  );
+  await until('the run was abandoned', () => Promise.resolve(w.counts.lost === 1), 10_000);
+  look();
+  await until('the handler looked', () => Promise.resolve(seen.length === 1), 10_000);
+  await w.close();
+  assert.equal(seen[0]?.aborted, true);
+  assert.match(String(seen[0]?.reason), /lease on job j0 lost/);
+  assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 1, released: 0 });
 });
 
 void test('a job a report brought while the worker closes is run, not dropped', async () => {
