@@ -73,6 +73,10 @@ function assertOneRound(points: readonly Point[]): void {
   assert.equal(r.waited, 1, 'proposed at 10.0 while the write of index 10 ran until 10.2');
   assert.equal(r.leaderLast, 1, "the leader's write ended at 11.5, the first ack came at 11.4");
   assert.deepEqual(r.followersSooner, [], 'the second ack came at 11.9, after the write ended');
+  // The write started 0.45 ms after the first append (10.05): begun then, it would have ended
+  // at 11.05, and the commit been ready at the first ack, 11.4, not at 11.5.
+  assert.equal(r.pipelinedSooner.length, 1);
+  assert.ok(Math.abs((r.pipelinedSooner[0] as number) - 0.1) < 1e-9, `${r.pipelinedSooner[0]}`);
   for (const step of QUEUE_STEPS) {
     const xs = r.steps.get(step) ?? [];
     assert.equal(xs.length, 1, `${step}: ${JSON.stringify(xs)}`);
@@ -110,6 +114,19 @@ void test("queue trace: a round whose acknowledgement came after the leader's wr
   const r = queueRounds(points, 1);
   assert.equal(r.rounds, 1);
   assert.equal(r.leaderLast, 0);
+  assert.deepEqual(r.pipelinedSooner, [0], 'the commit waited for the ack, not the write');
+});
+
+void test("queue trace: a leader write started with the round's appends saves what it waited, up to the first acknowledgement", () => {
+  const early = oneRound().map((p) =>
+    p.event === 'ack-received' && p.peer === 2 ? { ...p, t: 11.0 } : p,
+  );
+  const r = queueRounds(early, 1);
+  assert.ok(Math.abs((r.pipelinedSooner[0] as number) - 0.45) < 1e-9, `${r.pipelinedSooner[0]}`);
+  const started = oneRound().map((p) =>
+    p.event === 'persist-start' && p.index === 12 ? { ...p, t: 10.05 } : p,
+  );
+  assert.deepEqual(queueRounds(started, 1).pipelinedSooner, [0], 'it did not wait');
 });
 
 void test("queue trace: a second acknowledgement before the leader's write ended is how much sooner the followers alone could commit", () => {
