@@ -94,10 +94,14 @@ export class Worker<D = unknown, R = unknown> {
   async close(o: { graceMs?: number } = {}): Promise<void> {
     this.stopping.abort();
     const all = Promise.all(this.slots);
+    // The grace period's timer ends with the slots: left running, it kept a program that had
+    // closed its worker alive for the rest of the period.
+    const finished = new AbortController();
     const graceful = await Promise.race([
       all.then(() => true),
-      sleep(o.graceMs ?? 10_000).then(() => false),
+      sleep(o.graceMs ?? 10_000, finished.signal).then(() => false),
     ]);
+    finished.abort();
     if (!graceful) {
       for (const a of this.running) a.abort(new Error('worker closing'));
       await all;

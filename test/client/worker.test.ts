@@ -4,6 +4,8 @@
 // transport, a job's report travels with the slot's next claim.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterEach, test } from 'node:test';
 import { FlotillaError } from '../../src/base/errors.js';
 import { FlotillaClient, QueueClient, Worker } from '../../src/client/index.js';
@@ -455,6 +457,30 @@ void test('a handler that looks at its signal only after the lease was lost find
   assert.equal(seen[0]?.aborted, true);
   assert.match(String(seen[0]?.reason), /lease on job j0 lost/);
   assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 1, released: 0 });
+});
+
+void test('a program that closed its idle worker exits without waiting out the grace period', async () => {
+  // In a process of its own: a timer left behind by close() keeps the process alive for the
+  // grace period (here ten minutes), and the bound below fails the test long before that.
+  const client = new URL('../../src/client/index.js', import.meta.url).href;
+  const program = `
+    import { QueueClient, Worker } from ${JSON.stringify(client)};
+    const transport = {
+      write: (_path, _body, signal) => new Promise((_, reject) =>
+        signal?.addEventListener('abort', () => reject(new Error('closed')), { once: true })),
+      read: () => Promise.resolve({}),
+    };
+    const w = new Worker(new QueueClient('q', transport), async () => null, { concurrency: 4 });
+    await new Promise((r) => setImmediate(r));
+    await w.close({ graceMs: 600000 });
+    console.log('closed', JSON.stringify(w.counts));
+  `;
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--input-type=module', '-e', program],
+    { timeout: 30_000 },
+  );
+  assert.equal(stdout.trim(), 'closed {"completed":0,"failed":0,"lost":0,"released":0}');
 });
 
 void test('a job a report brought while the worker closes is run, not dropped', async () => {
