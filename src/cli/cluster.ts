@@ -246,14 +246,26 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     if (!ready && !stopping) out('No leader after 20 s: check the node logs above.');
   });
 
+  // Whether a command can still come: while one can, a cluster whose nodes have all exited
+  // waits for "start N" (someone killing every node to watch the recovery) rather than exit.
+  let controlOpen = true;
+  control.on('close', () => (controlOpen = false));
   return new Promise((resolveDone) => {
+    let emptySaid = false;
     // Every timer is cleared on the way out, so the process exits once its nodes have.
     const watch = setInterval(() => {
-      if (children.size === 0 && !stopping) {
-        control.close();
+      if (stopping) return;
+      if (children.size > 0) {
+        emptySaid = false;
+        return;
+      }
+      if (!controlOpen) {
         clearInterval(watch);
         out('All nodes have exited.');
         resolveDone(1);
+      } else if (!emptySaid) {
+        emptySaid = true;
+        out('All nodes have exited. Type "start N" to start one again, or press Ctrl-C to quit.');
       }
     }, 200);
     const stop = (): void => {

@@ -348,8 +348,26 @@ void describe('cluster up', () => {
       },
       20_000,
     );
+    // Every node killed: with its terminal still open, cluster up waits for "start N".
+    const pidsNow = printedPids(run);
+    for (const id of [1, 2, 3]) process.kill(pidsNow.get(id) as number, 'SIGKILL');
+    await waitForOutput(run, /All nodes have exited\. Type "start N" to start one again/, 10_000);
+    stdin.write('start 3\n');
+    await waitForOutput(run, /node 3: client \S+\s+peer \S+\s+pid \d+: started again/, 10_000);
+    assert.equal(run.child.exitCode, null, `cluster up exited:\n${run.out.stdout}`);
     run.child.kill('SIGINT');
     assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);
+  });
+
+  void it('exits once every node has exited and no command can come', async () => {
+    // Its standard input closed (a script, CI): nothing could start a node again.
+    const run = startCli(threeNodes(await freePortRun(6)));
+    await waitForOutput(run, /Ready: node \d+ leads/, 30_000);
+    const pids = printedPids(run);
+    assert.equal(pids.size, 3, run.out.stdout);
+    for (const pid of pids.values()) process.kill(pid, 'SIGKILL');
+    assert.equal(await exitOf(run, 20_000), 1, run.out.stdout);
+    assert.match(run.out.stdout, /^All nodes have exited\.$/m);
   });
 
   void it('does not take a stranger answering on a node port for its leader', async () => {
