@@ -13,6 +13,7 @@ import {
 } from '../server/config.js';
 import { StorageError } from '../storage/index.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
+import { readStdin, utf8Text } from './stdin.js';
 import { runElection, runLocked } from './concurrency.js';
 import { queueCommands } from './queue.js';
 import { memberCommands } from './member.js';
@@ -561,27 +562,11 @@ const maxStdinValueBytes = 64 * 1024 * 1024;
  * any node could accept.
  */
 async function valueFromStdin(): Promise<{ value: string; encoding: 'utf8' | 'base64' }> {
-  if (process.stdin.isTTY === true)
-    throw new UsageError('kv put: give a value, or pipe one on standard input');
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxStdinValueBytes)
-      throw new UsageError(
-        `kv put: standard input holds more than ${maxStdinValueBytes} bytes, more than any node accepts as a value`,
-      );
-    parts.push(chunk);
-  }
-  const bytes = Buffer.concat(parts);
-  try {
-    return {
-      value: new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes),
-      encoding: 'utf8',
-    };
-  } catch {
-    return { value: bytes.toString('base64'), encoding: 'base64' };
-  }
+  const bytes = await readStdin('kv put', 'a value', maxStdinValueBytes);
+  const text = utf8Text(bytes);
+  return text === null
+    ? { value: bytes.toString('base64'), encoding: 'base64' }
+    : { value: text, encoding: 'utf8' };
 }
 
 /**

@@ -14,6 +14,7 @@ import type { JobState, QueueSettings } from '../client/queue.js';
 import { defaultQueueLimits } from '../base/limits.js';
 import { maxPriority } from '../queue/index.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
+import { readStdin, utf8Text } from './stdin.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
 const states: readonly JobState[] = [
@@ -42,10 +43,10 @@ export function queueCommands(
     .command('add')
     .description(
       'add a job; DATA is JSON, or plain text taken as a string (text that begins with { [ or " ' +
-        'must be JSON)',
+        'must be JSON); "-" reads it from standard input, as it is',
     )
     .argument('<queue>')
-    .argument('[data]', 'the job data', 'null')
+    .argument('[data]', 'the job data, or - for standard input', 'null')
     .option('--name <name>', "the job's name", 'job')
     .option('--id <id>', 'a job id: a second add with it within the dedup window adds nothing')
     .option('--delay <ms>', 'run no sooner than this from now', int('--delay', 0, maxDurationMs));
@@ -55,8 +56,8 @@ export function queueCommands(
       data: string,
       o: { name: string; id?: string; delay?: number } & JobFlags,
     ) =>
-      withClient(opts(), (c) =>
-        c.queue(name).add(o.name, parseData(data), {
+      withClient(opts(), async (c) =>
+        c.queue(name).add(o.name, parseData(data === '-' ? await dataFromStdin() : data), {
           ...(o.id === undefined ? {} : { id: o.id }),
           ...(o.delay === undefined ? {} : { delayMs: o.delay }),
           ...jobSettings(o),
@@ -78,14 +79,25 @@ export function queueCommands(
       const lines = await readLines(o.file);
       const settings = jobSettings(o);
       const jobs = lines.map(({ n, text }) => {
+        let data: unknown;
         try {
-          return { name: o.name, data: JSON.parse(text) as unknown, ...settings };
+          data = JSON.parse(text) as unknown;
         } catch (err) {
           throw new FlotillaError(
             'BAD_REQUEST',
             `line ${n} is not JSON (${(err as Error).message}); nothing was added`,
           );
         }
+        // As the node measures it (the data's JSON text in UTF-8), so that a line it would
+        // refuse stops the command before the lines ahead of it are added.
+        const bytes = Buffer.byteLength(JSON.stringify(data));
+        if (bytes > defaultQueueLimits.maxPayloadBytes)
+          throw new FlotillaError(
+            'VALUE_TOO_LARGE',
+            `line ${n}: the job's data is ${bytes} bytes as JSON; the limit is ` +
+              `${defaultQueueLimits.maxPayloadBytes}; nothing was added`,
+          );
+        return { name: o.name, data, ...settings };
       });
       return withClient(opts(), async (c) => {
         const q = c.queue(name);
@@ -482,6 +494,27 @@ async function readLines(file: string | undefined): Promise<{ n: number; text: s
     .split('\n')
     .map((line, i) => ({ n: i + 1, text: line }))
     .filter((l) => l.text.trim() !== '');
+}
+
+/**
+ * `queue add QUEUE -`: the data from standard input, as it is (a trailing newline included),
+ * then read as DATA is. Text in UTF-8 only: a job's data is JSON or text. Bounded well above
+ * what a node accepts (`maxPayloadBytes` as JSON, where one character can take six bytes), so
+ * the node's own refusal names the limit.
+ */
+async function dataFromStdin(): Promise<string> {
+  const bytes = await readStdin(
+    'queue add',
+    'the data',
+    6 * defaultQueueLimits.maxPayloadBytes + 1024,
+  );
+  const text = utf8Text(bytes);
+  if (text === null)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      "standard input is not UTF-8 text: a job's data is JSON or text; nothing was added",
+    );
+  return text;
 }
 
 /**

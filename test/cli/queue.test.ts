@@ -152,6 +152,49 @@ void test('queue add-bulk adds a file of lines in bulk adds; a bad line adds not
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /line 12 is not JSON/);
   assert.equal((await client.queue('other').stats()).stats, null);
+  // Line 3's data is one byte over the limit as JSON: refused before lines 1 and 2 go in.
+  const over = JSON.stringify('a'.repeat(256 * 1024 - 1));
+  writeFileSync(file, `${lines[0]}\n${lines[1]}\n${over}\n`);
+  const big = await runCli(
+    ['queue', '--endpoints', endpoints, 'add-bulk', 'another', '--file', file, '--batch', '1'],
+    20_000,
+  );
+  assert.notEqual(big.code, 0);
+  assert.match(
+    big.stderr,
+    /VALUE_TOO_LARGE: line 3: the job's data is 262145 bytes as JSON; the limit is 262144; nothing was added/,
+  );
+  assert.equal((await client.queue('another').stats()).stats, null);
+});
+
+void test('queue add QUEUE - takes the data from standard input', async () => {
+  const { client, endpoints } = await cluster(1);
+  const add = async (input: Buffer): Promise<{ code: number | string; out: string }> => {
+    const run = startCli(
+      ['queue', '--endpoints', endpoints, 'add', 'piped', '-'],
+      {},
+      {
+        stdin: true,
+      },
+    );
+    run.child.stdin?.end(input);
+    const code = await exitOf(run, 20_000);
+    return { code, out: run.out.stdout + run.out.stderr };
+  };
+  const json = await add(Buffer.from('{"to": "a@example.com", "n": [1, 2]}\n'));
+  assert.equal(json.code, 0, json.out);
+  const text = await add(Buffer.from('two lines,\nüñïcode\n'));
+  assert.equal(text.code, 0, text.out);
+  const q = client.queue('piped');
+  const page = await q.list('waiting', { limit: 10 });
+  assert.deepEqual(
+    page.jobs.map((j) => j.data),
+    [{ to: 'a@example.com', n: [1, 2] }, 'two lines,\nüñïcode\n'],
+  );
+  const binary = await add(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]));
+  assert.notEqual(binary.code, 0);
+  assert.match(binary.out, /standard input is not UTF-8 text/);
+  assert.equal((await q.stats()).stats?.counts.waiting, 2, 'the refused input added nothing');
 });
 
 void test('queue work: a command that does not read its standard input still completes', async () => {
