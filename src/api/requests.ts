@@ -306,7 +306,7 @@ export function parseRangeSpec(
   const prefix = optBool(o, 'prefix');
   const rangeEnd = optBytesField(o, 'rangeEnd', enc);
   if (prefix && rangeEnd !== undefined)
-    throw new FlotillaError('BAD_REQUEST', '"prefix" and "rangeEnd" are exclusive');
+    throw new FlotillaError('CONFLICTING_FIELDS', '"prefix" and "rangeEnd" are exclusive');
   if (rangeEnd !== undefined) return { key, rangeEnd: checkKey(rangeEnd, limits, 'rangeEnd') };
   return { key, rangeEnd: prefix ? prefixEnd(key) : null };
 }

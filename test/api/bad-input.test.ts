@@ -158,7 +158,7 @@ void test('wrong types and limits', async () => {
     '/v1/kv/range',
     JSON.stringify({ key: 'a', prefix: true, rangeEnd: 'b' }),
     400,
-    'BAD_REQUEST',
+    'CONFLICTING_FIELDS',
   );
   await expectError(
     '/v1/kv/range',
