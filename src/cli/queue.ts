@@ -295,10 +295,25 @@ export function queueCommands(
       // in its name must stop the worker before it claims anything.
       await checkRunnable(argv[0] ?? '');
       return withClient(opts(), async (c) => {
-        const worker = new Worker(c.queue(name), (job, ctx) => runJob(argv, job, ctx), {
-          concurrency: o.concurrency,
-          onError: (err) => process.stderr.write(`${(err as Error).message}\n`),
-        });
+        // Each job's outcome is a line on standard error, so that a command failing every job
+        // is seen at once rather than in the counts printed at the end.
+        const worker = new Worker(
+          c.queue(name),
+          async (job, ctx) => {
+            try {
+              return await runJob(argv, job, ctx);
+            } catch (err) {
+              process.stderr.write(`job ${job.id}: failed: ${(err as Error).message}\n`);
+              throw err;
+            }
+          },
+          {
+            concurrency: o.concurrency,
+            // Once the cluster has the completion, not merely when the command exited 0.
+            onCompleted: (job) => process.stderr.write(`job ${job.id}: completed\n`),
+            onError: (err) => process.stderr.write(`${errorLine(err)}\n`),
+          },
+        );
         await new Promise<void>((resolve) => {
           const stop = () => resolve();
           process.once('SIGINT', stop);
@@ -309,6 +324,12 @@ export function queueCommands(
         return worker.counts;
       });
     });
+}
+
+/** A worker's error as a line: its stable code first, when it has one. */
+function errorLine(err: unknown): string {
+  if (err instanceof FlotillaError) return `${err.code}: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
 }
 
 /**
@@ -424,7 +445,8 @@ interface Backoff {
  */
 function backoffOf(v: string): Backoff {
   const m = /^(fixed|exponential):(\d+)(?::(\d+))?$/.exec(v);
-  if (m === null)
+  // A fixed backoff has no longest delay: one given would be stored and never used.
+  if (m === null || (m[1] === 'fixed' && m[3] !== undefined))
     throw new InvalidArgumentError(
       `--backoff must be fixed:MS, exponential:MS or exponential:MS:MAXMS (e.g. exponential:1000:60000), got "${v}"`,
     );

@@ -65,6 +65,10 @@ void test('queue add, then queue work: exit 0 completes, anything else fails', a
   assert.deepEqual([counts?.completed, counts?.dead], [1, 1], JSON.stringify(counts));
   assert.match((await q.get(badId)).job.error ?? '', /exit 3/);
   assert.match(work.out.stdout, /job /);
+  // Each job's outcome is a line on standard error as it happens.
+  const goodId = (JSON.parse(good.stdout) as { id: string }).id;
+  await waitForOutput(work, new RegExp(`job ${goodId}: completed`), 10_000);
+  await waitForOutput(work, new RegExp(`job ${badId}: failed: exit 3`), 10_000);
   work.child.kill('SIGINT');
   assert.equal(await exitOf(work, 20_000), 0, work.out.stderr);
 });
@@ -393,6 +397,8 @@ void test('queue add --lease and --backoff set the job lease and backoff; bad va
     ],
     [['--backoff', 'fixed'], /--backoff must be fixed:MS/],
     [['--backoff', 'fixed:-1'], /--backoff must be fixed:MS/],
+    // A fixed backoff has no longest delay to give.
+    [['--backoff', 'fixed:100:200'], /--backoff must be fixed:MS, exponential:MS or/],
     [['--backoff', 'fixed:31622400001'], /--backoff delay must be at most 31622400000 ms/],
     [
       ['--backoff', 'exponential:10:31622400001'],
