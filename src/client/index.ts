@@ -204,6 +204,9 @@ export interface CallOptions {
 }
 
 /** Codes after which trying again (elsewhere or later) can succeed. */
+/** Failures to reach a node or to hear from it, as opposed to a node's answer. */
+const unreached = new Set<ErrorCode>(['CONNECTION', 'TIMEOUT']);
+
 const retryable = new Set<ErrorCode>([
   'NOT_LEADER',
   'NO_LEADER',
@@ -976,6 +979,8 @@ export class FlotillaClient {
     extraMs = 0,
   ): Promise<T> {
     let last: FlotillaError | null = null;
+    /** The last error a node answered with, rather than one of not reaching a node. */
+    let answered: FlotillaError | null = null;
     let indefinite = false;
     let attempts = 0;
     /** Each endpoint tried, in order, with the code of its last failure: said when giving up. */
@@ -1002,6 +1007,7 @@ export class FlotillaClient {
           err instanceof FlotillaError ? err : new FlotillaError('CONNECTION', String(err), true);
         indefinite ||= e.indefinite && !reads;
         last = e;
+        if (!unreached.has(e.code)) answered = e;
         tried.delete(endpoint);
         tried.set(endpoint, e.code);
         // An earlier attempt may have applied even if this one was refused outright.
@@ -1030,8 +1036,10 @@ export class FlotillaClient {
         await sleep(backoffMs);
       }
     }
+    // What a node said (NO_LEADER, say) tells more than the node tried last being down.
     const l =
-      last ?? new FlotillaError('TIMEOUT', 'No attempt was made before the deadline', false);
+      (last !== null && unreached.has(last.code) ? (answered ?? last) : last) ??
+      new FlotillaError('TIMEOUT', 'No attempt was made before the deadline', false);
     throw new FlotillaError(
       l.code,
       `${l.message} (gave up after retries: ${attempts} attempt${attempts === 1 ? '' : 's'}` +

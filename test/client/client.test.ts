@@ -219,6 +219,27 @@ void describe('FlotillaClient connection failures', () => {
     }
   });
 
+  void it('giving up reports what a node answered rather than the next node being down', async () => {
+    // One node up without a leader, the other down: the last attempt meets the closed port,
+    // but NO_LEADER is what the caller needs to hear.
+    const up = await serve((_body, res) => reply(res, 503, error('NO_LEADER', false)));
+    const down = await serve(() => undefined);
+    const server = servers.pop() as Server;
+    await new Promise((r) => server.close(r));
+    const client = new FlotillaClient({ endpoints: [up, down], timeoutMs: 2_000, maxAttempts: 4 });
+    try {
+      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'NO_LEADER', e.message);
+        assert.match(e.message, /^scripted NO_LEADER \(gave up after retries: 4 attempts at /);
+        assert.match(e.message, /\(CONNECTION\)/, 'the down node is still named');
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
   void it('a request that times out after being sent is indefinite', async () => {
     const url = await serve(() => undefined); // never answers
     await putFails(
