@@ -284,7 +284,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
       if (op !== 'complete' && op !== 'fail')
         throw new FlotillaError(
           'BAD_REQUEST',
-          `${what}.op must be "complete" or "fail", got ${JSON.stringify(op) ?? 'nothing'}`,
+          `reports[${i}]: "op" must be "complete" or "fail", got ${JSON.stringify(op) ?? 'nothing'}`,
         );
       onlyFields(r, ['op', ...reportFields[op]], what);
       const { queue: _q, ...rest } = naming(`reports[${i}]`, () => reportOf(op, queue, r));

@@ -491,7 +491,7 @@ void test('a bulk report with a bad item is refused whole before anything is pro
     [
       [{ op: 'claim', id: 'a', token: 1 }],
       'BAD_REQUEST',
-      /reports\[0\]"\.op must be "complete" or "fail"/,
+      /reports\[0\]: "op" must be "complete" or "fail"/,
     ],
     [
       [
