@@ -525,11 +525,7 @@ async function readLines(file: string | undefined): Promise<{ n: number; text: s
  * the node's own refusal names the limit.
  */
 async function dataFromStdin(): Promise<string> {
-  const bytes = await readStdin(
-    'queue add',
-    'the data',
-    6 * defaultQueueLimits.maxPayloadBytes + 1024,
-  );
+  const bytes = await readStdin('queue add', 'DATA', 6 * defaultQueueLimits.maxPayloadBytes + 1024);
   const text = utf8Text(bytes);
   if (text === null)
     throw new FlotillaError(

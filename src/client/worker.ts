@@ -274,7 +274,7 @@ export class Worker<D = unknown, R = unknown> {
  * called, and `signal` is an AbortSignal that is (or becomes) aborted then with the same
  * reason. The AbortController behind the signal is made only when a handler asks for it: most
  * never do, and making one per job was a tenth of a busy worker's CPU
- * (docs/BENCHMARKS.md, "Where a job's time goes").
+ * (docs/BENCHMARKS.md, "The Worker's own cost per job").
  */
 class Abort {
   readonly aborted: Promise<null>;
