@@ -200,7 +200,11 @@ export class NodeMembers {
    */
   askPeerForMembers(): void {
     const now = this.o.clock.nowMs();
-    if (this.o.isClosing() || this.removalHandled || now - this.lastAskMs < 1_000) return;
+    // Not skipped once the directory is marked: a member marked removed runs on until its
+    // removal took effect in every group, and may never apply the last of those changes (a
+    // removed leader steps down first; its peers drop it once they applied it). Their refusals
+    // bring it here, and the list tells it to stop.
+    if (this.o.isClosing() || now - this.lastAskMs < 1_000) return;
     this.lastAskMs = now;
     // The members it knows, then the URLs it joined through: a joined node restarted before
     // its log brought the directory knows no member but itself.

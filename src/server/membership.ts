@@ -78,6 +78,14 @@ export interface FollowerGroup {
 export class Membership {
   private readonly periodic: Periodic;
   private checking = false;
+  /**
+   * The addresses of every member this node has seen in the book. A removal takes a member
+   * out of the directory at once, before the configuration changes that remove it commit, and
+   * a member that joined is in no other list: without these, its peers dropped it as soon as
+   * the removal began, and a removed leader lost its followers before it could commit its own
+   * removal (it stepped down on check-quorum, the removal answered LEADERSHIP_LOST).
+   */
+  private readonly seen = new Map<number, Member>();
   /** The queue group first, then the other followers. */
   private readonly followers: readonly FollowerGroup[];
 
@@ -110,7 +118,14 @@ export class Membership {
     const inConf = new Set(
       [0, ...this.followers.map((f) => f.group)].flatMap((g) => [...confMembers(this.conf(g))]),
     );
-    return this.book().filter((m) => !this.o.directory.isRemoved(m.id) || inConf.has(m.id));
+    const book = this.book();
+    for (const m of book) this.seen.set(m.id, m);
+    const departing = [...this.seen.values()].filter(
+      (m) => inConf.has(m.id) && !book.some((b) => b.id === m.id),
+    );
+    return [...book, ...departing]
+      .filter((m) => !this.o.directory.isRemoved(m.id) || inConf.has(m.id))
+      .sort((a, b) => a.id - b.id);
   }
 
   list(): MembersAnswer {
