@@ -25,7 +25,10 @@ import { certsCommands } from './certs.js';
 import { clientTls, type ClientTlsFlags } from './client-tls.js';
 import { int } from './int-option.js';
 
-const defaultEndpoints = 'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
+/** The nodes a command talks to without --endpoints: FLOTILLA_ENDPOINTS, else `npm start`'s. */
+const defaultEndpoints =
+  process.env['FLOTILLA_ENDPOINTS'] ||
+  'http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003';
 
 const port = (name: string) => int(name, 1, 65_535);
 

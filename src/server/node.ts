@@ -1116,6 +1116,7 @@ export class FlotillaNode implements AsyncDisposable {
           dataDir: config.dataDir,
           storage: config.storage,
           dashboard: dashboardUrl(addr.address, addr.port, tls !== null),
+          pid: process.pid,
         },
         'node started',
       );

@@ -62,6 +62,19 @@ void describe('--version', () => {
   });
 });
 
+void describe('FLOTILLA_ENDPOINTS', () => {
+  void it('is where a command goes without --endpoints, and --endpoints wins over it', async () => {
+    // Ports 1 and 2, where nothing listens here: the error names the URL the command went to.
+    const [a, b] = [1, 2];
+    const env = { FLOTILLA_ENDPOINTS: `http://127.0.0.1:${a}` };
+    const r = await runCli(['status'], 20_000, env);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`http://127\\.0\\.0\\.1:${a}/v1/cluster/status`));
+    const o = await runCli(['status', '--endpoints', `http://127.0.0.1:${b}`], 20_000, env);
+    assert.match(o.stderr, new RegExp(`http://127\\.0\\.0\\.1:${b}/v1/cluster/status`));
+  });
+});
+
 void describe('cluster up refuses bad options before starting anything', () => {
   const bound = 10_000; // generous: one Node start-up on a loaded machine
   void it('--nodes 0', async () => {
