@@ -174,8 +174,13 @@ class ByteReader {
     this.it = source[Symbol.asyncIterator]();
   }
 
-  /** Exactly `n` bytes; throws BACKUP_CORRUPT naming `what` if the stream ends first. */
-  async take(n: number, what: string, hashed = true): Promise<Buffer> {
+  /** Up to `n` bytes ahead, not taken: fewer only where the stream ends. */
+  async peek(n: number): Promise<Buffer> {
+    await this.fill(n);
+    return this.buf.subarray(0, n);
+  }
+
+  private async fill(n: number): Promise<void> {
     while (this.buf.length < n && !this.done) {
       const r = await this.it.next();
       if (r.done === true) this.done = true;
@@ -183,6 +188,11 @@ class ByteReader {
         this.buf =
           this.buf.length === 0 ? Buffer.from(r.value) : Buffer.concat([this.buf, r.value]);
     }
+  }
+
+  /** Exactly `n` bytes; throws BACKUP_CORRUPT naming `what` if the stream ends first. */
+  async take(n: number, what: string, hashed = true): Promise<Buffer> {
+    await this.fill(n);
     if (this.buf.length < n)
       throw new BackupError(
         'BACKUP_CORRUPT',
@@ -215,12 +225,15 @@ class ByteReader {
  */
 export async function* readBackup(source: AsyncIterable<Uint8Array>): AsyncGenerator<BackupRecord> {
   const r = new ByteReader(source);
-  const head = await r.take(MAGIC.length + 2 + 4, 'the header');
-  if (!head.subarray(0, MAGIC.length).equals(MAGIC))
+  // The magic before any length: a short file of another kind (a few bytes of text) is named
+  // as such, not as a truncated backup. An empty one, or the start of the magic, is one.
+  const magic = await r.peek(MAGIC.length);
+  if (!MAGIC.subarray(0, magic.length).equals(magic))
     throw new BackupError(
       'BACKUP_UNSUPPORTED',
-      `Not a Flotilla backup: it begins with ${JSON.stringify(head.subarray(0, 4).toString('latin1'))}, not "FLBK"`,
+      `Not a Flotilla backup: it begins with ${JSON.stringify(magic.toString('latin1'))}, not "FLBK"`,
     );
+  const head = await r.take(MAGIC.length + 2 + 4, 'the header');
   const format = head.readUInt16LE(4);
   if (format !== BACKUP_FORMAT)
     throw new BackupError(

@@ -171,6 +171,14 @@ void test('another format version, another kind of file and trailing bytes are r
   });
   assert.equal(await refusal(Buffer.concat([file, Buffer.from([0])])), 'BACKUP_CORRUPT');
   assert.equal(await refusal(Buffer.alloc(0)), 'BACKUP_CORRUPT');
+  assert.equal(await refusal(file.subarray(0, 2)), 'BACKUP_CORRUPT', 'the start of a backup');
+  // A file of another kind shorter than the header is not called a truncated backup.
+  await assert.rejects(readAll(Buffer.from('hello\n')), (e: unknown) => {
+    assert.ok(e instanceof BackupError);
+    assert.equal(e.code, 'BACKUP_UNSUPPORTED');
+    assert.match(e.message, /Not a Flotilla backup: it begins with "hell", not "FLBK"/);
+    return true;
+  });
 });
 
 void test('the writer refuses chunks out of the header order', () => {
