@@ -400,6 +400,8 @@ export async function openPeerTransport(
   }
   const peerLogs = new Map<number, boolean | null>();
   const peerLevels = new Map<number, number>();
+  /** Peers whose refusal for a cluster id mismatch was explained in the log. */
+  const toldClusterId = new Set<number>();
   let onPeerLevel: () => void = () => undefined;
   const heard: HeardPeer[] = [];
   const t = transport;
@@ -434,13 +436,27 @@ export async function openPeerTransport(
           `peer ${e.peer} disconnected`,
         );
         return;
-      case 'handshake-refused':
+      case 'handshake-refused': {
         log.warn(
           { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
           'peer handshake refused',
         );
+        // The peer's own words, relayed ("ours" is the peer's id): said once per peer from
+        // this side, as what to check, since no waiting ends it.
+        const other = /^cluster id mismatch: ours ("[^"]*"), node \d+ sent ("[^"]*")$/.exec(
+          e.reason ?? '',
+        );
+        if (other !== null && e.direction === 'outbound' && !toldClusterId.has(e.peer)) {
+          toldClusterId.add(e.peer);
+          log.error(
+            { peer: e.peer, peerClusterId: other[1], clusterId: other[2] },
+            `peer ${e.peer} belongs to cluster ${other[1] ?? ''}, this node to ${other[2] ?? ''}: ` +
+              'check its clusterId (--cluster-id); the peers refuse it until they match',
+          );
+        }
         onRefused();
         return;
+      }
       case 'tls-refused':
         log.warn(
           { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },

@@ -75,6 +75,36 @@ void describe('FLOTILLA_ENDPOINTS', () => {
   });
 });
 
+void describe('a node started with another cluster id', () => {
+  void it('says which cluster its peers belong to, once per peer', async () => {
+    const [p1, c1, p2, c2] = await freePortRun(4).then((p) => [p, p + 1, p + 2, p + 3]);
+    const spec = `1=127.0.0.1:${p1}@http://127.0.0.1:${c1},2=127.0.0.1:${p2}@http://127.0.0.1:${c2}`;
+    const start = (id: number, clusterId: string) =>
+      startCli([
+        ...['start', '--id', String(id), '--data-dir', join(tempDir(), `n${id}`)],
+        ...['--initial-cluster', spec, '--cluster-id', clusterId, '--log-level', 'warn'],
+      ]);
+    const one = start(1, 'alpha');
+    const two = start(2, 'beta');
+    await waitForOutput(
+      two,
+      /peer 1 belongs to cluster \\?"alpha\\?", this node to \\?"beta\\?": check its clusterId/,
+      20_000,
+    );
+    await waitForOutput(
+      one,
+      /peer 2 belongs to cluster \\?"beta\\?", this node to \\?"alpha\\?"/,
+      20_000,
+    );
+    for (const run of [one, two]) {
+      run.child.kill('SIGTERM');
+      await exitOf(run, 20_000);
+    }
+    const told = (two.out.stdout + two.out.stderr).match(/peer 1 belongs to cluster/g) ?? [];
+    assert.equal(told.length, 1, 'said once, not at every refused dial');
+  });
+});
+
 void describe('cluster up refuses bad options before starting anything', () => {
   const bound = 10_000; // generous: one Node start-up on a loaded machine
   void it('--nodes 0', async () => {
