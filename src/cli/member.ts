@@ -4,7 +4,11 @@
 
 import type { Command } from 'commander';
 import type { FlotillaClient, MembersResponse } from '../client/index.js';
+import { sleep } from '../client/util.js';
 import { tokenOption, type ClusterOptions } from './token.js';
+
+/** How long `leader transfer` watches for the new leader before it says it has not taken over. */
+const transferWaitMs = 5_000;
 
 type WithClient = <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>;
 
@@ -116,9 +120,26 @@ export function memberCommands(
     .option('--to <id>', 'the voter to hand it to', id('--to'))
     .action(async (o: { to?: number }) =>
       withClient(leader.opts<ClusterOptions>(), async (c) => {
+        const before = (await c.clusterStatus()).leader;
+        if (o.to !== undefined && o.to === before) {
+          process.stdout.write(`node ${before} already leads: nothing to transfer\n`);
+          return undefined;
+        }
         await c.transferLeadership(o.to === undefined ? {} : { to: o.to });
+        // The answer means the transfer started; say how it ended, within a bound (a transfer
+        // not completed within an election timeout is abandoned by the leader).
+        const until = Date.now() + transferWaitMs;
+        let now = before;
+        while (Date.now() < until) {
+          now = (await c.clusterStatus()).leader;
+          if (now !== before && now !== 0) break;
+          await sleep(100);
+        }
         process.stdout.write(
-          `leadership transfer ${o.to === undefined ? 'started' : `to ${o.to} started`}\n`,
+          now !== before && now !== 0
+            ? `node ${now} leads now (node ${before} led before)\n`
+            : `leadership transfer${o.to === undefined ? '' : ` to ${o.to}`} started; node ${before} ` +
+                `still leads after ${transferWaitMs / 1000} s (member list shows the followers' lag)\n`,
         );
         return undefined;
       }),

@@ -99,7 +99,10 @@ void test('leader transfer hands leadership over; to a non-member it is refused'
   const before = await nodes.waitForLeader();
   const r = await runCli(['leader', '--endpoints', endpoints, 'transfer'], bound);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /leadership transfer started/);
+  // It says how the transfer ended: which node leads now.
+  const said = /^node (\d+) leads now \(node (\d+) led before\)$/m.exec(r.stdout);
+  assert.ok(said !== null, r.stdout);
+  assert.equal(Number(said[2]), before);
   const deadline = Date.now() + 10_000;
   let now = before;
   while (Date.now() < deadline && (now === before || now === 0)) {
@@ -107,6 +110,14 @@ void test('leader transfer hands leadership over; to a non-member it is refused'
     now = nodes.node(1).runtime.leaderId();
   }
   assert.notEqual(now, before, 'another voter leads');
+  assert.equal(Number(said[1]), now, 'the node it named');
+  // To the node that leads: nothing to do, and it says so.
+  const same = await runCli(
+    ['leader', '--endpoints', endpoints, 'transfer', '--to', String(now)],
+    bound,
+  );
+  assert.equal(same.code, 0, same.stderr);
+  assert.match(same.stdout, new RegExp(`^node ${now} already leads: nothing to transfer$`, 'm'));
   refused(
     await runCli(['leader', '--endpoints', endpoints, 'transfer', '--to', '99'], bound),
     'UNKNOWN_NODE',
