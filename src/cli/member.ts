@@ -4,6 +4,7 @@
 
 import type { Command } from 'commander';
 import type { FlotillaClient, MembersResponse } from '../client/index.js';
+import { Deadline } from '../api/deadline.js';
 import { sleep } from '../client/util.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
@@ -127,19 +128,27 @@ export function memberCommands(
         }
         await c.transferLeadership(o.to === undefined ? {} : { to: o.to });
         // The answer means the transfer started; say how it ended, within a bound (a transfer
-        // not completed within an election timeout is abandoned by the leader).
-        const until = Date.now() + transferWaitMs;
+        // not completed within an election timeout is abandoned by the leader). A status that
+        // cannot be read meanwhile ends the watch, not the command: the transfer went ahead.
+        const deadline = new Deadline(transferWaitMs);
         let now = before;
-        while (Date.now() < until) {
-          now = (await c.clusterStatus()).leader;
-          if (now !== before && now !== 0) break;
-          await sleep(100);
+        try {
+          while (!deadline.signal.aborted) {
+            now = (await c.clusterStatus({ signal: deadline.signal })).leader;
+            if (now !== before && now !== 0) break;
+            await sleep(100, deadline.signal);
+          }
+        } catch {
+          now = 0;
+        } finally {
+          deadline[Symbol.dispose]();
         }
+        const was = before === 0 ? '' : ` (node ${before} led before)`;
         process.stdout.write(
           now !== before && now !== 0
-            ? `node ${now} leads now (node ${before} led before)\n`
-            : `leadership transfer${o.to === undefined ? '' : ` to ${o.to}`} started; node ${before} ` +
-                `still leads after ${transferWaitMs / 1000} s (member list shows the followers' lag)\n`,
+            ? `node ${now} leads now${was}\n`
+            : `leadership transfer${o.to === undefined ? '' : ` to ${o.to}`} started; ` +
+                `no new leader seen within ${transferWaitMs / 1000} s (member list shows the followers' lag)\n`,
         );
         return undefined;
       }),

@@ -303,7 +303,14 @@ export function queueCommands(
             try {
               return await runJob(argv, job, ctx);
             } catch (err) {
-              process.stderr.write(`job ${job.id}: failed: ${(err as Error).message}\n`);
+              // Stopped because the job is no longer this worker's (its lease lost, or released
+              // at Ctrl-C past the grace period): not a failure of the command.
+              const reason: unknown = ctx.signal.aborted ? ctx.signal.reason : null;
+              process.stderr.write(
+                reason === null
+                  ? `job ${job.id}: failed: ${(err as Error).message}\n`
+                  : `job ${job.id}: stopped: ${reason instanceof Error ? reason.message : 'aborted'}\n`,
+              );
               throw err;
             }
           },

@@ -203,10 +203,10 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
-/** Codes after which trying again (elsewhere or later) can succeed. */
 /** Failures to reach a node or to hear from it, as opposed to a node's answer. */
 const unreached = new Set<ErrorCode>(['CONNECTION', 'TIMEOUT']);
 
+/** Codes after which trying again (elsewhere or later) can succeed. */
 const retryable = new Set<ErrorCode>([
   'NOT_LEADER',
   'NO_LEADER',
@@ -1036,9 +1036,10 @@ export class FlotillaClient {
         await sleep(backoffMs);
       }
     }
-    // What a node said (NO_LEADER, say) tells more than the node tried last being down.
+    // What a node said (NO_LEADER, say) tells more than the node tried last being down; not
+    // when an attempt may have applied, since such a code reads as "nothing was done".
     const l =
-      (last !== null && unreached.has(last.code) ? (answered ?? last) : last) ??
+      (last !== null && unreached.has(last.code) && !indefinite ? (answered ?? last) : last) ??
       new FlotillaError('TIMEOUT', 'No attempt was made before the deadline', false);
     throw new FlotillaError(
       l.code,

@@ -52,6 +52,8 @@ export interface NodeMembersOptions {
 interface PeerMemberList {
   readonly removed: readonly number[];
   readonly members: readonly Member[];
+  /** Every id in any group's configuration (voters, learners, outgoing voters). */
+  readonly inGroups: readonly number[];
 }
 
 /** One member of a peer's list, or nothing when any address is missing or malformed. */
@@ -221,7 +223,11 @@ export class NodeMembers {
         // Listed removed, and a member of neither group any more (the list names the members
         // of both): its removal took effect.
         const self = this.o.config.id;
-        if (list.removed.includes(self) && !list.members.some((m) => m.id === self))
+        if (
+          list.removed.includes(self) &&
+          !list.members.some((m) => m.id === self) &&
+          !list.inGroups.includes(self)
+        )
           return this.onRemoved(`${target.who} lists this member as removed`);
         this.learn(list, target.who);
       },
@@ -283,13 +289,27 @@ export class NodeMembers {
         body: '{}',
         signal: deadline.signal,
       });
-      const json = JSON.parse(await res.body.text()) as { removed?: unknown; members?: unknown };
+      const json = JSON.parse(await res.body.text()) as {
+        removed?: unknown;
+        members?: unknown;
+        groups?: unknown;
+      };
       if (res.statusCode !== 200) return null;
-      const removed = Array.isArray(json.removed)
-        ? json.removed.filter((x): x is number => typeof x === 'number')
-        : [];
+      const ids = (v: unknown): number[] =>
+        Array.isArray(v) ? v.filter((x): x is number => typeof x === 'number') : [];
+      const removed = ids(json.removed);
       const members = Array.isArray(json.members) ? json.members.flatMap(asMember) : [];
-      return { removed, members };
+      // Every member of every group's configuration, as the peer sees them: a member marked
+      // removed stops only once it is in none (a peer that restarted since the mark may not
+      // list its addresses among the members, but its groups still name it).
+      const inGroups = (Array.isArray(json.groups) ? (json.groups as unknown[]) : []).flatMap(
+        (g) => {
+          if (g === null || typeof g !== 'object') return [];
+          const c = g as { voters?: unknown; learners?: unknown; outgoing?: unknown };
+          return [...ids(c.voters), ...ids(c.learners), ...ids(c.outgoing)];
+        },
+      );
+      return { removed, members, inGroups };
     } finally {
       deadline[Symbol.dispose]();
     }

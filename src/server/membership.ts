@@ -118,21 +118,27 @@ export class Membership {
     const inConf = new Set(
       [0, ...this.followers.map((f) => f.group)].flatMap((g) => [...confMembers(this.conf(g))]),
     );
+    return this.known(inConf).filter((m) => !this.o.directory.isRemoved(m.id) || inConf.has(m.id));
+  }
+
+  /** The book, and the members this node has seen that left it but are in a configuration. */
+  private known(inConf: ReadonlySet<number>): Member[] {
     const book = this.book();
     for (const m of book) this.seen.set(m.id, m);
     const departing = [...this.seen.values()].filter(
       (m) => inConf.has(m.id) && !book.some((b) => b.id === m.id),
     );
-    return [...book, ...departing]
-      .filter((m) => !this.o.directory.isRemoved(m.id) || inConf.has(m.id))
-      .sort((a, b) => a.id - b.id);
+    return [...book, ...departing].sort((a, b) => a.id - b.id);
   }
 
   list(): MembersAnswer {
     const kvStatus = this.o.kv.status();
     const c0 = this.conf(0);
     const c1 = this.conf(1);
-    const members = this.book()
+    const inConf = new Set(
+      [0, ...this.followers.map((f) => f.group)].flatMap((g) => [...confMembers(this.conf(g))]),
+    );
+    const members = this.known(inConf)
       .filter((m) => confMembers(c0).has(m.id) || !this.outOfFollowers(m.id))
       .map((m): MemberView => {
         const p = kvStatus.progress[m.id];
