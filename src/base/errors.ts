@@ -40,7 +40,7 @@ export const errorCodes = {
   },
   CONFLICTING_FIELDS: {
     meaning:
-      'two fields of the body ask for different things, e.g. `"serializable": true` with `"consistency": "lease"`',
+      'two fields of the body ask for different things, e.g. `"serializable": true` with `"consistency": "lease"`, or `prefix` with `rangeEnd`',
     indefinite: false,
   },
   INVALID_REQUEST: {
