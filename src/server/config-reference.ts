@@ -40,7 +40,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   initialCluster: {
     meaning:
       'The voting members, comma-separated: `id=peerHost:peerPort@clientURL`. The client URL lets any node forward writes to the leader.',
-    values: '1 to 9 members; ids, peer addresses and client URLs distinct',
+    values: '1 to 9 members; ids and peer addresses distinct',
     default: 'required (or `members`)',
   },
   members: {

@@ -629,7 +629,6 @@ function resolveMembers(merged: Raw, id: number): Member[] {
     ids.add(m.id);
   }
   const peers = new Map<string, number>();
-  const clients = new Map<string, number>();
   for (const m of members) {
     const port = /^[^:\s]+:(\d{1,5})$/.exec(m.peer)?.[1];
     if (port === undefined || Number(port) < 1 || Number(port) > 65_535)
@@ -648,13 +647,6 @@ function resolveMembers(merged: Raw, id: number): Member[] {
     if (samePeer !== undefined)
       throw new ConfigError(`members ${samePeer} and ${m.id} both have peer address ${m.peer}`);
     peers.set(peer, m.id);
-    // One client URL for two members sends one's forwarded requests to the other, and the
-    // membership API refuses the same thing at run time (MEMBERSHIP_INVALID).
-    const client = m.client.toLowerCase();
-    const sameClient = clients.get(client);
-    if (sameClient !== undefined)
-      throw new ConfigError(`members ${sameClient} and ${m.id} both have client URL ${m.client}`);
-    clients.set(client, m.id);
   }
   return members;
 }
