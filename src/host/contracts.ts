@@ -23,8 +23,16 @@ export type GroupId = number;
  */
 export interface GroupStorage {
   initialState(): InitialState;
-  /** Durable once the promise resolves; concurrent calls share one sync (group commit). */
-  persist(entries: readonly Entry[], hardState: HardState | null): Promise<void>;
+  /**
+   * Durable once the promise resolves; concurrent calls share one sync (group commit).
+   * `inline`: the runtime has nothing to do until this write is durable (it follows), so the
+   * storage may write on the calling thread (src/storage's PersistOptions); only a hint.
+   */
+  persist(
+    entries: readonly Entry[],
+    hardState: HardState | null,
+    opts?: { readonly inline?: boolean },
+  ): Promise<void>;
   /** Durable snapshot; the log is compacted through meta.index afterwards. */
   saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<void>;
   /**

@@ -902,7 +902,11 @@ export class RaftRuntime {
       const hs = rd.hardState ?? (this.hardStateUnsynced() ? this.latestHard : null);
       this.o.trace?.('persist-start', rd.entries[rd.entries.length - 1]?.index ?? 0, 0);
       // Submitted now, awaited below: the disk works while the committed entries are applied.
-      const done = this.o.storage.persist(rd.entries, hs);
+      // A follower has nothing to do before its write is durable (its acknowledgement waits
+      // for it), so it lets storage write on this thread: that costs less here than the thread
+      // pool's two hand-offs. A leader's would hold up the requests and acknowledgements it
+      // serves meanwhile (docs/BENCHMARKS.md, "A follower writes on its own thread").
+      const done = this.o.storage.persist(rd.entries, hs, { inline: this.role !== 'leader' });
       // Awaited below once the apply is over; if the apply throws, the group dies of that.
       done.catch(() => undefined);
       write = { done, started, hs };

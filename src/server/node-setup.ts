@@ -267,7 +267,7 @@ async function openGroupStorageOf(
   const opened = wal;
   return {
     initialState: () => opened.initialState(),
-    persist: (entries, hs) => opened.persist(entries, hs),
+    persist: (entries, hs, opts) => opened.persist(entries, hs, opts),
     saveSnapshot: (meta, data) => opened.saveSnapshot(meta, data),
     saveSnapshotFrom: (meta, data) => opened.saveSnapshotFrom(meta, data),
     readSnapshotRange: (meta, total, offset, length, spare) =>

@@ -7,7 +7,7 @@
 // its file (or at once on a file opened with O_DSYNC); a creation, rename or removal is durable
 // after an fsync of the directory holding it. A rename replaces its target atomically.
 
-import { constants } from 'node:fs';
+import { constants, writevSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import type { DirLock } from './lock.js';
 import { lockPath } from './lock.js';
@@ -71,6 +71,13 @@ export interface StorageFs {
   syncDir(dir: string): Promise<void>;
   /** Takes the lock file at `path` for this process; STORAGE_LOCKED while another holds it. */
   lock(path: string): Promise<DirLock>;
+  /**
+   * Writes the buffers back to back at `position` of `file` on the calling thread, blocking it
+   * until the write returns (durable at once on an O_DSYNC file), and answers the bytes written
+   * (maybe fewer: a short write); null when this file cannot be written so (then use
+   * `writev`). Optional: a file system without it is always written through `writev`.
+   */
+  writevNow?(file: StorageFile, buffers: Buffer[], position: number): number | null;
 }
 
 const MODE = 0o644;
@@ -106,4 +113,9 @@ export const nodeFs: StorageFs = {
     }
   },
   lock: (path) => lockPath(path),
+  writevNow: (file, buffers, position) => {
+    // A FileHandle of node:fs/promises; a file some wrapper hands out instead has no fd.
+    const fd = (file as { readonly fd?: unknown }).fd;
+    return typeof fd === 'number' ? writevSync(fd, buffers, position) : null;
+  },
 };

@@ -102,6 +102,29 @@ export async function writeFully(
   }
 }
 
+/**
+ * writevFully on the calling thread (StorageFs.writevNow): the bytes written, all of them, or
+ * null when the file cannot be written so and nothing was written.
+ */
+export function writevFullyNow(
+  fs: StorageFs,
+  fh: StorageFile,
+  bufs: Buffer[],
+  position: number,
+): number | null {
+  if (fs.writevNow === undefined) return null;
+  const total = bufs.reduce((n, b) => n + b.length, 0);
+  let done = fs.writevNow(fh, bufs, position);
+  if (done === null) return null;
+  while (done < total) {
+    // Rare short write: the rest, from where it stopped.
+    const n = fs.writevNow(fh, [Buffer.concat(bufs).subarray(done)], position + done);
+    if (n === null || n <= 0) throw new Error(`write returned ${n} at ${position + done}`);
+    done += n;
+  }
+  return total;
+}
+
 export async function writevFully(
   fh: StorageFile,
   bufs: Buffer[],

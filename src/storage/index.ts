@@ -8,6 +8,7 @@ export type {
   RaftStorage,
   StorageLimits,
   WalOptions,
+  PersistOptions,
   SqliteOptions,
   SyncHook,
 } from './types.js';

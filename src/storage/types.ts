@@ -33,6 +33,19 @@ export interface LogStore {
   close(): Promise<void>;
 }
 
+/** How a persist may be carried out; the promise means the same either way. */
+export interface PersistOptions {
+  /**
+   * The caller has nothing else to do until this write is durable (a Raft follower: its
+   * acknowledgement waits for it, and it leads nothing in this group). Storage may then make the
+   * write on the calling thread, blocking it for as long as the disk takes, rather than hand it
+   * to a thread and wait to be woken: on a machine whose cores are busy, those two hand-offs
+   * cost more than a small write (docs/BENCHMARKS.md, "A follower writes on its own thread").
+   * Only a hint: storage that cannot, or a write too large, goes the ordinary way.
+   */
+  readonly inline?: boolean;
+}
+
 /** Term, vote and commit (paper Figure 2, "persistent state on all servers"). */
 export interface StableStore {
   /** The latest hard state handed to save(), durable or not; zeros on a fresh store. */
@@ -60,7 +73,11 @@ export interface RaftStorage extends AsyncDisposable {
    * One durable write for a Ready: entries (replacing a conflicting suffix, as LogStore.append)
    * and hard state together. Calls made while a sync is in flight gather into the next sync.
    */
-  persist(entries: readonly Entry[], hardState: HardState | null): Promise<void>;
+  persist(
+    entries: readonly Entry[],
+    hardState: HardState | null,
+    opts?: PersistOptions,
+  ): Promise<void>;
   /**
    * Stores the snapshot durably, then compacts the log through meta.index. If the log does not
    * hold meta.index with meta.term (a follower installing a leader's snapshot, paper §7), the
@@ -112,6 +129,16 @@ export interface WalOptions extends StorageLimits {
    * STORAGE_CORRUPT naming it. Off for plain log stores, which may compact on their own.
    */
   readonly snapshotsCoverCompaction?: boolean;
+  /**
+   * Largest write made on the calling thread when a persist asks for it (PersistOptions.inline),
+   * in O_DSYNC mode, on a file system that can (StorageFs.writevNow); larger writes, and every
+   * write in 'fdatasync' or journaled mode, go through the thread pool, and so does every write
+   * for a second after one that took over 10 ms (wal-writer.ts, InlineWrites). Default 64 KiB;
+   * 0 never.
+   */
+  readonly inlineWriteMaxBytes?: number;
+  /** The clock (ms) timing writes for that pause; default performance.now. Tests set it. */
+  readonly nowMs?: () => number;
   /**
    * The node journal (journal.ts) every group of the node writes through: appends of all
    * groups gathered during one sync share one journal write and sync, and the segments are

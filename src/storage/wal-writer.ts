@@ -9,7 +9,7 @@ import { hex } from './codec.js';
 import { ioFailure } from './errors.js';
 import type { StorageFile, StorageFs } from './fs.js';
 import type { Syncer } from './fsutil.js';
-import { writevFully } from './fsutil.js';
+import { writevFully, writevFullyNow } from './fsutil.js';
 import { BufferPool } from './buffer-pool.js';
 import { GroupCommitter } from './group-commit.js';
 import type { JournaledFile, NodeJournal } from './journal.js';
@@ -41,6 +41,8 @@ export interface WalItem {
   readonly lastAfter: Position;
   readonly baseAfter: Position;
   readonly hardStateAfter: HardState;
+  /** The caller asked for the write on its own thread (PersistOptions.inline). */
+  readonly inline: boolean;
 }
 
 interface Active {
@@ -91,6 +93,41 @@ class SegmentFile implements JournaledFile {
   }
 }
 
+/** A write slower than this pauses inline writes: the disk is busy, and may stall. */
+export const INLINE_SLOW_WRITE_MS = 10;
+/** For this long after a slow write, every write goes through the thread pool. */
+export const INLINE_PAUSE_MS = 1_000;
+
+/**
+ * When a write asked for on the calling thread (PersistOptions.inline) is made there: when it
+ * is small, and while the disk is fast. The thread is blocked for as long as the write takes,
+ * and a follower's heartbeat answers with it (the leader's check-quorum counts them), so after
+ * any write, made either way, slower than INLINE_SLOW_WRITE_MS, none is made inline for
+ * INLINE_PAUSE_MS: only the write that found the disk slow can block the thread for long.
+ */
+export class InlineWrites {
+  private pausedUntil = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    readonly maxBytes: number,
+    private readonly nowMs: () => number,
+  ) {}
+
+  allows(bytes: number): boolean {
+    return bytes <= this.maxBytes && this.nowMs() >= this.pausedUntil;
+  }
+
+  start(): number {
+    return this.nowMs();
+  }
+
+  /** A write begun at `started` has ended. */
+  end(started: number): void {
+    const now = this.nowMs();
+    if (now - started > INLINE_SLOW_WRITE_MS) this.pausedUntil = now + INLINE_PAUSE_MS;
+  }
+}
+
 export interface WriterState {
   readonly last: Position;
   readonly base: Position;
@@ -122,6 +159,8 @@ export class WalWriter {
     initial: WriterState,
     /** Journaled mode: writes go through the node journal (mode must then be 'fdatasync'). */
     private readonly journal: NodeJournal | null = null,
+    /** When a flush whose every item asks for it is written on the calling thread; null never. */
+    private readonly inline: InlineWrites | null = null,
   ) {
     if (journal !== null && mode !== 'fdatasync')
       throw new Error('A journaled WAL writes its segments without O_DSYNC (syncMode fdatasync)');
@@ -189,19 +228,20 @@ export class WalWriter {
   }
 
   private async writeItems(items: readonly WalItem[]): Promise<void> {
+    const inline = items.every((item) => item.inline);
     let bufs: Buffer[] = [];
     for (const item of items) {
       const active = this.activeOrThrow();
       const rot = this.rotationFor(item, active.info);
       if (rot !== null) {
-        await this.writeOut(bufs);
+        await this.writeOut(bufs, inline);
         bufs = [];
         await this.rotate(rot.prev, rot.base);
       }
       bufs.push(...item.records);
       this.written = { last: item.lastAfter, base: item.baseAfter, hardState: item.hardStateAfter };
     }
-    await this.writeOut(bufs);
+    await this.writeOut(bufs, inline);
     // Journaled: durable already, in the node journal.
     if (this.journal === null) await this.sync(this.activeOrThrow());
   }
@@ -230,17 +270,29 @@ export class WalWriter {
     if (this.mode === 'fdatasync') await this.syncer.datasync(active.fh, active.info.path);
   }
 
-  private async writeOut(bufs: Buffer[]): Promise<void> {
+  /**
+   * Writes `bufs` at the end of the active segment. `inline`: on the calling thread when the
+   * write is durable as it returns (O_DSYNC, no journal) and small enough, so the caller's
+   * promise settles without a trip to the thread pool and back.
+   */
+  private async writeOut(bufs: Buffer[], inline: boolean): Promise<void> {
     if (bufs.length === 0) return;
     const { info, fh, file } = this.activeOrThrow();
+    const bytes = bufs.reduce((n, b) => n + b.length, 0);
     if (this.journal !== null && file !== null) {
-      const bytes = bufs.reduce((n, b) => n + b.length, 0);
       await this.journal.write(file, info.sizeBytes, bufs);
       info.sizeBytes += bytes;
       return;
     }
+    const policy = this.dsync ? this.inline : null;
+    const started = policy?.start() ?? 0;
     try {
-      info.sizeBytes += await writevFully(fh, bufs, info.sizeBytes);
+      const now =
+        inline && policy?.allows(bytes) === true
+          ? writevFullyNow(this.fs, fh, bufs, info.sizeBytes)
+          : null;
+      info.sizeBytes += now ?? (await writevFully(fh, bufs, info.sizeBytes));
+      policy?.end(started);
     } catch (err) {
       throw ioFailure('STORAGE_WRITE_FAILED', `writing ${info.path}`, err);
     }

@@ -690,6 +690,44 @@ void test("a Ready's write is submitted before its committed entries are applied
   assert.deepEqual(events, ['persist A', 'persist B', 'apply A', 'apply B']);
 });
 
+void test('followers ask for their writes on the calling thread, and the leader does not', async () => {
+  // PersistOptions.inline: a follower has nothing to do until its write is durable, a leader
+  // serves requests and acknowledgements meanwhile (DESIGN.md, step 4 of the loop).
+  const writes: { id: number; inline: boolean }[] = [];
+  let counting = false;
+  const c = await cluster(3, (id) => {
+    const inner = createMemoryStorage({ quiet: true });
+    return {
+      initialState: () => inner.initialState(),
+      persist: (e, h, opts) => {
+        if (counting && e.length > 0) writes.push({ id, inline: opts?.inline === true });
+        return inner.persist(e, h);
+      },
+      saveSnapshot: (m, d) => inner.saveSnapshot(m, d),
+      loadSnapshot: () => inner.loadSnapshot(),
+      close: () => inner.close(),
+    };
+  });
+  const leader = await leaderOf(c);
+  counting = true;
+  for (let i = 0; i < 5; i++) await leader.propose(enc.encode(`w${i}`));
+  await until(
+    () => `not applied everywhere: ${c.sms.map((s) => s.applied.length).join(', ')}`,
+    () => c.sms.every((s) => s.applied.includes('w4')),
+    5_000,
+  );
+  const seen = JSON.stringify(writes);
+  for (const n of c.nodes) {
+    const own = writes.filter((w) => w.id === n.id);
+    assert.ok(own.length > 0, `node ${n.id} wrote nothing: ${seen}`);
+    const expected = n.id !== leader.id;
+    assert.ok(
+      own.every((w) => w.inline === expected),
+      `node ${n.id}: ${seen}`,
+    );
+  }
+});
+
 void test('waits that end leave no listener on a caller signal that outlives them', async () => {
   const c = await cluster(3);
   const leader = await leaderOf(c);
