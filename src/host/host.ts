@@ -33,7 +33,15 @@ export interface HostOptions {
 /** A group's own settings; the host supplies the node id, clock, ticker and transport. */
 export type GroupOptions = Omit<
   RuntimeOptions,
-  'id' | 'group' | 'send' | 'flush' | 'clock' | 'tickMs' | 'onEvent' | 'onLeadingChange'
+  | 'id'
+  | 'group'
+  | 'send'
+  | 'flush'
+  | 'clock'
+  | 'tickMs'
+  | 'onEvent'
+  | 'onLeadingChange'
+  | 'mayBlock'
 >;
 
 export interface HostStats {
@@ -95,6 +103,16 @@ export class Host implements AsyncDisposable {
   }
 
   /**
+   * Whether this node leads a group other than `group` with work outstanding: then a follower
+   * write of `group` must not block the thread that work runs on. Asked once per follower
+   * write; a look at every group, each a few field reads.
+   */
+  private leadsBusyBesides(group: GroupId): boolean {
+    for (const [g, rt] of this.runtimes) if (g !== group && rt.leadsBusy()) return true;
+    return false;
+  }
+
+  /**
    * Starts a group on `storage` (which the host now owns and will close) with `stateMachine`.
    * Refused if the group runs already or the host is closing.
    */
@@ -127,6 +145,7 @@ export class Host implements AsyncDisposable {
         flush: () => this.flush(),
         onEvent: (e) => this.o.onEvent?.(group, e),
         onLeadingChange: () => this.leadingChanged.add(group),
+        mayBlock: () => !this.leadsBusyBesides(group),
       });
       this.runtimes.set(group, rt);
       this.leadingChanged.add(group);

@@ -111,6 +111,11 @@ export interface RuntimeOptions {
    */
   readonly onLeadingChange?: () => void;
   /**
+   * Whether this group's follower writes may block the thread (storage's inline writes): the
+   * host says no while it leads another group with work outstanding. Default: they may.
+   */
+  readonly mayBlock?: () => boolean;
+  /**
    * Stores the core's recovery state durably (Ready.recovery) before the Ready's entries are
    * written; its value is `raft.recovery` at the next start. Synchronous: it changes at most
    * twice in a node's life.
@@ -485,6 +490,18 @@ export class RaftRuntime {
   /** Whether this node leads the group now (a stopped runtime leads nothing). */
   isLeader(): boolean {
     return this.running && this.role === 'leader';
+  }
+
+  /**
+   * Whether this node leads the group and has work outstanding in it: a write in flight, or
+   * proposals or reads waiting. A follower write of another group on this node then goes
+   * through the thread pool, not on the thread this work needs (the host's `mayBlock`).
+   */
+  leadsBusy(): boolean {
+    return (
+      this.isLeader() &&
+      (this.persisting || this.waiters.proposals.size > 0 || this.waiters.reads.size > 0)
+    );
   }
 
   appliedIndex(): number {
@@ -905,8 +922,10 @@ export class RaftRuntime {
       // A follower has nothing to do before its write is durable (its acknowledgement waits
       // for it), so it lets storage write on this thread: that costs less here than the thread
       // pool's two hand-offs. A leader's would hold up the requests and acknowledgements it
-      // serves meanwhile (docs/BENCHMARKS.md, "A follower writes on its own thread").
-      const done = this.o.storage.persist(rd.entries, hs, { inline: this.role !== 'leader' });
+      // serves meanwhile (docs/BENCHMARKS.md, "A follower writes on its own thread"), and so
+      // would a follower's while this node leads another group with work outstanding.
+      const inline = this.role !== 'leader' && (this.o.mayBlock?.() ?? true);
+      const done = this.o.storage.persist(rd.entries, hs, { inline });
       // Awaited below once the apply is over; if the apply throws, the group dies of that.
       done.catch(() => undefined);
       write = { done, started, hs };

@@ -115,10 +115,15 @@ export class Membership {
    * group's configuration (a removed member stays reachable until its removal took effect).
    */
   reachable(): Member[] {
-    const inConf = new Set(
+    const inConf = this.inAnyConf();
+    return this.known(inConf).filter((m) => !this.o.directory.isRemoved(m.id) || inConf.has(m.id));
+  }
+
+  /** The ids in the configuration of the key-value group or of any group this node follows. */
+  private inAnyConf(): Set<number> {
+    return new Set(
       [0, ...this.followers.map((f) => f.group)].flatMap((g) => [...confMembers(this.conf(g))]),
     );
-    return this.known(inConf).filter((m) => !this.o.directory.isRemoved(m.id) || inConf.has(m.id));
   }
 
   /** The book, and the members this node has seen that left it but are in a configuration. */
@@ -135,10 +140,7 @@ export class Membership {
     const kvStatus = this.o.kv.status();
     const c0 = this.conf(0);
     const c1 = this.conf(1);
-    const inConf = new Set(
-      [0, ...this.followers.map((f) => f.group)].flatMap((g) => [...confMembers(this.conf(g))]),
-    );
-    const members = this.known(inConf)
+    const members = this.known(this.inAnyConf())
       .filter((m) => confMembers(c0).has(m.id) || !this.outOfFollowers(m.id))
       .map((m): MemberView => {
         const p = kvStatus.progress[m.id];

@@ -9,6 +9,7 @@ import { FEATURE_LEVEL, FEATURE_LEVEL_NONE } from '../base/features.js';
 import { createRng, type Recovery } from '../raft/index.js';
 import {
   FilePartialSnapshots,
+  InlineWrites,
   openNodeJournal,
   openSqliteStorage,
   openWalStorage,
@@ -239,6 +240,18 @@ export async function openGroupStorage(
   }
 }
 
+/** Each node's inline-write policy, shared by its groups' WALs: they share one disk. */
+const inlineWrites = new WeakMap<NodeConfig, InlineWrites>();
+
+function inlineWritesOf(config: NodeConfig): InlineWrites {
+  let policy = inlineWrites.get(config);
+  if (policy === undefined) {
+    policy = new InlineWrites();
+    inlineWrites.set(config, policy);
+  }
+  return policy;
+}
+
 async function openGroupStorageOf(
   config: NodeConfig,
   group: number,
@@ -251,7 +264,11 @@ async function openGroupStorageOf(
   const dir = groupDir(config.dataDir, group);
   if (config.storage === 'sqlite') return openSqliteStorage(dir, limits);
   if (config.walSync === 'per-group') {
-    const wal = await openWalStorage(dir, { ...limits, snapshotsCoverCompaction: true });
+    const wal = await openWalStorage(dir, {
+      ...limits,
+      snapshotsCoverCompaction: true,
+      inlineWrites: inlineWritesOf(config),
+    });
     logWalRecovery(log, wal.recovery);
     return wal;
   }

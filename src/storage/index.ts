@@ -14,6 +14,7 @@ export type {
 } from './types.js';
 export { StorageError, type StorageErrorCode } from './errors.js';
 export { nodeFs, type StorageFs, type StorageFile, type OpenOptions, type DirLock } from './fs.js';
+export { InlineWrites } from './inline-writes.js';
 export { openWalStorage, WalStorage, type WalRecoveryReport, type WalRepair } from './wal.js';
 export { openSqliteStorage } from './sqlite.js';
 export {

@@ -5,6 +5,7 @@
 import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
 import type { StorageFs } from './fs.js';
 import type { NodeJournal } from './journal.js';
+import type { InlineWrites } from './inline-writes.js';
 
 /**
  * The log entries after the latest snapshot.
@@ -36,8 +37,8 @@ export interface LogStore {
 /** How a persist may be carried out; the promise means the same either way. */
 export interface PersistOptions {
   /**
-   * The caller has nothing else to do until this write is durable (a Raft follower: its
-   * acknowledgement waits for it, and it leads nothing in this group). Storage may then make the
+   * The caller has nothing else to do until this write is durable (a Raft follower whose node
+   * leads no group with work outstanding: its acknowledgement waits for it). Storage may make the
    * write on the calling thread, blocking it for as long as the disk takes, rather than hand it
    * to a thread and wait to be woken: on a machine whose cores are busy, those two hand-offs
    * cost more than a small write (docs/BENCHMARKS.md, "A follower writes on its own thread").
@@ -133,12 +134,18 @@ export interface WalOptions extends StorageLimits {
    * Largest write made on the calling thread when a persist asks for it (PersistOptions.inline),
    * in O_DSYNC mode, on a file system that can (StorageFs.writevNow); larger writes, and every
    * write in 'fdatasync' or journaled mode, go through the thread pool, and so does every write
-   * for a second after one that took over 10 ms (wal-writer.ts, InlineWrites). Default 64 KiB;
+   * for a second after one that took over 10 ms (inline-writes.ts, InlineWrites). Default 64 KiB;
    * 0 never.
    */
   readonly inlineWriteMaxBytes?: number;
   /** The clock (ms) timing writes for that pause; default performance.now. Tests set it. */
   readonly nowMs?: () => number;
+  /**
+   * The inline writes' policy to share with the other stores on the same disk, so that a slow
+   * write to any of them pauses the inline writes of all (a node passes one to each group's
+   * WAL); `inlineWriteMaxBytes` and `nowMs` are then ignored. Default: one of this store's own.
+   */
+  readonly inlineWrites?: InlineWrites;
   /**
    * The node journal (journal.ts) every group of the node writes through: appends of all
    * groups gathered during one sync share one journal write and sync, and the segments are

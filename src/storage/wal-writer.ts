@@ -12,6 +12,7 @@ import type { Syncer } from './fsutil.js';
 import { writevFully, writevFullyNow } from './fsutil.js';
 import { BufferPool } from './buffer-pool.js';
 import { GroupCommitter } from './group-commit.js';
+import type { InlineWrites } from './inline-writes.js';
 import type { JournaledFile, NodeJournal } from './journal.js';
 import type { Position } from './records.js';
 import { encodeBase, encodeHardState, encodeSegmentHeader } from './records.js';
@@ -90,41 +91,6 @@ class SegmentFile implements JournaledFile {
       }
     })();
     return this.final;
-  }
-}
-
-/** A write slower than this pauses inline writes: the disk is busy, and may stall. */
-export const INLINE_SLOW_WRITE_MS = 10;
-/** For this long after a slow write, every write goes through the thread pool. */
-export const INLINE_PAUSE_MS = 1_000;
-
-/**
- * When a write asked for on the calling thread (PersistOptions.inline) is made there: when it
- * is small, and while the disk is fast. The thread is blocked for as long as the write takes,
- * and a follower's heartbeat answers with it (the leader's check-quorum counts them), so after
- * any write, made either way, slower than INLINE_SLOW_WRITE_MS, none is made inline for
- * INLINE_PAUSE_MS: only the write that found the disk slow can block the thread for long.
- */
-export class InlineWrites {
-  private pausedUntil = Number.NEGATIVE_INFINITY;
-
-  constructor(
-    readonly maxBytes: number,
-    private readonly nowMs: () => number,
-  ) {}
-
-  allows(bytes: number): boolean {
-    return bytes <= this.maxBytes && this.nowMs() >= this.pausedUntil;
-  }
-
-  start(): number {
-    return this.nowMs();
-  }
-
-  /** A write begun at `started` has ended. */
-  end(started: number): void {
-    const now = this.nowMs();
-    if (now - started > INLINE_SLOW_WRITE_MS) this.pausedUntil = now + INLINE_PAUSE_MS;
   }
 }
 

@@ -56,14 +56,12 @@ export interface WalRecoveryReport {
   /** Set when the snapshot was ahead of the WAL and the log was reset to it. */
   readonly resetTo: Position | null;
 }
-import { InlineWrites, SEGMENT_NAME, WalWriter } from './wal-writer.js';
+import { INLINE_WRITE_MAX_BYTES, InlineWrites } from './inline-writes.js';
+import { SEGMENT_NAME, WalWriter } from './wal-writer.js';
 import type { WalItem } from './wal-writer.js';
 
 const MIN_SEGMENT_BYTES = 4096;
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
-const performanceNow = (): number => performance.now();
-/** A write this small takes about as long as the thread pool's two hand-offs on a busy machine. */
-const DEFAULT_INLINE_WRITE_BYTES = 64 * 1024;
 
 export class WalStorage implements RaftStorage {
   private hardState: HardState;
@@ -462,7 +460,7 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       'STORAGE_INVALID_ARGUMENT',
       `segmentBytes must be an integer in ${MIN_SEGMENT_BYTES}..2^31, got ${segmentBytes}`,
     );
-  const inlineMaxBytes = opts.inlineWriteMaxBytes ?? DEFAULT_INLINE_WRITE_BYTES;
+  const inlineMaxBytes = opts.inlineWriteMaxBytes ?? INLINE_WRITE_MAX_BYTES;
   if (!Number.isSafeInteger(inlineMaxBytes) || inlineMaxBytes < 0)
     throw new StorageError(
       'STORAGE_INVALID_ARGUMENT',
@@ -507,7 +505,8 @@ export async function openWalStorage(dir: string, opts: WalOptions = {}): Promis
       rec.segments,
       state,
       journal,
-      inlineMaxBytes > 0 ? new InlineWrites(inlineMaxBytes, opts.nowMs ?? performanceNow) : null,
+      opts.inlineWrites ??
+        (inlineMaxBytes > 0 ? new InlineWrites(inlineMaxBytes, opts.nowMs) : null),
     );
     if (rec.resetTo !== null) await writer.rotate(rec.resetTo, rec.resetTo);
     else if (rec.segments.length === 0) await writer.rotate(rec.log.base(), rec.log.base());

@@ -728,6 +728,100 @@ void test('followers ask for their writes on the calling thread, and the leader 
   }
 });
 
+void test('a follower write blocks no thread while its node leads another group with work outstanding', async () => {
+  // Two groups on three hosts; host X leads group 1 and follows in group 0. While a proposal
+  // of group 1 waits on X (its write held), X's group-0 writes must go through the pool.
+  const net = new MemoryNetwork();
+  const writes: { host: number; group: number; entry: string; inline: boolean }[] = [];
+  const held: (() => void)[] = [];
+  let holdGroup1 = false;
+  const storage = (host: number, group: number): GroupStorage => {
+    const inner = createMemoryStorage({ quiet: true });
+    return {
+      initialState: () => inner.initialState(),
+      persist: (e, h, opts) => {
+        for (const x of e)
+          if (x.data.length > 0)
+            writes.push({ host, group, entry: dec.decode(x.data), inline: opts?.inline === true });
+        if (group === 1 && holdGroup1 && e.some((x) => dec.decode(x.data) === 'hold'))
+          return new Promise<void>((resolve) =>
+            held.push(() => void inner.persist(e, h).then(resolve)),
+          );
+        return inner.persist(e, h);
+      },
+      saveSnapshot: (m, d) => inner.saveSnapshot(m, d),
+      loadSnapshot: () => inner.loadSnapshot(),
+      close: () => inner.close(),
+    };
+  };
+  const voters = [1, 2, 3];
+  const groups = await Promise.all(
+    voters.map(async (id) => {
+      const host = new Host({ id, transport: net.connect(id), clock: systemClock, tickMs: 5 });
+      open.push(host);
+      const opts = { voters, electionTicks: 15, heartbeatTicks: 3 };
+      const g0 = await host.addGroup(0, {
+        ...opts,
+        storage: storage(id, 0),
+        stateMachine: new Log(),
+      });
+      const g1 = await host.addGroup(1, {
+        ...opts,
+        storage: storage(id, 1),
+        stateMachine: new Log(),
+      });
+      return { id, g0, g1 };
+    }),
+  );
+  const leader1 = await leaderOf({ net, nodes: groups.map((g) => g.g1), sms: [] });
+  let leader0 = await leaderOf({ net, nodes: groups.map((g) => g.g0), sms: [] });
+  if (leader0.id === leader1.id) {
+    const other = voters.find((v) => v !== leader1.id) as number;
+    leader0.transferLeadership(other);
+    await until(
+      () => `group 0 still led by ${leader0.id}`,
+      () => groups.some((g) => g.id === other && g.g0.isLeader()),
+      5_000,
+    );
+    leader0 = groups.find((g) => g.id === other)?.g0 as RaftRuntime;
+  }
+  const x = leader1.id;
+  holdGroup1 = true;
+  const waiting = leader1.propose(enc.encode('hold'));
+  await until(
+    () => `group 1's write not held: ${JSON.stringify(writes)}`,
+    () => held.length > 0,
+    5_000,
+  );
+  await leader0.propose(enc.encode('while busy'));
+  const busy = () => writes.filter((w) => w.host === x && w.entry === 'while busy');
+  await until(
+    () => `X never wrote it: ${JSON.stringify(writes)}`,
+    () => busy().length > 0,
+    5_000,
+  );
+  assert.deepEqual(
+    busy().map((w) => w.inline),
+    [false],
+    `host ${x} leads group 1 with a write held: ${JSON.stringify(writes)}`,
+  );
+  holdGroup1 = false;
+  for (const go of held.splice(0)) go();
+  await waiting;
+  await leader0.propose(enc.encode('while idle'));
+  const idle = () => writes.filter((w) => w.host === x && w.entry === 'while idle');
+  await until(
+    () => `X never wrote it: ${JSON.stringify(writes)}`,
+    () => idle().length > 0,
+    5_000,
+  );
+  assert.deepEqual(
+    idle().map((w) => w.inline),
+    [true],
+    `host ${x} leads group 1, idle now: ${JSON.stringify(writes)}`,
+  );
+});
+
 void test('waits that end leave no listener on a caller signal that outlives them', async () => {
   const c = await cluster(3);
   const leader = await leaderOf(c);

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import type { HardState } from '../../src/raft/index.js';
 import { nodeFs, type StorageFs } from '../../src/storage/fs.js';
 import { openWalStorage } from '../../src/storage/wal.js';
-import { INLINE_PAUSE_MS, INLINE_SLOW_WRITE_MS } from '../../src/storage/wal-writer.js';
+import { INLINE_PAUSE_MS, INLINE_SLOW_WRITE_MS } from '../../src/storage/inline-writes.js';
 import type { WalOptions } from '../../src/storage/types.js';
 import { ents, plain, rejectsCode, tempDir } from './helpers.js';
 
@@ -29,8 +29,15 @@ function countingFs(
 
 const hs = (commit: number): HardState => ({ term: 1, vote: 1, commit });
 
+/**
+ * A clock that does not move: no write is ever slow, so a real write that takes over 10 ms on
+ * a loaded machine does not pause the inline writes these tests count.
+ */
+const stopped = (): number => 0;
+
 /** Persists entries 1..40 in batches of 4 (payloads of `bytes`), then reopens and checks all. */
-async function roundTrip(opts: WalOptions, inline: boolean, bytes = 32): Promise<void> {
+async function roundTrip(given: WalOptions, inline: boolean, bytes = 32): Promise<void> {
+  const opts = { nowMs: stopped, ...given };
   const { dir, cleanup } = await tempDir();
   try {
     let s = await openWalStorage(dir, opts);
@@ -50,7 +57,7 @@ void describe('WAL writes on the calling thread', () => {
     const { dir, cleanup } = await tempDir();
     try {
       const fs = countingFs();
-      let s = await openWalStorage(dir, { fs });
+      let s = await openWalStorage(dir, { fs, nowMs: stopped });
       for (let i = 1; i <= 40; i += 4) {
         const before = fs.sizes.length;
         const done = s.persist(ents(i, i + 3, 1, 32), hs(i), { inline: true });
@@ -120,7 +127,7 @@ void describe('WAL writes on the calling thread', () => {
         if (fail) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
         return nodeFs.writevNow?.(file, buffers, position) ?? null;
       });
-      const s = await openWalStorage(dir, { fs });
+      const s = await openWalStorage(dir, { fs, nowMs: stopped });
       await s.persist(ents(1, 4, 1, 32), hs(1), { inline: true });
       fail = true;
       await rejectsCode(
@@ -175,6 +182,58 @@ void describe('WAL writes on the calling thread', () => {
     } finally {
       await cleanup();
     }
+  });
+
+  void it('pause after a slow write through the thread pool too', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      let clock = 0;
+      let writeMs = 1;
+      // Files without a file descriptor: writevNow answers null, and every write goes through
+      // the pool, whose writes take `writeMs` on this clock.
+      const base = countingFs();
+      const fs: StorageFs & { readonly sizes: number[] } = {
+        ...base,
+        open: async (path, o) => {
+          const fh = await nodeFs.open(path, o);
+          return {
+            write: (d, off, len, pos) => fh.write(d, off, len, pos),
+            read: (b, off, len, pos) => fh.read(b, off, len, pos),
+            writev: async (bufs, pos) => {
+              const r = await fh.writev(bufs, pos);
+              clock += writeMs;
+              return r;
+            },
+            datasync: () => fh.datasync(),
+            sync: () => fh.sync(),
+            truncate: (n) => fh.truncate(n),
+            close: () => fh.close(),
+          };
+        },
+      };
+      const s = await openWalStorage(dir, { fs, nowMs: () => clock });
+      const offered = async (i: number): Promise<boolean> => {
+        const before = fs.sizes.length;
+        await s.persist(ents(i, i, 1, 16), hs(i), { inline: true });
+        return fs.sizes.length > before;
+      };
+      assert.equal(await offered(1), true, 'offered inline, written through the pool');
+      writeMs = INLINE_SLOW_WRITE_MS + 1;
+      assert.equal(await offered(2), true);
+      writeMs = 1;
+      assert.equal(await offered(3), false, 'paused by the slow write through the pool');
+      clock += INLINE_PAUSE_MS;
+      assert.equal(await offered(4), true, 'after the pause');
+      await s.close();
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('carry on across segment rotations', async () => {
+    const fs = countingFs();
+    await roundTrip({ fs, segmentBytes: 4096 }, true, 500);
+    assert.ok(fs.sizes.length >= 10, `inline writes: ${fs.sizes.length}`);
   });
 
   void it('refuse a limit that is not a non-negative integer', async () => {
