@@ -2,7 +2,8 @@
 // demands, group commit, apply, and waiters for proposals and reads; its snapshots are
 // group-snapshots.ts's. It owns no
 // I/O: the host (host.ts) ticks it, hands it its messages, and owns the transport and storage
-// it uses. The event loop never waits on a disk sync: while one persist is in flight, new
+// it uses. The event loop does not wait on a disk sync (but for a follower's small writes, made
+// on its thread while the disk is fast: DESIGN.md): while one persist is in flight, new
 // proposals and messages step into the core and gather into the next Ready (group commit).
 
 import {

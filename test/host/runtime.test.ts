@@ -776,50 +776,71 @@ void test('a follower write blocks no thread while its node leads another group 
   const leader1 = await leaderOf({ net, nodes: groups.map((g) => g.g1), sms: [] });
   let leader0 = await leaderOf({ net, nodes: groups.map((g) => g.g0), sms: [] });
   if (leader0.id === leader1.id) {
+    const from = leader0;
     const other = voters.find((v) => v !== leader1.id) as number;
-    leader0.transferLeadership(other);
+    const target = groups.find((g) => g.id === other)?.g0 as RaftRuntime;
+    // A leader just elected may not have heard from `other` yet (PEER_INACTIVE), and while the
+    // leadership moves nobody may lead: ask until `other` leads.
     await until(
-      () => `group 0 still led by ${leader0.id}`,
-      () => groups.some((g) => g.id === other && g.g0.isLeader()),
+      () => `group 0 still not led by ${other}: leader ${from.leaderId()}`,
+      () => {
+        if (target.isLeader()) return true;
+        try {
+          if (from.isLeader()) from.transferLeadership(other);
+        } catch (err) {
+          if (
+            !(err instanceof FlotillaError) ||
+            !['PEER_INACTIVE', 'NOT_LEADER'].includes(err.code)
+          )
+            throw err;
+        }
+        return false;
+      },
       5_000,
     );
-    leader0 = groups.find((g) => g.id === other)?.g0 as RaftRuntime;
+    leader0 = target;
   }
   const x = leader1.id;
-  holdGroup1 = true;
-  const waiting = leader1.propose(enc.encode('hold'));
-  await until(
-    () => `group 1's write not held: ${JSON.stringify(writes)}`,
-    () => held.length > 0,
-    5_000,
-  );
-  await leader0.propose(enc.encode('while busy'));
-  const busy = () => writes.filter((w) => w.host === x && w.entry === 'while busy');
-  await until(
-    () => `X never wrote it: ${JSON.stringify(writes)}`,
-    () => busy().length > 0,
-    5_000,
-  );
-  assert.deepEqual(
-    busy().map((w) => w.inline),
-    [false],
-    `host ${x} leads group 1 with a write held: ${JSON.stringify(writes)}`,
-  );
-  holdGroup1 = false;
-  for (const go of held.splice(0)) go();
-  await waiting;
-  await leader0.propose(enc.encode('while idle'));
-  const idle = () => writes.filter((w) => w.host === x && w.entry === 'while idle');
-  await until(
-    () => `X never wrote it: ${JSON.stringify(writes)}`,
-    () => idle().length > 0,
-    5_000,
-  );
-  assert.deepEqual(
-    idle().map((w) => w.inline),
-    [true],
-    `host ${x} leads group 1, idle now: ${JSON.stringify(writes)}`,
-  );
+  // A failed assertion must not leave a write held: closing its host would wait for it.
+  try {
+    holdGroup1 = true;
+    const waiting = leader1.propose(enc.encode('hold'));
+    await until(
+      () => `group 1's write not held: ${JSON.stringify(writes)}`,
+      () => held.length > 0,
+      5_000,
+    );
+    await leader0.propose(enc.encode('while busy'));
+    const busy = () => writes.filter((w) => w.host === x && w.entry === 'while busy');
+    await until(
+      () => `X never wrote it: ${JSON.stringify(writes)}`,
+      () => busy().length > 0,
+      5_000,
+    );
+    assert.deepEqual(
+      busy().map((w) => w.inline),
+      [false],
+      `host ${x} leads group 1 with a write held: ${JSON.stringify(writes)}`,
+    );
+    holdGroup1 = false;
+    for (const go of held.splice(0)) go();
+    await waiting;
+    await leader0.propose(enc.encode('while idle'));
+    const idle = () => writes.filter((w) => w.host === x && w.entry === 'while idle');
+    await until(
+      () => `X never wrote it: ${JSON.stringify(writes)}`,
+      () => idle().length > 0,
+      5_000,
+    );
+    assert.deepEqual(
+      idle().map((w) => w.inline),
+      [true],
+      `host ${x} leads group 1, idle now: ${JSON.stringify(writes)}`,
+    );
+  } finally {
+    holdGroup1 = false;
+    for (const go of held.splice(0)) go();
+  }
 });
 
 void test('waits that end leave no listener on a caller signal that outlives them', async () => {
