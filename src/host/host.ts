@@ -73,6 +73,8 @@ export class Host implements AsyncDisposable {
   private ticks = 0;
   /** Groups whose leadership may have changed since the lane was last told (reportLeading). */
   private readonly leadingChanged = new Set<GroupId>();
+  /** The groups this node leads, as their runtimes tell (onLeads): leadsBusyBesides asks only them. */
+  private readonly led = new Set<GroupId>();
   /**
    * Quiescing (DESIGN.md, "Quiescing idle groups"): groups added with raft.quiesce. While
    * there are any, the host sends each peer node a node-level heartbeat every `beatTicks` and
@@ -105,10 +107,11 @@ export class Host implements AsyncDisposable {
   /**
    * Whether this node leads a group other than `group` with work outstanding: then a follower
    * write of `group` must not block the thread that work runs on. Asked once per follower
-   * write; a look at every group, each a few field reads.
+   * write; a look at each group this node leads, a few field reads each.
    */
   private leadsBusyBesides(group: GroupId): boolean {
-    for (const [g, rt] of this.runtimes) if (g !== group && rt.leadsBusy()) return true;
+    for (const g of this.led)
+      if (g !== group && this.runtimes.get(g)?.leadsBusy() === true) return true;
     return false;
   }
 
@@ -146,6 +149,7 @@ export class Host implements AsyncDisposable {
         onEvent: (e) => this.o.onEvent?.(group, e),
         onLeadingChange: () => this.leadingChanged.add(group),
         mayBlock: () => !this.leadsBusyBesides(group),
+        onLeads: (leads) => (leads ? this.led.add(group) : this.led.delete(group)),
       });
       this.runtimes.set(group, rt);
       this.leadingChanged.add(group);
@@ -202,6 +206,7 @@ export class Host implements AsyncDisposable {
     await rt.close(handoffTimeoutMs);
     this.runtimes.delete(group);
     this.leadingChanged.delete(group);
+    this.led.delete(group);
     // The beat interval and silence bound stay the shortest any group had: waking is safe.
     this.quiescing.delete(group);
     this.o.transport.liveness?.lead(group, null);

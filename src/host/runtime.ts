@@ -116,6 +116,8 @@ export interface RuntimeOptions {
    * host says no while it leads another group with work outstanding. Default: they may.
    */
   readonly mayBlock?: () => boolean;
+  /** Told when this runtime starts or stops leading its group (a stop ends leading). */
+  readonly onLeads?: (leads: boolean) => void;
   /**
    * Stores the core's recovery state durably (Ready.recovery) before the Ready's entries are
    * written; its value is `raft.recovery` at the next start. Synchronous: it changes at most
@@ -210,6 +212,8 @@ export class RaftRuntime {
    * only then, not every tick for every group.
    */
   private leadingChanged = false;
+  /** What `onLeads` was last told (noteLeadingChange): whether this runtime leads. */
+  private leadsTold = false;
   /** The core's leader when the runtime last looked (noteLeader). */
   private leaderSeen = 0;
   /** Whether the core was quiesced when the runtime last looked (noteLeader). */
@@ -394,6 +398,11 @@ export class RaftRuntime {
   }
 
   private noteLeadingChange(): void {
+    const leads = this.isLeader();
+    if (leads !== this.leadsTold) {
+      this.leadsTold = leads;
+      this.o.onLeads?.(leads);
+    }
     if (this.leadingChanged) return;
     this.leadingChanged = true;
     this.o.onLeadingChange?.();
