@@ -7,6 +7,7 @@ import { FlotillaClient, FlotillaError, type ReadConsistency } from '../client/i
 import {
   ConfigError,
   configFromEnv,
+  unknownEnvVars,
   hostOrdinal,
   readConfigFile,
   resolveNodeConfig,
@@ -203,7 +204,7 @@ export function buildProgram(): Command {
       const config = resolveNodeConfig(file, configFromEnv(process.env), flags);
       const { runNode } = await import('../server/node.js');
       try {
-        await runNode(config);
+        await runNode(config, { unknownEnv: unknownEnvVars(process.env) });
       } catch (err) {
         throw err instanceof StorageError && err.code === 'STORAGE_CORRUPT'
           ? withRecoveryHint(err, config.dataDir)

@@ -3,6 +3,7 @@
 // names the field, what was expected and the value seen; unknown fields are refused so a typo
 // never silently falls back to a default.
 
+import { closestName } from '../base/closest.js';
 import { ConfigError } from './config-error.js';
 import { parseHostPort } from './startup.js';
 import { readFileSync } from 'node:fs';
@@ -368,6 +369,53 @@ export function readConfigFile(path: string): Raw {
   return parsed as Raw;
 }
 
+/**
+ * FLOTILLA_* variables the command line reads that are not a node's settings: its client
+ * commands' (the cluster, the token) and those it sets for the commands it runs (a job's, a
+ * lock holder's).
+ */
+export const clientEnvVars: readonly string[] = [
+  'FLOTILLA_ENDPOINTS',
+  'FLOTILLA_TOKEN',
+  'FLOTILLA_JOB_ID',
+  'FLOTILLA_JOB_TOKEN',
+  'FLOTILLA_LOCK_KEY',
+  'FLOTILLA_LOCK_TOKEN',
+];
+
+/**
+ * FLOTILLA_* variables the project's own tests and benchmarks read: set for a test run, they
+ * reach every node it starts, which should not warn of them (a test checks this list is whole).
+ */
+export const testEnvVars: readonly string[] = [
+  'FLOTILLA_CONTAINER_CACHE',
+  'FLOTILLA_CONTAINER_TESTS',
+  'FLOTILLA_CRASH_PLANT',
+  'FLOTILLA_CRASH_RUNS',
+  'FLOTILLA_CRASH_SEED',
+  'FLOTILLA_MAP_REPAIR',
+  'FLOTILLA_NETNS_TESTS',
+  'FLOTILLA_PROPERTY_SEED',
+  'FLOTILLA_TEST_STALL_MS',
+];
+
+/**
+ * The FLOTILLA_* variables of `env` that nothing reads, each with the one it most likely meant,
+ * if any: a misspelt setting would otherwise be ignored without a word (etcd warns the same
+ * way). In name order.
+ */
+export function unknownEnvVars(env: NodeJS.ProcessEnv): { name: string; meant?: string }[] {
+  const known = [...configFields.map(envVarName), ...clientEnvVars];
+  const knownSet = new Set([...known, ...testEnvVars]);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('FLOTILLA_') && !knownSet.has(name))
+    .sort()
+    .map((name) => {
+      const meant = closestName(name, known);
+      return meant === undefined ? { name } : { name, meant };
+    });
+}
+
 /** FLOTILLA_ID, FLOTILLA_DATA_DIR, FLOTILLA_INITIAL_CLUSTER, ... -> config fields. */
 export function configFromEnv(env: NodeJS.ProcessEnv): Raw {
   const out: Raw = {};
@@ -412,7 +460,12 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
       );
     for (const [k, v] of Object.entries(layer)) {
       if (v === undefined) continue;
-      if (!knownFields.has(k)) throw new ConfigError(`Unknown config field "${k}"`);
+      if (!knownFields.has(k)) {
+        const meant = closestName(k, configFields);
+        throw new ConfigError(
+          `Unknown config field "${k}"${meant === undefined ? '' : ` (did you mean "${meant}"?)`}`,
+        );
+      }
       merged[k] = v;
     }
   }

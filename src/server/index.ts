@@ -10,6 +10,7 @@ export {
   parseInitialCluster,
   readConfigFile,
   resolveNodeConfig,
+  unknownEnvVars,
   type Member,
   type NodeConfig,
 } from './config.js';

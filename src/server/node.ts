@@ -1569,7 +1569,13 @@ function clientPortTls(tls: NodeTls, config: NodeConfig): ServerTlsOptions {
  * before the node starts: a signal that arrives while it starts (or just after it said "node
  * started") stops it cleanly once started, rather than killing the process mid-write.
  */
-export async function runNode(config: NodeConfig): Promise<void> {
+export async function runNode(
+  config: NodeConfig,
+  o: {
+    /** FLOTILLA_* variables nothing reads (config.ts, unknownEnvVars): logged as warnings first. */
+    unknownEnv?: readonly { name: string; meant?: string }[];
+  } = {},
+): Promise<void> {
   let stopSignal: string | null = null;
   // A signal before the node started ends a start that waits (a join, an empty data
   // directory's wait for its peers) at once; one that is not waiting stops the node once up.
@@ -1590,9 +1596,15 @@ export async function runNode(config: NodeConfig): Promise<void> {
     process.channel.unref();
     process.once('disconnect', parentGone);
   }
+  const logger = createLogger(config.id, { level: config.logLevel, format: config.logFormat });
+  for (const { name, meant } of o.unknownEnv ?? [])
+    logger.warn(
+      { variable: name, meant },
+      `${name} is not a setting and is ignored${meant === undefined ? '' : `: did you mean ${meant}?`}`,
+    );
   let node: FlotillaNode;
   try {
-    node = await FlotillaNode.start(config, { signal: starting.signal });
+    node = await FlotillaNode.start(config, { signal: starting.signal, logger });
   } catch (err) {
     process.off('SIGTERM', handler);
     process.off('SIGINT', handler);

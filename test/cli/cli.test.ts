@@ -587,4 +587,40 @@ void describe('start logs', () => {
       }
     });
   }
+  void it('warns of a FLOTILLA_ variable it does not read, naming the one it likely meant', async () => {
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const run = startCli(
+      [
+        'start',
+        '--id',
+        '1',
+        '--data-dir',
+        join(tempDir(), 'node1'),
+        '--initial-cluster',
+        `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+      ],
+      { FLOTILLA_JION: 'http://127.0.0.1:1', FLOTILLA_ENDPOINTS: `http://127.0.0.1:${client}` },
+    );
+    await waitForOutput(run, /node started/, 15_000);
+    run.child.kill('SIGTERM');
+    assert.equal(await exitOf(run, 15_000), 0, run.out.stderr);
+    const warnings = run.out.stdout
+      .split('\n')
+      .filter((l) => l.includes('is not a setting'))
+      .map(
+        (l) => JSON.parse(l) as { level: number; variable: string; meant?: string; msg: string },
+      );
+    assert.deepEqual(
+      warnings.map((w) => [w.level, w.variable, w.meant, w.msg]),
+      [
+        [
+          40,
+          'FLOTILLA_JION',
+          'FLOTILLA_JOIN',
+          'FLOTILLA_JION is not a setting and is ignored: did you mean FLOTILLA_JOIN?',
+        ],
+      ],
+      run.out.stdout,
+    );
+  });
 });
