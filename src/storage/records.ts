@@ -35,6 +35,13 @@ const ENTRIES_COUNT_BYTES = 4;
 const HARD_STATE_BYTES = 24;
 const POSITION_BYTES = 16;
 const SEGMENT_HEADER_BYTES = 8 + 4 + 8 + POSITION_BYTES;
+/**
+ * A segment's head, written in one write and made durable before anything else goes into the
+ * segment: its header, base and hard state records. A crash while it is written leaves a file
+ * no longer than this.
+ */
+export const SEGMENT_HEAD_BYTES =
+  3 * RECORD_HEADER_BYTES + SEGMENT_HEADER_BYTES + POSITION_BYTES + HARD_STATE_BYTES;
 
 export interface Position {
   readonly index: number;

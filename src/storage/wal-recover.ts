@@ -16,6 +16,7 @@ import { LogIndex } from './log-index.js';
 import type { Position, SegmentHeader } from './records.js';
 import {
   RecordType,
+  SEGMENT_HEAD_BYTES,
   decodeEntries,
   decodeHardState,
   decodePosition,
@@ -168,6 +169,28 @@ function applyRecord(
   }
 }
 
+/**
+ * A last segment whose head is torn: removable only if a crash while writing the head could
+ * have left it, which it cannot if the file is longer than the head. Such a file (zeroed, or
+ * cut by hand) may have held entries and the hard state, and is refused rather than removed.
+ */
+function tornHead(
+  path: string,
+  buf: Buffer,
+  what: string,
+): { validBytes: number; header: null; fileBytes: number } {
+  if (buf.length > SEGMENT_HEAD_BYTES)
+    throw corrupt(
+      path,
+      0,
+      `a segment's ${what} records`,
+      `none that are whole in a file of ${buf.length} bytes, longer than a segment's head ` +
+        `(${SEGMENT_HEAD_BYTES} bytes, written and made durable before anything else): no ` +
+        'crash while creating it leaves that',
+    );
+  return { validBytes: 0, header: null, fileBytes: buf.length };
+}
+
 /** Replays one segment; returns the byte length of its valid prefix (< file length when torn). */
 async function replaySegment(
   fs: StorageFs,
@@ -179,8 +202,7 @@ async function replaySegment(
   const buf = await fs.readFile(seg.path);
   const first = readRecord(buf, 0, maxRecordBytes);
   if (first.kind !== 'ok' || first.type !== RecordType.SegmentHeader) {
-    if (isLast && isTornTail(buf, 0, first))
-      return { validBytes: 0, header: null, fileBytes: buf.length };
+    if (isLast && isTornTail(buf, 0, first)) return tornHead(seg.path, buf, 'header');
     throw corrupt(
       seg.path,
       0,
@@ -195,7 +217,7 @@ async function replaySegment(
   const opensWithBase =
     second.kind === 'ok' && second.type === RecordType.Base ? decodePosition(second.payload) : null;
   if (isLast && headTorn(buf, first.end, maxRecordBytes))
-    return { validBytes: 0, header: null, fileBytes: buf.length };
+    return tornHead(seg.path, buf, 'base and hard state');
   applyHeader(st, header, opensWithBase, seg.path);
   let at = first.end;
   while (at < buf.length) {

@@ -8,6 +8,7 @@ import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openWalStorage } from '../../src/storage/wal.js';
+import { SEGMENT_HEAD_BYTES } from '../../src/storage/records.js';
 import { segmentFileName } from '../../src/storage/wal-writer.js';
 import { ents, plain, rejectsCode, tempDir } from './helpers.js';
 
@@ -60,6 +61,48 @@ void describe('WAL damage', () => {
         await cleanupDir(dir);
         await walWith(dir, 3, 4096);
       }
+    } finally {
+      await cleanup();
+    }
+  });
+
+  void it('refuses a last segment without a head that is longer than a head', async () => {
+    // A crash while a segment's head is written leaves at most the head's bytes; a longer file
+    // zeroed or cut by hand held entries and the hard state (a vote), and removing it as a
+    // torn create started the group empty, with no vote, as if nothing had happened.
+    const { dir, cleanup } = await tempDir();
+    try {
+      await walWith(dir, 5);
+      const [seg] = await segmentFiles(dir);
+      assert.ok(seg !== undefined);
+      const whole = await readFile(seg);
+      assert.ok(whole.length > SEGMENT_HEAD_BYTES);
+      const header = whole.subarray(0, 13 + 36);
+      for (const [what, content] of [
+        ['zeroed', Buffer.alloc(whole.length)],
+        ['zeroed past the head', Buffer.alloc(SEGMENT_HEAD_BYTES + 1)],
+        [
+          'its header alone, then zeros',
+          Buffer.concat([header, Buffer.alloc(whole.length - header.length)]),
+        ],
+      ] as const) {
+        await writeFile(seg, content);
+        const err = await rejectsCode(() => openWalStorage(dir), 'STORAGE_CORRUPT');
+        assert.equal(err.file, seg, what);
+        assert.match(err.message, /longer than a segment's head/, what);
+        assert.equal(
+          (await readFile(seg)).length,
+          content.length,
+          `${what}: nothing removed or cut`,
+        );
+      }
+      // As long as a head, zeros are what a crash during its write can leave: removed.
+      await writeFile(seg, Buffer.alloc(SEGMENT_HEAD_BYTES));
+      const s = await openWalStorage(dir);
+      await s.close();
+      assert.deepEqual(s.recovery.repairs, [
+        { kind: 'segment-removed', file: seg, droppedBytes: SEGMENT_HEAD_BYTES },
+      ]);
     } finally {
       await cleanup();
     }
