@@ -32,6 +32,7 @@ import { parseSession, sessionFields } from './requests.js';
 import { forwarded, type KvBackend, type Session } from './routes.js';
 import {
   asObject,
+  checkUnicode,
   onlyFields,
   optArray,
   optBool,
@@ -748,8 +749,23 @@ function required<T>(v: T | undefined, field: string): T {
 }
 
 /** Any JSON value as its UTF-8 text, at most maxPayloadBytes of it. */
+/**
+ * A job's data or result as the JSON text stored, checked as every other field is: no string
+ * or name holding a lone surrogate (INVALID_UTF8), and no number JSON cannot carry (a `1e400`
+ * parsed as Infinity was stored as null).
+ */
 function jsonBytes(v: unknown, field: string, l: QueueLimits): Uint8Array {
-  const bytes = new TextEncoder().encode(JSON.stringify(v));
+  const text = JSON.stringify(v, (name: string, x: unknown) => {
+    if (name !== '') checkUnicode(name, `A name in "${field}"`);
+    if (typeof x === 'string') checkUnicode(x, `A string in "${field}"`);
+    else if (typeof x === 'number' && !Number.isFinite(x))
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `"${field}" holds a number JSON cannot carry (${x}); the limit is about 1.8e308`,
+      );
+    return x;
+  });
+  const bytes = new TextEncoder().encode(text);
   if (bytes.length > l.maxPayloadBytes)
     throw new FlotillaError(
       'VALUE_TOO_LARGE',

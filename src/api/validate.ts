@@ -33,15 +33,20 @@ export function reqString(o: Obj, k: string): string {
   const v = o[k];
   if (typeof v !== 'string')
     throw new FlotillaError('BAD_REQUEST', `"${k}" must be a string, got ${describe(v)}`);
+  checkUnicode(v, `"${k}"`);
+  return v;
+}
+
+/** Refuses (INVALID_UTF8) a string holding a lone surrogate: `what` names it in the message. */
+export function checkUnicode(v: string, what: string): void {
   const bad = loneSurrogate.exec(v);
   if (bad !== null) {
     const unit = bad[0].charCodeAt(0).toString(16);
     throw new FlotillaError(
       'INVALID_UTF8',
-      `"${k}" holds a lone surrogate \\u${unit} at index ${bad.index}: strings must be valid Unicode`,
+      `${what} holds a lone surrogate \\u${unit} at index ${bad.index}: strings must be valid Unicode`,
     );
   }
-  return v;
 }
 
 export function optString(o: Obj, k: string): string | undefined {

@@ -4,6 +4,7 @@
 // maps, so that both fronts validate one shape with one code (requests.ts); only the framing
 // and the request id are the protocol's own.
 
+import { isUtf8 } from 'node:buffer';
 import { Packr, Unpackr } from 'msgpackr';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import { defaultLimits } from '../base/limits.js';
@@ -73,6 +74,11 @@ export interface WireRequest {
   readonly id: number;
   readonly op: WireOp;
   readonly body: Json;
+  /**
+   * Set when the body holds a string whose bytes are not UTF-8: the request is refused alone
+   * with this error (INVALID_UTF8), as the HTTP API refuses such a body, not carried out.
+   */
+  readonly invalid?: FlotillaError;
 }
 
 export interface WireErrorJson {
@@ -187,8 +193,12 @@ export function decodePayload(payload: Buffer): unknown {
   }
 }
 
-/** The client's handshake, checked: magic, a version this node speaks, an optional client id. */
-export function parseHandshake(v: unknown): Handshake {
+/**
+ * The client's handshake, checked: magic, a version this node speaks, an optional client id.
+ * `payload`, the frame it was decoded from, is looked at again when a string of it may have
+ * held bytes that are not UTF-8 (hasReplacement).
+ */
+export function parseHandshake(v: unknown, payload?: Buffer): Handshake {
   if (v === null || typeof v !== 'object' || Array.isArray(v))
     throw new FlotillaError('BAD_FRAME', 'The first frame must be the handshake map');
   const h = v as Record<string, unknown>;
@@ -219,6 +229,16 @@ export function parseHandshake(v: unknown): Handshake {
   const token = h['token'];
   if (token !== undefined && token !== null && typeof token !== 'string')
     throw new FlotillaError('BAD_FRAME', 'Handshake token must be a string');
+  // Two client ids whose bytes differ but decode alike would share one session.
+  if (
+    (hasReplacement(clientId) || hasReplacement(token)) &&
+    payload !== undefined &&
+    firstInvalidString(payload) >= 0
+  )
+    throw new FlotillaError(
+      'INVALID_UTF8',
+      'Handshake clientId or token is not valid UTF-8 (a lone surrogate has no UTF-8 form)',
+    );
   return { version, clientId: clientId ?? null, token: token ?? null };
 }
 
@@ -226,8 +246,10 @@ export function parseHandshake(v: unknown): Handshake {
  * A request frame `[id, op, body]`, checked: a positive safe integer id, a known op, and a body
  * that is JSON-shaped (maps with string keys, arrays, strings, finite numbers, booleans, null),
  * so that it means the same as the HTTP body and forwards to the leader as JSON unchanged.
+ * With `payload`, the frame it was decoded from, a body string whose bytes are not UTF-8 marks
+ * the request `invalid`.
  */
-export function parseRequest(v: unknown): WireRequest {
+export function parseRequest(v: unknown, payload?: Buffer): WireRequest {
   if (!Array.isArray(v) || v.length !== 3)
     throw new FlotillaError('BAD_FRAME', 'A request frame must be the array [id, op, body]');
   const [id, op, body] = v as [unknown, unknown, unknown];
@@ -242,25 +264,53 @@ export function parseRequest(v: unknown): WireRequest {
       `Request ${id} has unknown type ${JSON.stringify(op ?? null)?.slice(0, 40)} ` +
         `(known: ${wireOps.join(', ')})`,
     );
-  checkJsonShaped(body, `request ${id} body`, 0);
+  const replaced = checkJsonShaped(body, `request ${id} body`, 0);
+  if (replaced && payload !== undefined) {
+    const at = firstInvalidString(payload);
+    if (at >= 0)
+      return {
+        id,
+        op: op as WireOp,
+        body: body as Json,
+        invalid: new FlotillaError(
+          'INVALID_UTF8',
+          `Request ${id}'s body holds a string that is not valid UTF-8 (the string at byte ${at} ` +
+            'of its frame): strings must be valid Unicode, and a lone surrogate has no UTF-8 form',
+        ),
+      };
+  }
   return { id, op: op as WireOp, body: body as Json };
 }
 
-function checkJsonShaped(v: unknown, where: string, depth: number): void {
+/** Whether `v` is a string holding U+FFFD, what the decoder makes of bytes that are not UTF-8. */
+function hasReplacement(v: unknown): boolean {
+  return typeof v === 'string' && v.includes('\uFFFD');
+}
+
+/**
+ * Checks a body is JSON-shaped; true if a string or name in it holds U+FFFD, which is either
+ * itself or what the decoder made of bytes that are not UTF-8 (then firstInvalidString tells).
+ */
+function checkJsonShaped(v: unknown, where: string, depth: number): boolean {
   if (depth > maxBodyDepth)
     throw new FlotillaError('BAD_REQUEST', `${where} nests deeper than ${maxBodyDepth} levels`);
-  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
+  if (typeof v === 'string') return hasReplacement(v);
+  if (v === null || typeof v === 'boolean') return false;
   if (typeof v === 'number') {
     if (!Number.isFinite(v)) throw new FlotillaError('BAD_REQUEST', `${where} is ${v}`);
-    return;
+    return false;
   }
+  let replaced = false;
   if (Array.isArray(v)) {
-    v.forEach((x, i) => checkJsonShaped(x, `${where}[${i}]`, depth + 1));
-    return;
+    v.forEach((x, i) => {
+      if (checkJsonShaped(x, `${where}[${i}]`, depth + 1)) replaced = true;
+    });
+    return replaced;
   }
   if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-    for (const [k, x] of Object.entries(v)) checkJsonShaped(x, `${where}.${k}`, depth + 1);
-    return;
+    for (const [k, x] of Object.entries(v))
+      if (checkJsonShaped(x, `${where}.${k}`, depth + 1) || hasReplacement(k)) replaced = true;
+    return replaced;
   }
   const kind =
     v instanceof Uint8Array ? 'binary' : typeof v === 'object' ? 'an extension' : typeof v;
@@ -288,3 +338,57 @@ export function errorFromWire(v: unknown, fallbackIndefinite: boolean): Flotilla
     typeof e.retryAfterMs === 'number' ? e.retryAfterMs : 0,
   );
 }
+
+/**
+ * The offset in a msgpack `payload` of the first string (its header) whose bytes are not valid
+ * UTF-8, or -1. The decoder turns such bytes into U+FFFD, as Buffer#toString does, so two
+ * different keys could become one; the HTTP API refuses them (INVALID_UTF8), and so must this
+ * protocol. A walk over the payload's items, skipping numbers, binaries and extensions; called
+ * only when a decoded string holds U+FFFD. The payload decoded, so it is one whole value.
+ */
+export function firstInvalidString(payload: Buffer): number {
+  let at = 0;
+  let items = 1;
+  const u = (bytes: 1 | 2 | 4): number => {
+    const n =
+      bytes === 1
+        ? (payload[at] ?? 0)
+        : bytes === 2
+          ? payload.readUInt16BE(at)
+          : payload.readUInt32BE(at);
+    at += bytes;
+    return n;
+  };
+  while (items > 0 && at < payload.length) {
+    items--;
+    const start = at;
+    const b = payload[at++] as number;
+    let str = -1;
+    if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc1 || b === 0xc2 || b === 0xc3) continue;
+    if (b <= 0x8f) items += 2 * (b & 0x0f);
+    else if (b <= 0x9f) items += b & 0x0f;
+    else if (b <= 0xbf) str = b & 0x1f;
+    else if (b === 0xd9) str = u(1);
+    else if (b === 0xda) str = u(2);
+    else if (b === 0xdb) str = u(4);
+    else if (b === 0xdc) items += u(2);
+    else if (b === 0xdd) items += u(4);
+    else if (b === 0xde) items += 2 * u(2);
+    else if (b === 0xdf) items += 2 * u(4);
+    else if (b === 0xc4) at += u(1);
+    else if (b === 0xc5) at += u(2);
+    else if (b === 0xc6) at += u(4);
+    else if (b === 0xc7) at += u(1) + 1;
+    else if (b === 0xc8) at += u(2) + 1;
+    else if (b === 0xc9) at += u(4) + 1;
+    else at += fixedSizes[b - 0xca] ?? 0;
+    if (str >= 0) {
+      if (!isUtf8(payload.subarray(at, at + str))) return start;
+      at += str;
+    }
+  }
+  return -1;
+}
+
+/** The bytes after the header of msgpack types 0xca..0xd8: floats, integers, fixed extensions. */
+const fixedSizes = [4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 2, 3, 5, 9, 17];

@@ -346,7 +346,7 @@ class Connection {
     let i = 0;
     if (!this.handshaken && payloads.length > 0) {
       try {
-        this.handshake(decodePayload(payloads[0] as Buffer));
+        this.handshake(payloads[0] as Buffer);
       } catch (err) {
         this.fatal(toFlotillaError(err));
         return;
@@ -358,7 +358,11 @@ class Connection {
       const payload = payloads[i] as Buffer;
       try {
         this.s.opts.trace?.('wire-received', 0, 0);
-        const w = this.prepare(parseRequest(decodePayload(payload)), payload.length, batch);
+        const w = this.prepare(
+          parseRequest(decodePayload(payload), payload),
+          payload.length,
+          batch,
+        );
         if (w !== null) batch.push(w);
       } catch (err) {
         for (const w of batch) {
@@ -374,8 +378,8 @@ class Connection {
     if (requests.length > 0) void this.start(requests);
   }
 
-  private handshake(v: unknown): void {
-    const h = parseHandshake(v);
+  private handshake(payload: Buffer): void {
+    const h = parseHandshake(decodePayload(payload), payload);
     const tokens = this.s.opts.tokens;
     // A connection without a token the node accepts is refused whole: it could do nothing.
     if (tokens !== undefined) {
@@ -420,6 +424,10 @@ class Connection {
       batch.some((w) => w.req.id === req.id)
     )
       throw new FlotillaError('BAD_FRAME', `Request id ${req.id} is already in flight`);
+    if (req.invalid !== undefined) {
+      this.refuse(req, req.invalid);
+      return null;
+    }
     const denied = this.denied(req.op);
     if (denied !== null) {
       this.refuse(req, denied);

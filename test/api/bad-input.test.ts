@@ -306,6 +306,43 @@ void test('a string holding a lone surrogate is refused in every field that take
   assert.equal(back.json['count'], 1);
 });
 
+void test("a job's data or result is checked as every field is: no lone surrogate, no Infinity", async () => {
+  // Stored as JSON text, these went through: the surrogate kept as an escape, 1e400 as null.
+  const bodies: [string, string, string, RegExp][] = [
+    [
+      '/v1/queue/add',
+      '{"queue":"q","name":"n","data":{"k":"\\udc00x"}}',
+      'INVALID_UTF8',
+      /A string in "data"/,
+    ],
+    [
+      '/v1/queue/add',
+      '{"queue":"q","name":"n","data":[1,{"\\ud800":1}]}',
+      'INVALID_UTF8',
+      /A name in "data"/,
+    ],
+    [
+      '/v1/queue/add',
+      '{"queue":"q","name":"n","data":{"n":1e400}}',
+      'BAD_REQUEST',
+      /number JSON cannot carry \(Infinity\)/,
+    ],
+    ['/v1/queue/add', '{"queue":"q","name":"n","data":-1e400}', 'BAD_REQUEST', /-Infinity/],
+    [
+      '/v1/queue/complete',
+      '{"queue":"q","id":"j","token":1,"result":["\\udfff"]}',
+      'INVALID_UTF8',
+      /A string in "result"/,
+    ],
+  ];
+  for (const [path, body, code, message] of bodies) {
+    const r = await post(path, body);
+    assert.equal(r.status, 400, `${path} ${body}`);
+    assert.equal(r.json.error?.code, code, `${body}: ${r.json.error?.message}`);
+    assert.match(r.json.error?.message ?? '', message, body);
+  }
+});
+
 void test('an object naming a field twice is refused, at any depth and however escaped', async () => {
   const bodies: [string, string][] = [
     ['/v1/kv/put', '{"key":"a","value":"x","key":"b"}'],

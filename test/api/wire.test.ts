@@ -406,6 +406,20 @@ void describe('binary client protocol: a bad body is refused alone', () => {
       body: { key: 'bad/w', since: 4 },
       code: 'UNKNOWN_FIELD',
     },
+    {
+      // msgpack carries it as bytes that are not UTF-8, which decoded as U+FFFD: keys
+      // 'a\ud800' and 'a\udfff' were one key over this protocol and refused over HTTP.
+      name: 'a key holding a lone surrogate',
+      type: 'put',
+      body: { key: 'bad/s\ud800', value: 'x' },
+      code: 'INVALID_UTF8',
+    },
+    {
+      name: "a lone surrogate deep in a job's data",
+      type: 'queue.add',
+      body: { queue: 'badq', data: { list: ['ok', { k: 'x\udc00' }] } },
+      code: 'INVALID_UTF8',
+    },
   ];
   for (const k of cases) {
     void it(`${k.name}: ${k.code} for it alone; the requests beside it are served`, async () => {
@@ -435,7 +449,14 @@ void describe('binary client protocol: a bad body is refused alone', () => {
         assert.equal(read?.[0], 2, JSON.stringify(read));
         assert.equal(read?.[1], 0, JSON.stringify(read));
         assert.equal(c.closed, false);
-        for (const key of ['bad/txn', 'bad/missing', 'bad/f', 'bad/t0', 'bad/c'])
+        for (const key of [
+          'bad/txn',
+          'bad/missing',
+          'bad/f',
+          'bad/t0',
+          'bad/c',
+          'bad/s\ufffd\ufffd\ufffd',
+        ])
           assert.equal(await serializableGet(key), null, `${key} must not be applied`);
         assert.equal(await admitted(leader), 0, 'no admission slot is kept');
       } finally {
