@@ -45,7 +45,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   },
   members: {
     meaning:
-      'The members as a list of `{id, peer, client}` mappings (in a file); a string is read as `initialCluster`. Takes precedence over `initialCluster`.',
+      "The members as a list of `{id, peer, client}` mappings (in a file); a string is read as `initialCluster`. One setting with `initialCluster`: a layer gives one or the other, and a later layer replaces an earlier one whichever it gives (a flag `--initial-cluster` replaces a file's `members`).",
     values: 'as `initialCluster`',
     default: '`initialCluster`',
   },

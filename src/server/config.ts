@@ -458,6 +458,10 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
       throw new ConfigError(
         `Config layer ${i + 1} must be an object of fields, got ${layer === null ? 'null' : Array.isArray(layer) ? 'an array' : typeof layer}`,
       );
+    if (layer['members'] !== undefined && layer['initialCluster'] !== undefined)
+      throw new ConfigError(
+        `Config layer ${i + 1} gives both members and initialCluster: they are one setting, give one`,
+      );
     for (const [k, v] of Object.entries(layer)) {
       if (v === undefined) continue;
       if (!knownFields.has(k)) {
@@ -466,6 +470,14 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
           `Unknown config field "${k}"${meant === undefined ? '' : ` (did you mean "${meant}"?)`}`,
         );
       }
+      // A YAML field with nothing after its colon: a setting half written, not the default.
+      if (v === null)
+        throw new ConfigError(
+          `${k} has no value; give one, or leave the field out for its default`,
+        );
+      // One setting in two spellings: a later layer's replaces an earlier layer's either way.
+      if (k === 'members') delete merged['initialCluster'];
+      if (k === 'initialCluster') delete merged['members'];
       merged[k] = v;
     }
   }
@@ -531,7 +543,9 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
     );
   }
   const dataDir = merged['dataDir'];
-  if (typeof dataDir !== 'string' || dataDir === '')
+  if (dataDir !== undefined && typeof dataDir !== 'string')
+    throw new ConfigError(`dataDir must be a directory path, got ${JSON.stringify(dataDir)}`);
+  if (dataDir === undefined || dataDir === '')
     throw new ConfigError('dataDir is required (a directory path)');
   const clusterId = str(merged['clusterId'], 'clusterId', configDefaults.clusterId);
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(clusterId))
@@ -649,6 +663,11 @@ function resolveMembers(merged: Raw, id: number): Member[] {
   let members: Member[];
   const advertised = advertisedSelf(merged, id);
   if (advertised !== null) members = advertised;
+  else if (merged['initialCluster'] !== undefined && typeof raw !== 'string')
+    throw new ConfigError(
+      `initialCluster must be a string such as 1=127.0.0.1:7001@http://127.0.0.1:8001,... ` +
+        `(a list of mappings is given as members), got ${JSON.stringify(raw)}`,
+    );
   else if (typeof raw === 'string') members = parseInitialCluster(raw);
   else if (Array.isArray(raw)) {
     members = raw.map((m: unknown, i) => {
@@ -814,10 +833,11 @@ function resolveJoin(raw: unknown): string[] {
 }
 
 function toInt(v: unknown, name: string, min: number, max: number): number {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  // Decimal digits only: Number() also takes "0x10", "1e1", " 20" and "".
+  const n = typeof v === 'string' ? (/^-?\d{1,16}$/.test(v) ? Number(v) : NaN) : v;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
     throw new ConfigError(
-      `${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`,
+      `${name} must be an integer in [${min}, ${max}], got ${typeof v === 'number' ? String(v) : JSON.stringify(v)}`,
     );
   }
   return n;

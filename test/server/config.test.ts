@@ -41,6 +41,22 @@ void test('file, then environment, then flags', () => {
   }
 });
 
+void test('members and initialCluster are one setting: a later layer replaces either', () => {
+  const members = [{ id: 1, peer: '127.0.0.1:7101', client: 'http://127.0.0.1:8101' }];
+  const fromFile = { id: 1, dataDir: '/d', members };
+  const env = configFromEnv({ FLOTILLA_INITIAL_CLUSTER: '1=127.0.0.1:7201@http://127.0.0.1:8201' });
+  assert.equal(resolveNodeConfig(fromFile).listenPeer, '127.0.0.1:7101');
+  assert.equal(resolveNodeConfig(fromFile, env).listenPeer, '127.0.0.1:7201', 'env over file');
+  const flags = { initialCluster: '1=127.0.0.1:7301@http://127.0.0.1:8301' };
+  assert.equal(resolveNodeConfig(fromFile, {}, flags).listenPeer, '127.0.0.1:7301');
+  // And the other way round: members given later replace an initialCluster given earlier.
+  const c = resolveNodeConfig({ id: 1, dataDir: '/d', initialCluster: cluster }, { members });
+  assert.deepEqual(
+    c.members.map((m) => m.peer),
+    ['127.0.0.1:7101'],
+  );
+});
+
 void test('bad values are refused with the field and the value', () => {
   const base = { id: 1, dataDir: '/d', initialCluster: cluster };
   const bad: [Record<string, unknown>, RegExp][] = [
@@ -58,6 +74,17 @@ void test('bad values are refused with the field and the value', () => {
     [{ ...base, leaseDriftTicks: -1 }, /leaseDriftTicks must be an integer in \[0, 10000\]/],
     [{ ...base, storage: 'tape' }, /storage must be "wal" or "sqlite", got "tape"/],
     [{ ...base, colour: 'red' }, /Unknown config field "colour"/],
+    [{ ...base, dataDir: 5 }, /dataDir must be a directory path, got 5/],
+    [{ ...base, tickMs: '0x10' }, /tickMs must be an integer in \[1, 10000\], got "0x10"/],
+    [{ ...base, tickMs: '1e1' }, /tickMs must be an integer/],
+    [{ ...base, tickMs: ' 20' }, /tickMs must be an integer/],
+    [{ ...base, tickMs: 1e400 }, /tickMs must be an integer in \[1, 10000\], got Infinity/],
+    [{ ...base, tickMs: null }, /tickMs has no value; give one, or leave the field out/],
+    [{ ...base, initialCluster: ['a'] }, /initialCluster must be a string such as 1=.*got \["a"\]/],
+    [
+      { ...base, members: [{ id: 1, peer: '127.0.0.1:7001', client: 'http://127.0.0.1:8001' }] },
+      /gives both members and initialCluster/,
+    ],
     [{ ...base, dataDir: '' }, /dataDir is required/],
     [{ ...base, clusterId: 'has space' }, /clusterId "has space"/],
     [
