@@ -19,6 +19,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
+  existsSync,
   openSync,
   closeSync,
   readFileSync,
@@ -27,6 +28,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -234,11 +236,21 @@ void test(
       assert.doesNotMatch(r.stderr, /\n\s+at /, `no stack trace:\n${r.stderr}`);
     assert.deepEqual(readdirSync(m.dataDir).sort(), before, 'the directory is unchanged');
 
-    // The identity file is gone too (a directory from before it existed): the WAL files still
-    // say which storage the directory holds.
-    rmSync(join(m.dataDir, 'flotilla-node.json'));
+    // The identity file is gone too: the WAL files still say which storage the directory
+    // holds, and a log without the file is refused, as nothing says whose log it is (it was
+    // taken for the log of whatever cluster and member the command line named).
+    const identityFile = join(m.dataDir, 'flotilla-node.json');
+    const identity = readFileSync(identityFile);
+    rmSync(identityFile);
     const walAsSqlite = runStart(asSqlite);
     assert.match(walAsSqlite.stderr, /holds wal storage files/);
+    const noIdentity = runStart([...base, '--initial-cluster', spec, '--cluster-id', 'other']);
+    assert.notEqual(noIdentity.code, 0);
+    assert.match(noIdentity.stderr, /DATA_DIR_INVALID/);
+    assert.match(noIdentity.stderr, /holds a Raft log but no flotilla-node\.json/);
+    assert.doesNotMatch(noIdentity.stderr, /\n\s+at /, `no stack trace:\n${noIdentity.stderr}`);
+    assert.equal(existsSync(identityFile), false, 'no identity was written for the other cluster');
+    writeFileSync(identityFile, identity);
 
     // Each Raft group's storage has its own directory; the key-value store is group 0.
     const kvDir = groupDir(m.dataDir, 0);
