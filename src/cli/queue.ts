@@ -318,6 +318,9 @@ export function queueCommands(
             concurrency: o.concurrency,
             // Once the cluster has the completion, not merely when the command exited 0.
             onCompleted: (job) => process.stderr.write(`job ${job.id}: completed\n`),
+            // Its outcome discarded: the job is another worker's now, or deleted.
+            onLost: (job, reason) =>
+              process.stderr.write(`job ${job.id}: lost: ${reason.message}\n`),
             onError: (err) => process.stderr.write(`${errorLine(err)}\n`),
           },
         );

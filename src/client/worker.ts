@@ -44,6 +44,13 @@ export interface WorkerOptions<D = unknown, R = unknown> {
    * the moment the job is done for everyone else too, not merely when its handler returned.
    */
   readonly onCompleted?: (job: Job<D>, result: R) => void;
+  /**
+   * Called when a job turned out to be no longer this worker's: its lease ran out (another
+   * worker may run it now) or it was deleted, found by a renewal (the handler's signal is then
+   * aborted with `reason`) or by the report itself being refused (STALE_TOKEN, JOB_NOT_FOUND:
+   * the handler's outcome is discarded). Each such job is counted in `counts.lost`.
+   */
+  readonly onLost?: (job: Job<D>, reason: Error) => void;
 }
 
 export class Worker<D = unknown, R = unknown> {
@@ -195,7 +202,7 @@ export class Worker<D = unknown, R = unknown> {
       // A handler that ignores its signal is not waited for once it is aborted: the job is
       // released (or already someone else's), whatever the handler does later.
       const outcome: Outcome<R> = await Promise.race([handled, abort.aborted]);
-      return await this.settle(c, outcome, askNext && !this.stopping.signal.aborted);
+      return await this.settle(c, outcome, askNext && !this.stopping.signal.aborted, abort);
     } finally {
       clearInterval(beat);
       this.running.delete(abort);
@@ -210,27 +217,29 @@ export class Worker<D = unknown, R = unknown> {
     c: ClaimedJob<D>,
     outcome: Outcome<R>,
     askNext: boolean,
+    /** The run's abort: why an abandoned run (a null outcome) was abandoned. */
+    abort: Abort,
   ): Promise<readonly ClaimedJob<D>[]> {
     const { id } = c.job;
     const o = askNext ? { next: this.claimSpec() } : {};
     if (outcome === null) {
       if (this.stopping.signal.aborted) {
-        const r = await this.report(() =>
+        const r = await this.report(c.job, () =>
           this.queue.fail(id, c.token, 'released: the worker closed'),
         );
         if (r !== null) this.counts.released++;
-      } else this.counts.lost++;
+      } else this.lose(c.job, abort.why());
       return [];
     }
     if (!outcome.ok) {
       const e = outcome.err;
-      const r = await this.report(() =>
+      const r = await this.report(c.job, () =>
         this.queue.fail<D>(id, c.token, errorText(e instanceof Error ? e.message : String(e)), o),
       );
       if (r !== null) this.counts.failed++;
       return r?.next?.jobs ?? [];
     }
-    const done = await this.report(async () => {
+    const done = await this.report(c.job, async () => {
       try {
         const answer = await this.queue.complete<D>(id, c.token, outcome.result ?? undefined, o);
         return { completed: true, answer };
@@ -240,7 +249,9 @@ export class Worker<D = unknown, R = unknown> {
         // rather than stay active until its lease expires and read as "lease expired".
         const unstorable =
           err instanceof FlotillaError &&
-          (err.code === 'VALUE_TOO_LARGE' || err.code === 'BAD_REQUEST');
+          (err.code === 'VALUE_TOO_LARGE' ||
+            err.code === 'BAD_REQUEST' ||
+            err.code === 'INVALID_UTF8');
         if (!unstorable) throw err;
         const why = errorText(`the result was not stored: ${err.message}`);
         return { completed: false, answer: await this.queue.fail<D>(id, c.token, why, o) };
@@ -255,17 +266,22 @@ export class Worker<D = unknown, R = unknown> {
   }
 
   /** Sends a report; null when it failed or the lease had been lost (someone else owns the job). */
-  private async report<T>(send: () => Promise<T>): Promise<T | null> {
+  private async report<T>(job: Job<D>, send: () => Promise<T>): Promise<T | null> {
     try {
       return await send();
     } catch (err) {
       if (isLost(err)) {
-        this.counts.lost++;
+        this.lose(job, err);
         return null;
       }
       this.o.onError?.(err);
       return null;
     }
+  }
+
+  private lose(job: Job<D>, reason: Error): void {
+    this.counts.lost++;
+    this.o.onLost?.(job, reason);
   }
 }
 
@@ -293,6 +309,11 @@ class Abort {
       if (this.done) this.controller.abort(this.reason);
     }
     return this.controller.signal;
+  }
+
+  /** Why it was aborted, as an Error (a lost lease's reason is one). */
+  why(): Error {
+    return this.reason instanceof Error ? this.reason : new Error(String(this.reason));
   }
 
   abort(reason: unknown): void {

@@ -110,13 +110,18 @@ void test('a worker that stops renewing loses the job; its late report is refuse
   let release: () => void = () => undefined;
   const stuck = new Promise<void>((r) => (release = r));
   // Renews every 60 s: as good as not at all with a 500 ms lease (a worker frozen mid-job).
+  const lost: [string, string][] = [];
   const slow = new Worker(
     q,
     async () => {
       await stuck;
       return 'late';
     },
-    { heartbeatMs: 60_000, waitMs: 500 },
+    {
+      heartbeatMs: 60_000,
+      waitMs: 500,
+      onLost: (job, reason) => lost.push([job.id, (reason as FlotillaError).code]),
+    },
   );
   cleanups.push(() => slow.close({ graceMs: 0 }));
   await until('the slow worker holds it', async () => (await q.get(id)).job.state === 'active');
@@ -134,6 +139,7 @@ void test('a worker that stops renewing loses the job; its late report is refuse
   assert.equal(job.result, 'on time');
   assert.equal(job.attempts, 2, 'the expired lease counted an attempt');
   assert.deepEqual([fast.counts.completed, slow.counts.completed], [1, 0]);
+  assert.deepEqual(lost, [[id, 'STALE_TOKEN']], 'onLost is told of the refused report');
 });
 
 void test("a worker's own leaseMs, shorter than the job's, is renewed in time", async () => {
@@ -441,6 +447,7 @@ void test('a handler that looks at its signal only after the lease was lost find
   let look: () => void = () => undefined;
   const looked = new Promise<void>((r) => (look = r));
   const seen: { aborted: boolean; reason: unknown }[] = [];
+  const lost: string[] = [];
   const w = new Worker(
     new QueueClient('q', transport),
     async (_job, ctx) => {
@@ -448,7 +455,7 @@ void test('a handler that looks at its signal only after the lease was lost find
       seen.push({ aborted: ctx.signal.aborted, reason: ctx.signal.reason });
       return 'late';
     },
-    { heartbeatMs: 10 },
+    { heartbeatMs: 10, onLost: (job, reason) => lost.push(`${job.id}: ${reason.message}`) },
   );
   await until('the run was abandoned', () => Promise.resolve(w.counts.lost === 1), 10_000);
   look();
@@ -457,6 +464,7 @@ void test('a handler that looks at its signal only after the lease was lost find
   assert.equal(seen[0]?.aborted, true);
   assert.match(String(seen[0]?.reason), /lease on job j0 lost/);
   assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 1, released: 0 });
+  assert.deepEqual(lost, ['j0: lease on job j0 lost']);
 });
 
 void test('a program that closed its idle worker exits without waiting out the grace period', async () => {
