@@ -53,6 +53,19 @@ export interface WorkerOptions<D = unknown, R = unknown> {
   readonly onLost?: (job: Job<D>, reason: Error) => void;
 }
 
+/** Every option, so that the compiler finds one missing here when WorkerOptions grows. */
+const workerOptions: Record<keyof WorkerOptions, true> = {
+  concurrency: true,
+  name: true,
+  leaseMs: true,
+  heartbeatMs: true,
+  waitMs: true,
+  onError: true,
+  onCompleted: true,
+  onLost: true,
+};
+const workerOptionNames = new Set(Object.keys(workerOptions));
+
 export class Worker<D = unknown, R = unknown> {
   private readonly stopping = new AbortController();
   private readonly slots: Promise<void>[] = [];
@@ -69,6 +82,13 @@ export class Worker<D = unknown, R = unknown> {
     private readonly handler: Handler<D, R>,
     private readonly o: WorkerOptions<D, R> = {},
   ) {
+    // A misspelt option (`concurrencyy`) would be the default without a word.
+    for (const k of Object.keys(o))
+      if (!workerOptionNames.has(k))
+        throw new FlotillaError(
+          'BAD_REQUEST',
+          `Unknown worker option "${k}" (known: ${[...workerOptionNames].join(', ')})`,
+        );
     // Checked here like the numbers below: a name the cluster refuses fails every claim.
     if (
       o.name !== undefined &&

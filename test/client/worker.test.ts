@@ -230,7 +230,9 @@ void test('options no claim could carry are refused when the worker is made', ()
     // The API's limit on a claim's worker name: before, the worker was made and every claim
     // it sent was refused, said only to onError.
     { name: 'w'.repeat(1_025) },
-  ]) {
+    // A misspelt option was the default without a word.
+    { concurrencyy: 3 },
+  ] as Record<string, unknown>[]) {
     let refused: unknown = null;
     try {
       // Made despite the option: closed at once, so its slots do not outlive the test.
