@@ -43,6 +43,21 @@ export abstract class QueueReads {
     return this.s.nowMs;
   }
 
+  /**
+   * The earliest time something runs by itself: a delayed or retrying job becoming due, a
+   * lease ending, a repeat firing; null when nothing waits for time. It happens when a command
+   * with that time or later applies (the queue's ticker proposes one then, QueueTicker).
+   * Retention's removals and dedup windows are not counted: nothing waits for them.
+   */
+  nextDueMs(): number | null {
+    const t = Math.min(
+      this.s.timers.peek()?.runAtMs ?? Infinity,
+      this.s.leases.peek()?.leaseExpiresMs ?? Infinity,
+      this.s.repeatHeap.peek()?.nextMs ?? Infinity,
+    );
+    return t === Infinity ? null : t;
+  }
+
   jobs(): number {
     return this.s.jobCount;
   }

@@ -308,6 +308,9 @@ export class FlotillaNode implements AsyncDisposable {
       tick: () => queueService.tick(),
       onError: (err) =>
         log.debug({ err: (err as Error).message }, 'queue tick failed; will tick again'),
+      nextDueMs: () => queueService.queue.nextDueMs(),
+      machineNowMs: () => queueService.queue.timeMs(),
+      onApplied: (listener) => queueService.runtime.onApplied(listener),
     });
     this.watchHub = new WatchHub(kv);
     this.leaseKeeper = new LeaseKeeper({

@@ -111,3 +111,131 @@ void test('a non-positive interval is refused', () => {
     /positive integer/,
   );
 });
+
+/**
+ * A ticker over a stand-in for the queue machine: due times, a clock that moves only when a
+ * command applies (a tick, stamped with the leader's clock, or `command`), and the applied
+ * listeners the ticker arms from.
+ */
+function dueTicker(o: { minGapMs?: number; hold?: boolean } = {}) {
+  const clock = new TimerClock();
+  const m = {
+    now: 0,
+    due: [] as number[],
+    ticks: [] as number[],
+    held: [] as (() => void)[],
+    listeners: new Set<() => void>(),
+  };
+  const state = { leader: true };
+  const apply = (stampMs: number): void => {
+    m.now = Math.max(m.now, stampMs);
+    m.due = m.due.filter((d) => d > m.now);
+    for (const l of m.listeners) l();
+  };
+  const t = new QueueTicker({
+    clock,
+    everyMs: 1_000,
+    ...(o.minGapMs === undefined ? {} : { minGapMs: o.minGapMs }),
+    isLeader: () => state.leader,
+    tick: () => {
+      const at = clock.nowMs();
+      m.ticks.push(at);
+      if (o.hold === true && m.held.length === 0)
+        return new Promise<void>((resolve) =>
+          m.held.push(() => {
+            apply(at);
+            resolve();
+          }),
+        );
+      return Promise.resolve().then(() => apply(at));
+    },
+    onError: (err) => assert.fail(String(err)),
+    nextDueMs: () => (m.due.length === 0 ? null : Math.min(...m.due)),
+    machineNowMs: () => m.now,
+    onApplied: (l) => {
+      m.listeners.add(l);
+      return () => m.listeners.delete(l);
+    },
+  });
+  /** A command applied now, stamped `stampMs` (default: the clock's time), adding due times. */
+  const command = (dues: number[], stampMs = clock.nowMs()): void => {
+    m.due.push(...dues);
+    apply(stampMs);
+  };
+  /** Moves the clock to `to`, a millisecond at a time, letting applied ticks settle. */
+  const until = async (to: number): Promise<void> => {
+    while (clock.nowMs() < to) {
+      clock.advance(1);
+      await settle();
+    }
+  };
+  return { t, clock, m, state, command, until };
+}
+
+void test('a due time is ticked when it comes, not at the next whole interval', async () => {
+  const { t, m, command, until } = dueTicker();
+  t.start();
+  command([200]);
+  await until(199);
+  assert.deepEqual(m.ticks, [], 'nothing before it is due');
+  await until(200);
+  assert.deepEqual(m.ticks, [200], 'a 200 ms delay waits 200 ms');
+  assert.deepEqual(m.due, [], 'the tick made it happen');
+  await until(1_000);
+  assert.deepEqual(m.ticks, [200, 1_000], 'then only the interval');
+  assert.equal(t.dueTicks, 1);
+  t.stop();
+});
+
+void test('crowded due times are ticked at most once per gap', async () => {
+  const { t, m, command, until } = dueTicker({ minGapMs: 20 });
+  t.start();
+  command(Array.from({ length: 61 }, (_, i) => 100 + i));
+  await until(170);
+  assert.deepEqual(m.due, [], `all due by 170: ticks ${m.ticks.join(',')}`);
+  assert.deepEqual(m.ticks, [100, 120, 140, 160]);
+  t.stop();
+});
+
+void test('no tick for a due time a command has already passed', async () => {
+  // A command stamped by a clock ahead of this one moved the machine past the due time.
+  const { t, m, command, until } = dueTicker();
+  t.start();
+  command([300]);
+  await until(250);
+  command([], 400);
+  await until(999);
+  assert.deepEqual(m.ticks, [], 'the timer found the machine past it');
+  t.stop();
+});
+
+void test('a follower arms nothing; a new leader arms at its next check', async () => {
+  const { t, m, state, command, until } = dueTicker();
+  state.leader = false;
+  t.start();
+  command([1_500]);
+  await until(999);
+  assert.deepEqual(m.ticks, []);
+  state.leader = true;
+  await until(1_600);
+  assert.deepEqual(m.ticks, [1_000, 1_500]);
+  t.stop();
+  command([1_700]);
+  await until(3_000);
+  assert.deepEqual(m.ticks, [1_000, 1_500], 'stopped: nothing armed');
+});
+
+void test('a due time that comes while a tick is in flight is ticked after it applies', async () => {
+  const { t, m, command, until } = dueTicker({ hold: true });
+  t.start();
+  await until(1_000);
+  assert.deepEqual(m.ticks, [1_000], 'the interval tick, held');
+  command([1_010]);
+  await until(1_049);
+  assert.deepEqual(m.ticks, [1_000], 'one in flight: the due time waits');
+  m.held[0]?.();
+  await until(1_051);
+  assert.deepEqual(m.ticks, [1_000, 1_050], 'proposed once the held tick applied');
+  assert.deepEqual(m.due, []);
+  t.stop();
+});

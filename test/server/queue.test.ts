@@ -255,6 +255,24 @@ void test('an abandoned lease expires on the leader tick: the job is claimable a
   );
 });
 
+void test('a delayed job is made due by a tick at its time, not at the next whole second', async () => {
+  const l = await queueLeader();
+  const ticker = nodes.node(l).queueTicker;
+  const before = ticker.dueTicks;
+  const { id } = (await ok(await follower(), 'add', {
+    queue: 'due',
+    name: 'soon',
+    delayMs: 300,
+  })) as { id: string };
+  await waitForJob(l, 'due', id, (j) => j['state'] === 'waiting', 5_000);
+  // The machine's next due time armed the leader's ticker (nextDueMs, onApplied).
+  await until(
+    () => `no tick was proposed for the due time: ${ticker.dueTicks} (before ${before})`,
+    () => ticker.dueTicks > before,
+    5_000,
+  );
+});
+
 void test('a claim waits for a job (waitMs) and takes one added while it waits', async () => {
   const f = await follower();
   // Longer than a key-value write's forwarding deadline (request timeout + 1 s): the queue's
