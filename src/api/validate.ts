@@ -121,6 +121,8 @@ export function encodeBytes(b: Uint8Array, enc: Encoding): string {
 
 function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
+  // JSON.stringify writes Infinity (a JSON 1e400) and NaN as null.
+  if (typeof v === 'number') return String(v);
   const s = JSON.stringify(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }

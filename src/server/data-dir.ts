@@ -102,7 +102,16 @@ function parseIdentity(v: unknown, file: string): DataDirIdentity {
         'run this node from an empty data directory (it recovers from its peers once they run this release) ' +
         'or keep running 0.1 on it',
     );
-  if (o['format'] !== FORMAT) throw bad(`format ${JSON.stringify(o['format'])} is not ${FORMAT}`);
+  const format = o['format'];
+  if (typeof format === 'number' && Number.isInteger(format) && format > FORMAT)
+    throw bad(
+      `format ${format} was written by a newer release of Flotilla than this one, which reads ` +
+        `format ${FORMAT}: run the newer release on it`,
+    );
+  if (format !== FORMAT)
+    throw bad(
+      `format ${JSON.stringify(format)} is not one Flotilla writes (this release reads ${FORMAT})`,
+    );
   const { clusterId, memberId, members, storage, recovery, joined, removed } = o;
   if (joined !== undefined && typeof joined !== 'boolean') throw bad('joined must be a boolean');
   if (removed !== undefined && typeof removed !== 'boolean') throw bad('removed must be a boolean');

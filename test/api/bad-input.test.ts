@@ -328,6 +328,8 @@ void test("a job's data or result is checked as every field is: no lone surrogat
       /number JSON cannot carry \(Infinity\)/,
     ],
     ['/v1/queue/add', '{"queue":"q","name":"n","data":-1e400}', 'BAD_REQUEST', /-Infinity/],
+    // A number field says what it got: it said null.
+    ['/v1/kv/range', '{"key":"a","limit":1e400}', 'BAD_REQUEST', /got Infinity/],
     [
       '/v1/queue/complete',
       '{"queue":"q","id":"j","token":1,"result":["\\udfff"]}',
