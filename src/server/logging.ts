@@ -148,3 +148,30 @@ export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
       return; // too frequent to log; see the metrics
   }
 }
+
+/**
+ * Says something at most once per interval per key (a peer, say), counting the times left
+ * unsaid in between, so that a flapping peer is one line every interval, not thirty a second.
+ */
+export class Throttle {
+  private readonly keys = new Map<number, { saidMs: number; unsaid: number }>();
+
+  constructor(private readonly intervalMs: number) {}
+
+  /** If `key` should be said at `nowMs`: how many times it went unsaid since; else null. */
+  take(key: number, nowMs: number): number | null {
+    const k = this.keys.get(key);
+    if (k === undefined) {
+      this.keys.set(key, { saidMs: nowMs, unsaid: 0 });
+      return 0;
+    }
+    if (nowMs - k.saidMs < this.intervalMs) {
+      k.unsaid++;
+      return null;
+    }
+    const unsaid = k.unsaid;
+    k.saidMs = nowMs;
+    k.unsaid = 0;
+    return unsaid;
+  }
+}

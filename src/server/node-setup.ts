@@ -33,7 +33,7 @@ import {
 } from './data-dir.js';
 import { joinCluster } from './join.js';
 import { memberAuthHeaders } from './auth-tokens.js';
-import { logWalRecovery } from './logging.js';
+import { Throttle, logWalRecovery } from './logging.js';
 import type { NodeRecovery } from './node-recovery.js';
 import { MAX_LEARNED_MEMBERS } from './member-node.js';
 import type { NodeTls } from './node-tls.js';
@@ -44,6 +44,9 @@ import {
   parseHostPort,
   prepareDataDir,
 } from './startup.js';
+
+/** How often a peer that keeps disconnecting is said to have, at most (openPeerTransport). */
+const DISCONNECT_LOG_INTERVAL_MS = 10_000;
 
 /** The Raft group that holds the key-value store. */
 export const KV_GROUP = 0;
@@ -417,6 +420,7 @@ export async function openPeerTransport(
   }
   const peerLogs = new Map<number, boolean | null>();
   const peerLevels = new Map<number, number>();
+  const disconnects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
   /** Peers whose refusal for a cluster id mismatch was explained in the log. */
   const toldClusterId = new Set<number>();
   let onPeerLevel: () => void = () => undefined;
@@ -447,12 +451,19 @@ export async function openPeerTransport(
           `peer ${e.peer} connected`,
         );
         return;
-      case 'peer-disconnected':
+      case 'peer-disconnected': {
+        // A peer that keeps dropping (two processes with one node id replace each other's
+        // connection dozens of times a second) is said once per interval, with a count.
+        const unsaid = disconnects.take(e.peer, systemClock.nowMs());
+        if (unsaid === null) return;
         log.warn(
-          { peer: e.peer, direction: e.direction, reason: e.reason },
-          `peer ${e.peer} disconnected`,
+          { peer: e.peer, direction: e.direction, reason: e.reason, unsaid },
+          unsaid === 0
+            ? `peer ${e.peer} disconnected`
+            : `peer ${e.peer} disconnected (and ${unsaid} more times since last said)`,
         );
         return;
+      }
       case 'handshake-refused': {
         log.warn(
           { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },

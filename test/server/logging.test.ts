@@ -11,10 +11,11 @@ import {
   humanize,
   logRuntimeEvent,
   resolveLogFormat,
+  Throttle,
 } from '../../src/server/logging.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
-import { groupDir } from '../../src/server/data-dir.js';
+import { groupDir, writeIdentity } from '../../src/server/data-dir.js';
 import { openWalStorage } from '../../src/storage/index.js';
 import { freePorts } from '../e2e/harness.js';
 import { ents, tempDir } from '../storage/helpers.js';
@@ -108,6 +109,14 @@ void test('a node logs the torn WAL tail it cut at start-up: file, offset and by
       dataDir: dir,
       initialCluster: `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
     });
+    // A log without its identity file is refused: the directory is this node's.
+    writeIdentity(dir, {
+      clusterId: config.clusterId,
+      memberId: 1,
+      members: [1],
+      storage: 'wal',
+      recovery: 'none',
+    });
     const node = await FlotillaNode.start(config, {
       logger: createLogger(1, { level: 'info', format: 'json', out }),
     });
@@ -122,4 +131,15 @@ void test('a node logs the torn WAL tail it cut at start-up: file, offset and by
   } finally {
     await cleanup();
   }
+});
+
+void test('a throttle says a key once per interval, with the times it went unsaid', () => {
+  const t = new Throttle(10_000);
+  assert.equal(t.take(2, 0), 0, 'the first time is said');
+  for (let ms = 30; ms < 10_000; ms += 30) assert.equal(t.take(2, ms), null, `${ms}`);
+  assert.equal(t.take(3, 5_000), 0, 'another key has its own interval');
+  assert.equal(t.take(2, 10_000), 333, 'said again after the interval, with the count');
+  assert.equal(t.take(2, 10_001), null);
+  assert.equal(t.take(2, 30_000), 1, 'a quiet key is said at once, with what it missed');
+  assert.equal(t.take(2, 40_000), 0);
 });
