@@ -45,7 +45,14 @@ const knownOps = new Set<string>(wireOps);
 // Plain maps, no msgpackr records: each frame decodes on its own, and a record extension from
 // the wire is an error rather than a structure the decoder would compile and keep.
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+// Structured clone (extensions 0x69, 0x70) would rebuild plain objects out of an extension's
+// bytes, out of firstInvalidString's sight: refused.
+const unpackr = new Unpackr({
+  useRecords: false,
+  mapsAsObjects: true,
+  int64AsType: 'number',
+  structuredClone: false,
+});
 
 export interface Handshake {
   readonly version: number;
@@ -341,10 +348,11 @@ export function errorFromWire(v: unknown, fallbackIndefinite: boolean): Flotilla
 
 /**
  * The offset in a msgpack `payload` of the first string (its header) whose bytes are not valid
- * UTF-8, or -1. The decoder turns such bytes into U+FFFD, as Buffer#toString does, so two
- * different keys could become one; the HTTP API refuses them (INVALID_UTF8), and so must this
- * protocol. A walk over the payload's items, skipping numbers, binaries and extensions; called
- * only when a decoded string holds U+FFFD. The payload decoded, so it is one whole value.
+ * UTF-8, or of an extension (the decoder may have made strings of its bytes out of this walk's
+ * sight), or -1. The decoder turns bytes that are not UTF-8 into U+FFFD, as Buffer#toString
+ * does, so two different keys could become one; the HTTP API refuses them (INVALID_UTF8), and
+ * so must this protocol. A walk over the payload's items, skipping numbers and binaries;
+ * called only when a decoded string holds U+FFFD.
  */
 export function firstInvalidString(payload: Buffer): number {
   let at = 0;
@@ -364,6 +372,7 @@ export function firstInvalidString(payload: Buffer): number {
     const start = at;
     const b = payload[at++] as number;
     let str = -1;
+    let skip = 0;
     if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc1 || b === 0xc2 || b === 0xc3) continue;
     if (b <= 0x8f) items += 2 * (b & 0x0f);
     else if (b <= 0x9f) items += b & 0x0f;
@@ -375,20 +384,24 @@ export function firstInvalidString(payload: Buffer): number {
     else if (b === 0xdd) items += u(4);
     else if (b === 0xde) items += 2 * u(2);
     else if (b === 0xdf) items += 2 * u(4);
-    else if (b === 0xc4) at += u(1);
-    else if (b === 0xc5) at += u(2);
-    else if (b === 0xc6) at += u(4);
-    else if (b === 0xc7) at += u(1) + 1;
-    else if (b === 0xc8) at += u(2) + 1;
-    else if (b === 0xc9) at += u(4) + 1;
-    else at += fixedSizes[b - 0xca] ?? 0;
+    // The length is read (moving `at` past it) before it is added: `at += u(1)` would add it
+    // to `at` as it was before the read.
+    else if (b === 0xc4) skip = u(1);
+    else if (b === 0xc5) skip = u(2);
+    else if (b === 0xc6) skip = u(4);
+    // An extension: no JSON-shaped body holds one, and the decoder may have made strings of
+    // its bytes (bundled strings, 0x62) that this walk cannot check.
+    else if ((b >= 0xc7 && b <= 0xc9) || (b >= 0xd4 && b <= 0xd8)) return start;
+    else skip = fixedSizes[b - 0xca] ?? 0;
+    at += skip;
     if (str >= 0) {
       if (!isUtf8(payload.subarray(at, at + str))) return start;
       at += str;
     }
   }
-  return -1;
+  // Bytes past the one value were never decoded: not a string this protocol checked.
+  return at < payload.length ? at : -1;
 }
 
-/** The bytes after the header of msgpack types 0xca..0xd8: floats, integers, fixed extensions. */
-const fixedSizes = [4, 8, 1, 2, 4, 8, 1, 2, 4, 8, 2, 3, 5, 9, 17];
+/** The bytes after the header of msgpack types 0xca..0xd3: floats and integers. */
+const fixedSizes = [4, 8, 1, 2, 4, 8, 1, 2, 4, 8];

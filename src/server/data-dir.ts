@@ -11,10 +11,12 @@ import {
   readFileSync,
   readdirSync,
   renameSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Recovery } from '../raft/index.js';
+import { SEGMENT_HEAD_BYTES } from '../storage/records.js';
 
 export const IDENTITY_FILE = 'flotilla-node.json';
 /**
@@ -213,4 +215,23 @@ export function storageFilesIn(dir: string): StorageKind | null {
   if (names.some((n) => /^wal-[0-9a-f]+\.seg$/.test(n) || /^snap-\d+\.snap$/.test(n))) return 'wal';
   if (names.some((n) => n.startsWith('raft.sqlite'))) return 'sqlite';
   return null;
+}
+
+/**
+ * Whether WAL storage in `dir` holds anything, judged by its files without opening them: a
+ * snapshot, or a segment longer than a segment's head (a first start that stopped early leaves
+ * heads only). For a start about to join a cluster, before it opens storage (node-setup.ts).
+ */
+export function walFilesHoldData(dir: string): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return false;
+  }
+  return names.some(
+    (n) =>
+      /^snap-\d+\.snap$/.test(n) ||
+      (/^wal-[0-9a-f]+\.seg$/.test(n) && statSync(join(dir, n)).size > SEGMENT_HEAD_BYTES),
+  );
 }

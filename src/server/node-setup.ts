@@ -21,14 +21,17 @@ import { TcpTransport, type PeerTlsOptions } from '../transport/index.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import type { GroupOptions } from '../host/host.js';
 import { META_GROUP } from '../ranges/types.js';
+import { join } from 'node:path';
 import { ConfigError, configDefaults, type Member, type NodeConfig } from './config.js';
 import {
   DataDirError,
+  IDENTITY_FILE,
   checkIdentity,
   checkNotRemoved,
   groupDir,
   readIdentity,
   storageFilesIn,
+  walFilesHoldData,
   type DataDirIdentity,
 } from './data-dir.js';
 import { joinCluster } from './join.js';
@@ -100,6 +103,15 @@ export async function resolveIdentity(
   prepareDataDir(given.dataDir);
   const recorded = readIdentity(given.dataDir);
   if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
+  // A log without its identity file is refused once storage opens (node.ts); before a join it
+  // must be refused now, or the cluster would first add this directory's node as a learner.
+  // Judged by the WAL's files; SQLite's is judged once opened.
+  if (
+    recorded === null &&
+    given.join.length > 0 &&
+    [KV_GROUP, QUEUE_GROUP, META_GROUP].some((g) => walFilesHoldData(groupDir(given.dataDir, g)))
+  )
+    throw missingIdentity(given);
   // A joined node runs in the cluster its directory records (it was told it when it joined),
   // so one started without a cluster id of its own is fine; one that names another cluster
   // was given the wrong directory.
@@ -563,4 +575,17 @@ export function groupSettings(
     },
     storeRecovery: (r: Recovery) => recovery.groupStored(group, r),
   });
+}
+
+/** A data directory whose storage holds a log, a snapshot or a term, but no identity file. */
+export function missingIdentity(config: NodeConfig): DataDirError {
+  return new DataDirError(
+    'DATA_DIR_INVALID',
+    `Data directory ${config.dataDir} holds a Raft log but no ${IDENTITY_FILE}: which ` +
+      'cluster and member wrote it can no longer be checked, and it would be taken as ' +
+      `cluster ${JSON.stringify(config.clusterId)}'s member ${config.id}. Put the file back ` +
+      '(from a backup of the directory), or move the directory aside and start this node ' +
+      'empty: with its peers up it recovers from them.',
+    join(config.dataDir, IDENTITY_FILE),
+  );
 }

@@ -6,7 +6,6 @@ import { FEATURE_LEVEL } from '../base/features.js';
 import { FeatureGate } from './feature-gate.js';
 import type { Logger } from 'pino';
 import type { Pool } from 'undici';
-import { join } from 'node:path';
 import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
 import { FlotillaError } from '../base/errors.js';
@@ -31,13 +30,7 @@ import { RangeKvPath } from './range-kv-path.js';
 import { RemoteRanges, knowledgeOf, refreshRanges } from './range-remote.js';
 import { RemoteWatches } from './range-watch.js';
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
-import {
-  DataDirError,
-  IDENTITY_FILE,
-  readIdentity,
-  writeIdentity,
-  type DataDirIdentity,
-} from './data-dir.js';
+import { readIdentity, writeIdentity, type DataDirIdentity } from './data-dir.js';
 import { NodeRecovery } from './node-recovery.js';
 import type { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
@@ -68,6 +61,7 @@ import {
   holdsState,
   openGroupStorage,
   openGroupStorages,
+  missingIdentity,
   openPeerTransport,
   resolveIdentity,
 } from './node-setup.js';
@@ -525,15 +519,7 @@ export class FlotillaNode implements AsyncDisposable {
       await storage.close();
       await queueStorage.close();
       await metaStorage.close();
-      throw new DataDirError(
-        'DATA_DIR_INVALID',
-        `Data directory ${config.dataDir} holds a Raft log but no ${IDENTITY_FILE}: which ` +
-          'cluster and member wrote it can no longer be checked, and it would be taken as ' +
-          `cluster ${JSON.stringify(config.clusterId)}'s member ${config.id}. Put the file back ` +
-          '(from a backup of the directory), or move the directory aside and start this node ' +
-          'empty: with its peers up it recovers from them.',
-        join(config.dataDir, IDENTITY_FILE),
-      );
+      throw missingIdentity(config);
     }
     // Some groups' storage lost while others kept theirs: recovered as a wiped node is.
     const fixedLost =

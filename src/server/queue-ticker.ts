@@ -87,7 +87,10 @@ export class QueueTicker {
     const due = this.o.nextDueMs();
     if (due === null) return;
     const fires = Math.max(due, this.lastProposedMs + this.minGapMs);
-    if (fires >= this.dueFiresMs) return;
+    // Beyond the interval the periodic check arms it later. A timer is never set further out:
+    // Node fires one of more than 2^31 - 1 ms (24.8 days: a long delay, a monthly repeat) at
+    // once, and each such firing would have proposed a tick, over and over.
+    if (fires >= this.dueFiresMs || fires - this.o.clock.nowMs() > this.o.everyMs) return;
     this.disarm();
     this.dueFiresMs = fires;
     this.dueTimer = this.o.clock.setTimeout(

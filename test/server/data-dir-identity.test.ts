@@ -6,7 +6,18 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { IDENTITY_FILE, readIdentity } from '../../src/server/data-dir.js';
+import pino from 'pino';
+import { resolveNodeConfig } from '../../src/server/config.js';
+import {
+  IDENTITY_FILE,
+  groupDir,
+  readIdentity,
+  walFilesHoldData,
+} from '../../src/server/data-dir.js';
+import { resolveIdentity } from '../../src/server/node-setup.js';
+import { openWalStorage } from '../../src/storage/index.js';
+import { freePorts } from '../e2e/harness.js';
+import { ents } from '../storage/helpers.js';
 
 void test('an identity file of another format is refused with what this release reads', () => {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-identity-'));
@@ -30,6 +41,36 @@ void test('an identity file of another format is refused with what this release 
     }
     writeFileSync(join(dir, IDENTITY_FILE), JSON.stringify({ format: 2, ...base }));
     assert.equal(readIdentity(dir)?.clusterId, 'c');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('a log without its identity file is refused before a join is asked for', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-identity-'));
+  try {
+    const kv = groupDir(dir, 0);
+    // A first start that stopped before writing the file leaves segment heads only.
+    await (await openWalStorage(kv)).close();
+    assert.equal(walFilesHoldData(kv), false, 'a head alone holds nothing');
+    const wal = await openWalStorage(kv);
+    await wal.persist(ents(1, 1, 1), null);
+    await wal.close();
+    assert.equal(walFilesHoldData(kv), true);
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const config = resolveNodeConfig({
+      id: 4,
+      dataDir: dir,
+      initialCluster: `4=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+      // Nothing listens there: a join asked for would wait a minute, not fail at once.
+      join: 'http://127.0.0.1:1',
+    });
+    await assert.rejects(
+      resolveIdentity(config, null, pino({ level: 'silent' })),
+      (err: Error & { code?: string }) =>
+        err.code === 'DATA_DIR_INVALID' &&
+        /holds a Raft log but no flotilla-node\.json/.test(err.message),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

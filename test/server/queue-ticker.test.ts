@@ -239,3 +239,25 @@ void test('a due time that comes while a tick is in flight is ticked after it ap
   assert.deepEqual(m.due, []);
   t.stop();
 });
+
+void test('a due time far out is left to the interval: no timer is set past it', async () => {
+  // Node fires a timer of more than 2^31 - 1 ms at once; one set for a due time 30 days out
+  // proposed a tick, re-armed, and proposed again, a commit every few milliseconds.
+  const { t, clock, m, command, until } = dueTicker();
+  const delays: number[] = [];
+  const setTimeout = clock.setTimeout.bind(clock);
+  clock.setTimeout = (fn: () => void, ms: number): unknown => {
+    delays.push(ms);
+    return setTimeout(fn, ms);
+  };
+  t.start();
+  const month = 30 * 24 * 3_600_000;
+  command([month]);
+  await until(3_000);
+  assert.deepEqual(m.ticks, [1_000, 2_000, 3_000], 'only the interval ticks');
+  assert.ok(
+    delays.every((ms) => ms <= 1_000),
+    `no timer past the interval: ${delays.join(',')}`,
+  );
+  t.stop();
+});
