@@ -198,8 +198,10 @@ export class Worker<D = unknown, R = unknown> {
     const beat = setInterval(() => {
       this.queue.heartbeat(id, c.token, renewal).catch((err: unknown) => {
         if (isLost(err))
+          // The refusal's code kept (STALE_TOKEN, JOB_NOT_FOUND), as a refused report's is.
           abort.abort(
-            new Error(
+            new FlotillaError(
+              err.code,
               err.code === 'JOB_NOT_FOUND' ? `job ${id} was deleted` : `lease on job ${id} lost`,
             ),
           );
@@ -280,7 +282,7 @@ export class Worker<D = unknown, R = unknown> {
     if (done === null) return [];
     if (done.completed) {
       this.counts.completed++;
-      this.o.onCompleted?.(c.job, outcome.result);
+      this.tell(() => this.o.onCompleted?.(c.job, outcome.result));
     } else this.counts.failed++;
     return done.answer.next?.jobs ?? [];
   }
@@ -301,7 +303,16 @@ export class Worker<D = unknown, R = unknown> {
 
   private lose(job: Job<D>, reason: Error): void {
     this.counts.lost++;
-    this.o.onLost?.(job, reason);
+    this.tell(() => this.o.onLost?.(job, reason));
+  }
+
+  /** Calls a user's callback; one that throws is told to onError, not left to end the slot. */
+  private tell(callback: () => void): void {
+    try {
+      callback();
+    } catch (err) {
+      this.o.onError?.(err);
+    }
   }
 }
 

@@ -370,9 +370,9 @@ export function readConfigFile(path: string): Raw {
 }
 
 /**
- * FLOTILLA_* variables the command line reads that are not a node's settings: its client
- * commands' (the cluster, the token) and those it sets for the commands it runs (a job's, a
- * lock holder's).
+ * FLOTILLA_* variables that are not a node's settings: those the command line's client
+ * commands read (the cluster, the token), those it sets for the commands it runs (a job's, a
+ * lock holder's), and the image the compose files run (read by the shell that starts them).
  */
 export const clientEnvVars: readonly string[] = [
   'FLOTILLA_ENDPOINTS',
@@ -381,6 +381,7 @@ export const clientEnvVars: readonly string[] = [
   'FLOTILLA_JOB_TOKEN',
   'FLOTILLA_LOCK_KEY',
   'FLOTILLA_LOCK_TOKEN',
+  'FLOTILLA_IMAGE',
 ];
 
 /**

@@ -150,28 +150,30 @@ export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
 }
 
 /**
- * Says something at most once per interval per key (a peer, say), counting the times left
- * unsaid in between, so that a flapping peer is one line every interval, not thirty a second.
+ * Says something at most `burst` times per interval per key (a peer, say), counting the times
+ * left unsaid beyond that, so that a flapping peer is a few lines every interval, not thirty a
+ * second, while a peer that restarts once is said to go and to come back.
  */
 export class Throttle {
-  private readonly keys = new Map<number, { saidMs: number; unsaid: number }>();
+  private readonly keys = new Map<number, { since: number; said: number; unsaid: number }>();
 
-  constructor(private readonly intervalMs: number) {}
+  constructor(
+    private readonly intervalMs: number,
+    private readonly burst = 3,
+  ) {}
 
-  /** If `key` should be said at `nowMs`: how many times it went unsaid since; else null. */
+  /** If `key` should be said at `nowMs`: how many times it went unsaid before; else null. */
   take(key: number, nowMs: number): number | null {
     const k = this.keys.get(key);
-    if (k === undefined) {
-      this.keys.set(key, { saidMs: nowMs, unsaid: 0 });
+    if (k === undefined || nowMs - k.since >= this.intervalMs) {
+      this.keys.set(key, { since: nowMs, said: 1, unsaid: 0 });
+      return k?.unsaid ?? 0;
+    }
+    if (k.said < this.burst) {
+      k.said++;
       return 0;
     }
-    if (nowMs - k.saidMs < this.intervalMs) {
-      k.unsaid++;
-      return null;
-    }
-    const unsaid = k.unsaid;
-    k.saidMs = nowMs;
-    k.unsaid = 0;
-    return unsaid;
+    k.unsaid++;
+    return null;
   }
 }

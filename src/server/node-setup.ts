@@ -48,7 +48,7 @@ import {
   prepareDataDir,
 } from './startup.js';
 
-/** How often a peer that keeps disconnecting is said to have, at most (openPeerTransport). */
+/** How often a peer that keeps connecting and dropping is said to, at most (openPeerTransport). */
 const DISCONNECT_LOG_INTERVAL_MS = 10_000;
 
 /** The Raft group that holds the key-value store. */
@@ -432,7 +432,9 @@ export async function openPeerTransport(
   }
   const peerLogs = new Map<number, boolean | null>();
   const peerLevels = new Map<number, number>();
+  // Monotonic time: a wall clock stepped back would silence them until it caught up.
   const disconnects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
+  const connects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
   /** Peers whose refusal for a cluster id mismatch was explained in the log. */
   const toldClusterId = new Set<number>();
   let onPeerLevel: () => void = () => undefined;
@@ -458,15 +460,21 @@ export async function openPeerTransport(
         // A peer that says no level runs a release from before the gate: level 0.
         peerLevels.set(e.peer, e.peerFeatureLevel ?? FEATURE_LEVEL_NONE);
         onPeerLevel();
-        log.info(
-          { peer: e.peer, direction: e.direction, remote: e.remote },
-          `peer ${e.peer} connected`,
-        );
+        {
+          const unsaid = connects.take(e.peer, performance.now());
+          if (unsaid !== null)
+            log.info(
+              { peer: e.peer, direction: e.direction, remote: e.remote, unsaid },
+              unsaid === 0
+                ? `peer ${e.peer} connected`
+                : `peer ${e.peer} connected (and ${unsaid} more times since last said)`,
+            );
+        }
         return;
       case 'peer-disconnected': {
         // A peer that keeps dropping (two processes with one node id replace each other's
         // connection dozens of times a second) is said once per interval, with a count.
-        const unsaid = disconnects.take(e.peer, systemClock.nowMs());
+        const unsaid = disconnects.take(e.peer, performance.now());
         if (unsaid === null) return;
         log.warn(
           { peer: e.peer, direction: e.direction, reason: e.reason, unsaid },

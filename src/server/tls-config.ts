@@ -99,7 +99,13 @@ export function resolveTlsConfig(
       ? tlsDefaults.clientCertAuth
       : bool(merged['tlsClientCertAuth'], 'tlsClientCertAuth');
   const reloadRaw = merged['tlsReloadMs'] ?? tlsDefaults.reloadMs;
-  const reloadMs = typeof reloadRaw === 'string' ? Number(reloadRaw) : reloadRaw;
+  // Decimal digits only, as every integer setting (config.ts): Number() takes "0x10" and "1e3".
+  const reloadMs =
+    typeof reloadRaw === 'string'
+      ? /^\d{1,16}$/.test(reloadRaw)
+        ? Number(reloadRaw)
+        : NaN
+      : reloadRaw;
   if (
     typeof reloadMs !== 'number' ||
     !Number.isInteger(reloadMs) ||

@@ -450,6 +450,7 @@ void test('a handler that looks at its signal only after the lease was lost find
   const looked = new Promise<void>((r) => (look = r));
   const seen: { aborted: boolean; reason: unknown }[] = [];
   const lost: string[] = [];
+  const errors: unknown[] = [];
   const w = new Worker(
     new QueueClient('q', transport),
     async (_job, ctx) => {
@@ -457,7 +458,15 @@ void test('a handler that looks at its signal only after the lease was lost find
       seen.push({ aborted: ctx.signal.aborted, reason: ctx.signal.reason });
       return 'late';
     },
-    { heartbeatMs: 10, onLost: (job, reason) => lost.push(`${job.id}: ${reason.message}`) },
+    {
+      heartbeatMs: 10,
+      onLost: (job, reason) => {
+        lost.push(`${job.id}: ${(reason as FlotillaError).code}: ${reason.message}`);
+        // A callback that throws is told to onError; the worker goes on.
+        throw new Error('callback broke');
+      },
+      onError: (err) => errors.push(err),
+    },
   );
   await until('the run was abandoned', () => Promise.resolve(w.counts.lost === 1), 10_000);
   look();
@@ -466,7 +475,11 @@ void test('a handler that looks at its signal only after the lease was lost find
   assert.equal(seen[0]?.aborted, true);
   assert.match(String(seen[0]?.reason), /lease on job j0 lost/);
   assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 1, released: 0 });
-  assert.deepEqual(lost, ['j0: lease on job j0 lost']);
+  assert.deepEqual(lost, ['j0: STALE_TOKEN: lease on job j0 lost']);
+  assert.deepEqual(
+    errors.map((e) => (e as Error).message),
+    ['callback broke'],
+  );
 });
 
 void test('a program that closed its idle worker exits without waiting out the grace period', async () => {

@@ -64,17 +64,24 @@ void test('every FLOTILLA_ name the project reads is known', () => {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
       if (statSync(path).isDirectory()) walk(path);
-      else if (/\.(ts|mjs|sh)$/.test(name) || name === 'run')
+      else if (/\.(ts|mjs|sh|ya?ml)$/.test(name) || name === 'run' || name === 'Dockerfile')
         for (const m of readFileSync(path, 'utf8').matchAll(/FLOTILLA_[A-Z][A-Z0-9_]*/g))
           seen.add(m[0]);
     }
   };
-  for (const dir of ['src', 'test', 'bench', 'scripts', '.ci']) walk(join(root, dir));
+  for (const dir of ['src', 'test', 'bench', 'scripts', '.ci', 'deploy']) walk(join(root, dir));
+  for (const name of readdirSync(root))
+    if (/^compose.*\.ya?ml$/.test(name) || name === 'Dockerfile')
+      for (const m of readFileSync(join(root, name), 'utf8').matchAll(/FLOTILLA_[A-Z][A-Z0-9_]*/g))
+        seen.add(m[0]);
   // Names the tests misspell on purpose, and the prefix of a warning code.
   const planted = new Set(['FLOTILLA_JION', 'FLOTILLA_DATADIR', 'FLOTILLA_COLOUR']);
   const env = Object.fromEntries(
     [...seen].filter((n) => !planted.has(n) && n !== 'FLOTILLA_MEMORY_STORAGE').map((n) => [n, '']),
   );
-  assert.ok(seen.has('FLOTILLA_NETNS_TESTS') && seen.has('FLOTILLA_DATA_DIR'), [...seen].join());
+  assert.ok(
+    seen.has('FLOTILLA_NETNS_TESTS') && seen.has('FLOTILLA_DATA_DIR') && seen.has('FLOTILLA_IMAGE'),
+    [...seen].join(),
+  );
   assert.deepEqual(unknownEnvVars(env), []);
 });

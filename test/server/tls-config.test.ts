@@ -65,6 +65,8 @@ void test('a partial or contradictory TLS configuration is refused, naming what 
   refused({ ...base, tlsClientCertAuth: true }, /tlsClientCertAuth needs TLS/);
   refused({ ...base, ...files, tlsClientCertAuth: 'yes' }, /true or false, got "yes"/);
   refused({ ...base, ...files, tlsReloadMs: -1 }, /tlsReloadMs must be an integer/);
+  refused({ ...base, ...files, tlsReloadMs: '0x10' }, /tlsReloadMs must be an integer/);
+  refused({ ...base, ...files, tlsReloadMs: '1e3' }, /tlsReloadMs must be an integer/);
   refused(
     {
       ...base,
