@@ -464,7 +464,12 @@ export async function openPeerTransport(
           const unsaid = connects.take(e.peer, performance.now());
           if (unsaid !== null)
             log.info(
-              { peer: e.peer, direction: e.direction, remote: e.remote, unsaid },
+              {
+                peer: e.peer,
+                direction: e.direction,
+                remote: e.remote,
+                ...(unsaid === 0 ? {} : { unsaid }),
+              },
               unsaid === 0
                 ? `peer ${e.peer} connected`
                 : `peer ${e.peer} connected (and ${unsaid} more times since last said)`,
@@ -477,7 +482,12 @@ export async function openPeerTransport(
         const unsaid = disconnects.take(e.peer, performance.now());
         if (unsaid === null) return;
         log.warn(
-          { peer: e.peer, direction: e.direction, reason: e.reason, unsaid },
+          {
+            peer: e.peer,
+            direction: e.direction,
+            reason: e.reason,
+            ...(unsaid === 0 ? {} : { unsaid }),
+          },
           unsaid === 0
             ? `peer ${e.peer} disconnected`
             : `peer ${e.peer} disconnected (and ${unsaid} more times since last said)`,
