@@ -4,6 +4,7 @@
 // never silently falls back to a default.
 
 import { closestName } from '../base/closest.js';
+import { decimalOrAsIs } from '../base/decimal.js';
 import { ConfigError } from './config-error.js';
 import { parseHostPort } from './startup.js';
 import { readFileSync } from 'node:fs';
@@ -834,8 +835,7 @@ function resolveJoin(raw: unknown): string[] {
 }
 
 function toInt(v: unknown, name: string, min: number, max: number): number {
-  // Decimal digits only: Number() also takes "0x10", "1e1", " 20" and "".
-  const n = typeof v === 'string' ? (/^-?\d{1,16}$/.test(v) ? Number(v) : NaN) : v;
+  const n = decimalOrAsIs(v);
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
     throw new ConfigError(
       `${name} must be an integer in [${min}, ${max}], got ${typeof v === 'number' ? String(v) : JSON.stringify(v)}`,

@@ -435,6 +435,24 @@ export async function openPeerTransport(
   // Monotonic time: a wall clock stepped back would silence them until it caught up.
   const disconnects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
   const connects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
+  // A peer that keeps dropping (two processes with one node id replace each other's
+  // connection dozens of times a second) is said once per interval, with a count.
+  const sayPeer = (
+    throttle: Throttle,
+    level: 'info' | 'warn',
+    peer: number,
+    what: string,
+    fields: Record<string, unknown>,
+  ): void => {
+    const unsaid = throttle.take(peer, performance.now());
+    if (unsaid === null) return;
+    log[level](
+      { peer, ...fields, ...(unsaid === 0 ? {} : { unsaid }) },
+      unsaid === 0
+        ? `peer ${peer} ${what}`
+        : `peer ${peer} ${what} (and ${unsaid} more times since last said)`,
+    );
+  };
   /** Peers whose refusal for a cluster id mismatch was explained in the log. */
   const toldClusterId = new Set<number>();
   let onPeerLevel: () => void = () => undefined;
@@ -460,40 +478,17 @@ export async function openPeerTransport(
         // A peer that says no level runs a release from before the gate: level 0.
         peerLevels.set(e.peer, e.peerFeatureLevel ?? FEATURE_LEVEL_NONE);
         onPeerLevel();
-        {
-          const unsaid = connects.take(e.peer, performance.now());
-          if (unsaid !== null)
-            log.info(
-              {
-                peer: e.peer,
-                direction: e.direction,
-                remote: e.remote,
-                ...(unsaid === 0 ? {} : { unsaid }),
-              },
-              unsaid === 0
-                ? `peer ${e.peer} connected`
-                : `peer ${e.peer} connected (and ${unsaid} more times since last said)`,
-            );
-        }
+        sayPeer(connects, 'info', e.peer, 'connected', {
+          direction: e.direction,
+          remote: e.remote,
+        });
         return;
-      case 'peer-disconnected': {
-        // A peer that keeps dropping (two processes with one node id replace each other's
-        // connection dozens of times a second) is said once per interval, with a count.
-        const unsaid = disconnects.take(e.peer, performance.now());
-        if (unsaid === null) return;
-        log.warn(
-          {
-            peer: e.peer,
-            direction: e.direction,
-            reason: e.reason,
-            ...(unsaid === 0 ? {} : { unsaid }),
-          },
-          unsaid === 0
-            ? `peer ${e.peer} disconnected`
-            : `peer ${e.peer} disconnected (and ${unsaid} more times since last said)`,
-        );
+      case 'peer-disconnected':
+        sayPeer(disconnects, 'warn', e.peer, 'disconnected', {
+          direction: e.direction,
+          reason: e.reason,
+        });
         return;
-      }
       case 'handshake-refused': {
         log.warn(
           { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },

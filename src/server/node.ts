@@ -507,27 +507,18 @@ export class FlotillaNode implements AsyncDisposable {
     } = await openGroupStorages(config, log);
     const initial = storage.initialState();
     const holdsLog = initial.entries.length > 0 || initial.snapshot !== null;
+    const someHeld =
+      holdsLog || initial.hardState.term > 0 || holdsState(queueStorage) || holdsState(metaStorage);
     // The identity file is written on first start, before anything is proposed: a log (or a
     // term) without it means the file was lost, and with it every check of whose log this is.
-    if (
-      recorded === null &&
-      (holdsLog ||
-        initial.hardState.term > 0 ||
-        holdsState(queueStorage) ||
-        holdsState(metaStorage))
-    ) {
+    if (recorded === null && someHeld) {
       await storage.close();
       await queueStorage.close();
       await metaStorage.close();
       throw missingIdentity(config);
     }
     // Some groups' storage lost while others kept theirs: recovered as a wiped node is.
-    const fixedLost =
-      blank.length > 0 &&
-      (holdsLog ||
-        initial.hardState.term > 0 ||
-        holdsState(queueStorage) ||
-        holdsState(metaStorage));
+    const fixedLost = blank.length > 0 && someHeld;
     if (fixedLost)
       log.warn(
         { dataDir: config.dataDir, groups: blank },

@@ -5,6 +5,8 @@
 // member lists, joins) as well as the peer port, so the client port's certificate must verify
 // against the cluster CA anyway; one certificate, one CA and one rotation keep them in step.
 
+import { decimalOrAsIs } from '../base/decimal.js';
+
 export const tlsFields = [
   'tlsCertFile',
   'tlsKeyFile',
@@ -99,13 +101,8 @@ export function resolveTlsConfig(
       ? tlsDefaults.clientCertAuth
       : bool(merged['tlsClientCertAuth'], 'tlsClientCertAuth');
   const reloadRaw = merged['tlsReloadMs'] ?? tlsDefaults.reloadMs;
-  // Decimal digits only, as every integer setting (config.ts): Number() takes "0x10" and "1e3".
-  const reloadMs =
-    typeof reloadRaw === 'string'
-      ? /^\d{1,16}$/.test(reloadRaw)
-        ? Number(reloadRaw)
-        : NaN
-      : reloadRaw;
+  // Decimal digits only, as every integer setting (config.ts).
+  const reloadMs = decimalOrAsIs(reloadRaw);
   if (
     typeof reloadMs !== 'number' ||
     !Number.isInteger(reloadMs) ||
