@@ -12,6 +12,7 @@ import {
   InlineWrites,
   openNodeJournal,
   openSqliteStorage,
+  sqliteHoldsData,
   openWalStorage,
   replayJournal,
   type JournalRecoveryReport,
@@ -105,13 +106,13 @@ export async function resolveIdentity(
   if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
   // A log without its identity file is refused once storage opens (node.ts); before a join it
   // must be refused now, or the cluster would first add this directory's node as a learner.
-  // Judged by the WAL's files; SQLite's is judged once opened.
-  if (
-    recorded === null &&
-    given.join.length > 0 &&
-    [KV_GROUP, QUEUE_GROUP, META_GROUP].some((g) => walFilesHoldData(groupDir(given.dataDir, g)))
-  )
-    throw missingIdentity(given);
+  // Judged by the WAL's files, or SQLite's rows read without opening the storage.
+  if (recorded === null && given.join.length > 0) {
+    for (const g of [KV_GROUP, QUEUE_GROUP, META_GROUP]) {
+      const dir = groupDir(given.dataDir, g);
+      if (walFilesHoldData(dir) || (await sqliteHoldsData(dir))) throw missingIdentity(given);
+    }
+  }
   // A joined node runs in the cluster its directory records (it was told it when it joined),
   // so one started without a cluster id of its own is fine; one that names another cluster
   // was given the wrong directory.

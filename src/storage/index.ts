@@ -16,7 +16,7 @@ export { StorageError, type StorageErrorCode } from './errors.js';
 export { nodeFs, type StorageFs, type StorageFile, type OpenOptions, type DirLock } from './fs.js';
 export { InlineWrites } from './inline-writes.js';
 export { openWalStorage, WalStorage, type WalRecoveryReport, type WalRepair } from './wal.js';
-export { openSqliteStorage } from './sqlite.js';
+export { openSqliteStorage, sqliteHoldsData } from './sqlite.js';
 export {
   createMemoryStorage,
   createMemoryDisk,

@@ -3,6 +3,7 @@
 // so an fsync never stalls the event loop; this side keeps the in-memory log the runtime reads
 // and group-commits writes: while one transaction is in flight the next one gathers.
 
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -234,5 +235,38 @@ export async function openSqliteStorage(
     await client.terminate();
     await lock.release();
     throw err;
+  }
+}
+
+/**
+ * Whether SQLite storage at `path` holds anything (an entry, a snapshot or a term), read
+ * without taking its lock or changing the file; false when there is no file. For a start about
+ * to join a cluster, before it opens storage. A file that cannot be read as this storage's is
+ * counted as holding something: it is not a new node's.
+ */
+export async function sqliteHoldsData(path: string, opts: SqliteOptions = {}): Promise<boolean> {
+  const file = resolveFile(path, opts);
+  if (!existsSync(file)) return false;
+  const { default: Database } = await import('better-sqlite3');
+  let db: InstanceType<typeof Database> | null = null;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    const tables = new Set(
+      (
+        db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {
+          name: string;
+        }[]
+      ).map((t) => t.name),
+    );
+    const any = (sql: string): boolean => db?.prepare(sql).get() !== undefined;
+    return (
+      (tables.has('entries') && any('SELECT 1 FROM entries LIMIT 1')) ||
+      (tables.has('snapshot') && any('SELECT 1 FROM snapshot LIMIT 1')) ||
+      (tables.has('state') && any('SELECT 1 FROM state WHERE term > 0'))
+    );
+  } catch {
+    return true;
+  } finally {
+    db?.close();
   }
 }

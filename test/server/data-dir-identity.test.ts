@@ -15,7 +15,7 @@ import {
   walFilesHoldData,
 } from '../../src/server/data-dir.js';
 import { resolveIdentity } from '../../src/server/node-setup.js';
-import { openWalStorage } from '../../src/storage/index.js';
+import { openSqliteStorage, openWalStorage, sqliteHoldsData } from '../../src/storage/index.js';
 import { freePorts } from '../e2e/harness.js';
 import { ents } from '../storage/helpers.js';
 
@@ -46,6 +46,27 @@ void test('an identity file of another format is refused with what this release 
   }
 });
 
+/** A config that would join through an address where nothing listens. */
+async function joiningConfig(dir: string): Promise<ReturnType<typeof resolveNodeConfig>> {
+  const [peer, client] = (await freePorts(2)) as [number, number];
+  return resolveNodeConfig({
+    id: 4,
+    dataDir: dir,
+    initialCluster: `4=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+    // Nothing listens there: a join asked for would wait a minute, not fail at once.
+    join: 'http://127.0.0.1:1',
+  });
+}
+
+async function refusedBeforeJoin(dir: string): Promise<void> {
+  await assert.rejects(
+    resolveIdentity(await joiningConfig(dir), null, pino({ level: 'silent' })),
+    (err: Error & { code?: string }) =>
+      err.code === 'DATA_DIR_INVALID' &&
+      /holds a Raft log but no flotilla-node\.json/.test(err.message),
+  );
+}
+
 void test('a log without its identity file is refused before a join is asked for', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-identity-'));
   try {
@@ -57,20 +78,30 @@ void test('a log without its identity file is refused before a join is asked for
     await wal.persist(ents(1, 1, 1), null);
     await wal.close();
     assert.equal(walFilesHoldData(kv), true);
-    const [peer, client] = (await freePorts(2)) as [number, number];
-    const config = resolveNodeConfig({
-      id: 4,
-      dataDir: dir,
-      initialCluster: `4=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
-      // Nothing listens there: a join asked for would wait a minute, not fail at once.
-      join: 'http://127.0.0.1:1',
-    });
-    await assert.rejects(
-      resolveIdentity(config, null, pino({ level: 'silent' })),
-      (err: Error & { code?: string }) =>
-        err.code === 'DATA_DIR_INVALID' &&
-        /holds a Raft log but no flotilla-node\.json/.test(err.message),
-    );
+    await refusedBeforeJoin(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('a SQLite log without its identity file is refused before a join is asked for', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-identity-'));
+  try {
+    const queue = groupDir(dir, 1);
+    assert.equal(await sqliteHoldsData(queue), false, 'no file holds nothing');
+    // A first start that stopped early leaves the schema and no rows.
+    await (await openSqliteStorage(queue)).close();
+    assert.equal(await sqliteHoldsData(queue), false, 'an empty schema holds nothing');
+    const voted = await openSqliteStorage(queue);
+    await voted.persist([], { term: 2, vote: 1, commit: 0 });
+    await voted.close();
+    assert.equal(await sqliteHoldsData(queue), true, 'a term is something');
+    rmSync(queue, { recursive: true, force: true });
+    const db = await openSqliteStorage(queue);
+    await db.persist(ents(1, 1, 1), null);
+    await db.close();
+    assert.equal(await sqliteHoldsData(queue), true, 'an entry is something');
+    await refusedBeforeJoin(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
