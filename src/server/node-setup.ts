@@ -456,6 +456,8 @@ export async function openPeerTransport(
   };
   /** Peers whose refusal for a cluster id mismatch was explained in the log. */
   const toldClusterId = new Set<number>();
+  /** Peers whose refusal for another process holding this node's id was explained. */
+  const toldIdInUse = new Set<number>();
   let onPeerLevel: () => void = () => undefined;
   const heard: HeardPeer[] = [];
   const t = transport;
@@ -508,6 +510,18 @@ export async function openPeerTransport(
               'check its clusterId (--cluster-id); the peers refuse it until they match',
           );
         }
+        // A peer that holds our id's connection from another process: said once per peer.
+        if (
+          e.direction === 'outbound' &&
+          /^node id \d+ is in use by another process/.test(e.reason ?? '') &&
+          !toldIdInUse.has(e.peer)
+        ) {
+          toldIdInUse.add(e.peer);
+          log.error(
+            { peer: e.peer, reason: e.reason },
+            `peer ${e.peer} refuses this process: ${e.reason ?? ''}`,
+          );
+        }
         onRefused();
         return;
       }
@@ -529,7 +543,8 @@ export async function openPeerTransport(
         log.error(
           { peer: e.peer, remotes: e.remotes },
           `two processes claim node id ${e.peer} (connections from ${e.remotes.join(' and ')}): ` +
-            `each replaces the other's connection to this node; stop the one that should not run`,
+            `the one at ${e.remotes[0] ?? ''} is refused while the other's connection is open; ` +
+            'stop the one that should not run',
         );
         return;
       case 'handler-error':

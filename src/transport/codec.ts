@@ -68,6 +68,8 @@ export interface Accept {
   readonly hasLog: boolean | null;
   /** As Hello's. */
   readonly featureLevel: number | null;
+  /** As Hello's `inc`: the answering process's id, so a dialler can tell two apart. */
+  readonly incarnation: string | null;
 }
 
 /** An optional boolean handshake field: absent (an older peer) is null. */
@@ -188,6 +190,7 @@ export function decodeAccept(payload: Uint8Array): Accept {
     nodeId: field(o, 'nodeId', 'number', 'accept'),
     hasLog: optionalBool(o, 'hasLog', 'accept'),
     featureLevel: optionalLevel(o, 'featureLevel', 'accept'),
+    incarnation: optionalString(o, 'inc', 'accept'),
   };
 }
 

@@ -33,6 +33,8 @@ export interface InboundContext {
   readonly opts: ResolvedTcpOptions;
   readonly clock: TransportClock;
   isPeer(id: NodeId): boolean;
+  /** Why a dialler's process must be refused although its id is a peer's (tcp.ts), or null. */
+  heldElsewhere(id: NodeId, incarnation: string | null): string | null;
   /** Whether a dialler this node does not know is let in, given where it says it is. */
   admit(id: NodeId, peerAddress: string, clientUrl: string | null): boolean;
   /** Called once the handshake named a valid peer. */
@@ -187,6 +189,7 @@ export class InboundConnection {
       nodeId: o.nodeId,
       ...(o.hasLog === null ? {} : { hasLog: o.hasLog() }),
       ...(o.featureLevel === null ? {} : { featureLevel: o.featureLevel }),
+      ...(o.incarnation === null ? {} : { inc: o.incarnation }),
     };
     this.socket.write(encodeSmallFrame(FrameType.accept, pack(accept)));
     this.ctx.accepted(this);
@@ -206,7 +209,7 @@ export class InboundConnection {
       (h.peerAddress === null || !this.ctx.admit(h.from, h.peerAddress, h.clientUrl))
     )
       return `unknown node id ${h.from}: not a configured peer of node ${o.nodeId}`;
-    return null;
+    return this.ctx.heldElsewhere(h.from, h.incarnation);
   }
 
   private refuse(claimed: NodeId, reason: string): void {

@@ -56,6 +56,11 @@ export interface PeerContext {
   /** Which connection to the peer this link is (codec.ts, Lane). Default: the main one. */
   readonly lane?: 'liveness';
   emit(event: TransportEvent): void;
+  /**
+   * Why the answering process must not be talked to although it is the peer (tcp.ts: another
+   * process with its id holds this node's inbound connection), or null. None: never.
+   */
+  heldElsewhere?(peer: NodeId, incarnation: string | null): string | null;
 }
 
 type State = 'connecting' | 'open' | 'backoff' | 'closed';
@@ -250,7 +255,7 @@ export class PeerLink {
           ? `dialled node ${this.peer} but node ${a.nodeId} answered`
           : a.version < PROTOCOL_VERSION_MIN || a.version > this.ctx.opts.protocolVersionMax
             ? `peer chose protocol version ${a.version}, we speak ${PROTOCOL_VERSION_MIN}..${this.ctx.opts.protocolVersionMax}`
-            : null;
+            : (this.ctx.heldElsewhere?.(this.peer, a.incarnation) ?? null);
     if (wrong !== null) {
       this.counters.countError('TRANSPORT_HANDSHAKE_REFUSED');
       this.ctx.emit({

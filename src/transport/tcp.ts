@@ -49,6 +49,12 @@ export class TcpTransport implements Transport {
       before: { inc: string; remote: string } | null;
       changedMs: number;
       warnedMs: number;
+      /**
+       * The process id refused since the pattern was seen: the one whose connection the other
+       * replaced. Refused while the other's connection is open, so that the two stop replacing
+       * each other and the refused process is told why.
+       */
+      barred: string | null;
     }
   >();
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
@@ -136,6 +142,7 @@ export class TcpTransport implements Transport {
       rng: this.rng,
       tls: this.tls,
       emit: (e: TransportEvent) => this.emit(e),
+      heldElsewhere: (peer: NodeId, inc: string | null) => this.heldElsewhere(peer, inc),
     };
     this.links.set(id, new PeerLink(id, address, ctx));
   }
@@ -342,6 +349,7 @@ export class TcpTransport implements Transport {
         before: null,
         changedMs: at,
         warnedMs: -Infinity,
+        barred: null,
       });
       return;
     }
@@ -354,9 +362,29 @@ export class TcpTransport implements Transport {
       d.warnedMs = at;
       this.emit({ kind: 'peer-id-conflict', peer, remotes: [d.now.remote, remote] });
     }
+    if (back) d.barred = d.now.inc;
     d.before = d.now;
     d.now = { inc, remote };
     d.changedMs = at;
+  }
+
+  /**
+   * Why a connection of `peer`'s process `inc` is refused now, or null: it is the process barred
+   * by an id conflict (noteDialer) and the other process's connection is still open. Once that
+   * one has closed, the bar is lifted: the other process stopped, and this one is node `peer`.
+   */
+  private heldElsewhere(peer: NodeId, inc: string | null): string | null {
+    const d = this.dialers.get(peer);
+    if (inc === null || d === undefined || d.barred !== inc) return null;
+    const holder = this.inboundByPeer.get(peer);
+    if (holder === undefined || holder.peerIncarnation === inc) {
+      d.barred = null;
+      return null;
+    }
+    return (
+      `node id ${peer} is in use by another process, connected from ${holder.remote}: ` +
+      `two processes were started with id ${peer}; stop the one that should not run`
+    );
   }
 
   private makeInboundContext(): InboundContext {
@@ -364,6 +392,7 @@ export class TcpTransport implements Transport {
       opts: this.opts,
       clock: this.clock,
       isPeer: (id) => this.links.has(id),
+      heldElsewhere: (id, inc) => this.heldElsewhere(id, inc),
       admit: (id, peer, client) => {
         if (this.admission === null || parsePeerAddress(peer) === null) return false;
         if (id === this.opts.nodeId) return false;

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { pack, encodeMessage } from '../../src/transport/codec.js';
-import { FrameType, PREFACE, encodeSmallFrame } from '../../src/transport/frame.js';
+import { decodeAccept, decodeRefuse, encodeMessage, pack } from '../../src/transport/codec.js';
+import { FrameDecoder, FrameType, PREFACE, encodeSmallFrame } from '../../src/transport/frame.js';
 import type { Message } from '../../src/raft/types.js';
 import type { TransportEvent } from '../../src/transport/types.js';
 import { TimerClock } from '../support/timer-clock.js';
@@ -323,36 +323,66 @@ void describe('TcpTransport peer port under bad input', () => {
     assert.equal(e.direction, 'outbound');
   });
 
-  void it('dialers of one id from two processes in turn are reported; a restart is not', async () => {
-    const b = await startNode(2);
+  void it('dialers of one id from two processes in turn are reported and one is refused; a restart is not', async () => {
+    const b = await startNode(2, { incarnation: 'b-process' });
     open.push(b);
     b.t.setPeer(1, { host: '127.0.0.1', port: 9 });
     const sockets: Awaited<ReturnType<typeof rawSocket>>[] = [];
-    const dial = async (inc: string) => {
+    const connect = async (inc: string) => {
       const s = await rawSocket(b.t.address.port);
       sockets.push(s);
-      const before = events(b, 'peer-connected').length;
+      const c = { s, got: [] as Buffer[], closed: false, remote: `127.0.0.1:${s.localPort ?? 0}` };
+      s.on('data', (d: Buffer) => c.got.push(d));
+      s.on('error', () => undefined);
+      s.on('close', () => (c.closed = true));
       s.write(hello({ inc }));
+      return c;
+    };
+    const dial = async (inc: string) => {
+      const before = events(b, 'peer-connected').length;
+      const c = await connect(inc);
       await waitFor(() => events(b, 'peer-connected').length === before + 1, `accepted ${inc}`);
-      return `127.0.0.1:${s.localPort ?? 0}`;
+      return c;
     };
     try {
       // Node 1 restarted: a new process id, said nothing of.
       const first = await dial('p1');
       const second = await dial('p2');
       assert.deepEqual(events(b, 'peer-id-conflict'), []);
+      // The accept names this process, so a dialler can tell two of one id apart too.
+      const accept = new FrameDecoder(1 << 20);
+      accept.push(Buffer.concat(second.got));
+      const frame = accept.next();
+      assert.ok(frame !== null && !(frame instanceof Error) && frame.type === FrameType.accept);
+      assert.equal(decodeAccept(frame.payload).incarnation, 'b-process');
       // And then the first process again: two processes claim id 1.
       const third = await dial('p1');
-      assert.notEqual(first, third);
+      assert.notEqual(first.remote, third.remote);
       assert.deepEqual(events(b, 'peer-id-conflict'), [
-        { kind: 'peer-id-conflict', peer: 1, remotes: [second, third] },
+        { kind: 'peer-id-conflict', peer: 1, remotes: [second.remote, third.remote] },
       ]);
-      // Said once per window, however long they keep replacing each other.
+      // The one that was replaced is refused while the other's connection is open, and told why.
+      const fourth = await connect('p2');
+      await waitFor(() => fourth.closed, 'the refused connection closed');
+      const refusal = new FrameDecoder(1 << 20);
+      refusal.push(Buffer.concat(fourth.got));
+      const refused = refusal.next();
+      assert.ok(
+        refused !== null && !(refused instanceof Error) && refused.type === FrameType.refuse,
+      );
+      assert.equal(
+        decodeRefuse(refused.payload).reason,
+        `node id 1 is in use by another process, connected from ${third.remote}: ` +
+          'two processes were started with id 1; stop the one that should not run',
+      );
+      assert.equal(events(b, 'peer-id-conflict').length, 1, 'said once per window');
+      // Once the other process's connection is gone, the refused one is node 1 again.
+      const gone = events(b, 'peer-disconnected').length;
+      third.s.destroy();
+      await waitFor(() => events(b, 'peer-disconnected').length === gone + 1, 'p1 gone');
       await dial('p2');
-      await dial('p1');
-      assert.equal(events(b, 'peer-id-conflict').length, 1);
     } finally {
-      for (const s of sockets) s.destroy();
+      for (const x of sockets) x.destroy();
     }
   });
 
