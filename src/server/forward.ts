@@ -126,7 +126,9 @@ export class Forwarder {
       let maybeApplied: FlotillaError | null = null;
       for (let hop = 0; hop <= this.maxHops; hop++) {
         const leader = await this.nextLeader(tried, hint, budget);
-        if (leader === this.o.selfId && maybeApplied === null) return null;
+        // This node leads now: it answers the request itself, a write with a session even
+        // after a copy went to a replaced leader, as it would go to any other new leader.
+        if (leader === this.o.selfId && (maybeApplied === null || hasSession(rawBody))) return null;
         if (leader === 0 || leader === this.o.selfId) break;
         const r = await this.sendTo(leader, { path, rawBody, authorization }, budget);
         if (r.resend === null) return r.answer;
