@@ -531,9 +531,13 @@ export class FlotillaNode implements AsyncDisposable {
       );
     const partLost = fixedLost || lostRanges.length > 0;
     let runtimeHolder: RaftRuntime | null = null;
+    let knowsCluster = recorded !== null && recorded.recovery === 'recovering';
     const peers = await openPeerTransport(
       config,
-      () => (runtimeHolder === null ? holdsLog : runtimeHolder.status().lastIndex > 0),
+      // A node recovering lost data says it holds a log: it knows the cluster exists, and an
+      // empty member asking must not count it toward a new cluster (startup.ts).
+      () =>
+        knowsCluster || (runtimeHolder === null ? holdsLog : runtimeHolder.status().lastIndex > 0),
       async () => {
         await storage.close();
         await queueStorage.close();
@@ -554,6 +558,7 @@ export class FlotillaNode implements AsyncDisposable {
             : await decideEmptyStart(config, peers.peerLogs, log, o.signal);
       // Written on first start (or after recovery was decided); an unchanged one is left alone.
       if (recorded?.recovery !== recovery) writeIdentity(config.dataDir, { ...identity, recovery });
+      if (recovery === 'recovering') knowsCluster = true;
       // Once the recovery is durable: the ranges found lost are forgotten (recovering restarts
       // those this node still replicates, which records them again).
       rangeDirs.settle();

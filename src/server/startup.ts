@@ -127,11 +127,15 @@ export async function checkListenable(address: string, purpose: string): Promise
 
 /**
  * A node whose data directory holds nothing asks its peers, in the transport handshake,
- * whether they hold a Raft log (DESIGN.md, "A node that lost its data"). If any does, the
- * cluster exists and this node lost its data: it recovers, neither voting nor counting toward
- * a quorum until a current leader has caught it up. If a majority, itself included, hold
- * nothing, the cluster is new and it starts as a member. Until one of the two is known it
- * waits, saying every few seconds whom it has heard from.
+ * whether they hold a Raft log (DESIGN.md, "A node that lost its data"). If any does (a peer
+ * recovering lost data says it does too: it knows the cluster exists), the cluster exists and
+ * this node lost its data: it recovers, neither voting nor counting toward a quorum until a
+ * current leader has caught it up. Only once every other member on its command line has
+ * answered that it holds nothing is the cluster new, and it starts as a member: a majority
+ * would do for a first start, but two wiped members of three would then start a second
+ * cluster under the same id while the third, holding the acknowledged writes, was down or
+ * slow to answer. Until one of the two is known it waits, saying every few seconds whom it
+ * has not heard from.
  */
 export async function decideEmptyStart(
   config: NodeConfig,
@@ -139,15 +143,17 @@ export async function decideEmptyStart(
   log: Logger,
   /** Aborted when the process is asked to stop: the wait ends with SHUTTING_DOWN. */
   signal?: AbortSignal,
+  /** How often the wait is said (tests shorten it). */
+  reportEveryMs = 3_000,
 ): Promise<Recovery> {
-  const majority = Math.floor(config.members.length / 2) + 1;
+  const others = config.members.filter((m) => m.id !== config.id).map((m) => m.id);
   const startedMs = Date.now();
   let reportedMs = startedMs;
-  // Alone on its command line, a majority of holders of nothing is this node alone: a first
+  // Alone on its command line, every member holding nothing is this node alone: a first
   // member bootstrapped alone, whose data was lost after others joined it, would start a
   // second cluster under the same id, whose first entries match the real cluster's indexes
   // and terms and so are never replaced. The members it has dial it: give them the time to.
-  const lone = config.members.length === 1;
+  const lone = others.length === 0;
   if (lone && config.emptyStartWaitMs > 0)
     log.info(
       { waitMs: config.emptyStartWaitMs },
@@ -165,28 +171,25 @@ export async function decideEmptyStart(
     }
     // Only the members on the command line count toward a new cluster: a dialler let in
     // without a log proves nothing about them.
-    const empty = [...peerLogs]
-      .filter(([id, has]) => has === false && config.members.some((m) => m.id === id))
-      .map(([id]) => id);
-    if (
-      empty.length + 1 >= majority &&
-      (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)
-    ) {
+    const unheard = others.filter((id) => peerLogs.get(id) !== false);
+    if (unheard.length === 0 && (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)) {
       log.info(
-        { peersEmpty: empty },
+        { peersEmpty: others },
         lone
           ? 'no member holding a log dialled in: starting a new cluster'
-          : 'a majority of members hold no log: starting a new cluster',
+          : 'every member holds no log: starting a new cluster',
       );
       return 'none';
     }
     const now = Date.now();
-    if (!lone && now - reportedMs >= 3_000) {
+    if (!lone && now - reportedMs >= reportEveryMs) {
       reportedMs = now;
       log.warn(
-        { heardFrom: [...peerLogs.keys()], needEmpty: majority - 1, waitedMs: now - startedMs },
-        'data directory is empty: waiting for peers to say whether this cluster is new or this node lost its data. ' +
-          'If the members on the command line have all been replaced since this node started and no member dials it, ' +
+        { heardFrom: [...peerLogs.keys()], waitingFor: unheard, waitedMs: now - startedMs },
+        `data directory is empty: waiting for member(s) ${unheard.join(',')} to say whether this cluster is new or this node lost its data ` +
+          '(a new cluster starts only once every member on the command line has answered that it holds nothing). ' +
+          'If a member that held the log is lost for good, restore the cluster from a backup (PRODUCTION.md, "Backups"); ' +
+          'if the members on the command line have all been replaced since this node started and no member dials it, ' +
           'remove this member (flotilla member remove ID) and start it empty with --join under a new id',
       );
     }

@@ -122,7 +122,7 @@ void test('a node waiting for its peers or for a join stops on SIGTERM, exit cod
     '--log-format',
     'json',
   ]);
-  await waitForOutput(waiting, /waiting for peers to say/, 20_000);
+  await waitForOutput(waiting, /waiting for member\(s\) 2,3 to say/, 20_000);
   waiting.child.kill('SIGTERM');
   assert.equal(await exitOf(waiting, 10_000), 0, waiting.out.stdout + waiting.out.stderr);
   assert.match(waiting.out.stdout, /stopped by SIGTERM while starting/);

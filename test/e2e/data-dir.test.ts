@@ -147,19 +147,20 @@ void test(
   'the readiness probe says a recovering node is not ready, and why',
   { timeout: 60_000 },
   async () => {
-    // Nodes 1 and 2 form the cluster and write; node 3 starts empty afterwards, so it must
+    // The cluster writes; node 3's directory is wiped and it starts again empty, so it must
     // recover. With node 1 down it cannot finish (node 2 alone commits nothing), and says so.
+    // (A new cluster needs every member to start: nodes 1 and 2 alone wait for node 3.)
     const cluster = await TestCluster.create({ nodes: 3 });
     clusters.push(cluster);
-    cluster.startNode(1);
-    cluster.startNode(2);
-    await cluster.waitForLeader(15_000, [1, 2]);
+    await cluster.start();
     const client = cluster.client([1, 2]);
     try {
       for (let i = 0; i < 10; i++) await client.put(`k${i}`, `v${i}`);
     } finally {
       await client.close();
     }
+    await cluster.kill(3);
+    rmSync(cluster.member(3).dataDir, { recursive: true, force: true });
     await cluster.kill(1);
     cluster.startNode(3);
     const url = cluster.member(3).client;
