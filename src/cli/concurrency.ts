@@ -2,7 +2,7 @@
 // election recipes (src/client/concurrency.ts) as commands, for shell scripts and cron jobs.
 
 import { spawn } from 'node:child_process';
-import { hostname } from 'node:os';
+import { constants as osConstants, hostname } from 'node:os';
 import {
   Election,
   FlotillaError,
@@ -12,10 +12,22 @@ import {
   type FlotillaClient,
 } from '../client/index.js';
 
+/** Signals that stop `flotilla lock`'s command and then free the lock, as they reach it. */
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
  * Runs `argv` while holding lock `name`, with FLOTILLA_LOCK_KEY and FLOTILLA_LOCK_TOKEN (the
- * fencing token) in its environment. If the session's lease is lost while it runs, the command
- * is sent SIGTERM (SIGKILL 5 s later) and this exits 1. Answers the exit code to use.
+ * fencing token) in its environment. The command runs in a process group of its own, so that
+ * what it starts is stopped with it:
+ *
+ * - SIGINT, SIGTERM or SIGHUP sent to this process (Ctrl-C, a service manager) is passed to
+ *   the command's group; once the command has exited, the lock is freed and this exits with
+ *   the command's code. Exiting at once would leave the command running without the lock.
+ * - If the session's lease is lost while it runs, the group is sent SIGTERM (SIGKILL 5 s
+ *   later) and this exits 1.
+ *
+ * Answers the exit code to use: the command's, or 128 + the signal's number when a signal
+ * ended it, as a shell says.
  */
 export async function runLocked(
   client: FlotillaClient,
@@ -36,21 +48,38 @@ export async function runLocked(
     process.stderr.write(`holding lock ${name} (token ${held.token})\n`);
     const child = spawn(cmd, args, {
       stdio: 'inherit',
+      // Its own process group (and session): the group is signalled as a whole.
+      detached: true,
       env: { ...process.env, FLOTILLA_LOCK_KEY: held.key, FLOTILLA_LOCK_TOKEN: String(held.token) },
     });
+    const signalGroup = (sig: NodeJS.Signals): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, sig);
+      } catch {
+        // The group is gone: the command and everything it started have exited.
+      }
+    };
+    const forward = (sig: NodeJS.Signals): void => signalGroup(sig);
+    for (const sig of FORWARDED) process.on(sig, forward);
     let lost = false;
     session.done.catch((err: unknown) => {
       lost = true;
       process.stderr.write(`lost lock ${name}: ${(err as Error).message}; stopping the command\n`);
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
+      signalGroup('SIGTERM');
+      setTimeout(() => signalGroup('SIGKILL'), 5_000).unref();
     });
-    const code = await new Promise<number>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('exit', (c, signal) => resolve(c ?? (signal === null ? 1 : 128)));
-    });
-    if (!lost) await mutex.unlock();
-    return lost ? 1 : code;
+    try {
+      const code = await new Promise<number>((resolve, reject) => {
+        child.once('error', reject);
+        child.once('exit', (c, sig) =>
+          resolve(c ?? (sig === null ? 1 : 128 + (osConstants.signals[sig] ?? 0))),
+        );
+      });
+      if (!lost) await mutex.unlock();
+      return lost ? 1 : code;
+    } finally {
+      for (const sig of FORWARDED) process.off(sig, forward);
+    }
   } finally {
     await session.close().catch(() => undefined);
   }

@@ -4,9 +4,11 @@
 // --consistency lease` reads through the leader's lease.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, afterEach, test } from 'node:test';
 import { FlotillaClient, Mutex, Session } from '../../src/client/index.js';
 import { TestNodes } from '../server/nodes.js';
+import { until } from '../support/until.js';
 import { exitOf, runCli, startCli, stopAll, waitForOutput } from './run.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -48,7 +50,28 @@ void test('flotilla lock runs the command holding the lock, with its token; free
   assert.ok(held.token > Number(/token=(\d+)/.exec(r.stdout)?.[1]));
 });
 
-void test('flotilla lock stops a command whose lock was lost', async () => {
+/** Whether process `pid` still runs (a zombie, exited and not yet reaped, does not). */
+function running(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** A command that starts a child of its own, says its pid, and waits: a process group of two. */
+function withGrandchild(): string[] {
+  return [
+    process.execPath,
+    '-e',
+    `const c = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+     console.log('grandchild=' + c.pid);
+     process.on('SIGTERM', () => { console.log('command got SIGTERM'); process.exit(7); });
+     setInterval(() => {}, 1000);`,
+  ];
+}
+
+void test('flotilla lock stops a command whose lock was lost, and what it started', async () => {
   const { client, endpoints } = await cluster();
   const run = startCli([
     'lock',
@@ -58,18 +81,51 @@ void test('flotilla lock stops a command whose lock was lost', async () => {
     '--ttl',
     '1',
     '--',
-    process.execPath,
-    '-e',
-    'setInterval(() => {}, 1000)',
+    ...withGrandchild(),
   ]);
-  const deadline = Date.now() + 15_000;
-  while (!run.out.stderr.includes('holding lock busy') && Date.now() < deadline)
-    await new Promise((r) => setTimeout(r, 20));
+  const m = await waitForOutput(run, /grandchild=(\d+)/, 15_000);
+  const grandchild = Number(m[1]);
   assert.match(run.out.stderr, /holding lock busy/);
   // Take the lock away: revoke every lease (the holder's is the only one).
   for (const l of (await client.leases()).leases) await client.leaseRevoke(l.id);
   assert.equal(await exitOf(run, 15_000), 1, run.out.stderr);
   assert.match(run.out.stderr, /lost lock busy/);
+  await until(
+    `the command's own child (pid ${grandchild}) stopped too`,
+    () => !running(grandchild),
+    10_000,
+  );
+});
+
+void test('flotilla lock passes SIGTERM to the command, waits for it, frees the lock and exits with its code', async () => {
+  const { endpoints } = await cluster();
+  // A lease of a minute: a lock left behind would hold the next one up for that long.
+  const run = startCli([
+    'lock',
+    'job',
+    '--endpoints',
+    endpoints,
+    '--ttl',
+    '60',
+    '--',
+    ...withGrandchild(),
+  ]);
+  const m = await waitForOutput(run, /grandchild=(\d+)/, 15_000);
+  run.child.kill('SIGTERM');
+  assert.equal(await exitOf(run, 15_000), 7, run.out.stderr);
+  assert.match(run.out.stdout, /command got SIGTERM/);
+  await until('the grandchild stopped', () => !running(Number(m[1])), 10_000);
+  const next = await runCli(['lock', 'job', '--endpoints', endpoints, '--', 'true'], 15_000);
+  assert.equal(next.code, 0, `the lock was not freed: ${next.stderr}`);
+});
+
+void test('flotilla lock exits 128 + N when a signal ended the command, as a shell does', async () => {
+  const { endpoints } = await cluster();
+  const r = await runCli(
+    ['lock', 'sig', '--endpoints', endpoints, '--', 'sh', '-c', 'kill -9 $$'],
+    20_000,
+  );
+  assert.equal(r.code, 137, r.stderr);
 });
 
 void test('flotilla lease grant, then kv put --lease: revoking takes the key', async () => {
