@@ -61,6 +61,7 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   CRON_NEVER_FIRES: 400,
   CROSS_RANGE: 400,
   MULTIPLE_RANGES: 409,
+  LEASES_HELD: 409,
   FEATURE_NOT_ENABLED: 409,
   RANGE_MAP_REFUSED: 503,
   RANGE_NOT_FOUND: 404,

@@ -228,6 +228,11 @@ export const errorCodes = {
       'the operation covers the whole store (leases, backups) and the store has split into more than one range',
     indefinite: false,
   },
+  LEASES_HELD: {
+    meaning:
+      'a range split is refused while the store holds leases: the keys of a lease that moved to the new range would outlive it',
+    indefinite: false,
+  },
   // Changing a range's replicas (API.md, "Ranges"): refused before anything changed.
   RANGE_NOT_FOUND: {
     meaning: 'the range map holds no range by the id asked for',

@@ -88,10 +88,21 @@ export const features = {
     name: "the queue's bulk report",
     commands: ['queue reportBulk'],
   },
+  /**
+   * A split refused while the store holds leases: the split command carries `noLeases`, and a
+   * member that knows it refuses the split (LEASES_HELD) when it applies it over a store with a
+   * lease, whose keys in the new range would outlive it. A release before it ignores the field
+   * and splits, so below this level the split is checked by its proposer alone.
+   */
+  splitWithoutLeases: {
+    level: 7,
+    name: 'range splits refused while the store holds leases',
+    commands: ['range split with "noLeases"'],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 6;
+export const FEATURE_LEVEL = 7;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

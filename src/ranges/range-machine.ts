@@ -36,6 +36,11 @@ export interface SplitCommand {
     readonly generation: number;
     /** The new range's voters, ascending node ids. */
     readonly replicas: readonly number[];
+    /**
+     * Refuse the split (LEASES_HELD) if the store holds a lease when it applies (feature
+     * `splitWithoutLeases`: a release before it ignores the field and splits).
+     */
+    readonly noLeases?: true;
   };
 }
 
@@ -211,7 +216,13 @@ export class RangeMachine implements StateMachine {
     if ('split' in cmd) {
       const s = cmd.split;
       return packr.pack({
-        split: { key: s.key, id: s.id, generation: s.generation, replicas: s.replicas },
+        split: {
+          key: s.key,
+          id: s.id,
+          generation: s.generation,
+          replicas: s.replicas,
+          ...(s.noLeases === true ? { noLeases: true } : {}),
+        },
       });
     }
     return KvStateMachine.encode(cmd);
@@ -318,6 +329,24 @@ export class RangeMachine implements StateMachine {
       return refuse(
         `range id ${s.id} is not a new range id (new ids start at ${FIRST_ALLOCATED_RANGE})`,
       );
+    // Leases are kept and expired by range 0 alone: a leased key moved to the new range would
+    // outlive its lease. A store that splits holds none (a split store refuses new ones). Only
+    // a split that asks: entries written before the field must apply as they did.
+    const leases = s.noLeases === true ? this.kv.leases() : [];
+    if (leases.length > 0)
+      return {
+        kind: 'error',
+        revision,
+        error: {
+          code: 'LEASES_HELD',
+          message:
+            `Cannot split range ${d.id}: the store holds ${leases.length} lease(s) (ids ${leases
+              .slice(0, 5)
+              .map((l) => l.id)
+              .join(', ')}${leases.length > 5 ? ', ...' : ''}), and the keys of a lease in the ` +
+            'range split off would outlive it; revoke them (or let them expire) first',
+        },
+      };
     const generation = d.generation + 1;
     const left: RangeDescriptor = { ...d, end: s.key, generation };
     const right: RangeDescriptor = {
@@ -511,13 +540,22 @@ function decodeSplit(x: { split: unknown }): SplitCommand {
   if (Object.keys(x).length !== 1) throw new Error('a split command holds only "split"');
   const s = x.split;
   if (!isRecord(s)) throw new Error('a split is not a map');
-  const { key, id, generation, replicas } = s;
+  const { key, id, generation, replicas, noLeases } = s;
   if (!(key instanceof Uint8Array) || key.length === 0) throw new Error('bad split key');
   if (!isCount(id)) throw new Error('bad split range id');
   if (!isCount(generation)) throw new Error('bad split generation');
+  if (noLeases !== undefined && noLeases !== true) throw new Error('bad split noLeases');
   const r = decodeReplicas(replicas);
   if (r.length === 0) throw new Error('a split names no replicas');
-  return { split: { key: new Uint8Array(key), id, generation, replicas: r } };
+  return {
+    split: {
+      key: new Uint8Array(key),
+      id,
+      generation,
+      replicas: r,
+      ...(noLeases === true ? { noLeases } : {}),
+    },
+  };
 }
 
 function isReplicas(x: unknown): x is { replicas: unknown } {

@@ -138,7 +138,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   },
   rangeSplitKeys: {
     meaning:
-      "Automatic splits (DESIGN.md, \"Automatic splits\"): a range's leader splits it at its middle key once it holds this many keys; 0 turns this rule off. **Off by default on purpose**: a store of more than one range refuses leases, backups and compaction to one revision (`MULTIPLE_RANGES`), so turn it on only where none of those is used. A split's apply holds every replica's event loop (16-68 ms at 100,000-256,000 keys: BENCHMARKS.md), hence the bound; 50,000 to 100,000 keeps it short.",
+      "Automatic splits (DESIGN.md, \"Automatic splits\"): a range's leader splits it at its middle key once it holds this many keys; 0 turns this rule off. **Off by default on purpose**: a store of more than one range refuses leases, backups and compaction to one revision (`MULTIPLE_RANGES`), and a split is refused while the store holds a lease (`LEASES_HELD`), so turn it on only where none of those is used. A split's apply holds every replica's event loop (16-68 ms at 100,000-256,000 keys: BENCHMARKS.md), hence the bound; 50,000 to 100,000 keeps it short.",
   },
   rangeSplitBytes: {
     meaning:

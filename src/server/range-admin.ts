@@ -215,9 +215,18 @@ async function splitHeld(
   const voters = [...status.voters].sort((a, b) => a - b);
   const replicas = w.replicas ?? voters;
   checkReplicas(lane.id, replicas, voters);
+  // Refused here too (its log refuses it where every member knows how): leased keys moved to
+  // the new range would outlive their lease, which only range 0 keeps.
+  const leases = lane.group.range.kv.leases().length;
+  if (leases > 0)
+    throw new FlotillaError(
+      'LEASES_HELD',
+      `Cannot split range ${showRange(d)}: the store holds ${leases} lease(s), and the keys of a lease in the range split off would outlive it; revoke them (or let them expire) first`,
+    );
   const id = await allocateRangeId(o, { signal, authorization });
+  const noLeases = o.gate.active() >= features.splitWithoutLeases.level;
   const payload = RangeMachine.encode({
-    split: { key, id, generation: d.generation, replicas },
+    split: { key, id, generation: d.generation, replicas, ...(noLeases ? { noLeases } : {}) },
   });
   let result: unknown;
   try {
@@ -233,7 +242,9 @@ async function splitHeld(
   const r = result as SplitResult | KvError | WrongRangeResult;
   if (r.kind !== 'split')
     throw new FlotillaError(
-      r.error.code === 'WRONG_RANGE' ? 'WRONG_RANGE' : 'BAD_REQUEST',
+      r.error.code === 'WRONG_RANGE' || r.error.code === 'LEASES_HELD'
+        ? r.error.code
+        : 'BAD_REQUEST',
       r.error.message,
     );
   // Range 0 never recorded its replicas in its own descriptor: the map's left half carries the

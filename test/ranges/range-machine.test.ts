@@ -288,6 +288,47 @@ void test('a split is refused when stale or not strictly inside, and changes not
   assert.deepEqual(rm.descriptor(), after);
 });
 
+void test('a split that asks is refused while the store holds a lease; one written before the field splits as it did', () => {
+  const { rm, log, splits } = sessioned();
+  log.run(env({ leaseGrant: { id: 7, ttl: 60 } }), env(put('a', '1', 7)), env(put('x', '2', 7)));
+  const before = rm.descriptor();
+  const asks: RangeCommand = {
+    split: { key: b('m'), id: 3, generation: 0, replicas: [1], noLeases: true },
+  };
+  const [r] = log.run(env(asks)) as [{ kind: string; error?: { code: string; message: string } }];
+  assert.equal(r.kind, 'error');
+  assert.equal(r.error?.code, 'LEASES_HELD', r.error?.message);
+  assert.match(r.error?.message ?? '', /holds 1 lease\(s\) \(ids 7\)/);
+  assert.deepEqual(rm.descriptor(), before, 'nothing changed');
+  assert.equal(splits.length, 0);
+  // The field round-trips, and a bad value is a bad command.
+  const packed = packr.unpack(RangeMachine.encode(asks)) as { split: Record<string, unknown> };
+  assert.deepEqual(
+    { ...packed.split, key: [...(packed.split['key'] as Uint8Array)] },
+    { key: [...b('m')], id: 3, generation: 0, replicas: [1], noLeases: true },
+  );
+  const [badField] = log.run(
+    encodeEnvelope({
+      client: '',
+      seq: 0,
+      timeMs: 0,
+      payload: packr.pack({
+        split: { key: b('m'), id: 3, generation: 0, replicas: [1], noLeases: 1 },
+      }),
+    }),
+  ) as [{ refused?: string }];
+  assert.equal(badField.refused, 'BAD_COMMAND');
+  // Without the field (an entry of a release before it) the split applies as it always did.
+  const [old] = log.run(env(split('m', 3, 0, [1]))) as [{ kind: string }];
+  assert.equal(old.kind, 'split');
+  // Once the lease is gone, a split that asks goes through.
+  log.run(env({ leaseRevoke: 7 }));
+  const [again] = log.run(
+    env({ split: { key: b('f'), id: 4, generation: 1, replicas: [1], noLeases: true } }),
+  ) as [{ kind: string }];
+  assert.equal(again.kind, 'split');
+});
+
 void test('a replicas record sets the voters at generation plus one, is refused when stale, and survives a snapshot', async () => {
   const d: RangeDescriptor = {
     id: 5,
