@@ -380,12 +380,41 @@ export class Membership {
     });
   }
 
+  /** The address mismatch last logged (ownAddressMismatch), so it is said once. */
+  private addressesSaid: string | null = null;
+
+  /**
+   * What is wrong when the cluster's directory records this node at other addresses than its
+   * configuration gives it (restarted with a changed --initial-cluster entry or --advertise-*):
+   * the members send to the recorded ones, so it hears nothing at the new ones. Null: they agree
+   * (or either is not known yet).
+   */
+  ownAddressMismatch(): string | null {
+    const self = this.o.selfId;
+    const own = this.o.bootstrap.find((m) => m.id === self);
+    const rec = this.o.directory.get(self);
+    if (own === undefined || rec === undefined) return null;
+    if (own.peer === rec.peer && own.client === rec.client) return null;
+    return (
+      `the cluster records node ${self} at peer ${rec.peer}, client ${rec.client}, but it was ` +
+      `started at peer ${own.peer}, client ${own.client}: the members send to the recorded ` +
+      'addresses, so it hears nothing here. Start it with the recorded addresses; to move a ' +
+      'member, add a new one at the new addresses (flotilla member add, then start it with ' +
+      '--join) and remove this one (flotilla member remove ID)'
+    );
+  }
+
   /** The periodic work: promote caught-up joined learners, make the queue group follow. */
   async check(): Promise<void> {
     if (this.checking) return;
     this.checking = true;
     try {
       const self = this.o.selfId;
+      const moved = this.ownAddressMismatch();
+      if (moved !== this.addressesSaid) {
+        this.addressesSaid = moved;
+        if (moved !== null) this.o.log.error({ member: self }, moved);
+      }
       // Out of every group: stopping while a following group still counts it would leave that
       // group a voter short.
       if (

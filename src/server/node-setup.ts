@@ -384,6 +384,11 @@ export interface PeerTransport {
   readonly peerLevels: ReadonlyMap<number, number>;
   /** Sets what a peer's handshake does once the node exists (the gate may raise the level). */
   onPeerLevel(fn: () => void): void;
+  /**
+   * What the latest peer whose handshake said it sends to this node elsewhere than this node's
+   * own address said (restarted with a changed address), or null.
+   */
+  addressMismatch(): string | null;
 }
 
 /**
@@ -458,6 +463,8 @@ export async function openPeerTransport(
   const toldClusterId = new Set<number>();
   /** Peers whose refusal for another process holding this node's id was explained. */
   const toldIdInUse = new Set<number>();
+  /** Per peer: where it said it sends to this node, when that is not this node's address. */
+  const sendsElsewhere = new Map<number, string>();
   let onPeerLevel: () => void = () => undefined;
   const heard: HeardPeer[] = [];
   const t = transport;
@@ -547,6 +554,15 @@ export async function openPeerTransport(
             'stop the one that should not run',
         );
         return;
+      case 'peer-address-mismatch': {
+        if (sendsElsewhere.get(e.peer) === e.recorded) return;
+        sendsElsewhere.set(e.peer, e.recorded);
+        log.error(
+          { peer: e.peer, recorded: e.recorded, advertised: e.advertised },
+          addressMismatchText(e.peer, e.recorded, e.advertised),
+        );
+        return;
+      }
       case 'handler-error':
         log.error({ peer: e.peer, reason: e.message }, 'error handling a peer message');
         return;
@@ -563,7 +579,24 @@ export async function openPeerTransport(
     onRefused: (fn) => {
       onRefused = fn;
     },
+    addressMismatch: () => {
+      for (const [peer, recorded] of sendsElsewhere)
+        return addressMismatchText(
+          peer,
+          recorded,
+          config.members.find((m) => m.id === config.id)?.peer ?? '',
+        );
+      return null;
+    },
   };
+}
+
+function addressMismatchText(peer: number, recorded: string, advertised: string): string {
+  return (
+    `peer ${peer} sends to this node at ${recorded}, but this node listens for peers at ` +
+    `${advertised}: what the members send is lost. Start it with the address the cluster has ` +
+    'for it; to move a member, add a new one at the new address and remove this one'
+  );
 }
 
 /**

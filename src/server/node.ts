@@ -211,6 +211,8 @@ export class FlotillaNode implements AsyncDisposable {
   private placement: PlacementNode | null = null;
   /** The TLS material in use and its reloads, when `tlsCertFile` is set. */
   private tls: NodeTls | null = null;
+  /** What a peer's handshake said of this node's address, when it sends elsewhere (node-setup.ts). */
+  private peerAddressMismatch: () => string | null = () => null;
   /** Warns of each event-loop stall long enough to cost an election; set once assembled. */
   private stallWatch: LoopStallWatch | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
@@ -1110,6 +1112,7 @@ export class FlotillaNode implements AsyncDisposable {
       binary: node.wire?.abortListeners() ?? 0,
     }));
     node.tls = tls;
+    node.peerAddressMismatch = () => peers.addressMismatch();
     if (tls !== null) {
       tls.onChange((m) => transport.setTls(m));
       tls.onChange((m) => http.setTls(m));
@@ -1413,7 +1416,10 @@ export class FlotillaNode implements AsyncDisposable {
             ready: false,
             reason: `recovering lost data: waiting for ${r.waitingFor.join('; ')}`,
           };
-        if (s.leader === 0) return { ready: false, reason: 'no leader known' };
+        if (s.leader === 0) {
+          const moved = this.members.membership.ownAddressMismatch() ?? this.peerAddressMismatch();
+          return { ready: false, reason: moved ?? 'no leader known' };
+        }
         if (this.runtime.appliedIndex() < s.commit)
           return {
             ready: false,

@@ -70,6 +70,8 @@ export interface Accept {
   readonly featureLevel: number | null;
   /** As Hello's `inc`: the answering process's id, so a dialler can tell two apart. */
   readonly incarnation: string | null;
+  /** Where the answering node sends to the dialler (host:port): null when not said. */
+  readonly yourPeer: string | null;
 }
 
 /** An optional boolean handshake field: absent (an older peer) is null. */
@@ -191,6 +193,7 @@ export function decodeAccept(payload: Uint8Array): Accept {
     hasLog: optionalBool(o, 'hasLog', 'accept'),
     featureLevel: optionalLevel(o, 'featureLevel', 'accept'),
     incarnation: optionalString(o, 'inc', 'accept'),
+    yourPeer: optionalString(o, 'yourPeer', 'accept'),
   };
 }
 

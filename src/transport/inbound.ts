@@ -33,6 +33,8 @@ export interface InboundContext {
   readonly opts: ResolvedTcpOptions;
   readonly clock: TransportClock;
   isPeer(id: NodeId): boolean;
+  /** Where this node sends to peer `id` (host:port), or null when it is not a peer. */
+  dialsAt(id: NodeId): string | null;
   /** Why a dialler's process must be refused although its id is a peer's (tcp.ts), or null. */
   heldElsewhere(id: NodeId, incarnation: string | null): string | null;
   /** Whether a dialler this node does not know is let in, given where it says it is. */
@@ -183,6 +185,7 @@ export class InboundConnection {
     this.peerFeatureLevel = h.featureLevel;
     this.peerIncarnation = h.incarnation;
     const o = this.ctx.opts;
+    const yourPeer = this.ctx.dialsAt(h.from);
     const accept = {
       version,
       clusterId: o.clusterId,
@@ -190,6 +193,7 @@ export class InboundConnection {
       ...(o.hasLog === null ? {} : { hasLog: o.hasLog() }),
       ...(o.featureLevel === null ? {} : { featureLevel: o.featureLevel }),
       ...(o.incarnation === null ? {} : { inc: o.incarnation }),
+      ...(yourPeer === null ? {} : { yourPeer }),
     };
     this.socket.write(encodeSmallFrame(FrameType.accept, pack(accept)));
     this.ctx.accepted(this);

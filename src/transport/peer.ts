@@ -102,6 +102,11 @@ export class PeerLink {
     return this.counters.snapshot(this.state === 'open', this.queue.length);
   }
 
+  /** Where this link dials the peer. */
+  dialled(): PeerAddress {
+    return this.address;
+  }
+
   /** Points the link at a new address; the current connection is dropped and redialled. */
   setAddress(address: PeerAddress): void {
     if (address.host === this.address.host && address.port === this.address.port) return;
@@ -270,6 +275,21 @@ export class PeerLink {
     }
     this.clearTimer();
     this.state = 'open';
+    // The peer sends to us at another address than the one we say we listen at (restarted
+    // with a changed address): whatever it sends us is lost. Said, not refused.
+    const ours = this.ctx.opts.advertise?.peer;
+    if (
+      a.yourPeer !== null &&
+      ours !== undefined &&
+      !samePeerAddress(a.yourPeer, ours) &&
+      this.ctx.lane !== 'liveness'
+    )
+      this.ctx.emit({
+        kind: 'peer-address-mismatch',
+        peer: this.peer,
+        recorded: a.yourPeer,
+        advertised: ours,
+      });
     this.coalesces = a.version >= COALESCED_HEARTBEATS_VERSION;
     this.attempt = 0;
     if (this.everConnected) this.counters.reconnects += 1;
@@ -470,4 +490,16 @@ export class PeerLink {
     this.counters.countSent(t.item.msg.type, t.bytes + frame.byteLength);
     this.transfer = null;
   }
+}
+
+/** Whether two host:port strings name one address (an IPv6 host with or without brackets). */
+function samePeerAddress(a: string, b: string): boolean {
+  const norm = (x: string): string => {
+    const i = x.lastIndexOf(':');
+    return `${x
+      .slice(0, i)
+      .replace(/^\[(.*)\]$/, '$1')
+      .toLowerCase()}:${x.slice(i + 1)}`;
+  };
+  return norm(a) === norm(b);
 }

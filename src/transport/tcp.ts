@@ -393,6 +393,11 @@ export class TcpTransport implements Transport {
       clock: this.clock,
       isPeer: (id) => this.links.has(id),
       heldElsewhere: (id, inc) => this.heldElsewhere(id, inc),
+      dialsAt: (id) => {
+        const a = this.links.get(id)?.dialled();
+        if (a === undefined) return null;
+        return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+      },
       admit: (id, peer, client) => {
         if (this.admission === null || parsePeerAddress(peer) === null) return false;
         if (id === this.opts.nodeId) return false;

@@ -111,6 +111,17 @@ export type TransportEvent =
       readonly peer: NodeId;
       readonly remotes: readonly string[];
     }
+  | {
+      /**
+       * A peer's ACCEPT says it sends to this node at `recorded`, not at `advertised`, the
+       * address this node says it listens at: what it sends is lost (this node was restarted
+       * with a changed address). Said on every such connection; the caller throttles.
+       */
+      readonly kind: 'peer-address-mismatch';
+      readonly peer: NodeId;
+      readonly recorded: string;
+      readonly advertised: string;
+    }
   | { readonly kind: 'handler-error'; readonly peer: NodeId; readonly message: string }
   | { readonly kind: 'reconnect-scheduled'; readonly peer: NodeId; readonly delayMs: number };
 
