@@ -151,6 +151,10 @@ export function buildProgram(): Command {
       '--auth-node-token-file <file>',
       'the admin token this node presents to the other members',
     )
+    .option(
+      '--initial-cluster-state <state>',
+      'auto (a new cluster once every member answered empty) or new (once a majority did: a first start with members missing)',
+    )
     .option('--advertise-peer <host:port>', 'this node alone, instead of --initial-cluster')
     .option('--advertise-client <url>', 'with --advertise-peer: its client URL')
     .option(
@@ -190,6 +194,7 @@ export function buildProgram(): Command {
         learnerPromoteLagEntries: o['learnerPromoteLagEntries'],
         authTokensFile: o['authTokensFile'],
         authNodeTokenFile: o['authNodeTokenFile'],
+        initialClusterState: o['initialClusterState'],
         advertisePeer: o['advertisePeer'],
         advertiseClient: o['advertiseClient'],
         bootstrapMember: o['bootstrapMember'],

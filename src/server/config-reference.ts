@@ -190,6 +190,11 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
     meaning:
       "How long a node whose data directory is empty and whose `initialCluster` names only itself (a cluster's first member, bootstrapped alone) waits for a member holding a log to dial it before it starts a new cluster. Members that joined it dial it within the peers' longest reconnect delay (5 s); if one does, this node lost its data and recovers instead of starting a second cluster under the same id. More than 5 s, or the first start of a one-member cluster can still take a restart of a lost member for a new cluster.",
   },
+  initialClusterState: {
+    meaning:
+      'How a node whose data directory is empty decides that its cluster is new rather than that it lost its data (docs/DESIGN.md, "A node that lost its data"). `auto`: once every other member on its `initialCluster` has answered that it holds nothing, so a first start waits until all are up, and two wiped members of three wait for the third instead of starting an empty cluster beside it. `new`: once a majority, itself included, has (a first start with members missing); a member that holds a log still makes it recover, but members that are down or slow are not waited for, so two wiped members of three can start a second cluster: remove it after the first start, as etcd\'s `initial-cluster-state`. Any member holding a log, or recovering lost data, makes an empty node recover either way.',
+    values: '`auto`, `new`',
+  },
   advertisePeer: {
     meaning:
       "This node's peer address as the others reach it (a DNS name in a container: `flotilla-0.flotilla:7001`). With `advertiseClient`, it names this node alone instead of `initialCluster`, as a node that joins (or the bootstrap member) does.",

@@ -166,6 +166,13 @@ export interface NodeConfig {
    * node that lost its data").
    */
   readonly emptyStartWaitMs: number;
+  /**
+   * How a node with an empty data directory decides that the cluster is new (startup.ts):
+   * `auto`, once every other member on its command line answered that it holds nothing; `new`,
+   * once a majority did (a first start with members missing; unsafe once the cluster holds
+   * data).
+   */
+  readonly initialClusterState: 'auto' | 'new';
   /** The tokens clients must present (docs/API.md, "Authentication"); empty: no authentication. */
   readonly authTokensFile: string;
   /** The file holding the admin token this node presents to the other members. */
@@ -240,6 +247,7 @@ export const configDefaults = {
   clientProtocolMaxInflight: 1_024,
   learnerPromoteLagEntries: 1_000,
   emptyStartWaitMs: 6_000,
+  initialClusterState: 'auto',
   bootstrapMember: 0,
   bootstrapWaitMs: 10_000,
   placement: 'on',
@@ -331,6 +339,7 @@ const otherFields = [
   'advertiseClient',
   'placement',
   'quiesce',
+  'initialClusterState',
 ] as const;
 
 /** Every field a config file may hold; each is documented in docs/CONFIG.md. */
@@ -557,6 +566,13 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   const authNodeTokenFile = str(merged['authNodeTokenFile'], 'authNodeTokenFile', '');
   const auth = resolveNodeAuth(authTokensFile, authNodeTokenFile);
   const tls = resolveTls(merged, members, join);
+  const initialClusterState = str(
+    merged['initialClusterState'],
+    'initialClusterState',
+    configDefaults.initialClusterState,
+  );
+  if (initialClusterState !== 'auto' && initialClusterState !== 'new')
+    throw new ConfigError(`initialClusterState must be auto or new, got "${initialClusterState}"`);
   const placement = onOff(merged['placement'], 'placement', configDefaults.placement);
   const quiesce = onOff(merged['quiesce'], 'quiesce', configDefaults.quiesce);
   const listenPeer = listenAddress(merged['listenPeer'], 'listenPeer', self.peer);
@@ -567,6 +583,7 @@ export function resolveNodeConfig(...layers: Raw[]): NodeConfig {
   );
   checkOwnPortsApart(listenPeer, listenClient, numbers.clientProtocolPort);
   return {
+    initialClusterState,
     placement,
     quiesce,
     tls,

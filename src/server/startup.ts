@@ -172,12 +172,19 @@ export async function decideEmptyStart(
     // Only the members on the command line count toward a new cluster: a dialler let in
     // without a log proves nothing about them.
     const unheard = others.filter((id) => peerLogs.get(id) !== false);
-    if (unheard.length === 0 && (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)) {
+    // `new` (said for a first start with members missing): a majority, itself included.
+    const enough =
+      config.initialClusterState === 'new'
+        ? others.length - unheard.length + 1 >= Math.floor(config.members.length / 2) + 1
+        : unheard.length === 0;
+    if (enough && (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)) {
       log.info(
         { peersEmpty: others },
         lone
           ? 'no member holding a log dialled in: starting a new cluster'
-          : 'every member holds no log: starting a new cluster',
+          : unheard.length === 0
+            ? 'every member holds no log: starting a new cluster'
+            : `a majority of members hold no log (initialClusterState new; not heard from ${unheard.join(',')}): starting a new cluster`,
       );
       return 'none';
     }

@@ -70,3 +70,40 @@ void test('a wait for a member that never answers ends when the node is stopped'
   stop.abort('SIGTERM');
   await assert.rejects(decision, (e: Error & { code?: string }) => e.code === 'SHUTTING_DOWN');
 });
+
+void test('with initialClusterState new, a majority of empty members is enough', async () => {
+  const lines: { msg: string }[] = [];
+  const r = await decideEmptyStart(
+    { ...config, initialClusterState: 'new' },
+    new Map([[3, false]]),
+    capture(lines),
+    undefined,
+    50,
+  );
+  assert.equal(r, 'none');
+  assert.equal(
+    lines.at(-1)?.msg,
+    'a majority of members hold no log (initialClusterState new; not heard from 1): starting a new cluster',
+  );
+  // A member holding a log still makes it recover.
+  assert.equal(
+    await decideEmptyStart(
+      { ...config, initialClusterState: 'new' },
+      new Map([[1, true]]),
+      capture(lines),
+      undefined,
+      50,
+    ),
+    'recovering',
+  );
+  assert.throws(
+    () =>
+      resolveNodeConfig({
+        id: 2,
+        dataDir: '/nonexistent/flotilla-empty-start',
+        initialCluster: '2=127.0.0.1:3@http://127.0.0.1:4',
+        initialClusterState: 'old',
+      }),
+    /initialClusterState must be auto or new, got "old"/,
+  );
+});
