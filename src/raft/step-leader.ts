@@ -316,6 +316,11 @@ export function maybeAutoLeave(r: Raft): void {
 /** Hands leadership to `to` once it is caught up (thesis §3.10). The caller checked the role. */
 export function transferLeadership(r: Raft, to: NodeId): Result<void> {
   if (to === r.id) return fail('INVALID_REQUEST', `Node ${to} already leads`);
+  if (r.trk.isLearner(to))
+    return fail(
+      'INVALID_REQUEST',
+      `Node ${to} is a learner, not a voter: only a voter can lead; promote it first`,
+    );
   if (!r.trk.isVoter(to)) return fail('UNKNOWN_NODE', `Node ${to} is not a voter`);
   if (r.leadTransferee === to) return ok(undefined);
   const pr = r.trk.get(to) as Progress;
