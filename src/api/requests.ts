@@ -211,7 +211,9 @@ function parseTxn(o: Obj, limits: RequestLimits): WriteRequest {
     render: (r) => ({
       header: { ...r.header },
       succeeded: r.succeeded,
-      responses: r.results.map((x) => renderOpResult(x, enc)),
+      responses: r.results.map((x, i) =>
+        renderOpResult(x, enc, askedPrevKv((r.succeeded ? success : failure)[i])),
+      ),
     }),
   };
 }
@@ -399,12 +401,22 @@ export function renderKv(kv: KvRecord, enc: Encoding): Json {
   };
 }
 
-function renderOpResult(r: BackendOpResult, enc: Encoding): Json {
+function askedPrevKv(op: BackendOp | undefined): boolean {
+  return op !== undefined && op.kind !== 'range' && op.prevKv;
+}
+
+/** A txn operation's answer; a delete carries `prevKvs` when it asked for them, as alone. */
+function renderOpResult(r: BackendOpResult, enc: Encoding, askedPrev: boolean): Json {
   switch (r.kind) {
     case 'put':
       return { put: r.prevKv ? { prevKv: renderKv(r.prevKv, enc) } : {} };
     case 'delete':
-      return { delete: { deleted: r.deleted, prevKvs: r.prevKvs.map((kv) => renderKv(kv, enc)) } };
+      return {
+        delete: {
+          deleted: r.deleted,
+          ...(askedPrev ? { prevKvs: r.prevKvs.map((kv) => renderKv(kv, enc)) } : {}),
+        },
+      };
     case 'range':
       return { range: { kvs: r.kvs.map((kv) => renderKv(kv, enc)), count: r.count, more: r.more } };
   }

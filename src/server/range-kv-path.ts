@@ -14,7 +14,7 @@ import type { RateSampler } from './dashboard.js';
 import type { NodeMetrics } from './metrics.js';
 import type { RangeGroup } from './range-groups.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
-import { spansOfTxn } from './range-router.js';
+import { spansOfTxn, writeName } from './range-router.js';
 import type { RangeTarget, RemoteRanges } from './range-remote.js';
 import type { RemoteWatches } from './range-watch.js';
 import type { ServedWatch, WatchSink, WatchVia } from '../api/watch.js';
@@ -67,7 +67,7 @@ export class RangeKvPath {
     signal: AbortSignal,
   ): ReturnType<KvBackend['write']> {
     const spans = spansOfTxn(txn);
-    return this.routed(spans, 'transaction', signal, (t) =>
+    return this.routed(spans, writeName(txn), signal, (t) =>
       this.local.write(this.local.laneOf(t), txn, session, signal, spans[0]?.key),
     );
   }
@@ -79,14 +79,15 @@ export class RangeKvPath {
    */
   routeWrite(txn: Parameters<KvBackend['routeWrite']>[0]): Pick<KvBackend, 'leads' | 'forward'> {
     const spans = spansOfTxn(txn);
+    const what = writeName(txn);
     const elsewhere: Pick<KvBackend, 'leads' | 'forward'> = {
       leads: () => false,
       forward: (path, rawBody, signal, authorization) =>
-        this.o.remote.forwardWrite(spans, { path, rawBody }, signal, authorization),
+        this.o.remote.forwardWrite(spans, { path, rawBody }, signal, authorization, what),
     };
     let target: RangeTarget;
     try {
-      target = this.o.remote.route(spans, 'transaction');
+      target = this.o.remote.route(spans, what);
     } catch (err) {
       if (!(err instanceof FlotillaError) || err.code !== 'WRONG_RANGE') return here;
       return {

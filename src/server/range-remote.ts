@@ -217,9 +217,11 @@ export class RemoteRanges {
     body: { readonly path: string; readonly rawBody: string },
     signal: AbortSignal,
     authorization?: string,
+    /** What the write is called in a CROSS_RANGE refusal. */
+    what = 'transaction',
   ): Promise<ForwardAnswer | null> {
     for (let attempt = 0; ; attempt++) {
-      const target = this.route(spans, 'transaction');
+      const target = this.route(spans, what);
       if (target.local) return null;
       const answer = await this.forwardTo(target.descriptor, body, signal, authorization);
       if (attempt > 0 || !isStale(answer)) return answer;

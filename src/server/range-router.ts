@@ -22,6 +22,14 @@ export function spansOfTxn(txn: TxnCommand): Range[] {
   return spans;
 }
 
+/** What a write is called in a refusal: a put or delete sent alone, else a transaction. */
+export function writeName(txn: TxnCommand): 'put' | 'delete' | 'transaction' {
+  const [op] = txn.success;
+  if (txn.compare.length > 0 || txn.failure.length > 0 || txn.success.length !== 1)
+    return 'transaction';
+  return op?.kind === 'put' ? 'put' : op?.kind === 'delete' ? 'delete' : 'transaction';
+}
+
 /** Whether key interval `r` (the key-value store's convention) meets range `d`. */
 export function spanMeets(r: Range, d: RangeDescriptor): boolean {
   const end = r.rangeEnd;

@@ -83,3 +83,26 @@ void test('a delete with prevKv past maxRangeBytes is refused whole; smaller one
   assert.equal(all.json['deleted'], n);
   assert.equal(await count('big/'), 0);
 });
+
+void test("a transaction's delete answers prevKvs only when it asked for them, as a delete alone does", async () => {
+  await post('/v1/kv/put', { key: 'pk/a', value: '1' });
+  await post('/v1/kv/put', { key: 'pk/b', value: '2' });
+  const r = await post('/v1/kv/txn', {
+    success: [
+      { delete: { key: 'pk/a' } },
+      { delete: { key: 'pk/b', prevKv: true } },
+      { delete: { key: 'pk/none', prevKv: true } },
+    ],
+  });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  const [a, b, none] = r.json['responses'] as {
+    delete: { deleted: number; prevKvs?: { value: string }[] };
+  }[];
+  assert.deepEqual(a?.delete, { deleted: 1 });
+  assert.equal(b?.delete.deleted, 1);
+  assert.deepEqual(
+    b?.delete.prevKvs?.map((kv) => kv.value),
+    ['2'],
+  );
+  assert.deepEqual(none?.delete, { deleted: 0, prevKvs: [] });
+});

@@ -8,7 +8,13 @@ import test from 'node:test';
 import { FlotillaError } from '../../src/base/errors.js';
 import { compareBytes, type Range } from '../../src/kv/kv-store.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
-import { routeSpans, spanMeets, spansOfTxn, showRange } from '../../src/server/range-router.js';
+import {
+  routeSpans,
+  spanMeets,
+  spansOfTxn,
+  writeName,
+  showRange,
+} from '../../src/server/range-router.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -73,6 +79,19 @@ void test('a transaction is routed by all its keys: compares, puts, deletes and 
   }
   assert.match(message, /transaction's keys lie in 2 ranges \(0 \["", "m"\), 4 \["t", end\)\)/);
   assert.equal(routeSpans(three, spansOfTxn({ ...txn, failure: [] }), 'transaction'), 0);
+});
+
+void test('a refusal calls a put or a delete sent alone by its name, anything else a transaction', () => {
+  const del = { kind: 'delete' as const, range: { key: b('a'), rangeEnd: b('z') }, prevKv: false };
+  const put = { kind: 'put' as const, key: b('b'), value: b('v'), prevKv: false };
+  assert.equal(writeName({ compare: [], success: [del], failure: [] }), 'delete');
+  assert.equal(writeName({ compare: [], success: [put], failure: [] }), 'put');
+  assert.equal(writeName({ compare: [], success: [put, del], failure: [] }), 'transaction');
+  assert.equal(writeName({ compare: [], success: [], failure: [del] }), 'transaction');
+  assert.throws(
+    () => routeSpans(three, [del.range], writeName({ compare: [], success: [del], failure: [] })),
+    /^FlotillaError: The delete's keys lie in \d ranges/,
+  );
 });
 
 void test('no range holding the keys (a split whose right half has not started) is WRONG_RANGE', () => {
