@@ -176,6 +176,49 @@ void test(
   },
 );
 
+void test(
+  'a member recovering lost data tells a second wiped member the cluster exists, though the member with the log is down',
+  { timeout: 90_000 },
+  async () => {
+    // Nodes 2 and 3 lose their data; node 2 comes back while node 1 (which holds the log) is
+    // up, and recovers; then node 1 goes down and node 3 comes back. Node 3 hears only node 2:
+    // a recovering member says it holds a log, so node 3 recovers too rather than wait for
+    // node 1 (or, as before the rule that waits for every member, start a new cluster with
+    // node 2, which then said it held nothing).
+    const cluster = await TestCluster.create({ nodes: 3 });
+    clusters.push(cluster);
+    await cluster.start();
+    const client = cluster.client([1, 2, 3]);
+    try {
+      for (let i = 0; i < 10; i++) await client.put(`k${i}`, `v${i}`);
+    } finally {
+      await client.close();
+    }
+    for (const id of [2, 3]) {
+      await cluster.kill(id);
+      rmSync(cluster.member(id).dataDir, { recursive: true, force: true });
+    }
+    cluster.startNode(2);
+    await waitFor('node 2 to say it lost its data', 20_000, () =>
+      Promise.resolve(
+        /this node lost its data/.test(cluster.logOf(2))
+          ? { done: true }
+          : { seen: cluster.logOf(2).slice(-300) },
+      ),
+    );
+    await cluster.kill(1);
+    cluster.startNode(3);
+    const said = await waitFor('node 3 to decide', 20_000, () =>
+      Promise.resolve(
+        /peers 2 hold a log: this node lost its data/.test(cluster.logOf(3))
+          ? { done: cluster.logOf(3) }
+          : { seen: cluster.logOf(3).slice(-500) },
+      ),
+    );
+    assert.doesNotMatch(said, /starting a new cluster/);
+  },
+);
+
 function runStart(args: readonly string[]): { code: number | null; stderr: string } {
   const r = spawnSync(process.execPath, [cliEntry(), 'start', ...args], {
     encoding: 'utf8',
