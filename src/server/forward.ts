@@ -126,9 +126,11 @@ export class Forwarder {
       let maybeApplied: FlotillaError | null = null;
       for (let hop = 0; hop <= this.maxHops; hop++) {
         const leader = await this.nextLeader(tried, hint, budget);
-        // This node leads now: it answers the request itself, a write with a session even
-        // after a copy went to a replaced leader, as it would go to any other new leader.
-        if (leader === this.o.selfId && (maybeApplied === null || hasSession(rawBody))) return null;
+        // This node leads now: it answers the request itself, unless a copy went to a replaced
+        // leader. Then the copy may still commit, and a definite refusal of the request here
+        // (leadership moving on before it was proposed) would say it did not: it fails as
+        // indefinite, and the client retries it under its session.
+        if (leader === this.o.selfId && maybeApplied === null) return null;
         if (leader === 0 || leader === this.o.selfId) break;
         const r = await this.sendTo(leader, { path, rawBody, authorization }, budget);
         if (r.resend === null) return r.answer;
