@@ -82,6 +82,8 @@ export class PeerLink {
    * (coalesced.ts); false until the peer's ACCEPT says so.
    */
   private coalesces = false;
+  /** The `inc` of the process whose ACCEPT opened the current connection. */
+  private answeredInc: string | null = null;
   /** Heartbeats and answers gathered by one pump for one HEARTBEATS frame. */
   private readonly batch: { msg: Heartbeat | HeartbeatResponse; group: number }[] = [];
 
@@ -105,6 +107,11 @@ export class PeerLink {
   /** Where this link dials the peer. */
   dialled(): PeerAddress {
     return this.address;
+  }
+
+  /** The process id (`inc`) that answered this link's dial, while it is open; null when not. */
+  answeredBy(): string | null {
+    return this.state === 'open' ? this.answeredInc : null;
   }
 
   /** Points the link at a new address; the current connection is dropped and redialled. */
@@ -260,7 +267,7 @@ export class PeerLink {
           ? `dialled node ${this.peer} but node ${a.nodeId} answered`
           : a.version < PROTOCOL_VERSION_MIN || a.version > this.ctx.opts.protocolVersionMax
             ? `peer chose protocol version ${a.version}, we speak ${PROTOCOL_VERSION_MIN}..${this.ctx.opts.protocolVersionMax}`
-            : (this.ctx.heldElsewhere?.(this.peer, a.incarnation) ?? null);
+            : heldHere(this.ctx.heldElsewhere?.(this.peer, a.incarnation) ?? null, this.peer);
     if (wrong !== null) {
       this.counters.countError('TRANSPORT_HANDSHAKE_REFUSED');
       this.ctx.emit({
@@ -275,6 +282,7 @@ export class PeerLink {
     }
     this.clearTimer();
     this.state = 'open';
+    this.answeredInc = a.incarnation;
     // The peer sends to us at another address than the one we say we listen at (restarted
     // with a changed address): whatever it sends us is lost. Said, not refused.
     const ours = this.ctx.opts.advertise?.peer;
@@ -502,4 +510,14 @@ function samePeerAddress(a: string, b: string): boolean {
       .toLowerCase()}:${x.slice(i + 1)}`;
   };
   return norm(a) === norm(b);
+}
+
+/**
+ * This node's own refusal of the process that answered its dial, worded as such: the peer's
+ * words ("node id N is in use by another process") would read as the peer refusing this node.
+ */
+function heldHere(reason: string | null, peer: NodeId): string | null {
+  return reason === null
+    ? null
+    : `the process answering for node ${peer} is refused here, another holds its id: ${reason}`;
 }

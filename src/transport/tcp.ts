@@ -55,6 +55,8 @@ export class TcpTransport implements Transport {
        * each other and the refused process is told why.
        */
       barred: string | null;
+      /** When the bar lifts by itself (a holder gone without closing its connection). */
+      barredUntilMs: number;
     }
   >();
   private readonly inboundByPeer = new Map<NodeId, InboundConnection>();
@@ -350,6 +352,7 @@ export class TcpTransport implements Transport {
         changedMs: at,
         warnedMs: -Infinity,
         barred: null,
+        barredUntilMs: -Infinity,
       });
       return;
     }
@@ -362,7 +365,12 @@ export class TcpTransport implements Transport {
       d.warnedMs = at;
       this.emit({ kind: 'peer-id-conflict', peer, remotes: [d.now.remote, remote] });
     }
-    if (back) d.barred = d.now.inc;
+    if (back) {
+      // The one replaced is refused, unless it is the process that answers this node's own
+      // dial at the peer's address: the members send to that one, so the other is refused.
+      d.barred = this.links.get(peer)?.answeredBy() === d.now.inc ? inc : d.now.inc;
+      d.barredUntilMs = at + ID_CONFLICT_WINDOW_MS;
+    }
     d.before = d.now;
     d.now = { inc, remote };
     d.changedMs = at;
@@ -377,7 +385,14 @@ export class TcpTransport implements Transport {
     const d = this.dialers.get(peer);
     if (inc === null || d === undefined || d.barred !== inc) return null;
     const holder = this.inboundByPeer.get(peer);
-    if (holder === undefined || holder.peerIncarnation === inc) {
+    // Lifted when the other's connection closed, or ID_CONFLICT_WINDOW_MS after the last
+    // alternation: a holder whose host died leaves a connection that never closes here. If
+    // both still run, the next alternation bars one again.
+    if (
+      holder === undefined ||
+      holder.peerIncarnation === inc ||
+      this.clock.nowMs() >= d.barredUntilMs
+    ) {
       d.barred = null;
       return null;
     }
@@ -406,10 +421,21 @@ export class TcpTransport implements Transport {
       accepted: (conn) => {
         // A redial replaces a half-open predecessor from the same peer, on the same lane.
         const byPeer = conn.lane === 'liveness' ? this.livenessByPeer : this.inboundByPeer;
+        if (conn.lane === 'main') {
+          this.noteDialer(conn.peer, conn.peerIncarnation, conn.remote);
+          // The id conflict just seen bars this very process (noteDialer): it does not replace
+          // the other's connection, and is refused from its next dial on.
+          if (
+            conn.peerIncarnation !== null &&
+            this.dialers.get(conn.peer)?.barred === conn.peerIncarnation
+          ) {
+            conn.close();
+            return;
+          }
+        }
         byPeer.get(conn.peer)?.close();
         byPeer.set(conn.peer, conn);
         if (conn.lane === 'liveness') return;
-        this.noteDialer(conn.peer, conn.peerIncarnation, conn.remote);
         this.links.get(conn.peer)?.peerAlive();
         this.liveness?.peerAlive(conn.peer);
         this.emit({
