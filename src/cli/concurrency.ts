@@ -13,21 +13,26 @@ import {
 } from '../client/index.js';
 
 /** Signals that stop `flotilla lock`'s command and then free the lock, as they reach it. */
-const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
 /**
  * Runs `argv` while holding lock `name`, with FLOTILLA_LOCK_KEY and FLOTILLA_LOCK_TOKEN (the
- * fencing token) in its environment. The command runs in a process group of its own, so that
- * what it starts is stopped with it:
+ * fencing token) in its environment. Without a terminal on standard input the command runs in
+ * a process group of its own, so that what it starts is stopped with it:
  *
- * - SIGINT, SIGTERM or SIGHUP sent to this process (Ctrl-C, a service manager) is passed to
- *   the command's group; once the command has exited, the lock is freed and this exits with
- *   the command's code. Exiting at once would leave the command running without the lock.
+ * - SIGINT, SIGTERM, SIGHUP or SIGQUIT sent to this process (a service manager, a cron daemon)
+ *   is passed to the command's group, a second one as SIGKILL; once the command has exited, the
+ *   lock is freed and this exits with the command's code. Exiting at once would leave the
+ *   command running without the lock. (SIGKILL of this process cannot be passed on: the
+ *   command then runs on until its lease runs out, and is not stopped.)
  * - If the session's lease is lost while it runs, the group is sent SIGTERM (SIGKILL 5 s
  *   later) and this exits 1.
  *
- * Answers the exit code to use: the command's, or 128 + the signal's number when a signal
- * ended it, as a shell says.
+ * On a terminal the command stays in the terminal's group, so that it can read the terminal
+ * (password prompts) and Ctrl-C and Ctrl-Z reach it directly; then only the command itself is
+ * signalled. Answers the exit code to use: the command's, 128 + the signal's number when a
+ * signal ended it, and 127 or 126 when it could not be started (not found, not executable),
+ * as a shell says.
  */
 export async function runLocked(
   client: FlotillaClient,
@@ -46,40 +51,59 @@ export async function runLocked(
     const mutex = new Mutex(session, name);
     const held = await mutex.lock();
     process.stderr.write(`holding lock ${name} (token ${held.token})\n`);
+    const ownGroup = process.stdin.isTTY !== true;
     const child = spawn(cmd, args, {
       stdio: 'inherit',
       // Its own process group (and session): the group is signalled as a whole.
-      detached: true,
+      detached: ownGroup,
       env: { ...process.env, FLOTILLA_LOCK_KEY: held.key, FLOTILLA_LOCK_TOKEN: String(held.token) },
     });
-    const signalGroup = (sig: NodeJS.Signals): void => {
+    let exited = false;
+    const signal = (sig: NodeJS.Signals): void => {
+      if (exited || child.pid === undefined) return;
       try {
-        if (child.pid !== undefined) process.kill(-child.pid, sig);
+        process.kill(ownGroup ? -child.pid : child.pid, sig);
       } catch {
-        // The group is gone: the command and everything it started have exited.
+        // Gone already: the command and everything it started have exited.
       }
     };
-    const forward = (sig: NodeJS.Signals): void => signalGroup(sig);
+    let asked = 0;
+    const forward = (sig: NodeJS.Signals): void => {
+      asked += 1;
+      // On a terminal the command got the terminal's signal itself; a second one kills it.
+      if (asked > 1) signal('SIGKILL');
+      else if (ownGroup) signal(sig);
+    };
     for (const sig of FORWARDED) process.on(sig, forward);
     let lost = false;
+    let killTimer: NodeJS.Timeout | undefined;
     session.done.catch((err: unknown) => {
       lost = true;
       process.stderr.write(`lost lock ${name}: ${(err as Error).message}; stopping the command\n`);
-      signalGroup('SIGTERM');
-      setTimeout(() => signalGroup('SIGKILL'), 5_000).unref();
+      signal('SIGTERM');
+      killTimer = setTimeout(() => signal('SIGKILL'), 5_000);
+      killTimer.unref();
     });
+    let code: number;
     try {
-      const code = await new Promise<number>((resolve, reject) => {
-        child.once('error', reject);
-        child.once('exit', (c, sig) =>
-          resolve(c ?? (sig === null ? 1 : 128 + (osConstants.signals[sig] ?? 0))),
-        );
+      code = await new Promise<number>((resolve) => {
+        child.once('error', (err: NodeJS.ErrnoException) => {
+          exited = true;
+          process.stderr.write(`cannot run ${cmd}: ${err.message}\n`);
+          resolve(err.code === 'ENOENT' ? 127 : 126);
+        });
+        child.once('exit', (c, sig) => {
+          exited = true;
+          resolve(c ?? (sig === null ? 1 : 128 + (osConstants.signals[sig] ?? 0)));
+        });
       });
-      if (!lost) await mutex.unlock();
-      return lost ? 1 : code;
     } finally {
+      clearTimeout(killTimer);
+      // The command is done: a Ctrl-C now ends this process while it frees the lock.
       for (const sig of FORWARDED) process.off(sig, forward);
     }
+    if (!lost) await mutex.unlock();
+    return lost ? 1 : code;
   } finally {
     await session.close().catch(() => undefined);
   }

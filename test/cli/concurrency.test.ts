@@ -119,8 +119,14 @@ void test('flotilla lock passes SIGTERM to the command, waits for it, frees the 
   assert.equal(next.code, 0, `the lock was not freed: ${next.stderr}`);
 });
 
-void test('flotilla lock exits 128 + N when a signal ended the command, as a shell does', async () => {
+void test('flotilla lock exits 128 + N when a signal ended the command, and 127 when there is none, as a shell does', async () => {
   const { endpoints } = await cluster();
+  const missing = await runCli(
+    ['lock', 'sig', '--endpoints', endpoints, '--', '/nonexistent/flotilla-command'],
+    20_000,
+  );
+  assert.equal(missing.code, 127, missing.stderr);
+  assert.match(missing.stderr, /cannot run \/nonexistent\/flotilla-command: .*ENOENT/);
   const r = await runCli(
     ['lock', 'sig', '--endpoints', endpoints, '--', 'sh', '-c', 'kill -9 $$'],
     20_000,
