@@ -33,6 +33,7 @@ import type {
   MembersResponse as MembersAnswer,
 } from '../api/types.js';
 import { Periodic } from './periodic.js';
+import { samePeerAddress } from '../transport/peer.js';
 
 export interface MembershipOptions {
   readonly selfId: number;
@@ -394,11 +395,11 @@ export class Membership {
     const own = this.o.bootstrap.find((m) => m.id === self);
     const rec = this.o.directory.get(self);
     if (own === undefined || rec === undefined) return null;
-    if (own.peer === rec.peer && own.client === rec.client) return null;
+    if (samePeerAddress(own.peer, rec.peer) && sameUrl(own.client, rec.client)) return null;
     return (
       `the cluster records node ${self} at peer ${rec.peer}, client ${rec.client}, but it was ` +
       `started at peer ${own.peer}, client ${own.client}: the members send to the recorded ` +
-      'addresses, so it hears nothing here. Start it with the recorded addresses; to move a ' +
+      'addresses, so it may hear nothing here. Start it with the recorded addresses; to move a ' +
       'member, add a new one at the new addresses (flotilla member add, then start it with ' +
       '--join) and remove this one (flotilla member remove ID)'
     );
@@ -543,4 +544,16 @@ function roleIn(c: ConfState, id: number): MemberRole {
 
 function groupView(group: number, c: ConfState): GroupMembership {
   return { group, voters: c.voters, learners: c.learners, outgoing: c.outgoing };
+}
+
+/** Whether two URLs name one endpoint (case of the host, a trailing slash aside). */
+function sameUrl(a: string, b: string): boolean {
+  const norm = (x: string): string => {
+    try {
+      return new URL(x).href.replace(/\/$/, '');
+    } catch {
+      return x;
+    }
+  };
+  return norm(a) === norm(b);
 }

@@ -554,7 +554,11 @@ export async function openPeerTransport(
             'stop the one that should not run',
         );
         return;
-      case 'peer-address-mismatch': {
+      case 'peer-address': {
+        if (e.same) {
+          sendsElsewhere.delete(e.peer);
+          return;
+        }
         if (sendsElsewhere.get(e.peer) === e.recorded) return;
         sendsElsewhere.set(e.peer, e.recorded);
         log.error(
@@ -594,7 +598,7 @@ export async function openPeerTransport(
 function addressMismatchText(peer: number, recorded: string, advertised: string): string {
   return (
     `peer ${peer} sends to this node at ${recorded}, but this node listens for peers at ` +
-    `${advertised}: what the members send is lost. Start it with the address the cluster has ` +
+    `${advertised}: what it sends may never arrive. Start it with the address the cluster has ` +
     'for it; to move a member, add a new one at the new address and remove this one'
   );
 }

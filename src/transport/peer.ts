@@ -286,17 +286,13 @@ export class PeerLink {
     // The peer sends to us at another address than the one we say we listen at (restarted
     // with a changed address): whatever it sends us is lost. Said, not refused.
     const ours = this.ctx.opts.advertise?.peer;
-    if (
-      a.yourPeer !== null &&
-      ours !== undefined &&
-      !samePeerAddress(a.yourPeer, ours) &&
-      this.ctx.lane !== 'liveness'
-    )
+    if (a.yourPeer !== null && ours !== undefined && this.ctx.lane !== 'liveness')
       this.ctx.emit({
-        kind: 'peer-address-mismatch',
+        kind: 'peer-address',
         peer: this.peer,
         recorded: a.yourPeer,
         advertised: ours,
+        same: samePeerAddress(a.yourPeer, ours),
       });
     this.coalesces = a.version >= COALESCED_HEARTBEATS_VERSION;
     this.attempt = 0;
@@ -500,14 +496,19 @@ export class PeerLink {
   }
 }
 
-/** Whether two host:port strings name one address (an IPv6 host with or without brackets). */
-function samePeerAddress(a: string, b: string): boolean {
+/**
+ * Whether two host:port strings name one address: host names compare without case and without
+ * a trailing dot, an IPv6 host with or without brackets.
+ */
+export function samePeerAddress(a: string, b: string): boolean {
   const norm = (x: string): string => {
     const i = x.lastIndexOf(':');
-    return `${x
+    const host = x
       .slice(0, i)
       .replace(/^\[(.*)\]$/, '$1')
-      .toLowerCase()}:${x.slice(i + 1)}`;
+      .replace(/\.$/, '')
+      .toLowerCase();
+    return `${host}:${x.slice(i + 1)}`;
   };
   return norm(a) === norm(b);
 }

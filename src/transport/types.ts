@@ -113,14 +113,16 @@ export type TransportEvent =
     }
   | {
       /**
-       * A peer's ACCEPT says it sends to this node at `recorded`, not at `advertised`, the
-       * address this node says it listens at: what it sends is lost (this node was restarted
-       * with a changed address). Said on every such connection; the caller throttles.
+       * A peer's ACCEPT says it sends to this node at `recorded`; `advertised` is the address
+       * this node says it listens at. Not `same`: what the peer sends is lost (this node was
+       * restarted with a changed address). Said on every outbound connection whose ACCEPT says
+       * it; the caller says it once.
        */
-      readonly kind: 'peer-address-mismatch';
+      readonly kind: 'peer-address';
       readonly peer: NodeId;
       readonly recorded: string;
       readonly advertised: string;
+      readonly same: boolean;
     }
   | { readonly kind: 'handler-error'; readonly peer: NodeId; readonly message: string }
   | { readonly kind: 'reconnect-scheduled'; readonly peer: NodeId; readonly delayMs: number };
