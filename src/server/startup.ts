@@ -179,7 +179,7 @@ export async function decideEmptyStart(
         : unheard.length === 0;
     if (enough && (!lone || Date.now() - startedMs >= config.emptyStartWaitMs)) {
       log.info(
-        { peersEmpty: others },
+        { peersEmpty: others.filter((id) => !unheard.includes(id)) },
         lone
           ? 'no member holding a log dialled in: starting a new cluster'
           : unheard.length === 0
