@@ -25,6 +25,30 @@ interface Line {
   readonly msg: string;
 }
 
+/** Starts a node whose warnings and errors are kept in `lines`; closed after the file. */
+async function startLogged(config: ReturnType<typeof resolveNodeConfig>): Promise<Line[]> {
+  const lines: Line[] = [];
+  const node = await FlotillaNode.start(config, {
+    logger: pino(
+      { level: 'warn' },
+      { write: (s: string) => void lines.push(JSON.parse(s) as Line) },
+    ),
+  });
+  cleanups.push(() => node.close());
+  return lines;
+}
+
+/** Waits until at least `n` error lines match `pattern`; fails with every message seen. */
+function errorsMatching(lines: Line[], pattern: RegExp, n: number): Promise<Line[]> {
+  return until(
+    () => `the error logged (saw ${JSON.stringify(lines.map((l) => l.msg))})`,
+    () => {
+      const e = lines.filter((l) => l.level === 50 && pattern.test(l.msg));
+      return e.length >= n ? e : null;
+    },
+  );
+}
+
 void test('a joined member restarted at other addresses says the cluster records it elsewhere, and is not ready', async () => {
   const nodes = await TestNodes.start({ nodes: 3 });
   cleanups.push(() => nodes.close());
@@ -51,23 +75,8 @@ void test('a joined member restarted at other addresses says the cluster records
   });
   assert.equal(first.members.membership.ownAddressMismatch(), null);
   await first.close();
-  const lines: Line[] = [];
-  const moved = await FlotillaNode.start(resolveNodeConfig(at(peer2, client2)), {
-    logger: pino(
-      { level: 'warn' },
-      { write: (s: string) => void lines.push(JSON.parse(s) as Line) },
-    ),
-  });
-  cleanups.push(() => moved.close());
-  const said = await until(
-    () => `the error logged (saw ${JSON.stringify(lines.map((l) => l.msg))})`,
-    () => {
-      const e = lines.filter(
-        (l) => l.level === 50 && l.msg.startsWith('the cluster records node 4'),
-      );
-      return e.length > 0 ? e : null;
-    },
-  );
+  const lines = await startLogged(resolveNodeConfig(at(peer2, client2)));
+  const said = await errorsMatching(lines, /^the cluster records node 4/, 1);
   assert.match(
     said[0]?.msg ?? '',
     new RegExp(
@@ -100,8 +109,7 @@ void test('a member of a static cluster restarted at another peer address is tol
         : `${m.id}=${m.peer}@${m.client}`,
     )
     .join(',');
-  const lines: Line[] = [];
-  const moved = await FlotillaNode.start(
+  const lines = await startLogged(
     resolveNodeConfig({
       id: 2,
       dataDir: before.dataDir,
@@ -109,21 +117,8 @@ void test('a member of a static cluster restarted at another peer address is tol
       clusterId: before.clusterId,
       placement: 'off',
     }),
-    {
-      logger: pino(
-        { level: 'warn' },
-        { write: (s: string) => void lines.push(JSON.parse(s) as Line) },
-      ),
-    },
   );
-  cleanups.push(() => moved.close());
-  const said = await until(
-    () => `the error logged (saw ${JSON.stringify(lines.map((l) => l.msg))})`,
-    () => {
-      const e = lines.filter((l) => l.level === 50 && / sends to this node at /.test(l.msg));
-      return e.length >= 2 ? e : null;
-    },
-  );
+  const said = await errorsMatching(lines, / sends to this node at /, 2);
   for (const l of said)
     assert.match(
       l.msg,
