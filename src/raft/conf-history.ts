@@ -78,7 +78,10 @@ export function recordConf(r: Raft, e: Entry): ConfChange {
   const next = r.hooks.nextConf(r.conf(), change);
   assert(
     next.ok,
-    `Committed membership change at ${e.index} refused: ${next.ok ? '' : next.error.message}`,
+    `Committed membership change at ${e.index} refused: ${next.ok ? '' : next.error.message} ` +
+      `(the configuration it applies to: voters ${r.conf().voters.join(',')}). A node started ` +
+      'without a snapshot must be given the initial voters (RaftConfig.voters) at every start, ' +
+      'not the membership of today: the log applies its changes to them again',
   );
   r.confs.push(e.index, next.value);
   return change;

@@ -45,7 +45,14 @@ export interface RaftEvent {
 export interface RaftConfig {
   /** This node's id (> 0). */
   readonly id: NodeId;
-  /** The voting members, this node included; used when `initial` has no snapshot. */
+  /**
+   * The group's initial voting members, as every member was first started with them; used only
+   * when `initial` has no snapshot, to read the log's membership changes from the start. Keep
+   * passing the same list at every restart (not the membership of today: the log's changes are
+   * applied to it again). A node that joins a running group (added to it by a membership
+   * change) is started with the group's initial members too, never with itself alone: a node
+   * whose voters are just itself is a group of one, elects itself and commits on its own.
+   */
   readonly voters: readonly NodeId[];
   /** Source of randomness for election timeouts. */
   readonly rng: Rng;

@@ -47,8 +47,16 @@ export class RaftLog {
       this.entries.push(e);
     }
     this.unstable.restore(this.lastIndex());
-    this.committed = Math.min(Math.max(committed, this.snapshotIndex), this.lastIndex());
-    this.applied = Math.min(Math.max(applied, this.snapshotIndex), this.committed);
+    // Entries are handed out to apply only once committed, and the hard state's commit index
+    // is written lazily (it may be behind what the state machine applied before a crash):
+    // what was applied was committed. Lowering applied to the stored commit would hand the
+    // same entries out again, and a durable state machine would apply them twice.
+    assert(
+      applied <= this.lastIndex(),
+      `Cannot restore log: applied index ${applied} is past the last entry held (${this.lastIndex()}); the state machine applied entries the log does not hold`,
+    );
+    this.committed = Math.min(Math.max(committed, applied, this.snapshotIndex), this.lastIndex());
+    this.applied = Math.max(applied, this.snapshotIndex);
   }
 
   firstIndex(): Index {

@@ -314,7 +314,13 @@ export interface InitialState {
   readonly snapshot: SnapshotMeta | null;
   /** Persisted entries after the snapshot, contiguous. */
   readonly entries: readonly Entry[];
-  /** The index the state machine had applied durably (at least the snapshot index). */
+  /**
+   * The index the state machine had applied durably (at least the snapshot index; 0 or the
+   * snapshot's index for a state machine rebuilt from the snapshot at every start). It may be
+   * above `hardState.commit`, which is written lazily: only committed entries are handed out
+   * to apply, so the core counts everything up to it committed and hands out only what follows.
+   * It must not be past the last entry held.
+   */
   readonly applied: Index;
   /** A snapshot being received when the node stopped, and the bytes of it that were kept. */
   readonly incoming?: IncomingSnapshot;

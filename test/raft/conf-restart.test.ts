@@ -62,3 +62,60 @@ void test('a change past the stored commit index waits until it is committed and
   assert.deepEqual(node.confState().voters, [1, 2, 3, 4]);
   assert.equal(events.filter((e) => e.kind === 'conf-applied').length, 1);
 });
+
+/** Node 1 restarted on `entries` with the stored commit and the applied index given. */
+function restartApplied(commit: number, applied: number): RaftNode {
+  return new RaftNode({
+    id: 1,
+    voters: [1, 2, 3],
+    rng: createRng(1),
+    initial: { hardState: { term: 1, vote: 1, commit }, snapshot: null, entries, applied },
+  });
+}
+
+void test('an applied index above the stored commit counts as committed: nothing is handed out twice', () => {
+  // A durable state machine applied entry 3 before the hard state saying so was written (the
+  // commit index is written lazily): entries up to 3 were committed, and applied once.
+  const node = restartApplied(1, 3);
+  assert.equal(node.status().commit, 3);
+  assert.equal(node.status().applied, 3);
+  // Its membership change is in force: it was committed.
+  assert.deepEqual(node.confState().voters, [1, 2, 3, 4]);
+  for (let i = 0; i < 10 && node.hasReady(); i++) {
+    const rd = node.ready();
+    assert.deepEqual(rd.committedEntries, [], 'entries handed out again');
+    node.advance(rd);
+  }
+  // Applied below the stored commit: the rest is handed out, once.
+  const behind = restartApplied(3, 2);
+  const rd = behind.ready();
+  assert.deepEqual(
+    rd.committedEntries.map((e) => e.index),
+    [3],
+  );
+});
+
+void test('an applied index past the last entry held is refused, naming it', () => {
+  assert.throws(() => restartApplied(3, 4), {
+    name: 'AssertionError',
+    message: /applied index 4 is past the last entry held \(3\)/,
+  });
+});
+
+void test('restarted with the membership of today instead of the initial voters: the error says so', () => {
+  assert.throws(
+    () =>
+      new RaftNode({
+        id: 1,
+        voters: [1, 2, 3, 4],
+        rng: createRng(1),
+        initial: {
+          hardState: { term: 1, vote: 1, commit: 3 },
+          snapshot: null,
+          entries,
+          applied: 0,
+        },
+      }),
+    { name: 'AssertionError', message: /must be given the initial voters \(RaftConfig\.voters\)/ },
+  );
+});
