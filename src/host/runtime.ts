@@ -755,6 +755,18 @@ export class RaftRuntime {
     // running is false, so no new loop starts: wait for the one in progress, if any, then for
     // a snapshot being saved in the background (the caller closes the storage next).
     await this.loopDone;
+    // The commit index rides along with the next write (hardStateUnsynced): a quiet follower
+    // may have learned commits it never wrote. Written now, a stopped node's storage says what
+    // it knew committed, which is what a look at it, or a backup made from it, goes by.
+    const latest = this.latestHard;
+    if (latest !== null && this.fatal === null && this.hardStateUnsynced()) {
+      try {
+        await this.o.storage.persist([], latest, { inline: false });
+        this.syncedHard = latest;
+      } catch {
+        // A restart hint only: a storage that fails now is reported by whoever closes it.
+      }
+    }
     this.snapshots.hurry();
     await this.snapshots.idle();
     this.waiters.failAll(

@@ -874,3 +874,23 @@ void test('waits that end leave no listener on a caller signal that outlives the
   await rejects(pending, 'ABORTED', false);
   assert.equal(listeners(), 0);
 });
+
+void test("a follower's commit index, learned after its last write, is written when it closes", async () => {
+  // A commit index alone rides along with the next write; a quiet follower may never make
+  // one. Closed, its storage must say what it knew committed: a look at a stopped node's data,
+  // or a backup made from it, goes by that.
+  const storages = [1, 2, 3].map(() => createMemoryStorage({ quiet: true }));
+  const c = await cluster(3, (id) => storages[id - 1] as GroupStorage);
+  const leader = await leaderOf(c);
+  await leader.propose(enc.encode('x'));
+  const follower = c.nodes.find((n) => n !== leader) as RaftRuntime;
+  const storage = storages[follower.id - 1] as GroupStorage;
+  const committed = leader.status().commit;
+  await waitUntil(
+    () => follower.status().commit >= committed,
+    `follower ${follower.id} to learn commit ${committed}`,
+    () => follower.status().commit,
+  );
+  await follower.close();
+  assert.equal(storage.initialState().hardState.commit, follower.status().commit);
+});
