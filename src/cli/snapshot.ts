@@ -9,28 +9,19 @@ import { Option, type Command } from 'commander';
 import { Agent, request } from 'undici';
 import type { ClientTlsOptions } from '../client/index.js';
 import { FlotillaError, isErrorCode } from '../base/errors.js';
-import { BackupError, readBackup, type BackupHeader } from '../server/backup-format.js';
+import {
+  BackupError,
+  readBackup,
+  savedGroups,
+  type BackupHeader,
+  type BackupSaveReport,
+} from '../server/backup-format.js';
 import { backupPath } from '../server/backup.js';
 import { ConfigError, configDefaults, parseInitialCluster } from '../server/config.js';
 import { nodeFs } from '../storage/index.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
-export interface SaveReport {
-  readonly file: string;
-  readonly bytes: number;
-  readonly sha256: string;
-  readonly from: string;
-  readonly clusterId: string;
-  readonly savedBy: number;
-  readonly savedAt: string;
-  readonly groups: readonly {
-    group: number;
-    index: number;
-    term: number;
-    chunks: number;
-    bytes: number;
-  }[];
-}
+export type SaveReport = BackupSaveReport;
 
 export interface SaveOptions {
   /** Called with the bytes received so far, at most every `progressEveryMs`. */
@@ -80,7 +71,7 @@ export async function saveBackup(
  * missing or not one, not writable, or the file itself a directory. Otherwise the node would
  * stream the backup only for the first write to fail as a bare ENOENT naming a temporary file.
  */
-async function checkWritable(file: string): Promise<void> {
+export async function checkWritable(file: string): Promise<void> {
   const refuse = (why: string) =>
     new BackupError('BACKUP_UNWRITABLE', `Cannot save the backup as ${file}: ${why}`);
   const dir = dirname(file);
@@ -198,16 +189,7 @@ async function receive(
           clusterId: h.clusterId,
           savedBy: h.savedBy,
           savedAt: h.savedAt,
-          groups: h.groups.map((g) => {
-            const s = r.summary.groups.find((x) => x.group === g.group);
-            return {
-              group: g.group,
-              index: g.index,
-              term: g.term,
-              chunks: s?.chunks ?? 0,
-              bytes: s?.bytes ?? 0,
-            };
-          }),
+          groups: savedGroups(h.groups, r.summary),
         };
       }
     }
@@ -242,28 +224,76 @@ export function snapshotCommands(
   snapshot
     .command('save')
     .description(
-      'save both groups (key-value and job queue) as of now from a running cluster into FILE',
+      'save both groups (key-value and job queue) as of now from a running cluster into FILE, ' +
+        "or from a stopped member's data directory (--data-dir) when no cluster can serve one",
     )
     .argument('<file>', 'the backup file to write (replaced atomically)')
     .option('--endpoints <urls>', 'comma-separated node URLs, asked in turn', defaultEndpoints)
+    .option(
+      '--data-dir <dir>',
+      "save from this stopped member's data directory instead of a running cluster (a majority " +
+        'lost its data, or the cluster is gone): its state as of the commit index it recorded',
+    )
+    .option(
+      '--include-uncommitted',
+      'with --data-dir: apply the entries past that commit index too (acknowledged writes the ' +
+        'member had not yet seen committed, and possibly writes that never committed)',
+    )
     .addOption(tokenOption())
-    .action(async (file: string, o: ClusterOptions) => {
-      const endpoints = o.endpoints
-        .split(',')
-        .map((e) => e.trim())
-        .filter(Boolean);
-      const started = Date.now();
-      const clientTls = tls();
-      const r = await saveBackup(endpoints, file, {
-        ...(o.token === undefined || o.token === '' ? {} : { token: o.token }),
-        ...(clientTls === undefined ? {} : { tls: clientTls }),
-        onProgress: (bytes) =>
+    .action(
+      async (
+        file: string,
+        o: ClusterOptions & { dataDir?: string; includeUncommitted?: boolean },
+        cmd: Command,
+      ) => {
+        const started = Date.now();
+        const progress = (bytes: number) =>
           process.stderr.write(
             `saving: ${mib(bytes)} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
-          ),
-      });
-      process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-    });
+          );
+        if (o.dataDir !== undefined) {
+          if (cmd.getOptionValueSource('endpoints') === 'cli')
+            throw new FlotillaError(
+              'BAD_REQUEST',
+              'Give --data-dir (a stopped member) or --endpoints (a running cluster), not both',
+            );
+          const { saveFromDataDir } = await import('../server/offline-backup.js');
+          const r = await saveFromDataDir(
+            {
+              dataDir: o.dataDir,
+              file,
+              uncommitted: o.includeUncommitted === true,
+              onProgress: progress,
+            },
+            checkWritable,
+          );
+          process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+          const left = r.groups.filter((g) => g.uncommitted > 0 && !g.uncommittedApplied);
+          if (left.length > 0)
+            process.stderr.write(
+              `left out: ${left.map((g) => `${g.uncommitted} entries of group ${g.group}`).join(', ')} ` +
+                'past the commit index the member recorded (--include-uncommitted applies them)\n',
+            );
+          return;
+        }
+        if (o.includeUncommitted === true)
+          throw new FlotillaError(
+            'BAD_REQUEST',
+            '--include-uncommitted is for a save from a stopped member (--data-dir)',
+          );
+        const endpoints = o.endpoints
+          .split(',')
+          .map((e) => e.trim())
+          .filter(Boolean);
+        const clientTls = tls();
+        const r = await saveBackup(endpoints, file, {
+          ...(o.token === undefined || o.token === '' ? {} : { token: o.token }),
+          ...(clientTls === undefined ? {} : { tls: clientTls }),
+          onProgress: progress,
+        });
+        process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      },
+    );
   snapshot
     .command('restore')
     .description(

@@ -26,9 +26,12 @@ export function commandsOf(entries: readonly Entry[]): Command[] {
 export interface Replayed {
   /** The snapshot restored (0: none). */
   readonly snapshotIndex: number;
-  /** The last entry applied: the commit index the storage recorded. */
+  /** The last entry applied: the commit index the storage recorded (or the last entry). */
   readonly appliedIndex: number;
-  /** Entries on disk past the commit index, not applied (they may never commit). */
+  /**
+   * Entries on disk past the commit index the storage recorded: not applied (they may never
+   * commit), or applied all the same when asked (`uncommitted: true`).
+   */
   readonly uncommitted: number;
 }
 
@@ -36,11 +39,14 @@ export interface Replayed {
  * Restores `machine` from `storage`'s snapshot and applies every entry after it up to the
  * stored commit index. The commit index is a restart hint (it may lag what the cluster
  * committed), so this is the state the node itself would restart with, before it hears
- * from its peers.
+ * from its peers. With `uncommitted`, every entry on disk is applied, past the commit index
+ * too: the most a lone survivor can give of a cluster that lost its majority (it may include
+ * writes the cluster never committed).
  */
 export async function replayStorage(
   storage: Pick<GroupStorage, 'initialState' | 'loadSnapshot'>,
   machine: StateMachine,
+  o: { readonly uncommitted?: boolean } = {},
 ): Promise<Replayed> {
   const snapshot = await storage.loadSnapshot();
   if (snapshot !== null) await machine.restore(snapshotChunks(snapshot.data));
@@ -53,7 +59,7 @@ export async function replayStorage(
     throw new Error(
       `Cannot replay: the log starts at entry ${first.index}, past the snapshot at ${snapshotIndex}`,
     );
-  const committed = entries.filter((e) => e.index <= commit);
+  const committed = o.uncommitted === true ? entries : entries.filter((e) => e.index <= commit);
   let applied = snapshotIndex;
   for (let i = 0; i < committed.length; i += REPLAY_BATCH) {
     const batch = committed.slice(i, i + REPLAY_BATCH);
@@ -67,5 +73,6 @@ export async function replayStorage(
     }
     applied = batch[batch.length - 1]?.index ?? applied;
   }
-  return { snapshotIndex, appliedIndex: applied, uncommitted: entries.length - committed.length };
+  const uncommitted = entries.filter((e) => e.index > commit).length;
+  return { snapshotIndex, appliedIndex: applied, uncommitted };
 }

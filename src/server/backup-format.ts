@@ -44,6 +44,45 @@ export type BackupErrorCode =
   /** Restore was asked for something that cannot be: a member id not in the initial cluster. */
   | 'RESTORE_INVALID';
 
+/** What a save wrote, as `flotilla snapshot save` prints it. */
+export interface BackupSaveReport<G extends SavedGroup = SavedGroup> {
+  readonly file: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  /** The endpoint that served it, or the data directory it was made from. */
+  readonly from: string;
+  readonly clusterId: string;
+  readonly savedBy: number;
+  readonly savedAt: string;
+  readonly groups: readonly G[];
+}
+
+/** One group of a save's report. */
+export interface SavedGroup {
+  readonly group: number;
+  readonly index: number;
+  readonly term: number;
+  readonly chunks: number;
+  readonly bytes: number;
+}
+
+/** Each group of a header with what the summary counted of it, for a save's report. */
+export function savedGroups(
+  groups: readonly BackupGroupHeader[],
+  summary: BackupSummary,
+): SavedGroup[] {
+  return groups.map((g) => {
+    const s = summary.groups.find((x) => x.group === g.group);
+    return {
+      group: g.group,
+      index: g.index,
+      term: g.term,
+      chunks: s?.chunks ?? 0,
+      bytes: s?.bytes ?? 0,
+    };
+  });
+}
+
 export class BackupError extends Error {
   override readonly name = 'BackupError';
   constructor(

@@ -52,6 +52,7 @@ import {
   listenClientProtocol,
 } from './client-protocol.js';
 import { decideEmptyStart, listenError } from './startup.js';
+import { LeaderlessWatch } from './leaderless.js';
 import {
   KV_GROUP,
   META_GROUP,
@@ -215,6 +216,8 @@ export class FlotillaNode implements AsyncDisposable {
   private peerAddressMismatch: () => string | null = () => null;
   /** Warns of each event-loop stall long enough to cost an election; set once assembled. */
   private stallWatch: LoopStallWatch | null = null;
+  /** Says why, when no leader has been known for long (leaderless.ts). */
+  private leaderless: LeaderlessWatch | null = null;
   /** The address book, removal handling and membership routes' backend (member-node.ts). */
   readonly members: NodeMembers;
   /** Changing ranges' replicas, and giving up ranges this node is out of; set once assembled. */
@@ -747,6 +750,12 @@ export class FlotillaNode implements AsyncDisposable {
         );
       },
     });
+    const leaderless = new LeaderlessWatch({
+      clock: systemClock,
+      log,
+      status: () => runtime.status(),
+      connected: (id) => transport.stats().peers.get(id)?.connected === true,
+    });
     metrics.bindLiveness(() => peers.transport.liveness?.sent ?? 0);
     // Followed for changes from here on; off (null) without authTokensFile.
     const tokens =
@@ -1146,6 +1155,8 @@ export class FlotillaNode implements AsyncDisposable {
     node.tls?.start();
     node.stallWatch = stallWatch;
     stallWatch.start();
+    node.leaderless = leaderless;
+    leaderless.start();
     node.lanes.start();
     node.splitter.start();
     dash.sampler.start();
@@ -1184,6 +1195,7 @@ export class FlotillaNode implements AsyncDisposable {
     this.members.membership.stop();
     this.tls?.stop();
     this.stallWatch?.stop();
+    this.leaderless?.stop();
     this.splitter?.[Symbol.dispose]();
     this.lanes.close();
     this.leaseKeeper.stop();
@@ -1399,10 +1411,13 @@ export class FlotillaNode implements AsyncDisposable {
         const stopped = this.stoppedReason();
         if (stopped !== null) return { ready: false, reason: stopped };
         const s = this.runtime.status();
+        const leaderless = this.leaderless?.reason() ?? null;
         if (s.recovery === 'recovering')
           return {
             ready: false,
-            reason: `recovering lost data: holds ${s.lastIndex} entries, commit ${s.commit}; not a voter until caught up`,
+            reason:
+              leaderless ??
+              `recovering lost data: holds ${s.lastIndex} entries, commit ${s.commit}; not a voter until caught up`,
           };
         const q = this.queueService.runtime.status();
         if (q.recovery === 'recovering')
@@ -1418,7 +1433,7 @@ export class FlotillaNode implements AsyncDisposable {
           };
         if (s.leader === 0) {
           const moved = this.members.membership.ownAddressMismatch() ?? this.peerAddressMismatch();
-          return { ready: false, reason: moved ?? 'no leader known' };
+          return { ready: false, reason: moved ?? leaderless ?? 'no leader known' };
         }
         if (this.runtime.appliedIndex() < s.commit)
           return {
