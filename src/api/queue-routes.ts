@@ -427,7 +427,7 @@ export function installQueueRoutes(
 
 /**
  * A claim, waiting up to `waitMs` for a job. While the queue shows nothing claimable (no
- * waiting job, or paused) nothing is proposed: the claim looks again whenever the queue group
+ * waiting job, paused, or its concurrency or rate limit reached) nothing is proposed: the claim looks again whenever the queue group
  * applies something (an add, a resume, the leader's tick that makes a delayed job due). A
  * claim that found nothing, lost to another worker or hit a limit tries again on the next
  * change, unless it carries a session: its sequence number would answer every retry with the
@@ -453,10 +453,13 @@ async function claim(
   const deadline = b.clock.nowMs() + waitMs;
   const gate = gateOf(b);
   const want = cmd.op === 'claim' ? (cmd.max ?? 1) : 1;
-  const claimable = (): boolean => {
-    const s = b.service.queue.stats(queue);
-    return s !== null && !s.paused && s.counts.waiting > gate.proposing(queue);
-  };
+  // Not paused, a job waiting, and the queue's limits leave room for one more claim than
+  // those already on their way: a claim proposed under a full concurrency limit or a spent
+  // rate window only comes back empty (and, with a session, returns to a worker that claims
+  // again at once: hundreds of writes a second, found by a user). The window's roll-over is
+  // seen on the next look, at most a tick later.
+  const claimable = (): boolean =>
+    b.service.queue.claimableNow(queue, b.clock.nowMs()) > gate.proposing(queue);
   /** Proposes the claim now (synchronously: handOver relies on it), counted by the gate. */
   const proposeNow = (): Promise<QueueAnswer> => {
     gate.reserve(queue, want);
@@ -485,7 +488,11 @@ async function claim(
       waiters.n++;
       let handed: { readonly proposal: Promise<QueueAnswer> } | null;
       try {
-        const ms = Math.max(1, Math.min(deadline - b.clock.nowMs(), b.tickMs));
+        const now = b.clock.nowMs();
+        // A rate window that opens makes room without anything applied: look again then.
+        const rate = b.service.queue.stats(queue)?.rateLimit ?? null;
+        const toWindow = rate === null ? Infinity : rate.intervalMs - (now % rate.intervalMs);
+        const ms = Math.max(1, Math.min(deadline - now, b.tickMs, toWindow));
         handed = await changeOrTimeout(b, ms, signal, { queue, want, propose: proposeNow });
       } finally {
         waiters.n--;

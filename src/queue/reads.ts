@@ -81,6 +81,26 @@ export abstract class QueueReads {
     };
   }
 
+  /**
+   * How many jobs a claim on `queue` applied at `nowMs` could take, as the applied state has
+   * it: its waiting jobs, capped by the concurrency limit's free slots and what is left of the
+   * rate limit's window at that time (a window that has rolled over by then is whole again).
+   * 0 while paused. A hint for a node deciding whether proposing a claim is worth a write; the
+   * claim's apply decides (claims and ends applied meanwhile change it).
+   */
+  claimableNow(queue: string, nowMs: number): number {
+    const q = this.s.queues.get(queue);
+    if (q === undefined || q.paused) return 0;
+    let n = q.waiting.size;
+    if (q.concurrency !== null) n = Math.min(n, q.concurrency - q.counts.active);
+    if (q.rateLimit !== null) {
+      const window = Math.floor(nowMs / q.rateLimit.intervalMs);
+      const used = window === q.rateWindow ? q.rateCount : 0;
+      n = Math.min(n, q.rateLimit.max - used);
+    }
+    return Math.max(0, n);
+  }
+
   getJob(queue: string, id: string): JobView | null {
     const j = this.s.queues.get(queue)?.jobs.get(id);
     return j === undefined ? null : viewOf(j);

@@ -421,8 +421,12 @@ void test('a rate limit caps claims per window; the next window opens at its bou
   h.ok({ op: 'configure', queue: 'q', rateLimit: { max: 2, intervalMs: 1_000 } });
   for (let i = 0; i < 5; i++) h.add('q');
   h.timeMs = 300;
+  assert.equal(h.m.claimableNow('q', 300), 2);
   assert.equal(h.claim('q', { max: 5 }).jobs.length, 2);
   assert.deepEqual(h.claim('q'), { ok: true, jobs: [], reason: 'rate-limited', retryAtMs: 1_000 });
+  // The hint a node reads before proposing a claim: none left in this window, whole in the next.
+  assert.equal(h.m.claimableNow('q', 999), 0);
+  assert.equal(h.m.claimableNow('q', 1_000), 2);
   h.timeMs = 1_000;
   assert.equal(h.claim('q', { max: 1 }).jobs.length, 1);
   assert.equal(h.claim('q', { max: 5 }).jobs.length, 1);
@@ -435,8 +439,10 @@ void test('a concurrency limit caps active jobs of the queue', () => {
   const h = new Harness();
   h.ok({ op: 'configure', queue: 'q', concurrency: 2 });
   for (let i = 0; i < 4; i++) h.add('q');
+  assert.equal(h.m.claimableNow('q', 0), 2);
   const got = h.claim('q', { max: 3 }).jobs;
   assert.equal(got.length, 2);
+  assert.equal(h.m.claimableNow('q', 0), 0);
   assert.deepEqual(h.claim('q'), { ok: true, jobs: [], reason: 'concurrency' });
   const first = got[0];
   assert.ok(first !== undefined);

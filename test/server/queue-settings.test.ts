@@ -340,3 +340,56 @@ void test('a read of a queue name no queue can have is refused, not answered emp
   assert.match(id, /^#/);
   assert.equal(((await ok(f, 'get', { queue: 'readable', id }))['job'] as Json)['id'], id);
 });
+
+void test('a waiting claim proposes nothing while the concurrency or rate limit leaves no room', async () => {
+  // With a session (as the client's claims carry) a claim proposed under a full limit came
+  // back empty at once, and the worker claimed again: about 550 queue entries a second for a
+  // worker held back by its limit (found by a user). Now it waits, as on an empty queue, and
+  // is proposed once at its deadline, or when room is made.
+  const l = await nodes.waitForQueueLeader();
+  const svc = nodes.node(l).queueService;
+  const write = svc.write.bind(svc);
+  let proposed = 0;
+  svc.write = (cmd, session, w) => {
+    if (cmd.op === 'claim' && cmd.queue.startsWith('held-')) proposed++;
+    return write(cmd, session, w);
+  };
+  try {
+    const firsts = new Map<string, Json>();
+    for (const [queue, setting] of [
+      ['held-conc', { concurrency: 1 }],
+      ['held-rate', { rateLimit: { max: 1, intervalMs: 3_600_000 } }],
+    ] as const) {
+      for (let i = 0; i < 2; i++) await ok(l, 'add', { queue, name: `j${i}` });
+      await ok(l, 'configure', { queue, ...setting });
+      const first = await ok(l, 'claim', { queue, clientId: `${queue}-w`, seq: 1 });
+      assert.equal((first['jobs'] as unknown[]).length, 1, JSON.stringify(first));
+      firsts.set(queue, (first['jobs'] as Json[])[0] as Json);
+      proposed = 0;
+      const held = await ok(l, 'claim', { queue, waitMs: 1_500, clientId: `${queue}-w`, seq: 2 });
+      assert.equal(
+        held['reason'],
+        queue === 'held-conc' ? 'concurrency' : 'rate-limited',
+        JSON.stringify(held),
+      );
+      assert.equal(proposed, 1, `${proposed} claims went through the log while held back`);
+    }
+    // Room made (the active job completes): the waiting claim is proposed and takes the job.
+    const claimed = firsts.get('held-conc') as Json;
+    const waiting = post(l, 'claim', {
+      queue: 'held-conc',
+      waitMs: 10_000,
+      clientId: 'held-conc-w2',
+      seq: 1,
+    });
+    await ok(l, 'complete', {
+      queue: 'held-conc',
+      id: (claimed['job'] as Json)['id'],
+      token: claimed['token'],
+    });
+    const got = await waiting;
+    assert.equal((got.json['jobs'] as unknown[]).length, 1, JSON.stringify(got.json));
+  } finally {
+    svc.write = write;
+  }
+});
