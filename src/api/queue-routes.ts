@@ -64,6 +64,8 @@ export interface QueueBackend extends Pick<KvBackend, 'forward'> {
       onApplied(listener: () => void): () => void;
       /** What the group answers once a storage failure stopped it; null while it runs. */
       stoppedError(): FlotillaError | null;
+      /** The last entry the queue machine applied here. */
+      appliedIndex(): number;
     };
   };
   readonly limits: QueueLimits;
@@ -356,11 +358,22 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
     const queue = o['queue'] === undefined ? undefined : queueOf(o);
     const after = positionOf(o['after']);
     const limit = optInt(o, 'limit', 1, l.maxPageSize);
-    return (q) =>
-      q.eventsAfter(after, {
+    return (q) => {
+      // Behind the read barrier every position the group handed out is applied here: one past
+      // it was never handed out (a typo, another cluster's), and a reader holding it would
+      // skip every event until the log reached it, saying nothing (etcd refuses a watch from
+      // a future revision likewise).
+      const applied = b.service.runtime.appliedIndex();
+      if (after.index > applied)
+        throw new FlotillaError(
+          'FUTURE_REVISION',
+          `Event position ${after.index} is past the queue group's log (at ${applied}): no event was handed out there; resume from a position an answer gave`,
+        );
+      return q.eventsAfter(after, {
         ...(queue === undefined ? {} : { queue }),
         ...(limit === undefined ? {} : { limit }),
       });
+    };
   });
 
   write(

@@ -135,7 +135,8 @@ export const errorCodes = {
     indefinite: false,
   },
   FUTURE_REVISION: {
-    meaning: "the revision asked for is above the store's current revision",
+    meaning:
+      "the revision asked for is above the store's current revision (or a queue event position past the queue group's log)",
     indefinite: false,
   },
   MEMBERSHIP_INVALID: {

@@ -3,6 +3,7 @@
 // jobs with their data as JSON, as the API shows them.
 
 import { FlotillaError } from '../client/index.js';
+import { defaultQueueLimits } from '../base/limits.js';
 import { renderJob } from '../api/queue-routes.js';
 import { jobStates, type JobState, type JobView } from '../queue/index.js';
 import type { QueueInspection } from '../server/queue-inspect.js';
@@ -20,16 +21,24 @@ export async function runInspect(o: InspectOptions, out: (s: string) => void): P
       'BAD_REQUEST',
       `--state must be one of ${jobStates.join(', ')}, got "${o.state}"`,
     );
+  const max = defaultQueueLimits.maxNameChars;
+  if (o.queue !== undefined && (!/^[A-Za-z0-9._:-]+$/.test(o.queue) || o.queue.length > max))
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `--queue must be 1 to ${max} letters, digits or ._:-, got ${JSON.stringify(o.queue)}`,
+    );
   // Loaded here, not with the CLI: it brings the node's storage along.
   const { inspectQueue } = await import('../server/queue-inspect.js');
   const r = await inspectQueue(o.dataDir, {
     ...(o.queue === undefined ? {} : { queue: o.queue }),
     ...(o.state === undefined ? {} : { state: o.state as JobState }),
   });
-  out(o.json === true ? JSON.stringify({ ...r, jobs: r.jobs.map(renderJob) }, null, 2) : text(r));
+  out(
+    o.json === true ? JSON.stringify({ ...r, jobs: r.jobs.map(renderJob) }, null, 2) : text(r, o),
+  );
 }
 
-function text(r: QueueInspection): string {
+function text(r: QueueInspection, o: InspectOptions): string {
   const lines = [
     `${r.dataDir}: ${r.storage} storage, queue group applied through entry ${r.appliedIndex}` +
       (r.snapshotIndex > 0 ? ` (snapshot at ${r.snapshotIndex})` : '') +
@@ -47,7 +56,8 @@ function text(r: QueueInspection): string {
       ]),
     ]),
   );
-  if (r.queues.length === 0) lines.push('(no queues)');
+  if (r.queues.length === 0)
+    lines.push(o.queue === undefined ? '(no queues)' : `(no queue named "${o.queue}" here)`);
   lines.push('');
   lines.push(
     ...table([

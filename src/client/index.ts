@@ -35,7 +35,7 @@ import {
 } from './watch.js';
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
-import { defaultLimits } from '../base/limits.js';
+import { defaultLimits, defaultQueueLimits } from '../base/limits.js';
 import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
 import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
 import { features } from '../base/features.js';
@@ -658,6 +658,14 @@ export class FlotillaClient {
    * Writes carry this client's session, so a retried one applies at most once.
    */
   queue(name: string): QueueClient {
+    // Refused here, not by every call: a worker on a name no queue can have ran no job and
+    // said so only to onError (or `queue work`, to its terminal), every second, for ever.
+    const max = defaultQueueLimits.maxNameChars;
+    if (typeof name !== 'string' || !/^[A-Za-z0-9._:-]+$/.test(name) || name.length > max)
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `A queue name must be 1 to ${max} letters, digits or ._:-, got ${JSON.stringify(typeof name === 'string' ? name.slice(0, 200) : name)}`,
+      );
     const t: QueueTransport = {
       write: (path, body, signal, extraMs) => this.write(path, body, signal, extraMs),
       read: (path, body, signal) => this.call('POST', path, body, signal),

@@ -106,7 +106,7 @@ export class Worker<D = unknown, R = unknown> {
     // Refused here rather than by every claim: a worker whose claims the cluster refuses would
     // run no job, saying so only to onError, every second.
     checkOption('waitMs', o.waitMs, 0, maxClaimWaitMs);
-    checkOption('leaseMs', o.leaseMs, 1, Number.MAX_SAFE_INTEGER);
+    checkOption('leaseMs', o.leaseMs, 1, defaultQueueLimits.maxDurationMs);
     checkOption('heartbeatMs', o.heartbeatMs, 1, Number.MAX_SAFE_INTEGER);
     // Every slot's claim listens on the one stopping signal: more than Node's default of ten
     // listeners is expected here, not a leak.
@@ -256,7 +256,7 @@ export class Worker<D = unknown, R = unknown> {
     if (!outcome.ok) {
       const e = outcome.err;
       const r = await this.report(c.job, () =>
-        this.queue.fail<D>(id, c.token, errorText(e instanceof Error ? e.message : String(e)), o),
+        this.queue.fail<D>(id, c.token, errorText(thrownText(e)), o),
       );
       if (r !== null) this.counts.failed++;
       return r?.next?.jobs ?? [];
@@ -358,6 +358,22 @@ class Abort {
 
 /** The longest error a failure may record (API.md, Job queue); a longer one is cut to it. */
 const maxErrorChars = 1_024;
+
+/**
+ * What a handler threw, as text: an Error's message; anything else as JSON where it has one
+ * (a thrown `{code: 42}` was recorded as "[object Object]"), else as a string.
+ */
+function thrownText(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (typeof e === 'string') return e;
+  try {
+    const json = JSON.stringify(e);
+    if (typeof json === 'string') return `thrown: ${json.slice(0, maxErrorChars)}`;
+  } catch {
+    // A cycle or a BigInt: said as a string below.
+  }
+  return `thrown: ${String(e)}`;
+}
 
 /**
  * A handler's error as a failure records it: cut to fit, or the failure itself is refused. The

@@ -224,4 +224,19 @@ void test('queue inspect refuses a directory without a queue group, and a runnin
   const running = await runCli(['queue', 'inspect', '--data-dir', nodes.dataDir(1)], 30_000);
   assert.equal(running.code, 1, running.stdout + running.stderr);
   assert.match(running.stderr, /STORAGE_LOCKED: .*held by live process/);
+  await nodes.stop();
+  // A --queue no queue can have is refused (it printed "(no queues)" and exit 0); an unknown
+  // one is named.
+  const bad = await runCli(
+    ['queue', 'inspect', '--data-dir', nodes.dataDir(1), '--queue', 'bad name'],
+    30_000,
+  );
+  assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+  assert.match(bad.stderr, /BAD_REQUEST: --queue must be 1 to 128 letters/);
+  const unknown = await runCli(
+    ['queue', 'inspect', '--data-dir', nodes.dataDir(1), '--queue', 'insp'],
+    30_000,
+  );
+  assert.equal(unknown.code, 0, unknown.stdout + unknown.stderr);
+  assert.match(unknown.stdout, /\(no queue named "insp" here\)/);
 });

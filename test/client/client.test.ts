@@ -420,3 +420,22 @@ void describe('FlotillaClient options and close', () => {
     assert.equal(requests, 1);
   });
 });
+
+describe('queue names', () => {
+  it('a name no queue can have is refused before anything is sent', async () => {
+    // A worker on such a name ran no job and said so only to onError, every second, for ever.
+    const c = new FlotillaClient({ endpoints: ['http://127.0.0.1:1'] });
+    try {
+      for (const name of ['bad name', '', 'q'.repeat(129), 'ü']) {
+        assert.throws(() => c.queue(name), {
+          code: 'BAD_REQUEST',
+          message: /A queue name must be 1 to 128 letters, digits or \._:-/,
+        });
+      }
+      assert.equal(c.queue('q'.repeat(128)).name, 'q'.repeat(128));
+      assert.equal(c.queue('a.b_c:d-1').name, 'a.b_c:d-1');
+    } finally {
+      await c.close();
+    }
+  });
+});

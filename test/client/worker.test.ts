@@ -225,6 +225,9 @@ void test('options no claim could carry are refused when the worker is made', ()
     { waitMs: -1 },
     { leaseMs: 0 },
     { leaseMs: 1.5 },
+    // One millisecond past the queue's longest duration: the constructor took it, and every
+    // claim was then refused (a user's find).
+    { leaseMs: 366 * 24 * 3_600_000 + 1 },
     { heartbeatMs: 0 },
     { concurrency: 0 },
     // The API's limit on a claim's worker name: before, the worker was made and every claim
@@ -274,6 +277,22 @@ void test('a handler error longer than a failure may record is cut to fit, not l
   assert.ok((job.error?.length ?? 0) <= 1_024, `${job.error?.length} characters`);
   assert.match(job.error ?? '', /\(5006 characters\)$/);
   assert.deepEqual([w.counts.failed, errors], [1, []]);
+});
+
+void test('a handler that throws something other than an Error has it recorded as JSON', async () => {
+  // It was recorded as "[object Object]".
+  const client = await cluster();
+  const q = client.queue('thrown');
+  const { id } = await q.add('x', null, { maxAttempts: 1 });
+  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what this test is about
+  const w = new Worker(q, () => Promise.reject({ code: 42, why: 'no' }), { waitMs: 500 });
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until(
+    'the failure was recorded',
+    async () => (await q.get(id)).job.state === 'dead',
+    10_000,
+  );
+  assert.equal((await q.get(id)).job.error, 'thrown: {"code":42,"why":"no"}');
 });
 
 void test('a handler error cut inside an emoji, or holding half of one, is still recorded', async () => {

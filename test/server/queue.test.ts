@@ -564,3 +564,19 @@ void test('the client: add, claim, heartbeat, complete, fail, stats and get', as
     await client.close();
   }
 });
+
+void test('events from a position past the log are refused, from the last one handed out answered', async () => {
+  // A position no answer gave (a typo, another cluster's) was answered empty with itself as
+  // `next`: the reader then skipped every event until the log reached it, told nothing.
+  const f = await follower();
+  await ok(f, 'add', { queue: 'ev-future', name: 'a' });
+  const page = await ok(f, 'events', { queue: 'ev-future' });
+  const next = page['next'] as Json;
+  const again = await ok(f, 'events', { queue: 'ev-future', after: next });
+  assert.deepEqual(again['events'], []);
+  const r = await post(f, 'events', { queue: 'ev-future', after: { index: 99_999_999, seq: 0 } });
+  assert.equal(r.status, 400, JSON.stringify(r.json));
+  const e = r.json['error'] as Json;
+  assert.equal(e['code'], 'FUTURE_REVISION');
+  assert.match(String(e['message']), /Event position 99999999 is past the queue group's log/);
+});
