@@ -112,6 +112,8 @@ export interface ErrorJson {
     readonly message: string;
     readonly indefinite: boolean;
     readonly leader?: number;
+    /** COMPACTED: the revision the history was compacted to. */
+    readonly compactRevision?: number;
   };
 }
 
@@ -122,6 +124,7 @@ export function errorJson(err: FlotillaError): ErrorJson {
       message: err.message,
       indefinite: err.indefinite,
       ...(err.leader ? { leader: err.leader } : {}),
+      ...(err.compactRevision ? { compactRevision: err.compactRevision } : {}),
     },
   };
 }

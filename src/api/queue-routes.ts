@@ -502,9 +502,11 @@ async function claim(
       let handed: { readonly proposal: Promise<QueueAnswer> } | null;
       try {
         const now = b.clock.nowMs();
-        // A rate window that opens makes room without anything applied: look again then.
+        // A rate window that opens makes room without anything applied: look again then (on
+        // the machine's time where it is ahead of this clock, as claimableNow judges it).
         const rate = b.service.queue.stats(queue)?.rateLimit ?? null;
-        const toWindow = rate === null ? Infinity : rate.intervalMs - (now % rate.intervalMs);
+        const at = Math.max(now, b.service.queue.timeMs());
+        const toWindow = rate === null ? Infinity : rate.intervalMs - (at % rate.intervalMs);
         const ms = Math.max(1, Math.min(deadline - now, b.tickMs, toWindow));
         handed = await changeOrTimeout(b, ms, signal, { queue, want, propose: proposeNow });
       } finally {

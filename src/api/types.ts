@@ -249,6 +249,8 @@ export interface ErrorBody {
     readonly message: string;
     readonly indefinite: boolean;
     readonly leader?: number;
+    /** COMPACTED: the revision the history was compacted to (etcd's compact_revision). */
+    readonly compactRevision?: number;
   };
 }
 

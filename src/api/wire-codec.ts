@@ -97,6 +97,8 @@ export interface WireErrorJson {
   readonly retryAfterMs?: number;
   /** For a watch the node ended: the first revision it did not send, to resume from. */
   readonly resumeRevision?: number;
+  /** For COMPACTED: the revision the history was compacted to. */
+  readonly compactRevision?: number;
 }
 
 /** An answer frame's status: the request's result, its error, or one item of its stream. */
@@ -120,6 +122,7 @@ export function encodeError(id: number, err: FlotillaError, resumeRevision?: num
     indefinite: err.indefinite,
     ...(err.leader ? { leader: err.leader } : {}),
     ...(err.retryAfterMs ? { retryAfterMs: err.retryAfterMs } : {}),
+    ...(err.compactRevision ? { compactRevision: err.compactRevision } : {}),
     ...(resumeRevision === undefined ? {} : { resumeRevision }),
   };
   return encodeFrame([id, ANSWER_ERROR, e]);
@@ -343,6 +346,7 @@ export function errorFromWire(v: unknown, fallbackIndefinite: boolean): Flotilla
     typeof e.indefinite === 'boolean' ? e.indefinite : fallbackIndefinite,
     typeof e.leader === 'number' ? e.leader : 0,
     typeof e.retryAfterMs === 'number' ? e.retryAfterMs : 0,
+    typeof e.compactRevision === 'number' ? e.compactRevision : 0,
   );
 }
 

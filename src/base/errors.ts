@@ -417,6 +417,11 @@ export class FlotillaError extends Error {
     readonly leader = 0,
     /** How long the node asked the caller to wait before trying again (Retry-After), in ms; 0: not said. */
     readonly retryAfterMs = 0,
+    /**
+     * For COMPACTED: the revision the history was compacted to (etcd's `compact_revision`): a
+     * read or watch may start above it. 0: not said.
+     */
+    readonly compactRevision = 0,
   ) {
     // A refusal is ordinary control flow and its stack is never read; capturing one cost 3 %
     // of an overloaded leader's CPU (every 429). INTERNAL, a bug, keeps its stack.

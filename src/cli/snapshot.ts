@@ -2,7 +2,7 @@
 // cluster, and new clusters started from them (DESIGN.md, "Backups"; the file format is
 // server/backup-format.ts).
 
-import { constants } from 'node:fs';
+import { constants, rmSync } from 'node:fs';
 import { access, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -94,6 +94,8 @@ async function saveFrom(
   dispatcher: Agent | undefined,
 ): Promise<SaveReport> {
   const failures: string[] = [];
+  /** The refusals of the endpoints that answered: the code said when every one refused. */
+  const refusals: FlotillaError[] = [];
   for (const endpoint of endpoints) {
     let res;
     try {
@@ -114,15 +116,29 @@ async function saveFrom(
       // Busy, no leader, shutting down: another member may serve it.
       if (res.statusCode === 503 || res.statusCode === 429) {
         failures.push(`${endpoint}: ${e.code}: ${e.message}`);
+        refusals.push(e);
         continue;
       }
       throw e;
     }
     return receive(endpoint, res.body, resolve(file), o);
   }
+  // Every endpoint answered and none had a leader: the cluster may be unable to elect one
+  // (a majority lost its data), which retrying does not mend.
+  const leaderless =
+    refusals.length === endpoints.length &&
+    refusals.length > 0 &&
+    refusals.every((e) => e.code === 'NO_LEADER');
   throw new FlotillaError(
-    'CONNECTION',
-    `No endpoint served a backup: ${failures.join('; ')}`,
+    leaderless
+      ? 'NO_LEADER'
+      : refusals.length === endpoints.length
+        ? (refusals[0]?.code ?? 'CONNECTION')
+        : 'CONNECTION',
+    `No endpoint served a backup: ${failures.join('; ')}` +
+      (leaderless
+        ? '. No member knows a leader: if that lasts (their /readyz says why), save from the data directory of a stopped member that kept its data: flotilla snapshot save FILE --data-dir DIR'
+        : ''),
     false,
   );
 }
@@ -149,14 +165,22 @@ async function receive(
   o: SaveOptions,
 ): Promise<SaveReport> {
   const tmp = `${file}.part-${process.pid}`;
-  const fh = await open(tmp, 'wx', 0o644);
+  // 'w': a save stopped midway may have left one under this name (a container's pid is 1).
+  const fh = await open(tmp, 'w', 0o644);
   let received = 0;
   let lastProgress = Date.now();
   const everyMs = o.progressEveryMs ?? 2_000;
   async function* saved(): AsyncGenerator<Uint8Array> {
     try {
       for await (const c of body) {
-        await fh.write(c);
+        try {
+          await fh.write(c);
+        } catch (err) {
+          throw new BackupError(
+            'BACKUP_UNWRITABLE',
+            `Cannot write the backup to ${file}: ${(err as Error).message}; nothing was saved`,
+          );
+        }
         received += c.length;
         if (o.onProgress !== undefined && Date.now() - lastProgress >= everyMs) {
           lastProgress = Date.now();
@@ -165,6 +189,7 @@ async function receive(
         yield c;
       }
     } catch (err) {
+      if (err instanceof BackupError) throw err;
       throw new BackupError(
         'BACKUP_INCOMPLETE',
         `The backup stream from ${endpoint} broke off after ${received} bytes (${(err as Error).message}); nothing was saved`,
@@ -258,6 +283,18 @@ export function snapshotCommands(
               'Give --data-dir (a stopped member) or --endpoints (a running cluster), not both',
             );
           const { saveFromDataDir } = await import('../server/offline-backup.js');
+          const { releaseCopiesSync } = await import('../server/group-copy.js');
+          // Stopped midway, it leaves neither its copies of the groups (as large as they are)
+          // nor a partial file behind.
+          const stop = (signal: NodeJS.Signals, code: number) =>
+            process.once(signal, () => {
+              releaseCopiesSync();
+              rmSync(`${resolve(file)}.part-${process.pid}`, { force: true });
+              process.stderr.write(`stopped by ${signal}: nothing was saved\n`);
+              process.exit(code);
+            });
+          stop('SIGINT', 130);
+          stop('SIGTERM', 143);
           const r = await saveFromDataDir(
             {
               dataDir: o.dataDir,
@@ -271,7 +308,7 @@ export function snapshotCommands(
           const left = r.groups.filter((g) => g.uncommitted > 0 && !g.uncommittedApplied);
           if (left.length > 0)
             process.stderr.write(
-              `left out: ${left.map((g) => `${g.uncommitted} entries of group ${g.group}`).join(', ')} ` +
+              `left out: ${left.map((g) => `${g.uncommitted} ${g.uncommitted === 1 ? 'entry' : 'entries'} of group ${g.group}`).join(', ')} ` +
                 'past the commit index the member recorded (--include-uncommitted applies them)\n',
             );
           return;

@@ -1022,7 +1022,14 @@ export class FlotillaClient {
         if (!retryable.has(e.code))
           throw indefinite === e.indefinite
             ? e
-            : new FlotillaError(e.code, e.message, indefinite, e.leader, e.retryAfterMs);
+            : new FlotillaError(
+                e.code,
+                e.message,
+                indefinite,
+                e.leader,
+                e.retryAfterMs,
+                e.compactRevision,
+              );
         const backoffMs = Math.min(25 * 2 ** attempt, 500) * (0.5 + Math.random() / 2);
         if (e.code === 'OVERLOADED') {
           // The node refused before doing anything. Another node would forward to the same
@@ -1327,7 +1334,14 @@ export class FlotillaClient {
         );
       const after = Number(res.headers['retry-after']);
       const retryAfterMs = Number.isFinite(after) && after > 0 ? Math.min(after, 60) * 1000 : 0;
-      throw new FlotillaError(e.code, e.message, e.indefinite, e.leader ?? 0, retryAfterMs);
+      throw new FlotillaError(
+        e.code,
+        e.message,
+        e.indefinite,
+        e.leader ?? 0,
+        retryAfterMs,
+        typeof e.compactRevision === 'number' ? e.compactRevision : 0,
+      );
     }
     return json as T;
   }

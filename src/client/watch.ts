@@ -50,7 +50,7 @@ export interface WatchLine {
   resumeRevision?: number;
   header?: { revision: number };
   events?: WatchEventJson[];
-  error?: { code: string; message: string };
+  error?: { code: string; message: string; compactRevision?: number };
 }
 
 /** The body of a watch request, as the HTTP route and the binary protocol take it. */
@@ -187,10 +187,19 @@ export async function* wireWatchLines(
   for await (const [status, payload] of conn.stream('watch', body, { signal, idleMs })) {
     if (status === ANSWER_STREAM) yield payload as WatchLine;
     else if (status === ANSWER_ERROR) {
-      const e = (payload ?? {}) as { code?: string; message?: string; resumeRevision?: number };
+      const e = (payload ?? {}) as {
+        code?: string;
+        message?: string;
+        resumeRevision?: number;
+        compactRevision?: number;
+      };
       yield {
         canceled: true,
-        error: { code: String(e.code), message: String(e.message) },
+        error: {
+          code: String(e.code),
+          message: String(e.message),
+          ...(typeof e.compactRevision === 'number' ? { compactRevision: e.compactRevision } : {}),
+        },
         ...(typeof e.resumeRevision === 'number' ? { resumeRevision: e.resumeRevision } : {}),
       };
     }
@@ -226,6 +235,7 @@ function splitAcross(err: FlotillaError, next: number): FlotillaError {
 }
 
 function toError(e: WatchLine['error'], fallback: string): FlotillaError {
-  if (e !== undefined && isErrorCode(e.code)) return new FlotillaError(e.code, e.message, false);
+  if (e !== undefined && isErrorCode(e.code))
+    return new FlotillaError(e.code, e.message, false, 0, 0, e.compactRevision ?? 0);
   return new FlotillaError('BAD_RESPONSE', `${fallback}: ${JSON.stringify(e ?? null)}`, false);
 }

@@ -372,7 +372,12 @@ function thrownText(e: unknown): string {
   } catch {
     // A cycle or a BigInt: said as a string below.
   }
-  return `thrown: ${String(e)}`;
+  try {
+    return `thrown: ${String(e)}`;
+  } catch {
+    // An object with no prototype has no toString.
+    return `thrown: a value of type ${typeof e}`;
+  }
 }
 
 /**

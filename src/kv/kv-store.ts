@@ -206,9 +206,9 @@ export class KvStore {
         `Cannot compact to revision ${rev}: the store is at revision ${this.rev}`,
       );
     if (rev <= this.history.compacted())
-      throw new FlotillaError(
-        'COMPACTED',
+      throw compactedError(
         `Revision ${rev} is already compacted: the oldest revision available is ${this.history.compacted()}`,
+        this.history.compacted(),
       );
     this.history.compact(rev, (key) => this.map.get(key));
   }
@@ -286,9 +286,9 @@ export class KvStore {
   changesSince(range: Range, from: number): Changes[] {
     const compacted = this.history.compacted();
     if (compacted > 0 && from <= compacted)
-      throw new FlotillaError(
-        'COMPACTED',
+      throw compactedError(
         `Cannot replay changes from revision ${from}: the history was compacted to ${compacted}; watch from ${compacted + 1} or later`,
+        compacted,
       );
     let candidates: string[];
     if (range.rangeEnd === null) candidates = [k(range.key)];
@@ -450,9 +450,9 @@ export class KvStore {
         `Revision ${revision} is not reached yet: the store is at revision ${this.rev}`,
       );
     if (revision !== 0 && revision < this.history.compacted())
-      throw new FlotillaError(
-        'COMPACTED',
+      throw compactedError(
         `Revision ${revision} was compacted: the oldest revision available is ${this.history.compacted()}`,
+        this.history.compacted(),
       );
   }
 
@@ -853,4 +853,9 @@ export class RangeBytes {
     this.taken++;
     return true;
   }
+}
+
+/** A read or watch below the compacted revision, naming it as etcd's compact_revision does. */
+function compactedError(message: string, compactRevision: number): FlotillaError {
+  return new FlotillaError('COMPACTED', message, false, 0, 0, compactRevision);
 }

@@ -94,7 +94,9 @@ export abstract class QueueReads {
     let n = q.waiting.size;
     if (q.concurrency !== null) n = Math.min(n, q.concurrency - q.counts.active);
     if (q.rateLimit !== null) {
-      const window = Math.floor(nowMs / q.rateLimit.intervalMs);
+      // A claim applies at the later of the proposer's stamp and the machine's time (after a
+      // leader change the machine's may be ahead of this clock): judge the window there.
+      const window = Math.floor(Math.max(nowMs, this.s.nowMs) / q.rateLimit.intervalMs);
       const used = window === q.rateWindow ? q.rateCount : 0;
       n = Math.min(n, q.rateLimit.max - used);
     }

@@ -14,7 +14,8 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { defaultLimits, type Limits } from '../base/limits.js';
 import type { Recovery } from '../raft/index.js';
 import { SEGMENT_HEAD_BYTES } from '../storage/records.js';
 
@@ -151,9 +152,73 @@ export function checkNotRemoved(dir: string, found: DataDirIdentity): void {
 
 /** Writes the identity durably: a temporary file, fsync, rename, fsync of the directory. */
 export function writeIdentity(dir: string, id: Omit<DataDirIdentity, 'format'>): void {
-  const file = join(dir, IDENTITY_FILE);
+  writeDurably(
+    join(dir, IDENTITY_FILE),
+    `${JSON.stringify({ format: FORMAT, ...id, members: [...id.members].sort((a, b) => a - b) }, null, 2)}\n`,
+  );
+}
+
+/**
+ * The size limits the node last started with (`node-limits.json`, written at every start):
+ * its groups' commands were decoded and applied under them, so a look at its data after it
+ * stopped (`queue inspect`, `snapshot save --data-dir`) replays them under the same ones. A
+ * node run with larger values than the defaults would otherwise see its own writes refused.
+ */
+export const LIMITS_FILE = 'node-limits.json';
+
+export function writeLimits(dir: string, limits: Limits): void {
+  writeDurably(join(dir, LIMITS_FILE), `${JSON.stringify(limits, null, 2)}\n`);
+}
+
+/**
+ * The limits recorded in `dir` over the defaults (a directory from before the file existed
+ * has none: the defaults, which it could not have changed then without the file). A file that
+ * is not what this release writes is a DataDirError.
+ */
+export function readLimits(dir: string): Limits {
+  const file = join(dir, LIMITS_FILE);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return defaultLimits;
+    throw new DataDirError(
+      'DATA_DIR_INVALID',
+      `Cannot read ${file}: ${(err as Error).message}`,
+      file,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new DataDirError(
+      'DATA_DIR_INVALID',
+      `${file} is not JSON: ${(err as Error).message}`,
+      file,
+    );
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new DataDirError('DATA_DIR_INVALID', `${file} is not an object of limits`, file);
+  const out: Record<string, number> = { ...defaultLimits };
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    if (!(k in defaultLimits)) continue; // a limit of a later release: nothing here reads it
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+      throw new DataDirError(
+        'DATA_DIR_INVALID',
+        `${file}: ${k} is not a count, got ${JSON.stringify(v)}`,
+        file,
+      );
+    out[k] = v;
+  }
+  return out as unknown as Limits;
+}
+
+/** A temporary file, fsync, rename, fsync of the directory. */
+function writeDurably(file: string, body: string): void {
+  const dir = dirname(file);
   const tmp = `${file}.tmp`;
-  const body = `${JSON.stringify({ format: FORMAT, ...id, members: [...id.members].sort((a, b) => a - b) }, null, 2)}\n`;
   const fd = openSync(tmp, 'w', 0o644);
   try {
     writeFileSync(fd, body);

@@ -10,7 +10,7 @@
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { defaultLimits } from '../base/limits.js';
+import { defaultLimits, type Limits } from '../base/limits.js';
 import type { GroupStorage } from '../host/contracts.js';
 import {
   LOCK_FILE,
@@ -31,6 +31,19 @@ import {
 
 const SQLITE_FILE = 'raft.sqlite';
 
+/** Copies not released yet: a command stopped by a signal removes them (releaseCopiesSync). */
+const live = new Set<string>();
+
+/**
+ * Removes every copy not released yet, synchronously: for a command stopped by a signal, whose
+ * pending work never reaches its `release` (the copies are as large as the groups). The locks
+ * go with the process (a lock whose process is gone is taken over).
+ */
+export function releaseCopiesSync(): void {
+  for (const dir of live) rmSync(dir, { recursive: true, force: true });
+  live.clear();
+}
+
 /** Copies of a stopped node's groups, opened one at a time; `release` removes them. */
 export interface GroupCopies {
   readonly storage: StorageKind;
@@ -48,6 +61,8 @@ export interface GroupCopies {
 export async function copyGroups(
   dataDir: string,
   groups: readonly { readonly group: number; readonly what: string }[],
+  /** The node's limits (readLimits): its storage opens with its own entry and snapshot bounds. */
+  limits: Pick<Limits, 'maxEntryBytes' | 'maxSnapshotBytes'> = defaultLimits,
 ): Promise<GroupCopies> {
   if (!existsSync(dataDir) || !statSync(dataDir).isDirectory())
     throw new DataDirError('DATA_DIR_INVALID', `${dataDir} is not a directory`, dataDir);
@@ -55,8 +70,10 @@ export async function copyGroups(
   const storage = kinds[0] ?? 'wal';
   const locks: DirLock[] = [];
   const copy = mkdtempSync(join(tmpdir(), 'flotilla-copy-'));
+  live.add(copy);
   const release = async (): Promise<void> => {
     rmSync(copy, { recursive: true, force: true });
+    live.delete(copy);
     for (const l of locks.splice(0)) await l.release();
   };
   try {
@@ -75,7 +92,7 @@ export async function copyGroups(
   }
   return {
     storage,
-    open: (group) => openGroup(join(copy, basename(groupDir(dataDir, group))), storage),
+    open: (group) => openGroup(join(copy, basename(groupDir(dataDir, group))), storage, limits),
     release,
   };
 }
@@ -124,11 +141,12 @@ function isLockFile(path: string): boolean {
 }
 
 /** Opens a copy as the node opens its groups (the node's own storage options). */
-async function openGroup(dir: string, storage: StorageKind): Promise<GroupStorage> {
-  const limits = {
-    maxEntryBytes: defaultLimits.maxEntryBytes,
-    maxSnapshotBytes: defaultLimits.maxSnapshotBytes,
-  };
+async function openGroup(
+  dir: string,
+  storage: StorageKind,
+  l: Pick<Limits, 'maxEntryBytes' | 'maxSnapshotBytes'>,
+): Promise<GroupStorage> {
+  const limits = { maxEntryBytes: l.maxEntryBytes, maxSnapshotBytes: l.maxSnapshotBytes };
   if (storage === 'sqlite') return openSqliteStorage(dir, limits);
   return openWalStorage(dir, { ...limits, snapshotsCoverCompaction: true });
 }

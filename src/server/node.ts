@@ -30,7 +30,7 @@ import { RangeKvPath } from './range-kv-path.js';
 import { RemoteRanges, knowledgeOf, refreshRanges } from './range-remote.js';
 import { RemoteWatches } from './range-watch.js';
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
-import { readIdentity, writeIdentity, type DataDirIdentity } from './data-dir.js';
+import { readIdentity, writeIdentity, writeLimits, type DataDirIdentity } from './data-dir.js';
 import { NodeRecovery } from './node-recovery.js';
 import type { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
@@ -563,6 +563,8 @@ export class FlotillaNode implements AsyncDisposable {
             : await decideEmptyStart(config, peers.peerLogs, log, o.signal);
       // Written on first start (or after recovery was decided); an unchanged one is left alone.
       if (recorded?.recovery !== recovery) writeIdentity(config.dataDir, { ...identity, recovery });
+      // What its groups' commands are applied under, for a look at the directory once stopped.
+      writeLimits(config.dataDir, config.limits);
       if (recovery === 'recovering') knowsCluster = true;
       // Once the recovery is durable: the ranges found lost are forgotten (recovering restarts
       // those this node still replicates, which records them again).

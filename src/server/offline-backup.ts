@@ -12,25 +12,28 @@
 // default they are left out and counted; `uncommitted` applies them too (etcd's
 // force-new-cluster keeps a survivor's whole log likewise).
 
+import { statSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { FlotillaError } from '../base/errors.js';
-import { defaultLimits } from '../base/limits.js';
+import type { Limits } from '../base/limits.js';
 import type { GroupStorage, StateMachine } from '../host/contracts.js';
 import { replayStorage, type Replayed } from '../host/replay.js';
-import { SessionMachine } from '../host/sessions.js';
+import { defaultSessionLimits, SessionMachine } from '../host/sessions.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { createRng, RaftNode } from '../raft/index.js';
 import { RangeMachine } from '../ranges/range-machine.js';
 import { nodeFs } from '../storage/index.js';
 import {
+  BackupError,
   BackupWriter,
   type BackupGroupHeader,
   type BackupSaveReport,
   type SavedGroup,
   savedGroups,
 } from './backup-format.js';
-import { DataDirError, readIdentity } from './data-dir.js';
+import { DataDirError, readIdentity, readLimits } from './data-dir.js';
 import { copyGroups } from './group-copy.js';
 import { KV_GROUP, QUEUE_GROUP } from './node-setup.js';
 
@@ -48,6 +51,8 @@ export interface OfflineSaveOptions {
 
 export type OfflineSaveReport = BackupSaveReport<
   SavedGroup & {
+    /** The last entry applied to the state saved (`index` is the last entry held, at least). */
+    readonly stateIndex: number;
     /** Entries past the member's recorded commit index: applied only when asked. */
     readonly uncommitted: number;
     readonly uncommittedApplied: boolean;
@@ -71,6 +76,13 @@ export async function saveFromDataDir(
   checkWritable: (file: string) => Promise<void>,
 ): Promise<OfflineSaveReport> {
   const file = resolve(o.file);
+  const kind = statSync(o.dataDir, { throwIfNoEntry: false });
+  if (kind === undefined || !kind.isDirectory())
+    throw new DataDirError(
+      'DATA_DIR_INVALID',
+      `${o.dataDir} ${kind === undefined ? 'does not exist' : 'is not a directory'}`,
+      o.dataDir,
+    );
   const identity = readIdentity(o.dataDir);
   if (identity === null)
     throw new DataDirError(
@@ -91,17 +103,27 @@ export async function saveFromDataDir(
       o.dataDir,
     );
   await checkWritable(file);
-  const copies = await copyGroups(o.dataDir, [
-    { group: KV_GROUP, what: 'key-value group' },
-    { group: QUEUE_GROUP, what: 'queue group' },
-  ]);
+  const limits = readLimits(o.dataDir);
+  const copies = await copyGroups(
+    o.dataDir,
+    [
+      { group: KV_GROUP, what: 'key-value group' },
+      { group: QUEUE_GROUP, what: 'queue group' },
+    ],
+    limits,
+  ).catch((err: unknown) => {
+    throw fileSystemError(
+      err,
+      `Cannot copy the member's groups into the temporary directory ${tmpdir()} (TMPDIR; it needs as much free space as the groups take)`,
+    );
+  });
   let rebuilt: Rebuilt[];
   try {
     rebuilt = [];
     for (const group of [KV_GROUP, QUEUE_GROUP]) {
       const storage = await copies.open(group);
       try {
-        rebuilt.push(await rebuild(group, storage, identity.memberId, identity.members, o));
+        rebuilt.push(await rebuild(group, storage, identity.memberId, identity.members, limits, o));
       } finally {
         await storage.close();
       }
@@ -117,10 +139,17 @@ async function rebuild(
   storage: GroupStorage,
   id: number,
   members: readonly number[],
+  limits: Limits,
   o: OfflineSaveOptions,
 ): Promise<Rebuilt> {
-  const range = group === KV_GROUP ? new RangeMachine({ limits: defaultLimits }) : null;
-  const machine = new SessionMachine(range ?? new QueueStateMachine());
+  // The machines as the node builds them, under the limits it last started with: a command is
+  // decoded and applied here exactly as it was there.
+  const range = group === KV_GROUP ? new RangeMachine({ limits }) : null;
+  const machine = new SessionMachine(range ?? new QueueStateMachine(), {
+    ...defaultSessionLimits,
+    maxSessions: limits.maxSessions,
+    window: limits.sessionWindow,
+  });
   const replayed = await replayStorage(storage, machine, { uncommitted: o.uncommitted === true });
   if (range !== null && range.descriptor().end !== null)
     throw new FlotillaError(
@@ -136,11 +165,22 @@ async function rebuild(
     rng: createRng(id),
     initial: { ...initial, applied: initial.snapshot?.index ?? 0 },
   });
-  const index = replayed.appliedIndex;
+  // The state is as of the entry applied last; the backup is recorded at the last entry held,
+  // past it when entries were left out: the restored log goes on after that index, so the
+  // queue's fencing tokens (log indexes) it hands out are above every one this member saw.
+  const applied = replayed.appliedIndex;
+  const index = Math.max(applied, initial.entries.at(-1)?.index ?? 0);
   const term = core.termAt(index);
   if (term === undefined)
     throw new Error(`Group ${group}: no term known for index ${index} in the member's log`);
-  return { group, index, term, voters: core.confStateAt(index).voters, machine, replayed };
+  return {
+    group,
+    index,
+    term,
+    voters: core.confStateAt(applied).voters,
+    machine,
+    replayed,
+  };
 }
 
 async function write(
@@ -151,7 +191,8 @@ async function write(
   o: OfflineSaveOptions,
 ): Promise<OfflineSaveReport> {
   const tmp = `${file}.part-${process.pid}`;
-  const fh = await open(tmp, 'wx', 0o644);
+  // 'w': a run stopped midway may have left one under this name (a container's pid is 1).
+  const fh = await open(tmp, 'w', 0o644);
   const w = new BackupWriter();
   let written = 0;
   let lastProgress = Date.now();
@@ -192,6 +233,7 @@ async function write(
       savedAt,
       groups: savedGroups(groups, end.summary).map((g, i) => ({
         ...g,
+        stateIndex: groups[i]?.replayed.appliedIndex ?? 0,
         uncommitted: groups[i]?.replayed.uncommitted ?? 0,
         uncommittedApplied: o.uncommitted === true,
       })),
@@ -199,6 +241,17 @@ async function write(
   } catch (err) {
     await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
-    throw err;
+    throw fileSystemError(err, `Cannot write the backup to ${file}; nothing was saved`);
   }
+}
+
+/**
+ * A file system's refusal (no space, no such directory, no access) as a BackupError naming
+ * what could not be done; any other error as it came.
+ */
+function fileSystemError(err: unknown, what: string): unknown {
+  // A system call's failure carries the call's name; the project's own errors do not.
+  if (!(err instanceof Error) || typeof (err as NodeJS.ErrnoException).syscall !== 'string')
+    return err;
+  return new BackupError('BACKUP_UNWRITABLE', `${what}: ${err.message}`);
 }

@@ -14,7 +14,8 @@ import {
   type JobView,
   type QueueStats,
 } from '../queue/index.js';
-import type { StorageKind } from './data-dir.js';
+import { existsSync } from 'node:fs';
+import { readLimits, type StorageKind } from './data-dir.js';
 import { copyGroups } from './group-copy.js';
 import { QUEUE_GROUP } from './node-setup.js';
 
@@ -43,13 +44,15 @@ export async function inspectQueue(
   dataDir: string,
   o: { queue?: string; state?: JobState } = {},
 ): Promise<QueueInspection> {
-  const copies = await copyGroups(dataDir, [{ group: QUEUE_GROUP, what: 'queue group' }]);
+  // The node's limits, as it applied its commands under them (readLimits).
+  const limits = existsSync(dataDir) ? readLimits(dataDir) : defaultLimits;
+  const copies = await copyGroups(dataDir, [{ group: QUEUE_GROUP, what: 'queue group' }], limits);
   try {
     const queue = new QueueStateMachine();
     const machine = new SessionMachine(queue, {
       ...defaultSessionLimits,
-      maxSessions: defaultLimits.maxSessions,
-      window: defaultLimits.sessionWindow,
+      maxSessions: limits.maxSessions,
+      window: limits.sessionWindow,
     });
     const opened = await copies.open(QUEUE_GROUP);
     const replayed = await replayStorage(opened, machine).finally(() => opened.close());

@@ -179,6 +179,7 @@ void describe('watch over the binary protocol', () => {
       assert.equal(compacted?.[1], 1, JSON.stringify(compacted));
       assert.equal(compacted?.[2]['code'], 'COMPACTED');
       assert.equal(compacted?.[2]['resumeRevision'], undefined, 'no resuming below compaction');
+      assert.equal(compacted?.[2]['compactRevision'], first + 1);
       const tooLarge = framesOf(c, 2).at(-1);
       assert.equal(tooLarge?.[1], 1, JSON.stringify(tooLarge));
       assert.equal(tooLarge?.[2]['code'], 'KEY_TOO_LARGE');

@@ -47,3 +47,22 @@ void test('an aborted watch yields nothing more, even what its stream already re
   }
   assert.deepEqual(seen, [1, 2, 3], 'nothing after the batch that aborted');
 });
+
+void test('a watch ended COMPACTED throws with the compact revision, as a number', async () => {
+  const lines: WatchLine[] = [
+    { created: true, startRevision: 3, header: { revision: 9 } },
+    {
+      canceled: true,
+      error: { code: 'COMPACTED', message: 'compacted to 7', compactRevision: 7 },
+    },
+  ];
+  const seen: unknown[] = [];
+  await assert.rejects(
+    (async () => {
+      for await (const batch of watchStream(scripted(lines), 'k', { startRevision: 3 }))
+        seen.push(batch);
+    })(),
+    { code: 'COMPACTED', compactRevision: 7 },
+  );
+  assert.deepEqual(seen, []);
+});

@@ -429,6 +429,8 @@ void test('a rate limit caps claims per window; the next window opens at its bou
   assert.equal(h.m.claimableNow('q', 1_000), 2);
   h.timeMs = 1_000;
   assert.equal(h.claim('q', { max: 1 }).jobs.length, 1);
+  // A clock behind the machine's (a new leader's): judged at the machine's time, one is left.
+  assert.equal(h.m.claimableNow('q', 0), 1);
   assert.equal(h.claim('q', { max: 5 }).jobs.length, 1);
   assert.equal((h.claim('q') as ClaimResult & { reason: string }).reason, 'rate-limited');
   h.ok({ op: 'configure', queue: 'q', rateLimit: null });

@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
@@ -282,5 +282,33 @@ void test('save refuses a file it cannot write before asking any node, naming th
       assert.match(e.message, why);
       return true;
     });
+  }
+});
+
+void test('save from members that all know no leader says NO_LEADER and the way out', async () => {
+  // It said CONNECTION and "retry", though every member answered and, with a majority that
+  // lost its data, no leader can ever be elected.
+  const servers: Server[] = [];
+  const urls: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const s = createServer((_req: IncomingMessage, res: ServerResponse) => {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: { code: 'NO_LEADER', message: 'waited for a leader in vain', indefinite: false },
+        }),
+      );
+    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+    servers.push(s);
+    urls.push(`http://127.0.0.1:${(s.address() as AddressInfo).port}`);
+  }
+  try {
+    await assert.rejects(saveBackup(urls, join(dir, 'leaderless.flbk')), {
+      code: 'NO_LEADER',
+      message: /No member knows a leader: .*flotilla snapshot save FILE --data-dir DIR/,
+    });
+  } finally {
+    for (const s of servers) await new Promise((r) => s.close(r));
   }
 });

@@ -65,6 +65,8 @@ void test('a follower reads the past, a forwarded compaction forgets it on every
   assert.equal(err?.code, 'COMPACTED');
   assert.equal(err?.indefinite, false);
   assert.match(err?.message ?? '', new RegExp(`oldest revision available is ${revs[1]}`));
+  // etcd's compact_revision: where a read may start, as a number rather than in prose.
+  assert.equal((err as { compactRevision?: number } | undefined)?.compactRevision, revs[1]);
   const kept = await at(revs[1] as number);
   assert.deepEqual(
     (kept.json as unknown as RangeJson).kvs?.map((kv) => kv.value),

@@ -25,6 +25,10 @@ import { until } from '../support/until.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-offline-backup-'));
 const acked = new Map<string, string>();
+const bigValues = { maxValueBytes: 3 * 1024 * 1024, maxBodyBytes: 5 * 1024 * 1024 };
+const big = 'b'.repeat(1_500_000);
+/** The last claim's fencing token on the old cluster (a log index of its queue group). */
+let lastToken = 0;
 let survivor = '';
 let lockedBy: unknown = null;
 
@@ -33,7 +37,8 @@ before(async () => {
   // steps it down only after one) while it appends the write it cannot commit.
   const nodes = await TestNodes.start({
     nodes: 3,
-    config: { snapshotEveryEntries: 50, electionTicks: 300 },
+    // Values above the default limit (1 MiB): the save replays under the node's own limits.
+    config: { snapshotEveryEntries: 50, electionTicks: 300, ...bigValues },
   });
   const leader = await nodes.waitForLeader(20_000);
   const c = new FlotillaClient({ endpoints: [nodes.url(leader)], deadlineMs: 20_000 });
@@ -45,7 +50,12 @@ before(async () => {
       await c.txn([], ops);
       for (const o of ops) acked.set(o.put.key, o.put.value);
     }
+    await c.put('big', big);
     await c.queue('q').add('job', { n: 1 }, { id: 'job-1' });
+    await c.queue('fence').add('f', null, { id: 'f-1' });
+    const claimed = await c.queue('fence').claim({ leaseMs: 60_000 });
+    lastToken = claimed.jobs[0]?.token ?? 0;
+    assert.ok(lastToken > 0, JSON.stringify(claimed));
     // The queue group may be led by another member: the survivor learns of the add's commit
     // from that leader's next message. What it saves is what it knew committed.
     const queueLeader = await nodes.waitForQueueLeader();
@@ -100,6 +110,7 @@ async function withRestored(
       initialCluster: `1=127.0.0.1:${peer}@http://127.0.0.1:${port}`,
       clusterId: 'new',
       logLevel: 'silent',
+      ...bigValues,
     }),
   );
   const client = new FlotillaClient({
@@ -127,16 +138,27 @@ void test("a stopped member's directory saves what it knew committed, and starts
     [0, 1],
   );
   const kv = r.groups[0];
-  assert.ok(kv !== undefined && kv.index > 0 && kv.term > 0, JSON.stringify(r));
-  // The put it appended alone is past its commit index: counted, not applied.
+  assert.ok(kv !== undefined && kv.stateIndex > 0 && kv.term > 0, JSON.stringify(r));
+  // The put it appended alone is past its commit index: counted, not applied; the backup is
+  // recorded at the last entry held, past the state's.
   assert.ok(kv.uncommitted >= 1 && !kv.uncommittedApplied, JSON.stringify(kv));
+  assert.equal(kv.index, kv.stateIndex + kv.uncommitted, JSON.stringify(kv));
   assert.equal((await verifyBackupFile(r.file)).sha256, r.sha256);
   // The member's directory is as it was: nothing written there.
   assert.equal(readIdentity(survivor)?.recovery, 'none');
   await withRestored(r.file, 'restored', async (client) => {
     assert.deepEqual(await missingWrites(acked, client, 'k/'), []);
     assert.equal(await client.get('late'), null);
+    // A value above the default limit, accepted under the node's: replayed under the same.
+    assert.equal((await client.get('big'))?.value.length, big.length);
     assert.equal((await client.queue('q').get('job-1')).job?.name, 'job');
+    // The claim's lease outlives the restore: the job comes back to a new claim only after it
+    // expires, so its token here is checked through a new job. Every token the new cluster
+    // hands out is above every one the old one did.
+    await client.queue('fence').add('g', null, { id: 'g-1' });
+    const fresh = await client.queue('fence').claim({ max: 5 });
+    const tokens = fresh.jobs.map((j) => j.token);
+    assert.ok(tokens.length > 0 && tokens.every((t) => t > lastToken), `${tokens} vs ${lastToken}`);
     await client.put('after', 'restore');
     assert.equal((await client.get('after'))?.value, 'restore');
   });
@@ -159,6 +181,9 @@ void test('refused before anything is written: recovering, not a member, unwrita
   assert.ok(id !== null);
   const { format: _format, ...rest } = id;
   writeIdentity(recovering, { ...rest, recovery: 'recovering' });
+  const removed = join(dir, 'removed');
+  cpSync(survivor, removed, { recursive: true });
+  writeIdentity(removed, { ...rest, removed: true });
   const empty = join(dir, 'empty');
   mkdirSync(empty);
   const before = readdirSync(dir).sort();
@@ -168,10 +193,31 @@ void test('refused before anything is written: recovering, not a member, unwrita
     code: 'DATA_DIR_INVALID',
     message: /lost its data and had not caught up/,
   });
+  await assert.rejects(attempt(removed, 'x.flbk'), {
+    code: 'DATA_DIR_REMOVED',
+    message: /was removed from its cluster/,
+  });
   await assert.rejects(attempt(empty, 'e.flbk'), {
     code: 'DATA_DIR_INVALID',
     message: /holds no member's identity file/,
   });
+  await assert.rejects(attempt(join(dir, 'nope'), 'n.flbk'), {
+    code: 'DATA_DIR_INVALID',
+    message: /nope does not exist/,
+  });
+  // The groups are copied into TMPDIR first: a TMPDIR that cannot take them is named.
+  const tmp = process.env['TMPDIR'];
+  process.env['TMPDIR'] = join(dir, 'no-such-tmp');
+  try {
+    await assert.rejects(attempt(survivor, 't.flbk'), {
+      code: 'BACKUP_UNWRITABLE',
+      message:
+        /Cannot copy the member's groups into the temporary directory .*no-such-tmp \(TMPDIR/,
+    });
+  } finally {
+    if (tmp === undefined) delete process.env['TMPDIR'];
+    else process.env['TMPDIR'] = tmp;
+  }
   await assert.rejects(attempt(survivor, 'no-such-dir/x.flbk'), {
     code: 'BACKUP_UNWRITABLE',
     message: /does not exist/,

@@ -142,6 +142,11 @@ void test('a watch from a past revision replays, then follows, on a follower', a
   const gone = await openWatch(at, { key: 'w/a', startRevision: r1 });
   const refused = await new LineReader(gone).until((s) => s.some((l) => l.canceled));
   assert.equal(refused.find((l) => l.canceled)?.error?.code, 'COMPACTED');
+  assert.equal(
+    (refused.find((l) => l.canceled)?.error as { compactRevision?: number } | undefined)
+      ?.compactRevision,
+    r3,
+  );
 });
 
 void test('a client watch resumes across its node shutting down: every revision once, in order', async () => {
