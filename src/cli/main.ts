@@ -491,7 +491,11 @@ export function buildProgram(): Command {
                 st.id,
                 st.pid,
                 n.client,
-                stopped ? `stopped (disk failed as ${st.role})` : st.role,
+                stopped
+                  ? `stopped (disk failed as ${st.role})`
+                  : st.recovering
+                    ? `${st.role} (recovering lost data)`
+                    : st.role,
                 st.term,
                 st.leader,
                 st.commit,
@@ -513,6 +517,13 @@ export function buildProgram(): Command {
           rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
         for (const r of rows)
           process.stdout.write(r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ') + '\n');
+        // Said, not left to a column of zeros: a cluster whose members know no leader.
+        const answered = s.nodes.flatMap((n) => ('status' in n ? [n.status] : []));
+        if (answered.length > 0 && answered.every((st) => st.leader === 0))
+          process.stderr.write(
+            `no member that answered knows a leader${answered.some((st) => st.recovering) ? ', and some are recovering lost data' : ''}: ` +
+              "an election that lasts is stuck; each member's /readyz says why once it has lasted 30 s\n",
+          );
         return undefined;
       }),
     );

@@ -37,6 +37,7 @@ import { cliEntry, initialClusterSpec } from '../../src/cli/cluster.js';
 import { groupDir } from '../../src/server/data-dir.js';
 import { QUEUE_GROUP } from '../../src/server/node-setup.js';
 import { TestCluster, sleep } from './harness.js';
+import { runCli } from '../cli/run.js';
 
 const clusters: TestCluster[] = [];
 after(async () => {
@@ -216,6 +217,14 @@ void test(
       ),
     );
     assert.doesNotMatch(said, /starting a new cluster/);
+    // The operator's first look says so too: two members recovering, no leader anywhere.
+    const status = await runCli(
+      ['status', '--endpoints', [2, 3].map((id) => cluster.member(id).client).join(',')],
+      20_000,
+    );
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.match(status.stdout, /\(recovering lost data\)/);
+    assert.match(status.stderr, /no member that answered knows a leader, and some are recovering/);
   },
 );
 
