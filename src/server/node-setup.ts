@@ -389,6 +389,10 @@ export interface PeerTransport {
    * own address said (restarted with a changed address), or null.
    */
   addressMismatch(): string | null;
+  /** As addressMismatch, for the client URL peers forward requests to (their ACCEPT's). */
+  clientMismatch(): string | null;
+  /** Sets where the client URL this node has for a peer is looked up (its address book). */
+  bindClientUrls(fn: (id: number) => string | null): void;
 }
 
 /**
@@ -406,6 +410,10 @@ export async function openPeerTransport(
   featureLevel = FEATURE_LEVEL,
 ): Promise<PeerTransport> {
   const self = config.members.find((m) => m.id === config.id);
+  // The client URL this node has for a peer: the command line's until the node's address book
+  // is bound (bindClientUrls).
+  let clientUrlOf = (id: number): string | null =>
+    config.members.find((m) => m.id === id)?.client ?? null;
   let transport: TcpTransport;
   try {
     transport = await TcpTransport.listen({
@@ -416,6 +424,7 @@ export async function openPeerTransport(
       // Tells this process apart from another started with the same id by mistake.
       incarnation: randomUUID(),
       ...(self === undefined ? {} : { advertise: { peer: self.peer, client: self.client } }),
+      clientUrlOf: (id) => clientUrlOf(id),
       listen: parseHostPort(config.listenPeer),
       backoff: { baseMs: 25, maxMs: 1000 },
       peers: new Map(
@@ -465,6 +474,7 @@ export async function openPeerTransport(
   const toldIdInUse = new Set<number>();
   /** Per peer: where it said it sends to this node, when that is not this node's address. */
   const sendsElsewhere = new Map<number, string>();
+  const forwardsElsewhere = new Map<number, string>();
   let onPeerLevel: () => void = () => undefined;
   const heard: HeardPeer[] = [];
   const t = transport;
@@ -567,6 +577,19 @@ export async function openPeerTransport(
         );
         return;
       }
+      case 'client-address': {
+        if (e.same) {
+          forwardsElsewhere.delete(e.peer);
+          return;
+        }
+        if (forwardsElsewhere.get(e.peer) === e.recorded) return;
+        forwardsElsewhere.set(e.peer, e.recorded);
+        log.error(
+          { peer: e.peer, recorded: e.recorded, advertised: e.advertised },
+          clientMismatchText(e.peer, e.recorded, e.advertised),
+        );
+        return;
+      }
       case 'handler-error':
         log.error({ peer: e.peer, reason: e.message }, 'error handling a peer message');
         return;
@@ -592,7 +615,24 @@ export async function openPeerTransport(
         );
       return null;
     },
+    clientMismatch: () => {
+      for (const [peer, recorded] of forwardsElsewhere)
+        return clientMismatchText(peer, recorded, self?.client ?? '');
+      return null;
+    },
+    bindClientUrls: (fn) => {
+      clientUrlOf = fn;
+    },
   };
+}
+
+function clientMismatchText(peer: number, recorded: string, advertised: string): string {
+  return (
+    `peer ${peer} forwards client requests to this node at ${recorded}, but this node serves ` +
+    `clients at ${advertised}: writes forwarded to it fail while it leads. Start it with the ` +
+    'client URL the cluster has for it; to move a member, add a new one at the new address and ' +
+    'remove this one'
+  );
 }
 
 function addressMismatchText(peer: number, recorded: string, advertised: string): string {

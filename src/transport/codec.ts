@@ -72,6 +72,8 @@ export interface Accept {
   readonly incarnation: string | null;
   /** Where the answering node sends to the dialler (host:port): null when not said. */
   readonly yourPeer: string | null;
+  /** The client URL the answering node forwards the dialler's requests to: null when not said. */
+  readonly yourClient: string | null;
 }
 
 /** An optional boolean handshake field: absent (an older peer) is null. */
@@ -194,6 +196,7 @@ export function decodeAccept(payload: Uint8Array): Accept {
     featureLevel: optionalLevel(o, 'featureLevel', 'accept'),
     incarnation: optionalString(o, 'inc', 'accept'),
     yourPeer: optionalString(o, 'yourPeer', 'accept'),
+    yourClient: optionalString(o, 'yourClient', 'accept'),
   };
 }
 

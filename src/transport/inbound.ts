@@ -186,6 +186,7 @@ export class InboundConnection {
     this.peerIncarnation = h.incarnation;
     const o = this.ctx.opts;
     const yourPeer = this.ctx.dialsAt(h.from);
+    const yourClient = this.ctx.opts.clientUrlOf?.(h.from) ?? null;
     const accept = {
       version,
       clusterId: o.clusterId,
@@ -194,6 +195,7 @@ export class InboundConnection {
       ...(o.featureLevel === null ? {} : { featureLevel: o.featureLevel }),
       ...(o.incarnation === null ? {} : { inc: o.incarnation }),
       ...(yourPeer === null ? {} : { yourPeer }),
+      ...(yourClient === null ? {} : { yourClient }),
     };
     this.socket.write(encodeSmallFrame(FrameType.accept, pack(accept)));
     this.ctx.accepted(this);

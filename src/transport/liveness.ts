@@ -78,9 +78,10 @@ export class LivenessLane {
   ) {
     this.alive();
     // Functions do not cross threads: the lane resolves names with the system's resolver and
-    // says nothing of the log in its HELLO (only the main connection's does).
+    // says nothing of the log in its HELLO, nor the client URL in its ACCEPT (only the main
+    // connection's do).
     const data: LaneData = {
-      opts: { ...opts, hasLog: null, lookup: null },
+      opts: { ...opts, hasLog: null, lookup: null, clientUrlOf: null },
       tls,
       liveness: options,
       shared: this.shared.buffer,

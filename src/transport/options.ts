@@ -38,6 +38,12 @@ export interface TcpTransportOptions {
    */
   readonly advertise?: { readonly peer: string; readonly client: string };
   /**
+   * The client URL this node has for peer `id` (where it forwards client requests to it), said
+   * in the ACCEPT it answers that peer with (`yourClient`), so a peer restarted at another
+   * client URL learns that its requests are forwarded elsewhere. Omitted: not said.
+   */
+  readonly clientUrlOf?: (id: NodeId) => string | null;
+  /**
    * The feature level this node runs (src/base/features.ts), said in every handshake so each
    * peer knows which release every member runs (DESIGN.md, "Upgrades"). Omitted: not said.
    */
@@ -110,6 +116,7 @@ export interface ResolvedTcpOptions {
   readonly clusterId: string;
   readonly hasLog: (() => boolean) | null;
   readonly advertise: { readonly peer: string; readonly client: string } | null;
+  readonly clientUrlOf: ((id: NodeId) => string | null) | null;
   readonly featureLevel: number | null;
   readonly incarnation: string | null;
   readonly listen: PeerAddress;
@@ -139,6 +146,7 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
     clusterId: o.clusterId,
     hasLog: o.hasLog ?? null,
     advertise: o.advertise ?? null,
+    clientUrlOf: o.clientUrlOf ?? null,
     featureLevel: o.featureLevel ?? null,
     incarnation: o.incarnation ?? null,
     listen: o.listen,

@@ -294,6 +294,15 @@ export class PeerLink {
         advertised: ours,
         same: samePeerAddress(a.yourPeer, ours),
       });
+    const ourClient = this.ctx.opts.advertise?.client;
+    if (a.yourClient !== null && ourClient !== undefined && this.ctx.lane !== 'liveness')
+      this.ctx.emit({
+        kind: 'client-address',
+        peer: this.peer,
+        recorded: a.yourClient,
+        advertised: ourClient,
+        same: sameClientUrl(a.yourClient, ourClient),
+      });
     this.coalesces = a.version >= COALESCED_HEARTBEATS_VERSION;
     this.attempt = 0;
     if (this.everConnected) this.counters.reconnects += 1;
@@ -521,4 +530,17 @@ function heldHere(reason: string | null, peer: NodeId): string | null {
   return reason === null
     ? null
     : `the process answering for node ${peer} is refused here, another holds its id: ${reason}`;
+}
+
+/** Two client URLs that name the same place (case of the host, a trailing slash). */
+export function sameClientUrl(a: string, b: string): boolean {
+  const norm = (u: string): string => {
+    try {
+      const p = new URL(u);
+      return `${p.protocol}//${p.host}${p.pathname.replace(/\/+$/, '')}`;
+    } catch {
+      return u;
+    }
+  };
+  return norm(a) === norm(b);
 }

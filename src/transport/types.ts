@@ -124,6 +124,17 @@ export type TransportEvent =
       readonly advertised: string;
       readonly same: boolean;
     }
+  | {
+      /**
+       * As `peer-address`, for the client URL: the peer forwards client requests to this node
+       * at `recorded` (its address book), and this node serves clients at `advertised`.
+       */
+      readonly kind: 'client-address';
+      readonly peer: NodeId;
+      readonly recorded: string;
+      readonly advertised: string;
+      readonly same: boolean;
+    }
   | { readonly kind: 'handler-error'; readonly peer: NodeId; readonly message: string }
   | { readonly kind: 'reconnect-scheduled'; readonly peer: NodeId; readonly delayMs: number };
 

@@ -130,3 +130,44 @@ void test('a member of a static cluster restarted at another peer address is tol
   assert.equal(rz.status, 503);
   assert.match(await rz.text(), / sends to this node at /);
 });
+
+void test('a member of a static cluster restarted at another client URL alone is told where its peers forward', async () => {
+  // Its peers still reached it, so it knew a leader and said ready, while every write the
+  // others forwarded to it as leader failed (found by an operator's trial).
+  const nodes = await TestNodes.start({ nodes: 3 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const before = nodes.config(2);
+  const self = before.members.find((m) => m.id === 2);
+  await nodes.node(2).close();
+  const [client] = (await freePorts(1)) as [number];
+  const spec = before.members
+    .map((m) =>
+      m.id === 2 ? `2=${m.peer}@http://127.0.0.1:${client}` : `${m.id}=${m.peer}@${m.client}`,
+    )
+    .join(',');
+  const lines = await startLogged(
+    resolveNodeConfig({
+      id: 2,
+      dataDir: before.dataDir,
+      initialCluster: spec,
+      clusterId: before.clusterId,
+      placement: 'off',
+    }),
+  );
+  const said = await errorsMatching(lines, / forwards client requests to this node at /, 1);
+  assert.match(
+    said[0]?.msg ?? '',
+    new RegExp(
+      `^peer [13] forwards client requests to this node at ${(self?.client ?? '').replace(/\./g, '\\.')}, but this node serves clients at http://127\\.0\\.0\\.1:${client}:`,
+    ),
+  );
+  const rz = await fetch(`http://127.0.0.1:${client}/readyz`);
+  assert.equal(rz.status, 503);
+  assert.match(await rz.text(), / forwards client requests to this node at /);
+  // The members at their recorded addresses hear nothing of the kind.
+  for (const id of [1, 3]) {
+    const ok = await fetch(`${nodes.url(id)}/readyz`);
+    assert.doesNotMatch(await ok.text(), /forwards client requests/);
+  }
+});
