@@ -475,6 +475,23 @@ export async function openPeerTransport(
   /** Per peer: where it said it sends to this node, when that is not this node's address. */
   const sendsElsewhere = new Map<number, string>();
   const forwardsElsewhere = new Map<number, string>();
+  /** What a peer's ACCEPT says of where it reaches this node: logged once per peer and place. */
+  const noteMismatch = (
+    seen: Map<number, string>,
+    e: { peer: number; recorded: string; advertised: string; same: boolean },
+    text: (peer: number, recorded: string, advertised: string) => string,
+  ): void => {
+    if (e.same) {
+      seen.delete(e.peer);
+      return;
+    }
+    if (seen.get(e.peer) === e.recorded) return;
+    seen.set(e.peer, e.recorded);
+    log.error(
+      { peer: e.peer, recorded: e.recorded, advertised: e.advertised },
+      text(e.peer, e.recorded, e.advertised),
+    );
+  };
   let onPeerLevel: () => void = () => undefined;
   const heard: HeardPeer[] = [];
   const t = transport;
@@ -564,32 +581,12 @@ export async function openPeerTransport(
             'stop the one that should not run',
         );
         return;
-      case 'peer-address': {
-        if (e.same) {
-          sendsElsewhere.delete(e.peer);
-          return;
-        }
-        if (sendsElsewhere.get(e.peer) === e.recorded) return;
-        sendsElsewhere.set(e.peer, e.recorded);
-        log.error(
-          { peer: e.peer, recorded: e.recorded, advertised: e.advertised },
-          addressMismatchText(e.peer, e.recorded, e.advertised),
-        );
+      case 'peer-address':
+        noteMismatch(sendsElsewhere, e, addressMismatchText);
         return;
-      }
-      case 'client-address': {
-        if (e.same) {
-          forwardsElsewhere.delete(e.peer);
-          return;
-        }
-        if (forwardsElsewhere.get(e.peer) === e.recorded) return;
-        forwardsElsewhere.set(e.peer, e.recorded);
-        log.error(
-          { peer: e.peer, recorded: e.recorded, advertised: e.advertised },
-          clientMismatchText(e.peer, e.recorded, e.advertised),
-        );
+      case 'client-address':
+        noteMismatch(forwardsElsewhere, e, clientMismatchText);
         return;
-      }
       case 'handler-error':
         log.error({ peer: e.peer, reason: e.message }, 'error handling a peer message');
         return;

@@ -283,26 +283,28 @@ export class PeerLink {
     this.clearTimer();
     this.state = 'open';
     this.answeredInc = a.incarnation;
-    // The peer sends to us at another address than the one we say we listen at (restarted
-    // with a changed address): whatever it sends us is lost. Said, not refused.
-    const ours = this.ctx.opts.advertise?.peer;
-    if (a.yourPeer !== null && ours !== undefined && this.ctx.lane !== 'liveness')
-      this.ctx.emit({
-        kind: 'peer-address',
-        peer: this.peer,
-        recorded: a.yourPeer,
-        advertised: ours,
-        same: samePeerAddress(a.yourPeer, ours),
-      });
-    const ourClient = this.ctx.opts.advertise?.client;
-    if (a.yourClient !== null && ourClient !== undefined && this.ctx.lane !== 'liveness')
-      this.ctx.emit({
-        kind: 'client-address',
-        peer: this.peer,
-        recorded: a.yourClient,
-        advertised: ourClient,
-        same: sameClientUrl(a.yourClient, ourClient),
-      });
+    // The peer sends to us at another address (or forwards client requests to another URL)
+    // than the one we say we have (restarted with a changed address): what it sends is lost.
+    // Said, not refused.
+    const ours = this.ctx.opts.advertise;
+    if (ours !== null && this.ctx.lane !== 'liveness') {
+      if (a.yourPeer !== null)
+        this.ctx.emit({
+          kind: 'peer-address',
+          peer: this.peer,
+          recorded: a.yourPeer,
+          advertised: ours.peer,
+          same: samePeerAddress(a.yourPeer, ours.peer),
+        });
+      if (a.yourClient !== null)
+        this.ctx.emit({
+          kind: 'client-address',
+          peer: this.peer,
+          recorded: a.yourClient,
+          advertised: ours.client,
+          same: sameClientUrl(a.yourClient, ours.client),
+        });
+    }
     this.coalesces = a.version >= COALESCED_HEARTBEATS_VERSION;
     this.attempt = 0;
     if (this.everConnected) this.counters.reconnects += 1;
