@@ -116,7 +116,7 @@ export const errorCodes = {
   },
   COMPACTED: {
     meaning:
-      'the revision asked for was compacted away; the message names the oldest revision still available',
+      'the revision asked for was compacted away; `compactRevision` (and the message) names the oldest revision still available',
     indefinite: false,
   },
   LEASE_NOT_FOUND: {

@@ -2,6 +2,7 @@
 // cluster, and new clusters started from them (DESIGN.md, "Backups"; the file format is
 // server/backup-format.ts).
 
+import { randomBytes } from 'node:crypto';
 import { constants, rmSync } from 'node:fs';
 import { access, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -123,21 +124,15 @@ async function saveFrom(
     }
     return receive(endpoint, res.body, resolve(file), o);
   }
-  // Every endpoint answered and none had a leader: the cluster may be unable to elect one
-  // (a majority lost its data), which retrying does not mend.
-  const leaderless =
-    refusals.length === endpoints.length &&
-    refusals.length > 0 &&
-    refusals.every((e) => e.code === 'NO_LEADER');
+  // Every member that answered knows no leader: the cluster may be unable to elect one (a
+  // majority lost its data), which retrying does not mend. NO_LEADER when all answered so;
+  // CONNECTION, with the same hint, when the others could not be reached.
+  const leaderless = refusals.length > 0 && refusals.every((e) => e.code === 'NO_LEADER');
   throw new FlotillaError(
-    leaderless
-      ? 'NO_LEADER'
-      : refusals.length === endpoints.length
-        ? (refusals[0]?.code ?? 'CONNECTION')
-        : 'CONNECTION',
+    leaderless && refusals.length === endpoints.length ? 'NO_LEADER' : 'CONNECTION',
     `No endpoint served a backup: ${failures.join('; ')}` +
       (leaderless
-        ? '. No member knows a leader: if that lasts (their /readyz says why), save from the data directory of a stopped member that kept its data: flotilla snapshot save FILE --data-dir DIR'
+        ? '. No member that answered knows a leader: if that lasts (their /readyz says why), save from the data directory of a stopped member that kept its data: flotilla snapshot save FILE --data-dir DIR'
         : ''),
     false,
   );
@@ -164,9 +159,9 @@ async function receive(
   file: string,
   o: SaveOptions,
 ): Promise<SaveReport> {
-  const tmp = `${file}.part-${process.pid}`;
-  // 'w': a save stopped midway may have left one under this name (a container's pid is 1).
-  const fh = await open(tmp, 'w', 0o644);
+  // A random part: two saves of one name (two containers, both pid 1) never share it.
+  const tmp = `${file}.part-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const fh = await open(tmp, 'wx', 0o644);
   let received = 0;
   let lastProgress = Date.now();
   const everyMs = o.progressEveryMs ?? 2_000;
@@ -282,14 +277,14 @@ export function snapshotCommands(
               'BAD_REQUEST',
               'Give --data-dir (a stopped member) or --endpoints (a running cluster), not both',
             );
-          const { saveFromDataDir } = await import('../server/offline-backup.js');
+          const { saveFromDataDir, partFile } = await import('../server/offline-backup.js');
           const { releaseCopiesSync } = await import('../server/group-copy.js');
           // Stopped midway, it leaves neither its copies of the groups (as large as they are)
           // nor a partial file behind.
           const stop = (signal: NodeJS.Signals, code: number) =>
             process.once(signal, () => {
               releaseCopiesSync();
-              rmSync(`${resolve(file)}.part-${process.pid}`, { force: true });
+              rmSync(partFile(resolve(file)), { force: true });
               process.stderr.write(`stopped by ${signal}: nothing was saved\n`);
               process.exit(code);
             });

@@ -15,7 +15,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { defaultLimits, type Limits } from '../base/limits.js';
+import { checkLimits, defaultLimits, type Limits } from '../base/limits.js';
+import { nodeLimitEncodings } from './config.js';
 import type { Recovery } from '../raft/index.js';
 import { SEGMENT_HEAD_BYTES } from '../storage/records.js';
 
@@ -204,7 +205,7 @@ export function readLimits(dir: string): Limits {
   const out: Record<string, number> = { ...defaultLimits };
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     if (!(k in defaultLimits)) continue; // a limit of a later release: nothing here reads it
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1)
       throw new DataDirError(
         'DATA_DIR_INVALID',
         `${file}: ${k} is not a count, got ${JSON.stringify(v)}`,
@@ -212,7 +213,13 @@ export function readLimits(dir: string): Limits {
       );
     out[k] = v;
   }
-  return out as unknown as Limits;
+  const limits = out as unknown as Limits;
+  try {
+    checkLimits(limits, nodeLimitEncodings);
+  } catch (err) {
+    throw new DataDirError('DATA_DIR_INVALID', `${file}: ${(err as Error).message}`, file);
+  }
+  return limits;
 }
 
 /** A temporary file, fsync, rename, fsync of the directory. */

@@ -389,8 +389,6 @@ export interface PeerTransport {
    * own address said (restarted with a changed address), or null.
    */
   addressMismatch(): string | null;
-  /** As addressMismatch, for the client URL peers forward requests to (their ACCEPT's). */
-  clientMismatch(): string | null;
   /** Sets where the client URL this node has for a peer is looked up (its address book). */
   bindClientUrls(fn: (id: number) => string | null): void;
 }
@@ -612,11 +610,6 @@ export async function openPeerTransport(
         );
       return null;
     },
-    clientMismatch: () => {
-      for (const [peer, recorded] of forwardsElsewhere)
-        return clientMismatchText(peer, recorded, self?.client ?? '');
-      return null;
-    },
     bindClientUrls: (fn) => {
       clientUrlOf = fn;
     },
@@ -625,10 +618,10 @@ export async function openPeerTransport(
 
 function clientMismatchText(peer: number, recorded: string, advertised: string): string {
   return (
-    `peer ${peer} forwards client requests to this node at ${recorded}, but this node serves ` +
-    `clients at ${advertised}: writes forwarded to it fail while it leads. Start it with the ` +
-    'client URL the cluster has for it; to move a member, add a new one at the new address and ' +
-    'remove this one'
+    `peer ${peer} forwards client requests to this node at ${recorded}, but this node says it ` +
+    `serves clients at ${advertised}: unless the two name the same place, the writes it forwards ` +
+    'here fail while this node leads. If this node was restarted at another client URL, start ' +
+    'it at the one the cluster has for it; to move a member, add a new one and remove this one'
   );
 }
 

@@ -214,8 +214,6 @@ export class FlotillaNode implements AsyncDisposable {
   private tls: NodeTls | null = null;
   /** What a peer's handshake said of this node's address, when it sends elsewhere (node-setup.ts). */
   private peerAddressMismatch: () => string | null = () => null;
-  /** What a peer said of the client URL it forwards to this node at, when it differs. */
-  private peerClientMismatch: () => string | null = () => null;
   /** Warns of each event-loop stall long enough to cost an election; set once assembled. */
   private stallWatch: LoopStallWatch | null = null;
   /** Says why, when no leader has been known for long (leaderless.ts). */
@@ -1126,7 +1124,6 @@ export class FlotillaNode implements AsyncDisposable {
     }));
     node.tls = tls;
     node.peerAddressMismatch = () => peers.addressMismatch();
-    node.peerClientMismatch = () => peers.clientMismatch();
     peers.bindClientUrls((id) => node.members.book.find((m) => m.id === id)?.client ?? null);
     if (tls !== null) {
       tls.onChange((m) => transport.setTls(m));
@@ -1441,10 +1438,6 @@ export class FlotillaNode implements AsyncDisposable {
           const moved = this.members.membership.ownAddressMismatch() ?? this.peerAddressMismatch();
           return { ready: false, reason: moved ?? leaderless ?? 'no leader known' };
         }
-        // The others forward this node's share of client work to another URL: while it leads,
-        // every write through them fails.
-        const forwardsElsewhere = this.peerClientMismatch();
-        if (forwardsElsewhere !== null) return { ready: false, reason: forwardsElsewhere };
         if (this.runtime.appliedIndex() < s.commit)
           return {
             ready: false,

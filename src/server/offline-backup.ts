@@ -12,6 +12,7 @@
 // default they are left out and counted; `uncommitted` applies them too (etcd's
 // force-new-cluster keeps a survivor's whole log likewise).
 
+import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -112,6 +113,11 @@ export async function saveFromDataDir(
     ],
     limits,
   ).catch((err: unknown) => {
+    // Only a failure in TMPDIR is the temporary directory's: one in the member's directory
+    // (its lock on a read-only mount, say) is said as it came.
+    const at = err as NodeJS.ErrnoException & { dest?: string };
+    const inTmp = [at.path, at.dest].some((p) => typeof p === 'string' && p.startsWith(tmpdir()));
+    if (!inTmp) throw err;
     throw fileSystemError(
       err,
       `Cannot copy the member's groups into the temporary directory ${tmpdir()} (TMPDIR; it needs as much free space as the groups take)`,
@@ -190,9 +196,9 @@ async function write(
   savedBy: number,
   o: OfflineSaveOptions,
 ): Promise<OfflineSaveReport> {
-  const tmp = `${file}.part-${process.pid}`;
-  // 'w': a run stopped midway may have left one under this name (a container's pid is 1).
-  const fh = await open(tmp, 'w', 0o644);
+  // A random part: two saves of one name (two containers, both pid 1) never share it.
+  const tmp = partFile(file);
+  const fh = await open(tmp, 'wx', 0o644);
   const w = new BackupWriter();
   let written = 0;
   let lastProgress = Date.now();
@@ -244,6 +250,12 @@ async function write(
     throw fileSystemError(err, `Cannot write the backup to ${file}; nothing was saved`);
   }
 }
+
+/** The temporary file a save of `file` writes before renaming it into place. */
+export function partFile(file: string): string {
+  return `${file}.part-${process.pid}-${partSuffix}`;
+}
+const partSuffix = randomBytes(4).toString('hex');
 
 /**
  * A file system's refusal (no space, no such directory, no access) as a BackupError naming

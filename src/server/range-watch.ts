@@ -42,7 +42,7 @@ interface UpstreamLine {
   resumeRevision?: unknown;
   header?: { revision?: unknown; memberId?: unknown; raftTerm?: unknown };
   events?: unknown;
-  error?: { code?: unknown; message?: unknown };
+  error?: { code?: unknown; message?: unknown; compactRevision?: unknown };
 }
 
 /** Codes after which the watch is opened on another replica rather than refused. */
@@ -227,7 +227,9 @@ function headerOf(l: UpstreamLine, revision: number, id: number): Header {
 function refusalOf(l: UpstreamLine | null, fallback: string): FlotillaError {
   const code = l?.error?.code;
   const message = typeof l?.error?.message === 'string' ? l.error.message : fallback;
-  if (typeof code === 'string' && isErrorCode(code)) return new FlotillaError(code, message);
+  const compacted = l?.error?.compactRevision;
+  if (typeof code === 'string' && isErrorCode(code))
+    return new FlotillaError(code, message, undefined, 0, 0, isCount(compacted) ? compacted : 0);
   return new FlotillaError('BAD_RESPONSE', `${fallback}: ${JSON.stringify(l ?? null)}`);
 }
 
