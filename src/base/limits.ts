@@ -333,3 +333,13 @@ export function checkQueueLimits(l: QueueLimits): void {
   below('maxPageSize', 'maxEvents', 'a page of events could never be filled');
   below('dedupWindowMs', 'maxDurationMs', 'the dedup window is a duration like any other');
 }
+
+/**
+ * Whether `v` is a queue, job or repeatable name a queue can have: 1 to `maxNameChars` of
+ * letters, digits and `._:-`, so that none can be mistaken for one the queue makes (`#seq`,
+ * `repeatId@timeMs`). The queue machine refuses anything else; the client and the CLI check
+ * the same before sending.
+ */
+export function isQueueName(v: unknown, l: Pick<QueueLimits, 'maxNameChars'>): boolean {
+  return typeof v === 'string' && /^[A-Za-z0-9._:-]+$/.test(v) && v.length <= l.maxNameChars;
+}

@@ -3,7 +3,7 @@
 // jobs with their data as JSON, as the API shows them.
 
 import { FlotillaError } from '../client/index.js';
-import { defaultQueueLimits } from '../base/limits.js';
+import { defaultQueueLimits, isQueueName } from '../base/limits.js';
 import { renderJob } from '../api/queue-routes.js';
 import { jobStates, type JobState, type JobView } from '../queue/index.js';
 import type { QueueInspection } from '../server/queue-inspect.js';
@@ -22,7 +22,7 @@ export async function runInspect(o: InspectOptions, out: (s: string) => void): P
       `--state must be one of ${jobStates.join(', ')}, got "${o.state}"`,
     );
   const max = defaultQueueLimits.maxNameChars;
-  if (o.queue !== undefined && (!/^[A-Za-z0-9._:-]+$/.test(o.queue) || o.queue.length > max))
+  if (o.queue !== undefined && !isQueueName(o.queue, defaultQueueLimits))
     throw new FlotillaError(
       'BAD_REQUEST',
       `--queue must be 1 to ${max} letters, digits or ._:-, got ${JSON.stringify(o.queue)}`,

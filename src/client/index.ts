@@ -35,7 +35,7 @@ import {
 } from './watch.js';
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
-import { defaultLimits, defaultQueueLimits } from '../base/limits.js';
+import { defaultLimits, defaultQueueLimits, isQueueName } from '../base/limits.js';
 import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
 import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
 import { features } from '../base/features.js';
@@ -661,7 +661,7 @@ export class FlotillaClient {
     // Refused here, not by every call: a worker on a name no queue can have ran no job and
     // said so only to onError (or `queue work`, to its terminal), every second, for ever.
     const max = defaultQueueLimits.maxNameChars;
-    if (typeof name !== 'string' || !/^[A-Za-z0-9._:-]+$/.test(name) || name.length > max)
+    if (!isQueueName(name, defaultQueueLimits))
       throw new FlotillaError(
         'BAD_REQUEST',
         `A queue name must be 1 to ${max} letters, digits or ._:-, got ${JSON.stringify(typeof name === 'string' ? name.slice(0, 200) : name)}`,

@@ -7,7 +7,7 @@
 
 import { Packr } from 'msgpackr';
 import { FlotillaError } from '../base/errors.js';
-import type { QueueLimits } from '../base/limits.js';
+import { isQueueName, type QueueLimits } from '../base/limits.js';
 import { parseCron } from './cron.js';
 import { maxPriority } from './types.js';
 import type {
@@ -70,11 +70,11 @@ function map(v: unknown, what: string, allowed: readonly string[]): Fields {
 /** Ids and names: 1 to maxNameChars of letters, digits and `._:-`, so none can be mistaken for
  * one the machine makes (`#seq`, `repeatId@timeMs`). */
 export function checkName(v: unknown, field: string, limits: QueueLimits): string {
-  if (typeof v !== 'string' || !/^[A-Za-z0-9._:-]+$/.test(v) || v.length > limits.maxNameChars)
+  if (!isQueueName(v, limits))
     bad(
       `"${field}" must be 1 to ${limits.maxNameChars} letters, digits or ._:-, got ${preview(v)}`,
     );
-  return v;
+  return v as string;
 }
 
 function preview(v: unknown): string {

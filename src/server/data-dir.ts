@@ -71,20 +71,30 @@ export class DataDirError extends Error {
 /** The identity recorded in `dir`, or null when there is none yet. */
 export function readIdentity(dir: string): DataDirIdentity | null {
   const file = join(dir, IDENTITY_FILE);
+  const v = readJson(file, ['ENOENT']);
+  return v === absent ? null : parseIdentity(v, file);
+}
+
+const absent = Symbol('absent');
+
+/**
+ * The JSON in `file`, or `absent` when reading it fails with one of `missing` (no such file);
+ * any other failure, or text that is not JSON, is a DataDirError naming the file.
+ */
+function readJson(file: string, missing: readonly string[]): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (missing.includes((err as NodeJS.ErrnoException).code ?? '')) return absent;
     throw new DataDirError(
       'DATA_DIR_INVALID',
       `Cannot read ${file}: ${(err as Error).message}`,
       file,
     );
   }
-  let v: unknown;
   try {
-    v = JSON.parse(text);
+    return JSON.parse(text) as unknown;
   } catch (err) {
     throw new DataDirError(
       'DATA_DIR_INVALID',
@@ -92,7 +102,6 @@ export function readIdentity(dir: string): DataDirIdentity | null {
       file,
     );
   }
-  return parseIdentity(v, file);
 }
 
 function parseIdentity(v: unknown, file: string): DataDirIdentity {
@@ -178,28 +187,8 @@ export function writeLimits(dir: string, limits: Limits): void {
  */
 export function readLimits(dir: string): Limits {
   const file = join(dir, LIMITS_FILE);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return defaultLimits;
-    throw new DataDirError(
-      'DATA_DIR_INVALID',
-      `Cannot read ${file}: ${(err as Error).message}`,
-      file,
-    );
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new DataDirError(
-      'DATA_DIR_INVALID',
-      `${file} is not JSON: ${(err as Error).message}`,
-      file,
-    );
-  }
+  const raw = readJson(file, ['ENOENT', 'ENOTDIR']);
+  if (raw === absent) return defaultLimits;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
     throw new DataDirError('DATA_DIR_INVALID', `${file} is not an object of limits`, file);
   const out: Record<string, number> = { ...defaultLimits };

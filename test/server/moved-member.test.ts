@@ -49,6 +49,27 @@ function errorsMatching(lines: Line[], pattern: RegExp, n: number): Promise<Line
   );
 }
 
+/**
+ * Closes node 2 of `nodes` and starts it again on its data directory, with its own entry of
+ * the member list as `self` gives it (the others' as they were); returns its kept log lines.
+ */
+async function restartNode2(nodes: TestNodes, self: string): Promise<Line[]> {
+  const before = nodes.config(2);
+  await nodes.node(2).close();
+  const spec = before.members
+    .map((m) => (m.id === 2 ? `2=${self}` : `${m.id}=${m.peer}@${m.client}`))
+    .join(',');
+  return startLogged(
+    resolveNodeConfig({
+      id: 2,
+      dataDir: before.dataDir,
+      initialCluster: spec,
+      clusterId: before.clusterId,
+      placement: 'off',
+    }),
+  );
+}
+
 void test('a joined member restarted at other addresses says the cluster records it elsewhere, and is not ready', async () => {
   const nodes = await TestNodes.start({ nodes: 3 });
   cleanups.push(() => nodes.close());
@@ -98,26 +119,9 @@ void test('a member of a static cluster restarted at another peer address is tol
   const nodes = await TestNodes.start({ nodes: 3 });
   cleanups.push(() => nodes.close());
   await nodes.waitForLeader();
-  const before = nodes.config(2);
-  const old = before.members.find((m) => m.id === 2)?.peer ?? '';
-  await nodes.node(2).close();
+  const old = nodes.config(2).members.find((m) => m.id === 2)?.peer ?? '';
   const [peer, client] = (await freePorts(2)) as [number, number];
-  const spec = before.members
-    .map((m) =>
-      m.id === 2
-        ? `2=127.0.0.1:${peer}@http://127.0.0.1:${client}`
-        : `${m.id}=${m.peer}@${m.client}`,
-    )
-    .join(',');
-  const lines = await startLogged(
-    resolveNodeConfig({
-      id: 2,
-      dataDir: before.dataDir,
-      initialCluster: spec,
-      clusterId: before.clusterId,
-      placement: 'off',
-    }),
-  );
+  const lines = await restartNode2(nodes, `127.0.0.1:${peer}@http://127.0.0.1:${client}`);
   const said = await errorsMatching(lines, / sends to this node at /, 2);
   for (const l of said)
     assert.match(
@@ -138,24 +142,9 @@ void test('a member of a static cluster restarted at another client URL alone is
   const nodes = await TestNodes.start({ nodes: 3 });
   cleanups.push(() => nodes.close());
   await nodes.waitForLeader();
-  const before = nodes.config(2);
-  const self = before.members.find((m) => m.id === 2);
-  await nodes.node(2).close();
+  const self = nodes.config(2).members.find((m) => m.id === 2);
   const [client] = (await freePorts(1)) as [number];
-  const spec = before.members
-    .map((m) =>
-      m.id === 2 ? `2=${m.peer}@http://127.0.0.1:${client}` : `${m.id}=${m.peer}@${m.client}`,
-    )
-    .join(',');
-  const lines = await startLogged(
-    resolveNodeConfig({
-      id: 2,
-      dataDir: before.dataDir,
-      initialCluster: spec,
-      clusterId: before.clusterId,
-      placement: 'off',
-    }),
-  );
+  const lines = await restartNode2(nodes, `${self?.peer ?? ''}@http://127.0.0.1:${client}`);
   const said = await errorsMatching(lines, / forwards client requests to this node at /, 1);
   assert.match(
     said[0]?.msg ?? '',
