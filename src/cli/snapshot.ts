@@ -2,7 +2,6 @@
 // cluster, and new clusters started from them (DESIGN.md, "Backups"; the file format is
 // server/backup-format.ts).
 
-import { randomBytes } from 'node:crypto';
 import { constants, rmSync } from 'node:fs';
 import { access, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -12,6 +11,7 @@ import type { ClientTlsOptions } from '../client/index.js';
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import {
   BackupError,
+  partFile,
   readBackup,
   savedGroups,
   type BackupHeader,
@@ -88,6 +88,9 @@ export async function checkWritable(file: string): Promise<void> {
   if (f?.isDirectory() === true) throw refuse('it is a directory');
 }
 
+/** The answers after which the next endpoint is asked. */
+const tryNext = new Set([429, 502, 503, 504]);
+
 async function saveFrom(
   endpoints: readonly string[],
   file: string,
@@ -114,8 +117,9 @@ async function saveFrom(
     }
     if (res.statusCode !== 200) {
       const e = errorOf(res.statusCode, await res.body.text());
-      // Busy, no leader, shutting down: another member may serve it.
-      if (res.statusCode === 503 || res.statusCode === 429) {
+      // Busy, no leader, shutting down, timed out, its leader unreachable: another member may
+      // serve it.
+      if (tryNext.has(res.statusCode)) {
         failures.push(`${endpoint}: ${e.code}: ${e.message}`);
         refusals.push(e);
         continue;
@@ -159,8 +163,7 @@ async function receive(
   file: string,
   o: SaveOptions,
 ): Promise<SaveReport> {
-  // A random part: two saves of one name (two containers, both pid 1) never share it.
-  const tmp = `${file}.part-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = partFile(file);
   const fh = await open(tmp, 'wx', 0o644);
   let received = 0;
   let lastProgress = Date.now();
@@ -229,6 +232,19 @@ async function receive(
   }
 }
 
+/** On SIGINT or SIGTERM, removes the partial file of a save of `file` (and `more`), and exits. */
+function removeOnSignal(file: string, more: () => void = () => undefined): void {
+  const stop = (signal: NodeJS.Signals, code: number) =>
+    process.once(signal, () => {
+      more();
+      rmSync(partFile(resolve(file)), { force: true });
+      process.stderr.write(`stopped by ${signal}: nothing was saved\n`);
+      process.exit(code);
+    });
+  stop('SIGINT', 130);
+  stop('SIGTERM', 143);
+}
+
 const mib = (n: number): string => `${(n / (1 << 20)).toFixed(1)} MiB`;
 
 export function snapshotCommands(
@@ -277,19 +293,11 @@ export function snapshotCommands(
               'BAD_REQUEST',
               'Give --data-dir (a stopped member) or --endpoints (a running cluster), not both',
             );
-          const { saveFromDataDir, partFile } = await import('../server/offline-backup.js');
+          const { saveFromDataDir } = await import('../server/offline-backup.js');
           const { releaseCopiesSync } = await import('../server/group-copy.js');
           // Stopped midway, it leaves neither its copies of the groups (as large as they are)
           // nor a partial file behind.
-          const stop = (signal: NodeJS.Signals, code: number) =>
-            process.once(signal, () => {
-              releaseCopiesSync();
-              rmSync(partFile(resolve(file)), { force: true });
-              process.stderr.write(`stopped by ${signal}: nothing was saved\n`);
-              process.exit(code);
-            });
-          stop('SIGINT', 130);
-          stop('SIGTERM', 143);
+          removeOnSignal(file, releaseCopiesSync);
           const r = await saveFromDataDir(
             {
               dataDir: o.dataDir,
@@ -318,6 +326,7 @@ export function snapshotCommands(
           .map((e) => e.trim())
           .filter(Boolean);
         const clientTls = tls();
+        removeOnSignal(file);
         const r = await saveBackup(endpoints, file, {
           ...(o.token === undefined || o.token === '' ? {} : { token: o.token }),
           ...(clientTls === undefined ? {} : { tls: clientTls }),

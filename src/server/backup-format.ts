@@ -14,7 +14,7 @@
 // read. The checksum covers the header, every record and the summary: a truncated file lacks
 // it, a flipped byte fails it.
 
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 
 const MAGIC = Buffer.from('FLBK', 'latin1');
 export const BACKUP_FORMAT = 1;
@@ -25,6 +25,16 @@ const CHECKSUM_BYTES = 32;
 export const MAX_BACKUP_CHUNK_BYTES = 64 << 20;
 /** The header and the summary are a few hundred bytes; this bounds what a damaged length costs. */
 const MAX_JSON_BYTES = 1 << 20;
+
+/**
+ * The temporary file a save of `file` writes before renaming it into place: a random part, so
+ * two saves of one name (two containers, both pid 1) never share it, and one per process, so a
+ * signal handler can remove it.
+ */
+export function partFile(file: string): string {
+  return `${file}.part-${process.pid}-${partSuffix}`;
+}
+const partSuffix = randomBytes(4).toString('hex');
 
 export type BackupErrorCode =
   /** The file is damaged: truncated, a byte changed, or records that do not add up. */

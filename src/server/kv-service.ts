@@ -169,7 +169,11 @@ export function answerOf(result: unknown): WriteAnswer {
 export function compactAnswerOf(result: unknown): { revision: number; compacted: number } {
   if (isRefusal(result)) throw new FlotillaError('BAD_REQUEST', result.message);
   const r = result as CompactResult;
-  if (r.error !== undefined) throw new FlotillaError(r.error.code, r.error.message);
+  if (r.error !== undefined) {
+    // A compaction to a revision already compacted names the oldest one left, as a read does.
+    const oldest = r.error.code === 'COMPACTED' ? r.compacted : 0;
+    throw new FlotillaError(r.error.code, r.error.message, false, 0, 0, oldest);
+  }
   return { revision: r.revision, compacted: r.compacted };
 }
 

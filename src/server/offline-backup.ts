@@ -12,7 +12,6 @@
 // default they are left out and counted; `uncommitted` applies them too (etcd's
 // force-new-cluster keeps a survivor's whole log likewise).
 
-import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,6 +28,7 @@ import { nodeFs } from '../storage/index.js';
 import {
   BackupError,
   BackupWriter,
+  partFile,
   type BackupGroupHeader,
   type BackupSaveReport,
   type SavedGroup,
@@ -250,12 +250,6 @@ async function write(
     throw fileSystemError(err, `Cannot write the backup to ${file}; nothing was saved`);
   }
 }
-
-/** The temporary file a save of `file` writes before renaming it into place. */
-export function partFile(file: string): string {
-  return `${file}.part-${process.pid}-${partSuffix}`;
-}
-const partSuffix = randomBytes(4).toString('hex');
 
 /**
  * A file system's refusal (no space, no such directory, no access) as a BackupError naming

@@ -26,8 +26,10 @@ import { resolveNodeConfig } from '../../src/server/config.js';
 import { readIdentity } from '../../src/server/data-dir.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { restoreBackup, verifyBackupFile } from '../../src/server/restore.js';
+import { exitOf, startCli, stopAll } from '../cli/run.js';
 import { freePorts } from '../e2e/harness.js';
 import { dropLastKvChunk, missingWrites } from '../support/backups.js';
+import { until } from '../support/until.js';
 import { TestNodes } from './nodes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'flotilla-backup-'));
@@ -63,7 +65,10 @@ before(async () => {
   }
 });
 
-after(() => rmSync(dir, { recursive: true, force: true }));
+after(async () => {
+  await stopAll();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** Restores `from` as member `id` of a one-member cluster and starts it; returns it and a client. */
 async function startRestored(
@@ -311,5 +316,67 @@ void test('save from members that all know no leader says NO_LEADER and the way 
     });
   } finally {
     for (const s of servers) await new Promise((r) => s.close(r));
+  }
+});
+
+/** A server that answers every request with `status` and an API error of `code`. */
+async function refusingNode(
+  status: number,
+  code: string,
+): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { code, message: `refused ${code}`, indefinite: false } }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+void test('save asks the next member after one that timed out or could not reach its leader', async () => {
+  // A 504 from the first endpoint ended the save, though the next member could serve it.
+  const timedOut = await refusingNode(504, 'TIMEOUT');
+  const cutOff = await refusingNode(502, 'FORWARD_FAILED');
+  const good = await fakeNode(readFileSync(file), false);
+  const out = join(dir, 'save-next');
+  mkdirSync(out);
+  try {
+    const r = await saveBackup([timedOut.url, cutOff.url, good.url], join(out, 'b.flbk'));
+    assert.equal(r.from, good.url);
+    assert.equal(r.sha256, saved.sha256);
+  } finally {
+    for (const s of [timedOut, cutOff, good]) await new Promise((r) => s.server.close(r));
+  }
+});
+
+void test('an online save stopped by a signal leaves no partial file', async () => {
+  // The offline save removed its partial file on SIGINT; the online one left it behind.
+  const bytes = readFileSync(file);
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.write(bytes.subarray(0, bytes.length >> 1)); // and then nothing, until the save stops
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const out = join(dir, 'save-signal');
+  mkdirSync(out);
+  try {
+    for (const [signal, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+    ] as const) {
+      const run = startCli(['snapshot', 'save', join(out, 'b.flbk'), '--endpoints', url]);
+      await until(
+        'the partial file written',
+        () => readdirSync(out).some((f) => f.startsWith('b.flbk.part-')),
+        20_000,
+      );
+      run.child.kill(signal);
+      assert.equal(await exitOf(run, 20_000), code, run.out.stderr);
+      assert.match(run.out.stderr, new RegExp(`stopped by ${signal}: nothing was saved`));
+      assert.deepEqual(readdirSync(out), [], 'the partial file is removed');
+    }
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
   }
 });

@@ -80,6 +80,9 @@ void test('a follower reads the past, a forwarded compaction forgets it on every
     { timeoutMs: 10_000 },
   );
   assert.equal(again.status, 410, JSON.stringify(again.json));
+  // A compaction that is too late names the oldest revision left, as a read does.
+  const againErr = (again.json as unknown as RangeJson).error as { compactRevision?: number };
+  assert.equal(againErr.compactRevision, revs[1], JSON.stringify(again.json));
   const bad = await postJson(`${via}/v1/kv/compact`, { revision: 'x' }, { timeoutMs: 10_000 });
   assert.equal(bad.status, 400, JSON.stringify(bad.json));
 });
