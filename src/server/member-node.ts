@@ -353,20 +353,24 @@ export class NodeMembers {
             autoPromote: true,
             signal,
           });
+          // A voter that held a log asking to join again has lost it (its data directory is
+          // empty, or it would not ask): coming back as a full voter, it could vote for a
+          // leader that lacks entries it acknowledged, or (an initial member, whose first
+          // configuration has itself as a voter) win an election alone. A member added with
+          // `member add` and never started is left out: it never voted, and recovering would
+          // count it in no quorum while the cluster may need it for every one. From its first
+          // join on it holds a log: the directory records that (markHeldLog), as it does when a
+          // learner is promoted by hand.
+          const recover =
+            before?.role === 'voter' &&
+            (this.o.identity.members.includes(m.id) || before.autoPromote);
+          if (before?.role === 'voter' && !recover) await this.membership.markHeldLog(m.id, signal);
           return {
             clusterId: this.o.config.clusterId,
             initialMembers: this.o.identity.members,
             book: this.membership.book(),
             members,
-            // A voter that held a log asking to join again has lost it (its data directory is
-            // empty, or it would not ask): coming back as a full voter, it could vote for a
-            // leader that lacks entries it acknowledged, or (an initial member, whose first
-            // configuration has itself as a voter) win an election alone. A member added with
-            // `member add` and never started is left out: it never voted, and recovering would
-            // count it in no quorum while the cluster may need it for every one.
-            recover:
-              before?.role === 'voter' &&
-              (this.o.identity.members.includes(m.id) || before.autoPromote),
+            recover,
           };
         } catch (err) {
           return refusal(err);

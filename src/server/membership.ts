@@ -243,7 +243,22 @@ export class Membership {
     }
     await this.o.kv.proposeConfChange({ changes: [{ kind: 'add-voter', node: id }] }, { signal });
     this.o.log.info({ member: id }, `member ${id} promoted to voter`);
+    // Caught up, so it held a log: were it to join again, it lost that log and must recover.
+    await this.markHeldLog(id, signal);
     return this.afterChange(signal);
+  }
+
+  /**
+   * Records that voter `id` has held a log, so that a join under its id is known to come from a
+   * member that lost it (member-node.ts, `recover`). The mark is the directory's `autoPromote`,
+   * which a member that joined with `--join` has already and which on a voter promotes nothing:
+   * set here for a learner promoted by hand, and for a voter added with `member add` when it
+   * first joins.
+   */
+  async markHeldLog(id: number, signal: AbortSignal): Promise<void> {
+    const d = this.o.directory.get(id);
+    if (d === undefined || d.autoPromote || this.o.directory.isRemoved(id)) return;
+    await this.changeDirectory({ op: 'set', member: { ...d, autoPromote: true } }, { signal });
   }
 
   /**

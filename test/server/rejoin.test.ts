@@ -167,6 +167,62 @@ void test('a member added with member add and never started joins as a voter wit
   // It learns the leader from the leader's first message after it starts.
   await until('node 4 knows the leader', () => node.runtime.leaderId() !== 0);
   await put(`http://127.0.0.1:${ports[1]}`, 'via4', 'x');
+  // From then on it holds a log: wiped, it comes back recovering.
+  await wipeAndRejoin(node, ports, 'via4');
+});
+
+/**
+ * Stops `node`, wipes its data directory and starts it again with the same configuration:
+ * it must recover before it votes, and hold `key` once it has.
+ */
+async function wipeAndRejoin(
+  node: FlotillaNode,
+  ports: readonly [number, number],
+  key: string,
+): Promise<void> {
+  const config = node.config;
+  await until(`node ${config.id} holds ${key}`, () => holds(`http://127.0.0.1:${ports[1]}`, key));
+  await node.close();
+  rmSync(config.dataDir, { recursive: true, force: true });
+  const lines: string[] = [];
+  const again = await startLogged(config, lines);
+  const log = lines.join('');
+  assert.ok(log.includes(lostLine), `node ${config.id} did not start recovering:\n${log}`);
+  await until(`node ${config.id} finished recovering`, () => !again.nodeStatus().recovering);
+  assert.equal(await holds(`http://127.0.0.1:${ports[1]}`, key), true);
+}
+
+void test('a learner promoted by hand that lost its data recovers before it votes', async () => {
+  // It came back a full voter with an empty log and voted at once: only members that joined
+  // with --join (autoPromote) and the initial members were known to have held a log.
+  const nodes = await TestNodes.start({ nodes: 3 });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const ports = (await freePorts(2)) as [number, number];
+  const added = await postJson(
+    `${nodes.url(1)}/v1/cluster/members/add-learner`,
+    { id: 4, peer: `127.0.0.1:${ports[0]}`, client: `http://127.0.0.1:${ports[1]}` },
+    { timeoutMs: 15_000 },
+  );
+  assert.equal(added.status, 200, JSON.stringify(added.json));
+  const node = await startLogged(
+    joinConfig(join(nodes.dataDir(1), '..'), 4, ports, [nodes.url(2)]),
+    [],
+  );
+  await put(nodes.url(1), 'learned', 'x');
+  await until('learner 4 promoted', async () => {
+    const r = await postJson(
+      `${nodes.url(1)}/v1/cluster/members/promote`,
+      { id: 4 },
+      { timeoutMs: 15_000 },
+    );
+    return (
+      r.status === 200 ||
+      (r.json['error'] as { code?: string } | undefined)?.code === 'MEMBERSHIP_ALREADY_MEMBER'
+    );
+  });
+  await until('node 4 votes in both groups', () => votesInBoth(nodes.url(1), 4));
+  await wipeAndRejoin(node, ports, 'learned');
 });
 
 /**
