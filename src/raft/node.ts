@@ -639,12 +639,18 @@ export class RaftNode {
   protected mustPersistBeforeSending(m: Message): boolean {
     // A snapshot chunk's answer says its bytes are written, so a leader that resumes from it
     // after a restart of this node resumes where the partial file ends.
-    return (
+    if (
       m.type === 'vote' ||
       m.type === 'vote-resp' ||
       m.type === 'append-resp' ||
       m.type === 'snapshot-resp'
-    );
+    )
+      return true;
+    // Nothing speaks for a term that is not on disk yet (the pre-vote rehearsal moves no term).
+    // A lone voter leads the moment it campaigns, before its new term is written: had its
+    // appends left then, a crash would bring it back at the old term, to lead the new one
+    // again and write other entries at the indexes a learner already holds in that term.
+    return m.term > this.lastHard.term && m.type !== 'pre-vote' && m.type !== 'pre-vote-resp';
   }
 }
 

@@ -145,6 +145,8 @@ export class Raft {
    * follower again. Invariant: only while leading.
    */
   handingOff = false;
+  /** The voter a removed leader last asked to take over (handOff): asked again only if best. */
+  lastHandOff: NodeId = NONE;
   /**
    * A TimeoutNow arrived while a committed membership change was not applied yet: campaign
    * (as the transfer asked) once it is (RaftNode.advance). Cleared by a new term.

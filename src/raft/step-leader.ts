@@ -271,20 +271,42 @@ export function leaderConfApplied(r: Raft, added: readonly NodeId[]): void {
   if (maybeCommit(r)) r.commitBroadcast = true;
 }
 
+/** Whether `a` comes before `b`, comparing element by element (an empty `b` comes last). */
+function ranksAbove(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as number;
+    const y = b[i];
+    if (y === undefined || x > y) return true;
+    if (x < y) return false;
+  }
+  return false;
+}
+
 /**
  * A leader no longer a voter starts (or, after an election timeout without a successor,
- * restarts) a transfer to the voter that holds the most of its log (thesis §3.10): TimeoutNow
+ * restarts) a transfer to a voter it heard from lately, the one that holds the most of its log
+ * (thesis §3.10): TimeoutNow
  * once it is caught up. Meanwhile it replicates, and its heartbeats tell the voters the commit
  * index, so they apply the change that removed it.
  */
 function handOff(r: Raft): void {
+  // A voter heard from within an election timeout first: one that crashed, or that this node
+  // cannot reach, never campaigns, while this node's heartbeats keep the others from electing
+  // anyone (they are in its lease). Then the most caught up; then, on a tie, not the voter
+  // tried last, so that one that cannot win is not asked for ever.
   let best: NodeId = NONE;
-  let bestMatch = -1;
+  let bestRank: readonly number[] = [];
   for (const id of r.trk.voterIds()) {
     const pr = r.trk.get(id);
-    if (id !== r.id && pr !== undefined && pr.match > bestMatch) {
+    if (id === r.id || pr === undefined) continue;
+    const rank = [
+      pr.silentTicks <= r.cfg.electionTicks ? 1 : 0,
+      pr.match,
+      id === r.lastHandOff ? 0 : 1,
+    ];
+    if (ranksAbove(rank, bestRank)) {
       best = id;
-      bestMatch = pr.match;
+      bestRank = rank;
     }
   }
   if (best === NONE) {
@@ -292,6 +314,7 @@ function handOff(r: Raft): void {
     return;
   }
   r.leadTransferee = best;
+  r.lastHandOff = best;
   r.leaseRevoked = true;
   r.electionElapsed = 0;
   r.emit('transfer-started', best, `removed from the voters: ${describeConf(r.conf())}`);
