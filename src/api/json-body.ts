@@ -9,6 +9,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import { FlotillaError } from '../base/errors.js';
+import { MAX_BODY_DEPTH } from '../base/limits.js';
 
 /** A request body's text: refused INVALID_UTF8 unless the bytes are valid UTF-8. */
 export function bodyText(bytes: Buffer): string {
@@ -31,6 +32,11 @@ export function parseJsonText(text: string): unknown {
   } catch (err) {
     throw new FlotillaError('BAD_JSON', `Body is not valid JSON: ${(err as Error).message}`);
   }
+  if (nesting(value) > MAX_BODY_DEPTH)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `Body is nested more than ${MAX_BODY_DEPTH} levels deep`,
+    );
   const dup = findDuplicateField(text);
   if (dup !== null) {
     throw new FlotillaError(
@@ -39,6 +45,23 @@ export function parseJsonText(text: string): unknown {
     );
   }
   return value;
+}
+
+/**
+ * How many arrays and objects deep `v` nests (0 for a scalar), without recursion; counting
+ * stops once past MAX_BODY_DEPTH.
+ */
+function nesting(v: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[v, 0]];
+  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
+    const [x, d] = top;
+    if (x === null || typeof x !== 'object') continue;
+    if (d + 1 > deepest) deepest = d + 1;
+    if (deepest > MAX_BODY_DEPTH) return deepest;
+    for (const y of Array.isArray(x) ? x : Object.values(x)) stack.push([y, d + 1]);
+  }
+  return deepest;
 }
 
 const QUOTE = 0x22;

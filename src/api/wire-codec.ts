@@ -7,6 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import { Packr, Unpackr } from 'msgpackr';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
+import { MAX_BODY_DEPTH } from '../base/limits.js';
 import { defaultLimits } from '../base/limits.js';
 import { queuePaths, type QueueOpName } from './queue-paths.js';
 import type { Json } from './validate.js';
@@ -19,8 +20,8 @@ export const WIRE_VERSION_MAX = 1;
 export const WIRE_LENGTH_BYTES = 4;
 /** Request ids are positive safe integers; 0 marks a frame about the whole connection. */
 export const CONNECTION_ID = 0;
-/** How deep a request body may nest (a transaction is four levels). */
-export const maxBodyDepth = 16;
+/** How deep a request body may nest: the HTTP API's bound (limits.ts). */
+export const maxBodyDepth = MAX_BODY_DEPTH;
 
 /** The response header a node's HTTP answers carry when it serves this protocol: its port. */
 export const clientProtocolHeader = 'x-flotilla-client-protocol-port';
@@ -274,7 +275,15 @@ export function parseRequest(v: unknown, payload?: Buffer): WireRequest {
       `Request ${id} has unknown type ${JSON.stringify(op ?? null)?.slice(0, 40)} ` +
         `(known: ${wireOps.join(', ')})`,
     );
-  const replaced = checkJsonShaped(body, `request ${id} body`, 0);
+  let replaced: boolean;
+  try {
+    replaced = checkJsonShaped(body, `request ${id} body`, 0);
+  } catch (err) {
+    // The framing is intact, so this request alone is refused (as HTTP refuses the body 400):
+    // closing the connection failed every other caller's requests in flight on it.
+    if (!(err instanceof FlotillaError)) throw err;
+    return { id, op: op as WireOp, body: null, invalid: err };
+  }
   if (replaced && payload !== undefined) {
     const at = firstInvalidString(payload);
     if (at >= 0)
@@ -302,8 +311,6 @@ function hasReplacement(v: unknown): boolean {
  * itself or what the decoder made of bytes that are not UTF-8 (then firstInvalidString tells).
  */
 function checkJsonShaped(v: unknown, where: string, depth: number): boolean {
-  if (depth > maxBodyDepth)
-    throw new FlotillaError('BAD_REQUEST', `${where} nests deeper than ${maxBodyDepth} levels`);
   if (typeof v === 'string') return hasReplacement(v);
   if (v === null || typeof v === 'boolean') return false;
   if (typeof v === 'number') {
@@ -311,6 +318,12 @@ function checkJsonShaped(v: unknown, where: string, depth: number): boolean {
     return false;
   }
   let replaced = false;
+  // The body itself is the first level, as over HTTP.
+  if (typeof v === 'object' && depth >= maxBodyDepth)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `${where} is nested more than ${maxBodyDepth} levels deep`,
+    );
   if (Array.isArray(v)) {
     v.forEach((x, i) => {
       if (checkJsonShaped(x, `${where}[${i}]`, depth + 1)) replaced = true;

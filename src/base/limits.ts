@@ -62,6 +62,13 @@ export interface Limits {
   readonly maxSessions: number;
 }
 
+/**
+ * How deep a request body may nest, over HTTP and the binary protocol alike: a transaction is
+ * four levels, a job's data or result takes what is left. Deeper bodies are refused
+ * BAD_REQUEST (over HTTP a body nested thousands deep overflowed the stack while checked).
+ */
+export const MAX_BODY_DEPTH = 64;
+
 export const defaultLimits: Limits = {
   maxKeyBytes: KiB,
   maxValueBytes: MiB,

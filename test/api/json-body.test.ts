@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { FlotillaError } from '../../src/base/errors.js';
+import { MAX_BODY_DEPTH } from '../../src/base/limits.js';
 import { bodyText, findDuplicateField, parseJsonText } from '../../src/api/json-body.js';
 
 /** As the HTTP server decodes a body: its text, then the parse. */
@@ -107,4 +108,19 @@ void test('bytes that are not UTF-8 are refused with the offending byte and its 
   assert.deepEqual(parseJsonBody(Buffer.from(' \n')), {}, 'an empty body is an empty object');
   assert.equal(refused(Buffer.from('{"k":1,"k":1}')).code, 'DUPLICATE_FIELD');
   assert.equal(refused(Buffer.from('{"k":')).code, 'BAD_JSON');
+});
+
+void test('a body nested past the depth limit is refused BAD_REQUEST, however deep', () => {
+  // 5,000 levels overflowed the stack in a route's check and answered 500 INTERNAL.
+  const text = (containers: number) =>
+    `{"data":${'['.repeat(containers - 1)}1${']'.repeat(containers - 1)}}`;
+  assert.ok(parseJsonText(text(MAX_BODY_DEPTH)), 'the limit itself is taken');
+  for (const containers of [MAX_BODY_DEPTH + 1, 5_000, 100_000])
+    assert.throws(
+      () => parseJsonText(text(containers)),
+      (e: unknown) =>
+        e instanceof FlotillaError &&
+        e.code === 'BAD_REQUEST' &&
+        e.message.includes(`more than ${MAX_BODY_DEPTH} levels`),
+    );
 });

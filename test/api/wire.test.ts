@@ -8,7 +8,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { FlotillaError } from '../../src/base/errors.js';
-import { encodeFrame } from '../../src/api/wire-codec.js';
+import { encodeFrame, maxBodyDepth } from '../../src/api/wire-codec.js';
 import { FlotillaClient } from '../../src/client/index.js';
 import { WireConnection } from '../../src/client/wire.js';
 import { TestNodes } from '../server/nodes.js';
@@ -327,11 +327,6 @@ void describe('binary client protocol: malformed frames', () => {
       frame: () => encodeFrame({ id: 1 }),
       code: 'BAD_FRAME',
     },
-    {
-      name: 'a key given as binary',
-      frame: () => encodeFrame([1, 'put', { key: Buffer.from('mal/bin'), value: 'x' }]),
-      code: 'BAD_REQUEST',
-    },
   ];
   for (const k of cases) {
     void it(`${k.name}: error frame ${k.code}, connection closed, another one unharmed`, async () => {
@@ -415,12 +410,42 @@ void describe('binary client protocol: a bad body is refused alone', () => {
       code: 'INVALID_UTF8',
     },
     {
+      // Refused alone since a job's result nested deeper than the limit closed the Worker's
+      // shared connection, failing every other call on it (a queue user's find).
+      name: 'a key given as binary',
+      type: 'put',
+      body: { key: Buffer.from('bad/bin'), value: 'x' },
+      code: 'BAD_REQUEST',
+    },
+    {
+      name: "a job's data nested one level past the limit (the body is a level)",
+      type: 'queue.add',
+      body: { queue: 'badq', name: 'n', data: nested(maxBodyDepth) },
+      code: 'BAD_REQUEST',
+    },
+    {
       name: "a lone surrogate deep in a job's data",
       type: 'queue.add',
       body: { queue: 'badq', data: { list: ['ok', { k: 'x\udc00' }] } },
       code: 'INVALID_UTF8',
     },
   ];
+  void it('a body nested exactly to the limit is taken', async () => {
+    const c = await RawConnection.open(cluster.binaryPort(leader));
+    try {
+      c.socket.write(
+        encodeFrame([
+          1,
+          'queue.add',
+          { queue: 'deepq', name: 'n', data: nested(maxBodyDepth - 1) },
+        ]),
+      );
+      await c.until('the answer', () => c.answers().length >= 1);
+      assert.equal(c.answers()[0]?.[1], 0, JSON.stringify(c.frames));
+    } finally {
+      c.socket.destroy();
+    }
+  });
   for (const k of cases) {
     void it(`${k.name}: ${k.code} for it alone; the requests beside it are served`, async () => {
       const c = await RawConnection.open(cluster.binaryPort(leader));
@@ -456,6 +481,7 @@ void describe('binary client protocol: a bad body is refused alone', () => {
           'bad/t0',
           'bad/c',
           'bad/s\ufffd\ufffd\ufffd',
+          'bad/bin',
         ])
           assert.equal(await serializableGet(key), null, `${key} must not be applied`);
         assert.equal(await admitted(leader), 0, 'no admission slot is kept');
@@ -499,6 +525,13 @@ function binaryRequests(id: number): number {
   for (const v of Object.values(metric.hashMap))
     if (v.labels.route.startsWith('binary:')) n += v.value;
   return n;
+}
+
+/** An array nested `levels` deep around a number: `nested(2)` is `[[1]]`. */
+function nested(levels: number): unknown {
+  let v: unknown = 1;
+  for (let i = 0; i < levels; i++) v = [v];
+  return v;
 }
 
 /** Connections the node closed with an error frame (counted as route "binary:connection"). */
