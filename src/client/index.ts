@@ -232,6 +232,9 @@ const retryable = new Set<ErrorCode>([
   'WRONG_RANGE',
   // A failed disk write stopped the group on the node asked: definite, and another node serves.
   'STORAGE_FAILED',
+  // The node closed the connection before it had the request (a handshake or headers that
+  // arrived late, as on a loaded machine): another attempt may get through.
+  'REQUEST_TIMEOUT',
 ]);
 
 /** Requests that read only: none of them can have taken effect when it fails. */
@@ -240,6 +243,7 @@ const readPaths: ReadonlySet<string> = new Set([
   '/v1/lease/timetolive',
   '/v1/lease/leases',
   '/v1/cluster/members/list',
+  ...[...queueReads].map((name) => queuePaths[name]),
 ]);
 
 /** Nodes a routing client keeps connections to, beyond its endpoints. */

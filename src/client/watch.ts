@@ -78,7 +78,14 @@ export async function* watchStream(
   key: string,
   o: WatchOptions = {},
 ): AsyncGenerator<WatchBatch> {
-  let next = o.startRevision ?? 0;
+  const start = o.startRevision ?? 0;
+  // A negative or fractional start watched from now, where HTTP refuses it.
+  if (!Number.isSafeInteger(start) || start < 0)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `startRevision must be a non-negative integer, got ${String(start)}`,
+    );
+  let next = start;
   // Whether a node ever accepted this watch: a refusal after that is about a change since.
   let accepted = false;
   let endpoint = 0;

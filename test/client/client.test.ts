@@ -89,7 +89,15 @@ void describe('FlotillaClient retries', () => {
     for (const url of [hangs, notANode]) {
       const client = new FlotillaClient({ endpoints: [url], timeoutMs: 200, maxAttempts: 2 });
       try {
-        for (const read of [() => client.get('k'), () => client.members()]) {
+        // The queue's reads too (they were reported indefinite).
+        const q = client.queue('q');
+        for (const read of [
+          () => client.get('k'),
+          () => client.members(),
+          () => q.stats(),
+          () => q.get('job-1'),
+          () => q.list('waiting'),
+        ]) {
           await assert.rejects(read(), (e: unknown) => {
             assert.ok(e instanceof FlotillaError, String(e));
             assert.equal(e.indefinite, false, `${e.code}: ${e.message}`);
@@ -104,6 +112,21 @@ void describe('FlotillaClient retries', () => {
       } finally {
         await client.close();
       }
+    }
+  });
+
+  void it('a connection closed before the node had the request (REQUEST_TIMEOUT) is tried again', async () => {
+    // A handshake or headers that arrived late on a loaded machine failed the call at once.
+    const url = await serve((_body, res, attempt) => {
+      if (attempt === 0) reply(res, 408, error('REQUEST_TIMEOUT', false));
+      else reply(res, 200, { header: { revision: 7, memberId: 1, raftTerm: 1 } });
+    });
+    const client = new FlotillaClient({ endpoints: [url], timeoutMs: 1_000, maxAttempts: 3 });
+    try {
+      const r = await client.put('k', 'v');
+      assert.equal(r.header.revision, 7);
+    } finally {
+      await client.close();
     }
   });
 
@@ -421,8 +444,8 @@ void describe('FlotillaClient options and close', () => {
   });
 });
 
-describe('queue names', () => {
-  it('a name no queue can have is refused before anything is sent', async () => {
+void describe('queue names', () => {
+  void it('a name no queue can have is refused before anything is sent', async () => {
     // A worker on such a name ran no job and said so only to onError, every second, for ever.
     const c = new FlotillaClient({ endpoints: ['http://127.0.0.1:1'] });
     try {

@@ -66,3 +66,14 @@ void test('a watch ended COMPACTED throws with the compact revision, as a number
   );
   assert.deepEqual(seen, []);
 });
+
+void test('a start revision that is negative or not an integer is refused, not watched from now', async () => {
+  // It watched from now, silently, where HTTP refuses it.
+  for (const startRevision of [-5, -1, 1.5, Number.NaN]) {
+    const it = watchStream(scripted([]), 'x', { startRevision });
+    await assert.rejects(it.next(), (e: unknown) => {
+      assert.equal((e as { code?: string }).code, 'BAD_REQUEST', String(e));
+      return true;
+    });
+  }
+});
