@@ -158,7 +158,10 @@ void test("a stopped member's directory saves what it knew committed, and starts
     await client.queue('fence').add('g', null, { id: 'g-1' });
     const fresh = await client.queue('fence').claim({ max: 5 });
     const tokens = fresh.jobs.map((j) => j.token);
-    assert.ok(tokens.length > 0 && tokens.every((t) => t > lastToken), `${tokens} vs ${lastToken}`);
+    assert.ok(
+      tokens.length > 0 && tokens.every((t) => t > lastToken),
+      `${tokens.join(',')} vs ${lastToken}`,
+    );
     await client.put('after', 'restore');
     assert.equal((await client.get('after'))?.value, 'restore');
   });
