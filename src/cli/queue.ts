@@ -574,10 +574,21 @@ async function runJob(
 ): Promise<null> {
   const [cmd, ...args] = argv;
   if (cmd === undefined) throw new Error('no command to run');
+  // In a process group of its own, so that stopping the job stops what the command started
+  // too: a script's `sleep` outlived the killed shell, ran on beside the job's next worker and,
+  // holding the standard error, kept this worker from exiting until it ended.
   const child = spawn(cmd, args, {
     stdio: ['pipe', 'inherit', 'pipe'],
     env: { ...process.env, FLOTILLA_JOB_ID: job.id, FLOTILLA_JOB_TOKEN: String(ctx.token) },
+    detached: true,
   });
+  const signalGroup = (sig: NodeJS.Signals): void => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, sig);
+    } catch {
+      // The group is gone already (ESRCH): nothing left to stop.
+    }
+  };
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     process.stderr.write(d);
@@ -592,8 +603,8 @@ async function runJob(
   // worker, and its open standard error would keep this process from exiting.
   let killer: NodeJS.Timeout | undefined;
   const onAbort = () => {
-    child.kill('SIGTERM');
-    killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+    signalGroup('SIGTERM');
+    killer = setTimeout(() => signalGroup('SIGKILL'), killAfterMs);
   };
   ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {

@@ -3,12 +3,13 @@
 // completes the job, anything else fails it; Ctrl-C (SIGINT) stops the worker cleanly.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
 import { TestNodes } from '../server/nodes.js';
+import { until } from '../support/until.js';
 import { exitOf, runCli, startCli, stopAll, waitForOutput } from './run.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -350,6 +351,61 @@ void test('queue work: Ctrl-C past the grace stops a command that ignores SIGTER
   assert.equal(job.error, 'released: the worker closed');
   assert.notEqual(job.state, 'active');
 });
+
+void test('queue work: stopping a job stops what its command started, not only the command', async () => {
+  // A script's `sleep` outlived the killed shell: it ran on beside the job's next worker, and,
+  // holding the standard error, kept the worker from exiting until it ended.
+  const { client, endpoints } = await cluster(1);
+  const q = client.queue('spawner');
+  await q.add('j', null);
+  // The command starts a child that ignores SIGTERM and shares its standard error; both would
+  // run a minute, and print their pids so a failed test can still end them.
+  const stubborn =
+    'process.on("SIGTERM",()=>{});console.error("pid",process.pid);setTimeout(()=>{},60000)';
+  const parent =
+    `require("child_process").spawn(process.execPath,["-e",${JSON.stringify(stubborn)}],{stdio:"inherit"});` +
+    stubborn;
+  const work = startCli([
+    'queue',
+    '--endpoints',
+    endpoints,
+    'work',
+    'spawner',
+    '--',
+    process.execPath,
+    '-e',
+    parent,
+  ]);
+  const pids: number[] = [];
+  cleanups.push(() => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone: what the test wants.
+      }
+    }
+    return Promise.resolve();
+  });
+  await waitForOutput(work, /pid \d+[^]*pid \d+/, 20_000);
+  for (const m of work.out.stderr.matchAll(/pid (\d+)/g)) pids.push(Number(m[1]));
+  assert.equal(pids.length, 2, work.out.stderr);
+  const stoppedAt = Date.now();
+  work.child.kill('SIGINT');
+  assert.equal(await exitOf(work, 30_000), 0, work.out.stderr);
+  assert.ok(Date.now() - stoppedAt < 25_000, `exited after ${Date.now() - stoppedAt} ms`);
+  // Dead once gone or a zombie: one whose parent died waits for init to reap it.
+  for (const pid of pids) await until(`process ${pid} killed`, () => !alive(pid), 5_000);
+});
+
+/** Whether process `pid` runs (a zombie, dead and not yet reaped, does not). */
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 void test('queue work refuses a command that cannot run, before it claims a job', async () => {
   const { client, endpoints } = await cluster(1);
