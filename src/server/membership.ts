@@ -203,8 +203,11 @@ export class Membership {
     const role = roleIn(this.conf(0), m.id);
     const known = this.book().find((b) => b.id === m.id);
     const sameAddresses = known?.peer === m.peer && known.client === m.client;
-    // A join retried after its first attempt applied (the answer was lost) finds itself added.
+    // A join retried after its first attempt applied (the answer was lost) finds itself added,
+    // and so does an add retried so: the client's attempt timed out while the request waited
+    // for the queue group, and its retry was refused as if the add had failed.
     if (o.autoPromote && role !== 'none' && sameAddresses) return this.list();
+    if (role === (o.learner ? 'learner' : 'voter') && sameAddresses) return this.list();
     if (role !== 'none')
       throw new FlotillaError(
         'MEMBERSHIP_ALREADY_MEMBER',

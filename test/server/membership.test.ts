@@ -118,6 +118,17 @@ void test('the membership endpoints refuse what they cannot do, each with its co
   const view = added.json as unknown as MembersResponse;
   assert.equal(view.members.find((m) => m.id === 8)?.role, 'learner');
   assert.deepEqual(view.groups[0]?.learners, [8]);
+  // The same add again (a retry whose first attempt applied) answers the list; as a voter, or
+  // at other addresses, it is refused.
+  const again = await postJson(url('add-learner'), learner, { timeoutMs: 15_000 });
+  assert.equal(again.status, 200, JSON.stringify(again.json));
+  await expectRefusal(url('add'), learner, 409, 'MEMBERSHIP_ALREADY_MEMBER');
+  await expectRefusal(
+    url('add-learner'),
+    { ...learner, client: 'http://127.0.0.1:1' },
+    409,
+    'MEMBERSHIP_ALREADY_MEMBER',
+  );
   // Learner 8 was never started: promoting it would make a voter that cannot vote.
   await expectRefusal(url('promote'), { id: 8 }, 409, 'MEMBERSHIP_LEARNER_BEHIND');
   assert.deepEqual((await members(nodes.url(follower))).groups[0]?.learners, [8]);
