@@ -1438,7 +1438,13 @@ export class FlotillaNode implements AsyncDisposable {
           const moved = this.members.membership.ownAddressMismatch() ?? this.peerAddressMismatch();
           return { ready: false, reason: moved ?? leaderless ?? 'no leader known' };
         }
-        if (this.runtime.appliedIndex() < s.commit)
+        // A member that just joined, or came back empty, knows the leader from its first
+        // heartbeat, before any entry or snapshot: it held no data and said ready.
+        if (s.lastIndex === 0)
+          return { ready: false, reason: `waiting for the log from leader ${s.leader}` };
+        // Caught up as a learner is for promotion: one entry behind, between a commit and its
+        // apply under steady writes, made a caught-up follower flap.
+        if (this.runtime.appliedIndex() + this.config.learnerPromoteLagEntries < s.commit)
           return {
             ready: false,
             reason: `applying: ${this.runtime.appliedIndex()} of ${s.commit}`,

@@ -280,3 +280,43 @@ void test('without the wait, that member starts a cluster of its own (what the w
   );
   await again.close();
 });
+
+void test('a member that just joined is not ready before it holds the log', async () => {
+  // It knew the leader from its first heartbeat, before any entry or snapshot, and said ready
+  // while a serializable read on it found none of the store's keys (an operator's find).
+  // Compacted often: the joiner starts from a snapshot, which takes a while to arrive.
+  const nodes = await TestNodes.start({ nodes: 3, config: { snapshotEveryEntries: 10 } });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  for (let b = 0; b < 20; b++) {
+    const ops = Array.from({ length: 100 }, (_, i) => ({
+      put: { key: `k${b}/${i}`, value: 'v'.repeat(1000) },
+    }));
+    const r = await postJson(`${nodes.url(1)}/v1/kv/txn`, { success: ops }, { timeoutMs: 15_000 });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+  }
+  const ports = (await freePorts(2)) as [number, number];
+  const base = `http://127.0.0.1:${ports[1]}`;
+  // Asked from the moment the node starts, not once its start returned.
+  const starting = startLogged(
+    joinConfig(join(nodes.dataDir(1), '..'), 4, ports, [nodes.url(1)]),
+    [],
+  );
+  const seen: string[] = [];
+  await until(
+    'node 4 ready',
+    async () => {
+      const answer = await fetch(`${base}/readyz`).catch(() => null);
+      if (answer === null) return false; // not listening yet
+      const text = await answer.text();
+      // Asked after the answer: the log only grows, so one empty now was empty then.
+      const status = await fetch(`${base}/v1/status`);
+      const held = ((await status.json()) as { lastIndex?: number }).lastIndex ?? 0;
+      seen.push(`${answer.status} ${text} (log ${held})`);
+      assert.ok(answer.status !== 200 || held > 0, seen.join('\n'));
+      return answer.status === 200;
+    },
+    30_000,
+  );
+  await starting;
+});
