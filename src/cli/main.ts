@@ -486,16 +486,19 @@ export function buildProgram(): Command {
             const st = n.status;
             // A group stopped by a storage failure keeps the role it had: say it stopped.
             const stopped = (st.stoppedGroups ?? []).some((g) => g.group === 0);
+            // The core calls a learner a follower (it follows); the member list says learner.
+            const role =
+              st.role === 'follower' && (st.learners ?? []).includes(st.id) ? 'learner' : st.role;
             rows.push(
               [
                 st.id,
                 st.pid,
                 n.client,
                 stopped
-                  ? `stopped (disk failed as ${st.role})`
+                  ? `stopped (disk failed as ${role})`
                   : st.recovering
-                    ? `${st.role} (recovering lost data)`
-                    : st.role,
+                    ? `${role} (recovering lost data)`
+                    : role,
                 st.term,
                 st.leader,
                 st.commit,

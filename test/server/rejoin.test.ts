@@ -16,6 +16,7 @@ import { pino } from 'pino';
 import type { MembersResponse } from '../../src/api/types.js';
 import { resolveNodeConfig, type NodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
+import { runCli } from '../cli/run.js';
 import { freePorts } from '../e2e/harness.js';
 import { TestNodes, postJson, until } from './nodes.js';
 
@@ -210,6 +211,12 @@ void test('a learner promoted by hand that lost its data recovers before it vote
     [],
   );
   await put(nodes.url(1), 'learned', 'x');
+  // `flotilla status` calls it a learner, as the member list does (it said follower).
+  await until('status shows learner 4', async () => {
+    const r = await runCli(['status', '--endpoints', nodes.url(1)], 20_000);
+    assert.equal(r.code, 0, r.stderr);
+    return /^4\s.*\slearner\s/m.test(r.stdout);
+  });
   await until('learner 4 promoted', async () => {
     const r = await postJson(
       `${nodes.url(1)}/v1/cluster/members/promote`,
