@@ -336,6 +336,15 @@ export class FlotillaClient {
         false,
       );
     this.clientId = opts.clientId ?? randomUUID();
+    // A name given by the caller may be the one an earlier run of the same program used (a
+    // service's name is the natural choice): its sequence numbers start where that run's
+    // cannot have reached, so the session does not answer this run's writes with that run's
+    // results and apply nothing (it did, silently). Time in units of 1/1024 ms: an earlier run
+    // would have needed over a million writes a second, all its life, to get there.
+    if (opts.clientId !== undefined) {
+      this.seq = Date.now() * 1024;
+      this.oldestInFlight = this.seq + 1;
+    }
     this.markRetryWrites = opts.markRetryWrites ?? 1_000;
     if (
       !Number.isInteger(this.markRetryWrites) ||

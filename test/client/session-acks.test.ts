@@ -286,3 +286,35 @@ void test('through a cluster whose feature level rises, a long-lived client send
     await c.close();
   }
 });
+
+void test('a client given the clientId an earlier run used applies its writes', async () => {
+  // Its sequence numbers started at 1 again, and the session answered each write with the
+  // earlier run's result for that number and applied nothing, silently (an app developer's find).
+  const c = await TestNodes.start({ nodes: 1 });
+  try {
+    for (const [run, value] of [
+      [1, '100'],
+      [2, '250'],
+    ] as const) {
+      for (const protocol of ['http', 'auto'] as const) {
+        const client = new FlotillaClient({
+          endpoints: [c.url(1)],
+          clientId: 'billing-service-1',
+          protocol,
+        });
+        try {
+          await client.put(`balance/${protocol}`, value);
+          assert.equal(
+            (await client.get(`balance/${protocol}`))?.value,
+            value,
+            `run ${run} over ${protocol}`,
+          );
+        } finally {
+          await client.close();
+        }
+      }
+    }
+  } finally {
+    await c.close();
+  }
+});
