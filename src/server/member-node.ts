@@ -358,13 +358,12 @@ export class NodeMembers {
           // leader that lacks entries it acknowledged, or (an initial member, whose first
           // configuration has itself as a voter) win an election alone. A member added with
           // `member add` and never started is left out: it never voted, and recovering would
-          // count it in no quorum while the cluster may need it for every one. From its first
-          // join on it holds a log: the directory records that (markHeldLog), as it does when a
-          // learner is promoted by hand.
+          // count it in no quorum while the cluster may need it for every one. Once the leader
+          // heard it acknowledge an entry, the directory records that it holds a log
+          // (Membership.markVotersHoldingLogs), as for a learner promoted by hand.
           const recover =
             before?.role === 'voter' &&
             (this.o.identity.members.includes(m.id) || before.autoPromote);
-          if (before?.role === 'voter' && !recover) await this.membership.markHeldLog(m.id, signal);
           return {
             clusterId: this.o.config.clusterId,
             initialMembers: this.o.identity.members,

@@ -246,22 +246,7 @@ export class Membership {
     }
     await this.o.kv.proposeConfChange({ changes: [{ kind: 'add-voter', node: id }] }, { signal });
     this.o.log.info({ member: id }, `member ${id} promoted to voter`);
-    // Caught up, so it held a log: were it to join again, it lost that log and must recover.
-    await this.markHeldLog(id, signal);
     return this.afterChange(signal);
-  }
-
-  /**
-   * Records that voter `id` has held a log, so that a join under its id is known to come from a
-   * member that lost it (member-node.ts, `recover`). The mark is the directory's `autoPromote`,
-   * which a member that joined with `--join` has already and which on a voter promotes nothing:
-   * set here for a learner promoted by hand, and for a voter added with `member add` when it
-   * first joins.
-   */
-  async markHeldLog(id: number, signal: AbortSignal): Promise<void> {
-    const d = this.o.directory.get(id);
-    if (d === undefined || d.autoPromote || this.o.directory.isRemoved(id)) return;
-    await this.changeDirectory({ op: 'set', member: { ...d, autoPromote: true } }, { signal });
   }
 
   /**
@@ -354,7 +339,7 @@ export class Membership {
       );
   }
 
-  private async changeDirectory(c: DirectoryChange, o: { signal: AbortSignal }): Promise<void> {
+  private async changeDirectory(c: DirectoryChange, o: { signal?: AbortSignal }): Promise<void> {
     const data = encodeEnvelope({
       kind: KIND_DIRECTORY,
       client: '',
@@ -362,7 +347,7 @@ export class Membership {
       timeMs: this.o.clock.nowMs(),
       payload: encodeDirectoryChange(c),
     });
-    const r = await this.o.kv.propose(data, { signal: o.signal });
+    const r = await this.o.kv.propose(data, o.signal === undefined ? {} : { signal: o.signal });
     if (isDirectoryRefusal(r))
       throw new FlotillaError(r.refused === 'MEMBER_REMOVED' ? r.refused : 'INTERNAL', r.message);
   }
@@ -448,6 +433,7 @@ export class Membership {
       this.o.onBookChanged();
       if (this.o.kv.isLeader()) await this.finishRemovals();
       if (this.o.kv.isLeader()) await this.promoteCaughtUp();
+      if (this.o.kv.isLeader()) await this.markVotersHoldingLogs();
       for (const f of this.followers) if (f.runtime.isLeader()) await this.followIn(f);
     } catch (err) {
       this.o.log.debug({ err: (err as Error).message }, 'membership check failed; will retry');
@@ -490,6 +476,28 @@ export class Membership {
         `member ${id} is marked removed but still in the configuration: finishing its removal`,
       );
       await this.o.kv.proposeConfChange({ changes: [{ kind: 'remove', node: id }] });
+      return;
+    }
+  }
+
+  /**
+   * Records, for each voter the leader has heard acknowledge an entry, that it holds a log, so
+   * that a join under its id comes from a member that lost it (member-node.ts, `recover`). The
+   * mark is the directory's `autoPromote`, which a member that joined with `--join` has
+   * already and which on a voter promotes nothing: set here for a learner promoted by hand and
+   * for a voter added with `member add` once it ran. Judged by the leader's own view rather
+   * than at a join or a promotion: a join retried after its answer was lost must not make a
+   * voter that never ran recover, and a promotion retried after its first attempt applied
+   * would have left the mark unset. One change at a time, as the other checks.
+   */
+  private async markVotersHoldingLogs(): Promise<void> {
+    const progress = this.o.kv.status().progress;
+    for (const id of this.conf(0).voters) {
+      const d = this.o.directory.get(id);
+      if (d === undefined || d.autoPromote || this.o.directory.isRemoved(id)) continue;
+      if ((progress[id]?.match ?? 0) === 0) continue;
+      await this.changeDirectory({ op: 'set', member: { ...d, autoPromote: true } }, {});
+      this.o.log.info({ member: id }, `member ${id} holds a log: it recovers if it loses it`);
       return;
     }
   }

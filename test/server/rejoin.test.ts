@@ -158,6 +158,16 @@ void test('a member added with member add and never started joins as a voter wit
     { timeoutMs: 15_000 },
   );
   assert.equal(added.status, 200, JSON.stringify(added.json));
+  // Joins retried before it ever ran (an answer lost) do not make it recover: it never voted.
+  for (let i = 0; i < 2; i++) {
+    const j = await postJson(
+      `${nodes.url(1)}/v1/cluster/join`,
+      { id: 4, peer: `127.0.0.1:${ports[0]}`, client: `http://127.0.0.1:${ports[1]}` },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(j.status, 200, JSON.stringify(j.json));
+    assert.equal(j.json['recover'], false, JSON.stringify(j.json));
+  }
   const lines: string[] = [];
   const node = await startLogged(
     joinConfig(join(nodes.dataDir(1), '..'), 4, ports, [nodes.url(2)]),
@@ -169,7 +179,7 @@ void test('a member added with member add and never started joins as a voter wit
   await until('node 4 knows the leader', () => node.runtime.leaderId() !== 0);
   await put(`http://127.0.0.1:${ports[1]}`, 'via4', 'x');
   // From then on it holds a log: wiped, it comes back recovering.
-  await wipeAndRejoin(node, ports, 'via4');
+  await wipeAndRejoin(nodes.url(1), node, ports, 'via4');
 });
 
 /**
@@ -177,12 +187,18 @@ void test('a member added with member add and never started joins as a voter wit
  * it must recover before it votes, and hold `key` once it has.
  */
 async function wipeAndRejoin(
+  via: string,
   node: FlotillaNode,
   ports: readonly [number, number],
   key: string,
 ): Promise<void> {
   const config = node.config;
   await until(`node ${config.id} holds ${key}`, () => holds(`http://127.0.0.1:${ports[1]}`, key));
+  // The leader marks a voter it heard acknowledge an entry at its next check.
+  await until(
+    `the leader recorded that node ${config.id} holds a log`,
+    async () => (await members(via)).members.find((m) => m.id === config.id)?.autoPromote === true,
+  );
   await node.close();
   rmSync(config.dataDir, { recursive: true, force: true });
   const lines: string[] = [];
@@ -229,7 +245,7 @@ void test('a learner promoted by hand that lost its data recovers before it vote
     );
   });
   await until('node 4 votes in both groups', () => votesInBoth(nodes.url(1), 4));
-  await wipeAndRejoin(node, ports, 'learned');
+  await wipeAndRejoin(nodes.url(1), node, ports, 'learned');
 });
 
 /**
