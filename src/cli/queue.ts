@@ -324,10 +324,20 @@ export function queueCommands(
             onError: (err) => process.stderr.write(`${errorLine(err)}\n`),
           },
         );
+        // The first signal (a closed terminal's SIGHUP too) finishes gracefully; a second one
+        // stops at once, and the commands' groups with the worker: they run in groups of their
+        // own, which the terminal's signals no longer reach.
+        const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
         await new Promise<void>((resolve) => {
-          const stop = () => resolve();
-          process.once('SIGINT', stop);
-          process.once('SIGTERM', stop);
+          let received = 0;
+          const onSignal = (s: NodeJS.Signals) => {
+            if (++received === 1) return resolve();
+            process.stderr.write(
+              `stopped by a second signal (${s}): the running commands are killed\n`,
+            );
+            process.exit(130);
+          };
+          for (const s of signals) process.on(s, onSignal);
         });
         process.stderr.write('finishing the jobs running...\n');
         await worker.close();
@@ -567,6 +577,29 @@ function parseData(s: string): unknown {
 /** How long a command sent SIGTERM (its job lost or released) has before SIGKILL. */
 const killAfterMs = 5_000;
 
+/** The process groups of the commands running now (each command leads its own). */
+const commandGroups = new Set<number>();
+
+/**
+ * However this process ends (a second signal, an error, a normal exit), the commands still
+ * running end with it: in groups of their own they would run on, orphaned, beside the jobs'
+ * next workers. SIGKILL of this process alone cannot be passed on.
+ */
+function killCommandsAtExit(): void {
+  if (killCommandsAtExit.installed) return;
+  killCommandsAtExit.installed = true;
+  process.on('exit', () => {
+    for (const pid of commandGroups) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+  });
+}
+killCommandsAtExit.installed = false;
+
 async function runJob(
   argv: readonly string[],
   job: { id: string; data: unknown },
@@ -581,6 +614,13 @@ async function runJob(
     stdio: ['pipe', 'inherit', 'pipe'],
     env: { ...process.env, FLOTILLA_JOB_ID: job.id, FLOTILLA_JOB_TOKEN: String(ctx.token) },
     detached: true,
+  });
+  killCommandsAtExit();
+  const pid = child.pid;
+  if (pid !== undefined) commandGroups.add(pid);
+  // 'close': what the command started may hold its pipes, and live, after it exited.
+  child.once('close', () => {
+    if (pid !== undefined) commandGroups.delete(pid);
   });
   const signalGroup = (sig: NodeJS.Signals): void => {
     try {
