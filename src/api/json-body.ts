@@ -52,14 +52,16 @@ export function parseJsonText(text: string): unknown {
  * stops once past MAX_BODY_DEPTH.
  */
 function nesting(v: unknown): number {
+  if (v === null || typeof v !== 'object') return 0;
   let deepest = 0;
-  const stack: [unknown, number][] = [[v, 0]];
+  // Containers only, with their depth: a body of many scalars allocates nothing per value.
+  const stack: [object, number][] = [[v, 1]];
   for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
     const [x, d] = top;
-    if (x === null || typeof x !== 'object') continue;
-    if (d + 1 > deepest) deepest = d + 1;
+    if (d > deepest) deepest = d;
     if (deepest > MAX_BODY_DEPTH) return deepest;
-    for (const y of Array.isArray(x) ? x : Object.values(x)) stack.push([y, d + 1]);
+    for (const y of Array.isArray(x) ? x : Object.values(x))
+      if (y !== null && typeof y === 'object') stack.push([y as object, d + 1]);
   }
   return deepest;
 }

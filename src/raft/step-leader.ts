@@ -292,8 +292,8 @@ function ranksAbove(a: readonly number[], b: readonly number[]): boolean {
 function handOff(r: Raft): void {
   // A voter heard from within an election timeout first: one that crashed, or that this node
   // cannot reach, never campaigns, while this node's heartbeats keep the others from electing
-  // anyone (they are in its lease). Then the most caught up; then, on a tie, not the voter
-  // tried last, so that one that cannot win is not asked for ever.
+  // anyone (they are in its lease). Then the most caught up; then, on a tie, the next id after
+  // the voter tried last, round the voters, so that each is asked in turn.
   let best: NodeId = NONE;
   let bestRank: readonly number[] = [];
   for (const id of r.trk.voterIds()) {
@@ -302,7 +302,8 @@ function handOff(r: Raft): void {
     const rank = [
       pr.silentTicks <= r.cfg.electionTicks ? 1 : 0,
       pr.match,
-      id === r.lastHandOff ? 0 : 1,
+      // Smaller is later in turn: the id just after the last one asked comes first.
+      -(id > r.lastHandOff ? id - r.lastHandOff : id - r.lastHandOff + Number.MAX_SAFE_INTEGER),
     ];
     if (ranksAbove(rank, bestRank)) {
       best = id;

@@ -181,6 +181,9 @@ interface DashboardParts {
   leaderContactMs: number;
 }
 
+/** How far its apply may trail its commit index with a node still ready (/readyz). */
+const readyApplyLag = 100;
+
 export class FlotillaNode implements AsyncDisposable {
   private closing = false;
   private readonly pools = new Map<string, Pool>();
@@ -1442,9 +1445,11 @@ export class FlotillaNode implements AsyncDisposable {
         // heartbeat, before any entry or snapshot: it held no data and said ready.
         if (s.lastIndex === 0)
           return { ready: false, reason: `waiting for the log from leader ${s.leader}` };
-        // Caught up as a learner is for promotion: one entry behind, between a commit and its
-        // apply under steady writes, made a caught-up follower flap.
-        if (this.runtime.appliedIndex() + this.config.learnerPromoteLagEntries < s.commit)
+        // Caught up as a learner is for promotion, but never more than readyApplyLag behind:
+        // one entry behind, between a commit and its apply under steady writes, made a
+        // caught-up follower flap.
+        const lag = Math.min(this.config.learnerPromoteLagEntries, readyApplyLag);
+        if (this.runtime.appliedIndex() + lag < s.commit)
           return {
             ready: false,
             reason: `applying: ${this.runtime.appliedIndex()} of ${s.commit}`,
