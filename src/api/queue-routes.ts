@@ -265,15 +265,20 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
             token: tokenOf(o),
             error: reqString(o, 'error'),
             final: optBool(o, 'final'),
+            // A single fail's only (features.queueRelease); a bulk's reports do not name it.
+            release: optBool(o, 'release') === true ? true : undefined,
             next: nextOf(o, l),
           },
     ) as CompleteCommand | FailCommand;
   write('complete', ['queue', ...reportFields.complete], (o, session, signal) =>
     report(reportOf('complete', queueOf(o), o), session, signal),
   );
-  write('fail', ['queue', ...reportFields.fail], (o, session, signal) =>
-    report(reportOf('fail', queueOf(o), o), session, signal),
-  );
+  write('fail', ['queue', ...reportFields.fail, 'release'], (o, session, signal) => {
+    const cmd = reportOf('fail', queueOf(o), o) as FailCommand;
+    if (cmd.release === true && cmd.final === true)
+      throw new FlotillaError('BAD_REQUEST', '"release" and "final" exclude each other');
+    return report(cmd, session, signal);
+  });
   // Completes and fails of one queue in one entry, each applied as its own (its token checked,
   // its `next` claimed) and answered in `results`: a report's answer, or its refusal as
   // `{ error: { code, message } }`. A bad item refuses the whole request before anything is

@@ -99,10 +99,20 @@ export const features = {
     name: 'range splits refused while the store holds leases',
     commands: ['range split with "noLeases"'],
   },
+  /**
+   * A queue fail with `release`: the job goes back to waiting at once and its attempt is not
+   * counted (a worker that stopped before the job ran out). A release before it refuses the
+   * unknown field; the client, refused it, fails the job as before.
+   */
+  queueRelease: {
+    level: 8,
+    name: "the queue's release (a fail that counts no attempt)",
+    commands: ['queue fail with "release"'],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 7;
+export const FEATURE_LEVEL = 8;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

@@ -290,6 +290,32 @@ export class QueueClient {
     );
   }
 
+  /**
+   * Gives a claimed job back unrun (a worker that is stopping): it waits again at once, and the
+   * attempt its claim counted is not counted, nor is a backoff waited out. A cluster that does
+   * not know releases yet (a member of an older release, during an upgrade) gets a fail with
+   * the same reason instead, which counts the attempt as before.
+   */
+  async release<D = unknown>(
+    id: string,
+    token: number,
+    reason: string,
+    o: Signal = {},
+  ): Promise<ReportResponse<D>> {
+    try {
+      return await this.t.write(
+        '/v1/queue/fail',
+        { queue: this.name, id, token, error: reason, release: true },
+        o.signal,
+        0,
+      );
+    } catch (err) {
+      const code = err instanceof FlotillaError ? err.code : null;
+      if (code !== 'FEATURE_NOT_ENABLED' && code !== 'UNKNOWN_FIELD') throw err;
+      return this.fail<D>(id, token, reason, o.signal === undefined ? {} : { signal: o.signal });
+    }
+  }
+
   /** Reports a running job's progress, 0-100. */
   progress(id: string, token: number, progress: number, o: Signal = {}): Promise<ReportResponse> {
     return this.t.write(

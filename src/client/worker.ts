@@ -247,7 +247,7 @@ export class Worker<D = unknown, R = unknown> {
     if (outcome === null) {
       if (this.stopping.signal.aborted) {
         const r = await this.report(c.job, () =>
-          this.queue.fail(id, c.token, 'released: the worker closed'),
+          this.queue.release(id, c.token, 'released: the worker closed'),
         );
         if (r !== null) this.counts.released++;
       } else this.lose(c.job, abort.why());

@@ -184,7 +184,7 @@ function token(v: unknown): number {
 /** A report's fields besides `op` and `queue`. */
 const reportFields = {
   complete: ['id', 'token', 'result', 'next'],
-  fail: ['id', 'token', 'error', 'final', 'next'],
+  fail: ['id', 'token', 'error', 'final', 'release', 'next'],
 } as const;
 
 /** A complete or fail without its queue: of the command itself, or one of a bulk's reports. */
@@ -196,11 +196,14 @@ function decodeReport(o: Fields, op: 'complete' | 'fail', l: QueueLimits): BulkR
     return { op, ...head, ...(result !== undefined && { result }), ...decodeNext(o, l) };
   }
   if (o['final'] !== undefined && typeof o['final'] !== 'boolean') bad('"final" must be a boolean');
+  if (o['release'] !== undefined && o['release'] !== true) bad('"release" must be true');
+  if (o['release'] === true && o['final'] === true) bad('"release" and "final" exclude each other');
   return {
     op,
     ...head,
     error: text(o['error'], 'error', l.maxMessageChars),
     ...(o['final'] === true && { final: true }),
+    ...(o['release'] === true && { release: true }),
     ...decodeNext(o, l),
   };
 }
@@ -298,7 +301,9 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
           if (kind !== 'complete' && kind !== 'fail')
             bad(`"${what}.op" must be complete or fail, got ${preview(kind)}`);
           try {
-            return decodeReport(map(r, what, ['op', ...reportFields[kind]]), kind, l);
+            // A release is a single fail (its own feature level), never one of a bulk's.
+            const fields = reportFields[kind].filter((f) => f !== 'release');
+            return decodeReport(map(r, what, ['op', ...fields]), kind, l);
           } catch (err) {
             if (!(err instanceof FlotillaError)) throw err;
             return bad(`${what}: ${err.message}`);

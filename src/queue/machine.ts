@@ -314,6 +314,20 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     this.emit(event, job.queue.name, job.id, null);
   }
 
+  /**
+   * A run given back unrun (its worker stopping): waiting again at once, without the attempt
+   * its claim counted, and no backoff. Its reason is kept, as a failure's is.
+   */
+  private released(job: Job, reason: string): void {
+    this.beforeChange(job);
+    this.detach(job);
+    job.error = reason;
+    if (job.attempts > 0) job.attempts--;
+    job.runAtMs = this.s.nowMs;
+    this.attach(job, 'waiting');
+    this.emit('waiting', job.queue.name, job.id, null);
+  }
+
   /** A run failed (reported, or its lease expired): retry after the backoff, or dead. */
   private failed(job: Job, error: string, final: boolean): void {
     this.beforeChange(job);
@@ -538,7 +552,8 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         this.emit('completed', job.queue.name, job.id, null);
         return this.withNext({ ok: true, state: 'completed' }, cmd);
       case 'fail': {
-        this.failed(job, cmd.error, cmd.final === true);
+        if (cmd.release === true) this.released(job, cmd.error);
+        else this.failed(job, cmd.error, cmd.final === true);
         return this.withNext({ ok: true, state: job.state }, cmd);
       }
     }

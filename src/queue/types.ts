@@ -130,6 +130,11 @@ export interface FailCommand {
   readonly error: string;
   /** No further attempt: the job is dead at once. */
   readonly final?: boolean;
+  /**
+   * Not a failure: the worker gives the job back unrun (it is stopping). The job waits again
+   * at once and the attempt its claim counted is not counted (features.queueRelease).
+   */
+  readonly release?: boolean;
   /** As CompleteCommand's. */
   readonly next?: ClaimSpec;
 }

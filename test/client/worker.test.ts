@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, test } from 'node:test';
 import { FlotillaError } from '../../src/base/errors.js';
+import { features } from '../../src/base/features.js';
 import { FlotillaClient, QueueClient, Worker } from '../../src/client/index.js';
 import type { QueueTransport } from '../../src/client/queue.js';
 import { TestNodes, postJson } from '../server/nodes.js';
@@ -353,6 +354,53 @@ void test('a result too large to store fails the run with the reason', async () 
   assert.match(big?.error ?? '', /^the result was not stored: .*limit is 262144/);
   assert.match(bigint?.error ?? '', /^the result was not stored: "result" is not a JSON value/);
   assert.deepEqual([w.counts, completed], [{ completed: 0, failed: 2, lost: 0, released: 0 }, []]);
+});
+
+/** Closes, past its grace, a Worker whose handler never ends, and answers its job as left. */
+async function releaseAtClose(client: FlotillaClient, queue: string) {
+  const q = client.queue(queue);
+  const { id } = await q.add('x', null, {
+    maxAttempts: 1,
+    backoff: { kind: 'fixed', delayMs: 60_000 },
+  });
+  let running = false;
+  const w = new Worker(
+    q,
+    () => {
+      running = true;
+      return new Promise<never>(() => undefined);
+    },
+    { waitMs: 500 },
+  );
+  // The handler runs, not just the claim applied: a claim whose answer close() cuts off is
+  // left to its lease, not released (CLIENT.md, Worker).
+  await until('the handler runs', () => Promise.resolve(running));
+  await w.close({ graceMs: 50 });
+  assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 0, released: 1 });
+  return (await q.get(id)).job;
+}
+
+void test('a job released at close waits again at once, its attempt not counted', async () => {
+  // Released jobs were failed: a job on its last attempt went dead at every deploy that
+  // outran the grace period, and the others waited out their backoff (a queue user's find).
+  const job = await releaseAtClose(await cluster(), 'released');
+  assert.deepEqual(
+    [job.state, job.attempts, job.error],
+    ['waiting', 0, 'released: the worker closed'],
+  );
+});
+
+void test('with a member of a release before it, a release is a fail, as before', async () => {
+  const nodes = await TestNodes.start({
+    nodes: 3,
+    featureLevelOf: (id) => (id === 3 ? features.queueRelease.level - 1 : undefined),
+  });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const client = new FlotillaClient({ endpoints: nodes.urls });
+  cleanups.push(() => client.close());
+  const job = await releaseAtClose(client, 'released-old');
+  assert.deepEqual([job.state, job.error], ['dead', 'released: the worker closed']);
 });
 
 void test('closing releases a job whose handler does not finish in the grace period', async () => {

@@ -40,6 +40,7 @@ const commands: QueueCommandAny[] = [
   { op: 'claim', queue: 'q', max: 4, worker: 'w1' },
   { op: 'complete', queue: 'q', id: '#12', token: 99, next: { max: 1, worker: 'w1' } },
   { op: 'fail', queue: 'q', id: '#12', token: 99, error: 'boom', final: true },
+  { op: 'fail', queue: 'q', id: '#12', token: 99, error: 'released', release: true },
   { op: 'tick' },
 ];
 
@@ -56,4 +57,22 @@ void test('a command packs to the same bytes as its copy without undefined field
 void test('an encoded command decodes to the command', () => {
   for (const c of commands.filter((x) => x.op !== 'fail'))
     assert.deepStrictEqual(decodeQueueCommand(encodeQueueCommand(c), defaultQueueLimits), c);
+});
+
+void test('a release is a single fail: not false, not with final, not in a bulk report', () => {
+  const packr = new Packr({ useRecords: false, moreTypes: false });
+  const fail = { op: 'fail', queue: 'q', id: 'j', token: 3, error: 'released' };
+  const pack = (v: object) => packr.pack(JSON.parse(JSON.stringify(v)));
+  // The same without release decodes: each refusal below is the release's.
+  decodeQueueCommand(pack({ ...fail, release: true }), defaultQueueLimits);
+  decodeQueueCommand(
+    pack({ op: 'reportBulk', queue: 'q', reports: [{ ...fail, queue: undefined }] }),
+    defaultQueueLimits,
+  );
+  for (const bad of [
+    { ...fail, release: false },
+    { ...fail, release: true, final: true },
+    { op: 'reportBulk', queue: 'q', reports: [{ ...fail, queue: undefined, release: true }] },
+  ])
+    assert.throws(() => decodeQueueCommand(pack(bad), defaultQueueLimits), JSON.stringify(bad));
 });

@@ -364,6 +364,35 @@ void test('backoff: fixed, and exponential doubling up to its cap', () => {
   });
 });
 
+void test('a release gives the job back unrun: waiting at once, the attempt not counted', () => {
+  // A worker that stopped past its grace failed its jobs, which counted an attempt and waited
+  // out the backoff: a job on its last attempt went dead at every deploy (a queue user's find).
+  const h = new Harness();
+  h.add('q', {
+    id: 'j',
+    maxAttempts: 1,
+    backoff: { kind: 'fixed', delayMs: 1_000, maxDelayMs: 1_000 },
+  });
+  for (let i = 0; i < 3; i++) {
+    const c = h.claimOne('q');
+    assert.equal(h.m.getJob('q', 'j')?.attempts, 1);
+    assert.deepEqual(
+      h.ok({ op: 'fail', queue: 'q', id: 'j', token: c.token, error: 'released', release: true }),
+      { ok: true, state: 'waiting' },
+    );
+    assert.deepEqual(
+      [h.m.getJob('q', 'j')?.attempts, h.m.getJob('q', 'j')?.error],
+      [0, 'released'],
+    );
+    // Its token is spent, as after any report.
+    h.refused({ op: 'complete', queue: 'q', id: 'j', token: c.token }, 'STALE_TOKEN');
+  }
+  // Claimable again at once (no backoff), and its one attempt still there to fail.
+  const c = h.claimOne('q');
+  h.ok({ op: 'fail', queue: 'q', id: 'j', token: c.token, error: 'boom' });
+  assert.equal(h.state('q', 'j'), 'dead');
+});
+
 void test('a final failure is dead at once; retry brings a dead job back with fresh attempts', () => {
   const h = new Harness();
   h.add('q', { id: 'j', maxAttempts: 5 });
