@@ -266,7 +266,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
             error: reqString(o, 'error'),
             final: optBool(o, 'final'),
             // A single fail's only (features.queueRelease); a bulk's reports do not name it.
-            release: optBool(o, 'release') === true ? true : undefined,
+            release: releaseOf(o),
             next: nextOf(o, l),
           },
     ) as CompleteCommand | FailCommand;
@@ -757,6 +757,17 @@ const reportFields = {
   complete: ['id', 'token', 'result', 'next'],
   fail: ['id', 'token', 'error', 'final', 'next'],
 } as const;
+
+/** A fail's `release`: true or absent (false would mean nothing, and is refused as the log's). */
+function releaseOf(o: Obj): true | undefined {
+  if (o['release'] === undefined) return undefined;
+  if (o['release'] !== true)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"release" must be true, got ${JSON.stringify(o['release'])}`,
+    );
+  return true;
+}
 
 /** A report's `next`: the claim it carries, or undefined for none. */
 function nextOf(o: Obj, l: QueueLimits): ClaimSpec | undefined {

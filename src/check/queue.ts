@@ -18,7 +18,7 @@
 //   double-claim       no claim token of a job was handed to two different claim requests;
 //   lost-claim         a job's final token is at least the highest acknowledged claim token of
 //                      it, and its attempts at least the number of acknowledged claims of it
-//                      (attempts only grow: the workload never retries a job by hand);
+//                      (attempts only grow: the workload never retries or releases a job);
 //   double-complete    no job has acknowledged completes under two different tokens;
 //   claimed-after-complete  no acknowledged claim of a job has a higher token than an
 //                      acknowledged complete of it: completion is final, so such a claim means

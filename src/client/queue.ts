@@ -291,7 +291,7 @@ export class QueueClient {
   }
 
   /**
-   * Gives a claimed job back unrun (a worker that is stopping): it waits again at once, and the
+   * Gives a claimed job back (a worker that is stopping): it waits again at once, and the
    * attempt its claim counted is not counted, nor is a backoff waited out. A cluster that does
    * not know releases yet (a member of an older release, during an upgrade) gets a fail with
    * the same reason instead, which counts the attempt as before.
@@ -310,7 +310,9 @@ export class QueueClient {
         0,
       );
     } catch (err) {
-      const code = err instanceof FlotillaError ? err.code : null;
+      // Only a definite refusal: a release that may have applied (an attempt lost on its way)
+      // is not followed by a fail, which would then be refused STALE_TOKEN.
+      const code = err instanceof FlotillaError && !err.indefinite ? err.code : null;
       if (code !== 'FEATURE_NOT_ENABLED' && code !== 'UNKNOWN_FIELD') throw err;
       return this.fail<D>(id, token, reason, o.signal === undefined ? {} : { signal: o.signal });
     }

@@ -4,7 +4,8 @@
 // aborts the handler's signal and its report is refused by the cluster (STALE_TOKEN): another
 // worker owns the job by then. Leader changes are the client's business (it retries and
 // redirects). `close()` stops claiming and lets the running handlers finish within a grace
-// period; past it their jobs are released (failed, to be retried by another worker).
+// period; past it their jobs are released (back to waiting for another worker, the attempt not
+// counted; failed, as before, on a cluster with a member of an older release).
 
 import { setMaxListeners } from 'node:events';
 import { FlotillaError } from '../base/errors.js';
@@ -116,7 +117,7 @@ export class Worker<D = unknown, R = unknown> {
 
   /**
    * Stops claiming; waits up to `graceMs` (default 10 s) for running jobs to finish, then aborts
-   * the rest and releases them (a failed attempt, retried by another worker).
+   * the rest and releases them (back to waiting, their attempts not counted: queue.release).
    */
   async close(o: { graceMs?: number } = {}): Promise<void> {
     this.stopping.abort();

@@ -383,11 +383,22 @@ async function releaseAtClose(client: FlotillaClient, queue: string) {
 void test('a job released at close waits again at once, its attempt not counted', async () => {
   // Released jobs were failed: a job on its last attempt went dead at every deploy that
   // outran the grace period, and the others waited out their backoff (a queue user's find).
-  const job = await releaseAtClose(await cluster(), 'released');
+  const client = await cluster();
+  const job = await releaseAtClose(client, 'released');
   assert.deepEqual(
     [job.state, job.attempts, job.error],
     ['waiting', 0, 'released: the worker closed'],
   );
+  // Over HTTP: `release` is true or absent, and never with `final`.
+  const url = (client as unknown as { endpoints: string[] }).endpoints[0] as string;
+  for (const body of [{ release: false }, { release: 'yes' }, { release: true, final: true }]) {
+    const r = await postJson(
+      `${url}/v1/queue/fail`,
+      { queue: 'released', id: job.id, token: job.token, error: 'x', ...body },
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(r.status, 400, JSON.stringify(r.json));
+  }
 });
 
 void test('with a member of a release before it, a release is a fail, as before', async () => {
