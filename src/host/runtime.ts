@@ -9,6 +9,7 @@
 import {
   RaftNode,
   createRng,
+  successors,
   type ConfChange,
   type ConfState,
   type Entry,
@@ -781,16 +782,8 @@ export class RaftRuntime {
   // -------------------------------------------------------------------------------------------
 
   private async handOff(timeoutMs: number): Promise<void> {
-    const st = this.node.status();
-    let best = 0;
-    let bestMatch = -1;
-    for (const [id, p] of Object.entries(st.progress)) {
-      if (Number(id) !== this.o.id && !p.learner && p.match > bestMatch) {
-        best = Number(id);
-        bestMatch = p.match;
-      }
-    }
-    if (best === 0) return;
+    const best = successors(this.node.status())[0];
+    if (best === undefined) return;
     try {
       this.transferLeadership(best);
     } catch {

@@ -1,6 +1,6 @@
 // Public entry point of the Raft core (`flotilla/raft`).
 
-export { RaftNode, type ProgressStatus, type Status } from './node.js';
+export { RaftNode, successors, type ProgressStatus, type Status } from './node.js';
 export {
   changeConf,
   confMembers,

@@ -97,6 +97,25 @@ export interface ProgressStatus {
   };
 }
 
+/**
+ * The voters of the incoming configuration a leader could hand leadership to, best first, from
+ * its status `s`: one it heard from within an election timeout and not recovering lost data
+ * before any other (a voter that crashed, or that the leader cannot reach, never campaigns),
+ * then the one holding the most of its log, then the lower id. A voter the status has no
+ * progress for (`s` is not a leader's) ranks as silent and holding nothing.
+ */
+export function successors(s: Status): NodeId[] {
+  const rank = (v: NodeId): [number, number] => {
+    const p = s.progress[v];
+    return p === undefined ? [0, -1] : [p.heardRecently && !p.catchingUp ? 1 : 0, p.match];
+  };
+  return s.conf.voters
+    .filter((v) => v !== s.id)
+    .map((v) => ({ v, r: rank(v) }))
+    .sort((a, b) => b.r[0] - a.r[0] || b.r[1] - a.r[1] || a.v - b.v)
+    .map(({ v }) => v);
+}
+
 export class RaftNode {
   readonly id: NodeId;
   private readonly raft: Raft;

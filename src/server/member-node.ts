@@ -11,6 +11,7 @@ import type { MemberBackend } from '../api/member-routes.js';
 import { FlotillaError } from '../base/errors.js';
 import type { Clock } from '../host/contracts.js';
 import type { RaftRuntime } from '../host/runtime.js';
+import { successors } from '../raft/index.js';
 import type { SessionMachine } from '../host/sessions.js';
 import type { TcpTransport } from '../transport/index.js';
 import type { Member, NodeConfig } from './config.js';
@@ -128,19 +129,14 @@ export class NodeMembers {
   }
 
   /**
-   * The voter most caught up (the leader's view), for a transfer that names no target; refused
-   * INVALID_REQUEST when there is none (this node does not lead, or leads alone).
+   * The voter to hand leadership to when a transfer names none, as the leader sees it: one heard
+   * from lately, then the most caught up (`successors`); refused INVALID_REQUEST when there is
+   * none (this node does not lead, or leads alone).
    */
   transferTarget(): number {
     const s = this.o.runtime.status();
-    let best = 0;
-    let bestMatch = -1;
-    for (const r of this.membership.replication()) {
-      if (r.learner || !s.voters.includes(r.id) || r.match <= bestMatch) continue;
-      best = r.id;
-      bestMatch = r.match;
-    }
-    if (best === 0)
+    const best = s.role === 'leader' ? successors(s)[0] : undefined;
+    if (best === undefined)
       throw new FlotillaError(
         'INVALID_REQUEST',
         `Node ${this.o.config.id} knows no other voter to hand leadership to (it leads: ${s.role === 'leader'})`,

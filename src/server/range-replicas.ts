@@ -28,7 +28,7 @@ import { FlotillaError } from '../base/errors.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
 import type { RaftRuntime } from '../host/runtime.js';
-import type { ConfState, Status } from '../raft/index.js';
+import { successors, type ConfState, type Status } from '../raft/index.js';
 import { RangeMachine } from '../ranges/range-machine.js';
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
 import type { ForwardAnswer, Forwarder } from './forward.js';
@@ -139,20 +139,18 @@ export function learnerCaughtUp(s: Status, node: number, lagEntries: number): bo
 }
 
 /**
- * The voter a leader `self` that is to be removed hands leadership to: the most caught up
- * other than `added` (the voter just promoted, which may not know yet that it votes and would
- * let the leader's TimeoutNow pass), or `added` when it is the only other; undefined when
- * `self` is the only voter.
+ * The voter a leader `self` that is to be removed hands leadership to: the best of
+ * `successors` (heard from lately, then the most caught up) other than `added` (the voter just
+ * promoted, which may not know yet that it votes and would let the leader's TimeoutNow pass),
+ * or `added` when it is the only other; undefined when `self` is the only voter.
  */
 export function handOffTarget(
   s: Status,
   self: number,
   added: number | undefined,
 ): number | undefined {
-  return s.conf.voters
-    .filter((v) => v !== self)
-    .map((v) => ({ v, match: s.progress[v]?.match ?? -1 }))
-    .sort((a, b) => (a.v === added ? 1 : b.v === added ? -1 : b.match - a.match))[0]?.v;
+  const order = successors({ ...s, id: self });
+  return order.find((v) => v !== added) ?? order[0];
 }
 
 /**

@@ -19,7 +19,7 @@ import type { RaftRuntime } from '../../src/host/runtime.js';
 import { createMemoryStorage } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 import { until } from '../support/until.js';
-import type { Entry, HardState } from '../../src/raft/index.js';
+import type { Entry, HardState, RaftEvent } from '../../src/raft/index.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -46,6 +46,8 @@ interface Cluster {
   net: MemoryNetwork;
   nodes: RaftRuntime[];
   sms: Log[];
+  /** Every node's Raft events, in order (clusters built by `cluster`). */
+  events?: RaftEvent[];
 }
 
 const open: Host[] = [];
@@ -63,9 +65,18 @@ async function cluster(
   beforeStart?.(net);
   const voters = Array.from({ length: n }, (_, i) => i + 1);
   const sms = voters.map(() => new Log());
+  const events: RaftEvent[] = [];
   const nodes = await Promise.all(
     voters.map(async (id) => {
-      const host = new Host({ id, transport: net.connect(id), clock: systemClock, tickMs: 5 });
+      const host = new Host({
+        id,
+        transport: net.connect(id),
+        clock: systemClock,
+        tickMs: 5,
+        onEvent: (_group, e) => {
+          if (e.kind === 'raft') events.push(e.event);
+        },
+      });
       open.push(host);
       return host.addGroup(0, {
         voters,
@@ -77,7 +88,7 @@ async function cluster(
       });
     }),
   );
-  return { net, nodes, sms };
+  return { net, nodes, sms, events };
 }
 
 /**
@@ -171,6 +182,37 @@ void test('an isolated leader: a timeout and an abort are indefinite, then leade
   await rejects(leader.propose(enc.encode('l'), { timeoutMs: 5_000 }), 'LEADERSHIP_LOST', true);
   // Cut off, it learns of no new leader: a read waits for one, briefly, and is refused.
   await rejects(leader.linearizableRead({ timeoutMs: 200 }), 'NO_LEADER', false);
+});
+
+void test('a leader closing hands leadership to a voter it hears from, not to a silent one holding as much', async () => {
+  const c = await cluster(5);
+  const leader = await leaderOf(c);
+  await leader.propose(enc.encode('x'));
+  const last = leader.status().lastIndex;
+  await until(
+    () => `every follower holds the log to ${last}: ${JSON.stringify(leader.status().progress)}`,
+    () => c.nodes.every((n) => leader.status().progress[n.id]?.match === last),
+    5_000,
+  );
+  // With equal logs the lower id ranks first: that one is cut off.
+  const silent = Math.min(...c.nodes.map((n) => n.id).filter((id) => id !== leader.id));
+  c.net.isolate(silent);
+  await until(
+    `the leader no longer hears from node ${silent}`,
+    () => leader.status().progress[silent]?.heardRecently === false,
+    5_000,
+  );
+  assert.equal(leader.status().lastIndex, last, 'nothing was appended since');
+  await leader.close(10_000);
+  const asked = (c.events ?? [])
+    .filter((e) => e.node === leader.id && e.kind === 'transfer-started')
+    .map((e) => e.peer);
+  assert.ok(asked.length > 0 && !asked.includes(silent), `transfers asked of ${asked.join(', ')}`);
+  assert.notEqual(
+    c.nodes.find((n) => n.id === asked[0])?.leaderId(),
+    leader.id,
+    'the target campaigned before the leader closed',
+  );
 });
 
 void test('a failed disk write stops the node: waiters fail and new requests are refused', async () => {
