@@ -131,12 +131,13 @@ export interface WireServiceOp {
   parse(body: unknown): (signal: AbortSignal) => Promise<object>;
 }
 
-/** What a `cancel` request takes: the id of a watch of the same connection. */
+/** What a `cancel` request takes: the id of a watch or a long poll of the same connection. */
 function parseCancel(body: Json): number {
   const o = asObject(body);
   onlyFields(o, ['id']);
   const id = optInt(o, 'id', 1, Number.MAX_SAFE_INTEGER);
-  if (id === undefined) throw new FlotillaError('BAD_REQUEST', 'cancel needs the watch "id"');
+  if (id === undefined)
+    throw new FlotillaError('BAD_REQUEST', 'cancel needs the "id" of a watch or a long poll');
   return id;
 }
 
@@ -173,7 +174,10 @@ interface Work {
       }
     | { readonly kind: 'watch'; readonly watch: WatchRequest };
   readonly ticket: Ticket | null;
-  /** A watch's own (it can be cancelled alone); for any other request, its connection's. */
+  /**
+   * A watch's or a long poll's own (it can be cancelled alone); for any other request, its
+   * connection's.
+   */
   readonly controller: AbortController;
 }
 
@@ -279,6 +283,12 @@ class Connection {
   private readonly requestsAbort = new AbortController();
   /** Open watches by request id; they end with the connection. */
   private readonly watches = new Map<number, AbortController>();
+  /**
+   * Long polls in flight (a queue claim that waits for a job) by request id: a client whose
+   * caller gave up cancels one alone, so that a job arriving later is not claimed for no one.
+   * They end with the connection too.
+   */
+  private readonly polls = new Map<number, AbortController>();
   private out: Buffer[] = [];
   /** Bytes of `out`, not yet handed to the socket. */
   private outBytes = 0;
@@ -445,9 +455,11 @@ class Connection {
         this.refuse(req, toFlotillaError(err));
         return null;
       }
-      const watch = this.watches.get(id);
-      watch?.abort();
-      this.answer(req, { canceled: watch !== undefined });
+      const target = this.watches.get(id) ?? this.polls.get(id);
+      target?.abort(
+        new FlotillaError('ABORTED', `Request ${id} was cancelled by the client`, true),
+      );
+      this.answer(req, { canceled: target !== undefined });
       return null;
     }
     if (req.op === 'watch') {
@@ -477,9 +489,10 @@ class Connection {
       );
       return null;
     }
+    // A request not counted against admission is a long poll.
     const admitted = this.s.service?.ops.get(req.op)?.admitted ?? true;
     const gate = admitted ? this.s.opts.admission : undefined;
-    const controller = this.requestsAbort;
+    const controller = admitted ? this.requestsAbort : new AbortController();
     // A slot now, or a wait for one (the node's limits say how long), or a refusal.
     const got =
       gate === undefined
@@ -502,6 +515,7 @@ class Connection {
       return null;
     }
     this.inFlight.add(req.id);
+    if (!admitted) this.polls.set(req.id, controller);
     if (got instanceof Promise) {
       void this.admitLater(req, parsed, got, gate as AdmissionGate);
       return null;
@@ -645,6 +659,7 @@ class Connection {
 
   private finish(w: Work, json: Json | null, err: FlotillaError | null): void {
     this.inFlight.delete(w.req.id);
+    this.polls.delete(w.req.id);
     w.ticket?.release(err?.code === 'OVERLOADED');
     if (err !== null) {
       if (err.code === 'INTERNAL') this.s.opts.onError?.(err);
@@ -765,6 +780,8 @@ class Connection {
     this.clearHandshakeTimer();
     this.requestsAbort.abort(new FlotillaError('ABORTED', `Aborted: ${why}`, true));
     for (const c of this.watches.values()) c.abort();
+    for (const c of this.polls.values())
+      c.abort(new FlotillaError('ABORTED', `Aborted: ${why}`, true));
   }
 
   private clearHandshakeTimer(): void {

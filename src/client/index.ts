@@ -1227,7 +1227,11 @@ export class FlotillaClient {
     const b = body as Record<string, unknown>;
     const sent = b['clientId'] === this.clientId ? { ...b, clientId: undefined } : b;
     try {
-      return await conn.request(op, dropUndefined(sent), { read, signal: deadline.signal });
+      return await conn.request(op, dropUndefined(sent), {
+        read,
+        signal: deadline.signal,
+        longPoll: op === 'queue.claim',
+      });
     } catch (err) {
       if (err instanceof FlotillaError && err.code === 'ABORTED' && deadline.timedOut)
         throw new FlotillaError(

@@ -167,12 +167,13 @@ export class WireConnection {
   /**
    * Sends one request and resolves with its answer; rejects with the node's error, with
    * CONNECTION if the connection drops first, or with ABORTED when `signal` aborts (a late
-   * answer is then ignored).
+   * answer is then ignored). A long poll (`longPoll`) that aborts is also cancelled on the
+   * node, which otherwise would go on waiting, and act, for no one.
    */
   request(
     op: WireOp,
     body: unknown,
-    o: { readonly read: boolean; readonly signal?: AbortSignal },
+    o: { readonly read: boolean; readonly signal?: AbortSignal; readonly longPoll?: boolean },
   ): Promise<unknown> {
     if (this.dropped)
       return Promise.reject(
@@ -182,6 +183,8 @@ export class WireConnection {
     return new Promise<unknown>((resolve, reject) => {
       const onAbort = (): void => {
         if (!this.pending.delete(id)) return;
+        if (o.longPoll === true && !this.dropped)
+          this.send(encodeFrame([this.nextId++, 'cancel', { id }]));
         reject(new FlotillaError('ABORTED', `Request ${id} to ${this.where} aborted`, !o.read));
       };
       if (o.signal?.aborted) {

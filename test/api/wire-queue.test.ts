@@ -278,6 +278,76 @@ void describe('the job queue over the binary protocol', () => {
       c.close();
     }
   });
+
+  /** Claims the queue leader holds open waiting for a job (its metrics). */
+  async function leaderWaiters(): Promise<number> {
+    const text = await (await fetch(`${cluster.url(queueLeader)}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('flotilla_queue_claim_waiters'));
+    return Number(line?.slice(line.lastIndexOf(' ') + 1));
+  }
+
+  /** Waits until the queue leader holds `n` waiting claims, failing with what it held. */
+  async function waitersBecome(n: number, why: string): Promise<void> {
+    let seen = -1;
+    await until(
+      () => `${why}: ${n} claims waiting on the queue leader (${seen} were)`,
+      async () => (seen = await leaderWaiters()) === n,
+      5_000,
+    );
+  }
+
+  for (const at of ['leader', 'follower'] as const)
+    void it(`a waiting claim whose caller gives up is cancelled on the node (sent to the ${at})`, async () => {
+      // Before, the node went on holding it for its waitMs, and a job added meanwhile was
+      // claimed for no one: it ran no handler and lost an attempt when its lease ran out.
+      const id =
+        at === 'leader' ? queueLeader : ([1, 2, 3].find((n) => n !== queueLeader) as number);
+      const queue = `wq-cancel-${at}`;
+      const c = await connect(id);
+      try {
+        const base = await leaderWaiters();
+        const ac = new AbortController();
+        const claim = c.request(
+          'queue.claim',
+          { queue, worker: 'gone', waitMs: 20_000 },
+          { read: false, signal: ac.signal, longPoll: true },
+        );
+        claim.catch(() => undefined);
+        await waitersBecome(base + 1, 'the claim waits');
+        ac.abort();
+        await assert.rejects(claim, (err: FlotillaError) => err.code === 'ABORTED');
+        await waitersBecome(base, 'the claim was cancelled');
+        const added = (await c.request(
+          'queue.add',
+          { queue, name: 'n', data: null },
+          { read: false },
+        )) as { id: string };
+        const got = (await c.request('queue.get', { queue, id: added.id }, { read: true })) as {
+          job: { state: string };
+        };
+        assert.equal(got.job.state, 'waiting');
+      } finally {
+        c.close();
+      }
+    });
+
+  void it('a Worker closed while its claims wait leaves no claim behind on the node', async () => {
+    const client = new FlotillaClient({ endpoints: [cluster.url(queueLeader)] });
+    try {
+      await client.status();
+      assert.ok(client.usesBinary(cluster.url(queueLeader)), 'the client learned the binary port');
+      const base = await leaderWaiters();
+      const w = new Worker(client.queue('wq-cancel-worker'), () => Promise.resolve(null), {
+        concurrency: 2,
+        waitMs: 20_000,
+      });
+      await waitersBecome(base + 2, 'both slots wait');
+      await w.close({ graceMs: 100 });
+      await waitersBecome(base, 'the closed worker left no claim');
+    } finally {
+      await client.close();
+    }
+  });
 });
 
 void describe('a claim waiting for a job over the binary protocol', () => {
