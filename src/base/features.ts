@@ -109,10 +109,21 @@ export const features = {
     name: "the queue's release (a fail that counts no attempt)",
     commands: ['queue fail with "release"'],
   },
+  /**
+   * A claim (or a report's next claim) with `maxBytes`: it stops before the job whose payload
+   * would bring the bytes claimed past it (the queue's `maxAnswerBytes`). A release before it
+   * refuses the unknown field, so below this level a claim is proposed without it and takes
+   * up to its count whatever the jobs' sizes.
+   */
+  queueClaimBytes: {
+    level: 9,
+    name: 'claims bounded in bytes',
+    commands: ['queue claim with "maxBytes"', 'queue report with "next.maxBytes"'],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 8;
+export const FEATURE_LEVEL = 9;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

@@ -275,6 +275,12 @@ export interface QueueLimits {
   readonly maxDurationMs: number;
   /** Jobs one claim may take. */
   readonly maxClaimBatch: number;
+  /**
+   * Bytes of payloads (and results) one claim or one page of a list carries: the jobs past it
+   * are left for the next claim or page, the first always taken. Without it, 256 jobs of 256
+   * KiB made a 64 MiB answer that stalled the members for seconds.
+   */
+  readonly maxAnswerBytes: number;
   /** Jobs one bulk add may carry. */
   readonly maxAddBatch: number;
   /** Jobs or events one read returns. */
@@ -297,6 +303,7 @@ export const defaultQueueLimits: QueueLimits = {
   maxAttempts: 1_000,
   maxDurationMs: 366 * 24 * 3_600_000,
   maxClaimBatch: 256,
+  maxAnswerBytes: 4 * MiB,
   maxAddBatch: 1_000,
   maxPageSize: 1_000,
   maxListScan: 100_000,

@@ -162,18 +162,20 @@ function decodeRateLimit(v: unknown, l: QueueLimits): RateLimit | null {
 function decodeClaimSpec(o: Fields, prefix: string, l: QueueLimits): ClaimSpec {
   const max = optInt(o['max'], `${prefix}max`, 1, l.maxClaimBatch);
   const leaseMs = optInt(o['leaseMs'], `${prefix}leaseMs`, 1, l.maxDurationMs);
+  const maxBytes = optInt(o['maxBytes'], `${prefix}maxBytes`, 1, Number.MAX_SAFE_INTEGER);
   const worker =
     o['worker'] === undefined ? undefined : text(o['worker'], `${prefix}worker`, l.maxMessageChars);
   return {
     ...(max !== undefined && { max }),
     ...(worker !== undefined && { worker }),
     ...(leaseMs !== undefined && { leaseMs }),
+    ...(maxBytes !== undefined && { maxBytes }),
   };
 }
 
 function decodeNext(o: Fields, l: QueueLimits): { next?: ClaimSpec } {
   if (o['next'] === undefined) return {};
-  const n = map(o['next'], '"next"', ['max', 'worker', 'leaseMs']);
+  const n = map(o['next'], '"next"', ['max', 'worker', 'leaseMs', 'maxBytes']);
   return { next: decodeClaimSpec(n, 'next.', l) };
 }
 
@@ -258,7 +260,7 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
       };
     }
     case 'claim': {
-      const o = map(raw, 'claim', ['op', 'queue', 'max', 'worker', 'leaseMs']);
+      const o = map(raw, 'claim', ['op', 'queue', 'max', 'worker', 'leaseMs', 'maxBytes']);
       return { op, queue: q(o), ...decodeClaimSpec(o, '', l) };
     }
     case 'heartbeat': {

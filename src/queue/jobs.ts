@@ -73,6 +73,11 @@ export class Job {
     return latin1Bytes(this.packedPayload);
   }
 
+  /** The payload's length in bytes, without a copy. */
+  get payloadBytes(): number {
+    return this.packedPayload.length;
+  }
+
   /** Sets a run field; a default value on a job that never ran allocates nothing. */
   private setRun<K extends keyof JobRun>(k: K, v: JobRun[K]): void {
     if (this.run === null && v === emptyRun[k]) return;

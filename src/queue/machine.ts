@@ -492,11 +492,13 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
           reason: 'rate-limited',
           retryAtMs: (window + 1) * q.rateLimit.intervalMs,
         };
-      q.rateCount += n;
     }
     const jobs: Claimed[] = [];
+    let bytes = 0;
     for (let i = 0; i < n; i++) {
       const job = q.waiting.peek() as Job;
+      bytes += job.payloadBytes;
+      if (i > 0 && cmd.maxBytes !== undefined && bytes > cmd.maxBytes) break;
       this.beforeChange(job);
       this.detach(job);
       job.attempts++;
@@ -509,6 +511,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       this.emit('active', q.name, job.id, null);
       jobs.push({ job: viewOf(job), token: index, leaseExpiresMs: job.leaseExpiresMs });
     }
+    if (q.rateLimit !== null) q.rateCount += jobs.length;
     return { ok: true, jobs };
   }
 

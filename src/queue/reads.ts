@@ -128,9 +128,14 @@ export abstract class QueueReads {
     }
     const out: JobView[] = [];
     const end = Math.min(order.length, lo + this.s.limits.maxListScan);
+    let bytes = 0;
     for (let i = lo; i < end; i++) {
       const j = order[i] as Job;
       if (j.removed || j.state !== state) continue;
+      // A page of large jobs ends at maxAnswerBytes (the first job always in it).
+      bytes += j.payloadBytes + (j.result?.length ?? 0);
+      if (out.length > 0 && bytes > this.s.limits.maxAnswerBytes)
+        return { jobs: out, next: (order[i - 1] as Job).seq };
       out.push(viewOf(j));
       if (out.length === limit) return { jobs: out, next: i + 1 < order.length ? j.seq : null };
     }

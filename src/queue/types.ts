@@ -70,6 +70,12 @@ export interface ClaimSpec {
   readonly worker?: string;
   /** Overrides each job's lease length for this claim. */
   readonly leaseMs?: number;
+  /**
+   * Stops before a job whose payload would bring the payload bytes claimed past this; the
+   * first job is always taken. Set by the node that proposes (the queue's `maxAnswerBytes`),
+   * never by a client: a member of a release before it would refuse it (features.queueClaimBytes).
+   */
+  readonly maxBytes?: number;
 }
 
 /** One job of a bulk add: an add's fields but the queue. */

@@ -6,6 +6,7 @@
 import { toFlotillaError } from '../api/errors.js';
 import type { Session } from '../api/routes.js';
 import { FlotillaError } from '../base/errors.js';
+import { features } from '../base/features.js';
 import type { QueueLimits } from '../base/limits.js';
 import { isRefusal, type Clock } from '../host/contracts.js';
 import { encodeEnvelope } from '../host/envelope.js';
@@ -37,7 +38,12 @@ export class QueueService {
    * applied (the same decoder), so a bad request is refused before anything is proposed.
    */
   encode(cmd: QueueCommandAny, session: Session | null): Uint8Array {
-    const payload = encodeQueueCommand(cmd);
+    // A claim's bound in bytes once every member knows it (features.queueClaimBytes).
+    const bounded =
+      this.gate === null || this.gate.active() >= features.queueClaimBytes.level
+        ? withClaimBytes(cmd, this.limits.maxAnswerBytes)
+        : cmd;
+    const payload = encodeQueueCommand(bounded);
     decodeQueueCommand(payload, this.limits);
     // The mark only once every member knows it (sessionAtLevel); a lone test has no gate.
     const s = this.gate === null ? session : sessionAtLevel(session, this.gate.active());
@@ -93,6 +99,26 @@ export class QueueService {
       throw toFlotillaError(err);
     }
     return read(this.queue);
+  }
+}
+
+/** `cmd` with every claim it makes (its own, a report's next) bounded to `maxBytes`. */
+function withClaimBytes(cmd: QueueCommandAny, maxBytes: number): QueueCommandAny {
+  switch (cmd.op) {
+    case 'claim':
+      return { ...cmd, maxBytes };
+    case 'complete':
+    case 'fail':
+      return cmd.next === undefined ? cmd : { ...cmd, next: { ...cmd.next, maxBytes } };
+    case 'reportBulk':
+      return {
+        ...cmd,
+        reports: cmd.reports.map((r) =>
+          r.next === undefined ? r : { ...r, next: { ...r.next, maxBytes } },
+        ),
+      };
+    default:
+      return cmd;
   }
 }
 

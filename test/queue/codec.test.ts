@@ -38,7 +38,9 @@ const commands: QueueCommandAny[] = [
     backoff: { kind: 'fixed', delayMs: 3, maxDelayMs: 3 },
   },
   { op: 'claim', queue: 'q', max: 4, worker: 'w1' },
+  { op: 'claim', queue: 'q', max: 4, maxBytes: 4_194_304 },
   { op: 'complete', queue: 'q', id: '#12', token: 99, next: { max: 1, worker: 'w1' } },
+  { op: 'complete', queue: 'q', id: '#12', token: 99, next: { max: 9, maxBytes: 1 } },
   { op: 'fail', queue: 'q', id: '#12', token: 99, error: 'boom', final: true },
   { op: 'fail', queue: 'q', id: '#12', token: 99, error: 'released', release: true },
   { op: 'tick' },
@@ -75,4 +77,20 @@ void test('a release is a single fail: not false, not with final, not in a bulk 
     { op: 'reportBulk', queue: 'q', reports: [{ ...fail, queue: undefined, release: true }] },
   ])
     assert.throws(() => decodeQueueCommand(pack(bad), defaultQueueLimits), JSON.stringify(bad));
+});
+
+void test("a claim's byte bound is a positive integer, in a claim and in a report's next", () => {
+  const packr = new Packr({ useRecords: false, moreTypes: false });
+  const pack = (v: object) => packr.pack(JSON.parse(JSON.stringify(v)));
+  const next = { op: 'complete', queue: 'q', id: 'j', token: 3 };
+  for (const maxBytes of [0, -1, 1.5, '4'])
+    for (const bad of [
+      { op: 'claim', queue: 'q', maxBytes },
+      { ...next, next: { maxBytes } },
+    ])
+      assert.throws(
+        () => decodeQueueCommand(pack(bad), defaultQueueLimits),
+        /maxBytes/,
+        JSON.stringify(bad),
+      );
 });

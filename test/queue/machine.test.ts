@@ -793,3 +793,46 @@ void test('the invariant check catches a job filed in the wrong index (planted)'
     problems.join('; '),
   );
 });
+
+void test('a claim bounded in bytes stops before the job that would pass the bound; the first is always taken', () => {
+  // 256 jobs of 256 KiB in one claim made a 64 MiB answer that stalled every member.
+  const h = new Harness();
+  for (const [id, size] of [
+    ['a', 100],
+    ['b', 100],
+    ['c', 500],
+    ['d', 10],
+  ] as const)
+    h.add('q', { id, payload: new Uint8Array(size) });
+  const ids = (r: ClaimResult): string[] => r.jobs.map((c) => c.job.id);
+  assert.deepEqual(ids(h.claim('q', { max: 10, maxBytes: 250 })), ['a', 'b']);
+  // Larger than the bound alone, but first: taken, and nothing after it.
+  assert.deepEqual(ids(h.claim('q', { max: 10, maxBytes: 50 })), ['c']);
+  assert.deepEqual(ids(h.claim('q', { max: 10 })), ['d']);
+});
+
+void test('a rate window counts the jobs a bounded claim took, not the ones it asked for', () => {
+  const h = new Harness();
+  h.ok({ op: 'configure', queue: 'q', rateLimit: { max: 3, intervalMs: 1_000 } });
+  for (const id of ['a', 'b', 'c', 'd']) h.add('q', { id, payload: new Uint8Array(100) });
+  const ids = (r: ClaimResult): string[] => r.jobs.map((c) => c.job.id);
+  assert.deepEqual(ids(h.claim('q', { max: 10, maxBytes: 250 })), ['a', 'b']);
+  assert.deepEqual(ids(h.claim('q', { max: 10 })), ['c']);
+  const none = h.claim('q', { max: 10 });
+  assert.deepEqual([none.jobs.length, 'reason' in none && none.reason], [0, 'rate-limited']);
+});
+
+void test('a page of a list ends at maxAnswerBytes of data and results, with a cursor to go on', () => {
+  const h = new Harness({ maxAnswerBytes: 250 });
+  for (const id of ['a', 'b', 'c', 'd']) h.add('q', { id, payload: new Uint8Array(100) });
+  h.add('q', { id: 'big', payload: new Uint8Array(1_000) });
+  const seen: string[][] = [];
+  let after = 0;
+  for (let i = 0; i < 10; i++) {
+    const page = h.m.list('q', 'waiting', { after, limit: 100 });
+    seen.push(page.jobs.map((j) => j.id));
+    if (page.next === null) break;
+    after = page.next;
+  }
+  assert.deepEqual(seen, [['a', 'b'], ['c', 'd'], ['big']]);
+});
