@@ -117,8 +117,14 @@ export function unappliedConfChange(r: Raft): Index {
   return 0;
 }
 
-/** A snapshot from the leader replaces the log: its configuration is in force. */
+/**
+ * A snapshot from the leader replaces the log: its configuration is in force. A candidate (or
+ * pre-candidate) it leaves no voter stops campaigning, as when a change is applied: it can win
+ * nothing, and its requests would only disturb the voters.
+ */
 export function switchToSnapshotConf(r: Raft, meta: SnapshotMeta): void {
   r.confs.reset(meta.index, confOfSnapshot(meta));
   r.trk.switchToConf(r.conf(), r.log.lastIndex() + 1);
+  if (r.role !== 'follower' && r.role !== 'leader' && !r.promotable())
+    r.becomeFollower(r.term, NONE, `not a voter of the snapshot's: ${describeConf(r.conf())}`);
 }

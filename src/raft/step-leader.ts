@@ -2,7 +2,13 @@
 // leader's side of ReadIndex. Sending appends, snapshots and heartbeats is in replicate.ts.
 // Every count of voters goes through the tracker (tracker.ts).
 
-import { describeConf, encodeConfChange, type ConfChange } from './confchange.js';
+import {
+  decodeConfChange,
+  describeConf,
+  encodeConfChange,
+  type ConfChange,
+  type ConfState,
+} from './confchange.js';
 import { fail, ok, type Result } from './errors.js';
 import { ownedData } from './owned.js';
 import type { Progress } from './progress.js';
@@ -337,6 +343,23 @@ export function maybeAutoLeave(r: Raft): void {
   }
 }
 
+/**
+ * The configuration once the membership changes this leader proposed (or inherited) and has
+ * not applied yet are: the one in force when none is in flight.
+ */
+function confAfterPending(r: Raft): ConfState {
+  let c = r.conf();
+  for (let i = r.log.applied + 1; i <= r.pendingConfIndex; i++) {
+    const e = r.log.entryAt(i);
+    if (e?.type !== 'conf-change') continue;
+    const change = decodeConfChange(e.data);
+    if (typeof change === 'string') continue;
+    const next = r.hooks.nextConf(c, change);
+    if (next.ok) c = next.value;
+  }
+  return c;
+}
+
 /** Hands leadership to `to` once it is caught up (thesis §3.10). The caller checked the role. */
 export function transferLeadership(r: Raft, to: NodeId): Result<void> {
   if (to === r.id) return fail('INVALID_REQUEST', `Node ${to} already leads`);
@@ -346,6 +369,15 @@ export function transferLeadership(r: Raft, to: NodeId): Result<void> {
       `Node ${to} is a learner, not a voter: only a voter can lead; promote it first`,
     );
   if (!r.trk.isVoter(to)) return fail('UNKNOWN_NODE', `Node ${to} is not a voter`);
+  // A voter on its way out (a removal or demotion in flight, or the outgoing half of a joint
+  // configuration it does not stay in) would win, learn it is out, and hand leadership on: two
+  // elections for none. Its TimeoutNow could not be recalled once the change applies.
+  const after = confAfterPending(r);
+  if (!after.voters.includes(to))
+    return fail(
+      'INVALID_REQUEST',
+      `Node ${to} is leaving the voters (${describeConf(after)} once the membership change in flight is applied): choose another`,
+    );
   if (r.leadTransferee === to) return ok(undefined);
   const pr = r.trk.get(to) as Progress;
   // A target that has not answered within an election timeout is probably down: it would
