@@ -9,7 +9,7 @@ import { ConfigError } from './config-error.js';
 import { parseHostPort } from './startup.js';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument, visit, type Scalar } from 'yaml';
 import {
   LimitsError,
   checkLimits,
@@ -367,12 +367,34 @@ export function readConfigFile(path: string): Raw {
   } catch (err) {
     throw new ConfigError(`Cannot read config file ${path}: ${(err as Error).message}`);
   }
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (err) {
-    throw new ConfigError(`Config file ${path} is not valid YAML/JSON: ${(err as Error).message}`);
+  const doc = parseDocument(text);
+  const [error] = doc.errors;
+  if (error !== undefined)
+    throw new ConfigError(`Config file ${path} is not valid YAML/JSON: ${error.message}`);
+  // YAML reads 0x10, 0o17 and 1e3 as numbers: a setting is decimal in a file as in its
+  // environment variable, so that a typo never becomes another value silently.
+  let odd: Scalar | null = null;
+  visit(doc, {
+    Scalar(_key, node) {
+      const source = node.source as unknown;
+      if (
+        odd === null &&
+        node.type === 'PLAIN' &&
+        typeof node.value === 'number' &&
+        typeof source === 'string' &&
+        !/^-?\d+(\.\d+)?$/.test(source)
+      )
+        odd = node;
+    },
+  });
+  if (odd !== null) {
+    const n: Scalar = odd;
+    const line = text.slice(0, n.range?.[0] ?? 0).split('\n').length;
+    throw new ConfigError(
+      `Config file ${path}, line ${line}: ${String(n.source)} is not a decimal number (digits, with a minus sign or a fraction); write it in decimal, or quote it if it is text`,
+    );
   }
+  const parsed: unknown = doc.toJS();
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new ConfigError(`Config file ${path} must hold a mapping of settings`);
   }

@@ -205,6 +205,24 @@ void test('config files that are not mappings, or not YAML, are refused', () => 
     writeFileSync(broken, '{"id": 1,');
     assert.throws(() => readConfigFile(broken), /not valid YAML\/JSON/);
     assert.throws(() => readConfigFile(join(dir, 'missing.yaml')), /Cannot read config file/);
+    // Numbers as YAML reads them but a setting is not written: refused, naming the line.
+    for (const [text, seen] of [
+      ['id: 1\ntickMs: 0x10\n', '0x10'],
+      ['id: 1\ntickMs: 1e3\n', '1e3'],
+      ['id: 1\nelectionTicks: 0o17\n', '0o17'],
+      ['id: 1\nelectionTicks: .inf\n', '.inf'],
+    ] as const) {
+      const odd = join(dir, 'odd.yaml');
+      writeFileSync(odd, text);
+      assert.throws(
+        () => readConfigFile(odd),
+        (err: Error) => err.message.includes(`line 2: ${seen} is not a decimal number`),
+        text,
+      );
+    }
+    const fine = join(dir, 'fine.yaml');
+    writeFileSync(fine, 'id: 1\ntickMs: 16\ndataDir: "0x10"\nlabel: 1e3x\n');
+    assert.deepEqual(readConfigFile(fine), { id: 1, tickMs: 16, dataDir: '0x10', label: '1e3x' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
