@@ -1,44 +1,66 @@
 #!/usr/bin/env node
 // The container image's HEALTHCHECK: exits 0 when the node in this container answers
 // `/readyz` with 200 (it knows a leader, has applied what it knows committed, and is not
-// recovering lost data), 1 otherwise. It asks where the node serves HTTP, from
-// FLOTILLA_LISTEN_CLIENT (the image sets 0.0.0.0:8001), on the loopback interface. The slim
-// images carry no curl; Node's own fetch does, within a bounded time.
+// recovering lost data), 1 otherwise. It asks where the node said it serves, in
+// `serving.json` in its data directory (FLOTILLA_DATA_DIR, which the image sets), over TLS
+// with the node's own files when its client port speaks TLS (the CA checks the node's chain;
+// the node's certificate is shown to a port that asks for one); before the node first
+// listened, at FLOTILLA_LISTEN_CLIENT (the image sets 0.0.0.0:8001) on loopback, over HTTP.
+// The slim images carry no curl; Node's own client does, within a bounded time.
+
+import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { readServing, readyzUrl, type Serving } from '../server/serving-file.js';
 
 const timeoutMs = 3_000;
 
-/** The URL of `/readyz` for a listen address: a wildcard host is asked on loopback. */
-function readyzUrl(listenClient: string): string {
-  const i = listenClient.lastIndexOf(':');
-  const host = listenClient.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = listenClient.slice(i + 1);
-  const target =
-    host === '' || host === '0.0.0.0'
-      ? '127.0.0.1'
-      : host === '::'
-        ? '[::1]'
-        : host.includes(':')
-          ? `[${host}]`
-          : host;
-  return `http://${target}:${port}/readyz`;
+/** Where to ask: what the node wrote, else the listen address from the environment. */
+function target(): Serving {
+  const dir = process.env['FLOTILLA_DATA_DIR'];
+  const written = dir === undefined || dir === '' ? null : readServing(dir);
+  if (written !== null) return written;
+  const listen = process.env['FLOTILLA_LISTEN_CLIENT'] || '127.0.0.1:8001';
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { readyz: readyzUrl(host, Number(listen.slice(i + 1)), false), tls: null };
 }
 
-async function check(): Promise<number> {
-  const url = readyzUrl(process.env['FLOTILLA_LISTEN_CLIENT'] || '127.0.0.1:8001');
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), timeoutMs);
-  try {
-    const res = await fetch(url, { signal: ac.signal });
-    const body = await res.text();
-    if (res.status === 200) return 0;
-    process.stdout.write(`${url}: ${res.status} ${body}\n`);
+function check(): Promise<number> {
+  const t = target();
+  const say = (what: string): number => {
+    process.stdout.write(`${t.readyz}: ${what}\n`);
     return 1;
-  } catch (err) {
-    process.stdout.write(`${url}: ${(err as Error).message}\n`);
-    return 1;
-  } finally {
-    clearTimeout(timer);
-  }
+  };
+  return new Promise<number>((resolve) => {
+    let req;
+    try {
+      req =
+        t.tls === null
+          ? httpRequest(t.readyz, { timeout: timeoutMs })
+          : httpsRequest(t.readyz, {
+              timeout: timeoutMs,
+              ca: readFileSync(t.tls.caFile),
+              cert: readFileSync(t.tls.certFile),
+              key: readFileSync(t.tls.keyFile),
+              // Asked on loopback, which the node's certificate need not name: its chain to
+              // the cluster's CA is still checked.
+              checkServerIdentity: () => undefined,
+            });
+    } catch (err) {
+      resolve(say((err as Error).message));
+      return;
+    }
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (err) => resolve(say(err.message)));
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve(res.statusCode === 200 ? 0 : say(`${res.statusCode} ${body}`)));
+      res.on('error', (err) => resolve(say(err.message)));
+    });
+    req.end();
+  });
 }
 
 process.exitCode = await check();

@@ -2,6 +2,7 @@
 // exactly-once sessions, the Raft runtime, the HTTP API, metrics and logs. `runNode` is what
 // `flotilla start` runs; `FlotillaNode.start` is the same for tests and embedders.
 
+import { resolve as resolvePath } from 'node:path';
 import { FEATURE_LEVEL } from '../base/features.js';
 import { FeatureGate } from './feature-gate.js';
 import type { Logger } from 'pino';
@@ -108,6 +109,7 @@ import {
 import { DashboardFeed, RateSampler } from './dashboard.js';
 import { Timeline } from './timeline.js';
 import { NodeTls } from './node-tls.js';
+import { readyzUrl, writeServing } from './serving-file.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -1141,6 +1143,17 @@ export class FlotillaNode implements AsyncDisposable {
           await http.close();
           throw err;
         });
+      writeServing(config.dataDir, {
+        readyz: readyzUrl(addr.address, addr.port, given.tls !== null),
+        tls:
+          given.tls === null
+            ? null
+            : {
+                caFile: resolvePath(given.tls.caFile),
+                certFile: resolvePath(given.tls.certFile),
+                keyFile: resolvePath(given.tls.keyFile),
+              },
+      });
       log.info(
         {
           client: `${addr.address}:${addr.port}`,

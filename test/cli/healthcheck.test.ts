@@ -1,6 +1,8 @@
-// The container image's HEALTHCHECK script: exit 0 only when /readyz answers 200 at the
-// address FLOTILLA_LISTEN_CLIENT names (a wildcard host asked on loopback); 1 when it answers
-// anything else, and when nothing listens.
+// The container image's HEALTHCHECK script: exit 0 only when /readyz answers 200 where the node
+// said it serves (serving.json in FLOTILLA_DATA_DIR, over TLS when its client port speaks it,
+// with a client certificate when the port asks for one), else at the address
+// FLOTILLA_LISTEN_CLIENT names (a wildcard host asked on loopback); 1 when it answers anything
+// else, and when nothing listens.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -10,6 +12,9 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { repoRoot } from '../support/root.js';
 import { freePorts } from '../e2e/harness.js';
+import { makeTestCerts } from '../support/certs.js';
+import { until } from '../support/until.js';
+import { TestNodes } from '../server/nodes.js';
 
 const script = join(repoRoot(), 'dist', 'src', 'cli', 'healthcheck.js');
 const servers: Server[] = [];
@@ -29,10 +34,13 @@ async function serve(status: number): Promise<{ port: number; paths: string[] }>
   return { port: (s.address() as AddressInfo).port, paths };
 }
 
-function run(listenClient: string): Promise<{ code: number | null; out: string }> {
+function run(
+  listenClient: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script], {
-      env: { ...process.env, FLOTILLA_LISTEN_CLIENT: listenClient },
+      env: { ...process.env, FLOTILLA_DATA_DIR: '', FLOTILLA_LISTEN_CLIENT: listenClient, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -64,4 +72,37 @@ void test('unhealthy when /readyz refuses, and when nothing listens', async () =
   const [closed] = (await freePorts(1)) as [number];
   const none = await run(`127.0.0.1:${closed}`);
   assert.equal(none.code, 1, none.out);
+});
+
+void test('a node over TLS that asks clients for a certificate: asked where it said, with its own files', async () => {
+  // Before, the check spoke plain HTTP to the port FLOTILLA_LISTEN_CLIENT named: a node with
+  // TLS on was unhealthy for ever, and one whose port came from a config file was looked for
+  // on 8001 (an operator's find).
+  const certs = await makeTestCerts(1);
+  const nodes = await TestNodes.start({
+    nodes: 1,
+    https: true,
+    configOf: (id) => ({
+      tlsCertFile: certs.node(id).certFile,
+      tlsKeyFile: certs.node(id).keyFile,
+      tlsCaFile: certs.node(id).caFile,
+      tlsClientCertAuth: true,
+    }),
+  });
+  try {
+    let last = { code: null as number | null, out: '' };
+    await until(
+      () => `the health check passes (last: exit ${last.code}, ${last.out.trim()})`,
+      async () => {
+        // A listen address that is wrong on purpose: the node's own word is taken over it.
+        last = await run('127.0.0.1:1', { FLOTILLA_DATA_DIR: nodes.dataDir(1) });
+        return last.code === 0;
+      },
+      20_000,
+    );
+    assert.match(last.out, /^$/);
+  } finally {
+    await nodes.close();
+    certs.close();
+  }
 });
