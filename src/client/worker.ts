@@ -216,6 +216,13 @@ export class Worker<D = unknown, R = unknown> {
         },
         token: c.token,
         progress: async (p) => {
+          // A value no job can record is the caller's mistake, said at once; only a failure
+          // to record a good one is forgiven (best effort).
+          if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 100)
+            throw new FlotillaError(
+              'BAD_REQUEST',
+              `progress must be an integer percentage in [0, 100], got ${JSON.stringify(p) ?? String(p)}`,
+            );
           await this.queue.progress(id, c.token, p).catch(() => undefined);
         },
       }).then(

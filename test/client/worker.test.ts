@@ -604,3 +604,54 @@ void test('a job a report brought while the worker closes is run, not dropped', 
   await worker.close();
   assert.deepEqual(done, ['j0', 'j1']);
 });
+
+void test("a handler's progress that no job can record rejects at once; a good one is sent", async () => {
+  // BullMQ takes an object as progress; here it was dropped without a word (a queue user's find).
+  let given = 0;
+  const sent: unknown[] = [];
+  const transport: QueueTransport = {
+    write<T>(path: string, body: Record<string, unknown>, signal: AbortSignal | undefined) {
+      if (path === '/v1/queue/claim' && given === 0) {
+        given++;
+        return Promise.resolve({
+          jobs: [
+            {
+              job: { id: 'j', queue: 'q', data: null, leaseMs: 30_000 },
+              token: 1,
+              leaseExpiresMs: Date.now() + 30_000,
+            },
+          ],
+        } as T);
+      }
+      if (path === '/v1/queue/claim')
+        return new Promise<T>((_, reject) =>
+          signal?.addEventListener('abort', () => reject(new Error('closed')), { once: true }),
+        );
+      if (path === '/v1/queue/progress') sent.push(body['progress']);
+      return Promise.resolve({ state: 'completed' } as T);
+    },
+    read: <T>() => Promise.resolve({} as T),
+  };
+  const refused: string[] = [];
+  const worker = new Worker(
+    new QueueClient('q', transport),
+    async (_job, ctx) => {
+      for (const bad of [50.5, -1, 101, { step: 1 }, '50'])
+        await ctx.progress(bad as number).then(
+          () => refused.push(`accepted ${JSON.stringify(bad)}`),
+          (err: unknown) =>
+            refused.push(err instanceof FlotillaError ? err.code : `threw ${String(err)}`),
+        );
+      await ctx.progress(50);
+      return 'ok';
+    },
+    { concurrency: 1 },
+  );
+  try {
+    await until('the job ran', () => Promise.resolve(refused.length === 5 && sent.length === 1));
+    assert.deepEqual(refused, Array(5).fill('BAD_REQUEST'));
+    assert.deepEqual(sent, [50]);
+  } finally {
+    await worker.close();
+  }
+});
