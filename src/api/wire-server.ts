@@ -333,8 +333,11 @@ class Connection {
     });
   }
 
+  /** Listeners on the connection's abort and on its long polls' own (a leak shows here). */
   abortListeners(): number {
-    return getEventListeners(this.requestsAbort.signal, 'abort').length;
+    let n = getEventListeners(this.requestsAbort.signal, 'abort').length;
+    for (const c of this.polls.values()) n += getEventListeners(c.signal, 'abort').length;
+    return n;
   }
 
   destroy(): void {
