@@ -51,6 +51,13 @@ export function checkMessage(m: unknown): asserts m is Message {
     assert(false, `Cannot step a message of type ${shown(type)}`);
   for (const k of baseFields) checkCount(o, type, k);
   for (const k of numericFields[type as MessageType]) checkCount(o, type, k);
+  // A message from no one, or from this node to itself, is no peer's: a follower took itself
+  // for its leader and forwarded proposals to itself.
+  if (o['from'] === 0 || o['from'] === o['to'])
+    assert(
+      false,
+      `Cannot step ${type} from ${String(o['from'])} to ${String(o['to'])}: not a peer's`,
+    );
   if (type !== 'append') return;
   const entries = o['entries'];
   assert(Array.isArray(entries), `Cannot step append: entries must be an array`);
@@ -60,5 +67,7 @@ export function checkMessage(m: unknown): asserts m is Message {
       isCount(x['index']) && isCount(x['term']) && x['data'] instanceof Uint8Array,
       `Cannot step append: an entry needs an integer index and term and Uint8Array data`,
     );
+    if (x['type'] !== 'normal' && x['type'] !== 'noop' && x['type'] !== 'conf-change')
+      assert(false, `Cannot step append: entry type ${shown(x['type'])}`);
   }
 }

@@ -4,7 +4,7 @@
 import { defaultLimits } from '../base/limits.js';
 import { AssertionError } from './errors.js';
 import type { Rng } from './rng.js';
-import type { InitialState, NodeId, Recovery, SnapshotMeta } from './types.js';
+import type { EntryType, InitialState, NodeId, Recovery, SnapshotMeta } from './types.js';
 
 /** Something the core reports for people to follow: role changes, votes, elections. */
 export interface RaftEvent {
@@ -150,6 +150,20 @@ function check(condition: boolean, message: string): void {
   if (!condition) throw new AssertionError(`Invalid Raft config: ${message}`);
 }
 
+/** The settings that are counts: positive integers when given. */
+const countSettings = [
+  'electionTicks',
+  'heartbeatTicks',
+  'maxInflightMsgs',
+  'maxInflightBytes',
+  'maxEntriesPerMsg',
+  'maxBytesPerMsg',
+  'maxProposalBytes',
+  'maxUncommittedBytes',
+  'maxCommittedPerReady',
+  'snapshotChunkBytes',
+] as const;
+
 export function resolveConfig(config: RaftConfig): ResolvedConfig {
   // A caller in plain JavaScript may pass anything: say which field is wrong rather than fail
   // later with a TypeError from deep inside the core (a missing rng at the first election).
@@ -157,6 +171,27 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
   check(
     typeof (config.rng as Partial<Rng> | undefined)?.int === 'function',
     'rng must be a random source (createRng(seed))',
+  );
+  check(
+    Array.isArray(config.voters) || config.initial?.snapshot != null,
+    `voters must be an array of node ids, got ${String(config.voters)}`,
+  );
+  // Counts given as strings or fractions would not fail at once: "10" + n made a campaign wait
+  // ten times too long, and 1.5 in-flight messages an Array of invalid length.
+  for (const k of countSettings) {
+    const v = (config as unknown as Record<string, unknown>)[k];
+    check(
+      v === undefined || v === null || (typeof v === 'number' && Number.isSafeInteger(v) && v >= 1),
+      `${k} must be a positive integer, got ${JSON.stringify(v) ?? String(v)}`,
+    );
+  }
+  check(
+    config.recovery === undefined || config.recovery === 'none' || config.recovery === 'recovering',
+    `recovery must be "none" or "recovering", got ${JSON.stringify(config.recovery)}`,
+  );
+  check(
+    config.onEvent === undefined || config.onEvent === null || typeof config.onEvent === 'function',
+    'onEvent must be a function',
   );
   const resolved: ResolvedConfig = {
     id: config.id,
@@ -240,6 +275,8 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
   return resolved;
 }
 
+const entryTypes: ReadonlySet<string> = new Set<EntryType>(['normal', 'noop', 'conf-change']);
+
 function isCount(v: unknown): boolean {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
@@ -272,5 +309,10 @@ function checkInitial(initial: InitialState): void {
     check(
       isCount(e?.index) && isCount(e?.term) && e?.data instanceof Uint8Array,
       'initial.entries: an entry needs an integer index and term and Uint8Array data',
+    );
+  for (const e of initial.entries)
+    check(
+      entryTypes.has(e.type),
+      `initial.entries: entry ${e.index} has type ${JSON.stringify(e.type)}, not one of ${[...entryTypes].join(', ')}`,
     );
 }

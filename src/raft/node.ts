@@ -330,6 +330,11 @@ export class RaftNode {
    */
   compact(index: Index): SnapshotMeta {
     const r = this.raft;
+    // A string index became "3" + "1" far from here, a fraction a TypeError inside the log.
+    assert(
+      typeof index === 'number' && Number.isSafeInteger(index) && index >= 0,
+      `compact needs an integer log index >= 0, got ${JSON.stringify(index) ?? String(index)}`,
+    );
     r.log.compact(index);
     r.confs.compacted(r.log.snapshotIndex);
     return snapshotMetaOf(r.log.snapshotIndex, r.log.snapshotTerm, r.confAt(r.log.snapshotIndex));

@@ -74,6 +74,13 @@ void test('a malformed message is refused before it changes anything, naming the
       { ...append, entries: [{ term: 1, index: 1, type: 'normal', data: 'x' }] },
       /an entry needs an integer index and term and Uint8Array data/,
     ],
+    [
+      { ...append, entries: [{ term: 1, index: 1, type: 'bogus', data: new Uint8Array() }] },
+      /entry type "bogus"/,
+    ],
+    // A follower took a message from itself for its leader's, and forwarded proposals to itself.
+    [{ ...heartbeat, from: 1 }, /heartbeat from 1 to 1: not a peer's/],
+    [{ ...heartbeat, from: 0 }, /heartbeat from 0 to 1: not a peer's/],
   ];
   for (const [m, why] of refused) {
     const node = fresh();
@@ -121,6 +128,7 @@ void test('a recovered state with a missing or mistyped number is refused, namin
     [{ ...good, hardState: undefined }, /initial\.hardState\.term/],
     [{ ...good, snapshot: { index: 1 } }, /initial\.snapshot must be null or snapshot metadata/],
     [{ ...good, entries: [{ ...entry(1), data: 'x' }] }, /initial\.entries: an entry needs/],
+    [{ ...good, entries: [{ ...entry(1), type: 'bogus' }] }, /entry 1 has type "bogus"/],
   ];
   for (const [initial, why] of refused)
     assert.throws(
@@ -156,4 +164,39 @@ void test('a membership change that is not { changes: [...] } is refused MEMBERS
     assert.match(r.ok ? '' : r.error.message, /A membership change is|Each single change is/);
   }
   assert.ok(node.proposeConfChange({ changes: [{ kind: 'add-learner', node: 2 }] }).ok);
+});
+
+void test('config counts that are not positive integers, and odd settings, are refused naming them', () => {
+  // Before, electionTicks "10" made the first campaign wait about ten times too long ("10" + n),
+  // maxInflightMsgs 1.5 threw a RangeError, and a bogus recovery showed up in status().
+  const base = { id: 1, voters: [1], rng: createRng(1) };
+  const refused: [Record<string, unknown>, RegExp][] = [
+    [{ electionTicks: '10' }, /electionTicks must be a positive integer, got "10"/],
+    [{ electionTicks: Infinity }, /electionTicks must be a positive integer/],
+    [{ maxInflightMsgs: 1.5 }, /maxInflightMsgs must be a positive integer, got 1.5/],
+    [{ maxBytesPerMsg: '1024' }, /maxBytesPerMsg must be a positive integer, got "1024"/],
+    [{ recovery: 'bogus' }, /recovery must be "none" or "recovering", got "bogus"/],
+    [{ onEvent: 5 }, /onEvent must be a function/],
+    [{ voters: 3 }, /voters must be an array of node ids, got 3/],
+  ];
+  for (const [extra, why] of refused)
+    assert.throws(
+      () => new RaftNode({ ...base, ...extra }),
+      (e: unknown) => e instanceof AssertionError && why.test(e.message),
+      why.source,
+    );
+  new RaftNode({ ...base, electionTicks: 20, leaseDriftTicks: null } as unknown as RaftConfig);
+});
+
+void test('compact refuses an index that is not an integer >= 0, naming it', () => {
+  // Before, compact("3") made the first index "31" and failed much later, elsewhere.
+  const node = leader();
+  for (const bad of ['3', 2.5, -1, NaN])
+    assert.throws(
+      () => node.compact(bad as number),
+      (e: unknown) =>
+        e instanceof AssertionError && /compact needs an integer log index/.test(e.message),
+      String(bad),
+    );
+  assert.equal(node.compact(1).index, 1);
 });
