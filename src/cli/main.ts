@@ -211,9 +211,18 @@ export function buildProgram(): Command {
       try {
         await runNode(config, { unknownEnv: unknownEnvVars(process.env) });
       } catch (err) {
-        throw err instanceof StorageError && err.code === 'STORAGE_CORRUPT'
-          ? withRecoveryHint(err, config.dataDir)
-          : err;
+        const shown =
+          err instanceof StorageError && err.code === 'STORAGE_CORRUPT'
+            ? withRecoveryHint(err, config.dataDir)
+            : err;
+        // A log pipeline reading JSON gets the reason the node stopped too, not only stderr.
+        const { createLogger, resolveLogFormat } = await import('../server/logging.js');
+        if (resolveLogFormat(config.logFormat, process.stdout.isTTY === true) === 'json')
+          createLogger(config.id, { level: 'fatal', format: 'json' }).fatal(
+            { code: (shown as { code?: unknown }).code ?? null },
+            `Node did not start: ${(shown as Error).message}`,
+          );
+        throw shown;
       }
     });
 

@@ -482,6 +482,19 @@ void describe('start fails fast, before opening storage', () => {
     assert.equal(dataDirCreated, false, 'the data directory was not even created');
   });
 
+  void it('when the client port is taken and logs are JSON: the reason is a log record too', async () => {
+    const { r, port } = await startWithTaken('client', ['--log-format', 'json']);
+    assert.equal(r.code, 1, r.stderr);
+    const records = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const fatal = records.find((x) => x['level'] === 60);
+    assert.ok(fatal !== undefined, `no fatal record in: ${r.stdout}`);
+    assert.equal(fatal['code'], 'ADDRESS_IN_USE');
+    assert.match(String(fatal['msg']), new RegExp(`on 127\\.0\\.0\\.1:${port}`));
+  });
+
   void it('when the peer port is taken', async () => {
     const { r, port, dataDirCreated } = await startWithTaken('peer');
     assert.equal(r.code, 1, r.stderr);
