@@ -25,7 +25,8 @@ export function renderMembers(r: MembersResponse): string {
       m.queueRole,
       m.match === undefined ? '' : String(m.match),
       m.lag === undefined ? '' : String(m.lag),
-      m.autoPromote ? 'yes' : '',
+      // A voter's flag says it has held a log (a mark for its recovery), not a promotion.
+      m.autoPromote && m.role === 'learner' ? 'yes' : '',
     ]);
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
   const lines = rows.map((row) =>
