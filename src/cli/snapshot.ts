@@ -164,7 +164,7 @@ async function receive(
   o: SaveOptions,
 ): Promise<SaveReport> {
   const tmp = partFile(file);
-  const fh = await open(tmp, 'wx', 0o644);
+  const fh = await open(tmp, 'wx', 0o600);
   let received = 0;
   let lastProgress = Date.now();
   const everyMs = o.progressEveryMs ?? 2_000;

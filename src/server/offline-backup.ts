@@ -198,7 +198,7 @@ async function write(
 ): Promise<OfflineSaveReport> {
   // A random part: two saves of one name (two containers, both pid 1) never share it.
   const tmp = partFile(file);
-  const fh = await open(tmp, 'wx', 0o644);
+  const fh = await open(tmp, 'wx', 0o600);
   const w = new BackupWriter();
   let written = 0;
   let lastProgress = Date.now();

@@ -12,6 +12,7 @@ import {
   readFileSync,
   readdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -116,6 +117,8 @@ void test('save reports what it wrote: both groups, their indexes, the checksum'
   assert.equal(checked.header.clusterId, 'flotilla');
   // Nothing but the file is left beside it (the temporary file was renamed).
   assert.deepEqual(readdirSync(dir), ['backup.flbk']);
+  // The whole store: readable by its owner only.
+  assert.equal(statSync(file).mode & 0o777, 0o600);
 });
 
 void test('a restored member starts a new cluster with the saved state and takes writes', async () => {

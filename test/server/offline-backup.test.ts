@@ -7,7 +7,7 @@
 // written there.
 
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -133,6 +133,11 @@ void test('a running member is refused: its storage is locked', () => {
 void test("a stopped member's directory saves what it knew committed, and starts a new cluster", async () => {
   const r = await save('committed.flbk');
   assert.equal(r.clusterId, 'flotilla');
+  assert.equal(
+    statSync(join(dir, 'committed.flbk')).mode & 0o777,
+    0o600,
+    'readable by its owner only',
+  );
   assert.deepEqual(
     r.groups.map((g) => g.group),
     [0, 1],
