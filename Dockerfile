@@ -71,7 +71,7 @@ EXPOSE 7001 8001
 # start period.
 HEALTHCHECK --interval=5s --timeout=5s --start-period=120s --retries=3 \
     CMD ["node", "/opt/flotilla/dist/src/cli/healthcheck.js"]
-# SIGTERM: a leader hands leadership to the most caught-up voter, the node flushes and
+# SIGTERM: a leader hands leadership to a voter it heard from lately, the most caught up, the node flushes and
 # closes its storage, and the process exits 0 (within about two seconds of the hand-off).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "/opt/flotilla/dist/src/cli/main.js"]

@@ -236,6 +236,10 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
   ): Promise<object> => {
     if (cmd.next === undefined) return propose(cmd, session, signal);
     const gate = gateOf(b);
+    if (yieldsNext(b, gate, cmd.queue)) {
+      const { next: _next, ...alone } = cmd;
+      return propose(alone, session, signal);
+    }
     const want = cmd.next.max ?? 1;
     gate.reserve(cmd.queue, want);
     const r = await propose(cmd, session, signal).finally(() => gate.release(cmd.queue, want));
@@ -298,6 +302,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
       const { queue: _q, ...rest } = naming(`reports[${i}]`, () => reportOf(op, queue, r));
       return rest;
     });
+    if (yieldsNext(b, gateOf(b), queue)) for (const r of reports) delete r.next;
     const want = reports.reduce((n, r) => n + (r.next === undefined ? 0 : (r.next.max ?? 1)), 0);
     const gate = gateOf(b);
     if (want > 0) gate.reserve(queue, want);
@@ -480,6 +485,11 @@ async function claim(
     b.service.queue.claimableNow(queue, b.clock.nowMs()) > gate.proposing(queue);
   /** Proposes the claim now (synchronously: handOver relies on it), counted by the gate. */
   const proposeNow = (): Promise<QueueAnswer> => {
+    // Cancelled before it started (a binary cancel in the same read): nothing is proposed.
+    if (signal.aborted)
+      return Promise.reject(
+        new FlotillaError('ABORTED', 'The claim was cancelled before it was proposed', false),
+      );
     gate.reserve(queue, want);
     return b.service.write(cmd, session, { signal }).finally(() => gate.release(queue, want));
   };
@@ -566,6 +576,11 @@ class ClaimGate {
     return () => this.wake(queue, s);
   }
 
+  /** Claims waiting for a job of `queue` here. */
+  sleeping(queue: string): number {
+    return this.sleepers.get(queue)?.size ?? 0;
+  }
+
   /** Hands `jobs` just proposed to the oldest claims waiting on `queue`: each proposes now. */
   handOver(queue: string, jobs: number): void {
     let left = jobs;
@@ -604,6 +619,17 @@ class ClaimGate {
     this.waiters.add(f);
     return () => this.waiters.delete(f);
   }
+}
+
+/**
+ * Whether a report's next claim gives way to the claims waiting here: on a queue with a
+ * concurrency limit, the job a report frees room for goes to the oldest waiting claim, which
+ * an apply wakes, rather than to the reporting slot. Otherwise the slots that held the room
+ * kept it, and one worker of ten ran every job (a queue user's find). Without a limit every
+ * claim can take a job, and the next claim saves a request.
+ */
+function yieldsNext(b: QueueBackend, gate: ClaimGate, queue: string): boolean {
+  return gate.sleeping(queue) > 0 && (b.service.queue.stats(queue)?.concurrency ?? null) !== null;
 }
 
 const gates = new WeakMap<QueueBackend, ClaimGate>();

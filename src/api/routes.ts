@@ -100,7 +100,7 @@ export interface KvBackend {
   ready(): { ready: boolean; reason: string };
   /** False once the process can no longer serve until restarted (a group stopped by its disk). */
   live(): { live: boolean; reason: string };
-  /** To voter `to`, or (0) to the voter most caught up. */
+  /** To voter `to`, or (0) to the best that takes it (successors: heard from lately, most caught up). */
   transferLeadership(to: number): Promise<void>;
   metrics: Registry;
 }
@@ -151,7 +151,7 @@ export function installRoutes(http: JsonHttpServer, b: KvBackend): void {
     if (fwd !== null) return fwd;
     const o = asObject(body);
     onlyFields(o, ['to']);
-    // Without "to", the leader picks the voter most caught up.
+    // Without "to", the leader picks one heard from lately, the most caught up.
     await b.transferLeadership(optInt(o, 'to', 1, 2 ** 31) ?? 0);
     return { json: { ok: true } };
   });

@@ -118,7 +118,9 @@ export function memberCommands(
     .addOption(tokenOption());
   leader
     .command('transfer')
-    .description('hand leadership to another voter (default: the one most caught up)')
+    .description(
+      'hand leadership to another voter (default: one heard from lately, the most caught up)',
+    )
     .option('--to <id>', 'the voter to hand it to', id('--to'))
     .action(async (o: { to?: number }) =>
       withClient(leader.opts<ClusterOptions>(), async (c) => {

@@ -16,7 +16,10 @@ import { sleep } from './util.js';
 export interface WorkerContext {
   /** Aborted when the lease was lost or the worker is closing past its grace period. */
   readonly signal: AbortSignal;
-  /** Reports progress, 0-100 (best effort). */
+  /**
+   * Reports progress, a percentage from 0 to 100 (a fraction is rounded); best effort: a
+   * failure to record it does not fail the run. Anything else throws BAD_REQUEST at once.
+   */
   progress(percent: number): Promise<void>;
   /** The claim's fencing token: pass it to other systems the job writes to. */
   readonly token: number;
@@ -215,15 +218,19 @@ export class Worker<D = unknown, R = unknown> {
           return abort.signal;
         },
         token: c.token,
-        progress: async (p) => {
-          // A value no job can record is the caller's mistake, said at once; only a failure
-          // to record a good one is forgiven (best effort).
-          if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 100)
+        progress: (p) => {
+          // A value no job can record is the caller's mistake, thrown at once, in the handler
+          // (the run fails, the process does not: a rejection nobody awaited would end it);
+          // a fraction is rounded, as 100 * i / n gives; a failure to record is forgiven.
+          if (typeof p !== 'number' || !(p >= 0 && p <= 100))
             throw new FlotillaError(
               'BAD_REQUEST',
-              `progress must be an integer percentage in [0, 100], got ${JSON.stringify(p) ?? String(p)}`,
+              `progress must be a percentage in [0, 100], got ${JSON.stringify(p) ?? String(p)}`,
             );
-          await this.queue.progress(id, c.token, p).catch(() => undefined);
+          return this.queue.progress(id, c.token, Math.round(p)).then(
+            () => undefined,
+            () => undefined,
+          );
         },
       }).then(
         (result) => ({ ok: true as const, result }),

@@ -741,7 +741,7 @@ export class RaftRuntime {
   }
 
   /**
-   * Stops the group. A leader first hands leadership to the most caught-up peer and waits
+   * Stops the group. A leader first hands leadership to a voter it heard from lately (successors) and waits
    * (bounded) for it to take over, so clients see a quick re-election instead of a timeout.
    * The storage and transport are the host's: it closes them after every group stopped.
    */
@@ -782,13 +782,19 @@ export class RaftRuntime {
   // -------------------------------------------------------------------------------------------
 
   private async handOff(timeoutMs: number): Promise<void> {
-    const best = successors(this.node.status())[0];
-    if (best === undefined) return;
-    try {
-      this.transferLeadership(best);
-    } catch {
-      return;
+    // The best the core takes: it refuses one it has not heard from lately, and one a
+    // membership change in flight takes out of the voters.
+    let started = false;
+    for (const to of successors(this.node.status())) {
+      try {
+        this.transferLeadership(to);
+        started = true;
+        break;
+      } catch {
+        continue;
+      }
     }
+    if (!started) return;
     // Until another node leads (or none is known), or the hand-off times out, on our clock.
     await new Promise<void>((resolve) => {
       const finish = (): void => {

@@ -129,19 +129,30 @@ export class NodeMembers {
   }
 
   /**
-   * The voter to hand leadership to when a transfer names none, as the leader sees it: one heard
-   * from lately, then the most caught up (`successors`); refused INVALID_REQUEST when there is
-   * none (this node does not lead, or leads alone).
+   * Hands leadership to the best voter that will take it when a transfer names none, as the
+   * leader sees it: one heard from lately, then the most caught up (`successors`), past any the
+   * core refuses (silent, or leaving the voters with a change in flight). Refused
+   * INVALID_REQUEST when there is none (this node does not lead, or leads alone), else with
+   * the last voter's refusal.
    */
-  transferTarget(): number {
+  transferToBest(): void {
     const s = this.o.runtime.status();
-    const best = s.role === 'leader' ? successors(s)[0] : undefined;
-    if (best === undefined)
+    const order = s.role === 'leader' ? successors(s) : [];
+    if (order.length === 0)
       throw new FlotillaError(
         'INVALID_REQUEST',
         `Node ${this.o.config.id} knows no other voter to hand leadership to (it leads: ${s.role === 'leader'})`,
       );
-    return best;
+    let refusal: unknown = null;
+    for (const to of order) {
+      try {
+        this.o.runtime.transferLeadership(to);
+        return;
+      } catch (err) {
+        refusal = err;
+      }
+    }
+    throw refusal;
   }
 
   /** Makes the address book, the transport's peers and the forwarders follow the membership. */

@@ -109,7 +109,7 @@ import {
 import { DashboardFeed, RateSampler } from './dashboard.js';
 import { Timeline } from './timeline.js';
 import { NodeTls } from './node-tls.js';
-import { readyzUrl, writeServing } from './serving-file.js';
+import { SERVING_FILE, readyzUrl, writeServing } from './serving-file.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -1136,24 +1136,14 @@ export class FlotillaNode implements AsyncDisposable {
       const wire = node.wire;
       if (wire !== null) tls.onChange((m) => wire.setTls(m));
     }
+    let addr: Awaited<ReturnType<typeof http.listen>>;
     try {
-      const addr = await http.listen(config.listenClient);
+      addr = await http.listen(config.listenClient);
       if (node.wire !== null && wireListen !== null)
         await listenClientProtocol(node.wire, wireListen).catch(async (err: unknown) => {
           await http.close();
           throw err;
         });
-      writeServing(config.dataDir, {
-        readyz: readyzUrl(addr.address, addr.port, given.tls !== null),
-        tls:
-          given.tls === null
-            ? null
-            : {
-                caFile: resolvePath(given.tls.caFile),
-                certFile: resolvePath(given.tls.certFile),
-                keyFile: resolvePath(given.tls.keyFile),
-              },
-      });
       log.info(
         {
           client: `${addr.address}:${addr.port}`,
@@ -1170,6 +1160,25 @@ export class FlotillaNode implements AsyncDisposable {
       loopDelay[Symbol.dispose]();
       tokens?.[Symbol.dispose]();
       throw listenError(config.listenClient, 'clients (listenClient)', err);
+    }
+    // For the image's health check; best effort: a node that could not write it still runs.
+    try {
+      writeServing(config.dataDir, {
+        readyz: readyzUrl(addr.address, addr.port, given.tls !== null),
+        tls:
+          given.tls === null
+            ? null
+            : {
+                caFile: resolvePath(given.tls.caFile),
+                certFile: resolvePath(given.tls.certFile),
+                keyFile: resolvePath(given.tls.keyFile),
+              },
+      });
+    } catch (err) {
+      log.warn(
+        { err },
+        `Cannot write ${SERVING_FILE}: the image's health check will guess the client port`,
+      );
     }
     node.tls?.start();
     node.stallWatch = stallWatch;
@@ -1471,7 +1480,8 @@ export class FlotillaNode implements AsyncDisposable {
       },
       transferLeadership: (to) => {
         try {
-          this.runtime.transferLeadership(to === 0 ? this.members.transferTarget() : to);
+          if (to === 0) this.members.transferToBest();
+          else this.runtime.transferLeadership(to);
         } catch (err) {
           throw toFlotillaError(err);
         }

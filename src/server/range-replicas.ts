@@ -534,7 +534,7 @@ export class RangeReplicas {
   }
 
   /**
-   * Hands leadership to the voter most caught up other than `added` (the voter just promoted,
+   * Hands leadership to the best of successors other than `added` (the voter just promoted,
    * which may not know yet that it votes and would let the leader's TimeoutNow pass), or to
    * `added` when it is the only other. Answers whether another voter took over in time; if
    * not, the next step tries again.

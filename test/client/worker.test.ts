@@ -605,8 +605,10 @@ void test('a job a report brought while the worker closes is run, not dropped', 
   assert.deepEqual(done, ['j0', 'j1']);
 });
 
-void test("a handler's progress that no job can record rejects at once; a good one is sent", async () => {
-  // BullMQ takes an object as progress; here it was dropped without a word (a queue user's find).
+void test("a handler's progress that is no percentage throws in the handler; a fraction is rounded", async () => {
+  // BullMQ takes an object as progress; here it was dropped without a word (a queue user's
+  // find). Thrown, not rejected: a handler that does not await it must fail its run, not end
+  // the process with an unhandled rejection.
   let given = 0;
   const sent: unknown[] = [];
   const transport: QueueTransport = {
@@ -636,22 +638,56 @@ void test("a handler's progress that no job can record rejects at once; a good o
   const worker = new Worker(
     new QueueClient('q', transport),
     async (_job, ctx) => {
-      for (const bad of [50.5, -1, 101, { step: 1 }, '50'])
-        await ctx.progress(bad as number).then(
-          () => refused.push(`accepted ${JSON.stringify(bad)}`),
-          (err: unknown) =>
-            refused.push(err instanceof FlotillaError ? err.code : `threw ${String(err)}`),
-        );
-      await ctx.progress(50);
-      return 'ok';
+      for (const bad of [-1, 101, NaN, { step: 1 }, '50'])
+        try {
+          void ctx.progress(bad as number);
+          refused.push(`accepted ${JSON.stringify(bad)}`);
+        } catch (err) {
+          refused.push(err instanceof FlotillaError ? err.code : `threw ${String(err)}`);
+        }
+      await ctx.progress(50.4);
+      void ctx.progress(100 / 3);
+      // Not awaited and not caught: the run fails, as any throw in a handler does.
+      void ctx.progress({ step: 2 } as unknown as number);
+      return 'not reached';
     },
     { concurrency: 1 },
   );
   try {
-    await until('the job ran', () => Promise.resolve(refused.length === 5 && sent.length === 1));
+    await until('the job ran', () => Promise.resolve(refused.length === 5 && sent.length === 2));
     assert.deepEqual(refused, Array(5).fill('BAD_REQUEST'));
-    assert.deepEqual(sent, [50]);
+    assert.deepEqual(sent, [50, 33]);
+    await until('the run failed', () => Promise.resolve(worker.counts.failed === 1), 10_000);
   } finally {
     await worker.close();
+  }
+});
+
+void test('with a concurrency limit, the jobs go round the waiting workers', async () => {
+  // A report's next claim took the room its job freed: one worker of ten ran all forty jobs,
+  // the others waited throughout (a queue user's find).
+  const client = await cluster();
+  const q = client.queue('limited');
+  await q.configure({ concurrency: 3 });
+  await q.addBulk(Array.from({ length: 40 }, (_, n) => ({ name: 'n', data: { n } })));
+  const byWorker = new Map<number, number>();
+  const workers = Array.from(
+    { length: 10 },
+    (_, w) =>
+      new Worker(q, () => new Promise((r) => setImmediate(() => r(null))), {
+        concurrency: 4,
+        waitMs: 2_000,
+        onCompleted: () => byWorker.set(w, (byWorker.get(w) ?? 0) + 1),
+      }),
+  );
+  try {
+    const total = (): number => [...byWorker.values()].reduce((a, b) => a + b, 0);
+    await until('forty jobs completed', () => Promise.resolve(total() === 40), 30_000);
+    assert.ok(
+      byWorker.size >= 3,
+      `jobs completed by worker: ${JSON.stringify([...byWorker.entries()])}`,
+    );
+  } finally {
+    await Promise.all(workers.map((w) => w.close()));
   }
 });

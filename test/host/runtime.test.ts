@@ -215,6 +215,47 @@ void test('a leader closing hands leadership to a voter it hears from, not to a 
   );
 });
 
+void test('a leader closing passes over a voter a change in flight removes, to the next best', async () => {
+  // The best by the leader's view (heard from, most caught up) may be one the core refuses:
+  // its removal is proposed and acknowledged but not yet committed. The hand-off asked only
+  // the best and, refused, handed off to no one (a review's find).
+  const conf = (e: readonly Entry[]): boolean => e.some((x) => x.type === 'conf-change');
+  let removed = 0;
+  let leaderId = 0;
+  const parked: (() => void)[] = [];
+  const c = await cluster(5, (id) =>
+    holdingStorage(
+      createMemoryStorage({ quiet: true }),
+      // Every follower but the one removed holds the removal back: it stays uncommitted.
+      (e) => id !== removed && id !== leaderId && conf(e),
+      (go) => parked.push(go),
+    ),
+  );
+  try {
+    const leader = await leaderOf(c);
+    leaderId = leader.id;
+    removed = Math.min(...c.nodes.map((n) => n.id).filter((id) => id !== leader.id));
+    void leader.proposeConfChange({ changes: [{ kind: 'remove', node: removed }] }).catch(() => 0);
+    await until(
+      () => `node ${removed} holds the removal: ${JSON.stringify(leader.status().progress)}`,
+      () => leader.status().progress[removed]?.match === leader.status().lastIndex,
+      5_000,
+    );
+    assert.ok(leader.status().commit < leader.status().lastIndex, 'the removal is not committed');
+    await leader.close(1_000);
+    const asked = (c.events ?? [])
+      .filter((e) => e.node === leader.id && e.kind === 'transfer-started')
+      .map((e) => e.peer);
+    assert.ok(
+      asked.length > 0 && !asked.includes(removed),
+      `transfers asked of ${asked.join(', ')}`,
+    );
+  } finally {
+    // The held writes end, so that the hosts can close.
+    for (const go of parked.splice(0)) go();
+  }
+});
+
 void test('a failed disk write stops the node: waiters fail and new requests are refused', async () => {
   let failWrites = false;
   const c = await cluster(1, () => {
