@@ -26,6 +26,12 @@ export interface WatchBackend {
   /** The count of open watches (those served for a range not run here included). */
   watches(): number;
   /**
+   * This node has known no leader for a while (its key-value group): a watch that asked for
+   * progress is ended then, with where to resume, rather than told "nothing new" while the
+   * cluster may go on writing elsewhere. Absent: never.
+   */
+  readonly leaderless?: () => boolean;
+  /**
    * Starts a watch on the range holding its keys (throws COMPACTED when its start is gone): on
    * the range's watch hub here, or, for a range not run here, as a stream from a replica of it.
    */
@@ -149,6 +155,20 @@ export async function runWatch(
   const progress = () => {
     timer = b.clock.setTimeout(() => {
       if (ended || watch === null) return;
+      if (b.leaderless?.() === true) {
+        const from = watch.header().revision + 1;
+        end(
+          cancelLine(
+            new FlotillaError(
+              'NO_LEADER',
+              `This node has known no leader for a while: resume on another node from revision ${from}`,
+              false,
+            ),
+            from,
+          ),
+        );
+        return;
+      }
       out.write({ header: watch.header(), progress: true });
       progress();
     }, progressMs);

@@ -88,6 +88,12 @@ export class LeaderlessWatch {
     this.periodic.stop();
   }
 
+  /** How long this node has known no leader, as of its last check (0 while it knows one). */
+  leaderlessMs(): number {
+    if (this.o.status().leader !== 0 || this.since === null) return 0;
+    return this.o.clock.nowMs() - this.since;
+  }
+
   /** The reason /readyz gives once no leader has been known for `warnAfterMs`; else null. */
   reason(): string | null {
     const s = this.o.status();

@@ -1053,6 +1053,8 @@ export class FlotillaNode implements AsyncDisposable {
       // Served by the watch hub of the range the watched keys lie in (CROSS_RANGE otherwise),
       // or relayed from a replica of a range not run here.
       watch: (spec, sink, via) => node.kvPath.watch(spec, sink, via),
+      // Two election timeouts without a leader: not an election under way, a node cut off.
+      leaderless: () => leaderless.leaderlessMs() >= 2 * electionTimeoutMs,
     };
     installWatchRoute(http, watchBackend);
     metrics.bindWatches(() => watchBackend.watches());

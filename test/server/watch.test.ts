@@ -328,3 +328,21 @@ void test('HTTP watches beyond the pool size neither wait nor hold up the calls 
   stop.abort();
   await Promise.all(watches);
 });
+
+void test('a watch on a node that has known no leader for a while ends, with where to resume', async () => {
+  // It went on saying "nothing new" every progress interval, which kept the client's failover
+  // from ever starting, while the rest of the cluster might go on writing (an etcd user's find;
+  // etcd's clients ask for the same with WithRequireLeader).
+  const { nodes, followers } = await start();
+  const watched = followers[0] as number;
+  const rev = await put(nodes.url(watched), 'lw', 'v1');
+  const res = await openWatch(nodes.url(watched), { key: 'lw', progressNotifyMs: 200 });
+  const lines = new LineReader(res);
+  await lines.until((seen) => seen.some((l) => l.progress === true));
+  // The two others stop: the watched node is left alone, with no leader to be had.
+  for (const id of [1, 2, 3].filter((n) => n !== watched)) await nodes.node(id).close();
+  const end = await lines.until((seen) => seen.some((l) => l.canceled === true), 15_000);
+  const last = end.find((l) => l.canceled === true) as Line;
+  assert.equal(last.error?.code, 'NO_LEADER', JSON.stringify(last));
+  assert.equal(last.resumeRevision, rev + 1);
+});
