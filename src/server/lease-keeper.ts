@@ -126,8 +126,11 @@ export class LeaseKeeper {
   /** Seconds left before the lease expires (rounded up), as this leader sees it. */
   timeToLive(id: number): { id: number; ttlSeconds: number; grantedTtlSeconds: number } {
     const lease = this.lease(id);
+    // Not seen by a check yet: the deadline the next check gives it (no allowance for a
+    // leader change on a leader that has led since before the grant).
     const deadline =
-      this.deadlines.get(id) ?? this.o.clock.nowMs() + lease.ttlSeconds * 1000 + this.o.extendMs;
+      this.deadlines.get(id) ??
+      this.o.clock.nowMs() + lease.ttlSeconds * 1000 + (this.leading ? 0 : this.o.extendMs);
     const left = Math.max(0, Math.ceil((deadline - this.o.clock.nowMs()) / 1000));
     return { id, ttlSeconds: left, grantedTtlSeconds: lease.ttlSeconds };
   }

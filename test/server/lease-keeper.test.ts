@@ -142,3 +142,15 @@ void test('a new leader finds a lease its predecessor granted before answering i
     (e: unknown) => e instanceof FlotillaError && e.code === 'LEASE_NOT_FOUND',
   );
 });
+
+void test('a lease granted under a leader of long standing reports its time to live, no more', () => {
+  // Asked before the next look, it said the extension a new leader gives as well: ttl 2
+  // answered 3 (an etcd user's find).
+  const { k, clock, state } = keeper();
+  k.check(); // leading from here on
+  clock.now += 1_000;
+  state.leases.set(5, 2);
+  assert.deepEqual(k.timeToLive(5), { id: 5, ttlSeconds: 2, grantedTtlSeconds: 2 });
+  k.check();
+  assert.deepEqual(k.timeToLive(5), { id: 5, ttlSeconds: 2, grantedTtlSeconds: 2 });
+});
