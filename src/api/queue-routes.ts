@@ -40,6 +40,7 @@ import {
   optString,
   reqString,
   type Obj,
+  naming,
 } from './validate.js';
 
 /** The longest a claim may wait for a job (`waitMs`). */
@@ -766,16 +767,6 @@ function bulkArray(o: Obj, field: string, max: number): unknown[] {
   if (!Array.isArray(given) || given.length === 0)
     throw new FlotillaError('BAD_REQUEST', `"${field}" must be a non-empty array of ${field}`);
   return optArray(o, field, max);
-}
-
-/** What `make` builds from one item of a bulk request; its refusal names the item first. */
-function naming<T>(item: string, make: () => T): T {
-  try {
-    return make();
-  } catch (err) {
-    if (!(err instanceof FlotillaError)) throw err;
-    throw new FlotillaError(err.code, `${item}: ${err.message}`);
-  }
 }
 
 /** The fields of a complete and of a fail besides `queue` (and a bulk report's `op`). */

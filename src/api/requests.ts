@@ -18,6 +18,7 @@ import {
   bytesField,
   encodeBytes,
   encodingOf,
+  naming,
   onlyFields,
   optArray,
   optBool,
@@ -340,9 +341,15 @@ export function prefixEnd(prefix: Uint8Array): Uint8Array {
 
 function parseCompare(c: Obj, enc: Encoding, limits: RequestLimits, i: number): BackendCompare {
   onlyFields(c, ['key', 'target', 'op', 'value'], `compare[${i}]`);
-  const key = checkKey(bytesField(c, 'key', enc), limits);
-  const target = reqString(c, 'target');
-  const op = reqString(c, 'op');
+  const [key, target, op] = naming(
+    `compare[${i}]`,
+    () =>
+      [
+        checkKey(bytesField(c, 'key', enc), limits),
+        reqString(c, 'target'),
+        reqString(c, 'op'),
+      ] as const,
+  );
   if (!['value', 'version', 'createRevision', 'modRevision', 'lease'].includes(target)) {
     throw new FlotillaError(
       'BAD_REQUEST',
@@ -351,10 +358,11 @@ function parseCompare(c: Obj, enc: Encoding, limits: RequestLimits, i: number): 
   }
   if (!['=', '!=', '<', '>'].includes(op))
     throw new FlotillaError('BAD_REQUEST', `compare[${i}].op must be =, !=, < or >, got "${op}"`);
-  const value =
+  const value = naming(`compare[${i}]`, () =>
     target === 'value'
       ? checkValue(bytesField(c, 'value', enc), limits)
-      : optInt(c, 'value', 0, Number.MAX_SAFE_INTEGER);
+      : optInt(c, 'value', 0, Number.MAX_SAFE_INTEGER),
+  );
   if (value === undefined)
     throw new FlotillaError(
       'BAD_REQUEST',
@@ -373,17 +381,17 @@ function parseTxnOp(x: Json, enc: Encoding, limits: RequestLimits, where: string
   switch (kind) {
     case 'put':
       onlyFields(inner, ['key', 'value', 'prevKv', 'lease'], `${where}.put`);
-      return parsePut(inner, enc, limits);
+      return naming(`${where}.put`, () => parsePut(inner, enc, limits));
     case 'delete':
       onlyFields(inner, ['key', 'rangeEnd', 'prefix', 'prevKv'], `${where}.delete`);
-      return {
+      return naming(`${where}.delete`, () => ({
         kind: 'delete',
         range: parseRangeSpec(inner, enc, limits),
         prevKv: optBool(inner, 'prevKv'),
-      };
+      }));
     case 'range': {
       onlyFields(inner, ['key', 'rangeEnd', 'prefix', 'limit'], `${where}.range`);
-      return { kind: 'range', ...parseRange(inner, enc, limits) };
+      return naming(`${where}.range`, () => ({ kind: 'range', ...parseRange(inner, enc, limits) }));
     }
     default:
       throw new FlotillaError('BAD_REQUEST', `${where} has unknown operation "${kind}"`);

@@ -126,3 +126,16 @@ function describe(v: unknown): string {
   const s = JSON.stringify(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
+
+/**
+ * What `make` builds from one part of a request (an item of a bulk, a compare or an operation
+ * of a transaction); its refusal names the part first.
+ */
+export function naming<T>(item: string, make: () => T): T {
+  try {
+    return make();
+  } catch (err) {
+    if (!(err instanceof FlotillaError)) throw err;
+    throw new FlotillaError(err.code, `${item}: ${err.message}`);
+  }
+}
