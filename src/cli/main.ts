@@ -561,22 +561,34 @@ function watchCommand(cmd: Command, endpoints: () => ClusterOptions): void {
     .option('--prefix', 'watch every key with this prefix')
     .option('--rev <n>', 'start from revision n (replaying history)', int('--rev', 1))
     .option('--prev-kv', 'print the version each change replaced')
-    .action(async (key: string, o: { prefix?: boolean; rev?: number; prevKv?: boolean }) =>
-      withClient(endpoints(), async (c) => {
-        const stop = new AbortController();
-        process.once('SIGINT', () => stop.abort());
-        process.once('SIGTERM', () => stop.abort());
-        for await (const batch of c.watch(key, {
-          prefix: o.prefix === true,
-          prevKv: o.prevKv === true,
-          ...(o.rev === undefined ? {} : { startRevision: o.rev }),
-          signal: stop.signal,
-        })) {
-          for (const e of batch.events)
-            process.stdout.write(`${JSON.stringify({ revision: batch.revision, ...e })}\n`);
-        }
-        return undefined;
-      }),
+    .addOption(
+      new Option('--encoding <enc>', 'keys and values as UTF-8 text, or base64 (binary values)')
+        .choices(['utf8', 'base64'])
+        .default('utf8'),
+    )
+    .action(
+      async (
+        key: string,
+        o: { prefix?: boolean; rev?: number; prevKv?: boolean; encoding: 'utf8' | 'base64' },
+      ) =>
+        withClient(endpoints(), async (c) => {
+          const stop = new AbortController();
+          process.once('SIGINT', () => stop.abort());
+          process.once('SIGTERM', () => stop.abort());
+          // The key is given as text; with base64 it is sent, and printed back, as base64 too.
+          const asked = o.encoding === 'base64' ? Buffer.from(key, 'utf8').toString('base64') : key;
+          for await (const batch of c.watch(asked, {
+            prefix: o.prefix === true,
+            prevKv: o.prevKv === true,
+            ...(o.rev === undefined ? {} : { startRevision: o.rev }),
+            ...(o.encoding === 'base64' ? { encoding: 'base64' as const } : {}),
+            signal: stop.signal,
+          })) {
+            for (const e of batch.events)
+              process.stdout.write(`${JSON.stringify({ revision: batch.revision, ...e })}\n`);
+          }
+          return undefined;
+        }),
     );
 }
 

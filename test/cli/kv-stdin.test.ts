@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
 import { cliEntry } from '../../src/cli/cluster.js';
 import { TestNodes } from '../server/nodes.js';
+import { exitOf, startCli, waitForOutput } from './run.js';
 
 let nodes: TestNodes;
 let client: FlotillaClient;
@@ -172,4 +173,32 @@ void test('a reader that leaves early stops the command quietly, with status 141
   );
   assert.equal(watch.code, 141, `exit ${watch.code} ${watch.signal}: ${watch.stderr}`);
   assert.equal(watch.stderr, '');
+});
+
+void test('watch --encoding base64 prints binary values byte for byte', async () => {
+  // As text, a value that is not UTF-8 came out with replacement characters (an etcd user's
+  // find): base64 keeps it.
+  const bytes = Buffer.from([0xff, 0x00, 0x80, 0xfe, 0x41]);
+  const key = Buffer.from('bin/one').toString('base64');
+  await client.put(key, bytes.toString('base64'), { encoding: 'base64' });
+  const run = startCli([
+    'watch',
+    'bin/',
+    '--prefix',
+    '--rev',
+    '1',
+    '--encoding',
+    'base64',
+    '--endpoints',
+    endpoints,
+  ]);
+  try {
+    const [line] = await waitForOutput(run, /^\{.*\}$/m, 15_000);
+    const e = JSON.parse(line) as { kv: { key: string; value: string } };
+    assert.equal(Buffer.from(e.kv.key, 'base64').toString(), 'bin/one');
+    assert.deepEqual(Buffer.from(e.kv.value, 'base64'), bytes);
+  } finally {
+    run.child.kill('SIGINT');
+    await exitOf(run, 10_000);
+  }
 });
