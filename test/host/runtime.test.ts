@@ -235,10 +235,22 @@ void test('a leader closing passes over a voter a change in flight removes, to t
     const leader = await leaderOf(c);
     leaderId = leader.id;
     removed = Math.min(...c.nodes.map((n) => n.id).filter((id) => id !== leader.id));
+    // A leader takes no membership change until it has applied the entry of its election.
+    await until(
+      () => `the leader applies its first entry: ${JSON.stringify(leader.status())}`,
+      () => leader.status().applied === leader.status().lastIndex,
+      5_000,
+    );
+    // The proposal is appended after a turn of the loop: until then every match is the last
+    // index, so the wait is for a match past the index before it.
+    const before = leader.status().lastIndex;
     void leader.proposeConfChange({ changes: [{ kind: 'remove', node: removed }] }).catch(() => 0);
     await until(
       () => `node ${removed} holds the removal: ${JSON.stringify(leader.status().progress)}`,
-      () => leader.status().progress[removed]?.match === leader.status().lastIndex,
+      () => {
+        const match = leader.status().progress[removed]?.match ?? 0;
+        return match > before && match === leader.status().lastIndex;
+      },
       5_000,
     );
     assert.ok(leader.status().commit < leader.status().lastIndex, 'the removal is not committed');
