@@ -20,6 +20,11 @@ export class EventQueue<T> {
     return this.heap.length;
   }
 
+  /** When the next event is due (Infinity when none is). */
+  peekTimeMs(): number {
+    return this.heap[0]?.timeMs ?? Infinity;
+  }
+
   push(timeMs: number, event: T): void {
     const item: Scheduled<T> = { timeMs, seq: this.nextSeq++, event };
     const h = this.heap;

@@ -28,6 +28,7 @@ export {
 } from './checker.js';
 export { SimError, type SimErrorCode } from './errors.js';
 export type {
+  KvPlant,
   MetaPlant,
   NodeFactory,
   RangePlant,

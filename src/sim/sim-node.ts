@@ -132,6 +132,8 @@ export interface SimNodeOptions {
    */
   readonly ranges?: boolean;
   readonly plantRange?: RangePlant;
+  /** Sees the node's key-value machine (without ranges) before its group starts. */
+  readonly plantKv?: KvPlant;
   /**
    * Ranges' replicas move (mover.ts): the node gives up the ranges it is no longer a replica
    * of, with the product's RangeRetirer, and starts at boot the ranges it was added to.
@@ -178,6 +180,9 @@ const SIM_MAP_REPAIR_MS = 500;
 export const SIM_META_RECORD_MS = 1_000;
 /** A logger that writes nothing (the simulator's trace is its log). */
 const silent = pino({ enabled: false });
+
+/** Sees a node's key-value machine (without ranges) before its group starts. */
+export type KvPlant = (kv: KvStateMachine, node: number) => void;
 
 /** Sees each range's machine, and the session layer around it, before its group starts. */
 export type RangePlant = (range: RangeMachine, sessions: SessionMachine) => void;
@@ -266,6 +271,7 @@ export class SimNode implements LogView {
 
   private async boot(gen: number): Promise<void> {
     const kv = new KvStateMachine(SIM_KV_LIMITS);
+    this.opts.plantKv?.(kv, this.id);
     const recovery = this.disk.recovery;
     let core: RaftNode | null = null;
     // The disk first, as node.ts opens storage first: the WAL's recovery runs here.
@@ -541,6 +547,18 @@ export class SimNode implements LogView {
       ms,
     );
     return c.signal;
+  }
+
+  /** Every group's runtime here (range 0, the ranges and the meta group), by group, when up. */
+  runtimes(): [GroupId, RaftRuntime][] {
+    const out: [GroupId, RaftRuntime][] = [];
+    for (const g of this.groupIds()) {
+      const rt = this.runtimeOf(g);
+      if (rt !== undefined) out.push([g, rt]);
+    }
+    const meta = this.meta;
+    if (meta !== null) out.push([META_GROUP, meta.runtime]);
+    return out;
   }
 
   /** Group `group`'s runtime here (range 0, a range, or the meta group), when it runs. */

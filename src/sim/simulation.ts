@@ -60,6 +60,8 @@ export type { SimEvent, SimOptions, SimResult, SimStats } from './types.js';
 const DEFAULT_MAX_EVENTS = 400_000;
 /** Events between full pairwise log comparisons (the incremental checks run every event). */
 const FULL_CHECK_EVERY = 512;
+/** Election timeouts a finished run goes on for, at most, for its replicas to apply alike. */
+const CONVERGE_TIMEOUTS = 20;
 
 /** What the command line can set, and so what a replay command must repeat. */
 export interface ReplayOptions {
@@ -177,6 +179,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     wakes: 0,
     silenceWakes: 0,
     comebackWakes: 0,
+    imagesCompared: 0,
   };
   private inLiveness = false;
   private livenessStartMs = 0;
@@ -260,6 +263,7 @@ export class Simulation implements NodeHost, WorkloadHost {
           host: this,
           ranges: p.ranges > 0,
           ...(options.plantRange === undefined ? {} : { plantRange: options.plantRange }),
+          ...(options.plantKv === undefined ? {} : { plantKv: options.plantKv }),
           moves: p.moveEveryMs > 0,
           ...(options.plantRetire === undefined ? {} : { plantRetire: options.plantRetire }),
           meta: this.meta,
@@ -314,26 +318,133 @@ export class Simulation implements NodeHost, WorkloadHost {
 
   async run(): Promise<SimResult> {
     await this.boot();
-    const maxEvents = this.options.maxEvents ?? DEFAULT_MAX_EVENTS;
     while (!this.finished && this.checker.violations.length === 0) {
-      const item = this.queue.pop();
-      if (item === undefined) break;
-      const ev = item.event;
-      // A cancelled timer or a dead incarnation's completion is not an event.
-      if ((ev.kind === 'timer' || ev.kind === 'disk') && !this.node(ev.node).pending(ev.gen, ev.id))
-        continue;
-      this.nowMs = item.timeMs;
-      for (const c of this.groupCheckers.values()) c.nowMs = item.timeMs;
-      if (++this.stats.events > maxEvents) {
-        this.checker.report('liveness', `event budget of ${maxEvents} exhausted`);
-        break;
-      }
-      this.trace.record(item.timeMs, ev);
-      this.guard('event', () => this.handle(ev));
-      await settle();
-      this.guard('check', () => this.afterEvent());
+      if (!(await this.step())) break;
+    }
+    if (this.finished && this.checker.violations.length === 0) {
+      await this.converge();
+      if (this.checker.violations.length === 0) await this.compareImages();
     }
     return this.result();
+  }
+
+  /** Runs the next event and the checks after it; false when there is none or the budget ran out. */
+  private async step(): Promise<boolean> {
+    const item = this.queue.pop();
+    if (item === undefined) return false;
+    const ev = item.event;
+    // A cancelled timer or a dead incarnation's completion is not an event.
+    if ((ev.kind === 'timer' || ev.kind === 'disk') && !this.node(ev.node).pending(ev.gen, ev.id))
+      return true;
+    this.nowMs = item.timeMs;
+    for (const c of this.groupCheckers.values()) c.nowMs = item.timeMs;
+    const maxEvents = this.options.maxEvents ?? DEFAULT_MAX_EVENTS;
+    if (++this.stats.events > maxEvents) {
+      this.checker.report('liveness', `event budget of ${maxEvents} exhausted`);
+      return false;
+    }
+    this.trace.record(item.timeMs, ev);
+    this.guard('event', () => this.handle(ev));
+    await settle();
+    this.guard('check', () => this.afterEvent());
+    return true;
+  }
+
+  /**
+   * Once the run is done: runs on, faults healed and no client writing, until in every group
+   * each member the leader replicates to has applied as far as the leader committed, for at
+   * most CONVERGE_TIMEOUTS election timeouts (what has not converged by then is compared
+   * where it stands: replicas at the same index still must agree).
+   */
+  private async converge(): Promise<void> {
+    const untilMs = this.nowMs + CONVERGE_TIMEOUTS * this.electionTimeoutMs();
+    while (this.checker.violations.length === 0 && !this.converged()) {
+      if (this.queue.peekTimeMs() > untilMs || !(await this.step())) return;
+    }
+  }
+
+  private converged(): boolean {
+    const byGroup = new Map<number, RaftRuntime[]>();
+    for (const n of this.upNodes())
+      for (const [g, rt] of n.runtimes()) byGroup.set(g, [...(byGroup.get(g) ?? []), rt]);
+    for (const rts of byGroup.values()) {
+      const leader = rts.find((rt) => rt.isLeader());
+      if (leader === undefined) return false;
+      const st = leader.status();
+      if (leader.appliedIndex() < st.commit) return false;
+      for (const rt of rts) {
+        if (st.progress[rt.id] !== undefined && rt.appliedIndex() !== leader.appliedIndex())
+          return false;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * State machine safety on the replicas themselves: in every group, two members that applied
+   * through the same index hold the same state (the whole machine, sessions included), read
+   * as a backup reads it. The checks during the run look at what the core hands out and at
+   * snapshot images; a replica that applied a command wrongly is seen only here.
+   */
+  private async compareImages(): Promise<void> {
+    // Every state is captured now, at one instant; the chunks are made later, paced by the
+    // nodes' clocks, so the simulation runs on while they are read.
+    const images: { node: number; group: number; index: number; image: string | null }[] = [];
+    const reads: Promise<void>[] = [];
+    for (const n of this.upNodes()) {
+      for (const [group, rt] of n.runtimes()) {
+        let captured: ReturnType<RaftRuntime['captureApplied']>;
+        try {
+          captured = rt.captureApplied();
+        } catch {
+          continue; // installing a snapshot, or stopped: not at an index
+        }
+        const one = { node: n.id, group, index: captured.index, image: null as string | null };
+        images.push(one);
+        reads.push(
+          (async () => {
+            const parts: Buffer[] = [];
+            for await (const c of captured.chunks) parts.push(Buffer.from(c));
+            one.image = Buffer.concat(parts).toString('base64');
+          })(),
+        );
+      }
+    }
+    let read = false;
+    const all = Promise.all(reads).then(() => {
+      read = true;
+    });
+    all.catch((err: unknown) => this.fail('state capture', err));
+    const untilMs = this.nowMs + CONVERGE_TIMEOUTS * this.electionTimeoutMs();
+    await settle();
+    while (!read && this.checker.violations.length === 0) {
+      if (this.queue.peekTimeMs() > untilMs || !(await this.step())) break;
+    }
+    if (this.checker.violations.length > 0) return;
+    if (!read) {
+      this.checker.report(
+        'liveness',
+        "the replicas' states, captured at the end, were not read out",
+      );
+      return;
+    }
+    const seen = new Map<string, { node: number; image: string }>();
+    for (const { node, group, index, image } of images) {
+      const key = `${group}/${index}`;
+      const first = seen.get(key);
+      if (first === undefined) {
+        seen.set(key, { node, image: image ?? '' });
+        continue;
+      }
+      this.stats.imagesCompared++;
+      if (first.image !== image) {
+        this.checkerOf(group).report(
+          'state-machine-safety',
+          `at the end of the run, node ${node}'s state in group ${group} at index ${index} differs from node ${first.node}'s`,
+        );
+        return;
+      }
+    }
   }
 
   /** Runs `fn`, reporting what it throws as a failure of the code under test or the harness. */

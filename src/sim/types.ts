@@ -6,6 +6,7 @@ import type { Violation } from './checker.js';
 import type { ClusterSize, Profile } from './profile.js';
 import type { ReplicaStepFn } from './mover.js';
 import type {
+  KvPlant,
   MetaPlant,
   NodeFactory,
   RangePlant,
@@ -42,6 +43,11 @@ export interface SimOptions {
   readonly ranges?: boolean;
   /** Called with each range's machine as a node starts it; tests plant split bugs with it. */
   readonly plantRange?: RangePlant;
+  /**
+   * Called with each node's key-value machine (without ranges) as the node starts it; tests
+   * plant apply bugs with it.
+   */
+  readonly plantKv?: KvPlant;
   /**
    * With ranges: moves replicas of the ranges split off range 0 under the faults (mover.ts,
    * profile.ts drawMoveProfile). Off by default.
@@ -105,6 +111,11 @@ export interface SimStats {
   silenceWakes: number;
   /** ... and a peer heard again after it fell silent (a restart, a healed partition). */
   comebackWakes: number;
+  /**
+   * At the end of a run: replica states compared, each a node's whole state machine (sessions
+   * included) against another's at the same applied index, in any group.
+   */
+  imagesCompared: number;
 }
 
 export interface SimResult {

@@ -17,8 +17,10 @@ import {
 } from '../../src/raft/index.js';
 import { RaftRuntime } from '../../src/host/runtime.js';
 import type { ApplyResult } from '../../src/kv/machine.js';
+import type { Command } from '../../src/host/contracts.js';
 import {
   runSeed,
+  type KvPlant,
   type Profile,
   type SimOptions,
   type SimResult,
@@ -312,6 +314,26 @@ export const SESSION_BUG: PlantedBug = {
   expect: 'exactly-once',
   profile: { nodes: 3, clients: 4, thinkMs: 0, readRatio: 0, crashEveryMs: 150, dropRate: 0.1 },
 };
+
+/**
+ * A key-value machine that, on node `node` alone, skips every command at an index ending in 3
+ * and answers it with the revision it stands at: its replica drifts from the others while
+ * every log, and what the core hands out to apply, stays correct.
+ */
+export function skipsCommands(node: number): KvPlant {
+  return (kv, id) => {
+    if (id !== node) return;
+    const apply = kv.apply.bind(kv);
+    kv.apply = (commands) => {
+      const skipped = (c: Command): boolean => c.index % 10 === 3;
+      const results = apply(commands.filter((c) => !skipped(c)));
+      let i = 0;
+      return commands.map((c) =>
+        skipped(c) ? ({ revision: kv.revision() } as ApplyResult) : (results[i++] as ApplyResult),
+      );
+    };
+  };
+}
 
 /** Wipes with no other faults but the drawn ones: a missed lost log never catches up. */
 export const LOST_LOG_PROFILE: Partial<Profile> = { nodes: 3, wipeEveryMs: 300, snapshotEvery: 0 };
