@@ -61,9 +61,16 @@ export function tickHeartbeat(r: Raft): void {
     // Check-quorum (thesis §6.2): a leader cut off from a majority steps down, so clients
     // stop waiting on it and a partitioned minority cannot keep a stale leader.
     // A leader handing off after its removal waits for its successor instead: stepping down
-    // without one could leave the voters never told that the change committed.
+    // without one could leave the voters never told that the change committed. It waits only
+    // while it hears from one of them: cut off from all, its heartbeats tell no one anything,
+    // and a leader that can never hand off would answer every proposal "transfer in progress"
+    // for ever.
     if (r.cfg.checkQuorum && !r.handingOff && !r.trk.quorumActive()) {
       r.becomeFollower(r.term, NONE, 'check-quorum: no contact with a majority');
+      return;
+    }
+    if (r.cfg.checkQuorum && r.handingOff && !r.trk.anyVoterActive(r.id)) {
+      r.becomeFollower(r.term, NONE, 'removed, and heard from no voter in an election timeout');
       return;
     }
     for (const [id, pr] of r.trk.progress) {

@@ -188,6 +188,14 @@ export class ProgressTracker {
     });
   }
 
+  /** Whether a voter other than `self` answered within this election timeout. */
+  anyVoterActive(self: NodeId): boolean {
+    for (const id of this.voterIds()) {
+      if (id !== self && this.progress.get(id)?.recentActive === true) return true;
+    }
+    return false;
+  }
+
   /** Whether the voters for which `acked` holds form a quorum (ReadIndex rounds). */
   confirmedBy(acked: (id: NodeId) => boolean): boolean {
     return jointHasQuorum(this.cfg.voters, acked);
