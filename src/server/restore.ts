@@ -78,7 +78,7 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
     );
   const work = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);
   await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+  await mkdir(work, { recursive: true, mode: 0o700 });
   try {
     const stored = await storeGroups(o, work, members, checked.sha256);
     // A backup holds no meta group (the new cluster's range map starts afresh); its storage is

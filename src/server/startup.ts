@@ -31,6 +31,8 @@ function errnoOf(err: unknown): string {
 
 /**
  * Creates the data directory (and its missing parents) and checks this process can write it.
+ * The data directory itself is created 0700, as etcd makes its own: it holds every key and
+ * value, the keys of the node's certificates when it makes them, and its backups.
  *
  * Why not `mkdirSync(dir, { recursive: true })`: on Linux it never returns for a path under
  * /proc (mkdir answers ENOENT although the parent exists, and Node retries forever). Here each
@@ -69,7 +71,7 @@ export function prepareDataDir(dir: string): void {
   }
   for (const p of missing.reverse()) {
     try {
-      mkdirSync(p);
+      mkdirSync(p, p === target ? { mode: 0o700 } : {});
     } catch (err) {
       // Another process may have created it meanwhile; statSync below would catch a file.
       if (errnoOf(err) !== 'EEXIST') throw fail(`cannot create ${p}`, err);

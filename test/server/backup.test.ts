@@ -126,6 +126,8 @@ void test('a restored member starts a new cluster with the saved state and takes
   // restore must not carry over.
   const { node, client } = await startRestored(file, 9, 'restored-9');
   try {
+    // Like a data directory a node makes, the restored one is its owner's alone.
+    assert.equal(statSync(join(dir, 'restored-9')).mode & 0o777, 0o700);
     assert.deepEqual(await missingWrites(acked, client, 'k/'), []);
     assert.equal((await client.queue('q').get('job-1')).job?.name, 'job');
     const members = await client.members();

@@ -1,0 +1,24 @@
+// A node's data directory holds every key and value, the keys of the certificates a node makes
+// itself and its backups: prepareDataDir creates it for its owner alone (0700), as etcd does.
+// The parents it creates on the way are left to the umask: they may be shared.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { prepareDataDir } from '../../src/server/startup.js';
+
+void test('a data directory is created 0700; the parents made on the way follow the umask', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-mode-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const parent = join(root, 'a', 'b');
+  const dataDir = join(parent, 'data');
+  prepareDataDir(dataDir);
+  assert.equal(statSync(dataDir).mode & 0o777, 0o700);
+  const umask = process.umask();
+  assert.equal(statSync(parent).mode & 0o777, 0o777 & ~umask);
+  // An existing directory is used as it is.
+  prepareDataDir(parent);
+  assert.equal(statSync(parent).mode & 0o777, 0o777 & ~umask);
+});
