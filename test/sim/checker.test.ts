@@ -184,6 +184,24 @@ void test('client history: a read that misses a write acknowledged before it beg
   assert.equal(pending, 4);
 });
 
+void test('client history: a search that runs out of steps fails the history as unchecked', () => {
+  // Overlapping writes, each read back: a search of a few steps cannot finish it.
+  const fill = (h: ClientHistory): ClientHistory => {
+    for (let i = 0; i < 6; i++) {
+      const w = h.invokeWrite(1 + (i % 2), 'k', `c${i}`, i * 10);
+      h.ok(w, i * 10 + 15);
+      const r = h.invokeRead(3 + (i % 2), 'k', i * 10 + 1);
+      h.ok(r, i * 10 + 14, `c${i}`);
+    }
+    return h;
+  };
+  assert.match(
+    fill(new ClientHistory(3)).check() ?? '',
+    /^Unchecked: the search ran out of its 3 steps on key "k" \(12 operations\)/,
+  );
+  assert.equal(fill(new ClientHistory()).check(), null, 'the same history, the default budget');
+});
+
 void test('lease overlap: a lease that holds after a later term elected a leader', () => {
   const c = new SafetyChecker();
   c.onLeader(1, 3);
