@@ -369,7 +369,9 @@ export const errorCodes = {
   // Raised by the client, never sent by a node.
   CONNECTION: {
     meaning:
-      'the connection failed or dropped; definite only when it was refused (nothing was sent)',
+      'the connection failed or dropped; definite only when it was refused (nothing was sent). ' +
+      'Where the scheme looks wrong (an http:// port that closes the connection unanswered, an ' +
+      'https:// one that answers without TLS), the message says which to use',
     indefinite: true,
     clientOnly: true,
   },

@@ -1324,7 +1324,7 @@ export class FlotillaClient {
       const refused = (err as { code?: unknown }).code === 'ECONNREFUSED';
       throw new FlotillaError(
         code,
-        `${method} ${endpoint}${path} failed: ${(err as Error).message}`,
+        `${method} ${endpoint}${path} failed: ${(err as Error).message}${schemeHint(endpoint, err)}`,
         method === 'POST' && !refused,
       );
     }
@@ -1390,6 +1390,20 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
 
 /** A value as an error message shows it. */
 /** A refusal of the `ackedBelow` field by a node of a release that does not know it. */
+/**
+ * A hint for a failure that a wrong scheme explains: a port serving TLS closes a plain HTTP
+ * connection without a word ("other side closed"), and a plain HTTP port answers a TLS
+ * handshake with bytes that are no TLS record ("wrong version number").
+ */
+function schemeHint(endpoint: string, err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown };
+  if (endpoint.startsWith('http:') && e.code === 'UND_ERR_SOCKET')
+    return ' (if the node serves its clients over TLS, its endpoint is https://)';
+  if (endpoint.startsWith('https:') && e.code === 'ERR_SSL_WRONG_VERSION_NUMBER')
+    return ' (the port answered without TLS: if the node serves plain HTTP, its endpoint is http://)';
+  return '';
+}
+
 function refusedMark(err: unknown): boolean {
   return (
     err instanceof FlotillaError && err.code === 'UNKNOWN_FIELD' && /"ackedBelow"/.test(err.message)

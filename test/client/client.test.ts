@@ -130,6 +130,24 @@ void describe('FlotillaClient retries', () => {
     }
   });
 
+  void it('an https:// endpoint that serves plain HTTP is named as such', async () => {
+    const url = (await serve((_b, res) => reply(res, 200, {}))).replace(/^http:/, 'https:');
+    const client = new FlotillaClient({ endpoints: [url], maxAttempts: 1 });
+    try {
+      await assert.rejects(client.put('k', 'v'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'CONNECTION');
+        assert.match(
+          e.message,
+          /answered without TLS: if the node serves plain HTTP, its endpoint is http:\/\//,
+        );
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
   void it('a definite refusal on the first attempt stays definite', async () => {
     const url = await serve((_body, res) => reply(res, 400, error('BAD_REQUEST', false)));
     await putFails({ endpoints: [url], timeoutMs: 1_000 }, { indefinite: false });

@@ -126,6 +126,20 @@ void describe('a cluster with TLS on every port', () => {
     }
   });
 
+  void it('a client that names the TLS port http:// is told to use https://', async () => {
+    const plain = nodes.url(1).replace(/^https:/, 'http:');
+    const c = new FlotillaClient({ endpoints: [plain], maxAttempts: 1, deadlineMs: 3_000 });
+    try {
+      await assert.rejects(
+        c.get('tls-key'),
+        (e: FlotillaError) =>
+          e.code === 'CONNECTION' && /its endpoint is https:\/\/\)/.test(e.message),
+      );
+    } finally {
+      await c.close();
+    }
+  });
+
   void it('a client without the CA, or without a certificate, cannot connect', async () => {
     const url = nodes.url(1);
     const noCa = new FlotillaClient({ endpoints: [url], maxAttempts: 1, deadlineMs: 3_000 });
