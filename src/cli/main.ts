@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // The `flotilla` command: run a node, run a local cluster, and talk to a cluster.
 
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { FlotillaClient, FlotillaError, type ReadConsistency } from '../client/index.js';
 import {
@@ -12,6 +11,7 @@ import {
   readConfigFile,
   resolveNodeConfig,
 } from '../server/config.js';
+import { packageVersion } from '../server/version.js';
 import { StorageError } from '../storage/index.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { readStdin, utf8Text } from './stdin.js';
@@ -62,18 +62,6 @@ async function withClient<T>(
     if (r !== undefined) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
   } finally {
     await c.close();
-  }
-}
-
-/** This build's version: the package's, from the package.json the build ships beside dist/. */
-function packageVersion(): string {
-  try {
-    const p = JSON.parse(
-      readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-    ) as { version?: unknown };
-    return typeof p.version === 'string' ? p.version : 'unknown';
-  } catch {
-    return 'unknown';
   }
 }
 

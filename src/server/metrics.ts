@@ -187,6 +187,31 @@ export class NodeMetrics {
     });
   }
 
+  /** The build this node runs, and the Node.js it runs on: a gauge of 1 with them as labels. */
+  bindBuild(version: string): void {
+    new Gauge({
+      name: 'flotilla_build_info',
+      help: 'The Flotilla version and the Node.js version this node runs (always 1)',
+      labelNames: ['version', 'nodejs'],
+      registers: [this.registry],
+    }).set({ version, nodejs: process.versions.node }, 1);
+  }
+
+  /**
+   * When the TLS certificate in use stops being valid (Unix seconds): a reloaded certificate
+   * shows at the next scrape, so an alert on it less now() sees a rotation that did not happen.
+   */
+  bindTlsExpiry(read: () => number): void {
+    new Gauge({
+      name: 'flotilla_tls_certificate_expiry_timestamp_seconds',
+      help: "When the node's TLS certificate in use expires, in Unix seconds",
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+
   /** Heartbeats the liveness lane sent for a silent main thread (transport/liveness.ts). */
   bindLiveness(read: () => number): void {
     let counted = 0;

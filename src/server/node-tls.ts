@@ -26,6 +26,8 @@ export interface LoadedTls extends TlsMaterial {
   readonly ca: Buffer;
   /** Subject, expiry and fingerprint of the certificate, for the log. */
   readonly summary: { subject: string; validTo: string; fingerprint: string };
+  /** When the certificate expires, in milliseconds since the epoch. */
+  readonly validToMs: number;
 }
 
 /** The TLS files are unusable: unreadable, not PEM, or not fitting together. */
@@ -90,6 +92,7 @@ export function loadTls(config: TlsConfig): LoadedTls {
       validTo: leaf.validTo,
       fingerprint: leaf.fingerprint256,
     },
+    validToMs: Date.parse(leaf.validTo),
   };
 }
 

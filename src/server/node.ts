@@ -109,6 +109,7 @@ import {
 import { DashboardFeed, RateSampler } from './dashboard.js';
 import { Timeline } from './timeline.js';
 import { NodeTls } from './node-tls.js';
+import { packageVersion } from './version.js';
 import { SERVING_FILE, readyzUrl, writeServing } from './serving-file.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
@@ -740,6 +741,8 @@ export class FlotillaNode implements AsyncDisposable {
     metrics.bindAdmission(() => admission.state());
     const loopDelay = new LoopDelayMonitor();
     metrics.bindLoopDelay(() => loopDelay.snapshot());
+    metrics.bindBuild(packageVersion());
+    if (tls !== null) metrics.bindTlsExpiry(() => Math.floor(tls.material.validToMs / 1000));
     metrics.bindQuiescing(() => host.stats());
     // A heartbeat sent just before a stall leaves a peer's election timer the election timeout
     // less one heartbeat interval: a stall that long may cost an election, or, on a follower,

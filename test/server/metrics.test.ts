@@ -10,6 +10,7 @@ import { FlotillaClient } from '../../src/client/index.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { NodeMetrics, type StatusView } from '../../src/server/metrics.js';
 import { FlotillaNode } from '../../src/server/node.js';
+import { packageVersion } from '../../src/server/version.js';
 import { freePorts } from '../e2e/harness.js';
 
 /** The sample lines of one metric family, without the node label, sorted. */
@@ -99,6 +100,10 @@ void test('a leader of three nodes reports both followers caught up after a writ
       await new Promise((r) => setTimeout(r, 50));
     }
     assert.equal(seen.length, 2, `the leader's lag gauges: ${seen.join('; ')}`);
+    assert.match(packageVersion(), /^\d+\.\d+\.\d+/);
+    assert.deepEqual(await samples((nodes[0] as FlotillaNode).metrics, 'flotilla_build_info'), [
+      `flotilla_build_info{version="${packageVersion()}",nodejs="${process.versions.node}"} 1`,
+    ]);
     assert.ok(
       seen.every((l) => l.endsWith(' 0')),
       `followers caught up: ${seen.join('; ')}`,

@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -268,6 +269,20 @@ void describe('a cluster with TLS on every port', () => {
     const n1 = nodes.node(1).config;
     const before = await servedSerial(n1.listenClient);
     assert.equal(await servedSerial(n1.listenPeer), before);
+    // The expiry gauge follows the certificate in use.
+    const expiryOnDisk = (): number =>
+      Math.floor(
+        Date.parse(new X509Certificate(readFileSync(certs.node(1).certFile)).validTo) / 1000,
+      );
+    const expiryGauge = async (): Promise<number> => {
+      const text = await nodes.node(1).metrics.registry.metrics();
+      const line = text
+        .split('\n')
+        .find((l) => l.startsWith('flotilla_tls_certificate_expiry_timestamp_seconds{'));
+      return Number(line?.split(' ')[1]);
+    };
+    assert.equal(await expiryGauge(), expiryOnDisk());
+    const expiryBefore = expiryOnDisk();
     // Same CA, new certificate: written in place, as a renewal does.
     await issueCert(certs.clusterDir, { name: 'node1', hosts: '127.0.0.1,localhost', force: true });
     const renewed = new Set<string>();
@@ -283,6 +298,8 @@ void describe('a cluster with TLS on every port', () => {
       'the peer port to serve the new certificate',
     );
     assert.ok(messages(1).includes('TLS certificate reloaded: new connections use it'));
+    assert.equal(await expiryGauge(), expiryOnDisk());
+    assert.notEqual(expiryOnDisk(), expiryBefore, 'the renewed certificate expires later');
 
     // A broken key is refused: logged, and the certificate in use stays.
     const keyFile = certs.node(1).keyFile;
