@@ -150,7 +150,9 @@ export class Membership {
             ? {}
             : {
                 match: p.match,
-                lag: Math.max(0, kvStatus.lastIndex - p.match),
+                // The leader's own match is its durable index: a write of its own in flight
+                // is no lag behind itself (it showed as LAG 1 under load).
+                lag: m.id === this.o.selfId ? 0 : Math.max(0, kvStatus.lastIndex - p.match),
                 replication: p.state,
               };
         return {

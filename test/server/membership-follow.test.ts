@@ -188,3 +188,43 @@ void test('the leader finishes a removal whose configuration change never happen
   await m.check();
   assert.equal(proposed.length, 1, 'once out of the configuration, nothing more');
 });
+
+void test("the leader's own row in the member list shows no lag while its write is in flight", () => {
+  // The leader's match is its durable index: under load its own write in flight made it
+  // LAG 1 behind itself. A follower's lag is the leader's last index less its match.
+  const progress = {
+    1: { match: 9, next: 11, state: 'replicate', learner: false },
+    2: { match: 7, next: 11, state: 'replicate', learner: false },
+  };
+  const kv = {
+    status: () => ({ conf: conf([1, 2]), progress, lastIndex: 10 }),
+    isLeader: () => true,
+    leaderId: () => 1,
+  } as unknown as RaftRuntime;
+  const m = new Membership({
+    selfId: 1,
+    bootstrap: [1, 2].map((id) => ({
+      id,
+      peer: `127.0.0.1:${7000 + id}`,
+      client: `http://127.0.0.1:${8000 + id}`,
+    })),
+    kv,
+    queue: fakeRuntime(() => conf([1, 2])),
+    directory: new MemberDirectory(),
+    clock: systemClock,
+    learnerPromoteLagEntries: 100,
+    checkEveryMs: 1_000,
+    followWaitMs: 0,
+    notifyRemoved: () => Promise.resolve(),
+    onBookChanged: () => undefined,
+    onSelfRemoved: () => undefined,
+    log: pino({ level: 'silent' }),
+  });
+  assert.deepEqual(
+    m.list().members.map((r) => [r.id, r.match, r.lag]),
+    [
+      [1, 9, 0],
+      [2, 7, 3],
+    ],
+  );
+});
