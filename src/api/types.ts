@@ -238,7 +238,9 @@ export interface SnapshotTransferStatus extends HostSnapshotTransfer {
 export interface ClusterStatus {
   readonly leader: number;
   readonly nodes: readonly ({ readonly id: number; readonly client: string } & (
-    { readonly status: NodeStatus } | { readonly error: string }
+    | { readonly status: NodeStatus }
+    /** `slow`: it did not answer within the time allowed (busy, or down without a refusal). */
+    | { readonly error: string; readonly slow?: boolean }
   ))[];
 }
 

@@ -509,7 +509,8 @@ export function buildProgram(): Command {
               String(n.id),
               '',
               n.client,
-              `unreachable: ${n.error}`,
+              // A member that answers slowly under load is not one that cannot be reached.
+              'slow' in n && n.slow === true ? `slow: ${n.error}` : `unreachable: ${n.error}`,
               ...new Array<string>(6).fill(''),
             ]);
         }

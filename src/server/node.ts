@@ -115,6 +115,13 @@ import { SERVING_FILE, readyzUrl, writeServing } from './serving-file.js';
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
 
+/**
+ * How long `/v1/cluster/status` waits for each member's own status. A member under load may
+ * take a second to answer (the CLI called it unreachable at 1 s); one that is down answers no
+ * sooner for waiting longer, so the cluster status is at most this slow.
+ */
+const memberStatusWaitMs = 3_000;
+
 export { KV_GROUP, QUEUE_GROUP } from './node-setup.js';
 
 /** Both groups' snapshot transfers in progress, each tagged with its group. */
@@ -1577,7 +1584,7 @@ export class FlotillaNode implements AsyncDisposable {
       [...this.members.book].map(async (m) => {
         if (m.id === this.config.id)
           return { id: m.id, client: m.client, status: this.nodeStatus() };
-        const deadline = new Deadline(1_000, signal);
+        const deadline = new Deadline(memberStatusWaitMs, signal);
         try {
           const res = await this.pool(m.client).request({
             method: 'GET',
@@ -1590,7 +1597,14 @@ export class FlotillaNode implements AsyncDisposable {
             return { id: m.id, client: m.client, error: `HTTP ${res.statusCode}` };
           return { id: m.id, client: m.client, status: JSON.parse(text) as NodeStatus };
         } catch (err) {
-          return { id: m.id, client: m.client, error: (err as Error).message };
+          return deadline.timedOut
+            ? {
+                id: m.id,
+                client: m.client,
+                error: `no answer within ${memberStatusWaitMs} ms`,
+                slow: true,
+              }
+            : { id: m.id, client: m.client, error: (err as Error).message };
         } finally {
           deadline[Symbol.dispose]();
         }

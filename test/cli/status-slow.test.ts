@@ -1,0 +1,34 @@
+// `flotilla status` tells a member that does not answer in time (frozen, or busy under load)
+// from one that cannot be reached at all: the first is "slow", the second "unreachable". Both
+// were "unreachable", so a member slow under load read as a member down.
+
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { TestCluster } from '../e2e/harness.js';
+import { runCli } from './run.js';
+
+const clusters: TestCluster[] = [];
+after(async () => {
+  for (const c of clusters) {
+    for (const id of c.running()) c.resume(id);
+    await c.stop();
+  }
+});
+
+void test('status calls a frozen member slow and a stopped one unreachable', async () => {
+  const cluster = await TestCluster.create({ nodes: 3 });
+  clusters.push(cluster);
+  await cluster.start();
+  await cluster.waitForLeader();
+  cluster.pause(3); // its sockets open, nothing answered
+  await cluster.kill(2); // connections refused
+  const endpoint = cluster.member(1).client;
+  const r = await runCli(['status', '--endpoints', endpoint], 30_000);
+  cluster.resume(3);
+  assert.equal(r.code, 0, r.stderr);
+  const row = (id: number): string =>
+    r.stdout.split('\n').find((l) => l.startsWith(`${id} `)) ?? `(no row for ${id})`;
+  assert.match(row(3), /slow: no answer within 3000 ms/, r.stdout);
+  assert.match(row(2), /unreachable: /, r.stdout);
+  assert.doesNotMatch(row(1), /slow|unreachable/, r.stdout);
+});
