@@ -16,7 +16,11 @@ export interface EventRead {
   readonly events: readonly QueueEvent[];
   /** Pass as `after` to read on. */
   readonly next: EventPosition;
-  /** Events after the reader's position were trimmed before it read them: it missed some. */
+  /**
+   * Events after the reader's position were trimmed before it read them: it missed some. Read
+   * with a queue, events of that queue (once the log was restored from a snapshot, or past
+   * MAX_TRIM_MARKS queues, any trimmed before that: it may say so wrongly, never fail to).
+   */
   readonly behind: boolean;
 }
 
@@ -51,6 +55,13 @@ const typeCode = new Map<EventType, number>(eventTypes.map((t, i) => [t, i]));
 /** Slots the ring starts with; it doubles up to what it must hold (max + 1). */
 const INITIAL_SLOTS = 1_024;
 
+/**
+ * Queues whose newest trimmed event the log remembers, at most: past it, it forgets them all
+ * and answers as though every queue had lost events up to the newest trimmed (as after a
+ * restore), which may say `behind` wrongly but never fails to.
+ */
+const MAX_TRIM_MARKS = 4_096;
+
 export class EventLog {
   // The ring: the kept events are slots head, head + 1, ... (mod slots), `size` of them,
   // oldest first. Invariant: size <= slots; size <= max after every append.
@@ -71,6 +82,14 @@ export class EventLog {
   /** The position of the newest event appended (0, 0: none yet). */
   private lastIndex = 0;
   private lastSeq = 0;
+  /**
+   * Per queue, the position of its newest trimmed event, so that a reader of one queue is told
+   * it is behind only when that queue lost events. Not replicated state (snapshots do not carry
+   * it): it answers reads only. Events trimmed before a restore, or before the marks were
+   * forgotten, are of unknown queues: up to `trimFloor` every queue counts as trimmed.
+   */
+  private readonly trimMarks = new Map<string, EventPosition>();
+  private trimFloor: EventPosition = { index: 0, seq: 0 };
 
   constructor(private readonly max: number) {
     this.slots = Math.min(INITIAL_SLOTS, max + 1);
@@ -108,6 +127,7 @@ export class EventLog {
       const gone = this.head;
       this.lastTrimmedIndex = this.index[gone] as number;
       this.lastTrimmedSeq = this.seq[gone] as number;
+      this.markTrimmed(this.queue[gone] as string);
       // Let the trimmed strings go with their jobs.
       this.job[gone] = null;
       this.detail[gone] = null;
@@ -115,6 +135,16 @@ export class EventLog {
       this.count--;
       this.trimmed++;
     }
+  }
+
+  private markTrimmed(queue: string): void {
+    const at = { index: this.lastTrimmedIndex, seq: this.lastTrimmedSeq };
+    if (!this.trimMarks.has(queue) && this.trimMarks.size >= MAX_TRIM_MARKS) {
+      this.trimMarks.clear();
+      this.trimFloor = at;
+      return;
+    }
+    this.trimMarks.set(queue, at);
   }
 
   /** Makes room for `need` events, keeping the order (the oldest moves to slot 0). */
@@ -181,9 +211,12 @@ export class EventLog {
       if (this.before(after, mid)) hi = mid;
       else lo = mid + 1;
     }
-    const behind =
-      this.trimmed > 0 &&
-      positionBefore(after, { index: this.lastTrimmedIndex, seq: this.lastTrimmedSeq });
+    // Of one queue: behind only if that queue lost events after the reader's position.
+    const trimmedUpTo =
+      queue === null
+        ? { index: this.lastTrimmedIndex, seq: this.lastTrimmedSeq }
+        : later(this.trimFloor, this.trimMarks.get(queue));
+    const behind = this.trimmed > 0 && positionBefore(after, trimmedUpTo);
     const out: QueueEvent[] = [];
     let next = after;
     for (let i = lo; i < this.count && out.length < limit; i++) {
@@ -233,5 +266,11 @@ export class EventLog {
     this.lastTrimmedSeq = s.lastTrimmed.seq;
     this.lastIndex = s.last.index;
     this.lastSeq = s.last.seq;
+    this.trimMarks.clear();
+    this.trimFloor = s.lastTrimmed;
   }
+}
+
+function later(a: EventPosition, b: EventPosition | undefined): EventPosition {
+  return b !== undefined && positionBefore(a, b) ? b : a;
 }

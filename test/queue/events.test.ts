@@ -12,7 +12,16 @@ class ListModel {
   trimmed = 0;
   lastTrimmed: EventPosition = { index: 0, seq: 0 };
   last: EventPosition = { index: 0, seq: 0 };
+  /** Per queue, its newest trimmed event; up to `floor`, any queue's (after a restore). */
+  trimmedOf = new Map<string, EventPosition>();
+  floor: EventPosition = { index: 0, seq: 0 };
   constructor(readonly max: number) {}
+  /** This list as a log restored from it knows it: which queue lost what is forgotten. */
+  restored(): ListModel {
+    const m = new ListModel(this.max);
+    Object.assign(m, { events: [...this.events], ...this.state(), floor: this.lastTrimmed });
+    return m;
+  }
   append(e: Omit<QueueEvent, 'seq'>): void {
     const seq = e.index === this.last.index ? this.last.seq + 1 : 1;
     this.events.push({ ...e, seq });
@@ -20,6 +29,7 @@ class ListModel {
     if (this.events.length > this.max) {
       const gone = this.events.shift() as QueueEvent;
       this.lastTrimmed = { index: gone.index, seq: gone.seq };
+      this.trimmedOf.set(gone.queue, this.lastTrimmed);
       this.trimmed++;
     }
   }
@@ -31,10 +41,13 @@ class ListModel {
       next = { index: e.index, seq: e.seq };
       if (queue === null || e.queue === queue) out.push(e);
     }
+    const mark = queue === null ? this.lastTrimmed : this.trimmedOf.get(queue);
+    const lost = (p: EventPosition | undefined): boolean =>
+      p !== undefined && positionBefore(after, p);
     return {
       events: out,
       next,
-      behind: this.trimmed > 0 && positionBefore(after, this.lastTrimmed),
+      behind: this.trimmed > 0 && (lost(mark) || (queue !== null && lost(this.floor))),
     };
   }
   state(): EventLogState {
@@ -108,7 +121,7 @@ void test('the ring answers as a trimmed list, through wrap-around, growth and r
     // A restore, as from a snapshot of another replica, into a fresh log and into this one.
     for (const target of [new EventLog(max), log]) {
       target.restore(model.events, model.state());
-      compareReads(target, model, r);
+      compareReads(target, model.restored(), r);
     }
   }
 });
@@ -119,7 +132,7 @@ void test('a restored log holding more than max trims one event per append, as a
   const log = new EventLog(10);
   const model = new ListModel(10);
   log.restore(big.events, big.state());
-  Object.assign(model, { events: [...big.events], ...big.state() });
+  Object.assign(model, { events: [...big.events], ...big.state(), floor: big.lastTrimmed });
   const r = rng(7);
   for (let i = 51; i <= 120; i++) {
     const e = randomEvent(r, i);
@@ -151,4 +164,21 @@ void test('a restore refuses an event type the log does not know', () => {
       }),
     /Unknown queue event type exploded/,
   );
+});
+
+void test("a reader of one queue is behind only when that queue's events were trimmed", () => {
+  const log = new EventLog(3);
+  for (let i = 1; i <= 5; i++) log.append(i, i, 'added', 'busy', `#${i}`, null);
+  log.append(6, 6, 'added', 'new', '#6', null);
+  const start = { index: 0, seq: 0 };
+  // A queue made after others' events were trimmed was told it missed some.
+  assert.equal(log.read(start, 100, 'new').behind, false);
+  assert.equal(log.read(start, 100, 'busy').behind, true);
+  assert.equal(log.read(start, 100, null).behind, true);
+  // Past the marks it keeps, it forgets them and answers as a restored log does: every queue
+  // counts as trimmed up to the newest event trimmed then, wrongly perhaps, never missing one.
+  const many = new EventLog(1);
+  for (let i = 1; i <= 4_098; i++) many.append(i, i, 'added', `q${i}`, '#', null);
+  assert.equal(many.read({ index: 4_097, seq: 1 }, 100, 'q1').behind, false);
+  assert.equal(many.read(start, 100, 'q4098').behind, true, 'q4098 lost nothing, but is forgotten');
 });
