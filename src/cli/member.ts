@@ -37,7 +37,24 @@ export function renderMembers(r: MembersResponse): string {
   );
   if (r.removed.length > 0) lines.push(`removed: ${r.removed.join(', ')}`);
   if (!r.queueGroupFollows) lines.push('queue group: still following the last change');
+  const note = votersNote(r.groups.find((g) => g.group === 0));
+  if (note !== null) lines.push(note);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * What an even number of voters costs, said where an operator looks after a change: a quorum
+ * is a majority, so 2 voters survive no failure (either one stops writes) and 2n survive no
+ * more than 2n - 1 do.
+ */
+function votersNote(kv: MembersResponse['groups'][number] | undefined): string | null {
+  if (kv === undefined || kv.outgoing.length > 0) return null;
+  const n = kv.voters.length;
+  if (n === 2)
+    return 'note: 2 voters: a quorum needs both, so either one failing stops writes; a third voter survives one failure';
+  if (n >= 4 && n % 2 === 0)
+    return `note: ${n} voters survive ${n / 2 - 1} failure${n === 4 ? '' : 's'}, as ${n - 1} do, and need ${n / 2 + 1} for a quorum`;
+  return null;
 }
 
 export function memberCommands(
