@@ -102,6 +102,9 @@ export class InboundConnection {
       );
     }, ctx.opts.handshakeTimeoutMs);
     socket.setNoDelay(true);
+    // As the dialer's side has: a peer whose host vanished without a FIN (power lost, a
+    // partition) leaves a connection that only the keepalive probes find dead.
+    socket.setKeepAlive(true, 10_000);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined); // 'close' follows
     socket.on('close', () => {

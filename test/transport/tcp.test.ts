@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
@@ -54,6 +55,25 @@ void describe('TcpTransport', () => {
     const sent = a.t.stats().peers.get(2)?.sent;
     assert.equal(sent?.append?.messages, 1);
     assert.equal(b.t.stats().peers.get(1)?.received.heartbeat?.messages, 1);
+  });
+
+  void it('both ends of a peer connection probe it with TCP keepalive', async (t) => {
+    const [a, b] = await pair();
+    a.t.send(everyMessage(1, 2)[0] as Message);
+    await waitFor(() => b.inbox.length === 1, 'a message from 1 to 2');
+    // The kernel shows a keepalive timer on each socket that has the option (Linux's ss).
+    let listing: string;
+    try {
+      listing = execFileSync('ss', ['-tnoH', 'state', 'established'], { encoding: 'utf8' });
+    } catch (err) {
+      t.skip(`ss is not available: ${String(err)}`);
+      return;
+    }
+    // Columns (no state column when filtered by state): Recv-Q, Send-Q, local, peer, timer.
+    const local = `127.0.0.1:${b.t.address.port}`;
+    const accepted = listing.split('\n').filter((l) => l.trim().split(/\s+/)[2] === local);
+    assert.ok(accepted.length > 0, `no connection accepted on ${b.t.address.port}: ${listing}`);
+    for (const l of accepted) assert.match(l, /timer:\(keepalive/, l);
   });
 
   void it('flush writes what was queued at once, not at the end of the loop run', async () => {
