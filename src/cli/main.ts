@@ -336,9 +336,11 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'at most n keys', int('--limit'), 100)
     .action(async (prefix: string | undefined, o: { limit: number }) =>
       withClient(kv.opts<ClusterOptions>(), async (c) => {
+        // An empty prefix is every key, as no prefix is (a key is never empty: it was refused).
+        const every = prefix === undefined || prefix === '';
         const r = await c.range(
-          prefix ?? '\u0000',
-          prefix === undefined
+          every ? '\u0000' : prefix,
+          every
             ? { rangeEnd: '\u0000', limit: o.limit, multiRange: true }
             : { prefix: true, limit: o.limit, multiRange: true },
         );

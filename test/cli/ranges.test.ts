@@ -53,6 +53,9 @@ void test('kv ls lists every key of a store split into ranges, and --limit count
     all.stdout.trim().split('\n'),
     keys.map((k) => `${k}\tv-${k}`),
   );
+  const empty = await cli('kv', 'ls', '');
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.equal(empty.stdout, all.stdout, 'an empty prefix lists every key');
   const some = await cli('kv', 'ls', '--limit', '4');
   assert.equal(some.code, 0, some.stderr);
   assert.deepEqual(some.stdout.trim().split('\n'), [
