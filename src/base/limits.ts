@@ -62,6 +62,10 @@ export interface Limits {
   readonly maxSessions: number;
 }
 
+/** The largest `maxKeyBytes` and `maxValueBytes` a node's configuration may set. */
+export const MAX_CONFIGURED_KEY_BYTES = 64 * KiB;
+export const MAX_CONFIGURED_VALUE_BYTES = 64 * MiB;
+
 /**
  * How deep a request body may nest, over HTTP and the binary protocol alike: a transaction is
  * four levels, a job's data or result takes what is left. Deeper bodies are refused
@@ -94,6 +98,22 @@ export const defaultLimits: Limits = {
   sessionWindow: 256,
   maxSessions: 10_000,
 };
+
+/**
+ * The limits a state machine decodes committed commands under, on every node: the largest a
+ * configuration may set, not the node's own. A node's configured limits bound what it admits
+ * (its API refuses more); what the log committed must be applied alike on every replica, or
+ * a member configured with smaller limits than the leader's turned a committed write into a
+ * refusal and its copy of the store drifted from the others (an operator's find: a value over
+ * a follower's limit, put through a leader with a larger one, was acknowledged and then lost
+ * when that leader died).
+ */
+export const APPLY_LIMITS = {
+  maxKeyBytes: MAX_CONFIGURED_KEY_BYTES,
+  maxValueBytes: MAX_CONFIGURED_VALUE_BYTES,
+  // Not configurable: every node has the default.
+  maxTxnOps: defaultLimits.maxTxnOps,
+} as const;
 
 /** The sizes of the encodings between the layers, given by the layers that own them. */
 export interface LimitEncodings {
@@ -205,7 +225,8 @@ export function checkLimits(l: Limits, enc: LimitEncodings): void {
 }
 
 // The checks of a client's keys and values, written once: the API refuses a request with them
-// (a 4xx with a stable code), and the state machine decodes every stored command with them.
+// under the node's limits (a 4xx with a stable code), and the state machine decodes every
+// committed command with them under APPLY_LIMITS.
 
 export function checkKey(
   key: Uint8Array,

@@ -233,8 +233,14 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   requestTimeoutMs: {
     meaning: 'How long a write or a linearizable read may wait in a node before `TIMEOUT`.',
   },
-  maxKeyBytes: { meaning: 'Largest key, in bytes.' },
-  maxValueBytes: { meaning: 'Largest value, in bytes.' },
+  maxKeyBytes: {
+    meaning:
+      'Largest key, in bytes, this node admits. Members may differ: each applies what the log committed whatever its own limit, so a limit can be raised one member at a time (a member with a smaller one refuses such keys from its clients, reads included).',
+  },
+  maxValueBytes: {
+    meaning:
+      'Largest value, in bytes, this node admits. Members may differ, as for maxKeyBytes: every member applies a committed value whatever its own limit.',
+  },
   maxBodyBytes: {
     meaning:
       'Largest HTTP request body, in bytes; it must hold a put of a key and a value at their limits in base64.',

@@ -12,6 +12,8 @@ import { hostname } from 'node:os';
 import { parseDocument, visit, type Scalar } from 'yaml';
 import {
   LimitsError,
+  MAX_CONFIGURED_KEY_BYTES,
+  MAX_CONFIGURED_VALUE_BYTES,
   checkLimits,
   defaultLimits,
   type LimitEncodings,
@@ -287,8 +289,8 @@ export const numericFields = [
   ['maxWatches', 0, 1_000_000],
   ['maxWatchBufferBytes', 1024, 2 ** 32],
   ['requestTimeoutMs', 1, 3_600_000],
-  ['maxKeyBytes', 1, 64 * 1024],
-  ['maxValueBytes', 1, 64 * 1024 * 1024],
+  ['maxKeyBytes', 1, MAX_CONFIGURED_KEY_BYTES],
+  ['maxValueBytes', 1, MAX_CONFIGURED_VALUE_BYTES],
   ['maxBodyBytes', 1024, 128 * 1024 * 1024],
   ['httpHeadersTimeoutMs', 10, 600_000],
   ['httpRequestTimeoutMs', 10, 3_600_000],

@@ -170,9 +170,9 @@ export function writeIdentity(dir: string, id: Omit<DataDirIdentity, 'format'>):
 
 /**
  * The size limits the node last started with (`node-limits.json`, written at every start):
- * its groups' commands were decoded and applied under them, so a look at its data after it
- * stopped (`queue inspect`, `snapshot save --data-dir`) replays them under the same ones. A
- * node run with larger values than the defaults would otherwise see its own writes refused.
+ * its storage held entries and snapshots, and its session tables, under them, so a look at its
+ * data after it stopped (`queue inspect`, `snapshot save --data-dir`) opens and replays them
+ * under the same ones. (Commands themselves decode under APPLY_LIMITS on every node.)
  */
 export const LIMITS_FILE = 'node-limits.json';
 

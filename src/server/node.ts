@@ -67,7 +67,7 @@ import {
   openPeerTransport,
   resolveIdentity,
 } from './node-setup.js';
-import { defaultQueueLimits } from '../base/limits.js';
+import { APPLY_LIMITS, defaultQueueLimits } from '../base/limits.js';
 import { QueueStateMachine } from '../queue/index.js';
 import { QueueService } from './queue-service.js';
 import { QueueTicker } from './queue-ticker.js';
@@ -676,7 +676,7 @@ export class FlotillaNode implements AsyncDisposable {
     });
     const groupOptions = groupSettings(config, identity, nodeRecovery);
     const queueMachine = new QueueStateMachine();
-    const metaMachine = new MetaStateMachine({ maxKeyBytes: config.maxKeyBytes });
+    const metaMachine = new MetaStateMachine({ maxKeyBytes: APPLY_LIMITS.maxKeyBytes });
     // Range 0 (the key-value group) and every range split off it that this node replicates,
     // each SessionMachine(RangeMachine(KvStateMachine)) in its own group-<id>/ directory.
     const tracedGroup = o.traceGroup ?? KV_GROUP;
@@ -692,7 +692,6 @@ export class FlotillaNode implements AsyncDisposable {
           ? { ...settings, trace: o.trace }
           : settings;
       },
-      limits,
       sessionLimits,
       onError: (range, err) =>
         log.error({ range, err: err.message }, 'a range group could not be started'),

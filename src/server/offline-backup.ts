@@ -17,7 +17,7 @@ import { open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { FlotillaError } from '../base/errors.js';
-import type { Limits } from '../base/limits.js';
+import { APPLY_LIMITS, type Limits } from '../base/limits.js';
 import type { GroupStorage, StateMachine } from '../host/contracts.js';
 import { replayStorage, type Replayed } from '../host/replay.js';
 import { defaultSessionLimits, SessionMachine } from '../host/sessions.js';
@@ -148,9 +148,10 @@ async function rebuild(
   limits: Limits,
   o: OfflineSaveOptions,
 ): Promise<Rebuilt> {
-  // The machines as the node builds them, under the limits it last started with: a command is
+  // The machines as the node builds them: commands decoded under the limits every node applies
+  // them with (APPLY_LIMITS), sessions under those it last started with, so a command is
   // decoded and applied here exactly as it was there.
-  const range = group === KV_GROUP ? new RangeMachine({ limits }) : null;
+  const range = group === KV_GROUP ? new RangeMachine({ limits: APPLY_LIMITS }) : null;
   const machine = new SessionMachine(range ?? new QueueStateMachine(), {
     ...defaultSessionLimits,
     maxSessions: limits.maxSessions,

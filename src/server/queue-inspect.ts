@@ -44,7 +44,7 @@ export async function inspectQueue(
   dataDir: string,
   o: { queue?: string; state?: JobState } = {},
 ): Promise<QueueInspection> {
-  // The node's limits, as it applied its commands under them (readLimits).
+  // The node's limits, as its storage and sessions held its log under them (readLimits).
   const limits = existsSync(dataDir) ? readLimits(dataDir) : defaultLimits;
   const copies = await copyGroups(dataDir, [{ group: QUEUE_GROUP, what: 'queue group' }], limits);
   try {

@@ -19,12 +19,12 @@
 // replica. Deciding when a range is out is range-retirer.ts's; routing by range and telling the
 // meta group of a split are the node's (range-lanes.ts, range-admin.ts).
 
+import { APPLY_LIMITS } from '../base/limits.js';
 import type { GroupStorage } from '../host/contracts.js';
 import type { GroupOptions, Host } from '../host/host.js';
 import type { RaftRuntime } from '../host/runtime.js';
 import { SessionMachine, type SessionLimits } from '../host/sessions.js';
 import { collectSnapshot } from '../host/snapshot-stream.js';
-import type { KvLimits } from '../kv/machine.js';
 import { RangeMachine, WHOLE_KEY_SPACE, type SplitApplied } from '../ranges/range-machine.js';
 import { FIRST_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
 import type { RangeDirs } from './range-dirs.js';
@@ -49,7 +49,6 @@ export interface RangeGroupsOptions {
    * range its own (a node keeps each group's partial snapshots in the group's directory).
    */
   readonly settings: RangeGroupSettings | ((id: RangeId) => RangeGroupSettings);
-  readonly limits: KvLimits;
   readonly sessionLimits?: SessionLimits;
   /** Told when a range could not be seeded or started (the node logs it). */
   readonly onError?: (range: RangeId, err: Error) => void;
@@ -268,7 +267,8 @@ export class RangeGroups {
       throw err;
     }
     const range = new RangeMachine({
-      limits: this.o.limits,
+      // Committed commands decode alike on every replica, whatever each node's configuration.
+      limits: APPLY_LIMITS,
       descriptor: descriptor ?? (id === FIRST_RANGE ? WHOLE_KEY_SPACE : { ...WHOLE_KEY_SPACE, id }),
     });
     const sessions = new SessionMachine(range, this.o.sessionLimits);

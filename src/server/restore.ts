@@ -8,7 +8,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { defaultLimits } from '../base/limits.js';
+import { APPLY_LIMITS, defaultLimits } from '../base/limits.js';
 import { chunkStream, type GroupStorage, type StateMachine } from '../host/contracts.js';
 import { SessionMachine, sessionHeaderWithoutDirectory } from '../host/sessions.js';
 import { collectSnapshot, snapshotChunks } from '../host/snapshot-stream.js';
@@ -190,7 +190,7 @@ function sessionHeaderWithoutDirectoryOrFail(group: number, chunk: Uint8Array): 
 async function checkLoads(group: number, data: Uint8Array): Promise<void> {
   const inner: StateMachine =
     // Range 0's machine: it loads its own snapshots and those written before ranges existed.
-    group === KV_GROUP ? new RangeMachine({ limits: defaultLimits }) : new QueueStateMachine();
+    group === KV_GROUP ? new RangeMachine({ limits: APPLY_LIMITS }) : new QueueStateMachine();
   try {
     await new SessionMachine(inner).restore(snapshotChunks(data));
   } catch (err) {

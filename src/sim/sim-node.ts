@@ -5,6 +5,7 @@
 // host without closing it: its timers and disk completions are dropped, its promises never
 // settle, and a new host and runtime start from what the disk kept.
 
+import { APPLY_LIMITS } from '../base/limits.js';
 import {
   createRng,
   RaftNode,
@@ -270,7 +271,8 @@ export class SimNode implements LogView {
   }
 
   private async boot(gen: number): Promise<void> {
-    const kv = new KvStateMachine(SIM_KV_LIMITS);
+    // As every node decodes committed commands (the clients' limits are the service's).
+    const kv = new KvStateMachine(APPLY_LIMITS);
     this.opts.plantKv?.(kv, this.id);
     const recovery = this.disk.recovery;
     let core: RaftNode | null = null;
@@ -410,7 +412,6 @@ export class SimNode implements LogView {
       },
       openStorage: (id) => disk.openGroup(id, this.diskIo(id)),
       settings,
-      limits: SIM_KV_LIMITS,
       sessionLimits: SIM_SESSION_LIMITS,
       onError: (range, err) => {
         if (gen === this.gen) host.fail(`range ${range} on node ${this.id}`, err);
@@ -453,7 +454,7 @@ export class SimNode implements LogView {
     first: RaftRuntime,
   ): Promise<SimMetaParts | null> {
     const disk = this.disk as WalNodeDisk;
-    const machine = new MetaStateMachine({ maxKeyBytes: SIM_KV_LIMITS.maxKeyBytes });
+    const machine = new MetaStateMachine({ maxKeyBytes: APPLY_LIMITS.maxKeyBytes });
     this.opts.plantMeta?.(machine);
     const storage = await disk.openGroup(META_GROUP, this.diskIo(META_GROUP));
     if (gen !== this.gen) return null;

@@ -17,7 +17,6 @@ import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../sr
 import { MemoryNetwork } from '../../src/transport/index.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
-const limits = { maxKeyBytes: 1024, maxValueBytes: 4096 };
 const ME = 4;
 const RIGHT = 3;
 const OTHERS = [1, 2, 3];
@@ -75,7 +74,6 @@ function boot(
       snapshotLogRatio: 0,
       ...(snapshotEveryEntries === undefined ? {} : { snapshotEveryEntries }),
     },
-    limits,
     onError: (range, err) => assert.fail(`range ${range}: ${err.message}`),
   });
   return { host, groups, opens };

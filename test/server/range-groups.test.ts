@@ -28,7 +28,6 @@ import { MemoryNetwork } from '../../src/transport/index.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 const str = (u: Uint8Array): string => new TextDecoder().decode(u);
-const limits = { maxKeyBytes: 1024, maxValueBytes: 4096 };
 const VOTERS = [1, 2, 3];
 const RIGHT = 3;
 const SPLIT_KEY = 'k20';
@@ -69,7 +68,6 @@ function boot(
       snapshotLogRatio: 0,
       snapshotCatchupEntries: 4,
     },
-    limits,
     onError: (range, err) => assert.fail(`node ${id} range ${range}: ${err.message}`),
   });
   return { id, host, ranges, disks };
@@ -370,7 +368,6 @@ void test('on disk: the seed is a WAL snapshot the right-hand group restarts fro
         openStorage: (range) =>
           openWalStorage(join(dir, `range-${range}`), { snapshotsCoverCompaction: true }),
         settings: { electionTicks: 15, heartbeatTicks: 3 },
-        limits,
         onError: (range, err) => assert.fail(`range ${range}: ${err.message}`),
       });
       return { id: 1, host, ranges, disks: new Map() };
