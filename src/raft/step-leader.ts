@@ -61,15 +61,23 @@ export function tickHeartbeat(r: Raft): void {
     // Check-quorum (thesis §6.2): a leader cut off from a majority steps down, so clients
     // stop waiting on it and a partitioned minority cannot keep a stale leader.
     // A leader handing off after its removal waits for its successor instead: stepping down
-    // without one could leave the voters never told that the change committed. It waits only
-    // while it hears from one of them: cut off from all, its heartbeats tell no one anything,
-    // and a leader that can never hand off would answer every proposal "transfer in progress"
-    // for ever.
+    // without one could leave the voters never told that the change committed. Cut off from
+    // every voter, its heartbeats tell no one anything, and it would answer every proposal
+    // "transfer in progress" for ever: it steps down then, but only once every voter holds its
+    // whole log. While one does not, its longer log would refuse that voter's campaign, and a
+    // configuration still in force there may need its vote (four voters, one down, the leader
+    // removed and cut off: the other two need it or the fourth); leading on, it replicates the
+    // rest once it is heard again.
     if (r.cfg.checkQuorum && !r.handingOff && !r.trk.quorumActive()) {
       r.becomeFollower(r.term, NONE, 'check-quorum: no contact with a majority');
       return;
     }
-    if (r.cfg.checkQuorum && r.handingOff && !r.trk.anyVoterActive(r.id)) {
+    if (
+      r.cfg.checkQuorum &&
+      r.handingOff &&
+      !r.trk.anyVoterActive(r.id) &&
+      r.trk.votersHold(r.id, r.log.lastIndex())
+    ) {
       r.becomeFollower(r.term, NONE, 'removed, and heard from no voter in an election timeout');
       return;
     }

@@ -196,6 +196,14 @@ export class ProgressTracker {
     return false;
   }
 
+  /** Whether every voter other than `self` holds the log up to `index`, as far as known. */
+  votersHold(self: NodeId, index: Index): boolean {
+    for (const id of this.voterIds()) {
+      if (id !== self && (this.progress.get(id)?.match ?? 0) < index) return false;
+    }
+    return true;
+  }
+
   /** Whether the voters for which `acked` holds form a quorum (ReadIndex rounds). */
   confirmedBy(acked: (id: NodeId) => boolean): boolean {
     return jointHasQuorum(this.cfg.voters, acked);
