@@ -288,6 +288,8 @@ export class FlotillaClient {
   private readonly binaryPorts = new Map<string, number>();
   /** Endpoint -> when to try its binary port again after a failure (ms since the epoch). */
   private readonly binaryRetryAt = new Map<string, number>();
+  /** Endpoints that answered over HTTP: their scheme is right, whatever fails later. */
+  private readonly answeredOverHttp = new Set<string>();
   /** Endpoint -> its binary connections (or connections being made), used round-robin. */
   private readonly wires = new Map<string, (Promise<WireConnection> | undefined)[]>();
   private nextWire = 0;
@@ -1324,10 +1326,11 @@ export class FlotillaClient {
       const refused = (err as { code?: unknown }).code === 'ECONNREFUSED';
       throw new FlotillaError(
         code,
-        `${method} ${endpoint}${path} failed: ${(err as Error).message}${schemeHint(endpoint, err)}`,
+        `${method} ${endpoint}${path} failed: ${(err as Error).message}${this.answeredOverHttp.has(endpoint) ? '' : schemeHint(endpoint, err)}`,
         method === 'POST' && !refused,
       );
     }
+    this.answeredOverHttp.add(endpoint);
     this.learnBinaryPort(endpoint, res.headers[clientProtocolHeader]);
     let json: unknown;
     try {
@@ -1389,14 +1392,14 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
 }
 
 /** A value as an error message shows it. */
-/** A refusal of the `ackedBelow` field by a node of a release that does not know it. */
 /**
- * A hint for a failure that a wrong scheme explains: a port serving TLS closes a plain HTTP
- * connection without a word ("other side closed"), and a plain HTTP port answers a TLS
- * handshake with bytes that are no TLS record ("wrong version number").
+ * A hint for a failure that a wrong scheme explains, to an endpoint that never answered: a port
+ * serving TLS closes a plain HTTP connection without a word ("other side closed", as a node
+ * dying mid-request does, hence the "if"), and a plain HTTP port answers a TLS handshake with
+ * bytes that are no TLS record ("wrong version number").
  */
 function schemeHint(endpoint: string, err: unknown): string {
-  const e = err as { code?: unknown; message?: unknown };
+  const e = err as { code?: unknown };
   if (endpoint.startsWith('http:') && e.code === 'UND_ERR_SOCKET')
     return ' (if the node serves its clients over TLS, its endpoint is https://)';
   if (endpoint.startsWith('https:') && e.code === 'ERR_SSL_WRONG_VERSION_NUMBER')
@@ -1404,6 +1407,7 @@ function schemeHint(endpoint: string, err: unknown): string {
   return '';
 }
 
+/** A refusal of the `ackedBelow` field by a node of a release that does not know it. */
 function refusedMark(err: unknown): boolean {
   return (
     err instanceof FlotillaError && err.code === 'UNKNOWN_FIELD' && /"ackedBelow"/.test(err.message)

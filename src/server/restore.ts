@@ -78,7 +78,9 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
     );
   const work = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);
   await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true, mode: 0o700 });
+  // The parents follow the umask; the data directory (renamed from this) is its owner's alone.
+  await mkdir(dirname(work), { recursive: true });
+  await mkdir(work, { mode: 0o700 });
   try {
     const stored = await storeGroups(o, work, members, checked.sha256);
     // A backup holds no meta group (the new cluster's range map starts afresh); its storage is

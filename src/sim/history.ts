@@ -76,8 +76,10 @@ export class ClientHistory {
     if (v !== undefined) return formatViolation(v);
     const unchecked = result.perKey.filter((k) => k.verdict === 'unknown');
     if (unchecked.length === 0) return null;
-    const keys = unchecked.map((k) => `"${k.key}" (${k.opCount} operations)`).join(', ');
-    return `Unchecked: the search ran out of its ${this.maxStepsPerKey} steps on key ${keys}`;
+    const keys = unchecked
+      .map((k) => `"${k.key}" (${k.opCount} operations, ${k.unknownReason ?? 'budget'})`)
+      .join(', ');
+    return `Unchecked: the search ran out of its ${this.maxStepsPerKey} steps or its memory on key ${keys}`;
   }
 
   operations(): Operation[] {

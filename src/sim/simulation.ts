@@ -328,8 +328,12 @@ export class Simulation implements NodeHost, WorkloadHost {
     return this.result();
   }
 
-  /** Runs the next event and the checks after it; false when there is none or the budget ran out. */
-  private async step(): Promise<boolean> {
+  /**
+   * Runs the next event and the checks after it; false when there is none or the budget ran
+   * out. The phases after the run (converge, compareImages) are bounded in virtual time and
+   * not `budgeted`: a seed that finished near the budget must not fail for being compared.
+   */
+  private async step(budgeted = true): Promise<boolean> {
     const item = this.queue.pop();
     if (item === undefined) return false;
     const ev = item.event;
@@ -339,7 +343,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     this.nowMs = item.timeMs;
     for (const c of this.groupCheckers.values()) c.nowMs = item.timeMs;
     const maxEvents = this.options.maxEvents ?? DEFAULT_MAX_EVENTS;
-    if (++this.stats.events > maxEvents) {
+    if (++this.stats.events > maxEvents && budgeted) {
       this.checker.report('liveness', `event budget of ${maxEvents} exhausted`);
       return false;
     }
@@ -359,7 +363,7 @@ export class Simulation implements NodeHost, WorkloadHost {
   private async converge(): Promise<void> {
     const untilMs = this.nowMs + CONVERGE_TIMEOUTS * this.electionTimeoutMs();
     while (this.checker.violations.length === 0 && !this.converged()) {
-      if (this.queue.peekTimeMs() > untilMs || !(await this.step())) return;
+      if (this.queue.peekTimeMs() > untilMs || !(await this.step(false))) return;
     }
   }
 
@@ -368,7 +372,13 @@ export class Simulation implements NodeHost, WorkloadHost {
     for (const n of this.upNodes())
       for (const [g, rt] of n.runtimes()) byGroup.set(g, [...(byGroup.get(g) ?? []), rt]);
     for (const rts of byGroup.values()) {
-      const leader = rts.find((rt) => rt.isLeader());
+      // The leader of the newest term: an old one cut off may not have stepped down yet.
+      const leader = rts
+        .filter((rt) => rt.isLeader())
+        .reduce<RaftRuntime | undefined>(
+          (a, b) => (a === undefined || b.term() > a.term() ? b : a),
+          undefined,
+        );
       if (leader === undefined) return false;
       const st = leader.status();
       if (leader.appliedIndex() < st.commit) return false;
@@ -418,7 +428,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     const untilMs = this.nowMs + CONVERGE_TIMEOUTS * this.electionTimeoutMs();
     await settle();
     while (!read && this.checker.violations.length === 0) {
-      if (this.queue.peekTimeMs() > untilMs || !(await this.step())) break;
+      if (this.queue.peekTimeMs() > untilMs || !(await this.step(false))) break;
     }
     if (this.checker.violations.length > 0) return;
     if (!read) {

@@ -148,6 +148,26 @@ void describe('FlotillaClient retries', () => {
     }
   });
 
+  void it('a node that answered before and then drops a request is not taken for a TLS port', async () => {
+    let calls = 0;
+    const url = await serve((_b, res) => {
+      if (calls++ === 0) reply(res, 200, { header: { revision: 7, memberId: 1, raftTerm: 1 } });
+      else res.socket?.destroy(); // as a node that dies mid-request, on the same connection
+    });
+    const client = new FlotillaClient({ endpoints: [url], maxAttempts: 1 });
+    try {
+      await client.put('k', 'v');
+      await assert.rejects(client.put('k', 'w'), (e: unknown) => {
+        assert.ok(e instanceof FlotillaError);
+        assert.equal(e.code, 'CONNECTION');
+        assert.doesNotMatch(e.message, /https:/);
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+
   void it('a definite refusal on the first attempt stays definite', async () => {
     const url = await serve((_body, res) => reply(res, 400, error('BAD_REQUEST', false)));
     await putFails({ endpoints: [url], timeoutMs: 1_000 }, { indefinite: false });

@@ -197,7 +197,7 @@ void test('client history: a search that runs out of steps fails the history as 
   };
   assert.match(
     fill(new ClientHistory(3)).check() ?? '',
-    /^Unchecked: the search ran out of its 3 steps on key "k" \(12 operations\)/,
+    /^Unchecked: the search ran out of its 3 steps or its memory on key "k" \(12 operations, step-budget\)/,
   );
   assert.equal(fill(new ClientHistory()).check(), null, 'the same history, the default budget');
 });
