@@ -49,6 +49,7 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   MEMBERSHIP_NOT_JOINT: 409,
   MEMBER_REMOVED: 409,
   MEMBER_HOLDS_RANGES: 409,
+  MEMBERSHIP_QUORUM_AT_RISK: 409,
   JOB_NOT_FOUND: 404,
   JOB_EXISTS: 409,
   STALE_TOKEN: 409,

@@ -171,6 +171,11 @@ export const errorCodes = {
       'the member id was removed from the cluster and cannot be used again: give the node a new id and an empty data directory',
     indefinite: false,
   },
+  MEMBERSHIP_QUORUM_AT_RISK: {
+    meaning:
+      'a membership change refused: the voters it leaves would not have a quorum of members the leader heard from lately (named); bring the silent ones back first, add a learner rather than a voter, or remove with `force` if they are gone for good',
+    indefinite: false,
+  },
   MEMBER_HOLDS_RANGES: {
     meaning:
       'a member removal refused: it still holds replicas of ranges split off range 0 (named); drain it first, or pass `force` if it is gone for good',

@@ -120,7 +120,10 @@ export function memberCommands(
       'remove a member for good: its id and data directory are never used again (drain it first if it holds ranges)',
     )
     .argument('<id>', 'the member', id('<id>'))
-    .option('--force', 'remove it even though it holds replicas of ranges (it is gone for good)')
+    .option(
+      '--force',
+      'remove it even though it holds replicas of ranges, or the voters left would lack a quorum of members heard from lately (it and they are gone for good)',
+    )
     .option('--json', 'print the answer as JSON')
     .action(async (n: number, o: { json?: boolean; force?: boolean }) =>
       withClient(opts(), async (c) =>

@@ -215,6 +215,7 @@ export class Membership {
         'MEMBERSHIP_ALREADY_MEMBER',
         `Node ${m.id} is already a ${role} (at ${known?.peer ?? 'an unknown address'})`,
       );
+    if (!o.learner) this.checkQuorumAfter([...this.conf(0).voters, m.id], `adding voter ${m.id}`);
     await this.changeDirectory({ op: 'set', member: { ...m, autoPromote: o.autoPromote } }, o);
     await this.o.kv.proposeConfChange(
       { changes: [{ kind: o.learner ? 'add-learner' : 'add-voter', node: m.id }] },
@@ -246,6 +247,8 @@ export class Membership {
         `Cannot promote learner ${id}: ${seen}; it may vote once within ${this.o.learnerPromoteLagEntries} entries. Retry when member list shows it caught up`,
       );
     }
+    if (role === 'learner')
+      this.checkQuorumAfter([...this.conf(0).voters, id], `promoting learner ${id}`);
     await this.o.kv.proposeConfChange({ changes: [{ kind: 'add-voter', node: id }] }, { signal });
     this.o.log.info({ member: id }, `member ${id} promoted to voter`);
     return this.afterChange(signal);
@@ -294,6 +297,12 @@ export class Membership {
         { member: id, ranges: held.length },
         `member ${id} removed by force while holding replicas of ${held.length} range(s)`,
       );
+    if (c.voters.includes(id))
+      this.checkQuorumAfter(
+        c.voters.filter((v) => v !== id),
+        `removing voter ${id}`,
+        o.force === true,
+      );
     const member = this.book().find((m) => m.id === id);
     await this.changeDirectory({ op: 'remove', id }, { signal });
     await this.o.kv.proposeConfChange({ changes: [{ kind: 'remove', node: id }] }, { signal });
@@ -312,6 +321,34 @@ export class Membership {
           ),
         );
     return answer;
+  }
+
+  /**
+   * Refuses a change whose voters (`voters`, as it leaves them) would not hold a quorum of
+   * members this leader heard from within an election timeout, itself included when it stays
+   * a voter (etcd's strict reconfiguration check): the group would stop at once, until the
+   * silent ones came back. A voter added before its node runs is silent. With `force` the
+   * change goes ahead, logged: a removal of members gone for good.
+   */
+  private checkQuorumAfter(voters: readonly number[], change: string, force = false): void {
+    const progress = this.o.kv.status().progress;
+    const heard = voters.filter((v) => v === this.o.selfId || progress[v]?.heardRecently === true);
+    const quorum = Math.floor(voters.length / 2) + 1;
+    if (heard.length >= quorum) return;
+    const silent = voters.filter((v) => !heard.includes(v));
+    const why =
+      `${change} leaves voters ${voters.join(', ')}, and the leader heard lately from ` +
+      `${heard.length === 0 ? 'none of them' : heard.join(', ')}: ${heard.length} of the ` +
+      `${quorum} a quorum needs (silent: ${silent.join(', ')})`;
+    if (force) {
+      this.o.log.warn({ voters, silent }, `by force: ${why}`);
+      return;
+    }
+    throw new FlotillaError(
+      'MEMBERSHIP_QUORUM_AT_RISK',
+      `${why}. Nothing could be written until they answer: bring them back first, ` +
+        'add a learner rather than a voter, or remove with force a member gone for good',
+    );
   }
 
   /**

@@ -21,6 +21,7 @@ import {
   writeIdentity,
 } from '../../src/server/data-dir.js';
 import { ConfigError, resolveNodeConfig } from '../../src/server/config.js';
+import type { FlotillaError } from '../../src/base/errors.js';
 
 const conf = (voters: number[], learners: number[] = []): ConfState => ({
   ...simpleConf(voters),
@@ -226,5 +227,64 @@ void test("the leader's own row in the member list shows no lag while its write 
       [1, 9, 0],
       [2, 7, 3],
     ],
+  );
+});
+
+void test('a change whose voters would lack a quorum of members heard from lately is refused, unless forced', async () => {
+  // Five voters; the leader (1) hears from 4 only: 6 and 7 are down. Removing 8 leaves 1, 4,
+  // 6, 7, of which two answer: a quorum needs three, so nothing could be written after it.
+  const heard = new Set([4, 8]);
+  const voters = [1, 4, 6, 7, 8];
+  const proposed: unknown[] = [];
+  const kv = {
+    status: () => ({
+      conf: conf(voters),
+      lastIndex: 10,
+      progress: Object.fromEntries(
+        voters.map((id) => [
+          id,
+          { match: 10, next: 11, state: 'replicate', learner: false, heardRecently: heard.has(id) },
+        ]),
+      ),
+    }),
+    isLeader: () => true,
+    leaderId: () => 1,
+    propose: (d: unknown) => {
+      proposed.push(d);
+      return Promise.reject(new Error('stop here: the change was let through'));
+    },
+  } as unknown as RaftRuntime;
+  const m = membershipWith(
+    1,
+    kv,
+    fakeRuntime(() => conf(voters)),
+  );
+  const signal = new AbortController().signal;
+  await assert.rejects(m.remove(8, signal), (e: FlotillaError) => {
+    assert.equal(e.code, 'MEMBERSHIP_QUORUM_AT_RISK');
+    assert.match(
+      e.message,
+      /removing voter 8 leaves voters 1, 4, 6, 7, and the leader heard lately from 1, 4: 2 of the 3 a quorum needs \(silent: 6, 7\)/,
+    );
+    return true;
+  });
+  await assert.rejects(
+    m.add(
+      { id: 9, peer: '127.0.0.1:7009', client: 'http://127.0.0.1:8009' },
+      { learner: false, autoPromote: false, signal },
+    ),
+    /MEMBERSHIP_QUORUM_AT_RISK|adding voter 9/,
+  );
+  assert.equal(proposed.length, 0, 'nothing proposed');
+  // Removing a silent one is fine (1, 4, 7, 8: three of four heard), and so is a forced removal.
+  await assert.rejects(m.remove(6, signal), /stop here/);
+  await assert.rejects(m.remove(8, signal, { force: true }), /stop here/);
+  // A learner counts toward no quorum: adding one is never refused so.
+  await assert.rejects(
+    m.add(
+      { id: 9, peer: '127.0.0.1:7009', client: 'http://127.0.0.1:8009' },
+      { learner: true, autoPromote: false, signal },
+    ),
+    /stop here/,
   );
 });
