@@ -23,8 +23,14 @@ export interface LeaderlessWatchOptions {
   readonly clock: Clock;
   readonly log: Logger;
   readonly status: () => LeaderlessStatus;
-  /** Whether this node holds a connection with peer `id` now. */
-  readonly connected: (id: number) => boolean;
+  /**
+   * Messages this node has received from peer `id` since it started: a peer whose count moved
+   * lately is heard from. An open connection is not enough: a frozen process, or a network
+   * that drops packets, keeps one open and says nothing.
+   */
+  readonly received: (id: number) => number;
+  /** How recently a peer must have been heard from to count (default 10 s). */
+  readonly heardWithinMs?: number;
   /** How long without a leader before it is said (default 30 s). */
   readonly warnAfterMs?: number;
   /** How often it is said again while it lasts (default 60 s). */
@@ -39,7 +45,7 @@ const RESTORE_HINT =
 /** Why a node may know no leader after `forMs`, as a person can act on it. */
 export function leaderlessReason(
   s: LeaderlessStatus,
-  connected: (id: number) => boolean,
+  heard: (id: number) => boolean,
   forMs: number,
 ): string {
   const secs = `no leader for ${Math.round(forMs / 1_000)} s`;
@@ -52,16 +58,17 @@ export function leaderlessReason(
   if (!s.voters.includes(s.id))
     return `${secs}: this node is not a voter and waits for the voters (${s.voters.join(',')}) to elect one`;
   const majority = Math.floor(s.voters.length / 2) + 1;
-  const reached = s.voters.filter((v) => v === s.id || connected(v));
+  const reached = s.voters.filter((v) => v === s.id || heard(v));
   const unreached = s.voters.filter((v) => !reached.includes(v));
   if (reached.length < majority)
     return (
-      `${secs}: a leader needs ${majority} of the voters ${s.voters.join(',')}, and this node reaches ` +
+      `${secs}: a leader needs ${majority} of the voters ${s.voters.join(',')}, and this node hears from ` +
       `${reached.length} (itself${reached.length > 1 ? `, ${reached.filter((v) => v !== s.id).join(',')}` : ''}); ` +
-      `${unreached.join(',')} ${unreached.length === 1 ? 'is' : 'are'} down or cut off from it`
+      `${unreached.join(',')} ${unreached.length === 1 ? 'is' : 'are'} down, frozen or cut off from it: ` +
+      'bring them back (nothing is lost while they are away)'
     );
   return (
-    `${secs}, though this node reaches a majority of the voters (${reached.join(',')} of ${s.voters.join(',')}): ` +
+    `${secs}, though this node hears from a majority of the voters (${reached.join(',')} of ${s.voters.join(',')}): ` +
     'members that lost their data vote for no one until a leader has caught them up (their logs say "this node lost its data"). ' +
     `If a majority of the members lost their data, none can be elected: ${RESTORE_HINT}`
   );
@@ -73,10 +80,14 @@ export class LeaderlessWatch {
   private saidAt: number | null = null;
   private readonly warnAfterMs: number;
   private readonly repeatEveryMs: number;
+  private readonly heardWithinMs: number;
+  /** Each peer's received count at the last check, and when it last moved. */
+  private readonly counts = new Map<number, { count: number; movedAtMs: number | null }>();
 
   constructor(private readonly o: LeaderlessWatchOptions) {
     this.warnAfterMs = o.warnAfterMs ?? 30_000;
     this.repeatEveryMs = o.repeatEveryMs ?? 60_000;
+    this.heardWithinMs = o.heardWithinMs ?? 10_000;
     this.periodic = new Periodic(o.clock, o.checkEveryMs ?? 1_000, () => this.check());
   }
 
@@ -99,12 +110,28 @@ export class LeaderlessWatch {
     const s = this.o.status();
     if (s.leader !== 0 || this.since === null) return null;
     const forMs = this.o.clock.nowMs() - this.since;
-    return forMs >= this.warnAfterMs ? leaderlessReason(s, this.o.connected, forMs) : null;
+    return forMs >= this.warnAfterMs ? leaderlessReason(s, this.heard, forMs) : null;
+  }
+
+  private readonly heard = (id: number): boolean => {
+    const moved = this.counts.get(id)?.movedAtMs ?? null;
+    return moved !== null && this.o.clock.nowMs() - moved <= this.heardWithinMs;
+  };
+
+  /** Notes which voters' received counts moved since the last check. */
+  private sample(voters: readonly number[], now: number): void {
+    for (const id of voters) {
+      const count = this.o.received(id);
+      const was = this.counts.get(id);
+      if (was === undefined) this.counts.set(id, { count, movedAtMs: count > 0 ? now : null });
+      else if (count !== was.count) this.counts.set(id, { count, movedAtMs: now });
+    }
   }
 
   check(): void {
     const s = this.o.status();
     const now = this.o.clock.nowMs();
+    this.sample(s.voters, now);
     if (s.leader !== 0) {
       if (this.saidAt !== null && this.since !== null)
         this.o.log.info(
@@ -122,7 +149,7 @@ export class LeaderlessWatch {
     this.saidAt = now;
     this.o.log.error(
       { leaderlessMs: forMs, recovery: s.recovery, voters: s.voters },
-      leaderlessReason(s, this.o.connected, forMs),
+      leaderlessReason(s, this.heard, forMs),
     );
   }
 }

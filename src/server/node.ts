@@ -770,7 +770,10 @@ export class FlotillaNode implements AsyncDisposable {
       clock: systemClock,
       log,
       status: () => runtime.status(),
-      connected: (id) => transport.stats().peers.get(id)?.connected === true,
+      received: (id) => {
+        const got = transport.stats().peers.get(id)?.received ?? {};
+        return Object.values(got).reduce((n, t) => n + t.messages, 0);
+      },
     });
     metrics.bindLiveness(() => peers.transport.liveness?.sent ?? 0);
     // Followed for changes from here on; off (null) without authTokensFile.

@@ -1,5 +1,5 @@
-// A node that has known no leader for long says why it may be so: which voters it cannot reach,
-// or, when it reaches a majority or is itself recovering, that members which lost their data
+// A node that has known no leader for long says why it may be so: which voters it has not heard
+// from, or, when it hears from a majority or is itself recovering, that members which lost their data
 // vote for no one and how to get out (a backup, or one saved from a survivor's directory). Said
 // once the election has had its time, again at most every repeat interval, and once more when a
 // leader is known again.
@@ -23,9 +23,9 @@ const follower = (o: Partial<LeaderlessStatus> = {}): LeaderlessStatus => ({
 void test('the reason names the voters out of reach, or the members that lost their data', () => {
   const none = leaderlessReason(follower(), () => false, 31_000);
   assert.match(none, /^no leader for 31 s: a leader needs 2 of the voters 1,2,3/);
-  assert.match(none, /reaches 1 \(itself\); 2,3 are down or cut off/);
+  assert.match(none, /hears from 1 \(itself\); 2,3 are down, frozen or cut off from it/);
   const majority = leaderlessReason(follower(), (id) => id === 2, 40_000);
-  assert.match(majority, /reaches a majority of the voters \(1,2 of 1,2,3\)/);
+  assert.match(majority, /hears from a majority of the voters \(1,2 of 1,2,3\)/);
   assert.match(majority, /lost their data vote for no one/);
   assert.match(majority, /flotilla snapshot save FILE --data-dir DIR/);
   const recovering = leaderlessReason(follower({ recovery: 'recovering' }), () => true, 30_000);
@@ -47,7 +47,7 @@ void test('said after the wait, repeated at most every interval, and when a lead
     clock,
     log,
     status: () => status,
-    connected: () => false,
+    received: () => 0,
     warnAfterMs: 30_000,
     repeatEveryMs: 60_000,
   });
@@ -91,7 +91,7 @@ void test('a leader known throughout is never said', () => {
     clock,
     log: pino({ level: 'info' }, { write: (s: string) => lines.push(s) }),
     status: () => follower({ leader: 3 }),
-    connected: () => true,
+    received: () => 0,
   });
   for (let t = 0; t <= 300_000; t += 1_000) {
     clock.now = t;
@@ -99,4 +99,37 @@ void test('a leader known throughout is never said', () => {
   }
   assert.deepEqual(lines, []);
   assert.equal(w.reason(), null);
+});
+
+void test('a voter is heard from when messages came from it lately, not when a connection is open', () => {
+  // Two frozen peers keep their connections open and say nothing: this node does not reach a
+  // majority, and is not told that members lost their data (and to restore a backup).
+  const clock = new ManualClock();
+  const got = new Map([
+    [2, 40],
+    [3, 12],
+  ]);
+  const w = new LeaderlessWatch({
+    clock,
+    log: pino({ level: 'silent' }),
+    status: () => follower(),
+    received: (id) => got.get(id) ?? 0,
+    warnAfterMs: 30_000,
+    heardWithinMs: 10_000,
+  });
+  for (let t = 0; t <= 40_000; t += 1_000) {
+    clock.now = t;
+    // Node 3 goes on sending (pre-votes, say) until 25 s; node 2 sent its last before 0.
+    if (t <= 25_000) got.set(3, 12 + t / 1_000);
+    w.check();
+  }
+  clock.now = 30_000;
+  assert.match(w.reason() ?? '', /hears from a majority/, 'node 3 was heard 5 s before');
+  clock.now = 40_000;
+  assert.match(w.reason() ?? '', /hears from 1 \(itself\); 2,3 are down, frozen or cut off/);
+  // Node 3 heard again: a majority is heard, and the lost-data explanation follows.
+  got.set(3, 100);
+  clock.now = 41_000;
+  w.check();
+  assert.match(w.reason() ?? '', /hears from a majority of the voters \(1,3 of 1,2,3\)/);
 });
