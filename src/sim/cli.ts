@@ -44,6 +44,7 @@ interface CliOptions {
   nodes?: ClusterSize;
   verbose?: boolean;
   wipeEvery?: number;
+  membershipEvery?: number;
   ranges?: boolean;
   moves?: boolean;
   meta?: boolean;
@@ -73,6 +74,11 @@ async function main(argv: readonly string[]): Promise<number> {
       '--wipe-every <ms>',
       "wipe a node's data directory about every <ms> of virtual time in every seed",
       intOption('--wipe-every', 1, 1_000_000),
+    )
+    .option(
+      '--membership-every <ms>',
+      'ask the leader for a membership change about every <ms> of virtual time, without wipes (as test/sim/membership.test.ts; use --nodes 5 or 7)',
+      intOption('--membership-every', 1, 1_000_000),
     )
     .option('--ranges', 'run the key-value store as ranges that clients split under the faults')
     .option(
@@ -142,10 +148,16 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
     const r = await runSeed({
       seed,
       ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
-      ...(o.wipeEvery !== undefined || o.quiesce === true || o.impatient === true
+      ...(o.wipeEvery !== undefined ||
+      o.membershipEvery !== undefined ||
+      o.quiesce === true ||
+      o.impatient === true
         ? {
             profile: {
               ...(o.wipeEvery !== undefined ? { wipeEveryMs: o.wipeEvery } : {}),
+              ...(o.membershipEvery !== undefined
+                ? { membershipEveryMs: o.membershipEvery, wipeEveryMs: 0 }
+                : {}),
               ...(o.quiesce === true ? { quiesce: true } : {}),
               ...(o.impatient === true ? { attemptTimeoutElections: 1 } : {}),
             },

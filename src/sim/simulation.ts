@@ -74,13 +74,19 @@ export interface ReplayOptions {
   readonly impatient?: boolean;
   /** Only when asked for (`--wipe-every`): a drawn wipe rate is the seed's own. */
   readonly wipeEveryMs?: number | undefined;
+  /** Membership churn (`--membership-every`, which turns wipes off); never drawn. */
+  readonly membershipEveryMs?: number | undefined;
 }
 
 export function replayCommand(seed: number, o: ReplayOptions = {}): string {
   const flags = [
     `--seed ${seed}`,
     ...(o.nodes === undefined ? [] : [`--nodes ${o.nodes}`]),
-    ...(o.wipeEveryMs === undefined ? [] : [`--wipe-every ${o.wipeEveryMs}`]),
+    ...(o.membershipEveryMs !== undefined && o.membershipEveryMs > 0
+      ? [`--membership-every ${o.membershipEveryMs}`]
+      : o.wipeEveryMs === undefined || o.wipeEveryMs === 0
+        ? []
+        : [`--wipe-every ${o.wipeEveryMs}`]),
     ...(o.ranges === true ? ['--ranges'] : []),
     ...(o.moves === true ? ['--moves'] : []),
     ...(o.meta === true ? ['--meta'] : []),
@@ -1204,6 +1210,7 @@ export class Simulation implements NodeHost, WorkloadHost {
         quiesce: this.profile.quiesce,
         impatient: this.profile.attemptTimeoutElections === 1,
         wipeEveryMs: this.options.profile?.wipeEveryMs,
+        membershipEveryMs: this.options.profile?.membershipEveryMs,
       }),
     };
   }
