@@ -13,6 +13,8 @@ export interface StatusView {
   readonly id: number;
   readonly role: string;
   readonly term: number;
+  /** The leader this node knows of (0: none). */
+  readonly leader: number;
   readonly commit: number;
   readonly applied: number;
   readonly lastIndex: number;
@@ -529,6 +531,14 @@ export class NodeMetrics {
       registers: r,
       collect() {
         this.set(read().role === 'leader' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_has_leader',
+      help: '1 if this node knows a leader of the key-value group (as etcd_server_has_leader)',
+      registers: r,
+      collect() {
+        this.set(read().leader !== 0 ? 1 : 0);
       },
     });
     new Gauge({

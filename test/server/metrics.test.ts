@@ -28,6 +28,7 @@ void test("the leader exports each follower's match, next, state and lag; others
     id: 1,
     role: 'leader',
     term: 3,
+    leader: 1,
     commit: 9,
     applied: 9,
     lastIndex: 10,
@@ -59,8 +60,15 @@ void test("the leader exports each follower's match, next, state and lag; others
     'flotilla_follower_progress_state{peer="3",state="replicate"} 0',
     'flotilla_follower_progress_state{peer="3",state="snapshot"} 0',
   ]);
+  assert.deepEqual(await samples(m, 'flotilla_has_leader'), ['flotilla_has_leader{} 1']);
   view = { ...view, role: 'follower', progress: {} };
   assert.deepEqual(await samples(m, 'flotilla_follower_lag_entries'), [], 'no longer leads');
+  view = { ...view, leader: 0 };
+  assert.deepEqual(
+    await samples(m, 'flotilla_has_leader'),
+    ['flotilla_has_leader{} 0'],
+    'knows none',
+  );
 });
 
 void test('a leader of three nodes reports both followers caught up after a write', async () => {
