@@ -527,6 +527,14 @@ export function buildProgram(): Command {
             `no member that answered knows a leader${answered.some((st) => st.recovering) ? ', and some are recovering lost data' : ''}: ` +
               "an election that lasts is stuck; each member's /readyz says why once it has lasted 30 s\n",
           );
+        // As etcdctl endpoint health: a script sees a member that did not answer.
+        const silent = s.nodes.filter((n) => !('status' in n)).map((n) => n.id);
+        if (silent.length > 0) {
+          process.stderr.write(
+            `member${silent.length === 1 ? '' : 's'} ${silent.join(', ')} did not answer (exit status 1)\n`,
+          );
+          process.exitCode = 1;
+        }
         return undefined;
       }),
     );
