@@ -257,6 +257,14 @@ export function checkIdentity(dir: string, found: DataDirIdentity, want: Expecte
   if (found.storage !== want.storage) diffs.push(`storage ${found.storage}, not ${want.storage}`);
   if (diffs.length === 0) return;
   const file = join(dir, IDENTITY_FILE);
+  // The same node started with another storage flag is not another node: say which flag.
+  if (diffs.length === 1 && found.storage !== want.storage)
+    throw new DataDirError(
+      'DATA_DIR_MISMATCH',
+      `Data directory ${dir} holds this node's data in ${found.storage} storage, and it was ` +
+        `started with ${want.storage} (${file}): start it with --storage ${found.storage}.`,
+      file,
+    );
   throw new DataDirError(
     'DATA_DIR_MISMATCH',
     `Data directory ${dir} belongs to another node: it records ${diffs.join('; ')} (${file}). ` +

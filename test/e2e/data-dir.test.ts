@@ -286,7 +286,11 @@ void test(
     ];
     const otherStorage = runStart(asSqlite);
     assert.match(otherStorage.stderr, /DATA_DIR_MISMATCH/);
-    assert.match(otherStorage.stderr, /storage wal, not sqlite/);
+    // The same node with another storage flag: told the flag, not that it is another node.
+    assert.match(
+      otherStorage.stderr,
+      /holds this node's data in wal storage, and it was started with sqlite .*: start it with --storage wal/,
+    );
     for (const r of [otherCluster, otherMembers, otherStorage])
       assert.doesNotMatch(r.stderr, /\n\s+at /, `no stack trace:\n${r.stderr}`);
     assert.deepEqual(readdirSync(m.dataDir).sort(), before, 'the directory is unchanged');
