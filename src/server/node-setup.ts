@@ -46,6 +46,7 @@ import {
   checkListenable,
   listenError,
   parseHostPort,
+  othersMayRead,
   prepareDataDir,
 } from './startup.js';
 
@@ -102,6 +103,13 @@ export async function resolveIdentity(
   if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
   await checkListenable(given.listenPeer, 'peers (listenPeer)');
   prepareDataDir(given.dataDir);
+  const open = othersMayRead(given.dataDir);
+  if (open !== null)
+    log.warn(
+      { dataDir: given.dataDir, mode: open },
+      `data directory ${given.dataDir} is open to other users (mode ${open}): it holds every key ` +
+        `and value; chmod 700 it, as a new one is made`,
+    );
   const recorded = readIdentity(given.dataDir);
   if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
   // A log without its identity file is refused once storage opens (node.ts); before a join it

@@ -30,6 +30,20 @@ function errnoOf(err: unknown): string {
 }
 
 /**
+ * The data directory's mode, as octal, when users other than its owner may enter or read it
+ * (etcd warns of the same); null when it is its owner's alone or cannot be looked at.
+ */
+export function othersMayRead(dir: string): string | null {
+  let mode: number;
+  try {
+    mode = statSync(resolve(dir)).mode & 0o777;
+  } catch {
+    return null;
+  }
+  return (mode & 0o077) === 0 ? null : `0${mode.toString(8)}`;
+}
+
+/**
  * Creates the data directory (and its missing parents) and checks this process can write it.
  * The data directory itself is created 0700, as etcd makes its own: it holds every key and
  * value, the keys of the node's certificates when it makes them, and its backups.

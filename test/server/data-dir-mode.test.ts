@@ -3,11 +3,11 @@
 // The parents it creates on the way are left to the umask: they may be shared.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { prepareDataDir } from '../../src/server/startup.js';
+import { othersMayRead, prepareDataDir } from '../../src/server/startup.js';
 
 void test('a data directory is created 0700; the parents made on the way follow the umask', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-mode-'));
@@ -18,7 +18,11 @@ void test('a data directory is created 0700; the parents made on the way follow 
   assert.equal(statSync(dataDir).mode & 0o777, 0o700);
   const umask = process.umask();
   assert.equal(statSync(parent).mode & 0o777, 0o777 & ~umask);
-  // An existing directory is used as it is.
+  // An existing directory is used as it is; one open to others is pointed out (the node warns).
   prepareDataDir(parent);
   assert.equal(statSync(parent).mode & 0o777, 0o777 & ~umask);
+  assert.equal(othersMayRead(dataDir), null);
+  chmodSync(dataDir, 0o755);
+  assert.equal(othersMayRead(dataDir), '0755');
+  assert.equal(othersMayRead(join(root, 'missing')), null);
 });
