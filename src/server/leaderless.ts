@@ -113,6 +113,15 @@ export class LeaderlessWatch {
     return forMs >= this.warnAfterMs ? leaderlessReason(s, this.heard, forMs) : null;
   }
 
+  /**
+   * Whether voter `id` of the key-value group sent this node anything in the last
+   * `heardWithinMs`, as of the last check (about a second ago): the transport's view, which a
+   * leader elected a moment ago has before its own replication progress has heard from anyone.
+   */
+  heardFrom(id: number): boolean {
+    return this.heard(id);
+  }
+
   private readonly heard = (id: number): boolean => {
     const moved = this.counts.get(id)?.movedAtMs ?? null;
     return moved !== null && this.o.clock.nowMs() - moved <= this.heardWithinMs;

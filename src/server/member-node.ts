@@ -48,6 +48,8 @@ export interface NodeMembersOptions {
   readonly stop: () => void;
   /** The ranges split off range 0 with a replica on member `id` (membership.ts). */
   readonly holdsRanges?: (id: number) => readonly number[];
+  /** Whether member `id` sent this node anything lately (membership.ts, `heardFrom`). */
+  readonly heardFrom?: (id: number) => boolean;
 }
 
 interface PeerMemberList {
@@ -97,6 +99,7 @@ export class NodeMembers {
       queue: o.queueRuntime,
       ...(o.followers === undefined ? {} : { followers: o.followers }),
       ...(o.holdsRanges === undefined ? {} : { holdsRanges: o.holdsRanges }),
+      ...(o.heardFrom === undefined ? {} : { heardFrom: o.heardFrom }),
       directory: o.kvSessions.directory,
       clock: o.clock,
       learnerPromoteLagEntries: config.learnerPromoteLagEntries,

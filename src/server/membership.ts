@@ -65,6 +65,11 @@ export interface MembershipOptions {
    * node applied it); absent: none. A member holding some is removed only with `force`.
    */
   readonly holdsRanges?: (id: number) => readonly number[];
+  /**
+   * Whether member `id` sent this node anything lately (the transport's view); with the
+   * leader's replication progress, it says which members a change may count on as live.
+   */
+  readonly heardFrom?: (id: number) => boolean;
   readonly log: Logger;
 }
 
@@ -332,7 +337,14 @@ export class Membership {
    */
   private checkQuorumAfter(voters: readonly number[], change: string, force = false): void {
     const progress = this.o.kv.status().progress;
-    const heard = voters.filter((v) => v === this.o.selfId || progress[v]?.heardRecently === true);
+    // Either view will do: a leader elected a moment ago has heard from no one yet in its
+    // replication progress, while the transport heard the votes that elected it.
+    const heard = voters.filter(
+      (v) =>
+        v === this.o.selfId ||
+        progress[v]?.heardRecently === true ||
+        this.o.heardFrom?.(v) === true,
+    );
     const quorum = Math.floor(voters.length / 2) + 1;
     if (heard.length >= quorum) return;
     const silent = voters.filter((v) => !heard.includes(v));

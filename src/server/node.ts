@@ -276,6 +276,8 @@ export class FlotillaNode implements AsyncDisposable {
       followers: [{ group: META_GROUP, name: 'meta', runtime: meta.runtime }],
       kvSessions,
       transport,
+      // The leaderless watch samples what each voter sent this node, every second.
+      heardFrom: (id) => this.leaderless?.heardFrom(id) ?? false,
       pool: (url) => this.pool(url),
       forward: (path, rawBody, signal, authorization) =>
         this.forwarder.forward(path, rawBody, signal, authorization),

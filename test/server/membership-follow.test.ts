@@ -279,6 +279,25 @@ void test('a change whose voters would lack a quorum of members heard from latel
   // Removing a silent one is fine (1, 4, 7, 8: three of four heard), and so is a forced removal.
   await assert.rejects(m.remove(6, signal), /stop here/);
   await assert.rejects(m.remove(8, signal, { force: true }), /stop here/);
+  // A leader elected a moment ago has heard from no one in its replication progress; what the
+  // transport heard (the votes that elected it) counts as well.
+  const fresh = new Membership({
+    selfId: 1,
+    bootstrap: [],
+    kv,
+    queue: fakeRuntime(() => conf(voters)),
+    directory: new MemberDirectory(),
+    clock: systemClock,
+    learnerPromoteLagEntries: 100,
+    checkEveryMs: 1_000,
+    followWaitMs: 0,
+    notifyRemoved: () => Promise.resolve(),
+    onBookChanged: () => undefined,
+    onSelfRemoved: () => undefined,
+    heardFrom: (id) => id === 6,
+    log: pino({ level: 'silent' }),
+  });
+  await assert.rejects(fresh.remove(8, signal), /stop here/);
   // A learner counts toward no quorum: adding one is never refused so.
   await assert.rejects(
     m.add(
