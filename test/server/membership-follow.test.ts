@@ -8,7 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { simpleConf, type ConfState } from '../../src/raft/index.js';
-import { Membership, nextFollowChange } from '../../src/server/membership.js';
+import {
+  Membership,
+  nextFollowChange,
+  type MembershipOptions,
+} from '../../src/server/membership.js';
 import { MemberDirectory } from '../../src/host/directory.js';
 import { systemClock } from '../../src/host/contracts.js';
 import type { RaftRuntime } from '../../src/host/runtime.js';
@@ -126,12 +130,13 @@ function membershipWith(
   kv: RaftRuntime,
   queue: RaftRuntime,
   hooks: { onBookChanged?: () => void; onSelfRemoved?: () => void } = {},
+  extra: Pick<MembershipOptions, 'bootstrap' | 'heardFrom'> = { bootstrap: [] },
 ): Membership {
   const directory = new MemberDirectory();
   directory.apply({ op: 'remove', id: 3 });
   return new Membership({
     selfId,
-    bootstrap: [],
+    ...extra,
     kv,
     queue,
     directory,
@@ -202,25 +207,19 @@ void test("the leader's own row in the member list shows no lag while its write 
     isLeader: () => true,
     leaderId: () => 1,
   } as unknown as RaftRuntime;
-  const m = new Membership({
-    selfId: 1,
-    bootstrap: [1, 2].map((id) => ({
-      id,
-      peer: `127.0.0.1:${7000 + id}`,
-      client: `http://127.0.0.1:${8000 + id}`,
-    })),
+  const m = membershipWith(
+    1,
     kv,
-    queue: fakeRuntime(() => conf([1, 2])),
-    directory: new MemberDirectory(),
-    clock: systemClock,
-    learnerPromoteLagEntries: 100,
-    checkEveryMs: 1_000,
-    followWaitMs: 0,
-    notifyRemoved: () => Promise.resolve(),
-    onBookChanged: () => undefined,
-    onSelfRemoved: () => undefined,
-    log: pino({ level: 'silent' }),
-  });
+    fakeRuntime(() => conf([1, 2])),
+    {},
+    {
+      bootstrap: [1, 2].map((id) => ({
+        id,
+        peer: `127.0.0.1:${7000 + id}`,
+        client: `http://127.0.0.1:${8000 + id}`,
+      })),
+    },
+  );
   assert.deepEqual(
     m.list().members.map((r) => [r.id, r.match, r.lag]),
     [
@@ -281,22 +280,16 @@ void test('a change whose voters would lack a quorum of members heard from latel
   await assert.rejects(m.remove(8, signal, { force: true }), /stop here/);
   // A leader elected a moment ago has heard from no one in its replication progress; what the
   // transport heard (the votes that elected it) counts as well.
-  const fresh = new Membership({
-    selfId: 1,
-    bootstrap: [],
+  const fresh = membershipWith(
+    1,
     kv,
-    queue: fakeRuntime(() => conf(voters)),
-    directory: new MemberDirectory(),
-    clock: systemClock,
-    learnerPromoteLagEntries: 100,
-    checkEveryMs: 1_000,
-    followWaitMs: 0,
-    notifyRemoved: () => Promise.resolve(),
-    onBookChanged: () => undefined,
-    onSelfRemoved: () => undefined,
-    heardFrom: (id) => id === 6,
-    log: pino({ level: 'silent' }),
-  });
+    fakeRuntime(() => conf(voters)),
+    {},
+    {
+      bootstrap: [],
+      heardFrom: (id) => id === 6,
+    },
+  );
   await assert.rejects(fresh.remove(8, signal), /stop here/);
   // A learner counts toward no quorum: adding one is never refused so.
   await assert.rejects(
