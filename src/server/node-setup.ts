@@ -48,6 +48,7 @@ import {
   parseHostPort,
   othersMayRead,
   prepareDataDir,
+  removeIfEmpty,
 } from './startup.js';
 
 /** How often a peer that keeps connecting and dropping is said to, at most (openPeerTransport). */
@@ -102,102 +103,109 @@ export async function resolveIdentity(
   await checkListenable(given.listenClient, 'clients (listenClient)');
   if (wireListen !== null) await checkListenable(wireListen, 'clients (clientProtocolPort)');
   await checkListenable(given.listenPeer, 'peers (listenPeer)');
-  prepareDataDir(given.dataDir);
-  const open = othersMayRead(given.dataDir);
-  if (open !== null)
-    log.warn(
-      { dataDir: given.dataDir, mode: open },
-      `data directory ${given.dataDir} is open to other users (mode ${open}): it holds every key ` +
-        `and value; chmod 700 it, as a new one is made`,
-    );
-  const recorded = readIdentity(given.dataDir);
-  if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
-  // A log without its identity file is refused once storage opens (node.ts); before a join it
-  // must be refused now, or the cluster would first add this directory's node as a learner.
-  // Judged by the WAL's files, or SQLite's rows read without opening the storage.
-  if (recorded === null && given.join.length > 0) {
-    for (const g of [KV_GROUP, QUEUE_GROUP, META_GROUP]) {
-      const dir = groupDir(given.dataDir, g);
-      if (walFilesHoldData(dir) || (await sqliteHoldsData(dir))) throw missingIdentity(given);
+  const created = prepareDataDir(given.dataDir);
+  try {
+    const open = othersMayRead(given.dataDir);
+    if (open !== null)
+      log.warn(
+        { dataDir: given.dataDir, mode: open },
+        `data directory ${given.dataDir} is open to other users (mode ${open}): it holds every key ` +
+          `and value; chmod 700 it, as a new one is made`,
+      );
+    const recorded = readIdentity(given.dataDir);
+    if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
+    // A log without its identity file is refused once storage opens (node.ts); before a join it
+    // must be refused now, or the cluster would first add this directory's node as a learner.
+    // Judged by the WAL's files, or SQLite's rows read without opening the storage.
+    if (recorded === null && given.join.length > 0) {
+      for (const g of [KV_GROUP, QUEUE_GROUP, META_GROUP]) {
+        const dir = groupDir(given.dataDir, g);
+        if (walFilesHoldData(dir) || (await sqliteHoldsData(dir))) throw missingIdentity(given);
+      }
     }
+    // A joined node runs in the cluster its directory records (it was told it when it joined),
+    // so one started without a cluster id of its own is fine; one that names another cluster
+    // was given the wrong directory.
+    if (
+      recorded?.joined === true &&
+      given.clusterId !== configDefaults.clusterId &&
+      recorded.clusterId !== given.clusterId
+    )
+      checkIdentity(given.dataDir, recorded, { ...recorded, clusterId: given.clusterId });
+    const asked =
+      recorded === null && given.join.length > 0
+        ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
+            clock: systemClock,
+            // The bootstrap member gives up asking only after its wait.
+            timeoutMs: Math.max(60_000, given.bootstrapWaitMs + 10_000),
+            log,
+            headers: memberAuthHeaders(given.auth),
+            ...(given.bootstrapMember === given.id
+              ? { bootstrapAfterMs: given.bootstrapWaitMs }
+              : {}),
+            ...(connect === undefined ? {} : { connect }),
+            ...(signal === undefined ? {} : { signal }),
+            ...(given.clusterId === configDefaults.clusterId ? {} : { clusterId: given.clusterId }),
+          })
+        : null;
+    // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
+    const joined = asked === 'bootstrap' ? null : asked;
+    // Join URLs that reach another cluster than the one this node names. A member of this
+    // release refused the join (MEMBERSHIP_WRONG_CLUSTER) before adding anything; one of an
+    // older release ignored the header and added this node as a learner, to be removed there.
+    if (
+      joined !== null &&
+      given.clusterId !== configDefaults.clusterId &&
+      joined.clusterId !== given.clusterId
+    )
+      throw new ConfigError(
+        `The join URLs (${given.join.join(', ')}) reach cluster ${JSON.stringify(joined.clusterId)}, not ${JSON.stringify(given.clusterId)} as clusterId says: nothing was written to ${given.dataDir}. That cluster added member ${given.id}: remove it there (flotilla member remove ${given.id}), then fix join or clusterId.`,
+      );
+    const isJoined = joined !== null || recorded?.joined === true;
+    const config: NodeConfig =
+      joined !== null
+        ? { ...given, clusterId: joined.clusterId, members: joined.book }
+        : recorded?.joined === true
+          ? { ...given, clusterId: recorded.clusterId }
+          : given;
+    if (joined?.recover === true)
+      log.warn(
+        { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
+        'this id is a voter that held a log: this node lost its data and recovers before it votes',
+      );
+    else if (joined !== null)
+      log.info(
+        { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
+        'joined the cluster as a learner; catching up',
+      );
+    const identity: Identity = {
+      clusterId: config.clusterId,
+      memberId: config.id,
+      members:
+        joined?.initialMembers ??
+        (recorded?.joined === true ? recorded.members : config.members.map((m) => m.id)),
+      storage: config.storage,
+      ...(isJoined ? { joined: true } : {}),
+    };
+    if (recorded !== null) checkIdentity(config.dataDir, recorded, identity);
+    const otherKind = storageFilesIn(groupDir(config.dataDir, KV_GROUP));
+    if (otherKind !== null && otherKind !== config.storage)
+      throw new DataDirError(
+        'DATA_DIR_MISMATCH',
+        `Data directory ${config.dataDir} holds ${otherKind} storage files, but this node was started with --storage ${config.storage}: it would start empty and forget its term and vote. Start with --storage ${otherKind}, or give this node an empty data directory.`,
+        config.dataDir,
+      );
+    // Storage opens before the peer port is bound (every handshake says whether this node holds
+    // a log, and must not say "no" for want of having looked): check the port again, as a join
+    // may have taken a minute since the check above.
+    await checkListenable(config.listenPeer, 'peers (listenPeer)');
+    return { config, identity, recorded, joined: isJoined, lostData: joined?.recover === true };
+  } catch (err) {
+    // Nothing was written yet: a refused join or a port taken meanwhile leaves no empty
+    // directory behind that a later start would take for a new node's.
+    removeIfEmpty(created);
+    throw err;
   }
-  // A joined node runs in the cluster its directory records (it was told it when it joined),
-  // so one started without a cluster id of its own is fine; one that names another cluster
-  // was given the wrong directory.
-  if (
-    recorded?.joined === true &&
-    given.clusterId !== configDefaults.clusterId &&
-    recorded.clusterId !== given.clusterId
-  )
-    checkIdentity(given.dataDir, recorded, { ...recorded, clusterId: given.clusterId });
-  const asked =
-    recorded === null && given.join.length > 0
-      ? await joinCluster(given.members.find((m) => m.id === given.id) as Member, given.join, {
-          clock: systemClock,
-          // The bootstrap member gives up asking only after its wait.
-          timeoutMs: Math.max(60_000, given.bootstrapWaitMs + 10_000),
-          log,
-          headers: memberAuthHeaders(given.auth),
-          ...(given.bootstrapMember === given.id
-            ? { bootstrapAfterMs: given.bootstrapWaitMs }
-            : {}),
-          ...(connect === undefined ? {} : { connect }),
-          ...(signal === undefined ? {} : { signal }),
-          ...(given.clusterId === configDefaults.clusterId ? {} : { clusterId: given.clusterId }),
-        })
-      : null;
-  // The bootstrap member heard from no one: it starts the cluster of its initialCluster.
-  const joined = asked === 'bootstrap' ? null : asked;
-  // Join URLs that reach another cluster than the one this node names. A member of this
-  // release refused the join (MEMBERSHIP_WRONG_CLUSTER) before adding anything; one of an
-  // older release ignored the header and added this node as a learner, to be removed there.
-  if (
-    joined !== null &&
-    given.clusterId !== configDefaults.clusterId &&
-    joined.clusterId !== given.clusterId
-  )
-    throw new ConfigError(
-      `The join URLs (${given.join.join(', ')}) reach cluster ${JSON.stringify(joined.clusterId)}, not ${JSON.stringify(given.clusterId)} as clusterId says: nothing was written to ${given.dataDir}. That cluster added member ${given.id}: remove it there (flotilla member remove ${given.id}), then fix join or clusterId.`,
-    );
-  const isJoined = joined !== null || recorded?.joined === true;
-  const config: NodeConfig =
-    joined !== null
-      ? { ...given, clusterId: joined.clusterId, members: joined.book }
-      : recorded?.joined === true
-        ? { ...given, clusterId: recorded.clusterId }
-        : given;
-  if (joined?.recover === true)
-    log.warn(
-      { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
-      'this id is a voter that held a log: this node lost its data and recovers before it votes',
-    );
-  else if (joined !== null)
-    log.info(
-      { clusterId: joined.clusterId, initialMembers: joined.initialMembers },
-      'joined the cluster as a learner; catching up',
-    );
-  const identity: Identity = {
-    clusterId: config.clusterId,
-    memberId: config.id,
-    members:
-      joined?.initialMembers ??
-      (recorded?.joined === true ? recorded.members : config.members.map((m) => m.id)),
-    storage: config.storage,
-    ...(isJoined ? { joined: true } : {}),
-  };
-  if (recorded !== null) checkIdentity(config.dataDir, recorded, identity);
-  const otherKind = storageFilesIn(groupDir(config.dataDir, KV_GROUP));
-  if (otherKind !== null && otherKind !== config.storage)
-    throw new DataDirError(
-      'DATA_DIR_MISMATCH',
-      `Data directory ${config.dataDir} holds ${otherKind} storage files, but this node was started with --storage ${config.storage}: it would start empty and forget its term and vote. Start with --storage ${otherKind}, or give this node an empty data directory.`,
-      config.dataDir,
-    );
-  // Storage opens before the peer port is bound (every handshake says whether this node holds
-  // a log, and must not say "no" for want of having looked): check the port again, as a join
-  // may have taken a minute since the check above.
-  await checkListenable(config.listenPeer, 'peers (listenPeer)');
-  return { config, identity, recorded, joined: isJoined, lostData: joined?.recover === true };
 }
 
 /**

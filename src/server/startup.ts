@@ -2,7 +2,7 @@
 // that an unusable data directory or a taken port is reported at once, with the path or the
 // address and the cause, rather than after the log was replayed and an election won.
 
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -52,8 +52,11 @@ export function othersMayRead(dir: string): string | null {
  * /proc (mkdir answers ENOENT although the parent exists, and Node retries forever). Here each
  * missing component is created once, from the top down, so the walk is bounded by the path's
  * depth and the first failure is reported with the component that failed.
+ *
+ * Returns the directories it created, parents first, for `removeIfEmpty` to take back when the
+ * start fails before anything was written (a refused join, a port taken meanwhile).
  */
-export function prepareDataDir(dir: string): void {
+export function prepareDataDir(dir: string): string[] {
   const target = resolve(dir);
   const fail = (what: string, err: unknown): StartupError =>
     new StartupError(
@@ -83,9 +86,11 @@ export function prepareDataDir(dir: string): void {
       );
     break;
   }
+  const created: string[] = [];
   for (const p of missing.reverse()) {
     try {
       mkdirSync(p, p === target ? { mode: 0o700 } : {});
+      created.push(p);
     } catch (err) {
       // Another process may have created it meanwhile; statSync below would catch a file.
       if (errnoOf(err) !== 'EEXIST') throw fail(`cannot create ${p}`, err);
@@ -95,6 +100,22 @@ export function prepareDataDir(dir: string): void {
     accessSync(target, constants.R_OK | constants.W_OK | constants.X_OK);
   } catch (err) {
     throw fail('this process cannot read and write it', err);
+  }
+  return created;
+}
+
+/**
+ * Removes the directories `prepareDataDir` created, deepest first, each only if it is still
+ * empty: a start that failed before writing leaves no directory a later start would take for a
+ * new node's, and one that wrote anything keeps it.
+ */
+export function removeIfEmpty(created: readonly string[]): void {
+  for (const p of [...created].reverse()) {
+    try {
+      rmdirSync(p);
+    } catch {
+      return; // not empty (or gone, or not ours to remove): it and its parents stay
+    }
   }
 }
 

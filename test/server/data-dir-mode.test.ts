@@ -3,11 +3,11 @@
 // The parents it creates on the way are left to the umask: they may be shared.
 
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { othersMayRead, prepareDataDir } from '../../src/server/startup.js';
+import { othersMayRead, prepareDataDir, removeIfEmpty } from '../../src/server/startup.js';
 
 void test('a data directory is created 0700; the parents made on the way follow the umask', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-mode-'));
@@ -25,4 +25,22 @@ void test('a data directory is created 0700; the parents made on the way follow 
   chmodSync(dataDir, 0o755);
   assert.equal(othersMayRead(dataDir), '0755');
   assert.equal(othersMayRead(join(root, 'missing')), null);
+});
+
+void test('a failed start takes back the directories it created while they are empty, and only those', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-mode-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const dataDir = join(root, 'a', 'b', 'data');
+  const created = prepareDataDir(dataDir);
+  assert.deepEqual(created, [join(root, 'a'), join(root, 'a', 'b'), dataDir]);
+  removeIfEmpty(created);
+  assert.equal(existsSync(join(root, 'a')), false);
+  assert.equal(existsSync(root), true);
+  // Once anything was written there, the directory and its parents stay.
+  const again = prepareDataDir(dataDir);
+  writeFileSync(join(dataDir, 'identity.json'), '{}');
+  removeIfEmpty(again);
+  assert.equal(existsSync(join(dataDir, 'identity.json')), true);
+  // An existing directory was not created by this start: nothing to take back.
+  assert.deepEqual(prepareDataDir(dataDir), []);
 });

@@ -4,7 +4,7 @@
 // data directory refuses to start again.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
@@ -476,6 +476,8 @@ void test('a node whose join URLs reach another cluster than the one it names is
       /the joining node's clusterId is "not-this-cluster"/.test(e.message),
   );
   assert.equal(readIdentity(dir), null);
+  // The directory this start created is taken back: a later start must not find it.
+  assert.equal(existsSync(dir), false);
   // Refused before anything was added: before, the other cluster kept node 8 as a learner.
   const ids = (await members(nodes.url(follower))).members.map((m) => m.id);
   assert.ok(!ids.includes(8), `members: ${ids.join(', ')}`);
