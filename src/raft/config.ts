@@ -315,4 +315,18 @@ function checkInitial(initial: InitialState): void {
       entryTypes.has(e.type),
       `initial.entries: entry ${e.index} has type ${JSON.stringify(e.type)}, not one of ${[...entryTypes].join(', ')}`,
     );
+  // Terms never fall along a log: Figure 3's Log Matching and the election restriction rest on
+  // it. (The hard state's term may be below the last entry's: Raft's constructor says why.)
+  const base = snap ?? null;
+  let prev = base === null ? 0 : base.term;
+  let prevAt = base === null ? 'the start of the log' : `the snapshot at ${base.index}`;
+  for (const e of initial.entries) {
+    if (base !== null && e.index <= base.index) continue;
+    check(
+      e.term >= prev,
+      `initial.entries: entry ${e.index} has term ${e.term}, below term ${prev} of ${prevAt}: terms never fall along a log`,
+    );
+    prev = e.term;
+    prevAt = `entry ${e.index}`;
+  }
 }

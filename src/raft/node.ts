@@ -194,7 +194,13 @@ export class RaftNode {
 
   /** Moves the lease clock on by `ticks` of real time that passed since it last moved. */
   advanceClock(ticks: number): void {
-    if (Number.isSafeInteger(ticks) && ticks > 0) this.raft.ticks += ticks;
+    // A NaN or negative count (a clock read wrong) would stop or turn back the lease clock
+    // unseen; the lease's safety rests on it only ever moving forward.
+    assert(
+      Number.isSafeInteger(ticks) && ticks >= 0,
+      `The clock moves on by a whole number of ticks >= 0, got ${JSON.stringify(ticks) ?? String(ticks)}`,
+    );
+    this.raft.ticks += ticks;
   }
 
   /** Starts an election now (as if the election timeout elapsed). */
@@ -205,7 +211,17 @@ export class RaftNode {
     hup(r, false);
   }
 
+  /**
+   * Appends one command (the leader only). The core keeps `data` as given when it is its
+   * buffer's whole (a view into a larger one is copied: ownedData): do not change its bytes
+   * afterwards, or what is persisted, sent and applied changes with them.
+   */
   propose(data: Uint8Array): Result<{ index: Index; term: Term }> {
+    if (!(data instanceof Uint8Array))
+      return fail(
+        'BAD_REQUEST',
+        `A proposal must be a Uint8Array, got ${data === null ? 'null' : typeof data}`,
+      );
     const r = this.proposeBatch([data]);
     if (!r.ok) return r;
     return ok({ index: r.value.firstIndex, term: r.value.term });
@@ -356,6 +372,23 @@ export class RaftNode {
     assert(
       Number.isSafeInteger(s.totalBytes) && s.totalBytes >= 1,
       `A snapshot has at least one byte, offered ${s.totalBytes}`,
+    );
+    assert(
+      typeof s.id === 'string' && s.id.length > 0,
+      `A snapshot offered needs an id (what its chunks are asked by), got ${JSON.stringify(s.id)}`,
+    );
+    const { index, term } = s.meta;
+    // Followers install what is offered as the state through its index: one past the commit,
+    // or of another term than the log's entry there, would put a state no quorum holds
+    // on them, and a later offer below it is never taken.
+    assert(
+      Number.isSafeInteger(index) && index >= 1 && index <= r.log.committed,
+      `A snapshot offered must be at a committed index (1 to ${r.log.committed}), got ${index}`,
+    );
+    const held = r.log.term(index);
+    assert(
+      held === undefined || held === term,
+      `The snapshot offered at index ${index} says term ${term}, but the log's entry there is of term ${held}`,
     );
     if (r.snapshotOffer !== null && r.snapshotOffer.meta.index > s.meta.index) return;
     r.snapshotOffer = s;

@@ -228,6 +228,15 @@ export class Raft {
         initial.hardState.commit,
         initial.applied,
       );
+      // The entries of one Ready and its hard state are two records: a write cut short can
+      // keep the entries and lose the hard state, and the stored term is then below the last
+      // entry's. The node had reached that term but cast no vote in it (a vote leaves only once
+      // its hard state is durable): it starts there with no vote, never leads a lower term
+      // over entries of a higher one.
+      if (this.log.lastTerm() > this.term) {
+        this.term = this.log.lastTerm();
+        this.vote = NONE;
+      }
       this.incoming = initial.incoming ?? null;
       // The configuration is the snapshot's and then every change committed after it: a
       // restart never falls back to the member list the node was first started with, nor

@@ -129,6 +129,14 @@ void test('a recovered state with a missing or mistyped number is refused, namin
     [{ ...good, snapshot: { index: 1 } }, /initial\.snapshot must be null or snapshot metadata/],
     [{ ...good, entries: [{ ...entry(1), data: 'x' }] }, /initial\.entries: an entry needs/],
     [{ ...good, entries: [{ ...entry(1), type: 'bogus' }] }, /entry 1 has type "bogus"/],
+    [
+      { ...good, entries: [{ ...entry(1), term: 2 }, entry(2)] },
+      /entry 2 has term 1, below term 2 of entry 1: terms never fall/,
+    ],
+    [
+      { ...good, snapshot: { index: 1, term: 3, voters: [1] }, entries: [entry(2)] },
+      /entry 2 has term 1, below term 3 of the snapshot at 1/,
+    ],
   ];
   for (const [initial, why] of refused)
     assert.throws(
@@ -199,4 +207,74 @@ void test('compact refuses an index that is not an integer >= 0, naming it', () 
       String(bad),
     );
   assert.equal(node.compact(1).index, 1);
+});
+
+void test("a stored term below its last entry's (the hard state lost to a torn write) starts at that entry's term, with no vote", () => {
+  // Before, the node started in term 1 over an entry of term 5, led term 2 and appended a
+  // term-2 entry after the term-5 one: a log whose terms fall.
+  const node = new RaftNode({
+    id: 1,
+    voters: [1],
+    rng: createRng(1),
+    initial: {
+      hardState: { term: 1, vote: 1, commit: 0 },
+      snapshot: null,
+      entries: [{ term: 5, index: 1, type: 'noop', data: new Uint8Array(0) }],
+      applied: 0,
+    },
+  });
+  assert.equal(node.status().term, 5);
+  node.campaign();
+  const rd = node.ready();
+  assert.equal(node.status().role, 'leader');
+  assert.equal(rd.hardState?.term, 6);
+  assert.deepEqual(
+    rd.entries.map((e) => [e.index, e.term]),
+    [[2, 6]],
+  );
+});
+
+void test('a snapshot offered past the commit, of another term than the log there, or without an id is refused', () => {
+  // Before, an offer at index 999 over a log ending at 11 was taken: a follower behind the
+  // compacted log installed it, said commit 999, and no later, correct offer below it was used.
+  const node = leader();
+  for (let i = 0; i < 3; i++) assert.ok(node.propose(new Uint8Array([i])).ok);
+  for (let i = 0; i < 100 && node.hasReady(); i++) node.advance(node.ready());
+  const commit = node.status().commit;
+  const meta = node.compact(commit - 1);
+  const offer = { meta, id: 'snap-1', totalBytes: 4 };
+  const refused: [object, RegExp][] = [
+    [
+      { meta: { ...meta, index: commit + 1 } },
+      /must be at a committed index \(1 to \d+\), got \d+/,
+    ],
+    [
+      { meta: { ...meta, term: meta.term + 1 } },
+      /says term \d+, but the log's entry there is of term/,
+    ],
+    [{ id: '' }, /needs an id/],
+  ];
+  for (const [change, why] of refused)
+    assert.throws(
+      () => node.offerSnapshot({ ...offer, ...change }),
+      (e: unknown) => e instanceof AssertionError && why.test(e.message),
+      why.source,
+    );
+  node.offerSnapshot(offer);
+});
+
+void test('a clock moved by a count that is not a whole number >= 0 is refused, naming it', () => {
+  // Before, tick('x'), tick(-100) and advanceClock(NaN) did nothing and said nothing.
+  const node = leader();
+  for (const bad of ['x', -100, NaN, 1.5])
+    for (const call of [() => node.tick(bad as number), () => node.advanceClock(bad as number)])
+      assert.throws(
+        call,
+        (e: unknown) => e instanceof AssertionError && /whole number of ticks >= 0/.test(e.message),
+        String(bad),
+      );
+  node.advanceClock(0);
+  node.tick();
+  const r = node.propose('one' as unknown as Uint8Array);
+  assert.match(r.ok ? '' : r.error.message, /^A proposal must be a Uint8Array, got string/);
 });
