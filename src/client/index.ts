@@ -23,7 +23,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
-import { pick, sleep } from './util.js';
+import { checkOptions, pick, sleep } from './util.js';
 import {
   httpWatchLines,
   watchStream,
@@ -165,11 +165,55 @@ export interface ClientOptions {
   readonly gather?: boolean;
 }
 
+/** Every field of ClientOptions: the constructor refuses any other (a misspelt option). */
+const clientOptionNames = [
+  'endpoints',
+  'timeoutMs',
+  'deadlineMs',
+  'maxAttempts',
+  'connections',
+  'clientId',
+  'writeWindow',
+  'markRetryWrites',
+  'protocol',
+  'binaryConnections',
+  'token',
+  'tls',
+  'rangeRouting',
+  'rangeMapMaxAgeMs',
+  'gather',
+] as const satisfies readonly (keyof ClientOptions)[];
+
+/** Compiles only while clientOptionNames lists every field of ClientOptions. */
+export type ClientOptionsListed =
+  Exclude<keyof ClientOptions, (typeof clientOptionNames)[number]> extends never ? true : never;
+
 export interface ClientTlsOptions {
   readonly ca?: string | Uint8Array;
   readonly cert?: string | Uint8Array;
   readonly key?: string | Uint8Array;
 }
+
+/** The options of the key-value calls, besides `signal` (checkOptions). */
+const putOptions = ['prevKv', 'lease', 'encoding'] as const;
+const getOptions = ['serializable', 'consistency', 'revision', 'encoding'] as const;
+const rangeOptions = [
+  ...getOptions,
+  'rangeEnd',
+  'prefix',
+  'limit',
+  'countOnly',
+  'multiRange',
+] as const;
+const deleteOptions = ['rangeEnd', 'prefix', 'prevKv', 'encoding'] as const;
+const watchOptions = [
+  'rangeEnd',
+  'prefix',
+  'startRevision',
+  'prevKv',
+  'progressNotifyMs',
+  'encoding',
+] as const;
 
 /** The binary protocol's request type of each HTTP path it serves. */
 const wireOpOfPath: Readonly<Record<string, WireOp>> = {
@@ -318,6 +362,7 @@ export class FlotillaClient {
         `endpoints must be a non-empty array of base URLs, got ${describe(opts.endpoints)}`,
         false,
       );
+    checkOptions(opts, 'FlotillaClient', clientOptionNames);
     this.endpoints = opts.endpoints.map(checkEndpoint);
     this.timeoutMs = positiveInt(opts, 'timeoutMs', 5_000);
     this.deadlineMs = positiveInt(opts, 'deadlineMs', 15_000);
@@ -458,6 +503,7 @@ export class FlotillaClient {
     value: string,
     o: { prevKv?: boolean; lease?: number; encoding?: 'utf8' | 'base64' } & CallOptions = {},
   ): Promise<PutResponse> {
+    checkOptions(o, 'put', putOptions);
     return this.write<PutResponse>(
       '/v1/kv/put',
       { key, value, ...pick(o, 'prevKv', 'lease', 'encoding') },
@@ -475,6 +521,8 @@ export class FlotillaClient {
       encoding?: 'utf8' | 'base64';
     } & CallOptions = {},
   ): Promise<KeyValue | null> {
+    // A range's options (prefix, rangeEnd, limit) would read other keys and answer the first.
+    checkOptions(o, 'get', getOptions);
     const r = await this.range(key, o);
     return r.kvs[0] ?? null;
   }
@@ -500,6 +548,7 @@ export class FlotillaClient {
       multiRange?: boolean;
     } & CallOptions = {},
   ): Promise<RangeResponse> {
+    checkOptions(o, 'range', rangeOptions);
     const body = {
       key,
       ...pick(
@@ -527,6 +576,7 @@ export class FlotillaClient {
       encoding?: 'utf8' | 'base64';
     } & CallOptions = {},
   ): Promise<DeleteResponse> {
+    checkOptions(o, 'delete', deleteOptions);
     return this.write<DeleteResponse>(
       '/v1/kv/delete',
       { key, ...pick(o, 'rangeEnd', 'prefix', 'prevKv', 'encoding') },
@@ -540,6 +590,7 @@ export class FlotillaClient {
     failure: readonly TxnOp[] = [],
     o: CallOptions = {},
   ): Promise<TxnResponse> {
+    checkOptions(o, 'txn', []);
     return this.write<TxnResponse>('/v1/kv/txn', { compare, success, failure }, o.signal);
   }
 
@@ -550,6 +601,7 @@ export class FlotillaClient {
    * `o.signal` aborts; throws `COMPACTED` if it must resume from history that is gone.
    */
   watch(key: string, o: WatchOptions = {}): AsyncGenerator<WatchBatch> {
+    checkOptions(o, 'watch', watchOptions);
     return watchStream(
       {
         endpoints: this.endpoints,
@@ -584,6 +636,7 @@ export class FlotillaClient {
     ttl: number,
     o: { id?: number } & CallOptions = {},
   ): Promise<LeaseGrantResponse> {
+    checkOptions(o, 'leaseGrant', ['id']);
     return this.call<LeaseGrantResponse>(
       'POST',
       '/v1/lease/grant',
@@ -1378,6 +1431,7 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
   const pem = (v: string | Uint8Array): string | Buffer =>
     typeof v === 'string' ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   if (o === undefined) return {};
+  checkOptions(o, 'FlotillaClient tls', ['ca', 'cert', 'key']);
   if ((o.cert === undefined) !== (o.key === undefined))
     throw new FlotillaError(
       'BAD_REQUEST',

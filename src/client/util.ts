@@ -1,4 +1,8 @@
-// Small helpers of the client: a sleep an abort cuts short, and picking set fields.
+// Small helpers of the client: a sleep an abort cuts short, picking set fields, and refusing
+// options a call does not have.
+
+import { closestName } from '../base/closest.js';
+import { FlotillaError } from '../base/errors.js';
 
 /** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -18,4 +22,22 @@ export function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): P
   const out: Partial<Pick<T, K>> = {};
   for (const k of keys) if (o[k] !== undefined) out[k] = o[k];
   return out;
+}
+
+/**
+ * Refuses BAD_REQUEST an options object with a field `where` does not take (`signal` is taken
+ * everywhere): a misspelt option (`prefx`, `timeout` for `timeoutMs`) was ignored, and the call
+ * did something else than asked, such as reading one key for a prefix, as the server refuses
+ * unknown fields (UNKNOWN_FIELD).
+ */
+export function checkOptions(o: object, where: string, names: readonly string[]): void {
+  for (const k of Object.keys(o)) {
+    if (k === 'signal' || names.includes(k)) continue;
+    const meant = closestName(k, names);
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `${where} has no option ${JSON.stringify(k)}${meant === undefined ? '' : ` (did you mean "${meant}"?)`}; it takes ${names.length === 0 ? 'only signal' : `${names.join(', ')} and signal`}`,
+      false,
+    );
+  }
 }

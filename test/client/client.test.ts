@@ -429,6 +429,9 @@ void describe('FlotillaClient options and close', () => {
       // The node refuses every write of a longer id; 64 emoji are 128 UTF-16 units and pass.
       [{ endpoints: [url], clientId: 'c'.repeat(129) }, /1 to 128 characters, got 129/],
       [{ endpoints: [url], clientId: '\u{1F600}'.repeat(65) }, /got 130 characters/],
+      // A misspelt option was ignored: the client ran with the default in its place.
+      [{ endpoints: [url], timeout: 5 }, /has no option "timeout" \(did you mean "timeoutMs"\?\)/],
+      [{ endpoints: [url], tls: { cafile: 'x' } }, /FlotillaClient tls has no option "cafile"/],
     ];
     for (const [options, why] of refused) {
       assert.throws(
@@ -443,6 +446,53 @@ void describe('FlotillaClient options and close', () => {
     }
     for (const clientId of ['c'.repeat(128), '\u{1F600}'.repeat(64)])
       assert.equal(new FlotillaClient({ endpoints: [url], clientId }).clientId, clientId);
+  });
+
+  void it('refuses a call option it does not take, before sending anything', async () => {
+    // Before, get('pa/', { prefix: true }) read the prefix and answered its first key, and
+    // range('pa/', { prefx: true }) read the one key "pa/": both as if asked right.
+    let requests = 0;
+    const url = await serve((_body, res) => {
+      requests++;
+      reply(res, 200, { header: { revision: 1, memberId: 1, raftTerm: 1 }, kvs: [], count: 0 });
+    });
+    const client = new FlotillaClient({ endpoints: [url] });
+    const o = (x: object) => x as Record<string, never>;
+    const refused: [() => Promise<unknown>, RegExp][] = [
+      [() => client.get('pa/', o({ prefix: true })), /^get has no option "prefix"; it takes/],
+      [() => client.get('pa/', o({ rangeEnd: 'pb' })), /^get has no option "rangeEnd"/],
+      [() => client.range('pa/', o({ prefx: true })), /"prefx" \(did you mean "prefix"\?\)/],
+      [() => client.delete('pa/', o({ prefx: true })), /^delete has no option "prefx"/],
+      [() => client.put('k', 'v', o({ lease_id: 1 })), /^put has no option "lease_id"/],
+      [
+        () => client.txn([], [], [], o({ prevKv: true })),
+        /^txn has no option "prevKv"; it takes only signal/,
+      ],
+      [() => client.leaseGrant(10, o({ ttl: 5 })), /^leaseGrant has no option "ttl"/],
+    ];
+    try {
+      for (const [call, why] of refused)
+        await assert.rejects(
+          call(),
+          (e: unknown) =>
+            e instanceof FlotillaError &&
+            e.code === 'BAD_REQUEST' &&
+            !e.indefinite &&
+            why.test(e.message),
+          why.source,
+        );
+      assert.throws(
+        () => client.watch('k', o({ startRevison: 3 })),
+        (e: unknown) =>
+          e instanceof FlotillaError &&
+          /"startRevison" \(did you mean "startRevision"\?\)/.test(e.message),
+      );
+      assert.equal(requests, 0);
+      await client.get('k', { consistency: 'serializable', signal: AbortSignal.timeout(5_000) });
+      assert.equal(requests, 1);
+    } finally {
+      await client.close();
+    }
   });
 
   void it('closes once, and refuses calls made after close at once: CLIENT_CLOSED, definite', async () => {
