@@ -554,6 +554,14 @@ export class JsonHttpServer {
   private async readBody(req: IncomingMessage): Promise<Buffer> {
     const type = req.headers['content-type'];
     if (type !== undefined) checkJsonContentType(type);
+    // A compressed body would be read as its bytes (a gzip one refused INVALID_UTF8, a plain
+    // one labelled gzip taken as if it were not): no encoding but identity is taken.
+    const encoding = req.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity')
+      throw new FlotillaError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Content-Encoding ${JSON.stringify(encoding)} is not supported: send the body uncompressed, without Content-Encoding`,
+      );
     const declared = Number(req.headers['content-length'] ?? '0');
     if (declared > this.opts.maxBodyBytes) {
       throw new FlotillaError(

@@ -76,7 +76,7 @@ export const errorCodes = {
     indefinite: false,
   },
   UNSUPPORTED_MEDIA_TYPE: {
-    meaning: 'a body not declared `application/json`',
+    meaning: 'a body not declared `application/json`, or sent compressed (`Content-Encoding`)',
     indefinite: false,
   },
   NOT_FOUND: { meaning: 'no such route', indefinite: false },

@@ -85,7 +85,18 @@ void test('malformed bodies on every kv endpoint', async () => {
     await expectError(path, '{"key":"a"}', 415, 'UNSUPPORTED_MEDIA_TYPE', {
       'content-type': 'text/plain',
     });
+    // Before, a plain body labelled gzip was taken as if unlabelled (and a gzip one refused
+    // INVALID_UTF8): no encoding but identity is read.
+    await expectError(path, '{"key":"a"}', 415, 'UNSUPPORTED_MEDIA_TYPE', {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
   }
+  const identity = await post('/v1/kv/range', '{"key":"keep"}', {
+    'content-type': 'application/json',
+    'content-encoding': 'identity',
+  });
+  assert.equal(identity.status, 200);
 });
 
 void test('a read consistency that is unknown or contradicts the serializable flag', async () => {
