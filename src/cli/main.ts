@@ -460,7 +460,9 @@ export function buildProgram(): Command {
 
   program
     .command('status')
-    .description('a table of the nodes: process id, role, term, indices')
+    .description(
+      "a table of the nodes: process id, role (and the job queue group's), term, indices",
+    )
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .addOption(tokenOption())
     .action(async (o: ClusterOptions) =>
@@ -472,6 +474,7 @@ export function buildProgram(): Command {
             'PID',
             'CLIENT',
             'ROLE',
+            'QUEUE',
             'TERM',
             'LEADER',
             'COMMIT',
@@ -498,6 +501,8 @@ export function buildProgram(): Command {
                   : st.recovering
                     ? `${role} (recovering lost data)`
                     : role,
+                // The job queue's group elects its own leader, often another member.
+                st.queueGroup?.role ?? '',
                 st.term,
                 st.leader,
                 st.commit,
@@ -513,7 +518,7 @@ export function buildProgram(): Command {
               n.client,
               // A member that answers slowly under load is not one that cannot be reached.
               'slow' in n && n.slow === true ? `slow: ${n.error}` : `unreachable: ${n.error}`,
-              ...new Array<string>(6).fill(''),
+              ...new Array<string>(7).fill(''),
             ]);
         }
         const widths =

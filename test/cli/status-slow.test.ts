@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { TestCluster } from '../e2e/harness.js';
 import { runCli } from './run.js';
+import { until } from '../support/until.js';
 
 const clusters: TestCluster[] = [];
 after(async () => {
@@ -20,6 +21,23 @@ void test('status calls a frozen member slow and a stopped one unreachable', asy
   clusters.push(cluster);
   await cluster.start();
   await cluster.waitForLeader();
+  // Healthy: every member answers, and one of them leads the queue's group (its own election).
+  let seen = '';
+  const healthy = await until(
+    () => `a queue leader in the status table (last seen:\n${seen})`,
+    async () => {
+      const h = await runCli(['status', '--endpoints', cluster.member(1).client], 30_000);
+      seen = h.stdout + h.stderr;
+      const queueRoles = h.stdout
+        .split('\n')
+        .slice(1)
+        .filter((l) => /^\d/.test(l))
+        .map((l) => l.split(/\s{2,}/)[4]);
+      return h.code === 0 && queueRoles.filter((q) => q === 'leader').length === 1 && h;
+    },
+    30_000,
+  );
+  assert.match(healthy.stdout, /^ID\s+PID\s+CLIENT\s+ROLE\s+QUEUE\s+TERM/);
   cluster.pause(3); // its sockets open, nothing answered
   await cluster.kill(2); // connections refused
   const endpoint = cluster.member(1).client;
