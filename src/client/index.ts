@@ -1447,10 +1447,11 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
 
 /** A value as an error message shows it. */
 /**
- * A hint for a failure that a wrong scheme explains, to an endpoint that never answered: a port
- * serving TLS closes a plain HTTP connection without a word ("other side closed", as a node
- * dying mid-request does, hence the "if"), and a plain HTTP port answers a TLS handshake with
- * bytes that are no TLS record ("wrong version number").
+ * A hint for a failure that a wrong scheme or port explains, to an endpoint that never answered:
+ * a port serving TLS closes a plain HTTP connection without a word ("other side closed", as a
+ * node dying mid-request does, hence the "if"), a plain HTTP port answers a TLS handshake with
+ * bytes that are no TLS record ("wrong version number"), and a port of another protocol
+ * answers what undici cannot parse as HTTP.
  */
 function schemeHint(endpoint: string, err: unknown): string {
   const e = err as { code?: unknown };
@@ -1458,6 +1459,9 @@ function schemeHint(endpoint: string, err: unknown): string {
     return ' (if the node serves its clients over TLS, its endpoint is https://)';
   if (endpoint.startsWith('https:') && e.code === 'ERR_SSL_WRONG_VERSION_NUMBER')
     return ' (the port answered without TLS: if the node serves plain HTTP, its endpoint is http://)';
+  // A node's peer port and its binary client protocol port answer in frames of their own.
+  if ((err as Error).name === 'HTTPParserError')
+    return " (the port answered, but not in HTTP: an endpoint is a node's client port, listenClient, not its peer port or its binary protocol port)";
   return '';
 }
 
