@@ -15,5 +15,7 @@ export {
   type NodeConfig,
 } from './config.js';
 export { StartupError, type StartupErrorCode } from './startup.js';
+export { DataDirError, type DataDirErrorCode } from './data-dir.js';
+export { StorageError, type StorageErrorCode } from '../storage/errors.js';
 export { FlotillaError, errorCodes, type ErrorCode } from '../base/errors.js';
 export { createLogger } from './logging.js';

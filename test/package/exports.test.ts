@@ -42,6 +42,27 @@ void test('flotilla/client, flotilla/server and flotilla/raft resolve by name an
     assert.ok(refused instanceof client.FlotillaError, String(refused));
     assert.equal(refused.code, 'KEY_EMPTY');
     assert.equal(refused.indefinite, false);
+    // Start-up's errors are exported, so that a program can tell them by class as by code.
+    const [peer2, http2] = (await freePorts(2)) as [number, number];
+    const again = (o: object) =>
+      server.FlotillaNode.start(
+        server.resolveNodeConfig({
+          id: 1,
+          dataDir: dir,
+          initialCluster: `1=127.0.0.1:${peer2}@http://127.0.0.1:${http2}`,
+          logLevel: 'silent',
+          ...o,
+        }),
+      );
+    await assert.rejects(
+      again({}),
+      (e: unknown) => e instanceof server.StorageError && e.code === 'STORAGE_LOCKED',
+    );
+    await node.close();
+    await assert.rejects(
+      again({ storage: 'sqlite' }),
+      (e: unknown) => e instanceof server.DataDirError && e.code === 'DATA_DIR_MISMATCH',
+    );
   } finally {
     await c.close();
     await node.close();

@@ -305,7 +305,10 @@ void test('a node refuses a config resolveNodeConfig did not make, and a layer t
   try {
     const raw = { id: 1, dataDir: join(dir, 'n1'), initialCluster: cluster };
     for (const [given, why] of [
-      [raw, /takes the config resolveNodeConfig makes.*has no valid members/],
+      [
+        raw,
+        /takes the config resolveNodeConfig makes.*has no valid members: it has initialCluster, which resolveNodeConfig turns into members/,
+      ],
       [undefined, /this one it is not an object/],
       [{ ...resolveNodeConfig(raw), tickMs: '10' }, /has no valid tickMs/],
     ] as const)
