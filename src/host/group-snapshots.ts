@@ -257,19 +257,19 @@ export class GroupSnapshots {
    * against its id. Storage writes it atomically (a crash leaves the old snapshot and log).
    * Returns its size.
    */
-  async install(meta: SnapshotMeta): Promise<number> {
+  async install(meta: SnapshotMeta, asked: string | null): Promise<number> {
     const { storage, receiver, stateMachine } = this.o;
     let id: string;
     let totalBytes: number;
     if (storage.saveSnapshotFrom !== undefined) {
       // Storage that writes a snapshot as it comes (the WAL): the partial copy is read twice, a
       // few MB at a time, to write it and to restore it, and never held whole.
-      const complete = receiver.complete(meta);
+      const complete = receiver.complete(meta, asked);
       ({ id, totalBytes } = complete);
       await storage.saveSnapshotFrom(meta, complete.pieces());
       await stateMachine.restore(unframeSnapshot(complete.pieces()));
     } else {
-      const whole = await receiver.whole(meta);
+      const whole = await receiver.whole(meta, asked);
       ({ id } = whole);
       totalBytes = whole.data.length;
       await storage.saveSnapshot(meta, whole.data);

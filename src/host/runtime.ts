@@ -922,7 +922,7 @@ export class RaftRuntime {
     // The appends leave before this node applies or encodes and submits its own write, all
     // synchronous work: the followers' writes, on the commit's critical path, start at once.
     if (rd.messages.length > 0) this.o.flush?.();
-    if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot);
+    if (rd.snapshot !== null) await this.persistSnapshot(rd.snapshot, rd.snapshotId);
     // Before the answers that say how much of the snapshot is held (messagesAfterPersist).
     for (const c of rd.snapshotChunks) await this.snapshots.writeChunk(c);
     if (rd.recovery !== null) this.o.storeRecovery?.(rd.recovery);
@@ -1038,11 +1038,11 @@ export class RaftRuntime {
   }
 
   /** Installs the snapshot the core took from the leader (GroupSnapshots.install). */
-  private async persistSnapshot(meta: SnapshotMeta): Promise<void> {
+  private async persistSnapshot(meta: SnapshotMeta, id: string | null): Promise<void> {
     this.installing = true;
     let bytes: number;
     try {
-      bytes = await this.snapshots.install(meta);
+      bytes = await this.snapshots.install(meta, id);
     } finally {
       this.installing = false;
     }

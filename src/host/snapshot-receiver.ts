@@ -114,8 +114,8 @@ export class SnapshotReceiver {
   }
 
   /** The whole checked snapshot the core asked to install, and its id. */
-  async whole(meta: SnapshotMeta): Promise<{ data: Uint8Array; id: string }> {
-    const p = this.received(meta);
+  async whole(meta: SnapshotMeta, id: string | null): Promise<{ data: Uint8Array; id: string }> {
+    const p = this.received(meta, id);
     return { data: await this.store.read(0, p.snapshot.totalBytes), id: p.snapshot.id };
   }
 
@@ -123,12 +123,15 @@ export class SnapshotReceiver {
    * The whole checked snapshot the core asked to install, read from the partial copy a few MB
    * at a time each time `pieces` is iterated (so it is never held whole), its id and size.
    */
-  complete(meta: SnapshotMeta): {
+  complete(
+    meta: SnapshotMeta,
+    id: string | null,
+  ): {
     id: string;
     totalBytes: number;
     pieces: () => AsyncIterable<Uint8Array>;
   } {
-    const p = this.received(meta);
+    const p = this.received(meta, id);
     const { store } = this;
     const totalBytes = p.snapshot.totalBytes;
     async function* pieces(): AsyncGenerator<Uint8Array, void, undefined> {
@@ -138,8 +141,11 @@ export class SnapshotReceiver {
     return { id: p.snapshot.id, totalBytes, pieces };
   }
 
-  /** The partial snapshot, which must be `meta`'s and complete. */
-  private received(meta: SnapshotMeta): {
+  /** The partial snapshot, which must be `meta`'s (and snapshot `id`, when named) and complete. */
+  private received(
+    meta: SnapshotMeta,
+    id: string | null,
+  ): {
     snapshot: SnapshotDescriptor;
     received: number;
     hash: Hash;
@@ -149,10 +155,11 @@ export class SnapshotReceiver {
       p === null ||
       p.snapshot.meta.index !== meta.index ||
       p.snapshot.meta.term !== meta.term ||
+      (id !== null && p.snapshot.id !== id) ||
       p.received !== p.snapshot.totalBytes
     )
       throw new Error(
-        `Snapshot ${meta.term}/${meta.index} requested by the core was never received whole`,
+        `Snapshot ${id ?? ''} ${meta.term}/${meta.index} requested by the core was never received whole`,
       );
     return p;
   }

@@ -446,6 +446,7 @@ export class RaftNode {
       softState: sameSoft(soft, this.lastSoft) ? null : soft,
       hardState: sameHard(hard, this.lastHard) ? null : hard,
       snapshot,
+      snapshotId: snapshot === null ? null : r.installingId,
       snapshotChunks: r.snapshotChunks,
       entries: log.unstableEntries(),
       messages: r.msgs,

@@ -192,6 +192,8 @@ export class Raft {
   msgs: Message[] = [];
   /** Chunks of the incoming snapshot to write (Ready.snapshotChunks). */
   snapshotChunks: SnapshotChunk[] = [];
+  /** The id of the incoming snapshot the log was reset to, until a Ready hands it out. */
+  installingId: string | null = null;
   msgsAfterPersist: Message[] = [];
   readStates: ReadState[] = [];
 

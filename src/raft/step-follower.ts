@@ -199,6 +199,7 @@ export function incomingChecked(r: Raft, id: string, good: boolean): void {
   // this one stays complete and is checked again when the leader next sends a chunk of it.
   if (r.log.snapshotInProgress()) return;
   r.log.resetToSnapshot(s);
+  r.installingId = inc.id;
   switchToSnapshotConf(r, s);
   // The transfer is over: the caller installs from the bytes it wrote. A late chunk of this
   // snapshot finds its index committed and is answered with an append acknowledgement.

@@ -287,6 +287,11 @@ export interface Ready {
   /** A snapshot received from the leader that replaces the log up to its index. */
   readonly snapshot: SnapshotMeta | null;
   /**
+   * With `snapshot`, the id of the incoming snapshot it is: the one last reported good with
+   * RaftNode.incomingSnapshotChecked, whose bytes to install. Null without a snapshot.
+   */
+  readonly snapshotId: string | null;
+  /**
    * Chunks of a snapshot being received, in order: write each one's bytes (which came with
    * its message) at its offset of the partial snapshot `id` before sending
    * `messagesAfterPersist`, starting a new partial file (and discarding the old one) at a

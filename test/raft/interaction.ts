@@ -442,7 +442,8 @@ export class Interaction {
       );
     for (const c of rd.snapshotChunks)
       out.push(`  write snapshot id=${c.id} chunk=${c.offset}+${c.length}${c.last ? ' last' : ''}`);
-    if (rd.snapshot) out.push(`  snapshot ${rd.snapshot.term}/${rd.snapshot.index}`);
+    if (rd.snapshot)
+      out.push(`  snapshot ${rd.snapshot.term}/${rd.snapshot.index} id=${rd.snapshotId ?? 'none'}`);
     if (rd.entries.length > 0) out.push(`  persist [${rd.entries.map(renderEntry).join(', ')}]`);
     for (const m of rd.messages) out.push(`  send ${renderMessage(m)}`);
     for (const m of rd.messagesAfterPersist) out.push(`  send-after-persist ${renderMessage(m)}`);
