@@ -305,8 +305,15 @@ export function parseRangeSpec(
   enc: Encoding,
   limits: Pick<RequestLimits, 'maxKeyBytes'>,
 ): RangeSpec {
-  const key = checkKey(bytesField(o, 'key', enc), limits);
+  const raw = bytesField(o, 'key', enc);
   const prefix = optBool(o, 'prefix');
+  // The empty prefix would be every key: said how, rather than only that the key is empty.
+  if (raw.length === 0 && prefix)
+    throw new FlotillaError(
+      'KEY_EMPTY',
+      '"key" must not be empty, even with "prefix": to cover every key, send "key": "\\u0000" and "rangeEnd": "\\u0000" (as etcd)',
+    );
+  const key = checkKey(raw, limits);
   const rangeEnd = optBytesField(o, 'rangeEnd', enc);
   if (prefix && rangeEnd !== undefined)
     throw new FlotillaError('CONFLICTING_FIELDS', '"prefix" and "rangeEnd" are exclusive');

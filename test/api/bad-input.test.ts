@@ -121,6 +121,13 @@ void test('wrong types and limits', async () => {
   await expectError('/v1/kv/put', JSON.stringify({ key: 5, value: 'x' }), 400, 'BAD_REQUEST');
   await expectError('/v1/kv/put', JSON.stringify({ key: 'a', value: null }), 400, 'BAD_REQUEST');
   await expectError('/v1/kv/put', JSON.stringify({ key: '', value: 'x' }), 400, 'KEY_EMPTY');
+  // The empty prefix is refused too, saying how to read every key.
+  const all = await post('/v1/kv/range', JSON.stringify({ key: '', prefix: true }));
+  assert.equal(all.json.error?.code, 'KEY_EMPTY');
+  assert.match(all.json.error?.message ?? '', /"key": "\\u0000" and "rangeEnd": "\\u0000"/);
+  const every = await post('/v1/kv/range', JSON.stringify({ key: '\u0000', rangeEnd: '\u0000' }));
+  assert.equal(every.status, 200);
+  assert.ok(((every.json['count'] as number) ?? 0) >= 1, JSON.stringify(every.json));
   await expectError(
     '/v1/kv/put',
     JSON.stringify({ key: 'k'.repeat(1025), value: 'x' }),
