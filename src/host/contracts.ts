@@ -214,3 +214,20 @@ export const systemClock: Clock = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
+
+/** The wall clock's reading when the monotonic one read 0, so both read alike at start. */
+const monotonicOrigin = Date.now() - performance.now();
+
+/**
+ * The system's monotonic clock (performance.now), on the wall clock's scale as it was at start:
+ * what Raft's ticks and the leader's lease are measured by. The wall clock can be stepped (NTP,
+ * an operator): stepped back, a leader's lease ticks stood still while its followers, ticking
+ * on, elected another, and it went on serving lease reads; stepped forward, a restarted
+ * member's wait before voting ended early. Entry times, which the state machines read, stay on
+ * the wall clock (systemClock).
+ */
+export const monotonicClock: Clock = {
+  nowMs: () => monotonicOrigin + performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};

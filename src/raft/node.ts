@@ -150,7 +150,11 @@ export class RaftNode {
       config.recovery ?? 'none',
     );
     this.lastRecovery = this.raft.recoveryState;
-    this.lastHard = this.raft.hardState();
+    // A term raised at start to the last entry's (Raft's constructor) is not on disk yet: the
+    // first Ready writes it, and no message of it leaves before.
+    const stored = config.initial?.hardState;
+    this.lastHard =
+      stored !== undefined && stored.term !== this.raft.term ? stored : this.raft.hardState();
     this.lastSoft = { leader: NONE, role: 'follower' };
   }
 

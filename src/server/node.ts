@@ -19,7 +19,7 @@ import { queuePaths } from '../api/queue-paths.js';
 import type { ClusterStatus, NodeStatus, SnapshotTransferStatus } from '../api/types.js';
 import type { Recovery } from '../raft/index.js';
 import { checkResolvedConfig, type NodeConfig } from './config.js';
-import { systemClock } from '../host/contracts.js';
+import { monotonicClock, systemClock } from '../host/contracts.js';
 import { Host } from '../host/host.js';
 import type { TraceHook } from '../host/trace.js';
 import { SessionMachine, defaultSessionLimits } from '../host/sessions.js';
@@ -624,7 +624,8 @@ export class FlotillaNode implements AsyncDisposable {
     let groupStopped: (group: number) => void = () => undefined;
     const host = new Host({
       id: config.id,
-      clock: systemClock,
+      // Ticks and the lease by the monotonic clock, never a wall clock that can be stepped.
+      clock: monotonicClock,
       tickMs: config.tickMs,
       transport: {
         send: (m, a, group) => {

@@ -105,17 +105,18 @@ export function prepareDataDir(dir: string): string[] {
 }
 
 /**
- * Removes the directories `prepareDataDir` created, deepest first, each only if it is still
- * empty: a start that failed before writing leaves no directory a later start would take for a
- * new node's, and one that wrote anything keeps it.
+ * Removes the data directory `prepareDataDir` created, if it is still empty: a start that failed
+ * before writing leaves no directory a later start would take for a new node's, and one that
+ * wrote anything keeps it. Parents it created stay: another node starting beside it under the
+ * same new parent may be about to create its own directory there.
  */
 export function removeIfEmpty(created: readonly string[]): void {
-  for (const p of [...created].reverse()) {
-    try {
-      rmdirSync(p);
-    } catch {
-      return; // not empty (or gone, or not ours to remove): it and its parents stay
-    }
+  const dir = created[created.length - 1];
+  if (dir === undefined) return;
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Not empty (or gone, or not ours to remove): it stays.
   }
 }
 

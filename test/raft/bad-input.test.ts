@@ -224,6 +224,10 @@ void test("a stored term below its last entry's (the hard state lost to a torn w
     },
   });
   assert.equal(node.status().term, 5);
+  // The raised term is not on disk: the first Ready writes it.
+  const first = node.ready();
+  assert.deepEqual(first.hardState, { term: 5, vote: 0, commit: 0 });
+  node.advance(first);
   node.campaign();
   const rd = node.ready();
   assert.equal(node.status().role, 'leader');
