@@ -31,8 +31,9 @@ export function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): P
  * unknown fields (UNKNOWN_FIELD).
  */
 export function checkOptions(o: object, where: string, names: readonly string[]): void {
-  for (const k of Object.keys(o)) {
-    if (k === 'signal' || names.includes(k)) continue;
+  for (const [k, v] of Object.entries(o)) {
+    // A field left undefined asks for nothing (a spread of optional settings), as pick reads it.
+    if (k === 'signal' || v === undefined || names.includes(k)) continue;
     const meant = closestName(k, names);
     throw new FlotillaError(
       'BAD_REQUEST',

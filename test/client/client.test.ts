@@ -488,8 +488,11 @@ void describe('FlotillaClient options and close', () => {
           /"startRevison" \(did you mean "startRevision"\?\)/.test(e.message),
       );
       assert.equal(requests, 0);
-      await client.get('k', { consistency: 'serializable', signal: AbortSignal.timeout(5_000) });
+      // A field left undefined asks for nothing, and is not refused.
+      await client.get('k', o({ prefix: undefined, consistency: 'serializable' }));
       assert.equal(requests, 1);
+      await client.get('k', { consistency: 'serializable', signal: AbortSignal.timeout(5_000) });
+      assert.equal(requests, 2);
     } finally {
       await client.close();
     }
