@@ -118,6 +118,15 @@ export interface RaftConfig {
   readonly initial?: InitialState;
   /** The recovery state the caller stored (see Recovery). Default `none`. */
   readonly recovery?: Recovery;
+  /**
+   * The group began with state this node does not hold, and its log is empty: a range's replica
+   * that missed the split that made the range, started from its parent's children. It votes,
+   * as any member, but neither campaigns nor pre-campaigns while its log is empty, until a
+   * leader's snapshot or entries reach it. Several such replicas would otherwise elect one of
+   * themselves with nothing and begin a second history beside the one that holds the state.
+   * Default false.
+   */
+  readonly waitsForState?: boolean;
   /** Receives events worth logging. Called synchronously; must not call back into the node. */
   readonly onEvent?: (event: RaftEvent) => void;
 }
@@ -133,6 +142,7 @@ export interface ResolvedConfig {
   /** Null: lease reads are off. */
   readonly leaseDriftTicks: number | null;
   readonly quiesce: boolean;
+  readonly waitsForState: boolean;
   readonly commitOnTick: boolean;
   readonly readRoundsToQuorum: boolean;
   readonly maxInflightMsgs: number;
@@ -203,6 +213,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     checkQuorum: config.checkQuorum ?? true,
     leaseDriftTicks: config.leaseDriftTicks ?? null,
     quiesce: config.quiesce ?? false,
+    waitsForState: config.waitsForState ?? false,
     commitOnTick: config.commitOnTick ?? false,
     readRoundsToQuorum: config.readRoundsToQuorum ?? false,
     maxInflightMsgs: config.maxInflightMsgs ?? 256,

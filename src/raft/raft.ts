@@ -553,7 +553,12 @@ export class Raft {
   }
 
   promotable(): boolean {
-    return this.trk.isVoter(this.id) && this.recoveryState !== 'recovering';
+    return (
+      this.trk.isVoter(this.id) &&
+      this.recoveryState !== 'recovering' &&
+      // Holding nothing of a group that began with state (RaftConfig.waitsForState).
+      !(this.cfg.waitsForState && this.log.lastIndex() === 0)
+    );
   }
 
   abortTransfer(reason: string): void {

@@ -9,9 +9,10 @@
 // index (the range's snapshot waits for it), so a crash never leaves a node whose left range
 // starts past the split without the right range's seed. A node that missed the split (a
 // snapshot of the left taken after it caught it up) finds the child in the left's restored
-// state and starts it on empty storage with the split's replicas as its initial voters (as a
-// member joining a group does): its log is empty, so it wins no election, and the child's
-// leader sends it a snapshot.
+// state and starts it on empty storage with the split's replicas as its initial voters: it
+// votes, but does not campaign while its log is empty (RaftConfig.waitsForState, as every
+// range but the first), so only a replica holding the seed can lead, and that leader sends it
+// a snapshot.
 //
 // A range this node is no longer a replica of is retired: recorded as given up (range-dirs.ts),
 // its group stopped and its directory deleted; a retired range is never started again, from a
@@ -282,9 +283,15 @@ export class RangeGroups {
       const given = typeof settings === 'function' ? settings(id) : settings;
       runtime = await this.o.host.addGroup(id, {
         ...given,
-        ...(this.o.dirs?.preparedAt(id) === undefined
-          ? {}
-          : { raft: { ...given.raft, recovery: 'recovering' as const } }),
+        raft: {
+          ...given.raft,
+          // Every range but the first begins with its split's seed: a copy holding nothing of
+          // it (it missed the split, or is a new replica) must not campaign until a leader's
+          // snapshot reaches it. Two copies of three that both missed the split elected one
+          // another with empty logs beside the one holding the seed (simulator seed 60946).
+          waitsForState: id !== FIRST_RANGE,
+          ...(this.o.dirs?.preparedAt(id) === undefined ? {} : { recovery: 'recovering' as const }),
+        },
         storage,
         stateMachine: sessions,
         voters,

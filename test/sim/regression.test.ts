@@ -66,3 +66,14 @@ void test('seeds 323 and 447 (ranges, meta, quiesce): a wiped node wakes a group
     assert.deepEqual(r.violations, [], `seed ${seed}`);
   }
 });
+
+// Found by a sweep of range seeds: two replicas of three missed the split that made range 3
+// (each caught its parent up from a snapshot taken after it), started range 3 on empty storage
+// with the split's replicas as voters, and elected one of themselves with an empty log, beside
+// the third, which held the split's seed: two histories of one range ("node 1 has a different
+// state at 6"). A range's copy now does not campaign while it holds nothing
+// (RaftConfig.waitsForState). Replay: npm run sim -- --seed 60946 --ranges --moves --meta
+void test('seed 60946 (ranges, moves, meta): replicas that missed a split do not elect one another with nothing', async () => {
+  const r = await runSeed({ seed: 60946, ranges: true, moves: true, meta: true });
+  assert.deepEqual(r.violations, []);
+});
