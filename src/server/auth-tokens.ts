@@ -74,7 +74,13 @@ export function parseTokensFile(text: string, source: string): TokenBook {
   try {
     parsed = parseYaml(text);
   } catch (err) {
-    throw new ConfigError(`${source} is not valid YAML/JSON: ${(err as Error).message}`);
+    // Where, not what: the parser's message quotes the lines around the fault, and they may
+    // hold a token (tokens are never put in messages or logs).
+    const e = err as { linePos?: readonly { line: number; col: number }[]; code?: string };
+    const at = e.linePos?.[0];
+    throw new ConfigError(
+      `${source} is not valid YAML/JSON${at === undefined ? '' : ` at line ${at.line}, column ${at.col}`}${typeof e.code === 'string' ? ` (${e.code})` : ''}`,
+    );
   }
   const list = (parsed as { tokens?: unknown } | null)?.tokens;
   if (

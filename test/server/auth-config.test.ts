@@ -154,6 +154,16 @@ void describe('authentication settings', () => {
       { authTokensFile: file('tokens: [\n'), authNodeTokenFile: node },
       /not valid YAML\/JSON/,
     );
+    // A YAML fault next to a token: the parser's message quotes the line, token and all;
+    // the refusal says where, not what (an operator's pass found the token in the log).
+    const broken = refused(
+      {
+        authTokensFile: file(`tokens:\n  - { name: dash, role: read, token: ${writeToken}\n`),
+        authNodeTokenFile: node,
+      },
+      /not valid YAML\/JSON at line \d+, column \d+/,
+    );
+    assert.ok(!broken.includes(writeToken), broken);
   });
 
   void it('refuse an unreadable file, and one of the two files without the other', () => {
