@@ -119,6 +119,14 @@ export function resolveTlsConfig(
       throw new TlsConfigError(
         'tlsClientCertAuth needs TLS: set tlsCertFile, tlsKeyFile and tlsCaFile',
       );
+    // Members call one another at these URLs with this node's TLS settings: without TLS, an
+    // https:// one is never reached (forwarded writes failed FORWARD_FAILED, "wrong version
+    // number", while every member said it was ready).
+    for (const { what, url } of urls)
+      if (url.startsWith('https://'))
+        throw new TlsConfigError(
+          `With TLS off, ${what} must be an http:// URL, got "${url}": serve TLS with tlsCertFile, tlsKeyFile and tlsCaFile (SECURITY.md), or name the member's http:// URL`,
+        );
     return null;
   }
   if (missing.length > 0)

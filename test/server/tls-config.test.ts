@@ -30,7 +30,8 @@ function tlsConfig(id: number, over: Partial<TlsConfig> = {}): TlsConfig {
 }
 
 void test('TLS is off unless its files are given, and on with all three', () => {
-  assert.equal(resolveNodeConfig(base).tls, null);
+  const plain = { ...base, initialCluster: https.replaceAll('https://', 'http://') };
+  assert.equal(resolveNodeConfig(plain).tls, null);
   assert.deepEqual(resolveNodeConfig({ ...base, ...files }).tls, {
     certFile: 'n.crt',
     keyFile: 'n.key',
@@ -63,6 +64,9 @@ void test('a partial or contradictory TLS configuration is refused, naming what 
   refused({ ...base, tlsCertFile: 'n.crt' }, /together; tlsKeyFile and tlsCaFile are not set/);
   refused({ ...base, tlsCertFile: 'n.crt', tlsKeyFile: 'n.key' }, /tlsCaFile is not set/);
   refused({ ...base, tlsClientCertAuth: true }, /tlsClientCertAuth needs TLS/);
+  // Without TLS an https:// member is never reached: members' forwards failed while each
+  // said it was ready (an operator's pass).
+  refused(base, /With TLS off, member 1's client URL must be an http:\/\/ URL, got "https:/);
   refused({ ...base, ...files, tlsClientCertAuth: 'yes' }, /true or false, got "yes"/);
   refused({ ...base, ...files, tlsReloadMs: -1 }, /tlsReloadMs must be an integer/);
   refused({ ...base, ...files, tlsReloadMs: '0x10' }, /tlsReloadMs must be an integer/);
