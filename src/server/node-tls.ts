@@ -63,8 +63,18 @@ function certificatesIn(pem: Buffer, what: string): X509Certificate[] {
   });
 }
 
-/** Reads and checks the three files; throws TlsFilesError naming the one at fault. */
-export function loadTls(config: TlsConfig): LoadedTls {
+/** Extended key usages a member's certificate needs: it serves and it dials peers. */
+const usages = [
+  ['1.3.6.1.5.5.7.3.1', 'serverAuth'],
+  ['1.3.6.1.5.5.7.3.2', 'clientAuth'],
+] as const;
+
+/**
+ * Reads and checks the three files; throws TlsFilesError naming the one at fault. `nowMs` is
+ * the time the certificate must be valid at: an expired one, one not valid yet, or one
+ * without a usage a member needs would be refused by every peer and client.
+ */
+export function loadTls(config: TlsConfig, nowMs: number): LoadedTls {
   const cert = readPem(config.certFile, 'tlsCertFile');
   const key = readPem(config.keyFile, 'tlsKeyFile');
   const ca = readPem(config.caFile, 'tlsCaFile');
@@ -74,6 +84,24 @@ export function loadTls(config: TlsConfig): LoadedTls {
   if (!cas.some((c) => leaf.checkIssued(c) && leaf.verify(c.publicKey)))
     throw new TlsFilesError(
       `tlsCertFile ${config.certFile} (${leaf.subject.replace(/\n/g, ', ')}, issued by ${leaf.issuer.replace(/\n/g, ', ')}) is not signed by a CA of tlsCaFile ${config.caFile}: peers would refuse it`,
+    );
+  const validFromMs = Date.parse(leaf.validFrom);
+  const validToMs = Date.parse(leaf.validTo);
+  if (nowMs > validToMs)
+    throw new TlsFilesError(
+      `tlsCertFile ${config.certFile} expired on ${leaf.validTo}: peers and clients would refuse it; issue a new one (flotilla certs issue --force, SECURITY.md)`,
+    );
+  if (nowMs < validFromMs)
+    throw new TlsFilesError(
+      `tlsCertFile ${config.certFile} is not valid before ${leaf.validFrom}: peers and clients would refuse it (is this machine's clock behind?)`,
+    );
+  // No extended key usage at all allows every usage.
+  const missing = usages.filter(
+    ([oid]) => leaf.keyUsage !== undefined && !leaf.keyUsage.includes(oid),
+  );
+  if (missing.length > 0)
+    throw new TlsFilesError(
+      `tlsCertFile ${config.certFile} lacks the ${missing.map(([, name]) => name).join(' and ')} usage: a member serves and dials its peers with it (flotilla certs issue makes one with both, SECURITY.md)`,
     );
   try {
     // Checks the key is the certificate's, as the listeners will.
@@ -92,7 +120,7 @@ export function loadTls(config: TlsConfig): LoadedTls {
       validTo: leaf.validTo,
       fingerprint: leaf.fingerprint256,
     },
-    validToMs: Date.parse(leaf.validTo),
+    validToMs,
   };
 }
 
@@ -135,7 +163,7 @@ export class NodeTls {
 
   constructor(private readonly o: NodeTlsOptions) {
     this.onDisk = fingerprintOf(o.config);
-    this.loaded = loadTls(o.config);
+    this.loaded = loadTls(o.config, o.clock.nowMs());
     this.dial = this.connectorFor(this.loaded);
     this.periodic =
       o.config.reloadMs === 0 ? null : new Periodic(o.clock, o.config.reloadMs, () => this.check());
@@ -168,7 +196,7 @@ export class NodeTls {
     this.onDisk = now;
     let next: LoadedTls;
     try {
-      next = loadTls(this.o.config);
+      next = loadTls(this.o.config, this.o.clock.nowMs());
     } catch (err) {
       this.o.log.error(
         { err: (err as Error).message, inUse: this.loaded.summary },

@@ -86,18 +86,18 @@ void test('a partial or contradictory TLS configuration is refused, naming what 
 });
 
 void test("the files are checked together: the key the certificate's, the certificate the CA's", () => {
-  assert.match(loadTls(tlsConfig(1)).summary.subject, /CN=node1/);
+  assert.match(loadTls(tlsConfig(1), Date.now()).summary.subject, /CN=node1/);
   assert.throws(
-    () => loadTls({ ...tlsConfig(1), keyFile: certs.node(2).keyFile }),
+    () => loadTls({ ...tlsConfig(1), keyFile: certs.node(2).keyFile }, Date.now()),
     (e: TlsFilesError) =>
       e.code === 'TLS_FILES_INVALID' && /does not fit tlsCertFile/.test(e.message),
   );
   assert.throws(
-    () => loadTls({ ...tlsConfig(1), caFile: join(certs.otherDir, 'ca.crt') }),
+    () => loadTls({ ...tlsConfig(1), caFile: join(certs.otherDir, 'ca.crt') }, Date.now()),
     (e: TlsFilesError) => /is not signed by a CA of tlsCaFile/.test(e.message),
   );
   assert.throws(
-    () => loadTls({ ...tlsConfig(1), certFile: join(certs.dir, 'missing.crt') }),
+    () => loadTls({ ...tlsConfig(1), certFile: join(certs.dir, 'missing.crt') }, Date.now()),
     (e: TlsFilesError) => /Cannot read tlsCertFile .*missing\.crt/.test(e.message),
   );
   // A CA file holding two CAs (a rotation under way) accepts certificates of either.
@@ -109,14 +109,39 @@ void test("the files are checked together: the key the certificate's, the certif
       readFileSync(certs.node(1).caFile),
     ]),
   );
-  assert.match(loadTls({ ...tlsConfig(1), caFile: bundle }).summary.subject, /CN=node1/);
+  assert.match(
+    loadTls({ ...tlsConfig(1), caFile: bundle }, Date.now()).summary.subject,
+    /CN=node1/,
+  );
+  // Out of its validity window it is refused, saying when: before, an expired certificate was
+  // loaded (and reloaded) without a word, and every peer and client then refused it.
+  const loaded = loadTls(tlsConfig(1), Date.now());
+  assert.throws(
+    () => loadTls(tlsConfig(1), loaded.validToMs + 1_000),
+    (e: TlsFilesError) =>
+      e.code === 'TLS_FILES_INVALID' && /expired on .*certs issue --force/.test(e.message),
+  );
+  assert.throws(
+    () => loadTls(tlsConfig(1), Date.now() - 2 * 86_400_000),
+    (e: TlsFilesError) => /is not valid before .*clock behind/.test(e.message),
+  );
+  // A client's certificate (clientAuth only) cannot serve a member's ports.
+  const client = {
+    certFile: join(certs.clusterDir, 'client.crt'),
+    keyFile: join(certs.clusterDir, 'client.key'),
+  };
+  assert.throws(
+    () => loadTls({ ...tlsConfig(1), ...client }, Date.now()),
+    (e: TlsFilesError) => /lacks the serverAuth usage/.test(e.message),
+  );
 });
 
 /** A clock whose timers the test fires. */
 class StepClock implements Clock {
   private timers: (() => void)[] = [];
+  private readonly at = Date.now();
   nowMs(): number {
-    return 0;
+    return this.at;
   }
   setTimeout(fn: () => void): unknown {
     this.timers.push(fn);
