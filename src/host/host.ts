@@ -229,9 +229,11 @@ export class Host implements AsyncDisposable {
     await Promise.all(runtimes.map((rt) => rt.close(handoffTimeoutMs)));
     if (this.tickTimer !== null) this.o.clock.clearTimeout(this.tickTimer);
     this.tickTimer = null;
+    this.closeStage = 'closing the peer transport';
     await this.o.transport.close();
     const errors: unknown[] = [];
     for (const rt of runtimes) {
+      this.closeStage = `closing the storage of group ${rt.group}`;
       try {
         await rt.storage.close();
       } catch (err) {
@@ -239,11 +241,25 @@ export class Host implements AsyncDisposable {
       }
     }
     this.runtimes.clear();
+    this.closeStage = null;
     if (errors.length > 0) throw errors[0];
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** Past its groups, what close() waits for. */
+  private closeStage: string | null = null;
+
+  /** What close() waits for: each group still closing (RaftRuntime.closeStage), then the host. */
+  closing(): { group: GroupId | null; stage: string }[] {
+    const out: { group: GroupId | null; stage: string }[] = [];
+    if (this.closeStage !== null) out.push({ group: null, stage: this.closeStage });
+    for (const [group, rt] of this.runtimes)
+      if (rt.closeStage !== null && rt.closeStage !== 'closed')
+        out.push({ group, stage: rt.closeStage });
+    return out;
   }
 
   private route(msg: Message, attachment: Uint8Array | null, group: GroupId): void {

@@ -204,6 +204,11 @@ export class RaftRuntime {
   /** Settles when the Ready loop in progress (if any) has stopped. */
   private loopDone: Promise<void> = Promise.resolve();
   private closed = false;
+  /**
+   * Where close() is (null: not asked to close): said when a shutdown outlasts its grace, so
+   * that a stop that never ends names what it waits for.
+   */
+  closeStage: string | null = null;
   private fatal: Error | null = null;
   private leader = 0;
   private role: Status['role'] = 'follower';
@@ -748,6 +753,7 @@ export class RaftRuntime {
   async close(handoffTimeoutMs = 2_000): Promise<void> {
     if (this.closed) return;
     if (this.role === 'leader' && this.node.status().voters.length > 1 && this.fatal === null) {
+      this.closeStage = 'handing leadership over';
       await this.handOff(handoffTimeoutMs);
     }
     this.closed = true;
@@ -755,12 +761,14 @@ export class RaftRuntime {
     this.noteLeadingChange();
     // running is false, so no new loop starts: wait for the one in progress, if any, then for
     // a snapshot being saved in the background (the caller closes the storage next).
+    this.closeStage = 'finishing the Ready in progress';
     await this.loopDone;
     // The commit index rides along with the next write (hardStateUnsynced): a quiet follower
     // may have learned commits it never wrote. Written now, a stopped node's storage says what
     // it knew committed, which is what a look at it, or a backup made from it, goes by.
     const latest = this.latestHard;
     if (latest !== null && this.fatal === null && this.hardStateUnsynced()) {
+      this.closeStage = 'writing the hard state';
       try {
         await this.o.storage.persist([], latest, { inline: false });
         this.syncedHard = latest;
@@ -768,8 +776,10 @@ export class RaftRuntime {
         // A restart hint only: a storage that fails now is reported by whoever closes it.
       }
     }
+    this.closeStage = 'finishing a snapshot';
     this.snapshots.hurry();
     await this.snapshots.idle();
+    this.closeStage = 'closed';
     this.waiters.failAll(
       new FlotillaError('SHUTTING_DOWN', `Node ${this.o.id} is shutting down`, true),
     );

@@ -1258,14 +1258,19 @@ export class FlotillaNode implements AsyncDisposable {
     // the servers close all the same, or the process would never exit and go on answering
     // /healthz. The failure is reported once everything else is closed.
     let storageFailure: { err: unknown } | null = null;
+    this.closeStage = 'closing the Raft groups';
     try {
       await this.host.close();
     } catch (err) {
       storageFailure = { err };
     }
+    this.closeStage = 'closing the HTTP server';
     await this.http.close();
+    this.closeStage = 'closing the binary protocol server';
     await this.wire?.close();
+    this.closeStage = 'closing the connections to other members';
     await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.closeStage = null;
     this.loopDelay[Symbol.dispose]();
     this.tokens?.[Symbol.dispose]();
     this.markStopped();
@@ -1275,6 +1280,23 @@ export class FlotillaNode implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** Where close() is; null before it starts and once it ended. */
+  private closeStage: string | null = null;
+
+  /**
+   * What a close under way waits for: the node's step, and within the Raft groups, each group's
+   * (RaftRuntime.closeStage) or the host's. Empty when no close is under way.
+   */
+  closingStages(): string[] {
+    if (this.closeStage === null) return [];
+    return [
+      this.closeStage,
+      ...this.host
+        .closing()
+        .map(({ group, stage }) => (group === null ? stage : `group ${group}: ${stage}`)),
+    ];
   }
 
   /**
@@ -1660,6 +1682,9 @@ function clientPortTls(tls: NodeTls, config: NodeConfig): ServerTlsOptions {
   return { ...tls.material, requestCert: config.tls?.clientCertAuth === true };
 }
 
+/** How long a shutdown may take before the node says what it still waits for. */
+const shutdownWarnMs = 10_000;
+
 /**
  * Runs a node until SIGTERM or SIGINT, then shuts it down cleanly. The handlers are installed
  * before the node starts: a signal that arrives while it starts (or just after it said "node
@@ -1718,12 +1743,24 @@ export async function runNode(
       if (shuttingDown) return;
       shuttingDown = true;
       node.log.info({ signal }, 'shutting down');
-      node.close().then(resolve, (err: unknown) => {
-        node.log.error({ err }, 'shutdown failed');
-        // Everything is closed but what failed: the process ends, and says it did not end well.
-        process.exitCode = 1;
-        resolve();
-      });
+      // A stop should take a second or two: one that lasts says what it waits for, once, so
+      // that a node an orchestrator must kill leaves its reason in the log.
+      const slow = setTimeout(() => {
+        node.log.warn(
+          { waitingFor: node.closingStages(), afterMs: shutdownWarnMs },
+          `shutdown still under way after ${shutdownWarnMs / 1000} s: waiting for ${node.closingStages().join('; ')}`,
+        );
+      }, shutdownWarnMs);
+      slow.unref();
+      node
+        .close()
+        .finally(() => clearTimeout(slow))
+        .then(resolve, (err: unknown) => {
+          node.log.error({ err }, 'shutdown failed');
+          // Everything is closed but what failed: the process ends, and says it did not end well.
+          process.exitCode = 1;
+          resolve();
+        });
     };
     if (stopSignal !== null) onSignal(stopSignal);
   });

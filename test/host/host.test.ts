@@ -42,16 +42,33 @@ class Log implements StateMachine {
   }
 }
 
-/** Memory storage whose writes can be made to fail, like a disk that died. */
-function failable(): { storage: GroupStorage; fail(): void; closed(): boolean } {
+/**
+ * Memory storage whose writes can be made to fail, like a disk that died, or to hang, like one
+ * that stopped answering.
+ */
+function failable(): {
+  storage: GroupStorage;
+  fail(): void;
+  hang(): void;
+  release(): void;
+  closed(): boolean;
+} {
   const inner = createMemoryStorage({ quiet: true });
   let failing = false;
+  let hanging = false;
+  const held: (() => void)[] = [];
   let closed = false;
   return {
     storage: {
       initialState: () => inner.initialState(),
       persist: (e, h) =>
-        failing ? Promise.reject(new Error('EIO: injected write failure')) : inner.persist(e, h),
+        hanging
+          ? new Promise<void>((resolve, reject) =>
+              held.push(() => void inner.persist(e, h).then(resolve, reject)),
+            )
+          : failing
+            ? Promise.reject(new Error('EIO: injected write failure'))
+            : inner.persist(e, h),
       saveSnapshot: (m, d) => inner.saveSnapshot(m, d),
       loadSnapshot: () => inner.loadSnapshot(),
       close: () => {
@@ -61,6 +78,13 @@ function failable(): { storage: GroupStorage; fail(): void; closed(): boolean } 
     },
     fail: () => {
       failing = true;
+    },
+    hang: () => {
+      hanging = true;
+    },
+    release: () => {
+      hanging = false;
+      for (const write of held.splice(0)) write();
     },
     closed: () => closed,
   };
@@ -233,4 +257,40 @@ void test('closing the host closes every group, then every group storage', async
     host.addGroup(5, { voters: [1], storage: failable().storage, stateMachine: new Log() }),
     /closed/,
   );
+});
+
+void test('a close that cannot finish says what it waits for, group by group', async () => {
+  // A node a SIGTERM did not stop (an operator's container run) said nothing of why: the
+  // node now logs what its close waits for after a while (runNode), from these stages.
+  const net = new MemoryNetwork();
+  const host = new Host({ id: 1, transport: net.connect(1), clock: systemClock, tickMs: 5 });
+  const disks = [failable(), failable()];
+  for (const [i, d] of disks.entries())
+    await host.addGroup(i, { voters: [1], storage: d.storage, stateMachine: new Log() });
+  const rt = host.group(1) as RaftRuntime;
+  await until(
+    'the single voter leads',
+    () => rt.isLeader(),
+    () => rt.status().role,
+  );
+  assert.deepEqual(host.closing(), []);
+  (disks[1] as ReturnType<typeof failable>).hang();
+  void rt.propose(enc.encode('never written')).catch(() => undefined);
+  const closed = host.close(0);
+  await until(
+    'group 1 named as waiting for its Ready',
+    () =>
+      host.closing().some((c) => c.group === 1 && /finishing the Ready in progress/.test(c.stage)),
+    () => host.closing(),
+  );
+  // Group 0, whose disk answers, finishes its close; group 1 stays named.
+  await until(
+    'group 1 alone still closing',
+    () => host.closing().length === 1 && host.closing()[0]?.group === 1,
+    () => host.closing(),
+  );
+  // The disk answers again: the close ends, and nothing is left waiting.
+  (disks[1] as ReturnType<typeof failable>).release();
+  await closed;
+  assert.deepEqual(host.closing(), []);
 });
