@@ -1459,6 +1459,18 @@ function schemeHint(endpoint: string, err: unknown): string {
     return ' (if the node serves its clients over TLS, its endpoint is https://)';
   if (endpoint.startsWith('https:') && e.code === 'ERR_SSL_WRONG_VERSION_NUMBER')
     return ' (the port answered without TLS: if the node serves plain HTTP, its endpoint is http://)';
+  // A cluster's own CA, which the system does not trust.
+  if (
+    endpoint.startsWith('https:') &&
+    (e.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
+      e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
+      e.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' ||
+      e.code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY')
+  )
+    return " (the node's certificate is signed by a CA this client does not trust: give the cluster's CA, tls.ca, or --cacert with the CLI)";
+  // A port that requires a client certificate closes a handshake without one.
+  if (endpoint.startsWith('https:') && e.code === 'UND_ERR_SOCKET')
+    return ' (if the cluster requires client certificates, give one: tls.cert and tls.key, or --cert and --key with the CLI)';
   // A node's peer port and its binary client protocol port answer in frames of their own.
   if ((err as Error).name === 'HTTPParserError')
     return " (the port answered, but not in HTTP: an endpoint is a node's client port, listenClient, not its peer port or its binary protocol port)";

@@ -151,11 +151,18 @@ void describe('a cluster with TLS on every port', () => {
       tls: { ca: ca() },
     });
     try {
+      // Each told what it lacks (before: "self-signed certificate in certificate chain" and
+      // "other side closed", with no word of the CA or the certificate to give).
       await assert.rejects(
         noCa.get('tls-key'),
-        (e: FlotillaError) => e.code === 'CONNECTION' && /certificate/i.test(e.message),
+        (e: FlotillaError) =>
+          e.code === 'CONNECTION' && /give the cluster's CA, tls\.ca, or --cacert/.test(e.message),
       );
-      await assert.rejects(noCert.get('tls-key'), (e: FlotillaError) => e.code === 'CONNECTION');
+      await assert.rejects(
+        noCert.get('tls-key'),
+        (e: FlotillaError) =>
+          e.code === 'CONNECTION' && /requires client certificates, give one/.test(e.message),
+      );
     } finally {
       await noCa.close();
       await noCert.close();
