@@ -287,7 +287,7 @@ export async function* readBackup(source: AsyncIterable<Uint8Array>): AsyncGener
   if (format !== BACKUP_FORMAT)
     throw new BackupError(
       'BACKUP_UNSUPPORTED',
-      `Backup format ${format} is not one this release reads (it reads ${BACKUP_FORMAT})`,
+      `Backup format ${format} is not one this release reads (it reads ${BACKUP_FORMAT})${format > BACKUP_FORMAT + 16 ? ': a format this far ahead is more likely a damaged file than a newer release' : ''}`,
     );
   const header = parseHeader(await takeJson(r, head.readUInt32LE(6), 'the header'));
   yield { kind: 'header', header };

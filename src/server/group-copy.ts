@@ -92,9 +92,26 @@ export async function copyGroups(
   }
   return {
     storage,
-    open: (group) => openGroup(join(copy, basename(groupDir(dataDir, group))), storage, limits),
+    // A fault found in the copy is reported with the member's own file, which is what the
+    // operator can look at (the copy is gone once released).
+    open: (group) =>
+      openGroup(join(copy, basename(groupDir(dataDir, group))), storage, limits).catch(
+        (err: unknown) => {
+          throw namingOriginal(err, copy, dataDir);
+        },
+      ),
     release,
   };
+}
+
+/** `err` with the copy's paths in its message (and file) replaced by the data directory's. */
+function namingOriginal(err: unknown, copy: string, dataDir: string): unknown {
+  if (!(err instanceof Error) || !err.message.includes(copy)) return err;
+  err.message = err.message.split(copy).join(dataDir);
+  const e = err as { file?: unknown };
+  if (typeof e.file === 'string' && e.file.startsWith(copy))
+    Object.defineProperty(err, 'file', { value: dataDir + e.file.slice(copy.length) });
+  return err;
 }
 
 /** The storage kind of `group` in `dataDir`, or a DataDirError saying why there is none. */

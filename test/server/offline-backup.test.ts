@@ -7,7 +7,16 @@
 // written there.
 
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -180,6 +189,32 @@ void test('with uncommitted, the entries past the commit index are applied too',
     assert.deepEqual(await missingWrites(acked, client, 'k/'), []);
     assert.equal((await client.get('late'))?.value, 'never committed');
   });
+});
+
+void test("a damaged directory is refused naming the member's own file, not the copy read", async () => {
+  // The groups are read from a copy in TMPDIR: before, the fault named the copy's file
+  // (/tmp/flotilla-copy-.../group-0/...), gone once the save ended (an operator's pass).
+  const damaged = join(dir, 'damaged');
+  cpSync(survivor, damaged, { recursive: true });
+  const group0 = join(damaged, 'group-0');
+  const segments = readdirSync(group0)
+    .filter((n) => /^wal-[0-9a-f]{16}\.seg$/.test(n))
+    .sort();
+  const first = join(group0, segments[0] as string);
+  const bytes = readFileSync(first);
+  assert.ok(bytes.length > 200, `${first}: ${bytes.length} bytes`);
+  // A byte in the middle of the first record after the header: damage, not a torn tail.
+  const at = Math.min(120, bytes.length - 80);
+  bytes[at] = (bytes[at] as number) ^ 0xff;
+  writeFileSync(first, bytes);
+  const err = await saveFromDataDir(
+    { dataDir: damaged, file: join(dir, 'damaged.flbk') },
+    checkWritable,
+  ).catch((e: unknown) => e as Error & { code?: string; file?: string });
+  assert.ok(err instanceof Error, 'the save failed');
+  assert.match(err.message, new RegExp(damaged.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  assert.doesNotMatch(err.message, /flotilla-copy-/, err.message);
+  if (typeof err.file === 'string') assert.ok(err.file.startsWith(damaged), err.file);
 });
 
 void test('refused before anything is written: recovering, not a member, unwritable', async () => {
