@@ -77,3 +77,20 @@ void test('seed 60946 (ranges, moves, meta): replicas that missed a split do not
   const r = await runSeed({ seed: 60946, ranges: true, moves: true, meta: true });
   assert.deepEqual(r.violations, []);
 });
+
+// Found by a sweep of quiescing range seeds: node 2 applied the split that made range 7 and
+// crashed while writing the seed. Restarted, it looked at range 7's directory (no snapshot in
+// it), and the split, replayed meanwhile from the parent's log, was discarded as a start
+// already under way; the empty directory was then deleted and range 7 never ran there, so it
+// never quiesced (liveness). The replayed split now waits for that verdict and seeds the
+// range. Replay: npm run sim -- --seed 70336 --ranges --moves --meta --quiesce
+void test('seed 70336 (ranges, moves, meta, quiescing): a seed a crash cut short is written again when the split replays', async () => {
+  const r = await runSeed({
+    seed: 70336,
+    ranges: true,
+    moves: true,
+    meta: true,
+    profile: { quiesce: true },
+  });
+  assert.deepEqual(r.violations, []);
+});
