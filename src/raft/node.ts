@@ -221,11 +221,6 @@ export class RaftNode {
    * afterwards, or what is persisted, sent and applied changes with them.
    */
   propose(data: Uint8Array): Result<{ index: Index; term: Term }> {
-    if (!(data instanceof Uint8Array))
-      return fail(
-        'BAD_REQUEST',
-        `A proposal must be a Uint8Array, got ${data === null ? 'null' : typeof data}`,
-      );
     const r = this.proposeBatch([data]);
     if (!r.ok) return r;
     return ok({ index: r.value.firstIndex, term: r.value.term });
@@ -243,7 +238,7 @@ export class RaftNode {
       if (!(d instanceof Uint8Array))
         return fail(
           'BAD_REQUEST',
-          `Proposal ${i} must be a Uint8Array, got ${d === null ? 'null' : typeof d}`,
+          `${datas.length === 1 ? 'A proposal' : `Proposal ${i}`} must be a Uint8Array, got ${d === null ? 'null' : typeof d}`,
         );
     }
     const r = this.raft;

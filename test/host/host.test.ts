@@ -275,7 +275,14 @@ void test('a close that cannot finish says what it waits for, group by group', a
   );
   assert.deepEqual(host.closing(), []);
   (disks[1] as ReturnType<typeof failable>).hang();
-  void rt.propose(enc.encode('never written')).catch(() => undefined);
+  // Held by the disk: it ends applied once the disk answers, or refused by the close.
+  const write = rt.propose(enc.encode('held')).then(
+    () => 'applied',
+    (e: unknown) => {
+      if (e instanceof FlotillaError && e.code === 'SHUTTING_DOWN') return 'refused';
+      throw e;
+    },
+  );
   const closed = host.close(0);
   await until(
     'group 1 named as waiting for its Ready',
@@ -293,4 +300,5 @@ void test('a close that cannot finish says what it waits for, group by group', a
   (disks[1] as ReturnType<typeof failable>).release();
   await closed;
   assert.deepEqual(host.closing(), []);
+  assert.match(await write, /^(applied|refused)$/);
 });
