@@ -420,6 +420,31 @@ export class Membership {
     return f.runtime.status().conf;
   }
 
+  /**
+   * Why a group that follows the key-value group's membership does not serve through member
+   * `self` yet (`/readyz`): it has the member in another role than the key-value group does
+   * (its change follows a few checks later), knows no leader, holds no log, or trails its
+   * commit by more than `applyLag`. Null: every such group serves through it.
+   */
+  followerNotReady(self: number, applyLag: number): string | null {
+    const role0 = roleIn(this.conf(0), self);
+    for (const f of this.followers) {
+      const s = f.runtime.status();
+      const role = roleIn(s.conf, self);
+      if (role !== role0)
+        return `the ${f.name} group has this member as ${roleName(role)}, the key-value group as ${roleName(role0)}: it follows within a few seconds`;
+      if (role === 'none') continue;
+      if (s.recovery === 'recovering')
+        return `the ${f.name} group is recovering lost data: holds ${s.lastIndex} entries, commit ${s.commit}`;
+      if (s.leader === 0) return `the ${f.name} group knows no leader`;
+      if (s.lastIndex === 0) return `waiting for the ${f.name} group's log from leader ${s.leader}`;
+      const applied = f.runtime.appliedIndex();
+      if (applied + applyLag < s.commit)
+        return `applying the ${f.name} group: ${applied} of ${s.commit}`;
+    }
+    return null;
+  }
+
   /** Whether member `id` is in no following group's configuration. */
   private outOfFollowers(id: number): boolean {
     return this.followers.every((f) => roleIn(this.conf(f.group), id) === 'none');
@@ -617,6 +642,10 @@ function roleIn(c: ConfState, id: number): MemberRole {
   if (c.voters.includes(id) || c.outgoing.includes(id)) return 'voter';
   if (c.learners.includes(id)) return 'learner';
   return 'none';
+}
+
+function roleName(r: MemberRole): string {
+  return r === 'none' ? 'no member' : `a ${r}`;
 }
 
 function groupView(group: number, c: ConfState): GroupMembership {

@@ -1486,12 +1486,6 @@ export class FlotillaNode implements AsyncDisposable {
               leaderless ??
               `recovering lost data: holds ${s.lastIndex} entries, commit ${s.commit}; not a voter until caught up`,
           };
-        const q = this.queueService.runtime.status();
-        if (q.recovery === 'recovering')
-          return {
-            ready: false,
-            reason: `the job queue's group is recovering lost data: holds ${q.lastIndex} entries, commit ${q.commit}`,
-          };
         const r = this.recovery?.status();
         if (r?.recovering === true)
           return {
@@ -1515,6 +1509,10 @@ export class FlotillaNode implements AsyncDisposable {
             ready: false,
             reason: `applying: ${this.runtime.appliedIndex()} of ${s.commit}`,
           };
+        // The queue and meta groups too: a member they have not made a voter yet, or that
+        // one of them cannot serve through, is not ready for its neighbour to be replaced.
+        const follower = this.members.membership.followerNotReady(this.config.id, lag);
+        if (follower !== null) return { ready: false, reason: follower };
         return { ready: true, reason: s.leader === s.id ? 'leader' : `following ${s.leader}` };
       },
       transferLeadership: (to) => {

@@ -300,3 +300,37 @@ void test('a change whose voters would lack a quorum of members heard from latel
     /stop here/,
   );
 });
+
+void test('readiness waits for the groups that follow the key-value group', () => {
+  // The queue group as member 2's node sees it: what it has it in, its leader, log and apply.
+  let q = { conf: conf([1, 3], [2]), leader: 1, lastIndex: 9, commit: 9, recovery: 'none' };
+  let applied = 9;
+  const queue = {
+    status: () => ({ ...q, progress: {} }),
+    appliedIndex: () => applied,
+  } as unknown as RaftRuntime;
+  const m = membershipWith(
+    2,
+    fakeRuntime(() => conf([1, 2, 3])),
+    queue,
+  );
+  assert.match(
+    m.followerNotReady(2, 0) ?? '',
+    /the queue group has this member as a learner, the key-value group as a voter/,
+  );
+  q = { ...q, conf: conf([1, 2, 3]) };
+  assert.equal(m.followerNotReady(2, 0), null);
+  q = { ...q, leader: 0 };
+  assert.equal(m.followerNotReady(2, 0), 'the queue group knows no leader');
+  q = { ...q, leader: 1, recovery: 'recovering' };
+  assert.match(m.followerNotReady(2, 0) ?? '', /queue group is recovering lost data/);
+  q = { ...q, recovery: 'none', lastIndex: 0, commit: 0 };
+  assert.equal(m.followerNotReady(2, 0), "waiting for the queue group's log from leader 1");
+  q = { ...q, lastIndex: 40, commit: 40 };
+  applied = 20;
+  assert.equal(m.followerNotReady(2, 100), null, 'within the lag');
+  assert.equal(m.followerNotReady(2, 10), 'applying the queue group: 20 of 40');
+  // A member the key-value group does not hold yet is none in both: nothing to wait for.
+  q = { ...q, conf: conf([1, 3]) };
+  assert.equal(m.followerNotReady(4, 10), null);
+});
