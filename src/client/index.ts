@@ -1374,13 +1374,12 @@ export class FlotillaClient {
       text = await res.body.text();
     } catch (err) {
       // The request may have reached the server: whether it applied is unknown, unless the
-      // connection was refused (nothing listened, so nothing was sent).
+      // connection was never made (nothing was sent).
       const code = deadline.timedOut ? 'TIMEOUT' : 'CONNECTION';
-      const refused = (err as { code?: unknown }).code === 'ECONNREFUSED';
       throw new FlotillaError(
         code,
         `${method} ${endpoint}${path} failed: ${(err as Error).message}${this.answeredOverHttp.has(endpoint) ? '' : schemeHint(endpoint, err)}`,
-        method === 'POST' && !refused,
+        method === 'POST' && !connectFailed(err),
       );
     }
     this.answeredOverHttp.add(endpoint);
@@ -1453,6 +1452,35 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
  * bytes that are no TLS record ("wrong version number"), and a port of another protocol
  * answers what undici cannot parse as HTTP.
  */
+/**
+ * Failures of making a connection, before any byte of a request is written on it: refused,
+ * unreachable, a name not found, a connect timeout, or a TLS handshake this client gave up
+ * (the node's certificate not trusted, expired or for another name; a port without TLS). A
+ * handshake the node refused (no client certificate) closes the socket like any other drop,
+ * and stays indefinite.
+ */
+const connectFailures = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+]);
+
+function connectFailed(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && connectFailures.has(code);
+}
+
 function schemeHint(endpoint: string, err: unknown): string {
   const e = err as { code?: unknown };
   if (endpoint.startsWith('http:') && e.code === 'UND_ERR_SOCKET')

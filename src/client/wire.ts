@@ -135,14 +135,8 @@ export class WireConnection {
       });
       socket.on('error', (err: Error & { code?: string }) => {
         if (conn !== null) return; // 'close' follows
-        // Refused: nothing listened, so nothing was sent.
-        fail(
-          new FlotillaError(
-            'CONNECTION',
-            `Cannot connect to ${where}: ${err.message}`,
-            err.code !== 'ECONNREFUSED',
-          ),
-        );
+        // Before the handshake's answer no request was sent on it, whatever the failure.
+        fail(new FlotillaError('CONNECTION', `Cannot connect to ${where}: ${err.message}`, false));
       });
       socket.on('close', () => {
         if (conn === null) {

@@ -158,6 +158,13 @@ void describe('a cluster with TLS on every port', () => {
         (e: FlotillaError) =>
           e.code === 'CONNECTION' && /give the cluster's CA, tls\.ca, or --cacert/.test(e.message),
       );
+      // A write refused by this client's own handshake was never sent: definite, safe to
+      // retry with the CA given.
+      await assert.rejects(
+        noCa.put('tls-key', 'never-sent'),
+        (e: FlotillaError) =>
+          e.code === 'CONNECTION' && e.indefinite === false && /tls\.ca/.test(e.message),
+      );
       await assert.rejects(
         noCert.get('tls-key'),
         (e: FlotillaError) =>
@@ -174,7 +181,9 @@ void describe('a cluster with TLS on every port', () => {
         timeoutMs: 3_000,
         tls: { ca: ca() },
       }),
-      (e: FlotillaError) => e instanceof FlotillaError && e.code === 'CONNECTION',
+      // Nothing is sent on a connection before its handshake's answer.
+      (e: FlotillaError) =>
+        e instanceof FlotillaError && e.code === 'CONNECTION' && e.indefinite === false,
     );
     const ok = await WireConnection.connect({
       host: '127.0.0.1',
