@@ -47,9 +47,24 @@ export class Progress {
    */
   silentTicks = Number.POSITIVE_INFINITY;
   readonly inflights: Inflights;
+  /**
+   * In replicate state: the appends that may be in flight, at most the inflight window's
+   * capacity. A rejection in replicate state sets it to 1 and each acknowledgement that moves
+   * `match` adds one (a slow start, as TCP's after a loss). Over a network that reorders, a
+   * full window of appends sent after every rejection made a follower catching up reject
+   * most of them, and each stale acknowledgement started another full window: hundreds of
+   * messages per entry. In order (the TCP transport) a rejection is rare and the window is
+   * whole again within a few round trips.
+   */
+  window: number;
 
-  constructor(next: Index, maxInflightMsgs: number, maxInflightBytes: number) {
+  constructor(
+    next: Index,
+    private readonly maxInflightMsgs: number,
+    maxInflightBytes: number,
+  ) {
     this.next = next;
+    this.window = maxInflightMsgs;
     this.inflights = new Inflights(maxInflightMsgs, maxInflightBytes);
   }
 
@@ -104,7 +119,7 @@ export class Progress {
       case 'probe':
         return this.probeSent;
       case 'replicate':
-        return this.inflights.full();
+        return this.inflights.full() || this.inflights.size() >= this.window;
       case 'snapshot':
         return true;
     }
@@ -117,6 +132,7 @@ export class Progress {
       this.match = index;
       updated = true;
       this.probeSent = false;
+      if (this.window < this.maxInflightMsgs) this.window++;
     }
     this.next = Math.max(this.next, index + 1);
     return updated;
@@ -131,6 +147,7 @@ export class Progress {
       // Stale: we already know the follower matches past this point.
       if (rejected <= this.match) return false;
       this.next = this.match + 1;
+      this.window = 1;
       return true;
     }
     // In probe state only the answer to the one outstanding probe counts.

@@ -609,7 +609,7 @@ function handleHeartbeatResponse(r: Raft, m: HeartbeatResponse): void {
   // until every follower stores every entry). Free one inflight slot so a full window of lost
   // messages cannot wedge replication, and send an append even if it carries nothing new: a
   // follower missing its prevIndex rejects it, which moves it back to probing.
-  if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
+  if (pr.state === 'replicate' && pr.isPaused()) pr.inflights.freeFirstOne();
   if (pr.match < r.log.lastIndex()) sendAppend(r, m.from, true);
   if (r.trk.countsInQuorum(m.from) && r.readOnly.recvAck(m.from, m.seq)) {
     releaseConfirmedReads(r);

@@ -94,3 +94,20 @@ void test('seed 70336 (ranges, moves, meta, quiescing): a seed a crash cut short
   });
   assert.deepEqual(r.violations, []);
 });
+
+// Found by a wipe-heavy sweep (the catch-up storm TESTING.md described since the first wipe
+// campaigns): a wiped node of seven caught up one entry per append with 256 in flight, on a
+// network whose 0–3 ms delays reorder most pairs. Every append that overtook its predecessor
+// was rejected; each rejection dropped the leader to probing, and each stale acknowledgement
+// still arriving from the window set it replicating again with a whole new window. Hundreds of
+// messages per entry ran out the event budget (liveness: over 400,000 events by 2.1 s). After a
+// rejection the window now starts at one append and grows by one per acknowledgement
+// (Progress.window); the seed takes about 21,000 events. Replay: npm run sim -- --seed 56444
+// --wipe-every 300
+void test('seed 56444 (wipes): a wiped follower catches up over a reordering network without a storm', async () => {
+  const r = await runSeed({ seed: 56444, profile: { wipeEveryMs: 300 } });
+  assert.equal(r.profile.maxEntriesPerMsg, 1);
+  assert.equal(r.profile.maxInflightMsgs, 256);
+  assert.deepEqual(r.violations, []);
+  assert.ok(r.stats.events < 100_000, `${r.stats.events} events`);
+});
