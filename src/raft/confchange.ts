@@ -142,7 +142,7 @@ function checkShape(cc: ConfChange): string | null {
   const seen = new Set<NodeId>();
   for (const ch of cc.changes) {
     if (!Number.isSafeInteger(ch.node) || ch.node <= 0)
-      return `Node ids are positive integers, got ${ch.node}`;
+      return `Node ids are positive integers, got ${JSON.stringify(ch.node) ?? String(ch.node)}`;
     if (ch.kind !== 'add-voter' && ch.kind !== 'add-learner' && ch.kind !== 'remove')
       return `Unknown change kind ${String(ch.kind)} for node ${ch.node}`;
     if (seen.has(ch.node)) return `Node ${ch.node} is named twice in one change`;

@@ -174,6 +174,16 @@ const countSettings = [
   'snapshotChunkBytes',
 ] as const;
 
+/** The settings that are switches: true, false, or absent for the default. */
+const switchSettings = [
+  'preVote',
+  'checkQuorum',
+  'quiesce',
+  'waitsForState',
+  'commitOnTick',
+  'readRoundsToQuorum',
+] as const;
+
 export function resolveConfig(config: RaftConfig): ResolvedConfig {
   // A caller in plain JavaScript may pass anything: say which field is wrong rather than fail
   // later with a TypeError from deep inside the core (a missing rng at the first election).
@@ -193,6 +203,14 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     check(
       v === undefined || v === null || (typeof v === 'number' && Number.isSafeInteger(v) && v >= 1),
       `${k} must be a positive integer, got ${JSON.stringify(v) ?? String(v)}`,
+    );
+  }
+  // A switch given as "false" or 0 would be read as its truth: quiescing on, check-quorum off.
+  for (const k of switchSettings) {
+    const v = (config as unknown as Record<string, unknown>)[k];
+    check(
+      v === undefined || v === null || typeof v === 'boolean',
+      `${k} must be true or false, got ${JSON.stringify(v) ?? String(v)}`,
     );
   }
   check(
@@ -247,7 +265,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     const drift = resolved.leaseDriftTicks;
     check(
       Number.isSafeInteger(drift) && drift >= 1 && drift < resolved.electionTicks,
-      `leaseDriftTicks must be an integer >= 1 and below electionTicks (${resolved.electionTicks}), got ${drift}`,
+      `leaseDriftTicks must be an integer >= 1 and below electionTicks (${resolved.electionTicks}), got ${JSON.stringify(drift)}`,
     );
     // The lease is the followers' promise not to vote for another leader within an election
     // timeout of hearing from this one; only check-quorum makes them keep it.

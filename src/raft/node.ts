@@ -4,9 +4,16 @@
 // for the caller's obligations and their order. The algorithm itself is Raft (raft.ts).
 
 import { resolveConfig, type RaftConfig } from './config.js';
-import { checkMessage } from './check-message.js';
+import { checkMessage, checkSnapshotMeta } from './check-message.js';
 import { applyConfEntry, unappliedConfChange } from './conf-history.js';
-import { changeConf, snapshotMetaOf, type ConfChange, type ConfState } from './confchange.js';
+import {
+  changeConf,
+  confOfSnapshot,
+  sameConf,
+  snapshotMetaOf,
+  type ConfChange,
+  type ConfState,
+} from './confchange.js';
 import type { JointConfig } from './quorum.js';
 import { assert, fail, ok, type Result } from './errors.js';
 import type { ProgressState } from './progress.js';
@@ -234,6 +241,8 @@ export class RaftNode {
   proposeBatch(datas: readonly Uint8Array[]): Result<{ firstIndex: Index; term: Term }> {
     if (!Array.isArray(datas))
       return fail('BAD_REQUEST', `A batch of proposals must be an array, got ${typeof datas}`);
+    // Its answer would name an index no entry of it holds: the next proposal's.
+    if (datas.length === 0) return fail('BAD_REQUEST', 'A batch of proposals must not be empty');
     for (const [i, d] of datas.entries()) {
       if (!(d instanceof Uint8Array))
         return fail(
@@ -330,6 +339,9 @@ export class RaftNode {
 
   /** Hands leadership to `to` once it is caught up (thesis §3.10). */
   transferLeadership(to: NodeId): Result<void> {
+    // An id decoded as the string "3" is no voter's: say the type, not "not a voter".
+    if (typeof to !== 'number' || !Number.isSafeInteger(to) || to <= 0)
+      return fail('BAD_REQUEST', `A node id is a positive integer, got ${JSON.stringify(to)}`);
     const r = this.raft;
     r.wake('leadership transfer');
     if (r.role !== 'leader') {
@@ -368,6 +380,9 @@ export class RaftNode {
    */
   offerSnapshot(s: SnapshotDescriptor): void {
     const r = this.raft;
+    if (typeof s !== 'object' || s === null)
+      assert(false, `offerSnapshot takes { meta, id, totalBytes }, got ${String(s)}`);
+    checkSnapshotMeta(s.meta, 'The snapshot offered');
     assert(
       Number.isSafeInteger(s.totalBytes) && s.totalBytes >= 1,
       `A snapshot has at least one byte, offered ${s.totalBytes}`,
@@ -389,6 +404,16 @@ export class RaftNode {
       held === undefined || held === term,
       `The snapshot offered at index ${index} says term ${term}, but the log's entry there is of term ${held}`,
     );
+    // Followers install its configuration with it: another than the one in force at its index
+    // (known once applied) would make them a group of other members.
+    if (index <= r.log.applied) {
+      const want = confOfSnapshot(snapshotMetaOf(index, term, r.confAt(index)));
+      const said = confOfSnapshot(s.meta);
+      assert(
+        sameConf(said, want),
+        `The snapshot offered at index ${index} says voters ${String(said.voters)}, learners ${String(said.learners)}, but the configuration in force there is voters ${String(want.voters)}, learners ${String(want.learners)} (compact's answer is the metadata to offer)`,
+      );
+    }
     if (r.snapshotOffer !== null && r.snapshotOffer.meta.index > s.meta.index) return;
     r.snapshotOffer = s;
   }

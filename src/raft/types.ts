@@ -30,8 +30,13 @@ export interface Entry {
 
 /**
  * The state a node must persist before it answers any message that depends on it
- * (paper Figure 2 "Persistent state on all servers"). `commit` is persisted lazily: it is
- * an optimisation for restarts, never needed for safety.
+ * (paper Figure 2 "Persistent state on all servers"). `commit` may be written lazily: a Ready
+ * whose hard state changed only in `commit` need not be synced. But the latest `commit` handed
+ * out must be written with the next entries, in the same write or before it: membership
+ * changes take effect when applied, so a node that appends a change must still know after a
+ * restart that the changes before it committed, or it can count votes in a configuration two
+ * changes behind, where two candidates win one term (DESIGN.md, "Campaigns wait for committed
+ * changes"). The host's runtime writes a commit index it skipped with the next entries.
  */
 export interface HardState {
   readonly term: Term;
@@ -322,7 +327,7 @@ export interface InitialState {
   /**
    * The index the state machine had applied durably (at least the snapshot index; 0 or the
    * snapshot's index for a state machine rebuilt from the snapshot at every start). It may be
-   * above `hardState.commit`, which is written lazily: only committed entries are handed out
+   * above `hardState.commit`, which may lag (see HardState): only committed entries are handed out
    * to apply, so the core counts everything up to it committed and hands out only what follows.
    * It must not be past the last entry held.
    */

@@ -785,7 +785,7 @@ export function checkResolvedConfig(c: unknown): asserts c is NodeConfig {
             ) ?? numericFields.map(([k]) => k).find((k) => typeof o[k] !== 'number'));
   if (wrong !== undefined)
     throw new ConfigError(
-      `A node takes the config resolveNodeConfig makes (docs/CLIENT.md, "Embedding a node"); this one ${wrong === 'it is not an object' ? wrong : `has no valid ${wrong}`}${'initialCluster' in o ? ': it has initialCluster, which resolveNodeConfig turns into members, so pass it through resolveNodeConfig({ ... }) first' : ''}`,
+      `A node takes the config resolveNodeConfig makes (docs/CLIENT.md, "Embedding a node"); this one ${wrong === 'it is not an object' ? 'is not an object' : `has no valid ${wrong}`}${'initialCluster' in o ? ': it has initialCluster, which resolveNodeConfig turns into members, so pass it through resolveNodeConfig({ ... }) first' : ''}`,
     );
 }
 

@@ -81,6 +81,60 @@ void test('a malformed message is refused before it changes anything, naming the
     // A follower took a message from itself for its leader's, and forwarded proposals to itself.
     [{ ...heartbeat, from: 1 }, /heartbeat from 1 to 1: not a peer's/],
     [{ ...heartbeat, from: 0 }, /heartbeat from 0 to 1: not a peer's/],
+    // A verdict decoded as the string "false" is truthy: an append rejection was counted an
+    // acknowledgement (the leader committed an entry only it held), a refused read confirmed.
+    [
+      {
+        type: 'append-resp',
+        from: 2,
+        to: 1,
+        term: 1,
+        index: 2,
+        hintIndex: 0,
+        hintTerm: 0,
+        success: 'false',
+      },
+      /append-resp: success must be a boolean, got "false"/,
+    ],
+    [
+      { type: 'read-index-resp', from: 2, to: 1, term: 1, requestId: 7, index: 0, ok: 'false' },
+      /read-index-resp: ok must be a boolean, got "false"/,
+    ],
+    [{ type: 'vote-resp', from: 2, to: 1, term: 1 }, /vote-resp: granted must be a boolean/],
+    [{ ...heartbeat, quiesce: 1 }, /heartbeat: quiesce must be a boolean, got 1/],
+    // A snapshot without its metadata threw a TypeError; one with an index "50" was taken.
+    [
+      { type: 'snapshot', from: 2, to: 1, term: 1, id: 's', offset: 0, length: 1, totalBytes: 1 },
+      /snapshot: its metadata must be an object, got undefined/,
+    ],
+    [
+      {
+        type: 'snapshot',
+        from: 2,
+        to: 1,
+        term: 1,
+        id: 's',
+        offset: 0,
+        length: 1,
+        totalBytes: 1,
+        snapshot: { index: '50', term: 1, voters: [1, 2, 3] },
+      },
+      /its metadata: index must be an integer >= 0, got "50"/,
+    ],
+    [
+      {
+        type: 'snapshot',
+        from: 2,
+        to: 1,
+        term: 1,
+        id: 's',
+        offset: 0,
+        length: 1,
+        totalBytes: 1,
+        snapshot: { index: 50, term: 1 },
+      },
+      /its metadata: voters must be a list of node ids/,
+    ],
   ];
   for (const [m, why] of refused) {
     const node = fresh();
@@ -257,6 +311,14 @@ void test('a snapshot offered past the commit, of another term than the log ther
       /says term \d+, but the log's entry there is of term/,
     ],
     [{ id: '' }, /needs an id/],
+    // Followers install its configuration: other members, or ids that are not numbers, were
+    // taken (a follower ended with voters 7 and 8).
+    [
+      { meta: { ...meta, voters: [7, 8] } },
+      /says voters 7,8, learners , but the configuration in force there is voters 1/,
+    ],
+    [{ meta: { ...meta, voters: 'x' } }, /voters must be a list of node ids, got "x"/],
+    [{ meta: undefined }, /The snapshot offered must be an object, got undefined/],
   ];
   for (const [change, why] of refused)
     assert.throws(
@@ -265,6 +327,38 @@ void test('a snapshot offered past the commit, of another term than the log ther
       why.source,
     );
   node.offerSnapshot(offer);
+  assert.throws(
+    () => node.offerSnapshot(null as unknown as Parameters<RaftNode['offerSnapshot']>[0]),
+    (e: unknown) => e instanceof AssertionError && /offerSnapshot takes/.test(e.message),
+  );
+});
+
+void test('switches given as anything but true or false are refused, naming them', () => {
+  // Before, quiesce: "false" quiesced and checkQuorum: 0 turned check-quorum off.
+  for (const [k, v] of [
+    ['quiesce', 'false'],
+    ['checkQuorum', 0],
+    ['preVote', 'false'],
+  ] as const)
+    assert.throws(
+      () => new RaftNode({ id: 1, voters: [1], rng: createRng(1), [k]: v }),
+      (e: unknown) =>
+        e instanceof AssertionError &&
+        e.message.includes(`${k} must be true or false, got ${JSON.stringify(v)}`),
+      k,
+    );
+});
+
+void test('an empty batch and a leadership transfer to an id that is not a number are refused BAD_REQUEST', () => {
+  const node = leader();
+  const last = node.status().lastIndex;
+  // Before, an empty batch answered firstIndex 2, which the next proposal then took.
+  const empty = node.proposeBatch([]);
+  assert.ok(!empty.ok && empty.error.code === 'BAD_REQUEST', JSON.stringify(empty));
+  assert.equal(node.status().lastIndex, last);
+  // Before: UNKNOWN_NODE "Node 3 is not a voter", for a voter 3 whose id came as a string.
+  const t = node.transferLeadership('3' as unknown as number);
+  assert.ok(!t.ok && t.error.code === 'BAD_REQUEST' && /got "3"/.test(t.error.message));
 });
 
 void test('a clock moved by a count that is not a whole number >= 0 is refused, naming it', () => {

@@ -309,7 +309,7 @@ void test('a node refuses a config resolveNodeConfig did not make, and a layer t
         raw,
         /takes the config resolveNodeConfig makes.*has no valid members: it has initialCluster, which resolveNodeConfig turns into members/,
       ],
-      [undefined, /this one it is not an object/],
+      [undefined, /this one is not an object/],
       [{ ...resolveNodeConfig(raw), tickMs: '10' }, /has no valid tickMs/],
     ] as const)
       await assert.rejects(
