@@ -63,6 +63,16 @@ void test('a malformed message is refused before it changes anything, naming the
   const fresh = () => new RaftNode({ id: 1, voters: [1, 2, 3], rng: createRng(1) });
   const heartbeat = { type: 'heartbeat', from: 2, to: 1, term: 5, commit: 0, seq: 0 };
   const append = { type: 'append', from: 2, to: 1, term: 1, prevIndex: 0, prevTerm: 0, commit: 0 };
+  const snapshot = {
+    type: 'snapshot',
+    from: 2,
+    to: 1,
+    term: 1,
+    id: 's',
+    offset: 0,
+    length: 1,
+    totalBytes: 1,
+  };
   const refused: [unknown, RegExp][] = [
     [undefined, /not a message/],
     [{ ...heartbeat, type: 'bogus' }, /type "bogus"/],
@@ -103,36 +113,13 @@ void test('a malformed message is refused before it changes anything, naming the
     [{ type: 'vote-resp', from: 2, to: 1, term: 1 }, /vote-resp: granted must be a boolean/],
     [{ ...heartbeat, quiesce: 1 }, /heartbeat: quiesce must be a boolean, got 1/],
     // A snapshot without its metadata threw a TypeError; one with an index "50" was taken.
+    [snapshot, /snapshot: its metadata must be an object, got undefined/],
     [
-      { type: 'snapshot', from: 2, to: 1, term: 1, id: 's', offset: 0, length: 1, totalBytes: 1 },
-      /snapshot: its metadata must be an object, got undefined/,
-    ],
-    [
-      {
-        type: 'snapshot',
-        from: 2,
-        to: 1,
-        term: 1,
-        id: 's',
-        offset: 0,
-        length: 1,
-        totalBytes: 1,
-        snapshot: { index: '50', term: 1, voters: [1, 2, 3] },
-      },
+      { ...snapshot, snapshot: { index: '50', term: 1, voters: [1, 2, 3] } },
       /its metadata: index must be an integer >= 0, got "50"/,
     ],
     [
-      {
-        type: 'snapshot',
-        from: 2,
-        to: 1,
-        term: 1,
-        id: 's',
-        offset: 0,
-        length: 1,
-        totalBytes: 1,
-        snapshot: { index: 50, term: 1 },
-      },
+      { ...snapshot, snapshot: { index: 50, term: 1 } },
       /its metadata: voters must be a list of node ids/,
     ],
   ];
