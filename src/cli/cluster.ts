@@ -4,7 +4,7 @@
 // if this process dies without doing so, its nodes stop by themselves.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { renderMembers } from './member.js';
 import { humanize } from '../server/logging.js';
 import { StartupError, checkListenable, prepareDataDir } from '../server/startup.js';
 import { IDENTITY_FILE, readIdentity } from '../server/data-dir.js';
+import { LOCK_FILE, pidAlive } from '../storage/index.js';
 
 export interface ClusterUpOptions {
   readonly nodes: number;
@@ -165,6 +166,58 @@ export function startArgs(
   ];
 }
 
+/**
+ * The live process holding a lock in `dataDir` (a group's WAL or SQLite lock, the shared
+ * journal's), if any: another cluster, or a node, still running on it.
+ */
+function lockHolder(dataDir: string): { file: string; pid: number } | null {
+  const dirs = [dataDir];
+  try {
+    for (const e of readdirSync(dataDir, { withFileTypes: true }))
+      if (e.isDirectory()) dirs.push(join(dataDir, e.name));
+  } catch {
+    return null; // missing or unreadable: prepareDataDir says which
+  }
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (name !== LOCK_FILE && !name.endsWith('.lock')) continue;
+      const file = join(dir, name);
+      let pid: number;
+      try {
+        pid = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
+      } catch {
+        continue;
+      }
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid))
+        return { file, pid };
+    }
+  }
+  return null;
+}
+
+/**
+ * Refuses data directories a live process holds, before anything starts: each node would
+ * start and die of STORAGE_LOCKED, after the ports had been found free.
+ */
+function checkDataDirsFree(members: readonly LocalMember[]): void {
+  const held = members.flatMap((m) => {
+    const h = lockHolder(m.dataDir);
+    return h === null ? [] : [`  ${h.file} is held by live process ${h.pid} (node ${m.id})`];
+  });
+  if (held.length > 0)
+    throw new StartupError(
+      'DATA_DIR_UNUSABLE',
+      `Cannot start the cluster; nothing was started:\n${held.join('\n')}\n` +
+        'Another cluster or node still runs on these data directories: stop it, or choose another --data-dir.',
+    );
+}
+
 /** Whether a node's data directory is marked removed from its cluster. */
 function markedRemoved(dataDir: string): boolean {
   try {
@@ -179,6 +232,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   const members = planCluster(o);
   // The ports first: a refusal then leaves nothing behind, not even empty node directories.
   await checkPorts(members, binaryPorts(o));
+  checkDataDirsFree(members);
   for (const m of members) prepareDataDir(m.dataDir);
   const children = new Map<number, ChildProcess>();
   const pids = new Map<number, number>();

@@ -7,6 +7,7 @@
 // revision) fails once the holder lost its lease, however long it was paused.
 
 import { FlotillaError } from '../base/errors.js';
+import { checkOptions } from './util.js';
 import type {
   Compare,
   DeleteResponse,
@@ -52,6 +53,8 @@ export class Session {
 
   /** Grants a lease of `ttl` seconds and keeps it alive until `close`. */
   static async create(client: ConcurrencyClient, o: { ttl?: number } = {}): Promise<Session> {
+    // A misspelt option (`ttlMs`) ran on the default of 10 s without a word.
+    checkOptions(o, 'Session.create', ['ttl']);
     const ttl = o.ttl ?? 10;
     const { id } = await client.leaseGrant(ttl);
     return new Session(client, id, ttl);

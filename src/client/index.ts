@@ -679,17 +679,41 @@ export class FlotillaClient {
    * with the last error if renewals kept failing until the lease must be presumed expired.
    */
   async keepLeaseAlive(id: number, ttl: number, o: { signal?: AbortSignal } = {}): Promise<void> {
+    // 0 or less renewed in a tight loop, hundreds of requests a second.
+    if (typeof ttl !== 'number' || !(ttl > 0) || !Number.isFinite(ttl))
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `ttl must be the lease's time to live in seconds, above 0, got ${JSON.stringify(ttl) ?? String(ttl)}`,
+      );
+    const ttlMs = ttl * 1000;
+    // Each renewal gets a third of the time to live: one that waited out the client's whole
+    // timeout on a frozen leader outlasted a short lease, though another leader was elected
+    // within a second. One not answered in time is tried again at once, at another node.
+    const attemptMs = Math.max(50, Math.min(this.timeoutMs, Math.floor(ttlMs / 3)));
     let lastRenewed = Date.now();
     while (!(o.signal?.aborted ?? false)) {
+      const attempt = AbortSignal.timeout(attemptMs);
+      const signal = o.signal === undefined ? attempt : AbortSignal.any([o.signal, attempt]);
+      let renewed = false;
       try {
-        await this.leaseKeepAlive(id, o.signal === undefined ? {} : { signal: o.signal });
+        await this.leaseKeepAlive(id, { signal });
         lastRenewed = Date.now();
+        renewed = true;
       } catch (err) {
         if (o.signal?.aborted ?? false) return;
         if (err instanceof FlotillaError && err.code === 'LEASE_NOT_FOUND') throw err;
-        if (Date.now() - lastRenewed > ttl * 1000) throw err;
+        // An attempt cut short has moved the client on to the next endpoint (call's retry).
+        const unanswered = attempt.aborted;
+        if (Date.now() - lastRenewed > ttlMs)
+          throw unanswered
+            ? new FlotillaError(
+                'TIMEOUT',
+                `No node renewed lease ${id} within its time to live (${ttl} s): presume it expired`,
+                false,
+              )
+            : err;
       }
-      await sleep((ttl * 1000) / 3, o.signal);
+      await sleep(renewed ? ttlMs / 3 : Math.min(ttlMs / 3, 100), o.signal);
     }
   }
 

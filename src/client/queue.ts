@@ -204,6 +204,12 @@ export class QueueClient {
    */
   async add(jobName: string, data: unknown = null, o: AddOptions = {}): Promise<AddResponse> {
     const { signal, ...opts } = o;
+    // Refused here, as the node would: gathered, it threw a TypeError measuring the name.
+    if (typeof jobName !== 'string')
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `"name" must be a string, got ${jobName === undefined ? 'nothing' : typeof jobName}`,
+      );
     const json = jsonOf(data, 'data');
     const job = { name: jobName, data: json.value, ...opts };
     // A JSON character is at most 3 bytes of UTF-8 (an escaped one is 6 characters).

@@ -86,6 +86,12 @@ export class Worker<D = unknown, R = unknown> {
     private readonly handler: Handler<D, R>,
     private readonly o: WorkerOptions<D, R> = {},
   ) {
+    // Not a function: every claimed job would end the process at its first run.
+    if (typeof handler !== 'function')
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `A worker's handler is a function (job, ctx) => Promise, got ${typeof handler}`,
+      );
     // A misspelt option (`concurrencyy`) would be the default without a word.
     for (const k of Object.keys(o))
       if (!workerOptionNames.has(k))
@@ -112,6 +118,12 @@ export class Worker<D = unknown, R = unknown> {
     checkOption('waitMs', o.waitMs, 0, maxClaimWaitMs);
     checkOption('leaseMs', o.leaseMs, 1, defaultQueueLimits.maxDurationMs);
     checkOption('heartbeatMs', o.heartbeatMs, 1, Number.MAX_SAFE_INTEGER);
+    // A heartbeat no sooner than the lease's end renews nothing: every job would be lost.
+    if (o.heartbeatMs !== undefined && o.leaseMs !== undefined && o.heartbeatMs >= o.leaseMs)
+      throw new FlotillaError(
+        'BAD_REQUEST',
+        `heartbeatMs (${o.heartbeatMs}) must be below leaseMs (${o.leaseMs}): a third of it is the default`,
+      );
     // Every slot's claim listens on the one stopping signal: more than Node's default of ten
     // listeners is expected here, not a leak.
     setMaxListeners(concurrency + 10, this.stopping.signal);
@@ -206,33 +218,41 @@ export class Worker<D = unknown, R = unknown> {
           abort.abort(
             new FlotillaError(
               err.code,
-              err.code === 'JOB_NOT_FOUND' ? `job ${id} was deleted` : `lease on job ${id} lost`,
+              err.code === 'JOB_NOT_FOUND'
+                ? `job ${id} was deleted`
+                : `lease on job ${id} lost: ${err.message}`,
             ),
           );
         else this.o.onError?.(err);
       });
     }, every);
     try {
-      const handled = this.handler(c.job, {
-        get signal() {
-          return abort.signal;
-        },
-        token: c.token,
-        progress: (p) => {
-          // A value no job can record is the caller's mistake, thrown at once, in the handler
-          // (the run fails, the process does not: a rejection nobody awaited would end it);
-          // a fraction is rounded, as 100 * i / n gives; a failure to record is forgiven.
-          if (typeof p !== 'number' || !(p >= 0 && p <= 100))
-            throw new FlotillaError(
-              'BAD_REQUEST',
-              `progress must be a percentage in [0, 100], got ${JSON.stringify(p) ?? String(p)}`,
-            );
-          return this.queue.progress(id, c.token, Math.round(p)).then(
-            () => undefined,
-            () => undefined,
-          );
-        },
-      }).then(
+      // Run inside a promise: a handler that throws before returning, or returns a value
+      // rather than a promise, fails or completes its job like any other (it ended the process).
+      const handled = new Promise<R>((resolve) =>
+        resolve(
+          this.handler(c.job, {
+            get signal() {
+              return abort.signal;
+            },
+            token: c.token,
+            progress: (p) => {
+              // A value no job can record is the caller's mistake, thrown at once, in the handler
+              // (the run fails, the process does not: a rejection nobody awaited would end it);
+              // a fraction is rounded, as 100 * i / n gives; a failure to record is forgiven.
+              if (typeof p !== 'number' || !(p >= 0 && p <= 100))
+                throw new FlotillaError(
+                  'BAD_REQUEST',
+                  `progress must be a percentage in [0, 100], got ${JSON.stringify(p) ?? String(p)}`,
+                );
+              return this.queue.progress(id, c.token, Math.round(p)).then(
+                () => undefined,
+                () => undefined,
+              );
+            },
+          }),
+        ),
+      ).then(
         (result) => ({ ok: true as const, result }),
         (err: unknown) => ({ ok: false as const, err }),
       );

@@ -3,7 +3,7 @@
 // `cluster up` announces a leader only when one of the nodes it started leads.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -194,6 +194,33 @@ void describe('cluster up names a taken port and starts nothing', () => {
     } finally {
       await release(held);
     }
+  });
+});
+
+void describe('cluster up names a data directory another process holds and starts nothing', () => {
+  void it("when a live process holds node 2's group lock", async () => {
+    // Before, the ports were found free, three nodes started, and each died of STORAGE_LOCKED.
+    const peer = await freePortRun(6);
+    const dataDir = join(tempDir(), 'cluster');
+    const group = join(dataDir, 'node2', 'group-0');
+    mkdirSync(group, { recursive: true });
+    // This test's own process: alive, and not the cluster's.
+    writeFileSync(join(group, 'LOCK'), `${process.pid}\n`);
+    const r = await runCli(
+      ['cluster', 'up', '--peer-port', String(peer), '--client-port', String(peer + 3)].concat([
+        '--data-dir',
+        dataDir,
+      ]),
+      10_000,
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(`group-0/LOCK is held by live process ${process.pid} \\(node 2\\)`),
+    );
+    assert.match(r.stderr, /nothing was started/);
+    assert.doesNotMatch(r.stdout, /Ready|pid \d+/);
+    assert.equal(existsSync(join(dataDir, 'node1')), false, 'node 1 directory was created');
   });
 });
 

@@ -236,6 +236,8 @@ void test('options no claim could carry are refused when the worker is made', ()
     { name: 'w'.repeat(1_025) },
     // A misspelt option was the default without a word.
     { concurrencyy: 3 },
+    // A heartbeat no sooner than the lease's end: every job was lost (a user's find).
+    { heartbeatMs: 5_000, leaseMs: 1_000 },
   ] as Record<string, unknown>[]) {
     let refused: unknown = null;
     try {
@@ -250,6 +252,12 @@ void test('options no claim could carry are refused when the worker is made', ()
     assert.equal(e?.code, 'BAD_REQUEST', `${JSON.stringify(o)}: ${String(refused)}`);
     assert.ok(e.message.includes(Object.keys(o)[0] as string), e.message);
   }
+  // A handler that is not a function ended the process at the first job's run.
+  assert.throws(
+    () => new Worker(q, 'not a function' as unknown as () => Promise<null>),
+    (e: unknown) =>
+      e instanceof FlotillaError && e.code === 'BAD_REQUEST' && /handler/.test(e.message),
+  );
   // At the limit it is made (and closed at once).
   const longest = new Worker(q, () => Promise.resolve(null), {
     name: 'w'.repeat(1_024),
@@ -278,6 +286,33 @@ void test('a handler error longer than a failure may record is cut to fit, not l
   assert.ok((job.error?.length ?? 0) <= 1_024, `${job.error?.length} characters`);
   assert.match(job.error ?? '', /\(5006 characters\)$/);
   assert.deepEqual([w.counts.failed, errors], [1, []]);
+});
+
+void test('a handler that throws before returning a promise, or returns a value, is a run like any other', async () => {
+  // Both ended the worker's process with a rejection nobody handled, every job it held left
+  // active until its lease expired (a user's find).
+  const client = await cluster();
+  const q = client.queue('sync-handler');
+  const thrown = await q.add('throws', null, { maxAttempts: 1 });
+  const plain = await q.add('plain', null, { maxAttempts: 1 });
+  const w = new Worker(
+    q,
+    ((job: { name: string }) => {
+      if (job.name === 'throws') throw new Error('sync throw');
+      return 42;
+    }) as unknown as () => Promise<number>,
+    { waitMs: 500 },
+  );
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until(
+    'both jobs ended',
+    async () =>
+      (await q.get(thrown.id)).job.state === 'dead' &&
+      (await q.get(plain.id)).job.state === 'completed',
+    10_000,
+  );
+  assert.equal((await q.get(thrown.id)).job.error, 'sync throw');
+  assert.equal((await q.get(plain.id)).job.result, 42);
 });
 
 void test('a handler that throws something other than an Error has it recorded as JSON', async () => {
@@ -537,7 +572,7 @@ void test('a handler that looks at its signal only after the lease was lost find
   assert.equal(seen[0]?.aborted, true);
   assert.match(String(seen[0]?.reason), /lease on job j0 lost/);
   assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 1, released: 0 });
-  assert.deepEqual(lost, ['j0: STALE_TOKEN: lease on job j0 lost']);
+  assert.deepEqual(lost, ['j0: STALE_TOKEN: lease on job j0 lost: the job is leased to another']);
   assert.deepEqual(
     errors.map((e) => (e as Error).message),
     ['callback broke'],
