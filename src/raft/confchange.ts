@@ -247,6 +247,7 @@ export function encodeConfChange(cc: ConfChange): Uint8Array {
 
 /** Decodes an entry's data; returns a description of what is wrong when it is not a change. */
 export function decodeConfChange(data: Uint8Array): ConfChange | string {
+  if (!(data instanceof Uint8Array)) return `a conf-change entry is bytes, got ${typeof data}`;
   if (data.length < 3) return `a conf-change entry needs at least 3 bytes, got ${data.length}`;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const format = view.getUint8(0);

@@ -277,6 +277,15 @@ export class RaftNode {
         'BAD_REQUEST',
         `A read's requestId must be an integer >= 0, got ${typeof requestId === 'number' ? requestId : typeof requestId}`,
       );
+    if (
+      typeof o !== 'object' ||
+      o === null ||
+      (o.lease !== undefined && typeof o.lease !== 'boolean')
+    )
+      return fail(
+        'BAD_REQUEST',
+        `A read's options are { lease?: boolean }, got ${JSON.stringify(o) ?? typeof o}`,
+      );
     const r = this.raft;
     const lease = o.lease ?? false;
     r.wake(lease ? 'lease read' : 'read');
@@ -405,8 +414,10 @@ export class RaftNode {
       `The snapshot offered at index ${index} says term ${term}, but the log's entry there is of term ${held}`,
     );
     // Followers install its configuration with it: another than the one in force at its index
-    // (known once applied) would make them a group of other members.
-    if (index <= r.log.applied) {
+    // would make them a group of other members. The core knows that configuration from its own
+    // snapshot's index (an older offer, saved while a newer snapshot was installed, is not
+    // judged) up to what it applied.
+    if (index >= r.log.snapshotIndex && index <= r.log.applied) {
       const want = confOfSnapshot(snapshotMetaOf(index, term, r.confAt(index)));
       const said = confOfSnapshot(s.meta);
       assert(

@@ -66,8 +66,12 @@ export function replicasProblem(nodes: readonly SimNode[]): string | null {
       const group = n.rangeGroup(id);
       const core = n.coreOf(id);
       if (group === undefined || core === undefined) continue;
+      // A copy prepared empty (a move's new replica, or a range taken up from the map) has
+      // applied no configuration of the range yet: it starts with the others as its voters.
+      const st = core.status();
+      if (st.lastIndex === 0) continue;
       const d = group.range.descriptor();
-      const conf = core.status().conf;
+      const conf = st.conf;
       const want = d.replicas.length;
       if (conf.outgoing.length > 0 || conf.voters.length < want || conf.voters.length > want + 1)
         return `node ${n.id} applied range ${id}'s voters [${conf.voters.join(', ')}]${conf.outgoing.length > 0 ? ` joint with [${conf.outgoing.join(', ')}]` : ''}, where its descriptor (generation ${d.generation}) names [${d.replicas.join(', ')}]: a move keeps ${want} or ${want + 1}`;

@@ -173,6 +173,8 @@ export type RetirePlant = (
 const SIM_RETIRE_CHECK_MS = 200;
 /** How long a range the node is in no configuration of may idle before it is given up. */
 const SIM_ABANDON_AFTER_MS = 3_000;
+/** How long the map names this node in a range that never ran here before it takes it up (the product's: two request timeouts). */
+const SIM_TAKE_UP_AFTER_MS = 1_000;
 /** How often the meta group's leader looks for a missing map (the product's: 500 ms). */
 const SIM_META_CHECK_MS = 200;
 /** How often each range's leader compares its range with the map (the product's: 2 s). */
@@ -578,6 +580,8 @@ export class SimNode implements LogView {
         ranges: () => groups.ranges(),
         group: (id) => groups.group(id),
         retire: (id) => (plant === undefined ? groups.retire(id) : plant(id, groups, dirs)),
+        pending: () => groups.pending(),
+        isRetired: (id) => groups.isRetired(id),
       },
       dirs,
       // The simulated node serves a range through its group's service, dropped with the group.
@@ -585,6 +589,22 @@ export class SimNode implements LogView {
       // The third rule (a map newer than the range's log) needs the meta group: without it, it rests.
       mapped: (id) => this.metaParts?.machine.map()?.get(id),
       busy: this.busy,
+      // As the product's (range-replica-node.ts): a range the map names this node in that never
+      // ran here (it missed the split and then left the parent) is prepared as a new replica.
+      ...(this.opts.moves === true && this.opts.meta === true
+        ? {
+            takeUp: {
+              map: () => this.metaParts?.machine.map()?.ranges() ?? [],
+              afterMs: SIM_TAKE_UP_AFTER_MS,
+              run: (d: RangeDescriptor) =>
+                this.prepareRange(
+                  d.id,
+                  d,
+                  d.replicas.filter((r) => r !== this.id),
+                ),
+            },
+          }
+        : {}),
       clock: this.clock,
       checkEveryMs: SIM_RETIRE_CHECK_MS,
       abandonAfterMs: SIM_ABANDON_AFTER_MS,

@@ -4,7 +4,13 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AssertionError, RaftNode, createRng, type RaftConfig } from '../../src/raft/index.js';
+import {
+  AssertionError,
+  RaftNode,
+  createRng,
+  decodeConfChange,
+  type RaftConfig,
+} from '../../src/raft/index.js';
 
 /** Node 1 leading alone. */
 function leader(): RaftNode {
@@ -317,6 +323,19 @@ void test('a snapshot offered past the commit, of another term than the log ther
   assert.throws(
     () => node.offerSnapshot(null as unknown as Parameters<RaftNode['offerSnapshot']>[0]),
     (e: unknown) => e instanceof AssertionError && /offerSnapshot takes/.test(e.message),
+  );
+});
+
+void test('read options that are not { lease?: boolean }, and a conf-change decoded from no bytes, are refused', () => {
+  const node = leader();
+  // Before: a TypeError reading null's lease; a lease "yes" read as true.
+  for (const o of [null, { lease: 'yes' }]) {
+    const r = node.readIndex(5, o as unknown as { lease?: boolean });
+    assert.ok(!r.ok && r.error.code === 'BAD_REQUEST', JSON.stringify(o));
+  }
+  assert.equal(
+    decodeConfChange('abc' as unknown as Uint8Array),
+    'a conf-change entry is bytes, got string',
   );
 });
 
