@@ -541,13 +541,40 @@ abstract class Gatherer<I, A> {
         }
         if (err.code === 'FEATURE_NOT_ENABLED' || err.code === 'NOT_FOUND')
           this.skipBulk = gatherRetryBatches;
-        for (const p of batch) this.alone(p);
+        this.aloneInOrder(batch);
       },
     );
   }
 
   private alone(p: Pending<I, A>): void {
     this.single(p.item).then(p.resolve, p.reject);
+  }
+
+  /**
+   * A refused batch's calls, each alone: at once, but a call whose `orderKey` an earlier one
+   * in the batch shares waits for that one's answer, so the node sees them in the callers'
+   * order (sent together, the second of two adds naming one id could reach the leader first,
+   * and the deduplication then kept the second job, not the first).
+   */
+  private aloneInOrder(batch: readonly Pending<I, A>[]): void {
+    const last = new Map<string, Promise<void>>();
+    for (const p of batch) {
+      const key = this.orderKey(p.item);
+      if (key === null) {
+        this.alone(p);
+        continue;
+      }
+      const before = last.get(key) ?? Promise.resolve();
+      last.set(
+        key,
+        before.then(() => this.single(p.item).then(p.resolve, p.reject)),
+      );
+    }
+  }
+
+  /** Calls of a batch with the same key are sent alone in order (null: no order needed). */
+  protected orderKey(_item: I): string | null {
+    return null;
   }
 }
 
@@ -564,6 +591,11 @@ export class AddGatherer extends Gatherer<AddItem, AddResponse> {
 
   protected single(item: AddItem): Promise<AddResponse> {
     return this.t.write('/v1/queue/add', { queue: this.queue, ...item }, undefined, 0);
+  }
+
+  /** Adds naming one job id: the first made keeps it. */
+  protected override orderKey(item: AddItem): string | null {
+    return typeof item['id'] === 'string' ? item['id'] : null;
   }
 
   protected async bulk(items: readonly AddItem[]): Promise<readonly AddResponse[]> {

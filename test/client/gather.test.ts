@@ -294,3 +294,48 @@ void test('a node that does not know bulk reports gets them one by one, and no b
     `the next ${gatherRetryBatches} batches go one by one`,
   );
 });
+
+void test('adds of a refused batch that name one id are sent again in the callers order', async () => {
+  // Sent together, the second of two adds naming one id could reach the leader first over the
+  // binary protocol, and the deduplication then kept the second job's data (a user's find).
+  const sent: Sent[] = [];
+  /** Each single add's answer, given when the test says, by the add's name. */
+  const answers = new Map<unknown, () => void>();
+  const transport: QueueTransport = {
+    write: <T>(path: string, body: Record<string, unknown>): Promise<T> => {
+      sent.push({ path, body });
+      if (path === '/v1/queue/add-bulk')
+        return Promise.reject(new FlotillaError('BAD_REQUEST', 'priority must be >= 0', false));
+      if (body['priority'] === -1)
+        return Promise.reject(new FlotillaError('BAD_REQUEST', 'priority must be >= 0', false));
+      return new Promise<T>((resolve) =>
+        answers.set(body['name'], () => {
+          resolve({ header, id: body['id'] ?? 'x', duplicate: false, state: 'waiting' } as T);
+        }),
+      );
+    },
+    read: () => Promise.reject(new Error('no read is sent')),
+  };
+  const q = gatheringQueue(transport);
+  const bad = q.add('bad', 0, { priority: -1 }).catch((e: unknown) => e);
+  const first = q.add('first', 'FIRST', { id: 'same' });
+  const second = q.add('second', 'SECOND', { id: 'same' });
+  const other = q.add('other', 'OTHER');
+  assert.ok((await bad) instanceof FlotillaError);
+  const singles = () => sent.filter((s) => s.path === '/v1/queue/add').map((s) => s.body['name']);
+  await until(() => singles().length === 3);
+  // The add without an id goes at once; the second naming "same" waits for the first's answer.
+  assert.deepEqual(singles().sort(), ['bad', 'first', 'other']);
+  answers.get('first')?.();
+  await first;
+  await until(() => singles().length === 4);
+  assert.equal(singles()[3], 'second');
+  for (const a of answers.values()) a();
+  await Promise.all([second, other]);
+});
+
+/** Waits for `cond` through a bounded number of turns of the event loop. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(cond(), 'not within 100 turns');
+}
