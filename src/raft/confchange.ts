@@ -13,7 +13,7 @@
 // voter of the outgoing half and becomes a learner when the joint configuration is left
 // (`learnersNext`), since a node is never a voter and a learner at once.
 
-import { fail, ok, type Result } from './errors.js';
+import { assert, fail, ok, type Result } from './errors.js';
 import type { NodeId, SnapshotMeta } from './types.js';
 
 /**
@@ -232,6 +232,9 @@ const KINDS: readonly (ConfChangeKind | undefined)[] = [
 ];
 
 export function encodeConfChange(cc: ConfChange): Uint8Array {
+  // An entry the change's own checks would refuse (kind "zzz", node "a") encoded as garbage.
+  const bad = checkShape(cc);
+  if (bad !== null) assert(false, `Cannot encode a membership change: ${bad}`);
   const out = new Uint8Array(3 + 9 * cc.changes.length);
   const view = new DataView(out.buffer);
   view.setUint8(0, CONF_CHANGE_FORMAT);

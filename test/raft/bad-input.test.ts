@@ -9,6 +9,8 @@ import {
   RaftNode,
   createRng,
   decodeConfChange,
+  encodeConfChange,
+  type ConfChange,
   type RaftConfig,
 } from '../../src/raft/index.js';
 
@@ -336,6 +338,13 @@ void test('read options that are not { lease?: boolean }, and a conf-change deco
   assert.equal(
     decodeConfChange('abc' as unknown as Uint8Array),
     'a conf-change entry is bytes, got string',
+  );
+  // Encoded without a word before: an entry of garbage.
+  assert.throws(
+    () => encodeConfChange({ changes: [{ kind: 'zzz', node: 'a' }] } as unknown as ConfChange),
+    (e: unknown) =>
+      e instanceof AssertionError &&
+      /Cannot encode a membership change: Node ids are positive integers, got "a"/.test(e.message),
   );
 });
 
