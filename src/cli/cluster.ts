@@ -296,8 +296,10 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
       out,
     }).catch((err: unknown) => out(`${line.trim()}: ${(err as Error).message}`));
   });
-  void announceLeader({ members, pids, out, stopped: () => stopping }).then((ready) => {
-    if (!ready && !stopping) out('No leader after 20 s: check the node logs above.');
+  /** Every node exited with no command to come: the cluster is over, its wait for a leader too. */
+  let over = false;
+  void announceLeader({ members, pids, out, stopped: () => stopping || over }).then((ready) => {
+    if (!ready && !stopping && !over) out('No leader after 20 s: check the node logs above.');
   });
 
   // Whether a command can still come: while one can, a cluster whose nodes have all exited
@@ -315,6 +317,8 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
       }
       if (!controlOpen) {
         clearInterval(watch);
+        // The wait for a leader kept the process alive for the rest of its 20 s.
+        over = true;
         out('All nodes have exited.');
         resolveDone(1);
       } else if (!emptySaid) {

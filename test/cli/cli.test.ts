@@ -12,6 +12,7 @@ import { repoRoot } from '../support/root.js';
 import { after, describe, it } from 'node:test';
 import { announceLeader } from '../../src/cli/cluster.js';
 import { freePorts } from '../e2e/harness.js';
+import { writeIdentity } from '../../src/server/data-dir.js';
 import { until } from '../support/until.js';
 import {
   alive,
@@ -438,6 +439,31 @@ void describe('cluster up', () => {
     for (const pid of pids.values()) process.kill(pid, 'SIGKILL');
     assert.equal(await exitOf(run, 20_000), 1, run.out.stdout);
     assert.match(run.out.stdout, /^All nodes have exited\.$/m);
+  });
+
+  void it('exits at once when every node has exited before a leader, and no command can come', async () => {
+    // Each node refuses its data directory (another cluster's member 9) and exits. Before, the
+    // wait for a leader kept cluster up alive for the rest of its 20 s.
+    const dataDir = tempDir();
+    for (const id of [1, 2, 3]) {
+      const dir = join(dataDir, `node${id}`);
+      mkdirSync(dir, { recursive: true });
+      writeIdentity(dir, {
+        clusterId: 'another',
+        memberId: 9,
+        members: [9],
+        storage: 'wal',
+        recovery: 'none',
+      });
+    }
+    const peer = await freePortRun(6);
+    const run = startCli([
+      ...['cluster', 'up', '--peer-port', String(peer), '--client-port', String(peer + 3)],
+      ...['--data-dir', dataDir, '--log-level', 'warn'],
+    ]);
+    assert.equal(await exitOf(run, 10_000), 1, run.out.stdout);
+    assert.match(run.out.stdout, /^All nodes have exited\.$/m);
+    assert.doesNotMatch(run.out.stdout, /No leader after 20 s/);
   });
 
   void it('does not take a stranger answering on a node port for its leader', async () => {
