@@ -169,11 +169,7 @@ export class RangeDirs {
   remove(id: RangeId): void {
     if (id < FIRST_ALLOCATED_RANGE)
       throw new Error(`Range ${id} is not an allocated range: its directory is never deleted`);
-    // A copy prepared here and deleted (empty at a restart) is prepared no longer: left marked,
-    // the range was never taken up from the map again (rangesToTakeUp skips prepared ones), and
-    // a node that crashed just after taking one up never ran it (simulator seed 72783).
-    const wasPreparing = this.preparing.delete(id);
-    if (this.holding.delete(id) || wasPreparing) this.write();
+    if (this.holding.delete(id)) this.write();
     rmSync(groupDir(this.dataDir, id), { recursive: true, force: true });
   }
 

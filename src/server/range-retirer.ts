@@ -85,10 +85,13 @@ export interface RetireInput {
 /**
  * The ranges of the map (`map`, as this node applied it) that name `self` among their replicas
  * and that nothing here holds or handles: not running or being started (`here`), not given up,
- * not prepared, not busy, and with at least one other replica. Such a range is one this node
- * never started: it was down when the split that named it committed and was removed from the
- * parent before it caught up (a removed node is sent nothing more, so it never applies the
- * split). Pure.
+ * not busy, and with at least one other replica. Such a range is one this node never started:
+ * it was down when the split that named it committed and was removed from the parent before it
+ * caught up (a removed node is sent nothing more, so it never applies the split). A range
+ * prepared here and not running is one too: its copy held nothing at a restart and was deleted
+ * (a take-up or a move's prepare that a crash cut short; simulator seed 72783). Its prepared
+ * mark stays, so that a split replayed from a parent's log never seeds it with an empty vote,
+ * and taking it up prepares it again, recovering. Pure.
  */
 export function rangesToTakeUp(
   self: number,
@@ -96,7 +99,6 @@ export function rangesToTakeUp(
   o: {
     readonly here: (id: RangeId) => boolean;
     readonly retired: (id: RangeId) => boolean;
-    readonly prepared: (id: RangeId) => boolean;
     readonly busy: ReadonlySet<RangeId>;
   },
 ): RangeDescriptor[] {
@@ -107,7 +109,6 @@ export function rangesToTakeUp(
       d.replicas.some((r) => r !== self) &&
       !o.here(d.id) &&
       !o.retired(d.id) &&
-      !o.prepared(d.id) &&
       !o.busy.has(d.id),
   );
 }
@@ -240,7 +241,6 @@ export class RangeRetirer {
     const due = rangesToTakeUp(this.o.selfId, t.map(), {
       here: (id) => this.o.groups.group(id) !== undefined || pending.has(id),
       retired: (id) => this.o.groups.isRetired?.(id) ?? false,
-      prepared: (id) => this.o.dirs.preparedAt(id) !== undefined,
       busy: this.o.busy,
     });
     const ids = new Set(due.map((d) => d.id));

@@ -50,8 +50,6 @@ export class SimRangeDirs implements SimRangeDirsView {
   remove(id: RangeId): void {
     if (id < FIRST_ALLOCATED_RANGE)
       throw new Error(`Range ${id} is not an allocated range: its directory is never deleted`);
-    // As RangeDirs.remove: a prepared copy deleted is prepared no longer.
-    this.preparing.delete(id);
     this.dirs.delete(id);
     this.removeDir(id);
   }

@@ -3,8 +3,9 @@
 // replicas"): a voter down when a split committed, removed from the parent before it caught
 // up, never applies the split and so never starts the new range. Once the map has named it so
 // for the grace, the node prepares the range (an empty, recovering copy). Not a range it runs,
-// is starting, gave up, is prepared for or is busy with, not ranges 0-2, not a range naming it
-// alone, not within the grace, and not while the map is not current enough.
+// is starting, gave up or is busy with, not ranges 0-2, not a range naming it alone, not within
+// the grace, and not while the map is not current enough. A range prepared here whose copy a
+// crash left empty (deleted at the restart, its mark kept) is taken up again.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -24,14 +25,13 @@ const desc = (id: number, replicas: number[]): RangeDescriptor => ({
 
 void test('the ranges to take up: named here, held or handled by nothing', () => {
   const no = (_id: RangeId): boolean => false;
-  const none = { here: no, retired: no, prepared: no, busy: new Set<RangeId>() };
+  const none = { here: no, retired: no, busy: new Set<RangeId>() };
   const map = [desc(0, [1, 2, 3]), desc(5, [1, 2, 3]), desc(6, [2, 3, 4]), desc(7, [1])];
   const ids = (o: Partial<typeof none>) =>
     rangesToTakeUp(1, map, { ...none, ...o }).map((d) => d.id);
   assert.deepEqual(ids({}), [5], 'range 0, one not naming it, one naming it alone: left');
   assert.deepEqual(ids({ here: (id) => id === 5 }), [], 'running or starting here');
   assert.deepEqual(ids({ retired: (id) => id === 5 }), [], 'given up');
-  assert.deepEqual(ids({ prepared: (id) => id === 5 }), [], 'prepared');
   assert.deepEqual(ids({ busy: new Set([5]) }), [], 'busy');
 });
 

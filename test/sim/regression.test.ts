@@ -143,10 +143,10 @@ void test('seed 66493 (ranges, moves, meta): an offer older than the installed s
 
 // Found once the simulator's nodes took ranges up from the map: node 2 took range 3 up and
 // crashed 13 ms later, before the leader's snapshot reached the empty copy. At its restart the
-// empty directory was deleted, but the range stayed marked prepared, and a prepared range is
-// never taken up again: node 2 never ran it (liveness). Deleting a prepared copy's directory now
-// clears the mark (RangeDirs.remove, and the simulator's). Replay: npm run sim -- --seed 72783
-// --ranges --moves --meta --quiesce
+// empty directory was deleted, but the range stayed marked prepared, and a prepared range was
+// never taken up again: node 2 never ran it (liveness). A range prepared here and not running is
+// now taken up like any other (rangesToTakeUp). Replay: npm run sim -- --seed 72783 --ranges
+// --moves --meta --quiesce
 void test('seed 72783 (ranges, moves, meta, quiescing): a range taken up and lost to a crash is taken up again', async () => {
   const r = await runSeed({
     seed: 72783,
@@ -155,5 +155,16 @@ void test('seed 72783 (ranges, moves, meta, quiescing): a range taken up and los
     meta: true,
     profile: { quiesce: true },
   });
+  assert.deepEqual(r.violations, []);
+});
+
+// Found by a sweep of the first fix of seed 72783, which cleared a prepared copy's mark when its
+// empty directory was deleted at a restart: a split replayed from the parent's log then seeded
+// the range with the split's voters and an empty vote on a node that had voted in the range
+// before, and two leaders won one term (safety: "range 3: nodes 5 and 1 both lead term 3"). The
+// mark stays; the take-up prepares such a range again, recovering. Replay: npm run sim --
+// --seed 67354 --ranges --moves --meta
+void test('seed 67354 (ranges, moves, meta): a prepared copy deleted at a restart is never seeded by a replayed split', async () => {
+  const r = await runSeed({ seed: 67354, ranges: true, moves: true, meta: true });
   assert.deepEqual(r.violations, []);
 });
