@@ -374,8 +374,11 @@ export const errorCodes = {
   // Raised by the client, never sent by a node.
   CONNECTION: {
     meaning:
-      'the connection failed or dropped; definite only when it was refused (nothing was sent). ' +
-      'Where the scheme looks wrong (an http:// port that closes the connection unanswered, an ' +
+      'the connection failed or dropped; definite only when it was never made, so nothing was ' +
+      'sent: refused, unreachable, a name not found, a connect timeout, or a TLS handshake this ' +
+      "client gave up (the node's certificate not trusted, expired or for another name). A " +
+      'handshake the node refused for want of a client certificate looks like any dropped ' +
+      'connection and stays indefinite. Where the scheme looks wrong (an http:// port that closes the connection unanswered, an ' +
       'https:// one that answers without TLS), the message says which to use',
     indefinite: true,
     clientOnly: true,

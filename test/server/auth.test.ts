@@ -19,6 +19,7 @@ import { createLogger } from '../../src/server/logging.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { freePorts } from '../e2e/harness.js';
 import { TestNodes } from './nodes.js';
+import { until } from '../support/until.js';
 
 const tokens = {
   read: 'reader-token-0123456789abcdef',
@@ -142,8 +143,19 @@ void describe('HTTP with authentication on', () => {
   });
 
   void it('leaves the health probes and metrics open', async () => {
-    for (const path of ['/healthz', '/readyz', '/metrics'])
+    for (const path of ['/healthz', '/metrics'])
       assert.equal((await call(leader, path)).status, 200, path);
+    // Ready once every group a member serves is (the queue's and the map's follow the key-value
+    // group's membership a few checks later), and never refused for want of a token meanwhile.
+    let seen = 0;
+    await until(
+      () => `/readyz 200 (last: ${seen})`,
+      async () => {
+        seen = (await call(leader, '/readyz')).status;
+        assert.notEqual(seen, 401, '/readyz asked for a token');
+        return seen === 200;
+      },
+    );
   });
 
   void it("serves the dashboard's files to anyone, its data only to a token; its members' views carry the node token", async () => {
