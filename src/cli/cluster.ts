@@ -214,7 +214,8 @@ function checkDataDirsFree(members: readonly LocalMember[]): void {
     throw new StartupError(
       'DATA_DIR_UNUSABLE',
       `Cannot start the cluster; nothing was started:\n${held.join('\n')}\n` +
-        'Another cluster or node still runs on these data directories: stop it, or choose another --data-dir.',
+        'Another cluster or node still runs on these data directories: stop it, or choose another --data-dir. ' +
+        'If the process named is no node (its pid reused after a crash), delete the lock file named.',
     );
 }
 

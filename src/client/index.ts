@@ -692,18 +692,22 @@ export class FlotillaClient {
     const attemptMs = Math.max(50, Math.min(this.timeoutMs, Math.floor(ttlMs / 3)));
     let lastRenewed = Date.now();
     while (!(o.signal?.aborted ?? false)) {
-      const attempt = AbortSignal.timeout(attemptMs);
-      const signal = o.signal === undefined ? attempt : AbortSignal.any([o.signal, attempt]);
+      // A Deadline, not AbortSignal.any over the caller's long-lived signal in a loop: it holds
+      // its listener on that signal only until disposed.
+      const attempt = new Deadline(attemptMs, o.signal);
       let renewed = false;
+      let soon = false;
       try {
-        await this.leaseKeepAlive(id, { signal });
+        await this.leaseKeepAlive(id, { signal: attempt.signal });
         lastRenewed = Date.now();
         renewed = true;
       } catch (err) {
         if (o.signal?.aborted ?? false) return;
         if (err instanceof FlotillaError && err.code === 'LEASE_NOT_FOUND') throw err;
-        // An attempt cut short has moved the client on to the next endpoint (call's retry).
-        const unanswered = attempt.aborted;
+        // Unanswered in time, or a failure another try can get past (the next endpoint): again
+        // soon. One that will not clear (a token refused) waits as a renewal does.
+        const unanswered = attempt.timedOut;
+        soon = unanswered || (err instanceof FlotillaError && retryable.has(err.code));
         if (Date.now() - lastRenewed > ttlMs)
           throw unanswered
             ? new FlotillaError(
@@ -712,8 +716,10 @@ export class FlotillaClient {
                 false,
               )
             : err;
+      } finally {
+        attempt[Symbol.dispose]();
       }
-      await sleep(renewed ? ttlMs / 3 : Math.min(ttlMs / 3, 100), o.signal);
+      await sleep(renewed || !soon ? ttlMs / 3 : Math.min(ttlMs / 3, 100), o.signal);
     }
   }
 

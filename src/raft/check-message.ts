@@ -90,11 +90,11 @@ export function checkMessage(m: unknown): asserts m is Message {
       false,
       `Cannot step ${type} from ${String(o['from'])} to ${String(o['to'])}: not a peer's`,
     );
-  if (type === 'snapshot') {
-    checkSnapshotMeta(o['snapshot'], 'Cannot step snapshot: its metadata');
-    if (typeof o['id'] !== 'string' || o['id'] === '')
-      assert(false, `Cannot step snapshot: id must be a non-empty string, got ${shown(o['id'])}`);
-  }
+  if (type === 'snapshot') checkSnapshotMeta(o['snapshot'], 'Cannot step snapshot: its metadata');
+  if ((type === 'snapshot' || type === 'snapshot-resp') && typeof o['id'] !== 'string')
+    assert(false, `Cannot step ${type}: id must be a string, got ${shown(o['id'])}`);
+  if (type === 'snapshot' && o['id'] === '')
+    assert(false, 'Cannot step snapshot: id must not be empty');
   if (type !== 'append') return;
   const entries = o['entries'];
   assert(Array.isArray(entries), `Cannot step append: entries must be an array`);

@@ -232,9 +232,25 @@ const KINDS: readonly (ConfChangeKind | undefined)[] = [
 ];
 
 export function encodeConfChange(cc: ConfChange): Uint8Array {
-  // An entry the change's own checks would refuse (kind "zzz", node "a") encoded as garbage.
-  const bad = checkShape(cc);
-  if (bad !== null) assert(false, `Cannot encode a membership change: ${bad}`);
+  // What the format cannot hold (kind "zzz", node "a") was encoded as garbage. A change the
+  // proposal checks refuse (a node named twice) is still encodable: those checks judge it.
+  const changes: unknown = (cc as Partial<ConfChange> | null | undefined)?.changes;
+  if (!Array.isArray(changes) || changes.length > 0xffff)
+    assert(false, 'Cannot encode a membership change: it is { changes: [...] }, at most 65,535');
+  for (const c of changes as Partial<ConfChangeSingle>[])
+    if (
+      typeof c !== 'object' ||
+      c === null ||
+      typeof c.kind !== 'string' ||
+      !Object.prototype.hasOwnProperty.call(KIND_CODES, c.kind) ||
+      typeof c.node !== 'number' ||
+      !Number.isSafeInteger(c.node) ||
+      c.node <= 0
+    )
+      assert(
+        false,
+        `Cannot encode a membership change: each is { kind, node } with a known kind and a node id above 0, got ${JSON.stringify(c) ?? typeof c}`,
+      );
   const out = new Uint8Array(3 + 9 * cc.changes.length);
   const view = new DataView(out.buffer);
   view.setUint8(0, CONF_CHANGE_FORMAT);

@@ -210,7 +210,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     const v = (config as unknown as Record<string, unknown>)[k];
     check(
       v === undefined || v === null || typeof v === 'boolean',
-      `${k} must be true or false, got ${JSON.stringify(v) ?? String(v)}`,
+      `${k} must be true or false (or absent for the default), got ${JSON.stringify(v) ?? String(v)}`,
     );
   }
   check(

@@ -162,6 +162,8 @@ export class Progress {
    * acknowledged (its data directory was wiped). Forget what we knew and probe from its hint.
    */
   resetAfterLoss(probeFrom: Index): void {
+    // Catching up from nothing: start slow, as after any rejection.
+    this.window = 1;
     this.match = 0;
     this.state = 'probe';
     this.next = probeFrom + 1;

@@ -432,7 +432,7 @@ export class Membership {
       const s = f.runtime.status();
       const role = roleIn(s.conf, self);
       if (role !== role0)
-        return `the ${f.name} group has this member as ${roleName(role)}, the key-value group as ${roleName(role0)}: it follows within a few seconds`;
+        return `the ${f.name} group has this member as ${roleName(role)}, the key-value group as ${roleName(role0)}: it follows once the member caught up in that group`;
       if (role === 'none') continue;
       if (s.recovery === 'recovering')
         return `the ${f.name} group is recovering lost data: holds ${s.lastIndex} entries, commit ${s.commit}`;

@@ -43,4 +43,7 @@ void test('after a rejection one append is in flight, and each acknowledgement a
   // A stale rejection (at or below the match) leaves the window alone.
   assert.equal(pr.maybeDecrTo(12, 12), false);
   assert.equal(pr.window, 8);
+  // A follower that lost its log is caught up from nothing: slowly too.
+  pr.resetAfterLoss(0);
+  assert.equal(pr.window, 1);
 });
