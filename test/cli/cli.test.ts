@@ -207,13 +207,7 @@ void describe('cluster up names a data directory another process holds and start
     mkdirSync(group, { recursive: true });
     // This test's own process: alive, and not the cluster's.
     writeFileSync(join(group, 'LOCK'), `${process.pid}\n`);
-    const r = await runCli(
-      ['cluster', 'up', '--peer-port', String(peer), '--client-port', String(peer + 3)].concat([
-        '--data-dir',
-        dataDir,
-      ]),
-      10_000,
-    );
+    const r = await runCli(threeNodes(peer, dataDir), 10_000);
     assert.equal(r.code, 1, r.stderr);
     assert.match(
       r.stderr,
@@ -263,10 +257,10 @@ void describe('cluster up checks the binary client ports too', () => {
 });
 
 /** `cluster up` of three nodes: peer ports from `peer`, client ports the three after them. */
-function threeNodes(peer: number): string[] {
+function threeNodes(peer: number, dataDir = tempDir()): string[] {
   return [
     ...['cluster', 'up', '--peer-port', String(peer), '--client-port', String(peer + 3)],
-    ...['--data-dir', tempDir(), '--log-level', 'warn'],
+    ...['--data-dir', dataDir, '--log-level', 'warn'],
   ];
 }
 
@@ -456,11 +450,7 @@ void describe('cluster up', () => {
         recovery: 'none',
       });
     }
-    const peer = await freePortRun(6);
-    const run = startCli([
-      ...['cluster', 'up', '--peer-port', String(peer), '--client-port', String(peer + 3)],
-      ...['--data-dir', dataDir, '--log-level', 'warn'],
-    ]);
+    const run = startCli(threeNodes(await freePortRun(6), dataDir));
     assert.equal(await exitOf(run, 10_000), 1, run.out.stdout);
     assert.match(run.out.stdout, /^All nodes have exited\.$/m);
     assert.doesNotMatch(run.out.stdout, /No leader after 20 s/);
