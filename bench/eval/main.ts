@@ -84,6 +84,8 @@ interface CliOptions {
   failoverTrials?: number;
   duration?: number;
   overloadDuration?: number;
+  profileClients?: number;
+  profileDuration?: number;
   overloadClients?: string;
   overloadNodes?: string;
   overloadBurners?: number;
@@ -172,6 +174,8 @@ async function run(o: CliOptions): Promise<void> {
     ...(o.duration === undefined ? {} : { durationMs: o.duration * 1000 }),
     ...(o.rounds === undefined ? {} : { kvRounds: o.rounds }),
     ...(o.overloadDuration === undefined ? {} : { overloadMs: o.overloadDuration * 1000 }),
+    ...(o.profileClients === undefined ? {} : { profileClients: o.profileClients }),
+    ...(o.profileDuration === undefined ? {} : { profileMs: o.profileDuration * 1000 }),
     ...(o.overloadClients === undefined
       ? {}
       : { overloadClients: intList('--overload-clients', o.overloadClients, 4096) }),
@@ -253,6 +257,16 @@ export function buildBenchCommand(): Command {
       positive('--queue-rounds', 20),
     )
     .option('--queue-workers <list>', 'worker concurrency of each queue point (1,8,32)')
+    .option(
+      '--profile-clients <n>',
+      "closed-loop writers while the profile scenario samples the leader's CPU (256)",
+      positive('--profile-clients', 4096),
+    )
+    .option(
+      '--profile-duration <s>',
+      'sampled seconds of the profile scenario (default 10; 4 with --quick)',
+      positive('--profile-duration', 600),
+    )
     .option('--queue-profile', "run Flotilla's members under --cpu-prof in the queue scenario")
     .option('--report-from <file>', 're-render the report from a results.json, run nothing')
     .option('--keep-data', 'keep the data directories and member logs')
