@@ -18,6 +18,7 @@ import type { CorsPolicy } from './cors.js';
 import { TurnQueue, type Schedule } from './turns.js';
 import type { TraceHook } from '../host/trace.js';
 import {
+  clientCertRefusal,
   secureContextOptions,
   tlsServerOptions,
   type ServerTlsOptions,
@@ -282,6 +283,11 @@ export class JsonHttpServer {
       for (const [k, v] of Object.entries(cors.answerHeaders(url.pathname, req.headers.origin)))
         res.setHeader(k, v);
     try {
+      const refused = clientCertRefusal(req.socket, this.opts.tls);
+      if (refused !== null) {
+        res.setHeader('Connection', 'close');
+        throw refused;
+      }
       // RFC 9112 3.2: a server must refuse an HTTP/1.1 request without a Host header.
       if (req.httpVersion === '1.1' && req.headers.host === undefined)
         throw new FlotillaError('BAD_REQUEST', 'An HTTP/1.1 request needs a Host header');

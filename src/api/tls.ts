@@ -2,7 +2,9 @@
 // serve the node's certificate, and with `requestCert` take only clients whose certificate the
 // cluster's CA signed. Given as PEM by the node, which reads the files and reloads them.
 
-import type { TlsOptions } from 'node:tls';
+import type { TLSSocket, TlsOptions } from 'node:tls';
+import { unverifiedCertificate } from '../base/certificate-verdict.js';
+import { FlotillaError } from '../base/errors.js';
 
 export interface ServerTlsOptions {
   readonly cert: string | Uint8Array;
@@ -28,8 +30,32 @@ export function secureContextOptions(m: TlsMaterial): TlsOptions {
 export function tlsServerOptions(o: ServerTlsOptions): TlsOptions {
   return {
     ...secureContextOptions(o),
-    requestCert: o.requestCert,
     // Without a client certificate requirement, none is asked for and none judged.
-    rejectUnauthorized: o.requestCert,
+    requestCert: o.requestCert,
+    // With one, the certificate is judged after the handshake (clientCertRefusal), so that a
+    // refused client is told why. Refused by OpenSSL during the handshake, it only saw its
+    // connection close, as on any network failure, and could not tell that retrying is useless
+    // (a joining node with another CA's certificate retried for a minute).
+    rejectUnauthorized: false,
   };
+}
+
+/**
+ * Why a client on a port that requires a certificate is refused (null: none is required, or
+ * its cluster's CA signed the one presented). Every request on such a connection is refused
+ * with it, before anything is read or done.
+ */
+export function clientCertRefusal(
+  socket: unknown,
+  o: ServerTlsOptions | undefined,
+): FlotillaError | null {
+  if (o?.requestCert !== true) return null;
+  const why = unverifiedCertificate(socket as TLSSocket, 'client');
+  return why === null
+    ? null
+    : new FlotillaError(
+        'UNAUTHENTICATED',
+        `This node requires a client certificate its cluster's CA signed: ${why}. Nothing was done`,
+        false,
+      );
 }

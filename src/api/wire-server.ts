@@ -44,6 +44,7 @@ import {
 import type { KvBackend } from './routes.js';
 import type { TraceHook } from '../host/trace.js';
 import {
+  clientCertRefusal,
   secureContextOptions,
   tlsServerOptions,
   type ServerTlsOptions,
@@ -392,6 +393,8 @@ class Connection {
   }
 
   private handshake(payload: Buffer): void {
+    const refused = clientCertRefusal(this.socket, this.s.opts.tls);
+    if (refused !== null) throw refused;
     const h = parseHandshake(decodePayload(payload), payload);
     const tokens = this.s.opts.tokens;
     // A connection without a token the node accepts is refused whole: it could do nothing.

@@ -97,7 +97,7 @@ export const errorCodes = {
   // Authentication (API.md, "Authentication"): refused before anything else was done.
   UNAUTHENTICATED: {
     meaning:
-      'the node requires a bearer token and the request carried none, or one it does not accept',
+      "the node requires a bearer token and the request carried none, or one it does not accept; or, on a port with tlsClientCertAuth, the client presented no certificate or one its cluster's CA did not sign",
     indefinite: false,
   },
   PERMISSION_DENIED: {
@@ -377,8 +377,8 @@ export const errorCodes = {
       'the connection failed or dropped; definite only when it was never made, so nothing was ' +
       'sent: refused, unreachable, a name not found, a connect timeout, or a TLS handshake this ' +
       "client gave up (the node's certificate not trusted, expired or for another name). A " +
-      'handshake the node refused for want of a client certificate looks like any dropped ' +
-      'connection and stays indefinite. Where the scheme looks wrong (an http:// port that closes the connection unanswered, an ' +
+      "node that refuses this client's certificate (none, or not of its CA) says so with " +
+      'UNAUTHENTICATED instead. Where the scheme looks wrong (an http:// port that closes the connection unanswered, an ' +
       'https:// one that answers without TLS), the message says which to use',
     indefinite: true,
     clientOnly: true,

@@ -16,6 +16,11 @@ import {
   type Server as TlsServer,
   type TLSSocket,
 } from 'node:tls';
+import {
+  describePeerCert,
+  unverifiedCertificate,
+  verifyMeaning,
+} from '../base/certificate-verdict.js';
 import { TransportError } from './errors.js';
 import type { PeerAddress } from './types.js';
 
@@ -56,30 +61,6 @@ function contextOf(m: PeerTlsOptions): SecureContext {
       `peer TLS certificate, key or CA unusable: ${(e as Error).message}`,
     );
   }
-}
-
-/** What the verification codes OpenSSL reports mean for a cluster's peer. */
-const verifyMeaning: Readonly<Record<string, string>> = {
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "not issued by this cluster's CA",
-  UNABLE_TO_GET_ISSUER_CERT: "not issued by this cluster's CA",
-  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "not issued by this cluster's CA",
-  SELF_SIGNED_CERT_IN_CHAIN: "not issued by this cluster's CA",
-  DEPTH_ZERO_SELF_SIGNED_CERT: "self-signed, not issued by this cluster's CA",
-  CERT_SIGNATURE_FAILURE: "its signature does not verify against this cluster's CA",
-  CERT_HAS_EXPIRED: 'expired',
-  CERT_NOT_YET_VALID: 'not valid yet',
-  ERR_TLS_CERT_ALTNAME_INVALID: 'does not name the address dialled',
-};
-
-/** The subject and issuer common names of a certificate, for a log line. */
-function describeCert(socket: TLSSocket): string {
-  const c = socket.getPeerCertificate();
-  if (c === null || Object.keys(c).length === 0) return 'no certificate';
-  const cn = (n: unknown): string => {
-    const v = (n as Record<string, unknown> | undefined)?.['CN'];
-    return typeof v === 'string' ? v : Array.isArray(v) ? v.join(',') : '?';
-  };
-  return `subject CN=${cn(c.subject)}, issuer CN=${cn(c.issuer)}`;
 }
 
 /**
@@ -141,17 +122,13 @@ export class PeerTls {
 
   /** Why the dialler on `socket` is refused (null: its certificate is the cluster's). */
   refusal(socket: TLSSocket): string | null {
-    const cert = describeCert(socket);
-    if (!socket.authorized) {
-      const code = String(socket.authorizationError ?? 'UNKNOWN');
-      if (cert === 'no certificate') return `peer presented no certificate (${code})`;
-      return `peer certificate ${verifyMeaning[code] ?? 'refused'} (${code}; ${cert})`;
-    }
+    const unverified = unverifiedCertificate(socket, 'peer');
+    if (unverified !== null) return unverified;
     // A member's certificate serves both ends (it is dialled too); one for the client end
     // only is a client's, which the same CA may sign (tlsClientCertAuth): not a member.
     const usages = socket.getPeerX509Certificate()?.keyUsage;
     if (usages !== undefined && !usages.includes(serverAuth))
-      return `peer certificate is a client certificate, not a member's: it lacks the serverAuth usage (${cert})`;
+      return `peer certificate is a client certificate, not a member's: it lacks the serverAuth usage (${describePeerCert(socket)})`;
     return null;
   }
 

@@ -165,10 +165,19 @@ void describe('a cluster with TLS on every port', () => {
         (e: FlotillaError) =>
           e.code === 'CONNECTION' && e.indefinite === false && /tls\.ca/.test(e.message),
       );
+      // Told by the node, after the handshake, rather than finding the connection closed
+      // (which looks like any network failure): definite, nothing was done.
       await assert.rejects(
         noCert.get('tls-key'),
         (e: FlotillaError) =>
-          e.code === 'CONNECTION' && /requires client certificates, give one/.test(e.message),
+          e.code === 'UNAUTHENTICATED' &&
+          /requires a client certificate its cluster's CA signed: client presented no certificate/.test(
+            e.message,
+          ),
+      );
+      await assert.rejects(
+        noCert.put('tls-key', 'never-done'),
+        (e: FlotillaError) => e.code === 'UNAUTHENTICATED' && e.indefinite === false,
       );
     } finally {
       await noCa.close();
@@ -181,9 +190,13 @@ void describe('a cluster with TLS on every port', () => {
         timeoutMs: 3_000,
         tls: { ca: ca() },
       }),
-      // Nothing is sent on a connection before its handshake's answer.
+      // Refused in the protocol's handshake, saying why; nothing is sent on a connection
+      // before its handshake's answer.
       (e: FlotillaError) =>
-        e instanceof FlotillaError && e.code === 'CONNECTION' && e.indefinite === false,
+        e instanceof FlotillaError &&
+        e.code === 'UNAUTHENTICATED' &&
+        e.indefinite === false &&
+        /client presented no certificate/.test(e.message),
     );
     const ok = await WireConnection.connect({
       host: '127.0.0.1',
@@ -339,6 +352,50 @@ void describe('a cluster with TLS on every port', () => {
     try {
       await c.put('after-rotation', 'ok');
       assert.equal((await c.get('after-rotation'))?.value, 'ok');
+    } finally {
+      await c.close();
+    }
+  });
+  void it("a node with another CA's certificate is refused its join, and nothing is added", async () => {
+    // It trusts the cluster's CA (so it can ask) and its own CA (its certificate must chain
+    // to a CA of its file): only its certificate is wrong. Before, the handshake closed on it
+    // as on a network failure, and it asked again for a minute before giving up with no word
+    // of its certificate. A refusal that names it is definite: the join stops at once.
+    const caFile = join(certs.dir, 'rogue-and-cluster-ca.crt');
+    writeFileSync(
+      caFile,
+      Buffer.concat([
+        readFileSync(join(certs.otherDir, 'ca.crt')),
+        readFileSync(certs.node(1).caFile),
+      ]),
+    );
+    const [peer, client] = (await freePorts(2)) as [number, number];
+    const config = resolveNodeConfig({
+      id: 5,
+      dataDir: join(certs.dir, 'rogue5'),
+      initialCluster: `5=127.0.0.1:${peer}@https://127.0.0.1:${client}`,
+      join: nodes.url(1),
+      logLevel: 'silent',
+      tlsCertFile: join(certs.otherDir, 'rogue.crt'),
+      tlsKeyFile: join(certs.otherDir, 'rogue.key'),
+      tlsCaFile: caFile,
+      tlsClientCertAuth: true,
+    });
+    await assert.rejects(
+      FlotillaNode.start(config),
+      (e: FlotillaError) =>
+        e.code === 'UNAUTHENTICATED' &&
+        /refused: This node requires a client certificate its cluster's CA signed: client certificate not issued by this cluster's CA \(\w+; subject CN=rogue, issuer CN=Some other CA\)/.test(
+          e.message,
+        ),
+    );
+    const c = new FlotillaClient({ endpoints: [nodes.url(1)], protocol: 'http', tls: clientPem() });
+    try {
+      const { members } = await c.members();
+      assert.deepEqual(
+        members.map((m) => m.id).filter((id) => id === 5),
+        [],
+      );
     } finally {
       await c.close();
     }

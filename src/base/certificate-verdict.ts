@@ -1,0 +1,48 @@
+// What to say of a certificate the other end of a TLS connection presented, once the handshake
+// is over: the peer port and the client ports ask for one, judge it themselves rather than let
+// OpenSSL drop the connection mid-handshake, and tell the other end and the log why they refuse.
+
+/** What a TLS socket (node:tls's TLSSocket) tells of the certificate the other end presented. */
+export interface PresentedCertificate {
+  readonly authorized: boolean;
+  /** OpenSSL's verification code when not authorized (a string at run time). */
+  readonly authorizationError?: unknown;
+  getPeerCertificate(): { readonly subject?: unknown; readonly issuer?: unknown } | null;
+}
+
+/** What the verification codes OpenSSL reports mean for a certificate of the cluster. */
+export const verifyMeaning: Readonly<Record<string, string>> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "not issued by this cluster's CA",
+  UNABLE_TO_GET_ISSUER_CERT: "not issued by this cluster's CA",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "not issued by this cluster's CA",
+  SELF_SIGNED_CERT_IN_CHAIN: "not issued by this cluster's CA",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "self-signed, not issued by this cluster's CA",
+  CERT_SIGNATURE_FAILURE: "its signature does not verify against this cluster's CA",
+  CERT_HAS_EXPIRED: 'expired',
+  CERT_NOT_YET_VALID: 'not valid yet',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'does not name the address dialled',
+};
+
+/** The subject and issuer common names of the certificate the other end presented. */
+export function describePeerCert(socket: PresentedCertificate): string {
+  const c = socket.getPeerCertificate();
+  if (c === null || Object.keys(c).length === 0) return 'no certificate';
+  const cn = (n: unknown): string => {
+    const v = (n as Record<string, unknown> | undefined)?.['CN'];
+    return typeof v === 'string' ? v : Array.isArray(v) ? v.join(',') : '?';
+  };
+  return `subject CN=${cn(c.subject)}, issuer CN=${cn(c.issuer)}`;
+}
+
+/**
+ * Why the other end's certificate is not one the CA signed, starting with `who` ("peer",
+ * "client"); null when it is. Only for a server that asked for a certificate.
+ */
+export function unverifiedCertificate(socket: PresentedCertificate, who: string): string | null {
+  if (socket.authorized) return null;
+  const cert = describePeerCert(socket);
+  const e = socket.authorizationError;
+  const code = typeof e === 'string' ? e : e instanceof Error ? e.message : 'UNKNOWN';
+  if (cert === 'no certificate') return `${who} presented no certificate (${code})`;
+  return `${who} certificate ${verifyMeaning[code] ?? 'refused'} (${code}; ${cert})`;
+}
