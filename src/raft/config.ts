@@ -2,6 +2,7 @@
 // between limits (TigerBeetle style: every limit is explicit and checked once).
 
 import { defaultLimits } from '../base/limits.js';
+import { checkSnapshotMeta } from './check-message.js';
 import { AssertionError } from './errors.js';
 import type { Rng } from './rng.js';
 import type { EntryType, InitialState, NodeId, Recovery, SnapshotMeta } from './types.js';
@@ -344,6 +345,7 @@ function checkInitial(initial: InitialState): void {
       entryTypes.has(e.type),
       `initial.entries: entry ${e.index} has type ${JSON.stringify(e.type)}, not one of ${[...entryTypes].join(', ')}`,
     );
+  checkIncoming(initial.incoming);
   // Terms never fall along a log: Figure 3's Log Matching and the election restriction rest on
   // it. (The hard state's term may be below the last entry's: Raft's constructor says why.)
   const base = snap ?? null;
@@ -358,4 +360,29 @@ function checkInitial(initial: InitialState): void {
     prev = e.term;
     prevAt = `entry ${e.index}`;
   }
+}
+
+/**
+ * A snapshot being received when the node stopped, as its caller recorded it: the bytes held
+ * from 0 (`received`) of `totalBytes`, under an id, with the snapshot's metadata. A malformed
+ * one failed only when the next chunk came (a TypeError), or let a chunk past the end in.
+ */
+function checkIncoming(inc: unknown): void {
+  if (inc === undefined || inc === null) return;
+  check(typeof inc === 'object', `initial.incoming must be an object or absent, got ${typeof inc}`);
+  const o = inc as Record<string, unknown>;
+  checkSnapshotMeta(o['meta'], 'initial.incoming.meta');
+  const id = o['id'];
+  check(
+    typeof id === 'string' && id.length > 0,
+    `initial.incoming.id must be a non-empty string, got ${String(id)}`,
+  );
+  check(
+    isCount(o['totalBytes']),
+    `initial.incoming.totalBytes must be an integer >= 0, got ${String(o['totalBytes'])}`,
+  );
+  check(
+    isCount(o['received']) && (o['received'] as number) <= (o['totalBytes'] as number),
+    `initial.incoming.received must be an integer from 0 to totalBytes (${String(o['totalBytes'])}), got ${String(o['received'])}`,
+  );
 }

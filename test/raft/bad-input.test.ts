@@ -164,6 +164,12 @@ void test('a recovered state with a missing or mistyped number is refused, namin
     entries: [entry(1), entry(2)],
     applied: 0,
   };
+  const incoming = {
+    meta: { index: 9, term: 1, voters: [1] },
+    id: 'c0ffee',
+    totalBytes: 10,
+    received: 4,
+  };
   const start = (initial: unknown) =>
     new RaftNode({
       id: 1,
@@ -186,6 +192,19 @@ void test('a recovered state with a missing or mistyped number is refused, namin
       { ...good, snapshot: { index: 1, term: 3, voters: [1] }, entries: [entry(2)] },
       /entry 2 has term 1, below term 3 of the snapshot at 1/,
     ],
+    // A snapshot being received when the node stopped (its partial file's record).
+    [{ ...good, incoming: 'x' }, /initial\.incoming must be an object or absent/],
+    [{ ...good, incoming: { ...incoming, meta: undefined } }, /initial\.incoming\.meta must be/],
+    [
+      { ...good, incoming: { ...incoming, meta: { index: 9, term: 1, voters: ['1'] } } },
+      /initial\.incoming\.meta: voters must be a list of node ids/,
+    ],
+    [{ ...good, incoming: { ...incoming, id: '' } }, /initial\.incoming\.id must be a non-empty/],
+    [{ ...good, incoming: { ...incoming, totalBytes: -1 } }, /initial\.incoming\.totalBytes/],
+    [
+      { ...good, incoming: { ...incoming, received: 11 } },
+      /initial\.incoming\.received must be an integer from 0 to totalBytes \(10\), got 11/,
+    ],
   ];
   for (const [initial, why] of refused)
     assert.throws(
@@ -193,10 +212,17 @@ void test('a recovered state with a missing or mistyped number is refused, namin
       (e: unknown) => e instanceof AssertionError && why.test(e.message),
       why.source,
     );
-  // The good one restarts and hands both committed entries out again.
+  // The good one restarts and hands both committed entries out again; with a snapshot half
+  // received as well.
   const node = start(good);
   assert.deepEqual(
     node.ready().committedEntries.map((e) => e.index),
+    [1, 2],
+  );
+  assert.deepEqual(
+    start({ ...good, incoming })
+      .ready()
+      .committedEntries.map((e) => e.index),
     [1, 2],
   );
 });
