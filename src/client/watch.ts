@@ -91,8 +91,11 @@ export async function* watchStream(
   let endpoint = 0;
   let failures = 0;
   // A watch is idle between changes for as long as it likes; progress lines arrive every
-  // progressNotifyMs, so a stream silent for much longer than that is dead.
-  const idleMs = Math.max(30_000, 3 * (o.progressNotifyMs ?? 10_000));
+  // progressNotifyMs, so a stream silent for three of them is dead (30 s by default). Not
+  // below 3 s, so that a node's garbage collection or a busy moment does not move the watch.
+  // Before, it was never below 30 s: a watch that asked for progress every second still
+  // waited 30 s on a frozen node.
+  const idleMs = watchSilenceMs(o.progressNotifyMs);
   while (!(o.signal?.aborted ?? false)) {
     const url = t.endpoints[endpoint % t.endpoints.length] as string;
     const ac = new AbortController();
@@ -245,4 +248,9 @@ function toError(e: WatchLine['error'], fallback: string): FlotillaError {
   if (e !== undefined && isErrorCode(e.code))
     return new FlotillaError(e.code, e.message, false, 0, 0, e.compactRevision ?? 0);
   return new FlotillaError('BAD_RESPONSE', `${fallback}: ${JSON.stringify(e ?? null)}`, false);
+}
+
+/** How long a watch's stream may stay silent before it is taken for a frozen node's. */
+export function watchSilenceMs(progressNotifyMs: number | undefined): number {
+  return Math.max(3_000, 3 * (progressNotifyMs ?? 10_000));
 }
