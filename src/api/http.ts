@@ -276,6 +276,7 @@ export class JsonHttpServer {
     const admitted = this.admittedPaths.has(url.pathname);
     let ticket: AdmissionTicket | null = null;
     const trace = admitted ? this.opts.trace : undefined;
+    let certRefused: FlotillaError | null = null;
     trace?.('http-received', 0, 0);
     const cors = this.opts.cors;
     // Set before anything can fail, so that the page of a member can read the error too.
@@ -283,10 +284,10 @@ export class JsonHttpServer {
       for (const [k, v] of Object.entries(cors.answerHeaders(url.pathname, req.headers.origin)))
         res.setHeader(k, v);
     try {
-      const refused = clientCertRefusal(req.socket, this.opts.tls);
-      if (refused !== null) {
+      certRefused = clientCertRefusal(req.socket, this.opts.tls);
+      if (certRefused !== null) {
         res.setHeader('Connection', 'close');
-        throw refused;
+        throw certRefused;
       }
       // RFC 9112 3.2: a server must refuse an HTTP/1.1 request without a Host header.
       if (req.httpVersion === '1.1' && req.headers.host === undefined)
@@ -378,7 +379,8 @@ export class JsonHttpServer {
       // A body we refused to read may still be arriving: close the connection after answering.
       if (e.code === 'BODY_TOO_LARGE') res.setHeader('Connection', 'close');
       // RFC 9110 11.6.1: a 401 names the scheme that would be accepted (RFC 6750 3).
-      if (e.code === 'UNAUTHENTICATED')
+      // (A refused client certificate is not a token's matter.)
+      if (e.code === 'UNAUTHENTICATED' && err !== certRefused)
         res.setHeader('WWW-Authenticate', 'Bearer realm="flotilla"');
       this.send(res, status, JSON.stringify(errorJson(e)), 'application/json');
     } finally {

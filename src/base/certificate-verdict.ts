@@ -39,10 +39,20 @@ export function describePeerCert(socket: PresentedCertificate): string {
  * "client"); null when it is. Only for a server that asked for a certificate.
  */
 export function unverifiedCertificate(socket: PresentedCertificate, who: string): string | null {
-  if (socket.authorized) return null;
   const cert = describePeerCert(socket);
-  const e = socket.authorizationError;
-  const code = typeof e === 'string' ? e : e instanceof Error ? e.message : 'UNKNOWN';
-  if (cert === 'no certificate') return `${who} presented no certificate (${code})`;
+  // Before `authorized`: a TLS 1.3 session resumed from a ticket that was issued to a
+  // connection without a certificate (the server refused it only after the handshake) counts
+  // as authorized, with no certificate at all. Without this, a dialler with no certificate
+  // was refused once and let in on its next connection, on the peer port as on the client
+  // ports.
+  if (cert === 'no certificate')
+    return `${who} presented no certificate (${socket.authorized ? 'a resumed TLS session' : codeOf(socket)})`;
+  if (socket.authorized) return null;
+  const code = codeOf(socket);
   return `${who} certificate ${verifyMeaning[code] ?? 'refused'} (${code}; ${cert})`;
+}
+
+function codeOf(socket: PresentedCertificate): string {
+  const e = socket.authorizationError;
+  return typeof e === 'string' ? e : e instanceof Error ? e.message : 'UNKNOWN';
 }

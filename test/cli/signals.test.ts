@@ -12,10 +12,13 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { cliEntry } from '../../src/cli/cluster.js';
+import { freePorts } from '../e2e/harness.js';
 import { until } from '../support/until.js';
 
 const probe = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'true'], {
@@ -114,6 +117,42 @@ void test(
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise((r) => silent.close(r));
+    }
+  },
+);
+
+void test(
+  '`start` as process 1 finishes its shutdown when a second SIGTERM follows the first',
+  { skip },
+  async () => {
+    // Once `start` takes the signal, the entry's handler is gone for good: a second signal is
+    // `start`'s business (as process 1, dropped), not an exit in the middle of the shutdown.
+    const [peer, client] = await freePorts(2);
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-pid1-'));
+    try {
+      const run = asPid1([
+        'start',
+        '--id',
+        '1',
+        '--data-dir',
+        join(dir, 'data'),
+        '--initial-cluster',
+        `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+        '--bootstrap-wait-ms',
+        '0',
+      ]);
+      const pid = await innerPid(run);
+      await until(
+        `the node started (output: ${run.out.text})`,
+        () => /node started/.test(run.out.text),
+        30_000,
+      );
+      process.kill(pid, 'SIGTERM');
+      process.kill(pid, 'SIGTERM');
+      assert.equal(await exitWithin(run, 15_000), 0, run.out.text);
+      assert.match(run.out.text, /node stopped/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   },
 );

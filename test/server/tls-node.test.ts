@@ -10,7 +10,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { connect } from 'node:tls';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { connect, type TLSSocket } from 'node:tls';
 import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import { WireConnection } from '../../src/client/wire.js';
 import { issueCert } from '../../src/server/certs.js';
@@ -208,6 +209,97 @@ void describe('a cluster with TLS on every port', () => {
     ok.close();
   });
 
+  void it('a TLS session resumed without a certificate is refused as its first connection was', async () => {
+    // The node issues TLS 1.3 session tickets, and a connection resumed from one counts as
+    // authorized whatever the first connection presented: a client without a certificate was
+    // refused once, then served from its next connection on (Node's https.Agent and undici
+    // resume sessions by themselves). Each connection here is new (Connection: close), and
+    // the test asserts that resumption happened, or it would prove nothing.
+    const url = new URL(nodes.url(1));
+    const get = (
+      agent: HttpsAgent,
+    ): Promise<{ status: number; reused: boolean; bearer: boolean }> =>
+      new Promise((resolve, reject) => {
+        let reused = false;
+        const req = httpsRequest(
+          {
+            host: url.hostname,
+            port: Number(url.port),
+            path: '/v1/status',
+            agent,
+            headers: { connection: 'close' },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                reused,
+                bearer: res.headers['www-authenticate'] !== undefined,
+              }),
+            );
+          },
+        );
+        req.on('socket', (s) =>
+          s.once('secureConnect', () => (reused = (s as TLSSocket).isSessionReused())),
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    const without = new HttpsAgent({ ca: ca(), keepAlive: false });
+    const withCert = new HttpsAgent({ ...clientPem(), keepAlive: false });
+    try {
+      const refused = [await get(without), await get(without), await get(without)];
+      assert.deepEqual(
+        refused.map((r) => r.status),
+        [401, 401, 401],
+      );
+      // A certificate's refusal asks for no bearer token.
+      assert.deepEqual(
+        refused.map((r) => r.bearer),
+        [false, false, false],
+      );
+      assert.ok(
+        refused.some((r) => r.reused),
+        'no connection resumed a session: nothing was tested',
+      );
+      const served = [await get(withCert), await get(withCert), await get(withCert)];
+      assert.deepEqual(
+        served.map((r) => r.status),
+        [200, 200, 200],
+      );
+      assert.ok(
+        served.some((r) => r.reused),
+        'a resumed session with a certificate is served',
+      );
+    } finally {
+      without.destroy();
+      withCert.destroy();
+    }
+
+    // The binary protocol: a session taken from a first connection, resumed by the next.
+    const port = nodes.binaryPort(1);
+    const session = await new Promise<Buffer>((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port, ca: ca() });
+      s.once('session', (sess: Buffer) => {
+        resolve(sess);
+        s.destroy();
+      });
+      s.on('error', reject);
+      s.resume();
+    });
+    await assert.rejects(
+      WireConnection.connect({
+        host: '127.0.0.1',
+        port,
+        timeoutMs: 3_000,
+        tls: { ca: ca(), session },
+      }),
+      (e: FlotillaError) =>
+        e.code === 'UNAUTHENTICATED' &&
+        /client presented no certificate \(a resumed TLS session\)/.test(e.message),
+    );
+  });
   void it('the command line talks to it with --cacert, --cert and --key, or their variables', async () => {
     const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
     const files = {

@@ -4,9 +4,11 @@
 // applies to the connections made after it.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { PREFACE, FrameType, encodeSmallFrame } from '../../src/transport/frame.js';
 import { pack } from '../../src/transport/codec.js';
 import type { Message } from '../../src/raft/types.js';
@@ -113,6 +115,40 @@ void describe('TcpTransport with mutual TLS', () => {
     );
     const e = ofKind(a, 'tls-refused').find((x) => x.direction === 'inbound');
     assert.match(e?.reason ?? '', /a client certificate, not a member's: it lacks the serverAuth/);
+    assert.equal(a.inbox.length, 0);
+  });
+
+  void it('refuses a dialler without a certificate also when it resumes a TLS session', async () => {
+    // The acceptor issues TLS 1.3 session tickets, and a connection resumed from one counts
+    // as authorized whatever the first presented: a dialler without a certificate was
+    // refused once, then taken for a member on its next connection.
+    const a = await node(1);
+    const { ca } = certs.pem(1);
+    const hello = { minVersion: 2, maxVersion: 2, clusterId: 'test-cluster', from: 2, to: 1 };
+    const dial = async (session?: Buffer): Promise<{ reused: boolean; session?: Buffer }> => {
+      const s = tlsConnect({
+        host: '127.0.0.1',
+        port: a.t.address.port,
+        ca,
+        ...(session === undefined ? {} : { session }),
+      });
+      let got: Buffer | undefined;
+      s.on('session', (b: Buffer) => (got = b));
+      await once(s, 'secureConnect');
+      const reused = s.isSessionReused();
+      s.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));
+      await closedBy(s);
+      return { reused, ...(got === undefined ? {} : { session: got }) };
+    };
+    const first = await dial();
+    assert.ok(first.session !== undefined, 'the acceptor issued no session ticket');
+    const second = await dial(first.session);
+    assert.ok(second.reused, 'the second connection did not resume: nothing was tested');
+    await waitFor(() => ofKind(a, 'tls-refused').length >= 2, 'both refusals');
+    const reasons = ofKind(a, 'tls-refused').map((e) => e.reason);
+    assert.match(reasons[0] ?? '', /peer presented no certificate/);
+    assert.match(reasons[1] ?? '', /peer presented no certificate \(a resumed TLS session\)/);
+    assert.equal(ofKind(a, 'peer-connected').length, 0);
     assert.equal(a.inbox.length, 0);
   });
 
