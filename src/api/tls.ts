@@ -50,7 +50,7 @@ export function clientCertRefusal(
   o: ServerTlsOptions | undefined,
 ): FlotillaError | null {
   if (o?.requestCert !== true) return null;
-  const why = unverifiedCertificate(socket as TLSSocket, 'client');
+  const why = unverifiedCertificate(socket as TLSSocket, 'client', Date.now());
   return why === null
     ? null
     : new FlotillaError(

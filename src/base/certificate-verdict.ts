@@ -7,7 +7,13 @@ export interface PresentedCertificate {
   readonly authorized: boolean;
   /** OpenSSL's verification code when not authorized (a string at run time). */
   readonly authorizationError?: unknown;
-  getPeerCertificate(): { readonly subject?: unknown; readonly issuer?: unknown } | null;
+  getPeerCertificate(): {
+    readonly subject?: unknown;
+    readonly issuer?: unknown;
+    readonly valid_from?: string;
+    readonly valid_to?: string;
+  } | null;
+  isSessionReused(): boolean;
 }
 
 /** What the verification codes OpenSSL reports mean for a certificate of the cluster. */
@@ -38,7 +44,12 @@ export function describePeerCert(socket: PresentedCertificate): string {
  * Why the other end's certificate is not one the CA signed, starting with `who` ("peer",
  * "client"); null when it is. Only for a server that asked for a certificate.
  */
-export function unverifiedCertificate(socket: PresentedCertificate, who: string): string | null {
+export function unverifiedCertificate(
+  socket: PresentedCertificate,
+  who: string,
+  /** The wall clock now (certificates' validity is wall-clock time). */
+  nowMs: number,
+): string | null {
   const cert = describePeerCert(socket);
   // Before `authorized`: a TLS 1.3 session resumed from a ticket that was issued to a
   // connection without a certificate (the server refused it only after the handshake) counts
@@ -47,7 +58,7 @@ export function unverifiedCertificate(socket: PresentedCertificate, who: string)
   // ports.
   if (cert === 'no certificate')
     return `${who} presented no certificate (${socket.authorized ? 'a resumed TLS session' : codeOf(socket)})`;
-  if (socket.authorized) return null;
+  if (socket.authorized) return socket.isSessionReused() ? expiredSince(socket, who, nowMs) : null;
   const code = codeOf(socket);
   return `${who} certificate ${verifyMeaning[code] ?? 'refused'} (${code}; ${cert})`;
 }
@@ -55,4 +66,19 @@ export function unverifiedCertificate(socket: PresentedCertificate, who: string)
 function codeOf(socket: PresentedCertificate): string {
   const e = socket.authorizationError;
   return typeof e === 'string' ? e : e instanceof Error ? e.message : 'UNKNOWN';
+}
+
+/**
+ * A resumed session carries the verdict of its first handshake, made up to the session's
+ * lifetime ago (5 minutes by default): the certificate may have expired since, and was let in
+ * until the session itself expired.
+ */
+function expiredSince(socket: PresentedCertificate, who: string, nowMs: number): string | null {
+  const c = socket.getPeerCertificate();
+  const from = Date.parse(c?.valid_from ?? '');
+  const to = Date.parse(c?.valid_to ?? '');
+  if (nowMs >= from && nowMs <= to) return null;
+  const what =
+    nowMs > to ? `expired on ${c?.valid_to ?? '?'}` : `not valid before ${c?.valid_from ?? '?'}`;
+  return `${who} certificate ${what} (a resumed TLS session; ${describePeerCert(socket)})`;
 }

@@ -122,7 +122,7 @@ export class PeerTls {
 
   /** Why the dialler on `socket` is refused (null: its certificate is the cluster's). */
   refusal(socket: TLSSocket): string | null {
-    const unverified = unverifiedCertificate(socket, 'peer');
+    const unverified = unverifiedCertificate(socket, 'peer', Date.now());
     if (unverified !== null) return unverified;
     // A member's certificate serves both ends (it is dialled too); one for the client end
     // only is a client's, which the same CA may sign (tlsClientCertAuth): not a member.
