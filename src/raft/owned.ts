@@ -4,6 +4,7 @@
 // pinned a busy group's 15 MB encoder buffer with each of its entries until its next
 // compaction (BENCHMARKS.md, "A log entry that pinned megabytes").
 
+import { AssertionError } from './errors.js';
 import type { Entry } from './types.js';
 
 /**
@@ -14,6 +15,9 @@ export function ownedData(datas: readonly Uint8Array[]): readonly Uint8Array[] {
   let bytes = 0;
   let views = false;
   for (const d of datas) {
+    // Exported: an embedder's array of something else was a TypeError on `d.buffer`.
+    if (!(d instanceof Uint8Array))
+      throw new AssertionError(`ownedData takes Uint8Arrays, got ${describe(d)}`);
     bytes += d.byteLength;
     if (d.byteLength !== d.buffer.byteLength) views = true;
   }
@@ -34,4 +38,8 @@ export function ownedEntries(entries: readonly Entry[]): Entry[] {
       ? e
       : { term: e.term, index: e.index, type: e.type, data: own[i] as Uint8Array },
   );
+}
+
+function describe(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
 }

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { AssertionError } from '../../src/raft/errors.js';
 import { RaftLog } from '../../src/raft/log.js';
 import { RaftNode } from '../../src/raft/node.js';
 import { ownedData } from '../../src/raft/owned.js';
@@ -27,6 +28,20 @@ void test('ownedData copies views into one buffer and leaves whole buffers alone
     [[1, 2], [3], [4]],
   );
   for (const d of got) assert.equal(d.buffer.byteLength, 4, 'one buffer of the batch');
+});
+
+void test('ownedData refuses what is not bytes, naming it', () => {
+  for (const [bad, what] of [
+    ['text', 'string'],
+    [null, 'null'],
+    [[1, 2], 'an array'],
+    [{ byteLength: 1 }, 'object'],
+  ] as const)
+    assert.throws(
+      () => ownedData([new Uint8Array([1]), bad as unknown as Uint8Array]),
+      (e: unknown) =>
+        e instanceof AssertionError && e.message === `ownedData takes Uint8Arrays, got ${what}`,
+    );
 });
 
 void test('a leader keeps its own bytes of a proposal given as a view', () => {
