@@ -51,11 +51,13 @@ export function clientCertRefusal(
 ): FlotillaError | null {
   if (o?.requestCert !== true) return null;
   const why = unverifiedCertificate(socket as TLSSocket, 'client', Date.now());
-  return why === null
-    ? null
-    : new FlotillaError(
-        'UNAUTHENTICATED',
-        `This node requires a client certificate its cluster's CA signed: ${why}. Nothing was done`,
-        false,
-      );
+  if (why === null) return null;
+  const hint = why.startsWith('client presented no certificate')
+    ? ' (give the client one: tls.cert and tls.key, or --cert and --key with the flotilla command)'
+    : '';
+  return new FlotillaError(
+    'UNAUTHENTICATED',
+    `This node requires a client certificate its cluster's CA signed: ${why}${hint}. Nothing was done`,
+    false,
+  );
 }

@@ -26,6 +26,7 @@ export const verifyMeaning: Readonly<Record<string, string>> = {
   CERT_SIGNATURE_FAILURE: "its signature does not verify against this cluster's CA",
   CERT_HAS_EXPIRED: 'expired',
   CERT_NOT_YET_VALID: 'not valid yet',
+  INVALID_PURPOSE: 'lacks the clientAuth usage the connecting end of a connection needs',
   ERR_TLS_CERT_ALTNAME_INVALID: 'does not name the address dialled',
 };
 
@@ -57,7 +58,7 @@ export function unverifiedCertificate(
   // was refused once and let in on its next connection, on the peer port as on the client
   // ports.
   if (cert === 'no certificate')
-    return `${who} presented no certificate (${socket.authorized ? 'a resumed TLS session' : codeOf(socket)})`;
+    return `${who} presented no certificate${socket.authorized ? ' (a resumed TLS session)' : ''}`;
   if (socket.authorized) return socket.isSessionReused() ? expiredSince(socket, who, nowMs) : null;
   const code = codeOf(socket);
   return `${who} certificate ${verifyMeaning[code] ?? 'refused'} (${code}; ${cert})`;

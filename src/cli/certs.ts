@@ -17,10 +17,18 @@ export function certsCommands(
     .description('make a CA in DIR: ca.crt (give it to every node and client) and ca.key')
     .requiredOption('--dir <dir>', 'directory of the CA and the certificates it signs')
     .option('--days <n>', 'days the CA is valid', int('--days', 1, 36_500), 3_650)
+    .option(
+      '--name <name>',
+      "the CA's common name, which refusals name as a certificate's issuer (default: Flotilla development CA and 8 random hex digits)",
+    )
     .option('--force', 'replace a CA that exists (certificates it signed stop verifying)')
-    .action(async (o: { dir: string; days: number; force?: boolean }) => {
+    .action(async (o: { dir: string; days: number; name?: string; force?: boolean }) => {
       const { initCa } = await import('../server/certs.js');
-      const files = await initCa(o.dir, { days: o.days, force: o.force === true });
+      const files = await initCa(o.dir, {
+        days: o.days,
+        force: o.force === true,
+        ...(o.name === undefined ? {} : { commonName: o.name }),
+      });
       process.stdout.write(`CA certificate ${files.certFile}\nCA key         ${files.keyFile}\n`);
     });
   certs

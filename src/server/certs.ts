@@ -137,7 +137,9 @@ export async function initCa(
   const keys = await keyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
-    name: `CN=${o.commonName ?? 'Flotilla development CA'}`,
+    // A name of its own by default: two CAs made with the defaults (a cluster's and another)
+    // read the same in every refusal that names a certificate's issuer.
+    name: `CN=${o.commonName ?? `Flotilla development CA ${randomBytes(4).toString('hex')}`}`,
     notBefore,
     notAfter,
     signingAlgorithm: algorithm,

@@ -235,3 +235,25 @@ void test('the command makes a CA and a node certificate, and refuses to overwri
   const missing = run('issue', '--dir', dir);
   assert.equal(missing.status, 2, 'a missing --name is a usage error');
 });
+
+void test('each CA has a name of its own, or the one given, so refusals naming an issuer tell CAs apart', () => {
+  const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+  const subjectOf = (dir: string) =>
+    new X509Certificate(readFileSync(join(dir, 'ca.crt'))).subject.replace(/\n/g, ', ');
+  const [a, b, named] = [tempDir(), tempDir(), tempDir()];
+  for (const [dir, extra] of [
+    [a, []],
+    [b, []],
+    [named, ['--name', 'Acme staging CA']],
+  ] as const) {
+    const r = spawnSync(process.execPath, [cli, 'certs', 'init', '--dir', dir, ...extra], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+  }
+  assert.match(subjectOf(a), /^CN=Flotilla development CA [0-9a-f]{8}$/);
+  assert.match(subjectOf(b), /^CN=Flotilla development CA [0-9a-f]{8}$/);
+  assert.notEqual(subjectOf(a), subjectOf(b));
+  assert.equal(subjectOf(named), 'CN=Acme staging CA');
+});

@@ -345,6 +345,27 @@ void describe('a cluster with TLS on every port', () => {
     const halfPair = await run(['kv', 'get', 'cli-key', ...endpoints, '--cert', files.cert]);
     assert.equal(halfPair.code, 2);
     assert.match(halfPair.stderr, /--cert and --key go together/);
+    // Files that cannot work are refused before any connection, naming the file (before: 8
+    // attempts, 2 s, OpenSSL's words and no file named, or a key taken for an untrusted CA).
+    const rogueKey = join(certs.otherDir, 'rogue.key');
+    for (const [args, why] of [
+      [
+        ['--cacert', files.key],
+        /--cacert \S+client\.key holds no PEM certificate \(is it a key\?\)/,
+      ],
+      [
+        ['--cacert', files.ca, '--cert', files.key, '--key', files.key],
+        /--cert \S+client\.key holds no PEM certificate/,
+      ],
+      [
+        ['--cacert', files.ca, '--cert', files.cert, '--key', rogueKey],
+        /--key \S+rogue\.key does not go with --cert \S+client\.crt/,
+      ],
+    ] as const) {
+      const refused = await run(['kv', 'get', 'cli-key', ...endpoints, ...args]);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, why);
+    }
     // A backup over HTTPS, with the same settings.
     const backup = join(certs.clusterDir, 'cluster.flbk');
     const saved = await run(['snapshot', 'save', backup, ...endpoints], {
