@@ -26,7 +26,7 @@ export const verifyMeaning: Readonly<Record<string, string>> = {
   CERT_SIGNATURE_FAILURE: "its signature does not verify against this cluster's CA",
   CERT_HAS_EXPIRED: 'expired',
   CERT_NOT_YET_VALID: 'not valid yet',
-  INVALID_PURPOSE: 'lacks the clientAuth usage the connecting end of a connection needs',
+  INVALID_PURPOSE: 'lacks the usage its end needs (clientAuth to connect, serverAuth to accept)',
   ERR_TLS_CERT_ALTNAME_INVALID: 'does not name the address dialled',
 };
 
