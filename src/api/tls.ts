@@ -50,7 +50,19 @@ export function clientCertRefusal(
   o: ServerTlsOptions | undefined,
 ): FlotillaError | null {
   if (o?.requestCert !== true) return null;
-  const why = unverifiedCertificate(socket as TLSSocket, 'client', Date.now());
+  // Judged once per connection, as its handshake is: a keep-alive connection's requests ask
+  // again, and reading a resumed session's certificate builds an object each time.
+  const known = verdicts.get(socket as object);
+  if (known !== undefined) return known;
+  const refused = refusalOf(socket as TLSSocket);
+  verdicts.set(socket as object, refused);
+  return refused;
+}
+
+const verdicts = new WeakMap<object, FlotillaError | null>();
+
+function refusalOf(socket: TLSSocket): FlotillaError | null {
+  const why = unverifiedCertificate(socket, 'client', Date.now());
   if (why === null) return null;
   const hint = why.startsWith('client presented no certificate')
     ? ' (give the client one: tls.cert and tls.key, or --cert and --key with the flotilla command)'

@@ -30,9 +30,14 @@ export const verifyMeaning: Readonly<Record<string, string>> = {
   ERR_TLS_CERT_ALTNAME_INVALID: 'does not name the address dialled',
 };
 
+type Presented = ReturnType<PresentedCertificate['getPeerCertificate']>;
+
 /** The subject and issuer common names of the certificate the other end presented. */
 export function describePeerCert(socket: PresentedCertificate): string {
-  const c = socket.getPeerCertificate();
+  return describe(socket.getPeerCertificate());
+}
+
+function describe(c: Presented): string {
   if (c === null || Object.keys(c).length === 0) return 'no certificate';
   const cn = (n: unknown): string => {
     const v = (n as Record<string, unknown> | undefined)?.['CN'];
@@ -51,7 +56,10 @@ export function unverifiedCertificate(
   /** The wall clock now (certificates' validity is wall-clock time). */
   nowMs: number,
 ): string | null {
-  const cert = describePeerCert(socket);
+  // A full handshake OpenSSL verified had a certificate to verify: nothing more to read.
+  if (socket.authorized && !socket.isSessionReused()) return null;
+  const presented = socket.getPeerCertificate();
+  const cert = describe(presented);
   // Before `authorized`: a TLS 1.3 session resumed from a ticket that was issued to a
   // connection without a certificate (the server refused it only after the handshake) counts
   // as authorized, with no certificate at all. Without this, a dialler with no certificate
@@ -59,7 +67,7 @@ export function unverifiedCertificate(
   // ports.
   if (cert === 'no certificate')
     return `${who} presented no certificate${socket.authorized ? ' (a resumed TLS session)' : ''}`;
-  if (socket.authorized) return socket.isSessionReused() ? expiredSince(socket, who, nowMs) : null;
+  if (socket.authorized) return expiredSince(presented, cert, who, nowMs);
   const code = codeOf(socket);
   return `${who} certificate ${verifyMeaning[code] ?? 'refused'} (${code}; ${cert})`;
 }
@@ -74,12 +82,11 @@ function codeOf(socket: PresentedCertificate): string {
  * lifetime ago (5 minutes by default): the certificate may have expired since, and was let in
  * until the session itself expired.
  */
-function expiredSince(socket: PresentedCertificate, who: string, nowMs: number): string | null {
-  const c = socket.getPeerCertificate();
+function expiredSince(c: Presented, cert: string, who: string, nowMs: number): string | null {
   const from = Date.parse(c?.valid_from ?? '');
   const to = Date.parse(c?.valid_to ?? '');
   if (nowMs >= from && nowMs <= to) return null;
   const what =
     nowMs > to ? `expired on ${c?.valid_to ?? '?'}` : `not valid before ${c?.valid_from ?? '?'}`;
-  return `${who} certificate ${what} (a resumed TLS session; ${describePeerCert(socket)})`;
+  return `${who} certificate ${what} (a resumed TLS session; ${cert})`;
 }

@@ -19,10 +19,15 @@ const running = new Set<CliRun>();
 export function startCli(
   args: readonly string[],
   env: NodeJS.ProcessEnv = {},
-  /** Give the process a standard input the test writes to (child.stdin). */
-  o: { stdin?: boolean } = {},
+  o: {
+    /** Give the process a standard input the test writes to (child.stdin). */
+    stdin?: boolean;
+    /** A command to run it under (`unshare --pid --fork …`): `child` is then that command's. */
+    under?: readonly string[];
+  } = {},
 ): CliRun {
-  const child = spawn(process.execPath, [cliEntry(), ...args], {
+  const command = [...(o.under ?? []), process.execPath, cliEntry(), ...args];
+  const child = spawn(command[0] as string, command.slice(1), {
     stdio: [o.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

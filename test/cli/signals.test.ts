@@ -11,15 +11,15 @@
 // container on a slow disk).
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { cliEntry } from '../../src/cli/cluster.js';
 import { freePorts } from '../e2e/harness.js';
 import { until } from '../support/until.js';
+import { exitOf, startCli, stopAll, waitForOutput, type CliRun } from './run.js';
 
 const probe = spawnSync('unshare', ['--pid', '--fork', '--kill-child', 'true'], {
   stdio: 'ignore',
@@ -30,39 +30,18 @@ const skip =
     ? false
     : 'unshare cannot make a PID namespace here (needs root or CAP_SYS_ADMIN)';
 
-const started: ChildProcess[] = [];
-after(() => {
-  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-interface Pid1Run {
-  readonly outer: ChildProcess;
-  readonly out: { text: string };
-  readonly exited: Promise<number | string>;
-}
+after(stopAll);
 
 /** `flotilla args…` as process 1 of a new PID namespace (unshare forks it and passes its status on). */
-function asPid1(args: readonly string[]): Pid1Run {
-  const outer = spawn(
-    'unshare',
-    ['--pid', '--fork', '--kill-child', process.execPath, cliEntry(), ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  started.push(outer);
-  const out = { text: '' };
-  outer.stdout?.setEncoding('utf8').on('data', (d: string) => (out.text += d));
-  outer.stderr?.setEncoding('utf8').on('data', (d: string) => (out.text += d));
-  const exited = new Promise<number | string>((resolve) =>
-    outer.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
-  );
-  return { outer, out, exited };
+function asPid1(args: readonly string[]): CliRun {
+  return startCli(args, {}, { under: ['unshare', '--pid', '--fork', '--kill-child'] });
 }
 
 /** The command's process as seen from here: the child `unshare` forked. */
-async function innerPid(run: Pid1Run): Promise<number> {
-  const pid = run.outer.pid as number;
+async function innerPid(run: CliRun): Promise<number> {
+  const pid = run.child.pid as number;
   return until(
-    () => `the process unshare forked (output so far: ${run.out.text})`,
+    'the process unshare forked',
     () => {
       try {
         const first = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
@@ -75,23 +54,6 @@ async function innerPid(run: Pid1Run): Promise<number> {
     },
     10_000,
   );
-}
-
-async function exitWithin(run: Pid1Run, ms: number): Promise<number | string> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      run.exited,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`still running ${ms} ms after SIGTERM; output:\n${run.out.text}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 void test(
@@ -110,10 +72,10 @@ void test(
       const port = (silent.address() as AddressInfo).port;
       const run = asPid1(['kv', '--endpoints', `http://127.0.0.1:${port}`, 'get', 'k']);
       const pid = await innerPid(run);
-      await until(`the read connected (output: ${run.out.text})`, () => sockets.length > 0, 20_000);
+      await until('the read connected', () => sockets.length > 0, 20_000);
       process.kill(pid, 'SIGTERM');
       // 128 + 15, as the default action would have it.
-      assert.equal(await exitWithin(run, 5_000), 143, run.out.text);
+      assert.equal(await exitOf(run, 5_000), 143, run.out.stderr);
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise((r) => silent.close(r));
@@ -138,19 +100,13 @@ void test(
         join(dir, 'data'),
         '--initial-cluster',
         `1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
-        '--bootstrap-wait-ms',
-        '0',
       ]);
       const pid = await innerPid(run);
-      await until(
-        `the node started (output: ${run.out.text})`,
-        () => /node started/.test(run.out.text),
-        30_000,
-      );
+      await waitForOutput(run, /node started/, 30_000);
       process.kill(pid, 'SIGTERM');
       process.kill(pid, 'SIGTERM');
-      assert.equal(await exitWithin(run, 15_000), 0, run.out.text);
-      assert.match(run.out.text, /node stopped/);
+      assert.equal(await exitOf(run, 15_000), 0, run.out.stdout);
+      assert.match(run.out.stdout, /node stopped/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
