@@ -281,6 +281,11 @@ export function storageFilesIn(dir: string): StorageKind | null {
   } catch {
     return null;
   }
+  return storageKindOf(names);
+}
+
+/** The kind of storage a directory holding files named `names` holds, if any. */
+export function storageKindOf(names: readonly string[]): StorageKind | null {
   if (names.some((n) => /^wal-[0-9a-f]+\.seg$/.test(n) || /^snap-\d+\.snap$/.test(n))) return 'wal';
   if (names.some((n) => n.startsWith('raft.sqlite'))) return 'sqlite';
   return null;

@@ -28,7 +28,55 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { FIRST_ALLOCATED_RANGE, type RangeId } from '../ranges/types.js';
-import { groupDir, storageFilesIn } from './data-dir.js';
+import { groupDir, storageKindOf } from './data-dir.js';
+
+/**
+ * The file-system calls the record makes, all synchronous (they are few, small and rare: a
+ * range retired, prepared, first held or removed). node:fs by default; the simulator runs the
+ * record on its simulated disk (src/sim/sim-fs.ts), where a crash keeps only what was synced.
+ */
+export interface DirsFs {
+  /** The file's text; null when it does not exist. */
+  readText(path: string): string | null;
+  /** Creates or replaces `path` with `text`, then fsyncs the file. */
+  writeSynced(path: string, text: string): void;
+  /** Atomic: afterwards `to` names the file `from` named. */
+  rename(from: string, to: string): void;
+  /** fsync of a directory: its creations, renames and removals become durable. */
+  syncDir(dir: string): void;
+  /** Names in `dir`; throws when it cannot be read (absent, not a directory). */
+  readdir(dir: string): string[];
+  /** Deletes `dir` and everything under it; nothing when it does not exist. Not synced. */
+  removeTree(dir: string): void;
+}
+
+export const nodeDirsFs: DirsFs = {
+  readText(path) {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  },
+  writeSynced(path, text) {
+    writeFileSync(path, text);
+    syncPath(path);
+  },
+  rename: (from, to) => renameSync(from, to),
+  syncDir: (dir) => syncPath(dir),
+  readdir: (dir) => readdirSync(dir),
+  removeTree: (dir) => rmSync(dir, { recursive: true, force: true }),
+};
+
+function syncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 export const RETIRED_RANGES_FILE = 'retired-ranges.json';
 
@@ -52,8 +100,11 @@ export class RangeDirs {
   /** Ranges whose directory held this node's storage: recorded once opened, dropped on removal. */
   private readonly holding: Set<RangeId>;
 
-  constructor(private readonly dataDir: string) {
-    const held = readRetired(join(dataDir, RETIRED_RANGES_FILE));
+  constructor(
+    private readonly dataDir: string,
+    private readonly fs: DirsFs = nodeDirsFs,
+  ) {
+    const held = readRetired(fs, join(dataDir, RETIRED_RANGES_FILE));
     this.retired = new Set(held.retired);
     this.preparing = new Map(held.preparing);
     this.holding = new Set(held.held);
@@ -116,10 +167,7 @@ export class RangeDirs {
   lost(): RangeId[] {
     return [...this.holding]
       .filter(
-        (id) =>
-          !this.retired.has(id) &&
-          !this.preparing.has(id) &&
-          storageFilesIn(groupDir(this.dataDir, id)) === null,
+        (id) => !this.retired.has(id) && !this.preparing.has(id) && this.storageIn(id) === null,
       )
       .sort((a, b) => a - b);
   }
@@ -134,9 +182,7 @@ export class RangeDirs {
    */
   settle(): void {
     const present = new Set(
-      this.held().filter(
-        (id) => !this.retired.has(id) && storageFilesIn(groupDir(this.dataDir, id)) !== null,
-      ),
+      this.held().filter((id) => !this.retired.has(id) && this.storageIn(id) !== null),
     );
     if (present.size === this.holding.size && [...present].every((id) => this.holding.has(id)))
       return;
@@ -149,7 +195,7 @@ export class RangeDirs {
   held(): RangeId[] {
     let names: string[];
     try {
-      names = readdirSync(this.dataDir);
+      names = this.fs.readdir(this.dataDir);
     } catch {
       return [];
     }
@@ -170,13 +216,24 @@ export class RangeDirs {
     if (id < FIRST_ALLOCATED_RANGE)
       throw new Error(`Range ${id} is not an allocated range: its directory is never deleted`);
     if (this.holding.delete(id)) this.write();
-    rmSync(groupDir(this.dataDir, id), { recursive: true, force: true });
+    this.fs.removeTree(groupDir(this.dataDir, id));
+  }
+
+  /** Which storage's files range `id`'s directory holds (null when none, or no directory). */
+  private storageIn(id: RangeId): ReturnType<typeof storageKindOf> {
+    let names: string[];
+    try {
+      names = this.fs.readdir(groupDir(this.dataDir, id));
+    } catch {
+      return null;
+    }
+    return storageKindOf(names);
   }
 
   private write(): void {
     const file = join(this.dataDir, RETIRED_RANGES_FILE);
     const tmp = `${file}.tmp`;
-    writeFileSync(
+    this.fs.writeSynced(
       tmp,
       JSON.stringify({
         retired: [...this.retired],
@@ -184,19 +241,8 @@ export class RangeDirs {
         held: [...this.holding],
       }) + '\n',
     );
-    const fd = openSync(tmp, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-    const dir = openSync(this.dataDir, 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
+    this.fs.rename(tmp, file);
+    this.fs.syncDir(this.dataDir);
   }
 }
 
@@ -207,15 +253,14 @@ interface Recorded {
   readonly held: RangeId[];
 }
 
-function readRetired(file: string): Recorded {
-  let text: string;
+function readRetired(fs: DirsFs, file: string): Recorded {
+  let text: string | null;
   try {
-    text = readFileSync(file, 'utf8');
+    text = fs.readText(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      return { retired: [], preparing: [], held: [] };
     throw new Error(`Cannot read ${file}: ${(err as Error).message}`);
   }
+  if (text === null) return { retired: [], preparing: [], held: [] };
   let v: unknown;
   try {
     v = JSON.parse(text);

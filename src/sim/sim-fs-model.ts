@@ -125,6 +125,8 @@ export function cloneTree(t: Tree): Tree {
 
 export type MetaOp =
   | { readonly kind: 'mkdir'; readonly dir: string }
+  /** Removes an empty directory. */
+  | { readonly kind: 'rmdir'; readonly dir: string }
   | { readonly kind: 'link'; readonly dir: string; readonly name: string; readonly inode: Inode }
   | { readonly kind: 'unlink'; readonly dir: string; readonly name: string }
   | {
@@ -139,6 +141,7 @@ export type MetaOp =
 export function touches(op: MetaOp, dir: string): boolean {
   switch (op.kind) {
     case 'mkdir':
+    case 'rmdir':
       return op.dir === dir || posix.dirname(op.dir) === dir;
     case 'link':
     case 'unlink':
@@ -164,6 +167,11 @@ export function applyMeta(t: Tree, op: MetaOp): void {
     case 'mkdir':
       dirOf(posix.dirname(op.dir));
       if (!t.has(op.dir)) t.set(op.dir, new Map());
+      return;
+    case 'rmdir':
+      if ((t.get(op.dir)?.size ?? 0) > 0 || [...t.keys()].some((d) => posix.dirname(d) === op.dir))
+        throw new SimError('HARNESS', `sim fs journal: rmdir of non-empty ${op.dir}`);
+      t.delete(op.dir);
       return;
     case 'link':
       dirOf(op.dir).set(op.name, op.inode);

@@ -21,6 +21,7 @@ import { posix } from 'node:path';
 import type { Rng } from '../raft/index.js';
 import { StorageError } from '../storage/errors.js';
 import type { DirLock, OpenOptions, StorageFile, StorageFs } from '../storage/fs.js';
+import type { DirsFs } from '../server/range-dirs.js';
 import { SimError } from './errors.js';
 import { Inode, applyMeta, cloneTree, inodesOf, newTree, touches } from './sim-fs-model.js';
 import type { MetaOp, TailWrite, Tree } from './sim-fs-model.js';
@@ -53,7 +54,7 @@ export interface SimIo {
 }
 
 export type SimFsErrorCode =
-  'ENOENT' | 'EEXIST' | 'EISDIR' | 'ENOTDIR' | 'EBADF' | 'EIO' | 'ENOSPC';
+  'ENOENT' | 'EEXIST' | 'EISDIR' | 'ENOTDIR' | 'ENOTEMPTY' | 'EBUSY' | 'EBADF' | 'EIO' | 'ENOSPC';
 
 /** A Node-style file-system error: `code`, `syscall`, `path`. */
 export class SimFsError extends Error {
@@ -312,6 +313,10 @@ export class SimDisk {
     this.log({ kind: 'mkdir', dir });
   }
 
+  hasDir(dir: string): boolean {
+    return this.cacheTree.has(dir);
+  }
+
   readdir(dir: string): string[] {
     const files = this.cacheTree.get(dir);
     if (files === undefined) {
@@ -351,6 +356,13 @@ export class SimDisk {
     for (const [k, op] of this.journal.entries()) if (touches(op, dir)) through = k;
     for (const op of this.journal.slice(0, through + 1)) applyMeta(this.durableTree, op);
     this.journal = this.journal.slice(through + 1);
+  }
+
+  /** Removes the empty directory `dir`. */
+  rmdir(dir: string): void {
+    if (dir === '/') throw new SimFsError('EBUSY', 'rmdir', dir);
+    if (this.readdir(dir).length > 0) throw new SimFsError('ENOTEMPTY', 'rmdir', dir);
+    this.log({ kind: 'rmdir', dir });
   }
 
   lock(path: string, mount: number): void {
@@ -460,6 +472,51 @@ export class SimFs implements StorageFs {
   syncDir(dir: string): Promise<void> {
     const p = normalize(dir);
     return this.run('syncdir', p, 0, () => this.disk.syncDir(p));
+  }
+
+  /**
+   * The same disk through synchronous calls, as node:fs's *Sync functions reach it: they take
+   * effect at once, outside the schedule (no virtual time, no injected failure). What a process
+   * that has died calls changes nothing.
+   */
+  dirsFs(): DirsFs {
+    const disk = this.disk;
+    const alive = (): boolean => this.live;
+    const removeTree = (dir: string): void => {
+      if (!disk.hasDir(dir)) {
+        disk.rm(dir); // a file, or nothing
+        return;
+      }
+      for (const name of disk.readdir(dir)) removeTree(join(dir, name));
+      disk.rmdir(dir);
+    };
+    return {
+      readText: (path) => {
+        const inode = disk.find(normalize(path));
+        return inode === undefined ? null : Buffer.from(inode.cache.view()).toString('utf8');
+      },
+      writeSynced: (path, text) => {
+        if (!alive()) return;
+        const p = normalize(path);
+        const inode = disk.find(p) ?? disk.create(p, 'open');
+        const data = Buffer.from(text, 'utf8');
+        inode.cache.resize(0);
+        inode.pending.push({ kind: 'truncate', sizeBytes: 0 });
+        inode.cache.write(0, data);
+        inode.pending.push({ kind: 'write', at: 0, data });
+        inode.makeDurable();
+      },
+      rename: (from, to) => {
+        if (alive()) disk.rename(normalize(from), normalize(to));
+      },
+      syncDir: (dir) => {
+        if (alive()) disk.syncDir(normalize(dir));
+      },
+      readdir: (dir) => disk.readdir(normalize(dir)),
+      removeTree: (dir) => {
+        if (alive()) removeTree(normalize(dir));
+      },
+    };
   }
 
   lock(path: string): Promise<DirLock> {

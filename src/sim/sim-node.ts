@@ -34,7 +34,7 @@ import { RangeGroups, type RangeGroup } from '../server/range-groups.js';
 import { RangeRetirer } from '../server/range-retirer.js';
 import { prepareRefusal } from '../server/range-replicas.js';
 import { FlotillaError } from '../base/errors.js';
-import type { SimRangeDirsView } from './sim-range-dirs.js';
+import type { RangeDirs } from '../server/range-dirs.js';
 import type { RangeMachine } from '../ranges/range-machine.js';
 import type { RangeDescriptor } from '../ranges/types.js';
 import { FIRST_RANGE, META_GROUP, type RangeId } from '../ranges/types.js';
@@ -163,11 +163,7 @@ export interface SimMetaParts {
 }
 
 /** Gives range `id` up on a node, in place of RangeGroups.retire. */
-export type RetirePlant = (
-  id: RangeId,
-  groups: RangeGroups,
-  dirs: SimRangeDirsView,
-) => Promise<void>;
+export type RetirePlant = (id: RangeId, groups: RangeGroups, dirs: RangeDirs) => Promise<void>;
 
 /** How often a simulated node's retirer looks at its ranges (the product's: 500 ms). */
 const SIM_RETIRE_CHECK_MS = 200;
@@ -361,7 +357,11 @@ export class SimNode implements LogView {
     const nodeHost = this.newHost();
     const { tickMs: _tickMs, raft, ...settings } = this.opts.runtime;
     const moves = this.opts.moves === true;
-    const dirs = disk.rangeDirs;
+    // As node.ts: the record read from the data directory before any group starts, and
+    // brought in line with the directories a crash left (settle). The simulated disk never
+    // loses one range's directory alone, so none is found lost (node.ts then recovers).
+    const dirs = disk.openRangeDirs();
+    dirs.settle();
     const groups = new RangeGroups({
       ...(moves
         ? {
@@ -371,9 +371,10 @@ export class SimNode implements LogView {
               retire: (id) => dirs.retire(id),
               prepare: (id, generation) => dirs.prepare(id, generation),
               preparedAt: (id) => dirs.preparedAt(id),
+              hold: (id) => dirs.hold(id),
               remove: (id) => {
                 this.rangePartials.delete(id);
-                dirs.remove(id);
+                disk.removeRange(dirs, id);
               },
             },
           }
@@ -575,7 +576,7 @@ export class SimNode implements LogView {
   }
 
   /** The product's retirer over this incarnation's ranges (its timers die with it). */
-  private retirer(groups: RangeGroups, dirs: SimRangeDirsView): RangeRetirer {
+  private retirer(groups: RangeGroups, dirs: RangeDirs): RangeRetirer {
     const plant = this.opts.plantRetire;
     return new RangeRetirer({
       selfId: this.id,

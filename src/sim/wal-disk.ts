@@ -22,11 +22,13 @@ import type { StorageFs } from '../storage/fs.js';
 import { openWalStorage, type WalStorage } from '../storage/index.js';
 import { VirtualDisk } from './disk.js';
 import { SimDisk, type SimIo } from './sim-fs.js';
-import { SimRangeDirs } from './sim-range-dirs.js';
+import { groupDir as groupDirIn } from '../server/data-dir.js';
+import { RangeDirs } from '../server/range-dirs.js';
 import type { DiskFactory, DiskIo, NodeDisk } from './sim-storage.js';
 
 /** Each group's WAL lives in its own directory of the node's one simulated disk. */
-const groupDir = (group: number): string => `/data/group-${group}`;
+const DATA_DIR = '/data';
+const groupDir = (group: number): string => groupDirIn(DATA_DIR, group);
 
 /** What the WAL of one group acknowledged: the durability check's view and recovery's floor. */
 interface GroupMirror {
@@ -55,10 +57,12 @@ export class WalNodeDisk implements NodeDisk {
    * does by the start-up rule. Groups created after the wipe never had data here to lose.
    */
   readonly lostGroups = new Set<number>();
-  /** The ranges given up, prepared and held here (the product's retired-ranges.json). */
-  rangeDirs = this.newRangeDirs();
-  /** Range directories deleted whose files go at the group's next opening. */
-  private readonly removed = new Set<number>();
+  /**
+   * The product's record of the ranges given up, prepared and held here (retired-ranges.json
+   * in the data directory), as the running incarnation read it at its start; null until one
+   * reads it after a crash.
+   */
+  private dirs: RangeDirs | null = null;
 
   constructor(
     private readonly rng: Rng,
@@ -75,8 +79,6 @@ export class WalNodeDisk implements NodeDisk {
   /** Group `group`'s storage: the product's WAL in the group's own directory of this disk. */
   async openGroup(group: number, io: DiskIo): Promise<GroupStorage> {
     this.io = io;
-    if (this.removed.delete(group)) await clearDir(this.disk.mount(), groupDir(group));
-    this.rangeDirs.opened(group);
     const g = this.group(group);
     const wal = await openWalStorage(groupDir(group), {
       fs: this.wrapFs(this.disk.mount()),
@@ -126,24 +128,39 @@ export class WalNodeDisk implements NodeDisk {
   crash(): void {
     this.io = null;
     this.disk.crash();
+    this.dirs = null;
   }
 
   wipe(): void {
     this.disk = this.newDisk();
     this.groups = new Map();
     this.recovery = null;
-    this.removed.clear();
-    this.rangeDirs = this.newRangeDirs();
+    this.dirs = null;
   }
 
-  private newRangeDirs(): SimRangeDirs {
-    // The files go at the group's next opening (removal is durable at once, as the product
-    // records the range retired, synced, before it deletes the directory); what the WAL
-    // acknowledged there is no longer held here.
-    return new SimRangeDirs((id) => {
-      this.removed.add(id);
-      this.groups.delete(id);
-    });
+  /**
+   * The range record as a starting node reads it (node.ts): from the file in the data
+   * directory, over this disk, so that a crash keeps only what the record synced.
+   */
+  openRangeDirs(): RangeDirs {
+    this.dirs = new RangeDirs(DATA_DIR, this.disk.mount().dirsFs());
+    return this.dirs;
+  }
+
+  /** The record the running incarnation read (or the disk's, read now, while none runs). */
+  get rangeDirs(): RangeDirs {
+    return this.dirs ?? this.openRangeDirs();
+  }
+
+  /**
+   * Deletes range `id`'s directory through `dirs`, the record of the incarnation asking (an
+   * incarnation that died changes nothing). What its WAL acknowledged is no longer held here:
+   * a crash that loses the removal may bring the files back, and they are then checked
+   * against nothing.
+   */
+  removeRange(dirs: RangeDirs, id: number): void {
+    dirs.remove(id);
+    if (dirs === this.dirs) this.groups.delete(id);
   }
 
   holds(index: number, term: number): boolean {
@@ -243,27 +260,6 @@ export class WalNodeDisk implements NodeDisk {
     mirror.persist(got.entries, got.hardState, () => undefined);
     g.mirror = mirror;
   }
-}
-
-/** Deletes every file under `dir` (directories stay, empty), durably. */
-async function clearDir(fs: StorageFs, dir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') return; // never created
-    throw err;
-  }
-  for (const name of names) {
-    const path = `${dir}/${name}`;
-    try {
-      await fs.rm(path);
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EISDIR') throw err;
-      await clearDir(fs, path);
-    }
-  }
-  await fs.syncDir(dir);
 }
 
 /** Operations that reach the device (a write, a sync) take the disk's virtual latency. */

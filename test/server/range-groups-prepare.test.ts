@@ -12,7 +12,9 @@ import { Host } from '../../src/host/host.js';
 import { RangeMachine, type RangeCommand } from '../../src/ranges/range-machine.js';
 import type { RangeDescriptor, RangeId } from '../../src/ranges/types.js';
 import { RangeGroups, type RangeGroup } from '../../src/server/range-groups.js';
-import { SimRangeDirs } from '../../src/sim/sim-range-dirs.js';
+import { RangeDirs, type DirsFs } from '../../src/server/range-dirs.js';
+import { SimDisk } from '../../src/sim/sim-fs.js';
+import { createRng } from '../../src/raft/index.js';
 import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';
 
@@ -21,10 +23,22 @@ const ME = 4;
 const RIGHT = 3;
 const OTHERS = [1, 2, 3];
 
-/** The range directories' bookkeeping (range-dirs.ts) as the simulator keeps it, over `disks`. */
-class Dirs extends SimRangeDirs {
-  constructor(disks: Map<RangeId, MemoryDisk>) {
-    super((id) => disks.delete(id));
+/** A data directory on a simulated disk, for the range record alone. */
+function dataDir(): DirsFs {
+  const disk = new SimDisk({ rng: createRng(1) });
+  disk.mkdirp('/data');
+  return disk.mount().dirsFs();
+}
+
+/** The product's range record (range-dirs.ts); deleting a range's directory drops its disk. */
+class Dirs extends RangeDirs {
+  constructor(private readonly disks: Map<RangeId, MemoryDisk>) {
+    super('/data', dataDir());
+  }
+
+  override remove(id: RangeId): void {
+    super.remove(id);
+    this.disks.delete(id);
   }
 }
 

@@ -1,5 +1,6 @@
 // The simulated disk's own promises (src/sim/sim-fs.ts): what a crash keeps and loses, torn
-// writes, ordered metadata, fsyncgate, dead processes, the lock, and determinism from a seed.
+// writes, ordered metadata, fsyncgate, dead processes, the lock, determinism from a seed, and
+// the synchronous calls the range record makes.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -8,6 +9,7 @@ import type { SimError } from '../../src/sim/errors.js';
 import { SimDisk, simIoError } from '../../src/sim/sim-fs.js';
 import type { SimDiskOptions, SimIo, SimFsError } from '../../src/sim/sim-fs.js';
 import type { StorageError } from '../../src/storage/errors.js';
+import { RangeDirs } from '../../src/server/range-dirs.js';
 
 const bytes = (...xs: number[]): Buffer => Buffer.from(xs);
 
@@ -289,5 +291,33 @@ void describe('simulated disk', () => {
     const outcomes = new Set<string>();
     for (let seed = 1; seed <= 10; seed++) outcomes.add(await run(seed));
     assert.ok(outcomes.size > 1, 'different seeds crash differently');
+  });
+
+  void it('serves synchronous calls (the range record) with the same durability', () => {
+    const d = disk(12, { tornWriteProbability: 0 });
+    d.mkdirp('/data/group-3');
+    const sync = d.mount().dirsFs();
+    sync.writeSynced('/data/group-3/wal-0000000000000001.seg', 'x');
+    sync.syncDir('/data/group-3');
+    // The product's record of ranges (range-dirs.ts), over this disk.
+    const dirs = new RangeDirs('/data', sync);
+    dirs.hold(3);
+    dirs.retire(3);
+    assert.ok(d.files('durable').includes('/data/retired-ranges.json'), 'synced, renamed, synced');
+    dirs.remove(3);
+    assert.equal(sync.readText('/data/group-3/wal-0000000000000001.seg'), null);
+    assert.ok(
+      d.files('durable').includes('/data/group-3/wal-0000000000000001.seg'),
+      'a removal is durable only once its directory is synced',
+    );
+    d.crash();
+    const again = new RangeDirs('/data', d.mount().dirsFs());
+    assert.equal(again.isRetired(3), true, 'the retirement survived the crash');
+    // What a process that died calls changes nothing.
+    sync.writeSynced('/data/late', 'x');
+    sync.removeTree('/data');
+    assert.deepEqual(d.files(), d.files('durable'));
+    assert.ok(d.files().includes('/data/retired-ranges.json'));
+    assert.equal(d.files().includes('/data/late'), false);
   });
 });
