@@ -185,10 +185,46 @@ const switchSettings = [
   'readRoundsToQuorum',
 ] as const;
 
+/** Every field of RaftConfig: any other is a mistake (a misspelt setting keeps its default). */
+const configFields: ReadonlySet<string> = new Set<keyof RaftConfig>([
+  'id',
+  'voters',
+  'rng',
+  ...countSettings,
+  ...switchSettings,
+  'leaseDriftTicks',
+  'initial',
+  'recovery',
+  'onEvent',
+]);
+
+/** The field of RaftConfig `name` was probably meant to be, if one is close enough. */
+function meant(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  let best: string | undefined;
+  let bestShared = 3; // a shorter common start says nothing
+  for (const f of configFields) {
+    const fl = f.toLowerCase();
+    if (fl === lower) return f;
+    let shared = 0;
+    while (shared < fl.length && fl[shared] === lower[shared]) shared++;
+    if (shared > bestShared) {
+      best = f;
+      bestShared = shared;
+    }
+  }
+  return best;
+}
+
 export function resolveConfig(config: RaftConfig): ResolvedConfig {
   // A caller in plain JavaScript may pass anything: say which field is wrong rather than fail
   // later with a TypeError from deep inside the core (a missing rng at the first election).
   check(typeof config === 'object' && config !== null, 'a config object is required');
+  for (const k of Object.keys(config)) {
+    if (configFields.has(k)) continue;
+    const guess = meant(k);
+    check(false, `unknown field "${k}"${guess === undefined ? '' : ` (did you mean "${guess}"?)`}`);
+  }
   check(
     typeof (config.rng as Partial<Rng> | undefined)?.int === 'function',
     'rng must be a random source (createRng(seed))',
@@ -248,11 +284,14 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
   };
   check(
     Number.isSafeInteger(resolved.id) && resolved.id > 0,
-    `id must be a positive integer, got ${resolved.id}`,
+    `id must be a positive integer, got ${JSON.stringify(resolved.id) ?? String(resolved.id)}`,
   );
   check(resolved.voters.length > 0, 'voters must not be empty');
   for (const v of resolved.voters) {
-    check(Number.isSafeInteger(v) && v > 0, `voter ids must be positive integers, got ${v}`);
+    check(
+      Number.isSafeInteger(v) && v > 0,
+      `voter ids must be positive integers, got ${JSON.stringify(v) ?? String(v)}`,
+    );
   }
   check(
     resolved.heartbeatTicks >= 1,
@@ -290,11 +329,11 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
   );
   check(
     resolved.maxInflightBytes >= resolved.maxBytesPerMsg,
-    `maxInflightBytes (${resolved.maxInflightBytes}) must be >= maxBytesPerMsg (${resolved.maxBytesPerMsg})`,
+    `maxInflightBytes (${resolved.maxInflightBytes}) must be >= maxBytesPerMsg (${resolved.maxBytesPerMsg}${config.maxBytesPerMsg === undefined ? ', its default' : ''})`,
   );
   check(
     resolved.maxUncommittedBytes >= resolved.maxBytesPerMsg,
-    `maxUncommittedBytes (${resolved.maxUncommittedBytes}) must be >= maxBytesPerMsg (${resolved.maxBytesPerMsg})`,
+    `maxUncommittedBytes (${resolved.maxUncommittedBytes}) must be >= maxBytesPerMsg (${resolved.maxBytesPerMsg}${config.maxBytesPerMsg === undefined ? ', its default' : ''})`,
   );
   check(resolved.maxCommittedPerReady >= 1, 'maxCommittedPerReady must be >= 1');
   check(

@@ -55,7 +55,13 @@ export class RaftLog {
       applied <= this.lastIndex(),
       `Cannot restore log: applied index ${applied} is past the last entry held (${this.lastIndex()}); the state machine applied entries the log does not hold`,
     );
-    this.committed = Math.min(Math.max(committed, applied, this.snapshotIndex), this.lastIndex());
+    // A commit index past the log means the log lost entries a quorum acknowledged to this
+    // node's commit: nothing to lower it to silently (etcd-io/raft panics the same way).
+    assert(
+      committed <= this.lastIndex(),
+      `Cannot restore log: the hard state's commit index ${committed} is past the last entry held (${this.lastIndex()}); the log lost committed entries`,
+    );
+    this.committed = Math.max(committed, applied, this.snapshotIndex);
     this.applied = Math.max(applied, this.snapshotIndex);
   }
 

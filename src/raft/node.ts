@@ -446,6 +446,11 @@ export class RaftNode {
   // -------------------------------------------------------------------------------------------
   // Ready / advance
 
+  /**
+   * Whether `ready()` has something to hand out. False while a Ready is outstanding (taken and
+   * not yet advanced), whatever was fed in since: that waits for the next Ready (or for
+   * `takeMessages` and `takeCommitted`, which serve a slow write).
+   */
   hasReady(): boolean {
     if (this.outstanding !== null) return false;
     const r = this.raft;
@@ -466,6 +471,11 @@ export class RaftNode {
     );
   }
 
+  /**
+   * Hands out what to do now, in the order the Ready's fields document: send, persist, send
+   * what promised durability, apply, serve reads; then `advance(ready)`. One at a time: a second
+   * call before that advance throws.
+   */
   ready(): Ready {
     assert(this.outstanding === null, 'ready() called before the previous Ready was advanced');
     const r = this.raft;
@@ -501,6 +511,7 @@ export class RaftNode {
     return rd;
   }
 
+  /** The Ready `rd` was handled: its writes are durable and its committed entries applied. */
   advance(rd: Ready): void {
     assert(
       this.outstanding === rd,

@@ -1,6 +1,8 @@
 // A small seeded PRNG (xoshiro128**, Blackman & Vigna 2018) so that the core, the simulator
 // and every layer that needs randomness are reproducible from one seed.
 
+import { assert } from './errors.js';
+
 export interface Rng {
   /** A uniformly distributed integer in [0, maxExclusive). */
   int(maxExclusive: number): number;
@@ -59,6 +61,15 @@ function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
 
+/**
+ * A random source seeded by `seed`, an integer; its low 32 bits choose the stream. Anything
+ * else is refused: a seed that is not a number (from plain JavaScript) would give every node
+ * the same stream, and nodes that draw the same election timeouts split their votes forever.
+ */
 export function createRng(seed: number): Rng {
+  assert(
+    Number.isInteger(seed),
+    `createRng needs an integer seed, got ${typeof seed === 'number' ? String(seed) : `${typeof seed} ${JSON.stringify(seed) ?? String(seed)}`}`,
+  );
   return new Xoshiro128(seed);
 }

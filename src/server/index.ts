@@ -3,6 +3,8 @@
 // can report. `flotilla start` is `runNode(resolveNodeConfig(file, env, flags))`.
 
 export { FlotillaNode, runNode } from './node.js';
+// The type of `FlotillaNode.runtime`, so that a program can name what it reads from it.
+export type { RaftRuntime } from '../host/runtime.js';
 export {
   ConfigError,
   configDefaults,

@@ -110,7 +110,10 @@ export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
       else if (r.kind === 'pre-vote-granted') log.info(fields, `granted pre-vote to ${r.peer}`);
       else if (r.kind === 'pre-vote-refused') log.info(fields, `refused pre-vote to ${r.peer}`);
       else if (r.kind === 'become-leader') log.info(fields, 'became leader');
-      else if (r.kind === 'step-down') log.warn(fields, 'stepped down');
+      // Handing leadership over, or meeting a newer term, is ordinary (a shutdown does the
+      // first); losing the quorum or being removed is what an operator should look at.
+      else if (r.kind === 'step-down')
+        log[/^(check-quorum|removed)/.test(r.reason) ? 'warn' : 'info'](fields, 'stepped down');
       else if (r.kind === 'follower-lost-log')
         log.warn(fields, `follower ${r.peer} lost its data: replicating it again from the start`);
       else if (r.kind === 'recovery-started' || r.kind === 'recovery-finished')

@@ -261,6 +261,19 @@ void test('config counts that are not positive integers, and odd settings, are r
     [{ recovery: 'bogus' }, /recovery must be "none" or "recovering", got "bogus"/],
     [{ onEvent: 5 }, /onEvent must be a function/],
     [{ voters: 3 }, /voters must be an array of node ids, got 3/],
+    [{ id: '1' }, /id must be a positive integer, got "1"/],
+    [{ voters: [1, '2'] }, /voter ids must be positive integers, got "2"/],
+    // A misspelt setting kept its default, silently.
+    [
+      { electionTimeout: 1000 },
+      /unknown field "electionTimeout" \(did you mean "electionTicks"\?\)/,
+    ],
+    [{ PreVote: false }, /unknown field "PreVote" \(did you mean "preVote"\?\)/],
+    [{ zzz: 1 }, /unknown field "zzz"$/],
+    [
+      { maxUncommittedBytes: 10 },
+      /maxUncommittedBytes \(10\) must be >= maxBytesPerMsg \(\d+, its default\)/,
+    ],
   ];
   for (const [extra, why] of refused)
     assert.throws(
@@ -420,4 +433,17 @@ void test('a clock moved by a count that is not a whole number >= 0 is refused, 
   node.tick();
   const r = node.propose('one' as unknown as Uint8Array);
   assert.match(r.ok ? '' : r.error.message, /^A proposal must be a Uint8Array, got string/);
+});
+
+void test('createRng refuses a seed that is not an integer, naming it', () => {
+  // Before, a string (or no seed) gave every node the same stream: three nodes drawing the
+  // same election timeouts split their votes forever.
+  for (const bad of ['node-1', undefined, NaN, 1.5, null])
+    assert.throws(
+      () => createRng(bad as unknown as number),
+      (e: unknown) =>
+        e instanceof AssertionError && /createRng needs an integer seed, got/.test(e.message),
+      String(bad),
+    );
+  assert.notEqual(createRng(1).float(), createRng(2).float());
 });

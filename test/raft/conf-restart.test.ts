@@ -102,6 +102,29 @@ void test('an applied index past the last entry held is refused, naming it', () 
   });
 });
 
+void test('a stored commit index past the last entry held is refused, naming it', () => {
+  // Before, it was lowered to the log's end without a word, and the next Ready wrote the
+  // lowered commit over the stored one: a log that lost committed entries went unnoticed.
+  assert.throws(
+    () =>
+      new RaftNode({
+        id: 1,
+        voters: [1],
+        rng: createRng(1),
+        initial: {
+          hardState: { term: 1, vote: 1, commit: 5 },
+          snapshot: null,
+          entries: [],
+          applied: 0,
+        },
+      }),
+    {
+      name: 'AssertionError',
+      message: /commit index 5 is past the last entry held \(0\); the log lost committed entries/,
+    },
+  );
+});
+
 void test('restarted with the membership of today instead of the initial voters: the error says so', () => {
   assert.throws(
     () =>

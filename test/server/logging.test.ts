@@ -92,6 +92,26 @@ void test('pre-votes are logged as pre-votes, votes as votes', () => {
   );
 });
 
+void test('a leader stepping down warns only when it lost its quorum or was removed', () => {
+  // Before, every step-down warned, a leadership hand-off at shutdown among them.
+  const out = sink();
+  const log = createLogger(1, { level: 'warn', format: 'pretty', out });
+  const stepDown = (reason: string): void =>
+    logRuntimeEvent(log, {
+      kind: 'raft',
+      event: { kind: 'step-down', node: 1, term: 2, peer: 0, reason },
+    });
+  stepDown('vote request from 2 in term 3');
+  stepDown('append from 3 in term 4');
+  stepDown('check-quorum: no contact with a majority');
+  stepDown('removed, and heard from no voter in an election timeout');
+  assert.deepEqual(
+    out.lines.map((l) => l.replace(clock, '').replace(/ term=.*/, '')),
+    ['WARN stepped down', 'WARN stepped down'],
+  );
+  assert.match(out.lines[0] ?? '', /reason=check-quorum/);
+});
+
 void test('a node logs the torn WAL tail it cut at start-up: file, offset and bytes dropped', async () => {
   const { dir, cleanup } = await tempDir();
   try {
