@@ -79,7 +79,7 @@ async function autoSplit(
     while (!c.nodes.every((n) => n.lanes.count() === 2)) {
       assert.ok(
         Date.now() < deadline,
-        `no automatic split after ${i} writes; ranges per node: ${c.nodes.map((n) => n.lanes.count()).join(',')}`,
+        `no automatic split after ${i} writes; ranges per node: ${c.nodes.map((n) => n.lanes.count()).join(',')}; logged: ${JSON.stringify(logs.lines)}`,
       );
       await put(i++);
     }
@@ -130,9 +130,16 @@ async function autoSplit(
 
 const key3 = (i: number) => `key/${String(i).padStart(3, '0')}`;
 
+/**
+ * Long enough that the halves do not split again before the test ends, short enough that an
+ * attempt that failed on a loaded machine (the range is then left alone for the cool-down) is
+ * made again within the 40 s the test waits.
+ */
+const COOLDOWN_MS = 12_000;
+
 void test('past rangeSplitKeys, range 0 splits at its middle key and the halves hold every acknowledged write', async () => {
   const { line, ranges } = await autoSplit(
-    { rangeSplitKeys: 40, rangeSplitCooldownMs: 60_000 },
+    { rangeSplitKeys: 40, rangeSplitCooldownMs: COOLDOWN_MS },
     (i) => ({ key: key3(i), value: `v${i}` }),
     10,
   );
@@ -147,7 +154,7 @@ void test('past rangeSplitKeys, range 0 splits at its middle key and the halves 
 
 void test('past rangeSplitBytes, range 0 splits at its middle key', async () => {
   const { line } = await autoSplit(
-    { rangeSplitBytes: 20_000, rangeSplitCooldownMs: 60_000 },
+    { rangeSplitBytes: 20_000, rangeSplitCooldownMs: COOLDOWN_MS },
     (i) => ({ key: key3(i), value: String(i % 10).repeat(1_000) }),
     5,
   );
@@ -163,7 +170,7 @@ void test('writes above rangeSplitWritesPerSec for the window split range 0 at t
     {
       rangeSplitWritesPerSec: 20,
       rangeSplitLoadWindowMs: 1_000,
-      rangeSplitCooldownMs: 60_000,
+      rangeSplitCooldownMs: COOLDOWN_MS,
     },
     (i) => ({ key: `load/${String(i % 50).padStart(2, '0')}`, value: `v${i}` }),
     10,
