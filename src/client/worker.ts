@@ -102,12 +102,15 @@ export class Worker<D = unknown, R = unknown> {
     // Checked here like the numbers below: a name the cluster refuses fails every claim.
     if (
       o.name !== undefined &&
-      (typeof o.name !== 'string' || o.name.length > defaultQueueLimits.maxMessageChars)
+      (typeof o.name !== 'string' ||
+        o.name.trim() === '' ||
+        o.name.length > defaultQueueLimits.maxMessageChars)
     )
       throw new FlotillaError(
         'BAD_REQUEST',
-        `name must be a string of at most ${defaultQueueLimits.maxMessageChars} characters, got ` +
-          (typeof o.name === 'string' ? `${o.name.length}` : typeof o.name),
+        `name must be a string of 1 to ${defaultQueueLimits.maxMessageChars} characters, not ` +
+          'only whitespace, got ' +
+          (typeof o.name === 'string' ? JSON.stringify(o.name.slice(0, 40)) : typeof o.name),
       );
     this.name = o.name ?? `worker-${Math.random().toString(36).slice(2, 10)}`;
     const concurrency = o.concurrency ?? 1;
@@ -399,8 +402,11 @@ const maxErrorChars = 1_024;
  * (a thrown `{code: 42}` was recorded as "[object Object]"), else as a string.
  */
 function thrownText(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  if (typeof e === 'string') return e;
+  // The cluster refuses a failure whose message is empty or only whitespace (BAD_REQUEST): a
+  // `throw new Error()` would otherwise leave its job active until the lease ran out.
+  if (e instanceof Error)
+    return e.message.trim() === '' ? `${e.name === '' ? 'Error' : e.name} (no message)` : e.message;
+  if (typeof e === 'string') return e.trim() === '' ? 'thrown: an empty string' : e;
   try {
     const json = JSON.stringify(e);
     if (typeof json === 'string') return `thrown: ${json.slice(0, maxErrorChars)}`;

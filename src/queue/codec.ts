@@ -400,11 +400,63 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
 }
 
 /**
+ * The checks a command gets when it is proposed, on top of decodeQueueCommand's: text a caller
+ * gives must say something. A failure's `error` and a worker's name that are empty or only
+ * whitespace are refused, since a dead job whose reason reads "" tells its operator nothing and
+ * a worker named "" or " " cannot be told from none. Only at proposal, never when an entry is
+ * applied: a release before these checks wrote such entries, and a member that refused them on
+ * apply would part from the members that applied them (DESIGN.md, "Upgrades").
+ */
+export function checkProposal(cmd: QueueCommandAny): void {
+  switch (cmd.op) {
+    case 'claim':
+      return checkWorker(cmd.worker, '');
+    case 'complete':
+    case 'fail':
+      return checkReport(cmd);
+    case 'reportBulk':
+      for (const [i, r] of cmd.reports.entries()) {
+        try {
+          checkReport(r);
+        } catch (err) {
+          if (!(err instanceof FlotillaError)) throw err;
+          bad(`reports[${i}]: ${err.message}`);
+        }
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+function checkReport(r: BulkReport): void {
+  if (r.op === 'fail') said(r.error, 'error');
+  checkWorker(r.next?.worker, 'next.');
+}
+
+function checkWorker(worker: string | undefined, prefix: string): void {
+  if (worker !== undefined) said(worker, `${prefix}worker`);
+}
+
+/** Refuses text that is empty or only whitespace, naming the field. */
+function said(v: string, field: string): void {
+  if (v.trim() === '')
+    bad(
+      v === ''
+        ? `"${field}" is empty: give a non-empty text`
+        : `"${field}" is only whitespace (${preview(v)}): give a non-empty text`,
+    );
+}
+
+/**
  * A job id in a command about an existing job: a caller's (checkName) or one the machine made
  * (`#seq`, `repeatId@timeMs`).
  */
-function jobId(v: unknown, l: QueueLimits): string {
+export function jobId(v: unknown, l: QueueLimits): string {
   if (typeof v !== 'string' || !/^[A-Za-z0-9._:#@-]+$/.test(v) || v.length > 2 * l.maxNameChars)
-    bad(`"id" must be a job id, got ${preview(v)}`);
+    bad(
+      `"id" must be a job id (1 to ${2 * l.maxNameChars} letters, digits or ._:#@-), ` +
+        `got ${preview(v)}`,
+    );
   return v;
 }

@@ -14,6 +14,7 @@ import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
 import { queueCommandFeature, sessionAtLevel, type FeatureCheck } from './feature-gate.js';
 import type { QueueStateMachine } from '../queue/index.js';
 import {
+  checkProposal,
   decodeQueueCommand,
   encodeQueueCommand,
   type QueueCommandAny,
@@ -45,6 +46,8 @@ export class QueueService {
         : cmd;
     const payload = encodeQueueCommand(bounded);
     decodeQueueCommand(payload, this.limits);
+    // What only a new command must satisfy (an empty failure message): not checked on apply.
+    checkProposal(cmd);
     // The mark only once every member knows it (sessionAtLevel); a lone test has no gate.
     const s = this.gate === null ? session : sessionAtLevel(session, this.gate.active());
     return encodeEnvelope({

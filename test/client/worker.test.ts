@@ -234,6 +234,9 @@ void test('options no claim could carry are refused when the worker is made', ()
     // The API's limit on a claim's worker name: before, the worker was made and every claim
     // it sent was refused, said only to onError.
     { name: 'w'.repeat(1_025) },
+    // A name the cluster refuses as saying nothing.
+    { name: '' },
+    { name: ' \t' },
     // A misspelt option was the default without a word.
     { concurrencyy: 3 },
     // A heartbeat no sooner than the lease's end: every job was lost (a user's find).
@@ -329,6 +332,37 @@ void test('a handler that throws something other than an Error has it recorded a
     10_000,
   );
   assert.equal((await q.get(id)).job.error, 'thrown: {"code":42,"why":"no"}');
+});
+
+void test('a handler error with no message is recorded as saying so, not refused', async () => {
+  // The cluster refuses a failure whose message is empty: the worker's fail was refused, and
+  // the job stayed active until its lease ran out, recorded as "lease expired".
+  const client = await cluster();
+  const q = client.queue('silent');
+  const errors: unknown[] = [];
+  const thrown: unknown[] = [new Error(), new TypeError('  '), ''];
+  const ids: string[] = [];
+  for (const [i] of thrown.entries()) ids.push((await q.add('x', i, { maxAttempts: 1 })).id);
+  const w = new Worker<number>(
+    q,
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- a thrown ''
+    (job) => Promise.reject(thrown[job.data]),
+    { waitMs: 500, onError: (err) => errors.push(err) },
+  );
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until(
+    'every failure was recorded',
+    async () =>
+      (await Promise.all(ids.map((id) => q.get(id)))).every((r) => r.job.state === 'dead'),
+    10_000,
+  );
+  const recorded = await Promise.all(ids.map(async (id) => (await q.get(id)).job.error));
+  assert.deepEqual(recorded, [
+    'Error (no message)',
+    'TypeError (no message)',
+    'thrown: an empty string',
+  ]);
+  assert.deepEqual(errors, []);
 });
 
 void test('a handler error cut inside an emoji, or holding half of one, is still recorded', async () => {
