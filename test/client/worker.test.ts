@@ -1,6 +1,7 @@
 // The queue Worker against real nodes: forty jobs over four slots, each completed once; a job
-// whose handler keeps failing goes dead after its attempts; a worker that stops renewing its
-// lease loses the job to another, and its late report is refused; and, against a scripted
+// whose handler keeps failing goes dead after its attempts; a worker whose renewals do not
+// arrive loses the job to another, and its late report is refused, while one whose heartbeatMs
+// is past the job's lease renews it in time anyway; and, against a scripted
 // transport, a job's report travels with the slot's next claim.
 
 import assert from 'node:assert/strict';
@@ -110,16 +111,23 @@ void test('a worker that stops renewing loses the job; its late report is refuse
   const { id } = await q.add('x', null, { leaseMs: 500 });
   let release: () => void = () => undefined;
   const stuck = new Promise<void>((r) => (release = r));
-  // Renews every 60 s: as good as not at all with a 500 ms lease (a worker frozen mid-job).
+  // A worker frozen mid-job, as far as the queue can tell: its renewals never arrive (they are
+  // dropped on their way, never answered), while its claim and its late report go through.
+  let dropped = 0;
+  const frozen = Object.assign(Object.create(q) as QueueClient, {
+    heartbeat: () => {
+      dropped++;
+      return new Promise<never>(() => undefined);
+    },
+  });
   const lost: [string, string][] = [];
   const slow = new Worker(
-    q,
+    frozen,
     async () => {
       await stuck;
       return 'late';
     },
     {
-      heartbeatMs: 60_000,
       waitMs: 500,
       onLost: (job, reason) => lost.push([job.id, (reason as FlotillaError).code]),
     },
@@ -141,6 +149,43 @@ void test('a worker that stops renewing loses the job; its late report is refuse
   assert.equal(job.attempts, 2, 'the expired lease counted an attempt');
   assert.deepEqual([fast.counts.completed, slow.counts.completed], [1, 0]);
   assert.deepEqual(lost, [[id, 'STALE_TOKEN']], 'onLost is told of the refused report');
+  assert.ok(dropped > 0, 'the worker did try to renew');
+});
+
+void test("a heartbeatMs at or above the job's lease still renews it in time", async () => {
+  // The worker renewed every heartbeatMs whatever the job's lease (known only from the claim):
+  // with 60 s against a 500 ms lease the job expired between renewals and ran again elsewhere.
+  const client = await cluster();
+  const q = client.queue('long-beat');
+  const { id } = await q.add('x', null, { leaseMs: 500 });
+  const errors: unknown[] = [];
+  const w = new Worker(
+    q,
+    async (job, ctx) => {
+      // Runs until the queue's clock has passed the claim's lease end with the job still this
+      // run's: only a renewal made after the first lease would have ended moves the end that far.
+      const claimed = (await q.get(job.id)).job.leaseExpiresMs;
+      await until('renewed past its first lease', async () => {
+        const now = (await q.get(job.id)).job;
+        if (now.state !== 'active' || now.token !== ctx.token)
+          throw new Error(`the job was lost: ${now.state}, token ${now.token}`);
+        return now.leaseExpiresMs >= claimed + 500;
+      });
+      return 'kept';
+    },
+    { heartbeatMs: 60_000, waitMs: 500, onError: (err) => errors.push(err) },
+  );
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until('the worker reported', () =>
+    Promise.resolve(w.counts.completed + w.counts.lost + w.counts.failed > 0),
+  );
+  const job = (await q.get(id)).job;
+  assert.deepEqual(
+    [w.counts, job.state, job.attempts, job.result],
+    [{ completed: 1, failed: 0, lost: 0, released: 0 }, 'completed', 1, 'kept'],
+    `error: ${job.error}`,
+  );
+  assert.deepEqual(errors, []);
 });
 
 void test("a worker's own leaseMs, shorter than the job's, is renewed in time", async () => {
