@@ -391,7 +391,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
 
   write(
     'configure',
-    ['queue', 'rateLimit', 'concurrency', 'keepCompleted', 'keepDead'],
+    ['queue', 'rateLimit', 'concurrency', 'keepCompleted', 'keepDead', 'maxReleases'],
     (o, session, signal) => propose(configureOf(o, l), session, signal),
   );
   write(
@@ -863,7 +863,7 @@ function backoffOf(o: Obj, l: QueueLimits): Backoff | undefined {
  * required, so a request that names none is a mistake rather than a queue created empty.
  */
 function configureOf(o: Obj, l: QueueLimits): QueueCommandAny {
-  const settings = ['rateLimit', 'concurrency', 'keepCompleted', 'keepDead'];
+  const settings = ['rateLimit', 'concurrency', 'keepCompleted', 'keepDead', 'maxReleases'];
   if (settings.every((k) => o[k] === undefined))
     throw new FlotillaError(
       'BAD_REQUEST',
@@ -889,6 +889,7 @@ function configureOf(o: Obj, l: QueueLimits): QueueCommandAny {
     concurrency: o['concurrency'] === null ? null : optInt(o, 'concurrency', 1, l.maxJobs),
     keepCompleted: retentionOf(o, 'keepCompleted', l),
     keepDead: retentionOf(o, 'keepDead', l),
+    maxReleases: optInt(o, 'maxReleases', 0, l.maxAttempts),
   });
 }
 

@@ -186,7 +186,7 @@ function token(v: unknown): number {
 /** A report's fields besides `op` and `queue`. */
 const reportFields = {
   complete: ['id', 'token', 'result', 'next'],
-  fail: ['id', 'token', 'error', 'final', 'release', 'next'],
+  fail: ['id', 'token', 'error', 'final', 'release', 'counted', 'next'],
 } as const;
 
 /** A complete or fail without its queue: of the command itself, or one of a bulk's reports. */
@@ -200,12 +200,15 @@ function decodeReport(o: Fields, op: 'complete' | 'fail', l: QueueLimits): BulkR
   if (o['final'] !== undefined && typeof o['final'] !== 'boolean') bad('"final" must be a boolean');
   if (o['release'] !== undefined && o['release'] !== true) bad('"release" must be true');
   if (o['release'] === true && o['final'] === true) bad('"release" and "final" exclude each other');
+  if (o['counted'] !== undefined && (o['counted'] !== true || o['release'] !== true))
+    bad('"counted" must be true, and only with "release"');
   return {
     op,
     ...head,
     error: text(o['error'], 'error', l.maxMessageChars),
     ...(o['final'] === true && { final: true }),
     ...(o['release'] === true && { release: true }),
+    ...(o['counted'] === true && { counted: true }),
     ...decodeNext(o, l),
   };
 }
@@ -304,7 +307,7 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
             bad(`"${what}.op" must be complete or fail, got ${preview(kind)}`);
           try {
             // A release is a single fail (its own feature level), never one of a bulk's.
-            const fields = reportFields[kind].filter((f) => f !== 'release');
+            const fields = reportFields[kind].filter((f) => f !== 'release' && f !== 'counted');
             return decodeReport(map(r, what, ['op', ...fields]), kind, l);
           } catch (err) {
             if (!(err instanceof FlotillaError)) throw err;
@@ -332,6 +335,7 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
         'concurrency',
         'keepCompleted',
         'keepDead',
+        'maxReleases',
       ]);
       const c = o['concurrency'];
       return {
@@ -346,6 +350,9 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
         }),
         ...(o['keepDead'] !== undefined && {
           keepDead: decodeRetention(o['keepDead'], 'keepDead', l),
+        }),
+        ...(o['maxReleases'] !== undefined && {
+          maxReleases: int(o['maxReleases'], 'maxReleases', 0, l.maxAttempts),
         }),
       };
     }

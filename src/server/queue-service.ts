@@ -40,10 +40,13 @@ export class QueueService {
    */
   encode(cmd: QueueCommandAny, session: Session | null): Uint8Array {
     // A claim's bound in bytes once every member knows it (features.queueClaimBytes).
-    const bounded =
-      this.gate === null || this.gate.active() >= features.queueClaimBytes.level
+    const level = this.gate === null ? Infinity : this.gate.active();
+    const bounded = withCountedRelease(
+      level >= features.queueClaimBytes.level
         ? withClaimBytes(cmd, this.limits.maxAnswerBytes)
-        : cmd;
+        : cmd,
+      level,
+    );
     const payload = encodeQueueCommand(bounded);
     decodeQueueCommand(payload, this.limits);
     // What only a new command must satisfy (an empty failure message): not checked on apply.
@@ -103,6 +106,16 @@ export class QueueService {
     }
     return read(this.queue);
   }
+}
+
+/**
+ * A release marked `counted` once every member counts releases (features.queueReleaseCap):
+ * below that level it is proposed as before, neither counted nor capped anywhere.
+ */
+function withCountedRelease(cmd: QueueCommandAny, level: number): QueueCommandAny {
+  if (cmd.op !== 'fail' || cmd.release !== true || level < features.queueReleaseCap.level)
+    return cmd;
+  return { ...cmd, counted: true };
 }
 
 /** `cmd` with every claim it makes (its own, a report's next) bounded to `maxBytes`. */

@@ -477,6 +477,12 @@ async function releaseAtClose(client: FlotillaClient, queue: string) {
     maxAttempts: 1,
     backoff: { kind: 'fixed', delayMs: 60_000 },
   });
+  await releaseOnce(q);
+  return (await q.get(id)).job;
+}
+
+/** Runs a worker whose handler never ends on `q` until it claimed a job, then closes it. */
+async function releaseOnce(q: QueueClient): Promise<void> {
   let running = false;
   const w = new Worker(
     q,
@@ -491,7 +497,6 @@ async function releaseAtClose(client: FlotillaClient, queue: string) {
   await until('the handler runs', () => Promise.resolve(running));
   await w.close({ graceMs: 50 });
   assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 0, released: 1 });
-  return (await q.get(id)).job;
 }
 
 void test('a job released at close waits again at once, its attempt not counted', async () => {
@@ -500,8 +505,8 @@ void test('a job released at close waits again at once, its attempt not counted'
   const client = await cluster();
   const job = await releaseAtClose(client, 'released');
   assert.deepEqual(
-    [job.state, job.attempts, job.error],
-    ['waiting', 0, 'released: the worker closed'],
+    [job.state, job.attempts, job.releases, job.error],
+    ['waiting', 0, 1, 'released: the worker closed'],
   );
   // Over HTTP: `release` is true or absent, and never with `final`.
   const url = (client as unknown as { endpoints: string[] }).endpoints[0] as string;
@@ -513,6 +518,50 @@ void test('a job released at close waits again at once, its attempt not counted'
     );
     assert.equal(r.status, 400, JSON.stringify(r.json));
   }
+});
+
+void test("a job released more often than its queue's maxReleases is failed: dead on its last attempt", async () => {
+  // A job whose handler never ended within any worker's grace went back to waiting at every
+  // close, for ever: it was never dead, and no count said it kept coming back.
+  const client = await cluster();
+  const q = client.queue('released-often');
+  await q.configure({ maxReleases: 1 });
+  assert.equal((await q.stats()).stats?.maxReleases, 1);
+  const first = await releaseAtClose(client, 'released-often');
+  assert.deepEqual([first.state, first.attempts, first.releases], ['waiting', 0, 1]);
+  // The same job again (the only one waiting): its second release is past the cap.
+  await releaseOnce(q);
+  const second = (await q.get(first.id)).job;
+  assert.deepEqual([second.state, second.attempts, second.releases], ['dead', 1, 2]);
+  assert.match(
+    second.error ?? '',
+    /past the queue's maxReleases of 1: counted as a failed attempt/,
+  );
+  assert.equal((await q.stats()).stats?.totals.dead, 1);
+});
+
+void test('with a member of a release before counted releases, a release is neither counted nor capped', async () => {
+  const nodes = await TestNodes.start({
+    nodes: 3,
+    featureLevelOf: (id) => (id === 3 ? features.queueReleaseCap.level - 1 : undefined),
+  });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const client = new FlotillaClient({ endpoints: nodes.urls });
+  cleanups.push(() => client.close());
+  const refused = await client
+    .queue('released-mixed')
+    .configure({ maxReleases: 0 })
+    .then(
+      () => null,
+      (err: FlotillaError) => err.code,
+    );
+  assert.equal(refused, 'FEATURE_NOT_ENABLED');
+  const job = await releaseAtClose(client, 'released-mixed');
+  assert.deepEqual([job.state, job.attempts, job.releases], ['waiting', 0, 0]);
+  await releaseOnce(client.queue('released-mixed'));
+  const again = (await client.queue('released-mixed').get(job.id)).job;
+  assert.deepEqual([again.state, again.attempts, again.releases], ['waiting', 0, 0]);
 });
 
 void test('with a member of a release before it, a release is a fail, as before', async () => {
