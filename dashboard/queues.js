@@ -89,7 +89,12 @@ async function listJobs() {
         el('td', {}, el('code', {}, clip(j.id, 60))),
         el('td', {}, clip(j.name, 60)),
         el('td', {}, j.state),
-        el('td', {}, `${j.attempts} of ${j.maxAttempts}`),
+        // Releases (a worker giving the job back unrun) only once there were some.
+        el(
+          'td',
+          {},
+          `${j.attempts} of ${j.maxAttempts}` + (j.releases > 0 ? `, released ${j.releases}` : ''),
+        ),
         el('td', { class: 'wrap' }, clip(j.error ?? '', 120)),
         el('td', { class: 'wrap', title: clip(data, 2000) }, el('code', {}, clip(data, 80))),
         el(

@@ -10,6 +10,7 @@ import type { Limits, QueueLimits } from '../base/limits.js';
 import type { Clock } from '../host/contracts.js';
 import {
   checkName,
+  jobId,
   jobStates,
   maxPriority,
   type Backoff,
@@ -152,9 +153,10 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
   };
   // Checked here, not only when a write is decoded: a read of a name no queue can have (a typo,
   // a space) is refused as such rather than answered as an unknown queue. (Not job ids: the
-  // queue's own, "#12", are outside what a caller may choose.)
+  // queue's own, "#12", are outside what a caller may choose, so an id is checked as one the
+  // queue could have made or been given: a read of "" is refused, not answered JOB_NOT_FOUND.)
   const queueOf = (o: Obj): string => checkName(reqString(o, 'queue'), 'queue', l);
-  const idOf = (o: Obj): string => reqString(o, 'id');
+  const idOf = (o: Obj): string => jobId(reqString(o, 'id'), l);
   const tokenOf = (o: Obj): number =>
     required(optInt(o, 'token', 1, Number.MAX_SAFE_INTEGER), 'token');
   const propose = async (
@@ -389,7 +391,7 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
 
   write(
     'configure',
-    ['queue', 'rateLimit', 'concurrency', 'keepCompleted', 'keepDead'],
+    ['queue', 'rateLimit', 'concurrency', 'keepCompleted', 'keepDead', 'maxReleases'],
     (o, session, signal) => propose(configureOf(o, l), session, signal),
   );
   write(
@@ -417,7 +419,9 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
   );
   read('repeatList', ['queue', 'after', 'limit'], (o) => {
     const queue = queueOf(o);
-    const after = optString(o, 'after');
+    // A repeatable job's id, as an answer's `next` gives it.
+    const after =
+      o['after'] === undefined ? undefined : checkName(reqString(o, 'after'), 'after', l);
     const limit = optInt(o, 'limit', 1, l.maxPageSize);
     return (q) => {
       const page = q.repeatablePage(queue, {
@@ -859,7 +863,7 @@ function backoffOf(o: Obj, l: QueueLimits): Backoff | undefined {
  * required, so a request that names none is a mistake rather than a queue created empty.
  */
 function configureOf(o: Obj, l: QueueLimits): QueueCommandAny {
-  const settings = ['rateLimit', 'concurrency', 'keepCompleted', 'keepDead'];
+  const settings = ['rateLimit', 'concurrency', 'keepCompleted', 'keepDead', 'maxReleases'];
   if (settings.every((k) => o[k] === undefined))
     throw new FlotillaError(
       'BAD_REQUEST',
@@ -885,6 +889,7 @@ function configureOf(o: Obj, l: QueueLimits): QueueCommandAny {
     concurrency: o['concurrency'] === null ? null : optInt(o, 'concurrency', 1, l.maxJobs),
     keepCompleted: retentionOf(o, 'keepCompleted', l),
     keepDead: retentionOf(o, 'keepDead', l),
+    maxReleases: optInt(o, 'maxReleases', 0, l.maxAttempts),
   });
 }
 

@@ -120,10 +120,22 @@ export const features = {
     name: 'claims bounded in bytes',
     commands: ['queue claim with "maxBytes"', 'queue report with "next.maxBytes"'],
   },
+  /**
+   * A release counted on the job (`counted` in a fail with `release`), and one past its
+   * queue's `maxReleases` a failed attempt; and a configure with `maxReleases`. A release
+   * before it refuses both unknown fields, so below this level a release is proposed without
+   * `counted` (not counted, never capped, as before) and a configure naming maxReleases is
+   * refused.
+   */
+  queueReleaseCap: {
+    level: 10,
+    name: 'releases counted and capped',
+    commands: ['queue fail with "release" and "counted"', 'queue configure with "maxReleases"'],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 9;
+export const FEATURE_LEVEL = 10;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

@@ -1,12 +1,14 @@
 // `flotilla queue inspect --data-dir DIR`: a stopped node's job queue, from its data directory
 // (src/server/queue-inspect.ts rebuilds it). Text for a person, or --json for a program: the
-// jobs with their data as JSON, as the API shows them.
+// jobs with their data as JSON, as the API shows them. The text's columns fit their content as
+// a terminal shows it, and a job's data and last error are previews, cut with an ellipsis.
 
 import { FlotillaError } from '../client/index.js';
 import { defaultQueueLimits, isQueueName } from '../base/limits.js';
 import { renderJob } from '../api/queue-routes.js';
 import { jobStates, type JobState, type JobView } from '../queue/index.js';
 import type { QueueInspection } from '../server/queue-inspect.js';
+import { table } from './text-table.js';
 
 export interface InspectOptions {
   readonly dataDir: string;
@@ -34,11 +36,14 @@ export async function runInspect(o: InspectOptions, out: (s: string) => void): P
     ...(o.state === undefined ? {} : { state: o.state as JobState }),
   });
   out(
-    o.json === true ? JSON.stringify({ ...r, jobs: r.jobs.map(renderJob) }, null, 2) : text(r, o),
+    o.json === true
+      ? JSON.stringify({ ...r, jobs: r.jobs.map(renderJob) }, null, 2)
+      : inspectionText(r, o),
   );
 }
 
-function text(r: QueueInspection, o: InspectOptions): string {
+/** The inspection as text for a person: the queues, then their jobs, in aligned columns. */
+export function inspectionText(r: QueueInspection, o: Pick<InspectOptions, 'queue'>): string {
   const lines = [
     `${r.dataDir}: ${r.storage} storage, queue group applied through entry ${r.appliedIndex}` +
       (r.snapshotIndex > 0 ? ` (snapshot at ${r.snapshotIndex})` : '') +
@@ -60,17 +65,32 @@ function text(r: QueueInspection, o: InspectOptions): string {
     lines.push(o.queue === undefined ? '(no queues)' : `(no queue named "${o.queue}" here)`);
   lines.push('');
   lines.push(
-    ...table([
-      ['ID', 'QUEUE', 'STATE', 'ATTEMPTS', 'RUN AT', 'LAST ERROR'],
-      ...r.jobs.map((j: JobView) => [
-        j.id,
-        j.queue,
-        j.state,
-        `${j.attempts}/${j.maxAttempts}`,
-        iso(j.runAtMs),
-        j.error ?? '',
-      ]),
-    ]),
+    ...table(
+      [
+        ['ID', 'QUEUE', 'STATE', 'ATTEMPTS', 'RELEASES', 'RUN AT', 'DATA', 'LAST ERROR'],
+        ...r.jobs.map((j: JobView) => [
+          j.id,
+          j.queue,
+          j.state,
+          `${j.attempts}/${j.maxAttempts}`,
+          String(j.releases),
+          iso(j.runAtMs),
+          utf8.decode(j.payload),
+          j.error ?? '',
+        ]),
+      ],
+      // Previews: the whole of a job's data and error is in --json.
+      [
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        maxDataColumns,
+        maxErrorColumns,
+      ],
+    ),
   );
   if (r.jobs.length === 0) lines.push('(no jobs)');
   return lines.join('\n');
@@ -80,14 +100,9 @@ function iso(ms: number): string {
   return ms > 0 ? new Date(ms).toISOString() : '-';
 }
 
-/** Columns padded to their widest cell; the last column is not padded. */
-function table(rows: readonly (readonly string[])[]): string[] {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
-  return rows.map((row) =>
-    row
-      .map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd(),
-  );
-}
+const utf8 = new TextDecoder();
+
+/** Terminal columns of a job's data (its JSON text) shown; past them it is cut with an ellipsis. */
+export const maxDataColumns = 40;
+/** Terminal columns of a job's last error shown. */
+export const maxErrorColumns = 80;

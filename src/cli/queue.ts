@@ -190,10 +190,15 @@ export function queueCommands(
       'dead and cancelled jobs kept, and for how long',
       retentionOf,
     )
+    .option(
+      '--max-releases <n>',
+      "a job's releases that count no attempt; past them a release is a failed attempt",
+      int('--max-releases', 0, defaultQueueLimits.maxAttempts),
+    )
     .action(
       async (
         name: string,
-        o: Pick<QueueSettings, 'keepCompleted' | 'keepDead'> & {
+        o: Pick<QueueSettings, 'keepCompleted' | 'keepDead' | 'maxReleases'> & {
           rate?: RateLimit | 'none';
           concurrency?: number | 'none';
         },
@@ -210,7 +215,7 @@ export function queueCommands(
         if (Object.keys(settings).length === 0)
           throw new FlotillaError(
             'BAD_REQUEST',
-            'name a setting: --rate, --concurrency, --keep-completed or --keep-dead',
+            'name a setting: --rate, --concurrency, --keep-completed, --keep-dead or --max-releases',
           );
         return withClient(opts(), (c) => c.queue(name).configure(settings));
       },

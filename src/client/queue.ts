@@ -34,6 +34,8 @@ export interface Job<D = unknown, R = unknown> {
   readonly priority: number;
   readonly attempts: number;
   readonly maxAttempts: number;
+  /** Times a worker gave the job back unrun (since it was added or last retried). */
+  readonly releases: number;
   readonly backoff: { kind: 'fixed' | 'exponential'; delayMs: number; maxDelayMs: number };
   readonly leaseMs: number;
   readonly addedAtMs: number;
@@ -128,6 +130,8 @@ export interface QueueStatsResponse {
     readonly concurrency: number | null;
     readonly keepCompleted: Retention;
     readonly keepDead: Retention;
+    /** Releases of a job that count no attempt; past them a release is a failed attempt. */
+    readonly maxReleases: number;
     /** What has happened to the queue's jobs since it was created. */
     readonly totals: {
       readonly added: number;
@@ -155,6 +159,11 @@ export interface QueueSettings {
   readonly keepCompleted?: { readonly count: number; readonly ageMs?: number };
   /** Dead and cancelled jobs kept. */
   readonly keepDead?: { readonly count: number; readonly ageMs?: number };
+  /**
+   * Releases of one job (a worker giving it back unrun) that count no attempt, default 3; past
+   * them a release is a failed attempt (backoff, or dead when none is left). 0: every one is.
+   */
+  readonly maxReleases?: number;
 }
 
 /** A repeatable job's schedule (exactly one of everyMs and cron) and the job it adds. */
@@ -298,7 +307,9 @@ export class QueueClient {
 
   /**
    * Gives a claimed job back (a worker that is stopping): it waits again at once, and the
-   * attempt its claim counted is not counted, nor is a backoff waited out. A cluster that does
+   * attempt its claim counted is not counted, nor is a backoff waited out; the release is
+   * counted on the job, and one past its queue's `maxReleases` is a failed attempt instead
+   * (the answer's `state` says which). A cluster that does
    * not know releases yet (a member of an older release, during an upgrade) gets a fail with
    * the same reason instead, which counts the attempt as before.
    */

@@ -37,7 +37,11 @@ export interface WorkerOptions<D = unknown, R = unknown> {
   readonly name?: string;
   /** Lease asked for each claim; default: the job's own. */
   readonly leaseMs?: number;
-  /** How often a running job's lease is renewed (default: a third of the lease). */
+  /**
+   * How often a running job's lease is renewed at most: a job is renewed every third of its
+   * lease (the worker's `leaseMs`, else the job's own from its claim) when that is sooner, so a
+   * heartbeatMs at or above a job's lease cannot lose the job. Default: a third of the lease.
+   */
   readonly heartbeatMs?: number;
   /** How long a claim waits for a job (default 10 s, at most 30 s). */
   readonly waitMs?: number;
@@ -102,12 +106,15 @@ export class Worker<D = unknown, R = unknown> {
     // Checked here like the numbers below: a name the cluster refuses fails every claim.
     if (
       o.name !== undefined &&
-      (typeof o.name !== 'string' || o.name.length > defaultQueueLimits.maxMessageChars)
+      (typeof o.name !== 'string' ||
+        o.name.trim() === '' ||
+        o.name.length > defaultQueueLimits.maxMessageChars)
     )
       throw new FlotillaError(
         'BAD_REQUEST',
-        `name must be a string of at most ${defaultQueueLimits.maxMessageChars} characters, got ` +
-          (typeof o.name === 'string' ? `${o.name.length}` : typeof o.name),
+        `name must be a string of 1 to ${defaultQueueLimits.maxMessageChars} characters, not ` +
+          'only whitespace, got ' +
+          (typeof o.name === 'string' ? JSON.stringify(o.name.slice(0, 40)) : typeof o.name),
       );
     this.name = o.name ?? `worker-${Math.random().toString(36).slice(2, 10)}`;
     const concurrency = o.concurrency ?? 1;
@@ -207,7 +214,7 @@ export class Worker<D = unknown, R = unknown> {
     // renewal asks for again. Not the job's lease when the worker asked for a shorter one, nor
     // the time left by the local clock, which need not agree with the queue's.
     const leaseMs = this.o.leaseMs ?? c.job.leaseMs;
-    const every = this.o.heartbeatMs ?? Math.max(10, Math.floor(leaseMs / 3));
+    const every = renewalEveryMs(this.o.heartbeatMs, leaseMs);
     const renewal = this.o.leaseMs === undefined ? {} : { leaseMs: this.o.leaseMs };
     // The lease is renewed until the report is in: a report retried past a lost answer must
     // still find the job ours.
@@ -399,8 +406,11 @@ const maxErrorChars = 1_024;
  * (a thrown `{code: 42}` was recorded as "[object Object]"), else as a string.
  */
 function thrownText(e: unknown): string {
-  if (e instanceof Error) return e.message;
-  if (typeof e === 'string') return e;
+  // The cluster refuses a failure whose message is empty or only whitespace (BAD_REQUEST): a
+  // `throw new Error()` would otherwise leave its job active until the lease ran out.
+  if (e instanceof Error)
+    return e.message.trim() === '' ? `${e.name === '' ? 'Error' : e.name} (no message)` : e.message;
+  if (typeof e === 'string') return e.trim() === '' ? 'thrown: an empty string' : e;
   try {
     const json = JSON.stringify(e);
     if (typeof json === 'string') return `thrown: ${json.slice(0, maxErrorChars)}`;
@@ -438,6 +448,17 @@ function wellFormed(s: string): string {
 
 function isHighSurrogate(unit: number): boolean {
   return unit >= 0xd800 && unit <= 0xdbff;
+}
+
+/**
+ * How often a job whose lease is `leaseMs` is renewed: every third of the lease (at least every
+ * 10 ms), or every `heartbeatMs` when that is sooner. Never the option alone: a job's lease is
+ * known only from its claim, and one at or below heartbeatMs expired between two renewals, so
+ * the job was run again elsewhere while this worker still ran it.
+ */
+export function renewalEveryMs(heartbeatMs: number | undefined, leaseMs: number): number {
+  const third = Math.max(10, Math.floor(leaseMs / 3));
+  return heartbeatMs === undefined ? third : Math.min(heartbeatMs, third);
 }
 
 /** The longest a claim may wait for a job: the cluster's limit (API.md, Job queue). */

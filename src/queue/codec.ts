@@ -186,7 +186,7 @@ function token(v: unknown): number {
 /** A report's fields besides `op` and `queue`. */
 const reportFields = {
   complete: ['id', 'token', 'result', 'next'],
-  fail: ['id', 'token', 'error', 'final', 'release', 'next'],
+  fail: ['id', 'token', 'error', 'final', 'release', 'counted', 'next'],
 } as const;
 
 /** A complete or fail without its queue: of the command itself, or one of a bulk's reports. */
@@ -200,12 +200,15 @@ function decodeReport(o: Fields, op: 'complete' | 'fail', l: QueueLimits): BulkR
   if (o['final'] !== undefined && typeof o['final'] !== 'boolean') bad('"final" must be a boolean');
   if (o['release'] !== undefined && o['release'] !== true) bad('"release" must be true');
   if (o['release'] === true && o['final'] === true) bad('"release" and "final" exclude each other');
+  if (o['counted'] !== undefined && (o['counted'] !== true || o['release'] !== true))
+    bad('"counted" must be true, and only with "release"');
   return {
     op,
     ...head,
     error: text(o['error'], 'error', l.maxMessageChars),
     ...(o['final'] === true && { final: true }),
     ...(o['release'] === true && { release: true }),
+    ...(o['counted'] === true && { counted: true }),
     ...decodeNext(o, l),
   };
 }
@@ -304,7 +307,7 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
             bad(`"${what}.op" must be complete or fail, got ${preview(kind)}`);
           try {
             // A release is a single fail (its own feature level), never one of a bulk's.
-            const fields = reportFields[kind].filter((f) => f !== 'release');
+            const fields = reportFields[kind].filter((f) => f !== 'release' && f !== 'counted');
             return decodeReport(map(r, what, ['op', ...fields]), kind, l);
           } catch (err) {
             if (!(err instanceof FlotillaError)) throw err;
@@ -332,6 +335,7 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
         'concurrency',
         'keepCompleted',
         'keepDead',
+        'maxReleases',
       ]);
       const c = o['concurrency'];
       return {
@@ -346,6 +350,9 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
         }),
         ...(o['keepDead'] !== undefined && {
           keepDead: decodeRetention(o['keepDead'], 'keepDead', l),
+        }),
+        ...(o['maxReleases'] !== undefined && {
+          maxReleases: int(o['maxReleases'], 'maxReleases', 0, l.maxAttempts),
         }),
       };
     }
@@ -400,11 +407,63 @@ export function decodeQueueCommand(data: Uint8Array, l: QueueLimits): QueueComma
 }
 
 /**
+ * The checks a command gets when it is proposed, on top of decodeQueueCommand's: text a caller
+ * gives must say something. A failure's `error` and a worker's name that are empty or only
+ * whitespace are refused, since a dead job whose reason reads "" tells its operator nothing and
+ * a worker named "" or " " cannot be told from none. Only at proposal, never when an entry is
+ * applied: a release before these checks wrote such entries, and a member that refused them on
+ * apply would part from the members that applied them (DESIGN.md, "Upgrades").
+ */
+export function checkProposal(cmd: QueueCommandAny): void {
+  switch (cmd.op) {
+    case 'claim':
+      return checkWorker(cmd.worker, '');
+    case 'complete':
+    case 'fail':
+      return checkReport(cmd);
+    case 'reportBulk':
+      for (const [i, r] of cmd.reports.entries()) {
+        try {
+          checkReport(r);
+        } catch (err) {
+          if (!(err instanceof FlotillaError)) throw err;
+          bad(`reports[${i}]: ${err.message}`);
+        }
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+function checkReport(r: BulkReport): void {
+  if (r.op === 'fail') said(r.error, 'error');
+  checkWorker(r.next?.worker, 'next.');
+}
+
+function checkWorker(worker: string | undefined, prefix: string): void {
+  if (worker !== undefined) said(worker, `${prefix}worker`);
+}
+
+/** Refuses text that is empty or only whitespace, naming the field. */
+function said(v: string, field: string): void {
+  if (v.trim() === '')
+    bad(
+      v === ''
+        ? `"${field}" is empty: give a non-empty text`
+        : `"${field}" is only whitespace (${preview(v)}): give a non-empty text`,
+    );
+}
+
+/**
  * A job id in a command about an existing job: a caller's (checkName) or one the machine made
  * (`#seq`, `repeatId@timeMs`).
  */
-function jobId(v: unknown, l: QueueLimits): string {
+export function jobId(v: unknown, l: QueueLimits): string {
   if (typeof v !== 'string' || !/^[A-Za-z0-9._:#@-]+$/.test(v) || v.length > 2 * l.maxNameChars)
-    bad(`"id" must be a job id, got ${preview(v)}`);
+    bad(
+      `"id" must be a job id (1 to ${2 * l.maxNameChars} letters, digits or ._:#@-), ` +
+        `got ${preview(v)}`,
+    );
   return v;
 }

@@ -27,6 +27,15 @@ export const defaultJobOptions = {
 
 export const defaultRetention: Retention = { count: 1_000, ageMs: 0 };
 
+/**
+ * Releases of one job that count no attempt, unless its queue says otherwise: past them a
+ * release is a failed attempt, so a job that every worker gives back (a handler that never
+ * ends within a shutdown's grace) ends dead rather than circulating for ever. BullMQ's
+ * analogue, maxStalledCount, defaults to 1; releases are a worker's orderly shutdown, which a
+ * rolling restart repeats, so a few more are allowed.
+ */
+export const defaultMaxReleases = 3;
+
 /** Finished jobs: what retention removes. */
 export type FinishedState = 'completed' | 'dead' | 'cancelled';
 
@@ -134,6 +143,13 @@ export class Job {
   set error(v: string | null) {
     this.setRun('error', v);
   }
+  /** Counted releases since the job was added or last retried. */
+  get releases(): number {
+    return this.run?.releases ?? 0;
+  }
+  set releases(v: number) {
+    this.setRun('releases', v);
+  }
 }
 
 /**
@@ -150,6 +166,7 @@ class JobRun {
   finishedAtMs = 0;
   result: Uint8Array | null = null;
   error: string | null = null;
+  releases = 0;
 }
 
 const emptyRun: Readonly<JobRun> = new JobRun();
@@ -235,6 +252,7 @@ export class QueueState {
   concurrency: number | null = null;
   keepCompleted: Retention = defaultRetention;
   keepDead: Retention = defaultRetention;
+  maxReleases = defaultMaxReleases;
   totals: { -readonly [K in keyof QueueTotals]: number } = { ...zeroTotals };
 
   constructor(readonly name: string) {}
@@ -284,6 +302,7 @@ export function viewOf(j: Job): JobView {
     priority: j.priority,
     attempts: j.attempts,
     maxAttempts: j.maxAttempts,
+    releases: j.releases,
     backoff: j.backoff,
     leaseMs: j.leaseMs,
     addedAtMs: j.addedAtMs,

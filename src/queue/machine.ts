@@ -316,10 +316,21 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
 
   /**
    * A run given back unrun (its worker stopping): waiting again at once, without the attempt
-   * its claim counted, and no backoff. Its reason is kept, as a failure's is.
+   * its claim counted, and no backoff. Its reason is kept, as a failure's is. A counted release
+   * past the queue's maxReleases is a failed attempt instead (backoff, or dead), with the
+   * reason saying so: a job that every worker gives back would otherwise never end.
    */
-  private released(job: Job, reason: string): void {
+  private released(job: Job, reason: string, counted: boolean): void {
     this.beforeChange(job);
+    if (counted) {
+      job.releases++;
+      const max = job.queue.maxReleases;
+      if (job.releases > max) {
+        const why = `${reason} (release ${job.releases}, past the queue's maxReleases of ${max}: counted as a failed attempt)`;
+        this.failed(job, why, false);
+        return;
+      }
+    }
     this.detach(job);
     job.error = reason;
     if (job.attempts > 0) job.attempts--;
@@ -555,7 +566,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         this.emit('completed', job.queue.name, job.id, null);
         return this.withNext({ ok: true, state: 'completed' }, cmd);
       case 'fail': {
-        if (cmd.release === true) this.released(job, cmd.error);
+        if (cmd.release === true) this.released(job, cmd.error, cmd.counted === true);
         else this.failed(job, cmd.error, cmd.final === true);
         return this.withNext({ ok: true, state: job.state }, cmd);
       }
@@ -608,6 +619,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       );
     this.beforeChange(job);
     job.attempts = 0;
+    job.releases = 0;
     job.error = null;
     job.result = null;
     job.finishedAtMs = 0;
@@ -623,6 +635,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       q.rateCount = 0;
     }
     if (cmd.concurrency !== undefined) q.concurrency = cmd.concurrency;
+    if (cmd.maxReleases !== undefined) q.maxReleases = cmd.maxReleases;
     if (cmd.keepCompleted !== undefined || cmd.keepDead !== undefined) {
       // Expiry keys change with the settings: out of the heap under the old ones, back under the new.
       const finished = [...q.completed.values(), ...q.dead.values(), ...q.cancelled.values()];

@@ -77,6 +77,7 @@ export abstract class QueueReads {
       concurrency: q.concurrency,
       keepCompleted: q.keepCompleted,
       keepDead: q.keepDead,
+      maxReleases: q.maxReleases,
       totals: { ...q.totals },
     };
   }

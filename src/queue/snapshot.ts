@@ -14,7 +14,15 @@
 import { Packr } from 'msgpackr';
 import { parseCron } from './cron.js';
 import type { EventLogState } from './events.js';
-import { expiryOf, isFinished, Job, QueueState, Repeatable, type FinishedState } from './jobs.js';
+import {
+  defaultMaxReleases,
+  expiryOf,
+  isFinished,
+  Job,
+  QueueState,
+  Repeatable,
+  type FinishedState,
+} from './jobs.js';
 import { dedupKey, repeatKey, type QueueCore } from './state.js';
 import type { DedupTuple } from './state.js';
 import {
@@ -56,10 +64,16 @@ export type JobTuple = [
   result: Uint8Array | null,
   error: string | null,
   removed: boolean,
+  /**
+   * Counted releases, written only when above 0: a snapshot without them (every snapshot taken
+   * before releases were counted, and one a member of a release before them may be sent while
+   * no job has been released since) has records of 23 fields, which every release reads.
+   */
+  releases?: number,
 ];
 
 export function jobTuple(j: Job, queueRank: number): JobTuple {
-  return [
+  const t: JobTuple = [
     queueRank,
     j.id,
     j.seq,
@@ -84,6 +98,8 @@ export function jobTuple(j: Job, queueRank: number): JobTuple {
     j.error,
     j.removed,
   ];
+  if (j.releases > 0) t.push(j.releases);
+  return t;
 }
 
 export type QueueTuple = [
@@ -97,6 +113,8 @@ export type QueueTuple = [
   keepDead: Retention,
   /** Absent in snapshots taken before queues kept totals: zeros. */
   totals?: QueueTotals,
+  /** Absent in snapshots taken before releases were capped: the default. */
+  maxReleases?: number,
 ];
 
 export type RepeatableTuple = [
@@ -224,7 +242,14 @@ export async function decodeSnapshot(source: AsyncIterable<Uint8Array>): Promise
   const jobs = await read<JobTuple>(header.jobChunks, 'job');
   need((await it.next()).done === true, 'chunks past its end');
   for (const t of jobs) {
-    need(Array.isArray(t) && t.length === 23, 'a job record has the wrong shape');
+    need(
+      Array.isArray(t) && (t.length === 23 || t.length === 24),
+      'a job record has the wrong shape',
+    );
+    need(
+      t[23] === undefined || (Number.isSafeInteger(t[23]) && t[23] > 0),
+      'a job has bad releases',
+    );
     need(
       Number.isSafeInteger(t[0]) && t[0] >= 0 && t[0] < header.queues.length,
       'a job names no queue',
@@ -269,6 +294,7 @@ export function queueTuple(q: QueueState): QueueTuple {
     q.keepDead,
     // A copy: the header is encoded when the reader pulls it, and the totals change meanwhile.
     { ...q.totals },
+    q.maxReleases,
   ];
 }
 
@@ -310,6 +336,7 @@ export function restoreState(s: QueueCore, d: DecodedSnapshot): void {
     keepCompleted,
     keepDead,
     totals,
+    maxReleases,
   ] of h.queues) {
     const q = new QueueState(name);
     Object.assign(q, {
@@ -321,6 +348,7 @@ export function restoreState(s: QueueCore, d: DecodedSnapshot): void {
       keepCompleted,
       keepDead,
       totals: { ...zeroTotals, ...totals },
+      maxReleases: maxReleases ?? defaultMaxReleases,
     });
     s.queues.set(name, q);
     byRank.push(q);
@@ -374,6 +402,7 @@ export function restoreState(s: QueueCore, d: DecodedSnapshot): void {
       t[17],
     ];
     [j.finishedStamp, j.finishedAtMs, j.error] = [t[18], t[19], t[21]];
+    if (t[23] !== undefined) j.releases = t[23];
     j.result = t[20] === null ? null : new Uint8Array(t[20]);
     q.jobs.set(j.id, j);
     q.order.push(j);

@@ -141,6 +141,13 @@ export interface FailCommand {
    * at once and the attempt its claim counted is not counted (features.queueRelease).
    */
   readonly release?: boolean;
+  /**
+   * With `release`: the release is counted on the job, and one past its queue's `maxReleases`
+   * is a failed attempt instead (features.queueReleaseCap). Set by the node that proposes, once
+   * every member knows it, never by a client: a member that did not count would part from one
+   * that did.
+   */
+  readonly counted?: boolean;
   /** As CompleteCommand's. */
   readonly next?: ClaimSpec;
 }
@@ -177,6 +184,8 @@ export interface ConfigureCommand {
   readonly queue: string;
   readonly rateLimit?: RateLimit | null;
   readonly concurrency?: number | null;
+  /** Releases of a job that count no attempt; past them a release is a failed attempt. */
+  readonly maxReleases?: number;
   readonly keepCompleted?: Retention;
   readonly keepDead?: Retention;
 }
@@ -255,6 +264,8 @@ export interface JobView {
   readonly priority: number;
   readonly attempts: number;
   readonly maxAttempts: number;
+  /** Times a worker gave the job back unrun (counted releases; a retry resets it). */
+  readonly releases: number;
   readonly backoff: Backoff;
   readonly leaseMs: number;
   readonly addedAtMs: number;
@@ -378,6 +389,7 @@ export interface QueueStats {
   readonly concurrency: number | null;
   readonly keepCompleted: Retention;
   readonly keepDead: Retention;
+  readonly maxReleases: number;
   readonly totals: QueueTotals;
 }
 

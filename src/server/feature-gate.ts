@@ -53,6 +53,8 @@ export function sessionAtLevel<S extends { readonly seq: number; readonly ackedB
 /** The feature a queue command belongs to; null for commands every release knows. */
 export function queueCommandFeature(cmd: QueueCommandAny): Feature | null {
   if (cmd.op === 'reportBulk') return features.queueReportBulk;
+  if (cmd.op === 'fail' && cmd.counted === true) return features.queueReleaseCap;
+  if (cmd.op === 'configure' && cmd.maxReleases !== undefined) return features.queueReleaseCap;
   if (cmd.op === 'fail' && cmd.release === true) return features.queueRelease;
   if (cmd.op === 'addBulk') return features.queueNextAndBulk;
   if ((cmd.op === 'complete' || cmd.op === 'fail') && cmd.next !== undefined)

@@ -14,6 +14,7 @@ import type { RaftRuntime, WaitOptions } from '../host/runtime.js';
 import { queueCommandFeature, sessionAtLevel, type FeatureCheck } from './feature-gate.js';
 import type { QueueStateMachine } from '../queue/index.js';
 import {
+  checkProposal,
   decodeQueueCommand,
   encodeQueueCommand,
   type QueueCommandAny,
@@ -39,12 +40,17 @@ export class QueueService {
    */
   encode(cmd: QueueCommandAny, session: Session | null): Uint8Array {
     // A claim's bound in bytes once every member knows it (features.queueClaimBytes).
-    const bounded =
-      this.gate === null || this.gate.active() >= features.queueClaimBytes.level
+    const level = this.gate === null ? Infinity : this.gate.active();
+    const bounded = withCountedRelease(
+      level >= features.queueClaimBytes.level
         ? withClaimBytes(cmd, this.limits.maxAnswerBytes)
-        : cmd;
+        : cmd,
+      level,
+    );
     const payload = encodeQueueCommand(bounded);
     decodeQueueCommand(payload, this.limits);
+    // What only a new command must satisfy (an empty failure message): not checked on apply.
+    checkProposal(cmd);
     // The mark only once every member knows it (sessionAtLevel); a lone test has no gate.
     const s = this.gate === null ? session : sessionAtLevel(session, this.gate.active());
     return encodeEnvelope({
@@ -100,6 +106,16 @@ export class QueueService {
     }
     return read(this.queue);
   }
+}
+
+/**
+ * A release marked `counted` once every member counts releases (features.queueReleaseCap):
+ * below that level it is proposed as before, neither counted nor capped anywhere.
+ */
+function withCountedRelease(cmd: QueueCommandAny, level: number): QueueCommandAny {
+  if (cmd.op !== 'fail' || cmd.release !== true || level < features.queueReleaseCap.level)
+    return cmd;
+  return { ...cmd, counted: true };
 }
 
 /** `cmd` with every claim it makes (its own, a report's next) bounded to `maxBytes`. */

@@ -7,12 +7,13 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { queuePaths, type QueueOpName } from '../../src/api/queue-paths.js';
 import { encodeFrame } from '../../src/api/wire-codec.js';
 import { FlotillaClient, Worker } from '../../src/client/index.js';
 import { WireConnection } from '../../src/client/wire.js';
 import type { FlotillaError } from '../../src/base/errors.js';
 import { defaultQueueLimits } from '../../src/base/limits.js';
-import { TestNodes } from '../server/nodes.js';
+import { TestNodes, postJson } from '../server/nodes.js';
 import { until } from '../support/until.js';
 import { RawConnection } from './raw-wire.js';
 
@@ -141,6 +142,57 @@ void describe('the job queue over the binary protocol', () => {
       }
     } finally {
       c.socket.destroy();
+    }
+  });
+
+  void it('refuses empty, blank and overlong text alike over HTTP and the protocol', async () => {
+    // A fail with an empty message was recorded, and a dead job then read error: "".
+    const max = defaultQueueLimits.maxMessageChars;
+    const j = { queue: 'wq-text', id: 'j', token: 1 };
+    const cases: [QueueOpName, Record<string, unknown>, RegExp][] = [
+      ['fail', { ...j, error: '' }, /^"error" is empty/],
+      ['fail', { ...j, error: ' \t\n' }, /^"error" is only whitespace/],
+      ['fail', { ...j, error: 'x'.repeat(max + 1) }, /"error" must be a string of at most 1024/],
+      ['fail', { ...j, error: '', release: true }, /^"error" is empty/],
+      ['claim', { queue: 'wq-text', worker: '' }, /^"worker" is empty/],
+      ['claim', { queue: 'wq-text', worker: '   ' }, /^"worker" is only whitespace/],
+      ['complete', { ...j, next: { worker: ' ' } }, /^"next.worker" is only whitespace/],
+      [
+        'reportBulk',
+        { queue: 'wq-text', reports: [{ op: 'fail', id: 'j', token: 1, error: '' }] },
+        /^reports\[0\]: "error" is empty/,
+      ],
+      ['get', { queue: 'wq-text', id: '' }, /^"id" must be a job id/],
+      ['heartbeat', { ...j, id: ' ' }, /^"id" must be a job id/],
+      ['add', { queue: 'wq-text', name: ' ' }, /^"name" must be 1 to 128/],
+      ['add', { queue: '', name: 'n' }, /^"queue" must be 1 to 128/],
+      ['repeatList', { queue: 'wq-text', after: '' }, /^"after" must be 1 to 128/],
+    ];
+    const c = await connect(queueLeader);
+    try {
+      for (const [op, body, message] of cases) {
+        const what = `${op} ${JSON.stringify(body).slice(0, 80)}`;
+        const http = await postJson(`${cluster.url(queueLeader)}${queuePaths[op]}`, body, {
+          timeoutMs: 5_000,
+        });
+        const e = http.json['error'] as { code: string; message: string } | undefined;
+        assert.equal(http.status, 400, `${what}: ${JSON.stringify(http.json)}`);
+        assert.equal(e?.code, 'BAD_REQUEST', what);
+        assert.match(e.message, message, what);
+        const read = op === 'get' || op === 'repeatList';
+        const wire = await c.request(`queue.${op}`, body, { read }).then(
+          () => null,
+          (err: FlotillaError) => err,
+        );
+        assert.deepEqual([wire?.code, wire?.message], [e.code, e.message], what);
+      }
+      // Nothing of it reached the queue.
+      const stats = (await c.request('queue.stats', { queue: 'wq-text' }, { read: true })) as {
+        stats: unknown;
+      };
+      assert.equal(stats.stats, null);
+    } finally {
+      c.close();
     }
   });
 

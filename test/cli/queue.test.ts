@@ -84,12 +84,29 @@ void test('queue config and queue repeat add|list|remove', async () => {
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     return JSON.parse(r.stdout) as Record<string, unknown>;
   };
-  await cli('config', 'cq', '--rate', '5/1000', '--concurrency', '2', '--keep-dead', '7:60000');
+  await cli(
+    'config',
+    'cq',
+    '--rate',
+    '5/1000',
+    '--concurrency',
+    '2',
+    '--keep-dead',
+    '7:60000',
+    '--max-releases',
+    '1',
+  );
   const stats = (await cli('stats', 'cq'))['stats'] as Record<string, unknown>;
   assert.deepEqual(
-    [stats['rateLimit'], stats['concurrency'], stats['keepDead']],
-    [{ max: 5, intervalMs: 1000 }, 2, { count: 7, ageMs: 60_000 }],
+    [stats['rateLimit'], stats['concurrency'], stats['keepDead'], stats['maxReleases']],
+    [{ max: 5, intervalMs: 1000 }, 2, { count: 7, ageMs: 60_000 }, 1],
   );
+  const badReleases = await runCli(
+    ['queue', '--endpoints', endpoints, 'config', 'cq', '--max-releases', '-1'],
+    20_000,
+  );
+  assert.notEqual(badReleases.code, 0);
+  assert.match(badReleases.stderr, /--max-releases/);
   await cli('config', 'cq', '--rate', 'none');
   assert.equal(((await cli('stats', 'cq'))['stats'] as Record<string, unknown>)['rateLimit'], null);
   const badRate = await runCli(

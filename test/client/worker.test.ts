@@ -1,6 +1,7 @@
 // The queue Worker against real nodes: forty jobs over four slots, each completed once; a job
-// whose handler keeps failing goes dead after its attempts; a worker that stops renewing its
-// lease loses the job to another, and its late report is refused; and, against a scripted
+// whose handler keeps failing goes dead after its attempts; a worker whose renewals do not
+// arrive loses the job to another, and its late report is refused, while one whose heartbeatMs
+// is past the job's lease renews it in time anyway; and, against a scripted
 // transport, a job's report travels with the slot's next claim.
 
 import assert from 'node:assert/strict';
@@ -110,16 +111,23 @@ void test('a worker that stops renewing loses the job; its late report is refuse
   const { id } = await q.add('x', null, { leaseMs: 500 });
   let release: () => void = () => undefined;
   const stuck = new Promise<void>((r) => (release = r));
-  // Renews every 60 s: as good as not at all with a 500 ms lease (a worker frozen mid-job).
+  // A worker frozen mid-job, as far as the queue can tell: its renewals never arrive (they are
+  // dropped on their way, never answered), while its claim and its late report go through.
+  let dropped = 0;
+  const frozen = Object.assign(Object.create(q) as QueueClient, {
+    heartbeat: () => {
+      dropped++;
+      return new Promise<never>(() => undefined);
+    },
+  });
   const lost: [string, string][] = [];
   const slow = new Worker(
-    q,
+    frozen,
     async () => {
       await stuck;
       return 'late';
     },
     {
-      heartbeatMs: 60_000,
       waitMs: 500,
       onLost: (job, reason) => lost.push([job.id, (reason as FlotillaError).code]),
     },
@@ -141,6 +149,43 @@ void test('a worker that stops renewing loses the job; its late report is refuse
   assert.equal(job.attempts, 2, 'the expired lease counted an attempt');
   assert.deepEqual([fast.counts.completed, slow.counts.completed], [1, 0]);
   assert.deepEqual(lost, [[id, 'STALE_TOKEN']], 'onLost is told of the refused report');
+  assert.ok(dropped > 0, 'the worker did try to renew');
+});
+
+void test("a heartbeatMs at or above the job's lease still renews it in time", async () => {
+  // The worker renewed every heartbeatMs whatever the job's lease (known only from the claim):
+  // with 60 s against a 500 ms lease the job expired between renewals and ran again elsewhere.
+  const client = await cluster();
+  const q = client.queue('long-beat');
+  const { id } = await q.add('x', null, { leaseMs: 500 });
+  const errors: unknown[] = [];
+  const w = new Worker(
+    q,
+    async (job, ctx) => {
+      // Runs until the queue's clock has passed the claim's lease end with the job still this
+      // run's: only a renewal made after the first lease would have ended moves the end that far.
+      const claimed = (await q.get(job.id)).job.leaseExpiresMs;
+      await until('renewed past its first lease', async () => {
+        const now = (await q.get(job.id)).job;
+        if (now.state !== 'active' || now.token !== ctx.token)
+          throw new Error(`the job was lost: ${now.state}, token ${now.token}`);
+        return now.leaseExpiresMs >= claimed + 500;
+      });
+      return 'kept';
+    },
+    { heartbeatMs: 60_000, waitMs: 500, onError: (err) => errors.push(err) },
+  );
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until('the worker reported', () =>
+    Promise.resolve(w.counts.completed + w.counts.lost + w.counts.failed > 0),
+  );
+  const job = (await q.get(id)).job;
+  assert.deepEqual(
+    [w.counts, job.state, job.attempts, job.result],
+    [{ completed: 1, failed: 0, lost: 0, released: 0 }, 'completed', 1, 'kept'],
+    `error: ${job.error}`,
+  );
+  assert.deepEqual(errors, []);
 });
 
 void test("a worker's own leaseMs, shorter than the job's, is renewed in time", async () => {
@@ -234,6 +279,9 @@ void test('options no claim could carry are refused when the worker is made', ()
     // The API's limit on a claim's worker name: before, the worker was made and every claim
     // it sent was refused, said only to onError.
     { name: 'w'.repeat(1_025) },
+    // A name the cluster refuses as saying nothing.
+    { name: '' },
+    { name: ' \t' },
     // A misspelt option was the default without a word.
     { concurrencyy: 3 },
     // A heartbeat no sooner than the lease's end: every job was lost (a user's find).
@@ -331,6 +379,37 @@ void test('a handler that throws something other than an Error has it recorded a
   assert.equal((await q.get(id)).job.error, 'thrown: {"code":42,"why":"no"}');
 });
 
+void test('a handler error with no message is recorded as saying so, not refused', async () => {
+  // The cluster refuses a failure whose message is empty: the worker's fail was refused, and
+  // the job stayed active until its lease ran out, recorded as "lease expired".
+  const client = await cluster();
+  const q = client.queue('silent');
+  const errors: unknown[] = [];
+  const thrown: unknown[] = [new Error(), new TypeError('  '), ''];
+  const ids: string[] = [];
+  for (const [i] of thrown.entries()) ids.push((await q.add('x', i, { maxAttempts: 1 })).id);
+  const w = new Worker<number>(
+    q,
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- a thrown ''
+    (job) => Promise.reject(thrown[job.data]),
+    { waitMs: 500, onError: (err) => errors.push(err) },
+  );
+  cleanups.push(() => w.close({ graceMs: 0 }));
+  await until(
+    'every failure was recorded',
+    async () =>
+      (await Promise.all(ids.map((id) => q.get(id)))).every((r) => r.job.state === 'dead'),
+    10_000,
+  );
+  const recorded = await Promise.all(ids.map(async (id) => (await q.get(id)).job.error));
+  assert.deepEqual(recorded, [
+    'Error (no message)',
+    'TypeError (no message)',
+    'thrown: an empty string',
+  ]);
+  assert.deepEqual(errors, []);
+});
+
 void test('a handler error cut inside an emoji, or holding half of one, is still recorded', async () => {
   // Cut at a UTF-16 index, the first error would end in half a surrogate pair, and the second
   // holds one as `flotilla queue work` can make it (the last 1,000 characters of a command's
@@ -398,6 +477,12 @@ async function releaseAtClose(client: FlotillaClient, queue: string) {
     maxAttempts: 1,
     backoff: { kind: 'fixed', delayMs: 60_000 },
   });
+  await releaseOnce(q);
+  return (await q.get(id)).job;
+}
+
+/** Runs a worker whose handler never ends on `q` until it claimed a job, then closes it. */
+async function releaseOnce(q: QueueClient): Promise<void> {
   let running = false;
   const w = new Worker(
     q,
@@ -412,7 +497,6 @@ async function releaseAtClose(client: FlotillaClient, queue: string) {
   await until('the handler runs', () => Promise.resolve(running));
   await w.close({ graceMs: 50 });
   assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 0, released: 1 });
-  return (await q.get(id)).job;
 }
 
 void test('a job released at close waits again at once, its attempt not counted', async () => {
@@ -421,8 +505,8 @@ void test('a job released at close waits again at once, its attempt not counted'
   const client = await cluster();
   const job = await releaseAtClose(client, 'released');
   assert.deepEqual(
-    [job.state, job.attempts, job.error],
-    ['waiting', 0, 'released: the worker closed'],
+    [job.state, job.attempts, job.releases, job.error],
+    ['waiting', 0, 1, 'released: the worker closed'],
   );
   // Over HTTP: `release` is true or absent, and never with `final`.
   const url = (client as unknown as { endpoints: string[] }).endpoints[0] as string;
@@ -434,6 +518,50 @@ void test('a job released at close waits again at once, its attempt not counted'
     );
     assert.equal(r.status, 400, JSON.stringify(r.json));
   }
+});
+
+void test("a job released more often than its queue's maxReleases is failed: dead on its last attempt", async () => {
+  // A job whose handler never ended within any worker's grace went back to waiting at every
+  // close, for ever: it was never dead, and no count said it kept coming back.
+  const client = await cluster();
+  const q = client.queue('released-often');
+  await q.configure({ maxReleases: 1 });
+  assert.equal((await q.stats()).stats?.maxReleases, 1);
+  const first = await releaseAtClose(client, 'released-often');
+  assert.deepEqual([first.state, first.attempts, first.releases], ['waiting', 0, 1]);
+  // The same job again (the only one waiting): its second release is past the cap.
+  await releaseOnce(q);
+  const second = (await q.get(first.id)).job;
+  assert.deepEqual([second.state, second.attempts, second.releases], ['dead', 1, 2]);
+  assert.match(
+    second.error ?? '',
+    /past the queue's maxReleases of 1: counted as a failed attempt/,
+  );
+  assert.equal((await q.stats()).stats?.totals.dead, 1);
+});
+
+void test('with a member of a release before counted releases, a release is neither counted nor capped', async () => {
+  const nodes = await TestNodes.start({
+    nodes: 3,
+    featureLevelOf: (id) => (id === 3 ? features.queueReleaseCap.level - 1 : undefined),
+  });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const client = new FlotillaClient({ endpoints: nodes.urls });
+  cleanups.push(() => client.close());
+  const refused = await client
+    .queue('released-mixed')
+    .configure({ maxReleases: 0 })
+    .then(
+      () => null,
+      (err: FlotillaError) => err.code,
+    );
+  assert.equal(refused, 'FEATURE_NOT_ENABLED');
+  const job = await releaseAtClose(client, 'released-mixed');
+  assert.deepEqual([job.state, job.attempts, job.releases], ['waiting', 0, 0]);
+  await releaseOnce(client.queue('released-mixed'));
+  const again = (await client.queue('released-mixed').get(job.id)).job;
+  assert.deepEqual([again.state, again.attempts, again.releases], ['waiting', 0, 0]);
 });
 
 void test('with a member of a release before it, a release is a fail, as before', async () => {

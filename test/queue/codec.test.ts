@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Packr } from 'msgpackr';
 import { defaultQueueLimits } from '../../src/base/limits.js';
-import { decodeQueueCommand, encodeQueueCommand } from '../../src/queue/codec.js';
+import { checkProposal, decodeQueueCommand, encodeQueueCommand } from '../../src/queue/codec.js';
 import type { QueueCommandAny } from '../../src/queue/types.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -93,4 +93,37 @@ void test("a claim's byte bound is a positive integer, in a claim and in a repor
         /maxBytes/,
         JSON.stringify(bad),
       );
+});
+
+void test('an empty or blank failure message or worker name is refused when proposed, applied when read back', () => {
+  const fail = { op: 'fail', queue: 'q', id: 'j', token: 1 } as const;
+  const refused: [QueueCommandAny, RegExp][] = [
+    [{ ...fail, error: '' }, /^"error" is empty/],
+    [{ ...fail, error: ' \n' }, /^"error" is only whitespace/],
+    [{ ...fail, error: '', release: true }, /^"error" is empty/],
+    [{ ...fail, error: 'x', next: { worker: '' } }, /^"next.worker" is empty/],
+    [{ op: 'claim', queue: 'q', worker: '\t' }, /^"worker" is only whitespace/],
+    [
+      {
+        op: 'reportBulk',
+        queue: 'q',
+        reports: [
+          { op: 'complete', id: 'a', token: 1 },
+          { op: 'fail', id: 'j', token: 1, error: ' ' },
+        ],
+      },
+      /^reports\[1\]: "error" is only whitespace/,
+    ],
+  ];
+  for (const [cmd, message] of refused) {
+    assert.throws(
+      () => checkProposal(cmd),
+      (e: Error & { code?: string }) => e.code === 'BAD_REQUEST' && message.test(e.message),
+      JSON.stringify(cmd),
+    );
+    // An entry a release before the check wrote still applies as it did on every member.
+    assert.deepEqual(decodeQueueCommand(encodeQueueCommand(cmd), defaultQueueLimits), cmd);
+  }
+  for (const cmd of commands) checkProposal(cmd);
+  checkProposal({ ...fail, error: ' x ' });
 });

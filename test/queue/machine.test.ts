@@ -393,6 +393,104 @@ void test('a release gives the job back unrun: waiting at once, the attempt not 
   assert.equal(h.state('q', 'j'), 'dead');
 });
 
+void test('counted releases past the queue maxReleases are failed attempts: backoff, then dead', () => {
+  // A job whose every worker gave it back (a handler that never ends within a shutdown's grace)
+  // waited again at every release and was never dead.
+  const h = new Harness();
+  h.add('q', {
+    id: 'j',
+    maxAttempts: 2,
+    backoff: { kind: 'fixed', delayMs: 1_000, maxDelayMs: 1_000 },
+  });
+  assert.equal(h.m.stats('q')?.maxReleases, 3, 'the default');
+  const release = (token: number) =>
+    h.ok({
+      op: 'fail',
+      queue: 'q',
+      id: 'j',
+      token,
+      error: 'released',
+      release: true,
+      counted: true,
+    }) as ReportResult;
+  const job = () => h.m.getJob('q', 'j');
+  for (let i = 1; i <= 3; i++) {
+    assert.equal(release(h.claimOne('q').token).state, 'waiting');
+    assert.deepEqual([job()?.releases, job()?.attempts, job()?.error], [i, 0, 'released']);
+  }
+  // The fourth: a failed attempt, with its backoff and a reason that says why.
+  const failedAt = h.timeMs;
+  assert.equal(release(h.claimOne('q').token).state, 'failed');
+  assert.deepEqual([job()?.releases, job()?.attempts, job()?.runAtMs], [4, 1, failedAt + 1_000]);
+  assert.match(
+    job()?.error ?? '',
+    /^released \(release 4, past the queue's maxReleases of 3: counted as a failed attempt\)$/,
+  );
+  assert.deepEqual(
+    [h.m.stats('q')?.totals.failed, h.m.eventsAfter({ index: 0, seq: 0 }).events.at(-1)?.type],
+    [1, 'failed'],
+  );
+  // Due after its backoff; the fifth release uses its last attempt: dead.
+  h.tick(failedAt + 1_000);
+  assert.equal(release(h.claimOne('q').token).state, 'dead');
+  assert.deepEqual([job()?.releases, job()?.attempts], [5, 2]);
+  // A retry starts the count again, as it does the attempts.
+  h.ok({ op: 'retry', queue: 'q', id: 'j' });
+  assert.deepEqual([job()?.releases, job()?.attempts], [0, 0]);
+  assert.equal(release(h.claimOne('q').token).state, 'waiting');
+  assert.equal(job()?.releases, 1);
+});
+
+void test("the queue's maxReleases is a setting: 0 makes every counted release a failed attempt", () => {
+  const h = new Harness();
+  h.ok({ op: 'configure', queue: 'q', maxReleases: 0 });
+  assert.equal(h.m.stats('q')?.maxReleases, 0);
+  h.add('q', { id: 'j', maxAttempts: 1 });
+  const c = h.claimOne('q');
+  const r = h.ok({
+    op: 'fail',
+    queue: 'q',
+    id: 'j',
+    token: c.token,
+    error: 'stopping',
+    release: true,
+    counted: true,
+  });
+  assert.deepEqual(r, { ok: true, state: 'dead' });
+  // Settings left out keep it; a value past the limit is refused like any other.
+  h.ok({ op: 'configure', queue: 'q', concurrency: 2 });
+  assert.equal(h.m.stats('q')?.maxReleases, 0);
+  const [bad] = h.m.apply([h.command({ op: 'configure', queue: 'q', maxReleases: -1 })]);
+  assert.match(
+    (bad as { message: string }).message,
+    /"maxReleases" must be an integer from 0 to 1000/,
+  );
+});
+
+void test('a release not marked counted (proposed below the feature level) is neither counted nor capped', () => {
+  // Until every member counts releases the proposer leaves the mark out, so a member of an
+  // older release and this one apply the entry alike.
+  const h = new Harness();
+  h.ok({ op: 'configure', queue: 'q', maxReleases: 0 });
+  h.add('q', { id: 'j', maxAttempts: 1 });
+  for (let i = 0; i < 3; i++) {
+    const c = h.claimOne('q');
+    assert.deepEqual(
+      h.ok({ op: 'fail', queue: 'q', id: 'j', token: c.token, error: 'r', release: true }),
+      { ok: true, state: 'waiting' },
+    );
+  }
+  assert.deepEqual([h.m.getJob('q', 'j')?.releases, h.m.getJob('q', 'j')?.attempts], [0, 0]);
+  // "counted" without "release" means nothing, and is refused.
+  const [bad] = h.m.apply([
+    h.command({ op: 'fail', queue: 'q', id: 'j', token: 1, error: 'x', counted: true }),
+  ]);
+  assert.match(
+    (bad as { message: string }).message,
+    /"counted" must be true, and only with "release"/,
+  );
+});
+
 void test('a final failure is dead at once; retry brings a dead job back with fresh attempts', () => {
   const h = new Harness();
   h.add('q', { id: 'j', maxAttempts: 5 });

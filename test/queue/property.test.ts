@@ -82,18 +82,34 @@ const command: fc.Arbitrary<Omit<Step, 'dtMs'>> = fc.oneof(
         queue,
         id,
         ref: fc.nat(50),
-        op: fc.constantFrom('complete', 'fail', 'heartbeat', 'progress', 'fail-final'),
+        op: fc.constantFrom(
+          'complete',
+          'fail',
+          'heartbeat',
+          'progress',
+          'fail-final',
+          'release',
+          'release-counted',
+        ),
       })
       .map(({ queue: q, id: i, ref, op }) => {
         const base = { queue: q, id: i, token: 1 };
         const cmd: QueueCommandAny =
           op === 'complete'
             ? { op, ...base, result: new Uint8Array([1]) }
-            : op === 'fail' || op === 'fail-final'
-              ? { op: 'fail', ...base, error: 'e', ...(op === 'fail-final' && { final: true }) }
-              : op === 'heartbeat'
-                ? { op, ...base }
-                : { op, ...base, progress: 50 };
+            : op === 'release' || op === 'release-counted'
+              ? {
+                  op: 'fail',
+                  ...base,
+                  error: 'r',
+                  release: true,
+                  ...(op === 'release-counted' && { counted: true }),
+                }
+              : op === 'fail' || op === 'fail-final'
+                ? { op: 'fail', ...base, error: 'e', ...(op === 'fail-final' && { final: true }) }
+                : op === 'heartbeat'
+                  ? { op, ...base }
+                  : { op, ...base, progress: 50 };
         return { cmd, tokenOf: ref };
       }),
   },
@@ -128,6 +144,7 @@ const command: fc.Arbitrary<Omit<Step, 'dtMs'>> = fc.oneof(
           ageMs: fc.constantFrom(0, 300),
         }),
         keepDead: fc.record({ count: fc.constantFrom(1, 5), ageMs: fc.constantFrom(0, 300) }),
+        maxReleases: fc.constantFrom(0, 1, 3),
       })
       .map((r) => ({ cmd: { op: 'configure' as const, ...r } })),
   },

@@ -19,6 +19,104 @@ async function drain(stream: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
 
 const fromChunks = (chunks: Uint8Array[]) => chunkStream(() => chunks[Symbol.iterator]());
 
+/**
+ * A snapshot taken by the release before jobs counted their releases (job records of 23 fields,
+ * queue records without maxReleases), base64 chunk by chunk: queue q (keepDead 5) with job a
+ * released once then completed, b failed once (maxAttempts 2), c waiting.
+ */
+const beforeReleaseCounts = [
+  [
+    '3gAKoXYBpW5vd01zzQj8p25leHRTZXEEq2ZpbmlzaFN0YW1wAaZxdWV1ZXORmaFxwsAAAMDeAAKlY291bnTNA+il',
+    'YWdlTXMA3gACpWNvdW50BaVhZ2VNcwDeAAalYWRkZWQDp2NsYWltZWQDqWNvbXBsZXRlZAGmZmFpbGVkAaRkZWFk',
+    'AKxsZWFzZUV4cGlyZWQAq3JlcGVhdGFibGVzkKhldmVudExvZ94AA6d0cmltbWVkAKtsYXN0VHJpbW1lZN4AAqVp',
+    'bmRleACjc2VxAKRsYXN03gACpWluZGV4CaNzZXEBq2V2ZW50Q2h1bmtzAatkZWR1cENodW5rcwGpam9iQ2h1bmtz',
+    'AQ==',
+  ].join(''),
+  [
+    'md4AB6VpbmRleAGmdGltZU1zzQPopHR5cGWlYWRkZWSlcXVldWWhcaNqb2KhYaZkZXRhaWzAo3NlcQHeAAelaW5k',
+    'ZXgCpnRpbWVNc80D6KR0eXBlpWFkZGVkpXF1ZXVloXGjam9ioWKmZGV0YWlswKNzZXEB3gAHpWluZGV4A6Z0aW1l',
+    'TXPNA+ikdHlwZaVhZGRlZKVxdWV1ZaFxo2pvYqFjpmRldGFpbMCjc2VxAd4AB6VpbmRleAWmdGltZU1zzQfQpHR5',
+    'cGWmYWN0aXZlpXF1ZXVloXGjam9ioWGmZGV0YWlswKNzZXEB3gAHpWluZGV4BqZ0aW1lTXPNCDSkdHlwZad3YWl0',
+    'aW5npXF1ZXVloXGjam9ioWGmZGV0YWlswKNzZXEB3gAHpWluZGV4B6Z0aW1lTXPNCJikdHlwZaZhY3RpdmWlcXVl',
+    'dWWhcaNqb2KhYaZkZXRhaWzAo3NlcQHeAAelaW5kZXgHpnRpbWVNc80ImKR0eXBlpmFjdGl2ZaVxdWV1ZaFxo2pv',
+    'YqFipmRldGFpbMCjc2VxAt4AB6VpbmRleAimdGltZU1zzQj8pHR5cGWmZmFpbGVkpXF1ZXVloXGjam9ioWKmZGV0',
+    'YWlspGJvb22jc2VxAd4AB6VpbmRleAmmdGltZU1zzQj8pHR5cGWpY29tcGxldGVkpXF1ZXVloXGjam9ioWGmZGV0',
+    'YWlswKNzZXEB',
+  ].join(''),
+  ['k5OhcaFhzgA28miToXGhYs4ANvJok6FxoWPOADbyaA=='].join(''),
+  [
+    'k9wAFwChYQGhbsQDImEiAAPeAAOka2luZKtleHBvbmVudGlhbKdkZWxheU1zzQPoqm1heERlbGF5TXPN6mDNdTDN',
+    'A+jAqWNvbXBsZXRlZAHNCDQHzX3IoXcAAc0I/MDAwtwAFwChYgKhbsQDImIiAALeAAOka2luZKtleHBvbmVudGlh',
+    'bKdkZWxheU1zzQPoqm1heERlbGF5TXPN6mDNdTDNA+jApmZhaWxlZAHNDOQHzX3IoXcAAADApGJvb23C3AAXAKFj',
+    'A6FuxAMiYyIAA94AA6RraW5kq2V4cG9uZW50aWFsp2RlbGF5TXPNA+iqbWF4RGVsYXlNc83qYM11MM0D6MCnd2Fp',
+    'dGluZwDNA+gAAMAAAADAwMI=',
+  ].join(''),
+];
+
+void test('a snapshot from before releases were counted loads: no releases, the default cap', async () => {
+  const m = new QueueStateMachine();
+  await m.restore(
+    fromChunks(beforeReleaseCounts.map((c) => new Uint8Array(Buffer.from(c, 'base64')))),
+  );
+  assert.deepEqual(m.checkInvariants(), []);
+  const stats = m.stats('q');
+  assert.deepEqual(
+    [stats?.counts.waiting, stats?.counts.failed, stats?.counts.completed, stats?.keepDead.count],
+    [1, 1, 1, 5],
+  );
+  assert.equal(stats?.maxReleases, 3);
+  const a = m.getJob('q', 'a');
+  const b = m.getJob('q', 'b');
+  assert.deepEqual([a?.state, a?.attempts, a?.releases], ['completed', 1, 0]);
+  assert.deepEqual([b?.state, b?.error, b?.releases], ['failed', 'boom', 0]);
+  // It goes on as any state does: a counted release of c is its first.
+  const h = new Harness();
+  await h.m.restore(fromChunks(await drain(m.snapshot())));
+  h.index = 100;
+  const c = h.claimOne('q');
+  h.ok({
+    op: 'fail',
+    queue: 'q',
+    id: c.job.id,
+    token: c.token,
+    error: 'r',
+    release: true,
+    counted: true,
+  });
+  assert.equal(h.m.getJob('q', c.job.id)?.releases, 1);
+});
+
+void test("a job's releases and a queue's maxReleases survive a snapshot; none written while 0", async () => {
+  const { Packr } = await import('msgpackr');
+  const packr = new Packr({ useRecords: false, moreTypes: false });
+  const h = new Harness();
+  h.add('q', { id: 'a' });
+  h.add('q', { id: 'b' });
+  // No release counted yet: job records keep the 23 fields every release reads.
+  const plain = await drain(h.m.snapshot());
+  const records = packr.unpack(plain.at(-1) as Uint8Array) as unknown[][];
+  assert.deepEqual(
+    records.map((r) => r.length),
+    [23, 23],
+  );
+  h.ok({ op: 'configure', queue: 'q', maxReleases: 7 });
+  const c = h.claimOne('q');
+  h.ok({
+    op: 'fail',
+    queue: 'q',
+    id: c.job.id,
+    token: c.token,
+    error: 'r',
+    release: true,
+    counted: true,
+  });
+  const restored = new QueueStateMachine();
+  await restored.restore(fromChunks(await drain(h.m.snapshot())));
+  assert.deepStrictEqual(restored.dump(), h.m.dump());
+  assert.equal(restored.getJob('q', 'a')?.releases, 1);
+  assert.equal(restored.stats('q')?.maxReleases, 7);
+});
+
 void test('a snapshot holds the state as of the call, whatever applies while it is read', async () => {
   const h = new Harness();
   for (let i = 0; i < 5_000; i++)
