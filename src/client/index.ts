@@ -23,7 +23,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
-import { checkOptions, pick, sleep } from './util.js';
+import { checkOptions, pick, refusedCertificate, sleep, withCertificateCause } from './util.js';
 import {
   httpWatchLines,
   watchStream,
@@ -1091,6 +1091,8 @@ export class FlotillaClient {
     let attempts = 0;
     /** Each endpoint tried, in order, with the code of its last failure: said when giving up. */
     const tried = new Map<string, string>();
+    /** The nodes whose certificate this client refused, with OpenSSL's code: not tried again. */
+    const refused = new Map<string, string>();
     // A read changes nothing, so its failure is definite whatever the transport said.
     const reads = method === 'GET' || readPaths.has(path);
     // A key-value request goes to its range's leader when the cached map says which it is.
@@ -1116,6 +1118,16 @@ export class FlotillaClient {
         if (!unreached.has(e.code)) answered = e;
         tried.delete(endpoint);
         tried.set(endpoint, e.code);
+        // A certificate this client refused is refused again on every attempt: 8 attempts over
+        // 2 s came to the same hint. Another endpoint may serve a good one (a node whose
+        // renewal was missed), so each is tried once; when none is left, the call fails now.
+        const certificate = refusedCertificate(e);
+        if (certificate !== null) {
+          const again = refused.has(endpoint);
+          refused.set(endpoint, certificate);
+          if (again || this.endpoints.every((u) => refused.has(u)))
+            throw refusedEverywhere(e, refused, indefinite);
+        }
         // An earlier attempt may have applied even if this one was refused outright.
         if (!retryable.has(e.code))
           throw indefinite === e.indefinite
@@ -1145,6 +1157,12 @@ export class FlotillaClient {
           if (e.leader > 0 && !this.leaderUrlById.has(e.leader))
             await this.refreshMembers(endpoint);
           this.redirect(e);
+          // To the next endpoint whose certificate was not refused, at once: the refusal was
+          // no node's failure that a pause lets pass.
+          if (certificate !== null) {
+            this.skipRefused(refused);
+            continue;
+          }
         }
         await sleep(backoffMs);
       }
@@ -1243,6 +1261,14 @@ export class FlotillaClient {
       for (const m of st.members) this.leaderUrlById.set(m.id, m.client);
     } catch {
       // Best effort: without the map we rotate through the endpoints instead.
+    }
+  }
+
+  /** Moves on from endpoints whose certificate was refused, while one that was not is left. */
+  private skipRefused(refused: ReadonlyMap<string, string>): void {
+    for (let i = 0; i < this.endpoints.length; i++) {
+      if (!refused.has(this.endpoints[this.preferred] as string)) return;
+      this.preferred = (this.preferred + 1) % this.endpoints.length;
     }
   }
 
@@ -1406,10 +1432,13 @@ export class FlotillaClient {
       // The request may have reached the server: whether it applied is unknown, unless the
       // connection was never made (nothing was sent).
       const code = deadline.timedOut ? 'TIMEOUT' : 'CONNECTION';
-      throw new FlotillaError(
-        code,
-        `${method} ${endpoint}${path} failed: ${(err as Error).message}${this.answeredOverHttp.has(endpoint) ? '' : schemeHint(endpoint, err)}`,
-        method === 'POST' && !connectFailed(err),
+      throw withCertificateCause(
+        new FlotillaError(
+          code,
+          `${method} ${endpoint}${path} failed: ${(err as Error).message}${this.answeredOverHttp.has(endpoint) ? '' : schemeHint(endpoint, err)}`,
+          method === 'POST' && !connectFailed(err),
+        ),
+        err,
       );
     }
     this.answeredOverHttp.add(endpoint);
@@ -1533,6 +1562,26 @@ function schemeHint(endpoint: string, err: unknown): string {
   if ((err as Error).name === 'HTTPParserError')
     return " (the port answered, but not in HTTP: an endpoint is a node's client port, listenClient, not its peer port or its binary protocol port)";
   return '';
+}
+
+/**
+ * The failure of a call whose every node tried served a certificate this client refused: the
+ * last refusal, with its hint, and each endpoint's code when there were several. Definite
+ * unless an earlier attempt may have applied.
+ */
+function refusedEverywhere(
+  e: FlotillaError,
+  refused: ReadonlyMap<string, string>,
+  indefinite: boolean,
+): FlotillaError {
+  const each =
+    refused.size > 1
+      ? ` (no endpoint's certificate verified: ${[...refused].map(([url, code]) => `${url} (${code})`).join(', ')})`
+      : '';
+  return withCertificateCause(
+    new FlotillaError(e.code, `${e.message}${each}`, indefinite, e.leader, e.retryAfterMs),
+    { code: refusedCertificate(e) },
+  );
 }
 
 /** A refusal of the `ackedBelow` field by a node of a release that does not know it. */

@@ -1,6 +1,7 @@
-// Small helpers of the client: a sleep an abort cuts short, picking set fields, and refusing
-// options a call does not have.
+// Small helpers of the client: a sleep an abort cuts short, picking set fields, refusing
+// options a call does not have, and telling a node's certificate this client refused.
 
+import { verifyMeaning } from '../base/certificate-verdict.js';
 import { closestName } from '../base/closest.js';
 import { FlotillaError } from '../base/errors.js';
 
@@ -41,4 +42,30 @@ export function checkOptions(o: object, where: string, names: readonly string[])
       false,
     );
   }
+}
+
+/**
+ * The code of a node's certificate that this client's TLS handshake refused (not signed by a
+ * CA it trusts, expired, not naming the host dialled), or null for any other failure. Such a
+ * refusal comes back on every attempt at that node until its certificate or this client's CA
+ * changes: the client does not try that node again within the call.
+ */
+export function refusedCertificateCode(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && Object.hasOwn(verifyMeaning, code) ? code : null;
+}
+
+/** The CONNECTION errors raised for a refused certificate, with its code. */
+const refusedCertificates = new WeakMap<FlotillaError, string>();
+
+/** Marks `e`, raised for `cause`, as a refused certificate when `cause` is one; answers `e`. */
+export function withCertificateCause(e: FlotillaError, cause: unknown): FlotillaError {
+  const code = refusedCertificateCode(cause);
+  if (code !== null) refusedCertificates.set(e, code);
+  return e;
+}
+
+/** The certificate code `e` was raised for (withCertificateCause), or null. */
+export function refusedCertificate(e: FlotillaError): string | null {
+  return refusedCertificates.get(e) ?? null;
 }
