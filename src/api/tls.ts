@@ -5,6 +5,8 @@
 import type { TLSSocket, TlsOptions } from 'node:tls';
 import { unverifiedCertificate } from '../base/certificate-verdict.js';
 import { FlotillaError } from '../base/errors.js';
+import { looksLikeHttp, plainHttpRefusal, requestedUrl } from '../transport/plain-text.js';
+import { CONNECTION_ID, encodeError, tlsOnlyHeader } from './wire-codec.js';
 
 export interface ServerTlsOptions {
   readonly cert: string | Uint8Array;
@@ -71,5 +73,40 @@ function refusalOf(socket: TLSSocket): FlotillaError | null {
     'UNAUTHENTICATED',
     `This node requires a client certificate its cluster's CA signed: ${why}${hint}. Nothing was done`,
     false,
+  );
+}
+
+/**
+ * What the HTTPS client port answers a connection that sent plain HTTP: a 400 in plain text
+ * that says to use https:// (null: not HTTP, left to TLS).
+ */
+export function plainToHttpsPort(first: Buffer): Buffer | null {
+  if (!looksLikeHttp(first)) return null;
+  const asked = requestedUrl(first);
+  const url = asked === null ? 'https://' : `https://${asked.host}${asked.path}`;
+  return plainHttpRefusal(
+    `400 Bad Request: the plain HTTP request was sent to an HTTPS port. This port speaks TLS only: use ${url} (trusting the cluster's CA, e.g. curl --cacert ca.crt).`,
+    { [tlsOnlyHeader]: '1' },
+  );
+}
+
+/**
+ * What the binary protocol's TLS port answers a connection that does not speak TLS: a plain
+ * client's handshake (a frame, whose length starts with a zero byte) gets the protocol's
+ * error frame, plain HTTP a 400 in plain text (null: neither, left to TLS).
+ */
+export function plainToWireTlsPort(first: Buffer): Buffer | null {
+  if (looksLikeHttp(first))
+    return plainHttpRefusal(
+      "400 Bad Request: this is a Flotilla node's binary client protocol port, over TLS: it does not serve HTTP. The HTTP API is on the node's client port, at an https:// URL.",
+    );
+  if (first[0] !== 0) return null;
+  return encodeError(
+    CONNECTION_ID,
+    new FlotillaError(
+      'BAD_FRAME',
+      "This port speaks the binary protocol over TLS only, and the connection did not begin with a TLS handshake: connect with TLS (the node's endpoint is https://)",
+      false,
+    ),
   );
 }

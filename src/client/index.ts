@@ -23,7 +23,14 @@
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
-import { checkOptions, pick, refusedCertificate, sleep, withCertificateCause } from './util.js';
+import {
+  checkOptions,
+  markRefusedEndpoint,
+  pick,
+  refusedEndpoint,
+  sleep,
+  withCertificateCause,
+} from './util.js';
 import {
   httpWatchLines,
   watchStream,
@@ -36,7 +43,7 @@ import {
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import { defaultLimits, defaultQueueLimits, isQueueName } from '../base/limits.js';
-import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
+import { clientProtocolHeader, tlsOnlyHeader, type WireOp } from '../api/wire-codec.js';
 import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
 import { features } from '../base/features.js';
 import { WireConnection } from './wire.js';
@@ -1091,7 +1098,10 @@ export class FlotillaClient {
     let attempts = 0;
     /** Each endpoint tried, in order, with the code of its last failure: said when giving up. */
     const tried = new Map<string, string>();
-    /** The nodes whose certificate this client refused, with OpenSSL's code: not tried again. */
+    /**
+     * The nodes whose certificate this client refused (with OpenSSL's code), or that speak TLS
+     * to an http:// endpoint: not tried again.
+     */
     const refused = new Map<string, string>();
     // A read changes nothing, so its failure is definite whatever the transport said.
     const reads = method === 'GET' || readPaths.has(path);
@@ -1118,13 +1128,14 @@ export class FlotillaClient {
         if (!unreached.has(e.code)) answered = e;
         tried.delete(endpoint);
         tried.set(endpoint, e.code);
-        // A certificate this client refused is refused again on every attempt: 8 attempts over
-        // 2 s came to the same hint. Another endpoint may serve a good one (a node whose
-        // renewal was missed), so each is tried once; when none is left, the call fails now.
-        const certificate = refusedCertificate(e);
-        if (certificate !== null) {
+        // A certificate this client refused is refused again on every attempt (8 attempts over
+        // 2 s came to the same hint), as a port that speaks TLS answers an http:// endpoint
+        // the same way each time. Another endpoint may serve (a node whose renewal was
+        // missed), so each is tried once; when none is left, the call fails now.
+        const refusal = refusedEndpoint(e);
+        if (refusal !== null) {
           const again = refused.has(endpoint);
-          refused.set(endpoint, certificate);
+          refused.set(endpoint, refusal);
           if (again || this.endpoints.every((u) => refused.has(u)))
             throw refusedEverywhere(e, refused, indefinite);
         }
@@ -1157,9 +1168,9 @@ export class FlotillaClient {
           if (e.leader > 0 && !this.leaderUrlById.has(e.leader))
             await this.refreshMembers(endpoint);
           this.redirect(e);
-          // To the next endpoint whose certificate was not refused, at once: the refusal was
-          // no node's failure that a pause lets pass.
-          if (certificate !== null) {
+          // To the next endpoint not refused so, at once: the refusal was no node's failure
+          // that a pause lets pass.
+          if (refusal !== null) {
             this.skipRefused(refused);
             continue;
           }
@@ -1441,6 +1452,16 @@ export class FlotillaClient {
         err,
       );
     }
+    if (res.headers[tlsOnlyHeader] !== undefined)
+      // An HTTPS port's plain-text answer to a plain request: nothing was done.
+      throw markRefusedEndpoint(
+        new FlotillaError(
+          'CONNECTION',
+          `${method} ${endpoint}${path} failed: the port answered that it speaks TLS only (the node serves its clients over TLS: its endpoint is https://)`,
+          false,
+        ),
+        'TLS only',
+      );
     this.answeredOverHttp.add(endpoint);
     this.learnBinaryPort(endpoint, res.headers[clientProtocolHeader]);
     let json: unknown;
@@ -1565,9 +1586,10 @@ function schemeHint(endpoint: string, err: unknown): string {
 }
 
 /**
- * The failure of a call whose every node tried served a certificate this client refused: the
- * last refusal, with its hint, and each endpoint's code when there were several. Definite
- * unless an earlier attempt may have applied.
+ * The failure of a call whose every endpoint tried failed in a way no retry helps (a
+ * certificate this client refused, a port that speaks TLS only): the last failure, with its
+ * hint, and what each endpoint did when there were several. Definite unless an earlier
+ * attempt may have applied.
  */
 function refusedEverywhere(
   e: FlotillaError,
@@ -1576,11 +1598,11 @@ function refusedEverywhere(
 ): FlotillaError {
   const each =
     refused.size > 1
-      ? ` (no endpoint's certificate verified: ${[...refused].map(([url, code]) => `${url} (${code})`).join(', ')})`
+      ? ` (each endpoint tried once: ${[...refused].map(([url, why]) => `${url} (${why})`).join(', ')})`
       : '';
-  return withCertificateCause(
+  return markRefusedEndpoint(
     new FlotillaError(e.code, `${e.message}${each}`, indefinite, e.leader, e.retryAfterMs),
-    { code: refusedCertificate(e) },
+    refusedEndpoint(e) ?? '',
   );
 }
 

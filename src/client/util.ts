@@ -55,17 +55,25 @@ export function refusedCertificateCode(err: unknown): string | null {
   return typeof code === 'string' && Object.hasOwn(verifyMeaning, code) ? code : null;
 }
 
-/** The CONNECTION errors raised for a refused certificate, with its code. */
-const refusedCertificates = new WeakMap<FlotillaError, string>();
+/**
+ * The CONNECTION errors of an endpoint that will fail the same way on every attempt (its
+ * certificate refused, or a port that speaks TLS named http://), with what went wrong.
+ */
+const refusedEndpoints = new WeakMap<FlotillaError, string>();
+
+/** Marks `e` as the failure of an endpoint that no retry helps, for `why`; answers `e`. */
+export function markRefusedEndpoint(e: FlotillaError, why: string): FlotillaError {
+  refusedEndpoints.set(e, why);
+  return e;
+}
 
 /** Marks `e`, raised for `cause`, as a refused certificate when `cause` is one; answers `e`. */
 export function withCertificateCause(e: FlotillaError, cause: unknown): FlotillaError {
   const code = refusedCertificateCode(cause);
-  if (code !== null) refusedCertificates.set(e, code);
-  return e;
+  return code === null ? e : markRefusedEndpoint(e, code);
 }
 
-/** The certificate code `e` was raised for (withCertificateCause), or null. */
-export function refusedCertificate(e: FlotillaError): string | null {
-  return refusedCertificates.get(e) ?? null;
+/** What `e` was marked for (markRefusedEndpoint), or null. */
+export function refusedEndpoint(e: FlotillaError): string | null {
+  return refusedEndpoints.get(e) ?? null;
 }
