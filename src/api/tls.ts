@@ -15,6 +15,11 @@ export interface ServerTlsOptions {
   readonly ca: string | Uint8Array;
   /** Whether a client must present a certificate the CA signed (mutual TLS). */
   readonly requestCert: boolean;
+  /**
+   * Told of each connection refused for its certificate, once, with the remote address and
+   * why (for the node's log, which limits how often it says so).
+   */
+  readonly onRefused?: (remote: { address: string; port: number }, reason: string) => void;
 }
 
 /** The PEM material alone: what a reload replaces. */
@@ -56,16 +61,20 @@ export function clientCertRefusal(
   // again, and reading a resumed session's certificate builds an object each time.
   const known = verdicts.get(socket as object);
   if (known !== undefined) return known;
-  const refused = refusalOf(socket as TLSSocket);
+  const refused = refusalOf(socket as TLSSocket, o.onRefused);
   verdicts.set(socket as object, refused);
   return refused;
 }
 
 const verdicts = new WeakMap<object, FlotillaError | null>();
 
-function refusalOf(socket: TLSSocket): FlotillaError | null {
+function refusalOf(
+  socket: TLSSocket,
+  onRefused: ServerTlsOptions['onRefused'],
+): FlotillaError | null {
   const why = unverifiedCertificate(socket, 'client', Date.now());
   if (why === null) return null;
+  onRefused?.({ address: socket.remoteAddress ?? '?', port: socket.remotePort ?? 0 }, why);
   const hint = why.startsWith('client presented no certificate')
     ? ' (give the client one: tls.cert and tls.key, or --cert and --key with the flotilla command)'
     : '';

@@ -308,6 +308,41 @@ void describe('a cluster with TLS on every port', () => {
     ok.close();
   });
 
+  void it('a client refused for its certificate is logged, once a minute per address and reason', async () => {
+    const refusedLines = () =>
+      (logs.get(1) ?? []).filter((r) =>
+        /^client connection from 127\.0\.0\.1:\d+ \((HTTP|binary protocol)\) refused: client certificate not issued by this cluster's CA \(\w+; subject CN=rogue, issuer CN=Some other CA\)$/.test(
+          String(r['msg']),
+        ),
+      );
+    const rogue = { ...certs.roguePem(), ca: ca() };
+    // Three connections (one per client: each its own pool), each refused.
+    for (let i = 0; i < 3; i++) {
+      const c = new FlotillaClient({ endpoints: [nodes.url(1)], protocol: 'http', tls: rogue });
+      try {
+        await assert.rejects(c.get('k'), (e: FlotillaError) => e.code === 'UNAUTHENTICATED');
+      } finally {
+        await c.close();
+      }
+    }
+    await assert.rejects(
+      WireConnection.connect({
+        host: '127.0.0.1',
+        port: nodes.binaryPort(1),
+        timeoutMs: 3_000,
+        tls: rogue,
+      }),
+      (e: FlotillaError) => e.code === 'UNAUTHENTICATED',
+    );
+    // Before: nothing at the default level. Now one warning, with who and why; the repeats
+    // within the minute are counted for the next line, not written.
+    const lines = refusedLines();
+    assert.equal(lines.length, 1, JSON.stringify(lines));
+    assert.equal(lines[0]?.['level'], 40);
+    assert.equal(lines[0]?.['port'], 'HTTP');
+    assert.match(String(lines[0]?.['remote']), /^127\.0\.0\.1:\d+$/);
+  });
+
   void it('a TLS session resumed without a certificate is refused as its first connection was', async () => {
     // The node issues TLS 1.3 session tickets, and a connection resumed from one counts as
     // authorized whatever the first connection presented: a client without a certificate was
@@ -501,6 +536,17 @@ void describe('a cluster with TLS on every port', () => {
       );
       await waitFor(() => events.some((e) => e.kind === 'handshake-refused'), "the rogue's event");
       assert.ok(!events.some((e) => e.kind === 'peer-connected'));
+      // It dials again and again (a learner with another CA's certificate does, 4 to 5 times
+      // a second): refused each time, said once a minute.
+      await waitFor(() => {
+        rogue.send({ from: 2, to: 1, term: 1, type: 'heartbeat', commit: 0, seq: 1 });
+        return events.filter((e) => e.kind === 'handshake-refused').length >= 4;
+      }, 'four refusals of the rogue');
+      assert.equal(
+        messages(1).filter((m) => /^peer connection from .*CN=rogue/.test(m)).length,
+        1,
+        messages(1).join('\n'),
+      );
     } finally {
       await rogue.close();
     }
