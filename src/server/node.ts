@@ -108,7 +108,7 @@ import {
 } from '../api/dashboard-routes.js';
 import { DashboardFeed, RateSampler } from './dashboard.js';
 import { Timeline } from './timeline.js';
-import { NodeTls } from './node-tls.js';
+import { NodeTls, logTlsPorts } from './node-tls.js';
 import { packageVersion } from './version.js';
 import { SERVING_FILE, readyzUrl, writeServing } from './serving-file.js';
 
@@ -1165,6 +1165,24 @@ export class FlotillaNode implements AsyncDisposable {
           await http.close();
           throw err;
         });
+      if (tls !== null)
+        logTlsPorts(log, tls.material, [
+          { kind: 'peer', address: config.listenPeer, certificateRequired: true },
+          {
+            kind: 'HTTP client',
+            address: `${addr.address}:${addr.port}`,
+            certificateRequired: config.tls?.clientCertAuth === true,
+          },
+          ...(node.wire !== null && wireListen !== null
+            ? [
+                {
+                  kind: 'binary protocol' as const,
+                  address: wireListen,
+                  certificateRequired: config.tls?.clientCertAuth === true,
+                },
+              ]
+            : []),
+        ]);
       log.info(
         {
           client: `${addr.address}:${addr.port}`,

@@ -147,6 +147,27 @@ void describe('a cluster with TLS on every port', () => {
     }
   });
 
+  void it('says at start-up that TLS is on, on each port, and with which certificate', () => {
+    const cert = new X509Certificate(readFileSync(certs.node(1).certFile));
+    const issuer = /CN=([^\n]*)/.exec(cert.issuer)?.[1] ?? '?';
+    const expires = new Date(Date.parse(cert.validTo)).toISOString();
+    const lines = (logs.get(1) ?? []).filter((r) => /^TLS on for the /.test(String(r['msg'])));
+    assert.deepEqual(
+      lines.map((r) => [r['level'], r['port'], r['certificateRequired']]),
+      [
+        [30, 'peer', true],
+        [30, 'HTTP client', true],
+        [30, 'binary protocol', true],
+      ],
+    );
+    const { port } = parseHostPort(nodes.node(1).config.listenClient);
+    assert.equal(
+      lines[1]?.['msg'],
+      `TLS on for the HTTP client port 127.0.0.1:${port}: client certificates of the cluster's CA required; certificate CN=node1, issuer CN=${issuer}, expires ${expires}`,
+    );
+    assert.match(String(lines[0]?.['msg']), /: peer certificates of the cluster's CA required;/);
+  });
+
   void it('a client that names the TLS port http:// is told to use https://', async () => {
     const plain = nodes.url(1).replace(/^https:/, 'http:');
     const c = new FlotillaClient({ endpoints: [plain], deadlineMs: 3_000 });
