@@ -28,6 +28,7 @@ import {
   markRefusedEndpoint,
   pick,
   refusedEndpoint,
+  schemeHint,
   sleep,
   withCertificateCause,
 } from './util.js';
@@ -1526,13 +1527,6 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
 
 /** A value as an error message shows it. */
 /**
- * A hint for a failure that a wrong scheme or port explains, to an endpoint that never answered:
- * a port serving TLS closes a plain HTTP connection without a word ("other side closed", as a
- * node dying mid-request does, hence the "if"), a plain HTTP port answers a TLS handshake with
- * bytes that are no TLS record ("wrong version number"), and a port of another protocol
- * answers what undici cannot parse as HTTP.
- */
-/**
  * Failures of making a connection, before any byte of a request is written on it: refused,
  * unreachable, a name not found, a connect timeout, or a TLS handshake this client gave up
  * (the node's certificate not trusted, expired or for another name; a port without TLS). A
@@ -1559,30 +1553,6 @@ const connectFailures = new Set([
 function connectFailed(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && connectFailures.has(code);
-}
-
-function schemeHint(endpoint: string, err: unknown): string {
-  const e = err as { code?: unknown };
-  if (endpoint.startsWith('http:') && e.code === 'UND_ERR_SOCKET')
-    return ' (if the node serves its clients over TLS, its endpoint is https://)';
-  if (endpoint.startsWith('https:') && e.code === 'ERR_SSL_WRONG_VERSION_NUMBER')
-    return ' (the port answered without TLS: if the node serves plain HTTP, its endpoint is http://)';
-  // A cluster's own CA, which the system does not trust.
-  if (
-    endpoint.startsWith('https:') &&
-    (e.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
-      e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
-      e.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' ||
-      e.code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY')
-  )
-    return " (the node's certificate is signed by a CA this client does not trust: give the cluster's CA, tls.ca, or --cacert with the CLI)";
-  // A port that requires a client certificate closes a handshake without one.
-  if (endpoint.startsWith('https:') && e.code === 'UND_ERR_SOCKET')
-    return ' (if the cluster requires client certificates, give one: tls.cert and tls.key, or --cert and --key with the CLI)';
-  // A node's peer port and its binary client protocol port answer in frames of their own.
-  if ((err as Error).name === 'HTTPParserError')
-    return " (the port answered, but not in HTTP: an endpoint is a node's client port, listenClient, not its peer port or its binary protocol port)";
-  return '';
 }
 
 /**

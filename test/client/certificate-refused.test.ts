@@ -87,6 +87,33 @@ void describe('a certificate the client refuses', () => {
     }
   });
 
+  void it('a watch that no endpoint lets open for its certificate ends, with the hint', async () => {
+    const rogue1 = await serve(certs.roguePem());
+    const rogue2 = await serve(certs.roguePem());
+    const c = new FlotillaClient({
+      endpoints: [rogue1.url, rogue2.url],
+      tls: { ca: certs.pem(1).ca },
+    });
+    try {
+      // Before: it tried again and again, for ever, saying nothing.
+      await assert.rejects(
+        async () => {
+          // Bounded: without the fix the iteration ends here, unrejected, when the signal fires.
+          for await (const _ of c.watch('k', { signal: AbortSignal.timeout(10_000) }))
+            assert.fail('no batch can come');
+        },
+        (e: FlotillaError) => {
+          assert.equal(e.code, 'CONNECTION');
+          assert.match(e.message, untrustedHint);
+          return true;
+        },
+      );
+      assert.deepEqual([rogue1.connections(), rogue2.connections()], [1, 1]);
+    } finally {
+      await c.close();
+    }
+  });
+
   void it('the command with a wrong --cacert makes one attempt and prints the hint', async () => {
     const node = await serve(certs.pem(1));
     const r = await runCli(
