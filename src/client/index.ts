@@ -1276,7 +1276,10 @@ export class FlotillaClient {
     }
   }
 
-  /** Moves on from endpoints whose certificate was refused, while one that was not is left. */
+  /**
+   * Moves on from the endpoints refused so (a certificate, a port that speaks TLS only) while
+   * one that was not is left.
+   */
   private skipRefused(refused: ReadonlyMap<string, string>): void {
     for (let i = 0; i < this.endpoints.length; i++) {
       if (!refused.has(this.endpoints[this.preferred] as string)) return;
