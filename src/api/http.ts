@@ -19,11 +19,13 @@ import { TurnQueue, type Schedule } from './turns.js';
 import type { TraceHook } from '../host/trace.js';
 import {
   clientCertRefusal,
+  plainToHttpsPort,
   secureContextOptions,
   tlsServerOptions,
   type ServerTlsOptions,
   type TlsMaterial,
 } from './tls.js';
+import { answerPlainText } from '../transport/plain-text.js';
 
 export interface RouteContext {
   readonly body: unknown;
@@ -660,11 +662,15 @@ function serverFactory(
 ): (options: ServerOptions, listener: RequestListener) => Server {
   const tls = opts.tls;
   if (tls === undefined) return createServer;
-  return (options, listener) =>
-    createHttpsServer(
+  return (options, listener) => {
+    const server = createHttpsServer(
       { ...options, ...tlsServerOptions(tls), handshakeTimeout: opts.headersTimeoutMs },
       listener,
     );
+    // Plain HTTP is answered a 400 that says to use https://, not an empty reply.
+    answerPlainText(server, { timeoutMs: opts.headersTimeoutMs, answer: plainToHttpsPort });
+    return server;
+  };
 }
 
 /** Accepts `application/json`, with no charset or with UTF-8, in any letter case. */

@@ -26,6 +26,12 @@ export const maxBodyDepth = MAX_BODY_DEPTH;
 /** The response header a node's HTTP answers carry when it serves this protocol: its port. */
 export const clientProtocolHeader = 'x-flotilla-client-protocol-port';
 
+/**
+ * The header of the plain-text answer an HTTPS port gives a plain HTTP request: a client that
+ * named the port http:// tells it from any other 400 by it.
+ */
+export const tlsOnlyHeader = 'x-flotilla-tls-only';
+
 /** The job queue's request types: `queue.<name>` for each of its HTTP paths. */
 export const queueWireOps = (Object.keys(queuePaths) as QueueOpName[]).map(
   (name) => `queue.${name}` as const,

@@ -45,12 +45,14 @@ import type { KvBackend } from './routes.js';
 import type { TraceHook } from '../host/trace.js';
 import {
   clientCertRefusal,
+  plainToWireTlsPort,
   secureContextOptions,
   tlsServerOptions,
   type ServerTlsOptions,
   type TlsMaterial,
 } from './tls.js';
 import { TurnQueue } from './turns.js';
+import { answerPlainText } from '../transport/plain-text.js';
 import { asObject, onlyFields, optInt, type Json } from './validate.js';
 import {
   checkWatchRoom,
@@ -212,6 +214,12 @@ export class WireServer {
             },
             onSocket,
           );
+    // A plain client, or plain HTTP, is told that the port speaks TLS rather than dropped.
+    if (opts.tls !== undefined)
+      answerPlainText(this.server as TlsServer, {
+        timeoutMs: opts.handshakeTimeoutMs,
+        answer: plainToWireTlsPort,
+      });
     this.server.maxConnections = opts.maxConnections;
     // Connections still in their TLS handshake are not in `connections`: close() ends them too.
     this.server.on('connection', (raw: Socket) => {

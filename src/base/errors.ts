@@ -378,8 +378,10 @@ export const errorCodes = {
       'sent: refused, unreachable, a name not found, a connect timeout, or a TLS handshake this ' +
       "client gave up (the node's certificate not trusted, expired or for another name). A " +
       "node that refuses this client's certificate (none, or not of its CA) says so with " +
-      'UNAUTHENTICATED instead. Where the scheme looks wrong (an http:// port that closes the connection unanswered, an ' +
-      'https:// one that answers without TLS), the message says which to use',
+      'UNAUTHENTICATED instead. Where the scheme looks wrong (an http:// endpoint whose port speaks TLS, an ' +
+      'https:// one that answers without TLS), the message says which to use. A certificate this client refused, ' +
+      'or a port that answered that it speaks TLS only, fails the same way every time: the call tries such an ' +
+      'endpoint once',
     indefinite: true,
     clientOnly: true,
   },

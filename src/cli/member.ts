@@ -99,7 +99,10 @@ export function memberCommands(
       .description(what)
       .argument('<id>', 'the new member id (never one removed before)', id('<id>'))
       .argument('<peer>', 'its peer address, host:port')
-      .argument('<client>', 'its client URL, e.g. http://127.0.0.1:8004')
+      .argument(
+        '<client>',
+        'its client URL, e.g. http://127.0.0.1:8004 (https://127.0.0.1:8004 with TLS)',
+      )
       .option('--json', 'print the answer as JSON')
       .action(async (n: number, peer: string, client: string, o: { json?: boolean }) =>
         withClient(opts(), async (c) =>

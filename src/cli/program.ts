@@ -65,6 +65,32 @@ async function withClient<T>(
   }
 }
 
+/** How `start` is run, shown after its options: one node of three, without and with TLS. */
+export const startExamples = `
+Examples:
+  # Node 1 of three, plain HTTP (every member is started alike, with its own --id)
+  flotilla start --id 1 --data-dir /var/lib/flotilla \\
+    --initial-cluster 1=10.0.0.1:7001@http://10.0.0.1:8001,2=10.0.0.2:7001@http://10.0.0.2:8001,3=10.0.0.3:7001@http://10.0.0.3:8001
+
+  # The same with TLS on every port: https:// client URLs and the node's files from
+  # \`flotilla certs init\` and \`flotilla certs issue\` (--tls-client-cert-auth: clients too
+  # must present a certificate of the CA; docs/SECURITY.md)
+  flotilla start --id 1 --data-dir /var/lib/flotilla \\
+    --initial-cluster 1=10.0.0.1:7001@https://10.0.0.1:8001,2=10.0.0.2:7001@https://10.0.0.2:8001,3=10.0.0.3:7001@https://10.0.0.3:8001 \\
+    --tls-cert-file certs/node1.crt --tls-key-file certs/node1.key --tls-ca-file certs/ca.crt \\
+    --tls-client-cert-auth
+`;
+
+/** How a command talks to a cluster, shown after the program's commands. */
+export const clientExamples = `
+Examples:
+  flotilla kv put greeting hello --endpoints http://127.0.0.1:8001
+  # A cluster with TLS: https:// endpoints and its CA; --cert and --key when it requires a
+  # client certificate (tlsClientCertAuth)
+  flotilla kv get greeting --endpoints https://10.0.0.1:8001 --cacert certs/ca.crt \\
+    --cert certs/ops.crt --key certs/ops.key
+`;
+
 export function buildProgram(): Command {
   const program = new Command('flotilla')
     .description('Raft-replicated key-value store')
@@ -83,6 +109,7 @@ export function buildProgram(): Command {
   program.hook('preAction', () => {
     tlsFlags = program.opts<ClientTlsFlags>();
   });
+  program.addHelpText('after', clientExamples);
 
   program
     .command('start')
@@ -94,7 +121,10 @@ export function buildProgram(): Command {
       v === hostOrdinal ? v : int('--id')(v),
     )
     .option('--data-dir <dir>', 'data directory')
-    .option('--initial-cluster <spec>', 'members: 1=host:peerPort@http://host:clientPort,...')
+    .option(
+      '--initial-cluster <spec>',
+      'members: 1=host:peerPort@http://host:clientPort,... (https:// with TLS)',
+    )
     .option('--cluster-id <id>', 'cluster id; peers from another cluster are refused')
     .option('--listen-peer <host:port>', 'peer listen address (default: from the member entry)')
     .option('--listen-client <host:port>', 'HTTP listen address (default: from the member entry)')
@@ -161,6 +191,7 @@ export function buildProgram(): Command {
     .option('--tls-key-file <file>', "this node's private key")
     .option('--tls-ca-file <file>', "the cluster's CA certificate")
     .option('--tls-client-cert-auth', 'clients must present a certificate of the CA too')
+    .addHelpText('after', startExamples)
     .action(async (o: Record<string, unknown>) => {
       const file = typeof o['config'] === 'string' ? readConfigFile(o['config']) : {};
       const flags = {

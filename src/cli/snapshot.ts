@@ -345,7 +345,7 @@ export function snapshotCommands(
     .requiredOption('--id <n>', "this member's id in the new cluster", int('--id', 1))
     .requiredOption(
       '--initial-cluster <spec>',
-      'the new cluster: 1=host:peerPort@http://host:clientPort,...',
+      'the new cluster: 1=host:peerPort@http://host:clientPort,... (https:// with TLS)',
     )
     .option('--cluster-id <id>', "the new cluster's id", configDefaults.clusterId)
     .addOption(

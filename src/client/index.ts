@@ -23,7 +23,15 @@
 
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
-import { checkOptions, pick, sleep } from './util.js';
+import {
+  checkOptions,
+  markRefusedEndpoint,
+  pick,
+  refusedEndpoint,
+  schemeHint,
+  sleep,
+  withCertificateCause,
+} from './util.js';
 import {
   httpWatchLines,
   watchStream,
@@ -36,7 +44,7 @@ import {
 import { Deadline } from '../api/deadline.js';
 import { FlotillaError, isErrorCode, type ErrorCode } from '../base/errors.js';
 import { defaultLimits, defaultQueueLimits, isQueueName } from '../base/limits.js';
-import { clientProtocolHeader, type WireOp } from '../api/wire-codec.js';
+import { clientProtocolHeader, tlsOnlyHeader, type WireOp } from '../api/wire-codec.js';
 import { queuePaths, queueReads, type QueueOpName } from '../api/queue-paths.js';
 import { features } from '../base/features.js';
 import { WireConnection } from './wire.js';
@@ -1091,6 +1099,11 @@ export class FlotillaClient {
     let attempts = 0;
     /** Each endpoint tried, in order, with the code of its last failure: said when giving up. */
     const tried = new Map<string, string>();
+    /**
+     * The nodes whose certificate this client refused (with OpenSSL's code), or that speak TLS
+     * to an http:// endpoint: not tried again.
+     */
+    const refused = new Map<string, string>();
     // A read changes nothing, so its failure is definite whatever the transport said.
     const reads = method === 'GET' || readPaths.has(path);
     // A key-value request goes to its range's leader when the cached map says which it is.
@@ -1116,6 +1129,17 @@ export class FlotillaClient {
         if (!unreached.has(e.code)) answered = e;
         tried.delete(endpoint);
         tried.set(endpoint, e.code);
+        // A certificate this client refused is refused again on every attempt (8 attempts over
+        // 2 s came to the same hint), as a port that speaks TLS answers an http:// endpoint
+        // the same way each time. Another endpoint may serve (a node whose renewal was
+        // missed), so each is tried once; when none is left, the call fails now.
+        const refusal = refusedEndpoint(e);
+        if (refusal !== null) {
+          const again = refused.has(endpoint);
+          refused.set(endpoint, refusal);
+          if (again || this.endpoints.every((u) => refused.has(u)))
+            throw refusedEverywhere(e, refused, indefinite);
+        }
         // An earlier attempt may have applied even if this one was refused outright.
         if (!retryable.has(e.code))
           throw indefinite === e.indefinite
@@ -1145,6 +1169,12 @@ export class FlotillaClient {
           if (e.leader > 0 && !this.leaderUrlById.has(e.leader))
             await this.refreshMembers(endpoint);
           this.redirect(e);
+          // To the next endpoint not refused so, at once: the refusal was no node's failure
+          // that a pause lets pass.
+          if (refusal !== null) {
+            this.skipRefused(refused);
+            continue;
+          }
         }
         await sleep(backoffMs);
       }
@@ -1243,6 +1273,17 @@ export class FlotillaClient {
       for (const m of st.members) this.leaderUrlById.set(m.id, m.client);
     } catch {
       // Best effort: without the map we rotate through the endpoints instead.
+    }
+  }
+
+  /**
+   * Moves on from the endpoints refused so (a certificate, a port that speaks TLS only) while
+   * one that was not is left.
+   */
+  private skipRefused(refused: ReadonlyMap<string, string>): void {
+    for (let i = 0; i < this.endpoints.length; i++) {
+      if (!refused.has(this.endpoints[this.preferred] as string)) return;
+      this.preferred = (this.preferred + 1) % this.endpoints.length;
     }
   }
 
@@ -1406,12 +1447,25 @@ export class FlotillaClient {
       // The request may have reached the server: whether it applied is unknown, unless the
       // connection was never made (nothing was sent).
       const code = deadline.timedOut ? 'TIMEOUT' : 'CONNECTION';
-      throw new FlotillaError(
-        code,
-        `${method} ${endpoint}${path} failed: ${(err as Error).message}${this.answeredOverHttp.has(endpoint) ? '' : schemeHint(endpoint, err)}`,
-        method === 'POST' && !connectFailed(err),
+      throw withCertificateCause(
+        new FlotillaError(
+          code,
+          `${method} ${endpoint}${path} failed: ${(err as Error).message}${this.answeredOverHttp.has(endpoint) ? '' : schemeHint(endpoint, err)}`,
+          method === 'POST' && !connectFailed(err),
+        ),
+        err,
       );
     }
+    if (res.headers[tlsOnlyHeader] !== undefined)
+      // An HTTPS port's plain-text answer to a plain request: nothing was done.
+      throw markRefusedEndpoint(
+        new FlotillaError(
+          'CONNECTION',
+          `${method} ${endpoint}${path} failed: the port answered that it speaks TLS only (the node serves its clients over TLS: its endpoint is https://)`,
+          false,
+        ),
+        'TLS only',
+      );
     this.answeredOverHttp.add(endpoint);
     this.learnBinaryPort(endpoint, res.headers[clientProtocolHeader]);
     let json: unknown;
@@ -1476,13 +1530,6 @@ function tlsConnectOptions(o: ClientTlsOptions | undefined): TlsPem {
 
 /** A value as an error message shows it. */
 /**
- * A hint for a failure that a wrong scheme or port explains, to an endpoint that never answered:
- * a port serving TLS closes a plain HTTP connection without a word ("other side closed", as a
- * node dying mid-request does, hence the "if"), a plain HTTP port answers a TLS handshake with
- * bytes that are no TLS record ("wrong version number"), and a port of another protocol
- * answers what undici cannot parse as HTTP.
- */
-/**
  * Failures of making a connection, before any byte of a request is written on it: refused,
  * unreachable, a name not found, a connect timeout, or a TLS handshake this client gave up
  * (the node's certificate not trusted, expired or for another name; a port without TLS). A
@@ -1511,28 +1558,25 @@ function connectFailed(err: unknown): boolean {
   return typeof code === 'string' && connectFailures.has(code);
 }
 
-function schemeHint(endpoint: string, err: unknown): string {
-  const e = err as { code?: unknown };
-  if (endpoint.startsWith('http:') && e.code === 'UND_ERR_SOCKET')
-    return ' (if the node serves its clients over TLS, its endpoint is https://)';
-  if (endpoint.startsWith('https:') && e.code === 'ERR_SSL_WRONG_VERSION_NUMBER')
-    return ' (the port answered without TLS: if the node serves plain HTTP, its endpoint is http://)';
-  // A cluster's own CA, which the system does not trust.
-  if (
-    endpoint.startsWith('https:') &&
-    (e.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
-      e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
-      e.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' ||
-      e.code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY')
-  )
-    return " (the node's certificate is signed by a CA this client does not trust: give the cluster's CA, tls.ca, or --cacert with the CLI)";
-  // A port that requires a client certificate closes a handshake without one.
-  if (endpoint.startsWith('https:') && e.code === 'UND_ERR_SOCKET')
-    return ' (if the cluster requires client certificates, give one: tls.cert and tls.key, or --cert and --key with the CLI)';
-  // A node's peer port and its binary client protocol port answer in frames of their own.
-  if ((err as Error).name === 'HTTPParserError')
-    return " (the port answered, but not in HTTP: an endpoint is a node's client port, listenClient, not its peer port or its binary protocol port)";
-  return '';
+/**
+ * The failure of a call whose every endpoint tried failed in a way no retry helps (a
+ * certificate this client refused, a port that speaks TLS only): the last failure, with its
+ * hint, and what each endpoint did when there were several. Definite unless an earlier
+ * attempt may have applied.
+ */
+function refusedEverywhere(
+  e: FlotillaError,
+  refused: ReadonlyMap<string, string>,
+  indefinite: boolean,
+): FlotillaError {
+  const each =
+    refused.size > 1
+      ? ` (each endpoint tried once: ${[...refused].map(([url, why]) => `${url} (${why})`).join(', ')})`
+      : '';
+  return markRefusedEndpoint(
+    new FlotillaError(e.code, `${e.message}${each}`, indefinite, e.leader, e.retryAfterMs),
+    refusedEndpoint(e) ?? '',
+  );
 }
 
 /** A refusal of the `ackedBelow` field by a node of a release that does not know it. */

@@ -1,6 +1,7 @@
-// Small helpers of the client: a sleep an abort cuts short, picking set fields, and refusing
-// options a call does not have.
+// Small helpers of the client: a sleep an abort cuts short, picking set fields, refusing
+// options a call does not have, and telling a node's certificate this client refused.
 
+import { verifyMeaning } from '../base/certificate-verdict.js';
 import { closestName } from '../base/closest.js';
 import { FlotillaError } from '../base/errors.js';
 
@@ -41,4 +42,70 @@ export function checkOptions(o: object, where: string, names: readonly string[])
       false,
     );
   }
+}
+
+/**
+ * The code of a node's certificate that this client's TLS handshake refused (not signed by a
+ * CA it trusts, expired, not naming the host dialled), or null for any other failure. Such a
+ * refusal comes back on every attempt at that node until its certificate or this client's CA
+ * changes: the client does not try that node again within the call.
+ */
+export function refusedCertificateCode(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && Object.hasOwn(verifyMeaning, code) ? code : null;
+}
+
+/**
+ * The CONNECTION errors of an endpoint that will fail the same way on every attempt (its
+ * certificate refused, or a port that speaks TLS named http://), with what went wrong.
+ */
+const refusedEndpoints = new WeakMap<FlotillaError, string>();
+
+/** Marks `e` as the failure of an endpoint that no retry helps, for `why`; answers `e`. */
+export function markRefusedEndpoint(e: FlotillaError, why: string): FlotillaError {
+  refusedEndpoints.set(e, why);
+  return e;
+}
+
+/** Marks `e`, raised for `cause`, as a refused certificate when `cause` is one; answers `e`. */
+export function withCertificateCause(e: FlotillaError, cause: unknown): FlotillaError {
+  const code = refusedCertificateCode(cause);
+  return code === null ? e : markRefusedEndpoint(e, code);
+}
+
+/** What `e` was marked for (markRefusedEndpoint), or null. */
+export function refusedEndpoint(e: FlotillaError): string | null {
+  return refusedEndpoints.get(e) ?? null;
+}
+
+/**
+ * A hint for a failure that a wrong scheme, port or CA explains, to an endpoint that never
+ * answered: a port serving TLS closes a plain HTTP connection without a word ("other side
+ * closed", as a node dying mid-request does, hence the "if"; a node of this release answers it
+ * a 400 that says so instead), a plain HTTP port answers a TLS handshake with bytes that are no
+ * TLS record ("wrong version number"), a node's certificate signed by a CA this client does not
+ * trust, and a port of another protocol answers what undici cannot parse as HTTP.
+ */
+export function schemeHint(endpoint: string, err: unknown): string {
+  const e = err as { code?: unknown };
+  if (endpoint.startsWith('http:') && e.code === 'UND_ERR_SOCKET')
+    return ' (if the node serves its clients over TLS, its endpoint is https://)';
+  if (endpoint.startsWith('https:') && e.code === 'ERR_SSL_WRONG_VERSION_NUMBER')
+    return ' (the port answered without TLS: if the node serves plain HTTP, its endpoint is http://)';
+  // A cluster's own CA, which the system does not trust.
+  if (
+    endpoint.startsWith('https:') &&
+    (e.code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
+      e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
+      e.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' ||
+      e.code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY')
+  )
+    return " (the node's certificate is signed by a CA this client does not trust: give the cluster's CA, tls.ca, or --cacert with the CLI)";
+  // A port that requires a client certificate closes a handshake without one.
+  if (endpoint.startsWith('https:') && e.code === 'UND_ERR_SOCKET')
+    return ' (if the cluster requires client certificates, give one: tls.cert and tls.key, or --cert and --key with the CLI)';
+  // A node's peer port and its binary client protocol port answer in frames of their own.
+  if ((err as Error).name === 'HTTPParserError')
+    return " (the port answered, but not in HTTP: an endpoint is a node's client port, listenClient, not its peer port or its binary protocol port)";
+  return '';
 }

@@ -8,7 +8,7 @@
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Pool } from 'undici';
 import type { KeyValue } from '../api/types.js';
-import { pick, sleep } from './util.js';
+import { pick, refusedCertificateCode, refusedEndpoint, schemeHint, sleep } from './util.js';
 import { ANSWER_ERROR, ANSWER_STREAM } from '../api/wire-codec.js';
 import type { WireConnection } from './wire.js';
 
@@ -96,6 +96,12 @@ export async function* watchStream(
   // Before, it was never below 30 s: a watch that asked for progress every second still
   // waited 30 s on a frozen node.
   const idleMs = watchSilenceMs(o.progressNotifyMs);
+  /**
+   * Before a node accepted the watch: the endpoints whose certificate this client refused (or
+   * that speak TLS to an http:// URL). Such a failure comes back on every attempt: once every
+   * endpoint failed so, the watch ends with it, where it retried silently for ever.
+   */
+  const refused = new Set<string>();
   while (!(o.signal?.aborted ?? false)) {
     const url = t.endpoints[endpoint % t.endpoints.length] as string;
     const ac = new AbortController();
@@ -141,6 +147,19 @@ export async function* watchStream(
       if (err instanceof FlotillaError && err.code === 'CROSS_RANGE' && accepted)
         throw splitAcross(err, next);
       if (err instanceof FlotillaError && !retryableWatch.has(err.code)) throw err;
+      const refusal =
+        err instanceof FlotillaError ? refusedEndpoint(err) : refusedCertificateCode(err);
+      if (refusal !== null && !accepted) {
+        refused.add(url);
+        if (t.endpoints.every((u) => refused.has(u)))
+          throw err instanceof FlotillaError
+            ? err
+            : new FlotillaError(
+                'CONNECTION',
+                `Cannot open the watch at ${url}: ${(err as Error).message}${schemeHint(url, err)}`,
+                false,
+              );
+      }
       failures++;
     } finally {
       o.signal?.removeEventListener('abort', onAbort);

@@ -9,6 +9,7 @@
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { FlotillaError } from '../base/errors.js';
+import { withCertificateCause } from './util.js';
 import {
   ANSWER_STREAM,
   CONNECTION_ID,
@@ -136,7 +137,12 @@ export class WireConnection {
       socket.on('error', (err: Error & { code?: string }) => {
         if (conn !== null) return; // 'close' follows
         // Before the handshake's answer no request was sent on it, whatever the failure.
-        fail(new FlotillaError('CONNECTION', `Cannot connect to ${where}: ${err.message}`, false));
+        fail(
+          withCertificateCause(
+            new FlotillaError('CONNECTION', `Cannot connect to ${where}: ${err.message}`, false),
+            err,
+          ),
+        );
       });
       socket.on('close', () => {
         if (conn === null) {

@@ -155,20 +155,26 @@ export function logRuntimeEvent(log: Logger, e: RuntimeEvent): void {
 /**
  * Says something at most `burst` times per interval per key (a peer, say), counting the times
  * left unsaid beyond that, so that a flapping peer is a few lines every interval, not thirty a
- * second, while a peer that restarts once is said to go and to come back.
+ * second, while a peer that restarts once is said to go and to come back. With `maxKeys`, at
+ * most that many keys are remembered (keys a stranger chooses, such as a remote address): the
+ * ones whose interval is over go first, then the oldest, whose count is lost.
  */
-export class Throttle {
-  private readonly keys = new Map<number, { since: number; said: number; unsaid: number }>();
+export class Throttle<K = number> {
+  private readonly keys = new Map<K, { since: number; said: number; unsaid: number }>();
 
   constructor(
     private readonly intervalMs: number,
     private readonly burst = 3,
+    private readonly maxKeys = Number.POSITIVE_INFINITY,
   ) {}
 
   /** If `key` should be said at `nowMs`: how many times it went unsaid before; else null. */
-  take(key: number, nowMs: number): number | null {
+  take(key: K, nowMs: number): number | null {
     const k = this.keys.get(key);
     if (k === undefined || nowMs - k.since >= this.intervalMs) {
+      // Deleted first: the map stays in the order of `since`, oldest first.
+      this.keys.delete(key);
+      if (this.keys.size >= this.maxKeys) this.forget(nowMs);
       this.keys.set(key, { since: nowMs, said: 1, unsaid: 0 });
       return k?.unsaid ?? 0;
     }
@@ -179,4 +185,62 @@ export class Throttle {
     k.unsaid++;
     return null;
   }
+
+  /** Keys remembered now. */
+  get size(): number {
+    return this.keys.size;
+  }
+
+  /** Makes room for a key: the keys whose interval is over, else the oldest. */
+  private forget(nowMs: number): void {
+    for (const [key, k] of this.keys) {
+      if (nowMs - k.since < this.intervalMs) break;
+      this.keys.delete(key);
+    }
+    if (this.keys.size >= this.maxKeys) {
+      const [oldest] = this.keys.keys();
+      this.keys.delete(oldest as K);
+    }
+  }
+}
+
+/**
+ * A warning said at most once per key per interval (a minute by default), for what a stranger
+ * can repeat at will: a client or a peer refused for its certificate on each of its
+ * connections, several a second. The first of a key is said at once; the repeats within the
+ * interval are counted, and said as a count (`unsaid`) with the next line of the key. Time is
+ * the clock given (the node's monotonic clock); at most `maxKeys` keys are remembered.
+ */
+export class RateLimitedWarning {
+  private readonly throttle: Throttle<string>;
+
+  constructor(
+    private readonly log: Pick<Logger, 'warn'>,
+    private readonly clock: { nowMs(): number },
+    o: { intervalMs?: number; maxKeys?: number } = {},
+  ) {
+    this.throttle = new Throttle<string>(o.intervalMs ?? 60_000, 1, o.maxKeys ?? 1024);
+  }
+
+  /** Says `msg` with `fields` unless `key` was said within the interval; true when said. */
+  warn(key: string, fields: Record<string, unknown>, msg: string): boolean {
+    const unsaid = this.throttle.take(key, this.clock.nowMs());
+    if (unsaid === null) return false;
+    this.log.warn(
+      unsaid === 0 ? fields : { ...fields, unsaid },
+      unsaid === 0 ? msg : `${msg} (and ${unsaid} more times since last said)`,
+    );
+    return true;
+  }
+
+  /** Keys remembered now (bounded by maxKeys). */
+  get keys(): number {
+    return this.throttle.size;
+  }
+}
+
+/** The address of a `host:port` (an IPv6 one too), for a key that is the same on every connection. */
+export function hostOf(remote: string): string {
+  const colon = remote.lastIndexOf(':');
+  return colon < 0 ? remote : remote.slice(0, colon);
 }

@@ -19,7 +19,7 @@ import {
   type NodeJournal,
 } from '../storage/index.js';
 import { TcpTransport, type PeerTlsOptions } from '../transport/index.js';
-import { systemClock, type GroupStorage } from '../host/contracts.js';
+import { monotonicClock, systemClock, type GroupStorage } from '../host/contracts.js';
 import type { GroupOptions } from '../host/host.js';
 import { META_GROUP } from '../ranges/types.js';
 import { join } from 'node:path';
@@ -37,7 +37,7 @@ import {
 } from './data-dir.js';
 import { joinCluster } from './join.js';
 import { memberAuthHeaders } from './auth-tokens.js';
-import { Throttle, logWalRecovery } from './logging.js';
+import { RateLimitedWarning, Throttle, hostOf, logWalRecovery } from './logging.js';
 import type { NodeRecovery } from './node-recovery.js';
 import { MAX_LEARNED_MEMBERS } from './member-node.js';
 import type { NodeTls } from './node-tls.js';
@@ -482,6 +482,7 @@ export async function openPeerTransport(
         : `peer ${peer} ${what} (and ${unsaid} more times since last said)`,
     );
   };
+  const tlsRefusals = new RateLimitedWarning(log, monotonicClock);
   /** Peers whose refusal for a cluster id mismatch was explained in the log. */
   const toldClusterId = new Set<number>();
   /** Peers whose refusal for another process holding this node's id was explained. */
@@ -574,7 +575,12 @@ export async function openPeerTransport(
         return;
       }
       case 'tls-refused':
-        log.warn(
+        // Once a minute per dialler's address (or peer dialled) and reason: a learner with
+        // another CA's certificate dials every member 4 to 5 times a second, for ever.
+        tlsRefusals.warn(
+          e.direction === 'inbound'
+            ? `from ${hostOf(e.remote)} ${e.reason}`
+            : `to ${e.peer} ${e.reason}`,
           { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
           e.direction === 'inbound'
             ? `peer connection from ${e.remote} refused: ${e.reason}`

@@ -24,8 +24,13 @@ export interface LoadedTls extends TlsMaterial {
   readonly cert: Buffer;
   readonly key: Buffer;
   readonly ca: Buffer;
-  /** Subject, expiry and fingerprint of the certificate, for the log. */
-  readonly summary: { subject: string; validTo: string; fingerprint: string };
+  /** Subject, issuer, expiry and fingerprint of the certificate, for the log. */
+  readonly summary: {
+    subject: string;
+    issuer: string;
+    validTo: string;
+    fingerprint: string;
+  };
   /** When the certificate expires, in milliseconds since the epoch. */
   readonly validToMs: number;
 }
@@ -117,6 +122,7 @@ export function loadTls(config: TlsConfig, nowMs: number): LoadedTls {
     ca,
     summary: {
       subject: leaf.subject.replace(/\n/g, ', '),
+      issuer: leaf.issuer.replace(/\n/g, ', '),
       validTo: leaf.validTo,
       fingerprint: leaf.fingerprint256,
     },
@@ -232,5 +238,48 @@ export class NodeTls {
 
   private connectorFor(m: LoadedTls): ReturnType<typeof buildConnector> {
     return buildConnector({ cert: m.cert, key: m.key, ca: m.ca, rejectUnauthorized: true });
+  }
+}
+
+/** The common name of a distinguished name as a summary shows it (`CN=node1, O=Acme`). */
+export function commonNameOf(dn: string): string {
+  const cn = /(?:^|, )CN=([^,]*)/.exec(dn);
+  return cn?.[1] ?? dn;
+}
+
+/** A TLS port a node listens on, for the start-up log. */
+export interface TlsPort {
+  readonly kind: 'peer' | 'HTTP client' | 'binary protocol';
+  readonly address: string;
+  /** Whether the other end must present a certificate of the cluster's CA. */
+  readonly certificateRequired: boolean;
+}
+
+/**
+ * One info line per TLS port at start-up: that TLS is on, whether the other end must present
+ * a certificate, and the certificate served (subject and issuer CN, expiry). Nothing said
+ * before this told an operator that TLS was on, or with which certificate.
+ */
+export function logTlsPorts(log: Pick<Logger, 'info'>, m: LoadedTls, ports: TlsPort[]): void {
+  const subject = commonNameOf(m.summary.subject);
+  const issuer = commonNameOf(m.summary.issuer);
+  const expires = new Date(m.validToMs).toISOString();
+  for (const p of ports) {
+    const who = p.kind === 'peer' ? 'peer' : 'client';
+    const asked = p.certificateRequired
+      ? `${who} certificates of the cluster's CA required`
+      : 'client certificates not required (tlsClientCertAuth off)';
+    log.info(
+      {
+        port: p.kind,
+        address: p.address,
+        tls: true,
+        certificateRequired: p.certificateRequired,
+        subjectCN: subject,
+        issuerCN: issuer,
+        validTo: expires,
+      },
+      `TLS on for the ${p.kind} port ${p.address}: ${asked}; certificate CN=${subject}, issuer CN=${issuer}, expires ${expires}`,
+    );
   }
 }

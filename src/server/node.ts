@@ -37,7 +37,7 @@ import type { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { MemberPool } from './member-pool.js';
-import { createLogger, logRuntimeEvent } from './logging.js';
+import { RateLimitedWarning, createLogger, logRuntimeEvent } from './logging.js';
 import { HeartbeatTimer, LoopDelayMonitor, LoopStallWatch } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
@@ -108,7 +108,7 @@ import {
 } from '../api/dashboard-routes.js';
 import { DashboardFeed, RateSampler } from './dashboard.js';
 import { Timeline } from './timeline.js';
-import { NodeTls } from './node-tls.js';
+import { NodeTls, logTlsPorts } from './node-tls.js';
 import { packageVersion } from './version.js';
 import { SERVING_FILE, readyzUrl, writeServing } from './serving-file.js';
 
@@ -790,6 +790,8 @@ export class FlotillaNode implements AsyncDisposable {
     const cors = new CorsPolicy([...dashboardApiPaths, dashboardMemberPath], () =>
       clientAddresses(),
     );
+    // Clients refused for their certificate, on either client port: said once a minute each.
+    const certRefusals = new RateLimitedWarning(log, monotonicClock);
     const http = new JsonHttpServer({
       ...(authorize === undefined ? {} : { authorize }),
       cors,
@@ -805,7 +807,7 @@ export class FlotillaNode implements AsyncDisposable {
       onRequest: (route, status) => metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => log.error({ err }, 'request failed with an internal error'),
       ...(o.trace === undefined ? {} : { trace: o.trace }),
-      ...(tls === null ? {} : { tls: clientPortTls(tls, config) }),
+      ...(tls === null ? {} : { tls: clientPortTls(tls, config, certRefusals, 'HTTP') }),
     });
     const service = new KvService(
       runtime,
@@ -1137,7 +1139,9 @@ export class FlotillaNode implements AsyncDisposable {
             metrics,
             log,
             ...(tokens === null ? {} : { tokens: () => tokens.current() }),
-            ...(tls === null ? {} : { tls: clientPortTls(tls, config) }),
+            ...(tls === null
+              ? {}
+              : { tls: clientPortTls(tls, config, certRefusals, 'binary protocol') }),
             ...(o.trace === undefined ? {} : { trace: o.trace }),
           });
     metrics.bindClientAbortListeners(() => ({
@@ -1161,6 +1165,24 @@ export class FlotillaNode implements AsyncDisposable {
           await http.close();
           throw err;
         });
+      if (tls !== null)
+        logTlsPorts(log, tls.material, [
+          { kind: 'peer', address: config.listenPeer, certificateRequired: true },
+          {
+            kind: 'HTTP client',
+            address: `${addr.address}:${addr.port}`,
+            certificateRequired: config.tls?.clientCertAuth === true,
+          },
+          ...(node.wire !== null && wireListen !== null
+            ? [
+                {
+                  kind: 'binary protocol' as const,
+                  address: wireListen,
+                  certificateRequired: config.tls?.clientCertAuth === true,
+                },
+              ]
+            : []),
+        ]);
       log.info(
         {
           client: `${addr.address}:${addr.port}`,
@@ -1675,9 +1697,27 @@ export function dashboardUrl(address: string, port: number, https = false): stri
   return `${https ? 'https' : 'http'}://${host}:${port}/`;
 }
 
-/** The client ports' TLS: the node's certificate, and the CA clients must have, if asked. */
-function clientPortTls(tls: NodeTls, config: NodeConfig): ServerTlsOptions {
-  return { ...tls.material, requestCert: config.tls?.clientCertAuth === true };
+/**
+ * The client ports' TLS: the node's certificate, and the CA clients must have, if asked. A
+ * client refused for its certificate is logged, at most once a minute per address and reason
+ * (`refusals`, shared by both ports): a misconfigured client retries at will.
+ */
+function clientPortTls(
+  tls: NodeTls,
+  config: NodeConfig,
+  refusals: RateLimitedWarning,
+  port: 'HTTP' | 'binary protocol',
+): ServerTlsOptions {
+  return {
+    ...tls.material,
+    requestCert: config.tls?.clientCertAuth === true,
+    onRefused: (remote, reason) =>
+      refusals.warn(
+        `${remote.address} ${reason}`,
+        { remote: `${remote.address}:${remote.port}`, port, reason },
+        `client connection from ${remote.address}:${remote.port} (${port}) refused: ${reason}`,
+      ),
+  };
 }
 
 /** How long a shutdown may take before the node says what it still waits for. */

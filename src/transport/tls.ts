@@ -22,6 +22,9 @@ import {
   verifyMeaning,
 } from '../base/certificate-verdict.js';
 import { TransportError } from './errors.js';
+import { pack } from './codec.js';
+import { encodeSmallFrame, FrameType, PREFACE } from './frame.js';
+import { answerPlainText, looksLikeHttp, plainHttpRefusal } from './plain-text.js';
 import type { PeerAddress } from './types.js';
 
 /** The node's certificate and key, and the cluster CA's certificates (PEM, as in the files). */
@@ -106,6 +109,16 @@ export class PeerTls {
       },
       onSecure,
     );
+    // A member without TLS, or plain HTTP, is told what the port speaks rather than dropped,
+    // and logged as any refused handshake.
+    answerPlainText(server, {
+      timeoutMs: handshakeTimeoutMs,
+      answer: (first, raw) => {
+        const plain = plainToTlsPeerPort(first);
+        if (plain !== null) onFailure(remoteOf(raw), plain.reason);
+        return plain?.answer ?? null;
+      },
+    });
     // Read now, while the connection is open: node caches it for the failure's log line.
     server.on('connection', (raw: Socket) => void raw.remoteAddress);
     server.on('tlsClientError', (e: Error & { code?: string }, socket) => {
@@ -155,6 +168,29 @@ export class PeerTls {
     this.material = material;
     this.context = context;
   }
+}
+
+/**
+ * What the TLS peer port says to a connection that does not begin with a TLS handshake: a
+ * member without TLS (its preface, "FLOT", in plain) is refused with a REFUSE frame it can read
+ * and log, plain HTTP with a 400 in plain text; `reason` is for this node's log. Null: neither,
+ * left to TLS.
+ */
+export function plainToTlsPeerPort(first: Buffer): { answer: Buffer; reason: string } | null {
+  const n = Math.min(first.length, PREFACE.length);
+  if (n > 0 && first.subarray(0, n).equals(PREFACE.subarray(0, n))) {
+    const reason =
+      'the dialler does not speak TLS and this peer port does: every member must have TLS on, or none';
+    return { answer: encodeSmallFrame(FrameType.refuse, pack({ reason })), reason };
+  }
+  if (looksLikeHttp(first))
+    return {
+      answer: plainHttpRefusal(
+        "400 Bad Request: this is a Flotilla node's peer port, over TLS: it does not serve HTTP. Clients use the node's client port, at an https:// URL.",
+      ),
+      reason: 'a plain HTTP request, not a TLS handshake (a client pointed at the peer port?)',
+    };
+  return null;
 }
 
 export function remoteOf(socket: Socket): string {

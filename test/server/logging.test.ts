@@ -10,6 +10,8 @@ import {
   createLogger,
   humanize,
   logRuntimeEvent,
+  hostOf,
+  RateLimitedWarning,
   resolveLogFormat,
   Throttle,
 } from '../../src/server/logging.js';
@@ -19,6 +21,7 @@ import { groupDir, writeIdentity } from '../../src/server/data-dir.js';
 import { openWalStorage } from '../../src/storage/index.js';
 import { freePorts } from '../e2e/harness.js';
 import { ents, tempDir } from '../storage/helpers.js';
+import { ManualClock } from '../support/manual-clock.js';
 
 function sink(isTTY = false): { lines: string[]; write(s: string): void; isTTY: boolean } {
   const lines: string[] = [];
@@ -162,4 +165,53 @@ void test('a throttle says a key a few times per interval, then counts what went
   assert.equal(t.take(2, 10_001), 0);
   assert.equal(t.take(2, 30_000), 0, 'nothing went unsaid since');
   assert.equal(t.take(2, 40_000), 0);
+});
+
+void test('a rate-limited warning says a key once per interval, by the clock given, with a count', () => {
+  const said: { fields: Record<string, unknown>; msg: string }[] = [];
+  const log = {
+    warn: (fields: Record<string, unknown>, msg: string) => said.push({ fields, msg }),
+  };
+  const clock = new ManualClock();
+  const w = new RateLimitedWarning(log as never, clock, { intervalMs: 60_000 });
+  assert.equal(w.warn('10.0.0.9 bad cert', { remote: '10.0.0.9:1' }, 'refused: bad cert'), true);
+  for (let i = 0; i < 5; i++) {
+    clock.now += 200; // five a second, as a refused learner dials
+    assert.equal(w.warn('10.0.0.9 bad cert', { remote: '10.0.0.9:2' }, 'refused: bad cert'), false);
+  }
+  assert.equal(w.warn('10.0.0.9 no cert', {}, 'refused: no cert'), true, 'another reason');
+  assert.equal(w.warn('10.0.0.8 bad cert', {}, 'refused: bad cert'), true, 'another address');
+  assert.equal(said.length, 3);
+  clock.now = 60_000;
+  assert.equal(w.warn('10.0.0.9 bad cert', { remote: '10.0.0.9:3' }, 'refused: bad cert'), true);
+  assert.deepEqual(said[3], {
+    fields: { remote: '10.0.0.9:3', unsaid: 5 },
+    msg: 'refused: bad cert (and 5 more times since last said)',
+  });
+  clock.now = 120_000;
+  w.warn('10.0.0.9 bad cert', {}, 'refused: bad cert');
+  assert.deepEqual(said[4], { fields: {}, msg: 'refused: bad cert' }, 'nothing unsaid since');
+});
+
+void test('a rate-limited warning remembers a bounded number of keys', () => {
+  const said: string[] = [];
+  const clock = new ManualClock();
+  const w = new RateLimitedWarning(
+    { warn: (_: unknown, msg: string) => said.push(msg) } as never,
+    clock,
+    {
+      intervalMs: 60_000,
+      maxKeys: 100,
+    },
+  );
+  // A stranger choosing a new address each time cannot grow the memory.
+  for (let i = 0; i < 10_000; i++) w.warn(`10.0.${i >> 8}.${i & 255} x`, {}, `refused ${i}`);
+  assert.equal(w.keys, 100);
+  assert.equal(said.length, 10_000, 'each new key is said');
+  // Keys whose minute is over make room first; a key forgotten is said again when it recurs.
+  clock.now = 60_000;
+  w.warn('10.9.9.9 x', {}, 'late');
+  assert.equal(w.keys, 1);
+  assert.equal(hostOf('10.0.0.9:51234'), '10.0.0.9');
+  assert.equal(hostOf('::1:51234'), '::1');
 });

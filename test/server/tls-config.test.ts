@@ -10,7 +10,13 @@ import { pino } from 'pino';
 import type { Clock } from '../../src/host/contracts.js';
 import { issueCert } from '../../src/server/certs.js';
 import { ConfigError, configFromEnv, resolveNodeConfig } from '../../src/server/config.js';
-import { NodeTls, type TlsFilesError, loadTls } from '../../src/server/node-tls.js';
+import {
+  NodeTls,
+  type TlsFilesError,
+  commonNameOf,
+  loadTls,
+  logTlsPorts,
+} from '../../src/server/node-tls.js';
 import type { TlsConfig } from '../../src/server/tls-config.js';
 import { makeTestCerts, type TestCerts } from '../support/certs.js';
 
@@ -196,4 +202,32 @@ void test('a changed set of files is loaded at the next check; a bad one is logg
   tls.stop();
   clock.fire();
   assert.equal(tls.check(), 'unchanged');
+});
+
+void test('the start-up lines say TLS is on, whether certificates are asked, and which is served', () => {
+  const m = loadTls(tlsConfig(1), Date.now());
+  const said: { fields: Record<string, unknown>; msg: string }[] = [];
+  logTlsPorts(
+    {
+      info: ((fields: Record<string, unknown>, msg: string) => said.push({ fields, msg })) as never,
+    },
+    m,
+    [
+      { kind: 'peer', address: '127.0.0.1:7001', certificateRequired: true },
+      { kind: 'HTTP client', address: '127.0.0.1:8001', certificateRequired: false },
+    ],
+  );
+  const issuer = commonNameOf(m.summary.issuer);
+  assert.match(issuer, /^Flotilla development CA [0-9a-f]{8}$/);
+  const expires = new Date(m.validToMs).toISOString();
+  assert.deepEqual(
+    said.map((s) => s.msg),
+    [
+      `TLS on for the peer port 127.0.0.1:7001: peer certificates of the cluster's CA required; certificate CN=node1, issuer CN=${issuer}, expires ${expires}`,
+      `TLS on for the HTTP client port 127.0.0.1:8001: client certificates not required (tlsClientCertAuth off); certificate CN=node1, issuer CN=${issuer}, expires ${expires}`,
+    ],
+  );
+  assert.equal(said[1]?.fields['certificateRequired'], false);
+  assert.equal(commonNameOf('CN=a, O=b'), 'a');
+  assert.equal(commonNameOf('O=b, CN=c'), 'c');
 });

@@ -10,6 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { get as httpGet } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { connect, type TLSSocket } from 'node:tls';
 import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
@@ -25,6 +26,7 @@ import { freePorts } from '../e2e/harness.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { repoRoot } from '../support/root.js';
+import { until } from '../support/until.js';
 
 let certs: TestCerts;
 let nodes: TestNodes;
@@ -93,6 +95,23 @@ function servedSerial(address: string): Promise<string> {
   });
 }
 
+/** A plain HTTP GET of `path` at 127.0.0.1:`port`: its status, content type and body. */
+function plainHttp(
+  port: number,
+  path: string,
+): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'] ?? '', body }),
+      );
+    });
+    req.on('error', reject);
+  });
+}
+
 void describe('a cluster with TLS on every port', () => {
   void it('serves writes and reads, and a follower forwards writes to the leader over HTTPS', async () => {
     const leader = await nodes.waitForLeader();
@@ -128,17 +147,118 @@ void describe('a cluster with TLS on every port', () => {
     }
   });
 
+  void it('says at start-up that TLS is on, on each port, and with which certificate', () => {
+    const cert = new X509Certificate(readFileSync(certs.node(1).certFile));
+    const issuer = /CN=([^\n]*)/.exec(cert.issuer)?.[1] ?? '?';
+    const expires = new Date(Date.parse(cert.validTo)).toISOString();
+    const lines = (logs.get(1) ?? []).filter((r) => /^TLS on for the /.test(String(r['msg'])));
+    assert.deepEqual(
+      lines.map((r) => [r['level'], r['port'], r['certificateRequired']]),
+      [
+        [30, 'peer', true],
+        [30, 'HTTP client', true],
+        [30, 'binary protocol', true],
+      ],
+    );
+    const { port } = parseHostPort(nodes.node(1).config.listenClient);
+    assert.equal(
+      lines[1]?.['msg'],
+      `TLS on for the HTTP client port 127.0.0.1:${port}: client certificates of the cluster's CA required; certificate CN=node1, issuer CN=${issuer}, expires ${expires}`,
+    );
+    assert.match(String(lines[0]?.['msg']), /: peer certificates of the cluster's CA required;/);
+  });
+
   void it('a client that names the TLS port http:// is told to use https://', async () => {
     const plain = nodes.url(1).replace(/^https:/, 'http:');
-    const c = new FlotillaClient({ endpoints: [plain], maxAttempts: 1, deadlineMs: 3_000 });
+    const c = new FlotillaClient({ endpoints: [plain], deadlineMs: 3_000 });
     try {
+      // The port's plain-text answer says it speaks TLS: no retry helps, and nothing was done.
       await assert.rejects(
-        c.get('tls-key'),
+        c.put('tls-key', 'never-done'),
         (e: FlotillaError) =>
-          e.code === 'CONNECTION' && /its endpoint is https:\/\/\)/.test(e.message),
+          e.code === 'CONNECTION' &&
+          e.indefinite === false &&
+          /answered that it speaks TLS only .*its endpoint is https:\/\/\)$/.test(e.message),
       );
     } finally {
       await c.close();
+    }
+  });
+
+  void it('plain HTTP to a TLS port is answered 400 in plain text, and TLS clients are served', async () => {
+    const client = parseHostPort(nodes.node(1).config.listenClient);
+    const peer = parseHostPort(nodes.node(1).config.listenPeer);
+    // Before: no answer at all (curl: "Empty reply from server").
+    const http = await plainHttp(client.port, '/v1/status?x=1');
+    assert.equal(http.status, 400);
+    assert.match(http.type, /^text\/plain/);
+    assert.match(
+      http.body,
+      new RegExp(
+        `^400 Bad Request: the plain HTTP request was sent to an HTTPS port\\. This port speaks TLS only: use https://127\\.0\\.0\\.1:${client.port}/v1/status\\?x=1 `,
+      ),
+    );
+    const binary = await plainHttp(nodes.binaryPort(1), '/');
+    assert.equal(binary.status, 400);
+    assert.match(binary.body, /binary client protocol port, over TLS: it does not serve HTTP/);
+    const peerPort = await plainHttp(peer.port, '/');
+    assert.equal(peerPort.status, 400);
+    assert.match(peerPort.body, /peer port, over TLS: it does not serve HTTP/);
+    // A binary client without TLS is told in the protocol's own error frame.
+    await assert.rejects(
+      WireConnection.connect({ host: '127.0.0.1', port: nodes.binaryPort(1), timeoutMs: 3_000 }),
+      (e: FlotillaError) =>
+        e.code === 'BAD_FRAME' &&
+        /speaks the binary protocol over TLS only/.test(e.message) &&
+        e.indefinite === false,
+    );
+    // TLS clients on the same ports, over HTTP and the binary protocol, are served as before.
+    const c = new FlotillaClient({ endpoints: [nodes.url(1)], tls: clientPem() });
+    try {
+      await c.put('after-plain', 'ok');
+      await c.put('after-plain', 'ok2');
+      assert.equal((await c.get('after-plain'))?.value, 'ok2');
+    } finally {
+      await c.close();
+    }
+    const wire = await WireConnection.connect({
+      host: '127.0.0.1',
+      port: nodes.binaryPort(1),
+      timeoutMs: 3_000,
+      tls: clientPem(),
+    });
+    assert.equal(wire.hello.nodeId, 1);
+    wire.close();
+  });
+
+  void it('a member without TLS dialling the TLS peer port is told why', async () => {
+    const target = nodes.node(1).config.listenPeer;
+    const events: TransportEvent[] = [];
+    const plain = await TcpTransport.listen({
+      nodeId: 2,
+      clusterId: nodes.node(1).config.clusterId,
+      listen: { host: '127.0.0.1', port: 0 },
+      peers: new Map([[1, parseHostPort(target)]]),
+    });
+    plain.onEvent((e) => events.push(e));
+    try {
+      plain.send({ from: 2, to: 1, term: 1, type: 'heartbeat', commit: 0, seq: 1 });
+      // Before: the connection closed unexplained, on every dial.
+      const refused = await until(
+        'the plain dialler told why',
+        () => events.find((e) => e.kind === 'handshake-refused') ?? null,
+      );
+      assert.match(
+        (refused as { reason: string }).reason,
+        /the dialler does not speak TLS and this peer port does: every member must have TLS on, or none/,
+      );
+      await until("node 1's log line", () =>
+        messages(1).some((m) =>
+          /^peer connection from 127\.0\.0\.1:\d+ refused: the dialler does not speak TLS/.test(m),
+        ),
+      );
+    } finally {
+      await plain.close();
     }
   });
 
@@ -207,6 +327,41 @@ void describe('a cluster with TLS on every port', () => {
     });
     assert.equal(ok.hello.nodeId, 1);
     ok.close();
+  });
+
+  void it('a client refused for its certificate is logged, once a minute per address and reason', async () => {
+    const refusedLines = () =>
+      (logs.get(1) ?? []).filter((r) =>
+        /^client connection from 127\.0\.0\.1:\d+ \((HTTP|binary protocol)\) refused: client certificate not issued by this cluster's CA \(\w+; subject CN=rogue, issuer CN=Some other CA\)$/.test(
+          String(r['msg']),
+        ),
+      );
+    const rogue = { ...certs.roguePem(), ca: ca() };
+    // Three connections (one per client: each its own pool), each refused.
+    for (let i = 0; i < 3; i++) {
+      const c = new FlotillaClient({ endpoints: [nodes.url(1)], protocol: 'http', tls: rogue });
+      try {
+        await assert.rejects(c.get('k'), (e: FlotillaError) => e.code === 'UNAUTHENTICATED');
+      } finally {
+        await c.close();
+      }
+    }
+    await assert.rejects(
+      WireConnection.connect({
+        host: '127.0.0.1',
+        port: nodes.binaryPort(1),
+        timeoutMs: 3_000,
+        tls: rogue,
+      }),
+      (e: FlotillaError) => e.code === 'UNAUTHENTICATED',
+    );
+    // Before: nothing at the default level. Now one warning, with who and why; the repeats
+    // within the minute are counted for the next line, not written.
+    const lines = refusedLines();
+    assert.equal(lines.length, 1, JSON.stringify(lines));
+    assert.equal(lines[0]?.['level'], 40);
+    assert.equal(lines[0]?.['port'], 'HTTP');
+    assert.match(String(lines[0]?.['remote']), /^127\.0\.0\.1:\d+$/);
   });
 
   void it('a TLS session resumed without a certificate is refused as its first connection was', async () => {
@@ -402,6 +557,17 @@ void describe('a cluster with TLS on every port', () => {
       );
       await waitFor(() => events.some((e) => e.kind === 'handshake-refused'), "the rogue's event");
       assert.ok(!events.some((e) => e.kind === 'peer-connected'));
+      // It dials again and again (a learner with another CA's certificate does, 4 to 5 times
+      // a second): refused each time, said once a minute.
+      await waitFor(() => {
+        rogue.send({ from: 2, to: 1, term: 1, type: 'heartbeat', commit: 0, seq: 1 });
+        return events.filter((e) => e.kind === 'handshake-refused').length >= 4;
+      }, 'four refusals of the rogue');
+      assert.equal(
+        messages(1).filter((m) => /^peer connection from .*CN=rogue/.test(m)).length,
+        1,
+        messages(1).join('\n'),
+      );
     } finally {
       await rogue.close();
     }

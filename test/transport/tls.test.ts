@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { PREFACE, FrameType, encodeSmallFrame } from '../../src/transport/frame.js';
-import { pack } from '../../src/transport/codec.js';
+import { PREFACE, FrameDecoder, FrameType, encodeSmallFrame } from '../../src/transport/frame.js';
+import { decodeRefuse, pack } from '../../src/transport/codec.js';
 import type { Message } from '../../src/raft/types.js';
 import type { TransportEvent } from '../../src/transport/types.js';
 import { closedBy, rawSocket, startNode, waitFor, type Node } from './fixtures.js';
@@ -152,19 +152,40 @@ void describe('TcpTransport with mutual TLS', () => {
     assert.equal(a.inbox.length, 0);
   });
 
-  void it('refuses a dialler that does not speak TLS, cleanly', async () => {
+  void it('refuses a dialler that does not speak TLS, cleanly, and tells it why', async () => {
     const a = await node(1);
     const s = await rawSocket(a.t.address.port);
     const hello = { minVersion: 2, maxVersion: 2, clusterId: 'test-cluster', from: 2, to: 1 };
     s.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));
+    // The preface in plain is answered with a REFUSE frame in plain, which a member without
+    // TLS reads and logs (before: the connection closed without a word).
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
     await closedBy(s);
+    const decoder = new FrameDecoder(1 << 16);
+    decoder.push(Buffer.concat(got));
+    const frame = decoder.next();
+    assert.ok(frame !== null && !(frame instanceof Error), 'a whole frame');
+    assert.equal(frame.type, FrameType.refuse);
+    assert.match(decodeRefuse(frame.payload).reason, /the dialler does not speak TLS/);
     await waitFor(() => ofKind(a, 'tls-refused').length > 0, 'the refusal event');
     const e = ofKind(a, 'tls-refused')[0];
     assert.equal(e?.direction, 'inbound');
-    assert.match(e?.reason ?? '', /TLS handshake failed \(ERR_SSL_/);
+    assert.match(
+      e?.reason ?? '',
+      /^the dialler does not speak TLS and this peer port does: every member must have TLS on, or none$/,
+    );
     assert.match(e?.remote ?? '', /^127\.0\.0\.1:\d+$/);
     assert.equal(ofKind(a, 'peer-connected').length, 0);
     assert.equal(a.t.stats().anonymousErrors.TRANSPORT_TLS_REFUSED, 1);
+
+    // Bytes that are neither a TLS handshake nor a plain preface or HTTP go to TLS, which
+    // refuses them as before.
+    const junk = await rawSocket(a.t.address.port);
+    junk.write(Buffer.from([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08]));
+    await closedBy(junk);
+    await waitFor(() => ofKind(a, 'tls-refused').length > 1, 'the second refusal');
+    assert.match(ofKind(a, 'tls-refused')[1]?.reason ?? '', /TLS handshake failed \(ERR_SSL_/);
   });
 
   void it('a plain transport and a TLS one refuse each other, each saying so', async () => {
@@ -184,6 +205,13 @@ void describe('TcpTransport with mutual TLS', () => {
     // The plain port saw a TLS ClientHello where the preface belongs, and says what it was.
     const refusal = ofKind(plain, 'handshake-refused').find((e) => e.direction === 'inbound');
     assert.match(refusal?.reason ?? '', /a TLS handshake: the dialler uses TLS/);
+    // And the TLS port told the plain dialler, which says so too.
+    await waitFor(
+      () => ofKind(plain, 'handshake-refused').some((e) => e.direction === 'outbound'),
+      "the plain dialler's refusal",
+    );
+    const told = ofKind(plain, 'handshake-refused').find((e) => e.direction === 'outbound');
+    assert.match(told?.reason ?? '', /the dialler does not speak TLS and this peer port does/);
     assert.equal(secure.inbox.length + plain.inbox.length, 0);
   });
 
