@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import type { FlotillaClient, MembersResponse } from '../client/index.js';
 import { Deadline } from '../api/deadline.js';
 import { sleep } from '../client/util.js';
+import { table } from './text-table.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
 /** How long `leader transfer` watches for the new leader before it says it has not taken over. */
@@ -28,13 +29,7 @@ export function renderMembers(r: MembersResponse): string {
       // A voter's flag says it has held a log (a mark for its recovery), not a promotion.
       m.autoPromote && m.role === 'learner' ? 'yes' : '',
     ]);
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
-  const lines = rows.map((row) =>
-    row
-      .map((cell, i) => cell.padEnd(widths?.[i] ?? 0))
-      .join('  ')
-      .trimEnd(),
-  );
+  const lines = table(rows);
   if (r.removed.length > 0) lines.push(`removed: ${r.removed.join(', ')}`);
   if (!r.queueGroupFollows) lines.push('queue group: still following the last change');
   const note = votersNote(r.groups.find((g) => g.group === 0));

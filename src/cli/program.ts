@@ -25,6 +25,7 @@ import { tokenCommand, tokenOption, type ClusterOptions } from './token.js';
 import { certsCommands } from './certs.js';
 import { clientTls, type ClientTlsFlags } from './client-tls.js';
 import { int } from './int-option.js';
+import { table } from './text-table.js';
 
 /** The nodes a command talks to without --endpoints: FLOTILLA_ENDPOINTS, else `npm start`'s. */
 const defaultEndpoints =
@@ -552,10 +553,7 @@ export function buildProgram(): Command {
               ...new Array<string>(7).fill(''),
             ]);
         }
-        const widths =
-          rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-        for (const r of rows)
-          process.stdout.write(r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ') + '\n');
+        for (const line of table(rows)) process.stdout.write(line + '\n');
         // Said, not left to a column of zeros: a cluster whose members know no leader.
         const answered = s.nodes.flatMap((n) => ('status' in n ? [n.status] : []));
         if (answered.length > 0 && answered.every((st) => st.leader === 0))

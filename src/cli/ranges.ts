@@ -12,6 +12,7 @@ import type {
   ReadConsistency,
   SplitResponse,
 } from '../client/index.js';
+import { table } from './text-table.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
 type WithClient = <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>;
@@ -23,18 +24,9 @@ function bound(key: string | null, end: boolean): string {
   return JSON.stringify(key);
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
-  return (
-    rows
-      .map((row) =>
-        row
-          .map((cell, i) => cell.padEnd(widths?.[i] ?? 0))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
+/** The rows as a table (text-table.ts), a line each. */
+function tableText(rows: string[][]): string {
+  return table(rows).join('\n') + '\n';
 }
 
 /** Bytes for a table: B, KiB, MiB, GiB. */
@@ -86,12 +78,12 @@ export function renderRanges(r: RangesResponse): string {
   return (
     `map version ${r.version}; figures from node ${r.node} (keys, size and writes/s of its ` +
     `copy, about the same on every replica; reads/s it served itself)\n` +
-    table(rows)
+    tableText(rows)
   );
 }
 
 export function renderSplit(r: SplitResponse): string {
-  return table([
+  return tableText([
     ['RANGE', 'START', 'END', 'GEN', 'REPLICAS'],
     ...[r.left, r.right].map((x) => [
       String(x.id),
@@ -105,7 +97,7 @@ export function renderSplit(r: SplitResponse): string {
 
 export function renderMove(r: MoveResponse): string {
   const x = r.range;
-  return table([
+  return tableText([
     ['RANGE', 'START', 'END', 'GEN', 'REPLICAS'],
     [
       String(x.id),
