@@ -12,6 +12,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { FlotillaError } from '../base/errors.js';
+import { splitHostPort } from '../base/host-port.js';
 import { errorJson, httpStatus, toFlotillaError } from './errors.js';
 import { bodyText, parseJsonText } from './json-body.js';
 import type { CorsPolicy } from './cors.js';
@@ -249,9 +250,7 @@ export class JsonHttpServer {
   }
 
   async listen(hostPort: string): Promise<AddressInfo> {
-    const idx = hostPort.lastIndexOf(':');
-    const host = hostPort.slice(0, idx);
-    const port = Number(hostPort.slice(idx + 1));
+    const { host, port } = splitHostPort(hostPort);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(port, host, () => {

@@ -4,6 +4,7 @@
 // leader, which proposes it; the list too, so that it shows the leader's view of replication.
 
 import { FlotillaError } from '../base/errors.js';
+import { parseHostPort } from '../base/host-port.js';
 import type { JsonHttpServer } from './http.js';
 import { forwarded } from './routes.js';
 import type { JoinResponse, MembersResponse } from './types.js';
@@ -70,8 +71,11 @@ export function parseNewMember(body: unknown): NewMember {
   onlyFields(o, ['id', 'peer', 'client']);
   const id = memberId(o);
   const peer = reqString(o, 'peer');
-  if (!/^[^:\s]+:\d{1,5}$/.test(peer) || Number(peer.slice(peer.lastIndexOf(':') + 1)) > 65_535)
-    throw new FlotillaError('BAD_REQUEST', `"peer" must be host:port, got ${JSON.stringify(peer)}`);
+  if (parseHostPort(peer, 1) === null)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `"peer" must be host:port (an IPv6 host in brackets, a port from 1 to 65535), got ${JSON.stringify(peer)}`,
+    );
   const raw = reqString(o, 'client');
   let url: URL;
   try {

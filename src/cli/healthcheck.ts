@@ -11,23 +11,31 @@
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { readServing, readyzUrl, type Serving } from '../server/serving-file.js';
+import { localUrl, parseHostPort } from '../base/host-port.js';
+import { readServing, type Serving } from '../server/serving-file.js';
 
 const timeoutMs = 3_000;
 
-/** Where to ask: what the node wrote, else the listen address from the environment. */
-function target(): Serving {
+/**
+ * Where to ask: what the node wrote, else the listen address from the environment; a string
+ * when neither says.
+ */
+function target(): Serving | string {
   const dir = process.env['FLOTILLA_DATA_DIR'];
   const written = dir === undefined || dir === '' ? null : readServing(dir);
   if (written !== null) return written;
   const listen = process.env['FLOTILLA_LISTEN_CLIENT'] || '127.0.0.1:8001';
-  const i = listen.lastIndexOf(':');
-  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  return { readyz: readyzUrl(host, Number(listen.slice(i + 1)), false), tls: null };
+  const a = parseHostPort(listen);
+  if (a === null) return `FLOTILLA_LISTEN_CLIENT is not host:port: ${JSON.stringify(listen)}`;
+  return { readyz: localUrl(a.host, a.port, false, '/readyz'), tls: null };
 }
 
 function check(): Promise<number> {
   const t = target();
+  if (typeof t === 'string') {
+    process.stdout.write(`${t}\n`);
+    return Promise.resolve(1);
+  }
   const say = (what: string): number => {
     process.stdout.write(`${t.readyz}: ${what}\n`);
     return 1;

@@ -12,13 +12,13 @@ import type { WatchBackend } from '../api/watch.js';
 import { WireServer, type WireService } from '../api/wire-server.js';
 import type { NodeConfig } from './config.js';
 import type { NodeMetrics } from './metrics.js';
-import { listenError, parseHostPort } from './startup.js';
+import { joinHostPort, splitHostPort } from '../base/host-port.js';
+import { listenError } from './startup.js';
 
 /** Where the binary client protocol listens: the client listener's host, its own port. */
 export function clientProtocolAddress(config: NodeConfig): string | null {
   if (config.clientProtocolPort === 0) return null;
-  const { host } = parseHostPort(config.listenClient);
-  return `${host}:${config.clientProtocolPort}`;
+  return joinHostPort(splitHostPort(config.listenClient).host, config.clientProtocolPort);
 }
 
 /**
@@ -69,7 +69,7 @@ export function createClientProtocolServer(
 /** Opens the binary protocol's port; a failure names the address and what it was for. */
 export async function listenClientProtocol(wire: WireServer, address: string): Promise<void> {
   try {
-    const { host, port } = parseHostPort(address);
+    const { host, port } = splitHostPort(address);
     await wire.listen(host, port);
   } catch (err) {
     throw listenError(address, 'clients (clientProtocolPort)', err);

@@ -5,8 +5,8 @@
 
 import { closestName } from '../base/closest.js';
 import { decimalOrAsIs } from '../base/decimal.js';
+import { joinHostPort, parseHostPort, splitHostPort } from '../base/host-port.js';
 import { ConfigError } from './config-error.js';
-import { parseHostPort } from './startup.js';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseDocument, visit, type Scalar } from 'yaml';
@@ -745,10 +745,9 @@ function resolveMembers(merged: Raw, id: number): Member[] {
   }
   const peers = new Map<string, number>();
   for (const m of members) {
-    const port = /^[^:\s]+:(\d{1,5})$/.exec(m.peer)?.[1];
-    if (port === undefined || Number(port) < 1 || Number(port) > 65_535)
+    if (parseHostPort(m.peer, 1) === null)
       throw new ConfigError(
-        `Member ${m.id} peer "${m.peer}" must be host:port with a port in [1, 65535]`,
+        `Member ${m.id} peer "${m.peer}" must be host:port (an IPv6 host in brackets) with a port in [1, 65535]`,
       );
     try {
       new URL(m.client);
@@ -799,7 +798,6 @@ function urlHostPort(u: string): string {
   return `${url.hostname}:${port}`;
 }
 
-/** A listen address: `host:port` (an IPv6 host in brackets), the port from 0 to 65535. */
 const wildcardHosts = new Set(['0.0.0.0', '::', '']);
 
 /**
@@ -810,9 +808,9 @@ const wildcardHosts = new Set(['0.0.0.0', '::', '']);
  */
 function checkOwnPortsApart(listenPeer: string, listenClient: string, binaryPort: number): void {
   type Listener = { readonly name: string; readonly host: string; readonly port: number };
-  const client = parseHostPort(listenClient);
+  const client = splitHostPort(listenClient);
   const listeners: Listener[] = [
-    { name: 'listenPeer', ...parseHostPort(listenPeer) },
+    { name: 'listenPeer', ...splitHostPort(listenPeer) },
     { name: 'listenClient', ...client },
   ];
   if (binaryPort !== 0)
@@ -822,19 +820,19 @@ function checkOwnPortsApart(listenPeer: string, listenClient: string, binaryPort
       const sameHost = a.host === b.host || wildcardHosts.has(a.host) || wildcardHosts.has(b.host);
       if (a.port !== 0 && a.port === b.port && sameHost)
         throw new ConfigError(
-          `${a.name} (${a.host}:${a.port}) and ${b.name} (${b.host}:${b.port}) are the same port: each of a node's listeners needs its own`,
+          `${a.name} (${joinHostPort(a.host, a.port)}) and ${b.name} (${joinHostPort(b.host, b.port)}) are the same port: each of a node's listeners needs its own`,
         );
     }
 }
 
+/** A listen address: `host:port` (an IPv6 host in brackets), the port from 0 to 65535. */
 function listenAddress(v: unknown, name: string, fallback: string): string {
   if (v === undefined) return fallback;
-  const m = typeof v === 'string' ? /^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(v) : null;
-  if (m === null || Number(m[2]) > 65_535)
+  if (typeof v !== 'string' || parseHostPort(v) === null)
     throw new ConfigError(
-      `${name} must be host:port (a port from 0 to 65535), got ${typeof v === 'string' ? `"${v}"` : typeof v}`,
+      `${name} must be host:port (an IPv6 host in brackets, a port from 0 to 65535), got ${typeof v === 'string' ? `"${v}"` : typeof v}`,
     );
-  return v as string;
+  return v;
 }
 
 function resolveTls(

@@ -17,7 +17,7 @@ import type { TcpTransport } from '../transport/index.js';
 import type { Member, NodeConfig } from './config.js';
 import { writeIdentity, type DataDirIdentity } from './data-dir.js';
 import { Membership, type FollowerGroup } from './membership.js';
-import { parseHostPort } from './startup.js';
+import { parseHostPort, splitHostPort } from '../base/host-port.js';
 import { memberAuthHeaders } from './auth-tokens.js';
 
 /**
@@ -65,8 +65,7 @@ function asMember(v: unknown): Member[] {
   const { id, peer, client } = v as Record<string, unknown>;
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) return [];
   if (typeof peer !== 'string' || typeof client !== 'string') return [];
-  const { host, port } = parseHostPort(peer);
-  if (host === '' || !Number.isInteger(port) || port < 1 || port > 65_535) return [];
+  if (parseHostPort(peer, 1) === null) return [];
   if (!URL.canParse(client)) return [];
   return [{ id, peer, client }];
 }
@@ -170,7 +169,7 @@ export class NodeMembers {
     const gone = this.book.filter((m) => !next.some((n) => n.id === m.id));
     this.book.splice(0, this.book.length, ...next);
     for (const m of next)
-      if (m.id !== this.o.config.id) this.o.transport.setPeer(m.id, parseHostPort(m.peer));
+      if (m.id !== this.o.config.id) this.o.transport.setPeer(m.id, splitHostPort(m.peer));
     for (const m of gone) {
       if (m.id === this.o.config.id) continue;
       this.o.transport.removePeer(m.id);

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FEATURE_LEVEL, FEATURE_LEVEL_NONE } from '../base/features.js';
+import { splitHostPort } from '../base/host-port.js';
 import { createRng, type Recovery } from '../raft/index.js';
 import {
   FilePartialSnapshots,
@@ -45,7 +46,6 @@ import {
   StartupError,
   checkListenable,
   listenError,
-  parseHostPort,
   othersMayRead,
   prepareDataDir,
   removeIfEmpty,
@@ -439,12 +439,12 @@ export async function openPeerTransport(
       incarnation: randomUUID(),
       ...(self === undefined ? {} : { advertise: { peer: self.peer, client: self.client } }),
       clientUrlOf: (id) => clientUrlOf(id),
-      listen: parseHostPort(config.listenPeer),
+      listen: splitHostPort(config.listenPeer),
       backoff: { baseMs: 25, maxMs: 1000 },
       peers: new Map(
         config.members
           .filter((m) => m.id !== config.id)
-          .map((m) => [m.id, parseHostPort(m.peer)] as const),
+          .map((m) => [m.id, splitHostPort(m.peer)] as const),
       ),
       rng: createRng(config.id * 7919 + Date.now()),
       maxFrameBytes: config.limits.maxFrameBytes,
@@ -517,7 +517,7 @@ export async function openPeerTransport(
     if (at >= 0) heard.splice(at, 1);
     heard.push({ id, ...a });
     if (heard.length > MAX_LEARNED_MEMBERS) t.removePeer((heard.shift() as HeardPeer).id);
-    t.setPeer(id, parseHostPort(a.peer));
+    t.setPeer(id, splitHostPort(a.peer));
     return true;
   });
   let onRefused: () => void = () => undefined;

@@ -10,6 +10,7 @@ import type { Pool } from 'undici';
 import { Deadline } from '../api/deadline.js';
 import { toFlotillaError } from '../api/errors.js';
 import { FlotillaError } from '../base/errors.js';
+import { joinHostPort, localUrl } from '../base/host-port.js';
 import { JsonHttpServer } from '../api/http.js';
 import { clientProtocolHeader } from '../api/wire-codec.js';
 import type { WireServer } from '../api/wire-server.js';
@@ -110,7 +111,7 @@ import { DashboardFeed, RateSampler } from './dashboard.js';
 import { Timeline } from './timeline.js';
 import { NodeTls, logTlsPorts } from './node-tls.js';
 import { packageVersion } from './version.js';
-import { SERVING_FILE, readyzUrl, writeServing } from './serving-file.js';
+import { SERVING_FILE, writeServing } from './serving-file.js';
 
 /** How often the queue group's leader moves the queue's clock on (DESIGN.md, "The job queue"). */
 const queueTickMs = 1_000;
@@ -1170,7 +1171,7 @@ export class FlotillaNode implements AsyncDisposable {
           { kind: 'peer', address: config.listenPeer, certificateRequired: true },
           {
             kind: 'HTTP client',
-            address: `${addr.address}:${addr.port}`,
+            address: joinHostPort(addr.address, addr.port),
             certificateRequired: config.tls?.clientCertAuth === true,
           },
           ...(node.wire !== null && wireListen !== null
@@ -1185,11 +1186,11 @@ export class FlotillaNode implements AsyncDisposable {
         ]);
       log.info(
         {
-          client: `${addr.address}:${addr.port}`,
+          client: joinHostPort(addr.address, addr.port),
           peer: config.listenPeer,
           dataDir: config.dataDir,
           storage: config.storage,
-          dashboard: dashboardUrl(addr.address, addr.port, tls !== null),
+          dashboard: localUrl(addr.address, addr.port, tls !== null, '/'),
           pid: process.pid,
         },
         'node started',
@@ -1203,7 +1204,7 @@ export class FlotillaNode implements AsyncDisposable {
     // For the image's health check; best effort: a node that could not write it still runs.
     try {
       writeServing(config.dataDir, {
-        readyz: readyzUrl(addr.address, addr.port, given.tls !== null),
+        readyz: localUrl(addr.address, addr.port, given.tls !== null, '/readyz'),
         tls:
           given.tls === null
             ? null
@@ -1686,17 +1687,6 @@ function unfenced(s: QueueService): QueueBackend['service'] {
   };
 }
 
-/** The dashboard's address for a client listener (a wildcard address shown as loopback). */
-export function dashboardUrl(address: string, port: number, https = false): string {
-  const host =
-    address === '0.0.0.0' || address === '::'
-      ? '127.0.0.1'
-      : address.includes(':')
-        ? `[${address}]`
-        : address;
-  return `${https ? 'https' : 'http'}://${host}:${port}/`;
-}
-
 /**
  * The client ports' TLS: the node's certificate, and the CA clients must have, if asked. A
  * client refused for its certificate is logged, at most once a minute per address and reason
@@ -1714,8 +1704,8 @@ function clientPortTls(
     onRefused: (remote, reason) =>
       refusals.warn(
         `${remote.address} ${reason}`,
-        { remote: `${remote.address}:${remote.port}`, port, reason },
-        `client connection from ${remote.address}:${remote.port} (${port}) refused: ${reason}`,
+        { remote: joinHostPort(remote.address, remote.port), port, reason },
+        `client connection from ${joinHostPort(remote.address, remote.port)} (${port}) refused: ${reason}`,
       ),
   };
 }

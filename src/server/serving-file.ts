@@ -22,19 +22,6 @@ export interface Serving {
   } | null;
 }
 
-/** `/readyz` at a listen address: a wildcard host is asked on loopback. */
-export function readyzUrl(address: string, port: number, tls: boolean): string {
-  const host =
-    address === '' || address === '0.0.0.0'
-      ? '127.0.0.1'
-      : address === '::'
-        ? '[::1]'
-        : address.includes(':')
-          ? `[${address}]`
-          : address;
-  return `${tls ? 'https' : 'http'}://${host}:${port}/readyz`;
-}
-
 export function writeServing(dir: string, s: Serving): void {
   const file = join(dir, SERVING_FILE);
   writeFileSync(`${file}.tmp`, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o644 });

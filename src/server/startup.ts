@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { FlotillaError } from '../base/errors.js';
+import { splitHostPort } from '../base/host-port.js';
 import type { Recovery } from '../raft/index.js';
 import type { NodeConfig } from './config.js';
 
@@ -120,13 +121,6 @@ export function removeIfEmpty(created: readonly string[]): void {
   }
 }
 
-/** Splits `host:port` (the host may be an IPv6 address in brackets or not). */
-export function parseHostPort(s: string): { host: string; port: number } {
-  const i = s.lastIndexOf(':');
-  const host = s.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(s.slice(i + 1)) };
-}
-
 /** Turns a listen failure into one line naming the address and what it was for. */
 export function listenError(address: string, purpose: string, err: unknown): StartupError {
   const errno = errnoOf(err);
@@ -150,7 +144,7 @@ export function listenError(address: string, purpose: string, err: unknown): Sta
  * check, not a reservation: another process may take the port before the real listener binds.
  */
 export async function checkListenable(address: string, purpose: string): Promise<void> {
-  const { host, port } = parseHostPort(address);
+  const { host, port } = splitHostPort(address);
   const probe = createServer();
   try {
     await new Promise<void>((ok, fail) => {

@@ -4,6 +4,7 @@
 // backpressure (docs/PROTOCOL.md, "Connections").
 
 import { connect, type Socket } from 'node:net';
+import { joinHostPort, parseHostPort } from '../base/host-port.js';
 import type { Rng } from '../raft/rng.js';
 import type { Heartbeat, HeartbeatResponse, Message, NodeId } from '../raft/types.js';
 import { backoffDelayMs } from './backoff.js';
@@ -382,7 +383,7 @@ export class PeerLink {
   }
 
   private remote(): string {
-    return `${this.address.host}:${this.address.port}`;
+    return joinHostPort(this.address.host, this.address.port);
   }
 
   private schedulePump(): void {
@@ -513,13 +514,8 @@ export class PeerLink {
  */
 export function samePeerAddress(a: string, b: string): boolean {
   const norm = (x: string): string => {
-    const i = x.lastIndexOf(':');
-    const host = x
-      .slice(0, i)
-      .replace(/^\[(.*)\]$/, '$1')
-      .replace(/\.$/, '')
-      .toLowerCase();
-    return `${host}:${x.slice(i + 1)}`;
+    const a = parseHostPort(x);
+    return a === null ? x : `${a.host.replace(/\.$/, '').toLowerCase()}:${a.port}`;
   };
   return norm(a) === norm(b);
 }

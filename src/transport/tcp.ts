@@ -2,6 +2,7 @@
 // handshake and limits are specified in docs/PROTOCOL.md.
 
 import { createServer, type Server, type Socket } from 'node:net';
+import { joinHostPort, parseHostPort } from '../base/host-port.js';
 import { createRng, type Rng } from '../raft/rng.js';
 import type { Message, NodeId } from '../raft/types.js';
 import { pack } from './codec.js';
@@ -411,10 +412,10 @@ export class TcpTransport implements Transport {
       dialsAt: (id) => {
         const a = this.links.get(id)?.dialled();
         if (a === undefined) return null;
-        return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+        return joinHostPort(a.host, a.port);
       },
       admit: (id, peer, client) => {
-        if (this.admission === null || parsePeerAddress(peer) === null) return false;
+        if (this.admission === null || parseHostPort(peer, 1) === null) return false;
         if (id === this.opts.nodeId) return false;
         return this.admission(id, { peer, client }) && this.links.has(id);
       },
@@ -508,14 +509,4 @@ export class TcpTransport implements Transport {
       },
     };
   }
-}
-
-/** host:port (an IPv6 host in brackets) as a peer address, or null when it is not one. */
-export function parsePeerAddress(s: string): PeerAddress | null {
-  const i = s.lastIndexOf(':');
-  if (i <= 0) return null;
-  const host = s.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(s.slice(i + 1));
-  if (host === '' || !Number.isInteger(port) || port < 1 || port > 65_535) return null;
-  return { host, port };
 }

@@ -130,7 +130,15 @@ void test('bad values are refused with the field and the value', () => {
     ],
     [
       { ...base, initialCluster: '1=127.0.0.1:99999@http://127.0.0.1:8001' },
-      /Member 1 peer "127\.0\.0\.1:99999" must be host:port with a port in \[1, 65535\]/,
+      /Member 1 peer "127\.0\.0\.1:99999" must be host:port \(an IPv6 host in brackets\) with a port in \[1, 65535\]/,
+    ],
+    [
+      { ...base, initialCluster: '1=::1:7001@http://[::1]:8001' },
+      /Member 1 peer "::1:7001" must be host:port \(an IPv6 host in brackets\)/,
+    ],
+    [
+      { ...base, initialCluster: '1=[127.0.0.1]:7001@http://127.0.0.1:8001' },
+      /Member 1 peer "\[127\.0\.0\.1\]:7001" must be host:port/,
     ],
   ];
   for (const [raw, message] of bad) {
@@ -278,6 +286,18 @@ void test('listen addresses: a client URL on its default port, and host:port che
   assert.equal(at('http://127.0.0.1').listenClient, '127.0.0.1:80');
   assert.equal(at('http://127.0.0.1:80/').listenClient, '127.0.0.1:80');
   assert.equal(at('http://[::1]:8001').listenClient, '[::1]:8001');
+  // A member named by an IPv6 address, in brackets as in a URL (etcd's --initial-cluster too).
+  const v6 = resolveNodeConfig({
+    id: 1,
+    dataDir: '/d',
+    initialCluster: '1=[::1]:7001@http://[::1]:8001,2=[fd00::2]:7001@http://[fd00::2]:8001',
+  });
+  assert.deepEqual(
+    v6.members.map((m) => m.peer),
+    ['[::1]:7001', '[fd00::2]:7001'],
+  );
+  assert.equal(v6.listenPeer, '[::1]:7001');
+  assert.equal(v6.listenClient, '[::1]:8001');
   assert.equal(
     at('http://127.0.0.1:8001', { listenClient: '[::]:8001' }).listenClient,
     '[::]:8001',

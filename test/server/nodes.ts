@@ -12,9 +12,12 @@ import { resolveNodeConfig, type NodeConfig } from '../../src/server/config.js';
 import { FlotillaNode, type NodeTestHooks } from '../../src/server/node.js';
 import type { Logger } from 'pino';
 import { freePorts } from '../e2e/harness.js';
+import { joinHostPort } from '../../src/base/host-port.js';
 
 export interface TestNodesOptions {
   readonly nodes: number;
+  /** The address every listener binds (default 127.0.0.1; `::1` for IPv6). */
+  readonly host?: string;
   /** The client URL the others use to reach node `id` (default: where it listens). */
   readonly advertise?: (id: number, listening: string) => string;
   readonly requestTimeoutMs?: number;
@@ -55,12 +58,14 @@ export class TestNodes {
     const dir = mkdtempSync(join(tmpdir(), 'flotilla-nodes-'));
     leftBehind.add(dir);
     const ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
-    const listening = ids.map((id) => `127.0.0.1:${ports[o.nodes + id - 1] as number}`);
+    const host = o.host ?? '127.0.0.1';
+    const listening = ids.map((id) => joinHostPort(host, ports[o.nodes + id - 1] as number));
     const scheme = o.https === true ? 'https' : 'http';
     const spec = ids
       .map((id) => {
         const url = `${scheme}://${listening[id - 1] as string}`;
-        return `${id}=127.0.0.1:${ports[id - 1] as number}@${o.advertise?.(id, url) ?? url}`;
+        const peer = joinHostPort(host, ports[id - 1] as number);
+        return `${id}=${peer}@${o.advertise?.(id, url) ?? url}`;
       })
       .join(',');
     const configs = ids.map((id) =>

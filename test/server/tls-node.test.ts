@@ -17,7 +17,7 @@ import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import { WireConnection } from '../../src/client/wire.js';
 import { issueCert } from '../../src/server/certs.js';
 import { createLogger } from '../../src/server/logging.js';
-import { parseHostPort } from '../../src/server/startup.js';
+import { splitHostPort } from '../../src/base/host-port.js';
 import { TcpTransport } from '../../src/transport/tcp.js';
 import type { TransportEvent } from '../../src/transport/types.js';
 import { makeTestCerts, type TestCerts } from '../support/certs.js';
@@ -84,7 +84,7 @@ async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms 
 
 /** The serial number of the certificate a TLS port presents to a new connection. */
 function servedSerial(address: string): Promise<string> {
-  const { host, port } = parseHostPort(address);
+  const { host, port } = splitHostPort(address);
   return new Promise((resolve, reject) => {
     const s = connect({ host, port, ...clientPem() });
     s.on('secureConnect', () => {
@@ -160,7 +160,7 @@ void describe('a cluster with TLS on every port', () => {
         [30, 'binary protocol', true],
       ],
     );
-    const { port } = parseHostPort(nodes.node(1).config.listenClient);
+    const { port } = splitHostPort(nodes.node(1).config.listenClient);
     assert.equal(
       lines[1]?.['msg'],
       `TLS on for the HTTP client port 127.0.0.1:${port}: client certificates of the cluster's CA required; certificate CN=node1, issuer CN=${issuer}, expires ${expires}`,
@@ -186,8 +186,8 @@ void describe('a cluster with TLS on every port', () => {
   });
 
   void it('plain HTTP to a TLS port is answered 400 in plain text, and TLS clients are served', async () => {
-    const client = parseHostPort(nodes.node(1).config.listenClient);
-    const peer = parseHostPort(nodes.node(1).config.listenPeer);
+    const client = splitHostPort(nodes.node(1).config.listenClient);
+    const peer = splitHostPort(nodes.node(1).config.listenPeer);
     // Before: no answer at all (curl: "Empty reply from server").
     const http = await plainHttp(client.port, '/v1/status?x=1');
     assert.equal(http.status, 400);
@@ -238,7 +238,7 @@ void describe('a cluster with TLS on every port', () => {
       nodeId: 2,
       clusterId: nodes.node(1).config.clusterId,
       listen: { host: '127.0.0.1', port: 0 },
-      peers: new Map([[1, parseHostPort(target)]]),
+      peers: new Map([[1, splitHostPort(target)]]),
     });
     plain.onEvent((e) => events.push(e));
     try {
@@ -540,7 +540,7 @@ void describe('a cluster with TLS on every port', () => {
       nodeId: 2,
       clusterId: nodes.node(1).config.clusterId,
       listen: { host: '127.0.0.1', port: 0 },
-      peers: new Map([[1, parseHostPort(target)]]),
+      peers: new Map([[1, splitHostPort(target)]]),
       tls: certs.roguePem(),
     });
     rogue.onEvent((e) => events.push(e));
