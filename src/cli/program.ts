@@ -25,6 +25,7 @@ import { tokenCommand, tokenOption, type ClusterOptions } from './token.js';
 import { certsCommands } from './certs.js';
 import { clientTls, type ClientTlsFlags } from './client-tls.js';
 import { int } from './int-option.js';
+import { optionHint } from './option-hint.js';
 import { table } from './text-table.js';
 
 /** The nodes a command talks to without --endpoints: FLOTILLA_ENDPOINTS, else `npm start`'s. */
@@ -679,11 +680,14 @@ function stopWhenReaderLeaves(out: NodeJS.WritableStream): void {
 
 export async function main(argv: readonly string[]): Promise<void> {
   stopWhenReaderLeaves(process.stdout);
+  const program = buildProgram();
   try {
-    await buildProgram().parseAsync([...argv]);
+    await program.parseAsync([...argv]);
   } catch (err) {
     if (err instanceof CommanderError) {
       // The parser has printed the problem (or the help or version asked for).
+      const hint = optionHint(program, err);
+      if (hint !== null) process.stderr.write(`flotilla: ${hint}\n`);
       process.exitCode = err.exitCode === 0 ? 0 : 2;
     } else if (err instanceof UsageError) {
       process.stderr.write(`flotilla: ${err.message}\n`);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/program.js';
+import { runCli } from './run.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 
 function helpOf(cmd: Command): string {
@@ -72,5 +73,25 @@ void describe('help', () => {
     assert.ok(tls !== undefined, help);
     assert.match(tls[tls.indexOf('--endpoints') + 1] ?? '', /^https:\/\//);
     assert.ok(tls.includes('--cert') && tls.includes('--key'));
+  });
+});
+
+void describe('an option given where the parser does not take it', () => {
+  void it('is refused with the commands that take it and where it goes', async () => {
+    // Before: the program's whole help, and nothing saying --endpoints goes after the command.
+    const early = await runCli(['--endpoints', 'http://127.0.0.1:1', 'kv', 'get', 'k'], 20_000);
+    assert.equal(early.code, 2, early.stderr);
+    assert.match(
+      early.stderr,
+      /flotilla: --endpoints is an option of kv, .*: give it after the command's name \(flotilla kv \.\.\. --endpoints \.\.\.\)\n$/,
+    );
+    const elsewhere = await runCli(['kv', 'get', 'k', '--max-releases', '3'], 20_000);
+    assert.equal(elsewhere.code, 2, elsewhere.stderr);
+    assert.match(elsewhere.stderr, /--max-releases is an option of queue config:/);
+    // An option no command takes: the parser's own words, and no hint.
+    const unknown = await runCli(['kv', 'get', 'k', '--no-such-option'], 20_000);
+    assert.equal(unknown.code, 2, unknown.stderr);
+    assert.match(unknown.stderr, /unknown option '--no-such-option'/);
+    assert.doesNotMatch(unknown.stderr, /is an option of/);
   });
 });
