@@ -26,7 +26,6 @@ import {
   type ReportResult,
   type RepeatableView,
 } from '../queue/index.js';
-import type { QueueAnswer } from '../server/queue-service.js';
 import type { JsonHttpServer } from './http.js';
 import { queuePaths, type QueueOpName } from './queue-paths.js';
 import { parseSession, sessionFields } from './requests.js';
@@ -51,6 +50,9 @@ export interface QueueHeader {
   readonly memberId: number;
   readonly raftTerm: number;
 }
+
+/** A result that is not a refusal: what the command's `ok: true` answer holds. */
+export type QueueAnswer = Record<string, unknown> & { readonly ok: true };
 
 /** What the routes need of the node's queue group. */
 export interface QueueBackend extends Pick<KvBackend, 'forward'> {

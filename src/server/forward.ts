@@ -18,6 +18,8 @@
 
 import { FlotillaError } from '../base/errors.js';
 import { Deadline } from '../api/deadline.js';
+import type { Json } from '../api/validate.js';
+import { errorFromWire } from '../api/wire-codec.js';
 import type { Member } from './config.js';
 
 export interface ForwardAnswer {
@@ -331,4 +333,23 @@ function hopAbortReason(err: unknown): unknown {
   if (err instanceof LeaderReplaced) return err;
   const cause = (err as { cause?: unknown } | null)?.cause;
   return cause instanceof LeaderReplaced ? cause : err;
+}
+
+/**
+ * Runs `local` when this node leads the meta group, else sends `body` to `path` on its leader
+ * through `forwarder` (with the caller's credential) and answers what it answered, or throws its
+ * error.
+ */
+export async function onMetaLeader(
+  forwarder: Pick<Forwarder, 'forward'>,
+  path: string,
+  body: Json,
+  w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
+  local: () => Promise<Json>,
+): Promise<Json> {
+  const fwd = await forwarder.forward(path, JSON.stringify(body), w.signal, w.authorization);
+  if (fwd === null) return local();
+  if (fwd.status !== 200)
+    throw errorFromWire((fwd.json as { error?: unknown } | null)?.error, true);
+  return fwd.json as Json;
 }

@@ -5,6 +5,7 @@
 
 import { toFlotillaError } from '../api/errors.js';
 import type { Session } from '../api/routes.js';
+import type { QueueAnswer } from '../api/queue-routes.js';
 import { FlotillaError } from '../base/errors.js';
 import { features } from '../base/features.js';
 import type { QueueLimits } from '../base/limits.js';
@@ -20,9 +21,6 @@ import {
   type QueueCommandAny,
   type QueueError,
 } from '../queue/index.js';
-
-/** A result that is not a refusal: what the command's `ok: true` answer holds. */
-export type QueueAnswer = Record<string, unknown> & { readonly ok: true };
 
 export class QueueService {
   constructor(

@@ -19,9 +19,7 @@ import {
   type RangesBackend,
   type RangeView,
 } from '../api/range-routes.js';
-import type { Json } from '../api/validate.js';
-import { errorFromWire } from '../api/wire-codec.js';
-import type { Forwarder } from './forward.js';
+import { onMetaLeader, type Forwarder } from './forward.js';
 import { compareBytes } from '../kv/kv-store.js';
 import { toFlotillaError } from '../api/errors.js';
 import type { KvError } from '../kv/machine.js';
@@ -318,7 +316,7 @@ export async function allocateRangeId(
   w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
 ): Promise<RangeId> {
   const { signal } = w;
-  const allocated = await onMetaLeader(o, metaAllocatePath, {}, w, async () => ({
+  const allocated = await onMetaLeader(o.metaForwarder, metaAllocatePath, {}, w, async () => ({
     id: await o.meta.allocate({ signal }),
   }));
   const id = (allocated as { id?: unknown }).id;
@@ -339,7 +337,7 @@ export async function recordSplitInMap(
   const body = { left: renderDescriptor(left, 'base64'), right: renderDescriptor(right, 'base64') };
   for (;;) {
     try {
-      await onMetaLeader(o, metaRecordSplitPath, body, w, async () => {
+      await onMetaLeader(o.metaForwarder, metaRecordSplitPath, body, w, async () => {
         await o.meta.recordSplit(left, right, { signal });
         return { ok: true };
       });
@@ -350,24 +348,6 @@ export async function recordSplitInMap(
     }
     await new Promise((resolve) => o.clock.setTimeout(() => resolve(undefined), recordRetryMs));
   }
-}
-
-/**
- * Runs `local` when this node leads the meta group, else sends `body` to `path` on its leader
- * (with the caller's credential) and answers what it answered, or throws its error.
- */
-export async function onMetaLeader(
-  o: Pick<RangeAdminOptions, 'metaForwarder'>,
-  path: string,
-  body: Json,
-  w: { readonly signal: AbortSignal; readonly authorization: string | undefined },
-  local: () => Promise<Json>,
-): Promise<Json> {
-  const fwd = await o.metaForwarder.forward(path, JSON.stringify(body), w.signal, w.authorization);
-  if (fwd === null) return local();
-  if (fwd.status !== 200)
-    throw errorFromWire((fwd.json as { error?: unknown } | null)?.error, true);
-  return fwd.json as Json;
 }
 
 /** The range holding `key`, once this node runs it (a split it applied starts the right half). */

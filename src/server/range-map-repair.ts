@@ -34,7 +34,7 @@ import { nextMapRecord, type MapRecord } from '../ranges/map-repair.js';
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
 import type { Forwarder } from './forward.js';
 import type { MetaService } from './meta-service.js';
-import { onMetaLeader } from './range-admin.js';
+import { onMetaLeader } from './forward.js';
 import type { RangeLane } from './range-lanes.js';
 import { removeLearner } from './range-replicas.js';
 import { Periodic } from './periodic.js';
@@ -246,7 +246,7 @@ export class MapRepair {
           left: renderDescriptor(r.left, 'base64'),
           right: renderDescriptor(r.right, 'base64'),
         };
-        await onMetaLeader(this.o, metaRecordSplitPath, body, w, async () => {
+        await onMetaLeader(this.o.metaForwarder, metaRecordSplitPath, body, w, async () => {
           await this.o.meta.recordSplit(r.left, r.right, { signal });
           return { ok: true };
         });
@@ -256,7 +256,7 @@ export class MapRepair {
         );
       } else if (r.kind === 'replicas') {
         const body = { range: renderDescriptor(r.range, 'base64') };
-        await onMetaLeader(this.o, metaRecordReplicasPath, body, w, async () => {
+        await onMetaLeader(this.o.metaForwarder, metaRecordReplicasPath, body, w, async () => {
           await this.o.meta.recordReplicas(r.range, { signal });
           return { ok: true };
         });

@@ -33,7 +33,7 @@ import { RangeMachine } from '../ranges/range-machine.js';
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
 import type { ForwardAnswer, Forwarder } from './forward.js';
 import type { MetaService } from './meta-service.js';
-import { onMetaLeader } from './range-admin.js';
+import { onMetaLeader } from './forward.js';
 import type { RangeGroups } from './range-groups.js';
 import type { RangeLeaderRoute } from './range-leader-route.js';
 import type { RangeLane, RangeLanes } from './range-lanes.js';
@@ -599,7 +599,7 @@ export class RangeReplicas {
     for (;;) {
       try {
         await onMetaLeader(
-          this.o,
+          this.o.metaForwarder,
           metaRecordReplicasPath,
           body,
           { signal, authorization: this.o.nodeAuthorization },

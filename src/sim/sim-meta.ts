@@ -2,7 +2,7 @@
 // simulated node runs the product's meta group (group META_GROUP, MetaStateMachine inside the
 // session layer, on the node's one host and disk) with the product's MetaService (the bootstrap)
 // and MapRepair. What a node sends to the meta group's leader, the product sends over HTTP to
-// that member's meta routes (`onMetaLeader` in range-admin.ts); here the forwarder below hands
+// that member's meta routes (`onMetaLeader` in forward.ts); here the forwarder below hands
 // the same body to the leader's MetaService as the route would, across the simulated links: a
 // leader that is down or cut off from the sender is unreachable, and an answer that cannot
 // cross back is lost (indefinite, as a dropped connection is).
@@ -25,7 +25,8 @@ import { checkRangeMap, describeRange, type RangeMap } from '../ranges/range-map
 import type { RangeDescriptor, RangeId } from '../ranges/types.js';
 import type { ForwardAnswer, Forwarder } from '../server/forward.js';
 import type { MetaService } from '../server/meta-service.js';
-import { onMetaLeader, type MapRecordOptions } from '../server/range-admin.js';
+import type { MapRecordOptions } from '../server/range-admin.js';
+import { onMetaLeader } from '../server/forward.js';
 import type { RaftRuntime } from '../host/runtime.js';
 
 /** The meta routes' limit on a descriptor's bounds (the simulated keys are short). */
@@ -83,7 +84,7 @@ export async function recordReplicasInMap(
 ): Promise<void> {
   const body = { range: renderDescriptor(d, 'base64') };
   await onMetaLeader(
-    o,
+    o.metaForwarder,
     metaRecordReplicasPath,
     body,
     { signal, authorization: undefined },

@@ -4,7 +4,13 @@
 
 import { ioFailure } from './errors.js';
 import type { StorageFile, StorageFs } from './fs.js';
-import type { SyncHook } from './types.js';
+
+/**
+ * Test hook: replaces the durability barrier. Called for every fdatasync/fsync the WAL issues,
+ * with the path being synced; when it throws (or rejects) the sync counts as failed. `sync`
+ * performs the real call. Off (undefined) in production.
+ */
+export type SyncHook = (path: string, sync: () => Promise<void>) => Promise<void>;
 
 export class Syncer {
   constructor(

@@ -10,8 +10,8 @@ export type {
   WalOptions,
   PersistOptions,
   SqliteOptions,
-  SyncHook,
 } from './types.js';
+export type { SyncHook } from './fsutil.js';
 export { StorageError, type StorageErrorCode } from './errors.js';
 export { nodeFs, type StorageFs, type StorageFile, type OpenOptions, type DirLock } from './fs.js';
 export { InlineWrites } from './inline-writes.js';

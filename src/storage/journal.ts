@@ -38,7 +38,7 @@ import type { DirLock, StorageFile, StorageFs } from './fs.js';
 import { Syncer, writevFully } from './fsutil.js';
 import { GroupCommitter } from './group-commit.js';
 import { RECORD_HEADER_BYTES, readRecord, sealPayload } from './records.js';
-import type { SyncHook } from './types.js';
+import type { SyncHook } from './fsutil.js';
 
 export const JOURNAL_NAME = /^journal-([0-9a-f]{16})\.jnl$/;
 export const JOURNAL_LOCK_FILE = 'journal.lock';

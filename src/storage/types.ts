@@ -4,6 +4,7 @@
 
 import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
 import type { StorageFs } from './fs.js';
+import type { SyncHook } from './fsutil.js';
 import type { NodeJournal } from './journal.js';
 import type { InlineWrites } from './inline-writes.js';
 
@@ -102,13 +103,6 @@ export interface StorageLimits {
   /** Largest snapshot accepted. */
   readonly maxSnapshotBytes?: number;
 }
-
-/**
- * Test hook: replaces the durability barrier. Called for every fdatasync/fsync the WAL issues,
- * with the path being synced; when it throws (or rejects) the sync counts as failed. `sync`
- * performs the real call. Off (undefined) in production.
- */
-export type SyncHook = (path: string, sync: () => Promise<void>) => Promise<void>;
 
 export interface WalOptions extends StorageLimits {
   /**
