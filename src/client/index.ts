@@ -684,8 +684,10 @@ export class FlotillaClient {
 
   /**
    * Keeps a lease alive until `o.signal` aborts (then resolves), renewing it every third of
-   * its time to live; rejects with `LEASE_NOT_FOUND` if it was lost (expired or revoked), and
-   * with the last error if renewals kept failing until the lease must be presumed expired.
+   * its time to live; rejects with `LEASE_NOT_FOUND` if it was lost (expired or revoked), with
+   * the `CONNECTION` error at once when every endpoint was refused in a way no retry changes (its
+   * certificate refused, its scheme wrong), and with the last error if renewals kept failing
+   * until the lease must be presumed expired.
    */
   async keepLeaseAlive(id: number, ttl: number, o: { signal?: AbortSignal } = {}): Promise<void> {
     // 0 or less renewed in a tight loop, hundreds of requests a second.
@@ -713,6 +715,9 @@ export class FlotillaClient {
       } catch (err) {
         if (o.signal?.aborted ?? false) return;
         if (err instanceof FlotillaError && err.code === 'LEASE_NOT_FOUND') throw err;
+        // Every endpoint's certificate refused (or its scheme wrong): the same on every try,
+        // so the lease cannot be renewed. It was tried every 100 ms until the lease ran out.
+        if (err instanceof FlotillaError && refusedEndpoint(err) !== null) throw err;
         // Unanswered in time, or a failure another try can get past (the next endpoint): again
         // soon. One that will not clear (a token refused) waits as a renewal does.
         const unanswered = attempt.timedOut;
