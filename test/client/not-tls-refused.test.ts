@@ -5,6 +5,9 @@
 // Counted in TCP connections the server accepted, not in time.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import {
   createServer as createNetServer,
@@ -133,5 +136,22 @@ void describe('an https:// endpoint that does not speak TLS', () => {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^flotilla: CONNECTION: .*its endpoint is http:\/\/\)\n$/);
     assert.equal(node.connections(), 1, r.stderr);
+  });
+
+  void it('snapshot save says the port answered without TLS', async () => {
+    const node = await plainHttp();
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-not-tls-'));
+    try {
+      const r = await runCli(
+        ['snapshot', 'save', join(dir, 'backup'), '--endpoints', node.url],
+        30_000,
+      );
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^flotilla: CONNECTION: No endpoint served a backup: https:/);
+      assert.match(r.stderr, notTlsHint);
+      assert.doesNotMatch(r.stderr, /ssl3_get_record/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
