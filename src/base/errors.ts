@@ -380,8 +380,8 @@ export const errorCodes = {
       "node that refuses this client's certificate (none, or not of its CA) says so with " +
       'UNAUTHENTICATED instead. Where the scheme looks wrong (an http:// endpoint whose port speaks TLS, an ' +
       'https:// one that answers without TLS), the message says which to use. A certificate this client refused, ' +
-      'or a port that answered that it speaks TLS only, fails the same way every time: the call tries such an ' +
-      'endpoint once',
+      'a port that answered that it speaks TLS only, or one that answered a TLS handshake without TLS, fails ' +
+      'the same way every time: the call tries such an endpoint once',
     indefinite: true,
     clientOnly: true,
   },

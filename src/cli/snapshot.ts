@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { Agent, request } from 'undici';
 import type { ClientTlsOptions } from '../client/index.js';
+import { failureText, schemeHint } from '../client/util.js';
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import {
   BackupError,
@@ -112,7 +113,8 @@ async function saveFrom(
         bodyTimeout: 60_000,
       });
     } catch (err) {
-      failures.push(`${endpoint}: ${(err as Error).message}`);
+      // With the hint of a wrong scheme, port or CA, as the client's calls say it.
+      failures.push(`${endpoint}: ${failureText(err)}${schemeHint(endpoint, err)}`);
       continue;
     }
     if (res.statusCode !== 200) {

@@ -25,12 +25,13 @@ import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 import {
   checkOptions,
+  failureText,
   markRefusedEndpoint,
   pick,
   refusedEndpoint,
   schemeHint,
   sleep,
-  withCertificateCause,
+  withRefusalCause,
 } from './util.js';
 import {
   httpWatchLines,
@@ -683,8 +684,10 @@ export class FlotillaClient {
 
   /**
    * Keeps a lease alive until `o.signal` aborts (then resolves), renewing it every third of
-   * its time to live; rejects with `LEASE_NOT_FOUND` if it was lost (expired or revoked), and
-   * with the last error if renewals kept failing until the lease must be presumed expired.
+   * its time to live; rejects with `LEASE_NOT_FOUND` if it was lost (expired or revoked), with
+   * the `CONNECTION` error at once when every endpoint was refused in a way no retry changes (its
+   * certificate refused, its scheme wrong), and with the last error if renewals kept failing
+   * until the lease must be presumed expired.
    */
   async keepLeaseAlive(id: number, ttl: number, o: { signal?: AbortSignal } = {}): Promise<void> {
     // 0 or less renewed in a tight loop, hundreds of requests a second.
@@ -712,6 +715,9 @@ export class FlotillaClient {
       } catch (err) {
         if (o.signal?.aborted ?? false) return;
         if (err instanceof FlotillaError && err.code === 'LEASE_NOT_FOUND') throw err;
+        // Every endpoint's certificate refused (or its scheme wrong): the same on every try,
+        // so the lease cannot be renewed. It was tried every 100 ms until the lease ran out.
+        if (err instanceof FlotillaError && refusedEndpoint(err) !== null) throw err;
         // Unanswered in time, or a failure another try can get past (the next endpoint): again
         // soon. One that will not clear (a token refused) waits as a renewal does.
         const unanswered = attempt.timedOut;
@@ -1100,8 +1106,8 @@ export class FlotillaClient {
     /** Each endpoint tried, in order, with the code of its last failure: said when giving up. */
     const tried = new Map<string, string>();
     /**
-     * The nodes whose certificate this client refused (with OpenSSL's code), or that speak TLS
-     * to an http:// endpoint: not tried again.
+     * The nodes whose certificate this client refused (with OpenSSL's code), that speak TLS
+     * to an http:// endpoint, or that answer an https:// one without TLS: not tried again.
      */
     const refused = new Map<string, string>();
     // A read changes nothing, so its failure is definite whatever the transport said.
@@ -1130,8 +1136,8 @@ export class FlotillaClient {
         tried.delete(endpoint);
         tried.set(endpoint, e.code);
         // A certificate this client refused is refused again on every attempt (8 attempts over
-        // 2 s came to the same hint), as a port that speaks TLS answers an http:// endpoint
-        // the same way each time. Another endpoint may serve (a node whose renewal was
+        // 2 s came to the same hint), as a port that speaks TLS answers an http:// endpoint,
+        // and a port without TLS an https:// one, the same way each time. Another endpoint may serve (a node whose renewal was
         // missed), so each is tried once; when none is left, the call fails now.
         const refusal = refusedEndpoint(e);
         if (refusal !== null) {
@@ -1277,8 +1283,8 @@ export class FlotillaClient {
   }
 
   /**
-   * Moves on from the endpoints refused so (a certificate, a port that speaks TLS only) while
-   * one that was not is left.
+   * Moves on from the endpoints refused so (a certificate, a port that speaks TLS only, a port
+   * without TLS) while one that was not is left.
    */
   private skipRefused(refused: ReadonlyMap<string, string>): void {
     for (let i = 0; i < this.endpoints.length; i++) {
@@ -1447,10 +1453,10 @@ export class FlotillaClient {
       // The request may have reached the server: whether it applied is unknown, unless the
       // connection was never made (nothing was sent).
       const code = deadline.timedOut ? 'TIMEOUT' : 'CONNECTION';
-      throw withCertificateCause(
+      throw withRefusalCause(
         new FlotillaError(
           code,
-          `${method} ${endpoint}${path} failed: ${(err as Error).message}${this.answeredOverHttp.has(endpoint) ? '' : schemeHint(endpoint, err)}`,
+          `${method} ${endpoint}${path} failed: ${failureText(err)}${this.answeredOverHttp.has(endpoint) ? '' : schemeHint(endpoint, err)}`,
           method === 'POST' && !connectFailed(err),
         ),
         err,
@@ -1560,9 +1566,9 @@ function connectFailed(err: unknown): boolean {
 
 /**
  * The failure of a call whose every endpoint tried failed in a way no retry helps (a
- * certificate this client refused, a port that speaks TLS only): the last failure, with its
- * hint, and what each endpoint did when there were several. Definite unless an earlier
- * attempt may have applied.
+ * certificate this client refused, a port that speaks TLS only, a port without TLS): the last
+ * failure, with its hint, and what each endpoint did when there were several. Definite unless
+ * an earlier attempt may have applied.
  */
 function refusedEverywhere(
   e: FlotillaError,

@@ -106,6 +106,13 @@ export interface ClaimResponse<D = unknown> {
 export interface ReportResponse<D = unknown> {
   readonly header: QueueHeader;
   readonly state?: JobState;
+  /**
+   * A release's answer (`release`): true when the job was given back, false when it was past
+   * its queue's `maxReleases` and failed instead. Absent from a node of a release before the
+   * field, and from the fail sent in a release's stead to a cluster that does not know
+   * releases: read as given back.
+   */
+  readonly released?: boolean;
   readonly leaseExpiresMs?: number;
   /** For a complete or fail that asked for `next`: the jobs claimed with it. */
   readonly next?: Omit<ClaimResponse<D>, 'header'>;
@@ -309,7 +316,7 @@ export class QueueClient {
    * Gives a claimed job back (a worker that is stopping): it waits again at once, and the
    * attempt its claim counted is not counted, nor is a backoff waited out; the release is
    * counted on the job, and one past its queue's `maxReleases` is a failed attempt instead
-   * (the answer's `state` says which). A cluster that does
+   * (the answer's `released` says which: false for a failed attempt). A cluster that does
    * not know releases yet (a member of an older release, during an upgrade) gets a fail with
    * the same reason instead, which counts the attempt as before.
    */

@@ -56,8 +56,28 @@ export function refusedCertificateCode(err: unknown): string | null {
 }
 
 /**
+ * The code of a TLS handshake that the other end answered without TLS (a plain HTTP port, a
+ * plain binary protocol port: OpenSSL reads their bytes as a record of no TLS version), or
+ * null for any other failure. Such a port answers so on every attempt until it is named by its
+ * scheme (http://): the client does not try it again within the call.
+ */
+export function notTlsCode(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? code : null;
+}
+
+/**
+ * The code of a failure of a connection that no retry gets past (a certificate refused, a
+ * port without TLS dialled with TLS), or null.
+ */
+export function refusalCode(err: unknown): string | null {
+  return refusedCertificateCode(err) ?? notTlsCode(err);
+}
+
+/**
  * The CONNECTION errors of an endpoint that will fail the same way on every attempt (its
- * certificate refused, or a port that speaks TLS named http://), with what went wrong.
+ * certificate refused, a port that speaks TLS named http://, or a port without TLS named
+ * https://), with what went wrong.
  */
 const refusedEndpoints = new WeakMap<FlotillaError, string>();
 
@@ -67,10 +87,25 @@ export function markRefusedEndpoint(e: FlotillaError, why: string): FlotillaErro
   return e;
 }
 
-/** Marks `e`, raised for `cause`, as a refused certificate when `cause` is one; answers `e`. */
-export function withCertificateCause(e: FlotillaError, cause: unknown): FlotillaError {
-  const code = refusedCertificateCode(cause);
+/**
+ * Marks `e`, raised for `cause`, as the failure of a refused endpoint when `cause` is a refused
+ * certificate or an answer without TLS (refusalCode); answers `e`.
+ */
+export function withRefusalCause(e: FlotillaError, cause: unknown): FlotillaError {
+  const code = refusalCode(cause);
   return code === null ? e : markRefusedEndpoint(e, code);
+}
+
+/**
+ * What went wrong in `err`, for an error message: OpenSSL's "wrong version number" comes as
+ * its error queue ("80EC...:error:0A00010B:SSL routines:ssl3_get_record:wrong version
+ * number:../deps/openssl/...:350:" and a newline), which tells a user nothing, so it is said
+ * in words; anything else as its message.
+ */
+export function failureText(err: unknown): string {
+  if (notTlsCode(err) !== null)
+    return 'the TLS handshake was answered without TLS (ERR_SSL_WRONG_VERSION_NUMBER)';
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** What `e` was marked for (markRefusedEndpoint), or null. */

@@ -8,7 +8,7 @@
 import { FlotillaError, isErrorCode } from '../base/errors.js';
 import type { Pool } from 'undici';
 import type { KeyValue } from '../api/types.js';
-import { pick, refusedCertificateCode, refusedEndpoint, schemeHint, sleep } from './util.js';
+import { failureText, pick, refusalCode, refusedEndpoint, schemeHint, sleep } from './util.js';
 import { ANSWER_ERROR, ANSWER_STREAM } from '../api/wire-codec.js';
 import type { WireConnection } from './wire.js';
 
@@ -98,7 +98,7 @@ export async function* watchStream(
   const idleMs = watchSilenceMs(o.progressNotifyMs);
   /**
    * Before a node accepted the watch: the endpoints whose certificate this client refused (or
-   * that speak TLS to an http:// URL). Such a failure comes back on every attempt: once every
+   * that speak TLS to an http:// URL, or answer an https:// one without TLS). Such a failure comes back on every attempt: once every
    * endpoint failed so, the watch ends with it, where it retried silently for ever.
    */
   const refused = new Set<string>();
@@ -147,8 +147,7 @@ export async function* watchStream(
       if (err instanceof FlotillaError && err.code === 'CROSS_RANGE' && accepted)
         throw splitAcross(err, next);
       if (err instanceof FlotillaError && !retryableWatch.has(err.code)) throw err;
-      const refusal =
-        err instanceof FlotillaError ? refusedEndpoint(err) : refusedCertificateCode(err);
+      const refusal = err instanceof FlotillaError ? refusedEndpoint(err) : refusalCode(err);
       if (refusal !== null && !accepted) {
         refused.add(url);
         if (t.endpoints.every((u) => refused.has(u)))
@@ -156,7 +155,7 @@ export async function* watchStream(
             ? err
             : new FlotillaError(
                 'CONNECTION',
-                `Cannot open the watch at ${url}: ${(err as Error).message}${schemeHint(url, err)}`,
+                `Cannot open the watch at ${url}: ${failureText(err)}${schemeHint(url, err)}`,
                 false,
               );
       }

@@ -9,7 +9,7 @@
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { FlotillaError } from '../base/errors.js';
-import { withCertificateCause } from './util.js';
+import { failureText, schemeHint, withRefusalCause } from './util.js';
 import {
   ANSWER_STREAM,
   CONNECTION_ID,
@@ -138,8 +138,12 @@ export class WireConnection {
         if (conn !== null) return; // 'close' follows
         // Before the handshake's answer no request was sent on it, whatever the failure.
         fail(
-          withCertificateCause(
-            new FlotillaError('CONNECTION', `Cannot connect to ${where}: ${err.message}`, false),
+          withRefusalCause(
+            new FlotillaError(
+              'CONNECTION',
+              `Cannot connect to ${where}: ${failureText(err)}${schemeHint(o.tls === undefined ? 'http:' : 'https:', err)}`,
+              false,
+            ),
             err,
           ),
         );

@@ -81,7 +81,9 @@ export class Worker<D = unknown, R = unknown> {
   private readonly name: string;
   /**
    * Jobs completed and failed by this worker, reports refused because the lease was lost, and
-   * jobs released to other workers because it closed before their handlers finished.
+   * jobs released to other workers because it closed before their handlers finished (a
+   * release past the queue's maxReleases, which the queue counted as a failed attempt, is
+   * counted failed).
    */
   readonly counts = { completed: 0, failed: 0, lost: 0, released: 0 };
 
@@ -291,7 +293,10 @@ export class Worker<D = unknown, R = unknown> {
         const r = await this.report(c.job, () =>
           this.queue.release(id, c.token, 'released: the worker closed'),
         );
-        if (r !== null) this.counts.released++;
+        // Past the queue's maxReleases the release failed the attempt: counted as a failure,
+        // as the job's totals count it. An answer without the field gave the job back.
+        if (r?.released === false) this.counts.failed++;
+        else if (r !== null) this.counts.released++;
       } else this.lose(c.job, abort.why());
       return [];
     }

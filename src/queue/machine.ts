@@ -318,9 +318,10 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
    * A run given back unrun (its worker stopping): waiting again at once, without the attempt
    * its claim counted, and no backoff. Its reason is kept, as a failure's is. A counted release
    * past the queue's maxReleases is a failed attempt instead (backoff, or dead), with the
-   * reason saying so: a job that every worker gives back would otherwise never end.
+   * reason saying so: a job that every worker gives back would otherwise never end. Answers
+   * whether the job was given back (false: failed instead).
    */
-  private released(job: Job, reason: string, counted: boolean): void {
+  private released(job: Job, reason: string, counted: boolean): boolean {
     this.beforeChange(job);
     if (counted) {
       job.releases++;
@@ -328,7 +329,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       if (job.releases > max) {
         const why = `${reason} (release ${job.releases}, past the queue's maxReleases of ${max}: counted as a failed attempt)`;
         this.failed(job, why, false);
-        return;
+        return false;
       }
     }
     this.detach(job);
@@ -337,6 +338,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
     job.runAtMs = this.s.nowMs;
     this.attach(job, 'waiting');
     this.emit('waiting', job.queue.name, job.id, null);
+    return true;
   }
 
   /** A run failed (reported, or its lease expired): retry after the backoff, or dead. */
@@ -566,8 +568,18 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
         this.emit('completed', job.queue.name, job.id, null);
         return this.withNext({ ok: true, state: 'completed' }, cmd);
       case 'fail': {
-        if (cmd.release === true) this.released(job, cmd.error, cmd.counted === true);
-        else this.failed(job, cmd.error, cmd.final === true);
+        // A counted release says whether it gave the job back: past maxReleases it failed
+        // the attempt instead, and its state alone cannot tell (a failure with no backoff to
+        // wait out is waiting again too). An uncounted one (proposed while a member ran a
+        // release before counted releases) always gives it back, and answers as such a
+        // member does.
+        if (cmd.release === true) {
+          const counted = cmd.counted === true;
+          const released = this.released(job, cmd.error, counted);
+          const r = { ok: true, state: job.state } as const;
+          return this.withNext(counted ? { ...r, released } : r, cmd);
+        }
+        this.failed(job, cmd.error, cmd.final === true);
         return this.withNext({ ok: true, state: job.state }, cmd);
       }
     }
@@ -578,7 +590,7 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
    * failed job itself may come back at once when it is due again, as it would to any claim.
    */
   private withNext(
-    r: { ok: true; state: JobState },
+    r: { ok: true; state: JobState; released?: boolean },
     cmd: CompleteCommand | FailCommand,
   ): ReportResult {
     if (cmd.next === undefined) return r;
@@ -590,7 +602,9 @@ export class QueueStateMachine extends QueueReads implements StateMachine {
       const { ok: _ok, ...rest } = c;
       next = rest;
     } else next = { jobs: c.jobs };
-    return { ok: true, state: r.state, next };
+    return r.released === undefined
+      ? { ok: true, state: r.state, next }
+      : { ok: true, state: r.state, released: r.released, next };
   }
 
   private manage(job: Job, op: 'cancel' | 'delete' | 'retry'): QueueResult {

@@ -326,6 +326,12 @@ type WithoutOk<T> = T extends unknown ? Omit<T, 'ok'> : never;
 export type ReportResult = {
   readonly ok: true;
   readonly state: JobState;
+  /**
+   * A counted release only (a fail with `release` and `counted`): whether the job was given
+   * back (waiting again, its attempt not counted), or, false, failed instead, past its
+   * queue's maxReleases.
+   */
+  readonly released?: boolean;
   /** Present when the command asked for the next jobs (ClaimSpec `next`). */
   readonly next?: WithoutOk<ClaimResult>;
 };

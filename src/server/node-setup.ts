@@ -483,6 +483,7 @@ export async function openPeerTransport(
     );
   };
   const tlsRefusals = new RateLimitedWarning(log, monotonicClock);
+  const handshakeRefusals = new RateLimitedWarning(log, monotonicClock);
   /** Peers whose refusal for a cluster id mismatch was explained in the log. */
   const toldClusterId = new Set<number>();
   /** Peers whose refusal for another process holding this node's id was explained. */
@@ -542,7 +543,13 @@ export async function openPeerTransport(
         });
         return;
       case 'handshake-refused': {
-        log.warn(
+        // Once a minute per dialler's address (or peer dialled) and reason, as a TLS refusal:
+        // a peer of another cluster, or one this node does not know, dials again several
+        // times a second, each refusal a line, for as long as it is misconfigured.
+        handshakeRefusals.warn(
+          e.direction === 'inbound'
+            ? `from ${hostOf(e.remote)} ${e.reason}`
+            : `to ${e.peer} ${e.reason}`,
           { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
           'peer handshake refused',
         );

@@ -114,6 +114,26 @@ void describe('a certificate the client refuses', () => {
     }
   });
 
+  void it('ends a lease keep-alive at once, with the refusal', async () => {
+    const node = await serve(certs.pem(1));
+    const c = new FlotillaClient({ endpoints: [node.url], tls: { ca: certs.roguePem().cert } });
+    try {
+      // Before: renewed every 100 ms until the lease's time to live ran out (10 minutes here);
+      // the signal bounds the test, and resolves the keep-alive, unrejected, without the fix.
+      await assert.rejects(
+        c.keepLeaseAlive(1, 600, { signal: AbortSignal.timeout(10_000) }),
+        (e: FlotillaError) => {
+          assert.equal(e.code, 'CONNECTION');
+          assert.match(e.message, untrustedHint);
+          return true;
+        },
+      );
+      assert.equal(node.connections(), 1, 'one renewal, not one every 100 ms');
+    } finally {
+      await c.close();
+    }
+  });
+
   void it('the command with a wrong --cacert makes one attempt and prints the hint', async () => {
     const node = await serve(certs.pem(1));
     const r = await runCli(

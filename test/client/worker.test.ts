@@ -481,8 +481,14 @@ async function releaseAtClose(client: FlotillaClient, queue: string) {
   return (await q.get(id)).job;
 }
 
-/** Runs a worker whose handler never ends on `q` until it claimed a job, then closes it. */
-async function releaseOnce(q: QueueClient): Promise<void> {
+/**
+ * Runs a worker whose handler never ends on `q` until it claimed a job, then closes it; the
+ * worker must count the release as `counted` says (default: released).
+ */
+async function releaseOnce(
+  q: QueueClient,
+  counted = { completed: 0, failed: 0, lost: 0, released: 1 },
+): Promise<void> {
   let running = false;
   const w = new Worker(
     q,
@@ -496,7 +502,7 @@ async function releaseOnce(q: QueueClient): Promise<void> {
   // left to its lease, not released (CLIENT.md, Worker).
   await until('the handler runs', () => Promise.resolve(running));
   await w.close({ graceMs: 50 });
-  assert.deepEqual(w.counts, { completed: 0, failed: 0, lost: 0, released: 1 });
+  assert.deepEqual(w.counts, counted);
 }
 
 void test('a job released at close waits again at once, its attempt not counted', async () => {
@@ -529,8 +535,9 @@ void test("a job released more often than its queue's maxReleases is failed: dea
   assert.equal((await q.stats()).stats?.maxReleases, 1);
   const first = await releaseAtClose(client, 'released-often');
   assert.deepEqual([first.state, first.attempts, first.releases], ['waiting', 0, 1]);
-  // The same job again (the only one waiting): its second release is past the cap.
-  await releaseOnce(q);
+  // The same job again (the only one waiting): its second release is past the cap, and the
+  // worker counts it as the failed attempt it was, not as a release.
+  await releaseOnce(q, { completed: 0, failed: 1, lost: 0, released: 0 });
   const second = (await q.get(first.id)).job;
   assert.deepEqual([second.state, second.attempts, second.releases], ['dead', 1, 2]);
   assert.match(
@@ -538,6 +545,30 @@ void test("a job released more often than its queue's maxReleases is failed: dea
     /past the queue's maxReleases of 1: counted as a failed attempt/,
   );
   assert.equal((await q.stats()).stats?.totals.dead, 1);
+});
+
+void test('a release answers whether it gave the job back, over HTTP and the binary protocol', async () => {
+  const nodes = await TestNodes.start({ nodes: 1, clientProtocol: true });
+  cleanups.push(() => nodes.close());
+  await nodes.waitForLeader();
+  const url = nodes.urls[0] as string;
+  for (const protocol of ['http', 'auto'] as const) {
+    const client = new FlotillaClient({ endpoints: [url], protocol });
+    cleanups.push(() => client.close());
+    const q = client.queue(`release-answer-${protocol}`);
+    await q.configure({ maxReleases: 1 });
+    const { id } = await q.add('x', null, { maxAttempts: 1 });
+    const release = async () => {
+      const [c] = (await q.claim({ waitMs: 1_000 })).jobs;
+      assert.equal(c?.job.id, id);
+      return q.release(id, c.token, 'stopping');
+    };
+    const given = await release();
+    assert.deepEqual([given.state, given.released], ['waiting', true]);
+    const failed = await release();
+    assert.deepEqual([failed.state, failed.released], ['dead', false], protocol);
+    assert.equal(client.usesBinary(url), protocol === 'auto', 'the protocol the answers came by');
+  }
 });
 
 void test('with a member of a release before counted releases, a release is neither counted nor capped', async () => {

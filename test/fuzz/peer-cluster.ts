@@ -3,9 +3,11 @@
 // 1's peer port in the name of member 4 or 5, which never start, so its connections replace
 // no real peer's, and the three keep committing while node 1 is fuzzed.
 //
-// Node 1 logs to the fuzzer: each refused handshake and protocol error is reported by the
-// transport as an event with the remote address and the code it counted in its stats, and
-// node-setup.ts logs every one; the fuzzer attributes them to its connections by local port.
+// Each refused handshake and protocol error on node 1 is reported by its transport as an event
+// with the remote address and the code it counted in its stats; the fuzzer taps those events
+// (node-setup.ts logs a refused handshake once a minute per address and reason, so its log
+// no longer names every one) and attributes them to its connections by local port. Node 1's
+// log still tells the fuzzer of the messages it failed to handle.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,10 +16,10 @@ import { resolveNodeConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logging.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import type { TcpTransport } from '../../src/transport/index.js';
-import type { TransportStats } from '../../src/transport/types.js';
+import type { TransportEvent, TransportStats } from '../../src/transport/types.js';
 import { freePorts } from '../e2e/harness.js';
 
-/** What node 1 logged about one inbound connection on its peer port. */
+/** What node 1's transport reported about one inbound connection on its peer port. */
 export interface PeerEvent {
   readonly kind: 'refused' | 'error';
   readonly code: string;
@@ -33,8 +35,8 @@ export interface PeerCluster {
   readonly runningIds: readonly number[];
   /** Node 1's events by remote address (`127.0.0.1:port`), taken (removed) by the caller. */
   takeEvents(remote: string): PeerEvent[];
-  /** Refusals and protocol errors node 1 logged, in either direction. */
-  eventsLogged(): number;
+  /** Refusals and protocol errors node 1's transport reported, in either direction. */
+  eventsReported(): number;
   /**
    * Events no fuzz connection took: node 1's own connections to its peers (e.g. a handshake
    * of its timing out on a loaded machine), by remote address.
@@ -61,7 +63,7 @@ export async function startPeerCluster(): Promise<PeerCluster> {
     (_, i) => `${i + 1}=127.0.0.1:${peerPort(i + 1)}@http://127.0.0.1:${httpPort(i + 1)}`,
   ).join(',');
   const events = new Map<string, PeerEvent[]>();
-  let logged = 0;
+  let reported = 0;
   const handlerErrors: string[] = [];
   const log = createLogger(1, {
     level: 'warn',
@@ -69,23 +71,7 @@ export async function startPeerCluster(): Promise<PeerCluster> {
     out: {
       write: (line: string) => {
         const r = JSON.parse(line) as Record<string, unknown>;
-        const remote = typeof r['remote'] === 'string' ? r['remote'] : '';
         if (r['msg'] === 'error handling a peer message') handlerErrors.push(String(r['reason']));
-        else if (r['msg'] === 'peer handshake refused') {
-          logged++;
-          add(events, remote, {
-            kind: 'refused',
-            code: 'TRANSPORT_HANDSHAKE_REFUSED',
-            reason: `${String(r['direction'])}: ${String(r['reason'])}`,
-          });
-        } else if (r['msg'] === 'peer protocol error') {
-          logged++;
-          add(events, remote, {
-            kind: 'error',
-            code: String(r['code']),
-            reason: String(r['reason']),
-          });
-        }
       },
     },
   });
@@ -117,6 +103,19 @@ export async function startPeerCluster(): Promise<PeerCluster> {
   // The transport is not part of a node's public surface; its stats are what the protocol
   // promises to count, so the fuzzer reads them where the node keeps them.
   const transport = (node1.members as unknown as { o: { transport: TcpTransport } }).o.transport;
+  tapEvents(transport, (e) => {
+    if (e.kind === 'handshake-refused') {
+      reported++;
+      add(events, e.remote, {
+        kind: 'refused',
+        code: 'TRANSPORT_HANDSHAKE_REFUSED',
+        reason: `${e.direction}: ${e.reason}`,
+      });
+    } else if (e.kind === 'protocol-error') {
+      reported++;
+      add(events, e.remote, { kind: 'error', code: e.code, reason: e.message });
+    }
+  });
   const cluster: PeerCluster = {
     peerPort: peerPort(1),
     clusterId: node1.config.clusterId,
@@ -128,7 +127,7 @@ export async function startPeerCluster(): Promise<PeerCluster> {
       return e;
     },
     handlerErrors,
-    eventsLogged: () => logged,
+    eventsReported: () => reported,
     unattributed: () =>
       [...events].map(
         ([remote, list]) => `${remote}: ${list.map((e) => `${e.code} (${e.reason})`).join(', ')}`,
@@ -195,4 +194,17 @@ async function commitEverywhere(
     }
   }
   return null;
+}
+
+/**
+ * Has `tap` see every event `transport` emits before the node's own handler (node-setup.ts)
+ * does. The transport takes one handler, which the node set: it is wrapped in place.
+ */
+function tapEvents(transport: TcpTransport, tap: (e: TransportEvent) => void): void {
+  const t = transport as unknown as { eventHandler: (e: TransportEvent) => void };
+  const node = t.eventHandler;
+  t.eventHandler = (e) => {
+    tap(e);
+    node(e);
+  };
 }

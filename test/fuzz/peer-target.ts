@@ -344,13 +344,13 @@ export function peerTarget(c: PeerCluster): FuzzTarget {
     peerIds: [2, 3, 4, 5],
   };
   const before = sumErrors(c);
-  const loggedBefore = c.eventsLogged();
+  const reportedBefore = c.eventsReported();
   return {
     protocol: 'peer',
     generate: (rng) => generatePeer(shape, rng),
     exercise: async (input) => {
       const seen = await converse(c.peerPort, input.bytes);
-      // The node logged its events before it closed the socket, so they are all here.
+      // The transport reported its events before it closed the socket, so they are all here.
       const events = c.takeEvents(`127.0.0.1:${seen.localPort}`);
       const handler = c.handlerErrors.splice(0);
       if (handler.length > 0)
@@ -359,9 +359,9 @@ export function peerTarget(c: PeerCluster): FuzzTarget {
     },
     stillServes: async () => {
       const counted = sumErrors(c) - before;
-      const logged = c.eventsLogged() - loggedBefore;
-      if (counted !== logged)
-        return `node 1 counted ${counted} errors in its transport stats, its events named ${logged}`;
+      const reported = c.eventsReported() - reportedBefore;
+      if (counted !== reported)
+        return `node 1 counted ${counted} errors in its transport stats, its events named ${reported}`;
       return c.commits();
     },
     notes: () =>

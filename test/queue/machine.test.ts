@@ -415,12 +415,15 @@ void test('counted releases past the queue maxReleases are failed attempts: back
     }) as ReportResult;
   const job = () => h.m.getJob('q', 'j');
   for (let i = 1; i <= 3; i++) {
-    assert.equal(release(h.claimOne('q').token).state, 'waiting');
+    const r = release(h.claimOne('q').token);
+    assert.deepEqual([r.state, r.released], ['waiting', true]);
     assert.deepEqual([job()?.releases, job()?.attempts, job()?.error], [i, 0, 'released']);
   }
-  // The fourth: a failed attempt, with its backoff and a reason that says why.
+  // The fourth: a failed attempt, with its backoff and a reason that says why; the answer
+  // says it was no release, so that a worker counts it as the failure it is.
   const failedAt = h.timeMs;
-  assert.equal(release(h.claimOne('q').token).state, 'failed');
+  const fourth = release(h.claimOne('q').token);
+  assert.deepEqual([fourth.state, fourth.released], ['failed', false]);
   assert.deepEqual([job()?.releases, job()?.attempts, job()?.runAtMs], [4, 1, failedAt + 1_000]);
   assert.match(
     job()?.error ?? '',
@@ -432,13 +435,40 @@ void test('counted releases past the queue maxReleases are failed attempts: back
   );
   // Due after its backoff; the fifth release uses its last attempt: dead.
   h.tick(failedAt + 1_000);
-  assert.equal(release(h.claimOne('q').token).state, 'dead');
+  const fifth = release(h.claimOne('q').token);
+  assert.deepEqual([fifth.state, fifth.released], ['dead', false]);
   assert.deepEqual([job()?.releases, job()?.attempts], [5, 2]);
   // A retry starts the count again, as it does the attempts.
   h.ok({ op: 'retry', queue: 'q', id: 'j' });
   assert.deepEqual([job()?.releases, job()?.attempts], [0, 0]);
   assert.equal(release(h.claimOne('q').token).state, 'waiting');
   assert.equal(job()?.releases, 1);
+});
+
+void test('a release past maxReleases with no backoff to wait out answers waiting, and released false', () => {
+  // The state after such a failure is waiting, as after a release: only `released` tells
+  // them apart (a Worker counted it released).
+  const h = new Harness();
+  h.ok({ op: 'configure', queue: 'q', maxReleases: 0 });
+  h.add('q', { id: 'j', maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 0, maxDelayMs: 0 } });
+  const c = h.claimOne('q');
+  const r = h.ok({
+    op: 'fail',
+    queue: 'q',
+    id: 'j',
+    token: c.token,
+    error: 'stopping',
+    release: true,
+    counted: true,
+    next: { max: 1 },
+  }) as ReportResult;
+  assert.deepEqual([r.state, r.released], ['waiting', false]);
+  // With the claim it carried: the job itself, due again at once, its first attempt counted
+  // by the failure and its second by this claim (a release would have left it at 1).
+  assert.deepEqual(
+    r.next?.jobs.map((j) => [j.job.id, j.job.attempts]),
+    [['j', 2]],
+  );
 });
 
 void test("the queue's maxReleases is a setting: 0 makes every counted release a failed attempt", () => {
@@ -456,7 +486,7 @@ void test("the queue's maxReleases is a setting: 0 makes every counted release a
     release: true,
     counted: true,
   });
-  assert.deepEqual(r, { ok: true, state: 'dead' });
+  assert.deepEqual(r, { ok: true, state: 'dead', released: false });
   // Settings left out keep it; a value past the limit is refused like any other.
   h.ok({ op: 'configure', queue: 'q', concurrency: 2 });
   assert.equal(h.m.stats('q')?.maxReleases, 0);
