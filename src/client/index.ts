@@ -1137,8 +1137,9 @@ export class FlotillaClient {
         tried.set(endpoint, e.code);
         // A certificate this client refused is refused again on every attempt (8 attempts over
         // 2 s came to the same hint), as a port that speaks TLS answers an http:// endpoint,
-        // and a port without TLS an https:// one, the same way each time. Another endpoint may serve (a node whose renewal was
-        // missed), so each is tried once; when none is left, the call fails now.
+        // and a port without TLS an https:// one, the same way each time. Another endpoint may
+        // serve (a node whose renewal was missed), so each is tried once; when none is left,
+        // the call fails now.
         const refusal = refusedEndpoint(e);
         if (refusal !== null) {
           const again = refused.has(endpoint);

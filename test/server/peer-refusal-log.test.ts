@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/server/logging.js';
-import { parseHostPort } from '../../src/server/startup.js';
+import { splitHostPort } from '../../src/base/host-port.js';
 import { TcpTransport } from '../../src/transport/tcp.js';
 import type { TransportEvent } from '../../src/transport/types.js';
 import { until } from '../support/until.js';
@@ -38,7 +38,7 @@ void describe('a refused peer handshake', () => {
       nodeId: 2,
       clusterId: 'another-cluster',
       listen: { host: '127.0.0.1', port: 0 },
-      peers: new Map([[1, parseHostPort(nodes.node(1).config.listenPeer)]]),
+      peers: new Map([[1, splitHostPort(nodes.node(1).config.listenPeer)]]),
     });
     const refusals: TransportEvent[] = [];
     rogue.onEvent((e) => {
@@ -76,7 +76,7 @@ void describe('a refused peer handshake', () => {
       nodeId: 9,
       clusterId: nodes.node(1).config.clusterId,
       listen: { host: '127.0.0.1', port: 0 },
-      peers: new Map([[1, parseHostPort(nodes.node(1).config.listenPeer)]]),
+      peers: new Map([[1, splitHostPort(nodes.node(1).config.listenPeer)]]),
     });
     try {
       stranger.send({ from: 9, to: 1, term: 1, type: 'heartbeat', commit: 0, seq: 1 });
