@@ -523,20 +523,30 @@ interface RateLimit {
   readonly intervalMs: number;
 }
 
-/** The non-empty lines of a file, or of standard input, with their line numbers. */
+/**
+ * The non-empty lines of a file, or of standard input, with their line numbers. UTF-8 only, as
+ * `queue add -` takes: decoded leniently, a stray byte became U+FFFD in the job's data, which
+ * was added changed and without a word. A byte-order mark at the start is no part of line 1.
+ */
 async function readLines(file: string | undefined): Promise<{ n: number; text: string }[]> {
-  const text =
+  const bytes =
     file === undefined
-      ? await new Promise<string>((resolve, reject) => {
-          let all = '';
-          process.stdin.setEncoding('utf8');
-          process.stdin.on('data', (d: string) => (all += d));
-          process.stdin.on('end', () => resolve(all));
+      ? await new Promise<Buffer>((resolve, reject) => {
+          const parts: Buffer[] = [];
+          process.stdin.on('data', (d: Buffer) => parts.push(d));
+          process.stdin.on('end', () => resolve(Buffer.concat(parts)));
           process.stdin.on('error', reject);
         })
-      : await readFile(file, 'utf8').catch((err: unknown) => {
+      : await readFile(file).catch((err: unknown) => {
           throw new FlotillaError('BAD_REQUEST', `cannot read ${file}: ${(err as Error).message}`);
         });
+  const decoded = utf8Text(bytes);
+  if (decoded === null)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `${file ?? 'standard input'} is not UTF-8 text: each line is a job's data as JSON; nothing was added`,
+    );
+  const text = withoutBom(decoded);
   return text
     .split('\n')
     .map((line, i) => ({ n: i + 1, text: line }))
@@ -566,10 +576,14 @@ async function dataFromStdin(): Promise<string> {
  * to queue: it is refused, so the job does not go out with its data mangled.
  */
 function parseData(s: string): unknown {
+  // JSON after a byte-order mark (a file saved by an editor that writes one) is that JSON: the
+  // mark is no part of it (RFC 8259 lets a parser ignore it). It was refused, the message
+  // quoting an invisible character. Text that is not JSON is kept as it is, mark and all.
+  const json = withoutBom(s);
   try {
-    return JSON.parse(s) as unknown;
+    return JSON.parse(json) as unknown;
   } catch (err) {
-    if (/^\s*[[{"]/.test(s))
+    if (/^\s*[[{"]/.test(json))
       throw new FlotillaError(
         'BAD_REQUEST',
         `DATA begins as JSON but is not JSON (${(err as Error).message}); nothing was added. ` +
@@ -577,6 +591,11 @@ function parseData(s: string): unknown {
       );
     return s;
   }
+}
+
+/** `s` without the byte-order mark (U+FEFF) it may begin with. */
+function withoutBom(s: string): string {
+  return s.startsWith('\uFEFF') ? s.slice(1) : s;
 }
 
 /** How long a command sent SIGTERM (its job lost or released) has before SIGKILL. */

@@ -219,6 +219,60 @@ void test('queue add QUEUE - takes the data from standard input', async () => {
   assert.equal((await q.stats()).stats?.counts.waiting, 2, 'the refused input added nothing');
 });
 
+void test('queue add and add-bulk: JSON after a byte-order mark is that JSON; add-bulk takes UTF-8 only', async () => {
+  const { client, endpoints } = await cluster(1);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-bom-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+  const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+  const add = async (input: Buffer): Promise<{ code: number | string; out: string }> => {
+    const run = startCli(
+      ['queue', '--endpoints', endpoints, 'add', 'marked', '-'],
+      {},
+      { stdin: true },
+    );
+    run.child.stdin?.end(input);
+    const code = await exitOf(run, 20_000);
+    return { code, out: run.out.stdout + run.out.stderr };
+  };
+  // A JSON file an editor saved with a mark: its JSON, not a refusal quoting an invisible
+  // character. Text that is not JSON stays as it is, mark and all.
+  const json = await add(Buffer.concat([bom, Buffer.from('{"to": "a@example.com"}\n')]));
+  assert.equal(json.code, 0, json.out);
+  const text = await add(Buffer.concat([bom, Buffer.from('plain')]));
+  assert.equal(text.code, 0, text.out);
+  const marked = await client.queue('marked').list('waiting', { limit: 10 });
+  assert.deepEqual(
+    marked.jobs.map((j) => j.data),
+    [{ to: 'a@example.com' }, '\uFEFFplain'],
+  );
+
+  const file = join(dir, 'jobs.ndjson');
+  writeFileSync(file, Buffer.concat([bom, Buffer.from('{"n":1}\n{"n":2}\n')]));
+  const bulk = await runCli(
+    ['queue', '--endpoints', endpoints, 'add-bulk', 'bulk-marked', '--file', file],
+    20_000,
+  );
+  assert.equal(bulk.code, 0, bulk.stderr);
+  const page = await client.queue('bulk-marked').list('waiting', { limit: 10 });
+  assert.deepEqual(
+    page.jobs.map((j) => j.data),
+    [{ n: 1 }, { n: 2 }],
+  );
+  // A byte that is not UTF-8 is refused, as `queue add -` refuses it, rather than added as
+  // U+FFFD: the job's data would differ from the file's without a word.
+  writeFileSync(
+    file,
+    Buffer.concat([Buffer.from('{"n":1}\n{"s":"x'), Buffer.from([0xff]), Buffer.from('y"}\n')]),
+  );
+  const binary = await runCli(
+    ['queue', '--endpoints', endpoints, 'add-bulk', 'bulk-binary', '--file', file],
+    20_000,
+  );
+  assert.notEqual(binary.code, 0, binary.stdout);
+  assert.match(binary.stderr, /is not UTF-8 text/);
+  assert.equal((await client.queue('bulk-binary').stats()).stats, null, 'nothing was added');
+});
+
 void test('queue work: a command that does not read its standard input still completes', async () => {
   const { client, endpoints } = await cluster(1);
   const q = client.queue('deaf');
