@@ -228,7 +228,7 @@ export function queueCommands(
     .argument('<id>', "the repeatable job's id; each job it adds is ID@TIME")
     .argument(
       '[data]',
-      'the data of each job: JSON, or plain text taken as a string (text that begins with { [ or " must be JSON)',
+      'the data of each job: JSON, or plain text taken as a string (text that begins with { [ or " must be JSON); "-" reads it from standard input, as queue add does',
       'null',
     )
     .option('--every <ms>', 'every this many milliseconds', int('--every', 1))
@@ -243,8 +243,11 @@ export function queueCommands(
     ) => {
       if ((o.every === undefined) === (o.cron === undefined))
         throw new FlotillaError('BAD_REQUEST', 'give exactly one of --every and --cron');
+      // "-" reads standard input, as `queue add` does: taken as the text "-", every job the
+      // schedule added carried that instead of the data piped in, without a word.
+      const value = parseData(data === '-' ? await dataFromStdin('queue repeat add') : data);
       return withClient(opts(), (c) =>
-        c.queue(name).repeat(id, parseData(data), {
+        c.queue(name).repeat(id, value, {
           name: o.name,
           ...(o.every === undefined ? {} : { everyMs: o.every }),
           ...(o.cron === undefined ? {} : { cron: o.cron }),
@@ -559,8 +562,8 @@ async function readLines(file: string | undefined): Promise<{ n: number; text: s
  * what a node accepts (`maxPayloadBytes` as JSON, where one character can take six bytes), so
  * the node's own refusal names the limit.
  */
-async function dataFromStdin(): Promise<string> {
-  const bytes = await readStdin('queue add', 'DATA', 6 * defaultQueueLimits.maxPayloadBytes + 1024);
+async function dataFromStdin(command = 'queue add'): Promise<string> {
+  const bytes = await readStdin(command, 'DATA', 6 * defaultQueueLimits.maxPayloadBytes + 1024);
   const text = utf8Text(bytes);
   if (text === null)
     throw new FlotillaError(

@@ -273,6 +273,34 @@ void test('queue add and add-bulk: JSON after a byte-order mark is that JSON; ad
   assert.equal((await client.queue('bulk-binary').stats()).stats, null, 'nothing was added');
 });
 
+void test('queue repeat add QUEUE ID - takes the data from standard input, as queue add does', async () => {
+  const { client, endpoints } = await cluster(1);
+  const run = startCli(
+    [
+      'queue',
+      '--endpoints',
+      endpoints,
+      'repeat',
+      'add',
+      'piped-repeat',
+      'nightly',
+      '-',
+      '--cron',
+      '0 3 * * *',
+    ],
+    {},
+    { stdin: true },
+  );
+  run.child.stdin?.end('{"report": "sales"}\n');
+  assert.equal(await exitOf(run, 20_000), 0, run.out.stderr);
+  // Taken as the text "-" before, every job of the schedule carried that.
+  const { repeatables } = await client.queue('piped-repeat').repeatables();
+  assert.deepEqual(
+    repeatables.map((r) => [r.repeatId, r.data]),
+    [['nightly', { report: 'sales' }]],
+  );
+});
+
 void test('queue work: a command that does not read its standard input still completes', async () => {
   const { client, endpoints } = await cluster(1);
   const q = client.queue('deaf');
