@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
@@ -298,7 +299,12 @@ export function queueCommands(
     .argument('<queue>')
     .argument('<command...>', 'the command and its arguments (after --)')
     .option('--concurrency <n>', 'jobs at once', int('--concurrency', 1, 1024), 1)
-    .action(async (name: string, argv: string[], o: { concurrency: number }) => {
+    .option(
+      '--name <name>',
+      "the worker's name, recorded on each job it claims (default: HOST:PID)",
+      `${hostname()}:${process.pid}`,
+    )
+    .action(async (name: string, argv: string[], o: { concurrency: number; name: string }) => {
       // A command that cannot run would fail every job it is given until each is dead: a typo
       // in its name must stop the worker before it claims anything.
       await checkRunnable(argv[0] ?? '');
@@ -324,6 +330,9 @@ export function queueCommands(
           },
           {
             concurrency: o.concurrency,
+            // Where the job runs, for `queue list QUEUE active`: the Worker's default name is
+            // random, which told nobody which host or process held a job that seemed stuck.
+            name: o.name,
             // Once the cluster has the completion, not merely when the command exited 0.
             onCompleted: (job) => process.stderr.write(`job ${job.id}: completed\n`),
             // Its outcome discarded: the job is another worker's now, or deleted.

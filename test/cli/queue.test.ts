@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
@@ -299,6 +299,51 @@ void test('queue repeat add QUEUE ID - takes the data from standard input, as qu
     repeatables.map((r) => [r.repeatId, r.data]),
     [['nightly', { report: 'sales' }]],
   );
+});
+
+void test('queue work records HOST:PID as the worker of the jobs it claims, or its --name', async () => {
+  const { client, endpoints } = await cluster(1);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-named-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+  const q = client.queue('named');
+  // Each job's command runs until the test creates the file named after the job.
+  const command = [
+    process.execPath,
+    '-e',
+    'const f=require("path").join(process.argv[1],process.env.FLOTILLA_JOB_ID.replace("#",""));' +
+      'const t=setInterval(()=>{if(require("fs").existsSync(f))clearInterval(t)},20)',
+    dir,
+  ];
+  const workerOf = async (
+    extra: string[],
+  ): Promise<{ worker: string; pid: number | undefined }> => {
+    const run = startCli([
+      'queue',
+      '--endpoints',
+      endpoints,
+      'work',
+      'named',
+      ...extra,
+      '--',
+      ...command,
+    ]);
+    const { id } = await q.add('job', null);
+    const worker = await until(
+      () => `job ${id} active\n${run.out.stderr}`,
+      async () => {
+        const { job } = await q.get(id);
+        return job.state === 'active' ? job.worker : null;
+      },
+    );
+    writeFileSync(join(dir, id.replace('#', '')), '');
+    await waitForOutput(run, new RegExp(`job ${id}: completed`), 20_000);
+    run.child.kill('SIGINT');
+    assert.equal(await exitOf(run, 20_000), 0, run.out.stderr);
+    return { worker: worker ?? '(none)', pid: run.child.pid };
+  };
+  const byDefault = await workerOf([]);
+  assert.equal(byDefault.worker, `${hostname()}:${byDefault.pid}`);
+  assert.equal((await workerOf(['--name', 'mailer-7'])).worker, 'mailer-7');
 });
 
 void test('queue work: a command that does not read its standard input still completes', async () => {
