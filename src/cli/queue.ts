@@ -140,9 +140,19 @@ export function queueCommands(
   );
   queue
     .command('stats')
-    .description('counts per state')
+    .description('counts per state, and the settings')
     .argument('<queue>')
-    .action(async (name: string) => withClient(opts(), (c) => c.queue(name).stats()));
+    .action(async (name: string) =>
+      withClient(opts(), async (c) => {
+        const r = await c.queue(name).stats();
+        // `"stats": null` alone read like an empty queue: a mistyped name went unnoticed.
+        if (r.stats === null)
+          process.stderr.write(
+            `no queue "${name}" on this cluster (a queue exists once a job is added to it, or it is paused, resumed or configured)\n`,
+          );
+        return r;
+      }),
+    );
   queue
     .command('list')
     .description(`jobs in one state (${states.join(', ')})`)

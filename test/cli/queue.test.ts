@@ -117,6 +117,13 @@ void test('queue config and queue repeat add|list|remove', async () => {
   assert.match(badRate.stderr, /MAX\/MS/);
   const none = await runCli(['queue', '--endpoints', endpoints, 'config', 'cq'], 20_000);
   assert.notEqual(none.code, 0, 'a config naming no setting is refused');
+  // A name no queue has: the answer says null, and standard error says why, for a typo.
+  const unknown = await runCli(['queue', '--endpoints', endpoints, 'stats', 'cqq'], 20_000);
+  assert.equal(unknown.code, 0, unknown.stderr);
+  assert.equal((JSON.parse(unknown.stdout) as { stats: unknown }).stats, null);
+  assert.match(unknown.stderr, /no queue "cqq" on this cluster/);
+  const known = await runCli(['queue', '--endpoints', endpoints, 'stats', 'cq'], 20_000);
+  assert.equal(known.stderr, '', 'a queue that exists gets no note');
   const added = await cli('repeat', 'add', 'cq', 'daily', '{"d":1}', '--cron', '15 4 * * *');
   assert.equal(new Date(added['nextRunMs'] as number).getUTCHours(), 4);
   const listed = (await cli('repeat', 'list', 'cq'))['repeatables'] as Record<string, unknown>[];
