@@ -11,8 +11,14 @@ export function int(name: string, min = -Infinity, max = Infinity) {
     // Decimal digits only: Number() also reads "0x10", "1e3" and "0b11", so a lease of "1e2"
     // seconds would live 100. A safe integer: past 2^53 a number is not the one typed, and an
     // unbounded option would take it silently.
-    if (!/^[+-]?\d+$/.test(v.trim()) || !Number.isSafeInteger(n))
+    if (!/^[+-]?\d+$/.test(v.trim()))
       throw new InvalidArgumentError(`${name} must be an integer, got "${v}"`);
+    // Digits past 2^53 are an integer all the same, just out of range: saying "must be an
+    // integer" of `--delay 99999999999999999` sent users looking for a typo that was not there.
+    if (!Number.isSafeInteger(n))
+      throw new InvalidArgumentError(
+        `${name} must be ${bounds(Math.max(min, Number.MIN_SAFE_INTEGER), Math.min(max, Number.MAX_SAFE_INTEGER))}, got ${v.trim()}`,
+      );
     if (n < min || n > max)
       throw new InvalidArgumentError(`${name} must be ${bounds(min, max)}, got ${n}`);
     return n;

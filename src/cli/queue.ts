@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
@@ -139,9 +140,19 @@ export function queueCommands(
   );
   queue
     .command('stats')
-    .description('counts per state')
+    .description('counts per state, and the settings')
     .argument('<queue>')
-    .action(async (name: string) => withClient(opts(), (c) => c.queue(name).stats()));
+    .action(async (name: string) =>
+      withClient(opts(), async (c) => {
+        const r = await c.queue(name).stats();
+        // `"stats": null` alone read like an empty queue: a mistyped name went unnoticed.
+        if (r.stats === null)
+          process.stderr.write(
+            `no queue "${name}" on this cluster (a queue exists once a job is added to it, or it is paused, resumed or configured)\n`,
+          );
+        return r;
+      }),
+    );
   queue
     .command('list')
     .description(`jobs in one state (${states.join(', ')})`)
@@ -228,7 +239,7 @@ export function queueCommands(
     .argument('<id>', "the repeatable job's id; each job it adds is ID@TIME")
     .argument(
       '[data]',
-      'the data of each job: JSON, or plain text taken as a string (text that begins with { [ or " must be JSON)',
+      'the data of each job: JSON, or plain text taken as a string (text that begins with { [ or " must be JSON); "-" reads it from standard input, as queue add does',
       'null',
     )
     .option('--every <ms>', 'every this many milliseconds', int('--every', 1))
@@ -243,8 +254,11 @@ export function queueCommands(
     ) => {
       if ((o.every === undefined) === (o.cron === undefined))
         throw new FlotillaError('BAD_REQUEST', 'give exactly one of --every and --cron');
+      // "-" reads standard input, as `queue add` does: taken as the text "-", every job the
+      // schedule added carried that instead of the data piped in, without a word.
+      const value = parseData(data === '-' ? await dataFromStdin('queue repeat add') : data);
       return withClient(opts(), (c) =>
-        c.queue(name).repeat(id, parseData(data), {
+        c.queue(name).repeat(id, value, {
           name: o.name,
           ...(o.every === undefined ? {} : { everyMs: o.every }),
           ...(o.cron === undefined ? {} : { cron: o.cron }),
@@ -295,7 +309,12 @@ export function queueCommands(
     .argument('<queue>')
     .argument('<command...>', 'the command and its arguments (after --)')
     .option('--concurrency <n>', 'jobs at once', int('--concurrency', 1, 1024), 1)
-    .action(async (name: string, argv: string[], o: { concurrency: number }) => {
+    .option(
+      '--name <name>',
+      "the worker's name, recorded on each job it claims (default: HOST:PID)",
+      `${hostname()}:${process.pid}`,
+    )
+    .action(async (name: string, argv: string[], o: { concurrency: number; name: string }) => {
       // A command that cannot run would fail every job it is given until each is dead: a typo
       // in its name must stop the worker before it claims anything.
       await checkRunnable(argv[0] ?? '');
@@ -321,6 +340,9 @@ export function queueCommands(
           },
           {
             concurrency: o.concurrency,
+            // Where the job runs, for `queue list QUEUE active`: the Worker's default name is
+            // random, which told nobody which host or process held a job that seemed stuck.
+            name: o.name,
             // Once the cluster has the completion, not merely when the command exited 0.
             onCompleted: (job) => process.stderr.write(`job ${job.id}: completed\n`),
             // Its outcome discarded: the job is another worker's now, or deleted.
@@ -523,20 +545,30 @@ interface RateLimit {
   readonly intervalMs: number;
 }
 
-/** The non-empty lines of a file, or of standard input, with their line numbers. */
+/**
+ * The non-empty lines of a file, or of standard input, with their line numbers. UTF-8 only, as
+ * `queue add -` takes: decoded leniently, a stray byte became U+FFFD in the job's data, which
+ * was added changed and without a word. A byte-order mark at the start is no part of line 1.
+ */
 async function readLines(file: string | undefined): Promise<{ n: number; text: string }[]> {
-  const text =
+  const bytes =
     file === undefined
-      ? await new Promise<string>((resolve, reject) => {
-          let all = '';
-          process.stdin.setEncoding('utf8');
-          process.stdin.on('data', (d: string) => (all += d));
-          process.stdin.on('end', () => resolve(all));
+      ? await new Promise<Buffer>((resolve, reject) => {
+          const parts: Buffer[] = [];
+          process.stdin.on('data', (d: Buffer) => parts.push(d));
+          process.stdin.on('end', () => resolve(Buffer.concat(parts)));
           process.stdin.on('error', reject);
         })
-      : await readFile(file, 'utf8').catch((err: unknown) => {
+      : await readFile(file).catch((err: unknown) => {
           throw new FlotillaError('BAD_REQUEST', `cannot read ${file}: ${(err as Error).message}`);
         });
+  const decoded = utf8Text(bytes);
+  if (decoded === null)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `${file ?? 'standard input'} is not UTF-8 text: each line is a job's data as JSON; nothing was added`,
+    );
+  const text = withoutBom(decoded);
   return text
     .split('\n')
     .map((line, i) => ({ n: i + 1, text: line }))
@@ -549,8 +581,8 @@ async function readLines(file: string | undefined): Promise<{ n: number; text: s
  * what a node accepts (`maxPayloadBytes` as JSON, where one character can take six bytes), so
  * the node's own refusal names the limit.
  */
-async function dataFromStdin(): Promise<string> {
-  const bytes = await readStdin('queue add', 'DATA', 6 * defaultQueueLimits.maxPayloadBytes + 1024);
+async function dataFromStdin(command = 'queue add'): Promise<string> {
+  const bytes = await readStdin(command, 'DATA', 6 * defaultQueueLimits.maxPayloadBytes + 1024);
   const text = utf8Text(bytes);
   if (text === null)
     throw new FlotillaError(
@@ -566,10 +598,14 @@ async function dataFromStdin(): Promise<string> {
  * to queue: it is refused, so the job does not go out with its data mangled.
  */
 function parseData(s: string): unknown {
+  // JSON after a byte-order mark (a file saved by an editor that writes one) is that JSON: the
+  // mark is no part of it (RFC 8259 lets a parser ignore it). It was refused, the message
+  // quoting an invisible character. Text that is not JSON is kept as it is, mark and all.
+  const json = withoutBom(s);
   try {
-    return JSON.parse(s) as unknown;
+    return JSON.parse(json) as unknown;
   } catch (err) {
-    if (/^\s*[[{"]/.test(s))
+    if (/^\s*[[{"]/.test(json))
       throw new FlotillaError(
         'BAD_REQUEST',
         `DATA begins as JSON but is not JSON (${(err as Error).message}); nothing was added. ` +
@@ -577,6 +613,11 @@ function parseData(s: string): unknown {
       );
     return s;
   }
+}
+
+/** `s` without the byte-order mark (U+FEFF) it may begin with. */
+function withoutBom(s: string): string {
+  return s.startsWith('\uFEFF') ? s.slice(1) : s;
 }
 
 /** How long a command sent SIGTERM (its job lost or released) has before SIGKILL. */

@@ -34,9 +34,13 @@ const fieldRanges: readonly (readonly [name: string, min: number, max: number])[
 
 /** Parses a pattern; throws an Error naming the field and the text it could not read. */
 export function parseCron(source: string): CronPattern {
-  const fields = source.trim().split(/\s+/);
+  // An empty pattern has no field: "".split() would count one, the empty string.
+  const fields = source.trim() === '' ? [] : source.trim().split(/\s+/);
   if (fields.length !== 5)
-    throw new Error(`cron pattern "${source}" has ${fields.length} fields, not 5`);
+    throw new Error(
+      `cron pattern "${source}" has ${fields.length} field${fields.length === 1 ? '' : 's'}, not 5 ` +
+        '(minute hour day-of-month month day-of-week)',
+    );
   const sets = fields.map((f, i) => parseField(f, fieldRanges[i] as (typeof fieldRanges)[number]));
   const weekdays = new Set([...(sets[4] as Set<number>)].map((d) => (d === 7 ? 0 : d)));
   return {

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
@@ -117,6 +117,13 @@ void test('queue config and queue repeat add|list|remove', async () => {
   assert.match(badRate.stderr, /MAX\/MS/);
   const none = await runCli(['queue', '--endpoints', endpoints, 'config', 'cq'], 20_000);
   assert.notEqual(none.code, 0, 'a config naming no setting is refused');
+  // A name no queue has: the answer says null, and standard error says why, for a typo.
+  const unknown = await runCli(['queue', '--endpoints', endpoints, 'stats', 'cqq'], 20_000);
+  assert.equal(unknown.code, 0, unknown.stderr);
+  assert.equal((JSON.parse(unknown.stdout) as { stats: unknown }).stats, null);
+  assert.match(unknown.stderr, /no queue "cqq" on this cluster/);
+  const known = await runCli(['queue', '--endpoints', endpoints, 'stats', 'cq'], 20_000);
+  assert.equal(known.stderr, '', 'a queue that exists gets no note');
   const added = await cli('repeat', 'add', 'cq', 'daily', '{"d":1}', '--cron', '15 4 * * *');
   assert.equal(new Date(added['nextRunMs'] as number).getUTCHours(), 4);
   const listed = (await cli('repeat', 'list', 'cq'))['repeatables'] as Record<string, unknown>[];
@@ -217,6 +224,133 @@ void test('queue add QUEUE - takes the data from standard input', async () => {
   assert.notEqual(binary.code, 0);
   assert.match(binary.out, /standard input is not UTF-8 text/);
   assert.equal((await q.stats()).stats?.counts.waiting, 2, 'the refused input added nothing');
+});
+
+void test('queue add and add-bulk: JSON after a byte-order mark is that JSON; add-bulk takes UTF-8 only', async () => {
+  const { client, endpoints } = await cluster(1);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-bom-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+  const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+  const add = async (input: Buffer): Promise<{ code: number | string; out: string }> => {
+    const run = startCli(
+      ['queue', '--endpoints', endpoints, 'add', 'marked', '-'],
+      {},
+      { stdin: true },
+    );
+    run.child.stdin?.end(input);
+    const code = await exitOf(run, 20_000);
+    return { code, out: run.out.stdout + run.out.stderr };
+  };
+  // A JSON file an editor saved with a mark: its JSON, not a refusal quoting an invisible
+  // character. Text that is not JSON stays as it is, mark and all.
+  const json = await add(Buffer.concat([bom, Buffer.from('{"to": "a@example.com"}\n')]));
+  assert.equal(json.code, 0, json.out);
+  const text = await add(Buffer.concat([bom, Buffer.from('plain')]));
+  assert.equal(text.code, 0, text.out);
+  const marked = await client.queue('marked').list('waiting', { limit: 10 });
+  assert.deepEqual(
+    marked.jobs.map((j) => j.data),
+    [{ to: 'a@example.com' }, '\uFEFFplain'],
+  );
+
+  const file = join(dir, 'jobs.ndjson');
+  writeFileSync(file, Buffer.concat([bom, Buffer.from('{"n":1}\n{"n":2}\n')]));
+  const bulk = await runCli(
+    ['queue', '--endpoints', endpoints, 'add-bulk', 'bulk-marked', '--file', file],
+    20_000,
+  );
+  assert.equal(bulk.code, 0, bulk.stderr);
+  const page = await client.queue('bulk-marked').list('waiting', { limit: 10 });
+  assert.deepEqual(
+    page.jobs.map((j) => j.data),
+    [{ n: 1 }, { n: 2 }],
+  );
+  // A byte that is not UTF-8 is refused, as `queue add -` refuses it, rather than added as
+  // U+FFFD: the job's data would differ from the file's without a word.
+  writeFileSync(
+    file,
+    Buffer.concat([Buffer.from('{"n":1}\n{"s":"x'), Buffer.from([0xff]), Buffer.from('y"}\n')]),
+  );
+  const binary = await runCli(
+    ['queue', '--endpoints', endpoints, 'add-bulk', 'bulk-binary', '--file', file],
+    20_000,
+  );
+  assert.notEqual(binary.code, 0, binary.stdout);
+  assert.match(binary.stderr, /is not UTF-8 text/);
+  assert.equal((await client.queue('bulk-binary').stats()).stats, null, 'nothing was added');
+});
+
+void test('queue repeat add QUEUE ID - takes the data from standard input, as queue add does', async () => {
+  const { client, endpoints } = await cluster(1);
+  const run = startCli(
+    [
+      'queue',
+      '--endpoints',
+      endpoints,
+      'repeat',
+      'add',
+      'piped-repeat',
+      'nightly',
+      '-',
+      '--cron',
+      '0 3 * * *',
+    ],
+    {},
+    { stdin: true },
+  );
+  run.child.stdin?.end('{"report": "sales"}\n');
+  assert.equal(await exitOf(run, 20_000), 0, run.out.stderr);
+  // Taken as the text "-" before, every job of the schedule carried that.
+  const { repeatables } = await client.queue('piped-repeat').repeatables();
+  assert.deepEqual(
+    repeatables.map((r) => [r.repeatId, r.data]),
+    [['nightly', { report: 'sales' }]],
+  );
+});
+
+void test('queue work records HOST:PID as the worker of the jobs it claims, or its --name', async () => {
+  const { client, endpoints } = await cluster(1);
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-named-'));
+  cleanups.push(() => Promise.resolve(rmSync(dir, { recursive: true, force: true })));
+  const q = client.queue('named');
+  // Each job's command runs until the test creates the file named after the job.
+  const command = [
+    process.execPath,
+    '-e',
+    'const f=require("path").join(process.argv[1],process.env.FLOTILLA_JOB_ID.replace("#",""));' +
+      'const t=setInterval(()=>{if(require("fs").existsSync(f))clearInterval(t)},20)',
+    dir,
+  ];
+  const workerOf = async (
+    extra: string[],
+  ): Promise<{ worker: string; pid: number | undefined }> => {
+    const run = startCli([
+      'queue',
+      '--endpoints',
+      endpoints,
+      'work',
+      'named',
+      ...extra,
+      '--',
+      ...command,
+    ]);
+    const { id } = await q.add('job', null);
+    const worker = await until(
+      () => `job ${id} active\n${run.out.stderr}`,
+      async () => {
+        const { job } = await q.get(id);
+        return job.state === 'active' ? job.worker : null;
+      },
+    );
+    writeFileSync(join(dir, id.replace('#', '')), '');
+    await waitForOutput(run, new RegExp(`job ${id}: completed`), 20_000);
+    run.child.kill('SIGINT');
+    assert.equal(await exitOf(run, 20_000), 0, run.out.stderr);
+    return { worker: worker ?? '(none)', pid: run.child.pid };
+  };
+  const byDefault = await workerOf([]);
+  assert.equal(byDefault.worker, `${hostname()}:${byDefault.pid}`);
+  assert.equal((await workerOf(['--name', 'mailer-7'])).worker, 'mailer-7');
 });
 
 void test('queue work: a command that does not read its standard input still completes', async () => {

@@ -19,7 +19,10 @@ void test('fields: lists, ranges, steps; Sunday as 0 or 7', () => {
 
 void test('bad patterns are refused, naming the field', () => {
   for (const [src, why] of [
-    ['* * * *', /4 fields/],
+    ['* * * *', /4 fields, not 5/],
+    ['', /has 0 fields, not 5/],
+    ['   ', /has 0 fields, not 5/],
+    ['*', /has 1 field, not 5/],
     ['60 * * * *', /minute field "60"/],
     ['* 24 * * *', /hour field/],
     ['* * 0 * *', /day of month/],
