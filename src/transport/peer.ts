@@ -514,8 +514,8 @@ export class PeerLink {
  */
 export function samePeerAddress(a: string, b: string): boolean {
   const norm = (x: string): string => {
-    const a = parseHostPort(x);
-    return a === null ? x : `${a.host.replace(/\.$/, '').toLowerCase()}:${a.port}`;
+    const hp = parseHostPort(x);
+    return hp === null ? x : `${hp.host.replace(/\.$/, '').toLowerCase()}:${hp.port}`;
   };
   return norm(a) === norm(b);
 }
