@@ -14,6 +14,7 @@ import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
 import { defaultQueueLimits } from '../base/limits.js';
 import { maxPriority } from '../queue/index.js';
+import { UsageError } from './cluster.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
 import { readStdin, utf8Text } from './stdin.js';
 import { tokenOption, type ClusterOptions } from './token.js';
@@ -148,7 +149,7 @@ export function queueCommands(
         // `"stats": null` alone read like an empty queue: a mistyped name went unnoticed.
         if (r.stats === null)
           process.stderr.write(
-            `no queue "${name}" on this cluster (a queue exists once a job is added to it, or it is paused, resumed or configured)\n`,
+            `no queue "${name}" on this cluster (a queue exists once a job is added to it, or it is paused, resumed or configured with --create)\n`,
           );
         return r;
       }),
@@ -188,7 +189,13 @@ export function queueCommands(
       .command(verb)
       .description(verb === 'pause' ? 'stop claims from a queue' : 'let claims go on')
       .argument('<queue>')
-      .action(async (name: string) => withClient(opts(), (c) => c.queue(name)[verb]()));
+      .option('--create', createHelp)
+      .action(async (name: string, o: { create?: boolean }) =>
+        withClient(opts(), async (c) => {
+          if (o.create !== true) await mustExist(c, name, verb);
+          return c.queue(name)[verb]();
+        }),
+      );
   queue
     .command('config')
     .description("change a queue's settings; `queue stats` shows them")
@@ -206,15 +213,18 @@ export function queueCommands(
       "a job's releases that count no attempt; past them a release is a failed attempt",
       int('--max-releases', 0, defaultQueueLimits.maxAttempts),
     )
+    .option('--create', createHelp)
     .action(
       async (
         name: string,
         o: Pick<QueueSettings, 'keepCompleted' | 'keepDead' | 'maxReleases'> & {
           rate?: RateLimit | 'none';
           concurrency?: number | 'none';
+          create?: boolean;
         },
       ) => {
-        const { rate, concurrency, ...rest } = o;
+        // `create` is this command's, not a setting: it must not reach the request.
+        const { rate, concurrency, create, ...rest } = o;
         // Commander turns a parser's null into '', so "none" stays a word until here.
         const settings: QueueSettings = {
           ...rest,
@@ -228,7 +238,10 @@ export function queueCommands(
             'BAD_REQUEST',
             'name a setting: --rate, --concurrency, --keep-completed, --keep-dead or --max-releases',
           );
-        return withClient(opts(), (c) => c.queue(name).configure(settings));
+        return withClient(opts(), async (c) => {
+          if (create !== true) await mustExist(c, name, 'config');
+          return c.queue(name).configure(settings);
+        });
       },
     );
   const repeat = queue.command('repeat').description('jobs added on a schedule');
@@ -371,6 +384,27 @@ export function queueCommands(
         return worker.counts;
       });
     });
+}
+
+const createHelp = 'make the queue if it does not exist (without, an unknown queue is refused)';
+
+/**
+ * Refuses `queue pause|resume|config` of a queue that does not exist (the `stats` read: null for
+ * an unknown queue). Each of them creates the queue it names, and no call removes a queue: a
+ * typo (`queue pause emials`) made a queue that counted against the cluster's `maxQueues` for
+ * good. Checked here rather than in the state machine, which keeps its commands as they are;
+ * between the read and the write another client may make the queue, which is no harm. No read
+ * lists the queues, so no nearer name is suggested.
+ */
+async function mustExist(c: FlotillaClient, name: string, verb: string): Promise<void> {
+  const { stats } = await c.queue(name).stats();
+  if (stats !== null) return;
+  throw new UsageError(
+    `no queue "${name}" on this cluster; nothing was changed. \`queue ${verb}\` would create it, ` +
+      `and a queue is never removed (each counts against the cluster's limit of ` +
+      `${defaultQueueLimits.maxQueues} queues by default). Check the name, or add --create to ` +
+      `make "${name}" on purpose`,
+  );
 }
 
 /** A worker's error as a line: its stable code first, when it has one. */

@@ -84,9 +84,11 @@ void test('queue config and queue repeat add|list|remove', async () => {
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     return JSON.parse(r.stdout) as Record<string, unknown>;
   };
+  // cq does not exist yet: config makes it only when told to.
   await cli(
     'config',
     'cq',
+    '--create',
     '--rate',
     '5/1000',
     '--concurrency',
@@ -150,6 +152,41 @@ void test('queue config and queue repeat add|list|remove', async () => {
   assert.notEqual(both.code, 0, 'both --every and --cron is refused');
   await cli('repeat', 'remove', 'cq', 'daily');
   assert.deepEqual((await cli('repeat', 'list', 'cq'))['repeatables'], []);
+});
+
+void test('queue pause|resume|config refuse a queue that does not exist unless --create', async () => {
+  const { client, endpoints } = await cluster(1);
+  const run = (...args: string[]) => runCli(['queue', '--endpoints', endpoints, ...args], 20_000);
+  const statsOf = async (name: string) => (await client.queue(name).stats()).stats;
+  assert.equal((await run('add', 'emails', '{"to":"a@example.com"}')).code, 0);
+  // A typo: refused as a usage error, naming the queue and the way to make it on purpose, and
+  // nothing is created (it would count against the cluster's queues for good).
+  for (const args of [
+    ['pause', 'emials'],
+    ['resume', 'emials'],
+    ['config', 'emials', '--concurrency', '2'],
+  ]) {
+    const typo = await run(...args);
+    assert.equal(typo.code, 2, `${args.join(' ')}: ${typo.stderr}`);
+    assert.equal(typo.stdout, '');
+    assert.match(typo.stderr, /no queue "emials" on this cluster; nothing was changed/);
+    assert.match(typo.stderr, /--create/);
+    assert.equal(await statsOf('emials'), null, `${args[0]} created the queue`);
+  }
+  // A queue that exists needs no flag.
+  assert.equal((await run('pause', 'emails')).code, 0);
+  assert.equal((await statsOf('emails'))?.paused, true);
+  assert.equal((await run('config', 'emails', '--concurrency', '3')).code, 0);
+  assert.equal((await statsOf('emails'))?.concurrency, 3);
+  assert.equal((await run('resume', 'emails')).code, 0);
+  assert.equal((await statsOf('emails'))?.paused, false);
+  // --create makes the queue on purpose, and is no setting of config.
+  const created = await run('pause', 'later', '--create');
+  assert.equal(created.code, 0, created.stderr);
+  assert.equal((await statsOf('later'))?.paused, true);
+  const configured = await run('config', 'fresh', '--concurrency', '4', '--create');
+  assert.equal(configured.code, 0, configured.stderr);
+  assert.equal((await statsOf('fresh'))?.concurrency, 4);
 });
 
 void test('queue add-bulk adds a file of lines in bulk adds; a bad line adds nothing', async () => {
