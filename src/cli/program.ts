@@ -266,17 +266,23 @@ export function buildProgram(): Command {
     .option('--log-level <level>', 'node log level', 'info')
     .option('--cluster-id <id>', 'cluster id', 'flotilla-local')
     .action(
-      async (o: {
-        nodes: number;
-        dataDir: string;
-        peerPort: number;
-        clientPort: number;
-        binaryPort: number;
-        storage: 'wal' | 'sqlite';
-        logLevel: string;
-        clusterId: string;
-      }) => {
+      async (
+        o: {
+          nodes: number;
+          dataDir: string;
+          peerPort: number;
+          clientPort: number;
+          binaryPort: number;
+          storage: 'wal' | 'sqlite';
+          logLevel: string;
+          clusterId: string;
+        },
+        cmd: Command,
+      ) => {
         const code = await clusterUp({
+          portsGiven: ['peerPort', 'clientPort', 'binaryPort'].some(
+            (k) => cmd.getOptionValueSource(k) !== 'default',
+          ),
           nodes: o.nodes,
           dataDir: o.dataDir,
           host: '127.0.0.1',
