@@ -1628,37 +1628,62 @@ export class FlotillaNode implements AsyncDisposable {
   }
 
   private async clusterStatus(signal: AbortSignal): Promise<ClusterStatus> {
-    const nodes = await Promise.all(
-      [...this.members.book].map(async (m) => {
-        if (m.id === this.config.id)
-          return { id: m.id, client: m.client, status: this.nodeStatus() };
-        const deadline = new Deadline(memberStatusWaitMs, signal);
-        try {
-          const res = await this.pool(m.client).request({
-            method: 'GET',
-            path: '/v1/status',
-            headers: memberAuthHeaders(this.config.auth),
-            signal: deadline.signal,
-          });
-          const text = await res.body.text();
-          if (res.statusCode !== 200)
-            return { id: m.id, client: m.client, error: `HTTP ${res.statusCode}` };
-          return { id: m.id, client: m.client, status: JSON.parse(text) as NodeStatus };
-        } catch (err) {
-          return deadline.timedOut
-            ? {
-                id: m.id,
-                client: m.client,
-                error: `no answer within ${memberStatusWaitMs} ms`,
-                slow: true,
-              }
-            : { id: m.id, client: m.client, error: (err as Error).message };
-        } finally {
-          deadline[Symbol.dispose]();
-        }
-      }),
-    );
-    return { leader: this.runtime.leaderId(), nodes };
+    // A removed member still running (it has not learned yet) is asked too, at its last known
+    // address, and said removed: left out, an operator could not see it still runs.
+    const removed = this.members.membership.removedMembers();
+    const gone = new Set(removed.map((r) => r.id));
+    const book = [...this.members.book];
+    const asked = [
+      ...book.map((m) => ({ id: m.id, client: m.client })),
+      ...removed.flatMap((r) =>
+        r.client === null || book.some((m) => m.id === r.id)
+          ? []
+          : [{ id: r.id, client: r.client }],
+      ),
+    ];
+    const unknown = removed
+      .filter((r) => r.client === null && !book.some((m) => m.id === r.id))
+      .map((r) => ({
+        id: r.id,
+        client: '',
+        removed: true,
+        error: 'its address is no longer known (removed before this node last started)',
+      }));
+    const answers = await Promise.all(asked.map((m) => this.memberStatus(m, signal)));
+    const nodes = answers.map((a) => (gone.has(a.id) ? { ...a, removed: true } : a));
+    return { leader: this.runtime.leaderId(), nodes: [...nodes, ...unknown] };
+  }
+
+  /** One member's own status for clusterStatus, or why there is none. */
+  private async memberStatus(
+    m: { id: number; client: string },
+    signal: AbortSignal,
+  ): Promise<ClusterStatus['nodes'][number]> {
+    if (m.id === this.config.id) return { id: m.id, client: m.client, status: this.nodeStatus() };
+    const deadline = new Deadline(memberStatusWaitMs, signal);
+    try {
+      const res = await this.pool(m.client).request({
+        method: 'GET',
+        path: '/v1/status',
+        headers: memberAuthHeaders(this.config.auth),
+        signal: deadline.signal,
+      });
+      const text = await res.body.text();
+      if (res.statusCode !== 200)
+        return { id: m.id, client: m.client, error: `HTTP ${res.statusCode}` };
+      return { id: m.id, client: m.client, status: JSON.parse(text) as NodeStatus };
+    } catch (err) {
+      return deadline.timedOut
+        ? {
+            id: m.id,
+            client: m.client,
+            error: `no answer within ${memberStatusWaitMs} ms`,
+            slow: true,
+          }
+        : { id: m.id, client: m.client, error: (err as Error).message };
+    } finally {
+      deadline[Symbol.dispose]();
+    }
   }
 }
 
