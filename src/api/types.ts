@@ -237,7 +237,16 @@ export interface SnapshotTransferStatus extends HostSnapshotTransfer {
 
 export interface ClusterStatus {
   readonly leader: number;
-  readonly nodes: readonly ({ readonly id: number; readonly client: string } & (
+  /**
+   * Every member, then every member removed from the cluster (`removed: true`): one that
+   * still runs answers until it learns of its removal and stops. A removed member whose
+   * address the node no longer knows has `client` "" and says so in `error`.
+   */
+  readonly nodes: readonly ({
+    readonly id: number;
+    readonly client: string;
+    readonly removed?: boolean;
+  } & (
     | { readonly status: NodeStatus }
     /** `slow`: it did not answer within the time allowed (busy, or down without a refusal). */
     | { readonly error: string; readonly slow?: boolean }

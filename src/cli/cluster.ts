@@ -28,6 +28,11 @@ export interface ClusterUpOptions {
   readonly clusterId: string;
   /** Extra flags passed to every `flotilla start`. */
   readonly extraArgs?: readonly string[];
+  /**
+   * Whether the ports were given (--peer-port, --client-port, --binary-port); false: cluster
+   * up's defaults, which every `cluster up` started without them shares. Only for messages.
+   */
+  readonly portsGiven?: boolean;
   readonly out?: (line: string) => void;
   /** Commands, one a line (`add`, `start N`, `remove N`, `list`): default standard input. */
   readonly control?: NodeJS.ReadableStream;
@@ -228,8 +233,56 @@ function markedRemoved(dataDir: string): boolean {
   }
 }
 
-export async function clusterUp(o: ClusterUpOptions): Promise<number> {
-  const out = o.out ?? ((l: string) => process.stdout.write(l + '\n'));
+/**
+ * The options to start with. Ports given, or data directories an earlier run made (their
+ * membership holds the ports they were made with): as they are, and checkPorts refuses taken
+ * ones. Cluster up's default ports with new directories: the defaults if all are free, else
+ * a block of ports all free now, a random distance above them (a second `cluster up`, another
+ * checkout's npm start, then comes up beside the first rather than refused, and two started
+ * together are unlikely to pick the same block), said with what was taken.
+ */
+async function choosePorts(
+  o: ClusterUpOptions,
+  fresh: boolean,
+  out: (line: string) => void,
+): Promise<ClusterUpOptions> {
+  if (o.portsGiven === true || !fresh) return o;
+  let taken: string | null = null;
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const shift = attempt === 0 ? 0 : 100 * (1 + Math.floor(Math.random() * 50));
+    const c = {
+      ...o,
+      peerPortBase: o.peerPortBase + shift,
+      clientPortBase: o.clientPortBase + shift,
+    };
+    try {
+      await checkPorts(planCluster(c), binaryPorts(c));
+    } catch (err) {
+      if (!(err instanceof StartupError)) throw err;
+      taken ??= err.message
+        .split('\n')
+        .filter((l) => l.startsWith('  '))
+        .join('\n');
+      continue;
+    }
+    if (taken !== null) {
+      const last = (base: number) => `${base}..${base + o.nodes - 1}`;
+      out(`cluster up's default ports are not all free:\n${taken}`);
+      out(
+        `Using peer ports ${last(c.peerPortBase)} and client ports ${last(c.clientPortBase)} instead ` +
+          '(--peer-port and --client-port choose them).',
+      );
+    }
+    return c;
+  }
+  return o; // none free: checkPorts names what is taken
+}
+
+export async function clusterUp(given: ClusterUpOptions): Promise<number> {
+  const out = given.out ?? ((l: string) => process.stdout.write(l + '\n'));
+  const planned = planCluster(given);
+  const fresh = planned.every((m) => !existsSync(join(m.dataDir, IDENTITY_FILE)));
+  const o = await choosePorts(given, fresh, out);
   const members = planCluster(o);
   // The ports first: a refusal then leaves nothing behind, not even empty node directories.
   await checkPorts(members, binaryPorts(o));
@@ -242,6 +295,23 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   /** Members removed from the cluster here: their exit is expected. */
   const removed = new Set<number>();
   let stopping = false;
+  /** Once the wait for a leader ended, a node that cannot listen no longer ends the cluster. */
+  let firstStartOver = false;
+  /** Stops every node and ends with `code` (set below, once the process's handlers are). */
+  let stopAll: (code: number) => void = () => undefined;
+  /**
+   * A node of the first start found its port taken: the cluster stops, saying which port and
+   * what to do. Left running, the others would wait for a member that never comes, or worse,
+   * take the process on that port (another cluster's node, with the same default cluster id)
+   * for their peer. Later (`start N`, `add`), the node's own line and exit say enough.
+   */
+  const onNodeLine = (m: LocalMember, line: string): void => {
+    const taken = addressTaken(line);
+    if (taken === null || firstStartOver || stopping || !members.includes(m)) return;
+    out(`node ${m.id} cannot listen for ${taken.purpose} on ${taken.address}.`);
+    out(portTakenAdvice(o, taken.address, fresh));
+    stopAll(1);
+  };
   const spawnNode = (m: LocalMember, args: string[]): number | undefined => {
     // The IPC channel is the node's tie to this process: should this one end without stopping
     // it (SIGKILL, or a wrapper such as npm that took a SIGTERM and left), the channel closes
@@ -250,7 +320,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
     children.set(m.id, child);
     started.set(m.id, { member: m, args });
     if (child.pid !== undefined) pids.set(m.id, child.pid);
-    prefixLines(child, `[node ${m.id}] `, out);
+    prefixLines(child, `[node ${m.id}] `, out, (line) => onNodeLine(m, line));
     child.on('exit', (code, signal) => {
       children.delete(m.id);
       if (removed.has(m.id)) out(`node ${m.id} was removed from the cluster and stopped.`);
@@ -299,8 +369,9 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   });
   /** Every node exited with no command to come: the cluster is over, its wait for a leader too. */
   let over = false;
-  void announceLeader({ members, pids, out, stopped: () => stopping || over }).then((ready) => {
-    if (!ready && !stopping && !over) out('No leader after 20 s: check the node logs above.');
+  void announceLeader({ members, pids, out, stopped: () => stopping || over }).then((led) => {
+    firstStartOver = true;
+    if (!led && !stopping && !over) out('No leader after 20 s: check the node logs above.');
   });
 
   // Whether a command can still come: while one can, a cluster whose nodes have all exited
@@ -327,7 +398,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
         out('All nodes have exited. Type "start N" to start one again, or press Ctrl-C to quit.');
       }
     }, 200);
-    const stop = (): void => {
+    const stop = (code = 0): void => {
       if (stopping) return;
       stopping = true;
       control.close();
@@ -341,15 +412,16 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
         if (children.size === 0) {
           clearInterval(poll);
           clearTimeout(deadline);
-          resolveDone(0);
+          resolveDone(code);
         }
       }, 50);
     };
     // `on`, not `once`: under `npm start` a Ctrl-C reaches this process twice (from the
     // terminal and from npm), and a second SIGINT with no listener would end it before its
     // nodes, leaving them running. `stop` acts once.
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    stopAll = stop;
+    process.on('SIGINT', () => stop());
+    process.on('SIGTERM', () => stop());
   });
 }
 
@@ -432,7 +504,12 @@ async function runControl(line: string, c: ControlContext): Promise<void> {
   c.out(`unknown command "${line}": type add, start N, remove N or list`);
 }
 
-function prefixLines(child: ChildProcess, prefix: string, out: (l: string) => void): void {
+function prefixLines(
+  child: ChildProcess,
+  prefix: string,
+  out: (l: string) => void,
+  onLine: (raw: string) => void = () => undefined,
+): void {
   for (const stream of [child.stdout, child.stderr]) {
     if (stream === null) continue;
     let buf = '';
@@ -441,11 +518,53 @@ function prefixLines(child: ChildProcess, prefix: string, out: (l: string) => vo
       buf += chunk;
       let nl;
       while ((nl = buf.indexOf('\n')) >= 0) {
-        out(prefix + humanize(buf.slice(0, nl)));
+        const line = buf.slice(0, nl);
+        out(prefix + humanize(line));
         buf = buf.slice(nl + 1);
+        onLine(line);
       }
     });
   }
+}
+
+/**
+ * The port a node could not listen on because another process holds it, from the line a
+ * refused `flotilla start` ends with (main.ts: `flotilla: ADDRESS_IN_USE: Cannot listen for
+ * <purpose> on <address>: …`, startup.ts listenError); null for any other line.
+ */
+export function addressTaken(line: string): { purpose: string; address: string } | null {
+  const m = /^flotilla: ADDRESS_IN_USE: Cannot listen for (.+) on (\S+): /.exec(line);
+  return m === null ? null : { purpose: m[1] as string, address: m[2] as string };
+}
+
+/**
+ * What to do when a node of the cluster's first start found its port taken, although
+ * checkPorts found every port free a moment before: another process took it in between,
+ * most likely another `cluster up` started at the same time on the same (default) ports.
+ * Data directories made by this run hold these ports in their membership, so other ports
+ * need another data directory too; older ones keep their ports.
+ */
+export function portTakenAdvice(
+  o: Pick<ClusterUpOptions, 'dataDir' | 'portsGiven' | 'binaryPortBase'>,
+  address: string,
+  freshDataDirs: boolean,
+): string {
+  const flags =
+    (o.binaryPortBase ?? 0) !== 0
+      ? '--peer-port, --client-port and --binary-port'
+      : '--peer-port and --client-port';
+  const who =
+    o.portsGiven === true
+      ? 'another process took it after cluster up found it free'
+      : "another process took it after cluster up found it free: these are cluster up's " +
+        'default ports, which another "cluster up" (or npm start) started at the same time ' +
+        'uses too';
+  const what = freshDataDirs
+    ? `Stop what holds ${address} and start again, or choose other ports with ${flags}` +
+      ` and, as this run made ${resolve(o.dataDir)} for these ports, another --data-dir (or remove it).`
+    : `The data under ${resolve(o.dataDir)} was made for these ports: stop what holds ${address} ` +
+      'and start again.';
+  return `Port ${address} is in use: ${who}. Stopping the cluster. ${what}`;
 }
 
 export interface AnnounceOptions {

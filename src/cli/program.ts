@@ -267,17 +267,23 @@ export function buildProgram(): Command {
     .option('--log-level <level>', 'node log level', 'info')
     .option('--cluster-id <id>', 'cluster id', 'flotilla-local')
     .action(
-      async (o: {
-        nodes: number;
-        dataDir: string;
-        peerPort: number;
-        clientPort: number;
-        binaryPort: number;
-        storage: 'wal' | 'sqlite';
-        logLevel: string;
-        clusterId: string;
-      }) => {
+      async (
+        o: {
+          nodes: number;
+          dataDir: string;
+          peerPort: number;
+          clientPort: number;
+          binaryPort: number;
+          storage: 'wal' | 'sqlite';
+          logLevel: string;
+          clusterId: string;
+        },
+        cmd: Command,
+      ) => {
         const code = await clusterUp({
+          portsGiven: ['peerPort', 'clientPort', 'binaryPort'].some(
+            (k) => cmd.getOptionValueSource(k) !== 'default',
+          ),
           nodes: o.nodes,
           dataDir: o.dataDir,
           host: '127.0.0.1',
@@ -529,11 +535,13 @@ export function buildProgram(): Command {
                 st.id,
                 st.pid,
                 n.client,
-                stopped
-                  ? `stopped (disk failed as ${role})`
-                  : st.recovering
-                    ? `${role} (recovering lost data)`
-                    : role,
+                n.removed === true
+                  ? 'removed, still running (it stops once it learns)'
+                  : stopped
+                    ? `stopped (disk failed as ${role})`
+                    : st.recovering
+                      ? `${role} (recovering lost data)`
+                      : role,
                 // The job queue's group elects its own leader, often another member.
                 st.queueGroup?.role ?? '',
                 st.term,
@@ -548,22 +556,31 @@ export function buildProgram(): Command {
             rows.push([
               String(n.id),
               '',
-              n.client,
-              // A member that answers slowly under load is not one that cannot be reached.
-              'slow' in n && n.slow === true ? `slow: ${n.error}` : `unreachable: ${n.error}`,
+              n.client === '' ? '(unknown)' : n.client,
+              n.removed === true
+                ? // Removed and silent: stopped, as it should (or its address is unknown).
+                  n.client === ''
+                  ? `removed: ${n.error}`
+                  : 'removed, not answering (stopped)'
+                : // A member that answers slowly under load is not one that cannot be reached.
+                  'slow' in n && n.slow === true
+                  ? `slow: ${n.error}`
+                  : `unreachable: ${n.error}`,
               ...new Array<string>(7).fill(''),
             ]);
         }
         for (const line of table(rows)) process.stdout.write(line + '\n');
         // Said, not left to a column of zeros: a cluster whose members know no leader.
-        const answered = s.nodes.flatMap((n) => ('status' in n ? [n.status] : []));
+        // A removed member's answer and silence say nothing of the cluster's health.
+        const current = s.nodes.filter((n) => n.removed !== true);
+        const answered = current.flatMap((n) => ('status' in n ? [n.status] : []));
         if (answered.length > 0 && answered.every((st) => st.leader === 0))
           process.stderr.write(
             `no member that answered knows a leader${answered.some((st) => st.recovering) ? ', and some are recovering lost data' : ''}: ` +
               "an election that lasts is stuck; each member's /readyz says why once it has lasted 30 s\n",
           );
         // As etcdctl endpoint health: a script sees a member that did not answer.
-        const silent = s.nodes.filter((n) => !('status' in n)).map((n) => n.id);
+        const silent = current.filter((n) => !('status' in n)).map((n) => n.id);
         if (silent.length > 0) {
           process.stderr.write(
             `member${silent.length === 1 ? '' : 's'} ${silent.join(', ')} did not answer (exit status 1)\n`,

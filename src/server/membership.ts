@@ -108,6 +108,18 @@ export class Membership {
     this.periodic.stop();
   }
 
+  /**
+   * The members removed from the cluster, each with the last client URL this node knew it at
+   * (seen in its book, or bootstrapped with it), or null: a removal takes the address out of
+   * the directory, so a member added and removed before this node last started is unknown.
+   */
+  removedMembers(): { id: number; client: string | null }[] {
+    return this.o.directory.removed().map((id) => ({
+      id,
+      client: (this.seen.get(id) ?? this.o.bootstrap.find((m) => m.id === id))?.client ?? null,
+    }));
+  }
+
   /** Every member's addresses: the bootstrap ones, then the directory's, which override them. */
   book(): Member[] {
     const byId = new Map<number, Member>(this.o.bootstrap.map((m) => [m.id, m]));

@@ -464,6 +464,7 @@ export async function openPeerTransport(
   // Monotonic time: a wall clock stepped back would silence them until it caught up.
   const disconnects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
   const connects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
+  const goodbyes = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
   // A peer that keeps dropping (two processes with one node id replace each other's
   // connection dozens of times a second) is said once per interval, with a count.
   const sayPeer = (
@@ -537,10 +538,18 @@ export async function openPeerTransport(
         });
         return;
       case 'peer-disconnected':
-        sayPeer(disconnects, 'warn', e.peer, 'disconnected', {
-          direction: e.direction,
-          reason: e.reason,
-        });
+        // A peer that said GOODBYE stops cleanly (an operator's stop, a rolling restart): said
+        // at info, apart from failures, and throttled apart so it never hides a later crash.
+        if (e.goodbye)
+          sayPeer(goodbyes, 'info', e.peer, 'is shutting down (it said goodbye)', {
+            direction: e.direction,
+            reason: e.reason,
+          });
+        else
+          sayPeer(disconnects, 'warn', e.peer, 'disconnected', {
+            direction: e.direction,
+            reason: e.reason,
+          });
         return;
       case 'handshake-refused': {
         // Once a minute per dialler's address (or peer dialled) and reason, as a TLS refusal:

@@ -2,6 +2,7 @@
 // exactly-once sessions, the Raft runtime, the HTTP API, metrics and logs. `runNode` is what
 // `flotilla start` runs; `FlotillaNode.start` is the same for tests and embedders.
 
+import { constants } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { FEATURE_LEVEL } from '../base/features.js';
 import { FeatureGate } from './feature-gate.js';
@@ -1628,37 +1629,62 @@ export class FlotillaNode implements AsyncDisposable {
   }
 
   private async clusterStatus(signal: AbortSignal): Promise<ClusterStatus> {
-    const nodes = await Promise.all(
-      [...this.members.book].map(async (m) => {
-        if (m.id === this.config.id)
-          return { id: m.id, client: m.client, status: this.nodeStatus() };
-        const deadline = new Deadline(memberStatusWaitMs, signal);
-        try {
-          const res = await this.pool(m.client).request({
-            method: 'GET',
-            path: '/v1/status',
-            headers: memberAuthHeaders(this.config.auth),
-            signal: deadline.signal,
-          });
-          const text = await res.body.text();
-          if (res.statusCode !== 200)
-            return { id: m.id, client: m.client, error: `HTTP ${res.statusCode}` };
-          return { id: m.id, client: m.client, status: JSON.parse(text) as NodeStatus };
-        } catch (err) {
-          return deadline.timedOut
-            ? {
-                id: m.id,
-                client: m.client,
-                error: `no answer within ${memberStatusWaitMs} ms`,
-                slow: true,
-              }
-            : { id: m.id, client: m.client, error: (err as Error).message };
-        } finally {
-          deadline[Symbol.dispose]();
-        }
-      }),
-    );
-    return { leader: this.runtime.leaderId(), nodes };
+    // A removed member still running (it has not learned yet) is asked too, at its last known
+    // address, and said removed: left out, an operator could not see it still runs.
+    const removed = this.members.membership.removedMembers();
+    const gone = new Set(removed.map((r) => r.id));
+    const book = [...this.members.book];
+    const asked = [
+      ...book.map((m) => ({ id: m.id, client: m.client })),
+      ...removed.flatMap((r) =>
+        r.client === null || book.some((m) => m.id === r.id)
+          ? []
+          : [{ id: r.id, client: r.client }],
+      ),
+    ];
+    const unknown = removed
+      .filter((r) => r.client === null && !book.some((m) => m.id === r.id))
+      .map((r) => ({
+        id: r.id,
+        client: '',
+        removed: true,
+        error: 'its address is no longer known (removed before this node last started)',
+      }));
+    const answers = await Promise.all(asked.map((m) => this.memberStatus(m, signal)));
+    const nodes = answers.map((a) => (gone.has(a.id) ? { ...a, removed: true } : a));
+    return { leader: this.runtime.leaderId(), nodes: [...nodes, ...unknown] };
+  }
+
+  /** One member's own status for clusterStatus, or why there is none. */
+  private async memberStatus(
+    m: { id: number; client: string },
+    signal: AbortSignal,
+  ): Promise<ClusterStatus['nodes'][number]> {
+    if (m.id === this.config.id) return { id: m.id, client: m.client, status: this.nodeStatus() };
+    const deadline = new Deadline(memberStatusWaitMs, signal);
+    try {
+      const res = await this.pool(m.client).request({
+        method: 'GET',
+        path: '/v1/status',
+        headers: memberAuthHeaders(this.config.auth),
+        signal: deadline.signal,
+      });
+      const text = await res.body.text();
+      if (res.statusCode !== 200)
+        return { id: m.id, client: m.client, error: `HTTP ${res.statusCode}` };
+      return { id: m.id, client: m.client, status: JSON.parse(text) as NodeStatus };
+    } catch (err) {
+      return deadline.timedOut
+        ? {
+            id: m.id,
+            client: m.client,
+            error: `no answer within ${memberStatusWaitMs} ms`,
+            slow: true,
+          }
+        : { id: m.id, client: m.client, error: (err as Error).message };
+    } finally {
+      deadline[Symbol.dispose]();
+    }
   }
 }
 
@@ -1714,6 +1740,47 @@ function clientPortTls(
 const shutdownWarnMs = 10_000;
 
 /**
+ * A stop signal this soon after the first is the same stop arriving twice, not a second
+ * Ctrl-C: under `npm run` one Ctrl-C reaches the command twice (from the terminal and
+ * forwarded by npm), and a node of `cluster up` gets the terminal's SIGINT and its parent's
+ * SIGTERM at once. A person pressing Ctrl-C again to stop at once is slower than this.
+ */
+export const SIGNAL_ECHO_MS = 500;
+
+/**
+ * What the first stop signal's log line adds: how to stop at once. Not as process 1 (a
+ * container's entry), which keeps its shutdown whatever follows (forcedStop).
+ */
+function secondSignalHint(signal: string): string {
+  if (process.pid === 1) return '';
+  if (signal === 'SIGINT') return '; press Ctrl-C again to stop at once';
+  if (signal === 'SIGTERM') return '; a second SIGTERM stops it at once';
+  return '';
+}
+
+/**
+ * A second stop signal during a shutdown (or a start told to stop): the process ends at once,
+ * saying so, with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as the signal's
+ * default action would have ended it before, without a word. Nothing acknowledged is lost: a
+ * write is acknowledged only once its log entry is synced to disk, and the next start replays
+ * the log as after a crash. As process 1 the signal changes nothing (returns false): there the
+ * kernel dropped it before, and an orchestrator's grace period, then its kill, is what bounds
+ * the shutdown; the line says so.
+ */
+function forcedStop(log: Logger, signal: NodeJS.Signals): void {
+  if (process.pid === 1) {
+    log.info({ signal }, `${signal} again: as process 1 the shutdown under way goes on`);
+    return;
+  }
+  log.warn(
+    { signal },
+    `${signal} again: stopping at once without finishing the shutdown ` +
+      '(nothing acknowledged is lost: the log is synced before a write is acknowledged)',
+  );
+  process.exit(128 + constants.signals[signal]);
+}
+
+/**
  * Runs a node until SIGTERM or SIGINT, then shuts it down cleanly. The handlers are installed
  * before the node starts: a signal that arrives while it starts (or just after it said "node
  * started") stops it cleanly once started, rather than killing the process mid-write.
@@ -1733,9 +1800,23 @@ export async function runNode(
     stopSignal = signal;
     starting.abort(signal);
   };
-  const handler = (signal: NodeJS.Signals): void => onSignal(signal);
-  process.once('SIGTERM', handler);
-  process.once('SIGINT', handler);
+  // `on`, not `once`: a second signal is not left to its default action, which ended the
+  // process mid-shutdown without a word; it is said, then ends it (forcedStop).
+  let signalledAt: number | null = null;
+  /** Whether the shutdown began (on a signal, or on the member's removal). */
+  let shuttingDown = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (signalledAt !== null) {
+      if (performance.now() - signalledAt < SIGNAL_ECHO_MS) return;
+      return forcedStop(logger, signal);
+    }
+    signalledAt = performance.now();
+    // A shutdown begun without a signal (the member was removed) said no hint: say it now.
+    if (shuttingDown) logger.info({ signal }, `already shutting down${secondSignalHint(signal)}`);
+    onSignal(signal);
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
   // A node started with an IPC channel (by `cluster up`) belongs to that parent: when the
   // channel closes because the parent ended without stopping it (killed, or orphaned by a
   // wrapper that took the signal), the node stops as on SIGTERM rather than running on with
@@ -1765,12 +1846,11 @@ export async function runNode(
   // A member removed from the cluster stops by itself; the process then ends as on a signal.
   // `stopped` also settles after a close() on a signal: that shutdown is already under way.
   void node.stopped.then(() => onSignal('removed'));
-  let shuttingDown = false;
   await new Promise<void>((resolve) => {
     onSignal = (signal) => {
       if (shuttingDown) return;
       shuttingDown = true;
-      node.log.info({ signal }, 'shutting down');
+      node.log.info({ signal }, `shutting down${secondSignalHint(signal)}`);
       // A stop should take a second or two: one that lasts says what it waits for, once, so
       // that a node an orchestrator must kill leaves its reason in the log.
       const slow = setTimeout(() => {
@@ -1792,4 +1872,7 @@ export async function runNode(
     };
     if (stopSignal !== null) onSignal(stopSignal);
   });
+  // The shutdown is over: a signal now has nothing left to cut short.
+  process.off('SIGTERM', handler);
+  process.off('SIGINT', handler);
 }

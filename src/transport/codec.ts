@@ -24,7 +24,7 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
  * a version-2 node refuses it instead of taking it for a redial of the main connection.
  */
 export const PROTOCOL_VERSION_MIN = 2;
-export const PROTOCOL_VERSION_MAX = 4;
+export const PROTOCOL_VERSION_MAX = 5;
 export const LIVENESS_LANE_VERSION = 3;
 /**
  * Version 4 adds the HEARTBEATS frame (coalesced.ts): the heartbeats and heartbeat answers of
@@ -32,6 +32,13 @@ export const LIVENESS_LANE_VERSION = 3;
  * or above, so a version-3 peer keeps receiving one MESSAGE frame per heartbeat.
  */
 export const COALESCED_HEARTBEATS_VERSION = 4;
+/**
+ * Version 5 adds the GOODBYE frame (goodbye.ts): a node that stops cleanly says so on its main
+ * connections before it closes them, so its peers log a planned stop, not a failure. A release
+ * before it takes an unknown frame type for a broken stream, so GOODBYE is written only on a
+ * connection negotiated at 5 or above; a version-4 peer sees the connection close, as before.
+ */
+export const GOODBYE_VERSION = 5;
 
 /** The connections a peer may open: the main one, and the heartbeats-only liveness lane. */
 export type Lane = 'main' | 'liveness';

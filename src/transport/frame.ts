@@ -24,6 +24,8 @@ export const FrameType = {
   messageWithAttachment: 6,
   /** Heartbeats and heartbeat answers of many groups (protocol version 4; coalesced.ts). */
   heartbeats: 7,
+  /** The sender is stopping cleanly and closes the connection next (protocol version 5). */
+  goodbye: 8,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 

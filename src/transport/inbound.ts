@@ -7,6 +7,7 @@ import type { Message, NodeId } from '../raft/types.js';
 import {
   CHUNK_HEADER_BYTES,
   COALESCED_HEARTBEATS_VERSION,
+  GOODBYE_VERSION,
   LIVENESS_LANE_VERSION,
   PROTOCOL_VERSION_MIN,
   decodeHello,
@@ -26,6 +27,7 @@ import {
   HEADER_BYTES,
   type Frame,
 } from './frame.js';
+import { sayGoodbye } from './goodbye.js';
 import type { ResolvedTcpOptions } from './options.js';
 import type { TransportClock } from './types.js';
 
@@ -70,7 +72,8 @@ interface Assembly {
 
 export class InboundConnection {
   peer: NodeId = 0;
-  private state: 'preface' | 'hello' | 'open' | 'closed' = 'preface';
+  /** closing: GOODBYE said, waiting for the dialler to close its end (nothing is delivered). */
+  private state: 'preface' | 'hello' | 'open' | 'closing' | 'closed' = 'preface';
   /** What the dialler's HELLO said of its log (null: not said). */
   peerHasLog: boolean | null = null;
   /** The feature level its HELLO said (null: not said). */
@@ -81,6 +84,8 @@ export class InboundConnection {
   lane: Lane = 'main';
   /** The protocol version negotiated (known after the handshake). */
   version = 0;
+  /** Whether the dialler said GOODBYE (goodbye.ts): its close is a planned stop. */
+  peerLeaving = false;
   private readonly decoder: FrameDecoder;
   private timer: unknown;
   private assembly: Assembly | null = null;
@@ -119,9 +124,24 @@ export class InboundConnection {
     return this.state === 'open';
   }
 
-  close(): void {
+  /**
+   * Closes the connection. With `goodbye`, an open main connection that takes it is ended with
+   * a GOODBYE frame (goodbye.ts) and the promise waits for the dialler to close its end,
+   * bounded; what arrives meanwhile is not delivered.
+   */
+  close(goodbye = false): Promise<void> {
     this.clearTimer();
+    if (
+      goodbye &&
+      this.state === 'open' &&
+      this.lane === 'main' &&
+      this.version >= GOODBYE_VERSION
+    ) {
+      this.state = 'closing';
+      return sayGoodbye(this.socket, this.ctx.clock);
+    }
     this.socket.destroy();
+    return Promise.resolve();
   }
 
   private clearTimer(): void {
@@ -130,7 +150,7 @@ export class InboundConnection {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.state === 'closed') return;
+    if (this.state === 'closed' || this.state === 'closing') return;
     this.decoder.push(chunk);
     if (this.state === 'open') return this.ctx.delivering(() => this.readFrames());
     this.readFrames();
@@ -235,13 +255,14 @@ export class InboundConnection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.ctx.error(this, e);
-    this.close();
+    void this.close();
   }
 
   private onFrame(frame: Frame): void {
     const bytes = frame.payload.byteLength + HEADER_BYTES;
     this.ctx.countFrame(this);
     if (frame.type === FrameType.heartbeats) return this.onHeartbeats(frame.payload);
+    if (frame.type === FrameType.goodbye) return this.onGoodbye();
     if (frame.type === FrameType.message) {
       if (this.assembly !== null)
         throw new TransportError(
@@ -257,6 +278,16 @@ export class InboundConnection {
       'TRANSPORT_BAD_FRAME',
       `unexpected frame type ${frame.type} after handshake`,
     );
+  }
+
+  /** A GOODBYE frame (goodbye.ts): the dialler stops cleanly and closes the connection next. */
+  private onGoodbye(): void {
+    if (this.version < GOODBYE_VERSION)
+      throw new TransportError(
+        'TRANSPORT_BAD_FRAME',
+        `goodbye frame on a connection of protocol version ${this.version}; it needs ${GOODBYE_VERSION}`,
+      );
+    this.peerLeaving = true;
   }
 
   /** A HEARTBEATS frame (coalesced.ts): each record is delivered as its own message. */

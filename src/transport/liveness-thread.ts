@@ -60,7 +60,7 @@ port.on('message', (m: ToLane) => {
       links.get(m.id)?.peerAlive();
       return;
     case 'remove':
-      links.get(m.id)?.close();
+      void links.get(m.id)?.close();
       links.delete(m.id);
       return;
     case 'lead':

@@ -10,6 +10,7 @@ import type { Heartbeat, HeartbeatResponse, Message, NodeId } from '../raft/type
 import { backoffDelayMs } from './backoff.js';
 import {
   COALESCED_HEARTBEATS_VERSION,
+  GOODBYE_VERSION,
   LIVENESS_LANE_VERSION,
   PROTOCOL_VERSION_MIN,
   chunkHeader,
@@ -35,6 +36,7 @@ import {
   encodeSmallFrame,
   HEADER_BYTES,
 } from './frame.js';
+import { sayGoodbye } from './goodbye.js';
 import type { PeerAddress, ResolvedTcpOptions } from './options.js';
 import { SendQueue, type QueuedMessage } from './sendqueue.js';
 import { PeerCounters } from './stats.js';
@@ -83,6 +85,10 @@ export class PeerLink {
    * (coalesced.ts); false until the peer's ACCEPT says so.
    */
   private coalesces = false;
+  /** Whether the open connection was negotiated at a version that takes GOODBYE (goodbye.ts). */
+  private saysGoodbye = false;
+  /** Whether the peer said GOODBYE on the current connection: its close is a planned stop. */
+  private peerLeaving = false;
   /** The `inc` of the process whose ACCEPT opened the current connection. */
   private answeredInc: string | null = null;
   /** Heartbeats and answers gathered by one pump for one HEARTBEATS frame. */
@@ -149,13 +155,24 @@ export class PeerLink {
     this.pump();
   }
 
-  close(): void {
-    if (this.state === 'closed') return;
+  /**
+   * Stops the link for good. With `goodbye`, an open main connection that takes it is ended
+   * with a GOODBYE frame (goodbye.ts) and the promise waits for the peer to close its end,
+   * bounded; otherwise the socket is destroyed at once.
+   */
+  close(goodbye = false): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
+    const farewell =
+      goodbye && this.state === 'open' && this.saysGoodbye && this.ctx.lane !== 'liveness';
     this.state = 'closed';
     this.clearTimer();
     this.counters.countDrop('closed', this.queue.clear());
-    this.socket?.destroy();
+    const socket = this.socket;
     this.socket = null;
+    if (socket === null) return Promise.resolve();
+    if (farewell) return sayGoodbye(socket, this.ctx.clock);
+    socket.destroy();
+    return Promise.resolve();
   }
 
   private dial(): void {
@@ -174,6 +191,7 @@ export class PeerLink {
           })
         : tls.connect(this.address, lookup);
     this.socket = socket;
+    this.peerLeaving = false;
     const decoder = new FrameDecoder(this.ctx.opts.maxHandshakeFrameBytes);
     const handshake = this.ctx.clock.setTimeout(() => {
       if (this.timer === handshake) this.timer = null;
@@ -229,6 +247,10 @@ export class PeerLink {
     if (frame === null) return;
     try {
       if (frame instanceof TransportError) throw frame;
+      if (this.state === 'open' && frame.type === FrameType.goodbye && this.saysGoodbye) {
+        this.peerLeaving = true;
+        return;
+      }
       if (this.state === 'open')
         throw new TransportError(
           'TRANSPORT_BAD_FRAME',
@@ -307,6 +329,7 @@ export class PeerLink {
         });
     }
     this.coalesces = a.version >= COALESCED_HEARTBEATS_VERSION;
+    this.saysGoodbye = a.version >= GOODBYE_VERSION;
     this.attempt = 0;
     if (this.everConnected) this.counters.reconnects += 1;
     this.everConnected = true;
@@ -363,7 +386,8 @@ export class PeerLink {
         kind: 'peer-disconnected',
         peer: this.peer,
         direction: 'outbound',
-        reason: 'connection closed',
+        reason: this.peerLeaving ? 'peer shutting down' : 'connection closed',
+        goodbye: this.peerLeaving,
       });
     const delayMs = backoffDelayMs(this.attempt, this.ctx.opts.backoff, this.ctx.rng);
     this.attempt += 1;

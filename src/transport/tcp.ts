@@ -153,10 +153,10 @@ export class TcpTransport implements Transport {
   /** Forgets a peer: its queue is dropped and its connections in both directions closed. */
   removePeer(id: NodeId): void {
     this.liveness?.removePeer(id);
-    this.links.get(id)?.close();
+    void this.links.get(id)?.close();
     this.links.delete(id);
-    this.inboundByPeer.get(id)?.close();
-    this.livenessByPeer.get(id)?.close();
+    void this.inboundByPeer.get(id)?.close();
+    void this.livenessByPeer.get(id)?.close();
   }
 
   send(msg: Message, attachment?: Uint8Array, group = 0): void {
@@ -243,8 +243,15 @@ export class TcpTransport implements Transport {
     };
   }
 
-  close(): Promise<void> {
-    this.closed ??= this.doClose();
+  /**
+   * Closes the transport (Transport.close). Unless `goodbye` is false, each peer whose main
+   * connection speaks protocol version 5 is told first that this node stops cleanly (a GOODBYE
+   * frame, goodbye.ts), so it logs a planned stop rather than a failure; the close then waits
+   * at most GOODBYE_LINGER_MS for those peers to close their ends. `goodbye: false` stands
+   * for a crash in tests.
+   */
+  close(options: { readonly goodbye?: boolean } = {}): Promise<void> {
+    this.closed ??= this.doClose(options.goodbye ?? true);
     return this.closed;
   }
 
@@ -252,10 +259,13 @@ export class TcpTransport implements Transport {
     await this.close();
   }
 
-  private async doClose(): Promise<void> {
+  private async doClose(goodbye: boolean): Promise<void> {
     await this.liveness?.close();
-    for (const link of this.links.values()) link.close();
-    for (const conn of this.connections) conn.close();
+    const ending = [
+      ...[...this.links.values()].map((link) => link.close(goodbye)),
+      ...[...this.connections].map((conn) => conn.close(goodbye)),
+    ];
+    await Promise.all(ending);
     for (const raw of this.tcpSockets) raw.destroy();
     await new Promise<void>((resolve) => {
       if (!this.server.listening) return resolve();
@@ -430,11 +440,11 @@ export class TcpTransport implements Transport {
             conn.peerIncarnation !== null &&
             this.dialers.get(conn.peer)?.barred === conn.peerIncarnation
           ) {
-            conn.close();
+            void conn.close();
             return;
           }
         }
-        byPeer.get(conn.peer)?.close();
+        void byPeer.get(conn.peer)?.close();
         byPeer.set(conn.peer, conn);
         if (conn.lane === 'liveness') return;
         this.links.get(conn.peer)?.peerAlive();
@@ -500,11 +510,14 @@ export class TcpTransport implements Transport {
         if (this.livenessByPeer.get(conn.peer) === conn) this.livenessByPeer.delete(conn.peer);
         if (this.inboundByPeer.get(conn.peer) !== conn) return;
         this.inboundByPeer.delete(conn.peer);
+        // This node's own close ends every connection: not news of the peer.
+        if (this.closed !== null) return;
         this.emit({
           kind: 'peer-disconnected',
           peer: conn.peer,
           direction: 'inbound',
-          reason: 'connection closed',
+          reason: conn.peerLeaving ? 'peer shutting down' : 'connection closed',
+          goodbye: conn.peerLeaving,
         });
       },
     };

@@ -68,6 +68,11 @@ export type TransportEvent =
       readonly peer: NodeId;
       readonly direction: 'outbound' | 'inbound';
       readonly reason: string;
+      /**
+       * The peer said GOODBYE before the close (protocol version 5, goodbye.ts): it is
+       * stopping cleanly. False for a crash, a lost network, and a peer of an older version.
+       */
+      readonly goodbye: boolean;
     }
   | {
       readonly kind: 'handshake-refused';

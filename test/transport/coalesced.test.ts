@@ -280,8 +280,8 @@ void describe('coalesced heartbeats beside a version-3 peer', () => {
 
   void it('refuses a protocolVersionMax it does not speak, and a lane below version 3', async () => {
     await assert.rejects(
-      startNode(5, { protocolVersionMax: 5 }),
-      /protocolVersionMax must be 2..4/,
+      startNode(5, { protocolVersionMax: 6 }),
+      /protocolVersionMax must be 2..5/,
     );
     await assert.rejects(
       startNode(5, { protocolVersionMax: 2, liveness: { heartbeatMs: 50, graceMs: 1000 } }),
