@@ -233,57 +233,11 @@ function markedRemoved(dataDir: string): boolean {
   }
 }
 
-/**
- * The options to start with. Ports given, or data directories an earlier run made (their
- * membership holds the ports they were made with): as they are, and checkPorts refuses taken
- * ones. Cluster up's default ports with new directories: the defaults if all are free, else
- * a block of ports all free now, a random distance above them (a second `cluster up`, another
- * checkout's npm start, then comes up beside the first rather than refused, and two started
- * together are unlikely to pick the same block), said with what was taken.
- */
-async function choosePorts(
-  o: ClusterUpOptions,
-  fresh: boolean,
-  out: (line: string) => void,
-): Promise<ClusterUpOptions> {
-  if (o.portsGiven === true || !fresh) return o;
-  let taken: string | null = null;
-  for (let attempt = 0; attempt < 8; attempt++) {
-    const shift = attempt === 0 ? 0 : 100 * (1 + Math.floor(Math.random() * 50));
-    const c = {
-      ...o,
-      peerPortBase: o.peerPortBase + shift,
-      clientPortBase: o.clientPortBase + shift,
-    };
-    try {
-      await checkPorts(planCluster(c), binaryPorts(c));
-    } catch (err) {
-      if (!(err instanceof StartupError)) throw err;
-      taken ??= err.message
-        .split('\n')
-        .filter((l) => l.startsWith('  '))
-        .join('\n');
-      continue;
-    }
-    if (taken !== null) {
-      const last = (base: number) => `${base}..${base + o.nodes - 1}`;
-      out(`cluster up's default ports are not all free:\n${taken}`);
-      out(
-        `Using peer ports ${last(c.peerPortBase)} and client ports ${last(c.clientPortBase)} instead ` +
-          '(--peer-port and --client-port choose them).',
-      );
-    }
-    return c;
-  }
-  return o; // none free: checkPorts names what is taken
-}
-
-export async function clusterUp(given: ClusterUpOptions): Promise<number> {
-  const out = given.out ?? ((l: string) => process.stdout.write(l + '\n'));
-  const planned = planCluster(given);
-  const fresh = planned.every((m) => !existsSync(join(m.dataDir, IDENTITY_FILE)));
-  const o = await choosePorts(given, fresh, out);
+export async function clusterUp(o: ClusterUpOptions): Promise<number> {
+  const out = o.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const members = planCluster(o);
+  /** Whether this run makes every node's directory (for portTakenAdvice). */
+  const fresh = members.every((m) => !existsSync(join(m.dataDir, IDENTITY_FILE)));
   // The ports first: a refusal then leaves nothing behind, not even empty node directories.
   await checkPorts(members, binaryPorts(o));
   checkDataDirsFree(members);
