@@ -448,7 +448,7 @@ export class TcpTransport implements Transport {
           peerFeatureLevel: conn.peerFeatureLevel,
         });
       },
-      refused: (conn, claimed, reason) => {
+      refused: (conn, claimed, reason, category) => {
         if (this.links.has(claimed))
           this.counters(claimed).countError('TRANSPORT_HANDSHAKE_REFUSED');
         else this.anonymous.count('TRANSPORT_HANDSHAKE_REFUSED');
@@ -458,6 +458,7 @@ export class TcpTransport implements Transport {
           peer: claimed,
           remote: conn.remote,
           reason,
+          category,
         });
       },
       error: (conn, e) => {
