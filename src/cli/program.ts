@@ -12,6 +12,7 @@ import {
   resolveNodeConfig,
 } from '../server/config.js';
 import { packageVersion } from '../server/version.js';
+import { defaultLimits } from '../base/limits.js';
 import { StorageError } from '../storage/index.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { readStdin, utf8Text } from './stdin.js';
@@ -366,7 +367,7 @@ export function buildProgram(): Command {
     .description(
       'list keys with a prefix (over several ranges: range by range, each at its own revision)',
     )
-    .option('--limit <n>', 'at most n keys', int('--limit'), 100)
+    .option('--limit <n>', 'at most n keys', int('--limit', 0, defaultLimits.maxRangeLimit), 100)
     .action(async (prefix: string | undefined, o: { limit: number }) =>
       withClient(kv.opts<ClusterOptions>(), async (c) => {
         // An empty prefix is every key, as no prefix is (a key is never empty: it was refused).

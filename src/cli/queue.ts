@@ -74,7 +74,12 @@ export function queueCommands(
     .argument('<queue>')
     .option('--file <path>', 'read the lines from this file instead of standard input')
     .option('--name <name>', "each job's name", 'job')
-    .option('--batch <n>', 'jobs per bulk add', int('--batch', 1, 1_000), 1_000);
+    .option(
+      '--batch <n>',
+      'jobs per bulk add',
+      int('--batch', 1, defaultQueueLimits.maxAddBatch),
+      defaultQueueLimits.maxAddBatch,
+    );
   jobOptions(addBulk, int, 'each job').action(
     async (name: string, o: { file?: string; name: string; batch: number } & JobFlags) => {
       const lines = await readLines(o.file);
@@ -158,7 +163,7 @@ export function queueCommands(
     .description(`jobs in one state (${states.join(', ')})`)
     .argument('<queue>')
     .argument('<state>')
-    .option('--limit <n>', 'at most n jobs', int('--limit', 1), 100)
+    .option('--limit <n>', 'at most n jobs', int('--limit', 1, maxPageSize), 100)
     .option(
       '--after <cursor>',
       'the page after this one: the "next" a list printed',
@@ -194,7 +199,9 @@ export function queueCommands(
     .description("change a queue's settings; `queue stats` shows them")
     .argument('<queue>')
     .option('--rate <max/ms>', 'at most MAX claims per MS milliseconds, or "none"', rateOf)
-    .option('--concurrency <n>', 'at most N jobs active at once, or "none"', limitOf)
+    .option('--concurrency <n>', 'at most N jobs active at once, or "none"', (v) =>
+      limitOf(v, int('--concurrency', 1, defaultQueueLimits.maxJobs)),
+    )
     .option('--keep-completed <count[:ms]>', 'completed jobs kept, and for how long', retentionOf)
     .option(
       '--keep-dead <count[:ms]>',
@@ -242,7 +249,7 @@ export function queueCommands(
       'the data of each job: JSON, or plain text taken as a string (text that begins with { [ or " must be JSON); "-" reads it from standard input, as queue add does',
       'null',
     )
-    .option('--every <ms>', 'every this many milliseconds', int('--every', 1))
+    .option('--every <ms>', 'every this many milliseconds', int('--every', 1, maxDurationMs))
     .option('--cron <pattern>', 'a 5-field cron pattern, in UTC')
     .option('--name <name>', "each job's name", 'job');
   jobOptions(repeatAdd, int, 'each job').action(
@@ -279,7 +286,7 @@ export function queueCommands(
     .command('list')
     .description("a queue's repeatable jobs, by id")
     .argument('<queue>')
-    .option('--limit <n>', 'at most n', int('--limit', 1), 100)
+    .option('--limit <n>', 'at most n', int('--limit', 1, maxPageSize), 100)
     .option('--after <id>', 'the page after this one: the "next" a list printed')
     .action(async (name: string, o: { limit: number; after?: string }) =>
       withClient(opts(), (c) =>
@@ -479,6 +486,8 @@ function jobSettings(o: JobFlags): {
 
 /** The longest duration a job may name (its lease, a backoff's delays): the API's limit. */
 const maxDurationMs = defaultQueueLimits.maxDurationMs;
+/** The most jobs, events or repeatables one list answers: the server refuses a larger limit. */
+const maxPageSize = defaultQueueLimits.maxPageSize;
 
 interface Backoff {
   readonly kind: 'fixed' | 'exponential';
@@ -527,10 +536,11 @@ function rateOf(v: string): RateLimit | 'none' {
   return { max: Number(m[1]), intervalMs: Number(m[2]) };
 }
 
-function limitOf(v: string): number | 'none' {
+/** A count, checked by `count` (the bounds the server applies), or "none". */
+function limitOf(v: string, count: (v: string) => number): number | 'none' {
   if (v === 'none') return v;
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`must be a count or "none", got "${v}"`);
-  return Number(v);
+  return count(v);
 }
 
 /** `COUNT` or `COUNT:MS`: keep the newest COUNT, none older than MS (no age limit without). */

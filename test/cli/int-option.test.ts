@@ -53,3 +53,38 @@ void test('a command refuses an integer below its bound saying "at least", befor
   assert.match(r.stderr, /<ttl> must be at least 1, got 0/);
   assert.doesNotMatch(r.stderr, /Infinity/);
 });
+
+void test('queue and kv options are refused past the bound the server applies, before connecting', async () => {
+  // Before, each of these went to the cluster and came back refused by it (exit 1, after a
+  // round trip); the bounds are the server's own constants (src/base/limits.ts).
+  const at = 'http://127.0.0.1:9';
+  const refusedWith = [
+    [
+      ['queue', '--endpoints', at, 'list', 'q', 'waiting', '--limit', '5000'],
+      /--limit must be in 1\.\.1000, got 5000/,
+    ],
+    [
+      ['queue', '--endpoints', at, 'repeat', 'list', 'q', '--limit', '1001'],
+      /--limit must be in 1\.\.1000, got 1001/,
+    ],
+    [
+      ['queue', '--endpoints', at, 'repeat', 'add', 'q', 'r', '--every', '31622400001'],
+      /--every must be in 1\.\.31622400000, got 31622400001/,
+    ],
+    [
+      ['queue', '--endpoints', at, 'config', 'q', '--concurrency', '0'],
+      /--concurrency must be in 1\.\.5000000, got 0/,
+    ],
+    [
+      ['queue', '--endpoints', at, 'config', 'q', '--concurrency', '5000001'],
+      /--concurrency must be in 1\.\.5000000, got 5000001/,
+    ],
+    [['kv', '--endpoints', at, 'ls', '--limit', '100001'], /--limit must be in 0\.\.100000/],
+    [['kv', '--endpoints', at, 'ls', '--limit', '-1'], /--limit must be in 0\.\.100000, got -1/],
+  ] as const;
+  for (const [args, message] of refusedWith) {
+    const r = await runCli([...args], 20_000);
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+  }
+});
