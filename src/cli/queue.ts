@@ -12,7 +12,7 @@ import { delimiter, join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
-import { defaultQueueLimits } from '../base/limits.js';
+import { MAX_RATE_LIMIT_CLAIMS, defaultQueueLimits } from '../base/limits.js';
 import { maxPriority } from '../queue/index.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
 import { readStdin, utf8Text } from './stdin.js';
@@ -198,15 +198,17 @@ export function queueCommands(
     .command('config')
     .description("change a queue's settings; `queue stats` shows them")
     .argument('<queue>')
-    .option('--rate <max/ms>', 'at most MAX claims per MS milliseconds, or "none"', rateOf)
+    .option('--rate <max/ms>', 'at most MAX claims per MS milliseconds, or "none"', (v) =>
+      rateOf(v, int),
+    )
     .option('--concurrency <n>', 'at most N jobs active at once, or "none"', (v) =>
       limitOf(v, int('--concurrency', 1, defaultQueueLimits.maxJobs)),
     )
-    .option('--keep-completed <count[:ms]>', 'completed jobs kept, and for how long', retentionOf)
-    .option(
-      '--keep-dead <count[:ms]>',
-      'dead and cancelled jobs kept, and for how long',
-      retentionOf,
+    .option('--keep-completed <count[:ms]>', 'completed jobs kept, and for how long', (v) =>
+      retentionOf(v, '--keep-completed', int),
+    )
+    .option('--keep-dead <count[:ms]>', 'dead and cancelled jobs kept, and for how long', (v) =>
+      retentionOf(v, '--keep-dead', int),
     )
     .option(
       '--max-releases <n>',
@@ -528,12 +530,16 @@ function backoffOf(v: string): Backoff {
 }
 
 /** `--rate 100/1000`: 100 claims per 1000 ms; "none" lifts the limit. */
-function rateOf(v: string): RateLimit | 'none' {
+function rateOf(v: string, int: IntOption): RateLimit | 'none' {
   if (v === 'none') return v;
   const m = /^(\d+)\/(\d+)$/.exec(v);
   if (m === null)
     throw new InvalidArgumentError(`--rate must be MAX/MS (e.g. 100/1000) or "none", got "${v}"`);
-  return { max: Number(m[1]), intervalMs: Number(m[2]) };
+  // The server's bounds, so that a rate it would refuse is a usage error here.
+  return {
+    max: int('--rate MAX', 1, MAX_RATE_LIMIT_CLAIMS)(m[1] as string),
+    intervalMs: int('--rate MS', 1, maxDurationMs)(m[2] as string),
+  };
 }
 
 /** A count, checked by `count` (the bounds the server applies), or "none". */
@@ -544,11 +550,18 @@ function limitOf(v: string, count: (v: string) => number): number | 'none' {
 }
 
 /** `COUNT` or `COUNT:MS`: keep the newest COUNT, none older than MS (no age limit without). */
-function retentionOf(v: string): { count: number; ageMs: number } {
+function retentionOf(v: string, name: string, int: IntOption): { count: number; ageMs: number } {
   const m = /^(\d+)(?::(\d+))?$/.exec(v);
   if (m === null) throw new InvalidArgumentError(`must be COUNT or COUNT:MS, got "${v}"`);
-  return { count: Number(m[1]), ageMs: Number(m[2] ?? 0) };
+  // The server's bounds, so that a retention it would refuse is a usage error here.
+  return {
+    count: int(`${name} COUNT`, 0, defaultQueueLimits.maxJobs)(m[1] as string),
+    ageMs: int(`${name} MS`, 0, maxDurationMs)(m[2] ?? '0'),
+  };
 }
+
+/** The integer option parser (int-option.ts), as queueCommands is given it. */
+type IntOption = (name: string, min?: number, max?: number) => (v: string) => number;
 
 interface RateLimit {
   readonly max: number;
