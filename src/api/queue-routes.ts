@@ -6,7 +6,7 @@
 // stored as its UTF-8 text, so `maxPayloadBytes` bounds that text.
 
 import { FlotillaError } from '../base/errors.js';
-import type { Limits, QueueLimits } from '../base/limits.js';
+import { MAX_RATE_LIMIT_CLAIMS, type Limits, type QueueLimits } from '../base/limits.js';
 import type { Clock } from '../host/contracts.js';
 import {
   checkName,
@@ -877,7 +877,7 @@ function configureOf(o: Obj, l: QueueLimits): QueueCommandAny {
     const r = asObject(o['rateLimit'], '"rateLimit"');
     onlyFields(r, ['max', 'intervalMs'], '"rateLimit"');
     rateLimit = {
-      max: required(optIntIn(r, 'rateLimit.', 'max', 1, 1_000_000_000), 'rateLimit.max'),
+      max: required(optIntIn(r, 'rateLimit.', 'max', 1, MAX_RATE_LIMIT_CLAIMS), 'rateLimit.max'),
       intervalMs: required(
         optIntIn(r, 'rateLimit.', 'intervalMs', 1, l.maxDurationMs),
         'rateLimit.intervalMs',

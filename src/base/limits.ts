@@ -277,6 +277,9 @@ export function checkClientId(clientId: string, limits: Pick<Limits, 'maxClientI
 // The job queue's limits (src/queue). Apart from `Limits` because no layer below the queue
 // depends on them; the API will check the same ones before it proposes, as it does for keys.
 
+/** The most claims a queue's rate limit may allow per interval (`rateLimit.max`). */
+export const MAX_RATE_LIMIT_CLAIMS = 1_000_000_000;
+
 export interface QueueLimits {
   /** Characters of a queue name, a caller's job id, a repeatable job's id, a job's name. */
   readonly maxNameChars: number;

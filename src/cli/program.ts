@@ -12,6 +12,8 @@ import {
   resolveNodeConfig,
 } from '../server/config.js';
 import { packageVersion } from '../server/version.js';
+import { defaultLimits } from '../base/limits.js';
+import { maxLeaseTtlSeconds } from '../api/lease-routes.js';
 import { StorageError } from '../storage/index.js';
 import { UsageError, clusterUp, maxLocalNodes } from './cluster.js';
 import { readStdin, utf8Text } from './stdin.js';
@@ -372,7 +374,7 @@ export function buildProgram(): Command {
     .description(
       'list keys with a prefix (over several ranges: range by range, each at its own revision)',
     )
-    .option('--limit <n>', 'at most n keys', int('--limit'), 100)
+    .option('--limit <n>', 'at most n keys', int('--limit', 0, defaultLimits.maxRangeLimit), 100)
     .action(async (prefix: string | undefined, o: { limit: number }) =>
       withClient(kv.opts<ClusterOptions>(), async (c) => {
         // An empty prefix is every key, as no prefix is (a key is never empty: it was refused).
@@ -404,7 +406,7 @@ export function buildProgram(): Command {
     .option(
       '--ttl <seconds>',
       "the holder's lease: how long a frozen holder keeps the lock",
-      int('--ttl', 1),
+      int('--ttl', 1, maxLeaseTtlSeconds),
       10,
     )
     .action(async (name: string, argv: string[], o: ClusterOptions & { ttl: number }) => {
@@ -424,7 +426,7 @@ export function buildProgram(): Command {
     .argument('[value]', 'what the leader announces (default: host-pid)')
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .addOption(tokenOption())
-    .option('--ttl <seconds>', "the candidate's lease", int('--ttl', 1), 10)
+    .option('--ttl <seconds>', "the candidate's lease", int('--ttl', 1, maxLeaseTtlSeconds), 10)
     .option('--watch', 'do not campaign: print every change of leader')
     .action(
       async (
@@ -460,7 +462,7 @@ export function buildProgram(): Command {
   lease
     .command('grant')
     .description('grant a lease of TTL seconds; prints its id')
-    .argument('<ttl>', 'seconds to live without a keep-alive', int('<ttl>', 1))
+    .argument('<ttl>', 'seconds to live without a keep-alive', int('<ttl>', 1, maxLeaseTtlSeconds))
     .option('--id <id>', 'the id to grant it with (default: chosen)', int('--id', 1))
     .action(async (ttl: number, o: { id?: number }) =>
       withClient(leaseOpts(), (c) => c.leaseGrant(ttl, o.id === undefined ? {} : { id: o.id })),

@@ -12,7 +12,7 @@ import { delimiter, join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
-import { defaultQueueLimits } from '../base/limits.js';
+import { MAX_RATE_LIMIT_CLAIMS, defaultQueueLimits } from '../base/limits.js';
 import { maxPriority } from '../queue/index.js';
 import { UsageError } from './cluster.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
@@ -75,7 +75,12 @@ export function queueCommands(
     .argument('<queue>')
     .option('--file <path>', 'read the lines from this file instead of standard input')
     .option('--name <name>', "each job's name", 'job')
-    .option('--batch <n>', 'jobs per bulk add', int('--batch', 1, 1_000), 1_000);
+    .option(
+      '--batch <n>',
+      'jobs per bulk add',
+      int('--batch', 1, defaultQueueLimits.maxAddBatch),
+      defaultQueueLimits.maxAddBatch,
+    );
   jobOptions(addBulk, int, 'each job').action(
     async (name: string, o: { file?: string; name: string; batch: number } & JobFlags) => {
       const lines = await readLines(o.file);
@@ -159,7 +164,7 @@ export function queueCommands(
     .description(`jobs in one state (${states.join(', ')})`)
     .argument('<queue>')
     .argument('<state>')
-    .option('--limit <n>', 'at most n jobs', int('--limit', 1), 100)
+    .option('--limit <n>', 'at most n jobs', int('--limit', 1, maxPageSize), 100)
     .option(
       '--after <cursor>',
       'the page after this one: the "next" a list printed',
@@ -200,13 +205,17 @@ export function queueCommands(
     .command('config')
     .description("change a queue's settings; `queue stats` shows them")
     .argument('<queue>')
-    .option('--rate <max/ms>', 'at most MAX claims per MS milliseconds, or "none"', rateOf)
-    .option('--concurrency <n>', 'at most N jobs active at once, or "none"', limitOf)
-    .option('--keep-completed <count[:ms]>', 'completed jobs kept, and for how long', retentionOf)
-    .option(
-      '--keep-dead <count[:ms]>',
-      'dead and cancelled jobs kept, and for how long',
-      retentionOf,
+    .option('--rate <max/ms>', 'at most MAX claims per MS milliseconds, or "none"', (v) =>
+      rateOf(v, int),
+    )
+    .option('--concurrency <n>', 'at most N jobs active at once, or "none"', (v) =>
+      limitOf(v, int('--concurrency', 1, defaultQueueLimits.maxJobs)),
+    )
+    .option('--keep-completed <count[:ms]>', 'completed jobs kept, and for how long', (v) =>
+      retentionOf(v, '--keep-completed', int),
+    )
+    .option('--keep-dead <count[:ms]>', 'dead and cancelled jobs kept, and for how long', (v) =>
+      retentionOf(v, '--keep-dead', int),
     )
     .option(
       '--max-releases <n>',
@@ -255,7 +264,7 @@ export function queueCommands(
       'the data of each job: JSON, or plain text taken as a string (text that begins with { [ or " must be JSON); "-" reads it from standard input, as queue add does',
       'null',
     )
-    .option('--every <ms>', 'every this many milliseconds', int('--every', 1))
+    .option('--every <ms>', 'every this many milliseconds', int('--every', 1, maxDurationMs))
     .option('--cron <pattern>', 'a 5-field cron pattern, in UTC')
     .option('--name <name>', "each job's name", 'job');
   jobOptions(repeatAdd, int, 'each job').action(
@@ -292,7 +301,7 @@ export function queueCommands(
     .command('list')
     .description("a queue's repeatable jobs, by id")
     .argument('<queue>')
-    .option('--limit <n>', 'at most n', int('--limit', 1), 100)
+    .option('--limit <n>', 'at most n', int('--limit', 1, maxPageSize), 100)
     .option('--after <id>', 'the page after this one: the "next" a list printed')
     .action(async (name: string, o: { limit: number; after?: string }) =>
       withClient(opts(), (c) =>
@@ -513,6 +522,8 @@ function jobSettings(o: JobFlags): {
 
 /** The longest duration a job may name (its lease, a backoff's delays): the API's limit. */
 const maxDurationMs = defaultQueueLimits.maxDurationMs;
+/** The most jobs, events or repeatables one list answers: the server refuses a larger limit. */
+const maxPageSize = defaultQueueLimits.maxPageSize;
 
 interface Backoff {
   readonly kind: 'fixed' | 'exponential';
@@ -553,26 +564,38 @@ function backoffOf(v: string): Backoff {
 }
 
 /** `--rate 100/1000`: 100 claims per 1000 ms; "none" lifts the limit. */
-function rateOf(v: string): RateLimit | 'none' {
+function rateOf(v: string, int: IntOption): RateLimit | 'none' {
   if (v === 'none') return v;
   const m = /^(\d+)\/(\d+)$/.exec(v);
   if (m === null)
     throw new InvalidArgumentError(`--rate must be MAX/MS (e.g. 100/1000) or "none", got "${v}"`);
-  return { max: Number(m[1]), intervalMs: Number(m[2]) };
+  // The server's bounds, so that a rate it would refuse is a usage error here.
+  return {
+    max: int('--rate MAX', 1, MAX_RATE_LIMIT_CLAIMS)(m[1] as string),
+    intervalMs: int('--rate MS', 1, maxDurationMs)(m[2] as string),
+  };
 }
 
-function limitOf(v: string): number | 'none' {
+/** A count, checked by `count` (the bounds the server applies), or "none". */
+function limitOf(v: string, count: (v: string) => number): number | 'none' {
   if (v === 'none') return v;
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`must be a count or "none", got "${v}"`);
-  return Number(v);
+  return count(v);
 }
 
 /** `COUNT` or `COUNT:MS`: keep the newest COUNT, none older than MS (no age limit without). */
-function retentionOf(v: string): { count: number; ageMs: number } {
+function retentionOf(v: string, name: string, int: IntOption): { count: number; ageMs: number } {
   const m = /^(\d+)(?::(\d+))?$/.exec(v);
   if (m === null) throw new InvalidArgumentError(`must be COUNT or COUNT:MS, got "${v}"`);
-  return { count: Number(m[1]), ageMs: Number(m[2] ?? 0) };
+  // The server's bounds, so that a retention it would refuse is a usage error here.
+  return {
+    count: int(`${name} COUNT`, 0, defaultQueueLimits.maxJobs)(m[1] as string),
+    ageMs: int(`${name} MS`, 0, maxDurationMs)(m[2] ?? '0'),
+  };
 }
+
+/** The integer option parser (int-option.ts), as queueCommands is given it. */
+type IntOption = (name: string, min?: number, max?: number) => (v: string) => number;
 
 interface RateLimit {
   readonly max: number;

@@ -7,7 +7,7 @@
 
 import { Packr } from 'msgpackr';
 import { FlotillaError } from '../base/errors.js';
-import { isQueueName, type QueueLimits } from '../base/limits.js';
+import { MAX_RATE_LIMIT_CLAIMS, isQueueName, type QueueLimits } from '../base/limits.js';
 import { parseCron } from './cron.js';
 import { maxPriority } from './types.js';
 import type {
@@ -153,7 +153,7 @@ function decodeRateLimit(v: unknown, l: QueueLimits): RateLimit | null {
   if (v === null) return null;
   const r = map(v, 'rateLimit', ['max', 'intervalMs']);
   return {
-    max: int(r['max'], 'rateLimit.max', 1, 1_000_000_000),
+    max: int(r['max'], 'rateLimit.max', 1, MAX_RATE_LIMIT_CLAIMS),
     intervalMs: int(r['intervalMs'], 'rateLimit.intervalMs', 1, l.maxDurationMs),
   };
 }

@@ -239,6 +239,21 @@ export class RateLimitedWarning {
   }
 }
 
+/**
+ * A refusal's reason without what the other end chose (parenthesised details, quoted values,
+ * numbers): what a rate-limited warning of free-text reasons is keyed by, so that one dialler
+ * presenting ever different details is still said once per interval. The line says the reason.
+ */
+export function reasonClass(reason: string): string {
+  let s = reason.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  // Innermost parentheses first; bounded by the text's length.
+  for (let prev = ''; prev !== s;) {
+    prev = s;
+    s = s.replace(/\([^()]*\)/g, '');
+  }
+  return s.replace(/\d+/g, '#');
+}
+
 /** The address of a `host:port` (an IPv6 one too), for a key that is the same on every connection. */
 export function hostOf(remote: string): string {
   const colon = remote.lastIndexOf(':');

@@ -38,7 +38,7 @@ import {
 } from './data-dir.js';
 import { joinCluster } from './join.js';
 import { memberAuthHeaders } from './auth-tokens.js';
-import { RateLimitedWarning, Throttle, hostOf, logWalRecovery } from './logging.js';
+import { RateLimitedWarning, Throttle, hostOf, logWalRecovery, reasonClass } from './logging.js';
 import type { NodeRecovery } from './node-recovery.js';
 import { MAX_LEARNED_MEMBERS } from './member-node.js';
 import type { NodeTls } from './node-tls.js';
@@ -552,14 +552,22 @@ export async function openPeerTransport(
           });
         return;
       case 'handshake-refused': {
-        // Once a minute per dialler's address (or peer dialled) and reason, as a TLS refusal:
-        // a peer of another cluster, or one this node does not know, dials again several
-        // times a second, each refusal a line, for as long as it is misconfigured.
+        // Once a minute per dialler's address (or peer dialled) and check that refused, as a
+        // TLS refusal: a peer of another cluster, or one this node does not know, dials again
+        // several times a second, each refusal a line, for as long as it is misconfigured. Not
+        // per reason: it holds what the dialler sent (its bytes, its cluster id), and one
+        // sending junk would be said once per distinct value.
         handshakeRefusals.warn(
           e.direction === 'inbound'
-            ? `from ${hostOf(e.remote)} ${e.reason}`
-            : `to ${e.peer} ${e.reason}`,
-          { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
+            ? `from ${hostOf(e.remote)} ${e.category}`
+            : `to ${e.peer} ${e.category}`,
+          {
+            peer: e.peer,
+            direction: e.direction,
+            remote: e.remote,
+            reason: e.reason,
+            category: e.category,
+          },
           'peer handshake refused',
         );
         // The peer's own words, relayed ("ours" is the peer's id): said once per peer from
@@ -591,12 +599,13 @@ export async function openPeerTransport(
         return;
       }
       case 'tls-refused':
-        // Once a minute per dialler's address (or peer dialled) and reason: a learner with
-        // another CA's certificate dials every member 4 to 5 times a second, for ever.
+        // Once a minute per dialler's address (or peer dialled) and kind of reason (without
+        // the certificate's details, which the dialler chose): a learner with another CA's
+        // certificate dials every member 4 to 5 times a second, for ever.
         tlsRefusals.warn(
           e.direction === 'inbound'
-            ? `from ${hostOf(e.remote)} ${e.reason}`
-            : `to ${e.peer} ${e.reason}`,
+            ? `from ${hostOf(e.remote)} ${reasonClass(e.reason)}`
+            : `to ${e.peer} ${reasonClass(e.reason)}`,
           { peer: e.peer, direction: e.direction, remote: e.remote, reason: e.reason },
           e.direction === 'inbound'
             ? `peer connection from ${e.remote} refused: ${e.reason}`

@@ -39,7 +39,7 @@ import type { KvStateMachine } from '../kv/machine.js';
 import { Admission } from './admission.js';
 import { Forwarder, type ForwardAnswer } from './forward.js';
 import { MemberPool } from './member-pool.js';
-import { RateLimitedWarning, createLogger, logRuntimeEvent } from './logging.js';
+import { RateLimitedWarning, createLogger, logRuntimeEvent, reasonClass } from './logging.js';
 import { HeartbeatTimer, LoopDelayMonitor, LoopStallWatch } from './loop-health.js';
 import { NodeMetrics } from './metrics.js';
 import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
@@ -1715,8 +1715,9 @@ function unfenced(s: QueueService): QueueBackend['service'] {
 
 /**
  * The client ports' TLS: the node's certificate, and the CA clients must have, if asked. A
- * client refused for its certificate is logged, at most once a minute per address and reason
- * (`refusals`, shared by both ports): a misconfigured client retries at will.
+ * client refused for its certificate is logged, at most once a minute per address and kind of
+ * reason (`refusals`, shared by both ports; without the certificate's details, which the client
+ * chose): a misconfigured client retries at will.
  */
 function clientPortTls(
   tls: NodeTls,
@@ -1729,7 +1730,7 @@ function clientPortTls(
     requestCert: config.tls?.clientCertAuth === true,
     onRefused: (remote, reason) =>
       refusals.warn(
-        `${remote.address} ${reason}`,
+        `${remote.address} ${reasonClass(reason)}`,
         { remote: joinHostPort(remote.address, remote.port), port, reason },
         `client connection from ${joinHostPort(remote.address, remote.port)} (${port}) refused: ${reason}`,
       ),

@@ -29,7 +29,7 @@ import {
 } from './frame.js';
 import { sayGoodbye } from './goodbye.js';
 import type { ResolvedTcpOptions } from './options.js';
-import type { TransportClock } from './types.js';
+import type { HandshakeRefusalCategory, TransportClock } from './types.js';
 
 export interface InboundContext {
   readonly opts: ResolvedTcpOptions;
@@ -50,7 +50,12 @@ export interface InboundContext {
   delivering(run: () => void): void;
   /** Counts one frame read after the handshake. */
   countFrame(conn: InboundConnection): void;
-  refused(conn: InboundConnection, claimed: NodeId, reason: string): void;
+  refused(
+    conn: InboundConnection,
+    claimed: NodeId,
+    reason: string,
+    category: HandshakeRefusalCategory,
+  ): void;
   error(conn: InboundConnection, e: TransportError): void;
   deliver(
     conn: InboundConnection,
@@ -179,6 +184,7 @@ export class InboundConnection {
     if (!got.equals(PREFACE))
       return this.refuse(
         0,
+        'bad-magic',
         `bad magic: expected ${hexPreview(PREFACE)} ("FLOT"), saw ${hexPreview(got)}` +
           // A TLS record header (handshake, version 3.x): the dialler speaks TLS, we do not.
           (got[0] === 0x16 && got[1] === 0x03
@@ -196,8 +202,8 @@ export class InboundConnection {
       );
     const h = decodeHello(frame.payload);
     const version = Math.min(h.maxVersion, this.ctx.opts.protocolVersionMax);
-    const reason = this.checkHello(h, version);
-    if (reason !== null) return this.refuse(h.from, reason);
+    const refusal = this.checkHello(h, version);
+    if (refusal !== null) return this.refuse(h.from, refusal.category, refusal.reason);
     this.clearTimer();
     this.peer = h.from;
     this.lane = h.lane;
@@ -224,27 +230,45 @@ export class InboundConnection {
     this.ctx.accepted(this);
   }
 
-  private checkHello(h: Hello, version: number): string | null {
+  private checkHello(
+    h: Hello,
+    version: number,
+  ): { category: HandshakeRefusalCategory; reason: string } | null {
     const o = this.ctx.opts;
+    const no = (category: HandshakeRefusalCategory, reason: string) => ({ category, reason });
     if (h.clusterId !== o.clusterId)
-      return `cluster id mismatch: ours ${JSON.stringify(o.clusterId)}, node ${h.from} sent ${JSON.stringify(h.clusterId)}`;
+      return no(
+        'cluster-id',
+        `cluster id mismatch: ours ${JSON.stringify(o.clusterId)}, node ${h.from} sent ${JSON.stringify(h.clusterId)}`,
+      );
     if (version < Math.max(h.minVersion, PROTOCOL_VERSION_MIN))
-      return `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${o.protocolVersionMax}, node ${h.from} speaks ${h.minVersion}..${h.maxVersion}`;
-    if (h.to !== o.nodeId) return `node ${h.from} dialled node ${h.to}, this is node ${o.nodeId}`;
+      return no(
+        'protocol-version',
+        `no common protocol version: ours ${PROTOCOL_VERSION_MIN}..${o.protocolVersionMax}, node ${h.from} speaks ${h.minVersion}..${h.maxVersion}`,
+      );
+    if (h.to !== o.nodeId)
+      return no('wrong-node', `node ${h.from} dialled node ${h.to}, this is node ${o.nodeId}`);
     if (h.lane === 'liveness' && version < LIVENESS_LANE_VERSION)
-      return `node ${h.from} opened a liveness lane in protocol version ${version}; it needs ${LIVENESS_LANE_VERSION}`;
+      return no(
+        'liveness-version',
+        `node ${h.from} opened a liveness lane in protocol version ${version}; it needs ${LIVENESS_LANE_VERSION}`,
+      );
     if (
       !this.ctx.isPeer(h.from) &&
       (h.peerAddress === null || !this.ctx.admit(h.from, h.peerAddress, h.clientUrl))
     )
-      return `unknown node id ${h.from}: not a configured peer of node ${o.nodeId}`;
-    return this.ctx.heldElsewhere(h.from, h.incarnation);
+      return no(
+        'unknown-node',
+        `unknown node id ${h.from}: not a configured peer of node ${o.nodeId}`,
+      );
+    const held = this.ctx.heldElsewhere(h.from, h.incarnation);
+    return held === null ? null : no('id-in-use', held);
   }
 
-  private refuse(claimed: NodeId, reason: string): void {
+  private refuse(claimed: NodeId, category: HandshakeRefusalCategory, reason: string): void {
     this.clearTimer();
     this.state = 'closed';
-    this.ctx.refused(this, claimed, reason);
+    this.ctx.refused(this, claimed, reason, category);
     // Say why before closing, so the dialler can log it; then drop the socket once flushed.
     this.socket.end(encodeSmallFrame(FrameType.refuse, pack({ reason })), () =>
       this.socket.destroy(),

@@ -41,7 +41,12 @@ import type { PeerAddress, ResolvedTcpOptions } from './options.js';
 import { SendQueue, type QueuedMessage } from './sendqueue.js';
 import { PeerCounters } from './stats.js';
 import { tlsFailure, type PeerTls } from './tls.js';
-import type { PeerStats, TransportClock, TransportEvent } from './types.js';
+import type {
+  HandshakeRefusalCategory,
+  PeerStats,
+  TransportClock,
+  TransportEvent,
+} from './types.js';
 
 interface Transfer {
   readonly item: QueuedMessage & { readonly attachment: Uint8Array };
@@ -265,6 +270,7 @@ export class PeerLink {
           peer: this.peer,
           remote: this.remote(),
           reason,
+          category: 'refused-by-peer',
         });
         this.socket?.destroy();
         return;
@@ -283,14 +289,26 @@ export class PeerLink {
 
   private onAccept(a: Accept): void {
     // The dialled address may hold another node or cluster (stale config): check both ways.
-    const wrong =
+    // Asked last, as it may lift a bar (tcp.ts heldElsewhere).
+    const held = (): string | null =>
+      heldHere(this.ctx.heldElsewhere?.(this.peer, a.incarnation) ?? null, this.peer);
+    const wrong: { category: HandshakeRefusalCategory; reason: string } | null =
       a.clusterId !== this.ctx.opts.clusterId
-        ? `peer is in cluster ${JSON.stringify(a.clusterId)}, we are in ${JSON.stringify(this.ctx.opts.clusterId)}`
+        ? {
+            category: 'cluster-id',
+            reason: `peer is in cluster ${JSON.stringify(a.clusterId)}, we are in ${JSON.stringify(this.ctx.opts.clusterId)}`,
+          }
         : a.nodeId !== this.peer
-          ? `dialled node ${this.peer} but node ${a.nodeId} answered`
+          ? {
+              category: 'wrong-node',
+              reason: `dialled node ${this.peer} but node ${a.nodeId} answered`,
+            }
           : a.version < PROTOCOL_VERSION_MIN || a.version > this.ctx.opts.protocolVersionMax
-            ? `peer chose protocol version ${a.version}, we speak ${PROTOCOL_VERSION_MIN}..${this.ctx.opts.protocolVersionMax}`
-            : heldHere(this.ctx.heldElsewhere?.(this.peer, a.incarnation) ?? null, this.peer);
+            ? {
+                category: 'protocol-version',
+                reason: `peer chose protocol version ${a.version}, we speak ${PROTOCOL_VERSION_MIN}..${this.ctx.opts.protocolVersionMax}`,
+              }
+            : inUse(held());
     if (wrong !== null) {
       this.counters.countError('TRANSPORT_HANDSHAKE_REFUSED');
       this.ctx.emit({
@@ -298,7 +316,8 @@ export class PeerLink {
         direction: 'outbound',
         peer: this.peer,
         remote: this.remote(),
-        reason: wrong,
+        reason: wrong.reason,
+        category: wrong.category,
       });
       this.socket?.destroy();
       return;
@@ -548,6 +567,10 @@ export function samePeerAddress(a: string, b: string): boolean {
  * This node's own refusal of the process that answered its dial, worded as such: the peer's
  * words ("node id N is in use by another process") would read as the peer refusing this node.
  */
+function inUse(reason: string | null): { category: 'id-in-use'; reason: string } | null {
+  return reason === null ? null : { category: 'id-in-use', reason };
+}
+
 function heldHere(reason: string | null, peer: NodeId): string | null {
   return reason === null
     ? null

@@ -458,7 +458,7 @@ export class TcpTransport implements Transport {
           peerFeatureLevel: conn.peerFeatureLevel,
         });
       },
-      refused: (conn, claimed, reason) => {
+      refused: (conn, claimed, reason, category) => {
         if (this.links.has(claimed))
           this.counters(claimed).countError('TRANSPORT_HANDSHAKE_REFUSED');
         else this.anonymous.count('TRANSPORT_HANDSHAKE_REFUSED');
@@ -468,6 +468,7 @@ export class TcpTransport implements Transport {
           peer: claimed,
           remote: conn.remote,
           reason,
+          category,
         });
       },
       error: (conn, e) => {

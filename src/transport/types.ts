@@ -51,6 +51,20 @@ export const systemTransportClock: TransportClock = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
+/**
+ * Which handshake check refused. `refused-by-peer`: outbound, the peer sent a REFUSE frame;
+ * its reason is its own text (the checks of its release), not classified here.
+ */
+export type HandshakeRefusalCategory =
+  | 'bad-magic'
+  | 'cluster-id'
+  | 'protocol-version'
+  | 'wrong-node'
+  | 'liveness-version'
+  | 'unknown-node'
+  | 'id-in-use'
+  | 'refused-by-peer';
+
 export type TransportEvent =
   | {
       readonly kind: 'peer-connected';
@@ -81,7 +95,10 @@ export type TransportEvent =
       /** The peer we dialled, or the node id the dialler claimed (0 if it sent none). */
       readonly peer: NodeId;
       readonly remote: string;
+      /** Free text, with the values the dialler (or the peer) sent: for a person to read. */
       readonly reason: string;
+      /** Which check refused, without the values: what a log line is rate-limited by. */
+      readonly category: HandshakeRefusalCategory;
     }
   | {
       /**

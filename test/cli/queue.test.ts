@@ -755,3 +755,18 @@ void test('queue add-bulk and repeat add take --priority, --attempts, --lease an
     JSON.stringify(r),
   );
 });
+
+void test("queue list and repeat list take --limit up to the server's page size, and no more", async () => {
+  const { client, endpoints } = await cluster(1);
+  await client.queue('paged').add('job', null);
+  const run = (...args: string[]) => runCli(['queue', '--endpoints', endpoints, ...args], 20_000);
+  // The CLI's bound is the server's: the largest it allows is served.
+  const list = await run('list', 'paged', 'waiting', '--limit', '1000');
+  assert.equal(list.code, 0, list.stderr);
+  const repeats = await run('repeat', 'list', 'paged', '--limit', '1000');
+  assert.equal(repeats.code, 0, repeats.stderr);
+  // One more is a usage error (exit 2), where the server used to refuse it (exit 1).
+  const over = await run('list', 'paged', 'waiting', '--limit', '1001');
+  assert.equal(over.code, 2, over.stderr);
+  assert.match(over.stderr, /--limit must be in 1\.\.1000, got 1001/);
+});

@@ -5,9 +5,9 @@
 //
 // Each refused handshake and protocol error on node 1 is reported by its transport as an event
 // with the remote address and the code it counted in its stats; the fuzzer taps those events
-// (node-setup.ts logs a refused handshake once a minute per address and reason, so its log
-// no longer names every one) and attributes them to its connections by local port. Node 1's
-// log still tells the fuzzer of the messages it failed to handle.
+// (node-setup.ts logs a refused handshake once a minute per address and check that refused, so
+// its log no longer names every one) and attributes them to its connections by local port. Node
+// 1's log still tells the fuzzer of the messages it failed to handle.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -12,6 +12,7 @@ import {
   logRuntimeEvent,
   hostOf,
   RateLimitedWarning,
+  reasonClass,
   resolveLogFormat,
   Throttle,
 } from '../../src/server/logging.js';
@@ -214,4 +215,25 @@ void test('a rate-limited warning remembers a bounded number of keys', () => {
   assert.equal(w.keys, 1);
   assert.equal(hostOf('10.0.0.9:51234'), '10.0.0.9');
   assert.equal(hostOf('::1:51234'), '::1');
+});
+
+void test('reasonClass keys a TLS refusal by its kind, not by the certificate the dialler chose', () => {
+  const notIssued = (cn: string) =>
+    `peer certificate not issued by this cluster's CA (UNABLE_TO_GET_ISSUER_CERT; subject CN=${cn}, issuer CN=Other (${cn}) CA)`;
+  // One dialler presenting ever other certificates: one key, so one line a minute.
+  assert.equal(reasonClass(notIssued('rogue-1')), reasonClass(notIssued('rogue-2')));
+  assert.equal(
+    reasonClass('peer certificate expired on Jan  1 00:00:00 2026 GMT (a resumed TLS session; x)'),
+    reasonClass('peer certificate expired on Jan  2 00:00:00 2026 GMT (a resumed TLS session; y)'),
+  );
+  assert.equal(
+    reasonClass('ours "a", node 2 sent "junk"'),
+    reasonClass('ours "a", node 3 sent "x"'),
+  );
+  // Another kind of refusal keeps its own key.
+  assert.notEqual(reasonClass(notIssued('rogue-1')), reasonClass('peer presented no certificate'));
+  assert.notEqual(
+    reasonClass('TLS handshake failed (ERR_SSL_WRONG_VERSION_NUMBER: wrong version number)'),
+    reasonClass(notIssued('rogue-1')),
+  );
 });
