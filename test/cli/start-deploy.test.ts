@@ -58,7 +58,7 @@ void test('the bootstrap member started alone waits, starts a cluster of itself,
   // (it was logged again as "shutting down" with signal "removed", as if it had been removed).
   const shutdowns = run.out.stdout
     .split('\n')
-    .filter((l) => l.includes('"shutting down"'))
+    .filter((l) => l.includes('"msg":"shutting down'))
     .map((l) => (JSON.parse(l) as { signal?: string }).signal);
   assert.deepEqual(shutdowns, ['SIGTERM'], run.out.stdout);
 });
