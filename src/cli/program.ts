@@ -554,22 +554,18 @@ export function buildProgram(): Command {
                 st.revision,
               ].map(String),
             );
-          } else
+          } else if (n.removed !== true)
             rows.push([
               String(n.id),
               '',
-              n.client === '' ? '(unknown)' : n.client,
-              n.removed === true
-                ? // Removed and silent: stopped, as it should (or its address is unknown).
-                  n.client === ''
-                  ? `removed: ${n.error}`
-                  : 'removed, not answering (stopped)'
-                : // A member that answers slowly under load is not one that cannot be reached.
-                  'slow' in n && n.slow === true
-                  ? `slow: ${n.error}`
-                  : `unreachable: ${n.error}`,
+              n.client,
+              // A member that answers slowly under load is not one that cannot be reached.
+              'slow' in n && n.slow === true ? `slow: ${n.error}` : `unreachable: ${n.error}`,
               ...new Array<string>(7).fill(''),
             ]);
+          // A removed member that does not answer has stopped, as it should (or its address
+          // is no longer known): not a row. Every member ever removed is in the answer, and
+          // a cluster that replaced members for years would list them all.
         }
         for (const line of table(rows)) process.stdout.write(line + '\n');
         // Said, not left to a column of zeros: a cluster whose members know no leader.
