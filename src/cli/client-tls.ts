@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import type { ClientTlsOptions } from '../client/index.js';
-import { UsageError } from './cluster.js';
+import { UsageError } from './usage-error.js';
 
 export interface ClientTlsFlags {
   readonly cacert?: string;

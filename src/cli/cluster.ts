@@ -14,6 +14,7 @@ import { humanize } from '../server/logging.js';
 import { StartupError, checkListenable, prepareDataDir } from '../server/startup.js';
 import { IDENTITY_FILE, readIdentity } from '../server/data-dir.js';
 import { LOCK_FILE, pidAlive } from '../storage/index.js';
+import { UsageError } from './usage-error.js';
 
 export interface ClusterUpOptions {
   readonly nodes: number;
@@ -43,12 +44,6 @@ export interface LocalMember {
   readonly peer: string;
   readonly client: string;
   readonly dataDir: string;
-}
-
-/** A bad combination of `cluster up` options: nothing was started (exit code 2). */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-  readonly code = 'USAGE';
 }
 
 export const maxLocalNodes = 9;

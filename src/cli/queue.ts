@@ -14,7 +14,7 @@ import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
 import { MAX_RATE_LIMIT_CLAIMS, defaultQueueLimits } from '../base/limits.js';
 import { maxPriority } from '../queue/index.js';
-import { UsageError } from './cluster.js';
+import { UsageError } from './usage-error.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
 import { readStdin, utf8Text } from './stdin.js';
 import { tokenOption, type ClusterOptions } from './token.js';

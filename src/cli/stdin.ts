@@ -2,7 +2,7 @@
 // QUEUE -`): a terminal is refused (a forgotten pipe would wait for typing), and so is more
 // than `maxBytes`, before any of it is sent.
 
-import { UsageError } from './cluster.js';
+import { UsageError } from './usage-error.js';
 
 export async function readStdin(command: string, what: string, maxBytes: number): Promise<Buffer> {
   if (process.stdin.isTTY === true)
