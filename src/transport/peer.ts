@@ -94,6 +94,12 @@ export class PeerLink {
   private saysGoodbye = false;
   /** Whether the peer said GOODBYE on the current connection: its close is a planned stop. */
   private peerLeaving = false;
+  /**
+   * The peer dialled in while this link's connection was up or being made: that connection may
+   * be to a process now gone, whose close this side has not seen yet. When it closes, the link
+   * redials at once instead of waiting out a backoff.
+   */
+  private dialledIn = false;
   /** The `inc` of the process whose ACCEPT opened the current connection. */
   private answeredInc: string | null = null;
   /** Heartbeats and answers gathered by one pump for one HEARTBEATS frame. */
@@ -142,9 +148,12 @@ export class PeerLink {
   /**
    * The peer dialled us and its HELLO was accepted: it is up now. A link waiting out a backoff
    * (grown while the peer was down, up to `backoff.maxMs`) redials at once, so what it has
-   * queued, a new leader's first heartbeats among it, does not wait for the timer.
+   * queued, a new leader's first heartbeats among it, does not wait for the timer. A link whose
+   * connection is still up may not have seen it close yet (a peer restarted within a few
+   * milliseconds): it redials when it does.
    */
   peerAlive(): void {
+    if (this.state === 'open' || this.state === 'connecting') this.dialledIn = true;
     if (this.state !== 'backoff') return;
     // The backoff's timer goes: left to fire during the handshake, it dropped the handshake
     // timer's handle, which then fired on the open connection and closed it.
@@ -324,6 +333,7 @@ export class PeerLink {
     }
     this.clearTimer();
     this.state = 'open';
+    this.dialledIn = false;
     this.answeredInc = a.incarnation;
     // The peer sends to us at another address (or forwards client requests to another URL)
     // than the one we say we have (restarted with a changed address): what it sends is lost.
@@ -408,6 +418,12 @@ export class PeerLink {
         reason: this.peerLeaving ? 'peer shutting down' : 'connection closed',
         goodbye: this.peerLeaving,
       });
+    if (this.dialledIn) {
+      this.dialledIn = false;
+      this.attempt = 0;
+      this.ctx.emit({ kind: 'reconnect-scheduled', peer: this.peer, delayMs: 0 });
+      return this.dial();
+    }
     const delayMs = backoffDelayMs(this.attempt, this.ctx.opts.backoff, this.ctx.rng);
     this.attempt += 1;
     this.state = 'backoff';

@@ -85,6 +85,46 @@ async function drained(a: Node, b: Node): Promise<void> {
   await new Promise((r) => setImmediate(r));
 }
 
+/**
+ * Node 1 leads node 2 through its lane; node 2 stops (a crash, or cleanly with GOODBYE) and
+ * starts again on its port. Node 1 waits 5-10 s before redialling a peer it lost: without the
+ * redial on node 2's HELLO its lane would stay silent that long, past the 3 s this waits.
+ */
+async function laneAfterRestart(goodbye: boolean): Promise<void> {
+  const a = await startNode(1, {
+    liveness: { heartbeatMs: 50, graceMs: 2_000 },
+    backoff: { baseMs: 10_000, maxMs: 10_000 },
+  });
+  const b = await startNode(2);
+  open.push(a, b);
+  a.t.setPeer(2, b.t.address);
+  b.t.setPeer(1, a.t.address);
+  const lane = a.t.liveness;
+  assert.ok(lane !== null);
+  lane.lead(0, { term: 4, followers: [2] });
+  await laneConnected(a, b, lane);
+
+  // Both of node 1's links lose their connection at once. Node 2 is back within a few
+  // milliseconds: its HELLO may reach the lane's thread before the old connection's close.
+  const port = b.t.address.port;
+  await b.t.close({ goodbye });
+  await waitFor(
+    () => a.events.some((e) => e.kind === 'reconnect-scheduled'),
+    'node 1 finding node 2 gone',
+  );
+  const heard = a.events.length;
+  const b2 = await startNode(2, { listen: { host: '127.0.0.1', port } });
+  open.push(b2);
+  b2.t.setPeer(1, a.t.address);
+  b2.t.send({ type: 'heartbeat-resp', from: 2, to: 1, term: 4, seq: 0, catchingUp: false });
+  await waitFor(
+    () =>
+      a.events.slice(heard).some((e) => e.kind === 'peer-connected' && e.direction === 'inbound'),
+    'node 2 dialling in',
+  );
+  await laneConnected(a, b2, lane, 10);
+}
+
 void describe('liveness lane', () => {
   void it("sends a leader's heartbeats while its main thread is stopped, for at most the grace", async () => {
     const [a, b, lane] = await pair(400);
@@ -142,44 +182,11 @@ void describe('liveness lane', () => {
     assert.equal(laneHeartbeats(b).length, 0);
   });
 
-  void it('redials a peer at once when it dials in, not after the backoff', async () => {
-    // Node 1 waits 5-10 s before redialling a peer it lost: without the redial on node 2's
-    // HELLO its lane would stay silent that long after node 2 restarts, past the 3 s this
-    // test waits.
-    const a = await startNode(1, {
-      liveness: { heartbeatMs: 50, graceMs: 2_000 },
-      backoff: { baseMs: 10_000, maxMs: 10_000 },
-    });
-    const b = await startNode(2);
-    open.push(a, b);
-    a.t.setPeer(2, b.t.address);
-    b.t.setPeer(1, a.t.address);
-    const lane = a.t.liveness;
-    assert.ok(lane !== null);
-    lane.lead(0, { term: 4, followers: [2] });
-    await laneConnected(a, b, lane);
+  void it('redials a peer at once when it dials in after a crash, not after the backoff', () =>
+    laneAfterRestart(false));
 
-    // Node 2 restarts on its port: both of node 1's links lose their connection at once. It
-    // goes as a crash does, without GOODBYE, as this test was written for. After a clean stop's
-    // GOODBYE the lane's redial came late in 2 runs of 6: a defect not yet explained.
-    const port = b.t.address.port;
-    await b.t.close({ goodbye: false });
-    await waitFor(
-      () => a.events.some((e) => e.kind === 'reconnect-scheduled'),
-      'node 1 finding node 2 gone',
-    );
-    const heard = a.events.length;
-    const b2 = await startNode(2, { listen: { host: '127.0.0.1', port } });
-    open.push(b2);
-    b2.t.setPeer(1, a.t.address);
-    b2.t.send({ type: 'heartbeat-resp', from: 2, to: 1, term: 4, seq: 0, catchingUp: false });
-    await waitFor(
-      () =>
-        a.events.slice(heard).some((e) => e.kind === 'peer-connected' && e.direction === 'inbound'),
-      'node 2 dialling in',
-    );
-    await laneConnected(a, b2, lane, 10);
-  });
+  void it('redials a peer at once when it dials in after a clean stop', () =>
+    laneAfterRestart(true));
 
   void it('carries heartbeats only, and a version-2 peer cannot open one', async () => {
     const b = await startNode(2);

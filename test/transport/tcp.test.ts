@@ -172,6 +172,42 @@ void describe('TcpTransport', () => {
     assert.equal(b2.inbox[0]?.msg.type, 'heartbeat');
   });
 
+  void it('redials at once when the peer dialled in before its old connection was seen to close', async () => {
+    // A peer that stops cleanly and starts again within milliseconds dials in before this
+    // node has seen its old connection close: the link is still open then, so the dial-in
+    // found nothing to hurry, and the close that followed set a 5-10 s backoff.
+    const a = await startNode(1, { backoff: { baseMs: 10_000, maxMs: 10_000 } });
+    open.push(a);
+    const dialled: Socket[] = [];
+    const peer2 = createServer((s) => {
+      dialled.push(s);
+      const accept = { version: 2, clusterId: 'test-cluster', nodeId: 2 };
+      s.write(encodeSmallFrame(FrameType.accept, pack(accept)));
+    });
+    peer2.listen(0, '127.0.0.1');
+    await once(peer2, 'listening');
+    const inbound = await rawSocket(a.t.address.port);
+    try {
+      a.t.setPeer(2, { host: '127.0.0.1', port: (peer2.address() as AddressInfo).port });
+      await waitFor(() => events(a, 'peer-connected').length === 1, 'the link open');
+      // The new process dials in, and only then is the old connection seen to close.
+      inbound.write(hello({ from: 2, to: 1 }));
+      await waitFor(() => events(a, 'peer-connected').length === 2, 'the dial-in accepted');
+      (dialled[0] as Socket).destroy();
+      await waitFor(() => dialled.length === 2, 'the redial', 3_000);
+      assert.deepEqual(
+        events(a, 'reconnect-scheduled').map((e) =>
+          e.kind === 'reconnect-scheduled' ? e.delayMs : -1,
+        ),
+        [0],
+      );
+    } finally {
+      inbound.destroy();
+      for (const s of dialled) s.destroy();
+      await new Promise<void>((r) => peer2.close(() => r()));
+    }
+  });
+
   void it('a redial on the peer dialling in is not closed later by its handshake timer', async () => {
     // Node 1's timers run by hand. Its link to node 2 waits out a backoff (nothing listened),
     // node 2 dials in, node 1 redials; the backoff's timer fires while that handshake is under
