@@ -465,6 +465,8 @@ export async function openPeerTransport(
   const disconnects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
   const connects = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
   const goodbyes = new Throttle(DISCONNECT_LOG_INTERVAL_MS);
+  /** Peers that said GOODBYE since they last connected. */
+  const saidGoodbye = new Set<number>();
   // A peer that keeps dropping (two processes with one node id replace each other's
   // connection dozens of times a second) is said once per interval, with a count.
   const sayPeer = (
@@ -528,6 +530,7 @@ export async function openPeerTransport(
       case 'reconnect-scheduled':
         return;
       case 'peer-connected':
+        saidGoodbye.delete(e.peer);
         peerLogs.set(e.peer, e.peerHasLog);
         // A peer that says no level runs a release from before the gate: level 0.
         peerLevels.set(e.peer, e.peerFeatureLevel ?? FEATURE_LEVEL_NONE);
@@ -540,12 +543,20 @@ export async function openPeerTransport(
       case 'peer-disconnected':
         // A peer that said GOODBYE stops cleanly (an operator's stop, a rolling restart): said
         // at info, apart from failures, and throttled apart so it never hides a later crash.
-        if (e.goodbye)
+        // It says it on both connections, and the second close is the same stop: said once,
+        // until the peer connects again.
+        if (saidGoodbye.has(e.peer))
+          log.debug(
+            { peer: e.peer, direction: e.direction, reason: e.reason },
+            `peer ${e.peer} closed its other connection`,
+          );
+        else if (e.goodbye) {
+          saidGoodbye.add(e.peer);
           sayPeer(goodbyes, 'info', e.peer, 'is shutting down (it said goodbye)', {
             direction: e.direction,
             reason: e.reason,
           });
-        else
+        } else
           sayPeer(disconnects, 'warn', e.peer, 'disconnected', {
             direction: e.direction,
             reason: e.reason,
