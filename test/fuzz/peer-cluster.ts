@@ -12,6 +12,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { joinHostPort } from '../../src/base/host-port.js';
 import { resolveNodeConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logging.js';
 import { FlotillaNode } from '../../src/server/node.js';
@@ -63,6 +64,8 @@ export async function startPeerCluster(): Promise<PeerCluster> {
     (_, i) => `${i + 1}=127.0.0.1:${peerPort(i + 1)}@http://127.0.0.1:${httpPort(i + 1)}`,
   ).join(',');
   const events = new Map<string, PeerEvent[]>();
+  /** Events of node 1's own links to its peers (above). */
+  const ownLinks: string[] = [];
   let reported = 0;
   const handlerErrors: string[] = [];
   const log = createLogger(1, {
@@ -103,17 +106,29 @@ export async function startPeerCluster(): Promise<PeerCluster> {
   // The transport is not part of a node's public surface; its stats are what the protocol
   // promises to count, so the fuzzer reads them where the node keeps them.
   const transport = (node1.members as unknown as { o: { transport: TcpTransport } }).o.transport;
+  // A HELLO in the name of member 4 or 5 may carry a `peer` address: node 1 then dials that
+  // member there, whatever listens (its own HTTP port, another process). Such a link's events
+  // are keyed by the address it dials, which a fuzz connection's port can take once the
+  // ephemeral ports wrap (after some 28,000 connections): they are node 1's own.
+  const links = (
+    transport as unknown as { links: Map<number, { dialled(): { host: string; port: number } }> }
+  ).links;
+  const dialledByNode1 = (remote: string): boolean =>
+    [...links.values()].some((l) => joinHostPort(l.dialled().host, l.dialled().port) === remote);
   tapEvents(transport, (e) => {
     if (e.kind === 'handshake-refused') {
       reported++;
-      add(events, e.remote, {
-        kind: 'refused',
-        code: 'TRANSPORT_HANDSHAKE_REFUSED',
-        reason: `${e.direction}: ${e.reason}`,
-      });
+      if (e.direction === 'outbound') ownLinks.push(`${e.remote}: refused (${e.reason})`);
+      else
+        add(events, e.remote, {
+          kind: 'refused',
+          code: 'TRANSPORT_HANDSHAKE_REFUSED',
+          reason: `${e.direction}: ${e.reason}`,
+        });
     } else if (e.kind === 'protocol-error') {
       reported++;
-      add(events, e.remote, { kind: 'error', code: e.code, reason: e.message });
+      if (dialledByNode1(e.remote)) ownLinks.push(`${e.remote}: ${e.code} (${e.message})`);
+      else add(events, e.remote, { kind: 'error', code: e.code, reason: e.message });
     }
   });
   const cluster: PeerCluster = {
@@ -128,10 +143,12 @@ export async function startPeerCluster(): Promise<PeerCluster> {
     },
     handlerErrors,
     eventsReported: () => reported,
-    unattributed: () =>
-      [...events].map(
+    unattributed: () => [
+      ...ownLinks.splice(0),
+      ...[...events].map(
         ([remote, list]) => `${remote}: ${list.map((e) => `${e.code} (${e.reason})`).join(', ')}`,
       ),
+    ],
     stats: () => transport.stats(),
     commits: () => commitEverywhere(running.map(httpPort)),
     close: closeAll,

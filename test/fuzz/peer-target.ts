@@ -1,9 +1,11 @@
 // The peer protocol under fuzz (docs/PROTOCOL.md): every input is the raw bytes of one
 // connection to node 1's peer port: the preface, a HELLO, then frames. `hello` inputs carry a
-// mutated HELLO; `frames` inputs a valid HELLO in the name of an absent member, then MESSAGE,
-// CHUNK and MESSAGE_WITH_ATTACHMENT frames built from every Raft message type and mutated
-// (fields, frame types, checksums, lengths, chunk headers); `mutated` ones are such bytes
-// mutated; `random` ones random bytes, some after a valid preface or handshake.
+// mutated HELLO; `frames` inputs a valid HELLO in the name of an absent member, offering a
+// protocol version from 2 to 5, then MESSAGE, CHUNK and MESSAGE_WITH_ATTACHMENT frames built
+// from every Raft message type and mutated (fields, frame types, checksums, lengths, chunk
+// headers), HEARTBEATS frames of valid and broken records and GOODBYE frames (each valid only
+// from its version on); `mutated` ones are such bytes mutated; `random` ones random bytes,
+// some after a valid preface or handshake.
 //
 // A mutated message that still validates is delivered, so the generator gives every message
 // a group no node runs (the host drops it, counted): the peer port trusts a peer that passed
@@ -35,12 +37,34 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsTyp
 
 const PREFACE = Buffer.from('FLOT', 'latin1');
 const HEADER = 9;
-const T = { hello: 1, accept: 2, refuse: 3, message: 4, chunk: 5, attached: 6 } as const;
+const T = {
+  hello: 1,
+  accept: 2,
+  refuse: 3,
+  message: 4,
+  chunk: 5,
+  attached: 6,
+  heartbeats: 7,
+  goodbye: 8,
+} as const;
+/** The versions node 1 speaks, and the first that takes HEARTBEATS and GOODBYE frames. */
+const VERSION_MIN = 2;
+const VERSION_MAX = 5;
+const HEARTBEATS_VERSION = 4;
+const GOODBYE_VERSION = 5;
+/** HEARTBEATS: a record count, then records of this many bytes (src/transport/coalesced.ts). */
+const RECORD_BYTES = 30;
 const maxHandshakeFrameBytes = 4 * 1024;
 const maxFrameBytes = 16 * 1024 * 1024;
 const maxAttachmentBytes = 1024 * 1024 * 1024;
-/** Groups no node runs: a message for one is dropped by the host. */
-const unservedGroups = [2, 3, 0x4000_0000, 0xffff_ffff];
+/**
+ * Groups no node runs: a message for one is dropped by the host. A node runs groups 0 (keys),
+ * 1 (the queue), 2 (the range map) and 3 upwards (ranges); 0xffff_ffff is the node heartbeat's
+ * (host.ts NODE_BEAT_GROUP), dropped too. A forged message for a running group is a Byzantine
+ * peer's (above): a vote in term 2^53 - 1 took the range map's group to a term past what the
+ * protocol carries, and its members' messages were refused from then on.
+ */
+const unservedGroups = [0x10_0000, 0x4000_0000, 0xffff_fffe, 0xffff_ffff];
 
 function frame(type: number, payload: Buffer, crcFlip = 0): Buffer {
   const h = Buffer.allocUnsafe(HEADER);
@@ -59,10 +83,10 @@ export interface PeerShape {
   readonly peerIds: readonly number[];
 }
 
-function hello(shape: PeerShape, from: number): Record<string, JsonValue> {
+function hello(shape: PeerShape, from: number, maxVersion = 2): Record<string, JsonValue> {
   return {
     minVersion: 2,
-    maxVersion: 2,
+    maxVersion,
     clusterId: shape.clusterId,
     from,
     to: shape.target,
@@ -72,7 +96,11 @@ function hello(shape: PeerShape, from: number): Record<string, JsonValue> {
 
 export function generatePeer(shape: PeerShape, rng: FuzzRng): FuzzInput {
   const from = rng.pick(shape.absentIds);
-  const validHello = Buffer.concat([PREFACE, frame(T.hello, packr.pack(hello(shape, from)))]);
+  const version = rng.pick([2, 3, 4, 5]);
+  const validHello = Buffer.concat([
+    PREFACE,
+    frame(T.hello, packr.pack(hello(shape, from, version))),
+  ]);
   const r = rng.int(100);
   if (r < 10) {
     const prefix = rng.pick([Buffer.alloc(0), PREFACE, validHello]);
@@ -102,9 +130,15 @@ export function generatePeer(shape: PeerShape, rng: FuzzRng): FuzzInput {
   const frames: Buffer[] = [validHello];
   const what: string[] = [];
   for (let n = 1 + rng.length(4); n > 0; n--) {
-    const f = rng.chance(0.12)
-      ? snapshotTransfer(rng, shape, from)
-      : messageFrame(rng, shape, from);
+    const k = rng.int(100);
+    const f =
+      k < 12
+        ? snapshotTransfer(rng, shape, from)
+        : k < 27
+          ? heartbeatsFrame(rng)
+          : k < 32
+            ? goodbyeFrame(rng)
+            : messageFrame(rng, shape, from);
     frames.push(f.bytes);
     what.push(f.what);
   }
@@ -145,8 +179,82 @@ function messageFrame(
   const o = { ...asJson(m), group: rng.pick(unservedGroups) };
   const v = rng.chance(0.8) ? mutateJson(rng, o, fieldsOf(o), new Set()) : o;
   disarmGroup(rng, v);
-  const type = rng.chance(0.04) ? rng.pick([T.hello, T.accept, T.refuse, 0, 7, 255]) : T.message;
+  const type = rng.chance(0.04)
+    ? rng.pick([T.hello, T.accept, T.refuse, 0, T.heartbeats, T.goodbye, 9, 255])
+    : T.message;
   return { bytes: frame(type, packr.pack(v), rng.chance(0.04) ? 1 : 0), what: m.type };
+}
+
+/**
+ * A HEARTBEATS frame of one to five records for groups no node runs, most of them valid; a
+ * broken one has a record of an unknown kind, stray flags, a commit in an answer, a term past
+ * 2^53 - 1, or a count that does not match the payload.
+ */
+function heartbeatsFrame(rng: FuzzRng): { bytes: Buffer; what: string } {
+  const count = 1 + rng.int(5);
+  const p = Buffer.alloc(4 + count * RECORD_BYTES);
+  p.writeUInt32BE(count, 0);
+  for (let i = 0, at = 4; i < count; i++, at += RECORD_BYTES) {
+    const answer = rng.chance(0.5);
+    p.writeUInt8(answer ? 2 : 1, at);
+    p.writeUInt8(answer && rng.chance(0.5) ? 1 : 0, at + 1);
+    p.writeUInt32BE(rng.pick(unservedGroups), at + 2);
+    p.writeUInt32BE(1 + rng.int(100), at + 10); // term
+    if (!answer) p.writeUInt32BE(rng.int(100), at + 18); // commit
+    p.writeUInt32BE(rng.int(100), at + 26); // seq
+  }
+  let payload = p;
+  if (rng.chance(0.3)) {
+    const at = 4 + rng.int(count) * RECORD_BYTES;
+    switch (rng.int(6)) {
+      case 0:
+        p.writeUInt8(rng.pick([0, 3, 255]), at);
+        break;
+      case 1:
+        p.writeUInt8(2 + rng.int(254), at + 1);
+        break;
+      case 2:
+        p.writeUInt8(2, at);
+        p.writeUInt32BE(1, at + 18);
+        break;
+      case 3:
+        p.writeUInt32BE(2 ** 21, at + 6);
+        break;
+      case 4:
+        payload = rng.chance(0.5) ? p.subarray(0, p.length - 1 - rng.int(RECORD_BYTES)) : p;
+        p.writeUInt32BE(rng.pick([0, count + 1, 0xffff_ffff]), 0);
+        break;
+      default:
+        payload = p.subarray(0, rng.int(4));
+    }
+  }
+  return { bytes: frame(T.heartbeats, payload, rng.chance(0.04) ? 1 : 0), what: 'heartbeats' };
+}
+
+/** A GOODBYE frame: an empty map (whose payload the node does not read), now and then not. */
+function goodbyeFrame(rng: FuzzRng): { bytes: Buffer; what: string } {
+  const payload = rng.chance(0.8) ? packr.pack({}) : rng.bytes(rng.int(16));
+  return { bytes: frame(T.goodbye, payload), what: 'goodbye' };
+}
+
+/**
+ * What a node must count for a HEARTBEATS payload: null for a valid one (its records reach
+ * groups no node runs, dropped by the host), else the code (src/transport/coalesced.ts).
+ */
+function judgeHeartbeats(p: Buffer): string | null {
+  if (p.length < 4) return 'TRANSPORT_BAD_FRAME';
+  const count = p.readUInt32BE(0);
+  if (count === 0 || p.length !== 4 + count * RECORD_BYTES) return 'TRANSPORT_BAD_FRAME';
+  for (let at = 4; at < p.length; at += RECORD_BYTES) {
+    for (const field of [6, 14, 22])
+      if (p.readUInt32BE(at + field) >= 2 ** 21) return 'TRANSPORT_BAD_MESSAGE';
+    const kind = p.readUInt8(at);
+    const flags = p.readUInt8(at + 1);
+    const commitZero = p.readUInt32BE(at + 14) === 0 && p.readUInt32BE(at + 18) === 0;
+    const ok = (kind === 1 && flags === 0) || (kind === 2 && (flags & ~1) === 0 && commitZero);
+    if (!ok) return 'TRANSPORT_BAD_MESSAGE';
+  }
+  return null;
 }
 
 function fieldsOf(o: Record<string, JsonValue>): string[] {
@@ -230,7 +338,7 @@ export function expectPeer(shape: PeerShape, b: Buffer): PeerExpectation {
     const length = b.readUInt32BE(at);
     const type = b.readUInt8(at + 8);
     if (length > limit) return 'TRANSPORT_FRAME_TOO_LARGE';
-    if (type < 1 || type > 6) return 'TRANSPORT_BAD_FRAME';
+    if (type < 1 || type > T.goodbye) return 'TRANSPORT_BAD_FRAME';
     if (b.length - at - HEADER < length) return null;
     const payload = b.subarray(at + HEADER, at + HEADER + length);
     const crc = crc32c(payload, crc32c(Buffer.of(type))) >>> 0;
@@ -243,13 +351,21 @@ export function expectPeer(shape: PeerShape, b: Buffer): PeerExpectation {
   if (typeof first === 'string') return must(first);
   if (first.type !== T.hello) return must('TRANSPORT_BAD_FRAME');
   const verdict = judgeHello(shape, first.payload);
-  if (verdict !== null) return must(verdict);
+  if (typeof verdict === 'string') return must(verdict);
+  const version = verdict.version;
   const maybe = new Set<string>();
   for (;;) {
     const f = next(maxFrameBytes);
     if (f === null) return none(true, maybe);
     if (typeof f === 'string') return must(f, true, maybe);
-    if (f.type === T.message) maybe.add('TRANSPORT_BAD_MESSAGE').add('TRANSPORT_BAD_FRAME');
+    // A chunk may have left a snapshot transfer open, inside which HEARTBEATS is refused.
+    const inTransfer = maybe.has('TRANSPORT_ATTACHMENT_TOO_LARGE');
+    if (f.type === T.heartbeats && version >= HEARTBEATS_VERSION) {
+      const code = judgeHeartbeats(f.payload);
+      if (inTransfer) maybe.add('TRANSPORT_BAD_FRAME');
+      if (code !== null) return must(code, true, maybe);
+    } else if (f.type === T.goodbye && version >= GOODBYE_VERSION) continue;
+    else if (f.type === T.message) maybe.add('TRANSPORT_BAD_MESSAGE').add('TRANSPORT_BAD_FRAME');
     else if (f.type === T.chunk)
       maybe.add('TRANSPORT_BAD_FRAME').add('TRANSPORT_ATTACHMENT_TOO_LARGE');
     else if (f.type === T.attached) maybe.add('TRANSPORT_BAD_FRAME').add('TRANSPORT_BAD_MESSAGE');
@@ -258,8 +374,11 @@ export function expectPeer(shape: PeerShape, b: Buffer): PeerExpectation {
   }
 }
 
-/** The HELLO's code: BAD_FRAME when malformed, HANDSHAKE_REFUSED when refused, null if accepted. */
-function judgeHello(shape: PeerShape, payload: Buffer): string | null {
+/**
+ * The HELLO's code: BAD_FRAME when malformed, HANDSHAKE_REFUSED when refused; the version the
+ * connection speaks when it is accepted.
+ */
+function judgeHello(shape: PeerShape, payload: Buffer): string | { version: number } {
   let h: unknown;
   try {
     h = unpackr.unpack(payload);
@@ -279,12 +398,13 @@ function judgeHello(shape: PeerShape, payload: Buffer): string | null {
     !opt('client', str('client'))
   )
     return 'TRANSPORT_BAD_FRAME';
-  const version = Math.min(o['maxVersion'] as number, 2);
+  const version = Math.min(o['maxVersion'] as number, VERSION_MAX);
   if (o['clusterId'] !== shape.clusterId) return 'TRANSPORT_HANDSHAKE_REFUSED';
-  if (version < Math.max(o['minVersion'] as number, 2)) return 'TRANSPORT_HANDSHAKE_REFUSED';
+  if (version < Math.max(o['minVersion'] as number, VERSION_MIN))
+    return 'TRANSPORT_HANDSHAKE_REFUSED';
   if (o['to'] !== shape.target) return 'TRANSPORT_HANDSHAKE_REFUSED';
   if (!shape.peerIds.includes(o['from'] as number)) return 'TRANSPORT_HANDSHAKE_REFUSED';
-  return null;
+  return { version };
 }
 
 interface PeerSeen {

@@ -1,13 +1,15 @@
 // The fuzzer catches planted bugs: a write path that throws an exception that is not a
 // FlotillaError (HTTP answers 500 INTERNAL, the binary protocol an INTERNAL error), a binary
 // frame reader that waits for a frame of any length (the connection hangs), and a peer frame
-// decoder that lets a frame past the 4 KiB handshake limit. Each plant is undone after its
-// test.
+// decoder that lets a frame past the 4 KiB handshake limit, and a peer connection that takes
+// a GOODBYE frame on a connection negotiated before the version that has it. Each plant is
+// undone after its test.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FrameReader } from '../../src/api/wire-codec.js';
 import { FrameDecoder } from '../../src/transport/frame.js';
+import { InboundConnection } from '../../src/transport/inbound.js';
 import { startClientNode, type ClientNode } from './client-node.js';
 import { httpTarget } from './http-target.js';
 import { runFuzz, type FuzzReport, type FuzzTarget } from './run.js';
@@ -104,4 +106,20 @@ void test('the peer protocol fuzzer catches a decoder that takes a frame past th
   const f = r.failures[0];
   assert.ok(f !== undefined, `no failure in ${r.inputs} inputs`);
   assert.match(f.failure, /expected TRANSPORT_FRAME_TOO_LARGE/);
+});
+
+void test('the peer protocol fuzzer catches a GOODBYE taken on a connection of a version before it', async (t) => {
+  const proto = InboundConnection.prototype as unknown as Record<string, unknown>;
+  const onGoodbye = Object.getOwnPropertyDescriptor(proto, 'onGoodbye');
+  assert.ok(onGoodbye !== undefined && typeof onGoodbye.value === 'function');
+  // Planted: the frame's version check is gone.
+  proto['onGoodbye'] = function (this: { peerLeaving: boolean }) {
+    this.peerLeaving = true;
+  };
+  t.after(() => Object.defineProperty(proto, 'onGoodbye', onGoodbye));
+  const r = await run(await startTarget('peer'), 23, 8);
+  const f = r.failures[0];
+  assert.ok(f !== undefined, `no failure in ${r.inputs} inputs`);
+  assert.match(f.what, /goodbye/);
+  assert.match(f.failure, /^expected TRANSPORT_BAD_FRAME; saw ACCEPT/);
 });
