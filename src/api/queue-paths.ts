@@ -17,6 +17,7 @@ export const queuePaths = {
   pause: '/v1/queue/pause',
   resume: '/v1/queue/resume',
   stats: '/v1/queue/stats',
+  queues: '/v1/queue/queues',
   get: '/v1/queue/get',
   list: '/v1/queue/list',
   events: '/v1/queue/events',
@@ -31,6 +32,7 @@ export type QueueOpName = keyof typeof queuePaths;
 /** The request types that change nothing: on a lost connection they may simply be sent again. */
 export const queueReads: ReadonlySet<QueueOpName> = new Set<QueueOpName>([
   'stats',
+  'queues',
   'get',
   'list',
   'events',

@@ -46,6 +46,9 @@ import {
 /** The longest a claim may wait for a job (`waitMs`). */
 export const maxClaimWaitMs = 30_000;
 
+/** Queues in a page of `queues` when the request gives no `limit`. */
+export const defaultQueuesPage = 100;
+
 export interface QueueHeader {
   readonly memberId: number;
   readonly raftTerm: number;
@@ -340,6 +343,23 @@ export function queueOps(b: QueueBackend): { ops: readonly QueueOp[]; routes: Qu
   read('stats', ['queue'], (o) => {
     const queue = queueOf(o);
     return (q) => ({ stats: q.stats(queue) });
+  });
+  read('queues', ['after', 'limit'], (o) => {
+    // A page of queue names after `after` (a name, exclusive), in name order, each with its
+    // counts: how an operator finds what queues there are (at most maxQueues of them).
+    const after = o['after'] === undefined ? null : checkName(reqString(o, 'after'), 'after', l);
+    const limit = optInt(o, 'limit', 1, l.maxPageSize) ?? defaultQueuesPage;
+    return (q) => {
+      const names = q
+        .queueNames()
+        .filter((n) => after === null || n > after)
+        .sort();
+      const page = names.slice(0, limit).flatMap((n) => {
+        const s = q.stats(n);
+        return s === null ? [] : [{ queue: s.queue, paused: s.paused, counts: s.counts }];
+      });
+      return { queues: page, next: names.length > limit ? (page.at(-1)?.queue ?? null) : null };
+    };
   });
   read('get', ['queue', 'id'], (o) => {
     const queue = queueOf(o);

@@ -132,10 +132,21 @@ export const features = {
     name: 'releases counted and capped',
     commands: ['queue fail with "release" and "counted"', 'queue configure with "maxReleases"'],
   },
+  /**
+   * The list of queues (`queue.queues` over the binary protocol, `/v1/queue/queues`): a read,
+   * no command, so the gate never holds it back; its level tells a client whether a node knows
+   * the request type, as a node of a release before it closes a binary connection on a type it
+   * does not know.
+   */
+  queueList: {
+    level: 11,
+    name: 'the list of queues (a read)',
+    commands: [],
+  },
 } as const satisfies Record<string, Feature>;
 
 /** The level this release runs: the highest level of any feature it has. */
-export const FEATURE_LEVEL = 10;
+export const FEATURE_LEVEL = 11;
 
 /** The level of a node that says none (a release before the gate existed). */
 export const FEATURE_LEVEL_NONE = 0;

@@ -14,6 +14,7 @@ import { FlotillaError, Worker, type FlotillaClient } from '../client/index.js';
 import type { JobState, QueueSettings } from '../client/queue.js';
 import { MAX_RATE_LIMIT_CLAIMS, defaultQueueLimits } from '../base/limits.js';
 import { maxPriority } from '../queue/index.js';
+import { closestName } from '../base/closest.js';
 import { UsageError } from './usage-error.js';
 import { runInspect, type InspectOptions } from './queue-inspect.js';
 import { readStdin, utf8Text } from './stdin.js';
@@ -158,6 +159,16 @@ export function queueCommands(
           );
         return r;
       }),
+    );
+  queue
+    .command('ls')
+    .description('the queues, in name order, with their counts per state')
+    .option('--limit <n>', 'at most n queues', int('--limit', 1, maxPageSize), 100)
+    .option('--after <name>', 'the page after this one: the "next" ls printed')
+    .action(async (o: { limit: number; after?: string }) =>
+      withClient(opts(), (c) =>
+        c.queues({ limit: o.limit, ...(o.after === undefined ? {} : { after: o.after }) }),
+      ),
     );
   queue
     .command('list')
@@ -395,6 +406,9 @@ export function queueCommands(
     });
 }
 
+/** Queues read for a suggestion: the default limit of queues a cluster may have. */
+const maxQueuesRead = defaultQueueLimits.maxQueues;
+
 const createHelp = 'make the queue if it does not exist (without, an unknown queue is refused)';
 
 /**
@@ -402,18 +416,47 @@ const createHelp = 'make the queue if it does not exist (without, an unknown que
  * an unknown queue). Each of them creates the queue it names, and no call removes a queue: a
  * typo (`queue pause emials`) made a queue that counted against the cluster's `maxQueues` for
  * good. Checked here rather than in the state machine, which keeps its commands as they are;
- * between the read and the write another client may make the queue, which is no harm. No read
- * lists the queues, so no nearer name is suggested.
+ * between the read and the write another client may make the queue, which is no harm. The
+ * nearest existing name is suggested, from the list of queues where the cluster serves it.
  */
 async function mustExist(c: FlotillaClient, name: string, verb: string): Promise<void> {
   const { stats } = await c.queue(name).stats();
   if (stats !== null) return;
+  const meant = await nearestQueue(c, name);
   throw new UsageError(
-    `no queue "${name}" on this cluster; nothing was changed. \`queue ${verb}\` would create it, ` +
+    `no queue "${name}" on this cluster${meant === undefined ? '' : ` (did you mean "${meant}"?)`}; ` +
+      `nothing was changed. \`queue ${verb}\` would create it, ` +
       `and a queue is never removed (each counts against the cluster's limit of ` +
-      `${defaultQueueLimits.maxQueues} queues by default). Check the name, or add --create to ` +
-      `make "${name}" on purpose`,
+      `${defaultQueueLimits.maxQueues} queues by default). Check the name (\`queue ls\` lists ` +
+      `them), or add --create to make "${name}" on purpose`,
   );
+}
+
+/**
+ * The existing queue nearest `name`, if one is near: the queues are read a page at a time, at
+ * most the cluster's limit of them. Undefined as well when the cluster cannot list them (a
+ * release before the read): the refusal stands without it.
+ */
+async function nearestQueue(c: FlotillaClient, name: string): Promise<string | undefined> {
+  const names: string[] = [];
+  try {
+    for (let after: string | null | undefined; after !== null && names.length < maxQueuesRead;) {
+      const page = await c.queues({
+        limit: maxPageSize,
+        ...(after === undefined ? {} : { after }),
+      });
+      names.push(...page.queues.map((q) => q.queue));
+      after = page.next;
+    }
+  } catch (err) {
+    if (
+      err instanceof FlotillaError &&
+      (err.code === 'FEATURE_NOT_ENABLED' || err.code === 'NOT_FOUND')
+    )
+      return undefined;
+    throw err;
+  }
+  return closestName(name, names);
 }
 
 /** A worker's error as a line: its stable code first, when it has one. */

@@ -10,6 +10,7 @@ import { Deadline } from '../api/deadline.js';
 import { FlotillaError } from '../base/errors.js';
 import { defaultQueueLimits, isQueueName } from '../base/limits.js';
 import type { PlacementResponse } from '../api/placement-routes.js';
+import { queuePaths } from '../api/queue-paths.js';
 import type {
   ClusterStatus,
   MembersResponse,
@@ -46,6 +47,7 @@ import {
   ReportGatherer,
   type QueueGatherers,
   type QueueTransport,
+  type QueuesResponse,
 } from './queue.js';
 import { checkOptions, pick, refusedEndpoint, sleep } from './util.js';
 import { watchStream, type WatchBatch, type WatchOptions } from './watch.js';
@@ -345,6 +347,16 @@ export class FlotillaClient {
         : { key, target: 'value', op: '=', value: expected };
     const r = await this.txn([cmp], [{ put: { key, value: next } }], [], o);
     return r.succeeded;
+  }
+
+  /**
+   * The cluster's queues in name order, a page at a time: each with its counts per state. `after`
+   * is a name (the previous page's `next`); `limit` 1 to 1,000 (default 100). A node of a
+   * release before the read refuses it FEATURE_NOT_ENABLED (over HTTP, NOT_FOUND).
+   */
+  queues(o: { after?: string; limit?: number } & CallOptions = {}): Promise<QueuesResponse> {
+    checkOptions(o, 'queues', ['after', 'limit']);
+    return this.caller.call('POST', queuePaths.queues, pick(o, 'after', 'limit'), o.signal);
   }
 
   /**

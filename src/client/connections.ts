@@ -38,6 +38,7 @@ const wireReads = new Set<WireOp>([
 /** Request types a node knows only from a feature level on (the handshake says the node's). */
 const wireOpLevels = new Map<WireOp, number>([
   ['queue.reportBulk', features.queueReportBulk.level],
+  ['queue.queues', features.queueList.level],
 ]);
 
 /** After a binary connection could not be made, an endpoint is served over HTTP this long. */

@@ -35,6 +35,7 @@ export {
   type JobState,
   type QueueSettings,
   type QueueStatsResponse,
+  type QueuesResponse,
   type Repeatable,
   type RepeatOptions,
   type ReportOptions,

@@ -124,6 +124,18 @@ export interface ReportOptions {
   readonly signal?: AbortSignal;
 }
 
+/** A page of the cluster's queues, in name order (FlotillaClient.queues). */
+export interface QueuesResponse {
+  readonly header: QueueHeader;
+  readonly queues: readonly {
+    readonly queue: string;
+    readonly paused: boolean;
+    readonly counts: Readonly<Record<JobState, number>>;
+  }[];
+  /** The name to pass as `after` for the next page; null when this page is the last. */
+  readonly next: string | null;
+}
+
 export interface QueueStatsResponse {
   readonly header: QueueHeader;
   /** Null when the queue does not exist (nothing was ever added to it, paused or configured). */

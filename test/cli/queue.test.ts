@@ -154,7 +154,7 @@ void test('queue config and queue repeat add|list|remove', async () => {
   assert.deepEqual((await cli('repeat', 'list', 'cq'))['repeatables'], []);
 });
 
-void test('queue pause|resume|config refuse a queue that does not exist unless --create', async () => {
+void test('queue pause|resume|config refuse a queue that does not exist unless --create; queue ls', async () => {
   const { client, endpoints } = await cluster(1);
   const run = (...args: string[]) => runCli(['queue', '--endpoints', endpoints, ...args], 20_000);
   const statsOf = async (name: string) => (await client.queue(name).stats()).stats;
@@ -169,7 +169,10 @@ void test('queue pause|resume|config refuse a queue that does not exist unless -
     const typo = await run(...args);
     assert.equal(typo.code, 2, `${args.join(' ')}: ${typo.stderr}`);
     assert.equal(typo.stdout, '');
-    assert.match(typo.stderr, /no queue "emials" on this cluster; nothing was changed/);
+    assert.match(
+      typo.stderr,
+      /no queue "emials" on this cluster \(did you mean "emails"\?\); nothing was changed/,
+    );
     assert.match(typo.stderr, /--create/);
     assert.equal(await statsOf('emials'), null, `${args[0]} created the queue`);
   }
@@ -187,6 +190,29 @@ void test('queue pause|resume|config refuse a queue that does not exist unless -
   const configured = await run('config', 'fresh', '--concurrency', '4', '--create');
   assert.equal(configured.code, 0, configured.stderr);
   assert.equal((await statsOf('fresh'))?.concurrency, 4);
+  // A name near none of them is refused without a suggestion.
+  const far = await run('pause', 'zzzzzzzz');
+  assert.equal(far.code, 2, far.stderr);
+  assert.match(far.stderr, /no queue "zzzzzzzz" on this cluster; nothing was changed/);
+  // `queue ls` lists them in name order, a page at a time.
+  const ls = await run('ls');
+  assert.equal(ls.code, 0, ls.stderr);
+  const listed = JSON.parse(ls.stdout) as { queues: { queue: string; paused: boolean }[] };
+  assert.deepEqual(
+    listed.queues.map((q) => [q.queue, q.paused]),
+    [
+      ['emails', false],
+      ['fresh', false],
+      ['later', true],
+    ],
+  );
+  const page = JSON.parse((await run('ls', '--limit', '1', '--after', 'emails')).stdout) as {
+    queues: { queue: string }[];
+    next: string | null;
+  };
+  assert.deepEqual([page.queues.map((q) => q.queue), page.next], [['fresh'], 'fresh']);
+  const bad = await run('ls', '--limit', '0');
+  assert.equal(bad.code, 2, bad.stderr);
 });
 
 void test('queue add-bulk adds a file of lines in bulk adds; a bad line adds nothing', async () => {
