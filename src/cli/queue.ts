@@ -153,10 +153,14 @@ export function queueCommands(
       withClient(opts(), async (c) => {
         const r = await c.queue(name).stats();
         // `"stats": null` alone read like an empty queue: a mistyped name went unnoticed.
-        if (r.stats === null)
+        if (r.stats === null) {
+          const meant = await nearestQueue(c, name);
           process.stderr.write(
-            `no queue "${name}" on this cluster (a queue exists once a job is added to it, or it is paused, resumed or configured with --create)\n`,
+            `no queue "${name}" on this cluster${meant === undefined ? '' : ` (did you mean "${meant}"?)`}; ` +
+              `a queue exists once a job is added to it, or it is paused, resumed or configured ` +
+              `with --create (\`queue ls\` lists them)\n`,
           );
+        }
         return r;
       }),
     );

@@ -123,7 +123,7 @@ void test('queue config and queue repeat add|list|remove', async () => {
   const unknown = await runCli(['queue', '--endpoints', endpoints, 'stats', 'cqq'], 20_000);
   assert.equal(unknown.code, 0, unknown.stderr);
   assert.equal((JSON.parse(unknown.stdout) as { stats: unknown }).stats, null);
-  assert.match(unknown.stderr, /no queue "cqq" on this cluster/);
+  assert.match(unknown.stderr, /no queue "cqq" on this cluster \(did you mean "cq"\?\)/);
   const known = await runCli(['queue', '--endpoints', endpoints, 'stats', 'cq'], 20_000);
   assert.equal(known.stderr, '', 'a queue that exists gets no note');
   const added = await cli('repeat', 'add', 'cq', 'daily', '{"d":1}', '--cron', '15 4 * * *');
