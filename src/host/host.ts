@@ -8,7 +8,8 @@
 
 import type { Message, NodeId } from '../raft/index.js';
 import type { Clock, GroupId, HostTransport, LivenessReporter } from './contracts.js';
-import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from './runtime.js';
+import { RaftRuntime } from './runtime.js';
+import type { RuntimeEvent, RuntimeOptions } from './runtime-options.js';
 
 /** Every group's leadership is told to the liveness lane at least this often, in ticks. */
 const LEADING_SWEEP_TICKS = 100;

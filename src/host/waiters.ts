@@ -142,6 +142,16 @@ export class Waiters {
     if (n > 0) this.readsByIndex.splice(0, n);
   }
 
+  /** Resolves every leader wait `leader` ends: all but those waiting for another than it. */
+  releaseLeaders(leader: number): void {
+    for (const w of this.leaders) {
+      if (w.other === leader) continue;
+      this.leaders.delete(w);
+      this.settle(w);
+      w.resolve(leader);
+    }
+  }
+
   /**
    * Fails every waiter with `err`: proposals as `err` says (they may have been proposed),
    * reads and leader waits definitely (nothing was changed by them).

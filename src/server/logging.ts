@@ -8,7 +8,7 @@
 
 import { pino, type Logger } from 'pino';
 import type { WalRecoveryReport } from '../storage/index.js';
-import type { RuntimeEvent } from '../host/runtime.js';
+import type { RuntimeEvent } from '../host/runtime-options.js';
 
 export type LogFormat = 'json' | 'pretty';
 

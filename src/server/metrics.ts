@@ -3,7 +3,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProgressState } from '../raft/index.js';
-import type { RuntimeEvent } from '../host/runtime.js';
+import type { RuntimeEvent } from '../host/runtime-options.js';
 import type { LoopDelaySnapshot } from './loop-health.js';
 
 const progressStates: readonly ProgressState[] = ['probe', 'replicate', 'snapshot'];

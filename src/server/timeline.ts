@@ -10,7 +10,7 @@
 // rises and its time moves on.
 
 import type { TimelineEntry } from '../api/dashboard-routes.js';
-import type { RuntimeEvent } from '../host/runtime.js';
+import type { RuntimeEvent } from '../host/runtime-options.js';
 
 export type { TimelineEntry } from '../api/dashboard-routes.js';
 

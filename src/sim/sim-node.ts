@@ -23,7 +23,8 @@ import {
   type StateMachine,
 } from '../host/contracts.js';
 import { Host, NODE_BEAT_GROUP } from '../host/host.js';
-import { RaftRuntime, type RuntimeEvent, type RuntimeOptions } from '../host/runtime.js';
+import { RaftRuntime } from '../host/runtime.js';
+import type { RuntimeEvent, RuntimeOptions } from '../host/runtime-options.js';
 import { MemoryPartialSnapshots } from '../host/snapshot-transfer.js';
 import { SessionMachine } from '../host/sessions.js';
 import { KvStateMachine } from '../kv/machine.js';

@@ -18,7 +18,8 @@ import {
   type Rng,
 } from '../raft/index.js';
 import { FlotillaError } from '../base/errors.js';
-import type { RaftRuntime, RuntimeEvent } from '../host/runtime.js';
+import type { RaftRuntime } from '../host/runtime.js';
+import type { RuntimeEvent } from '../host/runtime-options.js';
 import { ClientChecker, SafetyChecker, type DiskView } from './checker.js';
 import { SimError } from './errors.js';
 import { EventQueue } from './event-queue.js';

@@ -17,7 +17,8 @@ import {
   type StateMachine,
 } from '../../src/host/contracts.js';
 import { Host } from '../../src/host/host.js';
-import type { RaftRuntime, RuntimeEvent } from '../../src/host/runtime.js';
+import type { RaftRuntime } from '../../src/host/runtime.js';
+import type { RuntimeEvent } from '../../src/host/runtime-options.js';
 import { MemoryPartialSnapshots } from '../../src/host/snapshot-transfer.js';
 import { createMemoryDisk, createMemoryStorage, type MemoryDisk } from '../../src/storage/index.js';
 import { MemoryNetwork } from '../../src/transport/index.js';

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { RuntimeEvent } from '../../src/host/runtime.js';
+import type { RuntimeEvent } from '../../src/host/runtime-options.js';
 import type { RaftEvent } from '../../src/raft/index.js';
 import { Timeline } from '../../src/server/timeline.js';
 
