@@ -277,3 +277,15 @@ export function leaseDriftTicks(p: Pick<Profile, 'electionTicks' | 'tickSkew'>):
   const s = p.tickSkew;
   return Math.max(1, Math.ceil(e - ((e - 1) * (1 - s)) / (1 + s) - 1e-9));
 }
+
+/** The longest a message or a disk write takes once the faults healed (network.ts says why). */
+export function healedDelayMaxMs(p: Pick<Profile, 'tickMs' | 'electionTicks'>): number {
+  return Math.floor((p.tickMs * p.electionTicks) / 8);
+}
+
+/** An election timeout in virtual time, on the slowest clock the skew allows. */
+export function electionTimeoutMs(
+  p: Pick<Profile, 'tickMs' | 'electionTicks' | 'tickSkew'>,
+): number {
+  return p.tickMs * p.electionTicks * (1 + p.tickSkew);
+}

@@ -6,7 +6,7 @@
 
 import { compareBytes } from '../kv/kv-store.js';
 import { RangeMap } from '../ranges/range-map.js';
-import { FIRST_ALLOCATED_RANGE, type RangeDescriptor } from '../ranges/types.js';
+import { FIRST_ALLOCATED_RANGE, META_GROUP, type RangeDescriptor } from '../ranges/types.js';
 import { nodeDescriptors } from './routing.js';
 import type { SimNode } from './sim-node.js';
 
@@ -28,6 +28,16 @@ export function latestDescriptors(
     }
   }
   return latest;
+}
+
+/** Every group the nodes run now: group 0 alone, or every range known (and the meta group). */
+export function groupIdsNow(
+  nodes: readonly SimNode[],
+  o: { readonly ranges: boolean; readonly meta: boolean },
+): number[] {
+  if (!o.ranges) return [0];
+  const ids = [...latestDescriptors(nodes).keys()];
+  return o.meta ? [...ids, META_GROUP] : ids;
 }
 
 /** Null when the newest descriptors tile the key space; else what is wrong with them. */

@@ -1,0 +1,267 @@
+// Fault injection: what a seed does to the cluster in its fault phase, each fault at the rate
+// its profile drew and from the seed's fault stream: crashes (power loss) and restarts, lost
+// data directories, partitions, slow disks, leadership transfers, and, when turned on,
+// membership churn and replica moves. None starts once the liveness phase begins.
+
+import { createRng, type Rng } from '../raft/index.js';
+import { FlotillaError } from '../base/errors.js';
+import type { RaftRuntime } from '../host/runtime.js';
+import { META_GROUP } from '../ranges/types.js';
+import { proposeRandomChange } from './membership.js';
+import type { Mover } from './mover.js';
+import type { LinkTable } from './network.js';
+import { healedDelayMaxMs, type Profile } from './profile.js';
+import { groupIdsNow, latestDescriptors } from './range-checks.js';
+import type { SimNode } from './sim-node.js';
+import type { Trace } from './trace.js';
+import type { SimEvent, SimStats } from './types.js';
+import { WalNodeDisk } from './wal-disk.js';
+import type { Workload } from './workload.js';
+
+/** A move's steps are looked at this often (the product's leader: every 50 ms). */
+const MOVE_STEP_MS = 50;
+
+/** What the faults need from the simulation. */
+export interface FaultHost {
+  readonly nowMs: number;
+  /** The liveness phase has begun: faults heal and no new one starts. */
+  readonly inLiveness: boolean;
+  node(id: number): SimNode;
+  schedule(delayMs: number, event: SimEvent): void;
+  startNode(n: SimNode): void;
+  /** Every committed entry of every group is durable on a majority. */
+  checkAllDurable(): void;
+  fail(what: string, err: unknown): void;
+}
+
+export interface FaultOptions {
+  readonly profile: Profile;
+  readonly nodes: readonly SimNode[];
+  /** The seed's fault stream; membership churn draws from a stream of its own, made from it. */
+  readonly rng: Rng;
+  readonly links: LinkTable;
+  readonly workload: Workload;
+  readonly trace: Trace;
+  readonly stats: SimStats;
+  /** With moves: the mover. */
+  readonly mover: Mover | null;
+  /** The nodes run ranges, and the meta group. */
+  readonly ranges: boolean;
+  readonly meta: boolean;
+}
+
+export class Faults {
+  /** Membership churn draws from its own source, made only when churn is on. */
+  private readonly churnRng: Rng | null;
+  /** Nodes whose data directory was wiped and that have not caught up since. */
+  private readonly lost = new Set<number>();
+
+  constructor(
+    private readonly host: FaultHost,
+    private readonly o: FaultOptions,
+  ) {
+    this.churnRng = o.profile.membershipEveryMs > 0 ? createRng(o.rng.int(0x100000000)) : null;
+  }
+
+  /** Nodes whose data directory was wiped and that have not caught up since. */
+  get wiped(): ReadonlySet<number> {
+    return this.lost;
+  }
+
+  /** Schedules the first of each fault the profile turns on. */
+  start(): void {
+    const p = this.o.profile;
+    const jitter = (ms: number): number => ms * (0.5 + this.o.rng.float());
+    if (p.partitionEveryMs > 0)
+      this.host.schedule(jitter(p.partitionEveryMs), { kind: 'partition' });
+    if (p.crashEveryMs > 0) this.host.schedule(jitter(p.crashEveryMs), { kind: 'crash' });
+    if (p.wipeEveryMs > 0) this.host.schedule(jitter(p.wipeEveryMs), { kind: 'wipe' });
+    if (p.transferEveryMs > 0) this.host.schedule(jitter(p.transferEveryMs), { kind: 'transfer' });
+    if (p.membershipEveryMs > 0) {
+      this.host.schedule(jitter(p.membershipEveryMs), { kind: 'membership' });
+    }
+    if (p.moveEveryMs > 0) {
+      this.host.schedule(jitter(p.moveEveryMs), { kind: 'move' });
+      this.host.schedule(MOVE_STEP_MS, { kind: 'move-step' });
+    }
+  }
+
+  diskLatencyMs(): number {
+    const p = this.o.profile;
+    const maxMs = this.host.inLiveness
+      ? Math.min(p.persistMaxMs, healedDelayMaxMs(p))
+      : p.persistMaxMs;
+    return maxMs === 0 ? 0 : this.o.rng.int(maxMs + 1);
+  }
+
+  /** Power loss on `n`: its runtime is abandoned and its clients see their requests fail. */
+  private powerOff(n: SimNode): void {
+    n.crash();
+    this.o.workload.onNodeCrash(n.id);
+  }
+
+  onCrash(): void {
+    if (this.host.inLiveness) return;
+    const p = this.o.profile;
+    // Running or still starting: a crash during the WAL's recovery is a crash too.
+    const up = this.o.nodes.filter((n) => n.up || n.starting);
+    if (up.length > 0) {
+      const victim = up[this.o.rng.int(up.length)] as SimNode;
+      this.o.stats.crashes++;
+      this.powerOff(victim);
+      // Whatever was lost, every committed entry must still be durable on a majority.
+      this.host.checkAllDurable();
+      this.host.schedule(p.restartAfterMs * (0.5 + this.o.rng.float()), {
+        kind: 'restart',
+        node: victim.id,
+      });
+    }
+    this.host.schedule(p.crashEveryMs * (0.5 + this.o.rng.float()), { kind: 'crash' });
+  }
+
+  /**
+   * A node loses its whole data directory (DESIGN.md, "A node that lost its data"). Its disk
+   * counts as holding everything until it has caught up, since the durability check is about
+   * what the cluster can still lose; election safety, leader completeness and the applied
+   * values prove the rule. Preconditions, as documented: the rest of the cluster is whole
+   * when a disk is lost, that is every other node holds some log (with a majority of empty
+   * logs the cluster looks brand new) and none is itself recovering.
+   */
+  onWipe(): void {
+    if (this.host.inLiveness) return;
+    const p = this.o.profile;
+    this.host.schedule(p.wipeEveryMs * (0.5 + this.o.rng.float()), { kind: 'wipe' });
+    const victim = this.o.nodes[this.o.rng.int(this.o.nodes.length)] as SimNode;
+    const othersWhole = this.o.nodes.every(
+      (n) =>
+        n === victim ||
+        (n.disk.hasLog() &&
+          n.disk.recovery !== 'recovering' &&
+          (!n.up || n.raft.recovery() !== 'recovering') &&
+          (!this.o.ranges || !this.rangesRecovering(n))),
+    );
+    if (this.lost.size > 0 || !othersWhole) return;
+    this.o.stats.wipes++;
+    this.lost.add(victim.id);
+    this.o.trace.note(this.host.nowMs, `node ${victim.id} data directory wiped`);
+    // A node still starting is powered off too: its start reads the disk being wiped.
+    if (victim.up || victim.starting) {
+      this.powerOff(victim);
+      this.host.schedule(p.restartAfterMs * (0.5 + this.o.rng.float()), {
+        kind: 'restart',
+        node: victim.id,
+      });
+    }
+    victim.disk.wipe();
+    // Every range that exists lost its data here too: each recovers as group 0 does.
+    if (this.o.ranges && victim.disk instanceof WalNodeDisk) {
+      victim.disk.lostGroups.clear();
+      for (const id of latestDescriptors(this.o.nodes).keys())
+        if (id !== 0) victim.disk.lostGroups.add(id);
+      if (this.o.meta) victim.disk.lostGroups.add(META_GROUP);
+    }
+  }
+
+  /** Whether any of `n`'s range groups is still recovering a lost disk (on disk or running). */
+  private rangesRecovering(n: SimNode): boolean {
+    if (n.disk instanceof WalNodeDisk && n.disk.anyRecovering()) return true;
+    if (this.o.meta && n.coreOf(META_GROUP)?.recovery() === 'recovering') return true;
+    return n.groupIds().some((g) => n.coreOf(g)?.recovery() === 'recovering');
+  }
+
+  /** A wiped node is whole again once it has caught up and its disk no longer says recovering. */
+  noteRecoveries(): void {
+    for (const id of this.lost) {
+      const n = this.host.node(id);
+      if (
+        n.up &&
+        n.raft.recovery() === 'none' &&
+        n.disk.recovery === 'none' &&
+        (!this.o.ranges || !this.rangesRecovering(n))
+      )
+        this.lost.delete(id);
+    }
+  }
+
+  onRestart(id: number): void {
+    const n = this.host.node(id);
+    // Running, or still starting (the WAL's recovery takes virtual time): one process at a time.
+    if (n.up || n.starting) return;
+    // The runtime's start-up rule for an empty data directory (DESIGN.md, "A node that lost
+    // its data"): if any peer holds a log, the cluster exists and this node recovers.
+    if (n.disk.isBlank() && this.o.nodes.some((o) => o !== n && o.disk.hasLog())) {
+      n.disk.recovery = 'recovering';
+    }
+    this.host.startNode(n);
+  }
+
+  onPartition(): void {
+    if (this.host.inLiveness) return;
+    const p = this.o.profile;
+    const r = this.o.rng;
+    const links = this.o.links;
+    links.healAll();
+    if (p.oneWay && r.float() < 0.5) {
+      // One-way cuts: a node may hear a leader it cannot answer (or the reverse).
+      const cuts = 1 + r.int(p.nodes);
+      for (let i = 0; i < cuts; i++) links.cutOneWay(1 + r.int(p.nodes), 1 + r.int(p.nodes));
+    } else {
+      const side = new Set<number>();
+      const size = 1 + r.int(Math.floor(p.nodes / 2));
+      while (side.size < size) side.add(1 + r.int(p.nodes));
+      links.split(side);
+    }
+    this.o.stats.partitions++;
+    this.o.trace.note(this.host.nowMs, `partition ${links.describe()}`);
+    this.host.schedule(p.partitionForMs * (0.5 + r.float()), { kind: 'heal' });
+    this.host.schedule(p.partitionEveryMs * (0.5 + r.float()), { kind: 'partition' });
+  }
+
+  onTransfer(): void {
+    if (this.host.inLiveness) return;
+    const p = this.o.profile;
+    // With ranges, the leadership of a range drawn among those the nodes run.
+    const ids = groupIdsNow(this.o.nodes, this.o);
+    const group = ids[this.o.ranges ? this.o.rng.int(ids.length) : 0] ?? 0;
+    const leaderOf = (n: SimNode): RaftRuntime | undefined => n.runtimeOf(group);
+    const leader = this.o.nodes.find((n) => n.up && leaderOf(n)?.isLeader() === true);
+    if (leader !== undefined) {
+      let to = 1 + this.o.rng.int(p.nodes);
+      if (to === leader.id) to = (to % p.nodes) + 1;
+      try {
+        leaderOf(leader)?.transferLeadership(to);
+      } catch (err) {
+        // Refused (the target is silent, or leadership just moved): as an operator would see.
+        if (!(err instanceof FlotillaError)) throw err;
+      }
+    }
+    this.host.schedule(p.transferEveryMs * (0.5 + this.o.rng.float()), { kind: 'transfer' });
+  }
+
+  /** Asks the leader for a random membership change, as an operator would. */
+  onMembership(): void {
+    if (this.host.inLiveness || this.churnRng === null) return;
+    const p = this.o.profile;
+    this.host.schedule(p.membershipEveryMs * (0.5 + this.churnRng.float()), {
+      kind: 'membership',
+    });
+    if (proposeRandomChange(this.churnRng, this.o.nodes, (what, err) => this.host.fail(what, err)))
+      this.o.stats.confChanges++;
+  }
+
+  /** Starts a move (fault phase only), as an operator or the placement loop would. */
+  onMove(): void {
+    if (this.host.inLiveness || this.o.mover === null) return;
+    this.host.schedule(this.o.profile.moveEveryMs * (0.5 + this.o.rng.float()), { kind: 'move' });
+    this.o.mover.begin();
+  }
+
+  /** The move under way takes its next step; one finishing in the liveness phase may. */
+  onMoveStep(): void {
+    const mover = this.o.mover;
+    if (mover === null) return;
+    mover.next();
+    if (!this.host.inLiveness || mover.active())
+      this.host.schedule(MOVE_STEP_MS, { kind: 'move-step' });
+  }
+}
