@@ -231,7 +231,7 @@ export function buildProgram(): Command {
         tlsClientCertAuth: o['tlsClientCertAuth'],
       };
       const config = resolveNodeConfig(file, configFromEnv(process.env), flags);
-      const { runNode } = await import('../server/node.js');
+      const { runNode } = await import('../server/run-node.js');
       try {
         await runNode(config, { unknownEnv: unknownEnvVars(process.env) });
       } catch (err) {

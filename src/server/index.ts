@@ -2,7 +2,8 @@
 // Flotilla node: the node itself, the configuration it is built from, and the errors start-up
 // can report. `flotilla start` is `runNode(resolveNodeConfig(file, env, flags))`.
 
-export { FlotillaNode, runNode } from './node.js';
+export { FlotillaNode } from './node.js';
+export { runNode } from './run-node.js';
 // The type of `FlotillaNode.runtime`, so that a program can name what it reads from it.
 export type { RaftRuntime } from '../host/runtime.js';
 export {

@@ -1,7 +1,7 @@
 // The key-value store's side of a node: how a validated API write becomes a log entry (the
 // transaction inside a session envelope, stamped with the leader's clock) and how its applied
 // result becomes an answer; how a read waits for ReadIndex. The HTTP routes call it through the
-// backend in node.ts, and the simulator calls it directly, so both drive the same code.
+// backend in kv-backend.ts, and the simulator calls it directly, so both drive the same code.
 
 import { toFlotillaError } from '../api/errors.js';
 import { FlotillaError } from '../base/errors.js';

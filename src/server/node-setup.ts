@@ -114,7 +114,7 @@ export async function resolveIdentity(
       );
     const recorded = readIdentity(given.dataDir);
     if (recorded !== null) checkNotRemoved(given.dataDir, recorded);
-    // A log without its identity file is refused once storage opens (node.ts); before a join it
+    // A log without its identity file is refused once storage opens (node-open.ts); before a join it
     // must be refused now, or the cluster would first add this directory's node as a learner.
     // Judged by the WAL's files, or SQLite's rows read without opening the storage.
     if (recorded === null && given.join.length > 0) {

@@ -54,7 +54,7 @@ export interface RangeAdminOptions {
    */
   readonly busy: Set<RangeId>;
   /**
-   * A test's fault (node.ts, NodeTestHooks): runs after the split applied and before the map
+   * A test's fault (node-ranges.ts, NodeTestHooks): runs after the split applied and before the map
    * records it; a throw ends the request there.
    */
   readonly beforeMapRecord?: (left: RangeDescriptor, right: RangeDescriptor) => Promise<void>;

@@ -14,7 +14,7 @@
 // directory lost alone (moved aside, emptied) while range 0 and the other groups kept theirs
 // would otherwise start again on empty storage as a voter, with a log and a vote it no longer
 // remembers. A range recorded held whose directory holds no storage file makes the node
-// recover every group, as a node that lost its data does (node.ts).
+// recover every group, as a node that lost its data does (node-open.ts).
 
 import {
   closeSync,

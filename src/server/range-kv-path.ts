@@ -5,7 +5,7 @@
 // (range-remote.ts): a write's body is forwarded to its leader, a read to a replica, a watch
 // relayed from one (range-watch.ts). A multi-range read is read range by range
 // (range-kv-across.ts). The fronts (HTTP, the binary protocol) reach it through the node's
-// backend (node.ts).
+// backend (kv-backend.ts).
 
 import type { KvBackend, RangeSpec } from '../api/routes.js';
 import { FlotillaError } from '../base/errors.js';

@@ -259,7 +259,7 @@ export interface RangeReplicasOptions {
   /** Told of a range prepared here (the retirer gives it time to be added). */
   readonly onPrepared?: (range: RangeId) => void;
   /**
-   * A test's fault (node.ts, NodeTestHooks): runs after the range recorded its new replicas and
+   * A test's fault (node-ranges.ts, NodeTestHooks): runs after the range recorded its new replicas and
    * before the map does; a throw ends the change there.
    */
   readonly beforeMapRecord?: (d: RangeDescriptor) => Promise<void>;

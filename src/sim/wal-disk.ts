@@ -139,7 +139,7 @@ export class WalNodeDisk implements NodeDisk {
   }
 
   /**
-   * The range record as a starting node reads it (node.ts): from the file in the data
+   * The range record as a starting node reads it (node-open.ts): from the file in the data
    * directory, over this disk, so that a crash keeps only what the record synced.
    */
   openRangeDirs(): RangeDirs {

@@ -1,5 +1,5 @@
-// Simulated clients, going through the calls the product's backend makes (node.ts,
-// `backend()`): a write is encoded with the client's session and the node's clock, proposed
+// Simulated clients, going through the calls the product's backend makes (kv-backend.ts,
+// `kvBackend()`): a write is encoded with the client's session and the node's clock, proposed
 // to the runtime, and its result mapped as the API maps it; a read waits for the runtime's
 // linearizableRead and then reads the node's state machine. Each client runs one operation
 // at a time and retries a write with the same session sequence number until it is answered

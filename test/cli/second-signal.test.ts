@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { NodeStatus } from '../../src/api/types.js';
-import { SIGNAL_ECHO_MS } from '../../src/server/node.js';
+import { SIGNAL_ECHO_MS } from '../../src/server/run-node.js';
 import { freePorts } from '../e2e/harness.js';
 import { until } from '../support/until.js';
 import { exitOf, startCli, stopAll, waitForOutput, type CliRun } from './run.js';

@@ -56,7 +56,7 @@ void test('an empty member waits for every other member before it starts a new c
 
 void test('an empty member that hears of a log from any member recovers', async () => {
   const lines: { msg: string }[] = [];
-  // Member 3 recovering lost data says it holds a log (node.ts), as member 1 would.
+  // Member 3 recovering lost data says it holds a log (node-open.ts), as member 1 would.
   const r = await decideEmptyStart(config, new Map([[3, true]]), capture(lines), undefined, 50);
   assert.equal(r, 'recovering');
   assert.match(lines.at(-1)?.msg ?? '', /peers 3 hold a log: this node lost its data/);

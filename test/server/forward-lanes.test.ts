@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { TestNodes, until } from './nodes.js';
 
-// A follower forwards at most this many requests of one group at once (node.ts); claims have
+// A follower forwards at most this many requests of one group at once (member-pools.ts); claims have
 // a lane of their own, with a limit of its own.
 const forwardLimit = 128;
 const requestTimeoutMs = 1_000;
