@@ -79,8 +79,13 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
   const work = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);
   await rm(work, { recursive: true, force: true });
   // The parents follow the umask; the data directory (renamed from this) is its owner's alone.
-  await mkdir(dirname(work), { recursive: true });
-  await mkdir(work, { mode: 0o700 });
+  try {
+    await mkdir(dirname(work), { recursive: true });
+    await mkdir(work, { mode: 0o700 });
+  } catch (err) {
+    // Said of the directory asked for: the work directory's name means nothing to the user.
+    throw unwritable(target, err);
+  }
   try {
     const stored = await storeGroups(o, work, members, checked.sha256);
     // A backup holds no meta group (the new cluster's range map starts afresh); its storage is
@@ -222,7 +227,8 @@ async function checkEmptyTarget(target: string): Promise<void> {
     names = await readdir(target);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
+    if (err instanceof BackupError) throw err;
+    throw unwritable(target, err);
   }
   if (names.length > 0)
     throw new BackupError(
@@ -231,17 +237,46 @@ async function checkEmptyTarget(target: string): Promise<void> {
     );
 }
 
+function unwritable(target: string, err: unknown): BackupError {
+  const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  const why =
+    code === 'ENOTDIR'
+      ? 'a directory on its path is a file'
+      : `${dirname(target)} does not let this user create it (${code})`;
+  return new BackupError(
+    'RESTORE_DIR_UNWRITABLE',
+    `Cannot create the data directory ${target}: ${why}; give --data-dir a path this user can create; nothing was written`,
+  );
+}
+
 async function statOrFail(file: string): Promise<{ size: number }> {
+  let st;
   try {
-    return await stat(file);
+    st = await stat(file);
   } catch (err) {
     throw new BackupError(
       'BACKUP_UNREADABLE',
       `Cannot read backup ${file}: ${(err as Error).message}`,
     );
   }
+  // Read as a file, a directory failed with a bare EISDIR and no code of a backup's.
+  if (st.isDirectory())
+    throw new BackupError(
+      'BACKUP_UNREADABLE',
+      `Cannot read backup ${file}: it is a directory; give the file \`flotilla snapshot save\` wrote`,
+    );
+  return st;
 }
 
-function readFile(file: string): AsyncIterable<Uint8Array> {
-  return createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Uint8Array>;
+/** The file's bytes; a failure to read them (no permission, an I/O error) is BACKUP_UNREADABLE. */
+async function* readFile(file: string): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }))
+      yield chunk as Uint8Array;
+  } catch (err) {
+    throw new BackupError(
+      'BACKUP_UNREADABLE',
+      `Cannot read backup ${file}: ${(err as Error).message}`,
+    );
+  }
 }

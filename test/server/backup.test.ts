@@ -159,6 +159,7 @@ async function refused(
     (e: unknown) => {
       assert.ok(e instanceof BackupError, String(e));
       assert.equal(e.code, code, e.message);
+      assert.doesNotMatch(e.message, /restoring-/, 'the work directory is not the one named');
       return true;
     },
   );
@@ -201,6 +202,19 @@ void test('restore refuses damage, a used directory and a stranger, and writes n
     'group-1',
     'group-2',
   ]);
+});
+
+void test('restore says what is wrong with a backup path that is a directory, or a data directory it cannot create', async () => {
+  // Both failed with a bare errno (EISDIR; ENOTDIR, EPERM or ENOENT naming the temporary work
+  // directory) and no code of a backup's.
+  mkdirSync(join(dir, 'a-directory'));
+  await refused({ file: join(dir, 'a-directory'), dataDir: join(dir, 'r5') }, 'BACKUP_UNREADABLE');
+  writeFileSync(join(dir, 'a-file'), 'x');
+  await refused({ dataDir: join(dir, 'a-file', 'node1') }, 'RESTORE_DIR_UNWRITABLE');
+  // A directory no one may create a directory in, even root: /proc. (Not deeper: Node's
+  // recursive mkdir loops for ever on /proc/a/b, where mkdir says ENOENT for a parent that is.)
+  if (process.platform === 'linux')
+    await refused({ dataDir: '/proc/flotilla-restore-test' }, 'RESTORE_DIR_UNWRITABLE');
 });
 
 void test('planted: a backup missing its last chunk is refused, or (made consistent) caught by the check', async () => {
