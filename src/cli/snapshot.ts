@@ -87,6 +87,17 @@ export async function checkWritable(file: string): Promise<void> {
   }
   const f = await stat(file).catch(() => null);
   if (f?.isDirectory() === true) throw refuse('it is a directory');
+  // access() answers for the mode bits only: root passes it everywhere, and a filesystem may
+  // refuse what the bits allow (/proc, an NFS export that squashes root). Creating the
+  // temporary file the save writes is the proof.
+  const probe = partFile(file);
+  try {
+    await (await open(probe, 'wx', 0o600)).close();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw refuse(`a file cannot be created in ${dir} (${code})`);
+  }
+  await rm(probe, { force: true });
 }
 
 /** The answers after which the next endpoint is asked. */
