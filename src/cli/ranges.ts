@@ -12,6 +12,7 @@ import type {
   ReadConsistency,
   SplitResponse,
 } from '../client/index.js';
+import { int } from './int-option.js';
 import { table } from './text-table.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
@@ -122,7 +123,13 @@ function id(what: string): (v: string) => number {
 }
 
 /**
- * `--replicas 1,2,3`: node ids, each a positive integer. Commander's option parser, so a bad
+ * A node id on the command line, as the server bounds it (`--from 0` was sent, and refused
+ * BAD_REQUEST with exit code 1 naming the body's field "from" rather than the option).
+ */
+const nodeId = (what: string) => int(what, 1, 2 ** 31);
+
+/**
+ * `--replicas 1,2,3`: node ids, each a positive integer, none twice. Commander's option parser, so a bad
  * list is a usage error (one line, exit code 2) before any request, not a stack trace.
  */
 export function parseIdList(text: string): number[] {
@@ -132,6 +139,11 @@ export function parseIdList(text: string): number[] {
       throw new InvalidArgumentError(
         `--replicas takes comma-separated node ids, got ${JSON.stringify(text)}`,
       );
+  const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (twice !== undefined)
+    throw new InvalidArgumentError(
+      `--replicas names node ${twice} twice, got ${JSON.stringify(text)}`,
+    );
   return ids.map(Number);
 }
 
@@ -191,8 +203,8 @@ export function rangeCommands(
       "move one replica of RANGE from node F to node T (a member not holding it): T receives the range's state and votes before F leaves; answered once done",
     )
     .argument('<range>', 'the range id (3 or more: ranges 0-2 run on every member)', id('RANGE'))
-    .requiredOption('--from <id>', 'the node giving its replica up', id('--from'))
-    .requiredOption('--to <id>', 'the node receiving the replica', id('--to'))
+    .requiredOption('--from <id>', 'the node giving its replica up', nodeId('--from'))
+    .requiredOption('--to <id>', 'the node receiving the replica', nodeId('--to'))
     .option('--json', 'print the answer as JSON')
     .action(async (rangeId: number, o: { from: number; to: number; json?: boolean }) =>
       withClient(range.opts<ClusterOptions>(), async (c) => {
@@ -208,7 +220,7 @@ export function rangeCommands(
       'hand the leadership of RANGE to node N, one of its voters: answered once N leads (ranges 1 and 2 are refused)',
     )
     .argument('<range>', 'the range id', id('RANGE'))
-    .requiredOption('--to <id>', 'the voter to lead the range', id('--to'))
+    .requiredOption('--to <id>', 'the voter to lead the range', nodeId('--to'))
     .option('--json', 'print the answer as JSON')
     .action(async (rangeId: number, o: { to: number; json?: boolean }) =>
       withClient(range.opts<ClusterOptions>(), async (c) => {
