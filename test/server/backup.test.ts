@@ -27,7 +27,7 @@ import { resolveNodeConfig } from '../../src/server/config.js';
 import { readIdentity } from '../../src/server/data-dir.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { restoreBackup, verifyBackupFile } from '../../src/server/restore.js';
-import { exitOf, startCli, stopAll } from '../cli/run.js';
+import { exitOf, runCli, startCli, stopAll } from '../cli/run.js';
 import { freePorts } from '../e2e/harness.js';
 import { dropLastKvChunk, missingWrites } from '../support/backups.js';
 import { until } from '../support/until.js';
@@ -312,6 +312,29 @@ void test('save refuses a file it cannot write before asking any node, naming th
       return true;
     });
   }
+});
+
+void test('save refuses options that cannot go together, or no endpoint, as usage errors', async () => {
+  // Each was a failure (exit code 1): BAD_REQUEST for the first two, and for the last two
+  // "CONNECTION: No endpoint served a backup: " followed by nothing, or by "Invalid URL".
+  const target = join(dir, 'usage.flbk');
+  for (const [args, says] of [
+    [
+      ['--data-dir', dir, '--endpoints', 'http://127.0.0.1:1'],
+      /--data-dir .* or --endpoints .*not both/,
+    ],
+    [
+      ['--include-uncommitted', '--endpoints', 'http://127.0.0.1:1'],
+      /--include-uncommitted is for/,
+    ],
+    [['--endpoints', ''], /--endpoints lists no URL/],
+    [['--endpoints', 'notaurl'], /"notaurl" is not an http:\/\/ or https:\/\/ URL/],
+  ] as const) {
+    const r = await runCli(['snapshot', 'save', target, ...args], 20_000);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, says);
+  }
+  assert.equal(existsSync(target), false);
 });
 
 void test('save from members that all know no leader says NO_LEADER and the way out', async () => {
