@@ -51,13 +51,26 @@ export async function verifyBackupFile(
 ): Promise<{ header: BackupHeader; summary: BackupSummary; sha256: string; bytes: number }> {
   let header: BackupHeader | null = null;
   const bytes = (await statOrFail(file)).size;
-  for await (const r of readBackup(readFile(file))) {
-    if (r.kind === 'header') header = r.header;
-    else if (r.kind === 'end')
-      return { header: header as BackupHeader, summary: r.summary, sha256: r.sha256, bytes };
+  // "truncated: it ends at byte 0, inside the header" said it of a file that holds nothing.
+  if (bytes === 0)
+    throw new BackupError('BACKUP_CORRUPT', `Backup ${file} is empty (0 bytes)${useAnother}`);
+  try {
+    for await (const r of readBackup(readFile(file))) {
+      if (r.kind === 'header') header = r.header;
+      else if (r.kind === 'end')
+        return { header: header as BackupHeader, summary: r.summary, sha256: r.sha256, bytes };
+    }
+  } catch (err) {
+    // The damage, then what to do about it: no repair is possible, only another copy.
+    if (err instanceof BackupError && err.code === 'BACKUP_CORRUPT')
+      throw new BackupError('BACKUP_CORRUPT', `${err.message}${useAnother}`);
+    throw err;
   }
   throw new Error('readBackup ended without its end record');
 }
+
+const useAnother =
+  '; nothing was written: restore from another copy of the backup, or save a new one (flotilla snapshot save)';
 
 export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
   const members = [...new Set(o.members)].sort((a, b) => a - b);

@@ -204,13 +204,36 @@ void test('restore refuses damage, a used directory and a stranger, and writes n
   ]);
 });
 
-void test('restore says what is wrong with a backup path that is a directory, or a data directory it cannot create', async () => {
+void test('restore says what is wrong and what to do: a directory or a damaged file as the backup, a data directory it cannot create', async () => {
   // Both failed with a bare errno (EISDIR; ENOTDIR, EPERM or ENOENT naming the temporary work
   // directory) and no code of a backup's.
   mkdirSync(join(dir, 'a-directory'));
   await refused({ file: join(dir, 'a-directory'), dataDir: join(dir, 'r5') }, 'BACKUP_UNREADABLE');
   writeFileSync(join(dir, 'a-file'), 'x');
   await refused({ dataDir: join(dir, 'a-file', 'node1') }, 'RESTORE_DIR_UNWRITABLE');
+  // A damaged file says what to do, and an empty one is not called truncated at byte 0.
+  writeFileSync(join(dir, 'empty.flbk'), '');
+  writeFileSync(join(dir, 'cut.flbk'), readFileSync(file).subarray(0, 1000));
+  for (const [name, damage] of [
+    ['cut.flbk', /truncated/],
+    ['empty.flbk', /is empty \(0 bytes\)/],
+  ] as const)
+    await assert.rejects(
+      restoreBackup({
+        file: join(dir, name),
+        dataDir: join(dir, 'r6'),
+        id: 1,
+        members: [1],
+        clusterId: 'x',
+        storage: 'wal',
+      }),
+      (e: unknown) => {
+        assert.ok(e instanceof BackupError && e.code === 'BACKUP_CORRUPT', String(e));
+        assert.match(e.message, damage);
+        assert.match(e.message, /restore from another copy of the backup, or save a new one/);
+        return true;
+      },
+    );
   // A directory no one may create a directory in, even root: /proc. (Not deeper: Node's
   // recursive mkdir loops for ever on /proc/a/b, where mkdir says ENOENT for a parent that is.)
   if (process.platform === 'linux')
