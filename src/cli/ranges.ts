@@ -14,6 +14,7 @@ import type {
 } from '../client/index.js';
 import { int } from './int-option.js';
 import { table } from './text-table.js';
+import { UsageError } from './usage-error.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
 type WithClient = <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>;
@@ -206,14 +207,20 @@ export function rangeCommands(
     .requiredOption('--from <id>', 'the node giving its replica up', nodeId('--from'))
     .requiredOption('--to <id>', 'the node receiving the replica', nodeId('--to'))
     .option('--json', 'print the answer as JSON')
-    .action(async (rangeId: number, o: { from: number; to: number; json?: boolean }) =>
-      withClient(range.opts<ClusterOptions>(), async (c) => {
+    .action(async (rangeId: number, o: { from: number; to: number; json?: boolean }) => {
+      // The server refuses it INVALID_REQUEST; as a failure (exit code 1) it read as the
+      // cluster's, where it is the command line's.
+      if (o.from === o.to)
+        throw new UsageError(
+          `range move --from ${o.from} --to ${o.to}: a move from a node to itself changes nothing; give another --to`,
+        );
+      return withClient(range.opts<ClusterOptions>(), async (c) => {
         const r = await c.moveRange(rangeId, o.from, o.to);
         if (o.json === true) return r;
         process.stdout.write(renderMove(r));
         return undefined;
-      }),
-    );
+      });
+    });
   range
     .command('transfer')
     .description(
