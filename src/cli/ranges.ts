@@ -12,7 +12,9 @@ import type {
   ReadConsistency,
   SplitResponse,
 } from '../client/index.js';
+import { int } from './int-option.js';
 import { table } from './text-table.js';
+import { UsageError } from './usage-error.js';
 import { tokenOption, type ClusterOptions } from './token.js';
 
 type WithClient = <T>(opts: ClusterOptions, fn: (c: FlotillaClient) => Promise<T>) => Promise<void>;
@@ -122,7 +124,13 @@ function id(what: string): (v: string) => number {
 }
 
 /**
- * `--replicas 1,2,3`: node ids, each a positive integer. Commander's option parser, so a bad
+ * A node id on the command line, as the server bounds it (`--from 0` was sent, and refused
+ * BAD_REQUEST with exit code 1 naming the body's field "from" rather than the option).
+ */
+const nodeId = (what: string) => int(what, 1, 2 ** 31);
+
+/**
+ * `--replicas 1,2,3`: node ids, each a positive integer, none twice. Commander's option parser, so a bad
  * list is a usage error (one line, exit code 2) before any request, not a stack trace.
  */
 export function parseIdList(text: string): number[] {
@@ -132,6 +140,11 @@ export function parseIdList(text: string): number[] {
       throw new InvalidArgumentError(
         `--replicas takes comma-separated node ids, got ${JSON.stringify(text)}`,
       );
+  const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (twice !== undefined)
+    throw new InvalidArgumentError(
+      `--replicas names node ${twice} twice, got ${JSON.stringify(text)}`,
+    );
   return ids.map(Number);
 }
 
@@ -191,24 +204,30 @@ export function rangeCommands(
       "move one replica of RANGE from node F to node T (a member not holding it): T receives the range's state and votes before F leaves; answered once done",
     )
     .argument('<range>', 'the range id (3 or more: ranges 0-2 run on every member)', id('RANGE'))
-    .requiredOption('--from <id>', 'the node giving its replica up', id('--from'))
-    .requiredOption('--to <id>', 'the node receiving the replica', id('--to'))
+    .requiredOption('--from <id>', 'the node giving its replica up', nodeId('--from'))
+    .requiredOption('--to <id>', 'the node receiving the replica', nodeId('--to'))
     .option('--json', 'print the answer as JSON')
-    .action(async (rangeId: number, o: { from: number; to: number; json?: boolean }) =>
-      withClient(range.opts<ClusterOptions>(), async (c) => {
+    .action(async (rangeId: number, o: { from: number; to: number; json?: boolean }) => {
+      // The server refuses it INVALID_REQUEST; as a failure (exit code 1) it read as the
+      // cluster's, where it is the command line's.
+      if (o.from === o.to)
+        throw new UsageError(
+          `range move --from ${o.from} --to ${o.to}: a move from a node to itself changes nothing; give another --to`,
+        );
+      return withClient(range.opts<ClusterOptions>(), async (c) => {
         const r = await c.moveRange(rangeId, o.from, o.to);
         if (o.json === true) return r;
         process.stdout.write(renderMove(r));
         return undefined;
-      }),
-    );
+      });
+    });
   range
     .command('transfer')
     .description(
       'hand the leadership of RANGE to node N, one of its voters: answered once N leads (ranges 1 and 2 are refused)',
     )
     .argument('<range>', 'the range id', id('RANGE'))
-    .requiredOption('--to <id>', 'the voter to lead the range', id('--to'))
+    .requiredOption('--to <id>', 'the voter to lead the range', nodeId('--to'))
     .option('--json', 'print the answer as JSON')
     .action(async (rangeId: number, o: { to: number; json?: boolean }) =>
       withClient(range.opts<ClusterOptions>(), async (c) => {

@@ -22,6 +22,7 @@ import { backupPath } from '../server/backup.js';
 import { ConfigError, configDefaults, parseInitialCluster } from '../server/config.js';
 import { nodeFs } from '../storage/index.js';
 import { tokenOption, type ClusterOptions } from './token.js';
+import { UsageError } from './usage-error.js';
 
 export type SaveReport = BackupSaveReport;
 
@@ -87,6 +88,17 @@ export async function checkWritable(file: string): Promise<void> {
   }
   const f = await stat(file).catch(() => null);
   if (f?.isDirectory() === true) throw refuse('it is a directory');
+  // access() answers for the mode bits only: root passes it everywhere, and a filesystem may
+  // refuse what the bits allow (/proc, an NFS export that squashes root). Creating the
+  // temporary file the save writes is the proof.
+  const probe = partFile(file);
+  try {
+    await (await open(probe, 'wx', 0o600)).close();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw refuse(`a file cannot be created in ${dir} (${code})`);
+  }
+  await rm(probe, { force: true });
 }
 
 /** The answers after which the next endpoint is asked. */
@@ -291,8 +303,7 @@ export function snapshotCommands(
           );
         if (o.dataDir !== undefined) {
           if (cmd.getOptionValueSource('endpoints') === 'cli')
-            throw new FlotillaError(
-              'BAD_REQUEST',
+            throw new UsageError(
               'Give --data-dir (a stopped member) or --endpoints (a running cluster), not both',
             );
           const { saveFromDataDir } = await import('../server/offline-backup.js');
@@ -319,14 +330,24 @@ export function snapshotCommands(
           return;
         }
         if (o.includeUncommitted === true)
-          throw new FlotillaError(
-            'BAD_REQUEST',
+          throw new UsageError(
             '--include-uncommitted is for a save from a stopped member (--data-dir)',
           );
         const endpoints = o.endpoints
           .split(',')
           .map((e) => e.trim())
           .filter(Boolean);
+        // Said as "No endpoint served a backup: " with nothing after it, or "notaurl: Invalid
+        // URL", as a failure to reach the cluster (exit code 1).
+        if (endpoints.length === 0)
+          throw new UsageError(
+            "--endpoints lists no URL: give the nodes' base URLs, such as http://127.0.0.1:8001",
+          );
+        for (const e of endpoints)
+          if (!URL.canParse(e) || !/^https?:$/.test(new URL(e).protocol))
+            throw new UsageError(
+              `--endpoints: ${JSON.stringify(e)} is not an http:// or https:// URL: give a node's base URL, such as http://127.0.0.1:8001`,
+            );
         const clientTls = tls();
         removeOnSignal(file);
         const r = await saveBackup(endpoints, file, {

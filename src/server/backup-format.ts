@@ -51,6 +51,8 @@ export type BackupErrorCode =
   | 'BACKUP_STATE_INVALID'
   /** Restore refuses a data directory that holds anything. */
   | 'RESTORE_DIR_NOT_EMPTY'
+  /** Restore cannot create the data directory there (a parent not a directory, no access). */
+  | 'RESTORE_DIR_UNWRITABLE'
   /** Restore was asked for something that cannot be: a member id not in the initial cluster. */
   | 'RESTORE_INVALID';
 

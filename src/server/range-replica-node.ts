@@ -138,6 +138,7 @@ export function installRangeReplicas(
     busy,
     clock: o.clock,
     moveTimeoutMs,
+    prepareTimeoutMs: o.requestTimeoutMs,
     learnerLagEntries: o.learnerLagEntries,
     maxKeyBytes: o.maxKeyBytes,
     onPrepared: (id) => retirer.prepared(id),

@@ -253,6 +253,13 @@ export interface RangeReplicasOptions {
   readonly clock: Clock;
   /** The longest a change may take on the leader; a new replica's catch-up gets half of it. */
   readonly moveTimeoutMs: number;
+  /**
+   * How long the new replica has to answer the request to prepare it (default: a tenth of
+   * `moveTimeoutMs`, the request timeout). A node that accepts the connection and never answers
+   * (stopped with SIGSTOP, its event loop stuck) otherwise held the change, and the caller, for
+   * as long as the caller waited: past its own deadline, and past `moveTimeoutMs`.
+   */
+  readonly prepareTimeoutMs?: number;
   /** A learner is caught up once its log is within this many entries of the leader's. */
   readonly learnerLagEntries: number;
   readonly maxKeyBytes: number;
@@ -489,12 +496,26 @@ export class RangeReplicas {
     signal: AbortSignal,
   ): Promise<void> {
     const body = { range: d.id, descriptor: renderDescriptor(d, 'base64'), voters: [...voters] };
+    const waitMs = this.o.prepareTimeoutMs ?? this.o.moveTimeoutMs / 10;
+    const bounded = new AbortController();
+    const abort = (): void => bounded.abort();
+    signal.addEventListener('abort', abort, { once: true });
+    const timer = this.o.clock.setTimeout(abort, waitMs);
     let answer: ForwardAnswer;
     try {
-      answer = await this.o.sendToMember(node, preparePath, body, signal);
+      answer = await this.o.sendToMember(node, preparePath, body, bounded.signal);
     } catch (err) {
       if (signal.aborted) throw new FlotillaError('ABORTED', 'The change was aborted');
+      if (bounded.signal.aborted)
+        throw unreachable(
+          node,
+          `prepare it for range ${d.id}`,
+          new Error(`no answer within ${waitMs} ms (is it stopped or overloaded?)`),
+        );
       throw unreachable(node, `prepare it for range ${d.id}`, err);
+    } finally {
+      this.o.clock.clearTimeout(timer);
+      signal.removeEventListener('abort', abort);
     }
     if (answer.status !== 200)
       throw errorFromWire((answer.json as { error?: unknown } | null)?.error, false);

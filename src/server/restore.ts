@@ -51,13 +51,26 @@ export async function verifyBackupFile(
 ): Promise<{ header: BackupHeader; summary: BackupSummary; sha256: string; bytes: number }> {
   let header: BackupHeader | null = null;
   const bytes = (await statOrFail(file)).size;
-  for await (const r of readBackup(readFile(file))) {
-    if (r.kind === 'header') header = r.header;
-    else if (r.kind === 'end')
-      return { header: header as BackupHeader, summary: r.summary, sha256: r.sha256, bytes };
+  // "truncated: it ends at byte 0, inside the header" said it of a file that holds nothing.
+  if (bytes === 0)
+    throw new BackupError('BACKUP_CORRUPT', `Backup ${file} is empty (0 bytes)${useAnother}`);
+  try {
+    for await (const r of readBackup(readFile(file))) {
+      if (r.kind === 'header') header = r.header;
+      else if (r.kind === 'end')
+        return { header: header as BackupHeader, summary: r.summary, sha256: r.sha256, bytes };
+    }
+  } catch (err) {
+    // The damage, then what to do about it: no repair is possible, only another copy.
+    if (err instanceof BackupError && err.code === 'BACKUP_CORRUPT')
+      throw new BackupError('BACKUP_CORRUPT', `${err.message}${useAnother}`);
+    throw err;
   }
   throw new Error('readBackup ended without its end record');
 }
+
+const useAnother =
+  '; nothing was written: restore from another copy of the backup, or save a new one (flotilla snapshot save)';
 
 export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
   const members = [...new Set(o.members)].sort((a, b) => a - b);
@@ -79,8 +92,13 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
   const work = join(dirname(target), `.${basename(target)}.restoring-${process.pid}`);
   await rm(work, { recursive: true, force: true });
   // The parents follow the umask; the data directory (renamed from this) is its owner's alone.
-  await mkdir(dirname(work), { recursive: true });
-  await mkdir(work, { mode: 0o700 });
+  try {
+    await mkdir(dirname(work), { recursive: true });
+    await mkdir(work, { mode: 0o700 });
+  } catch (err) {
+    // Said of the directory asked for: the work directory's name means nothing to the user.
+    throw unwritable(target, err);
+  }
   try {
     const stored = await storeGroups(o, work, members, checked.sha256);
     // A backup holds no meta group (the new cluster's range map starts afresh); its storage is
@@ -222,7 +240,8 @@ async function checkEmptyTarget(target: string): Promise<void> {
     names = await readdir(target);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
+    if (err instanceof BackupError) throw err;
+    throw unwritable(target, err);
   }
   if (names.length > 0)
     throw new BackupError(
@@ -231,17 +250,46 @@ async function checkEmptyTarget(target: string): Promise<void> {
     );
 }
 
+function unwritable(target: string, err: unknown): BackupError {
+  const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  const why =
+    code === 'ENOTDIR'
+      ? 'a directory on its path is a file'
+      : `${dirname(target)} does not let this user create it (${code})`;
+  return new BackupError(
+    'RESTORE_DIR_UNWRITABLE',
+    `Cannot create the data directory ${target}: ${why}; give --data-dir a path this user can create; nothing was written`,
+  );
+}
+
 async function statOrFail(file: string): Promise<{ size: number }> {
+  let st;
   try {
-    return await stat(file);
+    st = await stat(file);
   } catch (err) {
     throw new BackupError(
       'BACKUP_UNREADABLE',
       `Cannot read backup ${file}: ${(err as Error).message}`,
     );
   }
+  // Read as a file, a directory failed with a bare EISDIR and no code of a backup's.
+  if (st.isDirectory())
+    throw new BackupError(
+      'BACKUP_UNREADABLE',
+      `Cannot read backup ${file}: it is a directory; give the file \`flotilla snapshot save\` wrote`,
+    );
+  return st;
 }
 
-function readFile(file: string): AsyncIterable<Uint8Array> {
-  return createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Uint8Array>;
+/** The file's bytes; a failure to read them (no permission, an I/O error) is BACKUP_UNREADABLE. */
+async function* readFile(file: string): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }))
+      yield chunk as Uint8Array;
+  } catch (err) {
+    throw new BackupError(
+      'BACKUP_UNREADABLE',
+      `Cannot read backup ${file}: ${(err as Error).message}`,
+    );
+  }
 }

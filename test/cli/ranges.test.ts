@@ -67,3 +67,23 @@ void test('kv ls lists every key of a store split into ranges, and --limit count
   assert.equal(m.code, 0, m.stderr);
   assert.deepEqual(m.stdout.trim().split('\n'), ['m1\tv-m1', 'm2\tv-m2']);
 });
+
+void test('range move, transfer and split refuse impossible node ids, and a move to itself, as usage errors', async () => {
+  // `--from 0` went to the server, which refused it BAD_REQUEST (exit code 1) naming the body's
+  // field "from"; `--replicas 1,1` likewise, "replicas" names a node twice; a move from a
+  // node to itself INVALID_REQUEST.
+  for (const [args, says] of [
+    [
+      ['range', 'move', '3', '--from', '0', '--to', '2'],
+      /--from must be in 1\.\.2147483648, got 0/,
+    ],
+    [['range', 'move', '3', '--from', '1', '--to', '0'], /--to must be in 1\.\.2147483648, got 0/],
+    [['range', 'transfer', '3', '--to', '0'], /--to must be in 1\.\.2147483648, got 0/],
+    [['range', 'split', 'q', '--replicas', '1,1'], /--replicas names node 1 twice/],
+    [['range', 'move', '3', '--from', '2', '--to', '2'], /from a node to itself changes nothing/],
+  ] as const) {
+    const r = await cli(...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, says);
+  }
+});

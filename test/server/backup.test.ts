@@ -27,7 +27,7 @@ import { resolveNodeConfig } from '../../src/server/config.js';
 import { readIdentity } from '../../src/server/data-dir.js';
 import { FlotillaNode } from '../../src/server/node.js';
 import { restoreBackup, verifyBackupFile } from '../../src/server/restore.js';
-import { exitOf, startCli, stopAll } from '../cli/run.js';
+import { exitOf, runCli, startCli, stopAll } from '../cli/run.js';
 import { freePorts } from '../e2e/harness.js';
 import { dropLastKvChunk, missingWrites } from '../support/backups.js';
 import { until } from '../support/until.js';
@@ -159,6 +159,7 @@ async function refused(
     (e: unknown) => {
       assert.ok(e instanceof BackupError, String(e));
       assert.equal(e.code, code, e.message);
+      assert.doesNotMatch(e.message, /restoring-/, 'the work directory is not the one named');
       return true;
     },
   );
@@ -201,6 +202,42 @@ void test('restore refuses damage, a used directory and a stranger, and writes n
     'group-1',
     'group-2',
   ]);
+});
+
+void test('restore says what is wrong and what to do: a directory or a damaged file as the backup, a data directory it cannot create', async () => {
+  // Both failed with a bare errno (EISDIR; ENOTDIR, EPERM or ENOENT naming the temporary work
+  // directory) and no code of a backup's.
+  mkdirSync(join(dir, 'a-directory'));
+  await refused({ file: join(dir, 'a-directory'), dataDir: join(dir, 'r5') }, 'BACKUP_UNREADABLE');
+  writeFileSync(join(dir, 'a-file'), 'x');
+  await refused({ dataDir: join(dir, 'a-file', 'node1') }, 'RESTORE_DIR_UNWRITABLE');
+  // A damaged file says what to do, and an empty one is not called truncated at byte 0.
+  writeFileSync(join(dir, 'empty.flbk'), '');
+  writeFileSync(join(dir, 'cut.flbk'), readFileSync(file).subarray(0, 1000));
+  for (const [name, damage] of [
+    ['cut.flbk', /truncated/],
+    ['empty.flbk', /is empty \(0 bytes\)/],
+  ] as const)
+    await assert.rejects(
+      restoreBackup({
+        file: join(dir, name),
+        dataDir: join(dir, 'r6'),
+        id: 1,
+        members: [1],
+        clusterId: 'x',
+        storage: 'wal',
+      }),
+      (e: unknown) => {
+        assert.ok(e instanceof BackupError && e.code === 'BACKUP_CORRUPT', String(e));
+        assert.match(e.message, damage);
+        assert.match(e.message, /restore from another copy of the backup, or save a new one/);
+        return true;
+      },
+    );
+  // A directory no one may create a directory in, even root: /proc. (Not deeper: Node's
+  // recursive mkdir loops for ever on /proc/a/b, where mkdir says ENOENT for a parent that is.)
+  if (process.platform === 'linux')
+    await refused({ dataDir: '/proc/flotilla-restore-test' }, 'RESTORE_DIR_UNWRITABLE');
 });
 
 void test('planted: a backup missing its last chunk is refused, or (made consistent) caught by the check', async () => {
@@ -284,6 +321,11 @@ void test('save refuses a file it cannot write before asking any node, naming th
     [join(dir, 'missing', 'b.flbk'), /directory .*missing does not exist/],
     [join(aFile, 'b.flbk'), /not-a-dir is not a directory/],
     [join(dir, 'a-dir'), /it is a directory/],
+    // Writable by its mode bits for root, but no file can be created there: the node was asked
+    // and the save failed as a bare ENOENT naming the temporary file.
+    ...(process.platform === 'linux'
+      ? ([['/proc/b.flbk', /cannot be created in \/proc|\/proc is not writable/]] as const)
+      : []),
   ] as const) {
     await assert.rejects(saveBackup([endpoint], target), (e: unknown) => {
       assert.ok(e instanceof BackupError, String(e));
@@ -293,6 +335,29 @@ void test('save refuses a file it cannot write before asking any node, naming th
       return true;
     });
   }
+});
+
+void test('save refuses options that cannot go together, or no endpoint, as usage errors', async () => {
+  // Each was a failure (exit code 1): BAD_REQUEST for the first two, and for the last two
+  // "CONNECTION: No endpoint served a backup: " followed by nothing, or by "Invalid URL".
+  const target = join(dir, 'usage.flbk');
+  for (const [args, says] of [
+    [
+      ['--data-dir', dir, '--endpoints', 'http://127.0.0.1:1'],
+      /--data-dir .* or --endpoints .*not both/,
+    ],
+    [
+      ['--include-uncommitted', '--endpoints', 'http://127.0.0.1:1'],
+      /--include-uncommitted is for/,
+    ],
+    [['--endpoints', ''], /--endpoints lists no URL/],
+    [['--endpoints', 'notaurl'], /"notaurl" is not an http:\/\/ or https:\/\/ URL/],
+  ] as const) {
+    const r = await runCli(['snapshot', 'save', target, ...args], 20_000);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, says);
+  }
+  assert.equal(existsSync(target), false);
 });
 
 void test('save from members that all know no leader says NO_LEADER and the way out', async () => {

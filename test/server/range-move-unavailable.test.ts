@@ -31,6 +31,18 @@ async function slammer(): Promise<{ server: Server; url: string }> {
   return { server, url: `http://127.0.0.1:${port}` };
 }
 
+/** A TCP server that accepts each connection and never answers: a node stopped with SIGSTOP. */
+async function sink(): Promise<{ server: Server; url: string; sockets: Set<Socket> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return { server, url: `http://127.0.0.1:${port}`, sockets };
+}
+
 const range: RangeDescriptor = {
   id: 5,
   start: new Uint8Array([0x6d]),
@@ -54,7 +66,9 @@ function fakeLanes(): RangeLanes {
   return { lane: (id: number) => (id === 5 ? lane : undefined) } as unknown as RangeLanes;
 }
 
-function replicasWith(send: (url: string, path: string, body: string) => Promise<ForwardAnswer>) {
+function replicasWith(
+  send: (url: string, path: string, body: string, signal: AbortSignal) => Promise<ForwardAnswer>,
+) {
   const lanes = fakeLanes();
   return new RangeReplicas({
     selfId: 1,
@@ -83,7 +97,7 @@ function replicasWith(send: (url: string, path: string, body: string) => Promise
     },
     members: () => [1, 2, 3, 4],
     nodeAuthorization: undefined,
-    sendToMember: (_id, path, body) => send('', path, JSON.stringify(body)),
+    sendToMember: (_id, path, body, signal) => send('', path, JSON.stringify(body), signal),
     busy: new Set(),
     clock: systemClock,
     moveTimeoutMs: 10_000,
@@ -119,6 +133,36 @@ void test('a move whose connection to the new replica drops answers UNAVAILABLE,
     .change(5, { add: 4, remove: 3 }, { signal })
     .catch((e: unknown) => e);
   assert.equal((again as FlotillaError).code, 'UNAVAILABLE');
+});
+
+void test('a move whose new replica never answers fails UNAVAILABLE within the prepare bound', async (t) => {
+  // It waited for the caller: `flotilla range move` to a member stopped with SIGSTOP hung for
+  // two minutes (two attempts of the client) and ended FORWARD_FAILED, though a move is
+  // documented to give up within its own bound.
+  const { server, url, sockets } = await sink();
+  const pool = new Pool(url);
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await pool.close();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const replicas = replicasWith(async (_u, path, body, signal) => {
+    const res = await pool.request({ method: 'POST', path, body, headers: {}, signal });
+    return { status: res.statusCode, json: JSON.parse(await res.body.text()) as unknown };
+  });
+  const started = Date.now();
+  const err = await replicas
+    .change(5, { add: 4, remove: 3 }, { signal: AbortSignal.timeout(8_000) })
+    .then(
+      (d) => assert.fail(`the move answered ${JSON.stringify(d)} from a node that never answers`),
+      (e: unknown) => e,
+    );
+  assert.ok(err instanceof FlotillaError, `not a FlotillaError: ${String(err)}`);
+  assert.equal(err.code, 'UNAVAILABLE', err.message);
+  assert.equal(err.indefinite, true);
+  // moveTimeoutMs is 10 s here: the prepare request gets a tenth of it.
+  assert.match(err.message, /node 4 .*no answer within 1000 ms/);
+  assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
 });
 
 void test('a FlotillaError from a step passes through unchanged; anything else becomes UNAVAILABLE', () => {
