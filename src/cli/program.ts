@@ -43,18 +43,32 @@ let tlsFlags: ClientTlsFlags = {};
 
 function client(opts: ClusterOptions): FlotillaClient {
   const tls = clientTls(tlsFlags, process.env);
-  return new FlotillaClient({
-    endpoints: opts.endpoints
-      .split(',')
-      .map((e) => e.trim())
-      .filter(Boolean),
-    deadlineMs: 10_000,
-    // A command makes a request or two: fetching the range map first would cost more than
-    // the hop it saves.
-    rangeRouting: false,
-    ...(opts.token === undefined || opts.token === '' ? {} : { token: opts.token }),
-    ...(tls === undefined ? {} : { tls }),
-  });
+  const endpoints = opts.endpoints
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  // Said as a failure (exit code 1) by the client's own check, where it is the command line's.
+  if (endpoints.length === 0)
+    throw new UsageError(
+      "--endpoints lists no URL: give the nodes' base URLs, such as http://127.0.0.1:8001",
+    );
+  try {
+    return new FlotillaClient({
+      endpoints,
+      deadlineMs: 10_000,
+      // A command makes a request or two: fetching the range map first would cost more than
+      // the hop it saves.
+      rangeRouting: false,
+      ...(opts.token === undefined || opts.token === '' ? {} : { token: opts.token }),
+      ...(tls === undefined ? {} : { tls }),
+    });
+  } catch (err) {
+    // Every option the client is made with comes from this command line: a refusal of one
+    // (an endpoint that is not a URL, a token it cannot send) is a usage error.
+    if (err instanceof FlotillaError && err.code === 'BAD_REQUEST')
+      throw new UsageError(err.message);
+    throw err;
+  }
 }
 
 async function withClient<T>(

@@ -95,3 +95,23 @@ void describe('an option given where the parser does not take it', () => {
     assert.doesNotMatch(unknown.stderr, /is an option of/);
   });
 });
+
+void describe('an --endpoints value that is no URL', () => {
+  void it('is a usage error (exit code 2) naming it, before any request', async () => {
+    for (const [endpoints, said] of [
+      ['notaurl', /Endpoint "notaurl" is not a URL/],
+      [',', /--endpoints lists no URL/],
+      ['ftp://x:1', /has scheme "ftp:", not http: or https:/],
+    ] as const) {
+      for (const args of [
+        ['kv', 'get', 'k', '--endpoints', endpoints],
+        ['queue', '--endpoints', endpoints, 'ls'],
+      ]) {
+        const r = await runCli(args, 20_000);
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, said);
+        assert.doesNotMatch(r.stderr, /BAD_REQUEST/);
+      }
+    }
+  });
+});
