@@ -24,7 +24,7 @@ import { memberCommands } from './member.js';
 import { rangeCommands } from './ranges.js';
 import { placementCommands } from './placement.js';
 import { snapshotCommands } from './snapshot.js';
-import { tokenCommand, tokenOption, type ClusterOptions } from './token.js';
+import { endpointList, tokenCommand, tokenOption, type ClusterOptions } from './token.js';
 import { certsCommands } from './certs.js';
 import { clientTls, type ClientTlsFlags } from './client-tls.js';
 import { int } from './int-option.js';
@@ -43,15 +43,7 @@ let tlsFlags: ClientTlsFlags = {};
 
 function client(opts: ClusterOptions): FlotillaClient {
   const tls = clientTls(tlsFlags, process.env);
-  const endpoints = opts.endpoints
-    .split(',')
-    .map((e) => e.trim())
-    .filter(Boolean);
-  // Said as a failure (exit code 1) by the client's own check, where it is the command line's.
-  if (endpoints.length === 0)
-    throw new UsageError(
-      "--endpoints lists no URL: give the nodes' base URLs, such as http://127.0.0.1:8001",
-    );
+  const endpoints = endpointList(opts.endpoints);
   try {
     return new FlotillaClient({
       endpoints,

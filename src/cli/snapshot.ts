@@ -21,7 +21,7 @@ import {
 import { backupPath } from '../server/backup.js';
 import { ConfigError, configDefaults, parseInitialCluster } from '../server/config.js';
 import { nodeFs } from '../storage/index.js';
-import { tokenOption, type ClusterOptions } from './token.js';
+import { endpointList, tokenOption, type ClusterOptions } from './token.js';
 import { UsageError } from './usage-error.js';
 
 export type SaveReport = BackupSaveReport;
@@ -333,21 +333,7 @@ export function snapshotCommands(
           throw new UsageError(
             '--include-uncommitted is for a save from a stopped member (--data-dir)',
           );
-        const endpoints = o.endpoints
-          .split(',')
-          .map((e) => e.trim())
-          .filter(Boolean);
-        // Said as "No endpoint served a backup: " with nothing after it, or "notaurl: Invalid
-        // URL", as a failure to reach the cluster (exit code 1).
-        if (endpoints.length === 0)
-          throw new UsageError(
-            "--endpoints lists no URL: give the nodes' base URLs, such as http://127.0.0.1:8001",
-          );
-        for (const e of endpoints)
-          if (!URL.canParse(e) || !/^https?:$/.test(new URL(e).protocol))
-            throw new UsageError(
-              `--endpoints: ${JSON.stringify(e)} is not an http:// or https:// URL: give a node's base URL, such as http://127.0.0.1:8001`,
-            );
+        const endpoints = endpointList(o.endpoints);
         const clientTls = tls();
         removeOnSignal(file);
         const r = await saveBackup(endpoints, file, {

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { Option, type Command } from 'commander';
 import { roles, sha256, type Role } from '../api/auth.js';
+import { UsageError } from './usage-error.js';
 
 export function tokenOption(): Option {
   return new Option(
@@ -17,6 +18,28 @@ export function tokenOption(): Option {
 export interface ClusterOptions {
   readonly endpoints: string;
   readonly token?: string;
+}
+
+/**
+ * The URLs of `--endpoints`, comma-separated. None, or one that is not an http(s) URL, is a
+ * usage error (exit code 2): the client's own check said it as a failure (exit code 1), and a
+ * save as "No endpoint served a backup: " with nothing after it.
+ */
+export function endpointList(text: string): string[] {
+  const endpoints = text
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  if (endpoints.length === 0)
+    throw new UsageError(
+      "--endpoints lists no URL: give the nodes' base URLs, such as http://127.0.0.1:8001",
+    );
+  for (const e of endpoints)
+    if (!URL.canParse(e) || !/^https?:$/.test(new URL(e).protocol))
+      throw new UsageError(
+        `--endpoints: ${JSON.stringify(e)} is not an http:// or https:// URL: give a node's base URL, such as http://127.0.0.1:8001`,
+      );
+  return endpoints;
 }
 
 /**

@@ -99,9 +99,9 @@ void describe('an option given where the parser does not take it', () => {
 void describe('an --endpoints value that is no URL', () => {
   void it('is a usage error (exit code 2) naming it, before any request', async () => {
     for (const [endpoints, said] of [
-      ['notaurl', /Endpoint "notaurl" is not a URL/],
+      ['notaurl', /--endpoints: "notaurl" is not an http:\/\/ or https:\/\/ URL/],
       [',', /--endpoints lists no URL/],
-      ['ftp://x:1', /has scheme "ftp:", not http: or https:/],
+      ['ftp://x:1', /--endpoints: "ftp:\/\/x:1" is not an http:\/\/ or https:\/\/ URL/],
     ] as const) {
       for (const args of [
         ['kv', 'get', 'k', '--endpoints', endpoints],
