@@ -1,20 +1,27 @@
 // The name a misspelling most likely meant, for "did you mean" in an error or warning.
 
-/** Edits (insert, delete, substitute one character) that turn `a` into `b`. */
+/**
+ * Edits that turn `a` into `b`: insert, delete or substitute one character, or swap two
+ * neighbours (the optimal string alignment distance). A swap is one edit: `mial` is one from
+ * `mail`, as a typist's slip is, where counting it as two substitutions found nothing near.
+ */
 export function editDistance(a: string, b: string): number {
+  let before: number[] = [];
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      row.push(
-        Math.min(
-          (prev[j] as number) + 1,
-          (row[j - 1] as number) + 1,
-          (prev[j - 1] as number) + cost,
-        ),
+      let d = Math.min(
+        (prev[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        (prev[j - 1] as number) + cost,
       );
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d = Math.min(d, (before[j - 2] as number) + 1);
+      row.push(d);
     }
+    before = prev;
     prev = row;
   }
   return prev[b.length] as number;

@@ -190,6 +190,10 @@ void test('queue pause|resume|config refuse a queue that does not exist unless -
   const configured = await run('config', 'fresh', '--concurrency', '4', '--create');
   assert.equal(configured.code, 0, configured.stderr);
   assert.equal((await statsOf('fresh'))?.concurrency, 4);
+  // Two letters swapped, the commonest slip, is one edit from the name meant.
+  const swapped = await run('pause', 'fersh');
+  assert.equal(swapped.code, 2, swapped.stderr);
+  assert.match(swapped.stderr, /no queue "fersh" on this cluster \(did you mean "fresh"\?\)/);
   // A name near none of them is refused without a suggestion.
   const far = await run('pause', 'zzzzzzzz');
   assert.equal(far.code, 2, far.stderr);

@@ -12,7 +12,10 @@ import { repoRoot } from '../support/root.js';
 void test('edit distance counts inserts, deletes and substitutions', () => {
   assert.equal(editDistance('', ''), 0);
   assert.equal(editDistance('join', 'join'), 0);
-  assert.equal(editDistance('jion', 'join'), 2);
+  assert.equal(editDistance('jion', 'join'), 1, 'two neighbours swapped: one edit');
+  assert.equal(editDistance('mial', 'mail'), 1);
+  assert.equal(editDistance('ab', 'ba'), 1);
+  assert.equal(editDistance('abc', 'ca'), 3, 'a swap is of neighbours left as they are after it');
   assert.equal(editDistance('jon', 'join'), 1);
   assert.equal(editDistance('joins', 'join'), 1);
   assert.equal(editDistance('kitten', 'sitting'), 3);
