@@ -113,6 +113,8 @@ async function saveFrom(
   const failures: string[] = [];
   /** The refusals of the endpoints that answered: the code said when every one refused. */
   const refusals: FlotillaError[] = [];
+  /** The endpoints not reached, for no fault of the scheme, port or CA named. */
+  let down = 0;
   for (const endpoint of endpoints) {
     let res;
     try {
@@ -126,7 +128,9 @@ async function saveFrom(
       });
     } catch (err) {
       // With the hint of a wrong scheme, port or CA, as the client's calls say it.
-      failures.push(`${endpoint}: ${failureText(err)}${schemeHint(endpoint, err)}`);
+      const hint = schemeHint(endpoint, err);
+      if (hint === '') down++;
+      failures.push(`${endpoint}: ${failureText(err)}${hint}`);
       continue;
     }
     if (res.statusCode !== 200) {
@@ -151,7 +155,9 @@ async function saveFrom(
     `No endpoint served a backup: ${failures.join('; ')}` +
       (leaderless
         ? '. No member that answered knows a leader: if that lasts (their /readyz says why), save from the data directory of a stopped member that kept its data: flotilla snapshot save FILE --data-dir DIR'
-        : ''),
+        : endpoints.length === 1 && down === 1
+          ? '. Any member can serve a backup: name several with --endpoints URL,URL,... and the next is asked when one fails'
+          : ''),
     false,
   );
 }
@@ -375,6 +381,12 @@ export function snapshotCommands(
       ) => {
         const members = parseInitialCluster(o.initialCluster).map((m) => m.id);
         if (members.length === 0) throw new ConfigError('--initial-cluster lists no members');
+        // The command line contradicts itself: a usage error (exit code 2), said before the
+        // file is read.
+        if (!members.includes(o.id))
+          throw new ConfigError(
+            `--id ${o.id} is not in --initial-cluster (${members.join(', ')}): restore writes the directory of one of its members`,
+          );
         if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.clusterId))
           throw new ConfigError(`--cluster-id "${o.clusterId}" must be 1-64 of [A-Za-z0-9._-]`);
         const { restoreBackup } = await import('../server/restore.js');

@@ -12,7 +12,7 @@ import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import type { Connections } from './connections.js';
 import type { ClientSettings } from './options.js';
 import { RangeRouting, spansOfBody, type RangeMapSnapshot } from './range-routing.js';
-import { markRefusedEndpoint, refusedEndpoint, sleep } from './util.js';
+import { hedged, markRefusedEndpoint, refusedEndpoint, settledWithin, sleep } from './util.js';
 
 /** Failures to reach a node or to hear from it, as opposed to a node's answer. */
 const unreached = new Set<ErrorCode>(['CONNECTION', 'TIMEOUT']);
@@ -225,56 +225,68 @@ export class Caller {
 
   /**
    * The range map (keys in base64, so bounds compare as bytes) and the members' client URLs,
-   * from the first endpoint that answers both, within one attempt's timeout in all.
+   * from the first endpoint that answers both, within one attempt's timeout in all. The
+   * endpoints are asked in turn, the next one when the one before failed or has not answered
+   * within a share of that timeout (at most a second), so a frozen endpoint does not use it up.
    */
   private async fetchRangeMap(): Promise<RangeMapSnapshot> {
-    const until = Date.now() + this.timeoutMs;
-    let last: unknown = null;
-    for (let i = 0; i < this.endpoints.length && Date.now() < until; i++) {
-      const endpoint = this.endpoints[(this.preferred + i) % this.endpoints.length] as string;
-      try {
+    const n = this.endpoints.length;
+    const hedgeMs = Math.min(1_000, this.timeoutMs / n);
+    const order = this.endpoints.map((_, i) => this.endpoints[(this.preferred + i) % n] as string);
+    const { endpoint, ranges, status } = await hedged(
+      order,
+      async (endpoint, signal) => {
         const [ranges, status] = await Promise.all([
           this.connections.callOnce<RangesResponse>(
             endpoint,
             'GET',
             '/v1/ranges?encoding=base64',
             undefined,
+            signal,
           ),
-          this.connections.callOnce<NodeStatus>(endpoint, 'GET', '/v1/status', undefined),
+          this.connections.callOnce<NodeStatus>(endpoint, 'GET', '/v1/status', undefined, signal),
         ]);
-        for (const m of status.members) this.leaderUrlById.set(m.id, m.client);
-        this.endpointById.set(status.id, endpoint);
-        // An endpoint a member advertises as its own client URL reaches that member: only the
-        // others are asked who they are (a client's first call cost five requests, one for
-        // every endpoint, and a thousand new clients at once spent seconds on them).
-        for (const m of status.members)
-          if (this.endpoints.includes(m.client) && !this.endpointById.has(m.id))
-            this.endpointById.set(m.id, m.client);
-        await this.identifyEndpoints();
-        // A node the client was given an endpoint for is reached there: the address it
-        // advertises to its peers may not be reachable from the client (a container's name).
-        const members = status.members.map((m) => ({
-          id: m.id,
-          client: this.endpointById.get(m.id) ?? m.client,
-        }));
-        return { ranges, members };
-      } catch (err) {
+        return { endpoint, ranges, status };
+      },
+      {
+        hedgeMs,
+        timeoutMs: this.timeoutMs,
         // A refusal (a token without the role, a node too old to know the route) would be
         // the same from every node: only a node that failed is worth replacing by another.
-        if (err instanceof FlotillaError && !retryable.has(err.code)) throw err;
-        last = err;
-      }
-    }
-    throw last instanceof FlotillaError
-      ? last
-      : new FlotillaError('CONNECTION', `No endpoint answered the range map: ${String(last)}`);
+        fatal: (err) => err instanceof FlotillaError && !retryable.has(err.code),
+      },
+    ).catch((err: unknown) => {
+      throw err instanceof FlotillaError
+        ? err
+        : new FlotillaError('CONNECTION', `No endpoint answered the range map: ${String(err)}`);
+    });
+    for (const m of status.members) this.leaderUrlById.set(m.id, m.client);
+    this.endpointById.set(status.id, endpoint);
+    // An endpoint a member advertises as its own client URL reaches that member: only the
+    // others are asked who they are (a client's first call cost five requests, one for
+    // every endpoint, and a thousand new clients at once spent seconds on them).
+    for (const m of status.members)
+      if (this.endpoints.includes(m.client) && !this.endpointById.has(m.id))
+        this.endpointById.set(m.id, m.client);
+    // Waited for as long as a hedge, no longer: an endpoint that does not answer (the frozen
+    // one the map's fetch went past) is asked again at the next fetch.
+    const asking = new AbortController();
+    await settledWithin(this.identifyEndpoints(asking.signal), hedgeMs);
+    asking.abort();
+    // A node the client was given an endpoint for is reached there: the address it
+    // advertises to its peers may not be reachable from the client (a container's name).
+    const members = status.members.map((m) => ({
+      id: m.id,
+      client: this.endpointById.get(m.id) ?? m.client,
+    }));
+    return { ranges, members };
   }
 
   /**
    * Learns which node each endpoint reaches (its status's id), once per endpoint that
-   * answers; best effort, all at once, each within one attempt's timeout.
+   * answers; best effort, all at once, each within one attempt's timeout or until `signal`.
    */
-  private async identifyEndpoints(): Promise<void> {
+  private async identifyEndpoints(signal: AbortSignal): Promise<void> {
     const known = new Set(this.endpointById.values());
     await Promise.all(
       this.endpoints
@@ -286,6 +298,7 @@ export class Caller {
               'GET',
               '/v1/status',
               undefined,
+              signal,
             );
             if (Number.isSafeInteger(st.id) && st.id > 0) this.endpointById.set(st.id, e);
           } catch {

@@ -18,6 +18,75 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Asks `candidates` in turn for one answer, the next asked when the one before failed or has
+ * not answered within `hedgeMs`: a candidate that takes requests and answers none (a frozen
+ * process) costs that long, not the whole of `timeoutMs`. Resolves with the first answer (the
+ * questions still open are aborted); rejects at once with an error `fatal` says every
+ * candidate would give, else with the last failure once all failed or `timeoutMs` passed.
+ */
+export function hedged<C, T>(
+  candidates: readonly C[],
+  ask: (candidate: C, signal: AbortSignal) => Promise<T>,
+  o: { readonly hedgeMs: number; readonly timeoutMs: number; fatal(err: unknown): boolean },
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const stop = new AbortController();
+    let next = 0;
+    let open = 0;
+    let settled = false;
+    let last: Error | null = null;
+    let hedge: NodeJS.Timeout | undefined;
+    const finish = (settle: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(hedge);
+      clearTimeout(deadline);
+      stop.abort();
+      settle();
+    };
+    const deadline = setTimeout(
+      () =>
+        finish(() =>
+          reject(last ?? new FlotillaError('TIMEOUT', `No answer within ${o.timeoutMs} ms`, false)),
+        ),
+      o.timeoutMs,
+    );
+    const launch = (): void => {
+      clearTimeout(hedge);
+      if (settled || next >= candidates.length) return;
+      const candidate = candidates[next++] as C;
+      open++;
+      if (next < candidates.length) hedge = setTimeout(launch, o.hedgeMs);
+      ask(candidate, stop.signal).then(
+        (answer) => finish(() => resolve(answer)),
+        (err: unknown) => {
+          open--;
+          if (settled) return;
+          const e = err instanceof Error ? err : new Error(String(err));
+          last = e;
+          if (o.fatal(e)) finish(() => reject(e));
+          else if (next < candidates.length) launch();
+          else if (open === 0) finish(() => reject(e));
+        },
+      );
+    };
+    launch();
+  });
+}
+
+/** Resolves when `p` settles or `ms` pass, whichever is first (never rejects). */
+export function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    p.then(done, done);
+  });
+}
+
 /** The fields of `o` named by `keys` that are set. */
 export function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Partial<Pick<T, K>> {
   const out: Partial<Pick<T, K>> = {};

@@ -360,6 +360,40 @@ void test('save refuses options that cannot go together, or no endpoint, as usag
   assert.equal(existsSync(target), false);
 });
 
+void test('save from one endpoint that is down suggests naming several', async () => {
+  // It said CONNECTION and the endpoint's error alone, though any member can serve a backup.
+  const r = await runCli(
+    ['snapshot', 'save', join(dir, 'down.flbk'), '--endpoints', 'http://127.0.0.1:1'],
+    20_000,
+  );
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /CONNECTION: No endpoint served a backup: http:\/\/127\.0\.0\.1:1: /);
+  assert.match(r.stderr, /name several with --endpoints URL,URL,\.\.\./);
+  assert.equal(existsSync(join(dir, 'down.flbk')), false);
+});
+
+void test('restore of an --id not in --initial-cluster is a usage error, before the file is read', async () => {
+  // It was RESTORE_INVALID with exit code 1, though the command line contradicts itself.
+  const target = join(dir, 'r-usage');
+  const r = await runCli(
+    [
+      'snapshot',
+      'restore',
+      join(dir, 'no-such-file.flbk'),
+      '--data-dir',
+      target,
+      '--id',
+      '4',
+      '--initial-cluster',
+      '1=127.0.0.1:1@http://127.0.0.1:2,2=127.0.0.1:3@http://127.0.0.1:4',
+    ],
+    20_000,
+  );
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--id 4 is not in --initial-cluster \(1, 2\)/);
+  assert.equal(existsSync(target), false);
+});
+
 void test('save from members that all know no leader says NO_LEADER and the way out', async () => {
   // It said CONNECTION and "retry", though every member answered and, with a majority that
   // lost its data, no leader can ever be elected.
