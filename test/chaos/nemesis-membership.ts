@@ -5,7 +5,8 @@
 //            members; done once it votes in both Raft groups (it joins as a learner and is
 //            promoted when caught up);
 //   remove   remove a voter (the leader a third of the time): done once the cluster lists it
-//            removed; its process should then stop by itself;
+//            removed; its process should then stop by itself. A member that holds replicas
+//            of ranges (refused MEMBER_HOLDS_RANGES) is drained first, as an operator does;
 //   replace  add a fresh member, then remove an old one. Adding first keeps the cluster at 3
 //            voters or more throughout, which removing first would not at 3.
 //
@@ -19,6 +20,7 @@
 import { FlotillaClient, FlotillaError } from '../../src/client/index.js';
 import type { MembersResponse } from '../../src/api/types.js';
 import type { Rng } from '../../src/raft/index.js';
+import { FIRST_ALLOCATED_RANGE } from '../../src/ranges/types.js';
 import type { ChaosCluster } from './cluster.js';
 import type { Deadline } from './deadline.js';
 
@@ -49,6 +51,8 @@ export interface MembershipTiming {
   readonly removeMs: number;
   /** How long a removed member's process may take to stop by itself, ms. */
   readonly stopMs: number;
+  /** How long the placement loop may take to move a member's replicas off it, ms. */
+  readonly drainMs: number;
 }
 
 export const defaultMembershipTiming: MembershipTiming = {
@@ -56,6 +60,7 @@ export const defaultMembershipTiming: MembershipTiming = {
   addMs: 30_000,
   removeMs: 20_000,
   stopMs: 10_000,
+  drainMs: 45_000,
 };
 
 /** At least this many voters, always. */
@@ -199,18 +204,24 @@ export class MembershipNemesis {
    */
   private async remove(c: MembershipChange, id: number): Promise<void> {
     this.cluster.markLeaving(id);
-    const deadline = this.now() + this.timing.removeMs;
+    let deadline = this.now() + this.timing.removeMs;
     let done = false;
     while (!done && this.now() < deadline) {
       const admin = this.admin();
       try {
-        // Forced: with splits in the run the member may hold replicas of ranges, which a plain
-        // removal refuses (MEMBER_HOLDS_RANGES) until it is drained; the nemesis removes at once.
-        await admin.removeMember(id, { force: true });
+        await admin.removeMember(id);
         done = true;
       } catch (err) {
         const code = err instanceof FlotillaError ? err.code : 'ERROR';
-        if (code === 'MEMBERSHIP_UNKNOWN_MEMBER' || code === 'MEMBER_REMOVED') {
+        if (code === 'MEMBER_HOLDS_RANGES') {
+          // With ranges in the run, as an operator does (API.md, "Placement"): drain it, wait
+          // until it holds no replica, then remove it. A forced removal of live members one
+          // after another, faster than the placement loop moves their replicas, took a majority
+          // of some range's replicas away for good: that range could never elect again.
+          this.refused(c, code);
+          await this.drain(c, id);
+          deadline = this.now() + this.timing.removeMs;
+        } else if (code === 'MEMBERSHIP_UNKNOWN_MEMBER' || code === 'MEMBER_REMOVED') {
           done = (await this.members())?.removed.includes(id) ?? false;
           if (!done) this.refused(c, code);
         } else if (RETRYABLE.has(code) || !(err instanceof FlotillaError)) {
@@ -234,6 +245,40 @@ export class MembershipNemesis {
     c.removed.push(id);
     const stopped = await this.cluster.markRemoved(id, this.timing.stopMs);
     if (!stopped) c.detail += ` (did not stop by itself within ${this.timing.stopMs} ms; killed)`;
+  }
+
+  /**
+   * Drains `id` and waits until the range map names it in the replicas of no range split off
+   * range 0; past the
+   * drain's bound, undrains it and fails the change.
+   */
+  private async drain(c: MembershipChange, id: number): Promise<void> {
+    const deadline = this.now() + this.timing.drainMs;
+    const admin = this.admin();
+    let holds = 'no range map';
+    try {
+      while (this.now() < deadline) {
+        try {
+          await admin.drainNode(id);
+          const map = await admin.ranges();
+          // Range 0 follows the membership; the ranges split off it are the ones a member holds.
+          const held = map.ranges
+            .filter((r) => r.id >= FIRST_ALLOCATED_RANGE && r.replicas.includes(id))
+            .map((r) => r.id);
+          if (held.length === 0) return;
+          holds = `ranges ${held.join(',')}`;
+        } catch (err) {
+          // Refusals that pass (no leader, a change in flight): asked again below.
+          this.refused(c, err instanceof FlotillaError ? err.code : 'ERROR');
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      await admin.undrainNode(id).catch(() => undefined);
+    } finally {
+      await admin.close();
+    }
+    this.cluster.unmarkLeaving(id);
+    throw new Error(`member ${id} still held ${holds} after ${this.timing.drainMs} ms of drain`);
   }
 
   /**
