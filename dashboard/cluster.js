@@ -3,7 +3,7 @@
 
 import { $, el, fill, ago, clock, bytes, clip } from './util.js';
 import { drawChart, legend } from './chart.js';
-import { leaderOf, stoppedGroupOf } from './members.js';
+import { groupName, leaderOf, stoppedGroupOf } from './members.js';
 
 function voteOf(id, statuses) {
   for (const s of statuses) {
@@ -144,10 +144,10 @@ export function renderTimeline(entries) {
     .map((e) =>
       el(
         'li',
-        { class: `k-${e.kind}` },
+        { class: `k-${e.kind}`, 'data-group': e.group },
         el('time', { datetime: new Date(e.atMs).toISOString() }, clock(e.atMs)),
         el('span', {}, `node ${e.node}`),
-        el('span', {}, e.group === 0 ? 'key-value' : 'queue'),
+        el('span', { class: 'group' }, groupName(e.group)),
         el('span', { class: 'what' }, kindText[e.kind] ?? e.kind),
         el('span', {}, `term ${e.term}`),
         el(
@@ -192,7 +192,7 @@ function renderReplication(c, leader) {
             'span',
             {},
             `${t.direction === 'send' ? `node ${m.id} → node ${t.peer}` : `node ${t.peer} → node ${m.id}`}, ` +
-              `${t.group === 0 ? 'key-value' : 'queue'} snapshot at ${t.index}`,
+              `${groupName(t.group)} snapshot at ${t.index}`,
           ),
           el('progress', { max: t.totalBytes || 1, value: t.bytesDone, 'aria-label': `${pct}%` }),
           el(

@@ -1,9 +1,10 @@
 // The dashboard in a real browser (Debian's headless Chromium driven by playwright-core) against
-// a cluster of three `flotilla start` processes: the page shows three members and one leader;
-// a put from one page reaches a second browser through its watch, as text even when the key is
-// markup; a dead job is retried from the page; killing the leader's process shows the new
-// leader within 2 s; and no page logs a console error (but a 503 for a read made while no
-// leader is known, after the kill). Screenshots go to docs/screenshots/.
+// a cluster of three `flotilla start` processes: the page shows three members and one leader,
+// and names the Raft group of each line of the election timeline; a put from one page reaches
+// a second browser through its watch, as text even when the key is markup; a dead job is
+// retried from the page; killing the leader's process shows the new leader within 2 s; and no
+// page logs a console error (but a 503 for a read made while no leader is known, after the
+// kill). Screenshots go to docs/screenshots/.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -60,6 +61,25 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
       );
       assert.equal(await leaderRowId(page), String(leader));
       await page.waitForSelector('#timeline li.k-become-leader', { timeout: 5_000 });
+      // Each line names its group: the range map's elections (group 2) are not the queue's.
+      await until(
+        page,
+        `['0', '1', '2'].every((g) => document.querySelector('#timeline li[data-group="' + g + '"]'))`,
+      );
+      const groups = await page.evaluate<Record<string, string[]>>(`(() => {
+        const names = {};
+        for (const li of document.querySelectorAll('#timeline li[data-group]')) {
+          const name = li.querySelector('.group').textContent;
+          names[li.dataset.group] ??= [];
+          if (!names[li.dataset.group].includes(name)) names[li.dataset.group].push(name);
+        }
+        return names;
+      })()`);
+      assert.deepEqual(
+        [groups['0'], groups['1'], groups['2']],
+        [['key-value'], ['queue'], ['range map']],
+        JSON.stringify(groups),
+      );
       await page.screenshot({ path: join(shots, 'cluster.png') });
     });
 
