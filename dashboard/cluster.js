@@ -165,12 +165,17 @@ export function renderTimeline(entries) {
 function renderReplication(c, leader) {
   $('repl-leader').textContent = leader === null ? 'the leader (none now)' : `node ${leader.id}`;
   const status = leader?.view?.status;
+  // The leader's progress of a follower that died while nothing was written stays
+  // "replicate": the members that do not answer say it is down.
+  const down = new Map(c.members.filter((m) => m.error !== null).map((m) => [m.id, m.error]));
   const rows = (status?.replication ?? []).map((r) =>
     el(
       'tr',
-      { 'data-id': r.id },
+      { 'data-id': r.id, class: down.has(r.id) ? 'down' : '' },
       el('td', {}, `node ${r.id}`),
-      el('td', { class: r.state === 'replicate' ? 'ok' : 'warn' }, r.state),
+      down.has(r.id)
+        ? el('td', { class: 'bad', title: down.get(r.id) }, `${r.state}, but down`)
+        : el('td', { class: r.state === 'replicate' ? 'ok' : 'warn' }, r.state),
       el('td', {}, r.match),
       el('td', {}, r.lag),
       el('td', {}, leader.view.inflight?.[r.id] ?? 0),

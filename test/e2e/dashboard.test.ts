@@ -2,9 +2,10 @@
 // a cluster of three `flotilla start` processes: the page shows three members and one leader,
 // and names the Raft group of each line of the election timeline; a put from one page reaches
 // a second browser through its watch, as text even when the key is markup; a dead job is
-// retried from the page; killing the leader's process shows the new leader within 2 s; and no
-// page logs a console error (but a 503 for a read made while no leader is known, after the
-// kill). Screenshots go to docs/screenshots/.
+// retried from the page; killing the leader's process shows the new leader within 2 s, and the
+// dead one down among the new leader's followers; and no page logs a console error (but a 503
+// for a read made while no leader is known, after the kill). Screenshots go to
+// docs/screenshots/.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -240,6 +241,12 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
         page,
         `document.querySelector('#members tr[data-id="${leader}"]').textContent.includes('down')`,
         2_000,
+      );
+      // The new leader's progress of the dead one is not shown as a healthy follower's.
+      await until(
+        page,
+        `document.querySelector('#followers tr[data-id="${leader}"]').textContent.includes('down')`,
+        5_000,
       );
       await page.screenshot({ path: join(shots, 'failover.png') });
       t.diagnostic(
