@@ -107,17 +107,23 @@ export function renderCluster(c) {
   lastCluster = c;
   const leader = leaderOf(c);
   // Who votes, as the members that answer say (a down member's last word may be stale).
-  const answering = c.members.filter((m) => m.error === null);
+  const answering = c.members.filter((m) => m.error === null && m.view !== null);
+  // A member the node has only just asked (the first view a node sends when a page connects)
+  // has neither answered nor failed: until it does, no leader is not known to be none.
+  const awaited = c.members.filter((m) => m.error === null && m.view === null).length;
   const statuses = [leader?.view?.status, ...answering.map((m) => m.view?.status)];
   const rows = [...c.members]
     .sort((a, b) => a.id - b.id)
     .map((m) => memberRow(m, c, leader, statuses));
   fill($('members').tBodies[0], rows);
   $('summary').textContent =
-    (leader === null
-      ? 'No leader'
-      : `Leader: node ${leader.id} · term ${leader.view.status.term}`) +
-    ` · ${answering.length} of ${c.members.length} members answering`;
+    (leader !== null
+      ? `Leader: node ${leader.id} · term ${leader.view.status.term}`
+      : awaited > 0
+        ? 'Leader: not known yet'
+        : 'No leader') +
+    ` · ${answering.length} of ${c.members.length} members answering` +
+    (awaited > 0 ? `, ${awaited} not heard from yet` : '');
   renderReplication(c, leader);
 }
 

@@ -1,10 +1,11 @@
 // The dashboard in a real browser (Debian's headless Chromium driven by playwright-core) against
 // a cluster of three `flotilla start` processes: the page shows three members and one leader,
-// and names the Raft group of each line of the election timeline; a put from one page reaches
-// a second browser through its watch, as text even when the key is markup; a dead job is
-// retried from the page; killing the leader's process shows the new leader within 2 s, and the
-// dead one down among the new leader's followers; and no page logs a console error (but a 503
-// for a read made while no leader is known, after the kill). Screenshots go to
+// and names the Raft group of each line of the election timeline; a page opened at a follower
+// does not say "No leader" before its node has heard from the others; a put from one page
+// reaches a second browser through its watch, as text even when the key is markup; a dead job
+// is retried from the page; killing the leader's process shows the new leader within 2 s, and
+// the dead one down among the new leader's followers; and no page logs a console error (but a
+// 503 for a read made while no leader is known, after the kill). Screenshots go to
 // docs/screenshots/.
 
 import assert from 'node:assert/strict';
@@ -82,6 +83,32 @@ void test('the dashboard in a browser: members and leader, put and watch, a dead
         JSON.stringify(groups),
       );
       await page.screenshot({ path: join(shots, 'cluster.png') });
+    });
+
+    await t.test('a page opened at a follower never says there is no leader', async () => {
+      // A node's first view for a page comes before it has heard from the others: every line
+      // of the header from the start, recorded by a script the browser runs before the page's.
+      const fresh = await b.browser.newPage();
+      fresh.on('pageerror', (e) => problems.push(`uncaught on the fresh page: ${e.message}`));
+      await fresh.addInitScript(`
+        window.summaries = [];
+        new MutationObserver(() => {
+          const text = document.getElementById('summary')?.textContent;
+          if (text !== undefined && window.summaries.at(-1) !== text) window.summaries.push(text);
+        }).observe(document, { subtree: true, childList: true, characterData: true });
+      `);
+      await fresh.goto(`${cluster.member(second).client}/`);
+      await until(
+        fresh,
+        `document.getElementById('summary').textContent.startsWith('Leader: node')`,
+      );
+      const seen = await fresh.evaluate<string[]>('window.summaries');
+      await fresh.close();
+      assert.deepEqual(
+        seen.filter((s) => s.startsWith('No leader')),
+        [],
+        JSON.stringify(seen),
+      );
     });
 
     await t.test(
