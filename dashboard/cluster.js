@@ -3,7 +3,7 @@
 
 import { $, el, fill, ago, clock, bytes, clip } from './util.js';
 import { drawChart, legend } from './chart.js';
-import { leaderOf, stoppedGroupOf } from './members.js';
+import { groupName, leaderOf, stoppedGroupOf } from './members.js';
 
 function voteOf(id, statuses) {
   for (const s of statuses) {
@@ -107,17 +107,23 @@ export function renderCluster(c) {
   lastCluster = c;
   const leader = leaderOf(c);
   // Who votes, as the members that answer say (a down member's last word may be stale).
-  const answering = c.members.filter((m) => m.error === null);
+  const answering = c.members.filter((m) => m.error === null && m.view !== null);
+  // A member the node has only just asked (the first view a node sends when a page connects)
+  // has neither answered nor failed: until it does, no leader is not known to be none.
+  const awaited = c.members.filter((m) => m.error === null && m.view === null).length;
   const statuses = [leader?.view?.status, ...answering.map((m) => m.view?.status)];
   const rows = [...c.members]
     .sort((a, b) => a.id - b.id)
     .map((m) => memberRow(m, c, leader, statuses));
   fill($('members').tBodies[0], rows);
   $('summary').textContent =
-    (leader === null
-      ? 'No leader'
-      : `Leader: node ${leader.id} · term ${leader.view.status.term}`) +
-    ` · ${answering.length} of ${c.members.length} members answering`;
+    (leader !== null
+      ? `Leader: node ${leader.id} · term ${leader.view.status.term}`
+      : awaited > 0
+        ? 'Leader: not known yet'
+        : 'No leader') +
+    ` · ${answering.length} of ${c.members.length} members answering` +
+    (awaited > 0 ? `, ${awaited} not heard from yet` : '');
   renderReplication(c, leader);
 }
 
@@ -144,10 +150,10 @@ export function renderTimeline(entries) {
     .map((e) =>
       el(
         'li',
-        { class: `k-${e.kind}` },
+        { class: `k-${e.kind}`, 'data-group': e.group },
         el('time', { datetime: new Date(e.atMs).toISOString() }, clock(e.atMs)),
         el('span', {}, `node ${e.node}`),
-        el('span', {}, e.group === 0 ? 'key-value' : 'queue'),
+        el('span', { class: 'group' }, groupName(e.group)),
         el('span', { class: 'what' }, kindText[e.kind] ?? e.kind),
         el('span', {}, `term ${e.term}`),
         el(
@@ -165,12 +171,17 @@ export function renderTimeline(entries) {
 function renderReplication(c, leader) {
   $('repl-leader').textContent = leader === null ? 'the leader (none now)' : `node ${leader.id}`;
   const status = leader?.view?.status;
+  // The leader's progress of a follower that died while nothing was written stays
+  // "replicate": the members that do not answer say it is down.
+  const down = new Map(c.members.filter((m) => m.error !== null).map((m) => [m.id, m.error]));
   const rows = (status?.replication ?? []).map((r) =>
     el(
       'tr',
-      { 'data-id': r.id },
+      { 'data-id': r.id, class: down.has(r.id) ? 'down' : '' },
       el('td', {}, `node ${r.id}`),
-      el('td', { class: r.state === 'replicate' ? 'ok' : 'warn' }, r.state),
+      down.has(r.id)
+        ? el('td', { class: 'bad', title: down.get(r.id) }, `${r.state}, but down`)
+        : el('td', { class: r.state === 'replicate' ? 'ok' : 'warn' }, r.state),
       el('td', {}, r.match),
       el('td', {}, r.lag),
       el('td', {}, leader.view.inflight?.[r.id] ?? 0),
@@ -192,7 +203,7 @@ function renderReplication(c, leader) {
             'span',
             {},
             `${t.direction === 'send' ? `node ${m.id} → node ${t.peer}` : `node ${t.peer} → node ${m.id}`}, ` +
-              `${t.group === 0 ? 'key-value' : 'queue'} snapshot at ${t.index}`,
+              `${groupName(t.group)} snapshot at ${t.index}`,
           ),
           el('progress', { max: t.totalBytes || 1, value: t.bytesDone, 'aria-label': `${pct}%` }),
           el(

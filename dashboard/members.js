@@ -25,3 +25,15 @@ export function leaderOf(c) {
 export function stoppedGroupOf(status, group) {
   return (status?.stoppedGroups ?? []).some((g) => g.group === group);
 }
+
+/**
+ * What Raft group `group` holds, for the timeline and the snapshot transfers: every node runs
+ * the first range (the key-value store, group 0), the job queue (1) and the range map (2);
+ * a range split off later is the group of its id.
+ */
+export function groupName(group) {
+  if (group === 0) return 'key-value';
+  if (group === 1) return 'queue';
+  if (group === 2) return 'range map';
+  return `range ${group}`;
+}

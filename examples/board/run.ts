@@ -124,14 +124,21 @@ async function main(): Promise<number> {
       '--log-level',
       'warn',
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    { stdio: ['pipe', 'pipe', 'pipe'], detached: true },
   );
+  // What is typed here goes to `cluster up`, whose commands it prints ("start N" brings back
+  // a node killed to watch the board fail over); it ends with this process's input.
+  cluster.stdin?.on('error', () => undefined);
+  if (cluster.stdin !== null) process.stdin.pipe(cluster.stdin);
   const children: ChildProcess[] = [cluster];
   // One stop, whatever asks for it: a second SIGTERM would end `cluster up` before its nodes.
   let stopped: Promise<void> | null = null;
   const stop = (why: string): Promise<void> => {
     if (stopped === null) {
       process.stdout.write(`${why}; stopping the board and the cluster...\n`);
+      // Reading the terminal would keep this process alive after its children.
+      process.stdin.unpipe();
+      process.stdin.destroy();
       stopped = stopAll(children).then(() => void process.stdout.write('Stopped.\n'));
     }
     return stopped;
@@ -181,7 +188,8 @@ async function main(): Promise<number> {
     `\nTask board:  ${up}\nDashboard:   ${endpoints[0]}/  (every member serves it)\n` +
       `Processes:   cluster up pid ${cluster.pid ?? '?'}, board pid ${board.pid ?? '?'}\n` +
       'Open the board in two browsers. Stop the leader (see the dashboard) with kill -9 and\n' +
-      'keep using the board. Press Ctrl-C to stop everything.\n\n',
+      'keep using the board; type "start N" here to start node N again. Press Ctrl-C to stop\n' +
+      'everything.\n\n',
   );
   // Either child ending by itself ends the example: one without the other is of no use.
   await Promise.race(children.map(exited));

@@ -1,7 +1,8 @@
 // `npm run example` (examples/board/run.ts, run here as the built file the script runs): a
 // board port another program holds is named and nothing starts; otherwise it starts a
-// three-member cluster and the board, prints both URLs, and on Ctrl-C stops every process it
-// started (the `cluster up` process, each node, the board) and exits 0.
+// three-member cluster and the board, prints both URLs, passes what is typed to it on to
+// `cluster up` (so "start N" brings back a node killed meanwhile), and on Ctrl-C stops every
+// process it started (the `cluster up` process, each node, the board) and exits 0.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { repoRoot } from '../support/root.js';
+import { until } from '../support/until.js';
 import { alive, freePortRun, holdPort, printedPids, release, type CliRun } from '../cli/run.js';
 
 const runJs = join(repoRoot(), 'dist', 'examples', 'board', 'run.js');
@@ -18,12 +20,14 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function start(args: readonly string[]): CliRun {
+function start(args: readonly string[], o: { stdin?: boolean } = {}): CliRun {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-example-'));
   dirs.push(dir);
-  const child = spawn(process.execPath, [runJs, ...args, '--data-dir', dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const argv = [runJs, ...args, '--data-dir', dir];
+  const child =
+    o.stdin === true
+      ? spawn(process.execPath, argv, { stdio: 'pipe' })
+      : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const out = { stdout: '', stderr: '' };
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
@@ -77,17 +81,13 @@ void test('npm run example names a board port another program holds, and starts 
   }
 });
 
-void test('npm run example starts the cluster and the board, and Ctrl-C (SIGINT, twice as under npm) stops every process', async () => {
+void test('npm run example starts the cluster and the board, takes "start N" for a killed node, and Ctrl-C (SIGINT, twice as under npm) stops every process', async () => {
   const base = await freePortRun(7);
   const board = base + 6;
-  const run = start([
-    '--peer-port',
-    String(base),
-    '--client-port',
-    String(base + 3),
-    '--port',
-    String(board),
-  ]);
+  const run = start(
+    ['--peer-port', String(base), '--client-port', String(base + 3), '--port', String(board)],
+    { stdin: true },
+  );
   const pids: number[] = [];
   try {
     const shown = await within(
@@ -116,6 +116,27 @@ void test('npm run example starts the cluster and the board, and Ctrl-C (SIGINT,
     assert.equal(res.status, 200, JSON.stringify(json));
     assert.deepEqual(json.tasks, []);
     assert.ok([1, 2, 3].includes(json.member), JSON.stringify(json));
+
+    // A node killed to watch the board fail over comes back with the command the cluster's
+    // output names, typed to the example.
+    const killed = printedPids(run).get(1) as number;
+    process.kill(killed, 'SIGKILL');
+    await until(
+      () => `the kill of node 1 was not reported:\n${run.out.stdout}`,
+      () => run.out.stdout.includes('Type "start 1" to start it again'),
+      10_000,
+    );
+    run.child.stdin?.write('start 1\n');
+    const again = await until(
+      () => `"start 1" did not reach the cluster:\n${run.out.stdout}`,
+      () => {
+        const m = /node 1: client \S+\s+peer \S+\s+pid (\d+): started again/.exec(run.out.stdout);
+        return m === null ? null : Number(m[1]);
+      },
+      10_000,
+    );
+    pids.push(again);
+    assert.ok(alive(again), run.out.stdout);
 
     // Ctrl-C under `npm run` delivers SIGINT twice: to the terminal's process group, and
     // forwarded by npm. The second must not end the example before it has stopped the rest.
