@@ -318,9 +318,19 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   });
   /** Every node exited with no command to come: the cluster is over, its wait for a leader too. */
   let over = false;
-  void announceLeader({ members, pids, out, stopped: () => stopping || over }).then((led) => {
+  void announceLeader({
+    members,
+    pids,
+    out,
+    stopped: () => stopping || over,
+    slow: () => {
+      firstStartOver = true;
+      out(
+        'No leader after 20 s: check the node logs above. Still waiting: "Ready" follows when one leads.',
+      );
+    },
+  }).then(() => {
     firstStartOver = true;
-    if (!led && !stopping && !over) out('No leader after 20 s: check the node logs above.');
   });
 
   // Whether a command can still come: while one can, a cluster whose nodes have all exited
@@ -523,10 +533,16 @@ export interface AnnounceOptions {
   readonly out: (line: string) => void;
   readonly stopped: () => boolean;
   readonly timeoutMs?: number;
+  /**
+   * Called once when `timeoutMs` passed without a leader; the polling then goes on (every
+   * second) until one leads or `stopped`. Without it, the polling ends there.
+   */
+  readonly slow?: () => void;
 }
 
 /**
- * Polls the nodes (bounded) and says once one of them leads, so people know when to start.
+ * Polls the nodes (for `timeoutMs`; with `slow`, until one leads or `stopped`) and says once
+ * one of them leads, so people know when to start.
  * Only a node that answers with the id and the PID of the process started for it counts: a
  * stranger answering on the port (another cluster) is named, never taken for a leader.
  * Returns whether a leader was announced.
@@ -534,7 +550,15 @@ export interface AnnounceOptions {
 export async function announceLeader(o: AnnounceOptions): Promise<boolean> {
   const deadline = Date.now() + (o.timeoutMs ?? 20_000);
   const strangers = new Set<number>();
-  while (Date.now() < deadline && !o.stopped()) {
+  let late = false;
+  while (!o.stopped()) {
+    if (!late && Date.now() >= deadline) {
+      if (o.slow === undefined) break;
+      // A node that loads a large state on a busy machine may take longer: say so, and
+      // still say when one leads rather than leave "no leader" as the last word.
+      late = true;
+      o.slow();
+    }
     for (const m of o.members) {
       let st: Partial<NodeStatus>;
       try {
@@ -556,7 +580,7 @@ export async function announceLeader(o: AnnounceOptions): Promise<boolean> {
         return true;
       }
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, late ? 1_000 : 200));
   }
   return false;
 }

@@ -287,14 +287,12 @@ export class InboundConnection {
     this.ctx.countFrame(this);
     if (frame.type === FrameType.heartbeats) return this.onHeartbeats(frame.payload);
     if (frame.type === FrameType.goodbye) return this.onGoodbye();
-    if (frame.type === FrameType.message) {
-      if (this.assembly !== null)
-        throw new TransportError(
-          'TRANSPORT_BAD_FRAME',
-          `message frame inside snapshot transfer ${this.assembly.id}`,
-        );
+    // A transfer's CHUNK frames may have MESSAGE and HEARTBEATS frames between them: the
+    // sender writes its control lane first at every write opportunity, a transfer waiting for
+    // 'drain' included, so that heartbeats never wait behind a snapshot (PROTOCOL.md). They
+    // are delivered at once and leave the transfer as it was.
+    if (frame.type === FrameType.message)
       return this.deliver(decodeMessage(frame.payload, this.ctx.opts.validation), null, bytes);
-    }
     if (frame.type === FrameType.chunk) return this.onChunk(frame.payload);
     if (frame.type === FrameType.messageWithAttachment)
       return this.onAttachedMessage(frame.payload, bytes);
@@ -320,11 +318,6 @@ export class InboundConnection {
       throw new TransportError(
         'TRANSPORT_BAD_FRAME',
         `heartbeats frame on a connection of protocol version ${this.version}; it needs ${COALESCED_HEARTBEATS_VERSION}`,
-      );
-    if (this.assembly !== null)
-      throw new TransportError(
-        'TRANSPORT_BAD_FRAME',
-        `heartbeats frame inside snapshot transfer ${this.assembly.id}`,
       );
     const messages = decodeHeartbeats(payload, this.peer, this.ctx.opts.nodeId);
     // The frame's bytes, shared out as the sender counted them.

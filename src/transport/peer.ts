@@ -241,6 +241,10 @@ export class PeerLink {
       socket.write(Buffer.concat([PREFACE, encodeSmallFrame(FrameType.hello, pack(hello))]));
     });
     socket.on('data', (chunk: Buffer) => {
+      // What arrives on a connection this link no longer uses is not read, as on the inbound
+      // side: after close() it lingers for the peer's end (sayGoodbye), and a peer stopping
+      // at the same moment sends its own GOODBYE there, which is no answer to a handshake.
+      if (this.socket !== socket) return;
       decoder.push(chunk);
       this.onHandshakeData(decoder);
     });

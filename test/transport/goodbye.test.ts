@@ -79,6 +79,16 @@ void describe('GOODBYE', () => {
     for (const n of [a, b, c]) assert.deepEqual(protocolErrors(n), []);
   });
 
+  void it("two members stopping at once read each other's GOODBYE as no protocol error", async () => {
+    // Each writes GOODBYE on its outbound connection and waits for the other end to close;
+    // meanwhile the other's GOODBYE arrives there, on a link already closed: it was read as a
+    // handshake answer and logged "expected accept or refuse, saw frame type 8" when every
+    // member of a local cluster stopped at once (Ctrl-C).
+    const [a, b] = (await mesh(2, () => undefined)) as [Node, Node];
+    await Promise.all([a.t.close(), b.t.close()]);
+    for (const n of [a, b]) assert.deepEqual(protocolErrors(n), [], JSON.stringify(n.events));
+  });
+
   void it('is not sent to, nor by, a peer that speaks protocol version 4', async () => {
     // Node 1 plays the release before version 5: were GOODBYE written on its version-4
     // connections, it would take the frame for a broken stream (a protocol error).

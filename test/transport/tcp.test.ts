@@ -113,6 +113,42 @@ void describe('TcpTransport', () => {
     assert.equal(Buffer.compare(Buffer.from(got.attachment), Buffer.from(data)), 0);
   });
 
+  void it('heartbeats sent while a snapshot is in flight arrive without breaking it', async () => {
+    // The control lane is written first at every write opportunity, so a heartbeat sent while
+    // a transfer waits for 'drain' lands between its chunks (or before its message): the
+    // receiver took that for a protocol error and dropped the connection, transfer and all
+    // (seen as "heartbeats frame inside snapshot transfer" when a member joined a cluster).
+    const [a, b] = await pair({ chunkBytes: 64 * 1024, maxFrameBytes: 256 * 1024 });
+    const hb = (seq: number): Message => ({
+      from: 1,
+      to: 2,
+      term: 3,
+      type: 'heartbeat',
+      commit: 1,
+      seq,
+    });
+    a.t.send(hb(1));
+    await waitFor(() => b.inbox.length === 1, 'the link open');
+    const data = new Uint8Array(4 * 1024 * 1024).fill(7);
+    const snap = everyMessage(1, 2).find((m) => m.type === 'snapshot') as Message;
+    a.t.send(snap, data);
+    let seq = 2;
+    const beat = setInterval(() => a.t.send(hb(seq++)), 1);
+    try {
+      await waitFor(
+        () =>
+          b.inbox.some((r) => r.msg.type === 'snapshot') || events(b, 'protocol-error').length > 0,
+        'the snapshot or a protocol error',
+      );
+    } finally {
+      clearInterval(beat);
+    }
+    assert.deepEqual(events(b, 'protocol-error'), []);
+    const got = b.inbox.find((r) => r.msg.type === 'snapshot');
+    assert.equal(got?.attachment?.byteLength, data.byteLength);
+    assert.ok(b.inbox.filter((r) => r.msg.type === 'heartbeat').length > 1);
+  });
+
   void it('refuses an attachment over maxAttachmentBytes on the receiving side', async () => {
     const [a, b] = await pair({ chunkBytes: 1024, maxAttachmentBytes: 4096 });
     // The sender's own limit is higher, so the receiver's check is what is exercised.
