@@ -382,20 +382,44 @@ export function buildProgram(): Command {
       'list keys with a prefix (over several ranges: range by range, each at its own revision)',
     )
     .option('--limit <n>', 'at most n keys', int('--limit', 0, defaultLimits.maxRangeLimit), 100)
-    .action(async (prefix: string | undefined, o: { limit: number }) =>
-      withClient(kv.opts<ClusterOptions>(), async (c) => {
-        // An empty prefix is every key, as no prefix is (a key is never empty: it was refused).
-        const every = prefix === undefined || prefix === '';
-        const r = await c.range(
-          every ? '\u0000' : prefix,
-          every
-            ? { rangeEnd: '\u0000', limit: o.limit, multiRange: true }
-            : { prefix: true, limit: o.limit, multiRange: true },
-        );
-        for (const x of r.kvs) process.stdout.write(`${x.key}\t${x.value}\n`);
-        if (r.more) process.stdout.write(`... ${r.count - r.kvs.length} more\n`);
-        return undefined;
-      }),
+    .option('--keys-only', 'print the keys alone, one per line')
+    .option(
+      '--json',
+      'print each key as one line of JSON (key, value, revisions): a key or value with a newline or a tab stays on its line',
+    )
+    .action(
+      async (
+        prefix: string | undefined,
+        o: { limit: number; keysOnly?: boolean; json?: boolean },
+      ) => {
+        if (o.keysOnly === true && o.json === true)
+          throw new UsageError('--keys-only and --json choose different outputs: give one');
+        // For a program to read, every line of standard output is a key (or a JSON line).
+        const forPrograms = o.keysOnly === true || o.json === true;
+        return withClient(kv.opts<ClusterOptions>(), async (c) => {
+          // An empty prefix is every key, as no prefix is (a key is never empty: it was refused).
+          const every = prefix === undefined || prefix === '';
+          const r = await c.range(
+            every ? '\u0000' : prefix,
+            every
+              ? { rangeEnd: '\u0000', limit: o.limit, multiRange: true }
+              : { prefix: true, limit: o.limit, multiRange: true },
+          );
+          for (const x of r.kvs)
+            process.stdout.write(
+              o.json === true
+                ? `${JSON.stringify(x)}\n`
+                : o.keysOnly === true
+                  ? `${x.key}\n`
+                  : `${x.key}\t${x.value}\n`,
+            );
+          if (r.more)
+            (forPrograms ? process.stderr : process.stdout).write(
+              `... ${r.count - r.kvs.length} more\n`,
+            );
+          return undefined;
+        });
+      },
     );
 
   const watch = program

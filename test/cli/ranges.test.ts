@@ -68,6 +68,33 @@ void test('kv ls lists every key of a store split into ranges, and --limit count
   assert.deepEqual(m.stdout.trim().split('\n'), ['m1\tv-m1', 'm2\tv-m2']);
 });
 
+void test('kv ls --keys-only and --json print one key per line, whatever the key holds', async () => {
+  // The listing's key<TAB>value lines broke a key or value holding a newline or a tab over
+  // lines or columns, and said what was left out on the same output: no program could read it.
+  const odd = 'n\nl\tt';
+  const put = await postJson(
+    `${nodes.url(1)}/v1/kv/put`,
+    { key: odd, value: 'two\nlines' },
+    { timeoutMs: 15_000 },
+  );
+  assert.equal(put.status, 200, JSON.stringify(put.json));
+  const json = await cli('kv', 'ls', 'n', '--json');
+  assert.equal(json.code, 0, json.stderr);
+  const lines = json.stdout.trimEnd().split('\n');
+  assert.equal(lines.length, 1, json.stdout);
+  const kv = JSON.parse(lines[0] as string) as { key: string; value: string };
+  assert.deepEqual([kv.key, kv.value], [odd, 'two\nlines']);
+  const only = await cli('kv', 'ls', '--keys-only', '--limit', '2');
+  assert.equal(only.code, 0, only.stderr);
+  assert.deepEqual(only.stdout.trimEnd().split('\n'), keys.slice(0, 2));
+  assert.match(only.stderr, /^\.\.\. \d+ more\n$/, 'what was left out is said apart');
+  const both = await cli('kv', 'ls', '--keys-only', '--json');
+  assert.equal(both.code, 2, both.stderr);
+  assert.match(both.stderr, /--keys-only and --json/);
+  const del = await postJson(`${nodes.url(1)}/v1/kv/delete`, { key: odd }, { timeoutMs: 15_000 });
+  assert.equal(del.status, 200, JSON.stringify(del.json));
+});
+
 void test('range move, transfer and split refuse impossible node ids, and a move to itself, as usage errors', async () => {
   // `--from 0` went to the server, which refused it BAD_REQUEST (exit code 1) naming the body's
   // field "from"; `--replicas 1,1` likewise, "replicas" names a node twice; a move from a
