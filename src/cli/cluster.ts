@@ -76,6 +76,16 @@ export function planCluster(o: ClusterUpOptions): LocalMember[] {
 }
 
 /** Member `id` of a local cluster: its ports follow the bases, its directory is node<id>. */
+/** A member's line: its id, addresses (the binary port when served) and process. */
+function memberLine(o: ClusterUpOptions, m: LocalMember, pid: number | undefined): string {
+  const binaryBase = o.binaryPortBase ?? 0;
+  return (
+    `node ${m.id}: client ${m.client}  peer ${m.peer}` +
+    (binaryBase === 0 ? '' : `  binary ${o.host}:${binaryBase + m.id - 1}`) +
+    `  pid ${pid ?? '?'}`
+  );
+}
+
 function localMember(o: ClusterUpOptions, id: number): LocalMember {
   return {
     id,
@@ -290,10 +300,7 @@ export async function clusterUp(o: ClusterUpOptions): Promise<number> {
   out(
     `Flotilla cluster "${o.clusterId}" with ${members.length} node(s); data under ${resolve(o.dataDir)}`,
   );
-  for (const m of members)
-    out(
-      `  node ${m.id}: client ${m.client}  peer ${m.peer}  pid ${children.get(m.id)?.pid ?? '?'}`,
-    );
+  for (const m of members) out(`  ${memberLine(o, m, children.get(m.id)?.pid)}`);
   // Every node serves the dashboard; the first is as good as any.
   out(`Dashboard: ${members[0]?.client}/ (every node serves it at its client URL)`);
   out(
@@ -411,9 +418,7 @@ async function runControl(line: string, c: ControlContext): Promise<void> {
     await checkPorts([m], binaryPorts(c.options));
     prepareDataDir(m.dataDir);
     const pid = c.spawnNode(m, [...startArgs(m, [m], c.options), '--join', via.join(',')]);
-    c.out(
-      `node ${m.id}: client ${m.client}  peer ${m.peer}  pid ${pid ?? '?'}: joining through ${via.join(', ')}`,
-    );
+    c.out(`${memberLine(c.options, m, pid)}: joining through ${via.join(', ')}`);
     return;
   }
   const start = /^start (\d+)$/.exec(line);
@@ -433,9 +438,7 @@ async function runControl(line: string, c: ControlContext): Promise<void> {
     }
     await checkPorts([node.member], binaryPorts(c.options));
     const pid = c.spawnNode(node.member, node.args);
-    c.out(
-      `node ${id}: client ${node.member.client}  peer ${node.member.peer}  pid ${pid ?? '?'}: started again`,
-    );
+    c.out(`${memberLine(c.options, node.member, pid)}: started again`);
     return;
   }
   const remove = /^remove (\d+)$/.exec(line);

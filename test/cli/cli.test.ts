@@ -321,10 +321,20 @@ void describe('cluster up', () => {
   void it('leaves no node running when it is killed without stopping them', async () => {
     // SIGKILL, or a wrapper that took the signal and left (npm given SIGTERM once ran its
     // script through a shell that did not pass it on): the nodes must not run on orphaned.
-    const run = startCli(threeNodes(await freePortRun(6)));
+    // With the binary client protocol served, whose ports the member lines name too (they
+    // named the peer and client ports only).
+    const peer = await freePortRun(9);
+    const run = startCli([...threeNodes(peer), '--binary-port', String(peer + 6)]);
     await waitForOutput(run, /Ready: node \d+ leads/, 30_000);
     const pids = printedPids(run);
     assert.equal(pids.size, 3, run.out.stdout);
+    for (const id of [1, 2, 3])
+      assert.match(
+        run.out.stdout,
+        new RegExp(
+          `node ${id}: client \\S+\\s+peer \\S+\\s+binary 127\\.0\\.0\\.1:${peer + 5 + id}\\s`,
+        ),
+      );
     run.child.kill('SIGKILL');
     await exitOf(run, 10_000);
     after(() => {
@@ -361,7 +371,11 @@ void describe('cluster up', () => {
     assert.ok(stdin !== null);
     await waitForOutput(run, /Ready: node (\d+) leads/, 30_000);
     stdin.write('add\n');
-    await waitForOutput(run, /node 4: client \S+\s+peer \S+\s+pid \d+: joining through/, 10_000);
+    await waitForOutput(
+      run,
+      /node 4: client \S+\s+peer \S+\s+(?:binary \S+\s+)?pid \d+: joining through/,
+      10_000,
+    );
     // Node 4 is a learner until caught up, then a voter of both groups.
     const deadline = Date.now() + 30_000;
     const voter = /^4\s+127\.0\.0\.1:\d+\s+\S+\s+voter\s+voter/m;
@@ -392,7 +406,11 @@ void describe('cluster up', () => {
       10_000,
     );
     stdin.write('start 2\n');
-    await waitForOutput(run, /node 2: client \S+\s+peer \S+\s+pid \d+: started again/, 10_000);
+    await waitForOutput(
+      run,
+      /node 2: client \S+\s+peer \S+\s+(?:binary \S+\s+)?pid \d+: started again/,
+      10_000,
+    );
     const second = printedPids(run).get(2);
     assert.ok(second !== undefined && second !== first, run.out.stdout);
     let seen = '';
@@ -418,7 +436,11 @@ void describe('cluster up', () => {
     for (const id of [1, 2, 3]) process.kill(pidsNow.get(id) as number, 'SIGKILL');
     await waitForOutput(run, /All nodes have exited\. Type "start N" to start one again/, 10_000);
     stdin.write('start 3\n');
-    await waitForOutput(run, /node 3: client \S+\s+peer \S+\s+pid \d+: started again/, 10_000);
+    await waitForOutput(
+      run,
+      /node 3: client \S+\s+peer \S+\s+(?:binary \S+\s+)?pid \d+: started again/,
+      10_000,
+    );
     assert.equal(run.child.exitCode, null, `cluster up exited:\n${run.out.stdout}`);
     run.child.kill('SIGINT');
     assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);

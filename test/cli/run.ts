@@ -96,7 +96,9 @@ export async function waitForOutput(
 /** The node PIDs a `cluster up` printed ("node 1: client ... pid 1234"). */
 export function printedPids(run: CliRun): Map<number, number> {
   const pids = new Map<number, number>();
-  for (const m of run.out.stdout.matchAll(/node (\d+): client \S+\s+peer \S+\s+pid (\d+)/g))
+  for (const m of run.out.stdout.matchAll(
+    /node (\d+): client \S+\s+peer \S+\s+(?:binary \S+\s+)?pid (\d+)/g,
+  ))
     pids.set(Number(m[1]), Number(m[2]));
   return pids;
 }

@@ -130,7 +130,9 @@ void test('npm run example starts the cluster and the board, takes "start N" for
     const again = await until(
       () => `"start 1" did not reach the cluster:\n${run.out.stdout}`,
       () => {
-        const m = /node 1: client \S+\s+peer \S+\s+pid (\d+): started again/.exec(run.out.stdout);
+        const m = /node 1: client \S+\s+peer \S+\s+(?:binary \S+\s+)?pid (\d+): started again/.exec(
+          run.out.stdout,
+        );
         return m === null ? null : Number(m[1]);
       },
       10_000,
