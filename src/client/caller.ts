@@ -12,7 +12,7 @@ import { FlotillaError, type ErrorCode } from '../base/errors.js';
 import type { Connections } from './connections.js';
 import type { ClientSettings } from './options.js';
 import { RangeRouting, spansOfBody, type RangeMapSnapshot } from './range-routing.js';
-import { hedged, markRefusedEndpoint, refusedEndpoint, settledWithin, sleep } from './util.js';
+import { hedged, markRefusedEndpoint, refusedEndpoint, sleep } from './util.js';
 
 /** Failures to reach a node or to hear from it, as opposed to a node's answer. */
 const unreached = new Set<ErrorCode>(['CONNECTION', 'TIMEOUT']);
@@ -271,7 +271,7 @@ export class Caller {
     // Waited for as long as a hedge, no longer: an endpoint that does not answer (the frozen
     // one the map's fetch went past) is asked again at the next fetch.
     const asking = new AbortController();
-    await settledWithin(this.identifyEndpoints(asking.signal), hedgeMs);
+    await Promise.race([this.identifyEndpoints(asking.signal), sleep(hedgeMs, asking.signal)]);
     asking.abort();
     // A node the client was given an endpoint for is reached there: the address it
     // advertises to its peers may not be reachable from the client (a container's name).

@@ -156,20 +156,8 @@ export function checkClientOptions(opts: ClientOptions): ClientSettings {
         `${typeof opts.clientId === 'string' ? `${opts.clientId.length} characters` : describe(opts.clientId)}`,
       false,
     );
-  const markRetryWrites = opts.markRetryWrites ?? 1_000;
-  if (!Number.isInteger(markRetryWrites) || markRetryWrites < 1 || markRetryWrites > 1_000_000)
-    throw new FlotillaError(
-      'BAD_REQUEST',
-      `markRetryWrites must be an integer from 1 to 1000000, got ${String(opts.markRetryWrites)}`,
-      false,
-    );
-  const writeWindow = opts.writeWindow ?? 128;
-  if (!Number.isInteger(writeWindow) || writeWindow < 1 || writeWindow > 256)
-    throw new FlotillaError(
-      'BAD_REQUEST',
-      `writeWindow must be an integer from 1 to 256, got ${String(opts.writeWindow)}`,
-      false,
-    );
+  const markRetryWrites = intUpTo(opts, 'markRetryWrites', 1_000, 1_000_000);
+  const writeWindow = intUpTo(opts, 'writeWindow', 128, 256);
   if (opts.protocol !== undefined && opts.protocol !== 'auto' && opts.protocol !== 'http')
     throw new FlotillaError(
       'BAD_REQUEST',
@@ -269,6 +257,23 @@ function positiveInt(
     throw new FlotillaError(
       'BAD_REQUEST',
       `${name} must be a positive integer, got ${describe(v)}`,
+      false,
+    );
+  return v;
+}
+
+/** Option `name`, an integer from 1 to `max` (`fallback` when absent). */
+function intUpTo(
+  opts: ClientOptions,
+  name: 'markRetryWrites' | 'writeWindow',
+  fallback: number,
+  max: number,
+): number {
+  const v = opts[name] ?? fallback;
+  if (!Number.isInteger(v) || v < 1 || v > max)
+    throw new FlotillaError(
+      'BAD_REQUEST',
+      `${name} must be an integer from 1 to ${max}, got ${String(opts[name])}`,
       false,
     );
   return v;

@@ -75,18 +75,6 @@ export function hedged<C, T>(
   });
 }
 
-/** Resolves when `p` settles or `ms` pass, whichever is first (never rejects). */
-export function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    const done = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    p.then(done, done);
-  });
-}
-
 /** The fields of `o` named by `keys` that are set. */
 export function pick<T extends object, K extends keyof T>(o: T, ...keys: K[]): Partial<Pick<T, K>> {
   const out: Partial<Pick<T, K>> = {};

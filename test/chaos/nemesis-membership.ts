@@ -256,6 +256,7 @@ export class MembershipNemesis {
     const deadline = this.now() + this.timing.drainMs;
     const admin = this.admin();
     let holds = 'no range map';
+    let undrain = '';
     try {
       while (this.now() < deadline) {
         try {
@@ -273,12 +274,18 @@ export class MembershipNemesis {
         }
         await new Promise((r) => setTimeout(r, 500));
       }
-      await admin.undrainNode(id).catch(() => undefined);
+      // The failure says whether the member was left drained.
+      undrain = await admin.undrainNode(id).then(
+        () => '',
+        (err: unknown) => `; its undrain failed too (${(err as Error).message})`,
+      );
     } finally {
       await admin.close();
     }
     this.cluster.unmarkLeaving(id);
-    throw new Error(`member ${id} still held ${holds} after ${this.timing.drainMs} ms of drain`);
+    throw new Error(
+      `member ${id} still held ${holds} after ${this.timing.drainMs} ms of drain${undrain}`,
+    );
   }
 
   /**
