@@ -412,9 +412,13 @@ async function runControl(line: string, c: ControlContext): Promise<void> {
   const via = c.running.map((m) => m.client);
   if (line === '') return;
   if (line === 'add') {
-    // An id whose directory a member of an earlier run left (perhaps removed) is skipped.
+    // An id the cluster knows (a member, or one removed and never usable again: perhaps in an
+    // earlier run whose directory was deleted since) is skipped, and so is one whose directory
+    // a member of an earlier run left.
+    const known = await knownIds(via);
     let m = localMember(c.options, c.takeId());
-    while (existsSync(join(m.dataDir, IDENTITY_FILE))) m = localMember(c.options, c.takeId());
+    while (known.has(m.id) || existsSync(join(m.dataDir, IDENTITY_FILE)))
+      m = localMember(c.options, c.takeId());
     await checkPorts([m], binaryPorts(c.options));
     prepareDataDir(m.dataDir);
     const pid = c.spawnNode(m, [...startArgs(m, [m], c.options), '--join', via.join(',')]);
@@ -464,6 +468,30 @@ async function runControl(line: string, c: ControlContext): Promise<void> {
     return;
   }
   c.out(`unknown command "${line}": type add, start N, remove N or list`);
+}
+
+/**
+ * The ids the cluster has given out, members and removed, as the first running node to answer
+ * lists them; none when none answers (a join with a removed id is then refused by the cluster
+ * itself, `MEMBER_REMOVED`, and the new node exits saying so).
+ */
+async function knownIds(via: readonly string[]): Promise<Set<number>> {
+  for (const url of via) {
+    try {
+      const res = await fetch(`${url}/v1/cluster/members/list`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+        signal: AbortSignal.timeout(5_000),
+      });
+      const json = (await res.json()) as Partial<MembersResponse>;
+      if (json.members === undefined || json.removed === undefined) continue;
+      return new Set([...json.members.map((m) => m.id), ...json.removed]);
+    } catch {
+      // Try the next node: this one is starting, stopped or slow.
+    }
+  }
+  return new Set();
 }
 
 function prefixLines(

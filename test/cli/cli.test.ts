@@ -349,24 +349,22 @@ void describe('cluster up', () => {
   });
 
   void it('grows and shrinks while it runs: add, list, remove', async () => {
-    // Ports for four nodes: peers p..p+3, clients p+4..p+7 (node 4 takes the next of each).
-    const peer = await freePortRun(8);
-    const run = startCli(
-      [
-        'cluster',
-        'up',
-        '--peer-port',
-        String(peer),
-        '--client-port',
-        String(peer + 4),
-        '--data-dir',
-        tempDir(),
-        '--log-level',
-        'warn',
-      ],
-      {},
-      { stdin: true },
-    );
+    // Ports for five nodes: peers p..p+4, clients p+5..p+9 (node 4 takes the next of each).
+    const peer = await freePortRun(10);
+    const dataDir = tempDir();
+    const args = [
+      'cluster',
+      'up',
+      '--peer-port',
+      String(peer),
+      '--client-port',
+      String(peer + 5),
+      '--data-dir',
+      dataDir,
+      '--log-level',
+      'warn',
+    ];
+    const run = startCli(args, {}, { stdin: true });
     const stdin = run.child.stdin;
     assert.ok(stdin !== null);
     await waitForOutput(run, /Ready: node (\d+) leads/, 30_000);
@@ -418,7 +416,7 @@ void describe('cluster up', () => {
       () => `node 2 answering as pid ${second} and following a leader (last seen: ${seen})`,
       async () => {
         try {
-          const res = await fetch(`http://127.0.0.1:${peer + 5}/v1/status`, {
+          const res = await fetch(`http://127.0.0.1:${peer + 6}/v1/status`, {
             signal: AbortSignal.timeout(1_000),
           });
           const st = (await res.json()) as { pid?: number; leader?: number };
@@ -444,6 +442,38 @@ void describe('cluster up', () => {
     assert.equal(run.child.exitCode, null, `cluster up exited:\n${run.out.stdout}`);
     run.child.kill('SIGINT');
     assert.equal(await exitOf(run, 20_000), 0, run.out.stdout);
+
+    // Run again with removed node 4's directory deleted by hand: `add` must not take id 4,
+    // which the cluster refuses for good, but the next id it never gave out.
+    rmSync(join(dataDir, 'node4'), { recursive: true, force: true });
+    const again = startCli(args, {}, { stdin: true });
+    after(() => {
+      for (const pid of printedPids(again).values()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    });
+    await waitForOutput(again, /Ready: node (\d+) leads/, 30_000);
+    again.child.stdin?.write('add\n');
+    await waitForOutput(
+      again,
+      /node 5: client \S+\s+peer \S+\s+(?:binary \S+\s+)?pid \d+: joining through/,
+      10_000,
+    );
+    assert.doesNotMatch(again.out.stdout, /node 4: client/, again.out.stdout);
+    const learner = /^5\s+127\.0\.0\.1:\d+\s+\S+\s+(?:learner|voter)\s/m;
+    let asked = 0;
+    await until(
+      () => `node 5 listed as a member:\n${again.out.stdout}`,
+      () => {
+        if (learner.test(again.out.stdout)) return true;
+        if (Date.now() - asked >= 500) {
+          asked = Date.now();
+          again.child.stdin?.write('list\n');
+        }
+        return false;
+      },
+      30_000,
+    );
+    again.child.kill('SIGINT');
+    assert.equal(await exitOf(again, 20_000), 0, again.out.stdout);
   });
 
   void it('exits once every node has exited and no command can come', async () => {
