@@ -11,9 +11,11 @@
 
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import {
+  SimError,
   describeProfile,
   runSeed,
   type ClusterSize,
+  type SimOptions,
   type SimResult,
   type SimStats,
 } from './index.js';
@@ -137,6 +139,33 @@ async function main(argv: readonly string[]): Promise<number> {
   return runRange(first, count, o);
 }
 
+/** What one seed of the range runs with, from the command line. */
+function seedOptions(seed: number, o: CliOptions): SimOptions {
+  return {
+    seed,
+    ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
+    ...(o.wipeEvery !== undefined ||
+    o.membershipEvery !== undefined ||
+    o.quiesce === true ||
+    o.impatient === true
+      ? {
+          profile: {
+            ...(o.wipeEvery !== undefined ? { wipeEveryMs: o.wipeEvery } : {}),
+            ...(o.membershipEvery !== undefined
+              ? { membershipEveryMs: o.membershipEvery, wipeEveryMs: 0 }
+              : {}),
+            ...(o.quiesce === true ? { quiesce: true } : {}),
+            ...(o.impatient === true ? { attemptTimeoutElections: 1 } : {}),
+          },
+        }
+      : {}),
+    ...(o.ranges === true ? { ranges: true } : {}),
+    ...(o.moves === true ? { moves: true } : {}),
+    ...(o.meta === true ? { meta: true } : {}),
+    ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
+  };
+}
+
 async function runRange(first: number, count: number, o: CliOptions): Promise<number> {
   const began = process.hrtime.bigint();
   let failed = 0;
@@ -145,29 +174,15 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   let lastProgress = began;
   for (let i = 0; i < count; i++) {
     const seed = first + i;
-    const r = await runSeed({
-      seed,
-      ...(o.nodes !== undefined ? { nodes: o.nodes } : {}),
-      ...(o.wipeEvery !== undefined ||
-      o.membershipEvery !== undefined ||
-      o.quiesce === true ||
-      o.impatient === true
-        ? {
-            profile: {
-              ...(o.wipeEvery !== undefined ? { wipeEveryMs: o.wipeEvery } : {}),
-              ...(o.membershipEvery !== undefined
-                ? { membershipEveryMs: o.membershipEvery, wipeEveryMs: 0 }
-                : {}),
-              ...(o.quiesce === true ? { quiesce: true } : {}),
-              ...(o.impatient === true ? { attemptTimeoutElections: 1 } : {}),
-            },
-          }
-        : {}),
-      ...(o.ranges === true ? { ranges: true } : {}),
-      ...(o.moves === true ? { moves: true } : {}),
-      ...(o.meta === true ? { meta: true } : {}),
-      ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
-    });
+    let r: SimResult;
+    try {
+      r = await runSeed(seedOptions(seed, o));
+    } catch (err) {
+      // Options the simulator cannot combine (found as the first seed's profile is drawn).
+      if (!(err instanceof SimError) || err.code !== 'INVALID_OPTION') throw err;
+      console.error(err.message);
+      return 2;
+    }
     events += r.stats.events;
     for (const k of Object.keys(r.stats) as (keyof SimStats)[])
       totals.set(k, (totals.get(k) ?? 0) + r.stats[k]);

@@ -78,7 +78,7 @@ export class Liveness {
     faults.noteRecoveries();
     let pending =
       this.o.workload.pendingDescription() +
-      (faults.wiped.size > 0 ? ` wiped nodes not caught up: ${[...faults.wiped].join(',')}` : '');
+      (faults.wiped.size > 0 ? ` wiped nodes not caught up: ${faults.describeWiped()}` : '');
     if (this.leaderSeenMs >= 0 && pending === '' && this.o.profile.quiesce)
       pending = this.notQuiesced();
     // The map catches up with the ranges once everything else settled (the map repair).

@@ -211,14 +211,12 @@ export function validateProfile(p: Profile): void {
     );
   if (p.quiesce && p.membershipEveryMs > 0)
     throw new SimError('INVALID_OPTION', 'quiescing cannot be combined with membership churn yet');
-  if (p.moveEveryMs > 0 && p.wipeEveryMs > 0)
-    throw new SimError('INVALID_OPTION', 'moves and disk wipes cannot be combined yet');
 }
 
 /**
  * The move fields of a seed that moves replicas, drawn from their own source: how often a
  * move starts, more splits (a move needs a range split off range 0), five nodes unless asked
- * otherwise, and no wipes (moves and wipes are not combined yet).
+ * otherwise, and no wipes unless asked for (`--wipe-every`, which needs the meta group).
  */
 export function drawMoveProfile(
   rng: Rng,

@@ -152,6 +152,13 @@ export class Simulation implements NodeHost, WorkloadHost {
       ...(options.nodes ? { nodes: options.nodes } : {}),
     };
     this.profile = drawProfile(child(), overrides);
+    // The product always runs the meta group: a wiped node learns from its map the ranges a
+    // move gave it, which nothing in its own logs names (node-recovery.ts).
+    if (this.profile.moveEveryMs > 0 && this.profile.wipeEveryMs > 0 && !this.meta)
+      throw new SimError(
+        'INVALID_OPTION',
+        'moves with disk wipes need the meta group (--ranges --moves --meta): a wiped node learns the ranges moved to it from its map',
+      );
     const netRng = child();
     const faultRng = child();
     const workloadRng = child();
@@ -234,6 +241,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       mover,
       ranges,
       meta: this.meta,
+      plantWipedRangesVote: options.plantWipedRangesVote === true,
     });
     this.invariants = new Invariants(this, {
       nodes: this.nodes,

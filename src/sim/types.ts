@@ -58,6 +58,11 @@ export interface SimOptions {
   /** How nodes give a range up (default: the product's); tests plant a wrong one. */
   readonly plantRetire?: RetirePlant;
   /**
+   * Planted defect for tests: the ranges a wiped node held start again as full members with
+   * empty logs, as if nothing was lost (the product's `unsafeSkipRangeRecovery`).
+   */
+  readonly plantWipedRangesVote?: boolean;
+  /**
    * With ranges: every node runs the meta group (the range map) with the product's bootstrap,
    * split records and map repair, and clients route by its map (sim-meta.ts). Off by default.
    */

@@ -160,7 +160,15 @@ export class WalNodeDisk implements NodeDisk {
    */
   removeRange(dirs: RangeDirs, id: number): void {
     dirs.remove(id);
-    if (dirs === this.dirs) this.groups.delete(id);
+    if (dirs !== this.dirs) return;
+    this.groups.delete(id);
+    // A range lost in a wipe and given up before it caught up has nothing left to recover.
+    this.lostGroups.delete(id);
+  }
+
+  /** Whether group `group` holds anything on this disk (a term, an entry or a snapshot). */
+  holdsGroup(group: number): boolean {
+    return this.groups.get(group)?.mirror.isBlank() === false;
   }
 
   holds(index: number, term: number): boolean {
@@ -196,10 +204,15 @@ export class WalNodeDisk implements NodeDisk {
    * its data in the wipe and has not stored that it caught up (it may not have started yet).
    */
   anyRecovering(): boolean {
-    if (this.recovery === 'recovering') return true;
-    for (const g of this.groups.values()) if (g.recovery === 'recovering') return true;
-    for (const id of this.lostGroups) if (this.groupRecovery(id) !== 'none') return true;
-    return false;
+    return this.recovery === 'recovering' || this.recoveringGroups().length > 0;
+  }
+
+  /** The range groups whose stored flag says recovering, or lost and not stored caught up. */
+  recoveringGroups(): number[] {
+    const ids = new Set<number>();
+    for (const [id, g] of this.groups) if (g.recovery === 'recovering') ids.add(id);
+    for (const id of this.lostGroups) if (this.groupRecovery(id) !== 'none') ids.add(id);
+    return [...ids].sort((a, b) => a - b);
   }
 
   private group(id: number): GroupMirror {

@@ -70,6 +70,22 @@ void test('--ranges --moves runs move seeds and counts their moves; --moves alon
   assert.match(three.out, /--moves needs 5 or 7 nodes/);
 });
 
+void test('options the simulator cannot combine exit 2 with the reason, not a stack trace', () => {
+  for (const [args, reason] of [
+    [['--ranges', '--moves', '--wipe-every', '800'], /moves with disk wipes need the meta group/],
+    [['--ranges', '--membership-every', '800', '--nodes', '5'], /ranges and membership churn/],
+  ] as const) {
+    const r = run(['--seed', '5', ...args]);
+    assert.equal(r.status, 2, r.out);
+    assert.match(r.out, reason);
+    assert.doesNotMatch(r.out, /\bat \S+ \(file:/, r.out);
+  }
+  const wiped = run(['--seed', '5', '--ranges', '--moves', '--meta', '--wipe-every', '800']);
+  assert.match(wiped.out, /1 seeds \(5\.\.5\), 0 failed/, wiped.out);
+  assert.match(wiped.out, /wipes [1-9]/, wiped.out);
+  assert.equal(wiped.status, 0, wiped.out);
+});
+
 void test('the replay command a seed names reruns it event for event, --wipe-every and --impatient included', async () => {
   for (const options of [
     { seed: 100, profile: { wipeEveryMs: 300 } },

@@ -103,3 +103,24 @@ for (const seed of [1500, 1634, 1649])
     assert.deepEqual(r.violations, [], r.replay);
     assert.ok(r.stats.moveSteps > 0, JSON.stringify(r.stats));
   });
+
+// Moves while disks are lost: a wiped node's ranges must start recovering, as group 0 does
+// (DESIGN.md, "A node that lost its data"). Planted: they start as full members on empty logs,
+// so a wiped replica can vote a lagging one in. The checks must catch it within the bound, and
+// the same seed with the product's rule must break nothing.
+void test('ranges of a wiped node voting on empty logs are caught (moves, meta, wipes)', async (t) => {
+  const mode = { ranges: true, moves: true, meta: true, profile: { wipeEveryMs: 300 } } as const;
+  for (let seed = 0; seed < 100; seed++) {
+    const r = await runSeed({ seed, ...mode, plantWipedRangesVote: true });
+    if (!r.violations.some((v) => SAFETY_KINDS.has(v.kind))) continue;
+    note(t, r);
+    const control = await runSeed({ seed, ...mode });
+    assert.deepEqual(control.violations, [], `the product's rule also fails seed ${seed}`);
+    assert.ok(
+      control.stats.wipes > 0 && control.stats.moveSteps > 0,
+      JSON.stringify(control.stats),
+    );
+    return;
+  }
+  assert.fail('no seed below 100 caught ranges of a wiped node voting on empty logs');
+});

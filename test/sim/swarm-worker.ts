@@ -18,6 +18,8 @@ export interface SliceRequest {
   readonly quiesce?: boolean;
   /** Clients try another node after one election timeout without an answer. */
   readonly impatient?: boolean;
+  /** Wipes a node's data directory about this often (virtual ms) in every seed. */
+  readonly wipeEveryMs?: number;
 }
 
 export interface SliceOutcome {
@@ -35,6 +37,8 @@ export interface SliceOutcome {
   readonly wakes: number;
   /** Write retries the session table answered without applying them again. */
   readonly deduped: number;
+  /** Data directories wiped over the slice. */
+  readonly wipes: number;
 }
 
 async function runSlice({
@@ -45,6 +49,7 @@ async function runSlice({
   meta,
   quiesce,
   impatient,
+  wipeEveryMs,
 }: SliceRequest): Promise<SliceOutcome> {
   const failures: string[] = [];
   let events = 0;
@@ -54,22 +59,25 @@ async function runSlice({
   let quiesces = 0;
   let wakes = 0;
   let deduped = 0;
+  let wipes = 0;
   for (let seed = start; seed < start + count; seed++) {
     const r = await runSeed({
       seed,
       ...(ranges === true ? { ranges } : {}),
       ...(moves === true ? { moves } : {}),
       ...(meta === true ? { meta } : {}),
-      ...(quiesce === true || impatient === true
+      ...(quiesce === true || impatient === true || wipeEveryMs !== undefined
         ? {
             profile: {
               ...(quiesce === true ? { quiesce } : {}),
               ...(impatient === true ? { attemptTimeoutElections: 1 } : {}),
+              ...(wipeEveryMs !== undefined ? { wipeEveryMs } : {}),
             },
           }
         : {}),
     });
     deduped += r.stats.deduped;
+    wipes += r.stats.wipes;
     quiesces += r.stats.quiesces;
     wakes += r.stats.wakes;
     recorded += r.stats.splitsRecorded;
@@ -90,6 +98,7 @@ async function runSlice({
     quiesces,
     wakes,
     deduped,
+    wipes,
   };
 }
 

@@ -14,6 +14,8 @@ export interface SliceMode {
   readonly quiesce?: boolean;
   /** Clients that try another node after one election timeout (`--impatient`). */
   readonly impatient?: boolean;
+  /** Wipes a node's data directory about this often, virtual ms (`--wipe-every`). */
+  readonly wipeEveryMs?: number;
 }
 
 /** Runs seeds [start, start+count) with everything drawn from each seed but what `mode` sets. */
@@ -32,6 +34,7 @@ export async function runSwarmSlice(
     ...(meta ? { meta } : {}),
     ...(quiesce ? { quiesce } : {}),
     ...(impatient ? { impatient } : {}),
+    ...(mode.wipeEveryMs !== undefined ? { wipeEveryMs: mode.wipeEveryMs } : {}),
   };
   const worker = new Worker(new URL('./swarm-worker.js', import.meta.url), {
     workerData: request,
@@ -73,5 +76,8 @@ export async function runSwarmSlice(
       outcome.deduped > count * 10,
       `only ${outcome.deduped} retries deduplicated over ${count} seeds`,
     );
+  // ... and against wipe seeds that never lost a disk.
+  if (mode.wipeEveryMs !== undefined)
+    assert.ok(outcome.wipes > count / 2, `only ${outcome.wipes} wipes over ${count} seeds`);
   assert.deepEqual(outcome.failures, []);
 }
