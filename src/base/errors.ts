@@ -255,7 +255,7 @@ export const errorCodes = {
   },
   NODE_NOT_RESPONDING: {
     meaning:
-      'the node a replica is to be moved or added to did not answer the request to prepare the new replica within the request timeout (stopped, frozen or overloaded; the message names it): it was not added, the range keeps its replicas; not retried by the client, since a node that does not answer is not helped by asking again at once: check the node, then retry',
+      'the node a replica is to be moved or added to did not answer the request to prepare it within the request timeout (stopped, frozen; named): not added, the range keeps its replicas; not retried by the client',
     indefinite: false,
   },
   REPLICA_EXISTS: {
