@@ -69,6 +69,8 @@ export const httpStatusOf: Readonly<Record<NodeErrorCode, number>> = {
   RANGE_NOT_MOVABLE: 400,
   NOT_RANGE_VOTER: 400,
   NODE_NOT_MEMBER: 400,
+  // The node the request needed did not answer in time, as a gateway's upstream.
+  NODE_NOT_RESPONDING: 504,
   REPLICA_EXISTS: 409,
   REPLICA_NOT_FOUND: 409,
   RANGE_CHANGE_IN_PROGRESS: 409,

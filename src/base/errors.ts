@@ -253,6 +253,11 @@ export const errorCodes = {
     meaning: 'the node a replica is to be moved or added to is not a member of the cluster',
     indefinite: false,
   },
+  NODE_NOT_RESPONDING: {
+    meaning:
+      'the node a replica is to be moved or added to did not answer the request to prepare it within the request timeout (stopped, frozen; named): not added, the range keeps its replicas; not retried by the client',
+    indefinite: false,
+  },
   REPLICA_EXISTS: {
     meaning: 'the node a replica is to be moved or added to already holds a replica of the range',
     indefinite: false,

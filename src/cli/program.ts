@@ -16,6 +16,7 @@ import { defaultLimits } from '../base/limits.js';
 import { maxLeaseTtlSeconds } from '../api/lease-routes.js';
 import { StorageError } from '../storage/index.js';
 import { clusterUp, maxLocalNodes } from './cluster.js';
+import { exactKv, keyBytes, lossyText } from './key-arg.js';
 import { UsageError } from './usage-error.js';
 import { readStdin, utf8Text } from './stdin.js';
 import { runElection, runLocked } from './concurrency.js';
@@ -312,21 +313,34 @@ export function buildProgram(): Command {
     .description('key-value operations')
     .option('--endpoints <urls>', 'comma-separated node URLs', defaultEndpoints)
     .addOption(tokenOption());
+  const keyBase64Help =
+    'KEY is base64: for a key that is not UTF-8 (a key given as text cannot be: see docs/CLIENT.md)';
   kv.command('put <key> [value]')
     .description('write a key (without a value: the bytes on standard input, as etcdctl does)')
     .option('--lease <id>', 'attach the key to a lease (deleted with it)', int('--lease', 1))
-    .action(async (key: string, value: string | undefined, o: { lease?: number }) => {
-      const v = value === undefined ? await valueFromStdin() : { value, encoding: 'utf8' as const };
-      return withClient(kv.opts<ClusterOptions>(), (c) =>
-        // In base64 the key goes in base64 too (the encoding is the request's).
-        v.encoding === 'base64'
-          ? c.put(Buffer.from(key).toString('base64'), v.value, {
-              ...leaseOf(o),
-              encoding: 'base64',
-            })
-          : c.put(key, v.value, leaseOf(o)),
-      );
-    });
+    .option('--key-base64', keyBase64Help)
+    .action(
+      async (
+        key: string,
+        value: string | undefined,
+        o: { lease?: number; keyBase64?: boolean },
+      ) => {
+        const k = keyBytes(key, { base64: o.keyBase64 === true, what: 'key' });
+        const v =
+          value === undefined ? await valueFromStdin() : { value, encoding: 'utf8' as const };
+        return withClient(kv.opts<ClusterOptions>(), (c) =>
+          // In base64 (a value that is not UTF-8, or a key given so) both go in base64: the
+          // encoding is the request's.
+          v.encoding === 'base64' || o.keyBase64 === true
+            ? c.put(
+                k.toString('base64'),
+                v.encoding === 'base64' ? v.value : Buffer.from(v.value).toString('base64'),
+                { ...leaseOf(o), encoding: 'base64' },
+              )
+            : c.put(key, v.value, leaseOf(o)),
+        );
+      },
+    );
   kv.command('get <key>')
     .description('read a key (linearizable unless --consistency says otherwise)')
     .addOption(
@@ -338,38 +352,59 @@ export function buildProgram(): Command {
     .option('--serializable', 'the same as --consistency serializable')
     .option('--rev <n>', 'read the key as it was at revision n', int('--rev'))
     .option('--value-only', "print only the value's bytes, as stored (binary-safe)")
+    .option(
+      '--key-base64',
+      `${keyBase64Help}; a key or value printed that is not UTF-8 is given in base64 too (keyBase64, valueBase64)`,
+    )
     .action(
       async (
         key: string,
-        o: { serializable?: boolean; consistency?: string; rev?: number; valueOnly?: boolean },
-      ) =>
-        withClient(kv.opts<ClusterOptions>(), async (c) => {
+        o: {
+          serializable?: boolean;
+          consistency?: string;
+          rev?: number;
+          valueOnly?: boolean;
+          keyBase64?: boolean;
+        },
+      ) => {
+        const k = keyBytes(key, { base64: o.keyBase64 === true, what: 'key' });
+        return withClient(kv.opts<ClusterOptions>(), async (c) => {
           const raw = o.valueOnly === true;
+          const inBase64 = raw || o.keyBase64 === true;
           // Commander checked the level; the node refuses a contradiction (CONFLICTING_FIELDS).
-          const r = await c.get(raw ? Buffer.from(key).toString('base64') : key, {
+          const r = await c.get(inBase64 ? k.toString('base64') : key, {
             ...(o.serializable === true ? { serializable: true } : {}),
             ...(o.consistency === undefined
               ? {}
               : { consistency: o.consistency as ReadConsistency }),
             ...(o.rev === undefined ? {} : { revision: o.rev }),
-            ...(raw ? { encoding: 'base64' as const } : {}),
+            ...(inBase64 ? { encoding: 'base64' as const } : {}),
           });
           if (r === null) {
             process.exitCode = 1;
-            process.stderr.write(`key "${key}" not found\n`);
+            process.stderr.write(`key ${JSON.stringify(key)} not found\n`);
             return undefined;
           }
-          if (!raw) return r;
-          process.stdout.write(Buffer.from(r.value, 'base64'));
-          return undefined;
-        }),
+          if (raw) {
+            process.stdout.write(Buffer.from(r.value, 'base64'));
+            return undefined;
+          }
+          return inBase64 ? exactKv(r) : r;
+        });
+      },
     );
   kv.command('del <key>')
     .description('delete a key (or all keys with a prefix)')
     .option('--prefix', 'treat key as a prefix')
-    .action(async (key: string, o: { prefix?: boolean }) =>
-      withClient(kv.opts<ClusterOptions>(), (c) => c.delete(key, { prefix: o.prefix === true })),
-    );
+    .option('--key-base64', keyBase64Help)
+    .action(async (key: string, o: { prefix?: boolean; keyBase64?: boolean }) => {
+      const k = keyBytes(key, { base64: o.keyBase64 === true, what: 'key' });
+      return withClient(kv.opts<ClusterOptions>(), (c) =>
+        o.keyBase64 === true
+          ? c.delete(k.toString('base64'), { prefix: o.prefix === true, encoding: 'base64' })
+          : c.delete(key, { prefix: o.prefix === true }),
+      );
+    });
   watchCommand(kv.command('watch <key>'), () => kv.opts<ClusterOptions>());
   kv.command('compact')
     .description('forget the history before a revision (reads below it are refused from then on)')
@@ -385,33 +420,37 @@ export function buildProgram(): Command {
     .option('--keys-only', 'print the keys alone, one per line')
     .option(
       '--json',
-      'print each key as one line of JSON (key, value, revisions): a key or value with a newline or a tab stays on its line',
+      'print each key as one line of JSON (key, value, revisions): a key or value with a newline or a tab stays on its line, one that is not UTF-8 is given in base64 too (keyBase64, valueBase64)',
     )
+    .option('--key-base64', 'the prefix is base64: for one that is not UTF-8')
     .action(
       async (
         prefix: string | undefined,
-        o: { limit: number; keysOnly?: boolean; json?: boolean },
+        o: { limit: number; keysOnly?: boolean; json?: boolean; keyBase64?: boolean },
       ) => {
         if (o.keysOnly === true && o.json === true)
           throw new UsageError('--keys-only and --json choose different outputs: give one');
+        const p = keyBytes(prefix ?? '', { base64: o.keyBase64 === true, what: 'prefix' });
         // For a program to read, every line of standard output is a key (or a JSON line).
         const forPrograms = o.keysOnly === true || o.json === true;
         return withClient(kv.opts<ClusterOptions>(), async (c) => {
           // An empty prefix is every key, as no prefix is (a key is never empty: it was refused).
-          const every = prefix === undefined || prefix === '';
+          // Read in base64, so that --json can give the bytes of a key that is not UTF-8.
+          const every = p.length === 0;
+          const zero = Buffer.from([0]).toString('base64');
           const r = await c.range(
-            every ? '\u0000' : prefix,
+            every ? zero : p.toString('base64'),
             every
-              ? { rangeEnd: '\u0000', limit: o.limit, multiRange: true }
-              : { prefix: true, limit: o.limit, multiRange: true },
+              ? { rangeEnd: zero, limit: o.limit, multiRange: true, encoding: 'base64' }
+              : { prefix: true, limit: o.limit, multiRange: true, encoding: 'base64' },
           );
           for (const x of r.kvs)
             process.stdout.write(
               o.json === true
-                ? `${JSON.stringify(x)}\n`
+                ? `${JSON.stringify(exactKv(x))}\n`
                 : o.keysOnly === true
-                  ? `${x.key}\n`
-                  : `${x.key}\t${x.value}\n`,
+                  ? `${lossyText(x.key)}\n`
+                  : `${lossyText(x.key)}\t${lossyText(x.value)}\n`,
             );
           if (r.more)
             (forPrograms ? process.stderr : process.stdout).write(

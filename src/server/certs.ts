@@ -8,10 +8,11 @@
 
 import 'reflect-metadata';
 import { randomBytes, webcrypto } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { makeDirs } from './make-dirs.js';
 
 x509.cryptoProvider.set(webcrypto);
 
@@ -116,7 +117,8 @@ function writePair(files: CertFiles, cert: string, key: string): void {
 
 function prepareDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // One level at a time: Node's recursive mkdir never returns under /proc (make-dirs.ts).
+    makeDirs(dir, { mode: 0o700 });
   } catch (err) {
     throw new CertsError(
       'CERTS_INVALID_INPUT',

@@ -488,7 +488,11 @@ export class RangeReplicas {
     }
   }
 
-  /** Asks `node` to start the range on empty storage, with the range's voters now. */
+  /**
+   * Asks `node` to start the range on empty storage, with the range's voters now. A node that
+   * does not answer within the prepare bound fails the change NODE_NOT_RESPONDING; one that
+   * could not be reached or dropped the connection, UNAVAILABLE (unreachable).
+   */
   private async prepareOn(
     node: number,
     d: RangeDescriptor,
@@ -506,11 +510,12 @@ export class RangeReplicas {
       answer = await this.o.sendToMember(node, preparePath, body, bounded.signal);
     } catch (err) {
       if (signal.aborted) throw new FlotillaError('ABORTED', 'The change was aborted');
+      // Definite: the node was not added (a learner is added only once it answered), and the
+      // client does not retry it, which took eight request timeouts to say the same thing.
       if (bounded.signal.aborted)
-        throw unreachable(
-          node,
-          `prepare it for range ${d.id}`,
-          new Error(`no answer within ${waitMs} ms (is it stopped or overloaded?)`),
+        throw new FlotillaError(
+          'NODE_NOT_RESPONDING',
+          `Node ${node} did not answer the request to prepare it as a new replica of range ${d.id} within ${waitMs} ms (is it stopped or overloaded?): it was not added, the range keeps its replicas; check node ${node}, then retry`,
         );
       throw unreachable(node, `prepare it for range ${d.id}`, err);
     } finally {

@@ -17,6 +17,7 @@ import { QueueStateMachine } from '../queue/index.js';
 import { nodeFs, openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { BackupError, readBackup, type BackupHeader, type BackupSummary } from './backup-format.js';
 import { groupDir, writeIdentity, type StorageKind } from './data-dir.js';
+import { makeDirs } from './make-dirs.js';
 import { KV_GROUP, QUEUE_GROUP } from './node-setup.js';
 import { META_GROUP } from '../ranges/types.js';
 
@@ -93,7 +94,8 @@ export async function restoreBackup(o: RestoreOptions): Promise<RestoreReport> {
   await rm(work, { recursive: true, force: true });
   // The parents follow the umask; the data directory (renamed from this) is its owner's alone.
   try {
-    await mkdir(dirname(work), { recursive: true });
+    // One level at a time: Node's recursive mkdir never returns under /proc (make-dirs.ts).
+    makeDirs(dirname(work));
     await mkdir(work, { mode: 0o700 });
   } catch (err) {
     // Said of the directory asked for: the work directory's name means nothing to the user.
@@ -252,10 +254,18 @@ async function checkEmptyTarget(target: string): Promise<void> {
 
 function unwritable(target: string, err: unknown): BackupError {
   const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  // The component that failed, when it is a parent the restore had to create first.
+  const failed = (err as NodeJS.ErrnoException).path;
+  const missing =
+    typeof failed === 'string' && failed !== target && !failed.includes('.restoring-')
+      ? failed
+      : null;
   const why =
     code === 'ENOTDIR'
       ? 'a directory on its path is a file'
-      : `${dirname(target)} does not let this user create it (${code})`;
+      : missing !== null
+        ? `${dirname(missing)} does not let this user create ${missing} (${code})`
+        : `${dirname(target)} does not let this user create it (${code})`;
   return new BackupError(
     'RESTORE_DIR_UNWRITABLE',
     `Cannot create the data directory ${target}: ${why}; give --data-dir a path this user can create; nothing was written`,

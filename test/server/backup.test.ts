@@ -234,11 +234,39 @@ void test('restore says what is wrong and what to do: a directory or a damaged f
         return true;
       },
     );
-  // A directory no one may create a directory in, even root: /proc. (Not deeper: Node's
-  // recursive mkdir loops for ever on /proc/a/b, where mkdir says ENOENT for a parent that is.)
+  // A directory no one may create a directory in, even root: /proc.
   if (process.platform === 'linux')
     await refused({ dataDir: '/proc/flotilla-restore-test' }, 'RESTORE_DIR_UNWRITABLE');
 });
+
+void test(
+  'snapshot restore to a data directory two levels under /proc fails at once RESTORE_DIR_UNWRITABLE',
+  { skip: process.platform !== 'linux' },
+  async () => {
+    // It hung: the restore made the parents with Node's recursive mkdir, which loops for ever
+    // on /proc/a/b (mkdir says ENOENT for /proc/a, whose parent is there). In a process of its
+    // own, so that a hang fails the bound and is ended by PID rather than holding this one.
+    const r = await runCli(
+      [
+        'snapshot',
+        'restore',
+        file,
+        '--data-dir',
+        '/proc/flotilla-restore-test/node1',
+        '--id',
+        '1',
+        '--initial-cluster',
+        '1=127.0.0.1:1@http://127.0.0.1:2',
+      ],
+      20_000,
+    );
+    assert.equal(r.code, 1, `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /^flotilla: RESTORE_DIR_UNWRITABLE: Cannot create the data directory \/proc\/flotilla-restore-test\/node1: \/proc does not let this user create \/proc\/flotilla-restore-test \(ENOENT\); give --data-dir a path this user can create; nothing was written\n$/,
+    );
+  },
+);
 
 void test('planted: a backup missing its last chunk is refused, or (made consistent) caught by the check', async () => {
   // The last chunk dropped and the checksum sealed again: the file is sound, but the key-value

@@ -257,3 +257,24 @@ void test('each CA has a name of its own, or the one given, so refusals naming a
   assert.notEqual(subjectOf(a), subjectOf(b));
   assert.equal(subjectOf(named), 'CN=Acme staging CA');
 });
+
+void test(
+  'certs init with a directory two levels under /proc fails at once, naming it',
+  { skip: process.platform !== 'linux' },
+  () => {
+    // It hung: Node's recursive mkdir loops for ever on /proc/a/b. A process of its own,
+    // bounded, so that a hang fails here.
+    const cli = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'certs', 'init', '--dir', '/proc/flotilla-certs-test/ca'],
+      { encoding: 'utf8', timeout: 20_000, killSignal: 'SIGKILL' },
+    );
+    assert.equal(r.error, undefined, `the command did not exit: ${String(r.error)}`);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /CERTS_INVALID_INPUT: Cannot create directory \/proc\/flotilla-certs-test\/ca: ENOENT/,
+    );
+  },
+);

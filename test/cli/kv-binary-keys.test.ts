@@ -1,0 +1,127 @@
+// Keys that are not UTF-8 on the command line. Node decodes argv as UTF-8 and turns other bytes
+// into U+FFFD, so `flotilla kv put $'\xffa' v` wrote the key EF BF BD 61, not FF 61, and
+// `kv del --prefix` with such a prefix would delete other keys than those meant. A text key
+// holding U+FFFD is now refused as a usage error; `--key-base64` gives any bytes, and
+// `kv get --key-base64` and `kv ls --json` give a key or value that is not UTF-8 in base64 too.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { FlotillaClient } from '../../src/client/index.js';
+import { TestNodes } from '../server/nodes.js';
+import { exitOf, runCli, startCli, stopAll } from './run.js';
+
+const bound = 20_000;
+let nodes: TestNodes;
+let client: FlotillaClient;
+let endpoints: string;
+
+before(async () => {
+  nodes = await TestNodes.start({ nodes: 1 });
+  await nodes.waitForLeader();
+  client = new FlotillaClient({ endpoints: nodes.urls });
+  endpoints = nodes.urls.join(',');
+});
+
+after(async () => {
+  await stopAll();
+  await client.close();
+  await nodes.close();
+});
+
+const cli = (...args: string[]) => runCli([...args, '--endpoints', endpoints], bound);
+/** The keys stored under `prefix` (bytes), as base64. */
+async function storedKeys(prefix: Buffer): Promise<string[]> {
+  const r = await client.range(prefix.toString('base64'), { prefix: true, encoding: 'base64' });
+  return r.kvs.map((x) => x.key);
+}
+
+const ffa = Buffer.from([0xb1, 0xff, 0x61]);
+const ffa64 = ffa.toString('base64');
+
+void test('a key given with bytes that are not UTF-8 is refused as a usage error, nothing written', async () => {
+  // The byte 0xff reaches the process as it is; Node gives the program U+FFFD for it.
+  const run = startCli(
+    ['kv', 'put', '--endpoints', endpoints],
+    {},
+    {
+      under: ['sh', '-c', `exec "$0" "$@" "$(printf '\\261\\377a')" v`],
+    },
+  );
+  const code = await exitOf(run, bound);
+  assert.equal(code, 2, `stdout:\n${run.out.stdout}\nstderr:\n${run.out.stderr}`);
+  assert.match(run.out.stderr, /holds U\+FFFD, which is what bytes that are not UTF-8 become/);
+  assert.match(run.out.stderr, /--key-base64/);
+  assert.deepEqual(await storedKeys(Buffer.from([0xb1])), []);
+  assert.deepEqual(await storedKeys(Buffer.from('\uFFFD')), [], 'nothing under U+FFFD either');
+});
+
+void test('--key-base64 puts, gets, lists and deletes a key that is not UTF-8, byte for byte', async () => {
+  const put = await cli('kv', 'put', '--key-base64', ffa64, 'value');
+  assert.equal(put.code, 0, put.stderr);
+  assert.deepEqual(await storedKeys(Buffer.from([0xb1])), [ffa64]);
+
+  const get = await cli('kv', 'get', '--key-base64', ffa64);
+  assert.equal(get.code, 0, get.stderr);
+  const kv = JSON.parse(get.stdout) as Record<string, unknown>;
+  assert.equal(kv['keyBase64'], ffa64);
+  assert.equal(kv['key'], '\uFFFD\uFFFDa');
+  assert.equal(kv['value'], 'value');
+  assert.equal(kv['valueBase64'], undefined, 'a value in UTF-8 is given as text alone');
+
+  const only = await cli('kv', 'get', '--key-base64', ffa64, '--value-only');
+  assert.equal(only.code, 0, only.stderr);
+  assert.equal(only.stdout, 'value');
+
+  const ls = await cli(
+    'kv',
+    'ls',
+    '--key-base64',
+    Buffer.from([0xb1]).toString('base64'),
+    '--json',
+  );
+  assert.equal(ls.code, 0, ls.stderr);
+  const lines = ls.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(
+    lines.map((l) => [l['key'], l['keyBase64'], l['value']]),
+    [['\uFFFD\uFFFDa', ffa64, 'value']],
+  );
+
+  const del = await cli('kv', 'del', '--key-base64', ffa64);
+  assert.equal(del.code, 0, del.stderr);
+  assert.deepEqual(await storedKeys(Buffer.from([0xb1])), []);
+});
+
+void test('kv ls --json gives a value that is not UTF-8 in base64 too; text keys as before', async () => {
+  const value = Buffer.from([0x00, 0xfe, 0x41]);
+  await client.put(Buffer.from('bin/v').toString('base64'), value.toString('base64'), {
+    encoding: 'base64',
+  });
+  await client.put('bin/w', 'plain');
+  const ls = await cli('kv', 'ls', 'bin/', '--json');
+  assert.equal(ls.code, 0, ls.stderr);
+  const lines = ls.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(
+    lines.map((l) => [l['key'], l['keyBase64'], l['valueBase64']]),
+    [
+      ['bin/v', undefined, value.toString('base64')],
+      ['bin/w', undefined, undefined],
+    ],
+  );
+  const plain = await cli('kv', 'ls', 'bin/');
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(plain.stdout, `bin/v\t${value.toString('utf8')}\nbin/w\tplain\n`);
+});
+
+void test('--key-base64 refuses what is not base64, as a usage error', async () => {
+  for (const bad of ['not base64!', 'abc', '====']) {
+    const r = await cli('kv', 'get', '--key-base64', bad);
+    assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+    assert.match(r.stderr, /--key-base64: the key .* is not base64/);
+  }
+});
