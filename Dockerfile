@@ -58,8 +58,11 @@ COPY dashboard ./dashboard
 # Listen on every interface of the container; members and clients reach it by its name, which
 # FLOTILLA_ADVERTISE_PEER and FLOTILLA_ADVERTISE_CLIENT (or the member list) give. Environment
 # variables override a config file: set one of these empty to take the file's value instead.
+# FLOTILLA_SERVING_FILE is not a setting: the node writes there where it serves, for the
+# HEALTHCHECK, whatever data directory and port it was given.
 ENV NODE_ENV=production \
     FLOTILLA_DATA_DIR=/var/lib/flotilla/data \
+    FLOTILLA_SERVING_FILE=/var/lib/flotilla/serving.json \
     FLOTILLA_LISTEN_PEER=0.0.0.0:7001 \
     FLOTILLA_LISTEN_CLIENT=0.0.0.0:8001 \
     FLOTILLA_LOG_FORMAT=json

@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 // The container image's HEALTHCHECK: exits 0 when the node in this container answers
 // `/readyz` with 200 (it knows a leader, has applied what it knows committed, and is not
-// recovering lost data), 1 otherwise. It asks where the node said it serves, in
-// `serving.json` in its data directory (FLOTILLA_DATA_DIR, which the image sets), over TLS
-// with the node's own files when its client port speaks TLS (the CA checks the node's chain;
-// the node's certificate is shown to a port that asks for one); before the node first
-// listened, at FLOTILLA_LISTEN_CLIENT (the image sets 0.0.0.0:8001) on loopback, over HTTP.
+// recovering lost data), 1 otherwise. It asks where the node said it serves: in the file
+// FLOTILLA_SERVING_FILE names (the image sets it; the node writes it wherever its data
+// directory is), else in `serving.json` in FLOTILLA_DATA_DIR; over TLS with the node's own
+// files when its client port speaks TLS (the CA checks the node's chain; the node's
+// certificate is shown to a port that asks for one). Before the node first listened, at
+// FLOTILLA_LISTEN_CLIENT (the image sets 0.0.0.0:8001) on loopback, over HTTP.
 // The slim images carry no curl; Node's own client does, within a bounded time.
 
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { localUrl, parseHostPort } from '../base/host-port.js';
-import { readServing, type Serving } from '../server/serving-file.js';
+import { readServing, readServingFile, type Serving } from '../server/serving-file.js';
 
 const timeoutMs = 3_000;
 
@@ -21,8 +22,11 @@ const timeoutMs = 3_000;
  * when neither says.
  */
 function target(): Serving | string {
+  const file = process.env['FLOTILLA_SERVING_FILE'];
   const dir = process.env['FLOTILLA_DATA_DIR'];
-  const written = dir === undefined || dir === '' ? null : readServing(dir);
+  const written =
+    (file === undefined || file === '' ? null : readServingFile(file)) ??
+    (dir === undefined || dir === '' ? null : readServing(dir));
   if (written !== null) return written;
   const listen = process.env['FLOTILLA_LISTEN_CLIENT'] || '127.0.0.1:8001';
   const a = parseHostPort(listen);

@@ -240,7 +240,11 @@ export function buildProgram(): Command {
       const config = resolveNodeConfig(file, configFromEnv(process.env), flags);
       const { runNode } = await import('../server/run-node.js');
       try {
-        await runNode(config, { unknownEnv: unknownEnvVars(process.env) });
+        const servingFile = process.env['FLOTILLA_SERVING_FILE'];
+        await runNode(config, {
+          unknownEnv: unknownEnvVars(process.env),
+          ...(servingFile === undefined || servingFile === '' ? {} : { servingFile }),
+        });
       } catch (err) {
         const shown =
           err instanceof StorageError && err.code === 'STORAGE_CORRUPT'

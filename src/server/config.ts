@@ -406,7 +406,8 @@ export function readConfigFile(path: string): Raw {
 /**
  * FLOTILLA_* variables that are not a node's settings: those the command line's client
  * commands read (the cluster, the token), those it sets for the commands it runs (a job's, a
- * lock holder's), and the image the compose files run (read by the shell that starts them).
+ * lock holder's), the image the compose files run (read by the shell that starts them), and
+ * the file where the container image has `start` note where it serves, for its health check.
  */
 export const clientEnvVars: readonly string[] = [
   'FLOTILLA_ENDPOINTS',
@@ -416,6 +417,7 @@ export const clientEnvVars: readonly string[] = [
   'FLOTILLA_LOCK_KEY',
   'FLOTILLA_LOCK_TOKEN',
   'FLOTILLA_IMAGE',
+  'FLOTILLA_SERVING_FILE',
 ];
 
 /**

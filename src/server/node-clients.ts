@@ -2,7 +2,7 @@
 // cross-origin policy and TLS, the TLS the binary protocol's port shares, and the listening on
 // both once the node is assembled.
 
-import { resolve as resolvePath } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import type { Logger } from 'pino';
 import { httpAuthorizer } from '../api/auth.js';
 import { CorsPolicy } from '../api/cors.js';
@@ -21,7 +21,7 @@ import type { NodeConfig } from './config.js';
 import { RateLimitedWarning, reasonClass } from './logging.js';
 import type { NodeMetrics } from './metrics.js';
 import { logTlsPorts, type NodeTls } from './node-tls.js';
-import { SERVING_FILE, writeServing } from './serving-file.js';
+import { SERVING_FILE, writeServingFile } from './serving-file.js';
 import { listenError } from './startup.js';
 
 /** The HTTP server and what it was made with that the binary protocol's server shares. */
@@ -101,9 +101,11 @@ export async function listenClients(o: {
   readonly wire: WireServer | null;
   readonly wireListen: string | null;
   readonly tls: NodeTls | null;
+  /** A second place to write where the node serves (FLOTILLA_SERVING_FILE); null: none. */
+  readonly servingFile: string | null;
   readonly release: () => Promise<void>;
 }): Promise<void> {
-  const { given, config, log, http, wire, wireListen, tls, release } = o;
+  const { given, config, log, http, wire, wireListen, tls, servingFile, release } = o;
   let addr: Awaited<ReturnType<typeof http.listen>>;
   try {
     addr = await http.listen(config.listenClient);
@@ -146,24 +148,30 @@ export async function listenClients(o: {
     throw listenError(config.listenClient, 'clients (listenClient)', err);
   }
   // For the image's health check; best effort: a node that could not write it still runs.
-  try {
-    writeServing(config.dataDir, {
-      readyz: localUrl(addr.address, addr.port, given.tls !== null, '/readyz'),
-      tls:
-        given.tls === null
-          ? null
-          : {
-              caFile: resolvePath(given.tls.caFile),
-              certFile: resolvePath(given.tls.certFile),
-              keyFile: resolvePath(given.tls.keyFile),
-            },
-    });
-  } catch (err) {
-    log.warn(
-      { err },
-      `Cannot write ${SERVING_FILE}: the image's health check will guess the client port`,
-    );
-  }
+  const serving = {
+    readyz: localUrl(addr.address, addr.port, given.tls !== null, '/readyz'),
+    tls:
+      given.tls === null
+        ? null
+        : {
+            caFile: resolvePath(given.tls.caFile),
+            certFile: resolvePath(given.tls.certFile),
+            keyFile: resolvePath(given.tls.keyFile),
+          },
+  };
+  const places = [
+    join(config.dataDir, SERVING_FILE),
+    ...(servingFile === null ? [] : [servingFile]),
+  ];
+  for (const file of places)
+    try {
+      writeServingFile(file, serving);
+    } catch (err) {
+      log.warn(
+        { err, file },
+        `Cannot write ${file}: the image's health check may not find the client port`,
+      );
+    }
 }
 
 /**

@@ -231,6 +231,12 @@ export class FlotillaNode implements AsyncDisposable {
       /** Faults planted by tests (see NodeTestHooks); nothing else should set them. */
       testHooks?: NodeTestHooks;
       /**
+       * A file to write where the node serves, besides `serving.json` in its data directory:
+       * the container image names one (FLOTILLA_SERVING_FILE) so that its health check finds
+       * the node wherever its data directory is.
+       */
+      servingFile?: string;
+      /**
        * Aborted when the process is asked to stop: a start still waiting (to join, or for its
        * peers to say whether its empty data directory means a new cluster) ends, closing what
        * it opened, with SHUTTING_DOWN. Its reason (a string: the signal's name) is logged.
@@ -426,6 +432,7 @@ export class FlotillaNode implements AsyncDisposable {
       wire: node.wire,
       wireListen,
       tls,
+      servingFile: o.servingFile ?? null,
       release: async () => {
         await host.close(0);
         loopDelay[Symbol.dispose]();

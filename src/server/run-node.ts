@@ -62,6 +62,8 @@ export async function runNode(
   o: {
     /** FLOTILLA_* variables nothing reads (config.ts, unknownEnvVars): logged as warnings first. */
     unknownEnv?: readonly { name: string; meant?: string }[];
+    /** Where to write, besides the data directory, where the node serves (FLOTILLA_SERVING_FILE). */
+    servingFile?: string;
   } = {},
 ): Promise<void> {
   let stopSignal: string | null = null;
@@ -106,7 +108,11 @@ export async function runNode(
     );
   let node: FlotillaNode;
   try {
-    node = await FlotillaNode.start(config, { signal: starting.signal, logger });
+    node = await FlotillaNode.start(config, {
+      signal: starting.signal,
+      logger,
+      ...(o.servingFile === undefined ? {} : { servingFile: o.servingFile }),
+    });
   } catch (err) {
     process.off('SIGTERM', handler);
     process.off('SIGINT', handler);

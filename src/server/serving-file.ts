@@ -1,9 +1,12 @@
 // Where a running node serves its clients, written into its data directory once it listens
 // (`serving.json`), for the container image's HEALTHCHECK (src/cli/healthcheck.ts): the node's
 // command line, which names its config file, is not the health check's, so without it the
-// check could only guess the port from FLOTILLA_LISTEN_CLIENT and speak plain HTTP. Not state:
-// rewritten at every start, read by nothing else, and a stale one (the node is down) only
-// points at a port nothing answers on.
+// check could only guess the port from FLOTILLA_LISTEN_CLIENT and speak plain HTTP. The data
+// directory can come from that command line too (a flag, or a config file with the image's
+// FLOTILLA_DATA_DIR set empty), so the node also writes the same record to the file the image
+// names in FLOTILLA_SERVING_FILE, which does not depend on it. Not state: rewritten at every
+// start, read by nothing else, and a stale one (the node is down) only points at a port
+// nothing answers on.
 
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,17 +25,22 @@ export interface Serving {
   } | null;
 }
 
-export function writeServing(dir: string, s: Serving): void {
-  const file = join(dir, SERVING_FILE);
+/** Writes `s` to `file` whole (a temporary file renamed into place). */
+export function writeServingFile(file: string, s: Serving): void {
   writeFileSync(`${file}.tmp`, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o644 });
   renameSync(`${file}.tmp`, file);
 }
 
 /** What `dir` says, or null when it says nothing usable (no file, or not this format). */
 export function readServing(dir: string): Serving | null {
+  return readServingFile(join(dir, SERVING_FILE));
+}
+
+/** What `file` says, or null when it says nothing usable (no file, or not this format). */
+export function readServingFile(file: string): Serving | null {
   let v: unknown;
   try {
-    v = JSON.parse(readFileSync(join(dir, SERVING_FILE), 'utf8'));
+    v = JSON.parse(readFileSync(file, 'utf8'));
   } catch {
     return null;
   }

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { repoRoot } from '../support/root.js';
@@ -15,11 +17,15 @@ import { freePorts } from '../e2e/harness.js';
 import { makeTestCerts } from '../support/certs.js';
 import { until } from '../support/until.js';
 import { TestNodes } from '../server/nodes.js';
+import { exitOf, startCli, stopAll } from './run.js';
 
 const script = join(repoRoot(), 'dist', 'src', 'cli', 'healthcheck.js');
 const servers: Server[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'flotilla-healthcheck-'));
 after(async () => {
+  await stopAll();
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  rmSync(dir, { recursive: true, force: true });
 });
 
 async function serve(status: number): Promise<{ port: number; paths: string[] }> {
@@ -105,4 +111,44 @@ void test('a node over TLS that asks clients for a certificate: asked where it s
     await nodes.close();
     certs.close();
   }
+});
+
+void test('a node whose data directory and port come from its config file: found through FLOTILLA_SERVING_FILE', async () => {
+  // PRODUCTION.md tells an operator who takes the image's settings from a file to set the
+  // image's variables empty. The node then ran in the file's data directory while the check
+  // looked in FLOTILLA_DATA_DIR (empty), found nothing, asked port 8001, and called a healthy
+  // node unhealthy for ever (an operator's find). The image names a file of its own that the
+  // node writes wherever its data directory is.
+  const [peer, client] = (await freePorts(2)) as [number, number];
+  const config = join(dir, 'node.yaml');
+  writeFileSync(
+    config,
+    [
+      'id: 1',
+      `dataDir: ${join(dir, 'from-file')}`,
+      `initialCluster: 1=127.0.0.1:${peer}@http://127.0.0.1:${client}`,
+      'emptyStartWaitMs: 0',
+      'logLevel: warn',
+      '',
+    ].join('\n'),
+  );
+  const image = {
+    FLOTILLA_DATA_DIR: '',
+    FLOTILLA_LISTEN_CLIENT: '',
+    FLOTILLA_SERVING_FILE: join(dir, 'serving.json'),
+  };
+  const node = startCli(['start', '--config', config], image);
+  let last = { code: null as number | null, out: '' };
+  await until(
+    () =>
+      `the health check passes (last: exit ${last.code}, ${last.out.trim()}; node: ${node.out.stderr}${node.out.stdout})`,
+    async () => {
+      // The image's own listen address, emptied for the node, is a wrong one here on purpose.
+      last = await run('127.0.0.1:1', { ...image, FLOTILLA_LISTEN_CLIENT: '127.0.0.1:1' });
+      return last.code === 0;
+    },
+    20_000,
+  );
+  node.child.kill('SIGTERM');
+  assert.equal(await exitOf(node, 15_000), 0, node.out.stderr);
 });

@@ -12,7 +12,7 @@
 // Then every acknowledged write must read back with its value, from the cluster and from the
 // replaced member's own state; the members must be the same three voters; every container's
 // HEALTHCHECK must pass. Runs only with FLOTILLA_CONTAINER_TESTS=1 (root, podman, runc,
-// debootstrap: .ci/run installs them). Figures (build and run times, image size) are printed.
+// debootstrap; not in CI, docs/TESTING.md says how to run it). Figures (build and run times, image size) are printed.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -214,7 +214,7 @@ function sha256Of(file: string): string {
 
 /**
  * A Debian 12 minbase root file system as a tar file: made with debootstrap, or, when
- * `cacheDir` is given (CI sets FLOTILLA_CONTAINER_CACHE), taken from there if it is younger than
+ * `cacheDir` is given (FLOTILLA_CONTAINER_CACHE), taken from there if it is younger than
  * a week and matches the checksum written beside it. Written there by rename, so a run cut off
  * midway leaves no half file that a later run would take.
  */

@@ -31,6 +31,8 @@ void test('the image listens on every interface, keeps its data on its volume, l
   assert.equal(image.env['FLOTILLA_LISTEN_PEER'], '0.0.0.0:7001');
   assert.equal(image.env['FLOTILLA_LISTEN_CLIENT'], '0.0.0.0:8001');
   assert.equal(image.env['FLOTILLA_LOG_FORMAT'], 'json');
+  // On the volume, which the node's user may write, whatever data directory the node is given.
+  assert.equal(image.env['FLOTILLA_SERVING_FILE'], `${image.volume}/serving.json`);
   assert.deepEqual(unknownVariables(image.env, 'Dockerfile'), []);
 });
 

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import {
+  clientEnvVars,
   configFields,
   configFromEnv,
   envVarName,
@@ -19,7 +20,7 @@ import {
 import { repoRoot } from '../support/root.js';
 
 export const root = repoRoot();
-const knownVars = new Set(configFields.map(envVarName));
+const knownVars = new Set([...configFields.map(envVarName), ...clientEnvVars]);
 
 /** The image's ENV settings and its VOLUME, from the Dockerfile's runtime stage. */
 export function dockerfileRuntime(text = readFileSync(join(root, 'Dockerfile'), 'utf8')): {
