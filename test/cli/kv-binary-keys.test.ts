@@ -38,6 +38,14 @@ async function storedKeys(prefix: Buffer): Promise<string[]> {
 const ffa = Buffer.from([0xb1, 0xff, 0x61]);
 const ffa64 = ffa.toString('base64');
 
+/** The lines of `kv ls --json`, each parsed. */
+function jsonLines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
 void test('a key given with bytes that are not UTF-8 is refused as a usage error, nothing written', async () => {
   // The byte 0xff reaches the process as it is; Node gives the program U+FFFD for it.
   const run = startCli(
@@ -80,10 +88,7 @@ void test('--key-base64 puts, gets, lists and deletes a key that is not UTF-8, b
     '--json',
   );
   assert.equal(ls.code, 0, ls.stderr);
-  const lines = ls.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = jsonLines(ls.stdout);
   assert.deepEqual(
     lines.map((l) => [l['key'], l['keyBase64'], l['value']]),
     [['\uFFFD\uFFFDa', ffa64, 'value']],
@@ -102,10 +107,7 @@ void test('kv ls --json gives a value that is not UTF-8 in base64 too; text keys
   await client.put('bin/w', 'plain');
   const ls = await cli('kv', 'ls', 'bin/', '--json');
   assert.equal(ls.code, 0, ls.stderr);
-  const lines = ls.stdout
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = jsonLines(ls.stdout);
   assert.deepEqual(
     lines.map((l) => [l['key'], l['keyBase64'], l['valueBase64']]),
     [
