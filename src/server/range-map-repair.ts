@@ -23,6 +23,16 @@
 // record of the range's voters at its next generation (removeLearner, range-replicas.ts), which
 // the next pass copies into the map: the removed node is sent nothing more, and it is by that
 // newer generation without it that its copy learns to give the range up (range-retirer.ts).
+//
+// And it records voters the range never recorded: a move that stopped between promoting its
+// new replica and removing the old one (its request gave up, its leader lost the range) leaves
+// one voter more than the range's descriptor names. The range then refuses every split (its
+// voters are not the replicas it recorded), and the map names neither the new replica nor the
+// count that makes a quorum, until the range's next change, which may never come. After the
+// same grace, with no learner, no joint configuration and no change held, the leader records
+// the voters as they are at the next generation (recordVoters), and the next pass copies them
+// into the map. Recording changes no configuration; the placement loop may then move replicas
+// as for any range.
 
 import type { Logger } from 'pino';
 import { toFlotillaError } from '../api/errors.js';
@@ -36,7 +46,7 @@ import type { Forwarder } from './forward.js';
 import type { MetaService } from './meta-service.js';
 import { onMetaLeader } from './forward.js';
 import type { RangeLane } from './range-lanes.js';
-import { removeLearner } from './range-replicas.js';
+import { recordVoters, removeLearner } from './range-replicas.js';
 import { Periodic } from './periodic.js';
 
 export interface MapRepairOptions {
@@ -78,6 +88,21 @@ export function strayLearners(range: RangeId, c: ConfState): readonly number[] {
   return c.learners;
 }
 
+/**
+ * The voters of range `range`'s configuration `c`, ascending, when they are not the replicas
+ * its descriptor `d` records and no change shows in the configuration (no learner, not
+ * joint); null otherwise. Pure.
+ */
+export function unrecordedVoters(
+  range: RangeId,
+  c: ConfState,
+  d: Pick<RangeDescriptor, 'replicas'>,
+): readonly number[] | null {
+  if (range < FIRST_ALLOCATED_RANGE || c.outgoing.length > 0 || c.learners.length > 0) return null;
+  const voters = [...c.voters].sort((a, b) => a - b);
+  return voters.join() === [...d.replicas].sort((a, b) => a - b).join() ? null : voters;
+}
+
 /** Records sent in one pass at most: the rest wait for the next (a pass stays short). */
 const MAX_RECORDS_PER_PASS = 64;
 
@@ -92,10 +117,17 @@ export class MapRepair {
    * seen so. Invariant: only ranges this node led, not busy, at the last pass.
    */
   private readonly strays = new Map<RangeId, Map<number, number>>();
+  /**
+   * Per range led here with no change held on it whose voters it never recorded: when first
+   * seen so. Invariant as `strays`'.
+   */
+  private readonly unrecorded = new Map<RangeId, number>();
   /** Records this node sent that the map took or already held, since start. */
   repaired = 0;
   /** Stray learners this node removed, since start. */
   straysRemoved = 0;
+  /** Ranges whose unrecorded voters this node recorded, since start. */
+  votersRecorded = 0;
 
   constructor(private readonly o: MapRepairOptions) {
     this.periodic = new Periodic(o.clock, o.checkEveryMs, () => void this.pass());
@@ -141,6 +173,7 @@ export class MapRepair {
       }
       // Looked at without a wait: a pass that finds nothing to do ends within its turn.
       for (const d of this.dueStrays()) await this.removeStray(d.lane, d.node, d.strayMs);
+      for (const d of this.dueUnrecorded()) await this.recordUnrecorded(d.lane, d.waitedMs);
     } finally {
       this.running = false;
     }
@@ -190,6 +223,56 @@ export class MapRepair {
     // A range not looked at (no longer led, busy, or no learner) starts its grace again.
     for (const id of [...this.strays.keys()]) if (!looked.has(id)) this.strays.delete(id);
     return due;
+  }
+
+  /** The ranges led here whose voters stayed unrecorded past the grace. */
+  private dueUnrecorded(): { lane: RepairedLane; waitedMs: number }[] {
+    const graceMs = this.o.strayLearnerGraceMs;
+    if (graceMs === undefined) return [];
+    const now = this.o.clock.nowMs();
+    const due: { lane: RepairedLane; waitedMs: number }[] = [];
+    const looked = new Set<RangeId>();
+    for (const lane of this.o.lanes.all()) {
+      const rt = lane.group.runtime;
+      if (this.o.busy.has(lane.id) || rt.leaderId() !== this.o.selfId) continue;
+      // A leader just elected may not have applied its range's last record yet.
+      if (rt.appliedIndex() < rt.status().commit) continue;
+      const d = lane.group.range.descriptor();
+      if (unrecordedVoters(lane.id, rt.status().conf, d) === null) continue;
+      looked.add(lane.id);
+      const sinceMs = this.unrecorded.get(lane.id) ?? now;
+      this.unrecorded.set(lane.id, sinceMs);
+      if (now - sinceMs >= graceMs) due.push({ lane, waitedMs: now - sinceMs });
+    }
+    for (const id of [...this.unrecorded.keys()]) if (!looked.has(id)) this.unrecorded.delete(id);
+    return due;
+  }
+
+  private async recordUnrecorded(lane: RepairedLane, waitedMs: number): Promise<void> {
+    const rt = lane.group.runtime;
+    // Read again under the range's lock: a change may have started since the look.
+    if (this.o.busy.has(lane.id) || rt.leaderId() !== this.o.selfId) return;
+    const voters = unrecordedVoters(lane.id, rt.status().conf, lane.group.range.descriptor());
+    if (voters === null) return;
+    this.o.busy.add(lane.id);
+    const bound = this.bound();
+    try {
+      await recordVoters(lane.group, { clock: this.o.clock, signal: bound.signal });
+      this.unrecorded.delete(lane.id);
+      this.votersRecorded++;
+      this.o.log.info(
+        { range: lane.id, voters, waitedMs },
+        `recorded range ${lane.id}'s voters [${voters.join(', ')}]: a change left them unrecorded for ${waitedMs} ms`,
+      );
+    } catch (err) {
+      this.o.log.debug(
+        { range: lane.id, err: toFlotillaError(err).message },
+        'unrecorded voters not recorded; will retry',
+      );
+    } finally {
+      bound.clear();
+      this.o.busy.delete(lane.id);
+    }
   }
 
   private async removeStray(lane: RepairedLane, node: number, strayMs: number): Promise<void> {

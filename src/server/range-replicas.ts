@@ -694,6 +694,20 @@ export async function removeLearner(
   } catch (err) {
     throw toFlotillaError(err);
   }
+  await recordVoters(group, o);
+}
+
+/**
+ * Records the range's voters in its log at its next generation, when its configuration has no
+ * learner and is not joint (else nothing: a change is under way). A voter left unrecorded (a
+ * move that stopped after promoting its new replica) is named by the range's descriptor, and
+ * so by the map, only once recorded.
+ */
+export async function recordVoters(
+  group: { readonly runtime: RaftRuntime; readonly range: Pick<RangeMachine, 'descriptor'> },
+  o: { readonly clock: Clock; readonly signal: AbortSignal },
+): Promise<void> {
+  const rt = group.runtime;
   const c = rt.status().conf;
   if (c.learners.length > 0 || c.outgoing.length > 0) return;
   const d = group.range.descriptor();

@@ -124,3 +124,94 @@ void test('a stray learner is removed by the range leader, its copy given up, an
     await c.stop();
   }
 });
+
+// A move that stopped one step later: the new replica promoted to voter, the old one not yet
+// removed (its leader handed the range off and the request gave up). The range has one voter
+// more than it recorded: it refuses every split and the map names neither the new voter nor
+// the quorum's size. The range's leader records the voters after the grace, the map repair
+// copies them into the map, and splits resume.
+void test('voters a stopped move left unrecorded are recorded by the range leader, and splits resume', async () => {
+  const c = await TestNodes.start({
+    nodes: 4,
+    config: { requestTimeoutMs: 1_000, placement: 'off' },
+  });
+  try {
+    await c.waitForLeader();
+    await until('the range map bootstrapped', () => c.node(1).meta.machine.map() !== null);
+    const split = (key: string) =>
+      postJson(`${c.url(1)}/v1/ranges/split`, { key }, { timeoutMs: 30_000 });
+    const first = await split('m');
+    assert.equal(first.status, 200, JSON.stringify(first.json));
+    const r = (first.json['right'] as { id: number }).id;
+    let d = await until('range r in every map', () => {
+      const maps = c.nodes.map((n) => n.meta.machine.map()?.get(r));
+      return maps.every((m) => m !== undefined) ? (maps[0] as RangeDescriptor) : null;
+    });
+    if (d.replicas.length === 4) {
+      const gone = d.replicas[3] as number;
+      d = await (
+        await leaderOf(c, r)
+      ).changeReplicas(r, { remove: gone }, AbortSignal.timeout(30_000));
+      await until('the removed replica gave range r up', () => !c.node(gone).ranges.group(r));
+    }
+    const added = [1, 2, 3, 4].find((n) => !d.replicas.includes(n)) as number;
+    const leader = await leaderOf(c, r);
+    const group = leader.ranges.group(r);
+    assert.ok(group !== undefined);
+    const voters = [...group.runtime.status().conf.voters];
+
+    // The first two steps of a move: prepared, added as a learner, caught up and promoted.
+    const prepared = await until('the new node prepared', async () => {
+      const a = await postJson(
+        `${c.url(added)}${preparePath}`,
+        { range: r, descriptor: renderDescriptor(group.range.descriptor(), 'base64'), voters },
+        { timeoutMs: 10_000 },
+      );
+      const code = (a.json['error'] as { code?: string } | undefined)?.code;
+      return code === 'RANGE_CHANGE_IN_PROGRESS' ? null : a;
+    });
+    assert.equal(prepared.status, 200, JSON.stringify(prepared.json));
+    await group.runtime.proposeConfChange(
+      { changes: [{ kind: 'add-learner', node: added }] },
+      { signal: AbortSignal.timeout(10_000) },
+    );
+    await until(`node ${added} caught up as range ${r}'s learner`, () => {
+      const g = c.node(added).ranges.group(r);
+      return (
+        g !== undefined &&
+        g.runtime.status().recovery === 'none' &&
+        g.runtime.appliedIndex() >= group.runtime.status().commit
+      );
+    });
+    await group.runtime.proposeConfChange(
+      { changes: [{ kind: 'add-voter', node: added }] },
+      { signal: AbortSignal.timeout(10_000) },
+    );
+    const four = [...d.replicas, added].sort((a, b) => a - b);
+    assert.deepEqual(
+      [...group.runtime.status().conf.voters].sort((a, b) => a - b),
+      four,
+    );
+    // Whichever leader holds the range now: its split is refused while the voters are not the
+    // replicas it recorded, until the repair records them (the grace is 2 s here).
+    const generation = d.generation;
+    let seen = '';
+    await until(
+      'the voters recorded and in every map',
+      () => {
+        const maps = c.nodes.map((n) => n.meta.machine.map()?.get(r));
+        seen = maps.map((m) => `${m?.generation}:[${m?.replicas.join(',')}]`).join(' ');
+        return maps.every(
+          (m) => m !== undefined && m.generation > generation && m.replicas.join() === four.join(),
+        );
+      },
+      20_000,
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}: maps ${seen}`);
+    });
+    const again = await split('t');
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+  } finally {
+    await c.stop();
+  }
+});
