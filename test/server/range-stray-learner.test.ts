@@ -28,6 +28,59 @@ async function leaderOf(c: TestNodes, id: number): Promise<FlotillaNode> {
   });
 }
 
+/**
+ * The first half of a move, on a cluster of four: range 0 split at "m", the new range trimmed to
+ * three replicas, and the fourth node prepared for it and added as its learner; then nothing.
+ */
+async function learnerLeftBehind(c: TestNodes): Promise<{
+  split: (key: string) => ReturnType<typeof postJson>;
+  r: number;
+  d: RangeDescriptor;
+  node: number;
+  group: NonNullable<ReturnType<FlotillaNode['ranges']['group']>>;
+}> {
+  await c.waitForLeader();
+  await until('the range map bootstrapped', () => c.node(1).meta.machine.map() !== null);
+  const split = (key: string) =>
+    postJson(`${c.url(1)}/v1/ranges/split`, { key }, { timeoutMs: 30_000 });
+  const first = await split('m');
+  assert.equal(first.status, 200, JSON.stringify(first.json));
+  const r = (first.json['right'] as { id: number }).id;
+  let d = await until('range r in every map', () => {
+    const maps = c.nodes.map((n) => n.meta.machine.map()?.get(r));
+    return maps.every((m) => m !== undefined) ? (maps[0] as RangeDescriptor) : null;
+  });
+  // A node holding no replica of r: the one to leave behind as a learner.
+  if (d.replicas.length === 4) {
+    const gone = d.replicas[3] as number;
+    d = await (
+      await leaderOf(c, r)
+    ).changeReplicas(r, { remove: gone }, AbortSignal.timeout(30_000));
+    await until('the removed replica gave range r up', () => !c.node(gone).ranges.group(r));
+  }
+  const node = [1, 2, 3, 4].find((n) => !d.replicas.includes(n)) as number;
+  const leader = await leaderOf(c, r);
+  const group = leader.ranges.group(r);
+  assert.ok(group !== undefined);
+  const voters = [...group.runtime.status().conf.voters];
+  // A node that just gave the range up may still be finishing that change: asked again.
+  const prepared = await until(`node ${node} prepared`, async () => {
+    const a = await postJson(
+      `${c.url(node)}${preparePath}`,
+      { range: r, descriptor: renderDescriptor(group.range.descriptor(), 'base64'), voters },
+      { timeoutMs: 10_000 },
+    );
+    const code = (a.json['error'] as { code?: string } | undefined)?.code;
+    return code === 'RANGE_CHANGE_IN_PROGRESS' ? null : a;
+  });
+  assert.equal(prepared.status, 200, JSON.stringify(prepared.json));
+  await group.runtime.proposeConfChange(
+    { changes: [{ kind: 'add-learner', node }] },
+    { signal: AbortSignal.timeout(10_000) },
+  );
+  return { split, r, d, node, group };
+}
+
 void test('a stray learner is removed by the range leader, its copy given up, and splits resume', async () => {
   const repair = process.env['FLOTILLA_MAP_REPAIR'] !== 'off';
   const c = await TestNodes.start({
@@ -36,47 +89,8 @@ void test('a stray learner is removed by the range leader, its copy given up, an
     hooksOf: () => ({ mapRepair: repair }),
   });
   try {
-    await c.waitForLeader();
-    await until('the range map bootstrapped', () => c.node(1).meta.machine.map() !== null);
-    const split = (key: string) =>
-      postJson(`${c.url(1)}/v1/ranges/split`, { key }, { timeoutMs: 30_000 });
-    const first = await split('m');
-    assert.equal(first.status, 200, JSON.stringify(first.json));
-    const r = (first.json['right'] as { id: number }).id;
-    let d = await until('range r in every map', () => {
-      const maps = c.nodes.map((n) => n.meta.machine.map()?.get(r));
-      return maps.every((m) => m !== undefined) ? (maps[0] as RangeDescriptor) : null;
-    });
-    // A node holding no replica of r: the one to leave behind as a learner.
-    if (d.replicas.length === 4) {
-      const gone = d.replicas[3] as number;
-      d = await (
-        await leaderOf(c, r)
-      ).changeReplicas(r, { remove: gone }, AbortSignal.timeout(30_000));
-      await until('the removed replica gave range r up', () => !c.node(gone).ranges.group(r));
-    }
-    const stray = [1, 2, 3, 4].find((n) => !d.replicas.includes(n)) as number;
-    const leader = await leaderOf(c, r);
-    const group = leader.ranges.group(r);
-    assert.ok(group !== undefined);
-    const voters = [...group.runtime.status().conf.voters];
-
     // The first half of a move: prepared, added as a learner; then nothing.
-    // A node that just gave the range up may still be finishing that change: asked again.
-    const prepared = await until('the stray node prepared', async () => {
-      const a = await postJson(
-        `${c.url(stray)}${preparePath}`,
-        { range: r, descriptor: renderDescriptor(group.range.descriptor(), 'base64'), voters },
-        { timeoutMs: 10_000 },
-      );
-      const code = (a.json['error'] as { code?: string } | undefined)?.code;
-      return code === 'RANGE_CHANGE_IN_PROGRESS' ? null : a;
-    });
-    assert.equal(prepared.status, 200, JSON.stringify(prepared.json));
-    await group.runtime.proposeConfChange(
-      { changes: [{ kind: 'add-learner', node: stray }] },
-      { signal: AbortSignal.timeout(10_000) },
-    );
+    const { split, r, d, node: stray, group } = await learnerLeftBehind(c);
     assert.deepEqual(group.runtime.status().conf.learners, [stray]);
     await until(`node ${stray} runs range ${r} as its learner`, () => {
       const g = c.node(stray).ranges.group(r);
@@ -136,45 +150,8 @@ void test('voters a stopped move left unrecorded are recorded by the range leade
     config: { requestTimeoutMs: 1_000, placement: 'off' },
   });
   try {
-    await c.waitForLeader();
-    await until('the range map bootstrapped', () => c.node(1).meta.machine.map() !== null);
-    const split = (key: string) =>
-      postJson(`${c.url(1)}/v1/ranges/split`, { key }, { timeoutMs: 30_000 });
-    const first = await split('m');
-    assert.equal(first.status, 200, JSON.stringify(first.json));
-    const r = (first.json['right'] as { id: number }).id;
-    let d = await until('range r in every map', () => {
-      const maps = c.nodes.map((n) => n.meta.machine.map()?.get(r));
-      return maps.every((m) => m !== undefined) ? (maps[0] as RangeDescriptor) : null;
-    });
-    if (d.replicas.length === 4) {
-      const gone = d.replicas[3] as number;
-      d = await (
-        await leaderOf(c, r)
-      ).changeReplicas(r, { remove: gone }, AbortSignal.timeout(30_000));
-      await until('the removed replica gave range r up', () => !c.node(gone).ranges.group(r));
-    }
-    const added = [1, 2, 3, 4].find((n) => !d.replicas.includes(n)) as number;
-    const leader = await leaderOf(c, r);
-    const group = leader.ranges.group(r);
-    assert.ok(group !== undefined);
-    const voters = [...group.runtime.status().conf.voters];
-
     // The first two steps of a move: prepared, added as a learner, caught up and promoted.
-    const prepared = await until('the new node prepared', async () => {
-      const a = await postJson(
-        `${c.url(added)}${preparePath}`,
-        { range: r, descriptor: renderDescriptor(group.range.descriptor(), 'base64'), voters },
-        { timeoutMs: 10_000 },
-      );
-      const code = (a.json['error'] as { code?: string } | undefined)?.code;
-      return code === 'RANGE_CHANGE_IN_PROGRESS' ? null : a;
-    });
-    assert.equal(prepared.status, 200, JSON.stringify(prepared.json));
-    await group.runtime.proposeConfChange(
-      { changes: [{ kind: 'add-learner', node: added }] },
-      { signal: AbortSignal.timeout(10_000) },
-    );
+    const { split, r, d, node: added, group } = await learnerLeftBehind(c);
     await until(`node ${added} caught up as range ${r}'s learner`, () => {
       const g = c.node(added).ranges.group(r);
       return (
