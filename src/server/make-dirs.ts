@@ -5,7 +5,7 @@
 // parent for ever), so `flotilla snapshot restore --data-dir /proc/a/b` hung. Here each missing
 // component is created once, from the top down: the walk is bounded by the path's depth, and a
 // failure is the errno error of the component that failed (its `path` names it). The node's
-// data directory is made the same way, with messages of its own (startup.ts, prepareDataDir).
+// data directory is made by it too, with messages of its own (startup.ts, prepareDataDir).
 
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
@@ -15,21 +15,26 @@ function errnoOf(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-function notADirectory(path: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${path}'`), {
-    code: 'ENOTDIR',
-    syscall: 'mkdir',
-    path,
-  });
+/** A component on the way exists and is not a directory. */
+export class NotADirectoryError extends Error {
+  readonly code = 'ENOTDIR';
+  readonly syscall = 'mkdir';
+  constructor(readonly path: string) {
+    super(`ENOTDIR: not a directory, mkdir '${path}'`);
+  }
 }
 
 /**
  * Creates `dir` and its missing parents, each with `mode` when given (as Node's recursive mkdir
- * applies it); returns the directories it created, parents first. Throws the errno error of the
- * first component that could not be looked at or created: ENOTDIR (with that component's path)
- * when one on the way is not a directory.
+ * applies it), `dir` itself with `leafMode` when given; returns the directories it created,
+ * parents first. Throws the errno error of the first component that could not be looked at
+ * (`syscall` stat; the root's, when even the root is missing) or created (`syscall` mkdir), and
+ * NotADirectoryError for a component on the way that is not a directory.
  */
-export function makeDirs(dir: string, o: { readonly mode?: number } = {}): string[] {
+export function makeDirs(
+  dir: string,
+  o: { readonly mode?: number; readonly leafMode?: number } = {},
+): string[] {
   const target = resolve(dir);
   const missing: string[] = [];
   // One look per component of the path, and one more for the root.
@@ -49,13 +54,14 @@ export function makeDirs(dir: string, o: { readonly mode?: number } = {}): strin
       p = parent;
       continue;
     }
-    if (!isDir) throw notADirectory(p);
+    if (!isDir) throw new NotADirectoryError(p);
     break;
   }
   const created: string[] = [];
   for (const m of missing.reverse()) {
     try {
-      mkdirSync(m, o.mode === undefined ? {} : { mode: o.mode });
+      const mode = m === target ? (o.leafMode ?? o.mode) : o.mode;
+      mkdirSync(m, mode === undefined ? {} : { mode });
       created.push(m);
     } catch (err) {
       // Another process may have made it meanwhile; a file there fails the next level, or is

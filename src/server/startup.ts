@@ -2,7 +2,7 @@
 // that an unusable data directory or a taken port is reported at once, with the path or the
 // address and the cause, rather than after the log was replayed and an election won.
 
-import { accessSync, constants, mkdirSync, rmdirSync, statSync } from 'node:fs';
+import { accessSync, constants, rmdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -10,6 +10,7 @@ import { FlotillaError } from '../base/errors.js';
 import { splitHostPort } from '../base/host-port.js';
 import type { Recovery } from '../raft/index.js';
 import type { NodeConfig } from './config.js';
+import { makeDirs, NotADirectoryError } from './make-dirs.js';
 
 export type StartupErrorCode = 'DATA_DIR_UNUSABLE' | 'ADDRESS_IN_USE' | 'ADDRESS_UNAVAILABLE';
 
@@ -65,37 +66,20 @@ export function prepareDataDir(dir: string): string[] {
       `Cannot use data directory ${target}: ${what} (${(err as Error).message})`,
       { cause: err },
     );
-  const missing: string[] = [];
-  for (let p = target; ;) {
-    let isDir: boolean;
-    try {
-      isDir = statSync(p).isDirectory();
-    } catch (err) {
-      // ENOTDIR: a component above is a file; the walk up finds it and says so.
-      const errno = errnoOf(err);
-      if (errno !== 'ENOENT' && errno !== 'ENOTDIR') throw fail(`cannot inspect ${p}`, err);
-      missing.push(p);
-      const parent = dirname(p);
-      if (parent === p) throw fail(`the root ${p} does not exist`, err);
-      p = parent;
-      continue;
-    }
-    if (!isDir)
+  let created: string[];
+  try {
+    created = makeDirs(target, { leafMode: 0o700 });
+  } catch (err) {
+    if (err instanceof NotADirectoryError)
       throw new StartupError(
         'DATA_DIR_UNUSABLE',
-        `Cannot use data directory ${target}: ${p} exists and is not a directory`,
+        `Cannot use data directory ${target}: ${err.path} exists and is not a directory`,
       );
-    break;
-  }
-  const created: string[] = [];
-  for (const p of missing.reverse()) {
-    try {
-      mkdirSync(p, p === target ? { mode: 0o700 } : {});
-      created.push(p);
-    } catch (err) {
-      // Another process may have created it meanwhile; statSync below would catch a file.
-      if (errnoOf(err) !== 'EEXIST') throw fail(`cannot create ${p}`, err);
-    }
+    const e = err as NodeJS.ErrnoException;
+    const p = e.path ?? target;
+    if (e.syscall === 'mkdir') throw fail(`cannot create ${p}`, err);
+    const rootMissing = dirname(p) === p && (e.code === 'ENOENT' || e.code === 'ENOTDIR');
+    throw fail(rootMissing ? `the root ${p} does not exist` : `cannot inspect ${p}`, err);
   }
   try {
     accessSync(target, constants.R_OK | constants.W_OK | constants.X_OK);
