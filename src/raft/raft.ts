@@ -375,9 +375,14 @@ export class Raft {
         lost: false,
         catchingUp: this.recoveryState === 'recovering',
       });
-    } else if (m.type === 'pre-vote') {
+    } else if (m.type === 'pre-vote' || m.type === 'vote') {
+      // Refused in our term (paper §5.1: the answer carries it, for the candidate to update
+      // itself). A candidate that never hears our term otherwise (we lag in a configuration
+      // that lacks it, so our own campaigns never reach it) kept campaigning below us, and we
+      // were the vote it needed while a third voter recovered: the group never elected
+      // (simulator seed 259 of --ranges --moves --meta --wipe-every 1000).
       this.send({
-        type: 'pre-vote-resp',
+        type: m.type === 'vote' ? 'vote-resp' : 'pre-vote-resp',
         from: this.id,
         to: m.from,
         term: this.term,
