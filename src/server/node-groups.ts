@@ -242,5 +242,6 @@ export function startRecovery(g: NodeGroups, rangeDirs: RangeDirs): void {
       if (!ranges.isRetired(d.id)) void ranges.start(d.id, d.replicas, d);
     },
     prepared: (id) => rangeDirs.preparedAt(id) !== undefined,
+    mapRead: () => rangeDirs.setCompleteFrom(metaMachine.nextRangeId),
   });
 }

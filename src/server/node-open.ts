@@ -7,6 +7,7 @@ import { FEATURE_LEVEL } from '../base/features.js';
 import { systemClock, type GroupStorage } from '../host/contracts.js';
 import type { RaftRuntime } from '../host/runtime.js';
 import type { Recovery } from '../raft/index.js';
+import { FIRST_ALLOCATED_RANGE } from '../ranges/types.js';
 
 import { clientProtocolAddress } from './client-protocol.js';
 import { checkResolvedConfig, type NodeConfig } from './config.js';
@@ -137,6 +138,10 @@ export async function openNode(
     // What its groups' commands are applied under, for a look at the directory once stopped.
     writeLimits(config.dataDir, config.limits);
     if (recovery === 'recovering') knowsCluster = true;
+    // Which ranges provably never ran here (RangeDirs.neverRan): none once data was lost
+    // (until the map is read, node-recovery.ts), every one in a new data directory.
+    if (recovery === 'recovering') rangeDirs.setCompleteFrom(null);
+    else if (recorded === null) rangeDirs.setCompleteFrom(FIRST_ALLOCATED_RANGE);
     // Once the recovery is durable: the ranges found lost are forgotten (recovering restarts
     // those this node still replicates, which records them again).
     rangeDirs.settle();

@@ -50,6 +50,13 @@ export interface NodeRecoveryParts {
    * replica and not yet added. The map does not start such a range (see readMap).
    */
   readonly prepared: (id: RangeId) => boolean;
+  /**
+   * Told once the map is read, before any range may be taken up: every range allocated before
+   * the data was lost is now below the meta group's next range id, so a range at or above it
+   * that never ran here since never ran here at all (the node records it,
+   * `RangeDirs.setCompleteFrom`).
+   */
+  readonly mapRead: () => void;
 }
 
 export interface NodeRecoveryOptions {
@@ -225,6 +232,7 @@ export class NodeRecovery {
       );
       parts.startRange(d);
     }
+    parts.mapRead();
     this.mapRead = true;
   }
 }

@@ -99,6 +99,14 @@ export class RangeDirs {
   private readonly preparing: Map<RangeId, number>;
   /** Ranges whose directory held this node's storage: recorded once opened, dropped on removal. */
   private readonly holding: Set<RangeId>;
+  /**
+   * The lowest range id from which this record is whole: a range at or above it that this node
+   * holds no directory of, never gave up and is not preparing never ran here, so the node never
+   * acknowledged an entry of it or voted in it (`neverRan`). null when that is not known: the
+   * node lost data (it may have run any range allocated before), or the record was written by
+   * a release that did not keep this.
+   */
+  private completeFrom: RangeId | null;
 
   constructor(
     private readonly dataDir: string,
@@ -108,6 +116,7 @@ export class RangeDirs {
     this.retired = new Set(held.retired);
     this.preparing = new Map(held.preparing);
     this.holding = new Set(held.held);
+    this.completeFrom = held.completeFrom;
   }
 
   /** Whether this node gave range `id` up (and was not asked to hold it again since). */
@@ -120,9 +129,43 @@ export class RangeDirs {
     if (this.isRetired(id)) return;
     this.preparing.delete(id);
     this.retired.add(id);
-    if (this.retired.size > MAX_RETIRED_RANGES)
-      this.retired.delete(this.retired.values().next().value as RangeId);
+    if (this.retired.size > MAX_RETIRED_RANGES) {
+      const forgotten = this.retired.values().next().value as RangeId;
+      this.retired.delete(forgotten);
+      // A range forgotten here ran here: the record is whole only above it.
+      if (this.completeFrom !== null && forgotten >= this.completeFrom)
+        this.completeFrom = forgotten + 1;
+    }
     this.write();
+  }
+
+  /**
+   * Records, durably, the lowest range id from which this record is whole (null: unknown). A
+   * node sets it to the first allocated range when its data directory is new, clears it when it
+   * starts recovering lost data, and sets it to the meta group's next range id once that group
+   * caught up (node-recovery.ts): every range allocated before the data was lost is below it.
+   */
+  setCompleteFrom(id: RangeId | null): void {
+    if (this.completeFrom === id) return;
+    this.completeFrom = id;
+    this.write();
+  }
+
+  /**
+   * Whether range `id` never ran on this node, as far as the record proves: it is at or above
+   * the id the record is whole from, and the node holds no directory of it, never gave it up
+   * and is not preparing it. Such a copy acknowledged nothing and voted in no term, so it may
+   * vote at once when taken up (range-retirer.ts). False whenever that is not known.
+   */
+  neverRan(id: RangeId): boolean {
+    return (
+      this.completeFrom !== null &&
+      id >= this.completeFrom &&
+      !this.retired.has(id) &&
+      !this.preparing.has(id) &&
+      !this.holding.has(id) &&
+      !this.held().includes(id)
+    );
   }
 
   /**
@@ -239,6 +282,7 @@ export class RangeDirs {
         retired: [...this.retired],
         preparing: [...this.preparing],
         held: [...this.holding],
+        ...(this.completeFrom === null ? {} : { completeFrom: this.completeFrom }),
       }) + '\n',
     );
     this.fs.rename(tmp, file);
@@ -251,6 +295,8 @@ interface Recorded {
   readonly preparing: [RangeId, number][];
   /** Absent in files written before the record existed: nothing recorded held. */
   readonly held: RangeId[];
+  /** Absent: not known (RangeDirs.completeFrom). */
+  readonly completeFrom: RangeId | null;
 }
 
 function readRetired(fs: DirsFs, file: string): Recorded {
@@ -260,7 +306,7 @@ function readRetired(fs: DirsFs, file: string): Recorded {
   } catch (err) {
     throw new Error(`Cannot read ${file}: ${(err as Error).message}`);
   }
-  if (text === null) return { retired: [], preparing: [], held: [] };
+  if (text === null) return { retired: [], preparing: [], held: [], completeFrom: null };
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -289,9 +335,13 @@ function readRetired(fs: DirsFs, file: string): Recorded {
   const held = o['held'] ?? [];
   if (!Array.isArray(held) || !held.every(isId))
     throw new Error(`${file}: "held" must be a list of range ids of at least 3`);
+  const completeFrom = o['completeFrom'] ?? null;
+  if (completeFrom !== null && !isId(completeFrom))
+    throw new Error(`${file}: "completeFrom" must be a range id of at least 3`);
   return {
     retired: retired as RangeId[],
     preparing: preparing as [RangeId, number][],
     held: held as RangeId[],
+    completeFrom: completeFrom as RangeId | null,
   };
 }

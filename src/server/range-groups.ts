@@ -97,9 +97,20 @@ export class RangeGroups {
    * split off it that this node replicates. Answers the range's group once it runs.
    */
   start(id: RangeId, voters: readonly number[], descriptor?: RangeDescriptor): Promise<RangeGroup> {
+    return this.startAs(id, voters, descriptor, false);
+  }
+
+  private startAs(
+    id: RangeId,
+    voters: readonly number[],
+    descriptor: RangeDescriptor | undefined,
+    neverRan: boolean,
+  ): Promise<RangeGroup> {
     const held = this.starting.get(id) ?? this.preparingNow.get(id);
     if (held !== undefined) return held;
-    const p = this.o.openStorage(id).then((storage) => this.run(id, storage, voters, descriptor));
+    const p = this.o
+      .openStorage(id)
+      .then((storage) => this.run(id, storage, voters, descriptor, neverRan));
     this.track(id, p);
     return p;
   }
@@ -146,11 +157,16 @@ export class RangeGroups {
    * the range is only prepared: this node may have been a voter of the range before and voted
    * in a term its empty storage no longer remembers, so it neither votes nor counts toward a
    * quorum until it holds the leader's log up to a commit the leader reached after it started.
+   * Not with `neverRan`, which the caller gives only for a range this node's record proves never
+   * ran here (RangeDirs.neverRan): that copy acknowledged nothing and voted in no term, so it
+   * votes at once, as a voter added to a new range does. A restart before it is added still
+   * starts it recovering: by then it may have voted, and an empty copy is deleted at boot.
    */
   async prepare(
     id: RangeId,
     descriptor: RangeDescriptor,
     voters: readonly number[],
+    neverRan = false,
   ): Promise<RangeGroup> {
     const dirs = this.need(id, 'prepare');
     if (voters.includes(this.o.host.id) || voters.length === 0)
@@ -167,7 +183,7 @@ export class RangeGroups {
       } finally {
         this.preparingNow.delete(id);
       }
-      return this.start(id, voters, descriptor);
+      return this.startAs(id, voters, descriptor, neverRan);
     })();
     started.catch(() => undefined); // answered to the caller below; joined starts see it too
     this.preparingNow.set(id, started);
@@ -194,7 +210,7 @@ export class RangeGroups {
       // snapshot naming it, while the storage opens must not open it a second time.
       const opened = this.o.openStorage(id).then(async (storage) => {
         const snapshot = storage.initialState().snapshot;
-        if (snapshot !== null) return this.run(id, storage, snapshot.voters, undefined);
+        if (snapshot !== null) return this.run(id, storage, snapshot.voters, undefined, false);
         await storage.close();
         if (this.starting.get(id) === claim) this.starting.delete(id);
         dirs.remove(id);
@@ -272,6 +288,7 @@ export class RangeGroups {
     storage: GroupStorage,
     voters: readonly number[],
     descriptor: RangeDescriptor | undefined,
+    neverRan: boolean,
   ): Promise<RangeGroup> {
     // Its storage opened: the directory holds this node's files, recorded before the group
     // votes in anything (a start that then finds the directory blank recovers the node).
@@ -304,7 +321,10 @@ export class RangeGroups {
           // snapshot reaches it. Two copies of three that both missed the split elected one
           // another with empty logs beside the one holding the seed (simulator seed 60946).
           waitsForState: id !== FIRST_RANGE,
-          ...(this.o.dirs?.preparedAt(id) === undefined ? {} : { recovery: 'recovering' as const }),
+          // A prepared copy recovers (prepare), but for one that never ran here.
+          ...(this.o.dirs?.preparedAt(id) === undefined || neverRan
+            ? {}
+            : { recovery: 'recovering' as const }),
         },
         storage,
         stateMachine: sessions,
@@ -393,7 +413,7 @@ export class RangeGroups {
     });
     this.track(
       id,
-      durable.then((storage) => this.run(id, storage, s.right.replicas, s.right)),
+      durable.then((storage) => this.run(id, storage, s.right.replicas, s.right, false)),
     );
     return durable.then(() => undefined);
   }

@@ -98,6 +98,7 @@ export function installRangeReplicas(
           d.id,
           d,
           d.replicas.filter((r) => r !== o.selfId),
+          o.dirs.neverRan(d.id),
         ),
     },
     log: o.log,

@@ -315,11 +315,14 @@ export class RangeReplicas {
    * before it adds this node as a learner), dropping what this node held of it. Refused when
    * this node is not a member, holds the range at a newer generation than `descriptor`'s, or
    * holds a copy in which it is a voter (it gives that copy up once it learns it is none).
+   * `neverRan`: the range never ran here, so the copy may vote at once (RangeGroups.prepare);
+   * a range taken up from the map only (range-retirer.ts), never a move's.
    */
   async prepare(
     range: RangeId,
     descriptor: RangeDescriptor,
     voters: readonly number[],
+    neverRan = false,
   ): Promise<void> {
     const self = this.o.selfId;
     checkChangeShape(range, { add: self });
@@ -343,10 +346,13 @@ export class RangeReplicas {
           ? null
           : prepareRefusal(self, held.range.descriptor(), held.runtime.status(), descriptor);
       if (refused !== null) throw refused;
-      await this.o.groups.prepare(range, descriptor, voters);
+      await this.o.groups.prepare(range, descriptor, voters, neverRan);
       this.o.lanes.all();
       this.o.onPrepared?.(range);
-      this.o.log.info({ range, voters }, `prepared to receive range ${range} as a new replica`);
+      this.o.log.info(
+        { range, voters, neverRan },
+        `prepared to receive range ${range} as a new replica${neverRan ? ' (it never ran here: it votes at once)' : ''}`,
+      );
     } finally {
       this.o.busy.delete(range);
     }

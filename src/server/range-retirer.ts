@@ -156,7 +156,8 @@ export interface RangeRetirerOptions {
   /**
    * Takes up a range the map names this node in and that never ran here (`rangesToTakeUp`),
    * once the map has named it so for `takeUpAfterMs`: prepares it as a new replica (an empty,
-   * recovering copy whose voters are the range's others). Absent: never.
+   * recovering copy whose voters are the range's others; one voting at once when the node's
+   * record proves the range never ran here). Absent: never.
    */
   readonly takeUp?: {
     readonly map: () => readonly RangeDescriptor[];
@@ -226,12 +227,16 @@ export class RangeRetirer {
   /**
    * The ranges the map has named this node in, for `takeUp.afterMs`, without their running
    * here: to be prepared. The grace lets a node that lags in the parent apply the split and
-   * seed the range itself. Taking one up is safe whatever the range's state: the copy starts empty and
-   * recovering (as a copy prepared for a move), so it neither votes nor counts toward a quorum
-   * until it holds the leader's log up to a commit the leader reached after it started, and
-   * its voters are the range's others, so until the leader's snapshot arrives it believes it is
-   * no member. If the map was stale and the range has left this node, nothing arrives and the
-   * second rule gives the copy up; the map at a newer generation without it, the third.
+   * seed the range itself. Taking one up is safe whatever the range's state: the copy starts
+   * empty and recovering (as a copy prepared for a move), so it neither votes nor counts toward
+   * a quorum until it holds the leader's log up to a commit the leader reached after it
+   * started, and its voters are the range's others, so until the leader's snapshot arrives it
+   * believes it is no member. A range the node's record proves never ran here (`run` is told,
+   * RangeDirs.neverRan) votes at once instead: it acknowledged nothing and voted in no term,
+   * and recovering, it left the range wedged when another replica lost its disk meanwhile
+   * (both recovering, the third alone). If the map was stale and the range has left this
+   * node, nothing arrives and the second rule gives the copy up; the map at a newer generation
+   * without it, the third.
    */
   private dueTakeUps(): RangeDescriptor[] {
     const t = this.o.takeUp;

@@ -140,9 +140,10 @@ export class Faults {
         (n.disk.hasLog() &&
           n.disk.recovery !== 'recovering' &&
           (!n.up || n.raft.recovery() !== 'recovering') &&
-          (!this.o.ranges || (!this.rangesRecovering(n) && !this.missesRange(n)))),
+          (!this.o.ranges || !this.rangesRecovering(n))),
     );
-    if (this.lost.size > 0 || !othersWhole) return;
+    if (this.lost.size > 0 || !othersWhole || (this.o.ranges && this.wipeWouldWedge(victim)))
+      return;
     this.o.stats.wipes++;
     this.lost.add(victim.id);
     this.o.trace.note(this.host.nowMs, `node ${victim.id} data directory wiped`);
@@ -170,20 +171,40 @@ export class Faults {
   }
 
   /**
-   * Whether `n` does not hold a range the newest descriptors name it in (running, or on its
-   * disk while it is down): it missed the split while it was down and left the parent before it
-   * caught up, and has not taken the range up yet (range-retirer.ts). The range is a replica
-   * short until then, so it is not whole, and a disk lost meanwhile would be a second fault in
-   * one range (DESIGN.md, "Ranges in a node": the wedge this leaves).
+   * Whether losing `victim`'s disk now would be a second fault in one of its ranges (DESIGN.md,
+   * "Ranges in a node"). A range's voters here are those its newest descriptor names and those
+   * any running copy's configuration counts (a move's new voter is one before the map records
+   * it). The wipe waits when one of the victim's ranges has no other voter holding data, or a
+   * voter that neither runs it nor holds it on its disk and would not take it up voting at
+   * once: a node down while the range split that left the parent before it caught up (it takes
+   * the range up from the map, range-retirer.ts), or a voter the map does not name that lost
+   * its copy in an earlier wipe. Recovering, or absent, that voter votes for no one, nor does
+   * the wiped one, and the range may never elect again. A voter that misses a range it never
+   * ran takes it up voting at once, and the range elects with it: such windows are not held
+   * back.
    */
-  private missesRange(n: SimNode): boolean {
+  private wipeWouldWedge(victim: SimNode): boolean {
     for (const [id, d] of latestDescriptors(this.o.nodes)) {
-      if (id === 0 || !d.replicas.includes(n.id)) continue;
-      // A node that is down misses the range when its disk never held it.
-      const held = n.up
-        ? n.coreOf(id) !== undefined
-        : n.disk instanceof WalNodeDisk && n.disk.holdsGroup(id);
-      if (!held) return true;
+      if (id === 0) continue;
+      const voters = new Set(d.replicas);
+      for (const n of this.o.nodes) {
+        const c = n.coreOf(id)?.status().conf;
+        if (c !== undefined) for (const v of [...c.voters, ...c.outgoing]) voters.add(v);
+      }
+      if (!voters.has(victim.id)) continue;
+      let holders = 0;
+      for (const n of this.o.nodes) {
+        if (n === victim || !voters.has(n.id)) continue;
+        const disk = n.disk instanceof WalNodeDisk ? n.disk : null;
+        // A node that is down holds the range when its disk does.
+        const runs = n.up ? n.coreOf(id) !== undefined : disk?.holdsGroup(id) === true;
+        const data = n.up
+          ? (n.coreOf(id)?.status().lastIndex ?? 0) > 0
+          : disk?.holdsLogOf(id) === true;
+        if (data) holders++;
+        else if (!runs && disk?.rangeDirs.neverRan(id) !== true) return true;
+      }
+      if (holders === 0) return true;
     }
     return false;
   }

@@ -38,7 +38,7 @@ import { FlotillaError } from '../base/errors.js';
 import type { RangeDirs } from '../server/range-dirs.js';
 import type { RangeMachine } from '../ranges/range-machine.js';
 import type { RangeDescriptor } from '../ranges/types.js';
-import { FIRST_RANGE, META_GROUP, type RangeId } from '../ranges/types.js';
+import { FIRST_ALLOCATED_RANGE, FIRST_RANGE, META_GROUP, type RangeId } from '../ranges/types.js';
 import { MetaStateMachine } from '../ranges/meta-machine.js';
 import type { RangeMap } from '../ranges/range-map.js';
 import { MetaService } from '../server/meta-service.js';
@@ -143,6 +143,8 @@ export interface SimNodeOptions {
   readonly moves?: boolean;
   /** Replaces how the node gives a range up; tests plant one that keeps the range serving. */
   readonly plantRetire?: RetirePlant;
+  /** Planted: every range taken up starts recovering, whatever the node's record proves. */
+  readonly plantTakeUpRecovering?: boolean;
   /**
    * Runs the meta group (the range map) beside the ranges, with the product's bootstrap and
    * map repair (sim-meta.ts); needs ranges.
@@ -362,6 +364,8 @@ export class SimNode implements LogView {
     // brought in line with the directories a crash left (settle). The simulated disk never
     // loses one range's directory alone, so none is found lost (node.ts then recovers).
     const dirs = disk.openRangeDirs();
+    // The first start: nothing stored, not even the identity file's flag.
+    const firstStart = disk.recovery === null && disk.isBlank();
     dirs.settle();
     const groups = new RangeGroups({
       ...(moves
@@ -427,6 +431,11 @@ export class SimNode implements LogView {
     this.groups = groups;
     const first = await groups.start(FIRST_RANGE, this.opts.voters);
     if (gen !== this.gen) return; // lost power while starting: this host is abandoned
+    // As node-open.ts, once range 0's storage made the data directory (node.ts makes it
+    // first), before any range may be taken up: no range is known never to have run here once
+    // the data was lost, and every one is in a new data directory.
+    if (disk.recovery === 'recovering') dirs.setCompleteFrom(null);
+    else if (firstStart) dirs.setCompleteFrom(FIRST_ALLOCATED_RANGE);
     if (this.opts.meta === true) {
       // As node.ts: the meta group starts after range 0, before the ranges split off it.
       const meta = await this.bootMeta(gen, nodeHost, first.runtime);
@@ -606,6 +615,7 @@ export class SimNode implements LogView {
                   d.id,
                   d,
                   d.replicas.filter((r) => r !== this.id),
+                  this.opts.plantTakeUpRecovering !== true && dirs.neverRan(d.id),
                 ),
             },
           }
@@ -627,6 +637,7 @@ export class SimNode implements LogView {
     id: RangeId,
     descriptor: RangeDescriptor,
     voters: readonly number[],
+    neverRan = false,
   ): Promise<void> {
     const groups = this.groups;
     if (!this.up || groups === null || this.opts.moves !== true)
@@ -645,7 +656,7 @@ export class SimNode implements LogView {
     if (refused !== null) throw refused;
     this.busy.add(id);
     try {
-      await groups.prepare(id, descriptor, voters);
+      await groups.prepare(id, descriptor, voters, neverRan);
       this.rangeRetirer?.prepared(id);
     } finally {
       this.busy.delete(id);

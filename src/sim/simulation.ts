@@ -187,6 +187,7 @@ export class Simulation implements NodeHost, WorkloadHost {
           ...(options.plantKv === undefined ? {} : { plantKv: options.plantKv }),
           moves: p.moveEveryMs > 0,
           ...(options.plantRetire === undefined ? {} : { plantRetire: options.plantRetire }),
+          plantTakeUpRecovering: options.plantTakeUpRecovering === true,
           meta: this.meta,
           ...(options.plantMeta === undefined ? {} : { plantMeta: options.plantMeta }),
         }),

@@ -63,6 +63,12 @@ export interface SimOptions {
    */
   readonly plantWipedRangesVote?: boolean;
   /**
+   * Planted defect for tests: every range taken up from the map starts recovering, as before a
+   * copy that provably never ran the range could vote at once (a second replica's lost disk
+   * then wedges the range).
+   */
+  readonly plantTakeUpRecovering?: boolean;
+  /**
    * With ranges: every node runs the meta group (the range map) with the product's bootstrap,
    * split records and map repair, and clients route by its map (sim-meta.ts). Off by default.
    */

@@ -171,6 +171,11 @@ export class WalNodeDisk implements NodeDisk {
     return this.groups.get(group)?.mirror.isBlank() === false;
   }
 
+  /** Whether group `group` holds a log on this disk (an entry or a snapshot). */
+  holdsLogOf(group: number): boolean {
+    return this.groups.get(group)?.mirror.hasLog() === true;
+  }
+
   holds(index: number, term: number): boolean {
     return this.group(0).mirror.holds(index, term);
   }

@@ -3,7 +3,8 @@
 // caught up and applied what it then knew committed, and the ranges it names here are started;
 // the identity file is told `none` only when no group is recovering or applying, no range is
 // starting and the map was read, and never before. A range marked prepared here is not started
-// from the map (its empty copy would take the map's replicas as its voters).
+// from the map (its empty copy would take the map's replicas as its voters). The node is told
+// when the map was read (it records which ranges can have run here), before one may be taken up.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
@@ -49,6 +50,7 @@ void test('recovery finishes only when every group caught up and applied, the ma
   const groups = new Map([0, 1, 2, 5].map((id) => [id, new FakeGroup(id)]));
   const pending = new Set<number>();
   const started: number[] = [];
+  const mapReads: number[][] = [];
   r.start({
     groups: () => [...groups.values()],
     pendingRanges: () => [...pending],
@@ -66,6 +68,10 @@ void test('recovery finishes only when every group caught up and applied, the ma
     },
     // Range 7 was prepared here: a map older than the prepare may name this node in it.
     prepared: (id) => id === 7,
+    mapRead: () => {
+      mapReads.push([...started]);
+      assert.equal(r.mapCurrent(), false, 'told before a range may be taken up');
+    },
   });
   const at = (): readonly string[] => r.status().waitingFor;
   assert.deepEqual(r.status().recoveringGroups, [0, 1, 2, 5]);
@@ -78,12 +84,14 @@ void test('recovery finishes only when every group caught up and applied, the ma
   meta.applied = 8;
   r.check();
   assert.deepEqual(started, []);
+  assert.deepEqual(mapReads, []);
   assert.ok(at().includes('group 2 applying (8 of 10)'), JSON.stringify(at()));
   meta.applied = 10;
   meta.commit = 12; // committed since: the mark stays where it caught up
   r.check();
   assert.deepEqual(started, [6], 'the range the map names here, nothing runs, not prepared');
   assert.ok(at().includes('range 6 starting'), JSON.stringify(at()));
+  assert.deepEqual(mapReads, [[6]], 'told once, after the ranges the map names started');
   assert.equal(r.mapCurrent(), true);
 
   // Every group caught up but one: still recovering; the range starts and runs, recovering.
@@ -129,6 +137,7 @@ void test('a node that lost nothing stores nothing and waits for nothing; the pl
     map: () => null,
     startRange: () => assert.fail('nothing to start'),
     prepared: () => false,
+    mapRead: () => assert.fail('no map to read'),
   });
   assert.equal(fine.recoveryFor(5), 'none');
   assert.deepEqual(fine.status().waitingFor, []);

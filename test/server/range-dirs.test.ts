@@ -1,8 +1,9 @@
 // The record of the ranges a node gave up or is being prepared for (src/server/range-dirs.ts):
 // it survives a restart (a retired range must never come back), a prepare takes a range off
 // the retired list, the directories held are listed, a range recorded held whose directory
-// lost its files is named lost, and a damaged file is refused rather than read as "nothing
-// retired".
+// lost its files is named lost, a range is known never to have run here only at or above the
+// id the record is whole from and with no trace in it, and a damaged file is refused rather
+// than read as "nothing retired".
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -79,6 +80,41 @@ void test('a range recorded held whose directory holds no storage file is lost',
   }
 });
 
+void test('a range never ran here only as far as the record proves it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-range-dirs-'));
+  try {
+    const a = new RangeDirs(dir);
+    assert.equal(a.neverRan(9), false, 'a record that does not say from where it is whole');
+    a.setCompleteFrom(3);
+    assert.equal(a.neverRan(9), true);
+    opened(dir, 4);
+    a.hold(4);
+    a.retire(5);
+    a.prepare(6, 2);
+    opened(dir, 7); // a directory not recorded (a crash between its opening and its record)
+    for (const id of [4, 5, 6, 7])
+      assert.equal(a.neverRan(id), false, `range ${id}: held, retired, prepared or present`);
+    const b = new RangeDirs(dir);
+    assert.deepEqual(
+      [4, 5, 6, 7, 8].map((id) => b.neverRan(id)),
+      [false, false, false, false, true],
+      'across a reopen',
+    );
+    // A node that lost data knows nothing until its map is read, then only the newer ranges.
+    b.setCompleteFrom(null);
+    assert.equal(new RangeDirs(dir).neverRan(8), false);
+    b.setCompleteFrom(12);
+    const c = new RangeDirs(dir);
+    assert.deepEqual(
+      [8, 11, 12, 13].map((id) => c.neverRan(id)),
+      [false, false, true, true],
+    );
+    assert.equal(c.isRetired(5), true, 'the rest of the record kept');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 void test('a damaged record is refused', () => {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-range-dirs-'));
   try {
@@ -87,6 +123,8 @@ void test('a damaged record is refused', () => {
       ['{"retired": [1]}', /"retired" must be a list of range ids/],
       ['{"retired": [], "preparing": [[5]]}', /"preparing" must be a list/],
       ['{"retired": [], "held": [2]}', /"held" must be a list of range ids/],
+      ['{"retired": [], "completeFrom": 2}', /"completeFrom" must be a range id/],
+      ['{"retired": [], "completeFrom": "3"}', /"completeFrom" must be a range id/],
     ] as const) {
       writeFileSync(join(dir, RETIRED_RANGES_FILE), text);
       assert.throws(() => new RangeDirs(dir), why);

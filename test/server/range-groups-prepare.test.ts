@@ -1,6 +1,7 @@
 // A range prepared here as a new replica (src/server/range-groups.ts, `prepare`), on one host:
 // the copy starts recovering, and restarts so while it is only prepared (it may have voted in
-// the range before, in a term its empty storage forgot); a held range is opened once at
+// the range before, in a term its empty storage forgot), but for a copy the caller knows never
+// ran here, which votes at once until a restart; a held range is opened once at
 // restart even when something else starts it while its storage opens; and neither a split
 // replayed from the parent's log nor the parent's snapshot naming it starts a prepared copy.
 
@@ -170,6 +171,34 @@ void test('a prepared copy starts recovering, and restarts recovering while only
   await third.groups.settled();
   await third.groups.startHeld([RIGHT]);
   assert.equal(third.groups.group(RIGHT)?.runtime.status().recovery, 'none');
+});
+
+void test('a copy the caller knows never ran here votes at once, and restarts recovering while only prepared', async () => {
+  const disks = new Map<RangeId, MemoryDisk>();
+  const dirs = new Dirs(disks);
+  const node = boot(disks, dirs);
+  const range0 = await splitOff(node);
+  const seed = disks.get(RIGHT)?.snapshot ?? null;
+  assert.ok(seed !== null, 'the split wrote range 3 its seed');
+  const descriptor = rightDescriptor(range0);
+  const prepared = await node.groups.prepare(RIGHT, descriptor, OTHERS, true);
+  assert.equal(dirs.preparedAt(RIGHT), descriptor.generation, 'marked prepared all the same');
+  assert.equal(
+    prepared.runtime.status().recovery,
+    'none',
+    'a copy that never ran the range acknowledged nothing and voted in no term',
+  );
+  // Restarted with the leader's snapshot, before it applied a configuration naming it: it may
+  // have voted since, and the mark is all the restart knows of it.
+  await live.splice(0)[0]?.close(0);
+  const disk = disks.get(RIGHT) as MemoryDisk;
+  disk.snapshot = seed;
+  disk.base = { index: seed.meta.index, term: seed.meta.term };
+  const again = boot(disks, dirs);
+  await again.groups.start(0, [ME]);
+  await again.groups.settled();
+  await again.groups.startHeld([RIGHT]);
+  assert.equal(again.groups.group(RIGHT)?.runtime.status().recovery, 'recovering');
 });
 
 void test('a held range is opened once at restart, though a split or a parent starts it meanwhile', async () => {

@@ -11,7 +11,8 @@
 // skipped (a planted defect) is caught by the same checks.
 
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import test from 'node:test';
 import { pino } from 'pino';
 import type { NodeStatus } from '../../src/api/types.js';
@@ -20,6 +21,7 @@ import { simpleConf } from '../../src/raft/index.js';
 import type { RangeDescriptor } from '../../src/ranges/types.js';
 import { readIdentity } from '../../src/server/data-dir.js';
 import { FlotillaNode } from '../../src/server/node.js';
+import { RETIRED_RANGES_FILE } from '../../src/server/range-dirs.js';
 import { retireVerdict, type RetireInput } from '../../src/server/range-retirer.js';
 import { TestNodes, postJson, until } from './nodes.js';
 
@@ -187,6 +189,19 @@ interface WipeRun {
   readonly identities: readonly (string | undefined)[];
   readonly readyz: readonly { status: number; reason: string }[];
   readonly lost: string[];
+  /** Node 4's record of where it knows every range it ran from: before the wipe, then polled. */
+  readonly completeFrom: { readonly before: unknown; readonly polled: readonly unknown[] };
+}
+
+/** `completeFrom` in a node's range record (undefined: no record, or not known). */
+function completeFrom(dataDir: string): unknown {
+  try {
+    const text = readFileSync(join(dataDir, RETIRED_RANGES_FILE), 'utf8');
+    return (JSON.parse(text) as { completeFrom?: unknown }).completeFrom;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 /** The scenario; `planted`: node 4 restarts with range recovery skipped. */
@@ -235,6 +250,8 @@ async function wipeRun(planted: boolean): Promise<WipeRun> {
     await until('writes to every range', () => acked.size >= 40);
 
     // Wipe node 4 and start it again with its old configuration.
+    const completeBefore = completeFrom(c.dataDir(4));
+    const polled: unknown[] = [];
     await c.node(4).close();
     rmSync(c.dataDir(4), { recursive: true, force: true });
     const before = acked.size;
@@ -252,6 +269,7 @@ async function wipeRun(planted: boolean): Promise<WipeRun> {
       'node 4 recovered',
       async () => {
         identities.push(readIdentity(c.dataDir(4))?.recovery);
+        polled.push(completeFrom(c.dataDir(4)));
         const s = await fetch(`${c.url(4)}/v1/status`);
         const status = (await s.json()) as NodeStatus;
         statuses.push(status);
@@ -262,6 +280,7 @@ async function wipeRun(planted: boolean): Promise<WipeRun> {
       60_000,
     );
     identities.push(readIdentity(c.dataDir(4))?.recovery);
+    polled.push(completeFrom(c.dataDir(4)));
     const after = acked.size;
     await until('writes after node 4 recovered', () => acked.size >= after + 20);
     writing = false;
@@ -282,6 +301,7 @@ async function wipeRun(planted: boolean): Promise<WipeRun> {
       identities,
       readyz,
       lost,
+      completeFrom: { before: completeBefore, polled },
     };
   } finally {
     writing = false;
@@ -324,6 +344,17 @@ void test('a wiped node recovers every range it held, from its logs and from the
   assert.ok(
     run.readyz.some((r) => r.status === 503 && /recovering/.test(r.reason)),
     JSON.stringify(run.readyz),
+  );
+  // A new data directory knows every range it ran; a wiped one none until the map was read,
+  // then those allocated since: every range allocated before the wipe is below that.
+  const { before, polled } = run.completeFrom;
+  assert.equal(before, 3);
+  const after = polled.at(-1);
+  assert.ok(
+    typeof after === 'number' &&
+      after > Math.max(run.split, run.moved, run.movedOff) &&
+      polled.every((v) => v === undefined || v === after),
+    JSON.stringify({ polled, ranges: [run.split, run.moved, run.movedOff] }),
   );
   // The identity file said recovering for as long as the node did, and none at the end.
   assert.equal(run.identities[0], 'recovering');

@@ -108,6 +108,25 @@ for (const seed of [1500, 1634, 1649])
 // (DESIGN.md, "A node that lost its data"). Planted: they start as full members on empty logs,
 // so a wiped replica can vote a lagging one in. The checks must catch it within the bound, and
 // the same seed with the product's rule must break nothing.
+// A node that missed a split and left the parent before it caught up takes the range up from
+// the map. Its copy never ran the range, so it votes at once; planted to start recovering as a
+// moved-onto copy does, it votes for no one, and a disk lost by another replica meanwhile
+// leaves the range with one voter that can vote: it never elects again. The liveness check
+// must catch it within the bound, and the same seed with the product's rule must pass.
+void test('a range taken up recovering where it could vote is caught as a wedge (moves, meta, wipes)', async (t) => {
+  const mode = { ranges: true, moves: true, meta: true, profile: { wipeEveryMs: 1000 } } as const;
+  for (let seed = 0; seed < 40; seed++) {
+    const r = await runSeed({ seed, ...mode, plantTakeUpRecovering: true });
+    if (!r.violations.some((v) => v.kind === 'liveness')) continue;
+    note(t, r);
+    const control = await runSeed({ seed, ...mode });
+    assert.deepEqual(control.violations, [], `the product's rule also fails seed ${seed}`);
+    assert.ok(control.stats.wipes > 0, JSON.stringify(control.stats));
+    return;
+  }
+  assert.fail('no seed below 40 caught a range taken up recovering');
+});
+
 void test('ranges of a wiped node voting on empty logs are caught (moves, meta, wipes)', async (t) => {
   const mode = { ranges: true, moves: true, meta: true, profile: { wipeEveryMs: 300 } } as const;
   for (let seed = 0; seed < 100; seed++) {
