@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { FlotillaClient } from '../../src/client/index.js';
+import { unknownEnvVars } from '../../src/server/config.js';
 import { TestNodes } from '../server/nodes.js';
 import { exitOf, runCli, startCli, stopAll } from './run.js';
 import { until } from '../support/until.js';
@@ -218,6 +219,8 @@ void test('lock --key-base64 holds a lock whose name is not UTF-8, its key in ba
   const key = Buffer.from(r.stdout, 'base64');
   assert.deepEqual(key.subarray(0, name.length + 1), Buffer.concat([name, Buffer.from('/')]));
   assert.deepEqual(await storedKeys(name), [], 'freed once the command exited');
+  // A node started by the locked command does not take the variable for a misspelt setting.
+  assert.deepEqual(unknownEnvVars({ FLOTILLA_LOCK_KEY_BASE64: r.stdout }), []);
 });
 
 void test('elect --key-base64 campaigns under a name that is not UTF-8; --watch sees its leader', async () => {
