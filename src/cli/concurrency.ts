@@ -11,6 +11,7 @@ import {
   observe,
   type FlotillaClient,
 } from '../client/index.js';
+import { exactText } from './key-arg.js';
 
 /** Signals that stop `flotilla lock`'s command and then free the lock, as they reach it. */
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
@@ -33,13 +34,16 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
  * signalled. Answers the exit code to use: the command's, 128 + the signal's number when a
  * signal ended it, and 127 or 126 when it could not be started (not found, not executable),
  * as a shell says.
+ *
+ * With `encoding: 'base64'` the name is base64 (a name that is not UTF-8): FLOTILLA_LOCK_KEY is
+ * then the key as text, and FLOTILLA_LOCK_KEY_BASE64 its bytes when they are not UTF-8.
  */
 export async function runLocked(
   client: FlotillaClient,
   name: string,
-  argv: readonly string[],
-  ttl: number,
+  o: { argv: readonly string[]; ttl: number; encoding?: 'base64' },
 ): Promise<number> {
+  const { argv, ttl } = o;
   const [cmd, ...args] = argv;
   if (cmd === undefined)
     throw new FlotillaError(
@@ -48,15 +52,25 @@ export async function runLocked(
     );
   const session = await Session.create(client, { ttl });
   try {
-    const mutex = new Mutex(session, name);
+    const mutex = new Mutex(
+      session,
+      name,
+      o.encoding === undefined ? {} : { encoding: o.encoding },
+    );
     const held = await mutex.lock();
+    const key = o.encoding === 'base64' ? exactText(held.key) : { text: held.key };
     process.stderr.write(`holding lock ${name} (token ${held.token})\n`);
     const ownGroup = process.stdin.isTTY !== true;
     const child = spawn(cmd, args, {
       stdio: 'inherit',
       // Its own process group (and session): the group is signalled as a whole.
       detached: ownGroup,
-      env: { ...process.env, FLOTILLA_LOCK_KEY: held.key, FLOTILLA_LOCK_TOKEN: String(held.token) },
+      env: {
+        ...process.env,
+        FLOTILLA_LOCK_KEY: key.text,
+        ...(key.base64 === undefined ? {} : { FLOTILLA_LOCK_KEY_BASE64: key.base64 }),
+        FLOTILLA_LOCK_TOKEN: String(held.token),
+      },
     });
     let exited = false;
     const signal = (sig: NodeJS.Signals): void => {
@@ -112,28 +126,35 @@ export async function runLocked(
 /**
  * Campaigns in election `name` with `value`, prints `elected <token>` once it leads, and leads
  * until SIGINT or SIGTERM (then resigns) or until its lease is lost (exit 1). With `watchOnly`,
- * prints every change of leader instead, as JSON lines, until interrupted.
+ * prints every change of leader instead, as JSON lines, until interrupted. With `encoding:
+ * 'base64'` the name is base64 (one that is not UTF-8); `value` stays text, and a leader's value
+ * printed that is not UTF-8 has its base64 beside it (`valueBase64`).
  */
 export async function runElection(
   client: FlotillaClient,
   name: string,
   value: string | undefined,
-  o: { ttl: number; watchOnly: boolean },
+  o: { ttl: number; watchOnly: boolean; encoding?: 'base64' },
 ): Promise<number> {
   const stop = new AbortController();
   process.once('SIGINT', () => stop.abort());
   process.once('SIGTERM', () => stop.abort());
+  const enc = o.encoding === undefined ? {} : { encoding: o.encoding };
   if (o.watchOnly) {
-    for await (const leader of observe(client, name, { signal: stop.signal }))
-      process.stdout.write(`${JSON.stringify({ leader })}\n`);
+    for await (const leader of observe(client, name, { signal: stop.signal, ...enc }))
+      process.stdout.write(
+        `${JSON.stringify({ leader: o.encoding === undefined ? leader : exactLeader(leader) })}\n`,
+      );
     return 0;
   }
   const session = await Session.create(client, { ttl: o.ttl });
   try {
-    const election = new Election(session, name);
-    const held = await election.campaign(value ?? `${hostname()}-${process.pid}`, {
-      signal: stop.signal,
-    });
+    const election = new Election(session, name, enc);
+    const announced = value ?? `${hostname()}-${process.pid}`;
+    const held = await election.campaign(
+      o.encoding === 'base64' ? Buffer.from(announced).toString('base64') : announced,
+      { signal: stop.signal },
+    );
     process.stdout.write(`elected ${held.token}\n`);
     const lost = await Promise.race([
       session.done.then(
@@ -157,4 +178,17 @@ export async function runElection(
   } finally {
     await session.close().catch(() => undefined);
   }
+}
+
+/** A leader read in base64, its value as text with the base64 beside it if not UTF-8. */
+function exactLeader(
+  leader: { value: string; token: number } | null,
+): { value: string; valueBase64?: string; token: number } | null {
+  if (leader === null) return null;
+  const value = exactText(leader.value);
+  return {
+    value: value.text,
+    ...(value.base64 === undefined ? {} : { valueBase64: value.base64 }),
+    token: leader.token,
+  };
 }

@@ -2,8 +2,9 @@
 // are not into U+FFFD, so a key given as text can only be UTF-8, and one that came out holding
 // U+FFFD was most likely not the key meant: written as it is, the command would read, write or
 // delete another key. The API takes any bytes in base64 (`"encoding": "base64"`), so the kv
-// commands take `--key-base64`, and print a key or value that is not UTF-8 in base64 beside its
-// text (`keyBase64`, `valueBase64`) where the output is for programs.
+// commands, `watch`, `lock` and `elect` take `--key-base64`, and print a key or value that is
+// not UTF-8 in base64 beside its text (`keyBase64`, `valueBase64`) where the output is for
+// programs.
 
 import type { KeyValue } from '../client/index.js';
 import { utf8Text } from './stdin.js';
@@ -44,15 +45,20 @@ export function lossyText(base64: string): string {
  * or value that is not UTF-8 its exact bytes in base64 (`keyBase64`, `valueBase64`).
  */
 export function exactKv(x: KeyValue): KeyValue & { keyBase64?: string; valueBase64?: string } {
-  const key = Buffer.from(x.key, 'base64');
-  const value = Buffer.from(x.value, 'base64');
-  const keyText = utf8Text(key);
-  const valueText = utf8Text(value);
+  const key = exactText(x.key);
+  const value = exactText(x.value);
   return {
     ...x,
-    key: keyText ?? key.toString('utf8'),
-    value: valueText ?? value.toString('utf8'),
-    ...(keyText === null ? { keyBase64: x.key } : {}),
-    ...(valueText === null ? { valueBase64: x.value } : {}),
+    key: key.text,
+    value: value.text,
+    ...(key.base64 === undefined ? {} : { keyBase64: key.base64 }),
+    ...(value.base64 === undefined ? {} : { valueBase64: value.base64 }),
   };
+}
+
+/** Bytes in base64 as text, lossy, and when they are not UTF-8 the base64 too (`base64`). */
+export function exactText(base64: string): { text: string; base64?: string } {
+  const bytes = Buffer.from(base64, 'base64');
+  const text = utf8Text(bytes);
+  return text === null ? { text: bytes.toString('utf8'), base64 } : { text };
 }

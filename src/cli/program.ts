@@ -2,7 +2,12 @@
 // main.ts, which takes the stop signals before this module's imports load.
 
 import { Command, CommanderError, Option } from 'commander';
-import { FlotillaClient, FlotillaError, type ReadConsistency } from '../client/index.js';
+import {
+  FlotillaClient,
+  FlotillaError,
+  type KeyValue,
+  type ReadConsistency,
+} from '../client/index.js';
 import {
   ConfigError,
   configFromEnv,
@@ -483,14 +488,30 @@ export function buildProgram(): Command {
       int('--ttl', 1, maxLeaseTtlSeconds),
       10,
     )
-    .action(async (name: string, argv: string[], o: ClusterOptions & { ttl: number }) => {
-      const c = client(o);
-      try {
-        process.exitCode = await runLocked(c, name, argv, o.ttl);
-      } finally {
-        await c.close();
-      }
-    });
+    .option('--key-base64', 'NAME is base64: for a lock name that is not UTF-8')
+    .action(
+      async (
+        name: string,
+        argv: string[],
+        o: ClusterOptions & { ttl: number; keyBase64?: boolean },
+      ) => {
+        const n = keyBytes(name, { base64: o.keyBase64 === true, what: 'lock name' });
+        const c = client(o);
+        try {
+          process.exitCode = await runLocked(
+            c,
+            o.keyBase64 === true ? n.toString('base64') : name,
+            {
+              argv,
+              ttl: o.ttl,
+              ...(o.keyBase64 === true ? { encoding: 'base64' as const } : {}),
+            },
+          );
+        } finally {
+          await c.close();
+        }
+      },
+    );
   program
     .command('elect')
     .description(
@@ -502,18 +523,29 @@ export function buildProgram(): Command {
     .addOption(tokenOption())
     .option('--ttl <seconds>', "the candidate's lease", int('--ttl', 1, maxLeaseTtlSeconds), 10)
     .option('--watch', 'do not campaign: print every change of leader')
+    .option(
+      '--key-base64',
+      'NAME is base64: for an election name that is not UTF-8; a value printed that is not UTF-8 is given in base64 too (valueBase64)',
+    )
     .action(
       async (
         name: string,
         value: string | undefined,
-        o: ClusterOptions & { ttl: number; watch?: boolean },
+        o: ClusterOptions & { ttl: number; watch?: boolean; keyBase64?: boolean },
       ) => {
+        const n = keyBytes(name, { base64: o.keyBase64 === true, what: 'election name' });
         const c = client(o);
         try {
-          process.exitCode = await runElection(c, name, value, {
-            ttl: o.ttl,
-            watchOnly: o.watch === true,
-          });
+          process.exitCode = await runElection(
+            c,
+            o.keyBase64 === true ? n.toString('base64') : name,
+            value,
+            {
+              ttl: o.ttl,
+              watchOnly: o.watch === true,
+              ...(o.keyBase64 === true ? { encoding: 'base64' as const } : {}),
+            },
+          );
         } finally {
           await c.close();
         }
@@ -685,33 +717,54 @@ function watchCommand(cmd: Command, endpoints: () => ClusterOptions): void {
     .option('--rev <n>', 'start from revision n (replaying history)', int('--rev', 1))
     .option('--prev-kv', 'print the version each change replaced')
     .addOption(
-      new Option('--encoding <enc>', 'keys and values as UTF-8 text, or base64 (binary values)')
+      new Option(
+        '--encoding <enc>',
+        'keys and values as UTF-8 text (with keyBase64, valueBase64 beside one that is not UTF-8), or base64 (binary values)',
+      )
         .choices(['utf8', 'base64'])
         .default('utf8'),
     )
+    .option('--key-base64', 'KEY is base64: for a key or prefix that is not UTF-8')
     .action(
       async (
         key: string,
-        o: { prefix?: boolean; rev?: number; prevKv?: boolean; encoding: 'utf8' | 'base64' },
-      ) =>
-        withClient(endpoints(), async (c) => {
+        o: {
+          prefix?: boolean;
+          rev?: number;
+          prevKv?: boolean;
+          encoding: 'utf8' | 'base64';
+          keyBase64?: boolean;
+        },
+      ) => {
+        const k = keyBytes(key, { base64: o.keyBase64 === true, what: 'key' });
+        return withClient(endpoints(), async (c) => {
           const stop = new AbortController();
           process.once('SIGINT', () => stop.abort());
           process.once('SIGTERM', () => stop.abort());
-          // The key is given as text; with base64 it is sent, and printed back, as base64 too.
-          const asked = o.encoding === 'base64' ? Buffer.from(key, 'utf8').toString('base64') : key;
-          for await (const batch of c.watch(asked, {
+          // Watched in base64, so that a key or value that is not UTF-8 can be given exactly;
+          // printed as text, with its base64 beside it when it is not UTF-8, unless asked in
+          // base64.
+          const exact = (kv: KeyValue) => (o.encoding === 'base64' ? kv : exactKv(kv));
+          for await (const batch of c.watch(k.toString('base64'), {
             prefix: o.prefix === true,
             prevKv: o.prevKv === true,
             ...(o.rev === undefined ? {} : { startRevision: o.rev }),
-            ...(o.encoding === 'base64' ? { encoding: 'base64' as const } : {}),
+            encoding: 'base64',
             signal: stop.signal,
           })) {
             for (const e of batch.events)
-              process.stdout.write(`${JSON.stringify({ revision: batch.revision, ...e })}\n`);
+              process.stdout.write(
+                `${JSON.stringify({
+                  revision: batch.revision,
+                  ...e,
+                  kv: exact(e.kv),
+                  ...(e.prevKv === undefined ? {} : { prevKv: exact(e.prevKv) }),
+                })}\n`,
+              );
           }
           return undefined;
-        }),
+        });
+      },
     );
 }
 

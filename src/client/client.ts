@@ -186,14 +186,19 @@ export class FlotillaClient {
     );
   }
 
+  /** With `encoding: 'base64'` every key and value, of the request and the answer, is base64. */
   async txn(
     compare: readonly Compare[],
     success: readonly TxnOp[],
     failure: readonly TxnOp[] = [],
-    o: CallOptions = {},
+    o: { encoding?: 'utf8' | 'base64' } & CallOptions = {},
   ): Promise<TxnResponse> {
-    checkOptions(o, 'txn', []);
-    return this.writes.write<TxnResponse>('/v1/kv/txn', { compare, success, failure }, o.signal);
+    checkOptions(o, 'txn', ['encoding']);
+    return this.writes.write<TxnResponse>(
+      '/v1/kv/txn',
+      { compare, success, failure, ...pick(o, 'encoding') },
+      o.signal,
+    );
   }
 
   /**

@@ -4,7 +4,9 @@
 // revision holds it. Each waiter watches only the key just before its own (no thundering herd
 // when the holder leaves). The create revision of the holder's key is a fencing token: it
 // rises with every acquisition, and a write guarded by it (a txn comparing the key's create
-// revision) fails once the holder lost its lease, however long it was paused.
+// revision) fails once the holder lost its lease, however long it was paused. A name that is
+// not UTF-8 is given in base64 with `encoding: 'base64'`; keys and values are then base64
+// throughout, as the API's are.
 
 import { FlotillaError } from '../base/errors.js';
 import { checkOptions } from './util.js';
@@ -20,15 +22,21 @@ import type {
 } from '../api/types.js';
 import type { WatchBatch, WatchOptions } from './watch.js';
 
+/** How keys and values travel: UTF-8 text, or base64 (any bytes). */
+interface Encoding {
+  readonly encoding?: 'utf8' | 'base64';
+}
+
 /** What the recipes need of a client (FlotillaClient is one). */
 export interface ConcurrencyClient {
   txn(
     compare: readonly Compare[],
     success: readonly TxnOp[],
     failure?: readonly TxnOp[],
+    o?: Encoding,
   ): Promise<TxnResponse>;
-  range(key: string, o?: { prefix?: boolean }): Promise<RangeResponse>;
-  delete(key: string): Promise<DeleteResponse>;
+  range(key: string, o?: { prefix?: boolean } & Encoding): Promise<RangeResponse>;
+  delete(key: string, o?: Encoding): Promise<DeleteResponse>;
   watch(key: string, o?: WatchOptions): AsyncGenerator<WatchBatch>;
   leaseGrant(ttl: number): Promise<LeaseGrantResponse>;
   leaseRevoke(id: number): Promise<LeaseRevokeResponse>;
@@ -70,6 +78,27 @@ export class Session {
   }
 }
 
+/** `name/` as a key prefix: text, or base64 for a name given in base64. */
+function prefixOf(name: string, o: Encoding): string {
+  return o.encoding === 'base64'
+    ? Buffer.concat([Buffer.from(name, 'base64'), Buffer.from('/')]).toString('base64')
+    : `${name}/`;
+}
+
+/** A contender's key: `prefix` then its lease in hex, in the prefix's encoding. */
+function contenderKey(prefix: string, lease: number, o: Encoding): string {
+  return o.encoding === 'base64'
+    ? Buffer.concat([Buffer.from(prefix, 'base64'), Buffer.from(lease.toString(16))]).toString(
+        'base64',
+      )
+    : `${prefix}${lease.toString(16)}`;
+}
+
+/** The options a request takes for `o`'s encoding: none for text, as before. */
+function encodingOf(o: Encoding): Encoding {
+  return o.encoding === 'base64' ? { encoding: 'base64' } : {};
+}
+
 /** Where a contender stands: its key and that key's create revision (the fencing token). */
 export interface Held {
   readonly key: string;
@@ -84,13 +113,16 @@ async function queue(
   s: Session,
   prefix: string,
   value: string,
-  signal?: AbortSignal,
+  o: { signal?: AbortSignal | undefined } & Encoding,
 ): Promise<Held> {
-  const key = `${prefix}${s.lease.toString(16)}`;
+  const { signal } = o;
+  const enc = encodingOf(o);
+  const key = contenderKey(prefix, s.lease, o);
   const r = await s.client.txn(
     [{ key, target: 'createRevision', op: '=', value: 0 }],
     [{ put: { key, value, lease: s.lease } }],
     [{ range: { key } }],
+    enc,
   );
   const token = r.succeeded
     ? r.header.revision
@@ -101,7 +133,7 @@ async function queue(
     if (signal?.aborted) throw new FlotillaError('ABORTED', 'Aborted by the caller', false);
     // The contender just before this one, if any: the key with the highest create revision
     // below ours.
-    const all = await s.client.range(prefix, { prefix: true });
+    const all = await s.client.range(prefix, { prefix: true, ...enc });
     let before: KeyValue | null = null;
     for (const kv of all.kvs)
       if (
@@ -110,7 +142,7 @@ async function queue(
       )
         before = kv;
     if (before === null) return { key, token };
-    await waitForDelete(s.client, before.key, all.header.revision + 1, signal);
+    await waitForDelete(s.client, before.key, all.header.revision + 1, { signal, ...enc });
   }
 }
 
@@ -119,13 +151,18 @@ async function waitForDelete(
   client: ConcurrencyClient,
   key: string,
   from: number,
-  signal?: AbortSignal,
+  o: { signal?: AbortSignal | undefined } & Encoding,
 ): Promise<void> {
+  const { signal } = o;
   const stop = new AbortController();
   const onAbort = () => stop.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for await (const batch of client.watch(key, { startRevision: from, signal: stop.signal }))
+    for await (const batch of client.watch(key, {
+      startRevision: from,
+      signal: stop.signal,
+      ...encodingOf(o),
+    }))
       if (batch.events.some((e) => e.type === 'delete')) return;
   } finally {
     signal?.removeEventListener('abort', onAbort);
@@ -133,26 +170,32 @@ async function waitForDelete(
   }
 }
 
-/** A distributed mutex (etcd's concurrency.Mutex). */
+/**
+ * A distributed mutex (etcd's concurrency.Mutex). With `encoding: 'base64'` the name is base64
+ * (a name that is not UTF-8), and so is the key held.
+ */
 export class Mutex {
   private held: Held | null = null;
   private readonly prefix: string;
+  private readonly enc: Encoding;
 
   constructor(
     private readonly session: Session,
     name: string,
+    o: Encoding = {},
   ) {
-    this.prefix = `${name}/`;
+    this.enc = encodingOf(o);
+    this.prefix = prefixOf(name, this.enc);
   }
 
   /** Waits until this session holds the lock; answers the fencing token. */
   async lock(o: { signal?: AbortSignal } = {}): Promise<Held> {
     try {
-      this.held = await queue(this.session, this.prefix, '', o.signal);
+      this.held = await queue(this.session, this.prefix, '', { signal: o.signal, ...this.enc });
     } catch (err) {
       // Leave the queue rather than block those behind.
       await this.session.client
-        .delete(`${this.prefix}${this.session.lease.toString(16)}`)
+        .delete(contenderKey(this.prefix, this.session.lease, this.enc), this.enc)
         .catch(() => undefined);
       throw err;
     }
@@ -161,7 +204,7 @@ export class Mutex {
 
   async unlock(): Promise<void> {
     if (this.held === null) return;
-    await this.session.client.delete(this.held.key);
+    await this.session.client.delete(this.held.key, this.enc);
     this.held = null;
   }
 
@@ -181,25 +224,32 @@ export class Mutex {
       [...compare, { key: held.key, target: 'createRevision', op: '=', value: held.token }],
       success,
       failure,
+      this.enc,
     );
   }
 }
 
-/** Leader election (etcd's concurrency.Election): one leader at a time, and who it is. */
+/**
+ * Leader election (etcd's concurrency.Election): one leader at a time, and who it is. With
+ * `encoding: 'base64'` the name, the values and the keys are base64.
+ */
 export class Election {
   private held: Held | null = null;
   private readonly prefix: string;
+  private readonly enc: Encoding;
 
   constructor(
     private readonly session: Session,
     name: string,
+    o: Encoding = {},
   ) {
-    this.prefix = `${name}/`;
+    this.enc = encodingOf(o);
+    this.prefix = prefixOf(name, this.enc);
   }
 
   /** Waits until elected, announcing `value`; answers the leadership's fencing token. */
   async campaign(value: string, o: { signal?: AbortSignal } = {}): Promise<Held> {
-    this.held = await queue(this.session, this.prefix, value, o.signal);
+    this.held = await queue(this.session, this.prefix, value, { signal: o.signal, ...this.enc });
     return this.held;
   }
 
@@ -210,6 +260,8 @@ export class Election {
     const r = await this.session.client.txn(
       [{ key: held.key, target: 'createRevision', op: '=', value: held.token }],
       [{ put: { key: held.key, value, lease: this.session.lease } }],
+      [],
+      this.enc,
     );
     if (!r.succeeded)
       throw new FlotillaError('INVALID_REQUEST', 'Leadership was lost: the lease expired');
@@ -218,21 +270,22 @@ export class Election {
   /** Steps down: the next candidate in line becomes leader. */
   async resign(): Promise<void> {
     if (this.held === null) return;
-    await this.session.client.delete(this.held.key);
+    await this.session.client.delete(this.held.key, this.enc);
     this.held = null;
   }
 
   /** The current leader's value and token, or null when there is none. */
   async leader(): Promise<{ value: string; token: number } | null> {
-    return leaderOf(this.session.client, this.prefix);
+    return leaderOf(this.session.client, this.prefix, this.enc);
   }
 }
 
 async function leaderOf(
   client: ConcurrencyClient,
   prefix: string,
+  enc: Encoding,
 ): Promise<{ value: string; token: number; revision: number } | null> {
-  const r = await client.range(prefix, { prefix: true });
+  const r = await client.range(prefix, { prefix: true, ...enc });
   let first: KeyValue | null = null;
   for (const kv of r.kvs)
     if (first === null || kv.createRevision < first.createRevision) first = kv;
@@ -243,24 +296,28 @@ async function leaderOf(
 
 /**
  * Follows an election's leadership: yields the leader (or null) now and at every change of
- * leader or of its value, until `o.signal` aborts.
+ * leader or of its value, until `o.signal` aborts. With `encoding: 'base64'` the name and the
+ * values yielded are base64.
  */
 export async function* observe(
   client: ConcurrencyClient,
   name: string,
-  o: { signal?: AbortSignal } = {},
+  o: { signal?: AbortSignal } & Encoding = {},
 ): AsyncGenerator<{ value: string; token: number } | null> {
-  const prefix = `${name}/`;
-  let current = await leaderOf(client, prefix);
+  const enc = encodingOf(o);
+  const prefix = prefixOf(name, enc);
+  let current = await leaderOf(client, prefix, enc);
   yield current === null ? null : { value: current.value, token: current.token };
   const from =
-    (current?.revision ?? (await client.range(prefix, { prefix: true })).header.revision) + 1;
+    (current?.revision ?? (await client.range(prefix, { prefix: true, ...enc })).header.revision) +
+    1;
   for await (const _batch of client.watch(prefix, {
     prefix: true,
     startRevision: from,
+    ...enc,
     ...(o.signal === undefined ? {} : { signal: o.signal }),
   })) {
-    const next = await leaderOf(client, prefix);
+    const next = await leaderOf(client, prefix, enc);
     if (next?.token !== current?.token || next?.value !== current?.value) {
       current = next;
       yield next === null ? null : { value: next.value, token: next.token };

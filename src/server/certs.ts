@@ -12,7 +12,7 @@ import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from '
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { makeDirs } from './make-dirs.js';
+import { makeDirs } from '../storage/make-dirs.js';
 
 x509.cryptoProvider.set(webcrypto);
 

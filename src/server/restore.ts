@@ -17,7 +17,7 @@ import { QueueStateMachine } from '../queue/index.js';
 import { nodeFs, openSqliteStorage, openWalStorage } from '../storage/index.js';
 import { BackupError, readBackup, type BackupHeader, type BackupSummary } from './backup-format.js';
 import { groupDir, writeIdentity, type StorageKind } from './data-dir.js';
-import { makeDirs } from './make-dirs.js';
+import { makeDirs } from '../storage/make-dirs.js';
 import { KV_GROUP, QUEUE_GROUP } from './node-setup.js';
 import { META_GROUP } from '../ranges/types.js';
 

@@ -10,7 +10,7 @@ import { FlotillaError } from '../base/errors.js';
 import { splitHostPort } from '../base/host-port.js';
 import type { Recovery } from '../raft/index.js';
 import type { NodeConfig } from './config.js';
-import { makeDirs, NotADirectoryError } from './make-dirs.js';
+import { makeDirs, NotADirectoryError } from '../storage/make-dirs.js';
 
 export type StartupErrorCode = 'DATA_DIR_UNUSABLE' | 'ADDRESS_IN_USE' | 'ADDRESS_UNAVAILABLE';
 

@@ -8,9 +8,10 @@
 // after an fsync of the directory holding it. A rename replaces its target atomically.
 
 import { constants, writevSync } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import type { DirLock } from './lock.js';
 import { lockPath } from './lock.js';
+import { makeDirs } from './make-dirs.js';
 
 export type { DirLock };
 
@@ -96,9 +97,14 @@ function openFlags(opts: OpenOptions): number {
 
 /** The real file system (node:fs/promises). */
 export const nodeFs: StorageFs = {
-  mkdirp: async (dir) => {
-    await mkdir(dir, { recursive: true });
-  },
+  // The directory is the caller's (a node's group directory, or any a program opens storage
+  // in): one level at a time, as Node's recursive mkdir never returns under /proc.
+  mkdirp: (dir) =>
+    // What makeDirs throws becomes the promise's rejection.
+    new Promise<void>((resolve) => {
+      makeDirs(dir);
+      resolve();
+    }),
   readdir: (dir) => readdir(dir),
   readFile: (path) => readFile(path),
   open: (path, opts) => open(path, openFlags(opts), MODE),

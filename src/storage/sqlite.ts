@@ -4,7 +4,6 @@
 // and group-commits writes: while one transaction is in flight the next one gathers.
 
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Entry, HardState, InitialState, SnapshotMeta } from '../raft/index.js';
@@ -14,6 +13,7 @@ import { checkBatch, checkSnapshotSize, resolveLimits } from './limits.js';
 import type { ResolvedLimits } from './limits.js';
 import { LogIndex, checkHardState, checkSnapshotMeta } from './log-index.js';
 import { lockPath } from './lock.js';
+import { makeDirs } from './make-dirs.js';
 import type { DirLock } from './lock.js';
 import type { SqliteLoaded, SqliteOp, SqliteRequest, SqliteResponse } from './sqlite-protocol.js';
 import type {
@@ -223,7 +223,8 @@ export async function openSqliteStorage(
 ): Promise<RaftStorage> {
   const limits = resolveLimits(opts);
   const file = resolveFile(path, opts);
-  await mkdir(dirname(file), { recursive: true });
+  // One level at a time, as Node's recursive mkdir never returns under /proc (make-dirs.ts).
+  makeDirs(dirname(file));
   const lock = await lockPath(`${file}.lock`);
   const worker = new Worker(new URL('./sqlite-worker.js', import.meta.url));
   const client = new WorkerClient(worker);

@@ -114,6 +114,8 @@ function one(objects: K8sObject[], kind: string, pred: (o: K8sObject) => boolean
 
 interface Probe {
   httpGet: { path: string; port: string };
+  periodSeconds: number;
+  timeoutSeconds?: number;
 }
 interface Container {
   env: { name: string; value?: string; valueFrom?: unknown }[];
@@ -160,8 +162,19 @@ void test('kubernetes: a StatefulSet behind a headless service, probes, claims a
   assert.equal(c.readinessProbe.httpGet.path, '/readyz');
   assert.equal(c.livenessProbe.httpGet.path, '/healthz');
   assert.equal(c.startupProbe.httpGet.path, '/healthz');
-  for (const p of [c.readinessProbe, c.livenessProbe, c.startupProbe])
+  for (const [name, p] of Object.entries({
+    readinessProbe: c.readinessProbe,
+    livenessProbe: c.livenessProbe,
+    startupProbe: c.startupProbe,
+  })) {
     assert.equal(p.httpGet.port, 'client');
+    // Kubernetes' default timeout, 1 s, fails a probe of a node that is busy but well.
+    assert.ok(
+      p.timeoutSeconds !== undefined && p.timeoutSeconds > 1,
+      `${name}: timeoutSeconds ${p.timeoutSeconds} (unset is 1 s)`,
+    );
+    assert.ok(p.timeoutSeconds <= p.periodSeconds, `${name}: a timeout within its period`);
+  }
   const claim = spec.volumeClaimTemplates[0]?.metadata.name;
   assert.deepEqual(
     c.volumeMounts.find((m) => m.name === claim)?.mountPath,

@@ -5,7 +5,7 @@
 // parent for ever), so `flotilla snapshot restore --data-dir /proc/a/b` hung. Here each missing
 // component is created once, from the top down: the walk is bounded by the path's depth, and a
 // failure is the errno error of the component that failed (its `path` names it). The node's
-// data directory is made by it too, with messages of its own (startup.ts, prepareDataDir).
+// data directory is made by it too, with messages of its own (src/server/startup.ts, prepareDataDir).
 
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
