@@ -161,6 +161,12 @@ export class Raft {
    * leader or follower.
    */
   quiesced = false;
+  /**
+   * The quiescing heartbeat this follower last quiesced on: its term, leader and commit index
+   * (tickElection quiesces a learner again on it). Null before any.
+   */
+  quiescedOn: { readonly term: Term; readonly leader: NodeId; readonly commit: Index } | null =
+    null;
   /** Bytes of proposals appended by this leader and not yet committed. */
   uncommittedBytes = 0;
   /** Proposals arrived since the last Ready: appends go out in one batch per Ready. */
@@ -681,7 +687,40 @@ export function tickElection(r: Raft): void {
   } else if (r.cfg.quiesce && r.recoveryState === 'recovering' && r.role === 'follower') {
     r.electionElapsed = 0;
     announceRecovering(r);
+  } else if (mayQuiesceAgain(r)) {
+    r.electionElapsed = 0;
+    r.quiesced = true;
+    r.emit(
+      'quiesced',
+      r.leader,
+      `no word from leader ${r.leader} for an election timeout since it quiesced the group at commit ${r.quiescedOn?.commit ?? 0}: a learner quiesces again`,
+    );
   }
+}
+
+/**
+ * Whether a learner woken in a quiesced group quiesces again, having heard nothing for an
+ * election timeout: its leader of this term quiesced it before, it holds that round's commit
+ * index, and it checks no snapshot. A heartbeat of an earlier round, overtaken by the
+ * quiescing one, wakes it (anything but the quiescing round's traffic does); a voter then
+ * campaigns and the group quiesces anew, but a learner never campaigns, so it stayed awake
+ * for ever, ticked for nothing (simulator seed 37137 of --quiesce --membership-every 300).
+ * Nothing a learner does depends on its timer, so sleeping again costs nothing: any message
+ * wakes it, as before. Voters are left to campaign, since their silent leader may be gone.
+ */
+function mayQuiesceAgain(r: Raft): boolean {
+  const q = r.quiescedOn;
+  return (
+    r.cfg.quiesce &&
+    r.role === 'follower' &&
+    r.recoveryState === 'none' &&
+    !r.trk.isVoter(r.id) &&
+    q !== null &&
+    q.term === r.term &&
+    q.leader === r.leader &&
+    r.log.committed >= q.commit &&
+    !r.incomingChecking
+  );
 }
 
 /**

@@ -105,6 +105,7 @@ function maybeQuiesceFollower(r: Raft, m: Heartbeat): void {
   if (!r.cfg.quiesce || r.quiesced || r.recoveryState !== 'none') return;
   if (r.incomingChecking || r.log.committed < m.commit) return;
   r.quiesced = true;
+  r.quiescedOn = { term: r.term, leader: m.from, commit: m.commit };
   r.emit('quiesced', m.from, `leader ${m.from} quiesced the group at commit ${m.commit}`);
 }
 

@@ -209,8 +209,6 @@ export function validateProfile(p: Profile): void {
       'INVALID_OPTION',
       `moves need ranges and at least 5 nodes (three replicas and room to move), got ranges=${p.ranges} nodes=${p.nodes}`,
     );
-  if (p.quiesce && p.membershipEveryMs > 0)
-    throw new SimError('INVALID_OPTION', 'quiescing cannot be combined with membership churn yet');
 }
 
 /**
