@@ -113,6 +113,24 @@ async function propose(g: RangeGroup, cmd: RangeCommand): Promise<unknown> {
 }
 
 /** Range 0 on node 4 alone splits off range 3 (node 4 its one replica); answers range 0. */
+/** Stops the node and starts it again over the same disks: range 0, then the held ranges. */
+async function restart(disks: Map<RangeId, MemoryDisk>, dirs: Dirs): Promise<Node> {
+  await live.splice(0)[0]?.close(0);
+  const node = boot(disks, dirs);
+  await node.groups.start(0, [ME]);
+  await node.groups.settled();
+  await node.groups.startHeld([RIGHT]);
+  return node;
+}
+
+/** Range 3's empty copy given `seed` as a leader's snapshot, written as one would be. */
+function receive(disks: Map<RangeId, MemoryDisk>, seed: NonNullable<MemoryDisk['snapshot']>): void {
+  const disk = disks.get(RIGHT) as MemoryDisk;
+  assert.equal(disk.snapshot, null, 'prepared on empty storage');
+  disk.snapshot = seed;
+  disk.base = { index: seed.meta.index, term: seed.meta.term };
+}
+
 async function splitOff(node: Node): Promise<RangeGroup> {
   const range0 = await node.groups.start(0, [ME]);
   await until(
@@ -151,25 +169,14 @@ void test('a prepared copy starts recovering, and restarts recovering while only
     'recovering',
     'a re-added copy on empty storage must not vote before it caught up',
   );
-  // The leader sent it a snapshot (here: the seed's, written as one would be), then the node
-  // restarted before the copy applied a configuration naming it.
-  await live.splice(0)[0]?.close(0);
-  const disk = disks.get(RIGHT) as MemoryDisk;
-  assert.equal(disk.snapshot, null, 'prepared on empty storage');
-  disk.snapshot = seed;
-  disk.base = { index: seed.meta.index, term: seed.meta.term };
-  const again = boot(disks, dirs);
-  await again.groups.start(0, [ME]);
-  await again.groups.settled();
-  await again.groups.startHeld([RIGHT]);
+  // The leader sent it a snapshot (here: the seed's), then the node restarted before the copy
+  // applied a configuration naming it.
+  receive(disks, seed);
+  const again = await restart(disks, dirs);
   assert.equal(again.groups.group(RIGHT)?.runtime.status().recovery, 'recovering');
   // Once it applied a configuration naming this node, it restarts a full member.
   dirs.added(RIGHT);
-  await live.splice(0)[0]?.close(0);
-  const third = boot(disks, dirs);
-  await third.groups.start(0, [ME]);
-  await third.groups.settled();
-  await third.groups.startHeld([RIGHT]);
+  const third = await restart(disks, dirs);
   assert.equal(third.groups.group(RIGHT)?.runtime.status().recovery, 'none');
 });
 
@@ -190,14 +197,8 @@ void test('a copy the caller knows never ran here votes at once, and restarts re
   );
   // Restarted with the leader's snapshot, before it applied a configuration naming it: it may
   // have voted since, and the mark is all the restart knows of it.
-  await live.splice(0)[0]?.close(0);
-  const disk = disks.get(RIGHT) as MemoryDisk;
-  disk.snapshot = seed;
-  disk.base = { index: seed.meta.index, term: seed.meta.term };
-  const again = boot(disks, dirs);
-  await again.groups.start(0, [ME]);
-  await again.groups.settled();
-  await again.groups.startHeld([RIGHT]);
+  receive(disks, seed);
+  const again = await restart(disks, dirs);
   assert.equal(again.groups.group(RIGHT)?.runtime.status().recovery, 'recovering');
 });
 
