@@ -466,7 +466,7 @@ void describe('FlotillaClient options and close', () => {
       [() => client.put('k', 'v', o({ lease_id: 1 })), /^put has no option "lease_id"/],
       [
         () => client.txn([], [], [], o({ prevKv: true })),
-        /^txn has no option "prevKv"; it takes only signal/,
+        /^txn has no option "prevKv"; it takes encoding and signal/,
       ],
       [() => client.leaseGrant(10, o({ ttl: 5 })), /^leaseGrant has no option "ttl"/],
     ];
