@@ -111,6 +111,8 @@ export class RangeDirs {
   constructor(
     private readonly dataDir: string,
     private readonly fs: DirsFs = nodeDirsFs,
+    /** Most retired ranges remembered (a test lowers it). */
+    private readonly maxRetired = MAX_RETIRED_RANGES,
   ) {
     const held = readRetired(fs, join(dataDir, RETIRED_RANGES_FILE));
     this.retired = new Set(held.retired);
@@ -129,7 +131,7 @@ export class RangeDirs {
     if (this.isRetired(id)) return;
     this.preparing.delete(id);
     this.retired.add(id);
-    if (this.retired.size > MAX_RETIRED_RANGES) {
+    if (this.retired.size > this.maxRetired) {
       const forgotten = this.retired.values().next().value as RangeId;
       this.retired.delete(forgotten);
       // A range forgotten here ran here: the record is whole only above it.

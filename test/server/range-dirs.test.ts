@@ -2,7 +2,8 @@
 // it survives a restart (a retired range must never come back), a prepare takes a range off
 // the retired list, the directories held are listed, a range recorded held whose directory
 // lost its files is named lost, a range is known never to have run here only at or above the
-// id the record is whole from and with no trace in it, and a damaged file is refused rather
+// id the record is whole from and with no trace in it (a retired range forgotten past the cap
+// raises that id), and a damaged file is refused rather
 // than read as "nothing retired".
 
 import assert from 'node:assert/strict';
@@ -110,6 +111,41 @@ void test('a range never ran here only as far as the record proves it', () => {
       [false, false, true, true],
     );
     assert.equal(c.isRetired(5), true, 'the rest of the record kept');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('a retired range forgotten past the cap raises the id the record is whole from', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flotilla-range-dirs-'));
+  try {
+    const a = new RangeDirs(dir, undefined, 2);
+    a.setCompleteFrom(3);
+    a.retire(5);
+    a.retire(4);
+    assert.equal(a.neverRan(6), true);
+    // Past the cap the oldest retired, 5, is forgotten: it ran here, so the record is whole
+    // only above it, and 4, below, no longer proves anything either.
+    a.retire(9);
+    assert.equal(a.isRetired(5), false);
+    assert.deepEqual(
+      [4, 5, 6, 9, 10].map((id) => a.neverRan(id)),
+      [false, false, true, false, true],
+    );
+    const b = new RangeDirs(dir, undefined, 2);
+    assert.deepEqual(
+      [3, 5, 6, 10].map((id) => b.neverRan(id)),
+      [false, false, true, true],
+      'across a reopen',
+    );
+    // A forgotten range below the id the record is whole from leaves it where it is.
+    b.setCompleteFrom(12);
+    b.retire(11);
+    assert.equal(b.isRetired(4), false);
+    assert.deepEqual(
+      [11, 12].map((id) => new RangeDirs(dir, undefined, 2).neverRan(id)),
+      [false, true],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
