@@ -3,8 +3,7 @@
 // the retired list, the directories held are listed, a range recorded held whose directory
 // lost its files is named lost, a range is known never to have run here only at or above the
 // id the record is whole from and with no trace in it (a retired range forgotten past the cap
-// raises that id), and a damaged file is refused rather
-// than read as "nothing retired".
+// raises that id), and a damaged file is refused rather than read as "nothing retired".
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
