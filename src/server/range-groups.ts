@@ -402,8 +402,19 @@ export class RangeGroups {
             { index: s.index, term: s.term, voters: [...s.right.replicas] },
             data,
           );
-          // The group's term starts at the split entry's: its log never goes back in term.
-          await storage.persist([], { term: s.term, vote: 0, commit: s.index });
+          // The group's term starts at the split entry's: its log never goes back in term. A
+          // copy that ran before holds a term and vote of its own, which are kept when not
+          // older: a node that lost its data starts a range from the map, recovering, and
+          // may stop before a leader's snapshot reached it; replaying the parent's split
+          // then finds the range's directory holding the term of that leader's messages
+          // (simulator seed 139 of `--ranges --moves --meta --wipe-every 300`).
+          const prior = storage.initialState().hardState;
+          const kept = prior.term >= s.term;
+          await storage.persist([], {
+            term: kept ? prior.term : s.term,
+            vote: kept ? prior.vote : 0,
+            commit: s.index,
+          });
         }
       } catch (err) {
         await storage.close();

@@ -13,6 +13,7 @@ import {
   type Message,
   type RaftConfig,
   type Ready,
+  type Recovery,
   type Rng,
 } from '../raft/index.js';
 import {
@@ -43,6 +44,7 @@ import { MetaStateMachine } from '../ranges/meta-machine.js';
 import type { RangeMap } from '../ranges/range-map.js';
 import { MetaService } from '../server/meta-service.js';
 import { MapRepair } from '../server/range-map-repair.js';
+import { NodeRecovery } from '../server/node-recovery.js';
 import type { MapRecordOptions } from '../server/range-admin.js';
 import { SimMetaForwarder } from './sim-meta.js';
 import type { LogView } from './checker.js';
@@ -146,6 +148,11 @@ export interface SimNodeOptions {
   /** Planted: every range taken up starts recovering, whatever the node's record proves. */
   readonly plantTakeUpRecovering?: boolean;
   /**
+   * Planted: a node that lost its data starts its ranges as full members (the product's
+   * `unsafeSkipRangeRecovery`, given to its NodeRecovery); meta only.
+   */
+  readonly plantWipedRangesVote?: boolean;
+  /**
    * Runs the meta group (the range map) beside the ranges, with the product's bootstrap and
    * map repair (sim-meta.ts); needs ranges.
    */
@@ -177,6 +184,8 @@ const SIM_ABANDON_AFTER_MS = 3_000;
  * product's: two request timeouts, 10 s at the defaults; shorter here, so that seeds meet it).
  */
 const SIM_TAKE_UP_AFTER_MS = 1_000;
+/** How often a recovering node looks at its groups (the product's: 200 ms). */
+const SIM_RECOVERY_CHECK_MS = 200;
 /** How often the meta group's leader looks for a missing map (the product's: 500 ms). */
 const SIM_META_CHECK_MS = 200;
 /** How often each range's leader compares its range with the map (the product's: 2 s). */
@@ -367,6 +376,15 @@ export class SimNode implements LogView {
     // The first start: nothing stored, not even the identity file's flag.
     const firstStart = disk.recovery === null && disk.isBlank();
     dirs.settle();
+    // With the meta group, the product's recovery of lost data (node-recovery.ts): every
+    // group started while the node recovers starts recovering, and once the meta group caught
+    // up the node starts the ranges its map gives it and learns from which range id its record
+    // is whole again.
+    const nodeRecovery = this.opts.meta === true ? this.nodeRecovery(disk) : null;
+    const recoveryOf = (id: GroupId): Recovery | null =>
+      nodeRecovery?.recoveryFor(id) === 'recovering'
+        ? 'recovering'
+        : (disk.groupRecovery(id) ?? (disk.lostGroups.has(id) ? 'recovering' : null));
     const groups = new RangeGroups({
       ...(moves
         ? {
@@ -396,8 +414,7 @@ export class SimNode implements LogView {
             partials = new MemoryPartialSnapshots();
             this.rangePartials.set(id, partials);
           }
-          const recovery =
-            disk.groupRecovery(id) ?? (disk.lostGroups.has(id) ? 'recovering' : null);
+          const recovery = recoveryOf(id);
           const rt = await nodeHost.addGroup(
             id,
             {
@@ -408,7 +425,10 @@ export class SimNode implements LogView {
               partialSnapshots: partials,
               stateMachine: this.observe(g.stateMachine, range.kv, id),
               rng: createRng(this.seeds.int(0x100000000)),
-              storeRecovery: (r) => disk.storeGroupRecovery(id, r),
+              storeRecovery: (r) => {
+                disk.storeGroupRecovery(id, r);
+                nodeRecovery?.groupStored(id, r);
+              },
               createNode: (config) => {
                 const core = this.createCore(config, id);
                 if (gen === this.gen) this.cores.set(id, core);
@@ -434,11 +454,11 @@ export class SimNode implements LogView {
     // As node-open.ts, once range 0's storage made the data directory (node.ts makes it
     // first), before any range may be taken up: no range is known never to have run here once
     // the data was lost, and every one is in a new data directory.
-    if (disk.recovery === 'recovering') dirs.setCompleteFrom(null);
+    if (nodeRecovery?.recovering ?? disk.recovery === 'recovering') dirs.setCompleteFrom(null);
     else if (firstStart) dirs.setCompleteFrom(FIRST_ALLOCATED_RANGE);
-    if (this.opts.meta === true) {
+    if (nodeRecovery !== null) {
       // As node.ts: the meta group starts after range 0, before the ranges split off it.
-      const meta = await this.bootMeta(gen, nodeHost, first.runtime);
+      const meta = await this.bootMeta(gen, nodeHost, first.runtime, recoveryOf, nodeRecovery);
       if (gen !== this.gen || meta === null) return;
       this.metaParts = meta;
       this.mapRepair(meta, groups).start();
@@ -449,9 +469,28 @@ export class SimNode implements LogView {
       if (gen !== this.gen) return;
       await groups.startHeld(dirs.held());
       if (gen !== this.gen) return;
-      this.rangeRetirer = this.retirer(groups, dirs);
+      this.rangeRetirer = this.retirer(groups, dirs, nodeRecovery);
       this.rangeRetirer.start();
     }
+    const meta = this.metaParts;
+    if (nodeRecovery !== null && meta !== null)
+      nodeRecovery.start({
+        groups: () => [
+          ...groups.ranges().flatMap((id) => {
+            const g = groups.group(id);
+            return g === undefined ? [] : [{ id, runtime: g.runtime }];
+          }),
+          { id: META_GROUP, runtime: meta.runtime },
+        ],
+        pendingRanges: () => groups.pending(),
+        metaGroup: META_GROUP,
+        map: () => meta.machine.map()?.ranges() ?? null,
+        startRange: (d) => {
+          if (!groups.isRetired(d.id)) void groups.start(d.id, d.replicas, d);
+        },
+        prepared: (id) => dirs.preparedAt(id) !== undefined,
+        mapRead: () => dirs.setCompleteFrom(meta.machine.nextRangeId),
+      });
     this.rt = first.runtime;
     this.core = this.cores.get(FIRST_RANGE) ?? null;
     this.sm = first.range.kv;
@@ -468,6 +507,8 @@ export class SimNode implements LogView {
     gen: number,
     nodeHost: Host,
     first: RaftRuntime,
+    recoveryOf: (id: GroupId) => Recovery | null,
+    nodeRecovery: NodeRecovery,
   ): Promise<SimMetaParts | null> {
     const disk = this.disk as WalNodeDisk;
     const machine = new MetaStateMachine({ maxKeyBytes: APPLY_LIMITS.maxKeyBytes });
@@ -479,8 +520,7 @@ export class SimNode implements LogView {
       partials = new MemoryPartialSnapshots();
       this.rangePartials.set(META_GROUP, partials);
     }
-    const recovery =
-      disk.groupRecovery(META_GROUP) ?? (disk.lostGroups.has(META_GROUP) ? 'recovering' : null);
+    const recovery = recoveryOf(META_GROUP);
     const { tickMs: _tickMs, raft, ...settings } = this.opts.runtime;
     const runtime = await nodeHost.addGroup(
       META_GROUP,
@@ -492,7 +532,10 @@ export class SimNode implements LogView {
         partialSnapshots: partials,
         stateMachine: this.observeMeta(new SessionMachine(machine, SIM_SESSION_LIMITS), machine),
         rng: createRng(this.seeds.int(0x100000000)),
-        storeRecovery: (r) => disk.storeGroupRecovery(META_GROUP, r),
+        storeRecovery: (r) => {
+          disk.storeGroupRecovery(META_GROUP, r);
+          nodeRecovery.groupStored(META_GROUP, r);
+        },
         createNode: (config) => {
           const core = this.createCore(config, META_GROUP);
           if (gen === this.gen) this.cores.set(META_GROUP, core);
@@ -585,8 +628,34 @@ export class SimNode implements LogView {
     return group === SIM_GROUP ? (this.rt ?? undefined) : this.groups?.group(group)?.runtime;
   }
 
+  /**
+   * The node's recovery as node-groups.ts makes it: from the flag its identity file holds,
+   * or `recovering` on a start after its data was lost (the harness's start-up rule sets
+   * group 0's flag then), written back at once as node-open.ts does.
+   */
+  private nodeRecovery(disk: WalNodeDisk): NodeRecovery {
+    const initial: Recovery =
+      disk.nodeRecovery === 'recovering' || disk.recovery === 'recovering' ? 'recovering' : 'none';
+    disk.nodeRecovery = initial;
+    return new NodeRecovery({
+      selfId: this.id,
+      initial,
+      store: (r) => {
+        disk.nodeRecovery = r;
+      },
+      clock: this.clock,
+      checkEveryMs: SIM_RECOVERY_CHECK_MS,
+      log: silent,
+      ...(this.opts.plantWipedRangesVote === true ? { unsafeSkipRangeRecovery: true } : {}),
+    });
+  }
+
   /** The product's retirer over this incarnation's ranges (its timers die with it). */
-  private retirer(groups: RangeGroups, dirs: RangeDirs): RangeRetirer {
+  private retirer(
+    groups: RangeGroups,
+    dirs: RangeDirs,
+    recovery: NodeRecovery | null,
+  ): RangeRetirer {
     const plant = this.opts.plantRetire;
     return new RangeRetirer({
       selfId: this.id,
@@ -602,6 +671,15 @@ export class SimNode implements LogView {
       lanes: { forget: () => undefined },
       // The third rule (a map newer than the range's log) needs the meta group: without it, it rests.
       mapped: (id) => this.metaParts?.machine.map()?.get(id),
+      // As range-replica-node.ts: nothing judged on a copy, nor taken up from a map, that a
+      // recovering node has not caught up.
+      ...(recovery === null
+        ? {}
+        : {
+            recovering: (id: RangeId, runtime: RaftRuntime) =>
+              recovery.groupRecovering({ id, runtime }),
+            mapCurrent: () => recovery.mapCurrent(),
+          }),
       busy: this.busy,
       // As the product's (range-replica-node.ts): a range the map names this node in that never
       // ran here (it missed the split and then left the parent) is prepared as a new replica.

@@ -188,6 +188,7 @@ export class Simulation implements NodeHost, WorkloadHost {
           moves: p.moveEveryMs > 0,
           ...(options.plantRetire === undefined ? {} : { plantRetire: options.plantRetire }),
           plantTakeUpRecovering: options.plantTakeUpRecovering === true,
+          plantWipedRangesVote: options.plantWipedRangesVote === true,
           meta: this.meta,
           ...(options.plantMeta === undefined ? {} : { plantMeta: options.plantMeta }),
         }),

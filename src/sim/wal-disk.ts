@@ -52,6 +52,12 @@ export class WalNodeDisk implements NodeDisk {
   private io: DiskIo | null = null;
   recovery: Recovery | null = null;
   /**
+   * With the meta group: the node's recovery as its identity file holds it (node-recovery.ts),
+   * `recovering` from a start after its data was lost until every group caught up. Group 0's
+   * flag, `recovery`, is that group's alone then.
+   */
+  nodeRecovery: Recovery | null = null;
+  /**
    * Range groups (other than group 0) that existed in the cluster when this disk was wiped:
    * each starts here recovering a lost disk until it stores a flag of its own, as group 0
    * does by the start-up rule. Groups created after the wipe never had data here to lose.
@@ -135,6 +141,7 @@ export class WalNodeDisk implements NodeDisk {
     this.disk = this.newDisk();
     this.groups = new Map();
     this.recovery = null;
+    this.nodeRecovery = null;
     this.dirs = null;
   }
 
@@ -206,10 +213,15 @@ export class WalNodeDisk implements NodeDisk {
 
   /**
    * Whether some group is still recovering a lost disk: its stored flag says so, or it lost
-   * its data in the wipe and has not stored that it caught up (it may not have started yet).
+   * its data in the wipe and has not stored that it caught up (it may not have started yet),
+   * or the node's own flag says it has not finished recovering.
    */
   anyRecovering(): boolean {
-    return this.recovery === 'recovering' || this.recoveringGroups().length > 0;
+    return (
+      this.recovery === 'recovering' ||
+      this.nodeRecovery === 'recovering' ||
+      this.recoveringGroups().length > 0
+    );
   }
 
   /** The range groups whose stored flag says recovering, or lost and not stored caught up. */

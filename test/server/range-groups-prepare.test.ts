@@ -2,8 +2,9 @@
 // the copy starts recovering, and restarts so while it is only prepared (it may have voted in
 // the range before, in a term its empty storage forgot), but for a copy the caller knows never
 // ran here, which votes at once until a restart; a held range is opened once at
-// restart even when something else starts it while its storage opens; and neither a split
-// replayed from the parent's log nor the parent's snapshot naming it starts a prepared copy.
+// restart even when something else starts it while its storage opens; neither a split
+// replayed from the parent's log nor the parent's snapshot naming it starts a prepared copy;
+// and a split replayed over a copy that ran before keeps that copy's newer term and vote.
 
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
@@ -242,6 +243,26 @@ void test('a split replayed from the parent log leaves a prepared copy alone', a
     'the split seed replaced the prepared copy (its vote forgotten, its term lowered)',
   );
   assert.equal(node.groups.group(RIGHT), undefined);
+});
+
+void test('a split replayed over a copy that ran before seeds it, keeping its newer term and vote', async () => {
+  const disks = new Map<RangeId, MemoryDisk>();
+  const dirs = new Dirs(disks);
+  // Range 3 was started here from the map by a node recovering lost data (not prepared): it
+  // refused a vote in term 7 and stopped before the leader's snapshot reached it. The seed's
+  // term (the split entry's) is lower; written as it was, it would go back in term.
+  const copy = createMemoryDisk();
+  copy.hardState = { term: 7, vote: 2, commit: 0 };
+  disks.set(RIGHT, copy);
+  dirs.hold(RIGHT);
+  const node = boot(disks, dirs);
+  await splitOff(node);
+  const after = disks.get(RIGHT);
+  assert.ok(after?.snapshot, 'the split wrote range 3 its seed');
+  assert.ok(after.snapshot.meta.term < 7, `the split entry's term: ${after.snapshot.meta.term}`);
+  // Range 3 runs from there (node 4 its one voter, it campaigns on in a later term).
+  assert.ok(node.groups.group(RIGHT), 'range 3 runs');
+  assert.ok(after.hardState.term >= 7, `term went back: ${JSON.stringify(after.hardState)}`);
 });
 
 void test('a start asked while a range is being prepared joins the prepare, opening nothing twice', async () => {
