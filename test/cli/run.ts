@@ -29,7 +29,10 @@ export function startCli(
   const command = [...(o.under ?? []), process.execPath, cliEntry(), ...args];
   const child = spawn(command[0] as string, command.slice(1), {
     stdio: [o.stdin === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
+    // A member started alone on an empty data directory waits 6 s by default for members
+    // holding a log to dial it (emptyStartWaitMs, test/server/empty-start.test.ts tests it);
+    // the fresh one-member clusters started here have none, so they skip it unless told.
+    env: { ...process.env, FLOTILLA_EMPTY_START_WAIT_MS: '0', ...env },
   });
   const out = { stdout: '', stderr: '' };
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
