@@ -152,12 +152,25 @@ void test('a member added with member add and never started joins as a voter wit
   cleanups.push(() => nodes.close());
   await nodes.waitForLeader();
   const ports = (await freePorts(2)) as [number, number];
-  const added = await postJson(
-    `${nodes.url(1)}/v1/cluster/members/add`,
-    { id: 4, peer: `127.0.0.1:${ports[0]}`, client: `http://127.0.0.1:${ports[1]}` },
-    { timeoutMs: 15_000 },
+  // A voter added before its node runs is silent: the leader refuses the change while it has
+  // not heard lately from both others (MEMBERSHIP_QUORUM_AT_RISK), which on a loaded machine
+  // happens for a moment (seen once in a run beside four simulator processes). Asked again then.
+  let added: Awaited<ReturnType<typeof postJson>> | undefined;
+  await until(
+    () => `member add answered: ${JSON.stringify(added?.json)}`,
+    async () => {
+      added = await postJson(
+        `${nodes.url(1)}/v1/cluster/members/add`,
+        { id: 4, peer: `127.0.0.1:${ports[0]}`, client: `http://127.0.0.1:${ports[1]}` },
+        { timeoutMs: 15_000 },
+      );
+      return (added.json['error'] as { code?: string } | undefined)?.code !==
+        'MEMBERSHIP_QUORUM_AT_RISK'
+        ? added
+        : null;
+    },
   );
-  assert.equal(added.status, 200, JSON.stringify(added.json));
+  assert.equal(added?.status, 200, JSON.stringify(added?.json));
   // Joins retried before it ever ran (an answer lost) do not make it recover: it never voted.
   for (let i = 0; i < 2; i++) {
     const j = await postJson(
