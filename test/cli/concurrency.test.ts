@@ -64,9 +64,11 @@ function withGrandchild(): string[] {
   return [
     process.execPath,
     '-e',
-    `const c = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    // The handler first: the test sends SIGTERM once it reads the line, and a signal that
+    // arrived between the line and the handler ended the command with 143 (seen once in CI).
+    `process.on('SIGTERM', () => { console.log('command got SIGTERM'); process.exit(7); });
+     const c = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
      console.log('grandchild=' + c.pid);
-     process.on('SIGTERM', () => { console.log('command got SIGTERM'); process.exit(7); });
      setInterval(() => {}, 1000);`,
   ];
 }
