@@ -18,7 +18,7 @@ import { logRuntimeEvent } from './logging.js';
 import { HeartbeatTimer } from './loop-health.js';
 import type { NodeMetrics } from './metrics.js';
 import type { OpenedNode } from './node-open.js';
-import { NodeRecovery } from './node-recovery.js';
+import { NodeRecovery, nodeRecoveryParts } from './node-recovery.js';
 import {
   KV_GROUP,
   META_GROUP,
@@ -226,22 +226,16 @@ export async function startGroups(
  */
 export function startRecovery(g: NodeGroups, rangeDirs: RangeDirs): void {
   const { nodeRecovery, ranges, queueRuntime, metaRuntime, metaMachine } = g;
-  nodeRecovery.start({
-    groups: () => [
-      ...ranges.ranges().flatMap((id) => {
-        const g = ranges.group(id);
-        return g === undefined ? [] : [{ id, runtime: g.runtime }];
-      }),
-      { id: QUEUE_GROUP, runtime: queueRuntime },
-      { id: META_GROUP, runtime: metaRuntime },
-    ],
-    pendingRanges: () => ranges.pending(),
-    metaGroup: META_GROUP,
-    map: () => metaMachine.map()?.ranges() ?? null,
-    startRange: (d) => {
-      if (!ranges.isRetired(d.id)) void ranges.start(d.id, d.replicas, d);
-    },
-    prepared: (id) => rangeDirs.preparedAt(id) !== undefined,
-    mapRead: () => rangeDirs.setCompleteFrom(metaMachine.nextRangeId),
-  });
+  nodeRecovery.start(
+    nodeRecoveryParts({
+      ranges,
+      others: [
+        { id: QUEUE_GROUP, runtime: queueRuntime },
+        { id: META_GROUP, runtime: metaRuntime },
+      ],
+      metaGroup: META_GROUP,
+      metaMachine,
+      dirs: rangeDirs,
+    }),
+  );
 }

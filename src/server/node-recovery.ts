@@ -22,7 +22,10 @@ import type { Logger } from 'pino';
 import type { Clock } from '../host/contracts.js';
 import type { Recovery, Status } from '../raft/index.js';
 import { FIRST_ALLOCATED_RANGE, type RangeDescriptor, type RangeId } from '../ranges/types.js';
+import type { MetaStateMachine } from '../ranges/meta-machine.js';
 import { Periodic } from './periodic.js';
+import type { RangeDirs } from './range-dirs.js';
+import type { RangeGroups } from './range-groups.js';
 
 /** A group running here, as the recovery sees it. */
 export interface RecoveryGroup {
@@ -57,6 +60,40 @@ export interface NodeRecoveryParts {
    * `RangeDirs.setCompleteFrom`).
    */
   readonly mapRead: () => void;
+}
+
+/**
+ * The parts over a node's range groups (`ranges`), its other groups beside them (`others`: the
+ * queue and meta groups), its meta machine and its range record: ranges are started from the
+ * map unless given up, a range is prepared as the record says, and once the map is read the
+ * record is whole from the meta group's next range id. The node (node-groups.ts) and the
+ * simulator's nodes build theirs with it.
+ */
+export function nodeRecoveryParts(o: {
+  readonly ranges: Pick<RangeGroups, 'ranges' | 'group' | 'pending' | 'isRetired' | 'start'>;
+  readonly others: readonly RecoveryGroup[];
+  readonly metaGroup: number;
+  readonly metaMachine: Pick<MetaStateMachine, 'map' | 'nextRangeId'>;
+  readonly dirs: Pick<RangeDirs, 'preparedAt' | 'setCompleteFrom'>;
+}): NodeRecoveryParts {
+  const { ranges, metaMachine, dirs } = o;
+  return {
+    groups: () => [
+      ...ranges.ranges().flatMap((id) => {
+        const g = ranges.group(id);
+        return g === undefined ? [] : [{ id, runtime: g.runtime }];
+      }),
+      ...o.others,
+    ],
+    pendingRanges: () => ranges.pending(),
+    metaGroup: o.metaGroup,
+    map: () => metaMachine.map()?.ranges() ?? null,
+    startRange: (d) => {
+      if (!ranges.isRetired(d.id)) void ranges.start(d.id, d.replicas, d);
+    },
+    prepared: (id) => dirs.preparedAt(id) !== undefined,
+    mapRead: () => dirs.setCompleteFrom(metaMachine.nextRangeId),
+  };
 }
 
 export interface NodeRecoveryOptions {

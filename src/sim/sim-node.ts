@@ -44,7 +44,7 @@ import { MetaStateMachine } from '../ranges/meta-machine.js';
 import type { RangeMap } from '../ranges/range-map.js';
 import { MetaService } from '../server/meta-service.js';
 import { MapRepair } from '../server/range-map-repair.js';
-import { NodeRecovery } from '../server/node-recovery.js';
+import { NodeRecovery, nodeRecoveryParts } from '../server/node-recovery.js';
 import type { MapRecordOptions } from '../server/range-admin.js';
 import { SimMetaForwarder } from './sim-meta.js';
 import type { LogView } from './checker.js';
@@ -473,24 +473,17 @@ export class SimNode implements LogView {
       this.rangeRetirer.start();
     }
     const meta = this.metaParts;
+    // As node-groups.ts (startRecovery), with no queue group.
     if (nodeRecovery !== null && meta !== null)
-      nodeRecovery.start({
-        groups: () => [
-          ...groups.ranges().flatMap((id) => {
-            const g = groups.group(id);
-            return g === undefined ? [] : [{ id, runtime: g.runtime }];
-          }),
-          { id: META_GROUP, runtime: meta.runtime },
-        ],
-        pendingRanges: () => groups.pending(),
-        metaGroup: META_GROUP,
-        map: () => meta.machine.map()?.ranges() ?? null,
-        startRange: (d) => {
-          if (!groups.isRetired(d.id)) void groups.start(d.id, d.replicas, d);
-        },
-        prepared: (id) => dirs.preparedAt(id) !== undefined,
-        mapRead: () => dirs.setCompleteFrom(meta.machine.nextRangeId),
-      });
+      nodeRecovery.start(
+        nodeRecoveryParts({
+          ranges: groups,
+          others: [{ id: META_GROUP, runtime: meta.runtime }],
+          metaGroup: META_GROUP,
+          metaMachine: meta.machine,
+          dirs,
+        }),
+      );
     this.rt = first.runtime;
     this.core = this.cores.get(FIRST_RANGE) ?? null;
     this.sm = first.range.kv;
