@@ -126,8 +126,16 @@ export function retireVerdict(i: RetireInput): string | null {
     return `it is in no configuration it applied and made no progress for ${i.idleMs} ms`;
   // A prepared copy's own generation may be an old snapshot's: the prepare's is what it knows.
   const own = i.preparing ? i.preparedAt : descriptor.generation;
+  // A recovering copy is judged by the map only once it made no progress for the abandon
+  // time: the map records a move once it is done, so a range that added this node back while
+  // it was losing its data names it in its configuration and not yet in the map. Given up at
+  // once, the copy the range's leader was about to catch up was gone, the range counted a
+  // voter holding nothing, and the node, given up the range, never took it up again
+  // (simulator seed 788 of `--ranges --moves --meta --wipe-every 300`). A copy no leader
+  // feeds is given up after that time as before.
   if (
     member &&
+    (i.recovering !== true || i.idleMs >= i.abandonAfterMs) &&
     own !== undefined &&
     mapped !== undefined &&
     mapped.generation > own &&

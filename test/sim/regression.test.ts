@@ -170,9 +170,28 @@ void test('seed 67354 (ranges, moves, meta): a prepared copy deleted at a restar
 });
 
 // Found once the simulated nodes ran the product's recovery of lost data (node-recovery.ts):
-// a range started from the map on a node recovering lost data took a leader's term, the node
-// stopped before the leader's snapshot arrived, and the split replayed at its restart wrote the
-// seed's lower term over it; the storage refused and the range never ran on that node again. The seed keeps a later stored term and vote (range-groups.ts). Replay:
+// a node wiped while a move added it back to range 4 restarted, replayed the split that made
+// the range and, its map still naming the replicas from before the move, gave the recovering
+// copy up at once; the range counted the node a voter holding nothing, and entries committed
+// by its lost copy were durable on one disk (committed-lost). A recovering copy is now judged by
+// the map only after the abandon time with nothing from a leader (range-retirer.ts). Replay:
+// npm run sim -- --seed 788 --ranges --moves --meta --wipe-every 300
+void test('seed 788 (ranges, moves, meta, wipes): a recovering copy a move added back is not given up on the map', async () => {
+  const r = await runSeed({
+    seed: 788,
+    ranges: true,
+    moves: true,
+    meta: true,
+    profile: { wipeEveryMs: 300 },
+  });
+  assert.deepEqual(r.violations, [], r.replay);
+  assert.ok(r.stats.wipes > 0, JSON.stringify(r.stats));
+});
+
+// Found by the same change: a range started from the map on a node recovering lost data took a
+// leader's term, the node stopped before the leader's snapshot arrived, and the split replayed at
+// its restart wrote the seed's lower term over it; the storage refused and the range never ran
+// on that node again. The seed keeps a later stored term and vote (range-groups.ts). Replay:
 // npm run sim -- --seed 139 --ranges --moves --meta --wipe-every 300
 void test('seed 139 (ranges, moves, meta, wipes): a split replayed over a copy holding a later term keeps it', async () => {
   const r = await runSeed({
