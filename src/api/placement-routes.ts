@@ -56,7 +56,14 @@ export interface PlacementResponse {
   readonly phase: 'repair' | 'rebalance' | 'leaders' | 'none' | null;
   /** Steps the last plan listed. */
   readonly pending: number;
+  /** The first of `running`, or null. */
   readonly current: PlacementStepJson | null;
+  /**
+   * The steps under way, in the order they started: up to four moves off nodes that are no
+   * placement target (drained or departed) at once, each of its own range; any other alone.
+   * Absent from a node of an earlier release, which runs one step at a time (`current`).
+   */
+  readonly running?: readonly PlacementStepJson[];
   readonly last: {
     readonly step: PlacementStepJson;
     readonly outcome: 'done' | 'failed';

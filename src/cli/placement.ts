@@ -40,7 +40,9 @@ export function renderPlacement(p: PlacementResponse): string {
       `pending steps: ${p.pending}${p.phase !== null && p.phase !== 'none' ? ` (${p.phase})` : ''}`,
     );
   }
-  if (p.current !== null) lines.push(`now: ${showStep(p.current)}`);
+  // From a node of an older release: `current` alone.
+  const now = p.running ?? (p.current === null ? [] : [p.current]);
+  for (const step of now) lines.push(`now: ${showStep(step)}`);
   if (p.last !== null)
     lines.push(
       `last: ${showStep(p.last.step)}: ${p.last.outcome} in ${p.last.tookMs} ms` +

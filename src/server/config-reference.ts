@@ -80,7 +80,7 @@ const fieldDocs: { readonly [F in ConfigField]: FieldDoc } = {
   },
   placement: {
     meaning:
-      'Whether the meta group\'s leader runs the placement loop: it gives each range from 3 on `replicasPerRange` replicas, moves them off nodes being drained (`flotilla node drain`) and evens out the replicas and leaders per node, one step at a time (docs/DESIGN.md, "Placement").',
+      'Whether the meta group\'s leader runs the placement loop: it gives each range from 3 on `replicasPerRange` replicas, moves them off nodes being drained (`flotilla node drain`) and evens out the replicas and leaders per node, one step at a time but for drain moves, up to four at once (docs/DESIGN.md, "Placement").',
     values: '`on`, `off` (or a boolean)',
   },
   quiesce: {

@@ -23,7 +23,11 @@
 //
 // The steps themselves are an executor's (PlacementExecutor: the range's leader changes its
 // replicas). The loop only decides, waits for each step with a timeout, and is careful with a
-// range whose change is under way: a range it just changed is left alone until the map shows
+// range whose change is under way. Moves off a node that is no placement target (a drain, a
+// departed member) run up to `drainMovesInFlight` at once, each on its own range: they are
+// independent Raft groups, and one at a time a drain of many ranges took a step's whole round
+// trip per range. Every other step runs alone, once the moves under way are done, so the
+// counts it was planned on are the map's. Of ranges under way: a range it just changed is left alone until the map shows
 // the change, one whose replica here applied a newer descriptor than the map holds is left
 // alone until the map catches up, and a range whose step failed is left alone for a while that
 // doubles at each failure. A plan is made again before every step, from the map as it is then,
@@ -425,9 +429,12 @@ export interface PlacementLoopStatus {
   readonly nodes: readonly number[];
   readonly target: number | null;
   readonly phase: PlacementPlan['phase'] | null;
-  /** Steps the last plan listed (the one running included). */
+  /** Steps the last plan listed (the ones running included). */
   readonly pending: number;
+  /** The first of `running`, or null. */
   readonly current: PlacementStep | null;
+  /** The steps under way, in the order they started: at most one unless they are drain moves. */
+  readonly running: readonly PlacementStep[];
   readonly last: PlacementStepRecord | null;
   readonly blocked: readonly string[];
   /** Ranges left alone after failed steps, with when they are tried again. */
@@ -438,6 +445,8 @@ export interface PlacementLoopStatus {
 
 /** How many periods a range whose leadership the loop handed over keeps it before another. */
 export const transferMemoryPeriods = 10;
+/** Moves off nodes that are no placement target carried out at once, at most (module comment). */
+export const drainMovesInFlight = 4;
 /** Steps one round carries out at most before it lets the next tick go on. */
 const stepsPerRoundMax = 64;
 /** A failed range waits everyMs × 2^failures, up to this many periods. */
@@ -446,8 +455,14 @@ const backoffPeriodsMax = 64;
 export class PlacementLoop {
   private readonly periodic: Periodic;
   private running = false;
-  /** Aborts the step under way: on stop, on its timeout, or when this node stops leading. */
-  private step: { readonly step: PlacementStep; readonly abort: AbortController } | null = null;
+  /**
+   * The steps under way, by range, in the order they started, each with what aborts it: on
+   * stop, on its timeout, or when this node stops leading.
+   */
+  private readonly steps = new Map<
+    RangeId,
+    { readonly step: PlacementStep; readonly abort: AbortController }
+  >();
   /** Ranges changed by a step that succeeded, left alone until the map shows the change. */
   private readonly awaiting = new Map<RangeId, { generation: number; untilMs: number }>();
   private readonly failures = new Map<RangeId, { count: number; retryAtMs: number }>();
@@ -477,41 +492,76 @@ export class PlacementLoop {
   stop(): void {
     this.stopped = true;
     this.periodic.stop();
-    this.step?.abort.abort(new FlotillaError('SHUTTING_DOWN', 'The node is stopping'));
+    this.abortAll(new FlotillaError('SHUTTING_DOWN', 'The node is stopping'));
+  }
+
+  private abortAll(reason: FlotillaError): void {
+    for (const s of this.steps.values()) s.abort.abort(reason);
   }
 
   /**
-   * One round: while this node leads the meta group, plans and carries out one step after
-   * another until nothing is left, a step fails, or the round's bound is reached. A round that
-   * finds one under way only checks that this node still leads (and abandons the step if not).
+   * One round: while this node leads the meta group, plans and carries out step after step
+   * until nothing is left, a step fails, or the round's bound is reached; drain moves run up
+   * to `drainMovesInFlight` at once, anything else alone (module comment). A round ends once
+   * every step it started is over. A round that finds one under way only checks that this
+   * node still leads (and abandons the steps if not).
    */
   async check(): Promise<void> {
     if (!this.o.enabled || this.stopped) return;
     if (this.running) {
       if (!this.o.leads())
-        this.step?.abort.abort(
+        this.abortAll(
           new FlotillaError('LEADERSHIP_LOST', 'This node no longer leads the meta group'),
         );
       return;
     }
     this.running = true;
+    const under = new Set<Promise<void>>();
     try {
       await this.o
         .tidy?.()
         .catch((err: unknown) =>
           this.o.log.warn({ err: (err as Error).message }, 'placement: tidying failed'),
         );
-      for (let i = 0; i < stepsPerRoundMax && !this.stopped && this.o.leads(); i++) {
-        const step = await this.next();
-        if (step === null) return;
-        if (!(await this.carryOut(step))) return;
+      let started = 0;
+      let failed = false;
+      while (!this.stopped && this.o.leads()) {
+        const step = failed || started >= stepsPerRoundMax ? null : await this.next();
+        const drain = step !== null && this.isDrainMove(step);
+        if (step !== null && (under.size === 0 || (drain && under.size < drainMovesInFlight))) {
+          started++;
+          const run: Promise<void> = this.carryOut(step)
+            .then(
+              (ok) => {
+                if (!ok) failed = true;
+              },
+              (err: unknown) => {
+                failed = true;
+                this.o.log.error({ err: (err as Error).message }, 'placement: step failed');
+              },
+            )
+            .finally(() => under.delete(run));
+          under.add(run);
+          if (!drain) await run;
+          continue;
+        }
+        if (under.size === 0) return;
+        // Planned again once one is over: its range's change shows in the map by then.
+        await Promise.race(under);
       }
     } catch (err) {
       // A bug in planning, not in a step: said loudly, tried again next period.
       this.o.log.error({ err: (err as Error).message }, 'placement: planning failed');
     } finally {
+      // Each settles (a failure is recorded above), whatever ended the round.
+      await Promise.all(under);
       this.running = false;
     }
+  }
+
+  /** A move off a node that is no placement target, as the last plan has them. */
+  private isDrainMove(step: PlacementStep): boolean {
+    return step.kind === 'move' && !(this.plan?.nodes ?? []).includes(step.from);
   }
 
   /** The next step to carry out, or null (and the plan recorded for the status). */
@@ -524,7 +574,7 @@ export class PlacementLoop {
     this.forgetSettled(map);
     const now = this.o.clock.nowMs();
     const skip = (d: RangeDescriptor): boolean => {
-      if (this.awaiting.has(d.id)) return true;
+      if (this.steps.has(d.id) || this.awaiting.has(d.id)) return true;
       const f = this.failures.get(d.id);
       if (f !== undefined && f.retryAtMs > now) return true;
       const local = this.o.localGeneration?.(d.id);
@@ -584,7 +634,7 @@ export class PlacementLoop {
   /** Runs one step with its timeout; whether it succeeded. */
   private async carryOut(step: PlacementStep): Promise<boolean> {
     const abort = new AbortController();
-    this.step = { step, abort };
+    this.steps.set(step.range, { step, abort });
     const started = this.o.clock.nowMs();
     const timer = this.o.clock.setTimeout(
       () =>
@@ -603,7 +653,7 @@ export class PlacementLoop {
       if (err instanceof FlotillaError) code = err.code;
     } finally {
       this.o.clock.clearTimeout(timer);
-      this.step = null;
+      this.steps.delete(step.range);
     }
     const now = this.o.clock.nowMs();
     const tookMs = now - started;
@@ -675,7 +725,8 @@ export class PlacementLoop {
       target: plan?.target ?? null,
       phase: plan?.phase ?? null,
       pending: plan?.steps.length ?? 0,
-      current: this.step?.step ?? null,
+      current: this.steps.values().next().value?.step ?? null,
+      running: [...this.steps.values()].map((s) => s.step),
       last: this.last,
       blocked: plan?.blocked ?? [],
       backingOff: [...this.failures]

@@ -365,6 +365,7 @@ export function renderStatus(s: PlacementLoopStatus, nowMs: number): PlacementRe
     phase: s.phase,
     pending: s.pending,
     current: s.current === null ? null : stepJson(s.current),
+    running: s.running.map(stepJson),
     last:
       s.last === null
         ? null

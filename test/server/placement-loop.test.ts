@@ -16,6 +16,7 @@ import { FlotillaError } from '../../src/base/errors.js';
 import { RangeMap } from '../../src/ranges/range-map.js';
 import type { RangeDescriptor, RangeId } from '../../src/ranges/types.js';
 import {
+  drainMovesInFlight,
   PlacementLoop,
   planPlacement,
   type PlacementExecutor,
@@ -24,6 +25,7 @@ import {
 } from '../../src/server/placement-loop.js';
 import { desc } from '../ranges/harness.js';
 import { TimerClock } from '../support/timer-clock.js';
+import { until } from '../support/until.js';
 
 class TestClock extends TimerClock {}
 
@@ -61,6 +63,12 @@ class FakeCluster implements PlacementExecutor {
   readonly refused: string[] = [];
   fail: (s: PlacementStep) => boolean = () => false;
   hang: (s: PlacementStep) => boolean = () => false;
+  /** Awaited by each step before it changes anything (null: none). */
+  gate: ((s: PlacementStep) => Promise<void>) | null = null;
+  /** Steps called and not yet over, and what overlapped: steps that ran beside another. */
+  readonly inFlight: PlacementStep[] = [];
+  maxInFlight = 0;
+  readonly overlapped: PlacementStep[][] = [];
   /** A planted bug: answer done and change nothing. */
   noop = false;
   readonly aborted: PlacementStep[] = [];
@@ -78,6 +86,22 @@ class FakeCluster implements PlacementExecutor {
     change: ((r: number[]) => number[]) | null,
   ): Promise<void> {
     this.calls.push(s);
+    this.inFlight.push(s);
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight.length);
+    if (this.inFlight.length > 1) this.overlapped.push([...this.inFlight]);
+    try {
+      if (this.gate !== null) await this.gate(s);
+      await this.carryOut(s, signal, change);
+    } finally {
+      this.inFlight.splice(this.inFlight.indexOf(s), 1);
+    }
+  }
+
+  private async carryOut(
+    s: PlacementStep,
+    signal: AbortSignal,
+    change: ((r: number[]) => number[]) | null,
+  ): Promise<void> {
     if (this.hang(s))
       return new Promise<void>((_, reject) =>
         signal.addEventListener('abort', () => {
@@ -285,6 +309,100 @@ void test('a drained node ends with no replica; undrained, it gets its share bac
   assert.ok(back >= 11, `node 2 holds ${back} of the 48 replicas again`);
 });
 
+void test('drain moves run up to four at once, each on its own range; other steps alone', async () => {
+  const clock = new TestClock();
+  const c = fourNodesThreeReplicas(16);
+  const loop = loopOn(c, clock);
+  await settle(loop, c, clock);
+  assert.deepEqual(placementProblems(c, 3), []);
+
+  // Every step waits for the test to let it go.
+  const waiting: (() => void)[] = [];
+  c.gate = () => new Promise<void>((resolve) => waiting.push(resolve));
+  c.draining = [2];
+  const before = c.calls.length;
+  const onNode2 = c.map.ranges().filter((d) => d.id >= 3 && d.replicas.includes(2)).length;
+  assert.ok(onNode2 > drainMovesInFlight, `node 2 holds ${onNode2} replicas`);
+  const round = loop.check();
+  const seen = () => JSON.stringify({ calls: c.calls, status: loop.status() });
+  await until(seen, () => waiting.length === drainMovesInFlight, 5_000);
+  const running = loop.status().running;
+  assert.equal(running.length, drainMovesInFlight, seen());
+  assert.ok(
+    running.every((r) => r.kind === 'move' && r.from === 2),
+    seen(),
+  );
+  assert.equal(new Set(running.map((r) => r.range)).size, drainMovesInFlight, seen());
+  assert.deepEqual(loop.status().current, running[0]);
+  // One done: the next starts, still at most four.
+  (waiting.shift() as () => void)();
+  await until(seen, () => c.calls.length === before + drainMovesInFlight + 1, 5_000);
+  assert.equal(loop.status().running.length, drainMovesInFlight, seen());
+  // The rest go as they come.
+  c.gate = null;
+  for (const go of waiting.splice(0)) go();
+  await round;
+  await settle(loop, c, clock);
+  assert.deepEqual(c.refused, []);
+  assert.deepEqual(placementProblems(c, 3), []);
+  assert.deepEqual(loop.status().running, []);
+  assert.equal(c.maxInFlight, drainMovesInFlight);
+  // Only drain moves ran beside another step.
+  const notDrain = c.overlapped.flat().filter((st) => st.kind !== 'move' || st.from !== 2);
+  assert.deepEqual(notDrain, []);
+  assert.ok(c.overlapped.length > 0);
+
+  // Undrained, node 2 gets its share back by rebalancing moves: one at a time.
+  c.overlapped.length = 0;
+  c.maxInFlight = 0;
+  c.gate = () => new Promise<void>((resolve) => setImmediate(resolve));
+  c.draining = [];
+  await settle(loop, c, clock);
+  assert.deepEqual(placementProblems(c, 3), []);
+  assert.equal(c.maxInFlight, 1);
+  assert.deepEqual(c.overlapped, []);
+});
+
+void test('a failed drain move starts no more; the moves under way finish first', async () => {
+  const clock = new TestClock();
+  const c = fourNodesThreeReplicas(16);
+  const loop = loopOn(c, clock);
+  await settle(loop, c, clock);
+  const waiting: (() => void)[] = [];
+  c.gate = () => new Promise<void>((resolve) => waiting.push(resolve));
+  c.draining = [2];
+  const before = c.calls.length;
+  const doneBefore = loop.status().stepsDone;
+  const round = loop.check();
+  const seen = () => JSON.stringify({ calls: c.calls, status: loop.status() });
+  await until(seen, () => waiting.length === drainMovesInFlight, 5_000);
+  const first = loop.status().running[0] as PlacementStep;
+  c.fail = (st) => st.range === first.range;
+  (waiting.shift() as () => void)();
+  await until(seen, () => loop.status().stepsFailed === 1, 5_000);
+  // Three still under way, none started since.
+  assert.equal(loop.status().running.length, drainMovesInFlight - 1, seen());
+  assert.equal(c.calls.length - before, drainMovesInFlight, seen());
+  for (const go of waiting.splice(0)) go();
+  await round;
+  assert.equal(c.calls.length - before, drainMovesInFlight, seen());
+  assert.equal(loop.status().stepsDone - doneBefore, drainMovesInFlight - 1);
+  assert.deepEqual(
+    loop.status().backingOff.map((b) => b.range),
+    [first.range],
+  );
+  // Stopping aborts every step under way.
+  c.gate = null;
+  c.fail = () => false;
+  c.hang = () => true;
+  const next = loop.check();
+  await until(seen, () => loop.status().running.length === drainMovesInFlight, 5_000);
+  loop.stop();
+  await next;
+  assert.equal(c.aborted.length, drainMovesInFlight);
+  assert.deepEqual(loop.status().running, []);
+});
+
 void test('a new member receives its share; a departed member is moved off', async () => {
   const clock = new TestClock();
   const c = new FakeCluster(
@@ -423,10 +541,10 @@ void test('a failing step backs off, doubling, while other ranges go on; then it
   c.fail = (s) => s.range === 3 && failuresLeft-- > 0;
   const loop = loopOn(c, clock, { everyMs: 1_000 });
   await loop.check();
-  // Range 3 failed once; the round stopped there.
+  // Range 3 failed once; the round started nothing after (the drain moves that started beside
+  // it finished).
   assert.deepEqual(loop.status().backingOff, [{ range: 3, failures: 1, retryAtMs: 2_000 }]);
-  assert.equal(loop.status().last?.outcome, 'failed');
-  assert.match(loop.status().last?.error ?? '', /planted failure of range 3/);
+  assert.equal(loop.status().stepsFailed, 1);
   await loop.check();
   // The others moved off node 3; range 3 waits.
   assert.deepEqual(
@@ -444,6 +562,8 @@ void test('a failing step backs off, doubling, while other ranges go on; then it
   clock.advance(1);
   await loop.check();
   assert.equal(triesOf3(), 2);
+  assert.equal(loop.status().last?.outcome, 'failed');
+  assert.match(loop.status().last?.error ?? '', /planted failure of range 3/);
   assert.deepEqual(
     loop.status().backingOff.map((b) => [b.range, b.failures, b.retryAtMs - clock.now]),
     [[3, 2, 4_000]],
@@ -479,11 +599,16 @@ void test('a step that hangs is abandoned at its timeout, and when this node sto
   assert.equal(c.aborted.length, 1);
   assert.match(loop.status().last?.error ?? '', /longer than 5000 ms/);
 
-  // Range 4 now (3 backs off); it hangs too, and this node loses the meta group's leadership.
-  c.hang = () => true;
+  // Range 4 moved beside it. Range 3 again once its back-off is over; it hangs again, and this
+  // node loses the meta group's leadership.
+  assert.deepEqual(
+    c.calls.map((s) => s.range),
+    [3, 4],
+  );
+  clock.advance(2_000);
   const next = loop.check();
   await new Promise((r) => setImmediate(r));
-  assert.equal(loop.status().current?.range, 4);
+  assert.equal(loop.status().current?.range, 3);
   c.leads = false;
   await loop.check();
   await next;

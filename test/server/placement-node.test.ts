@@ -175,6 +175,10 @@ void test('the placement status as the CLI prints it', () => {
     phase: 'rebalance',
     pending: 5,
     current: { kind: 'move', range: 7, from: 4, to: 1 },
+    running: [
+      { kind: 'move', range: 7, from: 4, to: 1 },
+      { kind: 'move', range: 8, from: 4, to: 2 },
+    ],
     last: {
       step: { kind: 'move', range: 6, from: 4, to: 3 },
       outcome: 'failed',
@@ -196,6 +200,7 @@ void test('the placement status as the CLI prints it', () => {
       'placing on: 1, 2, 3',
       'pending steps: 5 (rebalance)',
       'now: move range 7 from 4 to 1',
+      'now: move range 8 from 4 to 2',
       'last: move range 6 from 4 to 3: failed in 12 ms (no leader)',
       'steps: 3 done, 1 failed',
       'range 6: 1 failed steps, tried again in 400 ms',
@@ -203,7 +208,18 @@ void test('the placement status as the CLI prints it', () => {
       '',
     ].join('\n'),
   );
-  const off = renderPlacement({ ...p, enabled: false, active: false, current: null, last: null });
+  const off = renderPlacement({
+    ...p,
+    enabled: false,
+    active: false,
+    current: null,
+    running: [],
+    last: null,
+  });
+  assert.doesNotMatch(off, /now:/);
+  // A node of an earlier release says only `current`.
+  const { running: _, ...older } = p;
+  assert.match(renderPlacement(older), /\nnow: move range 7 from 4 to 1\nlast:/);
   assert.match(off, /^placement loop: off\n/);
   assert.doesNotMatch(off, /pending steps/);
   assert.doesNotMatch(renderPlacement(p), /BLOCKED/);
