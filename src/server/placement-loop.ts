@@ -23,15 +23,16 @@
 //
 // The steps themselves are an executor's (PlacementExecutor: the range's leader changes its
 // replicas). The loop only decides, waits for each step with a timeout, and is careful with a
-// range whose change is under way. Moves off a node that is no placement target (a drain, a
-// departed member) run up to `drainMovesInFlight` at once, each on its own range: they are
-// independent Raft groups, and one at a time a drain of many ranges took a step's whole round
-// trip per range. Every other step runs alone, once the moves under way are done, so the
-// counts it was planned on are the map's. Of ranges under way: a range it just changed is left alone until the map shows
-// the change, one whose replica here applied a newer descriptor than the map holds is left
-// alone until the map catches up, and a range whose step failed is left alone for a while that
-// doubles at each failure. A plan is made again before every step, from the map as it is then,
-// so a step that lost a race or a map that changed under it costs one failed step, no more.
+// range whose change is under way: a range with a step running is left alone, one it just
+// changed until the map shows the change, one whose replica here applied a newer descriptor
+// than the map holds until the map catches up, and one whose step failed for a while that
+// doubles at each failure. Moves off a node that is no placement target (a drain, a departed
+// member) run up to `drainMovesInFlight` at once, each on its own range: ranges are
+// independent Raft groups, and one at a time a drain of many ranges cost a step's whole round
+// trip per range. Every other step runs alone, once the moves under way are over, so the
+// counts it was planned on are the map's. A plan is made again before every step, from the
+// map as it is then, so a step that lost a race or a map that changed under it costs one
+// failed step, no more.
 
 import type { Logger } from 'pino';
 import { FlotillaError } from '../base/errors.js';
