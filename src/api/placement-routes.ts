@@ -49,7 +49,7 @@ export interface PlacementResponse {
     readonly available: number;
     readonly message: string;
   } | null;
-  /** From the last plan: the members ranges may go to (not draining) and the replicas wanted. */
+  /** While active: the members ranges may go to (not draining) and the replicas wanted, now. */
   readonly nodes: readonly number[];
   readonly target: number | null;
   /** The last plan's phase: repair (replica counts), rebalance, leaders, or none to do. */

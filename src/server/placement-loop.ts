@@ -426,7 +426,7 @@ export interface PlacementLoopStatus {
    * applied them, whether or not it runs the loop); null when none does.
    */
   readonly drainBlocked: DrainBlocked | null;
-  /** From the last plan: the nodes ranges may go to and the replicas a range should have. */
+  /** While active: the nodes ranges may go to and the replicas a range should have, now. */
   readonly nodes: readonly number[];
   readonly target: number | null;
   readonly phase: PlacementPlan['phase'] | null;
@@ -722,8 +722,15 @@ export class PlacementLoop {
         forced: this.o.forced?.(),
         replicasPerRange: this.o.replicasPerRange,
       }),
-      nodes: plan?.nodes ?? [],
-      target: plan?.target ?? null,
+      // From the members and drains as they are now: the answer to a drain shows it at once.
+      ...(active
+        ? placementTargets({
+            members: this.o.members(),
+            draining: this.o.draining(),
+            forced: this.o.forced?.(),
+            replicasPerRange: this.o.replicasPerRange,
+          })
+        : { nodes: [], target: null }),
       phase: plan?.phase ?? null,
       pending: plan?.steps.length ?? 0,
       current: this.steps.values().next().value?.step ?? null,

@@ -294,6 +294,8 @@ void test('a drained node ends with no replica; undrained, it gets its share bac
   assert.equal(c.calls.filter((s) => s.kind !== 'transfer').length, 0, 'already placed');
 
   c.draining = [2];
+  // The status says where ranges go from the drain marks as they are, before any plan.
+  assert.deepEqual([loop.status().nodes, loop.status().target], [[1, 3, 4], 3]);
   await settle(loop, c, clock);
   assert.deepEqual(c.refused, []);
   assert.deepEqual(placementProblems(c, 3), []);
