@@ -49,6 +49,7 @@ interface CliOptions {
   membershipEvery?: number;
   ranges?: boolean;
   moves?: boolean;
+  concurrentMoves?: number;
   meta?: boolean;
   quiesce?: boolean;
   impatient?: boolean;
@@ -88,6 +89,11 @@ async function main(argv: readonly string[]): Promise<number> {
       "with --ranges: move ranges' replicas under the faults (5 nodes unless --nodes)",
     )
     .option(
+      '--concurrent-moves <n>',
+      'with --moves: up to <n> moves under way at once, each on a range of its own (default 1)',
+      intOption('--concurrent-moves', 1, 8),
+    )
+    .option(
       '--meta',
       'with --ranges: run the meta group; splits are recorded and routed by its map',
     )
@@ -111,6 +117,10 @@ async function main(argv: readonly string[]): Promise<number> {
   const o = program.opts<CliOptions>();
   if (o.moves === true && o.ranges !== true) {
     console.error('--moves needs --ranges');
+    return 2;
+  }
+  if (o.concurrentMoves !== undefined && o.moves !== true) {
+    console.error('--concurrent-moves needs --moves');
     return 2;
   }
   if (o.meta === true && o.ranges !== true) {
@@ -161,6 +171,7 @@ function seedOptions(seed: number, o: CliOptions): SimOptions {
       : {}),
     ...(o.ranges === true ? { ranges: true } : {}),
     ...(o.moves === true ? { moves: true } : {}),
+    ...(o.concurrentMoves !== undefined ? { concurrentMoves: o.concurrentMoves } : {}),
     ...(o.meta === true ? { meta: true } : {}),
     ...(o.verbose === true ? { log: (line: string) => console.log(line) } : {}),
   };
@@ -206,7 +217,7 @@ async function runRange(first: number, count: number, o: CliOptions): Promise<nu
   );
   const t = (k: keyof SimStats): number => totals.get(k) ?? 0;
   console.log(
-    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), split attempts held back while a move was half-way ${t('splitsRefused')}, moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned), splits recorded in the meta map by their request ${t('splitsRecorded')}, installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0), quiesced ${t('quiesces')} woke ${t('wakes')} (for a silent peer ${t('silenceWakes')}, for a peer heard again ${t('comebackWakes')}), replica states compared at the end ${t('imagesCompared')}`,
+    `  writes answered ${t('writesDone')} (retried attempts ${t('retries')}, retries deduplicated by a session ${t('deduped')}), reads ok ${t('readsOk')} failed ${t('readsFailed')}, elections ${t('elections')}, crashes ${t('crashes')}, wipes ${t('wipes')}, snapshots ${t('snapshots')}, splits ${t('splits')} (re-routed on WRONG_RANGE ${t('wrongRange')}), split attempts held back while a move was half-way ${t('splitsRefused')}, moves ${t('moves')} (${t('moveSteps')} steps, ${t('movesAbandoned')} abandoned, ${t('movesBeside')} begun beside another), splits recorded in the meta map by their request ${t('splitsRecorded')}, installed from a leader ${t('snapshotInstalls')} in ${t('snapshotChunks')} chunks (${t('snapshotResumes')} transfers resumed past byte 0), quiesced ${t('quiesces')} woke ${t('wakes')} (for a silent peer ${t('silenceWakes')}, for a peer heard again ${t('comebackWakes')}), replica states compared at the end ${t('imagesCompared')}`,
   );
   return failed > 0 ? 1 : 0;
 }

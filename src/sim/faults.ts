@@ -43,8 +43,8 @@ export interface FaultOptions {
   readonly workload: Workload;
   readonly trace: Trace;
   readonly stats: SimStats;
-  /** With moves: the mover. */
-  readonly mover: Mover | null;
+  /** With moves: the movers, each with at most one move under way (none without moves). */
+  readonly movers: readonly Mover[];
   /** The nodes run ranges, and the meta group. */
   readonly ranges: boolean;
   readonly meta: boolean;
@@ -357,17 +357,17 @@ export class Faults {
 
   /** Starts a move (fault phase only), as an operator or the placement loop would. */
   onMove(): void {
-    if (this.host.inLiveness || this.o.mover === null) return;
+    if (this.host.inLiveness || this.o.movers.length === 0) return;
     this.host.schedule(this.o.profile.moveEveryMs * (0.5 + this.o.rng.float()), { kind: 'move' });
-    this.o.mover.begin();
+    for (const mover of this.o.movers) mover.begin();
   }
 
   /** The move under way takes its next step; one finishing in the liveness phase may. */
   onMoveStep(): void {
-    const mover = this.o.mover;
-    if (mover === null) return;
-    mover.next();
-    if (!this.host.inLiveness || mover.active())
+    const movers = this.o.movers;
+    if (movers.length === 0) return;
+    for (const mover of movers) mover.next();
+    if (!this.host.inLiveness || movers.some((m) => m.active()))
       this.host.schedule(MOVE_STEP_MS, { kind: 'move-step' });
   }
 }

@@ -9,6 +9,9 @@
 // range's last. The new node prepares through the product's RangeGroups.prepare, and every
 // node gives up what it is no longer a replica of with the product's RangeRetirer (sim-node.ts).
 //
+// With `concurrentMoves` above 1 the simulation runs several movers, each moving a range no
+// other one is, as the placement loop runs drain moves (placement-loop.ts).
+//
 // Differences from the product, none in the step logic: a move gives up after its bound and
 // leaves the range as it is, for the next move to resume from (a stray learner is removed
 // first, as a retried change does). As the product's catch-up does, a learner that has not
@@ -40,10 +43,14 @@ export type ReplicaStepFn = typeof nextReplicaStep;
 /** What the mover needs from the simulation. */
 export interface MoverHost {
   readonly nodes: readonly SimNode[];
+  /** Whether another mover than `self` is moving a replica of `range` (absent: none is). */
+  movingElsewhere?(range: RangeId, self: Mover): boolean;
+  /** Whether another mover than `self` has a move under way (absent: none has). */
+  othersMoving?(self: Mover): boolean;
   now(): number;
   fail(what: string, err: unknown): void;
   note(line: string): void;
-  count(what: 'moves' | 'moveSteps' | 'movesAbandoned'): void;
+  count(what: 'moves' | 'moveSteps' | 'movesAbandoned' | 'movesBeside'): void;
 }
 
 export interface MoverOptions {
@@ -91,12 +98,17 @@ export class Mover {
     return this.move !== null;
   }
 
+  /** The range whose replica this mover is moving, or undefined. */
+  moving(): RangeId | undefined {
+    return this.move?.range;
+  }
+
   /** Starts moving a random replica of a random range to a node without one, unless moving. */
   begin(): void {
     if (this.move !== null) return;
     const nodes = this.host.nodes;
     const ranges = [...latestDescriptors(nodes).values()].filter(
-      (d) => d.id >= FIRST_ALLOCATED_RANGE,
+      (d) => d.id >= FIRST_ALLOCATED_RANGE && this.host.movingElsewhere?.(d.id, this) !== true,
     );
     if (ranges.length === 0) return;
     const d = ranges[this.rng.int(ranges.length)];
@@ -121,6 +133,7 @@ export class Mover {
       catchUpUntilMs: -1,
     };
     this.host.note(`move of range ${d.id}'s replica from node ${remove} to node ${add} begins`);
+    if (this.host.othersMoving?.(this) === true) this.host.count('movesBeside');
   }
 
   /** Takes the move's next step on the range's leader, as RangeReplicas would. */

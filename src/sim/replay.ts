@@ -8,6 +8,8 @@ export interface ReplayOptions {
   readonly nodes?: ClusterSize | undefined;
   readonly ranges?: boolean;
   readonly moves?: boolean;
+  /** Moves under way at once (`--concurrent-moves`), when above 1. */
+  readonly concurrentMoves?: number | undefined;
   readonly meta?: boolean;
   readonly quiesce?: boolean;
   /** Clients that give up an attempt after one election timeout (`--impatient`). */
@@ -29,6 +31,9 @@ export function replayCommand(seed: number, o: ReplayOptions = {}): string {
         : [`--wipe-every ${o.wipeEveryMs}`]),
     ...(o.ranges === true ? ['--ranges'] : []),
     ...(o.moves === true ? ['--moves'] : []),
+    ...(o.concurrentMoves !== undefined && o.concurrentMoves > 1
+      ? [`--concurrent-moves ${o.concurrentMoves}`]
+      : []),
     ...(o.meta === true ? ['--meta'] : []),
     ...(o.quiesce === true ? ['--quiesce'] : []),
     ...(o.impatient === true ? ['--impatient'] : []),

@@ -116,6 +116,7 @@ export class Simulation implements NodeHost, WorkloadHost {
     moves: 0,
     moveSteps: 0,
     movesAbandoned: 0,
+    movesBeside: 0,
     splitsRecorded: 0,
     quiesces: 0,
     wakes: 0,
@@ -214,15 +215,28 @@ export class Simulation implements NodeHost, WorkloadHost {
             },
           }
         : null;
-    const mover =
-      p.moveEveryMs > 0
-        ? new Mover(moveRng, this.moverHost(), {
-            ...(options.replicaStep === undefined ? {} : { step: options.replicaStep }),
-            lagEntries: MOVE_LAG_ENTRIES,
-            moveTimeoutMs: 10 * MOVE_REQUEST_TIMEOUT_MS,
-            requestTimeoutMs: MOVE_REQUEST_TIMEOUT_MS,
-          })
-        : null;
+    const concurrentMoves = options.concurrentMoves ?? 1;
+    if (!Number.isSafeInteger(concurrentMoves) || concurrentMoves < 1 || concurrentMoves > 8)
+      throw new SimError(
+        'INVALID_OPTION',
+        `concurrent moves must be an integer from 1 to 8, got ${concurrentMoves}`,
+      );
+    // The first mover draws from moveRng, as a single one always did; the others from their own.
+    const movers: Mover[] = [];
+    if (p.moveEveryMs > 0)
+      for (let k = 0; k < concurrentMoves; k++)
+        movers.push(
+          new Mover(
+            k === 0 ? moveRng : createRng((options.seed ^ 0x4d4f5645) + k * 0x9e3779b1),
+            this.moverHost(movers),
+            {
+              ...(options.replicaStep === undefined ? {} : { step: options.replicaStep }),
+              lagEntries: MOVE_LAG_ENTRIES,
+              moveTimeoutMs: 10 * MOVE_REQUEST_TIMEOUT_MS,
+              requestTimeoutMs: MOVE_REQUEST_TIMEOUT_MS,
+            },
+          ),
+        );
     this.workload = new Workload(p, workloadRng, this, options.writeSession ?? clientSession);
     this.network = new SimNetwork(this, {
       profile: p,
@@ -240,7 +254,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       workload: this.workload,
       trace: this.trace,
       stats: this.stats,
-      mover,
+      movers,
       ranges,
       meta: this.meta,
       plantWipedRangesVote: options.plantWipedRangesVote === true,
@@ -254,7 +268,7 @@ export class Simulation implements NodeHost, WorkloadHost {
       voters,
       ranges,
       meta: this.meta,
-      moves: mover !== null,
+      moves: movers.length > 0,
       leaseReads: p.checkQuorum && p.leaseReadRatio > 0,
     });
     this.liveness = new Liveness(this, {
@@ -386,9 +400,11 @@ export class Simulation implements NodeHost, WorkloadHost {
     n.start().catch((err: unknown) => this.fail(`start of node ${n.id}`, err));
   }
 
-  private moverHost(): ConstructorParameters<typeof Mover>[1] {
+  private moverHost(movers: readonly Mover[]): ConstructorParameters<typeof Mover>[1] {
     return {
       nodes: this.nodes,
+      movingElsewhere: (range, self) => movers.some((m) => m !== self && m.moving() === range),
+      othersMoving: (self) => movers.some((m) => m !== self && m.active()),
       now: () => this.nowMs,
       fail: (what, err) => this.fail(what, err),
       note: (line) => this.trace.note(this.nowMs, line),
@@ -559,6 +575,7 @@ export class Simulation implements NodeHost, WorkloadHost {
         nodes: this.options.nodes,
         ranges: this.options.ranges === true,
         moves: this.options.moves === true,
+        concurrentMoves: this.options.concurrentMoves,
         meta: this.meta,
         quiesce: this.profile.quiesce,
         impatient: this.profile.attemptTimeoutElections === 1,

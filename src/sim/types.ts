@@ -53,6 +53,12 @@ export interface SimOptions {
    * profile.ts drawMoveProfile). Off by default.
    */
   readonly moves?: boolean;
+  /**
+   * With moves: how many moves may be under way at once, each on a range of its own (default
+   * 1), as the product's placement loop runs drain moves. Above 1 the extra movers draw from
+   * sources of their own, so a seed with one mover is unchanged.
+   */
+  readonly concurrentMoves?: number;
   /** The step function moves follow (default: the product's); tests plant a wrong one. */
   readonly replicaStep?: ReplicaStepFn;
   /** How nodes give a range up (default: the product's); tests plant a wrong one. */
@@ -113,6 +119,8 @@ export interface SimStats {
   moves: number;
   moveSteps: number;
   movesAbandoned: number;
+  /** Moves begun while another mover's was under way (concurrentMoves above 1). */
+  movesBeside: number;
   /** Splits whose halves the splitting client saw recorded in the meta map (meta). */
   splitsRecorded: number;
   /** Quiescing (profile.quiesce): a node's group went quiet, and woke again. */

@@ -60,11 +60,14 @@ void test('--ranges runs range seeds and counts their splits', () => {
 void test('--ranges --moves runs move seeds and counts their moves; --moves alone is refused', () => {
   const r = run(['--seeds', '3', '--start', '100', '--ranges', '--moves']);
   assert.match(r.out, /3 seeds \(100\.\.102\), 0 failed/);
-  assert.match(r.out, /moves [1-9]\d* \(\d+ steps, \d+ abandoned\)/);
+  assert.match(r.out, /moves [1-9]\d* \(\d+ steps, \d+ abandoned, 0 begun beside another\)/);
   assert.equal(r.status, 0);
   const alone = run(['--seeds', '1', '--moves']);
   assert.equal(alone.status, 2);
   assert.match(alone.out, /--moves needs --ranges/);
+  const concurrent = run(['--seeds', '1', '--ranges', '--concurrent-moves', '2']);
+  assert.equal(concurrent.status, 2);
+  assert.match(concurrent.out, /--concurrent-moves needs --moves/);
   const three = run(['--seeds', '1', '--ranges', '--moves', '--nodes', '3']);
   assert.equal(three.status, 2);
   assert.match(three.out, /--moves needs 5 or 7 nodes/);
@@ -86,11 +89,12 @@ void test('options the simulator cannot combine exit 2 with the reason, not a st
   assert.equal(wiped.status, 0, wiped.out);
 });
 
-void test('the replay command a seed names reruns it event for event, --wipe-every and --impatient included', async () => {
+void test('the replay command a seed names reruns it event for event, --wipe-every, --impatient and --concurrent-moves included', async () => {
   for (const options of [
     { seed: 100, profile: { wipeEveryMs: 300 } },
     { seed: 101, profile: { attemptTimeoutElections: 1 } },
     { seed: 100, nodes: 5 },
+    { seed: 7, ranges: true, moves: true, meta: true, concurrentMoves: 3 },
   ] satisfies SimOptions[]) {
     const lines: string[] = [];
     const r = await runSeed({ ...options, log: (l) => lines.push(l) });

@@ -20,6 +20,8 @@ export interface SliceRequest {
   readonly impatient?: boolean;
   /** Wipes a node's data directory about this often (virtual ms) in every seed. */
   readonly wipeEveryMs?: number;
+  /** With moves: moves under way at once, each on a range of its own. */
+  readonly concurrentMoves?: number;
 }
 
 export interface SliceOutcome {
@@ -28,8 +30,9 @@ export interface SliceOutcome {
   readonly failures: readonly string[];
   /** Splits applied over the slice (ranges). */
   readonly splits: number;
-  /** Replica moves done over the slice (moves). */
+  /** Replica moves done over the slice (moves), and those begun beside another. */
   readonly moves: number;
+  readonly movesBeside: number;
   /** Splits recorded in the meta map by their own request over the slice (meta). */
   readonly splitsRecorded: number;
   /** Groups quiesced, and woken, over the slice (quiesce). */
@@ -50,11 +53,13 @@ async function runSlice({
   quiesce,
   impatient,
   wipeEveryMs,
+  concurrentMoves,
 }: SliceRequest): Promise<SliceOutcome> {
   const failures: string[] = [];
   let events = 0;
   let splits = 0;
   let moved = 0;
+  let beside = 0;
   let recorded = 0;
   let quiesces = 0;
   let wakes = 0;
@@ -65,6 +70,7 @@ async function runSlice({
       seed,
       ...(ranges === true ? { ranges } : {}),
       ...(moves === true ? { moves } : {}),
+      ...(concurrentMoves !== undefined ? { concurrentMoves } : {}),
       ...(meta === true ? { meta } : {}),
       ...(quiesce === true || impatient === true || wipeEveryMs !== undefined
         ? {
@@ -84,6 +90,7 @@ async function runSlice({
     events += r.stats.events;
     splits += r.stats.splits;
     moved += r.stats.moves;
+    beside += r.stats.movesBeside;
     if (!r.ok) {
       const v = r.violations[0];
       failures.push(`seed ${seed} [${v?.kind}] ${v?.message.slice(0, 300)} -- replay: ${r.replay}`);
@@ -94,6 +101,7 @@ async function runSlice({
     failures,
     splits,
     moves: moved,
+    movesBeside: beside,
     splitsRecorded: recorded,
     quiesces,
     wakes,

@@ -16,6 +16,8 @@ export interface SliceMode {
   readonly impatient?: boolean;
   /** Wipes a node's data directory about this often, virtual ms (`--wipe-every`). */
   readonly wipeEveryMs?: number;
+  /** With moves: moves under way at once (`--concurrent-moves`). */
+  readonly concurrentMoves?: number;
 }
 
 /** Runs seeds [start, start+count) with everything drawn from each seed but what `mode` sets. */
@@ -35,6 +37,7 @@ export async function runSwarmSlice(
     ...(quiesce ? { quiesce } : {}),
     ...(impatient ? { impatient } : {}),
     ...(mode.wipeEveryMs !== undefined ? { wipeEveryMs: mode.wipeEveryMs } : {}),
+    ...(mode.concurrentMoves !== undefined ? { concurrentMoves: mode.concurrentMoves } : {}),
   };
   const worker = new Worker(new URL('./swarm-worker.js', import.meta.url), {
     workerData: request,
@@ -55,6 +58,12 @@ export async function runSwarmSlice(
   // ... and against move seeds that never move.
   if (moves)
     assert.ok(outcome.moves > count / 2, `only ${outcome.moves} moves over ${count} seeds`);
+  // ... and against concurrent movers that never moved two ranges at once.
+  if (mode.concurrentMoves !== undefined && mode.concurrentMoves > 1)
+    assert.ok(
+      outcome.movesBeside > count / 4,
+      `only ${outcome.movesBeside} moves begun beside another over ${count} seeds`,
+    );
   // ... and against meta seeds whose splits never reach the map by their own request.
   if (meta)
     assert.ok(
