@@ -43,10 +43,8 @@ export type ReplicaStepFn = typeof nextReplicaStep;
 /** What the mover needs from the simulation. */
 export interface MoverHost {
   readonly nodes: readonly SimNode[];
-  /** Whether another mover than `self` is moving a replica of `range` (absent: none is). */
-  movingElsewhere?(range: RangeId, self: Mover): boolean;
-  /** Whether another mover than `self` has a move under way (absent: none has). */
-  othersMoving?(self: Mover): boolean;
+  /** The ranges the movers other than `self` are moving (absent: there are no others). */
+  movedElsewhere?(self: Mover): readonly RangeId[];
   now(): number;
   fail(what: string, err: unknown): void;
   note(line: string): void;
@@ -107,8 +105,9 @@ export class Mover {
   begin(): void {
     if (this.move !== null) return;
     const nodes = this.host.nodes;
+    const elsewhere = this.host.movedElsewhere?.(this) ?? [];
     const ranges = [...latestDescriptors(nodes).values()].filter(
-      (d) => d.id >= FIRST_ALLOCATED_RANGE && this.host.movingElsewhere?.(d.id, this) !== true,
+      (d) => d.id >= FIRST_ALLOCATED_RANGE && !elsewhere.includes(d.id),
     );
     if (ranges.length === 0) return;
     const d = ranges[this.rng.int(ranges.length)];
@@ -133,7 +132,7 @@ export class Mover {
       catchUpUntilMs: -1,
     };
     this.host.note(`move of range ${d.id}'s replica from node ${remove} to node ${add} begins`);
-    if (this.host.othersMoving?.(this) === true) this.host.count('movesBeside');
+    if (elsewhere.length > 0) this.host.count('movesBeside');
   }
 
   /** Takes the move's next step on the range's leader, as RangeReplicas would. */

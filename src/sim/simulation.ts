@@ -403,8 +403,7 @@ export class Simulation implements NodeHost, WorkloadHost {
   private moverHost(movers: readonly Mover[]): ConstructorParameters<typeof Mover>[1] {
     return {
       nodes: this.nodes,
-      movingElsewhere: (range, self) => movers.some((m) => m !== self && m.moving() === range),
-      othersMoving: (self) => movers.some((m) => m !== self && m.active()),
+      movedElsewhere: (self) => movers.flatMap((m) => (m === self ? [] : (m.moving() ?? []))),
       now: () => this.nowMs,
       fail: (what, err) => this.fail(what, err),
       note: (line) => this.trace.note(this.nowMs, line),
