@@ -56,6 +56,12 @@ export interface PlacementResponse {
   readonly phase: 'repair' | 'rebalance' | 'leaders' | 'none' | null;
   /** Steps the last plan listed. */
   readonly pending: number;
+  /**
+   * The last plan has a step to take now; false with steps pending when each of them waits (its
+   * range has a step under way, changed lately or backs off, or the step would not even the
+   * counts). Absent from a node of an earlier release.
+   */
+  readonly ready?: boolean;
   /** The first of `running`, or null. */
   readonly current: PlacementStepJson | null;
   /**

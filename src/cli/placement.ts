@@ -34,14 +34,19 @@ export function renderPlacement(p: PlacementResponse): string {
   // First after the facts, and plainly: a drain that waits is what an operator must see.
   if (p.drainBlocked !== null)
     lines.push(`DRAIN BLOCKED (${p.drainBlocked.reason}): ${p.drainBlocked.message}`);
-  if (p.active) {
-    lines.push(`placing on: ${list(p.nodes)}`);
-    lines.push(
-      `pending steps: ${p.pending}${p.phase !== null && p.phase !== 'none' ? ` (${p.phase})` : ''}`,
-    );
-  }
   // From a node of an older release: `current` alone.
   const now = p.running ?? (p.current === null ? [] : [p.current]);
+  if (p.active) {
+    lines.push(`placing on: ${list(p.nodes)}`);
+    // Steps that wait with none under way look like work stalled: say that they wait.
+    const waiting = p.ready === false && p.pending > 0 && now.length === 0;
+    lines.push(
+      `pending steps: ${p.pending}${p.phase !== null && p.phase !== 'none' ? ` (${p.phase})` : ''}` +
+        (waiting
+          ? ', none to take now: each touches a range changed lately or backing off, or would not even the counts'
+          : ''),
+    );
+  }
   for (const step of now) lines.push(`now: ${showStep(step)}`);
   if (p.last !== null)
     lines.push(

@@ -58,7 +58,24 @@ export interface ReplicasCommand {
   };
 }
 
-export type RangeCommand = KvCommand | SplitCommand | ReplicasCommand;
+/**
+ * Marks the range's voters as due to be recorded at its next generation, before a learner is
+ * removed (src/server/range-replicas.ts, removeLearner). Removing a learner leaves the voters
+ * as they were, so the range's descriptor would match them whether or not the removal was
+ * recorded; without the mark, a removal whose record was lost (its leader deposed between the
+ * two) left the map at the generation the removed node was prepared at, and the node's copy,
+ * sent nothing more, was never given up (range-retirer.ts, third rule). The next record of the
+ * replicas, or a split, clears it; the range's leaders record a range marked so
+ * (range-map-repair.ts).
+ */
+export interface RecordDueCommand {
+  readonly recordDue: {
+    /** The range's generation the proposer saw: a mark against any other is refused. */
+    readonly generation: number;
+  };
+}
+
+export type RangeCommand = KvCommand | SplitCommand | ReplicasCommand | RecordDueCommand;
 
 /** What a split answers when it applied: both halves' descriptors. */
 export interface SplitResult {
@@ -80,7 +97,10 @@ export interface WrongRangeResult {
   };
 }
 
-/** What a replicas record answers when it applied: the range's new descriptor. */
+/**
+ * What a replicas record answers when it applied: the range's new descriptor (a mark's: the
+ * range's descriptor, unchanged).
+ */
 export interface ReplicasResult {
   readonly kind: 'replicas';
   readonly revision: number;
@@ -154,6 +174,8 @@ export class RangeMachine implements StateMachine {
   private splitListener: ((s: SplitApplied) => Promise<void>) | null = null;
   private restoredListener: (() => void) | null = null;
   private restores = 0;
+  /** The voters are to be recorded at the next generation (RecordDueCommand). */
+  private due = false;
   /**
    * Right-hand seeds not yet durable (a rejected one stays): a snapshot of this range waits for
    * them, so that no snapshot at or past a split index is saved before the split's seed is.
@@ -167,6 +189,14 @@ export class RangeMachine implements StateMachine {
 
   descriptor(): RangeDescriptor {
     return this.desc;
+  }
+
+  /**
+   * Whether a learner's removal marked the range's voters due to be recorded at its next
+   * generation, and no record or split followed yet (RecordDueCommand).
+   */
+  recordDue(): boolean {
+    return this.due;
   }
 
   /** The ranges split off this one (each as it was at its split), in split order. */
@@ -209,6 +239,8 @@ export class RangeMachine implements StateMachine {
   }
 
   static encode(cmd: RangeCommand): Uint8Array {
+    if ('recordDue' in cmd)
+      return packr.pack({ recordDue: { generation: cmd.recordDue.generation } });
     if ('replicas' in cmd)
       return packr.pack({
         replicas: { generation: cmd.replicas.generation, voters: [...cmd.replicas.voters] },
@@ -237,12 +269,15 @@ export class RangeMachine implements StateMachine {
           ? decodeSplit(x)
           : isReplicas(x)
             ? decodeReplicasCommand(x)
-            : this.kv.decode(x);
+            : isRecordDue(x)
+              ? decodeRecordDue(x)
+              : this.kv.decode(x);
       } catch (err) {
         return badCommand(c, err);
       }
       if ('split' in cmd) return this.split(c, cmd.split);
       if ('replicas' in cmd) return this.recordReplicas(cmd.replicas);
+      if ('recordDue' in cmd) return this.markRecordDue(cmd.recordDue.generation);
       const outside = outsideKey(cmd, this.desc);
       if (outside !== null) return this.wrongRange(outside);
       return this.kv.applyDecoded(c, cmd);
@@ -273,7 +308,7 @@ export class RangeMachine implements StateMachine {
    * yet durable before they are produced (see `seeding`).
    */
   snapshot(): AsyncIterable<Uint8Array> {
-    const header = encodeHeader(this.desc, this.kids);
+    const header = encodeHeader(this.desc, this.kids, this.due);
     const kv = this.kv.snapshot();
     const waiting = [...this.seeding];
     return (async function* () {
@@ -289,19 +324,20 @@ export class RangeMachine implements StateMachine {
     const first = await it.next();
     if (first.done === true) throw new Error('Range snapshot is empty');
     const header = packr.unpack(first.value) as unknown;
-    let parsed: { descriptor: RangeDescriptor; children: RangeDescriptor[] };
+    let parsed: { descriptor: RangeDescriptor; children: RangeDescriptor[]; due: boolean };
     let rest: AsyncIterable<Uint8Array>;
     if (isRecord(header) && 'range' in header) {
       parsed = decodeHeader(header);
       rest = { [Symbol.asyncIterator]: () => it };
     } else {
       // The key-value machine's own header: a store from before ranges, the whole key space.
-      parsed = { descriptor: WHOLE_KEY_SPACE, children: [] };
+      parsed = { descriptor: WHOLE_KEY_SPACE, children: [], due: false };
       rest = prepend(first.value, it);
     }
     await this.kv.restore(rest);
     this.desc = parsed.descriptor;
     this.kids = parsed.children;
+    this.due = parsed.due;
     this.restores++;
     this.restoredListener?.();
   }
@@ -361,7 +397,9 @@ export class RangeMachine implements StateMachine {
     const kv = this.kv.splitOff(s.key);
     this.desc = left;
     this.kids = [...this.kids, right];
-    const rightHeader = encodeHeader(right, []);
+    // The new generation tells a removed learner's copy as a record would.
+    this.due = false;
+    const rightHeader = encodeHeader(right, [], false);
     const seed = (async function* () {
       if (sessions !== null) yield* sessions.chunks;
       yield rightHeader;
@@ -398,7 +436,19 @@ export class RangeMachine implements StateMachine {
         `Cannot record the replicas of range ${d.id}: it is at generation ${d.generation}, the record expected generation ${r.generation}`,
       );
     this.desc = { ...d, generation: d.generation + 1, replicas: [...r.voters] };
+    this.due = false;
     return { kind: 'replicas', revision: this.kv.revision(), range: this.desc };
+  }
+
+  /** Marks the voters due to be recorded (RecordDueCommand); refused as a record would be. */
+  private markRecordDue(generation: number): ReplicasResult | WrongRangeResult {
+    const d = this.desc;
+    if (generation !== d.generation)
+      return this.wrongRange(
+        `Cannot mark the replicas of range ${d.id} due to be recorded: it is at generation ${d.generation}, the mark expected generation ${generation}`,
+      );
+    this.due = true;
+    return { kind: 'replicas', revision: this.kv.revision(), range: d };
   }
 
   private wrongRange(message: string): WrongRangeResult {
@@ -473,11 +523,17 @@ function showEnd(end: Uint8Array | null): string {
 // ---------------------------------------------------------------------------------------------
 // Encoding: the snapshot header and the split command, decoded trusting nothing.
 
-function encodeHeader(d: RangeDescriptor, children: readonly RangeDescriptor[]): Uint8Array {
+function encodeHeader(
+  d: RangeDescriptor,
+  children: readonly RangeDescriptor[],
+  due: boolean,
+): Uint8Array {
   return packr.pack({
     range: RANGE_SNAPSHOT_VERSION,
     descriptor: plain(d),
     children: children.map(plain),
+    // Only when set: a header without it is read by every release as before.
+    ...(due ? { recordDue: true } : {}),
   });
 }
 
@@ -488,14 +544,18 @@ function plain(d: RangeDescriptor): Record<string, unknown> {
 function decodeHeader(h: Record<string, unknown>): {
   descriptor: RangeDescriptor;
   children: RangeDescriptor[];
+  due: boolean;
 } {
   if (h['range'] !== RANGE_SNAPSHOT_VERSION)
     throw new Error(`Unsupported range snapshot version ${String(h['range'])}`);
   const children = h['children'];
   if (!Array.isArray(children)) throw new Error('Range snapshot children are malformed');
+  const due = h['recordDue'];
+  if (due !== undefined && due !== true) throw new Error('Range snapshot recordDue is malformed');
   return {
     descriptor: decodeDescriptor(h['descriptor']),
     children: children.map(decodeDescriptor),
+    due: due === true,
   };
 }
 
@@ -571,6 +631,18 @@ function decodeReplicasCommand(x: { replicas: unknown }): ReplicasCommand {
   const v = decodeReplicas(voters);
   if (v.length === 0) throw new Error('a replicas record names no voter');
   return { replicas: { generation, voters: v } };
+}
+
+function isRecordDue(x: unknown): x is { recordDue: unknown } {
+  return isRecord(x) && 'recordDue' in x;
+}
+
+function decodeRecordDue(x: { recordDue: unknown }): RecordDueCommand {
+  if (Object.keys(x).length !== 1) throw new Error('a recordDue command holds only "recordDue"');
+  const r = x.recordDue;
+  if (!isRecord(r) || Object.keys(r).length !== 1 || !isCount(r['generation']))
+    throw new Error('a recordDue mark holds only a generation');
+  return { recordDue: { generation: r['generation'] } };
 }
 
 function badCommand(c: Command, err: unknown): Refusal {

@@ -432,6 +432,11 @@ export interface PlacementLoopStatus {
   readonly phase: PlacementPlan['phase'] | null;
   /** Steps the last plan listed (the ones running included). */
   readonly pending: number;
+  /**
+   * The last plan has a step to take now. False with steps pending when each waits: its range
+   * has a step under way, changed lately or backs off, or taking it would not even the counts.
+   */
+  readonly ready: boolean;
   /** The first of `running`, or null. */
   readonly current: PlacementStep | null;
   /** The steps under way, in the order they started: at most one unless they are drain moves. */
@@ -733,6 +738,7 @@ export class PlacementLoop {
         : { nodes: [], target: null }),
       phase: plan?.phase ?? null,
       pending: plan?.steps.length ?? 0,
+      ready: (plan?.next ?? null) !== null,
       current: this.steps.values().next().value?.step ?? null,
       running: [...this.steps.values()].map((s) => s.step),
       last: this.last,

@@ -364,6 +364,7 @@ export function renderStatus(s: PlacementLoopStatus, nowMs: number): PlacementRe
     target: s.target,
     phase: s.phase,
     pending: s.pending,
+    ready: s.ready,
     current: s.current === null ? null : stepJson(s.current),
     running: s.running.map(stepJson),
     last:

@@ -31,7 +31,9 @@
 // count that makes a quorum, until the range's next change, which may never come. After the
 // same grace, with no learner, no joint configuration and no change held, the leader records
 // the voters as they are at the next generation (recordVoters), and the next pass copies them
-// into the map. Recording changes no configuration; the placement loop may then move replicas
+// into the map. It records them too when the range's log marked them due (RangeMachine's
+// recordDue): a learner's removal whose own record never followed (its leader deposed between
+// the two) leaves voters that are the recorded replicas, and nothing else would show it. Recording changes no configuration; the placement loop may then move replicas
 // as for any range.
 
 import type { Logger } from 'pino';
@@ -72,7 +74,7 @@ export interface MapRepairOptions {
   /**
    * How long a learner no change wants stays before the range's leader removes it: longer
    * than a change takes to reach a new leader after a hand-off. Absent: stray learners are
-   * left to the range's next change (the simulator, whose mover removes them itself).
+   * left to the range's next change, and unrecorded voters too.
    */
   readonly strayLearnerGraceMs?: number;
   readonly log: Logger;
@@ -89,17 +91,20 @@ export function strayLearners(range: RangeId, c: ConfState): readonly number[] {
 }
 
 /**
- * The voters of range `range`'s configuration `c`, ascending, when they are not the replicas
- * its descriptor `d` records and no change shows in the configuration (no learner, not
- * joint); null otherwise. Pure.
+ * The voters of range `range`'s configuration `c`, ascending, when they are to be recorded and
+ * no change shows in the configuration (no learner, not joint): they are not the replicas its
+ * descriptor `d` records, or a learner's removal marked them due (`due`, RangeMachine's
+ * recordDue) and its record never followed. Null otherwise. Pure.
  */
 export function unrecordedVoters(
   range: RangeId,
   c: ConfState,
   d: Pick<RangeDescriptor, 'replicas'>,
+  due: boolean,
 ): readonly number[] | null {
   if (range < FIRST_ALLOCATED_RANGE || c.outgoing.length > 0 || c.learners.length > 0) return null;
   const voters = [...c.voters].sort((a, b) => a - b);
+  if (due) return voters;
   return voters.join() === [...d.replicas].sort((a, b) => a - b).join() ? null : voters;
 }
 
@@ -237,8 +242,7 @@ export class MapRepair {
       if (this.o.busy.has(lane.id) || rt.leaderId() !== this.o.selfId) continue;
       // A leader just elected may not have applied its range's last record yet.
       if (rt.appliedIndex() < rt.status().commit) continue;
-      const d = lane.group.range.descriptor();
-      if (unrecordedVoters(lane.id, rt.status().conf, d) === null) continue;
+      if (unrecorded(lane) === null) continue;
       looked.add(lane.id);
       const sinceMs = this.unrecorded.get(lane.id) ?? now;
       this.unrecorded.set(lane.id, sinceMs);
@@ -252,8 +256,9 @@ export class MapRepair {
     const rt = lane.group.runtime;
     // Read again under the range's lock: a change may have started since the look.
     if (this.o.busy.has(lane.id) || rt.leaderId() !== this.o.selfId) return;
-    const voters = unrecordedVoters(lane.id, rt.status().conf, lane.group.range.descriptor());
+    const voters = unrecorded(lane);
     if (voters === null) return;
+    const due = lane.group.range.recordDue();
     this.o.busy.add(lane.id);
     const bound = this.bound();
     try {
@@ -261,8 +266,8 @@ export class MapRepair {
       this.unrecorded.delete(lane.id);
       this.votersRecorded++;
       this.o.log.info(
-        { range: lane.id, voters, waitedMs },
-        `recorded range ${lane.id}'s voters [${voters.join(', ')}]: a change left them unrecorded for ${waitedMs} ms`,
+        { range: lane.id, voters, waitedMs, due },
+        `recorded range ${lane.id}'s voters [${voters.join(', ')}]: ${due ? "a learner's removal" : 'a change'} left them unrecorded for ${waitedMs} ms`,
       );
     } catch (err) {
       this.o.log.debug(
@@ -365,6 +370,12 @@ export class MapRepair {
 
 /** What the repair reads of a range this node runs. */
 type RepairedLane = Pick<RangeLane, 'id' | 'group'>;
+
+/** The voters range `lane` is to record (unrecordedVoters), as this node applied it. */
+function unrecorded(lane: RepairedLane): readonly number[] | null {
+  const r = lane.group.range;
+  return unrecordedVoters(lane.id, lane.group.runtime.status().conf, r.descriptor(), r.recordDue());
+}
 
 /** The range's descriptor as its log applied it, range 0's replicas being its voters. */
 function ownDescriptor(lane: RepairedLane): RangeDescriptor {

@@ -688,6 +688,11 @@ export function unreachable(node: number, what: string, err: unknown): FlotillaE
  * retirer gives its copy up on seeing it (range-retirer.ts, third rule). Without the record a
  * copy left by a learner whose move did not finish would run the range until its next change.
  * A record refused because the generation moved on (a split) is left: the split recorded one.
+ *
+ * The range's log first marks the voters due to be recorded (RecordDueCommand): a leader
+ * deposed between the removal and the record leaves the mark, and the next leader's map repair
+ * records the voters (range-map-repair.ts). Without it nothing told that leader a record was
+ * owed: the voters are the replicas the range recorded, as before the learner was added.
  */
 export async function removeLearner(
   group: { readonly runtime: RaftRuntime; readonly range: Pick<RangeMachine, 'descriptor'> },
@@ -696,11 +701,37 @@ export async function removeLearner(
 ): Promise<void> {
   const rt = group.runtime;
   try {
+    await markRecordDue(group, o);
     await rt.proposeConfChange({ changes: [{ kind: 'remove', node }] }, { signal: o.signal });
   } catch (err) {
     throw toFlotillaError(err);
   }
   await recordVoters(group, o);
+}
+
+/**
+ * Marks the range's voters due to be recorded (RecordDueCommand) at the generation it applied; a
+ * mark refused because the generation moved on meanwhile is made again at the new one.
+ */
+async function markRecordDue(
+  group: { readonly runtime: RaftRuntime; readonly range: Pick<RangeMachine, 'descriptor'> },
+  o: { readonly clock: Clock; readonly signal: AbortSignal },
+): Promise<void> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const generation = group.range.descriptor().generation;
+    const payload = RangeMachine.encode({ recordDue: { generation } });
+    const r = await group.runtime.propose(
+      encodeEnvelope({ client: '', seq: 0, timeMs: o.clock.nowMs(), payload }),
+      { signal: o.signal },
+    );
+    if (isRefusal(r)) throw new FlotillaError('INTERNAL', r.message);
+    // Refused WRONG_RANGE: the generation moved on (a record or a split) since it was read.
+    if ((r as { kind?: unknown } | null)?.kind !== 'error') return;
+  }
+  throw new FlotillaError(
+    'RANGE_CHANGE_IN_PROGRESS',
+    `Range ${group.range.descriptor().id}'s generation kept moving while a learner was to be removed; retry`,
+  );
 }
 
 /**

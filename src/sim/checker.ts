@@ -29,6 +29,11 @@ export type ViolationKind =
   | 'meta-map'
   /** Once settled, the meta map does not agree with the ranges' own descriptors (sim-meta.ts). */
   | 'meta-agreement'
+  /**
+   * Once settled, a node runs a range split off range 0 that the map does not name it in, or
+   * a node the map names does not run it (range-checks.ts, placementProblem).
+   */
+  | 'placement'
   | 'liveness'
   | 'core-failure';
 

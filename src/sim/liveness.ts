@@ -8,7 +8,7 @@ import { META_GROUP, type RangeDescriptor } from '../ranges/types.js';
 import type { SafetyChecker } from './checker.js';
 import type { Faults } from './faults.js';
 import { electionTimeoutMs, type Profile } from './profile.js';
-import { groupIdsNow, latestDescriptors } from './range-checks.js';
+import { groupIdsNow, latestDescriptors, placementProblem } from './range-checks.js';
 import { metaAgreementProblem } from './sim-meta.js';
 import type { SimNode } from './sim-node.js';
 import type { SimEvent } from './types.js';
@@ -16,6 +16,11 @@ import type { Workload } from './workload.js';
 
 /** How long the map may take past the other liveness bounds to agree with the ranges. */
 const META_SETTLE_MS = 10_000;
+/**
+ * How long past that the copies may take to follow the map: a node gives a copy up after the
+ * retirer's abandon time at most, and takes a range up after its take-up time (sim-node.ts).
+ */
+const PLACEMENT_SETTLE_MS = 10_000;
 
 /** What the probe needs from the simulation. */
 export interface LivenessHost {
@@ -83,7 +88,10 @@ export class Liveness {
       pending = this.notQuiesced();
     // The map catches up with the ranges once everything else settled (the map repair).
     const unmapped = pending === '' && this.leaderSeenMs >= 0 ? this.metaDisagreement() : null;
-    if (this.leaderSeenMs >= 0 && pending === '' && unmapped === null) {
+    // Then the copies follow the map (the retirer gives up, and takes up, what it says).
+    const misplaced =
+      pending === '' && this.leaderSeenMs >= 0 && unmapped === null ? this.misplacement() : null;
+    if (this.leaderSeenMs >= 0 && pending === '' && unmapped === null && misplaced === null) {
       this.done = true;
       return;
     }
@@ -95,7 +103,15 @@ export class Liveness {
       );
       return;
     }
-    if (unmapped === null && elapsed > opsBoundMs) {
+    const placedBoundMs = opsBoundMs + META_SETTLE_MS + PLACEMENT_SETTLE_MS;
+    if (misplaced !== null && elapsed > placedBoundMs) {
+      this.o.checker.report(
+        'placement',
+        `${placedBoundMs}ms after the faults healed, ${misplaced}`,
+      );
+      return;
+    }
+    if (unmapped === null && misplaced === null && elapsed > opsBoundMs) {
       this.o.checker.report(
         'liveness',
         `${opsBoundMs}ms after the faults healed, still pending: ${pending}; ${describeNodes(this.nodes)}`,
@@ -123,6 +139,17 @@ export class Liveness {
       if (problem !== null) return `node ${n.id}'s range map disagrees with the ranges: ${problem}`;
     }
     return null;
+  }
+
+  /**
+   * With the meta group: null when every running node holds a copy of exactly the
+   * ranges split off range 0 that the map names it in (placementProblem); else the first range
+   * where it does not.
+   */
+  private misplacement(): string | null {
+    if (!this.o.meta || !this.o.ranges) return null;
+    const map = this.nodes.find((n) => n.meta !== null)?.meta?.machine.map();
+    return map === undefined || map === null ? null : placementProblem(this.nodes, map.ranges());
   }
 
   /**

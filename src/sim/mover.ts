@@ -31,6 +31,7 @@ import {
   handOffTarget,
   learnerCaughtUp,
   nextReplicaStep,
+  removeLearner,
   type ReplicaChange,
 } from '../server/range-replicas.js';
 import { latestDescriptors } from './range-checks.js';
@@ -175,6 +176,7 @@ export class Mover {
       case 'wait':
         return;
       case 'remove-learner':
+        return this.run(leader, m.range, this.removeLearner(leader, group, next.node));
       case 'remove':
         return this.run(leader, m.range, confChange('remove', next.node));
       case 'add-learner': {
@@ -195,7 +197,7 @@ export class Mover {
         if (m.catchUpUntilMs < 0)
           m.catchUpUntilMs = Math.min(m.untilMs, now + this.o.moveTimeoutMs / 2);
         if (now <= m.catchUpUntilMs) return;
-        const removed = confChange('remove', next.node).then(() =>
+        const removed = this.removeLearner(leader, group, next.node).then(() =>
           this.abandon(m, `node ${next.node} did not catch up in time; it was removed again`),
         );
         return this.run(leader, m.range, removed);
@@ -251,6 +253,21 @@ export class Mover {
         return;
       }
     }
+  }
+
+  /**
+   * The product's learner removal (range-replicas.ts removeLearner): the voters are recorded
+   * at the next generation after, so the removed node's copy learns from the map to give up.
+   */
+  private removeLearner(
+    leader: SimNode,
+    group: NonNullable<ReturnType<SimNode['rangeGroup']>>,
+    node: number,
+  ): Promise<void> {
+    return removeLearner(group, node, {
+      clock: leader.clock,
+      signal: leader.signalAfter(this.o.requestTimeoutMs),
+    });
   }
 
   private abandon(m: Move, why: string): void {

@@ -108,12 +108,15 @@ export function isSplitEntry(data: Uint8Array): boolean {
   return carries(data, 'split');
 }
 
-/** Whether an entry records a range's replicas after a move (range-machine.ts `replicas`). */
+/**
+ * Whether an entry records a range's replicas after a move, or marks them due to be recorded
+ * before a learner's removal (range-machine.ts `replicas`, `recordDue`).
+ */
 export function isReplicasEntry(data: Uint8Array): boolean {
-  return carries(data, 'replicas');
+  return carries(data, 'replicas') || carries(data, 'recordDue');
 }
 
-function carries(data: Uint8Array, kind: 'split' | 'replicas'): boolean {
+function carries(data: Uint8Array, kind: 'split' | 'replicas' | 'recordDue'): boolean {
   try {
     const cmd = packr.unpack(decodeEnvelope(data).payload) as Record<string, unknown> | null;
     return cmd !== null && typeof cmd === 'object' && kind in cmd;

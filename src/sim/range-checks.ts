@@ -97,3 +97,27 @@ export function retiredServingProblem(nodes: readonly SimNode[]): string | null 
       if (n.retired(id)) return `node ${n.id} gave range ${id} up but still runs it`;
   return null;
 }
+
+/**
+ * Null when, for every range split off range 0 in `map` (a settled node's, which agrees with
+ * the ranges' own newest descriptors), the running nodes that hold a copy of it are exactly
+ * the replicas it names; else the first range where they are not, and how. A copy the map does
+ * not name is one the node should have given up (range-retirer.ts: removed while cut off, or
+ * prepared and never added); a replica named and not running, one it should have taken up.
+ */
+export function placementProblem(
+  nodes: readonly SimNode[],
+  map: readonly RangeDescriptor[],
+): string | null {
+  for (const d of map) {
+    if (d.id < FIRST_ALLOCATED_RANGE) continue;
+    const up = nodes.filter((n) => n.up);
+    const running = up.filter((n) => n.groupIds().includes(d.id)).map((n) => n.id);
+    const stray = running.filter((id) => !d.replicas.includes(id));
+    const missing = d.replicas.filter((id) => up.some((n) => n.id === id) && !running.includes(id));
+    if (stray.length === 0 && missing.length === 0) continue;
+    const show = (xs: readonly number[]) => `[${xs.join(', ')}]`;
+    return `range ${d.id}: the map names ${show(d.replicas)} (generation ${d.generation}), nodes ${show(running)} run it${stray.length > 0 ? `; ${show(stray)} hold a copy the map does not name` : ''}${missing.length > 0 ? `; ${show(missing)} named and not running it` : ''}`;
+  }
+  return null;
+}

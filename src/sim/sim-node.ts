@@ -571,6 +571,8 @@ export class SimNode implements LogView {
       checkEveryMs: SIM_MAP_REPAIR_MS,
       leaderCheckMs: 100,
       recordTimeoutMs: SIM_META_RECORD_MS,
+      // As the product's (node-ranges.ts): two request timeouts.
+      strayLearnerGraceMs: 2 * SIM_META_RECORD_MS,
       log: silent,
     });
   }
@@ -874,7 +876,8 @@ export class SimNode implements LogView {
           // A compaction changes no revision and is no client's write: the snapshot images
           // compared at each index check that replicas agree on what it left.
           // A split is no client's write either: the range map and the seeds' images check it.
-          // Nor is a record of a range's replicas after a move (the range checks read it).
+          // Nor is a record of a range's replicas after a move, nor the mark a learner's
+          // removal leaves before it (the range checks read them).
           if (
             decodeCompaction(c.payload) !== null ||
             isSplitEntry(c.payload) ||

@@ -378,6 +378,60 @@ void test('a replicas record sets the voters at generation plus one, is refused 
   assert.equal(back.kv.keyCount(), 1);
 });
 
+void test("a learner removal's mark: set at its generation, refused when stale, carried by a snapshot, cleared by a record or a split", async () => {
+  const d: RangeDescriptor = {
+    id: 5,
+    start: b('b'),
+    end: b('m'),
+    generation: 2,
+    replicas: [1, 2, 3],
+  };
+  const { rm, sm, log, splits } = sessioned(d);
+  const mark = (generation: number): RangeCommand => ({ recordDue: { generation } });
+  assert.equal(rm.recordDue(), false);
+  for (const g of [1, 3]) {
+    const [x] = log.run(env(mark(g))) as [{ error?: { code: string } }];
+    assert.equal(x.error?.code, 'WRONG_RANGE', `generation ${g}`);
+    assert.equal(rm.recordDue(), false, `generation ${g}`);
+  }
+  const [r] = log.run(env(mark(2))) as [{ kind: string; range?: RangeDescriptor }];
+  assert.equal(r.kind, 'replicas');
+  assert.deepEqual(r.range, d, 'a mark changes the descriptor');
+  assert.equal(rm.recordDue(), true);
+  // Carried by a snapshot (restored marked), and absent from one taken without it.
+  const marked = await restoredFrom(await bytes(sm.snapshot()));
+  assert.equal(marked.rm.recordDue(), true);
+  assert.deepEqual(marked.rm.descriptor(), d);
+  // A record of the voters clears it, at the next generation.
+  log.run(env({ replicas: { generation: 2, voters: [1, 2, 3] } }));
+  assert.equal(rm.recordDue(), false);
+  assert.equal(rm.descriptor().generation, 3);
+  assert.equal((await restoredFrom(await bytes(sm.snapshot()))).rm.recordDue(), false);
+  // A split clears it too, and the right half starts unmarked.
+  log.run(env(mark(3)));
+  assert.equal(rm.recordDue(), true);
+  log.run(env(split('e', 6, 3)));
+  assert.equal(rm.recordDue(), false);
+  const right = splits[0];
+  assert.ok(right !== undefined, 'no split applied');
+  const seeded = new RangeMachine({ limits });
+  await new SessionMachine(seeded).restore(right.seed);
+  assert.equal(seeded.recordDue(), false);
+  // Malformed marks are refused and change nothing.
+  const bad = (x: unknown): Uint8Array =>
+    encodeEnvelope({ client: '', seq: 0, timeMs: 0, payload: packr.pack(x) });
+  for (const x of [
+    { recordDue: { generation: -1 } },
+    { recordDue: { generation: 4, voters: [1] } },
+    { recordDue: 4 },
+    { recordDue: { generation: 4 }, extra: 1 },
+  ]) {
+    const [y] = log.run(bad(x)) as [{ refused?: string }];
+    assert.equal(y.refused, 'BAD_COMMAND', JSON.stringify(x));
+  }
+  assert.equal(rm.recordDue(), false);
+});
+
 /** A state with history, deletions, a compaction and leases on both sides of 'm'. */
 function busyLog(log: Log, reference: Log): void {
   const cmds: KvCommand[] = [

@@ -336,6 +336,8 @@ void test('drain moves run up to four at once, each on its own range; other step
   );
   assert.equal(new Set(running.map((r) => r.range)).size, drainMovesInFlight, seen());
   assert.deepEqual(loop.status().current, running[0]);
+  // A fifth move is planned and waits for a place: there is a step to take.
+  assert.equal(loop.status().ready, true, seen());
   // One done: the next starts, still at most four.
   (waiting.shift() as () => void)();
   await until(seen, () => c.calls.length === before + drainMovesInFlight + 1, 5_000);
@@ -637,6 +639,7 @@ void test('ranges in flux are left alone; so is everything when off or not leadi
     clock.advance(1_000);
   }
   assert.equal(loop.status().pending, 1, 'the move of range 4 stays planned, not carried out');
+  assert.equal(loop.status().ready, false, 'said ready to take a step it holds back');
   assert.deepEqual(
     c.map
       .ranges()

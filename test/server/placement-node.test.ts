@@ -174,6 +174,7 @@ void test('the placement status as the CLI prints it', () => {
     target: 3,
     phase: 'rebalance',
     pending: 5,
+    ready: false,
     current: { kind: 'move', range: 7, from: 4, to: 1 },
     running: [
       { kind: 'move', range: 7, from: 4, to: 1 },
@@ -217,6 +218,21 @@ void test('the placement status as the CLI prints it', () => {
     last: null,
   });
   assert.doesNotMatch(off, /now:/);
+  // Steps pending and none to take, none under way: said to wait, not left to look stalled.
+  const idle = renderPlacement({ ...p, phase: 'leaders', pending: 2, current: null, running: [] });
+  assert.match(
+    idle,
+    /\npending steps: 2 \(leaders\), none to take now: each touches a range changed lately or backing off, or would not even the counts\n/,
+  );
+  assert.match(
+    renderPlacement({ ...p, running: [], current: null, ready: true }),
+    /\npending steps: 5 \(rebalance\)\n/,
+  );
+  const { ready: _r, ...unsaid } = p;
+  assert.match(
+    renderPlacement({ ...unsaid, running: [], current: null }),
+    /\npending steps: 5 \(rebalance\)\n/,
+  );
   // A node of an earlier release says only `current`.
   const { running: _, ...older } = p;
   assert.match(renderPlacement(older), /\nnow: move range 7 from 4 to 1\nlast:/);

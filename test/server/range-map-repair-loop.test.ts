@@ -5,10 +5,13 @@
 // planted loop that looks for new leadership too seldom shows the first check can fail. A
 // learner no change wants is removed by the range's leader once it stayed so for the grace, not
 // before, not while a change holds the range, not by a follower, and not from ranges 0-2; the
-// range's voters are recorded at its next generation after.
+// range's voters are recorded at its next generation after. A removal whose record was lost
+// (its leader deposed between the two) leaves the mark the removal began with, and the next
+// leader records the voters past the grace; without the mark nothing would.
 
 import assert from 'node:assert/strict';
 import test from 'node:test';
+import { unpack } from 'msgpackr';
 import pino from 'pino';
 import { simpleConf, type ConfChange, type ConfState } from '../../src/raft/index.js';
 import { RangeMap } from '../../src/ranges/range-map.js';
@@ -17,7 +20,7 @@ import type { MetaResult, MetaStateMachine } from '../../src/ranges/meta-machine
 import type { RangeLane } from '../../src/server/range-lanes.js';
 import { decodeEnvelope } from '../../src/host/envelope.js';
 import { RangeMachine } from '../../src/ranges/range-machine.js';
-import { MapRepair, strayLearners } from '../../src/server/range-map-repair.js';
+import { MapRepair, strayLearners, unrecordedVoters } from '../../src/server/range-map-repair.js';
 import { TimerClock } from '../support/timer-clock.js';
 
 const key = (s: string) => new TextEncoder().encode(s);
@@ -46,7 +49,7 @@ function world(leaderCheckMs: number) {
         appliedIndex: () => 10,
         status: () => ({ commit: 10, conf: simpleConf([1, 2, 4]) }),
       },
-      range: { descriptor: () => own, children: () => [] },
+      range: { descriptor: () => own, children: () => [], recordDue: () => false },
     },
   } as unknown as RangeLane;
   const record = (d: RangeDescriptor): Promise<MetaResult> => {
@@ -137,9 +140,24 @@ void test('a range this node has just come to lead is repaired before the next f
   }
 });
 
-/** Range `id`, recorded as in the map, led by `leader`, with learner 4 left over. */
-function strayWorld(o: { readonly id: number; readonly graceMs: number }) {
-  let conf: ConfState = { ...simpleConf([1, 2, 3]), learners: [4] };
+/**
+ * Range `id`, recorded as in the map, led by `leader`, with learner 4 left over (or, with
+ * `removedUnrecorded`, removed already by a leader deposed before its record: the range's log
+ * marked the voters due, `due` unless told otherwise). Its log applies the marks and records
+ * proposed (`failRecords`: each record's proposal fails, as a deposed leader's does).
+ */
+function strayWorld(o: {
+  readonly id: number;
+  readonly graceMs: number;
+  readonly removedUnrecorded?: boolean;
+  readonly due?: boolean;
+  readonly failRecords?: boolean;
+}) {
+  let conf: ConfState =
+    o.removedUnrecorded === true
+      ? simpleConf([1, 2, 3])
+      : { ...simpleConf([1, 2, 3]), learners: [4] };
+  let due = o.removedUnrecorded === true && o.due !== false;
   const own: RangeDescriptor = {
     id: o.id,
     start: key(''),
@@ -158,7 +176,13 @@ function strayWorld(o: { readonly id: number; readonly graceMs: number }) {
         appliedIndex: () => 10,
         status: () => ({ commit: 10, conf }),
         propose: (data: Uint8Array) => {
-          recorded.push(decodeEnvelope(data).payload);
+          const payload = decodeEnvelope(data).payload;
+          // Decoded from a copy: msgpackr leaves a property on the bytes it reads.
+          const marks = 'recordDue' in (unpack(payload.slice()) as object);
+          if (!marks && o.failRecords === true)
+            return Promise.reject(new Error('no longer the leader'));
+          recorded.push(payload);
+          due = marks;
           return Promise.resolve(null);
         },
         proposeConfChange: (cc: ConfChange) => {
@@ -169,7 +193,7 @@ function strayWorld(o: { readonly id: number; readonly graceMs: number }) {
           return Promise.resolve(conf);
         },
       },
-      range: { descriptor: () => own, children: () => [] },
+      range: { descriptor: () => own, children: () => [], recordDue: () => due },
     },
   } as unknown as RangeLane;
   // The map already holds the range as its log says: only the stray learner is left to do.
@@ -203,6 +227,7 @@ function strayWorld(o: { readonly id: number; readonly graceMs: number }) {
     proposed,
     recorded,
     conf: () => conf,
+    due: () => due,
     follow: () => (leader = 2),
     lead: () => (leader = 1),
   };
@@ -234,9 +259,12 @@ void test('the leader removes a learner no change wants once it stayed past the 
     // Then the voters are recorded at the next generation: the map, once it copied that, tells
     // the removed node's copy (sent nothing more) that the range left it.
     assert.equal(await settle(() => w.recorded.length > 0), true, 'nothing recorded after');
+    // The log marked them due first: a leader deposed before the record leaves the mark.
     assert.deepEqual(w.recorded, [
+      RangeMachine.encode({ recordDue: { generation: 2 } }),
       RangeMachine.encode({ replicas: { generation: 2, voters: [1, 2, 3] } }),
     ]);
+    assert.equal(w.due(), false, 'the record left the mark');
     assert.equal(await settle(() => w.repair.straysRemoved === 1), true, 'not counted');
     assert.equal(w.busy.size, 0, 'the range lock was not given back');
     w.clock.advance(30_000);
@@ -254,6 +282,57 @@ void test('the leader removes a learner no change wants once it stayed past the 
   } finally {
     planted.repair.stop();
   }
+});
+
+void test("a learner's removal whose record was lost leaves a mark, and the next leader records the voters", async () => {
+  // The leader that removes the learner is deposed before its record: the mark stays.
+  const first = strayWorld({ id: 5, graceMs: 10_000, failRecords: true });
+  first.repair.start();
+  try {
+    first.clock.advance(11_000);
+    assert.equal(await settle(() => first.conf().learners.length === 0), true, 'not removed');
+    assert.deepEqual(first.recorded, [RangeMachine.encode({ recordDue: { generation: 2 } })]);
+    assert.equal(first.due(), true, 'the removal left no mark');
+  } finally {
+    first.repair.stop();
+  }
+  // The next leader: voters [1, 2, 3] are the replicas recorded, yet the mark says a record is
+  // owed. Within the grace nothing; past it, the voters at the next generation.
+  const next = strayWorld({ id: 5, graceMs: 10_000, removedUnrecorded: true });
+  next.repair.start();
+  try {
+    next.clock.advance(9_000);
+    assert.equal(await settle(() => next.recorded.length > 0), false, 'recorded within the grace');
+    next.clock.advance(2_000);
+    assert.equal(await settle(() => next.recorded.length > 0), true, 'the owed record never sent');
+    assert.deepEqual(next.recorded, [
+      RangeMachine.encode({ replicas: { generation: 2, voters: [1, 2, 3] } }),
+    ]);
+    assert.equal(await settle(() => next.repair.votersRecorded === 1), true, 'not counted');
+    assert.deepEqual(next.proposed, [], 'a configuration change was proposed');
+  } finally {
+    next.repair.stop();
+  }
+  // Planted: without the mark (as before it), the same range is never recorded again.
+  const unmarked = strayWorld({ id: 5, graceMs: 10_000, removedUnrecorded: true, due: false });
+  unmarked.repair.start();
+  try {
+    unmarked.clock.advance(60_000);
+    assert.equal(await settle(() => unmarked.recorded.length > 0), false);
+  } finally {
+    unmarked.repair.stop();
+  }
+});
+
+void test('unrecorded voters: different from the replicas, or marked due; never mid-change', () => {
+  const c = simpleConf([1, 2, 3]);
+  const d = { replicas: [1, 2, 3] };
+  assert.equal(unrecordedVoters(3, c, d, false), null);
+  assert.deepEqual(unrecordedVoters(3, c, d, true), [1, 2, 3]);
+  assert.deepEqual(unrecordedVoters(3, simpleConf([3, 1, 2, 4]), d, false), [1, 2, 3, 4]);
+  assert.equal(unrecordedVoters(3, { ...c, learners: [4] }, d, true), null, 'a learner is there');
+  assert.equal(unrecordedVoters(3, { ...c, outgoing: [1, 2, 4] }, d, true), null, 'joint');
+  assert.equal(unrecordedVoters(0, c, d, true), null, 'range 0 follows the membership');
 });
 
 void test('stray learners: only of ranges split off range 0, and not while joint', () => {

@@ -33,6 +33,9 @@ const removesFirst: ReplicaStepFn = (c, d, change, self) => {
   return nextReplicaStep(c, d, change, self);
 };
 
+/** Gives nothing up: a copy the range left keeps running, and is not recorded retired. */
+const keepsEverything: RetirePlant = () => Promise.resolve();
+
 /** Records the range given up, but neither stops its group nor deletes its directory. */
 const keepsServing: RetirePlant = (id, _groups, dirs) => {
   dirs.retire(id);
@@ -47,11 +50,12 @@ function note(t: TestContext, r: SimResult): void {
 async function caughtBy(
   planted: Pick<SimOptions, 'replicaStep' | 'plantRetire'>,
   kind: string,
+  o: Pick<SimOptions, 'meta'> = {},
 ): Promise<SimResult> {
   for (let seed = 0; seed < SEED_BOUND; seed++) {
-    const r = await runSeed({ seed, ranges: true, moves: true, ...planted });
+    const r = await runSeed({ seed, ranges: true, moves: true, ...o, ...planted });
     if (r.violations.some((v) => v.kind === kind)) {
-      const control = await runSeed({ seed, ranges: true, moves: true });
+      const control = await runSeed({ seed, ranges: true, moves: true, ...o });
       const broken = control.violations.filter((v) => SAFETY_KINDS.has(v.kind));
       assert.deepEqual(broken, [], `correct moves also fail seed ${seed}`);
       assert.ok(control.stats.moveSteps > 0, `seed ${seed} took no move step`);
@@ -67,6 +71,14 @@ void test('a step function that removes before it adds is caught as range-replic
 
 void test('a retired range left running is caught as retired-serving', async (t) => {
   note(t, await caughtBy({ plantRetire: keepsServing }, 'retired-serving'));
+});
+
+// Once settled, the nodes holding a copy of a range must be the replicas the map names: a copy
+// a node was moved off and never gave up is caught, though the range itself is well.
+void test('a copy never given up is caught as placement (meta)', async (t) => {
+  const r = await caughtBy({ plantRetire: keepsEverything }, 'placement', { meta: true });
+  assert.match(r.violations[0]?.message ?? '', /hold a copy the map does not name/);
+  note(t, r);
 });
 
 void test('correct moves: seeds move replicas and break nothing', async () => {

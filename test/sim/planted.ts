@@ -201,6 +201,7 @@ export const SAFETY_KINDS: ReadonlySet<ViolationKind> = new Set<ViolationKind>([
   'retired-serving',
   'meta-map',
   'meta-agreement',
+  'placement',
 ]);
 
 export interface PlantedBug {
