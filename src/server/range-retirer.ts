@@ -22,8 +22,10 @@
 //     that believes it votes refuses and which replaces any other copy. Every generation the
 //     range records comes with no learner in its configuration: a move's record waits for
 //     its stray learners to go, a split is refused while any learner is there, and a learner's
-//     removal is followed by a record of the voters (removeLearner, range-replicas.ts), so
-//     the copy a removed learner leaves (sent nothing more) sees such a generation in the map.
+//     removal is followed by a record of the voters (removeLearner, range-replicas.ts; made by
+//     the next leader's map repair when its own leader was deposed first, from the mark the
+//     removal leaves), so the copy a removed learner leaves (sent nothing more) sees such a
+//     generation in the map.
 //     A prepared copy is judged by 1 only once it applied a configuration naming it at the
 //     generation it was prepared at or later, and by 3 against that generation rather than
 //     its own: the leader's first snapshot may be older than the change that removed it
