@@ -102,6 +102,14 @@ export class Raft {
    */
   recoveryBaseline: Index = -1;
   recoveryTarget: Index = 0;
+  /**
+   * The last index of our log known to agree with this term's leader's: through the last
+   * append from it we accepted, or its snapshot (0 at each new term). A node recovering lost
+   * data takes a heartbeat's commit index no further than this or its own commit
+   * (handleHeartbeat): its log may hold another term's leader's entries, and the leader's
+   * record of what it acknowledged may be from before it lost them.
+   */
+  leaderMatched: Index = 0;
   stepRole: StepFn = stepFollower;
   tickRole: TickFn = tickElection;
 
@@ -526,6 +534,7 @@ export class Raft {
       this.vote = NONE;
       this.recoveryBaseline = -1;
       this.recoveryTarget = 0;
+      this.leaderMatched = 0;
       this.campaignAfterApply = false;
     }
     this.leader = NONE;

@@ -64,6 +64,7 @@ function handleAppend(r: Raft, m: AppendRequest): void {
   }
   const lastNew = r.log.maybeAppend(m.prevIndex, m.prevTerm, m.entries);
   if (lastNew >= 0) {
+    r.leaderMatched = Math.max(r.leaderMatched, lastNew);
     r.log.commitTo(Math.min(m.commit, lastNew));
     sendAppendResponse(r, m.from, true, lastNew, 0, 0);
     return;
@@ -74,14 +75,24 @@ function handleAppend(r: Raft, m: AppendRequest): void {
 }
 
 function handleHeartbeat(r: Raft, m: Heartbeat): void {
-  if (m.commit > r.log.lastIndex()) {
-    // The leader sends min(commit, our match): it believes we acknowledged entries we do not
-    // have, so we lost them. Say where our log ends, as a rejected append does, so the
-    // leader stops believing it (an idle leader sends no append that would show it).
-    sendAppendResponse(r, m.from, false, m.commit, r.log.lastIndex(), r.log.lastTerm(), true);
+  // The leader sends min(commit, our match), so, our log intact, this never commits past our
+  // agreement. A node that lost its data may have acknowledged entries to this leader before,
+  // forgotten its term with them, and taken another term's leader's entries at those indexes
+  // since (simulator seed 2426 of `--ranges --moves --meta --wipe-every 600`: a wiped node
+  // took a deposed leader's entry 7 of term 7, then committed it on the heartbeat of the
+  // leader of term 8, whose entry 7 was another). While recovering, only what this leader's
+  // appends showed agrees, and what we committed ourselves.
+  const agreed =
+    r.recoveryState === 'recovering'
+      ? Math.min(r.log.lastIndex(), Math.max(r.leaderMatched, r.log.committed))
+      : r.log.lastIndex();
+  if (m.commit > agreed) {
+    // It believes we acknowledged entries we do not have (or cannot show we have): we lost
+    // them. Say where our agreement ends, as a rejected append does, so the leader stops
+    // believing it (an idle leader sends no append that would show it).
+    sendAppendResponse(r, m.from, false, m.commit, agreed, r.log.term(agreed) ?? 0, true);
   }
-  // The leader sends min(commit, our match), so this never commits past our agreement.
-  r.log.commitTo(Math.min(m.commit, r.log.lastIndex()));
+  r.log.commitTo(Math.min(m.commit, agreed));
   const resp: HeartbeatResponse = {
     type: 'heartbeat-resp',
     from: r.id,

@@ -133,6 +133,8 @@ export class MapRepair {
   straysRemoved = 0;
   /** Ranges whose unrecorded voters this node recorded, since start. */
   votersRecorded = 0;
+  /** Of those, the ones a learner's removal had marked due (its own record never made). */
+  marksRecorded = 0;
 
   constructor(private readonly o: MapRepairOptions) {
     this.periodic = new Periodic(o.clock, o.checkEveryMs, () => void this.pass());
@@ -265,6 +267,7 @@ export class MapRepair {
       await recordVoters(lane.group, { clock: this.o.clock, signal: bound.signal });
       this.unrecorded.delete(lane.id);
       this.votersRecorded++;
+      if (due) this.marksRecorded++;
       this.o.log.info(
         { range: lane.id, voters, waitedMs, due },
         `recorded range ${lane.id}'s voters [${voters.join(', ')}]: ${due ? "a learner's removal" : 'a change'} left them unrecorded for ${waitedMs} ms`,

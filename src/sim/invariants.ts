@@ -71,6 +71,8 @@ export class Invariants {
   private readonly confs: ConfChecker;
   /** With moves: each range's configurations (for durability), by group. */
   private readonly rangeConfs = new Map<number, ConfChecker>();
+  /** Each range's replica count when first seen, at its split (replicasProblem). */
+  private readonly madeReplicas = new Map<number, number>();
   /** Each range's newest descriptor any node applied so far in the run (the range-map check). */
   private readonly newestRanges = new Map<number, RangeDescriptor>();
   /** With meta: the map each node's meta machine applied last, and in which incarnation. */
@@ -151,7 +153,7 @@ export class Invariants {
 
   /** Every range's voters n, n+1 or n; a range given up serves nowhere. */
   private checkMoves(): void {
-    const replicas = replicasProblem(this.nodes);
+    const replicas = replicasProblem(this.nodes, this.madeReplicas);
     if (replicas !== null) this.checker.report('range-replicas', replicas);
     const retired = retiredServingProblem(this.nodes);
     if (retired !== null) this.checker.report('retired-serving', retired);

@@ -229,6 +229,8 @@ export class SimNode implements LogView {
   private groups: RangeGroups | null = null;
   /** With moves: ranges being changed or given up here, one thing at a time per range. */
   readonly busy = new Set<RangeId>();
+  /** Every incarnation's map repair, for the run's counts (repairCounts). */
+  private readonly repairs: MapRepair[] = [];
   private rangeRetirer: RangeRetirer | null = null;
   private readonly services = new Map<GroupId, KvService>();
   private metaParts: SimMetaParts | null = null;
@@ -461,7 +463,9 @@ export class SimNode implements LogView {
       const meta = await this.bootMeta(gen, nodeHost, first.runtime, recoveryOf, nodeRecovery);
       if (gen !== this.gen || meta === null) return;
       this.metaParts = meta;
-      this.mapRepair(meta, groups).start();
+      const repair = this.mapRepair(meta, groups);
+      this.repairs.push(repair);
+      repair.start();
     }
     if (moves) {
       // As node.ts: the ranges splits started first, then those this node was added to.
@@ -734,6 +738,19 @@ export class SimNode implements LogView {
     } finally {
       this.busy.delete(id);
     }
+  }
+
+  /**
+   * What this node's map repairs did, every incarnation's summed: stray learners removed,
+   * ranges whose voters they recorded, and of those the ones a learner's removal had marked.
+   */
+  repairCounts(): { straysRemoved: number; votersRecorded: number; marksRecorded: number } {
+    const sum = (f: (r: MapRepair) => number): number => this.repairs.reduce((n, r) => n + f(r), 0);
+    return {
+      straysRemoved: sum((r) => r.straysRemoved),
+      votersRecorded: sum((r) => r.votersRecorded),
+      marksRecorded: sum((r) => r.marksRecorded),
+    };
   }
 
   /** Range `id`'s group, when this node runs it. */

@@ -118,6 +118,9 @@ export class Simulation implements NodeHost, WorkloadHost {
     movesAbandoned: 0,
     movesBeside: 0,
     splitsRecorded: 0,
+    straysRemoved: 0,
+    votersRecorded: 0,
+    marksRecorded: 0,
     quiesces: 0,
     wakes: 0,
     silenceWakes: 0,
@@ -561,6 +564,12 @@ export class Simulation implements NodeHost, WorkloadHost {
       });
     }
     this.stats.virtualMs = this.nowMs;
+    for (const n of this.nodes) {
+      const c = n.repairCounts();
+      this.stats.straysRemoved += c.straysRemoved;
+      this.stats.votersRecorded += c.votersRecorded;
+      this.stats.marksRecorded += c.marksRecorded;
+    }
     const violations = this.checker.violations;
     return {
       seed: this.options.seed,

@@ -123,6 +123,12 @@ export interface SimStats {
   movesBeside: number;
   /** Splits whose halves the splitting client saw recorded in the meta map (meta). */
   splitsRecorded: number;
+  /** With meta: stray learners the nodes' map repairs removed (range-map-repair.ts). */
+  straysRemoved: number;
+  /** With meta: ranges whose unrecorded voters the map repairs recorded. */
+  votersRecorded: number;
+  /** Of those, ranges a learner's removal had marked due (its own record was never made). */
+  marksRecorded: number;
   /** Quiescing (profile.quiesce): a node's group went quiet, and woke again. */
   quiesces: number;
   wakes: number;

@@ -201,3 +201,43 @@ async function passesWithWipes(seed: number): Promise<void> {
   assert.deepEqual(r.violations, [], r.replay);
   assert.ok(r.stats.wipes > 0, JSON.stringify(r.stats));
 }
+
+// Found once the simulated map repair had the product's stray grace: a move of range 3 promoted
+// its new replica and waited more than the grace to remove the old one (its leader was the one
+// to go), the map repair recorded the four voters, and the removal then took the range back to
+// three with its descriptor naming four. The product does so by design (range-map-repair.ts);
+// the checker took it for a move that removed before it added. A range may now come back to the
+// count it was made with (replicasProblem, range-checks.ts). Replay:
+// npm run sim -- --seed 1403 --ranges --moves --meta --concurrent-moves 4 --wipe-every 600
+void test('seed 1403 (ranges, moves, meta, four movers, wipes): voters the repair recorded mid-move go back to the count the range was made with', async () => {
+  const r = await runSeed({
+    seed: 1403,
+    ranges: true,
+    moves: true,
+    meta: true,
+    concurrentMoves: 4,
+    profile: { wipeEveryMs: 600 },
+  });
+  assert.deepEqual(r.violations, [], r.replay);
+  assert.ok(r.stats.votersRecorded > 0, JSON.stringify(r.stats));
+});
+
+// Found by a sweep of this stop: node 5, wiped after acknowledging entry 7 to the leader of
+// term 8, came back with nothing; node 3, deposed leader of term 7 (check-quorum off), filled
+// its log with its own entry 7; the leader's heartbeat then carried min(commit, the old match)
+// = 7, and node 5 committed node 3's entry where the cluster had committed the leader's no-op
+// (state-machine-safety, committed-lost). A recovering follower now takes a heartbeat's commit
+// only as far as this leader's appends or its own commit showed its log agrees (handleHeartbeat,
+// src/raft/step-follower.ts). Replay:
+// npm run sim -- --seed 2426 --ranges --moves --meta --wipe-every 600
+void test("seed 2426 (ranges, moves, meta, wipes): a wiped follower does not commit a deposed leader's entry on the heartbeat of the current one", async () => {
+  const r = await runSeed({
+    seed: 2426,
+    ranges: true,
+    moves: true,
+    meta: true,
+    profile: { wipeEveryMs: 600 },
+  });
+  assert.deepEqual(r.violations, [], r.replay);
+  assert.ok(r.stats.wipes > 0, JSON.stringify(r.stats));
+});
