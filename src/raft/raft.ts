@@ -104,8 +104,9 @@ export class Raft {
   recoveryTarget: Index = 0;
   /**
    * The last index of our log known to agree with this term's leader's: through the last
-   * append from it we accepted, or its snapshot (0 at each new term). A node recovering lost
-   * data takes a heartbeat's commit index no further than this or its own commit
+   * append from it we accepted (0 at each new term; a snapshot from it moves our commit index,
+   * which counts as well). A node recovering lost data takes a heartbeat's commit index no
+   * further than this or its own commit
    * (handleHeartbeat): its log may hold another term's leader's entries, and the leader's
    * record of what it acknowledged may be from before it lost them.
    */
